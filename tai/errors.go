@@ -1,0 +1,190 @@
+package tai
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"time"
+)
+
+// Outcome is how a signal ended.
+type Outcome uint8
+
+// The outcomes. The zero Outcome is Succeeded.
+const (
+	// Succeeded: the policies allowed the signal and the action returned
+	// no error.
+	Succeeded Outcome = iota
+	// Denied: a policy said no (or Review, with WithHoldOnReview).
+	Denied
+	// Rejected: the signal was shed before the action ran — a gate (rate
+	// limit, stopped line) or a guard (open breaker) turned it away, or it
+	// was not a valid signal.
+	Rejected
+	// Failed: a policy or the action erred, panicked, or the context ended.
+	Failed
+)
+
+var outcomeNames = [...]string{"succeeded", "denied", "rejected", "failed"}
+
+// String returns "succeeded", "denied", "rejected" or "failed".
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// MarshalText encodes the outcome as its String.
+func (o Outcome) MarshalText() ([]byte, error) {
+	if int(o) >= len(outcomeNames) {
+		return nil, fmt.Errorf("tai: invalid outcome %d", uint8(o))
+	}
+	return []byte(o.String()), nil
+}
+
+// Outcomes lists every Outcome, for code that pre-creates one counter each.
+var Outcomes = [...]Outcome{Succeeded, Denied, Rejected, Failed}
+
+var (
+	// ErrDenied matches (errors.Is) every *DeniedError.
+	ErrDenied = errors.New("tai: denied")
+	// ErrRejected matches every *RejectedError.
+	ErrRejected = errors.New("tai: rejected")
+	// ErrInvalidSignal matches the error Process returns for a signal
+	// without an ID or a Kind. It is a rejection: errors.Is(err,
+	// ErrRejected) holds too.
+	ErrInvalidSignal = errors.New("tai: invalid signal")
+	// ErrAbandoned is returned when a Guard returned while the action it
+	// started was still running.
+	ErrAbandoned = errors.New("tai: guard returned before the action it started")
+)
+
+// OutcomeOf tells the Outcome an error from Process stands for: nil is
+// Succeeded, a *DeniedError is Denied, a *RejectedError is Rejected, any
+// other error is Failed. A caller maps outcomes to responses in one switch:
+//
+//	switch tai.OutcomeOf(err) {
+//	case tai.Succeeded: // 200
+//	case tai.Denied:    // 402 or 403
+//	case tai.Rejected:  // 429 or 503, with RetryAfter(err)
+//	case tai.Failed:    // 502
+//	}
+func OutcomeOf(err error) Outcome {
+	switch {
+	case err == nil:
+		return Succeeded
+	case errors.Is(err, ErrDenied):
+		return Denied
+	case errors.Is(err, ErrRejected):
+		return Rejected
+	}
+	return Failed
+}
+
+// DeniedError is returned when a policy denies a signal (or holds it for
+// review). It carries the Decision.
+type DeniedError struct {
+	Decision Decision
+}
+
+func (e *DeniedError) Error() string {
+	d := &e.Decision
+	msg := "tai: " + d.Verdict.String()
+	if d.Policy != "" {
+		msg += " by policy " + strconv.Quote(d.Policy)
+	}
+	if d.Reason != "" {
+		msg += ": " + d.Reason
+	}
+	return msg
+}
+
+// Is reports whether target is ErrDenied.
+func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
+
+// RejectedError is returned when a gate or a guard sheds a signal. Err is
+// the hook's own error, reachable with errors.Is and errors.As.
+type RejectedError struct {
+	Stage Stage  // StageGate or StageAction (a guard); StageSignal for an invalid signal
+	Hook  string // the gate's or guard's name, when it has one
+	Err   error
+}
+
+func (e *RejectedError) Error() string {
+	msg := "tai: rejected at " + e.Stage.String()
+	if e.Hook != "" {
+		msg += " " + strconv.Quote(e.Hook)
+	}
+	return msg + ": " + e.Err.Error()
+}
+
+// Is reports whether target is ErrRejected.
+func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
+
+// Unwrap returns the hook's error.
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// RetryAfter returns the retry hint of the error, if any error in its tree
+// has a method RetryAfter() time.Duration (heijunka and jidoka errors do).
+// It returns 0 when there is none.
+func RetryAfter(err error) time.Duration {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return ra.RetryAfter()
+	}
+	return 0
+}
+
+// PolicyError is returned when a policy errs (or returns no verdict). The
+// signal fails closed: the action does not run.
+type PolicyError struct {
+	Policy string
+	Err    error
+}
+
+func (e *PolicyError) Error() string {
+	if e.Policy == "" {
+		return "tai: policy failed: " + e.Err.Error()
+	}
+	return "tai: policy " + strconv.Quote(e.Policy) + " failed: " + e.Err.Error()
+}
+
+// Unwrap returns the policy's error.
+func (e *PolicyError) Unwrap() error { return e.Err }
+
+// PanicError is a recovered panic from a gate, policy, guard or action. The
+// signal fails; the process keeps running.
+type PanicError struct {
+	Stage Stage
+	Value any    // what was passed to panic
+	Stack []byte // the goroutine's stack where it panicked
+}
+
+func newPanicError(stage Stage, v any) *PanicError {
+	return &PanicError{Stage: stage, Value: v, Stack: debug.Stack()}
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("tai: panic in %s: %v", e.Stage, e.Value)
+}
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// StageError is returned when the context ends between stages.
+type StageError struct {
+	Stage Stage // the stage that was about to run
+	Err   error // ctx.Err()
+}
+
+func (e *StageError) Error() string {
+	return "tai: before " + e.Stage.String() + ": " + e.Err.Error()
+}
+
+// Unwrap returns the context's error.
+func (e *StageError) Unwrap() error { return e.Err }

@@ -1,0 +1,222 @@
+package tai
+
+import (
+	"context"
+	"encoding/hex"
+	"strconv"
+	"time"
+)
+
+// A Gate admits or rejects a signal before any policy runs. Gates carry the
+// admission controls of the line: per-key rate limits (heijunka), a stopped
+// line (jidoka), a ramp that admits only a share of keys.
+//
+// Admit returns nil to let the signal through. Any error rejects it: the
+// pipeline wraps the error in a *RejectedError, so the caller sees Outcome
+// Rejected and can still reach the gate's own error with errors.Is and
+// errors.As (heijunka.ErrLimited, jidoka.ErrLineStopped, ...).
+type Gate interface {
+	Admit(ctx context.Context, key string) error
+}
+
+// GateFunc adapts an ordinary function to a Gate, as http.HandlerFunc does
+// for handlers.
+type GateFunc func(ctx context.Context, key string) error
+
+// Admit calls f(ctx, key).
+func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, key) }
+
+// A Guard wraps the action: a circuit breaker, a timeout, a bulkhead.
+//
+// Do either calls fn exactly once and returns its error (or an error of its
+// own that replaces it), or does not call fn at all and returns the reason
+// (breaker open, bulkhead full). The pipeline tells the two apart: when fn
+// was never called the outcome is Rejected, otherwise it follows the error.
+//
+// Do must not return before a call of fn it started has returned. A guard
+// that abandons fn (runs it on another goroutine and stops waiting) breaks
+// that contract; the pipeline detects it, fails the signal and discards the
+// late result.
+type Guard interface {
+	Do(ctx context.Context, fn func(context.Context) error) error
+}
+
+// GuardFunc adapts an ordinary function to a Guard.
+type GuardFunc func(ctx context.Context, fn func(context.Context) error) error
+
+// Do calls f(ctx, fn).
+func (f GuardFunc) Do(ctx context.Context, fn func(context.Context) error) error { return f(ctx, fn) }
+
+// An Observer sees every finished signal as a Record: metrics, andon boards,
+// audit trails. Observe runs on the goroutine that called Process, after the
+// result is known and before Process returns, so it should be quick; an
+// Observer that does slow work (network, disk) hands it to its own goroutine.
+//
+// The Record is passed by value and may be kept. A panic in Observe is
+// recovered and logged; it never changes the result of the signal.
+type Observer interface {
+	Observe(ctx context.Context, r Record)
+}
+
+// ObserverFunc adapts an ordinary function to an Observer.
+type ObserverFunc func(ctx context.Context, r Record)
+
+// Observe calls f(ctx, r).
+func (f ObserverFunc) Observe(ctx context.Context, r Record) { f(ctx, r) }
+
+// Stage names a step of the pipeline.
+type Stage uint8
+
+// The stages of a signal, in the order they run. StageSignal is the whole
+// signal; it is the parent of the others in a trace.
+const (
+	StageSignal Stage = iota
+	StageGate
+	StagePolicy
+	StageAction
+	numStages
+)
+
+var stageNames = [...]string{"signal", "gate", "policy", "action"}
+
+// String returns "signal", "gate", "policy" or "action".
+func (s Stage) String() string {
+	if int(s) < len(stageNames) {
+		return stageNames[s]
+	}
+	return "stage(" + strconv.Itoa(int(s)) + ")"
+}
+
+// SpanInfo describes a span a Tracer is asked to open. It holds no key and
+// no payload: those can identify a person, and a tracer records them only
+// if its owner chooses to.
+type SpanInfo struct {
+	Stage    Stage
+	Name     string // the gate's or policy's name; the signal's Kind for StageSignal
+	Kind     string // the signal's Kind
+	SignalID string // the signal's ID
+}
+
+// A Tracer opens a span for each stage of a signal and returns a context
+// carrying it, which the pipeline passes on to the stage. The first span of
+// a signal has Stage StageSignal; the others are opened inside its context.
+//
+// Combinators (All, Any, Scored) open a span for each policy or rule they
+// evaluate when they find a Tracer in their context. A Tracer that wants
+// this returns, from its StageSignal Start, a context made with
+// ContextWithTracer. A Tracer that does not (or a no-op one) costs the
+// combinators nothing.
+type Tracer interface {
+	Start(ctx context.Context, info SpanInfo) (context.Context, Span)
+}
+
+// A Span is one stage of a signal in a trace.
+type Span interface {
+	// End closes the span. err is the error the stage ended with, nil on
+	// success; a tracer can tell a denial from a failure with OutcomeOf.
+	End(err error)
+	// SpanContext returns the identifiers of the span, copied into the
+	// signal's Record and Result so logs and audit lines can be joined
+	// with the trace.
+	SpanContext() SpanContext
+}
+
+type tracerKey struct{}
+
+// ContextWithTracer returns a copy of ctx that carries t, so combinators
+// evaluated within it open a span per child policy.
+func ContextWithTracer(ctx context.Context, t Tracer) context.Context {
+	return context.WithValue(ctx, tracerKey{}, t)
+}
+
+// TracerFromContext returns the Tracer stored by ContextWithTracer, or nil.
+func TracerFromContext(ctx context.Context) Tracer {
+	t, _ := ctx.Value(tracerKey{}).(Tracer)
+	return t
+}
+
+// StartSpan opens a span with the Tracer in ctx, if there is one. Without a
+// Tracer it returns ctx and a nil Span; End on the result is then a no-op
+// through EndSpan. Policies use it to trace work of their own.
+func StartSpan(ctx context.Context, info SpanInfo) (context.Context, Span) {
+	if t := TracerFromContext(ctx); t != nil {
+		return t.Start(ctx, info)
+	}
+	return ctx, nil
+}
+
+// EndSpan ends s if it is not nil.
+func EndSpan(s Span, err error) {
+	if s != nil {
+		s.End(err)
+	}
+}
+
+// TraceID is a W3C trace identifier.
+type TraceID [16]byte
+
+// SpanID is a W3C span identifier.
+type SpanID [8]byte
+
+// IsValid reports whether the ID is not all zeros.
+func (t TraceID) IsValid() bool { return t != TraceID{} }
+
+// String returns the ID as 32 lower-case hex digits, or "" for the zero ID.
+func (t TraceID) String() string {
+	if !t.IsValid() {
+		return ""
+	}
+	return hex.EncodeToString(t[:])
+}
+
+// IsValid reports whether the ID is not all zeros.
+func (s SpanID) IsValid() bool { return s != SpanID{} }
+
+// String returns the ID as 16 lower-case hex digits, or "" for the zero ID.
+func (s SpanID) String() string {
+	if !s.IsValid() {
+		return ""
+	}
+	return hex.EncodeToString(s[:])
+}
+
+// SpanContext identifies a span in a trace.
+type SpanContext struct {
+	TraceID TraceID
+	SpanID  SpanID
+	Sampled bool
+}
+
+// Record is what an Observer learns about a finished signal. It carries no
+// payload: observers are not generic, and the payload is where personal data
+// lives.
+type Record struct {
+	ID   string // the signal's ID
+	Kind string // the signal's Kind
+	Key  string // the signal's Key
+
+	Outcome Outcome
+	// Decision is the deciding decision of the policy stage. Its Verdict is
+	// zero when the signal did not reach a decision (a gate rejected it, or
+	// the policy failed).
+	Decision Decision
+	// Err is the error Process returned, nil when Outcome is Succeeded.
+	Err error
+
+	Start    time.Time     // when Process began
+	Duration time.Duration // from Start to the end of the action
+	// Stages holds the time spent in each stage, indexed by Stage. The
+	// StageSignal entry equals Duration; a stage not reached is zero.
+	Stages [numStages]time.Duration
+
+	// Span is the signal's root span, zero without a Tracer.
+	Span SpanContext
+}
+
+// StageDuration returns the time spent in stage s.
+func (r *Record) StageDuration(s Stage) time.Duration {
+	if int(s) < len(r.Stages) {
+		return r.Stages[s]
+	}
+	return 0
+}

@@ -1,0 +1,460 @@
+package tai
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// An Option configures a Pipeline. Options are not generic: only the
+// policy and the action carry the payload and result types.
+type Option func(*options)
+
+type options struct {
+	gates     []Gate
+	guards    []Guard
+	observers []Observer
+	tracer    Tracer
+	hold      bool
+	logger    *slog.Logger
+}
+
+// WithGates adds gates, run in order before the policies. The first gate
+// that returns an error rejects the signal; later gates are not asked.
+func WithGates(gates ...Gate) Option {
+	return func(o *options) { o.gates = append(o.gates, gates...) }
+}
+
+// WithGuards adds guards around the action. The first guard is the
+// outermost: WithGuards(breaker, timeout) runs breaker.Do(timeout.Do(action)).
+func WithGuards(guards ...Guard) Option {
+	return func(o *options) { o.guards = append(o.guards, guards...) }
+}
+
+// WithObservers adds observers, called in order with the Record of every
+// finished signal.
+func WithObservers(observers ...Observer) Option {
+	return func(o *options) { o.observers = append(o.observers, observers...) }
+}
+
+// WithTracer sets the Tracer that opens a span per signal and stage. The
+// last WithTracer wins; nil means no tracing.
+func WithTracer(t Tracer) Option {
+	return func(o *options) { o.tracer = t }
+}
+
+// WithHoldOnReview makes a Review verdict stop the signal like a Deny: the
+// action does not run and Process returns a *DeniedError whose Decision has
+// Verdict Review. Without it, a reviewed signal proceeds and its Result
+// says Review.
+func WithHoldOnReview() Option {
+	return func(o *options) { o.hold = true }
+}
+
+// WithLogger sets the logger for problems the pipeline cannot return to a
+// caller (a panicking Observer). Default: slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// Result is what Process returns about a signal.
+type Result[R any] struct {
+	// Value is the action's result; the zero R unless Outcome is Succeeded.
+	Value R
+	// Decision is the deciding decision of the policies (zero Verdict if
+	// the signal never reached them).
+	Decision Decision
+	Outcome  Outcome
+	// Span is the signal's root span, zero without a Tracer.
+	Span SpanContext
+}
+
+// Pipeline runs signals through the stages of the TAI pattern:
+//
+//	gates → policy → guards around the action → observers
+//
+// A Pipeline is safe for concurrent use. Hooks that are not configured cost
+// nothing: a pipeline with only a policy and an action does no clock reads,
+// no allocation, and no work beyond the two calls and a context check
+// before each.
+type Pipeline[T, R any] struct {
+	policy     Policy[T]
+	action     Action[T, R]
+	policyName string
+
+	gates      []Gate
+	gateNames  []string
+	guards     []Guard
+	guardNames []string
+	observers  []Observer
+	tracer     Tracer
+	hold       bool
+	logger     *slog.Logger
+	bare       bool // no gates, guards, observers or tracer
+
+	calls sync.Pool // *call[T, R], used only with guards
+}
+
+// New returns a pipeline that evaluates policy and, when it allows, runs
+// action. It returns an error for a nil policy or action (or a nil policy
+// inside All, Any, Named or FailOpen) and for a nil hook, naming which.
+func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipeline[T, R], error) {
+	if err := validatePolicy(policy); err != nil {
+		return nil, fmt.Errorf("tai.New: policy: %w", err)
+	}
+	if action == nil {
+		return nil, errors.New("tai.New: action is nil")
+	}
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	p := &Pipeline[T, R]{
+		policy:     policy,
+		action:     action,
+		policyName: nameOf(policy, "policy"),
+		gates:      o.gates,
+		guards:     o.guards,
+		observers:  o.observers,
+		tracer:     o.tracer,
+		hold:       o.hold,
+		logger:     o.logger,
+	}
+	for i, g := range p.gates {
+		if g == nil {
+			return nil, fmt.Errorf("tai.New: gate %d is nil", i)
+		}
+		p.gateNames = append(p.gateNames, nameOf(g, ""))
+	}
+	for i, g := range p.guards {
+		if g == nil {
+			return nil, fmt.Errorf("tai.New: guard %d is nil", i)
+		}
+		p.guardNames = append(p.guardNames, nameOf(g, ""))
+	}
+	for i, ob := range p.observers {
+		if ob == nil {
+			return nil, fmt.Errorf("tai.New: observer %d is nil", i)
+		}
+	}
+	p.bare = len(p.gates) == 0 && len(p.guards) == 0 && len(p.observers) == 0 && p.tracer == nil
+	p.calls.New = func() any { return p.newCall() }
+	return p, nil
+}
+
+// Process runs one signal through the pipeline and returns its result. The
+// error is nil when the outcome is Succeeded; otherwise OutcomeOf(err) equals
+// the Result's Outcome:
+//
+//   - Rejected: a *RejectedError from a gate or guard (or ErrInvalidSignal
+//     for a signal without an ID or Kind; such a signal reaches no hook);
+//   - Denied: a *DeniedError carrying the Decision;
+//   - Failed: a *PolicyError, a *PanicError, a *StageError when ctx ended
+//     between stages, or the action's own error.
+func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (Result[R], error) {
+	if s.ID == "" || s.Kind == "" {
+		return Result[R]{Outcome: Rejected}, invalidSignal(&s)
+	}
+	if p.bare {
+		var res Result[R]
+		var err error
+		res.Decision, err = p.decide(ctx, s)
+		if err == nil {
+			res.Value, err = p.execute(ctx, s)
+		}
+		if err != nil {
+			res.Outcome = OutcomeOf(err)
+		}
+		return res, err
+	}
+	return p.process(ctx, s)
+}
+
+func invalidSignal[T any](s *Signal[T]) error {
+	field := "ID"
+	if s.ID != "" {
+		field = "Kind"
+	}
+	return &RejectedError{Stage: StageSignal, Err: fmt.Errorf("%w: empty %s", ErrInvalidSignal, field)}
+}
+
+// epoch anchors the pipeline's clock: durations are read as time.Since
+// (epoch), which reads only the monotonic clock and costs half of time.Now.
+var epoch = time.Now()
+
+func monotonic() time.Duration { return time.Since(epoch) }
+
+func (p *Pipeline[T, R]) process(ctx context.Context, s Signal[T]) (res Result[R], err error) {
+	var rec Record
+	timed := len(p.observers) > 0
+	var t0, t time.Duration
+	if timed {
+		t0 = monotonic()
+		t = t0
+	}
+	var root Span
+	if p.tracer != nil {
+		ctx, root = p.tracer.Start(ctx, SpanInfo{Stage: StageSignal, Name: s.Kind, Kind: s.Kind, SignalID: s.ID})
+	}
+
+	if len(p.gates) > 0 {
+		err = p.admit(ctx, &s)
+		if timed {
+			now := monotonic()
+			rec.Stages[StageGate], t = now-t, now
+		}
+	}
+	if err == nil {
+		res.Decision, err = p.decideTraced(ctx, s)
+		if timed {
+			now := monotonic()
+			rec.Stages[StagePolicy], t = now-t, now
+		}
+	}
+	if err == nil {
+		res.Value, err = p.act(ctx, s)
+		if timed {
+			now := monotonic()
+			rec.Stages[StageAction], t = now-t, now
+		}
+	}
+	if err != nil {
+		res.Outcome = OutcomeOf(err)
+	}
+	if root != nil {
+		res.Span = root.SpanContext()
+		root.End(err)
+	}
+	if timed {
+		rec.ID, rec.Kind, rec.Key = s.ID, s.Kind, s.Key
+		rec.Outcome, rec.Decision, rec.Err = res.Outcome, res.Decision, err
+		rec.Start = epoch.Add(t0)
+		rec.Duration = t - t0
+		rec.Stages[StageSignal] = rec.Duration
+		rec.Span = res.Span
+		for _, o := range p.observers {
+			p.observe(ctx, o, rec)
+		}
+	}
+	return res, err
+}
+
+// admit asks every gate in order.
+func (p *Pipeline[T, R]) admit(ctx context.Context, s *Signal[T]) error {
+	for i, g := range p.gates {
+		gctx := ctx
+		var span Span
+		if p.tracer != nil {
+			gctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StageGate, Name: nameOrStage(p.gateNames[i], StageGate), Kind: s.Kind, SignalID: s.ID})
+		}
+		err := p.admitOne(gctx, g, s.Key)
+		if err != nil {
+			var pe *PanicError
+			if !errors.As(err, &pe) {
+				err = &RejectedError{Stage: StageGate, Hook: p.gateNames[i], Err: err}
+			}
+		}
+		if span != nil {
+			span.End(err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func nameOrStage(name string, st Stage) string {
+	if name != "" {
+		return name
+	}
+	return st.String()
+}
+
+func (p *Pipeline[T, R]) admitOne(ctx context.Context, g Gate, key string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(StageGate, v)
+		}
+	}()
+	return g.Admit(ctx, key)
+}
+
+func (p *Pipeline[T, R]) decideTraced(ctx context.Context, s Signal[T]) (Decision, error) {
+	if p.tracer == nil {
+		return p.decide(ctx, s)
+	}
+	pctx, span := p.tracer.Start(ctx, SpanInfo{Stage: StagePolicy, Name: p.policyName, Kind: s.Kind, SignalID: s.ID})
+	d, err := p.decide(pctx, s)
+	span.End(err)
+	return d, err
+}
+
+// decide runs the policy stage: context check, evaluation with panic
+// recovery, verdict check, and the denial or hold.
+func (p *Pipeline[T, R]) decide(ctx context.Context, s Signal[T]) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, &StageError{Stage: StagePolicy, Err: err}
+	}
+	d, err := p.evaluate(ctx, s)
+	if err == nil && !d.Verdict.Valid() {
+		err = errNoVerdict(d.Verdict)
+	}
+	if err != nil {
+		var pe *PolicyError
+		var pa *PanicError
+		if !errors.As(err, &pe) && !errors.As(err, &pa) {
+			err = &PolicyError{Policy: nameOrDecision(p.policyName, d.Policy), Err: err}
+		}
+		return d, err
+	}
+	if d.Verdict == Deny || (d.Verdict == Review && p.hold) {
+		return d, &DeniedError{Decision: d}
+	}
+	return d, nil
+}
+
+func nameOrDecision(name, decided string) string {
+	if decided != "" {
+		return decided
+	}
+	return name
+}
+
+func (p *Pipeline[T, R]) evaluate(ctx context.Context, s Signal[T]) (d Decision, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(StagePolicy, v)
+		}
+	}()
+	return p.policy.Evaluate(ctx, s)
+}
+
+// execute runs the action with panic recovery, after a context check.
+func (p *Pipeline[T, R]) execute(ctx context.Context, s Signal[T]) (r R, err error) {
+	if err := ctx.Err(); err != nil {
+		return r, &StageError{Stage: StageAction, Err: err}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(StageAction, v)
+		}
+	}()
+	return p.action.Execute(ctx, s)
+}
+
+// act runs the action stage: the guards around the action, in a span.
+func (p *Pipeline[T, R]) act(ctx context.Context, s Signal[T]) (r R, err error) {
+	var span Span
+	if p.tracer != nil {
+		ctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StageAction, Name: "action", Kind: s.Kind, SignalID: s.ID})
+	}
+	if len(p.guards) == 0 {
+		r, err = p.execute(ctx, s)
+	} else {
+		r, err = p.guarded(ctx, s)
+	}
+	if span != nil {
+		span.End(err)
+	}
+	return r, err
+}
+
+// call is the per-signal state of a guarded action. Its links are closures
+// bound once, when the call is made for the pool, so a guard can be handed
+// a func(context.Context) error without an allocation per signal.
+type call[T, R any] struct {
+	p       *Pipeline[T, R]
+	sig     Signal[T]
+	val     R
+	state   atomic.Uint32 // callIdle, callRunning, callDone
+	reached int           // index of the innermost guard entered
+	links   []func(context.Context) error
+}
+
+const (
+	callIdle uint32 = iota
+	callRunning
+	callDone
+)
+
+func (p *Pipeline[T, R]) newCall() *call[T, R] {
+	c := &call[T, R]{p: p}
+	n := len(p.guards)
+	c.links = make([]func(context.Context) error, n+1)
+	c.links[n] = c.run
+	for i := n - 1; i >= 0; i-- {
+		g, next := p.guards[i], c.links[i+1]
+		c.links[i] = func(ctx context.Context) error {
+			c.reached = i
+			return g.Do(ctx, next)
+		}
+	}
+	return c
+}
+
+// run is the innermost link: the action itself.
+func (c *call[T, R]) run(ctx context.Context) error {
+	c.state.Store(callRunning)
+	v, err := c.p.execute(ctx, c.sig)
+	c.val = v
+	c.state.Store(callDone)
+	return err
+}
+
+func (p *Pipeline[T, R]) guarded(ctx context.Context, s Signal[T]) (r R, err error) {
+	c := p.calls.Get().(*call[T, R])
+	c.sig = s
+	err = c.enter(ctx)
+	switch c.state.Load() {
+	case callIdle:
+		if err == nil {
+			err = errors.New("guard returned without running the action")
+		}
+		var pe *PanicError
+		if !errors.As(err, &pe) {
+			err = &RejectedError{Stage: StageAction, Hook: p.guardNames[c.reached], Err: err}
+		}
+	case callRunning:
+		// Abandoned: the action still runs and owns c. Leave c to it and
+		// to the garbage collector.
+		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrStage(p.guardNames[c.reached], StageAction)))
+	case callDone:
+		r = c.val
+	}
+	var zs Signal[T]
+	var zr R
+	c.sig, c.val, c.reached = zs, zr, 0
+	c.state.Store(callIdle)
+	p.calls.Put(c)
+	return r, err
+}
+
+func (c *call[T, R]) enter(ctx context.Context) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(StageAction, v)
+		}
+	}()
+	return c.links[0](ctx)
+}
+
+func (p *Pipeline[T, R]) observe(ctx context.Context, o Observer, rec Record) {
+	defer func() {
+		if v := recover(); v != nil {
+			l := p.logger
+			if l == nil {
+				l = slog.Default()
+			}
+			l.Error("tai: observer panicked", "observer", fmt.Sprintf("%T", o), "panic", v, "signal_id", rec.ID)
+		}
+	}()
+	o.Observe(ctx, rec)
+}

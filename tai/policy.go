@@ -1,0 +1,212 @@
+package tai
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// A Policy decides whether a signal may go on to the action. It returns
+// a Decision, or an error when it cannot decide (a store is down); an
+// error fails the signal unless the policy is wrapped with FailOpen.
+type Policy[T any] interface {
+	Evaluate(ctx context.Context, s Signal[T]) (Decision, error)
+}
+
+// PolicyFunc adapts an ordinary function to a Policy.
+type PolicyFunc[T any] func(ctx context.Context, s Signal[T]) (Decision, error)
+
+// Evaluate calls f(ctx, s).
+func (f PolicyFunc[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
+	return f(ctx, s)
+}
+
+// Namer is implemented by hooks and policies that have a name. The pipeline
+// uses it to name spans and errors.
+type Namer interface {
+	Name() string
+}
+
+// nameOf returns n.Name() when v is a Namer, else def.
+func nameOf(v any, def string) string {
+	if n, ok := v.(Namer); ok {
+		if name := n.Name(); name != "" {
+			return name
+		}
+	}
+	return def
+}
+
+// validator is implemented by the combinators, so New can reject a tree
+// with a nil policy in it before the first signal.
+type validator interface {
+	validate() error
+}
+
+var errNilPolicy = errors.New("tai: nil policy")
+
+func validatePolicy(p any) error {
+	if p == nil {
+		return errNilPolicy
+	}
+	if v, ok := p.(validator); ok {
+		return v.validate()
+	}
+	return nil
+}
+
+// Named gives p a name: spans and errors use it, and a decision of p
+// without a Policy field gets it.
+func Named[T any](name string, p Policy[T]) Policy[T] {
+	return &named[T]{name: name, p: p}
+}
+
+type named[T any] struct {
+	name string
+	p    Policy[T]
+}
+
+func (n *named[T]) Name() string   { return n.name }
+func (n *named[T]) validate() error { return validatePolicy(n.p) }
+
+func (n *named[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
+	d, err := n.p.Evaluate(ctx, s)
+	if d.Policy == "" {
+		d.Policy = n.name
+	}
+	return d, err
+}
+
+// FailOpen wraps p so that an error from it allows the signal instead of
+// failing it. The decision then has Verdict Allow, FailedOpen set and the
+// error in its Reason, so records and audit trails show what happened. Use
+// it for advisory checks whose outage must not stop the line.
+func FailOpen[T any](p Policy[T]) Policy[T] {
+	return &failOpen[T]{p: p}
+}
+
+type failOpen[T any] struct{ p Policy[T] }
+
+func (f *failOpen[T]) Name() string   { return nameOf(f.p, "") }
+func (f *failOpen[T]) validate() error { return validatePolicy(f.p) }
+
+func (f *failOpen[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
+	d, err := f.p.Evaluate(ctx, s)
+	if err == nil && !d.Verdict.Valid() {
+		err = errNoVerdict(d.Verdict)
+	}
+	if err != nil {
+		return Decision{
+			Verdict:    Allow,
+			Policy:     nameOf(f.p, d.Policy),
+			Reason:     "failed open: " + err.Error(),
+			FailedOpen: true,
+		}, nil
+	}
+	return d, nil
+}
+
+func errNoVerdict(v Verdict) error {
+	if v == 0 {
+		return errors.New("decision has no verdict")
+	}
+	return fmt.Errorf("decision has invalid verdict %d", uint8(v))
+}
+
+// All combines policies that must all allow. They run in order; the first
+// Deny stops the evaluation and is the decision. Otherwise the decision is
+// the most severe one (Review over Allow), and among equally severe ones the
+// one with the highest score, so a scored policy's score survives the
+// combination. The first error stops the evaluation and is returned. All
+// of no policies allows.
+func All[T any](policies ...Policy[T]) Policy[T] {
+	return &all[T]{ps: policies}
+}
+
+type all[T any] struct{ ps []Policy[T] }
+
+func (a *all[T]) Name() string    { return "all" }
+func (a *all[T]) validate() error { return validateChildren(a.ps) }
+
+func (a *all[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
+	best := Decision{Verdict: Allow, Policy: "all"}
+	failedOpen := false
+	for i, p := range a.ps {
+		d, err := evalChild(ctx, p, s, i)
+		if err != nil {
+			return d, err
+		}
+		failedOpen = failedOpen || d.FailedOpen
+		if d.Verdict == Deny {
+			d.FailedOpen = failedOpen
+			return d, nil
+		}
+		if i == 0 || d.Verdict > best.Verdict || (d.Verdict == best.Verdict && d.Score > best.Score) {
+			best = d
+		}
+	}
+	best.FailedOpen = failedOpen
+	return best, nil
+}
+
+// Any combines alternative policies: the first Allow stops the evaluation
+// and is the decision. When none allows, the decision is a Review if any
+// said Review, else the Deny with the highest score (the first on a tie).
+// The first error stops the evaluation and is returned. Any of no policies
+// denies.
+func Any[T any](policies ...Policy[T]) Policy[T] {
+	return &anyOf[T]{ps: policies}
+}
+
+type anyOf[T any] struct{ ps []Policy[T] }
+
+func (a *anyOf[T]) Name() string    { return "any" }
+func (a *anyOf[T]) validate() error { return validateChildren(a.ps) }
+
+func (a *anyOf[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
+	best := Decision{Verdict: Deny, Policy: "any", Reason: "no policy allowed"}
+	failedOpen := false
+	for i, p := range a.ps {
+		d, err := evalChild(ctx, p, s, i)
+		if err != nil {
+			return d, err
+		}
+		failedOpen = failedOpen || d.FailedOpen
+		if d.Verdict == Allow {
+			d.FailedOpen = failedOpen
+			return d, nil
+		}
+		if i == 0 || d.Verdict < best.Verdict || (d.Verdict == best.Verdict && d.Score > best.Score) {
+			best = d
+		}
+	}
+	best.FailedOpen = failedOpen
+	return best, nil
+}
+
+func validateChildren[T any](ps []Policy[T]) error {
+	for i, p := range ps {
+		if err := validatePolicy(p); err != nil {
+			return fmt.Errorf("policy %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// evalChild evaluates one child of a combinator, in a span of its own when
+// the context carries a Tracer, and checks the verdict.
+func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (Decision, error) {
+	var span Span
+	if t := TracerFromContext(ctx); t != nil {
+		ctx, span = t.Start(ctx, SpanInfo{Stage: StagePolicy, Name: nameOf(p, "policy"), Kind: s.Kind, SignalID: s.ID})
+	}
+	d, err := p.Evaluate(ctx, s)
+	if err == nil && !d.Verdict.Valid() {
+		err = errNoVerdict(d.Verdict)
+	}
+	if err != nil {
+		err = &PolicyError{Policy: nameOf(p, fmt.Sprintf("#%d", i)), Err: err}
+	}
+	EndSpan(span, err)
+	return d, err
+}

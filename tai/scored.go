@@ -1,0 +1,147 @@
+package tai
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Rule is one weighted check of a Scored policy. Check reports a risk in
+// [0, 1] (0: nothing suspicious, 1: certainly bad) and a reason; the rule
+// adds Weight × risk to the score. Values outside [0, 1] are clamped; NaN
+// is an error.
+type Rule[T any] struct {
+	Name   string
+	Weight float64
+	Check  func(ctx context.Context, s Signal[T]) (risk float64, reason string, err error)
+	// FailOpen makes an error from Check count as no risk (the decision
+	// then has FailedOpen set) instead of failing the signal.
+	FailOpen bool
+}
+
+// ScoredConfig sets the thresholds of a Scored policy.
+type ScoredConfig struct {
+	// Name is the policy's name in decisions and spans. Default "scored".
+	Name string
+	// Deny is the score at or above which the verdict is Deny, in (0, 1].
+	// Zero means 0.5.
+	Deny float64
+	// Review is the score at or above which the verdict is Review, in
+	// (0, Deny]. Zero means no review band: below Deny is Allow.
+	Review float64
+}
+
+// Scored is a policy that adds weighted rule risks into a score in [0, 1]
+// and compares it with thresholds: how fraud scoring works. Every rule runs
+// on every signal (rules may keep state, such as attempt counters), in
+// order. The decision lists the rules that contributed and how much; its
+// Reason is the reason of the largest contribution.
+type Scored[T any] struct {
+	name   string
+	deny   float64
+	review float64
+	rules  []Rule[T]
+}
+
+// NewScored returns a Scored policy, or an error naming the first invalid
+// threshold or rule: thresholds outside their range, a rule without a name
+// or Check, a duplicate name, a negative, NaN or infinite weight.
+func NewScored[T any](cfg ScoredConfig, rules ...Rule[T]) (*Scored[T], error) {
+	p := &Scored[T]{name: cfg.Name, deny: cfg.Deny, review: cfg.Review}
+	if p.name == "" {
+		p.name = "scored"
+	}
+	if p.deny == 0 {
+		p.deny = 0.5
+	}
+	if !(p.deny > 0 && p.deny <= 1) { // also rejects NaN
+		return nil, fmt.Errorf("tai: ScoredConfig.Deny %v is outside (0, 1]", cfg.Deny)
+	}
+	if p.review == 0 {
+		p.review = p.deny
+	}
+	if !(p.review > 0 && p.review <= p.deny) {
+		return nil, fmt.Errorf("tai: ScoredConfig.Review %v is outside (0, Deny=%v]", cfg.Review, p.deny)
+	}
+	if len(rules) == 0 {
+		return nil, errors.New("tai: a scored policy needs at least one rule")
+	}
+	seen := make(map[string]bool, len(rules))
+	for i, r := range rules {
+		switch {
+		case r.Name == "":
+			return nil, fmt.Errorf("tai: rule %d has no Name", i)
+		case seen[r.Name]:
+			return nil, fmt.Errorf("tai: rule name %q is used twice", r.Name)
+		case r.Check == nil:
+			return nil, fmt.Errorf("tai: rule %q has no Check", r.Name)
+		case !(r.Weight >= 0) || math.IsInf(r.Weight, 0):
+			return nil, fmt.Errorf("tai: rule %q has weight %v; want a finite number >= 0", r.Name, r.Weight)
+		}
+		seen[r.Name] = true
+	}
+	p.rules = append([]Rule[T](nil), rules...)
+	return p, nil
+}
+
+// Name returns the policy's name.
+func (p *Scored[T]) Name() string { return p.name }
+
+// Thresholds returns the review and deny thresholds in force.
+func (p *Scored[T]) Thresholds() (review, deny float64) { return p.review, p.deny }
+
+// Evaluate runs every rule and returns the scored decision. A rule error
+// fails the evaluation unless the rule is marked FailOpen.
+func (p *Scored[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
+	d := Decision{Policy: p.name}
+	var top float64
+	for i := range p.rules {
+		r := &p.rules[i]
+		risk, reason, err := p.check(ctx, r, s)
+		if err != nil {
+			if !r.FailOpen {
+				return Decision{Policy: p.name}, fmt.Errorf("rule %q: %w", r.Name, err)
+			}
+			d.FailedOpen = true
+			continue
+		}
+		if risk <= 0 || r.Weight == 0 {
+			continue
+		}
+		c := Contribution{Rule: r.Name, Weight: r.Weight, Risk: risk, Score: r.Weight * risk, Reason: reason}
+		d.Score += c.Score
+		if c.Score > top {
+			top, d.Reason = c.Score, reason
+		}
+		d.Contributions = append(d.Contributions, c)
+	}
+	d.Score = min(d.Score, 1)
+	switch {
+	case d.Score >= p.deny:
+		d.Verdict = Deny
+	case d.Score >= p.review:
+		d.Verdict = Review
+	default:
+		d.Verdict = Allow
+	}
+	return d, nil
+}
+
+func (p *Scored[T]) check(ctx context.Context, r *Rule[T], s Signal[T]) (risk float64, reason string, err error) {
+	var span Span
+	if t := TracerFromContext(ctx); t != nil {
+		ctx, span = t.Start(ctx, SpanInfo{Stage: StagePolicy, Name: p.name + "/" + r.Name, Kind: s.Kind, SignalID: s.ID})
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(StagePolicy, v)
+		}
+		EndSpan(span, err)
+	}()
+	risk, reason, err = r.Check(ctx, s)
+	if err == nil && math.IsNaN(risk) {
+		err = errors.New("risk is NaN")
+	}
+	return min(max(risk, 0), 1), reason, err
+}
