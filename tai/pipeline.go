@@ -89,6 +89,7 @@ type Pipeline[T, R any] struct {
 
 	gates      []Gate
 	gateNames  []string
+	gateSpans  []string // span names of the gates
 	guards     []Guard
 	guardNames []string
 	observers  []Observer
@@ -96,6 +97,8 @@ type Pipeline[T, R any] struct {
 	hold       bool
 	logger     *slog.Logger
 	bare       bool // no gates, guards, observers or tracer
+	timed      bool // observers need a Start and a Duration
+	stageTimed bool // an observer asked for Record.Stages
 
 	calls sync.Pool // *call[T, R], used only with guards
 }
@@ -132,6 +135,7 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 			return nil, fmt.Errorf("tai.New: gate %d is nil", i)
 		}
 		p.gateNames = append(p.gateNames, nameOf(g, ""))
+		p.gateSpans = append(p.gateSpans, nameOf(g, StageGate.String()))
 	}
 	for i, g := range p.guards {
 		if g == nil {
@@ -143,7 +147,11 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 		if ob == nil {
 			return nil, fmt.Errorf("tai.New: observer %d is nil", i)
 		}
+		if so, ok := ob.(StageObserver); ok && so.ObservesStages() {
+			p.stageTimed = true
+		}
 	}
+	p.timed = len(p.observers) > 0
 	p.bare = len(p.gates) == 0 && len(p.guards) == 0 && len(p.observers) == 0 && p.tracer == nil
 	p.calls.New = func() any { return p.newCall() }
 	return p, nil
@@ -158,23 +166,67 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 //   - Denied: a *DeniedError carrying the Decision;
 //   - Failed: a *PolicyError, a *PanicError, a *StageError when ctx ended
 //     between stages, or the action's own error.
-func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (Result[R], error) {
+func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R], err error) {
 	if s.ID == "" || s.Kind == "" {
 		return Result[R]{Outcome: Rejected}, invalidSignal(&s)
 	}
-	if p.bare {
-		var res Result[R]
-		var err error
-		res.Decision, err = p.decide(ctx, s)
-		if err == nil {
-			res.Value, err = p.execute(ctx, s)
-		}
-		if err != nil {
-			res.Outcome = OutcomeOf(err)
-		}
-		return res, err
+	if !p.bare {
+		return p.process(ctx, &s)
 	}
-	return p.process(ctx, s)
+	// The bare path: one deferred recover for both calls, no copies of
+	// the decision beyond the one in res.
+	stage := StagePolicy
+	defer func() {
+		if v := recover(); v != nil {
+			var zero R
+			res.Value, res.Outcome, err = zero, Failed, newPanicError(stage, v)
+		}
+	}()
+	if err = ctx.Err(); err != nil {
+		return res, p.fail(&res, &StageError{Stage: StagePolicy, Err: err})
+	}
+	res.Decision, err = p.policy.Evaluate(ctx, s)
+	if err != nil || res.Decision.Verdict != Allow {
+		if err = p.judge(&res.Decision, err); err != nil {
+			return res, p.fail(&res, err)
+		}
+	}
+	if err = ctx.Err(); err != nil {
+		return res, p.fail(&res, &StageError{Stage: StageAction, Err: err})
+	}
+	stage = StageAction
+	if res.Value, err = p.action.Execute(ctx, s); err != nil {
+		res.Outcome = Failed
+	}
+	return res, err
+}
+
+// fail sets the outcome of err on res and returns err.
+func (p *Pipeline[T, R]) fail(res *Result[R], err error) error {
+	res.Outcome = OutcomeOf(err)
+	return err
+}
+
+// judge turns a policy's answer that is not a plain Allow into the error
+// Process returns: a *PolicyError for an error or a missing verdict, a
+// *DeniedError for a Deny (or a Review when held). It returns nil for a
+// Review that proceeds.
+func (p *Pipeline[T, R]) judge(d *Decision, err error) error {
+	if err == nil && !d.Verdict.Valid() {
+		err = errNoVerdict(d.Verdict)
+	}
+	if err != nil {
+		var pe *PolicyError
+		var pa *PanicError
+		if !errors.As(err, &pe) && !errors.As(err, &pa) {
+			err = &PolicyError{Policy: nameOrDecision(p.policyName, d.Policy), Err: err}
+		}
+		return err
+	}
+	if d.Verdict == Deny || (d.Verdict == Review && p.hold) {
+		return &DeniedError{Decision: *d}
+	}
+	return nil
 }
 
 func invalidSignal[T any](s *Signal[T]) error {
@@ -191,84 +243,110 @@ var epoch = time.Now()
 
 func monotonic() time.Duration { return time.Since(epoch) }
 
-func (p *Pipeline[T, R]) process(ctx context.Context, s Signal[T]) (res Result[R], err error) {
-	var rec Record
-	timed := len(p.observers) > 0
-	var t0, t time.Duration
-	if timed {
+// process is the path with hooks. One deferred function recovers a panic
+// from any hook and finishes the signal: outcome, root span, observers.
+func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T]) (res Result[R], err error) {
+	var (
+		stage  = StageGate
+		span   Span // the open stage span, if any
+		root   Span
+		t0, t  time.Duration
+		stages [numStages]time.Duration
+	)
+	if p.timed {
 		t0 = monotonic()
 		t = t0
 	}
-	var root Span
 	if p.tracer != nil {
 		ctx, root = p.tracer.Start(ctx, SpanInfo{Stage: StageSignal, Name: s.Kind, Kind: s.Kind, SignalID: s.ID})
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			var zero R
+			res.Value, err = zero, newPanicError(stage, v)
+			if span != nil {
+				span.End(err)
+			}
+		}
+		if err != nil {
+			res.Outcome = OutcomeOf(err)
+		}
+		if root != nil {
+			res.Span = root.SpanContext()
+			root.End(err)
+		}
+		if p.timed {
+			end := monotonic()
+			if p.stageTimed {
+				stages[stage] = end - t
+			}
+			stages[StageSignal] = end - t0
+			p.observeAll(ctx, s, &res, err, t0, &stages)
+		}
+	}()
 
-	if len(p.gates) > 0 {
-		err = p.admit(ctx, &s)
-		if timed {
-			now := monotonic()
-			rec.Stages[StageGate], t = now-t, now
-		}
-	}
-	if err == nil {
-		res.Decision, err = p.decideTraced(ctx, s)
-		if timed {
-			now := monotonic()
-			rec.Stages[StagePolicy], t = now-t, now
-		}
-	}
-	if err == nil {
-		res.Value, err = p.act(ctx, s)
-		if timed {
-			now := monotonic()
-			rec.Stages[StageAction], t = now-t, now
-		}
-	}
-	if err != nil {
-		res.Outcome = OutcomeOf(err)
-	}
-	if root != nil {
-		res.Span = root.SpanContext()
-		root.End(err)
-	}
-	if timed {
-		rec.ID, rec.Kind, rec.Key = s.ID, s.Kind, s.Key
-		rec.Outcome, rec.Decision, rec.Err = res.Outcome, res.Decision, err
-		rec.Start = epoch.Add(t0)
-		rec.Duration = t - t0
-		rec.Stages[StageSignal] = rec.Duration
-		rec.Span = res.Span
-		for _, o := range p.observers {
-			p.observe(ctx, o, rec)
-		}
-	}
-	return res, err
-}
-
-// admit asks every gate in order.
-func (p *Pipeline[T, R]) admit(ctx context.Context, s *Signal[T]) error {
 	for i, g := range p.gates {
 		gctx := ctx
-		var span Span
 		if p.tracer != nil {
-			gctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StageGate, Name: nameOrStage(p.gateNames[i], StageGate), Kind: s.Kind, SignalID: s.ID})
+			gctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StageGate, Name: p.gateSpans[i], Kind: s.Kind, SignalID: s.ID})
 		}
-		err := p.admitOne(gctx, g, s.Key)
-		if err != nil {
-			var pe *PanicError
-			if !errors.As(err, &pe) {
-				err = &RejectedError{Stage: StageGate, Hook: p.gateNames[i], Err: err}
-			}
+		if err = g.Admit(gctx, s.Key); err != nil {
+			err = &RejectedError{Stage: StageGate, Hook: p.gateNames[i], Err: err}
 		}
 		if span != nil {
 			span.End(err)
+			span = nil
 		}
 		if err != nil {
-			return err
+			return res, err
 		}
 	}
-	return nil
+	if p.stageTimed && len(p.gates) > 0 {
+		now := monotonic()
+		stages[StageGate], t = now-t, now
+	}
+
+	stage = StagePolicy
+	if err = ctx.Err(); err != nil {
+		return res, &StageError{Stage: StagePolicy, Err: err}
+	}
+	pctx := ctx
+	if p.tracer != nil {
+		pctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StagePolicy, Name: p.policyName, Kind: s.Kind, SignalID: s.ID})
+	}
+	res.Decision, err = p.policy.Evaluate(pctx, *s)
+	if err != nil || res.Decision.Verdict != Allow {
+		err = p.judge(&res.Decision, err)
+	}
+	if span != nil {
+		span.End(err)
+		span = nil
+	}
+	if err != nil {
+		return res, err
+	}
+	if p.stageTimed {
+		now := monotonic()
+		stages[StagePolicy], t = now-t, now
+	}
+
+	stage = StageAction
+	if err = ctx.Err(); err != nil {
+		return res, &StageError{Stage: StageAction, Err: err}
+	}
+	if p.tracer != nil {
+		ctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StageAction, Name: "action", Kind: s.Kind, SignalID: s.ID})
+	}
+	if len(p.guards) == 0 {
+		res.Value, err = p.action.Execute(ctx, *s)
+	} else {
+		res.Value, err = p.guarded(ctx, s)
+	}
+	if span != nil {
+		span.End(err)
+		span = nil
+	}
+	return res, err
 }
 
 func nameOrStage(name string, st Stage) string {
@@ -278,93 +356,11 @@ func nameOrStage(name string, st Stage) string {
 	return st.String()
 }
 
-func (p *Pipeline[T, R]) admitOne(ctx context.Context, g Gate, key string) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = newPanicError(StageGate, v)
-		}
-	}()
-	return g.Admit(ctx, key)
-}
-
-func (p *Pipeline[T, R]) decideTraced(ctx context.Context, s Signal[T]) (Decision, error) {
-	if p.tracer == nil {
-		return p.decide(ctx, s)
-	}
-	pctx, span := p.tracer.Start(ctx, SpanInfo{Stage: StagePolicy, Name: p.policyName, Kind: s.Kind, SignalID: s.ID})
-	d, err := p.decide(pctx, s)
-	span.End(err)
-	return d, err
-}
-
-// decide runs the policy stage: context check, evaluation with panic
-// recovery, verdict check, and the denial or hold.
-func (p *Pipeline[T, R]) decide(ctx context.Context, s Signal[T]) (Decision, error) {
-	if err := ctx.Err(); err != nil {
-		return Decision{}, &StageError{Stage: StagePolicy, Err: err}
-	}
-	d, err := p.evaluate(ctx, s)
-	if err == nil && !d.Verdict.Valid() {
-		err = errNoVerdict(d.Verdict)
-	}
-	if err != nil {
-		var pe *PolicyError
-		var pa *PanicError
-		if !errors.As(err, &pe) && !errors.As(err, &pa) {
-			err = &PolicyError{Policy: nameOrDecision(p.policyName, d.Policy), Err: err}
-		}
-		return d, err
-	}
-	if d.Verdict == Deny || (d.Verdict == Review && p.hold) {
-		return d, &DeniedError{Decision: d}
-	}
-	return d, nil
-}
-
 func nameOrDecision(name, decided string) string {
 	if decided != "" {
 		return decided
 	}
 	return name
-}
-
-func (p *Pipeline[T, R]) evaluate(ctx context.Context, s Signal[T]) (d Decision, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = newPanicError(StagePolicy, v)
-		}
-	}()
-	return p.policy.Evaluate(ctx, s)
-}
-
-// execute runs the action with panic recovery, after a context check.
-func (p *Pipeline[T, R]) execute(ctx context.Context, s Signal[T]) (r R, err error) {
-	if err := ctx.Err(); err != nil {
-		return r, &StageError{Stage: StageAction, Err: err}
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			err = newPanicError(StageAction, v)
-		}
-	}()
-	return p.action.Execute(ctx, s)
-}
-
-// act runs the action stage: the guards around the action, in a span.
-func (p *Pipeline[T, R]) act(ctx context.Context, s Signal[T]) (r R, err error) {
-	var span Span
-	if p.tracer != nil {
-		ctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StageAction, Name: "action", Kind: s.Kind, SignalID: s.ID})
-	}
-	if len(p.guards) == 0 {
-		r, err = p.execute(ctx, s)
-	} else {
-		r, err = p.guarded(ctx, s)
-	}
-	if span != nil {
-		span.End(err)
-	}
-	return r, err
 }
 
 // call is the per-signal state of a guarded action. Its links are closures
@@ -375,7 +371,7 @@ type call[T, R any] struct {
 	sig     Signal[T]
 	val     R
 	state   atomic.Uint32 // callIdle, callRunning, callDone
-	reached int           // index of the innermost guard entered
+	reached atomic.Int32  // index of the innermost guard entered
 	links   []func(context.Context) error
 }
 
@@ -393,7 +389,7 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 	for i := n - 1; i >= 0; i-- {
 		g, next := p.guards[i], c.links[i+1]
 		c.links[i] = func(ctx context.Context) error {
-			c.reached = i
+			c.reached.Store(int32(i))
 			return g.Do(ctx, next)
 		}
 	}
@@ -403,47 +399,67 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 // run is the innermost link: the action itself.
 func (c *call[T, R]) run(ctx context.Context) error {
 	c.state.Store(callRunning)
-	v, err := c.p.execute(ctx, c.sig)
+	v, err := c.execute(ctx)
 	c.val = v
 	c.state.Store(callDone)
 	return err
 }
 
-func (p *Pipeline[T, R]) guarded(ctx context.Context, s Signal[T]) (r R, err error) {
+func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err error) {
 	c := p.calls.Get().(*call[T, R])
-	c.sig = s
-	err = c.enter(ctx)
+	c.sig = *s
+	err = c.links[0](ctx)
+	hook := p.guardNames[c.reached.Load()]
 	switch c.state.Load() {
 	case callIdle:
+		// The action never ran. c is not reused: a guard that broke its
+		// contract could still call the action it was handed, and must
+		// then find this signal, not another one. Rejections pay for a
+		// fresh call; the success path recycles.
 		if err == nil {
 			err = errors.New("guard returned without running the action")
 		}
-		var pe *PanicError
-		if !errors.As(err, &pe) {
-			err = &RejectedError{Stage: StageAction, Hook: p.guardNames[c.reached], Err: err}
-		}
+		return r, &RejectedError{Stage: StageAction, Hook: hook, Err: err}
 	case callRunning:
-		// Abandoned: the action still runs and owns c. Leave c to it and
-		// to the garbage collector.
-		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrStage(p.guardNames[c.reached], StageAction)))
-	case callDone:
-		r = c.val
+		// Abandoned: the action still runs and owns c.
+		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrStage(hook, StageAction)))
 	}
+	r = c.val
 	var zs Signal[T]
 	var zr R
-	c.sig, c.val, c.reached = zs, zr, 0
+	c.sig, c.val = zs, zr
+	c.reached.Store(0)
 	c.state.Store(callIdle)
 	p.calls.Put(c)
 	return r, err
 }
 
-func (c *call[T, R]) enter(ctx context.Context) (err error) {
+// execute runs the action for a guard, recovering a panic into an error so
+// the guard (a breaker) counts it as a failure.
+func (c *call[T, R]) execute(ctx context.Context) (r R, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(StageAction, v)
 		}
 	}()
-	return c.links[0](ctx)
+	return c.p.action.Execute(ctx, c.sig)
+}
+
+// observeAll builds the Record and hands it to every observer.
+func (p *Pipeline[T, R]) observeAll(ctx context.Context, s *Signal[T], res *Result[R], err error, t0 time.Duration, stages *[numStages]time.Duration) {
+	rec := Record{
+		ID: s.ID, Kind: s.Kind, Key: s.Key,
+		Outcome: res.Outcome, Decision: res.Decision, Err: err,
+		Start: epoch.Add(t0), Duration: stages[StageSignal], Span: res.Span,
+	}
+	if p.stageTimed {
+		rec.Stages = *stages
+	} else {
+		rec.Stages[StageSignal] = stages[StageSignal]
+	}
+	for _, o := range p.observers {
+		p.observe(ctx, o, rec)
+	}
 }
 
 func (p *Pipeline[T, R]) observe(ctx context.Context, o Observer, rec Record) {

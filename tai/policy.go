@@ -66,7 +66,7 @@ type named[T any] struct {
 	p    Policy[T]
 }
 
-func (n *named[T]) Name() string   { return n.name }
+func (n *named[T]) Name() string    { return n.name }
 func (n *named[T]) validate() error { return validatePolicy(n.p) }
 
 func (n *named[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
@@ -87,7 +87,7 @@ func FailOpen[T any](p Policy[T]) Policy[T] {
 
 type failOpen[T any] struct{ p Policy[T] }
 
-func (f *failOpen[T]) Name() string   { return nameOf(f.p, "") }
+func (f *failOpen[T]) Name() string    { return nameOf(f.p, "") }
 func (f *failOpen[T]) validate() error { return validatePolicy(f.p) }
 
 func (f *failOpen[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {

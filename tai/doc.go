@@ -1,0 +1,66 @@
+// Package tai is the core of taikit: the TAI pattern, Signal → Policy →
+// Action → Result.
+//
+// A [Signal] is one thing that happened and asks for an action: a payment, a
+// deployment request. A [Policy] decides whether it may proceed and says why
+// in a [Decision] (Allow, Review or Deny, with a reason and a risk score).
+// An [Action] does the work. A [Pipeline] runs the three in order and tells
+// how each signal ended as an [Outcome]:
+//
+//	p, err := tai.New(policy, action,
+//		tai.WithGates(limiter, line),      // admission: rate limits, a stopped line
+//		tai.WithGuards(breaker),           // around the action: circuit breaker, timeout
+//		tai.WithObservers(metrics, audit), // every finished signal, as a Record
+//		tai.WithTracer(tracer))            // a span per stage
+//	res, err := p.Process(ctx, tai.NewSignal("payment", customerID, payment))
+//
+// # Stages and hooks
+//
+// The stages run in this order: gates → policy → guards around the action →
+// observers. The hooks are small, non-generic interfaces — [Gate], [Guard],
+// [Observer], [Tracer] — so the packages that implement them (jidoka,
+// heijunka, kanban, kaizen, andon) carry no type parameters, and options
+// are not generic either: only the policy and the action know the payload
+// type T and the result type R, and Go infers both from them.
+//
+// Hooks that are not configured cost nothing. A pipeline with only a policy
+// and an action adds a context check per stage and a deferred recover to
+// the two calls, and allocates nothing; with hooks it still allocates
+// nothing per signal on the success path, the Record handed to observers
+// included.
+//
+// # Policies
+//
+// [All] requires every policy to allow (the first Deny wins; Review if any
+// says Review). [Any] takes the first Allow. [NewScored] adds weighted rule
+// risks into a score in [0, 1] and compares it with a review and a deny
+// threshold, the way fraud scoring works; its Decision lists each rule's
+// contribution. [Named] names a policy, [FailOpen] lets an advisory policy's
+// outage allow instead of fail.
+//
+// A policy that errs fails the signal (fail closed) unless it is wrapped in
+// FailOpen; the Decision then says FailedOpen, and so does the Record.
+//
+// # Outcomes and errors
+//
+// Process returns a [Result] and an error; [OutcomeOf] maps the error to the
+// [Outcome] — Succeeded, Denied, Rejected or Failed — so a caller maps
+// outcomes to responses in one switch, without string matching:
+//
+//   - a gate or a guard that sheds the signal gives a *[RejectedError]
+//     (errors.Is(err, ErrRejected)) wrapping the hook's own error, so
+//     errors.Is(err, heijunka.ErrLimited) and errors.Is(err, jidoka.ErrOpen)
+//     work, and [RetryAfter] finds the hint to send in a Retry-After header;
+//   - a Deny gives a *[DeniedError] carrying the Decision
+//     (errors.Is(err, ErrDenied));
+//   - a policy error gives a *[PolicyError]; a panic anywhere in the
+//     pipeline gives a *[PanicError] with the stack (the line stops for that
+//     signal, the process keeps running); a context that ends between stages
+//     gives a *[StageError]; an action's error is returned as it is.
+//
+// # Review
+//
+// A Review verdict lets the action run by default, and the Result says
+// Review. [WithHoldOnReview] stops it instead, as a Denied outcome whose
+// Decision has Verdict Review: a payment held for a person to look at.
+package tai

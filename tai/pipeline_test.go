@@ -1,0 +1,713 @@
+package tai_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// journal records the order in which hooks ran.
+type journal struct {
+	mu    sync.Mutex
+	steps []string
+}
+
+func (j *journal) add(s string) {
+	j.mu.Lock()
+	j.steps = append(j.steps, s)
+	j.mu.Unlock()
+}
+
+func (j *journal) get() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]string(nil), j.steps...)
+}
+
+type namedGate struct {
+	name string
+	j    *journal
+	err  error
+}
+
+func (g namedGate) Name() string { return g.name }
+func (g namedGate) Admit(_ context.Context, key string) error {
+	g.j.add("gate " + g.name + " " + key)
+	return g.err
+}
+
+type namedGuard struct {
+	name   string
+	j      *journal
+	reject error
+}
+
+func (g namedGuard) Name() string { return g.name }
+func (g namedGuard) Do(ctx context.Context, fn func(context.Context) error) error {
+	g.j.add("guard " + g.name + " in")
+	if g.reject != nil {
+		return g.reject
+	}
+	err := fn(ctx)
+	g.j.add("guard " + g.name + " out")
+	return err
+}
+
+// spanTracer records spans with their parents, found through the context.
+type spanTracer struct {
+	j       *journal
+	nextID  atomic.Uint32
+	withCtx bool
+}
+
+type spanKey struct{}
+
+type recSpan struct {
+	t    *spanTracer
+	name string
+	id   uint32
+}
+
+func (t *spanTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	parent := "-"
+	if ps, ok := ctx.Value(spanKey{}).(*recSpan); ok {
+		parent = ps.name
+	}
+	s := &recSpan{t: t, name: info.Stage.String() + ":" + info.Name, id: t.nextID.Add(1)}
+	t.j.add("start " + s.name + " parent " + parent)
+	ctx = context.WithValue(ctx, spanKey{}, s)
+	if t.withCtx && info.Stage == tai.StageSignal {
+		ctx = tai.ContextWithTracer(ctx, t)
+	}
+	return ctx, s
+}
+
+func (s *recSpan) End(err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = tai.OutcomeOf(err).String()
+	}
+	s.t.j.add("end " + s.name + " " + outcome)
+}
+
+func (s *recSpan) SpanContext() tai.SpanContext {
+	sc := tai.SpanContext{Sampled: true}
+	sc.TraceID[0] = 0xab
+	sc.SpanID[7] = byte(s.id)
+	return sc
+}
+
+type recObserver struct {
+	j       *journal
+	mu      sync.Mutex
+	records []tai.Record
+	stages  bool
+}
+
+func (o *recObserver) Observe(_ context.Context, r tai.Record) {
+	o.j.add("observe " + r.Outcome.String())
+	o.mu.Lock()
+	o.records = append(o.records, r)
+	o.mu.Unlock()
+}
+
+func (o *recObserver) ObservesStages() bool { return o.stages }
+
+func (o *recObserver) last(t *testing.T) tai.Record {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	require.NotEmpty(t, o.records)
+	return o.records[len(o.records)-1]
+}
+
+func allowPolicy(j *journal) tai.Policy[int] {
+	return tai.PolicyFunc[int](func(_ context.Context, s tai.Signal[int]) (tai.Decision, error) {
+		j.add("policy")
+		return tai.Decision{Verdict: tai.Allow, Policy: "p", Score: 0.1}, nil
+	})
+}
+
+func doubleAction(j *journal) tai.Action[int, int] {
+	return tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+		j.add("action")
+		return s.Payload * 2, nil
+	})
+}
+
+func TestHookOrder(t *testing.T) {
+	j := &journal{}
+	obs := &recObserver{j: j}
+	p, err := tai.New(allowPolicy(j), doubleAction(j),
+		tai.WithGates(namedGate{name: "g1", j: j}, namedGate{name: "g2", j: j}),
+		tai.WithGuards(namedGuard{name: "outer", j: j}, namedGuard{name: "inner", j: j}),
+		tai.WithObservers(obs))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.NewSignal("test", "cust", 21))
+	require.NoError(t, err)
+	assert.Equal(t, 42, res.Value)
+	assert.Equal(t, tai.Succeeded, res.Outcome)
+	assert.Equal(t, tai.Allow, res.Decision.Verdict)
+	assert.Equal(t, []string{
+		"gate g1 cust", "gate g2 cust", "policy",
+		"guard outer in", "guard inner in", "action", "guard inner out", "guard outer out",
+		"observe succeeded",
+	}, j.get())
+}
+
+func TestTracerSpans(t *testing.T) {
+	j := &journal{}
+	tr := &spanTracer{j: j, withCtx: true}
+	obs := &recObserver{j: &journal{}}
+	policy := tai.All(tai.Named("blacklist", allowPolicy(&journal{})), tai.Named("velocity", allowPolicy(&journal{})))
+	p, err := tai.New(policy, doubleAction(&journal{}),
+		tai.WithGates(namedGate{name: "limit", j: &journal{}}), tai.WithTracer(tr), tai.WithObservers(obs))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
+	require.NoError(t, err)
+	assert.Equal(t, []string{
+		"start signal:payment parent -",
+		"start gate:limit parent signal:payment", "end gate:limit ok",
+		"start policy:all parent signal:payment",
+		"start policy:blacklist parent policy:all", "end policy:blacklist ok",
+		"start policy:velocity parent policy:all", "end policy:velocity ok",
+		"end policy:all ok",
+		"start action:action parent signal:payment", "end action:action ok",
+		"end signal:payment ok",
+	}, j.get())
+	assert.True(t, res.Span.TraceID.IsValid())
+	assert.Equal(t, "ab000000000000000000000000000000", res.Span.TraceID.String())
+	assert.Equal(t, res.Span, obs.last(t).Span, "the record carries the root span")
+	assert.Equal(t, "0000000000000001", obs.last(t).Span.SpanID.String())
+}
+
+func TestTracerWithoutContextCostsCombinatorsNothing(t *testing.T) {
+	j := &journal{}
+	tr := &spanTracer{j: j} // does not put itself in the context
+	p, err := tai.New(tai.All(allowPolicy(&journal{})), doubleAction(&journal{}), tai.WithTracer(tr))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
+	require.NoError(t, err)
+	for _, s := range j.get() {
+		assert.NotContains(t, s, "policy:#", "no child spans: %v", j.get())
+	}
+	assert.Len(t, j.get(), 6)
+}
+
+func TestOutcomes(t *testing.T) {
+	errLimited := errors.New("limited")
+	errOpen := errors.New("breaker open")
+	errCharge := errors.New("card declined")
+	errStore := errors.New("store down")
+	tests := []struct {
+		name     string
+		gate     error
+		guard    error
+		policy   tai.Policy[int]
+		action   error
+		hold     bool
+		want     tai.Outcome
+		wantIs   []error
+		wantRan  bool // the action ran
+		checkErr func(t *testing.T, err error)
+	}{
+		{name: "success", want: tai.Succeeded, wantRan: true},
+		{name: "gate rejects", gate: errLimited, want: tai.Rejected, wantIs: []error{tai.ErrRejected, errLimited}, checkErr: func(t *testing.T, err error) {
+			var re *tai.RejectedError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, tai.StageGate, re.Stage)
+			assert.Equal(t, "gate", re.Hook)
+			assert.Equal(t, `tai: rejected at gate "gate": limited`, err.Error())
+		}},
+		{name: "guard rejects", guard: errOpen, want: tai.Rejected, wantIs: []error{tai.ErrRejected, errOpen}, checkErr: func(t *testing.T, err error) {
+			var re *tai.RejectedError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, tai.StageAction, re.Stage)
+			assert.Equal(t, "guard", re.Hook)
+		}},
+		{name: "deny", policy: fixed(deny, nil), want: tai.Denied, wantIs: []error{tai.ErrDenied}, checkErr: func(t *testing.T, err error) {
+			var de *tai.DeniedError
+			require.ErrorAs(t, err, &de)
+			assert.Equal(t, deny, de.Decision)
+			assert.Equal(t, `tai: deny by policy "d"`, err.Error())
+		}},
+		{name: "review proceeds", policy: fixed(review, nil), want: tai.Succeeded, wantRan: true},
+		{name: "review held", policy: fixed(review, nil), hold: true, want: tai.Denied, wantIs: []error{tai.ErrDenied}},
+		{name: "policy error fails closed", policy: tai.Named("geo", failing(errStore)), want: tai.Failed, wantIs: []error{errStore}, checkErr: func(t *testing.T, err error) {
+			var pe *tai.PolicyError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, "geo", pe.Policy)
+			assert.Equal(t, `tai: policy "geo" failed: store down`, err.Error())
+		}},
+		{name: "policy error fails open", policy: tai.FailOpen(failing(errStore)), want: tai.Succeeded, wantRan: true},
+		{name: "no verdict", policy: fixed(tai.Decision{}, nil), want: tai.Failed, checkErr: func(t *testing.T, err error) {
+			require.ErrorContains(t, err, "decision has no verdict")
+		}},
+		{name: "action fails", action: errCharge, want: tai.Failed, wantIs: []error{errCharge}, wantRan: true},
+	}
+	for _, tt := range tests {
+		for _, hooked := range []bool{false, true} {
+			if !hooked && (tt.gate != nil || tt.guard != nil) {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/hooks=%v", tt.name, hooked), func(t *testing.T) {
+				policy := tt.policy
+				if policy == nil {
+					policy = fixed(allow, nil)
+				}
+				ran := false
+				action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+					ran = true
+					if tt.action != nil {
+						return 0, tt.action
+					}
+					return 7, nil
+				})
+				j := &journal{}
+				obs := &recObserver{j: j}
+				opts := []tai.Option{}
+				if tt.hold {
+					opts = append(opts, tai.WithHoldOnReview())
+				}
+				if hooked {
+					opts = append(opts,
+						tai.WithGates(namedGate{name: "gate", j: j, err: tt.gate}),
+						tai.WithGuards(namedGuard{name: "guard", j: j, reject: tt.guard}),
+						tai.WithObservers(obs))
+				}
+				p, err := tai.New(policy, action, opts...)
+				require.NoError(t, err)
+				res, err := p.Process(context.Background(), tai.NewSignal("test", "k", 1))
+				assert.Equal(t, tt.want, res.Outcome)
+				assert.Equal(t, tt.want, tai.OutcomeOf(err))
+				assert.Equal(t, tt.wantRan, ran)
+				if tt.want == tai.Succeeded {
+					require.NoError(t, err)
+					assert.Equal(t, 7, res.Value)
+				} else {
+					assert.Zero(t, res.Value)
+				}
+				for _, target := range tt.wantIs {
+					assert.ErrorIs(t, err, target)
+				}
+				if tt.checkErr != nil {
+					tt.checkErr(t, err)
+				}
+				if hooked {
+					rec := obs.last(t)
+					assert.Equal(t, tt.want, rec.Outcome)
+					assert.Equal(t, err, rec.Err)
+					assert.Equal(t, res.Decision, rec.Decision)
+				}
+			})
+		}
+	}
+}
+
+func TestOutcomeOf(t *testing.T) {
+	base := errors.New("x")
+	tests := []struct {
+		err  error
+		want tai.Outcome
+	}{
+		{nil, tai.Succeeded},
+		{&tai.DeniedError{}, tai.Denied},
+		{fmt.Errorf("wrapped: %w", &tai.DeniedError{}), tai.Denied},
+		{&tai.RejectedError{Err: base}, tai.Rejected},
+		{fmt.Errorf("wrapped: %w", &tai.RejectedError{Err: base}), tai.Rejected},
+		{&tai.PolicyError{Err: base}, tai.Failed},
+		{&tai.PanicError{Value: "x"}, tai.Failed},
+		{&tai.StageError{Err: context.Canceled}, tai.Failed},
+		{context.DeadlineExceeded, tai.Failed},
+		{base, tai.Failed},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tai.OutcomeOf(tt.err), "%v", tt.err)
+	}
+	assert.Equal(t, "outcome(9)", tai.Outcome(9).String())
+	for _, o := range tai.Outcomes {
+		b, err := o.MarshalText()
+		require.NoError(t, err)
+		assert.Equal(t, o.String(), string(b))
+	}
+	_, err := tai.Outcome(9).MarshalText()
+	require.Error(t, err)
+}
+
+type retryErr struct{ d time.Duration }
+
+func (e retryErr) Error() string             { return "slow down" }
+func (e retryErr) RetryAfter() time.Duration { return e.d }
+
+func TestRetryAfter(t *testing.T) {
+	p, err := tai.New(fixed(allow, nil), tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 0, nil }),
+		tai.WithGates(tai.GateFunc(func(context.Context, string) error { return retryErr{3 * time.Second} })))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), sig())
+	assert.Equal(t, 3*time.Second, tai.RetryAfter(err))
+	assert.Zero(t, tai.RetryAfter(errors.New("plain")))
+	assert.Zero(t, tai.RetryAfter(nil))
+}
+
+func TestInvalidSignal(t *testing.T) {
+	j := &journal{}
+	obs := &recObserver{j: j}
+	p, err := tai.New(allowPolicy(j), doubleAction(j), tai.WithGates(namedGate{name: "g", j: j}), tai.WithObservers(obs))
+	require.NoError(t, err)
+	for _, s := range []tai.Signal[int]{{Kind: "test"}, {ID: "x"}} {
+		res, err := p.Process(context.Background(), s)
+		require.ErrorIs(t, err, tai.ErrInvalidSignal)
+		require.ErrorIs(t, err, tai.ErrRejected)
+		assert.Equal(t, tai.Rejected, res.Outcome)
+	}
+	_, err = p.Process(context.Background(), tai.Signal[int]{Kind: "test"})
+	assert.ErrorContains(t, err, "empty ID")
+	_, err = p.Process(context.Background(), tai.Signal[int]{ID: "x"})
+	assert.ErrorContains(t, err, "empty Kind")
+	assert.Empty(t, j.get(), "an invalid signal reaches no hook")
+}
+
+func TestNewValidation(t *testing.T) {
+	pol, act := fixed(allow, nil), doubleAction(&journal{})
+	tests := []struct {
+		name string
+		new  func() error
+		want string
+	}{
+		{"nil policy", func() error { _, err := tai.New[int, int](nil, act); return err }, "policy: tai: nil policy"},
+		{"nil action", func() error { _, err := tai.New[int, int](pol, nil); return err }, "action is nil"},
+		{"nil in All", func() error { _, err := tai.New(tai.All(pol, nil), act); return err }, "policy 1: tai: nil policy"},
+		{"nil in Named", func() error { _, err := tai.New(tai.Named[int]("x", nil), act); return err }, "nil policy"},
+		{"nil in FailOpen", func() error { _, err := tai.New(tai.FailOpen(tai.Any[int](nil)), act); return err }, "nil policy"},
+		{"nil gate", func() error { _, err := tai.New(pol, act, tai.WithGates(nil)); return err }, "gate 0 is nil"},
+		{"nil guard", func() error { _, err := tai.New(pol, act, tai.WithGuards(nopGuard{}, nil)); return err }, "guard 1 is nil"},
+		{"nil observer", func() error { _, err := tai.New(pol, act, tai.WithObservers(nil)); return err }, "observer 0 is nil"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.ErrorContains(t, tt.new(), tt.want)
+		})
+	}
+	// A nil Option is ignored rather than crashing.
+	_, err := tai.New(pol, act, nil)
+	require.NoError(t, err)
+}
+
+func TestPanicsRecovered(t *testing.T) {
+	panicPolicy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) { panic("policy bug") })
+	panicAction := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { panic(errors.New("action bug")) })
+	panicGate := tai.GateFunc(func(context.Context, string) error { panic("gate bug") })
+	panicGuard := tai.GuardFunc(func(context.Context, func(context.Context) error) error { panic("guard bug") })
+	tests := []struct {
+		name   string
+		policy tai.Policy[int]
+		action tai.Action[int, int]
+		opts   []tai.Option
+		stage  tai.Stage
+	}{
+		{"policy bare", panicPolicy, doubleAction(&journal{}), nil, tai.StagePolicy},
+		{"action bare", fixed(allow, nil), panicAction, nil, tai.StageAction},
+		{"policy hooked", panicPolicy, doubleAction(&journal{}), []tai.Option{tai.WithObservers(nopObserver{})}, tai.StagePolicy},
+		{"action hooked", fixed(allow, nil), panicAction, []tai.Option{tai.WithObservers(nopObserver{})}, tai.StageAction},
+		{"action guarded", fixed(allow, nil), panicAction, []tai.Option{tai.WithGuards(nopGuard{})}, tai.StageAction},
+		{"gate", fixed(allow, nil), doubleAction(&journal{}), []tai.Option{tai.WithGates(panicGate)}, tai.StageGate},
+		{"guard", fixed(allow, nil), doubleAction(&journal{}), []tai.Option{tai.WithGuards(panicGuard)}, tai.StageAction},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &journal{}
+			tr := &spanTracer{j: j}
+			p, err := tai.New(tt.policy, tt.action, append(tt.opts, tai.WithTracer(tr))...)
+			require.NoError(t, err)
+			res, err := p.Process(context.Background(), sig())
+			var pe *tai.PanicError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, tt.stage, pe.Stage)
+			assert.Equal(t, tai.Failed, res.Outcome)
+			assert.Contains(t, string(pe.Stack), "pipeline_test.go", "the stack points at the panic")
+			assert.Contains(t, err.Error(), "tai: panic in "+tt.stage.String())
+			steps := j.get()
+			assert.Equal(t, "end signal:test failed", steps[len(steps)-1], "the root span is ended: %v", steps)
+			starts, ends := 0, 0
+			for _, s := range steps {
+				if strings.HasPrefix(s, "start") {
+					starts++
+				} else {
+					ends++
+				}
+			}
+			assert.Equal(t, starts, ends, "every span is ended: %v", steps)
+		})
+	}
+	t.Run("panic value that is an error unwraps", func(t *testing.T) {
+		p, err := tai.New(fixed(allow, nil), panicAction)
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), sig())
+		assert.EqualError(t, errors.Unwrap(err), "action bug")
+	})
+}
+
+type panicObserver struct{}
+
+func (panicObserver) Observe(context.Context, tai.Record) { panic("observer bug") }
+
+func TestObserverPanicIsLoggedAndHarmless(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	obs := &recObserver{j: &journal{}}
+	p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithObservers(panicObserver{}, obs), tai.WithLogger(logger))
+	require.NoError(t, err)
+	s := sig()
+	res, err := p.Process(context.Background(), s)
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Value)
+	assert.Contains(t, buf.String(), "observer panicked")
+	assert.Contains(t, buf.String(), s.ID)
+	assert.Equal(t, s.ID, obs.last(t).ID, "later observers still run")
+}
+
+func TestCancellation(t *testing.T) {
+	t.Run("before the policy", func(t *testing.T) {
+		for _, hooked := range []bool{false, true} {
+			j := &journal{}
+			var opts []tai.Option
+			if hooked {
+				opts = append(opts, tai.WithObservers(nopObserver{}))
+			}
+			p, err := tai.New(allowPolicy(j), doubleAction(j), opts...)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			res, err := p.Process(ctx, sig())
+			require.ErrorIs(t, err, context.Canceled)
+			var se *tai.StageError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, tai.StagePolicy, se.Stage)
+			assert.Equal(t, tai.Failed, res.Outcome)
+			assert.Empty(t, j.get())
+		}
+	})
+	t.Run("in a gate", func(t *testing.T) {
+		j := &journal{}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		gate := tai.GateFunc(func(context.Context, string) error { cancel(); return nil })
+		p, err := tai.New(allowPolicy(j), doubleAction(j), tai.WithGates(gate))
+		require.NoError(t, err)
+		_, err = p.Process(ctx, sig())
+		require.ErrorIs(t, err, context.Canceled)
+		assert.Empty(t, j.get(), "neither the policy nor the action ran")
+	})
+	t.Run("in the policy", func(t *testing.T) {
+		for _, hooked := range []bool{false, true} {
+			j := &journal{}
+			ctx, cancel := context.WithCancel(context.Background())
+			policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+				cancel()
+				return allow, nil
+			})
+			var opts []tai.Option
+			if hooked {
+				opts = append(opts, tai.WithGuards(namedGuard{name: "g", j: j}))
+			}
+			p, err := tai.New(policy, doubleAction(j), opts...)
+			require.NoError(t, err)
+			res, err := p.Process(ctx, sig())
+			require.ErrorIs(t, err, context.Canceled)
+			var se *tai.StageError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, tai.StageAction, se.Stage)
+			assert.Equal(t, "tai: before action: context canceled", err.Error())
+			assert.Equal(t, allow, res.Decision, "the decision is kept")
+			assert.Empty(t, j.get(), "neither the guard nor the action ran")
+		}
+	})
+}
+
+func TestAbandonedGuard(t *testing.T) {
+	release := make(chan struct{})
+	finished := make(chan struct{})
+	abandon := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		go func() {
+			defer close(finished)
+			_ = fn(ctx)
+		}()
+		return errors.New("timed out")
+	})
+	action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+		<-release
+		return 1, nil
+	})
+	p, err := tai.New(fixed(allow, nil), action, tai.WithGuards(abandon))
+	require.NoError(t, err)
+	// The guard's goroutine may not have started the action yet; the
+	// pipeline then sees a guard that never ran it.
+	res, err := p.Process(context.Background(), sig())
+	require.Error(t, err)
+	assert.NotEqual(t, tai.Succeeded, res.Outcome)
+	close(release)
+	<-finished
+	// Later signals are unaffected by the late result.
+	ok, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithGuards(nopGuard{}))
+	require.NoError(t, err)
+	res2, err := ok.Process(context.Background(), tai.NewSignal("test", "k", 5))
+	require.NoError(t, err)
+	assert.Equal(t, 10, res2.Value)
+}
+
+func TestAbandonedWhileRunning(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	finished := make(chan struct{})
+	abandon := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		go func() {
+			defer close(finished)
+			_ = fn(ctx)
+		}()
+		<-started
+		return errors.New("timed out")
+	})
+	action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+		close(started)
+		<-release
+		return 1, nil
+	})
+	p, err := tai.New(fixed(allow, nil), action, tai.WithGuards(abandon))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), sig())
+	require.ErrorIs(t, err, tai.ErrAbandoned)
+	assert.Equal(t, tai.Failed, res.Outcome)
+	close(release)
+	<-finished
+}
+
+func TestGuardThatSkipsTheAction(t *testing.T) {
+	skip := tai.GuardFunc(func(context.Context, func(context.Context) error) error { return nil })
+	p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithGuards(skip))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), sig())
+	require.ErrorContains(t, err, "guard returned without running the action")
+	assert.Equal(t, tai.Rejected, res.Outcome)
+}
+
+func TestRecord(t *testing.T) {
+	for _, stages := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stages=%v", stages), func(t *testing.T) {
+			obs := &recObserver{j: &journal{}, stages: stages}
+			slow := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+				time.Sleep(2 * time.Millisecond) // a real duration to measure, not a timing assertion
+				return 1, nil
+			})
+			p, err := tai.New(fixed(deny8, nil), slow, tai.WithObservers(obs), tai.WithGates(nopGate{}))
+			require.NoError(t, err)
+			s := tai.NewSignal("payment", "cust_1", 1)
+			before := time.Now()
+			_, err = p.Process(context.Background(), s)
+			require.ErrorIs(t, err, tai.ErrDenied)
+			r := obs.last(t)
+			assert.Equal(t, s.ID, r.ID)
+			assert.Equal(t, "payment", r.Kind)
+			assert.Equal(t, "cust_1", r.Key)
+			assert.Equal(t, tai.Denied, r.Outcome)
+			assert.Equal(t, deny8, r.Decision)
+			assert.WithinDuration(t, before, r.Start, time.Second)
+			assert.Equal(t, r.Duration, r.StageDuration(tai.StageSignal))
+			assert.Zero(t, r.StageDuration(tai.StageAction), "the action was not reached")
+			assert.Zero(t, r.StageDuration(tai.Stage(9)))
+
+			p, err = tai.New(fixed(allow, nil), slow, tai.WithObservers(obs))
+			require.NoError(t, err)
+			_, err = p.Process(context.Background(), s)
+			require.NoError(t, err)
+			r = obs.last(t)
+			assert.GreaterOrEqual(t, r.Duration, 2*time.Millisecond)
+			if stages {
+				assert.GreaterOrEqual(t, r.Stages[tai.StageAction], 2*time.Millisecond)
+				assert.LessOrEqual(t, r.Stages[tai.StageGate]+r.Stages[tai.StagePolicy]+r.Stages[tai.StageAction], r.Duration)
+			} else {
+				assert.Zero(t, r.Stages[tai.StageAction], "stage times only for a StageObserver")
+			}
+		})
+	}
+}
+
+func TestConcurrentSignals(t *testing.T) {
+	var gates, guards, observed, actions atomic.Int64
+	p, err := tai.New(
+		tai.All(fixed(allow, nil), tai.PolicyFunc[int](func(_ context.Context, s tai.Signal[int]) (tai.Decision, error) {
+			if s.Payload%10 == 0 {
+				return tai.Decision{Verdict: tai.Deny, Policy: "tens"}, nil
+			}
+			return allow, nil
+		})),
+		tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+			actions.Add(1)
+			return s.Payload, nil
+		}),
+		tai.WithGates(tai.GateFunc(func(context.Context, string) error { gates.Add(1); return nil })),
+		tai.WithGuards(tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error { guards.Add(1); return fn(ctx) })),
+		tai.WithObservers(tai.ObserverFunc(func(context.Context, tai.Record) { observed.Add(1) })),
+		tai.WithTracer(&spanTracer{j: &journal{}, withCtx: true}),
+	)
+	require.NoError(t, err)
+	const n = 1000
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	for i := range n {
+		wg.Go(func() {
+			for k := range 5 {
+				v := i*5 + k
+				res, err := p.Process(context.Background(), tai.NewSignal("test", "k", v))
+				switch {
+				case v%10 == 0 && (res.Outcome != tai.Denied || !errors.Is(err, tai.ErrDenied)):
+					wrong.Add(1)
+				case v%10 != 0 && (err != nil || res.Value != v):
+					wrong.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Zero(t, wrong.Load())
+	assert.EqualValues(t, 5*n, gates.Load())
+	assert.EqualValues(t, 5*n, observed.Load())
+	assert.EqualValues(t, 4500, actions.Load())
+	assert.EqualValues(t, 4500, guards.Load())
+}
+
+func TestStrings(t *testing.T) {
+	assert.Equal(t, "stage(7)", tai.Stage(7).String())
+	var id tai.TraceID
+	assert.False(t, id.IsValid())
+	assert.Equal(t, "", id.String())
+	var sid tai.SpanID
+	assert.Equal(t, "", sid.String())
+	sid[0] = 1
+	assert.Equal(t, "0100000000000000", sid.String())
+	assert.Nil(t, tai.TracerFromContext(context.Background()))
+	ctx, span := tai.StartSpan(context.Background(), tai.SpanInfo{Name: "x"})
+	assert.Nil(t, span)
+	assert.NotNil(t, ctx)
+	tai.EndSpan(nil, nil) // a nil span is fine
+}
+
+func TestNewSignal(t *testing.T) {
+	a, b := tai.NewSignal("payment", "cust", 1), tai.NewSignal("payment", "cust", 1)
+	assert.Len(t, a.ID, 32)
+	assert.Regexp(t, "^[0-9a-f]{32}$", a.ID)
+	assert.NotEqual(t, a.ID, b.ID)
+	assert.WithinDuration(t, time.Now(), a.Time, time.Minute)
+	assert.Equal(t, "payment", a.Kind)
+	assert.Equal(t, "cust", a.Key)
+}

@@ -1,0 +1,294 @@
+package tai_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// fixed returns a policy that always answers d and counts its calls.
+func fixed(d tai.Decision, calls *int) tai.Policy[int] {
+	return tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		if calls != nil {
+			*calls++
+		}
+		return d, nil
+	})
+}
+
+func failing(err error) tai.Policy[int] {
+	return tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{}, err
+	})
+}
+
+var (
+	allow   = tai.Decision{Verdict: tai.Allow, Policy: "a"}
+	allow9  = tai.Decision{Verdict: tai.Allow, Policy: "a9", Score: 0.9}
+	review  = tai.Decision{Verdict: tai.Review, Policy: "r", Score: 0.3}
+	review4 = tai.Decision{Verdict: tai.Review, Policy: "r4", Score: 0.4}
+	deny    = tai.Decision{Verdict: tai.Deny, Policy: "d", Score: 0.6}
+	deny8   = tai.Decision{Verdict: tai.Deny, Policy: "d8", Score: 0.8}
+)
+
+func sig() tai.Signal[int] { return tai.NewSignal("test", "k", 1) }
+
+func TestAll(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    []tai.Decision
+		want  tai.Decision
+		calls int // policies evaluated
+	}{
+		{"none allows", nil, tai.Decision{Verdict: tai.Allow, Policy: "all"}, 0},
+		{"all allow keeps the highest score", []tai.Decision{allow, allow9, allow}, allow9, 3},
+		{"review beats allow", []tai.Decision{allow9, review, allow}, review, 3},
+		{"higher review score wins", []tai.Decision{review, review4}, review4, 2},
+		{"first deny stops", []tai.Decision{allow, deny, deny8}, deny, 2},
+		{"deny after review", []tai.Decision{review, deny8}, deny8, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			var ps []tai.Policy[int]
+			for _, d := range tt.in {
+				ps = append(ps, fixed(d, &calls))
+			}
+			got, err := tai.All(ps...).Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.calls, calls)
+		})
+	}
+}
+
+func TestAny(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    []tai.Decision
+		want  tai.Decision
+		calls int
+	}{
+		{"none denies", nil, tai.Decision{Verdict: tai.Deny, Policy: "any", Reason: "no policy allowed"}, 0},
+		{"first allow stops", []tai.Decision{deny, allow, allow9}, allow, 2},
+		{"review beats deny", []tai.Decision{deny8, review, deny}, review, 3},
+		{"highest deny score", []tai.Decision{deny, deny8}, deny8, 2},
+		{"higher review score", []tai.Decision{review, review4, deny}, review4, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			var ps []tai.Policy[int]
+			for _, d := range tt.in {
+				ps = append(ps, fixed(d, &calls))
+			}
+			got, err := tai.Any(ps...).Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.calls, calls)
+		})
+	}
+}
+
+func TestCombinatorErrors(t *testing.T) {
+	boom := errors.New("store down")
+	for name, p := range map[string]tai.Policy[int]{
+		"all": tai.All(fixed(allow, nil), failing(boom), fixed(deny, nil)),
+		"any": tai.Any(fixed(deny, nil), failing(boom), fixed(allow, nil)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := p.Evaluate(context.Background(), sig())
+			require.ErrorIs(t, err, boom)
+			var pe *tai.PolicyError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, "#1", pe.Policy)
+		})
+	}
+	t.Run("child without verdict", func(t *testing.T) {
+		_, err := tai.All(fixed(tai.Decision{Policy: "lazy"}, nil)).Evaluate(context.Background(), sig())
+		require.ErrorContains(t, err, "no verdict")
+	})
+}
+
+func TestFailOpen(t *testing.T) {
+	boom := errors.New("store down")
+	p := tai.FailOpen(tai.Named("geo", failing(boom)))
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Allow, d.Verdict)
+	assert.True(t, d.FailedOpen)
+	assert.Equal(t, "geo", d.Policy)
+	assert.Contains(t, d.Reason, "store down")
+
+	// The flag survives combination, even when a later policy decides.
+	d, err = tai.All(p, fixed(review, nil)).Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Review, d.Verdict)
+	assert.True(t, d.FailedOpen)
+
+	// A decision without a verdict fails open as well.
+	d, err = tai.FailOpen(fixed(tai.Decision{}, nil)).Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.True(t, d.FailedOpen)
+
+	// A healthy policy passes through untouched.
+	d, err = tai.FailOpen(fixed(deny, nil)).Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, deny, d)
+}
+
+func TestNamed(t *testing.T) {
+	d, err := tai.Named("velocity", fixed(tai.Decision{Verdict: tai.Allow}, nil)).Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, "velocity", d.Policy)
+	d, err = tai.Named("outer", fixed(deny, nil)).Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, "d", d.Policy, "a decision that names its policy keeps the name")
+}
+
+func risk(r float64) func(context.Context, tai.Signal[int]) (float64, string, error) {
+	return func(context.Context, tai.Signal[int]) (float64, string, error) { return r, "risk", nil }
+}
+
+func TestScoredThresholds(t *testing.T) {
+	tests := []struct {
+		score float64
+		want  tai.Verdict
+	}{
+		{0, tai.Allow},
+		{0.2999, tai.Allow},
+		{0.3, tai.Review},
+		{0.4999, tai.Review},
+		{0.5, tai.Deny},
+		{1, tai.Deny},
+	}
+	for _, tt := range tests {
+		p, err := tai.NewScored(tai.ScoredConfig{Review: 0.3, Deny: 0.5}, tai.Rule[int]{Name: "r", Weight: 1, Check: risk(tt.score)})
+		require.NoError(t, err)
+		d, err := p.Evaluate(context.Background(), sig())
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, d.Verdict, "score %v", tt.score)
+		assert.InDelta(t, tt.score, d.Score, 1e-12)
+	}
+}
+
+func TestScoredContributions(t *testing.T) {
+	p, err := tai.NewScored(tai.ScoredConfig{Name: "fraud", Review: 0.3, Deny: 0.5},
+		tai.Rule[int]{Name: "velocity", Weight: 0.3, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+			return 1, "6 attempts in a minute", nil
+		}},
+		tai.Rule[int]{Name: "amount", Weight: 0.4, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+			return 0.5, "amount 7500 over 5000", nil
+		}},
+		tai.Rule[int]{Name: "quiet", Weight: 0.5, Check: risk(0)},
+		tai.Rule[int]{Name: "clamped", Weight: 0.1, Check: risk(-3)},
+	)
+	require.NoError(t, err)
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, d.Verdict)
+	assert.Equal(t, "fraud", d.Policy)
+	assert.InDelta(t, 0.5, d.Score, 1e-12)
+	assert.Equal(t, "6 attempts in a minute", d.Reason, "reason of the largest contribution")
+	require.Len(t, d.Contributions, 2)
+	assert.Equal(t, tai.Contribution{Rule: "velocity", Weight: 0.3, Risk: 1, Score: 0.3, Reason: "6 attempts in a minute"}, d.Contributions[0])
+	assert.Equal(t, "amount", d.Contributions[1].Rule)
+	assert.InDelta(t, 0.2, d.Contributions[1].Score, 1e-12)
+}
+
+func TestScoredClampsAndErrors(t *testing.T) {
+	p, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "a", Weight: 0.9, Check: risk(7)}, tai.Rule[int]{Name: "b", Weight: 0.9, Check: risk(1)})
+	require.NoError(t, err)
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, d.Score, "the score is clamped to 1")
+	assert.Equal(t, 0.9, d.Contributions[0].Score, "a risk is clamped to 1")
+	review, deny := p.Thresholds()
+	assert.Equal(t, 0.5, deny, "default deny threshold")
+	assert.Equal(t, 0.5, review, "no review band by default")
+
+	boom := errors.New("geo lookup failed")
+	nan, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "nan", Weight: 1, Check: risk(math.NaN())})
+	require.NoError(t, err)
+	_, err = nan.Evaluate(context.Background(), sig())
+	require.ErrorContains(t, err, `rule "nan": risk is NaN`)
+
+	hard, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "geo", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+		return 0, "", boom
+	}})
+	require.NoError(t, err)
+	_, err = hard.Evaluate(context.Background(), sig())
+	require.ErrorIs(t, err, boom)
+
+	soft, err := tai.NewScored(tai.ScoredConfig{},
+		tai.Rule[int]{Name: "geo", Weight: 1, FailOpen: true, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+			return 1, "", boom
+		}},
+		tai.Rule[int]{Name: "amount", Weight: 0.2, Check: risk(1)})
+	require.NoError(t, err)
+	d, err = soft.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.True(t, d.FailedOpen)
+	assert.Equal(t, tai.Allow, d.Verdict)
+	assert.InDelta(t, 0.2, d.Score, 1e-12)
+
+	panicky, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "p", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+		panic("rule bug")
+	}})
+	require.NoError(t, err)
+	_, err = panicky.Evaluate(context.Background(), sig())
+	var pe *tai.PanicError
+	require.ErrorAs(t, err, &pe)
+}
+
+func TestNewScoredValidation(t *testing.T) {
+	ok := tai.Rule[int]{Name: "ok", Weight: 1, Check: risk(0)}
+	tests := []struct {
+		name  string
+		cfg   tai.ScoredConfig
+		rules []tai.Rule[int]
+		want  string
+	}{
+		{"deny above one", tai.ScoredConfig{Deny: 1.5}, []tai.Rule[int]{ok}, "Deny 1.5"},
+		{"deny negative", tai.ScoredConfig{Deny: -0.1}, []tai.Rule[int]{ok}, "Deny -0.1"},
+		{"deny NaN", tai.ScoredConfig{Deny: math.NaN()}, []tai.Rule[int]{ok}, "Deny NaN"},
+		{"review above deny", tai.ScoredConfig{Deny: 0.5, Review: 0.6}, []tai.Rule[int]{ok}, "Review 0.6"},
+		{"review negative", tai.ScoredConfig{Review: -1}, []tai.Rule[int]{ok}, "Review -1"},
+		{"no rules", tai.ScoredConfig{}, nil, "at least one rule"},
+		{"no name", tai.ScoredConfig{}, []tai.Rule[int]{{Weight: 1, Check: risk(0)}}, "rule 0 has no Name"},
+		{"no check", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "x", Weight: 1}}, `rule "x" has no Check`},
+		{"duplicate", tai.ScoredConfig{}, []tai.Rule[int]{ok, ok}, `"ok" is used twice`},
+		{"negative weight", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "w", Weight: -1, Check: risk(0)}}, "weight -1"},
+		{"NaN weight", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "w", Weight: math.NaN(), Check: risk(0)}}, "weight NaN"},
+		{"infinite weight", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "w", Weight: math.Inf(1), Check: risk(0)}}, "weight +Inf"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := tai.NewScored(tt.cfg, tt.rules...)
+			require.ErrorContains(t, err, tt.want)
+			assert.Nil(t, p)
+		})
+	}
+}
+
+func TestVerdictText(t *testing.T) {
+	for _, v := range []tai.Verdict{0, tai.Allow, tai.Review, tai.Deny} {
+		b, err := v.MarshalText()
+		require.NoError(t, err)
+		var back tai.Verdict
+		require.NoError(t, back.UnmarshalText(b))
+		assert.Equal(t, v, back)
+	}
+	_, err := tai.Verdict(9).MarshalText()
+	require.Error(t, err)
+	var v tai.Verdict
+	require.ErrorContains(t, v.UnmarshalText([]byte("maybe")), `unknown verdict "maybe"`)
+	assert.Equal(t, "verdict(9)", tai.Verdict(9).String())
+	assert.False(t, tai.Verdict(0).Valid())
+}
