@@ -1,0 +1,42 @@
+// Package taikit is a Go library for the TAI pattern — Signal → Policy →
+// Action → Result — with the principles of the Toyota Production System as
+// composable packages.
+//
+// A service receives signals (a payment, a deployment request), decides
+// with policies whether each may proceed, runs an action, and reports the
+// result. Around that line, five TPS principles keep it healthy:
+//
+//	tai       the pattern: Signal, Policy, Action, Decision, Pipeline, and the
+//	          stage hooks (Gate, Guard, Observer, Tracer) the others plug into
+//	jidoka    自働化 "automation with a human touch": stop the line the moment
+//	          something is wrong — circuit Breaker, manual/automatic Line stop,
+//	          health Watchdog that rolls back
+//	heijunka  平準化 "levelling": smooth the load — GCRA rate limits, per-key
+//	          limits (in memory or shared through Redis), staged traffic Ramps,
+//	          warm-up after recovery, fair leveling across keys
+//	kanban    看板 "signboard": pull work, never push it, with a bounded
+//	          work-in-progress limit — queues in memory and on NATS JetStream
+//	kaizen    改善 "improvement": measure — Prometheus metrics, OpenTelemetry
+//	          traces, rolling statistics with trends, a tamper-evident audit trail
+//	andon     行灯 "lantern": make problems visible and let anyone stop the
+//	          line — alert rules, notifications, a live board, a cord
+//
+// # How they compose
+//
+// The packages meet in a tai.Pipeline. Admission controls are Gates (a
+// heijunka limit, a jidoka Line), protections around the action are Guards
+// (a jidoka Breaker), and everything that watches is an Observer (kaizen
+// metrics, stats and audit; andon reads the stats) or a Tracer (kaizen).
+// The hook interfaces are small and not generic, so a Breaker or a Limiter
+// serves pipelines of any payload type, and none of the TPS packages needs
+// the others: import only what the service uses. Heavy dependencies (the
+// Redis client, the NATS server) live in sub-packages of their own.
+//
+//	p, err := tai.New(fraudPolicy, chargeAction,
+//		tai.WithGates(perCustomerLimit, line),
+//		tai.WithGuards(gatewayBreaker),
+//		tai.WithObservers(metrics, stats, audit),
+//		tai.WithTracer(tracer))
+//
+// The runnable services under examples/ show it used for real.
+package taikit
