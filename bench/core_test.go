@@ -1,0 +1,114 @@
+// Package bench compares taikit with peer libraries, side by side in one
+// run. It is a module of its own so the library's go.mod stays lean.
+package bench
+
+import (
+	"context"
+	"testing"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+type payment struct {
+	Amount   float64
+	Customer string
+}
+
+var (
+	corePolicy tai.Policy[payment] = tai.PolicyFunc[payment](func(_ context.Context, s tai.Signal[payment]) (tai.Decision, error) {
+		if s.Payload.Amount > 5000 {
+			return tai.Decision{Verdict: tai.Deny, Policy: "amount"}, nil
+		}
+		return tai.Decision{Verdict: tai.Allow, Policy: "amount"}, nil
+	})
+	coreAction tai.Action[payment, int] = tai.ActionFunc[payment, int](func(_ context.Context, s tai.Signal[payment]) (int, error) {
+		return int(s.Payload.Amount), nil
+	})
+)
+
+type nopGate struct{}
+
+func (nopGate) Admit(context.Context, string) error { return nil }
+
+type nopGuard struct{}
+
+func (nopGuard) Do(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }
+
+type nopObserver struct{}
+
+func (nopObserver) Observe(context.Context, tai.Record) {}
+
+type nopTracer struct{}
+
+type nopSpan struct{}
+
+func (nopTracer) Start(ctx context.Context, _ tai.SpanInfo) (context.Context, tai.Span) {
+	return ctx, nopSpan{}
+}
+func (nopSpan) End(error)                         {}
+func (nopSpan) SpanContext() (sc tai.SpanContext) { return sc }
+
+func coreSignal() tai.Signal[payment] {
+	return tai.Signal[payment]{ID: "sig_1", Kind: "payment", Key: "cust_1", Payload: payment{Amount: 99.99, Customer: "cust_1"}}
+}
+
+// BenchmarkDirect calls the policy and the action by hand: the floor the
+// pipeline is measured against.
+func BenchmarkDirect(b *testing.B) {
+	ctx, s := context.Background(), coreSignal()
+	b.ReportAllocs()
+	for b.Loop() {
+		d, err := corePolicy.Evaluate(ctx, s)
+		if err != nil || d.Verdict != tai.Allow {
+			b.Fatal("denied")
+		}
+		if _, err := coreAction.Execute(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkProcess runs the same policy and action through a pipeline with
+// no hooks.
+func BenchmarkProcess(b *testing.B) {
+	p, err := tai.New(corePolicy, coreAction)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchPipeline(b, p)
+}
+
+// BenchmarkProcessHooks adds a gate, a guard, an observer and a tracer, all
+// no-ops.
+func BenchmarkProcessHooks(b *testing.B) {
+	p, err := tai.New(corePolicy, coreAction,
+		tai.WithGates(nopGate{}), tai.WithGuards(nopGuard{}),
+		tai.WithObservers(nopObserver{}), tai.WithTracer(nopTracer{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchPipeline(b, p)
+}
+
+func benchPipeline(b *testing.B, p *tai.Pipeline[payment, int]) {
+	ctx, s := context.Background(), coreSignal()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Process(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestCoreBenchmarksRun keeps the comparison honest when the benchmarks are
+// only compiled: the pipeline returns what the direct calls return.
+func TestCoreBenchmarksRun(t *testing.T) {
+	p, err := tai.New(corePolicy, coreAction)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Process(context.Background(), coreSignal())
+	if err != nil || res.Value != 99 {
+		t.Fatalf("Process = %v, %v; want 99, nil", res.Value, err)
+	}
+}
