@@ -1,0 +1,286 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/taipattern/taikit/jidoka"
+)
+
+// The same settings for every library: trip after 5 consecutive failures,
+// or (time window) at a failure rate of 50% over the last 10 s in 1 s
+// buckets once 10 calls are counted; stay open 30 s; close after 3 probe
+// successes.
+const (
+	jkBenchFailures  = 5
+	jkBenchOpen      = 30 * time.Second
+	jkBenchSuccesses = 3
+	jkBenchWindow    = 10 * time.Second
+	jkBenchBucket    = time.Second
+	jkBenchMinCalls  = 10
+	jkBenchRate      = 0.5
+)
+
+var jkErrBenchFail = errors.New("bench: failure")
+
+func jkOkCall(context.Context) error { return nil }
+func jkOkPlain() error               { return nil }
+func jkOkValue() (struct{}, error)   { return struct{}{}, nil }
+
+func jkJidokaConsecutive(b *testing.B) *jidoka.Breaker {
+	br, err := jidoka.NewBreaker(jidoka.Config{ConsecutiveFailures: jkBenchFailures, OpenDuration: jkBenchOpen, HalfOpenSuccesses: jkBenchSuccesses})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return br
+}
+
+func jkJidokaTimeWindow(b *testing.B) *jidoka.Breaker {
+	br, err := jidoka.NewBreaker(jidoka.Config{
+		FailureRate: jkBenchRate, MinimumCalls: jkBenchMinCalls,
+		WindowDuration: jkBenchWindow, WindowBuckets: int(jkBenchWindow / jkBenchBucket),
+		OpenDuration: jkBenchOpen, HalfOpenSuccesses: jkBenchSuccesses,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return br
+}
+
+func jkGobreakerConsecutive() *gobreaker.CircuitBreaker[struct{}] {
+	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		MaxRequests: jkBenchSuccesses,
+		Timeout:     jkBenchOpen,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= jkBenchFailures },
+	})
+}
+
+func jkGobreakerTimeWindow() *gobreaker.CircuitBreaker[struct{}] {
+	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		MaxRequests:  jkBenchSuccesses,
+		Interval:     jkBenchWindow,
+		BucketPeriod: jkBenchBucket,
+		Timeout:      jkBenchOpen,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.Requests >= jkBenchMinCalls && float64(c.TotalFailures)/float64(c.Requests) >= jkBenchRate
+		},
+	})
+}
+
+func jkFailsafeConsecutive() (circuitbreaker.CircuitBreaker[any], failsafe.Executor[any]) {
+	cb := circuitbreaker.NewBuilder[any]().
+		WithFailureThreshold(jkBenchFailures).
+		WithDelay(jkBenchOpen).
+		WithSuccessThreshold(jkBenchSuccesses).
+		Build()
+	return cb, failsafe.With[any](cb)
+}
+
+func jkFailsafeTimeWindow() failsafe.Executor[any] {
+	cb := circuitbreaker.NewBuilder[any]().
+		WithFailureRateThreshold(jkBenchRate, jkBenchMinCalls, jkBenchWindow).
+		WithDelay(jkBenchOpen).
+		WithSuccessThreshold(jkBenchSuccesses).
+		Build()
+	return failsafe.With[any](cb)
+}
+
+// Closed state, successful call, one goroutine.
+
+func BenchmarkJidokaClosed(b *testing.B) {
+	br, ctx := jkJidokaConsecutive(b), context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := br.Do(ctx, jkOkCall); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkJidokaClosedGobreaker(b *testing.B) {
+	cb := jkGobreakerConsecutive()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := cb.Execute(jkOkValue); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkJidokaClosedFailsafe(b *testing.B) {
+	_, ex := jkFailsafeConsecutive()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ex.Run(jkOkPlain); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Closed state, successful call, all cores.
+
+func BenchmarkJidokaClosedParallel(b *testing.B) {
+	br, ctx := jkJidokaConsecutive(b), context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := br.Do(ctx, jkOkCall); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkJidokaClosedParallelGobreaker(b *testing.B) {
+	cb := jkGobreakerConsecutive()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := cb.Execute(jkOkValue); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkJidokaClosedParallelFailsafe(b *testing.B) {
+	_, ex := jkFailsafeConsecutive()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := ex.Run(jkOkPlain); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// Open state: the call is refused.
+
+func BenchmarkJidokaOpen(b *testing.B) {
+	br, ctx := jkJidokaConsecutive(b), context.Background()
+	for range jkBenchFailures {
+		_ = br.Do(ctx, func(context.Context) error { return jkErrBenchFail })
+	}
+	if br.State() != jidoka.StateOpen {
+		b.Fatal("not open")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := br.Do(ctx, jkOkCall); err == nil {
+			b.Fatal("admitted")
+		}
+	}
+}
+
+func BenchmarkJidokaOpenGobreaker(b *testing.B) {
+	cb := jkGobreakerConsecutive()
+	for range jkBenchFailures {
+		_, _ = cb.Execute(func() (struct{}, error) { return struct{}{}, jkErrBenchFail })
+	}
+	if cb.State() != gobreaker.StateOpen {
+		b.Fatal("not open")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := cb.Execute(jkOkValue); err == nil {
+			b.Fatal("admitted")
+		}
+	}
+}
+
+func BenchmarkJidokaOpenFailsafe(b *testing.B) {
+	cb, ex := jkFailsafeConsecutive()
+	for range jkBenchFailures {
+		_ = ex.Run(func() error { return jkErrBenchFail })
+	}
+	if !cb.IsOpen() {
+		b.Fatal("not open")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ex.Run(jkOkPlain); err == nil {
+			b.Fatal("admitted")
+		}
+	}
+}
+
+// Time window (failure rate over 10 s in 1 s buckets), successful call.
+
+func BenchmarkJidokaTimeWindow(b *testing.B) {
+	br, ctx := jkJidokaTimeWindow(b), context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := br.Do(ctx, jkOkCall); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkJidokaTimeWindowGobreaker(b *testing.B) {
+	cb := jkGobreakerTimeWindow()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := cb.Execute(jkOkValue); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkJidokaTimeWindowFailsafe(b *testing.B) {
+	ex := jkFailsafeTimeWindow()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ex.Run(jkOkPlain); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkJidokaTimeWindowParallel(b *testing.B) {
+	br, ctx := jkJidokaTimeWindow(b), context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := br.Do(ctx, jkOkCall); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkJidokaTimeWindowParallelGobreaker(b *testing.B) {
+	cb := jkGobreakerTimeWindow()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := cb.Execute(jkOkValue); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkJidokaTimeWindowParallelFailsafe(b *testing.B) {
+	ex := jkFailsafeTimeWindow()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := ex.Run(jkOkPlain); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

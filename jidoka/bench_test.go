@@ -1,0 +1,137 @@
+package jidoka_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/taipattern/taikit/jidoka"
+)
+
+var benchConfigs = []struct {
+	name string
+	cfg  jidoka.Config
+}{
+	{"Consecutive", jidoka.Config{ConsecutiveFailures: 5}},
+	{"CountWindow", jidoka.Config{FailureRate: 0.5, WindowSize: 100, MinimumCalls: 10}},
+	{"TimeWindow", jidoka.Config{FailureRate: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 10}},
+	{"SlowCall", jidoka.Config{FailureRate: 0.5, SlowCallRate: 0.5, SlowCallDuration: time.Second, WindowSize: 100}},
+}
+
+func succeed(context.Context) error { return nil }
+
+// BenchmarkBreakerClosed measures a successful call through a closed
+// breaker, for each kind of trip rule.
+func BenchmarkBreakerClosed(b *testing.B) {
+	ctx := context.Background()
+	for _, bc := range benchConfigs {
+		br, err := jidoka.NewBreaker(bc.cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := br.Do(ctx, succeed); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(bc.name+"Parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := br.Do(ctx, succeed); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkBreakerAllow measures the two-step form in the closed state.
+func BenchmarkBreakerAllow(b *testing.B) {
+	br, err := jidoka.NewBreaker(jidoka.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		done, err := br.Allow(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done(nil)
+	}
+}
+
+// BenchmarkBreakerExecute measures the generic form in the closed state.
+func BenchmarkBreakerExecute(b *testing.B) {
+	br, err := jidoka.NewBreaker(jidoka.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := jidoka.Execute(ctx, br, fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBreakerOpen measures a refused call.
+func BenchmarkBreakerOpen(b *testing.B) {
+	br, err := jidoka.NewBreaker(jidoka.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	br.Trip("benchmark")
+	ctx := context.Background()
+	b.Run("Serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if br.Do(ctx, succeed) == nil {
+				b.Fatal("admitted")
+			}
+		}
+	})
+	b.Run("Parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if br.Do(ctx, succeed) == nil {
+					b.Error("admitted")
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkLineAdmit measures the gate of a running and a stopped line.
+func BenchmarkLineAdmit(b *testing.B) {
+	l := jidoka.NewLine(jidoka.LineConfig{Name: "checkout"})
+	ctx := context.Background()
+	b.Run("Running", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if l.Admit(ctx, "k") != nil {
+				b.Fatal("stopped")
+			}
+		}
+	})
+	l.Stop("benchmark")
+	b.Run("Stopped", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if l.Admit(ctx, "k") == nil {
+				b.Fatal("running")
+			}
+		}
+	})
+}

@@ -1,0 +1,538 @@
+package jidoka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Breaker is a circuit breaker: it stops calling a dependency that keeps
+// failing, and lets a few probe calls through after a while to see whether
+// it has recovered.
+//
+// It is closed at first: calls run and their results are counted. When a
+// trip rule of its Config holds it opens: calls are refused with an
+// *OpenError until the open period ends, then it turns half-open and gives
+// probe leases to up to HalfOpenProbes calls at a time. HalfOpenSuccesses
+// probe successes close it; a probe failure opens it again, for longer with
+// back-off. Trip, Reset, ForceOpen, Disable and MetricsOnly change the state
+// by hand.
+//
+// Every state change starts a new generation; results of calls admitted in
+// an earlier generation are ignored. In the closed state a call touches no
+// lock: with only a consecutive-failure rule a success reads one shared word
+// and reads no clock; a count window adds two atomic operations; a time
+// window takes a short lock. The end of the open period is a timer of the
+// Clock, so a refused call reads no clock either.
+//
+// A Breaker is a tai.Guard and a tai.Namer. It is safe for concurrent use.
+// Make one with NewBreaker; the zero Breaker is not usable.
+type Breaker struct {
+	cur atomic.Pointer[period]
+	s   settings
+	m   monotonic
+
+	mu        sync.Mutex // serialises state changes and half-open leases
+	trips     int
+	lastLease uint64
+	events    queue[Event]
+}
+
+// period is one generation of a Breaker: the state it is in and what that
+// state counts. A call keeps the period it was admitted in and reports to
+// it; a period that is no longer current ignores the reports.
+type period struct {
+	state  State
+	gen    uint64
+	since  int64
+	reason string
+
+	// closed and metrics-only
+	consec atomic.Int64
+	count  *countWindow
+	window *timeWindow
+	done   func(error) // cached done of Allow, when no start time is needed
+
+	// open and forced open; half-open with every lease taken
+	reject *OpenError
+	until  int64
+	timer  Timer
+
+	// half-open, guarded by Breaker.mu
+	leases    []lease
+	successes int
+}
+
+type lease struct {
+	id    uint64 // 0: free
+	start int64
+}
+
+// errPanicked stands for the result of a call that panicked.
+var errPanicked = errors.New("jidoka: call panicked")
+
+// NewBreaker returns a closed breaker configured by cfg, or an error naming
+// the first invalid field.
+func NewBreaker(cfg Config) (*Breaker, error) {
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	b := &Breaker{s: s, m: newMonotonic(cfg.Clock)}
+	b.cur.Store(b.newPeriod(StateClosed, 1, "new", b.m.now(), nil))
+	return b, nil
+}
+
+// Name returns Config.Name.
+func (b *Breaker) Name() string { return b.s.name }
+
+// State returns the current state. It reads one atomic word.
+func (b *Breaker) State() State { return b.cur.Load().state }
+
+// Do calls fn if the breaker admits a call and counts its result; it returns
+// fn's error, or an *OpenError (errors.Is ErrOpen) without calling fn. When
+// ctx is already done it returns ctx.Err() without calling fn or counting.
+// A panic in fn counts as a failure and is passed on.
+func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := b.cur.Load()
+	var id uint64
+	if p.state != StateClosed {
+		if p.state == StateOpen || p.state == StateForcedOpen {
+			return p.reject
+		}
+		var err error
+		if p, id, err = b.admit(p); err != nil {
+			return err
+		}
+		if p.state == StateDisabled {
+			return fn(ctx)
+		}
+	}
+	var start int64
+	if b.s.timing {
+		start = b.m.now()
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			b.finish(p, id, start, errPanicked)
+		}
+	}()
+	err := fn(ctx)
+	ok = true
+	b.finish(p, id, start, err)
+	return err
+}
+
+// Execute calls fn through b as Do does and returns its value; the zero R
+// when fn was not called.
+func Execute[R any](ctx context.Context, b *Breaker, fn func(context.Context) (R, error)) (R, error) {
+	var r R
+	err := b.Do(ctx, func(ctx context.Context) error {
+		var err error
+		r, err = fn(ctx)
+		return err
+	})
+	return r, err
+}
+
+// Allow is the two-step form of Do, for calls that do not fit in a
+// function: it admits a call or returns an *OpenError, and the caller
+// reports the result with done exactly once (a half-open probe that never
+// reports gives its lease back after ProbeTimeout). When ctx is already done
+// it returns ctx.Err().
+//
+// In the closed state without a slow-call rule done is made once per
+// generation, so Allow does not allocate.
+func (b *Breaker) Allow(ctx context.Context) (done func(err error), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, id, err := b.admit(b.cur.Load())
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case p.state == StateDisabled:
+		return ignoreResult, nil
+	case id == 0 && p.done != nil:
+		return p.done, nil
+	}
+	var start int64
+	if b.s.timing {
+		start = b.m.now()
+	}
+	return func(err error) { b.finish(p, id, start, err) }, nil
+}
+
+func ignoreResult(error) {}
+
+// admit returns the period a call runs in and its probe lease (0 outside
+// half-open), or the rejection.
+func (b *Breaker) admit(p *period) (*period, uint64, error) {
+	for {
+		switch p.state {
+		case StateClosed, StateMetricsOnly, StateDisabled:
+			return p, 0, nil
+		case StateOpen, StateForcedOpen:
+			return nil, 0, p.reject
+		}
+		id, err := b.acquire(p)
+		if id != 0 || err != nil {
+			return p, id, err
+		}
+		p = b.cur.Load() // the state changed while we waited for the lock
+	}
+}
+
+// acquire takes a probe lease in the half-open period p. It returns 0 and
+// no error when p is no longer current.
+func (b *Breaker) acquire(p *period) (uint64, error) {
+	now := b.m.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur.Load() != p {
+		return 0, nil
+	}
+	free := -1
+	for i := range p.leases {
+		if p.leases[i].id == 0 {
+			free = i
+			break
+		}
+	}
+	if free < 0 { // reclaim the leases of probes that never reported
+		for i := range p.leases {
+			if now-p.leases[i].start >= b.s.probeTimeout {
+				p.leases[i] = lease{}
+				if free < 0 {
+					free = i
+				}
+			}
+		}
+	}
+	if free < 0 {
+		return 0, p.reject
+	}
+	b.lastLease++
+	p.leases[free] = lease{id: b.lastLease, start: now}
+	return b.lastLease, nil
+}
+
+// finish reports the result of a call admitted in p.
+func (b *Breaker) finish(p *period, id uint64, start int64, err error) {
+	if id != 0 {
+		b.release(p, id, start, err)
+	} else if p.state == StateClosed || p.state == StateMetricsOnly {
+		b.record(p, start, err)
+	}
+}
+
+// classify tells whether err is ignored and whether it is a failure.
+func (b *Breaker) classify(err error) (ignored, failed bool) {
+	if err == nil {
+		return false, false
+	}
+	if b.s.ignore(err) {
+		return true, false
+	}
+	return false, b.s.isFailure == nil || b.s.isFailure(err)
+}
+
+// record counts the result of a call in the closed or metrics-only period p
+// and trips the breaker when a rule holds.
+func (b *Breaker) record(p *period, start int64, err error) {
+	if err == nil && b.s.plain {
+		if p.consec.Load() != 0 { // write only when there is something to reset
+			p.consec.Store(0)
+		}
+		return
+	}
+	ignored, failed := b.classify(err)
+	if ignored {
+		return
+	}
+	var now int64
+	if b.s.timing || p.window != nil {
+		now = b.m.now()
+	}
+	var bits uint32
+	if failed {
+		bits |= bitFailure
+	}
+	if b.s.timing && now-start > b.s.slowDur {
+		bits |= bitSlow
+	}
+	var c cause
+	if b.s.consecutive > 0 {
+		if failed {
+			if n := p.consec.Add(1); n >= b.s.consecutive {
+				c = cause{kind: causeConsecutive, n: n}
+			}
+		} else if p.consec.Load() != 0 {
+			p.consec.Store(0)
+		}
+	}
+	var t tally
+	switch {
+	case p.count != nil:
+		t = p.count.record(bits)
+	case p.window != nil:
+		t = p.window.record(now, bits)
+	}
+	if c.kind == causeNone {
+		c = b.rateCause(t)
+	}
+	if c.kind != causeNone && p.state == StateClosed {
+		b.trip(p, c)
+	}
+}
+
+// rateCause returns the rate rule that holds for t, if any.
+func (b *Breaker) rateCause(t tally) cause {
+	if t.calls == 0 || t.calls < b.s.minCalls {
+		return cause{}
+	}
+	if b.s.failureRate > 0 && float64(t.failures)/float64(t.calls) >= b.s.failureRate {
+		return cause{kind: causeFailureRate, t: t}
+	}
+	if b.s.slowRate > 0 && float64(t.slow)/float64(t.calls) >= b.s.slowRate {
+		return cause{kind: causeSlowRate, t: t}
+	}
+	return cause{}
+}
+
+// release reports the result of a half-open probe holding lease id.
+func (b *Breaker) release(p *period, id uint64, start int64, err error) {
+	ignored, failed := b.classify(err)
+	var now int64
+	if b.s.timing {
+		now = b.m.now()
+	}
+	slow := b.s.timing && !ignored && now-start > b.s.slowDur
+	b.mu.Lock()
+	if b.cur.Load() != p {
+		b.mu.Unlock()
+		return
+	}
+	i := 0
+	for i < len(p.leases) && p.leases[i].id != id {
+		i++
+	}
+	if i == len(p.leases) { // reclaimed after ProbeTimeout
+		b.mu.Unlock()
+		return
+	}
+	p.leases[i] = lease{}
+	switch {
+	case ignored:
+	case failed:
+		b.trips++
+		b.enter(p, StateOpen, "probe failed")
+	case slow:
+		b.trips++
+		b.enter(p, StateOpen, "probe was slow")
+	default:
+		p.successes++
+		if p.successes >= b.s.probeSuccess {
+			b.trips = 0
+			b.enter(p, StateClosed, fmt.Sprintf("%d probes succeeded", p.successes))
+		}
+	}
+	b.mu.Unlock()
+	b.deliver()
+}
+
+// trip opens the breaker if p is still the current period.
+func (b *Breaker) trip(p *period, c cause) {
+	b.mu.Lock()
+	if b.cur.Load() != p {
+		b.mu.Unlock()
+		return
+	}
+	b.trips++
+	b.enter(p, StateOpen, c.String(&b.s))
+	b.mu.Unlock()
+	b.deliver()
+}
+
+// expire ends the open period p: the breaker turns half-open.
+func (b *Breaker) expire(p *period) {
+	b.mu.Lock()
+	if b.cur.Load() != p {
+		b.mu.Unlock()
+		return
+	}
+	b.enter(p, StateHalfOpen, "open period of "+time.Duration(p.until-p.since).String()+" ended")
+	b.mu.Unlock()
+	b.deliver()
+}
+
+// Trip opens the breaker now, as if a rule had tripped it: calls are
+// refused for the open period (with back-off), then probes decide. The
+// reason shows in events, errors and Snapshot. A breaker already open stays
+// in its current open period.
+func (b *Breaker) Trip(reason string) {
+	if reason == "" {
+		reason = "tripped"
+	}
+	b.force(StateOpen, reason)
+}
+
+// Reset closes the breaker and clears its counts and back-off, from any
+// state, including the forced ones.
+func (b *Breaker) Reset() { b.force(StateClosed, "reset") }
+
+// ForceOpen refuses every call until Reset, Trip, Disable or MetricsOnly.
+func (b *Breaker) ForceOpen(reason string) {
+	if reason == "" {
+		reason = "forced open"
+	}
+	b.force(StateForcedOpen, reason)
+}
+
+// Disable lets every call through and counts nothing until Reset, Trip,
+// ForceOpen or MetricsOnly.
+func (b *Breaker) Disable() { b.force(StateDisabled, "disabled") }
+
+// MetricsOnly lets every call through and counts the results (Snapshot shows
+// them) but never trips, until Reset, Trip, ForceOpen or Disable.
+func (b *Breaker) MetricsOnly() { b.force(StateMetricsOnly, "metrics only") }
+
+func (b *Breaker) force(to State, reason string) {
+	b.mu.Lock()
+	p := b.cur.Load()
+	if p.state == to && to != StateClosed {
+		b.mu.Unlock()
+		return
+	}
+	switch to {
+	case StateOpen:
+		b.trips++
+	case StateClosed:
+		b.trips = 0
+	}
+	b.enter(p, to, reason)
+	b.mu.Unlock()
+	b.deliver()
+}
+
+// enter starts the next period in state to and queues its event. Called
+// with b.mu held.
+func (b *Breaker) enter(old *period, to State, reason string) {
+	if old.timer != nil {
+		old.timer.Stop()
+	}
+	now := b.m.now()
+	p := b.newPeriod(to, old.gen+1, reason, now, old)
+	b.cur.Store(p)
+	if b.s.onChange != nil && old.state != to {
+		b.events.push(Event{Breaker: b.s.name, From: old.state, To: to, Reason: reason, Time: b.m.at(now), Generation: p.gen})
+	}
+}
+
+func (b *Breaker) newPeriod(state State, gen uint64, reason string, now int64, old *period) *period {
+	p := &period{state: state, gen: gen, since: now, reason: reason}
+	switch state {
+	case StateClosed, StateMetricsOnly:
+		if b.s.windowSize > 0 {
+			p.count = newCountWindow(b.s.windowSize)
+		} else if b.s.windowDur > 0 {
+			p.window = newTimeWindow(b.s.windowDur, b.s.buckets, now)
+		}
+		if !b.s.timing {
+			p.done = func(err error) { b.record(p, 0, err) }
+		}
+	case StateOpen:
+		d := b.s.openFor(b.trips)
+		p.until = now + d
+		p.reject = &OpenError{Breaker: b.s.name, State: StateOpen, Reason: reason, m: &b.m, until: p.until}
+		p.timer = b.m.afterFunc(time.Duration(d), func() { b.expire(p) })
+	case StateForcedOpen:
+		p.reject = &OpenError{Breaker: b.s.name, State: StateForcedOpen, Reason: reason}
+	case StateHalfOpen:
+		p.leases = make([]lease, b.s.probes)
+		why := reason
+		if old != nil {
+			why = old.reason
+		}
+		p.reject = &OpenError{Breaker: b.s.name, State: StateHalfOpen, Reason: why}
+	}
+	return p
+}
+
+func (b *Breaker) deliver() {
+	if b.s.onChange != nil {
+		b.events.drain(b.s.onChange)
+	}
+}
+
+// Snapshot returns the state, counts and rates of the breaker at one moment.
+func (b *Breaker) Snapshot() Snapshot {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.cur.Load()
+	s := Snapshot{
+		Name:                b.s.name,
+		State:               p.state,
+		Reason:              p.reason,
+		Since:               b.m.at(p.since),
+		Generation:          p.gen,
+		Trips:               b.trips,
+		ConsecutiveFailures: int(p.consec.Load()),
+		ProbeSuccesses:      p.successes,
+	}
+	if p.state == StateOpen {
+		s.NextProbe = b.m.at(p.until)
+	}
+	for _, l := range p.leases {
+		if l.id != 0 {
+			s.ProbesInFlight++
+		}
+	}
+	var t tally
+	switch {
+	case p.count != nil:
+		t = p.count.tally()
+	case p.window != nil:
+		t = p.window.tally(b.m.now())
+	}
+	s.Calls, s.Failures, s.SlowCalls = int(t.calls), int(t.failures), int(t.slow)
+	if t.calls > 0 {
+		s.FailureRate = float64(t.failures) / float64(t.calls)
+		s.SlowCallRate = float64(t.slow) / float64(t.calls)
+	}
+	return s
+}
+
+// cause is the trip rule that holds, formatted only when it trips.
+type cause struct {
+	kind uint8
+	n    int64
+	t    tally
+}
+
+const (
+	causeNone = iota
+	causeConsecutive
+	causeFailureRate
+	causeSlowRate
+)
+
+func (c cause) String(s *settings) string {
+	switch c.kind {
+	case causeConsecutive:
+		return fmt.Sprintf("%d consecutive failures", c.n)
+	case causeFailureRate:
+		return fmt.Sprintf("failure rate %.3g over %d calls reached %.3g", float64(c.t.failures)/float64(c.t.calls), c.t.calls, s.failureRate)
+	case causeSlowRate:
+		return fmt.Sprintf("slow-call rate %.3g over %d calls reached %.3g", float64(c.t.slow)/float64(c.t.calls), c.t.calls, s.slowRate)
+	}
+	return ""
+}

@@ -1,0 +1,62 @@
+// Package jidoka stops the line the moment something is wrong, and lets a
+// person or a rule restart it. It holds three tools.
+//
+// # Breaker
+//
+// A Breaker is a circuit breaker and a tai.Guard. Closed, it runs calls and
+// counts their results; when a trip rule holds it opens and refuses calls
+// with an *OpenError (errors.Is(err, ErrOpen), with a RetryAfter hint that
+// tai.RetryAfter finds). After the open period it turns half-open and lets a
+// few probe calls through; enough probe successes close it, a probe failure
+// opens it again.
+//
+//	b, err := jidoka.NewBreaker(jidoka.Config{
+//		Name:                "gateway",
+//		ConsecutiveFailures: 5,                // five failures in a row,
+//		FailureRate:         0.5,              // or half of the last
+//		WindowSize:          100,              // 100 calls failing
+//		OpenDuration:        30 * time.Second, // the default
+//	})
+//	err = b.Do(ctx, func(ctx context.Context) error { return gateway.Charge(ctx, p) })
+//	res, err := jidoka.Execute(ctx, b, gateway.Authorize)  // with a result
+//	done, err := b.Allow(ctx); /* ... */ done(callErr)       // two steps
+//
+// Trip rules combine: consecutive failures, failure rate and slow-call rate
+// over a count window (the last N calls) or a time window (a duration in
+// buckets), counted once the window holds MinimumCalls calls. Open periods
+// can back off exponentially on repeated trips. Half-open probes hold
+// leases; a probe that never reports gives its lease back after
+// ProbeTimeout. context.Canceled neither counts nor keeps a lease.
+//
+// Every change of state starts a new generation, and results of calls that
+// began in an earlier one are ignored. State changes are delivered to
+// Config.OnStateChange in order and with no lock held, so a listener may
+// call State, Snapshot, Trip or Reset without deadlock. Trip, Reset,
+// ForceOpen, Disable and MetricsOnly set the state by hand; Snapshot shows
+// the state, counts, rates and the next probe time.
+//
+// The closed path is built for speed: no lock, no allocation, and with
+// count-based rules no clock read; a refused call reads one atomic word and
+// returns an error made once per open period.
+//
+// # Line
+//
+// A Line is a stop-the-line switch and a tai.Gate: Stop(reason) makes Admit
+// refuse every signal with a *StoppedError (errors.Is(err,
+// ErrLineStopped)) naming the reason, until Start. Changes are delivered to
+// LineConfig.OnChange like breaker events.
+//
+// # Watchdog
+//
+// A Watchdog runs a health Check on an interval. A check that errs, panics,
+// outlives its Timeout or exceeds LatencyLimit fails; after FailAfter
+// failures in a row OnFail is called once (roll back there), and after
+// RecoverAfter passes in a row OnRecover. Start runs it on a goroutine it
+// owns until its context ends or Close.
+//
+// # Time
+//
+// Breaker, Line and Watchdog read time through a Clock (default: the system
+// clock). A test passes a manual clock that moves only when told to, so
+// nothing sleeps.
+package jidoka

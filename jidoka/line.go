@@ -1,0 +1,132 @@
+package jidoka
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// LineConfig configures a Line. The zero LineConfig is valid.
+type LineConfig struct {
+	// Name names the line in errors, events and tai hooks.
+	Name string
+	// OnChange is called after every stop and start, in order, with no
+	// lock held: it may call the line. Nil: no events.
+	OnChange func(LineEvent)
+	// Clock stamps stops and events; nil means the system clock.
+	Clock Clock
+}
+
+// LineEvent is a stop or a start of a Line.
+type LineEvent struct {
+	Line    string    // the line's Name
+	Stopped bool      // true for a stop, false for a start
+	Reason  string    // the reason given to Stop; for a start, the reason of the stop it ends
+	Time    time.Time // when, on the line's clock
+}
+
+// LineStatus is the state of a Line at one moment.
+type LineStatus struct {
+	Stopped bool
+	Reason  string    // the reason of the current stop, "" while running
+	Since   time.Time // when the current stop began, zero while running
+}
+
+// Line is a stop-the-line switch: anyone who sees a problem (a person, an
+// andon rule, a watchdog) calls Stop, and the line refuses new work until
+// someone calls Start. It is a tai.Gate: Admit returns a *StoppedError
+// (errors.Is ErrLineStopped) naming the reason while the line is stopped.
+//
+// The zero Line is running, unnamed and without events. A Line is safe for
+// concurrent use; Admit reads one atomic word and does not allocate.
+type Line struct {
+	name     string
+	onChange func(LineEvent)
+	clock    Clock
+
+	stop   atomic.Pointer[StoppedError] // nil while running
+	mu     sync.Mutex                   // serialises Stop and Start
+	events queue[LineEvent]
+}
+
+// NewLine returns a running line configured by cfg.
+func NewLine(cfg LineConfig) *Line {
+	return &Line{name: cfg.Name, onChange: cfg.OnChange, clock: cfg.Clock}
+}
+
+// Name returns LineConfig.Name.
+func (l *Line) Name() string { return l.name }
+
+// Admit returns nil while the line runs and its *StoppedError while it is
+// stopped.
+func (l *Line) Admit(_ context.Context, _ string) error {
+	if s := l.stop.Load(); s != nil {
+		return s
+	}
+	return nil
+}
+
+// Stop stops the line for reason and reports whether it was running. A
+// line already stopped keeps its first reason.
+func (l *Line) Stop(reason string) bool {
+	l.mu.Lock()
+	if l.stop.Load() != nil {
+		l.mu.Unlock()
+		return false
+	}
+	now := l.now()
+	l.stop.Store(&StoppedError{Line: l.name, Reason: reason, Since: now})
+	if l.onChange != nil {
+		l.events.push(LineEvent{Line: l.name, Stopped: true, Reason: reason, Time: now})
+	}
+	l.mu.Unlock()
+	l.deliver()
+	return true
+}
+
+// Start restarts the line and reports whether it was stopped.
+func (l *Line) Start() bool {
+	l.mu.Lock()
+	s := l.stop.Load()
+	if s == nil {
+		l.mu.Unlock()
+		return false
+	}
+	l.stop.Store(nil)
+	if l.onChange != nil {
+		l.events.push(LineEvent{Line: l.name, Reason: s.Reason, Time: l.now()})
+	}
+	l.mu.Unlock()
+	l.deliver()
+	return true
+}
+
+// Stopped reports whether the line is stopped, and why.
+func (l *Line) Stopped() (bool, string) {
+	if s := l.stop.Load(); s != nil {
+		return true, s.Reason
+	}
+	return false, ""
+}
+
+// Status returns whether the line is stopped, why and since when.
+func (l *Line) Status() LineStatus {
+	if s := l.stop.Load(); s != nil {
+		return LineStatus{Stopped: true, Reason: s.Reason, Since: s.Since}
+	}
+	return LineStatus{}
+}
+
+func (l *Line) now() time.Time {
+	if l.clock == nil {
+		return time.Now()
+	}
+	return l.clock.Now()
+}
+
+func (l *Line) deliver() {
+	if l.onChange != nil {
+		l.events.drain(l.onChange)
+	}
+}
