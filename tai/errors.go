@@ -44,6 +44,17 @@ func (o Outcome) MarshalText() ([]byte, error) {
 	return []byte(o.String()), nil
 }
 
+// UnmarshalText decodes "succeeded", "denied", "rejected" or "failed".
+func (o *Outcome) UnmarshalText(b []byte) error {
+	for i, name := range outcomeNames {
+		if string(b) == name {
+			*o = Outcome(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("tai: unknown outcome %q", b)
+}
+
 // Outcomes lists every Outcome, for code that pre-creates one counter each.
 var Outcomes = [...]Outcome{Succeeded, Denied, Rejected, Failed}
 

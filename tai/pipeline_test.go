@@ -340,9 +340,14 @@ func TestOutcomeOf(t *testing.T) {
 		b, err := o.MarshalText()
 		require.NoError(t, err)
 		assert.Equal(t, o.String(), string(b))
+		var back tai.Outcome
+		require.NoError(t, back.UnmarshalText(b))
+		assert.Equal(t, o, back)
 	}
 	_, err := tai.Outcome(9).MarshalText()
 	require.Error(t, err)
+	var o tai.Outcome
+	require.ErrorContains(t, o.UnmarshalText([]byte("won")), `unknown outcome "won"`)
 }
 
 type retryErr struct{ d time.Duration }
