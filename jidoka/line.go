@@ -31,6 +31,7 @@ type LineStatus struct {
 	Stopped bool
 	Reason  string    // the reason of the current stop, "" while running
 	Since   time.Time // when the current stop began, zero while running
+	Stops   uint64    // how many times the line has been stopped
 }
 
 // Line is a stop-the-line switch: anyone who sees a problem (a person, an
@@ -46,7 +47,8 @@ type Line struct {
 	clock    Clock
 
 	stop   atomic.Pointer[StoppedError] // nil while running
-	mu     sync.Mutex                   // serialises Stop and Start
+	stops  atomic.Uint64
+	mu     sync.Mutex // serialises Stop and Start
 	events queue[LineEvent]
 }
 
@@ -77,6 +79,7 @@ func (l *Line) Stop(reason string) bool {
 	}
 	now := l.now()
 	l.stop.Store(&StoppedError{Line: l.name, Reason: reason, Since: now})
+	l.stops.Add(1)
 	if l.onChange != nil {
 		l.events.push(LineEvent{Line: l.name, Stopped: true, Reason: reason, Time: now})
 	}
@@ -113,9 +116,9 @@ func (l *Line) Stopped() (bool, string) {
 // Status returns whether the line is stopped, why and since when.
 func (l *Line) Status() LineStatus {
 	if s := l.stop.Load(); s != nil {
-		return LineStatus{Stopped: true, Reason: s.Reason, Since: s.Since}
+		return LineStatus{Stopped: true, Reason: s.Reason, Since: s.Since, Stops: l.stops.Load()}
 	}
-	return LineStatus{}
+	return LineStatus{Stops: l.stops.Load()}
 }
 
 func (l *Line) now() time.Time {

@@ -27,7 +27,7 @@ func TestLineStopStart(t *testing.T) {
 	stopped, reason := l.Stopped()
 	assert.True(t, stopped)
 	assert.Equal(t, "fraud rate 4% > 2%", reason, "the first reason stays")
-	assert.Equal(t, jidoka.LineStatus{Stopped: true, Reason: "fraud rate 4% > 2%", Since: stoppedAt}, l.Status())
+	assert.Equal(t, jidoka.LineStatus{Stopped: true, Reason: "fraud rate 4% > 2%", Since: stoppedAt, Stops: 1}, l.Status())
 
 	err := l.Admit(ctx, "cust_1")
 	require.ErrorIs(t, err, jidoka.ErrLineStopped)
@@ -44,7 +44,7 @@ func TestLineStopStart(t *testing.T) {
 	stopped, reason = l.Stopped()
 	assert.False(t, stopped)
 	assert.Empty(t, reason)
-	assert.Equal(t, jidoka.LineStatus{}, l.Status())
+	assert.Equal(t, jidoka.LineStatus{Stops: 1}, l.Status())
 }
 
 func TestZeroLine(t *testing.T) {

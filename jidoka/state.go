@@ -66,7 +66,8 @@ type Snapshot struct {
 	// NextProbe is when the open period ends and probes are let through;
 	// zero unless State is StateOpen.
 	NextProbe time.Time
-	// Generation counts state changes; results of calls admitted in an
+	// Generation is 1 for a new breaker and grows by one per state change
+	// (so Generation-1 counts the changes); results of calls admitted in an
 	// earlier generation are ignored.
 	Generation uint64
 	// Trips counts the trips since the breaker last closed; it drives the
