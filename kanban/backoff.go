@@ -1,0 +1,94 @@
+package kanban
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// A Backoff says how long to wait before attempt number attempt+1 after
+// attempt number attempt (starting at 1) failed.
+type Backoff interface {
+	Delay(attempt int) time.Duration
+}
+
+// BackoffFunc adapts a function to a Backoff.
+type BackoffFunc func(attempt int) time.Duration
+
+// Delay calls f(attempt).
+func (f BackoffFunc) Delay(attempt int) time.Duration { return f(attempt) }
+
+// Exponential is a Backoff that multiplies the delay after each failure,
+// caps it, and spreads it with jitter so that messages failing together
+// do not come back together:
+//
+//	delay(n) = min(Max, Initial × Multiplier^(n-1)) × (1 + Jitter × (2r − 1))
+//
+// with r uniform in [0, 1) from Rand; the result never exceeds Max. The
+// zero value is usable: 100ms, doubling, capped at 30s, 20% jitter.
+type Exponential struct {
+	Initial    time.Duration // first delay; 0 means 100ms
+	Max        time.Duration // cap; 0 means 30s
+	Multiplier float64       // growth per attempt; 0 means 2; must be ≥ 1
+	// Jitter is the fraction of the delay spread either side; 0 means
+	// 0.2, a negative value means none; at most 1.
+	Jitter float64
+	// Rand returns uniform numbers in [0, 1); nil means math/rand/v2.
+	// Tests inject a fixed sequence.
+	Rand func() float64
+}
+
+// Validate reports a field out of range.
+func (e Exponential) Validate() error {
+	switch {
+	case e.Initial < 0:
+		return optionError("kanban", "Exponential.Initial", e.Initial, "must not be negative")
+	case e.Max < 0:
+		return optionError("kanban", "Exponential.Max", e.Max, "must not be negative")
+	case e.Multiplier != 0 && (e.Multiplier < 1 || math.IsNaN(e.Multiplier) || math.IsInf(e.Multiplier, 0)):
+		return optionError("kanban", "Exponential.Multiplier", e.Multiplier, "must be at least 1")
+	case e.Jitter > 1 || math.IsNaN(e.Jitter):
+		return optionError("kanban", "Exponential.Jitter", e.Jitter, "must be at most 1")
+	}
+	if e.Initial > e.maxDelay() {
+		return optionError("kanban", "Exponential.Initial", e.Initial, "must not exceed Max")
+	}
+	return nil
+}
+
+func (e Exponential) maxDelay() time.Duration {
+	if e.Max == 0 {
+		return 30 * time.Second
+	}
+	return e.Max
+}
+
+// Delay returns the wait after failed attempt number attempt.
+func (e Exponential) Delay(attempt int) time.Duration {
+	initial, mult, jitter := e.Initial, e.Multiplier, e.Jitter
+	if initial == 0 {
+		initial = 100 * time.Millisecond
+	}
+	if mult == 0 {
+		mult = 2
+	}
+	switch {
+	case jitter == 0:
+		jitter = 0.2
+	case jitter < 0:
+		jitter = 0
+	}
+	limit := float64(e.maxDelay())
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := math.Min(limit, float64(initial)*math.Pow(mult, float64(attempt-1)))
+	if jitter > 0 {
+		r := rand.Float64
+		if e.Rand != nil {
+			r = e.Rand
+		}
+		d *= 1 + jitter*(2*r()-1)
+	}
+	return time.Duration(math.Min(limit, math.Max(0, d)))
+}

@@ -1,0 +1,346 @@
+package kanban
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ErrDrainTimeout is returned by Serve (and Consume) when in-flight
+// handlers were still running at the drain deadline and had their context
+// cancelled. Their messages are released for redelivery, not lost.
+var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers running")
+
+// Serve is the consumer runtime every backend's Consume runs: it pulls
+// from src no more messages than free WIP, runs h on each (one at a time
+// per key with PerKey), and settles each: Ack on success, Retry with
+// back-off on failure, DeadLetter after MaxAttempts, at once for a
+// Permanent error, and for a payload that cannot be decoded. Leases are
+// extended every src.HeartbeatInterval while handlers run.
+//
+// When ctx ends Serve stops pulling, releases messages pulled and not yet
+// started, and waits up to DrainTimeout for running handlers; then it
+// cancels their context, waits for them to return, and returns
+// ErrDrainTimeout. A clean drain returns nil. Nothing pulled is lost: every
+// lease is settled or released before Serve returns.
+func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts ConsumeOptions, rt Runtime) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	if h == nil {
+		return errors.New("kanban: nil handler")
+	}
+	if rt.Counters == nil {
+		rt.Counters = new(Counters)
+	}
+	o := opts.WithDefaults()
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	e := &engine[T]{
+		src: src, h: h, o: o, rt: rt, hctx: hctx, cancelHandlers: cancelHandlers,
+		free:     o.WIP,
+		lanes:    make(map[string]*lane[T]),
+		freed:    make(chan struct{}, 1),
+		stopping: make(chan struct{}),
+	}
+	if iv := src.HeartbeatInterval(); iv > 0 {
+		e.held = make(map[Lease[T]]time.Time)
+		hbDone := make(chan struct{})
+		stopHB := make(chan struct{})
+		go e.heartbeat(iv, stopHB, hbDone)
+		defer func() { close(stopHB); <-hbDone }()
+	}
+	e.pullLoop(ctx)
+	return e.drain()
+}
+
+type lane[T any] struct{ waiting []Lease[T] }
+
+type engine[T any] struct {
+	src  Source[T]
+	h    Handler[T]
+	o    ConsumeOptions
+	rt   Runtime
+	hctx context.Context
+	// cancelHandlers cancels hctx at the drain deadline.
+	cancelHandlers context.CancelFunc
+
+	mu       sync.Mutex
+	free     int // WIP slots not held by a lease
+	ready    []Lease[T]
+	lanes    map[string]*lane[T] // a key is busy while it has a lane
+	workers  int
+	draining bool
+	held     map[Lease[T]]time.Time // last extension, with heartbeats only
+	wg       sync.WaitGroup
+	freed    chan struct{}
+	stopping chan struct{} // closed when the drain starts
+}
+
+func (e *engine[T]) pullLoop(ctx context.Context) {
+	errDelay := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		e.mu.Lock()
+		n := e.free
+		e.mu.Unlock()
+		// Pull once a quarter of the WIP is free rather than for every
+		// freed slot: fewer, larger pulls.
+		if n == 0 || 4*n < e.o.WIP {
+			select {
+			case <-e.freed:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		leases, err := e.src.Pull(ctx, n)
+		for _, l := range leases {
+			e.dispatch(ctx, l)
+		}
+		if err != nil && ctx.Err() == nil {
+			e.o.Logger.Warn("kanban: pull failed", "err", err, "retry_in", errDelay)
+			_ = sleep(ctx, e.o.Clock, errDelay)
+			errDelay = min(2*errDelay, time.Second)
+		} else if len(leases) > 0 {
+			errDelay = 10 * time.Millisecond
+		}
+	}
+}
+
+func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) {
+	e.rt.Counters.addInFlight(1)
+	e.mu.Lock()
+	e.free--
+	if ctx.Err() != nil || e.draining {
+		e.mu.Unlock()
+		e.settle(l, func(c context.Context) error { return l.Release(c) })
+		e.release()
+		return
+	}
+	if e.o.PerKey {
+		if k := l.Key(); k != "" {
+			if ln, busy := e.lanes[k]; busy {
+				ln.waiting = append(ln.waiting, l)
+				e.mu.Unlock()
+				return
+			}
+			e.lanes[k] = &lane[T]{}
+		}
+	}
+	e.ready = append(e.ready, l)
+	if e.workers < e.o.WIP {
+		e.workers++
+		e.wg.Add(1)
+		go e.worker()
+	}
+	e.mu.Unlock()
+}
+
+// release frees the slot of a settled lease.
+func (e *engine[T]) release() {
+	e.mu.Lock()
+	e.free++
+	e.mu.Unlock()
+	select {
+	case e.freed <- struct{}{}:
+	default:
+	}
+}
+
+func (e *engine[T]) worker() {
+	defer e.wg.Done()
+	for {
+		e.mu.Lock()
+		if len(e.ready) == 0 {
+			e.workers--
+			e.mu.Unlock()
+			return
+		}
+		l := e.ready[0]
+		e.ready[0] = nil
+		e.ready = e.ready[1:]
+		e.mu.Unlock()
+		for l != nil {
+			e.handle(l)
+			e.mu.Lock()
+			e.free++
+			var next Lease[T]
+			if e.o.PerKey {
+				if k := l.Key(); k != "" {
+					ln := e.lanes[k]
+					if len(ln.waiting) > 0 {
+						next = ln.waiting[0]
+						ln.waiting[0] = nil
+						ln.waiting = ln.waiting[1:]
+					} else {
+						delete(e.lanes, k)
+					}
+				}
+			}
+			e.mu.Unlock()
+			select {
+			case e.freed <- struct{}{}:
+			default:
+			}
+			l = next
+		}
+	}
+}
+
+// settle runs a settling call and logs its failure: the message then
+// comes back after the backend's lease expires, so it is not lost.
+func (e *engine[T]) settle(l Lease[T], f func(context.Context) error) {
+	if e.held != nil {
+		e.mu.Lock()
+		delete(e.held, l)
+		e.mu.Unlock()
+	}
+	e.rt.Counters.addInFlight(-1)
+	if err := f(context.WithoutCancel(e.hctx)); err != nil {
+		e.o.Logger.Warn("kanban: settling a message failed", "id", l.ID(), "err", err)
+	}
+}
+
+func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int) {
+	e.rt.Counters.addDeadLettered()
+	e.settle(l, func(c context.Context) error { return l.DeadLetter(c, reason, attempts) })
+}
+
+func (e *engine[T]) handle(l Lease[T]) {
+	if e.held != nil {
+		e.mu.Lock()
+		e.held[l] = e.o.Clock.Now()
+		e.mu.Unlock()
+	}
+	attempt := l.Attempt()
+	msg, err := l.Message()
+	if err != nil {
+		e.deadLetter(l, "kanban: cannot decode payload: "+err.Error(), attempt)
+		return
+	}
+	if attempt > e.o.MaxAttempts {
+		e.deadLetter(l, "kanban: delivered "+strconv.Itoa(attempt)+" times, more than MaxAttempts "+strconv.Itoa(e.o.MaxAttempts), attempt)
+		return
+	}
+	ctx := e.hctx
+	if e.rt.Propagator != nil && len(msg.Headers) > 0 {
+		ctx = e.rt.Propagator.Extract(ctx, msg.Headers)
+	}
+	keyed := e.o.PerKey && msg.Key != ""
+	for {
+		err := e.call(ctx, Delivery[T]{Message: msg, Attempt: attempt})
+		switch {
+		case err == nil:
+			e.rt.Counters.addHandled()
+			e.settle(l, l.Ack)
+			return
+		case e.hctx.Err() != nil:
+			// The drain deadline cancelled the handler: not its fault.
+			e.settle(l, l.Release)
+			return
+		case IsPermanent(err) || attempt >= e.o.MaxAttempts:
+			e.deadLetter(l, err.Error(), attempt)
+			return
+		}
+		delay := e.o.Backoff.Delay(attempt)
+		e.rt.Counters.addRetried()
+		if keyed && e.waitInPlace(delay) {
+			attempt++
+			continue
+		}
+		e.settle(l, func(c context.Context) error { return l.Retry(c, delay) })
+		return
+	}
+}
+
+// waitInPlace sleeps delay holding the key, so a keyed message keeps its
+// place. It gives up (false) when the drain starts.
+func (e *engine[T]) waitInPlace(delay time.Duration) bool {
+	if delay <= 0 {
+		select {
+		case <-e.stopping:
+			return false
+		default:
+			return true
+		}
+	}
+	done := make(chan struct{})
+	stop := e.o.Clock.AfterFunc(delay, func() { close(done) })
+	select {
+	case <-done:
+		return true
+	case <-e.stopping:
+		stop()
+		return false
+	}
+}
+
+func (e *engine[T]) call(ctx context.Context, d Delivery[T]) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("kanban: handler panicked: %v", v)
+		}
+	}()
+	return e.h(ctx, d)
+}
+
+func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		tick := make(chan struct{})
+		cancel := e.o.Clock.AfterFunc(iv, func() { close(tick) })
+		select {
+		case <-stop:
+			cancel()
+			return
+		case <-tick:
+		}
+		now := e.o.Clock.Now()
+		var due []Lease[T]
+		e.mu.Lock()
+		for l, last := range e.held {
+			if now.Sub(last) >= iv {
+				e.held[l] = now
+				due = append(due, l)
+			}
+		}
+		e.mu.Unlock()
+		for _, l := range due {
+			if err := l.Extend(e.hctx); err != nil {
+				e.o.Logger.Warn("kanban: extending a lease failed", "id", l.ID(), "err", err)
+			}
+		}
+	}
+}
+
+func (e *engine[T]) drain() error {
+	e.mu.Lock()
+	e.draining = true
+	close(e.stopping)
+	var unstarted []Lease[T]
+	for _, ln := range e.lanes {
+		unstarted = append(unstarted, ln.waiting...)
+		ln.waiting = nil
+	}
+	e.mu.Unlock()
+	for _, l := range unstarted {
+		e.settle(l, l.Release)
+		e.release()
+	}
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	timeout := make(chan struct{})
+	stop := e.o.Clock.AfterFunc(e.o.DrainTimeout, func() { close(timeout) })
+	defer stop()
+	select {
+	case <-done:
+		return nil
+	case <-timeout:
+		e.cancelHandlers()
+		<-done
+		return ErrDrainTimeout
+	}
+}

@@ -1,0 +1,47 @@
+// Package kanban pulls work with bounded work in progress: a Queue that
+// producers Publish to and consumers pull from, never holding more than
+// their WIP at once.
+//
+// # Publishing
+//
+// A Message has an ID (the deduplication key: publishing an ID twice within
+// the queue's window stores it once), a Key (what it is about), a typed
+// Payload and Headers. Publish waits while the queue is full (backpressure);
+// TryPublish returns ErrFull instead. The trace context of Publish's ctx is
+// written into the headers with the OpenTelemetry propagator, and the
+// consumer's handler gets it back, so its spans join the publisher's trace.
+//
+// # Consuming
+//
+// Consume runs a Handler on each message until its ctx ends, as
+// ConsumeOptions say:
+//
+//   - WIP caps the messages pulled and not yet settled, hence the handlers
+//     running at once. A consumer never pulls more than its free WIP.
+//   - PerKey handles the messages of one Key one at a time, in order; a
+//     failed one is retried in place so the order survives.
+//   - A handler error retries the message after Backoff (Exponential with
+//     jitter by default) until MaxAttempts; then it goes to the dead
+//     letters with the error as reason. Permanent(err) dead-letters at
+//     once, and so does a payload the Codec cannot decode.
+//   - When ctx ends the consumer drains: it stops pulling, hands back what
+//     it pulled and did not start, lets running handlers finish within
+//     DrainTimeout, then cancels them and hands their messages back.
+//     Nothing pulled is lost.
+//
+// Delivery is at least once; handlers should be idempotent on the ID.
+//
+// # Backends
+//
+// Memory is an in-process queue. Package kanban/natsjs keeps the queue in a
+// NATS JetStream stream shared by many processes; kanban/natsembed starts a
+// NATS server in-process for tests and zero-setup services. Both pass the
+// conformance suite in kanban/queuetest. A new backend implements Source and
+// Lease and runs the shared consumer runtime, Serve.
+//
+// # Observing
+//
+// Every queue has a Stats method: published, duplicates, handled, retried,
+// dead-lettered and in-flight counts, read from atomics, for metrics
+// collectors to poll.
+package kanban

@@ -1,0 +1,89 @@
+package kanban_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+type deploy struct {
+	Service, Version string
+}
+
+// Regions are deployed one at a time each (PerKey), several regions at
+// once (WIP).
+func Example() {
+	q, err := kanban.NewMemory[deploy](kanban.MemoryConfig{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	for i, region := range []string{"eu", "us", "eu", "us"} {
+		_ = q.Publish(ctx, kanban.Message[deploy]{
+			ID: fmt.Sprint("d", i), Key: region, Payload: deploy{"api", fmt.Sprint("v", i)},
+		})
+	}
+	var mu sync.Mutex
+	done := map[string][]string{}
+	err = q.Consume(ctx, func(ctx context.Context, d kanban.Delivery[deploy]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		done[d.Key] = append(done[d.Key], d.Payload.Version)
+		if len(done["eu"])+len(done["us"]) == 4 {
+			cancel() // stop consuming; the drain finishes what runs
+		}
+		return nil
+	}, kanban.ConsumeOptions{WIP: 2, PerKey: true})
+	fmt.Println(err, done["eu"], done["us"])
+	// Output: <nil> [v0 v2] [v1 v3]
+}
+
+// A message that keeps failing ends among the dead letters with its
+// reason; Permanent skips the retries.
+func ExamplePermanent() {
+	q, _ := kanban.NewMemory[string](kanban.MemoryConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	_ = q.Publish(ctx, kanban.Message[string]{ID: "p1", Payload: "card 4000-0000"})
+	_ = q.Consume(ctx, func(ctx context.Context, d kanban.Delivery[string]) error {
+		defer cancel()
+		return kanban.Permanent(errors.New("card declined"))
+	}, kanban.ConsumeOptions{})
+	dl, _ := q.DeadLetters(context.Background())
+	fmt.Println(dl[0].ID, dl[0].Reason, dl[0].Attempts)
+	// Output: p1 card declined 1
+}
+
+// TryPublish does not wait for room.
+func ExampleMemory_TryPublish() {
+	q, _ := kanban.NewMemory[int](kanban.MemoryConfig{Capacity: 1})
+	ctx := context.Background()
+	fmt.Println(q.TryPublish(ctx, kanban.Message[int]{ID: "a"}))
+	fmt.Println(q.TryPublish(ctx, kanban.Message[int]{ID: "b"}))
+	// Output:
+	// <nil>
+	// kanban: queue full
+}
+
+func ExampleExponential() {
+	b := kanban.Exponential{Initial: time.Second, Max: 10 * time.Second, Jitter: -1}
+	for attempt := 1; attempt <= 5; attempt++ {
+		fmt.Print(b.Delay(attempt), " ")
+	}
+	fmt.Println()
+	// Output: 1s 2s 4s 8s 10s
+}
+
+// Stats feeds metrics collectors.
+func ExampleMemory_Stats() {
+	q, _ := kanban.NewMemory[int](kanban.MemoryConfig{})
+	ctx := context.Background()
+	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})
+	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})
+	fmt.Printf("%+v\n", q.Stats())
+	// Output: {Published:1 Duplicates:1 Handled:0 Retried:0 DeadLettered:0 InFlight:0}
+}

@@ -1,0 +1,219 @@
+package kanban_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/queuetest"
+)
+
+func TestMemoryConformance(t *testing.T) {
+	queuetest.Run(t, func(t *testing.T, cfg queuetest.Config) kanban.Queue[queuetest.Payload] {
+		q, err := kanban.NewMemory[queuetest.Payload](kanban.MemoryConfig{
+			Capacity: cfg.Capacity, Codec: cfg.Codec, Propagator: cfg.Propagator,
+		})
+		require.NoError(t, err)
+		return q
+	})
+}
+
+func TestMemoryWithoutCodecPassesValues(t *testing.T) {
+	q, err := kanban.NewMemory[*int](kanban.MemoryConfig{})
+	require.NoError(t, err)
+	v := 7
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[*int]{ID: "a", Payload: &v}))
+	ctx, cancel := context.WithCancel(context.Background())
+	var got *int
+	err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[*int]) error {
+		got = d.Payload
+		cancel()
+		return nil
+	}, kanban.ConsumeOptions{})
+	require.NoError(t, err)
+	assert.Same(t, &v, got, "without a Codec the value itself is delivered")
+	assert.Equal(t, 0, q.Len())
+}
+
+func TestMemoryDedupWindowExpires(t *testing.T) {
+	clk := newFakeClock()
+	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: time.Minute, Clock: clk})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+	assert.Equal(t, 1, q.Len())
+	clk.Advance(time.Minute)
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+	assert.Equal(t, 2, q.Len(), "an ID is forgotten after the window")
+	assert.Equal(t, kanban.Stats{Published: 2, Duplicates: 1}, q.Stats())
+}
+
+func TestMemoryDeadLetterLimit(t *testing.T) {
+	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DeadLetterLimit: 2})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, id := range []string{"a", "b", "c"} {
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: id}))
+	}
+	n := 0
+	err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+		if n++; n == 3 {
+			cancel()
+		}
+		return kanban.Permanent(errors.New("no"))
+	}, kanban.ConsumeOptions{})
+	require.NoError(t, err)
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dl, 2)
+	assert.Equal(t, []string{"b", "c"}, []string{dl[0].ID, dl[1].ID}, "the oldest goes first")
+}
+
+func TestPublishRejectsEmptyID(t *testing.T) {
+	q, err := kanban.NewMemory[int](kanban.MemoryConfig{})
+	require.NoError(t, err)
+	require.ErrorIs(t, q.Publish(context.Background(), kanban.Message[int]{}), kanban.ErrNoID)
+	require.ErrorIs(t, q.TryPublish(context.Background(), kanban.Message[int]{}), kanban.ErrNoID)
+}
+
+func TestMemoryConfigValidate(t *testing.T) {
+	tests := []struct {
+		cfg  kanban.MemoryConfig
+		want string
+	}{
+		{kanban.MemoryConfig{Capacity: -1}, "kanban: invalid Capacity -1"},
+		{kanban.MemoryConfig{DeadLetterLimit: -3}, "kanban: invalid DeadLetterLimit -3"},
+	}
+	for _, tc := range tests {
+		_, err := kanban.NewMemory[int](tc.cfg)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), tc.want)
+	}
+}
+
+func TestConsumeOptionsValidate(t *testing.T) {
+	tests := []struct {
+		opts kanban.ConsumeOptions
+		want string
+	}{
+		{kanban.ConsumeOptions{WIP: -1}, "kanban: invalid WIP -1"},
+		{kanban.ConsumeOptions{WIP: kanban.MaxWIP + 1}, "kanban: invalid WIP 65537"},
+		{kanban.ConsumeOptions{MaxAttempts: -2}, "kanban: invalid MaxAttempts -2"},
+		{kanban.ConsumeOptions{DrainTimeout: -time.Second}, "kanban: invalid DrainTimeout -1s"},
+		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Multiplier: 0.5}}, "kanban: invalid Exponential.Multiplier 0.5"},
+		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Jitter: 1.5}}, "kanban: invalid Exponential.Jitter 1.5"},
+		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: -1}}, "kanban: invalid Exponential.Initial -1ns"},
+		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}, "kanban: invalid Exponential.Initial 1m0s"},
+	}
+	q, err := kanban.NewMemory[int](kanban.MemoryConfig{})
+	require.NoError(t, err)
+	for _, tc := range tests {
+		err := tc.opts.Validate()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), tc.want)
+		err = q.Consume(context.Background(), func(context.Context, kanban.Delivery[int]) error { return nil }, tc.opts)
+		assert.Contains(t, err.Error(), tc.want, "Consume validates too")
+	}
+	assert.NoError(t, kanban.ConsumeOptions{}.Validate())
+}
+
+func TestExponentialDelay(t *testing.T) {
+	fixed := func(r float64) func() float64 { return func() float64 { return r } }
+	tests := []struct {
+		name    string
+		b       kanban.Exponential
+		attempt int
+		want    time.Duration
+	}{
+		{"defaults, middle of jitter", kanban.Exponential{Rand: fixed(0.5)}, 1, 100 * time.Millisecond},
+		{"doubles", kanban.Exponential{Rand: fixed(0.5)}, 3, 400 * time.Millisecond},
+		{"jitter low end", kanban.Exponential{Rand: fixed(0)}, 1, 80 * time.Millisecond},
+		{"jitter high end", kanban.Exponential{Rand: fixed(1)}, 1, 120 * time.Millisecond},
+		{"capped", kanban.Exponential{Max: time.Second, Rand: fixed(0.5)}, 20, time.Second},
+		{"jitter never exceeds cap", kanban.Exponential{Max: time.Second, Rand: fixed(1)}, 20, time.Second},
+		{"no jitter", kanban.Exponential{Initial: time.Second, Multiplier: 3, Jitter: -1}, 3, 9 * time.Second},
+		{"attempt 0 treated as 1", kanban.Exponential{Jitter: -1}, 0, 100 * time.Millisecond},
+		{"huge attempt does not overflow", kanban.Exponential{Jitter: -1}, 1 << 30, 30 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, tc.b.Delay(tc.attempt))
+		})
+	}
+}
+
+func TestPermanent(t *testing.T) {
+	base := errors.New("bad card")
+	err := kanban.Permanent(base)
+	assert.True(t, kanban.IsPermanent(err))
+	assert.True(t, kanban.IsPermanent(errors.Join(errors.New("x"), err)))
+	assert.ErrorIs(t, err, base)
+	assert.Equal(t, "bad card", err.Error())
+	assert.NoError(t, kanban.Permanent(nil))
+	assert.False(t, kanban.IsPermanent(base))
+}
+
+func TestHeaderKeepsNamesAsWritten(t *testing.T) {
+	h := kanban.Header{}
+	h.Set("traceparent", "v1")
+	h.Set("X-MiXeD", "v2")
+	assert.Equal(t, "v1", h.Get("traceparent"))
+	assert.Equal(t, "", h.Get("Traceparent"))
+	assert.ElementsMatch(t, []string{"traceparent", "X-MiXeD"}, h.Keys())
+	var nilH kanban.Header
+	nilH.Set("a", "b") // no panic
+	assert.Nil(t, nilH.Clone())
+}
+
+func TestPanickingHandlerIsRetried(t *testing.T) {
+	q, err := kanban.NewMemory[int](kanban.MemoryConfig{})
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "p"}))
+	ctx, cancel := context.WithCancel(context.Background())
+	err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+		if d.Attempt == 1 {
+			panic("boom")
+		}
+		cancel()
+		return nil
+	}, kanban.ConsumeOptions{Backoff: kanban.BackoffFunc(func(int) time.Duration { return 0 })})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), q.Stats().Retried)
+	assert.Equal(t, int64(1), q.Stats().Handled)
+}
+
+func TestRetryDelayUsesClock(t *testing.T) {
+	clk := newFakeClock()
+	q, err := kanban.NewMemory[int](kanban.MemoryConfig{Clock: clk})
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "r"}))
+	ctx, cancel := context.WithCancel(context.Background())
+	attempts := make(chan int, 2)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			attempts <- d.Attempt
+			if d.Attempt == 1 {
+				return errors.New("again")
+			}
+			return nil
+		}, kanban.ConsumeOptions{Clock: clk, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })})
+	}()
+	assert.Equal(t, 1, <-attempts)
+	clk.WaitTimers(1) // the retry waits on the clock...
+	select {
+	case a := <-attempts:
+		t.Fatalf("attempt %d ran before the back-off passed", a)
+	default:
+	}
+	clk.Advance(time.Hour) // ...and runs once it has passed
+	assert.Equal(t, 2, <-attempts)
+	cancel()
+	require.NoError(t, <-done)
+}

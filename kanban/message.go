@@ -1,0 +1,72 @@
+package kanban
+
+import "context"
+
+// Message is one unit of work on a queue.
+type Message[T any] struct {
+	// ID identifies the message. Publishing the same ID twice within the
+	// queue's deduplication window stores it once. It must not be empty.
+	ID string
+	// Key says what the message is about (a customer, a region). With
+	// ConsumeOptions.PerKey, messages of one key are handled one at a time,
+	// in order. Empty means no key: such messages are never held back.
+	Key string
+	// Payload is the caller's data. Backends that cross a wire encode it
+	// with the queue's Codec.
+	Payload T
+	// Headers travel with the message. Publish adds the trace context of
+	// its ctx here; names are kept exactly as written. May be nil.
+	Headers Header
+}
+
+// Delivery is a message handed to a Handler.
+type Delivery[T any] struct {
+	Message[T]
+	// Attempt counts deliveries of this message, starting at 1.
+	Attempt int
+}
+
+// Handler does the work of one message. A nil error acknowledges the
+// message; an error retries it with back-off until MaxAttempts, after
+// which it goes to the dead letters with the error text as reason. An
+// error made with Permanent dead-letters it at once.
+//
+// ctx carries the trace context of the publisher, and is cancelled only
+// when the consumer's drain deadline passes.
+type Handler[T any] func(ctx context.Context, d Delivery[T]) error
+
+// Header holds message headers. It implements the OpenTelemetry
+// propagation.TextMapCarrier, keeping names exactly as written (no
+// canonical casing), which is how NATS headers are matched.
+type Header map[string]string
+
+// Get returns the value of the header named key, or "".
+func (h Header) Get(key string) string { return h[key] }
+
+// Set stores value under key. It does nothing on a nil Header.
+func (h Header) Set(key, value string) {
+	if h != nil {
+		h[key] = value
+	}
+}
+
+// Keys lists the header names.
+func (h Header) Keys() []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Clone returns a copy of h, nil for nil.
+func (h Header) Clone() Header {
+	if h == nil {
+		return nil
+	}
+	c := make(Header, len(h))
+	for k, v := range h {
+		c[k] = v
+	}
+	return c
+}

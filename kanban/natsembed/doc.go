@@ -1,0 +1,16 @@
+// Package natsembed runs a NATS server with JetStream inside the process:
+// the zero-setup default of the example services and the server the
+// kanban/natsjs tests run against.
+//
+//	srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir})
+//	if err != nil { ... }
+//	defer srv.Shutdown()
+//	nc, err := srv.Connect()
+//
+// The server listens on a free loopback port (or a fixed Port), or, with
+// InProcess, on no port at all: clients then connect through Connect,
+// which dials the server in memory. It logs nothing unless given a
+// Logger. Starting again on the same StoreDir (and Port) brings back the
+// streams and messages a previous server stored, which is how a crash and
+// restart are tested.
+package natsembed

@@ -1,0 +1,173 @@
+package natsembed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Options configure Start. The zero value starts a server on a random
+// loopback port with its store in a temporary directory.
+type Options struct {
+	// StoreDir is where JetStream keeps its files. "" means a new
+	// temporary directory, removed by Shutdown.
+	StoreDir string
+	// Port is the loopback TCP port to listen on. 0 means a free port
+	// chosen by the system. Ignored with InProcess.
+	Port int
+	// InProcess listens on no port: clients connect with Connect (or
+	// nats.InProcessServer(srv.NATS())).
+	InProcess bool
+	// Logger receives the server's log at Info (notices), Warn and Error,
+	// and Debug. nil means silent.
+	Logger *slog.Logger
+	// ReadyTimeout bounds the wait for the server to accept connections.
+	// 0 means 10s.
+	ReadyTimeout time.Duration
+}
+
+// Validate reports the first field out of range, naming it.
+func (o Options) Validate() error {
+	switch {
+	case o.Port < 0 || o.Port > 65535:
+		return fmt.Errorf("natsembed: invalid Port %d: must be between 0 and 65535", o.Port)
+	case o.ReadyTimeout < 0:
+		return fmt.Errorf("natsembed: invalid ReadyTimeout %v: must not be negative", o.ReadyTimeout)
+	}
+	return nil
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	ns        *server.Server
+	storeDir  string
+	ownsStore bool
+	inProcess bool
+}
+
+// Start runs a NATS server with JetStream and waits until it accepts
+// connections, ctx ends, or ReadyTimeout passes.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := &Server{storeDir: opts.StoreDir, inProcess: opts.InProcess}
+	if s.storeDir == "" {
+		dir, err := os.MkdirTemp("", "natsembed-")
+		if err != nil {
+			return nil, fmt.Errorf("natsembed: store directory: %w", err)
+		}
+		s.storeDir, s.ownsStore = dir, true
+	}
+	sopts := &server.Options{
+		ServerName: "natsembed",
+		Host:       "127.0.0.1",
+		Port:       opts.Port,
+		JetStream:  true,
+		StoreDir:   s.storeDir,
+		NoSigs:     true,
+		NoLog:      opts.Logger == nil,
+		DontListen: opts.InProcess,
+	}
+	if opts.Port == 0 {
+		sopts.Port = server.RANDOM_PORT
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		s.removeStore()
+		return nil, fmt.Errorf("natsembed: %w", err)
+	}
+	if opts.Logger != nil {
+		ns.SetLoggerV2(slogLogger{opts.Logger}, true, false, false)
+	}
+	s.ns = ns
+	ns.Start()
+	timeout := opts.ReadyTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for !ns.ReadyForConnections(50 * time.Millisecond) {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			s.Shutdown()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, errors.New("natsembed: server not ready within " + timeout.String())
+		}
+	}
+	return s, nil
+}
+
+// NATS returns the underlying nats-server, for options this package does
+// not wrap.
+func (s *Server) NATS() *server.Server { return s.ns }
+
+// StoreDir returns the JetStream store directory.
+func (s *Server) StoreDir() string { return s.storeDir }
+
+// ClientURL returns the URL clients connect to ("nats://127.0.0.1:port"),
+// or "" for an in-process server.
+func (s *Server) ClientURL() string {
+	if s.inProcess {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// Port returns the TCP port the server listens on, 0 for an in-process
+// server.
+func (s *Server) Port() int {
+	if s.inProcess {
+		return 0
+	}
+	if a, ok := s.ns.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
+}
+
+// Connect opens a client connection to the server: in memory for an
+// in-process server, over loopback TCP otherwise. The caller closes it.
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	if s.inProcess {
+		return nats.Connect("", append([]nats.Option{nats.InProcessServer(s.ns)}, opts...)...)
+	}
+	return nats.Connect(s.ClientURL(), opts...)
+}
+
+// Shutdown stops the server, waits for its goroutines to end, and
+// removes the store directory when Start created it. It is safe to call
+// more than once.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+	s.removeStore()
+}
+
+func (s *Server) removeStore() {
+	if s.ownsStore {
+		_ = os.RemoveAll(s.storeDir)
+		s.ownsStore = false
+	}
+}
+
+// slogLogger adapts slog to the server's Logger interface.
+type slogLogger struct{ l *slog.Logger }
+
+func (g slogLogger) Noticef(f string, v ...any) { g.l.Info(fmt.Sprintf(f, v...)) }
+func (g slogLogger) Warnf(f string, v ...any)   { g.l.Warn(fmt.Sprintf(f, v...)) }
+func (g slogLogger) Fatalf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...)) }
+func (g slogLogger) Errorf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...)) }
+func (g slogLogger) Debugf(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...)) }
+func (g slogLogger) Tracef(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...)) }

@@ -1,0 +1,103 @@
+package natsembed_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban/natsembed"
+)
+
+func TestRestartKeepsStoredMessages(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir})
+	require.NoError(t, err)
+	port := srv.Port()
+	require.NotZero(t, port)
+	assert.Equal(t, dir, srv.StoreDir())
+	assert.Contains(t, srv.ClientURL(), "nats://127.0.0.1:")
+
+	nc, err := srv.Connect()
+	require.NoError(t, err)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "KEEP", Subjects: []string{"keep"}})
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "keep", []byte("hello"))
+	require.NoError(t, err)
+	nc.Close()
+	srv.Shutdown()
+	srv.Shutdown() // twice is fine
+	_, err = os.Stat(dir)
+	require.NoError(t, err, "a caller's store directory is kept")
+
+	srv, err = natsembed.Start(ctx, natsembed.Options{StoreDir: dir, Port: port})
+	require.NoError(t, err)
+	defer srv.Shutdown()
+	assert.Equal(t, port, srv.Port())
+	nc, err = srv.Connect()
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err = jetstream.New(nc)
+	require.NoError(t, err)
+	s, err := js.Stream(ctx, "KEEP")
+	require.NoError(t, err)
+	m, err := s.GetMsg(ctx, 1)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(m.Data))
+}
+
+func TestInProcess(t *testing.T) {
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
+	require.NoError(t, err)
+	dir := srv.StoreDir()
+	assert.Equal(t, "", srv.ClientURL())
+	assert.Equal(t, 0, srv.Port())
+	nc, err := srv.Connect()
+	require.NoError(t, err)
+	sub, err := nc.SubscribeSync("ping")
+	require.NoError(t, err)
+	require.NoError(t, nc.Publish("ping", []byte("x")))
+	m, err := sub.NextMsg(5 * time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(m.Data))
+	nc.Close()
+	srv.Shutdown()
+	_, err = os.Stat(dir)
+	assert.True(t, os.IsNotExist(err), "a temporary store directory is removed")
+}
+
+func TestLogsOnlyWhenAsked(t *testing.T) {
+	var buf bytes.Buffer
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	require.NoError(t, err)
+	srv.Shutdown()
+	assert.Contains(t, buf.String(), "Starting nats-server")
+}
+
+func TestOptionsValidate(t *testing.T) {
+	tests := []struct {
+		opts natsembed.Options
+		want string
+	}{
+		{natsembed.Options{Port: -1}, "natsembed: invalid Port -1"},
+		{natsembed.Options{Port: 70000}, "natsembed: invalid Port 70000"},
+		{natsembed.Options{ReadyTimeout: -1}, "natsembed: invalid ReadyTimeout -1ns"},
+	}
+	for _, tc := range tests {
+		_, err := natsembed.Start(context.Background(), tc.opts)
+		assert.ErrorContains(t, err, tc.want)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := natsembed.Start(ctx, natsembed.Options{})
+	assert.ErrorIs(t, err, context.Canceled)
+}

@@ -1,0 +1,28 @@
+// Package natsjs is the kanban Queue on NATS JetStream: durable, shared by
+// many processes, surviving server restarts.
+//
+// A Queue is a work-queue stream (a message is removed once acknowledged)
+// and a durable pull consumer every process shares. The consumer's
+// MaxAckPending is the WIP, so the server holds the cap across all
+// processes; each process also never asks for more messages than its free
+// WIP (a fetch past it leaves messages waiting in a buffer while their
+// AckWait runs out, and they come back as duplicates).
+//
+//	nc, _ := nats.Connect(url)
+//	q, err := natsjs.New[Order](ctx, nc, natsjs.Config{Stream: "ORDERS"})
+//	err = q.Publish(ctx, kanban.Message[Order]{ID: id, Key: customer, Payload: o})
+//	err = q.Consume(ctx, handle, kanban.ConsumeOptions{WIP: 16, PerKey: true})
+//
+// Publish waits for the stream's acknowledgement; PublishAsync sends and
+// returns, with at most MaxPublishPending acknowledgements outstanding,
+// reporting each failure to OnPublishError and from Flush. The message ID
+// travels as Nats-Msg-Id, so the stream stores an ID once within
+// DedupWindow. A failed attempt is negatively acknowledged with a delay
+// (the back-off); after MaxAttempts the message is published to the
+// dead-letter stream, with the reason and attempts in headers, and
+// terminated. A running handler's lease is extended (InProgress) every
+// third of AckWait.
+//
+// The Queue works against any nats-server with JetStream enabled (2.9 or
+// later); kanban/natsembed starts one in-process.
+package natsjs

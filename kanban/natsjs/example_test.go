@@ -1,0 +1,54 @@
+package natsjs_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/natsembed"
+	"github.com/taipattern/taikit/kanban/natsjs"
+)
+
+type confirmation struct {
+	Payment string
+	Amount  int
+}
+
+func Example() {
+	ctx := context.Background()
+	srv, err := natsembed.Start(ctx, natsembed.Options{InProcess: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer nc.Close()
+
+	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Config{Stream: "CONFIRMATIONS"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, id := range []string{"tx-1", "tx-2", "tx-1"} { // tx-1 twice: stored once
+		_ = q.Publish(ctx, kanban.Message[confirmation]{ID: id, Key: "customer-9", Payload: confirmation{id, 100}})
+	}
+	cctx, stop := context.WithCancel(ctx)
+	n := 0
+	err = q.Consume(cctx, func(_ context.Context, d kanban.Delivery[confirmation]) error {
+		fmt.Println("confirm", d.Payload.Payment)
+		if n++; n == 2 {
+			stop()
+		}
+		return nil
+	}, kanban.ConsumeOptions{WIP: 8, PerKey: true})
+	fmt.Println(err, q.Stats().Duplicates)
+	// Output:
+	// confirm tx-1
+	// confirm tx-2
+	// <nil> 1
+}

@@ -1,0 +1,460 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// Header names the queue writes. Names are kept exactly as written.
+const (
+	HeaderID       = "Nats-Msg-Id"     // the message ID (JetStream deduplication)
+	HeaderKey      = "Kanban-Key"      // the message key
+	HeaderReason   = "Kanban-Reason"   // on a dead letter: why
+	HeaderAttempts = "Kanban-Attempts" // on a dead letter: deliveries made
+	HeaderTime     = "Kanban-Time"     // on a dead letter: when (RFC 3339)
+)
+
+// Storage says where the streams keep messages.
+type Storage uint8
+
+// The storages. The zero value is FileStorage.
+const (
+	FileStorage Storage = iota
+	MemoryStorage
+)
+
+// Config configures a Queue. The zero value is usable and names the
+// stream "KANBAN".
+type Config struct {
+	// Stream is the work stream's name; it is also its subject. ""
+	// means "KANBAN". Letters, digits, '-' and '_' only.
+	Stream string
+	// Durable is the consumer every process shares. "" means
+	// Stream+"_WORKERS".
+	Durable string
+	// DeadLetterStream keeps dead letters. "" means Stream+"_DLQ".
+	DeadLetterStream string
+	// Capacity is the most messages the work stream holds (including
+	// those being handled); Publish waits and TryPublish fails with
+	// kanban.ErrFull beyond it. 0 means 100000.
+	Capacity int64
+	// DeadLetterLimit is the most dead letters kept; the oldest go first.
+	// 0 means 10000.
+	DeadLetterLimit int64
+	// DedupWindow is how long the stream remembers message IDs. 0 means
+	// 2 minutes.
+	DedupWindow time.Duration
+	// Storage selects file (the zero value) or memory storage.
+	Storage Storage
+	// AckWait is how long a delivered message stays leased without an
+	// acknowledgement; running handlers extend it every third of it. 0
+	// means 30s.
+	AckWait time.Duration
+	// FetchWait is how long one pull request waits on the server. It
+	// bounds how soon a drain can start releasing messages. 0 means 1s.
+	FetchWait time.Duration
+	// MaxPublishPending bounds the PublishAsync acknowledgements
+	// outstanding; PublishAsync waits beyond it. 0 means 256.
+	MaxPublishPending int
+	// PublishTimeout bounds the wait for one acknowledgement. 0 means 5s.
+	PublishTimeout time.Duration
+	// Codec encodes payloads. nil means kanban.JSON.
+	Codec kanban.Codec
+	// Propagator carries trace context in headers. nil means
+	// otel.GetTextMapPropagator().
+	Propagator propagation.TextMapPropagator
+	// OnPublishError is called, on a client goroutine, for every
+	// PublishAsync that failed, with the message ID. Keep it quick. nil
+	// means the errors are only returned by Flush.
+	OnPublishError func(id string, err error)
+	// Logger receives errors the queue recovers from. nil discards them.
+	Logger *slog.Logger
+}
+
+var streamName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Validate reports the first field out of range, naming it.
+func (c Config) Validate() error {
+	for _, f := range []struct{ name, v string }{{"Stream", c.Stream}, {"Durable", c.Durable}, {"DeadLetterStream", c.DeadLetterStream}} {
+		if f.v != "" && !streamName.MatchString(f.v) {
+			return fmt.Errorf("natsjs: invalid %s %q: letters, digits, '-' and '_' only", f.name, f.v)
+		}
+	}
+	switch {
+	case c.Capacity < 0:
+		return fmt.Errorf("natsjs: invalid Capacity %d: must not be negative", c.Capacity)
+	case c.DeadLetterLimit < 0:
+		return fmt.Errorf("natsjs: invalid DeadLetterLimit %d: must not be negative", c.DeadLetterLimit)
+	case c.DedupWindow < 0:
+		return fmt.Errorf("natsjs: invalid DedupWindow %v: must not be negative", c.DedupWindow)
+	case c.Storage > MemoryStorage:
+		return fmt.Errorf("natsjs: invalid Storage %d", c.Storage)
+	case c.AckWait < 0 || (c.AckWait > 0 && c.AckWait < 100*time.Millisecond):
+		return fmt.Errorf("natsjs: invalid AckWait %v: must be 0 or at least 100ms", c.AckWait)
+	case c.FetchWait < 0 || (c.FetchWait > 0 && c.FetchWait < 10*time.Millisecond):
+		return fmt.Errorf("natsjs: invalid FetchWait %v: must be 0 or at least 10ms", c.FetchWait)
+	case c.MaxPublishPending < 0:
+		return fmt.Errorf("natsjs: invalid MaxPublishPending %d: must not be negative", c.MaxPublishPending)
+	case c.PublishTimeout < 0:
+		return fmt.Errorf("natsjs: invalid PublishTimeout %v: must not be negative", c.PublishTimeout)
+	}
+	if c.Stream != "" && c.DeadLetterStream == c.Stream {
+		return fmt.Errorf("natsjs: invalid DeadLetterStream %q: must differ from Stream", c.DeadLetterStream)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Stream == "" {
+		c.Stream = "KANBAN"
+	}
+	if c.Durable == "" {
+		c.Durable = c.Stream + "_WORKERS"
+	}
+	if c.DeadLetterStream == "" {
+		c.DeadLetterStream = c.Stream + "_DLQ"
+	}
+	if c.Capacity == 0 {
+		c.Capacity = 100000
+	}
+	if c.DeadLetterLimit == 0 {
+		c.DeadLetterLimit = 10000
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = 2 * time.Minute
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.FetchWait == 0 {
+		c.FetchWait = time.Second
+	}
+	if c.MaxPublishPending == 0 {
+		c.MaxPublishPending = 256
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.Codec == nil {
+		c.Codec = kanban.JSON{}
+	}
+	if c.Propagator == nil {
+		c.Propagator = otel.GetTextMapPropagator()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Queue is a kanban.Queue on JetStream. It is safe for concurrent use.
+// The connection stays the caller's: close it after Close.
+type Queue[T any] struct {
+	cfg      Config
+	js       jetstream.JetStream
+	counters kanban.Counters
+
+	errMu     sync.Mutex
+	asyncErrs []error
+	asyncLost int // failures beyond the ones kept
+}
+
+var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
+
+const keptAsyncErrors = 64
+
+// New creates (or updates) the work stream and the dead-letter stream and
+// returns the queue, or an error naming a bad field of cfg.
+func New[T any](ctx context.Context, nc *nats.Conn, cfg Config) (*Queue[T], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if nc == nil {
+		return nil, errors.New("natsjs: nil connection")
+	}
+	q := &Queue[T]{cfg: cfg.withDefaults()}
+	c := q.cfg
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(c.MaxPublishPending),
+		jetstream.WithPublishAsyncTimeout(c.PublishTimeout),
+		jetstream.WithPublishAsyncAckHandler(q.onAsyncAck),
+		jetstream.WithPublishAsyncErrHandler(q.onAsyncErr),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: %w", err)
+	}
+	q.js = js
+	storage := jetstream.FileStorage
+	if c.Storage == MemoryStorage {
+		storage = jetstream.MemoryStorage
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       c.Stream,
+		Subjects:   []string{c.Stream},
+		Retention:  jetstream.WorkQueuePolicy,
+		Discard:    jetstream.DiscardNew,
+		MaxMsgs:    c.Capacity,
+		Duplicates: c.DedupWindow,
+		Storage:    storage,
+	}); err != nil {
+		return nil, fmt.Errorf("natsjs: stream %s: %w", c.Stream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       c.DeadLetterStream,
+		Subjects:   []string{c.DeadLetterStream},
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardOld,
+		MaxMsgs:    c.DeadLetterLimit,
+		Duplicates: c.DedupWindow,
+		Storage:    storage,
+	}); err != nil {
+		return nil, fmt.Errorf("natsjs: stream %s: %w", c.DeadLetterStream, err)
+	}
+	return q, nil
+}
+
+// JetStream returns the JetStream context the queue publishes with.
+func (q *Queue[T]) JetStream() jetstream.JetStream { return q.js }
+
+// Config returns the queue's configuration with defaults filled in.
+func (q *Queue[T]) Config() Config { return q.cfg }
+
+// Stats returns the counts of this queue value.
+func (q *Queue[T]) Stats() kanban.Stats { return q.counters.Snapshot() }
+
+func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg, error) {
+	if msg.ID == "" {
+		return nil, kanban.ErrNoID
+	}
+	data, err := q.cfg.Codec.Marshal(msg.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: encoding message %s: %w", msg.ID, err)
+	}
+	hdr := kanban.InjectTrace(ctx, q.cfg.Propagator, msg.Headers)
+	nh := make(nats.Header, len(hdr)+2)
+	for k, v := range hdr {
+		nh[k] = []string{v} // as written: Header.Set would canonicalize
+	}
+	nh[HeaderID] = []string{msg.ID}
+	if msg.Key != "" {
+		nh[HeaderKey] = []string{msg.Key}
+	}
+	return &nats.Msg{Subject: q.cfg.Stream, Data: data, Header: nh}, nil
+}
+
+func isFull(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "maximum messages exceeded")
+}
+
+// Publish stores msg and waits for the stream's acknowledgement. While
+// the stream is at Capacity it retries, backing off up to 100ms, until
+// there is room or ctx ends.
+func (q *Queue[T]) Publish(ctx context.Context, msg kanban.Message[T]) error {
+	return q.publish(ctx, msg, true)
+}
+
+// TryPublish stores msg or returns kanban.ErrFull when the stream is at
+// Capacity.
+func (q *Queue[T]) TryPublish(ctx context.Context, msg kanban.Message[T]) error {
+	return q.publish(ctx, msg, false)
+}
+
+func (q *Queue[T]) publish(ctx context.Context, msg kanban.Message[T], wait bool) error {
+	nm, err := q.encode(ctx, msg)
+	if err != nil {
+		return err
+	}
+	poll := time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
+		ack, err := q.js.PublishMsg(pctx, nm)
+		cancel()
+		switch {
+		case err == nil:
+			q.countAck(ack)
+			return nil
+		case !isFull(err):
+			return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, err)
+		case !wait:
+			return kanban.ErrFull
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		poll = min(2*poll, 100*time.Millisecond)
+	}
+}
+
+func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
+	if ack.Duplicate {
+		q.counters.AddDuplicates(1)
+	} else {
+		q.counters.AddPublished(1)
+	}
+}
+
+// PublishAsync sends msg without waiting for its acknowledgement. It
+// waits only while MaxPublishPending acknowledgements are outstanding
+// (until ctx ends). A failure — including a full stream, reported as
+// kanban.ErrFull — goes to OnPublishError and is returned by the next
+// Flush.
+func (q *Queue[T]) PublishAsync(ctx context.Context, msg kanban.Message[T]) error {
+	nm, err := q.encode(ctx, msg)
+	if err != nil {
+		return err
+	}
+	for {
+		_, err := q.js.PublishMsgAsync(nm, jetstream.WithStallWait(50*time.Millisecond))
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			if err != nil {
+				return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, err)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+func (q *Queue[T]) onAsyncAck(_ jetstream.JetStream, _ *nats.Msg, ack *jetstream.PubAck) {
+	q.countAck(ack)
+}
+
+func (q *Queue[T]) onAsyncErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	id := ""
+	if m != nil && m.Header != nil {
+		id = m.Header.Get(HeaderID)
+	}
+	if isFull(err) {
+		err = fmt.Errorf("%w: %v", kanban.ErrFull, err)
+	}
+	err = fmt.Errorf("natsjs: publishing message %s: %w", id, err)
+	if q.cfg.OnPublishError != nil {
+		q.cfg.OnPublishError(id, err)
+	}
+	q.errMu.Lock()
+	if len(q.asyncErrs) < keptAsyncErrors {
+		q.asyncErrs = append(q.asyncErrs, err)
+	} else {
+		q.asyncLost++
+	}
+	q.errMu.Unlock()
+}
+
+// Flush waits until every PublishAsync so far is acknowledged or failed,
+// or ctx ends, and returns the failures since the last Flush joined (the
+// first 64 of them, and a count of the rest), nil when none failed.
+func (q *Queue[T]) Flush(ctx context.Context) error {
+	select {
+	case <-q.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	q.errMu.Lock()
+	errs, lost := q.asyncErrs, q.asyncLost
+	q.asyncErrs, q.asyncLost = nil, 0
+	q.errMu.Unlock()
+	if lost > 0 {
+		errs = append(errs, fmt.Errorf("natsjs: and %d more failed publishes", lost))
+	}
+	return errors.Join(errs...)
+}
+
+// Close waits for outstanding PublishAsync acknowledgements like Flush.
+// The connection stays open.
+func (q *Queue[T]) Close(ctx context.Context) error { return q.Flush(ctx) }
+
+// Consume creates or updates the durable consumer with MaxAckPending set
+// to the WIP and runs h on the messages until ctx ends, then drains; see
+// kanban.Serve. Every process sharing the durable should use the same WIP:
+// the last one to start sets it for all.
+func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban.ConsumeOptions) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	wip := opts.WithDefaults().WIP
+	cons, err := q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       q.cfg.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       q.cfg.AckWait,
+		MaxAckPending: wip,
+		MaxDeliver:    -1, // attempts are counted by the consumer runtime
+	})
+	if err != nil {
+		return fmt.Errorf("natsjs: consumer %s: %w", q.cfg.Durable, err)
+	}
+	src := &source[T]{q: q, cons: cons, in: make(chan fetched, min(wip, 1024))}
+	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{Propagator: q.cfg.Propagator, Counters: &q.counters})
+	src.wait()
+	return err
+}
+
+// DeadLetters reads the dead-letter stream, oldest first.
+func (q *Queue[T]) DeadLetters(ctx context.Context) ([]kanban.DeadLetter, error) {
+	s, err := q.js.Stream(ctx, q.cfg.DeadLetterStream)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: stream %s: %w", q.cfg.DeadLetterStream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: stream %s: %w", q.cfg.DeadLetterStream, err)
+	}
+	var out []kanban.DeadLetter
+	if info.State.Msgs == 0 {
+		return out, nil
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("natsjs: reading dead letter %d: %w", seq, err)
+		}
+		out = append(out, deadLetterOf(m))
+	}
+	return out, nil
+}
+
+func deadLetterOf(m *jetstream.RawStreamMsg) kanban.DeadLetter {
+	d := kanban.DeadLetter{Payload: m.Data, Headers: kanban.Header{}}
+	for k, v := range m.Header {
+		if len(v) == 0 {
+			continue
+		}
+		switch k {
+		case HeaderID:
+			d.ID = v[0]
+		case HeaderKey:
+			d.Key = v[0]
+		case HeaderReason:
+			d.Reason = v[0]
+		case HeaderAttempts:
+			d.Attempts, _ = strconv.Atoi(v[0])
+		case HeaderTime:
+			d.Time, _ = time.Parse(time.RFC3339Nano, v[0])
+		default:
+			d.Headers[k] = v[0]
+		}
+	}
+	return d
+}

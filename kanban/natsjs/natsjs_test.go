@@ -1,0 +1,329 @@
+package natsjs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/natsembed"
+	"github.com/taipattern/taikit/kanban/natsjs"
+	"github.com/taipattern/taikit/kanban/queuetest"
+)
+
+func startServer(t *testing.T, opts natsembed.Options) *natsembed.Server {
+	t.Helper()
+	srv, err := natsembed.Start(context.Background(), opts)
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+func connect(t *testing.T, dial func(...nats.Option) (*nats.Conn, error), opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := dial(opts...)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+var streams atomic.Int64
+
+// factory makes queues on fresh streams reached through dial.
+func factory(dial func(...nats.Option) (*nats.Conn, error)) queuetest.NewQueue {
+	return func(t *testing.T, cfg queuetest.Config) kanban.Queue[queuetest.Payload] {
+		nc := connect(t, dial)
+		q, err := natsjs.New[queuetest.Payload](context.Background(), nc, natsjs.Config{
+			Stream:     "Q" + strconv.FormatInt(streams.Add(1), 10),
+			Capacity:   int64(cfg.Capacity),
+			Codec:      cfg.Codec,
+			Propagator: cfg.Propagator,
+			FetchWait:  100 * time.Millisecond,
+		})
+		require.NoError(t, err)
+		return q
+	}
+}
+
+func TestConformanceEmbedded(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	queuetest.Run(t, factory(srv.Connect))
+}
+
+func TestConformanceDebianServer(t *testing.T) {
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/nats-server"); serr == nil {
+			bin = "/usr/sbin/nats-server"
+		}
+	}
+	if bin == "" {
+		if os.Getenv("TAIKIT_REQUIRE_SERVERS") == "1" {
+			t.Fatal("nats-server binary not found and TAIKIT_REQUIRE_SERVERS=1")
+		}
+		t.Skip("nats-server binary not found (apt install nats-server); set TAIKIT_REQUIRE_SERVERS=1 to require it")
+	}
+	port := freePort(t)
+	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir())
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	dial := func(opts ...nats.Option) (*nats.Conn, error) {
+		return nats.Connect(url, append([]nats.Option{nats.RetryOnFailedConnect(true), nats.MaxReconnects(100), nats.ReconnectWait(20 * time.Millisecond)}, opts...)...)
+	}
+	// Ready once a JetStream request is answered.
+	nc := connect(t, dial)
+	ready := false
+	for range 250 {
+		if _, err := nc.Request("$JS.API.INFO", nil, 100*time.Millisecond); err == nil {
+			ready = true
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // waiting for an external process, not timing a test
+	}
+	require.True(t, ready, "nats-server did not answer")
+	queuetest.Run(t, factory(dial))
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestKillServerMidStream(t *testing.T) {
+	const total = 10000
+	dir := t.TempDir()
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir})
+	require.NoError(t, err)
+	port := srv.Port()
+	var srvMu sync.Mutex
+	defer func() {
+		srvMu.Lock()
+		srv.Shutdown()
+		srvMu.Unlock()
+	}()
+	url := srv.ClientURL()
+	dial := func(opts ...nats.Option) (*nats.Conn, error) {
+		return nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(8<<20))
+	}
+	cfg := natsjs.Config{Stream: "RESTART", AckWait: 2 * time.Second, FetchWait: 200 * time.Millisecond, PublishTimeout: time.Second}
+	pubConn, conConn := connect(t, dial), connect(t, dial)
+	pub, err := natsjs.New[int](context.Background(), pubConn, cfg)
+	require.NoError(t, err)
+	con, err := natsjs.New[int](context.Background(), conConn, cfg)
+	require.NoError(t, err)
+
+	var mu sync.Mutex
+	seen := make(map[string]int, total)
+	all := make(chan struct{})
+	kill := make(chan struct{})
+	var killOnce, allOnce sync.Once
+	ctx, cancel := context.WithCancel(context.Background())
+	consumed := make(chan error, 1)
+	go func() {
+		consumed <- con.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			mu.Lock()
+			seen[d.ID]++
+			n := len(seen)
+			mu.Unlock()
+			if n == total/3 {
+				killOnce.Do(func() { close(kill) })
+			}
+			if n == total {
+				allOnce.Do(func() { close(all) })
+			}
+			return nil
+		}, kanban.ConsumeOptions{WIP: 64})
+	}()
+
+	var pubErrs atomic.Int64
+	var wg sync.WaitGroup
+	pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer pcancel()
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < total; i += 4 {
+				m := kanban.Message[int]{ID: "id-" + strconv.Itoa(i), Payload: i}
+				// Retry through the outage: the ID makes it safe.
+				for pub.Publish(pctx, m) != nil && pctx.Err() == nil {
+					pubErrs.Add(1)
+				}
+			}
+		}()
+	}
+
+	select {
+	case <-kill:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("consumer never reached the kill point")
+	}
+	srvMu.Lock()
+	srv.Shutdown()
+	srv, err = natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port})
+	srvMu.Unlock()
+	require.NoError(t, err)
+
+	wg.Wait()
+	require.NoError(t, pctx.Err(), "publishing did not finish")
+	select {
+	case <-all:
+	case <-time.After(2 * time.Minute):
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		t.Fatalf("only %d of %d messages handled after the restart", n, total)
+	}
+	cancel()
+	require.NoError(t, <-consumed)
+	mu.Lock()
+	defer mu.Unlock()
+	dups := 0
+	for i := range total {
+		c := seen["id-"+strconv.Itoa(i)]
+		require.GreaterOrEqual(t, c, 1, "message %d lost", i)
+		dups += c - 1
+	}
+	t.Logf("kill and restart: %d messages handled, %d duplicates, %d publish retries", total, dups, pubErrs.Load())
+}
+
+func TestSharedDurableHoldsGlobalWIP(t *testing.T) {
+	const n, wip = 80, 4
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	cfg := natsjs.Config{Stream: "SHARED", FetchWait: 100 * time.Millisecond}
+	var queues []*natsjs.Queue[int]
+	for range 2 {
+		q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), cfg)
+		require.NoError(t, err)
+		queues = append(queues, q)
+	}
+	for i := range n {
+		require.NoError(t, queues[0].Publish(context.Background(), kanban.Message[int]{ID: strconv.Itoa(i), Payload: i}))
+	}
+	var running, peak, handled atomic.Int64
+	var perConsumer [2]atomic.Int64
+	full, all := make(chan struct{}), make(chan struct{})
+	var fullOnce, allOnce sync.Once
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i, q := range queues {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := q.Consume(ctx, func(hctx context.Context, _ kanban.Delivery[int]) error {
+				cur := running.Add(1)
+				for p := peak.Load(); cur > p && !peak.CompareAndSwap(p, cur); p = peak.Load() {
+				}
+				if cur == wip {
+					fullOnce.Do(func() { close(full) })
+				}
+				select {
+				case <-full:
+				case <-hctx.Done():
+				}
+				running.Add(-1)
+				perConsumer[i].Add(1)
+				if handled.Add(1) == n {
+					allOnce.Do(func() { close(all) })
+				}
+				return nil
+			}, kanban.ConsumeOptions{WIP: wip})
+			assert.NoError(t, err)
+		}()
+	}
+	select {
+	case <-all:
+	case <-time.After(time.Minute):
+		t.Fatalf("handled %d of %d", handled.Load(), n)
+	}
+	cancel()
+	wg.Wait()
+	assert.Equal(t, int64(wip), peak.Load(), "the durable's MaxAckPending holds WIP across both consumers")
+	t.Logf("consumer 1 handled %d, consumer 2 handled %d", perConsumer[0].Load(), perConsumer[1].Load())
+}
+
+func TestPublishAsyncAndFlush(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	var reported sync.Map
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Config{
+		Stream: "ASYNC", Capacity: 10, MaxPublishPending: 4,
+		OnPublishError: func(id string, err error) { reported.Store(id, err) },
+	})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := range 15 {
+		require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: strconv.Itoa(i), Payload: i}))
+	}
+	err = q.Flush(ctx)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, kanban.ErrFull)
+	n := 0
+	reported.Range(func(k, v any) bool {
+		n++
+		assert.ErrorIs(t, v.(error), kanban.ErrFull, "id %v", k)
+		return true
+	})
+	assert.Equal(t, 5, n, "every failed publish is reported")
+	assert.Equal(t, int64(10), q.Stats().Published)
+	assert.NoError(t, q.Close(ctx), "errors are returned once")
+	require.ErrorIs(t, q.PublishAsync(ctx, kanban.Message[int]{}), kanban.ErrNoID)
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		cfg  natsjs.Config
+		want string
+	}{
+		{natsjs.Config{Stream: "a.b"}, `natsjs: invalid Stream "a.b"`},
+		{natsjs.Config{Durable: "x y"}, `natsjs: invalid Durable "x y"`},
+		{natsjs.Config{Stream: "S", DeadLetterStream: "S"}, `natsjs: invalid DeadLetterStream "S"`},
+		{natsjs.Config{Capacity: -1}, "natsjs: invalid Capacity -1"},
+		{natsjs.Config{DeadLetterLimit: -1}, "natsjs: invalid DeadLetterLimit -1"},
+		{natsjs.Config{DedupWindow: -1}, "natsjs: invalid DedupWindow -1ns"},
+		{natsjs.Config{Storage: 7}, "natsjs: invalid Storage 7"},
+		{natsjs.Config{AckWait: time.Millisecond}, "natsjs: invalid AckWait 1ms"},
+		{natsjs.Config{FetchWait: time.Microsecond}, "natsjs: invalid FetchWait 1µs"},
+		{natsjs.Config{MaxPublishPending: -1}, "natsjs: invalid MaxPublishPending -1"},
+		{natsjs.Config{PublishTimeout: -1}, "natsjs: invalid PublishTimeout -1ns"},
+	}
+	for _, tc := range tests {
+		err := tc.cfg.Validate()
+		require.Error(t, err, "%+v", tc.cfg)
+		assert.Contains(t, err.Error(), tc.want)
+		_, err = natsjs.New[int](context.Background(), nil, tc.cfg)
+		assert.Contains(t, err.Error(), tc.want, "New validates")
+	}
+	assert.NoError(t, natsjs.Config{}.Validate())
+	_, err := natsjs.New[int](context.Background(), nil, natsjs.Config{})
+	assert.EqualError(t, err, "natsjs: nil connection")
+}
+
+func TestConsumeRejectsBadOptions(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Config{Stream: "OPTS"})
+	require.NoError(t, err)
+	err = q.Consume(context.Background(), func(context.Context, kanban.Delivery[int]) error { return nil }, kanban.ConsumeOptions{WIP: -1})
+	assert.ErrorContains(t, err, "kanban: invalid WIP -1")
+	assert.False(t, errors.Is(err, context.Canceled))
+	_ = fmt.Sprint()
+}

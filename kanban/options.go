@@ -1,0 +1,80 @@
+package kanban
+
+import (
+	"log/slog"
+	"time"
+)
+
+// MaxWIP bounds ConsumeOptions.WIP; larger values are rejected as a
+// mistake rather than allowed to exhaust memory.
+const MaxWIP = 1 << 16
+
+// ConsumeOptions configure a consumer. The zero value is usable: one
+// message at a time, five attempts, exponential back-off, 30s drain.
+type ConsumeOptions struct {
+	// WIP caps the messages pulled and not yet settled by this consumer,
+	// hence the handlers running at once. 0 means 1. On JetStream the
+	// durable consumer's MaxAckPending is set to it, so the cap holds
+	// across every process sharing the durable.
+	WIP int
+	// PerKey handles messages with the same non-empty Key one at a time,
+	// in the order they were pulled. A failed message is retried in place
+	// (its key waits for it) so that order survives retries. Across
+	// processes sharing a JetStream durable, order holds per process.
+	PerKey bool
+	// MaxAttempts is the number of deliveries before a failing message is
+	// dead-lettered. 0 means 5.
+	MaxAttempts int
+	// Backoff spaces attempts. nil means Exponential{}.
+	Backoff Backoff
+	// DrainTimeout bounds the wait for in-flight handlers once ctx ends;
+	// when it passes their context is cancelled. 0 means 30s.
+	DrainTimeout time.Duration
+	// Clock drives back-off waits and lease heartbeats. nil means the
+	// system clock.
+	Clock Clock
+	// Logger receives errors the consumer recovers from (a failed ack, a
+	// pull error). nil discards them.
+	Logger *slog.Logger
+}
+
+type validator interface{ Validate() error }
+
+// Validate reports the first field out of range, naming it.
+func (o ConsumeOptions) Validate() error {
+	switch {
+	case o.WIP < 0 || o.WIP > MaxWIP:
+		return optionError("kanban", "WIP", o.WIP, "must be between 0 and 65536")
+	case o.MaxAttempts < 0:
+		return optionError("kanban", "MaxAttempts", o.MaxAttempts, "must not be negative")
+	case o.DrainTimeout < 0:
+		return optionError("kanban", "DrainTimeout", o.DrainTimeout, "must not be negative")
+	}
+	if v, ok := o.Backoff.(validator); ok {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WithDefaults returns o with every zero field set to its default.
+func (o ConsumeOptions) WithDefaults() ConsumeOptions {
+	if o.WIP == 0 {
+		o.WIP = 1
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 5
+	}
+	if o.Backoff == nil {
+		o.Backoff = Exponential{}
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	o.Clock = clockOr(o.Clock)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}

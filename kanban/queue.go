@@ -1,0 +1,82 @@
+package kanban
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// Queue is a pull-based work queue of payloads of type T. Producers
+// Publish; consumers pull with Consume, never more than their WIP at once.
+// Delivery is at least once: a handler may see a message again after a
+// crash or a lost acknowledgement, so handlers should be idempotent on the
+// message ID.
+//
+// Every backend passes the conformance suite in package
+// kanban/queuetest.
+type Queue[T any] interface {
+	// Publish stores msg, waiting for room while the queue is full, until
+	// ctx ends. A message whose ID was published within the queue's
+	// deduplication window is dropped and Publish returns nil. The trace
+	// context of ctx is added to the message's headers.
+	Publish(ctx context.Context, msg Message[T]) error
+	// TryPublish is Publish without the wait: it returns ErrFull when
+	// the queue is full.
+	TryPublish(ctx context.Context, msg Message[T]) error
+	// Consume pulls messages and runs h on each, as ConsumeOptions say,
+	// until ctx ends; then it drains (see Serve) and returns nil. It
+	// returns an error at once for invalid options.
+	Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error
+	// DeadLetters returns the dead letters kept, oldest first.
+	DeadLetters(ctx context.Context) ([]DeadLetter, error)
+	// Stats returns the counts of this queue value (this process).
+	Stats() Stats
+}
+
+// Source is the seam between the consumer runtime (Serve) and a backend:
+// where messages are pulled from. Backends implement it; users do not
+// need it.
+type Source[T any] interface {
+	// Pull waits until at least one message is available or ctx ends, and
+	// returns at most max leases. It may return leases together with an
+	// error (for instance ctx's, when a fetch in progress ended); the
+	// runtime settles every lease it gets.
+	Pull(ctx context.Context, max int) ([]Lease[T], error)
+	// HeartbeatInterval is how often a lease must be extended to stay
+	// held; 0 means leases never expire.
+	HeartbeatInterval() time.Duration
+}
+
+// Lease is one pulled message, held until it is settled by exactly one of
+// Ack, Retry, Release or DeadLetter.
+type Lease[T any] interface {
+	ID() string
+	Key() string
+	// Attempt counts deliveries of the message, starting at 1.
+	Attempt() int
+	// Message decodes the message; an error sends it to the dead letters.
+	Message() (Message[T], error)
+	// Ack settles the message as done.
+	Ack(ctx context.Context) error
+	// Retry hands the message back to be delivered again after delay.
+	Retry(ctx context.Context, delay time.Duration) error
+	// Release hands back a message that was pulled and not handled, to be
+	// delivered again at once.
+	Release(ctx context.Context) error
+	// DeadLetter stores the message with reason and attempts among the
+	// dead letters, then removes it from the queue.
+	DeadLetter(ctx context.Context, reason string, attempts int) error
+	// Extend keeps the lease held while a handler is still working.
+	Extend(ctx context.Context) error
+}
+
+// Runtime is what a backend lends the consumer runtime.
+type Runtime struct {
+	// Propagator extracts the publisher's trace context from message
+	// headers. nil means no extraction.
+	Propagator propagation.TextMapPropagator
+	// Counters receives the handled, retried, dead-lettered and in-flight
+	// counts. nil means not counted.
+	Counters *Counters
+}
