@@ -1,0 +1,80 @@
+package heijunka
+
+import (
+	"math"
+	"time"
+)
+
+// Decision is the answer of a limiter or a Store to a request for n events.
+// It is a plain value: deciding allocates nothing.
+type Decision struct {
+	// Allowed reports whether the events may pass now. When it is false
+	// nothing was recorded: a denied request costs the key nothing.
+	Allowed bool
+	// Limit is the Limit the decision was made under.
+	Limit Limit
+	// Remaining is how many more events could pass at once right after
+	// this decision; math.MaxInt under an Unlimited Limit.
+	Remaining int
+	// RetryAfter is, for a denied request, how long until the same request
+	// would pass if nothing else happened; InfDuration when it never can
+	// (more events than the burst, or a closed Limit). It is 0 when Allowed.
+	RetryAfter time.Duration
+	// ResetAfter is how long until the key is full again; the key carries
+	// no information after it, so stores forget it then.
+	ResetAfter time.Duration
+}
+
+// decide is the generic cell rate algorithm as a pure function. tat is the
+// theoretical arrival time stored for the key (minTAT when there is none)
+// and now the current time, both in nanoseconds since an epoch. It returns
+// the state to store (tat unchanged when nothing is recorded) and the
+// Decision. n must be at least 0.
+//
+// The state is one number: the time at which the key would be full again.
+// n events advance it by n intervals from max(tat, now), and they pass if
+// that lands no further than Burst intervals ahead of now.
+func (p *params) decide(tat, now int64, n int) (int64, Decision) {
+	d := Decision{Limit: p.limit}
+	switch p.mode {
+	case modeUnlimited:
+		d.Allowed, d.Remaining = true, math.MaxInt
+		return tat, d
+	case modeClosed:
+		d.Allowed = n == 0
+		if !d.Allowed {
+			d.RetryAfter = InfDuration
+		}
+		return tat, d
+	}
+	base := max(tat, now)
+	d.ResetAfter = time.Duration(base - now)
+	if n > p.burst {
+		d.Remaining = p.remaining(base, now)
+		d.RetryAfter = InfDuration
+		return tat, d
+	}
+	next := base + int64(n)*p.interval
+	if next-now > p.tolerance {
+		d.Remaining = p.remaining(base, now)
+		d.RetryAfter = time.Duration(next - now - p.tolerance)
+		return tat, d
+	}
+	d.Allowed = true
+	d.Remaining = p.remaining(next, now)
+	d.ResetAfter = time.Duration(next - now)
+	if n == 0 {
+		return tat, d
+	}
+	return next, d
+}
+
+// remaining is how many events fit between a schedule at tat and the
+// tolerance ahead of now.
+func (p *params) remaining(tat, now int64) int {
+	r := (now + p.tolerance - tat) / p.interval
+	if r < 0 {
+		return 0
+	}
+	return int(r)
+}

@@ -1,0 +1,37 @@
+// Package heijunka levels the load, so that no burst and no single
+// customer floods the line.
+//
+// # Limits
+//
+// A Limit is a rate and a burst: PerSecond(100), PerMinute(5),
+// Every(200*time.Millisecond), Unlimited(), or Limit{Rate: 10, Burst: 30}.
+// Over any window of length w a limiter admits at most Burst + Rate·w
+// events. Invalid limits (NaN, negative, absurd) are errors, never panics.
+//
+// A Limiter is one bucket, run as the generic cell rate algorithm (GCRA)
+// in a single atomic word: no mutex, one clock read per call, no
+// allocation. Its API follows golang.org/x/time/rate: Allow, AllowN,
+// Reserve/ReserveN (a value with Delay and Cancel), Wait, SetLimit, plus
+// Decide/DecideN returning a Decision (allowed, remaining, retry-after,
+// reset-after). The ...N forms take the time, so the logic is a pure
+// function of it and tests need no sleeping.
+//
+// # Limits per key
+//
+// Keyed applies a Limit to every key separately ("5 payments per minute per
+// customer") and is a tai.Gate: a rejection is a *LimitedError that matches
+// ErrLimited and carries RetryAfter for tai.RetryAfter. Its state lives in a
+// Store: the MemoryStore (sharded, bounded by MaxKeys, forgets keys that
+// are full again, needs no goroutine) or redisgcra.Store, shared by many
+// replicas through Redis. Every Store passes the suite in
+// heijunka/storetest.
+//
+// # Ramps, warm-up and leveling
+//
+// A Ramp moves traffic in stages (canary 5% → staging 25% → prod 100%),
+// choosing keys by hash so that the choice is the same on every replica and
+// a key admitted at one stage stays admitted at the next. WarmUp is a
+// Limiter whose limit climbs from a fraction to full after a recovery.
+// Leveler interleaves work from many keys by weighted deficit round robin,
+// with a bounded backlog per key, so one heavy key cannot starve the rest.
+package heijunka

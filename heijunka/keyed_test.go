@@ -1,0 +1,274 @@
+package heijunka_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/tai"
+)
+
+func newKeyed(t testing.TB, l heijunka.Limit, opts heijunka.KeyedOptions) *heijunka.Keyed {
+	t.Helper()
+	k, err := heijunka.NewKeyed(l, opts)
+	require.NoError(t, err)
+	return k
+}
+
+func TestKeyedPerKey(t *testing.T) {
+	clock := newFakeClock()
+	k := newKeyed(t, heijunka.PerMinute(5), heijunka.KeyedOptions{Name: "velocity", Now: clock.Now})
+	ctx := context.Background()
+	for i := range 5 {
+		d, err := k.Allow(ctx, "alice")
+		require.NoError(t, err)
+		require.True(t, d.Allowed)
+		assert.Equal(t, 4-i, d.Remaining)
+	}
+	d, err := k.Allow(ctx, "alice")
+	require.NoError(t, err)
+	assert.False(t, d.Allowed)
+	assert.Equal(t, 12*time.Second, d.RetryAfter)
+	assert.Equal(t, time.Minute, d.ResetAfter)
+
+	d, err = k.Allow(ctx, "bob")
+	require.NoError(t, err)
+	assert.True(t, d.Allowed, "bob has his own limit")
+
+	clock.Advance(12 * time.Second)
+	d, err = k.Allow(ctx, "alice")
+	require.NoError(t, err)
+	assert.True(t, d.Allowed)
+
+	require.NoError(t, k.Reset(ctx, "alice"))
+	d, err = k.AllowN(ctx, clock.Now(), "alice", 5)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed, "reset: full again")
+	assert.Equal(t, "velocity", k.Name())
+	assert.Equal(t, heijunka.PerMinute(5), k.Limit())
+}
+
+func TestKeyedIsAGate(t *testing.T) {
+	clock := newFakeClock()
+	k := newKeyed(t, heijunka.PerMinute(1), heijunka.KeyedOptions{Name: "per-customer", Now: clock.Now})
+	var _ tai.Namer = k
+	p, err := tai.New(
+		tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		}),
+		tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) { return s.Payload, nil }),
+		tai.WithGates(k),
+	)
+	require.NoError(t, err)
+	sig := func(id string) tai.Signal[int] {
+		return tai.Signal[int]{ID: id, Kind: "payment", Key: "cus_1", Time: clock.Now(), Payload: 1}
+	}
+	_, err = p.Process(context.Background(), sig("1"))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), sig("2"))
+	require.Error(t, err)
+	assert.Equal(t, tai.Rejected, tai.OutcomeOf(err))
+	assert.ErrorIs(t, err, heijunka.ErrLimited)
+	assert.Equal(t, time.Minute, tai.RetryAfter(err))
+	var re *tai.RejectedError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "per-customer", re.Hook)
+}
+
+func TestKeyedOptionsValidation(t *testing.T) {
+	store, err := heijunka.NewMemoryStore(heijunka.MemoryOptions{})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		opts heijunka.KeyedOptions
+		want string
+	}{
+		{"negative MaxKeys", heijunka.KeyedOptions{MaxKeys: -1}, "MaxKeys -1 is negative"},
+		{"huge MaxKeys", heijunka.KeyedOptions{MaxKeys: 1 << 40}, "exceeds 2^31"},
+		{"unknown policy", heijunka.KeyedOptions{WhenFull: 9}, "WhenFull 9"},
+		{"MaxKeys with a Store", heijunka.KeyedOptions{Store: store, MaxKeys: 10}, "configure the default store"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := heijunka.NewKeyed(heijunka.PerSecond(1), tc.opts)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	k := newKeyed(t, heijunka.PerSecond(1), heijunka.KeyedOptions{Store: store})
+	assert.Same(t, store, k.Store())
+	require.Error(t, k.SetLimit(heijunka.PerSecond(-1)))
+	require.NoError(t, k.SetLimit(heijunka.PerSecond(2)))
+	assert.Equal(t, heijunka.PerSecond(2), k.Limit())
+}
+
+func TestKeyedConcurrent(t *testing.T) {
+	k := newKeyed(t, heijunka.Limit{Rate: 1, Burst: 10}, heijunka.KeyedOptions{})
+	ctx := context.Background()
+	var admitted [4]atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 400 {
+				key := i % 4
+				d, err := k.AllowN(ctx, t0, "k"+strconv.Itoa(key), 1)
+				if err != nil {
+					t.Error(g, err)
+					return
+				}
+				if d.Allowed {
+					admitted[key].Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range admitted {
+		assert.Equal(t, int64(10), admitted[i].Load(), "key %d", i)
+	}
+}
+
+func TestMemoryStoreForgetsFreshKeys(t *testing.T) {
+	// MaxKeys 20 makes one shard, so only the keys named are touched.
+	s, err := heijunka.NewMemoryStore(heijunka.MemoryOptions{MaxKeys: 20})
+	require.NoError(t, err)
+	ctx := context.Background()
+	take := func(key string, l heijunka.Limit, at time.Time, n int) {
+		t.Helper()
+		_, err := s.Take(ctx, key, l, at, n)
+		require.NoError(t, err)
+	}
+	for i := range 10 {
+		take("k"+strconv.Itoa(i), heijunka.PerSecond(1), t0, 1) // fresh at t0+1s
+	}
+	take("slow", heijunka.PerHour(1), t0, 1) // fresh at t0+1h
+	assert.Equal(t, 11, s.Len())
+	take("k0", heijunka.PerSecond(1), t0, 0)
+	assert.Equal(t, 11, s.Len(), "a key owing time is kept")
+
+	for i := range 5 {
+		take("k"+strconv.Itoa(i), heijunka.PerSecond(1), t0.Add(1500*time.Millisecond), 0)
+	}
+	assert.Equal(t, 6, s.Len(), "a key found fresh is dropped")
+	assert.Equal(t, 5, s.Sweep(t0.Add(2*time.Second)))
+	assert.Equal(t, 1, s.Len())
+	assert.Equal(t, 1, s.Sweep(t0.Add(time.Hour)))
+	assert.Equal(t, 0, s.Len())
+	assert.Equal(t, 0, s.Sweep(t0.Add(time.Hour)))
+
+	// A shard whose every key is fresh is dropped whole on its next use.
+	for i := range 10 {
+		take("k"+strconv.Itoa(i), heijunka.PerSecond(1), t0, 1)
+	}
+	take("other", heijunka.PerSecond(1), t0.Add(time.Minute), 0)
+	assert.Equal(t, 0, s.Len())
+}
+
+func TestMemoryStoreFullPolicies(t *testing.T) {
+	ctx := context.Background()
+	slow := heijunka.PerHour(1)
+	t.Run("EvictNearest", func(t *testing.T) {
+		s, err := heijunka.NewMemoryStore(heijunka.MemoryOptions{MaxKeys: 8})
+		require.NoError(t, err)
+		for i := range 8 {
+			// Key i owes i+1 hours: k0 is nearest to fresh.
+			_, err := s.Take(ctx, "k"+strconv.Itoa(i), slow.WithBurst(8), t0, i+1)
+			require.NoError(t, err)
+		}
+		require.Equal(t, 8, s.Len())
+		d, err := s.Take(ctx, "new", slow, t0, 1)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 8, s.Len(), "the bound holds")
+		d, err = s.Take(ctx, "k0", slow.WithBurst(8), t0, 8)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed, "k0, nearest to fresh, was the one evicted")
+		d, err = s.Take(ctx, "k7", slow.WithBurst(8), t0, 1)
+		require.NoError(t, err)
+		assert.False(t, d.Allowed, "the others kept their debt")
+	})
+	t.Run("RejectNew", func(t *testing.T) {
+		s, err := heijunka.NewMemoryStore(heijunka.MemoryOptions{MaxKeys: 4, WhenFull: heijunka.RejectNew})
+		require.NoError(t, err)
+		for i := range 4 {
+			_, err := s.Take(ctx, "k"+strconv.Itoa(i), slow, t0, 1)
+			require.NoError(t, err)
+		}
+		d, err := s.Take(ctx, "new", slow, t0, 1)
+		require.ErrorIs(t, err, heijunka.ErrStoreFull)
+		assert.False(t, d.Allowed)
+		assert.Equal(t, 4, s.Len())
+		d, err = s.Take(ctx, "new", slow, t0.Add(time.Hour), 1)
+		require.NoError(t, err, "once keys are fresh there is room")
+		assert.True(t, d.Allowed)
+
+		k := newKeyed(t, slow, heijunka.KeyedOptions{MaxKeys: 1, WhenFull: heijunka.RejectNew, Now: func() time.Time { return t0 }})
+		require.NoError(t, k.Admit(ctx, "a"))
+		err = k.Admit(ctx, "b")
+		require.ErrorIs(t, err, heijunka.ErrStoreFull)
+		assert.False(t, errors.Is(err, heijunka.ErrLimited))
+	})
+}
+
+// TestKeyedMemory puts one million distinct keys in a Keyed limiter,
+// lets time pass, and checks that it then holds almost nothing.
+func TestKeyedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("one million keys")
+	}
+	clock := newFakeClock()
+	k := newKeyed(t, heijunka.PerMinute(5), heijunka.KeyedOptions{Now: clock.Now})
+	store := k.Store().(*heijunka.MemoryStore)
+	ctx := context.Background()
+	const keys = 1_000_000
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = "customer-" + strconv.Itoa(i)
+	}
+	before := heapInUse()
+	for _, key := range names {
+		require.NoError(t, k.Admit(ctx, key))
+	}
+	require.Equal(t, keys, store.Len())
+	held := heapInUse() - before
+	perKey := float64(held) / keys
+	t.Logf("%d live keys hold %d bytes: %.1f bytes per key", keys, held, perKey)
+	assert.Less(t, perKey, 80.0)
+
+	clock.Advance(time.Minute) // every key is full again
+	for i := range 1000 {      // ordinary traffic on new keys
+		require.NoError(t, k.Admit(ctx, "later-"+strconv.Itoa(i)))
+	}
+	assert.Equal(t, 1000, store.Len(), "a million fresh keys forgotten")
+	left := heapInUse() - before
+	t.Logf("after a minute: %d keys, %d bytes", store.Len(), left)
+	assert.Less(t, left, int64(1<<20), "memory returned")
+	runtime.KeepAlive(names)
+}
+
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+func TestKeyedAllowsNothingAllocatedForKnownKeys(t *testing.T) {
+	k := newKeyed(t, heijunka.Limit{Rate: 1, Burst: 1_000_000}, heijunka.KeyedOptions{})
+	ctx := context.Background()
+	_, _ = k.Allow(ctx, "known")
+	allocs := testing.AllocsPerRun(1000, func() { _, _ = k.Allow(ctx, "known") })
+	assert.Zero(t, allocs)
+	lim := newLimiter(t, heijunka.PerSecond(1e9), nil)
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { lim.Allow() }))
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { r := lim.Reserve(); r.Cancel() }))
+}

@@ -1,0 +1,145 @@
+package heijunka_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/heijunka"
+)
+
+// TestLevelerHeavyKeyCannotStarve: one key sends 100 times more than each
+// of the others, all queued before any is served. The light keys are
+// still served one item per round, interleaved with the heavy one.
+func TestLevelerHeavyKeyCannotStarve(t *testing.T) {
+	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{Backlog: 1000})
+	require.NoError(t, err)
+	for i := range 1000 {
+		require.NoError(t, l.Push("heavy", i))
+	}
+	light := []string{"a", "b", "c", "d"}
+	for _, k := range light {
+		for i := range 10 {
+			require.NoError(t, l.Push(k, i))
+		}
+	}
+	served := map[string]int{}
+	for pos := 1; ; pos++ {
+		key, item, ok := l.Pop()
+		if !ok {
+			break
+		}
+		assert.Equal(t, served[key], item, "%s in order", key)
+		served[key]++
+		if pos == 50 {
+			for _, k := range light {
+				assert.Equal(t, 10, served[k], "after 50 pops every light key is done")
+			}
+			assert.Equal(t, 10, served["heavy"], "and heavy got its fair share, no more")
+		}
+	}
+	assert.Equal(t, 1000, served["heavy"])
+	assert.Zero(t, l.Len())
+	assert.Zero(t, l.Keys())
+}
+
+func TestLevelerBacklogAndKeysBounded(t *testing.T) {
+	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[string]{Backlog: 3, MaxKeys: 2})
+	require.NoError(t, err)
+	for i := range 3 {
+		require.NoError(t, l.Push("heavy", strconv.Itoa(i)))
+	}
+	assert.ErrorIs(t, l.Push("heavy", "x"), heijunka.ErrBacklogFull)
+	require.NoError(t, l.Push("b", "1"))
+	assert.ErrorIs(t, l.Push("c", "1"), heijunka.ErrTooManyKeys)
+	_, _, _ = l.Pop()
+	require.NoError(t, l.Push("heavy", "3"), "room again")
+	for range 2 {
+		_, _, _ = l.Pop()
+	}
+	require.NoError(t, l.Push("c", "1"), "b drained, its place is free")
+
+	_, err = heijunka.NewLeveler(heijunka.LevelerOptions[int]{Backlog: -1})
+	assert.ErrorContains(t, err, "Backlog -1")
+	_, err = heijunka.NewLeveler(heijunka.LevelerOptions[int]{MaxKeys: -1})
+	assert.ErrorContains(t, err, "MaxKeys -1")
+}
+
+func TestLevelerWeightsAndCosts(t *testing.T) {
+	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{
+		Backlog: 100,
+		Weight: func(k string) int {
+			if k == "gold" {
+				return 3
+			}
+			return 1
+		},
+	})
+	require.NoError(t, err)
+	for i := range 30 {
+		require.NoError(t, l.Push("gold", i))
+		require.NoError(t, l.Push("free", i))
+	}
+	served := map[string]int{}
+	for range 20 {
+		k, _, _ := l.Pop()
+		served[k]++
+	}
+	assert.Equal(t, map[string]int{"gold": 15, "free": 5}, served, "weight 3 to 1")
+
+	// Costs: a key of big items gets fewer of them; a cost far above the
+	// credit does not spin.
+	c, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{Cost: func(n int) int { return n }})
+	require.NoError(t, err)
+	for range 4 {
+		require.NoError(t, c.Push("big", 4))
+		require.NoError(t, c.Push("small", 1))
+	}
+	require.NoError(t, c.Push("huge", 1<<40))
+	var order []string
+	for {
+		k, _, ok := c.Pop()
+		if !ok {
+			break
+		}
+		order = append(order, k)
+	}
+	// Each round gives every key one unit of credit: small is served every
+	// round, big (cost 4) every fourth, huge last, in one jump of rounds.
+	assert.Equal(t, []string{"small", "small", "small", "big", "small", "big", "big", "big", "huge"}, order)
+}
+
+func TestLevelerNext(t *testing.T) {
+	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	got := make(chan int, 100)
+	for range 3 {
+		wg.Go(func() {
+			for {
+				_, v, err := l.Next(ctx)
+				if err != nil {
+					return
+				}
+				got <- v
+			}
+		})
+	}
+	for i := range 100 {
+		require.NoError(t, l.Push("k"+strconv.Itoa(i%7), i))
+	}
+	sum := 0
+	for range 100 {
+		sum += <-got
+	}
+	cancel()
+	wg.Wait()
+	assert.Equal(t, 4950, sum, "every item delivered once")
+	_, _, err = l.Next(ctx)
+	assert.ErrorIs(t, err, context.Canceled)
+}

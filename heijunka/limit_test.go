@@ -1,0 +1,79 @@
+package heijunka_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/heijunka"
+)
+
+func TestLimitConstructors(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		got      heijunka.Limit
+		want     heijunka.Limit
+		interval time.Duration
+	}{
+		{"PerSecond", heijunka.PerSecond(10), heijunka.Limit{Rate: 10, Burst: 10}, 100 * time.Millisecond},
+		{"PerSecond fraction", heijunka.PerSecond(2.5), heijunka.Limit{Rate: 2.5, Burst: 3}, 400 * time.Millisecond},
+		{"PerMinute", heijunka.PerMinute(5), heijunka.Limit{Rate: 5.0 / 60, Burst: 5}, 12 * time.Second},
+		{"PerHour", heijunka.PerHour(1), heijunka.Limit{Rate: 1.0 / 3600, Burst: 1}, time.Hour},
+		{"Every", heijunka.Every(250 * time.Millisecond), heijunka.Limit{Rate: 4, Burst: 1}, 250 * time.Millisecond},
+		{"Every(0) is unlimited", heijunka.Every(0), heijunka.Unlimited(), 0},
+		{"WithBurst", heijunka.PerSecond(1).WithBurst(7), heijunka.Limit{Rate: 1, Burst: 7}, time.Second},
+		{"zero is closed", heijunka.Limit{}, heijunka.Limit{}, heijunka.InfDuration},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, tc.got)
+			require.NoError(t, tc.got.Validate())
+			assert.Equal(t, tc.interval, tc.got.Interval())
+		})
+	}
+}
+
+func TestLimitValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit heijunka.Limit
+		want  string
+	}{
+		{"NaN", heijunka.PerSecond(math.NaN()), "Rate NaN is not a number"},
+		{"negative rate", heijunka.PerSecond(-1), "Rate -1 is negative"},
+		{"negative interval", heijunka.Every(-time.Second), "is negative"},
+		{"negative burst", heijunka.PerSecond(1).WithBurst(-2), "Burst -2 is negative"},
+		{"zero burst", heijunka.PerSecond(3).WithBurst(0), "Burst 0 with Rate 3/s"},
+		{"faster than a nanosecond", heijunka.PerSecond(1 << 30), "exceeds one event per nanosecond"},
+		{"absurd burst", heijunka.PerHour(1).WithBurst(1 << 20), "more than ten years"},
+		{"tiny rate", heijunka.Limit{Rate: 1e-12, Burst: 1}, "more than ten years"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.limit.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "heijunka: ")
+			assert.Contains(t, err.Error(), tc.want)
+			_, err = heijunka.NewLimiter(tc.limit, heijunka.LimiterOptions{})
+			assert.Error(t, err)
+			_, err = heijunka.NewKeyed(tc.limit, heijunka.KeyedOptions{})
+			assert.Error(t, err)
+			assert.Equal(t, time.Duration(0), tc.limit.Interval())
+		})
+	}
+}
+
+func TestLimitSpecialValues(t *testing.T) {
+	assert.True(t, heijunka.Unlimited().IsUnlimited())
+	assert.True(t, heijunka.PerSecond(math.Inf(1)).IsUnlimited(), "an infinite rate is unlimited")
+	assert.True(t, heijunka.Limit{}.IsClosed())
+	assert.True(t, heijunka.Limit{Rate: 0, Burst: 9}.IsClosed())
+	assert.False(t, heijunka.PerSecond(1).IsClosed())
+	assert.Equal(t, "unlimited", heijunka.Unlimited().String())
+	assert.Equal(t, "closed", heijunka.Limit{}.String())
+	assert.Equal(t, "10/s burst 10", heijunka.PerSecond(10).String())
+	assert.Equal(t, "5/min burst 5", heijunka.PerMinute(5).String())
+	assert.Equal(t, "2/h burst 2", heijunka.PerHour(2).String())
+	assert.Equal(t, 1, heijunka.PerSecond(1e300).Burst, "huge counts do not overflow the burst")
+}

@@ -1,0 +1,383 @@
+package heijunka
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxKeys is the MaxKeys of a MemoryStore whose option is zero.
+const DefaultMaxKeys = 1 << 20
+
+// FullPolicy is what a full MemoryStore does with a new key.
+type FullPolicy uint8
+
+const (
+	// EvictNearest, the default, makes room for the new key by dropping,
+	// among a sample of tracked keys, a fresh one if there is one, else the
+	// one nearest to fresh. The dropped key loses its debt: it may be
+	// admitted early by at most the events it still owed, so the cost of a
+	// full store is bounded and falls on the quietest keys.
+	EvictNearest FullPolicy = iota
+	// RejectNew denies new keys while the store is full and none is fresh
+	// (Take returns ErrStoreFull); tracked keys are never dropped early.
+	// A flood of new keys then cannot loosen anyone's limit, but new
+	// callers are turned away until keys become fresh.
+	RejectNew
+)
+
+// MemoryOptions configures a MemoryStore. The zero value is ready to use.
+type MemoryOptions struct {
+	// MaxKeys bounds the keys held; 0 means DefaultMaxKeys, and more than
+	// 2^31 is an error. The store is split in shards and the bound is kept
+	// per shard, so it is reached when one shard fills.
+	MaxKeys int
+	// WhenFull chooses what a new key does when the store is full; the
+	// zero value is EvictNearest.
+	WhenFull FullPolicy
+}
+
+// MemoryStore is the in-process Store. It needs no goroutine. Keys are
+// spread over a fixed set of shards, each a mutex and an open-addressing
+// table of 24-byte slots: two independent 64-bit hashes of the key and its
+// schedule. The key itself is not kept: two distinct keys are confused only
+// if both 64-bit hashes (seeded at random per store) collide, a chance of
+// about 2^-127 per pair, and in exchange the store copies and retains
+// nothing of the caller's strings, and a lookup touches one slot.
+//
+// A key whose schedule lies in the past is full again and carries no
+// information, so the store forgets it:
+//
+//   - on access, when the key is found fresh and the request records
+//     nothing;
+//   - a shard whose every key is fresh (its latest schedule has passed) is
+//     dropped at once, in O(1), on its next access: after a quiet period
+//     memory goes back to almost nothing;
+//   - each new key advances a sweep over a few slots of its shard and drops
+//     the fresh keys there, so steady traffic of one-off keys does not
+//     accumulate;
+//   - Sweep drops every fresh key, for callers that want memory back
+//     without waiting for traffic.
+//
+// Tables shrink when they fall to an eighth of their size, so memory is
+// returned, not just reused. Take allocates nothing for a key already
+// held.
+type MemoryStore struct {
+	epoch  time.Time
+	seed1  maphash.Seed
+	seed2  maphash.Seed
+	shift  uint
+	policy FullPolicy
+	shards []memShard
+	cache  atomic.Pointer[params]
+}
+
+type memShard struct {
+	mu     sync.Mutex
+	slots  []slot // len is a power of two, or 0
+	n      int    // slots in use
+	hand   int    // sweep position
+	limit  int    // keys this shard may hold
+	maxTAT int64  // latest schedule written since the table was empty
+	_      [64]byte
+}
+
+// slot holds one key: h1 is never 0 in a used slot.
+type slot struct {
+	h1, h2 uint64
+	tat    int64
+}
+
+const (
+	maxShards   = 64
+	sweepSample = 4 // slots a new key sweeps
+	evictSample = 8 // keys compared to choose one to evict
+	minSlots    = 16
+)
+
+// NewMemoryStore returns an empty MemoryStore, or an error for a negative
+// MaxKeys or an unknown WhenFull.
+func NewMemoryStore(opts MemoryOptions) (*MemoryStore, error) {
+	if opts.MaxKeys < 0 {
+		return nil, fmt.Errorf("heijunka: MaxKeys %d is negative", opts.MaxKeys)
+	}
+	if opts.MaxKeys > 1<<31 {
+		return nil, fmt.Errorf("heijunka: MaxKeys %d exceeds 2^31", opts.MaxKeys)
+	}
+	if opts.WhenFull > RejectNew {
+		return nil, fmt.Errorf("heijunka: WhenFull %d is not a FullPolicy", opts.WhenFull)
+	}
+	maxKeys := opts.MaxKeys
+	if maxKeys == 0 {
+		maxKeys = DefaultMaxKeys
+	}
+	// Small stores get fewer shards so that each holds a useful number of
+	// keys; the shard count is a power of two.
+	n, shift := 1, uint(64)
+	for n < maxShards && maxKeys/(n*2) >= 16 {
+		n, shift = n*2, shift-1
+	}
+	s := &MemoryStore{
+		epoch:  time.Now(),
+		seed1:  maphash.MakeSeed(),
+		seed2:  maphash.MakeSeed(),
+		shift:  shift,
+		policy: opts.WhenFull,
+		shards: make([]memShard, n),
+	}
+	for i := range s.shards {
+		s.shards[i].limit = maxKeys / n
+		if i < maxKeys%n {
+			s.shards[i].limit++
+		}
+		s.shards[i].maxTAT = minTAT
+	}
+	return s, nil
+}
+
+// hash returns the shard and the two hashes that identify key.
+func (s *MemoryStore) hash(key string) (*memShard, uint64, uint64) {
+	h1 := maphash.String(s.seed1, key)
+	h2 := maphash.String(s.seed2, key)
+	return &s.shards[h1>>s.shift&uint64(len(s.shards)-1)], h1 | 1, h2
+}
+
+func (s *MemoryStore) rel(t time.Time) int64 { return clampNow(t.Sub(s.epoch)) }
+
+// paramsOf validates limit, remembering the last one so a store used with
+// one limit converts it once.
+func (s *MemoryStore) paramsOf(limit Limit) (*params, error) {
+	if c := s.cache.Load(); c != nil && c.limit == limit {
+		return c, nil
+	}
+	p, err := limit.params()
+	if err != nil {
+		return nil, err
+	}
+	s.cache.Store(&p)
+	return &p, nil
+}
+
+// Take implements Store. It never blocks and ignores ctx. Its errors are an
+// invalid limit, a negative n, and ErrStoreFull under RejectNew.
+func (s *MemoryStore) Take(_ context.Context, key string, limit Limit, now time.Time, n int) (Decision, error) {
+	p, err := s.paramsOf(limit)
+	if err != nil {
+		return Decision{Limit: limit, RetryAfter: InfDuration}, err
+	}
+	if n < 0 {
+		return Decision{Limit: limit, RetryAfter: InfDuration}, fmt.Errorf("heijunka: n %d is negative", n)
+	}
+	return s.take(key, p, s.rel(now), n)
+}
+
+// take decides for key at now, in nanoseconds since the store's epoch.
+func (s *MemoryStore) take(key string, p *params, now int64, n int) (Decision, error) {
+	if p.mode != modeFinite {
+		_, d := p.decide(minTAT, now, n)
+		return d, nil
+	}
+	sh, h1, h2 := s.hash(key)
+	sh.mu.Lock()
+	if sh.maxTAT <= now && sh.n > 0 {
+		sh.reset() // every key of the shard is fresh
+	}
+	i, found := sh.find(h1, h2)
+	tat := int64(minTAT)
+	if found {
+		tat = sh.slots[i].tat
+	}
+	next, d := p.decide(tat, now, n)
+	switch {
+	case next != tat && found: // recorded n > 0 events: next lies after now
+		sh.slots[i].tat = next
+		sh.maxTAT = max(sh.maxTAT, next)
+	case next != tat:
+		if err := sh.insert(h1, h2, next, now, s.policy); err != nil {
+			sh.mu.Unlock()
+			return Decision{Limit: p.limit, RetryAfter: time.Duration(p.interval)}, err
+		}
+	case found && tat <= now:
+		sh.remove(i)
+		sh.shrink()
+	}
+	sh.mu.Unlock()
+	return d, nil
+}
+
+func (sh *memShard) reset() {
+	sh.slots = nil
+	sh.n, sh.hand = 0, 0
+	sh.maxTAT = minTAT
+}
+
+// find returns the slot holding (h1, h2), or the empty slot where it would
+// go (-1 when the table is not allocated).
+func (sh *memShard) find(h1, h2 uint64) (int, bool) {
+	if len(sh.slots) == 0 {
+		return -1, false
+	}
+	mask := uint64(len(sh.slots) - 1)
+	for i := h1 & mask; ; i = (i + 1) & mask {
+		s := &sh.slots[i]
+		if s.h1 == h1 && s.h2 == h2 {
+			return int(i), true
+		}
+		if s.h1 == 0 {
+			return int(i), false
+		}
+	}
+}
+
+// insert adds a key after sweeping a few slots for fresh keys and, when the
+// shard is full, applying the policy.
+func (sh *memShard) insert(h1, h2 uint64, tat, now int64, policy FullPolicy) error {
+	sh.sweep(now, sweepSample)
+	if sh.n >= sh.limit {
+		if policy == RejectNew {
+			return ErrStoreFull
+		}
+		sh.evict()
+	}
+	if len(sh.slots) == 0 || (sh.n+1)*4 > len(sh.slots)*3 {
+		sh.resize(max(minSlots, len(sh.slots)*2))
+	}
+	i, _ := sh.find(h1, h2)
+	sh.slots[i] = slot{h1: h1, h2: h2, tat: tat}
+	sh.n++
+	sh.maxTAT = max(sh.maxTAT, tat)
+	return nil
+}
+
+// sweep examines budget slots from the sweep position and removes the
+// fresh keys there.
+func (sh *memShard) sweep(now int64, budget int) {
+	if len(sh.slots) == 0 {
+		return
+	}
+	mask := len(sh.slots) - 1
+	for ; budget > 0 && sh.n > 0; budget-- {
+		s := &sh.slots[sh.hand]
+		if s.h1 != 0 && s.tat <= now {
+			sh.remove(sh.hand) // may shift another key here: look again
+			continue
+		}
+		sh.hand = (sh.hand + 1) & mask
+	}
+}
+
+// evict removes, among the next evictSample keys from the sweep position,
+// the one nearest to fresh: it loses the least.
+func (sh *memShard) evict() {
+	mask := len(sh.slots) - 1
+	best, seen := -1, 0
+	for i := sh.hand; seen < evictSample && seen < sh.n; i = (i + 1) & mask {
+		if sh.slots[i].h1 == 0 {
+			continue
+		}
+		if best < 0 || sh.slots[i].tat < sh.slots[best].tat {
+			best = i
+		}
+		seen++
+	}
+	sh.hand = (best + 1) & mask
+	sh.remove(best)
+}
+
+// remove empties slot i, shifting back the keys that probed past it so no
+// tombstone is needed.
+func (sh *memShard) remove(i int) {
+	mask := len(sh.slots) - 1
+	for j := (i + 1) & mask; sh.slots[j].h1 != 0; j = (j + 1) & mask {
+		home := int(sh.slots[j].h1) & mask
+		// The key at j may move to i unless its home lies cyclically in
+		// (i, j].
+		if i <= j && i < home && home <= j || i > j && (i < home || home <= j) {
+			continue
+		}
+		sh.slots[i] = sh.slots[j]
+		i = j
+	}
+	sh.slots[i] = slot{}
+	sh.n--
+}
+
+// shrink rebuilds the table when it has fallen to an eighth of its size, so
+// its memory is returned; an empty shard keeps no table.
+func (sh *memShard) shrink() {
+	switch {
+	case sh.n == 0:
+		sh.reset()
+	case len(sh.slots) > minSlots && sh.n*8 < len(sh.slots):
+		size := minSlots
+		for size*3 < sh.n*2*4 {
+			size *= 2
+		}
+		sh.resize(size)
+	}
+}
+
+func (sh *memShard) resize(size int) {
+	old := sh.slots
+	sh.slots = make([]slot, size)
+	sh.hand = 0
+	mask := uint64(size - 1)
+	for _, s := range old {
+		if s.h1 == 0 {
+			continue
+		}
+		i := s.h1 & mask
+		for sh.slots[i].h1 != 0 {
+			i = (i + 1) & mask
+		}
+		sh.slots[i] = s
+	}
+}
+
+// Reset implements Store: it forgets key.
+func (s *MemoryStore) Reset(_ context.Context, key string) error {
+	sh, h1, h2 := s.hash(key)
+	sh.mu.Lock()
+	if i, found := sh.find(h1, h2); found {
+		sh.remove(i)
+		sh.shrink()
+	}
+	sh.mu.Unlock()
+	return nil
+}
+
+// Sweep drops every key that is fresh at now and returns how many it
+// dropped. It holds one shard's lock at a time, for a scan of that shard.
+func (s *MemoryStore) Sweep(now time.Time) int {
+	t := s.rel(now)
+	dropped := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		before := sh.n
+		if sh.maxTAT <= t {
+			sh.reset()
+		} else {
+			sh.sweep(t, len(sh.slots)+sh.n)
+			sh.shrink()
+		}
+		dropped += before - sh.n
+		sh.mu.Unlock()
+	}
+	return dropped
+}
+
+// Len returns the number of keys held.
+func (s *MemoryStore) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += sh.n
+		sh.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,18 @@
+package heijunka_test
+
+import (
+	"testing"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/heijunka/storetest"
+)
+
+func TestMemoryStoreConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) heijunka.Store {
+		s, err := heijunka.NewMemoryStore(heijunka.MemoryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

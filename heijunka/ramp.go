@@ -1,0 +1,348 @@
+package heijunka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stage is one step of a Ramp: a share of keys admitted, and how long it
+// must bake (run without trouble) before the ramp may advance.
+type Stage struct {
+	Name    string
+	Percent float64       // share of keys admitted, in (0, 100]
+	Bake    time.Duration // minimum time at this stage before Advance
+}
+
+// DefaultStages returns canary 5% (bake 10 minutes), staging 25% (bake 30
+// minutes), prod 100%.
+func DefaultStages() []Stage {
+	return []Stage{
+		{Name: "canary", Percent: 5, Bake: 10 * time.Minute},
+		{Name: "staging", Percent: 25, Bake: 30 * time.Minute},
+		{Name: "prod", Percent: 100},
+	}
+}
+
+// RampOptions configures a Ramp. The zero value is ready to use.
+type RampOptions struct {
+	// Name names the ramp in errors, events and to the tai pipeline.
+	// Default "heijunka.ramp".
+	Name string
+	// Stages in order; nil means DefaultStages. Names must be unique and
+	// non-empty, percents strictly increasing in (0, 100], bakes >= 0.
+	Stages []Stage
+	// Salt varies which keys fall in a share. Ramps with the same salt
+	// admit the same keys at the same percent (on every replica); give
+	// each rollout its own salt so the same customers are not always the
+	// canaries.
+	Salt string
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// OnEvent, if set, receives every transition, in order, outside the
+	// ramp's lock: it may call Advance or Rollback itself.
+	OnEvent func(RampEvent)
+}
+
+// RampEventKind tells what happened to a Ramp.
+type RampEventKind uint8
+
+// The kinds of RampEvent.
+const (
+	RampAdvanced   RampEventKind = iota + 1 // moved to the next stage
+	RampCompleted                           // moved to the last stage
+	RampRolledBack                          // rolled back: admits no key
+)
+
+var rampEventNames = [...]string{"", "advanced", "completed", "rolled back"}
+
+// String returns "advanced", "completed" or "rolled back".
+func (k RampEventKind) String() string {
+	if int(k) < len(rampEventNames) && k != 0 {
+		return rampEventNames[k]
+	}
+	return "ramp event(" + strconv.Itoa(int(k)) + ")"
+}
+
+// RampEvent is a transition of a Ramp.
+type RampEvent struct {
+	Ramp   string // the ramp's name
+	Kind   RampEventKind
+	From   Stage // the stage left
+	To     Stage // the stage entered; zero after a rollback
+	At     time.Time
+	Reason string // the reason given to Rollback
+}
+
+// RampState is a Ramp's position.
+type RampState struct {
+	Stage      Stage     // the current stage; zero after a rollback
+	Index      int       // the stage's index; -1 after a rollback
+	Since      time.Time // when the stage (or the rollback) began
+	BakedAt    time.Time // when Advance becomes possible
+	Percent    float64   // share of keys admitted now: 0 after a rollback
+	Done       bool      // at the last stage
+	RolledBack bool
+}
+
+var (
+	// ErrOutsideRamp matches every *OutsideRampError: a key is not in the
+	// ramp's current share.
+	ErrOutsideRamp = errors.New("heijunka: key outside the ramp")
+	// ErrBaking is returned by Advance before the stage has baked.
+	ErrBaking = errors.New("heijunka: stage still baking")
+	// ErrRampDone is returned by Advance at the last stage.
+	ErrRampDone = errors.New("heijunka: ramp at its last stage")
+	// ErrRolledBack is returned by Advance after a rollback.
+	ErrRolledBack = errors.New("heijunka: ramp rolled back")
+)
+
+// OutsideRampError is the error Ramp.Admit returns for a key not in the
+// current share.
+type OutsideRampError struct {
+	Ramp    string
+	Stage   string // empty after a rollback
+	Percent float64
+}
+
+func (e *OutsideRampError) Error() string {
+	if e.Stage == "" {
+		return "heijunka: ramp " + strconv.Quote(e.Ramp) + " rolled back"
+	}
+	return fmt.Sprintf("heijunka: key outside ramp %q at stage %q (%v%%)", e.Ramp, e.Stage, e.Percent)
+}
+
+// Is reports whether target is ErrOutsideRamp.
+func (e *OutsideRampError) Is(target error) bool { return target == ErrOutsideRamp }
+
+// Ramp moves traffic to something new in stages: canary 5% → staging 25% →
+// prod 100%. Admits(key) is deterministic by a hash of the key (and the
+// salt), the same on every replica, and monotone: a key admitted at 5% is
+// admitted at 25%, so a customer does not flip between old and new. Over
+// many keys the admitted share matches the stage's percent.
+//
+// A Ramp starts at its first stage. Advance moves on once the stage has
+// baked; Rollback drops to 0% for good (start a new Ramp to try again).
+// A Ramp is a tai.Gate: Admit rejects keys outside the share with an
+// *OutsideRampError. It is safe for concurrent use; Admits takes no lock.
+type Ramp struct {
+	name   string
+	stages []Stage
+	ppm    []uint64 // each stage's share in parts per million
+	salt   string
+	now    func() time.Time
+	on     func(RampEvent)
+
+	share atomic.Uint64 // current share in parts per million
+
+	mu         sync.Mutex
+	index      int
+	since      time.Time
+	rolledBack bool
+
+	evMu       sync.Mutex
+	queue      []RampEvent
+	delivering bool
+}
+
+// NewRamp returns a Ramp at its first stage, or an error naming a bad
+// stage.
+func NewRamp(opts RampOptions) (*Ramp, error) {
+	r := &Ramp{name: opts.Name, salt: opts.Salt, now: opts.Now, on: opts.OnEvent}
+	if r.name == "" {
+		r.name = "heijunka.ramp"
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	r.stages = opts.Stages
+	if r.stages == nil {
+		r.stages = DefaultStages()
+	}
+	if len(r.stages) == 0 {
+		return nil, errors.New("heijunka: ramp Stages is empty")
+	}
+	r.stages = append([]Stage(nil), r.stages...)
+	names := map[string]bool{}
+	prev := 0.0
+	for i, s := range r.stages {
+		switch {
+		case s.Name == "":
+			return nil, fmt.Errorf("heijunka: ramp stage %d has no Name", i)
+		case names[s.Name]:
+			return nil, fmt.Errorf("heijunka: ramp stage Name %q is repeated", s.Name)
+		case math.IsNaN(s.Percent) || s.Percent <= prev || s.Percent > 100:
+			return nil, fmt.Errorf("heijunka: ramp stage %q Percent %v must be above %v and at most 100", s.Name, s.Percent, prev)
+		case s.Bake < 0:
+			return nil, fmt.Errorf("heijunka: ramp stage %q Bake %v is negative", s.Name, s.Bake)
+		}
+		names[s.Name] = true
+		prev = s.Percent
+		r.ppm = append(r.ppm, uint64(math.Round(s.Percent*1e4)))
+	}
+	r.since = r.now()
+	r.share.Store(r.ppm[0])
+	return r, nil
+}
+
+// Name returns the ramp's name.
+func (r *Ramp) Name() string { return r.name }
+
+// Stages returns a copy of the stages.
+func (r *Ramp) Stages() []Stage { return append([]Stage(nil), r.stages...) }
+
+// Admits reports whether key is in the current share. It is a pure
+// function of the key, the salt and the share.
+func (r *Ramp) Admits(key string) bool { return r.point(key) < r.share.Load() }
+
+// point places key on [0, 1e6) by a 64-bit FNV-1a hash of salt and key,
+// finished with a mixer so every bit counts.
+func (r *Ramp) point(key string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(r.salt); i++ {
+		h = (h ^ uint64(r.salt[i])) * 1099511628211
+	}
+	h = (h ^ 0xff) * 1099511628211 // separates salt from key
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint64(key[i])) * 1099511628211
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h % 1_000_000
+}
+
+// Admit implements tai.Gate: nil for a key in the share, else an
+// *OutsideRampError.
+func (r *Ramp) Admit(_ context.Context, key string) error {
+	if r.Admits(key) {
+		return nil
+	}
+	st := r.Current()
+	return &OutsideRampError{Ramp: r.name, Stage: st.Stage.Name, Percent: st.Percent}
+}
+
+// Current returns the ramp's position.
+func (r *Ramp) Current() RampState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rolledBack {
+		return RampState{Index: -1, Since: r.since, RolledBack: true}
+	}
+	s := r.stages[r.index]
+	return RampState{
+		Stage:   s,
+		Index:   r.index,
+		Since:   r.since,
+		BakedAt: r.since.Add(s.Bake),
+		Percent: s.Percent,
+		Done:    r.index == len(r.stages)-1,
+	}
+}
+
+// Advance moves to the next stage. It fails with ErrBaking (wrapped, with
+// the time left) before the current stage has baked, ErrRampDone at the
+// last stage and ErrRolledBack after a rollback.
+func (r *Ramp) Advance() error {
+	r.mu.Lock()
+	now := r.now()
+	switch {
+	case r.rolledBack:
+		r.mu.Unlock()
+		return ErrRolledBack
+	case r.index == len(r.stages)-1:
+		r.mu.Unlock()
+		return ErrRampDone
+	}
+	from := r.stages[r.index]
+	if left := r.since.Add(from.Bake).Sub(now); left > 0 {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: %q needs %v more", ErrBaking, from.Name, left)
+	}
+	r.index++
+	r.since = now
+	r.share.Store(r.ppm[r.index])
+	ev := RampEvent{Ramp: r.name, Kind: RampAdvanced, From: from, To: r.stages[r.index], At: now}
+	if r.index == len(r.stages)-1 {
+		ev.Kind = RampCompleted
+	}
+	r.enqueue(ev)
+	r.mu.Unlock()
+	r.deliver()
+	return nil
+}
+
+// Rollback drops the share to 0% for good, with a reason for the event. It
+// reports whether this call rolled the ramp back (false if it already
+// was).
+func (r *Ramp) Rollback(reason string) bool {
+	r.mu.Lock()
+	if r.rolledBack {
+		r.mu.Unlock()
+		return false
+	}
+	now := r.now()
+	r.rolledBack = true
+	r.share.Store(0)
+	r.enqueue(RampEvent{Ramp: r.name, Kind: RampRolledBack, From: r.stages[r.index], At: now, Reason: reason})
+	r.since = now
+	r.mu.Unlock()
+	r.deliver()
+	return true
+}
+
+// enqueue records an event under r.mu, so the queue is in transition
+// order.
+func (r *Ramp) enqueue(ev RampEvent) {
+	if r.on == nil {
+		return
+	}
+	r.evMu.Lock()
+	r.queue = append(r.queue, ev)
+	r.evMu.Unlock()
+}
+
+// deliver hands queued events to OnEvent, one goroutine at a time and in
+// order; a transition made from inside OnEvent is delivered by the loop
+// already running.
+func (r *Ramp) deliver() {
+	if r.on == nil {
+		return
+	}
+	r.evMu.Lock()
+	if r.delivering {
+		r.evMu.Unlock()
+		return
+	}
+	r.delivering = true
+	for len(r.queue) > 0 {
+		ev := r.queue[0]
+		r.queue = r.queue[1:]
+		r.evMu.Unlock()
+		r.call(ev)
+		r.evMu.Lock()
+	}
+	r.delivering = false
+	r.evMu.Unlock()
+}
+
+// call runs OnEvent; if it panics, delivery is released for the next
+// transition before the panic goes on.
+func (r *Ramp) call(ev RampEvent) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.evMu.Lock()
+			r.delivering = false
+			r.evMu.Unlock()
+			panic(p)
+		}
+	}()
+	r.on(ev)
+}

@@ -1,0 +1,282 @@
+// Package storetest is the conformance suite for heijunka.Store
+// implementations, in the manner of testing/slogtest: a store that passes
+// Run behaves like every other store, so a heijunka.Keyed limiter may use
+// any of them.
+//
+// The suite calls Take with explicit times, so a store must decide at the
+// time it is given (a Redis store reading the server's clock must be
+// configured not to, for the suite). Every subtest asks newStore for a fresh
+// store and uses keys of its own.
+package storetest
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/heijunka"
+)
+
+// Run runs the conformance suite against the stores newStore makes.
+func Run(t *testing.T, newStore func(t *testing.T) heijunka.Store) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, newStore(t))
+		})
+	}
+}
+
+// base is a fixed instant with whole microseconds, so stores of any time
+// resolution down to a microsecond agree exactly.
+var base = time.Unix(1_900_000_000, 0)
+
+// tenPerSecond: burst 5, one event every 100 ms.
+var tenPerSecond = heijunka.Limit{Rate: 10, Burst: 5}
+
+const interval = 100 * time.Millisecond
+
+var cases = []struct {
+	name string
+	run  func(t *testing.T, s heijunka.Store)
+}{
+	{"StartsFull", testStartsFull},
+	{"Refills", testRefills},
+	{"DeniedRecordsNothing", testDeniedRecordsNothing},
+	{"MoreThanBurst", testMoreThanBurst},
+	{"ZeroEventsReportsState", testZeroEvents},
+	{"BatchOfEvents", testBatch},
+	{"KeysAreIndependent", testKeysIndependent},
+	{"Reset", testReset},
+	{"UnlimitedAndClosed", testUnlimitedAndClosed},
+	{"InvalidArguments", testInvalid},
+	{"FreshAfterQuiet", testFreshAfterQuiet},
+	{"TimeGoingBack", testTimeGoingBack},
+	{"WindowBound", testWindowBound},
+	{"ConcurrentAtOneInstant", testConcurrent},
+}
+
+func key(t *testing.T, k string) string { return t.Name() + "/" + k }
+
+func take(t *testing.T, s heijunka.Store, k string, l heijunka.Limit, now time.Time, n int) heijunka.Decision {
+	t.Helper()
+	d, err := s.Take(context.Background(), k, l, now, n)
+	require.NoError(t, err)
+	return d
+}
+
+func testStartsFull(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	for i := range tenPerSecond.Burst {
+		d := take(t, s, k, tenPerSecond, base, 1)
+		require.True(t, d.Allowed, "event %d of a full burst", i)
+		assert.Equal(t, tenPerSecond.Burst-1-i, d.Remaining)
+		assert.Equal(t, time.Duration(0), d.RetryAfter)
+		assert.Equal(t, time.Duration(i+1)*interval, d.ResetAfter)
+		assert.Equal(t, tenPerSecond, d.Limit)
+	}
+	d := take(t, s, k, tenPerSecond, base, 1)
+	assert.False(t, d.Allowed)
+	assert.Equal(t, 0, d.Remaining)
+	assert.Equal(t, interval, d.RetryAfter)
+	assert.Equal(t, 5*interval, d.ResetAfter)
+}
+
+func testRefills(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	for range tenPerSecond.Burst {
+		require.True(t, take(t, s, k, tenPerSecond, base, 1).Allowed)
+	}
+	now := base.Add(interval - time.Millisecond)
+	d := take(t, s, k, tenPerSecond, now, 1)
+	require.False(t, d.Allowed, "one interval has not passed")
+	assert.Equal(t, time.Millisecond, d.RetryAfter)
+
+	now = base.Add(interval)
+	require.True(t, take(t, s, k, tenPerSecond, now, 1).Allowed, "one event refilled")
+	require.False(t, take(t, s, k, tenPerSecond, now, 1).Allowed, "only one")
+
+	now = base.Add(3 * interval)
+	d = take(t, s, k, tenPerSecond, now, 2)
+	require.True(t, d.Allowed, "two more intervals, two events")
+	assert.Equal(t, 0, d.Remaining)
+}
+
+func testDeniedRecordsNothing(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	for range tenPerSecond.Burst {
+		require.True(t, take(t, s, k, tenPerSecond, base, 1).Allowed)
+	}
+	for range 100 {
+		require.False(t, take(t, s, k, tenPerSecond, base, 1).Allowed)
+	}
+	// Had the denials counted, the key would owe 100 more intervals.
+	require.True(t, take(t, s, k, tenPerSecond, base.Add(interval), 1).Allowed)
+}
+
+func testMoreThanBurst(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	d := take(t, s, k, tenPerSecond, base, tenPerSecond.Burst+1)
+	assert.False(t, d.Allowed)
+	assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
+	assert.Equal(t, tenPerSecond.Burst, d.Remaining)
+	d = take(t, s, k, tenPerSecond, base, tenPerSecond.Burst)
+	assert.True(t, d.Allowed, "a whole burst still fits")
+}
+
+func testZeroEvents(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	d := take(t, s, k, tenPerSecond, base, 0)
+	assert.True(t, d.Allowed)
+	assert.Equal(t, tenPerSecond.Burst, d.Remaining)
+	assert.Equal(t, time.Duration(0), d.ResetAfter)
+	require.True(t, take(t, s, k, tenPerSecond, base, 2).Allowed)
+	d = take(t, s, k, tenPerSecond, base.Add(interval/2), 0)
+	assert.True(t, d.Allowed)
+	assert.Equal(t, 3, d.Remaining)
+	assert.Equal(t, 2*interval-interval/2, d.ResetAfter)
+	d = take(t, s, k, tenPerSecond, base.Add(interval/2), 3)
+	assert.True(t, d.Allowed, "n = 0 took nothing")
+}
+
+func testBatch(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	d := take(t, s, k, tenPerSecond, base, 3)
+	require.True(t, d.Allowed)
+	assert.Equal(t, 2, d.Remaining)
+	d = take(t, s, k, tenPerSecond, base, 3)
+	require.False(t, d.Allowed)
+	assert.Equal(t, 2, d.Remaining)
+	assert.Equal(t, interval, d.RetryAfter, "the third event needs one interval")
+}
+
+func testKeysIndependent(t *testing.T, s heijunka.Store) {
+	a, b := key(t, "a"), key(t, "b")
+	require.True(t, take(t, s, a, tenPerSecond, base, tenPerSecond.Burst).Allowed)
+	require.False(t, take(t, s, a, tenPerSecond, base, 1).Allowed)
+	d := take(t, s, b, tenPerSecond, base, 1)
+	assert.True(t, d.Allowed)
+	assert.Equal(t, tenPerSecond.Burst-1, d.Remaining)
+	for _, k := range []string{"", "ключ", "a b\n\x00", string(make([]byte, 300))} {
+		assert.True(t, take(t, s, key(t, k), tenPerSecond, base, tenPerSecond.Burst).Allowed, "key %q", k)
+	}
+}
+
+func testReset(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	require.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed)
+	require.False(t, take(t, s, k, tenPerSecond, base, 1).Allowed)
+	require.NoError(t, s.Reset(context.Background(), k))
+	assert.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed)
+	require.NoError(t, s.Reset(context.Background(), key(t, "never-seen")))
+}
+
+func testUnlimitedAndClosed(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	for range 1000 {
+		d := take(t, s, k, heijunka.Unlimited(), base, 1000)
+		require.True(t, d.Allowed)
+	}
+	d := take(t, s, k, heijunka.Limit{}, base, 1)
+	assert.False(t, d.Allowed, "a closed limit admits nothing")
+	assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
+	assert.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed,
+		"unlimited and closed decisions record nothing")
+}
+
+func testInvalid(t *testing.T, s heijunka.Store) {
+	ctx := context.Background()
+	k := key(t, "a")
+	for _, l := range []heijunka.Limit{
+		{Rate: -1, Burst: 1},
+		{Rate: 10, Burst: -1},
+		{Rate: 10, Burst: 0},
+		heijunka.PerSecond(2e9),
+	} {
+		d, err := s.Take(ctx, k, l, base, 1)
+		assert.Error(t, err, "limit %+v", l)
+		assert.False(t, d.Allowed, "limit %+v", l)
+	}
+	d, err := s.Take(ctx, k, tenPerSecond, base, -1)
+	assert.Error(t, err)
+	assert.False(t, d.Allowed)
+	assert.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed, "errors recorded nothing")
+}
+
+func testFreshAfterQuiet(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	require.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed)
+	d := take(t, s, k, tenPerSecond, base.Add(time.Hour), 0)
+	assert.Equal(t, tenPerSecond.Burst, d.Remaining, "full again, and not fuller")
+	assert.Equal(t, time.Duration(0), d.ResetAfter)
+	require.True(t, take(t, s, k, tenPerSecond, base.Add(time.Hour), tenPerSecond.Burst).Allowed)
+	require.False(t, take(t, s, k, tenPerSecond, base.Add(time.Hour), 1).Allowed)
+}
+
+func testTimeGoingBack(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	require.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed)
+	earlier := base.Add(-time.Minute)
+	d := take(t, s, k, tenPerSecond, earlier, 1)
+	assert.False(t, d.Allowed, "a clock stepping back gains nothing")
+	assert.Greater(t, d.RetryAfter, time.Duration(0))
+}
+
+// testWindowBound drives a key with a pseudo-random sequence of requests
+// and checks the defining property: over any window of length w no more
+// than Burst + Rate·w events pass.
+func testWindowBound(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	var admitted []time.Time
+	now := base
+	x := uint64(42)
+	for range 400 {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		now = now.Add(time.Duration(x%90) * time.Millisecond)
+		n := int(x>>20)%3 + 1
+		if take(t, s, k, tenPerSecond, now, n).Allowed {
+			for range n {
+				admitted = append(admitted, now)
+			}
+		}
+	}
+	require.NotEmpty(t, admitted)
+	for i := range admitted {
+		for j := i; j < len(admitted); j++ {
+			w := admitted[j].Sub(admitted[i])
+			bound := float64(tenPerSecond.Burst) + tenPerSecond.Rate*w.Seconds()
+			require.LessOrEqual(t, float64(j-i+1), bound+1e-9, "window %v", w)
+		}
+	}
+}
+
+func testConcurrent(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	limit := heijunka.Limit{Rate: 1, Burst: 50}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for range 20 {
+				d, err := s.Take(context.Background(), k, limit, base, 1)
+				if err != nil {
+					t.Error("goroutine " + strconv.Itoa(g) + ": " + err.Error())
+					return
+				}
+				if d.Allowed {
+					admitted.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int64(limit.Burst), admitted.Load(), "160 requests at one instant, burst 50")
+}

@@ -1,0 +1,398 @@
+package kaizen_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+)
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+func lines(b []byte) []string {
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+func newAudit(t *testing.T, w interface{ Write([]byte) (int, error) }, opts kaizen.AuditOptions) *kaizen.Audit {
+	t.Helper()
+	a, err := kaizen.NewAudit(w, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	return a
+}
+
+func TestNewAuditValidates(t *testing.T) {
+	cases := []struct {
+		name string
+		opts kaizen.AuditOptions
+		want string
+	}{
+		{"buffer", kaizen.AuditOptions{Buffer: -1}, "AuditOptions.Buffer -1"},
+		{"buffer huge", kaizen.AuditOptions{Buffer: 1 << 30}, "AuditOptions.Buffer 1073741824"},
+		{"batch", kaizen.AuditOptions{BatchBytes: -5}, "AuditOptions.BatchBytes -5"},
+		{"genesis", kaizen.AuditOptions{Genesis: "abc"}, `AuditOptions.Genesis "abc"`},
+		{"genesis hex", kaizen.AuditOptions{Genesis: strings.Repeat("zz", 32)}, "AuditOptions.Genesis"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := kaizen.NewAudit(&bytes.Buffer{}, c.opts)
+			require.ErrorContains(t, err, "kaizen: "+c.want)
+		})
+	}
+	_, err := kaizen.NewAudit(nil, kaizen.AuditOptions{})
+	require.ErrorContains(t, err, "nil io.Writer")
+}
+
+func TestAuditThroughPipeline(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{})
+	sr, tp := newRecorder(t)
+	_ = sr
+	p, err := testPipeline(tai.WithObservers(a), tai.WithTracer(kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})))
+	require.NoError(t, err)
+	sigs := signalsFor()
+	results := make([]tai.Result[string], len(sigs))
+	for i, s := range sigs {
+		results[i], _ = p.Process(context.Background(), s)
+	}
+	require.NoError(t, a.Flush(context.Background()))
+	assert.Equal(t, uint64(len(sigs)), a.Written())
+
+	out := buf.Bytes()
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(out)))
+	ls := lines(out)
+	require.Len(t, ls, len(sigs))
+	prev := kaizen.GenesisHash
+	for i, l := range ls {
+		var e kaizen.AuditEntry
+		require.NoError(t, json.Unmarshal([]byte(l), &e), l)
+		assert.Equal(t, sigs[i].ID, e.ID)
+		assert.Equal(t, "payment", e.Kind)
+		assert.Equal(t, sigs[i].Key, e.Key)
+		assert.Equal(t, results[i].Outcome.String(), e.Outcome)
+		assert.Equal(t, results[i].Decision.Verdict, e.Decision.Verdict)
+		assert.Equal(t, results[i].Span.TraceID.String(), e.TraceID)
+		assert.Equal(t, results[i].Span.SpanID.String(), e.SpanID)
+		assert.Positive(t, e.Duration)
+		assert.False(t, e.Time.IsZero())
+		assert.Equal(t, prev, e.Prev, "line %d links to the one before", i+1)
+		prev = e.Hash
+	}
+	var denied kaizen.AuditEntry
+	require.NoError(t, json.Unmarshal([]byte(ls[1]), &denied))
+	assert.Equal(t, "fraud", denied.Decision.Policy)
+	assert.Equal(t, "amount over 5000", denied.Decision.Reason)
+	require.Len(t, denied.Decision.Contributions, 2)
+	assert.Equal(t, "velocity", denied.Decision.Contributions[1].Rule)
+	assert.InDelta(t, 0.04, denied.Decision.Contributions[1].Score, 1e-9)
+	assert.Contains(t, denied.Error, "deny")
+	var failed kaizen.AuditEntry
+	require.NoError(t, json.Unmarshal([]byte(ls[4]), &failed))
+	assert.Equal(t, errGateway.Error(), failed.Error)
+}
+
+func TestAuditEncodesStringsExactly(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{})
+	tricky := []string{"quote \" backslash \\ slash /", "nl\nret\rtab\t", "ctl \x00\x01\x1f\x7f", "ünïcødé ✓ 🚀", "<script>&amp;", "\u2028\u2029"}
+	for i, s := range tricky {
+		a.Observe(context.Background(), tai.Record{ID: fmt.Sprint(i), Kind: "k", Key: s,
+			Decision: tai.Decision{Verdict: tai.Allow, Reason: s, Score: 0.125,
+				Contributions: []tai.Contribution{{Rule: s, Weight: 1, Risk: 0.5, Score: 0.5, Reason: s}}},
+			Err: errors.New(s)})
+	}
+	a.Observe(context.Background(), tai.Record{ID: "bad", Kind: "k", Key: "bad \xff utf8"})
+	require.NoError(t, a.Flush(context.Background()))
+	ls := lines(buf.Bytes())
+	for i, s := range tricky {
+		var e kaizen.AuditEntry
+		require.NoError(t, json.Unmarshal([]byte(ls[i]), &e))
+		assert.Equal(t, s, e.Key)
+		assert.Equal(t, s, e.Decision.Reason)
+		assert.Equal(t, s, e.Decision.Contributions[0].Reason)
+		assert.Equal(t, s, e.Error)
+		assert.InDelta(t, 0.125, e.Decision.Score, 0)
+	}
+	var e kaizen.AuditEntry
+	require.NoError(t, json.Unmarshal([]byte(ls[len(tricky)]), &e))
+	assert.Equal(t, "bad \ufffd utf8", e.Key)
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
+}
+
+func TestAuditRedact(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{Redact: func(e *kaizen.AuditEntry) {
+		e.Key = "cust_***"
+		e.Decision.Reason = strings.ReplaceAll(e.Decision.Reason, "4111111111111111", "[card]")
+		for i := range e.Decision.Contributions {
+			e.Decision.Contributions[i].Reason = "[redacted]"
+		}
+		e.Error = "[redacted]"
+	}})
+	contribs := []tai.Contribution{{Rule: "blacklist", Weight: 1, Risk: 1, Score: 1, Reason: "card 4111111111111111 listed"}}
+	r := tai.Record{ID: "1", Kind: "payment", Key: "cust_42", Outcome: tai.Denied,
+		Decision: tai.Decision{Verdict: tai.Deny, Reason: "card 4111111111111111 listed", Contributions: contribs},
+		Err:      errors.New("card 4111111111111111 listed")}
+	a.Observe(context.Background(), r)
+	require.NoError(t, a.Flush(context.Background()))
+	out := string(buf.Bytes())
+	assert.NotContains(t, out, "4111111111111111")
+	assert.NotContains(t, out, "cust_42")
+	assert.Contains(t, out, `"key":"cust_***"`)
+	assert.Contains(t, out, `"reason":"card [card] listed"`)
+	assert.Equal(t, "card 4111111111111111 listed", contribs[0].Reason, "the record's contributions are not changed")
+	require.NoError(t, kaizen.VerifyAudit(strings.NewReader(out)), "the redacted line is what is hashed")
+}
+
+// blockingWriter blocks every Write until release is closed.
+type blockingWriter struct {
+	release chan struct{}
+	buf     syncBuffer
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return w.buf.Write(p)
+}
+
+func TestAuditBackpressure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &blockingWriter{release: make(chan struct{})}
+		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{Buffer: 1})
+		require.NoError(t, err)
+		ctx := context.Background()
+		a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+		synctest.Wait()                                // the writer took record 1 and blocks in Write
+		a.Observe(ctx, tai.Record{ID: "2", Kind: "k"}) // fills the queue
+
+		var third sync.WaitGroup
+		returned := false
+		third.Go(func() {
+			a.Observe(ctx, tai.Record{ID: "3", Kind: "k"})
+			returned = true
+		})
+		synctest.Wait()
+		assert.False(t, returned, "Observe blocks while the queue is full")
+
+		// A cancelled context does not make it give up.
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		var fourth sync.WaitGroup
+		fourth.Go(func() { a.Observe(cctx, tai.Record{ID: "4", Kind: "k"}) })
+		synctest.Wait()
+
+		close(w.release)
+		third.Wait()
+		fourth.Wait()
+		require.NoError(t, a.Close(ctx))
+		assert.True(t, returned)
+		assert.Equal(t, uint64(4), a.Written())
+		assert.Zero(t, a.Unwritten())
+		require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(w.buf.Bytes())))
+		assert.Len(t, lines(w.buf.Bytes()), 4)
+	})
+}
+
+func TestAuditCloseHonoursContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &blockingWriter{release: make(chan struct{})}
+		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{})
+		require.NoError(t, err)
+		a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		require.ErrorIs(t, a.Close(ctx), context.DeadlineExceeded, "the writer is stuck; Close gives up waiting")
+		fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
+		defer fcancel()
+		close(w.release)
+		require.NoError(t, a.Close(context.Background()), "a second Close waits for the same drain")
+		require.NoError(t, a.Flush(fctx), "Flush after Close has nothing to do")
+		assert.Equal(t, uint64(1), a.Written())
+	})
+}
+
+// failingWriter takes its first write, blocks its second until release
+// is closed (telling entered), writes only partial bytes of the third and
+// fails it and every later one.
+type failingWriter struct {
+	mu      sync.Mutex
+	calls   int
+	partial int
+	entered chan struct{}
+	release chan struct{}
+	buf     bytes.Buffer
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.calls++
+	call := w.calls
+	w.mu.Unlock()
+	if call == 2 {
+		close(w.entered)
+		<-w.release
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if call <= 2 {
+		return w.buf.Write(p)
+	}
+	n := min(w.partial, len(p))
+	w.buf.Write(p[:n])
+	w.partial = 0
+	return n, errDiskFull
+}
+
+func TestAuditWriteFailureIsLoud(t *testing.T) {
+	ctx := context.Background()
+	// The length of the line of record "2", to cut the failing write
+	// 10 bytes into the line after it.
+	var probe syncBuffer
+	pa := newAudit(t, &probe, kaizen.AuditOptions{})
+	pa.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
+	require.NoError(t, pa.Flush(ctx))
+	lineLen := len(probe.Bytes())
+
+	var mu sync.Mutex
+	var lost []string
+	w := &failingWriter{partial: lineLen + 10, entered: make(chan struct{}), release: make(chan struct{})}
+	a := newAudit(t, w, kaizen.AuditOptions{OnUnwritten: func(r tai.Record, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		lost = append(lost, r.ID+": "+err.Error())
+	}})
+	a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+	require.NoError(t, a.Flush(ctx))
+	a.Observe(ctx, tai.Record{ID: "1b", Kind: "k"})
+	<-w.entered // the writer is inside its second write
+	a.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
+	a.Observe(ctx, tai.Record{ID: "3", Kind: "k"})
+	close(w.release)
+	// Lines 2 and 3 go out in one write, which takes line 2 and 10 bytes
+	// of line 3, then fails.
+	err := a.Flush(ctx)
+	require.ErrorIs(t, err, errDiskFull)
+	require.ErrorIs(t, a.Err(), errDiskFull)
+	a.Observe(ctx, tai.Record{ID: "4", Kind: "k"})
+	require.ErrorIs(t, a.Close(ctx), errDiskFull)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, lost, 2)
+	assert.True(t, strings.HasPrefix(lost[0], "3: kaizen: writing audit trail: disk full"), lost[0])
+	assert.True(t, strings.HasPrefix(lost[1], "4: "), lost[1])
+	assert.Equal(t, uint64(3), a.Written())
+	assert.Equal(t, uint64(2), a.Unwritten())
+
+	// The file holds lines 1 to 3 intact and the start of line 4, which
+	// VerifyAudit names.
+	var ae *kaizen.AuditError
+	require.ErrorAs(t, kaizen.VerifyAudit(bytes.NewReader(w.buf.Bytes())), &ae)
+	assert.Equal(t, 4, ae.Line)
+	assert.Len(t, lines(w.buf.Bytes()), 4)
+}
+
+func TestAuditUnwrittenAreLoggedByDefault(t *testing.T) {
+	var logs syncBuffer
+	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	require.NoError(t, a.Close(context.Background()))
+	a.Observe(context.Background(), tai.Record{ID: "late-1", Kind: "payment"})
+	out := string(logs.Bytes())
+	assert.Contains(t, out, "level=ERROR")
+	assert.Contains(t, out, "signal_id=late-1")
+	assert.Contains(t, out, "audit trail is closed")
+	assert.Equal(t, uint64(1), a.Unwritten())
+}
+
+func TestAuditAfterCloseGoesToOnUnwritten(t *testing.T) {
+	var got error
+	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{OnUnwritten: func(_ tai.Record, err error) { got = err }})
+	require.NoError(t, err)
+	require.NoError(t, a.Close(context.Background()))
+	a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
+	require.ErrorIs(t, got, kaizen.ErrAuditClosed)
+}
+
+func TestAuditConcurrentObserversKeepTheChain(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{Buffer: 16, BatchBytes: 512})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 250 {
+				a.Observe(context.Background(), tai.Record{ID: fmt.Sprintf("%d-%d", g, i), Kind: "k", Outcome: tai.Outcomes[i%4]})
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, a.Close(context.Background()))
+	require.Len(t, lines(buf.Bytes()), 1000)
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
+}
+
+func TestAuditGenesisContinuesAChain(t *testing.T) {
+	var first, second syncBuffer
+	a1 := newAudit(t, &first, kaizen.AuditOptions{})
+	a1.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
+	require.NoError(t, a1.Close(context.Background()))
+	last, err := kaizen.VerifyAuditFrom(bytes.NewReader(first.Bytes()), kaizen.GenesisHash)
+	require.NoError(t, err)
+
+	a2 := newAudit(t, &second, kaizen.AuditOptions{Genesis: last})
+	a2.Observe(context.Background(), tai.Record{ID: "2", Kind: "k"})
+	require.NoError(t, a2.Close(context.Background()))
+	_, err = kaizen.VerifyAuditFrom(bytes.NewReader(second.Bytes()), last)
+	require.NoError(t, err)
+
+	var ae *kaizen.AuditError
+	require.ErrorAs(t, kaizen.VerifyAudit(bytes.NewReader(second.Bytes())), &ae)
+	assert.Equal(t, 1, ae.Line)
+	assert.Contains(t, ae.Reason, "genesis")
+}
+
+// BufferedFileSanity: the benchmark's output verifies.
+func TestAuditOutputThroughBufio(t *testing.T) {
+	var sink bytes.Buffer
+	w := bufio.NewWriter(&sink)
+	a, err := kaizen.NewAudit(w, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	r := realisticRecord()
+	for range 3000 {
+		a.Observe(context.Background(), r)
+	}
+	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, w.Flush())
+	require.NoError(t, kaizen.VerifyAudit(&sink))
+}

@@ -1,0 +1,214 @@
+package kaizen_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/tai"
+)
+
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	m := series(t, g, name, labels)
+	require.NotNil(t, m, "%s%v", name, labels)
+	return m.GetGauge().GetValue()
+}
+
+func TestCollectorsNeedARegisterer(t *testing.T) {
+	_, err := kaizen.NewJidokaCollector(nil, kaizen.CollectorOptions{})
+	require.ErrorContains(t, err, "NewJidokaCollector: nil prometheus.Registerer")
+	_, err = kaizen.NewHeijunkaCollector(nil, kaizen.CollectorOptions{})
+	require.ErrorContains(t, err, "NewHeijunkaCollector: nil prometheus.Registerer")
+	_, err = kaizen.NewKanbanCollector(nil, kaizen.CollectorOptions{})
+	require.ErrorContains(t, err, "NewKanbanCollector: nil prometheus.Registerer")
+	_, err = kaizen.NewKanbanCollector(prometheus.NewRegistry(), kaizen.CollectorOptions{Namespace: "a-b"})
+	require.ErrorContains(t, err, `CollectorOptions.Namespace "a-b"`)
+}
+
+func TestJidokaCollector(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizen.NewJidokaCollector(reg, kaizen.CollectorOptions{})
+	require.NoError(t, err)
+	again, err := kaizen.NewJidokaCollector(reg, kaizen.CollectorOptions{})
+	require.NoError(t, err)
+	assert.Same(t, c, again, "a second registration returns the registered collector")
+
+	b, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
+	require.NoError(t, err)
+	require.NoError(t, c.AddBreaker(b))
+	line := jidoka.NewLine(jidoka.LineConfig{Name: "payments"})
+	require.NoError(t, c.AddLine(line))
+	wd, err := jidoka.NewWatchdog(jidoka.WatchdogConfig{Name: "eu-west", Check: func(context.Context) error { return nil }})
+	require.NoError(t, err)
+	require.NoError(t, c.AddWatchdog(wd))
+
+	// Emitted before any change.
+	state := func(s string) float64 {
+		return gaugeValue(t, reg, "taikit_breaker_state", map[string]string{"breaker": "gateway", "state": s})
+	}
+	assert.Equal(t, 1.0, state("closed"))
+	assert.Equal(t, 0.0, state("open"))
+	assert.Equal(t, 0.0, counterValue(t, reg, "taikit_breaker_transitions_total", map[string]string{"breaker": "gateway"}))
+	assert.Equal(t, 0.0, gaugeValue(t, reg, "taikit_line_stopped", map[string]string{"line": "payments"}))
+	assert.NotNil(t, series(t, reg, "taikit_line_stops_total", map[string]string{"line": "payments"}))
+	assert.Equal(t, 1.0, gaugeValue(t, reg, "taikit_watchdog_healthy", map[string]string{"watchdog": "eu-west"}))
+
+	b.Trip("manual")
+	assert.Equal(t, 0.0, state("closed"))
+	assert.Equal(t, 1.0, state("open"))
+	b.Reset()
+	assert.Equal(t, 1.0, state("closed"))
+	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_breaker_transitions_total", map[string]string{"breaker": "gateway"}))
+
+	line.Stop("fraud spike")
+	line.Start()
+	line.Stop("again")
+	assert.Equal(t, 1.0, gaugeValue(t, reg, "taikit_line_stopped", map[string]string{"line": "payments"}))
+	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_line_stops_total", map[string]string{"line": "payments"}))
+
+	dup, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
+	require.NoError(t, err)
+	require.ErrorContains(t, c.AddBreaker(dup), `breaker named "gateway" is collected already`)
+	unnamed, err := jidoka.NewBreaker(jidoka.Config{})
+	require.NoError(t, err)
+	require.ErrorContains(t, c.AddBreaker(unnamed), "has no Name")
+	require.Error(t, c.AddBreaker(nil))
+	require.Error(t, c.AddLine(jidoka.NewLine(jidoka.LineConfig{Name: "payments"})))
+
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
+
+func TestHeijunkaCollector(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizen.NewHeijunkaCollector(reg, kaizen.CollectorOptions{})
+	require.NoError(t, err)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	keyed, err := heijunka.NewKeyed(heijunka.PerMinute(5).WithBurst(1), heijunka.KeyedOptions{Name: "per-customer", Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	require.NoError(t, c.AddKeyed(keyed))
+	global, err := heijunka.NewLimiter(heijunka.PerSecond(100).WithBurst(20), heijunka.LimiterOptions{Name: "global"})
+	require.NoError(t, err)
+	require.NoError(t, c.AddLimiter(global))
+	require.ErrorContains(t, c.AddLimiter(global), `limiter named "global" is collected already`)
+
+	failing := tai.GateFunc(func(context.Context, string) error { return errors.New("store down") })
+	p, err := tai.New(
+		tai.PolicyFunc[order](func(context.Context, tai.Signal[order]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		}),
+		tai.ActionFunc[order, string](func(context.Context, tai.Signal[order]) (string, error) { return "ok", nil }),
+		tai.WithGates(c.Gate(keyed)))
+	require.NoError(t, err)
+	var rejectedHook string
+	for i, key := range []string{"a", "a", "b", "a"} {
+		_, err := p.Process(context.Background(), tai.Signal[order]{ID: string(rune('0' + i)), Kind: "payment", Key: key})
+		var re *tai.RejectedError
+		if errors.As(err, &re) {
+			rejectedHook = re.Hook
+			require.ErrorIs(t, err, heijunka.ErrLimited)
+		}
+	}
+	assert.Equal(t, "per-customer", rejectedHook, "the wrapper keeps the gate's name")
+	_ = c.Gate(failing).Admit(context.Background(), "x")
+
+	req := func(limiter, result string) float64 {
+		return counterValue(t, reg, "taikit_limiter_requests_total", map[string]string{"limiter": limiter, "result": result})
+	}
+	assert.Equal(t, 2.0, req("per-customer", "admitted"))
+	assert.Equal(t, 2.0, req("per-customer", "limited"))
+	assert.Equal(t, 0.0, req("per-customer", "error"))
+	assert.Equal(t, 1.0, req("gate", "error"))
+	assert.Equal(t, 2.0, gaugeValue(t, reg, "taikit_limiter_live_keys", map[string]string{"limiter": "per-customer"}))
+	assert.InDelta(t, 5.0/60, gaugeValue(t, reg, "taikit_limiter_rate", map[string]string{"limiter": "per-customer"}), 1e-12)
+	assert.Equal(t, 100.0, gaugeValue(t, reg, "taikit_limiter_rate", map[string]string{"limiter": "global"}))
+	assert.Equal(t, 20.0, gaugeValue(t, reg, "taikit_limiter_burst", map[string]string{"limiter": "global"}))
+
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
+
+type fakeQueue struct{ s kanban.Stats }
+
+func (q fakeQueue) Stats() kanban.Stats { return q.s }
+
+func TestKanbanCollector(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizen.NewKanbanCollector(reg, kaizen.CollectorOptions{})
+	require.NoError(t, err)
+
+	mem, err := kanban.NewMemory[string](kanban.MemoryConfig{})
+	require.NoError(t, err)
+	for _, id := range []string{"m1", "m2", "m1"} {
+		require.NoError(t, mem.Publish(context.Background(), kanban.Message[string]{ID: id, Payload: "x"}))
+	}
+	require.NoError(t, c.AddQueue("confirmations", mem))
+	require.NoError(t, c.AddQueue("rollouts", fakeQueue{kanban.Stats{Published: 10, Handled: 7, Retried: 3, DeadLettered: 1, InFlight: 2}}))
+	require.ErrorContains(t, c.AddQueue("rollouts", mem), `queue named "rollouts" is collected already`)
+	require.Error(t, c.AddQueue("", mem))
+	require.Error(t, c.AddQueue("x", nil))
+
+	q := func(name string) map[string]string { return map[string]string{"queue": name} }
+	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_queue_published_total", q("confirmations")))
+	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_queue_duplicates_total", q("confirmations")))
+	assert.Equal(t, 2.0, gaugeValue(t, reg, "taikit_queue_depth", q("confirmations")))
+	assert.Equal(t, 7.0, counterValue(t, reg, "taikit_queue_handled_total", q("rollouts")))
+	assert.Equal(t, 3.0, counterValue(t, reg, "taikit_queue_retried_total", q("rollouts")))
+	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_queue_dead_lettered_total", q("rollouts")))
+	assert.Equal(t, 2.0, gaugeValue(t, reg, "taikit_queue_in_flight", q("rollouts")))
+	assert.Nil(t, series(t, reg, "taikit_queue_depth", q("rollouts")), "no depth without a Len method")
+
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
+
+// TestAllCollectorsPromtool puts every family of the package on one
+// registry and checks the exposition with promtool.
+func TestAllCollectorsPromtool(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	require.NoError(t, err)
+	jc, err := kaizen.NewJidokaCollector(reg, kaizen.CollectorOptions{})
+	require.NoError(t, err)
+	hc, err := kaizen.NewHeijunkaCollector(reg, kaizen.CollectorOptions{})
+	require.NoError(t, err)
+	kc, err := kaizen.NewKanbanCollector(reg, kaizen.CollectorOptions{})
+	require.NoError(t, err)
+
+	b, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
+	require.NoError(t, err)
+	require.NoError(t, jc.AddBreaker(b))
+	require.NoError(t, jc.AddLine(jidoka.NewLine(jidoka.LineConfig{Name: "payments"})))
+	keyed, err := heijunka.NewKeyed(heijunka.PerSecond(5).WithBurst(5), heijunka.KeyedOptions{Name: "per-customer"})
+	require.NoError(t, err)
+	require.NoError(t, hc.AddKeyed(keyed))
+	unlimited, err := heijunka.NewLimiter(heijunka.Unlimited(), heijunka.LimiterOptions{Name: "open"})
+	require.NoError(t, err)
+	require.NoError(t, hc.AddLimiter(unlimited))
+	require.NoError(t, kc.AddQueue("confirmations", fakeQueue{}))
+
+	p, err := testPipeline(tai.WithObservers(m), tai.WithTracer(m.Tracer(nil)), tai.WithGates(hc.Gate(keyed)), tai.WithGuards(b))
+	require.NoError(t, err)
+	for _, s := range signalsFor() {
+		_, _ = p.Process(context.Background(), s)
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+	text := exposition(t, reg)
+	assert.Contains(t, string(text), `taikit_limiter_rate{limiter="open"} +Inf`)
+	promtoolCheck(t, text)
+}

@@ -1,0 +1,124 @@
+package kaizen
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBinOfIsMonotoneAndTight(t *testing.T) {
+	values := []time.Duration{0, 1, 2, 255, 256, 257, 511, 512, 1000, 123456, time.Millisecond, time.Second,
+		time.Hour, 1<<62 + 12345, math.MaxInt64}
+	for _, v := range values {
+		b := binOf(v)
+		require.Less(t, b>>subBits, numChunks, "value %d", v)
+		mid := binValue(b)
+		if v > 0 {
+			assert.LessOrEqual(t, math.Abs(mid-float64(v))/float64(v), 1.0/256, "value %d bin %d mid %v", v, b, mid)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	prev := -1
+	vs := make([]time.Duration, 10000)
+	for i := range vs {
+		vs[i] = time.Duration(r.Int64N(1 << uint(r.IntN(62))))
+	}
+	slices.Sort(vs)
+	for _, v := range vs {
+		b := binOf(v)
+		require.GreaterOrEqual(t, b, prev, "bins must not decrease with the value")
+		prev = b
+	}
+	assert.Equal(t, 0, binOf(-5), "negative durations count as zero")
+}
+
+// TestQuantileAccuracy compares histogram quantiles with exact
+// nearest-rank quantiles on random data of several shapes.
+func TestQuantileAccuracy(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	shapes := map[string]func() time.Duration{
+		"uniform 1-100ms": func() time.Duration { return time.Millisecond + time.Duration(r.Int64N(int64(99*time.Millisecond))) },
+		"exponential 20ms": func() time.Duration {
+			return time.Duration(r.ExpFloat64() * float64(20*time.Millisecond))
+		},
+		"log-normal": func() time.Duration {
+			return time.Duration(math.Exp(r.NormFloat64()*1.5) * float64(5*time.Millisecond))
+		},
+		"log-uniform 1us-10s": func() time.Duration {
+			return time.Duration(math.Exp(math.Log(1e3) + r.Float64()*(math.Log(1e10)-math.Log(1e3))))
+		},
+		"bimodal": func() time.Duration {
+			if r.IntN(10) == 0 {
+				return 2*time.Second + time.Duration(r.Int64N(int64(time.Second)))
+			}
+			return time.Duration(r.Int64N(int64(3 * time.Millisecond)))
+		},
+	}
+	for name, gen := range shapes {
+		t.Run(name, func(t *testing.T) {
+			for _, n := range []int{1, 7, 100, 100000} {
+				var h histogram
+				vs := make([]time.Duration, n)
+				for i := range vs {
+					vs[i] = gen()
+					h.add(binOf(vs[i]))
+				}
+				slices.Sort(vs)
+				for _, q := range []float64{0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1} {
+					rank := max(int(math.Ceil(q*float64(n))), 1)
+					exact := vs[rank-1]
+					got := h.quantile(q, uint64(n), vs[0], vs[n-1])
+					if exact == 0 {
+						assert.LessOrEqual(t, got, time.Duration(1), "n=%d q=%v", n, q)
+						continue
+					}
+					relErr := math.Abs(float64(got-exact)) / float64(exact)
+					assert.LessOrEqual(t, relErr, 0.01, "n=%d q=%v exact=%v got=%v", n, q, exact, got)
+				}
+			}
+		})
+	}
+}
+
+func TestHistogramMergeAndReset(t *testing.T) {
+	var a, b, all histogram
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range 5000 {
+		d := time.Duration(r.Int64N(int64(time.Second)))
+		all.add(binOf(d))
+		if i%2 == 0 {
+			a.add(binOf(d))
+		} else {
+			b.add(binOf(d))
+		}
+	}
+	var m histogram
+	m.merge(&a)
+	m.merge(&b)
+	for _, q := range []float64{0.1, 0.5, 0.99} {
+		assert.Equal(t, all.quantile(q, 5000, 0, time.Second), m.quantile(q, 5000, 0, time.Second))
+	}
+	chunks := a.chunks
+	a.reset()
+	assert.Equal(t, chunks, a.chunks, "reset keeps the chunks")
+	assert.Equal(t, time.Duration(0), a.quantile(0.5, 0, 0, 0))
+	for _, c := range a.chunks {
+		if c != nil {
+			assert.Equal(t, [chunkBins]uint64{}, *c)
+		}
+	}
+}
+
+func TestQuantileEdgeCases(t *testing.T) {
+	var h histogram
+	assert.Equal(t, time.Duration(0), h.quantile(0.5, 0, 0, 0), "empty")
+	h.add(binOf(10 * time.Millisecond))
+	assert.Equal(t, 10*time.Millisecond, h.quantile(0.5, 1, 10*time.Millisecond, 10*time.Millisecond), "one value, clamped to min and max")
+	assert.Equal(t, 10*time.Millisecond, h.quantile(7, 1, 10*time.Millisecond, 10*time.Millisecond), "q above 1 is clamped")
+	assert.Equal(t, time.Duration(0), h.quantile(math.NaN(), 1, 0, time.Second))
+}

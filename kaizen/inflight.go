@@ -1,0 +1,89 @@
+package kaizen
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/taipattern/taikit/tai"
+)
+
+// Tracer returns a tai.Tracer that counts signals in flight in the
+// signals_in_flight gauge and passes every span on to next (nil: no
+// tracing). An Observer sees only finished signals; a Tracer sees each
+// signal start (its StageSignal span) and end, so it is where in-flight is
+// measured:
+//
+//	tai.WithTracer(metrics.Tracer(tracer)) // or metrics.Tracer(nil)
+//
+// Without next it allocates nothing and hands combinators no tracer.
+func (m *Metrics) Tracer(next tai.Tracer) tai.Tracer {
+	return &inFlightTracer{m: m, next: next}
+}
+
+type inFlightTracer struct {
+	m    *Metrics
+	next tai.Tracer
+}
+
+// flight is the in-flight gauge of one kind; it is also the span of a
+// signal traced without a next tracer.
+type flight struct{ gauge prometheus.Gauge }
+
+func (f *flight) End(error)                    { f.gauge.Dec() }
+func (f *flight) SpanContext() tai.SpanContext { return tai.SpanContext{} }
+
+// flightSpan ends the next tracer's span and counts the signal out.
+type flightSpan struct {
+	tai.Span
+	f *flight
+}
+
+func (s *flightSpan) End(err error) {
+	s.Span.End(err)
+	s.f.gauge.Dec()
+}
+
+type noSpan struct{}
+
+func (noSpan) End(error)                    {}
+func (noSpan) SpanContext() tai.SpanContext { return tai.SpanContext{} }
+
+// Start counts a signal in when info is its StageSignal span.
+func (t *inFlightTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage != tai.StageSignal {
+		if t.next != nil {
+			return t.next.Start(ctx, info)
+		}
+		return ctx, noSpan{}
+	}
+	f := t.m.flightOf(info.Kind)
+	f.gauge.Inc()
+	if t.next == nil {
+		return ctx, f
+	}
+	ctx, sp := t.next.Start(ctx, info)
+	if sp == nil {
+		return ctx, f
+	}
+	return ctx, &flightSpan{Span: sp, f: f}
+}
+
+func (m *Metrics) flightOf(kind string) *flight {
+	if f := (*m.flights.Load())[kind]; f != nil {
+		return f
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.flights.Load()
+	if f := old[kind]; f != nil {
+		return f
+	}
+	f := &flight{gauge: m.inFlight.WithLabelValues(kind)}
+	next := make(map[string]*flight, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[kind] = f
+	m.flights.Store(&next)
+	return f
+}

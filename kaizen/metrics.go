@@ -1,0 +1,302 @@
+package kaizen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/taipattern/taikit/tai"
+)
+
+// DefaultBuckets are the upper bounds, in seconds, of the duration
+// histogram when MetricsOptions.Buckets is empty: 0.5 ms to 30 s.
+var DefaultBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// MetricsOptions configures Metrics. The zero value is useful: namespace
+// "taikit", the DefaultBuckets, exemplars on sampled signals.
+type MetricsOptions struct {
+	// Namespace prefixes every metric name. Empty means "taikit". It must
+	// be a valid Prometheus name.
+	Namespace string
+	// Subsystem, if set, goes between the namespace and the name.
+	Subsystem string
+	// Buckets are the upper bounds in seconds of the duration histogram:
+	// positive, finite, strictly increasing. Empty means DefaultBuckets.
+	Buckets []float64
+	// NativeHistogramBucketFactor, when above 1, adds a native histogram
+	// with that growth factor to the classic buckets (Prometheus 2.40+
+	// scrapes it with protobuf). Zero means classic buckets only.
+	NativeHistogramBucketFactor float64
+	// ConstLabels are added to every metric (for example the service).
+	ConstLabels prometheus.Labels
+	// NoStages keeps only the "signal" series of the duration histogram.
+	// By default Metrics is a tai.StageObserver and also times the gate,
+	// policy and action stages, which makes the pipeline read the clock
+	// at each stage boundary.
+	NoStages bool
+	// NoExemplars turns off exemplars. By default the counter and the
+	// histogram of a signal whose span is sampled carry an exemplar with
+	// its trace_id and span_id.
+	NoExemplars bool
+}
+
+// Metrics is a tai.Observer that counts signals and decisions and times
+// the stages of a pipeline as Prometheus metrics. With namespace "taikit":
+//
+//	taikit_signals_total{kind, outcome}                counter
+//	taikit_decisions_total{kind, policy, verdict}      counter
+//	taikit_signal_duration_seconds{kind, stage}        histogram
+//	taikit_signals_in_flight{kind}                     gauge
+//
+// Labels take only bounded values: the signal's Kind, the Outcome, the
+// deciding policy's name ("unnamed" when it has none), the Verdict and the
+// Stage. Never a signal ID or Key. Kinds and policy names come from code,
+// so their number is small; a service must not make them from user input.
+//
+// The duration histogram has a series per stage: "signal" is the whole
+// signal (Record.Duration), "gate", "policy" and "action" the time spent in
+// each; a stage the signal did not reach is not observed. Stage times
+// need the pipeline to read the clock at each stage boundary, which it does
+// because Metrics is a tai.StageObserver; MetricsOptions.NoStages turns
+// that off.
+//
+// An Observer sees only finished signals, so in-flight counting needs the
+// start of a signal too: wrap the pipeline's Tracer with Metrics.Tracer.
+// Without it the in-flight gauge has no series.
+//
+// Observe allocates nothing unless the signal is sampled (its exemplar
+// allocates): the series of a kind are created once, on its first signal,
+// and kept in a copy-on-write map.
+type Metrics struct {
+	signals   *prometheus.CounterVec
+	decisions *prometheus.CounterVec
+	durations *prometheus.HistogramVec
+	inFlight  *prometheus.GaugeVec
+	exemplars bool
+	stages    bool
+
+	mu      sync.Mutex // serializes the writers of kinds and flights
+	kinds   atomic.Pointer[map[string]*kindMetrics]
+	flights atomic.Pointer[map[string]*flight]
+}
+
+type kindMetrics struct {
+	kind      string
+	outcomes  [len(tai.Outcomes)]prometheus.Counter
+	stages    [tai.StageAction + 1]prometheus.Observer
+	policies  atomic.Pointer[map[string]*[tai.Deny + 1]prometheus.Counter]
+	decisions *prometheus.CounterVec
+	mu        sync.Mutex // serializes the writers of policies
+}
+
+var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+
+// NewMetrics creates the metric families and registers them with reg. A
+// nil reg is an error: pass prometheus.NewRegistry(), or
+// prometheus.DefaultRegisterer to use the global registry deliberately.
+// When reg already holds the same families (NewMetrics was called before
+// with the same namespace), the registered ones are reused, so two Metrics
+// on one registry add to the same series instead of panicking.
+func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("kaizen: NewMetrics: nil prometheus.Registerer; pass prometheus.NewRegistry() or prometheus.DefaultRegisterer")
+	}
+	ns := opts.Namespace
+	if ns == "" {
+		ns = "taikit"
+	}
+	if !metricName.MatchString(ns) {
+		return nil, fmt.Errorf("kaizen: MetricsOptions.Namespace %q is not a valid metric name", opts.Namespace)
+	}
+	if opts.Subsystem != "" && !metricName.MatchString(opts.Subsystem) {
+		return nil, fmt.Errorf("kaizen: MetricsOptions.Subsystem %q is not a valid metric name", opts.Subsystem)
+	}
+	buckets := opts.Buckets
+	if len(buckets) == 0 {
+		buckets = DefaultBuckets
+	}
+	for i, b := range buckets {
+		if !(b > 0) || math.IsInf(b, 0) {
+			return nil, fmt.Errorf("kaizen: MetricsOptions.Buckets[%d] %v is not a positive finite number", i, b)
+		}
+		if i > 0 && b <= buckets[i-1] {
+			return nil, fmt.Errorf("kaizen: MetricsOptions.Buckets[%d] %v is not above the bucket before it (%v)", i, b, buckets[i-1])
+		}
+	}
+	if f := opts.NativeHistogramBucketFactor; f != 0 && !(f > 1 && f <= 2) {
+		return nil, fmt.Errorf("kaizen: MetricsOptions.NativeHistogramBucketFactor %v is outside (1, 2]", f)
+	}
+
+	m := &Metrics{exemplars: !opts.NoExemplars, stages: !opts.NoStages}
+	var err error
+	m.signals, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: opts.Subsystem, Name: "signals_total", ConstLabels: opts.ConstLabels,
+		Help: "Signals that finished a pipeline, by kind and outcome (succeeded, denied, rejected, failed).",
+	}, []string{"kind", "outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	m.decisions, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: opts.Subsystem, Name: "decisions_total", ConstLabels: opts.ConstLabels,
+		Help: "Deciding policy decisions, by kind, policy and verdict (allow, review, deny).",
+	}, []string{"kind", "policy", "verdict"}))
+	if err != nil {
+		return nil, err
+	}
+	m.durations, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Subsystem: opts.Subsystem, Name: "signal_duration_seconds", ConstLabels: opts.ConstLabels,
+		Help:                        "Time spent by signals, by kind and stage (signal is the whole signal; gate, policy, action each stage).",
+		Buckets:                     buckets,
+		NativeHistogramBucketFactor: opts.NativeHistogramBucketFactor,
+	}, []string{"kind", "stage"}))
+	if err != nil {
+		return nil, err
+	}
+	m.inFlight, err = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: opts.Subsystem, Name: "signals_in_flight", ConstLabels: opts.ConstLabels,
+		Help: "Signals started and not yet finished, by kind (counted by Metrics.Tracer).",
+	}, []string{"kind"}))
+	if err != nil {
+		return nil, err
+	}
+	empty := map[string]*kindMetrics{}
+	m.kinds.Store(&empty)
+	noFlights := map[string]*flight{}
+	m.flights.Store(&noFlights)
+	return m, nil
+}
+
+// register registers c, or returns the collector of the same type that reg
+// already holds.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, fmt.Errorf("kaizen: registering metrics: %w", err)
+}
+
+// ObservesStages reports whether Metrics wants Record.Stages: true unless
+// MetricsOptions.NoStages is set. It makes Metrics a tai.StageObserver.
+func (m *Metrics) ObservesStages() bool { return m.stages }
+
+// Observe counts the signal, its decision and its stage durations.
+func (m *Metrics) Observe(_ context.Context, r tai.Record) {
+	k := (*m.kinds.Load())[r.Kind]
+	if k == nil {
+		k = m.addKind(r.Kind)
+	}
+	if m.exemplars && r.Span.Sampled && r.Span.TraceID.IsValid() {
+		m.observeExemplar(k, &r)
+		return
+	}
+	if int(r.Outcome) < len(k.outcomes) {
+		k.outcomes[r.Outcome].Inc()
+	}
+	if v := r.Decision.Verdict; v.Valid() {
+		k.policy(r.Decision.Policy)[v].Inc()
+	}
+	k.stages[tai.StageSignal].Observe(r.Duration.Seconds())
+	for st := tai.StageGate; st <= tai.StageAction; st++ {
+		if d := r.Stages[st]; d > 0 {
+			k.stages[st].Observe(d.Seconds())
+		}
+	}
+}
+
+// observeExemplar is Observe for a sampled signal: the outcome counter and
+// the whole-signal histogram carry the trace's IDs.
+func (m *Metrics) observeExemplar(k *kindMetrics, r *tai.Record) {
+	ex := prometheus.Labels{"trace_id": r.Span.TraceID.String()}
+	if r.Span.SpanID.IsValid() {
+		ex["span_id"] = r.Span.SpanID.String()
+	}
+	if int(r.Outcome) < len(k.outcomes) {
+		if a, ok := k.outcomes[r.Outcome].(prometheus.ExemplarAdder); ok {
+			a.AddWithExemplar(1, ex)
+		} else {
+			k.outcomes[r.Outcome].Inc()
+		}
+	}
+	if v := r.Decision.Verdict; v.Valid() {
+		k.policy(r.Decision.Policy)[v].Inc()
+	}
+	if o, ok := k.stages[tai.StageSignal].(prometheus.ExemplarObserver); ok {
+		o.ObserveWithExemplar(r.Duration.Seconds(), ex)
+	} else {
+		k.stages[tai.StageSignal].Observe(r.Duration.Seconds())
+	}
+	for st := tai.StageGate; st <= tai.StageAction; st++ {
+		if d := r.Stages[st]; d > 0 {
+			k.stages[st].Observe(d.Seconds())
+		}
+	}
+}
+
+func (m *Metrics) addKind(kind string) *kindMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.kinds.Load()
+	if k := old[kind]; k != nil {
+		return k
+	}
+	k := &kindMetrics{kind: kind, decisions: m.decisions}
+	for _, o := range tai.Outcomes {
+		k.outcomes[o] = m.signals.WithLabelValues(kind, o.String())
+	}
+	for st := tai.StageSignal; st <= tai.StageAction; st++ {
+		k.stages[st] = m.durations.WithLabelValues(kind, st.String())
+	}
+	noPolicies := map[string]*[tai.Deny + 1]prometheus.Counter{}
+	k.policies.Store(&noPolicies)
+	next := make(map[string]*kindMetrics, len(old)+1)
+	for name, v := range old {
+		next[name] = v
+	}
+	next[kind] = k
+	m.kinds.Store(&next)
+	return k
+}
+
+// policy returns the decision counters of a policy, indexed by Verdict.
+func (k *kindMetrics) policy(name string) *[tai.Deny + 1]prometheus.Counter {
+	if c := (*k.policies.Load())[name]; c != nil {
+		return c
+	}
+	return k.addPolicy(name)
+}
+
+func (k *kindMetrics) addPolicy(name string) *[tai.Deny + 1]prometheus.Counter {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old := *k.policies.Load()
+	if c := old[name]; c != nil {
+		return c
+	}
+	label := name
+	if label == "" {
+		label = "unnamed"
+	}
+	c := new([tai.Deny + 1]prometheus.Counter)
+	for _, v := range []tai.Verdict{tai.Allow, tai.Review, tai.Deny} {
+		c[v] = k.decisions.WithLabelValues(k.kind, label, v.String())
+	}
+	next := make(map[string]*[tai.Deny + 1]prometheus.Counter, len(old)+1)
+	for n, v := range old {
+		next[n] = v
+	}
+	next[name] = c
+	k.policies.Store(&next)
+	return c
+}

@@ -1,0 +1,295 @@
+package kaizen_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+)
+
+func TestNewMetricsValidates(t *testing.T) {
+	cases := []struct {
+		name string
+		opts kaizen.MetricsOptions
+		want string
+	}{
+		{"namespace", kaizen.MetricsOptions{Namespace: "my-app"}, `Namespace "my-app"`},
+		{"subsystem", kaizen.MetricsOptions{Subsystem: "1x"}, `Subsystem "1x"`},
+		{"bucket zero", kaizen.MetricsOptions{Buckets: []float64{0, 1}}, "Buckets[0] 0"},
+		{"bucket inf", kaizen.MetricsOptions{Buckets: []float64{1, math.Inf(1)}}, "Buckets[1] +Inf"},
+		{"bucket order", kaizen.MetricsOptions{Buckets: []float64{1, 0.5}}, "Buckets[1] 0.5 is not above"},
+		{"native factor", kaizen.MetricsOptions{NativeHistogramBucketFactor: 0.5}, "NativeHistogramBucketFactor 0.5"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := kaizen.NewMetrics(prometheus.NewRegistry(), c.opts)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "kaizen: MetricsOptions."+c.want)
+		})
+	}
+	_, err := kaizen.NewMetrics(nil, kaizen.MetricsOptions{})
+	require.ErrorContains(t, err, "nil prometheus.Registerer")
+}
+
+// family returns the gathered family called name, or nil.
+func family(t *testing.T, g prometheus.Gatherer, name string) *dto.MetricFamily {
+	t.Helper()
+	mfs, err := g.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf
+		}
+	}
+	return nil
+}
+
+// series returns the metric of family name whose labels are exactly
+// labels, or nil.
+func series(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
+	mf := family(t, g, name)
+	if mf == nil {
+		return nil
+	}
+	for _, m := range mf.GetMetric() {
+		got := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			got[lp.GetName()] = lp.GetValue()
+		}
+		if len(got) == len(labels) {
+			match := true
+			for k, v := range labels {
+				match = match && got[k] == v
+			}
+			if match {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+func counterValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	m := series(t, g, name, labels)
+	if m == nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}
+
+func TestMetricsThroughPipeline(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	require.NoError(t, err)
+	p, err := testPipeline(tai.WithObservers(m))
+	require.NoError(t, err)
+	for _, s := range signalsFor() {
+		_, _ = p.Process(context.Background(), s)
+	}
+
+	for outcome, want := range map[string]float64{"succeeded": 1, "denied": 2, "rejected": 1, "failed": 1} {
+		assert.Equal(t, want, counterValue(t, reg, "taikit_signals_total", map[string]string{"kind": "payment", "outcome": outcome}), outcome)
+	}
+	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": "payment", "policy": "fraud", "verdict": "allow"}))
+	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": "payment", "policy": "fraud", "verdict": "deny"}))
+	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": "payment", "policy": "allowlist", "verdict": "deny"}))
+
+	hist := func(stage string) uint64 {
+		s := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "payment", "stage": stage})
+		if s == nil {
+			return 0
+		}
+		return s.GetHistogram().GetSampleCount()
+	}
+	assert.Equal(t, uint64(5), hist("signal"))
+	assert.Equal(t, uint64(5), hist("gate"))
+	assert.Equal(t, uint64(4), hist("policy"), "the rejected signal never reached the policy")
+	assert.Equal(t, uint64(2), hist("action"))
+
+	// No IDs or keys in any label.
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			for _, lp := range mt.GetLabel() {
+				assert.NotContains(t, lp.GetValue(), "cust_", "label %s", lp.GetName())
+				assert.NotContains(t, lp.GetValue(), "s1")
+			}
+		}
+	}
+
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
+
+func TestMetricsDoubleRegistrationReuses(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m1, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	require.NoError(t, err)
+	m2, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	require.NoError(t, err, "a second registration reuses the collectors")
+	r := tai.Record{ID: "1", Kind: "k", Outcome: tai.Succeeded, Duration: time.Millisecond}
+	m1.Observe(context.Background(), r)
+	m2.Observe(context.Background(), r)
+	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_signals_total", map[string]string{"kind": "k", "outcome": "succeeded"}))
+
+	// Another namespace on the same registry is a separate set.
+	m3, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{Namespace: "other"})
+	require.NoError(t, err)
+	m3.Observe(context.Background(), r)
+	assert.Equal(t, 1.0, counterValue(t, reg, "other_signals_total", map[string]string{"kind": "k", "outcome": "succeeded"}))
+
+	// A different collector under the same name is an error, not a panic.
+	reg2 := prometheus.NewRegistry()
+	reg2.MustRegister(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "taikit_signals_total", Help: "x"}, []string{"kind", "outcome"}))
+	_, err = kaizen.NewMetrics(reg2, kaizen.MetricsOptions{})
+	require.ErrorContains(t, err, "kaizen: registering metrics")
+}
+
+func TestMetricsInFlight(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	require.NoError(t, err)
+	gauge := func() float64 {
+		s := series(t, reg, "taikit_signals_in_flight", map[string]string{"kind": "payment"})
+		if s == nil {
+			return math.NaN()
+		}
+		return s.GetGauge().GetValue()
+	}
+	var during float64
+	action := tai.ActionFunc[order, string](func(context.Context, tai.Signal[order]) (string, error) {
+		during = gauge()
+		return "ok", nil
+	})
+	allow := tai.PolicyFunc[order](func(context.Context, tai.Signal[order]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Allow}, nil
+	})
+	for _, next := range []tai.Tracer{nil, kaizen.NewTracer(kaizen.TracerOptions{})} {
+		p, err := tai.New(allow, action, tai.WithObservers(m), tai.WithTracer(m.Tracer(next)))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), tai.Signal[order]{ID: "1", Kind: "payment"})
+		require.NoError(t, err)
+		assert.Equal(t, 1.0, during, "one signal in flight during its action")
+		assert.Equal(t, 0.0, gauge(), "none after it")
+	}
+}
+
+func TestMetricsExemplars(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	require.NoError(t, err)
+	r := tai.Record{ID: "1", Kind: "k", Outcome: tai.Failed, Err: errors.New("x"), Duration: 3 * time.Millisecond,
+		Span: tai.SpanContext{TraceID: tai.TraceID{1, 2, 3}, SpanID: tai.SpanID{4}, Sampled: true}}
+	r.Stages[tai.StageSignal] = r.Duration
+	r.Stages[tai.StageAction] = r.Duration
+	m.Observe(context.Background(), r)
+	c := series(t, reg, "taikit_signals_total", map[string]string{"kind": "k", "outcome": "failed"})
+	require.NotNil(t, c)
+	ex := c.GetCounter().GetExemplar()
+	require.NotNil(t, ex, "a sampled signal carries an exemplar")
+	labels := map[string]string{}
+	for _, lp := range ex.GetLabel() {
+		labels[lp.GetName()] = lp.GetValue()
+	}
+	assert.Equal(t, r.Span.TraceID.String(), labels["trace_id"])
+	assert.Equal(t, r.Span.SpanID.String(), labels["span_id"])
+	h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "stage": "signal"})
+	require.NotNil(t, h)
+	found := false
+	for _, b := range h.GetHistogram().GetBucket() {
+		found = found || b.GetExemplar() != nil
+	}
+	assert.True(t, found, "the signal histogram carries an exemplar")
+
+	// Unsampled, or exemplars off: none.
+	reg2 := prometheus.NewRegistry()
+	m2, err := kaizen.NewMetrics(reg2, kaizen.MetricsOptions{NoExemplars: true})
+	require.NoError(t, err)
+	m2.Observe(context.Background(), r)
+	c2 := series(t, reg2, "taikit_signals_total", map[string]string{"kind": "k", "outcome": "failed"})
+	require.NotNil(t, c2)
+	assert.Nil(t, c2.GetCounter().GetExemplar())
+	assert.Equal(t, 1.0, c2.GetCounter().GetValue())
+}
+
+func TestMetricsObserveAllocatesNothing(t *testing.T) {
+	m, err := kaizen.NewMetrics(prometheus.NewRegistry(), kaizen.MetricsOptions{})
+	require.NoError(t, err)
+	r := realisticRecord()
+	ctx := context.Background()
+	m.Observe(ctx, r)
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { m.Observe(ctx, r) }))
+}
+
+// exposition returns the registry's metrics in the Prometheus text format.
+func exposition(t *testing.T, g prometheus.Gatherer) []byte {
+	t.Helper()
+	mfs, err := g.Gather()
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		require.NoError(t, enc.Encode(mf))
+	}
+	return buf.Bytes()
+}
+
+// requireBinary returns the path of an external tool, or skips the test
+// when it is missing and TAIKIT_REQUIRE_SERVERS is not 1.
+func requireBinary(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("TAIKIT_REQUIRE_SERVERS") == "1" {
+			t.Fatalf("%s not found and TAIKIT_REQUIRE_SERVERS=1: %v", name, err)
+		}
+		t.Skipf("%s not found on PATH; install it (Debian: prometheus) or set TAIKIT_REQUIRE_SERVERS=1 to fail instead", name)
+	}
+	return path
+}
+
+// promtoolCheck runs `promtool check metrics` on an exposition.
+func promtoolCheck(t *testing.T, text []byte) {
+	t.Helper()
+	promtool := requireBinary(t, "promtool")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(text)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool check metrics:\n%s\n--- exposition ---\n%s", out, text)
+	assert.Empty(t, strings.TrimSpace(string(out)), "promtool reported problems")
+}
+
+func TestMetricsPromtool(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{ConstLabels: prometheus.Labels{"service": "payments"}})
+	require.NoError(t, err)
+	p, err := testPipeline(tai.WithObservers(m), tai.WithTracer(m.Tracer(nil)))
+	require.NoError(t, err)
+	for _, s := range signalsFor() {
+		_, _ = p.Process(context.Background(), s)
+	}
+	text := exposition(t, reg)
+	require.Contains(t, string(text), `taikit_signals_total{kind="payment",outcome="denied",service="payments"} 2`)
+	require.Contains(t, string(text), `taikit_signals_in_flight{kind="payment",service="payments"} 0`)
+	promtoolCheck(t, text)
+}

@@ -1,0 +1,304 @@
+package kaizen
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// DefaultWindows are the windows a Stats keeps when StatsOptions.Windows
+// is empty.
+var DefaultWindows = []time.Duration{time.Minute, 5 * time.Minute, time.Hour}
+
+// StatsOptions configures a Stats. The zero value is useful: the
+// DefaultWindows, 12 slots per window, up to 64 kinds, the default
+// Tolerance and time.Now.
+type StatsOptions struct {
+	// Windows lists the window lengths to keep, each positive and at
+	// least Resolution milliseconds long, none twice. Empty means
+	// DefaultWindows. An SLO burn-rate rule needs every window it reads:
+	// for example 5m, 30m, 1h, 2h, 6h, 24h and 72h.
+	Windows []time.Duration
+	// Resolution is the number of slots a window is cut into, from 1 to
+	// 1000. Zero means 12. A window of length W covers the last W rounded
+	// to its slot width W/Resolution: between W-W/Resolution and W of
+	// history. Memory per kind grows with len(Windows) × Resolution.
+	Resolution int
+	// MaxKinds bounds the number of signal kinds kept. Records of further
+	// kinds are counted in StatsSnapshot.Dropped and not kept. Zero means
+	// 64; it must not be negative.
+	MaxKinds int
+	// Tolerance decides when a trend is Same.
+	Tolerance Tolerance
+	// Clock returns the current time, read by Snapshot and Window; nil
+	// means time.Now. A record is placed in time at Record.Start plus
+	// Record.Duration (when it finished), or at Clock() when its Start is
+	// zero, so a Clock for tests must agree with the records' times.
+	Clock func() time.Time
+}
+
+// Stats keeps rolling statistics per signal kind in memory: counts by
+// outcome and verdict, rates, latency quantiles and trends over each
+// configured window and the window before it. It is a tai.Observer and an
+// http.Handler serving its Snapshot as JSON.
+//
+// Memory is bounded: each window is a ring of 2×Resolution time slots (the
+// window and the one before it), each slot a set of counters and a
+// log-linear latency histogram. Observing a record costs a map lookup, a
+// mutex and one slot update per window, and allocates nothing once the
+// slots are warm.
+type Stats struct {
+	windows []time.Duration
+	res     int
+	maxKind int
+	tol     Tolerance
+	clock   func() time.Time
+
+	kinds   atomic.Pointer[map[string]*kindStats] // copy on write
+	mu      sync.Mutex                            // serializes writers of kinds
+	dropped atomic.Uint64
+}
+
+type kindStats struct {
+	mu    sync.Mutex
+	rings []ring
+}
+
+// NewStats returns a Stats, or an error naming the first invalid option.
+func NewStats(opts StatsOptions) (*Stats, error) {
+	s := &Stats{res: opts.Resolution, maxKind: opts.MaxKinds, tol: opts.Tolerance.withDefaults(), clock: opts.Clock}
+	if s.res == 0 {
+		s.res = 12
+	}
+	if s.res < 1 || s.res > 1000 {
+		return nil, fmt.Errorf("kaizen: StatsOptions.Resolution %d is outside [1, 1000]", opts.Resolution)
+	}
+	switch {
+	case s.maxKind == 0:
+		s.maxKind = 64
+	case s.maxKind < 0:
+		return nil, fmt.Errorf("kaizen: StatsOptions.MaxKinds %d is negative", opts.MaxKinds)
+	}
+	if t := opts.Tolerance; !(t.Rate >= 0 && t.Rate <= 1) {
+		return nil, fmt.Errorf("kaizen: StatsOptions.Tolerance.Rate %v is outside [0, 1]", t.Rate)
+	}
+	if t := opts.Tolerance; !(t.Latency >= 0 && t.Latency <= 100) {
+		return nil, fmt.Errorf("kaizen: StatsOptions.Tolerance.Latency %v is outside [0, 100]", t.Latency)
+	}
+	s.windows = slices.Clone(opts.Windows)
+	if len(s.windows) == 0 {
+		s.windows = slices.Clone(DefaultWindows)
+	}
+	minWindow := time.Duration(s.res) * time.Millisecond
+	for i, w := range s.windows {
+		if w < minWindow {
+			return nil, fmt.Errorf("kaizen: StatsOptions.Windows[%d] %v is shorter than %v (Resolution × 1ms)", i, w, minWindow)
+		}
+		if slices.Contains(s.windows[:i], w) {
+			return nil, fmt.Errorf("kaizen: StatsOptions.Windows[%d] %v is listed twice", i, w)
+		}
+	}
+	slices.Sort(s.windows)
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	empty := map[string]*kindStats{}
+	s.kinds.Store(&empty)
+	return s, nil
+}
+
+// Windows returns the window lengths kept, shortest first.
+func (s *Stats) Windows() []time.Duration { return slices.Clone(s.windows) }
+
+// Observe adds a finished signal to the statistics of its kind.
+func (s *Stats) Observe(_ context.Context, r tai.Record) {
+	k := (*s.kinds.Load())[r.Kind]
+	if k == nil {
+		if k = s.addKind(r.Kind); k == nil {
+			s.dropped.Add(1)
+			return
+		}
+	}
+	var t int64
+	if r.Start.IsZero() {
+		t = s.clock().UnixNano()
+	} else {
+		t = r.Start.UnixNano() + int64(r.Duration)
+	}
+	bin := binOf(r.Duration)
+	k.mu.Lock()
+	for i := range k.rings {
+		if sl := k.rings[i].slotAt(t); sl != nil {
+			sl.add(r.Outcome, r.Decision.Verdict, r.Duration, bin)
+		}
+	}
+	k.mu.Unlock()
+}
+
+// addKind returns the stats of kind, creating them, or nil when MaxKinds
+// is reached.
+func (s *Stats) addKind(kind string) *kindStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.kinds.Load()
+	if k := old[kind]; k != nil {
+		return k
+	}
+	if len(old) >= s.maxKind {
+		return nil
+	}
+	k := &kindStats{rings: make([]ring, len(s.windows))}
+	for i, w := range s.windows {
+		k.rings[i] = newRing(w, s.res)
+	}
+	m := make(map[string]*kindStats, len(old)+1)
+	for name, v := range old {
+		m[name] = v
+	}
+	m[kind] = k
+	s.kinds.Store(&m)
+	return k
+}
+
+// StatsSnapshot is the state of a Stats at one moment: plain values, safe
+// to keep and to read from any goroutine.
+type StatsSnapshot struct {
+	Time  time.Time            `json:"time"`
+	Kinds map[string]KindStats `json:"kinds"`
+	// Dropped counts the records not kept because MaxKinds was reached.
+	Dropped uint64 `json:"dropped"`
+}
+
+// KindStats holds the windows of one kind of signal, shortest first.
+type KindStats struct {
+	Windows []WindowStats `json:"windows"`
+}
+
+// WindowStats is one window of a kind: the last Window of time (Current),
+// the Window before it (Previous), and how the first compares with the
+// second.
+type WindowStats struct {
+	Window   time.Duration
+	Current  Period
+	Previous Period
+	Trend    Trends
+}
+
+// MarshalJSON encodes the window with its length as text ("5m", "1h",
+// "3d").
+func (w WindowStats) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Window   string  `json:"window"`
+		Seconds  float64 `json:"seconds"`
+		Current  Period  `json:"current"`
+		Previous Period  `json:"previous"`
+		Trend    Trends  `json:"trend"`
+	}{formatWindow(w.Window), w.Window.Seconds(), w.Current, w.Previous, w.Trend})
+}
+
+// Window returns the stats of the window of length d, if it is kept.
+func (k KindStats) Window(d time.Duration) (WindowStats, bool) {
+	for _, w := range k.Windows {
+		if w.Window == d {
+			return w, true
+		}
+	}
+	return WindowStats{}, false
+}
+
+// Window returns the stats of kind over the window of length d. ok is
+// false when the window is not kept or the kind was never seen.
+func (s StatsSnapshot) Window(kind string, d time.Duration) (w WindowStats, ok bool) {
+	k, ok := s.Kinds[kind]
+	if !ok {
+		return WindowStats{}, false
+	}
+	return k.Window(d)
+}
+
+// Snapshot returns the statistics of every kind over every window, at
+// Clock().
+func (s *Stats) Snapshot() StatsSnapshot {
+	now := s.clock()
+	kinds := *s.kinds.Load()
+	snap := StatsSnapshot{Time: now, Kinds: make(map[string]KindStats, len(kinds)), Dropped: s.dropped.Load()}
+	for name, k := range kinds {
+		snap.Kinds[name] = k.snapshot(now.UnixNano(), s.tol)
+	}
+	return snap
+}
+
+// Window returns the statistics of kind over the window of length d, at
+// Clock(), without computing the other windows. ok is false when d is not
+// one of the Windows or the kind was never seen.
+func (s *Stats) Window(kind string, d time.Duration) (w WindowStats, ok bool) {
+	k := (*s.kinds.Load())[kind]
+	i := slices.Index(s.windows, d)
+	if k == nil || i < 0 {
+		return WindowStats{}, false
+	}
+	now := s.clock().UnixNano()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.rings[i].stats(now, s.tol), true
+}
+
+func (k *kindStats) snapshot(now int64, tol Tolerance) KindStats {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ks := KindStats{Windows: make([]WindowStats, len(k.rings))}
+	for i := range k.rings {
+		ks.Windows[i] = k.rings[i].stats(now, tol)
+	}
+	return ks
+}
+
+// ServeHTTP serves the Snapshot as JSON. The query parameter kind limits
+// it to one kind. Only GET and HEAD are allowed.
+func (s *Stats) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	snap := s.Snapshot()
+	if kind := r.URL.Query().Get("kind"); kind != "" {
+		k, ok := snap.Kinds[kind]
+		if !ok {
+			http.Error(w, "unknown kind "+strconv.Quote(kind), http.StatusNotFound)
+			return
+		}
+		snap.Kinds = map[string]KindStats{kind: k}
+	}
+	body, err := json.Marshal(snap)
+	if err != nil {
+		http.Error(w, "kaizen: encoding stats: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// formatWindow writes a window length in the largest whole unit: "90s",
+// "5m", "1h", "3d"; other lengths as time.Duration.String does.
+func formatWindow(d time.Duration) string {
+	units := []struct {
+		d      time.Duration
+		suffix string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}}
+	for _, u := range units {
+		if d%u.d == 0 {
+			return strconv.FormatInt(int64(d/u.d), 10) + u.suffix
+		}
+	}
+	return d.String()
+}

@@ -1,0 +1,179 @@
+package kaizen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+
+	"github.com/taipattern/taikit/tai"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ScopeName is the OpenTelemetry instrumentation scope of the spans a
+// Tracer opens: the import path of this package.
+const ScopeName = "github.com/taipattern/taikit/kaizen"
+
+// TracerOptions configures a Tracer. The zero value uses the global
+// TracerProvider and records no signal IDs.
+type TracerOptions struct {
+	// Provider makes the tracer. Nil means otel.GetTracerProvider(), read
+	// once by NewTracer; the Tracer never sets a global.
+	Provider trace.TracerProvider
+	// SignalID records the signal's ID on its spans as taikit.signal.id.
+	// Off by default: an ID can be an idempotency key a client chose. The
+	// signal's Key is never recorded.
+	SignalID bool
+}
+
+// Tracer is a tai.Tracer that records OpenTelemetry spans: a root span per
+// signal (named after its Kind) with a child per stage — each gate
+// ("gate <name>"), the policy ("policy <name>") with a child per policy or
+// rule a combinator evaluates, and the action ("action"). Attributes:
+// taikit.kind, taikit.stage, taikit.hook (the gate's or policy's name),
+// and on the root taikit.outcome.
+//
+// A failed or rejected stage ends with status Error, the error's message
+// as description and error.type set to the Go type of the most specific
+// error in its chain (or context.DeadlineExceeded, context.Canceled). A
+// denial is an answer, not an error: its span keeps status Unset and
+// records taikit.verdict and taikit.policy.
+type Tracer struct {
+	tracer   trace.Tracer
+	signalID bool
+}
+
+// NewTracer returns a Tracer whose spans come from opts.Provider under the
+// scope ScopeName, versioned with the taikit module's version.
+func NewTracer(opts TracerOptions) *Tracer {
+	tp := opts.Provider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return &Tracer{
+		tracer:   tp.Tracer(ScopeName, trace.WithInstrumentationVersion(moduleVersion())),
+		signalID: opts.SignalID,
+	}
+}
+
+// moduleVersion is the version of the taikit module in the running
+// binary, "(devel)" when it is built from its own tree.
+var moduleVersion = sync.OnceValue(func() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(devel)"
+	}
+	const module = "github.com/taipattern/taikit"
+	if bi.Main.Path == module && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	for _, d := range bi.Deps {
+		if d.Path == module {
+			return d.Version
+		}
+	}
+	return "(devel)"
+})
+
+// Attribute keys of the spans.
+const (
+	attrKind     = attribute.Key("taikit.kind")
+	attrStage    = attribute.Key("taikit.stage")
+	attrHook     = attribute.Key("taikit.hook")
+	attrSignalID = attribute.Key("taikit.signal.id")
+	attrOutcome  = attribute.Key("taikit.outcome")
+	attrVerdict  = attribute.Key("taikit.verdict")
+	attrPolicy   = attribute.Key("taikit.policy")
+	attrErrType  = attribute.Key("error.type")
+)
+
+// Start opens the span of a stage. The StageSignal span's context carries
+// the Tracer (tai.ContextWithTracer), so combinators trace their children.
+func (t *Tracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	name := info.Kind
+	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs = append(attrs, attrKind.String(info.Kind), attrStage.String(info.Stage.String()))
+	if info.Stage != tai.StageSignal {
+		name = info.Stage.String()
+		if info.Name != "" && info.Name != name {
+			name += " " + info.Name
+			attrs = append(attrs, attrHook.String(info.Name))
+		}
+	}
+	if t.signalID {
+		attrs = append(attrs, attrSignalID.String(info.SignalID))
+	}
+	ctx, sp := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+	if info.Stage == tai.StageSignal {
+		ctx = tai.ContextWithTracer(ctx, t)
+	}
+	return ctx, &span{span: sp, root: info.Stage == tai.StageSignal}
+}
+
+type span struct {
+	span trace.Span
+	root bool
+}
+
+// End records the outcome and closes the span.
+func (s *span) End(err error) {
+	o := tai.OutcomeOf(err)
+	if s.root {
+		s.span.SetAttributes(attrOutcome.String(o.String()))
+	}
+	switch o {
+	case tai.Succeeded:
+	case tai.Denied:
+		var de *tai.DeniedError
+		if errors.As(err, &de) {
+			s.span.SetAttributes(attrVerdict.String(de.Decision.Verdict.String()), attrPolicy.String(de.Decision.Policy))
+		}
+	default:
+		s.span.SetAttributes(attrErrType.String(errorType(err)))
+		s.span.SetStatus(codes.Error, err.Error())
+	}
+	s.span.End()
+}
+
+// SpanContext returns the span's trace and span IDs.
+func (s *span) SpanContext() tai.SpanContext {
+	sc := s.span.SpanContext()
+	return tai.SpanContext{TraceID: tai.TraceID(sc.TraceID()), SpanID: tai.SpanID(sc.SpanID()), Sampled: sc.IsSampled()}
+}
+
+// errorType names an error for the error.type attribute: the context's
+// sentinel errors by name, else the Go type of the deepest error in the
+// chain that is more specific than a tai wrapper or a plain message.
+func errorType(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "context.DeadlineExceeded"
+	case errors.Is(err, context.Canceled):
+		return "context.Canceled"
+	}
+	name := "_OTHER"
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		t := fmt.Sprintf("%T", e)
+		switch t {
+		case "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+			continue
+		}
+		name = t
+		if !isTaiWrapper(e) {
+			break // the hook's or action's own error
+		}
+	}
+	return name
+}
+
+func isTaiWrapper(err error) bool {
+	switch err.(type) {
+	case *tai.RejectedError, *tai.PolicyError, *tai.StageError, *tai.PanicError:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,216 @@
+package kaizen_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func newRecorder(t *testing.T) (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
+	t.Helper()
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return sr, tp
+}
+
+func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
+	m := map[attribute.Key]string{}
+	for _, kv := range s.Attributes() {
+		m[kv.Key] = kv.Value.String()
+	}
+	return m
+}
+
+// tree maps each span's name to the names of its children, in the order
+// they ended, and returns the root.
+func tree(spans []sdktrace.ReadOnlySpan) (root sdktrace.ReadOnlySpan, children map[string][]string) {
+	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		byID[s.SpanContext().SpanID()] = s
+	}
+	children = map[string][]string{}
+	for _, s := range spans {
+		parent, ok := byID[s.Parent().SpanID()]
+		if !ok {
+			root = s
+			continue
+		}
+		children[parent.Name()] = append(children[parent.Name()], s.Name())
+	}
+	return root, children
+}
+
+func byName(spans []sdktrace.ReadOnlySpan, name string) sdktrace.ReadOnlySpan {
+	for _, s := range spans {
+		if s.Name() == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func TestTracerSpansThroughPipeline(t *testing.T) {
+	cases := []struct {
+		name       string
+		sig        tai.Signal[order]
+		outcome    tai.Outcome
+		children   map[string][]string
+		rootStatus codes.Code
+		errType    string
+		verdict    string
+	}{
+		{
+			name: "succeeded", sig: signalsFor()[0], outcome: tai.Succeeded,
+			children: map[string][]string{
+				"payment":    {"gate limit", "policy all", "action"},
+				"policy all": {"policy allowlist", "policy fraud"},
+				// The scored policy opens a span per rule.
+				"policy fraud": {"policy fraud/amount", "policy fraud/velocity"},
+			},
+			rootStatus: codes.Unset,
+		},
+		{
+			name: "denied by score", sig: signalsFor()[1], outcome: tai.Denied,
+			children: map[string][]string{
+				"payment":      {"gate limit", "policy all"},
+				"policy all":   {"policy allowlist", "policy fraud"},
+				"policy fraud": {"policy fraud/amount", "policy fraud/velocity"},
+			},
+			rootStatus: codes.Unset, verdict: "deny",
+		},
+		{
+			name: "rejected by gate", sig: signalsFor()[3], outcome: tai.Rejected,
+			children:   map[string][]string{"payment": {"gate limit"}},
+			rootStatus: codes.Error, errType: "kaizen_test.errLimited",
+		},
+		{
+			name: "action failed", sig: signalsFor()[4], outcome: tai.Failed,
+			children: map[string][]string{
+				"payment":      {"gate limit", "policy all", "action"},
+				"policy all":   {"policy allowlist", "policy fraud"},
+				"policy fraud": {"policy fraud/amount", "policy fraud/velocity"},
+			},
+			rootStatus: codes.Error, errType: "_OTHER",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sr, tp := newRecorder(t)
+			tr := kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})
+			var observed tai.Record
+			p, err := testPipeline(tai.WithTracer(tr), tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { observed = r })))
+			require.NoError(t, err)
+			res, err := p.Process(context.Background(), c.sig)
+			require.Equal(t, c.outcome, tai.OutcomeOf(err))
+
+			spans := sr.Ended()
+			root, children := tree(spans)
+			require.NotNil(t, root)
+			assert.Equal(t, "payment", root.Name())
+			assert.Equal(t, c.children, children)
+			for _, s := range spans {
+				assert.Equal(t, root.SpanContext().TraceID(), s.SpanContext().TraceID(), "one trace")
+				assert.Equal(t, kaizen.ScopeName, s.InstrumentationScope().Name)
+				assert.NotEmpty(t, s.InstrumentationScope().Version)
+				a := attrs(s)
+				assert.Equal(t, "payment", a["taikit.kind"])
+				assert.NotContains(t, a, attribute.Key("taikit.signal.id"), "no IDs by default")
+				for _, v := range a {
+					assert.NotContains(t, v, c.sig.Key, "no key in any attribute")
+				}
+			}
+
+			ra := attrs(root)
+			assert.Equal(t, c.outcome.String(), ra["taikit.outcome"])
+			assert.Equal(t, "signal", ra["taikit.stage"])
+			assert.Equal(t, c.rootStatus, root.Status().Code)
+			assert.Equal(t, c.errType, ra["error.type"])
+			assert.Equal(t, c.verdict, ra["taikit.verdict"])
+			if c.verdict != "" {
+				assert.Equal(t, "fraud", ra["taikit.policy"])
+				pol := byName(spans, "policy all")
+				assert.Equal(t, codes.Unset, pol.Status().Code, "a denial is not an error")
+				assert.Equal(t, "deny", attrs(pol)["taikit.verdict"])
+			}
+			if c.rootStatus == codes.Error {
+				assert.Equal(t, err.Error(), root.Status().Description)
+			}
+			if c.outcome == tai.Rejected {
+				gate := byName(spans, "gate limit")
+				assert.Equal(t, codes.Error, gate.Status().Code)
+				assert.Equal(t, "limit", attrs(gate)["taikit.hook"])
+			}
+			if c.outcome == tai.Failed {
+				assert.Equal(t, codes.Error, byName(spans, "action").Status().Code)
+				assert.Equal(t, codes.Unset, byName(spans, "gate limit").Status().Code)
+			}
+
+			// The result and the record carry the root span's IDs.
+			sc := root.SpanContext()
+			assert.Equal(t, tai.TraceID(sc.TraceID()), res.Span.TraceID)
+			assert.Equal(t, tai.SpanID(sc.SpanID()), res.Span.SpanID)
+			assert.True(t, res.Span.Sampled)
+			assert.Equal(t, res.Span, observed.Span)
+		})
+	}
+}
+
+func TestTracerSignalIDOptIn(t *testing.T) {
+	sr, tp := newRecorder(t)
+	p, err := testPipeline(tai.WithTracer(kaizen.NewTracer(kaizen.TracerOptions{Provider: tp, SignalID: true})))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), signalsFor()[0])
+	require.NoError(t, err)
+	for _, s := range sr.Ended() {
+		assert.Equal(t, "s1", attrs(s)["taikit.signal.id"], s.Name())
+	}
+}
+
+func TestTracerJoinsParentTrace(t *testing.T) {
+	sr, tp := newRecorder(t)
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "http POST /payment")
+	p, err := testPipeline(tai.WithTracer(kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})))
+	require.NoError(t, err)
+	_, err = p.Process(ctx, signalsFor()[0])
+	require.NoError(t, err)
+	parent.End()
+	root := byName(sr.Ended(), "payment")
+	require.NotNil(t, root)
+	assert.Equal(t, parent.SpanContext().SpanID(), root.Parent().SpanID())
+}
+
+func TestTracerErrorTypes(t *testing.T) {
+	sr, tp := newRecorder(t)
+	tr := kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{&tai.RejectedError{Stage: tai.StageGate, Err: errLimited{}}, "kaizen_test.errLimited"},
+		{&tai.RejectedError{Stage: tai.StageAction, Err: errors.New("open")}, "*tai.RejectedError"},
+		{&tai.StageError{Stage: tai.StageAction, Err: context.DeadlineExceeded}, "context.DeadlineExceeded"},
+		{context.Canceled, "context.Canceled"},
+		{&tai.PolicyError{Policy: "p", Err: errors.New("store down")}, "*tai.PolicyError"},
+		{errors.Join(errGateway), "_OTHER"},
+	}
+	for _, c := range cases {
+		sr.Reset()
+		_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageAction, Name: "action", Kind: "k"})
+		sp.End(c.err)
+		ended := sr.Ended()
+		require.Len(t, ended, 1)
+		assert.Equal(t, c.want, attrs(ended[0])["error.type"], "%v", c.err)
+		assert.Equal(t, codes.Error, ended[0].Status().Code)
+	}
+}

@@ -1,0 +1,135 @@
+package kaizen
+
+import (
+	"time"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// slot holds what happened to one kind in one time slot of a ring.
+type slot struct {
+	epoch    int64 // the slot's start divided by its width; -1 when unused
+	total    uint64
+	outcomes [len(tai.Outcomes)]uint64
+	verdicts [tai.Deny + 1]uint64
+	sum      time.Duration
+	lo, hi   time.Duration
+	hist     histogram
+}
+
+func (s *slot) reset(epoch int64) {
+	s.epoch = epoch
+	s.total = 0
+	s.outcomes = [len(tai.Outcomes)]uint64{}
+	s.verdicts = [tai.Deny + 1]uint64{}
+	s.sum, s.lo, s.hi = 0, 0, 0
+	s.hist.reset()
+}
+
+func (s *slot) add(o tai.Outcome, v tai.Verdict, d time.Duration, bin int) {
+	if d < 0 {
+		d = 0
+	}
+	if s.total == 0 || d < s.lo {
+		s.lo = d
+	}
+	if d > s.hi {
+		s.hi = d
+	}
+	s.total++
+	if int(o) < len(s.outcomes) {
+		s.outcomes[o]++
+	}
+	if int(v) < len(s.verdicts) {
+		s.verdicts[v]++
+	}
+	s.sum += d
+	s.hist.add(bin)
+}
+
+// ring keeps the slots of one window: 2×n slots of width window/n, enough
+// for the current window and the one before it.
+type ring struct {
+	window time.Duration
+	width  int64 // nanoseconds
+	n      int64 // slots per window
+	slots  []slot
+}
+
+func newRing(window time.Duration, n int) ring {
+	r := ring{window: window, width: int64(window) / int64(n), n: int64(n), slots: make([]slot, 2*n)}
+	for i := range r.slots {
+		r.slots[i].epoch = -1
+	}
+	return r
+}
+
+// slotAt returns the slot for time t (Unix nanoseconds), reset if it held
+// an older slot, or nil when t is too old for the ring.
+func (r *ring) slotAt(t int64) *slot {
+	if t < 0 {
+		return nil
+	}
+	epoch := t / r.width
+	s := &r.slots[epoch%int64(len(r.slots))]
+	switch {
+	case s.epoch == epoch:
+		return s
+	case s.epoch > epoch:
+		return nil
+	}
+	s.reset(epoch)
+	return s
+}
+
+// period merges the n slots that end with the slot of epoch last.
+func (r *ring) period(last int64) Period {
+	p := Period{
+		Start: time.Unix(0, (last-r.n+1)*r.width).UTC(),
+		End:   time.Unix(0, (last+1)*r.width).UTC(),
+	}
+	h := new(histogram)
+	var sum time.Duration
+	for i := range r.slots {
+		s := &r.slots[i]
+		if s.total == 0 || s.epoch > last || s.epoch <= last-r.n {
+			continue
+		}
+		if p.Total == 0 || s.lo < p.Min {
+			p.Min = s.lo
+		}
+		p.Max = max(p.Max, s.hi)
+		p.Total += s.total
+		p.Outcomes.Succeeded += s.outcomes[tai.Succeeded]
+		p.Outcomes.Denied += s.outcomes[tai.Denied]
+		p.Outcomes.Rejected += s.outcomes[tai.Rejected]
+		p.Outcomes.Failed += s.outcomes[tai.Failed]
+		p.Verdicts.None += s.verdicts[0]
+		p.Verdicts.Allow += s.verdicts[tai.Allow]
+		p.Verdicts.Review += s.verdicts[tai.Review]
+		p.Verdicts.Deny += s.verdicts[tai.Deny]
+		sum += s.sum
+		h.merge(&s.hist)
+	}
+	p.hist = h
+	if p.Total > 0 {
+		t := float64(p.Total)
+		p.SuccessRate = float64(p.Outcomes.Succeeded) / t
+		p.DenyRate = float64(p.Outcomes.Denied) / t
+		p.RejectRate = float64(p.Outcomes.Rejected) / t
+		p.ErrorRate = float64(p.Outcomes.Failed) / t
+		p.Mean = sum / time.Duration(p.Total)
+		p.P50 = p.Quantile(0.5)
+		p.P90 = p.Quantile(0.9)
+		p.P99 = p.Quantile(0.99)
+	}
+	p.Throughput = float64(p.Total) / time.Duration(r.n*r.width).Seconds()
+	return p
+}
+
+// stats returns the window ending at now and the one before it.
+func (r *ring) stats(now int64, tol Tolerance) WindowStats {
+	last := now / r.width
+	cur, prev := r.period(last), r.period(last-r.n)
+	return WindowStats{Window: r.window, Current: cur, Previous: prev, Trend: trendsOf(cur, prev, tol)}
+}
