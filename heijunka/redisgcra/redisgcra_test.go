@@ -15,6 +15,7 @@ import (
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/heijunka/redisgcra"
 	"github.com/taipattern/taikit/heijunka/storetest"
+	"github.com/taipattern/taikit/internal/servers"
 )
 
 func newStore(t *testing.T, c redis.UniversalClient, opts redisgcra.Options) *redisgcra.Store {
@@ -29,8 +30,8 @@ func newStore(t *testing.T, c redis.UniversalClient, opts redisgcra.Options) *re
 }
 
 func TestConformance(t *testing.T) {
-	srv := startRedis(t)
-	c := srv.client(t)
+	srv := servers.StartRedis(t)
+	c := srv.Client(t)
 	storetest.Run(t, func(t *testing.T) heijunka.Store {
 		return newStore(t, c, redisgcra.Options{})
 	})
@@ -61,7 +62,7 @@ func TestNewValidates(t *testing.T) {
 // client as two replicas would, against one key. Together they admit no
 // more than the limit.
 func TestTwoReplicasShareALimit(t *testing.T) {
-	srv := startRedis(t)
+	srv := servers.StartRedis(t)
 	limit := heijunka.Limit{Rate: 10, Burst: 20}
 	now := time.Unix(1_900_000_000, 0)
 	var mu sync.Mutex
@@ -71,7 +72,7 @@ func TestTwoReplicasShareALimit(t *testing.T) {
 	var replicas [2]*heijunka.Keyed
 	for i := range replicas {
 		k, err := heijunka.NewKeyed(limit, heijunka.KeyedOptions{
-			Store: newStore(t, srv.client(t), redisgcra.Options{Prefix: "shared:"}),
+			Store: newStore(t, srv.Client(t), redisgcra.Options{Prefix: "shared:"}),
 			Now:   clock,
 		})
 		require.NoError(t, err)
@@ -106,11 +107,11 @@ func TestTwoReplicasShareALimit(t *testing.T) {
 // so the test checks the bound, not an exact count: at one event a minute
 // with a burst of 3, a short run admits 3 events, maybe 4.
 func TestTwoReplicasServerClock(t *testing.T) {
-	srv := startRedis(t)
+	srv := servers.StartRedis(t)
 	limit := heijunka.PerMinute(1).WithBurst(3)
 	stores := []*redisgcra.Store{
-		newStore(t, srv.client(t), redisgcra.Options{ServerClock: true}),
-		newStore(t, srv.client(t), redisgcra.Options{ServerClock: true}),
+		newStore(t, srv.Client(t), redisgcra.Options{ServerClock: true}),
+		newStore(t, srv.Client(t), redisgcra.Options{ServerClock: true}),
 	}
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
@@ -137,8 +138,8 @@ func TestTwoReplicasServerClock(t *testing.T) {
 }
 
 func TestKeysExpireWhenFresh(t *testing.T) {
-	srv := startRedis(t)
-	c := srv.client(t)
+	srv := servers.StartRedis(t)
+	c := srv.Client(t)
 	s := newStore(t, c, redisgcra.Options{Prefix: "exp:"})
 	ctx := context.Background()
 	now := time.Now()
@@ -201,8 +202,8 @@ func TestRefusesSubMicrosecondRates(t *testing.T) {
 }
 
 func TestScriptReloadsAfterFlush(t *testing.T) {
-	srv := startRedis(t)
-	c := srv.client(t)
+	srv := servers.StartRedis(t)
+	c := srv.Client(t)
 	s := newStore(t, c, redisgcra.Options{})
 	ctx := context.Background()
 	now := time.Now()
