@@ -93,7 +93,16 @@ const (
 
 // Start opens the span of a stage. The StageSignal span's context carries
 // the Tracer (tai.ContextWithTracer), so combinators trace their children.
+//
+// Inside a signal whose span is not recorded (not sampled), a stage opens
+// no span at all: it would not be recorded either, and the SDK would still
+// pay for its identifiers and context. Its SpanContext is the signal's.
 func (t *Tracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage != tai.StageSignal {
+		if parent := trace.SpanFromContext(ctx); !parent.IsRecording() && parent.SpanContext().IsValid() {
+			return ctx, unrecorded{sc: parent.SpanContext()}
+		}
+	}
 	name := info.Kind
 	attrs := make([]attribute.KeyValue, 0, 4)
 	attrs = append(attrs, attrKind.String(info.Kind), attrStage.String(info.Stage.String()))
@@ -119,6 +128,13 @@ type span struct {
 	root bool
 }
 
+// unrecorded is a stage of a signal that is not sampled.
+type unrecorded struct{ sc trace.SpanContext }
+
+func (unrecorded) End(error) {}
+
+func (u unrecorded) SpanContext() tai.SpanContext { return spanContextOf(u.sc) }
+
 // End records the outcome and closes the span.
 func (s *span) End(err error) {
 	o := tai.OutcomeOf(err)
@@ -140,8 +156,9 @@ func (s *span) End(err error) {
 }
 
 // SpanContext returns the span's trace and span IDs.
-func (s *span) SpanContext() tai.SpanContext {
-	sc := s.span.SpanContext()
+func (s *span) SpanContext() tai.SpanContext { return spanContextOf(s.span.SpanContext()) }
+
+func spanContextOf(sc trace.SpanContext) tai.SpanContext {
 	return tai.SpanContext{TraceID: tai.TraceID(sc.TraceID()), SpanID: tai.SpanID(sc.SpanID()), Sampled: sc.IsSampled()}
 }
 

@@ -214,3 +214,19 @@ func TestTracerErrorTypes(t *testing.T) {
 		assert.Equal(t, codes.Error, ended[0].Status().Code)
 	}
 }
+
+func TestTracerSkipsStagesOfUnsampledSignals(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSpanProcessor(rec))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	tr := kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})
+	ctx, root := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Name: "payment", Kind: "payment"})
+	sctx, stage := tr.Start(ctx, tai.SpanInfo{Stage: tai.StagePolicy, Name: "fraud", Kind: "payment"})
+	assert.Equal(t, ctx, sctx, "no new span, no new context")
+	assert.Equal(t, root.SpanContext(), stage.SpanContext(), "the stage reports the signal's span")
+	assert.True(t, root.SpanContext().TraceID.IsValid(), "an unsampled signal still has a trace ID for logs and audit")
+	assert.False(t, root.SpanContext().Sampled)
+	stage.End(errors.New("x"))
+	root.End(nil)
+	assert.Empty(t, rec.Ended())
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/taipattern/taikit/jidoka"
+)
+
+// Config is the service's configuration: flags, each with an environment
+// variable as fallback.
+type Config struct {
+	Addr          string
+	NATSURL       string // empty: start an embedded NATS server
+	NATSPort      int    // embedded server's loopback port; 0 picks one, -1 listens on none
+	RedisURL      string // empty: limits and customer state in memory
+	DataDir       string
+	APIToken      string
+	AdminToken    string
+	OpenAdmin     bool // allow the admin API without a token (local chaos tests)
+	Idempotency   string
+	GatewayFail   float64
+	GatewayDelay  time.Duration
+	CustomerLimit float64 // payments per minute per customer
+	Fraud         FraudConfig
+	BlacklistFile string
+	Blacklist     string
+	ConfirmWIP    int
+	AlertFraud    float64
+	AlertP99      time.Duration
+	AlertErrors   float64
+	Alertmanager  string
+	OTLPEndpoint  string
+	TraceSample   float64
+	StoreCapacity int
+	Instance      string
+	LogLevel      string
+	DebugAddr     string
+
+	// Set by tests, not by flags.
+	Clock          jidoka.Clock           // nil: the system clock
+	TraceProcessor sdktrace.SpanProcessor // also receives every span
+}
+
+// now reads the configured clock.
+func (c *Config) now() time.Time {
+	if c.Clock != nil {
+		return c.Clock.Now()
+	}
+	return time.Now()
+}
+
+// parseConfig reads flags from args, with environment fallbacks looked up
+// through getenv.
+func parseConfig(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("payment", flag.ContinueOnError)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	envFloat := func(name string, def float64) float64 {
+		if v := getenv(name); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q is not a number", name, v))
+			}
+			return f
+		}
+		return def
+	}
+	envInt := func(name string, def int) int {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q is not an integer", name, v))
+			}
+			return n
+		}
+		return def
+	}
+	envDur := func(name string, def time.Duration) time.Duration {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q is not a duration", name, v))
+			}
+			return d
+		}
+		return def
+	}
+	fs.StringVar(&c.Addr, "addr", env("ADDR", ":3001"), "listen address (ADDR)")
+	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
+	fs.IntVar(&c.NATSPort, "nats-port", envInt("NATS_PORT", 0), "loopback port of the embedded NATS server, for other replicas; 0 picks one, -1 opens none (NATS_PORT)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-payment")), "embedded NATS store and audit trail (DATA_DIR)")
+	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on POST /payment (API_TOKEN)")
+	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of the admin API; defaults to the API token (ADMIN_TOKEN)")
+	fs.BoolVar(&c.OpenAdmin, "open-admin", env("OPEN_ADMIN", "") == "true", "serve the admin API without a token, for local chaos tests (OPEN_ADMIN=true)")
+	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "auto"), "idempotency keys: memory, nats, or auto (nats with -nats-url, else memory) (IDEMPOTENCY_STORE)")
+	fs.Float64Var(&c.GatewayFail, "gateway-failure-rate", envFloat("GATEWAY_FAILURE_RATE", 0), "simulated gateway failure rate in [0, 1] (GATEWAY_FAILURE_RATE)")
+	fs.DurationVar(&c.GatewayDelay, "gateway-latency", envDur("GATEWAY_LATENCY", 0), "simulated gateway latency (GATEWAY_LATENCY)")
+	fs.Float64Var(&c.CustomerLimit, "customer-limit", envFloat("CUSTOMER_LIMIT", 5), "payments per minute per customer (CUSTOMER_LIMIT)")
+	fs.IntVar(&c.Fraud.VelocityLimit, "velocity-limit", envInt("VELOCITY_LIMIT", 5), "payment attempts per minute per customer above which the velocity rule fires (VELOCITY_LIMIT)")
+	fs.Float64Var(&c.Fraud.MaxAmount, "max-amount", envFloat("MAX_AMOUNT", 5000), "largest single payment (MAX_AMOUNT)")
+	fs.Float64Var(&c.Fraud.MaxDaily, "max-daily", envFloat("MAX_DAILY", 5000), "largest total per customer and currency per UTC day (MAX_DAILY)")
+	fs.Float64Var(&c.Fraud.MaxSpeedKmh, "max-speed-kmh", envFloat("MAX_SPEED_KMH", 900), "fastest plausible travel between payment locations (MAX_SPEED_KMH)")
+	fs.StringVar(&c.Blacklist, "blacklist", env("BLACKLIST", ""), "blacklisted customer:ID, merchant:ID, country:CC, comma separated (BLACKLIST)")
+	fs.StringVar(&c.BlacklistFile, "blacklist-file", env("BLACKLIST_FILE", ""), "file of blacklist entries, one kind:value per line, # comments (BLACKLIST_FILE)")
+	fs.IntVar(&c.ConfirmWIP, "confirm-wip", envInt("CONFIRM_WIP", 64), "confirmations in progress at once (CONFIRM_WIP)")
+	fs.Float64Var(&c.AlertFraud, "alert-fraud-rate", envFloat("ALERT_FRAUD_RATE", 0.02), "alert when the share of blocked payments exceeds this (ALERT_FRAUD_RATE)")
+	fs.DurationVar(&c.AlertP99, "alert-p99", envDur("ALERT_P99", 5*time.Second), "alert when p99 latency exceeds this (ALERT_P99)")
+	fs.Float64Var(&c.AlertErrors, "alert-error-rate", envFloat("ALERT_ERROR_RATE", 0.05), "alert when the share of failed payments exceeds this (ALERT_ERROR_RATE)")
+	fs.StringVar(&c.Alertmanager, "alertmanager-url", env("ALERTMANAGER_URL", ""), "push alerts to this Alertmanager (ALERTMANAGER_URL)")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint; off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
+	fs.Float64Var(&c.TraceSample, "trace-sample", envFloat("TRACE_SAMPLE", -1), "share of payments whose spans are recorded, in [0, 1]; -1: all when traces are exported, none otherwise (trace IDs are made either way) (TRACE_SAMPLE)")
+	fs.IntVar(&c.StoreCapacity, "store-capacity", envInt("STORE_CAPACITY", 1_000_000), "payments kept for GET /payment/{id} (STORE_CAPACITY)")
+	host, _ := os.Hostname()
+	fs.StringVar(&c.Instance, "instance", env("INSTANCE", host), "this replica's name in logs and alerts (INSTANCE)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", env("DEBUG_ADDR", ""), "serve /debug/pprof on this address (keep it private); off when empty (DEBUG_ADDR)")
+	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	errs = append(errs, c.validate())
+	return c, errors.Join(errs...)
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.Addr != "", "-addr is empty")
+	check(c.NATSPort >= -1 && c.NATSPort <= 65535, "-nats-port %d is outside [-1, 65535]", c.NATSPort)
+	check(c.Idempotency == "auto" || c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be auto, memory or nats", c.Idempotency)
+	check(c.GatewayFail >= 0 && c.GatewayFail <= 1, "-gateway-failure-rate %v is outside [0, 1]", c.GatewayFail)
+	check(c.GatewayDelay >= 0 && c.GatewayDelay <= time.Minute, "-gateway-latency %v is outside [0, 1m]", c.GatewayDelay)
+	check(c.CustomerLimit > 0 && !math.IsInf(c.CustomerLimit, 0), "-customer-limit %v must be a positive number", c.CustomerLimit)
+	check(c.ConfirmWIP >= 1 && c.ConfirmWIP <= 10000, "-confirm-wip %d is outside [1, 10000]", c.ConfirmWIP)
+	check(c.AlertFraud > 0 && c.AlertFraud < 1, "-alert-fraud-rate %v is outside (0, 1)", c.AlertFraud)
+	check(c.AlertErrors > 0 && c.AlertErrors < 1, "-alert-error-rate %v is outside (0, 1)", c.AlertErrors)
+	check(c.AlertP99 > 0, "-alert-p99 %v must be positive", c.AlertP99)
+	check(c.TraceSample == -1 || c.TraceSample >= 0 && c.TraceSample <= 1, "-trace-sample %v is outside [0, 1] (or -1 for auto)", c.TraceSample)
+	check(c.StoreCapacity >= 1, "-store-capacity %d must be at least 1", c.StoreCapacity)
+	check(c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error", "-log-level %q must be debug, info, warn or error", c.LogLevel)
+	bl, err := ParseBlacklist(c.Blacklist)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("-blacklist: %w", err))
+	}
+	if c.BlacklistFile != "" {
+		b, err := os.ReadFile(c.BlacklistFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("-blacklist-file: %w", err))
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			line, _, _ = strings.Cut(line, "#")
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			more, err := ParseBlacklist(line)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("-blacklist-file %s line %d: %w", c.BlacklistFile, i+1, err))
+				continue
+			}
+			for k := range more.Customers {
+				bl.Customers[k] = true
+			}
+			for k := range more.Merchants {
+				bl.Merchants[k] = true
+			}
+			for k := range more.Countries {
+				bl.Countries[k] = true
+			}
+		}
+	}
+	c.Fraud.Blacklist = bl
+	f := c.Fraud
+	if err := f.defaults(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// FraudConfig sets the fraud policy's limits. Amounts are in major units of
+// the payment's currency (the service does not convert currencies).
+type FraudConfig struct {
+	Blacklist      Blacklist
+	VelocityLimit  int           // attempts per customer per VelocityWindow; more is fraud. Default 5.
+	VelocityWindow time.Duration // default one minute
+	MaxAmount      float64       // per payment; above is fraud, above 80% is reviewed. Default 5000.
+	MaxDaily       float64       // per customer and currency per UTC day. Default 5000.
+	MaxSpeedKmh    float64       // between consecutive payment locations; above is fraud, above half is reviewed. Default 900 (an airliner).
+	MinDistanceKm  float64       // moves shorter than this are ignored (location noise). Default 50.
+	Review, Deny   float64       // score thresholds. Defaults 0.3 and 0.5.
+}
+
+// Blacklist names customers, merchants and countries whose payments are
+// refused outright.
+type Blacklist struct {
+	Customers, Merchants, Countries map[string]bool
+}
+
+// ParseBlacklist reads "customer:cust_9,merchant:merc_1,country:KP".
+func ParseBlacklist(s string) (Blacklist, error) {
+	b := Blacklist{Customers: map[string]bool{}, Merchants: map[string]bool{}, Countries: map[string]bool{}}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		kind, v, ok := strings.Cut(item, ":")
+		if !ok || v == "" {
+			return b, fmt.Errorf("blacklist entry %q is not kind:value", item)
+		}
+		switch kind {
+		case "customer":
+			b.Customers[v] = true
+		case "merchant":
+			b.Merchants[v] = true
+		case "country":
+			b.Countries[strings.ToUpper(v)] = true
+		default:
+			return b, fmt.Errorf("blacklist entry %q: kind must be customer, merchant or country", item)
+		}
+	}
+	return b, nil
+}
+
+func (c *FraudConfig) defaults() error {
+	if c.VelocityLimit == 0 {
+		c.VelocityLimit = 5
+	}
+	if c.VelocityWindow == 0 {
+		c.VelocityWindow = time.Minute
+	}
+	if c.MaxAmount == 0 {
+		c.MaxAmount = 5000
+	}
+	if c.MaxDaily == 0 {
+		c.MaxDaily = 5000
+	}
+	if c.MaxSpeedKmh == 0 {
+		c.MaxSpeedKmh = 900
+	}
+	if c.MinDistanceKm == 0 {
+		c.MinDistanceKm = 50
+	}
+	if c.Review == 0 {
+		c.Review = 0.3
+	}
+	if c.Deny == 0 {
+		c.Deny = 0.5
+	}
+	switch {
+	case c.VelocityLimit < 1:
+		return fmt.Errorf("fraud: velocity limit %d must be at least 1", c.VelocityLimit)
+	case c.VelocityWindow < time.Second:
+		return fmt.Errorf("fraud: velocity window %v must be at least 1s", c.VelocityWindow)
+	case !(c.MaxAmount > 0) || math.IsInf(c.MaxAmount, 0):
+		return fmt.Errorf("fraud: max amount %v must be a positive number", c.MaxAmount)
+	case !(c.MaxDaily > 0) || math.IsInf(c.MaxDaily, 0):
+		return fmt.Errorf("fraud: max daily amount %v must be a positive number", c.MaxDaily)
+	case !(c.MaxSpeedKmh > 0) || math.IsInf(c.MaxSpeedKmh, 0):
+		return fmt.Errorf("fraud: max speed %v km/h must be a positive number", c.MaxSpeedKmh)
+	case !(c.MinDistanceKm >= 0):
+		return fmt.Errorf("fraud: min distance %v km must not be negative", c.MinDistanceKm)
+	}
+	return nil
+}
+
+// Rule weights. One strong signal reaches the deny threshold (0.5) on its
+// own; a half-strength signal (a large amount, a fast move) lands in the
+// review band.
+const (
+	weightBlacklist = 1.0
+	weightStrong    = 0.6
+)
+
+// NewFraudPolicy returns the scored fraud policy: blacklist, velocity,
+// amount, daily amount and impossible travel over the customer state.
+func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) (*tai.Scored[Payment], error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	bl := cfg.Blacklist
+	return tai.NewScored(tai.ScoredConfig{Name: "fraud", Review: cfg.Review, Deny: cfg.Deny},
+		tai.Rule[Payment]{Name: "blacklist", Weight: weightBlacklist, Check: func(_ context.Context, s tai.Signal[Payment]) (float64, string, error) {
+			p := &s.Payload
+			switch {
+			case bl.Customers[p.CustomerID]:
+				return 1, "customer is blacklisted", nil
+			case bl.Merchants[p.MerchantID]:
+				return 1, "merchant is blacklisted", nil
+			case p.Country != "" && bl.Countries[p.Country]:
+				return 1, "country " + p.Country + " is blacklisted", nil
+			}
+			return 0, "", nil
+		}},
+		tai.Rule[Payment]{Name: "velocity", Weight: weightStrong, Check: func(ctx context.Context, s tai.Signal[Payment]) (float64, string, error) {
+			n, err := state.Attempt(ctx, s.Payload.CustomerID, now(), cfg.VelocityWindow)
+			if err != nil {
+				return 0, "", err
+			}
+			if n > cfg.VelocityLimit {
+				return 1, fmt.Sprintf("%d attempts in %v (limit %d)", n, cfg.VelocityWindow, cfg.VelocityLimit), nil
+			}
+			return 0, "", nil
+		}},
+		tai.Rule[Payment]{Name: "amount", Weight: weightStrong, Check: func(_ context.Context, s tai.Signal[Payment]) (float64, string, error) {
+			switch a := s.Payload.Amount; {
+			case a > cfg.MaxAmount:
+				return 1, fmt.Sprintf("amount %.2f over %.2f", a, cfg.MaxAmount), nil
+			case a > 0.8*cfg.MaxAmount:
+				return 0.5, fmt.Sprintf("amount %.2f near the %.2f limit", a, cfg.MaxAmount), nil
+			}
+			return 0, "", nil
+		}},
+		tai.Rule[Payment]{Name: "daily_amount", Weight: weightStrong, Check: func(ctx context.Context, s tai.Signal[Payment]) (float64, string, error) {
+			p := &s.Payload
+			spent, err := state.Spent(ctx, p.CustomerID, p.Currency, now())
+			if err != nil {
+				return 0, "", err
+			}
+			total := (float64(spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
+			if total > cfg.MaxDaily {
+				return 1, fmt.Sprintf("%.2f %s today would exceed %.2f", total, p.Currency, cfg.MaxDaily), nil
+			}
+			return 0, "", nil
+		}},
+		tai.Rule[Payment]{Name: "impossible_travel", Weight: weightStrong, Check: func(ctx context.Context, s tai.Signal[Payment]) (float64, string, error) {
+			p := &s.Payload
+			if !p.HasCoords {
+				return 0, "", nil
+			}
+			t := now()
+			prev, ok, err := state.Move(ctx, p.CustomerID, Point{Lat: p.Lat, Lon: p.Lon, At: t})
+			if err != nil || !ok {
+				return 0, "", err
+			}
+			km := haversineKm(prev.Lat, prev.Lon, p.Lat, p.Lon)
+			if km < cfg.MinDistanceKm {
+				return 0, "", nil
+			}
+			hours := t.Sub(prev.At).Hours()
+			speed := math.Inf(1)
+			if hours > 0 {
+				speed = km / hours
+			}
+			switch {
+			case speed > cfg.MaxSpeedKmh:
+				return 1, fmt.Sprintf("moved %.0f km in %v (%.0f km/h, limit %.0f)", km, t.Sub(prev.At).Round(time.Second), speed, cfg.MaxSpeedKmh), nil
+			case speed > cfg.MaxSpeedKmh/2:
+				return 0.5, fmt.Sprintf("moved %.0f km in %v (%.0f km/h)", km, t.Sub(prev.At).Round(time.Second), speed), nil
+			}
+			return 0, "", nil
+		}},
+	)
+}
+
+// haversineKm is the great-circle distance between two points in km.
+func haversineKm(lat1, lon1, lat2, lon2 float64) float64 {
+	const earthRadiusKm = 6371.0088
+	rad := math.Pi / 180
+	dLat, dLon := (lat2-lat1)*rad, (lon2-lon1)*rad
+	a := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * earthRadiusKm * math.Asin(math.Min(1, math.Sqrt(a)))
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taipattern/taikit/kaizen"
+)
+
+// scriptedMix sends 6 successes, 2 blocked, 1 review, 2 failed and 3
+// rate-limited payments.
+func scriptedMix(t *testing.T, ts *testService) []string {
+	var ids []string
+	keep := func(r reply) { ids = append(ids, r.str("transaction_id")) }
+	for i := range 6 {
+		keep(ts.pay(t, fmt.Sprintf("ok_%d", i), 10, nil))
+	}
+	keep(ts.pay(t, "big_1", 6000, nil))
+	keep(ts.pay(t, "big_2", 9000, nil))
+	keep(ts.pay(t, "near", 4500, nil))
+	require.NoError(t, ts.gateway.Set(1, 0))
+	keep(ts.pay(t, "fail_1", 10, nil))
+	keep(ts.pay(t, "fail_2", 10, nil))
+	require.NoError(t, ts.gateway.Set(0, 0))
+	for range 5 {
+		keep(ts.pay(t, "burst", 1, nil))
+	}
+	for range 3 {
+		keep(ts.pay(t, "burst", 1, nil))
+	}
+	return ids
+}
+
+func TestMetricsAfterMix(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	scriptedMix(t, ts)
+	// 6 + 5 burst successes.
+	want := map[string]float64{StatusSuccess: 11, StatusFraudBlocked: 2, StatusReview: 1, StatusFailed: 2, StatusRateLimited: 3}
+	for status, n := range want {
+		assert.Equal(t, n, testutil.ToFloat64(ts.transactions.WithLabelValues(status)), status)
+	}
+	assert.Equal(t, 3.0, testutil.ToFloat64(ts.fraud))
+
+	body := ts.do(t, http.MethodGet, "/metrics", nil).Raw
+	text := string(body)
+	for _, line := range []string{
+		`payment_transaction_total{status="SUCCESS"} 11`,
+		`payment_fraud_detected_total 3`,
+		`taikit_signals_total{kind="payment",outcome="succeeded"} 11`,
+		`taikit_signals_total{kind="payment",outcome="denied"} 3`,
+		`taikit_signals_total{kind="payment",outcome="failed"} 2`,
+		`taikit_signals_total{kind="payment",outcome="rejected"} 3`,
+		`taikit_decisions_total{kind="payment",policy="fraud",verdict="deny"} 2`,
+		`taikit_decisions_total{kind="payment",policy="fraud",verdict="review"} 1`,
+		`taikit_breaker_state{breaker="gateway",state="closed"} 1`,
+		`taikit_line_stopped{line="payments"} 0`,
+	} {
+		assert.Contains(t, text, line)
+	}
+	// The confirmations of the 11 successes are handled.
+	require.Eventually(t, func() bool {
+		return strings.Contains(string(ts.do(t, http.MethodGet, "/metrics", nil).Raw), `taikit_queue_handled_total{queue="confirmations"} 11`)
+	}, 10*time.Second, 20*time.Millisecond)
+
+	var stats struct {
+		Kinds map[string]struct {
+			Windows []struct {
+				Window  string `json:"window"`
+				Current struct {
+					Total    int            `json:"total"`
+					Outcomes map[string]int `json:"outcomes"`
+				} `json:"current"`
+			} `json:"windows"`
+		} `json:"kinds"`
+	}
+	require.NoError(t, json.Unmarshal(ts.do(t, http.MethodGet, "/kaizen", nil).Raw, &stats))
+	require.Contains(t, stats.Kinds, "payment")
+	w := stats.Kinds["payment"].Windows[0]
+	assert.Equal(t, "1m", w.Window)
+	assert.Equal(t, 19, w.Current.Total)
+	assert.Equal(t, 2, w.Current.Outcomes["failed"])
+}
+
+func TestAuditTrail(t *testing.T) {
+	cfg := testConfig(t)
+	ts := startService(t, cfg)
+	ids := scriptedMix(t, ts)
+	require.NoError(t, ts.audit.Flush(context.Background()))
+
+	path := filepath.Join(cfg.DataDir, "audit-test.jsonl")
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	seen := map[string]string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e struct {
+			ID      string `json:"id"`
+			TraceID string `json:"trace_id"`
+		}
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &e))
+		seen[e.ID] = e.TraceID
+		assert.NotContains(t, sc.Text(), "card", "no card data in the trail")
+	}
+	require.NoError(t, sc.Err())
+	for _, id := range ids {
+		require.Contains(t, seen, id)
+		assert.Len(t, seen[id], 32, "trace id of %s", id)
+	}
+	_, err = f.Seek(0, 0)
+	require.NoError(t, err)
+	require.NoError(t, kaizen.VerifyAudit(f))
+
+	// Tampering is found and named.
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	tampered := strings.Replace(string(raw), `"outcome":"denied"`, `"outcome":"succeeded"`, 1)
+	require.NotEqual(t, string(raw), tampered)
+	err = kaizen.VerifyAudit(strings.NewReader(tampered))
+	require.ErrorIs(t, err, kaizen.ErrAuditTampered)
+}
+
+func TestOneTraceJoinsEverything(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	cfg := testConfig(t)
+	cfg.TraceProcessor = rec
+	ts := startService(t, cfg)
+
+	// The caller's own trace: the service joins it.
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{0x4b, 0xf9, 1}, SpanID: trace.SpanID{0x00, 0xf0, 2}, TraceFlags: trace.FlagsSampled,
+	})
+	traceparent := fmt.Sprintf("00-%s-%s-01", parent.TraceID(), parent.SpanID())
+	r := ts.pay(t, "cust_t", 12, nil, "traceparent", traceparent)
+	require.Equal(t, http.StatusOK, r.Code)
+	assert.Equal(t, parent.TraceID().String(), r.str("trace_id"))
+
+	var spans []sdktrace.ReadOnlySpan
+	require.Eventually(t, func() bool {
+		spans = rec.Ended()
+		for _, s := range spans {
+			if s.Name() == "confirmations process" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond)
+
+	byName := map[string]sdktrace.ReadOnlySpan{}
+	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		if s.SpanContext().TraceID() != parent.TraceID() {
+			continue
+		}
+		byName[s.Name()] = s
+		byID[s.SpanContext().SpanID()] = s
+	}
+	for _, name := range []string{"POST /payment", "confirmations publish", "confirmations process"} {
+		require.Contains(t, byName, name, "spans: %v", names(spans))
+	}
+	// Walk from the consumer up to the HTTP request: one chain.
+	chain := []string{}
+	for s := byName["confirmations process"]; s != nil; s = byID[s.Parent().SpanID()] {
+		chain = append(chain, s.Name())
+	}
+	assert.Equal(t, "confirmations process", chain[0])
+	assert.Contains(t, chain, "confirmations publish")
+	assert.Equal(t, "POST /payment", chain[len(chain)-1], "chain: %v", chain)
+	assert.GreaterOrEqual(t, len(chain), 5, "http → signal → action → publish → process: %v", chain)
+	// And the pipeline's stages are children of the signal span.
+	stages := 0
+	for _, s := range spans {
+		if p, ok := byID[s.Parent().SpanID()]; ok && p.Name() != "POST /payment" && s.SpanContext().TraceID() == parent.TraceID() {
+			stages++
+		}
+	}
+	assert.GreaterOrEqual(t, stages, 4, "gate(s), policy, rules, action under the signal")
+}
+
+func names(spans []sdktrace.ReadOnlySpan) []string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, s.Name())
+	}
+	return out
+}

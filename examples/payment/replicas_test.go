@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/internal/servers"
+	"github.com/taipattern/taikit/kanban/natsembed"
+)
+
+// startNATS starts a NATS server with JetStream on a loopback port, as a
+// separate deployment would have.
+func startNATS(t *testing.T, dir string, port int) *natsembed.Server {
+	t.Helper()
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port})
+	require.NoError(t, err)
+	return srv
+}
+
+func TestTwoReplicasShareLimitsAndIdempotency(t *testing.T) {
+	redisSrv := servers.StartRedis(t)
+	natsSrv := startNATS(t, t.TempDir(), 0)
+	t.Cleanup(natsSrv.Shutdown)
+	clock := newManualClock()
+	replica := func(name string) *testService {
+		cfg := testConfig(t)
+		cfg.NATSURL = natsSrv.ClientURL()
+		cfg.RedisURL = redisSrv.URL()
+		cfg.Instance = name
+		cfg.Clock = clock
+		return startService(t, cfg)
+	}
+	a, b := replica("a"), replica("b")
+
+	t.Run("one customer's limit", func(t *testing.T) {
+		ok := 0
+		for i := range 20 {
+			r := []*testService{a, b}[i%2].pay(t, "shared_cust", 1, nil)
+			if r.Code == http.StatusOK {
+				ok++
+			} else {
+				require.Equal(t, http.StatusTooManyRequests, r.Code, string(r.Raw))
+			}
+		}
+		assert.Equal(t, 5, ok, "5 per minute across both replicas")
+	})
+
+	t.Run("one idempotency key", func(t *testing.T) {
+		require.NoError(t, a.gateway.Set(0, 20*time.Millisecond))
+		require.NoError(t, b.gateway.Set(0, 20*time.Millisecond))
+		before := a.gateway.Calls() + b.gateway.Calls()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		codes := map[int]int{}
+		for i := range 60 {
+			wg.Go(func() {
+				r := []*testService{a, b}[i%2].pay(t, "cust_idem", 30, nil, "Idempotency-Key", "shared-key")
+				mu.Lock()
+				codes[r.Code]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		assert.EqualValues(t, 1, a.gateway.Calls()+b.gateway.Calls()-before, "charged once: %v", codes)
+		assert.Equal(t, 60, codes[http.StatusOK]+codes[http.StatusConflict], "%v", codes)
+		// Once it finished, both replicas replay it.
+		ra := a.pay(t, "cust_idem", 30, nil, "Idempotency-Key", "shared-key")
+		rb := b.pay(t, "cust_idem", 30, nil, "Idempotency-Key", "shared-key")
+		assert.Equal(t, http.StatusOK, ra.Code)
+		assert.Equal(t, ra.Raw, rb.Raw)
+	})
+
+	t.Run("confirmations reach the replica that took the payment", func(t *testing.T) {
+		require.NoError(t, a.gateway.Set(0, 0))
+		var ids []string
+		for i := range 20 {
+			r := a.pay(t, fmt.Sprintf("spread_%d", i), 3, nil)
+			require.Equal(t, http.StatusOK, r.Code)
+			ids = append(ids, r.str("transaction_id"))
+		}
+		require.Eventually(t, func() bool {
+			for _, id := range ids {
+				if rec, ok := a.payments.Get(id); !ok || !rec.Confirmed {
+					return false
+				}
+			}
+			return true
+		}, 15*time.Second, 20*time.Millisecond)
+	})
+}
+
+func TestNATSRestartLosesNoConfirmation(t *testing.T) {
+	dir := t.TempDir()
+	port := servers.FreePort(t)
+	natsSrv := startNATS(t, dir, port)
+	var current atomic.Pointer[natsembed.Server]
+	current.Store(natsSrv)
+	t.Cleanup(func() { current.Load().Shutdown() })
+
+	cfg := testConfig(t)
+	cfg.NATSURL = natsSrv.ClientURL()
+	ts := startService(t, cfg)
+
+	var mu sync.Mutex
+	var ids []string
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := ts.pay(t, fmt.Sprintf("r%d_%d", w, i), 5, nil)
+				require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+				mu.Lock()
+				ids = append(ids, r.str("transaction_id"))
+				mu.Unlock()
+				sent.Add(1)
+			}
+		})
+	}
+	waitFor := func(n int64) {
+		require.Eventually(t, func() bool { return sent.Load() >= n }, 30*time.Second, 5*time.Millisecond)
+	}
+	waitFor(200)
+	natsSrv.Shutdown()
+	waitFor(sent.Load() + 100) // payments go on while NATS is down
+	current.Store(startNATS(t, dir, port))
+	waitFor(sent.Load() + 200)
+	close(stop)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d payments, NATS restarted in the middle", len(ids))
+	require.Eventually(t, func() bool {
+		for _, id := range ids {
+			if rec, ok := ts.payments.Get(id); !ok || !rec.Confirmed {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 50*time.Millisecond, "every payment confirmed")
+}

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// PaymentRequest is the body of POST /payment.
+type PaymentRequest struct {
+	Amount     jsonAmount        `json:"amount"`
+	CustomerID string            `json:"customer_id"`
+	Currency   string            `json:"currency"`
+	MerchantID string            `json:"merchant_id"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	// Location is optional fraud context: where the customer pays from.
+	Location *Location `json:"location,omitempty"`
+}
+
+// jsonAmount keeps the amount's JSON number text as sent, so it can be
+// checked exactly (decimal places) rather than through a float. A string,
+// bool, object or array is a type error.
+type jsonAmount string
+
+// UnmarshalJSON accepts a JSON number or null (which reads as absent).
+func (a *jsonAmount) UnmarshalJSON(b []byte) error {
+	switch {
+	case string(b) == "null":
+		*a = ""
+		return nil
+	case len(b) > 0 && (b[0] == '-' || b[0] >= '0' && b[0] <= '9'):
+		*a = jsonAmount(b)
+		return nil
+	}
+	kind := "value"
+	switch b[0] {
+	case '"':
+		kind = "string"
+	case 't', 'f':
+		kind = "bool"
+	case '{':
+		kind = "object"
+	case '[':
+		kind = "array"
+	}
+	return invalid("amount", "amount must be a number, not a JSON %s", kind)
+}
+
+// Location is a client's position, for the impossible-travel rule, and
+// country, for the country blacklist.
+type Location struct {
+	Latitude  *float64 `json:"latitude,omitempty"`
+	Longitude *float64 `json:"longitude,omitempty"`
+	Country   string   `json:"country,omitempty"`
+}
+
+// Payment is a validated request: the payload of a payment signal.
+type Payment struct {
+	Amount     float64 // in major units, as sent
+	Minor      int64   // in minor units of Currency: exact
+	Currency   string
+	CustomerID string
+	MerchantID string
+	Metadata   map[string]string
+	Country    string // upper case, "" when not sent
+	HasCoords  bool
+	Lat, Lon   float64
+}
+
+// Limits on request fields. They bound memory and reject nonsense; the
+// fraud policy judges what is left.
+const (
+	maxBody          = 1 << 20
+	maxAmount        = 1e9 // major units; anything above is not a real payment
+	maxIDLen         = 64
+	maxMetadataKeys  = 50
+	maxMetadataKey   = 40
+	maxMetadataValue = 500
+)
+
+// requestError is a client error: an HTTP status, a code, the field at
+// fault and a message naming it.
+type requestError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func (e *requestError) Error() string { return e.Message }
+
+func invalid(field, format string, args ...any) *requestError {
+	return &requestError{Status: http.StatusBadRequest, Code: "invalid_request", Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// decodePayment reads and validates a POST /payment request. It returns the
+// raw body too, which idempotency fingerprints.
+func decodePayment(w http.ResponseWriter, r *http.Request) (Payment, []byte, error) {
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		return Payment{}, nil, err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return Payment{}, nil, &requestError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+				Message: fmt.Sprintf("request body is larger than %d bytes", maxBody)}
+		}
+		return Payment{}, nil, &requestError{Status: http.StatusBadRequest, Code: "invalid_request", Message: "could not read the request body"}
+	}
+	p, err := parsePayment(body)
+	return p, body, err
+}
+
+func checkContentType(ct string) error {
+	if ct == "" {
+		return &requestError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "Content-Type must be application/json"}
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return &requestError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+			Message: fmt.Sprintf("Content-Type %q is not application/json", ct)}
+	}
+	return nil
+}
+
+// parsePayment decodes and validates a request body.
+func parsePayment(body []byte) (Payment, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	var req PaymentRequest
+	if err := dec.Decode(&req); err != nil {
+		return Payment{}, jsonError(err)
+	}
+	if dec.More() {
+		return Payment{}, invalid("", "request body holds more than one JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Payment{}, invalid("", "request body holds more than one JSON value")
+	}
+	return req.validate()
+}
+
+func jsonError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var reqErr *requestError
+	switch {
+	case errors.As(err, &reqErr):
+		return reqErr
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		return invalid(field, "%s must be %s, not a JSON %s", orBody(field), jsonKind(typeErr.Type.Kind().String(), field), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return invalid("", "malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
+	case errors.Is(err, io.EOF):
+		return invalid("", "request body is empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("", "malformed JSON: unexpected end of input")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return invalid(field, "unknown field %q", field)
+	}
+	return invalid("", "malformed JSON: %v", err)
+}
+
+func orBody(field string) string {
+	if field == "" {
+		return "the request body"
+	}
+	return field
+}
+
+func jsonKind(kind, field string) string {
+	switch {
+	case kind == "string":
+		return "a string"
+	case kind == "map", kind == "struct", kind == "ptr":
+		return "an object"
+	case kind == "float64":
+		return "a number"
+	}
+	return "a " + kind
+}
+
+func (req *PaymentRequest) validate() (Payment, error) {
+	p := Payment{CustomerID: req.CustomerID, MerchantID: req.MerchantID, Metadata: req.Metadata}
+	if err := checkID("customer_id", req.CustomerID); err != nil {
+		return p, err
+	}
+	if err := checkID("merchant_id", req.MerchantID); err != nil {
+		return p, err
+	}
+	if req.Currency == "" {
+		return p, invalid("currency", "currency is required")
+	}
+	p.Currency = strings.ToUpper(req.Currency)
+	digits, ok := minorUnits[p.Currency]
+	if !ok {
+		return p, invalid("currency", "currency %q is not an ISO 4217 currency code", clip(req.Currency))
+	}
+	if req.Amount == "" {
+		return p, invalid("amount", "amount is required")
+	}
+	minor, amount, err := parseAmount(string(req.Amount), digits)
+	if err != nil {
+		return p, invalid("amount", "amount %s: %v", clip(string(req.Amount)), err)
+	}
+	p.Minor, p.Amount = minor, amount
+	if len(req.Metadata) > maxMetadataKeys {
+		return p, invalid("metadata", "metadata has %d keys; at most %d are allowed", len(req.Metadata), maxMetadataKeys)
+	}
+	for k, v := range req.Metadata {
+		if k == "" || len(k) > maxMetadataKey {
+			return p, invalid("metadata", "metadata key %q must be 1 to %d bytes", clip(k), maxMetadataKey)
+		}
+		if len(v) > maxMetadataValue {
+			return p, invalid("metadata", "metadata value of %q is longer than %d bytes", clip(k), maxMetadataValue)
+		}
+	}
+	if loc := req.Location; loc != nil {
+		if loc.Country != "" {
+			if len(loc.Country) != 2 || !isAlpha(loc.Country) {
+				return p, invalid("location.country", "location.country %q is not an ISO 3166 alpha-2 code", clip(loc.Country))
+			}
+			p.Country = strings.ToUpper(loc.Country)
+		}
+		switch {
+		case (loc.Latitude == nil) != (loc.Longitude == nil):
+			return p, invalid("location", "location needs both latitude and longitude, or neither")
+		case loc.Latitude != nil:
+			lat, lon := *loc.Latitude, *loc.Longitude
+			if !(lat >= -90 && lat <= 90) {
+				return p, invalid("location.latitude", "location.latitude %v is outside [-90, 90]", lat)
+			}
+			if !(lon >= -180 && lon <= 180) {
+				return p, invalid("location.longitude", "location.longitude %v is outside [-180, 180]", lon)
+			}
+			p.HasCoords, p.Lat, p.Lon = true, lat, lon
+		}
+	}
+	return p, nil
+}
+
+func checkID(field, v string) error {
+	if v == "" {
+		return invalid(field, "%s is required", field)
+	}
+	if len(v) > maxIDLen {
+		return invalid(field, "%s is longer than %d bytes", field, maxIDLen)
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return invalid(field, "%s %q may hold only letters, digits, '_', '-' and '.'", field, clip(v))
+		}
+	}
+	return nil
+}
+
+func isAlpha(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseAmount parses a JSON number exactly: the amount in minor units of a
+// currency with the given number of decimal places, and as a float.
+func parseAmount(s string, digits int) (int64, float64, error) {
+	if strings.HasPrefix(s, "-") {
+		return 0, 0, errors.New("must be greater than zero")
+	}
+	mant, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(s[i+1:])
+		if err != nil || e > 30 || e < -30 {
+			return 0, 0, errors.New("has an absurd exponent")
+		}
+		mant, exp = s[:i], e
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	frac = strings.TrimRight(frac, "0")
+	decimals := len(frac) - exp
+	if decimals > digits {
+		return 0, 0, fmt.Errorf("has more than %d decimal places", digits)
+	}
+	// The value is (intPart.frac) × 10^exp; in minor units it is the digit
+	// string intPart+frac shifted by digits+exp-len(frac) places.
+	all := strings.TrimLeft(intPart+frac, "0")
+	shift := digits + exp - len(frac)
+	if len(all)+shift > 18 {
+		return 0, 0, fmt.Errorf("is larger than %g", float64(maxAmount))
+	}
+	var minor int64
+	if all != "" {
+		v, err := strconv.ParseInt(all, 10, 64)
+		if err != nil {
+			return 0, 0, errors.New("is not a number")
+		}
+		minor = v
+	}
+	for range shift {
+		minor *= 10
+	}
+	if minor <= 0 {
+		return 0, 0, errors.New("must be greater than zero")
+	}
+	amount := float64(minor) / math.Pow10(digits)
+	if amount > maxAmount {
+		return 0, 0, fmt.Errorf("is larger than %g", float64(maxAmount))
+	}
+	return minor, amount, nil
+}
+
+// clip shortens a value quoted in an error message.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}

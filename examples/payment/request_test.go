@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParsePaymentValid(t *testing.T) {
+	p, err := parsePayment([]byte(`{"amount": 99.99, "customer_id": "cust_123", "currency": "usd", "merchant_id": "merc_456",
+		"metadata": {"order": "A-1"}, "location": {"latitude": 52.52, "longitude": 13.40, "country": "de"}}`))
+	require.NoError(t, err)
+	assert.Equal(t, int64(9999), p.Minor)
+	assert.Equal(t, 99.99, p.Amount)
+	assert.Equal(t, "USD", p.Currency)
+	assert.Equal(t, "DE", p.Country)
+	assert.True(t, p.HasCoords)
+	assert.Equal(t, map[string]string{"order": "A-1"}, p.Metadata)
+
+	for body, minor := range map[string]int64{
+		`{"amount": 1e2, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`:        10000,
+		`{"amount": 5000, "customer_id": "c", "currency": "JPY", "merchant_id": "m"}`:       5000,
+		`{"amount": 1.250, "customer_id": "c", "currency": "KWD", "merchant_id": "m"}`:      1250,
+		`{"amount": 0.01, "customer_id": "c", "currency": "EUR", "merchant_id": "m"}`:       1,
+		`{"amount": 12.5000, "customer_id": "c", "currency": "EUR", "merchant_id": "m"}`:    1250,
+		`{"amount": 1.5E-1, "customer_id": "c", "currency": "EUR", "merchant_id": "m"}`:     15,
+		`{"amount": 1000000000, "customer_id": "c", "currency": "EUR", "merchant_id": "m"}`: 100000000000,
+	} {
+		p, err := parsePayment([]byte(body))
+		require.NoError(t, err, body)
+		assert.Equal(t, minor, p.Minor, body)
+	}
+}
+
+func TestParsePaymentInvalid(t *testing.T) {
+	const base = `"customer_id": "cust_1", "currency": "USD", "merchant_id": "m_1"`
+	tests := []struct {
+		name, body, field, msg string
+	}{
+		{"malformed", `{"amount": 1,`, "", "malformed JSON"},
+		{"not an object", `[1, 2]`, "", "the request body must be an object"},
+		{"empty", ``, "", "request body is empty"},
+		{"two values", `{"amount": 1, ` + base + `} {}`, "", "more than one JSON value"},
+		{"amount string", `{"amount": "99.99", ` + base + `}`, "amount", "amount must be a number, not a JSON string"},
+		{"amount bool", `{"amount": true, ` + base + `}`, "amount", "not a JSON bool"},
+		{"amount missing", `{` + base + `}`, "amount", "amount is required"},
+		{"amount null", `{"amount": null, ` + base + `}`, "amount", "amount is required"},
+		{"amount zero", `{"amount": 0, ` + base + `}`, "amount", "greater than zero"},
+		{"amount negative", `{"amount": -5, ` + base + `}`, "amount", "greater than zero"},
+		{"amount decimals", `{"amount": 1.001, ` + base + `}`, "amount", "more than 2 decimal places"},
+		{"amount decimals exponent", `{"amount": 1e-3, ` + base + `}`, "amount", "more than 2 decimal places"},
+		{"yen decimals", `{"amount": 1.5, "customer_id": "c", "currency": "JPY", "merchant_id": "m"}`, "amount", "more than 0 decimal places"},
+		{"amount huge", `{"amount": 1e300, ` + base + `}`, "amount", "absurd exponent"},
+		{"amount large", `{"amount": 1000000001, ` + base + `}`, "amount", "larger than 1e+09"},
+		{"amount long", `{"amount": 123456789012345678901234567890, ` + base + `}`, "amount", "larger than"},
+		{"customer type", `{"amount": 1, "customer_id": 5, "currency": "USD", "merchant_id": "m"}`, "customer_id", "customer_id must be a string, not a JSON number"},
+		{"customer missing", `{"amount": 1, "currency": "USD", "merchant_id": "m"}`, "customer_id", "customer_id is required"},
+		{"customer chars", `{"amount": 1, "customer_id": "a b", "currency": "USD", "merchant_id": "m"}`, "customer_id", "may hold only"},
+		{"customer long", `{"amount": 1, "customer_id": "` + strings.Repeat("c", 65) + `", "currency": "USD", "merchant_id": "m"}`, "customer_id", "longer than 64"},
+		{"merchant missing", `{"amount": 1, "customer_id": "c", "currency": "USD"}`, "merchant_id", "merchant_id is required"},
+		{"currency missing", `{"amount": 1, "customer_id": "c", "merchant_id": "m"}`, "currency", "currency is required"},
+		{"currency unknown", `{"amount": 1, "customer_id": "c", "currency": "XYZ", "merchant_id": "m"}`, "currency", `"XYZ" is not an ISO 4217`},
+		{"currency type", `{"amount": 1, "customer_id": "c", "currency": 840, "merchant_id": "m"}`, "currency", "currency must be a string"},
+		{"unknown field", `{"amount": 1, "card_number": "4242", ` + base + `}`, "card_number", `unknown field "card_number"`},
+		{"metadata type", `{"amount": 1, "metadata": [1], ` + base + `}`, "metadata", "metadata must be an object"},
+		{"metadata value type", `{"amount": 1, "metadata": {"a": 1}, ` + base + `}`, "metadata", "must be a string"},
+		{"metadata key long", `{"amount": 1, "metadata": {"` + strings.Repeat("k", 41) + `": "v"}, ` + base + `}`, "metadata", "metadata key"},
+		{"latitude only", `{"amount": 1, "location": {"latitude": 1}, ` + base + `}`, "location", "both latitude and longitude"},
+		{"latitude range", `{"amount": 1, "location": {"latitude": 91, "longitude": 0}, ` + base + `}`, "location.latitude", "outside [-90, 90]"},
+		{"longitude range", `{"amount": 1, "location": {"latitude": 0, "longitude": -181}, ` + base + `}`, "location.longitude", "outside [-180, 180]"},
+		{"country", `{"amount": 1, "location": {"country": "USA"}, ` + base + `}`, "location.country", "not an ISO 3166"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parsePayment([]byte(tt.body))
+			var re *requestError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, http.StatusBadRequest, re.Status)
+			assert.Equal(t, tt.field, re.Field)
+			assert.Contains(t, re.Message, tt.msg)
+		})
+	}
+}
+
+func FuzzParsePayment(f *testing.F) {
+	f.Add([]byte(`{"amount": 99.99, "customer_id": "cust_123", "currency": "USD", "merchant_id": "merc_456"}`))
+	f.Add([]byte(`{"amount": 1e-2, "customer_id": "c", "currency": "jpy", "merchant_id": "m", "metadata": {"a": "b"}}`))
+	f.Add([]byte(`{"amount": 5, "customer_id": "c", "currency": "KWD", "merchant_id": "m", "location": {"latitude": 1, "longitude": 2, "country": "de"}}`))
+	f.Add([]byte(`{"amount": "1"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := parsePayment(body)
+		if err != nil {
+			var re *requestError
+			if !errors.As(err, &re) || re.Status < 400 || re.Status >= 500 || re.Message == "" {
+				t.Fatalf("error %v is not a 4xx request error", err)
+			}
+			return
+		}
+		if p.Minor <= 0 || !(p.Amount > 0) || p.Amount > maxAmount {
+			t.Fatalf("accepted amount %v (%d minor)", p.Amount, p.Minor)
+		}
+		if _, ok := minorUnits[p.Currency]; !ok {
+			t.Fatalf("accepted currency %q", p.Currency)
+		}
+		if checkID("customer_id", p.CustomerID) != nil || checkID("merchant_id", p.MerchantID) != nil {
+			t.Fatalf("accepted ids %q %q", p.CustomerID, p.MerchantID)
+		}
+	})
+}

@@ -1,0 +1,560 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/heijunka/redisgcra"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/natsembed"
+	"github.com/taipattern/taikit/kanban/natsjs"
+	"github.com/taipattern/taikit/tai"
+)
+
+// Confirmation is the message a successful charge leaves on the
+// confirmation queue; the consumer posts it to the ledger.
+type Confirmation struct {
+	TransactionID string    `json:"transaction_id"`
+	CustomerID    string    `json:"customer_id"`
+	MerchantID    string    `json:"merchant_id"`
+	Minor         int64     `json:"amount_minor"`
+	Currency      string    `json:"currency"`
+	ChargedAt     time.Time `json:"charged_at"`
+}
+
+// confirmedSubject carries the IDs of confirmed payments to every replica,
+// so GET /payment/{id} shows confirmation wherever it ran.
+const confirmedSubject = "payments.confirmed"
+
+// Service is the payment service: the pipeline and everything around it.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	pipeline *tai.Pipeline[Payment, Charge]
+
+	gateway  *SimulatedGateway
+	breaker  *jidoka.Breaker
+	line     *jidoka.Line
+	limiter  *heijunka.Keyed
+	state    CustomerState
+	idem     IdempotencyStore
+	payments *PaymentStore
+
+	queue    *natsjs.Queue[Confirmation]
+	outbox   *kanban.Memory[Confirmation]
+	nc       *nats.Conn
+	embedded *natsembed.Server
+	rdb      *redis.Client
+
+	registry  *prometheus.Registry
+	stats     *kaizen.Stats
+	audit     *kaizen.Audit
+	auditFile *os.File
+	tracing   *sdktrace.TracerProvider
+	tracer    trace.Tracer
+	propagate propagation.TextMapPropagator
+
+	transactions *prometheus.CounterVec
+	fraud        prometheus.Counter
+	badRequests  *prometheus.CounterVec
+
+	ready      atomic.Bool
+	consumer   sync.WaitGroup
+	forwarder  sync.WaitGroup
+	stop       context.CancelFunc // stops the consumer
+	stopOutbox context.CancelFunc // stops the forwarder
+	closers    []func(context.Context) error
+}
+
+// NewService builds the service from cfg: NATS (embedded unless NATSURL),
+// Redis when RedisURL is set, the pipeline, and the confirmation consumer,
+// which starts at once. Close releases it all.
+func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+	s := &Service{cfg: cfg, log: log, payments: NewPaymentStore(cfg.StoreCapacity)}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = s.Close(context.Background())
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := s.connectNATS(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.connectRedis(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.measure(); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.gateway, err = NewSimulatedGateway(cfg.GatewayFail, cfg.GatewayDelay); err != nil {
+		return nil, err
+	}
+	if err := s.buildPipeline(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startConsumer(ctx); err != nil {
+		return nil, err
+	}
+	s.ready.Store(true)
+	ok = true
+	return s, nil
+}
+
+func (s *Service) connectNATS(ctx context.Context) error {
+	var err error
+	if s.cfg.NATSURL == "" {
+		s.embedded, err = natsembed.Start(ctx, natsembed.Options{
+			StoreDir:  filepath.Join(s.cfg.DataDir, "nats"),
+			Port:      max(s.cfg.NATSPort, 0),
+			InProcess: s.cfg.NATSPort < 0,
+		})
+		if err != nil {
+			return fmt.Errorf("embedded NATS: %w", err)
+		}
+		s.closers = append(s.closers, func(context.Context) error { s.embedded.Shutdown(); return nil })
+		s.nc, err = s.embedded.Connect(s.natsOptions()...)
+	} else {
+		s.nc, err = nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
+	}
+	if err != nil {
+		return fmt.Errorf("NATS connect: %w", err)
+	}
+	nc := s.nc
+	s.closers = append(s.closers, func(context.Context) error {
+		err := nc.FlushTimeout(5 * time.Second)
+		nc.Close()
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			err = nil
+		}
+		return err
+	})
+	return nil
+}
+
+// natsOptions make the connection reconnect for ever (a NATS restart must
+// not lose confirmations) and report through the service's log.
+func (s *Service) natsOptions() []nats.Option {
+	return []nats.Option{
+		nats.Name("payment " + s.cfg.Instance),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(100 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			s.log.Warn("nats", "err", err, "subject", subject)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				s.log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { s.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+}
+
+func (s *Service) connectRedis(ctx context.Context) error {
+	if s.cfg.RedisURL == "" {
+		s.state = NewMemoryState()
+		return nil
+	}
+	opts, err := redis.ParseURL(s.cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	s.rdb = redis.NewClient(opts)
+	rdb := s.rdb
+	s.closers = append(s.closers, func(context.Context) error { return rdb.Close() })
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	s.state = NewRedisState(s.rdb, "payment:")
+	return nil
+}
+
+// measure sets up metrics, stats, tracing and the audit trail.
+func (s *Service) measure() error {
+	s.registry = prometheus.NewRegistry()
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.transactions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payment_transaction_total", Help: "Payments answered, by status.",
+	}, []string{"status"})
+	s.fraud = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "payment_fraud_detected_total", Help: "Payments the fraud policy blocked or held for review.",
+	})
+	s.badRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payment_invalid_requests_total", Help: "Requests refused before processing, by HTTP status.",
+	}, []string{"code"})
+	for _, st := range []string{StatusSuccess, StatusFraudBlocked, StatusReview, StatusFailed, StatusRateLimited} {
+		s.transactions.WithLabelValues(st)
+	}
+	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests)
+
+	var err error
+	s.stats, err = kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 5 * time.Minute, time.Hour}})
+	if err != nil {
+		return err
+	}
+	if s.tracing, err = newTracerProvider(s.cfg); err != nil {
+		return err
+	}
+	tp := s.tracing
+	s.tracer = tp.Tracer("github.com/taipattern/taikit/examples/payment")
+	s.closers = append(s.closers, tp.Shutdown)
+	s.propagate = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+	s.auditFile, err = os.OpenFile(filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("audit trail: %w", err)
+	}
+	// Each run starts a chain of its own in the file: VerifyAudit checks
+	// a file written by one run.
+	if err := s.auditFile.Truncate(0); err != nil {
+		return fmt.Errorf("audit trail: %w", err)
+	}
+	s.audit, err = kaizen.NewAudit(s.auditFile, kaizen.AuditOptions{Logger: s.log})
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Service) buildPipeline(ctx context.Context) error {
+	var err error
+	opts := heijunka.KeyedOptions{Name: "customer", MaxKeys: 1_000_000, Now: s.cfg.now}
+	if s.rdb != nil {
+		// Shared by every replica; a Redis outage lets payments through
+		// (the fraud policy still sees them) rather than stopping sales.
+		opts.MaxKeys = 0
+		if opts.Store, err = redisgcra.New(redisgcra.Options{Client: s.rdb, Prefix: "payment:limit:", OnError: redisgcra.FailOpen}); err != nil {
+			return err
+		}
+	}
+	opts.OnStoreError = func(err error) { s.log.Warn("rate limit store failed; letting payments through", "err", err) }
+	s.limiter, err = heijunka.NewKeyed(heijunka.PerMinute(s.cfg.CustomerLimit), opts)
+	if err != nil {
+		return err
+	}
+	s.line = jidoka.NewLine(jidoka.LineConfig{Name: "payments", Clock: s.cfg.Clock, OnChange: func(ev jidoka.LineEvent) {
+		s.log.Warn("payment line changed", "stopped", ev.Stopped, "reason", ev.Reason)
+	}})
+	s.breaker, err = jidoka.NewBreaker(jidoka.Config{
+		Name:                "gateway",
+		ConsecutiveFailures: 5,
+		OpenDuration:        30 * time.Second,
+		HalfOpenSuccesses:   3,
+		Clock:               s.cfg.Clock,
+		OnStateChange: func(ev jidoka.Event) {
+			s.log.Warn("gateway breaker changed", "from", ev.From, "to", ev.To, "reason", ev.Reason)
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	if s.idem, err = s.idempotencyStore(ctx); err != nil {
+		return err
+	}
+	fraud, err := NewFraudPolicy(s.cfg.Fraud, s.state, s.cfg.now)
+	if err != nil {
+		return err
+	}
+	metrics, err := kaizen.NewMetrics(s.registry, kaizen.MetricsOptions{})
+	if err != nil {
+		return err
+	}
+	jc, err := kaizen.NewJidokaCollector(s.registry, kaizen.CollectorOptions{})
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(jc.AddBreaker(s.breaker), jc.AddLine(s.line)); err != nil {
+		return err
+	}
+	hc, err := kaizen.NewHeijunkaCollector(s.registry, kaizen.CollectorOptions{})
+	if err != nil {
+		return err
+	}
+	if err := hc.AddKeyed(s.limiter); err != nil {
+		return err
+	}
+	s.pipeline, err = tai.New[Payment, Charge](fraud, tai.ActionFunc[Payment, Charge](s.charge),
+		tai.WithGates(hc.Gate(s.limiter), s.line),
+		tai.WithGuards(s.breaker),
+		tai.WithObservers(metrics, s.stats, s.audit),
+		tai.WithTracer(metrics.Tracer(kaizen.NewTracer(kaizen.TracerOptions{Provider: s.tracing}))),
+		tai.WithHoldOnReview(),
+		tai.WithLogger(s.log),
+	)
+	return err
+}
+
+func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error) {
+	mode := s.cfg.Idempotency
+	if mode == "auto" {
+		mode = "memory"
+		if s.cfg.NATSURL != "" {
+			mode = "nats"
+		}
+	}
+	if mode == "memory" {
+		return NewMemoryIdempotency(s.cfg.now), nil
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return nil, err
+	}
+	return NewNATSIdempotency(ctx, js, "payment_idempotency", 1, s.cfg.now)
+}
+
+// charge is the action: the gateway call, then the bookkeeping of a
+// successful charge. Only the gateway's answer decides the outcome (and
+// what the breaker counts): once money has moved, a failure to book it
+// is logged, not returned.
+func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, error) {
+	p := &sig.Payload
+	gr, err := s.gateway.Charge(ctx, sig.ID, *p)
+	if err != nil {
+		return Charge{}, err
+	}
+	now := s.cfg.now()
+	if err := s.state.AddSpend(ctx, p.CustomerID, p.Currency, p.Minor, now); err != nil {
+		s.log.Error("daily spend not recorded", "transaction_id", sig.ID, "err", err)
+	}
+	msg := kanban.Message[Confirmation]{ID: sig.ID, Key: p.CustomerID, Payload: Confirmation{
+		TransactionID: sig.ID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,
+		Minor: p.Minor, Currency: p.Currency, ChargedAt: now,
+	}}
+	// The outbox takes the confirmation at memory speed; its forwarder
+	// moves it to JetStream and retries while NATS is away.
+	if err := s.outbox.Publish(ctx, msg); err != nil {
+		s.log.Error("confirmation not queued", "transaction_id", sig.ID, "err", err)
+	}
+	return Charge{Gateway: gr}, nil
+}
+
+func (s *Service) startConsumer(ctx context.Context) error {
+	var err error
+	s.queue, err = natsjs.New[Confirmation](ctx, s.nc, natsjs.Config{
+		Stream:           "PAYMENT_CONFIRMATIONS",
+		Durable:          "confirmer",
+		DeadLetterStream: "PAYMENT_CONFIRMATIONS_DEAD",
+		Propagator:       s.propagate,
+		Logger:           s.log,
+		OnPublishError: func(id string, err error) {
+			s.log.Error("confirmation publish failed", "transaction_id", id, "err", err)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("confirmation queue: %w", err)
+	}
+	kc, err := kaizen.NewKanbanCollector(s.registry, kaizen.CollectorOptions{})
+	if err != nil {
+		return err
+	}
+	if err := kc.AddQueue("confirmations", s.queue); err != nil {
+		return err
+	}
+	sub, err := s.nc.Subscribe(confirmedSubject, func(m *nats.Msg) {
+		s.payments.Confirm(string(m.Data), s.cfg.now())
+	})
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func(context.Context) error { return sub.Unsubscribe() })
+
+	// The outbox: a bounded in-memory kanban queue between the request and
+	// JetStream. A charge never waits for NATS, and a NATS restart costs
+	// retries, not confirmations.
+	s.outbox, err = kanban.NewMemory[Confirmation](kanban.MemoryConfig{Capacity: 100_000, DedupWindow: -1, Propagator: s.propagate})
+	if err != nil {
+		return err
+	}
+	if err := kc.AddQueue("confirmations_outbox", s.outbox); err != nil {
+		return err
+	}
+	octx, stopOutbox := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopOutbox = stopOutbox
+	s.forwarder.Add(1)
+	go func() {
+		defer s.forwarder.Done()
+		err := s.outbox.Consume(octx, s.forward, kanban.ConsumeOptions{
+			WIP:          256,
+			MaxAttempts:  40,
+			Backoff:      kanban.Exponential{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2, Jitter: 0.2},
+			DrainTimeout: 20 * time.Second,
+			Logger:       s.log,
+		})
+		if err != nil {
+			s.log.Error("confirmation forwarder stopped", "err", err)
+		}
+	}()
+
+	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	s.consumer.Add(1)
+	go func() {
+		defer s.consumer.Done()
+		err := s.queue.Consume(cctx, s.confirm, kanban.ConsumeOptions{
+			WIP:          s.cfg.ConfirmWIP,
+			MaxAttempts:  5,
+			DrainTimeout: 10 * time.Second,
+			Logger:       s.log,
+		})
+		if err != nil {
+			s.log.Error("confirmation consumer stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// forward moves one confirmation from the outbox to JetStream. Its ID is
+// the transaction ID, so a retry after a lost acknowledgement is dropped
+// by the stream's deduplication: a payment is never confirmed twice.
+func (s *Service) forward(ctx context.Context, d kanban.Delivery[Confirmation]) error {
+	ctx, span := s.tracer.Start(ctx, "confirmations publish", trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	if err := s.queue.Publish(ctx, d.Message); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		if d.Attempt == 1 || d.Attempt%10 == 0 {
+			s.log.Warn("confirmation publish failed; will retry", "transaction_id", d.ID, "attempt", d.Attempt, "err", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// confirm handles one confirmation: it posts the payment to the ledger
+// (here: marks it confirmed) and tells every replica.
+func (s *Service) confirm(ctx context.Context, d kanban.Delivery[Confirmation]) error {
+	_, span := s.tracer.Start(ctx, "confirmations process", trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	c := d.Payload
+	if c.TransactionID == "" || c.TransactionID != d.ID {
+		return kanban.Permanent(fmt.Errorf("confirmation %q names transaction %q", d.ID, c.TransactionID))
+	}
+	s.payments.Confirm(c.TransactionID, s.cfg.now())
+	return s.nc.Publish(confirmedSubject, []byte(c.TransactionID))
+}
+
+// Handler returns the service's HTTP API.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /payment", s.requireToken(s.handlePayment))
+	mux.HandleFunc("GET /payment/{id}", s.handleGetPayment)
+	mux.HandleFunc("GET /admin/gateway", s.adminOnly(s.handleGatewayAdmin))
+	mux.HandleFunc("POST /admin/gateway", s.adminOnly(s.handleGatewayAdmin))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.Handle("GET /kaizen", s.stats)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	return s.traceHTTP(mux)
+}
+
+func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) {
+	checks := map[string]string{"nats": "ok"}
+	ok := s.ready.Load()
+	if !ok {
+		checks["service"] = "starting or stopping"
+	}
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		checks["nats"], ok = st.String(), false
+	}
+	if s.rdb != nil {
+		checks["redis"] = "ok"
+		if err := s.rdb.Ping(r.Context()).Err(); err != nil {
+			checks["redis"], ok = "unreachable", false
+		}
+	}
+	if stopped, reason := s.line.Stopped(); stopped {
+		checks["line"] = "stopped: " + reason
+	}
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, checks)
+}
+
+func (s *Service) countPayment(status string) {
+	s.transactions.WithLabelValues(status).Inc()
+	if status == StatusFraudBlocked || status == StatusReview {
+		s.fraud.Inc()
+	}
+}
+
+func (s *Service) countRequestError(err error) {
+	var re *requestError
+	if errors.As(err, &re) {
+		s.badRequests.WithLabelValues(fmt.Sprint(re.Status)).Inc()
+	}
+}
+
+// Close stops the consumer (draining what it pulled), flushes the queue
+// and the audit trail, and closes connections, in that order.
+func (s *Service) Close(ctx context.Context) error {
+	s.ready.Store(false)
+	var errs []error
+	if s.stopOutbox != nil {
+		s.stopOutbox()
+		s.forwarder.Wait()
+	}
+	if s.stop != nil {
+		s.stop()
+		s.consumer.Wait()
+	}
+	if s.queue != nil {
+		errs = append(errs, s.queue.Close(ctx))
+	}
+	if s.audit != nil {
+		errs = append(errs, s.audit.Close(ctx))
+	}
+	if s.auditFile != nil {
+		errs = append(errs, s.auditFile.Sync(), s.auditFile.Close())
+	}
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i](ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// NATSURL returns the NATS server in use: the configured one, or the
+// embedded server's loopback URL ("" when it listens on no port).
+func (s *Service) NATSURL() string {
+	if s.embedded != nil {
+		if s.cfg.NATSPort < 0 {
+			return ""
+		}
+		return s.embedded.ClientURL()
+	}
+	return s.cfg.NATSURL
+}

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHappyPath(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	r := ts.pay(t, "cust_123", 99.99, map[string]any{"metadata": map[string]string{"order": "A-1"}})
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, StatusSuccess, r.str("status"))
+	assert.True(t, strings.HasPrefix(r.str("transaction_id"), "txn_"))
+	assert.Equal(t, 99.99, r.Body["amount"])
+	assert.Equal(t, "USD", r.str("currency"))
+	assert.Equal(t, 0.0, r.Body["fraud_score"])
+	assert.NotEmpty(t, r.str("timestamp"))
+	assert.Contains(t, r.Body, "processing_time_ms")
+	gw, _ := r.Body["gateway_response"].(map[string]any)
+	assert.Equal(t, "approved", gw["message"])
+	assert.Len(t, r.str("trace_id"), 32)
+	assert.EqualValues(t, 1, ts.gateway.Calls())
+}
+
+func TestFraudRules(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Blacklist = "customer:cust_bad,merchant:merc_bad,country:KP"
+	cfg.CustomerLimit = 1000 // the velocity rule, not the limiter, is under test
+	require.NoError(t, cfg.validate())
+	ts := startService(t, cfg)
+	clock := ts.clock
+
+	blocked := func(t *testing.T, r reply, reason string) {
+		t.Helper()
+		require.Equal(t, http.StatusPaymentRequired, r.Code, string(r.Raw))
+		assert.Equal(t, StatusFraudBlocked, r.str("status"))
+		assert.GreaterOrEqual(t, r.Body["fraud_score"], 0.5)
+		assert.Contains(t, string(r.Raw), reason)
+		assert.Nil(t, r.Body["gateway_response"])
+	}
+	t.Run("blacklisted customer", func(t *testing.T) {
+		blocked(t, ts.pay(t, "cust_bad", 10, nil), "customer is blacklisted")
+	})
+	t.Run("blacklisted merchant", func(t *testing.T) {
+		r := ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 10, "customer_id": "c1", "currency": "USD", "merchant_id": "merc_bad"})
+		blocked(t, r, "merchant is blacklisted")
+	})
+	t.Run("blacklisted country", func(t *testing.T) {
+		blocked(t, ts.pay(t, "c2", 10, map[string]any{"location": map[string]any{"country": "kp"}}), "country KP is blacklisted")
+	})
+	t.Run("high amount", func(t *testing.T) {
+		blocked(t, ts.pay(t, "c3", 5000.01, nil), "amount 5000.01 over 5000.00")
+	})
+	t.Run("amount near the limit is held for review", func(t *testing.T) {
+		r := ts.pay(t, "c4", 4500, nil)
+		require.Equal(t, http.StatusAccepted, r.Code, string(r.Raw))
+		assert.Equal(t, StatusReview, r.str("status"))
+		assert.InDelta(t, 0.3, r.Body["fraud_score"], 1e-9)
+	})
+	t.Run("daily amount", func(t *testing.T) {
+		for range 2 {
+			require.Equal(t, StatusSuccess, ts.pay(t, "c5", 2000, nil).str("status"))
+		}
+		blocked(t, ts.pay(t, "c5", 1500, nil), "5500.00 USD today would exceed 5000.00")
+		// Another currency has a budget of its own, and the next day a
+		// new one.
+		r := ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 1500, "customer_id": "c5", "currency": "EUR", "merchant_id": "m"})
+		assert.Equal(t, StatusSuccess, r.str("status"))
+		clock.Advance(24 * time.Hour)
+		assert.Equal(t, StatusSuccess, ts.pay(t, "c5", 1500, nil).str("status"))
+	})
+	t.Run("velocity", func(t *testing.T) {
+		for i := range 5 {
+			require.Equal(t, StatusSuccess, ts.pay(t, "c6", 1, nil).str("status"), "attempt %d", i+1)
+			clock.Advance(time.Second)
+		}
+		blocked(t, ts.pay(t, "c6", 1, nil), "6 attempts in 1m0s (limit 5)")
+		// Blocked attempts count too: the window must empty entirely.
+		clock.Advance(55 * time.Second)
+		blocked(t, ts.pay(t, "c6", 1, nil), "attempts in 1m0s")
+		clock.Advance(61 * time.Second)
+		assert.Equal(t, StatusSuccess, ts.pay(t, "c6", 1, nil).str("status"))
+	})
+	t.Run("impossible travel", func(t *testing.T) {
+		berlin := map[string]any{"location": map[string]any{"latitude": 52.52, "longitude": 13.405, "country": "DE"}}
+		newYork := map[string]any{"location": map[string]any{"latitude": 40.7128, "longitude": -74.006, "country": "US"}}
+		potsdam := map[string]any{"location": map[string]any{"latitude": 52.39, "longitude": 13.06}}
+		require.Equal(t, StatusSuccess, ts.pay(t, "c7", 10, berlin).str("status"))
+		clock.Advance(10 * time.Minute)
+		assert.Equal(t, StatusSuccess, ts.pay(t, "c7", 10, potsdam).str("status"), "a short move is noise")
+		clock.Advance(30 * time.Minute)
+		blocked(t, ts.pay(t, "c7", 10, newYork), "km/h, limit 900")
+		// A day later the same trip is a flight.
+		clock.Advance(24 * time.Hour)
+		assert.Equal(t, StatusSuccess, ts.pay(t, "c7", 10, berlin).str("status"))
+	})
+}
+
+func TestBreakerOpensAndRecovers(t *testing.T) {
+	cfg := testConfig(t)
+	ts := startService(t, cfg)
+	require.NoError(t, ts.gateway.Set(1, 0))
+
+	for i := range 5 {
+		r := ts.pay(t, fmt.Sprintf("b%d", i), 10, nil)
+		require.Equal(t, http.StatusBadGateway, r.Code, string(r.Raw))
+		assert.Equal(t, StatusFailed, r.str("status"))
+		assert.Equal(t, "payment gateway failed", r.str("error"))
+	}
+	assert.EqualValues(t, 5, ts.gateway.Calls())
+	assert.Equal(t, "open", ts.breaker.State().String())
+
+	// Open: answered at once with 503 and Retry-After, the gateway is
+	// not called.
+	for i := range 10 {
+		r := ts.pay(t, fmt.Sprintf("o%d", i), 10, nil)
+		require.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
+		assert.Equal(t, "30", r.Header.Get("Retry-After"))
+		assert.Contains(t, r.str("error"), "circuit open")
+	}
+	assert.EqualValues(t, 5, ts.gateway.Calls(), "no gateway call while open")
+
+	// The gateway recovers; after the open period probes go through and
+	// three successes close the breaker.
+	require.NoError(t, ts.gateway.Set(0, 0))
+	ts.clock.Advance(30 * time.Second)
+	assert.Equal(t, "half-open", ts.breaker.State().String())
+	for i := range 3 {
+		r := ts.pay(t, fmt.Sprintf("h%d", i), 10, nil)
+		require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	}
+	assert.Equal(t, "closed", ts.breaker.State().String())
+	assert.EqualValues(t, 8, ts.gateway.Calls())
+}
+
+func TestCustomerFloodIsLimitedOthersSucceed(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	codes := map[int]int{}
+	var retryAfter string
+	for range 20 {
+		r := ts.pay(t, "flooder", 1, nil)
+		codes[r.Code]++
+		if r.Code == http.StatusTooManyRequests {
+			assert.Equal(t, StatusRateLimited, r.str("status"))
+			retryAfter = r.Header.Get("Retry-After")
+		}
+	}
+	assert.Equal(t, 5, codes[http.StatusOK], "the burst of 5 per minute")
+	assert.Equal(t, 15, codes[http.StatusTooManyRequests])
+	assert.Equal(t, "12", retryAfter, "one payment per 12 s refills")
+	for i := range 10 {
+		assert.Equal(t, http.StatusOK, ts.pay(t, fmt.Sprintf("other_%d", i), 1, nil).Code)
+	}
+	// The limiter refills one payment per 12 s; the velocity rule still
+	// remembers the minute's attempts, so wait for both.
+	ts.clock.Advance(61 * time.Second)
+	assert.Equal(t, http.StatusOK, ts.pay(t, "flooder", 1, nil).Code, "refilled")
+}
+
+func TestConfirmationVisible(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	r := ts.pay(t, "cust_c", 42, nil)
+	require.Equal(t, http.StatusOK, r.Code)
+	id := r.str("transaction_id")
+	require.Eventually(t, func() bool {
+		g := ts.do(t, http.MethodGet, "/payment/"+id, nil)
+		return g.Code == http.StatusOK && g.Body["confirmed"] == true
+	}, 10*time.Second, 10*time.Millisecond)
+	g := ts.do(t, http.MethodGet, "/payment/"+id, nil)
+	assert.Equal(t, StatusSuccess, g.str("status"))
+	assert.NotEmpty(t, g.str("confirmed_at"))
+
+	missing := ts.do(t, http.MethodGet, "/payment/txn_nope", nil)
+	assert.Equal(t, http.StatusNotFound, missing.Code)
+	assert.Equal(t, "not_found", missing.errField("code"))
+}
+
+func TestIdempotency(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	first := ts.pay(t, "cust_i", 25, nil, "Idempotency-Key", "order-1")
+	require.Equal(t, http.StatusOK, first.Code)
+	again := ts.pay(t, "cust_i", 25, nil, "Idempotency-Key", "order-1")
+	assert.Equal(t, first.Code, again.Code)
+	assert.JSONEq(t, string(first.Raw), string(again.Raw), "the first response, replayed")
+	assert.Equal(t, "true", again.Header.Get("Idempotent-Replayed"))
+	assert.EqualValues(t, 1, ts.gateway.Calls())
+
+	other := ts.pay(t, "cust_i", 26, nil, "Idempotency-Key", "order-1")
+	assert.Equal(t, http.StatusUnprocessableEntity, other.Code)
+	assert.Equal(t, "idempotency_key_reused", other.errField("code"))
+
+	// A failed payment is replayed as failed too (Stripe keeps results).
+	require.NoError(t, ts.gateway.Set(1, 0))
+	failed := ts.pay(t, "cust_j", 5, nil, "Idempotency-Key", "order-2")
+	require.Equal(t, http.StatusBadGateway, failed.Code)
+	require.NoError(t, ts.gateway.Set(0, 0))
+	assert.Equal(t, failed.Raw, ts.pay(t, "cust_j", 5, nil, "Idempotency-Key", "order-2").Raw)
+
+	// Keys expire after a day.
+	ts.clock.Advance(25 * time.Hour)
+	fresh := ts.pay(t, "cust_i", 26, nil, "Idempotency-Key", "order-1")
+	assert.Equal(t, http.StatusOK, fresh.Code)
+	assert.NotEqual(t, first.str("transaction_id"), fresh.str("transaction_id"))
+
+	bad := ts.pay(t, "cust_i", 26, nil, "Idempotency-Key", strings.Repeat("k", 256))
+	assert.Equal(t, http.StatusBadRequest, bad.Code)
+}
+
+func TestIdempotencyConcurrentChargesOnce(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	require.NoError(t, ts.gateway.Set(0, 20*time.Millisecond)) // keep the first request in flight
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	ids := map[string]bool{}
+	for range 100 {
+		wg.Go(func() {
+			r := ts.pay(t, "cust_k", 77, nil, "Idempotency-Key", "one-key")
+			mu.Lock()
+			defer mu.Unlock()
+			codes[r.Code]++
+			if r.Code == http.StatusOK {
+				ids[r.str("transaction_id")] = true
+			}
+		})
+	}
+	wg.Wait()
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged exactly once: %v", codes)
+	assert.Len(t, ids, 1, "every success is the same payment")
+	assert.Equal(t, 100, codes[http.StatusOK]+codes[http.StatusConflict])
+	assert.GreaterOrEqual(t, codes[http.StatusOK], 1)
+}
+
+func TestBadInput(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.APIToken = "secret-token"
+	ts := startService(t, cfg)
+	auth := []string{"Authorization", "Bearer secret-token"}
+	valid := `{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`
+	tests := []struct {
+		name    string
+		body    string
+		headers []string
+		code    int
+		field   string
+	}{
+		{"no token", valid, nil, http.StatusUnauthorized, ""},
+		{"wrong token", valid, []string{"Authorization", "Bearer nope"}, http.StatusUnauthorized, ""},
+		{"malformed", `{"amount":`, auth, http.StatusBadRequest, ""},
+		{"wrong type", `{"amount": "1", "customer_id": "c", "currency": "USD", "merchant_id": "m"}`, auth, http.StatusBadRequest, "amount"},
+		{"unknown field", `{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": "m", "cvv": "123"}`, auth, http.StatusBadRequest, "cvv"},
+		{"missing field", `{"amount": 1, "currency": "USD", "merchant_id": "m"}`, auth, http.StatusBadRequest, "customer_id"},
+		{"zero amount", `{"amount": 0, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`, auth, http.StatusBadRequest, "amount"},
+		{"too many decimals", `{"amount": 1.234, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`, auth, http.StatusBadRequest, "amount"},
+		{"absurd amount", `{"amount": 1e15, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`, auth, http.StatusBadRequest, "amount"},
+		{"currency", `{"amount": 1, "customer_id": "c", "currency": "DOLLARS", "merchant_id": "m"}`, auth, http.StatusBadRequest, "currency"},
+		{"too large", `{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": "m", "metadata": {"a": "` + strings.Repeat("x", 1<<20) + `"}}`, auth, http.StatusRequestEntityTooLarge, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := ts.do(t, http.MethodPost, "/payment", tt.body, tt.headers...)
+			assert.Equal(t, tt.code, r.Code, string(r.Raw))
+			assert.Equal(t, tt.field, r.errField("field"))
+			assert.NotEmpty(t, r.errField("message"))
+		})
+	}
+	t.Run("content type", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/payment", strings.NewReader(valid))
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Authorization", "Bearer secret-token")
+		resp, err := ts.http.Client().Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
+	})
+	t.Run("method", func(t *testing.T) {
+		r := ts.do(t, http.MethodPut, "/payment", valid, auth...)
+		assert.Equal(t, http.StatusMethodNotAllowed, r.Code)
+	})
+	assert.Zero(t, ts.gateway.Calls(), "nothing was charged")
+	ok := ts.do(t, http.MethodPost, "/payment", valid, auth...)
+	assert.Equal(t, http.StatusOK, ok.Code, string(ok.Raw))
+}
+
+func TestAdminGateway(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AdminToken = "admin"
+	ts := startService(t, cfg)
+	assert.Equal(t, http.StatusUnauthorized, ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 1}`).Code)
+	r := ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 0.5, "latency_ms": 3}`, "Authorization", "Bearer admin")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	rate, latency := ts.gateway.Settings()
+	assert.Equal(t, 0.5, rate)
+	assert.Equal(t, 3*time.Millisecond, latency)
+	bad := ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 2}`, "Authorization", "Bearer admin")
+	assert.Equal(t, http.StatusBadRequest, bad.Code)
+	rate, _ = ts.gateway.Settings()
+	assert.Equal(t, 0.5, rate, "a bad request changes nothing")
+
+	closed := startService(t, testConfig(t))
+	assert.Equal(t, http.StatusForbidden, closed.do(t, http.MethodGet, "/admin/gateway", nil).Code, "no token configured: no admin API")
+}
+
+func TestHealthAndReady(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	assert.Equal(t, http.StatusOK, ts.do(t, http.MethodGet, "/healthz", nil).Code)
+	assert.Equal(t, http.StatusOK, ts.do(t, http.MethodGet, "/readyz", nil).Code)
+	ts.line.Stop("maintenance")
+	r := ts.pay(t, "cust_l", 1, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, r.Code)
+	assert.Contains(t, r.str("error"), "stopped")
+	ts.line.Start()
+	assert.Equal(t, http.StatusOK, ts.pay(t, "cust_l", 1, nil).Code)
+	_ = context.Background()
+}
