@@ -1,0 +1,74 @@
+package andon
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// AlertmanagerOptions configures an Alertmanager notifier.
+type AlertmanagerOptions struct {
+	// URL is the Alertmanager's base URL ("http://alertmanager:9093");
+	// alerts go to URL + "/api/v2/alerts". Required.
+	URL string
+	// Client sends the requests. Nil means a client of its own; the
+	// evaluator bounds each request with NotifyOptions.Timeout.
+	Client *http.Client
+	// Header is added to every request (an Authorization header).
+	Header http.Header
+}
+
+// Alertmanager is a Notifier that pushes alerts to Prometheus
+// Alertmanager through its API v2 (POST /api/v2/alerts), as a Prometheus
+// server does: labels, annotations, startsAt (when the alert fired),
+// generatorURL, and endsAt — the alert's ValidUntil while it fires, its
+// resolve time once it resolves. It is a Refresher: the evaluator re-sends
+// firing alerts every NotifyOptions.ResendInterval, so Alertmanager keeps
+// them active, and lets them expire if the process dies.
+type Alertmanager struct {
+	url    string
+	header http.Header
+	client *http.Client
+}
+
+// NewAlertmanager returns an Alertmanager notifier, or an error naming the
+// bad option.
+func NewAlertmanager(opts AlertmanagerOptions) (*Alertmanager, error) {
+	if err := checkURL("AlertmanagerOptions.URL", opts.URL); err != nil {
+		return nil, err
+	}
+	c := opts.Client
+	if c == nil {
+		c = &http.Client{}
+	}
+	return &Alertmanager{url: strings.TrimSuffix(opts.URL, "/") + "/api/v2/alerts", header: opts.Header.Clone(), client: c}, nil
+}
+
+// Name returns "alertmanager".
+func (*Alertmanager) Name() string { return "alertmanager" }
+
+// Refreshes returns true: Alertmanager forgets alerts that are not re-sent.
+func (*Alertmanager) Refreshes() bool { return true }
+
+// PostableAlert is one alert as Alertmanager's API v2 takes it.
+type PostableAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     time.Time         `json:"startsAt,omitzero"`
+	EndsAt       time.Time         `json:"endsAt,omitzero"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+}
+
+// Notify POSTs the alerts in one request.
+func (am *Alertmanager) Notify(ctx context.Context, alerts []Alert) error {
+	body := make([]PostableAlert, len(alerts))
+	for i, a := range alerts {
+		p := PostableAlert{Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.FiredAt, EndsAt: a.ValidUntil, GeneratorURL: a.GeneratorURL}
+		if a.State == Resolved {
+			p.EndsAt = a.ResolvedAt
+		}
+		body[i] = p
+	}
+	return postJSON(ctx, am.client, am.url, am.header, body)
+}

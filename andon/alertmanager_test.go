@@ -1,0 +1,119 @@
+package andon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/andon"
+)
+
+// startAlertmanager runs prometheus-alertmanager on a free loopback port
+// with a minimal configuration and returns its URL; it is stopped at the
+// end of the test.
+func startAlertmanager(t *testing.T) string {
+	bin := needBinary(t, "/usr/bin/prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"), 0o600))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--cluster.listen-address=")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("alertmanager output:\n%s", logs.String())
+		}
+	})
+	url := "http://" + addr
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "alertmanager did not become ready")
+	return url
+}
+
+// gettableAlert is the part of Alertmanager's GET /api/v2/alerts answer the
+// test reads.
+type gettableAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+	Status       struct {
+		State string `json:"state"`
+	} `json:"status"`
+}
+
+func getAlerts(t *testing.T, url string) []gettableAlert {
+	resp, err := http.Get(url + "/api/v2/alerts")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var as []gettableAlert
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&as))
+	return as
+}
+
+func TestAlertmanagerIntegration(t *testing.T) {
+	url := startAlertmanager(t)
+	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: url})
+	require.NoError(t, err)
+	cond := newSwitch()
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{am}, GeneratorURL: "http://board.example/andon/",
+		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
+			Labels: map[string]string{"team": "payments"}, Summary: "errors at {{ $value | humanizePercentage }}",
+			RunbookURL: "https://runbooks.example/errors"}}})
+	ctx := context.Background()
+
+	cond.Set(true)
+	fired := time.Now().UTC().Truncate(time.Millisecond)
+	e.EvaluateAt(ctx, fired)
+	require.NoError(t, e.Flush(ctx))
+	st := e.NotifierStats()[0]
+	require.EqualValues(t, 1, st.Sent, "%+v", st)
+
+	var got []gettableAlert
+	require.Eventually(t, func() bool { got = getAlerts(t, url); return len(got) == 1 }, 10*time.Second, 20*time.Millisecond)
+	a := got[0]
+	assert.Equal(t, map[string]string{"alertname": "HighErrorRate", "severity": "page", "team": "payments"}, a.Labels)
+	assert.Equal(t, "errors at 10%", a.Annotations["summary"])
+	assert.Equal(t, "https://runbooks.example/errors", a.Annotations["runbook_url"])
+	assert.Equal(t, "http://board.example/andon/#rule-HighErrorRate", a.GeneratorURL)
+	assert.True(t, a.StartsAt.Equal(fired), "startsAt %v, fired %v", a.StartsAt, fired)
+	assert.True(t, a.EndsAt.After(fired.Add(time.Minute)), "endsAt %v is in the future", a.EndsAt)
+	assert.Equal(t, "active", a.Status.State)
+
+	// Resolving sends endsAt = the resolve time; Alertmanager stops
+	// listing the alert as active.
+	cond.Set(false)
+	e.EvaluateAt(ctx, time.Now())
+	require.NoError(t, e.Flush(ctx))
+	require.EqualValues(t, 2, e.NotifierStats()[0].Sent)
+	require.Eventually(t, func() bool { return len(getAlerts(t, url)) == 0 }, 10*time.Second, 20*time.Millisecond,
+		fmt.Sprintf("alerts still listed: %+v", getAlerts(t, url)))
+}

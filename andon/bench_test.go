@@ -1,0 +1,66 @@
+package andon_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+)
+
+var nopNotifier = notifierFunc(func(context.Context, []andon.Alert) error { return nil })
+
+// BenchmarkEvaluate measures one evaluation of ten Stats rules (and the
+// cord) with a notifier attached, steady state (nothing changes).
+func BenchmarkEvaluate(b *testing.B) {
+	clock := newFakeClock()
+	stats, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 5 * time.Minute}, Clock: clock.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for k := range 10 {
+		observe(stats, clock, fmt.Sprint("kind", k), 100, tai.Succeeded, tai.Allow, time.Millisecond)
+	}
+	var rules []andon.Rule
+	for k := range 10 {
+		rules = append(rules, andon.Rule{Name: fmt.Sprint("R", k), Severity: andon.Page,
+			Condition: andon.ErrorRate(stats, fmt.Sprint("kind", k), 5*time.Minute, 0.05)})
+	}
+	e, err := andon.NewEvaluator(andon.Options{Rules: rules, Notifiers: []andon.Notifier{nopNotifier}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	now := clock.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		e.EvaluateAt(ctx, now)
+	}
+}
+
+// BenchmarkTransition measures an evaluation that fires or resolves a
+// rule, running a hook and queuing a notification.
+func BenchmarkTransition(b *testing.B) {
+	cond := newSwitch()
+	// Evaluation outruns delivery here, so some notifications are
+	// dropped (and logged, to nowhere): that is the bounded queue at work.
+	e, err := andon.NewEvaluator(andon.Options{Notifiers: []andon.Notifier{nopNotifier}, Logger: discardLogger(),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Summary: "errors {{ $value | humanizePercentage }}",
+			Hooks: []andon.Hook{andon.StopLine(newLine("l"))}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		cond.Set(i%2 == 0)
+		e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Second))
+	}
+}

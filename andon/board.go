@@ -1,0 +1,393 @@
+package andon
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+//go:embed board
+var boardFiles embed.FS
+
+// BoardOptions configures a Board. The zero value is useful.
+type BoardOptions struct {
+	// Prefix is the path the board is served under, such as "/andon":
+	// the page at Prefix+"/", its JSON at Prefix+"/api/state". Empty means
+	// the root. It must start with "/" and not end with one.
+	Prefix string
+	// Title heads the page. Empty means "Andon".
+	Title string
+	// Lines and Breakers are shown with their states (*jidoka.Line and
+	// *jidoka.Breaker satisfy the interfaces).
+	Lines    []Line
+	Breakers []Breaker
+	// Refresh is how often a live page is sent the state when nothing
+	// changed in the evaluator (lines and breakers change on their own).
+	// Zero means 2s; otherwise at least 100ms.
+	Refresh time.Duration
+	// ReadOnly hides the cord and refuses POSTs with 403.
+	ReadOnly bool
+	// Who names the person pulling the cord from the request (from your
+	// authentication). Nil means the name typed on the page, or "board".
+	Who func(r *http.Request) string
+	// TrustedOrigins are origins ("https://ops.example.com") allowed to
+	// POST besides the board's own, as http.CrossOriginProtection takes
+	// them.
+	TrustedOrigins []string
+	// HistoryLength is the number of recent transitions shown. Zero means
+	// 20.
+	HistoryLength int
+	// Logger receives errors writing responses. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Board is an http.Handler serving a live andon board for an Evaluator:
+// every rule with its state in colour (green, amber, red), its value
+// against its threshold, since when, and a sparkline of recent values;
+// the lines and breakers; the cord, with a button to pull and reset it.
+// The page is plain HTML, CSS and JavaScript embedded in the binary, with
+// nothing loaded from elsewhere. Under Prefix it serves:
+//
+//	GET  {prefix}/             the page
+//	GET  {prefix}/api/state    the BoardState as JSON
+//	GET  {prefix}/api/events   the BoardState as server-sent events, on every change
+//	POST {prefix}/api/cord     {"action": "pull", "reason": "...", "who": "..."} or {"action": "reset"}
+//
+// The page follows /api/events and falls back to polling /api/state. The
+// POST must carry Content-Type application/json and the header
+// X-Andon-Board: 1, which a form on another site cannot send without a
+// CORS preflight the board never grants, and passes
+// http.CrossOriginProtection (Sec-Fetch-Site and Origin checks). It answers
+// with the new BoardState.
+//
+// Close ends the event streams; the evaluator stays open.
+type Board struct {
+	ev       *Evaluator
+	opts     BoardOptions
+	refresh  time.Duration
+	mux      *http.ServeMux
+	log      *slog.Logger
+	done     chan struct{}
+	doneOnce sync.Once
+}
+
+// NewBoard returns a Board for ev, or an error naming the bad option.
+func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
+	if ev == nil {
+		return nil, errors.New("andon: NewBoard: nil Evaluator")
+	}
+	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/") ||
+		strings.ContainsAny(opts.Prefix, "{}# ?")) {
+		return nil, fmt.Errorf("andon: BoardOptions.Prefix %q must start with / and not end with one (e.g. /andon)", opts.Prefix)
+	}
+	for i, l := range opts.Lines {
+		if l == nil {
+			return nil, fmt.Errorf("andon: BoardOptions.Lines[%d] is nil", i)
+		}
+	}
+	for i, br := range opts.Breakers {
+		if br == nil {
+			return nil, fmt.Errorf("andon: BoardOptions.Breakers[%d] is nil", i)
+		}
+	}
+	b := &Board{ev: ev, opts: opts, refresh: opts.Refresh, log: opts.Logger, done: make(chan struct{})}
+	switch {
+	case b.refresh == 0:
+		b.refresh = 2 * time.Second
+	case b.refresh < 100*time.Millisecond:
+		return nil, fmt.Errorf("andon: BoardOptions.Refresh %v is below 100ms", opts.Refresh)
+	}
+	switch {
+	case b.opts.HistoryLength == 0:
+		b.opts.HistoryLength = 20
+	case b.opts.HistoryLength < 0 || b.opts.HistoryLength > 1000:
+		return nil, fmt.Errorf("andon: BoardOptions.HistoryLength %d is outside [1, 1000]", opts.HistoryLength)
+	}
+	if b.opts.Title == "" {
+		b.opts.Title = "Andon"
+	}
+	if b.log == nil {
+		b.log = slog.Default()
+	}
+	csrf := http.NewCrossOriginProtection()
+	for _, o := range opts.TrustedOrigins {
+		if err := csrf.AddTrustedOrigin(o); err != nil {
+			return nil, fmt.Errorf("andon: BoardOptions.TrustedOrigins: %w", err)
+		}
+	}
+	assets, err := fs.Sub(boardFiles, "board")
+	if err != nil {
+		return nil, err
+	}
+	p := opts.Prefix
+	b.mux = http.NewServeMux()
+	b.mux.HandleFunc("GET "+p+"/{$}", b.page)
+	b.mux.Handle("GET "+p+"/assets/", http.StripPrefix(p+"/assets/", http.FileServerFS(assets)))
+	b.mux.HandleFunc("GET "+p+"/api/state", b.state)
+	b.mux.HandleFunc("GET "+p+"/api/events", b.events)
+	b.mux.Handle("POST "+p+"/api/cord", csrf.Handler(http.HandlerFunc(b.cord)))
+	return b, nil
+}
+
+// ServeHTTP serves the page, its assets and its API.
+func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	b.mux.ServeHTTP(w, r)
+}
+
+// Close ends the event streams being served; later ones end at once.
+func (b *Board) Close() error {
+	b.doneOnce.Do(func() { close(b.done) })
+	return nil
+}
+
+// BoardState is what the board shows, and what /api/state returns.
+type BoardState struct {
+	Title    string         `json:"title"`
+	Time     time.Time      `json:"time"`
+	ReadOnly bool           `json:"read_only"`
+	Cord     BoardCord      `json:"cord"`
+	Rules    []BoardRule    `json:"rules"`
+	Lines    []BoardLine    `json:"lines"`
+	Breakers []BoardBreaker `json:"breakers"`
+	History  []Transition   `json:"history"`
+}
+
+// BoardCord is the cord on the board: its alertname and status.
+type BoardCord struct {
+	Name string `json:"name"`
+	CordStatus
+}
+
+// BoardRule is one rule on the board.
+type BoardRule struct {
+	Name     string   `json:"name"`
+	Severity Severity `json:"severity"`
+	State    State    `json:"state"`
+	// Color is "red" (firing), "amber" (pending), "grey" (inactive with
+	// too little data) or "green".
+	Color            string    `json:"color"`
+	Value            float64   `json:"value"`
+	Threshold        float64   `json:"threshold"`
+	Unit             Unit      `json:"unit"`
+	ValueText        string    `json:"value_text"`
+	ThresholdText    string    `json:"threshold_text"`
+	Detail           string    `json:"detail,omitempty"`
+	Summary          string    `json:"summary"`
+	RunbookURL       string    `json:"runbook_url,omitempty"`
+	Since            time.Time `json:"since,omitzero"`
+	LastEval         time.Time `json:"last_eval,omitzero"`
+	Samples          uint64    `json:"samples"`
+	MinSamples       uint64    `json:"min_samples"`
+	InsufficientData bool      `json:"insufficient_data"`
+	Silenced         bool      `json:"silenced"`
+	LastError        string    `json:"last_error,omitempty"`
+	Recent           []Point   `json:"recent"`
+}
+
+// BoardLine is a line on the board.
+type BoardLine struct {
+	Name    string    `json:"name"`
+	Stopped bool      `json:"stopped"`
+	Reason  string    `json:"reason,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
+}
+
+// BoardBreaker is a breaker on the board; Open is true while it refuses
+// calls (open, forced open, half-open).
+type BoardBreaker struct {
+	Name   string    `json:"name"`
+	State  string    `json:"state"`
+	Open   bool      `json:"open"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+}
+
+// State returns what the board shows now.
+func (b *Board) State() BoardState {
+	st := BoardState{Title: b.opts.Title, Time: b.ev.clock(), ReadOnly: b.opts.ReadOnly,
+		Cord: BoardCord{Name: b.ev.CordName(), CordStatus: b.ev.Cord()}}
+	for _, a := range b.ev.Alerts() {
+		br := BoardRule{Name: a.Name, Severity: a.Severity, State: a.State, Color: color(a), Value: a.Value, Threshold: a.Threshold,
+			Unit: a.Unit, ValueText: a.ValueText(), ThresholdText: a.ThresholdText(), Detail: a.Detail,
+			Summary: a.Annotations["summary"], RunbookURL: a.Annotations["runbook_url"], Since: a.Since(), LastEval: a.LastEval,
+			Samples: a.Samples, MinSamples: a.MinSamples, InsufficientData: a.InsufficientData, Silenced: a.Silenced,
+			LastError: a.LastError, Recent: b.ev.Recent(a.Name)}
+		if br.Recent == nil {
+			br.Recent = []Point{}
+		}
+		st.Rules = append(st.Rules, br)
+	}
+	st.Lines = make([]BoardLine, 0, len(b.opts.Lines))
+	for _, l := range b.opts.Lines {
+		s := l.Status()
+		st.Lines = append(st.Lines, BoardLine{Name: l.Name(), Stopped: s.Stopped, Reason: s.Reason, Since: s.Since})
+	}
+	st.Breakers = make([]BoardBreaker, 0, len(b.opts.Breakers))
+	for _, br := range b.opts.Breakers {
+		s := br.Snapshot()
+		st.Breakers = append(st.Breakers, BoardBreaker{Name: s.Name, State: s.State.String(), Open: breakerRefuses(s.State), Reason: s.Reason, Since: s.Since})
+	}
+	h := b.ev.History()
+	st.History = h[max(0, len(h)-b.opts.HistoryLength):]
+	return st
+}
+
+func color(a Alert) string {
+	switch {
+	case a.State == Firing:
+		return "red"
+	case a.State == Pending:
+		return "amber"
+	case a.InsufficientData:
+		return "grey"
+	}
+	return "green"
+}
+
+func (b *Board) page(w http.ResponseWriter, r *http.Request) {
+	body, err := boardFiles.ReadFile("board/index.html")
+	if err != nil {
+		http.Error(w, "andon: page missing", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(body)
+}
+
+func (b *Board) state(w http.ResponseWriter, r *http.Request) {
+	b.writeJSON(w, http.StatusOK, b.State())
+}
+
+func (b *Board) writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "andon: encoding: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func (b *Board) fail(w http.ResponseWriter, code int, msg string) {
+	b.writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// events streams the state as server-sent events until the client goes
+// or the board closes.
+func (b *Board) events(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	tick := time.NewTicker(b.refresh)
+	defer tick.Stop()
+	var last []byte
+	lastWrite := time.Now()
+	for {
+		changed := b.ev.watch()
+		st := b.State()
+		now := st.Time
+		st.Time = time.Time{}
+		key, err := json.Marshal(st)
+		if err != nil {
+			b.log.Error("andon: board: encoding state", "err", err)
+			return
+		}
+		var msg []byte
+		switch {
+		case !bytes.Equal(key, last):
+			st.Time = now
+			body, _ := json.Marshal(st) // it encoded a moment ago
+			msg = append(append([]byte("event: state\ndata: "), body...), "\n\n"...)
+			last = key
+		case time.Since(lastWrite) >= 15*time.Second:
+			msg = []byte(": keep-alive\n\n")
+		}
+		if msg != nil {
+			if _, err := w.Write(msg); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			lastWrite = time.Now()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-b.done:
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// cordRequest is the body of POST /api/cord.
+type cordRequest struct {
+	Action string `json:"action"`
+	Reason string `json:"reason"`
+	Who    string `json:"who"`
+}
+
+const maxCordText = 200
+
+func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
+	if b.opts.ReadOnly {
+		b.fail(w, http.StatusForbidden, "andon: the board is read-only")
+		return
+	}
+	if r.Header.Get("X-Andon-Board") != "1" {
+		b.fail(w, http.StatusForbidden, "andon: missing header X-Andon-Board: 1")
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !strings.HasPrefix(ct, "application/json;") {
+		b.fail(w, http.StatusUnsupportedMediaType, "andon: Content-Type must be application/json")
+		return
+	}
+	var req cordRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		b.fail(w, http.StatusBadRequest, "andon: bad cord request: "+err.Error())
+		return
+	}
+	if len(req.Reason) > maxCordText || len(req.Who) > maxCordText {
+		b.fail(w, http.StatusBadRequest, fmt.Sprintf("andon: reason and who must be at most %d bytes", maxCordText))
+		return
+	}
+	if b.opts.Who != nil {
+		req.Who = b.opts.Who(r)
+	}
+	if strings.TrimSpace(req.Who) == "" {
+		req.Who = "board"
+	}
+	switch req.Action {
+	case "pull":
+		b.ev.Pull(r.Context(), req.Reason, req.Who)
+	case "reset":
+		b.ev.Reset(r.Context())
+	default:
+		b.fail(w, http.StatusBadRequest, fmt.Sprintf("andon: cord action %q is not pull or reset", req.Action))
+		return
+	}
+	b.writeJSON(w, http.StatusOK, b.State())
+}

@@ -1,0 +1,243 @@
+// The andon board: renders /api/state, follows /api/events (server-sent
+// events) and falls back to polling. Text from the server is set with
+// textContent only, never parsed as HTML.
+(function () {
+  "use strict";
+
+  var SVG = "http://www.w3.org/2000/svg";
+  var state = null;
+  var offset = 0; // server clock minus client clock, in ms
+  var pollTimer = null;
+  var live = false; // the event stream delivers
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, attrs, children) {
+    var e = document.createElement(tag);
+    for (var k in attrs || {}) {
+      if (k === "text") e.textContent = attrs[k];
+      else if (k === "class") e.className = attrs[k];
+      else e.setAttribute(k, attrs[k]);
+    }
+    (children || []).forEach(function (c) { if (c) e.appendChild(c); });
+    return e;
+  }
+
+  function now() { return Date.now() + offset; }
+
+  function ago(t) {
+    if (!t) return "";
+    var s = Math.max(0, Math.round((now() - Date.parse(t)) / 1000));
+    if (s < 60) return s + "s";
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + "m " + (s % 60) + "s";
+    var h = Math.floor(m / 60);
+    if (h < 48) return h + "h " + (m % 60) + "m";
+    return Math.floor(h / 24) + "d " + (h % 24) + "h";
+  }
+
+  function clockTime(t) {
+    return new Date(Date.parse(t)).toLocaleTimeString([], { hour12: false });
+  }
+
+  function since(t) {
+    if (!t) return null;
+    return el("span", { class: "since", "data-since": t, text: "since " + clockTime(t) + " (" + ago(t) + ")" });
+  }
+
+  function sparkline(rule) {
+    var w = 140, h = 34, pad = 3;
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("width", w);
+    svg.setAttribute("height", h);
+    svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "recent values of " + rule.name);
+    var pts = rule.recent || [];
+    if (pts.length === 0) return svg;
+    var hi = rule.unit === "state" ? 1 : rule.threshold;
+    var lo = 0;
+    pts.forEach(function (p) { hi = Math.max(hi, p.v); lo = Math.min(lo, p.v); });
+    if (hi === lo) hi = lo + 1;
+    hi += (hi - lo) * 0.1;
+    function y(v) { return (h - pad - (v - lo) / (hi - lo) * (h - 2 * pad)).toFixed(1); }
+    function x(i) { return pts.length === 1 ? w / 2 : (pad + i * (w - 2 * pad) / (pts.length - 1)).toFixed(1); }
+    if (rule.unit !== "state") {
+      var t = document.createElementNS(SVG, "line");
+      t.setAttribute("x1", 0); t.setAttribute("x2", w);
+      t.setAttribute("y1", y(rule.threshold)); t.setAttribute("y2", y(rule.threshold));
+      svg.appendChild(t);
+    }
+    var line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("points", pts.map(function (p, i) { return x(i) + "," + y(p.v); }).join(" "));
+    svg.appendChild(line);
+    return svg;
+  }
+
+  function renderRule(r) {
+    var badges = [
+      el("span", { class: "badge state", text: r.state }),
+      el("span", { class: "badge sev-" + r.severity, text: r.severity })
+    ];
+    if (r.silenced) badges.push(el("span", { class: "badge", text: "silenced" }));
+    if (r.insufficient_data) badges.push(el("span", { class: "badge", text: "too little data (" + r.samples + "/" + r.min_samples + ")" }));
+    if (r.last_error) badges.push(el("span", { class: "badge", text: "error" }));
+    var value = el("div", { class: "value" }, [
+      document.createTextNode(r.unit === "state" ? (r.value >= 0.5 ? "ON" : "off") : r.value_text),
+      r.threshold_text ? el("span", { class: "threshold", text: "  threshold " + r.threshold_text }) : null
+    ]);
+    var meta = [];
+    if (r.since) meta.push(since(r.since));
+    if (r.unit !== "state") meta.push(el("span", { text: (meta.length ? " · " : "") + r.samples + " samples" }));
+    if (r.last_error) meta.push(el("span", { text: " · " + r.last_error }));
+    if (r.runbook_url && /^https?:\/\//.test(r.runbook_url)) {
+      meta.push(document.createTextNode(" · "));
+      meta.push(el("a", { href: r.runbook_url, rel: "noopener noreferrer", target: "_blank", text: "runbook" }));
+    }
+    return el("article", {
+      class: "rule", id: "rule-" + r.name, "data-rule": r.name, "data-state": r.state, "data-color": r.color
+    }, [
+      el("div", { class: "head" }, [el("span", { class: "name", text: r.name })].concat(badges)),
+      sparkline(r),
+      value,
+      el("div", { class: "summary-text", text: r.summary }),
+      el("div", { class: "meta" }, meta)
+    ]);
+  }
+
+  function renderLine(l) {
+    return el("div", { class: "tile line" + (l.stopped ? " bad" : ""), "data-line": l.name, "data-stopped": String(l.stopped) }, [
+      el("div", { class: "kind", text: "line" }),
+      el("div", { class: "name", text: l.name }),
+      el("div", { class: "status", text: l.stopped ? "STOPPED" : "running" }),
+      l.stopped ? el("div", { class: "why", text: l.reason }) : null,
+      l.stopped ? el("div", { class: "why" }, [since(l.since)]) : null
+    ]);
+  }
+
+  function renderBreaker(b) {
+    return el("div", { class: "tile breaker" + (b.open ? " bad" : ""), "data-breaker": b.name, "data-state": b.state }, [
+      el("div", { class: "kind", text: "breaker" }),
+      el("div", { class: "name", text: b.name }),
+      el("div", { class: "status", text: b.state }),
+      b.reason && b.open ? el("div", { class: "why", text: b.reason }) : null,
+      el("div", { class: "why" }, [since(b.since)])
+    ]);
+  }
+
+  function replace(id, nodes) {
+    var box = $(id);
+    while (box.firstChild) box.removeChild(box.firstChild);
+    nodes.forEach(function (n) { box.appendChild(n); });
+  }
+
+  function render(s) {
+    state = s;
+    offset = Date.parse(s.time) - Date.now();
+    document.title = s.title;
+    $("title").textContent = s.title;
+
+    var cord = $("cord");
+    cord.setAttribute("data-pulled", String(s.cord.pulled));
+    $("cord-text").textContent = s.cord.pulled
+      ? "PULLED by " + s.cord.who + ": " + s.cord.reason + " — since " + clockTime(s.cord.since) + " (" + ago(s.cord.since) + ")"
+      : "ready";
+    $("cord-form").hidden = s.read_only || s.cord.pulled;
+    $("cord-reset").hidden = s.read_only || !s.cord.pulled;
+
+    replace("lines", s.lines.map(renderLine));
+    replace("breakers", s.breakers.map(renderBreaker));
+    var rules = s.rules.filter(function (r) { return r.name !== s.cord.name; });
+    replace("rules", rules.map(renderRule));
+    replace("history", s.history.slice().reverse().map(function (t) {
+      return el("li", { class: "to-" + t.to, text: clockTime(t.at) + "  " + t.rule + ": " + t.from + " → " + t.to });
+    }));
+
+    var firing = rules.filter(function (r) { return r.state === "firing"; }).length;
+    var pending = rules.filter(function (r) { return r.state === "pending"; }).length;
+    replace("summary", [
+      el("b", { text: String(firing) }), document.createTextNode(" firing · "),
+      el("b", { text: String(pending) }), document.createTextNode(" pending · " + rules.length + " rules")
+    ]);
+    tick();
+  }
+
+  function tick() {
+    $("clock").textContent = new Date(now()).toLocaleTimeString([], { hour12: false });
+    document.querySelectorAll("[data-since]").forEach(function (e) {
+      var t = e.getAttribute("data-since");
+      e.textContent = "since " + clockTime(t) + " (" + ago(t) + ")";
+    });
+  }
+
+  function setConn(mode, text) {
+    var c = $("conn");
+    c.setAttribute("data-mode", mode);
+    c.textContent = text;
+  }
+
+  function poll() {
+    fetch("api/state", { cache: "no-store", credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (s) { if (!live) { render(s); setConn("polling", "polling"); } })
+      .catch(function () { if (!live) setConn("offline", "offline"); });
+  }
+
+  function startPolling() {
+    if (pollTimer) return;
+    poll();
+    pollTimer = setInterval(poll, 2000);
+  }
+
+  function follow() {
+    if (!window.EventSource) { startPolling(); return; }
+    var es = new EventSource("api/events");
+    es.addEventListener("state", function (ev) {
+      live = true;
+      render(JSON.parse(ev.data));
+      setConn("live", "live");
+      if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+    });
+    es.onerror = function () {
+      live = false;
+      if (es.readyState === EventSource.CLOSED) startPolling();
+      else setConn("offline", "reconnecting…");
+    };
+  }
+
+  function postCord(body) {
+    var err = $("cord-error");
+    err.hidden = true;
+    return fetch("api/cord", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-Andon-Board": "1" },
+      body: JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().then(function (j) {
+        if (!r.ok) throw new Error(j.error || r.status);
+        render(j);
+      });
+    }).catch(function (e) {
+      err.textContent = "The cord did not respond: " + e.message;
+      err.hidden = false;
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var who = $("cord-who");
+    try { who.value = localStorage.getItem("andon.who") || ""; } catch (e) { /* storage disabled */ }
+    $("cord-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      try { localStorage.setItem("andon.who", who.value); } catch (e) { /* storage disabled */ }
+      postCord({ action: "pull", reason: $("cord-reason").value, who: who.value }).then(function () {
+        $("cord-reason").value = "";
+      });
+    });
+    $("cord-reset").addEventListener("click", function () { postCord({ action: "reset" }); });
+    poll();
+    follow();
+    setInterval(tick, 1000);
+  });
+})();

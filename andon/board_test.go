@@ -1,0 +1,284 @@
+package andon_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/jidoka"
+)
+
+// boardFixture is an evaluator with two rules, a line the cord and the
+// first rule stop, a breaker, and a board over them at /andon.
+type boardFixture struct {
+	clock   *fakeClock
+	cond    *switchCond
+	other   *switchCond
+	line    *jidoka.Line
+	breaker *jidoka.Breaker
+	ev      *andon.Evaluator
+	board   *andon.Board
+	srv     *httptest.Server
+}
+
+func newBoardFixture(t *testing.T, opts andon.BoardOptions) *boardFixture {
+	f := &boardFixture{clock: newFakeClock(), cond: newSwitch(), other: newSwitch()}
+	f.line = jidoka.NewLine(jidoka.LineConfig{Name: "checkout", Clock: f.clock})
+	var err error
+	f.breaker, err = jidoka.NewBreaker(jidoka.Config{Name: "gateway", Clock: f.clock, OpenDuration: time.Hour})
+	require.NoError(t, err)
+	stop := andon.StopLine(f.line)
+	f.ev = newEvaluator(t, andon.Options{Clock: f.clock.Now,
+		Cord: andon.CordOptions{Hooks: []andon.Hook{stop}},
+		Rules: []andon.Rule{
+			{Name: "HighErrorRate", Severity: andon.Page, Condition: f.cond, RunbookURL: "https://runbooks.example/errors",
+				Summary: "error rate {{ $value | humanizePercentage }} over 5m"},
+			{Name: "SlowPayments", Severity: andon.Ticket, Condition: f.other, For: 5 * time.Minute},
+			{Name: "GatewayOpen", Severity: andon.Page, Condition: andon.BreakerOpen(f.breaker)},
+		}})
+	opts.Prefix = "/andon"
+	opts.Lines = []andon.Line{f.line}
+	opts.Breakers = []andon.Breaker{f.breaker}
+	if opts.Title == "" {
+		opts.Title = "Payments andon"
+	}
+	f.board, err = andon.NewBoard(f.ev, opts)
+	require.NoError(t, err)
+	f.srv = httptest.NewServer(f.board)
+	t.Cleanup(func() {
+		require.NoError(t, f.board.Close()) // ends event streams before the server waits for them
+		f.srv.Close()
+	})
+	return f
+}
+
+func (f *boardFixture) eval(t *testing.T, d time.Duration) {
+	f.ev.EvaluateAt(context.Background(), f.clock.Advance(d))
+}
+
+func TestBoardState(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{})
+	f.cond.Set(true)
+	f.other.Set(true)
+	f.eval(t, 0)
+
+	resp, err := http.Get(f.srv.URL + "/andon/api/state")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'self'")
+	var st andon.BoardState
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+	assert.Equal(t, "Payments andon", st.Title)
+	require.Len(t, st.Rules, 4, "three rules and the cord")
+	r := st.Rules[0]
+	assert.Equal(t, "HighErrorRate", r.Name)
+	assert.Equal(t, andon.Firing, r.State)
+	assert.Equal(t, "red", r.Color)
+	assert.Equal(t, "10%", r.ValueText)
+	assert.Equal(t, "5%", r.ThresholdText)
+	assert.Equal(t, "error rate 10% over 5m", r.Summary)
+	assert.Equal(t, "https://runbooks.example/errors", r.RunbookURL)
+	assert.Equal(t, t0, r.Since)
+	require.Len(t, r.Recent, 1)
+	assert.Equal(t, "amber", st.Rules[1].Color)
+	assert.Equal(t, "green", st.Rules[2].Color)
+	assert.Equal(t, "AndonCord", st.Cord.Name)
+	assert.Equal(t, []andon.BoardLine{{Name: "checkout"}}, st.Lines)
+	require.Len(t, st.Breakers, 1)
+	assert.Equal(t, "closed", st.Breakers[0].State)
+	assert.Len(t, st.History, 2)
+
+	page, err := http.Get(f.srv.URL + "/andon/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	assert.Equal(t, http.StatusOK, page.StatusCode)
+	assert.Contains(t, string(body), `<script src="assets/board.js"`)
+	assert.NotContains(t, string(body), "http", "nothing loaded from elsewhere")
+	for _, asset := range []string{"board.js", "board.css"} {
+		a, err := http.Get(f.srv.URL + "/andon/assets/" + asset)
+		require.NoError(t, err)
+		a.Body.Close()
+		assert.Equal(t, http.StatusOK, a.StatusCode, asset)
+	}
+	nf, err := http.Get(f.srv.URL + "/elsewhere/")
+	require.NoError(t, err)
+	nf.Body.Close()
+	assert.Equal(t, http.StatusNotFound, nf.StatusCode)
+}
+
+func TestBoardCordRequests(t *testing.T) {
+	good := func(r *http.Request) {
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("X-Andon-Board", "1")
+	}
+	tests := []struct {
+		name    string
+		method  string
+		body    string
+		prepare func(*http.Request)
+		opts    andon.BoardOptions
+		code    int
+		pulled  bool
+	}{
+		{"pull", http.MethodPost, `{"action":"pull","reason":"smoke","who":"alice"}`, good, andon.BoardOptions{}, http.StatusOK, true},
+		{"same-origin browser", http.MethodPost, `{"action":"pull","reason":"smoke"}`, func(r *http.Request) {
+			good(r)
+			r.Header.Set("Sec-Fetch-Site", "same-origin")
+		}, andon.BoardOptions{}, http.StatusOK, true},
+		{"no custom header", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) { r.Header.Set("Content-Type", "application/json") }, andon.BoardOptions{}, http.StatusForbidden, false},
+		{"form content type", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
+			r.Header.Set("Content-Type", "text/plain")
+			r.Header.Set("X-Andon-Board", "1")
+		}, andon.BoardOptions{}, http.StatusUnsupportedMediaType, false},
+		{"cross-site fetch", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
+			good(r)
+			r.Header.Set("Sec-Fetch-Site", "cross-site")
+		}, andon.BoardOptions{}, http.StatusForbidden, false},
+		{"foreign origin", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
+			good(r)
+			r.Header.Set("Origin", "https://evil.example")
+		}, andon.BoardOptions{}, http.StatusForbidden, false},
+		{"trusted origin", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
+			good(r)
+			r.Header.Set("Origin", "https://ops.example")
+		}, andon.BoardOptions{TrustedOrigins: []string{"https://ops.example"}}, http.StatusOK, true},
+		{"get is not allowed", http.MethodGet, ``, good, andon.BoardOptions{}, http.StatusMethodNotAllowed, false},
+		{"read-only", http.MethodPost, `{"action":"pull"}`, good, andon.BoardOptions{ReadOnly: true}, http.StatusForbidden, false},
+		{"unknown action", http.MethodPost, `{"action":"yank"}`, good, andon.BoardOptions{}, http.StatusBadRequest, false},
+		{"unknown field", http.MethodPost, `{"action":"pull","force":true}`, good, andon.BoardOptions{}, http.StatusBadRequest, false},
+		{"reason too long", http.MethodPost, `{"action":"pull","reason":"` + strings.Repeat("x", 201) + `"}`, good, andon.BoardOptions{}, http.StatusBadRequest, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newBoardFixture(t, tt.opts)
+			req, err := http.NewRequest(tt.method, f.srv.URL+"/andon/api/cord", strings.NewReader(tt.body))
+			require.NoError(t, err)
+			tt.prepare(req)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			assert.Equal(t, tt.code, resp.StatusCode)
+			assert.Equal(t, tt.pulled, f.ev.Cord().Pulled)
+			assert.Equal(t, tt.pulled, f.line.Status().Stopped, "the cord stops the line")
+			if tt.code == http.StatusOK {
+				var st andon.BoardState
+				require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+				assert.Equal(t, tt.pulled, st.Cord.Pulled, "the answer is the new state")
+			}
+		})
+	}
+}
+
+func TestBoardCordWhoAndReset(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{Who: func(r *http.Request) string { return "sso:" + r.Header.Get("X-User") }})
+	post := func(body string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		req.Header.Set("X-Andon-Board", "1")
+		req.Header.Set("X-User", "carol")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	assert.Equal(t, http.StatusOK, post(`{"action":"pull","reason":"jam","who":"mallory"}`).StatusCode)
+	assert.Equal(t, "sso:carol", f.ev.Cord().Who, "Who overrides the typed name")
+	assert.True(t, f.line.Status().Stopped)
+	assert.Equal(t, http.StatusOK, post(`{"action":"reset"}`).StatusCode)
+	assert.False(t, f.ev.Cord().Pulled)
+	assert.False(t, f.line.Status().Stopped)
+}
+
+// readEvent reads one server-sent event's data.
+func readEvent(t *testing.T, r *bufio.Reader) andon.BoardState {
+	t.Helper()
+	var data string
+	for {
+		line, err := r.ReadString('\n')
+		require.NoError(t, err)
+		line = strings.TrimRight(line, "\n")
+		if line == "" && data != "" {
+			var st andon.BoardState
+			require.NoError(t, json.Unmarshal([]byte(data), &st))
+			return st
+		}
+		if v, ok := strings.CutPrefix(line, "data: "); ok {
+			data = v
+		}
+	}
+}
+
+func TestBoardEvents(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{Refresh: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/andon/api/events", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	r := bufio.NewReader(resp.Body)
+
+	st := readEvent(t, r)
+	assert.Equal(t, andon.Inactive, st.Rules[0].State)
+
+	// A change in the evaluator is pushed at once, not at the next refresh.
+	f.cond.Set(true)
+	f.eval(t, time.Minute)
+	st = readEvent(t, r)
+	assert.Equal(t, andon.Firing, st.Rules[0].State)
+
+	f.ev.Pull(context.Background(), "jam", "dave")
+	st = readEvent(t, r)
+	assert.True(t, st.Cord.Pulled)
+	assert.True(t, st.Lines[0].Stopped)
+
+	// The stream ends when the client goes (goleak checks the handler
+	// returned).
+	cancel()
+}
+
+func TestBoardCloseEndsEvents(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{})
+	resp, err := http.Get(f.srv.URL + "/andon/api/events")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	readEvent(t, r)
+	require.NoError(t, f.board.Close())
+	_, err = io.ReadAll(r)
+	require.NoError(t, err, "the stream ends cleanly")
+}
+
+func TestBoardOptionsValidation(t *testing.T) {
+	e := newEvaluator(t, andon.Options{})
+	for _, tt := range []struct {
+		opts andon.BoardOptions
+		want string
+	}{
+		{andon.BoardOptions{Prefix: "andon"}, `BoardOptions.Prefix "andon" must start with /`},
+		{andon.BoardOptions{Prefix: "/andon/"}, `BoardOptions.Prefix "/andon/" must start with / and not end with one`},
+		{andon.BoardOptions{Refresh: time.Millisecond}, "BoardOptions.Refresh 1ms is below 100ms"},
+		{andon.BoardOptions{Lines: []andon.Line{nil}}, "BoardOptions.Lines[0] is nil"},
+		{andon.BoardOptions{TrustedOrigins: []string{"not a url"}}, "BoardOptions.TrustedOrigins"},
+	} {
+		_, err := andon.NewBoard(e, tt.opts)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "andon: "+tt.want)
+	}
+	_, err := andon.NewBoard(nil, andon.BoardOptions{})
+	assert.ErrorContains(t, err, "andon: NewBoard: nil Evaluator")
+}

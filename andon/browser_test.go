@@ -1,0 +1,128 @@
+package andon_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/andon"
+)
+
+// TestBoardInChromium drives the board in a real headless Chromium: the
+// page loads, a firing rule shows red, a change in the evaluator reaches
+// the page without a reload, pulling the cord stops the line and the page
+// shows it. It saves a screenshot to $ANDON_SCREENSHOT_DIR, or to a
+// temporary directory.
+func TestBoardInChromium(t *testing.T) {
+	bin := needBinary(t, "/usr/bin/chromium", "chromium", "chromium-browser")
+	f := newBoardFixture(t, andon.BoardOptions{Refresh: 500 * time.Millisecond})
+	f.cond.Set(true)
+	f.breaker.Trip("gateway timeouts")
+	for i := range 8 { // a few values for the sparklines
+		f.cond.Set(i != 3)
+		f.eval(t, time.Minute)
+	}
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+
+	start := time.Now()
+	step := func(what string) { t.Logf("%6.2fs %s", time.Since(start).Seconds(), what) }
+	firing := chromedp.CSS(`article[data-rule="HighErrorRate"][data-state="firing"]`)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(f.srv.URL+"/andon/")))
+	step("navigated")
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(firing)))
+	step("firing rule visible")
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	step("page loaded, live")
+	border, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`getComputedStyle(document.querySelector('article[data-rule="HighErrorRate"]')).borderLeftColor`))
+	require.NoError(t, err)
+	assert.Equal(t, "rgb(211, 47, 47)", border, "a firing rule is red")
+	green, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`getComputedStyle(document.querySelector('article[data-rule="SlowPayments"]')).borderLeftColor`))
+	require.NoError(t, err)
+	assert.Equal(t, "rgb(46, 125, 50)", green, "an inactive rule is green")
+	points, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`document.querySelector('article[data-rule="HighErrorRate"] svg.spark polyline').getAttribute('points')`))
+	require.NoError(t, err)
+	assert.Len(t, splitFields(points), 8, "one sparkline point per evaluation")
+
+	// A change in the evaluator reaches the page without a reload.
+	f.other.Set(true)
+	f.eval(t, time.Minute)
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`article[data-rule="SlowPayments"][data-color="amber"]`))))
+
+	step("live update seen")
+	// Pull the cord from the page.
+	require.False(t, f.line.Status().Stopped)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#cord-reason"), "smoke at station 3"),
+		chromedp.SendKeys(chromedp.CSS("#cord-who"), "alice"),
+		chromedp.Click(chromedp.CSS("#cord-pull")),
+		chromedp.WaitVisible(chromedp.CSS(`#cord[data-pulled="true"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-line="checkout"][data-stopped="true"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#cord-reset")),
+	))
+	step("cord pulled")
+	st := f.line.Status()
+	require.True(t, st.Stopped, "the cord stopped the line")
+	assert.Contains(t, st.Reason, "cord pulled by alice: smoke at station 3")
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#cord-text")))
+	require.NoError(t, err)
+	assert.Contains(t, text, "PULLED by alice: smoke at station 3")
+
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	dir := os.Getenv("ANDON_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	path := filepath.Join(dir, "andon-board.png")
+	require.NoError(t, os.WriteFile(path, shot, 0o600))
+	t.Logf("screenshot: %s", path)
+
+	// Reset from the page restarts the line.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("#cord-reset")),
+		chromedp.WaitVisible(chromedp.CSS(`[data-line="checkout"][data-stopped="false"]`)),
+	))
+	assert.False(t, f.line.Status().Stopped)
+}
+
+func splitFields(s string) []string {
+	var out []string
+	start := -1
+	for i, r := range s + " " {
+		if r == ' ' {
+			if start >= 0 {
+				out = append(out, s[start:i])
+			}
+			start = -1
+		} else if start < 0 {
+			start = i
+		}
+	}
+	return out
+}

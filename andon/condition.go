@@ -1,0 +1,74 @@
+package andon
+
+import (
+	"context"
+	"time"
+
+	"github.com/taipattern/taikit/kaizen"
+)
+
+// A Condition measures something and says whether it is wrong. The
+// evaluator calls Measure once per evaluation, with the evaluation time, and
+// never concurrently for one rule. An error leaves the rule's state as it
+// was and is shown in Alert.LastError.
+//
+// The built-in conditions read kaizen Stats (OutcomeRate, ErrorRate,
+// VerdictRate, LatencyQuantile, BurnRate) or jidoka state (BreakerOpen,
+// LineStopped); ConditionFunc turns a function into one. A Condition that is
+// also a fmt.Stringer describes itself in default summaries.
+type Condition interface {
+	Measure(ctx context.Context, now time.Time) (Measurement, error)
+}
+
+// Measurement is what a Condition found at one evaluation.
+type Measurement struct {
+	// Active reports that the condition holds: the value crossed the
+	// threshold, the breaker is open.
+	Active bool
+	// Value is what was measured and Threshold what it is compared with,
+	// both in Unit.
+	Value     float64
+	Threshold float64
+	Unit      Unit
+	// Samples is the number of signals Value rests on; the rule compares
+	// it with Rule.MinSamples. Conditions on a state (breaker, line, cord)
+	// report 1.
+	Samples uint64
+	// Detail says in words what a number does not ("gateway open: 5
+	// consecutive failures"); it may be empty.
+	Detail string
+}
+
+// ConditionFunc adapts a function to a Condition, as http.HandlerFunc does
+// for handlers. A rule with a ConditionFunc can be exported to Prometheus
+// only when Rule.Expr gives its PromQL.
+type ConditionFunc func(ctx context.Context, now time.Time) (Measurement, error)
+
+// Measure calls f(ctx, now).
+func (f ConditionFunc) Measure(ctx context.Context, now time.Time) (Measurement, error) {
+	return f(ctx, now)
+}
+
+// StatsSource is what the Stats conditions read: a *kaizen.Stats. Window
+// returns the statistics of a kind of signal over the last d, and false
+// when the kind was never seen (or d is not kept); Windows lists the window
+// lengths kept, which rules are checked against when the evaluator is built.
+//
+// The Stats reads its own clock; for deterministic tests give it the same
+// clock as the evaluator.
+type StatsSource interface {
+	Window(kind string, d time.Duration) (kaizen.WindowStats, bool)
+	Windows() []time.Duration
+}
+
+// validator is implemented by the built-in conditions that can check
+// their configuration when the evaluator is built.
+type validator interface {
+	validate() error
+}
+
+// stateCondition marks the conditions on a state rather than on samples;
+// Rule.MinSamples above 1 would keep them from ever firing.
+type stateCondition interface {
+	onState()
+}

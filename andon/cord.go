@@ -1,0 +1,113 @@
+package andon
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CordOptions configures the andon cord of an evaluator: a rule that fires
+// while someone has pulled the cord. The zero value is useful.
+type CordOptions struct {
+	// Name is the cord's alertname. Empty means "AndonCord".
+	Name string
+	// Severity of the cord's alert. Empty means Page.
+	Severity Severity
+	// Labels are added to the cord's alert.
+	Labels map[string]string
+	// RunbookURL is the cord alert's runbook_url annotation.
+	RunbookURL string
+	// Hooks run when the cord is pulled and reset, after Options.Hooks:
+	// StopLine(line) makes the cord stop the line.
+	Hooks []Hook
+}
+
+// CordStatus is the state of the cord.
+type CordStatus struct {
+	Pulled bool      `json:"pulled"`
+	Reason string    `json:"reason,omitempty"`
+	Who    string    `json:"who,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+}
+
+// cord is the condition of the cord rule: it holds while pulled.
+type cord struct {
+	mu     sync.Mutex
+	status CordStatus
+}
+
+func (*cord) onState() {}
+
+func (c *cord) Measure(context.Context, time.Time) (Measurement, error) {
+	st := c.get()
+	m := Measurement{Unit: UnitState, Threshold: 0.5, Samples: 1, Detail: "cord not pulled"}
+	if st.Pulled {
+		m.Active, m.Value = true, 1
+		m.Detail = "cord pulled by " + st.Who + ": " + st.Reason
+	}
+	return m, nil
+}
+
+func (c *cord) String() string { return "andon cord pulled" }
+
+func (c *cord) get() CordStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+// set changes the cord and reports whether it changed.
+func (c *cord) set(st CordStatus) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status.Pulled == st.Pulled {
+		return false
+	}
+	c.status = st
+	return true
+}
+
+// Pull pulls the andon cord: the cord's alert fires at once (hooks run,
+// notifiers hear of it) and stays firing until Reset. reason says what is
+// wrong and who who pulled it; empty values read "no reason given" and
+// "someone". Pull reports whether the cord was pulled by this call: a cord
+// already pulled keeps its first reason, as a stopped line does. It returns
+// false after Close.
+func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
+	if e.isClosed() {
+		return false
+	}
+	reason, who = strings.TrimSpace(reason), strings.TrimSpace(who)
+	if reason == "" {
+		reason = "no reason given"
+	}
+	if who == "" {
+		who = "someone"
+	}
+	if !e.cord.set(CordStatus{Pulled: true, Reason: reason, Who: who, Since: e.clock()}) {
+		return false
+	}
+	e.evaluate(ctx, e.clock(), []*ruleState{e.cordRule})
+	return true
+}
+
+// Reset releases the andon cord: its alert resolves at once and its hooks'
+// Resolve runs (StopLine restarts a line the cord stopped). It reports
+// whether the cord was pulled.
+func (e *Evaluator) Reset(ctx context.Context) bool {
+	if e.isClosed() {
+		return false
+	}
+	if !e.cord.set(CordStatus{}) {
+		return false
+	}
+	e.evaluate(ctx, e.clock(), []*ruleState{e.cordRule})
+	return true
+}
+
+// Cord returns the state of the cord.
+func (e *Evaluator) Cord() CordStatus { return e.cord.get() }
+
+// CordName returns the cord's alertname (CordOptions.Name).
+func (e *Evaluator) CordName() string { return e.cordRule.rule.Name }

@@ -1,0 +1,91 @@
+// Package andon makes problems visible at once and lets anyone stop the
+// line. It evaluates alert rules in-process over kaizen Stats with the
+// semantics of Prometheus alerting rules, tells people through notifiers
+// (a log, a webhook, Alertmanager), pulls a cord that stops a jidoka Line,
+// shows it all on a live web board, and exports the same rules as a
+// Prometheus rule file.
+//
+// # Rules
+//
+// A Rule has a Name, a Severity (Page, Ticket, Info), a Condition, For,
+// KeepFiringFor, MinSamples, Labels, and annotations (Summary,
+// Description, RunbookURL) that are templates with the value filled in:
+//
+//	stats, _ := kaizen.NewStats(kaizen.StatsOptions{
+//		Windows: andon.BurnWindowsOf(andon.PageBurnWindows), // 5m, 30m, 1h, 6h
+//	})
+//	rules := []andon.Rule{
+//		{Name: "HighFraudRate", Severity: andon.Page, For: 2 * time.Minute, MinSamples: 50,
+//			Condition: andon.VerdictRate(stats, "payment", 5*time.Minute, 0.02, tai.Deny),
+//			Summary:   "fraud rate {{ $value | humanizePercentage }}"},
+//		{Name: "SlowPayments", Severity: andon.Ticket,
+//			Condition: andon.LatencyQuantile(stats, "payment", 5*time.Minute, 0.99, 5*time.Second)},
+//		{Name: "HighErrorRate", Severity: andon.Page,
+//			Condition: andon.ErrorRate(stats, "payment", 5*time.Minute, 0.05)},
+//		{Name: "PaymentBudgetBurn", Severity: andon.Page,
+//			Condition: andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.999}, andon.PageBurnWindows...)},
+//		{Name: "GatewayOpen", Severity: andon.Ticket, Condition: andon.BreakerOpen(breaker)},
+//	}
+//
+// The built-in conditions read kaizen Stats (OutcomeRate, ErrorRate,
+// VerdictRate, LatencyQuantile, BurnRate) or jidoka state (BreakerOpen,
+// LineStopped); a ConditionFunc is a condition of your own. A Stats
+// condition reads one of the windows the Stats keeps: building the
+// evaluator fails, naming the window, when the Stats does not keep it.
+// BurnRate implements the multiwindow, multi-burn-rate alerts of the SRE
+// workbook: PageBurnWindows (1h and 5m at 14.4×, 6h and 30m at 6×) and
+// TicketBurnWindows (1d and 2h at 3×, 3d and 6h at 1×).
+//
+// MinSamples guards against deciding on too little data: while a
+// condition's value rests on fewer signals, the rule neither fires nor
+// resolves, and its Alert says InsufficientData.
+//
+// # States
+//
+// An Evaluator evaluates the rules on an interval (Run) or when told
+// (Evaluate, EvaluateAt with a time of your choosing, for tests). A rule
+// is Inactive while its condition does not hold, Pending while it has held
+// for less than For, Firing after, and Resolved once it stops holding —
+// after KeepFiringFor, if set. Alerts carry Prometheus's timestamps
+// (ActiveAt, FiredAt, ResolvedAt, KeepFiringSince); History keeps the last
+// transitions. Silences mute the notifications of alerts that match label
+// matchers, for a while.
+//
+// Hooks act on fire and resolve. StopLine(line) stops a jidoka Line when
+// a rule fires and restarts it when the rule resolves, unless someone else
+// stopped it. The cord is a rule of its own: Pull(ctx, reason, who) makes
+// it fire at once — with StopLine in CordOptions.Hooks, it stops the line
+// — and Reset resolves it.
+//
+// # Notifiers
+//
+// SlogNotifier logs, Webhook POSTs the JSON of Alertmanager's webhook
+// receiver, and Alertmanager pushes to Alertmanager's API v2, re-sending
+// firing alerts with endsAt ahead so Alertmanager keeps them and lets them
+// expire if the process dies. Each notifier has a bounded queue and a
+// worker goroutine; notifications are deduplicated by label fingerprint
+// (an alert is sent when it fires and when it resolves), requests have a
+// timeout, failures are retried with back-off, and a slow or failing
+// notifier never blocks evaluation: when its queue is full notifications
+// are dropped, counted in NotifierStats and logged. Flush waits for
+// delivery; Close stops the workers.
+//
+// # Board
+//
+// NewBoard returns an http.Handler serving a live andon board: each rule
+// in green, amber or red with its value against its threshold, since
+// when, and a sparkline; the lines and breakers; the cord with a button.
+// Its assets are embedded; it updates through server-sent events (or
+// polling), and the cord's POST cannot be forged from another origin.
+//
+//	board, _ := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Lines: []andon.Line{line}})
+//	http.Handle("/andon/", board)
+//
+// # Prometheus
+//
+// PrometheusRules writes the rules as a Prometheus rule file over the
+// metric names of kaizen.Metrics, with recording rules for the burn
+// rates, as sloth and pyrra do. Annotation templates that use only
+// $value, $labels and Prometheus's humanize functions read the same in
+// both places.
+package andon

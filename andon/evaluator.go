@@ -1,0 +1,570 @@
+package andon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// ErrClosed is returned by Run after Close.
+var ErrClosed = errors.New("andon: evaluator closed")
+
+// Options configures an Evaluator. Only Rules is needed; every zero field
+// has the default its comment names.
+type Options struct {
+	// Rules are evaluated in order. Names must be unique (the cord's
+	// included).
+	Rules []Rule
+	// Interval is how often Run evaluates. Zero means 15s; otherwise at
+	// least 1ms.
+	Interval time.Duration
+	// Clock returns the current time for Run, Evaluate, Pull and
+	// silences. Nil means time.Now. The Stats the rules read keeps its own
+	// clock; a test gives both the same one.
+	Clock func() time.Time
+	// Hooks run for every rule (the cord included) when it fires and
+	// resolves, before the rule's own hooks.
+	Hooks []Hook
+	// Notifiers hear of alerts that fire and resolve, each through its
+	// own bounded queue and worker goroutine.
+	Notifiers []Notifier
+	// Notify configures delivery to Notifiers.
+	Notify NotifyOptions
+	// Cord configures the andon cord.
+	Cord CordOptions
+	// HistorySize is the number of transitions History keeps. Zero means
+	// 256.
+	HistorySize int
+	// RecentValues is the number of recent values kept per rule for the
+	// board's sparklines. Zero means 60.
+	RecentValues int
+	// GeneratorURL is where the alerts are shown, usually the board's URL;
+	// each Alert's GeneratorURL is it with "#rule-" and the rule's name
+	// appended. Empty leaves GeneratorURL empty.
+	GeneratorURL string
+	// Logger receives dropped and failed notifications and hook panics.
+	// Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Evaluator evaluates rules, keeps their states as Prometheus does, pulls
+// the cord, runs hooks and hands alerts to notifiers. Evaluate and
+// EvaluateAt evaluate once; Run evaluates on an interval until its context
+// ends. Close stops the notifier workers; an Evaluator is safe for
+// concurrent use.
+//
+// Evaluations, Pull and Reset are serialized, so hooks see transitions in
+// order. Conditions are measured with no lock held; states change under a
+// short lock; hooks run after it, then notifications are queued without
+// waiting for delivery.
+type Evaluator struct {
+	interval time.Duration
+	clock    func() time.Time
+	log      *slog.Logger
+	validFor time.Duration
+
+	evalMu sync.Mutex // serializes evaluations, so hooks run in order
+
+	mu       sync.Mutex // guards the fields below and every ruleState
+	rules    []*ruleState
+	byName   map[string]*ruleState
+	history  ring[Transition]
+	silences []Silence
+	silenceN int
+	changed  chan struct{} // closed and replaced on every change
+	closed   bool
+
+	cord     *cord
+	cordRule *ruleState
+
+	dispatchers []*dispatcher
+	stop        context.CancelFunc
+	done        chan struct{}
+	wg          sync.WaitGroup
+}
+
+// ruleState is a rule with its compiled parts and its current Alert.
+type ruleState struct {
+	rule   Rule
+	hooks  []Hook
+	tmpl   annotationTemplates
+	labels map[string]string
+	alert  Alert
+	recent ring[Point]
+}
+
+// Point is one value of a rule at one evaluation, for sparklines.
+type Point struct {
+	Time  time.Time `json:"t"`
+	Value float64   `json:"v"`
+}
+
+// NewEvaluator checks opts and returns an Evaluator, with a worker
+// goroutine per notifier; Close stops them. Errors name the bad field and
+// value: a rule whose window the Stats does not keep, a duplicate name, a
+// template that does not parse.
+func NewEvaluator(opts Options) (*Evaluator, error) {
+	e := &Evaluator{interval: opts.Interval, clock: opts.Clock, log: opts.Logger, byName: map[string]*ruleState{},
+		changed: make(chan struct{}), done: make(chan struct{})}
+	switch {
+	case e.interval == 0:
+		e.interval = 15 * time.Second
+	case e.interval < time.Millisecond:
+		return nil, fmt.Errorf("andon: Options.Interval %v is below 1ms", opts.Interval)
+	}
+	if e.clock == nil {
+		e.clock = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	historySize, err := sizeOption("HistorySize", opts.HistorySize, 256)
+	if err != nil {
+		return nil, err
+	}
+	recent, err := sizeOption("RecentValues", opts.RecentValues, 60)
+	if err != nil {
+		return nil, err
+	}
+	e.history = newRing[Transition](historySize)
+	notify, err := opts.Notify.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	e.validFor = 4 * max(notify.ResendInterval, e.interval)
+	for i, h := range opts.Hooks {
+		if h == nil {
+			return nil, fmt.Errorf("andon: Options.Hooks[%d] is nil", i)
+		}
+	}
+	for i, n := range opts.Notifiers {
+		if n == nil {
+			return nil, fmt.Errorf("andon: Options.Notifiers[%d] is nil", i)
+		}
+	}
+
+	for i := range opts.Rules {
+		r := opts.Rules[i]
+		r.Labels, r.Annotations = maps.Clone(r.Labels), maps.Clone(r.Annotations)
+		r.Hooks = slices.Clone(r.Hooks)
+		if err := e.addRule(r, opts.Hooks, recent, opts.GeneratorURL); err != nil {
+			name := r.Name
+			if name == "" {
+				name = fmt.Sprintf("#%d", i)
+			}
+			return nil, fmt.Errorf("andon: rule %q: %w", name, err)
+		}
+	}
+	e.cord = &cord{}
+	cr := Rule{Name: opts.Cord.Name, Severity: opts.Cord.Severity, Condition: e.cord, Labels: maps.Clone(opts.Cord.Labels),
+		RunbookURL: opts.Cord.RunbookURL, Hooks: slices.Clone(opts.Cord.Hooks)}
+	if cr.Name == "" {
+		cr.Name = "AndonCord"
+	}
+	if cr.Severity == "" {
+		cr.Severity = Page
+	}
+	if err := e.addRule(cr, opts.Hooks, recent, opts.GeneratorURL); err != nil {
+		return nil, fmt.Errorf("andon: Options.Cord: %w", err)
+	}
+	e.cordRule = e.rules[len(e.rules)-1]
+
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stop = cancel
+	for i, n := range opts.Notifiers {
+		d := newDispatcher(ctx, n, i, notify, e.log)
+		e.dispatchers = append(e.dispatchers, d)
+		e.wg.Go(d.run)
+	}
+	return e, nil
+}
+
+func sizeOption(name string, v, def int) (int, error) {
+	switch {
+	case v == 0:
+		return def, nil
+	case v < 0 || v > 1<<20:
+		return 0, fmt.Errorf("andon: Options.%s %d is outside [1, %d]", name, v, 1<<20)
+	}
+	return v, nil
+}
+
+func (e *Evaluator) addRule(r Rule, hooks []Hook, recent int, genURL string) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	if _, dup := e.byName[r.Name]; dup {
+		return fmt.Errorf("Rule.Name %q is used by another rule", r.Name)
+	}
+	for i, h := range r.Hooks {
+		if h == nil {
+			return fmt.Errorf("Rule.Hooks[%d] is nil", i)
+		}
+	}
+	tmpl, err := compileAnnotations(&r)
+	if err != nil {
+		return err
+	}
+	labels := r.labels()
+	rs := &ruleState{rule: r, hooks: append(slices.Clone(hooks), r.Hooks...), tmpl: tmpl, labels: labels, recent: newRing[Point](recent)}
+	rs.alert = Alert{Name: r.Name, Severity: r.Severity, Labels: labels, Fingerprint: fingerprint(labels),
+		MinSamples: r.MinSamples, Annotations: map[string]string{"summary": r.describe()}}
+	if r.RunbookURL != "" {
+		rs.alert.Annotations["runbook_url"] = r.RunbookURL
+	}
+	if genURL != "" {
+		rs.alert.GeneratorURL = genURL + "#rule-" + r.Name
+	}
+	e.rules = append(e.rules, rs)
+	e.byName[r.Name] = rs
+	return nil
+}
+
+// Run evaluates every Interval, starting at once, until ctx ends (it
+// returns ctx.Err()) or the evaluator is closed (ErrClosed).
+func (e *Evaluator) Run(ctx context.Context) error {
+	t := time.NewTicker(e.interval)
+	defer t.Stop()
+	for {
+		e.Evaluate(ctx)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.done:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// Evaluate evaluates every rule at Clock() and returns the transitions it
+// made.
+func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
+	return e.EvaluateAt(ctx, e.clock())
+}
+
+// EvaluateAt evaluates every rule as of now and returns the transitions it
+// made, in rule order; nothing after Close. Tests drive time with it: the
+// For and KeepFiringFor clocks run on the times given here.
+func (e *Evaluator) EvaluateAt(ctx context.Context, now time.Time) []Transition {
+	e.mu.Lock()
+	rules := e.rules
+	e.mu.Unlock()
+	return e.evaluate(ctx, now, rules)
+}
+
+// evaluate evaluates rules at now: measure, change states, run hooks,
+// queue notifications, wake the board.
+func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleState) []Transition {
+	e.evalMu.Lock()
+	defer e.evalMu.Unlock()
+	if e.isClosed() {
+		return nil
+	}
+	type result struct {
+		m   Measurement
+		err error
+	}
+	results := make([]result, len(rules))
+	for i, rs := range rules {
+		results[i].m, results[i].err = measure(ctx, rs.rule.Condition, now)
+	}
+
+	type hookCall struct {
+		hooks []Hook
+		alert Alert
+		fire  bool
+	}
+	var (
+		trs    []Transition
+		calls  []hookCall
+		offers []Alert
+	)
+	e.mu.Lock()
+	e.pruneSilences(now)
+	for i, rs := range rules {
+		from := rs.alert.State
+		rs.apply(now, results[i].m, results[i].err)
+		rs.alert.Silenced = e.silenced(rs.labels, now)
+		rs.alert.ValidUntil = now.Add(e.validFor)
+		to := rs.alert.State
+		if to != from {
+			tr := Transition{Rule: rs.rule.Name, From: from, To: to, At: now, Value: rs.alert.Value}
+			trs = append(trs, tr)
+			e.history.push(tr)
+		}
+		switch {
+		case to == Firing && from != Firing:
+			calls = append(calls, hookCall{rs.hooks, rs.alert.clone(), true})
+		case from == Firing && to != Firing:
+			calls = append(calls, hookCall{rs.hooks, rs.alert.clone(), false})
+		}
+		if to == Firing || to == Resolved {
+			offers = append(offers, rs.alert.clone())
+		}
+	}
+	e.mu.Unlock()
+
+	for _, c := range calls {
+		for _, h := range c.hooks {
+			e.runHook(ctx, h, c.alert, c.fire)
+		}
+	}
+	for _, d := range e.dispatchers {
+		d.offer(now, offers)
+	}
+	e.mu.Lock()
+	e.broadcast()
+	e.mu.Unlock()
+	return trs
+}
+
+// measure calls the condition, turning a panic into an error.
+func measure(ctx context.Context, c Condition, now time.Time) (m Measurement, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("andon: condition panicked: %v", v)
+		}
+	}()
+	return c.Measure(ctx, now)
+}
+
+func (e *Evaluator) runHook(ctx context.Context, h Hook, a Alert, fire bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			name := fmt.Sprintf("%T", h)
+			if n, ok := h.(tai.Namer); ok {
+				name = n.Name()
+			}
+			e.log.Error("andon: hook panicked", "hook", name, "alertname", a.Name, "panic", fmt.Sprint(v))
+		}
+	}()
+	if fire {
+		h.Fire(ctx, a)
+	} else {
+		h.Resolve(ctx, a)
+	}
+}
+
+// apply moves the rule's state with a new measurement, as Prometheus's
+// alerting rules do.
+func (rs *ruleState) apply(now time.Time, m Measurement, err error) {
+	a := &rs.alert
+	a.LastEval = now
+	if err != nil {
+		a.LastError = err.Error()
+		return
+	}
+	a.LastError = ""
+	a.Value, a.Threshold, a.Unit, a.Samples, a.Detail = m.Value, m.Threshold, m.Unit, m.Samples, m.Detail
+	a.Annotations = rs.tmpl.render(&rs.rule, rs.labels, m)
+	rs.recent.push(Point{Time: now, Value: m.Value})
+	if a.InsufficientData = m.Samples < rs.rule.MinSamples; a.InsufficientData {
+		return
+	}
+	if m.Active {
+		switch a.State {
+		case Inactive, Resolved:
+			a.State, a.ActiveAt = Pending, now
+			a.FiredAt, a.ResolvedAt, a.KeepFiringSince = time.Time{}, time.Time{}, time.Time{}
+		case Firing:
+			a.KeepFiringSince = time.Time{}
+		}
+		if a.State == Pending && now.Sub(a.ActiveAt) >= rs.rule.For {
+			a.State, a.FiredAt = Firing, now
+		}
+		return
+	}
+	switch a.State {
+	case Pending:
+		a.State, a.ActiveAt = Inactive, time.Time{}
+	case Firing:
+		if rs.rule.KeepFiringFor > 0 {
+			if a.KeepFiringSince.IsZero() {
+				a.KeepFiringSince = now
+			}
+			if now.Sub(a.KeepFiringSince) < rs.rule.KeepFiringFor {
+				return
+			}
+		}
+		a.State, a.ResolvedAt, a.KeepFiringSince = Resolved, now, time.Time{}
+	}
+}
+
+// broadcast wakes whoever waits on changed; e.mu is held.
+func (e *Evaluator) broadcast() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// watch returns a channel closed at the next change of state.
+func (e *Evaluator) watch() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
+
+func (e *Evaluator) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// Alerts returns the state of every rule, in rule order, the cord last.
+func (e *Evaluator) Alerts() []Alert {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Alert, len(e.rules))
+	for i, rs := range e.rules {
+		out[i] = rs.alert.clone()
+	}
+	return out
+}
+
+// Alert returns the state of the rule named name.
+func (e *Evaluator) Alert(name string) (Alert, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs, ok := e.byName[name]
+	if !ok {
+		return Alert{}, false
+	}
+	return rs.alert.clone(), true
+}
+
+// Recent returns the last values of the rule named name, oldest first
+// (Options.RecentValues of them at most).
+func (e *Evaluator) Recent(name string) []Point {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs, ok := e.byName[name]
+	if !ok {
+		return nil
+	}
+	return rs.recent.values()
+}
+
+// History returns the last transitions of every rule, oldest first
+// (Options.HistorySize of them at most).
+func (e *Evaluator) History() []Transition {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.history.values()
+}
+
+// NotifierStats returns the delivery counts of each notifier, in
+// Options.Notifiers order.
+func (e *Evaluator) NotifierStats() []NotifierStats {
+	out := make([]NotifierStats, len(e.dispatchers))
+	for i, d := range e.dispatchers {
+		out[i] = d.snapshot()
+	}
+	return out
+}
+
+// Flush waits until every queued notification has been delivered or given
+// up, or ctx ends.
+func (e *Evaluator) Flush(ctx context.Context) error {
+	for _, d := range e.dispatchers {
+		if err := d.flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops evaluation and the notifier workers and waits for them. A
+// Notify call in progress is canceled and notifications still queued are
+// dropped (counted and logged): call Flush first to deliver them. Close is
+// idempotent.
+func (e *Evaluator) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	close(e.done)
+	e.broadcast()
+	e.mu.Unlock()
+	e.evalMu.Lock() // let an evaluation in progress finish queuing
+	defer e.evalMu.Unlock()
+	e.stop()
+	e.wg.Wait()
+	return nil
+}
+
+// Silence mutes the notifications of matching alerts for a while and
+// returns its ID. Errors name the bad field.
+func (e *Evaluator) Silence(s Silence) (string, error) {
+	s.Matchers = slices.Clone(s.Matchers)
+	if err := s.prepare(e.clock()); err != nil {
+		return "", err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.silenceN++
+	s.ID = fmt.Sprintf("silence-%d", e.silenceN)
+	e.silences = append(e.silences, s)
+	e.remark(e.clock())
+	return s.ID, nil
+}
+
+// Expire ends the silence with the given ID and reports whether it
+// existed. The alerts it muted are notified at the next evaluation if they
+// still fire.
+func (e *Evaluator) Expire(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := slices.IndexFunc(e.silences, func(s Silence) bool { return s.ID == id })
+	if i < 0 {
+		return false
+	}
+	e.silences = slices.Delete(e.silences, i, i+1)
+	e.remark(e.clock())
+	return true
+}
+
+// Silences returns the silences not yet ended, in the order they were
+// made.
+func (e *Evaluator) Silences() []Silence {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pruneSilences(e.clock())
+	out := slices.Clone(e.silences)
+	for i := range out {
+		out[i].Matchers = slices.Clone(out[i].Matchers)
+	}
+	return out
+}
+
+// remark updates the Silenced flag of every alert; e.mu is held.
+func (e *Evaluator) remark(now time.Time) {
+	for _, rs := range e.rules {
+		rs.alert.Silenced = e.silenced(rs.labels, now)
+	}
+	e.broadcast()
+}
+
+// silenced reports whether a silence in force at now matches labels; e.mu
+// is held.
+func (e *Evaluator) silenced(labels map[string]string, now time.Time) bool {
+	for i := range e.silences {
+		if e.silences[i].activeAt(now) && e.silences[i].matches(labels) {
+			return true
+		}
+	}
+	return false
+}
+
+// pruneSilences forgets the silences ended by now; e.mu is held.
+func (e *Evaluator) pruneSilences(now time.Time) {
+	e.silences = slices.DeleteFunc(e.silences, func(s Silence) bool { return !now.Before(s.EndsAt) })
+}

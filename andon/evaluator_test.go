@@ -1,0 +1,500 @@
+package andon_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/andon"
+)
+
+// step is one evaluation of a scripted test: at offset from t0, the
+// condition is active or not, and the rule must be in state want after it.
+type step struct {
+	at     time.Duration
+	active bool
+	want   andon.State
+}
+
+func TestStates(t *testing.T) {
+	tests := []struct {
+		name          string
+		forDur, keep  time.Duration
+		steps         []step
+		wantFires     int
+		wantResolves  int
+		wantResolveAt time.Duration
+	}{
+		{
+			name:      "for zero fires at once and resolves at once",
+			steps:     []step{{0, false, andon.Inactive}, {time.Minute, true, andon.Firing}, {2 * time.Minute, false, andon.Resolved}},
+			wantFires: 1, wantResolves: 1, wantResolveAt: 2 * time.Minute,
+		},
+		{
+			name:   "pending until For has passed",
+			forDur: 2 * time.Minute,
+			steps: []step{
+				{0, true, andon.Pending}, {time.Minute, true, andon.Pending},
+				{2*time.Minute - time.Nanosecond, true, andon.Pending}, {2 * time.Minute, true, andon.Firing},
+				{3 * time.Minute, true, andon.Firing}, {4 * time.Minute, false, andon.Resolved},
+				{5 * time.Minute, false, andon.Resolved},
+			},
+			wantFires: 1, wantResolves: 1, wantResolveAt: 4 * time.Minute,
+		},
+		{
+			name:   "flapping shorter than For never fires",
+			forDur: 2 * time.Minute,
+			steps: []step{
+				{0, true, andon.Pending}, {time.Minute, false, andon.Inactive},
+				{2 * time.Minute, true, andon.Pending}, {3 * time.Minute, false, andon.Inactive},
+				{4 * time.Minute, true, andon.Pending}, {5 * time.Minute, false, andon.Inactive},
+			},
+		},
+		{
+			name: "keep firing for holds through flaps and resets on each return",
+			keep: 3 * time.Minute,
+			steps: []step{
+				{0, true, andon.Firing},
+				{time.Minute, false, andon.Firing},       // keep firing since 1m
+				{2 * time.Minute, true, andon.Firing},    // back: the keep clock resets
+				{3 * time.Minute, false, andon.Firing},   // keep firing since 3m
+				{5 * time.Minute, false, andon.Firing},   // 2m < 3m
+				{6 * time.Minute, false, andon.Resolved}, // 3m have passed
+			},
+			wantFires: 1, wantResolves: 1, wantResolveAt: 6 * time.Minute,
+		},
+		{
+			name:   "a resolved rule goes pending again",
+			forDur: time.Minute,
+			steps: []step{
+				{0, true, andon.Pending}, {time.Minute, true, andon.Firing}, {2 * time.Minute, false, andon.Resolved},
+				{3 * time.Minute, true, andon.Pending}, {4 * time.Minute, true, andon.Firing},
+			},
+			wantFires: 2, wantResolves: 1, wantResolveAt: 2 * time.Minute,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cond := newSwitch()
+			var fires, resolves atomic.Int32
+			hook := andon.HookFuncs{
+				OnFire:    func(context.Context, andon.Alert) { fires.Add(1) },
+				OnResolve: func(context.Context, andon.Alert) { resolves.Add(1) },
+			}
+			e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+				For: tt.forDur, KeepFiringFor: tt.keep, Hooks: []andon.Hook{hook}}}})
+			for _, s := range tt.steps {
+				cond.Set(s.active)
+				e.EvaluateAt(context.Background(), t0.Add(s.at))
+				a, ok := e.Alert("R")
+				require.True(t, ok)
+				require.Equal(t, s.want, a.State, "at %v", s.at)
+			}
+			assert.EqualValues(t, tt.wantFires, fires.Load(), "fire hooks")
+			assert.EqualValues(t, tt.wantResolves, resolves.Load(), "resolve hooks")
+			if tt.wantResolves > 0 {
+				var resolvedAt time.Time
+				for _, tr := range e.History() {
+					if tr.To == andon.Resolved {
+						resolvedAt = tr.At
+					}
+				}
+				assert.Equal(t, t0.Add(tt.wantResolveAt), resolvedAt)
+			}
+		})
+	}
+}
+
+func TestTimestamps(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Ticket, Condition: cond,
+		For: time.Minute, KeepFiringFor: 2 * time.Minute}}})
+	ctx := context.Background()
+
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	a, _ := e.Alert("R")
+	assert.Equal(t, t0, a.ActiveAt)
+	assert.True(t, a.FiredAt.IsZero())
+	assert.Equal(t, t0, a.Since())
+
+	e.EvaluateAt(ctx, t0.Add(time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, t0, a.ActiveAt, "activeAt stays at the start")
+	assert.Equal(t, t0.Add(time.Minute), a.FiredAt)
+	assert.Equal(t, a.FiredAt, a.Since())
+
+	cond.Set(false)
+	e.EvaluateAt(ctx, t0.Add(2*time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, andon.Firing, a.State)
+	assert.Equal(t, t0.Add(2*time.Minute), a.KeepFiringSince)
+
+	e.EvaluateAt(ctx, t0.Add(4*time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, andon.Resolved, a.State)
+	assert.Equal(t, t0.Add(4*time.Minute), a.ResolvedAt)
+	assert.True(t, a.KeepFiringSince.IsZero())
+	assert.Equal(t, t0.Add(4*time.Minute), a.LastEval)
+
+	want := []andon.Transition{
+		{Rule: "R", From: andon.Inactive, To: andon.Pending, At: t0, Value: 0.1},
+		{Rule: "R", From: andon.Pending, To: andon.Firing, At: t0.Add(time.Minute), Value: 0.1},
+		{Rule: "R", From: andon.Firing, To: andon.Resolved, At: t0.Add(4 * time.Minute), Value: 0.01},
+	}
+	assert.Equal(t, want, e.History())
+}
+
+func TestEvaluateAtReturnsTransitions(t *testing.T) {
+	a, b := newSwitch(), newSwitch()
+	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{
+		{Name: "A", Severity: andon.Info, Condition: a},
+		{Name: "B", Severity: andon.Info, Condition: b, For: time.Minute},
+	}})
+	a.Set(true)
+	b.Set(true)
+	trs := e.EvaluateAt(context.Background(), t0)
+	require.Len(t, trs, 2)
+	assert.Equal(t, andon.Transition{Rule: "A", From: andon.Inactive, To: andon.Firing, At: t0, Value: 0.1}, trs[0])
+	assert.Equal(t, andon.Transition{Rule: "B", From: andon.Inactive, To: andon.Pending, At: t0, Value: 0.1}, trs[1])
+	assert.Empty(t, e.EvaluateAt(context.Background(), t0.Add(time.Second)), "no change, no transitions")
+}
+
+func TestMinSamples(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, MinSamples: 50}}})
+	ctx := context.Background()
+
+	// Too little data: the condition holds but the rule does not fire.
+	cond.Set(true)
+	cond.SetSamples(10)
+	e.EvaluateAt(ctx, t0)
+	a, _ := e.Alert("R")
+	assert.Equal(t, andon.Inactive, a.State)
+	assert.True(t, a.InsufficientData)
+	assert.EqualValues(t, 10, a.Samples)
+	assert.EqualValues(t, 50, a.MinSamples)
+	assert.InDelta(t, 0.1, a.Value, 1e-12, "the value is still shown")
+
+	// Enough data: it fires.
+	cond.SetSamples(50)
+	e.EvaluateAt(ctx, t0.Add(time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, andon.Firing, a.State)
+	assert.False(t, a.InsufficientData)
+
+	// Too little data again: the condition no longer holds but the rule
+	// does not resolve either.
+	cond.Set(false)
+	cond.SetSamples(3)
+	e.EvaluateAt(ctx, t0.Add(2*time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, andon.Firing, a.State)
+	assert.True(t, a.InsufficientData)
+
+	cond.SetSamples(80)
+	e.EvaluateAt(ctx, t0.Add(3*time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, andon.Resolved, a.State)
+}
+
+func TestConditionErrorKeepsState(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	ctx := context.Background()
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	cond.Set(false)
+	cond.SetErr(errors.New("stats unavailable"))
+	e.EvaluateAt(ctx, t0.Add(time.Minute))
+	a, _ := e.Alert("R")
+	assert.Equal(t, andon.Firing, a.State)
+	assert.Equal(t, "stats unavailable", a.LastError)
+
+	cond.SetErr(nil)
+	e.EvaluateAt(ctx, t0.Add(2*time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, andon.Resolved, a.State)
+	assert.Empty(t, a.LastError)
+}
+
+func TestConditionPanicIsAnError(t *testing.T) {
+	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page,
+		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) { panic("boom") })}}})
+	e.EvaluateAt(context.Background(), t0)
+	a, _ := e.Alert("R")
+	assert.Equal(t, andon.Inactive, a.State)
+	assert.Contains(t, a.LastError, "boom")
+}
+
+func TestAnnotations(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.Options{
+		GeneratorURL: "http://board.example/andon/",
+		Rules: []andon.Rule{{
+			Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
+			Labels:      map[string]string{"team": "payments"},
+			Summary:     "error rate {{ $value | humanizePercentage }} for {{ $labels.team }}",
+			Description: "threshold {{ .Threshold | humanizePercentage }}; {{ .Labels.alertname }}",
+			RunbookURL:  "https://runbooks.example/errors",
+			Annotations: map[string]string{"dashboard": "https://grafana.example/d/{{ $labels.team }}"},
+		}, {
+			Name: "Plain", Severity: andon.Info, Condition: cond,
+		}},
+	})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	a, _ := e.Alert("HighErrorRate")
+	assert.Equal(t, map[string]string{
+		"summary":     "error rate 10% for payments",
+		"description": "threshold 5%; HighErrorRate",
+		"runbook_url": "https://runbooks.example/errors",
+		"dashboard":   "https://grafana.example/d/payments",
+	}, a.Annotations)
+	assert.Equal(t, map[string]string{"alertname": "HighErrorRate", "severity": "page", "team": "payments"}, a.Labels)
+	assert.Len(t, a.Fingerprint, 16)
+	assert.Equal(t, "http://board.example/andon/#rule-HighErrorRate", a.GeneratorURL)
+
+	p, _ := e.Alert("Plain")
+	assert.Equal(t, "Plain is 10% (threshold 5%)", p.Annotations["summary"])
+	assert.NotEqual(t, a.Fingerprint, p.Fingerprint)
+}
+
+func TestSilences(t *testing.T) {
+	clock := newFakeClock()
+	cond := newSwitch()
+	rec := &recorder{}
+	e := newEvaluator(t, andon.Options{Clock: clock.Now, Notifiers: []andon.Notifier{rec},
+		Rules: []andon.Rule{
+			{Name: "A", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"}},
+			{Name: "B", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "deploys"}},
+		}})
+	ctx := context.Background()
+	id, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}}, Duration: 10 * time.Minute,
+		CreatedBy: "alice", Comment: "maintenance"})
+	require.NoError(t, err)
+	sil := e.Silences()
+	require.Len(t, sil, 1)
+	assert.Equal(t, id, sil[0].ID)
+	assert.Equal(t, clock.Now().Add(10*time.Minute), sil[0].EndsAt)
+	assert.Equal(t, "alice", sil[0].CreatedBy)
+
+	cond.Set(true)
+	e.EvaluateAt(ctx, clock.Now())
+	require.NoError(t, e.Flush(ctx))
+	a, _ := e.Alert("A")
+	assert.Equal(t, andon.Firing, a.State, "a silence does not change the state")
+	assert.True(t, a.Silenced)
+	b, _ := e.Alert("B")
+	assert.False(t, b.Silenced)
+	assert.Equal(t, []string{"B firing"}, rec.events(), "the silenced alert is not sent")
+
+	// When the silence ends, the still-firing alert is sent.
+	e.EvaluateAt(ctx, clock.Advance(10*time.Minute))
+	require.NoError(t, e.Flush(ctx))
+	a, _ = e.Alert("A")
+	assert.False(t, a.Silenced)
+	assert.Equal(t, []string{"B firing", "A firing"}, rec.events())
+	assert.Empty(t, e.Silences(), "ended silences are forgotten")
+
+	// Expire ends a silence early.
+	id, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Type: andon.MatchRegexp, Value: "A|B"}}, Duration: time.Hour})
+	require.NoError(t, err)
+	a, _ = e.Alert("A")
+	assert.True(t, a.Silenced, "a new silence applies at once")
+	assert.True(t, e.Expire(id))
+	assert.False(t, e.Expire(id))
+	a, _ = e.Alert("A")
+	assert.False(t, a.Silenced)
+}
+
+func TestSilenceValidation(t *testing.T) {
+	e := newEvaluator(t, andon.Options{})
+	tests := []struct {
+		name string
+		s    andon.Silence
+		want string
+	}{
+		{"no matchers", andon.Silence{Duration: time.Minute}, "Silence.Matchers is empty"},
+		{"no duration", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}}, "Silence.Duration 0s is not positive"},
+		{"bad regexp", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Type: andon.MatchRegexp, Value: "("}}, Duration: time.Minute}, `value "(" is not a regular expression`},
+		{"bad label", andon.Silence{Matchers: []andon.Matcher{{Name: "1a", Value: "b"}}, Duration: time.Minute}, `name "1a" is not a valid label name`},
+		{"ends before start", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, StartsAt: t0, EndsAt: t0.Add(-time.Second)}, "is not after StartsAt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.Silence(tt.s)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Contains(t, err.Error(), "andon: ")
+		})
+	}
+}
+
+func TestParseMatcher(t *testing.T) {
+	labels := map[string]string{"alertname": "HighFraudRate", "severity": "page"}
+	tests := []struct {
+		in    string
+		match bool
+	}{
+		{`severity=page`, true},
+		{`severity="page"`, true},
+		{`severity!=page`, false},
+		{`alertname=~High.*`, true},
+		{`alertname=~Fraud`, false}, // anchored, as in Alertmanager
+		{`alertname!~Low.*`, true},
+		{`team=""`, true}, // a missing label is empty
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			m, err := andon.ParseMatcher(tt.in)
+			require.NoError(t, err)
+			assert.Equal(t, tt.match, m.Matches(labels))
+		})
+	}
+	for _, bad := range []string{"severity", "=page", "a=~("} {
+		_, err := andon.ParseMatcher(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestHookPanicIsRecovered(t *testing.T) {
+	cond := newSwitch()
+	var after atomic.Bool
+	e := newEvaluator(t, andon.Options{Logger: discardLogger(), Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		Hooks: []andon.Hook{
+			andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { panic("hook bug") }},
+			andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { after.Store(true) }},
+		}}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	assert.True(t, after.Load(), "the hooks after a panicking one still run")
+}
+
+func TestHistoryIsBounded(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.Options{HistorySize: 3, RecentValues: 2,
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	for i := range 10 {
+		cond.Set(i%2 == 0)
+		e.EvaluateAt(context.Background(), t0.Add(time.Duration(i)*time.Minute))
+	}
+	h := e.History()
+	require.Len(t, h, 3)
+	assert.Equal(t, t0.Add(7*time.Minute), h[0].At, "oldest kept first")
+	assert.Equal(t, t0.Add(9*time.Minute), h[2].At)
+	r := e.Recent("R")
+	require.Len(t, r, 2)
+	assert.Equal(t, t0.Add(9*time.Minute), r[1].Time)
+	assert.Nil(t, e.Recent("nope"))
+}
+
+func TestRunEvaluatesUntilCanceled(t *testing.T) {
+	var n atomic.Int32
+	e := newEvaluator(t, andon.Options{Interval: time.Millisecond, Rules: []andon.Rule{{Name: "R", Severity: andon.Info,
+		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			n.Add(1)
+			return andon.Measurement{}, nil
+		})}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	require.Eventually(t, func() bool { return n.Load() >= 3 }, 10*time.Second, time.Millisecond)
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+
+	go func() { done <- e.Run(context.Background()) }()
+	require.NoError(t, e.Close())
+	assert.ErrorIs(t, <-done, andon.ErrClosed)
+	assert.Nil(t, e.EvaluateAt(context.Background(), t0), "nothing is evaluated after Close")
+}
+
+func TestConcurrentUse(t *testing.T) {
+	cond := newSwitch()
+	rec := &recorder{}
+	line := newLine("main")
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.StopLine(line)}}}})
+	b, err := andon.NewBoard(e, andon.BoardOptions{Lines: []andon.Line{line}})
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				switch (g + i) % 6 {
+				case 0:
+					cond.Set(i%3 == 0)
+				case 1:
+					e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Second))
+				case 2:
+					e.Pull(ctx, "test", "g")
+				case 3:
+					e.Reset(ctx)
+				case 4:
+					_ = b.State()
+					_ = e.History()
+					_ = e.NotifierStats()
+				case 5:
+					id, _ := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Value: "R"}}, Duration: time.Second})
+					e.Expire(id)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, e.Flush(ctx))
+	e.Reset(ctx)
+	cond.Set(false)
+	e.EvaluateAt(ctx, t0.Add(time.Hour))
+	assert.False(t, line.Status().Stopped, "every stop was matched by a restart")
+}
+
+func TestOptionsValidation(t *testing.T) {
+	cond := newSwitch()
+	ok := andon.Rule{Name: "R", Severity: andon.Page, Condition: cond}
+	tests := []struct {
+		name string
+		opts andon.Options
+		want string
+	}{
+		{"empty name", andon.Options{Rules: []andon.Rule{{Severity: andon.Page, Condition: cond}}}, `rule "#0": Rule.Name is empty`},
+		{"no severity", andon.Options{Rules: []andon.Rule{{Name: "R", Condition: cond}}}, `rule "R": Rule.Severity is empty`},
+		{"bad severity", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: "critical", Condition: cond}}}, `Rule.Severity "critical" is not page, ticket or info`},
+		{"no condition", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page}}}, "Rule.Condition is nil"},
+		{"duplicate", andon.Options{Rules: []andon.Rule{ok, ok}}, `Rule.Name "R" is used by another rule`},
+		{"cord name clash", andon.Options{Rules: []andon.Rule{{Name: "AndonCord", Severity: andon.Page, Condition: cond}}}, `Options.Cord: Rule.Name "AndonCord" is used`},
+		{"negative for", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: -time.Second}}}, "Rule.For -1s is negative"},
+		{"negative keep", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, KeepFiringFor: -time.Second}}}, "Rule.KeepFiringFor -1s is negative"},
+		{"bad label", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"a-b": "x"}}}}, `Rule.Labels: name "a-b" is not a valid label name`},
+		{"reserved label", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"severity": "x"}}}}, `label "severity" is set by the rule`},
+		{"bad template", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Summary: "{{ .Value "}}}, "Summary template"},
+		{"summary annotation", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Annotations: map[string]string{"summary": "x"}}}}, `"summary" is set by the rule's field`},
+		{"nil hook", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{nil}}}}, "Rule.Hooks[0] is nil"},
+		{"tiny interval", andon.Options{Interval: time.Microsecond}, "Options.Interval 1µs is below 1ms"},
+		{"negative history", andon.Options{HistorySize: -1}, "Options.HistorySize -1 is outside"},
+		{"nil notifier", andon.Options{Notifiers: []andon.Notifier{nil}}, "Options.Notifiers[0] is nil"},
+		{"nil global hook", andon.Options{Hooks: []andon.Hook{nil}}, "Options.Hooks[0] is nil"},
+		{"negative timeout", andon.Options{Notify: andon.NotifyOptions{Timeout: -1}}, "NotifyOptions.Timeout -1ns is negative"},
+		{"backoff above max", andon.Options{Notify: andon.NotifyOptions{Backoff: time.Minute, MaxBackoff: time.Second}}, "MaxBackoff 1s is below Backoff 1m0s"},
+		{"attempts", andon.Options{Notify: andon.NotifyOptions{MaxAttempts: -2}}, "NotifyOptions.MaxAttempts -2 is outside [1, 100]"},
+		{"queue", andon.Options{Notify: andon.NotifyOptions{QueueSize: -2}}, "NotifyOptions.QueueSize -2 is outside"},
+		{"cord severity", andon.Options{Cord: andon.CordOptions{Severity: "loud"}}, `Options.Cord: Rule.Severity "loud"`},
+		{"min samples on a state", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: andon.LineStopped(newLine("l")), MinSamples: 5}}}, "Rule.MinSamples 5 is above 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := andon.NewEvaluator(tt.opts)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Regexp(t, "^andon: ", err.Error())
+		})
+	}
+}

@@ -1,0 +1,418 @@
+package andon
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// ExportOptions configures PrometheusRules. The zero value reads the
+// metrics of a kaizen.Metrics made with default options.
+type ExportOptions struct {
+	// Namespace and Subsystem are those of kaizen.MetricsOptions: the
+	// rules read <namespace>_<subsystem>_signals_total and the other
+	// families. Empty Namespace means "taikit".
+	Namespace, Subsystem string
+	// Matchers are label matchers added to every selector, such as
+	// {"job": "payment"} when several services export the same families.
+	Matchers map[string]string
+	// Interval is the group's evaluation interval. Zero leaves it to the
+	// Prometheus server's global setting.
+	Interval time.Duration
+	// SkipUnsupported leaves out the rules that have no PromQL form (a
+	// ConditionFunc without Rule.Expr) instead of failing.
+	SkipUnsupported bool
+}
+
+// PrometheusRules writes rules as a Prometheus rule file with one group
+// named group, over the metric families kaizen.Metrics exports:
+//
+//   - OutcomeRate, ErrorRate and VerdictRate become ratios of rates of
+//     signals_total{kind, outcome} and decisions_total{kind, verdict};
+//   - LatencyQuantile becomes histogram_quantile over
+//     signal_duration_seconds_bucket{kind, stage="signal"};
+//   - BurnRate becomes recording rules slo:sli_error:ratio_rate<window>
+//     (labels slo and kind), one per window, and a multiwindow alert over
+//     them whose value is the long window's burn rate, as sloth and pyrra
+//     write them;
+//   - BreakerOpen and LineStopped read the gauges of kaizen's
+//     JidokaCollector, breaker_state{breaker, state} and
+//     line_stopped{line};
+//   - MinSamples adds "and" a count of the signals over the window;
+//   - Rule.Expr, when set, is the alert's expression as is.
+//
+// Alerts keep For (for), KeepFiringFor (keep_firing_for), labels and
+// annotations; a rule without a Summary gets one that renders the value
+// with Prometheus's humanize functions. Prometheus evaluates the same
+// conditions with its own semantics: quantiles are interpolated from
+// histogram buckets, and a rule whose series disappear resolves instead
+// of waiting for samples.
+//
+// The output is checked with "promtool check rules". Errors name the rule.
+func PrometheusRules(w io.Writer, group string, rules []Rule, opts ExportOptions) error {
+	if group == "" {
+		return fmt.Errorf("andon: PrometheusRules: group name is empty")
+	}
+	ns := opts.Namespace
+	if ns == "" {
+		ns = "taikit"
+	}
+	if !metricName.MatchString(ns) {
+		return fmt.Errorf("andon: ExportOptions.Namespace %q is not a valid metric name", opts.Namespace)
+	}
+	if opts.Subsystem != "" && !metricName.MatchString(opts.Subsystem) {
+		return fmt.Errorf("andon: ExportOptions.Subsystem %q is not a valid metric name", opts.Subsystem)
+	}
+	for _, k := range slices.Sorted(maps.Keys(opts.Matchers)) {
+		if err := checkLabelName(k); err != nil {
+			return fmt.Errorf("andon: ExportOptions.Matchers: %w", err)
+		}
+	}
+	if opts.Interval < 0 || opts.Interval%time.Millisecond != 0 {
+		return fmt.Errorf("andon: ExportOptions.Interval %v is not a whole number of milliseconds ≥ 0", opts.Interval)
+	}
+	x := exporter{opts: opts, prefix: ns + "_", ns: ns + "_"}
+	if opts.Subsystem != "" {
+		x.prefix += opts.Subsystem + "_"
+	}
+	var records []promRule
+	recordExprs := map[string]string{} // record name + slo → expr
+	var alerts []promRule
+	names := map[string]bool{}
+	for i := range rules {
+		r := &rules[i]
+		if err := r.validate(); err != nil {
+			return fmt.Errorf("andon: rule %q: %w", r.Name, err)
+		}
+		if names[r.Name] {
+			return fmt.Errorf("andon: rule %q: Rule.Name is used by another rule", r.Name)
+		}
+		names[r.Name] = true
+		if _, err := compileAnnotations(r); err != nil {
+			return fmt.Errorf("andon: rule %q: %w", r.Name, err)
+		}
+		for _, d := range []struct {
+			field string
+			v     time.Duration
+		}{{"For", r.For}, {"KeepFiringFor", r.KeepFiringFor}} {
+			if d.v%time.Millisecond != 0 {
+				return fmt.Errorf("andon: rule %q: %s %v is not a whole number of milliseconds", r.Name, d.field, d.v)
+			}
+		}
+		expr, recs, unit, err := x.expr(r)
+		if err != nil {
+			if opts.SkipUnsupported {
+				continue
+			}
+			return fmt.Errorf("andon: rule %q: %w", r.Name, err)
+		}
+		for _, rec := range recs {
+			key := rec.record + "\x00" + rec.labels["slo"]
+			if prev, ok := recordExprs[key]; ok {
+				if prev != rec.expr {
+					return fmt.Errorf("andon: rule %q: SLO %q is defined twice with different kinds or errors", r.Name, rec.labels["slo"])
+				}
+				continue
+			}
+			recordExprs[key] = rec.expr
+			records = append(records, rec)
+		}
+		ann := map[string]string{}
+		maps.Copy(ann, r.Annotations)
+		switch {
+		case r.Summary != "":
+			ann["summary"] = r.Summary
+		default:
+			ann["summary"] = r.describe() + " is " + valueTemplate(unit) + thresholdText(r, unit)
+		}
+		if r.Description != "" {
+			ann["description"] = r.Description
+		}
+		if r.RunbookURL != "" {
+			ann["runbook_url"] = r.RunbookURL
+		}
+		alerts = append(alerts, promRule{alert: r.Name, expr: expr, forDur: r.For, keepFiring: r.KeepFiringFor,
+			labels: r.labels(), annotations: ann})
+	}
+	for _, a := range alerts {
+		delete(a.labels, "alertname")
+	}
+
+	var b bytes.Buffer
+	b.WriteString("groups:\n")
+	fmt.Fprintf(&b, "  - name: %s\n", yamlString(group))
+	if opts.Interval > 0 {
+		fmt.Fprintf(&b, "    interval: %s\n", promDuration(opts.Interval))
+	}
+	b.WriteString("    rules:\n")
+	if len(records)+len(alerts) == 0 {
+		b.Truncate(b.Len() - 1)
+		b.WriteString(" []\n")
+	}
+	for _, r := range append(records, alerts...) {
+		r.write(&b)
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// promRule is one rule of the file.
+type promRule struct {
+	record, alert      string
+	expr               string
+	forDur, keepFiring time.Duration
+	labels             map[string]string
+	annotations        map[string]string
+}
+
+func (r promRule) write(b *bytes.Buffer) {
+	if r.record != "" {
+		fmt.Fprintf(b, "      - record: %s\n", yamlString(r.record))
+	} else {
+		fmt.Fprintf(b, "      - alert: %s\n", yamlString(r.alert))
+	}
+	fmt.Fprintf(b, "        expr: %s\n", yamlString(r.expr))
+	if r.forDur > 0 {
+		fmt.Fprintf(b, "        for: %s\n", promDuration(r.forDur))
+	}
+	if r.keepFiring > 0 {
+		fmt.Fprintf(b, "        keep_firing_for: %s\n", promDuration(r.keepFiring))
+	}
+	writeMap(b, "labels", r.labels)
+	writeMap(b, "annotations", r.annotations)
+}
+
+func writeMap(b *bytes.Buffer, name string, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "        %s:\n", name)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(b, "          %s: %s\n", k, yamlString(m[k]))
+	}
+}
+
+// yamlString quotes s as a YAML double-quoted scalar (a JSON string is
+// one), keeping <, > and & as they are.
+func yamlString(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// exporter turns conditions into PromQL.
+type exporter struct {
+	opts   ExportOptions
+	prefix string // of kaizen.Metrics' families: namespace and subsystem
+	ns     string // of kaizen's collectors: namespace only
+}
+
+// expr returns the alert expression of r, the recording rules it needs and
+// the unit of its value.
+func (x *exporter) expr(r *Rule) (string, []promRule, Unit, error) {
+	unit := UnitNone
+	var (
+		expr, count string
+		recs        []promRule
+	)
+	switch c := r.Condition.(type) {
+	case *outcomeRate:
+		unit = UnitRatio
+		total := x.rate("signals_total", c.window, "kind", c.kind)
+		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("signals_total", c.window, "kind", c.kind, "outcome", outcomeMatch(c.outcomes)), total, promFloat(c.threshold))
+		count = x.count("signals_total", c.window, "kind", c.kind)
+	case *verdictRate:
+		unit = UnitRatio
+		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("decisions_total", c.window, "kind", c.kind, "verdict", verdictMatch(c.verdicts)),
+			x.rate("decisions_total", c.window, "kind", c.kind), promFloat(c.threshold))
+		count = x.count("decisions_total", c.window, "kind", c.kind)
+	case *latencyQuantile:
+		unit = UnitSeconds
+		expr = fmt.Sprintf("histogram_quantile(%s, sum by (le) (%s)) > %s", promFloat(c.q),
+			x.rate("signal_duration_seconds_bucket", c.window, "kind", c.kind, "stage", "signal"), promFloat(c.threshold.Seconds()))
+		count = x.count("signal_duration_seconds_count", c.window, "kind", c.kind, "stage", "signal")
+	case *burnRate:
+		unit = UnitFactor
+		expr, recs = x.burn(c)
+		var longest time.Duration
+		for _, p := range c.pairs {
+			longest = max(longest, p.Long)
+		}
+		count = x.count("signals_total", longest, "kind", c.slo.Kind)
+	case *breakerOpen:
+		// kaizen.JidokaCollector's gauge: 1 for the breaker's state.
+		unit = UnitState
+		expr = fmt.Sprintf("max(%s) > 0", x.collected("breaker_state", "breaker", c.b.Snapshot().Name, "state", "~open|forced-open|half-open"))
+	case *lineStopped:
+		unit = UnitState
+		expr = fmt.Sprintf("max(%s) > 0", x.collected("line_stopped", "line", c.line.Name()))
+	}
+	if r.Expr != "" {
+		return r.Expr, recs, unit, nil
+	}
+	if expr == "" {
+		return "", nil, unit, fmt.Errorf("condition %s has no PromQL form; set Rule.Expr", r.describe())
+	}
+	if r.MinSamples > 0 {
+		expr = fmt.Sprintf("(%s) and %s >= %d", expr, count, r.MinSamples)
+	}
+	return expr, recs, unit, nil
+}
+
+// burn returns the multiwindow alert expression of c and its recording
+// rules.
+func (x *exporter) burn(c *burnRate) (string, []promRule) {
+	slo := c.slo.name()
+	budget := "(1 - " + promFloat(c.slo.Objective) + ")"
+	var recs []promRule
+	seen := map[time.Duration]bool{}
+	record := func(w time.Duration) string {
+		name := "slo:sli_error:ratio_rate" + promDuration(w)
+		if !seen[w] {
+			seen[w] = true
+			errs := x.rate("signals_total", w, "kind", c.slo.Kind, "outcome", outcomeMatch(c.slo.errors()))
+			recs = append(recs, promRule{record: name,
+				expr:   fmt.Sprintf("(sum(%s) or vector(0)) / sum(%s)", errs, x.rate("signals_total", w, "kind", c.slo.Kind)),
+				labels: map[string]string{"slo": slo, "kind": c.slo.Kind}})
+		}
+		return fmt.Sprintf("%s{slo=%s} / %s", name, strconv.Quote(slo), budget)
+	}
+	var alts []string
+	for _, p := range c.pairs {
+		f := promFloat(p.Factor)
+		alts = append(alts, fmt.Sprintf("(%s > %s and %s > %s)", record(p.Long), f, record(p.Short), f))
+	}
+	return strings.Join(alts, " or "), recs
+}
+
+// rate returns rate(metric{matchers}[window]); kv are label name, value
+// pairs, a value starting with "~" being a regexp.
+func (x *exporter) rate(metric string, window time.Duration, kv ...string) string {
+	return fmt.Sprintf("rate(%s[%s])", x.selector(metric, kv...), promDuration(window))
+}
+
+// count returns the number of signals over window.
+func (x *exporter) count(metric string, window time.Duration, kv ...string) string {
+	return fmt.Sprintf("sum(increase(%s[%s]))", x.selector(metric, kv...), promDuration(window))
+}
+
+// collected is the selector of a family of kaizen's collectors, which
+// have a namespace but no subsystem.
+func (x *exporter) collected(metric string, kv ...string) string {
+	return x.ns + strings.TrimPrefix(x.selector(metric, kv...), x.prefix)
+}
+
+func (x *exporter) selector(metric string, kv ...string) string {
+	m := maps.Clone(x.opts.Matchers)
+	if m == nil {
+		m = map[string]string{}
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
+		op := "="
+		if strings.HasPrefix(v, "~") {
+			op, v = "=~", v[1:]
+		}
+		parts = append(parts, k+op+strconv.Quote(v))
+	}
+	return x.prefix + metric + "{" + strings.Join(parts, ",") + "}"
+}
+
+// outcomeMatch returns the label value matching outcomes: "failed", or
+// "~failed|rejected" (a regexp) for several.
+func outcomeMatch(os []tai.Outcome) string {
+	var names []string
+	for _, o := range os {
+		if !slices.Contains(names, o.String()) {
+			names = append(names, o.String())
+		}
+	}
+	if len(names) == 1 {
+		return names[0]
+	}
+	return "~" + strings.Join(names, "|")
+}
+
+func verdictMatch(vs []tai.Verdict) string {
+	var names []string
+	for _, v := range vs {
+		if !slices.Contains(names, v.String()) {
+			names = append(names, v.String())
+		}
+	}
+	if len(names) == 1 {
+		return names[0]
+	}
+	return "~" + strings.Join(names, "|")
+}
+
+// valueTemplate renders $value in unit with Prometheus's functions.
+func valueTemplate(u Unit) string {
+	switch u {
+	case UnitRatio:
+		return "{{ $value | humanizePercentage }}"
+	case UnitSeconds:
+		return "{{ $value | humanizeDuration }}"
+	case UnitFactor:
+		return "{{ $value | humanize }}×"
+	}
+	return "{{ $value | humanize }}"
+}
+
+// thresholdText is " (threshold 2%)" for the conditions that have one.
+func thresholdText(r *Rule, u Unit) string {
+	var t float64
+	switch c := r.Condition.(type) {
+	case *outcomeRate:
+		t = c.threshold
+	case *verdictRate:
+		t = c.threshold
+	case *latencyQuantile:
+		t = c.threshold.Seconds()
+	case *burnRate:
+		t = c.pairs[0].Factor
+	default:
+		return ""
+	}
+	return " (threshold " + u.Format(t) + ")"
+}
+
+func promFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// promDuration writes d as Prometheus writes durations: "5m", "1h30m",
+// "3d", "250ms".
+func promDuration(d time.Duration) string {
+	if d <= 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	units := []struct {
+		d      time.Duration
+		suffix string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}}
+	for _, u := range units {
+		if n := d / u.d; n > 0 {
+			b.WriteString(strconv.FormatInt(int64(n), 10))
+			b.WriteString(u.suffix)
+			d -= n * u.d
+		}
+	}
+	if b.Len() == 0 {
+		return d.String()
+	}
+	return b.String()
+}

@@ -1,0 +1,227 @@
+package andon_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+)
+
+// paymentRules are the rules of the payment example: fraud rate, error
+// rate, p99 latency and a page on the error budget.
+func paymentRules(stats *kaizen.Stats) []andon.Rule {
+	return []andon.Rule{
+		{
+			Name: "HighFraudRate", Severity: andon.Page, For: 2 * time.Minute, KeepFiringFor: 5 * time.Minute,
+			Condition:  andon.VerdictRate(stats, "payment", 5*time.Minute, 0.02, tai.Deny),
+			Labels:     map[string]string{"team": "payments"},
+			Summary:    "fraud rate {{ $value | humanizePercentage }}",
+			RunbookURL: "https://runbooks.example/fraud",
+		},
+		{
+			Name: "HighErrorRate", Severity: andon.Page, MinSamples: 10,
+			Condition: andon.ErrorRate(stats, "payment", 5*time.Minute, 0.05),
+		},
+		{
+			Name: "SlowPayments", Severity: andon.Ticket, For: time.Minute,
+			Condition: andon.LatencyQuantile(stats, "payment", 5*time.Minute, 0.99, 5*time.Second),
+		},
+		{
+			Name: "PaymentBudgetBurn", Severity: andon.Page,
+			Condition: andon.BurnRate(stats, andon.SLO{Name: "payment-availability", Kind: "payment", Objective: 0.999}, andon.PageBurnWindows...),
+			Summary:   "error budget burning {{ $value | humanize }}× too fast",
+		},
+	}
+}
+
+func exportStats(t *testing.T) *kaizen.Stats {
+	return newStats(t, newFakeClock(), andon.BurnWindowsOf(andon.PageBurnWindows)...)
+}
+
+func TestPrometheusRulesText(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "payment", paymentRules(exportStats(t)), andon.ExportOptions{Interval: 30 * time.Second}))
+	out := b.String()
+	for _, want := range []string{
+		"groups:\n  - name: \"payment\"\n    interval: 30s\n    rules:\n",
+		`      - record: "slo:sli_error:ratio_rate1h"` + "\n" +
+			`        expr: "(sum(rate(taikit_signals_total{kind=\"payment\",outcome=\"failed\"}[1h])) or vector(0)) / sum(rate(taikit_signals_total{kind=\"payment\"}[1h]))"` + "\n" +
+			"        labels:\n          kind: \"payment\"\n          slo: \"payment-availability\"\n",
+		`      - alert: "HighFraudRate"` + "\n" +
+			`        expr: "sum(rate(taikit_decisions_total{kind=\"payment\",verdict=\"deny\"}[5m])) / sum(rate(taikit_decisions_total{kind=\"payment\"}[5m])) > 0.02"` + "\n" +
+			"        for: 2m\n        keep_firing_for: 5m\n" +
+			"        labels:\n          severity: \"page\"\n          team: \"payments\"\n" +
+			"        annotations:\n          runbook_url: \"https://runbooks.example/fraud\"\n          summary: \"fraud rate {{ $value | humanizePercentage }}\"\n",
+		`(sum(rate(taikit_signals_total{kind=\"payment\",outcome=\"failed\"}[5m])) / sum(rate(taikit_signals_total{kind=\"payment\"}[5m])) > 0.05) and sum(increase(taikit_signals_total{kind=\"payment\"}[5m])) >= 10`,
+		`summary: "error rate of payment over 5m is {{ $value | humanizePercentage }} (threshold 5%)"`,
+		`histogram_quantile(0.99, sum by (le) (rate(taikit_signal_duration_seconds_bucket{kind=\"payment\",stage=\"signal\"}[5m]))) > 5`,
+		`(slo:sli_error:ratio_rate1h{slo=\"payment-availability\"} / (1 - 0.999) > 14.4 and slo:sli_error:ratio_rate5m{slo=\"payment-availability\"} / (1 - 0.999) > 14.4) or (slo:sli_error:ratio_rate6h{slo=\"payment-availability\"} / (1 - 0.999) > 6 and slo:sli_error:ratio_rate30m{slo=\"payment-availability\"} / (1 - 0.999) > 6)`,
+	} {
+		assert.Contains(t, out, want)
+	}
+	assert.Equal(t, 4, bytes.Count(b.Bytes(), []byte("- record:")), "one recording rule per window")
+	assert.NotContains(t, out, "alertname", "Prometheus adds alertname itself")
+}
+
+func TestPrometheusRulesOptions(t *testing.T) {
+	stats := exportStats(t)
+	line := newLine("checkout")
+	custom := andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) { return andon.Measurement{}, nil })
+	rules := []andon.Rule{
+		{Name: "Errors", Severity: andon.Page, Condition: andon.ErrorRate(stats, "payment", 5*time.Minute, 0.05)},
+		{Name: "Custom", Severity: andon.Ticket, Condition: custom},
+	}
+	var b bytes.Buffer
+	err := andon.PrometheusRules(&b, "g", rules, andon.ExportOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `andon: rule "Custom": condition`)
+	assert.Contains(t, err.Error(), `has no PromQL form; set Rule.Expr`)
+
+	b.Reset()
+	require.NoError(t, andon.PrometheusRules(&b, "g", rules, andon.ExportOptions{SkipUnsupported: true,
+		Namespace: "shop", Subsystem: "api", Matchers: map[string]string{"job": "payment"}}))
+	assert.Contains(t, b.String(), `shop_api_signals_total{job=\"payment\",kind=\"payment\",outcome=\"failed\"}`)
+	assert.NotContains(t, b.String(), "Custom")
+
+	rules[1].Expr = `vector(1) > 2`
+	b.Reset()
+	require.NoError(t, andon.PrometheusRules(&b, "g", rules, andon.ExportOptions{}))
+	assert.Contains(t, b.String(), `expr: "vector(1) > 2"`)
+
+	// Breaker and line states read kaizen's collector gauges, which have
+	// the namespace but no subsystem.
+	breaker, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
+	require.NoError(t, err)
+	state := []andon.Rule{
+		{Name: "LineDown", Severity: andon.Ticket, Condition: andon.LineStopped(line)},
+		{Name: "GatewayOpen", Severity: andon.Page, Condition: andon.BreakerOpen(breaker)},
+	}
+	b.Reset()
+	require.NoError(t, andon.PrometheusRules(&b, "g", state, andon.ExportOptions{Namespace: "shop", Subsystem: "api"}))
+	assert.Contains(t, b.String(), `expr: "max(shop_line_stopped{line=\"checkout\"}) > 0"`)
+	assert.Contains(t, b.String(), `expr: "max(shop_breaker_state{breaker=\"gateway\",state=~\"open|forced-open|half-open\"}) > 0"`)
+
+	for _, tt := range []struct {
+		group string
+		rules []andon.Rule
+		opts  andon.ExportOptions
+		want  string
+	}{
+		{"", nil, andon.ExportOptions{}, "group name is empty"},
+		{"g", nil, andon.ExportOptions{Namespace: "a-b"}, `ExportOptions.Namespace "a-b" is not a valid metric name`},
+		{"g", nil, andon.ExportOptions{Matchers: map[string]string{"1x": "y"}}, `ExportOptions.Matchers: name "1x" is not a valid label name`},
+		{"g", []andon.Rule{rules[0], rules[0]}, andon.ExportOptions{}, `rule "Errors": Rule.Name is used by another rule`},
+		{"g", []andon.Rule{{Name: "X", Severity: andon.Page, Condition: rules[0].Condition, For: time.Microsecond}}, andon.ExportOptions{}, "For 1µs is not a whole number of milliseconds"},
+	} {
+		err := andon.PrometheusRules(&b, tt.group, tt.rules, tt.opts)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), tt.want)
+	}
+}
+
+// promtoolTest proves with promtool that the exported rules fire on
+// synthetic series, with the annotations the in-process rules render.
+const promtoolTest = `rule_files:
+  - rules.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'taikit_decisions_total{kind="payment",policy="fraud",verdict="deny"}'
+        values: '0+5x120'
+      - series: 'taikit_decisions_total{kind="payment",policy="fraud",verdict="allow"}'
+        values: '0+95x120'
+      - series: 'taikit_signals_total{kind="payment",outcome="succeeded"}'
+        values: '0+980x120'
+      - series: 'taikit_signals_total{kind="payment",outcome="failed"}'
+        values: '0+20x120'
+      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="5"}'
+        values: '0+90x120'
+      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="10"}'
+        values: '0+100x120'
+      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="+Inf"}'
+        values: '0+100x120'
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: HighFraudRate
+        exp_alerts: []
+      - eval_time: 10m
+        alertname: HighFraudRate
+        exp_alerts:
+          - exp_labels:
+              severity: page
+              team: payments
+            exp_annotations:
+              summary: "fraud rate 5%"
+              runbook_url: "https://runbooks.example/fraud"
+      - eval_time: 10m
+        alertname: HighErrorRate
+        exp_alerts: []
+      - eval_time: 10m
+        alertname: SlowPayments
+        exp_alerts:
+          - exp_labels:
+              severity: ticket
+            exp_annotations:
+              summary: "p99 latency of payment over 5m is 9.5s (threshold 5s)"
+      - eval_time: 10m
+        alertname: PaymentBudgetBurn
+        exp_alerts:
+          - exp_labels:
+              severity: page
+              slo: payment-availability
+              kind: payment
+            exp_annotations:
+              summary: "error budget burning 20× too fast"
+`
+
+func TestPromtool(t *testing.T) {
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	dir := t.TempDir()
+	stats := exportStats(t)
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "payment", paymentRules(stats), andon.ExportOptions{}))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolTest), 0o600))
+
+	out, err := exec.Command(promtool, "check", "rules", filepath.Join(dir, "rules.yml")).CombinedOutput()
+	require.NoError(t, err, "promtool check rules:\n%s\n%s", out, b.String())
+	assert.Contains(t, string(out), "SUCCESS: 8 rules found")
+
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+	assert.Contains(t, string(out), "SUCCESS")
+
+	// The same templates render the same text in-process.
+	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "F", Severity: andon.Page,
+		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			return andon.Measurement{Active: true, Value: 0.05, Samples: 100}, nil
+		}), Summary: paymentRules(stats)[0].Summary}}})
+	e.EvaluateAt(context.Background(), t0)
+	a, _ := e.Alert("F")
+	assert.Equal(t, "fraud rate 5%", a.Annotations["summary"])
+}
+
+func TestPromtoolRejectsBrokenRules(t *testing.T) {
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	dir := t.TempDir()
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "g", []andon.Rule{{Name: "Broken", Severity: andon.Page,
+		Condition: newSwitch(), Expr: "sum(rate(x[5m]) >"}}, andon.ExportOptions{}))
+	path := filepath.Join(dir, "rules.yml")
+	require.NoError(t, os.WriteFile(path, b.Bytes(), 0o600))
+	out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
+	assert.Error(t, err, "the check can fail: %s", out)
+}

@@ -1,0 +1,40 @@
+package andon
+
+import "context"
+
+// A Hook acts when a rule fires and when it resolves: stop a line, open a
+// ticket, page through a system of your own. The evaluator calls hooks on
+// its own goroutine, in order, after the state has changed and with no lock
+// held, so a hook may read the evaluator. A hook must return soon: slow
+// work belongs in a Notifier, which has a queue. A panic in a hook is
+// recovered and logged.
+//
+// Hooks run whether or not the alert is silenced: a silence mutes
+// notifications, not the line's protection.
+type Hook interface {
+	// Fire is called when the rule enters Firing.
+	Fire(ctx context.Context, a Alert)
+	// Resolve is called when the rule leaves Firing.
+	Resolve(ctx context.Context, a Alert)
+}
+
+// HookFuncs adapts a pair of functions to a Hook; a nil function does
+// nothing.
+type HookFuncs struct {
+	OnFire    func(ctx context.Context, a Alert)
+	OnResolve func(ctx context.Context, a Alert)
+}
+
+// Fire calls OnFire, if set.
+func (h HookFuncs) Fire(ctx context.Context, a Alert) {
+	if h.OnFire != nil {
+		h.OnFire(ctx, a)
+	}
+}
+
+// Resolve calls OnResolve, if set.
+func (h HookFuncs) Resolve(ctx context.Context, a Alert) {
+	if h.OnResolve != nil {
+		h.OnResolve(ctx, a)
+	}
+}

@@ -1,0 +1,131 @@
+package andon_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// t0 is the start of every test's clock.
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: t0} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// AfterFunc makes fakeClock a jidoka.Clock; the tests never wait for it.
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) jidoka.Timer { return time.AfterFunc(d, f) }
+
+func (c *fakeClock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	return c.now
+}
+
+// switchCond is a condition a test turns on and off.
+type switchCond struct {
+	mu      sync.Mutex
+	active  bool
+	value   float64
+	samples uint64
+	err     error
+}
+
+func newSwitch() *switchCond { return &switchCond{samples: 100} }
+
+func (s *switchCond) Set(active bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active = active
+	if active {
+		s.value = 0.1
+	} else {
+		s.value = 0.01
+	}
+}
+
+func (s *switchCond) SetSamples(n uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.samples = n
+}
+
+func (s *switchCond) SetErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = err
+}
+
+func (s *switchCond) Measure(context.Context, time.Time) (andon.Measurement, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return andon.Measurement{Active: s.active, Value: s.value, Threshold: 0.05, Unit: andon.UnitRatio, Samples: s.samples}, s.err
+}
+
+// newStats returns a kaizen Stats on clock keeping windows.
+func newStats(t *testing.T, clock *fakeClock, windows ...time.Duration) *kaizen.Stats {
+	t.Helper()
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: windows, Clock: clock.Now})
+	require.NoError(t, err)
+	return s
+}
+
+// observe records n signals of kind with outcome and verdict, finishing
+// now, each lasting d.
+func observe(s *kaizen.Stats, clock *fakeClock, kind string, n int, o tai.Outcome, v tai.Verdict, d time.Duration) {
+	for range n {
+		s.Observe(context.Background(), tai.Record{Kind: kind, Outcome: o, Decision: tai.Decision{Verdict: v},
+			Start: clock.Now().Add(-d), Duration: d})
+	}
+}
+
+// needBinary returns the path of an installed binary, or skips the test
+// (fails it with TAIKIT_REQUIRE_SERVERS=1).
+func needBinary(t *testing.T, paths ...string) string {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		if lp, err := exec.LookPath(p); err == nil {
+			return lp
+		}
+	}
+	if os.Getenv("TAIKIT_REQUIRE_SERVERS") == "1" {
+		t.Fatalf("%v not installed and TAIKIT_REQUIRE_SERVERS=1", paths)
+	}
+	t.Skipf("%v not installed; skipping (set TAIKIT_REQUIRE_SERVERS=1 to fail instead)", paths)
+	return ""
+}
+
+// newEvaluator builds an evaluator closed at the end of the test.
+func newEvaluator(t *testing.T, opts andon.Options) *andon.Evaluator {
+	t.Helper()
+	e, err := andon.NewEvaluator(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	return e
+}

@@ -1,0 +1,345 @@
+package andon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// A Notifier tells people or systems about alerts: a log, a webhook,
+// Alertmanager. The evaluator calls Notify from a worker goroutine of its
+// own per notifier, never from evaluation, with a batch of alerts that
+// changed: State Firing for alerts that fired (or are re-sent), Resolved
+// for alerts that resolved. The context carries NotifyOptions.Timeout.
+//
+// An error is retried with back-off up to NotifyOptions.MaxAttempts times,
+// unless it is marked with Permanent. A Notifier that also has a Name()
+// method (tai.Namer) is named by it in logs and NotifierStats.
+type Notifier interface {
+	Notify(ctx context.Context, alerts []Alert) error
+}
+
+// A Refresher is a Notifier whose receiver forgets an alert it does not
+// hear of again before the alert's ValidUntil, as Alertmanager does: the
+// evaluator re-sends firing alerts to it every NotifyOptions.ResendInterval.
+// Other notifiers hear of an alert once when it fires and once when it
+// resolves.
+type Refresher interface {
+	Notifier
+	// Refreshes reports whether firing alerts must be re-sent.
+	Refreshes() bool
+}
+
+// NotifyOptions configures the delivery of notifications. The zero value
+// is useful: every zero field has the default its comment names.
+type NotifyOptions struct {
+	// QueueSize bounds the alerts waiting for each notifier. When a
+	// notifier falls behind, a re-send of a queued firing alert replaces
+	// the queued one (a resolution is queued after it, never in its
+	// place); a notification that finds the queue full is
+	// dropped, counted in NotifierStats.Dropped and logged. Zero means 256.
+	QueueSize int
+	// Timeout bounds each Notify call. Zero means 10s.
+	Timeout time.Duration
+	// MaxAttempts is how many times a batch is tried before it is given
+	// up (counted in NotifierStats.Failed and logged). Zero means 4; 1
+	// means no retries.
+	MaxAttempts int
+	// Backoff is the wait before the first retry; it doubles on each
+	// retry, up to MaxBackoff, with random jitter of up to half. Zero
+	// means 500ms.
+	Backoff time.Duration
+	// MaxBackoff caps the wait between retries. Zero means 30s.
+	MaxBackoff time.Duration
+	// ResendInterval is how often firing alerts are re-sent to a
+	// Refresher (Alertmanager). Alerts carry ValidUntil four intervals
+	// ahead. Zero means one minute.
+	ResendInterval time.Duration
+}
+
+func (o NotifyOptions) withDefaults() (NotifyOptions, error) {
+	checks := []struct {
+		name string
+		v    time.Duration
+		def  time.Duration
+		p    *time.Duration
+	}{
+		{"Timeout", o.Timeout, 10 * time.Second, &o.Timeout},
+		{"Backoff", o.Backoff, 500 * time.Millisecond, &o.Backoff},
+		{"MaxBackoff", o.MaxBackoff, 30 * time.Second, &o.MaxBackoff},
+		{"ResendInterval", o.ResendInterval, time.Minute, &o.ResendInterval},
+	}
+	for _, c := range checks {
+		switch {
+		case c.v == 0:
+			*c.p = c.def
+		case c.v < 0:
+			return o, fmt.Errorf("andon: NotifyOptions.%s %v is negative", c.name, c.v)
+		}
+	}
+	if o.MaxBackoff < o.Backoff {
+		return o, fmt.Errorf("andon: NotifyOptions.MaxBackoff %v is below Backoff %v", o.MaxBackoff, o.Backoff)
+	}
+	switch {
+	case o.QueueSize == 0:
+		o.QueueSize = 256
+	case o.QueueSize < 0 || o.QueueSize > 1<<20:
+		return o, fmt.Errorf("andon: NotifyOptions.QueueSize %d is outside [1, %d]", o.QueueSize, 1<<20)
+	}
+	switch {
+	case o.MaxAttempts == 0:
+		o.MaxAttempts = 4
+	case o.MaxAttempts < 0 || o.MaxAttempts > 100:
+		return o, fmt.Errorf("andon: NotifyOptions.MaxAttempts %d is outside [1, 100]", o.MaxAttempts)
+	}
+	return o, nil
+}
+
+// Permanent marks err as not worth retrying (a receiver that answered 400
+// Bad Request will answer it again). errors.Is and errors.As see through
+// it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+func isPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// NotifierStats counts what happened to the notifications of one
+// notifier.
+type NotifierStats struct {
+	// Name is the notifier's Name(), or its position ("notifier 2").
+	Name string `json:"name"`
+	// Sent counts alerts delivered; Failed alerts given up after
+	// MaxAttempts (or a Permanent error); Dropped alerts that found the
+	// queue full or were still queued at Close.
+	Sent    uint64 `json:"sent"`
+	Failed  uint64 `json:"failed"`
+	Dropped uint64 `json:"dropped"`
+	// Retries counts retried Notify calls.
+	Retries uint64 `json:"retries"`
+	// Queued is the number of alerts waiting now.
+	Queued int `json:"queued"`
+}
+
+// sentState is the last notification queued for a fingerprint.
+type sentState struct {
+	state State
+	at    time.Time
+}
+
+// dispatcher owns the queue and the worker goroutine of one notifier.
+type dispatcher struct {
+	n       Notifier
+	name    string
+	refresh bool
+	opts    NotifyOptions
+	log     *slog.Logger
+	ctx     context.Context // canceled by the evaluator's Close
+
+	mu    sync.Mutex
+	queue []Alert
+	index map[string]int // fingerprint → position in queue
+	sent  map[string]sentState
+	busy  bool
+	idle  []chan struct{}
+	stats NotifierStats
+
+	wake   chan struct{}
+	exited chan struct{}
+}
+
+func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, log *slog.Logger) *dispatcher {
+	d := &dispatcher{
+		n: n, name: fmt.Sprintf("notifier %d", i), opts: opts, log: log, ctx: ctx,
+		index: map[string]int{}, sent: map[string]sentState{},
+		wake: make(chan struct{}, 1), exited: make(chan struct{}),
+	}
+	if nm, ok := n.(tai.Namer); ok && nm.Name() != "" {
+		d.name = nm.Name()
+	}
+	if r, ok := n.(Refresher); ok {
+		d.refresh = r.Refreshes()
+	}
+	d.stats.Name = d.name
+	return d
+}
+
+// offer queues the alerts this notifier has not heard of in their present
+// state: a firing alert once (and again every ResendInterval for a
+// Refresher), a resolved alert once if it was sent firing. It never
+// blocks.
+func (d *dispatcher) offer(now time.Time, alerts []Alert) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	queued := false
+	for _, a := range alerts {
+		last, seen := d.sent[a.Fingerprint]
+		switch {
+		case a.State == Firing && !a.Silenced:
+			if seen && last.state == Firing && (!d.refresh || now.Sub(last.at) < d.opts.ResendInterval) {
+				continue
+			}
+			d.sent[a.Fingerprint] = sentState{state: Firing, at: now}
+		case a.State == Resolved:
+			if !seen || last.state != Firing {
+				continue
+			}
+			delete(d.sent, a.Fingerprint)
+		default:
+			continue
+		}
+		if i, ok := d.index[a.Fingerprint]; ok && d.queue[i].State == a.State {
+			d.queue[i] = a // a newer re-send replaces the queued one
+			queued = true
+			continue
+		}
+		if len(d.queue) >= d.opts.QueueSize {
+			d.stats.Dropped++
+			d.log.Warn("andon: notification dropped: queue full",
+				"notifier", d.name, "alertname", a.Name, "state", a.State.String(), "queue_size", d.opts.QueueSize)
+			continue
+		}
+		d.index[a.Fingerprint] = len(d.queue)
+		d.queue = append(d.queue, a)
+		queued = true
+	}
+	if queued {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run is the worker: it sends what is queued, in batches, until the
+// evaluator closes.
+func (d *dispatcher) run() {
+	defer close(d.exited)
+	for {
+		select {
+		case <-d.wake:
+		case <-d.ctx.Done():
+			d.mu.Lock()
+			if n := len(d.queue); n > 0 {
+				d.stats.Dropped += uint64(n)
+				d.log.Warn("andon: notifications dropped at close", "notifier", d.name, "count", n)
+			}
+			d.queue, d.busy = nil, false
+			clear(d.index)
+			d.wakeIdle()
+			d.mu.Unlock()
+			return
+		}
+		for {
+			d.mu.Lock()
+			batch := d.queue
+			d.queue = nil
+			clear(d.index)
+			if len(batch) == 0 {
+				d.busy = false
+				d.wakeIdle()
+				d.mu.Unlock()
+				break
+			}
+			d.busy = true
+			d.mu.Unlock()
+			d.send(batch)
+		}
+	}
+}
+
+// wakeIdle releases Flush callers; d.mu is held.
+func (d *dispatcher) wakeIdle() {
+	for _, c := range d.idle {
+		close(c)
+	}
+	d.idle = nil
+}
+
+// send delivers a batch, retrying with back-off.
+func (d *dispatcher) send(batch []Alert) {
+	wait := d.opts.Backoff
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(d.ctx, d.opts.Timeout)
+		err := d.notify(ctx, batch)
+		cancel()
+		if err == nil {
+			d.count(func(s *NotifierStats) { s.Sent += uint64(len(batch)) })
+			return
+		}
+		if isPermanent(err) || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
+			d.count(func(s *NotifierStats) { s.Failed += uint64(len(batch)) })
+			d.log.Error("andon: notification failed", "notifier", d.name, "alerts", len(batch), "attempts", attempt, "err", err)
+			return
+		}
+		d.count(func(s *NotifierStats) { s.Retries++ })
+		d.log.Warn("andon: notification failed; retrying", "notifier", d.name, "attempt", attempt, "err", err)
+		jittered := wait/2 + rand.N(wait/2+1)
+		t := time.NewTimer(jittered)
+		select {
+		case <-t.C:
+		case <-d.ctx.Done():
+			t.Stop()
+		}
+		wait = min(2*wait, d.opts.MaxBackoff)
+	}
+}
+
+// notify calls the notifier, turning a panic into an error.
+func (d *dispatcher) notify(ctx context.Context, batch []Alert) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = Permanent(fmt.Errorf("andon: notifier %s panicked: %v", d.name, v))
+		}
+	}()
+	return d.n.Notify(ctx, batch)
+}
+
+func (d *dispatcher) count(f func(*NotifierStats)) {
+	d.mu.Lock()
+	f(&d.stats)
+	d.mu.Unlock()
+}
+
+// flush waits until nothing is queued or being sent.
+func (d *dispatcher) flush(ctx context.Context) error {
+	d.mu.Lock()
+	if (len(d.queue) == 0 && !d.busy) || d.ctx.Err() != nil {
+		d.mu.Unlock()
+		return nil
+	}
+	c := make(chan struct{})
+	d.idle = append(d.idle, c)
+	d.mu.Unlock()
+	select {
+	case <-c:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *dispatcher) snapshot() NotifierStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.stats
+	s.Queued = len(d.queue)
+	return s
+}

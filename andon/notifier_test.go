@@ -1,0 +1,413 @@
+package andon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/andon"
+)
+
+// recorder is a Notifier that remembers what it was told.
+type recorder struct {
+	mu     sync.Mutex
+	alerts []andon.Alert
+}
+
+func (r *recorder) Notify(_ context.Context, alerts []andon.Alert) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.alerts = append(r.alerts, alerts...)
+	return nil
+}
+
+// events returns "name state" for each alert told.
+func (r *recorder) events() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, a := range r.alerts {
+		out = append(out, a.Name+" "+a.State.String())
+	}
+	return out
+}
+
+// fastRetries keeps back-off short so retry tests finish quickly; they
+// count attempts, never time.
+var fastRetries = andon.NotifyOptions{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+
+func TestNotifyOnceOnFireAndResolve(t *testing.T) {
+	cond := newSwitch()
+	rec := &recorder{}
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: time.Minute}}})
+	ctx := context.Background()
+	cond.Set(true)
+	for i := range 5 { // pending, then firing for several evaluations
+		e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
+	}
+	cond.Set(false)
+	for i := 5; i < 8; i++ {
+		e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
+	}
+	require.NoError(t, e.Flush(ctx))
+	assert.Equal(t, []string{"R firing", "R resolved"}, rec.events(), "deduplicated by fingerprint")
+	st := e.NotifierStats()
+	require.Len(t, st, 1)
+	assert.EqualValues(t, 2, st[0].Sent)
+	assert.Equal(t, "notifier 0", st[0].Name)
+}
+
+func TestPendingThatNeverFiresIsNotSent(t *testing.T) {
+	cond := newSwitch()
+	rec := &recorder{}
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: time.Hour}}})
+	ctx := context.Background()
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	cond.Set(false)
+	e.EvaluateAt(ctx, t0.Add(time.Minute))
+	require.NoError(t, e.Flush(ctx))
+	assert.Empty(t, rec.events())
+}
+
+// webhookServer records the messages it receives and fails the first
+// failures requests with status code.
+type webhookServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	messages []andon.WebhookMessage
+	requests atomic.Int32
+	failures int32
+	code     int
+}
+
+func newWebhookServer(t *testing.T, failures int32, code int) *webhookServer {
+	s := &webhookServer{failures: failures, code: code}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.requests.Add(1)
+		if n <= s.failures {
+			http.Error(w, "try later", s.code)
+			return
+		}
+		var m andon.WebhookMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.messages = append(s.messages, m)
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *webhookServer) got() []andon.WebhookMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]andon.WebhookMessage(nil), s.messages...)
+}
+
+func TestWebhook(t *testing.T) {
+	srv := newWebhookServer(t, 2, http.StatusServiceUnavailable)
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL, Receiver: "ops", ExternalURL: "http://board/"})
+	require.NoError(t, err)
+	cond := newSwitch()
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{wh}, Notify: fastRetries, Logger: discardLogger(),
+		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"},
+			Summary: "errors at {{ $value | humanizePercentage }}"}}})
+	ctx := context.Background()
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	require.NoError(t, e.Flush(ctx))
+
+	msgs := srv.got()
+	require.Len(t, msgs, 1, "delivered once after two 503s")
+	assert.EqualValues(t, 3, srv.requests.Load())
+	m := msgs[0]
+	assert.Equal(t, "4", m.Version)
+	assert.Equal(t, "firing", m.Status)
+	assert.Equal(t, "ops", m.Receiver)
+	assert.Equal(t, "http://board/", m.ExternalURL)
+	assert.Equal(t, map[string]string{"alertname": "HighErrorRate"}, m.GroupLabels)
+	assert.Equal(t, `{}:{alertname="HighErrorRate"}`, m.GroupKey)
+	assert.Equal(t, map[string]string{"alertname": "HighErrorRate", "severity": "page", "team": "payments"}, m.CommonLabels)
+	require.Len(t, m.Alerts, 1)
+	assert.Equal(t, "firing", m.Alerts[0].Status)
+	assert.Equal(t, "errors at 10%", m.Alerts[0].Annotations["summary"])
+	assert.Equal(t, t0, m.Alerts[0].StartsAt.UTC())
+	assert.True(t, m.Alerts[0].EndsAt.IsZero())
+	assert.NotEmpty(t, m.Alerts[0].Fingerprint)
+
+	st := e.NotifierStats()[0]
+	assert.Equal(t, "webhook", st.Name)
+	assert.EqualValues(t, 1, st.Sent)
+	assert.EqualValues(t, 2, st.Retries)
+
+	cond.Set(false)
+	e.EvaluateAt(ctx, t0.Add(time.Minute))
+	require.NoError(t, e.Flush(ctx))
+	msgs = srv.got()
+	require.Len(t, msgs, 2)
+	assert.Equal(t, "resolved", msgs[1].Status)
+	assert.Equal(t, t0.Add(time.Minute), msgs[1].Alerts[0].EndsAt.UTC())
+}
+
+func TestWebhookRequestShape(t *testing.T) {
+	var body []byte
+	var header http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		header = r.Header.Clone()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(r.Body)
+		body = b.Bytes()
+	}))
+	defer srv.Close()
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL, Header: http.Header{"Authorization": {"Bearer x"}}})
+	require.NoError(t, err)
+	require.NoError(t, wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing, Labels: map[string]string{"alertname": "A"}}}))
+	assert.Equal(t, "Bearer x", header.Get("Authorization"))
+	var raw map[string]any
+	require.NoError(t, json.Unmarshal(body, &raw))
+	for _, k := range []string{"version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels", "commonLabels", "commonAnnotations", "externalURL", "alerts"} {
+		assert.Contains(t, raw, k)
+	}
+	assert.Equal(t, "andon", raw["receiver"])
+}
+
+func TestPermanentErrorIsNotRetried(t *testing.T) {
+	srv := newWebhookServer(t, 100, http.StatusBadRequest)
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	cond := newSwitch()
+	var logs bytes.Buffer
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{wh}, Notify: fastRetries,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	require.NoError(t, e.Flush(context.Background()))
+	assert.EqualValues(t, 1, srv.requests.Load())
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 1, st.Failed)
+	assert.EqualValues(t, 0, st.Retries)
+	assert.Contains(t, logs.String(), "notification failed")
+	assert.Contains(t, logs.String(), "400 Bad Request")
+}
+
+func TestRetriesGiveUp(t *testing.T) {
+	var calls atomic.Int32
+	failing := notifierFunc(func(context.Context, []andon.Alert) error {
+		calls.Add(1)
+		return errors.New("connection refused")
+	})
+	cond := newSwitch()
+	opts := fastRetries
+	opts.MaxAttempts = 3
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{failing}, Notify: opts, Logger: discardLogger(),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	require.NoError(t, e.Flush(context.Background()))
+	assert.EqualValues(t, 3, calls.Load())
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 1, st.Failed)
+	assert.EqualValues(t, 2, st.Retries)
+}
+
+type notifierFunc func(context.Context, []andon.Alert) error
+
+func (f notifierFunc) Notify(ctx context.Context, a []andon.Alert) error { return f(ctx, a) }
+
+func TestSlowNotifierNeverBlocksEvaluation(t *testing.T) {
+	release := make(chan struct{})
+	var got atomic.Int32
+	slow := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+		got.Add(int32(len(a)))
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	var logs bytes.Buffer
+	var rules []andon.Rule
+	conds := make([]*switchCond, 6)
+	for i := range conds {
+		conds[i] = newSwitch()
+		rules = append(rules, andon.Rule{Name: "R" + string(rune('a'+i)), Severity: andon.Page, Condition: conds[i]})
+	}
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{slow}, Notify: andon.NotifyOptions{QueueSize: 2, Timeout: time.Hour},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: rules})
+	ctx := context.Background()
+
+	conds[0].Set(true)
+	e.EvaluateAt(ctx, t0) // Ra goes to the worker, which blocks
+	require.Eventually(t, func() bool { return got.Load() == 1 }, 10*time.Second, time.Millisecond)
+	for i := 1; i < 6; i++ {
+		conds[i].Set(true)
+	}
+	done := make(chan struct{})
+	go func() {
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // Rb..Rf: two fit the queue, three are dropped
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("evaluation blocked on a slow notifier")
+	}
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 3, st.Dropped)
+	assert.Equal(t, 2, st.Queued)
+	assert.Contains(t, logs.String(), "notification dropped: queue full")
+	close(release)
+	require.NoError(t, e.Flush(ctx))
+	assert.EqualValues(t, 3, got.Load())
+}
+
+func TestCloseDropsQueuedAndCancels(t *testing.T) {
+	started := make(chan struct{})
+	blocking := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	cond := newSwitch()
+	e, err := andon.NewEvaluator(andon.Options{Notifiers: []andon.Notifier{blocking}, Logger: discardLogger(),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	require.NoError(t, err)
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	<-started
+	require.NoError(t, e.Close())
+	require.NoError(t, e.Close(), "idempotent")
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 1, st.Failed, "the canceled call is given up")
+	assert.False(t, e.Pull(context.Background(), "x", "y"), "no cord after Close")
+}
+
+func TestFlushHonoursContext(t *testing.T) {
+	release := make(chan struct{})
+	blocking := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+		<-release
+		return nil
+	})
+	cond := newSwitch()
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{blocking},
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, e.Flush(ctx), context.Canceled)
+	close(release)
+	require.NoError(t, e.Flush(context.Background()))
+}
+
+func TestSlogNotifier(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	n := andon.SlogNotifier(logger)
+	require.NoError(t, n.Notify(context.Background(), []andon.Alert{
+		{Name: "A", Severity: andon.Page, State: andon.Firing, Value: 0.031, Unit: andon.UnitRatio,
+			Labels: map[string]string{"alertname": "A", "team": "x"}, Annotations: map[string]string{"summary": "fraud 3.1%"}},
+		{Name: "B", Severity: andon.Ticket, State: andon.Firing},
+		{Name: "A", Severity: andon.Page, State: andon.Resolved},
+	}))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 3)
+	var first map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &first))
+	assert.Equal(t, "ERROR", first["level"])
+	assert.Equal(t, "A", first["alertname"])
+	assert.Equal(t, "3.1%", first["value"])
+	assert.Equal(t, "fraud 3.1%", first["summary"])
+	assert.Equal(t, map[string]any{"alertname": "A", "team": "x"}, first["labels"])
+	assert.Contains(t, lines[1], `"level":"WARN"`)
+	assert.Contains(t, lines[2], `"level":"INFO"`)
+	assert.Contains(t, lines[2], `"state":"resolved"`)
+}
+
+func TestNotifierOptionsValidation(t *testing.T) {
+	_, err := andon.NewWebhook(andon.WebhookOptions{URL: "ftp://x"})
+	assert.ErrorContains(t, err, `andon: WebhookOptions.URL "ftp://x" is not an http or https URL`)
+	_, err = andon.NewAlertmanager(andon.AlertmanagerOptions{})
+	assert.ErrorContains(t, err, `andon: AlertmanagerOptions.URL "" is not an http or https URL`)
+}
+
+// amServer is a fake Alertmanager recording POST /api/v2/alerts.
+type amServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	posts [][]andon.PostableAlert
+}
+
+func newAMServer(t *testing.T) *amServer {
+	s := &amServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v2/alerts" {
+			http.NotFound(w, r)
+			return
+		}
+		var as []andon.PostableAlert
+		if err := json.NewDecoder(r.Body).Decode(&as); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.posts = append(s.posts, as)
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *amServer) got() [][]andon.PostableAlert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]andon.PostableAlert(nil), s.posts...)
+}
+
+func TestAlertmanagerResendsFiringAlerts(t *testing.T) {
+	srv := newAMServer(t)
+	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: srv.URL + "/"})
+	require.NoError(t, err)
+	cond := newSwitch()
+	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{am}, Interval: 15 * time.Second,
+		Notify: andon.NotifyOptions{ResendInterval: time.Minute},
+		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	ctx := context.Background()
+	cond.Set(true)
+	for _, at := range []time.Duration{0, 15 * time.Second, 30 * time.Second, 45 * time.Second, time.Minute, 75 * time.Second} {
+		e.EvaluateAt(ctx, t0.Add(at))
+		require.NoError(t, e.Flush(ctx))
+	}
+	posts := srv.got()
+	require.Len(t, posts, 2, "sent when it fired and re-sent a minute later")
+	assert.Equal(t, t0, posts[0][0].StartsAt.UTC())
+	assert.Equal(t, t0.Add(4*time.Minute), posts[0][0].EndsAt.UTC(), "endsAt four resend intervals ahead")
+	assert.Equal(t, t0.Add(5*time.Minute), posts[1][0].EndsAt.UTC())
+	assert.Equal(t, "R", posts[1][0].Labels["alertname"])
+
+	cond.Set(false)
+	e.EvaluateAt(ctx, t0.Add(90*time.Second))
+	require.NoError(t, e.Flush(ctx))
+	posts = srv.got()
+	require.Len(t, posts, 3)
+	assert.Equal(t, t0.Add(90*time.Second), posts[2][0].EndsAt.UTC(), "resolved: endsAt is the resolve time")
+	assert.Equal(t, t0, posts[2][0].StartsAt.UTC())
+}

@@ -1,0 +1,188 @@
+package andon
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// MatchType is how a Matcher compares a label's value.
+type MatchType uint8
+
+// The match types, as in Alertmanager. The zero MatchType is MatchEqual.
+const (
+	MatchEqual     MatchType = iota // =
+	MatchNotEqual                   // !=
+	MatchRegexp                     // =~, the whole value
+	MatchNotRegexp                  // !~
+)
+
+var matchOps = [...]string{"=", "!=", "=~", "!~"}
+
+// String returns "=", "!=", "=~" or "!~".
+func (t MatchType) String() string {
+	if int(t) < len(matchOps) {
+		return matchOps[t]
+	}
+	return fmt.Sprintf("match(%d)", uint8(t))
+}
+
+// MarshalText encodes the match type as its String.
+func (t MatchType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText decodes "=", "!=", "=~" or "!~".
+func (t *MatchType) UnmarshalText(b []byte) error {
+	for i, op := range matchOps {
+		if op == string(b) {
+			*t = MatchType(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("andon: unknown match type %q", b)
+}
+
+// Matcher matches alerts by one label. A label an alert does not have has
+// the empty value, as in Prometheus: {team=""} matches alerts without a
+// team.
+type Matcher struct {
+	Name  string    `json:"name"`
+	Type  MatchType `json:"type"`
+	Value string    `json:"value"`
+
+	re *regexp.Regexp
+}
+
+// ParseMatcher parses "name=value", "name!=value", "name=~regexp" or
+// "name!~regexp"; the value may be double-quoted.
+func ParseMatcher(s string) (Matcher, error) {
+	i := strings.IndexAny(s, "=!")
+	if i <= 0 {
+		return Matcher{}, fmt.Errorf("andon: matcher %q has no label name and operator", s)
+	}
+	m := Matcher{Name: strings.TrimSpace(s[:i])}
+	rest := s[i:]
+	switch {
+	case strings.HasPrefix(rest, "=~"):
+		m.Type, rest = MatchRegexp, rest[2:]
+	case strings.HasPrefix(rest, "!~"):
+		m.Type, rest = MatchNotRegexp, rest[2:]
+	case strings.HasPrefix(rest, "!="):
+		m.Type, rest = MatchNotEqual, rest[2:]
+	case strings.HasPrefix(rest, "="):
+		m.Type, rest = MatchEqual, rest[1:]
+	default:
+		return Matcher{}, fmt.Errorf("andon: matcher %q has no operator (=, !=, =~, !~)", s)
+	}
+	rest = strings.TrimSpace(rest)
+	if len(rest) >= 2 && rest[0] == '"' && rest[len(rest)-1] == '"' {
+		rest = rest[1 : len(rest)-1]
+	}
+	m.Value = rest
+	if err := m.compile(); err != nil {
+		return Matcher{}, fmt.Errorf("andon: matcher %q: %w", s, err)
+	}
+	return m, nil
+}
+
+func (m *Matcher) compile() error {
+	if err := checkLabelName(m.Name); err != nil {
+		return err
+	}
+	switch m.Type {
+	case MatchEqual, MatchNotEqual:
+		return nil
+	case MatchRegexp, MatchNotRegexp:
+		re, err := regexp.Compile("^(?:" + m.Value + ")$")
+		if err != nil {
+			return fmt.Errorf("value %q is not a regular expression: %w", m.Value, err)
+		}
+		m.re = re
+		return nil
+	}
+	return fmt.Errorf("match type %d is unknown", m.Type)
+}
+
+// Matches reports whether labels satisfy the matcher. A Matcher made as a
+// literal, not by ParseMatcher or a Silence, compiles its regexp here each
+// time.
+func (m Matcher) Matches(labels map[string]string) bool {
+	v := labels[m.Name]
+	switch m.Type {
+	case MatchEqual:
+		return v == m.Value
+	case MatchNotEqual:
+		return v != m.Value
+	}
+	re := m.re
+	if re == nil {
+		if err := m.compile(); err != nil {
+			return false
+		}
+		re = m.re
+	}
+	return re.MatchString(v) == (m.Type == MatchRegexp)
+}
+
+// String writes the matcher as `name="value"`.
+func (m Matcher) String() string {
+	return fmt.Sprintf("%s%s%q", m.Name, m.Type, m.Value)
+}
+
+// Silence mutes the notifications of the alerts whose labels match every
+// Matcher, from StartsAt until EndsAt. The board shows silenced alerts as
+// such; hooks still run.
+type Silence struct {
+	// ID is set by Evaluator.Silence.
+	ID       string    `json:"id"`
+	Matchers []Matcher `json:"matchers"`
+	// StartsAt is when the silence begins; zero means now.
+	StartsAt time.Time `json:"starts_at"`
+	// EndsAt is when it ends; zero means StartsAt plus Duration.
+	EndsAt time.Time `json:"ends_at"`
+	// Duration is used when EndsAt is zero; one of them is required.
+	Duration  time.Duration `json:"-"`
+	CreatedBy string        `json:"created_by,omitempty"`
+	Comment   string        `json:"comment,omitempty"`
+}
+
+// prepare validates s and fills its times from now.
+func (s *Silence) prepare(now time.Time) error {
+	if len(s.Matchers) == 0 {
+		return errors.New("andon: Silence.Matchers is empty; a silence must match something")
+	}
+	for i := range s.Matchers {
+		if err := s.Matchers[i].compile(); err != nil {
+			return fmt.Errorf("andon: Silence.Matchers[%d]: %w", i, err)
+		}
+	}
+	if s.StartsAt.IsZero() {
+		s.StartsAt = now
+	}
+	if s.EndsAt.IsZero() {
+		if s.Duration <= 0 {
+			return fmt.Errorf("andon: Silence.Duration %v is not positive and EndsAt is not set", s.Duration)
+		}
+		s.EndsAt = s.StartsAt.Add(s.Duration)
+	}
+	if !s.EndsAt.After(s.StartsAt) {
+		return fmt.Errorf("andon: Silence.EndsAt %v is not after StartsAt %v", s.EndsAt, s.StartsAt)
+	}
+	return nil
+}
+
+// activeAt reports whether the silence is in force at t.
+func (s *Silence) activeAt(t time.Time) bool {
+	return !t.Before(s.StartsAt) && t.Before(s.EndsAt)
+}
+
+// matches reports whether every matcher matches labels.
+func (s *Silence) matches(labels map[string]string) bool {
+	for _, m := range s.Matchers {
+		if !m.Matches(labels) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,145 @@
+package andon
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// State is where a rule stands, with the meanings Prometheus gives them.
+type State uint8
+
+// The states of a rule. The zero State is Inactive.
+const (
+	// Inactive: the condition does not hold.
+	Inactive State = iota
+	// Pending: the condition holds, for less than Rule.For so far.
+	Pending
+	// Firing: the condition has held for Rule.For, or stopped holding less
+	// than Rule.KeepFiringFor ago.
+	Firing
+	// Resolved: the rule fired and its condition no longer holds. It stays
+	// Resolved until the condition holds again.
+	Resolved
+)
+
+var stateNames = [...]string{"inactive", "pending", "firing", "resolved"}
+
+// String returns "inactive", "pending", "firing" or "resolved".
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// MarshalText encodes the state as its String.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText decodes a state's String.
+func (s *State) UnmarshalText(b []byte) error {
+	i := slices.Index(stateNames[:], string(b))
+	if i < 0 {
+		return fmt.Errorf("andon: unknown state %q", b)
+	}
+	*s = State(i)
+	return nil
+}
+
+// Alert is the state of one rule at its last evaluation: what the board
+// shows, what notifiers send and what hooks receive. It is a copy; its maps
+// belong to the receiver.
+type Alert struct {
+	// Name is the rule's Name, also its "alertname" label.
+	Name     string   `json:"name"`
+	Severity Severity `json:"severity"`
+	State    State    `json:"state"`
+	// Labels are the rule's labels with "alertname" and "severity" added.
+	Labels map[string]string `json:"labels"`
+	// Annotations are the rule's annotations rendered with the last
+	// value: "summary", "description", "runbook_url" and any others.
+	Annotations map[string]string `json:"annotations"`
+	// Fingerprint identifies the label set; notifiers deduplicate by it.
+	Fingerprint string `json:"fingerprint"`
+
+	// Value and Threshold are what the condition measured and compares
+	// with, in Unit; Detail says it in words where a number does not.
+	Value     float64 `json:"value"`
+	Threshold float64 `json:"threshold"`
+	Unit      Unit    `json:"unit"`
+	Detail    string  `json:"detail,omitempty"`
+	// Samples is the number of signals the value rests on. While it is
+	// below MinSamples, InsufficientData is true and the state stays as it
+	// was: too little data neither fires nor resolves a rule.
+	Samples          uint64 `json:"samples"`
+	MinSamples       uint64 `json:"min_samples"`
+	InsufficientData bool   `json:"insufficient_data"`
+	// Silenced is true while a Silence matches the labels: the alert is
+	// not sent to notifiers (hooks still run).
+	Silenced bool `json:"silenced"`
+	// LastError is the error of the last evaluation of the condition; the
+	// state did not change on it. Empty when the evaluation succeeded.
+	LastError string `json:"last_error,omitempty"`
+
+	// ActiveAt is when the condition began to hold (Pending and Firing).
+	ActiveAt time.Time `json:"active_at,omitzero"`
+	// FiredAt is when the rule began firing.
+	FiredAt time.Time `json:"fired_at,omitzero"`
+	// ResolvedAt is when a Resolved rule stopped firing.
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+	// KeepFiringSince is when the condition of a Firing rule stopped
+	// holding; it keeps firing until KeepFiringFor has passed since then.
+	KeepFiringSince time.Time `json:"keep_firing_since,omitzero"`
+	// LastEval is the time of the last evaluation; zero before the first.
+	LastEval time.Time `json:"last_eval,omitzero"`
+	// ValidUntil is how long a receiver may consider a Firing alert active
+	// without hearing again: four resend intervals after LastEval, as
+	// Prometheus sets the endsAt it sends to Alertmanager.
+	ValidUntil time.Time `json:"valid_until,omitzero"`
+	// GeneratorURL links back to where the alert is shown (the board).
+	GeneratorURL string `json:"generator_url,omitempty"`
+}
+
+// Since returns when the alert entered its current state: ActiveAt while
+// Pending, FiredAt while Firing, ResolvedAt when Resolved, zero when
+// Inactive.
+func (a Alert) Since() time.Time {
+	switch a.State {
+	case Pending:
+		return a.ActiveAt
+	case Firing:
+		return a.FiredAt
+	case Resolved:
+		return a.ResolvedAt
+	}
+	return time.Time{}
+}
+
+// ValueText formats Value in its Unit: "3.1%", "5.2s", "14.4×".
+func (a Alert) ValueText() string { return a.Unit.Format(a.Value) }
+
+// ThresholdText formats Threshold in its Unit; it is empty for UnitState.
+func (a Alert) ThresholdText() string {
+	if a.Unit == UnitState {
+		return ""
+	}
+	return a.Unit.Format(a.Threshold)
+}
+
+func (a Alert) clone() Alert {
+	a.Labels = maps.Clone(a.Labels)
+	a.Annotations = maps.Clone(a.Annotations)
+	return a
+}
+
+// Transition is a change of a rule's state, kept in the evaluator's
+// History.
+type Transition struct {
+	Rule  string    `json:"rule"`
+	From  State     `json:"from"`
+	To    State     `json:"to"`
+	At    time.Time `json:"at"`
+	Value float64   `json:"value"`
+}

@@ -1,0 +1,105 @@
+package andon
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+)
+
+// Unit says how to read a Measurement's Value and Threshold.
+type Unit uint8
+
+// The units. The zero Unit is UnitNone.
+const (
+	// UnitNone is a plain number.
+	UnitNone Unit = iota
+	// UnitRatio is a fraction in [0, 1], shown as a percentage.
+	UnitRatio
+	// UnitSeconds is a duration in seconds.
+	UnitSeconds
+	// UnitFactor is a multiple, such as an error-budget burn rate.
+	UnitFactor
+	// UnitState is 1 when something is in a bad state (a breaker open, a
+	// line stopped, the cord pulled) and 0 otherwise; the Detail says
+	// which.
+	UnitState
+)
+
+var unitNames = [...]string{"none", "ratio", "seconds", "factor", "state"}
+
+// String returns "none", "ratio", "seconds", "factor" or "state".
+func (u Unit) String() string {
+	if int(u) < len(unitNames) {
+		return unitNames[u]
+	}
+	return "unit(" + strconv.Itoa(int(u)) + ")"
+}
+
+// MarshalText encodes the unit as its String.
+func (u Unit) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
+
+// UnmarshalText decodes a unit's String.
+func (u *Unit) UnmarshalText(b []byte) error {
+	i := slices.Index(unitNames[:], string(b))
+	if i < 0 {
+		return fmt.Errorf("andon: unknown unit %q", b)
+	}
+	*u = Unit(i)
+	return nil
+}
+
+// Format writes v in the unit with three significant digits: "3.1%",
+// "250ms", "5.2s", "14.4×", "on"/"off" for UnitState.
+func (u Unit) Format(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	switch u {
+	case UnitRatio:
+		return sig3(v*100) + "%"
+	case UnitSeconds:
+		switch a := math.Abs(v); {
+		case a == 0 || a >= 1:
+			return sig3(v) + "s"
+		case a >= 1e-3:
+			return sig3(v*1e3) + "ms"
+		case a >= 1e-6:
+			return sig3(v*1e6) + "µs"
+		}
+		return sig3(v*1e9) + "ns"
+	case UnitFactor:
+		return sig3(v) + "×"
+	case UnitState:
+		if v >= 0.5 {
+			return "on"
+		}
+		return "off"
+	}
+	return sig3(v)
+}
+
+// sig3 formats v with up to three significant digits and no exponent for
+// everyday magnitudes.
+func sig3(v float64) string {
+	if v == 0 {
+		return "0"
+	}
+	if a := math.Abs(v); a >= 1e-3 && a < 1e6 {
+		digits := 2 - int(math.Floor(math.Log10(a)))
+		if digits < 0 {
+			digits = 0
+		}
+		s := strconv.FormatFloat(v, 'f', digits, 64)
+		if digits > 0 {
+			for s[len(s)-1] == '0' {
+				s = s[:len(s)-1]
+			}
+			if s[len(s)-1] == '.' {
+				s = s[:len(s)-1]
+			}
+		}
+		return s
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
