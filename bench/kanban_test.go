@@ -107,6 +107,48 @@ func BenchmarkKanbanChannel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
+// BenchmarkKanbanChannelDedup is the bare channel doing the work
+// BenchmarkKanbanMemory does and BenchmarkKanbanChannel does not:
+// remembering every published ID to drop duplicates. With the default
+// 2-minute window every ID of the run is remembered, so both sides write
+// b.N IDs into a map; this is the like-for-like baseline for the queue
+// with deduplication on.
+func BenchmarkKanbanChannelDedup(b *testing.B) {
+	ids := kanbanIDs(b.N)
+	ch := make(chan kanbanItem, 1024)
+	var handled atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		seen := make(map[string]struct{})
+		for i, id := range ids {
+			if _, dup := seen[id]; dup {
+				continue
+			}
+			seen[id] = struct{}{}
+			ch <- kanbanItem{ID: id, Payload: i}
+		}
+		close(ch)
+	}()
+	for range kanbanWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range ch {
+				_ = it
+				handled.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	if handled.Load() != int64(b.N) {
+		b.Fatalf("handled %d of %d", handled.Load(), b.N)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
 // rawCodec passes []byte payloads through, so both sides send 128 bytes.
 type rawCodec struct{}
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,10 +42,14 @@ func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts Consume
 	defer cancelHandlers()
 	e := &engine[T]{
 		src: src, h: h, o: o, rt: rt, hctx: hctx, cancelHandlers: cancelHandlers,
+		sctx:     context.WithoutCancel(hctx),
 		free:     o.WIP,
 		lanes:    make(map[string]*lane[T]),
 		freed:    make(chan struct{}, 1),
 		stopping: make(chan struct{}),
+	}
+	if ss, ok := src.(sharedSource[T]); ok && !o.PerKey && src.HeartbeatInterval() <= 0 {
+		return e.serveShared(ctx, ss)
 	}
 	if iv := src.HeartbeatInterval(); iv > 0 {
 		e.held = make(map[Lease[T]]time.Time)
@@ -67,10 +72,12 @@ type engine[T any] struct {
 	hctx context.Context
 	// cancelHandlers cancels hctx at the drain deadline.
 	cancelHandlers context.CancelFunc
+	// sctx is for settling calls: hctx without its cancellation.
+	sctx context.Context
 
 	mu       sync.Mutex
 	free     int // WIP slots not held by a lease
-	ready    []Lease[T]
+	ready    ring[Lease[T]]
 	lanes    map[string]*lane[T] // a key is busy while it has a lane
 	workers  int
 	draining bool
@@ -78,6 +85,9 @@ type engine[T any] struct {
 	wg       sync.WaitGroup
 	freed    chan struct{}
 	stopping chan struct{} // closed when the drain starts
+	stopped  atomic.Bool   // set just before stopping closes
+
+	nworkers atomic.Int64 // shared mode: workers started
 }
 
 func (e *engine[T]) pullLoop(ctx context.Context) {
@@ -116,7 +126,7 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) {
 	e.free--
 	if ctx.Err() != nil || e.draining {
 		e.mu.Unlock()
-		e.settle(l, func(c context.Context) error { return l.Release(c) })
+		e.settle(l, settleRelease, 0, "", 0)
 		e.release()
 		return
 	}
@@ -130,7 +140,7 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) {
 			e.lanes[k] = &lane[T]{}
 		}
 	}
-	e.ready = append(e.ready, l)
+	e.ready.pushBack(l)
 	if e.workers < e.o.WIP {
 		e.workers++
 		e.wg.Add(1)
@@ -154,22 +164,26 @@ func (e *engine[T]) worker() {
 	defer e.wg.Done()
 	for {
 		e.mu.Lock()
-		if len(e.ready) == 0 {
+		if e.ready.len() == 0 {
 			e.workers--
 			e.mu.Unlock()
 			return
 		}
-		l := e.ready[0]
-		e.ready[0] = nil
-		e.ready = e.ready[1:]
+		l := e.ready.popFront()
 		e.mu.Unlock()
 		for l != nil {
-			e.handle(l)
+			// Read the key first: once settled, the lease may be reused by
+			// its backend.
+			var k string
+			if e.o.PerKey {
+				k = l.Key()
+			}
+			e.handle(l, false)
 			e.mu.Lock()
 			e.free++
 			var next Lease[T]
 			if e.o.PerKey {
-				if k := l.Key(); k != "" {
+				if k != "" {
 					ln := e.lanes[k]
 					if len(ln.waiting) > 0 {
 						next = ln.waiting[0]
@@ -190,26 +204,52 @@ func (e *engine[T]) worker() {
 	}
 }
 
-// settle runs a settling call and logs its failure: the message then
-// comes back after the backend's lease expires, so it is not lost.
-func (e *engine[T]) settle(l Lease[T], f func(context.Context) error) {
+// How a lease is settled.
+type settlement int
+
+const (
+	settleAck settlement = iota
+	settleRetry
+	settleRelease
+	settleDeadLetter
+)
+
+// settle settles l as how says and logs a failure: the message then comes
+// back after the backend's lease expires, so it is not lost. The lease is
+// not touched afterwards, so a backend may reuse it.
+func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reason string, attempts int) {
 	if e.held != nil {
 		e.mu.Lock()
 		delete(e.held, l)
 		e.mu.Unlock()
 	}
 	e.rt.Counters.addInFlight(-1)
-	if err := f(context.WithoutCancel(e.hctx)); err != nil {
-		e.o.Logger.Warn("kanban: settling a message failed", "id", l.ID(), "err", err)
+	id := l.ID()
+	var err error
+	switch how {
+	case settleAck:
+		err = l.Ack(e.sctx)
+	case settleRetry:
+		err = l.Retry(e.sctx, delay)
+	case settleRelease:
+		err = l.Release(e.sctx)
+	case settleDeadLetter:
+		e.rt.Counters.addDeadLettered()
+		err = l.DeadLetter(e.sctx, reason, attempts)
+	}
+	if err != nil {
+		e.o.Logger.Warn("kanban: settling a message failed", "id", id, "err", err)
 	}
 }
 
 func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int) {
-	e.rt.Counters.addDeadLettered()
-	e.settle(l, func(c context.Context) error { return l.DeadLetter(c, reason, attempts) })
+	e.settle(l, settleDeadLetter, 0, reason, attempts)
 }
 
-func (e *engine[T]) handle(l Lease[T]) {
+// handle runs the handler on l and settles it. With deferAck a success is
+// not acknowledged here: handle returns true and the caller acknowledges
+// l (the lease is already counted out of flight).
+func (e *engine[T]) handle(l Lease[T], deferAck bool) (ackLeft bool) {
 	if e.held != nil {
 		e.mu.Lock()
 		e.held[l] = e.o.Clock.Now()
@@ -219,11 +259,11 @@ func (e *engine[T]) handle(l Lease[T]) {
 	msg, err := l.Message()
 	if err != nil {
 		e.deadLetter(l, "kanban: cannot decode payload: "+err.Error(), attempt)
-		return
+		return false
 	}
 	if attempt > e.o.MaxAttempts {
 		e.deadLetter(l, "kanban: delivered "+strconv.Itoa(attempt)+" times, more than MaxAttempts "+strconv.Itoa(e.o.MaxAttempts), attempt)
-		return
+		return false
 	}
 	ctx := e.hctx
 	if e.rt.Propagator != nil && len(msg.Headers) > 0 {
@@ -235,15 +275,19 @@ func (e *engine[T]) handle(l Lease[T]) {
 		switch {
 		case err == nil:
 			e.rt.Counters.addHandled()
-			e.settle(l, l.Ack)
-			return
+			if deferAck && e.held == nil {
+				e.rt.Counters.addInFlight(-1)
+				return true
+			}
+			e.settle(l, settleAck, 0, "", 0)
+			return false
 		case e.hctx.Err() != nil:
 			// The drain deadline cancelled the handler: not its fault.
-			e.settle(l, l.Release)
-			return
+			e.settle(l, settleRelease, 0, "", 0)
+			return false
 		case IsPermanent(err) || attempt >= e.o.MaxAttempts:
 			e.deadLetter(l, err.Error(), attempt)
-			return
+			return false
 		}
 		delay := e.o.Backoff.Delay(attempt)
 		e.rt.Counters.addRetried()
@@ -251,8 +295,8 @@ func (e *engine[T]) handle(l Lease[T]) {
 			attempt++
 			continue
 		}
-		e.settle(l, func(c context.Context) error { return l.Retry(c, delay) })
-		return
+		e.settle(l, settleRetry, delay, "", 0)
+		return false
 	}
 }
 
@@ -319,6 +363,7 @@ func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<
 func (e *engine[T]) drain() error {
 	e.mu.Lock()
 	e.draining = true
+	e.stopped.Store(true)
 	close(e.stopping)
 	var unstarted []Lease[T]
 	for _, ln := range e.lanes {
@@ -327,7 +372,7 @@ func (e *engine[T]) drain() error {
 	}
 	e.mu.Unlock()
 	for _, l := range unstarted {
-		e.settle(l, l.Release)
+		e.settle(l, settleRelease, 0, "", 0)
 		e.release()
 	}
 	done := make(chan struct{})

@@ -3,6 +3,7 @@ package kanban
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -50,30 +51,44 @@ func (c MemoryConfig) Validate() error {
 // retries with back-off and dead letters. Its messages live as long as the
 // value; use natsjs for work that must survive the process.
 type Memory[T any] struct {
-	cfg      MemoryConfig
-	counters Counters
+	cfg      MemoryConfig // read only
+	counters Counters     // padded: cfg is not on its cache lines
+	// spare is an entry ready for the next publish, taken without the
+	// lock; it is refilled from free while a publisher holds mu.
+	spare atomic.Pointer[memEntry[T]]
+	_     [56]byte
 
-	mu       sync.Mutex
-	queue    []*memEntry[T] // ready, in order
-	size     int            // queued + leased + waiting for retry
-	seen     map[string]time.Time
-	seenLog  []seenID // publish order, for expiry; entries before seenHead are gone
-	seenHead int
-	dead     []DeadLetter
-	items    chan struct{} // closed when a message arrives; nil without waiters
-	space    chan struct{} // closed when room frees; nil without waiters
+	mu      sync.Mutex
+	ready   ring[*memEntry[T]] // in delivery order
+	size    int                // ready + leased + waiting for retry
+	waiters []*memWaiter[T]    // consumers waiting for a message, while ready is empty
+	free    []*memEntry[T]     // settled entries for reuse, at most maxFree
+	dead    []DeadLetter
+	space   chan struct{} // closed when room frees; nil without waiters
+
+	dedupMu sync.Mutex
+	dedup   *dedupSet // nil without deduplication
 }
 
-type seenID struct {
-	id string
-	at time.Time
-}
+// maxFree bounds the settled entries a Memory keeps for reuse.
+const maxFree = 1024
 
+// memEntry is a stored message. Pulled, it is also the Lease: it goes
+// back to the queue's free list once settled by Ack or DeadLetter, so a
+// message costs no allocation in steady state.
 type memEntry[T any] struct {
-	msg      Message[T]
-	data     []byte // the encoded payload, with a Codec
+	q        *Memory[T]
 	attempts int
+	msg      Message[T]
+	data     []byte      // the encoded payload, with a Codec
+	carrier  lazyCarrier // for InjectTrace, without allocating
 }
+
+// memWaiter is a consumer waiting for a message: a publisher hands it one
+// directly through ch (capacity 1, so the hand-off never blocks).
+type memWaiter[T any] struct{ ch chan *memEntry[T] }
+
+func newMemWaiter[T any]() *memWaiter[T] { return &memWaiter[T]{ch: make(chan *memEntry[T], 1)} }
 
 // NewMemory returns an empty in-memory queue, or an error naming a bad
 // field of cfg.
@@ -96,7 +111,7 @@ func NewMemory[T any](cfg MemoryConfig) (*Memory[T], error) {
 	cfg.Clock = clockOr(cfg.Clock)
 	q := &Memory[T]{cfg: cfg}
 	if cfg.DedupWindow > 0 {
-		q.seen = make(map[string]time.Time)
+		q.dedup = newDedupSet(int64(cfg.DedupWindow))
 	}
 	return q, nil
 }
@@ -104,20 +119,27 @@ func NewMemory[T any](cfg MemoryConfig) (*Memory[T], error) {
 // InjectTrace returns h with the trace context of ctx added by p. It
 // copies h before writing and returns h itself when p adds nothing.
 func InjectTrace(ctx context.Context, p propagation.TextMapPropagator, h Header) Header {
-	if p == nil {
-		return h
-	}
-	c := &lazyCarrier{src: h}
-	p.Inject(ctx, c)
-	if c.dst == nil {
-		return h
-	}
-	return c.dst
+	c := &lazyCarrier{}
+	return c.inject(ctx, p, h)
 }
 
 // lazyCarrier copies the headers on the first Set, so a publish without
 // trace context allocates nothing.
 type lazyCarrier struct{ src, dst Header }
+
+func (c *lazyCarrier) inject(ctx context.Context, p propagation.TextMapPropagator, h Header) Header {
+	if p == nil {
+		return h
+	}
+	c.src, c.dst = h, nil
+	p.Inject(ctx, c)
+	out := h
+	if c.dst != nil {
+		out = c.dst
+	}
+	c.src, c.dst = nil, nil
+	return out
+}
 
 func (c *lazyCarrier) Get(k string) string { return c.cur().Get(k) }
 func (c *lazyCarrier) Keys() []string      { return c.cur().Keys() }
@@ -154,36 +176,31 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	e := &memEntry[T]{msg: msg}
-	e.msg.Headers = InjectTrace(ctx, q.cfg.Propagator, msg.Headers)
+	e := q.spare.Swap(nil)
+	if e == nil {
+		e = &memEntry[T]{q: q}
+	}
+	e.msg = msg
+	e.msg.Headers = e.carrier.inject(ctx, q.cfg.Propagator, msg.Headers)
 	if q.cfg.Codec != nil {
 		data, err := q.cfg.Codec.Marshal(msg.Payload)
 		if err != nil {
+			q.recycle(e)
 			return err
 		}
 		e.data = data
 		var zero T
 		e.msg.Payload = zero
 	}
-	var now time.Time
-	if q.seen != nil {
-		now = q.cfg.Clock.Now()
+	var now int64
+	if q.dedup != nil {
+		now = q.cfg.Clock.Now().UnixNano()
 	}
 	q.mu.Lock()
-	for {
-		if q.seen != nil {
-			q.expireSeen(now)
-			if _, dup := q.seen[msg.ID]; dup {
-				q.mu.Unlock()
-				q.counters.AddDuplicates(1)
-				return nil
-			}
-		}
-		if q.size < q.cfg.Capacity {
-			break
-		}
+	for q.size >= q.cfg.Capacity {
 		if !wait {
 			q.mu.Unlock()
+			q.recycle(e)
 			return ErrFull
 		}
 		if q.space == nil {
@@ -194,45 +211,147 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			q.recycle(e)
 			return ctx.Err()
 		}
 		q.mu.Lock()
 	}
-	if q.seen != nil {
-		q.seen[msg.ID] = now
-		q.seenLog = append(q.seenLog, seenID{msg.ID, now})
-	}
 	q.size++
-	q.queue = append(q.queue, e)
-	q.wakeItems()
+	if q.dedup != nil {
+		// The ID is recorded only once room is reserved, so a duplicate is
+		// never dropped in favour of a publish that then fails. The set
+		// has its own lock: consumers need not wait for the map write.
+		q.mu.Unlock()
+		q.dedupMu.Lock()
+		fresh := q.dedup.add(msg.ID, now)
+		q.dedupMu.Unlock()
+		q.mu.Lock()
+		if !fresh {
+			q.done()
+			*e = memEntry[T]{q: q}
+			q.keep(e)
+			q.mu.Unlock()
+			q.counters.AddDuplicates(1)
+			return nil
+		}
+	}
+	w := q.enqueue(e, false)
+	if n := len(q.free); n > 0 && q.spare.Load() == nil {
+		q.spare.Store(q.free[n-1])
+		q.free[n-1] = nil
+		q.free = q.free[:n-1]
+	}
 	q.mu.Unlock()
+	if w != nil {
+		w.ch <- e
+	}
 	q.counters.AddPublished(1)
 	return nil
 }
 
-func (q *Memory[T]) expireSeen(now time.Time) {
-	i := q.seenHead
-	for i < len(q.seenLog) && now.Sub(q.seenLog[i].at) >= q.cfg.DedupWindow {
-		if q.seen[q.seenLog[i].id] == q.seenLog[i].at {
-			delete(q.seen, q.seenLog[i].id)
-		}
-		q.seenLog[i] = seenID{}
-		i++
+// enqueue adds e to the ready messages, at the front or the back, or
+// returns a waiting consumer to hand e to once q.mu is released. Called
+// with q.mu held.
+func (q *Memory[T]) enqueue(e *memEntry[T], front bool) *memWaiter[T] {
+	if n := len(q.waiters); n > 0 {
+		// Consumers wait only while ready is empty, so e is next either
+		// way.
+		w := q.waiters[n-1]
+		q.waiters[n-1] = nil
+		q.waiters = q.waiters[:n-1]
+		return w
 	}
-	q.seenHead = i
-	// Compact once half the log is gone: amortised O(1) per publish.
-	if i > 0 && 2*i >= len(q.seenLog) {
-		n := copy(q.seenLog, q.seenLog[i:])
-		clear(q.seenLog[n:])
-		q.seenLog = q.seenLog[:n]
-		q.seenHead = 0
+	if front {
+		q.ready.pushFront(e)
+	} else {
+		q.ready.pushBack(e)
+	}
+	return nil
+}
+
+// put hands e back to be delivered again.
+func (q *Memory[T]) put(e *memEntry[T], front bool) {
+	q.mu.Lock()
+	w := q.enqueue(e, front)
+	q.mu.Unlock()
+	if w != nil {
+		w.ch <- e
 	}
 }
 
-func (q *Memory[T]) wakeItems() {
-	if q.items != nil {
-		close(q.items)
-		q.items = nil
+// take acknowledges done (when not nil), then returns the next message,
+// waiting for one while stop is open, and whether more are ready behind
+// it. It returns ok false when stop closed
+// first.
+func (q *Memory[T]) take(done *memEntry[T], w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T], more, ok bool) {
+	if done != nil {
+		*done = memEntry[T]{q: q}
+	}
+	q.mu.Lock()
+	if done != nil {
+		q.done()
+		q.keep(done)
+	}
+	if q.ready.len() > 0 {
+		e := q.ready.popFront()
+		more := q.ready.len() > 0
+		q.mu.Unlock()
+		e.attempts++
+		return e, more, true
+	}
+	q.waiters = append(q.waiters, w)
+	q.mu.Unlock()
+	select {
+	case e := <-w.ch:
+		e.attempts++
+		return e, false, true
+	case <-stop:
+	}
+	q.mu.Lock()
+	for i, o := range q.waiters {
+		if o == w {
+			last := len(q.waiters) - 1
+			copy(q.waiters[i:], q.waiters[i+1:])
+			q.waiters[last] = nil
+			q.waiters = q.waiters[:last]
+			q.mu.Unlock()
+			return nil, false, false
+		}
+	}
+	q.mu.Unlock()
+	// A publisher took w off the list and is handing a message over: put
+	// it back first in line, as it was.
+	q.put(<-w.ch, true)
+	return nil, false, false
+}
+
+// takeMore moves up to len(out) ready messages into out without waiting
+// and returns how many it moved.
+func (q *Memory[T]) takeMore(out []Lease[T]) int {
+	q.mu.Lock()
+	n := min(len(out), q.ready.len())
+	for i := range n {
+		e := q.ready.popFront()
+		e.attempts++
+		out[i] = e
+	}
+	q.mu.Unlock()
+	return n
+}
+
+// recycle keeps a settled entry for reuse.
+func (q *Memory[T]) recycle(e *memEntry[T]) {
+	*e = memEntry[T]{q: q}
+	q.mu.Lock()
+	q.keep(e)
+	q.mu.Unlock()
+}
+
+// keep adds a cleared entry to the free list, unless it is full. Called
+// with q.mu held.
+func (q *Memory[T]) keep(e *memEntry[T]) {
+	if len(q.free) < maxFree {
+		q.free = append(q.free, e)
 	}
 }
 
@@ -250,7 +369,7 @@ func (q *Memory[T]) done() {
 // Consume runs h on the queue's messages until ctx ends, then drains; see
 // Serve. Several Consume calls may share one queue; each has its own WIP.
 func (q *Memory[T]) Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error {
-	return Serve(ctx, memSource[T]{q}, h, opts, Runtime{Propagator: q.cfg.Propagator, Counters: &q.counters})
+	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{Propagator: q.cfg.Propagator, Counters: &q.counters})
 }
 
 // DeadLetters returns a copy of the dead letters kept, oldest first.
@@ -274,103 +393,106 @@ func (q *Memory[T]) Len() int {
 	return q.size
 }
 
-type memSource[T any] struct{ q *Memory[T] }
-
-func (s memSource[T]) HeartbeatInterval() time.Duration { return 0 }
-
-func (s memSource[T]) Pull(ctx context.Context, max int) ([]Lease[T], error) {
-	q := s.q
-	q.mu.Lock()
-	for len(q.queue) == 0 {
-		if q.items == nil {
-			q.items = make(chan struct{})
-		}
-		ch := q.items
-		q.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		q.mu.Lock()
-	}
-	n := min(max, len(q.queue))
-	out := make([]Lease[T], n)
-	for i, e := range q.queue[:n] {
-		e.attempts++
-		out[i] = &memLease[T]{q: q, e: e}
-		q.queue[i] = nil
-	}
-	q.queue = q.queue[n:]
-	if len(q.queue) == 0 {
-		q.queue = q.queue[:0:0]
-	}
-	q.mu.Unlock()
-	return out, nil
+// memSource is one consumer's view of a Memory queue. Its Pull is for
+// Serve's pull loop; its workers take messages directly (sharedSource).
+type memSource[T any] struct {
+	q    *Memory[T]
+	w    *memWaiter[T]
+	pull []Lease[T] // Pull's result, reused: Serve dispatches it before pulling again
 }
 
-type memLease[T any] struct {
+func (s *memSource[T]) HeartbeatInterval() time.Duration { return 0 }
+
+func (s *memSource[T]) Pull(ctx context.Context, max int) ([]Lease[T], error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	if s.w == nil {
+		s.w = newMemWaiter[T]()
+	}
+	if cap(s.pull) < max {
+		s.pull = make([]Lease[T], max)
+	}
+	out := s.pull[:max]
+	e, _, ok := s.q.take(nil, s.w, ctx.Done())
+	if !ok {
+		return nil, ctx.Err()
+	}
+	out[0] = e
+	n := 1 + s.q.takeMore(out[1:])
+	return out[:n], nil
+}
+
+func (s *memSource[T]) newTaker() taker[T] { return &memTaker[T]{q: s.q, w: newMemWaiter[T]()} }
+
+// memTaker is one worker's handle on the queue.
+type memTaker[T any] struct {
 	q *Memory[T]
-	e *memEntry[T]
+	w *memWaiter[T]
 }
 
-func (l *memLease[T]) ID() string   { return l.e.msg.ID }
-func (l *memLease[T]) Key() string  { return l.e.msg.Key }
-func (l *memLease[T]) Attempt() int { return l.e.attempts }
-
-func (l *memLease[T]) Message() (Message[T], error) {
-	m := l.e.msg
-	if l.q.cfg.Codec != nil {
-		if err := l.q.cfg.Codec.Unmarshal(l.e.data, &m.Payload); err != nil {
-			return m, err
-		}
+func (t *memTaker[T]) take(done Lease[T], stop <-chan struct{}) (Lease[T], bool, bool) {
+	var d *memEntry[T]
+	if done != nil {
+		d = done.(*memEntry[T])
 	}
-	return m, nil
+	e, more, ok := t.q.take(d, t.w, stop)
+	if !ok {
+		return nil, false, false
+	}
+	return e, more, true
 }
 
-func (l *memLease[T]) Ack(context.Context) error {
-	l.q.mu.Lock()
-	l.q.done()
-	l.q.mu.Unlock()
-	return nil
+func (e *memEntry[T]) ID() string   { return e.msg.ID }
+func (e *memEntry[T]) Key() string  { return e.msg.Key }
+func (e *memEntry[T]) Attempt() int { return e.attempts }
+
+func (e *memEntry[T]) Message() (Message[T], error) {
+	if e.q.cfg.Codec == nil {
+		return e.msg, nil
+	}
+	m := e.msg
+	var p T
+	err := e.q.cfg.Codec.Unmarshal(e.data, &p)
+	m.Payload = p
+	return m, err
 }
 
-func (l *memLease[T]) Extend(context.Context) error { return nil }
-
-func (l *memLease[T]) Release(context.Context) error {
-	q := l.q
+func (e *memEntry[T]) Ack(context.Context) error {
+	q := e.q
+	*e = memEntry[T]{q: q}
 	q.mu.Lock()
-	l.e.attempts-- // never handled: not an attempt
-	q.queue = append([]*memEntry[T]{l.e}, q.queue...)
-	q.wakeItems()
+	q.done()
+	q.keep(e)
 	q.mu.Unlock()
 	return nil
 }
 
-func (l *memLease[T]) Retry(_ context.Context, delay time.Duration) error {
-	q := l.q
-	requeue := func() {
-		q.mu.Lock()
-		q.queue = append(q.queue, l.e)
-		q.wakeItems()
-		q.mu.Unlock()
-	}
+func (e *memEntry[T]) Extend(context.Context) error { return nil }
+
+func (e *memEntry[T]) Release(context.Context) error {
+	e.attempts-- // never handled: not an attempt
+	e.q.put(e, true)
+	return nil
+}
+
+func (e *memEntry[T]) Retry(_ context.Context, delay time.Duration) error {
 	if delay <= 0 {
-		requeue()
+		e.q.put(e, false)
 		return nil
 	}
-	q.cfg.Clock.AfterFunc(delay, requeue)
+	e.q.cfg.Clock.AfterFunc(delay, func() { e.q.put(e, false) })
 	return nil
 }
 
-func (l *memLease[T]) DeadLetter(_ context.Context, reason string, attempts int) error {
-	q := l.q
-	payload := l.e.data
+func (e *memEntry[T]) DeadLetter(_ context.Context, reason string, attempts int) error {
+	q := e.q
+	payload := e.data
 	if q.cfg.Codec == nil {
-		payload, _ = JSON{}.Marshal(l.e.msg.Payload) // best effort: the value itself is not bytes
+		payload, _ = JSON{}.Marshal(e.msg.Payload) // best effort: the value itself is not bytes
 	}
 	d := DeadLetter{
-		ID: l.e.msg.ID, Key: l.e.msg.Key, Headers: l.e.msg.Headers.Clone(),
+		ID: e.msg.ID, Key: e.msg.Key, Headers: e.msg.Headers.Clone(),
 		Payload: payload, Reason: reason, Attempts: attempts, Time: q.cfg.Clock.Now(),
 	}
 	q.mu.Lock()
@@ -380,5 +502,6 @@ func (l *memLease[T]) DeadLetter(_ context.Context, reason string, attempts int)
 	q.dead = append(q.dead, d)
 	q.done()
 	q.mu.Unlock()
+	q.recycle(e)
 	return nil
 }

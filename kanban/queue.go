@@ -49,7 +49,8 @@ type Source[T any] interface {
 }
 
 // Lease is one pulled message, held until it is settled by exactly one of
-// Ack, Retry, Release or DeadLetter.
+// Ack, Retry, Release or DeadLetter. Serve does not touch a lease once it
+// has called one of those, so a backend may reuse the value.
 type Lease[T any] interface {
 	ID() string
 	Key() string

@@ -1,0 +1,52 @@
+package kanban
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTakeWithdrawsAWaiterWhenStopped(t *testing.T) {
+	q, err := NewMemory[int](MemoryConfig{})
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	close(stop)
+	_, _, ok := q.take(nil, newMemWaiter[int](), stop)
+	assert.False(t, ok)
+	q.mu.Lock()
+	assert.Empty(t, q.waiters, "a stopped taker is no longer handed messages")
+	q.mu.Unlock()
+	require.NoError(t, q.Publish(context.Background(), Message[int]{ID: "a", Payload: 1}))
+	e, more, ok := q.take(nil, newMemWaiter[int](), make(chan struct{}))
+	require.True(t, ok)
+	assert.False(t, more)
+	assert.Equal(t, 1, e.msg.Payload)
+	assert.Equal(t, 1, e.attempts)
+}
+
+func TestEntriesAreReusedAfterAck(t *testing.T) {
+	q, err := NewMemory[int](MemoryConfig{DedupWindow: -1})
+	require.NoError(t, err)
+	ctx := context.Background()
+	w := newMemWaiter[int]()
+	var done *memEntry[int]
+	for i := range 100 {
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: "m", Payload: i}))
+		e, _, ok := q.take(done, w, make(chan struct{}))
+		require.True(t, ok)
+		require.Equal(t, i, e.msg.Payload, "a reused entry carries its new message")
+		require.Equal(t, 1, e.attempts)
+		done = e
+	}
+	require.NoError(t, done.Ack(ctx))
+	assert.Equal(t, 0, q.Len())
+	open := make(chan struct{})
+	allocs := testing.AllocsPerRun(100, func() {
+		_ = q.Publish(ctx, Message[int]{ID: "m"})
+		e, _, _ := q.take(nil, w, open)
+		_ = e.Ack(ctx)
+	})
+	assert.Zero(t, allocs, "publish, take and ack reuse entries")
+}

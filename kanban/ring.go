@@ -1,0 +1,50 @@
+package kanban
+
+// ring is a double-ended queue on a circular buffer that doubles when
+// full: pushes and pops at either end cost O(1) and, once the buffer has
+// grown to the queue's peak length, allocate nothing. The zero value is an
+// empty ring.
+type ring[E any] struct {
+	buf  []E // len is zero or a power of two
+	head int // index of the first element
+	n    int // elements held
+}
+
+func (r *ring[E]) len() int { return r.n }
+
+func (r *ring[E]) grow() {
+	size := max(16, 2*len(r.buf))
+	buf := make([]E, size)
+	// Unwrap in order: head..end, then 0..head.
+	k := copy(buf, r.buf[r.head:])
+	copy(buf[k:], r.buf[:r.head])
+	r.buf, r.head = buf, 0
+}
+
+func (r *ring[E]) pushBack(e E) {
+	if r.n == len(r.buf) {
+		r.grow()
+	}
+	r.buf[(r.head+r.n)&(len(r.buf)-1)] = e
+	r.n++
+}
+
+func (r *ring[E]) pushFront(e E) {
+	if r.n == len(r.buf) {
+		r.grow()
+	}
+	r.head = (r.head - 1) & (len(r.buf) - 1)
+	r.buf[r.head] = e
+	r.n++
+}
+
+// popFront removes and returns the first element; the ring must not be
+// empty.
+func (r *ring[E]) popFront() E {
+	var zero E
+	e := r.buf[r.head]
+	r.buf[r.head] = zero // let the garbage collector have it
+	r.head = (r.head + 1) & (len(r.buf) - 1)
+	r.n--
+	return e
+}
