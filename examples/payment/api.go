@@ -61,10 +61,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRaw(w, status, b)
 }
 
+var newline = []byte{'\n'}
+
 func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	// body may be a stored response replayed to many requests at once:
+	// write it as it is, never append to it.
+	_, _ = w.Write(body)
+	_, _ = w.Write(newline)
 }
 
 func writeError(w http.ResponseWriter, err error) {

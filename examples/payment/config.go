@@ -19,32 +19,35 @@ import (
 // Config is the service's configuration: flags, each with an environment
 // variable as fallback.
 type Config struct {
-	Addr          string
-	NATSURL       string // empty: start an embedded NATS server
-	NATSPort      int    // embedded server's loopback port; 0 picks one, -1 listens on none
-	RedisURL      string // empty: limits and customer state in memory
-	DataDir       string
-	APIToken      string
-	AdminToken    string
-	OpenAdmin     bool // allow the admin API without a token (local chaos tests)
-	Idempotency   string
-	GatewayFail   float64
-	GatewayDelay  time.Duration
-	CustomerLimit float64 // payments per minute per customer
-	Fraud         FraudConfig
-	BlacklistFile string
-	Blacklist     string
-	ConfirmWIP    int
-	AlertFraud    float64
-	AlertP99      time.Duration
-	AlertErrors   float64
-	Alertmanager  string
-	OTLPEndpoint  string
-	TraceSample   float64
-	StoreCapacity int
-	Instance      string
-	LogLevel      string
-	DebugAddr     string
+	Addr           string
+	NATSURL        string // empty: start an embedded NATS server
+	NATSPort       int    // embedded server's loopback port; 0 picks one, -1 listens on none
+	RedisURL       string // empty: limits and customer state in memory
+	DataDir        string
+	APIToken       string
+	AdminToken     string
+	OpenAdmin      bool // allow the admin API without a token (local chaos tests)
+	Idempotency    string
+	GatewayFail    float64
+	GatewayDelay   time.Duration
+	CustomerLimit  float64 // payments per minute per customer
+	Fraud          FraudConfig
+	BlacklistFile  string
+	Blacklist      string
+	ConfirmWIP     int
+	AlertFraud     float64
+	AlertP99       time.Duration
+	AlertErrors    float64
+	Alertmanager   string
+	AlertInterval  time.Duration
+	FraudStopsLine bool
+	PrintRules     bool
+	OTLPEndpoint   string
+	TraceSample    float64
+	StoreCapacity  int
+	Instance       string
+	LogLevel       string
+	DebugAddr      string
 
 	// Set by tests, not by flags.
 	Clock          jidoka.Clock           // nil: the system clock
@@ -123,6 +126,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Float64Var(&c.AlertFraud, "alert-fraud-rate", envFloat("ALERT_FRAUD_RATE", 0.02), "alert when the share of blocked payments exceeds this (ALERT_FRAUD_RATE)")
 	fs.DurationVar(&c.AlertP99, "alert-p99", envDur("ALERT_P99", 5*time.Second), "alert when p99 latency exceeds this (ALERT_P99)")
 	fs.Float64Var(&c.AlertErrors, "alert-error-rate", envFloat("ALERT_ERROR_RATE", 0.05), "alert when the share of failed payments exceeds this (ALERT_ERROR_RATE)")
+	fs.DurationVar(&c.AlertInterval, "alert-interval", envDur("ALERT_INTERVAL", 15*time.Second), "how often the alert rules are evaluated (ALERT_INTERVAL)")
+	fs.BoolVar(&c.FraudStopsLine, "fraud-stops-line", env("FRAUD_STOPS_LINE", "") == "true", "stop taking payments while the fraud-rate alert fires (FRAUD_STOPS_LINE=true)")
+	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
 	fs.StringVar(&c.Alertmanager, "alertmanager-url", env("ALERTMANAGER_URL", ""), "push alerts to this Alertmanager (ALERTMANAGER_URL)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint; off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.Float64Var(&c.TraceSample, "trace-sample", envFloat("TRACE_SAMPLE", -1), "share of payments whose spans are recorded, in [0, 1]; -1: all when traces are exported, none otherwise (trace IDs are made either way) (TRACE_SAMPLE)")
@@ -158,6 +164,7 @@ func (c *Config) validate() error {
 	check(c.AlertFraud > 0 && c.AlertFraud < 1, "-alert-fraud-rate %v is outside (0, 1)", c.AlertFraud)
 	check(c.AlertErrors > 0 && c.AlertErrors < 1, "-alert-error-rate %v is outside (0, 1)", c.AlertErrors)
 	check(c.AlertP99 > 0, "-alert-p99 %v must be positive", c.AlertP99)
+	check(c.AlertInterval >= 100*time.Millisecond, "-alert-interval %v must be at least 100ms", c.AlertInterval)
 	check(c.TraceSample == -1 || c.TraceSample >= 0 && c.TraceSample <= 1, "-trace-sample %v is outside [0, 1] (or -1 for auto)", c.TraceSample)
 	check(c.StoreCapacity >= 1, "-store-capacity %d must be at least 1", c.StoreCapacity)
 	check(c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error", "-log-level %q must be debug, info, warn or error", c.LogLevel)

@@ -207,3 +207,5 @@ func (ts *testService) pay(t *testing.T, customer string, amount float64, extra 
 	}
 	return ts.do(t, http.MethodPost, "/payment", body, headers...)
 }
+
+func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/taipattern/taikit/andon"
 )
 
 func main() {
@@ -36,6 +39,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	cfg, err := parseConfig(args, getenv)
 	if err != nil {
 		return err
+	}
+	if cfg.PrintRules {
+		return printRules(os.Stdout, cfg)
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
@@ -61,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	base := "http://" + displayAddr(ln.Addr())
+	base := "http://" + publicHostPort(ln.Addr().String())
 	log.Info("payment service ready",
 		"api", base+"/payment", "metrics", base+"/metrics", "andon", base+"/andon/", "kaizen", base+"/kaizen",
 		"nats", svc.NATSURL(), "data_dir", cfg.DataDir)
@@ -110,14 +116,17 @@ func debugMux() *http.ServeMux {
 	return mux
 }
 
-// displayAddr turns a wildcard listen address into one a person can open.
-func displayAddr(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
+// printRules writes the alert rules as a Prometheus rule file over the
+// metric names the service exports, for a Prometheus server that scrapes
+// /metrics.
+func printRules(w io.Writer, cfg Config) error {
+	s := &Service{cfg: cfg}
+	var err error
+	if s.stats, err = newStats(); err != nil {
+		return err
 	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "localhost"
+	if s.breaker, err = newBreaker(nil, nil); err != nil {
+		return err
 	}
-	return net.JoinHostPort(host, port)
+	return andon.PrometheusRules(w, "payment", s.paymentRules(), andon.ExportOptions{})
 }

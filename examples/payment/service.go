@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/heijunka/redisgcra"
 	"github.com/taipattern/taikit/jidoka"
@@ -80,6 +82,12 @@ type Service struct {
 	fraud        prometheus.Counter
 	badRequests  *prometheus.CounterVec
 
+	andon      *andon.Evaluator
+	board      *andon.Board
+	stopLine   andon.Hook
+	stopAlerts context.CancelFunc
+	alerting   sync.WaitGroup
+
 	ready      atomic.Bool
 	consumer   sync.WaitGroup
 	forwarder  sync.WaitGroup
@@ -119,6 +127,9 @@ func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, er
 		return nil, err
 	}
 	if err := s.startConsumer(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startAlerts(ctx, "http://"+publicHostPort(cfg.Addr)+"/andon/"); err != nil {
 		return nil, err
 	}
 	s.ready.Store(true)
@@ -219,8 +230,7 @@ func (s *Service) measure() error {
 	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests)
 
 	var err error
-	s.stats, err = kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 5 * time.Minute, time.Hour}})
-	if err != nil {
+	if s.stats, err = newStats(); err != nil {
 		return err
 	}
 	if s.tracing, err = newTracerProvider(s.cfg); err != nil {
@@ -266,15 +276,8 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	s.line = jidoka.NewLine(jidoka.LineConfig{Name: "payments", Clock: s.cfg.Clock, OnChange: func(ev jidoka.LineEvent) {
 		s.log.Warn("payment line changed", "stopped", ev.Stopped, "reason", ev.Reason)
 	}})
-	s.breaker, err = jidoka.NewBreaker(jidoka.Config{
-		Name:                "gateway",
-		ConsecutiveFailures: 5,
-		OpenDuration:        30 * time.Second,
-		HalfOpenSuccesses:   3,
-		Clock:               s.cfg.Clock,
-		OnStateChange: func(ev jidoka.Event) {
-			s.log.Warn("gateway breaker changed", "from", ev.From, "to", ev.To, "reason", ev.Reason)
-		},
+	s.breaker, err = newBreaker(s.cfg.Clock, func(ev jidoka.Event) {
+		s.log.Warn("gateway breaker changed", "from", ev.From, "to", ev.To, "reason", ev.Reason)
 	})
 	if err != nil {
 		return err
@@ -464,6 +467,36 @@ func (s *Service) confirm(ctx context.Context, d kanban.Delivery[Confirmation]) 
 	return s.nc.Publish(confirmedSubject, []byte(c.TransactionID))
 }
 
+// newStats keeps the rolling windows the alerts and /kaizen read.
+func newStats() (*kaizen.Stats, error) {
+	return kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, alertWindow, time.Hour}})
+}
+
+// newBreaker guards the gateway: it opens after 5 consecutive failures,
+// probes after 30 s, and closes after 3 successful probes.
+func newBreaker(clock jidoka.Clock, onChange func(jidoka.Event)) (*jidoka.Breaker, error) {
+	return jidoka.NewBreaker(jidoka.Config{
+		Name:                "gateway",
+		ConsecutiveFailures: 5,
+		OpenDuration:        30 * time.Second,
+		HalfOpenSuccesses:   3,
+		Clock:               clock,
+		OnStateChange:       onChange,
+	})
+}
+
+// publicHostPort turns a listen address into one a person can open.
+func publicHostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // Handler returns the service's HTTP API.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -477,6 +510,7 @@ func (s *Service) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("/andon/", s.board)
 	return s.traceHTTP(mux)
 }
 
@@ -524,6 +558,16 @@ func (s *Service) countRequestError(err error) {
 func (s *Service) Close(ctx context.Context) error {
 	s.ready.Store(false)
 	var errs []error
+	if s.stopAlerts != nil {
+		s.stopAlerts()
+		s.alerting.Wait()
+	}
+	if s.board != nil {
+		s.board.Close()
+	}
+	if s.andon != nil {
+		errs = append(errs, s.andon.Close())
+	}
 	if s.stopOutbox != nil {
 		s.stopOutbox()
 		s.forwarder.Wait()

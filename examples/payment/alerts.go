@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/tai"
+)
+
+// Alert rule names.
+const (
+	alertFraud   = "PaymentFraudRateHigh"
+	alertLatency = "PaymentLatencyP99High"
+	alertErrors  = "PaymentErrorRateHigh"
+	alertBreaker = "PaymentGatewayBreakerOpen"
+)
+
+// alertWindow is the window every rate and quantile rule reads; the
+// service's Stats keep it.
+const alertWindow = 5 * time.Minute
+
+// paymentRules are the service's andon rules over its kaizen Stats: the
+// share of blocked payments, p99 latency, the share of failed payments,
+// and the gateway breaker. The same rules export as a Prometheus rule
+// file (-print-rules).
+func (s *Service) paymentRules() []andon.Rule {
+	runbook := "https://github.com/taipattern/taikit/tree/main/examples/payment#alerts"
+	rules := []andon.Rule{
+		{
+			Name: alertFraud, Severity: andon.Page, For: time.Minute, KeepFiringFor: 2 * time.Minute, MinSamples: 50,
+			Condition:  andon.VerdictRate(s.stats, "payment", alertWindow, s.cfg.AlertFraud, tai.Deny),
+			Summary:    "{{ $value | humanizePercentage }} of payments blocked as fraud over 5m",
+			RunbookURL: runbook,
+		},
+		{
+			Name: alertLatency, Severity: andon.Page, For: 2 * time.Minute, MinSamples: 20,
+			Condition:  andon.LatencyQuantile(s.stats, "payment", alertWindow, 0.99, s.cfg.AlertP99),
+			Summary:    "p99 payment latency is {{ $value | humanizeDuration }} over 5m",
+			RunbookURL: runbook,
+		},
+		{
+			Name: alertErrors, Severity: andon.Page, For: time.Minute, MinSamples: 20,
+			Condition:  andon.ErrorRate(s.stats, "payment", alertWindow, s.cfg.AlertErrors),
+			Summary:    "{{ $value | humanizePercentage }} of payments failed over 5m",
+			RunbookURL: runbook,
+		},
+		{
+			Name: alertBreaker, Severity: andon.Page,
+			Condition:  andon.BreakerOpen(s.breaker),
+			Summary:    "the payment gateway's circuit breaker refuses calls",
+			RunbookURL: runbook,
+		},
+	}
+	if s.cfg.FraudStopsLine {
+		rules[0].Hooks = []andon.Hook{s.stopLine}
+	}
+	return rules
+}
+
+// startAlerts builds the evaluator (notifiers: the log, and Alertmanager
+// when configured), the cord (it stops the payment line) and the board,
+// and starts evaluating.
+func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
+	notifiers := []andon.Notifier{andon.SlogNotifier(s.log)}
+	if s.cfg.Alertmanager != "" {
+		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: s.cfg.Alertmanager})
+		if err != nil {
+			return err
+		}
+		notifiers = append(notifiers, am)
+	}
+	s.stopLine = andon.StopLine(s.line)
+	var err error
+	s.andon, err = andon.NewEvaluator(andon.Options{
+		Rules:        s.paymentRules(),
+		Interval:     s.cfg.AlertInterval,
+		Clock:        s.cfg.now,
+		Notifiers:    notifiers,
+		Cord:         andon.CordOptions{Hooks: []andon.Hook{s.stopLine}},
+		GeneratorURL: generatorURL,
+		Logger:       s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.board, err = andon.NewBoard(s.andon, andon.BoardOptions{
+		Prefix: "/andon", Title: "Payments",
+		Lines: []andon.Line{s.line}, Breakers: []andon.Breaker{s.breaker},
+		Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopAlerts = stop
+	s.alerting.Add(1)
+	go func() {
+		defer s.alerting.Done()
+		if err := s.andon.Run(actx); err != nil && actx.Err() == nil {
+			s.log.Error("alert evaluation stopped", "err", err)
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/internal/servers"
+)
+
+// evaluate runs the alert rules at the test clock's time.
+func (ts *testService) evaluate(t *testing.T) {
+	t.Helper()
+	ts.andon.EvaluateAt(context.Background(), ts.clock.Now())
+}
+
+func (ts *testService) alert(t *testing.T, name string) andon.Alert {
+	t.Helper()
+	a, ok := ts.andon.Alert(name)
+	require.True(t, ok, "no alert %s", name)
+	return a
+}
+
+func TestFraudAttackFiresAlert(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.FraudStopsLine = true
+	ts := startService(t, cfg)
+
+	// Normal traffic: a handful of blocked payments stays under 2%.
+	for i := range 100 {
+		ts.pay(t, fmt.Sprintf("n%d", i), 20, nil)
+	}
+	ts.pay(t, "n_big", 9000, nil)
+	ts.evaluate(t)
+	assert.Equal(t, andon.Inactive, ts.alert(t, alertFraud).State)
+
+	// The attack: many over-limit payments from fresh customers.
+	for i := range 40 {
+		r := ts.pay(t, fmt.Sprintf("a%d", i), 7500, nil)
+		require.Equal(t, StatusFraudBlocked, r.str("status"))
+	}
+	ts.evaluate(t)
+	a := ts.alert(t, alertFraud)
+	assert.Equal(t, andon.Pending, a.State, "it must hold for a minute first")
+	assert.InDelta(t, 41.0/141, a.Value, 0.001)
+	ts.clock.Advance(61 * time.Second)
+	ts.evaluate(t)
+	a = ts.alert(t, alertFraud)
+	require.Equal(t, andon.Firing, a.State)
+	assert.Contains(t, a.Annotations["summary"], "29.08% of payments blocked")
+
+	// The rule stops the line; payments are refused until it resolves.
+	r := ts.pay(t, "late", 10, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, r.Code)
+	assert.Contains(t, r.str("error"), "stopped")
+	require.Eventually(t, func() bool { return strings.Contains(ts.logs.String(), alertFraud) }, 5*time.Second, 10*time.Millisecond, "the log notifier reports it")
+
+	// The board shows it firing.
+	var state struct {
+		Rules []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"rules"`
+		Lines []struct {
+			Stopped bool `json:"stopped"`
+		} `json:"lines"`
+	}
+	b := ts.do(t, http.MethodGet, "/andon/api/state", nil)
+	require.Equal(t, http.StatusOK, b.Code, string(b.Raw))
+	require.NoError(t, json.Unmarshal(b.Raw, &state))
+	found := false
+	for _, r := range state.Rules {
+		if r.Name == alertFraud {
+			found = true
+			assert.Equal(t, "firing", r.State)
+		}
+	}
+	assert.True(t, found)
+	require.Len(t, state.Lines, 1)
+	assert.True(t, state.Lines[0].Stopped)
+}
+
+func TestBreakerOpenAlert(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ts.evaluate(t)
+	assert.Equal(t, andon.Inactive, ts.alert(t, alertBreaker).State)
+	require.NoError(t, ts.gateway.Set(1, 0))
+	for i := range 5 {
+		ts.pay(t, fmt.Sprintf("g%d", i), 10, nil)
+	}
+	ts.evaluate(t)
+	a := ts.alert(t, alertBreaker)
+	assert.Equal(t, andon.Firing, a.State, "no pending time for a breaker")
+	assert.Contains(t, a.Detail, "open")
+
+	require.NoError(t, ts.gateway.Set(0, 0))
+	ts.clock.Advance(30 * time.Second)
+	for i := range 3 {
+		require.Equal(t, http.StatusOK, ts.pay(t, fmt.Sprintf("p%d", i), 10, nil).Code)
+	}
+	ts.evaluate(t)
+	assert.Equal(t, andon.Resolved, ts.alert(t, alertBreaker).State)
+}
+
+func TestCordStopsPayments(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	require.True(t, ts.andon.Pull(context.Background(), "suspicious merchant", "ops"))
+	r := ts.pay(t, "c", 10, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, r.Code)
+	assert.Equal(t, "30", r.Header.Get("Retry-After"))
+	require.True(t, ts.andon.Reset(context.Background()))
+	assert.Equal(t, http.StatusOK, ts.pay(t, "c", 10, nil).Code)
+}
+
+func TestPrintedRulesPassPromtool(t *testing.T) {
+	promtool := servers.Binary(t, "prometheus", "promtool")
+	cfg := testConfig(t)
+	path := filepath.Join(t.TempDir(), "payment.rules.yml")
+	var b strings.Builder
+	require.NoError(t, printRules(&b, cfg))
+	require.NoError(t, writeFile(path, b.String()))
+	out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Contains(t, string(out), "SUCCESS: 4 rules found")
+}
