@@ -3,6 +3,7 @@ GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCH ?= .
 BENCHTIME ?= 1s
+BIN ?= $(CURDIR)/bin
 
 .DEFAULT_GOAL := help
 
@@ -45,12 +46,12 @@ payment: ## run the payment service on :3001 (embedded NATS, no setup)
 
 .PHONY: stress-payment
 stress-payment: ## start the payment service, drive it with 100 clients for 30s (CLIENTS=, DURATION=, LOADGEN_FLAGS=)
-	@$(GO) build -o $${TMPDIR:-/tmp}/taikit-payment ./examples/payment
-	@$(GO) build -o $${TMPDIR:-/tmp}/taikit-loadgen ./examples/payment/loadgen
-	@$${TMPDIR:-/tmp}/taikit-payment -addr 127.0.0.1:3001 -blacklist country:KP -log-level warn & pid=$$!; \
+	@$(GO) build -o $(BIN)/payment ./examples/payment
+	@$(GO) build -o $(BIN)/loadgen ./examples/payment/loadgen
+	@$(BIN)/payment -addr 127.0.0.1:3001 -blacklist country:KP -log-level warn & pid=$$!; \
 	  trap "kill -INT $$pid; wait $$pid" EXIT; \
 	  for i in $$(seq 50); do curl -sf 127.0.0.1:3001/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
-	  $${TMPDIR:-/tmp}/taikit-loadgen -url http://127.0.0.1:3001 -c $(or $(CLIENTS),100) -d $(or $(DURATION),30s) $(LOADGEN_FLAGS)
+	  $(BIN)/loadgen -url http://127.0.0.1:3001 -c $(or $(CLIENTS),100) -d $(or $(DURATION),30s) $(LOADGEN_FLAGS)
 
 .PHONY: ci
 ci: ## what CI runs (installs servers when run as root)

@@ -171,7 +171,7 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 		return Result[R]{Outcome: Rejected}, invalidSignal(&s)
 	}
 	if !p.bare {
-		return p.process(ctx, &s)
+		return p.process(ctx, s)
 	}
 	// The bare path: one deferred recover for both calls, no copies of
 	// the decision beyond the one in res.
@@ -245,7 +245,7 @@ func monotonic() time.Duration { return time.Since(epoch) }
 
 // process is the path with hooks. One deferred function recovers a panic
 // from any hook and finishes the signal: outcome, root span, observers.
-func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T]) (res Result[R], err error) {
+func (p *Pipeline[T, R]) process(ctx context.Context, s Signal[T]) (res Result[R], err error) {
 	var (
 		stage  = StageGate
 		span   Span // the open stage span, if any
@@ -281,7 +281,7 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T]) (res Result[
 				stages[stage] = end - t
 			}
 			stages[StageSignal] = end - t0
-			p.observeAll(ctx, s, &res, err, t0, &stages)
+			p.observeAll(ctx, &s, &res, err, t0, &stages)
 		}
 	}()
 
@@ -314,7 +314,7 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T]) (res Result[
 	if p.tracer != nil {
 		pctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StagePolicy, Name: p.policyName, Kind: s.Kind, SignalID: s.ID})
 	}
-	res.Decision, err = p.policy.Evaluate(pctx, *s)
+	res.Decision, err = p.policy.Evaluate(pctx, s)
 	if err != nil || res.Decision.Verdict != Allow {
 		err = p.judge(&res.Decision, err)
 	}
@@ -338,9 +338,9 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T]) (res Result[
 		ctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StageAction, Name: "action", Kind: s.Kind, SignalID: s.ID})
 	}
 	if len(p.guards) == 0 {
-		res.Value, err = p.action.Execute(ctx, *s)
+		res.Value, err = p.action.Execute(ctx, s)
 	} else {
-		res.Value, err = p.guarded(ctx, s)
+		res.Value, err = p.guarded(ctx, &s)
 	}
 	if span != nil {
 		span.End(err)

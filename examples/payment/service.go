@@ -149,7 +149,9 @@ func (s *Service) connectNATS(ctx context.Context) error {
 			return fmt.Errorf("embedded NATS: %w", err)
 		}
 		s.closers = append(s.closers, func(context.Context) error { s.embedded.Shutdown(); return nil })
-		s.nc, err = s.embedded.Connect(s.natsOptions()...)
+		// This process talks to its own server in process, without TCP;
+		// other replicas use the loopback port.
+		s.nc, err = nats.Connect("", append(s.natsOptions(), nats.InProcessServer(s.embedded.NATS()))...)
 	} else {
 		s.nc, err = nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
 	}
