@@ -14,10 +14,21 @@
 //	err = q.Consume(ctx, handle, kanban.ConsumeOptions{WIP: 16, PerKey: true})
 //
 // Publish waits for the stream's acknowledgement; PublishAsync sends and
-// returns, with at most MaxPublishPending acknowledgements outstanding,
-// reporting each failure to OnPublishError and from Flush. The message ID
-// travels as Nats-Msg-Id, so the stream stores an ID once within
-// DedupWindow. A failed attempt is negatively acknowledged with a delay
+// returns, with at most MaxPublishPending messages unsettled. The message
+// ID travels as Nats-Msg-Id, so the stream stores an ID once within
+// DedupWindow, and that makes repeats safe: an asynchronous send that
+// fails — no acknowledgement within PublishTimeout, a lost connection, a
+// server restarting, a full stream — is sent again, up to AsyncAttempts
+// times (10 by default), after waits from AsyncRetryWait doubling to 2s.
+// Only a final failure goes to OnPublishError and is returned by Flush.
+// Flush and Close wait for messages waiting to be sent again too, so
+//
+//	for _, c := range confirmations {
+//		err = q.PublishAsync(ctx, c) // returns at once while fewer than MaxPublishPending are unsettled
+//	}
+//	err = q.Flush(ctx) // every message stored, or its final failure returned
+//
+// loses nothing to a NATS restart shorter than the attempts. A failed attempt is negatively acknowledged with a delay
 // (the back-off); after MaxAttempts the message is published to the
 // dead-letter stream, with the reason and attempts in headers, and
 // terminated. A running handler's lease is extended (InProgress) every

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/kanban/natsembed"
@@ -51,4 +52,43 @@ func Example() {
 	// confirm tx-1
 	// confirm tx-2
 	// <nil> 1
+}
+
+func ExampleQueue_PublishAsync() {
+	ctx := context.Background()
+	srv, err := natsembed.Start(ctx, natsembed.Options{InProcess: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer nc.Close()
+
+	// A failed send is repeated up to 5 times, 50ms, 100ms, ... apart.
+	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Config{
+		Stream:         "ASYNC_CONFIRMATIONS",
+		AsyncAttempts:  5,
+		AsyncRetryWait: 50 * time.Millisecond,
+		OnPublishError: func(id string, err error) { fmt.Println("lost", id, err) },
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for i := range 100 {
+		id := fmt.Sprintf("tx-%d", i)
+		if err := q.PublishAsync(ctx, kanban.Message[confirmation]{ID: id, Payload: confirmation{id, 100}}); err != nil {
+			fmt.Println(err)
+		}
+	}
+	fmt.Println("flush:", q.Flush(ctx), "stored:", q.Stats().Published)
+	fmt.Println("close:", q.Close(ctx))
+	// Output:
+	// flush: <nil> stored: 100
+	// close: <nil>
 }

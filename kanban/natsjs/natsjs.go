@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -67,21 +66,50 @@ type Config struct {
 	// FetchWait is how long one pull request waits on the server. It
 	// bounds how soon a drain can start releasing messages. 0 means 1s.
 	FetchWait time.Duration
-	// MaxPublishPending bounds the PublishAsync acknowledgements
-	// outstanding; PublishAsync waits beyond it. 0 means 256.
+	// MaxPublishPending bounds the PublishAsync messages not yet settled:
+	// those awaiting an acknowledgement and those waiting to be
+	// re-published. PublishAsync waits beyond it, so a stalled server
+	// slows the publisher instead of filling memory. 0 means 256.
 	MaxPublishPending int
-	// PublishTimeout bounds the wait for one acknowledgement. 0 means 5s.
+	// PublishTimeout bounds the wait for one acknowledgement. An
+	// acknowledgement lost to a broken connection or a server restart
+	// fails the attempt as soon as the client sees the disconnect, and
+	// after PublishTimeout at the latest. 0 means 5s.
 	PublishTimeout time.Duration
+	// AsyncAttempts is how many times a PublishAsync message is sent
+	// before its failure is final: a failed attempt (no acknowledgement
+	// within PublishTimeout, a lost connection, a full stream, ...) is
+	// sent again after a wait. Repeats are harmless because the message
+	// keeps its ID and the stream stores an ID once within DedupWindow;
+	// New rejects a configuration whose attempts could outlast
+	// DedupWindow. 0 means 10: with the other defaults the waits add
+	// up to about 12s, and to about a minute with attempts that each wait
+	// out PublishTimeout — enough for a server restart. 1 means no
+	// re-publishing. At most 1000.
+	AsyncAttempts int
+	// AsyncRetryWait is the wait before the first re-publish of a failed
+	// PublishAsync message; it doubles after each further failure up to
+	// 2s (or AsyncRetryWait, when larger), with 20% jitter so that
+	// messages failing together do not come back together. 0 means
+	// 100ms; otherwise at least 1ms.
+	AsyncRetryWait time.Duration
+	// Clock runs the waits between re-publishes. nil means the system
+	// clock.
+	Clock kanban.Clock
 	// Codec encodes payloads. nil means kanban.JSON.
 	Codec kanban.Codec
 	// Propagator carries trace context in headers. nil means
 	// otel.GetTextMapPropagator().
 	Propagator propagation.TextMapPropagator
-	// OnPublishError is called, on a client goroutine, for every
-	// PublishAsync that failed, with the message ID. Keep it quick. nil
-	// means the errors are only returned by Flush.
+	// OnPublishError is called, on a client goroutine, once for every
+	// PublishAsync message whose failure is final (after AsyncAttempts),
+	// with the message ID, before Flush can return. Keep it quick and do
+	// not publish from it. nil means the errors are only returned by
+	// Flush.
 	OnPublishError func(id string, err error)
-	// Logger receives errors the queue recovers from. nil discards them.
+	// Logger receives errors the queue recovers from; each re-publish
+	// of a PublishAsync message is logged at Debug level. nil discards
+	// them.
 	Logger *slog.Logger
 }
 
@@ -111,9 +139,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("natsjs: invalid MaxPublishPending %d: must not be negative", c.MaxPublishPending)
 	case c.PublishTimeout < 0:
 		return fmt.Errorf("natsjs: invalid PublishTimeout %v: must not be negative", c.PublishTimeout)
+	case c.AsyncAttempts < 0 || c.AsyncAttempts > maxAsyncAttempts:
+		return fmt.Errorf("natsjs: invalid AsyncAttempts %d: must be between 0 and %d", c.AsyncAttempts, maxAsyncAttempts)
+	case c.AsyncRetryWait < 0 || (c.AsyncRetryWait > 0 && c.AsyncRetryWait < time.Millisecond):
+		return fmt.Errorf("natsjs: invalid AsyncRetryWait %v: must be 0 or at least 1ms", c.AsyncRetryWait)
 	}
 	if c.Stream != "" && c.DeadLetterStream == c.Stream {
 		return fmt.Errorf("natsjs: invalid DeadLetterStream %q: must differ from Stream", c.DeadLetterStream)
+	}
+	d := c.withDefaults()
+	if span := d.retrySpan(); span > d.DedupWindow {
+		return fmt.Errorf("natsjs: invalid AsyncAttempts %d: re-publishing may last up to %v, beyond DedupWindow %v", d.AsyncAttempts, span, d.DedupWindow)
 	}
 	return nil
 }
@@ -149,6 +185,15 @@ func (c Config) withDefaults() Config {
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 5 * time.Second
 	}
+	if c.AsyncAttempts == 0 {
+		c.AsyncAttempts = 10
+	}
+	if c.AsyncRetryWait == 0 {
+		c.AsyncRetryWait = 100 * time.Millisecond
+	}
+	if c.Clock == nil {
+		c.Clock = kanban.SystemClock
+	}
 	if c.Codec == nil {
 		c.Codec = kanban.JSON{}
 	}
@@ -167,15 +212,11 @@ type Queue[T any] struct {
 	cfg      Config
 	js       jetstream.JetStream
 	counters kanban.Counters
-
-	errMu     sync.Mutex
-	asyncErrs []error
-	asyncLost int // failures beyond the ones kept
+	async    asyncState
+	backoff  kanban.Exponential // waits between re-publishes
 }
 
 var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
-
-const keptAsyncErrors = 64
 
 // New creates (or updates) the work stream and the dead-letter stream and
 // returns the queue, or an error naming a bad field of cfg.
@@ -188,6 +229,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, cfg Config) (*Queue[T], erro
 	}
 	q := &Queue[T]{cfg: cfg.withDefaults()}
 	c := q.cfg
+	q.backoff = c.retryBackoff()
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(c.MaxPublishPending),
 		jetstream.WithPublishAsyncTimeout(c.PublishTimeout),
@@ -310,78 +352,6 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 		q.counters.AddPublished(1)
 	}
 }
-
-// PublishAsync sends msg without waiting for its acknowledgement. It
-// waits only while MaxPublishPending acknowledgements are outstanding
-// (until ctx ends). A failure — including a full stream, reported as
-// kanban.ErrFull — goes to OnPublishError and is returned by the next
-// Flush.
-func (q *Queue[T]) PublishAsync(ctx context.Context, msg kanban.Message[T]) error {
-	nm, err := q.encode(ctx, msg)
-	if err != nil {
-		return err
-	}
-	for {
-		_, err := q.js.PublishMsgAsync(nm, jetstream.WithStallWait(50*time.Millisecond))
-		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			if err != nil {
-				return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, err)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-}
-
-func (q *Queue[T]) onAsyncAck(_ jetstream.JetStream, _ *nats.Msg, ack *jetstream.PubAck) {
-	q.countAck(ack)
-}
-
-func (q *Queue[T]) onAsyncErr(_ jetstream.JetStream, m *nats.Msg, err error) {
-	id := ""
-	if m != nil && m.Header != nil {
-		id = m.Header.Get(HeaderID)
-	}
-	if isFull(err) {
-		err = fmt.Errorf("%w: %v", kanban.ErrFull, err)
-	}
-	err = fmt.Errorf("natsjs: publishing message %s: %w", id, err)
-	if q.cfg.OnPublishError != nil {
-		q.cfg.OnPublishError(id, err)
-	}
-	q.errMu.Lock()
-	if len(q.asyncErrs) < keptAsyncErrors {
-		q.asyncErrs = append(q.asyncErrs, err)
-	} else {
-		q.asyncLost++
-	}
-	q.errMu.Unlock()
-}
-
-// Flush waits until every PublishAsync so far is acknowledged or failed,
-// or ctx ends, and returns the failures since the last Flush joined (the
-// first 64 of them, and a count of the rest), nil when none failed.
-func (q *Queue[T]) Flush(ctx context.Context) error {
-	select {
-	case <-q.js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	q.errMu.Lock()
-	errs, lost := q.asyncErrs, q.asyncLost
-	q.asyncErrs, q.asyncLost = nil, 0
-	q.errMu.Unlock()
-	if lost > 0 {
-		errs = append(errs, fmt.Errorf("natsjs: and %d more failed publishes", lost))
-	}
-	return errors.Join(errs...)
-}
-
-// Close waits for outstanding PublishAsync acknowledgements like Flush.
-// The connection stays open.
-func (q *Queue[T]) Close(ctx context.Context) error { return q.Flush(ctx) }
 
 // Consume creates or updates the durable consumer with MaxAckPending set
 // to the WIP and runs h on the messages until ctx ends, then drains; see

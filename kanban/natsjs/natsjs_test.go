@@ -266,7 +266,7 @@ func TestPublishAsyncAndFlush(t *testing.T) {
 	nc := connect(t, srv.Connect)
 	var reported sync.Map
 	q, err := natsjs.New[int](context.Background(), nc, natsjs.Config{
-		Stream: "ASYNC", Capacity: 10, MaxPublishPending: 4,
+		Stream: "ASYNC", Capacity: 10, MaxPublishPending: 4, AsyncAttempts: 1,
 		OnPublishError: func(id string, err error) { reported.Store(id, err) },
 	})
 	require.NoError(t, err)
@@ -305,6 +305,12 @@ func TestConfigValidate(t *testing.T) {
 		{natsjs.Config{FetchWait: time.Microsecond}, "natsjs: invalid FetchWait 1µs"},
 		{natsjs.Config{MaxPublishPending: -1}, "natsjs: invalid MaxPublishPending -1"},
 		{natsjs.Config{PublishTimeout: -1}, "natsjs: invalid PublishTimeout -1ns"},
+		{natsjs.Config{AsyncAttempts: -1}, "natsjs: invalid AsyncAttempts -1: must be between 0 and 1000"},
+		{natsjs.Config{AsyncAttempts: 1001}, "natsjs: invalid AsyncAttempts 1001"},
+		{natsjs.Config{AsyncRetryWait: -1}, "natsjs: invalid AsyncRetryWait -1ns"},
+		{natsjs.Config{AsyncRetryWait: time.Microsecond}, "natsjs: invalid AsyncRetryWait 1µs: must be 0 or at least 1ms"},
+		{natsjs.Config{DedupWindow: 30 * time.Second}, "natsjs: invalid AsyncAttempts 10: re-publishing may last up to 56.72s, beyond DedupWindow 30s"},
+		{natsjs.Config{AsyncAttempts: 1000, PublishTimeout: time.Hour}, "natsjs: invalid AsyncAttempts 1000"},
 	}
 	for _, tc := range tests {
 		err := tc.cfg.Validate()
@@ -313,7 +319,14 @@ func TestConfigValidate(t *testing.T) {
 		_, err = natsjs.New[int](context.Background(), nil, tc.cfg)
 		assert.Contains(t, err.Error(), tc.want, "New validates")
 	}
-	assert.NoError(t, natsjs.Config{}.Validate())
+	for _, ok := range []natsjs.Config{
+		{},
+		{DedupWindow: 30 * time.Second, AsyncAttempts: 1},
+		{DedupWindow: 30 * time.Second, AsyncAttempts: 5, PublishTimeout: time.Second},
+		{AsyncAttempts: 1000, AsyncRetryWait: time.Millisecond, PublishTimeout: time.Millisecond, DedupWindow: time.Hour},
+	} {
+		assert.NoError(t, ok.Validate(), "%+v", ok)
+	}
 	_, err := natsjs.New[int](context.Background(), nil, natsjs.Config{})
 	assert.EqualError(t, err, "natsjs: nil connection")
 }
