@@ -149,9 +149,7 @@ func (s *Service) connectNATS(ctx context.Context) error {
 			return fmt.Errorf("embedded NATS: %w", err)
 		}
 		s.closers = append(s.closers, func(context.Context) error { s.embedded.Shutdown(); return nil })
-		// This process talks to its own server in process, without TCP;
-		// other replicas use the loopback port.
-		s.nc, err = nats.Connect("", append(s.natsOptions(), nats.InProcessServer(s.embedded.NATS()))...)
+		s.nc, err = s.embedded.Connect(s.natsOptions()...)
 	} else {
 		s.nc, err = nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
 	}
@@ -358,8 +356,9 @@ func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, 
 		Minor: p.Minor, Currency: p.Currency, ChargedAt: now,
 	}}
 	// The outbox takes the confirmation at memory speed; its forwarder
-	// moves it to JetStream and retries while NATS is away.
-	if err := s.outbox.Publish(ctx, msg); err != nil {
+	// moves it to JetStream and retries while NATS is away. The money has
+	// moved: a client that hangs up now must not cancel the confirmation.
+	if err := s.outbox.Publish(context.WithoutCancel(ctx), msg); err != nil {
 		s.log.Error("confirmation not queued", "transaction_id", sig.ID, "err", err)
 	}
 	return Charge{Gateway: gr}, nil
@@ -373,6 +372,13 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		DeadLetterStream: "PAYMENT_CONFIRMATIONS_DEAD",
 		Propagator:       s.propagate,
 		Logger:           s.log,
+		// The forwarder retries; a publish stuck on a NATS restart should
+		// give up soon and go round again.
+		PublishTimeout: 2 * time.Second,
+		// Confirming is quick, and long handlers keep their lease anyway:
+		// a short AckWait means acknowledgements lost in a NATS restart
+		// hold their WIP slots for seconds, not half a minute.
+		AckWait: 5 * time.Second,
 		OnPublishError: func(id string, err error) {
 			s.log.Error("confirmation publish failed", "transaction_id", id, "err", err)
 		},
