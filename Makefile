@@ -48,8 +48,8 @@ payment: ## run the payment service on :3001 (embedded NATS, no setup)
 stress-payment: ## start the payment service, drive it with 100 clients for 30s (CLIENTS=, DURATION=, LOADGEN_FLAGS=)
 	@$(GO) build -o $(BIN)/payment ./examples/payment
 	@$(GO) build -o $(BIN)/loadgen ./examples/payment/loadgen
-	@$(BIN)/payment -addr 127.0.0.1:3001 -blacklist country:KP -log-level warn & pid=$$!; \
-	  trap "kill -INT $$pid; wait $$pid" EXIT; \
+	@data=$$(mktemp -d); $(BIN)/payment -addr 127.0.0.1:3001 -data-dir $$data -blacklist country:KP -log-level warn & pid=$$!; \
+	  trap "kill -INT $$pid; wait $$pid; rm -rf $$data" EXIT; \
 	  for i in $$(seq 50); do curl -sf 127.0.0.1:3001/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
 	  $(BIN)/loadgen -url http://127.0.0.1:3001 -c $(or $(CLIENTS),100) -d $(or $(DURATION),30s) $(LOADGEN_FLAGS)
 

@@ -367,7 +367,10 @@ func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, 
 func (s *Service) startConsumer(ctx context.Context) error {
 	var err error
 	s.queue, err = natsjs.New[Confirmation](ctx, s.nc, natsjs.Config{
-		Stream:           "PAYMENT_CONFIRMATIONS",
+		Stream: "PAYMENT_CONFIRMATIONS",
+		// Room for a backlog of minutes at full speed: under a burst the
+		// consumer falls behind, and confirmations wait rather than fail.
+		Capacity:         5_000_000,
 		Durable:          "confirmer",
 		DeadLetterStream: "PAYMENT_CONFIRMATIONS_DEAD",
 		Propagator:       s.propagate,
