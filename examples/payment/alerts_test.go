@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -132,4 +133,22 @@ func TestPrintedRulesPassPromtool(t *testing.T) {
 	out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
 	require.NoError(t, err, string(out))
 	assert.Contains(t, string(out), "SUCCESS: 4 rules found")
+}
+
+func TestBoardNeedsTheAdminToken(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AdminToken = "admin"
+	ts := startService(t, cfg)
+	r := ts.do(t, http.MethodGet, "/andon/api/state", nil)
+	assert.Equal(t, http.StatusUnauthorized, r.Code)
+	assert.Contains(t, r.Header.Get("WWW-Authenticate"), "Basic")
+	pull := `{"reason": "test", "who": "mallory"}`
+	r = ts.do(t, http.MethodPost, "/andon/api/cord", pull, "X-Andon-Board", "1")
+	assert.Equal(t, http.StatusUnauthorized, r.Code)
+	stopped, _ := ts.line.Stopped()
+	assert.False(t, stopped, "no cord without the token")
+
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:admin"))
+	r = ts.do(t, http.MethodGet, "/andon/api/state", nil, "Authorization", basic)
+	assert.Equal(t, http.StatusOK, r.Code)
 }

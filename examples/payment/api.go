@@ -317,10 +317,7 @@ func (s *Service) requireToken(h http.HandlerFunc) http.HandlerFunc {
 // adminOnly wraps h so it needs the admin token, and is off without one.
 func (s *Service) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		token := s.cfg.AdminToken
-		if token == "" {
-			token = s.cfg.APIToken
-		}
+		token := s.adminToken()
 		if token == "" && !s.cfg.OpenAdmin {
 			writeError(w, &requestError{Status: http.StatusForbidden, Code: "forbidden", Message: "the admin API needs -admin-token (or -api-token)"})
 			return
@@ -332,4 +329,34 @@ func (s *Service) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// adminToken is the token of the admin API and the board: -admin-token,
+// else -api-token; "" when neither is set.
+func (s *Service) adminToken() string {
+	if s.cfg.AdminToken != "" {
+		return s.cfg.AdminToken
+	}
+	return s.cfg.APIToken
+}
+
+// boardAuth protects the andon board when a token is configured: the
+// board can stop the payment line, so a browser must log in (HTTP Basic,
+// any user name, the admin token as password), which it then sends with
+// the board's own requests. Without a token the board is open, like the
+// rest of the service.
+func (s *Service) boardAuth(board http.Handler) http.Handler {
+	token := s.adminToken()
+	if token == "" {
+		return board
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, pass, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(pass), []byte(token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="payment andon", charset="UTF-8"`)
+			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "the andon board needs the admin token as the password"})
+			return
+		}
+		board.ServeHTTP(w, r)
+	})
 }

@@ -521,7 +521,7 @@ func (s *Service) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("/andon/", s.board)
+	mux.Handle("/andon/", s.boardAuth(s.board))
 	return s.traceHTTP(mux)
 }
 
