@@ -19,7 +19,7 @@
 // The stages run in this order: gates → policy → guards around the action →
 // observers. The hooks are small, non-generic interfaces — [Gate], [Guard],
 // [Observer], [Tracer] — so the packages that implement them (jidoka,
-// heijunka, kanban, kaizen, andon) carry no type parameters, and options
+// heijunka, kaizen) carry no type parameters, and options
 // are not generic either: only the policy and the action know the payload
 // type T and the result type R, and Go infers both from them.
 //
