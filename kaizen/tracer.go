@@ -117,6 +117,11 @@ func (t *Tracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context,
 		attrs = append(attrs, attrSignalID.String(info.SignalID))
 	}
 	ctx, sp := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+	if !sp.IsRecording() {
+		// Not sampled: ending it records nothing, and its stages and
+		// combinator children open no spans either (see above).
+		return ctx, unrecorded{sc: sp.SpanContext()}
+	}
 	if info.Stage == tai.StageSignal {
 		ctx = tai.ContextWithTracer(ctx, t)
 	}
