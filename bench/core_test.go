@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taitest"
 )
 
 type payment struct {
@@ -25,28 +26,6 @@ var (
 		return int(s.Payload.Amount), nil
 	})
 )
-
-type nopGate struct{}
-
-func (nopGate) Admit(context.Context, string) error { return nil }
-
-type nopGuard struct{}
-
-func (nopGuard) Do(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }
-
-type nopObserver struct{}
-
-func (nopObserver) Observe(context.Context, tai.Record) {}
-
-type nopTracer struct{}
-
-type nopSpan struct{}
-
-func (nopTracer) Start(ctx context.Context, _ tai.SpanInfo) (context.Context, tai.Span) {
-	return ctx, nopSpan{}
-}
-func (nopSpan) End(error)                         {}
-func (nopSpan) SpanContext() (sc tai.SpanContext) { return sc }
 
 func coreSignal() tai.Signal[payment] {
 	return tai.Signal[payment]{ID: "sig_1", Kind: "payment", Key: "cust_1", Payload: payment{Amount: 99.99, Customer: "cust_1"}}
@@ -82,8 +61,7 @@ func BenchmarkProcess(b *testing.B) {
 // no-ops.
 func BenchmarkProcessHooks(b *testing.B) {
 	p, err := tai.New(corePolicy, coreAction,
-		tai.WithGates(nopGate{}), tai.WithGuards(nopGuard{}),
-		tai.WithObservers(nopObserver{}), tai.WithTracer(nopTracer{}))
+		taitest.Hooks()...)
 	if err != nil {
 		b.Fatal(err)
 	}

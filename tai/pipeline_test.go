@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taitest"
 )
 
 // journal records the order in which hooks ran.
@@ -396,7 +397,7 @@ func TestNewValidation(t *testing.T) {
 		{"nil in Named", func() error { _, err := tai.New(tai.Named[int]("x", nil), act); return err }, "nil policy"},
 		{"nil in FailOpen", func() error { _, err := tai.New(tai.FailOpen(tai.Any[int](nil)), act); return err }, "nil policy"},
 		{"nil gate", func() error { _, err := tai.New(pol, act, tai.WithGates(nil)); return err }, "gate 0 is nil"},
-		{"nil guard", func() error { _, err := tai.New(pol, act, tai.WithGuards(nopGuard{}, nil)); return err }, "guard 1 is nil"},
+		{"nil guard", func() error { _, err := tai.New(pol, act, tai.WithGuards(taitest.NopGuard{}, nil)); return err }, "guard 1 is nil"},
 		{"nil observer", func() error { _, err := tai.New(pol, act, tai.WithObservers(nil)); return err }, "observer 0 is nil"},
 	}
 	for _, tt := range tests {
@@ -423,9 +424,9 @@ func TestPanicsRecovered(t *testing.T) {
 	}{
 		{"policy bare", panicPolicy, doubleAction(&journal{}), nil, tai.StagePolicy},
 		{"action bare", fixed(allow, nil), panicAction, nil, tai.StageAction},
-		{"policy hooked", panicPolicy, doubleAction(&journal{}), []tai.Option{tai.WithObservers(nopObserver{})}, tai.StagePolicy},
-		{"action hooked", fixed(allow, nil), panicAction, []tai.Option{tai.WithObservers(nopObserver{})}, tai.StageAction},
-		{"action guarded", fixed(allow, nil), panicAction, []tai.Option{tai.WithGuards(nopGuard{})}, tai.StageAction},
+		{"policy hooked", panicPolicy, doubleAction(&journal{}), []tai.Option{tai.WithObservers(taitest.NopObserver{})}, tai.StagePolicy},
+		{"action hooked", fixed(allow, nil), panicAction, []tai.Option{tai.WithObservers(taitest.NopObserver{})}, tai.StageAction},
+		{"action guarded", fixed(allow, nil), panicAction, []tai.Option{tai.WithGuards(taitest.NopGuard{})}, tai.StageAction},
 		{"gate", fixed(allow, nil), doubleAction(&journal{}), []tai.Option{tai.WithGates(panicGate)}, tai.StageGate},
 		{"guard", fixed(allow, nil), doubleAction(&journal{}), []tai.Option{tai.WithGuards(panicGuard)}, tai.StageAction},
 	}
@@ -488,7 +489,7 @@ func TestCancellation(t *testing.T) {
 			j := &journal{}
 			var opts []tai.Option
 			if hooked {
-				opts = append(opts, tai.WithObservers(nopObserver{}))
+				opts = append(opts, tai.WithObservers(taitest.NopObserver{}))
 			}
 			p, err := tai.New(allowPolicy(j), doubleAction(j), opts...)
 			require.NoError(t, err)
@@ -564,7 +565,7 @@ func TestAbandonedGuard(t *testing.T) {
 	close(release)
 	<-finished
 	// Later signals are unaffected by the late result.
-	ok, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithGuards(nopGuard{}))
+	ok, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithGuards(taitest.NopGuard{}))
 	require.NoError(t, err)
 	res2, err := ok.Process(context.Background(), tai.NewSignal("test", "k", 5))
 	require.NoError(t, err)
@@ -614,7 +615,7 @@ func TestRecord(t *testing.T) {
 				time.Sleep(2 * time.Millisecond) // a real duration to measure, not a timing assertion
 				return 1, nil
 			})
-			p, err := tai.New(fixed(deny8, nil), slow, tai.WithObservers(obs), tai.WithGates(nopGate{}))
+			p, err := tai.New(fixed(deny8, nil), slow, tai.WithObservers(obs), tai.WithGates(taitest.NopGate{}))
 			require.NoError(t, err)
 			s := tai.NewSignal("payment", "cust_1", 1)
 			before := time.Now()
