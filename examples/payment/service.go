@@ -173,6 +173,9 @@ func (s *Service) connectNATS(ctx context.Context) error {
 func (s *Service) natsOptions() []nats.Option {
 	return []nats.Option{
 		nats.Name("payment " + s.cfg.Instance),
+		// This replica marks its own confirmations directly; it needs only
+		// the other replicas' on confirmedSubject.
+		nats.NoEcho(),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
