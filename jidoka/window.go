@@ -56,12 +56,13 @@ func (w *countWindow) move(total *atomic.Int64, old, now uint32) int64 {
 	}
 }
 
+// tally reads the totals while calls may be recorded. A call bumps next
+// before it counts its failure, so reading the failures and slow calls
+// first and the calls last keeps them at most the calls.
 func (w *countWindow) tally() tally {
-	return tally{
-		calls:    int64(min(w.next.Load(), uint64(len(w.slots)))),
-		failures: w.failures.Load(),
-		slow:     w.slow.Load(),
-	}
+	t := tally{failures: w.failures.Load(), slow: w.slow.Load()}
+	t.calls = int64(min(w.next.Load(), uint64(len(w.slots))))
+	return t
 }
 
 // timeWindow keeps the outcomes of the last width*len(buckets) nanoseconds
