@@ -171,7 +171,8 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 		return Result[R]{Outcome: Rejected}, invalidSignal(&s)
 	}
 	if !p.bare {
-		return p.process(ctx, s)
+		err = p.process(ctx, &s, &res)
+		return res, err
 	}
 	// The bare path: one deferred recover for both calls, no copies of
 	// the decision beyond the one in res.
@@ -244,21 +245,33 @@ var epoch = time.Now()
 func monotonic() time.Duration { return time.Since(epoch) }
 
 // process is the path with hooks. One deferred function recovers a panic
-// from any hook and finishes the signal: outcome, root span, observers.
-func (p *Pipeline[T, R]) process(ctx context.Context, s Signal[T]) (res Result[R], err error) {
+// from any hook and finishes the signal: outcome, root span, observers. It
+// writes the result through res, so Process copies it once.
+//
+// The layout follows what the processor does with it: a struct copied right
+// after it was written field by field waits for those stores to land. So
+// the span infos are built before the first clock read, the root span's
+// identifiers are read into a variable of their own and copied into res
+// only at the end, and the Record is built in place (see finish).
+func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T], res *Result[R]) (err error) {
 	var (
-		stage  = StageGate
+		stage  = StageSignal
 		span   Span // the open stage span, if any
 		root   Span
+		sc     SpanContext // the root span's identifiers
 		t0, t  time.Duration
 		stages [numStages]time.Duration
+		info   [numStages]SpanInfo
 	)
+	if p.tracer != nil {
+		p.spanInfos(&info, s)
+	}
 	if p.timed {
 		t0 = monotonic()
 		t = t0
 	}
 	if p.tracer != nil {
-		ctx, root = p.tracer.Start(ctx, SpanInfo{Stage: StageSignal, Name: s.Kind, Kind: s.Kind, SignalID: s.ID})
+		ctx, root = p.tracer.Start(ctx, info[StageSignal])
 	}
 	defer func() {
 		if v := recover(); v != nil {
@@ -268,27 +281,27 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s Signal[T]) (res Result[R
 				span.End(err)
 			}
 		}
+		res.Span = sc
 		if err != nil {
 			res.Outcome = OutcomeOf(err)
 		}
-		if root != nil {
-			res.Span = root.SpanContext()
-			root.End(err)
-		}
-		if p.timed {
-			end := monotonic()
-			if p.stageTimed {
-				stages[stage] = end - t
-			}
-			stages[StageSignal] = end - t0
-			p.observeAll(ctx, &s, &res, err, t0, &stages)
-		}
+		p.finish(ctx, s, res, err, root, stage, t0, t, &stages)
 	}()
+	if root != nil {
+		// Read after the defer, so the closure holds sc by reference
+		// instead of copying it; a panic here fails the signal at
+		// StageSignal.
+		sc = root.SpanContext()
+	}
 
+	stage = StageGate
 	for i, g := range p.gates {
 		gctx := ctx
 		if p.tracer != nil {
-			gctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StageGate, Name: p.gateSpans[i], Kind: s.Kind, SignalID: s.ID})
+			if i > 0 {
+				info[StageGate].Name = p.gateSpans[i]
+			}
+			gctx, span = p.tracer.Start(ctx, info[StageGate])
 		}
 		if err = g.Admit(gctx, s.Key); err != nil {
 			err = &RejectedError{Stage: StageGate, Hook: p.gateNames[i], Err: err}
@@ -298,7 +311,7 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s Signal[T]) (res Result[R
 			span = nil
 		}
 		if err != nil {
-			return res, err
+			return err
 		}
 	}
 	if p.stageTimed && len(p.gates) > 0 {
@@ -308,13 +321,13 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s Signal[T]) (res Result[R
 
 	stage = StagePolicy
 	if err = ctx.Err(); err != nil {
-		return res, &StageError{Stage: StagePolicy, Err: err}
+		return &StageError{Stage: StagePolicy, Err: err}
 	}
 	pctx := ctx
 	if p.tracer != nil {
-		pctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StagePolicy, Name: p.policyName, Kind: s.Kind, SignalID: s.ID})
+		pctx, span = p.tracer.Start(ctx, info[StagePolicy])
 	}
-	res.Decision, err = p.policy.Evaluate(pctx, s)
+	res.Decision, err = p.policy.Evaluate(pctx, *s)
 	if err != nil || res.Decision.Verdict != Allow {
 		err = p.judge(&res.Decision, err)
 	}
@@ -323,7 +336,7 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s Signal[T]) (res Result[R
 		span = nil
 	}
 	if err != nil {
-		return res, err
+		return err
 	}
 	if p.stageTimed {
 		now := monotonic()
@@ -332,21 +345,36 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s Signal[T]) (res Result[R
 
 	stage = StageAction
 	if err = ctx.Err(); err != nil {
-		return res, &StageError{Stage: StageAction, Err: err}
+		return &StageError{Stage: StageAction, Err: err}
 	}
 	if p.tracer != nil {
-		ctx, span = p.tracer.Start(ctx, SpanInfo{Stage: StageAction, Name: "action", Kind: s.Kind, SignalID: s.ID})
+		ctx, span = p.tracer.Start(ctx, info[StageAction])
 	}
 	if len(p.guards) == 0 {
-		res.Value, err = p.action.Execute(ctx, s)
+		res.Value, err = p.action.Execute(ctx, *s)
 	} else {
-		res.Value, err = p.guarded(ctx, &s)
+		res.Value, err = p.guarded(ctx, s)
 	}
 	if span != nil {
 		span.End(err)
 		span = nil
 	}
-	return res, err
+	return err
+}
+
+// spanInfos fills info with the span of each stage of s; the gate entry
+// names the first gate.
+func (p *Pipeline[T, R]) spanInfos(info *[numStages]SpanInfo, s *Signal[T]) {
+	for st := range info {
+		in := &info[st]
+		in.Stage, in.Kind, in.SignalID = Stage(st), s.Kind, s.ID
+	}
+	info[StageSignal].Name = s.Kind
+	if len(p.gateSpans) > 0 {
+		info[StageGate].Name = p.gateSpans[0]
+	}
+	info[StagePolicy].Name = p.policyName
+	info[StageAction].Name = "action"
 }
 
 func nameOrStage(name string, st Stage) string {
@@ -367,11 +395,15 @@ func nameOrDecision(name, decided string) string {
 // bound once, when the call is made for the pool, so a guard can be handed
 // a func(context.Context) error without an allocation per signal.
 type call[T, R any] struct {
-	p       *Pipeline[T, R]
-	sig     Signal[T]
-	val     R
-	state   atomic.Uint32 // callIdle, callRunning, callDone
-	reached atomic.Int32  // index of the innermost guard entered
+	p   *Pipeline[T, R]
+	sig Signal[T]
+	val R
+	// state is gen+callIdle, gen+callRunning or gen+callDone. Each use of
+	// the call advances gen by callDone, so a recycled call is idle
+	// without another atomic store (each one is a full fence).
+	state   atomic.Uint32
+	gen     uint32       // written only by the goroutine holding the call
+	reached atomic.Int32 // index of the innermost guard entered
 	links   []func(context.Context) error
 }
 
@@ -389,19 +421,27 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 	for i := n - 1; i >= 0; i-- {
 		g, next := p.guards[i], c.links[i+1]
 		c.links[i] = func(ctx context.Context) error {
-			c.reached.Store(int32(i))
+			if c.reached.Load() != int32(i) {
+				c.reached.Store(int32(i))
+			}
 			return g.Do(ctx, next)
 		}
 	}
 	return c
 }
 
-// run is the innermost link: the action itself.
-func (c *call[T, R]) run(ctx context.Context) error {
-	c.state.Store(callRunning)
-	v, err := c.execute(ctx)
-	c.val = v
-	c.state.Store(callDone)
+// run is the innermost link: the action itself. It recovers a panic into
+// an error, so the guard (a breaker) counts it as a failure.
+func (c *call[T, R]) run(ctx context.Context) (err error) {
+	c.state.Store(c.gen + callRunning)
+	defer func() {
+		if v := recover(); v != nil {
+			var zero R
+			c.val, err = zero, newPanicError(StageAction, v)
+		}
+		c.state.Store(c.gen + callDone)
+	}()
+	c.val, err = c.p.action.Execute(ctx, c.sig)
 	return err
 }
 
@@ -410,7 +450,7 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	c.sig = *s
 	err = c.links[0](ctx)
 	hook := p.guardNames[c.reached.Load()]
-	switch c.state.Load() {
+	switch c.state.Load() - c.gen {
 	case callIdle:
 		// The action never ran. c is not reused: a guard that broke its
 		// contract could still call the action it was handed, and must
@@ -428,49 +468,76 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	var zs Signal[T]
 	var zr R
 	c.sig, c.val = zs, zr
-	c.reached.Store(0)
-	c.state.Store(callIdle)
+	if c.reached.Load() != 0 {
+		c.reached.Store(0)
+	}
+	c.gen += callDone
 	p.calls.Put(c)
 	return r, err
 }
 
-// execute runs the action for a guard, recovering a panic into an error so
-// the guard (a breaker) counts it as a failure.
-func (c *call[T, R]) execute(ctx context.Context) (r R, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = newPanicError(StageAction, v)
+// finish ends the root span and hands the Record of the signal to every
+// observer. The Record is filled field by field, most of it before the
+// last clock read, and handed to the observers from where it was built:
+// copied again while its stores are in flight, it would stall the
+// processor.
+func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R], err error, root Span, stage Stage, t0, t time.Duration, stages *[numStages]time.Duration) {
+	if !p.timed {
+		if root != nil {
+			root.End(err)
 		}
-	}()
-	return c.p.action.Execute(ctx, c.sig)
-}
-
-// observeAll builds the Record and hands it to every observer.
-func (p *Pipeline[T, R]) observeAll(ctx context.Context, s *Signal[T], res *Result[R], err error, t0 time.Duration, stages *[numStages]time.Duration) {
-	rec := Record{
-		ID: s.ID, Kind: s.Kind, Key: s.Key,
-		Outcome: res.Outcome, Decision: res.Decision, Err: err,
-		Start: epoch.Add(t0), Duration: stages[StageSignal], Span: res.Span,
+		return
 	}
+	var rec Record
+	rec.ID, rec.Kind, rec.Key = s.ID, s.Kind, s.Key
+	rec.Outcome, rec.Err = res.Outcome, err
+	rec.Decision = res.Decision
+	rec.Start = epoch.Add(t0)
+	rec.Span = res.Span
 	if p.stageTimed {
 		rec.Stages = *stages
-	} else {
-		rec.Stages[StageSignal] = stages[StageSignal]
 	}
-	for _, o := range p.observers {
-		p.observe(ctx, o, rec)
+	end := monotonic()
+	if p.stageTimed {
+		rec.Stages[stage] = end - t
+	}
+	rec.Duration = end - t0
+	rec.Stages[StageSignal] = rec.Duration
+	if root != nil {
+		root.End(err)
+	}
+	i := 0
+	defer func() {
+		if v := recover(); v != nil {
+			p.observerPanicked(i, v, &rec)
+			p.observeFrom(ctx, &rec, i+1)
+		}
+	}()
+	for ; i < len(p.observers); i++ {
+		p.observers[i].Observe(ctx, rec)
 	}
 }
 
-func (p *Pipeline[T, R]) observe(ctx context.Context, o Observer, rec Record) {
+// observeFrom hands rec to the observers from the i-th on, after one of
+// them panicked.
+func (p *Pipeline[T, R]) observeFrom(ctx context.Context, rec *Record, i int) {
 	defer func() {
 		if v := recover(); v != nil {
-			l := p.logger
-			if l == nil {
-				l = slog.Default()
-			}
-			l.Error("tai: observer panicked", "observer", fmt.Sprintf("%T", o), "panic", v, "signal_id", rec.ID)
+			p.observerPanicked(i, v, rec)
+			p.observeFrom(ctx, rec, i+1)
 		}
 	}()
-	o.Observe(ctx, rec)
+	for ; i < len(p.observers); i++ {
+		p.observers[i].Observe(ctx, *rec)
+	}
+}
+
+// observerPanicked logs the panic v of the i-th observer: a panicking
+// observer never changes the result of a signal.
+func (p *Pipeline[T, R]) observerPanicked(i int, v any, rec *Record) {
+	l := p.logger
+	if l == nil {
+		l = slog.Default()
+	}
+	l.Error("tai: observer panicked", "observer", fmt.Sprintf("%T", p.observers[i]), "panic", v, "signal_id", rec.ID)
 }
