@@ -98,7 +98,7 @@ func (k *Keyed) SetLimit(limit Limit) error {
 // here unless it is full under RejectNew.
 func (k *Keyed) Allow(ctx context.Context, key string) (Decision, error) {
 	if k.mem != nil && k.now == nil {
-		return k.mem.take(key, k.p.Load(), clampNow(time.Since(k.mem.epoch)), 1)
+		return k.mem.takeNow(key, k.p.Load())
 	}
 	return k.AllowN(ctx, k.clock(), key, 1)
 }

@@ -272,3 +272,44 @@ func TestKeyedAllowsNothingAllocatedForKnownKeys(t *testing.T) {
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { lim.Allow() }))
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { r := lim.Reserve(); r.Cancel() }))
 }
+
+// TestKeyedConcurrentGrowth runs Allow on the system clock (the path that
+// prefetches a key's slot before taking its shard's lock) from several
+// goroutines while the tables grow under them. The limit refills once an
+// hour, so within the test every key admits exactly its burst.
+func TestKeyedConcurrentGrowth(t *testing.T) {
+	const keys, burst, rounds, workers = 2000, 3, 4, 4
+	k := newKeyed(t, heijunka.Limit{Rate: 1.0 / 3600, Burst: burst}, heijunka.KeyedOptions{})
+	store := k.Store().(*heijunka.MemoryStore)
+	ctx := context.Background()
+	var admitted [keys]atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				for i := range keys {
+					key := (i + w*keys/workers + r) % keys
+					d, err := k.Allow(ctx, "customer-"+strconv.Itoa(key))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if d.Allowed {
+						admitted[key].Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 50 {
+			store.Sweep(time.Now()) // nothing is fresh: drops nothing
+			_ = store.Len()
+		}
+	})
+	wg.Wait()
+	for i := range admitted {
+		require.Equal(t, int64(burst), admitted[i].Load(), "key %d", i)
+	}
+	assert.Equal(t, keys, store.Len())
+}
