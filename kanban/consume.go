@@ -48,8 +48,8 @@ func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts Consume
 		freed:    make(chan struct{}, 1),
 		stopping: make(chan struct{}),
 	}
-	if ss, ok := src.(sharedSource[T]); ok && !o.PerKey && src.HeartbeatInterval() <= 0 {
-		return e.serveShared(ctx, ss)
+	if ms, ok := src.(*memSource[T]); ok && !o.PerKey {
+		return e.serveShared(ctx, ms.q)
 	}
 	if iv := src.HeartbeatInterval(); iv > 0 {
 		e.held = make(map[Lease[T]]time.Time)
@@ -121,12 +121,12 @@ func (e *engine[T]) pullLoop(ctx context.Context) {
 }
 
 func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) {
-	e.rt.Counters.addInFlight(1)
+	e.rt.Counters.base.addInFlight(1)
 	e.mu.Lock()
 	e.free--
 	if ctx.Err() != nil || e.draining {
 		e.mu.Unlock()
-		e.settle(l, settleRelease, 0, "", 0)
+		e.settle(l, settleRelease, 0, "", 0, &e.rt.Counters.base)
 		e.release()
 		return
 	}
@@ -178,7 +178,7 @@ func (e *engine[T]) worker() {
 			if e.o.PerKey {
 				k = l.Key()
 			}
-			e.handle(l, false)
+			e.handle(l, &e.rt.Counters.base)
 			e.mu.Lock()
 			e.free++
 			var next Lease[T]
@@ -217,13 +217,13 @@ const (
 // settle settles l as how says and logs a failure: the message then comes
 // back after the backend's lease expires, so it is not lost. The lease is
 // not touched afterwards, so a backend may reuse it.
-func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reason string, attempts int) {
+func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reason string, attempts int, c *counterCell) {
 	if e.held != nil {
 		e.mu.Lock()
 		delete(e.held, l)
 		e.mu.Unlock()
 	}
-	e.rt.Counters.addInFlight(-1)
+	c.addInFlight(-1)
 	id := l.ID()
 	var err error
 	switch how {
@@ -234,7 +234,7 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 	case settleRelease:
 		err = l.Release(e.sctx)
 	case settleDeadLetter:
-		e.rt.Counters.addDeadLettered()
+		c.addDeadLettered()
 		err = l.DeadLetter(e.sctx, reason, attempts)
 	}
 	if err != nil {
@@ -242,60 +242,69 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 	}
 }
 
-func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int) {
-	e.settle(l, settleDeadLetter, 0, reason, attempts)
+func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int, c *counterCell) {
+	e.settle(l, settleDeadLetter, 0, reason, attempts, c)
 }
 
-// handle runs the handler on l and settles it. With deferAck a success is
-// not acknowledged here: handle returns true and the caller acknowledges
-// l (the lease is already counted out of flight).
-func (e *engine[T]) handle(l Lease[T], deferAck bool) (ackLeft bool) {
+// handle runs the handler on l and settles it.
+func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 	if e.held != nil {
 		e.mu.Lock()
 		e.held[l] = e.o.Clock.Now()
 		e.mu.Unlock()
 	}
-	attempt := l.Attempt()
-	msg, err := l.Message()
+	d := Delivery[T]{Attempt: l.Attempt()}
+	var err error
+	d.Message, err = l.Message()
+	e.handleMessage(l, &d, err, false, c)
+}
+
+// handleMessage is handle once the delivery d is read from l: err is the
+// error decoding it. d is passed by reference, not copied on each call on
+// the way to the handler. With deferAck a success is not acknowledged here:
+// handleMessage returns true and the caller acknowledges l, which is still
+// counted in flight in c, and counts it as handled.
+func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAck bool, c *counterCell) (ackLeft bool) {
+	attempt := d.Attempt
 	if err != nil {
-		e.deadLetter(l, "kanban: cannot decode payload: "+err.Error(), attempt)
+		e.deadLetter(l, "kanban: cannot decode payload: "+err.Error(), attempt, c)
 		return false
 	}
 	if attempt > e.o.MaxAttempts {
-		e.deadLetter(l, "kanban: delivered "+strconv.Itoa(attempt)+" times, more than MaxAttempts "+strconv.Itoa(e.o.MaxAttempts), attempt)
+		e.deadLetter(l, "kanban: delivered "+strconv.Itoa(attempt)+" times, more than MaxAttempts "+strconv.Itoa(e.o.MaxAttempts), attempt, c)
 		return false
 	}
 	ctx := e.hctx
-	if e.rt.Propagator != nil && len(msg.Headers) > 0 {
-		ctx = e.rt.Propagator.Extract(ctx, msg.Headers)
+	if e.rt.Propagator != nil && len(d.Headers) > 0 {
+		ctx = e.rt.Propagator.Extract(ctx, d.Headers)
 	}
-	keyed := e.o.PerKey && msg.Key != ""
+	keyed := e.o.PerKey && d.Key != ""
 	for {
-		err := e.call(ctx, Delivery[T]{Message: msg, Attempt: attempt})
+		d.Attempt = attempt
+		err := e.call(ctx, d)
 		switch {
 		case err == nil:
-			e.rt.Counters.addHandled()
 			if deferAck && e.held == nil {
-				e.rt.Counters.addInFlight(-1)
 				return true
 			}
-			e.settle(l, settleAck, 0, "", 0)
+			c.addHandled()
+			e.settle(l, settleAck, 0, "", 0, c)
 			return false
 		case e.hctx.Err() != nil:
 			// The drain deadline cancelled the handler: not its fault.
-			e.settle(l, settleRelease, 0, "", 0)
+			e.settle(l, settleRelease, 0, "", 0, c)
 			return false
 		case IsPermanent(err) || attempt >= e.o.MaxAttempts:
-			e.deadLetter(l, err.Error(), attempt)
+			e.deadLetter(l, err.Error(), attempt, c)
 			return false
 		}
 		delay := e.o.Backoff.Delay(attempt)
-		e.rt.Counters.addRetried()
+		c.addRetried()
 		if keyed && e.waitInPlace(delay) {
 			attempt++
 			continue
 		}
-		e.settle(l, settleRetry, delay, "", 0)
+		e.settle(l, settleRetry, delay, "", 0, c)
 		return false
 	}
 }
@@ -322,13 +331,13 @@ func (e *engine[T]) waitInPlace(delay time.Duration) bool {
 	}
 }
 
-func (e *engine[T]) call(ctx context.Context, d Delivery[T]) (err error) {
+func (e *engine[T]) call(ctx context.Context, d *Delivery[T]) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("kanban: handler panicked: %v", v)
 		}
 	}()
-	return e.h(ctx, d)
+	return e.h(ctx, *d)
 }
 
 func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<- struct{}) {
@@ -372,7 +381,7 @@ func (e *engine[T]) drain() error {
 	}
 	e.mu.Unlock()
 	for _, l := range unstarted {
-		e.settle(l, settleRelease, 0, "", 0)
+		e.settle(l, settleRelease, 0, "", 0, &e.rt.Counters.base)
 		e.release()
 	}
 	done := make(chan struct{})

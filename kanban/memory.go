@@ -58,13 +58,16 @@ type Memory[T any] struct {
 	spare atomic.Pointer[memEntry[T]]
 	_     [56]byte
 
-	mu      sync.Mutex
-	ready   ring[*memEntry[T]] // in delivery order
-	size    int                // ready + leased + waiting for retry
-	waiters []*memWaiter[T]    // consumers waiting for a message, while ready is empty
-	free    []*memEntry[T]     // settled entries for reuse, at most maxFree
-	dead    []DeadLetter
-	space   chan struct{} // closed when room frees; nil without waiters
+	mu    sync.Mutex
+	ready ring[*memEntry[T]] // in delivery order
+	size  int                // ready + leased + waiting for retry
+	// Stats.Published and, for Serve's workers, which acknowledge under
+	// mu, Stats.Handled: counted here as the lock is held anyway.
+	stored, acked int64
+	waiters       []*memWaiter[T] // consumers waiting for a message, while ready is empty
+	free          []*memEntry[T]  // settled entries for reuse, at most maxFree
+	dead          []DeadLetter
+	space         chan struct{} // closed when room frees; nil without waiters
 
 	dedupMu sync.Mutex
 	dedup   *dedupSet // nil without deduplication
@@ -236,6 +239,7 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		}
 	}
 	w := q.enqueue(e, false)
+	q.stored++
 	if n := len(q.free); n > 0 && q.spare.Load() == nil {
 		q.spare.Store(q.free[n-1])
 		q.free[n-1] = nil
@@ -245,7 +249,6 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	if w != nil {
 		w.ch <- e
 	}
-	q.counters.AddPublished(1)
 	return nil
 }
 
@@ -281,17 +284,43 @@ func (q *Memory[T]) put(e *memEntry[T], front bool) {
 
 // take acknowledges done (when not nil), then returns the next message,
 // waiting for one while stop is open, and whether more are ready behind
-// it. It returns ok false when stop closed
-// first.
+// it. It returns ok false when stop closed first.
 func (q *Memory[T]) take(done *memEntry[T], w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T], more, ok bool) {
+	if e, more := q.takeReady(done); e != nil {
+		return e, more, true
+	}
+	return q.wait(w, stop)
+}
+
+// takeReady acknowledges done (when not nil) and counts it handled, then
+// returns the next ready message and whether more are ready behind it, or
+// nil when none is: one lock for both.
+func (q *Memory[T]) takeReady(done *memEntry[T]) (e *memEntry[T], more bool) {
 	if done != nil {
 		*done = memEntry[T]{q: q}
 	}
 	q.mu.Lock()
 	if done != nil {
+		q.acked++
 		q.done()
 		q.keep(done)
 	}
+	if q.ready.len() == 0 {
+		q.mu.Unlock()
+		return nil, false
+	}
+	e = q.ready.popFront()
+	more = q.ready.len() > 0
+	q.mu.Unlock()
+	e.attempts++
+	return e, more
+}
+
+// wait returns the next message, waiting for one while stop is open, and
+// whether more are ready behind it. It returns ok false when stop closed
+// first.
+func (q *Memory[T]) wait(w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T], more, ok bool) {
+	q.mu.Lock()
 	if q.ready.len() > 0 {
 		e := q.ready.popFront()
 		more := q.ready.len() > 0
@@ -383,7 +412,14 @@ func (q *Memory[T]) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 }
 
 // Stats returns the queue's counts.
-func (q *Memory[T]) Stats() Stats { return q.counters.Snapshot() }
+func (q *Memory[T]) Stats() Stats {
+	s := q.counters.Snapshot()
+	q.mu.Lock()
+	s.Published = q.stored
+	s.Handled += q.acked
+	q.mu.Unlock()
+	return s
+}
 
 // Len returns the number of messages held: queued, in flight and waiting
 // for a retry.
@@ -394,7 +430,8 @@ func (q *Memory[T]) Len() int {
 }
 
 // memSource is one consumer's view of a Memory queue. Its Pull is for
-// Serve's pull loop; its workers take messages directly (sharedSource).
+// Serve's pull loop; without PerKey, Serve's workers take messages from
+// the queue directly (see serveShared).
 type memSource[T any] struct {
 	q    *Memory[T]
 	w    *memWaiter[T]
@@ -421,26 +458,6 @@ func (s *memSource[T]) Pull(ctx context.Context, max int) ([]Lease[T], error) {
 	out[0] = e
 	n := 1 + s.q.takeMore(out[1:])
 	return out[:n], nil
-}
-
-func (s *memSource[T]) newTaker() taker[T] { return &memTaker[T]{q: s.q, w: newMemWaiter[T]()} }
-
-// memTaker is one worker's handle on the queue.
-type memTaker[T any] struct {
-	q *Memory[T]
-	w *memWaiter[T]
-}
-
-func (t *memTaker[T]) take(done Lease[T], stop <-chan struct{}) (Lease[T], bool, bool) {
-	var d *memEntry[T]
-	if done != nil {
-		d = done.(*memEntry[T])
-	}
-	e, more, ok := t.q.take(d, t.w, stop)
-	if !ok {
-		return nil, false, false
-	}
-	return e, more, true
 }
 
 func (e *memEntry[T]) ID() string   { return e.msg.ID }

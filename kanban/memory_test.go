@@ -3,6 +3,8 @@ package kanban_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,4 +218,41 @@ func TestRetryDelayUsesClock(t *testing.T) {
 	assert.Equal(t, 2, <-attempts)
 	cancel()
 	require.NoError(t, <-done)
+}
+
+func TestMemoryStatsWhileHandlersRun(t *testing.T) {
+	const wip = 3
+	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: -1})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	for i := range 2 * wip {
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
+	}
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+			if calls.Add(1) <= wip {
+				started <- struct{}{}
+				<-release
+			}
+			return nil
+		}, kanban.ConsumeOptions{WIP: wip})
+	}()
+	for range wip {
+		<-started
+	}
+	s := q.Stats()
+	assert.Equal(t, int64(wip), s.InFlight, "every running handler's message is in flight")
+	assert.Equal(t, int64(0), s.Handled)
+	assert.Equal(t, int64(2*wip), s.Published)
+	close(release)
+	cancel()
+	require.NoError(t, <-done)
+	s = q.Stats()
+	assert.Equal(t, int64(0), s.InFlight)
+	assert.Equal(t, calls.Load(), s.Handled, "each handled message counted once, workers gone")
+	assert.Equal(t, int(2*wip-calls.Load()), q.Len(), "what was not handled is still queued")
 }

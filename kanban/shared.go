@@ -2,70 +2,82 @@ package kanban
 
 import "context"
 
-// sharedSource is a Source whose messages several goroutines can take at
-// once, each waiting on its own. Serve then runs without a pull loop:
-// each of up to WIP workers takes one message, handles it, settles it and
-// takes the next, so a message is handed over once, as on a channel. WIP
-// stays exact because a worker holds one lease at a time. The in-memory
-// queue is such a source; per-key order and leases that need heartbeats
-// use the pull loop.
-type sharedSource[T any] interface {
-	Source[T]
-	newTaker() taker[T]
-}
+// The in-memory queue is consumed without a pull loop: Serve runs up to
+// WIP workers that each take one message straight from the queue, handle
+// it, and acknowledge it in the same locked step that takes the next, so
+// a message is handed over once, as on a channel. WIP stays exact because
+// a worker holds one lease at a time. The workers call the queue's
+// concrete methods rather than going through Source and Lease: those are
+// interfaces of a generic type, and each call through them costs as much
+// as the rest of a trivial handler's message. Per-key order and leases
+// that need heartbeats use the pull loop.
 
-// taker is one worker's handle on a sharedSource.
-type taker[T any] interface {
-	// take first acknowledges done, when not nil (a lease this taker
-	// returned, handled successfully), then returns the next lease,
-	// waiting while stop is open, and whether more messages are ready
-	// behind it. Folding the Ack into the next take settles and pulls
-	// under one lock. ok is false when stop closed first; a message being
-	// handed over then goes back to the front of the queue, never lost.
-	take(done Lease[T], stop <-chan struct{}) (l Lease[T], more, ok bool)
-}
-
-func (e *engine[T]) serveShared(ctx context.Context, src sharedSource[T]) error {
-	e.spawn(src)
+func (e *engine[T]) serveShared(ctx context.Context, q *Memory[T]) error {
+	e.spawn(q)
 	<-ctx.Done()
 	return e.drain()
 }
 
 // spawn starts a worker unless WIP of them run already.
-func (e *engine[T]) spawn(src sharedSource[T]) {
+func (e *engine[T]) spawn(q *Memory[T]) {
 	if e.nworkers.Add(1) > int64(e.o.WIP) {
 		e.nworkers.Add(-1)
 		return
 	}
 	e.wg.Add(1)
-	go e.sharedWorker(src)
+	go e.sharedWorker(q)
 }
 
-func (e *engine[T]) sharedWorker(src sharedSource[T]) {
+func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	defer e.wg.Done()
-	t := src.newTaker()
-	var done Lease[T]
+	w := newMemWaiter[T]()
+	// This worker's own counts: see Counters.
+	c := e.rt.Counters.newCell()
+	defer e.rt.Counters.dropCell(c)
+	// done is the last message handled successfully; the next take
+	// acknowledges it.
+	var done *memEntry[T]
+	// busy says this worker holds a lease, counted in flight in c. A
+	// lease handled successfully stays counted until the next take
+	// acknowledges it, so a worker moving from one message to the next
+	// leaves the gauge alone.
+	busy := false
 	for {
-		l, more, ok := t.take(done, e.stopping)
-		if !ok {
-			return
-		}
+		l, more := q.takeReady(done)
 		done = nil
-		e.rt.Counters.addInFlight(1)
+		if l == nil {
+			if busy {
+				c.addInFlight(-1)
+				busy = false
+			}
+			var ok bool
+			if l, more, ok = q.wait(w, e.stopping); !ok {
+				return
+			}
+		}
+		if !busy {
+			c.addInFlight(1)
+			busy = true
+		}
 		if e.stopped.Load() {
 			// The drain started while this message was taken: hand it
 			// back unstarted.
-			e.settle(l, settleRelease, 0, "", 0)
+			e.settle(l, settleRelease, 0, "", 0, c)
 			return
 		}
 		// Messages wait behind this one: start another worker, up to WIP,
 		// so idle consumers are never kept waiting. Workers then stay
 		// until the drain.
 		if more && e.nworkers.Load() < int64(e.o.WIP) {
-			e.spawn(src)
+			e.spawn(q)
 		}
-		if e.handle(l, true) {
+		d := Delivery[T]{Attempt: l.attempts}
+		var err error
+		d.Message, err = l.Message()
+		if e.handleMessage(l, &d, err, true, c) {
 			done = l
+		} else {
+			busy = false // settled, and counted out, by handleMessage
 		}
 	}
 }

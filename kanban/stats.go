@@ -1,6 +1,9 @@
 package kanban
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Stats counts what a queue has done since it was created. The counts
 // cover this process only; InFlight is a gauge, the others only grow.
@@ -16,6 +19,12 @@ type Stats struct {
 // Counters is the live, concurrency-safe form of Stats that backends
 // update. Metrics collectors read it through the queue's Stats method. The
 // zero value is ready to use.
+//
+// The consumer-side counts are kept in cells: the pull loop uses a shared
+// one, and each worker consuming an in-memory queue its own, on its own
+// cache line, so that workers on different cores never write to one line
+// per message. Snapshot adds the cells up; a worker's cell is folded into
+// the shared one when the worker ends.
 type Counters struct {
 	// Publishers and consumers run on different cores: keep their
 	// counters on separate cache lines, away from what is next to the
@@ -23,22 +32,38 @@ type Counters struct {
 	_                     [64]byte
 	published, duplicates atomic.Int64
 	_                     [64]byte
-	handled, inFlight     atomic.Int64
+	base                  counterCell
 	_                     [64]byte
-	retried, deadLettered atomic.Int64
-	_                     [64]byte
+	mu                    sync.Mutex
+	cells                 map[*counterCell]struct{} // workers' cells, live
+}
+
+// counterCell holds consumer-side counts. Sized to a cache line, so that
+// cells allocated on their own never share one.
+type counterCell struct {
+	handled, inFlight, retried, deadLettered atomic.Int64
+	_                                        [32]byte
 }
 
 // Snapshot returns the current counts.
 func (c *Counters) Snapshot() Stats {
-	return Stats{
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := Stats{
 		Published:    c.published.Load(),
 		Duplicates:   c.duplicates.Load(),
-		Handled:      c.handled.Load(),
-		Retried:      c.retried.Load(),
-		DeadLettered: c.deadLettered.Load(),
-		InFlight:     c.inFlight.Load(),
+		Handled:      c.base.handled.Load(),
+		Retried:      c.base.retried.Load(),
+		DeadLettered: c.base.deadLettered.Load(),
+		InFlight:     c.base.inFlight.Load(),
 	}
+	for cell := range c.cells {
+		s.Handled += cell.handled.Load()
+		s.Retried += cell.retried.Load()
+		s.DeadLettered += cell.deadLettered.Load()
+		s.InFlight += cell.inFlight.Load()
+	}
+	return s
 }
 
 // AddPublished counts n stored messages.
@@ -47,9 +72,32 @@ func (c *Counters) AddPublished(n int64) { c.published.Add(n) }
 // AddDuplicates counts n publishes dropped as duplicates.
 func (c *Counters) AddDuplicates(n int64) { c.duplicates.Add(n) }
 
-func (c *Counters) addHandled()      { c.handled.Add(1) }
-func (c *Counters) addRetried()      { c.retried.Add(1) }
-func (c *Counters) addDeadLettered() { c.deadLettered.Add(1) }
-func (c *Counters) addInFlight(n int64) {
-	c.inFlight.Add(n)
+// newCell returns a cell of c for one worker; dropCell must follow.
+func (c *Counters) newCell() *counterCell {
+	cell := new(counterCell)
+	c.mu.Lock()
+	if c.cells == nil {
+		c.cells = make(map[*counterCell]struct{})
+	}
+	c.cells[cell] = struct{}{}
+	c.mu.Unlock()
+	return cell
 }
+
+// dropCell folds a worker's cell into the shared counts once the worker
+// has stopped writing to it. Under c.mu, so that Snapshot counts it
+// exactly once.
+func (c *Counters) dropCell(cell *counterCell) {
+	c.mu.Lock()
+	c.base.handled.Add(cell.handled.Load())
+	c.base.retried.Add(cell.retried.Load())
+	c.base.deadLettered.Add(cell.deadLettered.Load())
+	c.base.inFlight.Add(cell.inFlight.Load())
+	delete(c.cells, cell)
+	c.mu.Unlock()
+}
+
+func (c *counterCell) addHandled()         { c.handled.Add(1) }
+func (c *counterCell) addRetried()         { c.retried.Add(1) }
+func (c *counterCell) addDeadLettered()    { c.deadLettered.Add(1) }
+func (c *counterCell) addInFlight(n int64) { c.inFlight.Add(n) }
