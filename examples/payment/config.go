@@ -28,6 +28,7 @@ type Config struct {
 	AdminToken     string
 	OpenAdmin      bool // allow the admin API without a token (local chaos tests)
 	Idempotency    string
+	CustomerState  string
 	GatewayFail    float64
 	GatewayDelay   time.Duration
 	CustomerLimit  float64 // payments per minute per customer
@@ -113,6 +114,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of the admin API; defaults to the API token (ADMIN_TOKEN)")
 	fs.BoolVar(&c.OpenAdmin, "open-admin", env("OPEN_ADMIN", "") == "true", "serve the admin API without a token, for local chaos tests (OPEN_ADMIN=true)")
 	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "auto"), "idempotency keys: memory, nats, or auto (nats with -nats-url, else memory) (IDEMPOTENCY_STORE)")
+	fs.StringVar(&c.CustomerState, "customer-state", env("CUSTOMER_STATE", "auto"), "fraud rules' per-customer state: memory, redis, nats, or auto (redis with -redis-url, else memory) (CUSTOMER_STATE)")
 	fs.Float64Var(&c.GatewayFail, "gateway-failure-rate", envFloat("GATEWAY_FAILURE_RATE", 0), "simulated gateway failure rate in [0, 1] (GATEWAY_FAILURE_RATE)")
 	fs.DurationVar(&c.GatewayDelay, "gateway-latency", envDur("GATEWAY_LATENCY", 0), "simulated gateway latency (GATEWAY_LATENCY)")
 	fs.Float64Var(&c.CustomerLimit, "customer-limit", envFloat("CUSTOMER_LIMIT", 5), "payments per minute per customer (CUSTOMER_LIMIT)")
@@ -157,6 +159,8 @@ func (c *Config) validate() error {
 	check(c.Addr != "", "-addr is empty")
 	check(c.NATSPort >= -1 && c.NATSPort <= 65535, "-nats-port %d is outside [-1, 65535]", c.NATSPort)
 	check(c.Idempotency == "auto" || c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be auto, memory or nats", c.Idempotency)
+	check(c.CustomerState == "auto" || c.CustomerState == "memory" || c.CustomerState == "redis" || c.CustomerState == "nats", "-customer-state %q must be auto, memory, redis or nats", c.CustomerState)
+	check(c.CustomerState != "redis" || c.RedisURL != "", "-customer-state redis needs -redis-url")
 	check(c.GatewayFail >= 0 && c.GatewayFail <= 1, "-gateway-failure-rate %v is outside [0, 1]", c.GatewayFail)
 	check(c.GatewayDelay >= 0 && c.GatewayDelay <= time.Minute, "-gateway-latency %v is outside [0, 1m]", c.GatewayDelay)
 	check(c.CustomerLimit > 0 && !math.IsInf(c.CustomerLimit, 0), "-customer-limit %v must be a positive number", c.CustomerLimit)

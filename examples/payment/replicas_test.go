@@ -154,3 +154,40 @@ func TestNATSRestartLosesNoConfirmation(t *testing.T) {
 		return true
 	}, 60*time.Second, 50*time.Millisecond, "every payment confirmed")
 }
+
+func TestReplicasShareFraudStateThroughNATS(t *testing.T) {
+	natsSrv := startNATS(t, t.TempDir(), 0)
+	t.Cleanup(natsSrv.Shutdown)
+	clock := newManualClock()
+	replica := func(name string) *testService {
+		cfg := testConfig(t)
+		cfg.NATSURL = natsSrv.ClientURL()
+		cfg.Instance = name
+		cfg.Clock = clock
+		cfg.CustomerLimit = 1000 // the velocity rule, not the limiter, is under test
+		cfg.CustomerState = "nats"
+		return startService(t, cfg)
+	}
+	a, b := replica("a"), replica("b")
+	for i := range 5 {
+		r := []*testService{a, b}[i%2].pay(t, "roaming", 10, nil)
+		require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	}
+	r := a.pay(t, "roaming", 10, nil)
+	assert.Equal(t, StatusFraudBlocked, r.str("status"), "the sixth attempt across both replicas: %s", r.Raw)
+	assert.Contains(t, string(r.Raw), "6 attempts in 1m0s")
+
+	// Impossible travel across replicas, and the daily amount.
+	berlin := map[string]any{"location": map[string]any{"latitude": 52.52, "longitude": 13.405}}
+	tokyo := map[string]any{"location": map[string]any{"latitude": 35.68, "longitude": 139.69}}
+	require.Equal(t, StatusSuccess, a.pay(t, "flyer", 3000, berlin).str("status"))
+	clock.Advance(time.Hour)
+	r = b.pay(t, "flyer", 10, tokyo)
+	assert.Equal(t, StatusFraudBlocked, r.str("status"), string(r.Raw))
+	assert.Contains(t, string(r.Raw), "km/h")
+	clock.Advance(24 * time.Hour)
+	require.Equal(t, StatusSuccess, b.pay(t, "spender", 3000, nil).str("status"))
+	r = a.pay(t, "spender", 2500, nil)
+	assert.Equal(t, StatusFraudBlocked, r.str("status"), string(r.Raw))
+	assert.Contains(t, string(r.Raw), "today would exceed")
+}

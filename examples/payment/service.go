@@ -116,6 +116,9 @@ func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, er
 	if err := s.connectRedis(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.customerState(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.measure(); err != nil {
 		return nil, err
 	}
@@ -197,7 +200,6 @@ func (s *Service) natsOptions() []nats.Option {
 
 func (s *Service) connectRedis(ctx context.Context) error {
 	if s.cfg.RedisURL == "" {
-		s.state = NewMemoryState()
 		return nil
 	}
 	opts, err := redis.ParseURL(s.cfg.RedisURL)
@@ -210,7 +212,38 @@ func (s *Service) connectRedis(ctx context.Context) error {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis ping: %w", err)
 	}
-	s.state = NewRedisState(s.rdb, "payment:")
+	return nil
+}
+
+// customerState picks where the fraud rules keep per-customer state:
+// Redis or a NATS key-value bucket to share it across replicas, memory for
+// one replica. A shared store that fails fails the payments it cannot
+// check: the fraud rules do not run blind.
+func (s *Service) customerState(ctx context.Context) error {
+	mode := s.cfg.CustomerState
+	if mode == "auto" {
+		mode = "memory"
+		if s.rdb != nil {
+			mode = "redis"
+		}
+	}
+	switch mode {
+	case "redis":
+		if s.rdb == nil {
+			return errors.New("-customer-state redis needs -redis-url")
+		}
+		s.state = NewRedisState(s.rdb, "payment:")
+	case "nats":
+		js, err := jetstream.New(s.nc)
+		if err != nil {
+			return err
+		}
+		if s.state, err = NewNATSState(ctx, js, "payment_customers"); err != nil {
+			return err
+		}
+	default:
+		s.state = NewMemoryState()
+	}
 	return nil
 }
 
