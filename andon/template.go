@@ -129,6 +129,14 @@ func humanize(v float64) string {
 		}
 		return fmt.Sprintf("%.4g%s", v, prefix)
 	}
+	v, prefix = smallPrefix(v)
+	return fmt.Sprintf("%.4g%s", v, prefix)
+}
+
+// smallPrefix scales a non-zero v below 1 into [1, 1000) and returns it with
+// its SI prefix ("m" to "y"); a v of 1 or more comes back as it is.
+func smallPrefix(v float64) (float64, string) {
+	prefix := ""
 	for _, p := range []string{"m", "u", "n", "p", "f", "a", "z", "y"} {
 		if math.Abs(v) >= 1 {
 			break
@@ -136,7 +144,7 @@ func humanize(v float64) string {
 		prefix = p
 		v *= 1000
 	}
-	return fmt.Sprintf("%.4g%s", v, prefix)
+	return v, prefix
 }
 
 // humanizeDuration writes v seconds as Prometheus's humanizeDuration
@@ -165,14 +173,7 @@ func humanizeDuration(v float64) string {
 		}
 		return fmt.Sprintf("%s%.4gs", sign, v)
 	}
-	prefix := ""
-	for _, p := range []string{"m", "u", "n", "p", "f", "a", "z", "y"} {
-		if math.Abs(v) >= 1 {
-			break
-		}
-		prefix = p
-		v *= 1000
-	}
+	v, prefix := smallPrefix(v)
 	return fmt.Sprintf("%.4g%ss", v, prefix)
 }
 
