@@ -35,38 +35,48 @@ type Decision struct {
 // n events advance it by n intervals from max(tat, now), and they pass if
 // that lands no further than Burst intervals ahead of now.
 func (p *params) decide(tat, now int64, n int) (int64, Decision) {
-	d := Decision{Limit: p.limit}
+	var d Decision
+	next := p.decideInto(tat, now, n, &d)
+	return next, d
+}
+
+// decideInto is decide writing the Decision through d, which must be zero.
+// The keyed path uses it so that the Decision is written once, where its
+// caller returns it from: a struct handed back through several calls is
+// copied at each, and a copy read right after it was written stalls.
+func (p *params) decideInto(tat, now int64, n int, d *Decision) int64 {
+	d.Limit = p.limit
 	switch p.mode {
 	case modeUnlimited:
 		d.Allowed, d.Remaining = true, math.MaxInt
-		return tat, d
+		return tat
 	case modeClosed:
 		d.Allowed = n == 0
 		if !d.Allowed {
 			d.RetryAfter = InfDuration
 		}
-		return tat, d
+		return tat
 	}
 	base := max(tat, now)
 	d.ResetAfter = time.Duration(base - now)
 	if n > p.burst {
 		d.Remaining = p.remaining(base, now)
 		d.RetryAfter = InfDuration
-		return tat, d
+		return tat
 	}
 	next := base + int64(n)*p.interval
 	if next-now > p.tolerance {
 		d.Remaining = p.remaining(base, now)
 		d.RetryAfter = time.Duration(next - now - p.tolerance)
-		return tat, d
+		return tat
 	}
 	d.Allowed = true
 	d.Remaining = p.remaining(next, now)
 	d.ResetAfter = time.Duration(next - now)
 	if n == 0 {
-		return tat, d
+		return tat
 	}
-	return next, d
+	return next
 }
 
 // remaining is how many events fit between a schedule at tat and the

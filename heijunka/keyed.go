@@ -96,9 +96,10 @@ func (k *Keyed) SetLimit(limit Limit) error {
 // Allow decides on one event for key now and records it if allowed. The
 // error is the Store's (see Store.Take); a MemoryStore never returns one
 // here unless it is full under RejectNew.
-func (k *Keyed) Allow(ctx context.Context, key string) (Decision, error) {
+func (k *Keyed) Allow(ctx context.Context, key string) (d Decision, err error) {
 	if k.mem != nil && k.now == nil {
-		return k.mem.takeNow(key, k.p.Load())
+		err = k.mem.takeNow(key, k.p.Load(), &d)
+		return d, err
 	}
 	return k.AllowN(ctx, k.clock(), key, 1)
 }
@@ -112,10 +113,11 @@ func (k *Keyed) clock() time.Time {
 
 // AllowN decides on n events for key at time now and records them if
 // allowed.
-func (k *Keyed) AllowN(ctx context.Context, now time.Time, key string, n int) (Decision, error) {
+func (k *Keyed) AllowN(ctx context.Context, now time.Time, key string, n int) (d Decision, err error) {
 	p := k.p.Load()
 	if k.mem != nil && n >= 0 {
-		return k.mem.take(key, p, k.mem.rel(now), n)
+		err = k.mem.take(key, p, k.mem.rel(now), n, &d)
+		return d, err
 	}
 	return k.store.Take(ctx, key, p.limit, now, n)
 }

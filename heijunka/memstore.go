@@ -198,26 +198,29 @@ func (s *MemoryStore) Take(_ context.Context, key string, limit Limit, now time.
 	if n < 0 {
 		return Decision{Limit: limit, RetryAfter: InfDuration}, fmt.Errorf("heijunka: n %d is negative", n)
 	}
-	return s.take(key, p, s.rel(now), n)
+	var d Decision
+	err = s.take(key, p, s.rel(now), n, &d)
+	return d, err
 }
 
-// take decides for key at now, in nanoseconds since the store's epoch.
-func (s *MemoryStore) take(key string, p *params, now int64, n int) (Decision, error) {
+// take decides for key at now, in nanoseconds since the store's epoch, and
+// writes the Decision to d, which must be zero.
+func (s *MemoryStore) take(key string, p *params, now int64, n int, d *Decision) error {
 	if p.mode != modeFinite {
-		_, d := p.decide(minTAT, now, n)
-		return d, nil
+		p.decideInto(minTAT, now, n, d)
+		return nil
 	}
 	sh, h1, h2 := s.hash(key)
-	return sh.take(h1, h2, p, now, n, s.policy)
+	return sh.take(h1, h2, p, now, n, s.policy, d)
 }
 
 // takeNow is take for one event at the current time of the store's clock.
 // It hashes the key and starts loading its slot before reading the clock,
 // so that the cache miss of a large table and the clock read overlap.
-func (s *MemoryStore) takeNow(key string, p *params) (Decision, error) {
+func (s *MemoryStore) takeNow(key string, p *params, d *Decision) error {
 	if p.mode != modeFinite {
-		_, d := p.decide(minTAT, clampNow(time.Since(s.epoch)), 1)
-		return d, nil
+		p.decideInto(minTAT, clampNow(time.Since(s.epoch)), 1, d)
+		return nil
 	}
 	sh, h1 := s.hash1(key)
 	if v := sh.view.Load(); v != nil {
@@ -225,11 +228,12 @@ func (s *MemoryStore) takeNow(key string, p *params) (Decision, error) {
 		prefetch(unsafe.Pointer(&slots[home(h1, sh.bits, len(slots))]))
 	}
 	h2 := maphash.String(s.seed2, key)
-	return sh.take(h1, h2, p, clampNow(time.Since(s.epoch)), 1, s.policy)
+	return sh.take(h1, h2, p, clampNow(time.Since(s.epoch)), 1, s.policy, d)
 }
 
-// take decides for the key (h1, h2) of this shard at now.
-func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy FullPolicy) (Decision, error) {
+// take decides for the key (h1, h2) of this shard at now and writes the
+// Decision to d, which must be zero.
+func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy FullPolicy, d *Decision) error {
 	sh.mu.Lock()
 	if sh.maxTAT <= now && sh.n > 0 {
 		sh.reset() // every key of the shard is fresh
@@ -239,7 +243,7 @@ func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy Full
 	if found {
 		tat = sh.slots[i].tat
 	}
-	next, d := p.decide(tat, now, n)
+	next := p.decideInto(tat, now, n, d)
 	switch {
 	case next != tat && found: // recorded n > 0 events: next lies after now
 		sh.slots[i].tat = next
@@ -247,14 +251,15 @@ func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy Full
 	case next != tat:
 		if err := sh.insert(h1, h2, next, now, policy); err != nil {
 			sh.mu.Unlock()
-			return Decision{Limit: p.limit, RetryAfter: time.Duration(p.interval)}, err
+			*d = Decision{Limit: p.limit, RetryAfter: time.Duration(p.interval)}
+			return err
 		}
 	case found && tat <= now:
 		sh.remove(i)
 		sh.shrink()
 	}
 	sh.mu.Unlock()
-	return d, nil
+	return nil
 }
 
 func (sh *memShard) reset() {
