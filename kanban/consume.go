@@ -88,6 +88,9 @@ type engine[T any] struct {
 	stopped  atomic.Bool   // set just before stopping closes
 
 	nworkers atomic.Int64 // shared mode: workers started
+	// onStop, when set, runs as the drain starts, once stopped is set:
+	// the shared mode wakes its waiting workers with it.
+	onStop func()
 }
 
 func (e *engine[T]) pullLoop(ctx context.Context) {
@@ -374,6 +377,9 @@ func (e *engine[T]) drain() error {
 	e.draining = true
 	e.stopped.Store(true)
 	close(e.stopping)
+	if e.onStop != nil {
+		e.onStop()
+	}
 	var unstarted []Lease[T]
 	for _, ln := range e.lanes {
 		unstarted = append(unstarted, ln.waiting...)

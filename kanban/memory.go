@@ -56,18 +56,21 @@ type Memory[T any] struct {
 	// spare is an entry ready for the next publish, taken without the
 	// lock; it is refilled from free while a publisher holds mu.
 	spare atomic.Pointer[memEntry[T]]
-	_     [56]byte
+	_     [80]byte // puts mu at the start of a cache line (see TestMemoryLayout)
 
+	// What a publish and a take touch under mu fills two cache lines,
+	// which pass between the publisher's core and the consumers' with the
+	// lock: the fewer they are, the less each hand-over costs.
 	mu    sync.Mutex
-	ready ring[*memEntry[T]] // in delivery order
 	size  int                // ready + leased + waiting for retry
+	ready ring[*memEntry[T]] // in delivery order
 	// Stats.Published and, for Serve's workers, which acknowledge under
 	// mu, Stats.Handled: counted here as the lock is held anyway.
 	stored, acked int64
 	waiters       []*memWaiter[T] // consumers waiting for a message, while ready is empty
 	free          []*memEntry[T]  // settled entries for reuse, at most maxFree
+	space         chan struct{}   // closed when room frees; nil without waiters
 	dead          []DeadLetter
-	space         chan struct{} // closed when room frees; nil without waiters
 
 	dedupMu sync.Mutex
 	dedup   *dedupSet // nil without deduplication
@@ -80,7 +83,11 @@ const maxFree = 1024
 // back to the queue's free list once settled by Ack or DeadLetter, so a
 // message costs no allocation in steady state.
 type memEntry[T any] struct {
-	q        *Memory[T]
+	q *Memory[T]
+	// attempts is the number of the delivery the entry is waiting for or
+	// in: 1 once published, one more after each Retry (a Release hands
+	// it back unstarted). Only the entry's holder writes it, so a
+	// consumer taking the entry only reads it.
 	attempts int
 	msg      Message[T]
 	data     []byte      // the encoded payload, with a Codec
@@ -88,8 +95,13 @@ type memEntry[T any] struct {
 }
 
 // memWaiter is a consumer waiting for a message: a publisher hands it one
-// directly through ch (capacity 1, so the hand-off never blocks).
-type memWaiter[T any] struct{ ch chan *memEntry[T] }
+// directly through ch (capacity 1, so the hand-off never blocks). A
+// waiter of Serve's shared workers has stopped, its consumer's flag: the
+// drain hands it nil instead (see waitShared).
+type memWaiter[T any] struct {
+	ch      chan *memEntry[T]
+	stopped *atomic.Bool
+}
 
 func newMemWaiter[T any]() *memWaiter[T] { return &memWaiter[T]{ch: make(chan *memEntry[T], 1)} }
 
@@ -183,7 +195,10 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	if e == nil {
 		e = &memEntry[T]{q: q}
 	}
+	// Every field is written: a reused entry keeps nothing of its last
+	// message.
 	e.msg = msg
+	e.attempts, e.data = 1, nil
 	e.msg.Headers = e.carrier.inject(ctx, q.cfg.Propagator, msg.Headers)
 	if q.cfg.Codec != nil {
 		data, err := q.cfg.Codec.Marshal(msg.Payload)
@@ -312,7 +327,6 @@ func (q *Memory[T]) takeReady(done *memEntry[T]) (e *memEntry[T], more bool) {
 	e = q.ready.popFront()
 	more = q.ready.len() > 0
 	q.mu.Unlock()
-	e.attempts++
 	return e, more
 }
 
@@ -325,14 +339,12 @@ func (q *Memory[T]) wait(w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T],
 		e := q.ready.popFront()
 		more := q.ready.len() > 0
 		q.mu.Unlock()
-		e.attempts++
 		return e, more, true
 	}
 	q.waiters = append(q.waiters, w)
 	q.mu.Unlock()
 	select {
 	case e := <-w.ch:
-		e.attempts++
 		return e, false, true
 	case <-stop:
 	}
@@ -354,15 +366,57 @@ func (q *Memory[T]) wait(w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T],
 	return nil, false, false
 }
 
+// waitShared is wait for Serve's shared workers: it blocks on the
+// waiter's channel alone, which is cheaper to wake than a select, and
+// learns of the drain from a nil that wakeStopped hands it. It returns ok
+// false once the consumer is stopping.
+func (q *Memory[T]) waitShared(w *memWaiter[T]) (e *memEntry[T], more, ok bool) {
+	q.mu.Lock()
+	if q.ready.len() > 0 {
+		e := q.ready.popFront()
+		more := q.ready.len() > 0
+		q.mu.Unlock()
+		return e, more, true
+	}
+	// Checked under mu: a drain that set the flag before wakeStopped
+	// took mu is seen here; one that sets it later finds w listed.
+	if w.stopped.Load() {
+		q.mu.Unlock()
+		return nil, false, false
+	}
+	q.waiters = append(q.waiters, w)
+	q.mu.Unlock()
+	if e = <-w.ch; e == nil {
+		return nil, false, false
+	}
+	return e, false, true
+}
+
+// wakeStopped hands nil to every listed waiter whose consumer's flag is
+// stopped. A listed waiter has been handed nothing yet, so its channel
+// has room.
+func (q *Memory[T]) wakeStopped(stopped *atomic.Bool) {
+	q.mu.Lock()
+	kept := q.waiters[:0]
+	for _, w := range q.waiters {
+		if w.stopped == stopped {
+			w.ch <- nil
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(q.waiters[len(kept):])
+	q.waiters = kept
+	q.mu.Unlock()
+}
+
 // takeMore moves up to len(out) ready messages into out without waiting
 // and returns how many it moved.
 func (q *Memory[T]) takeMore(out []Lease[T]) int {
 	q.mu.Lock()
 	n := min(len(out), q.ready.len())
 	for i := range n {
-		e := q.ready.popFront()
-		e.attempts++
-		out[i] = e
+		out[i] = q.ready.popFront()
 	}
 	q.mu.Unlock()
 	return n
@@ -488,12 +542,12 @@ func (e *memEntry[T]) Ack(context.Context) error {
 func (e *memEntry[T]) Extend(context.Context) error { return nil }
 
 func (e *memEntry[T]) Release(context.Context) error {
-	e.attempts-- // never handled: not an attempt
 	e.q.put(e, true)
 	return nil
 }
 
 func (e *memEntry[T]) Retry(_ context.Context, delay time.Duration) error {
+	e.attempts++
 	if delay <= 0 {
 		e.q.put(e, false)
 		return nil

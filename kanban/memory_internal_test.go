@@ -3,6 +3,7 @@ package kanban
 import (
 	"context"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -49,4 +50,38 @@ func TestEntriesAreReusedAfterAck(t *testing.T) {
 		_ = e.Ack(ctx)
 	})
 	assert.Zero(t, allocs, "publish, take and ack reuse entries")
+}
+
+// TestMemoryLayout keeps what a publish and a take touch under the lock on
+// two cache lines. (A Memory falls in a size class that is a multiple of
+// 64 bytes, so its offsets are its alignment within a line.)
+func TestMemoryLayout(t *testing.T) {
+	var q Memory[int]
+	assert.Zero(t, unsafe.Offsetof(q.mu)%64, "mu starts a cache line")
+	assert.Less(t, unsafe.Offsetof(q.space), unsafe.Offsetof(q.mu)+128, "the fields used under mu fit two lines")
+}
+
+func TestAttemptsCountDeliveries(t *testing.T) {
+	q, err := NewMemory[int](MemoryConfig{DedupWindow: -1})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, Message[int]{ID: "a"}))
+	open := make(chan struct{})
+	e, _, ok := q.take(nil, newMemWaiter[int](), open)
+	require.True(t, ok)
+	assert.Equal(t, 1, e.Attempt())
+	require.NoError(t, e.Release(ctx))
+	e, _, ok = q.take(nil, newMemWaiter[int](), open)
+	require.True(t, ok)
+	assert.Equal(t, 1, e.Attempt(), "a release is not an attempt")
+	require.NoError(t, e.Retry(ctx, 0))
+	e, _, ok = q.take(nil, newMemWaiter[int](), open)
+	require.True(t, ok)
+	assert.Equal(t, 2, e.Attempt(), "a retry is")
+	require.NoError(t, e.Ack(ctx))
+	require.NoError(t, q.Publish(ctx, Message[int]{ID: "b"}))
+	e, _, ok = q.take(nil, newMemWaiter[int](), open)
+	require.True(t, ok)
+	assert.Equal(t, "b", e.ID())
+	assert.Equal(t, 1, e.Attempt(), "a reused entry starts again")
 }

@@ -13,6 +13,7 @@ import "context"
 // that need heartbeats use the pull loop.
 
 func (e *engine[T]) serveShared(ctx context.Context, q *Memory[T]) error {
+	e.onStop = func() { q.wakeStopped(&e.stopped) }
 	e.spawn(q)
 	<-ctx.Done()
 	return e.drain()
@@ -31,6 +32,7 @@ func (e *engine[T]) spawn(q *Memory[T]) {
 func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	defer e.wg.Done()
 	w := newMemWaiter[T]()
+	w.stopped = &e.stopped
 	// This worker's own counts: see Counters.
 	c := e.rt.Counters.newCell()
 	defer e.rt.Counters.dropCell(c)
@@ -51,7 +53,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 				busy = false
 			}
 			var ok bool
-			if l, more, ok = q.wait(w, e.stopping); !ok {
+			if l, more, ok = q.waitShared(w); !ok {
 				return
 			}
 		}
