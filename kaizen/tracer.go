@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/taipattern/taikit/tai"
 	"go.opentelemetry.io/otel"
@@ -45,6 +46,26 @@ type TracerOptions struct {
 type Tracer struct {
 	tracer   trace.Tracer
 	signalID bool
+
+	// shapes holds, per kind, stage and hook name, the span name and
+	// start options, built once: a span then starts without building
+	// them again. Copied on write; at most maxShapes entries.
+	shapes   atomic.Pointer[map[spanKey]*spanShape]
+	shapesMu sync.Mutex
+}
+
+// maxShapes bounds Tracer.shapes: kinds and hook names come from code, but
+// a program could make kinds up as it runs.
+const maxShapes = 1024
+
+type spanKey struct {
+	stage      tai.Stage
+	kind, name string
+}
+
+type spanShape struct {
+	name string
+	opts []trace.SpanStartOption // shared by every span of the shape: never appended to
 }
 
 // NewTracer returns a Tracer whose spans come from opts.Provider under the
@@ -100,27 +121,28 @@ const (
 func (t *Tracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
 	if info.Stage != tai.StageSignal {
 		if parent := trace.SpanFromContext(ctx); !parent.IsRecording() && parent.SpanContext().IsValid() {
-			return ctx, unrecorded{sc: parent.SpanContext()}
+			psc := parent.SpanContext()
+			if u, ok := ctx.Value(unrecordedKey{}).(*unrecorded); ok && u.sc.Equal(psc) {
+				return ctx, u // the signal's own, made when it started
+			}
+			return ctx, &unrecorded{sc: psc}
 		}
 	}
-	name := info.Kind
-	attrs := make([]attribute.KeyValue, 0, 4)
-	attrs = append(attrs, attrKind.String(info.Kind), attrStage.String(info.Stage.String()))
-	if info.Stage != tai.StageSignal {
-		name = info.Stage.String()
-		if info.Name != "" && info.Name != name {
-			name += " " + info.Name
-			attrs = append(attrs, attrHook.String(info.Name))
-		}
-	}
+	shape := t.shape(info)
+	opts := shape.opts
 	if t.signalID {
-		attrs = append(attrs, attrSignalID.String(info.SignalID))
+		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attrSignalID.String(info.SignalID)))
 	}
-	ctx, sp := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+	ctx, sp := t.tracer.Start(ctx, shape.name, opts...)
 	if !sp.IsRecording() {
 		// Not sampled: ending it records nothing, and its stages and
-		// combinator children open no spans either (see above).
-		return ctx, unrecorded{sc: sp.SpanContext()}
+		// combinator children open no spans either (see above); they
+		// find this value in the context rather than make their own.
+		u := &unrecorded{sc: sp.SpanContext()}
+		if info.Stage == tai.StageSignal {
+			ctx = context.WithValue(ctx, unrecordedKey{}, u)
+		}
+		return ctx, u
 	}
 	if info.Stage == tai.StageSignal {
 		ctx = tai.ContextWithTracer(ctx, t)
@@ -133,12 +155,57 @@ type span struct {
 	root bool
 }
 
-// unrecorded is a stage of a signal that is not sampled.
+// shape returns the name and start options of info's span.
+func (t *Tracer) shape(info tai.SpanInfo) *spanShape {
+	k := spanKey{stage: info.Stage, kind: info.Kind, name: info.Name}
+	if m := t.shapes.Load(); m != nil {
+		if s, ok := (*m)[k]; ok {
+			return s
+		}
+	}
+	name := info.Kind
+	attrs := []attribute.KeyValue{attrKind.String(info.Kind), attrStage.String(info.Stage.String())}
+	if info.Stage != tai.StageSignal {
+		name = info.Stage.String()
+		if info.Name != "" && info.Name != name {
+			name += " " + info.Name
+			attrs = append(attrs, attrHook.String(info.Name))
+		}
+	}
+	s := &spanShape{name: name, opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...)}}
+	t.shapesMu.Lock()
+	defer t.shapesMu.Unlock()
+	old := t.shapes.Load()
+	if old != nil && len(*old) >= maxShapes {
+		return s
+	}
+	m := make(map[spanKey]*spanShape, 1+len(ptrMap(old)))
+	for k, v := range ptrMap(old) {
+		m[k] = v
+	}
+	m[k] = s
+	t.shapes.Store(&m)
+	return s
+}
+
+func ptrMap(m *map[spanKey]*spanShape) map[spanKey]*spanShape {
+	if m == nil {
+		return nil
+	}
+	return *m
+}
+
+// unrecorded is the span of a signal that is not sampled, and of its
+// stages.
 type unrecorded struct{ sc trace.SpanContext }
 
-func (unrecorded) End(error) {}
+// unrecordedKey holds, in the context of an unsampled signal, its
+// *unrecorded, which its stages share.
+type unrecordedKey struct{}
 
-func (u unrecorded) SpanContext() tai.SpanContext { return spanContextOf(u.sc) }
+func (*unrecorded) End(error) {}
+
+func (u *unrecorded) SpanContext() tai.SpanContext { return spanContextOf(u.sc) }
 
 // End records the outcome and closes the span.
 func (s *span) End(err error) {
