@@ -65,7 +65,6 @@ type Service struct {
 	payments *PaymentStore
 
 	queue    *natsjs.Queue[Confirmation]
-	outbox   *kanban.Memory[Confirmation]
 	nc       *nats.Conn
 	embedded *natsembed.Server
 	rdb      *redis.Client
@@ -88,12 +87,10 @@ type Service struct {
 	stopAlerts context.CancelFunc
 	alerting   sync.WaitGroup
 
-	ready      atomic.Bool
-	consumer   sync.WaitGroup
-	forwarder  sync.WaitGroup
-	stop       context.CancelFunc // stops the consumer
-	stopOutbox context.CancelFunc // stops the forwarder
-	closers    []func(context.Context) error
+	ready    atomic.Bool
+	consumer sync.WaitGroup
+	stop     context.CancelFunc // stops the consumer
+	closers  []func(context.Context) error
 }
 
 // NewService builds the service from cfg: NATS (embedded unless NATSURL),
@@ -391,13 +388,27 @@ func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, 
 		TransactionID: sig.ID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,
 		Minor: p.Minor, Currency: p.Currency, ChargedAt: now,
 	}}
-	// The outbox takes the confirmation at memory speed; its forwarder
-	// moves it to JetStream and retries while NATS is away. The money has
-	// moved: a client that hangs up now must not cancel the confirmation.
-	if err := s.outbox.Publish(context.WithoutCancel(ctx), msg); err != nil {
-		s.log.Error("confirmation not queued", "transaction_id", sig.ID, "err", err)
-	}
+	// The money has moved: a client that hangs up now must not cancel
+	// the confirmation.
+	s.publishConfirmation(context.WithoutCancel(ctx), msg)
 	return Charge{Gateway: gr}, nil
+}
+
+// publishConfirmation hands a confirmation to JetStream without waiting
+// for the stream's acknowledgement. The queue re-publishes a failed send
+// for about a minute and a half (a NATS restart costs retries, not
+// confirmations); its ID is the transaction ID, so a send repeated after
+// a lost acknowledgement is dropped by the stream's deduplication and a
+// payment is never confirmed twice. A charge waits only while
+// MaxPublishPending confirmations are unacknowledged: a stalled NATS
+// slows payments down instead of filling memory.
+func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Confirmation]) {
+	ctx, span := s.tracer.Start(ctx, "confirmations publish", trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	if err := s.queue.PublishAsync(ctx, msg); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		s.log.Error("confirmation not queued", "transaction_id", msg.ID, "err", err)
+	}
 }
 
 func (s *Service) startConsumer(ctx context.Context) error {
@@ -411,9 +422,17 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		DeadLetterStream: "PAYMENT_CONFIRMATIONS_DEAD",
 		Propagator:       s.propagate,
 		Logger:           s.log,
-		// The forwarder retries; a publish stuck on a NATS restart should
-		// give up soon and go round again.
+		// Confirmations are published without waiting (PublishAsync); up
+		// to 100,000 may await their acknowledgement, as many as a few
+		// seconds of payments at full speed.
+		MaxPublishPending: 100_000,
+		// A send stuck on a NATS restart gives up soon and goes round
+		// again: 25 attempts, 2s each at most, with waits from 50ms
+		// doubling to 2s, re-publish for about a minute and a half, within
+		// the stream's 2-minute deduplication window.
 		PublishTimeout: 2 * time.Second,
+		AsyncAttempts:  25,
+		AsyncRetryWait: 50 * time.Millisecond,
 		// Confirming is quick, and long handlers keep their lease anyway:
 		// a short AckWait means acknowledgements lost in a NATS restart
 		// hold their WIP slots for seconds, not half a minute.
@@ -440,33 +459,6 @@ func (s *Service) startConsumer(ctx context.Context) error {
 	}
 	s.closers = append(s.closers, func(context.Context) error { return sub.Unsubscribe() })
 
-	// The outbox: a bounded in-memory kanban queue between the request and
-	// JetStream. A charge never waits for NATS, and a NATS restart costs
-	// retries, not confirmations.
-	s.outbox, err = kanban.NewMemory[Confirmation](kanban.MemoryConfig{Capacity: 100_000, DedupWindow: -1, Propagator: s.propagate})
-	if err != nil {
-		return err
-	}
-	if err := kc.AddQueue("confirmations_outbox", s.outbox); err != nil {
-		return err
-	}
-	octx, stopOutbox := context.WithCancel(context.WithoutCancel(ctx))
-	s.stopOutbox = stopOutbox
-	s.forwarder.Add(1)
-	go func() {
-		defer s.forwarder.Done()
-		err := s.outbox.Consume(octx, s.forward, kanban.ConsumeOptions{
-			WIP:          256,
-			MaxAttempts:  40,
-			Backoff:      kanban.Exponential{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2, Jitter: 0.2},
-			DrainTimeout: 20 * time.Second,
-			Logger:       s.log,
-		})
-		if err != nil {
-			s.log.Error("confirmation forwarder stopped", "err", err)
-		}
-	}()
-
 	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.consumer.Add(1)
@@ -482,22 +474,6 @@ func (s *Service) startConsumer(ctx context.Context) error {
 			s.log.Error("confirmation consumer stopped", "err", err)
 		}
 	}()
-	return nil
-}
-
-// forward moves one confirmation from the outbox to JetStream. Its ID is
-// the transaction ID, so a retry after a lost acknowledgement is dropped
-// by the stream's deduplication: a payment is never confirmed twice.
-func (s *Service) forward(ctx context.Context, d kanban.Delivery[Confirmation]) error {
-	ctx, span := s.tracer.Start(ctx, "confirmations publish", trace.WithSpanKind(trace.SpanKindProducer))
-	defer span.End()
-	if err := s.queue.Publish(ctx, d.Message); err != nil {
-		span.SetStatus(codes.Error, err.Error())
-		if d.Attempt == 1 || d.Attempt%10 == 0 {
-			s.log.Warn("confirmation publish failed; will retry", "transaction_id", d.ID, "attempt", d.Attempt, "err", err)
-		}
-		return err
-	}
 	return nil
 }
 
@@ -614,10 +590,6 @@ func (s *Service) Close(ctx context.Context) error {
 	}
 	if s.andon != nil {
 		errs = append(errs, s.andon.Close())
-	}
-	if s.stopOutbox != nil {
-		s.stopOutbox()
-		s.forwarder.Wait()
 	}
 	if s.stop != nil {
 		s.stop()

@@ -6,7 +6,11 @@
 //	go run ./examples/payment/loadgen -c 100 -d 30s
 //
 // It talks only to the address it is given (default 127.0.0.1:3001) and
-// stops by itself after -d.
+// stops by itself after -d. Each client keeps one HTTP/1.1 connection and
+// writes its requests and reads its responses itself, as wrk does, rather
+// than through net/http's client: the load generator shares the machine
+// with the service, and net/http's client spends two goroutine hand-offs
+// and several allocations on every request.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +39,7 @@ type options struct {
 	customers   int
 	idempotency bool
 	token       string
+	rate        float64 // payments per second in all; 0: as fast as the clients go
 }
 
 func main() {
@@ -45,9 +51,10 @@ func main() {
 	flag.IntVar(&o.customers, "customers", 10_000_000, "distinct customers to spread payments over (the service limits each customer)")
 	flag.BoolVar(&o.idempotency, "idempotency", false, "send an Idempotency-Key with every request")
 	flag.StringVar(&o.token, "token", os.Getenv("API_TOKEN"), "API token, if the service wants one")
+	flag.Float64Var(&o.rate, "rate", 0, "send this many payments per second in all, on a fixed schedule, and measure each latency from its scheduled start (0: each client sends its next payment as soon as the last is answered)")
 	flag.Parse()
-	if o.clients < 1 || o.duration <= 0 || o.fraud < 0 || o.fraud > 1 || o.customers < 1 {
-		fmt.Fprintln(os.Stderr, "loadgen: -c and -customers must be at least 1, -d positive, -fraud in [0, 1]")
+	if o.clients < 1 || o.duration <= 0 || o.fraud < 0 || o.fraud > 1 || o.customers < 1 || o.rate < 0 {
+		fmt.Fprintln(os.Stderr, "loadgen: -c and -customers must be at least 1, -d positive, -fraud in [0, 1], -rate not negative")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -69,11 +76,11 @@ type report struct {
 }
 
 func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
-	tr := &http.Transport{MaxIdleConns: o.clients, MaxIdleConnsPerHost: o.clients, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-
-	probe, err := client.Get(o.url + "/healthz")
+	target, err := parseTarget(o.url)
+	if err != nil {
+		return nil, err
+	}
+	probe, err := http.Get(strings.TrimSuffix(o.url, "/") + "/healthz")
 	if err != nil {
 		return nil, fmt.Errorf("service not reachable at %s: %w", o.url, err)
 	}
@@ -95,37 +102,54 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			r := &results[i]
 			r.statuses = map[string]int{}
 			rng := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
-			var body []byte
-			var resp []byte
+			c := &client{target: target}
+			defer c.close()
+			stop := context.AfterFunc(ctx, c.close) // unblocks a request in flight
+			defer stop()
+			var body, req []byte
+			// With -rate, client i sends its k-th payment at
+			// start + (k·clients + i)/rate, and a payment's latency runs
+			// from that time: a slow answer that delays the next send
+			// counts against the service, not against the schedule.
+			var interval time.Duration
+			next := start
+			if o.rate > 0 {
+				interval = time.Duration(float64(o.clients) / o.rate * float64(time.Second))
+				next = start.Add(time.Duration(float64(i) / o.rate * float64(time.Second)))
+			}
 			for ctx.Err() == nil {
+				if interval > 0 {
+					if wait := time.Until(next); wait > 0 {
+						select {
+						case <-time.After(wait):
+						case <-ctx.Done():
+							return
+						}
+					}
+				}
 				body = appendPayment(body[:0], rng, o)
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url+"/payment", bytes.NewReader(body))
-				if err != nil {
-					r.errors++
-					continue
-				}
-				req.Header = http.Header{"Content-Type": {"application/json"}}
+				key := ""
 				if o.idempotency {
-					req.Header.Set("Idempotency-Key", "lg-"+strconv.FormatUint(rng.Uint64(), 36))
+					key = "lg-" + strconv.FormatUint(rng.Uint64(), 36)
 				}
-				if o.token != "" {
-					req.Header.Set("Authorization", "Bearer "+o.token)
-				}
+				req = appendRequest(req[:0], target.host, body, key, o.token)
 				t0 := time.Now()
-				res, err := client.Do(req)
+				if interval > 0 {
+					t0 = next
+					next = next.Add(interval)
+				}
+				code, resp, err := c.do(req)
 				if err != nil {
 					if ctx.Err() == nil {
 						r.errors++
 					}
 					continue
 				}
-				resp, err = readAll(res.Body, resp[:0])
-				res.Body.Close()
 				r.lat = append(r.lat, time.Since(t0))
-				if status := statusOf(resp); err == nil && status != "" {
+				if status := statusOf(resp); status != "" {
 					r.statuses[status]++
 				} else {
-					r.statuses["HTTP "+strconv.Itoa(res.StatusCode)]++
+					r.statuses["HTTP "+strconv.Itoa(code)]++
 				}
 				done.Add(1)
 			}
@@ -182,23 +206,6 @@ func appendPayment(b []byte, rng *rand.Rand, o options) []byte {
 		b = append(b, `, "location": {"country": "KP"}`...)
 	}
 	return append(b, '}')
-}
-
-// readAll reads r into buf, reusing its memory.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
 }
 
 // statusOf finds the value of the top-level "status" field of a payment

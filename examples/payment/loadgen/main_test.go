@@ -2,9 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestAppendPayment(t *testing.T) {
@@ -53,5 +61,136 @@ func TestStatusOf(t *testing.T) {
 		if got := statusOf([]byte(body)); got != want {
 			t.Errorf("statusOf(%s) = %q, want %q", body, got, want)
 		}
+	}
+}
+
+func TestClientReadsResponses(t *testing.T) {
+	var seen struct {
+		sync.Mutex
+		keys, auth []string
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		seen.Lock()
+		seen.keys = append(seen.keys, r.Header.Get("Idempotency-Key"))
+		seen.auth = append(seen.auth, r.Header.Get("Authorization"))
+		seen.Unlock()
+		if r.Method != http.MethodPost || r.URL.Path != "/payment" || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "bad request line or headers", http.StatusBadRequest)
+			return
+		}
+		switch string(body) {
+		case "chunked":
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"status":`))
+			w.(http.Flusher).Flush() // forces chunked encoding
+			w.Write([]byte(`"SUCCESS"}`))
+		case "close":
+			w.Header().Set("Connection", "close")
+			w.Write([]byte(`{"status":"FRAUD_BLOCKED"}`))
+		default:
+			w.WriteHeader(http.StatusTooManyRequests)
+			w.Write([]byte(`{"status":"RATE_LIMITED"}`))
+		}
+	}))
+	defer srv.Close()
+	target, err := parseTarget(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{target: target}
+	defer c.close()
+	for i, tc := range []struct {
+		body, key, token string
+		code             int
+		want             string
+	}{
+		{"plain", "k1", "", 429, `{"status":"RATE_LIMITED"}`},
+		{"chunked", "", "tok", 200, `{"status":"SUCCESS"}`},
+		{"close", "", "", 200, `{"status":"FRAUD_BLOCKED"}`},
+		{"plain", "", "", 429, `{"status":"RATE_LIMITED"}`}, // dials again after the close
+	} {
+		code, body, err := c.do(appendRequest(nil, target.host, []byte(tc.body), tc.key, tc.token))
+		if err != nil || code != tc.code || string(body) != tc.want {
+			t.Fatalf("request %d: %d %q %v; want %d %q", i, code, body, err, tc.code, tc.want)
+		}
+	}
+	seen.Lock()
+	defer seen.Unlock()
+	if seen.keys[0] != "k1" || seen.auth[1] != "Bearer tok" || seen.keys[1] != "" {
+		t.Fatalf("headers sent: keys %q auth %q", seen.keys, seen.auth)
+	}
+}
+
+func TestClientRejectsMalformedResponses(t *testing.T) {
+	for _, reply := range []string{
+		"garbage\r\n\r\n",
+		"HTTP/1.1 abc OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", // then the server hangs up
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			buf := make([]byte, 4096)
+			_, _ = conn.Read(buf)
+			_, _ = conn.Write([]byte(reply))
+		}()
+		c := &client{target: target{addr: ln.Addr().String(), host: ln.Addr().String()}}
+		_, _, err = c.do(appendRequest(nil, c.target.host, []byte("{}"), "", ""))
+		c.close()
+		ln.Close()
+		if err == nil {
+			t.Errorf("reply %q: no error", reply)
+		}
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	for raw, want := range map[string]target{
+		"http://127.0.0.1:3001": {addr: "127.0.0.1:3001", host: "127.0.0.1:3001"},
+		"http://localhost/":     {addr: "localhost:80", host: "localhost"},
+		"https://pay.example":   {addr: "pay.example:443", host: "pay.example", tls: true},
+		"http://[::1]:3001":     {addr: "[::1]:3001", host: "[::1]:3001"},
+	} {
+		got, err := parseTarget(raw)
+		if err != nil || got != want {
+			t.Errorf("parseTarget(%q) = %+v, %v; want %+v", raw, got, err, want)
+		}
+	}
+	for _, raw := range []string{"ftp://x", "http://", "http://x/payment", "http://x?a=1", "::"} {
+		if _, err := parseTarget(raw); err == nil {
+			t.Errorf("parseTarget(%q): no error", raw)
+		}
+	}
+}
+
+func TestRunKeepsTheRate(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer srv.Close()
+	o := options{url: srv.URL, clients: 4, duration: time.Second, fraud: 0, customers: 10, rate: 200}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(rep.latencies)
+	if n < 150 || n > 210 {
+		t.Fatalf("%d payments in 1s at -rate 200", n)
+	}
+	if rep.statuses["SUCCESS"] != n || rep.errors != 0 {
+		t.Fatalf("statuses %v, %d errors", rep.statuses, rep.errors)
 	}
 }

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// requestTimeout bounds one request, from the first byte written to the
+// last byte read.
+const requestTimeout = 10 * time.Second
+
+// target is where the payments go.
+type target struct {
+	addr string // host:port to dial
+	host string // the Host header
+	tls  bool
+}
+
+// parseTarget reads the service's base URL: http or https, no path.
+func parseTarget(raw string) (target, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return target{}, fmt.Errorf("-url %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return target{}, fmt.Errorf("-url %q: the scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return target{}, fmt.Errorf("-url %q has no host", raw)
+	}
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+		return target{}, fmt.Errorf("-url %q: give the service's base URL, without a path or query", raw)
+	}
+	t := target{addr: u.Host, host: u.Host, tls: u.Scheme == "https"}
+	if u.Port() == "" {
+		port := "80"
+		if t.tls {
+			port = "443"
+		}
+		t.addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	return t, nil
+}
+
+// appendRequest appends a POST /payment request carrying body.
+func appendRequest(b []byte, host string, body []byte, idempotencyKey, token string) []byte {
+	b = append(b, "POST /payment HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	if idempotencyKey != "" {
+		b = append(b, "\r\nIdempotency-Key: "...)
+		b = append(b, idempotencyKey...)
+	}
+	if token != "" {
+		b = append(b, "\r\nAuthorization: Bearer "...)
+		b = append(b, token...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
+}
+
+// client is one keep-alive HTTP/1.1 connection, dialled on first use and
+// again after an error. It is used by one goroutine; close may be called
+// from another to end a request in flight.
+type client struct {
+	target target
+	mu     sync.Mutex // guards conn against close
+	conn   net.Conn
+	closed bool
+	br     *bufio.Reader
+	body   []byte
+}
+
+// do sends req and returns the response's status code and body; the body
+// is valid until the next call.
+func (c *client) do(req []byte) (int, []byte, error) {
+	conn, err := c.connect()
+	if err != nil {
+		return 0, nil, err
+	}
+	conn.SetDeadline(time.Now().Add(requestTimeout))
+	if _, err := conn.Write(req); err != nil {
+		c.drop(conn)
+		return 0, nil, err
+	}
+	code, keep, err := c.readResponse()
+	if err != nil {
+		c.drop(conn)
+		return 0, nil, err
+	}
+	if !keep {
+		c.drop(conn)
+	}
+	return code, c.body, nil
+}
+
+func (c *client) connect() (net.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, net.ErrClosed
+	}
+	if c.conn != nil {
+		return c.conn, nil
+	}
+	var conn net.Conn
+	var err error
+	d := net.Dialer{Timeout: requestTimeout}
+	if c.target.tls {
+		conn, err = tls.DialWithDialer(&d, "tcp", c.target.addr, &tls.Config{ServerName: hostOnly(c.target.host)})
+	} else {
+		conn, err = d.Dial("tcp", c.target.addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.conn = conn
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(conn, 4096)
+	} else {
+		c.br.Reset(conn)
+	}
+	return conn, nil
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+// drop closes conn, so the next request dials again.
+func (c *client) drop(conn net.Conn) {
+	c.mu.Lock()
+	if c.conn == conn {
+		c.conn = nil
+	}
+	c.mu.Unlock()
+	conn.Close()
+}
+
+// close ends the connection and any request in flight on it.
+func (c *client) close() {
+	c.mu.Lock()
+	c.closed = true
+	conn := c.conn
+	c.conn = nil
+	c.mu.Unlock()
+	if conn != nil {
+		conn.Close()
+	}
+}
+
+var errMalformed = errors.New("malformed HTTP response")
+
+// readResponse reads one response into c.body and reports its status
+// code and whether the connection may carry another request.
+func (c *client) readResponse() (code int, keep bool, err error) {
+	line, err := c.line()
+	if err != nil {
+		return 0, false, err
+	}
+	// HTTP/1.1 200 OK
+	proto, rest, ok := bytes.Cut(line, []byte(" "))
+	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || len(rest) < 3 {
+		return 0, false, fmt.Errorf("%w: status line %q", errMalformed, line)
+	}
+	code, err = strconv.Atoi(string(rest[:3]))
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: status line %q", errMalformed, line)
+	}
+	keep = string(proto) == "HTTP/1.1"
+	length, chunked := -1, false
+	for {
+		line, err := c.line()
+		if err != nil {
+			return 0, false, err
+		}
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return 0, false, fmt.Errorf("%w: header %q", errMalformed, line)
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 {
+				return 0, false, fmt.Errorf("%w: Content-Length %q", errMalformed, value)
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			chunked = bytes.EqualFold(value, []byte("chunked"))
+		case bytes.EqualFold(name, []byte("Connection")):
+			if bytes.EqualFold(value, []byte("close")) {
+				keep = false
+			}
+		}
+	}
+	c.body = c.body[:0]
+	switch {
+	case chunked:
+		err = c.readChunked()
+	case length >= 0:
+		err = c.readN(length)
+	default: // the body runs to the end of the connection
+		c.body, err = appendAll(c.body, c.br)
+		keep = false
+	}
+	return code, keep, err
+}
+
+// line reads one header line without its CRLF. The slice is valid until
+// the next read.
+func (c *client) line() ([]byte, error) {
+	line, err := c.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("%w: header line too long", errMalformed)
+		}
+		return nil, err
+	}
+	return bytes.TrimRight(line, "\r\n"), nil
+}
+
+func (c *client) readN(n int) error {
+	start := len(c.body)
+	c.body = append(c.body, make([]byte, n)...)[:start+n]
+	_, err := io.ReadFull(c.br, c.body[start:])
+	return err
+}
+
+func (c *client) readChunked() error {
+	for {
+		line, err := c.line()
+		if err != nil {
+			return err
+		}
+		size, _, _ := bytes.Cut(line, []byte(";"))
+		n, err := strconv.ParseUint(string(bytes.TrimSpace(size)), 16, 31)
+		if err != nil {
+			return fmt.Errorf("%w: chunk size %q", errMalformed, line)
+		}
+		if n == 0 {
+			for { // trailers, up to the blank line
+				line, err := c.line()
+				if err != nil || len(line) == 0 {
+					return err
+				}
+			}
+		}
+		if err := c.readN(int(n)); err != nil {
+			return err
+		}
+		if line, err := c.line(); err != nil || len(line) != 0 {
+			if err == nil {
+				err = fmt.Errorf("%w: no CRLF after a chunk", errMalformed)
+			}
+			return err
+		}
+	}
+}
+
+// appendAll appends what r yields until EOF.
+func appendAll(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
