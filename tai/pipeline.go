@@ -242,6 +242,10 @@ func invalidSignal[T any](s *Signal[T]) error {
 // (epoch), which reads only the monotonic clock and costs half of time.Now.
 var epoch = time.Now()
 
+// epochWall is epoch in Unix nanoseconds: a Record's Start is built from
+// it with time.Unix, a third of the cost of epoch.Add.
+var epochWall = epoch.UnixNano()
+
 func monotonic() time.Duration { return time.Since(epoch) }
 
 // process is the path with hooks. One deferred function recovers a panic
@@ -258,7 +262,6 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T], res *Result[
 		stage  = StageSignal
 		span   Span // the open stage span, if any
 		root   Span
-		sc     SpanContext // the root span's identifiers
 		t0, t  time.Duration
 		stages [numStages]time.Duration
 		info   [numStages]SpanInfo
@@ -281,18 +284,11 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T], res *Result[
 				span.End(err)
 			}
 		}
-		res.Span = sc
 		if err != nil {
 			res.Outcome = OutcomeOf(err)
 		}
 		p.finish(ctx, s, res, err, root, stage, t0, t, &stages)
 	}()
-	if root != nil {
-		// Read after the defer, so the closure holds sc by reference
-		// instead of copying it; a panic here fails the signal at
-		// StageSignal.
-		sc = root.SpanContext()
-	}
 
 	stage = StageGate
 	for i, g := range p.gates {
@@ -482,6 +478,9 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 // copied again while its stores are in flight, it would stall the
 // processor.
 func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R], err error, root Span, stage Stage, t0, t time.Duration, stages *[numStages]time.Duration) {
+	if root != nil {
+		res.Span = root.SpanContext()
+	}
 	if !p.timed {
 		if root != nil {
 			root.End(err)
@@ -492,7 +491,7 @@ func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R
 	rec.ID, rec.Kind, rec.Key = s.ID, s.Kind, s.Key
 	rec.Outcome, rec.Err = res.Outcome, err
 	rec.Decision = res.Decision
-	rec.Start = epoch.Add(t0)
+	rec.Start = time.Unix(0, epochWall+int64(t0))
 	rec.Span = res.Span
 	if p.stageTimed {
 		rec.Stages = *stages
