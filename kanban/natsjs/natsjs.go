@@ -372,7 +372,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	if err != nil {
 		return fmt.Errorf("natsjs: consumer %s: %w", q.cfg.Durable, err)
 	}
-	src := &source[T]{q: q, cons: cons, in: make(chan fetched, min(wip, 1024))}
+	src := &source[T]{q: q, cons: cons}
 	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{Propagator: q.cfg.Propagator, Counters: &q.counters})
 	src.wait()
 	return err

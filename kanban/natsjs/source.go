@@ -3,7 +3,6 @@ package natsjs
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,22 +11,14 @@ import (
 	"github.com/taipattern/taikit/kanban"
 )
 
-// fetched is one message of a pull request, or the end of one.
-type fetched struct {
-	msg jetstream.Msg
-	end bool
-	err error
-}
-
 // source pulls from the durable with pull requests that never ask for
-// more messages than the runtime's free WIP.
+// more messages than the runtime's free WIP. It reads each request's
+// messages straight from the channel nats.go delivers them on.
 type source[T any] struct {
 	q    *Queue[T]
 	cons jetstream.Consumer
-	in   chan fetched
-
-	open int // pull requests not yet ended (0 or 1)
-	wg   sync.WaitGroup
+	cur  jetstream.MessageBatch // the open pull request, nil when none
+	msgs <-chan jetstream.Msg   // cur's messages, closed when it ends
 }
 
 func (s *source[T]) HeartbeatInterval() time.Duration { return s.q.cfg.AckWait / 3 }
@@ -37,55 +28,57 @@ func (s *source[T]) fetch(n int) error {
 	if err != nil {
 		return err
 	}
-	s.open++
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for m := range b.Messages() {
-			s.in <- fetched{msg: m}
-		}
-		s.in <- fetched{end: true, err: b.Error()}
-	}()
+	s.cur, s.msgs = b, b.Messages()
 	return nil
+}
+
+// end closes the open request and returns its error, if any.
+func (s *source[T]) end() error {
+	err := s.cur.Error()
+	s.cur, s.msgs = nil, nil
+	return err
 }
 
 // Pull is called by one goroutine (the runtime's pull loop).
 func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error) {
 	var out []kanban.Lease[T]
 	var ferr error
-	take := func(f fetched) {
-		if f.end {
-			s.open--
-			if f.err != nil {
-				ferr = f.err
+	take := func(m jetstream.Msg, ok bool) {
+		if !ok {
+			if err := s.end(); err != nil {
+				ferr = err
 			}
 			return
 		}
-		out = append(out, s.lease(f.msg))
+		out = append(out, s.lease(m))
 	}
 	for {
 		// One request at a time: two open requests would interleave their
 		// messages and break the stream's order.
-		if want := max - len(out); want > 0 && s.open == 0 {
-			if err := s.fetch(want); err != nil && s.open == 0 {
+		if want := max - len(out); want > 0 && s.cur == nil {
+			if err := s.fetch(want); err != nil {
 				return out, fmt.Errorf("natsjs: fetch: %w", err)
 			}
 		}
+		if s.cur == nil {
+			return out, ferr // out is full
+		}
 		select {
-		case f := <-s.in:
-			take(f)
+		case m, ok := <-s.msgs:
+			take(m, ok)
 		case <-ctx.Done():
-			// Requests still open deliver until they expire; collect
+			// The open request delivers until it expires; collect
 			// everything so the runtime can release it.
-			for s.open > 0 {
-				take(<-s.in)
+			for s.cur != nil {
+				m, ok := <-s.msgs
+				take(m, ok)
 			}
 			return out, ctx.Err()
 		}
-		for more := true; more; {
+		for more := true; more && s.cur != nil; {
 			select {
-			case f := <-s.in:
-				take(f)
+			case m, ok := <-s.msgs:
+				take(m, ok)
 			default:
 				more = false
 			}
@@ -96,18 +89,17 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 	}
 }
 
-// wait returns when every request goroutine has ended. Serve has returned
-// by then, so nothing reads s.in: drain it.
+// wait hands back what the open request still delivers, once Serve has
+// returned and nothing pulls any more.
 func (s *source[T]) wait() {
-	for s.open > 0 {
-		f := <-s.in
-		if f.end {
-			s.open--
-		} else {
-			_ = f.msg.Nak()
+	for s.cur != nil {
+		m, ok := <-s.msgs
+		if !ok {
+			_ = s.end()
+			return
 		}
+		_ = m.Nak()
 	}
-	s.wg.Wait()
 }
 
 func (s *source[T]) lease(m jetstream.Msg) *lease[T] {
