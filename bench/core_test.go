@@ -68,6 +68,19 @@ func BenchmarkProcessHooks(b *testing.B) {
 	benchPipeline(b, p)
 }
 
+// BenchmarkProcessHooksWrapGuard is BenchmarkProcessHooks with a guard
+// that can only wrap the action (taitest.NopWrapGuard, as a timeout would
+// be) instead of a two-step one (taitest.NopGuard, as jidoka.Breaker is).
+func BenchmarkProcessHooksWrapGuard(b *testing.B) {
+	p, err := tai.New(corePolicy, coreAction,
+		tai.WithGates(taitest.NopGate{}), tai.WithGuards(taitest.NopWrapGuard{}),
+		tai.WithObservers(taitest.NopObserver{}), tai.WithTracer(taitest.NopTracer{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchPipeline(b, p)
+}
+
 func benchPipeline(b *testing.B, p *tai.Pipeline[payment, int]) {
 	ctx, s := context.Background(), coreSignal()
 	b.ReportAllocs()

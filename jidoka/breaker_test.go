@@ -621,6 +621,7 @@ func TestBreakerAllocations(t *testing.T) {
 func TestBreakerIsTaiGuard(t *testing.T) {
 	b, _ := newBreaker(t, jidoka.Config{Name: "gateway", ConsecutiveFailures: 1})
 	var _ tai.Guard = b
+	var _ tai.TwoStepGuard = b // the pipeline calls Allow and done, not Do
 	var _ tai.Namer = b
 	policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
 		return tai.Decision{Verdict: tai.Allow}, nil

@@ -27,7 +27,9 @@
 // and an action adds a context check per stage and a deferred recover to
 // the two calls, and allocates nothing; with hooks it still allocates
 // nothing per signal on the success path, the Record handed to observers
-// included.
+// included. A guard that only admits calls and counts their results, as a
+// circuit breaker does, can be a [TwoStepGuard]: the pipeline then calls it
+// before and after the action instead of wrapping the action in it.
 //
 // # Policies
 //

@@ -37,8 +37,32 @@ func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, k
 // that abandons fn (runs it on another goroutine and stops waiting) breaks
 // that contract; the pipeline detects it, fails the signal and discards the
 // late result.
+//
+// A guard that only needs to admit a call and learn its result can also be
+// a TwoStepGuard, which the pipeline calls without wrapping the action.
 type Guard interface {
 	Do(ctx context.Context, fn func(context.Context) error) error
+}
+
+// A TwoStepGuard is a Guard that can also admit a call before it runs and
+// learn its result afterwards, without wrapping it in a function, as
+// jidoka.Breaker does. When every guard of a pipeline is a TwoStepGuard,
+// the pipeline does not call Do: it calls each guard's Allow in order, runs
+// the action, and reports its result — the action's error, or a
+// *PanicError if it panicked — to each guard's done, innermost first. A
+// guard whose Allow returns an error rejects the signal, and the guards
+// already passed are told that error, as their Do would have seen it come
+// back from fn. That is exactly what Do would have done, without the
+// closures and the per-signal state that wrapping needs.
+//
+// Allow returns done (nil when the guard wants no report) and a nil error,
+// or the reason for refusing. The pipeline calls each done it was given
+// exactly once. A guard that must wrap the call — a timeout, a bulkhead
+// that holds a slot — implements only Guard; then every guard of the
+// pipeline is called through Do.
+type TwoStepGuard interface {
+	Guard
+	Allow(ctx context.Context) (done func(err error), err error)
 }
 
 // GuardFunc adapts an ordinary function to a Guard.
@@ -195,6 +219,10 @@ type SpanContext struct {
 	TraceID TraceID
 	SpanID  SpanID
 	Sampled bool
+	// Padding to 32 bytes: a SpanContext is copied as two aligned 16-byte
+	// moves instead of two that overlap, which the processor cannot serve
+	// from the stores that just wrote it.
+	_ [7]byte
 }
 
 // Record is what an Observer learns about a finished signal. It carries no

@@ -92,6 +92,7 @@ type Pipeline[T, R any] struct {
 	gateSpans  []string // span names of the gates
 	guards     []Guard
 	guardNames []string
+	steps      []TwoStepGuard // the guards, when every one is a TwoStepGuard
 	observers  []Observer
 	tracer     Tracer
 	hold       bool
@@ -142,6 +143,12 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 			return nil, fmt.Errorf("tai.New: guard %d is nil", i)
 		}
 		p.guardNames = append(p.guardNames, nameOf(g, ""))
+		if ts, ok := g.(TwoStepGuard); ok && len(p.guards) <= maxSteps {
+			p.steps = append(p.steps, ts)
+		}
+	}
+	if len(p.steps) != len(p.guards) {
+		p.steps = nil
 	}
 	for i, ob := range p.observers {
 		if ob == nil {
@@ -265,6 +272,7 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T], res *Result[
 		t0, t  time.Duration
 		stages [numStages]time.Duration
 		info   [numStages]SpanInfo
+		steps  stepState // two-step guards passed, whose done is owed
 	)
 	if p.tracer != nil {
 		p.spanInfos(&info, s)
@@ -280,6 +288,7 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T], res *Result[
 		if v := recover(); v != nil {
 			var zero R
 			res.Value, err = zero, newPanicError(stage, v)
+			steps.report(err) // the guards count a panicking action as a failure
 			if span != nil {
 				span.End(err)
 			}
@@ -346,9 +355,12 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T], res *Result[
 	if p.tracer != nil {
 		ctx, span = p.tracer.Start(ctx, info[StageAction])
 	}
-	if len(p.guards) == 0 {
+	switch {
+	case len(p.guards) == 0:
 		res.Value, err = p.action.Execute(ctx, *s)
-	} else {
+	case p.steps != nil:
+		res.Value, err = p.stepped(ctx, s, &steps)
+	default:
 		res.Value, err = p.guarded(ctx, s)
 	}
 	if span != nil {
@@ -385,6 +397,47 @@ func nameOrDecision(name, decided string) string {
 		return decided
 	}
 	return name
+}
+
+// maxSteps is the most guards a pipeline calls in two steps (see
+// TwoStepGuard); with more, it wraps the action in them.
+const maxSteps = 8
+
+// stepped runs the action between the guards' Allow and done, as their Do
+// would have run it (see TwoStepGuard). The guards passed are kept in st,
+// which belongs to process: should the action panic, process's deferred
+// recover reports the *PanicError to them.
+func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T], st *stepState) (r R, err error) {
+	for i, g := range p.steps {
+		done, aerr := g.Allow(ctx)
+		if aerr != nil {
+			st.report(aerr)
+			return r, &RejectedError{Stage: StageAction, Hook: p.guardNames[i], Err: aerr}
+		}
+		st.dones[st.n] = done
+		st.n++
+	}
+	r, err = p.action.Execute(ctx, *s)
+	st.report(err)
+	return r, err
+}
+
+// stepState holds the done of each two-step guard a signal has passed.
+type stepState struct {
+	dones [maxSteps]func(error)
+	n     int
+}
+
+// report tells err to the guards passed, innermost first, each once: a
+// done that panics is not called again, and the ones outside it are told
+// the panic.
+func (st *stepState) report(err error) {
+	for st.n > 0 {
+		st.n--
+		if done := st.dones[st.n]; done != nil {
+			done(err)
+		}
+	}
 }
 
 // call is the per-signal state of a guarded action. Its links are closures

@@ -15,11 +15,25 @@ type NopGate struct{}
 // Admit returns nil.
 func (NopGate) Admit(context.Context, string) error { return nil }
 
-// NopGuard runs the action and returns its error.
+// NopGuard admits every call and ignores its result. It is a
+// tai.TwoStepGuard, as jidoka.Breaker is, so a pipeline calls it without
+// wrapping the action; NopWrapGuard is the same guard as a plain tai.Guard.
 type NopGuard struct{}
 
 // Do returns fn(ctx).
 func (NopGuard) Do(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }
+
+// Allow admits the call; the result it is told is dropped.
+func (NopGuard) Allow(context.Context) (func(error), error) { return ignore, nil }
+
+func ignore(error) {}
+
+// NopWrapGuard runs the action and returns its error: a guard that can
+// only wrap the action, as a timeout does.
+type NopWrapGuard struct{}
+
+// Do returns fn(ctx).
+func (NopWrapGuard) Do(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }
 
 // NopObserver ignores every Record.
 type NopObserver struct{}

@@ -1,0 +1,179 @@
+package tai_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// stepGuard is a TwoStepGuard that journals its calls. Its Do is what its
+// Allow and done amount to, so a pipeline must see the same either way.
+type stepGuard struct {
+	name      string
+	j         *journal
+	refuse    error
+	panicDone bool
+}
+
+func (g *stepGuard) Name() string { return g.name }
+
+func (g *stepGuard) Allow(context.Context) (func(error), error) {
+	g.j.add(g.name + " allow")
+	if g.refuse != nil {
+		return nil, g.refuse
+	}
+	return func(err error) {
+		g.j.add(fmt.Sprintf("%s done %T", g.name, err))
+		if g.panicDone {
+			panic("done broke")
+		}
+	}, nil
+}
+
+func (g *stepGuard) Do(ctx context.Context, fn func(context.Context) error) error {
+	done, err := g.Allow(ctx)
+	if err != nil {
+		return err
+	}
+	err = fn(ctx)
+	done(err)
+	return err
+}
+
+// wrapOnly hides a stepGuard's Allow: the pipeline must wrap the action.
+type wrapOnly struct{ g *stepGuard }
+
+func (w wrapOnly) Name() string { return w.g.name }
+func (w wrapOnly) Do(ctx context.Context, fn func(context.Context) error) error {
+	return w.g.Do(ctx, fn)
+}
+
+var errRefused = errors.New("refused")
+
+func TestTwoStepGuardsDoWhatTheirDoWould(t *testing.T) {
+	errAction := errors.New("action failed")
+	cases := []struct {
+		name    string
+		refuse  int // index of the refusing guard, -1 for none
+		action  func() (int, error)
+		outcome tai.Outcome
+		want    []string
+	}{
+		{"success", -1, func() (int, error) { return 7, nil }, tai.Succeeded,
+			[]string{"g0 allow", "g1 allow", "action", "g1 done <nil>", "g0 done <nil>"}},
+		{"action error", -1, func() (int, error) { return 0, errAction }, tai.Failed,
+			[]string{"g0 allow", "g1 allow", "action", "g1 done *errors.errorString", "g0 done *errors.errorString"}},
+		{"refused by the inner guard", 1, func() (int, error) { return 7, nil }, tai.Rejected,
+			[]string{"g0 allow", "g1 allow", "g0 done *errors.errorString"}},
+		{"refused by the outer guard", 0, func() (int, error) { return 7, nil }, tai.Rejected,
+			[]string{"g0 allow"}},
+		{"action panics", -1, func() (int, error) { panic("boom") }, tai.Failed,
+			[]string{"g0 allow", "g1 allow", "action", "g1 done *tai.PanicError", "g0 done *tai.PanicError"}},
+	}
+	for _, c := range cases {
+		for _, twoStep := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/two-step=%v", c.name, twoStep), func(t *testing.T) {
+				j := &journal{}
+				var guards []tai.Guard
+				for i := range 2 {
+					g := &stepGuard{name: "g" + strconv.Itoa(i), j: j}
+					if i == c.refuse {
+						g.refuse = errRefused
+					}
+					if twoStep {
+						guards = append(guards, g)
+					} else {
+						guards = append(guards, wrapOnly{g})
+					}
+				}
+				action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+					j.add("action")
+					return c.action()
+				})
+				p, err := tai.New(allowAll, action, tai.WithGuards(guards...))
+				require.NoError(t, err)
+				res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+				assert.Equal(t, c.want, j.get())
+				assert.Equal(t, c.outcome, res.Outcome)
+				assert.Equal(t, c.outcome, tai.OutcomeOf(err))
+				switch c.outcome {
+				case tai.Succeeded:
+					assert.Equal(t, 7, res.Value)
+				case tai.Rejected:
+					var re *tai.RejectedError
+					require.ErrorAs(t, err, &re)
+					assert.Equal(t, tai.StageAction, re.Stage)
+					assert.Equal(t, "g"+strconv.Itoa(c.refuse), re.Hook)
+					assert.ErrorIs(t, err, errRefused)
+				case tai.Failed:
+					assert.Zero(t, res.Value)
+				}
+			})
+		}
+	}
+}
+
+var allowAll = tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+	return tai.Decision{Verdict: tai.Allow}, nil
+})
+
+func TestTwoStepGuardWithoutDone(t *testing.T) {
+	p, err := tai.New(allowAll, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil }),
+		tai.WithGuards(noReport{}))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Value)
+}
+
+// noReport admits every call and wants no report; its Do must not run.
+type noReport struct{}
+
+func (noReport) Allow(context.Context) (func(error), error) { return nil, nil }
+func (noReport) Do(context.Context, func(context.Context) error) error {
+	panic("Do called on a two-step guard")
+}
+
+func TestTwoStepDoneThatPanics(t *testing.T) {
+	j := &journal{}
+	outer := &stepGuard{name: "outer", j: j}
+	inner := &stepGuard{name: "inner", j: j, panicDone: true}
+	p, err := tai.New(allowAll, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil }),
+		tai.WithGuards(outer, inner))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+	var pe *tai.PanicError
+	require.ErrorAs(t, err, &pe, "a guard's panic fails the signal")
+	assert.Equal(t, tai.StageAction, pe.Stage)
+	assert.Equal(t, []string{"outer allow", "inner allow", "inner done <nil>", "outer done *tai.PanicError"}, j.get(),
+		"the panicking done is not called again, and the guard outside it is told the panic")
+}
+
+func TestManyTwoStepGuardsAreWrapped(t *testing.T) {
+	j := &journal{}
+	var guards []tai.Guard
+	var want []string
+	for i := range 9 { // more than the pipeline calls in two steps
+		guards = append(guards, &stepGuard{name: "g" + strconv.Itoa(i), j: j})
+		want = append(want, "g"+strconv.Itoa(i)+" allow")
+	}
+	want = append(want, "action")
+	for i := 8; i >= 0; i-- {
+		want = append(want, "g"+strconv.Itoa(i)+" done <nil>")
+	}
+	p, err := tai.New(allowAll, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+		j.add("action")
+		return 1, nil
+	}), tai.WithGuards(guards...))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+	require.NoError(t, err)
+	assert.Equal(t, want, j.get())
+}
