@@ -334,15 +334,9 @@ func (q *Memory[T]) takeReady(done *memEntry[T]) (e *memEntry[T], more bool) {
 // whether more are ready behind it. It returns ok false when stop closed
 // first.
 func (q *Memory[T]) wait(w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T], more, ok bool) {
-	q.mu.Lock()
-	if q.ready.len() > 0 {
-		e := q.ready.popFront()
-		more := q.ready.len() > 0
-		q.mu.Unlock()
+	if e, more, _ := q.enlist(w); e != nil {
 		return e, more, true
 	}
-	q.waiters = append(q.waiters, w)
-	q.mu.Unlock()
 	select {
 	case e := <-w.ch:
 		return e, false, true
@@ -366,26 +360,40 @@ func (q *Memory[T]) wait(w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T],
 	return nil, false, false
 }
 
-// waitShared is wait for Serve's shared workers: it blocks on the
-// waiter's channel alone, which is cheaper to wake than a select, and
-// learns of the drain from a nil that wakeStopped hands it. It returns ok
-// false once the consumer is stopping.
-func (q *Memory[T]) waitShared(w *memWaiter[T]) (e *memEntry[T], more, ok bool) {
+// enlist takes the next ready message and reports whether more are ready
+// behind it, or else lists w as waiting for one (listed). A shared
+// worker's waiter whose consumer is stopping is not listed.
+func (q *Memory[T]) enlist(w *memWaiter[T]) (e *memEntry[T], more, listed bool) {
 	q.mu.Lock()
 	if q.ready.len() > 0 {
-		e := q.ready.popFront()
-		more := q.ready.len() > 0
+		e = q.ready.popFront()
+		more = q.ready.len() > 0
 		q.mu.Unlock()
-		return e, more, true
+		return e, more, false
 	}
 	// Checked under mu: a drain that set the flag before wakeStopped
 	// took mu is seen here; one that sets it later finds w listed.
-	if w.stopped.Load() {
+	if w.stopped != nil && w.stopped.Load() {
 		q.mu.Unlock()
 		return nil, false, false
 	}
 	q.waiters = append(q.waiters, w)
 	q.mu.Unlock()
+	return nil, false, true
+}
+
+// waitShared is wait for Serve's shared workers: it blocks on the
+// waiter's channel alone, which is cheaper to wake than a select, and
+// learns of the drain from a nil that wakeStopped hands it. It returns ok
+// false once the consumer is stopping.
+func (q *Memory[T]) waitShared(w *memWaiter[T]) (e *memEntry[T], more, ok bool) {
+	e, more, listed := q.enlist(w)
+	if e != nil {
+		return e, more, true
+	}
+	if !listed {
+		return nil, false, false
+	}
 	if e = <-w.ch; e == nil {
 		return nil, false, false
 	}
