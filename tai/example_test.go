@@ -126,3 +126,55 @@ func ExampleWithObservers() {
 	fmt.Println(count[tai.Succeeded], "succeeded,", count[tai.Denied], "denied")
 	// Output: 2 succeeded, 1 denied
 }
+
+// failureBudget is a guard that admits calls while fewer than max have
+// failed. It has Allow and a done, so the pipeline calls it before and after
+// the action instead of wrapping the action in it.
+type failureBudget struct {
+	max, failed int
+}
+
+func (g *failureBudget) Allow(context.Context) (func(error), error) {
+	if g.failed >= g.max {
+		return nil, errors.New("failure budget spent")
+	}
+	return g.done, nil
+}
+
+func (g *failureBudget) done(err error) {
+	if err != nil {
+		g.failed++
+	}
+}
+
+// Do is the same guard for callers that wrap.
+func (g *failureBudget) Do(ctx context.Context, fn func(context.Context) error) error {
+	done, err := g.Allow(ctx)
+	if err != nil {
+		return err
+	}
+	err = fn(ctx)
+	done(err)
+	return err
+}
+
+func ExampleTwoStepGuard() {
+	budget := &failureBudget{max: 2}
+	var _ tai.TwoStepGuard = budget
+	p, _ := tai.New(
+		tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		}),
+		tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+			return 0, errors.New("gateway down")
+		}),
+		tai.WithGuards(budget))
+	for i := range 3 {
+		_, err := p.Process(context.Background(), tai.NewSignal("charge", "cust_1", i))
+		fmt.Println(tai.OutcomeOf(err), err)
+	}
+	// Output:
+	// failed gateway down
+	// failed gateway down
+	// rejected tai: rejected at action: failure budget spent
+}
