@@ -129,7 +129,9 @@ func ExampleWithObservers() {
 
 // failureBudget is a guard that admits calls while fewer than max have
 // failed. It has Allow and a done, so the pipeline calls it before and after
-// the action instead of wrapping the action in it.
+// the action instead of wrapping the action in it. (Kept simple for the
+// example: it is not safe for concurrent use; jidoka.Breaker is the real
+// thing.)
 type failureBudget struct {
 	max, failed int
 }
