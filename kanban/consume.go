@@ -264,7 +264,8 @@ func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 
 // handleMessage is handle once the delivery d is read from l: err is the
 // error decoding it. d is passed by reference, not copied on each call on
-// the way to the handler. With deferAck a success is not acknowledged here:
+// the way to the handler; it may be the lease's own (Serve's shared
+// workers, which never retry in place, so never write it). With deferAck a success is not acknowledged here:
 // handleMessage returns true and the caller acknowledges l, which is still
 // counted in flight in c, and counts it as handled.
 func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAck bool, c *counterCell) (ackLeft bool) {
@@ -283,7 +284,12 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAc
 	}
 	keyed := e.o.PerKey && d.Key != ""
 	for {
-		d.Attempt = attempt
+		if d.Attempt != attempt {
+			// Only after an attempt in place: d may be a queue's own (see
+			// memEntry.delivery), and a store just before the handler's
+			// copy of d would stall it.
+			d.Attempt = attempt
+		}
 		err := e.call(ctx, d)
 		switch {
 		case err == nil:

@@ -2,6 +2,8 @@ package kanban
 
 import (
 	"context"
+	"reflect"
+	"strconv"
 	"testing"
 	"unsafe"
 
@@ -23,8 +25,8 @@ func TestTakeWithdrawsAWaiterWhenStopped(t *testing.T) {
 	e, more, ok := q.take(nil, newMemWaiter[int](), make(chan struct{}))
 	require.True(t, ok)
 	assert.False(t, more)
-	assert.Equal(t, 1, e.msg.Payload)
-	assert.Equal(t, 1, e.attempts)
+	assert.Equal(t, 1, e.d.Payload)
+	assert.Equal(t, 1, e.d.Attempt)
 }
 
 func TestEntriesAreReusedAfterAck(t *testing.T) {
@@ -33,12 +35,19 @@ func TestEntriesAreReusedAfterAck(t *testing.T) {
 	ctx := context.Background()
 	w := newMemWaiter[int]()
 	var done *memEntry[int]
+	// publish writes the fields of Message one by one: one added to
+	// Message must be added there too.
+	require.Equal(t, 4, reflect.TypeFor[Message[int]]().NumField(), "publish copies every field of Message")
 	for i := range 100 {
-		require.NoError(t, q.Publish(ctx, Message[int]{ID: "m", Payload: i}))
+		m := Message[int]{ID: "m", Payload: i}
+		if i%2 == 0 {
+			m.Key, m.Headers = "k"+strconv.Itoa(i), Header{"h": strconv.Itoa(i)}
+		}
+		require.NoError(t, q.Publish(ctx, m))
 		e, _, ok := q.take(done, w, make(chan struct{}))
 		require.True(t, ok)
-		require.Equal(t, i, e.msg.Payload, "a reused entry carries its new message")
-		require.Equal(t, 1, e.attempts)
+		require.Equal(t, m, e.d.Message, "a reused entry carries its new message and nothing of the last")
+		require.Equal(t, 1, e.d.Attempt)
 		done = e
 	}
 	require.NoError(t, done.Ack(ctx))

@@ -44,6 +44,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	// acknowledges it, so a worker moving from one message to the next
 	// leaves the gauge alone.
 	busy := false
+	var buf Delivery[T] // a decoded delivery, with a Codec
 	for {
 		l, more := q.takeReady(done)
 		done = nil
@@ -73,10 +74,8 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 		if more && e.nworkers.Load() < int64(e.o.WIP) {
 			e.spawn(q)
 		}
-		d := Delivery[T]{Attempt: l.attempts}
-		var err error
-		d.Message, err = l.Message()
-		if e.handleMessage(l, &d, err, true, c) {
+		d, err := l.delivery(&buf)
+		if e.handleMessage(l, d, err, true, c) {
 			done = l
 		} else {
 			busy = false // settled, and counted out, by handleMessage
