@@ -2,6 +2,7 @@ package kanban
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,12 +140,26 @@ func InjectTrace(ctx context.Context, p propagation.TextMapPropagator, h Header)
 	return c.inject(ctx, p, h)
 }
 
+// unsetGlobal is otel's global propagator as long as none is registered,
+// when it injects nothing, yet takes a lock on each call: a queue on it
+// skips the call. otel.SetTextMapPropagator replaces what
+// otel.GetTextMapPropagator returns, so a propagator registered later is
+// seen at once. It is nil if one was registered before this package was
+// initialised (then no call is skipped).
+var unsetGlobal = func() propagation.TextMapPropagator {
+	p := otel.GetTextMapPropagator()
+	if fmt.Sprintf("%T", p) != "*global.textMapPropagator" {
+		return nil
+	}
+	return p
+}()
+
 // lazyCarrier copies the headers on the first Set, so a publish without
 // trace context allocates nothing.
 type lazyCarrier struct{ src, dst Header }
 
 func (c *lazyCarrier) inject(ctx context.Context, p propagation.TextMapPropagator, h Header) Header {
-	if p == nil {
+	if p == nil || p == unsetGlobal && otel.GetTextMapPropagator() == unsetGlobal {
 		return h
 	}
 	c.src, c.dst = h, nil
@@ -258,12 +273,19 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	}
 	w := q.enqueue(e, false)
 	q.stored++
+	var spare *memEntry[T]
 	if n := len(q.free); n > 0 && q.spare.Load() == nil {
-		q.spare.Store(q.free[n-1])
+		spare = q.free[n-1]
 		q.free[n-1] = nil
 		q.free = q.free[:n-1]
 	}
 	q.mu.Unlock()
+	if spare != nil {
+		// Stored outside the lock, which this full fence would hold
+		// longer. Should another publisher have stored one meanwhile, the
+		// garbage collector has it.
+		q.spare.Store(spare)
+	}
 	if w != nil {
 		w.ch <- e
 	}
@@ -331,6 +353,30 @@ func (q *Memory[T]) takeReady(done *memEntry[T]) (e *memEntry[T], more bool) {
 	more = q.ready.len() > 0
 	q.mu.Unlock()
 	return e, more
+}
+
+// takeBatch acknowledges the entries of done and counts them handled, then
+// moves ready messages into out and returns how many, and whether more
+// are ready behind them: one, or more while the ready messages are many
+// per consumer (share is their number), so that a consumer taking a few
+// leaves plenty for the others. One lock for all of it.
+func (q *Memory[T]) takeBatch(done, out []*memEntry[T], share int) (n int, more bool) {
+	for _, d := range done {
+		*d = memEntry[T]{q: q}
+	}
+	q.mu.Lock()
+	q.acked += int64(len(done))
+	for _, d := range done {
+		q.done()
+		q.keep(d)
+	}
+	r := q.ready.len()
+	n = min(len(out), max(1, r/share), r)
+	for i := range n {
+		out[i] = q.ready.popFront()
+	}
+	q.mu.Unlock()
+	return n, r > n
 }
 
 // wait returns the next message, waiting for one while stop is open, and
@@ -462,6 +508,11 @@ func (q *Memory[T]) done() {
 
 // Consume runs h on the queue's messages until ctx ends, then drains; see
 // Serve. Several Consume calls may share one queue; each has its own WIP.
+//
+// Without PerKey, a backlog is taken a few messages at a time (at most 4
+// per worker, and no more than ready/WIP): the messages a worker has
+// taken wait for the handler before them, as with a prefetch, and go back
+// to the front of the queue if the drain starts first.
 func (q *Memory[T]) Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error {
 	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{Propagator: q.cfg.Propagator, Counters: &q.counters})
 }

@@ -9,6 +9,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestTakeWithdrawsAWaiterWhenStopped(t *testing.T) {
@@ -93,4 +96,29 @@ func TestAttemptsCountDeliveries(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "b", e.ID())
 	assert.Equal(t, 1, e.Attempt(), "a reused entry starts again")
+}
+
+// TestMemoryFollowsTheGlobalPropagator: a queue on otel's global
+// propagator skips it while none is registered and uses one registered
+// after the queue was made.
+func TestMemoryFollowsTheGlobalPropagator(t *testing.T) {
+	require.NotNil(t, unsetGlobal, "no propagator is registered before the tests")
+	q, err := NewMemory[int](MemoryConfig{DedupWindow: -1})
+	require.NoError(t, err)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled,
+	})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	require.NoError(t, q.Publish(ctx, Message[int]{ID: "before"}))
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
+	require.NoError(t, q.Publish(ctx, Message[int]{ID: "after"}))
+
+	w, open := newMemWaiter[int](), make(chan struct{})
+	before, _, ok := q.take(nil, w, open)
+	require.True(t, ok)
+	assert.Empty(t, before.d.Headers, "nothing to inject before a propagator is registered")
+	after, _, ok := q.take(before, w, open)
+	require.True(t, ok)
+	assert.Equal(t, "00-01000000000000000000000000000000-0200000000000000-01", after.d.Headers["traceparent"])
 }

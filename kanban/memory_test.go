@@ -256,3 +256,78 @@ func TestMemoryStatsWhileHandlersRun(t *testing.T) {
 	assert.Equal(t, calls.Load(), s.Handled, "each handled message counted once, workers gone")
 	assert.Equal(t, int(2*wip-calls.Load()), q.Len(), "what was not handled is still queued")
 }
+
+// TestMemoryDrainReturnsTakenMessages: with a backlog a worker takes
+// several messages at once; the drain hands back the ones it has not
+// started, in order, ahead of the rest.
+func TestMemoryDrainReturnsTakenMessages(t *testing.T) {
+	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: -1})
+	require.NoError(t, err)
+	const n = 20
+	for i := range n {
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var first []int
+	err = q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[int]) error {
+		first = append(first, d.Payload)
+		// The drain starts while the worker holds what it took; the
+		// handler returns once the drain deadline has passed, so the
+		// drain has begun.
+		cancel()
+		<-hctx.Done()
+		return nil
+	}, kanban.ConsumeOptions{WIP: 1, DrainTimeout: 20 * time.Millisecond})
+	require.ErrorIs(t, err, kanban.ErrDrainTimeout)
+	require.Equal(t, []int{0}, first, "the drain lets no message start after it")
+	assert.Equal(t, n-1, q.Len(), "the messages taken and not started are back")
+	assert.Equal(t, int64(1), q.Stats().Handled)
+	assert.Zero(t, q.Stats().InFlight)
+
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	var rest []int
+	err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+		rest = append(rest, d.Payload)
+		if len(rest) == n-1 {
+			cancel()
+		}
+		return nil
+	}, kanban.ConsumeOptions{WIP: 1})
+	require.NoError(t, err)
+	want := make([]int, 0, n-1)
+	for i := 1; i < n; i++ {
+		want = append(want, i)
+	}
+	assert.Equal(t, want, rest, "one worker handles the queue in order, the returned messages first")
+	assert.Zero(t, q.Len())
+	assert.Equal(t, int64(n), q.Stats().Handled)
+}
+
+// TestMemoryInFlightNeverAboveWIP: messages a worker has taken and not
+// started are not counted in flight, so the gauge stays within WIP while
+// workers take a backlog several at a time.
+func TestMemoryInFlightNeverAboveWIP(t *testing.T) {
+	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: -1, Capacity: 4096})
+	require.NoError(t, err)
+	const n, wip = 2000, 3
+	for i := range n {
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var handled, over atomic.Int64
+	err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+		if f := q.Stats().InFlight; f > wip || f < 1 {
+			over.Add(1)
+		}
+		if handled.Add(1) == n {
+			cancel()
+		}
+		return nil
+	}, kanban.ConsumeOptions{WIP: wip})
+	require.NoError(t, err)
+	assert.Zero(t, over.Load(), "InFlight left [1, WIP] while a handler ran")
+	assert.Equal(t, int64(n), q.Stats().Handled)
+	assert.Zero(t, q.Len())
+}

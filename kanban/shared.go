@@ -3,10 +3,15 @@ package kanban
 import "context"
 
 // The in-memory queue is consumed without a pull loop: Serve runs up to
-// WIP workers that each take one message straight from the queue, handle
-// it, and acknowledge it in the same locked step that takes the next, so
-// a message is handed over once, as on a channel. WIP stays exact because
-// a worker holds one lease at a time. The workers call the queue's
+// WIP workers that each take messages straight from the queue, handle
+// them, and acknowledge them in the same locked step that takes the next,
+// so a message is handed over once, as on a channel. While many messages
+// are ready a worker takes up to batchMax in that step, never more than
+// its share of them (ready / WIP), so the others find as much left; the
+// lock, which the publisher and every worker share, then changes hands
+// less often. WIP stays exact because a worker runs one handler at a
+// time; the messages it has taken and not started are not counted in
+// flight, and the drain hands them back first in line. The workers call the queue's
 // concrete methods rather than going through Source and Lease: those are
 // interfaces of a generic type, and each call through them costs as much
 // as the rest of a trivial handler's message. Per-key order and leases
@@ -29,6 +34,11 @@ func (e *engine[T]) spawn(q *Memory[T]) {
 	go e.sharedWorker(q)
 }
 
+// batchMax is the most messages a shared worker takes in one step. More
+// than a few gains little: the publisher, which stores one message per
+// lock, sets the pace.
+const batchMax = 4
+
 func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	defer e.wg.Done()
 	w := newMemWaiter[T]()
@@ -36,47 +46,72 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	// This worker's own counts: see Counters.
 	c := e.rt.Counters.newCell()
 	defer e.rt.Counters.dropCell(c)
-	// done is the last message handled successfully; the next take
-	// acknowledges it.
-	var done *memEntry[T]
-	// busy says this worker holds a lease, counted in flight in c. A
-	// lease handled successfully stays counted until the next take
-	// acknowledges it, so a worker moving from one message to the next
-	// leaves the gauge alone.
-	busy := false
-	var buf Delivery[T] // a decoded delivery, with a Codec
+	var (
+		// acks are the messages handled successfully; the next take
+		// acknowledges them.
+		acks  [batchMax]*memEntry[T]
+		nacks int
+		// taken[next:ntaken] are taken and not yet started.
+		taken        [batchMax]*memEntry[T]
+		next, ntaken int
+		// busy says this worker counts one message in flight in c: the
+		// one it runs, or, between two, the ones handled and not yet
+		// acknowledged. A worker moving from one message to the next
+		// leaves the gauge alone.
+		busy bool
+		buf  Delivery[T] // a decoded delivery, with a Codec
+	)
+	share := max(1, e.o.WIP)
 	for {
-		l, more := q.takeReady(done)
-		done = nil
-		if l == nil {
-			if busy {
-				c.addInFlight(-1)
-				busy = false
+		if next == ntaken {
+			n, more := q.takeBatch(acks[:nacks], taken[:], share)
+			clear(acks[:nacks])
+			nacks = 0
+			if n == 0 {
+				if busy {
+					c.addInFlight(-1)
+					busy = false
+				}
+				l, m, ok := q.waitShared(w)
+				if !ok {
+					return
+				}
+				taken[0], n, more = l, 1, m
 			}
-			var ok bool
-			if l, more, ok = q.waitShared(w); !ok {
-				return
+			next, ntaken = 0, n
+			// Messages wait behind these: start another worker, up to
+			// WIP, so idle consumers are never kept waiting. Workers then
+			// stay until the drain.
+			if more && e.nworkers.Load() < int64(e.o.WIP) {
+				e.spawn(q)
 			}
 		}
+		if e.stopped.Load() {
+			// The drain started while these messages were taken: hand
+			// them back unstarted, the last first so they keep their
+			// order at the front, and acknowledge the ones handled.
+			for i := ntaken - 1; i >= next; i-- {
+				q.put(taken[i], true)
+			}
+			if nacks > 0 {
+				q.takeBatch(acks[:nacks], nil, share)
+			}
+			if busy {
+				c.addInFlight(-1)
+			}
+			return
+		}
+		l := taken[next]
+		taken[next] = nil
+		next++
 		if !busy {
 			c.addInFlight(1)
 			busy = true
 		}
-		if e.stopped.Load() {
-			// The drain started while this message was taken: hand it
-			// back unstarted.
-			e.settle(l, settleRelease, 0, "", 0, c)
-			return
-		}
-		// Messages wait behind this one: start another worker, up to WIP,
-		// so idle consumers are never kept waiting. Workers then stay
-		// until the drain.
-		if more && e.nworkers.Load() < int64(e.o.WIP) {
-			e.spawn(q)
-		}
 		d, err := l.delivery(&buf)
 		if e.handleMessage(l, d, err, true, c) {
-			done = l
+			acks[nacks] = l
+			nacks++
 		} else {
 			busy = false // settled, and counted out, by handleMessage
 		}
