@@ -52,12 +52,15 @@ func (c MemoryConfig) Validate() error {
 // retries with back-off and dead letters. Its messages live as long as the
 // value; use natsjs for work that must survive the process.
 type Memory[T any] struct {
-	cfg      MemoryConfig // read only
-	counters Counters     // padded: cfg is not on its cache lines
+	cfg MemoryConfig // read only
+	// onGlobal says cfg.Propagator is otel's global one, which publish
+	// skips while none is registered (see unsetGlobal).
+	onGlobal bool
+	counters Counters // padded: cfg is not on its cache lines
 	// spare is an entry ready for the next publish, taken without the
 	// lock; it is refilled from free while a publisher holds mu.
 	spare atomic.Pointer[memEntry[T]]
-	_     [80]byte // puts mu at the start of a cache line (see TestMemoryLayout)
+	_     [72]byte // puts mu at the start of a cache line (see TestMemoryLayout)
 
 	// What a publish and a take touch under mu fills two cache lines,
 	// which pass between the publisher's core and the consumers' with the
@@ -122,11 +125,12 @@ func NewMemory[T any](cfg MemoryConfig) (*Memory[T], error) {
 	if cfg.DeadLetterLimit == 0 {
 		cfg.DeadLetterLimit = 1000
 	}
-	if cfg.Propagator == nil {
+	onGlobal := cfg.Propagator == nil
+	if onGlobal {
 		cfg.Propagator = otel.GetTextMapPropagator()
 	}
 	cfg.Clock = clockOr(cfg.Clock)
-	q := &Memory[T]{cfg: cfg}
+	q := &Memory[T]{cfg: cfg, onGlobal: onGlobal && unsetGlobal != nil}
 	if cfg.DedupWindow > 0 {
 		q.dedup = newDedupSet(int64(cfg.DedupWindow))
 	}
@@ -142,7 +146,7 @@ func InjectTrace(ctx context.Context, p propagation.TextMapPropagator, h Header)
 
 // unsetGlobal is otel's global propagator as long as none is registered,
 // when it injects nothing, yet takes a lock on each call: a queue on it
-// skips the call. otel.SetTextMapPropagator replaces what
+// skips the call (see Memory.onGlobal). otel.SetTextMapPropagator replaces what
 // otel.GetTextMapPropagator returns, so a propagator registered later is
 // seen at once. It is nil if one was registered before this package was
 // initialised (then no call is skipped).
@@ -159,7 +163,7 @@ var unsetGlobal = func() propagation.TextMapPropagator {
 type lazyCarrier struct{ src, dst Header }
 
 func (c *lazyCarrier) inject(ctx context.Context, p propagation.TextMapPropagator, h Header) Header {
-	if p == nil || p == unsetGlobal && otel.GetTextMapPropagator() == unsetGlobal {
+	if p == nil {
 		return h
 	}
 	c.src, c.dst = h, nil
@@ -217,7 +221,11 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	// wider than the stores that just put it there, and wait for them.
 	e.d.ID, e.d.Key, e.d.Payload = msg.ID, msg.Key, msg.Payload
 	e.d.Attempt, e.data = 1, nil
-	e.d.Headers = e.carrier.inject(ctx, q.cfg.Propagator, msg.Headers)
+	p := q.cfg.Propagator
+	if q.onGlobal && otel.GetTextMapPropagator() == unsetGlobal {
+		p = nil // none registered yet: nothing to inject
+	}
+	e.d.Headers = e.carrier.inject(ctx, p, msg.Headers)
 	if q.cfg.Codec != nil {
 		data, err := q.cfg.Codec.Marshal(msg.Payload)
 		if err != nil {
