@@ -57,22 +57,27 @@ type Memory[T any] struct {
 	// skips while none is registered (see unsetGlobal).
 	onGlobal bool
 	counters Counters // padded: cfg is not on its cache lines
-	// spare is an entry ready for the next publish, taken without the
-	// lock; it is refilled from free while a publisher holds mu.
-	spare atomic.Pointer[memEntry[T]]
-	_     [72]byte // puts mu at the start of a cache line (see TestMemoryLayout)
+	// carriers reuses the lazyCarriers of publishes that inject trace
+	// context: one handed to a propagator escapes to the heap.
+	carriers sync.Pool
+	_        [40]byte // puts mu at the start of a cache line (see TestMemoryLayout)
 
 	// What a publish and a take touch under mu fills two cache lines,
 	// which pass between the publisher's core and the consumers' with the
 	// lock: the fewer they are, the less each hand-over costs.
-	mu    sync.Mutex
-	size  int                // ready + leased + waiting for retry
-	ready ring[*memEntry[T]] // in delivery order
+	mu   sync.Mutex
+	size int // ready + leased + waiting for retry
+	// ready holds the messages to deliver, in order, by value: a publish
+	// writes its message into the next slot, as a send on a channel does,
+	// and a take copies it out into the lease that carries it to a
+	// handler. No object passes from the publisher to the consumers and
+	// back for each message.
+	ready ring[memMsg[T]]
 	// Stats.Published and, for Serve's workers, which acknowledge under
 	// mu, Stats.Handled: counted here as the lock is held anyway.
 	stored, acked int64
 	waiters       []*memWaiter[T] // consumers waiting for a message, while ready is empty
-	free          []*memEntry[T]  // settled entries for reuse, at most maxFree
+	free          []*memEntry[T]  // settled leases of Pull, for reuse, at most maxFree
 	space         chan struct{}   // closed when room frees; nil without waiters
 	dead          []DeadLetter
 
@@ -80,35 +85,50 @@ type Memory[T any] struct {
 	dedup   *dedupSet // nil without deduplication
 }
 
-// maxFree bounds the settled entries a Memory keeps for reuse.
+// maxFree bounds the settled leases a Memory keeps for reuse.
 const maxFree = 1024
 
-// memEntry is a stored message. Pulled, it is also the Lease: it goes
-// back to the queue's free list once settled by Ack or DeadLetter, so a
-// message costs no allocation in steady state.
-type memEntry[T any] struct {
-	q *Memory[T]
-	// d is the message as a handler gets it. d.Attempt is the number of
-	// the delivery the entry is waiting for or in: 1 once published, one
-	// more after each Retry (a Release hands it back unstarted). Only the
-	// entry's holder writes d, so a consumer taking the entry only reads
-	// it, and Serve's shared workers hand it to the handler from here
-	// without a copy of their own (see delivery).
-	d       Delivery[T]
-	data    []byte      // the encoded payload, with a Codec
-	carrier lazyCarrier // for InjectTrace, without allocating
+// memMsg is a stored message: as a handler gets it, with the payload
+// encoded in data when the queue has a Codec. d.Attempt is the number of
+// the delivery the message waits for or is in: 1 once published, one more
+// after each Retry (a Release hands it back unstarted).
+type memMsg[T any] struct {
+	d    Delivery[T]
+	data []byte
 }
 
-// memWaiter is a consumer waiting for a message: a publisher hands it one
-// directly through ch (capacity 1, so the hand-off never blocks). A
+// set writes every field of m, one by one from registers: a struct
+// copied from a value just built would be read back by loads wider than
+// the stores that wrote it, and wait for them.
+func (m *memMsg[T]) set(id, key string, payload T, h Header, data []byte) {
+	m.d.ID, m.d.Key, m.d.Payload, m.d.Headers, m.d.Attempt, m.data = id, key, payload, h, 1, data
+}
+
+// memEntry is a message taken from the queue: its Lease. Serve's shared
+// workers own a few each (own), which every take refills, so handing a
+// message to a handler allocates nothing and touches no memory the
+// publisher writes but the ring slot; Pull's come from the queue's free
+// list and go back to it once settled.
+type memEntry[T any] struct {
+	q   *Memory[T]
+	m   memMsg[T]
+	own bool
+}
+
+// memWaiter is a consumer waiting for a message: a publisher writes the
+// message into e and hands e over through ch (capacity 1, so the hand-off
+// never blocks), as a send to a waiting receiver on a channel does. A
 // waiter of Serve's shared workers has stopped, its consumer's flag: the
 // drain hands it nil instead (see waitShared).
 type memWaiter[T any] struct {
 	ch      chan *memEntry[T]
+	e       *memEntry[T]
 	stopped *atomic.Bool
 }
 
-func newMemWaiter[T any]() *memWaiter[T] { return &memWaiter[T]{ch: make(chan *memEntry[T], 1)} }
+func newMemWaiter[T any](e *memEntry[T]) *memWaiter[T] {
+	return &memWaiter[T]{ch: make(chan *memEntry[T], 1), e: e}
+}
 
 // NewMemory returns an empty in-memory queue, or an error naming a bad
 // field of cfg.
@@ -211,30 +231,24 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	e := q.spare.Swap(nil)
-	if e == nil {
-		e = &memEntry[T]{q: q}
+	h := msg.Headers
+	if !q.onGlobal || otel.GetTextMapPropagator() != unsetGlobal {
+		c, _ := q.carriers.Get().(*lazyCarrier)
+		if c == nil {
+			c = new(lazyCarrier)
+		}
+		h = c.inject(ctx, q.cfg.Propagator, h)
+		q.carriers.Put(c)
 	}
-	// Every field is written: a reused entry keeps nothing of its last
-	// message. They are written one by one, from msg's registers: a
-	// struct copy would read msg back from its spill slots with loads
-	// wider than the stores that just put it there, and wait for them.
-	e.d.ID, e.d.Key, e.d.Payload = msg.ID, msg.Key, msg.Payload
-	e.d.Attempt, e.data = 1, nil
-	p := q.cfg.Propagator
-	if q.onGlobal && otel.GetTextMapPropagator() == unsetGlobal {
-		p = nil // none registered yet: nothing to inject
-	}
-	e.d.Headers = e.carrier.inject(ctx, p, msg.Headers)
+	payload := msg.Payload
+	var data []byte
 	if q.cfg.Codec != nil {
-		data, err := q.cfg.Codec.Marshal(msg.Payload)
-		if err != nil {
-			q.recycle(e)
+		var err error
+		if data, err = q.cfg.Codec.Marshal(payload); err != nil {
 			return err
 		}
-		e.data = data
 		var zero T
-		e.d.Payload = zero
+		payload = zero
 	}
 	var now int64
 	if q.dedup != nil {
@@ -244,7 +258,6 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	for q.size >= q.cfg.Capacity {
 		if !wait {
 			q.mu.Unlock()
-			q.recycle(e)
 			return ErrFull
 		}
 		if q.space == nil {
@@ -255,7 +268,6 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			q.recycle(e)
 			return ctx.Err()
 		}
 		q.mu.Lock()
@@ -271,132 +283,88 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		q.dedupMu.Unlock()
 		q.mu.Lock()
 		if !fresh {
-			q.done()
-			*e = memEntry[T]{q: q}
-			q.keep(e)
+			q.settled(1)
 			q.mu.Unlock()
 			q.counters.AddDuplicates(1)
 			return nil
 		}
 	}
-	w := q.enqueue(e, false)
 	q.stored++
-	var spare *memEntry[T]
-	if n := len(q.free); n > 0 && q.spare.Load() == nil {
-		spare = q.free[n-1]
-		q.free[n-1] = nil
-		q.free = q.free[:n-1]
+	if w := q.popWaiter(); w != nil {
+		q.mu.Unlock()
+		w.e.m.set(msg.ID, msg.Key, payload, h, data)
+		w.ch <- w.e
+		return nil
 	}
+	q.ready.addBack().set(msg.ID, msg.Key, payload, h, data)
 	q.mu.Unlock()
-	if spare != nil {
-		// Stored outside the lock, which this full fence would hold
-		// longer. Should another publisher have stored one meanwhile, the
-		// garbage collector has it.
-		q.spare.Store(spare)
-	}
-	if w != nil {
-		w.ch <- e
-	}
 	return nil
 }
 
-// enqueue adds e to the ready messages, at the front or the back, or
-// returns a waiting consumer to hand e to once q.mu is released. Called
-// with q.mu held.
-func (q *Memory[T]) enqueue(e *memEntry[T], front bool) *memWaiter[T] {
-	if n := len(q.waiters); n > 0 {
-		// Consumers wait only while ready is empty, so e is next either
-		// way.
-		w := q.waiters[n-1]
-		q.waiters[n-1] = nil
-		q.waiters = q.waiters[:n-1]
-		return w
+// popWaiter returns a consumer waiting for a message, taken off the list,
+// or nil. Consumers wait only while ready is empty, so the message handed
+// to it is next either way. Called with q.mu held.
+func (q *Memory[T]) popWaiter() *memWaiter[T] {
+	n := len(q.waiters)
+	if n == 0 {
+		return nil
+	}
+	w := q.waiters[n-1]
+	q.waiters[n-1] = nil
+	q.waiters = q.waiters[:n-1]
+	return w
+}
+
+// put hands m, a message taken before, back to be delivered again, at
+// the front or the back.
+func (q *Memory[T]) put(m *memMsg[T], front bool) {
+	q.mu.Lock()
+	if w := q.popWaiter(); w != nil {
+		q.mu.Unlock()
+		w.e.m = *m
+		w.ch <- w.e
+		return
 	}
 	if front {
-		q.ready.pushFront(e)
+		*q.ready.addFront() = *m
 	} else {
-		q.ready.pushBack(e)
-	}
-	return nil
-}
-
-// put hands e back to be delivered again.
-func (q *Memory[T]) put(e *memEntry[T], front bool) {
-	q.mu.Lock()
-	w := q.enqueue(e, front)
-	q.mu.Unlock()
-	if w != nil {
-		w.ch <- e
-	}
-}
-
-// take acknowledges done (when not nil), then returns the next message,
-// waiting for one while stop is open, and whether more are ready behind
-// it. It returns ok false when stop closed first.
-func (q *Memory[T]) take(done *memEntry[T], w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T], more, ok bool) {
-	if e, more := q.takeReady(done); e != nil {
-		return e, more, true
-	}
-	return q.wait(w, stop)
-}
-
-// takeReady acknowledges done (when not nil) and counts it handled, then
-// returns the next ready message and whether more are ready behind it, or
-// nil when none is: one lock for both.
-func (q *Memory[T]) takeReady(done *memEntry[T]) (e *memEntry[T], more bool) {
-	if done != nil {
-		*done = memEntry[T]{q: q}
-	}
-	q.mu.Lock()
-	if done != nil {
-		q.acked++
-		q.done()
-		q.keep(done)
-	}
-	if q.ready.len() == 0 {
-		q.mu.Unlock()
-		return nil, false
-	}
-	e = q.ready.popFront()
-	more = q.ready.len() > 0
-	q.mu.Unlock()
-	return e, more
-}
-
-// takeBatch acknowledges the entries of done and counts them handled, then
-// moves ready messages into out and returns how many, and whether more
-// are ready behind them: one, or more while the ready messages are many
-// per consumer (share is their number), so that a consumer taking a few
-// leaves plenty for the others. One lock for all of it.
-func (q *Memory[T]) takeBatch(done, out []*memEntry[T], share int) (n int, more bool) {
-	for _, d := range done {
-		*d = memEntry[T]{q: q}
-	}
-	q.mu.Lock()
-	q.acked += int64(len(done))
-	for _, d := range done {
-		q.done()
-		q.keep(d)
-	}
-	r := q.ready.len()
-	n = min(len(out), max(1, r/share), r)
-	for i := range n {
-		out[i] = q.ready.popFront()
+		*q.ready.addBack() = *m
 	}
 	q.mu.Unlock()
-	return n, r > n
 }
 
-// wait returns the next message, waiting for one while stop is open, and
-// whether more are ready behind it. It returns ok false when stop closed
+// entry returns a lease for Pull to fill: a settled one or a new one.
+// Called with q.mu held.
+func (q *Memory[T]) entry() *memEntry[T] {
+	if n := len(q.free); n > 0 {
+		e := q.free[n-1]
+		q.free[n-1] = nil
+		q.free = q.free[:n-1]
+		return e
+	}
+	return &memEntry[T]{q: q}
+}
+
+// take returns the next message in a lease of its own, waiting for one
+// while stop is open, through w. It returns ok false when stop closed
 // first.
-func (q *Memory[T]) wait(w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T], more, ok bool) {
-	if e, more, _ := q.enlist(w); e != nil {
-		return e, more, true
+func (q *Memory[T]) take(w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T], ok bool) {
+	q.mu.Lock()
+	if q.ready.len() > 0 {
+		e = q.entry()
+		q.ready.takeFront(&e.m)
+		q.mu.Unlock()
+		return e, true
 	}
+	if w.e == nil {
+		w.e = q.entry()
+	}
+	q.waiters = append(q.waiters, w)
+	q.mu.Unlock()
 	select {
 	case e := <-w.ch:
-		return e, false, true
+		w.e = nil // handed out: the next wait takes another
+		return e, true
 	case <-stop:
 	}
 	q.mu.Lock()
@@ -407,54 +375,75 @@ func (q *Memory[T]) wait(w *memWaiter[T], stop <-chan struct{}) (e *memEntry[T],
 			q.waiters[last] = nil
 			q.waiters = q.waiters[:last]
 			q.mu.Unlock()
-			return nil, false, false
+			return nil, false
 		}
 	}
 	q.mu.Unlock()
 	// A publisher took w off the list and is handing a message over: put
 	// it back first in line, as it was.
-	q.put(<-w.ch, true)
-	return nil, false, false
+	e = <-w.ch
+	q.put(&e.m, true)
+	e.m = memMsg[T]{}
+	return nil, false
 }
 
-// enlist takes the next ready message and reports whether more are ready
-// behind it, or else lists w as waiting for one (listed). A shared
-// worker's waiter whose consumer is stopping is not listed.
-func (q *Memory[T]) enlist(w *memWaiter[T]) (e *memEntry[T], more, listed bool) {
+// takeMore moves up to len(out) ready messages into leases in out
+// without waiting and returns how many it moved.
+func (q *Memory[T]) takeMore(out []Lease[T]) int {
+	q.mu.Lock()
+	n := min(len(out), q.ready.len())
+	for i := range n {
+		e := q.entry()
+		q.ready.takeFront(&e.m)
+		out[i] = e
+	}
+	q.mu.Unlock()
+	return n
+}
+
+// takeBatch acknowledges acked messages and counts them handled, then
+// copies ready messages into out's leases and returns how many, and
+// whether more are ready behind them: one, or more while the ready
+// messages are many per consumer (share is their number), so that a
+// consumer taking a few leaves plenty for the others. One lock for all of
+// it.
+func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int, more bool) {
+	q.mu.Lock()
+	if acked > 0 {
+		q.acked += int64(acked)
+		q.settled(acked)
+	}
+	r := q.ready.len()
+	n = min(len(out), max(1, r/share), r)
+	for i := range n {
+		q.ready.takeFront(&out[i].m)
+	}
+	q.mu.Unlock()
+	return n, r > n
+}
+
+// waitShared is take for Serve's shared workers, into w.e: it blocks on
+// the waiter's channel alone, which is cheaper to wake than a select, and
+// learns of the drain from a nil that wakeStopped hands it. It returns
+// false once the consumer is stopping. A waiter whose consumer is
+// stopping is not listed.
+func (q *Memory[T]) waitShared(w *memWaiter[T]) (more, ok bool) {
 	q.mu.Lock()
 	if q.ready.len() > 0 {
-		e = q.ready.popFront()
+		q.ready.takeFront(&w.e.m)
 		more = q.ready.len() > 0
 		q.mu.Unlock()
-		return e, more, false
+		return more, true
 	}
 	// Checked under mu: a drain that set the flag before wakeStopped
 	// took mu is seen here; one that sets it later finds w listed.
-	if w.stopped != nil && w.stopped.Load() {
+	if w.stopped.Load() {
 		q.mu.Unlock()
-		return nil, false, false
+		return false, false
 	}
 	q.waiters = append(q.waiters, w)
 	q.mu.Unlock()
-	return nil, false, true
-}
-
-// waitShared is wait for Serve's shared workers: it blocks on the
-// waiter's channel alone, which is cheaper to wake than a select, and
-// learns of the drain from a nil that wakeStopped hands it. It returns ok
-// false once the consumer is stopping.
-func (q *Memory[T]) waitShared(w *memWaiter[T]) (e *memEntry[T], more, ok bool) {
-	e, more, listed := q.enlist(w)
-	if e != nil {
-		return e, more, true
-	}
-	if !listed {
-		return nil, false, false
-	}
-	if e = <-w.ch; e == nil {
-		return nil, false, false
-	}
-	return e, false, true
+	return false, <-w.ch != nil
 }
 
 // wakeStopped hands nil to every listed waiter whose consumer's flag is
@@ -475,39 +464,11 @@ func (q *Memory[T]) wakeStopped(stopped *atomic.Bool) {
 	q.mu.Unlock()
 }
 
-// takeMore moves up to len(out) ready messages into out without waiting
-// and returns how many it moved.
-func (q *Memory[T]) takeMore(out []Lease[T]) int {
-	q.mu.Lock()
-	n := min(len(out), q.ready.len())
-	for i := range n {
-		out[i] = q.ready.popFront()
-	}
-	q.mu.Unlock()
-	return n
-}
-
-// recycle keeps a settled entry for reuse.
-func (q *Memory[T]) recycle(e *memEntry[T]) {
-	*e = memEntry[T]{q: q}
-	q.mu.Lock()
-	q.keep(e)
-	q.mu.Unlock()
-}
-
-// keep adds a cleared entry to the free list, unless it is full. Called
-// with q.mu held.
-func (q *Memory[T]) keep(e *memEntry[T]) {
-	if len(q.free) < maxFree {
-		q.free = append(q.free, e)
-	}
-}
-
-// done frees the room of a settled message. Called with q.mu held.
+// settled frees the room of n settled messages. Called with q.mu held.
 // Waiting publishers are woken once a quarter of the capacity is free, so
 // a full queue refills in runs rather than one message per wake-up.
-func (q *Memory[T]) done() {
-	q.size--
+func (q *Memory[T]) settled(n int) {
+	q.size -= n
 	if q.space != nil && q.cfg.Capacity-q.size >= max(1, q.cfg.Capacity/4) {
 		close(q.space)
 		q.space = nil
@@ -569,13 +530,13 @@ func (s *memSource[T]) Pull(ctx context.Context, max int) ([]Lease[T], error) {
 		return nil, nil
 	}
 	if s.w == nil {
-		s.w = newMemWaiter[T]()
+		s.w = newMemWaiter[T](nil)
 	}
 	if cap(s.pull) < max {
 		s.pull = make([]Lease[T], max)
 	}
 	out := s.pull[:max]
-	e, _, ok := s.q.take(nil, s.w, ctx.Done())
+	e, ok := s.q.take(s.w, ctx.Done())
 	if !ok {
 		return nil, ctx.Err()
 	}
@@ -584,17 +545,17 @@ func (s *memSource[T]) Pull(ctx context.Context, max int) ([]Lease[T], error) {
 	return out[:n], nil
 }
 
-func (e *memEntry[T]) ID() string   { return e.d.ID }
-func (e *memEntry[T]) Key() string  { return e.d.Key }
-func (e *memEntry[T]) Attempt() int { return e.d.Attempt }
+func (e *memEntry[T]) ID() string   { return e.m.d.ID }
+func (e *memEntry[T]) Key() string  { return e.m.d.Key }
+func (e *memEntry[T]) Attempt() int { return e.m.d.Attempt }
 
 func (e *memEntry[T]) Message() (Message[T], error) {
 	if e.q.cfg.Codec == nil {
-		return e.d.Message, nil
+		return e.m.d.Message, nil
 	}
-	m := e.d.Message
+	m := e.m.d.Message
 	var p T
-	err := e.q.cfg.Codec.Unmarshal(e.data, &p)
+	err := e.q.cfg.Codec.Unmarshal(e.m.data, &p)
 	m.Payload = p
 	return m, err
 }
@@ -607,20 +568,20 @@ func (e *memEntry[T]) Message() (Message[T], error) {
 // land (on the order of 10 ns a message).
 func (e *memEntry[T]) delivery(buf *Delivery[T]) (*Delivery[T], error) {
 	if e.q.cfg.Codec == nil {
-		return &e.d, nil
+		return &e.m.d, nil
 	}
-	*buf = e.d
+	*buf = e.m.d
 	var p T
-	err := e.q.cfg.Codec.Unmarshal(e.data, &p)
+	err := e.q.cfg.Codec.Unmarshal(e.m.data, &p)
 	buf.Payload = p
 	return buf, err
 }
 
 func (e *memEntry[T]) Ack(context.Context) error {
 	q := e.q
-	*e = memEntry[T]{q: q}
+	e.m = memMsg[T]{}
 	q.mu.Lock()
-	q.done()
+	q.settled(1)
 	q.keep(e)
 	q.mu.Unlock()
 	return nil
@@ -629,37 +590,61 @@ func (e *memEntry[T]) Ack(context.Context) error {
 func (e *memEntry[T]) Extend(context.Context) error { return nil }
 
 func (e *memEntry[T]) Release(context.Context) error {
-	e.q.put(e, true)
+	e.q.put(&e.m, true)
+	e.recycle()
 	return nil
 }
 
 func (e *memEntry[T]) Retry(_ context.Context, delay time.Duration) error {
-	e.d.Attempt++
+	q := e.q
+	e.m.d.Attempt++
 	if delay <= 0 {
-		e.q.put(e, false)
-		return nil
+		q.put(&e.m, false)
+	} else {
+		m := e.m
+		q.cfg.Clock.AfterFunc(delay, func() { q.put(&m, false) })
 	}
-	e.q.cfg.Clock.AfterFunc(delay, func() { e.q.put(e, false) })
+	e.recycle()
 	return nil
 }
 
 func (e *memEntry[T]) DeadLetter(_ context.Context, reason string, attempts int) error {
 	q := e.q
-	payload := e.data
+	payload := e.m.data
 	if q.cfg.Codec == nil {
-		payload, _ = JSON{}.Marshal(e.d.Payload) // best effort: the value itself is not bytes
+		payload, _ = JSON{}.Marshal(e.m.d.Payload) // best effort: the value itself is not bytes
 	}
 	d := DeadLetter{
-		ID: e.d.ID, Key: e.d.Key, Headers: e.d.Headers.Clone(),
+		ID: e.m.d.ID, Key: e.m.d.Key, Headers: e.m.d.Headers.Clone(),
 		Payload: payload, Reason: reason, Attempts: attempts, Time: q.cfg.Clock.Now(),
 	}
+	e.m = memMsg[T]{}
 	q.mu.Lock()
 	if len(q.dead) >= q.cfg.DeadLetterLimit {
 		q.dead = append(q.dead[:0], q.dead[1:]...)
 	}
 	q.dead = append(q.dead, d)
-	q.done()
+	q.settled(1)
+	q.keep(e)
 	q.mu.Unlock()
-	q.recycle(e)
 	return nil
+}
+
+// recycle clears a lease whose message has gone back to the queue and
+// keeps it for reuse.
+func (e *memEntry[T]) recycle() {
+	e.m = memMsg[T]{}
+	if !e.own {
+		e.q.mu.Lock()
+		e.q.keep(e)
+		e.q.mu.Unlock()
+	}
+}
+
+// keep adds a cleared lease of Pull to the free list, unless it is full;
+// a shared worker's stays with it. Called with q.mu held.
+func (q *Memory[T]) keep(e *memEntry[T]) {
+	if !e.own && len(q.free) < maxFree {
+		q.free = append(q.free, e)
+	}
 }

@@ -21,30 +21,44 @@ func (r *ring[E]) grow() {
 	r.buf, r.head = buf, 0
 }
 
-func (r *ring[E]) pushBack(e E) {
+// addBack makes room for an element at the back and returns it, for the
+// caller to write in place.
+func (r *ring[E]) addBack() *E {
 	if r.n == len(r.buf) {
 		r.grow()
 	}
-	r.buf[(r.head+r.n)&(len(r.buf)-1)] = e
+	e := &r.buf[(r.head+r.n)&(len(r.buf)-1)]
 	r.n++
+	return e
 }
 
-func (r *ring[E]) pushFront(e E) {
+// addFront makes room for an element at the front and returns it, for
+// the caller to write in place.
+func (r *ring[E]) addFront() *E {
 	if r.n == len(r.buf) {
 		r.grow()
 	}
 	r.head = (r.head - 1) & (len(r.buf) - 1)
-	r.buf[r.head] = e
 	r.n++
+	return &r.buf[r.head]
 }
+
+// takeFront moves the first element into dst and clears its slot, so the
+// ring keeps nothing it no longer holds alive; the ring must not be empty.
+func (r *ring[E]) takeFront(dst *E) {
+	var zero E
+	*dst = r.buf[r.head]
+	r.buf[r.head] = zero
+	r.head = (r.head + 1) & (len(r.buf) - 1)
+	r.n--
+}
+
+func (r *ring[E]) pushBack(e E)  { *r.addBack() = e }
+func (r *ring[E]) pushFront(e E) { *r.addFront() = e }
 
 // popFront removes and returns the first element; the ring must not be
 // empty.
-func (r *ring[E]) popFront() E {
-	var zero E
-	e := r.buf[r.head]
-	r.buf[r.head] = zero // let the garbage collector have it
-	r.head = (r.head + 1) & (len(r.buf) - 1)
-	r.n--
+func (r *ring[E]) popFront() (e E) {
+	r.takeFront(&e)
 	return e
 }

@@ -41,19 +41,22 @@ const batchMax = 4
 
 func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	defer e.wg.Done()
-	w := newMemWaiter[T]()
+	// The worker's leases: each take copies messages into the first few.
+	var leases [batchMax]*memEntry[T]
+	for i := range leases {
+		leases[i] = &memEntry[T]{q: q, own: true}
+	}
+	w := newMemWaiter(leases[0])
 	w.stopped = &e.stopped
 	// This worker's own counts: see Counters.
 	c := e.rt.Counters.newCell()
 	defer e.rt.Counters.dropCell(c)
 	var (
-		// acks are the messages handled successfully; the next take
+		// acks counts the messages handled successfully; the next take
 		// acknowledges them.
-		acks  [batchMax]*memEntry[T]
-		nacks int
-		// taken[next:ntaken] are taken and not yet started.
-		taken        [batchMax]*memEntry[T]
-		next, ntaken int
+		acks int
+		// leases[next:taken] hold messages taken and not yet started.
+		next, taken int
 		// busy says this worker counts one message in flight in c: the
 		// one it runs, or, between two, the ones handled and not yet
 		// acknowledged. A worker moving from one message to the next
@@ -63,22 +66,25 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	)
 	share := max(1, e.o.WIP)
 	for {
-		if next == ntaken {
-			n, more := q.takeBatch(acks[:nacks], taken[:], share)
-			clear(acks[:nacks])
-			nacks = 0
+		if next == taken {
+			n, more := q.takeBatch(acks, leases[:], share)
+			acks = 0
 			if n == 0 {
 				if busy {
 					c.addInFlight(-1)
 					busy = false
 				}
-				l, m, ok := q.waitShared(w)
-				if !ok {
+				// Idle: keep no handled message alive while waiting.
+				for _, l := range leases[:taken] {
+					l.m = memMsg[T]{}
+				}
+				var ok bool
+				if more, ok = q.waitShared(w); !ok {
 					return
 				}
-				taken[0], n, more = l, 1, m
+				n = 1
 			}
-			next, ntaken = 0, n
+			next, taken = 0, n
 			// Messages wait behind these: start another worker, up to
 			// WIP, so idle consumers are never kept waiting. Workers then
 			// stay until the drain.
@@ -90,19 +96,18 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			// The drain started while these messages were taken: hand
 			// them back unstarted, the last first so they keep their
 			// order at the front, and acknowledge the ones handled.
-			for i := ntaken - 1; i >= next; i-- {
-				q.put(taken[i], true)
+			for i := taken - 1; i >= next; i-- {
+				q.put(&leases[i].m, true)
 			}
-			if nacks > 0 {
-				q.takeBatch(acks[:nacks], nil, share)
+			if acks > 0 {
+				q.takeBatch(acks, nil, share)
 			}
 			if busy {
 				c.addInFlight(-1)
 			}
 			return
 		}
-		l := taken[next]
-		taken[next] = nil
+		l := leases[next]
 		next++
 		if !busy {
 			c.addInFlight(1)
@@ -110,8 +115,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 		}
 		d, err := l.delivery(&buf)
 		if e.handleMessage(l, d, err, true, c) {
-			acks[nacks] = l
-			nacks++
+			acks++
 		} else {
 			busy = false // settled, and counted out, by handleMessage
 		}
