@@ -29,8 +29,9 @@ type MemoryConfig struct {
 	// goes to the dead letters. nil passes values through unencoded (and
 	// uses JSON only to fill DeadLetter.Payload).
 	Codec Codec
-	// Propagator carries trace context in headers. nil means
-	// otel.GetTextMapPropagator().
+	// Propagator carries trace context in headers. nil means otel's
+	// global one, otel.GetTextMapPropagator() at each Publish and Consume,
+	// so one registered after the queue was made is used.
 	Propagator propagation.TextMapPropagator
 	// Clock times retries and the dedup window. nil means the system
 	// clock.
@@ -53,8 +54,8 @@ func (c MemoryConfig) Validate() error {
 // value; use natsjs for work that must survive the process.
 type Memory[T any] struct {
 	cfg MemoryConfig // read only
-	// onGlobal says cfg.Propagator is otel's global one, which publish
-	// skips while none is registered (see unsetGlobal).
+	// onGlobal says cfg.Propagator was nil: the queue uses otel's global
+	// propagator, as registered at the time of each use (see propagator).
 	onGlobal bool
 	counters Counters // padded: cfg is not on its cache lines
 	// carriers reuses the lazyCarriers of publishes that inject trace
@@ -146,11 +147,8 @@ func NewMemory[T any](cfg MemoryConfig) (*Memory[T], error) {
 		cfg.DeadLetterLimit = 1000
 	}
 	onGlobal := cfg.Propagator == nil
-	if onGlobal {
-		cfg.Propagator = otel.GetTextMapPropagator()
-	}
 	cfg.Clock = clockOr(cfg.Clock)
-	q := &Memory[T]{cfg: cfg, onGlobal: onGlobal && unsetGlobal != nil}
+	q := &Memory[T]{cfg: cfg, onGlobal: onGlobal}
 	if cfg.DedupWindow > 0 {
 		q.dedup = newDedupSet(int64(cfg.DedupWindow))
 	}
@@ -166,7 +164,7 @@ func InjectTrace(ctx context.Context, p propagation.TextMapPropagator, h Header)
 
 // unsetGlobal is otel's global propagator as long as none is registered,
 // when it injects nothing, yet takes a lock on each call: a queue on it
-// skips the call (see Memory.onGlobal). otel.SetTextMapPropagator replaces what
+// skips the call (see Memory.propagator). otel.SetTextMapPropagator replaces what
 // otel.GetTextMapPropagator returns, so a propagator registered later is
 // seen at once. It is nil if one was registered before this package was
 // initialised (then no call is skipped).
@@ -232,12 +230,12 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		return err
 	}
 	h := msg.Headers
-	if !q.onGlobal || otel.GetTextMapPropagator() != unsetGlobal {
+	if p := q.propagator(); p != nil {
 		c, _ := q.carriers.Get().(*lazyCarrier)
 		if c == nil {
 			c = new(lazyCarrier)
 		}
-		h = c.inject(ctx, q.cfg.Propagator, h)
+		h = c.inject(ctx, p, h)
 		q.carriers.Put(c)
 	}
 	payload := msg.Payload
@@ -298,6 +296,20 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	}
 	q.ready.addBack().set(msg.ID, msg.Key, payload, h, data)
 	q.mu.Unlock()
+	return nil
+}
+
+// propagator returns the propagator a publish injects with, or nil when
+// there is nothing to inject: a queue on otel's global one follows what
+// otel.GetTextMapPropagator returns at the time, skipping the unset
+// default.
+func (q *Memory[T]) propagator() propagation.TextMapPropagator {
+	if !q.onGlobal {
+		return q.cfg.Propagator
+	}
+	if p := otel.GetTextMapPropagator(); p != unsetGlobal {
+		return p
+	}
 	return nil
 }
 
@@ -483,7 +495,11 @@ func (q *Memory[T]) settled(n int) {
 // taken wait for the handler before them, as with a prefetch, and go back
 // to the front of the queue if the drain starts first.
 func (q *Memory[T]) Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error {
-	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{Propagator: q.cfg.Propagator, Counters: &q.counters})
+	p := q.cfg.Propagator
+	if q.onGlobal {
+		p = otel.GetTextMapPropagator()
+	}
+	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{Propagator: p, Counters: &q.counters})
 }
 
 // DeadLetters returns a copy of the dead letters kept, oldest first.
