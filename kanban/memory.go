@@ -158,6 +158,9 @@ func NewMemory[T any](cfg MemoryConfig) (*Memory[T], error) {
 // InjectTrace returns h with the trace context of ctx added by p. It
 // copies h before writing and returns h itself when p adds nothing.
 func InjectTrace(ctx context.Context, p propagation.TextMapPropagator, h Header) Header {
+	if p == nil || p == unsetGlobal && otel.GetTextMapPropagator() == unsetGlobal {
+		return h // nothing to inject: otel's global propagator, none registered
+	}
 	c := &lazyCarrier{}
 	return c.inject(ctx, p, h)
 }

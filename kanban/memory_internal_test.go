@@ -110,6 +110,8 @@ func TestMemoryFollowsTheGlobalPropagator(t *testing.T) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
 	require.NoError(t, q.Publish(ctx, Message[int]{ID: "after"}))
+	assert.Equal(t, "00-01000000000000000000000000000000-0200000000000000-01",
+		InjectTrace(ctx, unsetGlobal, nil)["traceparent"], "InjectTrace with the global made before registration uses the one registered")
 
 	w, open := newMemWaiter[int](nil), make(chan struct{})
 	before, ok := q.take(w, open)
