@@ -223,11 +223,11 @@ func (s *Service) pay(ctx context.Context, w http.ResponseWriter, p Payment, sta
 	if tai.OutcomeOf(err) == tai.Failed && status != StatusRateLimited {
 		s.log.Warn("payment failed", "transaction_id", sig.ID, "err", err)
 	}
-	s.payments.Put(resp)
 	body, mErr := json.Marshal(resp)
 	if mErr != nil {
 		return http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"could not encode the response"}}`)
 	}
+	s.payments.Put(resp.TransactionID, body)
 	return code, body
 }
 
