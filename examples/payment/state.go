@@ -34,6 +34,13 @@ func dayKey(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
 // MemoryState keeps customer state in this process. Memory is bounded: a
 // customer not seen for a day is forgotten by an incremental sweep.
+//
+// With millions of customers it is laid out for the garbage collector,
+// which walks every pointer of the live heap on each cycle: a customer's
+// record is a value in its shard's map, holding times as Unix nanoseconds
+// and the day's spend inline, so it costs the collector two pointers (the
+// name and the attempts, bytes it does not scan) instead of an object, a
+// map and a string of its own.
 type MemoryState struct {
 	seed   maphash.Seed
 	shards [32]memoryShard
@@ -41,17 +48,23 @@ type MemoryState struct {
 
 type memoryShard struct {
 	mu        sync.Mutex
-	customers map[string]*customerRecord
+	customers map[string]customerRecord
 	ops       int
 }
 
 type customerRecord struct {
-	attempts []time.Time // within the longest window asked for, oldest first
-	day      string
-	spend    map[string]int64 // currency → minor units on day
-	last     Point
-	hasLast  bool
-	seen     time.Time
+	attempts []int64 // Unix nanoseconds, within the longest window asked for, oldest first
+	// day is the UTC day of the spend, in days since 1970-01-01; the
+	// spend is in one currency inline (code, minor), the others in more.
+	day     int64
+	code    [3]byte
+	minor   int64
+	more    map[string]int64
+	lastLat float64
+	lastLon float64
+	lastAt  int64 // Unix nanoseconds
+	hasLast bool
+	seen    int64 // Unix nanoseconds
 }
 
 // maxAttemptsKept bounds the attempts remembered per customer: enough to
@@ -62,42 +75,55 @@ const maxAttemptsKept = 256
 func NewMemoryState() *MemoryState {
 	m := &MemoryState{seed: maphash.MakeSeed()}
 	for i := range m.shards {
-		m.shards[i].customers = make(map[string]*customerRecord)
+		m.shards[i].customers = make(map[string]customerRecord)
 	}
 	return m
 }
+
+// forgetAfter is how long a customer not seen is remembered: past the
+// day their spend counts for.
+const forgetAfter = 25 * time.Hour
 
 func (m *MemoryState) with(customer string, now time.Time, fn func(r *customerRecord)) {
 	sh := &m.shards[maphash.String(m.seed, customer)%uint64(len(m.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	r := sh.customers[customer]
-	if r == nil {
-		r = &customerRecord{}
-		sh.customers[customer] = r
+	if n := now.UnixNano(); n > r.seen {
+		r.seen = n
 	}
-	if now.After(r.seen) {
-		r.seen = now
-	}
-	fn(r)
+	fn(&r)
+	sh.customers[customer] = r
 	sh.ops++
 	if sh.ops%1024 == 0 {
+		cut := now.UnixNano() - int64(forgetAfter)
 		for k, c := range sh.customers {
-			if now.Sub(c.seen) > 25*time.Hour {
+			if c.seen < cut {
 				delete(sh.customers, k)
 			}
 		}
 	}
 }
 
+// dayOf numbers the UTC day of t, as dayKey names it.
+func dayOf(t time.Time) int64 {
+	s := t.Unix()
+	d := s / 86400
+	if s < 0 && s%86400 != 0 {
+		d-- // round towards the past, as a calendar does
+	}
+	return d
+}
+
 // Attempt implements CustomerState.
 func (m *MemoryState) Attempt(_ context.Context, customer string, now time.Time, window time.Duration) (n int, _ error) {
 	m.with(customer, now, func(r *customerRecord) {
+		t, from := now.UnixNano(), now.Add(-window).UnixNano()
 		cut := 0
-		for cut < len(r.attempts) && !r.attempts[cut].After(now.Add(-window)) {
+		for cut < len(r.attempts) && r.attempts[cut] <= from {
 			cut++
 		}
-		r.attempts = append(r.attempts[cut:], now)
+		r.attempts = append(r.attempts[cut:], t)
 		if len(r.attempts) > maxAttemptsKept {
 			r.attempts = r.attempts[len(r.attempts)-maxAttemptsKept:]
 		}
@@ -109,8 +135,13 @@ func (m *MemoryState) Attempt(_ context.Context, customer string, now time.Time,
 // Spent implements CustomerState.
 func (m *MemoryState) Spent(_ context.Context, customer, currency string, now time.Time) (v int64, _ error) {
 	m.with(customer, now, func(r *customerRecord) {
-		if r.day == dayKey(now) {
-			v = r.spend[currency]
+		if r.day != dayOf(now) {
+			return
+		}
+		if len(currency) == len(r.code) && string(r.code[:]) == currency {
+			v = r.minor
+		} else {
+			v = r.more[currency]
 		}
 	})
 	return v, nil
@@ -119,10 +150,21 @@ func (m *MemoryState) Spent(_ context.Context, customer, currency string, now ti
 // AddSpend implements CustomerState.
 func (m *MemoryState) AddSpend(_ context.Context, customer, currency string, minor int64, now time.Time) error {
 	m.with(customer, now, func(r *customerRecord) {
-		if d := dayKey(now); r.day != d {
-			r.day, r.spend = d, map[string]int64{}
+		if d := dayOf(now); r.day != d {
+			r.day, r.code, r.minor, r.more = d, [3]byte{}, 0, nil
 		}
-		r.spend[currency] += minor
+		switch {
+		case len(currency) == len(r.code) && string(r.code[:]) == currency:
+			r.minor += minor
+		case r.code == [3]byte{} && len(currency) == len(r.code):
+			copy(r.code[:], currency)
+			r.minor = minor
+		default:
+			if r.more == nil {
+				r.more = make(map[string]int64)
+			}
+			r.more[currency] += minor
+		}
 	})
 	return nil
 }
@@ -130,8 +172,10 @@ func (m *MemoryState) AddSpend(_ context.Context, customer, currency string, min
 // Move implements CustomerState.
 func (m *MemoryState) Move(_ context.Context, customer string, p Point) (prev Point, ok bool, _ error) {
 	m.with(customer, p.At, func(r *customerRecord) {
-		prev, ok = r.last, r.hasLast
-		r.last, r.hasLast = p, true
+		if ok = r.hasLast; ok {
+			prev = Point{Lat: r.lastLat, Lon: r.lastLon, At: time.Unix(0, r.lastAt).UTC()}
+		}
+		r.lastLat, r.lastLon, r.lastAt, r.hasLast = p.Lat, p.Lon, p.At.UnixNano(), true
 	})
 	return prev, ok, nil
 }

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMemoryStateCountsAttemptsInTheWindow(t *testing.T) {
+	s, ctx := NewMemoryState(), context.Background()
+	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	for i, want := range []int{1, 2, 3} {
+		n, err := s.Attempt(ctx, "c1", t0.Add(time.Duration(i)*10*time.Second), time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, want, n)
+	}
+	n, _ := s.Attempt(ctx, "c1", t0.Add(70*time.Second), time.Minute)
+	assert.Equal(t, 2, n, "the attempts at 0s and 10s are out of the minute ending at 70s")
+	n, _ = s.Attempt(ctx, "c2", t0, time.Minute)
+	assert.Equal(t, 1, n, "customers are counted apart")
+	for i := range 2 * maxAttemptsKept {
+		n, _ = s.Attempt(ctx, "c3", t0.Add(time.Duration(i)*time.Millisecond), time.Hour)
+	}
+	assert.Equal(t, maxAttemptsKept, n)
+}
+
+func TestMemoryStateSpendsPerCurrencyAndDay(t *testing.T) {
+	s, ctx := NewMemoryState(), context.Background()
+	day := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	require.NoError(t, s.AddSpend(ctx, "c", "USD", 1000, day))
+	require.NoError(t, s.AddSpend(ctx, "c", "USD", 250, day.Add(time.Hour)))
+	require.NoError(t, s.AddSpend(ctx, "c", "EUR", 70, day))
+	require.NoError(t, s.AddSpend(ctx, "c", "JPY", 5, day))
+	for cur, want := range map[string]int64{"USD": 1250, "EUR": 70, "JPY": 5, "GBP": 0} {
+		v, err := s.Spent(ctx, "c", cur, day.Add(2*time.Hour))
+		require.NoError(t, err)
+		assert.Equal(t, want, v, cur)
+	}
+	v, _ := s.Spent(ctx, "other", "USD", day)
+	assert.Zero(t, v)
+
+	next := day.Add(15 * time.Hour) // 00:00 UTC the next day
+	v, _ = s.Spent(ctx, "c", "USD", next)
+	assert.Zero(t, v, "a new UTC day starts from nothing")
+	require.NoError(t, s.AddSpend(ctx, "c", "EUR", 30, next))
+	v, _ = s.Spent(ctx, "c", "EUR", next)
+	assert.Equal(t, int64(30), v)
+	v, _ = s.Spent(ctx, "c", "USD", next)
+	assert.Zero(t, v, "yesterday's spend in another currency is gone too")
+}
+
+func TestMemoryStateMoves(t *testing.T) {
+	s, ctx := NewMemoryState(), context.Background()
+	at := time.Date(2026, 11, 28, 9, 0, 0, 5, time.UTC)
+	_, ok, err := s.Move(ctx, "c", Point{Lat: 1, Lon: 2, At: at})
+	require.NoError(t, err)
+	assert.False(t, ok, "no previous location")
+	prev, ok, _ := s.Move(ctx, "c", Point{Lat: 3, Lon: 4, At: at.Add(time.Minute)})
+	require.True(t, ok)
+	assert.Equal(t, 1.0, prev.Lat)
+	assert.Equal(t, 2.0, prev.Lon)
+	assert.True(t, at.Equal(prev.At), "%v", prev.At)
+}
+
+func TestMemoryStateForgetsIdleCustomers(t *testing.T) {
+	s, ctx := NewMemoryState(), context.Background()
+	t0 := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	const n = 64
+	for i := range n {
+		_, _ = s.Attempt(ctx, "old"+strconv.Itoa(i), t0, time.Minute)
+	}
+	require.Equal(t, n, s.Len())
+	// Enough operations a day and more later for every shard to sweep.
+	later := t0.Add(forgetAfter + time.Minute)
+	for i := range 1024 * len(s.shards) * 2 {
+		_, _ = s.Attempt(ctx, "new"+strconv.Itoa(i%1024), later, time.Minute)
+	}
+	assert.Equal(t, 1024, s.Len(), "the customers idle for more than a day are forgotten")
+}
