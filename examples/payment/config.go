@@ -170,7 +170,7 @@ func (c *Config) validate() error {
 	check(c.AlertP99 > 0, "-alert-p99 %v must be positive", c.AlertP99)
 	check(c.AlertInterval >= 100*time.Millisecond, "-alert-interval %v must be at least 100ms", c.AlertInterval)
 	check(c.TraceSample == -1 || c.TraceSample >= 0 && c.TraceSample <= 1, "-trace-sample %v is outside [0, 1] (or -1 for auto)", c.TraceSample)
-	check(c.StoreCapacity >= 1, "-store-capacity %d must be at least 1", c.StoreCapacity)
+	check(c.StoreCapacity >= 1 && c.StoreCapacity <= maxStoreCapacity, "-store-capacity %d is outside [1, %d]", c.StoreCapacity, maxStoreCapacity)
 	check(c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error", "-log-level %q must be debug, info, warn or error", c.LogLevel)
 	bl, err := ParseBlacklist(c.Blacklist)
 	if err != nil {

@@ -36,6 +36,10 @@ type PaymentStore struct {
 	early map[paymentKey]int64
 }
 
+// maxStoreCapacity bounds -store-capacity: the store indexes its ring with
+// int32, and a hundred million payments is tens of gigabytes already.
+const maxStoreCapacity = 100_000_000
+
 // paymentKey is a transaction ID, "txn_" and 32 hex digits, as bytes.
 type paymentKey [16]byte
 
