@@ -245,16 +245,6 @@ func invalidSignal[T any](s *Signal[T]) error {
 	return &RejectedError{Stage: StageSignal, Err: fmt.Errorf("%w: empty %s", ErrInvalidSignal, field)}
 }
 
-// epoch anchors the pipeline's clock: durations are read as time.Since
-// (epoch), which reads only the monotonic clock and costs half of time.Now.
-var epoch = time.Now()
-
-// epochWall is epoch in Unix nanoseconds: a Record's Start is built from
-// it with time.Unix, a third of the cost of epoch.Add.
-var epochWall = epoch.UnixNano()
-
-func monotonic() time.Duration { return time.Since(epoch) }
-
 // process is the path with hooks. One deferred function recovers a panic
 // from any hook and finishes the signal: outcome, root span, observers. It
 // writes the result through res, so Process copies it once.
@@ -321,7 +311,7 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T], res *Result[
 	}
 	if p.stageTimed && len(p.gates) > 0 {
 		now := monotonic()
-		stages[StageGate], t = now-t, now
+		stages[StageGate], t = max(0, now-t), now
 	}
 
 	stage = StagePolicy
@@ -345,7 +335,7 @@ func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T], res *Result[
 	}
 	if p.stageTimed {
 		now := monotonic()
-		stages[StagePolicy], t = now-t, now
+		stages[StagePolicy], t = max(0, now-t), now
 	}
 
 	stage = StageAction
@@ -551,9 +541,9 @@ func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R
 	}
 	end := monotonic()
 	if p.stageTimed {
-		rec.Stages[stage] = end - t
+		rec.Stages[stage] = max(0, end-t)
 	}
-	rec.Duration = end - t0
+	rec.Duration = max(0, end-t0) // see monotonic
 	rec.Stages[StageSignal] = rec.Duration
 	if root != nil {
 		root.End(err)
