@@ -13,7 +13,11 @@ type Stats struct {
 	Handled      int64 // messages the handler finished without error
 	Retried      int64 // failed attempts that were scheduled again
 	DeadLettered int64 // messages sent to the dead letters
-	InFlight     int64 // messages pulled and not yet settled
+	// InFlight is the messages pulled and not yet settled, at most WIP per
+	// consumer. The in-memory queue's workers may take a few messages
+	// ahead of their handler (see Memory.Consume): those count once their
+	// handler starts.
+	InFlight int64
 }
 
 // Counters is the live, concurrency-safe form of Stats that backends
