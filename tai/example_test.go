@@ -151,13 +151,7 @@ func (g *failureBudget) done(err error) {
 
 // Do is the same guard for callers that wrap.
 func (g *failureBudget) Do(ctx context.Context, fn func(context.Context) error) error {
-	done, err := g.Allow(ctx)
-	if err != nil {
-		return err
-	}
-	err = fn(ctx)
-	done(err)
-	return err
+	return tai.DoTwoStep(ctx, g, fn)
 }
 
 func ExampleTwoStepGuard() {

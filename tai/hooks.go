@@ -65,6 +65,35 @@ type TwoStepGuard interface {
 	Allow(ctx context.Context) (done func(err error), err error)
 }
 
+// DoTwoStep is the Do of a TwoStepGuard, for callers that wrap: it calls
+// g.Allow, then fn if g allows it, and reports to done what fn returned —
+// or, should fn panic, a *PanicError before the panic goes on, so a guard
+// counting failures (a circuit breaker's probe) hears of it. A
+// TwoStepGuard can implement Do by calling it.
+func DoTwoStep(ctx context.Context, g TwoStepGuard, fn func(context.Context) error) error {
+	done, err := g.Allow(ctx)
+	if err != nil {
+		return err
+	}
+	if done == nil {
+		return fn(ctx)
+	}
+	returned := false
+	defer func() {
+		if !returned {
+			v := recover() // nil when fn called runtime.Goexit
+			done(newPanicError(StageAction, v))
+			if v != nil {
+				panic(v)
+			}
+		}
+	}()
+	err = fn(ctx)
+	returned = true
+	done(err)
+	return err
+}
+
 // GuardFunc adapts an ordinary function to a Guard.
 type GuardFunc func(ctx context.Context, fn func(context.Context) error) error
 

@@ -38,13 +38,7 @@ func (g *stepGuard) Allow(context.Context) (func(error), error) {
 }
 
 func (g *stepGuard) Do(ctx context.Context, fn func(context.Context) error) error {
-	done, err := g.Allow(ctx)
-	if err != nil {
-		return err
-	}
-	err = fn(ctx)
-	done(err)
-	return err
+	return tai.DoTwoStep(ctx, g, fn)
 }
 
 // wrapOnly hides a stepGuard's Allow: the pipeline must wrap the action.
@@ -176,4 +170,42 @@ func TestManyTwoStepGuardsAreWrapped(t *testing.T) {
 	_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
 	require.NoError(t, err)
 	assert.Equal(t, want, j.get())
+}
+
+// TestDoTwoStep: Do written with DoTwoStep allows, runs, reports; refuses
+// without running; and tells done of a panic, once, before it goes on.
+func TestDoTwoStep(t *testing.T) {
+	ctx := context.Background()
+	boom := errors.New("boom")
+
+	j := &journal{}
+	g := &stepGuard{name: "g", j: j}
+	err := g.Do(ctx, func(context.Context) error { j.add("fn"); return boom })
+	require.ErrorIs(t, err, boom)
+	assert.Equal(t, []string{"g allow", "fn", "g done *errors.errorString"}, j.get())
+
+	j = &journal{}
+	g = &stepGuard{name: "g", j: j, refuse: tai.ErrDenied}
+	err = g.Do(ctx, func(context.Context) error { j.add("fn"); return nil })
+	require.ErrorIs(t, err, tai.ErrDenied)
+	assert.Equal(t, []string{"g allow"}, j.get(), "a refused call neither runs nor reports")
+
+	j = &journal{}
+	g = &stepGuard{name: "g", j: j}
+	assert.PanicsWithValue(t, "fn broke", func() {
+		_ = g.Do(ctx, func(context.Context) error { panic("fn broke") })
+	})
+	assert.Equal(t, []string{"g allow", "g done *tai.PanicError"}, j.get(), "the panic is reported, then goes on")
+
+	j = &journal{}
+	g = &stepGuard{name: "g", j: j, panicDone: true}
+	assert.PanicsWithValue(t, "done broke", func() {
+		_ = g.Do(ctx, func(context.Context) error { return nil })
+	})
+	assert.Equal(t, []string{"g allow", "g done <nil>"}, j.get(), "a done that panics is called once")
+
+	// A guard that wants no report: fn runs, nothing else.
+	ran := false
+	require.NoError(t, tai.DoTwoStep(ctx, noReport{}, func(context.Context) error { ran = true; return nil }))
+	assert.True(t, ran)
 }
