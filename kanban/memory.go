@@ -569,14 +569,9 @@ func (e *memEntry[T]) Key() string  { return e.m.d.Key }
 func (e *memEntry[T]) Attempt() int { return e.m.d.Attempt }
 
 func (e *memEntry[T]) Message() (Message[T], error) {
-	if e.q.cfg.Codec == nil {
-		return e.m.d.Message, nil
-	}
-	m := e.m.d.Message
-	var p T
-	err := e.q.cfg.Codec.Unmarshal(e.m.data, &p)
-	m.Payload = p
-	return m, err
+	var buf Delivery[T]
+	d, err := e.delivery(&buf)
+	return d.Message, err
 }
 
 // delivery returns the delivery of e to hand a handler: e's own without a

@@ -53,8 +53,7 @@ func (r *ring[E]) takeFront(dst *E) {
 	r.n--
 }
 
-func (r *ring[E]) pushBack(e E)  { *r.addBack() = e }
-func (r *ring[E]) pushFront(e E) { *r.addFront() = e }
+func (r *ring[E]) pushBack(e E) { *r.addBack() = e }
 
 // popFront removes and returns the first element; the ring must not be
 // empty.

@@ -35,7 +35,7 @@ func TestRingKeepsOrderAcrossGrowthAndWrap(t *testing.T) {
 				}
 			}
 			for i := range tc.front {
-				r.pushFront(-1 - i)
+				*r.addFront() = -1 - i
 				want = append([]int{-1 - i}, want...)
 			}
 			for i := range tc.back {
