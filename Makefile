@@ -1,6 +1,10 @@
 # The plain Go commands work without make; these targets only wrap them.
 GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Every package of every module in the workspace (go.work): the library,
+# its adapter modules, the examples and the bench module.
+ALL := github.com/taipattern/taikit/...
+PKG ?= ./tai
 BENCH ?= .
 BENCHTIME ?= 1s
 BIN ?= $(CURDIR)/bin
@@ -12,33 +16,39 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: test
-test: ## go test ./... (tests needing absent servers skip)
-	$(GO) test ./...
+test: ## every module's tests (tests needing absent servers skip)
+	$(GO) test $(ALL)
 
 .PHONY: race
-race: ## go test -race ./...
-	$(GO) test -race ./...
+race: ## every module's tests with the race detector
+	$(GO) test -race $(ALL)
 
 .PHONY: lint
-lint: ## go vet and staticcheck, library and bench module
-	$(GO) vet ./...
-	cd bench && $(GO) vet ./...
-	$(STATICCHECK) ./...
+lint: ## go vet and staticcheck, every module
+	$(GO) vet $(ALL)
+	$(STATICCHECK) $(ALL)
 
 .PHONY: bench
-bench: ## the library's benchmarks and the peer comparisons (BENCH=regexp BENCHTIME=1s)
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
-	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
+bench: ## the benchmarks of every module, the peer comparisons included (BENCH=regexp BENCHTIME=1s)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(ALL)
 
 .PHONY: cover
 cover: ## test coverage, written to coverage.html
-	$(GO) test -coverprofile=coverage.out ./...
+	$(GO) test -coverprofile=coverage.out $(ALL)
 	$(GO) tool cover -func=coverage.out | tail -1
 	$(GO) tool cover -html=coverage.out -o coverage.html
 
 .PHONY: fmt
 fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: mutate
+mutate: ## mutation testing of one package: PKG=./heijunka (FILES=a.go,b.go MIN=0.9)
+	$(GO) run ./internal/mutate $(if $(FILES),-files $(FILES)) $(if $(MIN),-min $(MIN)) $(PKG)
+
+.PHONY: deps
+deps: ## check what a consumer module links for each set of taikit packages
+	bash .ci/consumer-check
 
 .PHONY: payment
 payment: ## run the payment service on :3001 (embedded NATS, no setup)

@@ -18,6 +18,13 @@ import (
 	"github.com/taipattern/taikit/internal/servers"
 )
 
+// redisClient returns a client of srv, closed when the test ends.
+func redisClient(t *testing.T, srv *servers.Redis) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 func newStore(t *testing.T, c redis.UniversalClient, opts redisgcra.Options) *redisgcra.Store {
 	t.Helper()
 	opts.Client = c
@@ -31,7 +38,7 @@ func newStore(t *testing.T, c redis.UniversalClient, opts redisgcra.Options) *re
 
 func TestConformance(t *testing.T) {
 	srv := servers.StartRedis(t)
-	c := srv.Client(t)
+	c := redisClient(t, srv)
 	storetest.Run(t, func(t *testing.T) heijunka.Store {
 		return newStore(t, c, redisgcra.Options{})
 	})
@@ -72,7 +79,7 @@ func TestTwoReplicasShareALimit(t *testing.T) {
 	var replicas [2]*heijunka.Keyed
 	for i := range replicas {
 		k, err := heijunka.NewKeyed(limit, heijunka.KeyedOptions{
-			Store: newStore(t, srv.Client(t), redisgcra.Options{Prefix: "shared:"}),
+			Store: newStore(t, redisClient(t, srv), redisgcra.Options{Prefix: "shared:"}),
 			Now:   clock,
 		})
 		require.NoError(t, err)
@@ -110,8 +117,8 @@ func TestTwoReplicasServerClock(t *testing.T) {
 	srv := servers.StartRedis(t)
 	limit := heijunka.PerMinute(1).WithBurst(3)
 	stores := []*redisgcra.Store{
-		newStore(t, srv.Client(t), redisgcra.Options{ServerClock: true}),
-		newStore(t, srv.Client(t), redisgcra.Options{ServerClock: true}),
+		newStore(t, redisClient(t, srv), redisgcra.Options{ServerClock: true}),
+		newStore(t, redisClient(t, srv), redisgcra.Options{ServerClock: true}),
 	}
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
@@ -139,7 +146,7 @@ func TestTwoReplicasServerClock(t *testing.T) {
 
 func TestKeysExpireWhenFresh(t *testing.T) {
 	srv := servers.StartRedis(t)
-	c := srv.Client(t)
+	c := redisClient(t, srv)
 	s := newStore(t, c, redisgcra.Options{Prefix: "exp:"})
 	ctx := context.Background()
 	now := time.Now()
@@ -203,7 +210,7 @@ func TestRefusesSubMicrosecondRates(t *testing.T) {
 
 func TestScriptReloadsAfterFlush(t *testing.T) {
 	srv := servers.StartRedis(t)
-	c := srv.Client(t)
+	c := redisClient(t, srv)
 	s := newStore(t, c, redisgcra.Options{})
 	ctx := context.Background()
 	now := time.Now()

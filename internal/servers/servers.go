@@ -7,8 +7,8 @@
 package servers
 
 import (
-	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,8 +16,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Required reports whether TAIKIT_REQUIRE_SERVERS=1 is set.
@@ -85,13 +83,9 @@ func tryStartRedis(bin string, port int) (*Redis, error) {
 		return nil, err
 	}
 	go func() { s.done <- s.cmd.Wait() }()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
-	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
+		err := pingRedis(s.Addr)
 		if err == nil {
 			return s, nil
 		}
@@ -119,9 +113,24 @@ func (s *Redis) Stop() {
 // URL returns a redis:// URL of the server.
 func (s *Redis) URL() string { return "redis://" + s.Addr }
 
-// Client returns a client of s, closed when the test ends.
-func (s *Redis) Client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+// pingRedis sends PING in the Redis protocol and expects +PONG, so that
+// this package needs no Redis client.
+func pingRedis(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != "+PONG\r\n" {
+		return fmt.Errorf("redis-server answered PING with %q", buf)
+	}
+	return nil
 }
