@@ -1,0 +1,16 @@
+//go:build !unix
+
+package datadir
+
+import (
+	"errors"
+	"os"
+)
+
+// Without flock the directory cannot be locked safely; refuse rather than
+// risk two processes on one store.
+func lockFile(*os.File) error {
+	return errors.New("locking a data directory is supported on Unix systems only")
+}
+
+func unlockFile(*os.File) error { return nil }

@@ -1,0 +1,264 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+)
+
+// ReadBody checks that r's Content-Type is application/json (415 otherwise)
+// and reads its body, at most limit bytes (413 beyond).
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if err := CheckContentType(r.Header.Get("Content-Type")); err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is larger than %d bytes", limit)
+		}
+		return nil, Errorf(http.StatusBadRequest, "invalid_request", "could not read the request body")
+	}
+	return body, nil
+}
+
+// CheckContentType accepts application/json with any parameters.
+func CheckContentType(ct string) error {
+	if ct == "" {
+		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type %q is not application/json", ct)
+	}
+	return nil
+}
+
+// Decode decodes one JSON value from data into v, strictly: an object key
+// that appears twice, a key whose spelling differs from the field's only in
+// case (encoding/json would accept {"Amount": 7} for "amount"), a key no
+// field has, a value of the wrong type and anything after the value are
+// errors, each a 400 *Error naming the key. Numbers are decoded as
+// encoding/json does (1000e-4 is 0.1 for a float64).
+func Decode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := checkValue(dec, reflect.TypeOf(v), ""); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Invalid("", "request body holds more than one JSON value")
+	}
+	dec = json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	return nil
+}
+
+// checkValue reads one value from dec, checking the keys of every object in
+// it against t (nil: any value). It reports syntax errors too.
+func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return decodeError(err)
+	}
+	return checkToken(dec, tok, t, path)
+}
+
+// next reads the next token inside a value: the input may not end there.
+func next(dec *json.Decoder) (json.Token, error) {
+	tok, err := dec.Token()
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return tok, decodeError(err)
+}
+
+func checkToken(dec *json.Decoder, tok json.Token, t reflect.Type, path string) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType)) {
+		t = nil // decodes itself: check only for duplicate keys
+	}
+	switch tok {
+	case json.Delim('{'):
+		var fields map[string]field
+		var elem reflect.Type
+		if t != nil {
+			switch t.Kind() {
+			case reflect.Struct:
+				fields = fieldsOf(t)
+			case reflect.Map:
+				elem = t.Elem()
+			}
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := next(dec)
+			if err != nil {
+				return err
+			}
+			key := tok.(string)
+			at := join(path, key)
+			if seen[key] {
+				return Invalid(at, "key %q appears twice", at)
+			}
+			seen[key] = true
+			typ := elem
+			if fields != nil {
+				f, ok := fields[key]
+				if !ok {
+					for name := range fields {
+						if strings.EqualFold(name, key) {
+							return Invalid(at, "key %q must be spelled %q", at, join(path, name))
+						}
+					}
+					return Invalid(at, "unknown field %q", at)
+				}
+				typ = f.typ
+			}
+			tok, err = next(dec)
+			if err != nil {
+				return err
+			}
+			if err := checkToken(dec, tok, typ, at); err != nil {
+				return err
+			}
+		}
+		_, err := next(dec) // '}'
+		return err
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			tok, err := next(dec)
+			if err != nil {
+				return err
+			}
+			if err := checkToken(dec, tok, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		_, err := next(dec) // ']'
+		return err
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+type field struct{ typ reflect.Type }
+
+var fieldCache sync.Map // reflect.Type → map[string]field
+
+// fieldsOf returns the JSON names of t's fields, as encoding/json names
+// them (tags, embedded structs' promoted fields, "-" skipped).
+func fieldsOf(t reflect.Type) map[string]field {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]field)
+	}
+	m := map[string]field{}
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if sf.Anonymous && name == "" {
+			ft := sf.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range fieldsOf(ft) {
+					if _, dup := m[k]; !dup {
+						m[k] = v
+					}
+				}
+				continue
+			}
+		}
+		if !sf.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = sf.Name
+		}
+		m[name] = field{typ: sf.Type}
+	}
+	fieldCache.Store(t, m)
+	return m
+}
+
+// decodeError turns an encoding/json error into a 400 naming the field.
+func decodeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var apiErr *Error
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr
+	case errors.As(err, &typeErr):
+		f := typeErr.Field
+		return Invalid(f, "%s must be %s, not a JSON %s", orBody(f), kindName(typeErr.Type), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return Invalid("", "malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
+	case errors.Is(err, io.EOF):
+		return Invalid("", "request body is empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return Invalid("", "malformed JSON: unexpected end of input")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return Invalid(f, "unknown field %q", f)
+	}
+	return Invalid("", "malformed JSON: %v", err)
+}
+
+func orBody(field string) string {
+	if field == "" {
+		return "the request body"
+	}
+	return field
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Map, reflect.Struct, reflect.Pointer:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	}
+	return "a " + t.Kind().String()
+}

@@ -1,0 +1,262 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type inner struct {
+	Country string `json:"country"`
+}
+
+type request struct {
+	Amount   float64           `json:"amount"`
+	Customer string            `json:"customer_id"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Location *inner            `json:"location,omitempty"`
+	Items    []inner           `json:"items,omitempty"`
+	Ignored  string            `json:"-"`
+}
+
+func TestDecodeStrict(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, field, msg string
+	}{
+		{"duplicate key", `{"amount":1,"amount":7}`, "amount", `key "amount" appears twice`},
+		{"mis-cased key", `{"amount":1,"Amount":7}`, "Amount", `key "Amount" must be spelled "amount"`},
+		{"mis-cased alone", `{"Amount":7}`, "Amount", `must be spelled "amount"`},
+		{"unknown key", `{"amount":1,"colour":"red"}`, "colour", `unknown field "colour"`},
+		{"ignored field is unknown", `{"Ignored":"x"}`, "Ignored", `unknown field "Ignored"`},
+		{"nested duplicate", `{"location":{"country":"DE","country":"FR"}}`, "location.country", "appears twice"},
+		{"nested mis-cased", `{"location":{"Country":"DE"}}`, "location.Country", `must be spelled "location.country"`},
+		{"duplicate in a map", `{"metadata":{"a":"1","a":"2"}}`, "metadata.a", "appears twice"},
+		{"in an array", `{"items":[{"country":"DE"},{"COUNTRY":"FR"}]}`, "items[1].COUNTRY", "must be spelled"},
+		{"wrong type", `{"amount":"12"}`, "amount", "amount must be a number, not a JSON string"},
+		{"two values", `{"amount":1} {"amount":2}`, "", "more than one JSON value"},
+		{"empty", ``, "", "request body is empty"},
+		{"truncated", `{"amount":1`, "", "unexpected end of input"},
+		{"syntax", `{"amount":}`, "", "malformed JSON"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r request
+			err := Decode([]byte(tc.body), &r)
+			var e *Error
+			require.True(t, errors.As(err, &e), "got %v", err)
+			assert.Equal(t, http.StatusBadRequest, e.Status)
+			assert.Equal(t, "invalid_request", e.Code)
+			assert.Equal(t, tc.field, e.Field)
+			assert.Contains(t, e.Message, tc.msg)
+		})
+	}
+}
+
+func TestDecodeAccepts(t *testing.T) {
+	var r request
+	require.NoError(t, Decode([]byte(`{"amount":1000e-4,"customer_id":"c","metadata":{"Amount":"x","amount":"y"},"location":{"country":"DE"},"items":[{"country":"FR"}]}`), &r))
+	assert.Equal(t, 0.1, r.Amount)
+	assert.Equal(t, "c", r.Customer)
+	assert.Equal(t, map[string]string{"Amount": "x", "amount": "y"}, r.Metadata, "map keys differing in case are different keys")
+	assert.Equal(t, "DE", r.Location.Country)
+	assert.Equal(t, []inner{{"FR"}}, r.Items)
+}
+
+func TestWriteError(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteError(rec, &Error{Status: 429, Code: "rate_limited", Message: "slow down", RetryAfter: 1500 * time.Millisecond})
+	assert.Equal(t, 429, rec.Code)
+	assert.Equal(t, "2", rec.Header().Get("Retry-After"))
+	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	assert.JSONEq(t, `{"error":{"code":"rate_limited","message":"slow down"}}`, rec.Body.String())
+
+	rec = httptest.NewRecorder()
+	WriteError(rec, errors.New("database password is hunter2"))
+	assert.Equal(t, 500, rec.Code)
+	assert.NotContains(t, rec.Body.String(), "hunter2")
+	assert.JSONEq(t, `{"error":{"code":"internal","message":"internal error"}}`, rec.Body.String())
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	assert.Equal(t, 1, RetryAfterSeconds(0))
+	assert.Equal(t, 1, RetryAfterSeconds(time.Millisecond))
+	assert.Equal(t, 1, RetryAfterSeconds(time.Second))
+	assert.Equal(t, 2, RetryAfterSeconds(time.Second+time.Nanosecond))
+}
+
+func TestReadBody(t *testing.T) {
+	req := func(ct, body string) *http.Request {
+		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
+		if ct != "" {
+			r.Header.Set("Content-Type", ct)
+		}
+		return r
+	}
+	status := func(err error) int {
+		var e *Error
+		require.True(t, errors.As(err, &e))
+		return e.Status
+	}
+	_, err := ReadBody(httptest.NewRecorder(), req("", "{}"), 10)
+	assert.Equal(t, 415, status(err))
+	_, err = ReadBody(httptest.NewRecorder(), req("text/plain", "{}"), 10)
+	assert.Equal(t, 415, status(err))
+	_, err = ReadBody(httptest.NewRecorder(), req("application/json", strings.Repeat("x", 11)), 10)
+	assert.Equal(t, 413, status(err))
+	b, err := ReadBody(httptest.NewRecorder(), req("application/json; charset=utf-8", "{}"), 10)
+	require.NoError(t, err)
+	assert.Equal(t, "{}", string(b))
+}
+
+func TestBearer(t *testing.T) {
+	for h, want := range map[string]string{
+		"Bearer abc": "abc", "bearer abc": "abc", "BEARER abc": "abc", "Bearer  abc": "abc",
+		"Basic abc": "", "Bearer": "", "Bearer ": "", "": "", "Bearerabc": "",
+	} {
+		got, ok := Bearer(h)
+		assert.Equal(t, want, got, h)
+		assert.Equal(t, want != "", ok, h)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	call := func(h http.Handler, auth string) int {
+		r := httptest.NewRequest("POST", "/", nil)
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	var rejected []int
+	count := func(_ *http.Request, e *Error) { rejected = append(rejected, e.Status) }
+
+	open := Tokens{}
+	assert.Equal(t, 204, call(open.RequireAPI(ok, count), ""))
+	assert.Equal(t, 403, call(open.RequireAdmin(ok, count), "Bearer anything"), "no admin token: admin actions are off")
+
+	tok := Tokens{API: "api", Admin: "adm"}
+	assert.Equal(t, 401, call(tok.RequireAPI(ok, count), ""))
+	assert.Equal(t, 401, call(tok.RequireAPI(ok, count), "Bearer adm"))
+	assert.Equal(t, 204, call(tok.RequireAPI(ok, count), "bearer api"))
+	assert.Equal(t, 401, call(tok.RequireAdmin(ok, count), "Bearer api"), "the API token is not the admin token")
+	assert.Equal(t, 204, call(tok.RequireAdmin(ok, count), "Bearer adm"))
+	assert.Equal(t, []int{403, 401, 401, 401}, rejected)
+
+	require.Error(t, Tokens{API: "x", Admin: "x"}.Validate())
+	require.Error(t, Tokens{API: "x "}.Validate())
+	require.NoError(t, Tokens{API: "x", Admin: "y"}.Validate())
+	require.NoError(t, Tokens{}.Validate())
+}
+
+func TestReadToken(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "tok")
+	require.NoError(t, os.WriteFile(f, []byte("s3cret\n"), 0o600))
+	got, err := ReadToken("api-token", "", f)
+	require.NoError(t, err)
+	assert.Equal(t, "s3cret", got)
+	got, err = ReadToken("api-token", "direct", "")
+	require.NoError(t, err)
+	assert.Equal(t, "direct", got)
+	_, err = ReadToken("api-token", "direct", f)
+	assert.ErrorContains(t, err, "-api-token and -api-token-file are both set")
+	_, err = ReadToken("api-token", "", filepath.Join(t.TempDir(), "missing"))
+	assert.ErrorContains(t, err, "-api-token-file")
+	empty := filepath.Join(t.TempDir(), "empty")
+	require.NoError(t, os.WriteFile(empty, []byte("\n"), 0o600))
+	_, err = ReadToken("api-token", "", empty)
+	assert.ErrorContains(t, err, "is empty")
+}
+
+func TestAllowHosts(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	h := AllowHosts([]string{"localhost", "127.0.0.1", "::1", "Pay.Example"}, ok)
+	for host, want := range map[string]int{
+		"localhost:3001": 204, "127.0.0.1": 204, "[::1]:3001": 204, "pay.example": 204,
+		"evil.example:3001": 421, "": 421, "localhost.evil.example": 421,
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		assert.Equal(t, want, rec.Code, host)
+		if want == 421 {
+			assert.Contains(t, rec.Body.String(), `"host_not_allowed"`)
+		}
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Host = "anything"
+	rec := httptest.NewRecorder()
+	AllowHosts([]string{"*"}, ok).ServeHTTP(rec, r)
+	assert.Equal(t, 204, rec.Code)
+}
+
+func TestIsLoopback(t *testing.T) {
+	assert.True(t, IsLoopback("127.0.0.1:3001"))
+	assert.True(t, IsLoopback("[::1]:3001"))
+	assert.True(t, IsLoopback("localhost:3001"))
+	assert.False(t, IsLoopback(":3001"))
+	assert.False(t, IsLoopback("0.0.0.0:3001"))
+	assert.False(t, IsLoopback("10.0.0.1:3001"))
+	assert.False(t, IsLoopback("nonsense"))
+}
+
+func TestJSONErrors(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /payment", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(201) })
+	mux.HandleFunc("GET /dir/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) })
+	h := JSONErrors(mux)
+	do := func(method, path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		return rec
+	}
+	assert.Equal(t, 201, do("POST", "/payment").Code)
+
+	rec := do("GET", "/nope")
+	assert.Equal(t, 404, rec.Code)
+	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	var body ErrorBody
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	assert.Equal(t, "not_found", body.Error.Code)
+
+	rec = do("DELETE", "/payment")
+	assert.Equal(t, 405, rec.Code)
+	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	assert.Equal(t, "method_not_allowed", body.Error.Code)
+	assert.Contains(t, rec.Header().Get("Allow"), "POST")
+
+	rec = do("GET", "/dir")
+	assert.Equal(t, http.StatusTemporaryRedirect, rec.Code, "redirects pass through")
+	assert.Equal(t, "/dir/", rec.Header().Get("Location"))
+}
+
+// FuzzDecode: any input decodes or fails with a 400 *Error; never a panic
+// or another kind of error.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{"amount":1}`, `{"amount":1,"Amount":2}`, `{"metadata":{"a":"b"}}`, `[`, `{"items":[{"country":1}]}`, `nul`, `{"location":null}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r request
+		err := Decode(b, &r)
+		if err == nil {
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Status != http.StatusBadRequest {
+			t.Fatalf("Decode(%q) = %v, want a 400 *Error", b, err)
+		}
+	})
+}
