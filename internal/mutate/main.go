@@ -103,6 +103,11 @@ type mutant struct {
 	key        string // stable name: file:func: "orig" → "repl" [#n]
 	status     status
 	tests      []string
+
+	// The node the key names, which a schema wraps (see schema.go).
+	id                 int
+	host               hostKind
+	hostStart, hostEnd int
 }
 
 type status uint8
@@ -194,6 +199,25 @@ func run(ctx context.Context, cfg config) (bool, error) {
 		}
 	}
 
+	for i, m := range mutants {
+		m.id = i + 1
+	}
+	schemaBin, err := buildSchema(ctx, cfg, pkg, sources, mutants, work)
+	if err != nil {
+		return false, err
+	}
+	if schemaBin == "" {
+		for _, m := range mutants {
+			m.host = hostNone
+		}
+	}
+	inSchema := 0
+	for _, m := range mutants {
+		if m.status == pending && m.host != hostNone {
+			inSchema++
+		}
+	}
+
 	var (
 		wg   sync.WaitGroup
 		next = make(chan *mutant)
@@ -206,7 +230,7 @@ func run(ctx context.Context, cfg config) (bool, error) {
 			todo++
 		}
 	}
-	fmt.Fprintf(os.Stderr, "mutate: testing %d covered mutants, %d at a time\n", todo, cfg.jobs)
+	fmt.Fprintf(os.Stderr, "mutate: testing %d covered mutants (%d in one schema build, %d built one by one), %d at a time\n", todo, inSchema, todo-inSchema, cfg.jobs)
 	for i := 0; i < cfg.jobs; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -216,7 +240,11 @@ func run(ctx context.Context, cfg config) (bool, error) {
 				panic(err)
 			}
 			for m := range next {
-				m.status = test(ctx, cfg, pkg, sources[m.file], m, dir)
+				if m.host != hostNone {
+					m.status = testSchema(ctx, cfg, pkg, schemaBin, m)
+				} else {
+					m.status = test(ctx, cfg, pkg, sources[m.file], m, dir)
+				}
 				mu.Lock()
 				done++
 				if cfg.verbose || m.status == survived {
@@ -477,7 +505,22 @@ func generate(name string, src []byte) ([]*mutant, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &generator{fset: fset, src: src, file: name, seen: map[string]int{}}
+	g := &generator{fset: fset, src: src, file: name, seen: map[string]int{}, simple: map[ast.Node]bool{}}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.ForStmt:
+			g.simple[x.Init], g.simple[x.Post] = true, true
+		case *ast.IfStmt:
+			g.simple[x.Init] = true
+		case *ast.SwitchStmt:
+			g.simple[x.Init] = true
+		case *ast.TypeSwitchStmt:
+			g.simple[x.Init] = true
+		case *ast.CommClause:
+			g.simple[x.Comm] = true
+		}
+		return true
+	})
 	for _, d := range f.Decls {
 		fd, ok := d.(*ast.FuncDecl)
 		if !ok || fd.Body == nil {
@@ -490,12 +533,13 @@ func generate(name string, src []byte) ([]*mutant, error) {
 }
 
 type generator struct {
-	fset *token.FileSet
-	src  []byte
-	file string
-	fn   string
-	seen map[string]int
-	out  []*mutant
+	fset   *token.FileSet
+	src    []byte
+	file   string
+	fn     string
+	seen   map[string]int
+	out    []*mutant
+	simple map[ast.Node]bool // statements in init, post or comm positions
 }
 
 func funcName(fd *ast.FuncDecl) string {
@@ -535,6 +579,32 @@ func (g *generator) text(n ast.Node) string {
 var spaces = regexp.MustCompile(`\s+`)
 
 func (g *generator) add(at ast.Node, start, end token.Pos, repl string) {
+	g.addKind(at, start, end, repl, g.hostOf(at))
+}
+
+// hostOf says how a schema can switch a mutant of the node at on and off.
+func (g *generator) hostOf(at ast.Node) hostKind {
+	switch x := at.(type) {
+	case ast.Stmt:
+		if g.simple[x] {
+			return hostNone
+		}
+		return hostStmt
+	case *ast.BinaryExpr:
+		switch x.Op {
+		case token.LSS, token.LEQ, token.GTR, token.GEQ, token.EQL, token.NEQ, token.LAND, token.LOR:
+			return hostBool
+		}
+		return hostNone
+	case *ast.UnaryExpr:
+		if x.Op == token.NOT {
+			return hostBool
+		}
+	}
+	return hostNone
+}
+
+func (g *generator) addKind(at ast.Node, start, end token.Pos, repl string, kind hostKind) {
 	s, e := g.fset.Position(start).Offset, g.fset.Position(end).Offset
 	orig := spaces.ReplaceAllString(g.text(at), " ")
 	mutated := spaces.ReplaceAllString(string(g.src[g.fset.Position(at.Pos()).Offset:s])+repl+string(g.src[e:g.fset.Position(at.End()).Offset]), " ")
@@ -544,7 +614,8 @@ func (g *generator) add(at ast.Node, start, end token.Pos, repl string) {
 		key += " #" + strconv.Itoa(n)
 	}
 	p := g.fset.Position(start)
-	g.out = append(g.out, &mutant{file: g.file, line: p.Line, col: p.Column, start: s, end: e, repl: repl, key: key})
+	g.out = append(g.out, &mutant{file: g.file, line: p.Line, col: p.Column, start: s, end: e, repl: repl, key: key,
+		host: kind, hostStart: g.fset.Position(at.Pos()).Offset, hostEnd: g.fset.Position(at.End()).Offset})
 }
 
 var swaps = map[token.Token][]token.Token{
@@ -590,10 +661,10 @@ func (g *generator) walk(body ast.Node, errFunc bool) {
 				g.add(x, x.OpPos, x.OpPos+token.Pos(len(x.Op.String())), op.String())
 			}
 		case *ast.IfStmt:
-			g.add(x.Cond, x.Cond.Pos(), x.Cond.End(), "!("+g.text(x.Cond)+")")
+			g.addKind(x.Cond, x.Cond.Pos(), x.Cond.End(), "!("+g.text(x.Cond)+")", hostBool)
 		case *ast.ForStmt:
 			if x.Cond != nil {
-				g.add(x.Cond, x.Cond.Pos(), x.Cond.End(), "!("+g.text(x.Cond)+")")
+				g.addKind(x.Cond, x.Cond.Pos(), x.Cond.End(), "!("+g.text(x.Cond)+")", hostBool)
 			}
 		case *ast.UnaryExpr:
 			if x.Op == token.NOT {
