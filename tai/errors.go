@@ -8,27 +8,40 @@ import (
 	"time"
 )
 
-// Outcome is how a signal ended.
+// Outcome is how a signal ended. The zero Outcome is not an outcome: every
+// Result and Record of a processed signal has one of the four below, and a
+// zero one in a struct shows that it was never set.
 type Outcome uint8
 
-// The outcomes. The zero Outcome is Succeeded.
+// The outcomes.
 const (
 	// Succeeded: the policies allowed the signal and the action returned
 	// no error.
-	Succeeded Outcome = iota
+	Succeeded Outcome = iota + 1
 	// Denied: a policy said no (or Review, with WithHoldOnReview).
 	Denied
 	// Rejected: the signal was shed before the action ran — a gate (rate
-	// limit, stopped line) or a guard (open breaker) turned it away, or it
-	// was not a valid signal.
+	// limit, stopped line) or a guard (open breaker) turned it away. A
+	// caller may retry it later (HTTP 429 or 503).
 	Rejected
-	// Failed: a policy or the action erred, panicked, or the context ended.
+	// Failed: a policy or the action erred or panicked, the context ended,
+	// or the signal was invalid (ErrInvalidSignal).
 	Failed
 )
 
-var outcomeNames = [...]string{"succeeded", "denied", "rejected", "failed"}
+var outcomeNames = [...]string{"invalid", "succeeded", "denied", "rejected", "failed"}
 
-// String returns "succeeded", "denied", "rejected" or "failed".
+// Outcomes returns every Outcome in order, Succeeded to Failed, for code
+// that pre-creates one counter each. Each call returns a new slice.
+func Outcomes() []Outcome {
+	return []Outcome{Succeeded, Denied, Rejected, Failed}
+}
+
+// Valid reports whether o is Succeeded, Denied, Rejected or Failed.
+func (o Outcome) Valid() bool { return o >= Succeeded && o <= Failed }
+
+// String returns "succeeded", "denied", "rejected" or "failed", and
+// "invalid" for the zero Outcome.
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
 		return outcomeNames[o]
@@ -36,9 +49,10 @@ func (o Outcome) String() string {
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
-// MarshalText encodes the outcome as its String.
+// MarshalText encodes the outcome as its String. It returns an error for
+// an Outcome that is not Valid, the zero one included.
 func (o Outcome) MarshalText() ([]byte, error) {
-	if int(o) >= len(outcomeNames) {
+	if !o.Valid() {
 		return nil, fmt.Errorf("tai: invalid outcome %d", uint8(o))
 	}
 	return []byte(o.String()), nil
@@ -46,17 +60,14 @@ func (o Outcome) MarshalText() ([]byte, error) {
 
 // UnmarshalText decodes "succeeded", "denied", "rejected" or "failed".
 func (o *Outcome) UnmarshalText(b []byte) error {
-	for i, name := range outcomeNames {
-		if string(b) == name {
-			*o = Outcome(i)
+	for _, v := range Outcomes() {
+		if string(b) == outcomeNames[v] {
+			*o = v
 			return nil
 		}
 	}
 	return fmt.Errorf("tai: unknown outcome %q", b)
 }
-
-// Outcomes lists every Outcome, for code that pre-creates one counter each.
-var Outcomes = [...]Outcome{Succeeded, Denied, Rejected, Failed}
 
 var (
 	// ErrDenied matches (errors.Is) every *DeniedError.
@@ -64,8 +75,8 @@ var (
 	// ErrRejected matches every *RejectedError.
 	ErrRejected = errors.New("tai: rejected")
 	// ErrInvalidSignal matches the error Process returns for a signal
-	// without an ID or a Kind. It is a rejection: errors.Is(err,
-	// ErrRejected) holds too.
+	// without an ID or a Kind. Such a signal is a programming error, not
+	// load to shed: its Outcome is Failed, never Rejected.
 	ErrInvalidSignal = errors.New("tai: invalid signal")
 	// ErrAbandoned is returned when a Guard returned while the action it
 	// started was still running.
@@ -118,7 +129,7 @@ func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
 // RejectedError is returned when a gate or a guard sheds a signal. Err is
 // the hook's own error, reachable with errors.Is and errors.As.
 type RejectedError struct {
-	Stage Stage  // StageGate or StageAction (a guard); StageSignal for an invalid signal
+	Stage Stage  // StageGate, or StageAction for a guard
 	Hook  string // the gate's or guard's name, when it has one
 	Err   error
 }

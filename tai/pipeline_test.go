@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -339,7 +340,9 @@ func TestOutcomeOf(t *testing.T) {
 		assert.Equal(t, tt.want, tai.OutcomeOf(tt.err), "%v", tt.err)
 	}
 	assert.Equal(t, "outcome(9)", tai.Outcome(9).String())
-	for _, o := range tai.Outcomes {
+	assert.Equal(t, []tai.Outcome{tai.Succeeded, tai.Denied, tai.Rejected, tai.Failed}, tai.Outcomes())
+	for _, o := range tai.Outcomes() {
+		assert.True(t, o.Valid(), "%v", o)
 		b, err := o.MarshalText()
 		require.NoError(t, err)
 		assert.Equal(t, o.String(), string(b))
@@ -351,6 +354,25 @@ func TestOutcomeOf(t *testing.T) {
 	require.Error(t, err)
 	var o tai.Outcome
 	require.ErrorContains(t, o.UnmarshalText([]byte("won")), `unknown outcome "won"`)
+}
+
+// TestZeroOutcomeIsInvalid: a zero Outcome is never mistaken for a
+// success, as a zero Verdict is never mistaken for an Allow.
+func TestZeroOutcomeIsInvalid(t *testing.T) {
+	var zero tai.Outcome
+	assert.False(t, zero.Valid())
+	assert.Equal(t, "invalid", zero.String())
+	assert.NotContains(t, tai.Outcomes(), zero)
+	_, err := zero.MarshalText()
+	require.ErrorContains(t, err, "invalid outcome 0")
+	assert.False(t, tai.Outcome(5).Valid())
+	require.ErrorContains(t, zero.UnmarshalText([]byte("invalid")), "unknown outcome")
+	assert.Equal(t, tai.Succeeded, tai.OutcomeOf(nil))
+
+	// Each call returns a slice of its own: changing one changes no other.
+	os := tai.Outcomes()
+	os[0] = tai.Failed
+	assert.Equal(t, tai.Succeeded, tai.Outcomes()[0])
 }
 
 type retryErr struct{ d time.Duration }
@@ -373,11 +395,12 @@ func TestInvalidSignal(t *testing.T) {
 	obs := &recObserver{j: j}
 	p, err := tai.New(allowPolicy(j), doubleAction(j), tai.WithGates(namedGate{name: "g", j: j}), tai.WithObservers(obs))
 	require.NoError(t, err)
-	for _, s := range []tai.Signal[int]{{Kind: "test"}, {ID: "x"}} {
+	for _, s := range []tai.Signal[int]{{Kind: "test"}, {ID: "x"}, {}} {
 		res, err := p.Process(context.Background(), s)
 		require.ErrorIs(t, err, tai.ErrInvalidSignal)
-		require.ErrorIs(t, err, tai.ErrRejected)
-		assert.Equal(t, tai.Rejected, res.Outcome)
+		assert.NotErrorIs(t, err, tai.ErrRejected, "an invalid signal is a programming error, not load to shed")
+		assert.Equal(t, tai.Failed, res.Outcome)
+		assert.Equal(t, tai.Failed, tai.OutcomeOf(err))
 	}
 	_, err = p.Process(context.Background(), tai.Signal[int]{Kind: "test"})
 	assert.ErrorContains(t, err, "empty ID")
@@ -613,14 +636,9 @@ func TestRecord(t *testing.T) {
 	for _, stages := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stages=%v", stages), func(t *testing.T) {
 			obs := &recObserver{j: &journal{}, stages: stages}
-			slow := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
-				time.Sleep(2 * time.Millisecond) // a real duration to measure, not a timing assertion
-				return 1, nil
-			})
-			p, err := tai.New(fixed(deny8, nil), slow, tai.WithObservers(obs), tai.WithGates(taitest.NopGate{}))
+			p, err := tai.New(fixed(deny8, nil), doubleAction(&journal{}), tai.WithObservers(obs), tai.WithGates(taitest.NopGate{}))
 			require.NoError(t, err)
 			s := tai.NewSignal("payment", "cust_1", 1)
-			before := time.Now()
 			_, err = p.Process(context.Background(), s)
 			require.ErrorIs(t, err, tai.ErrDenied)
 			r := obs.last(t)
@@ -629,25 +647,83 @@ func TestRecord(t *testing.T) {
 			assert.Equal(t, "cust_1", r.Key)
 			assert.Equal(t, tai.Denied, r.Outcome)
 			assert.Equal(t, deny8, r.Decision)
-			assert.WithinDuration(t, before, r.Start, time.Second)
+			assert.Equal(t, err, r.Err)
 			assert.Equal(t, r.Duration, r.StageDuration(tai.StageSignal))
 			assert.Zero(t, r.StageDuration(tai.StageAction), "the action was not reached")
 			assert.Zero(t, r.StageDuration(tai.Stage(9)))
-
-			p, err = tai.New(fixed(allow, nil), slow, tai.WithObservers(obs))
-			require.NoError(t, err)
-			_, err = p.Process(context.Background(), s)
-			require.NoError(t, err)
-			r = obs.last(t)
-			assert.GreaterOrEqual(t, r.Duration, 2*time.Millisecond)
-			if stages {
-				assert.GreaterOrEqual(t, r.Stages[tai.StageAction], 2*time.Millisecond)
-				assert.LessOrEqual(t, r.Stages[tai.StageGate]+r.Stages[tai.StagePolicy]+r.Stages[tai.StageAction], r.Duration)
-			} else {
-				assert.Zero(t, r.Stages[tai.StageAction], "stage times only for a StageObserver")
-			}
 		})
 	}
+}
+
+// sleepy returns hooks that each take a time of their own on the clock of
+// a synctest bubble: the gate 1s, the policy 2s, the action 3s.
+func sleepy() (tai.Gate, tai.Policy[int], tai.Action[int, int]) {
+	gate := tai.GateFunc(func(context.Context, string) error { time.Sleep(time.Second); return nil })
+	policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		time.Sleep(2 * time.Second)
+		return allow, nil
+	})
+	action := tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+		time.Sleep(3 * time.Second)
+		return s.Payload, nil
+	})
+	return gate, policy, action
+}
+
+// TestRecordTimes: Start is the wall clock when Process began, and
+// Duration and Stages are the time each stage took, exactly, on the clock
+// of a synctest bubble.
+func TestRecordTimes(t *testing.T) {
+	for _, stages := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stages=%v", stages), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				obs := &recObserver{j: &journal{}, stages: stages}
+				gate, policy, action := sleepy()
+				p, err := tai.New(policy, action, tai.WithGates(gate), tai.WithObservers(obs))
+				require.NoError(t, err)
+				for range 2 {
+					time.Sleep(time.Hour) // each record has its own start
+					start := time.Now()
+					_, err = p.Process(context.Background(), sig())
+					require.NoError(t, err)
+					r := obs.last(t)
+					assert.True(t, r.Start.Equal(start), "Start %v, want %v", r.Start, start)
+					assert.Equal(t, start.UnixNano(), r.Start.UnixNano())
+					assert.Equal(t, 6*time.Second, r.Duration)
+					want := [...]time.Duration{6 * time.Second, 0, 0, 0}
+					if stages {
+						want = [...]time.Duration{6 * time.Second, time.Second, 2 * time.Second, 3 * time.Second}
+					}
+					assert.Equal(t, want, r.Stages)
+				}
+			})
+		})
+	}
+}
+
+// TestRecordTimesOfAnUnfinishedStage: the stage a signal ended in is
+// timed up to its end.
+func TestRecordTimesOfAnUnfinishedStage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		obs := &recObserver{j: &journal{}, stages: true}
+		gate, _, action := sleepy()
+		denySlowly := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			time.Sleep(2 * time.Second)
+			return deny, nil
+		})
+		p, err := tai.New(denySlowly, action, tai.WithGates(gate), tai.WithObservers(obs))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), sig())
+		require.ErrorIs(t, err, tai.ErrDenied)
+		assert.Equal(t, [...]time.Duration{3 * time.Second, time.Second, 2 * time.Second, 0}, obs.last(t).Stages)
+
+		refuse := tai.GateFunc(func(context.Context, string) error { time.Sleep(time.Second); return errors.New("no") })
+		p, err = tai.New(denySlowly, action, tai.WithGates(taitest.NopGate{}, refuse), tai.WithObservers(obs))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), sig())
+		require.ErrorIs(t, err, tai.ErrRejected)
+		assert.Equal(t, [...]time.Duration{time.Second, time.Second, 0, 0}, obs.last(t).Stages)
+	})
 }
 
 func TestConcurrentSignals(t *testing.T) {
