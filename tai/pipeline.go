@@ -31,7 +31,8 @@ func WithGates(gates ...Gate) Option {
 }
 
 // WithGuards adds guards around the action. The first guard is the
-// outermost: WithGuards(breaker, timeout) runs breaker.Do(timeout.Do(action)).
+// outermost: WithGuards(a, b) runs a.Do(b.Do(action)). When every guard is
+// a TwoStepGuard the pipeline calls their Allow in the same order instead.
 func WithGuards(guards ...Guard) Option {
 	return func(o *options) { o.guards = append(o.guards, guards...) }
 }

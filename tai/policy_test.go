@@ -169,7 +169,7 @@ func TestScoredThresholds(t *testing.T) {
 		{1, tai.Deny},
 	}
 	for _, tt := range tests {
-		p, err := tai.NewScored(tai.ScoredConfig{Review: 0.3, Deny: 0.5}, tai.Rule[int]{Name: "r", Weight: 1, Check: risk(tt.score)})
+		p, err := tai.NewScored(tai.ScoredOptions{Review: 0.3, Deny: 0.5}, tai.Rule[int]{Name: "r", Weight: 1, Check: risk(tt.score)})
 		require.NoError(t, err)
 		d, err := p.Evaluate(context.Background(), sig())
 		require.NoError(t, err)
@@ -179,7 +179,7 @@ func TestScoredThresholds(t *testing.T) {
 }
 
 func TestScoredContributions(t *testing.T) {
-	p, err := tai.NewScored(tai.ScoredConfig{Name: "fraud", Review: 0.3, Deny: 0.5},
+	p, err := tai.NewScored(tai.ScoredOptions{Name: "fraud", Review: 0.3, Deny: 0.5},
 		tai.Rule[int]{Name: "velocity", Weight: 0.3, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
 			return 1, "6 attempts in a minute", nil
 		}},
@@ -203,7 +203,7 @@ func TestScoredContributions(t *testing.T) {
 }
 
 func TestScoredClampsAndErrors(t *testing.T) {
-	p, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "a", Weight: 0.9, Check: risk(7)}, tai.Rule[int]{Name: "b", Weight: 0.9, Check: risk(1)})
+	p, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "a", Weight: 0.9, Check: risk(7)}, tai.Rule[int]{Name: "b", Weight: 0.9, Check: risk(1)})
 	require.NoError(t, err)
 	d, err := p.Evaluate(context.Background(), sig())
 	require.NoError(t, err)
@@ -214,19 +214,19 @@ func TestScoredClampsAndErrors(t *testing.T) {
 	assert.Equal(t, 0.5, review, "no review band by default")
 
 	boom := errors.New("geo lookup failed")
-	nan, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "nan", Weight: 1, Check: risk(math.NaN())})
+	nan, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "nan", Weight: 1, Check: risk(math.NaN())})
 	require.NoError(t, err)
 	_, err = nan.Evaluate(context.Background(), sig())
 	require.ErrorContains(t, err, `rule "nan": risk is NaN`)
 
-	hard, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "geo", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+	hard, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "geo", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
 		return 0, "", boom
 	}})
 	require.NoError(t, err)
 	_, err = hard.Evaluate(context.Background(), sig())
 	require.ErrorIs(t, err, boom)
 
-	soft, err := tai.NewScored(tai.ScoredConfig{},
+	soft, err := tai.NewScored(tai.ScoredOptions{},
 		tai.Rule[int]{Name: "geo", Weight: 1, FailOpen: true, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
 			return 1, "", boom
 		}},
@@ -238,7 +238,7 @@ func TestScoredClampsAndErrors(t *testing.T) {
 	assert.Equal(t, tai.Allow, d.Verdict)
 	assert.InDelta(t, 0.2, d.Score, 1e-12)
 
-	panicky, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "p", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+	panicky, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "p", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
 		panic("rule bug")
 	}})
 	require.NoError(t, err)
@@ -251,22 +251,22 @@ func TestNewScoredValidation(t *testing.T) {
 	ok := tai.Rule[int]{Name: "ok", Weight: 1, Check: risk(0)}
 	tests := []struct {
 		name  string
-		cfg   tai.ScoredConfig
+		cfg   tai.ScoredOptions
 		rules []tai.Rule[int]
 		want  string
 	}{
-		{"deny above one", tai.ScoredConfig{Deny: 1.5}, []tai.Rule[int]{ok}, "Deny 1.5"},
-		{"deny negative", tai.ScoredConfig{Deny: -0.1}, []tai.Rule[int]{ok}, "Deny -0.1"},
-		{"deny NaN", tai.ScoredConfig{Deny: math.NaN()}, []tai.Rule[int]{ok}, "Deny NaN"},
-		{"review above deny", tai.ScoredConfig{Deny: 0.5, Review: 0.6}, []tai.Rule[int]{ok}, "Review 0.6"},
-		{"review negative", tai.ScoredConfig{Review: -1}, []tai.Rule[int]{ok}, "Review -1"},
-		{"no rules", tai.ScoredConfig{}, nil, "at least one rule"},
-		{"no name", tai.ScoredConfig{}, []tai.Rule[int]{{Weight: 1, Check: risk(0)}}, "rule 0 has no Name"},
-		{"no check", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "x", Weight: 1}}, `rule "x" has no Check`},
-		{"duplicate", tai.ScoredConfig{}, []tai.Rule[int]{ok, ok}, `"ok" is used twice`},
-		{"negative weight", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "w", Weight: -1, Check: risk(0)}}, "weight -1"},
-		{"NaN weight", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "w", Weight: math.NaN(), Check: risk(0)}}, "weight NaN"},
-		{"infinite weight", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "w", Weight: math.Inf(1), Check: risk(0)}}, "weight +Inf"},
+		{"deny above one", tai.ScoredOptions{Deny: 1.5}, []tai.Rule[int]{ok}, "Deny 1.5"},
+		{"deny negative", tai.ScoredOptions{Deny: -0.1}, []tai.Rule[int]{ok}, "Deny -0.1"},
+		{"deny NaN", tai.ScoredOptions{Deny: math.NaN()}, []tai.Rule[int]{ok}, "Deny NaN"},
+		{"review above deny", tai.ScoredOptions{Deny: 0.5, Review: 0.6}, []tai.Rule[int]{ok}, "Review 0.6"},
+		{"review negative", tai.ScoredOptions{Review: -1}, []tai.Rule[int]{ok}, "Review -1"},
+		{"no rules", tai.ScoredOptions{}, nil, "at least one rule"},
+		{"no name", tai.ScoredOptions{}, []tai.Rule[int]{{Weight: 1, Check: risk(0)}}, "rule 0 has no Name"},
+		{"no check", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "x", Weight: 1}}, `rule "x" has no Check`},
+		{"duplicate", tai.ScoredOptions{}, []tai.Rule[int]{ok, ok}, `"ok" is used twice`},
+		{"negative weight", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "w", Weight: -1, Check: risk(0)}}, "weight -1"},
+		{"NaN weight", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "w", Weight: math.NaN(), Check: risk(0)}}, "weight NaN"},
+		{"infinite weight", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "w", Weight: math.Inf(1), Check: risk(0)}}, "weight +Inf"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
