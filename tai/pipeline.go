@@ -401,7 +401,7 @@ type call[T, R any] struct {
 	// without another atomic store (each one is a full fence).
 	state   atomic.Uint32
 	gen     uint32       // written only by the goroutine holding the call
-	reached atomic.Int32 // index of the innermost guard entered
+	reached atomic.Int32 // index of the innermost guard entered; the first link sets it to 0
 	links   []func(context.Context) error
 }
 
@@ -469,9 +469,6 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	var zs Signal[T]
 	var zr R
 	c.sig, c.val = zs, zr
-	if c.reached.Load() != 0 {
-		c.reached.Store(0)
-	}
 	c.gen += callDone
 	p.calls.Put(c)
 	return r, err

@@ -292,3 +292,73 @@ func TestVerdictText(t *testing.T) {
 	assert.Equal(t, "verdict(9)", tai.Verdict(9).String())
 	assert.False(t, tai.Verdict(0).Valid())
 }
+
+// TestCombinatorsCarryFailedOpen: when a policy failed open anywhere in a
+// combination, the combined decision says so, whichever policy decided
+// and however the evaluation ended.
+func TestCombinatorsCarryFailedOpen(t *testing.T) {
+	boom := errors.New("store down")
+	openAllow := tai.FailOpen(tai.Named("geo", failing(boom)))                                      // Allow, FailedOpen
+	openReview := fixed(tai.Decision{Verdict: tai.Review, Policy: "scored", FailedOpen: true}, nil) // a Scored policy whose FailOpen rule erred
+	tests := []struct {
+		name    string
+		p       tai.Policy[int]
+		verdict tai.Verdict
+		policy  string
+	}{
+		{"all: a later deny stops", tai.All(openAllow, fixed(deny, nil)), tai.Deny, "d"},
+		{"all: a later review decides", tai.All(openAllow, fixed(review, nil), fixed(allow, nil)), tai.Review, "r"},
+		{"all: the failed-open allow is all there is", tai.All(fixed(allow, nil), openAllow), tai.Allow, "a"},
+		{"any: a later allow stops", tai.Any(openReview, fixed(allow, nil), fixed(deny, nil)), tai.Allow, "a"},
+		{"any: a later deny loses to the review", tai.Any(fixed(deny8, nil), openReview), tai.Review, "scored"},
+		{"any: a review decides, the flag came earlier", tai.Any(fixed(tai.Decision{Verdict: tai.Deny, Policy: "x", FailedOpen: true}, nil), fixed(review, nil)), tai.Review, "r"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := tt.p.Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, tt.verdict, d.Verdict)
+			assert.Equal(t, tt.policy, d.Policy)
+			assert.True(t, d.FailedOpen)
+		})
+	}
+	// Without a policy failing open, the flag stays clear.
+	for _, p := range []tai.Policy[int]{
+		tai.All(fixed(allow, nil), fixed(deny, nil)), tai.All(fixed(review, nil)),
+		tai.Any(fixed(deny, nil), fixed(allow, nil)), tai.Any(fixed(deny, nil)),
+	} {
+		d, err := p.Evaluate(context.Background(), sig())
+		require.NoError(t, err)
+		assert.False(t, d.FailedOpen, "%+v", d)
+	}
+}
+
+// TestAnyChoosesTheHighestScoringDeny: when every policy denies, Any's
+// decision is the Deny with the highest score, the first one on a tie, so
+// the reason a caller shows is that of the strongest objection.
+func TestAnyChoosesTheHighestScoringDeny(t *testing.T) {
+	d3 := tai.Decision{Verdict: tai.Deny, Policy: "d3", Score: 0.3}
+	d8b := tai.Decision{Verdict: tai.Deny, Policy: "d8b", Score: 0.8}
+	tests := []struct {
+		name string
+		in   []tai.Decision
+		want tai.Decision
+	}{
+		{"highest first", []tai.Decision{deny8, deny, d3}, deny8},
+		{"highest in the middle", []tai.Decision{deny, deny8, d3}, deny8},
+		{"highest last", []tai.Decision{d3, deny, deny8}, deny8},
+		{"the first of a tie", []tai.Decision{deny, deny8, d8b}, deny8},
+		{"the first of a tie, reversed", []tai.Decision{d3, d8b, deny8}, d8b},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ps []tai.Policy[int]
+			for _, d := range tt.in {
+				ps = append(ps, fixed(d, nil))
+			}
+			got, err := tai.Any(ps...).Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}

@@ -209,3 +209,48 @@ func TestDoTwoStep(t *testing.T) {
 	require.NoError(t, tai.DoTwoStep(ctx, noReport{}, func(context.Context) error { ran = true; return nil }))
 	assert.True(t, ran)
 }
+
+// flipGuard is a wrapping guard that rejects while refuse is set.
+type flipGuard struct {
+	name   string
+	refuse bool
+}
+
+func (g *flipGuard) Name() string { return g.name }
+func (g *flipGuard) Do(ctx context.Context, fn func(context.Context) error) error {
+	if g.refuse {
+		return errRefused
+	}
+	return fn(ctx)
+}
+
+// TestWrappingGuardRejectsAfterSuccess: a signal a wrapping guard turns
+// away is Rejected, with the guard's name, however many signals went
+// through before it (their state is recycled between signals).
+func TestWrappingGuardRejectsAfterSuccess(t *testing.T) {
+	outer, inner := &flipGuard{name: "outer"}, &flipGuard{name: "inner"}
+	p, err := tai.New(allowAll, tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+		return s.Payload, nil
+	}), tai.WithGuards(outer, inner))
+	require.NoError(t, err)
+	for i := range 20 {
+		outer.refuse, inner.refuse = false, false
+		res, err := p.Process(context.Background(), tai.Signal[int]{ID: strconv.Itoa(i), Kind: "k", Payload: i})
+		require.NoError(t, err)
+		require.Equal(t, i, res.Value)
+
+		refuser := outer
+		if i%2 == 1 {
+			refuser = inner
+		}
+		refuser.refuse = true
+		res, err = p.Process(context.Background(), tai.Signal[int]{ID: "r" + strconv.Itoa(i), Kind: "k", Payload: i})
+		require.Equal(t, tai.Rejected, res.Outcome, "signal %d", i)
+		var re *tai.RejectedError
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, refuser.name, re.Hook)
+		assert.Equal(t, tai.StageAction, re.Stage)
+		require.ErrorIs(t, err, errRefused)
+		assert.Zero(t, res.Value)
+	}
+}
