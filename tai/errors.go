@@ -78,8 +78,9 @@ var (
 	// without an ID or a Kind. Such a signal is a programming error, not
 	// load to shed: its Outcome is Failed, never Rejected.
 	ErrInvalidSignal = errors.New("tai: invalid signal")
-	// ErrAbandoned is returned when a Guard returned while the action it
-	// started was still running.
+	// ErrAbandoned is returned (Outcome Failed) when a Guard returned while
+	// the action it started was still running; the action's late result is
+	// discarded.
 	ErrAbandoned = errors.New("tai: guard returned before the action it started")
 )
 
@@ -111,6 +112,7 @@ type DeniedError struct {
 	Decision Decision
 }
 
+// Error returns "tai: deny by policy "name": reason" (or review).
 func (e *DeniedError) Error() string {
 	d := &e.Decision
 	msg := "tai: " + d.Verdict.String()
@@ -134,6 +136,7 @@ type RejectedError struct {
 	Err   error
 }
 
+// Error names the stage, the hook and the hook's error.
 func (e *RejectedError) Error() string {
 	msg := "tai: rejected at " + e.Stage.String()
 	if e.Hook != "" {
@@ -162,10 +165,11 @@ func RetryAfter(err error) time.Duration {
 // PolicyError is returned when a policy errs (or returns no verdict). The
 // signal fails closed: the action does not run.
 type PolicyError struct {
-	Policy string
-	Err    error
+	Policy string // the name of the policy that failed, when it has one
+	Err    error  // the policy's error
 }
 
+// Error names the policy and its error.
 func (e *PolicyError) Error() string {
 	if e.Policy == "" {
 		return "tai: policy failed: " + e.Err.Error()
@@ -179,7 +183,7 @@ func (e *PolicyError) Unwrap() error { return e.Err }
 // PanicError is a recovered panic from a gate, policy, guard or action. The
 // signal fails; the process keeps running.
 type PanicError struct {
-	Stage Stage
+	Stage Stage  // where the panic happened
 	Value any    // what was passed to panic
 	Stack []byte // the goroutine's stack where it panicked
 }
@@ -188,6 +192,7 @@ func newPanicError(stage Stage, v any) *PanicError {
 	return &PanicError{Stage: stage, Value: v, Stack: debug.Stack()}
 }
 
+// Error returns "tai: panic in <stage>: <value>".
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("tai: panic in %s: %v", e.Stage, e.Value)
 }
@@ -204,6 +209,7 @@ type StageError struct {
 	Err   error // ctx.Err()
 }
 
+// Error returns "tai: before <stage>: <ctx.Err()>".
 func (e *StageError) Error() string {
 	return "tai: before " + e.Stage.String() + ": " + e.Err.Error()
 }

@@ -268,7 +268,7 @@ type Record struct {
 	Kind string // the signal's Kind
 	Key  string // the signal's Key
 
-	Outcome Outcome
+	Outcome Outcome // how the signal ended, as in its Result
 	// Decision is the deciding decision of the policy stage. Its Verdict is
 	// zero when the signal did not reach a decision (a gate rejected it, or
 	// the policy failed).

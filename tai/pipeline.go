@@ -70,7 +70,9 @@ type Result[R any] struct {
 	// Decision is the deciding decision of the policies (zero Verdict if
 	// the signal never reached them).
 	Decision Decision
-	Outcome  Outcome
+	// Outcome is how the signal ended, never the zero Outcome:
+	// OutcomeOf of the error Process returned.
+	Outcome Outcome
 	// Span is the signal's root span, zero without a Tracer.
 	Span SpanContext
 }

@@ -12,9 +12,15 @@ import (
 // adds Weight × risk to the score. Values outside [0, 1] are clamped; NaN
 // is an error.
 type Rule[T any] struct {
-	Name   string
+	// Name identifies the rule in contributions, spans and errors; unique
+	// within a policy.
+	Name string
+	// Weight is the most the rule adds to the score: a finite number >= 0.
+	// A rule of weight 0 runs but never contributes.
 	Weight float64
-	Check  func(ctx context.Context, s Signal[T]) (risk float64, reason string, err error)
+	// Check reports the rule's risk for a signal. A panic in it is an error
+	// of the rule (a *PanicError).
+	Check func(ctx context.Context, s Signal[T]) (risk float64, reason string, err error)
 	// FailOpen makes an error from Check count as no risk (the decision
 	// then has FailedOpen set) instead of failing the signal.
 	FailOpen bool
