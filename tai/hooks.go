@@ -56,7 +56,8 @@ type Guard interface {
 // guard whose Allow returns an error rejects the signal, and the guards
 // already passed are told that error, as their Do would have seen it come
 // back from fn. That is exactly what Do would have done, without the
-// closures and the per-signal state that wrapping needs.
+// closures and the per-signal state that wrapping needs. (A pipeline with
+// more than eight guards calls them all through Do.)
 //
 // Allow returns done (nil when the guard wants no report) and a nil error,
 // or the reason for refusing. The pipeline calls each done it was given

@@ -102,7 +102,6 @@ type Pipeline[T, R any] struct {
 	tracer     Tracer
 	hold       bool
 	logger     *slog.Logger
-	bare       bool // no gates, guards, observers or tracer
 	timed      bool // there are observers: a Record needs Start and Duration
 	stageTimed bool // an observer asked for Record.Stages
 
@@ -164,7 +163,6 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 		}
 	}
 	p.timed = len(p.observers) > 0
-	p.bare = len(p.gates) == 0 && len(p.guards) == 0 && len(p.observers) == 0 && p.tracer == nil
 	p.calls.New = func() any { return p.newCall() }
 	return p, nil
 }
@@ -197,7 +195,7 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 			var zero R
 			res.Value = zero
 		}
-		if !p.bare {
+		if f.root != nil || p.timed {
 			p.finish(ctx, &s, &res, err, &f)
 		}
 	}()

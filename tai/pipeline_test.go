@@ -795,3 +795,153 @@ func TestNewSignal(t *testing.T) {
 	assert.Equal(t, "payment", a.Kind)
 	assert.Equal(t, "cust", a.Key)
 }
+
+// TestFailedResultHasNoValue: whatever an action returns along with an
+// error, the Result's Value is the zero R.
+func TestFailedResultHasNoValue(t *testing.T) {
+	boom := errors.New("half done")
+	action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 42, boom })
+	for name, opts := range map[string][]tai.Option{
+		"bare":    nil,
+		"guarded": {tai.WithGuards(tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }))},
+		"stepped": {tai.WithGuards(taitest.NopGuard{})},
+	} {
+		p, err := tai.New(fixed(allow, nil), action, opts...)
+		require.NoError(t, err)
+		res, err := p.Process(context.Background(), sig())
+		require.ErrorIs(t, err, boom, name)
+		assert.Equal(t, tai.Failed, res.Outcome, name)
+		assert.Zero(t, res.Value, name)
+	}
+}
+
+// panicTracer panics when asked to open a span for stage panicAt.
+type panicTracer struct {
+	*spanTracer
+	panicAt tai.Stage
+}
+
+func (t panicTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == t.panicAt {
+		panic("tracer bug")
+	}
+	return t.spanTracer.Start(ctx, info)
+}
+
+// TestTracerPanic: a Tracer that panics fails the signal like any other
+// hook, and every span it did open is ended exactly once.
+func TestTracerPanic(t *testing.T) {
+	for _, at := range []tai.Stage{tai.StagePolicy, tai.StageAction} {
+		t.Run(at.String(), func(t *testing.T) {
+			j := &journal{}
+			tr := panicTracer{&spanTracer{j: j}, at}
+			p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}),
+				tai.WithTracer(tr), tai.WithGates(namedGate{name: "g", j: &journal{}}))
+			require.NoError(t, err)
+			res, err := p.Process(context.Background(), sig())
+			var pe *tai.PanicError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, at, pe.Stage)
+			assert.Equal(t, tai.Failed, res.Outcome)
+			want := []string{
+				"start signal:test parent -",
+				"start gate:g parent signal:test", "end gate:g ok",
+			}
+			if at == tai.StageAction {
+				want = append(want, "start policy:policy parent signal:test", "end policy:policy ok")
+			}
+			assert.Equal(t, append(want, "end signal:test failed"), j.get())
+		})
+	}
+}
+
+// TestPolicyErrorNames: a policy's error is a *PolicyError naming the
+// policy that failed — the one its decision names, else the pipeline's
+// policy — and an error that already is one, or a panic, is not wrapped
+// again.
+func TestPolicyErrorNames(t *testing.T) {
+	boom := errors.New("store down")
+	tests := []struct {
+		name   string
+		policy tai.Policy[int]
+		want   string // PolicyError.Policy
+		msg    string
+	}{
+		{"unnamed", failing(boom), "policy", `tai: policy "policy" failed: store down`},
+		{"named", tai.Named("geo", failing(boom)), "geo", `tai: policy "geo" failed: store down`},
+		{"the decision names it", tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Policy: "velocity"}, boom
+		}), "velocity", `tai: policy "velocity" failed: store down`},
+		{"inside All", tai.All(fixed(allow, nil), tai.Named("geo", failing(boom))), "geo", `tai: policy "geo" failed: store down`},
+		{"inside Any", tai.Any(fixed(deny, nil), failing(boom)), "#1", `tai: policy "#1" failed: store down`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := tai.New(tt.policy, doubleAction(&journal{}))
+			require.NoError(t, err)
+			res, err := p.Process(context.Background(), sig())
+			require.ErrorIs(t, err, boom)
+			var pe *tai.PolicyError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, tt.want, pe.Policy)
+			assert.Equal(t, tt.msg, err.Error())
+			assert.Equal(t, tai.Failed, res.Outcome)
+		})
+	}
+	t.Run("a panicking rule", func(t *testing.T) {
+		scored, err := tai.NewScored(tai.ScoredOptions{Name: "fraud"}, tai.Rule[int]{Name: "geo", Weight: 1,
+			Check: func(context.Context, tai.Signal[int]) (float64, string, error) { panic("rule bug") }})
+		require.NoError(t, err)
+		p, err := tai.New(scored, doubleAction(&journal{}))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), sig())
+		var pa *tai.PanicError
+		require.ErrorAs(t, err, &pa)
+		assert.Equal(t, tai.StagePolicy, pa.Stage)
+		var pe *tai.PolicyError
+		assert.False(t, errors.As(err, &pe), "a panic is not wrapped as a policy error: %v", err)
+	})
+}
+
+// TestObserverPanicWithoutLogger: without WithLogger, an observer's panic
+// goes to slog.Default().
+func TestObserverPanicWithoutLogger(t *testing.T) {
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer slog.SetDefault(old)
+	p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithObservers(panicObserver{}))
+	require.NoError(t, err)
+	s := sig()
+	_, err = p.Process(context.Background(), s)
+	require.NoError(t, err)
+	assert.Contains(t, buf.String(), "observer panicked")
+	assert.Contains(t, buf.String(), "signal_id="+s.ID)
+}
+
+// slowTracer takes a second to open the root span, on a synctest clock.
+type slowTracer struct{ taitest.NopTracer }
+
+func (t slowTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == tai.StageSignal {
+		time.Sleep(time.Second)
+	}
+	return t.NopTracer.Start(ctx, info)
+}
+
+// TestStageTimesAddUp: the stage times add up to Duration, and a pipeline
+// without gates spends no time at the gate stage.
+func TestStageTimesAddUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		obs := &recObserver{j: &journal{}, stages: true}
+		_, policy, action := sleepy()
+		p, err := tai.New(policy, action, tai.WithObservers(obs), tai.WithTracer(slowTracer{}))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), sig())
+		require.NoError(t, err)
+		r := obs.last(t)
+		assert.Equal(t, 6*time.Second, r.Duration)
+		assert.Zero(t, r.Stages[tai.StageGate])
+		assert.Equal(t, r.Duration, r.Stages[tai.StageGate]+r.Stages[tai.StagePolicy]+r.Stages[tai.StageAction])
+	})
+}
