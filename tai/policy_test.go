@@ -362,3 +362,129 @@ func TestAnyChoosesTheHighestScoringDeny(t *testing.T) {
 		})
 	}
 }
+
+// TestAllKeepsTheDecidingChild: All's decision is one of its children's,
+// the most severe, the highest-scoring among those, the first on a tie.
+func TestAllKeepsTheDecidingChild(t *testing.T) {
+	review3b := tai.Decision{Verdict: tai.Review, Policy: "r3b", Score: 0.3}
+	allow0 := tai.Decision{Verdict: tai.Allow, Policy: "a0"}
+	tests := []struct {
+		name string
+		in   []tai.Decision
+		want tai.Decision
+	}{
+		{"a single allow", []tai.Decision{allow0}, allow0},
+		{"the first of two plain allows", []tai.Decision{allow0, allow}, allow0},
+		{"a review beats a later higher-scoring allow", []tai.Decision{review, allow9}, review},
+		{"the first of a tie", []tai.Decision{review, review3b}, review},
+		{"the first of a tie, reversed", []tai.Decision{review3b, review}, review3b},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ps []tai.Policy[int]
+			for _, d := range tt.in {
+				ps = append(ps, fixed(d, nil))
+			}
+			got, err := tai.All(ps...).Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+	got, err := tai.Any(fixed(tai.Decision{Verdict: tai.Deny, Policy: "d0"}, nil)).Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Decision{Verdict: tai.Deny, Policy: "d0"}, got, "Any of one Deny is that Deny")
+}
+
+// TestInvalidVerdict: a verdict outside Allow, Review and Deny fails the
+// signal wherever it comes from, and FailOpen counts it as an error.
+func TestInvalidVerdict(t *testing.T) {
+	bad := fixed(tai.Decision{Verdict: 9, Policy: "odd"}, nil)
+	for name, p := range map[string]tai.Policy[int]{"alone": bad, "in All": tai.All(bad), "in Any": tai.Any(bad)} {
+		t.Run(name, func(t *testing.T) {
+			pl, err := tai.New(p, doubleAction(&journal{}))
+			require.NoError(t, err)
+			res, err := pl.Process(context.Background(), sig())
+			require.ErrorContains(t, err, "decision has invalid verdict 9")
+			assert.Equal(t, tai.Failed, res.Outcome)
+		})
+	}
+	d, err := tai.FailOpen(bad).Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Allow, d.Verdict)
+	assert.True(t, d.FailedOpen)
+	assert.Equal(t, "failed open: decision has invalid verdict 9", d.Reason)
+}
+
+func TestScoredDefaultsAndLimits(t *testing.T) {
+	p, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "r", Weight: 1, Check: risk(1)})
+	require.NoError(t, err)
+	assert.Equal(t, "scored", p.Name())
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, "scored", d.Policy)
+
+	// The thresholds may be as high as 1: only a full score denies.
+	p, err = tai.NewScored(tai.ScoredOptions{Review: 1, Deny: 1}, tai.Rule[int]{Name: "r", Weight: 0.99, Check: risk(1)})
+	require.NoError(t, err)
+	d, err = p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Allow, d.Verdict)
+}
+
+// TestScoredRuleOfWeightZero: a rule of weight 0 is allowed and runs, but
+// never contributes, so it can be switched off without removing it.
+func TestScoredRuleOfWeightZero(t *testing.T) {
+	ran := false
+	p, err := tai.NewScored(tai.ScoredOptions{},
+		tai.Rule[int]{Name: "off", Weight: 0, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+			ran = true
+			return 1, "would deny", nil
+		}},
+		tai.Rule[int]{Name: "on", Weight: 0.2, Check: risk(1)})
+	require.NoError(t, err)
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.True(t, ran)
+	assert.Equal(t, tai.Allow, d.Verdict)
+	require.Len(t, d.Contributions, 1)
+	assert.Equal(t, "on", d.Contributions[0].Rule)
+}
+
+// TestScoredReasonOfATie: when two rules contribute the most, the reason
+// is the first one's.
+func TestScoredReasonOfATie(t *testing.T) {
+	because := func(reason string) func(context.Context, tai.Signal[int]) (float64, string, error) {
+		return func(context.Context, tai.Signal[int]) (float64, string, error) { return 1, reason, nil }
+	}
+	p, err := tai.NewScored(tai.ScoredOptions{},
+		tai.Rule[int]{Name: "a", Weight: 0.1, Check: because("small")},
+		tai.Rule[int]{Name: "b", Weight: 0.3, Check: because("first of the largest")},
+		tai.Rule[int]{Name: "c", Weight: 0.3, Check: because("second of the largest")})
+	require.NoError(t, err)
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, "first of the largest", d.Reason)
+}
+
+// TestScoredSpans: with a Tracer in the context, each rule runs in a span
+// of its own, named policy/rule, ended with the rule's error.
+func TestScoredSpans(t *testing.T) {
+	j := &journal{}
+	tr := &spanTracer{j: j, withCtx: true}
+	p, err := tai.NewScored(tai.ScoredOptions{Name: "fraud"},
+		tai.Rule[int]{Name: "amount", Weight: 0.5, Check: risk(1)},
+		tai.Rule[int]{Name: "geo", Weight: 0.5, FailOpen: true, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+			return 0, "", errors.New("lookup failed")
+		}})
+	require.NoError(t, err)
+	ctx, root := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Name: "test"})
+	_, err = p.Evaluate(ctx, sig())
+	require.NoError(t, err)
+	root.End(nil)
+	assert.Equal(t, []string{
+		"start signal:test parent -",
+		"start policy:fraud/amount parent signal:test", "end policy:fraud/amount ok",
+		"start policy:fraud/geo parent signal:test", "end policy:fraud/geo failed",
+		"end signal:test ok",
+	}, j.get())
+}
