@@ -368,7 +368,7 @@ func (g namedGuardFunc) Name() string { return g.name }
 // way it called the guards, so a large payload is garbage as soon as the
 // caller drops it.
 func TestPipelineKeepsNoSignal(t *testing.T) {
-	type blob struct{ b [1 << 10]byte }
+	type blob struct{ _ [1 << 10]byte }
 	for name, guard := range map[string]tai.Guard{
 		"wrapped":  tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }),
 		"two-step": noReport{},
