@@ -109,8 +109,10 @@ func (f GuardFunc) Do(ctx context.Context, fn func(context.Context) error) error
 // result is known and before Process returns, so it should be quick; an
 // Observer that does slow work (network, disk) hands it to its own goroutine.
 //
-// The Record is passed by value and may be kept. A panic in Observe is
-// recovered and logged; it never changes the result of the signal.
+// ctx is the context given to Process, carrying the signal's span when the
+// pipeline has a Tracer. The Record is passed by value and may be kept. A
+// panic in Observe is recovered and logged; it never changes the result of
+// the signal.
 type Observer interface {
 	Observe(ctx context.Context, r Record)
 }

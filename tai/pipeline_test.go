@@ -945,3 +945,20 @@ func TestStageTimesAddUp(t *testing.T) {
 		assert.Equal(t, r.Duration, r.Stages[tai.StageGate]+r.Stages[tai.StagePolicy]+r.Stages[tai.StageAction])
 	})
 }
+
+// TestObserverSeesTheSignalSpan: an observer's context carries the
+// signal's root span, so what it logs joins the trace at the signal.
+func TestObserverSeesTheSignalSpan(t *testing.T) {
+	var got string
+	obs := tai.ObserverFunc(func(ctx context.Context, _ tai.Record) {
+		if s, ok := ctx.Value(spanKey{}).(*recSpan); ok {
+			got = s.name
+		}
+	})
+	p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}),
+		tai.WithTracer(&spanTracer{j: &journal{}}), tai.WithObservers(obs))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, "signal:test", got)
+}
