@@ -206,10 +206,12 @@ func TestDoTwoStep(t *testing.T) {
 	})
 	assert.Equal(t, []string{"g allow", "g done <nil>"}, j.get(), "a done that panics is called once")
 
-	// A guard that wants no report: fn runs, nothing else.
+	// A guard that wants no report: fn runs, nothing else, and its error
+	// comes back.
 	ran := false
 	require.NoError(t, tai.DoTwoStep(ctx, noReport{}, func(context.Context) error { ran = true; return nil }))
 	assert.True(t, ran)
+	require.ErrorIs(t, tai.DoTwoStep(ctx, noReport{}, func(context.Context) error { return boom }), boom)
 }
 
 // flipGuard is a wrapping guard that rejects while refuse is set.
