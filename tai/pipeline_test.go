@@ -872,6 +872,9 @@ func TestPolicyErrorNames(t *testing.T) {
 		{"the decision names it", tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
 			return tai.Decision{Policy: "velocity"}, boom
 		}), "velocity", `tai: policy "velocity" failed: store down`},
+		{"an Allow with an error", tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow, Policy: "velocity"}, boom
+		}), "velocity", `tai: policy "velocity" failed: store down`},
 		{"inside All", tai.All(fixed(allow, nil), tai.Named("geo", failing(boom))), "geo", `tai: policy "geo" failed: store down`},
 		{"inside Any", tai.Any(fixed(deny, nil), failing(boom)), "#1", `tai: policy "#1" failed: store down`},
 	}
