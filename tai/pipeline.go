@@ -190,10 +190,11 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 			err = newPanicError(f.stage, v)
 			f.endSpan(err)
 		}
-		res.Outcome = OutcomeOf(err)
-		if err != nil {
+		if err == nil {
+			res.Outcome = Succeeded
+		} else {
 			var zero R
-			res.Value = zero
+			res.Value, res.Outcome = zero, OutcomeOf(err)
 		}
 		if f.root != nil || p.timed {
 			p.finish(ctx, &s, &res, err, &f)
@@ -213,10 +214,10 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 // the stage it has reached, its open spans and its times.
 type flight struct {
 	stage  Stage
-	root   Span      // the signal's span, with a Tracer
-	span   Span      // the open stage span, if any
-	start  time.Time // when Process began, with an observer
-	lap    time.Duration
+	root   Span                     // the signal's span, with a Tracer
+	span   Span                     // the open stage span, if any
+	start  time.Time                // when Process began, with an observer
+	since  time.Duration            // from start to the end of the last stage timed
 	stages [numStages]time.Duration // with a StageObserver, the stages passed
 }
 
@@ -226,7 +227,10 @@ type flight struct {
 func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], f *flight) (err error) {
 	f.stage = StageGate
 	for i, g := range p.gates {
-		gctx := p.startSpan(ctx, f, StageGate, p.gateSpans[i], s)
+		gctx := ctx
+		if p.tracer != nil {
+			gctx = p.startSpan(ctx, f, StageGate, p.gateSpans[i], s)
+		}
 		if err = g.Admit(gctx, s.Key); err != nil {
 			err = &RejectedError{Stage: StageGate, Hook: p.gateNames[i], Err: err}
 		}
@@ -235,15 +239,18 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 			return err
 		}
 	}
-	if len(p.gates) > 0 {
-		p.lap(f)
+	if p.stageTimed && len(p.gates) > 0 {
+		f.lap()
 	}
 
 	f.stage = StagePolicy
 	if err = ctx.Err(); err != nil {
 		return &StageError{Stage: StagePolicy, Err: err}
 	}
-	pctx := p.startSpan(ctx, f, StagePolicy, p.policyName, s)
+	pctx := ctx
+	if p.tracer != nil {
+		pctx = p.startSpan(ctx, f, StagePolicy, p.policyName, s)
+	}
 	res.Decision, err = p.policy.Evaluate(pctx, *s)
 	if err != nil || res.Decision.Verdict != Allow {
 		err = p.judge(&res.Decision, err)
@@ -252,13 +259,18 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 	if err != nil {
 		return err
 	}
-	p.lap(f)
+	if p.stageTimed {
+		f.lap()
+	}
 
 	f.stage = StageAction
 	if err = ctx.Err(); err != nil {
 		return &StageError{Stage: StageAction, Err: err}
 	}
-	actx := p.startSpan(ctx, f, StageAction, "action", s)
+	actx := ctx
+	if p.tracer != nil {
+		actx = p.startSpan(ctx, f, StageAction, "action", s)
+	}
 	switch {
 	case len(p.guards) == 0:
 		res.Value, err = p.action.Execute(actx, *s)
@@ -271,12 +283,10 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 	return err
 }
 
-// startSpan opens the span of a stage as f.span when the pipeline has a
-// Tracer, and returns the context for the stage.
+// startSpan opens the span of a stage with the pipeline's Tracer as
+// f.span, and returns the context for the stage. Its callers check for a
+// Tracer first: without one, a stage pays no call.
 func (p *Pipeline[T, R]) startSpan(ctx context.Context, f *flight, st Stage, name string, s *Signal[T]) context.Context {
-	if p.tracer == nil {
-		return ctx
-	}
 	ctx, f.span = p.tracer.Start(ctx, SpanInfo{Stage: st, Name: name, Kind: s.Kind, SignalID: s.ID})
 	return ctx
 }
@@ -289,13 +299,11 @@ func (f *flight) endSpan(err error) {
 	}
 }
 
-// lap ends the time of the stage f is in, when an observer wants stage
-// times.
-func (p *Pipeline[T, R]) lap(f *flight) {
-	if p.stageTimed {
-		now := time.Since(f.start)
-		f.stages[f.stage], f.lap = now-f.lap, now
-	}
+// lap ends the time of the stage f is in; only a pipeline with a
+// StageObserver times stages.
+func (f *flight) lap() {
+	now := time.Since(f.start)
+	f.stages[f.stage], f.since = now-f.since, now
 }
 
 // judge turns a policy's answer that is not a plain Allow into the error
@@ -492,7 +500,7 @@ func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R
 	}
 	if p.stageTimed {
 		rec.Stages = f.stages
-		rec.Stages[f.stage] = rec.Duration - f.lap
+		rec.Stages[f.stage] = rec.Duration - f.since
 	}
 	rec.Stages[StageSignal] = rec.Duration
 	EndSpan(f.root, err)
