@@ -32,7 +32,7 @@ func Example() {
 	ctx := context.Background()
 
 	// tai: the policy and the action.
-	fraud, err := tai.NewScored(tai.ScoredConfig{Name: "fraud", Review: 0.3, Deny: 0.5},
+	fraud, err := tai.NewScored(tai.ScoredOptions{Name: "fraud", Review: 0.3, Deny: 0.5},
 		tai.Rule[payment]{Name: "amount", Weight: 0.6, Check: func(_ context.Context, s tai.Signal[payment]) (float64, string, error) {
 			if s.Payload.Amount > 5000 {
 				return 1, "amount over 5000", nil

@@ -29,6 +29,22 @@ func benchSignal() tai.Signal[payment] {
 	return tai.Signal[payment]{ID: "sig_1", Kind: "payment", Key: "cust_1", Payload: payment{Amount: 99.99, Customer: "cust_1"}}
 }
 
+// BenchmarkDirect calls the policy and the action by hand: the floor the
+// pipeline's benchmarks are measured against.
+func BenchmarkDirect(b *testing.B) {
+	ctx, s := context.Background(), benchSignal()
+	b.ReportAllocs()
+	for b.Loop() {
+		d, err := benchPolicy.Evaluate(ctx, s)
+		if err != nil || d.Verdict != tai.Allow {
+			b.Fatal("denied")
+		}
+		if _, err := benchAction.Execute(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkProcess measures the pipeline with one policy, one action and no
 // hooks.
 func BenchmarkProcess(b *testing.B) {
@@ -50,6 +66,22 @@ func BenchmarkProcess(b *testing.B) {
 func BenchmarkProcessHooks(b *testing.B) {
 	p, err := tai.New(benchPolicy, benchAction,
 		taitest.Hooks()...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, s := context.Background(), benchSignal()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Process(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkProcessObserver measures the pipeline with one observer and no
+// other hook: the Record and the two clock reads it needs.
+func BenchmarkProcessObserver(b *testing.B) {
+	p, err := tai.New(benchPolicy, benchAction, tai.WithObservers(taitest.NopObserver{}))
 	if err != nil {
 		b.Fatal(err)
 	}

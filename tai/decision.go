@@ -67,6 +67,8 @@ func (v *Verdict) UnmarshalText(b []byte) error {
 
 // Decision is a policy's answer about one signal.
 type Decision struct {
+	// Verdict is Allow, Review or Deny; a policy that leaves it zero fails
+	// the signal.
 	Verdict Verdict `json:"verdict"`
 	Policy  string  `json:"policy,omitempty"` // which policy decided
 	Reason  string  `json:"reason,omitempty"` // why, for people and audit trails
@@ -83,9 +85,9 @@ type Decision struct {
 
 // Contribution is one rule's share of a scored decision.
 type Contribution struct {
-	Rule   string  `json:"rule"`
-	Weight float64 `json:"weight"`
-	Risk   float64 `json:"risk"`  // what the rule reported, in [0, 1]
-	Score  float64 `json:"score"` // Weight × Risk: what it added
+	Rule   string  `json:"rule"`   // the rule's Name
+	Weight float64 `json:"weight"` // the rule's Weight
+	Risk   float64 `json:"risk"`   // what the rule reported, in [0, 1]
+	Score  float64 `json:"score"`  // Weight × Risk: what it added
 	Reason string  `json:"reason,omitempty"`
 }

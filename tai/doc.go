@@ -9,7 +9,7 @@
 //
 //	p, err := tai.New(policy, action,
 //		tai.WithGates(limiter, line),      // admission: rate limits, a stopped line
-//		tai.WithGuards(breaker),           // around the action: circuit breaker, timeout
+//		tai.WithGuards(breaker),           // around the action: a circuit breaker
 //		tai.WithObservers(metrics, audit), // every finished signal, as a Record
 //		tai.WithTracer(tracer))            // a span per stage
 //	res, err := p.Process(ctx, tai.NewSignal("payment", customerID, payment))
@@ -23,13 +23,29 @@
 // are not generic either: only the policy and the action know the payload
 // type T and the result type R, and Go infers both from them.
 //
+// The hooks that ship are in the other packages: heijunka's limiters and
+// ramps and jidoka's Line are gates, jidoka's Breaker is a guard, kaizen's
+// metrics, statistics and audit trail are observers and its OpenTelemetry
+// adapter is a tracer. Anything else is a function away: [GateFunc],
+// [GuardFunc] (a deadline for the action, a cap on how many run at once)
+// and [ObserverFunc] adapt ordinary functions.
+//
 // Hooks that are not configured cost nothing. A pipeline with only a policy
 // and an action adds a context check per stage and a deferred recover to
-// the two calls, and allocates nothing; with hooks it still allocates
-// nothing per signal on the success path, the Record handed to observers
-// included. A guard that only admits calls and counts their results, as a
-// circuit breaker does, can be a [TwoStepGuard]: the pipeline then calls it
-// before and after the action instead of wrapping the action in it.
+// the two calls, reads no clock and allocates nothing; with hooks it still
+// allocates nothing per signal on the success path, the Record handed to
+// observers included. A guard that only admits calls and counts their
+// results, as a circuit breaker does, can be a [TwoStepGuard]: the pipeline
+// then calls it before and after the action instead of wrapping the action
+// in it.
+//
+// # Time
+//
+// A pipeline with observers reads the runtime's clock: one time.Now at the
+// start of a signal gives [Record].Start, the wall-clock time, and the
+// monotonic reading from which Duration and the stage times are measured.
+// There is no clock to configure; tests that need to control time run in a
+// testing/synctest bubble, where Start and the durations are exact.
 //
 // # Policies
 //
@@ -58,11 +74,27 @@
 //   - a policy error gives a *[PolicyError]; a panic anywhere in the
 //     pipeline gives a *[PanicError] with the stack (the line stops for that
 //     signal, the process keeps running); a context that ends between stages
-//     gives a *[StageError]; an action's error is returned as it is.
+//     gives a *[StageError]; an action's error is returned as it is; all of
+//     them are Failed;
+//   - a signal without an ID or a Kind is a programming error: Process
+//     returns an error matching [ErrInvalidSignal], Failed as well, and no
+//     hook sees the signal.
+//
+// Rejected is the one outcome that says "try again later" (an HTTP 429 or
+// 503): only a gate or a guard that sheds load gives it. The zero [Outcome]
+// and the zero [Verdict] are not valid values, so a field left unset is
+// never read as a success or an Allow.
 //
 // # Review
 //
 // A Review verdict lets the action run by default, and the Result says
 // Review. [WithHoldOnReview] stops it instead, as a Denied outcome whose
 // Decision has Verdict Review: a payment held for a person to look at.
+//
+// # Names shared with other packages
+//
+// [Decision] is a policy's answer; heijunka.Decision is a limiter's answer
+// to a request for events. [Stage] is a step of the pipeline;
+// heijunka.RampStage is a step of a traffic ramp. The package name tells
+// them apart wherever both are used.
 package tai

@@ -8,27 +8,40 @@ import (
 	"time"
 )
 
-// Outcome is how a signal ended.
+// Outcome is how a signal ended. The zero Outcome is not an outcome: every
+// Result and Record of a processed signal has one of the four below, and a
+// zero one in a struct shows that it was never set.
 type Outcome uint8
 
-// The outcomes. The zero Outcome is Succeeded.
+// The outcomes.
 const (
 	// Succeeded: the policies allowed the signal and the action returned
 	// no error.
-	Succeeded Outcome = iota
+	Succeeded Outcome = iota + 1
 	// Denied: a policy said no (or Review, with WithHoldOnReview).
 	Denied
 	// Rejected: the signal was shed before the action ran — a gate (rate
-	// limit, stopped line) or a guard (open breaker) turned it away, or it
-	// was not a valid signal.
+	// limit, stopped line) or a guard (open breaker) turned it away. A
+	// caller may retry it later (HTTP 429 or 503).
 	Rejected
-	// Failed: a policy or the action erred, panicked, or the context ended.
+	// Failed: a policy or the action erred or panicked, the context ended,
+	// or the signal was invalid (ErrInvalidSignal).
 	Failed
 )
 
-var outcomeNames = [...]string{"succeeded", "denied", "rejected", "failed"}
+var outcomeNames = [...]string{"invalid", "succeeded", "denied", "rejected", "failed"}
 
-// String returns "succeeded", "denied", "rejected" or "failed".
+// Outcomes returns every Outcome in order, Succeeded to Failed, for code
+// that pre-creates one counter each. Each call returns a new slice.
+func Outcomes() []Outcome {
+	return []Outcome{Succeeded, Denied, Rejected, Failed}
+}
+
+// Valid reports whether o is Succeeded, Denied, Rejected or Failed.
+func (o Outcome) Valid() bool { return o >= Succeeded && o <= Failed }
+
+// String returns "succeeded", "denied", "rejected" or "failed", and
+// "invalid" for the zero Outcome.
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
 		return outcomeNames[o]
@@ -36,9 +49,10 @@ func (o Outcome) String() string {
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
-// MarshalText encodes the outcome as its String.
+// MarshalText encodes the outcome as its String. It returns an error for
+// an Outcome that is not Valid, the zero one included.
 func (o Outcome) MarshalText() ([]byte, error) {
-	if int(o) >= len(outcomeNames) {
+	if !o.Valid() {
 		return nil, fmt.Errorf("tai: invalid outcome %d", uint8(o))
 	}
 	return []byte(o.String()), nil
@@ -46,17 +60,14 @@ func (o Outcome) MarshalText() ([]byte, error) {
 
 // UnmarshalText decodes "succeeded", "denied", "rejected" or "failed".
 func (o *Outcome) UnmarshalText(b []byte) error {
-	for i, name := range outcomeNames {
-		if string(b) == name {
-			*o = Outcome(i)
+	for _, v := range Outcomes() {
+		if string(b) == outcomeNames[v] {
+			*o = v
 			return nil
 		}
 	}
 	return fmt.Errorf("tai: unknown outcome %q", b)
 }
-
-// Outcomes lists every Outcome, for code that pre-creates one counter each.
-var Outcomes = [...]Outcome{Succeeded, Denied, Rejected, Failed}
 
 var (
 	// ErrDenied matches (errors.Is) every *DeniedError.
@@ -64,11 +75,12 @@ var (
 	// ErrRejected matches every *RejectedError.
 	ErrRejected = errors.New("tai: rejected")
 	// ErrInvalidSignal matches the error Process returns for a signal
-	// without an ID or a Kind. It is a rejection: errors.Is(err,
-	// ErrRejected) holds too.
+	// without an ID or a Kind. Such a signal is a programming error, not
+	// load to shed: its Outcome is Failed, never Rejected.
 	ErrInvalidSignal = errors.New("tai: invalid signal")
-	// ErrAbandoned is returned when a Guard returned while the action it
-	// started was still running.
+	// ErrAbandoned is returned (Outcome Failed) when a Guard returned while
+	// the action it started was still running; the action's late result is
+	// discarded.
 	ErrAbandoned = errors.New("tai: guard returned before the action it started")
 )
 
@@ -100,6 +112,7 @@ type DeniedError struct {
 	Decision Decision
 }
 
+// Error returns "tai: deny by policy "name": reason" (or review).
 func (e *DeniedError) Error() string {
 	d := &e.Decision
 	msg := "tai: " + d.Verdict.String()
@@ -118,11 +131,12 @@ func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
 // RejectedError is returned when a gate or a guard sheds a signal. Err is
 // the hook's own error, reachable with errors.Is and errors.As.
 type RejectedError struct {
-	Stage Stage  // StageGate or StageAction (a guard); StageSignal for an invalid signal
+	Stage Stage  // StageGate, or StageAction for a guard
 	Hook  string // the gate's or guard's name, when it has one
 	Err   error
 }
 
+// Error names the stage, the hook and the hook's error.
 func (e *RejectedError) Error() string {
 	msg := "tai: rejected at " + e.Stage.String()
 	if e.Hook != "" {
@@ -151,10 +165,11 @@ func RetryAfter(err error) time.Duration {
 // PolicyError is returned when a policy errs (or returns no verdict). The
 // signal fails closed: the action does not run.
 type PolicyError struct {
-	Policy string
-	Err    error
+	Policy string // the name of the policy that failed, when it has one
+	Err    error  // the policy's error
 }
 
+// Error names the policy and its error.
 func (e *PolicyError) Error() string {
 	if e.Policy == "" {
 		return "tai: policy failed: " + e.Err.Error()
@@ -168,7 +183,7 @@ func (e *PolicyError) Unwrap() error { return e.Err }
 // PanicError is a recovered panic from a gate, policy, guard or action. The
 // signal fails; the process keeps running.
 type PanicError struct {
-	Stage Stage
+	Stage Stage  // where the panic happened
 	Value any    // what was passed to panic
 	Stack []byte // the goroutine's stack where it panicked
 }
@@ -177,6 +192,7 @@ func newPanicError(stage Stage, v any) *PanicError {
 	return &PanicError{Stage: stage, Value: v, Stack: debug.Stack()}
 }
 
+// Error returns "tai: panic in <stage>: <value>".
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("tai: panic in %s: %v", e.Stage, e.Value)
 }
@@ -193,6 +209,7 @@ type StageError struct {
 	Err   error // ctx.Err()
 }
 
+// Error returns "tai: before <stage>: <ctx.Err()>".
 func (e *StageError) Error() string {
 	return "tai: before " + e.Stage.String() + ": " + e.Err.Error()
 }

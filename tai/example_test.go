@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/taipattern/taikit/tai"
 )
@@ -44,7 +45,7 @@ func Example() {
 }
 
 func ExampleNewScored() {
-	fraud, err := tai.NewScored(tai.ScoredConfig{Name: "fraud", Review: 0.3, Deny: 0.5},
+	fraud, err := tai.NewScored(tai.ScoredOptions{Name: "fraud", Review: 0.3, Deny: 0.5},
 		tai.Rule[transfer]{Name: "amount", Weight: 0.4, Check: func(_ context.Context, s tai.Signal[transfer]) (float64, string, error) {
 			if s.Payload.Amount > 5000 {
 				return 1, "amount over 5000", nil
@@ -173,4 +174,51 @@ func ExampleTwoStepGuard() {
 	// failed gateway down
 	// failed gateway down
 	// rejected tai: rejected at action: failure budget spent
+}
+
+// Two guards written as functions: one gives the action a deadline, the
+// other caps how many actions run at once. A guard must not return before
+// the action it started has returned, so the deadline works through the
+// action's context: the action has to honour ctx.
+func ExampleGuardFunc() {
+	deadline := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		return fn(ctx)
+	})
+	slots := make(chan struct{}, 2)
+	capped := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			return fn(ctx)
+		default:
+			return errors.New("too many charges running")
+		}
+	})
+	slowGateway := tai.ActionFunc[int, string](func(ctx context.Context, _ tai.Signal[int]) (string, error) {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Minute):
+			return "charged", nil
+		}
+	})
+	p, _ := tai.New(
+		tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		}),
+		slowGateway,
+		tai.WithGuards(capped, deadline))
+
+	_, err := p.Process(context.Background(), tai.NewSignal("charge", "cust_1", 1))
+	fmt.Println(tai.OutcomeOf(err), errors.Is(err, context.DeadlineExceeded))
+
+	slots <- struct{}{} // two charges are running elsewhere
+	slots <- struct{}{}
+	_, err = p.Process(context.Background(), tai.NewSignal("charge", "cust_1", 2))
+	fmt.Println(tai.OutcomeOf(err), err)
+	// Output:
+	// failed true
+	// rejected tai: rejected at action: too many charges running
 }

@@ -26,12 +26,15 @@ type GateFunc func(ctx context.Context, key string) error
 // Admit calls f(ctx, key).
 func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, key) }
 
-// A Guard wraps the action: a circuit breaker, a timeout, a bulkhead.
+// A Guard wraps the action. jidoka.Breaker is one; a deadline for the
+// action or a cap on how many actions run at once is a few lines as a
+// GuardFunc (see the GuardFunc example).
 //
 // Do either calls fn exactly once and returns its error (or an error of its
 // own that replaces it), or does not call fn at all and returns the reason
-// (breaker open, bulkhead full). The pipeline tells the two apart: when fn
-// was never called the outcome is Rejected, otherwise it follows the error.
+// (breaker open, too many running). The pipeline tells the two apart: when
+// fn was never called the outcome is Rejected, otherwise it follows the
+// error.
 //
 // Do must not return before a call of fn it started has returned. A guard
 // that abandons fn (runs it on another goroutine and stops waiting) breaks
@@ -53,13 +56,14 @@ type Guard interface {
 // guard whose Allow returns an error rejects the signal, and the guards
 // already passed are told that error, as their Do would have seen it come
 // back from fn. That is exactly what Do would have done, without the
-// closures and the per-signal state that wrapping needs.
+// closures and the per-signal state that wrapping needs. (A pipeline with
+// more than eight guards calls them all through Do.)
 //
 // Allow returns done (nil when the guard wants no report) and a nil error,
 // or the reason for refusing. The pipeline calls each done it was given
-// exactly once. A guard that must wrap the call — a timeout, a bulkhead
-// that holds a slot — implements only Guard; then every guard of the
-// pipeline is called through Do.
+// exactly once. A guard that must wrap the call — one that gives the
+// action a deadline, or holds a slot while it runs — implements only
+// Guard; then every guard of the pipeline is called through Do.
 type TwoStepGuard interface {
 	Guard
 	Allow(ctx context.Context) (done func(err error), err error)
@@ -105,8 +109,10 @@ func (f GuardFunc) Do(ctx context.Context, fn func(context.Context) error) error
 // result is known and before Process returns, so it should be quick; an
 // Observer that does slow work (network, disk) hands it to its own goroutine.
 //
-// The Record is passed by value and may be kept. A panic in Observe is
-// recovered and logged; it never changes the result of the signal.
+// ctx is the context given to Process, carrying the signal's span when the
+// pipeline has a Tracer. The Record is passed by value and may be kept. A
+// panic in Observe is recovered and logged; it never changes the result of
+// the signal.
 type Observer interface {
 	Observe(ctx context.Context, r Record)
 }
@@ -114,8 +120,9 @@ type Observer interface {
 // A StageObserver is an Observer that needs the time of each stage
 // (Record.Stages), such as a histogram per stage. The pipeline reads the
 // clock at the start and end of a signal for every observer, and at each
-// stage boundary only when some observer is a StageObserver that returns
-// true: on many machines a clock read costs more than the rest of a hook.
+// stage boundary only when some observer is a StageObserver whose
+// ObservesStages returns true: a clock read costs more than the rest of a
+// hook.
 type StageObserver interface {
 	Observer
 	ObservesStages() bool
@@ -127,7 +134,8 @@ type ObserverFunc func(ctx context.Context, r Record)
 // Observe calls f(ctx, r).
 func (f ObserverFunc) Observe(ctx context.Context, r Record) { f(ctx, r) }
 
-// Stage names a step of the pipeline.
+// Stage names a step of the pipeline. (heijunka has stages of its own, of
+// a traffic ramp: heijunka.RampStage.)
 type Stage uint8
 
 // The stages of a signal, in the order they run. StageSignal is the whole
@@ -248,28 +256,22 @@ type SpanContext struct {
 	TraceID TraceID
 	SpanID  SpanID
 	Sampled bool
-	// Padding to 32 bytes: a SpanContext is copied as two aligned 16-byte
-	// moves instead of two that overlap, which the processor cannot serve
-	// from the stores that just wrote it.
-	_ [7]byte
 }
 
 // Record is what an Observer learns about a finished signal. It carries no
 // payload: observers are not generic, and the payload is where personal data
 // lives.
 //
-// Start, Duration and Stages come from the pipeline's clock: the monotonic
-// clock, read as time.Since reads it, except on linux/amd64 where the
-// kernel itself keeps time with the processor's time-stamp counter; there
-// the pipeline reads the counter directly, at less than half the cost,
-// converting it with a ratio measured against the monotonic clock every
-// tenth of a second, so the two agree within microseconds.
+// Start is the time.Now of the start of Process: the wall clock, as the
+// system had it then, with its monotonic reading. Duration and Stages are
+// measured from it on the monotonic clock (as time.Since measures), so a
+// step of the wall clock never shows in them.
 type Record struct {
 	ID   string // the signal's ID
 	Kind string // the signal's Kind
 	Key  string // the signal's Key
 
-	Outcome Outcome
+	Outcome Outcome // how the signal ended, as in its Result
 	// Decision is the deciding decision of the policy stage. Its Verdict is
 	// zero when the signal did not reach a decision (a gate rejected it, or
 	// the policy failed).
@@ -278,7 +280,7 @@ type Record struct {
 	Err error
 
 	Start    time.Time     // when Process began
-	Duration time.Duration // from Start to the end of the action
+	Duration time.Duration // from Start to the end of the last stage reached
 	// Stages holds the time spent in each stage, indexed by Stage, when an
 	// observer of the pipeline is a StageObserver; otherwise only the
 	// StageSignal entry is set. The StageSignal entry equals Duration; a

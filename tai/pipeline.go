@@ -31,7 +31,8 @@ func WithGates(gates ...Gate) Option {
 }
 
 // WithGuards adds guards around the action. The first guard is the
-// outermost: WithGuards(breaker, timeout) runs breaker.Do(timeout.Do(action)).
+// outermost: WithGuards(a, b) runs a.Do(b.Do(action)). When every guard is
+// a TwoStepGuard the pipeline calls their Allow in the same order instead.
 func WithGuards(guards ...Guard) Option {
 	return func(o *options) { o.guards = append(o.guards, guards...) }
 }
@@ -69,7 +70,9 @@ type Result[R any] struct {
 	// Decision is the deciding decision of the policies (zero Verdict if
 	// the signal never reached them).
 	Decision Decision
-	Outcome  Outcome
+	// Outcome is how the signal ended, never the zero Outcome:
+	// OutcomeOf of the error Process returned.
+	Outcome Outcome
 	// Span is the signal's root span, zero without a Tracer.
 	Span SpanContext
 }
@@ -79,9 +82,11 @@ type Result[R any] struct {
 //	gates → policy → guards around the action → observers
 //
 // A Pipeline is safe for concurrent use. Hooks that are not configured cost
-// nothing: a pipeline with only a policy and an action does no clock reads,
-// no allocation, and no work beyond the two calls and a context check
-// before each.
+// nothing: a pipeline with only a policy and an action reads no clock,
+// allocates nothing, and does no work beyond the two calls, a context check
+// before each and one deferred recover. With observers it reads the clock
+// once at the start of a signal (time.Now, wall and monotonic time) and
+// once at its end; with a StageObserver, at each stage boundary too.
 type Pipeline[T, R any] struct {
 	policy     Policy[T]
 	action     Action[T, R]
@@ -97,8 +102,7 @@ type Pipeline[T, R any] struct {
 	tracer     Tracer
 	hold       bool
 	logger     *slog.Logger
-	bare       bool // no gates, guards, observers or tracer
-	timed      bool // observers need a Start and a Duration
+	timed      bool // there are observers: a Record needs Start and Duration
 	stageTimed bool // an observer asked for Record.Stages
 
 	calls sync.Pool // *call[T, R], used only with guards
@@ -159,7 +163,6 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 		}
 	}
 	p.timed = len(p.observers) > 0
-	p.bare = len(p.gates) == 0 && len(p.guards) == 0 && len(p.observers) == 0 && p.tracer == nil
 	p.calls.New = func() any { return p.newCall() }
 	return p, nil
 }
@@ -168,51 +171,139 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 // error is nil when the outcome is Succeeded; otherwise OutcomeOf(err) equals
 // the Result's Outcome:
 //
-//   - Rejected: a *RejectedError from a gate or guard (or ErrInvalidSignal
-//     for a signal without an ID or Kind; such a signal reaches no hook);
+//   - Rejected: a *RejectedError from a gate or guard;
 //   - Denied: a *DeniedError carrying the Decision;
 //   - Failed: a *PolicyError, a *PanicError, a *StageError when ctx ended
-//     between stages, or the action's own error.
+//     between stages, the action's own error, or an error matching
+//     ErrInvalidSignal for a signal without an ID or a Kind (a programming
+//     error: such a signal reaches no hook, not even the observers).
 func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R], err error) {
-	if s.ID == "" || s.Kind == "" {
-		return Result[R]{Outcome: Rejected}, invalidSignal(&s)
+	if s.ID == "" {
+		return Result[R]{Outcome: Failed}, errNoID
 	}
-	if !p.bare {
-		err = p.process(ctx, &s, &res)
-		return res, err
+	if s.Kind == "" {
+		return Result[R]{Outcome: Failed}, errNoKind
 	}
-	// The bare path: one deferred recover for both calls, no copies of
-	// the decision beyond the one in res.
-	stage := StagePolicy
+	var f flight
 	defer func() {
 		if v := recover(); v != nil {
+			err = newPanicError(f.stage, v)
+			f.endSpan(err)
+		}
+		if err == nil {
+			res.Outcome = Succeeded
+		} else {
 			var zero R
-			res.Value, res.Outcome, err = zero, Failed, newPanicError(stage, v)
+			res.Value, res.Outcome = zero, OutcomeOf(err)
+		}
+		if f.root != nil || p.timed {
+			p.finish(ctx, &s, &res, err, &f)
 		}
 	}()
-	if err = ctx.Err(); err != nil {
-		return res, p.fail(&res, &StageError{Stage: StagePolicy, Err: err})
+	if p.timed {
+		f.start = time.Now()
 	}
-	res.Decision, err = p.policy.Evaluate(ctx, s)
-	if err != nil || res.Decision.Verdict != Allow {
-		if err = p.judge(&res.Decision, err); err != nil {
-			return res, p.fail(&res, err)
-		}
+	if p.tracer != nil {
+		ctx, f.root = p.tracer.Start(ctx, SpanInfo{Stage: StageSignal, Name: s.Kind, Kind: s.Kind, SignalID: s.ID})
 	}
-	if err = ctx.Err(); err != nil {
-		return res, p.fail(&res, &StageError{Stage: StageAction, Err: err})
-	}
-	stage = StageAction
-	if res.Value, err = p.action.Execute(ctx, s); err != nil {
-		res.Outcome = Failed
-	}
+	err = p.run(ctx, &s, &res, &f)
 	return res, err
 }
 
-// fail sets the outcome of err on res and returns err.
-func (p *Pipeline[T, R]) fail(res *Result[R], err error) error {
-	res.Outcome = OutcomeOf(err)
+// flight is what Process knows of a signal in flight besides its Result:
+// the stage it has reached, its open spans and its times.
+type flight struct {
+	stage  Stage
+	root   Span                     // the signal's span, with a Tracer
+	span   Span                     // the open stage span, if any
+	start  time.Time                // when Process began, with an observer
+	since  time.Duration            // from start to the end of the last stage timed
+	stages [numStages]time.Duration // with a StageObserver, the stages passed
+}
+
+// run is the stage sequence: gates, policy, guards around the action. It
+// returns the error Process returns; Process's deferred function finishes
+// the signal.
+func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], f *flight) (err error) {
+	f.stage = StageGate
+	for i, g := range p.gates {
+		gctx := ctx
+		if p.tracer != nil {
+			gctx = p.startSpan(ctx, f, StageGate, p.gateSpans[i], s)
+		}
+		if err = g.Admit(gctx, s.Key); err != nil {
+			err = &RejectedError{Stage: StageGate, Hook: p.gateNames[i], Err: err}
+		}
+		f.endSpan(err)
+		if err != nil {
+			return err
+		}
+	}
+	if p.stageTimed && len(p.gates) > 0 {
+		f.lap()
+	}
+
+	f.stage = StagePolicy
+	if err = ctx.Err(); err != nil {
+		return &StageError{Stage: StagePolicy, Err: err}
+	}
+	pctx := ctx
+	if p.tracer != nil {
+		pctx = p.startSpan(ctx, f, StagePolicy, p.policyName, s)
+	}
+	res.Decision, err = p.policy.Evaluate(pctx, *s)
+	if err != nil || res.Decision.Verdict != Allow {
+		err = p.judge(&res.Decision, err)
+	}
+	f.endSpan(err)
+	if err != nil {
+		return err
+	}
+	if p.stageTimed {
+		f.lap()
+	}
+
+	f.stage = StageAction
+	if err = ctx.Err(); err != nil {
+		return &StageError{Stage: StageAction, Err: err}
+	}
+	actx := ctx
+	if p.tracer != nil {
+		actx = p.startSpan(ctx, f, StageAction, "action", s)
+	}
+	switch {
+	case len(p.guards) == 0:
+		res.Value, err = p.action.Execute(actx, *s)
+	case p.steps != nil:
+		res.Value, err = p.stepped(actx, s)
+	default:
+		res.Value, err = p.guarded(actx, s)
+	}
+	f.endSpan(err)
 	return err
+}
+
+// startSpan opens the span of a stage with the pipeline's Tracer as
+// f.span, and returns the context for the stage. Its callers check for a
+// Tracer first: without one, a stage pays no call.
+func (p *Pipeline[T, R]) startSpan(ctx context.Context, f *flight, st Stage, name string, s *Signal[T]) context.Context {
+	ctx, f.span = p.tracer.Start(ctx, SpanInfo{Stage: st, Name: name, Kind: s.Kind, SignalID: s.ID})
+	return ctx
+}
+
+// endSpan ends the open stage span, if any.
+func (f *flight) endSpan(err error) {
+	if f.span != nil {
+		f.span.End(err)
+		f.span = nil
+	}
+}
+
+// lap ends the time of the stage f is in; only a pipeline with a
+// StageObserver times stages.
+func (f *flight) lap() {
+	now := time.Since(f.start)
+	f.stages[f.stage], f.since = now-f.since, now
 }
 
 // judge turns a policy's answer that is not a plain Allow into the error
@@ -237,143 +328,12 @@ func (p *Pipeline[T, R]) judge(d *Decision, err error) error {
 	return nil
 }
 
-func invalidSignal[T any](s *Signal[T]) error {
-	field := "ID"
-	if s.ID != "" {
-		field = "Kind"
-	}
-	return &RejectedError{Stage: StageSignal, Err: fmt.Errorf("%w: empty %s", ErrInvalidSignal, field)}
-}
-
-// process is the path with hooks. One deferred function recovers a panic
-// from any hook and finishes the signal: outcome, root span, observers. It
-// writes the result through res, so Process copies it once.
-//
-// The layout follows what the processor does with it: a struct copied right
-// after it was written field by field waits for those stores to land. So
-// the span infos are built before the first clock read, the root span's
-// identifiers are read into a variable of their own and copied into res
-// only at the end, and the Record is built in place (see finish).
-func (p *Pipeline[T, R]) process(ctx context.Context, s *Signal[T], res *Result[R]) (err error) {
-	var (
-		stage  = StageSignal
-		span   Span // the open stage span, if any
-		root   Span
-		t0, t  time.Duration
-		stages [numStages]time.Duration
-		info   [numStages]SpanInfo
-		steps  stepState // two-step guards passed, whose done is owed
-	)
-	if p.tracer != nil {
-		p.spanInfos(&info, s)
-	}
-	if p.timed {
-		t0 = monotonic()
-		t = t0
-	}
-	if p.tracer != nil {
-		ctx, root = p.tracer.Start(ctx, info[StageSignal])
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			var zero R
-			res.Value, err = zero, newPanicError(stage, v)
-			steps.report(err) // the guards count a panicking action as a failure
-			if span != nil {
-				span.End(err)
-			}
-		}
-		if err != nil {
-			res.Outcome = OutcomeOf(err)
-		}
-		p.finish(ctx, s, res, err, root, stage, t0, t, &stages)
-	}()
-
-	stage = StageGate
-	for i, g := range p.gates {
-		gctx := ctx
-		if p.tracer != nil {
-			if i > 0 {
-				info[StageGate].Name = p.gateSpans[i]
-			}
-			gctx, span = p.tracer.Start(ctx, info[StageGate])
-		}
-		if err = g.Admit(gctx, s.Key); err != nil {
-			err = &RejectedError{Stage: StageGate, Hook: p.gateNames[i], Err: err}
-		}
-		if span != nil {
-			span.End(err)
-			span = nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if p.stageTimed && len(p.gates) > 0 {
-		now := monotonic()
-		stages[StageGate], t = max(0, now-t), now
-	}
-
-	stage = StagePolicy
-	if err = ctx.Err(); err != nil {
-		return &StageError{Stage: StagePolicy, Err: err}
-	}
-	pctx := ctx
-	if p.tracer != nil {
-		pctx, span = p.tracer.Start(ctx, info[StagePolicy])
-	}
-	res.Decision, err = p.policy.Evaluate(pctx, *s)
-	if err != nil || res.Decision.Verdict != Allow {
-		err = p.judge(&res.Decision, err)
-	}
-	if span != nil {
-		span.End(err)
-		span = nil
-	}
-	if err != nil {
-		return err
-	}
-	if p.stageTimed {
-		now := monotonic()
-		stages[StagePolicy], t = max(0, now-t), now
-	}
-
-	stage = StageAction
-	if err = ctx.Err(); err != nil {
-		return &StageError{Stage: StageAction, Err: err}
-	}
-	if p.tracer != nil {
-		ctx, span = p.tracer.Start(ctx, info[StageAction])
-	}
-	switch {
-	case len(p.guards) == 0:
-		res.Value, err = p.action.Execute(ctx, *s)
-	case p.steps != nil:
-		res.Value, err = p.stepped(ctx, s, &steps)
-	default:
-		res.Value, err = p.guarded(ctx, s)
-	}
-	if span != nil {
-		span.End(err)
-		span = nil
-	}
-	return err
-}
-
-// spanInfos fills info with the span of each stage of s; the gate entry
-// names the first gate.
-func (p *Pipeline[T, R]) spanInfos(info *[numStages]SpanInfo, s *Signal[T]) {
-	for st := range info {
-		in := &info[st]
-		in.Stage, in.Kind, in.SignalID = Stage(st), s.Kind, s.ID
-	}
-	info[StageSignal].Name = s.Kind
-	if len(p.gateSpans) > 0 {
-		info[StageGate].Name = p.gateSpans[0]
-	}
-	info[StagePolicy].Name = p.policyName
-	info[StageAction].Name = "action"
-}
+// The errors of an invalid signal, made once: Process returns them without
+// an allocation.
+var (
+	errNoID   = fmt.Errorf("%w: empty ID", ErrInvalidSignal)
+	errNoKind = fmt.Errorf("%w: empty Kind", ErrInvalidSignal)
+)
 
 func nameOrStage(name string, st Stage) string {
 	if name != "" {
@@ -394,10 +354,18 @@ func nameOrDecision(name, decided string) string {
 const maxSteps = 8
 
 // stepped runs the action between the guards' Allow and done, as their Do
-// would have run it (see TwoStepGuard). The guards passed are kept in st,
-// which belongs to process: should the action panic, process's deferred
-// recover reports the *PanicError to them.
-func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T], st *stepState) (r R, err error) {
+// would have run it (see TwoStepGuard). Should the action or a done panic,
+// the guards not yet told hear of it as a *PanicError, which stepped
+// returns.
+func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T]) (r R, err error) {
+	var st stepState
+	defer func() {
+		if v := recover(); v != nil {
+			var zero R
+			r, err = zero, newPanicError(StageAction, v)
+			st.report(err)
+		}
+	}()
 	for i, g := range p.steps {
 		done, aerr := g.Allow(ctx)
 		if aerr != nil {
@@ -419,8 +387,7 @@ type stepState struct {
 }
 
 // report tells err to the guards passed, innermost first, each once: a
-// done that panics is not called again, and the ones outside it are told
-// the panic.
+// done that panics is not called again.
 func (st *stepState) report(err error) {
 	for st.n > 0 {
 		st.n--
@@ -442,7 +409,7 @@ type call[T, R any] struct {
 	// without another atomic store (each one is a full fence).
 	state   atomic.Uint32
 	gen     uint32       // written only by the goroutine holding the call
-	reached atomic.Int32 // index of the innermost guard entered
+	reached atomic.Int32 // index of the innermost guard entered; the first link sets it to 0
 	links   []func(context.Context) error
 }
 
@@ -484,6 +451,9 @@ func (c *call[T, R]) run(ctx context.Context) (err error) {
 	return err
 }
 
+// guarded runs the action inside the guards' Do, outermost first, and
+// tells from the call's state whether a guard rejected the signal (the
+// action never ran) or abandoned it (the action still runs).
 func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err error) {
 	c := p.calls.Get().(*call[T, R])
 	c.sig = *s
@@ -493,8 +463,8 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	case callIdle:
 		// The action never ran. c is not reused: a guard that broke its
 		// contract could still call the action it was handed, and must
-		// then find this signal, not another one. Rejections pay for a
-		// fresh call; the success path recycles.
+		// then find this signal, not another one. A rejection costs a
+		// fresh call; a call whose action returned is recycled.
 		if err == nil {
 			err = errors.New("guard returned without running the action")
 		}
@@ -507,66 +477,43 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	var zs Signal[T]
 	var zr R
 	c.sig, c.val = zs, zr
-	if c.reached.Load() != 0 {
-		c.reached.Store(0)
-	}
 	c.gen += callDone
 	p.calls.Put(c)
 	return r, err
 }
 
 // finish ends the root span and hands the Record of the signal to every
-// observer. The Record is filled field by field, most of it before the
-// last clock read, and handed to the observers from where it was built:
-// copied again while its stores are in flight, it would stall the
-// processor.
-func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R], err error, root Span, stage Stage, t0, t time.Duration, stages *[numStages]time.Duration) {
-	if root != nil {
-		res.Span = root.SpanContext()
+// observer.
+func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R], err error, f *flight) {
+	if f.root != nil {
+		res.Span = f.root.SpanContext()
 	}
 	if !p.timed {
-		if root != nil {
-			root.End(err)
-		}
+		EndSpan(f.root, err)
 		return
 	}
-	var rec Record
-	rec.ID, rec.Kind, rec.Key = s.ID, s.Kind, s.Key
-	rec.Outcome, rec.Err = res.Outcome, err
-	rec.Decision = res.Decision
-	rec.Start = time.Unix(0, epochWall+int64(t0))
-	rec.Span = res.Span
-	if p.stageTimed {
-		rec.Stages = *stages
+	rec := Record{
+		ID: s.ID, Kind: s.Kind, Key: s.Key,
+		Outcome: res.Outcome, Decision: res.Decision, Err: err,
+		Start: f.start, Duration: time.Since(f.start),
+		Span: res.Span,
 	}
-	end := monotonic()
 	if p.stageTimed {
-		rec.Stages[stage] = max(0, end-t)
+		rec.Stages = f.stages
+		rec.Stages[f.stage] = rec.Duration - f.since
 	}
-	rec.Duration = max(0, end-t0) // see monotonic
 	rec.Stages[StageSignal] = rec.Duration
-	if root != nil {
-		root.End(err)
-	}
-	i := 0
-	defer func() {
-		if v := recover(); v != nil {
-			p.observerPanicked(i, v, &rec)
-			p.observeFrom(ctx, &rec, i+1)
-		}
-	}()
-	for ; i < len(p.observers); i++ {
-		p.observers[i].Observe(ctx, rec)
-	}
+	EndSpan(f.root, err)
+	p.observe(ctx, &rec, 0)
 }
 
-// observeFrom hands rec to the observers from the i-th on, after one of
-// them panicked.
-func (p *Pipeline[T, R]) observeFrom(ctx context.Context, rec *Record, i int) {
+// observe hands rec to the observers from the i-th on. One that panics is
+// logged, and the ones after it still run.
+func (p *Pipeline[T, R]) observe(ctx context.Context, rec *Record, i int) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.observerPanicked(i, v, rec)
-			p.observeFrom(ctx, rec, i+1)
+			p.observe(ctx, rec, i+1)
 		}
 	}()
 	for ; i < len(p.observers); i++ {

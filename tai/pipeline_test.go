@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -339,7 +340,9 @@ func TestOutcomeOf(t *testing.T) {
 		assert.Equal(t, tt.want, tai.OutcomeOf(tt.err), "%v", tt.err)
 	}
 	assert.Equal(t, "outcome(9)", tai.Outcome(9).String())
-	for _, o := range tai.Outcomes {
+	assert.Equal(t, []tai.Outcome{tai.Succeeded, tai.Denied, tai.Rejected, tai.Failed}, tai.Outcomes())
+	for _, o := range tai.Outcomes() {
+		assert.True(t, o.Valid(), "%v", o)
 		b, err := o.MarshalText()
 		require.NoError(t, err)
 		assert.Equal(t, o.String(), string(b))
@@ -351,6 +354,25 @@ func TestOutcomeOf(t *testing.T) {
 	require.Error(t, err)
 	var o tai.Outcome
 	require.ErrorContains(t, o.UnmarshalText([]byte("won")), `unknown outcome "won"`)
+}
+
+// TestZeroOutcomeIsInvalid: a zero Outcome is never mistaken for a
+// success, as a zero Verdict is never mistaken for an Allow.
+func TestZeroOutcomeIsInvalid(t *testing.T) {
+	var zero tai.Outcome
+	assert.False(t, zero.Valid())
+	assert.Equal(t, "invalid", zero.String())
+	assert.NotContains(t, tai.Outcomes(), zero)
+	_, err := zero.MarshalText()
+	require.ErrorContains(t, err, "invalid outcome 0")
+	assert.False(t, tai.Outcome(5).Valid())
+	require.ErrorContains(t, zero.UnmarshalText([]byte("invalid")), "unknown outcome")
+	assert.Equal(t, tai.Succeeded, tai.OutcomeOf(nil))
+
+	// Each call returns a slice of its own: changing one changes no other.
+	os := tai.Outcomes()
+	os[0] = tai.Failed
+	assert.Equal(t, tai.Succeeded, tai.Outcomes()[0])
 }
 
 type retryErr struct{ d time.Duration }
@@ -373,11 +395,12 @@ func TestInvalidSignal(t *testing.T) {
 	obs := &recObserver{j: j}
 	p, err := tai.New(allowPolicy(j), doubleAction(j), tai.WithGates(namedGate{name: "g", j: j}), tai.WithObservers(obs))
 	require.NoError(t, err)
-	for _, s := range []tai.Signal[int]{{Kind: "test"}, {ID: "x"}} {
+	for _, s := range []tai.Signal[int]{{Kind: "test"}, {ID: "x"}, {}} {
 		res, err := p.Process(context.Background(), s)
 		require.ErrorIs(t, err, tai.ErrInvalidSignal)
-		require.ErrorIs(t, err, tai.ErrRejected)
-		assert.Equal(t, tai.Rejected, res.Outcome)
+		assert.NotErrorIs(t, err, tai.ErrRejected, "an invalid signal is a programming error, not load to shed")
+		assert.Equal(t, tai.Failed, res.Outcome)
+		assert.Equal(t, tai.Failed, tai.OutcomeOf(err))
 	}
 	_, err = p.Process(context.Background(), tai.Signal[int]{Kind: "test"})
 	assert.ErrorContains(t, err, "empty ID")
@@ -613,14 +636,9 @@ func TestRecord(t *testing.T) {
 	for _, stages := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stages=%v", stages), func(t *testing.T) {
 			obs := &recObserver{j: &journal{}, stages: stages}
-			slow := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
-				time.Sleep(2 * time.Millisecond) // a real duration to measure, not a timing assertion
-				return 1, nil
-			})
-			p, err := tai.New(fixed(deny8, nil), slow, tai.WithObservers(obs), tai.WithGates(taitest.NopGate{}))
+			p, err := tai.New(fixed(deny8, nil), doubleAction(&journal{}), tai.WithObservers(obs), tai.WithGates(taitest.NopGate{}))
 			require.NoError(t, err)
 			s := tai.NewSignal("payment", "cust_1", 1)
-			before := time.Now()
 			_, err = p.Process(context.Background(), s)
 			require.ErrorIs(t, err, tai.ErrDenied)
 			r := obs.last(t)
@@ -629,25 +647,83 @@ func TestRecord(t *testing.T) {
 			assert.Equal(t, "cust_1", r.Key)
 			assert.Equal(t, tai.Denied, r.Outcome)
 			assert.Equal(t, deny8, r.Decision)
-			assert.WithinDuration(t, before, r.Start, time.Second)
+			assert.Equal(t, err, r.Err)
 			assert.Equal(t, r.Duration, r.StageDuration(tai.StageSignal))
 			assert.Zero(t, r.StageDuration(tai.StageAction), "the action was not reached")
 			assert.Zero(t, r.StageDuration(tai.Stage(9)))
-
-			p, err = tai.New(fixed(allow, nil), slow, tai.WithObservers(obs))
-			require.NoError(t, err)
-			_, err = p.Process(context.Background(), s)
-			require.NoError(t, err)
-			r = obs.last(t)
-			assert.GreaterOrEqual(t, r.Duration, 2*time.Millisecond)
-			if stages {
-				assert.GreaterOrEqual(t, r.Stages[tai.StageAction], 2*time.Millisecond)
-				assert.LessOrEqual(t, r.Stages[tai.StageGate]+r.Stages[tai.StagePolicy]+r.Stages[tai.StageAction], r.Duration)
-			} else {
-				assert.Zero(t, r.Stages[tai.StageAction], "stage times only for a StageObserver")
-			}
 		})
 	}
+}
+
+// sleepy returns hooks that each take a time of their own on the clock of
+// a synctest bubble: the gate 1s, the policy 2s, the action 3s.
+func sleepy() (tai.Gate, tai.Policy[int], tai.Action[int, int]) {
+	gate := tai.GateFunc(func(context.Context, string) error { time.Sleep(time.Second); return nil })
+	policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		time.Sleep(2 * time.Second)
+		return allow, nil
+	})
+	action := tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+		time.Sleep(3 * time.Second)
+		return s.Payload, nil
+	})
+	return gate, policy, action
+}
+
+// TestRecordTimes: Start is the wall clock when Process began, and
+// Duration and Stages are the time each stage took, exactly, on the clock
+// of a synctest bubble.
+func TestRecordTimes(t *testing.T) {
+	for _, stages := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stages=%v", stages), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				obs := &recObserver{j: &journal{}, stages: stages}
+				gate, policy, action := sleepy()
+				p, err := tai.New(policy, action, tai.WithGates(gate), tai.WithObservers(obs))
+				require.NoError(t, err)
+				for range 2 {
+					time.Sleep(time.Hour) // each record has its own start
+					start := time.Now()
+					_, err = p.Process(context.Background(), sig())
+					require.NoError(t, err)
+					r := obs.last(t)
+					assert.True(t, r.Start.Equal(start), "Start %v, want %v", r.Start, start)
+					assert.Equal(t, start.UnixNano(), r.Start.UnixNano())
+					assert.Equal(t, 6*time.Second, r.Duration)
+					want := [...]time.Duration{6 * time.Second, 0, 0, 0}
+					if stages {
+						want = [...]time.Duration{6 * time.Second, time.Second, 2 * time.Second, 3 * time.Second}
+					}
+					assert.Equal(t, want, r.Stages)
+				}
+			})
+		})
+	}
+}
+
+// TestRecordTimesOfAnUnfinishedStage: the stage a signal ended in is
+// timed up to its end.
+func TestRecordTimesOfAnUnfinishedStage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		obs := &recObserver{j: &journal{}, stages: true}
+		gate, _, action := sleepy()
+		denySlowly := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			time.Sleep(2 * time.Second)
+			return deny, nil
+		})
+		p, err := tai.New(denySlowly, action, tai.WithGates(gate), tai.WithObservers(obs))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), sig())
+		require.ErrorIs(t, err, tai.ErrDenied)
+		assert.Equal(t, [...]time.Duration{3 * time.Second, time.Second, 2 * time.Second, 0}, obs.last(t).Stages)
+
+		refuse := tai.GateFunc(func(context.Context, string) error { time.Sleep(time.Second); return errors.New("no") })
+		p, err = tai.New(denySlowly, action, tai.WithGates(taitest.NopGate{}, refuse), tai.WithObservers(obs))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), sig())
+		require.ErrorIs(t, err, tai.ErrRejected)
+		assert.Equal(t, [...]time.Duration{time.Second, time.Second, 0, 0}, obs.last(t).Stages)
+	})
 }
 
 func TestConcurrentSignals(t *testing.T) {
@@ -718,4 +794,174 @@ func TestNewSignal(t *testing.T) {
 	assert.WithinDuration(t, time.Now(), a.Time, time.Minute)
 	assert.Equal(t, "payment", a.Kind)
 	assert.Equal(t, "cust", a.Key)
+}
+
+// TestFailedResultHasNoValue: whatever an action returns along with an
+// error, the Result's Value is the zero R.
+func TestFailedResultHasNoValue(t *testing.T) {
+	boom := errors.New("half done")
+	action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 42, boom })
+	for name, opts := range map[string][]tai.Option{
+		"bare":    nil,
+		"guarded": {tai.WithGuards(tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }))},
+		"stepped": {tai.WithGuards(taitest.NopGuard{})},
+	} {
+		p, err := tai.New(fixed(allow, nil), action, opts...)
+		require.NoError(t, err)
+		res, err := p.Process(context.Background(), sig())
+		require.ErrorIs(t, err, boom, name)
+		assert.Equal(t, tai.Failed, res.Outcome, name)
+		assert.Zero(t, res.Value, name)
+	}
+}
+
+// panicTracer panics when asked to open a span for stage panicAt.
+type panicTracer struct {
+	*spanTracer
+	panicAt tai.Stage
+}
+
+func (t panicTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == t.panicAt {
+		panic("tracer bug")
+	}
+	return t.spanTracer.Start(ctx, info)
+}
+
+// TestTracerPanic: a Tracer that panics fails the signal like any other
+// hook, and every span it did open is ended exactly once.
+func TestTracerPanic(t *testing.T) {
+	for _, at := range []tai.Stage{tai.StagePolicy, tai.StageAction} {
+		t.Run(at.String(), func(t *testing.T) {
+			j := &journal{}
+			tr := panicTracer{&spanTracer{j: j}, at}
+			p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}),
+				tai.WithTracer(tr), tai.WithGates(namedGate{name: "g", j: &journal{}}))
+			require.NoError(t, err)
+			res, err := p.Process(context.Background(), sig())
+			var pe *tai.PanicError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, at, pe.Stage)
+			assert.Equal(t, tai.Failed, res.Outcome)
+			want := []string{
+				"start signal:test parent -",
+				"start gate:g parent signal:test", "end gate:g ok",
+			}
+			if at == tai.StageAction {
+				want = append(want, "start policy:policy parent signal:test", "end policy:policy ok")
+			}
+			assert.Equal(t, append(want, "end signal:test failed"), j.get())
+		})
+	}
+}
+
+// TestPolicyErrorNames: a policy's error is a *PolicyError naming the
+// policy that failed — the one its decision names, else the pipeline's
+// policy — and an error that already is one, or a panic, is not wrapped
+// again.
+func TestPolicyErrorNames(t *testing.T) {
+	boom := errors.New("store down")
+	tests := []struct {
+		name   string
+		policy tai.Policy[int]
+		want   string // PolicyError.Policy
+		msg    string
+	}{
+		{"unnamed", failing(boom), "policy", `tai: policy "policy" failed: store down`},
+		{"named", tai.Named("geo", failing(boom)), "geo", `tai: policy "geo" failed: store down`},
+		{"the decision names it", tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Policy: "velocity"}, boom
+		}), "velocity", `tai: policy "velocity" failed: store down`},
+		{"an Allow with an error", tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow, Policy: "velocity"}, boom
+		}), "velocity", `tai: policy "velocity" failed: store down`},
+		{"inside All", tai.All(fixed(allow, nil), tai.Named("geo", failing(boom))), "geo", `tai: policy "geo" failed: store down`},
+		{"inside Any", tai.Any(fixed(deny, nil), failing(boom)), "#1", `tai: policy "#1" failed: store down`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := tai.New(tt.policy, doubleAction(&journal{}))
+			require.NoError(t, err)
+			res, err := p.Process(context.Background(), sig())
+			require.ErrorIs(t, err, boom)
+			var pe *tai.PolicyError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, tt.want, pe.Policy)
+			assert.Equal(t, tt.msg, err.Error())
+			assert.Equal(t, tai.Failed, res.Outcome)
+		})
+	}
+	t.Run("a panicking rule", func(t *testing.T) {
+		scored, err := tai.NewScored(tai.ScoredOptions{Name: "fraud"}, tai.Rule[int]{Name: "geo", Weight: 1,
+			Check: func(context.Context, tai.Signal[int]) (float64, string, error) { panic("rule bug") }})
+		require.NoError(t, err)
+		p, err := tai.New(scored, doubleAction(&journal{}))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), sig())
+		var pa *tai.PanicError
+		require.ErrorAs(t, err, &pa)
+		assert.Equal(t, tai.StagePolicy, pa.Stage)
+		var pe *tai.PolicyError
+		assert.False(t, errors.As(err, &pe), "a panic is not wrapped as a policy error: %v", err)
+	})
+}
+
+// TestObserverPanicWithoutLogger: without WithLogger, an observer's panic
+// goes to slog.Default().
+func TestObserverPanicWithoutLogger(t *testing.T) {
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer slog.SetDefault(old)
+	p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithObservers(panicObserver{}))
+	require.NoError(t, err)
+	s := sig()
+	_, err = p.Process(context.Background(), s)
+	require.NoError(t, err)
+	assert.Contains(t, buf.String(), "observer panicked")
+	assert.Contains(t, buf.String(), "signal_id="+s.ID)
+}
+
+// slowTracer takes a second to open the root span, on a synctest clock.
+type slowTracer struct{ taitest.NopTracer }
+
+func (t slowTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == tai.StageSignal {
+		time.Sleep(time.Second)
+	}
+	return t.NopTracer.Start(ctx, info)
+}
+
+// TestStageTimesAddUp: the stage times add up to Duration, and a pipeline
+// without gates spends no time at the gate stage.
+func TestStageTimesAddUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		obs := &recObserver{j: &journal{}, stages: true}
+		_, policy, action := sleepy()
+		p, err := tai.New(policy, action, tai.WithObservers(obs), tai.WithTracer(slowTracer{}))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), sig())
+		require.NoError(t, err)
+		r := obs.last(t)
+		assert.Equal(t, 6*time.Second, r.Duration)
+		assert.Zero(t, r.Stages[tai.StageGate])
+		assert.Equal(t, r.Duration, r.Stages[tai.StageGate]+r.Stages[tai.StagePolicy]+r.Stages[tai.StageAction])
+	})
+}
+
+// TestObserverSeesTheSignalSpan: an observer's context carries the
+// signal's root span, so what it logs joins the trace at the signal.
+func TestObserverSeesTheSignalSpan(t *testing.T) {
+	var got string
+	obs := tai.ObserverFunc(func(ctx context.Context, _ tai.Record) {
+		if s, ok := ctx.Value(spanKey{}).(*recSpan); ok {
+			got = s.name
+		}
+	})
+	p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}),
+		tai.WithTracer(&spanTracer{j: &journal{}}), tai.WithObservers(obs))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, "signal:test", got)
 }

@@ -169,7 +169,7 @@ func TestScoredThresholds(t *testing.T) {
 		{1, tai.Deny},
 	}
 	for _, tt := range tests {
-		p, err := tai.NewScored(tai.ScoredConfig{Review: 0.3, Deny: 0.5}, tai.Rule[int]{Name: "r", Weight: 1, Check: risk(tt.score)})
+		p, err := tai.NewScored(tai.ScoredOptions{Review: 0.3, Deny: 0.5}, tai.Rule[int]{Name: "r", Weight: 1, Check: risk(tt.score)})
 		require.NoError(t, err)
 		d, err := p.Evaluate(context.Background(), sig())
 		require.NoError(t, err)
@@ -179,7 +179,7 @@ func TestScoredThresholds(t *testing.T) {
 }
 
 func TestScoredContributions(t *testing.T) {
-	p, err := tai.NewScored(tai.ScoredConfig{Name: "fraud", Review: 0.3, Deny: 0.5},
+	p, err := tai.NewScored(tai.ScoredOptions{Name: "fraud", Review: 0.3, Deny: 0.5},
 		tai.Rule[int]{Name: "velocity", Weight: 0.3, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
 			return 1, "6 attempts in a minute", nil
 		}},
@@ -203,7 +203,7 @@ func TestScoredContributions(t *testing.T) {
 }
 
 func TestScoredClampsAndErrors(t *testing.T) {
-	p, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "a", Weight: 0.9, Check: risk(7)}, tai.Rule[int]{Name: "b", Weight: 0.9, Check: risk(1)})
+	p, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "a", Weight: 0.9, Check: risk(7)}, tai.Rule[int]{Name: "b", Weight: 0.9, Check: risk(1)})
 	require.NoError(t, err)
 	d, err := p.Evaluate(context.Background(), sig())
 	require.NoError(t, err)
@@ -214,19 +214,19 @@ func TestScoredClampsAndErrors(t *testing.T) {
 	assert.Equal(t, 0.5, review, "no review band by default")
 
 	boom := errors.New("geo lookup failed")
-	nan, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "nan", Weight: 1, Check: risk(math.NaN())})
+	nan, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "nan", Weight: 1, Check: risk(math.NaN())})
 	require.NoError(t, err)
 	_, err = nan.Evaluate(context.Background(), sig())
 	require.ErrorContains(t, err, `rule "nan": risk is NaN`)
 
-	hard, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "geo", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+	hard, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "geo", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
 		return 0, "", boom
 	}})
 	require.NoError(t, err)
 	_, err = hard.Evaluate(context.Background(), sig())
 	require.ErrorIs(t, err, boom)
 
-	soft, err := tai.NewScored(tai.ScoredConfig{},
+	soft, err := tai.NewScored(tai.ScoredOptions{},
 		tai.Rule[int]{Name: "geo", Weight: 1, FailOpen: true, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
 			return 1, "", boom
 		}},
@@ -238,7 +238,7 @@ func TestScoredClampsAndErrors(t *testing.T) {
 	assert.Equal(t, tai.Allow, d.Verdict)
 	assert.InDelta(t, 0.2, d.Score, 1e-12)
 
-	panicky, err := tai.NewScored(tai.ScoredConfig{}, tai.Rule[int]{Name: "p", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+	panicky, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "p", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
 		panic("rule bug")
 	}})
 	require.NoError(t, err)
@@ -251,22 +251,22 @@ func TestNewScoredValidation(t *testing.T) {
 	ok := tai.Rule[int]{Name: "ok", Weight: 1, Check: risk(0)}
 	tests := []struct {
 		name  string
-		cfg   tai.ScoredConfig
+		cfg   tai.ScoredOptions
 		rules []tai.Rule[int]
 		want  string
 	}{
-		{"deny above one", tai.ScoredConfig{Deny: 1.5}, []tai.Rule[int]{ok}, "Deny 1.5"},
-		{"deny negative", tai.ScoredConfig{Deny: -0.1}, []tai.Rule[int]{ok}, "Deny -0.1"},
-		{"deny NaN", tai.ScoredConfig{Deny: math.NaN()}, []tai.Rule[int]{ok}, "Deny NaN"},
-		{"review above deny", tai.ScoredConfig{Deny: 0.5, Review: 0.6}, []tai.Rule[int]{ok}, "Review 0.6"},
-		{"review negative", tai.ScoredConfig{Review: -1}, []tai.Rule[int]{ok}, "Review -1"},
-		{"no rules", tai.ScoredConfig{}, nil, "at least one rule"},
-		{"no name", tai.ScoredConfig{}, []tai.Rule[int]{{Weight: 1, Check: risk(0)}}, "rule 0 has no Name"},
-		{"no check", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "x", Weight: 1}}, `rule "x" has no Check`},
-		{"duplicate", tai.ScoredConfig{}, []tai.Rule[int]{ok, ok}, `"ok" is used twice`},
-		{"negative weight", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "w", Weight: -1, Check: risk(0)}}, "weight -1"},
-		{"NaN weight", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "w", Weight: math.NaN(), Check: risk(0)}}, "weight NaN"},
-		{"infinite weight", tai.ScoredConfig{}, []tai.Rule[int]{{Name: "w", Weight: math.Inf(1), Check: risk(0)}}, "weight +Inf"},
+		{"deny above one", tai.ScoredOptions{Deny: 1.5}, []tai.Rule[int]{ok}, "Deny 1.5"},
+		{"deny negative", tai.ScoredOptions{Deny: -0.1}, []tai.Rule[int]{ok}, "Deny -0.1"},
+		{"deny NaN", tai.ScoredOptions{Deny: math.NaN()}, []tai.Rule[int]{ok}, "Deny NaN"},
+		{"review above deny", tai.ScoredOptions{Deny: 0.5, Review: 0.6}, []tai.Rule[int]{ok}, "Review 0.6"},
+		{"review negative", tai.ScoredOptions{Review: -1}, []tai.Rule[int]{ok}, "Review -1"},
+		{"no rules", tai.ScoredOptions{}, nil, "at least one rule"},
+		{"no name", tai.ScoredOptions{}, []tai.Rule[int]{{Weight: 1, Check: risk(0)}}, "rule 0 has no Name"},
+		{"no check", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "x", Weight: 1}}, `rule "x" has no Check`},
+		{"duplicate", tai.ScoredOptions{}, []tai.Rule[int]{ok, ok}, `"ok" is used twice`},
+		{"negative weight", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "w", Weight: -1, Check: risk(0)}}, "weight -1"},
+		{"NaN weight", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "w", Weight: math.NaN(), Check: risk(0)}}, "weight NaN"},
+		{"infinite weight", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "w", Weight: math.Inf(1), Check: risk(0)}}, "weight +Inf"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,4 +291,200 @@ func TestVerdictText(t *testing.T) {
 	require.ErrorContains(t, v.UnmarshalText([]byte("maybe")), `unknown verdict "maybe"`)
 	assert.Equal(t, "verdict(9)", tai.Verdict(9).String())
 	assert.False(t, tai.Verdict(0).Valid())
+}
+
+// TestCombinatorsCarryFailedOpen: when a policy failed open anywhere in a
+// combination, the combined decision says so, whichever policy decided
+// and however the evaluation ended.
+func TestCombinatorsCarryFailedOpen(t *testing.T) {
+	boom := errors.New("store down")
+	openAllow := tai.FailOpen(tai.Named("geo", failing(boom)))                                      // Allow, FailedOpen
+	openReview := fixed(tai.Decision{Verdict: tai.Review, Policy: "scored", FailedOpen: true}, nil) // a Scored policy whose FailOpen rule erred
+	tests := []struct {
+		name    string
+		p       tai.Policy[int]
+		verdict tai.Verdict
+		policy  string
+	}{
+		{"all: a later deny stops", tai.All(openAllow, fixed(deny, nil)), tai.Deny, "d"},
+		{"all: a later review decides", tai.All(openAllow, fixed(review, nil), fixed(allow, nil)), tai.Review, "r"},
+		{"all: the failed-open allow is all there is", tai.All(fixed(allow, nil), openAllow), tai.Allow, "a"},
+		{"any: a later allow stops", tai.Any(openReview, fixed(allow, nil), fixed(deny, nil)), tai.Allow, "a"},
+		{"any: a later deny loses to the review", tai.Any(fixed(deny8, nil), openReview), tai.Review, "scored"},
+		{"any: a review decides, the flag came earlier", tai.Any(fixed(tai.Decision{Verdict: tai.Deny, Policy: "x", FailedOpen: true}, nil), fixed(review, nil)), tai.Review, "r"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := tt.p.Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, tt.verdict, d.Verdict)
+			assert.Equal(t, tt.policy, d.Policy)
+			assert.True(t, d.FailedOpen)
+		})
+	}
+	// Without a policy failing open, the flag stays clear.
+	for _, p := range []tai.Policy[int]{
+		tai.All(fixed(allow, nil), fixed(deny, nil)), tai.All(fixed(review, nil)),
+		tai.Any(fixed(deny, nil), fixed(allow, nil)), tai.Any(fixed(deny, nil)),
+	} {
+		d, err := p.Evaluate(context.Background(), sig())
+		require.NoError(t, err)
+		assert.False(t, d.FailedOpen, "%+v", d)
+	}
+}
+
+// TestAnyChoosesTheHighestScoringDeny: when every policy denies, Any's
+// decision is the Deny with the highest score, the first one on a tie, so
+// the reason a caller shows is that of the strongest objection.
+func TestAnyChoosesTheHighestScoringDeny(t *testing.T) {
+	d3 := tai.Decision{Verdict: tai.Deny, Policy: "d3", Score: 0.3}
+	d8b := tai.Decision{Verdict: tai.Deny, Policy: "d8b", Score: 0.8}
+	tests := []struct {
+		name string
+		in   []tai.Decision
+		want tai.Decision
+	}{
+		{"highest first", []tai.Decision{deny8, deny, d3}, deny8},
+		{"highest in the middle", []tai.Decision{deny, deny8, d3}, deny8},
+		{"highest last", []tai.Decision{d3, deny, deny8}, deny8},
+		{"the first of a tie", []tai.Decision{deny, deny8, d8b}, deny8},
+		{"the first of a tie, reversed", []tai.Decision{d3, d8b, deny8}, d8b},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ps []tai.Policy[int]
+			for _, d := range tt.in {
+				ps = append(ps, fixed(d, nil))
+			}
+			got, err := tai.Any(ps...).Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// TestAllKeepsTheDecidingChild: All's decision is one of its children's,
+// the most severe, the highest-scoring among those, the first on a tie.
+func TestAllKeepsTheDecidingChild(t *testing.T) {
+	review3b := tai.Decision{Verdict: tai.Review, Policy: "r3b", Score: 0.3}
+	allow0 := tai.Decision{Verdict: tai.Allow, Policy: "a0"}
+	tests := []struct {
+		name string
+		in   []tai.Decision
+		want tai.Decision
+	}{
+		{"a single allow", []tai.Decision{allow0}, allow0},
+		{"the first of two plain allows", []tai.Decision{allow0, allow}, allow0},
+		{"a review beats a later higher-scoring allow", []tai.Decision{review, allow9}, review},
+		{"the first of a tie", []tai.Decision{review, review3b}, review},
+		{"the first of a tie, reversed", []tai.Decision{review3b, review}, review3b},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ps []tai.Policy[int]
+			for _, d := range tt.in {
+				ps = append(ps, fixed(d, nil))
+			}
+			got, err := tai.All(ps...).Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+	got, err := tai.Any(fixed(tai.Decision{Verdict: tai.Deny, Policy: "d0"}, nil)).Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Decision{Verdict: tai.Deny, Policy: "d0"}, got, "Any of one Deny is that Deny")
+}
+
+// TestInvalidVerdict: a verdict outside Allow, Review and Deny fails the
+// signal wherever it comes from, and FailOpen counts it as an error.
+func TestInvalidVerdict(t *testing.T) {
+	bad := fixed(tai.Decision{Verdict: 9, Policy: "odd"}, nil)
+	for name, p := range map[string]tai.Policy[int]{"alone": bad, "in All": tai.All(bad), "in Any": tai.Any(bad)} {
+		t.Run(name, func(t *testing.T) {
+			pl, err := tai.New(p, doubleAction(&journal{}))
+			require.NoError(t, err)
+			res, err := pl.Process(context.Background(), sig())
+			require.ErrorContains(t, err, "decision has invalid verdict 9")
+			assert.Equal(t, tai.Failed, res.Outcome)
+		})
+	}
+	d, err := tai.FailOpen(bad).Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Allow, d.Verdict)
+	assert.True(t, d.FailedOpen)
+	assert.Equal(t, "failed open: decision has invalid verdict 9", d.Reason)
+}
+
+func TestScoredDefaultsAndLimits(t *testing.T) {
+	p, err := tai.NewScored(tai.ScoredOptions{}, tai.Rule[int]{Name: "r", Weight: 1, Check: risk(1)})
+	require.NoError(t, err)
+	assert.Equal(t, "scored", p.Name())
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, "scored", d.Policy)
+
+	// The thresholds may be as high as 1: only a full score denies.
+	p, err = tai.NewScored(tai.ScoredOptions{Review: 1, Deny: 1}, tai.Rule[int]{Name: "r", Weight: 0.99, Check: risk(1)})
+	require.NoError(t, err)
+	d, err = p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Allow, d.Verdict)
+}
+
+// TestScoredRuleOfWeightZero: a rule of weight 0 is allowed and runs, but
+// never contributes, so it can be switched off without removing it.
+func TestScoredRuleOfWeightZero(t *testing.T) {
+	ran := false
+	p, err := tai.NewScored(tai.ScoredOptions{},
+		tai.Rule[int]{Name: "off", Weight: 0, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+			ran = true
+			return 1, "would deny", nil
+		}},
+		tai.Rule[int]{Name: "on", Weight: 0.2, Check: risk(1)})
+	require.NoError(t, err)
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.True(t, ran)
+	assert.Equal(t, tai.Allow, d.Verdict)
+	require.Len(t, d.Contributions, 1)
+	assert.Equal(t, "on", d.Contributions[0].Rule)
+}
+
+// TestScoredReasonOfATie: when two rules contribute the most, the reason
+// is the first one's.
+func TestScoredReasonOfATie(t *testing.T) {
+	because := func(reason string) func(context.Context, tai.Signal[int]) (float64, string, error) {
+		return func(context.Context, tai.Signal[int]) (float64, string, error) { return 1, reason, nil }
+	}
+	p, err := tai.NewScored(tai.ScoredOptions{},
+		tai.Rule[int]{Name: "a", Weight: 0.1, Check: because("small")},
+		tai.Rule[int]{Name: "b", Weight: 0.3, Check: because("first of the largest")},
+		tai.Rule[int]{Name: "c", Weight: 0.3, Check: because("second of the largest")})
+	require.NoError(t, err)
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, "first of the largest", d.Reason)
+}
+
+// TestScoredSpans: with a Tracer in the context, each rule runs in a span
+// of its own, named policy/rule, ended with the rule's error.
+func TestScoredSpans(t *testing.T) {
+	j := &journal{}
+	tr := &spanTracer{j: j, withCtx: true}
+	p, err := tai.NewScored(tai.ScoredOptions{Name: "fraud"},
+		tai.Rule[int]{Name: "amount", Weight: 0.5, Check: risk(1)},
+		tai.Rule[int]{Name: "geo", Weight: 0.5, FailOpen: true, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+			return 0, "", errors.New("lookup failed")
+		}})
+	require.NoError(t, err)
+	ctx, root := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Name: "test"})
+	_, err = p.Evaluate(ctx, sig())
+	require.NoError(t, err)
+	root.End(nil)
+	assert.Equal(t, []string{
+		"start signal:test parent -",
+		"start policy:fraud/amount parent signal:test", "end policy:fraud/amount ok",
+		"start policy:fraud/geo parent signal:test", "end policy:fraud/geo failed",
+		"end signal:test ok",
+	}, j.get())
 }

@@ -12,16 +12,24 @@ import (
 // adds Weight × risk to the score. Values outside [0, 1] are clamped; NaN
 // is an error.
 type Rule[T any] struct {
-	Name   string
+	// Name identifies the rule in contributions, spans and errors; unique
+	// within a policy.
+	Name string
+	// Weight is the most the rule adds to the score: a finite number >= 0.
+	// A rule of weight 0 runs but never contributes.
 	Weight float64
-	Check  func(ctx context.Context, s Signal[T]) (risk float64, reason string, err error)
+	// Check reports the rule's risk for a signal. A panic in it is an error
+	// of the rule (a *PanicError).
+	Check func(ctx context.Context, s Signal[T]) (risk float64, reason string, err error)
 	// FailOpen makes an error from Check count as no risk (the decision
 	// then has FailedOpen set) instead of failing the signal.
 	FailOpen bool
 }
 
-// ScoredConfig sets the thresholds of a Scored policy.
-type ScoredConfig struct {
+// ScoredOptions names a Scored policy and sets its thresholds. The zero
+// value is useful: a policy named "scored" that denies at 0.5 and has no
+// review band.
+type ScoredOptions struct {
 	// Name is the policy's name in decisions and spans. Default "scored".
 	Name string
 	// Deny is the score at or above which the verdict is Deny, in (0, 1].
@@ -47,8 +55,8 @@ type Scored[T any] struct {
 // NewScored returns a Scored policy, or an error naming the first invalid
 // threshold or rule: thresholds outside their range, a rule without a name
 // or Check, a duplicate name, a negative, NaN or infinite weight.
-func NewScored[T any](cfg ScoredConfig, rules ...Rule[T]) (*Scored[T], error) {
-	p := &Scored[T]{name: cfg.Name, deny: cfg.Deny, review: cfg.Review}
+func NewScored[T any](opts ScoredOptions, rules ...Rule[T]) (*Scored[T], error) {
+	p := &Scored[T]{name: opts.Name, deny: opts.Deny, review: opts.Review}
 	if p.name == "" {
 		p.name = "scored"
 	}
@@ -56,13 +64,13 @@ func NewScored[T any](cfg ScoredConfig, rules ...Rule[T]) (*Scored[T], error) {
 		p.deny = 0.5
 	}
 	if !(p.deny > 0 && p.deny <= 1) { // also rejects NaN
-		return nil, fmt.Errorf("tai: ScoredConfig.Deny %v is outside (0, 1]", cfg.Deny)
+		return nil, fmt.Errorf("tai: ScoredOptions.Deny %v is outside (0, 1]", opts.Deny)
 	}
 	if p.review == 0 {
 		p.review = p.deny
 	}
 	if !(p.review > 0 && p.review <= p.deny) {
-		return nil, fmt.Errorf("tai: ScoredConfig.Review %v is outside (0, Deny=%v]", cfg.Review, p.deny)
+		return nil, fmt.Errorf("tai: ScoredOptions.Review %v is outside (0, Deny=%v]", opts.Review, p.deny)
 	}
 	if len(rules) == 0 {
 		return nil, errors.New("tai: a scored policy needs at least one rule")

@@ -10,10 +10,11 @@ import (
 // deployment request. The payload type T is the caller's.
 type Signal[T any] struct {
 	// ID is unique per signal: the idempotency, audit and trace key.
-	// Process rejects a signal without one.
+	// Process fails a signal without one with ErrInvalidSignal.
 	ID string
 	// Kind names the type of signal ("payment", "deployment"). Metrics and
-	// statistics are kept per Kind. Process rejects a signal without one.
+	// statistics are kept per Kind. Process fails a signal without one
+	// with ErrInvalidSignal.
 	Kind string
 	// Key says who or what the signal is about: a customer, a
 	// service/region. Gates limit and order per Key. It may be empty.

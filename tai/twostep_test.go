@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
+	"weak"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -204,8 +206,192 @@ func TestDoTwoStep(t *testing.T) {
 	})
 	assert.Equal(t, []string{"g allow", "g done <nil>"}, j.get(), "a done that panics is called once")
 
-	// A guard that wants no report: fn runs, nothing else.
+	// A guard that wants no report: fn runs, nothing else, and its error
+	// comes back.
 	ran := false
 	require.NoError(t, tai.DoTwoStep(ctx, noReport{}, func(context.Context) error { ran = true; return nil }))
 	assert.True(t, ran)
+	require.ErrorIs(t, tai.DoTwoStep(ctx, noReport{}, func(context.Context) error { return boom }), boom)
+}
+
+// flipGuard is a wrapping guard that rejects while refuse is set.
+type flipGuard struct {
+	name   string
+	refuse bool
+}
+
+func (g *flipGuard) Name() string { return g.name }
+func (g *flipGuard) Do(ctx context.Context, fn func(context.Context) error) error {
+	if g.refuse {
+		return errRefused
+	}
+	return fn(ctx)
+}
+
+// TestWrappingGuardRejectsAfterSuccess: a signal a wrapping guard turns
+// away is Rejected, with the guard's name, however many signals went
+// through before it (their state is recycled between signals).
+func TestWrappingGuardRejectsAfterSuccess(t *testing.T) {
+	outer, inner := &flipGuard{name: "outer"}, &flipGuard{name: "inner"}
+	p, err := tai.New(allowAll, tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+		return s.Payload, nil
+	}), tai.WithGuards(outer, inner))
+	require.NoError(t, err)
+	for i := range 20 {
+		outer.refuse, inner.refuse = false, false
+		res, err := p.Process(context.Background(), tai.Signal[int]{ID: strconv.Itoa(i), Kind: "k", Payload: i})
+		require.NoError(t, err)
+		require.Equal(t, i, res.Value)
+
+		refuser := outer
+		if i%2 == 1 {
+			refuser = inner
+		}
+		refuser.refuse = true
+		res, err = p.Process(context.Background(), tai.Signal[int]{ID: "r" + strconv.Itoa(i), Kind: "k", Payload: i})
+		require.Equal(t, tai.Rejected, res.Outcome, "signal %d", i)
+		var re *tai.RejectedError
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, refuser.name, re.Hook)
+		assert.Equal(t, tai.StageAction, re.Stage)
+		require.ErrorIs(t, err, errRefused)
+		assert.Zero(t, res.Value)
+	}
+}
+
+// doJournal is a TwoStepGuard whose Do, when called, says so: it shows
+// which way the pipeline called it.
+type doJournal struct {
+	name string
+	j    *journal
+}
+
+func (g doJournal) Allow(context.Context) (func(error), error) {
+	g.j.add(g.name + " allow")
+	return nil, nil
+}
+
+func (g doJournal) Do(ctx context.Context, fn func(context.Context) error) error {
+	g.j.add(g.name + " do")
+	return fn(ctx)
+}
+
+// TestGuardsAreCalledOneWay: up to eight guards that are all TwoStepGuards
+// are called through Allow; as soon as one of them is a plain Guard (or
+// there are more than eight), every guard is called through Do.
+func TestGuardsAreCalledOneWay(t *testing.T) {
+	run := func(t *testing.T, guards ...tai.Guard) []string {
+		t.Helper()
+		j := guards[0].(doJournal).j
+		p, err := tai.New(allowAll, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+			j.add("action")
+			return 1, nil
+		}), tai.WithGuards(guards...))
+		require.NoError(t, err)
+		res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+		require.NoError(t, err)
+		assert.Equal(t, 1, res.Value)
+		return j.get()
+	}
+	t.Run("eight two-step guards", func(t *testing.T) {
+		j := &journal{}
+		var guards []tai.Guard
+		var want []string
+		for i := range 8 {
+			guards = append(guards, doJournal{name: strconv.Itoa(i), j: j})
+			want = append(want, strconv.Itoa(i)+" allow")
+		}
+		assert.Equal(t, append(want, "action"), run(t, guards...))
+	})
+	t.Run("nine two-step guards", func(t *testing.T) {
+		j := &journal{}
+		var guards []tai.Guard
+		var want []string
+		for i := range 9 {
+			guards = append(guards, doJournal{name: strconv.Itoa(i), j: j})
+			want = append(want, strconv.Itoa(i)+" do")
+		}
+		assert.Equal(t, append(want, "action"), run(t, guards...))
+	})
+	t.Run("a plain guard among two-step ones", func(t *testing.T) {
+		j := &journal{}
+		plain := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+			j.add("plain do")
+			return fn(ctx)
+		})
+		got := run(t, doJournal{name: "a", j: j}, plain, doJournal{name: "b", j: j})
+		assert.Equal(t, []string{"a do", "plain do", "b do", "action"}, got)
+	})
+}
+
+// TestAbandonedErrorNamesTheGuard: the error of an abandoned action names
+// the guard that returned early, or "action" for a guard without a name.
+func TestAbandonedErrorNamesTheGuard(t *testing.T) {
+	for _, name := range []string{"", "deadline"} {
+		started, release, finished := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		var abandon tai.Guard = tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+			go func() {
+				defer close(finished)
+				_ = fn(ctx)
+			}()
+			<-started
+			return errors.New("gave up")
+		})
+		if name != "" {
+			abandon = namedGuardFunc{name, abandon}
+		}
+		p, err := tai.New(allowAll, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+			close(started)
+			<-release
+			return 1, nil
+		}), tai.WithGuards(tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }), abandon))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+		require.ErrorIs(t, err, tai.ErrAbandoned)
+		want := name
+		if want == "" {
+			want = "action"
+		}
+		assert.Equal(t, `tai: guard returned before the action it started (guard "`+want+`")`, err.Error())
+		close(release)
+		<-finished
+	}
+}
+
+type namedGuardFunc struct {
+	name string
+	tai.Guard
+}
+
+func (g namedGuardFunc) Name() string { return g.name }
+
+// TestPipelineKeepsNoSignal: once Process has returned, the pipeline holds
+// no reference to the signal's payload or the action's result, whichever
+// way it called the guards, so a large payload is garbage as soon as the
+// caller drops it.
+func TestPipelineKeepsNoSignal(t *testing.T) {
+	type blob struct{ _ [1 << 10]byte }
+	for name, guard := range map[string]tai.Guard{
+		"wrapped":  tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }),
+		"two-step": noReport{},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := tai.New(tai.PolicyFunc[*blob](func(context.Context, tai.Signal[*blob]) (tai.Decision, error) {
+				return tai.Decision{Verdict: tai.Allow}, nil
+			}), tai.ActionFunc[*blob, *blob](func(_ context.Context, s tai.Signal[*blob]) (*blob, error) {
+				return &blob{}, nil
+			}), tai.WithGuards(guard))
+			require.NoError(t, err)
+			payload, result := func() (weak.Pointer[blob], weak.Pointer[blob]) {
+				b := &blob{}
+				res, err := p.Process(context.Background(), tai.Signal[*blob]{ID: "1", Kind: "k", Payload: b})
+				require.NoError(t, err)
+				return weak.Make(b), weak.Make(res.Value)
+			}()
+			runtime.GC()
+			assert.Nil(t, payload.Value(), "the payload is still reachable")
+			assert.Nil(t, result.Value(), "the result is still reachable")
+			runtime.KeepAlive(p)
+		})
+	}
 }

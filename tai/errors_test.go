@@ -1,0 +1,87 @@
+package tai_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// TestErrorMessages: each error says what went wrong and where, in the
+// words a log reader needs, naming the policy or hook when there is one.
+func TestErrorMessages(t *testing.T) {
+	base := errors.New("store down")
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&tai.DeniedError{Decision: tai.Decision{Verdict: tai.Deny}}, "tai: deny"},
+		{&tai.DeniedError{Decision: tai.Decision{Verdict: tai.Deny, Policy: "amount"}}, `tai: deny by policy "amount"`},
+		{&tai.DeniedError{Decision: tai.Decision{Verdict: tai.Deny, Reason: "over 5000"}}, "tai: deny: over 5000"},
+		{&tai.DeniedError{Decision: tai.Decision{Verdict: tai.Review, Policy: "fraud", Reason: "score 0.4"}}, `tai: review by policy "fraud": score 0.4`},
+		{&tai.RejectedError{Stage: tai.StageGate, Err: base}, "tai: rejected at gate: store down"},
+		{&tai.RejectedError{Stage: tai.StageAction, Hook: "gateway", Err: base}, `tai: rejected at action "gateway": store down`},
+		{&tai.PolicyError{Err: base}, "tai: policy failed: store down"},
+		{&tai.PolicyError{Policy: "geo", Err: base}, `tai: policy "geo" failed: store down`},
+		{&tai.PanicError{Stage: tai.StageGate, Value: "bug"}, "tai: panic in gate: bug"},
+		{&tai.StageError{Stage: tai.StagePolicy, Err: context.Canceled}, "tai: before policy: context canceled"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.err.Error())
+	}
+}
+
+// TestErrorsUnwrap: the cause inside each error stays reachable.
+func TestErrorsUnwrap(t *testing.T) {
+	base := errors.New("x")
+	assert.ErrorIs(t, &tai.RejectedError{Err: base}, base)
+	assert.ErrorIs(t, &tai.PolicyError{Err: base}, base)
+	assert.ErrorIs(t, &tai.StageError{Err: base}, base)
+	assert.ErrorIs(t, &tai.PanicError{Value: base}, base)
+	assert.NoError(t, (&tai.PanicError{Value: "not an error"}).Unwrap())
+	assert.NotErrorIs(t, &tai.DeniedError{}, tai.ErrRejected)
+	assert.NotErrorIs(t, &tai.RejectedError{Err: base}, tai.ErrDenied)
+}
+
+func TestStageStrings(t *testing.T) {
+	for st, want := range []string{"signal", "gate", "policy", "action", "stage(4)"} {
+		assert.Equal(t, want, tai.Stage(st).String())
+	}
+	var r tai.Record
+	r.Stages[tai.StageAction] = 7
+	assert.EqualValues(t, 7, r.StageDuration(tai.StageAction))
+	assert.Zero(t, r.StageDuration(tai.Stage(4)), "a stage past the last has no time")
+}
+
+func TestOutcomeStrings(t *testing.T) {
+	for o, want := range []string{"invalid", "succeeded", "denied", "rejected", "failed", "outcome(5)"} {
+		assert.Equal(t, want, tai.Outcome(o).String())
+	}
+}
+
+// TestVerdictUnmarshalOverwrites: decoding into a Verdict that already
+// holds one replaces it, "none" included.
+func TestVerdictUnmarshalOverwrites(t *testing.T) {
+	for _, s := range []string{"none", ""} {
+		v := tai.Deny
+		require.NoError(t, v.UnmarshalText([]byte(s)))
+		assert.Equal(t, tai.Verdict(0), v, "%q", s)
+	}
+	for _, v := range []tai.Verdict{tai.Allow, tai.Review, tai.Deny} {
+		b, err := v.MarshalText()
+		require.NoError(t, err)
+		o := tai.Verdict(0)
+		if v == tai.Allow {
+			o = tai.Deny
+		}
+		require.NoError(t, o.UnmarshalText(b))
+		assert.Equal(t, v, o)
+	}
+	o := tai.Failed
+	require.NoError(t, o.UnmarshalText([]byte("succeeded")))
+	assert.Equal(t, tai.Succeeded, o)
+}
