@@ -414,6 +414,56 @@ func TestBreakerSlowProbeReopens(t *testing.T) {
 	})
 }
 
+// A probe is slow only when it takes longer than SlowCallDuration: one that
+// takes exactly that long is a success and closes the breaker.
+func TestBreakerProbeOfExactlySlowCallDuration(t *testing.T) {
+	for _, tt := range []struct {
+		took time.Duration
+		want jidoka.State
+	}{
+		{time.Second, jidoka.StateClosed},
+		{time.Second + 1, jidoka.StateOpen},
+	} {
+		t.Run(tt.took.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, SlowCallRate: 1, SlowCallDuration: time.Second,
+					OpenDuration: time.Minute, HalfOpenSuccesses: 1})
+				calls(t, b, 1, errBoom)
+				advance(time.Minute)
+				require.Equal(t, jidoka.StateHalfOpen, b.State())
+				require.NoError(t, slowCall(b, tt.took, nil))
+				assert.Equal(t, tt.want, b.State())
+			})
+		})
+	}
+}
+
+// Slow calls leave a time window with their bucket: old slow calls neither
+// show in Snapshot nor trip the breaker.
+func TestBreakerTimeWindowForgetsSlowCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Buckets of 1 s; the window is the last 3 buckets.
+		b := newBreaker(t, jidoka.BreakerOptions{SlowCallRate: 0.5, SlowCallDuration: 100 * time.Millisecond,
+			WindowDuration: 3 * time.Second, WindowBuckets: 3, MinimumCalls: 2})
+		advance(time.Second)
+		calls(t, b, 2, nil)                                        // 1 s: bucket 1
+		require.NoError(t, slowCall(b, 500*time.Millisecond, nil)) // ends at 1.5 s: bucket 1
+		s := b.Snapshot()
+		assert.Equal(t, 3, s.Calls)
+		assert.Equal(t, 1, s.SlowCalls)
+		advance(time.Second)
+		calls(t, b, 1, nil) // 2.5 s: bucket 2
+		assert.Equal(t, 1, b.Snapshot().SlowCalls)
+
+		advance(2 * time.Second) // 4.5 s: bucket 1 has left the window
+		s = b.Snapshot()
+		assert.Equal(t, 1, s.Calls)
+		assert.Equal(t, 0, s.SlowCalls, "the slow call expired with its bucket")
+		calls(t, b, 1, nil) // 2 calls, none slow: a remembered slow call would make the rate 0.5
+		assert.Equal(t, jidoka.StateClosed, b.State())
+	})
+}
+
 func TestBreakerReclaimsLeases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, ProbeTimeout: 5 * time.Second, HalfOpenSuccesses: 1})
