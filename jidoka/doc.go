@@ -70,7 +70,9 @@
 //
 // Breaker, Line and Watchdog read the time themselves (time.Now,
 // time.Since, timers): there is no clock to inject. Tests control time with
-// testing/synctest, where a sleep moves a fake clock at once:
+// testing/synctest, where a sleep moves a fake clock at once. Make the
+// breaker, line or watchdog inside the bubble, so that its timers and the
+// instant it counts from belong to the bubble's clock:
 //
 //	synctest.Test(t, func(t *testing.T) {
 //		b, _ := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Minute})
