@@ -485,6 +485,55 @@ func TestBreakerReclaimsLeases(t *testing.T) {
 	})
 }
 
+// Leases past ProbeTimeout are reclaimed only when a probe needs one, and
+// then all of them: a late report counts as long as its lease was not
+// reclaimed.
+func TestBreakerReclaimsLeasesWhenNeeded(t *testing.T) {
+	ctx := context.Background()
+	opts := jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, ProbeTimeout: 5 * time.Second,
+		HalfOpenProbes: 2, HalfOpenSuccesses: 3}
+	t.Run("a free lease leaves the late ones alone", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, opts)
+			calls(t, b, 1, errBoom)
+			advance(time.Second)
+			first, err := b.Allow(ctx)
+			require.NoError(t, err)
+			late, err := b.Allow(ctx)
+			require.NoError(t, err)
+			first(nil) // its lease is free again
+			advance(time.Minute)
+			_, err = b.Allow(ctx) // takes the free lease
+			require.NoError(t, err)
+			assert.Equal(t, 2, b.Snapshot().ProbesInFlight)
+			late(errBoom) // its lease was never given away: the failure counts
+			s := b.Snapshot()
+			assert.Equal(t, jidoka.StateOpen, s.State)
+			assert.Equal(t, "probe failed", s.Reason)
+		})
+	})
+	t.Run("every late lease is reclaimed at once", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, opts)
+			calls(t, b, 1, errBoom)
+			advance(time.Second)
+			lost1, err := b.Allow(ctx)
+			require.NoError(t, err)
+			lost2, err := b.Allow(ctx)
+			require.NoError(t, err)
+			advance(5 * time.Second)
+			_, err = b.Allow(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 1, b.Snapshot().ProbesInFlight, "both late leases were reclaimed, one given out")
+			lost1(errBoom)
+			lost2(errBoom)
+			assert.Equal(t, jidoka.StateHalfOpen, b.State(), "late reports of reclaimed leases are ignored")
+			_, err = b.Allow(ctx)
+			require.NoError(t, err, "the second reclaimed lease is free")
+		})
+	})
+}
+
 func TestBreakerCanceledGivesBackLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1})
