@@ -325,7 +325,7 @@ func (b *Breaker) release(p *period, id uint64, start int64, err error) {
 	if b.s.timing {
 		now = b.now()
 	}
-	slow := b.s.timing && !ignored && now-start > b.s.slowDur
+	slow := b.s.timing && now-start > b.s.slowDur // an ignored result is never slow: see the switch
 	b.mu.Lock()
 	if b.cur.Load() != p {
 		b.mu.Unlock()

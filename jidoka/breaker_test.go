@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"log/slog"
 	"sync"
 	"testing"
@@ -58,6 +59,7 @@ func TestNewBreakerValidates(t *testing.T) {
 		{jidoka.BreakerOptions{ConsecutiveFailures: -1}, "ConsecutiveFailures must not be negative, got -1"},
 		{jidoka.BreakerOptions{FailureRate: 1.5}, "FailureRate must be in [0, 1], got 1.5"},
 		{jidoka.BreakerOptions{SlowCallRate: -0.1}, "SlowCallRate must be in [0, 1], got -0.1"},
+		{jidoka.BreakerOptions{FailureRate: math.NaN()}, "FailureRate must be in [0, 1], got NaN"},
 		{jidoka.BreakerOptions{SlowCallDuration: -time.Second}, "SlowCallDuration must not be negative"},
 		{jidoka.BreakerOptions{MinimumCalls: -3}, "MinimumCalls must not be negative, got -3"},
 		{jidoka.BreakerOptions{WindowSize: -1}, "WindowSize must be in"},
@@ -71,6 +73,8 @@ func TestNewBreakerValidates(t *testing.T) {
 		{jidoka.BreakerOptions{MaxOpenDuration: -time.Second}, "MaxOpenDuration must not be negative"},
 		{jidoka.BreakerOptions{OpenDuration: time.Minute, MaxOpenDuration: time.Second}, "MaxOpenDuration (1s) is shorter than OpenDuration (1m0s)"},
 		{jidoka.BreakerOptions{BackoffFactor: 0.5}, "BackoffFactor must be at least 1, got 0.5"},
+		{jidoka.BreakerOptions{BackoffFactor: math.NaN()}, "BackoffFactor must be at least 1, got NaN"},
+		{jidoka.BreakerOptions{BackoffFactor: math.Inf(1)}, "BackoffFactor must be at least 1, got +Inf"},
 		{jidoka.BreakerOptions{HalfOpenProbes: -1}, "HalfOpenProbes must be in"},
 		{jidoka.BreakerOptions{HalfOpenProbes: jidoka.MaxHalfOpenProbes + 1}, "HalfOpenProbes must be in"},
 		{jidoka.BreakerOptions{HalfOpenSuccesses: -1}, "HalfOpenSuccesses must not be negative"},
@@ -86,6 +90,23 @@ func TestNewBreakerValidates(t *testing.T) {
 	}
 }
 
+// Every limit is inclusive: the boundary value itself is valid.
+func TestNewBreakerAcceptsLimits(t *testing.T) {
+	for _, opts := range []jidoka.BreakerOptions{
+		{FailureRate: 1, SlowCallRate: 1},
+		{FailureRate: 0.5, WindowSize: jidoka.MaxWindowSize},
+		{FailureRate: 0.5, WindowDuration: jidoka.MaxWindowBuckets, WindowBuckets: jidoka.MaxWindowBuckets},
+		{FailureRate: 0.5, WindowSize: 20, MinimumCalls: 20},
+		{HalfOpenProbes: jidoka.MaxHalfOpenProbes},
+		{OpenDuration: time.Minute, MaxOpenDuration: time.Minute},
+		{MaxOpenDuration: time.Hour, BackoffFactor: 1},
+	} {
+		b, err := jidoka.NewBreaker(opts)
+		require.NoError(t, err, "%+v", opts)
+		assert.NotNil(t, b)
+	}
+}
+
 func TestBreakerDefaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBreaker(t, jidoka.BreakerOptions{Name: "gateway"})
@@ -95,6 +116,7 @@ func TestBreakerDefaults(t *testing.T) {
 		calls(t, b, 4, errBoom)
 		assert.Equal(t, jidoka.StateClosed, b.State())
 		assert.Equal(t, 4, b.Snapshot().ConsecutiveFailures)
+		assert.Zero(t, b.Snapshot().Calls, "no rate rule: no window")
 		calls(t, b, 1, errBoom) // the fifth in a row trips
 		s := b.Snapshot()
 		assert.Equal(t, jidoka.StateOpen, s.State)
@@ -116,6 +138,37 @@ func TestBreakerDefaults(t *testing.T) {
 		assert.Equal(t, jidoka.StateClosed, s.State)
 		assert.Equal(t, "3 probes succeeded", s.Reason)
 		assert.Equal(t, 0, s.Trips)
+	})
+}
+
+// A rate rule alone gets a count window of DefaultWindowSize calls, and
+// the rates count once DefaultMinimumCalls calls are in the window; a time
+// window has DefaultWindowBuckets buckets.
+func TestBreakerRateDefaults(t *testing.T) {
+	for _, opts := range []jidoka.BreakerOptions{
+		{FailureRate: 0.5},
+		{FailureRate: 0.5, WindowDuration: time.Minute},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, opts)
+			calls(t, b, jidoka.DefaultMinimumCalls-1, errBoom)
+			assert.Equal(t, jidoka.StateClosed, b.State(), "%+v", opts)
+			calls(t, b, 1, errBoom)
+			assert.Equal(t, "failure rate 1 over 10 calls reached 0.5", b.Snapshot().Reason, "%+v", opts)
+		})
+	}
+
+	b := newBreaker(t, jidoka.BreakerOptions{FailureRate: 0.5})
+	calls(t, b, jidoka.DefaultWindowSize+50, nil)
+	assert.Equal(t, jidoka.DefaultWindowSize, b.Snapshot().Calls)
+
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{FailureRate: 0.5, WindowDuration: time.Minute}) // buckets of 6 s
+		calls(t, b, 1, nil)
+		advance(30 * time.Second)
+		calls(t, b, 1, nil)
+		advance(30 * time.Second)
+		assert.Equal(t, 1, b.Snapshot().Calls, "the first bucket has expired, the sixth has not")
 	})
 }
 
@@ -327,6 +380,8 @@ func TestBreakerSnapshotCounts(t *testing.T) {
 		s = b.Snapshot()
 		assert.Equal(t, jidoka.StateClosed, s.State)
 		assert.Zero(t, s.Calls, "Reset clears the window")
+		assert.Zero(t, s.FailureRate, "no calls, no rate")
+		assert.Zero(t, s.SlowCallRate)
 
 		// A time window forgets as time passes, also in Snapshot.
 		tb := newBreaker(t, jidoka.BreakerOptions{FailureRate: 0.9, WindowDuration: 10 * time.Second, WindowBuckets: 5})
@@ -339,6 +394,17 @@ func TestBreakerSnapshotCounts(t *testing.T) {
 		assert.Equal(t, 0, tb.Snapshot().Failures)
 		advance(10 * time.Second)
 		assert.Equal(t, 0, tb.Snapshot().Calls)
+
+		// The window of a later period counts from when that period began.
+		advance(time.Minute)
+		tb.Reset()
+		calls(t, tb, 3, errBoom)
+		advance(4 * time.Second)
+		calls(t, tb, 2, nil)
+		advance(7 * time.Second)
+		s = tb.Snapshot()
+		assert.Equal(t, 2, s.Calls)
+		assert.Equal(t, 0, s.Failures)
 	})
 }
 
@@ -411,6 +477,7 @@ func TestBreakerSlowProbeReopens(t *testing.T) {
 		s := b.Snapshot()
 		assert.Equal(t, jidoka.StateOpen, s.State)
 		assert.Equal(t, "probe was slow", s.Reason)
+		assert.Equal(t, 2, s.Trips, "a slow probe is a trip of its own")
 	})
 }
 
@@ -461,6 +528,14 @@ func TestBreakerTimeWindowForgetsSlowCalls(t *testing.T) {
 		assert.Equal(t, 0, s.SlowCalls, "the slow call expired with its bucket")
 		calls(t, b, 1, nil) // 2 calls, none slow: a remembered slow call would make the rate 0.5
 		assert.Equal(t, jidoka.StateClosed, b.State())
+
+		// The bucket that held the slow call is reused and expires again.
+		advance(time.Second)
+		calls(t, b, 1, nil) // 5.5 s: bucket 5
+		advance(2 * time.Second)
+		s = b.Snapshot() // 7.5 s: buckets 5 to 7
+		assert.Equal(t, 1, s.Calls)
+		assert.Equal(t, 0, s.SlowCalls)
 	})
 }
 
@@ -613,6 +688,13 @@ func TestBreakerForcedStates(t *testing.T) {
 		ran := 0
 		fn := func(context.Context) error { ran++; return errBoom }
 		ctx := context.Background()
+
+		b.ForceOpen("")
+		assert.Equal(t, "forced open", b.Snapshot().Reason, "the reason when none is given")
+		b.Reset()
+		b.Trip("")
+		assert.Equal(t, "tripped", b.Snapshot().Reason, "the reason when none is given")
+		b.Reset()
 
 		b.ForceOpen("maintenance")
 		err := b.Do(ctx, fn)
@@ -789,13 +871,13 @@ func TestStateString(t *testing.T) {
 	names := map[jidoka.State]string{
 		jidoka.StateClosed: "closed", jidoka.StateHalfOpen: "half-open", jidoka.StateOpen: "open",
 		jidoka.StateForcedOpen: "forced-open", jidoka.StateDisabled: "disabled", jidoka.StateMetricsOnly: "metrics-only",
-		jidoka.State(42): "state(42)",
+		jidoka.State(6): "state(6)", jidoka.State(42): "state(42)",
 	}
 	for s, want := range names {
 		assert.Equal(t, want, s.String())
 		text, err := s.MarshalText()
-		if s == 42 {
-			require.Error(t, err)
+		if s >= 6 {
+			require.EqualError(t, err, fmt.Sprintf("jidoka: invalid state %d", s))
 			continue
 		}
 		require.NoError(t, err)
@@ -813,11 +895,17 @@ func TestBreakerEventsReentrant(t *testing.T) {
 			got    []string
 			states []jidoka.State
 			snaps  []jidoka.State
+			gens   []uint64
+			times  []time.Time
 		)
+		start := time.Now()
 		b, err := jidoka.NewBreaker(jidoka.BreakerOptions{
 			Name: "gw", ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1,
 			OnStateChange: func(ev jidoka.Event) {
+				assert.Equal(t, "gw", ev.Breaker)
 				got = append(got, fmt.Sprintf("%s->%s (%s)", ev.From, ev.To, ev.Reason))
+				gens = append(gens, ev.Generation)
+				times = append(times, ev.Time)
 				states = append(states, b.State())
 				snaps = append(snaps, b.Snapshot().State)
 				switch {
@@ -830,6 +918,9 @@ func TestBreakerEventsReentrant(t *testing.T) {
 			},
 		})
 		require.NoError(t, err)
+		b.Reset() // closed to closed: a new generation, no event
+		assert.Equal(t, uint64(2), b.Snapshot().Generation)
+		advance(time.Minute)
 		calls(t, b, 1, errBoom)
 		advance(time.Second)
 		require.NoError(t, call(b, nil))
@@ -845,6 +936,9 @@ func TestBreakerEventsReentrant(t *testing.T) {
 		// made itself was delivered only after it returned.
 		assert.Equal(t, []jidoka.State{jidoka.StateOpen, jidoka.StateClosed, jidoka.StateOpen, jidoka.StateHalfOpen, jidoka.StateClosed}, states)
 		assert.Equal(t, states, snaps)
+		assert.Equal(t, []uint64{3, 4, 5, 6, 7}, gens)
+		at := start.Add(time.Minute)
+		assert.Equal(t, []time.Time{at, at, at, at.Add(time.Second), at.Add(time.Second)}, times)
 	})
 }
 

@@ -258,14 +258,14 @@ func (s *settings) openFor(trips int) int64 {
 	if s.maxOpenDur == 0 || s.factor == 1 {
 		return d
 	}
-	for i := 1; i < trips && d < s.maxOpenDur; i++ {
+	for i := 1; i < trips; i++ {
 		next := float64(d) * s.factor
 		if next >= float64(s.maxOpenDur) {
 			return s.maxOpenDur
 		}
 		d = int64(next)
 	}
-	return min(d, s.maxOpenDur)
+	return d
 }
 
 func orDuration(d, def time.Duration) time.Duration {

@@ -32,7 +32,8 @@ type WatchdogOptions struct {
 	// MinWatchdogInterval (1 ms).
 	Interval time.Duration
 	// Timeout bounds a check: its context is cancelled when it runs
-	// longer. Zero means Interval.
+	// longer, and the check fails even if it then returns nil. Zero means
+	// Interval.
 	Timeout time.Duration
 	// LatencyLimit makes a check that returns nil but takes longer count
 	// as a failure (ErrSlowCheck). Zero: no limit besides Timeout.
@@ -238,7 +239,10 @@ func (w *Watchdog) probe(ctx context.Context) {
 	cancel()
 	latency := end.Sub(start)
 	switch {
-	case err != nil && timedOut:
+	case timedOut:
+		if err == nil { // it ignored its context and answered late
+			err = context.DeadlineExceeded
+		}
 		err = fmt.Errorf("jidoka: check timed out after %v: %w", w.timeout, err)
 	case err == nil && w.limit > 0 && latency > w.limit:
 		err = fmt.Errorf("%w: took %v, limit %v", ErrSlowCheck, latency, w.limit)

@@ -150,6 +150,7 @@ func TestWatchdogIntervalFollowsTheCheck(t *testing.T) {
 		}})
 		for range 3 {
 			res := <-r.results
+			require.NoError(t, res.Err, "no LatencyLimit: a slow answer passes")
 			assert.Equal(t, 3*time.Second, res.Latency)
 		}
 		assert.Equal(t, []time.Duration{0, 13 * time.Second, 26 * time.Second}, began)
@@ -212,15 +213,55 @@ func TestWatchdogLatencyAndTimeout(t *testing.T) {
 	})
 }
 
-// A check that answers with an error of its own after its context ended is
-// a timeout only when the timeout ended it.
-func TestWatchdogCheckErrorIsNotATimeout(t *testing.T) {
+// A check's own error stays as it is when the check ends within Timeout,
+// slow or not.
+func TestWatchdogCheckErrorIsKept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: time.Minute, Timeout: 5 * time.Second,
-			Check: func(context.Context) error { time.Sleep(time.Second); return errBoom }})
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: time.Minute, Timeout: 5 * time.Second, LatencyLimit: 2 * time.Second,
+			Check: func(context.Context) error { time.Sleep(3 * time.Second); return errBoom }})
 		res := <-r.results
 		assert.Same(t, errBoom, res.Err)
 	})
+}
+
+// A check that ignores its context and answers nil after Timeout fails.
+func TestWatchdogLateAnswerFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: time.Minute, Timeout: 5 * time.Second, FailAfter: 1,
+			Check: func(context.Context) error { time.Sleep(6 * time.Second); return nil }})
+		res := <-r.results
+		require.ErrorIs(t, res.Err, context.DeadlineExceeded)
+		assert.Equal(t, "jidoka: check timed out after 5s: context deadline exceeded", res.Err.Error())
+		assert.False(t, (<-r.fails).Healthy)
+	})
+}
+
+// A check that panics with an error fails with a *PanicError that wraps
+// it; a panicking callback with no Logger is logged on slog.Default().
+func TestWatchdogPanicValues(t *testing.T) {
+	logs := &logRecorder{}
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(logs.logger())
+	synctest.Test(t, func(t *testing.T) {
+		errDown := errors.New("down")
+		results := make(chan jidoka.CheckResult, 1)
+		w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Name: "eu", Interval: time.Minute,
+			Check:   func(context.Context) error { panic(errDown) },
+			OnCheck: func(r jidoka.CheckResult) { results <- r; panic("metrics bug") },
+		})
+		require.NoError(t, err)
+		require.NoError(t, w.Start(context.Background()))
+		res := <-results
+		require.NoError(t, w.Shutdown(context.Background()))
+		require.ErrorIs(t, res.Err, errDown)
+		var pe *jidoka.PanicError
+		require.ErrorAs(t, res.Err, &pe)
+		assert.Equal(t, errDown, pe.Value)
+	})
+	recs := logs.records()
+	require.Len(t, recs, 1)
+	assert.Equal(t, "watchdog OnCheck", recs[0].attrs["where"])
+	assert.Equal(t, "eu", recs[0].attrs["watchdog"])
 }
 
 // TestWatchdogCallbackPanics: a panicking OnFail, OnRecover or OnCheck is
