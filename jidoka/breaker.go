@@ -244,15 +244,26 @@ func (b *Breaker) finish(p *period, id uint64, start int64, err error) {
 	}
 }
 
-// classify tells whether err is ignored and whether it is a failure.
-func (b *Breaker) classify(err error) (ignored, failed bool) {
-	if err == nil {
-		return false, false
+// A result is what a call's error counts as.
+type result uint8
+
+const (
+	resultSuccess result = iota
+	resultFailure
+	resultIgnored // neither: the call is not counted
+)
+
+// classify tells what err counts as.
+func (b *Breaker) classify(err error) result {
+	switch {
+	case err == nil:
+		return resultSuccess
+	case b.s.ignore(err):
+		return resultIgnored
+	case b.s.isFailure == nil || b.s.isFailure(err):
+		return resultFailure
 	}
-	if b.s.ignore(err) {
-		return true, false
-	}
-	return false, b.s.isFailure == nil || b.s.isFailure(err)
+	return resultSuccess
 }
 
 // record counts the result of a call in the closed or metrics-only period p
@@ -264,10 +275,11 @@ func (b *Breaker) record(p *period, start int64, err error) {
 		}
 		return
 	}
-	ignored, failed := b.classify(err)
-	if ignored {
+	r := b.classify(err)
+	if r == resultIgnored {
 		return
 	}
+	failed := r == resultFailure
 	var now int64
 	if b.s.timing || p.window != nil {
 		now = b.now()
@@ -320,7 +332,7 @@ func (b *Breaker) rateCause(t tally) cause {
 
 // release reports the result of a half-open probe holding lease id.
 func (b *Breaker) release(p *period, id uint64, start int64, err error) {
-	ignored, failed := b.classify(err)
+	r := b.classify(err)
 	var now int64
 	if b.s.timing {
 		now = b.now()
@@ -341,8 +353,8 @@ func (b *Breaker) release(p *period, id uint64, start int64, err error) {
 	}
 	p.leases[i] = lease{}
 	switch {
-	case ignored:
-	case failed:
+	case r == resultIgnored:
+	case r == resultFailure:
 		b.trips++
 		b.enter(p, StateOpen, "probe failed")
 	case slow:
@@ -454,7 +466,7 @@ func (b *Breaker) newPeriod(state State, gen uint64, reason string, now int64, o
 		if b.s.windowSize > 0 {
 			p.count = newCountWindow(b.s.windowSize)
 		} else if b.s.windowDur > 0 {
-			p.window = newTimeWindow(b.s.windowDur, b.s.buckets, now)
+			p.window = newTimeWindow(b.s.windowDur, b.s.buckets)
 		}
 		if !b.s.timing {
 			p.done = func(err error) { b.record(p, 0, err) }
