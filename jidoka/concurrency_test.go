@@ -58,10 +58,9 @@ func TestBreakerCountsExactlyUnderContention(t *testing.T) {
 func TestBreakerConcurrentChaos(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const (
-			workers = 2000
-			perG    = 20
+			workers = 500
+			perG    = 100
 			probes  = 3
-			hand    = 5 // changes by hand per round
 		)
 		var (
 			mu     sync.Mutex
@@ -69,7 +68,7 @@ func TestBreakerConcurrentChaos(t *testing.T) {
 		)
 		b, err := jidoka.NewBreaker(jidoka.BreakerOptions{
 			ConsecutiveFailures: 3, FailureRate: 0.5, WindowSize: 64, MinimumCalls: 8,
-			OpenDuration: 3 * time.Millisecond, HalfOpenProbes: probes, HalfOpenSuccesses: 2, ProbeTimeout: time.Hour,
+			OpenDuration: 2 * time.Millisecond, HalfOpenProbes: probes, HalfOpenSuccesses: 2, ProbeTimeout: time.Hour,
 			OnStateChange: func(ev jidoka.Event) {
 				mu.Lock()
 				events = append(events, ev)
@@ -93,19 +92,17 @@ func TestBreakerConcurrentChaos(t *testing.T) {
 					return
 				default:
 				}
-				for range hand {
-					switch r.IntN(4) {
-					case 0:
-						b.Trip("chaos")
-					case 1:
-						b.Reset()
-					case 2:
-						b.ForceOpen("chaos")
-					}
-					s := b.Snapshot()
-					if s.ProbesInFlight > probes || s.Failures > s.Calls || s.Calls > 64 {
-						t.Errorf("broken snapshot %+v", s)
-					}
+				switch r.IntN(10) { // now and then, a change by hand
+				case 0:
+					b.Trip("chaos")
+				case 1:
+					b.Reset()
+				case 2:
+					b.ForceOpen("chaos")
+				}
+				s := b.Snapshot()
+				if s.ProbesInFlight > probes || s.Failures > s.Calls || s.Calls > 64 {
+					t.Errorf("broken snapshot %+v", s)
 				}
 				time.Sleep(time.Millisecond)
 			}
@@ -149,6 +146,17 @@ func TestBreakerConcurrentChaos(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		require.NotEmpty(t, events)
+		var expired, closed int // the chaos reached the timer and the probes
+		for _, ev := range events {
+			switch {
+			case ev.From == jidoka.StateOpen && ev.To == jidoka.StateHalfOpen:
+				expired++
+			case ev.From == jidoka.StateHalfOpen && ev.To == jidoka.StateClosed:
+				closed++
+			}
+		}
+		assert.NotZero(t, expired, "no open period ended")
+		assert.NotZero(t, closed, "no probes closed the breaker")
 		assert.Equal(t, jidoka.StateClosed, events[0].From)
 		for i := 1; i < len(events); i++ {
 			require.Equal(t, events[i-1].To, events[i].From, "event %d", i)
