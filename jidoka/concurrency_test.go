@@ -46,7 +46,7 @@ func TestBreakerCountsExactlyUnderContention(t *testing.T) {
 	}
 }
 
-// TestBreakerConcurrentChaos drives one breaker from thousands of
+// TestBreakerConcurrentChaos drives one breaker from hundreds of
 // goroutines while the state is changed under them (trips, resets, forced
 // states, open periods ending) and results arrive late, across generations.
 // The breaker must keep its invariants, never hold more probe leases than
