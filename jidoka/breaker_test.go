@@ -395,6 +395,17 @@ func TestBreakerSnapshotCounts(t *testing.T) {
 		advance(10 * time.Second)
 		assert.Equal(t, 0, tb.Snapshot().Calls)
 
+		// WindowBuckets sets how coarsely the window forgets: with 2
+		// buckets of 5 s, a call at 4.9 s leaves with the first bucket at
+		// 10 s; with 10 buckets of 1 s it would stay until 14 s.
+		cb := newBreaker(t, jidoka.BreakerOptions{FailureRate: 0.9, WindowDuration: 10 * time.Second, WindowBuckets: 2})
+		advance(4900 * time.Millisecond)
+		calls(t, cb, 1, nil)
+		advance(5100*time.Millisecond - 1)
+		assert.Equal(t, 1, cb.Snapshot().Calls)
+		advance(1)
+		assert.Equal(t, 0, cb.Snapshot().Calls)
+
 		// The window of a later period counts from when that period began.
 		advance(time.Minute)
 		tb.Reset()
@@ -466,6 +477,30 @@ func TestBreakerProbeFailureBacksOff(t *testing.T) {
 		calls(t, b, 1, errBoom) // back-off was reset by closing
 		assert.Equal(t, time.Now().Add(10*time.Second), b.Snapshot().NextProbe)
 	})
+}
+
+// BackoffFactor sets how fast open periods grow; 1 keeps them all at
+// OpenDuration.
+func TestBreakerBackoffFactor(t *testing.T) {
+	for _, tt := range []struct {
+		factor float64
+		want   []time.Duration
+	}{
+		{3, []time.Duration{10, 30, 90, 100, 100}},
+		{1, []time.Duration{10, 10, 10}},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, HalfOpenSuccesses: 1,
+				OpenDuration: 10 * time.Second, MaxOpenDuration: 100 * time.Second, BackoffFactor: tt.factor})
+			calls(t, b, 1, errBoom)
+			for _, d := range tt.want {
+				d *= time.Second
+				assert.Equal(t, time.Now().Add(d), b.Snapshot().NextProbe, "factor %v, trip %d", tt.factor, b.Snapshot().Trips)
+				advance(d)
+				calls(t, b, 1, errBoom)
+			}
+		})
+	}
 }
 
 func TestBreakerSlowProbeReopens(t *testing.T) {
