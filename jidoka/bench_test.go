@@ -10,12 +10,12 @@ import (
 
 var benchConfigs = []struct {
 	name string
-	cfg  jidoka.Config
+	opts jidoka.BreakerOptions
 }{
-	{"Consecutive", jidoka.Config{ConsecutiveFailures: 5}},
-	{"CountWindow", jidoka.Config{FailureRate: 0.5, WindowSize: 100, MinimumCalls: 10}},
-	{"TimeWindow", jidoka.Config{FailureRate: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 10}},
-	{"SlowCall", jidoka.Config{FailureRate: 0.5, SlowCallRate: 0.5, SlowCallDuration: time.Second, WindowSize: 100}},
+	{"Consecutive", jidoka.BreakerOptions{ConsecutiveFailures: 5}},
+	{"CountWindow", jidoka.BreakerOptions{FailureRate: 0.5, WindowSize: 100, MinimumCalls: 10}},
+	{"TimeWindow", jidoka.BreakerOptions{FailureRate: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 10}},
+	{"SlowCall", jidoka.BreakerOptions{FailureRate: 0.5, SlowCallRate: 0.5, SlowCallDuration: time.Second, WindowSize: 100}},
 }
 
 func succeed(context.Context) error { return nil }
@@ -25,7 +25,7 @@ func succeed(context.Context) error { return nil }
 func BenchmarkBreakerClosed(b *testing.B) {
 	ctx := context.Background()
 	for _, bc := range benchConfigs {
-		br, err := jidoka.NewBreaker(bc.cfg)
+		br, err := jidoka.NewBreaker(bc.opts)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func BenchmarkBreakerClosed(b *testing.B) {
 
 // BenchmarkBreakerAllow measures the two-step form in the closed state.
 func BenchmarkBreakerAllow(b *testing.B) {
-	br, err := jidoka.NewBreaker(jidoka.Config{})
+	br, err := jidoka.NewBreaker(jidoka.BreakerOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func BenchmarkBreakerAllow(b *testing.B) {
 
 // BenchmarkBreakerExecute measures the generic form in the closed state.
 func BenchmarkBreakerExecute(b *testing.B) {
-	br, err := jidoka.NewBreaker(jidoka.Config{})
+	br, err := jidoka.NewBreaker(jidoka.BreakerOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func BenchmarkBreakerExecute(b *testing.B) {
 
 // BenchmarkBreakerOpen measures a refused call.
 func BenchmarkBreakerOpen(b *testing.B) {
-	br, err := jidoka.NewBreaker(jidoka.Config{})
+	br, err := jidoka.NewBreaker(jidoka.BreakerOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -115,7 +115,10 @@ func BenchmarkBreakerOpen(b *testing.B) {
 
 // BenchmarkLineAdmit measures the gate of a running and a stopped line.
 func BenchmarkLineAdmit(b *testing.B) {
-	l := jidoka.NewLine(jidoka.LineConfig{Name: "checkout"})
+	l, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	b.Run("Running", func(b *testing.B) {
 		b.ReportAllocs()

@@ -14,7 +14,7 @@ import (
 // it has recovered.
 //
 // It is closed at first: calls run and their results are counted. When a
-// trip rule of its Config holds it opens: calls are refused with an
+// trip rule of its BreakerOptions holds it opens: calls are refused with an
 // *OpenError until the open period ends, then it turns half-open and gives
 // probe leases to up to HalfOpenProbes calls at a time. HalfOpenSuccesses
 // probe successes close it; a probe failure opens it again, for longer with
@@ -25,15 +25,18 @@ import (
 // an earlier generation are ignored. In the closed state a call touches no
 // lock: with only a consecutive-failure rule a success reads one shared word
 // and reads no clock; a count window adds two atomic operations; a time
-// window takes a short lock. The end of the open period is a timer of the
-// Clock, so a refused call reads no clock either.
+// window takes a short lock. The end of the open period is a time.Timer,
+// so a refused call reads no clock either.
+//
+// The breaker reads the time itself (the monotonic clock, through
+// time.Since); a test controls it with testing/synctest.
 //
 // A Breaker is a tai.Guard and a tai.Namer. It is safe for concurrent use.
 // Make one with NewBreaker; the zero Breaker is not usable.
 type Breaker struct {
-	cur atomic.Pointer[period]
-	s   settings
-	m   monotonic
+	cur   atomic.Pointer[period]
+	s     settings
+	epoch time.Time // times are nanoseconds since epoch, read with time.Since
 
 	mu        sync.Mutex // serialises state changes and half-open leases
 	trips     int
@@ -59,7 +62,7 @@ type period struct {
 	// open and forced open; half-open with every lease taken
 	reject *OpenError
 	until  int64
-	timer  Timer
+	timer  *time.Timer
 
 	// half-open, guarded by Breaker.mu
 	leases    []lease
@@ -74,19 +77,26 @@ type lease struct {
 // errPanicked stands for the result of a call that panicked.
 var errPanicked = errors.New("jidoka: call panicked")
 
-// NewBreaker returns a closed breaker configured by cfg, or an error naming
-// the first invalid field.
-func NewBreaker(cfg Config) (*Breaker, error) {
-	s, err := cfg.settings()
+// NewBreaker returns a closed breaker configured by opts, or an error naming
+// the first invalid field and its value.
+func NewBreaker(opts BreakerOptions) (*Breaker, error) {
+	s, err := opts.settings()
 	if err != nil {
 		return nil, err
 	}
-	b := &Breaker{s: s, m: newMonotonic(cfg.Clock)}
-	b.cur.Store(b.newPeriod(StateClosed, 1, "new", b.m.now(), nil))
+	b := &Breaker{s: s, epoch: time.Now()}
+	b.cur.Store(b.newPeriod(StateClosed, 1, "new", 0, nil))
 	return b, nil
 }
 
-// Name returns Config.Name.
+// now returns the time in nanoseconds since b.epoch. time.Since reads only
+// the monotonic clock, about half the cost of time.Now.
+func (b *Breaker) now() int64 { return int64(time.Since(b.epoch)) }
+
+// at converts a reading of now to a time.Time.
+func (b *Breaker) at(n int64) time.Time { return b.epoch.Add(time.Duration(n)) }
+
+// Name returns BreakerOptions.Name.
 func (b *Breaker) Name() string { return b.s.name }
 
 // State returns the current state. It reads one atomic word.
@@ -116,7 +126,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 	}
 	var start int64
 	if b.s.timing {
-		start = b.m.now()
+		start = b.now()
 	}
 	ok := false
 	defer func() {
@@ -166,7 +176,7 @@ func (b *Breaker) Allow(ctx context.Context) (done func(err error), err error) {
 	}
 	var start int64
 	if b.s.timing {
-		start = b.m.now()
+		start = b.now()
 	}
 	return func(err error) { b.finish(p, id, start, err) }, nil
 }
@@ -194,7 +204,7 @@ func (b *Breaker) admit(p *period) (*period, uint64, error) {
 // acquire takes a probe lease in the half-open period p. It returns 0 and
 // no error when p is no longer current.
 func (b *Breaker) acquire(p *period) (uint64, error) {
-	now := b.m.now()
+	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cur.Load() != p {
@@ -234,15 +244,26 @@ func (b *Breaker) finish(p *period, id uint64, start int64, err error) {
 	}
 }
 
-// classify tells whether err is ignored and whether it is a failure.
-func (b *Breaker) classify(err error) (ignored, failed bool) {
-	if err == nil {
-		return false, false
+// A result is what a call's error counts as.
+type result uint8
+
+const (
+	resultSuccess result = iota
+	resultFailure
+	resultIgnored // neither: the call is not counted
+)
+
+// classify tells what err counts as.
+func (b *Breaker) classify(err error) result {
+	switch {
+	case err == nil:
+		return resultSuccess
+	case b.s.ignore(err):
+		return resultIgnored
+	case b.s.isFailure == nil || b.s.isFailure(err):
+		return resultFailure
 	}
-	if b.s.ignore(err) {
-		return true, false
-	}
-	return false, b.s.isFailure == nil || b.s.isFailure(err)
+	return resultSuccess
 }
 
 // record counts the result of a call in the closed or metrics-only period p
@@ -254,13 +275,14 @@ func (b *Breaker) record(p *period, start int64, err error) {
 		}
 		return
 	}
-	ignored, failed := b.classify(err)
-	if ignored {
+	r := b.classify(err)
+	if r == resultIgnored {
 		return
 	}
+	failed := r == resultFailure
 	var now int64
 	if b.s.timing || p.window != nil {
-		now = b.m.now()
+		now = b.now()
 	}
 	var bits uint32
 	if failed {
@@ -310,12 +332,12 @@ func (b *Breaker) rateCause(t tally) cause {
 
 // release reports the result of a half-open probe holding lease id.
 func (b *Breaker) release(p *period, id uint64, start int64, err error) {
-	ignored, failed := b.classify(err)
+	r := b.classify(err)
 	var now int64
 	if b.s.timing {
-		now = b.m.now()
+		now = b.now()
 	}
-	slow := b.s.timing && !ignored && now-start > b.s.slowDur
+	slow := b.s.timing && now-start > b.s.slowDur // an ignored result is never slow: see the switch
 	b.mu.Lock()
 	if b.cur.Load() != p {
 		b.mu.Unlock()
@@ -331,8 +353,8 @@ func (b *Breaker) release(p *period, id uint64, start int64, err error) {
 	}
 	p.leases[i] = lease{}
 	switch {
-	case ignored:
-	case failed:
+	case r == resultIgnored:
+	case r == resultFailure:
 		b.trips++
 		b.enter(p, StateOpen, "probe failed")
 	case slow:
@@ -429,11 +451,11 @@ func (b *Breaker) enter(old *period, to State, reason string) {
 	if old.timer != nil {
 		old.timer.Stop()
 	}
-	now := b.m.now()
+	now := b.now()
 	p := b.newPeriod(to, old.gen+1, reason, now, old)
 	b.cur.Store(p)
 	if b.s.onChange != nil && old.state != to {
-		b.events.push(Event{Breaker: b.s.name, From: old.state, To: to, Reason: reason, Time: b.m.at(now), Generation: p.gen})
+		b.events.push(Event{Breaker: b.s.name, From: old.state, To: to, Reason: reason, Time: b.at(now), Generation: p.gen})
 	}
 }
 
@@ -444,7 +466,7 @@ func (b *Breaker) newPeriod(state State, gen uint64, reason string, now int64, o
 		if b.s.windowSize > 0 {
 			p.count = newCountWindow(b.s.windowSize)
 		} else if b.s.windowDur > 0 {
-			p.window = newTimeWindow(b.s.windowDur, b.s.buckets, now)
+			p.window = newTimeWindow(b.s.windowDur, b.s.buckets)
 		}
 		if !b.s.timing {
 			p.done = func(err error) { b.record(p, 0, err) }
@@ -452,8 +474,8 @@ func (b *Breaker) newPeriod(state State, gen uint64, reason string, now int64, o
 	case StateOpen:
 		d := b.s.openFor(b.trips)
 		p.until = now + d
-		p.reject = &OpenError{Breaker: b.s.name, State: StateOpen, Reason: reason, m: &b.m, until: p.until}
-		p.timer = b.m.afterFunc(time.Duration(d), func() { b.expire(p) })
+		p.reject = &OpenError{Breaker: b.s.name, State: StateOpen, Reason: reason, until: b.at(p.until)}
+		p.timer = time.AfterFunc(time.Duration(d), func() { b.expire(p) })
 	case StateForcedOpen:
 		p.reject = &OpenError{Breaker: b.s.name, State: StateForcedOpen, Reason: reason}
 	case StateHalfOpen:
@@ -469,8 +491,18 @@ func (b *Breaker) newPeriod(state State, gen uint64, reason string, now int64, o
 
 func (b *Breaker) deliver() {
 	if b.s.onChange != nil {
-		b.events.drain(b.s.onChange)
+		b.events.drain(b.notify)
 	}
+}
+
+// notify calls OnStateChange with ev, recovering and logging a panic.
+func (b *Breaker) notify(ev Event) {
+	defer func() {
+		if v := recover(); v != nil {
+			logPanic(b.s.logger, "breaker", b.s.name, newPanicError("breaker OnStateChange", v))
+		}
+	}()
+	b.s.onChange(ev)
 }
 
 // Snapshot returns the state, counts and rates of the breaker at one moment.
@@ -482,14 +514,14 @@ func (b *Breaker) Snapshot() Snapshot {
 		Name:                b.s.name,
 		State:               p.state,
 		Reason:              p.reason,
-		Since:               b.m.at(p.since),
+		Since:               b.at(p.since),
 		Generation:          p.gen,
 		Trips:               b.trips,
 		ConsecutiveFailures: int(p.consec.Load()),
 		ProbeSuccesses:      p.successes,
 	}
 	if p.state == StateOpen {
-		s.NextProbe = b.m.at(p.until)
+		s.NextProbe = b.at(p.until)
 	}
 	for _, l := range p.leases {
 		if l.id != 0 {
@@ -501,7 +533,7 @@ func (b *Breaker) Snapshot() Snapshot {
 	case p.count != nil:
 		t = p.count.tally()
 	case p.window != nil:
-		t = p.window.tally(b.m.now())
+		t = p.window.tally(b.now())
 	}
 	s.Calls, s.Failures, s.SlowCalls = int(t.calls), int(t.failures), int(t.slow)
 	if t.calls > 0 {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -17,13 +20,18 @@ import (
 
 var errBoom = errors.New("boom")
 
-func newBreaker(t testing.TB, cfg jidoka.Config) (*jidoka.Breaker, *manualClock) {
+func newBreaker(t testing.TB, opts jidoka.BreakerOptions) *jidoka.Breaker {
 	t.Helper()
-	c := newManualClock()
-	cfg.Clock = c
-	b, err := jidoka.NewBreaker(cfg)
+	b, err := jidoka.NewBreaker(opts)
 	require.NoError(t, err)
-	return b, c
+	return b
+}
+
+// advance moves the clock of the test's bubble forward by d and lets every
+// timer due by then run: an open period ends when its time has come.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
 }
 
 // call runs one call through b that returns err.
@@ -31,9 +39,9 @@ func call(b *jidoka.Breaker, err error) error {
 	return b.Do(context.Background(), func(context.Context) error { return err })
 }
 
-// slowCall runs one call that takes d on c and returns err.
-func slowCall(b *jidoka.Breaker, c *manualClock, d time.Duration, err error) error {
-	return b.Do(context.Background(), func(context.Context) error { c.Advance(d); return err })
+// slowCall runs one call that takes d and returns err.
+func slowCall(b *jidoka.Breaker, d time.Duration, err error) error {
+	return b.Do(context.Background(), func(context.Context) error { time.Sleep(d); return err })
 }
 
 func calls(t *testing.T, b *jidoka.Breaker, n int, err error) {
@@ -45,33 +53,36 @@ func calls(t *testing.T, b *jidoka.Breaker, n int, err error) {
 
 func TestNewBreakerValidates(t *testing.T) {
 	tests := []struct {
-		cfg  jidoka.Config
+		opts jidoka.BreakerOptions
 		want string
 	}{
-		{jidoka.Config{ConsecutiveFailures: -1}, "ConsecutiveFailures must not be negative, got -1"},
-		{jidoka.Config{FailureRate: 1.5}, "FailureRate must be in [0, 1], got 1.5"},
-		{jidoka.Config{SlowCallRate: -0.1}, "SlowCallRate must be in [0, 1], got -0.1"},
-		{jidoka.Config{SlowCallDuration: -time.Second}, "SlowCallDuration must not be negative"},
-		{jidoka.Config{MinimumCalls: -3}, "MinimumCalls must not be negative, got -3"},
-		{jidoka.Config{WindowSize: -1}, "WindowSize must be in"},
-		{jidoka.Config{WindowSize: jidoka.MaxWindowSize + 1}, "WindowSize must be in"},
-		{jidoka.Config{WindowDuration: -time.Second}, "WindowDuration must not be negative"},
-		{jidoka.Config{WindowSize: 10, WindowDuration: time.Second}, "WindowSize (10) and WindowDuration (1s) are exclusive"},
-		{jidoka.Config{WindowDuration: time.Second, WindowBuckets: -2}, "WindowBuckets must be in"},
-		{jidoka.Config{WindowDuration: 5, WindowBuckets: 10}, "WindowDuration (5ns) must be at least one nanosecond per bucket"},
-		{jidoka.Config{FailureRate: 0.5, WindowSize: 5, MinimumCalls: 6}, "MinimumCalls (6) exceeds WindowSize (5)"},
-		{jidoka.Config{OpenDuration: -time.Second}, "OpenDuration must not be negative"},
-		{jidoka.Config{MaxOpenDuration: -time.Second}, "MaxOpenDuration must not be negative"},
-		{jidoka.Config{OpenDuration: time.Minute, MaxOpenDuration: time.Second}, "MaxOpenDuration (1s) is shorter than OpenDuration (1m0s)"},
-		{jidoka.Config{BackoffFactor: 0.5}, "BackoffFactor must be at least 1, got 0.5"},
-		{jidoka.Config{HalfOpenProbes: -1}, "HalfOpenProbes must be in"},
-		{jidoka.Config{HalfOpenProbes: jidoka.MaxHalfOpenProbes + 1}, "HalfOpenProbes must be in"},
-		{jidoka.Config{HalfOpenSuccesses: -1}, "HalfOpenSuccesses must not be negative"},
-		{jidoka.Config{ProbeTimeout: -1}, "ProbeTimeout must not be negative"},
+		{jidoka.BreakerOptions{ConsecutiveFailures: -1}, "ConsecutiveFailures must not be negative, got -1"},
+		{jidoka.BreakerOptions{FailureRate: 1.5}, "FailureRate must be in [0, 1], got 1.5"},
+		{jidoka.BreakerOptions{SlowCallRate: -0.1}, "SlowCallRate must be in [0, 1], got -0.1"},
+		{jidoka.BreakerOptions{FailureRate: math.NaN()}, "FailureRate must be in [0, 1], got NaN"},
+		{jidoka.BreakerOptions{SlowCallDuration: -time.Second}, "SlowCallDuration must not be negative"},
+		{jidoka.BreakerOptions{MinimumCalls: -3}, "MinimumCalls must not be negative, got -3"},
+		{jidoka.BreakerOptions{WindowSize: -1}, "WindowSize must be in"},
+		{jidoka.BreakerOptions{WindowSize: jidoka.MaxWindowSize + 1}, "WindowSize must be in"},
+		{jidoka.BreakerOptions{WindowDuration: -time.Second}, "WindowDuration must not be negative"},
+		{jidoka.BreakerOptions{WindowSize: 10, WindowDuration: time.Second}, "WindowSize (10) and WindowDuration (1s) are exclusive"},
+		{jidoka.BreakerOptions{WindowDuration: time.Second, WindowBuckets: -2}, "WindowBuckets must be in"},
+		{jidoka.BreakerOptions{WindowDuration: 5, WindowBuckets: 10}, "WindowDuration (5ns) must be at least one nanosecond per bucket"},
+		{jidoka.BreakerOptions{FailureRate: 0.5, WindowSize: 5, MinimumCalls: 6}, "MinimumCalls (6) exceeds WindowSize (5)"},
+		{jidoka.BreakerOptions{OpenDuration: -time.Second}, "OpenDuration must not be negative"},
+		{jidoka.BreakerOptions{MaxOpenDuration: -time.Second}, "MaxOpenDuration must not be negative"},
+		{jidoka.BreakerOptions{OpenDuration: time.Minute, MaxOpenDuration: time.Second}, "MaxOpenDuration (1s) is shorter than OpenDuration (1m0s)"},
+		{jidoka.BreakerOptions{BackoffFactor: 0.5}, "BackoffFactor must be at least 1, got 0.5"},
+		{jidoka.BreakerOptions{BackoffFactor: math.NaN()}, "BackoffFactor must be at least 1, got NaN"},
+		{jidoka.BreakerOptions{BackoffFactor: math.Inf(1)}, "BackoffFactor must be at least 1, got +Inf"},
+		{jidoka.BreakerOptions{HalfOpenProbes: -1}, "HalfOpenProbes must be in"},
+		{jidoka.BreakerOptions{HalfOpenProbes: jidoka.MaxHalfOpenProbes + 1}, "HalfOpenProbes must be in"},
+		{jidoka.BreakerOptions{HalfOpenSuccesses: -1}, "HalfOpenSuccesses must not be negative"},
+		{jidoka.BreakerOptions{ProbeTimeout: -1}, "ProbeTimeout must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			b, err := jidoka.NewBreaker(tt.cfg)
+			b, err := jidoka.NewBreaker(tt.opts)
 			require.Error(t, err)
 			assert.Nil(t, b)
 			assert.Contains(t, err.Error(), "jidoka: "+tt.want)
@@ -79,39 +90,90 @@ func TestNewBreakerValidates(t *testing.T) {
 	}
 }
 
-func TestBreakerDefaults(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{Name: "gateway"})
-	assert.Equal(t, "gateway", b.Name())
-	start := c.Now()
-
-	calls(t, b, 4, errBoom)
-	assert.Equal(t, jidoka.StateClosed, b.State())
-	assert.Equal(t, 4, b.Snapshot().ConsecutiveFailures)
-	calls(t, b, 1, errBoom) // the fifth in a row trips
-	s := b.Snapshot()
-	assert.Equal(t, jidoka.StateOpen, s.State)
-	assert.Equal(t, "5 consecutive failures", s.Reason)
-	assert.Equal(t, start.Add(30*time.Second), s.NextProbe)
-	assert.Equal(t, 1, s.Trips)
-
-	c.Advance(30*time.Second - 1)
-	assert.Equal(t, jidoka.StateOpen, b.State())
-	c.Advance(1)
-	assert.Equal(t, jidoka.StateHalfOpen, b.State())
-
-	// One probe at a time; three successes close.
-	for i := range 3 {
-		assert.Equal(t, jidoka.StateHalfOpen, b.State(), "before probe %d", i)
-		require.NoError(t, call(b, nil))
+// Every limit is inclusive: the boundary value itself is valid.
+func TestNewBreakerAcceptsLimits(t *testing.T) {
+	for _, opts := range []jidoka.BreakerOptions{
+		{FailureRate: 1, SlowCallRate: 1},
+		{FailureRate: 0.5, WindowSize: jidoka.MaxWindowSize},
+		{FailureRate: 0.5, WindowDuration: jidoka.MaxWindowBuckets, WindowBuckets: jidoka.MaxWindowBuckets},
+		{FailureRate: 0.5, WindowSize: 20, MinimumCalls: 20},
+		{HalfOpenProbes: jidoka.MaxHalfOpenProbes},
+		{OpenDuration: time.Minute, MaxOpenDuration: time.Minute},
+		{MaxOpenDuration: time.Hour, BackoffFactor: 1},
+	} {
+		b, err := jidoka.NewBreaker(opts)
+		require.NoError(t, err, "%+v", opts)
+		assert.NotNil(t, b)
 	}
-	s = b.Snapshot()
-	assert.Equal(t, jidoka.StateClosed, s.State)
-	assert.Equal(t, "3 probes succeeded", s.Reason)
-	assert.Equal(t, 0, s.Trips)
+}
+
+func TestBreakerDefaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{Name: "gateway"})
+		assert.Equal(t, "gateway", b.Name())
+		start := time.Now()
+
+		calls(t, b, 4, errBoom)
+		assert.Equal(t, jidoka.StateClosed, b.State())
+		assert.Equal(t, 4, b.Snapshot().ConsecutiveFailures)
+		assert.Zero(t, b.Snapshot().Calls, "no rate rule: no window")
+		calls(t, b, 1, errBoom) // the fifth in a row trips
+		s := b.Snapshot()
+		assert.Equal(t, jidoka.StateOpen, s.State)
+		assert.Equal(t, "5 consecutive failures", s.Reason)
+		assert.Equal(t, start.Add(30*time.Second), s.NextProbe)
+		assert.Equal(t, 1, s.Trips)
+
+		advance(30*time.Second - 1)
+		assert.Equal(t, jidoka.StateOpen, b.State())
+		advance(1)
+		assert.Equal(t, jidoka.StateHalfOpen, b.State())
+
+		// One probe at a time; three successes close.
+		for i := range 3 {
+			assert.Equal(t, jidoka.StateHalfOpen, b.State(), "before probe %d", i)
+			require.NoError(t, call(b, nil))
+		}
+		s = b.Snapshot()
+		assert.Equal(t, jidoka.StateClosed, s.State)
+		assert.Equal(t, "3 probes succeeded", s.Reason)
+		assert.Equal(t, 0, s.Trips)
+	})
+}
+
+// A rate rule alone gets a count window of DefaultWindowSize calls, and
+// the rates count once DefaultMinimumCalls calls are in the window; a time
+// window has DefaultWindowBuckets buckets.
+func TestBreakerRateDefaults(t *testing.T) {
+	for _, opts := range []jidoka.BreakerOptions{
+		{FailureRate: 0.5},
+		{FailureRate: 0.5, WindowDuration: time.Minute},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, opts)
+			calls(t, b, jidoka.DefaultMinimumCalls-1, errBoom)
+			assert.Equal(t, jidoka.StateClosed, b.State(), "%+v", opts)
+			calls(t, b, 1, errBoom)
+			assert.Equal(t, "failure rate 1 over 10 calls reached 0.5", b.Snapshot().Reason, "%+v", opts)
+		})
+	}
+
+	b := newBreaker(t, jidoka.BreakerOptions{FailureRate: 0.5})
+	calls(t, b, jidoka.DefaultWindowSize+50, nil)
+	assert.Equal(t, jidoka.DefaultWindowSize, b.Snapshot().Calls)
+
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{FailureRate: 0.5, WindowDuration: time.Minute}) // buckets of 6 s
+		calls(t, b, 1, nil)
+		advance(30 * time.Second)
+		calls(t, b, 1, nil)
+		advance(30 * time.Second)
+		assert.Equal(t, 1, b.Snapshot().Calls, "the first bucket has expired, the sixth has not")
+	})
 }
 
 func TestBreakerSuccessResetsConsecutive(t *testing.T) {
-	b, _ := newBreaker(t, jidoka.Config{ConsecutiveFailures: 3})
+	b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 3})
 	calls(t, b, 2, errBoom)
 	calls(t, b, 1, nil)
 	assert.Equal(t, 0, b.Snapshot().ConsecutiveFailures)
@@ -149,7 +211,7 @@ func TestBreakerTripRules(t *testing.T) {
 	slow := step{took: 2 * time.Second}
 	tests := []struct {
 		name   string
-		cfg    jidoka.Config
+		opts   jidoka.BreakerOptions
 		calls  []step
 		open   bool   // open after all calls
 		reason string // the trip reason, when open
@@ -157,12 +219,12 @@ func TestBreakerTripRules(t *testing.T) {
 	}{
 		{
 			name:  "count window below minimum calls",
-			cfg:   jidoka.Config{FailureRate: 0.5, WindowSize: 20, MinimumCalls: 10},
+			opts:  jidoka.BreakerOptions{FailureRate: 0.5, WindowSize: 20, MinimumCalls: 10},
 			calls: steps(9, fail),
 		},
 		{
 			name:   "count window reaches minimum with a success",
-			cfg:    jidoka.Config{FailureRate: 0.5, WindowSize: 20, MinimumCalls: 10},
+			opts:   jidoka.BreakerOptions{FailureRate: 0.5, WindowSize: 20, MinimumCalls: 10},
 			calls:  concat(steps(5, fail), steps(5, ok)),
 			open:   true,
 			reason: "failure rate 0.5 over 10 calls reached 0.5",
@@ -170,12 +232,12 @@ func TestBreakerTripRules(t *testing.T) {
 		},
 		{
 			name:  "count window rate just under",
-			cfg:   jidoka.Config{FailureRate: 0.5, WindowSize: 10},
+			opts:  jidoka.BreakerOptions{FailureRate: 0.5, WindowSize: 10},
 			calls: concat(steps(4, fail), steps(30, ok), steps(4, fail), steps(2, ok)),
 		},
 		{
 			name:   "count window slides",
-			cfg:    jidoka.Config{FailureRate: 0.7, WindowSize: 10},
+			opts:   jidoka.BreakerOptions{FailureRate: 0.7, WindowSize: 10},
 			calls:  concat(steps(10, ok), steps(6, fail), steps(1, fail)),
 			open:   true,
 			reason: "failure rate 0.7 over 10 calls reached 0.7",
@@ -183,7 +245,7 @@ func TestBreakerTripRules(t *testing.T) {
 		},
 		{
 			name:   "rate rule turns the default consecutive rule off",
-			cfg:    jidoka.Config{FailureRate: 0.9, WindowSize: 100, MinimumCalls: 50},
+			opts:   jidoka.BreakerOptions{FailureRate: 0.9, WindowSize: 100, MinimumCalls: 50},
 			calls:  concat(steps(45, ok), steps(45, fail), steps(405, fail)),
 			open:   true,
 			reason: "failure rate 0.9 over 100 calls reached 0.9",
@@ -192,7 +254,7 @@ func TestBreakerTripRules(t *testing.T) {
 		},
 		{
 			name:   "consecutive and rate combined",
-			cfg:    jidoka.Config{ConsecutiveFailures: 3, FailureRate: 0.9, WindowSize: 100},
+			opts:   jidoka.BreakerOptions{ConsecutiveFailures: 3, FailureRate: 0.9, WindowSize: 100},
 			calls:  concat(steps(20, ok), steps(3, fail)),
 			open:   true,
 			reason: "3 consecutive failures",
@@ -200,7 +262,7 @@ func TestBreakerTripRules(t *testing.T) {
 		},
 		{
 			name:   "time window",
-			cfg:    jidoka.Config{FailureRate: 0.5, WindowDuration: 10 * time.Second, MinimumCalls: 4},
+			opts:   jidoka.BreakerOptions{FailureRate: 0.5, WindowDuration: 10 * time.Second, MinimumCalls: 4},
 			calls:  concat(steps(2, ok), steps(1, fail), steps(1, fail)),
 			open:   true,
 			reason: "failure rate 0.5 over 4 calls reached 0.5",
@@ -208,13 +270,13 @@ func TestBreakerTripRules(t *testing.T) {
 		},
 		{
 			name: "time window forgets old failures",
-			cfg:  jidoka.Config{FailureRate: 0.5, WindowDuration: 10 * time.Second, MinimumCalls: 4},
+			opts: jidoka.BreakerOptions{FailureRate: 0.5, WindowDuration: 10 * time.Second, MinimumCalls: 4},
 			calls: concat(steps(3, fail), []step{{wait: 11 * time.Second}},
 				steps(2, ok), steps(1, fail)),
 		},
 		{
 			name: "time window expires one bucket at a time",
-			cfg:  jidoka.Config{FailureRate: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 4},
+			opts: jidoka.BreakerOptions{FailureRate: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 4},
 			// t=0: a success; t=5s: a success and a failure; t=10.5s: the
 			// bucket of t=0 has expired, so a failure makes 1 of 3 calls
 			// (too few) and the next success 2 failures of 4 calls. Without
@@ -228,7 +290,7 @@ func TestBreakerTripRules(t *testing.T) {
 		},
 		{
 			name:   "slow-call rate counts slow successes",
-			cfg:    jidoka.Config{SlowCallRate: 0.5, SlowCallDuration: time.Second, WindowSize: 4},
+			opts:   jidoka.BreakerOptions{SlowCallRate: 0.5, SlowCallDuration: time.Second, WindowSize: 4},
 			calls:  concat(steps(2, ok), steps(2, slow)),
 			open:   true,
 			reason: "slow-call rate 0.5 over 4 calls reached 0.5",
@@ -236,12 +298,12 @@ func TestBreakerTripRules(t *testing.T) {
 		},
 		{
 			name:  "a call of exactly SlowCallDuration is not slow",
-			cfg:   jidoka.Config{SlowCallRate: 0.5, SlowCallDuration: time.Second, WindowSize: 4},
+			opts:  jidoka.BreakerOptions{SlowCallRate: 0.5, SlowCallDuration: time.Second, WindowSize: 4},
 			calls: concat(steps(4, step{took: time.Second})),
 		},
 		{
 			name:   "slow-call rate in a time window",
-			cfg:    jidoka.Config{SlowCallRate: 1, SlowCallDuration: time.Second, WindowDuration: time.Minute, MinimumCalls: 3},
+			opts:   jidoka.BreakerOptions{SlowCallRate: 1, SlowCallDuration: time.Second, WindowDuration: time.Minute, MinimumCalls: 3},
 			calls:  steps(3, slow),
 			open:   true,
 			reason: "slow-call rate 1 over 3 calls reached 1",
@@ -249,19 +311,19 @@ func TestBreakerTripRules(t *testing.T) {
 		},
 		{
 			name: "IsFailure decides",
-			cfg: jidoka.Config{ConsecutiveFailures: 2, IsFailure: func(err error) bool {
+			opts: jidoka.BreakerOptions{ConsecutiveFailures: 2, IsFailure: func(err error) bool {
 				return !errors.Is(err, errNotFound)
 			}},
 			calls: steps(10, step{err: errNotFound}),
 		},
 		{
 			name:  "context.Canceled is ignored",
-			cfg:   jidoka.Config{ConsecutiveFailures: 2},
+			opts:  jidoka.BreakerOptions{ConsecutiveFailures: 2},
 			calls: concat(steps(1, fail), steps(5, step{err: context.Canceled}), steps(1, ok), steps(1, fail)),
 		},
 		{
 			name:   "Ignore replaces the default",
-			cfg:    jidoka.Config{ConsecutiveFailures: 2, Ignore: func(error) bool { return false }},
+			opts:   jidoka.BreakerOptions{ConsecutiveFailures: 2, Ignore: func(error) bool { return false }},
 			calls:  steps(2, step{err: context.Canceled}),
 			open:   true,
 			reason: "2 consecutive failures",
@@ -270,28 +332,30 @@ func TestBreakerTripRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, c := newBreaker(t, tt.cfg)
-			tripped := -1
-			for i, s := range tt.calls {
-				c.Advance(s.wait)
-				err := slowCall(b, c, s.took, s.err)
-				if tripped < 0 {
-					require.ErrorIs(t, err, s.err, "call %d", i)
-					if b.State() == jidoka.StateOpen {
-						tripped = i
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(t, tt.opts)
+				tripped := -1
+				for i, s := range tt.calls {
+					advance(s.wait)
+					err := slowCall(b, s.took, s.err)
+					if tripped < 0 {
+						require.ErrorIs(t, err, s.err, "call %d", i)
+						if b.State() == jidoka.StateOpen {
+							tripped = i
+						}
+					} else {
+						require.ErrorIs(t, err, jidoka.ErrOpen, "call %d", i)
 					}
-				} else {
-					require.ErrorIs(t, err, jidoka.ErrOpen, "call %d", i)
 				}
-			}
-			s := b.Snapshot()
-			if !tt.open {
-				assert.Equal(t, jidoka.StateClosed, s.State, "tripped at call %d: %s", tripped, s.Reason)
-				return
-			}
-			assert.Equal(t, jidoka.StateOpen, s.State)
-			assert.Equal(t, tt.tripAt, tripped)
-			assert.Equal(t, tt.reason, s.Reason)
+				s := b.Snapshot()
+				if !tt.open {
+					assert.Equal(t, jidoka.StateClosed, s.State, "tripped at call %d: %s", tripped, s.Reason)
+					return
+				}
+				assert.Equal(t, jidoka.StateOpen, s.State)
+				assert.Equal(t, tt.tripAt, tripped)
+				assert.Equal(t, tt.reason, s.Reason)
+			})
 		})
 	}
 }
@@ -299,138 +363,306 @@ func TestBreakerTripRules(t *testing.T) {
 var errNotFound = errors.New("not found")
 
 func TestBreakerSnapshotCounts(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{FailureRate: 0.9, SlowCallRate: 0.9, SlowCallDuration: time.Second, WindowSize: 10})
-	calls(t, b, 3, errBoom)
-	require.NoError(t, slowCall(b, c, 2*time.Second, nil))
-	calls(t, b, 4, nil)
-	s := b.Snapshot()
-	assert.Equal(t, 8, s.Calls)
-	assert.Equal(t, 3, s.Failures)
-	assert.Equal(t, 1, s.SlowCalls)
-	assert.InDelta(t, 3.0/8, s.FailureRate, 1e-12)
-	assert.InDelta(t, 1.0/8, s.SlowCallRate, 1e-12)
-	assert.Equal(t, 0, s.ConsecutiveFailures, "no consecutive rule with rate rules")
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{FailureRate: 0.9, SlowCallRate: 0.9, SlowCallDuration: time.Second, WindowSize: 10})
+		calls(t, b, 3, errBoom)
+		require.NoError(t, slowCall(b, 2*time.Second, nil))
+		calls(t, b, 4, nil)
+		s := b.Snapshot()
+		assert.Equal(t, 8, s.Calls)
+		assert.Equal(t, 3, s.Failures)
+		assert.Equal(t, 1, s.SlowCalls)
+		assert.InDelta(t, 3.0/8, s.FailureRate, 1e-12)
+		assert.InDelta(t, 1.0/8, s.SlowCallRate, 1e-12)
+		assert.Equal(t, 0, s.ConsecutiveFailures, "no consecutive rule with rate rules")
 
-	b.Reset()
-	s = b.Snapshot()
-	assert.Equal(t, jidoka.StateClosed, s.State)
-	assert.Zero(t, s.Calls, "Reset clears the window")
+		b.Reset()
+		s = b.Snapshot()
+		assert.Equal(t, jidoka.StateClosed, s.State)
+		assert.Zero(t, s.Calls, "Reset clears the window")
+		assert.Zero(t, s.FailureRate, "no calls, no rate")
+		assert.Zero(t, s.SlowCallRate)
 
-	// A time window forgets as time passes, also in Snapshot.
-	tb, tc := newBreaker(t, jidoka.Config{FailureRate: 0.9, WindowDuration: 10 * time.Second, WindowBuckets: 5})
-	calls(t, tb, 3, errBoom)
-	tc.Advance(4 * time.Second)
-	calls(t, tb, 2, nil)
-	assert.Equal(t, 5, tb.Snapshot().Calls)
-	tc.Advance(7 * time.Second)
-	assert.Equal(t, 2, tb.Snapshot().Calls)
-	assert.Equal(t, 0, tb.Snapshot().Failures)
-	tc.Advance(10 * time.Second)
-	assert.Equal(t, 0, tb.Snapshot().Calls)
+		// A time window forgets as time passes, also in Snapshot.
+		tb := newBreaker(t, jidoka.BreakerOptions{FailureRate: 0.9, WindowDuration: 10 * time.Second, WindowBuckets: 5})
+		calls(t, tb, 3, errBoom)
+		advance(4 * time.Second)
+		calls(t, tb, 2, nil)
+		assert.Equal(t, 5, tb.Snapshot().Calls)
+		advance(7 * time.Second)
+		assert.Equal(t, 2, tb.Snapshot().Calls)
+		assert.Equal(t, 0, tb.Snapshot().Failures)
+		advance(10 * time.Second)
+		assert.Equal(t, 0, tb.Snapshot().Calls)
+
+		// WindowBuckets sets how coarsely the window forgets: with 2
+		// buckets of 5 s, a call at 4.9 s leaves with the first bucket at
+		// 10 s; with 10 buckets of 1 s it would stay until 14 s.
+		cb := newBreaker(t, jidoka.BreakerOptions{FailureRate: 0.9, WindowDuration: 10 * time.Second, WindowBuckets: 2})
+		advance(4900 * time.Millisecond)
+		calls(t, cb, 1, nil)
+		advance(5100*time.Millisecond - 1)
+		assert.Equal(t, 1, cb.Snapshot().Calls)
+		advance(1)
+		assert.Equal(t, 0, cb.Snapshot().Calls)
+
+		// The window of a later period counts from when that period began.
+		advance(time.Minute)
+		tb.Reset()
+		calls(t, tb, 3, errBoom)
+		advance(4 * time.Second)
+		calls(t, tb, 2, nil)
+		advance(7 * time.Second)
+		s = tb.Snapshot()
+		assert.Equal(t, 2, s.Calls)
+		assert.Equal(t, 0, s.Failures)
+	})
 }
 
 func TestBreakerHalfOpenLeases(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1, OpenDuration: 10 * time.Second, HalfOpenProbes: 2, HalfOpenSuccesses: 3})
-	ctx := context.Background()
-	calls(t, b, 1, errBoom)
-	c.Advance(10 * time.Second)
-	require.Equal(t, jidoka.StateHalfOpen, b.State())
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: 10 * time.Second, HalfOpenProbes: 2, HalfOpenSuccesses: 3})
+		ctx := context.Background()
+		calls(t, b, 1, errBoom)
+		advance(10 * time.Second)
+		require.Equal(t, jidoka.StateHalfOpen, b.State())
 
-	done1, err := b.Allow(ctx)
-	require.NoError(t, err)
-	done2, err := b.Allow(ctx)
-	require.NoError(t, err)
-	_, err = b.Allow(ctx)
-	var oe *jidoka.OpenError
-	require.ErrorAs(t, err, &oe)
-	assert.Equal(t, jidoka.StateHalfOpen, oe.State)
-	assert.Equal(t, "1 consecutive failures", oe.Reason)
-	assert.Zero(t, oe.RetryAfter())
-	assert.Equal(t, 2, b.Snapshot().ProbesInFlight)
+		done1, err := b.Allow(ctx)
+		require.NoError(t, err)
+		done2, err := b.Allow(ctx)
+		require.NoError(t, err)
+		_, err = b.Allow(ctx)
+		var oe *jidoka.OpenError
+		require.ErrorAs(t, err, &oe)
+		assert.Equal(t, jidoka.StateHalfOpen, oe.State)
+		assert.Equal(t, "1 consecutive failures", oe.Reason)
+		assert.Zero(t, oe.RetryAfter())
+		assert.Equal(t, 2, b.Snapshot().ProbesInFlight)
 
-	done1(nil)
-	done1(errBoom) // a second report of the same lease is ignored
-	done2(nil)
-	s := b.Snapshot()
-	assert.Equal(t, jidoka.StateHalfOpen, s.State)
-	assert.Equal(t, 2, s.ProbeSuccesses)
-	assert.Equal(t, 0, s.ProbesInFlight)
+		done1(nil)
+		done1(errBoom) // a second report of the same lease is ignored
+		done2(nil)
+		s := b.Snapshot()
+		assert.Equal(t, jidoka.StateHalfOpen, s.State)
+		assert.Equal(t, 2, s.ProbeSuccesses)
+		assert.Equal(t, 0, s.ProbesInFlight)
 
-	require.NoError(t, call(b, nil))
-	assert.Equal(t, jidoka.StateClosed, b.State())
+		require.NoError(t, call(b, nil))
+		assert.Equal(t, jidoka.StateClosed, b.State())
+	})
 }
 
 func TestBreakerProbeFailureBacksOff(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{
-		ConsecutiveFailures: 1, HalfOpenSuccesses: 1,
-		OpenDuration: 10 * time.Second, MaxOpenDuration: 60 * time.Second, BackoffFactor: 2,
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{
+			ConsecutiveFailures: 1, HalfOpenSuccesses: 1,
+			OpenDuration: 10 * time.Second, MaxOpenDuration: 60 * time.Second, BackoffFactor: 2,
+		})
+		calls(t, b, 1, errBoom)
+		for _, d := range []time.Duration{10, 20, 40, 60, 60} {
+			d *= time.Second
+			s := b.Snapshot()
+			require.Equal(t, jidoka.StateOpen, s.State)
+			assert.Equal(t, time.Now().Add(d), s.NextProbe, "trip %d", s.Trips)
+			advance(d - 1)
+			require.Equal(t, jidoka.StateOpen, b.State())
+			advance(1)
+			require.Equal(t, jidoka.StateHalfOpen, b.State())
+			calls(t, b, 1, errBoom) // the probe fails: open again, longer
+			assert.Equal(t, "probe failed", b.Snapshot().Reason)
+		}
+		advance(60 * time.Second)
+		calls(t, b, 1, nil)
+		require.Equal(t, jidoka.StateClosed, b.State())
+		calls(t, b, 1, errBoom) // back-off was reset by closing
+		assert.Equal(t, time.Now().Add(10*time.Second), b.Snapshot().NextProbe)
 	})
-	calls(t, b, 1, errBoom)
-	for _, d := range []time.Duration{10, 20, 40, 60, 60} {
-		d *= time.Second
-		s := b.Snapshot()
-		require.Equal(t, jidoka.StateOpen, s.State)
-		assert.Equal(t, c.Now().Add(d), s.NextProbe, "trip %d", s.Trips)
-		c.Advance(d - 1)
-		require.Equal(t, jidoka.StateOpen, b.State())
-		c.Advance(1)
-		require.Equal(t, jidoka.StateHalfOpen, b.State())
-		calls(t, b, 1, errBoom) // the probe fails: open again, longer
-		assert.Equal(t, "probe failed", b.Snapshot().Reason)
+}
+
+// BackoffFactor sets how fast open periods grow; 1 keeps them all at
+// OpenDuration.
+func TestBreakerBackoffFactor(t *testing.T) {
+	for _, tt := range []struct {
+		factor float64
+		want   []time.Duration
+	}{
+		{3, []time.Duration{10, 30, 90, 100, 100}},
+		{1, []time.Duration{10, 10, 10}},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, HalfOpenSuccesses: 1,
+				OpenDuration: 10 * time.Second, MaxOpenDuration: 100 * time.Second, BackoffFactor: tt.factor})
+			calls(t, b, 1, errBoom)
+			for _, d := range tt.want {
+				d *= time.Second
+				assert.Equal(t, time.Now().Add(d), b.Snapshot().NextProbe, "factor %v, trip %d", tt.factor, b.Snapshot().Trips)
+				advance(d)
+				calls(t, b, 1, errBoom)
+			}
+		})
 	}
-	c.Advance(60 * time.Second)
-	calls(t, b, 1, nil)
-	require.Equal(t, jidoka.StateClosed, b.State())
-	calls(t, b, 1, errBoom) // back-off was reset by closing
-	assert.Equal(t, c.Now().Add(10*time.Second), b.Snapshot().NextProbe)
 }
 
 func TestBreakerSlowProbeReopens(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1, SlowCallRate: 1, SlowCallDuration: time.Second, OpenDuration: time.Minute})
-	calls(t, b, 1, errBoom)
-	c.Advance(time.Minute)
-	require.NoError(t, slowCall(b, c, 3*time.Second, nil))
-	s := b.Snapshot()
-	assert.Equal(t, jidoka.StateOpen, s.State)
-	assert.Equal(t, "probe was slow", s.Reason)
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, SlowCallRate: 1, SlowCallDuration: time.Second, OpenDuration: time.Minute})
+		calls(t, b, 1, errBoom)
+		advance(time.Minute)
+		require.NoError(t, slowCall(b, 3*time.Second, nil))
+		s := b.Snapshot()
+		assert.Equal(t, jidoka.StateOpen, s.State)
+		assert.Equal(t, "probe was slow", s.Reason)
+		assert.Equal(t, 2, s.Trips, "a slow probe is a trip of its own")
+	})
+}
+
+// A probe is slow only when it takes longer than SlowCallDuration: one that
+// takes exactly that long is a success and closes the breaker.
+func TestBreakerProbeOfExactlySlowCallDuration(t *testing.T) {
+	for _, tt := range []struct {
+		took time.Duration
+		want jidoka.State
+	}{
+		{time.Second, jidoka.StateClosed},
+		{time.Second + 1, jidoka.StateOpen},
+	} {
+		t.Run(tt.took.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, SlowCallRate: 1, SlowCallDuration: time.Second,
+					OpenDuration: time.Minute, HalfOpenSuccesses: 1})
+				calls(t, b, 1, errBoom)
+				advance(time.Minute)
+				require.Equal(t, jidoka.StateHalfOpen, b.State())
+				require.NoError(t, slowCall(b, tt.took, nil))
+				assert.Equal(t, tt.want, b.State())
+			})
+		})
+	}
+}
+
+// Slow calls leave a time window with their bucket: old slow calls neither
+// show in Snapshot nor trip the breaker.
+func TestBreakerTimeWindowForgetsSlowCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Buckets of 1 s; the window is the last 3 buckets.
+		b := newBreaker(t, jidoka.BreakerOptions{SlowCallRate: 0.5, SlowCallDuration: 100 * time.Millisecond,
+			WindowDuration: 3 * time.Second, WindowBuckets: 3, MinimumCalls: 2})
+		advance(time.Second)
+		calls(t, b, 2, nil)                                        // 1 s: bucket 1
+		require.NoError(t, slowCall(b, 500*time.Millisecond, nil)) // ends at 1.5 s: bucket 1
+		s := b.Snapshot()
+		assert.Equal(t, 3, s.Calls)
+		assert.Equal(t, 1, s.SlowCalls)
+		advance(time.Second)
+		calls(t, b, 1, nil) // 2.5 s: bucket 2
+		assert.Equal(t, 1, b.Snapshot().SlowCalls)
+
+		advance(2 * time.Second) // 4.5 s: bucket 1 has left the window
+		s = b.Snapshot()
+		assert.Equal(t, 1, s.Calls)
+		assert.Equal(t, 0, s.SlowCalls, "the slow call expired with its bucket")
+		calls(t, b, 1, nil) // 2 calls, none slow: a remembered slow call would make the rate 0.5
+		assert.Equal(t, jidoka.StateClosed, b.State())
+
+		// The bucket that held the slow call is reused and expires again.
+		advance(time.Second)
+		calls(t, b, 1, nil) // 5.5 s: bucket 5
+		advance(2 * time.Second)
+		s = b.Snapshot() // 7.5 s: buckets 5 to 7
+		assert.Equal(t, 1, s.Calls)
+		assert.Equal(t, 0, s.SlowCalls)
+	})
 }
 
 func TestBreakerReclaimsLeases(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1, OpenDuration: time.Second, ProbeTimeout: 5 * time.Second, HalfOpenSuccesses: 1})
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, ProbeTimeout: 5 * time.Second, HalfOpenSuccesses: 1})
+		ctx := context.Background()
+		calls(t, b, 1, errBoom)
+		advance(time.Second)
+		lost, err := b.Allow(ctx) // a probe that never reports
+		require.NoError(t, err)
+		advance(5*time.Second - 1)
+		_, err = b.Allow(ctx)
+		require.ErrorIs(t, err, jidoka.ErrOpen, "the lease is still held")
+		advance(1)
+		done, err := b.Allow(ctx)
+		require.NoError(t, err, "the lease was reclaimed")
+		lost(errBoom) // the late report of the reclaimed lease is ignored
+		assert.Equal(t, jidoka.StateHalfOpen, b.State())
+		done(nil)
+		assert.Equal(t, jidoka.StateClosed, b.State())
+	})
+}
+
+// Leases past ProbeTimeout are reclaimed only when a probe needs one, and
+// then all of them: a late report counts as long as its lease was not
+// reclaimed.
+func TestBreakerReclaimsLeasesWhenNeeded(t *testing.T) {
 	ctx := context.Background()
-	calls(t, b, 1, errBoom)
-	c.Advance(time.Second)
-	lost, err := b.Allow(ctx) // a probe that never reports
-	require.NoError(t, err)
-	c.Advance(5*time.Second - 1)
-	_, err = b.Allow(ctx)
-	require.ErrorIs(t, err, jidoka.ErrOpen, "the lease is still held")
-	c.Advance(1)
-	done, err := b.Allow(ctx)
-	require.NoError(t, err, "the lease was reclaimed")
-	lost(errBoom) // the late report of the reclaimed lease is ignored
-	assert.Equal(t, jidoka.StateHalfOpen, b.State())
-	done(nil)
-	assert.Equal(t, jidoka.StateClosed, b.State())
+	opts := jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, ProbeTimeout: 5 * time.Second,
+		HalfOpenProbes: 2, HalfOpenSuccesses: 3}
+	t.Run("a free lease leaves the late ones alone", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, opts)
+			calls(t, b, 1, errBoom)
+			advance(time.Second)
+			first, err := b.Allow(ctx)
+			require.NoError(t, err)
+			late, err := b.Allow(ctx)
+			require.NoError(t, err)
+			first(nil) // its lease is free again
+			advance(time.Minute)
+			_, err = b.Allow(ctx) // takes the free lease
+			require.NoError(t, err)
+			assert.Equal(t, 2, b.Snapshot().ProbesInFlight)
+			late(errBoom) // its lease was never given away: the failure counts
+			s := b.Snapshot()
+			assert.Equal(t, jidoka.StateOpen, s.State)
+			assert.Equal(t, "probe failed", s.Reason)
+		})
+	})
+	t.Run("every late lease is reclaimed at once", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, opts)
+			calls(t, b, 1, errBoom)
+			advance(time.Second)
+			lost1, err := b.Allow(ctx)
+			require.NoError(t, err)
+			lost2, err := b.Allow(ctx)
+			require.NoError(t, err)
+			advance(5 * time.Second)
+			_, err = b.Allow(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 1, b.Snapshot().ProbesInFlight, "both late leases were reclaimed, one given out")
+			lost1(errBoom)
+			lost2(errBoom)
+			assert.Equal(t, jidoka.StateHalfOpen, b.State(), "late reports of reclaimed leases are ignored")
+			_, err = b.Allow(ctx)
+			require.NoError(t, err, "the second reclaimed lease is free")
+		})
+	})
 }
 
 func TestBreakerCanceledGivesBackLease(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1})
-	calls(t, b, 1, errBoom)
-	c.Advance(time.Second)
-	require.ErrorIs(t, call(b, context.Canceled), context.Canceled)
-	s := b.Snapshot()
-	assert.Equal(t, jidoka.StateHalfOpen, s.State)
-	assert.Equal(t, 0, s.ProbesInFlight)
-	assert.Equal(t, 0, s.ProbeSuccesses)
-	require.NoError(t, call(b, nil))
-	assert.Equal(t, jidoka.StateClosed, b.State())
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1})
+		calls(t, b, 1, errBoom)
+		advance(time.Second)
+		require.ErrorIs(t, call(b, context.Canceled), context.Canceled)
+		s := b.Snapshot()
+		assert.Equal(t, jidoka.StateHalfOpen, s.State)
+		assert.Equal(t, 0, s.ProbesInFlight)
+		assert.Equal(t, 0, s.ProbeSuccesses)
+		require.NoError(t, call(b, nil))
+		assert.Equal(t, jidoka.StateClosed, b.State())
+	})
 }
 
 func TestBreakerIgnoresLateResults(t *testing.T) {
 	ctx := context.Background()
 	t.Run("closed to closed", func(t *testing.T) {
-		b, _ := newBreaker(t, jidoka.Config{ConsecutiveFailures: 2, FailureRate: 0.5, WindowSize: 4, MinimumCalls: 1})
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 2, FailureRate: 0.5, WindowSize: 4, MinimumCalls: 1})
 		var late []func(error)
 		for range 3 {
 			done, err := b.Allow(ctx)
@@ -447,113 +679,129 @@ func TestBreakerIgnoresLateResults(t *testing.T) {
 		assert.Zero(t, s.ConsecutiveFailures)
 	})
 	t.Run("closed result in half-open", func(t *testing.T) {
-		b, c := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1})
-		early, err := b.Allow(ctx)
-		require.NoError(t, err)
-		calls(t, b, 1, errBoom)
-		c.Advance(time.Second)
-		require.Equal(t, jidoka.StateHalfOpen, b.State())
-		early(nil) // began while closed: not a probe
-		assert.Equal(t, jidoka.StateHalfOpen, b.State())
-		early(errBoom)
-		assert.Equal(t, jidoka.StateHalfOpen, b.State())
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1})
+			early, err := b.Allow(ctx)
+			require.NoError(t, err)
+			calls(t, b, 1, errBoom)
+			advance(time.Second)
+			require.Equal(t, jidoka.StateHalfOpen, b.State())
+			early(nil) // began while closed: not a probe
+			assert.Equal(t, jidoka.StateHalfOpen, b.State())
+			early(errBoom)
+			assert.Equal(t, jidoka.StateHalfOpen, b.State())
+		})
 	})
 	t.Run("probe result after reset", func(t *testing.T) {
-		b, c := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1, OpenDuration: time.Second})
-		calls(t, b, 1, errBoom)
-		c.Advance(time.Second)
-		probe, err := b.Allow(ctx)
-		require.NoError(t, err)
-		b.Reset()
-		probe(errBoom)
-		assert.Equal(t, jidoka.StateClosed, b.State())
-		assert.Zero(t, b.Snapshot().ConsecutiveFailures)
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second})
+			calls(t, b, 1, errBoom)
+			advance(time.Second)
+			probe, err := b.Allow(ctx)
+			require.NoError(t, err)
+			b.Reset()
+			probe(errBoom)
+			assert.Equal(t, jidoka.StateClosed, b.State())
+			assert.Zero(t, b.Snapshot().ConsecutiveFailures)
+		})
 	})
 	t.Run("the timer of an ended open period", func(t *testing.T) {
-		b, c := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1, OpenDuration: time.Second})
-		calls(t, b, 1, errBoom)
-		b.Reset()
-		b.ForceOpen("")
-		c.Advance(time.Hour)
-		assert.Equal(t, jidoka.StateForcedOpen, b.State())
-		assert.Zero(t, c.Pending(), "the open timer was stopped")
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second})
+			calls(t, b, 1, errBoom)
+			b.Reset()
+			b.ForceOpen("")
+			advance(time.Hour)
+			assert.Equal(t, jidoka.StateForcedOpen, b.State())
+		})
 	})
 }
 
 func TestBreakerForcedStates(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{Name: "gw", ConsecutiveFailures: 1, WindowSize: 10})
-	ran := 0
-	fn := func(context.Context) error { ran++; return errBoom }
-	ctx := context.Background()
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{Name: "gw", ConsecutiveFailures: 1, WindowSize: 10})
+		ran := 0
+		fn := func(context.Context) error { ran++; return errBoom }
+		ctx := context.Background()
 
-	b.ForceOpen("maintenance")
-	err := b.Do(ctx, fn)
-	var oe *jidoka.OpenError
-	require.ErrorAs(t, err, &oe)
-	assert.Equal(t, jidoka.StateForcedOpen, oe.State)
-	assert.Equal(t, `jidoka: breaker "gw" is forced-open: maintenance`, err.Error())
-	assert.Zero(t, oe.RetryAfter())
-	assert.True(t, oe.Until().IsZero())
-	c.Advance(24 * time.Hour)
-	assert.Equal(t, jidoka.StateForcedOpen, b.State(), "no timer ends a forced open")
-	assert.Zero(t, ran)
+		b.ForceOpen("")
+		assert.Equal(t, "forced open", b.Snapshot().Reason, "the reason when none is given")
+		b.Reset()
+		b.Trip("")
+		assert.Equal(t, "tripped", b.Snapshot().Reason, "the reason when none is given")
+		b.Reset()
 
-	b.Disable()
-	for range 5 {
+		b.ForceOpen("maintenance")
+		err := b.Do(ctx, fn)
+		var oe *jidoka.OpenError
+		require.ErrorAs(t, err, &oe)
+		assert.Equal(t, jidoka.StateForcedOpen, oe.State)
+		assert.Equal(t, `jidoka: breaker "gw" is forced-open: maintenance`, err.Error())
+		assert.Zero(t, oe.RetryAfter())
+		assert.True(t, oe.Until().IsZero())
+		advance(24 * time.Hour)
+		assert.Equal(t, jidoka.StateForcedOpen, b.State(), "no timer ends a forced open")
+		assert.Zero(t, ran)
+
+		b.Disable()
+		for range 5 {
+			require.ErrorIs(t, b.Do(ctx, fn), errBoom)
+		}
+		assert.Equal(t, 5, ran)
+		s := b.Snapshot()
+		assert.Equal(t, jidoka.StateDisabled, s.State)
+		assert.Zero(t, s.Calls, "disabled counts nothing")
+		done, err := b.Allow(ctx)
+		require.NoError(t, err)
+		done(errBoom)
+
+		b.MetricsOnly()
+		for range 5 {
+			require.ErrorIs(t, b.Do(ctx, fn), errBoom)
+		}
+		s = b.Snapshot()
+		assert.Equal(t, jidoka.StateMetricsOnly, s.State)
+		assert.Equal(t, 5, s.Calls)
+		assert.Equal(t, 5, s.Failures)
+		assert.Equal(t, 5, s.ConsecutiveFailures)
+
+		b.Trip("by hand")
+		s = b.Snapshot()
+		assert.Equal(t, jidoka.StateOpen, s.State)
+		assert.Equal(t, "by hand", s.Reason)
+		b.Trip("again") // already open: the period stays
+		assert.Equal(t, "by hand", b.Snapshot().Reason)
+		b.Reset()
+		assert.Equal(t, jidoka.StateClosed, b.State())
 		require.ErrorIs(t, b.Do(ctx, fn), errBoom)
-	}
-	assert.Equal(t, 5, ran)
-	s := b.Snapshot()
-	assert.Equal(t, jidoka.StateDisabled, s.State)
-	assert.Zero(t, s.Calls, "disabled counts nothing")
-	done, err := b.Allow(ctx)
-	require.NoError(t, err)
-	done(errBoom)
-
-	b.MetricsOnly()
-	for range 5 {
-		require.ErrorIs(t, b.Do(ctx, fn), errBoom)
-	}
-	s = b.Snapshot()
-	assert.Equal(t, jidoka.StateMetricsOnly, s.State)
-	assert.Equal(t, 5, s.Calls)
-	assert.Equal(t, 5, s.Failures)
-	assert.Equal(t, 5, s.ConsecutiveFailures)
-
-	b.Trip("by hand")
-	s = b.Snapshot()
-	assert.Equal(t, jidoka.StateOpen, s.State)
-	assert.Equal(t, "by hand", s.Reason)
-	b.Trip("again") // already open: the period stays
-	assert.Equal(t, "by hand", b.Snapshot().Reason)
-	b.Reset()
-	assert.Equal(t, jidoka.StateClosed, b.State())
-	require.ErrorIs(t, b.Do(ctx, fn), errBoom)
-	assert.Equal(t, jidoka.StateOpen, b.State())
+		assert.Equal(t, jidoka.StateOpen, b.State())
+	})
 }
 
 func TestBreakerOpenError(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{Name: "gateway", ConsecutiveFailures: 2, OpenDuration: 30 * time.Second})
-	calls(t, b, 2, errBoom)
-	ran := false
-	err := b.Do(context.Background(), func(context.Context) error { ran = true; return nil })
-	assert.False(t, ran)
-	require.ErrorIs(t, err, jidoka.ErrOpen)
-	assert.Equal(t, `jidoka: breaker "gateway" is open: 2 consecutive failures`, err.Error())
-	assert.Equal(t, 30*time.Second, tai.RetryAfter(err))
-	c.Advance(10 * time.Second)
-	assert.Equal(t, 20*time.Second, tai.RetryAfter(fmt.Errorf("wrapped: %w", err)))
-	var oe *jidoka.OpenError
-	require.ErrorAs(t, err, &oe)
-	assert.Equal(t, "gateway", oe.Breaker)
-	assert.Equal(t, c.Now().Add(20*time.Second), oe.Until())
-	assert.Same(t, oe, call(b, nil), "one error value per open period")
-	c.Advance(20 * time.Second)
-	assert.Zero(t, oe.RetryAfter(), "the period is over")
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{Name: "gateway", ConsecutiveFailures: 2, OpenDuration: 30 * time.Second})
+		calls(t, b, 2, errBoom)
+		ran := false
+		err := b.Do(context.Background(), func(context.Context) error { ran = true; return nil })
+		assert.False(t, ran)
+		require.ErrorIs(t, err, jidoka.ErrOpen)
+		assert.Equal(t, `jidoka: breaker "gateway" is open: 2 consecutive failures`, err.Error())
+		assert.Equal(t, 30*time.Second, tai.RetryAfter(err))
+		advance(10 * time.Second)
+		assert.Equal(t, 20*time.Second, tai.RetryAfter(fmt.Errorf("wrapped: %w", err)))
+		var oe *jidoka.OpenError
+		require.ErrorAs(t, err, &oe)
+		assert.Equal(t, "gateway", oe.Breaker)
+		assert.Equal(t, time.Now().Add(20*time.Second), oe.Until())
+		assert.Same(t, oe, call(b, nil), "one error value per open period")
+		advance(20 * time.Second)
+		assert.Zero(t, oe.RetryAfter(), "the period is over")
+	})
 }
 
 func TestBreakerContextDone(t *testing.T) {
-	b, _ := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1})
+	b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	ran := false
@@ -566,19 +814,21 @@ func TestBreakerContextDone(t *testing.T) {
 }
 
 func TestBreakerPanicCountsAsFailure(t *testing.T) {
-	b, c := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1})
-	panicky := func(context.Context) error { panic("gateway exploded") }
-	assert.PanicsWithValue(t, "gateway exploded", func() { _ = b.Do(context.Background(), panicky) })
-	assert.Equal(t, jidoka.StateOpen, b.State())
-	c.Advance(time.Second)
-	assert.Panics(t, func() { _ = b.Do(context.Background(), panicky) })
-	s := b.Snapshot()
-	assert.Equal(t, jidoka.StateOpen, s.State, "a panicking probe reopens")
-	assert.Equal(t, 0, s.ProbesInFlight)
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1})
+		panicky := func(context.Context) error { panic("gateway exploded") }
+		assert.PanicsWithValue(t, "gateway exploded", func() { _ = b.Do(context.Background(), panicky) })
+		assert.Equal(t, jidoka.StateOpen, b.State())
+		advance(time.Second)
+		assert.Panics(t, func() { _ = b.Do(context.Background(), panicky) })
+		s := b.Snapshot()
+		assert.Equal(t, jidoka.StateOpen, s.State, "a panicking probe reopens")
+		assert.Equal(t, 0, s.ProbesInFlight)
+	})
 }
 
 func TestExecute(t *testing.T) {
-	b, _ := newBreaker(t, jidoka.Config{ConsecutiveFailures: 1})
+	b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1})
 	ctx := context.Background()
 	v, err := jidoka.Execute(ctx, b, func(context.Context) (string, error) { return "auth-42", nil })
 	require.NoError(t, err)
@@ -594,7 +844,7 @@ func TestExecute(t *testing.T) {
 func TestBreakerAllocations(t *testing.T) {
 	ctx := context.Background()
 	ok := func(context.Context) error { return nil }
-	for _, cfg := range []jidoka.Config{
+	for _, cfg := range []jidoka.BreakerOptions{
 		{},
 		{FailureRate: 0.5, WindowSize: 100},
 		{FailureRate: 0.5, WindowDuration: 10 * time.Second},
@@ -619,48 +869,50 @@ func TestBreakerAllocations(t *testing.T) {
 }
 
 func TestBreakerIsTaiGuard(t *testing.T) {
-	b, _ := newBreaker(t, jidoka.Config{Name: "gateway", ConsecutiveFailures: 1})
-	var _ tai.Guard = b
-	var _ tai.TwoStepGuard = b // the pipeline calls Allow and done, not Do
-	var _ tai.Namer = b
-	policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
-		return tai.Decision{Verdict: tai.Allow}, nil
-	})
-	fail := true
-	action := tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
-		if fail {
-			return 0, errBoom
-		}
-		return s.Payload, nil
-	})
-	p, err := tai.New(policy, action, tai.WithGuards(b))
-	require.NoError(t, err)
-	sig := tai.Signal[int]{ID: "1", Kind: "payment", Payload: 7}
-	_, err = p.Process(context.Background(), sig)
-	require.ErrorIs(t, err, errBoom)
-	assert.Equal(t, tai.Failed, tai.OutcomeOf(err))
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{Name: "gateway", ConsecutiveFailures: 1})
+		var _ tai.Guard = b
+		var _ tai.TwoStepGuard = b // the pipeline calls Allow and done, not Do
+		var _ tai.Namer = b
+		policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		})
+		fail := true
+		action := tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+			if fail {
+				return 0, errBoom
+			}
+			return s.Payload, nil
+		})
+		p, err := tai.New(policy, action, tai.WithGuards(b))
+		require.NoError(t, err)
+		sig := tai.Signal[int]{ID: "1", Kind: "payment", Payload: 7}
+		_, err = p.Process(context.Background(), sig)
+		require.ErrorIs(t, err, errBoom)
+		assert.Equal(t, tai.Failed, tai.OutcomeOf(err))
 
-	fail = false
-	_, err = p.Process(context.Background(), sig)
-	require.ErrorIs(t, err, jidoka.ErrOpen)
-	assert.Equal(t, tai.Rejected, tai.OutcomeOf(err))
-	var re *tai.RejectedError
-	require.ErrorAs(t, err, &re)
-	assert.Equal(t, "gateway", re.Hook)
-	assert.Equal(t, jidoka.DefaultOpenDuration, tai.RetryAfter(err))
+		fail = false
+		_, err = p.Process(context.Background(), sig)
+		require.ErrorIs(t, err, jidoka.ErrOpen)
+		assert.Equal(t, tai.Rejected, tai.OutcomeOf(err))
+		var re *tai.RejectedError
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, "gateway", re.Hook)
+		assert.Equal(t, jidoka.DefaultOpenDuration, tai.RetryAfter(err))
+	})
 }
 
 func TestStateString(t *testing.T) {
 	names := map[jidoka.State]string{
 		jidoka.StateClosed: "closed", jidoka.StateHalfOpen: "half-open", jidoka.StateOpen: "open",
 		jidoka.StateForcedOpen: "forced-open", jidoka.StateDisabled: "disabled", jidoka.StateMetricsOnly: "metrics-only",
-		jidoka.State(42): "state(42)",
+		jidoka.State(6): "state(6)", jidoka.State(42): "state(42)",
 	}
 	for s, want := range names {
 		assert.Equal(t, want, s.String())
 		text, err := s.MarshalText()
-		if s == 42 {
-			require.Error(t, err)
+		if s >= 6 {
+			require.EqualError(t, err, fmt.Sprintf("jidoka: invalid state %d", s))
 			continue
 		}
 		require.NoError(t, err)
@@ -672,44 +924,57 @@ func TestStateString(t *testing.T) {
 // its events: State, Snapshot, Trip and Reset must not deadlock, and the
 // events they cause arrive after the current one, in order.
 func TestBreakerEventsReentrant(t *testing.T) {
-	var (
-		b      *jidoka.Breaker
-		got    []string
-		states []jidoka.State
-		snaps  []jidoka.State
-	)
-	c := newManualClock()
-	b, err := jidoka.NewBreaker(jidoka.Config{
-		Name: "gw", ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1, Clock: c,
-		OnStateChange: func(ev jidoka.Event) {
-			got = append(got, fmt.Sprintf("%s->%s (%s)", ev.From, ev.To, ev.Reason))
-			states = append(states, b.State())
-			snaps = append(snaps, b.Snapshot().State)
-			switch {
-			case ev.To == jidoka.StateOpen && ev.Reason == "1 consecutive failures":
-				b.Reset() // queued: delivered after this event
-			case ev.To == jidoka.StateClosed && ev.Reason == "reset" && len(got) == 2:
-				b.Trip("listener")
-				b.Trip("listener again") // no change, no event
-			}
-		},
-	})
-	require.NoError(t, err)
-	calls(t, b, 1, errBoom)
-	c.Advance(time.Second)
-	require.NoError(t, call(b, nil))
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			b      *jidoka.Breaker
+			got    []string
+			states []jidoka.State
+			snaps  []jidoka.State
+			gens   []uint64
+			times  []time.Time
+		)
+		start := time.Now()
+		b, err := jidoka.NewBreaker(jidoka.BreakerOptions{
+			Name: "gw", ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1,
+			OnStateChange: func(ev jidoka.Event) {
+				assert.Equal(t, "gw", ev.Breaker)
+				got = append(got, fmt.Sprintf("%s->%s (%s)", ev.From, ev.To, ev.Reason))
+				gens = append(gens, ev.Generation)
+				times = append(times, ev.Time)
+				states = append(states, b.State())
+				snaps = append(snaps, b.Snapshot().State)
+				switch {
+				case ev.To == jidoka.StateOpen && ev.Reason == "1 consecutive failures":
+					b.Reset() // queued: delivered after this event
+				case ev.To == jidoka.StateClosed && ev.Reason == "reset" && len(got) == 2:
+					b.Trip("listener")
+					b.Trip("listener again") // no change, no event
+				}
+			},
+		})
+		require.NoError(t, err)
+		b.Reset() // closed to closed: a new generation, no event
+		assert.Equal(t, uint64(2), b.Snapshot().Generation)
+		advance(time.Minute)
+		calls(t, b, 1, errBoom)
+		advance(time.Second)
+		require.NoError(t, call(b, nil))
 
-	assert.Equal(t, []string{
-		"closed->open (1 consecutive failures)",
-		"open->closed (reset)",
-		"closed->open (listener)",
-		"open->half-open (open period of 1s ended)",
-		"half-open->closed (1 probes succeeded)",
-	}, got)
-	// Each listener call saw the state its event led to: the change it
-	// made itself was delivered only after it returned.
-	assert.Equal(t, []jidoka.State{jidoka.StateOpen, jidoka.StateClosed, jidoka.StateOpen, jidoka.StateHalfOpen, jidoka.StateClosed}, states)
-	assert.Equal(t, states, snaps)
+		assert.Equal(t, []string{
+			"closed->open (1 consecutive failures)",
+			"open->closed (reset)",
+			"closed->open (listener)",
+			"open->half-open (open period of 1s ended)",
+			"half-open->closed (1 probes succeeded)",
+		}, got)
+		// Each listener call saw the state its event led to: the change it
+		// made itself was delivered only after it returned.
+		assert.Equal(t, []jidoka.State{jidoka.StateOpen, jidoka.StateClosed, jidoka.StateOpen, jidoka.StateHalfOpen, jidoka.StateClosed}, states)
+		assert.Equal(t, states, snaps)
+		assert.Equal(t, []uint64{3, 4, 5, 6, 7}, gens)
+		at := start.Add(time.Minute)
+		assert.Equal(t, []time.Time{at, at, at, at.Add(time.Second), at.Add(time.Second)}, times)
+	})
 }
 
 // TestBreakerEventsFromManyGoroutines changes the state from many
@@ -720,7 +985,7 @@ func TestBreakerEventsFromManyGoroutines(t *testing.T) {
 		mu     sync.Mutex
 		events []jidoka.Event
 	)
-	b, err := jidoka.NewBreaker(jidoka.Config{OnStateChange: func(ev jidoka.Event) {
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{OnStateChange: func(ev jidoka.Event) {
 		mu.Lock()
 		events = append(events, ev)
 		mu.Unlock()
@@ -755,16 +1020,41 @@ func TestBreakerEventsFromManyGoroutines(t *testing.T) {
 	assert.Equal(t, b.State(), events[len(events)-1].To)
 }
 
-func TestBreakerListenerPanicKeepsLaterEvents(t *testing.T) {
-	var got []jidoka.State
-	b, err := jidoka.NewBreaker(jidoka.Config{OnStateChange: func(ev jidoka.Event) {
-		got = append(got, ev.To)
-		if ev.To == jidoka.StateOpen {
-			panic("listener bug")
+// TestBreakerListenerPanicIsRecovered has the listener panic: the panic
+// reaches neither the call that caused the change nor the open timer's
+// goroutine; it is logged with its stack, and the events after it are
+// delivered.
+func TestBreakerListenerPanicIsRecovered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []jidoka.State
+		logs := &logRecorder{}
+		b, err := jidoka.NewBreaker(jidoka.BreakerOptions{
+			Name: "gw", ConsecutiveFailures: 1, OpenDuration: time.Second, Logger: logs.logger(),
+			OnStateChange: func(ev jidoka.Event) {
+				got = append(got, ev.To)
+				if ev.To != jidoka.StateClosed {
+					panic("listener bug in " + ev.To.String())
+				}
+			},
+		})
+		require.NoError(t, err)
+		require.ErrorIs(t, call(b, errBoom), errBoom, "the call's own result, not the listener's panic")
+		advance(time.Second) // the timer's goroutine survives the panic too
+		require.NoError(t, call(b, nil))
+		require.NoError(t, call(b, nil))
+		require.NoError(t, call(b, nil))
+		b.ForceOpen("")
+		b.Reset()
+		assert.Equal(t, []jidoka.State{jidoka.StateOpen, jidoka.StateHalfOpen, jidoka.StateClosed, jidoka.StateForcedOpen, jidoka.StateClosed}, got)
+
+		recs := logs.records()
+		require.Len(t, recs, 3)
+		for i, want := range []string{"open", "half-open", "forced-open"} {
+			assert.Equal(t, slog.LevelError, recs[i].Level)
+			assert.Equal(t, "gw", recs[i].attrs["breaker"])
+			assert.Equal(t, "breaker OnStateChange", recs[i].attrs["where"])
+			assert.Equal(t, "listener bug in "+want, recs[i].attrs["panic"])
+			assert.Contains(t, recs[i].attrs["stack"], "TestBreakerListenerPanicIsRecovered", "the stack of the panic")
 		}
-	}})
-	require.NoError(t, err)
-	assert.Panics(t, func() { b.Trip("x") })
-	b.Reset()
-	assert.Equal(t, []jidoka.State{jidoka.StateOpen, jidoka.StateClosed}, got)
+	})
 }

@@ -10,7 +10,7 @@
 // few probe calls through; enough probe successes close it, a probe failure
 // opens it again.
 //
-//	b, err := jidoka.NewBreaker(jidoka.Config{
+//	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{
 //		Name:                "gateway",
 //		ConsecutiveFailures: 5,                // five failures in a row,
 //		FailureRate:         0.5,              // or half of the last
@@ -30,8 +30,8 @@
 //
 // Every change of state starts a new generation, and results of calls that
 // began in an earlier one are ignored. State changes are delivered to
-// Config.OnStateChange in order and with no lock held, so a listener may
-// call State, Snapshot, Trip or Reset without deadlock. Trip, Reset,
+// BreakerOptions.OnStateChange in order and with no lock held, so a
+// listener may call State, Snapshot, Trip or Reset without deadlock. Trip, Reset,
 // ForceOpen, Disable and MetricsOnly set the state by hand; Snapshot shows
 // the state, counts, rates and the next probe time.
 //
@@ -43,8 +43,9 @@
 //
 // A Line is a stop-the-line switch and a tai.Gate: Stop(reason) makes Admit
 // refuse every signal with a *StoppedError (errors.Is(err,
-// ErrLineStopped)) naming the reason, until Start. Changes are delivered to
-// LineConfig.OnChange like breaker events.
+// ErrLineStopped)) naming the reason, and the retry hint of
+// LineOptions.RetryAfter, until Start. Changes are delivered to
+// LineOptions.OnChange like breaker events.
 //
 // # Watchdog
 //
@@ -52,11 +53,32 @@
 // outlives its Timeout or exceeds LatencyLimit fails; after FailAfter
 // failures in a row OnFail is called once (roll back there), and after
 // RecoverAfter passes in a row OnRecover. Start runs it on a goroutine it
-// owns until its context ends or Close.
+// owns until its context ends or Shutdown, which waits for that goroutine
+// as net/http.Server.Shutdown does.
+//
+// # Panics
+//
+// A function of yours that panics inside jidoka does not take the breaker,
+// line or watchdog down: a Watchdog's Check that panics fails its check, and
+// a listener or callback that panics (OnStateChange, OnChange, OnFail,
+// OnRecover, OnCheck) is logged on the Logger of the options. Either way
+// the panic is a *PanicError carrying the value and the stack. A panic in
+// the function given to Breaker.Do counts as a failure and is passed on to
+// the caller.
 //
 // # Time
 //
-// Breaker, Line and Watchdog read time through a Clock (default: the system
-// clock). A test passes a manual clock that moves only when told to, so
-// nothing sleeps.
+// Breaker, Line and Watchdog read the time themselves (time.Now,
+// time.Since, timers): there is no clock to inject. Tests control time with
+// testing/synctest, where a sleep moves a fake clock at once. Make the
+// breaker, line or watchdog inside the bubble, so that its timers and the
+// instant it counts from belong to the bubble's clock:
+//
+//	synctest.Test(t, func(t *testing.T) {
+//		b, _ := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Minute})
+//		_ = b.Do(ctx, fail)
+//		time.Sleep(time.Minute) // the open period ends
+//		synctest.Wait()         // and the breaker's timer has run
+//		// b.State() == jidoka.StateHalfOpen
+//	})
 package jidoka

@@ -2,6 +2,9 @@ package jidoka
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"time"
 )
@@ -14,9 +17,9 @@ var (
 	// ErrLineStopped matches every *StoppedError: a stopped Line refused a
 	// signal.
 	ErrLineStopped = errors.New("jidoka: line stopped")
-	// ErrWatchdogStarted is returned by Watchdog.Start when the watchdog is
-	// already running or has been closed.
-	ErrWatchdogStarted = errors.New("jidoka: watchdog already started or closed")
+	// ErrWatchdogStarted is returned by Watchdog.Start when the watchdog was
+	// started or shut down before.
+	ErrWatchdogStarted = errors.New("jidoka: watchdog already started or shut down")
 	// ErrSlowCheck matches the failure a Watchdog records for a check that
 	// returned nil but took longer than its LatencyLimit.
 	ErrSlowCheck = errors.New("jidoka: health check too slow")
@@ -30,8 +33,7 @@ type OpenError struct {
 	State   State  // StateOpen, StateForcedOpen or StateHalfOpen (every probe lease taken)
 	Reason  string // why the breaker left the closed state
 
-	m     *monotonic
-	until int64 // end of the open period on m; 0 when unknown
+	until time.Time // end of the open period; zero when unknown
 }
 
 func (e *OpenError) Error() string {
@@ -54,27 +56,20 @@ func (e *OpenError) Error() string {
 func (e *OpenError) Is(target error) bool { return target == ErrOpen }
 
 // RetryAfter returns how long until the breaker lets a probe through: the
-// rest of the open period, read from the breaker's clock when called. It is
-// 0 when the breaker is forced open (no end is known), when it is half-open,
-// or when the period has ended. tai.RetryAfter finds it.
+// rest of the open period, as of the call to RetryAfter. It is 0 when the
+// breaker is forced open (no end is known), when it is half-open, or when
+// the period has ended. tai.RetryAfter finds it (the method has the shape
+// tai looks for; jidoka does not import tai).
 func (e *OpenError) RetryAfter() time.Duration {
-	if e.until == 0 || e.m == nil {
+	if e.until.IsZero() {
 		return 0
 	}
-	if d := e.until - e.m.now(); d > 0 {
-		return time.Duration(d)
-	}
-	return 0
+	return max(time.Until(e.until), 0)
 }
 
 // Until returns when the open period ends, the zero time when no end is
 // known (forced open, half-open).
-func (e *OpenError) Until() time.Time {
-	if e.until == 0 || e.m == nil {
-		return time.Time{}
-	}
-	return e.m.at(e.until)
-}
+func (e *OpenError) Until() time.Time { return e.until }
 
 // StoppedError is the rejection of a stopped Line. One value is made per
 // stop and returned to every signal refused until the line starts again;
@@ -83,6 +78,8 @@ type StoppedError struct {
 	Line   string    // the line's Name
 	Reason string    // the reason given to Stop
 	Since  time.Time // when the line stopped
+
+	retryAfter time.Duration // LineOptions.RetryAfter
 }
 
 func (e *StoppedError) Error() string {
@@ -99,3 +96,44 @@ func (e *StoppedError) Error() string {
 
 // Is reports whether target is ErrLineStopped.
 func (e *StoppedError) Is(target error) bool { return target == ErrLineStopped }
+
+// RetryAfter returns the line's LineOptions.RetryAfter: the wait a refused
+// caller is told to take before trying again (a stop has no known end, so
+// it is a hint chosen by whoever runs the line). It is 0 when none was set.
+// tai.RetryAfter finds it.
+func (e *StoppedError) RetryAfter() time.Duration { return e.retryAfter }
+
+// PanicError is a panic that jidoka recovered from a function of yours. A
+// Watchdog's Check that panics fails that check with a *PanicError as its
+// error. A panic in a listener or callback (a Breaker's OnStateChange, a
+// Line's OnChange, a Watchdog's OnFail, OnRecover or OnCheck) is logged as
+// a *PanicError on the Logger of the options, and the breaker, line or
+// watchdog keeps working.
+type PanicError struct {
+	Where string // the function that panicked: "watchdog Check", "breaker OnStateChange", ...
+	Value any    // what was passed to panic
+	Stack []byte // the stack of the goroutine where it panicked
+}
+
+func newPanicError(where string, v any) *PanicError {
+	return &PanicError{Where: where, Value: v, Stack: debug.Stack()}
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("jidoka: panic in %s: %v", e.Where, e.Value)
+}
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// logPanic logs a recovered panic of a listener or callback on l, or on
+// slog.Default() when l is nil. owner names the breaker, line or watchdog.
+func logPanic(l *slog.Logger, owner, name string, e *PanicError) {
+	if l == nil {
+		l = slog.Default()
+	}
+	l.Error("jidoka: recovered a panic", owner, name, "where", e.Where, "panic", fmt.Sprint(e.Value), "stack", string(e.Stack))
+}

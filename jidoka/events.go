@@ -22,8 +22,7 @@ func (q *queue[E]) push(e E) {
 }
 
 // drain delivers pending events to fn until none are left, unless another
-// goroutine is already doing so. If fn panics the panic propagates; the
-// events after the one that panicked stay queued for the next drain.
+// goroutine is already doing so.
 func (q *queue[E]) drain(fn func(E)) {
 	q.mu.Lock()
 	if q.delivering || len(q.pending) == 0 {
@@ -31,28 +30,31 @@ func (q *queue[E]) drain(fn func(E)) {
 		return
 	}
 	q.delivering = true
-	var batch []E
-	next := 0
+	for len(q.pending) > 0 {
+		batch := q.pending
+		q.pending = nil
+		q.mu.Unlock()
+		q.deliver(batch, fn)
+		q.mu.Lock()
+	}
+	q.delivering = false
+	q.mu.Unlock()
+}
+
+// deliver calls fn with each event of batch, in order. If fn panics, the
+// events after the one that panicked go back to the front of the queue and
+// delivery is released for the next drain; then the panic goes on.
+func (q *queue[E]) deliver(batch []E, fn func(E)) {
+	i := 0
 	defer func() {
-		if next < len(batch) { // fn panicked at batch[next]
+		if i < len(batch) { // fn panicked at batch[i]
 			q.mu.Lock()
-			q.pending = append(batch[next+1:len(batch):len(batch)], q.pending...)
+			q.pending = append(batch[i+1:len(batch):len(batch)], q.pending...)
 			q.delivering = false
 			q.mu.Unlock()
 		}
 	}()
-	for {
-		batch, q.pending = q.pending, nil
-		if len(batch) == 0 {
-			q.delivering = false
-			q.mu.Unlock()
-			return
-		}
-		q.mu.Unlock()
-		for next = 0; next < len(batch); next++ {
-			fn(batch[next])
-		}
-		batch, next = nil, 0
-		q.mu.Lock()
+	for ; i < len(batch); i++ {
+		fn(batch[i])
 	}
 }

@@ -13,7 +13,7 @@ import (
 // A payment gateway behind a breaker: five failures in a row open it, and
 // calls are refused without reaching the gateway.
 func ExampleBreaker() {
-	b, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway", OpenDuration: 30 * time.Second})
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway", OpenDuration: 30 * time.Second})
 	if err != nil {
 		panic(err)
 	}
@@ -32,7 +32,7 @@ func ExampleBreaker() {
 
 // Execute returns the value of the call as well.
 func ExampleExecute() {
-	b, err := jidoka.NewBreaker(jidoka.Config{Name: "fx"})
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "fx"})
 	if err != nil {
 		panic(err)
 	}
@@ -46,7 +46,7 @@ func ExampleExecute() {
 // Allow splits admission and report, for calls that do not fit in a
 // function (a stream, a callback).
 func ExampleBreaker_Allow() {
-	b, err := jidoka.NewBreaker(jidoka.Config{Name: "stream"})
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "stream"})
 	if err != nil {
 		panic(err)
 	}
@@ -63,9 +63,9 @@ func ExampleBreaker_Allow() {
 
 // Trip rules combine; a listener sees every change, may call the breaker
 // back, and runs outside every lock.
-func ExampleConfig() {
+func ExampleBreakerOptions() {
 	var b *jidoka.Breaker
-	b, err := jidoka.NewBreaker(jidoka.Config{
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{
 		Name:                "gateway",
 		ConsecutiveFailures: 3,
 		FailureRate:         0.5, // half of
@@ -99,23 +99,29 @@ func ExampleConfig() {
 }
 
 // A line stops when someone pulls the cord, and refuses signals with the
-// reason until it is started again.
+// reason and a retry hint until it is started again.
 func ExampleLine() {
-	line := jidoka.NewLine(jidoka.LineConfig{
-		Name: "payments",
+	line, err := jidoka.NewLine(jidoka.LineOptions{
+		Name:       "payments",
+		RetryAfter: time.Minute,
 		OnChange: func(ev jidoka.LineEvent) {
 			fmt.Println("stopped:", ev.Stopped, "-", ev.Reason)
 		},
 	})
+	if err != nil {
+		panic(err)
+	}
 	ctx := context.Background()
 	line.Stop("fraud rate above 2%")
-	err := line.Admit(ctx, "cust_42")
+	err = line.Admit(ctx, "cust_42")
 	fmt.Println(err, errors.Is(err, jidoka.ErrLineStopped))
+	fmt.Println("retry after:", tai.RetryAfter(err))
 	line.Start()
 	fmt.Println(line.Admit(ctx, "cust_42"))
 	// Output:
 	// stopped: true - fraud rate above 2%
 	// jidoka: line "payments" is stopped: fraud rate above 2% true
+	// retry after: 1m0s
 	// stopped: false - fraud rate above 2%
 	// <nil>
 }
@@ -124,7 +130,7 @@ func ExampleLine() {
 func ExampleWatchdog() {
 	checks := 0
 	rolledBack := make(chan struct{})
-	w, err := jidoka.NewWatchdog(jidoka.WatchdogConfig{
+	w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{
 		Name:      "checkout v2.3.1",
 		Interval:  time.Millisecond,
 		FailAfter: 2,
@@ -147,7 +153,9 @@ func ExampleWatchdog() {
 		panic(err)
 	}
 	<-rolledBack
-	_ = w.Close()
+	if err := w.Shutdown(context.Background()); err != nil {
+		panic(err)
+	}
 	fmt.Println("healthy:", w.Healthy())
 	// Output:
 	// checkout v2.3.1 unhealthy after 2 failed checks (http 503): rolling back

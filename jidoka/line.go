@@ -2,20 +2,31 @@ package jidoka
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// LineConfig configures a Line. The zero LineConfig is valid.
-type LineConfig struct {
+// LineOptions configures a Line. The zero LineOptions is valid: an unnamed
+// line without events or retry hint.
+type LineOptions struct {
 	// Name names the line in errors, events and tai hooks.
 	Name string
 	// OnChange is called after every stop and start, in order, with no
-	// lock held: it may call the line. Nil: no events.
+	// lock held: it may call the line. A panic in it is recovered and
+	// logged on Logger as a *PanicError; the line keeps its state and the
+	// events after it are still delivered. Nil: no events.
 	OnChange func(LineEvent)
-	// Clock stamps stops and events; nil means the system clock.
-	Clock Clock
+	// RetryAfter is the hint a stopped line gives the signals it refuses:
+	// StoppedError.RetryAfter returns it, and tai.RetryAfter finds it (an
+	// HTTP service can send it as Retry-After). It must not be negative.
+	// Zero: no hint.
+	RetryAfter time.Duration
+	// Logger receives what the line cannot return to a caller: a panic of
+	// OnChange. Nil means slog.Default() at the time of logging.
+	Logger *slog.Logger
 }
 
 // LineEvent is a stop or a start of a Line.
@@ -23,7 +34,7 @@ type LineEvent struct {
 	Line    string    // the line's Name
 	Stopped bool      // true for a stop, false for a start
 	Reason  string    // the reason given to Stop; for a start, the reason of the stop it ends
-	Time    time.Time // when, on the line's clock
+	Time    time.Time // when
 }
 
 // LineStatus is the state of a Line at one moment.
@@ -39,12 +50,14 @@ type LineStatus struct {
 // someone calls Start. It is a tai.Gate: Admit returns a *StoppedError
 // (errors.Is ErrLineStopped) naming the reason while the line is stopped.
 //
-// The zero Line is running, unnamed and without events. A Line is safe for
-// concurrent use; Admit reads one atomic word and does not allocate.
+// The zero Line is running, unnamed, without events and without retry
+// hint. A Line is safe for concurrent use; Admit reads one atomic word and
+// does not allocate.
 type Line struct {
-	name     string
-	onChange func(LineEvent)
-	clock    Clock
+	name       string
+	onChange   func(LineEvent)
+	retryAfter time.Duration
+	logger     *slog.Logger
 
 	stop   atomic.Pointer[StoppedError] // nil while running
 	stops  atomic.Uint64
@@ -52,12 +65,16 @@ type Line struct {
 	events queue[LineEvent]
 }
 
-// NewLine returns a running line configured by cfg.
-func NewLine(cfg LineConfig) *Line {
-	return &Line{name: cfg.Name, onChange: cfg.OnChange, clock: cfg.Clock}
+// NewLine returns a running line configured by opts, or an error naming the
+// invalid field and its value.
+func NewLine(opts LineOptions) (*Line, error) {
+	if opts.RetryAfter < 0 {
+		return nil, fmt.Errorf("jidoka: line RetryAfter must not be negative, got %v", opts.RetryAfter)
+	}
+	return &Line{name: opts.Name, onChange: opts.OnChange, retryAfter: opts.RetryAfter, logger: opts.Logger}, nil
 }
 
-// Name returns LineConfig.Name.
+// Name returns LineOptions.Name.
 func (l *Line) Name() string { return l.name }
 
 // Admit returns nil while the line runs and its *StoppedError while it is
@@ -77,8 +94,8 @@ func (l *Line) Stop(reason string) bool {
 		l.mu.Unlock()
 		return false
 	}
-	now := l.now()
-	l.stop.Store(&StoppedError{Line: l.name, Reason: reason, Since: now})
+	now := time.Now()
+	l.stop.Store(&StoppedError{Line: l.name, Reason: reason, Since: now, retryAfter: l.retryAfter})
 	l.stops.Add(1)
 	if l.onChange != nil {
 		l.events.push(LineEvent{Line: l.name, Stopped: true, Reason: reason, Time: now})
@@ -98,7 +115,7 @@ func (l *Line) Start() bool {
 	}
 	l.stop.Store(nil)
 	if l.onChange != nil {
-		l.events.push(LineEvent{Line: l.name, Reason: s.Reason, Time: l.now()})
+		l.events.push(LineEvent{Line: l.name, Reason: s.Reason, Time: time.Now()})
 	}
 	l.mu.Unlock()
 	l.deliver()
@@ -121,15 +138,18 @@ func (l *Line) Status() LineStatus {
 	return LineStatus{Stops: l.stops.Load()}
 }
 
-func (l *Line) now() time.Time {
-	if l.clock == nil {
-		return time.Now()
-	}
-	return l.clock.Now()
-}
-
 func (l *Line) deliver() {
 	if l.onChange != nil {
-		l.events.drain(l.onChange)
+		l.events.drain(l.notify)
 	}
+}
+
+// notify calls OnChange with ev, recovering and logging a panic.
+func (l *Line) notify(ev LineEvent) {
+	defer func() {
+		if v := recover(); v != nil {
+			logPanic(l.logger, "line", l.name, newPanicError("line OnChange", v))
+		}
+	}()
+	l.onChange(ev)
 }

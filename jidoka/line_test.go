@@ -2,8 +2,11 @@ package jidoka_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -13,38 +16,68 @@ import (
 	"github.com/taipattern/taikit/tai"
 )
 
+func newLine(t testing.TB, opts jidoka.LineOptions) *jidoka.Line {
+	t.Helper()
+	l, err := jidoka.NewLine(opts)
+	require.NoError(t, err)
+	return l
+}
+
+func TestNewLineValidates(t *testing.T) {
+	l, err := jidoka.NewLine(jidoka.LineOptions{RetryAfter: -time.Second})
+	assert.Nil(t, l)
+	require.EqualError(t, err, "jidoka: line RetryAfter must not be negative, got -1s")
+}
+
 func TestLineStopStart(t *testing.T) {
-	c := newManualClock()
-	l := jidoka.NewLine(jidoka.LineConfig{Name: "checkout", Clock: c})
-	ctx := context.Background()
-	assert.Equal(t, "checkout", l.Name())
-	require.NoError(t, l.Admit(ctx, "cust_1"))
+	synctest.Test(t, func(t *testing.T) {
+		l := newLine(t, jidoka.LineOptions{Name: "checkout"})
+		ctx := context.Background()
+		assert.Equal(t, "checkout", l.Name())
+		require.NoError(t, l.Admit(ctx, "cust_1"))
 
-	assert.True(t, l.Stop("fraud rate 4% > 2%"))
-	stoppedAt := c.Now()
-	c.Advance(time.Minute)
-	assert.False(t, l.Stop("second cord"), "already stopped")
-	stopped, reason := l.Stopped()
-	assert.True(t, stopped)
-	assert.Equal(t, "fraud rate 4% > 2%", reason, "the first reason stays")
-	assert.Equal(t, jidoka.LineStatus{Stopped: true, Reason: "fraud rate 4% > 2%", Since: stoppedAt, Stops: 1}, l.Status())
+		assert.True(t, l.Stop("fraud rate 4% > 2%"))
+		stoppedAt := time.Now()
+		time.Sleep(time.Minute)
+		assert.False(t, l.Stop("second cord"), "already stopped")
+		stopped, reason := l.Stopped()
+		assert.True(t, stopped)
+		assert.Equal(t, "fraud rate 4% > 2%", reason, "the first reason stays")
+		assert.Equal(t, jidoka.LineStatus{Stopped: true, Reason: "fraud rate 4% > 2%", Since: stoppedAt, Stops: 1}, l.Status())
 
-	err := l.Admit(ctx, "cust_1")
-	require.ErrorIs(t, err, jidoka.ErrLineStopped)
-	assert.Equal(t, `jidoka: line "checkout" is stopped: fraud rate 4% > 2%`, err.Error())
+		err := l.Admit(ctx, "cust_1")
+		require.ErrorIs(t, err, jidoka.ErrLineStopped)
+		assert.Equal(t, `jidoka: line "checkout" is stopped: fraud rate 4% > 2%`, err.Error())
+		var se *jidoka.StoppedError
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, "checkout", se.Line)
+		assert.Equal(t, stoppedAt, se.Since)
+		assert.Zero(t, se.RetryAfter(), "no hint configured")
+		assert.Same(t, se, l.Admit(ctx, "cust_2"), "one error value per stop")
+
+		assert.True(t, l.Start())
+		assert.False(t, l.Start(), "already running")
+		require.NoError(t, l.Admit(ctx, "cust_1"))
+		stopped, reason = l.Stopped()
+		assert.False(t, stopped)
+		assert.Empty(t, reason)
+		assert.Equal(t, jidoka.LineStatus{Stops: 1}, l.Status())
+
+		time.Sleep(time.Minute)
+		assert.True(t, l.Stop("again"))
+		assert.Equal(t, jidoka.LineStatus{Stopped: true, Reason: "again", Since: time.Now(), Stops: 2}, l.Status())
+	})
+}
+
+func TestLineRetryAfter(t *testing.T) {
+	l := newLine(t, jidoka.LineOptions{Name: "payments", RetryAfter: time.Minute})
+	require.NoError(t, l.Admit(context.Background(), "k"))
+	l.Stop("fraud spike")
+	err := l.Admit(context.Background(), "k")
 	var se *jidoka.StoppedError
 	require.ErrorAs(t, err, &se)
-	assert.Equal(t, "checkout", se.Line)
-	assert.Equal(t, stoppedAt, se.Since)
-	assert.Same(t, se, l.Admit(ctx, "cust_2"), "one error value per stop")
-
-	assert.True(t, l.Start())
-	assert.False(t, l.Start(), "already running")
-	require.NoError(t, l.Admit(ctx, "cust_1"))
-	stopped, reason = l.Stopped()
-	assert.False(t, stopped)
-	assert.Empty(t, reason)
-	assert.Equal(t, jidoka.LineStatus{Stops: 1}, l.Status())
+	assert.Equal(t, time.Minute, se.RetryAfter())
+	assert.Equal(t, time.Minute, tai.RetryAfter(fmt.Errorf("wrapped: %w", err)), "tai finds the hint by its method")
 }
 
 func TestZeroLine(t *testing.T) {
@@ -53,34 +86,61 @@ func TestZeroLine(t *testing.T) {
 	assert.True(t, l.Stop(""))
 	assert.Equal(t, "jidoka: line is stopped", l.Admit(context.Background(), "").Error())
 	assert.False(t, l.Status().Since.IsZero())
+	assert.Zero(t, tai.RetryAfter(l.Admit(context.Background(), "")))
 	assert.True(t, l.Start())
 }
 
 func TestLineEventsReentrant(t *testing.T) {
-	var (
-		l   *jidoka.Line
-		got []jidoka.LineEvent
-	)
-	c := newManualClock()
-	l = jidoka.NewLine(jidoka.LineConfig{Name: "deploy", Clock: c, OnChange: func(ev jidoka.LineEvent) {
-		got = append(got, ev)
-		if ev.Stopped && ev.Reason == "health" {
-			stopped, _ := l.Stopped()
-			assert.True(t, stopped)
-			l.Start() // delivered after this event
-			l.Stop("rollback")
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			l   *jidoka.Line
+			got []jidoka.LineEvent
+		)
+		l = newLine(t, jidoka.LineOptions{Name: "deploy", OnChange: func(ev jidoka.LineEvent) {
+			got = append(got, ev)
+			if ev.Stopped && ev.Reason == "health" {
+				stopped, _ := l.Stopped()
+				assert.True(t, stopped)
+				l.Start() // delivered after this event
+				l.Stop("rollback")
+			}
+		}})
+		at := time.Now()
+		l.Stop("health")
+		assert.Equal(t, []jidoka.LineEvent{
+			{Line: "deploy", Stopped: true, Reason: "health", Time: at},
+			{Line: "deploy", Stopped: false, Reason: "health", Time: at},
+			{Line: "deploy", Stopped: true, Reason: "rollback", Time: at},
+		}, got)
+		stopped, reason := l.Stopped()
+		assert.True(t, stopped)
+		assert.Equal(t, "rollback", reason)
+	})
+}
+
+// TestLineListenerPanicIsRecovered: a panicking OnChange changes nothing
+// for the caller of Stop or Start; it is logged, and later events arrive.
+func TestLineListenerPanicIsRecovered(t *testing.T) {
+	var got []bool
+	logs := &logRecorder{}
+	l := newLine(t, jidoka.LineOptions{Name: "checkout", Logger: logs.logger(), OnChange: func(ev jidoka.LineEvent) {
+		got = append(got, ev.Stopped)
+		if ev.Stopped {
+			panic(fmt.Errorf("listener bug"))
 		}
 	}})
-	l.Stop("health")
-	at := c.Now()
-	assert.Equal(t, []jidoka.LineEvent{
-		{Line: "deploy", Stopped: true, Reason: "health", Time: at},
-		{Line: "deploy", Stopped: false, Reason: "health", Time: at},
-		{Line: "deploy", Stopped: true, Reason: "rollback", Time: at},
-	}, got)
-	stopped, reason := l.Stopped()
+	assert.True(t, l.Stop("cord"))
+	stopped, _ := l.Stopped()
 	assert.True(t, stopped)
-	assert.Equal(t, "rollback", reason)
+	assert.True(t, l.Start())
+	assert.Equal(t, []bool{true, false}, got)
+	recs := logs.records()
+	require.Len(t, recs, 1)
+	assert.Equal(t, slog.LevelError, recs[0].Level)
+	assert.Equal(t, "checkout", recs[0].attrs["line"])
+	assert.Equal(t, "line OnChange", recs[0].attrs["where"])
+	assert.Equal(t, "listener bug", recs[0].attrs["panic"])
+	assert.Contains(t, recs[0].attrs["stack"], "TestLineListenerPanicIsRecovered")
 }
 
 func TestLineConcurrent(t *testing.T) {
@@ -88,7 +148,7 @@ func TestLineConcurrent(t *testing.T) {
 		mu     sync.Mutex
 		events []jidoka.LineEvent
 	)
-	l := jidoka.NewLine(jidoka.LineConfig{OnChange: func(ev jidoka.LineEvent) {
+	l := newLine(t, jidoka.LineOptions{OnChange: func(ev jidoka.LineEvent) {
 		mu.Lock()
 		events = append(events, ev)
 		mu.Unlock()
@@ -118,10 +178,11 @@ func TestLineConcurrent(t *testing.T) {
 	}
 	stopped, _ := l.Stopped()
 	assert.Equal(t, len(events)%2 == 1, stopped)
+	assert.Equal(t, uint64((len(events)+1)/2), l.Status().Stops)
 }
 
 func TestLineIsTaiGate(t *testing.T) {
-	l := jidoka.NewLine(jidoka.LineConfig{Name: "payments"})
+	l := newLine(t, jidoka.LineOptions{Name: "payments"})
 	var _ tai.Gate = l
 	policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
 		return tai.Decision{Verdict: tai.Allow}, nil
@@ -144,7 +205,7 @@ func TestLineIsTaiGate(t *testing.T) {
 }
 
 func TestLineAdmitAllocs(t *testing.T) {
-	l := jidoka.NewLine(jidoka.LineConfig{})
+	l := newLine(t, jidoka.LineOptions{})
 	ctx := context.Background()
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = l.Admit(ctx, "k") }))
 	l.Stop("x")

@@ -3,7 +3,9 @@ package jidoka_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"pgregory.net/rapid"
@@ -30,7 +32,7 @@ type modelEntry struct {
 }
 
 type model struct {
-	cfg       jidoka.Config
+	cfg       jidoka.BreakerOptions
 	now       time.Duration
 	state     jidoka.State
 	gen       uint64
@@ -185,8 +187,8 @@ func (m *model) finish(c pendingCall, err error) {
 	}
 }
 
-func drawConfig(t *rapid.T) jidoka.Config {
-	cfg := jidoka.Config{
+func drawOptions(t *rapid.T) jidoka.BreakerOptions {
+	cfg := jidoka.BreakerOptions{
 		ConsecutiveFailures: rapid.IntRange(1, 4).Draw(t, "consecutive"),
 		OpenDuration:        modelOpen,
 		HalfOpenProbes:      rapid.IntRange(1, 3).Draw(t, "probes"),
@@ -213,99 +215,157 @@ func drawConfig(t *rapid.T) jidoka.Config {
 	return cfg
 }
 
-func TestBreakerMatchesModel(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		cfg := drawConfig(t)
-		clock := newManualClock()
-		cfg.Clock = clock
-		b, err := jidoka.NewBreaker(cfg)
-		if err != nil {
-			t.Fatalf("NewBreaker: %v", err)
-		}
-		m := &model{cfg: cfg, gen: 1, leases: map[int]time.Duration{}}
-		var pending []pendingCall
-		ctx := context.Background()
-		results := []error{nil, errBoom, context.Canceled}
+// An op is one step of a model case: a call, a report, a move of the
+// clock or a change by hand. Cases are drawn whole before they run, so
+// rapid draws and shrinks outside the synctest bubble the case runs in.
+type op struct {
+	kind   string
+	result int           // allow and do: index into opResults
+	pick   int           // report: which pending call, modulo how many there are
+	d      time.Duration // do: how long the call takes; advance: how far
+}
 
-		t.Repeat(map[string]func(*rapid.T){
-			"allow": func(t *rapid.T) {
-				ok, lease := m.admit()
-				done, err := b.Allow(ctx)
-				if ok != (err == nil) {
-					t.Fatalf("model admits %v, breaker says %v in %v", ok, err, m.state)
-				}
-				if err != nil {
-					if !errors.Is(err, jidoka.ErrOpen) {
-						t.Fatalf("rejection %v does not match ErrOpen", err)
-					}
-					return
-				}
-				pending = append(pending, pendingCall{done: done, gen: m.gen, lease: lease, start: m.now})
-			},
-			"report": func(t *rapid.T) {
-				if len(pending) == 0 {
-					t.Skip("nothing in flight")
-				}
-				i := rapid.IntRange(0, len(pending)-1).Draw(t, "call")
-				c := pending[i]
-				pending = append(pending[:i], pending[i+1:]...)
-				err := rapid.SampledFrom(results).Draw(t, "result")
-				m.finish(c, err)
-				c.done(err)
-			},
-			"do": func(t *rapid.T) {
-				ok, lease := m.admit()
-				err := rapid.SampledFrom(results).Draw(t, "result")
-				took := rapid.SampledFrom([]time.Duration{0, time.Second, 3 * time.Second}).Draw(t, "took")
-				c := pendingCall{gen: m.gen, lease: lease, start: m.now}
-				got := b.Do(ctx, func(context.Context) error { clock.Advance(took); return err })
-				if !ok {
-					if !errors.Is(got, jidoka.ErrOpen) {
-						t.Fatalf("model rejects in %v, breaker returned %v", m.state, got)
-					}
-					return
-				}
-				if got != err {
-					t.Fatalf("Do returned %v, want the call's %v", got, err)
-				}
-				m.now += took // no timer is pending while calls run
-				m.finish(c, err)
-			},
-			"advance": func(t *rapid.T) {
-				d := rapid.SampledFrom([]time.Duration{time.Second, 3 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}).Draw(t, "d")
-				clock.Advance(d)
-				m.advance(d)
-			},
-			"trip":   func(*rapid.T) { b.Trip("by hand"); m.force(jidoka.StateOpen) },
-			"reset":  func(*rapid.T) { b.Reset(); m.force(jidoka.StateClosed) },
-			"forced": func(*rapid.T) { b.ForceOpen(""); m.force(jidoka.StateForcedOpen) },
-			"metrics": func(*rapid.T) {
-				b.MetricsOnly()
-				m.force(jidoka.StateMetricsOnly)
-			},
-			"": func(t *rapid.T) {
-				s := b.Snapshot()
-				if s.State != m.state || s.Generation != m.gen || s.Trips != m.trips {
-					t.Fatalf("breaker %v gen %d trips %d, model %v gen %d trips %d",
-						s.State, s.Generation, s.Trips, m.state, m.gen, m.trips)
-				}
-				switch m.state {
-				case jidoka.StateClosed, jidoka.StateMetricsOnly:
-					calls, fails, slow := m.tally()
-					if s.ConsecutiveFailures != m.consec || s.Calls != calls || s.Failures != fails || s.SlowCalls != slow {
-						t.Fatalf("breaker counts %d/%d/%d/%d, model %d/%d/%d/%d (consecutive/calls/failures/slow)",
-							s.ConsecutiveFailures, s.Calls, s.Failures, s.SlowCalls, m.consec, calls, fails, slow)
-					}
-				case jidoka.StateOpen:
-					if want := clock.Now().Add(m.until - m.now); !s.NextProbe.Equal(want) {
-						t.Fatalf("next probe %v, model %v", s.NextProbe, want)
-					}
-				case jidoka.StateHalfOpen:
-					if s.ProbeSuccesses != m.successes {
-						t.Fatalf("probe successes %d, model %d", s.ProbeSuccesses, m.successes)
-					}
-				}
-			},
-		})
+var opResults = []error{nil, errBoom, context.Canceled}
+
+func drawOp(t *rapid.T) op {
+	o := op{kind: rapid.SampledFrom([]string{"allow", "report", "do", "advance", "trip", "reset", "forced", "metrics"}).Draw(t, "op")}
+	switch o.kind {
+	case "allow", "report":
+		o.result = rapid.IntRange(0, len(opResults)-1).Draw(t, "result")
+		o.pick = rapid.IntRange(0, 7).Draw(t, "pick")
+	case "do":
+		o.result = rapid.IntRange(0, len(opResults)-1).Draw(t, "result")
+		o.d = rapid.SampledFrom([]time.Duration{0, time.Second, 3 * time.Second}).Draw(t, "took")
+	case "advance":
+		o.d = rapid.SampledFrom([]time.Duration{time.Second, 3 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}).Draw(t, "d")
+	}
+	return o
+}
+
+// TestBreakerMatchesModel drives the breaker and the model with the same
+// random ops and compares them after every op. Each case runs in a synctest
+// bubble of its own: the breaker's time moves only when an op sleeps.
+func TestBreakerMatchesModel(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := drawOptions(rt)
+		// About 30 ops; a "more" of 0 ends the case, so cases shrink by
+		// dropping their tails.
+		ops := []op{drawOp(rt)}
+		for len(ops) < 300 && rapid.IntRange(0, 29).Draw(rt, "more") > 0 {
+			ops = append(ops, drawOp(rt))
+		}
+		var failure error
+		synctest.Test(t, func(*testing.T) { failure = runModelCase(cfg, ops) })
+		if failure != nil {
+			rt.Fatal(failure)
+		}
 	})
+}
+
+// runModelCase runs ops on a new breaker and on the model, and returns how
+// they first disagree.
+func runModelCase(cfg jidoka.BreakerOptions, ops []op) error {
+	b, err := jidoka.NewBreaker(cfg)
+	if err != nil {
+		return fmt.Errorf("NewBreaker: %w", err)
+	}
+	m := &model{cfg: cfg, gen: 1, leases: map[int]time.Duration{}}
+	var pending []pendingCall
+	ctx := context.Background()
+	for i, o := range ops {
+		if err := m.apply(b, o, &pending, ctx); err != nil {
+			return fmt.Errorf("op %d (%s): %w", i, o.kind, err)
+		}
+		if err := m.compare(b); err != nil {
+			return fmt.Errorf("after op %d (%s): %w", i, o.kind, err)
+		}
+	}
+	return nil
+}
+
+// apply runs o on the breaker and the model.
+func (m *model) apply(b *jidoka.Breaker, o op, pending *[]pendingCall, ctx context.Context) error {
+	switch o.kind {
+	case "allow":
+		ok, lease := m.admit()
+		done, err := b.Allow(ctx)
+		if ok != (err == nil) {
+			return fmt.Errorf("model admits %v, breaker says %v in %v", ok, err, m.state)
+		}
+		if err != nil {
+			if !errors.Is(err, jidoka.ErrOpen) {
+				return fmt.Errorf("rejection %v does not match ErrOpen", err)
+			}
+			return nil
+		}
+		*pending = append(*pending, pendingCall{done: done, gen: m.gen, lease: lease, start: m.now})
+	case "report":
+		if len(*pending) == 0 {
+			return nil
+		}
+		i := o.pick % len(*pending)
+		c := (*pending)[i]
+		*pending = append((*pending)[:i], (*pending)[i+1:]...)
+		err := opResults[o.result]
+		m.finish(c, err)
+		c.done(err)
+	case "do":
+		ok, lease := m.admit()
+		err := opResults[o.result]
+		c := pendingCall{gen: m.gen, lease: lease, start: m.now}
+		got := b.Do(ctx, func(context.Context) error { time.Sleep(o.d); return err })
+		if !ok {
+			if !errors.Is(got, jidoka.ErrOpen) {
+				return fmt.Errorf("model rejects in %v, breaker returned %v", m.state, got)
+			}
+			return nil
+		}
+		if got != err {
+			return fmt.Errorf("Do returned %v, want the call's %v", got, err)
+		}
+		m.now += o.d // no timer is pending while calls run
+		m.finish(c, err)
+	case "advance":
+		advance(o.d)
+		m.advance(o.d)
+	case "trip":
+		b.Trip("by hand")
+		m.force(jidoka.StateOpen)
+	case "reset":
+		b.Reset()
+		m.force(jidoka.StateClosed)
+	case "forced":
+		b.ForceOpen("")
+		m.force(jidoka.StateForcedOpen)
+	case "metrics":
+		b.MetricsOnly()
+		m.force(jidoka.StateMetricsOnly)
+	}
+	return nil
+}
+
+// compare returns how the breaker's snapshot differs from the model.
+func (m *model) compare(b *jidoka.Breaker) error {
+	s := b.Snapshot()
+	if s.State != m.state || s.Generation != m.gen || s.Trips != m.trips {
+		return fmt.Errorf("breaker %v gen %d trips %d, model %v gen %d trips %d",
+			s.State, s.Generation, s.Trips, m.state, m.gen, m.trips)
+	}
+	switch m.state {
+	case jidoka.StateClosed, jidoka.StateMetricsOnly:
+		calls, fails, slow := m.tally()
+		if s.ConsecutiveFailures != m.consec || s.Calls != calls || s.Failures != fails || s.SlowCalls != slow {
+			return fmt.Errorf("breaker counts %d/%d/%d/%d, model %d/%d/%d/%d (consecutive/calls/failures/slow)",
+				s.ConsecutiveFailures, s.Calls, s.Failures, s.SlowCalls, m.consec, calls, fails, slow)
+		}
+	case jidoka.StateOpen:
+		if want := time.Now().Add(m.until - m.now); !s.NextProbe.Equal(want) {
+			return fmt.Errorf("next probe %v, model %v", s.NextProbe, want)
+		}
+	case jidoka.StateHalfOpen:
+		if s.ProbeSuccesses != m.successes {
+			return fmt.Errorf("probe successes %d, model %d", s.ProbeSuccesses, m.successes)
+		}
+	}
+	return nil
 }

@@ -48,12 +48,12 @@ func (s State) MarshalText() ([]byte, error) {
 	return []byte(stateNames[s]), nil
 }
 
-// Event is a change of a Breaker's state, passed to Config.OnStateChange.
+// Event is a change of a Breaker's state, passed to BreakerOptions.OnStateChange.
 type Event struct {
 	Breaker    string    // the breaker's Name
 	From, To   State     // the states before and after
 	Reason     string    // why: the rule that tripped, "reset", the reason given to Trip, ...
-	Time       time.Time // when, on the breaker's clock
+	Time       time.Time // when
 	Generation uint64    // the generation the change started; it grows by one per change
 }
 

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// Defaults and limits of WatchdogConfig.
+// Defaults and limits of WatchdogOptions.
 const (
 	DefaultWatchdogInterval = 10 * time.Second
 	DefaultFailAfter        = 3
@@ -17,13 +17,14 @@ const (
 	MinWatchdogInterval     = time.Millisecond
 )
 
-// WatchdogConfig configures a Watchdog. Check is required; every other zero
-// field has a default.
-type WatchdogConfig struct {
-	// Name names the watchdog in events and results.
+// WatchdogOptions configures a Watchdog. Check is required; every other
+// zero field has a default.
+type WatchdogOptions struct {
+	// Name names the watchdog in events, results and logs.
 	Name string
 	// Check probes health: nil means healthy. It gets a context that is
-	// cancelled after Timeout, or when the watchdog stops. Required.
+	// cancelled after Timeout, or when the watchdog stops. A panic in it
+	// is recovered and fails the check with a *PanicError. Required.
 	Check func(ctx context.Context) error
 	// Interval is the pause between the end of one check and the start of
 	// the next; the first check runs at Start. Zero means
@@ -31,7 +32,8 @@ type WatchdogConfig struct {
 	// MinWatchdogInterval (1 ms).
 	Interval time.Duration
 	// Timeout bounds a check: its context is cancelled when it runs
-	// longer. Zero means Interval.
+	// longer, and the check fails even if it then returns nil. Zero means
+	// Interval.
 	Timeout time.Duration
 	// LatencyLimit makes a check that returns nil but takes longer count
 	// as a failure (ErrSlowCheck). Zero: no limit besides Timeout.
@@ -44,18 +46,22 @@ type WatchdogConfig struct {
 	// DefaultRecoverAfter (3).
 	RecoverAfter int
 	// OnFail is called once each time the watchdog turns unhealthy, on the
-	// watchdog's goroutine with its context; checks wait until it returns.
-	// A deployment rolls back here. Nil: nothing is called.
+	// watchdog's goroutine with its context (cancelled by Shutdown);
+	// checks wait until it returns. A deployment rolls back here. A panic
+	// in it is recovered and logged on Logger as a *PanicError, and the
+	// watchdog keeps running. Nil: nothing is called.
 	OnFail func(ctx context.Context, ev WatchdogEvent)
 	// OnRecover is called once each time the watchdog turns healthy again,
 	// like OnFail.
 	OnRecover func(ctx context.Context, ev WatchdogEvent)
 	// OnCheck is called after every check, after OnFail or OnRecover, on
-	// the watchdog's goroutine: for metrics and logs. Nil: nothing.
+	// the watchdog's goroutine: for metrics and logs. A panic in it is
+	// recovered and logged like one of OnFail. Nil: nothing.
 	OnCheck func(r CheckResult)
-	// Clock schedules checks and measures them; nil means the system
-	// clock.
-	Clock Clock
+	// Logger receives what the watchdog cannot return to a caller: a panic
+	// of OnFail, OnRecover or OnCheck. Nil means slog.Default() at the
+	// time of logging.
+	Logger *slog.Logger
 }
 
 // WatchdogEvent reports that a Watchdog turned unhealthy or healthy.
@@ -64,7 +70,7 @@ type WatchdogEvent struct {
 	Healthy  bool      // the new health
 	Err      error     // the failure of the last failed check
 	Checks   int       // how many checks in a row led here
-	Time     time.Time // when, on the watchdog's clock
+	Time     time.Time // when the check that led here ended
 }
 
 // CheckResult is the outcome of one check of a Watchdog.
@@ -93,8 +99,10 @@ type WatchdogStatus struct {
 // errs, panics, outlives Timeout or exceeds LatencyLimit fails.
 //
 // A Watchdog starts healthy. Start runs it on a goroutine it owns, until
-// the context given to Start ends or Close is called. It is safe for
-// concurrent use.
+// the context given to Start ends or Shutdown is called; after Shutdown
+// returns nil that goroutine is gone. Time is read from the runtime
+// (time.Now and timers); a test controls it with testing/synctest. A
+// Watchdog is safe for concurrent use.
 type Watchdog struct {
 	name               string
 	check              func(context.Context) error
@@ -103,64 +111,61 @@ type Watchdog struct {
 	failAfter, recover int
 	onFail, onRecover  func(context.Context, WatchdogEvent)
 	onCheck            func(CheckResult)
-	clock              Clock
+	logger             *slog.Logger
 
 	mu      sync.Mutex
 	status  WatchdogStatus
 	started bool
-	closed  bool
+	shut    bool
 	cancel  context.CancelFunc
-	done    chan struct{}
+	done    chan struct{} // closed when the goroutine of Start ends
 }
 
 // NewWatchdog returns a healthy, not yet started watchdog configured by
-// cfg, or an error naming the first invalid field.
-func NewWatchdog(cfg WatchdogConfig) (*Watchdog, error) {
+// opts, or an error naming the first invalid field and its value.
+func NewWatchdog(opts WatchdogOptions) (*Watchdog, error) {
 	switch {
-	case cfg.Check == nil:
+	case opts.Check == nil:
 		return nil, errors.New("jidoka: watchdog Check is nil")
-	case cfg.Interval < 0 || (cfg.Interval > 0 && cfg.Interval < MinWatchdogInterval):
-		return nil, fmt.Errorf("jidoka: watchdog Interval must be 0 or at least %v, got %v", MinWatchdogInterval, cfg.Interval)
-	case cfg.Timeout < 0:
-		return nil, fmt.Errorf("jidoka: watchdog Timeout must not be negative, got %v", cfg.Timeout)
-	case cfg.LatencyLimit < 0:
-		return nil, fmt.Errorf("jidoka: watchdog LatencyLimit must not be negative, got %v", cfg.LatencyLimit)
-	case cfg.FailAfter < 0:
-		return nil, fmt.Errorf("jidoka: watchdog FailAfter must not be negative, got %d", cfg.FailAfter)
-	case cfg.RecoverAfter < 0:
-		return nil, fmt.Errorf("jidoka: watchdog RecoverAfter must not be negative, got %d", cfg.RecoverAfter)
+	case opts.Interval < 0 || (opts.Interval > 0 && opts.Interval < MinWatchdogInterval):
+		return nil, fmt.Errorf("jidoka: watchdog Interval must be 0 or at least %v, got %v", MinWatchdogInterval, opts.Interval)
+	case opts.Timeout < 0:
+		return nil, fmt.Errorf("jidoka: watchdog Timeout must not be negative, got %v", opts.Timeout)
+	case opts.LatencyLimit < 0:
+		return nil, fmt.Errorf("jidoka: watchdog LatencyLimit must not be negative, got %v", opts.LatencyLimit)
+	case opts.FailAfter < 0:
+		return nil, fmt.Errorf("jidoka: watchdog FailAfter must not be negative, got %d", opts.FailAfter)
+	case opts.RecoverAfter < 0:
+		return nil, fmt.Errorf("jidoka: watchdog RecoverAfter must not be negative, got %d", opts.RecoverAfter)
 	}
 	w := &Watchdog{
-		name:      cfg.Name,
-		check:     cfg.Check,
-		interval:  orDuration(cfg.Interval, DefaultWatchdogInterval),
-		limit:     cfg.LatencyLimit,
-		failAfter: orInt(cfg.FailAfter, DefaultFailAfter),
-		recover:   orInt(cfg.RecoverAfter, DefaultRecoverAfter),
-		onFail:    cfg.OnFail,
-		onRecover: cfg.OnRecover,
-		onCheck:   cfg.OnCheck,
-		clock:     cfg.Clock,
+		name:      opts.Name,
+		check:     opts.Check,
+		interval:  orDuration(opts.Interval, DefaultWatchdogInterval),
+		limit:     opts.LatencyLimit,
+		failAfter: orInt(opts.FailAfter, DefaultFailAfter),
+		recover:   orInt(opts.RecoverAfter, DefaultRecoverAfter),
+		onFail:    opts.OnFail,
+		onRecover: opts.OnRecover,
+		onCheck:   opts.OnCheck,
+		logger:    opts.Logger,
 		status:    WatchdogStatus{Healthy: true},
 		done:      make(chan struct{}),
 	}
-	w.timeout = orDuration(cfg.Timeout, w.interval)
-	if w.clock == nil {
-		w.clock = SystemClock
-	}
+	w.timeout = orDuration(opts.Timeout, w.interval)
 	return w, nil
 }
 
-// Name returns WatchdogConfig.Name.
+// Name returns WatchdogOptions.Name.
 func (w *Watchdog) Name() string { return w.name }
 
 // Start runs the first check and then one every Interval on a goroutine of
-// the watchdog, until ctx ends or Close is called. It returns
-// ErrWatchdogStarted if the watchdog was started or closed before.
+// the watchdog, until ctx ends or Shutdown is called. It returns
+// ErrWatchdogStarted if the watchdog was started or shut down before.
 func (w *Watchdog) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.started || w.closed {
+	if w.started || w.shut {
 		return ErrWatchdogStarted
 	}
 	w.started = true
@@ -169,20 +174,30 @@ func (w *Watchdog) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the watchdog, cancelling a check in progress, and waits for
-// its goroutine to end. It may be called more than once, and before Start.
-func (w *Watchdog) Close() error {
+// Shutdown stops the watchdog: it cancels the context of the check or
+// callback in progress, if any, and waits until the watchdog's goroutine
+// has ended. A check stopped this way is not counted. If ctx ends first,
+// Shutdown returns ctx.Err(); the goroutine still ends on its own once the
+// function it is in returns. Shutdown may be called before Start (the
+// watchdog then never starts) and more than once: every call after the
+// goroutine has ended returns nil.
+func (w *Watchdog) Shutdown(ctx context.Context) error {
 	w.mu.Lock()
+	w.shut = true
 	started := w.started
-	w.closed = true
 	if w.cancel != nil {
 		w.cancel()
 	}
 	w.mu.Unlock()
-	if started {
-		<-w.done
+	if !started {
+		return nil
 	}
-	return nil
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Healthy reports whether the watchdog is healthy.
@@ -201,36 +216,33 @@ func (w *Watchdog) Status() WatchdogStatus {
 
 func (w *Watchdog) run(ctx context.Context) {
 	defer close(w.done)
-	tick := make(chan struct{}, 1)
-	for ctx.Err() == nil {
+	t := time.NewTimer(w.interval)
+	defer t.Stop()
+	for {
 		w.probe(ctx)
-		t := w.clock.AfterFunc(w.interval, func() {
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		})
+		t.Reset(w.interval)
 		select {
 		case <-ctx.Done():
-			t.Stop()
-		case <-tick:
+			return
+		case <-t.C:
 		}
 	}
 }
 
 // probe runs one check and acts on its result.
 func (w *Watchdog) probe(ctx context.Context) {
-	cctx, cancel := context.WithCancel(ctx)
-	var timedOut atomic.Bool
-	timer := w.clock.AfterFunc(w.timeout, func() { timedOut.Store(true); cancel() })
-	start := w.clock.Now()
+	cctx, cancel := context.WithTimeout(ctx, w.timeout)
+	start := time.Now()
 	err := w.runCheck(cctx)
-	end := w.clock.Now()
-	timer.Stop()
+	end := time.Now()
+	timedOut := cctx.Err() == context.DeadlineExceeded
 	cancel()
 	latency := end.Sub(start)
 	switch {
-	case err != nil && timedOut.Load():
+	case timedOut:
+		if err == nil { // it ignored its context and answered late
+			err = context.DeadlineExceeded
+		}
 		err = fmt.Errorf("jidoka: check timed out after %v: %w", w.timeout, err)
 	case err == nil && w.limit > 0 && latency > w.limit:
 		err = fmt.Errorf("%w: took %v, limit %v", ErrSlowCheck, latency, w.limit)
@@ -244,6 +256,7 @@ func (w *Watchdog) probe(ctx context.Context) {
 	st.Checks++
 	st.LastCheck, st.LastLatency = end, latency
 	var fire func(context.Context, WatchdogEvent)
+	var where string
 	var ev WatchdogEvent
 	if err != nil {
 		st.LastErr = err
@@ -251,7 +264,7 @@ func (w *Watchdog) probe(ctx context.Context) {
 		st.ConsecutiveSuccesses = 0
 		if st.Healthy && st.ConsecutiveFailures >= w.failAfter {
 			st.Healthy = false
-			fire = w.onFail
+			fire, where = w.onFail, "watchdog OnFail"
 			ev = WatchdogEvent{Watchdog: w.name, Healthy: false, Err: err, Checks: st.ConsecutiveFailures, Time: end}
 		}
 	} else {
@@ -259,7 +272,7 @@ func (w *Watchdog) probe(ctx context.Context) {
 		st.ConsecutiveFailures = 0
 		if !st.Healthy && st.ConsecutiveSuccesses >= w.recover {
 			st.Healthy = true
-			fire = w.onRecover
+			fire, where = w.onRecover, "watchdog OnRecover"
 			ev = WatchdogEvent{Watchdog: w.name, Healthy: true, Err: st.LastErr, Checks: st.ConsecutiveSuccesses, Time: end}
 		}
 	}
@@ -267,19 +280,32 @@ func (w *Watchdog) probe(ctx context.Context) {
 	w.mu.Unlock()
 
 	if fire != nil {
-		fire(ctx, ev)
+		w.callback(where, func() { fire(ctx, ev) })
 	}
 	if w.onCheck != nil {
-		w.onCheck(CheckResult{Watchdog: w.name, Err: err, Latency: latency, Time: end, Healthy: healthy})
+		w.callback("watchdog OnCheck", func() {
+			w.onCheck(CheckResult{Watchdog: w.name, Err: err, Latency: latency, Time: end, Healthy: healthy})
+		})
 	}
 }
 
-// runCheck calls Check, turning a panic into a failure.
+// runCheck calls Check, turning a panic into a *PanicError.
 func (w *Watchdog) runCheck(ctx context.Context) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("jidoka: watchdog check panicked: %v", v)
+			err = newPanicError("watchdog Check", v)
 		}
 	}()
 	return w.check(ctx)
+}
+
+// callback calls fn, which runs the callback named where, recovering and
+// logging a panic: the watchdog keeps running.
+func (w *Watchdog) callback(where string, fn func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			logPanic(w.logger, "watchdog", w.name, newPanicError(where, v))
+		}
+	}()
+	fn()
 }

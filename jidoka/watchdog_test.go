@@ -3,7 +3,10 @@ package jidoka_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -16,206 +19,361 @@ func okCheck(context.Context) error { return nil }
 
 func TestNewWatchdogValidates(t *testing.T) {
 	tests := []struct {
-		cfg  jidoka.WatchdogConfig
+		opts jidoka.WatchdogOptions
 		want string
 	}{
-		{jidoka.WatchdogConfig{}, "jidoka: watchdog Check is nil"},
-		{jidoka.WatchdogConfig{Check: okCheck, Interval: -time.Second}, "jidoka: watchdog Interval must be 0 or at least 1ms, got -1s"},
-		{jidoka.WatchdogConfig{Check: okCheck, Interval: time.Microsecond}, "jidoka: watchdog Interval must be 0 or at least 1ms, got 1µs"},
-		{jidoka.WatchdogConfig{Check: okCheck, Timeout: -1}, "jidoka: watchdog Timeout must not be negative, got -1ns"},
-		{jidoka.WatchdogConfig{Check: okCheck, LatencyLimit: -1}, "jidoka: watchdog LatencyLimit must not be negative, got -1ns"},
-		{jidoka.WatchdogConfig{Check: okCheck, FailAfter: -2}, "jidoka: watchdog FailAfter must not be negative, got -2"},
-		{jidoka.WatchdogConfig{Check: okCheck, RecoverAfter: -3}, "jidoka: watchdog RecoverAfter must not be negative, got -3"},
+		{jidoka.WatchdogOptions{}, "jidoka: watchdog Check is nil"},
+		{jidoka.WatchdogOptions{Check: okCheck, Interval: -time.Second}, "jidoka: watchdog Interval must be 0 or at least 1ms, got -1s"},
+		{jidoka.WatchdogOptions{Check: okCheck, Interval: time.Microsecond}, "jidoka: watchdog Interval must be 0 or at least 1ms, got 1µs"},
+		{jidoka.WatchdogOptions{Check: okCheck, Timeout: -1}, "jidoka: watchdog Timeout must not be negative, got -1ns"},
+		{jidoka.WatchdogOptions{Check: okCheck, LatencyLimit: -1}, "jidoka: watchdog LatencyLimit must not be negative, got -1ns"},
+		{jidoka.WatchdogOptions{Check: okCheck, FailAfter: -2}, "jidoka: watchdog FailAfter must not be negative, got -2"},
+		{jidoka.WatchdogOptions{Check: okCheck, RecoverAfter: -3}, "jidoka: watchdog RecoverAfter must not be negative, got -3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			w, err := jidoka.NewWatchdog(tt.cfg)
+			w, err := jidoka.NewWatchdog(tt.opts)
 			assert.Nil(t, w)
 			require.EqualError(t, err, tt.want)
 		})
 	}
+	w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Check: okCheck, Interval: jidoka.MinWatchdogInterval})
+	require.NoError(t, err, "the minimum interval is allowed")
+	assert.NotNil(t, w)
 }
 
-// watchdogRig runs a watchdog on a manual clock and hands out its check
-// results one at a time.
+// watchdogRig runs a started watchdog in a synctest bubble and hands out
+// its check results one at a time. The bubble's clock moves whenever the
+// test waits for the next result.
 type watchdogRig struct {
-	t        *testing.T
 	w        *jidoka.Watchdog
-	clock    *manualClock
 	results  chan jidoka.CheckResult
 	fails    chan jidoka.WatchdogEvent
 	recovers chan jidoka.WatchdogEvent
-	interval time.Duration
 }
 
-func newWatchdogRig(t *testing.T, cfg jidoka.WatchdogConfig) *watchdogRig {
-	clock, _ := cfg.Clock.(*manualClock)
-	if clock == nil {
-		clock = newManualClock()
-	}
+func newWatchdogRig(t *testing.T, opts jidoka.WatchdogOptions) *watchdogRig {
+	t.Helper()
 	r := &watchdogRig{
-		t: t, clock: clock, interval: cfg.Interval,
-		results:  make(chan jidoka.CheckResult),
+		results:  make(chan jidoka.CheckResult, 100),
 		fails:    make(chan jidoka.WatchdogEvent, 10),
 		recovers: make(chan jidoka.WatchdogEvent, 10),
 	}
-	cfg.Clock = r.clock
-	cfg.OnCheck = func(res jidoka.CheckResult) { r.results <- res }
-	cfg.OnFail = func(_ context.Context, ev jidoka.WatchdogEvent) { r.fails <- ev }
-	cfg.OnRecover = func(_ context.Context, ev jidoka.WatchdogEvent) { r.recovers <- ev }
-	w, err := jidoka.NewWatchdog(cfg)
+	opts.OnCheck = func(res jidoka.CheckResult) { r.results <- res }
+	opts.OnFail = func(_ context.Context, ev jidoka.WatchdogEvent) { r.fails <- ev }
+	opts.OnRecover = func(_ context.Context, ev jidoka.WatchdogEvent) { r.recovers <- ev }
+	w, err := jidoka.NewWatchdog(opts)
 	require.NoError(t, err)
 	r.w = w
 	require.NoError(t, w.Start(context.Background()))
-	t.Cleanup(func() { require.NoError(t, w.Close()) })
+	t.Cleanup(func() { require.NoError(t, w.Shutdown(context.Background())) })
 	return r
 }
 
-// next waits for the interval timer, fires it and returns the check result.
-func (r *watchdogRig) next() jidoka.CheckResult {
-	r.clock.BlockUntil(1)
-	r.clock.Advance(r.interval)
-	return <-r.results
+func TestWatchdogFailsAndRecovers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		health := []error{nil, errBoom, errBoom, nil, errBoom, errBoom, errBoom, errBoom, nil, nil, errBoom, nil, nil}
+		i := 0
+		start := time.Now()
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{
+			Name: "api/eu", Interval: 10 * time.Second, FailAfter: 3, RecoverAfter: 2,
+			Check: func(context.Context) error { err := health[i]; i++; return err },
+		})
+		wantHealthy := []bool{true, true, true, true, true, true, false, false, false, true, true, true, true}
+		for n := range health {
+			res := <-r.results
+			assert.Equal(t, "api/eu", res.Watchdog)
+			assert.Equal(t, start.Add(time.Duration(n)*10*time.Second), res.Time, "check %d: the first at Start, then one every Interval", n)
+			assert.Equal(t, health[n], res.Err, "check %d", n)
+			assert.Equal(t, wantHealthy[n], res.Healthy, "check %d", n)
+			assert.Equal(t, wantHealthy[n], r.w.Healthy(), "check %d", n)
+			switch n {
+			case 6:
+				ev := <-r.fails
+				assert.Equal(t, "api/eu", ev.Watchdog)
+				assert.False(t, ev.Healthy)
+				assert.Equal(t, 3, ev.Checks)
+				assert.ErrorIs(t, ev.Err, errBoom)
+				assert.Equal(t, res.Time, ev.Time)
+			case 9:
+				ev := <-r.recovers
+				assert.True(t, ev.Healthy)
+				assert.Equal(t, 2, ev.Checks)
+				assert.ErrorIs(t, ev.Err, errBoom, "the failure recovered from")
+			}
+		}
+		assert.Empty(t, r.fails, "OnFail once per failure spell")
+		assert.Empty(t, r.recovers, "OnRecover once per recovery")
+		s := r.w.Status()
+		assert.True(t, s.Healthy)
+		assert.Equal(t, len(health), s.Checks)
+		assert.Equal(t, 2, s.ConsecutiveSuccesses)
+		assert.Zero(t, s.ConsecutiveFailures)
+		assert.ErrorIs(t, s.LastErr, errBoom)
+		assert.Equal(t, start.Add(time.Duration(len(health)-1)*10*time.Second), s.LastCheck)
+	})
 }
 
-func TestWatchdogFailsAndRecovers(t *testing.T) {
-	health := []error{nil, errBoom, errBoom, nil, errBoom, errBoom, errBoom, errBoom, nil, nil, errBoom, nil, nil}
-	i := 0
-	r := newWatchdogRig(t, jidoka.WatchdogConfig{
-		Name: "api/eu", Interval: 10 * time.Second, FailAfter: 3, RecoverAfter: 2,
-		Check: func(context.Context) error { err := health[i]; i++; return err },
+func TestWatchdogDefaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var checks []time.Time
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Check: func(ctx context.Context) error {
+			checks = append(checks, time.Now())
+			if len(checks) == 4 { // hangs: the timeout is the interval
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return errBoom
+		}})
+		for range 3 {
+			<-r.results
+		}
+		ev := <-r.fails
+		assert.Equal(t, jidoka.DefaultFailAfter, ev.Checks)
+		res := <-r.results
+		assert.Equal(t, "jidoka: check timed out after 10s: context deadline exceeded", res.Err.Error())
+		assert.Equal(t, jidoka.DefaultWatchdogInterval, res.Latency)
+		assert.Equal(t, []time.Time{start, start.Add(10 * time.Second), start.Add(20 * time.Second), start.Add(30 * time.Second)}, checks)
 	})
-	wantHealthy := []bool{true, true, true, true, true, true, false, false, false, true, true, true, true}
-	var res jidoka.CheckResult
-	for n := range health {
-		if n == 0 {
-			res = <-r.results // the first check runs at Start
-		} else {
-			res = r.next()
+}
+
+// The interval runs from the end of a check to the start of the next.
+func TestWatchdogIntervalFollowsTheCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var began []time.Duration
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: 10 * time.Second, Check: func(context.Context) error {
+			began = append(began, time.Since(start))
+			time.Sleep(3 * time.Second)
+			return nil
+		}})
+		for range 3 {
+			res := <-r.results
+			require.NoError(t, res.Err, "no LatencyLimit: a slow answer passes")
+			assert.Equal(t, 3*time.Second, res.Latency)
 		}
-		assert.Equal(t, "api/eu", res.Watchdog)
-		assert.Equal(t, health[n], res.Err, "check %d", n)
-		assert.Equal(t, wantHealthy[n], res.Healthy, "check %d", n)
-		assert.Equal(t, wantHealthy[n], r.w.Healthy(), "check %d", n)
-		switch n {
-		case 6:
-			ev := <-r.fails
-			assert.False(t, ev.Healthy)
-			assert.Equal(t, 3, ev.Checks)
-			assert.ErrorIs(t, ev.Err, errBoom)
-			assert.Equal(t, r.clock.Now(), ev.Time)
-		case 9:
-			ev := <-r.recovers
-			assert.True(t, ev.Healthy)
-			assert.Equal(t, 2, ev.Checks)
-		}
-	}
-	assert.Empty(t, r.fails, "OnFail once per failure spell")
-	assert.Empty(t, r.recovers, "OnRecover once per recovery")
-	s := r.w.Status()
-	assert.True(t, s.Healthy)
-	assert.Equal(t, len(health), s.Checks)
-	assert.Equal(t, 2, s.ConsecutiveSuccesses)
-	assert.ErrorIs(t, s.LastErr, errBoom)
+		assert.Equal(t, []time.Duration{0, 13 * time.Second, 26 * time.Second}, began)
+		assert.Equal(t, 3*time.Second, r.w.Status().LastLatency)
+	})
 }
 
 func TestWatchdogLatencyAndTimeout(t *testing.T) {
-	clock := newManualClock()
-	started := make(chan struct{}, 1)
-	mode := "slow"
-	r := newWatchdogRig(t, jidoka.WatchdogConfig{
-		Interval: 10 * time.Second, Timeout: 5 * time.Second, LatencyLimit: 2 * time.Second,
-		FailAfter: 2, RecoverAfter: 1, Clock: clock,
-		Check: func(ctx context.Context) error {
-			switch mode {
-			case "slow": // answers, but too late
-				clock.Advance(3 * time.Second)
-			case "hang": // answers only when given up on
-				started <- struct{}{}
-				<-ctx.Done()
-				return ctx.Err()
-			case "panic":
-				panic("probe bug")
-			}
-			return nil
-		},
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan struct{}, 1)
+		var mode atomic.Value // written by the test, read by the check
+		mode.Store("slow")
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{
+			Interval: 10 * time.Second, Timeout: 5 * time.Second, LatencyLimit: 2 * time.Second,
+			FailAfter: 2, RecoverAfter: 1,
+			Check: func(ctx context.Context) error {
+				switch mode.Load() {
+				case "slow": // answers, but too late
+					time.Sleep(3 * time.Second)
+				case "limit": // answers exactly at the limit: not too late
+					time.Sleep(2 * time.Second)
+				case "hang": // answers only when given up on
+					started <- struct{}{}
+					<-ctx.Done()
+					return ctx.Err()
+				case "panic":
+					panic("probe bug")
+				}
+				return nil
+			},
+		})
+
+		res := <-r.results
+		require.ErrorIs(t, res.Err, jidoka.ErrSlowCheck)
+		assert.Equal(t, "jidoka: health check too slow: took 3s, limit 2s", res.Err.Error())
+		assert.Equal(t, 3*time.Second, res.Latency)
+
+		mode.Store("hang")
+		res = <-r.results
+		<-started
+		require.ErrorIs(t, res.Err, context.DeadlineExceeded)
+		assert.Equal(t, "jidoka: check timed out after 5s: context deadline exceeded", res.Err.Error())
+		assert.Equal(t, 5*time.Second, res.Latency)
+		ev := <-r.fails
+		assert.False(t, ev.Healthy)
+
+		mode.Store("limit")
+		res = <-r.results
+		require.NoError(t, res.Err)
+		assert.True(t, (<-r.recovers).Healthy)
+
+		mode.Store("panic")
+		res = <-r.results
+		var pe *jidoka.PanicError
+		require.ErrorAs(t, res.Err, &pe)
+		assert.Equal(t, "jidoka: panic in watchdog Check: probe bug", res.Err.Error())
+		assert.Equal(t, "watchdog Check", pe.Where)
+		assert.Equal(t, "probe bug", pe.Value)
+		assert.Contains(t, string(pe.Stack), "TestWatchdogLatencyAndTimeout", "the stack where the check panicked")
 	})
+}
 
-	res := <-r.results
-	require.ErrorIs(t, res.Err, jidoka.ErrSlowCheck)
-	assert.Equal(t, "jidoka: health check too slow: took 3s, limit 2s", res.Err.Error())
-	assert.Equal(t, 3*time.Second, res.Latency)
+// A check's own error stays as it is when the check ends within Timeout,
+// slow or not.
+func TestWatchdogCheckErrorIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: time.Minute, Timeout: 5 * time.Second, LatencyLimit: 2 * time.Second,
+			Check: func(context.Context) error { time.Sleep(3 * time.Second); return errBoom }})
+		res := <-r.results
+		assert.Same(t, errBoom, res.Err)
+	})
+}
 
-	mode = "hang"
-	r.clock.BlockUntil(1)
-	r.clock.Advance(r.interval)
-	<-started
-	r.clock.BlockUntil(1) // the timeout timer of the hanging check
-	r.clock.Advance(5 * time.Second)
-	res = <-r.results
-	require.ErrorIs(t, res.Err, context.Canceled)
-	assert.Contains(t, res.Err.Error(), "jidoka: check timed out after 5s")
-	ev := <-r.fails
-	assert.False(t, ev.Healthy)
+// A check that ignores its context and answers nil after Timeout fails.
+func TestWatchdogLateAnswerFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: time.Minute, Timeout: 5 * time.Second, FailAfter: 1,
+			Check: func(context.Context) error { time.Sleep(6 * time.Second); return nil }})
+		res := <-r.results
+		require.ErrorIs(t, res.Err, context.DeadlineExceeded)
+		assert.Equal(t, "jidoka: check timed out after 5s: context deadline exceeded", res.Err.Error())
+		assert.False(t, (<-r.fails).Healthy)
+	})
+}
 
-	mode = "ok"
-	res = r.next()
-	require.NoError(t, res.Err)
-	assert.True(t, (<-r.recovers).Healthy)
+// A check that panics with an error fails with a *PanicError that wraps
+// it; a panicking callback with no Logger is logged on slog.Default().
+func TestWatchdogPanicValues(t *testing.T) {
+	logs := &logRecorder{}
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(logs.logger())
+	synctest.Test(t, func(t *testing.T) {
+		errDown := errors.New("down")
+		results := make(chan jidoka.CheckResult, 1)
+		w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Name: "eu", Interval: time.Minute,
+			Check:   func(context.Context) error { panic(errDown) },
+			OnCheck: func(r jidoka.CheckResult) { results <- r; panic("metrics bug") },
+		})
+		require.NoError(t, err)
+		require.NoError(t, w.Start(context.Background()))
+		res := <-results
+		require.NoError(t, w.Shutdown(context.Background()))
+		require.ErrorIs(t, res.Err, errDown)
+		var pe *jidoka.PanicError
+		require.ErrorAs(t, res.Err, &pe)
+		assert.Equal(t, errDown, pe.Value)
+	})
+	recs := logs.records()
+	require.Len(t, recs, 1)
+	assert.Equal(t, "watchdog OnCheck", recs[0].attrs["where"])
+	assert.Equal(t, "eu", recs[0].attrs["watchdog"])
+}
 
-	mode = "panic"
-	res = r.next()
-	require.Error(t, res.Err)
-	assert.Equal(t, "jidoka: watchdog check panicked: probe bug", res.Err.Error())
+// TestWatchdogCallbackPanics: a panicking OnFail, OnRecover or OnCheck is
+// logged with its stack and the watchdog keeps checking.
+func TestWatchdogCallbackPanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &logRecorder{}
+		var healthy atomic.Bool // written by the test, read by the check
+		checks := 0
+		w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{
+			Name: "eu", Interval: time.Second, FailAfter: 1, RecoverAfter: 1, Logger: logs.logger(),
+			Check: func(context.Context) error {
+				checks++
+				if healthy.Load() {
+					return nil
+				}
+				return errBoom
+			},
+			OnFail:    func(context.Context, jidoka.WatchdogEvent) { panic("rollback bug") },
+			OnRecover: func(context.Context, jidoka.WatchdogEvent) { panic(errors.New("recover bug")) },
+			OnCheck:   func(jidoka.CheckResult) { panic("metrics bug") },
+		})
+		require.NoError(t, err)
+		require.NoError(t, w.Start(context.Background()))
+		synctest.Wait()
+		assert.False(t, w.Healthy())
+		healthy.Store(true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.True(t, w.Healthy(), "the watchdog kept checking")
+		require.NoError(t, w.Shutdown(context.Background()))
+		assert.Equal(t, 2, checks)
+		assert.Equal(t, 2, w.Status().Checks)
+
+		recs := logs.records()
+		require.Len(t, recs, 4)
+		for i, want := range []struct{ where, panic string }{
+			{"watchdog OnFail", "rollback bug"},
+			{"watchdog OnCheck", "metrics bug"},
+			{"watchdog OnRecover", "recover bug"},
+			{"watchdog OnCheck", "metrics bug"},
+		} {
+			assert.Equal(t, slog.LevelError, recs[i].Level)
+			assert.Equal(t, "eu", recs[i].attrs["watchdog"])
+			assert.Equal(t, want.where, recs[i].attrs["where"])
+			assert.Equal(t, want.panic, recs[i].attrs["panic"])
+			assert.Contains(t, recs[i].attrs["stack"], "TestWatchdogCallbackPanics")
+		}
+	})
 }
 
 func TestWatchdogLifecycle(t *testing.T) {
-	w, err := jidoka.NewWatchdog(jidoka.WatchdogConfig{Check: okCheck, Clock: newManualClock()})
-	require.NoError(t, err)
-	assert.True(t, w.Healthy())
-	require.NoError(t, w.Close(), "Close before Start")
-	require.ErrorIs(t, w.Start(context.Background()), jidoka.ErrWatchdogStarted)
-
-	// Stopped by its context.
-	checked := make(chan struct{}, 1)
-	w, err = jidoka.NewWatchdog(jidoka.WatchdogConfig{Check: okCheck, Clock: newManualClock(),
-		OnCheck: func(jidoka.CheckResult) { checked <- struct{}{} }})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	require.NoError(t, w.Start(ctx))
-	require.ErrorIs(t, w.Start(ctx), jidoka.ErrWatchdogStarted)
-	<-checked
-	cancel()
-	require.NoError(t, w.Close())
-	require.NoError(t, w.Close(), "Close twice")
-
-	// Close cancels a check in progress and does not count its failure.
-	inCheck := make(chan struct{})
-	w, err = jidoka.NewWatchdog(jidoka.WatchdogConfig{Clock: newManualClock(), FailAfter: 1,
-		Check:  func(ctx context.Context) error { close(inCheck); <-ctx.Done(); return ctx.Err() },
-		OnFail: func(context.Context, jidoka.WatchdogEvent) { t.Error("OnFail called for a check stopped by Close") },
+	ctx := context.Background()
+	t.Run("shut down before Start", func(t *testing.T) {
+		w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Check: okCheck})
+		require.NoError(t, err)
+		assert.True(t, w.Healthy())
+		require.NoError(t, w.Shutdown(ctx))
+		require.ErrorIs(t, w.Start(ctx), jidoka.ErrWatchdogStarted)
+		require.NoError(t, w.Shutdown(ctx))
 	})
-	require.NoError(t, err)
-	require.NoError(t, w.Start(context.Background()))
-	<-inCheck
-	require.NoError(t, w.Close())
-	assert.True(t, w.Healthy())
-	assert.Zero(t, w.Status().Checks)
-}
-
-func TestWatchdogSystemClock(t *testing.T) {
-	// The default clock: a watchdog that fails at once stops and reports
-	// through OnFail; no timing is asserted.
-	failed := make(chan jidoka.WatchdogEvent, 1)
-	w, err := jidoka.NewWatchdog(jidoka.WatchdogConfig{
-		Interval: time.Millisecond, FailAfter: 2,
-		Check:  func(context.Context) error { return errors.New("down") },
-		OnFail: func(_ context.Context, ev jidoka.WatchdogEvent) { failed <- ev },
+	t.Run("stopped by its context", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			checks := 0
+			w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Check: okCheck, Interval: time.Second,
+				OnCheck: func(jidoka.CheckResult) { checks++ }})
+			require.NoError(t, err)
+			runCtx, cancel := context.WithCancel(ctx)
+			require.NoError(t, w.Start(runCtx))
+			require.ErrorIs(t, w.Start(runCtx), jidoka.ErrWatchdogStarted)
+			time.Sleep(2500 * time.Millisecond)
+			cancel()
+			synctest.Wait() // the goroutine has ended on its own
+			time.Sleep(time.Hour)
+			assert.Equal(t, 3, checks, "checks at 0, 1 s and 2 s, none after the context ended")
+			require.NoError(t, w.Shutdown(ctx))
+			require.NoError(t, w.Shutdown(ctx), "Shutdown twice")
+			require.ErrorIs(t, w.Start(ctx), jidoka.ErrWatchdogStarted)
+		})
 	})
-	require.NoError(t, err)
-	require.NoError(t, w.Start(context.Background()))
-	ev := <-failed
-	require.NoError(t, w.Close())
-	assert.Equal(t, 2, ev.Checks)
-	assert.EqualError(t, ev.Err, "down")
+	t.Run("Shutdown cancels a check in progress and does not count it", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{FailAfter: 1,
+				Check:  func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
+				OnFail: func(context.Context, jidoka.WatchdogEvent) { t.Error("OnFail called for a check stopped by Shutdown") },
+			})
+			require.NoError(t, err)
+			require.NoError(t, w.Start(ctx))
+			synctest.Wait()
+			require.NoError(t, w.Shutdown(ctx))
+			assert.True(t, w.Healthy())
+			assert.Zero(t, w.Status().Checks)
+		})
+	})
+	t.Run("Shutdown returns when its context ends", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			unblock := make(chan struct{})
+			w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{FailAfter: 1,
+				Check:  func(context.Context) error { return errBoom },
+				OnFail: func(context.Context, jidoka.WatchdogEvent) { <-unblock }, // ignores its context
+			})
+			require.NoError(t, err)
+			require.NoError(t, w.Start(ctx))
+			synctest.Wait()
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			start := time.Now()
+			require.ErrorIs(t, w.Shutdown(sctx), context.DeadlineExceeded)
+			assert.Equal(t, time.Second, time.Since(start), "Shutdown waited until its context ended")
+			close(unblock)
+			require.NoError(t, w.Shutdown(ctx), "the goroutine ends on its own; a later Shutdown sees it")
+			assert.Equal(t, 1, w.Status().Checks)
+		})
+	})
 }

@@ -75,10 +75,11 @@ type timeWindow struct {
 	total   tally
 }
 
-func newTimeWindow(d int64, n int, now int64) *timeWindow {
-	w := &timeWindow{width: d / int64(n), buckets: make([]tally, n)}
-	w.head = max(now, 0) / w.width
-	return w
+// newTimeWindow returns an empty window of n buckets over d nanoseconds.
+// Its head is bucket 0 until the first call or tally moves it to the
+// present (an empty window has nothing to expire on the way).
+func newTimeWindow(d int64, n int) *timeWindow {
+	return &timeWindow{width: d / int64(n), buckets: make([]tally, n)}
 }
 
 // advance expires the buckets older than the window ending at now.

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"time"
 )
 
-// Defaults of Config.
+// Defaults of BreakerOptions.
 const (
 	DefaultConsecutiveFailures = 5
 	DefaultWindowSize          = 100
@@ -22,15 +23,17 @@ const (
 	DefaultProbeTimeout        = 30 * time.Second
 )
 
-// Limits of Config, to keep memory and arithmetic bounded.
+// Limits of BreakerOptions, to keep memory and arithmetic bounded.
 const (
 	MaxWindowSize     = 1 << 20
 	MaxWindowBuckets  = 1 << 12
 	MaxHalfOpenProbes = 1 << 10
 )
 
-// Config configures a Breaker. Every zero field has a default; NewBreaker
-// rejects negative or contradictory values with an error naming the field.
+// BreakerOptions configures a Breaker. The zero BreakerOptions is valid: a
+// breaker that opens after DefaultConsecutiveFailures failures in a row.
+// Every zero field has a default; NewBreaker rejects negative or
+// contradictory values with an error naming the field and the value.
 //
 // The trip rules may be combined; the breaker opens when any of them holds:
 //
@@ -43,7 +46,7 @@ const (
 // The window is a count window (the last WindowSize calls) or a time window
 // (the calls of the last WindowDuration, kept in WindowBuckets buckets that
 // expire one at a time).
-type Config struct {
+type BreakerOptions struct {
 	// Name names the breaker in errors, events and tai hooks.
 	Name string
 
@@ -122,14 +125,17 @@ type Config struct {
 	// Snapshot, Trip, Reset, ...). It runs on a goroutine that caused a
 	// change (a call, Trip, the open timer); a change made while another
 	// goroutine is delivering events is delivered by that goroutine, after
-	// the events before it. Nil: no events.
+	// the events before it. A panic in it is recovered and logged on
+	// Logger as a *PanicError: it never reaches the call that caused the
+	// change, and the events after it are still delivered. Nil: no events.
 	OnStateChange func(Event)
 
-	// Clock is the time source; nil means the system clock.
-	Clock Clock
+	// Logger receives what the breaker cannot return to a caller: a panic
+	// of OnStateChange. Nil means slog.Default() at the time of logging.
+	Logger *slog.Logger
 }
 
-// settings is a validated Config with its defaults applied.
+// settings is a validated BreakerOptions with its defaults applied.
 type settings struct {
 	name                 string
 	consecutive          int64
@@ -147,6 +153,7 @@ type settings struct {
 	isFailure            func(error) bool
 	ignore               func(error) bool
 	onChange             func(Event)
+	logger               *slog.Logger
 
 	timing bool // slow-call rule: clock read before and after each call
 	plain  bool // no window and no slow rule: a success only resets the consecutive count
@@ -156,8 +163,8 @@ func isCanceled(err error) bool { return errors.Is(err, context.Canceled) }
 
 func badRate(r float64) bool { return math.IsNaN(r) || r < 0 || r > 1 }
 
-func (c *Config) settings() (settings, error) {
-	s := settings{name: c.Name, isFailure: c.IsFailure, ignore: c.Ignore, onChange: c.OnStateChange}
+func (c *BreakerOptions) settings() (settings, error) {
+	s := settings{name: c.Name, isFailure: c.IsFailure, ignore: c.Ignore, onChange: c.OnStateChange, logger: c.Logger}
 	if s.ignore == nil {
 		s.ignore = isCanceled
 	}
@@ -251,14 +258,14 @@ func (s *settings) openFor(trips int) int64 {
 	if s.maxOpenDur == 0 || s.factor == 1 {
 		return d
 	}
-	for i := 1; i < trips && d < s.maxOpenDur; i++ {
+	for i := 1; i < trips; i++ {
 		next := float64(d) * s.factor
 		if next >= float64(s.maxOpenDur) {
 			return s.maxOpenDur
 		}
 		d = int64(next)
 	}
-	return min(d, s.maxOpenDur)
+	return d
 }
 
 func orDuration(d, def time.Duration) time.Duration {
