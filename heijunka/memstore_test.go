@@ -9,7 +9,7 @@ import (
 
 func TestMemoryStoreConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) heijunka.Store {
-		s, err := heijunka.NewMemoryStore(heijunka.MemoryOptions{})
+		s, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
