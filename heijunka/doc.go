@@ -10,8 +10,9 @@
 //
 // A Limiter is one bucket, run as the generic cell rate algorithm (GCRA)
 // in a single atomic word: no mutex, one clock read per call, no
-// allocation. Its API follows golang.org/x/time/rate: Allow, AllowN,
-// Reserve/ReserveN (a value with Delay and Cancel), Wait, SetLimit, plus
+// allocation (but for the Reservation that Reserve returns). Its API
+// follows golang.org/x/time/rate: Allow, AllowN, Reserve/ReserveN (a
+// *Reservation with Delay and Cancel), Wait, SetLimit, plus
 // Decide/DecideN returning a Decision (allowed, remaining, retry-after,
 // reset-after). The methods without a time read time.Now; the ...N forms
 // take the time, so the logic is a pure function of it. Tests that need the

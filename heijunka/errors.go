@@ -25,6 +25,8 @@ type LimitedError struct {
 	Decision Decision
 }
 
+// Error describes the limit and when to retry:
+// `heijunka: "velocity" over limit 5/min burst 5; retry after 12s`.
 func (e *LimitedError) Error() string {
 	msg := "heijunka: "
 	if e.Name != "" {

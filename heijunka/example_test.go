@@ -106,8 +106,8 @@ func ExampleRamp_Advance() {
 	if err != nil {
 		panic(err)
 	}
-	for ramp.Advance() == nil {
-	}
+	_ = ramp.Advance()
+	_ = ramp.Advance()
 	fmt.Println(ramp.Admits("any customer"))
 	// Output:
 	// advanced canary -> staging
@@ -147,11 +147,8 @@ func ExampleLeveler() {
 	}
 	_ = l.Push("alice", "alice-0")
 	_ = l.Push("bob", "bob-0")
-	for {
-		_, item, ok := l.Pop()
-		if !ok {
-			break
-		}
+	for range l.Len() {
+		_, item, _ := l.Pop()
 		fmt.Println(item)
 	}
 	// Output:

@@ -35,8 +35,8 @@ type KeyedOptions struct {
 // reset-after, for RateLimit headers.
 //
 // State lives in a Store; see MemoryStore for how memory stays bounded
-// (no goroutine, fresh keys forgotten, MaxKeys). A Keyed is safe for
-// concurrent use.
+// (no goroutine, fresh keys forgotten, MaxKeys). Use NewKeyed; a Keyed is
+// safe for concurrent use.
 type Keyed struct {
 	p     atomic.Pointer[params]
 	name  string

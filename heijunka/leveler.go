@@ -236,8 +236,8 @@ func (l *Leveler[T]) Len() int {
 	return l.n
 }
 
-// Keys returns the number of keys with items waiting.
-func (l *Leveler[T]) Keys() int {
+// KeysWaiting returns the number of keys with items waiting.
+func (l *Leveler[T]) KeysWaiting() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.active)

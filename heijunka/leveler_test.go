@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,7 +29,7 @@ func TestLevelerHeavyKeyCannotStarve(t *testing.T) {
 		}
 	}
 	served := map[string]int{}
-	for pos := 1; ; pos++ {
+	for pos := 1; pos <= 1040+1; pos++ { // one Pop more than there are items
 		key, item, ok := l.Pop()
 		if !ok {
 			break
@@ -44,7 +45,7 @@ func TestLevelerHeavyKeyCannotStarve(t *testing.T) {
 	}
 	assert.Equal(t, 1000, served["heavy"])
 	assert.Zero(t, l.Len())
-	assert.Zero(t, l.Keys())
+	assert.Zero(t, l.KeysWaiting())
 }
 
 func TestLevelerBacklogAndKeysBounded(t *testing.T) {
@@ -101,7 +102,7 @@ func TestLevelerWeightsAndCosts(t *testing.T) {
 	}
 	require.NoError(t, c.Push("huge", 1<<40))
 	var order []string
-	for {
+	for range 10 { // one Pop more than there are items
 		k, _, ok := c.Pop()
 		if !ok {
 			break
@@ -113,7 +114,13 @@ func TestLevelerWeightsAndCosts(t *testing.T) {
 	assert.Equal(t, []string{"small", "small", "small", "big", "small", "big", "big", "big", "huge"}, order)
 }
 
+// TestLevelerNext runs in a synctest bubble: should an item be lost, every
+// goroutine blocks and the test fails as a deadlock instead of hanging.
 func TestLevelerNext(t *testing.T) {
+	synctest.Test(t, testLevelerNext)
+}
+
+func testLevelerNext(t *testing.T) {
 	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -114,6 +114,7 @@ type OutsideRampError struct {
 	Percent float64
 }
 
+// Error names the ramp and its stage and share, or says it rolled back.
 func (e *OutsideRampError) Error() string {
 	if e.Stage == "" {
 		return "heijunka: ramp " + strconv.Quote(e.Ramp) + " rolled back"
