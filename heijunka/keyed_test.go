@@ -187,6 +187,7 @@ func TestKeyedStoreFailure(t *testing.T) {
 		assert.NotErrorIs(t, err, heijunka.ErrLimited)
 		assert.Equal(t, `heijunka: "velocity": backend down`, err.Error())
 		assert.Empty(t, seen, "a returned error is not reported twice")
+		assert.ErrorIs(t, k.Reset(ctx, "alice"), down, "Reset returns the store's error")
 	})
 	t.Run("memory store", func(t *testing.T) {
 		k := newKeyed(t, limit, heijunka.KeyedOptions{})
