@@ -47,7 +47,7 @@ func TestLimiterDecisions(t *testing.T) {
 	assert.False(t, d.Allowed)
 	assert.Equal(t, heijunka.InfDuration, d.RetryAfter, "more than the burst never passes")
 	d = lim.DecideN(t0, -1)
-	assert.False(t, d.Allowed)
+	assert.Equal(t, heijunka.Decision{Limit: lim.Limit(), RetryAfter: heijunka.InfDuration}, d, "negative events never pass")
 	d = lim.DecideN(t0, 0)
 	assert.True(t, d.Allowed)
 	assert.Equal(t, 1, d.Remaining)
@@ -77,8 +77,14 @@ func TestLimiterSpecialLimits(t *testing.T) {
 	}
 	var zero heijunka.Limiter
 	assert.False(t, zero.Allow(), "the zero Limiter admits nothing")
+	assert.False(t, zero.AllowN(t0, 0))
 	assert.False(t, zero.Reserve().OK())
-	assert.Error(t, zero.SetLimit(heijunka.PerSecond(1)))
+	assert.Equal(t, heijunka.Decision{RetryAfter: heijunka.InfDuration}, zero.Decide())
+	assert.Equal(t, heijunka.Limit{}, zero.Limit())
+	assert.ErrorIs(t, zero.Wait(context.Background()), heijunka.ErrLimited)
+	assert.ErrorContains(t, zero.SetLimit(heijunka.PerSecond(1)), "not made by NewLimiter")
+	assert.ErrorContains(t, zero.SetLimitAt(t0, heijunka.PerSecond(1)), "not made by NewLimiter")
+	assert.False(t, zero.Allow(), "and stays so")
 }
 
 func TestLimiterReserve(t *testing.T) {
@@ -100,9 +106,37 @@ func TestLimiterReserve(t *testing.T) {
 	r4 := lim.ReserveN(t0, 1)
 	assert.Equal(t, 200*time.Millisecond, r4.DelayFrom(t0), "r3's events came back, once")
 
-	// A reservation whose time has come is not returned by Cancel.
-	r2.CancelAt(t0.Add(time.Second))
+	// A reservation whose time has come is not returned by Cancel: r2
+	// acts at t0+100ms.
+	r2.CancelAt(t0.Add(100 * time.Millisecond))
 	assert.Equal(t, 300*time.Millisecond, lim.ReserveN(t0, 1).DelayFrom(t0))
+	assert.Equal(t, time.Duration(0), r2.DelayFrom(t0.Add(100*time.Millisecond)))
+	assert.Equal(t, time.Duration(0), r2.DelayFrom(t0.Add(time.Second)))
+}
+
+// TestLimiterWaitNeverPasses: a WaitN that can never pass fails at once
+// with a RetryAfter of InfDuration.
+func TestLimiterWaitNeverPasses(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		limit heijunka.Limit
+		n     int
+	}{
+		{"negative n", heijunka.PerSecond(10), -1},
+		{"more than the burst", heijunka.PerSecond(10), 11},
+		{"closed", heijunka.Limit{}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := newLimiter(t, tc.limit)
+			err := lim.WaitN(ctx, tc.n)
+			var le *heijunka.LimitedError
+			require.ErrorAs(t, err, &le)
+			assert.Equal(t, heijunka.Decision{Limit: tc.limit, RetryAfter: heijunka.InfDuration}, le.Decision)
+		})
+	}
+	require.NoError(t, newLimiter(t, heijunka.Unlimited()).WaitN(ctx, 1000))
+	require.NoError(t, newLimiter(t, heijunka.Limit{}).WaitN(ctx, 0))
 }
 
 // TestReservationCancelsOnce cancels one reservation through several
