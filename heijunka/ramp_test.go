@@ -183,20 +183,24 @@ func TestRampSaltGolden(t *testing.T) {
 	}, got)
 }
 
+// TestRampEventsInOrderFromCallbacks: a listener may drive the ramp; the
+// transition it makes is delivered after it returns, not inside it, so one
+// listener call runs at a time and events arrive in order.
 func TestRampEventsInOrderFromCallbacks(t *testing.T) {
 	var r *heijunka.Ramp
-	var kinds []heijunka.RampEventKind
+	var calls []string
 	r, err := heijunka.NewRamp(heijunka.RampOptions{
 		Stages: []heijunka.RampStage{{Name: "a", Percent: 1}, {Name: "b", Percent: 2}, {Name: "c", Percent: 3}},
 		OnEvent: func(e heijunka.RampEvent) {
-			kinds = append(kinds, e.Kind)
+			calls = append(calls, "begin "+e.Kind.String())
 			if e.Kind == heijunka.RampAdvanced {
 				assert.NoError(t, r.Advance(), "a callback may drive the ramp")
 			}
+			calls = append(calls, "end "+e.Kind.String())
 		}})
 	require.NoError(t, err)
 	require.NoError(t, r.Advance())
-	assert.Equal(t, []heijunka.RampEventKind{heijunka.RampAdvanced, heijunka.RampCompleted}, kinds)
+	assert.Equal(t, []string{"begin advanced", "end advanced", "begin completed", "end completed"}, calls)
 }
 
 // TestRampPanickingListener: a listener that panics does not stop the
@@ -214,8 +218,8 @@ func TestRampPanickingListener(t *testing.T) {
 		}})
 	require.NoError(t, err)
 	err = r.Advance()
-	var pe *heijunka.PanicError
-	require.ErrorAs(t, err, &pe)
+	require.IsType(t, &heijunka.PanicError{}, err)
+	pe := err.(*heijunka.PanicError)
 	assert.Equal(t, "Ramp.OnEvent", pe.Where)
 	assert.Equal(t, "listener broke", pe.Value)
 	assert.Equal(t, "heijunka: panic in Ramp.OnEvent: listener broke", err.Error())
@@ -231,6 +235,27 @@ func TestRampPanickingListener(t *testing.T) {
 	r, err = heijunka.NewRamp(heijunka.RampOptions{OnEvent: func(heijunka.RampEvent) { panic(boom) }})
 	require.NoError(t, err)
 	assert.ErrorIs(t, r.Rollback("x"), boom)
+
+	// A call that delivers several events returns each one's panic.
+	r, err = heijunka.NewRamp(heijunka.RampOptions{
+		Stages: []heijunka.RampStage{{Name: "a", Percent: 1}, {Name: "b", Percent: 2}, {Name: "c", Percent: 3}},
+		OnEvent: func(e heijunka.RampEvent) {
+			if e.Kind == heijunka.RampAdvanced {
+				_ = r.Advance() // delivered by the call running this listener
+			}
+			panic(e.To.Name)
+		}})
+	require.NoError(t, err)
+	err = r.Advance()
+	joined, ok := err.(interface{ Unwrap() []error })
+	require.True(t, ok, "%T: %v", err, err)
+	var values []any
+	for _, e := range joined.Unwrap() {
+		require.IsType(t, &heijunka.PanicError{}, e)
+		values = append(values, e.(*heijunka.PanicError).Value)
+	}
+	assert.Equal(t, []any{"b", "c"}, values)
+	assert.True(t, r.Current().Done)
 }
 
 //go:noinline
