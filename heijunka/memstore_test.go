@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/heijunka"
@@ -79,4 +80,64 @@ func TestMemoryStoreForgetsOnlyWhatItRemoves(t *testing.T) {
 			require.Equal(t, 0, d.Remaining, "store %d, after the sweep: %s forgot its debt", store, k)
 		}
 	}
+}
+
+// TestMemoryStoreTableSizes checks what the MemoryStore promises of its
+// memory: while keys are added a table stays between about 53% and 80%
+// full (30 to 45 bytes a key), and as keys go it shrinks once it falls to
+// an eighth, down to no table at all.
+func TestMemoryStoreTableSizes(t *testing.T) {
+	ctx := context.Background()
+	owe := heijunka.PerHour(1)
+	// One shard of MaxKeys 31; a table's first size is 16 slots.
+	s, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 31})
+	require.NoError(t, err)
+	var sizes []int
+	for i := range 31 {
+		_, err := s.Take(ctx, "k"+strconv.Itoa(i), owe, t0, 1)
+		require.NoError(t, err)
+		if n := heijunka.Slots(s); len(sizes) == 0 || sizes[len(sizes)-1] != n {
+			sizes = append(sizes, n)
+		}
+		load := float64(i+1) / float64(heijunka.Slots(s))
+		require.LessOrEqual(t, load, 0.8, "%d keys", i+1)
+	}
+	assert.Equal(t, []int{16, 24, 36, 54}, sizes, "each growth adds half")
+
+	// Remove keys: the table keeps its size until it is less than an
+	// eighth full (7 keys of 54 slots are not), then is rebuilt for twice
+	// its keys (16 slots at least).
+	for i := range 31 {
+		require.NoError(t, s.Reset(ctx, "k"+strconv.Itoa(i)))
+		switch left := 30 - i; {
+		case left >= 7:
+			require.Equal(t, 54, heijunka.Slots(s), "%d keys left", left)
+		case left > 0:
+			require.Equal(t, 16, heijunka.Slots(s), "%d keys left", left)
+		default:
+			require.Zero(t, heijunka.Slots(s), "an empty shard keeps no table")
+		}
+	}
+
+	// Many shards: the whole store holds between 1.25 and 1.875 slots a
+	// key once each table holds enough keys for the bound to apply.
+	s, err = heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{})
+	require.NoError(t, err)
+	for i := range 20_000 {
+		_, err := s.Take(ctx, "c"+strconv.Itoa(i), owe, t0, 1)
+		require.NoError(t, err)
+		if n := i + 1; n%2000 == 0 {
+			per := float64(heijunka.Slots(s)) / float64(n)
+			assert.GreaterOrEqual(t, per, 1.25, "%d keys", n)
+			assert.LessOrEqual(t, per, 1.9, "%d keys", n)
+		}
+	}
+	// Down to a tenth of the keys: the tables shrink with them.
+	for i := range 18_000 {
+		require.NoError(t, s.Reset(ctx, "c"+strconv.Itoa(i)))
+	}
+	assert.Equal(t, 2000, s.Len())
+	assert.LessOrEqual(t, heijunka.Slots(s), 8*2000, "no table is less than an eighth full")
+	assert.Equal(t, 2000, s.Sweep(t0.Add(2*time.Hour)))
+	assert.Zero(t, heijunka.Slots(s), "a sweep of fresh keys returns every table")
 }

@@ -1,0 +1,14 @@
+package heijunka
+
+// Slots returns how many slots the tables of s hold, for tests of its
+// memory use (a slot is 24 bytes).
+func Slots(s *MemoryStore) int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.slots)
+		sh.mu.Unlock()
+	}
+	return n
+}
