@@ -106,6 +106,23 @@ func TestWarmUpExplicitTimes(t *testing.T) {
 	assert.Equal(t, full, lim.DecideN(t0.Add(3*time.Second), 0).Limit, "the climb is over: an earlier time does not lower it again")
 }
 
+// TestWarmUpReservationsWithinAStep: the limit changes only when the climb
+// reaches a new step, so a reservation made during a step can be canceled
+// while it lasts, whatever other calls came between.
+func TestWarmUpReservationsWithinAStep(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 10})
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.5, Over: 10 * time.Second, Steps: 10})
+	require.NoError(t, err)
+	require.NoError(t, w.StartAt(t0))
+	// The first step is 5/s, burst 5: one event each 200 ms.
+	require.True(t, lim.AllowN(t0, 5), "the first step's burst")
+	r := lim.ReserveN(t0.Add(100*time.Millisecond), 1)
+	require.Equal(t, 100*time.Millisecond, r.DelayFrom(t0.Add(100*time.Millisecond)))
+	assert.False(t, lim.AllowN(t0.Add(150*time.Millisecond), 1), "a call in the same step")
+	r.CancelAt(t0.Add(150 * time.Millisecond))
+	assert.True(t, lim.AllowN(t0.Add(200*time.Millisecond), 1), "the reservation's event came back")
+}
+
 // TestWarmUpEndsWithSetLimit: a limit set by hand wins over the climb.
 func TestWarmUpEndsWithSetLimit(t *testing.T) {
 	lim := newLimiter(t, heijunka.PerSecond(100))
