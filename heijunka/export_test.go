@@ -12,3 +12,12 @@ func Slots(s *MemoryStore) int {
 	}
 	return n
 }
+
+// ShardLimits returns the number of keys each shard of s may hold.
+func ShardLimits(s *MemoryStore) []int {
+	var limits []int
+	for i := range s.shards {
+		limits = append(limits, s.shards[i].limit)
+	}
+	return limits
+}

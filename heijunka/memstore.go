@@ -34,8 +34,10 @@ const (
 // MemoryStoreOptions configures a MemoryStore. The zero value is ready to use.
 type MemoryStoreOptions struct {
 	// MaxKeys bounds the keys held; 0 means DefaultMaxKeys, and more than
-	// 2^31 is an error. The store is split in shards and the bound is kept
-	// per shard, so it is reached when one shard fills.
+	// 2^31 is an error. The store is split in shards (a power of two, at
+	// most 64, each allowed at least 16 keys) and the bound is kept per
+	// shard, so it is reached when one shard fills; a store of MaxKeys
+	// below 32 has one shard and holds exactly MaxKeys keys.
 	MaxKeys int
 	// WhenFull chooses what a new key does when the store is full; the
 	// zero value is EvictNearest.

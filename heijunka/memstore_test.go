@@ -141,3 +141,29 @@ func TestMemoryStoreTableSizes(t *testing.T) {
 	assert.Equal(t, 2000, s.Sweep(t0.Add(2*time.Hour)))
 	assert.Zero(t, heijunka.Slots(s), "a sweep of fresh keys returns every table")
 }
+
+// TestMemoryStoreShards: a store has as many shards as keep at least 16
+// keys each, a power of two up to 64, so that small stores keep their
+// bound exactly and large ones spread their locks; the shards' bounds add
+// up to MaxKeys and differ by one at most.
+func TestMemoryStoreShards(t *testing.T) {
+	for _, tc := range []struct{ maxKeys, shards int }{
+		{1, 1}, {31, 1}, {32, 2}, {33, 2}, {63, 2}, {64, 4}, {1023, 32}, {1024, 64}, {1 << 31, 64},
+		{0, 64},
+	} {
+		s, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: tc.maxKeys})
+		require.NoError(t, err)
+		limits := heijunka.ShardLimits(s)
+		assert.Len(t, limits, tc.shards, "MaxKeys %d", tc.maxKeys)
+		want := tc.maxKeys
+		if want == 0 {
+			want = heijunka.DefaultMaxKeys
+		}
+		sum := 0
+		for _, l := range limits {
+			sum += l
+			assert.LessOrEqual(t, max(limits[0], l)-min(limits[0], l), 1, "MaxKeys %d: %v", tc.maxKeys, limits)
+		}
+		assert.Equal(t, want, sum, "MaxKeys %d", tc.maxKeys)
+	}
+}

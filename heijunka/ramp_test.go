@@ -130,6 +130,8 @@ func TestRampRollbackAndGate(t *testing.T) {
 		assert.Equal(t, heijunka.RampEvent{Ramp: "v3", Kind: heijunka.RampRolledBack,
 			From: heijunka.RampStage{Name: "half", Percent: 50}, At: time.Now(), Reason: "health check failed"}, events[0])
 		assert.Equal(t, "rolled back", events[0].Kind.String())
+		assert.Equal(t, "ramp event(0)", heijunka.RampEventKind(0).String())
+		assert.Equal(t, "ramp event(4)", heijunka.RampEventKind(4).String())
 	})
 }
 
