@@ -255,12 +255,21 @@ func TestMemoryStoreForgetsFreshKeys(t *testing.T) {
 	assert.Equal(t, 0, s.Len())
 	assert.Equal(t, 0, s.Sweep(t0.Add(time.Hour)))
 
-	// A shard whose every key is fresh is dropped whole on its next use.
-	for i := range 10 {
-		take("k"+strconv.Itoa(i), heijunka.PerSecond(1), t0, 1)
+	// A shard whose every key is fresh is dropped whole on its next use,
+	// also, in a new store, at times before the store was made.
+	past := time.Now().Add(-time.Hour)
+	for _, at := range []time.Time{t0, past} {
+		if at == past {
+			s, err = heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 20})
+			require.NoError(t, err)
+		}
+		for i := range 10 {
+			take("k"+strconv.Itoa(i), heijunka.PerSecond(1), at, 1)
+		}
+		require.Equal(t, 10, s.Len())
+		take("other", heijunka.PerSecond(1), at.Add(time.Minute), 0)
+		assert.Equal(t, 0, s.Len(), "at %v", at)
 	}
-	take("other", heijunka.PerSecond(1), t0.Add(time.Minute), 0)
-	assert.Equal(t, 0, s.Len())
 }
 
 func TestMemoryStoreFullPolicies(t *testing.T) {

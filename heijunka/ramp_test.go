@@ -263,6 +263,22 @@ func TestRampPanickingListener(t *testing.T) {
 //go:noinline
 func panicInListener() { panic("listener broke") }
 
+// TestRampKeepsItsOwnStages: the ramp copies the stages it is given and
+// hands out copies, so no caller can change a running ramp's plan.
+func TestRampKeepsItsOwnStages(t *testing.T) {
+	stages := []heijunka.RampStage{{Name: "a", Percent: 10}, {Name: "b", Percent: 100}}
+	r, err := heijunka.NewRamp(heijunka.RampOptions{Stages: stages})
+	require.NoError(t, err)
+	stages[0].Percent, stages[1].Name = 90, "changed"
+	got := r.Stages()
+	assert.Equal(t, []heijunka.RampStage{{Name: "a", Percent: 10}, {Name: "b", Percent: 100}}, got)
+	got[0].Name = "changed too"
+	assert.Equal(t, "a", r.Current().Stage.Name)
+	assert.Equal(t, 10.0, r.Current().Percent)
+	require.NoError(t, r.Advance())
+	assert.Equal(t, "b", r.Current().Stage.Name)
+}
+
 func TestRampValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
