@@ -245,11 +245,12 @@ func TestMemoryStoreForgetsFreshKeys(t *testing.T) {
 	take("k0", heijunka.PerSecond(1), t0, 0)
 	assert.Equal(t, 11, s.Len(), "a key owing time is kept")
 
+	// Fresh means full again: at t0+1s exactly.
 	for i := range 5 {
-		take("k"+strconv.Itoa(i), heijunka.PerSecond(1), t0.Add(1500*time.Millisecond), 0)
+		take("k"+strconv.Itoa(i), heijunka.PerSecond(1), t0.Add(time.Second), 0)
 	}
 	assert.Equal(t, 6, s.Len(), "a key found fresh is dropped")
-	assert.Equal(t, 5, s.Sweep(t0.Add(2*time.Second)))
+	assert.Equal(t, 5, s.Sweep(t0.Add(time.Second)))
 	assert.Equal(t, 1, s.Len())
 	assert.Equal(t, 1, s.Sweep(t0.Add(time.Hour)))
 	assert.Equal(t, 0, s.Len())
@@ -267,7 +268,7 @@ func TestMemoryStoreForgetsFreshKeys(t *testing.T) {
 			take("k"+strconv.Itoa(i), heijunka.PerSecond(1), at, 1)
 		}
 		require.Equal(t, 10, s.Len())
-		take("other", heijunka.PerSecond(1), at.Add(time.Minute), 0)
+		take("other", heijunka.PerSecond(1), at.Add(time.Second), 0)
 		assert.Equal(t, 0, s.Len(), "at %v", at)
 	}
 }

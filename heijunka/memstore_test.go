@@ -119,6 +119,20 @@ func TestMemoryStoreTableSizes(t *testing.T) {
 		}
 	}
 
+	// A table of 24 slots (13 to 19 keys) is not rebuilt at 3 keys, an
+	// eighth exactly, but at 2.
+	for i := range 13 {
+		_, err := s.Take(ctx, "k"+strconv.Itoa(i), owe, t0, 1)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 24, heijunka.Slots(s))
+	for i := range 10 {
+		require.NoError(t, s.Reset(ctx, "k"+strconv.Itoa(i)))
+	}
+	assert.Equal(t, 24, heijunka.Slots(s), "3 keys in 24 slots")
+	require.NoError(t, s.Reset(ctx, "k10"))
+	assert.Equal(t, 16, heijunka.Slots(s), "2 keys in 24 slots")
+
 	// Many shards: the whole store holds between 1.25 and 1.875 slots a
 	// key once each table holds enough keys for the bound to apply.
 	s, err = heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{})
