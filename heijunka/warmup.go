@@ -135,10 +135,7 @@ func (w *WarmUp) StartAt(now time.Time) error {
 func (w *WarmUp) LimitAt(now time.Time) Limit {
 	l := w.lim
 	if c := l.climb.Load(); c != nil {
-		if s := c.stepAt(l.rel(now)); s < c.steps {
-			return c.limitAt(s)
-		}
-		return c.full
+		return c.limitAt(c.stepAt(l.rel(now)))
 	}
 	return l.p.Load().limit
 }
