@@ -23,6 +23,12 @@ type Decision struct {
 	// ResetAfter is how long until the key is full again; the key carries
 	// no information after it, so stores forget it then.
 	ResetAfter time.Duration
+	// FailedOpen reports that the Store could not decide (Redis was
+	// unreachable, say) and, configured to fail open, let the request
+	// pass: Allowed is true but no limit was applied, and Remaining,
+	// RetryAfter and ResetAfter are 0. Keyed reports the store's error to
+	// KeyedOptions.OnStoreError.
+	FailedOpen bool
 }
 
 // decide is the generic cell rate algorithm as a pure function. tat is the

@@ -2,6 +2,8 @@ package heijunka
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strconv"
 	"time"
 )
@@ -23,6 +25,8 @@ type LimitedError struct {
 	Decision Decision
 }
 
+// Error describes the limit and when to retry:
+// `heijunka: "velocity" over limit 5/min burst 5; retry after 12s`.
 func (e *LimitedError) Error() string {
 	msg := "heijunka: "
 	if e.Name != "" {
@@ -43,3 +47,28 @@ func (e *LimitedError) Is(target error) bool { return target == ErrLimited }
 // RetryAfter returns how long until the request would pass; InfDuration
 // if it never can.
 func (e *LimitedError) RetryAfter() time.Duration { return e.Decision.RetryAfter }
+
+// PanicError is a panic recovered from a function given to heijunka (a
+// Ramp's OnEvent listener), so that a faulty listener cannot stop the
+// delivery of later events. It is returned by the call that ran the
+// function.
+type PanicError struct {
+	Where string // the function that panicked, e.g. "Ramp.OnEvent"
+	Value any    // what was passed to panic
+	Stack []byte // the goroutine's stack where it panicked (debug.Stack)
+}
+
+func newPanicError(where string, v any) *PanicError {
+	return &PanicError{Where: where, Value: v, Stack: debug.Stack()}
+}
+
+// Error returns "heijunka: panic in <Where>: <Value>".
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("heijunka: panic in %s: %v", e.Where, e.Value)
+}
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}

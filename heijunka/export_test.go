@@ -1,10 +1,23 @@
 package heijunka
 
-import (
-	"context"
-	"time"
-)
+// Slots returns how many slots the tables of s hold, for tests of its
+// memory use (a slot is 24 bytes).
+func Slots(s *MemoryStore) int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.slots)
+		sh.mu.Unlock()
+	}
+	return n
+}
 
-// SetSleep replaces how l waits in Wait, so tests can advance a fake clock
-// instead of sleeping.
-func SetSleep(l *Limiter, sleep func(ctx context.Context, d time.Duration) error) { l.sleep = sleep }
+// ShardLimits returns the number of keys each shard of s may hold.
+func ShardLimits(s *MemoryStore) []int {
+	var limits []int
+	for i := range s.shards {
+		limits = append(limits, s.shards[i].limit)
+	}
+	return limits
+}

@@ -9,25 +9,23 @@ import (
 )
 
 // KeyedOptions configures a Keyed limiter. The zero value is ready to use:
-// an in-memory store of DefaultMaxKeys keys and the system clock.
+// a new MemoryStore with its defaults.
 type KeyedOptions struct {
 	// Name names the limiter in errors and to the tai pipeline (tai.Namer).
 	// Default "heijunka.keyed".
 	Name string
-	// Store keeps the per-key state. Default: a new MemoryStore made with
-	// MaxKeys and WhenFull. Give a redisgcra.Store to share limits across
-	// replicas.
+	// Store keeps the per-key state. Default (nil): a new MemoryStore made
+	// with MemoryStoreOptions{}; make one yourself to set its MaxKeys or
+	// WhenFull. Give a redisgcra.Store to share limits across replicas.
 	Store Store
-	// MaxKeys and WhenFull configure the default MemoryStore (see
-	// MemoryOptions); setting them together with Store is an error.
-	MaxKeys  int
-	WhenFull FullPolicy
-	// Now is the clock. Default: the monotonic system clock.
-	Now func() time.Time
-	// OnStoreError, if set, is called by Admit with the errors of a Store
-	// that still allowed the request (a store that fails open), which
-	// would otherwise go unseen. It runs on the caller's goroutine.
-	OnStoreError func(error)
+	// OnStoreError, if set, is called with the key and the error each time
+	// the Store could not decide but failed open, so the request passed
+	// unlimited (the Decision's FailedOpen). Those are the store errors
+	// Allow and Admit do not return; without OnStoreError they go unseen.
+	// It runs on the caller's goroutine, before Allow returns, and should
+	// not block; it is not recovered from a panic, which goes on to the
+	// caller as a panic of any function it passed would.
+	OnStoreError func(key string, err error)
 }
 
 // Keyed applies one Limit to every key separately: "5 payments per minute
@@ -37,36 +35,29 @@ type KeyedOptions struct {
 // reset-after, for RateLimit headers.
 //
 // State lives in a Store; see MemoryStore for how memory stays bounded
-// (no goroutine, fresh keys forgotten, MaxKeys). A Keyed is safe for
-// concurrent use.
+// (no goroutine, fresh keys forgotten, MaxKeys). Use NewKeyed; a Keyed is
+// safe for concurrent use.
 type Keyed struct {
 	p     atomic.Pointer[params]
 	name  string
 	store Store
 	mem   *MemoryStore // the store, when it is a MemoryStore: the fast path
-	now   func() time.Time
-	onErr func(error)
+	onErr func(string, error)
 }
 
 // NewKeyed returns a Keyed limiter for limit, or an error for an invalid
-// limit or options.
+// limit.
 func NewKeyed(limit Limit, opts KeyedOptions) (*Keyed, error) {
 	p, err := limit.params()
 	if err != nil {
 		return nil, err
 	}
-	k := &Keyed{name: opts.Name, store: opts.Store, now: opts.Now, onErr: opts.OnStoreError}
+	k := &Keyed{name: opts.Name, store: opts.Store, onErr: opts.OnStoreError}
 	if k.name == "" {
 		k.name = "heijunka.keyed"
 	}
 	if k.store == nil {
-		m, err := NewMemoryStore(MemoryOptions{MaxKeys: opts.MaxKeys, WhenFull: opts.WhenFull})
-		if err != nil {
-			return nil, err
-		}
-		k.store = m
-	} else if opts.MaxKeys != 0 || opts.WhenFull != EvictNearest {
-		return nil, fmt.Errorf("heijunka: MaxKeys %d and WhenFull %d configure the default store; set them on the Store given", opts.MaxKeys, opts.WhenFull)
+		k.store, _ = NewMemoryStore(MemoryStoreOptions{}) // the zero options are valid
 	}
 	k.mem, _ = k.store.(*MemoryStore)
 	k.p.Store(&p)
@@ -93,48 +84,54 @@ func (k *Keyed) SetLimit(limit Limit) error {
 	return nil
 }
 
-// Allow decides on one event for key now and records it if allowed. The
-// error is the Store's (see Store.Take); a MemoryStore never returns one
-// here unless it is full under RejectNew.
-func (k *Keyed) Allow(ctx context.Context, key string) (d Decision, err error) {
-	if k.mem != nil && k.now == nil {
-		err = k.mem.takeNow(key, k.p.Load(), &d)
+// Allow decides on one event for key now and records it if allowed. See
+// AllowN.
+func (k *Keyed) Allow(ctx context.Context, key string) (Decision, error) {
+	if k.mem != nil {
+		var d Decision
+		err := k.mem.takeNow(key, k.p.Load(), &d)
 		return d, err
 	}
-	return k.AllowN(ctx, k.clock(), key, 1)
-}
-
-func (k *Keyed) clock() time.Time {
-	if k.now != nil {
-		return k.now()
-	}
-	return time.Now()
+	return k.AllowN(ctx, time.Now(), key, 1)
 }
 
 // AllowN decides on n events for key at time now and records them if
 // allowed.
-func (k *Keyed) AllowN(ctx context.Context, now time.Time, key string, n int) (d Decision, err error) {
+//
+// It returns an error only when it has no decision: n is negative, or the
+// Store could not decide and does not fail open (a MemoryStore full under
+// RejectNew returns ErrStoreFull; a Redis store set to fail closed returns
+// its error). The Decision is then not Allowed. When the Store fails open,
+// AllowN returns no error but a Decision with Allowed and FailedOpen set,
+// and reports the store's error to KeyedOptions.OnStoreError.
+func (k *Keyed) AllowN(ctx context.Context, now time.Time, key string, n int) (Decision, error) {
 	p := k.p.Load()
 	if k.mem != nil && n >= 0 {
-		err = k.mem.take(key, p, k.mem.rel(now), n, &d)
+		var d Decision
+		err := k.mem.take(key, p, k.mem.rel(now), n, &d)
 		return d, err
 	}
-	return k.store.Take(ctx, key, p.limit, now, n)
+	d, err := k.store.Take(ctx, key, p.limit, now, n)
+	if err != nil && d.Allowed {
+		d = Decision{Allowed: true, Limit: p.limit, FailedOpen: true}
+		if k.onErr != nil {
+			k.onErr(key, err)
+		}
+		return d, nil
+	}
+	return d, err
 }
 
-// Admit implements tai.Gate: nil when key's event is allowed, a
-// *LimitedError when it is over the limit, and the Store's error (wrapped)
-// when the store could not decide and does not fail open.
+// Admit implements tai.Gate: nil when key's event is allowed (also when
+// the Store failed open), a *LimitedError when it is over the limit, and
+// the Store's error, wrapped, when there is no decision (see AllowN).
 func (k *Keyed) Admit(ctx context.Context, key string) error {
 	d, err := k.Allow(ctx, key)
 	switch {
-	case d.Allowed:
-		if err != nil && k.onErr != nil {
-			k.onErr(err)
-		}
-		return nil
 	case err != nil:
 		return fmt.Errorf("heijunka: %s: %w", strconv.Quote(k.name), err)
+	case d.Allowed:
+		return nil
 	}
 	return &LimitedError{Name: k.name, Decision: d}
 }

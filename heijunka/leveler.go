@@ -24,10 +24,12 @@ type LevelerOptions[T any] struct {
 	MaxKeys int
 	// Weight gives a key's share: a key of weight 3 is served three times
 	// as much as a key of weight 1 when both have work. nil, or a result
-	// below 1, means 1.
+	// below 1, means 1. Push calls it for each item, outside the Leveler's
+	// lock; a key's latest weight applies from then on.
 	Weight func(key string) int
 	// Cost gives an item's size in the units Weight shares (bytes, rows);
-	// nil, or a result below 1, means 1.
+	// nil, or a result below 1, means 1. Push calls it once per item,
+	// outside the Leveler's lock.
 	Cost func(item T) int
 }
 
@@ -56,12 +58,17 @@ type Leveler[T any] struct {
 
 type levelKey[T any] struct {
 	key     string
-	items   []T // ring buffer of len backlog, lazily grown
+	items   []levelItem[T] // ring buffer of len backlog, lazily grown
 	first   int
 	count   int
 	weight  int
 	deficit int
 	inTurn  bool
+}
+
+type levelItem[T any] struct {
+	item T
+	cost int
 }
 
 // NewLeveler returns an empty Leveler, or an error for a negative option.
@@ -87,6 +94,15 @@ func NewLeveler[T any](opts LevelerOptions[T]) (*Leveler[T], error) {
 // items waiting and ErrTooManyKeys when key is new and MaxKeys keys are
 // waiting; the item is not queued then.
 func (l *Leveler[T]) Push(key string, item T) error {
+	// The caller's functions run before the lock is taken, so that one
+	// that panics or blocks cannot hold up the Leveler.
+	w, c := 1, 1
+	if l.weight != nil {
+		w = max(1, l.weight(key))
+	}
+	if l.cost != nil {
+		c = max(1, l.cost(item))
+	}
 	l.mu.Lock()
 	k := l.keys[key]
 	if k == nil {
@@ -94,13 +110,10 @@ func (l *Leveler[T]) Push(key string, item T) error {
 			l.mu.Unlock()
 			return ErrTooManyKeys
 		}
-		w := 1
-		if l.weight != nil {
-			w = max(1, l.weight(key))
-		}
-		k = &levelKey[T]{key: key, weight: w}
+		k = &levelKey[T]{key: key}
 		l.keys[key] = k
 	}
+	k.weight = w
 	if k.count >= l.backlog {
 		l.mu.Unlock()
 		return ErrBacklogFull
@@ -108,7 +121,7 @@ func (l *Leveler[T]) Push(key string, item T) error {
 	if k.count == len(k.items) {
 		k.grow(l.backlog)
 	}
-	k.items[(k.first+k.count)%len(k.items)] = item
+	k.items[(k.first+k.count)%len(k.items)] = levelItem[T]{item, c}
 	k.count++
 	if k.count == 1 {
 		l.active = append(l.active, k)
@@ -123,18 +136,11 @@ func (l *Leveler[T]) Push(key string, item T) error {
 }
 
 func (k *levelKey[T]) grow(backlog int) {
-	items := make([]T, min(backlog, max(4, 2*len(k.items))))
+	items := make([]levelItem[T], min(backlog, max(4, 2*len(k.items))))
 	for i := range k.count {
 		items[i] = k.items[(k.first+i)%len(k.items)]
 	}
 	k.items, k.first = items, 0
-}
-
-func (l *Leveler[T]) costOf(item T) int {
-	if l.cost == nil {
-		return 1
-	}
-	return max(1, l.cost(item))
 }
 
 // Pop returns the next item in fair order, or ok false when nothing waits.
@@ -153,7 +159,7 @@ func (l *Leveler[T]) Pop() (key string, item T, ok bool) {
 			k.deficit += k.weight
 			k.inTurn = true
 		}
-		if c := l.costOf(k.items[k.first]); c <= k.deficit {
+		if c := k.items[k.first].cost; c <= k.deficit {
 			return l.serve(k, c)
 		}
 		// The key's turn is over; the next key's begins.
@@ -168,9 +174,8 @@ func (l *Leveler[T]) Pop() (key string, item T, ok bool) {
 
 // serve takes the first item of k, which is at l.head.
 func (l *Leveler[T]) serve(k *levelKey[T], cost int) (string, T, bool) {
-	var zero T
-	item := k.items[k.first]
-	k.items[k.first] = zero
+	item := k.items[k.first].item
+	k.items[k.first] = levelItem[T]{}
 	k.first = (k.first + 1) % len(k.items)
 	k.count--
 	k.deficit -= cost
@@ -190,7 +195,7 @@ func (l *Leveler[T]) serve(k *levelKey[T], cost int) (string, T, bool) {
 func (l *Leveler[T]) skipRounds() {
 	rounds := -1
 	for _, k := range l.active {
-		need := l.costOf(k.items[k.first]) - k.deficit
+		need := k.items[k.first].cost - k.deficit
 		r := (need + k.weight - 1) / k.weight
 		if rounds < 0 || r < rounds {
 			rounds = r
@@ -231,8 +236,8 @@ func (l *Leveler[T]) Len() int {
 	return l.n
 }
 
-// Keys returns the number of keys with items waiting.
-func (l *Leveler[T]) Keys() int {
+// KeysWaiting returns the number of keys with items waiting.
+func (l *Leveler[T]) KeysWaiting() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.active)

@@ -2,12 +2,15 @@ package heijunka_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/taipattern/taikit/heijunka"
 )
@@ -28,7 +31,7 @@ func TestLevelerHeavyKeyCannotStarve(t *testing.T) {
 		}
 	}
 	served := map[string]int{}
-	for pos := 1; ; pos++ {
+	for pos := 1; pos <= 1040+1; pos++ { // one Pop more than there are items
 		key, item, ok := l.Pop()
 		if !ok {
 			break
@@ -44,7 +47,7 @@ func TestLevelerHeavyKeyCannotStarve(t *testing.T) {
 	}
 	assert.Equal(t, 1000, served["heavy"])
 	assert.Zero(t, l.Len())
-	assert.Zero(t, l.Keys())
+	assert.Zero(t, l.KeysWaiting())
 }
 
 func TestLevelerBacklogAndKeysBounded(t *testing.T) {
@@ -101,7 +104,7 @@ func TestLevelerWeightsAndCosts(t *testing.T) {
 	}
 	require.NoError(t, c.Push("huge", 1<<40))
 	var order []string
-	for {
+	for range 10 { // one Pop more than there are items
 		k, _, ok := c.Pop()
 		if !ok {
 			break
@@ -113,7 +116,13 @@ func TestLevelerWeightsAndCosts(t *testing.T) {
 	assert.Equal(t, []string{"small", "small", "small", "big", "small", "big", "big", "big", "huge"}, order)
 }
 
+// TestLevelerNext runs in a synctest bubble: should an item be lost, every
+// goroutine blocks and the test fails as a deadlock instead of hanging.
 func TestLevelerNext(t *testing.T) {
+	synctest.Test(t, testLevelerNext)
+}
+
+func testLevelerNext(t *testing.T) {
 	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -142,4 +151,96 @@ func TestLevelerNext(t *testing.T) {
 	assert.Equal(t, 4950, sum, "every item delivered once")
 	_, _, err = l.Next(ctx)
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// TestLevelerSkipsRoundsExactly: when no key can afford its next item,
+// Pop adds several rounds of credit at once. That must serve items in the
+// same order as running the rounds one by one, which a plain deficit round
+// robin (the model here) does.
+func TestLevelerSkipsRoundsExactly(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		type item struct {
+			key  string
+			cost int
+		}
+		weights := map[string]int{}
+		var pushed []item
+		for k := range rapid.IntRange(1, 4).Draw(t, "keys") {
+			key := "k" + strconv.Itoa(k)
+			weights[key] = rapid.IntRange(1, 4).Draw(t, "weight")
+			for range rapid.IntRange(1, 5).Draw(t, "items") {
+				pushed = append(pushed, item{key, rapid.IntRange(1, 40).Draw(t, "cost")})
+			}
+		}
+		// Interleave the keys' pushes in a drawn order.
+		order := rapid.Permutation(pushed).Draw(t, "order")
+
+		l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{
+			Weight: func(key string) int { return weights[key] },
+			Cost:   func(c int) int { return c },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range order {
+			if err := l.Push(it.key, it.cost); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []item
+		for range len(order) {
+			key, cost, ok := l.Pop()
+			if !ok {
+				t.Fatalf("Pop found nothing after %d of %d items", len(got), len(order))
+			}
+			got = append(got, item{key, cost})
+		}
+		if _, _, ok := l.Pop(); ok {
+			t.Fatal("Pop found more items than were pushed")
+		}
+
+		// The model: keys take turns in the order they became active; a
+		// turn adds the key's weight to its credit and serves items while
+		// the credit covers them; a key that runs out of items leaves and
+		// loses its credit.
+		type mkey struct {
+			name   string
+			items  []int
+			credit int
+		}
+		var active []*mkey
+		byName := map[string]*mkey{}
+		for _, it := range order {
+			k := byName[it.key]
+			if k == nil {
+				k = &mkey{name: it.key}
+				byName[it.key] = k
+				active = append(active, k)
+			}
+			k.items = append(k.items, it.cost)
+		}
+		var want []item
+		for round := 0; len(active) > 0; round++ {
+			if round > 1000 {
+				t.Fatal("the model does not finish")
+			}
+			for i := 0; i < len(active); {
+				k := active[i]
+				k.credit += weights[k.name]
+				for len(k.items) > 0 && k.items[0] <= k.credit {
+					k.credit -= k.items[0]
+					want = append(want, item{k.name, k.items[0]})
+					k.items = k.items[1:]
+				}
+				if len(k.items) == 0 {
+					active = append(active[:i], active[i+1:]...)
+					continue
+				}
+				i++
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("served\n%v\nwant\n%v", got, want)
+		}
+	})
 }

@@ -76,4 +76,28 @@ func TestLimitSpecialValues(t *testing.T) {
 	assert.Equal(t, "5/min burst 5", heijunka.PerMinute(5).String())
 	assert.Equal(t, "2/h burst 2", heijunka.PerHour(2).String())
 	assert.Equal(t, 1, heijunka.PerSecond(1e300).Burst, "huge counts do not overflow the burst")
+	assert.Equal(t, 1<<40, heijunka.PerSecond(1<<40).Burst, "a burst up to 2^40 is kept")
+
+	assert.True(t, heijunka.Limit{Rate: math.Inf(1)}.IsUnlimited(), "whatever the burst")
+	assert.False(t, heijunka.PerSecond(1).IsUnlimited())
+	assert.False(t, heijunka.Limit{Rate: math.Inf(1), Burst: -1}.IsUnlimited(), "an invalid limit is neither")
+	assert.False(t, heijunka.Limit{Rate: 0, Burst: -1}.IsClosed(), "an invalid limit is neither")
+	assert.False(t, heijunka.Unlimited().IsClosed())
+	assert.False(t, heijunka.Limit{}.IsUnlimited())
+
+	// Each unit is used from a rate of one per unit.
+	assert.Equal(t, "1/s burst 1", heijunka.PerSecond(1).String())
+	assert.Equal(t, "1/min burst 1", heijunka.PerMinute(1).String())
+	assert.Equal(t, "1/h burst 1", heijunka.PerHour(1).String())
+	assert.Equal(t, "0.5/h burst 1", heijunka.Limit{Rate: 0.5 / 3600, Burst: 1}.String())
+}
+
+// TestLimitBounds: the largest valid limits are valid, and one step past
+// them is not.
+func TestLimitBounds(t *testing.T) {
+	const tenYears = 10 * 365 * 24 * 3600 // seconds
+	require.NoError(t, heijunka.Limit{Rate: 1, Burst: tenYears}.Validate(), "a refill of exactly ten years")
+	assert.ErrorContains(t, heijunka.Limit{Rate: 1, Burst: tenYears + 1}.Validate(), "more than ten years")
+	require.NoError(t, heijunka.PerSecond(1e9).Validate(), "one event per nanosecond")
+	assert.ErrorContains(t, heijunka.PerSecond(1e9+1).Validate(), "exceeds one event per nanosecond")
 }

@@ -13,10 +13,6 @@ type LimiterOptions struct {
 	// Name names the limiter in errors and to the tai pipeline (tai.Namer).
 	// Default "heijunka.limiter".
 	Name string
-	// Now is the clock. Default: the monotonic system clock, read as time
-	// since the limiter was made (the cheapest reading there is). Tests
-	// inject a fake clock, or call the ...N forms with explicit times.
-	Now func() time.Time
 }
 
 // Limiter is one token bucket, run as the generic cell rate algorithm
@@ -31,26 +27,29 @@ type LimiterOptions struct {
 // not OK, WaitN fails at once). A closed Limit (Rate 0) admits nothing; an
 // Unlimited one admits everything.
 //
-// Every method that reads the clock has a form taking the time explicitly
-// (AllowN, DecideN, ReserveN, SetLimitAt), a pure function of that time;
-// do not mix explicit times with the Limiter's own clock unless they come
-// from the same source.
+// The methods without a time read time.Now; each has a form taking the
+// time explicitly (AllowN, DecideN, ReserveN, SetLimitAt), a pure function
+// of that time. Do not mix explicit times with the Limiter's own reading of
+// the clock unless they come from the same source. (Tests that need the
+// clock itself to move use testing/synctest.)
+//
+// A WarmUp may drive the Limit of a Limiter after a recovery; the Limiter
+// is used as before, and its calls raise the limit as the climb goes on.
 //
 // Use NewLimiter; the zero Limiter admits nothing. A Limiter is safe for
 // concurrent use.
 type Limiter struct {
-	p atomic.Pointer[params]
+	p     atomic.Pointer[params]
+	climb atomic.Pointer[climb] // a warm-up under way, if any
 	// tat sits on its own cache line: it is written by every admitted
 	// call, p only by SetLimit.
-	_   [56]byte
+	_   [48]byte
 	tat atomic.Int64
 	_   [56]byte
 
 	epoch time.Time
-	now   func() time.Time
 	name  string
-	mu    sync.Mutex // serializes SetLimit
-	sleep func(ctx context.Context, d time.Duration) error
+	mu    sync.Mutex // serializes changes of the limit
 }
 
 // NewLimiter returns a full Limiter for limit, or an error if limit is
@@ -60,14 +59,9 @@ func NewLimiter(limit Limit, opts LimiterOptions) (*Limiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Limiter{name: opts.Name, now: opts.Now, sleep: sleepCtx}
+	l := &Limiter{name: opts.Name, epoch: time.Now()}
 	if l.name == "" {
 		l.name = "heijunka.limiter"
-	}
-	if l.now != nil {
-		l.epoch = l.now()
-	} else {
-		l.epoch = time.Now()
 	}
 	l.p.Store(&p)
 	l.tat.Store(minTAT)
@@ -77,23 +71,34 @@ func NewLimiter(limit Limit, opts LimiterOptions) (*Limiter, error) {
 // Name returns the limiter's name.
 func (l *Limiter) Name() string { return l.name }
 
-// Limit returns the current Limit.
+// Limit returns the Limit in force now; during a warm-up, the limit of the
+// step the climb has reached.
 func (l *Limiter) Limit() Limit {
+	if c := l.climb.Load(); c != nil {
+		l.tick(c, l.nanos())
+	}
 	if p := l.p.Load(); p != nil {
 		return p.limit
 	}
 	return Limit{}
 }
 
-// nanos reads the limiter's clock once, as nanoseconds since its epoch.
-func (l *Limiter) nanos() int64 {
-	if l.now == nil {
-		return clampNow(time.Since(l.epoch))
-	}
-	return clampNow(l.now().Sub(l.epoch))
-}
+// nanos reads the clock once, as nanoseconds since the limiter's epoch.
+func (l *Limiter) nanos() int64 { return clampNow(time.Since(l.epoch)) }
 
 func (l *Limiter) rel(t time.Time) int64 { return clampNow(t.Sub(l.epoch)) }
+
+func (l *Limiter) timeOf(nanos int64) time.Time { return l.epoch.Add(time.Duration(nanos)) }
+
+// paramsAt returns the limit in force at now, after raising a warm-up's
+// limit if the climb has reached a new step. Outside a warm-up it costs one
+// atomic load more than reading p.
+func (l *Limiter) paramsAt(now int64) *params {
+	if c := l.climb.Load(); c != nil {
+		l.tick(c, now)
+	}
+	return l.p.Load()
+}
 
 // Allow reports whether one event may pass now, and records it if so.
 func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1) }
@@ -103,7 +108,7 @@ func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1) }
 func (l *Limiter) AllowN(now time.Time, n int) bool { return l.allow(l.rel(now), n) }
 
 func (l *Limiter) allow(now int64, n int) bool {
-	p := l.p.Load()
+	p := l.paramsAt(now)
 	if p == nil || p.mode != modeFinite {
 		return p != nil && n >= 0 && (n == 0 || p.mode == modeUnlimited)
 	}
@@ -132,7 +137,7 @@ func (l *Limiter) Decide() Decision { return l.decide(l.nanos(), 1) }
 func (l *Limiter) DecideN(now time.Time, n int) Decision { return l.decide(l.rel(now), n) }
 
 func (l *Limiter) decide(now int64, n int) Decision {
-	p := l.p.Load()
+	p := l.paramsAt(now)
 	if p == nil || n < 0 {
 		d := Decision{RetryAfter: InfDuration}
 		if p != nil {
@@ -160,28 +165,33 @@ func (l *Limiter) Admit(_ context.Context, _ string) error {
 	return &LimitedError{Name: l.name, Decision: d}
 }
 
-// Reservation is a promise of events at a future time, returned by value
-// (it allocates nothing). Reserve books the events whether or not they can
-// pass now; Delay tells how long to wait before acting, and Cancel returns
-// the events if they will not be used.
+// Reservation is a promise of events at a future time, made by Reserve or
+// ReserveN: the events are booked whether or not they can pass now; Delay
+// tells how long to wait before acting, and Cancel returns the events if
+// they will not be used.
+//
+// A Reservation is used through the pointer Reserve returns, and is safe
+// for concurrent use: however many goroutines hold that pointer and
+// however often they cancel, the events are returned at most once. Do not
+// copy the Reservation value itself (go vet reports copies).
 type Reservation struct {
 	lim      *Limiter
 	p        *params
 	ok       bool
-	canceled bool
 	n        int
 	act      int64 // when the events may act, nanoseconds since the limiter's epoch
+	canceled atomic.Bool
 }
 
 // OK reports whether the reservation was granted. It is false when n
 // exceeds Burst, the Limit is closed, or the wait would exceed the
 // limiter's horizon (about 146 years) or the caller's bound.
-func (r Reservation) OK() bool { return r.ok }
+func (r *Reservation) OK() bool { return r != nil && r.ok }
 
-// Delay returns how long to wait before acting, per the limiter's clock: 0
-// if the events may act now, InfDuration if the reservation is not OK.
-func (r Reservation) Delay() time.Duration {
-	if !r.ok {
+// Delay returns how long to wait before acting, by the clock: 0 if the
+// events may act now, InfDuration if the reservation is not OK.
+func (r *Reservation) Delay() time.Duration {
+	if !r.OK() {
 		return InfDuration
 	}
 	return r.delay(r.lim.nanos())
@@ -189,14 +199,14 @@ func (r Reservation) Delay() time.Duration {
 
 // DelayFrom returns how long after now the events may act; InfDuration if
 // the reservation is not OK.
-func (r Reservation) DelayFrom(now time.Time) time.Duration {
-	if !r.ok {
+func (r *Reservation) DelayFrom(now time.Time) time.Duration {
+	if !r.OK() {
 		return InfDuration
 	}
 	return r.delay(r.lim.rel(now))
 }
 
-func (r Reservation) delay(now int64) time.Duration {
+func (r *Reservation) delay(now int64) time.Duration {
 	if r.act <= now {
 		return 0
 	}
@@ -204,55 +214,65 @@ func (r Reservation) delay(now int64) time.Duration {
 }
 
 // Cancel returns the reserved events to the limiter, as far as the
-// reservation is still in the future, so other callers may use them.
-// Calling it again, on a reservation that is not OK or after SetLimit
-// changed the Limit does nothing. Cancel on a copy of a canceled
-// Reservation would return the events twice: cancel the value you got.
+// reservation is still in the future, so other callers may use them. Only
+// the first Cancel or CancelAt does anything; so does nothing a Cancel on a
+// reservation that is not OK, whose time has come, or made before the Limit
+// changed (SetLimit, or a warm-up's step).
 func (r *Reservation) Cancel() {
-	if r.ok && !r.canceled {
-		r.CancelAt(r.lim.timeOf(r.lim.nanos()))
+	if r.OK() {
+		r.cancel(r.lim.nanos())
 	}
 }
 
 // CancelAt is Cancel at time now.
 func (r *Reservation) CancelAt(now time.Time) {
-	if !r.ok || r.canceled {
+	if r.OK() {
+		r.cancel(r.lim.rel(now))
+	}
+}
+
+func (r *Reservation) cancel(now int64) {
+	if !r.canceled.CompareAndSwap(false, true) {
 		return
 	}
-	r.canceled = true
-	if r.n == 0 || r.p.mode != modeFinite || r.lim.p.Load() != r.p || r.act <= r.lim.rel(now) {
+	if r.n == 0 || r.p.mode != modeFinite || r.lim.p.Load() != r.p || r.act <= now {
 		return
 	}
 	r.lim.tat.Add(-int64(r.n) * r.p.interval)
 }
 
-func (l *Limiter) timeOf(nanos int64) time.Time { return l.epoch.Add(time.Duration(nanos)) }
-
 // Reserve books one event now; see Reservation.
-func (l *Limiter) Reserve() Reservation { return l.reserve(l.nanos(), 1, maxAhead) }
-
-// ReserveN books n events at time now; see Reservation.
-func (l *Limiter) ReserveN(now time.Time, n int) Reservation {
-	return l.reserve(l.rel(now), n, maxAhead)
+func (l *Limiter) Reserve() *Reservation {
+	r := new(Reservation)
+	l.reserve(r, l.nanos(), 1, maxAhead)
+	return r
 }
 
-// reserve books n events unless they could not act within maxDelay.
-func (l *Limiter) reserve(now int64, n int, maxDelay int64) Reservation {
-	p := l.p.Load()
-	r := Reservation{lim: l, p: p, n: n, act: now}
+// ReserveN books n events at time now; see Reservation.
+func (l *Limiter) ReserveN(now time.Time, n int) *Reservation {
+	r := new(Reservation)
+	l.reserve(r, l.rel(now), n, maxAhead)
+	return r
+}
+
+// reserve books n events into r, which must be zero, unless they could
+// not act within maxDelay.
+func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
+	p := l.paramsAt(now)
+	r.lim, r.p, r.n, r.act = l, p, n, now
 	if p == nil || n < 0 {
-		return r
+		return
 	}
 	switch p.mode {
 	case modeUnlimited:
 		r.ok = true
-		return r
+		return
 	case modeClosed:
 		r.ok = n == 0
-		return r
+		return
 	}
 	if n > p.burst {
-		return r
+		return
 	}
 	inc := int64(n) * p.interval
 	for {
@@ -261,11 +281,11 @@ func (l *Limiter) reserve(now int64, n int, maxDelay int64) Reservation {
 		act := max(next-p.tolerance, now)
 		if next-now > maxAhead || act-now > maxDelay {
 			r.act = act
-			return r
+			return
 		}
 		if n == 0 || l.tat.CompareAndSwap(tat, next) {
 			r.ok, r.act = true, act
-			return r
+			return
 		}
 	}
 }
@@ -274,29 +294,28 @@ func (l *Limiter) reserve(now int64, n int, maxDelay int64) Reservation {
 func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 
 // WaitN blocks until n events may pass and records them, or returns an
-// error: ctx's error if it ends first; a *LimitedError at once when n
-// exceeds Burst, the Limit is closed, or the wait would outlast ctx's
-// deadline (nothing is booked then).
+// error: ctx's error if it ends first (the events are returned then); a
+// *LimitedError at once when n exceeds Burst, the Limit is closed, or the
+// wait would outlast ctx's deadline (nothing is booked then).
 func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var nowT time.Time
-	if l.now != nil {
-		nowT = l.now()
-	} else {
-		nowT = time.Now()
-	}
+	nowT := time.Now()
 	now := l.rel(nowT)
 	maxDelay := maxAhead
 	if dl, ok := ctx.Deadline(); ok {
 		maxDelay = int64(dl.Sub(nowT))
 	}
-	r := l.reserve(now, n, maxDelay)
+	var r Reservation
+	l.reserve(&r, now, n, maxDelay)
 	if !r.ok {
-		d := Decision{Limit: l.Limit(), RetryAfter: InfDuration}
-		if r.act > now && r.p != nil && n <= r.p.burst {
-			d.RetryAfter = time.Duration(r.act - now)
+		d := Decision{RetryAfter: InfDuration}
+		if r.p != nil {
+			d.Limit = r.p.limit
+			if r.act > now && n <= r.p.burst {
+				d.RetryAfter = time.Duration(r.act - now)
+			}
 		}
 		return &LimitedError{Name: l.name, Decision: d}
 	}
@@ -304,20 +323,13 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	if delay == 0 {
 		return nil
 	}
-	if err := l.sleep(ctx, delay); err != nil {
-		r.Cancel()
-		return err
-	}
-	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
+	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
+		r.Cancel()
 		return ctx.Err()
 	}
 }
@@ -330,13 +342,14 @@ func (l *Limiter) SetLimit(limit Limit) error {
 	return l.SetLimitAt(l.timeOf(l.nanos()), limit)
 }
 
-var errNotMade = errors.New("heijunka: SetLimit on a Limiter not made by NewLimiter")
+var errNotMade = errors.New("heijunka: Limiter not made by NewLimiter")
 
-// SetLimitAt changes the Limit at time now. Events admitted recently still
-// count: the debt (events not yet refilled) carries over to the new Limit,
-// capped at its Burst. Switching from or to a closed or Unlimited Limit
-// starts full. Calls racing with SetLimit are decided under the old or the
-// new Limit. An invalid limit returns an error and changes nothing.
+// SetLimitAt changes the Limit at time now, and ends a warm-up under way.
+// Events admitted recently still count: the debt (events not yet refilled)
+// carries over to the new Limit, capped at its Burst. Switching from or to
+// a closed or Unlimited Limit starts full. Calls racing with SetLimit are
+// decided under the old or the new Limit. An invalid limit returns an
+// error and changes nothing.
 func (l *Limiter) SetLimitAt(now time.Time, limit Limit) error {
 	np, err := limit.params()
 	if err != nil {
@@ -347,12 +360,18 @@ func (l *Limiter) SetLimitAt(now time.Time, limit Limit) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	old := l.p.Swap(&np)
-	t := l.rel(now)
+	l.climb.Store(nil)
+	l.setParams(&np, l.rel(now))
+	return nil
+}
+
+// setParams installs np at now, carrying the debt over. l.mu must be held.
+func (l *Limiter) setParams(np *params, now int64) {
+	old := l.p.Swap(np)
 	for {
 		tat := l.tat.Load()
-		if l.tat.CompareAndSwap(tat, carry(old, &np, tat, t)) {
-			return nil
+		if l.tat.CompareAndSwap(tat, carry(old, np, tat, now)) {
+			return
 		}
 	}
 }

@@ -31,11 +31,13 @@ const (
 	RejectNew
 )
 
-// MemoryOptions configures a MemoryStore. The zero value is ready to use.
-type MemoryOptions struct {
+// MemoryStoreOptions configures a MemoryStore. The zero value is ready to use.
+type MemoryStoreOptions struct {
 	// MaxKeys bounds the keys held; 0 means DefaultMaxKeys, and more than
-	// 2^31 is an error. The store is split in shards and the bound is kept
-	// per shard, so it is reached when one shard fills.
+	// 2^31 is an error. The store is split in shards (a power of two, at
+	// most 64, each allowed at least 16 keys) and the bound is kept per
+	// shard, so it is reached when one shard fills; a store of MaxKeys
+	// below 32 has one shard and holds exactly MaxKeys keys.
 	MaxKeys int
 	// WhenFull chooses what a new key does when the store is full; the
 	// zero value is EvictNearest.
@@ -120,7 +122,7 @@ const (
 
 // NewMemoryStore returns an empty MemoryStore, or an error for a negative
 // MaxKeys or an unknown WhenFull.
-func NewMemoryStore(opts MemoryOptions) (*MemoryStore, error) {
+func NewMemoryStore(opts MemoryStoreOptions) (*MemoryStore, error) {
 	if opts.MaxKeys < 0 {
 		return nil, fmt.Errorf("heijunka: MaxKeys %d is negative", opts.MaxKeys)
 	}

@@ -17,7 +17,7 @@ import (
 // forgetting of fresh keys lose nothing.
 func TestMemoryStoreMatchesModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		s, err := heijunka.NewMemoryStore(heijunka.MemoryOptions{MaxKeys: 1 << 16})
+		s, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 1 << 16})
 		if err != nil {
 			t.Fatal(err)
 		}

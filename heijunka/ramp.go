@@ -11,18 +11,18 @@ import (
 	"time"
 )
 
-// Stage is one step of a Ramp: a share of keys admitted, and how long it
-// must bake (run without trouble) before the ramp may advance.
-type Stage struct {
+// RampStage is one step of a Ramp: a share of keys admitted, and how long
+// it must bake (run without trouble) before the ramp may advance.
+type RampStage struct {
 	Name    string
 	Percent float64       // share of keys admitted, in (0, 100]
 	Bake    time.Duration // minimum time at this stage before Advance
 }
 
-// DefaultStages returns canary 5% (bake 10 minutes), staging 25% (bake 30
-// minutes), prod 100%.
-func DefaultStages() []Stage {
-	return []Stage{
+// DefaultRampStages returns canary 5% (bake 10 minutes), staging 25% (bake
+// 30 minutes), prod 100%.
+func DefaultRampStages() []RampStage {
+	return []RampStage{
 		{Name: "canary", Percent: 5, Bake: 10 * time.Minute},
 		{Name: "staging", Percent: 25, Bake: 30 * time.Minute},
 		{Name: "prod", Percent: 100},
@@ -34,18 +34,22 @@ type RampOptions struct {
 	// Name names the ramp in errors, events and to the tai pipeline.
 	// Default "heijunka.ramp".
 	Name string
-	// Stages in order; nil means DefaultStages. Names must be unique and
-	// non-empty, percents strictly increasing in (0, 100], bakes >= 0.
-	Stages []Stage
+	// Stages in order; nil means DefaultRampStages. Names must be unique
+	// and non-empty, percents strictly increasing in (0, 100], bakes >= 0.
+	Stages []RampStage
 	// Salt varies which keys fall in a share. Ramps with the same salt
 	// admit the same keys at the same percent (on every replica); give
 	// each rollout its own salt so the same customers are not always the
 	// canaries.
 	Salt string
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
 	// OnEvent, if set, receives every transition, in order, outside the
-	// ramp's lock: it may call Advance or Rollback itself.
+	// ramp's lock: it may call Advance or Rollback itself. Events are
+	// delivered by the Advance or Rollback call that made them, or, if
+	// another call is delivering already, by that call, so that one
+	// listener runs at a time. A panic in OnEvent is recovered: the call
+	// delivering returns it as a *PanicError (errors.Join of them if there
+	// were several; the transition stands), and later events are delivered
+	// as usual.
 	OnEvent func(RampEvent)
 }
 
@@ -73,15 +77,15 @@ func (k RampEventKind) String() string {
 type RampEvent struct {
 	Ramp   string // the ramp's name
 	Kind   RampEventKind
-	From   Stage // the stage left
-	To     Stage // the stage entered; zero after a rollback
+	From   RampStage // the stage left
+	To     RampStage // the stage entered; zero after a rollback
 	At     time.Time
 	Reason string // the reason given to Rollback
 }
 
 // RampState is a Ramp's position.
 type RampState struct {
-	Stage      Stage     // the current stage; zero after a rollback
+	Stage      RampStage // the current stage; zero after a rollback
 	Index      int       // the stage's index; -1 after a rollback
 	Since      time.Time // when the stage (or the rollback) began
 	BakedAt    time.Time // when Advance becomes possible
@@ -98,7 +102,7 @@ var (
 	ErrBaking = errors.New("heijunka: stage still baking")
 	// ErrRampDone is returned by Advance at the last stage.
 	ErrRampDone = errors.New("heijunka: ramp at its last stage")
-	// ErrRolledBack is returned by Advance after a rollback.
+	// ErrRolledBack is returned by Advance and Rollback after a rollback.
 	ErrRolledBack = errors.New("heijunka: ramp rolled back")
 )
 
@@ -110,6 +114,7 @@ type OutsideRampError struct {
 	Percent float64
 }
 
+// Error names the ramp and its stage and share, or says it rolled back.
 func (e *OutsideRampError) Error() string {
 	if e.Stage == "" {
 		return "heijunka: ramp " + strconv.Quote(e.Ramp) + " rolled back"
@@ -132,10 +137,9 @@ func (e *OutsideRampError) Is(target error) bool { return target == ErrOutsideRa
 // *OutsideRampError. It is safe for concurrent use; Admits takes no lock.
 type Ramp struct {
 	name   string
-	stages []Stage
+	stages []RampStage
 	ppm    []uint64 // each stage's share in parts per million
 	salt   string
-	now    func() time.Time
 	on     func(RampEvent)
 
 	share atomic.Uint64 // current share in parts per million
@@ -153,21 +157,18 @@ type Ramp struct {
 // NewRamp returns a Ramp at its first stage, or an error naming a bad
 // stage.
 func NewRamp(opts RampOptions) (*Ramp, error) {
-	r := &Ramp{name: opts.Name, salt: opts.Salt, now: opts.Now, on: opts.OnEvent}
+	r := &Ramp{name: opts.Name, salt: opts.Salt, on: opts.OnEvent}
 	if r.name == "" {
 		r.name = "heijunka.ramp"
 	}
-	if r.now == nil {
-		r.now = time.Now
-	}
 	r.stages = opts.Stages
 	if r.stages == nil {
-		r.stages = DefaultStages()
+		r.stages = DefaultRampStages()
 	}
 	if len(r.stages) == 0 {
 		return nil, errors.New("heijunka: ramp Stages is empty")
 	}
-	r.stages = append([]Stage(nil), r.stages...)
+	r.stages = append([]RampStage(nil), r.stages...)
 	names := map[string]bool{}
 	prev := 0.0
 	for i, s := range r.stages {
@@ -185,7 +186,7 @@ func NewRamp(opts RampOptions) (*Ramp, error) {
 		prev = s.Percent
 		r.ppm = append(r.ppm, uint64(math.Round(s.Percent*1e4)))
 	}
-	r.since = r.now()
+	r.since = time.Now()
 	r.share.Store(r.ppm[0])
 	return r, nil
 }
@@ -194,7 +195,7 @@ func NewRamp(opts RampOptions) (*Ramp, error) {
 func (r *Ramp) Name() string { return r.name }
 
 // Stages returns a copy of the stages.
-func (r *Ramp) Stages() []Stage { return append([]Stage(nil), r.stages...) }
+func (r *Ramp) Stages() []RampStage { return append([]RampStage(nil), r.stages...) }
 
 // Admits reports whether key is in the current share. It is a pure
 // function of the key, the salt and the share.
@@ -249,10 +250,11 @@ func (r *Ramp) Current() RampState {
 
 // Advance moves to the next stage. It fails with ErrBaking (wrapped, with
 // the time left) before the current stage has baked, ErrRampDone at the
-// last stage and ErrRolledBack after a rollback.
+// last stage and ErrRolledBack after a rollback. Having advanced, it
+// returns a *PanicError if OnEvent panicked on an event it delivered.
 func (r *Ramp) Advance() error {
 	r.mu.Lock()
-	now := r.now()
+	now := time.Now()
 	switch {
 	case r.rolledBack:
 		r.mu.Unlock()
@@ -275,27 +277,26 @@ func (r *Ramp) Advance() error {
 	}
 	r.enqueue(ev)
 	r.mu.Unlock()
-	r.deliver()
-	return nil
+	return r.deliver()
 }
 
 // Rollback drops the share to 0% for good, with a reason for the event. It
-// reports whether this call rolled the ramp back (false if it already
-// was).
-func (r *Ramp) Rollback(reason string) bool {
+// returns ErrRolledBack if the ramp was rolled back already. Having rolled
+// back, it returns a *PanicError if OnEvent panicked on an event it
+// delivered.
+func (r *Ramp) Rollback(reason string) error {
 	r.mu.Lock()
 	if r.rolledBack {
 		r.mu.Unlock()
-		return false
+		return ErrRolledBack
 	}
-	now := r.now()
+	now := time.Now()
 	r.rolledBack = true
 	r.share.Store(0)
 	r.enqueue(RampEvent{Ramp: r.name, Kind: RampRolledBack, From: r.stages[r.index], At: now, Reason: reason})
 	r.since = now
 	r.mu.Unlock()
-	r.deliver()
-	return true
+	return r.deliver()
 }
 
 // enqueue records an event under r.mu, so the queue is in transition
@@ -310,39 +311,44 @@ func (r *Ramp) enqueue(ev RampEvent) {
 }
 
 // deliver hands queued events to OnEvent, one goroutine at a time and in
-// order; a transition made from inside OnEvent is delivered by the loop
-// already running.
-func (r *Ramp) deliver() {
+// order; a transition made from inside OnEvent, or while another call
+// delivers, is delivered by the loop already running. It returns the
+// panics of OnEvent, joined.
+func (r *Ramp) deliver() error {
 	if r.on == nil {
-		return
+		return nil
 	}
+	var panics []error
 	r.evMu.Lock()
 	if r.delivering {
 		r.evMu.Unlock()
-		return
+		return nil
 	}
 	r.delivering = true
 	for len(r.queue) > 0 {
 		ev := r.queue[0]
 		r.queue = r.queue[1:]
 		r.evMu.Unlock()
-		r.call(ev)
+		if err := r.call(ev); err != nil {
+			panics = append(panics, err)
+		}
 		r.evMu.Lock()
 	}
 	r.delivering = false
 	r.evMu.Unlock()
+	if len(panics) == 1 {
+		return panics[0]
+	}
+	return errors.Join(panics...)
 }
 
-// call runs OnEvent; if it panics, delivery is released for the next
-// transition before the panic goes on.
-func (r *Ramp) call(ev RampEvent) {
+// call runs OnEvent and returns its panic, if any, as a *PanicError.
+func (r *Ramp) call(ev RampEvent) (err error) {
 	defer func() {
-		if p := recover(); p != nil {
-			r.evMu.Lock()
-			r.delivering = false
-			r.evMu.Unlock()
-			panic(p)
+		if v := recover(); v != nil {
+			err = newPanicError("Ramp.OnEvent", v)
 		}
 	}()
 	r.on(ev)
+	return nil
 }

@@ -2,9 +2,12 @@ package heijunka_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -15,76 +18,121 @@ import (
 )
 
 func TestRampStagesShareAndMonotone(t *testing.T) {
-	clock := newFakeClock()
-	var events []heijunka.RampEvent
-	r, err := heijunka.NewRamp(heijunka.RampOptions{Name: "v2", Now: clock.Now, OnEvent: func(e heijunka.RampEvent) { events = append(events, e) }})
-	require.NoError(t, err)
-	const keys = 200_000
-	admitted := make([]bool, keys)
-	for i, stage := range heijunka.DefaultStages() {
+	synctest.Test(t, func(t *testing.T) {
+		var events []heijunka.RampEvent
+		r, err := heijunka.NewRamp(heijunka.RampOptions{Name: "v2", OnEvent: func(e heijunka.RampEvent) { events = append(events, e) }})
+		require.NoError(t, err)
+		const keys = 200_000
+		admitted := make([]bool, keys)
+		for i, stage := range heijunka.DefaultRampStages() {
+			st := r.Current()
+			require.Equal(t, i, st.Index)
+			require.Equal(t, stage, st.Stage)
+			count := 0
+			for k := range keys {
+				in := r.Admits("customer-" + strconv.Itoa(k))
+				if admitted[k] {
+					require.True(t, in, "key %d admitted before must stay admitted at %s", k, stage.Name)
+				}
+				admitted[k] = in
+				if in {
+					count++
+				}
+			}
+			share := 100 * float64(count) / keys
+			assert.InDelta(t, stage.Percent, share, 1, "stage %s", stage.Name)
+			if st.Done {
+				break
+			}
+			require.ErrorIs(t, r.Advance(), heijunka.ErrBaking)
+			time.Sleep(stage.Bake)
+			require.NoError(t, r.Advance())
+		}
+		assert.True(t, r.Current().Done)
+		assert.ErrorIs(t, r.Advance(), heijunka.ErrRampDone)
+		require.Len(t, events, 2)
+		assert.Equal(t, heijunka.RampAdvanced, events[0].Kind)
+		assert.Equal(t, "canary", events[0].From.Name)
+		assert.Equal(t, "staging", events[0].To.Name)
+		assert.Equal(t, heijunka.RampCompleted, events[1].Kind)
+		assert.Equal(t, "v2", events[1].Ramp)
+		assert.Equal(t, 40*time.Minute, events[1].At.Sub(events[0].At.Add(-10*time.Minute)))
+	})
+}
+
+// TestRampBakesEachStageFromItsStart: a stage's bake is timed from when the
+// ramp entered it, not from when the ramp began.
+func TestRampBakesEachStageFromItsStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		r, err := heijunka.NewRamp(heijunka.RampOptions{Stages: []heijunka.RampStage{
+			{Name: "a", Percent: 10, Bake: 10 * time.Minute},
+			{Name: "b", Percent: 50, Bake: 30 * time.Minute},
+			{Name: "c", Percent: 100},
+		}})
+		require.NoError(t, err)
 		st := r.Current()
-		require.Equal(t, i, st.Index)
-		require.Equal(t, stage, st.Stage)
-		count := 0
-		for k := range keys {
-			in := r.Admits("customer-" + strconv.Itoa(k))
-			if admitted[k] {
-				require.True(t, in, "key %d admitted before must stay admitted at %s", k, stage.Name)
-			}
-			admitted[k] = in
-			if in {
-				count++
-			}
-		}
-		share := 100 * float64(count) / keys
-		assert.InDelta(t, stage.Percent, share, 1, "stage %s", stage.Name)
-		if st.Done {
-			break
-		}
-		require.ErrorIs(t, r.Advance(), heijunka.ErrBaking)
-		clock.Advance(stage.Bake)
+		assert.Equal(t, start, st.Since)
+		assert.Equal(t, start.Add(10*time.Minute), st.BakedAt)
+
+		time.Sleep(20 * time.Minute) // "a" baked for longer than it needed
 		require.NoError(t, r.Advance())
-	}
-	assert.True(t, r.Current().Done)
-	assert.ErrorIs(t, r.Advance(), heijunka.ErrRampDone)
-	require.Len(t, events, 2)
-	assert.Equal(t, heijunka.RampAdvanced, events[0].Kind)
-	assert.Equal(t, "canary", events[0].From.Name)
-	assert.Equal(t, "staging", events[0].To.Name)
-	assert.Equal(t, heijunka.RampCompleted, events[1].Kind)
-	assert.Equal(t, "v2", events[1].Ramp)
+		st = r.Current()
+		assert.Equal(t, start.Add(20*time.Minute), st.Since)
+		assert.Equal(t, start.Add(50*time.Minute), st.BakedAt)
+
+		time.Sleep(20 * time.Minute) // 40 minutes from the start, 20 into "b"
+		err = r.Advance()
+		require.ErrorIs(t, err, heijunka.ErrBaking)
+		assert.Equal(t, `heijunka: stage still baking: "b" needs 10m0s more`, err.Error())
+		time.Sleep(10 * time.Minute)
+		require.NoError(t, r.Advance())
+		assert.True(t, r.Current().Done)
+	})
 }
 
 func TestRampRollbackAndGate(t *testing.T) {
-	clock := newFakeClock()
-	r, err := heijunka.NewRamp(heijunka.RampOptions{Name: "v3", Now: clock.Now, Stages: []heijunka.Stage{
-		{Name: "half", Percent: 50}, {Name: "all", Percent: 100},
-	}})
-	require.NoError(t, err)
-	var g tai.Gate = r
-	var in, out string
-	for i := 0; in == "" || out == ""; i++ {
-		k := "k" + strconv.Itoa(i)
-		if r.Admits(k) {
-			in = k
-		} else {
-			out = k
+	synctest.Test(t, func(t *testing.T) {
+		var events []heijunka.RampEvent
+		r, err := heijunka.NewRamp(heijunka.RampOptions{Name: "v3", Stages: []heijunka.RampStage{
+			{Name: "half", Percent: 50}, {Name: "all", Percent: 100},
+		}, OnEvent: func(e heijunka.RampEvent) { events = append(events, e) }})
+		require.NoError(t, err)
+		var g tai.Gate = r
+		var in, out string
+		for i := 0; i < 1000 && (in == "" || out == ""); i++ {
+			k := "k" + strconv.Itoa(i)
+			if r.Admits(k) {
+				in = k
+			} else {
+				out = k
+			}
 		}
-	}
-	require.NoError(t, g.Admit(context.Background(), in))
-	err = g.Admit(context.Background(), out)
-	require.ErrorIs(t, err, heijunka.ErrOutsideRamp)
-	assert.Equal(t, `heijunka: key outside ramp "v3" at stage "half" (50%)`, err.Error())
+		require.NoError(t, g.Admit(context.Background(), in))
+		err = g.Admit(context.Background(), out)
+		require.ErrorIs(t, err, heijunka.ErrOutsideRamp)
+		assert.Equal(t, `heijunka: key outside ramp "v3" at stage "half" (50%)`, err.Error())
 
-	assert.True(t, r.Rollback("health check failed"))
-	assert.False(t, r.Rollback("again"))
-	assert.False(t, r.Admits(in), "a rolled-back ramp admits nobody")
-	st := r.Current()
-	assert.True(t, st.RolledBack)
-	assert.Equal(t, -1, st.Index)
-	assert.Zero(t, st.Percent)
-	assert.ErrorIs(t, r.Advance(), heijunka.ErrRolledBack)
-	assert.ErrorIs(t, g.Admit(context.Background(), in), heijunka.ErrOutsideRamp)
+		time.Sleep(time.Minute)
+		require.NoError(t, r.Rollback("health check failed"))
+		assert.ErrorIs(t, r.Rollback("again"), heijunka.ErrRolledBack)
+		assert.False(t, r.Admits(in), "a rolled-back ramp admits nobody")
+		st := r.Current()
+		assert.True(t, st.RolledBack)
+		assert.Equal(t, -1, st.Index)
+		assert.Zero(t, st.Percent)
+		assert.Equal(t, time.Now(), st.Since, "since the rollback")
+		assert.ErrorIs(t, r.Advance(), heijunka.ErrRolledBack)
+		err = g.Admit(context.Background(), in)
+		assert.ErrorIs(t, err, heijunka.ErrOutsideRamp)
+		assert.Equal(t, `heijunka: ramp "v3" rolled back`, err.Error())
+		require.Len(t, events, 1, "one rollback, one event")
+		assert.Equal(t, heijunka.RampEvent{Ramp: "v3", Kind: heijunka.RampRolledBack,
+			From: heijunka.RampStage{Name: "half", Percent: 50}, At: time.Now(), Reason: "health check failed"}, events[0])
+		assert.Equal(t, "rolled back", events[0].Kind.String())
+		assert.Equal(t, "ramp event(0)", heijunka.RampEventKind(0).String())
+		assert.Equal(t, "ramp event(4)", heijunka.RampEventKind(4).String())
+	})
 }
 
 func TestRampSaltAndDeterminism(t *testing.T) {
@@ -103,37 +151,148 @@ func TestRampSaltAndDeterminism(t *testing.T) {
 	assert.Greater(t, differ, 500, "another salt picks other canaries")
 }
 
+// TestRampSaltGolden pins which keys a salt admits at each share. The
+// choice must not change between versions: replicas running different
+// versions during an upgrade, and a ramp restarted with the same salt,
+// must admit the same customers.
+func TestRampSaltGolden(t *testing.T) {
+	r, err := heijunka.NewRamp(heijunka.RampOptions{Salt: "checkout-v2", Stages: []heijunka.RampStage{
+		{Name: "a", Percent: 10}, {Name: "b", Percent: 30}, {Name: "c", Percent: 60}, {Name: "d", Percent: 100},
+	}})
+	require.NoError(t, err)
+	other, err := heijunka.NewRamp(heijunka.RampOptions{Salt: "checkout-v3", Stages: []heijunka.RampStage{{Name: "a", Percent: 30}}})
+	require.NoError(t, err)
+	admitted := func(r *heijunka.Ramp) string {
+		var in []string
+		for i := range 40 {
+			if k := "customer-" + strconv.Itoa(i); r.Admits(k) {
+				in = append(in, strconv.Itoa(i))
+			}
+		}
+		return strings.Join(in, " ")
+	}
+	var got []string
+	for range 3 {
+		got = append(got, admitted(r))
+		require.NoError(t, r.Advance())
+	}
+	got = append(got, admitted(other))
+	assert.Equal(t, []string{
+		"3 7 12 33 38",         // 10%
+		"3 5 7 12 26 27 33 38", // 30%
+		"0 1 3 5 7 9 11 12 16 17 18 19 23 25 26 27 32 33 35 38", // 60%
+		"0 3 12 13 15 19 20 22 25 26 28 32 35 37",               // another salt, 30%
+	}, got)
+}
+
+// TestRampEventsInOrderFromCallbacks: a listener may drive the ramp; the
+// transition it makes is delivered after it returns, not inside it, so one
+// listener call runs at a time and events arrive in order.
 func TestRampEventsInOrderFromCallbacks(t *testing.T) {
-	clock := newFakeClock()
 	var r *heijunka.Ramp
-	var kinds []heijunka.RampEventKind
-	r, err := heijunka.NewRamp(heijunka.RampOptions{Now: clock.Now,
-		Stages: []heijunka.Stage{{Name: "a", Percent: 1}, {Name: "b", Percent: 2}, {Name: "c", Percent: 3}},
+	var calls []string
+	r, err := heijunka.NewRamp(heijunka.RampOptions{
+		Stages: []heijunka.RampStage{{Name: "a", Percent: 1}, {Name: "b", Percent: 2}, {Name: "c", Percent: 3}},
 		OnEvent: func(e heijunka.RampEvent) {
-			kinds = append(kinds, e.Kind)
+			calls = append(calls, "begin "+e.Kind.String())
 			if e.Kind == heijunka.RampAdvanced {
 				assert.NoError(t, r.Advance(), "a callback may drive the ramp")
 			}
+			calls = append(calls, "end "+e.Kind.String())
 		}})
 	require.NoError(t, err)
 	require.NoError(t, r.Advance())
-	assert.Equal(t, []heijunka.RampEventKind{heijunka.RampAdvanced, heijunka.RampCompleted}, kinds)
+	assert.Equal(t, []string{"begin advanced", "end advanced", "begin completed", "end completed"}, calls)
+}
+
+// TestRampPanickingListener: a listener that panics does not stop the
+// events after it; the call that delivered the event returns the panic
+// with the stack where it happened.
+func TestRampPanickingListener(t *testing.T) {
+	var got []string
+	r, err := heijunka.NewRamp(heijunka.RampOptions{
+		Stages: []heijunka.RampStage{{Name: "a", Percent: 1}, {Name: "b", Percent: 2}, {Name: "c", Percent: 3}},
+		OnEvent: func(e heijunka.RampEvent) {
+			got = append(got, e.To.Name)
+			if e.To.Name == "b" {
+				panicInListener()
+			}
+		}})
+	require.NoError(t, err)
+	err = r.Advance()
+	require.IsType(t, &heijunka.PanicError{}, err)
+	pe := err.(*heijunka.PanicError)
+	assert.Equal(t, "Ramp.OnEvent", pe.Where)
+	assert.Equal(t, "listener broke", pe.Value)
+	assert.Equal(t, "heijunka: panic in Ramp.OnEvent: listener broke", err.Error())
+	assert.Contains(t, string(pe.Stack), "panicInListener", "the stack is the panic's")
+	assert.Equal(t, "b", r.Current().Stage.Name, "the transition stands")
+
+	require.NoError(t, r.Advance(), "the next event is delivered")
+	require.NoError(t, r.Rollback("late"), "a completed ramp may still roll back")
+	assert.Equal(t, []string{"b", "c", ""}, got)
+
+	// A panic whose value is an error unwraps to it.
+	boom := errors.New("boom")
+	r, err = heijunka.NewRamp(heijunka.RampOptions{OnEvent: func(heijunka.RampEvent) { panic(boom) }})
+	require.NoError(t, err)
+	assert.ErrorIs(t, r.Rollback("x"), boom)
+
+	// A call that delivers several events returns each one's panic.
+	r, err = heijunka.NewRamp(heijunka.RampOptions{
+		Stages: []heijunka.RampStage{{Name: "a", Percent: 1}, {Name: "b", Percent: 2}, {Name: "c", Percent: 3}},
+		OnEvent: func(e heijunka.RampEvent) {
+			if e.Kind == heijunka.RampAdvanced {
+				_ = r.Advance() // delivered by the call running this listener
+			}
+			panic(e.To.Name)
+		}})
+	require.NoError(t, err)
+	err = r.Advance()
+	joined, ok := err.(interface{ Unwrap() []error })
+	require.True(t, ok, "%T: %v", err, err)
+	var values []any
+	for _, e := range joined.Unwrap() {
+		require.IsType(t, &heijunka.PanicError{}, e)
+		values = append(values, e.(*heijunka.PanicError).Value)
+	}
+	assert.Equal(t, []any{"b", "c"}, values)
+	assert.True(t, r.Current().Done)
+}
+
+//go:noinline
+func panicInListener() { panic("listener broke") }
+
+// TestRampKeepsItsOwnStages: the ramp copies the stages it is given and
+// hands out copies, so no caller can change a running ramp's plan.
+func TestRampKeepsItsOwnStages(t *testing.T) {
+	stages := []heijunka.RampStage{{Name: "a", Percent: 10}, {Name: "b", Percent: 100}}
+	r, err := heijunka.NewRamp(heijunka.RampOptions{Stages: stages})
+	require.NoError(t, err)
+	stages[0].Percent, stages[1].Name = 90, "changed"
+	got := r.Stages()
+	assert.Equal(t, []heijunka.RampStage{{Name: "a", Percent: 10}, {Name: "b", Percent: 100}}, got)
+	got[0].Name = "changed too"
+	assert.Equal(t, "a", r.Current().Stage.Name)
+	assert.Equal(t, 10.0, r.Current().Percent)
+	require.NoError(t, r.Advance())
+	assert.Equal(t, "b", r.Current().Stage.Name)
 }
 
 func TestRampValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		stages []heijunka.Stage
+		stages []heijunka.RampStage
 		want   string
 	}{
-		{"empty", []heijunka.Stage{}, "Stages is empty"},
-		{"no name", []heijunka.Stage{{Percent: 5}}, "stage 0 has no Name"},
-		{"repeated", []heijunka.Stage{{Name: "a", Percent: 5}, {Name: "a", Percent: 10}}, `Name "a" is repeated`},
-		{"not increasing", []heijunka.Stage{{Name: "a", Percent: 50}, {Name: "b", Percent: 50}}, `"b" Percent 50 must be above 50`},
-		{"over 100", []heijunka.Stage{{Name: "a", Percent: 101}}, "at most 100"},
-		{"zero", []heijunka.Stage{{Name: "a", Percent: 0}}, "Percent 0"},
-		{"NaN", []heijunka.Stage{{Name: "a", Percent: math.NaN()}}, "Percent NaN"},
-		{"negative bake", []heijunka.Stage{{Name: "a", Percent: 5, Bake: -time.Second}}, "Bake -1s is negative"},
+		{"empty", []heijunka.RampStage{}, "Stages is empty"},
+		{"no name", []heijunka.RampStage{{Percent: 5}}, "stage 0 has no Name"},
+		{"repeated", []heijunka.RampStage{{Name: "a", Percent: 5}, {Name: "a", Percent: 10}}, `Name "a" is repeated`},
+		{"not increasing", []heijunka.RampStage{{Name: "a", Percent: 50}, {Name: "b", Percent: 50}}, `"b" Percent 50 must be above 50`},
+		{"over 100", []heijunka.RampStage{{Name: "a", Percent: 101}}, "at most 100"},
+		{"zero", []heijunka.RampStage{{Name: "a", Percent: 0}}, "Percent 0"},
+		{"NaN", []heijunka.RampStage{{Name: "a", Percent: math.NaN()}}, "Percent NaN"},
+		{"negative bake", []heijunka.RampStage{{Name: "a", Percent: 5, Bake: -time.Second}}, "Bake -1s is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := heijunka.NewRamp(heijunka.RampOptions{Stages: tc.stages})

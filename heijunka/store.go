@@ -19,9 +19,10 @@ type Store interface {
 	//
 	// Take returns an error for an invalid limit or a negative n, and when
 	// the store could not decide (a network failure). The Decision
-	// returned with an error is the store's fallback: Allowed for a store
-	// that fails open, denied for one that fails closed or could not
-	// decide at all.
+	// returned with an error is the store's fallback: Allowed, with
+	// FailedOpen set, for a store that fails open; denied for one that
+	// fails closed or could not decide at all. Keyed turns the first into
+	// a decision without an error (see Keyed.AllowN).
 	Take(ctx context.Context, key string, limit Limit, now time.Time, n int) (Decision, error)
 	// Reset forgets key: its next request finds it full.
 	Reset(ctx context.Context, key string) error

@@ -1,7 +1,6 @@
 package heijunka
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -19,42 +18,50 @@ type WarmUpOptions struct {
 	// Steps is how many times the limit is raised on the way, evenly.
 	// Default 20; at most Over in nanoseconds.
 	Steps int
-	// Name and Now are as in LimiterOptions.
-	Name string
-	Now  func() time.Time
 }
 
-// WarmUp is a Limiter (with the same methods) whose limit climbs after a recovery. A service that
-// was down, or whose dependency's breaker has just closed, should not
-// take all the waiting traffic back at once: Start drops the limit to a
-// fraction of full and raises it in even steps until, after Over, it is
-// full again. A new WarmUp is at full until Start.
+// WarmUp is a schedule for the Limit of one Limiter after a recovery. A
+// service that was down, or whose dependency's breaker has just closed,
+// should not take all the waiting traffic back at once: Start drops the
+// Limiter's limit to a fraction (From) of full and raises it in even steps
+// until, after Over, it is full again.
 //
-// Each call checks, with one atomic load, whether the climb has reached a
-// new step, and raises the limit if so (Limiter.SetLimit: recent events
-// still count). Everything is a function of the clock, so an injected Now
-// makes the climb deterministic. Safe for concurrent use.
+// The Limiter is used as ever (Allow, Wait, Admit, ...): a WarmUp adds no
+// method to it and runs no goroutine. While a climb is under way, each call
+// of the Limiter checks whether the climb has reached a new step and, if
+// so, sets that step's limit (as SetLimit does: recent events still
+// count). Outside a climb this costs one atomic load per call. A climb ends
+// at full, or when SetLimit sets a limit of its own.
+//
+// Everything is a function of the time the Limiter's calls are made at, so
+// the explicit-time methods (AllowN, StartAt, ...) make a climb
+// deterministic. A WarmUp is safe for concurrent use.
 type WarmUp struct {
 	lim   *Limiter
-	full  Limit
 	from  float64
 	over  time.Duration
 	steps int64
-
-	start atomic.Int64 // when the climb began, nanoseconds since the limiter's epoch
-	step  atomic.Int64 // the step reached, 0..steps; steps means full
 }
 
-// NewWarmUp returns a WarmUp at full, or an error for an invalid limit
-// (which must be finite: neither closed nor Unlimited) or options.
-func NewWarmUp(full Limit, opts WarmUpOptions) (*WarmUp, error) {
-	if err := full.Validate(); err != nil {
-		return nil, err
+// climb is a warm-up under way on a Limiter: its limit rises from a
+// fraction of full to full in even steps.
+type climb struct {
+	full    Limit
+	from    float64
+	start   int64 // nanoseconds since the limiter's epoch
+	stepLen int64 // nanoseconds, at least 1
+	steps   int64
+	step    atomic.Int64 // the step in force, 0..steps-1
+}
+
+// NewWarmUp returns a WarmUp for lim, not yet started, or an error for
+// invalid options or a lim whose Limit is not finite (closed or
+// Unlimited: there is nothing to climb to).
+func NewWarmUp(lim *Limiter, opts WarmUpOptions) (*WarmUp, error) {
+	if lim == nil || lim.epoch.IsZero() {
+		return nil, fmt.Errorf("heijunka: warm-up of %w", errNotMade)
 	}
-	if full.IsClosed() || full.IsUnlimited() {
-		return nil, fmt.Errorf("heijunka: warm-up needs a finite limit, not %v", full)
-	}
-	w := &WarmUp{full: full, from: opts.From, over: opts.Over, steps: int64(opts.Steps)}
+	w := &WarmUp{lim: lim, from: opts.From, over: opts.Over, steps: int64(opts.Steps)}
 	if w.from == 0 {
 		w.from = 0.1
 	}
@@ -72,131 +79,101 @@ func NewWarmUp(full Limit, opts WarmUpOptions) (*WarmUp, error) {
 	case w.steps < 0 || w.steps > int64(w.over):
 		return nil, fmt.Errorf("heijunka: warm-up Steps %d is not in [1, Over in nanoseconds = %d]", opts.Steps, int64(w.over))
 	}
-	lim, err := NewLimiter(full, LimiterOptions{Name: opts.Name, Now: opts.Now})
-	if err != nil {
+	if _, err := w.newClimb(lim.Limit(), 0); err != nil {
 		return nil, err
 	}
-	if opts.Name == "" {
-		lim.name = "heijunka.warmup"
-	}
-	w.lim = lim
-	w.start.Store(minTAT) // no climb yet
-	w.step.Store(w.steps)
 	return w, nil
 }
 
-// Start begins a climb now: the limit drops to From of full.
-func (w *WarmUp) Start() { w.StartAt(w.lim.timeOf(w.lim.nanos())) }
-
-// StartAt begins a climb at time now.
-func (w *WarmUp) StartAt(now time.Time) {
-	w.lim.mu.Lock() // orders concurrent starts with each other
-	t := w.lim.rel(now)
-	w.start.Store(t)
-	w.step.Store(-1) // forces the next tick to set step 0
-	w.lim.mu.Unlock()
-	w.tick(t)
+// newClimb returns a climb to full starting at start, or an error when
+// full cannot be climbed to.
+func (w *WarmUp) newClimb(full Limit, start int64) (*climb, error) {
+	if full.IsClosed() || full.IsUnlimited() {
+		return nil, fmt.Errorf("heijunka: warm-up needs a finite limit, not %v", full)
+	}
+	c := &climb{full: full, from: w.from, start: start, stepLen: int64(w.over) / w.steps, steps: w.steps}
+	// The first step has the lowest rate and the longest refill: if it is
+	// valid, so is every later one.
+	if err := c.limitAt(0).Validate(); err != nil {
+		return nil, fmt.Errorf("heijunka: warm-up From %v of %v: %w", w.from, full, err)
+	}
+	return c, nil
 }
 
-// LimitAt returns the limit in force at time now.
-func (w *WarmUp) LimitAt(now time.Time) Limit { return w.limitAt(w.stepAt(w.lim.rel(now))) }
+// Limiter returns the Limiter the warm-up drives.
+func (w *WarmUp) Limiter() *Limiter { return w.lim }
 
-func (w *WarmUp) stepAt(now int64) int64 {
-	start := w.start.Load()
-	if start == minTAT {
-		return w.steps
+// Start begins a climb now. See StartAt.
+func (w *WarmUp) Start() error { return w.StartAt(time.Now()) }
+
+// StartAt begins a climb at time now: the limit drops to From of full and
+// climbs back over Over. Full is the Limiter's limit, or, when a climb is
+// already under way, that climb's full limit (a second recovery restarts
+// the climb, it does not lower its goal). It returns an error, and changes
+// nothing, when the Limiter's limit is not finite.
+func (w *WarmUp) StartAt(now time.Time) error {
+	l := w.lim
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	full := l.p.Load().limit
+	if c := l.climb.Load(); c != nil {
+		full = c.full
 	}
-	el := now - start
+	t := l.rel(now)
+	c, err := w.newClimb(full, t)
+	if err != nil {
+		return err
+	}
+	np, _ := c.limitAt(0).params() // valid: newClimb checked it
+	l.climb.Store(c)
+	l.setParams(&np, t)
+	return nil
+}
+
+// LimitAt returns the limit the warm-up gives at time now: a step of the
+// climb under way, or, outside a climb, the Limiter's limit.
+func (w *WarmUp) LimitAt(now time.Time) Limit {
+	l := w.lim
+	if c := l.climb.Load(); c != nil {
+		return c.limitAt(c.stepAt(l.rel(now)))
+	}
+	return l.p.Load().limit
+}
+
+func (c *climb) stepAt(now int64) int64 {
+	el := now - c.start
 	if el < 0 {
 		return 0
 	}
-	if el >= int64(w.over) {
-		return w.steps
-	}
-	return el / (int64(w.over) / w.steps)
+	return min(el/c.stepLen, c.steps)
 }
 
-func (w *WarmUp) limitAt(step int64) Limit {
-	if step >= w.steps {
-		return w.full
+func (c *climb) limitAt(step int64) Limit {
+	if step >= c.steps {
+		return c.full
 	}
-	f := w.from + (1-w.from)*float64(step)/float64(w.steps)
-	return Limit{Rate: w.full.Rate * f, Burst: max(1, int(math.Round(float64(w.full.Burst)*f)))}
+	f := c.from + (1-c.from)*float64(step)/float64(c.steps)
+	return Limit{Rate: c.full.Rate * f, Burst: max(1, int(math.Round(float64(c.full.Burst)*f)))}
 }
 
-// tick raises the limit when the climb has reached a new step.
-func (w *WarmUp) tick(now int64) {
-	cur := w.step.Load()
-	if cur == w.steps {
-		return // full: the common case costs one load
-	}
-	s := w.stepAt(now)
-	if s == cur || !w.step.CompareAndSwap(cur, s) {
+// tick sets the limit of the step the climb c has reached at now, if it
+// is a later step than the one in force; at the last step the climb ends
+// at full.
+func (l *Limiter) tick(c *climb, now int64) {
+	cur := c.step.Load()
+	s := c.stepAt(now)
+	if s <= cur {
 		return
 	}
-	// The scaled limit of a valid finite limit is valid.
-	_ = w.lim.SetLimitAt(w.lim.timeOf(now), w.limitAt(s))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.climb.Load() != c || c.step.Load() != cur {
+		return // the climb ended, restarted or moved on meanwhile
+	}
+	c.step.Store(s)
+	if s >= c.steps {
+		l.climb.Store(nil)
+	}
+	np, _ := c.limitAt(s).params() // no later than step 0, which is valid
+	l.setParams(&np, now)
 }
-
-// Allow reports whether one event may pass now; see Limiter.Allow.
-func (w *WarmUp) Allow() bool {
-	t := w.lim.nanos()
-	w.tick(t)
-	return w.lim.allow(t, 1)
-}
-
-// AllowN is Limiter.AllowN under the warm-up.
-func (w *WarmUp) AllowN(now time.Time, n int) bool {
-	t := w.lim.rel(now)
-	w.tick(t)
-	return w.lim.allow(t, n)
-}
-
-// Decide is Limiter.Decide under the warm-up.
-func (w *WarmUp) Decide() Decision {
-	t := w.lim.nanos()
-	w.tick(t)
-	return w.lim.decide(t, 1)
-}
-
-// DecideN is Limiter.DecideN under the warm-up.
-func (w *WarmUp) DecideN(now time.Time, n int) Decision {
-	t := w.lim.rel(now)
-	w.tick(t)
-	return w.lim.decide(t, n)
-}
-
-// Reserve is Limiter.Reserve under the warm-up.
-func (w *WarmUp) Reserve() Reservation {
-	t := w.lim.nanos()
-	w.tick(t)
-	return w.lim.reserve(t, 1, maxAhead)
-}
-
-// ReserveN is Limiter.ReserveN under the warm-up.
-func (w *WarmUp) ReserveN(now time.Time, n int) Reservation {
-	t := w.lim.rel(now)
-	w.tick(t)
-	return w.lim.reserve(t, n, maxAhead)
-}
-
-// Wait is Limiter.Wait under the warm-up.
-func (w *WarmUp) Wait(ctx context.Context) error { return w.WaitN(ctx, 1) }
-
-// WaitN is Limiter.WaitN under the warm-up.
-func (w *WarmUp) WaitN(ctx context.Context, n int) error {
-	w.tick(w.lim.nanos())
-	return w.lim.WaitN(ctx, n)
-}
-
-// Admit implements tai.Gate; see Limiter.Admit.
-func (w *WarmUp) Admit(ctx context.Context, key string) error {
-	w.tick(w.lim.nanos())
-	return w.lim.Admit(ctx, key)
-}
-
-// Name returns the warm-up's name.
-func (w *WarmUp) Name() string { return w.lim.name }
-
-// Full returns the limit the warm-up climbs to.
-func (w *WarmUp) Full() Limit { return w.full }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -13,60 +14,134 @@ import (
 )
 
 func TestWarmUpClimbs(t *testing.T) {
-	clock := newFakeClock()
-	full := heijunka.Limit{Rate: 100, Burst: 100}
-	w, err := heijunka.NewWarmUp(full, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10, Now: clock.Now})
-	require.NoError(t, err)
-	assert.Equal(t, full, w.LimitAt(clock.Now()), "full until a recovery")
+	synctest.Test(t, func(t *testing.T) {
+		full := heijunka.Limit{Rate: 100, Burst: 100}
+		lim := newLimiter(t, full)
+		w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+		require.NoError(t, err)
+		assert.Same(t, lim, w.Limiter())
+		assert.Equal(t, full, w.LimitAt(time.Now()), "full until a recovery")
 
-	w.Start()
-	for _, tc := range []struct {
-		at    time.Duration
-		limit heijunka.Limit
-	}{
-		{0, heijunka.Limit{Rate: 10, Burst: 10}},
-		{999 * time.Millisecond, heijunka.Limit{Rate: 10, Burst: 10}},
-		{time.Second, heijunka.Limit{Rate: 19, Burst: 19}},
-		{5 * time.Second, heijunka.Limit{Rate: 55, Burst: 55}},
-		{10 * time.Second, full},
-		{time.Hour, full},
-	} {
-		got := w.LimitAt(clock.Now().Add(tc.at))
-		assert.InDelta(t, tc.limit.Rate, got.Rate, 1e-9, "at %v", tc.at)
-		assert.Equal(t, tc.limit.Burst, got.Burst, "at %v", tc.at)
-	}
-
-	// Just after recovery only the reduced burst passes at once.
-	admitted := 0
-	for range 200 {
-		if w.Allow() {
-			admitted++
+		require.NoError(t, w.Start())
+		assert.Equal(t, heijunka.Limit{Rate: 10, Burst: 10}, lim.Limit(), "the limiter itself is lowered")
+		for _, tc := range []struct {
+			at    time.Duration
+			limit heijunka.Limit
+		}{
+			{0, heijunka.Limit{Rate: 10, Burst: 10}},
+			{999 * time.Millisecond, heijunka.Limit{Rate: 10, Burst: 10}},
+			{time.Second, heijunka.Limit{Rate: 19, Burst: 19}},
+			{5 * time.Second, heijunka.Limit{Rate: 55, Burst: 55}},
+			{10 * time.Second, full},
+			{time.Hour, full},
+		} {
+			got := w.LimitAt(time.Now().Add(tc.at))
+			assert.InDelta(t, tc.limit.Rate, got.Rate, 1e-9, "at %v", tc.at)
+			assert.Equal(t, tc.limit.Burst, got.Burst, "at %v", tc.at)
 		}
-	}
-	assert.Equal(t, 10, admitted)
 
-	// Count what passes each second while the clock runs in 10 ms ticks:
-	// it climbs, and is never more than the step's burst plus its rate.
-	var perSecond []int
-	for s := range 12 {
-		n := 0
-		for range 100 {
-			clock.Advance(10 * time.Millisecond)
-			for w.AllowN(clock.Now(), 1) {
-				n++
+		// Just after recovery only the reduced burst passes at once.
+		admitted := 0
+		for range 200 {
+			if lim.Allow() {
+				admitted++
 			}
 		}
-		perSecond = append(perSecond, n)
-		lim := w.LimitAt(clock.Now())
-		assert.LessOrEqual(t, float64(n), float64(lim.Burst)+lim.Rate, "second %d", s)
-	}
-	for i := 1; i < len(perSecond); i++ {
-		assert.GreaterOrEqual(t, perSecond[i], perSecond[i-1], "climbing: %v", perSecond)
-	}
-	assert.InDelta(t, 100, perSecond[len(perSecond)-1], 2, "full again: %v", perSecond)
-	assert.Less(t, perSecond[0], 30, "started low: %v", perSecond)
-	clock.Advance(time.Second)
-	require.NoError(t, w.Admit(context.Background(), ""))
+		assert.Equal(t, 10, admitted)
+
+		// Count what passes each second while the clock runs in 10 ms ticks:
+		// it climbs, and is never more than the step's burst plus its rate.
+		// Each tick takes at most 1000 events: a limiter that admits
+		// everything fails the test instead of looping for ever.
+		var perSecond []int
+		for s := range 12 {
+			n := 0
+			for range 100 {
+				time.Sleep(10 * time.Millisecond)
+				for range 1000 {
+					if !lim.Allow() {
+						break
+					}
+					n++
+				}
+			}
+			perSecond = append(perSecond, n)
+			l := w.LimitAt(time.Now())
+			assert.LessOrEqual(t, float64(n), float64(l.Burst)+l.Rate, "second %d", s)
+			assert.Equal(t, l, lim.Limit(), "second %d: the limiter follows the schedule", s)
+		}
+		for i := 1; i < len(perSecond); i++ {
+			assert.GreaterOrEqual(t, perSecond[i], perSecond[i-1], "climbing: %v", perSecond)
+		}
+		assert.InDelta(t, 100, perSecond[len(perSecond)-1], 2, "full again: %v", perSecond)
+		assert.Less(t, perSecond[0], 30, "started low: %v", perSecond)
+		time.Sleep(time.Second)
+		require.NoError(t, lim.Admit(context.Background(), ""))
+		assert.Equal(t, full, lim.Limit())
+	})
+}
+
+// TestWarmUpExplicitTimes drives a climb with the explicit-time methods
+// alone: each call raises the limit to the step its time has reached.
+func TestWarmUpExplicitTimes(t *testing.T) {
+	full := heijunka.Limit{Rate: 10, Burst: 10}
+	lim := newLimiter(t, full)
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.5, Over: 4 * time.Second, Steps: 4})
+	require.NoError(t, err)
+	require.NoError(t, w.StartAt(t0))
+	assert.True(t, lim.AllowN(t0, 5), "half the burst")
+	assert.False(t, lim.AllowN(t0, 1))
+
+	// Step 2 at t0+2s: 7.5/s, burst 8. The debt of 5 events at 5/s, less
+	// 2 s of refill, is 0: full at the new step.
+	d := lim.DecideN(t0.Add(2*time.Second), 0)
+	assert.Equal(t, heijunka.Limit{Rate: 7.5, Burst: 8}, d.Limit)
+	assert.Equal(t, 8, d.Remaining)
+
+	// Another recovery restarts the climb towards the same full limit.
+	require.NoError(t, w.StartAt(t0.Add(3*time.Second)))
+	assert.Equal(t, heijunka.Limit{Rate: 5, Burst: 5}, lim.DecideN(t0.Add(3*time.Second), 0).Limit)
+	assert.Equal(t, full, w.LimitAt(t0.Add(7*time.Second)))
+	assert.Equal(t, full, lim.DecideN(t0.Add(7*time.Second), 0).Limit)
+	assert.Equal(t, full, lim.DecideN(t0.Add(3*time.Second), 0).Limit, "the climb is over: an earlier time does not lower it again")
+}
+
+// TestWarmUpReservationsWithinAStep: the limit changes only when the climb
+// reaches a new step, so a reservation made during a step can be canceled
+// while it lasts, whatever other calls came between.
+func TestWarmUpReservationsWithinAStep(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 10})
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.5, Over: 10 * time.Second, Steps: 10})
+	require.NoError(t, err)
+	require.NoError(t, w.StartAt(t0))
+	// The first step is 5/s, burst 5: one event each 200 ms.
+	require.True(t, lim.AllowN(t0, 5), "the first step's burst")
+	r := lim.ReserveN(t0.Add(100*time.Millisecond), 1)
+	require.Equal(t, 100*time.Millisecond, r.DelayFrom(t0.Add(100*time.Millisecond)))
+	assert.False(t, lim.AllowN(t0.Add(150*time.Millisecond), 1), "a call in the same step")
+	r.CancelAt(t0.Add(150 * time.Millisecond))
+	assert.True(t, lim.AllowN(t0.Add(200*time.Millisecond), 1), "the reservation's event came back")
+}
+
+// TestWarmUpEndsWithSetLimit: a limit set by hand wins over the climb.
+func TestWarmUpEndsWithSetLimit(t *testing.T) {
+	lim := newLimiter(t, heijunka.PerSecond(100))
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{Over: 10 * time.Second, Steps: 10})
+	require.NoError(t, err)
+	require.NoError(t, w.StartAt(t0))
+	require.NoError(t, lim.SetLimitAt(t0.Add(time.Second), heijunka.PerSecond(50)))
+	assert.Equal(t, heijunka.PerSecond(50), lim.DecideN(t0.Add(5*time.Second), 0).Limit)
+	assert.Equal(t, heijunka.PerSecond(50), lim.DecideN(t0.Add(time.Minute), 0).Limit)
+	assert.Equal(t, heijunka.PerSecond(50), w.LimitAt(t0.Add(5*time.Second)))
+
+	// A new climb goes to the limit in force then.
+	require.NoError(t, w.StartAt(t0.Add(time.Minute)))
+	assert.Equal(t, heijunka.Limit{Rate: 5, Burst: 5}, lim.DecideN(t0.Add(time.Minute), 0).Limit)
+
+	// A limit that cannot be climbed to cannot start a climb.
+	require.NoError(t, lim.SetLimit(heijunka.Unlimited()))
+	require.ErrorContains(t, w.Start(), "needs a finite limit, not unlimited")
+	assert.Equal(t, heijunka.Unlimited(), lim.Limit(), "and nothing changed")
 }
 
 func TestWarmUpValidation(t *testing.T) {
@@ -78,18 +153,23 @@ func TestWarmUpValidation(t *testing.T) {
 	}{
 		{"unlimited", heijunka.Unlimited(), heijunka.WarmUpOptions{}, "needs a finite limit"},
 		{"closed", heijunka.Limit{}, heijunka.WarmUpOptions{}, "needs a finite limit"},
-		{"invalid limit", heijunka.PerSecond(-1), heijunka.WarmUpOptions{}, "Rate -1"},
 		{"From above 1", heijunka.PerSecond(1), heijunka.WarmUpOptions{From: 1.5}, "From 1.5"},
 		{"From NaN", heijunka.PerSecond(1), heijunka.WarmUpOptions{From: math.NaN()}, "From NaN"},
 		{"negative From", heijunka.PerSecond(1), heijunka.WarmUpOptions{From: -0.1}, "From -0.1"},
+		{"From too low to refill", heijunka.Limit{Rate: 1e-7, Burst: 1}, heijunka.WarmUpOptions{From: 0.01}, "From 0.01 of"},
 		{"negative Over", heijunka.PerSecond(1), heijunka.WarmUpOptions{Over: -time.Second}, "Over -1s"},
 		{"too many Steps", heijunka.PerSecond(1), heijunka.WarmUpOptions{Over: 10, Steps: 11}, "Steps 11"},
 		{"negative Steps", heijunka.PerSecond(1), heijunka.WarmUpOptions{Steps: -1}, "Steps -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := heijunka.NewWarmUp(tc.limit, tc.opts)
+			_, err := heijunka.NewWarmUp(newLimiter(t, tc.limit), tc.opts)
 			require.Error(t, err)
+			assert.Contains(t, err.Error(), "heijunka: warm-up ")
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+	_, err := heijunka.NewWarmUp(nil, heijunka.WarmUpOptions{})
+	assert.ErrorContains(t, err, "not made by NewLimiter")
+	_, err = heijunka.NewWarmUp(&heijunka.Limiter{}, heijunka.WarmUpOptions{})
+	assert.ErrorContains(t, err, "not made by NewLimiter")
 }

@@ -14,9 +14,10 @@
 //	})
 //	limiter, err := heijunka.NewKeyed(heijunka.PerMinute(5), heijunka.KeyedOptions{Store: store})
 //
-// With FailOpen a Redis outage lets traffic through unlimited; with
-// FailClosed it turns traffic away. heijunka.KeyedOptions.OnStoreError sees
-// the errors a fail-open store swallows.
+// With FailOpen a Redis outage lets traffic through unlimited: the Keyed
+// limiter's Decision says FailedOpen, and heijunka.KeyedOptions.OnStoreError
+// sees the error. With FailClosed it turns traffic away: Allow and Admit
+// return the error.
 //
 // The Store passes the heijunka/storetest conformance suite. Set
 // Options.ServerClock to decide at Redis's clock rather than each

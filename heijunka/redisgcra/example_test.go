@@ -3,7 +3,6 @@ package redisgcra_test
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/redis/go-redis/v9"
 
@@ -13,22 +12,31 @@ import (
 
 // Every replica of a payment service builds the same limiter on the same
 // Redis: five payments per minute per customer, in total.
+//
+// The choice of FailOpen shows when Redis cannot answer. Here nothing
+// listens on the address (port 1 on the loopback), as in an outage: the
+// payment passes, the Decision says the limit was not applied, and
+// OnStoreError hears why.
 func Example() {
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		fmt.Println("set REDIS_ADDR to run against Redis")
-		return
-	}
-	client := redis.NewClient(&redis.Options{Addr: addr})
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer client.Close()
 	store, err := redisgcra.New(redisgcra.Options{Client: client, Prefix: "payments:", OnError: redisgcra.FailOpen})
 	if err != nil {
 		panic(err)
 	}
-	velocity, err := heijunka.NewKeyed(heijunka.PerMinute(5), heijunka.KeyedOptions{Name: "velocity", Store: store})
+	velocity, err := heijunka.NewKeyed(heijunka.PerMinute(5), heijunka.KeyedOptions{
+		Name:  "velocity",
+		Store: store,
+		OnStoreError: func(key string, err error) {
+			fmt.Println("store error for", key) // in a service: log err, count it
+		},
+	})
 	if err != nil {
 		panic(err)
 	}
 	d, err := velocity.Allow(context.Background(), "cus_1")
-	fmt.Println(d.Allowed, err)
+	fmt.Println(d.Allowed, d.FailedOpen, err)
+	// Output:
+	// store error for cus_1
+	// true true <nil>
 }

@@ -100,8 +100,10 @@ return {1, base, now}
 `)
 
 // Take implements heijunka.Store. Errors from Redis (and a ctx that ends)
-// return the OnError fallback: an allowed Decision for FailOpen, a denied
-// one for FailClosed, with the error.
+// return the OnError fallback with the error: for FailOpen a Decision that
+// is Allowed and FailedOpen, for FailClosed a denied one. (A
+// heijunka.Keyed turns the first into a decision without an error, and
+// reports the error to its OnStoreError.)
 func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now time.Time, n int) (heijunka.Decision, error) {
 	d := heijunka.Decision{Limit: limit}
 	if err := limit.Validate(); err != nil {
@@ -139,6 +141,7 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 	}
 	if err != nil {
 		d.Allowed = s.onError == FailOpen
+		d.FailedOpen = d.Allowed
 		return d, fmt.Errorf("redisgcra: %w", err)
 	}
 	allowed, base, at := res[0] == 1, res[1], res[2]

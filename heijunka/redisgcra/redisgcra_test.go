@@ -2,7 +2,6 @@ package redisgcra_test
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,32 +70,28 @@ func TestNewValidates(t *testing.T) {
 func TestTwoReplicasShareALimit(t *testing.T) {
 	srv := servers.StartRedis(t)
 	limit := heijunka.Limit{Rate: 10, Burst: 20}
-	now := time.Unix(1_900_000_000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 
 	var replicas [2]*heijunka.Keyed
 	for i := range replicas {
 		k, err := heijunka.NewKeyed(limit, heijunka.KeyedOptions{
 			Store: newStore(t, redisClient(t, srv), redisgcra.Options{Prefix: "shared:"}),
-			Now:   clock,
 		})
 		require.NoError(t, err)
 		replicas[i] = k
 	}
-	run := func() int64 {
+	// Every request of a run is made at the same instant.
+	run := func(now time.Time) int64 {
 		var admitted atomic.Int64
 		var wg sync.WaitGroup
 		for _, k := range replicas {
 			for range 4 {
 				wg.Go(func() {
 					for range 25 {
-						err := k.Admit(context.Background(), "customer-1")
-						if err == nil {
-							admitted.Add(1)
-						} else if !errors.Is(err, heijunka.ErrLimited) {
+						d, err := k.AllowN(context.Background(), now, "customer-1", 1)
+						if err != nil {
 							t.Error(err)
+						} else if d.Allowed {
+							admitted.Add(1)
 						}
 					}
 				})
@@ -105,9 +100,9 @@ func TestTwoReplicasShareALimit(t *testing.T) {
 		wg.Wait()
 		return admitted.Load()
 	}
-	assert.Equal(t, int64(limit.Burst), run(), "200 requests at one instant: the burst, in total")
-	advance(time.Second)
-	assert.Equal(t, int64(10), run(), "one second later: ten more, in total")
+	now := time.Unix(1_900_000_000, 0)
+	assert.Equal(t, int64(limit.Burst), run(now), "200 requests at one instant: the burst, in total")
+	assert.Equal(t, int64(10), run(now.Add(time.Second)), "one second later: ten more, in total")
 }
 
 // TestTwoReplicasServerClock lets Redis's clock decide. Time is real here,
@@ -177,19 +172,27 @@ func TestFailurePolicy(t *testing.T) {
 	d, err := open.Take(ctx, "k", limit, time.Now(), 1)
 	require.Error(t, err)
 	assert.True(t, d.Allowed, "fail open")
+	assert.True(t, d.FailedOpen)
 
 	closed := newStore(t, c, redisgcra.Options{OnError: redisgcra.FailClosed})
 	d, err = closed.Take(ctx, "k", limit, time.Now(), 1)
 	require.Error(t, err)
 	assert.False(t, d.Allowed, "fail closed")
+	assert.False(t, d.FailedOpen)
 
 	// Through a Keyed gate: fail open admits and reports the error, fail
 	// closed rejects with the store's error (not ErrLimited).
-	var seen []error
-	k, err := heijunka.NewKeyed(limit, heijunka.KeyedOptions{Store: open, OnStoreError: func(err error) { seen = append(seen, err) }})
+	var seen []string
+	k, err := heijunka.NewKeyed(limit, heijunka.KeyedOptions{Store: open, OnStoreError: func(key string, err error) {
+		assert.ErrorContains(t, err, "redisgcra: ")
+		seen = append(seen, key)
+	}})
 	require.NoError(t, err)
 	require.NoError(t, k.Admit(ctx, "k"))
-	assert.Len(t, seen, 1)
+	d, err = k.Allow(ctx, "j")
+	require.NoError(t, err)
+	assert.True(t, d.FailedOpen)
+	assert.Equal(t, []string{"k", "j"}, seen)
 
 	k, err = heijunka.NewKeyed(limit, heijunka.KeyedOptions{Store: closed})
 	require.NoError(t, err)
