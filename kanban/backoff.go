@@ -6,13 +6,22 @@ import (
 	"time"
 )
 
-// A Backoff says how long to wait before attempt number attempt+1 after
-// attempt number attempt (starting at 1) failed.
+// A Backoff says how long to wait between attempts of a failing
+// operation. The consumer spaces a message's deliveries with one
+// (ConsumeOptions.Backoff); Backoff and Exponential are taikit's one
+// back-off, so any retry loop — a notifier's, a client's — may use them
+// too, together with Permanent to stop early (see the package's
+// examples).
 type Backoff interface {
+	// Delay returns the wait before attempt number attempt+1, after
+	// attempt number attempt (starting at 1) failed. It must be safe to
+	// call from several goroutines at once.
 	Delay(attempt int) time.Duration
 }
 
-// BackoffFunc adapts a function to a Backoff.
+// BackoffFunc adapts a function to a Backoff, as http.HandlerFunc adapts
+// one to a Handler: a constant delay is BackoffFunc(func(int)
+// time.Duration { return time.Second }).
 type BackoffFunc func(attempt int) time.Duration
 
 // Delay calls f(attempt).
@@ -33,12 +42,15 @@ type Exponential struct {
 	// Jitter is the fraction of the delay spread either side; 0 means
 	// 0.2, a negative value means none; at most 1.
 	Jitter float64
-	// Rand returns uniform numbers in [0, 1); nil means math/rand/v2.
-	// Tests inject a fixed sequence.
+	// Rand returns uniform numbers in [0, 1); nil means math/rand/v2's
+	// Float64. Tests inject a fixed sequence. When set, it must be safe to
+	// call from several goroutines at once.
 	Rand func() float64
 }
 
-// Validate reports a field out of range.
+// Validate reports the first field out of range, naming it. Consumers
+// validate their Backoff when it has a Validate method; a retry loop
+// elsewhere should call it where it takes its configuration.
 func (e Exponential) Validate() error {
 	switch {
 	case e.Initial < 0:
@@ -63,7 +75,8 @@ func (e Exponential) maxDelay() time.Duration {
 	return e.Max
 }
 
-// Delay returns the wait after failed attempt number attempt.
+// Delay returns the wait after failed attempt number attempt: the
+// formula above, with attempt below 1 read as 1.
 func (e Exponential) Delay(attempt int) time.Duration {
 	initial, mult, jitter := e.Initial, e.Multiplier, e.Jitter
 	if initial == 0 {

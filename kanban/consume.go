@@ -3,7 +3,7 @@ package kanban
 import (
 	"context"
 	"errors"
-	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -115,7 +115,7 @@ func (e *engine[T]) pullLoop(ctx context.Context) {
 		}
 		if err != nil && ctx.Err() == nil {
 			e.o.Logger.Warn("kanban: pull failed", "err", err, "retry_in", errDelay)
-			_ = sleep(ctx, e.o.Clock, errDelay)
+			sleep(ctx, errDelay)
 			errDelay = min(2*errDelay, time.Second)
 		} else if len(leases) > 0 {
 			errDelay = 10 * time.Millisecond
@@ -253,7 +253,7 @@ func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int, c *count
 func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 	if e.held != nil {
 		e.mu.Lock()
-		e.held[l] = e.o.Clock.Now()
+		e.held[l] = time.Now()
 		e.mu.Unlock()
 	}
 	d := Delivery[T]{Attempt: l.Attempt()}
@@ -329,21 +329,35 @@ func (e *engine[T]) waitInPlace(delay time.Duration) bool {
 			return true
 		}
 	}
-	done := make(chan struct{})
-	stop := e.o.Clock.AfterFunc(delay, func() { close(done) })
+	t := time.NewTimer(delay)
+	defer t.Stop()
 	select {
-	case <-done:
+	case <-t.C:
 		return true
 	case <-e.stopping:
-		stop()
 		return false
 	}
 }
 
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// call runs the handler. A panic is recovered into a *PanicError, which
+// is logged with its stack and then settles the message as any handler
+// error does.
 func (e *engine[T]) call(ctx context.Context, d *Delivery[T]) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("kanban: handler panicked: %v", v)
+			p := &PanicError{Value: v, Stack: debug.Stack()}
+			e.o.Logger.Error("kanban: handler panicked", "id", d.ID, "attempt", d.Attempt, "err", p, "stack", string(p.Stack))
+			err = p
 		}
 	}()
 	return e.h(ctx, *d)
@@ -351,16 +365,15 @@ func (e *engine[T]) call(ctx context.Context, d *Delivery[T]) (err error) {
 
 func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
+	tick := time.NewTicker(iv)
+	defer tick.Stop()
 	for {
-		tick := make(chan struct{})
-		cancel := e.o.Clock.AfterFunc(iv, func() { close(tick) })
 		select {
 		case <-stop:
-			cancel()
 			return
-		case <-tick:
+		case <-tick.C:
 		}
-		now := e.o.Clock.Now()
+		now := time.Now()
 		var due []Lease[T]
 		e.mu.Lock()
 		for l, last := range e.held {
@@ -398,13 +411,12 @@ func (e *engine[T]) drain() error {
 	}
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
-	timeout := make(chan struct{})
-	stop := e.o.Clock.AfterFunc(e.o.DrainTimeout, func() { close(timeout) })
-	defer stop()
+	timeout := time.NewTimer(e.o.DrainTimeout)
+	defer timeout.Stop()
 	select {
 	case <-done:
 		return nil
-	case <-timeout:
+	case <-timeout.C:
 		e.cancelHandlers()
 		<-done
 		return ErrDrainTimeout

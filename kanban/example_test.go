@@ -17,7 +17,7 @@ type deploy struct {
 // Regions are deployed one at a time each (PerKey), several regions at
 // once (WIP).
 func Example() {
-	q, err := kanban.NewMemory[deploy](kanban.MemoryConfig{})
+	q, err := kanban.NewMemory[deploy](kanban.MemoryOptions{})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -46,7 +46,7 @@ func Example() {
 // A message that keeps failing ends among the dead letters with its
 // reason; Permanent skips the retries.
 func ExamplePermanent() {
-	q, _ := kanban.NewMemory[string](kanban.MemoryConfig{})
+	q, _ := kanban.NewMemory[string](kanban.MemoryOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	_ = q.Publish(ctx, kanban.Message[string]{ID: "p1", Payload: "card 4000-0000"})
 	_ = q.Consume(ctx, func(ctx context.Context, d kanban.Delivery[string]) error {
@@ -60,7 +60,7 @@ func ExamplePermanent() {
 
 // TryPublish does not wait for room.
 func ExampleMemory_TryPublish() {
-	q, _ := kanban.NewMemory[int](kanban.MemoryConfig{Capacity: 1})
+	q, _ := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1})
 	ctx := context.Background()
 	fmt.Println(q.TryPublish(ctx, kanban.Message[int]{ID: "a"}))
 	fmt.Println(q.TryPublish(ctx, kanban.Message[int]{ID: "b"}))
@@ -80,7 +80,7 @@ func ExampleExponential() {
 
 // Stats feeds metrics collectors.
 func ExampleMemory_Stats() {
-	q, _ := kanban.NewMemory[int](kanban.MemoryConfig{})
+	q, _ := kanban.NewMemory[int](kanban.MemoryOptions{})
 	ctx := context.Background()
 	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})
 	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})

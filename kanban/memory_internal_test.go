@@ -9,13 +9,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 )
 
 func TestTakeWithdrawsAWaiterWhenStopped(t *testing.T) {
-	q, err := NewMemory[int](MemoryConfig{})
+	q, err := NewMemory[int](MemoryOptions{})
 	require.NoError(t, err)
 	stop := make(chan struct{})
 	close(stop)
@@ -32,7 +29,7 @@ func TestTakeWithdrawsAWaiterWhenStopped(t *testing.T) {
 }
 
 func TestEntriesAreReusedAfterAck(t *testing.T) {
-	q, err := NewMemory[int](MemoryConfig{DedupWindow: -1})
+	q, err := NewMemory[int](MemoryOptions{DedupWindow: -1})
 	require.NoError(t, err)
 	ctx := context.Background()
 	w := newMemWaiter[int](nil)
@@ -71,7 +68,7 @@ func TestMemoryLayout(t *testing.T) {
 }
 
 func TestAttemptsCountDeliveries(t *testing.T) {
-	q, err := NewMemory[int](MemoryConfig{DedupWindow: -1})
+	q, err := NewMemory[int](MemoryOptions{DedupWindow: -1})
 	require.NoError(t, err)
 	ctx := context.Background()
 	require.NoError(t, q.Publish(ctx, Message[int]{ID: "a"}))
@@ -93,31 +90,4 @@ func TestAttemptsCountDeliveries(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "b", e.ID())
 	assert.Equal(t, 1, e.Attempt(), "a reused entry starts again")
-}
-
-// TestMemoryFollowsTheGlobalPropagator: a queue on otel's global
-// propagator skips it while none is registered and uses one registered
-// after the queue was made.
-func TestMemoryFollowsTheGlobalPropagator(t *testing.T) {
-	require.NotNil(t, unsetGlobal, "no propagator is registered before the tests")
-	q, err := NewMemory[int](MemoryConfig{DedupWindow: -1})
-	require.NoError(t, err)
-	sc := trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled,
-	})
-	ctx := trace.ContextWithSpanContext(context.Background(), sc)
-	require.NoError(t, q.Publish(ctx, Message[int]{ID: "before"}))
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
-	require.NoError(t, q.Publish(ctx, Message[int]{ID: "after"}))
-	assert.Equal(t, "00-01000000000000000000000000000000-0200000000000000-01",
-		InjectTrace(ctx, unsetGlobal, nil)["traceparent"], "InjectTrace with the global made before registration uses the one registered")
-
-	w, open := newMemWaiter[int](nil), make(chan struct{})
-	before, ok := q.take(w, open)
-	require.True(t, ok)
-	assert.Empty(t, before.m.d.Headers, "nothing to inject before a propagator is registered")
-	after, ok := q.take(w, open)
-	require.True(t, ok)
-	assert.Equal(t, "00-01000000000000000000000000000000-0200000000000000-01", after.m.d.Headers["traceparent"])
 }

@@ -3,9 +3,12 @@ package kanban_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -16,9 +19,9 @@ import (
 )
 
 func TestMemoryConformance(t *testing.T) {
-	queuetest.Run(t, func(t *testing.T, cfg queuetest.Config) kanban.Queue[queuetest.Payload] {
-		q, err := kanban.NewMemory[queuetest.Payload](kanban.MemoryConfig{
-			Capacity: cfg.Capacity, Codec: cfg.Codec, Propagator: cfg.Propagator,
+	queuetest.Run(t, func(t *testing.T, opts queuetest.Options) kanban.Queue[queuetest.Payload] {
+		q, err := kanban.NewMemory[queuetest.Payload](kanban.MemoryOptions{
+			Capacity: opts.Capacity, Codec: opts.Codec, Propagator: opts.Propagator,
 		})
 		require.NoError(t, err)
 		return q
@@ -26,7 +29,7 @@ func TestMemoryConformance(t *testing.T) {
 }
 
 func TestMemoryWithoutCodecPassesValues(t *testing.T) {
-	q, err := kanban.NewMemory[*int](kanban.MemoryConfig{})
+	q, err := kanban.NewMemory[*int](kanban.MemoryOptions{})
 	require.NoError(t, err)
 	v := 7
 	require.NoError(t, q.Publish(context.Background(), kanban.Message[*int]{ID: "a", Payload: &v}))
@@ -43,21 +46,23 @@ func TestMemoryWithoutCodecPassesValues(t *testing.T) {
 }
 
 func TestMemoryDedupWindowExpires(t *testing.T) {
-	clk := newFakeClock()
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: time.Minute, Clock: clk})
-	require.NoError(t, err)
-	ctx := context.Background()
-	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
-	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
-	assert.Equal(t, 1, q.Len())
-	clk.Advance(time.Minute)
-	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
-	assert.Equal(t, 2, q.Len(), "an ID is forgotten after the window")
-	assert.Equal(t, kanban.Stats{Published: 2, Duplicates: 1}, q.Stats())
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: time.Minute})
+		require.NoError(t, err)
+		ctx := context.Background()
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+		time.Sleep(time.Minute - time.Nanosecond)
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+		assert.Equal(t, 1, q.Len(), "a duplicate until the window ends")
+		time.Sleep(time.Nanosecond)
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+		assert.Equal(t, 2, q.Len(), "an ID is forgotten after the window")
+		assert.Equal(t, kanban.QueueStats{Published: 2, Duplicates: 1}, q.Stats())
+	})
 }
 
 func TestMemoryDeadLetterLimit(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DeadLetterLimit: 2})
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{DeadLetterLimit: 2})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	for _, id := range []string{"a", "b", "c"} {
@@ -78,19 +83,19 @@ func TestMemoryDeadLetterLimit(t *testing.T) {
 }
 
 func TestPublishRejectsEmptyID(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{})
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
 	require.NoError(t, err)
 	require.ErrorIs(t, q.Publish(context.Background(), kanban.Message[int]{}), kanban.ErrNoID)
 	require.ErrorIs(t, q.TryPublish(context.Background(), kanban.Message[int]{}), kanban.ErrNoID)
 }
 
-func TestMemoryConfigValidate(t *testing.T) {
+func TestMemoryOptionsValidate(t *testing.T) {
 	tests := []struct {
-		cfg  kanban.MemoryConfig
+		cfg  kanban.MemoryOptions
 		want string
 	}{
-		{kanban.MemoryConfig{Capacity: -1}, "kanban: invalid Capacity -1"},
-		{kanban.MemoryConfig{DeadLetterLimit: -3}, "kanban: invalid DeadLetterLimit -3"},
+		{kanban.MemoryOptions{Capacity: -1}, "kanban: invalid Capacity -1"},
+		{kanban.MemoryOptions{DeadLetterLimit: -3}, "kanban: invalid DeadLetterLimit -3"},
 	}
 	for _, tc := range tests {
 		_, err := kanban.NewMemory[int](tc.cfg)
@@ -113,7 +118,7 @@ func TestConsumeOptionsValidate(t *testing.T) {
 		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: -1}}, "kanban: invalid Exponential.Initial -1ns"},
 		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}, "kanban: invalid Exponential.Initial 1m0s"},
 	}
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{})
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
 	require.NoError(t, err)
 	for _, tc := range tests {
 		err := tc.opts.Validate()
@@ -174,7 +179,7 @@ func TestHeaderKeepsNamesAsWritten(t *testing.T) {
 }
 
 func TestPanickingHandlerIsRetried(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{})
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
 	require.NoError(t, err)
 	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "p"}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -190,39 +195,60 @@ func TestPanickingHandlerIsRetried(t *testing.T) {
 	assert.Equal(t, int64(1), q.Stats().Handled)
 }
 
-func TestRetryDelayUsesClock(t *testing.T) {
-	clk := newFakeClock()
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{Clock: clk})
-	require.NoError(t, err)
-	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "r"}))
-	ctx, cancel := context.WithCancel(context.Background())
-	attempts := make(chan int, 2)
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			attempts <- d.Attempt
-			if d.Attempt == 1 {
-				return errors.New("again")
-			}
-			return nil
-		}, kanban.ConsumeOptions{Clock: clk, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })})
-	}()
-	assert.Equal(t, 1, <-attempts)
-	clk.WaitTimers(1) // the retry waits on the clock...
-	select {
-	case a := <-attempts:
-		t.Fatalf("attempt %d ran before the back-off passed", a)
-	default:
+// TestRetryWaitsForTheBackoff: a failed message comes back once its
+// back-off has passed, not before.
+func TestRetryWaitsForTheBackoff(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "r", Key: "k"}))
+				ctx, cancel := context.WithCancel(context.Background())
+				var mu sync.Mutex // the race detector does not see synctest.Wait order
+				var attempts []int
+				var at []time.Duration
+				seen := func() []int {
+					mu.Lock()
+					defer mu.Unlock()
+					return append([]int(nil), attempts...)
+				}
+				start := time.Now()
+				done := make(chan error, 1)
+				go func() {
+					done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+						mu.Lock()
+						attempts = append(attempts, d.Attempt)
+						at = append(at, time.Since(start))
+						mu.Unlock()
+						if d.Attempt == 1 {
+							return errors.New("again")
+						}
+						return nil
+					}, kanban.ConsumeOptions{PerKey: perKey, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })})
+				}()
+				synctest.Wait()
+				require.Equal(t, []int{1}, seen())
+				time.Sleep(time.Hour - time.Nanosecond)
+				synctest.Wait()
+				require.Equal(t, []int{1}, seen(), "no attempt before the back-off has passed")
+				time.Sleep(time.Nanosecond)
+				synctest.Wait()
+				assert.Equal(t, []int{1, 2}, seen(), "the retry runs once it has passed")
+				mu.Lock()
+				assert.Equal(t, []time.Duration{0, time.Hour}, at)
+				mu.Unlock()
+				cancel()
+				require.NoError(t, <-done)
+				assert.Equal(t, kanban.QueueStats{Published: 1, Handled: 1, Retried: 1}, q.Stats())
+			})
+		})
 	}
-	clk.Advance(time.Hour) // ...and runs once it has passed
-	assert.Equal(t, 2, <-attempts)
-	cancel()
-	require.NoError(t, <-done)
 }
 
 func TestMemoryStatsWhileHandlersRun(t *testing.T) {
 	const wip = 3
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: -1})
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	for i := range 2 * wip {
@@ -261,7 +287,7 @@ func TestMemoryStatsWhileHandlersRun(t *testing.T) {
 // several messages at once; the drain hands back the ones it has not
 // started, in order, ahead of the rest.
 func TestMemoryDrainReturnsTakenMessages(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: -1})
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1})
 	require.NoError(t, err)
 	const n = 20
 	for i := range n {
@@ -308,7 +334,7 @@ func TestMemoryDrainReturnsTakenMessages(t *testing.T) {
 // started are not counted in flight, so the gauge stays within WIP while
 // workers take a backlog several at a time.
 func TestMemoryInFlightNeverAboveWIP(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: -1, Capacity: 4096})
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1, Capacity: 4096})
 	require.NoError(t, err)
 	const n, wip = 2000, 3
 	for i := range n {

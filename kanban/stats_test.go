@@ -31,7 +31,7 @@ func TestCountersAddCellsExactlyOnce(t *testing.T) {
 				c.dropCell(cell)
 				assert.Empty(t, c.cells)
 			}
-			want := Stats{Handled: 1 + tc.handled, Retried: 1, DeadLettered: 1, InFlight: tc.flight}
+			want := QueueStats{Handled: 1 + tc.handled, Retried: 1, DeadLettered: 1, InFlight: tc.flight}
 			assert.Equal(t, want, c.Snapshot())
 			assert.Equal(t, want, c.Snapshot(), "reading does not fold twice")
 		})

@@ -22,7 +22,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer srv.Shutdown()
+	defer func() { _ = srv.Shutdown(ctx) }()
 	nc, err := srv.Connect()
 	if err != nil {
 		fmt.Println(err)
@@ -30,7 +30,7 @@ func Example() {
 	}
 	defer nc.Close()
 
-	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Config{Stream: "CONFIRMATIONS"})
+	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Options{Stream: "CONFIRMATIONS"})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -61,7 +61,7 @@ func ExampleQueue_PublishAsync() {
 		fmt.Println(err)
 		return
 	}
-	defer srv.Shutdown()
+	defer func() { _ = srv.Shutdown(ctx) }()
 	nc, err := srv.Connect()
 	if err != nil {
 		fmt.Println(err)
@@ -70,7 +70,7 @@ func ExampleQueue_PublishAsync() {
 	defer nc.Close()
 
 	// A failed send is repeated up to 5 times, 50ms, 100ms, ... apart.
-	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Config{
+	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Options{
 		Stream:         "ASYNC_CONFIRMATIONS",
 		AsyncAttempts:  5,
 		AsyncRetryWait: 50 * time.Millisecond,
@@ -87,8 +87,8 @@ func ExampleQueue_PublishAsync() {
 		}
 	}
 	fmt.Println("flush:", q.Flush(ctx), "stored:", q.Stats().Published)
-	fmt.Println("close:", q.Close(ctx))
+	fmt.Println("shutdown:", q.Shutdown(ctx))
 	// Output:
 	// flush: <nil> stored: 100
-	// close: <nil>
+	// shutdown: <nil>
 }
