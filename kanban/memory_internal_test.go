@@ -11,6 +11,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// closed is a stop channel for take that is already closed: take then
+// returns a message only if one is ready, and never waits, so a test
+// whose message went missing fails instead of hanging.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// mustTake takes the ready message, failing the test if there is none.
+func mustTake(t *testing.T, q *Memory[int], w *memWaiter[int]) *memEntry[int] {
+	t.Helper()
+	e, ok := q.take(w, closed)
+	require.True(t, ok, "no message ready")
+	return e
+}
+
 func TestTakeWithdrawsAWaiterWhenStopped(t *testing.T) {
 	q, err := NewMemory[int](MemoryOptions{})
 	require.NoError(t, err)
@@ -22,8 +35,7 @@ func TestTakeWithdrawsAWaiterWhenStopped(t *testing.T) {
 	assert.Empty(t, q.waiters, "a stopped taker is no longer handed messages")
 	q.mu.Unlock()
 	require.NoError(t, q.Publish(context.Background(), Message[int]{ID: "a", Payload: 1}))
-	e, ok := q.take(newMemWaiter[int](nil), make(chan struct{}))
-	require.True(t, ok)
+	e := mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, 1, e.m.d.Payload)
 	assert.Equal(t, 1, e.m.d.Attempt)
 }
@@ -42,17 +54,15 @@ func TestEntriesAreReusedAfterAck(t *testing.T) {
 			m.Key, m.Headers = "k"+strconv.Itoa(i), Header{"h": strconv.Itoa(i)}
 		}
 		require.NoError(t, q.Publish(ctx, m))
-		e, ok := q.take(w, make(chan struct{}))
-		require.True(t, ok)
+		e := mustTake(t, q, w)
 		require.Equal(t, m, e.m.d.Message, "a reused lease carries its new message and nothing of the last")
 		require.Equal(t, 1, e.m.d.Attempt)
 		require.NoError(t, e.Ack(ctx))
 	}
 	assert.Equal(t, 0, q.Len())
-	open := make(chan struct{})
 	allocs := testing.AllocsPerRun(100, func() {
 		_ = q.Publish(ctx, Message[int]{ID: "m"})
-		e, _ := q.take(w, open)
+		e, _ := q.take(w, closed) // nil, and a panic, if the message went missing
 		_ = e.Ack(ctx)
 	})
 	assert.Zero(t, allocs, "publish, take and ack reuse entries")
@@ -72,22 +82,17 @@ func TestAttemptsCountDeliveries(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	require.NoError(t, q.Publish(ctx, Message[int]{ID: "a"}))
-	open := make(chan struct{})
-	e, ok := q.take(newMemWaiter[int](nil), open)
-	require.True(t, ok)
+	e := mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, 1, e.Attempt())
 	require.NoError(t, e.Release(ctx))
-	e, ok = q.take(newMemWaiter[int](nil), open)
-	require.True(t, ok)
+	e = mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, 1, e.Attempt(), "a release is not an attempt")
 	require.NoError(t, e.Retry(ctx, 0))
-	e, ok = q.take(newMemWaiter[int](nil), open)
-	require.True(t, ok)
+	e = mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, 2, e.Attempt(), "a retry is")
 	require.NoError(t, e.Ack(ctx))
 	require.NoError(t, q.Publish(ctx, Message[int]{ID: "b"}))
-	e, ok = q.take(newMemWaiter[int](nil), open)
-	require.True(t, ok)
+	e = mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, "b", e.ID())
 	assert.Equal(t, 1, e.Attempt(), "a reused entry starts again")
 }

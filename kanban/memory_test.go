@@ -29,20 +29,22 @@ func TestMemoryConformance(t *testing.T) {
 }
 
 func TestMemoryWithoutCodecPassesValues(t *testing.T) {
-	q, err := kanban.NewMemory[*int](kanban.MemoryOptions{})
-	require.NoError(t, err)
-	v := 7
-	require.NoError(t, q.Publish(context.Background(), kanban.Message[*int]{ID: "a", Payload: &v}))
-	ctx, cancel := context.WithCancel(context.Background())
-	var got *int
-	err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[*int]) error {
-		got = d.Payload
-		cancel()
-		return nil
-	}, kanban.ConsumeOptions{})
-	require.NoError(t, err)
-	assert.Same(t, &v, got, "without a Codec the value itself is delivered")
-	assert.Equal(t, 0, q.Len())
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[*int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		v := 7
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[*int]{ID: "a", Payload: &v}))
+		ctx, cancel := context.WithCancel(context.Background())
+		var got *int
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[*int]) error {
+			got = d.Payload
+			cancel()
+			return nil
+		}, kanban.ConsumeOptions{})
+		require.NoError(t, err)
+		assert.Same(t, &v, got, "without a Codec the value itself is delivered")
+		assert.Equal(t, 0, q.Len())
+	})
 }
 
 func TestMemoryDedupWindowExpires(t *testing.T) {
@@ -62,24 +64,26 @@ func TestMemoryDedupWindowExpires(t *testing.T) {
 }
 
 func TestMemoryDeadLetterLimit(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryOptions{DeadLetterLimit: 2})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	for _, id := range []string{"a", "b", "c"} {
-		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: id}))
-	}
-	n := 0
-	err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
-		if n++; n == 3 {
-			cancel()
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DeadLetterLimit: 2})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		for _, id := range []string{"a", "b", "c"} {
+			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: id}))
 		}
-		return kanban.Permanent(errors.New("no"))
-	}, kanban.ConsumeOptions{})
-	require.NoError(t, err)
-	dl, err := q.DeadLetters(context.Background())
-	require.NoError(t, err)
-	require.Len(t, dl, 2)
-	assert.Equal(t, []string{"b", "c"}, []string{dl[0].ID, dl[1].ID}, "the oldest goes first")
+		n := 0
+		err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+			if n++; n == 3 {
+				cancel()
+			}
+			return kanban.Permanent(errors.New("no"))
+		}, kanban.ConsumeOptions{})
+		require.NoError(t, err)
+		dl, err := q.DeadLetters(context.Background())
+		require.NoError(t, err)
+		require.Len(t, dl, 2)
+		assert.Equal(t, []string{"b", "c"}, []string{dl[0].ID, dl[1].ID}, "the oldest goes first")
+	})
 }
 
 func TestPublishRejectsEmptyID(t *testing.T) {
@@ -105,29 +109,31 @@ func TestMemoryOptionsValidate(t *testing.T) {
 }
 
 func TestConsumeOptionsValidate(t *testing.T) {
-	tests := []struct {
-		opts kanban.ConsumeOptions
-		want string
-	}{
-		{kanban.ConsumeOptions{WIP: -1}, "kanban: invalid WIP -1"},
-		{kanban.ConsumeOptions{WIP: kanban.MaxWIP + 1}, "kanban: invalid WIP 65537"},
-		{kanban.ConsumeOptions{MaxAttempts: -2}, "kanban: invalid MaxAttempts -2"},
-		{kanban.ConsumeOptions{DrainTimeout: -time.Second}, "kanban: invalid DrainTimeout -1s"},
-		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Multiplier: 0.5}}, "kanban: invalid Exponential.Multiplier 0.5"},
-		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Jitter: 1.5}}, "kanban: invalid Exponential.Jitter 1.5"},
-		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: -1}}, "kanban: invalid Exponential.Initial -1ns"},
-		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}, "kanban: invalid Exponential.Initial 1m0s"},
-	}
-	q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
-	require.NoError(t, err)
-	for _, tc := range tests {
-		err := tc.opts.Validate()
-		require.Error(t, err)
-		assert.Contains(t, err.Error(), tc.want)
-		err = q.Consume(context.Background(), func(context.Context, kanban.Delivery[int]) error { return nil }, tc.opts)
-		assert.Contains(t, err.Error(), tc.want, "Consume validates too")
-	}
-	assert.NoError(t, kanban.ConsumeOptions{}.Validate())
+	synctest.Test(t, func(t *testing.T) {
+		tests := []struct {
+			opts kanban.ConsumeOptions
+			want string
+		}{
+			{kanban.ConsumeOptions{WIP: -1}, "kanban: invalid WIP -1"},
+			{kanban.ConsumeOptions{WIP: kanban.MaxWIP + 1}, "kanban: invalid WIP 65537"},
+			{kanban.ConsumeOptions{MaxAttempts: -2}, "kanban: invalid MaxAttempts -2"},
+			{kanban.ConsumeOptions{DrainTimeout: -time.Second}, "kanban: invalid DrainTimeout -1s"},
+			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Multiplier: 0.5}}, "kanban: invalid Exponential.Multiplier 0.5"},
+			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Jitter: 1.5}}, "kanban: invalid Exponential.Jitter 1.5"},
+			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: -1}}, "kanban: invalid Exponential.Initial -1ns"},
+			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}, "kanban: invalid Exponential.Initial 1m0s"},
+		}
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		for _, tc := range tests {
+			err := tc.opts.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			err = q.Consume(context.Background(), func(context.Context, kanban.Delivery[int]) error { return nil }, tc.opts)
+			assert.Contains(t, err.Error(), tc.want, "Consume validates too")
+		}
+		assert.NoError(t, kanban.ConsumeOptions{}.Validate())
+	})
 }
 
 func TestExponentialDelay(t *testing.T) {
@@ -153,46 +159,6 @@ func TestExponentialDelay(t *testing.T) {
 			assert.Equal(t, tc.want, tc.b.Delay(tc.attempt))
 		})
 	}
-}
-
-func TestPermanent(t *testing.T) {
-	base := errors.New("bad card")
-	err := kanban.Permanent(base)
-	assert.True(t, kanban.IsPermanent(err))
-	assert.True(t, kanban.IsPermanent(errors.Join(errors.New("x"), err)))
-	assert.ErrorIs(t, err, base)
-	assert.Equal(t, "bad card", err.Error())
-	assert.NoError(t, kanban.Permanent(nil))
-	assert.False(t, kanban.IsPermanent(base))
-}
-
-func TestHeaderKeepsNamesAsWritten(t *testing.T) {
-	h := kanban.Header{}
-	h.Set("traceparent", "v1")
-	h.Set("X-MiXeD", "v2")
-	assert.Equal(t, "v1", h.Get("traceparent"))
-	assert.Equal(t, "", h.Get("Traceparent"))
-	assert.ElementsMatch(t, []string{"traceparent", "X-MiXeD"}, h.Keys())
-	var nilH kanban.Header
-	nilH.Set("a", "b") // no panic
-	assert.Nil(t, nilH.Clone())
-}
-
-func TestPanickingHandlerIsRetried(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
-	require.NoError(t, err)
-	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "p"}))
-	ctx, cancel := context.WithCancel(context.Background())
-	err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
-		if d.Attempt == 1 {
-			panic("boom")
-		}
-		cancel()
-		return nil
-	}, kanban.ConsumeOptions{Backoff: kanban.BackoffFunc(func(int) time.Duration { return 0 })})
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), q.Stats().Retried)
-	assert.Equal(t, int64(1), q.Stats().Handled)
 }
 
 // TestRetryWaitsForTheBackoff: a failed message comes back once its
@@ -247,113 +213,198 @@ func TestRetryWaitsForTheBackoff(t *testing.T) {
 }
 
 func TestMemoryStatsWhileHandlersRun(t *testing.T) {
-	const wip = 3
-	q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	for i := range 2 * wip {
-		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
-	}
-	started := make(chan struct{})
-	release := make(chan struct{})
-	var calls atomic.Int64
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
-			if calls.Add(1) <= wip {
-				started <- struct{}{}
-				<-release
-			}
-			return nil
-		}, kanban.ConsumeOptions{WIP: wip})
-	}()
-	for range wip {
-		<-started
-	}
-	s := q.Stats()
-	assert.Equal(t, int64(wip), s.InFlight, "every running handler's message is in flight")
-	assert.Equal(t, int64(0), s.Handled)
-	assert.Equal(t, int64(2*wip), s.Published)
-	close(release)
-	cancel()
-	require.NoError(t, <-done)
-	s = q.Stats()
-	assert.Equal(t, int64(0), s.InFlight)
-	assert.Equal(t, calls.Load(), s.Handled, "each handled message counted once, workers gone")
-	assert.Equal(t, int(2*wip-calls.Load()), q.Len(), "what was not handled is still queued")
+	synctest.Test(t, func(t *testing.T) {
+		const wip = 3
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		for i := range 2 * wip {
+			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
+		}
+		started := make(chan struct{})
+		release := make(chan struct{})
+		var calls atomic.Int64
+		done := make(chan error, 1)
+		go func() {
+			done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+				if calls.Add(1) <= wip {
+					started <- struct{}{}
+					<-release
+				}
+				return nil
+			}, kanban.ConsumeOptions{WIP: wip})
+		}()
+		for range wip {
+			<-started
+		}
+		s := q.Stats()
+		assert.Equal(t, int64(wip), s.InFlight, "every running handler's message is in flight")
+		assert.Equal(t, int64(0), s.Handled)
+		assert.Equal(t, int64(2*wip), s.Published)
+		close(release)
+		cancel()
+		require.NoError(t, <-done)
+		s = q.Stats()
+		assert.Equal(t, int64(0), s.InFlight)
+		assert.Equal(t, calls.Load(), s.Handled, "each handled message counted once, workers gone")
+		assert.Equal(t, int(2*wip-calls.Load()), q.Len(), "what was not handled is still queued")
+	})
 }
 
 // TestMemoryDrainReturnsTakenMessages: with a backlog a worker takes
 // several messages at once; the drain hands back the ones it has not
 // started, in order, ahead of the rest.
 func TestMemoryDrainReturnsTakenMessages(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1})
-	require.NoError(t, err)
-	const n = 20
-	for i := range n {
-		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var first []int
-	err = q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[int]) error {
-		first = append(first, d.Payload)
-		// The drain starts while the worker holds what it took; the
-		// handler returns once the drain deadline has passed, so the
-		// drain has begun.
-		cancel()
-		<-hctx.Done()
-		return nil
-	}, kanban.ConsumeOptions{WIP: 1, DrainTimeout: 20 * time.Millisecond})
-	require.ErrorIs(t, err, kanban.ErrDrainTimeout)
-	require.Equal(t, []int{0}, first, "the drain lets no message start after it")
-	assert.Equal(t, n-1, q.Len(), "the messages taken and not started are back")
-	assert.Equal(t, int64(1), q.Stats().Handled)
-	assert.Zero(t, q.Stats().InFlight)
-
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	var rest []int
-	err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
-		rest = append(rest, d.Payload)
-		if len(rest) == n-1 {
-			cancel()
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1})
+		require.NoError(t, err)
+		const n = 20
+		for i := range n {
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
 		}
-		return nil
-	}, kanban.ConsumeOptions{WIP: 1})
-	require.NoError(t, err)
-	want := make([]int, 0, n-1)
-	for i := 1; i < n; i++ {
-		want = append(want, i)
-	}
-	assert.Equal(t, want, rest, "one worker handles the queue in order, the returned messages first")
-	assert.Zero(t, q.Len())
-	assert.Equal(t, int64(n), q.Stats().Handled)
+		ctx, cancel := context.WithCancel(context.Background())
+		var first []int
+		err = q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[int]) error {
+			first = append(first, d.Payload)
+			// The drain starts while the worker holds what it took; the
+			// handler returns once the drain deadline has passed, so the
+			// drain has begun.
+			cancel()
+			<-hctx.Done()
+			return nil
+		}, kanban.ConsumeOptions{WIP: 1, DrainTimeout: 20 * time.Millisecond})
+		require.ErrorIs(t, err, kanban.ErrDrainTimeout)
+		require.Equal(t, []int{0}, first, "the drain lets no message start after it")
+		assert.Equal(t, n-1, q.Len(), "the messages taken and not started are back")
+		assert.Equal(t, int64(1), q.Stats().Handled)
+		assert.Zero(t, q.Stats().InFlight)
+
+		ctx, cancel = context.WithCancel(context.Background())
+		defer cancel()
+		var rest []int
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			rest = append(rest, d.Payload)
+			if len(rest) == n-1 {
+				cancel()
+			}
+			return nil
+		}, kanban.ConsumeOptions{WIP: 1})
+		require.NoError(t, err)
+		want := make([]int, 0, n-1)
+		for i := 1; i < n; i++ {
+			want = append(want, i)
+		}
+		assert.Equal(t, want, rest, "one worker handles the queue in order, the returned messages first")
+		assert.Zero(t, q.Len())
+		assert.Equal(t, int64(n), q.Stats().Handled)
+	})
 }
 
 // TestMemoryInFlightNeverAboveWIP: messages a worker has taken and not
 // started are not counted in flight, so the gauge stays within WIP while
 // workers take a backlog several at a time.
 func TestMemoryInFlightNeverAboveWIP(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1, Capacity: 4096})
-	require.NoError(t, err)
-	const n, wip = 2000, 3
-	for i := range n {
-		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1, Capacity: 4096})
+		require.NoError(t, err)
+		const n, wip = 2000, 3
+		for i := range n {
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var handled, over atomic.Int64
+		err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+			if f := q.Stats().InFlight; f > wip || f < 1 {
+				over.Add(1)
+			}
+			if handled.Add(1) == n {
+				cancel()
+			}
+			return nil
+		}, kanban.ConsumeOptions{WIP: wip})
+		require.NoError(t, err)
+		assert.Zero(t, over.Load(), "InFlight left [1, WIP] while a handler ran")
+		assert.Equal(t, int64(n), q.Stats().Handled)
+		assert.Zero(t, q.Len())
+	})
+}
+
+// TestDeadLetterGivesBackItsRoom: a dead-lettered message leaves the
+// queue, so a full queue has room again.
+func TestDeadLetterGivesBackItsRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1})
+		require.NoError(t, err)
+		bctx := context.Background()
+		require.NoError(t, q.TryPublish(bctx, kanban.Message[int]{ID: "a"}))
+		require.ErrorIs(t, q.TryPublish(bctx, kanban.Message[int]{ID: "b"}), kanban.ErrFull)
+		ctx, cancel := context.WithCancel(bctx)
+		err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+			defer cancel()
+			return kanban.Permanent(errors.New("no"))
+		}, kanban.ConsumeOptions{})
+		require.NoError(t, err)
+		assert.Zero(t, q.Len())
+		assert.NoError(t, q.TryPublish(bctx, kanban.Message[int]{ID: "b"}), "the dead letter's room is free")
+	})
+}
+
+// TestPublishWaitingForRoomIsWoken: with Capacity 1, a Publish waiting for
+// room gets in once the one message is handled.
+func TestPublishWaitingForRoomIsWoken(t *testing.T) {
+	for _, capacity := range []int{1, 2, 8} {
+		t.Run(fmt.Sprint("Capacity=", capacity), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: capacity})
+				require.NoError(t, err)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+				defer cancel()
+				for i := range capacity {
+					require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: fmt.Sprint(i)}))
+				}
+				published := make(chan error, 1)
+				go func() { published <- q.Publish(ctx, kanban.Message[int]{ID: "waiting"}) }()
+				synctest.Wait()
+				select {
+				case err := <-published:
+					t.Fatalf("Publish returned %v while the queue was full", err)
+				default:
+				}
+				var handled []string
+				cctx, stop := context.WithCancel(ctx)
+				err = q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					if handled = append(handled, d.ID); len(handled) == capacity+1 {
+						stop()
+					}
+					return nil
+				}, kanban.ConsumeOptions{})
+				require.NoError(t, err)
+				require.NoError(t, <-published, "the waiting Publish got in")
+				assert.Equal(t, "waiting", handled[capacity])
+				assert.Zero(t, q.Len())
+			})
+		})
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var handled, over atomic.Int64
-	err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
-		if f := q.Stats().InFlight; f > wip || f < 1 {
-			over.Add(1)
-		}
-		if handled.Add(1) == n {
-			cancel()
-		}
-		return nil
-	}, kanban.ConsumeOptions{WIP: wip})
+}
+
+// failingCodec fails to encode.
+type failingCodec struct{ kanban.JSON }
+
+var errEncode = errors.New("cannot encode")
+
+func (failingCodec) Marshal(any) ([]byte, error) { return nil, errEncode }
+
+// TestPublishReturnsCodecErrors: a payload the Codec cannot encode is not
+// stored, and Publish says why.
+func TestPublishReturnsCodecErrors(t *testing.T) {
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: failingCodec{}})
 	require.NoError(t, err)
-	assert.Zero(t, over.Load(), "InFlight left [1, WIP] while a handler ran")
-	assert.Equal(t, int64(n), q.Stats().Handled)
+	ctx := context.Background()
+	err = q.Publish(ctx, kanban.Message[int]{ID: "a"})
+	require.ErrorIs(t, err, errEncode)
+	assert.EqualError(t, err, "kanban: encoding message a: cannot encode")
+	require.ErrorIs(t, q.TryPublish(ctx, kanban.Message[int]{ID: "a"}), errEncode)
 	assert.Zero(t, q.Len())
+	assert.Equal(t, kanban.QueueStats{}, q.Stats())
 }

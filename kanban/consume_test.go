@@ -1,0 +1,117 @@
+package kanban_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// logRecorder keeps the records logged to it.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = append(l.records, r.Clone())
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// attrs returns the attributes of the records with message msg.
+func (l *logRecorder) attrs(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, r := range l.records {
+		if r.Message != msg {
+			continue
+		}
+		m := map[string]any{"level": r.Level}
+		r.Attrs(func(a slog.Attr) bool {
+			m[a.Key] = a.Value.Any()
+			return true
+		})
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestPanickingHandler: a handler's panic is recovered into a PanicError
+// logged with its stack; the message is retried as after an error, then
+// dead-lettered with the panic as reason; a panic with a Permanent error
+// dead-letters it at once.
+func TestPanickingHandler(t *testing.T) {
+	tests := []struct {
+		name     string
+		value    any
+		attempts int // deliveries before the message is dead-lettered
+		reason   string
+	}{
+		{"retried, then dead-lettered", "boom", 3, "kanban: panic in handler: boom"},
+		{"permanent", kanban.Permanent(errors.New("corrupt")), 1, "kanban: panic in handler: corrupt"},
+	}
+	for _, tc := range tests {
+		for _, perKey := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/PerKey=%v", tc.name, perKey), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+					require.NoError(t, err)
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "p", Key: "k"}))
+					var log logRecorder
+					ctx, cancel := context.WithCancel(context.Background())
+					calls := 0
+					err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+						if calls++; calls == tc.attempts {
+							defer cancel()
+						}
+						panicInHandler(tc.value)
+						return nil
+					}, kanban.ConsumeOptions{
+						MaxAttempts: 3, PerKey: perKey, Logger: slog.New(&log),
+						Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second }),
+					})
+					require.NoError(t, err)
+					assert.Equal(t, tc.attempts, calls)
+
+					dl, err := q.DeadLetters(context.Background())
+					require.NoError(t, err)
+					require.Len(t, dl, 1)
+					assert.Equal(t, tc.reason, dl[0].Reason)
+					assert.Equal(t, tc.attempts, dl[0].Attempts)
+					assert.Equal(t, kanban.QueueStats{Published: 1, Retried: int64(tc.attempts - 1), DeadLettered: 1}, q.Stats())
+
+					logged := log.attrs("kanban: handler panicked")
+					require.Len(t, logged, tc.attempts, "each panic is logged")
+					for i, a := range logged {
+						assert.Equal(t, slog.LevelError, a["level"])
+						assert.Equal(t, "p", a["id"])
+						assert.EqualValues(t, i+1, a["attempt"])
+						var p *kanban.PanicError
+						require.ErrorAs(t, a["err"].(error), &p)
+						assert.Equal(t, tc.value, p.Value)
+						assert.Contains(t, string(p.Stack), "kanban_test.panicInHandler", "the stack is where the handler panicked")
+						assert.Equal(t, string(p.Stack), a["stack"])
+					}
+				})
+			})
+		}
+	}
+}
+
+//go:noinline
+func panicInHandler(v any) { panic(v) }
