@@ -19,14 +19,22 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // from src no more messages than free WIP, runs h on each (one at a time
 // per key with PerKey), and settles each: Ack on success, Retry with
 // back-off on failure, DeadLetter after MaxAttempts, at once for a
-// Permanent error, and for a payload that cannot be decoded. Leases are
-// extended every src.HeartbeatInterval while handlers run.
+// Permanent error, and for a payload that cannot be decoded. A handler
+// that panics fails its attempt with a *PanicError (see PanicError).
+// Leases are extended every src.HeartbeatInterval while handlers run.
 //
 // When ctx ends Serve stops pulling, releases messages pulled and not yet
 // started, and waits up to DrainTimeout for running handlers; then it
 // cancels their context, waits for them to return, and returns
 // ErrDrainTimeout. A clean drain returns nil. Nothing pulled is lost: every
 // lease is settled or released before Serve returns.
+//
+// ctx is the consumer's shutdown: unlike the Shutdown(ctx) of types that
+// run in the background, Serve runs in its caller's goroutine, and when it
+// returns every goroutine it started (workers, heartbeats) has ended.
+// DrainTimeout bounds the wait for handlers, as Shutdown's ctx would.
+// Messages retried with a delay wait in the backend (on a timer in the
+// in-memory queue, on the server in JetStream), not in Serve.
 func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts ConsumeOptions, rt Runtime) error {
 	if err := opts.Validate(); err != nil {
 		return err

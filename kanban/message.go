@@ -47,7 +47,8 @@ type Delivery[T any] struct {
 // Handler does the work of one message. A nil error acknowledges the
 // message; an error retries it with back-off until MaxAttempts, after
 // which it goes to the dead letters with the error text as reason. An
-// error made with Permanent dead-letters it at once.
+// error made with Permanent dead-letters it at once. A panic is recovered
+// and counts as the error *PanicError.
 //
 // ctx carries the trace context of the publisher, and is cancelled only
 // when the consumer's drain deadline passes.
