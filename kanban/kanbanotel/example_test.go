@@ -3,6 +3,7 @@ package kanbanotel_test
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -20,7 +21,8 @@ func ExampleTraceContext() {
 	})
 	_ = q.Publish(trace.ContextWithSpanContext(context.Background(), sc), kanban.NewMessage("customer-7", "charge"))
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	_ = q.Consume(ctx, func(ctx context.Context, d kanban.Delivery[string]) error {
 		defer cancel()
 		fmt.Println(d.Headers["traceparent"])

@@ -3,6 +3,7 @@ package kanbanotel_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,7 +36,8 @@ func roundTrip(t *testing.T, p kanban.Propagator, pctx context.Context, tracer t
 	q, err := kanban.NewMemory[string](kanban.MemoryOptions{Propagator: p})
 	require.NoError(t, err)
 	require.NoError(t, q.Publish(pctx, kanban.NewMessage("", "x")))
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var got delivered
 	err = q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[string]) error {
 		defer cancel()

@@ -171,7 +171,11 @@ func TestPublishAsyncSurvivesServerRestart(t *testing.T) {
 		}
 		published <- q.Flush(ctx)
 	}()
-	<-kill
+	select {
+	case <-kill:
+	case err := <-published:
+		t.Fatalf("publishing ended before the kill: %v", err)
+	}
 	require.NoError(t, srv.Shutdown(context.Background()))
 	srv, err = natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port})
 	require.NoError(t, err)

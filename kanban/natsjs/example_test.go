@@ -38,7 +38,8 @@ func Example() {
 	for _, id := range []string{"tx-1", "tx-2", "tx-1"} { // tx-1 twice: stored once
 		_ = q.Publish(ctx, kanban.Message[confirmation]{ID: id, Key: "customer-9", Payload: confirmation{id, 100}})
 	}
-	cctx, stop := context.WithCancel(ctx)
+	cctx, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
 	n := 0
 	err = q.Consume(cctx, func(_ context.Context, d kanban.Delivery[confirmation]) error {
 		fmt.Println("confirm", d.Payload.Payment)
