@@ -38,7 +38,7 @@ func (f BackoffFunc) Delay(attempt int) time.Duration { return f(attempt) }
 type Exponential struct {
 	Initial    time.Duration // first delay; 0 means 100ms
 	Max        time.Duration // cap; 0 means 30s
-	Multiplier float64       // growth per attempt; 0 means 2; must be ≥ 1
+	Multiplier float64       // growth per attempt; 0 means 2; must be finite and ≥ 1
 	// Jitter is the fraction of the delay spread either side; 0 means
 	// 0.2, a negative value means none; at most 1.
 	Jitter float64
@@ -58,9 +58,9 @@ func (e Exponential) Validate() error {
 	case e.Max < 0:
 		return optionError("kanban", "Exponential.Max", e.Max, "must not be negative")
 	case e.Multiplier != 0 && (e.Multiplier < 1 || math.IsNaN(e.Multiplier) || math.IsInf(e.Multiplier, 0)):
-		return optionError("kanban", "Exponential.Multiplier", e.Multiplier, "must be at least 1")
+		return optionError("kanban", "Exponential.Multiplier", e.Multiplier, "must be finite and at least 1")
 	case e.Jitter > 1 || math.IsNaN(e.Jitter):
-		return optionError("kanban", "Exponential.Jitter", e.Jitter, "must be at most 1")
+		return optionError("kanban", "Exponential.Jitter", e.Jitter, "must be a number at most 1")
 	}
 	if e.Initial > e.maxDelay() {
 		return optionError("kanban", "Exponential.Initial", e.Initial, "must not exceed Max")

@@ -115,3 +115,31 @@ func TestPanickingHandler(t *testing.T) {
 
 //go:noinline
 func panicInHandler(v any) { panic(v) }
+
+// TestPanicWithoutLogger: with no Logger the panic is still recovered, and
+// the consumer goes on to the next message.
+func TestPanicWithoutLogger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		for _, id := range []string{"bad", "good"} {
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id}))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var handled []string
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.ID == "bad" {
+				panic("boom")
+			}
+			handled = append(handled, d.ID)
+			cancel()
+			return nil
+		}, kanban.ConsumeOptions{MaxAttempts: 1})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"good"}, handled)
+		dl, err := q.DeadLetters(context.Background())
+		require.NoError(t, err)
+		require.Len(t, dl, 1)
+		assert.Equal(t, "kanban: panic in handler: boom", dl[0].Reason)
+	})
+}

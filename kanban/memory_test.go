@@ -108,59 +108,6 @@ func TestMemoryOptionsValidate(t *testing.T) {
 	}
 }
 
-func TestConsumeOptionsValidate(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		tests := []struct {
-			opts kanban.ConsumeOptions
-			want string
-		}{
-			{kanban.ConsumeOptions{WIP: -1}, "kanban: invalid WIP -1"},
-			{kanban.ConsumeOptions{WIP: kanban.MaxWIP + 1}, "kanban: invalid WIP 65537"},
-			{kanban.ConsumeOptions{MaxAttempts: -2}, "kanban: invalid MaxAttempts -2"},
-			{kanban.ConsumeOptions{DrainTimeout: -time.Second}, "kanban: invalid DrainTimeout -1s"},
-			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Multiplier: 0.5}}, "kanban: invalid Exponential.Multiplier 0.5"},
-			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Jitter: 1.5}}, "kanban: invalid Exponential.Jitter 1.5"},
-			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: -1}}, "kanban: invalid Exponential.Initial -1ns"},
-			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}, "kanban: invalid Exponential.Initial 1m0s"},
-		}
-		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
-		require.NoError(t, err)
-		for _, tc := range tests {
-			err := tc.opts.Validate()
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.want)
-			err = q.Consume(context.Background(), func(context.Context, kanban.Delivery[int]) error { return nil }, tc.opts)
-			assert.Contains(t, err.Error(), tc.want, "Consume validates too")
-		}
-		assert.NoError(t, kanban.ConsumeOptions{}.Validate())
-	})
-}
-
-func TestExponentialDelay(t *testing.T) {
-	fixed := func(r float64) func() float64 { return func() float64 { return r } }
-	tests := []struct {
-		name    string
-		b       kanban.Exponential
-		attempt int
-		want    time.Duration
-	}{
-		{"defaults, middle of jitter", kanban.Exponential{Rand: fixed(0.5)}, 1, 100 * time.Millisecond},
-		{"doubles", kanban.Exponential{Rand: fixed(0.5)}, 3, 400 * time.Millisecond},
-		{"jitter low end", kanban.Exponential{Rand: fixed(0)}, 1, 80 * time.Millisecond},
-		{"jitter high end", kanban.Exponential{Rand: fixed(1)}, 1, 120 * time.Millisecond},
-		{"capped", kanban.Exponential{Max: time.Second, Rand: fixed(0.5)}, 20, time.Second},
-		{"jitter never exceeds cap", kanban.Exponential{Max: time.Second, Rand: fixed(1)}, 20, time.Second},
-		{"no jitter", kanban.Exponential{Initial: time.Second, Multiplier: 3, Jitter: -1}, 3, 9 * time.Second},
-		{"attempt 0 treated as 1", kanban.Exponential{Jitter: -1}, 0, 100 * time.Millisecond},
-		{"huge attempt does not overflow", kanban.Exponential{Jitter: -1}, 1 << 30, 30 * time.Second},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, tc.b.Delay(tc.attempt))
-		})
-	}
-}
-
 // TestRetryWaitsForTheBackoff: a failed message comes back once its
 // back-off has passed, not before.
 func TestRetryWaitsForTheBackoff(t *testing.T) {
