@@ -85,11 +85,8 @@ func (e Exponential) Delay(attempt int) time.Duration {
 	if mult == 0 {
 		mult = 2
 	}
-	switch {
-	case jitter == 0:
-		jitter = 0.2
-	case jitter < 0:
-		jitter = 0
+	if jitter == 0 {
+		jitter = 0.2 // a negative Jitter stays negative: no spread below
 	}
 	limit := float64(e.maxDelay())
 	if attempt < 1 {
