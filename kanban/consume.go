@@ -89,7 +89,7 @@ type engine[T any] struct {
 	lanes    map[string]*lane[T] // a key is busy while it has a lane
 	workers  int
 	draining bool
-	held     map[Lease[T]]time.Time // last extension, with heartbeats only
+	held     map[Lease[T]]time.Time // when each running lease was handed over, with heartbeats only
 	wg       sync.WaitGroup
 	freed    chan struct{}
 	stopping chan struct{} // closed when the drain starts
@@ -327,21 +327,14 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAc
 }
 
 // waitInPlace sleeps delay holding the key, so a keyed message keeps its
-// place. It gives up (false) when the drain starts.
+// place. It gives up (false) when the drain starts, so that no attempt
+// starts after it.
 func (e *engine[T]) waitInPlace(delay time.Duration) bool {
-	if delay <= 0 {
-		select {
-		case <-e.stopping:
-			return false
-		default:
-			return true
-		}
-	}
-	t := time.NewTimer(delay)
+	t := time.NewTimer(delay) // at once for a delay of 0 or less
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return !e.stopped.Load()
 	case <-e.stopping:
 		return false
 	}
@@ -384,9 +377,9 @@ func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<
 		now := time.Now()
 		var due []Lease[T]
 		e.mu.Lock()
-		for l, last := range e.held {
-			if now.Sub(last) >= iv {
-				e.held[l] = now
+		for l, since := range e.held {
+			// A lease pulled less than an interval ago is fresh enough.
+			if now.Sub(since) >= iv {
 				due = append(due, l)
 			}
 		}

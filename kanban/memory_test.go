@@ -355,3 +355,34 @@ func TestPublishReturnsCodecErrors(t *testing.T) {
 	assert.Zero(t, q.Len())
 	assert.Equal(t, kanban.QueueStats{}, q.Stats())
 }
+
+// TestRetryWithoutKeyLetsOthersPass: a failed message without a key waits
+// for its retry in the queue, not in front of it: the messages behind it
+// are handled meanwhile.
+func TestRetryWithoutKeyLetsOthersPass(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				for _, id := range []string{"a", "b"} {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id}))
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				var order []string
+				err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					order = append(order, fmt.Sprint(d.ID, d.Attempt))
+					if d.ID == "a" && d.Attempt == 1 {
+						return errors.New("again")
+					}
+					if len(order) == 3 {
+						cancel()
+					}
+					return nil
+				}, kanban.ConsumeOptions{PerKey: perKey, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second })})
+				require.NoError(t, err)
+				assert.Equal(t, []string{"a1", "b1", "a2"}, order)
+			})
+		})
+	}
+}

@@ -3,8 +3,10 @@ package kanban_test
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/kanban"
 )
@@ -78,4 +80,78 @@ func TestInjectHeadersAllocatesNothingToCarryNothing(t *testing.T) {
 	p := valuePropagator{}
 	allocs := testing.AllocsPerRun(100, func() { _ = kanban.InjectHeaders(ctx, p, h) })
 	assert.Zero(t, allocs)
+}
+
+// countingPropagator is valuePropagator counting its Extract calls.
+type countingPropagator struct {
+	valuePropagator
+	extracts *int
+}
+
+func (p countingPropagator) Extract(ctx context.Context, h kanban.Header) context.Context {
+	*p.extracts++
+	return p.valuePropagator.Extract(ctx, h)
+}
+
+// TestConsumeExtracts: the handler's ctx carries what the Propagator
+// extracts from the message's headers; Extract is asked only about
+// messages that have headers; without a Propagator the headers still
+// arrive and nothing is extracted.
+func TestConsumeExtracts(t *testing.T) {
+	traced := context.WithValue(context.Background(), ctxKey{}, "t1")
+	tests := []struct {
+		name     string
+		p        func(*int) kanban.Propagator
+		msgs     []kanban.Message[int]
+		values   []any
+		extracts int
+	}{
+		{
+			"with a propagator",
+			func(n *int) kanban.Propagator { return countingPropagator{extracts: n} },
+			[]kanban.Message[int]{{ID: "traced"}, {ID: "own", Headers: kanban.Header{"X-Own": "mine"}}},
+			[]any{"t1", "t1"}, 2,
+		},
+		{
+			"without",
+			func(*int) kanban.Propagator { return nil },
+			[]kanban.Message[int]{{ID: "own", Headers: kanban.Header{"X-Own": "mine", "trace": "t0"}}},
+			[]any{nil}, 0,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var extracts int
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Propagator: tc.p(&extracts)})
+				require.NoError(t, err)
+				for _, m := range tc.msgs {
+					require.NoError(t, q.Publish(traced, m))
+				}
+				require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "bare"}))
+				ctx, cancel := context.WithCancel(context.Background())
+				var values []any
+				var headers []kanban.Header
+				err = q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[int]) error {
+					if d.ID == "bare" {
+						assert.Nil(t, hctx.Value(ctxKey{}))
+						assert.Empty(t, d.Headers)
+						cancel()
+						return nil
+					}
+					values = append(values, hctx.Value(ctxKey{}))
+					headers = append(headers, d.Headers)
+					return nil
+				}, kanban.ConsumeOptions{})
+				require.NoError(t, err)
+				assert.Equal(t, tc.values, values)
+				assert.Equal(t, tc.extracts, extracts, "Extract is asked about messages with headers only")
+				for i, m := range tc.msgs {
+					for k, v := range m.Headers {
+						assert.Equal(t, v, headers[i][k], "the message's own headers arrive")
+					}
+				}
+			})
+		})
+	}
 }
