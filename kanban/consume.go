@@ -96,6 +96,7 @@ type engine[T any] struct {
 	stopped  atomic.Bool   // set just before stopping closes
 
 	nworkers atomic.Int64 // shared mode: workers started
+	idle     atomic.Int64 // shared mode: workers waiting for a message
 	// onStop, when set, runs as the drain starts, once stopped is set:
 	// the shared mode wakes its waiting workers with it.
 	onStop func()

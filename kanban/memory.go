@@ -332,12 +332,11 @@ func (q *Memory[T]) takeMore(out []Lease[T]) int {
 }
 
 // takeBatch acknowledges acked messages and counts them handled, then
-// copies ready messages into out's leases and returns how many, and
-// whether more are ready behind them: one, or more while the ready
-// messages are many per consumer (share is their number), so that a
-// consumer taking a few leaves plenty for the others. One lock for all of
-// it.
-func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int, more bool) {
+// copies ready messages into out's leases and returns how many: one, or
+// more while the ready messages are many per consumer (share is their
+// number), so that a consumer taking a few leaves plenty for the others.
+// One lock for all of it.
+func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int) {
 	q.mu.Lock()
 	if acked > 0 {
 		q.acked += int64(acked)
@@ -349,7 +348,7 @@ func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int, 
 		q.ready.takeFront(&out[i].m)
 	}
 	q.mu.Unlock()
-	return n, r > n
+	return n
 }
 
 // waitShared is take for Serve's shared workers, into w.e: it blocks on
@@ -357,23 +356,22 @@ func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int, 
 // learns of the drain from a nil that wakeStopped hands it. It returns
 // false once the consumer is stopping. A waiter whose consumer is
 // stopping is not listed.
-func (q *Memory[T]) waitShared(w *memWaiter[T]) (more, ok bool) {
+func (q *Memory[T]) waitShared(w *memWaiter[T]) (ok bool) {
 	q.mu.Lock()
 	if q.ready.len() > 0 {
 		q.ready.takeFront(&w.e.m)
-		more = q.ready.len() > 0
 		q.mu.Unlock()
-		return more, true
+		return true
 	}
 	// Checked under mu: a drain that set the flag before wakeStopped
 	// took mu is seen here; one that sets it later finds w listed.
 	if w.stopped.Load() {
 		q.mu.Unlock()
-		return false, false
+		return false
 	}
 	q.waiters = append(q.waiters, w)
 	q.mu.Unlock()
-	return false, <-w.ch != nil
+	return <-w.ch != nil
 }
 
 // wakeStopped hands nil to every listed waiter whose consumer's flag is

@@ -386,3 +386,48 @@ func TestRetryWithoutKeyLetsOthersPass(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryReachesWIP: a consumer runs up to WIP handlers at once
+// whether its messages wait in a backlog of exactly WIP or arrive one by
+// one while the earlier ones are still being handled.
+func TestMemoryReachesWIP(t *testing.T) {
+	const wip = 4
+	for _, arrival := range []string{"backlog", "one by one"} {
+		t.Run(arrival, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				publish := func() {
+					for i := range wip {
+						require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: strconv.Itoa(i)}))
+						synctest.Wait() // the consumer has taken it, if it could
+					}
+				}
+				if arrival == "backlog" {
+					publish()
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				var running, peak atomic.Int64
+				done := make(chan error, 1)
+				go func() {
+					done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+						peak.Store(max(peak.Load(), running.Add(1)))
+						time.Sleep(10 * time.Second) // a slow handler
+						running.Add(-1)
+						return nil
+					}, kanban.ConsumeOptions{WIP: wip})
+				}()
+				synctest.Wait()
+				if arrival == "one by one" {
+					publish()
+				}
+				time.Sleep(time.Second)
+				assert.Equal(t, int64(wip), running.Load(), "every message is being handled")
+				assert.Equal(t, int64(wip), peak.Load())
+				cancel()
+				require.NoError(t, <-done)
+				assert.Equal(t, int64(wip), q.Stats().Handled)
+			})
+		})
+	}
+}

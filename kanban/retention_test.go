@@ -18,7 +18,7 @@ import (
 )
 
 // blob is a payload whose memory a test can watch through a weak pointer.
-type blob struct{ data [4096]byte }
+type blob struct{ _ [4096]byte }
 
 // TestSettledMessagesAreNotKeptAlive: once a message is settled — handled,
 // retried and handled, dead-lettered — the queue and its consumers keep
