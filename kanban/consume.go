@@ -88,7 +88,6 @@ type engine[T any] struct {
 	ready    ring[Lease[T]]
 	lanes    map[string]*lane[T] // a key is busy while it has a lane
 	workers  int
-	draining bool
 	held     map[Lease[T]]time.Time // when each running lease was handed over, with heartbeats only
 	wg       sync.WaitGroup
 	freed    chan struct{}
@@ -119,9 +118,13 @@ func (e *engine[T]) pullLoop(ctx context.Context) {
 			}
 		}
 		leases, err := e.src.Pull(ctx, n)
+		var back []Lease[T]
 		for _, l := range leases {
-			e.dispatch(ctx, l)
+			if !e.dispatch(ctx, l) {
+				back = append(back, l)
+			}
 		}
+		e.handBack(back)
 		if err != nil && ctx.Err() == nil {
 			e.o.Logger.Warn("kanban: pull failed", "err", err, "retry_in", errDelay)
 			sleep(ctx, errDelay)
@@ -132,22 +135,24 @@ func (e *engine[T]) pullLoop(ctx context.Context) {
 	}
 }
 
-func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) {
+// dispatch takes l, holding a WIP slot, to a worker or to its key's lane.
+// It returns false, and leaves l for handBack, when ctx has ended: a Pull
+// may return leases together with ctx's error, and the consumer starts
+// nothing once it stops.
+func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) bool {
 	e.rt.Counters.base.addInFlight(1)
 	e.mu.Lock()
 	e.free--
-	if ctx.Err() != nil || e.draining {
+	if ctx.Err() != nil {
 		e.mu.Unlock()
-		e.settle(l, settleRelease, 0, "", 0, &e.rt.Counters.base)
-		e.release()
-		return
+		return false
 	}
 	if e.o.PerKey {
 		if k := l.Key(); k != "" {
 			if ln, busy := e.lanes[k]; busy {
 				ln.waiting = append(ln.waiting, l)
 				e.mu.Unlock()
-				return
+				return true
 			}
 			e.lanes[k] = &lane[T]{}
 		}
@@ -159,6 +164,17 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) {
 		go e.worker()
 	}
 	e.mu.Unlock()
+	return true
+}
+
+// handBack releases dispatched leases that did not start, in their slots,
+// the last first: a backend that puts a released message at the front of
+// its queue (as the in-memory one does) keeps them in their order.
+func (e *engine[T]) handBack(ls []Lease[T]) {
+	for i := len(ls) - 1; i >= 0; i-- {
+		e.settle(ls[i], settleRelease, 0, "", 0, &e.rt.Counters.base)
+		e.release()
+	}
 }
 
 // release frees the slot of a settled lease.
@@ -274,9 +290,11 @@ func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 // handleMessage is handle once the delivery d is read from l: err is the
 // error decoding it. d is passed by reference, not copied on each call on
 // the way to the handler; it may be the lease's own (Serve's shared
-// workers, which never retry in place, so never write it). With deferAck a success is not acknowledged here:
-// handleMessage returns true and the caller acknowledges l, which is still
-// counted in flight in c, and counts it as handled.
+// workers, which never retry in place, so never write it). With deferAck
+// (Serve's shared workers, whose leases need no heartbeat) a success is
+// not acknowledged here: handleMessage returns true and the caller
+// acknowledges l, which is still counted in flight in c, and counts it as
+// handled.
 func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAck bool, c *counterCell) (ackLeft bool) {
 	attempt := d.Attempt
 	if err != nil {
@@ -302,7 +320,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAc
 		err := e.call(ctx, d)
 		switch {
 		case err == nil:
-			if deferAck && e.held == nil {
+			if deferAck {
 				return true
 			}
 			c.addHandled()
@@ -395,7 +413,6 @@ func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<
 
 func (e *engine[T]) drain() error {
 	e.mu.Lock()
-	e.draining = true
 	e.stopped.Store(true)
 	close(e.stopping)
 	if e.onStop != nil {
@@ -407,10 +424,7 @@ func (e *engine[T]) drain() error {
 		ln.waiting = nil
 	}
 	e.mu.Unlock()
-	for _, l := range unstarted {
-		e.settle(l, settleRelease, 0, "", 0, &e.rt.Counters.base)
-		e.release()
-	}
+	e.handBack(unstarted)
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	timeout := time.NewTimer(e.o.DrainTimeout)

@@ -338,10 +338,8 @@ func (q *Memory[T]) takeMore(out []Lease[T]) int {
 // One lock for all of it.
 func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int) {
 	q.mu.Lock()
-	if acked > 0 {
-		q.acked += int64(acked)
-		q.settled(acked)
-	}
+	q.acked += int64(acked)
+	q.settled(acked)
 	r := q.ready.len()
 	n = min(len(out), max(1, r/share), r)
 	for i := range n {
@@ -453,10 +451,8 @@ type memSource[T any] struct {
 
 func (s *memSource[T]) HeartbeatInterval() time.Duration { return 0 }
 
+// Pull takes at most max messages; Serve asks for one at least.
 func (s *memSource[T]) Pull(ctx context.Context, max int) ([]Lease[T], error) {
-	if max <= 0 {
-		return nil, nil
-	}
 	if s.w == nil {
 		s.w = newMemWaiter[T](nil)
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"weak"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -430,4 +432,134 @@ func TestMemoryReachesWIP(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestPublishWaitingForRoomGivesUpWithCtx: a Publish waiting for room
+// returns ctx's error when ctx ends first, and stores nothing.
+func TestPublishWaitingForRoomGivesUpWithCtx(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1})
+		require.NoError(t, err)
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "a"}))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		err = q.Publish(ctx, kanban.Message[int]{ID: "b"})
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, time.Minute, time.Since(start), "it waited for room until ctx ended")
+		assert.Equal(t, 1, q.Len())
+		assert.Equal(t, int64(1), q.Stats().Published)
+	})
+}
+
+// TestMemoryConsumersShareAQueue: several consumers of one queue each
+// take messages, and stopping one leaves the others working.
+func TestMemoryConsumersShareAQueue(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				var mu sync.Mutex
+				handled := map[string][]string{}
+				consume := func(name string, ctx context.Context, done chan<- error) {
+					done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+						mu.Lock()
+						handled[name] = append(handled[name], d.ID)
+						mu.Unlock()
+						time.Sleep(time.Second)
+						return nil
+					}, kanban.ConsumeOptions{WIP: 2, PerKey: perKey})
+				}
+				ctxA, stopA := context.WithCancel(context.Background())
+				ctxB, stopB := context.WithCancel(context.Background())
+				doneA, doneB := make(chan error, 1), make(chan error, 1)
+				go consume("a", ctxA, doneA)
+				go consume("b", ctxB, doneB)
+				synctest.Wait() // both wait for messages
+				for i := range 4 {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: fmt.Sprint("first", i)}))
+				}
+				time.Sleep(time.Minute)
+				mu.Lock()
+				assert.Len(t, handled["a"], 2, "each consumer takes its WIP")
+				assert.Len(t, handled["b"], 2)
+				mu.Unlock()
+
+				stopA()
+				require.NoError(t, <-doneA)
+				for i := range 4 {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: fmt.Sprint("then", i)}))
+				}
+				time.Sleep(time.Minute)
+				mu.Lock()
+				assert.Len(t, handled["a"], 2, "a stopped consumer takes nothing")
+				assert.Len(t, handled["b"], 6, "the other goes on")
+				mu.Unlock()
+				stopB()
+				require.NoError(t, <-doneB)
+				assert.Zero(t, q.Len())
+			})
+		})
+	}
+}
+
+// TestMemoryDrainStartsNothing: once the consumer stops, no message
+// starts: those waiting for their key, or taken and not started, go back
+// to the queue, first in line.
+func TestMemoryDrainStartsNothing(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				for i := range 5 {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: strconv.Itoa(i), Key: "k"}))
+				}
+				// PerKey: messages 1 and 2 wait for their key; without: the
+				// worker has taken messages 1 to 3 with 0.
+				opts := kanban.ConsumeOptions{WIP: 3, PerKey: true}
+				if !perKey {
+					opts = kanban.ConsumeOptions{WIP: 1}
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				var handled []string
+				err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					handled = append(handled, d.ID)
+					cancel()
+					time.Sleep(time.Second) // still running as the drain starts
+					return nil
+				}, opts)
+				require.NoError(t, err)
+				assert.Equal(t, []string{"0"}, handled)
+				assert.Equal(t, 4, q.Len(), "the others are back")
+				assert.Zero(t, q.Stats().InFlight)
+
+				ctx, cancel = context.WithCancel(context.Background())
+				handled = nil
+				err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					if handled = append(handled, d.ID); len(handled) == 4 {
+						cancel()
+					}
+					return nil
+				}, kanban.ConsumeOptions{WIP: 1})
+				require.NoError(t, err)
+				assert.Equal(t, []string{"1", "2", "3", "4"}, handled, "in their order")
+			})
+		})
+	}
+}
+
+// TestMemoryWithCodecHoldsBytes: with a Codec the queue holds the encoded
+// payload, as a queue on a wire would, not the value published.
+func TestMemoryWithCodecHoldsBytes(t *testing.T) {
+	q, err := kanban.NewMemory[*blob](kanban.MemoryOptions{Codec: kanban.JSON{}})
+	require.NoError(t, err)
+	b := new(blob)
+	w := weak.Make(b)
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[*blob]{ID: "a", Payload: b}))
+	b = nil
+	runtime.GC()
+	assert.Nil(t, w.Value(), "the published value is not kept")
+	assert.Equal(t, 1, q.Len())
 }

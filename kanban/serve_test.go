@@ -204,7 +204,7 @@ func TestServePullsFreeWIPInBatches(t *testing.T) {
 }
 
 // TestServeReleasesLeasesPulledAsItStops: leases a Pull returns together
-// with ctx's error are released, not handled.
+// with ctx's error are released, not handled, the last first.
 func TestServeReleasesLeasesPulledAsItStops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBackend()
@@ -217,7 +217,7 @@ func TestServeReleasesLeasesPulledAsItStops(t *testing.T) {
 		synctest.Wait()
 		require.NoError(t, stop())
 		assert.False(t, called)
-		assert.Equal(t, []string{"release late1", "release late2"}, b.recorded())
+		assert.Equal(t, []string{"release late2", "release late1"}, b.recorded(), "the last first, so a backend releasing to the front keeps the order")
 	})
 }
 

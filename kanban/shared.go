@@ -109,9 +109,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			for i := taken - 1; i >= next; i-- {
 				q.put(&leases[i].m, true)
 			}
-			if acks > 0 {
-				q.takeBatch(acks, nil, share)
-			}
+			q.takeBatch(acks, nil, share)
 			if busy {
 				c.addInFlight(-1)
 			}
