@@ -66,6 +66,17 @@ func TestEntriesAreReusedAfterAck(t *testing.T) {
 		_ = e.Ack(ctx)
 	})
 	assert.Zero(t, allocs, "publish, take and ack reuse entries")
+	allocs = testing.AllocsPerRun(100, func() {
+		_ = q.Publish(ctx, Message[int]{ID: "m"})
+		e, _ := q.take(w, closed)
+		_ = e.Release(ctx)
+		e, _ = q.take(w, closed)
+		_ = e.Retry(ctx, 0)
+		e, _ = q.take(w, closed)
+		_ = e.Ack(ctx)
+	})
+	assert.Zero(t, allocs, "a released or retried entry is reused too")
+	assert.Equal(t, 0, q.Len())
 }
 
 // TestMemoryLayout keeps what a publish and a take touch under the lock on
