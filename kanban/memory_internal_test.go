@@ -3,6 +3,7 @@ package kanban
 import (
 	"context"
 	"reflect"
+	"runtime"
 	"strconv"
 	"testing"
 	"unsafe"
@@ -106,4 +107,49 @@ func TestAttemptsCountDeliveries(t *testing.T) {
 	e = mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, "b", e.ID())
 	assert.Equal(t, 1, e.Attempt(), "a reused entry starts again")
+}
+
+// TestTakeStoppedAsAMessageIsHandedOver: a taker whose stop closes while
+// a publisher hands it a message does not lose the message: it goes back
+// to the front of the queue, for the next taker.
+func TestTakeStoppedAsAMessageIsHandedOver(t *testing.T) {
+	q, err := NewMemory[int](MemoryOptions{DedupWindow: -1})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := range 500 {
+		w, stop := newMemWaiter[int](nil), make(chan struct{})
+		type result struct {
+			e  *memEntry[int]
+			ok bool
+		}
+		got := make(chan result, 1)
+		go func() {
+			e, ok := q.take(w, stop)
+			got <- result{e, ok}
+		}()
+		listed := false
+		for range 1_000_000 { // bounded: the taker lists itself at once
+			q.mu.Lock()
+			listed = len(q.waiters) == 1
+			q.mu.Unlock()
+			if listed {
+				break
+			}
+			runtime.Gosched()
+		}
+		require.True(t, listed, "round %d: the taker never waited", i)
+		close(stop) // the taker gives up as the message arrives
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: "m", Payload: i}))
+		r := <-got
+		if !r.ok {
+			r.e = mustTake(t, q, newMemWaiter[int](nil))
+		}
+		require.Equal(t, i, r.e.m.d.Payload, "round %d", i)
+		require.Equal(t, 1, r.e.m.d.Attempt)
+		require.NoError(t, r.e.Ack(ctx))
+		require.Zero(t, q.Len())
+		q.mu.Lock()
+		require.Empty(t, q.waiters, "round %d: a stopped taker is not left waiting", i)
+		q.mu.Unlock()
+	}
 }
