@@ -129,7 +129,7 @@ func (e *engine[T]) pullLoop(ctx context.Context) {
 			e.o.Logger.Warn("kanban: pull failed", "err", err, "retry_in", errDelay)
 			sleep(ctx, errDelay)
 			errDelay = min(2*errDelay, time.Second)
-		} else if len(leases) > 0 {
+		} else {
 			errDelay = 10 * time.Millisecond
 		}
 	}
@@ -284,18 +284,20 @@ func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 	d := Delivery[T]{Attempt: l.Attempt()}
 	var err error
 	d.Message, err = l.Message()
-	e.handleMessage(l, &d, err, false, c)
+	if e.handleMessage(l, &d, err, c) {
+		c.addHandled()
+		e.settle(l, settleAck, 0, "", 0, c)
+	}
 }
 
 // handleMessage is handle once the delivery d is read from l: err is the
 // error decoding it. d is passed by reference, not copied on each call on
 // the way to the handler; it may be the lease's own (Serve's shared
-// workers, which never retry in place, so never write it). With deferAck
-// (Serve's shared workers, whose leases need no heartbeat) a success is
-// not acknowledged here: handleMessage returns true and the caller
+// workers, which never retry in place, so never write it). It settles l
+// unless the handler succeeded: then it returns true, and the caller
 // acknowledges l, which is still counted in flight in c, and counts it as
-// handled.
-func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAck bool, c *counterCell) (ackLeft bool) {
+// handled (Serve's shared workers acknowledge several at once).
+func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *counterCell) (succeeded bool) {
 	attempt := d.Attempt
 	if err != nil {
 		e.deadLetter(l, "kanban: cannot decode payload: "+err.Error(), attempt, c)
@@ -320,12 +322,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAc
 		err := e.call(ctx, d)
 		switch {
 		case err == nil:
-			if deferAck {
-				return true
-			}
-			c.addHandled()
-			e.settle(l, settleAck, 0, "", 0, c)
-			return false
+			return true
 		case e.hctx.Err() != nil:
 			// The drain deadline cancelled the handler: not its fault.
 			e.settle(l, settleRelease, 0, "", 0, c)

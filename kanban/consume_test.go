@@ -143,3 +143,83 @@ func TestPanicWithoutLogger(t *testing.T) {
 		assert.Equal(t, "kanban: panic in handler: boom", dl[0].Reason)
 	})
 }
+
+// TestOverDeliveredMessageIsDeadLettered: a message delivered more often
+// than the consumer's MaxAttempts — here retried by a consumer that
+// allowed more — goes to the dead letters without running the handler.
+func TestOverDeliveredMessageIsDeadLettered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m"}))
+		hour := kanban.BackoffFunc(func(int) time.Duration { return time.Hour })
+		ctx, cancel := context.WithCancel(context.Background())
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.Attempt == 3 {
+				cancel()
+			}
+			return errors.New("failing")
+		}, kanban.ConsumeOptions{MaxAttempts: 5, Backoff: hour})
+		require.NoError(t, err)
+		time.Sleep(time.Hour) // the fourth delivery is due
+
+		ctx, cancel = context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		called := false
+		go func() {
+			done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+				called = true
+				return nil
+			}, kanban.ConsumeOptions{MaxAttempts: 2})
+		}()
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-done)
+		assert.False(t, called)
+		dl, err := q.DeadLetters(context.Background())
+		require.NoError(t, err)
+		require.Len(t, dl, 1)
+		assert.Equal(t, "kanban: delivered 4 times, more than MaxAttempts 2", dl[0].Reason)
+		assert.Equal(t, 4, dl[0].Attempts)
+		assert.Equal(t, kanban.QueueStats{Published: 1, Retried: 3, DeadLettered: 1}, q.Stats())
+		assert.Zero(t, q.Len())
+	})
+}
+
+// TestKeyedRetryWaitingAsTheConsumerStops: a keyed message waiting in
+// place for its retry when the consumer stops is not tried again by it:
+// it goes back to the queue, to come back after its back-off.
+func TestKeyedRetryWaitingAsTheConsumerStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m", Key: "k"}))
+		opts := kanban.ConsumeOptions{PerKey: true, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })}
+		ctx, cancel := context.WithCancel(context.Background())
+		var attempts []int
+		done := make(chan error, 1)
+		go func() {
+			done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+				attempts = append(attempts, d.Attempt)
+				return errors.New("failing")
+			}, opts)
+		}()
+		synctest.Wait() // the first attempt failed; the retry waits in place
+		start := time.Now()
+		cancel()
+		require.NoError(t, <-done)
+		assert.Zero(t, time.Since(start), "the stop does not wait for the back-off")
+		assert.Equal(t, []int{1}, attempts, "no attempt once the consumer stopped")
+		assert.Equal(t, 1, q.Len())
+
+		ctx, cancel = context.WithCancel(context.Background())
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			attempts = append(attempts, d.Attempt)
+			cancel()
+			return nil
+		}, opts)
+		require.NoError(t, err)
+		assert.Equal(t, []int{1, 2}, attempts)
+		assert.Equal(t, time.Hour, time.Since(start), "it came back after its back-off")
+	})
+}

@@ -98,7 +98,8 @@ type lease struct {
 	b       *backend
 	id      string
 	attempt int
-	ackErr  error
+	// err, when set, is what every settlement and Extend return.
+	err error
 }
 
 func (l *lease) ID() string   { return l.id }
@@ -107,19 +108,19 @@ func (l *lease) Attempt() int { return max(l.attempt, 1) }
 func (l *lease) Message() (kanban.Message[int], error) {
 	return kanban.Message[int]{ID: l.id}, nil
 }
-func (l *lease) Ack(context.Context) error { l.b.record("ack %s", l.id); return l.ackErr }
+func (l *lease) Ack(context.Context) error { l.b.record("ack %s", l.id); return l.err }
 func (l *lease) Retry(_ context.Context, d time.Duration) error {
 	l.b.record("retry %s %v", l.id, d)
-	return nil
+	return l.err
 }
-func (l *lease) Release(context.Context) error { l.b.record("release %s", l.id); return nil }
+func (l *lease) Release(context.Context) error { l.b.record("release %s", l.id); return l.err }
 func (l *lease) DeadLetter(_ context.Context, reason string, attempts int) error {
 	l.b.record("dead %s %d %s", l.id, attempts, reason)
-	return nil
+	return l.err
 }
 func (l *lease) Extend(context.Context) error {
 	l.b.record("extend %s@%v", l.id, time.Since(l.b.start))
-	return nil
+	return l.err
 }
 
 // serve runs Serve on b until stop is called, and returns what it
@@ -221,21 +222,60 @@ func TestServeReleasesLeasesPulledAsItStops(t *testing.T) {
 	})
 }
 
-// TestServeLogsSettleFailures: a failed settlement is logged with the
-// message ID; the message comes back when the backend's lease expires.
+// TestServeLogsSettleFailures: a failed settlement or lease extension is
+// logged with the message ID; the message comes back when the backend's
+// lease expires.
 func TestServeLogsSettleFailures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lost := errors.New("connection lost")
-		b := newBackend(&lease{id: "a", ackErr: lost})
+		b := newBackend(&lease{id: "ack", err: lost}, &lease{id: "retry", err: lost}, &lease{id: "dead", err: lost}, &lease{id: "slow", err: lost})
+		b.heartbeat = time.Second
+		b.onCtxEnd = []*lease{{id: "release", err: lost}}
 		var log logRecorder
-		stop := serve(t, b, func(context.Context, kanban.Delivery[int]) error { return nil },
-			kanban.ConsumeOptions{Logger: slog.New(&log)})
-		synctest.Wait()
+		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+			switch d.ID {
+			case "retry":
+				return errors.New("again")
+			case "dead":
+				return kanban.Permanent(errors.New("no"))
+			case "slow":
+				time.Sleep(1500 * time.Millisecond) // extended once, at 1s
+			}
+			return nil
+		}, kanban.ConsumeOptions{Logger: slog.New(&log), Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Minute })})
+		time.Sleep(time.Minute)
 		require.NoError(t, stop())
-		logged := log.attrs("kanban: settling a message failed")
-		require.Len(t, logged, 1)
-		assert.Equal(t, "a", logged[0]["id"])
-		assert.Equal(t, lost, logged[0]["err"])
+		var settled []any
+		for _, a := range log.attrs("kanban: settling a message failed") {
+			assert.Equal(t, lost, a["err"])
+			settled = append(settled, a["id"])
+		}
+		assert.ElementsMatch(t, []any{"ack", "retry", "dead", "slow", "release"}, settled)
+		extended := log.attrs("kanban: extending a lease failed")
+		require.Len(t, extended, 1)
+		assert.Equal(t, "slow", extended[0]["id"])
+		assert.Equal(t, lost, extended[0]["err"])
+	})
+}
+
+// TestServeLogsNothingWhenAllGoesWell: settlements and extensions that
+// succeed are not logged.
+func TestServeLogsNothingWhenAllGoesWell(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "slow"}, &lease{id: "retry"})
+		b.heartbeat = time.Second
+		var log logRecorder
+		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.ID == "retry" {
+				return errors.New("again")
+			}
+			time.Sleep(5 * time.Second)
+			return nil
+		}, kanban.ConsumeOptions{Logger: slog.New(&log)})
+		time.Sleep(time.Minute)
+		require.NoError(t, stop())
+		assert.Empty(t, log.records)
+		assert.Contains(t, b.recorded(), "extend slow@4s")
 	})
 }
 

@@ -122,7 +122,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			busy = true
 		}
 		d, err := l.delivery(&buf)
-		if e.handleMessage(l, d, err, true, c) {
+		if e.handleMessage(l, d, err, c) {
 			acks++
 		} else {
 			busy = false // settled, and counted out, by handleMessage

@@ -335,6 +335,7 @@ func testDeadLetters(t *testing.T, newQueue NewQueue) {
 	s := q.Stats()
 	assert.Equal(t, int64(2), s.DeadLettered)
 	assert.Equal(t, int64(2), s.Retried)
+	assert.Equal(t, int64(0), s.Handled)
 	assert.Equal(t, int64(0), s.InFlight)
 }
 
@@ -527,39 +528,51 @@ func testDrainDeadline(t *testing.T, newQueue NewQueue) {
 	dl, err := q.DeadLetters(context.Background())
 	require.NoError(t, err)
 	assert.Empty(t, dl)
+	s := q.Stats()
+	assert.Equal(t, int64(1), s.Handled, "handled once, by the second consumer")
+	assert.Equal(t, int64(0), s.Retried, "a cancelled handler's message is not retried")
+	assert.Equal(t, int64(0), s.InFlight)
 }
 
 func testBadPayload(t *testing.T, newQueue NewQueue) {
-	q := newQueue(t, defaultOptions())
-	bad := msg(1, "k")
-	bad.Payload.Text = Poison
-	good := msg(2, "k")
-	publishAll(t, q, bad, good)
-	var handled []string
-	var mu sync.Mutex
-	done := make(chan struct{})
-	c := startConsumer(t, q, func(_ context.Context, d kanban.Delivery[Payload]) error {
-		mu.Lock()
-		handled = append(handled, d.ID)
-		mu.Unlock()
-		if d.ID == good.ID {
-			close(done)
-		}
-		return nil
-	}, kanban.ConsumeOptions{PerKey: true})
-	waitFor(t, done, "the good message after the bad one")
-	require.NoError(t, c.stop(t))
-	mu.Lock()
-	assert.Equal(t, []string{good.ID}, handled, "the bad payload never reaches the handler")
-	mu.Unlock()
-	dls, err := q.DeadLetters(context.Background())
-	require.NoError(t, err)
-	require.Len(t, dls, 1)
-	assert.Equal(t, bad.ID, dls[0].ID)
-	assert.Contains(t, dls[0].Reason, "decode")
-	assert.Contains(t, dls[0].Reason, "poison")
-	assert.Equal(t, 1, dls[0].Attempts)
-	assert.Contains(t, string(dls[0].Payload), Poison, "the raw payload is kept")
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			q := newQueue(t, defaultOptions())
+			bad := msg(1, "k")
+			bad.Payload.Text = Poison
+			good := msg(2, "k")
+			publishAll(t, q, bad, good)
+			var handled []string
+			var mu sync.Mutex
+			done := make(chan struct{})
+			c := startConsumer(t, q, func(_ context.Context, d kanban.Delivery[Payload]) error {
+				mu.Lock()
+				handled = append(handled, d.ID)
+				mu.Unlock()
+				if d.ID == good.ID {
+					close(done)
+				}
+				return nil
+			}, kanban.ConsumeOptions{PerKey: perKey})
+			waitFor(t, done, "the good message after the bad one")
+			require.NoError(t, c.stop(t))
+			mu.Lock()
+			assert.Equal(t, []string{good.ID}, handled, "the bad payload never reaches the handler")
+			mu.Unlock()
+			dls, err := q.DeadLetters(context.Background())
+			require.NoError(t, err)
+			require.Len(t, dls, 1)
+			assert.Equal(t, bad.ID, dls[0].ID)
+			assert.Contains(t, dls[0].Reason, "decode")
+			assert.Contains(t, dls[0].Reason, "poison")
+			assert.Equal(t, 1, dls[0].Attempts)
+			assert.Contains(t, string(dls[0].Payload), Poison, "the raw payload is kept")
+			s := q.Stats()
+			assert.Equal(t, int64(1), s.Handled, "the good message alone")
+			assert.Equal(t, int64(1), s.DeadLettered)
+			assert.Equal(t, int64(0), s.InFlight)
+		})
+	}
 }
 
 func testPropagation(t *testing.T, newQueue NewQueue) {
