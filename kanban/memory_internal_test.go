@@ -2,10 +2,13 @@ package kanban
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"runtime"
 	"strconv"
 	"testing"
+	"testing/synctest"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
@@ -152,4 +155,39 @@ func TestTakeStoppedAsAMessageIsHandedOver(t *testing.T) {
 		require.Empty(t, q.waiters, "round %d: a stopped taker is not left waiting", i)
 		q.mu.Unlock()
 	}
+}
+
+// TestSharedLeasesStayWithTheirWorker: the leases of Serve's shared
+// workers never join the free list that Pull's leases come from, even
+// when they dead-letter, retry or release their message: a Pull handed
+// one would share it with a running worker.
+func TestSharedLeasesStayWithTheirWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := NewMemory[int](MemoryOptions{})
+		require.NoError(t, err)
+		for i := range 12 {
+			require.NoError(t, q.Publish(context.Background(), Message[int]{ID: strconv.Itoa(i), Payload: i}))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		handled := 0
+		err = q.Consume(ctx, func(_ context.Context, d Delivery[int]) error {
+			handled++
+			switch {
+			case d.Payload == 11:
+				cancel()
+				<-ctx.Done()
+				return nil
+			case d.Payload%2 == 0:
+				return Permanent(errors.New("no"))
+			}
+			return errors.New("again") // retried after the back-off, then released by the drain
+		}, ConsumeOptions{WIP: 3, MaxAttempts: 2, Backoff: BackoffFunc(func(int) time.Duration { return 0 })})
+		require.NoError(t, err)
+		require.Positive(t, handled)
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		for _, e := range q.free {
+			assert.False(t, e.own, "a shared worker's lease is in the free list")
+		}
+	})
 }

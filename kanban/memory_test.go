@@ -563,3 +563,50 @@ func TestMemoryWithCodecHoldsBytes(t *testing.T) {
 	assert.Nil(t, w.Value(), "the published value is not kept")
 	assert.Equal(t, 1, q.Len())
 }
+
+// TestMemoryMixedConsumers: consumers of one queue with and without
+// PerKey, at once, each handle or dead-letter every message exactly once.
+func TestMemoryMixedConsumers(t *testing.T) {
+	const n = 300
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: n})
+	require.NoError(t, err)
+	for i := range n {
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: strconv.Itoa(i), Key: strconv.Itoa(i % 7), Payload: i}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	seen := make(map[string]int, n)
+	var settled atomic.Int64
+	h := func(_ context.Context, d kanban.Delivery[int]) error {
+		mu.Lock()
+		seen[d.ID]++
+		mu.Unlock()
+		if strconv.Itoa(d.Payload) != d.ID {
+			t.Errorf("message %s carries payload %d", d.ID, d.Payload)
+		}
+		if settled.Add(1) == n {
+			cancel()
+		}
+		if d.Payload%3 == 0 {
+			return kanban.Permanent(errors.New("no"))
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	for _, perKey := range []bool{false, true, false, true} {
+		wg.Go(func() {
+			assert.NoError(t, q.Consume(ctx, h, kanban.ConsumeOptions{WIP: 2, PerKey: perKey}))
+		})
+	}
+	wg.Wait()
+	require.Equal(t, int64(n), settled.Load(), "every message settled before the deadline")
+	for i := range n {
+		assert.Equal(t, 1, seen[strconv.Itoa(i)], "message %d", i)
+	}
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, n/3)
+	assert.Equal(t, kanban.QueueStats{Published: n, Handled: n - n/3, DeadLettered: n / 3}, q.Stats())
+	assert.Zero(t, q.Len())
+}
