@@ -53,7 +53,9 @@ type Source[T any] interface {
 // Ack, Retry, Release or DeadLetter. Serve does not touch a lease once it
 // has called one of those, so a backend may reuse the value.
 type Lease[T any] interface {
+	// ID returns the message's ID without decoding it.
 	ID() string
+	// Key returns the message's Key without decoding it.
 	Key() string
 	// Attempt counts deliveries of the message, starting at 1.
 	Attempt() int
