@@ -3,7 +3,6 @@ package natsjs_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -338,5 +338,37 @@ func TestConsumeRejectsBadOptions(t *testing.T) {
 	err = q.Consume(context.Background(), func(context.Context, kanban.Delivery[int]) error { return nil }, kanban.ConsumeOptions{WIP: -1})
 	assert.ErrorContains(t, err, "kanban: invalid WIP -1")
 	assert.False(t, errors.Is(err, context.Canceled))
-	_ = fmt.Sprint()
+}
+
+// TestStreams: New makes the work stream a work queue that refuses new
+// messages when full, and the dead-letter stream one that keeps messages
+// and drops the oldest beyond its limit, both with the storage and
+// deduplication window asked for.
+func TestStreams(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	q, err := natsjs.New[int](ctx, connect(t, srv.Connect), natsjs.Options{
+		Stream: "WORK", DeadLetterStream: "DEAD", Capacity: 5, DeadLetterLimit: 3,
+		DedupWindow: time.Minute, Storage: natsjs.MemoryStorage,
+	})
+	require.NoError(t, err)
+	for _, want := range []jetstream.StreamConfig{
+		{Name: "WORK", Subjects: []string{"WORK"}, Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew, MaxMsgs: 5},
+		{Name: "DEAD", Subjects: []string{"DEAD"}, Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld, MaxMsgs: 3},
+	} {
+		s, err := q.JetStream().Stream(ctx, want.Name)
+		require.NoError(t, err)
+		info, err := s.Info(ctx)
+		require.NoError(t, err)
+		got := info.Config
+		assert.Equal(t, want.Subjects, got.Subjects, want.Name)
+		assert.Equal(t, want.Retention, got.Retention, want.Name)
+		assert.Equal(t, want.Discard, got.Discard, want.Name)
+		assert.Equal(t, want.MaxMsgs, got.MaxMsgs, want.Name)
+		assert.Equal(t, time.Minute, got.Duplicates, want.Name)
+		assert.Equal(t, jetstream.MemoryStorage, got.Storage, want.Name)
+	}
+	o := q.Options()
+	assert.Equal(t, "WORK_WORKERS", o.Durable, "Options returns the defaults filled in")
+	assert.Equal(t, 30*time.Second, o.AckWait)
 }
