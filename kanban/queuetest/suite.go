@@ -488,50 +488,54 @@ func testDrain(t *testing.T, newQueue NewQueue) {
 }
 
 func testDrainDeadline(t *testing.T, newQueue NewQueue) {
-	q := newQueue(t, defaultOptions())
-	publishAll(t, q, msg(1, ""))
-	started := make(chan struct{})
-	var once sync.Once
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(ctx, func(hctx context.Context, _ kanban.Delivery[Payload]) error {
-			once.Do(func() { close(started) })
-			<-hctx.Done() // a handler that only stops when told
-			return hctx.Err()
-		}, kanban.ConsumeOptions{DrainTimeout: time.Millisecond})
-	}()
-	waitFor(t, started, "handler start")
-	cancel()
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, kanban.ErrDrainTimeout)
-	case <-time.After(waitLimit):
-		t.Fatal("Consume did not return at the drain deadline")
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			q := newQueue(t, defaultOptions())
+			publishAll(t, q, msg(1, ""))
+			started := make(chan struct{})
+			var once sync.Once
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- q.Consume(ctx, func(hctx context.Context, _ kanban.Delivery[Payload]) error {
+					once.Do(func() { close(started) })
+					<-hctx.Done() // a handler that only stops when told
+					return hctx.Err()
+				}, kanban.ConsumeOptions{DrainTimeout: time.Millisecond, PerKey: perKey})
+			}()
+			waitFor(t, started, "handler start")
+			cancel()
+			select {
+			case err := <-done:
+				require.ErrorIs(t, err, kanban.ErrDrainTimeout)
+			case <-time.After(waitLimit):
+				t.Fatal("Consume did not return at the drain deadline")
+			}
+			// The cancelled message was released, not lost nor dead-lettered.
+			got := make(chan kanban.Delivery[Payload], 1)
+			c := startConsumer(t, q, func(_ context.Context, d kanban.Delivery[Payload]) error {
+				select {
+				case got <- d:
+				default:
+				}
+				return nil
+			}, kanban.ConsumeOptions{})
+			select {
+			case d := <-got:
+				assert.Equal(t, "m-1", d.ID)
+			case <-time.After(waitLimit):
+				t.Fatal("released message not redelivered")
+			}
+			require.NoError(t, c.stop(t))
+			dl, err := q.DeadLetters(context.Background())
+			require.NoError(t, err)
+			assert.Empty(t, dl)
+			s := q.Stats()
+			assert.Equal(t, int64(1), s.Handled, "handled once, by the second consumer")
+			assert.Equal(t, int64(0), s.Retried, "a cancelled handler's message is not retried")
+			assert.Equal(t, int64(0), s.InFlight)
+		})
 	}
-	// The cancelled message was released, not lost nor dead-lettered.
-	got := make(chan kanban.Delivery[Payload], 1)
-	c := startConsumer(t, q, func(_ context.Context, d kanban.Delivery[Payload]) error {
-		select {
-		case got <- d:
-		default:
-		}
-		return nil
-	}, kanban.ConsumeOptions{})
-	select {
-	case d := <-got:
-		assert.Equal(t, "m-1", d.ID)
-	case <-time.After(waitLimit):
-		t.Fatal("released message not redelivered")
-	}
-	require.NoError(t, c.stop(t))
-	dl, err := q.DeadLetters(context.Background())
-	require.NoError(t, err)
-	assert.Empty(t, dl)
-	s := q.Stats()
-	assert.Equal(t, int64(1), s.Handled, "handled once, by the second consumer")
-	assert.Equal(t, int64(0), s.Retried, "a cancelled handler's message is not retried")
-	assert.Equal(t, int64(0), s.InFlight)
 }
 
 func testBadPayload(t *testing.T, newQueue NewQueue) {
