@@ -6,13 +6,22 @@ import (
 	"time"
 )
 
-// A Backoff says how long to wait before attempt number attempt+1 after
-// attempt number attempt (starting at 1) failed.
+// A Backoff says how long to wait between attempts of a failing
+// operation. The consumer spaces a message's deliveries with one
+// (ConsumeOptions.Backoff); Backoff and Exponential are taikit's one
+// back-off, so any retry loop — a notifier's, a client's — may use them
+// too, together with Permanent to stop early (see the package's
+// examples).
 type Backoff interface {
+	// Delay returns the wait before attempt number attempt+1, after
+	// attempt number attempt (starting at 1) failed. It must be safe to
+	// call from several goroutines at once.
 	Delay(attempt int) time.Duration
 }
 
-// BackoffFunc adapts a function to a Backoff.
+// BackoffFunc adapts a function to a Backoff, as http.HandlerFunc adapts
+// one to a Handler: a constant delay is BackoffFunc(func(int)
+// time.Duration { return time.Second }).
 type BackoffFunc func(attempt int) time.Duration
 
 // Delay calls f(attempt).
@@ -29,16 +38,19 @@ func (f BackoffFunc) Delay(attempt int) time.Duration { return f(attempt) }
 type Exponential struct {
 	Initial    time.Duration // first delay; 0 means 100ms
 	Max        time.Duration // cap; 0 means 30s
-	Multiplier float64       // growth per attempt; 0 means 2; must be ≥ 1
+	Multiplier float64       // growth per attempt; 0 means 2; must be finite and ≥ 1
 	// Jitter is the fraction of the delay spread either side; 0 means
 	// 0.2, a negative value means none; at most 1.
 	Jitter float64
-	// Rand returns uniform numbers in [0, 1); nil means math/rand/v2.
-	// Tests inject a fixed sequence.
+	// Rand returns uniform numbers in [0, 1); nil means math/rand/v2's
+	// Float64. Tests inject a fixed sequence. When set, it must be safe to
+	// call from several goroutines at once.
 	Rand func() float64
 }
 
-// Validate reports a field out of range.
+// Validate reports the first field out of range, naming it. Consumers
+// validate their Backoff when it has a Validate method; a retry loop
+// elsewhere should call it where it takes its configuration.
 func (e Exponential) Validate() error {
 	switch {
 	case e.Initial < 0:
@@ -46,9 +58,9 @@ func (e Exponential) Validate() error {
 	case e.Max < 0:
 		return optionError("kanban", "Exponential.Max", e.Max, "must not be negative")
 	case e.Multiplier != 0 && (e.Multiplier < 1 || math.IsNaN(e.Multiplier) || math.IsInf(e.Multiplier, 0)):
-		return optionError("kanban", "Exponential.Multiplier", e.Multiplier, "must be at least 1")
+		return optionError("kanban", "Exponential.Multiplier", e.Multiplier, "must be finite and at least 1")
 	case e.Jitter > 1 || math.IsNaN(e.Jitter):
-		return optionError("kanban", "Exponential.Jitter", e.Jitter, "must be at most 1")
+		return optionError("kanban", "Exponential.Jitter", e.Jitter, "must be a number at most 1")
 	}
 	if e.Initial > e.maxDelay() {
 		return optionError("kanban", "Exponential.Initial", e.Initial, "must not exceed Max")
@@ -63,7 +75,8 @@ func (e Exponential) maxDelay() time.Duration {
 	return e.Max
 }
 
-// Delay returns the wait after failed attempt number attempt.
+// Delay returns the wait after failed attempt number attempt: the
+// formula above, with attempt below 1 read as 1.
 func (e Exponential) Delay(attempt int) time.Duration {
 	initial, mult, jitter := e.Initial, e.Multiplier, e.Jitter
 	if initial == 0 {
@@ -72,11 +85,8 @@ func (e Exponential) Delay(attempt int) time.Duration {
 	if mult == 0 {
 		mult = 2
 	}
-	switch {
-	case jitter == 0:
-		jitter = 0.2
-	case jitter < 0:
-		jitter = 0
+	if jitter == 0 {
+		jitter = 0.2 // a negative Jitter stays negative: no spread below
 	}
 	limit := float64(e.maxDelay())
 	if attempt < 1 {

@@ -3,7 +3,7 @@ package kanban
 import (
 	"context"
 	"errors"
-	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,14 +19,22 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // from src no more messages than free WIP, runs h on each (one at a time
 // per key with PerKey), and settles each: Ack on success, Retry with
 // back-off on failure, DeadLetter after MaxAttempts, at once for a
-// Permanent error, and for a payload that cannot be decoded. Leases are
-// extended every src.HeartbeatInterval while handlers run.
+// Permanent error, and for a payload that cannot be decoded. A handler
+// that panics fails its attempt with a *PanicError (see PanicError).
+// Leases are extended every src.HeartbeatInterval while handlers run.
 //
 // When ctx ends Serve stops pulling, releases messages pulled and not yet
 // started, and waits up to DrainTimeout for running handlers; then it
 // cancels their context, waits for them to return, and returns
 // ErrDrainTimeout. A clean drain returns nil. Nothing pulled is lost: every
 // lease is settled or released before Serve returns.
+//
+// ctx is the consumer's shutdown: unlike the Shutdown(ctx) of types that
+// run in the background, Serve runs in its caller's goroutine, and when it
+// returns every goroutine it started (workers, heartbeats) has ended.
+// DrainTimeout bounds the wait for handlers, as Shutdown's ctx would.
+// Messages retried with a delay wait in the backend (on a timer in the
+// in-memory queue, on the server in JetStream), not in Serve.
 func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts ConsumeOptions, rt Runtime) error {
 	if err := opts.Validate(); err != nil {
 		return err
@@ -80,14 +88,14 @@ type engine[T any] struct {
 	ready    ring[Lease[T]]
 	lanes    map[string]*lane[T] // a key is busy while it has a lane
 	workers  int
-	draining bool
-	held     map[Lease[T]]time.Time // last extension, with heartbeats only
+	held     map[Lease[T]]time.Time // when each running lease was handed over, with heartbeats only
 	wg       sync.WaitGroup
 	freed    chan struct{}
 	stopping chan struct{} // closed when the drain starts
 	stopped  atomic.Bool   // set just before stopping closes
 
 	nworkers atomic.Int64 // shared mode: workers started
+	idle     atomic.Int64 // shared mode: workers waiting for a message
 	// onStop, when set, runs as the drain starts, once stopped is set:
 	// the shared mode wakes its waiting workers with it.
 	onStop func()
@@ -110,35 +118,41 @@ func (e *engine[T]) pullLoop(ctx context.Context) {
 			}
 		}
 		leases, err := e.src.Pull(ctx, n)
+		var back []Lease[T]
 		for _, l := range leases {
-			e.dispatch(ctx, l)
+			if !e.dispatch(ctx, l) {
+				back = append(back, l)
+			}
 		}
+		e.handBack(back)
 		if err != nil && ctx.Err() == nil {
 			e.o.Logger.Warn("kanban: pull failed", "err", err, "retry_in", errDelay)
-			_ = sleep(ctx, e.o.Clock, errDelay)
+			sleep(ctx, errDelay)
 			errDelay = min(2*errDelay, time.Second)
-		} else if len(leases) > 0 {
+		} else {
 			errDelay = 10 * time.Millisecond
 		}
 	}
 }
 
-func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) {
+// dispatch takes l, holding a WIP slot, to a worker or to its key's lane.
+// It returns false, and leaves l for handBack, when ctx has ended: a Pull
+// may return leases together with ctx's error, and the consumer starts
+// nothing once it stops.
+func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) bool {
 	e.rt.Counters.base.addInFlight(1)
 	e.mu.Lock()
 	e.free--
-	if ctx.Err() != nil || e.draining {
+	if ctx.Err() != nil {
 		e.mu.Unlock()
-		e.settle(l, settleRelease, 0, "", 0, &e.rt.Counters.base)
-		e.release()
-		return
+		return false
 	}
 	if e.o.PerKey {
 		if k := l.Key(); k != "" {
 			if ln, busy := e.lanes[k]; busy {
 				ln.waiting = append(ln.waiting, l)
 				e.mu.Unlock()
-				return
+				return true
 			}
 			e.lanes[k] = &lane[T]{}
 		}
@@ -150,6 +164,17 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) {
 		go e.worker()
 	}
 	e.mu.Unlock()
+	return true
+}
+
+// handBack releases dispatched leases that did not start, in their slots,
+// the last first: a backend that puts a released message at the front of
+// its queue (as the in-memory one does) keeps them in their order.
+func (e *engine[T]) handBack(ls []Lease[T]) {
+	for i := len(ls) - 1; i >= 0; i-- {
+		e.settle(ls[i], settleRelease, 0, "", 0, &e.rt.Counters.base)
+		e.release()
+	}
 }
 
 // release frees the slot of a settled lease.
@@ -253,22 +278,26 @@ func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int, c *count
 func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 	if e.held != nil {
 		e.mu.Lock()
-		e.held[l] = e.o.Clock.Now()
+		e.held[l] = time.Now()
 		e.mu.Unlock()
 	}
 	d := Delivery[T]{Attempt: l.Attempt()}
 	var err error
 	d.Message, err = l.Message()
-	e.handleMessage(l, &d, err, false, c)
+	if e.handleMessage(l, &d, err, c) {
+		c.addHandled()
+		e.settle(l, settleAck, 0, "", 0, c)
+	}
 }
 
 // handleMessage is handle once the delivery d is read from l: err is the
 // error decoding it. d is passed by reference, not copied on each call on
 // the way to the handler; it may be the lease's own (Serve's shared
-// workers, which never retry in place, so never write it). With deferAck a success is not acknowledged here:
-// handleMessage returns true and the caller acknowledges l, which is still
-// counted in flight in c, and counts it as handled.
-func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAck bool, c *counterCell) (ackLeft bool) {
+// workers, which never retry in place, so never write it). It settles l
+// unless the handler succeeded: then it returns true, and the caller
+// acknowledges l, which is still counted in flight in c, and counts it as
+// handled (Serve's shared workers acknowledge several at once).
+func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *counterCell) (succeeded bool) {
 	attempt := d.Attempt
 	if err != nil {
 		e.deadLetter(l, "kanban: cannot decode payload: "+err.Error(), attempt, c)
@@ -293,12 +322,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAc
 		err := e.call(ctx, d)
 		switch {
 		case err == nil:
-			if deferAck && e.held == nil {
-				return true
-			}
-			c.addHandled()
-			e.settle(l, settleAck, 0, "", 0, c)
-			return false
+			return true
 		case e.hctx.Err() != nil:
 			// The drain deadline cancelled the handler: not its fault.
 			e.settle(l, settleRelease, 0, "", 0, c)
@@ -319,31 +343,38 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, deferAc
 }
 
 // waitInPlace sleeps delay holding the key, so a keyed message keeps its
-// place. It gives up (false) when the drain starts.
+// place. It gives up (false) when the drain starts, so that no attempt
+// starts after it.
 func (e *engine[T]) waitInPlace(delay time.Duration) bool {
-	if delay <= 0 {
-		select {
-		case <-e.stopping:
-			return false
-		default:
-			return true
-		}
-	}
-	done := make(chan struct{})
-	stop := e.o.Clock.AfterFunc(delay, func() { close(done) })
+	t := time.NewTimer(delay) // at once for a delay of 0 or less
+	defer t.Stop()
 	select {
-	case <-done:
-		return true
+	case <-t.C:
+		return !e.stopped.Load()
 	case <-e.stopping:
-		stop()
 		return false
 	}
 }
 
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// call runs the handler. A panic is recovered into a *PanicError, which
+// is logged with its stack and then settles the message as any handler
+// error does.
 func (e *engine[T]) call(ctx context.Context, d *Delivery[T]) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("kanban: handler panicked: %v", v)
+			p := &PanicError{Value: v, Stack: debug.Stack()}
+			e.o.Logger.Error("kanban: handler panicked", "id", d.ID, "attempt", d.Attempt, "err", p, "stack", string(p.Stack))
+			err = p
 		}
 	}()
 	return e.h(ctx, *d)
@@ -351,21 +382,20 @@ func (e *engine[T]) call(ctx context.Context, d *Delivery[T]) (err error) {
 
 func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
+	tick := time.NewTicker(iv)
+	defer tick.Stop()
 	for {
-		tick := make(chan struct{})
-		cancel := e.o.Clock.AfterFunc(iv, func() { close(tick) })
 		select {
 		case <-stop:
-			cancel()
 			return
-		case <-tick:
+		case <-tick.C:
 		}
-		now := e.o.Clock.Now()
+		now := time.Now()
 		var due []Lease[T]
 		e.mu.Lock()
-		for l, last := range e.held {
-			if now.Sub(last) >= iv {
-				e.held[l] = now
+		for l, since := range e.held {
+			// A lease pulled less than an interval ago is fresh enough.
+			if now.Sub(since) >= iv {
 				due = append(due, l)
 			}
 		}
@@ -380,7 +410,6 @@ func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<
 
 func (e *engine[T]) drain() error {
 	e.mu.Lock()
-	e.draining = true
 	e.stopped.Store(true)
 	close(e.stopping)
 	if e.onStop != nil {
@@ -392,19 +421,15 @@ func (e *engine[T]) drain() error {
 		ln.waiting = nil
 	}
 	e.mu.Unlock()
-	for _, l := range unstarted {
-		e.settle(l, settleRelease, 0, "", 0, &e.rt.Counters.base)
-		e.release()
-	}
+	e.handBack(unstarted)
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
-	timeout := make(chan struct{})
-	stop := e.o.Clock.AfterFunc(e.o.DrainTimeout, func() { close(timeout) })
-	defer stop()
+	timeout := time.NewTimer(e.o.DrainTimeout)
+	defer timeout.Stop()
 	select {
 	case <-done:
 		return nil
-	case <-timeout:
+	case <-timeout.C:
 		e.cancelHandlers()
 		<-done
 		return ErrDrainTimeout

@@ -6,9 +6,9 @@ import "time"
 // the handler returned a Permanent error, or its payload could not be
 // decoded.
 type DeadLetter struct {
-	ID      string
-	Key     string
-	Headers Header
+	ID      string // the message's ID
+	Key     string // the message's Key
+	Headers Header // the message's headers, with what Publish injected
 	// Payload is the message as stored: the encoded bytes for a backend
 	// with a Codec, the Codec's encoding of the value for one without.
 	Payload []byte

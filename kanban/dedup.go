@@ -10,8 +10,9 @@ package kanban
 type dedupSet struct {
 	window    int64 // nanoseconds, > 0
 	cur, prev map[string]int64
-	start     int64 // when cur began
-	started   bool
+	// start is when cur began: 0, when the set was made, until the
+	// first rotation.
+	start int64
 }
 
 func newDedupSet(window int64) *dedupSet {
@@ -20,10 +21,6 @@ func newDedupSet(window int64) *dedupSet {
 
 // rotate moves to a new generation when cur is a window old.
 func (d *dedupSet) rotate(now int64) {
-	if !d.started {
-		d.start, d.started = now, true
-		return
-	}
 	age := now - d.start
 	if age < d.window {
 		return

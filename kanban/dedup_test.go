@@ -28,6 +28,11 @@ func TestDedupSetIsExactAcrossGenerations(t *testing.T) {
 			at    int64
 			fresh bool
 		}{{"x", 0, true}, {"a", w / 2, true}, {"b", w, true}, {"a", w + w/2 - 1, false}, {"a", w + w/2, true}}},
+		{"a first ID long after the set was made", []struct {
+			id    string
+			at    int64
+			fresh bool
+		}{{"a", 5*w + 3, true}, {"a", 6*w + 2, false}, {"b", 6*w + 3, true}, {"a", 6*w + 3, true}, {"b", 7*w + 2, false}}},
 		{"forgotten after two idle windows", []struct {
 			id    string
 			at    int64

@@ -6,10 +6,13 @@
 //
 // A Message has an ID (the deduplication key: publishing an ID twice within
 // the queue's window stores it once), a Key (what it is about), a typed
-// Payload and Headers. Publish waits while the queue is full (backpressure);
-// TryPublish returns ErrFull instead. The trace context of Publish's ctx is
-// written into the headers with the OpenTelemetry propagator, and the
-// consumer's handler gets it back, so its spans join the publisher's trace.
+// Payload and Headers; NewMessage fills in a random ID for work without one
+// of its own. Publish waits while the queue is full (backpressure);
+// TryPublish returns ErrFull instead. A queue's Propagator writes the
+// context of Publish's ctx (its trace) into the headers, and the consumer
+// extracts it into the handler's ctx, so the handler's spans join the
+// publisher's trace; kanban/kanbanotel adapts OpenTelemetry's propagators,
+// and without a Propagator nothing is carried.
 //
 // # Consuming
 //
@@ -23,11 +26,13 @@
 //   - A handler error retries the message after Backoff (Exponential with
 //     jitter by default) until MaxAttempts; then it goes to the dead
 //     letters with the error as reason. Permanent(err) dead-letters at
-//     once, and so does a payload the Codec cannot decode.
+//     once, and so does a payload the Codec cannot decode. A handler that
+//     panics fails its attempt with a PanicError, logged with the stack.
 //   - When ctx ends the consumer drains: it stops pulling, hands back what
 //     it pulled and did not start, lets running handlers finish within
 //     DrainTimeout, then cancels them and hands their messages back.
-//     Nothing pulled is lost.
+//     Nothing pulled is lost, and Consume returns once every goroutine it
+//     started has ended: its ctx is how a consumer is shut down.
 //
 // Delivery is at least once; handlers should be idempotent on the ID.
 //
@@ -42,6 +47,12 @@
 // # Observing
 //
 // Every queue has a Stats method: published, duplicates, handled, retried,
-// dead-lettered and in-flight counts, read from atomics, for metrics
-// collectors to poll.
+// dead-lettered and in-flight counts (QueueStats), read from atomics, for
+// metrics collectors to poll.
+//
+// # Retrying outside a queue
+//
+// Permanent, IsPermanent, Backoff, BackoffFunc and Exponential are
+// taikit's one vocabulary for retries: any retry loop (andon's notifiers,
+// a client of a remote service) uses them, as ExampleBackoff shows.
 package kanban

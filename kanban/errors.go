@@ -14,12 +14,41 @@ var (
 	ErrNoID = errors.New("kanban: message has no id")
 )
 
-// PermanentError marks a handler error that retrying cannot fix. The
-// consumer dead-letters the message at once instead of retrying it.
+// PanicError is a handler's panic, recovered by the consumer. The
+// consumer keeps running: it logs the PanicError, with its stack, at Error
+// level on ConsumeOptions.Logger, and settles the message as it settles a
+// handler error — retried after the back-off until MaxAttempts, then
+// dead-lettered with the PanicError's text as reason; at once when the
+// panic value is a Permanent error.
+type PanicError struct {
+	Value any    // what was passed to panic
+	Stack []byte // the stack of the handler's goroutine where it panicked
+}
+
+// Error returns "kanban: panic in handler: " and the panic value.
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("kanban: panic in handler: %v", e.Value)
+}
+
+// Unwrap returns the panic value if it is an error, else nil.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// PermanentError marks an error that retrying cannot fix. A handler
+// returning one has its message dead-lettered at once instead of retried.
+//
+// Permanent, IsPermanent and PermanentError are taikit's one way to say
+// "do not retry": other packages' retry loops (andon's notifiers, for one)
+// honour them too, so any retry loop may use them, with a Backoff, as in
+// the package's examples.
 type PermanentError struct {
+	// Err is the failure; nil reads as "kanban: permanent failure".
 	Err error
 }
 
+// Error returns Err's text.
 func (e *PermanentError) Error() string {
 	if e.Err == nil {
 		return "kanban: permanent failure"
@@ -31,8 +60,9 @@ func (e *PermanentError) Error() string {
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // Permanent wraps err so that a handler returning it sends the message to
-// the dead letters at once, keeping err's text as the reason. Permanent(nil)
-// returns nil.
+// the dead letters at once, keeping err's text as the reason; a retry loop
+// outside kanban stops at once on it too. errors.Is and errors.As see err
+// through the wrapper. Permanent(nil) returns nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -40,8 +70,9 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
-// IsPermanent reports whether err (or an error it wraps) came from
-// Permanent.
+// IsPermanent reports whether err (or an error it wraps, as errors.As
+// follows wrapping) came from Permanent: whether a retry loop should give
+// up on it at once.
 func IsPermanent(err error) bool {
 	var p *PermanentError
 	return errors.As(err, &p)

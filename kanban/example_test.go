@@ -17,12 +17,13 @@ type deploy struct {
 // Regions are deployed one at a time each (PerKey), several regions at
 // once (WIP).
 func Example() {
-	q, err := kanban.NewMemory[deploy](kanban.MemoryConfig{})
+	q, err := kanban.NewMemory[deploy](kanban.MemoryOptions{})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for i, region := range []string{"eu", "us", "eu", "us"} {
 		_ = q.Publish(ctx, kanban.Message[deploy]{
 			ID: fmt.Sprint("d", i), Key: region, Payload: deploy{"api", fmt.Sprint("v", i)},
@@ -46,8 +47,9 @@ func Example() {
 // A message that keeps failing ends among the dead letters with its
 // reason; Permanent skips the retries.
 func ExamplePermanent() {
-	q, _ := kanban.NewMemory[string](kanban.MemoryConfig{})
-	ctx, cancel := context.WithCancel(context.Background())
+	q, _ := kanban.NewMemory[string](kanban.MemoryOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	_ = q.Publish(ctx, kanban.Message[string]{ID: "p1", Payload: "card 4000-0000"})
 	_ = q.Consume(ctx, func(ctx context.Context, d kanban.Delivery[string]) error {
 		defer cancel()
@@ -60,7 +62,7 @@ func ExamplePermanent() {
 
 // TryPublish does not wait for room.
 func ExampleMemory_TryPublish() {
-	q, _ := kanban.NewMemory[int](kanban.MemoryConfig{Capacity: 1})
+	q, _ := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1})
 	ctx := context.Background()
 	fmt.Println(q.TryPublish(ctx, kanban.Message[int]{ID: "a"}))
 	fmt.Println(q.TryPublish(ctx, kanban.Message[int]{ID: "b"}))
@@ -80,10 +82,46 @@ func ExampleExponential() {
 
 // Stats feeds metrics collectors.
 func ExampleMemory_Stats() {
-	q, _ := kanban.NewMemory[int](kanban.MemoryConfig{})
+	q, _ := kanban.NewMemory[int](kanban.MemoryOptions{})
 	ctx := context.Background()
 	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})
 	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})
 	fmt.Printf("%+v\n", q.Stats())
 	// Output: {Published:1 Duplicates:1 Handled:0 Retried:0 DeadLettered:0 InFlight:0}
+}
+
+// NewMessage gives work without an identity of its own a unique ID.
+func ExampleNewMessage() {
+	q, _ := kanban.NewMemory[string](kanban.MemoryOptions{})
+	ctx := context.Background()
+	m := kanban.NewMessage("eu-west", "rebuild the search index")
+	_ = q.Publish(ctx, m)
+	_ = q.Publish(ctx, m) // the same message again: dropped
+	fmt.Println(len(m.ID), m.Key, q.Len())
+	// Output: 32 eu-west 1
+}
+
+// Backoff and Permanent serve any retry loop, not only the consumer's:
+// here a call to a remote service, retried with back-off until it
+// succeeds, fails for good, or the attempts run out.
+func ExampleBackoff() {
+	backoff := kanban.Exponential{Initial: time.Millisecond, Max: 10 * time.Millisecond}
+	calls := 0
+	send := func(context.Context) error { // fails twice, then rejects the request
+		if calls++; calls < 3 {
+			return errors.New("connection reset")
+		}
+		return kanban.Permanent(errors.New("400 bad request"))
+	}
+
+	ctx := context.Background()
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = send(ctx); err == nil || kanban.IsPermanent(err) {
+			break
+		}
+		time.Sleep(backoff.Delay(attempt))
+	}
+	fmt.Println(calls, err, kanban.IsPermanent(err))
+	// Output: 3 400 bad request true
 }

@@ -6,13 +6,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 )
 
-// MemoryConfig configures a Memory queue. The zero value is usable.
-type MemoryConfig struct {
+// MemoryOptions configure a Memory queue. The zero value is usable.
+type MemoryOptions struct {
 	// Capacity is the most messages the queue holds, counting those
 	// pulled and not yet settled and those waiting for a retry. 0 means
 	// 1024.
@@ -29,22 +26,19 @@ type MemoryConfig struct {
 	// goes to the dead letters. nil passes values through unencoded (and
 	// uses JSON only to fill DeadLetter.Payload).
 	Codec Codec
-	// Propagator carries trace context in headers. nil means otel's
-	// global one, otel.GetTextMapPropagator() at each Publish and Consume,
-	// so one registered after the queue was made is used.
-	Propagator propagation.TextMapPropagator
-	// Clock times retries and the dedup window. nil means the system
-	// clock.
-	Clock Clock
+	// Propagator carries context (a trace) from Publish to the handler in
+	// the message headers; kanban/kanbanotel adapts OpenTelemetry's. nil
+	// carries nothing.
+	Propagator Propagator
 }
 
 // Validate reports the first field out of range, naming it.
-func (c MemoryConfig) Validate() error {
+func (o MemoryOptions) Validate() error {
 	switch {
-	case c.Capacity < 0:
-		return optionError("kanban", "Capacity", c.Capacity, "must not be negative")
-	case c.DeadLetterLimit < 0:
-		return optionError("kanban", "DeadLetterLimit", c.DeadLetterLimit, "must not be negative")
+	case o.Capacity < 0:
+		return optionError("kanban", "Capacity", o.Capacity, "must not be negative")
+	case o.DeadLetterLimit < 0:
+		return optionError("kanban", "DeadLetterLimit", o.DeadLetterLimit, "must not be negative")
 	}
 	return nil
 }
@@ -52,16 +46,18 @@ func (c MemoryConfig) Validate() error {
 // Memory is an in-process Queue: bounded, with exact WIP, deduplication,
 // retries with back-off and dead letters. Its messages live as long as the
 // value; use natsjs for work that must survive the process.
+//
+// A Memory runs no goroutine of its own and needs no Shutdown: its
+// consumers are stopped through the ctx of Consume, and a message retried
+// after a delay waits on a timer (time.AfterFunc) that puts it back when
+// it fires.
 type Memory[T any] struct {
-	cfg MemoryConfig // read only
-	// onGlobal says cfg.Propagator was nil: the queue uses otel's global
-	// propagator, as registered at the time of each use (see propagator).
-	onGlobal bool
-	counters Counters // padded: cfg is not on its cache lines
-	// carriers reuses the lazyCarriers of publishes that inject trace
-	// context: one handed to a propagator escapes to the heap.
-	carriers sync.Pool
-	_        [40]byte // puts mu at the start of a cache line (see TestMemoryLayout)
+	opts MemoryOptions // read only
+	// epoch is when the queue was made: the dedup window is timed on the
+	// monotonic clock, from it.
+	epoch    time.Time
+	counters Counters // padded: opts is not on its cache lines
+	_        [pad]byte
 
 	// What a publish and a take touch under mu fills two cache lines,
 	// which pass between the publisher's core and the consumers' with the
@@ -74,8 +70,8 @@ type Memory[T any] struct {
 	// handler. No object passes from the publisher to the consumers and
 	// back for each message.
 	ready ring[memMsg[T]]
-	// Stats.Published and, for Serve's workers, which acknowledge under
-	// mu, Stats.Handled: counted here as the lock is held anyway.
+	// QueueStats.Published and, for Serve's workers, which acknowledge under
+	// mu, QueueStats.Handled: counted here as the lock is held anyway.
 	stored, acked int64
 	waiters       []*memWaiter[T] // consumers waiting for a message, while ready is empty
 	free          []*memEntry[T]  // settled leases of Pull, for reuse, at most maxFree
@@ -85,6 +81,9 @@ type Memory[T any] struct {
 	dedupMu sync.Mutex
 	dedup   *dedupSet // nil without deduplication
 }
+
+// pad puts mu at the start of a cache line (see TestMemoryLayout).
+const pad = 16
 
 // maxFree bounds the settled leases a Memory keeps for reuse.
 const maxFree = 1024
@@ -132,87 +131,25 @@ func newMemWaiter[T any](e *memEntry[T]) *memWaiter[T] {
 }
 
 // NewMemory returns an empty in-memory queue, or an error naming a bad
-// field of cfg.
-func NewMemory[T any](cfg MemoryConfig) (*Memory[T], error) {
-	if err := cfg.Validate(); err != nil {
+// field of opts.
+func NewMemory[T any](opts MemoryOptions) (*Memory[T], error) {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Capacity == 0 {
-		cfg.Capacity = 1024
+	if opts.Capacity == 0 {
+		opts.Capacity = 1024
 	}
-	if cfg.DedupWindow == 0 {
-		cfg.DedupWindow = 2 * time.Minute
+	if opts.DedupWindow == 0 {
+		opts.DedupWindow = 2 * time.Minute
 	}
-	if cfg.DeadLetterLimit == 0 {
-		cfg.DeadLetterLimit = 1000
+	if opts.DeadLetterLimit == 0 {
+		opts.DeadLetterLimit = 1000
 	}
-	onGlobal := cfg.Propagator == nil
-	cfg.Clock = clockOr(cfg.Clock)
-	q := &Memory[T]{cfg: cfg, onGlobal: onGlobal}
-	if cfg.DedupWindow > 0 {
-		q.dedup = newDedupSet(int64(cfg.DedupWindow))
+	q := &Memory[T]{opts: opts, epoch: time.Now()}
+	if opts.DedupWindow > 0 {
+		q.dedup = newDedupSet(int64(opts.DedupWindow))
 	}
 	return q, nil
-}
-
-// InjectTrace returns h with the trace context of ctx added by p. It
-// copies h before writing and returns h itself when p adds nothing.
-func InjectTrace(ctx context.Context, p propagation.TextMapPropagator, h Header) Header {
-	if p == nil || p == unsetGlobal && otel.GetTextMapPropagator() == unsetGlobal {
-		return h // nothing to inject: otel's global propagator, none registered
-	}
-	c := &lazyCarrier{}
-	return c.inject(ctx, p, h)
-}
-
-// unsetGlobal is otel's global propagator as long as none is registered,
-// when it injects nothing, yet takes a lock on each call: a queue on it
-// skips the call (see Memory.propagator). otel.SetTextMapPropagator replaces what
-// otel.GetTextMapPropagator returns, so a propagator registered later is
-// seen at once. It is nil if one was registered before this package was
-// initialised (then no call is skipped).
-var unsetGlobal = func() propagation.TextMapPropagator {
-	p := otel.GetTextMapPropagator()
-	if fmt.Sprintf("%T", p) != "*global.textMapPropagator" {
-		return nil
-	}
-	return p
-}()
-
-// lazyCarrier copies the headers on the first Set, so a publish without
-// trace context allocates nothing.
-type lazyCarrier struct{ src, dst Header }
-
-func (c *lazyCarrier) inject(ctx context.Context, p propagation.TextMapPropagator, h Header) Header {
-	if p == nil {
-		return h
-	}
-	c.src, c.dst = h, nil
-	p.Inject(ctx, c)
-	out := h
-	if c.dst != nil {
-		out = c.dst
-	}
-	c.src, c.dst = nil, nil
-	return out
-}
-
-func (c *lazyCarrier) Get(k string) string { return c.cur().Get(k) }
-func (c *lazyCarrier) Keys() []string      { return c.cur().Keys() }
-func (c *lazyCarrier) Set(k, v string) {
-	if c.dst == nil {
-		c.dst = make(Header, len(c.src)+2)
-		for hk, hv := range c.src {
-			c.dst[hk] = hv
-		}
-	}
-	c.dst[k] = v
-}
-func (c *lazyCarrier) cur() Header {
-	if c.dst != nil {
-		return c.dst
-	}
-	return c.src
 }
 
 // Publish stores msg, waiting while the queue is full until ctx ends.
@@ -232,31 +169,23 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	h := msg.Headers
-	if p := q.propagator(); p != nil {
-		c, _ := q.carriers.Get().(*lazyCarrier)
-		if c == nil {
-			c = new(lazyCarrier)
-		}
-		h = c.inject(ctx, p, h)
-		q.carriers.Put(c)
-	}
+	h := InjectHeaders(ctx, q.opts.Propagator, msg.Headers)
 	payload := msg.Payload
 	var data []byte
-	if q.cfg.Codec != nil {
+	if q.opts.Codec != nil {
 		var err error
-		if data, err = q.cfg.Codec.Marshal(payload); err != nil {
-			return err
+		if data, err = q.opts.Codec.Marshal(payload); err != nil {
+			return fmt.Errorf("kanban: encoding message %s: %w", msg.ID, err)
 		}
 		var zero T
 		payload = zero
 	}
 	var now int64
 	if q.dedup != nil {
-		now = q.cfg.Clock.Now().UnixNano()
+		now = int64(time.Since(q.epoch))
 	}
 	q.mu.Lock()
-	for q.size >= q.cfg.Capacity {
+	for q.size >= q.opts.Capacity {
 		if !wait {
 			q.mu.Unlock()
 			return ErrFull
@@ -299,20 +228,6 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	}
 	q.ready.addBack().set(msg.ID, msg.Key, payload, h, data)
 	q.mu.Unlock()
-	return nil
-}
-
-// propagator returns the propagator a publish injects with, or nil when
-// there is nothing to inject: a queue on otel's global one follows what
-// otel.GetTextMapPropagator returns at the time, skipping the unset
-// default.
-func (q *Memory[T]) propagator() propagation.TextMapPropagator {
-	if !q.onGlobal {
-		return q.cfg.Propagator
-	}
-	if p := otel.GetTextMapPropagator(); p != unsetGlobal {
-		return p
-	}
 	return nil
 }
 
@@ -417,24 +332,21 @@ func (q *Memory[T]) takeMore(out []Lease[T]) int {
 }
 
 // takeBatch acknowledges acked messages and counts them handled, then
-// copies ready messages into out's leases and returns how many, and
-// whether more are ready behind them: one, or more while the ready
-// messages are many per consumer (share is their number), so that a
-// consumer taking a few leaves plenty for the others. One lock for all of
-// it.
-func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int, more bool) {
+// copies ready messages into out's leases and returns how many: one, or
+// more while the ready messages are many per consumer (share is their
+// number), so that a consumer taking a few leaves plenty for the others.
+// One lock for all of it.
+func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int) {
 	q.mu.Lock()
-	if acked > 0 {
-		q.acked += int64(acked)
-		q.settled(acked)
-	}
+	q.acked += int64(acked)
+	q.settled(acked)
 	r := q.ready.len()
 	n = min(len(out), max(1, r/share), r)
 	for i := range n {
 		q.ready.takeFront(&out[i].m)
 	}
 	q.mu.Unlock()
-	return n, r > n
+	return n
 }
 
 // waitShared is take for Serve's shared workers, into w.e: it blocks on
@@ -442,23 +354,22 @@ func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int, 
 // learns of the drain from a nil that wakeStopped hands it. It returns
 // false once the consumer is stopping. A waiter whose consumer is
 // stopping is not listed.
-func (q *Memory[T]) waitShared(w *memWaiter[T]) (more, ok bool) {
+func (q *Memory[T]) waitShared(w *memWaiter[T]) (ok bool) {
 	q.mu.Lock()
 	if q.ready.len() > 0 {
 		q.ready.takeFront(&w.e.m)
-		more = q.ready.len() > 0
 		q.mu.Unlock()
-		return more, true
+		return true
 	}
 	// Checked under mu: a drain that set the flag before wakeStopped
 	// took mu is seen here; one that sets it later finds w listed.
 	if w.stopped.Load() {
 		q.mu.Unlock()
-		return false, false
+		return false
 	}
 	q.waiters = append(q.waiters, w)
 	q.mu.Unlock()
-	return false, <-w.ch != nil
+	return <-w.ch != nil
 }
 
 // wakeStopped hands nil to every listed waiter whose consumer's flag is
@@ -484,7 +395,7 @@ func (q *Memory[T]) wakeStopped(stopped *atomic.Bool) {
 // a full queue refills in runs rather than one message per wake-up.
 func (q *Memory[T]) settled(n int) {
 	q.size -= n
-	if q.space != nil && q.cfg.Capacity-q.size >= max(1, q.cfg.Capacity/4) {
+	if q.space != nil && q.opts.Capacity-q.size >= max(1, q.opts.Capacity/4) {
 		close(q.space)
 		q.space = nil
 	}
@@ -498,11 +409,7 @@ func (q *Memory[T]) settled(n int) {
 // taken wait for the handler before them, as with a prefetch, and go back
 // to the front of the queue if the drain starts first.
 func (q *Memory[T]) Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error {
-	p := q.cfg.Propagator
-	if q.onGlobal {
-		p = otel.GetTextMapPropagator()
-	}
-	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{Propagator: p, Counters: &q.counters})
+	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{Propagator: q.opts.Propagator, Counters: &q.counters})
 }
 
 // DeadLetters returns a copy of the dead letters kept, oldest first.
@@ -516,7 +423,7 @@ func (q *Memory[T]) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 }
 
 // Stats returns the queue's counts.
-func (q *Memory[T]) Stats() Stats {
+func (q *Memory[T]) Stats() QueueStats {
 	s := q.counters.Snapshot()
 	q.mu.Lock()
 	s.Published = q.stored
@@ -544,10 +451,8 @@ type memSource[T any] struct {
 
 func (s *memSource[T]) HeartbeatInterval() time.Duration { return 0 }
 
+// Pull takes at most max messages; Serve asks for one at least.
 func (s *memSource[T]) Pull(ctx context.Context, max int) ([]Lease[T], error) {
-	if max <= 0 {
-		return nil, nil
-	}
 	if s.w == nil {
 		s.w = newMemWaiter[T](nil)
 	}
@@ -581,12 +486,12 @@ func (e *memEntry[T]) Message() (Message[T], error) {
 // the stores that wrote it, which stalls the processor until the stores
 // land (on the order of 10 ns a message).
 func (e *memEntry[T]) delivery(buf *Delivery[T]) (*Delivery[T], error) {
-	if e.q.cfg.Codec == nil {
+	if e.q.opts.Codec == nil {
 		return &e.m.d, nil
 	}
 	*buf = e.m.d
 	var p T
-	err := e.q.cfg.Codec.Unmarshal(e.m.data, &p)
+	err := e.q.opts.Codec.Unmarshal(e.m.data, &p)
 	buf.Payload = p
 	return buf, err
 }
@@ -616,7 +521,7 @@ func (e *memEntry[T]) Retry(_ context.Context, delay time.Duration) error {
 		q.put(&e.m, false)
 	} else {
 		m := e.m
-		q.cfg.Clock.AfterFunc(delay, func() { q.put(&m, false) })
+		time.AfterFunc(delay, func() { q.put(&m, false) })
 	}
 	e.recycle()
 	return nil
@@ -625,16 +530,16 @@ func (e *memEntry[T]) Retry(_ context.Context, delay time.Duration) error {
 func (e *memEntry[T]) DeadLetter(_ context.Context, reason string, attempts int) error {
 	q := e.q
 	payload := e.m.data
-	if q.cfg.Codec == nil {
+	if q.opts.Codec == nil {
 		payload, _ = JSON{}.Marshal(e.m.d.Payload) // best effort: the value itself is not bytes
 	}
 	d := DeadLetter{
 		ID: e.m.d.ID, Key: e.m.d.Key, Headers: e.m.d.Headers.Clone(),
-		Payload: payload, Reason: reason, Attempts: attempts, Time: q.cfg.Clock.Now(),
+		Payload: payload, Reason: reason, Attempts: attempts, Time: time.Now(),
 	}
 	e.m = memMsg[T]{}
 	q.mu.Lock()
-	if len(q.dead) >= q.cfg.DeadLetterLimit {
+	if len(q.dead) >= q.opts.DeadLetterLimit {
 		q.dead = append(q.dead[:0], q.dead[1:]...)
 	}
 	q.dead = append(q.dead, d)

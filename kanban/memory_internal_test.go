@@ -2,20 +2,34 @@ package kanban
 
 import (
 	"context"
+	"errors"
 	"reflect"
+	"runtime"
 	"strconv"
 	"testing"
+	"testing/synctest"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 )
 
+// closed is a stop channel for take that is already closed: take then
+// returns a message only if one is ready, and never waits, so a test
+// whose message went missing fails instead of hanging.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// mustTake takes the ready message, failing the test if there is none.
+func mustTake(t *testing.T, q *Memory[int], w *memWaiter[int]) *memEntry[int] {
+	t.Helper()
+	e, ok := q.take(w, closed)
+	require.True(t, ok, "no message ready")
+	return e
+}
+
 func TestTakeWithdrawsAWaiterWhenStopped(t *testing.T) {
-	q, err := NewMemory[int](MemoryConfig{})
+	q, err := NewMemory[int](MemoryOptions{})
 	require.NoError(t, err)
 	stop := make(chan struct{})
 	close(stop)
@@ -25,14 +39,13 @@ func TestTakeWithdrawsAWaiterWhenStopped(t *testing.T) {
 	assert.Empty(t, q.waiters, "a stopped taker is no longer handed messages")
 	q.mu.Unlock()
 	require.NoError(t, q.Publish(context.Background(), Message[int]{ID: "a", Payload: 1}))
-	e, ok := q.take(newMemWaiter[int](nil), make(chan struct{}))
-	require.True(t, ok)
+	e := mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, 1, e.m.d.Payload)
 	assert.Equal(t, 1, e.m.d.Attempt)
 }
 
 func TestEntriesAreReusedAfterAck(t *testing.T) {
-	q, err := NewMemory[int](MemoryConfig{DedupWindow: -1})
+	q, err := NewMemory[int](MemoryOptions{DedupWindow: -1})
 	require.NoError(t, err)
 	ctx := context.Background()
 	w := newMemWaiter[int](nil)
@@ -45,20 +58,29 @@ func TestEntriesAreReusedAfterAck(t *testing.T) {
 			m.Key, m.Headers = "k"+strconv.Itoa(i), Header{"h": strconv.Itoa(i)}
 		}
 		require.NoError(t, q.Publish(ctx, m))
-		e, ok := q.take(w, make(chan struct{}))
-		require.True(t, ok)
+		e := mustTake(t, q, w)
 		require.Equal(t, m, e.m.d.Message, "a reused lease carries its new message and nothing of the last")
 		require.Equal(t, 1, e.m.d.Attempt)
 		require.NoError(t, e.Ack(ctx))
 	}
 	assert.Equal(t, 0, q.Len())
-	open := make(chan struct{})
 	allocs := testing.AllocsPerRun(100, func() {
 		_ = q.Publish(ctx, Message[int]{ID: "m"})
-		e, _ := q.take(w, open)
+		e, _ := q.take(w, closed) // nil, and a panic, if the message went missing
 		_ = e.Ack(ctx)
 	})
 	assert.Zero(t, allocs, "publish, take and ack reuse entries")
+	allocs = testing.AllocsPerRun(100, func() {
+		_ = q.Publish(ctx, Message[int]{ID: "m"})
+		e, _ := q.take(w, closed)
+		_ = e.Release(ctx)
+		e, _ = q.take(w, closed)
+		_ = e.Retry(ctx, 0)
+		e, _ = q.take(w, closed)
+		_ = e.Ack(ctx)
+	})
+	assert.Zero(t, allocs, "a released or retried entry is reused too")
+	assert.Equal(t, 0, q.Len())
 }
 
 // TestMemoryLayout keeps what a publish and a take touch under the lock on
@@ -71,53 +93,101 @@ func TestMemoryLayout(t *testing.T) {
 }
 
 func TestAttemptsCountDeliveries(t *testing.T) {
-	q, err := NewMemory[int](MemoryConfig{DedupWindow: -1})
+	q, err := NewMemory[int](MemoryOptions{DedupWindow: -1})
 	require.NoError(t, err)
 	ctx := context.Background()
 	require.NoError(t, q.Publish(ctx, Message[int]{ID: "a"}))
-	open := make(chan struct{})
-	e, ok := q.take(newMemWaiter[int](nil), open)
-	require.True(t, ok)
+	e := mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, 1, e.Attempt())
 	require.NoError(t, e.Release(ctx))
-	e, ok = q.take(newMemWaiter[int](nil), open)
-	require.True(t, ok)
+	e = mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, 1, e.Attempt(), "a release is not an attempt")
 	require.NoError(t, e.Retry(ctx, 0))
-	e, ok = q.take(newMemWaiter[int](nil), open)
-	require.True(t, ok)
+	e = mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, 2, e.Attempt(), "a retry is")
 	require.NoError(t, e.Ack(ctx))
 	require.NoError(t, q.Publish(ctx, Message[int]{ID: "b"}))
-	e, ok = q.take(newMemWaiter[int](nil), open)
-	require.True(t, ok)
+	e = mustTake(t, q, newMemWaiter[int](nil))
 	assert.Equal(t, "b", e.ID())
 	assert.Equal(t, 1, e.Attempt(), "a reused entry starts again")
 }
 
-// TestMemoryFollowsTheGlobalPropagator: a queue on otel's global
-// propagator skips it while none is registered and uses one registered
-// after the queue was made.
-func TestMemoryFollowsTheGlobalPropagator(t *testing.T) {
-	require.NotNil(t, unsetGlobal, "no propagator is registered before the tests")
-	q, err := NewMemory[int](MemoryConfig{DedupWindow: -1})
+// TestTakeStoppedAsAMessageIsHandedOver: a taker whose stop closes while
+// a publisher hands it a message does not lose the message: it goes back
+// to the front of the queue, for the next taker.
+func TestTakeStoppedAsAMessageIsHandedOver(t *testing.T) {
+	q, err := NewMemory[int](MemoryOptions{DedupWindow: -1})
 	require.NoError(t, err)
-	sc := trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled,
-	})
-	ctx := trace.ContextWithSpanContext(context.Background(), sc)
-	require.NoError(t, q.Publish(ctx, Message[int]{ID: "before"}))
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
-	require.NoError(t, q.Publish(ctx, Message[int]{ID: "after"}))
-	assert.Equal(t, "00-01000000000000000000000000000000-0200000000000000-01",
-		InjectTrace(ctx, unsetGlobal, nil)["traceparent"], "InjectTrace with the global made before registration uses the one registered")
+	ctx := context.Background()
+	for i := range 500 {
+		w, stop := newMemWaiter[int](nil), make(chan struct{})
+		type result struct {
+			e  *memEntry[int]
+			ok bool
+		}
+		got := make(chan result, 1)
+		go func() {
+			e, ok := q.take(w, stop)
+			got <- result{e, ok}
+		}()
+		listed := false
+		for range 1_000_000 { // bounded: the taker lists itself at once
+			q.mu.Lock()
+			listed = len(q.waiters) == 1
+			q.mu.Unlock()
+			if listed {
+				break
+			}
+			runtime.Gosched()
+		}
+		require.True(t, listed, "round %d: the taker never waited", i)
+		close(stop) // the taker gives up as the message arrives
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: "m", Payload: i}))
+		r := <-got
+		if !r.ok {
+			r.e = mustTake(t, q, newMemWaiter[int](nil))
+		}
+		require.Equal(t, i, r.e.m.d.Payload, "round %d", i)
+		require.Equal(t, 1, r.e.m.d.Attempt)
+		require.NoError(t, r.e.Ack(ctx))
+		require.Zero(t, q.Len())
+		q.mu.Lock()
+		require.Empty(t, q.waiters, "round %d: a stopped taker is not left waiting", i)
+		q.mu.Unlock()
+	}
+}
 
-	w, open := newMemWaiter[int](nil), make(chan struct{})
-	before, ok := q.take(w, open)
-	require.True(t, ok)
-	assert.Empty(t, before.m.d.Headers, "nothing to inject before a propagator is registered")
-	after, ok := q.take(w, open)
-	require.True(t, ok)
-	assert.Equal(t, "00-01000000000000000000000000000000-0200000000000000-01", after.m.d.Headers["traceparent"])
+// TestSharedLeasesStayWithTheirWorker: the leases of Serve's shared
+// workers never join the free list that Pull's leases come from, even
+// when they dead-letter, retry or release their message: a Pull handed
+// one would share it with a running worker.
+func TestSharedLeasesStayWithTheirWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := NewMemory[int](MemoryOptions{})
+		require.NoError(t, err)
+		for i := range 12 {
+			require.NoError(t, q.Publish(context.Background(), Message[int]{ID: strconv.Itoa(i), Payload: i}))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		handled := 0
+		err = q.Consume(ctx, func(_ context.Context, d Delivery[int]) error {
+			handled++
+			switch {
+			case d.Payload == 11:
+				cancel()
+				<-ctx.Done()
+				return nil
+			case d.Payload%2 == 0:
+				return Permanent(errors.New("no"))
+			}
+			return errors.New("again") // retried after the back-off, then released by the drain
+		}, ConsumeOptions{WIP: 3, MaxAttempts: 2, Backoff: BackoffFunc(func(int) time.Duration { return 0 })})
+		require.NoError(t, err)
+		require.Positive(t, handled)
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		for _, e := range q.free {
+			assert.False(t, e.own, "a shared worker's lease is in the free list")
+		}
+	})
 }

@@ -3,10 +3,15 @@ package kanban_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
+	"weak"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,9 +21,9 @@ import (
 )
 
 func TestMemoryConformance(t *testing.T) {
-	queuetest.Run(t, func(t *testing.T, cfg queuetest.Config) kanban.Queue[queuetest.Payload] {
-		q, err := kanban.NewMemory[queuetest.Payload](kanban.MemoryConfig{
-			Capacity: cfg.Capacity, Codec: cfg.Codec, Propagator: cfg.Propagator,
+	queuetest.Run(t, func(t *testing.T, opts queuetest.Options) kanban.Queue[queuetest.Payload] {
+		q, err := kanban.NewMemory[queuetest.Payload](kanban.MemoryOptions{
+			Capacity: opts.Capacity, Codec: opts.Codec, Propagator: opts.Propagator,
 		})
 		require.NoError(t, err)
 		return q
@@ -26,71 +31,77 @@ func TestMemoryConformance(t *testing.T) {
 }
 
 func TestMemoryWithoutCodecPassesValues(t *testing.T) {
-	q, err := kanban.NewMemory[*int](kanban.MemoryConfig{})
-	require.NoError(t, err)
-	v := 7
-	require.NoError(t, q.Publish(context.Background(), kanban.Message[*int]{ID: "a", Payload: &v}))
-	ctx, cancel := context.WithCancel(context.Background())
-	var got *int
-	err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[*int]) error {
-		got = d.Payload
-		cancel()
-		return nil
-	}, kanban.ConsumeOptions{})
-	require.NoError(t, err)
-	assert.Same(t, &v, got, "without a Codec the value itself is delivered")
-	assert.Equal(t, 0, q.Len())
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[*int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		v := 7
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[*int]{ID: "a", Payload: &v}))
+		ctx, cancel := context.WithCancel(context.Background())
+		var got *int
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[*int]) error {
+			got = d.Payload
+			cancel()
+			return nil
+		}, kanban.ConsumeOptions{})
+		require.NoError(t, err)
+		assert.Same(t, &v, got, "without a Codec the value itself is delivered")
+		assert.Equal(t, 0, q.Len())
+	})
 }
 
 func TestMemoryDedupWindowExpires(t *testing.T) {
-	clk := newFakeClock()
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: time.Minute, Clock: clk})
-	require.NoError(t, err)
-	ctx := context.Background()
-	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
-	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
-	assert.Equal(t, 1, q.Len())
-	clk.Advance(time.Minute)
-	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
-	assert.Equal(t, 2, q.Len(), "an ID is forgotten after the window")
-	assert.Equal(t, kanban.Stats{Published: 2, Duplicates: 1}, q.Stats())
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: time.Minute})
+		require.NoError(t, err)
+		ctx := context.Background()
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+		time.Sleep(time.Minute - time.Nanosecond)
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+		assert.Equal(t, 1, q.Len(), "a duplicate until the window ends")
+		time.Sleep(time.Nanosecond)
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+		assert.Equal(t, 2, q.Len(), "an ID is forgotten after the window")
+		assert.Equal(t, kanban.QueueStats{Published: 2, Duplicates: 1}, q.Stats())
+	})
 }
 
 func TestMemoryDeadLetterLimit(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DeadLetterLimit: 2})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	for _, id := range []string{"a", "b", "c"} {
-		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: id}))
-	}
-	n := 0
-	err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
-		if n++; n == 3 {
-			cancel()
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DeadLetterLimit: 2})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		for _, id := range []string{"a", "b", "c"} {
+			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: id}))
 		}
-		return kanban.Permanent(errors.New("no"))
-	}, kanban.ConsumeOptions{})
-	require.NoError(t, err)
-	dl, err := q.DeadLetters(context.Background())
-	require.NoError(t, err)
-	require.Len(t, dl, 2)
-	assert.Equal(t, []string{"b", "c"}, []string{dl[0].ID, dl[1].ID}, "the oldest goes first")
+		n := 0
+		err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+			if n++; n == 3 {
+				cancel()
+			}
+			return kanban.Permanent(errors.New("no"))
+		}, kanban.ConsumeOptions{})
+		require.NoError(t, err)
+		dl, err := q.DeadLetters(context.Background())
+		require.NoError(t, err)
+		require.Len(t, dl, 2)
+		assert.Equal(t, []string{"b", "c"}, []string{dl[0].ID, dl[1].ID}, "the oldest goes first")
+	})
 }
 
 func TestPublishRejectsEmptyID(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{})
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
 	require.NoError(t, err)
 	require.ErrorIs(t, q.Publish(context.Background(), kanban.Message[int]{}), kanban.ErrNoID)
 	require.ErrorIs(t, q.TryPublish(context.Background(), kanban.Message[int]{}), kanban.ErrNoID)
 }
 
-func TestMemoryConfigValidate(t *testing.T) {
+func TestMemoryOptionsValidate(t *testing.T) {
 	tests := []struct {
-		cfg  kanban.MemoryConfig
+		cfg  kanban.MemoryOptions
 		want string
 	}{
-		{kanban.MemoryConfig{Capacity: -1}, "kanban: invalid Capacity -1"},
-		{kanban.MemoryConfig{DeadLetterLimit: -3}, "kanban: invalid DeadLetterLimit -3"},
+		{kanban.MemoryOptions{Capacity: -1}, "kanban: invalid Capacity -1"},
+		{kanban.MemoryOptions{DeadLetterLimit: -3}, "kanban: invalid DeadLetterLimit -3"},
 	}
 	for _, tc := range tests {
 		_, err := kanban.NewMemory[int](tc.cfg)
@@ -99,235 +110,503 @@ func TestMemoryConfigValidate(t *testing.T) {
 	}
 }
 
-func TestConsumeOptionsValidate(t *testing.T) {
-	tests := []struct {
-		opts kanban.ConsumeOptions
-		want string
-	}{
-		{kanban.ConsumeOptions{WIP: -1}, "kanban: invalid WIP -1"},
-		{kanban.ConsumeOptions{WIP: kanban.MaxWIP + 1}, "kanban: invalid WIP 65537"},
-		{kanban.ConsumeOptions{MaxAttempts: -2}, "kanban: invalid MaxAttempts -2"},
-		{kanban.ConsumeOptions{DrainTimeout: -time.Second}, "kanban: invalid DrainTimeout -1s"},
-		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Multiplier: 0.5}}, "kanban: invalid Exponential.Multiplier 0.5"},
-		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Jitter: 1.5}}, "kanban: invalid Exponential.Jitter 1.5"},
-		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: -1}}, "kanban: invalid Exponential.Initial -1ns"},
-		{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}, "kanban: invalid Exponential.Initial 1m0s"},
-	}
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{})
-	require.NoError(t, err)
-	for _, tc := range tests {
-		err := tc.opts.Validate()
-		require.Error(t, err)
-		assert.Contains(t, err.Error(), tc.want)
-		err = q.Consume(context.Background(), func(context.Context, kanban.Delivery[int]) error { return nil }, tc.opts)
-		assert.Contains(t, err.Error(), tc.want, "Consume validates too")
-	}
-	assert.NoError(t, kanban.ConsumeOptions{}.Validate())
-}
-
-func TestExponentialDelay(t *testing.T) {
-	fixed := func(r float64) func() float64 { return func() float64 { return r } }
-	tests := []struct {
-		name    string
-		b       kanban.Exponential
-		attempt int
-		want    time.Duration
-	}{
-		{"defaults, middle of jitter", kanban.Exponential{Rand: fixed(0.5)}, 1, 100 * time.Millisecond},
-		{"doubles", kanban.Exponential{Rand: fixed(0.5)}, 3, 400 * time.Millisecond},
-		{"jitter low end", kanban.Exponential{Rand: fixed(0)}, 1, 80 * time.Millisecond},
-		{"jitter high end", kanban.Exponential{Rand: fixed(1)}, 1, 120 * time.Millisecond},
-		{"capped", kanban.Exponential{Max: time.Second, Rand: fixed(0.5)}, 20, time.Second},
-		{"jitter never exceeds cap", kanban.Exponential{Max: time.Second, Rand: fixed(1)}, 20, time.Second},
-		{"no jitter", kanban.Exponential{Initial: time.Second, Multiplier: 3, Jitter: -1}, 3, 9 * time.Second},
-		{"attempt 0 treated as 1", kanban.Exponential{Jitter: -1}, 0, 100 * time.Millisecond},
-		{"huge attempt does not overflow", kanban.Exponential{Jitter: -1}, 1 << 30, 30 * time.Second},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, tc.b.Delay(tc.attempt))
+// TestRetryWaitsForTheBackoff: a failed message comes back once its
+// back-off has passed, not before.
+func TestRetryWaitsForTheBackoff(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "r", Key: "k"}))
+				ctx, cancel := context.WithCancel(context.Background())
+				var mu sync.Mutex // the race detector does not see synctest.Wait order
+				var attempts []int
+				var at []time.Duration
+				seen := func() []int {
+					mu.Lock()
+					defer mu.Unlock()
+					return append([]int(nil), attempts...)
+				}
+				start := time.Now()
+				done := make(chan error, 1)
+				go func() {
+					done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+						mu.Lock()
+						attempts = append(attempts, d.Attempt)
+						at = append(at, time.Since(start))
+						mu.Unlock()
+						if d.Attempt == 1 {
+							return errors.New("again")
+						}
+						return nil
+					}, kanban.ConsumeOptions{PerKey: perKey, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })})
+				}()
+				synctest.Wait()
+				require.Equal(t, []int{1}, seen())
+				time.Sleep(time.Hour - time.Nanosecond)
+				synctest.Wait()
+				require.Equal(t, []int{1}, seen(), "no attempt before the back-off has passed")
+				time.Sleep(time.Nanosecond)
+				synctest.Wait()
+				assert.Equal(t, []int{1, 2}, seen(), "the retry runs once it has passed")
+				mu.Lock()
+				assert.Equal(t, []time.Duration{0, time.Hour}, at)
+				mu.Unlock()
+				cancel()
+				require.NoError(t, <-done)
+				assert.Equal(t, kanban.QueueStats{Published: 1, Handled: 1, Retried: 1}, q.Stats())
+			})
 		})
 	}
 }
 
-func TestPermanent(t *testing.T) {
-	base := errors.New("bad card")
-	err := kanban.Permanent(base)
-	assert.True(t, kanban.IsPermanent(err))
-	assert.True(t, kanban.IsPermanent(errors.Join(errors.New("x"), err)))
-	assert.ErrorIs(t, err, base)
-	assert.Equal(t, "bad card", err.Error())
-	assert.NoError(t, kanban.Permanent(nil))
-	assert.False(t, kanban.IsPermanent(base))
-}
-
-func TestHeaderKeepsNamesAsWritten(t *testing.T) {
-	h := kanban.Header{}
-	h.Set("traceparent", "v1")
-	h.Set("X-MiXeD", "v2")
-	assert.Equal(t, "v1", h.Get("traceparent"))
-	assert.Equal(t, "", h.Get("Traceparent"))
-	assert.ElementsMatch(t, []string{"traceparent", "X-MiXeD"}, h.Keys())
-	var nilH kanban.Header
-	nilH.Set("a", "b") // no panic
-	assert.Nil(t, nilH.Clone())
-}
-
-func TestPanickingHandlerIsRetried(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{})
-	require.NoError(t, err)
-	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "p"}))
-	ctx, cancel := context.WithCancel(context.Background())
-	err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
-		if d.Attempt == 1 {
-			panic("boom")
-		}
-		cancel()
-		return nil
-	}, kanban.ConsumeOptions{Backoff: kanban.BackoffFunc(func(int) time.Duration { return 0 })})
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), q.Stats().Retried)
-	assert.Equal(t, int64(1), q.Stats().Handled)
-}
-
-func TestRetryDelayUsesClock(t *testing.T) {
-	clk := newFakeClock()
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{Clock: clk})
-	require.NoError(t, err)
-	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "r"}))
-	ctx, cancel := context.WithCancel(context.Background())
-	attempts := make(chan int, 2)
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			attempts <- d.Attempt
-			if d.Attempt == 1 {
-				return errors.New("again")
-			}
-			return nil
-		}, kanban.ConsumeOptions{Clock: clk, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })})
-	}()
-	assert.Equal(t, 1, <-attempts)
-	clk.WaitTimers(1) // the retry waits on the clock...
-	select {
-	case a := <-attempts:
-		t.Fatalf("attempt %d ran before the back-off passed", a)
-	default:
-	}
-	clk.Advance(time.Hour) // ...and runs once it has passed
-	assert.Equal(t, 2, <-attempts)
-	cancel()
-	require.NoError(t, <-done)
-}
-
 func TestMemoryStatsWhileHandlersRun(t *testing.T) {
-	const wip = 3
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: -1})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	for i := range 2 * wip {
-		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
-	}
-	started := make(chan struct{})
-	release := make(chan struct{})
-	var calls atomic.Int64
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
-			if calls.Add(1) <= wip {
-				started <- struct{}{}
-				<-release
-			}
-			return nil
-		}, kanban.ConsumeOptions{WIP: wip})
-	}()
-	for range wip {
-		<-started
-	}
-	s := q.Stats()
-	assert.Equal(t, int64(wip), s.InFlight, "every running handler's message is in flight")
-	assert.Equal(t, int64(0), s.Handled)
-	assert.Equal(t, int64(2*wip), s.Published)
-	close(release)
-	cancel()
-	require.NoError(t, <-done)
-	s = q.Stats()
-	assert.Equal(t, int64(0), s.InFlight)
-	assert.Equal(t, calls.Load(), s.Handled, "each handled message counted once, workers gone")
-	assert.Equal(t, int(2*wip-calls.Load()), q.Len(), "what was not handled is still queued")
+	synctest.Test(t, func(t *testing.T) {
+		const wip = 3
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		for i := range 2 * wip {
+			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
+		}
+		started := make(chan struct{})
+		release := make(chan struct{})
+		var calls atomic.Int64
+		done := make(chan error, 1)
+		go func() {
+			done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+				if calls.Add(1) <= wip {
+					started <- struct{}{}
+					<-release
+				}
+				return nil
+			}, kanban.ConsumeOptions{WIP: wip})
+		}()
+		for range wip {
+			<-started
+		}
+		s := q.Stats()
+		assert.Equal(t, int64(wip), s.InFlight, "every running handler's message is in flight")
+		assert.Equal(t, int64(0), s.Handled)
+		assert.Equal(t, int64(2*wip), s.Published)
+		close(release)
+		cancel()
+		require.NoError(t, <-done)
+		s = q.Stats()
+		assert.Equal(t, int64(0), s.InFlight)
+		assert.Equal(t, calls.Load(), s.Handled, "each handled message counted once, workers gone")
+		assert.Equal(t, int(2*wip-calls.Load()), q.Len(), "what was not handled is still queued")
+	})
 }
 
 // TestMemoryDrainReturnsTakenMessages: with a backlog a worker takes
 // several messages at once; the drain hands back the ones it has not
 // started, in order, ahead of the rest.
 func TestMemoryDrainReturnsTakenMessages(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: -1})
-	require.NoError(t, err)
-	const n = 20
-	for i := range n {
-		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var first []int
-	err = q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[int]) error {
-		first = append(first, d.Payload)
-		// The drain starts while the worker holds what it took; the
-		// handler returns once the drain deadline has passed, so the
-		// drain has begun.
-		cancel()
-		<-hctx.Done()
-		return nil
-	}, kanban.ConsumeOptions{WIP: 1, DrainTimeout: 20 * time.Millisecond})
-	require.ErrorIs(t, err, kanban.ErrDrainTimeout)
-	require.Equal(t, []int{0}, first, "the drain lets no message start after it")
-	assert.Equal(t, n-1, q.Len(), "the messages taken and not started are back")
-	assert.Equal(t, int64(1), q.Stats().Handled)
-	assert.Zero(t, q.Stats().InFlight)
-
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	var rest []int
-	err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
-		rest = append(rest, d.Payload)
-		if len(rest) == n-1 {
-			cancel()
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1})
+		require.NoError(t, err)
+		const n = 20
+		for i := range n {
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
 		}
-		return nil
-	}, kanban.ConsumeOptions{WIP: 1})
-	require.NoError(t, err)
-	want := make([]int, 0, n-1)
-	for i := 1; i < n; i++ {
-		want = append(want, i)
-	}
-	assert.Equal(t, want, rest, "one worker handles the queue in order, the returned messages first")
-	assert.Zero(t, q.Len())
-	assert.Equal(t, int64(n), q.Stats().Handled)
+		ctx, cancel := context.WithCancel(context.Background())
+		var first []int
+		err = q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[int]) error {
+			first = append(first, d.Payload)
+			// The drain starts while the worker holds what it took; the
+			// handler returns once the drain deadline has passed, so the
+			// drain has begun.
+			cancel()
+			<-hctx.Done()
+			return nil
+		}, kanban.ConsumeOptions{WIP: 1, DrainTimeout: 20 * time.Millisecond})
+		require.ErrorIs(t, err, kanban.ErrDrainTimeout)
+		require.Equal(t, []int{0}, first, "the drain lets no message start after it")
+		assert.Equal(t, n-1, q.Len(), "the messages taken and not started are back")
+		assert.Equal(t, int64(1), q.Stats().Handled)
+		assert.Zero(t, q.Stats().InFlight)
+
+		ctx, cancel = context.WithCancel(context.Background())
+		defer cancel()
+		var rest []int
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			rest = append(rest, d.Payload)
+			if len(rest) == n-1 {
+				cancel()
+			}
+			return nil
+		}, kanban.ConsumeOptions{WIP: 1})
+		require.NoError(t, err)
+		want := make([]int, 0, n-1)
+		for i := 1; i < n; i++ {
+			want = append(want, i)
+		}
+		assert.Equal(t, want, rest, "one worker handles the queue in order, the returned messages first")
+		assert.Zero(t, q.Len())
+		assert.Equal(t, int64(n), q.Stats().Handled)
+	})
 }
 
 // TestMemoryInFlightNeverAboveWIP: messages a worker has taken and not
 // started are not counted in flight, so the gauge stays within WIP while
 // workers take a backlog several at a time.
 func TestMemoryInFlightNeverAboveWIP(t *testing.T) {
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{DedupWindow: -1, Capacity: 4096})
-	require.NoError(t, err)
-	const n, wip = 2000, 3
-	for i := range n {
-		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var handled, over atomic.Int64
-	err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
-		if f := q.Stats().InFlight; f > wip || f < 1 {
-			over.Add(1)
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1, Capacity: 4096})
+		require.NoError(t, err)
+		const n, wip = 2000, 3
+		for i := range n {
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
 		}
-		if handled.Add(1) == n {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var handled, over atomic.Int64
+		err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+			if f := q.Stats().InFlight; f > wip || f < 1 {
+				over.Add(1)
+			}
+			if handled.Add(1) == n {
+				cancel()
+			}
+			return nil
+		}, kanban.ConsumeOptions{WIP: wip})
+		require.NoError(t, err)
+		assert.Zero(t, over.Load(), "InFlight left [1, WIP] while a handler ran")
+		assert.Equal(t, int64(n), q.Stats().Handled)
+		assert.Zero(t, q.Len())
+	})
+}
+
+// TestDeadLetterGivesBackItsRoom: a dead-lettered message leaves the
+// queue, so a full queue has room again.
+func TestDeadLetterGivesBackItsRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1})
+		require.NoError(t, err)
+		bctx := context.Background()
+		require.NoError(t, q.TryPublish(bctx, kanban.Message[int]{ID: "a"}))
+		require.ErrorIs(t, q.TryPublish(bctx, kanban.Message[int]{ID: "b"}), kanban.ErrFull)
+		ctx, cancel := context.WithCancel(bctx)
+		err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+			defer cancel()
+			return kanban.Permanent(errors.New("no"))
+		}, kanban.ConsumeOptions{})
+		require.NoError(t, err)
+		assert.Zero(t, q.Len())
+		assert.NoError(t, q.TryPublish(bctx, kanban.Message[int]{ID: "b"}), "the dead letter's room is free")
+	})
+}
+
+// TestPublishWaitingForRoomIsWoken: with Capacity 1, a Publish waiting for
+// room gets in once the one message is handled.
+func TestPublishWaitingForRoomIsWoken(t *testing.T) {
+	for _, capacity := range []int{1, 2, 8} {
+		t.Run(fmt.Sprint("Capacity=", capacity), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: capacity})
+				require.NoError(t, err)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+				defer cancel()
+				for i := range capacity {
+					require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: fmt.Sprint(i)}))
+				}
+				published := make(chan error, 1)
+				go func() { published <- q.Publish(ctx, kanban.Message[int]{ID: "waiting"}) }()
+				synctest.Wait()
+				select {
+				case err := <-published:
+					t.Fatalf("Publish returned %v while the queue was full", err)
+				default:
+				}
+				var handled []string
+				cctx, stop := context.WithCancel(ctx)
+				err = q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					if handled = append(handled, d.ID); len(handled) == capacity+1 {
+						stop()
+					}
+					return nil
+				}, kanban.ConsumeOptions{})
+				require.NoError(t, err)
+				require.NoError(t, <-published, "the waiting Publish got in")
+				assert.Equal(t, "waiting", handled[capacity])
+				assert.Zero(t, q.Len())
+			})
+		})
+	}
+}
+
+// failingCodec fails to encode.
+type failingCodec struct{ kanban.JSON }
+
+var errEncode = errors.New("cannot encode")
+
+func (failingCodec) Marshal(any) ([]byte, error) { return nil, errEncode }
+
+// TestPublishReturnsCodecErrors: a payload the Codec cannot encode is not
+// stored, and Publish says why.
+func TestPublishReturnsCodecErrors(t *testing.T) {
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: failingCodec{}})
+	require.NoError(t, err)
+	ctx := context.Background()
+	err = q.Publish(ctx, kanban.Message[int]{ID: "a"})
+	require.ErrorIs(t, err, errEncode)
+	assert.EqualError(t, err, "kanban: encoding message a: cannot encode")
+	require.ErrorIs(t, q.TryPublish(ctx, kanban.Message[int]{ID: "a"}), errEncode)
+	assert.Zero(t, q.Len())
+	assert.Equal(t, kanban.QueueStats{}, q.Stats())
+}
+
+// TestRetryWithoutKeyLetsOthersPass: a failed message without a key waits
+// for its retry in the queue, not in front of it: the messages behind it
+// are handled meanwhile.
+func TestRetryWithoutKeyLetsOthersPass(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				for _, id := range []string{"a", "b"} {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id}))
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				var order []string
+				err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					order = append(order, fmt.Sprint(d.ID, d.Attempt))
+					if d.ID == "a" && d.Attempt == 1 {
+						return errors.New("again")
+					}
+					if len(order) == 3 {
+						cancel()
+					}
+					return nil
+				}, kanban.ConsumeOptions{PerKey: perKey, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second })})
+				require.NoError(t, err)
+				assert.Equal(t, []string{"a1", "b1", "a2"}, order)
+			})
+		})
+	}
+}
+
+// TestMemoryReachesWIP: a consumer runs up to WIP handlers at once
+// whether its messages wait in a backlog of exactly WIP or arrive one by
+// one while the earlier ones are still being handled.
+func TestMemoryReachesWIP(t *testing.T) {
+	const wip = 4
+	for _, arrival := range []string{"backlog", "one by one"} {
+		t.Run(arrival, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				publish := func() {
+					for i := range wip {
+						require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: strconv.Itoa(i)}))
+						synctest.Wait() // the consumer has taken it, if it could
+					}
+				}
+				if arrival == "backlog" {
+					publish()
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				var running, peak atomic.Int64
+				done := make(chan error, 1)
+				go func() {
+					done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+						peak.Store(max(peak.Load(), running.Add(1)))
+						time.Sleep(10 * time.Second) // a slow handler
+						running.Add(-1)
+						return nil
+					}, kanban.ConsumeOptions{WIP: wip})
+				}()
+				synctest.Wait()
+				if arrival == "one by one" {
+					publish()
+				}
+				time.Sleep(time.Second)
+				assert.Equal(t, int64(wip), running.Load(), "every message is being handled")
+				assert.Equal(t, int64(wip), peak.Load())
+				cancel()
+				require.NoError(t, <-done)
+				assert.Equal(t, int64(wip), q.Stats().Handled)
+			})
+		})
+	}
+}
+
+// TestPublishWaitingForRoomGivesUpWithCtx: a Publish waiting for room
+// returns ctx's error when ctx ends first, and stores nothing.
+func TestPublishWaitingForRoomGivesUpWithCtx(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1})
+		require.NoError(t, err)
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "a"}))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		err = q.Publish(ctx, kanban.Message[int]{ID: "b"})
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, time.Minute, time.Since(start), "it waited for room until ctx ended")
+		assert.Equal(t, 1, q.Len())
+		assert.Equal(t, int64(1), q.Stats().Published)
+	})
+}
+
+// TestMemoryConsumersShareAQueue: several consumers of one queue each
+// take messages, and stopping one leaves the others working.
+func TestMemoryConsumersShareAQueue(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				var mu sync.Mutex
+				handled := map[string][]string{}
+				consume := func(name string, ctx context.Context, done chan<- error) {
+					done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+						mu.Lock()
+						handled[name] = append(handled[name], d.ID)
+						mu.Unlock()
+						time.Sleep(time.Second)
+						return nil
+					}, kanban.ConsumeOptions{WIP: 2, PerKey: perKey})
+				}
+				ctxA, stopA := context.WithCancel(context.Background())
+				ctxB, stopB := context.WithCancel(context.Background())
+				doneA, doneB := make(chan error, 1), make(chan error, 1)
+				go consume("a", ctxA, doneA)
+				go consume("b", ctxB, doneB)
+				synctest.Wait() // both wait for messages
+				for i := range 4 {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: fmt.Sprint("first", i)}))
+				}
+				time.Sleep(time.Minute)
+				mu.Lock()
+				assert.Len(t, handled["a"], 2, "each consumer takes its WIP")
+				assert.Len(t, handled["b"], 2)
+				mu.Unlock()
+
+				stopA()
+				require.NoError(t, <-doneA)
+				for i := range 4 {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: fmt.Sprint("then", i)}))
+				}
+				time.Sleep(time.Minute)
+				mu.Lock()
+				assert.Len(t, handled["a"], 2, "a stopped consumer takes nothing")
+				assert.Len(t, handled["b"], 6, "the other goes on")
+				mu.Unlock()
+				stopB()
+				require.NoError(t, <-doneB)
+				assert.Zero(t, q.Len())
+			})
+		})
+	}
+}
+
+// TestMemoryDrainStartsNothing: once the consumer stops, no message
+// starts: those waiting for their key, or taken and not started, go back
+// to the queue, first in line.
+func TestMemoryDrainStartsNothing(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				for i := range 5 {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: strconv.Itoa(i), Key: "k"}))
+				}
+				// PerKey: messages 1 and 2 wait for their key; without: the
+				// worker has taken messages 1 to 3 with 0.
+				opts := kanban.ConsumeOptions{WIP: 3, PerKey: true}
+				if !perKey {
+					opts = kanban.ConsumeOptions{WIP: 1}
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				var handled []string
+				err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					handled = append(handled, d.ID)
+					cancel()
+					time.Sleep(time.Second) // still running as the drain starts
+					return nil
+				}, opts)
+				require.NoError(t, err)
+				assert.Equal(t, []string{"0"}, handled)
+				assert.Equal(t, 4, q.Len(), "the others are back")
+				assert.Zero(t, q.Stats().InFlight)
+
+				ctx, cancel = context.WithCancel(context.Background())
+				handled = nil
+				err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					if handled = append(handled, d.ID); len(handled) == 4 {
+						cancel()
+					}
+					return nil
+				}, kanban.ConsumeOptions{WIP: 1})
+				require.NoError(t, err)
+				assert.Equal(t, []string{"1", "2", "3", "4"}, handled, "in their order")
+			})
+		})
+	}
+}
+
+// TestMemoryWithCodecHoldsBytes: with a Codec the queue holds the encoded
+// payload, as a queue on a wire would, not the value published.
+func TestMemoryWithCodecHoldsBytes(t *testing.T) {
+	q, err := kanban.NewMemory[*blob](kanban.MemoryOptions{Codec: kanban.JSON{}})
+	require.NoError(t, err)
+	b := new(blob)
+	w := weak.Make(b)
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[*blob]{ID: "a", Payload: b}))
+	b = nil
+	runtime.GC()
+	assert.Nil(t, w.Value(), "the published value is not kept")
+	assert.Equal(t, 1, q.Len())
+}
+
+// TestMemoryMixedConsumers: consumers of one queue with and without
+// PerKey, at once, each handle or dead-letter every message exactly once.
+func TestMemoryMixedConsumers(t *testing.T) {
+	const n = 300
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: n})
+	require.NoError(t, err)
+	for i := range n {
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: strconv.Itoa(i), Key: strconv.Itoa(i % 7), Payload: i}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	seen := make(map[string]int, n)
+	var settled atomic.Int64
+	h := func(_ context.Context, d kanban.Delivery[int]) error {
+		mu.Lock()
+		seen[d.ID]++
+		mu.Unlock()
+		if strconv.Itoa(d.Payload) != d.ID {
+			t.Errorf("message %s carries payload %d", d.ID, d.Payload)
+		}
+		if settled.Add(1) == n {
 			cancel()
 		}
+		if d.Payload%3 == 0 {
+			return kanban.Permanent(errors.New("no"))
+		}
 		return nil
-	}, kanban.ConsumeOptions{WIP: wip})
+	}
+	var wg sync.WaitGroup
+	for _, perKey := range []bool{false, true, false, true} {
+		wg.Go(func() {
+			assert.NoError(t, q.Consume(ctx, h, kanban.ConsumeOptions{WIP: 2, PerKey: perKey}))
+		})
+	}
+	wg.Wait()
+	require.Equal(t, int64(n), settled.Load(), "every message settled before the deadline")
+	for i := range n {
+		assert.Equal(t, 1, seen[strconv.Itoa(i)], "message %d", i)
+	}
+	dl, err := q.DeadLetters(context.Background())
 	require.NoError(t, err)
-	assert.Zero(t, over.Load(), "InFlight left [1, WIP] while a handler ran")
-	assert.Equal(t, int64(n), q.Stats().Handled)
+	assert.Len(t, dl, n/3)
+	assert.Equal(t, kanban.QueueStats{Published: n, Handled: n - n/3, DeadLettered: n / 3}, q.Stats())
 	assert.Zero(t, q.Len())
 }

@@ -1,6 +1,10 @@
 package kanban
 
-import "context"
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+)
 
 // Message is one unit of work on a queue.
 type Message[T any] struct {
@@ -14,9 +18,23 @@ type Message[T any] struct {
 	// Payload is the caller's data. Backends that cross a wire encode it
 	// with the queue's Codec.
 	Payload T
-	// Headers travel with the message. Publish adds the trace context of
-	// its ctx here; names are kept exactly as written. May be nil.
+	// Headers travel with the message; names are kept exactly as written.
+	// Publish adds what the queue's Propagator injects (the trace context
+	// of its ctx) to a copy, never to the caller's map. May be nil.
 	Headers Header
+}
+
+// NewMessage returns a Message with key and payload and a new random ID:
+// 128 bits as 32 lower-case hex digits, the form of tai.NewID. Use it for
+// work that has no identity of its own. When the same work may be
+// published twice (a retried request, a replayed event), give the message
+// that work's own ID instead — a signal's ID, an idempotency key — so the
+// queue's deduplication drops the repeat: two NewMessage calls never
+// share an ID. Publishing one Message value twice is still deduplicated.
+func NewMessage[T any](key string, payload T) Message[T] {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error
+	return Message[T]{ID: hex.EncodeToString(b[:]), Key: key, Payload: payload}
 }
 
 // Delivery is a message handed to a Handler.
@@ -29,15 +47,17 @@ type Delivery[T any] struct {
 // Handler does the work of one message. A nil error acknowledges the
 // message; an error retries it with back-off until MaxAttempts, after
 // which it goes to the dead letters with the error text as reason. An
-// error made with Permanent dead-letters it at once.
+// error made with Permanent dead-letters it at once. A panic is recovered
+// and counts as the error *PanicError.
 //
 // ctx carries the trace context of the publisher, and is cancelled only
 // when the consumer's drain deadline passes.
 type Handler[T any] func(ctx context.Context, d Delivery[T]) error
 
-// Header holds message headers. It implements the OpenTelemetry
-// propagation.TextMapCarrier, keeping names exactly as written (no
-// canonical casing), which is how NATS headers are matched.
+// Header holds message headers, keeping names exactly as written (no
+// canonical casing), which is how NATS headers are matched. Its Get, Set
+// and Keys methods give it the shape of a text-map carrier, as
+// OpenTelemetry propagators take.
 type Header map[string]string
 
 // Get returns the value of the header named key, or "".

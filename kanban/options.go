@@ -30,9 +30,6 @@ type ConsumeOptions struct {
 	// DrainTimeout bounds the wait for in-flight handlers once ctx ends;
 	// when it passes their context is cancelled. 0 means 30s.
 	DrainTimeout time.Duration
-	// Clock drives back-off waits and lease heartbeats. nil means the
-	// system clock.
-	Clock Clock
 	// Logger receives errors the consumer recovers from (a failed ack, a
 	// pull error). nil discards them.
 	Logger *slog.Logger
@@ -72,7 +69,6 @@ func (o ConsumeOptions) WithDefaults() ConsumeOptions {
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 30 * time.Second
 	}
-	o.Clock = clockOr(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

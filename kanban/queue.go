@@ -3,8 +3,6 @@ package kanban
 import (
 	"context"
 	"time"
-
-	"go.opentelemetry.io/otel/propagation"
 )
 
 // Queue is a pull-based work queue of payloads of type T. Producers
@@ -18,20 +16,23 @@ import (
 type Queue[T any] interface {
 	// Publish stores msg, waiting for room while the queue is full, until
 	// ctx ends. A message whose ID was published within the queue's
-	// deduplication window is dropped and Publish returns nil. The trace
-	// context of ctx is added to the message's headers.
+	// deduplication window is dropped and Publish returns nil. What the
+	// queue's Propagator injects for ctx (its trace context) is added to
+	// the message's headers.
 	Publish(ctx context.Context, msg Message[T]) error
 	// TryPublish is Publish without the wait: it returns ErrFull when
 	// the queue is full.
 	TryPublish(ctx context.Context, msg Message[T]) error
 	// Consume pulls messages and runs h on each, as ConsumeOptions say,
-	// until ctx ends; then it drains (see Serve) and returns nil. It
-	// returns an error at once for invalid options.
+	// until ctx ends; then it drains (see Serve) and returns nil, or
+	// ErrDrainTimeout. ctx is how a consumer is shut down: every goroutine
+	// Consume started has ended when it returns. It returns an error at
+	// once for invalid options.
 	Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error
 	// DeadLetters returns the dead letters kept, oldest first.
 	DeadLetters(ctx context.Context) ([]DeadLetter, error)
 	// Stats returns the counts of this queue value (this process).
-	Stats() Stats
+	Stats() QueueStats
 }
 
 // Source is the seam between the consumer runtime (Serve) and a backend:
@@ -52,7 +53,9 @@ type Source[T any] interface {
 // Ack, Retry, Release or DeadLetter. Serve does not touch a lease once it
 // has called one of those, so a backend may reuse the value.
 type Lease[T any] interface {
+	// ID returns the message's ID without decoding it.
 	ID() string
+	// Key returns the message's Key without decoding it.
 	Key() string
 	// Attempt counts deliveries of the message, starting at 1.
 	Attempt() int
@@ -74,9 +77,9 @@ type Lease[T any] interface {
 
 // Runtime is what a backend lends the consumer runtime.
 type Runtime struct {
-	// Propagator extracts the publisher's trace context from message
-	// headers. nil means no extraction.
-	Propagator propagation.TextMapPropagator
+	// Propagator extracts what the publisher injected (its trace context)
+	// from message headers into the handler's ctx. nil means none.
+	Propagator Propagator
 	// Counters receives the handled, retried, dead-lettered and in-flight
 	// counts. nil means not counted.
 	Counters *Counters

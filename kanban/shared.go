@@ -11,11 +11,19 @@ import "context"
 // lock, which the publisher and every worker share, then changes hands
 // less often. WIP stays exact because a worker runs one handler at a
 // time; the messages it has taken and not started are not counted in
-// flight, and the drain hands them back first in line. The workers call the queue's
-// concrete methods rather than going through Source and Lease: those are
-// interfaces of a generic type, and each call through them costs as much
-// as the rest of a trivial handler's message. Per-key order and leases
-// that need heartbeats use the pull loop.
+// flight, and the drain hands them back first in line.
+//
+// Workers are started as they are needed, up to WIP: one at first, and
+// another whenever a worker takes work while none of the others is
+// idle. So while the consumer has room, one worker waits for the next
+// message: a message published while the others are busy starts at once,
+// as WIP promises, and a consumer whose messages come one at a time keeps
+// as few workers as it needs.
+//
+// The workers call the queue's concrete methods rather than going through
+// Source and Lease: those are interfaces of a generic type, and each call
+// through them costs as much as the rest of a trivial handler's message.
+// Per-key order and leases that need heartbeats use the pull loop.
 
 func (e *engine[T]) serveShared(ctx context.Context, q *Memory[T]) error {
 	e.onStop = func() { q.wakeStopped(&e.stopped) }
@@ -67,7 +75,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	share := max(1, e.o.WIP)
 	for {
 		if next == taken {
-			n, more := q.takeBatch(acks, leases[:], share)
+			n := q.takeBatch(acks, leases[:], share)
 			acks = 0
 			if n == 0 {
 				if busy {
@@ -78,17 +86,19 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 				for _, l := range leases[:taken] {
 					l.m = memMsg[T]{}
 				}
-				var ok bool
-				if more, ok = q.waitShared(w); !ok {
+				e.idle.Add(1)
+				ok := q.waitShared(w)
+				e.idle.Add(-1)
+				if !ok {
 					return
 				}
 				n = 1
 			}
 			next, taken = 0, n
-			// Messages wait behind these: start another worker, up to
-			// WIP, so idle consumers are never kept waiting. Workers then
-			// stay until the drain.
-			if more && e.nworkers.Load() < int64(e.o.WIP) {
+			// This worker is busy now: if no other is idle, start one, up
+			// to WIP, to take the next message at once. Workers then stay
+			// until the drain.
+			if e.idle.Load() == 0 && e.nworkers.Load() < int64(e.o.WIP) {
 				e.spawn(q)
 			}
 		}
@@ -99,9 +109,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			for i := taken - 1; i >= next; i-- {
 				q.put(&leases[i].m, true)
 			}
-			if acks > 0 {
-				q.takeBatch(acks, nil, share)
-			}
+			q.takeBatch(acks, nil, share)
 			if busy {
 				c.addInFlight(-1)
 			}
@@ -114,7 +122,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			busy = true
 		}
 		d, err := l.delivery(&buf)
-		if e.handleMessage(l, d, err, true, c) {
+		if e.handleMessage(l, d, err, c) {
 			acks++
 		} else {
 			busy = false // settled, and counted out, by handleMessage

@@ -5,9 +5,10 @@ import (
 	"sync/atomic"
 )
 
-// Stats counts what a queue has done since it was created. The counts
-// cover this process only; InFlight is a gauge, the others only grow.
-type Stats struct {
+// QueueStats counts what a queue has done since it was created. The
+// counts cover this process only; InFlight is a gauge, the others only
+// grow.
+type QueueStats struct {
 	Published    int64 // messages stored (duplicates not counted)
 	Duplicates   int64 // publishes dropped as duplicates of a stored ID
 	Handled      int64 // messages the handler finished without error
@@ -20,7 +21,7 @@ type Stats struct {
 	InFlight int64
 }
 
-// Counters is the live, concurrency-safe form of Stats that backends
+// Counters is the live, concurrency-safe form of QueueStats that backends
 // update. Metrics collectors read it through the queue's Stats method. The
 // zero value is ready to use.
 //
@@ -50,10 +51,10 @@ type counterCell struct {
 }
 
 // Snapshot returns the current counts.
-func (c *Counters) Snapshot() Stats {
+func (c *Counters) Snapshot() QueueStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Stats{
+	s := QueueStats{
 		Published:    c.published.Load(),
 		Duplicates:   c.duplicates.Load(),
 		Handled:      c.base.handled.Load(),

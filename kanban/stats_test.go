@@ -31,7 +31,9 @@ func TestCountersAddCellsExactlyOnce(t *testing.T) {
 				c.dropCell(cell)
 				assert.Empty(t, c.cells)
 			}
-			want := Stats{Handled: 1 + tc.handled, Retried: 1, DeadLettered: 1, InFlight: tc.flight}
+			c.AddPublished(4)
+			c.AddDuplicates(2)
+			want := QueueStats{Published: 4, Duplicates: 2, Handled: 1 + tc.handled, Retried: 1, DeadLettered: 1, InFlight: tc.flight}
 			assert.Equal(t, want, c.Snapshot())
 			assert.Equal(t, want, c.Snapshot(), "reading does not fold twice")
 		})

@@ -4,7 +4,7 @@
 //
 //	srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir})
 //	if err != nil { ... }
-//	defer srv.Shutdown()
+//	defer srv.Shutdown(context.Background())
 //	nc, err := srv.Connect()
 //
 // The server listens on a free loopback port (or a fixed Port), or, with

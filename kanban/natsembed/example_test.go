@@ -14,7 +14,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer srv.Shutdown()
+	defer func() { _ = srv.Shutdown(context.Background()) }()
 	nc, err := srv.Connect()
 	if err != nil {
 		fmt.Println(err)

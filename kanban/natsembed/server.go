@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -44,12 +45,16 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// Server is a running embedded NATS server.
+// Server is a running embedded NATS server. Shutdown stops it.
 type Server struct {
 	ns        *server.Server
 	storeDir  string
 	ownsStore bool
 	inProcess bool
+
+	stopOnce sync.Once
+	stopped  chan struct{} // closed once the server has stopped
+	stopErr  error         // removing the store, set before stopped closes
 }
 
 // Start runs a NATS server with JetStream and waits until it accepts
@@ -61,7 +66,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s := &Server{storeDir: opts.StoreDir, inProcess: opts.InProcess}
+	s := &Server{storeDir: opts.StoreDir, inProcess: opts.InProcess, stopped: make(chan struct{})}
 	if s.storeDir == "" {
 		dir, err := os.MkdirTemp("", "natsembed-")
 		if err != nil {
@@ -84,7 +89,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
-		s.removeStore()
+		_ = s.removeStore()
 		return nil, fmt.Errorf("natsembed: %w", err)
 	}
 	if opts.Logger != nil {
@@ -99,7 +104,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	deadline := time.Now().Add(timeout)
 	for !ns.ReadyForConnections(50 * time.Millisecond) {
 		if ctx.Err() != nil || time.Now().After(deadline) {
-			s.Shutdown()
+			_ = s.Shutdown(context.Background()) // the server is not serving: it stops at once
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -146,20 +151,40 @@ func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect(s.ClientURL(), opts...)
 }
 
-// Shutdown stops the server, waits for its goroutines to end, and
-// removes the store directory when Start created it. It is safe to call
-// more than once.
-func (s *Server) Shutdown() {
-	s.ns.Shutdown()
-	s.ns.WaitForShutdown()
-	s.removeStore()
+// Shutdown stops the server, as http.Server.Shutdown does: it closes the
+// clients' connections, waits for the server's goroutines to end and
+// removes the store directory when Start created it, returning the error
+// removing it, if any. When ctx ends first Shutdown returns ctx.Err() and
+// the server finishes stopping on its own. After a nil return no
+// goroutine of the server remains. It is safe to call more than once:
+// later calls wait (within their ctx) for the same stop and return its
+// result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		go func() {
+			s.ns.Shutdown()
+			s.ns.WaitForShutdown()
+			s.stopErr = s.removeStore()
+			close(s.stopped)
+		}()
+	})
+	select {
+	case <-s.stopped:
+		return s.stopErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-func (s *Server) removeStore() {
-	if s.ownsStore {
-		_ = os.RemoveAll(s.storeDir)
-		s.ownsStore = false
+func (s *Server) removeStore() error {
+	if !s.ownsStore {
+		return nil
 	}
+	s.ownsStore = false
+	if err := os.RemoveAll(s.storeDir); err != nil {
+		return fmt.Errorf("natsembed: removing the store: %w", err)
+	}
+	return nil
 }
 
 // slogLogger adapts slog to the server's Logger interface.

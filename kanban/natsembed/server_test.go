@@ -34,14 +34,14 @@ func TestRestartKeepsStoredMessages(t *testing.T) {
 	_, err = js.Publish(ctx, "keep", []byte("hello"))
 	require.NoError(t, err)
 	nc.Close()
-	srv.Shutdown()
-	srv.Shutdown() // twice is fine
+	require.NoError(t, srv.Shutdown(ctx))
+	require.NoError(t, srv.Shutdown(ctx), "twice is fine")
 	_, err = os.Stat(dir)
 	require.NoError(t, err, "a caller's store directory is kept")
 
 	srv, err = natsembed.Start(ctx, natsembed.Options{StoreDir: dir, Port: port})
 	require.NoError(t, err)
-	defer srv.Shutdown()
+	defer func() { assert.NoError(t, srv.Shutdown(ctx)) }()
 	assert.Equal(t, port, srv.Port())
 	nc, err = srv.Connect()
 	require.NoError(t, err)
@@ -70,16 +70,36 @@ func TestInProcess(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "x", string(m.Data))
 	nc.Close()
-	srv.Shutdown()
+	require.NoError(t, srv.Shutdown(context.Background()))
 	_, err = os.Stat(dir)
 	assert.True(t, os.IsNotExist(err), "a temporary store directory is removed")
+}
+
+// TestShutdownBoundedByContext: a Shutdown whose ctx has ended returns
+// at once with ctx's error; the server stops anyway, and a later
+// Shutdown waits for that stop.
+func TestShutdownBoundedByContext(t *testing.T) {
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
+	require.NoError(t, err)
+	dir := srv.StoreDir()
+	nc, err := srv.Connect() // a client whose connection the stop must close
+	require.NoError(t, err)
+	defer nc.Close()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := srv.Shutdown(ended); err != nil { // nil only if the stop won the race
+		assert.ErrorIs(t, err, context.Canceled)
+	}
+	require.NoError(t, srv.Shutdown(context.Background()))
+	_, err = os.Stat(dir)
+	assert.True(t, os.IsNotExist(err), "the store is removed by the stop the first call began")
 }
 
 func TestLogsOnlyWhenAsked(t *testing.T) {
 	var buf bytes.Buffer
 	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	require.NoError(t, err)
-	srv.Shutdown()
+	require.NoError(t, srv.Shutdown(context.Background()))
 	assert.Contains(t, buf.String(), "Starting nats-server")
 }
 

@@ -14,8 +14,9 @@ import (
 )
 
 // ErrClosed is wrapped by the failure of a PublishAsync message that was
-// still waiting to be re-published when Close gave up on it.
-var ErrClosed = errors.New("natsjs: queue closed")
+// still waiting to be re-published when Shutdown gave up on it, and
+// returned by PublishAsync after Shutdown.
+var ErrClosed = errors.New("natsjs: queue shut down")
 
 const (
 	maxAsyncAttempts = 1000
@@ -26,14 +27,14 @@ const (
 	keptAsyncErrors = 64
 )
 
-func (c Config) retryBackoff() kanban.Exponential {
+func (c Options) retryBackoff() kanban.Exponential {
 	return kanban.Exponential{Initial: c.AsyncRetryWait, Max: max(maxRetryWait, c.AsyncRetryWait)}
 }
 
 // retrySpan bounds how long after its first send a PublishAsync message
 // may be sent again: every attempt waiting out PublishTimeout, every wait
 // at its most jittered. c has its defaults filled in.
-func (c Config) retrySpan() time.Duration {
+func (c Options) retrySpan() time.Duration {
 	worst := c.retryBackoff()
 	worst.Rand = func() float64 { return 1 }
 	span := time.Duration(c.AsyncAttempts-1) * c.PublishTimeout
@@ -53,8 +54,9 @@ type asyncState struct {
 	room    chan struct{}             // closed when held drops below the limit
 	idle    chan struct{}             // closed when held drops to zero
 	retries map[*nats.Msg]*retryState // messages that failed at least once
-	closed  bool                      // no more re-publishing
-	timers  sync.WaitGroup            // retry timers scheduled or running
+	closed  bool                      // shut down: no more re-publishing
+	timers  int                       // re-publish timers scheduled or running
+	stopped chan struct{}             // closed when timers drops to zero
 	errs    []error                   // final failures since the last Flush
 	lost    int                       // final failures beyond the ones kept
 }
@@ -68,13 +70,49 @@ type retryState struct {
 // settle releases a message's slot. a.mu is held.
 func (a *asyncState) settle(limit int) {
 	a.held--
-	if a.room != nil && a.held < limit {
-		close(a.room)
-		a.room = nil
+	if a.held < limit {
+		wake(&a.room)
 	}
-	if a.idle != nil && a.held == 0 {
-		close(a.idle)
-		a.idle = nil
+	if a.held == 0 {
+		wake(&a.idle)
+	}
+}
+
+// timerDone counts out a re-publish timer that was stopped or has run.
+// a.mu is held.
+func (a *asyncState) timerDone() {
+	a.timers--
+	if a.timers == 0 {
+		wake(&a.stopped)
+	}
+}
+
+// await waits while blocked() holds, or until ctx ends. It is called with
+// a.mu held, which it releases while it waits: whoever changes what
+// blocked reads calls wake(signal) under a.mu.
+func (a *asyncState) await(ctx context.Context, blocked func() bool, signal *chan struct{}) error {
+	for blocked() {
+		if *signal == nil {
+			*signal = make(chan struct{})
+		}
+		ch := *signal
+		a.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			a.mu.Lock()
+			return ctx.Err()
+		}
+		a.mu.Lock()
+	}
+	return nil
+}
+
+// wake releases the waiters on *signal, if any.
+func wake(signal *chan struct{}) {
+	if *signal != nil {
+		close(*signal)
+		*signal = nil
 	}
 }
 
@@ -85,26 +123,22 @@ func (a *asyncState) settle(limit int) {
 // consumers make room; a closed connection ends the attempts at once.
 // Only the final failure of a message — reported as kanban.ErrFull for a
 // full stream — goes to OnPublishError and is returned by the next Flush.
-// An error returned by PublishAsync itself means msg was not sent.
+// An error returned by PublishAsync itself means msg was not sent; after
+// Shutdown it is ErrClosed.
 func (q *Queue[T]) PublishAsync(ctx context.Context, msg kanban.Message[T]) error {
 	nm, err := q.encode(ctx, msg)
 	if err != nil {
 		return err
 	}
-	a, limit := &q.async, q.cfg.MaxPublishPending
+	a, limit := &q.async, q.opts.MaxPublishPending
 	a.mu.Lock()
-	for a.held >= limit {
-		if a.room == nil {
-			a.room = make(chan struct{})
-		}
-		room := a.room
+	if err := a.await(ctx, func() bool { return a.held >= limit && !a.closed }, &a.room); err != nil {
 		a.mu.Unlock()
-		select {
-		case <-room:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		a.mu.Lock()
+		return err
+	}
+	if a.closed {
+		a.mu.Unlock()
+		return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, ErrClosed)
 	}
 	a.held++
 	a.mu.Unlock()
@@ -126,7 +160,7 @@ func (q *Queue[T]) onAsyncAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream
 	if len(a.retries) > 0 {
 		delete(a.retries, m)
 	}
-	a.settle(q.cfg.MaxPublishPending)
+	a.settle(q.opts.MaxPublishPending)
 	a.mu.Unlock()
 }
 
@@ -152,17 +186,17 @@ func (q *Queue[T]) failed(m *nats.Msg, err error) {
 	}
 	r.attempts++
 	r.last = err
-	if a.closed || r.attempts >= q.cfg.AsyncAttempts || hopeless(err) {
+	if a.closed || r.attempts >= q.opts.AsyncAttempts || hopeless(err) {
 		delete(a.retries, m)
 		a.mu.Unlock()
 		q.giveUp(m, r, nil)
 		return
 	}
 	next, delay := r.attempts+1, q.backoff.Delay(r.attempts)
-	a.timers.Add(1)
-	r.stop = q.cfg.Clock.AfterFunc(delay, func() { q.republish(m) })
+	a.timers++
+	r.stop = time.AfterFunc(delay, func() { q.republish(m) }).Stop
 	a.mu.Unlock()
-	q.cfg.Logger.Debug("natsjs: re-publishing", "id", msgID(m), "attempt", next, "after", delay, "err", err)
+	q.opts.Logger.Debug("natsjs: re-publishing", "id", msgID(m), "attempt", next, "after", delay, "err", err)
 }
 
 // hopeless reports failures no repeat can fix.
@@ -173,10 +207,14 @@ func hopeless(err error) bool {
 // republish sends m again once its wait is over.
 func (q *Queue[T]) republish(m *nats.Msg) {
 	a := &q.async
-	defer a.timers.Done()
+	defer func() {
+		a.mu.Lock()
+		a.timerDone()
+		a.mu.Unlock()
+	}()
 	a.mu.Lock()
 	r := a.retries[m]
-	if r == nil || r.stop == nil { // Close stopped it
+	if r == nil || r.stop == nil { // Shutdown stopped it
 		a.mu.Unlock()
 		return
 	}
@@ -210,8 +248,8 @@ func (q *Queue[T]) giveUp(m *nats.Msg, r *retryState, cause error) {
 	default:
 		err = fmt.Errorf("natsjs: publishing message %s: %w", id, last)
 	}
-	if q.cfg.OnPublishError != nil {
-		q.cfg.OnPublishError(id, err)
+	if q.opts.OnPublishError != nil {
+		q.opts.OnPublishError(id, err)
 	}
 	a := &q.async
 	a.mu.Lock()
@@ -220,7 +258,7 @@ func (q *Queue[T]) giveUp(m *nats.Msg, r *retryState, cause error) {
 	} else {
 		a.lost++
 	}
-	a.settle(q.cfg.MaxPublishPending)
+	a.settle(q.opts.MaxPublishPending)
 	a.mu.Unlock()
 }
 
@@ -240,20 +278,11 @@ func msgID(m *nats.Msg) string {
 func (q *Queue[T]) Flush(ctx context.Context) error {
 	a := &q.async
 	a.mu.Lock()
-	for a.held > 0 {
-		if a.idle == nil {
-			a.idle = make(chan struct{})
-		}
-		idle := a.idle
-		a.mu.Unlock()
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		a.mu.Lock()
-	}
+	err := a.await(ctx, func() bool { return a.held > 0 }, &a.idle)
 	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return q.takeErrors()
 }
 
@@ -269,37 +298,49 @@ func (q *Queue[T]) takeErrors() error {
 	return errors.Join(errs...)
 }
 
-// Close waits like Flush, then stops re-publishing: when ctx ended first,
-// every message still waiting for a re-publish fails at once with
-// ErrClosed, and a later failure of a message still awaiting its
-// acknowledgement is final. No retry timer runs once Close returns. It
-// returns Flush's result, joined with the failures Close caused. The
-// connection stays open; PublishAsync still sends, without re-publishing.
-func (q *Queue[T]) Close(ctx context.Context) error {
+// Shutdown stops the queue's asynchronous publishing, in the manner of
+// http.Server.Shutdown. It waits like Flush until every PublishAsync
+// message is settled or ctx ends; then it stops re-publishing: every
+// message still waiting for a re-publish fails at once with ErrClosed
+// (reported to OnPublishError), a later failure of a message still
+// awaiting its acknowledgement is final, and PublishAsync returns
+// ErrClosed. Last it waits, until ctx ends, for re-publishes already
+// under way. It returns Flush's result joined with the failures it
+// caused, or with ctx's error when ctx ended first; then what is still
+// under way finishes on its own.
+//
+// After a nil return no goroutine of the queue remains. A second call
+// waits for what the first left under way, and returns nil once nothing
+// is. Publish and Consume are not affected (a consumer stops with the ctx
+// of Consume), and the connection stays open.
+func (q *Queue[T]) Shutdown(ctx context.Context) error {
 	err := q.Flush(ctx)
 	a := &q.async
 	a.mu.Lock()
 	a.closed = true
+	wake(&a.room) // PublishAsync calls waiting for a slot return ErrClosed
 	var stopped []*nats.Msg
+	var rs []*retryState
 	for m, r := range a.retries {
 		if r.stop != nil && r.stop() {
-			stopped = append(stopped, m)
+			r.stop = nil
+			stopped, rs = append(stopped, m), append(rs, r)
+			delete(a.retries, m)
+			a.timerDone()
 		}
-	}
-	rs := make([]*retryState, len(stopped))
-	for i, m := range stopped {
-		rs[i] = a.retries[m]
-		rs[i].stop = nil
-		delete(a.retries, m)
 	}
 	a.mu.Unlock()
 	for i, m := range stopped {
 		q.giveUp(m, rs[i], ErrClosed)
-		a.timers.Done()
 	}
-	a.timers.Wait() // re-publishes already running
-	if err != nil {
-		return errors.Join(err, q.takeErrors())
+	if err != nil || len(stopped) > 0 {
+		err = errors.Join(err, q.takeErrors())
 	}
-	return nil
+	a.mu.Lock()
+	werr := a.await(ctx, func() bool { return a.timers > 0 }, &a.stopped)
+	a.mu.Unlock()
+	if werr != nil && !errors.Is(err, werr) {
+		err = errors.Join(err, werr)
+	}
+	return err
 }

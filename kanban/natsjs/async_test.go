@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,103 +19,6 @@ import (
 	"github.com/taipattern/taikit/kanban/natsembed"
 	"github.com/taipattern/taikit/kanban/natsjs"
 )
-
-// manualClock is a kanban.Clock whose timers run only when the test fires
-// them.
-type manualClock struct {
-	mu      sync.Mutex
-	timers  []*manualTimer
-	added   chan struct{} // a signal after each AfterFunc
-	stopped int
-}
-
-type manualTimer struct {
-	f          func()
-	done, dead bool
-}
-
-func newManualClock() *manualClock { return &manualClock{added: make(chan struct{}, 1)} }
-
-func (c *manualClock) Now() time.Time { return time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) }
-
-func (c *manualClock) AfterFunc(_ time.Duration, f func()) func() bool {
-	c.mu.Lock()
-	t := &manualTimer{f: f}
-	c.timers = append(c.timers, t)
-	c.mu.Unlock()
-	select {
-	case c.added <- struct{}{}:
-	default:
-	}
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if t.done || t.dead {
-			return false
-		}
-		t.dead = true
-		c.stopped++
-		return true
-	}
-}
-
-// pending counts timers neither fired nor stopped.
-func (c *manualClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, t := range c.timers {
-		if !t.done && !t.dead {
-			n++
-		}
-	}
-	return n
-}
-
-// stops counts timers stopped before they fired.
-func (c *manualClock) stops() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.stopped
-}
-
-// scheduled counts every timer ever set.
-func (c *manualClock) scheduled() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.timers)
-}
-
-// waitPending blocks until n timers are pending or the test's patience
-// ends.
-func (c *manualClock) waitPending(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for c.pending() < n {
-		select {
-		case <-c.added:
-		case <-deadline:
-			t.Fatalf("%d timers pending, want %d", c.pending(), n)
-		}
-	}
-}
-
-// fire runs every pending timer, on the caller's goroutine.
-func (c *manualClock) fire() int {
-	c.mu.Lock()
-	var due []*manualTimer
-	for _, t := range c.timers {
-		if !t.done && !t.dead {
-			t.done = true
-			due = append(due, t)
-		}
-	}
-	c.mu.Unlock()
-	for _, t := range due {
-		t.f()
-	}
-	return len(due)
-}
 
 // errorLog records OnPublishError calls.
 type errorLog struct {
@@ -143,21 +45,59 @@ func (l *errorLog) snapshot() map[string][]error {
 	return out
 }
 
-// countingHandler counts log records whose message is msg.
-type countingHandler struct {
-	msg string
-	n   *atomic.Int64
+// republishLog counts the "natsjs: re-publishing" records, one per
+// failed send that waits for another attempt.
+type republishLog struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed at the next record
 }
 
-func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == h.msg {
-		h.n.Add(1)
+func newRepublishLog() *republishLog { return &republishLog{changed: make(chan struct{})} }
+
+func (l *republishLog) logger() *slog.Logger { return slog.New(republishHandler{l}) }
+
+func (l *republishLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+// wait blocks until n re-publishes were logged, or fails the test after
+// 30s.
+func (l *republishLog) wait(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		l.mu.Lock()
+		got, ch := l.n, l.changed
+		l.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("%d re-publishes logged, want %d", got, n)
+		}
+	}
+}
+
+type republishHandler struct{ l *republishLog }
+
+func (h republishHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h republishHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "natsjs: re-publishing" {
+		h.l.mu.Lock()
+		h.l.n++
+		close(h.l.changed)
+		h.l.changed = make(chan struct{})
+		h.l.mu.Unlock()
 	}
 	return nil
 }
-func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+func (h republishHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h republishHandler) WithGroup(string) slog.Handler      { return h }
 
 // consumeIDs consumes q until want distinct IDs were handled (or a
 // minute passes) and returns how often each ID was handled.
@@ -200,19 +140,19 @@ func TestPublishAsyncSurvivesServerRestart(t *testing.T) {
 	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir})
 	require.NoError(t, err)
 	port := srv.Port()
-	defer func() { srv.Shutdown() }()
+	defer func() { assert.NoError(t, srv.Shutdown(context.Background())) }()
 	url := srv.ClientURL()
 	dial := func(opts ...nats.Option) (*nats.Conn, error) {
 		return nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(8<<20))
 	}
 	var failures errorLog
-	var republished atomic.Int64
-	cfg := natsjs.Config{
+	republished := newRepublishLog()
+	opts := natsjs.Options{
 		Stream: "ASYNC_RESTART", FetchWait: 200 * time.Millisecond, PublishTimeout: time.Second,
 		OnPublishError: failures.record,
-		Logger:         slog.New(countingHandler{msg: "natsjs: re-publishing", n: &republished}),
+		Logger:         republished.logger(),
 	}
-	q, err := natsjs.New[int](context.Background(), connect(t, dial), cfg)
+	q, err := natsjs.New[int](context.Background(), connect(t, dial), opts)
 	require.NoError(t, err)
 
 	kill := make(chan struct{})
@@ -231,8 +171,12 @@ func TestPublishAsyncSurvivesServerRestart(t *testing.T) {
 		}
 		published <- q.Flush(ctx)
 	}()
-	<-kill
-	srv.Shutdown()
+	select {
+	case <-kill:
+	case err := <-published:
+		t.Fatalf("publishing ended before the kill: %v", err)
+	}
+	require.NoError(t, srv.Shutdown(context.Background()))
 	srv, err = natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port})
 	require.NoError(t, err)
 	require.NoError(t, <-published, "every PublishAsync is acknowledged in the end")
@@ -246,47 +190,54 @@ func TestPublishAsyncSurvivesServerRestart(t *testing.T) {
 		require.GreaterOrEqual(t, c, 1, "message %d lost", i)
 		dups += c - 1
 	}
-	require.NoError(t, q.Close(context.Background()))
-	t.Logf("restart under PublishAsync: %d messages handled, %d duplicates, %d re-publishes", total, dups, republished.Load())
+	require.NoError(t, q.Shutdown(context.Background()))
+	t.Logf("restart under PublishAsync: %d messages handled, %d duplicates, %d re-publishes", total, dups, republished.count())
+}
+
+// downQueue starts a server, connects a queue made with opts to it, and
+// stops the server once the client has seen it go: every send then fails
+// after PublishTimeout.
+func downQueue(t *testing.T, opts natsjs.Options) *natsjs.Queue[int] {
+	t.Helper()
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{})
+	require.NoError(t, err)
+	down := make(chan struct{})
+	var downOnce sync.Once
+	nc := connect(t, srv.Connect, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { downOnce.Do(func() { close(down) }) }))
+	q, err := natsjs.New[int](context.Background(), nc, opts)
+	require.NoError(t, err)
+	require.NoError(t, srv.Shutdown(context.Background()))
+	select {
+	case <-down:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the client did not see the server go")
+	}
+	return q
 }
 
 // TestPublishAsyncFinalFailure publishes while the server is down: each
-// message is sent AsyncAttempts times, then reported exactly once to
-// OnPublishError and by Flush.
+// message is sent AsyncAttempts times, with a wait before each repeat,
+// then reported exactly once to OnPublishError and by Flush.
 func TestPublishAsyncFinalFailure(t *testing.T) {
 	const n = 40
 	for _, attempts := range []int{1, 3} {
 		t.Run("attempts="+strconv.Itoa(attempts), func(t *testing.T) {
-			srv, err := natsembed.Start(context.Background(), natsembed.Options{})
-			require.NoError(t, err)
-			defer srv.Shutdown()
-			down := make(chan struct{})
-			var downOnce sync.Once
-			nc := connect(t, srv.Connect, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
-				nats.DisconnectErrHandler(func(*nats.Conn, error) { downOnce.Do(func() { close(down) }) }))
-			clk := newManualClock()
 			var failures errorLog
-			q, err := natsjs.New[int](context.Background(), nc, natsjs.Config{
+			republished := newRepublishLog()
+			q := downQueue(t, natsjs.Options{
 				Stream: "ASYNC_DOWN", PublishTimeout: 200 * time.Millisecond, AsyncAttempts: attempts,
-				Clock: clk, OnPublishError: failures.record,
+				AsyncRetryWait: time.Millisecond, OnPublishError: failures.record, Logger: republished.logger(),
 			})
-			require.NoError(t, err)
-			srv.Shutdown()
-			<-down
-
-			ctx := context.Background()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
 			for i := range n {
 				require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "id-" + strconv.Itoa(i), Payload: i}))
 			}
-			flushed := make(chan error, 1)
-			go func() { flushed <- q.Flush(ctx) }()
-			for range attempts - 1 {
-				clk.waitPending(t, n)
-				assert.Equal(t, n, clk.fire())
-			}
-			err = <-flushed
+			err := q.Flush(ctx)
 			require.Error(t, err)
-			assert.Equal(t, n*(attempts-1), clk.scheduled(), "one wait before each repeat")
+			require.NoError(t, ctx.Err(), "Flush returned the failures, not a timeout")
+			assert.Equal(t, n*(attempts-1), republished.count(), "one wait before each repeat")
 
 			reported := failures.snapshot()
 			assert.Len(t, reported, n)
@@ -302,7 +253,7 @@ func TestPublishAsyncFinalFailure(t *testing.T) {
 			}
 			assert.Equal(t, n, strings.Count(err.Error(), "natsjs: publishing message"))
 			assert.NoError(t, q.Flush(ctx), "failures are returned once")
-			assert.NoError(t, q.Close(ctx))
+			assert.NoError(t, q.Shutdown(ctx))
 		})
 	}
 }
@@ -313,21 +264,23 @@ func TestPublishAsyncFinalFailure(t *testing.T) {
 func TestFlushWaitsForRetry(t *testing.T) {
 	const capacity, extra = 10, 5
 	srv := startServer(t, natsembed.Options{InProcess: true})
-	clk := newManualClock()
 	var failures errorLog
-	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Config{
+	republished := newRepublishLog()
+	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{
 		Stream: "ASYNC_FULL", Capacity: capacity, FetchWait: 100 * time.Millisecond,
-		AsyncAttempts: 20, PublishTimeout: time.Second, Clock: clk, OnPublishError: failures.record,
+		AsyncAttempts: 20, AsyncRetryWait: 10 * time.Millisecond, PublishTimeout: time.Second,
+		OnPublishError: failures.record, Logger: republished.logger(),
 	})
 	require.NoError(t, err)
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for i := range capacity + extra {
 		require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: strconv.Itoa(i), Payload: i}))
 	}
-	clk.waitPending(t, extra)
+	republished.wait(t, extra) // each message beyond capacity found the stream full
 
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
 	require.ErrorIs(t, q.Flush(short), context.DeadlineExceeded, "Flush waits for the messages waiting to be re-published")
 	assert.Empty(t, failures.snapshot(), "a message waiting for a re-publish has not failed")
 
@@ -338,74 +291,84 @@ func TestFlushWaitsForRetry(t *testing.T) {
 		seen, err = consumeIDs(q, capacity+extra)
 		consumed <- err
 	}()
-	// The stream has room once the consumer has taken the stored messages.
-	stream, err := q.JetStream().Stream(ctx, "ASYNC_FULL")
-	require.NoError(t, err)
-	for empty := false; !empty; {
-		info, err := stream.Info(ctx)
-		require.NoError(t, err)
-		if empty = info.State.Msgs == 0; !empty {
-			time.Sleep(5 * time.Millisecond) // waiting for the server, not timing the test
-		}
-	}
-	flushed := make(chan error, 1)
-	go func() { flushed <- q.Flush(ctx) }()
-	var flushErr error
-	for done := false; !done; {
-		clk.fire()
-		select {
-		case flushErr = <-flushed:
-			done = true
-		case <-clk.added:
-		case <-time.After(time.Minute):
-			t.Fatal("Flush did not return")
-		}
-	}
-	require.NoError(t, flushErr)
+	require.NoError(t, q.Flush(ctx), "re-published into the room the consumer made")
 	require.NoError(t, <-consumed)
 	for i := range capacity + extra {
 		assert.GreaterOrEqual(t, seen[strconv.Itoa(i)], 1, "message %d", i)
 	}
 	assert.Empty(t, failures.snapshot())
 	assert.Equal(t, int64(capacity+extra), q.Stats().Published)
-	require.NoError(t, q.Close(ctx))
+	require.NoError(t, q.Shutdown(ctx))
 }
 
-// TestCloseStopsRetries closes a queue while a message waits for its
-// re-publish: the wait is cancelled, the message fails with ErrClosed,
-// and later failures are final.
-func TestCloseStopsRetries(t *testing.T) {
+// TestShutdownStopsRetries shuts a queue down while a message waits for
+// its re-publish: the wait is cancelled, the message fails with
+// ErrClosed, and PublishAsync is refused afterwards.
+func TestShutdownStopsRetries(t *testing.T) {
 	srv := startServer(t, natsembed.Options{InProcess: true})
-	clk := newManualClock()
 	var failures errorLog
-	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Config{
-		Stream: "ASYNC_CLOSE", Capacity: 1, AsyncAttempts: 5, Clock: clk, OnPublishError: failures.record,
+	republished := newRepublishLog()
+	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{
+		Stream: "ASYNC_CLOSE", Capacity: 1, AsyncAttempts: 5,
+		// The wait outlasts the test: only Shutdown can end it.
+		AsyncRetryWait: time.Minute, DedupWindow: 10 * time.Minute,
+		OnPublishError: failures.record, Logger: republished.logger(),
 	})
 	require.NoError(t, err)
 	ctx := context.Background()
 	require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "stored", Payload: 1}))
 	require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "waiting", Payload: 2}))
-	clk.waitPending(t, 1)
+	republished.wait(t, 1)
 
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	err = q.Close(short)
+	err = q.Shutdown(short)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorIs(t, err, natsjs.ErrClosed)
 	assert.ErrorIs(t, err, kanban.ErrFull, "the last failure is kept")
-	assert.Equal(t, 0, clk.pending(), "the wait is cancelled")
-	assert.Equal(t, 1, clk.stops())
-	assert.Equal(t, 0, clk.fire())
 	reported := failures.snapshot()
 	require.Len(t, reported, 1)
 	require.Len(t, reported["waiting"], 1)
 	assert.ErrorIs(t, reported["waiting"][0], natsjs.ErrClosed)
+	assert.ErrorContains(t, reported["waiting"][0], "after 1 attempts")
 
-	// After Close a failure is final at once.
-	require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "late", Payload: 3}))
-	err = q.Flush(ctx)
-	assert.ErrorIs(t, err, kanban.ErrFull)
-	assert.NotErrorIs(t, err, natsjs.ErrClosed)
-	assert.Equal(t, 1, clk.scheduled(), "no wait after Close")
-	assert.Len(t, failures.snapshot()["late"], 1)
+	assert.ErrorIs(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "late", Payload: 3}), natsjs.ErrClosed)
+	assert.NoError(t, q.Shutdown(ctx), "a second call finds nothing left")
+	assert.NoError(t, q.Flush(ctx))
+	assert.Equal(t, 1, republished.count(), "no re-publish after Shutdown")
+	assert.Len(t, failures.snapshot(), 1)
+}
+
+// TestShutdownMakesLaterFailuresFinal: a message still awaiting its
+// acknowledgement when Shutdown gives up is not re-published when the
+// acknowledgement fails, and a PublishAsync waiting for a slot is refused.
+func TestShutdownMakesLaterFailuresFinal(t *testing.T) {
+	var failures errorLog
+	republished := newRepublishLog()
+	q := downQueue(t, natsjs.Options{
+		Stream: "ASYNC_LATE", PublishTimeout: 200 * time.Millisecond, MaxPublishPending: 1,
+		OnPublishError: failures.record, Logger: republished.logger(),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "pending", Payload: 1}))
+	waiting := make(chan error, 1)
+	go func() { waiting <- q.PublishAsync(ctx, kanban.Message[int]{ID: "no-slot", Payload: 2}) }()
+
+	ended, cancelEnded := context.WithCancel(ctx)
+	cancelEnded()
+	require.ErrorIs(t, q.Shutdown(ended), context.Canceled)
+	select {
+	case err := <-waiting:
+		assert.ErrorIs(t, err, natsjs.ErrClosed, "a PublishAsync waiting for a slot is refused")
+	case <-ctx.Done():
+		t.Fatal("PublishAsync still waits for a slot after Shutdown")
+	}
+	err := q.Flush(ctx)
+	require.NoError(t, ctx.Err())
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "publishing message pending:")
+	assert.Zero(t, republished.count(), "the failure after Shutdown is final")
+	assert.Len(t, failures.snapshot()["pending"], 1)
+	assert.NoError(t, q.Shutdown(ctx))
 }

@@ -9,7 +9,7 @@
 // AckWait runs out, and they come back as duplicates).
 //
 //	nc, _ := nats.Connect(url)
-//	q, err := natsjs.New[Order](ctx, nc, natsjs.Config{Stream: "ORDERS"})
+//	q, err := natsjs.New[Order](ctx, nc, natsjs.Options{Stream: "ORDERS"})
 //	err = q.Publish(ctx, kanban.Message[Order]{ID: id, Key: customer, Payload: o})
 //	err = q.Consume(ctx, handle, kanban.ConsumeOptions{WIP: 16, PerKey: true})
 //
@@ -21,18 +21,27 @@
 // server restarting, a full stream — is sent again, up to AsyncAttempts
 // times (10 by default), after waits from AsyncRetryWait doubling to 2s.
 // Only a final failure goes to OnPublishError and is returned by Flush.
-// Flush and Close wait for messages waiting to be sent again too, so
+// Flush and Shutdown wait for messages waiting to be sent again too, so
 //
 //	for _, c := range confirmations {
 //		err = q.PublishAsync(ctx, c) // returns at once while fewer than MaxPublishPending are unsettled
 //	}
 //	err = q.Flush(ctx) // every message stored, or its final failure returned
 //
-// loses nothing to a NATS restart shorter than the attempts. A failed attempt is negatively acknowledged with a delay
-// (the back-off); after MaxAttempts the message is published to the
+// loses nothing to a NATS restart shorter than the attempts. Shutdown
+// stops re-publishing once Flush is done or its ctx ends; it is the one
+// call a service makes on the queue when it stops, after cancelling its
+// consumers' ctx and before closing the connection.
+//
+// A failed handler attempt is negatively acknowledged with a delay (the
+// back-off); after MaxAttempts the message is published to the
 // dead-letter stream, with the reason and attempts in headers, and
 // terminated. A running handler's lease is extended (InProgress) every
 // third of AckWait.
+//
+// Trace context travels in the message headers through Options.Propagator
+// (kanban/kanbanotel adapts OpenTelemetry's); the headers' names are kept
+// exactly as written.
 //
 // The Queue works against any nats-server with JetStream enabled (2.9 or
 // later); kanban/natsembed starts one in-process.

@@ -22,7 +22,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer srv.Shutdown()
+	defer func() { _ = srv.Shutdown(ctx) }()
 	nc, err := srv.Connect()
 	if err != nil {
 		fmt.Println(err)
@@ -30,7 +30,7 @@ func Example() {
 	}
 	defer nc.Close()
 
-	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Config{Stream: "CONFIRMATIONS"})
+	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Options{Stream: "CONFIRMATIONS"})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -38,7 +38,8 @@ func Example() {
 	for _, id := range []string{"tx-1", "tx-2", "tx-1"} { // tx-1 twice: stored once
 		_ = q.Publish(ctx, kanban.Message[confirmation]{ID: id, Key: "customer-9", Payload: confirmation{id, 100}})
 	}
-	cctx, stop := context.WithCancel(ctx)
+	cctx, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
 	n := 0
 	err = q.Consume(cctx, func(_ context.Context, d kanban.Delivery[confirmation]) error {
 		fmt.Println("confirm", d.Payload.Payment)
@@ -61,7 +62,7 @@ func ExampleQueue_PublishAsync() {
 		fmt.Println(err)
 		return
 	}
-	defer srv.Shutdown()
+	defer func() { _ = srv.Shutdown(ctx) }()
 	nc, err := srv.Connect()
 	if err != nil {
 		fmt.Println(err)
@@ -70,7 +71,7 @@ func ExampleQueue_PublishAsync() {
 	defer nc.Close()
 
 	// A failed send is repeated up to 5 times, 50ms, 100ms, ... apart.
-	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Config{
+	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Options{
 		Stream:         "ASYNC_CONFIRMATIONS",
 		AsyncAttempts:  5,
 		AsyncRetryWait: 50 * time.Millisecond,
@@ -87,8 +88,8 @@ func ExampleQueue_PublishAsync() {
 		}
 	}
 	fmt.Println("flush:", q.Flush(ctx), "stored:", q.Stats().Published)
-	fmt.Println("close:", q.Close(ctx))
+	fmt.Println("shutdown:", q.Shutdown(ctx))
 	// Output:
 	// flush: <nil> stored: 100
-	// close: <nil>
+	// shutdown: <nil>
 }

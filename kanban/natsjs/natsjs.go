@@ -12,8 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/taipattern/taikit/kanban"
 )
@@ -36,9 +34,9 @@ const (
 	MemoryStorage
 )
 
-// Config configures a Queue. The zero value is usable and names the
+// Options configure a Queue. The zero value is usable and names the
 // stream "KANBAN".
-type Config struct {
+type Options struct {
 	// Stream is the work stream's name; it is also its subject. ""
 	// means "KANBAN". Letters, digits, '-' and '_' only.
 	Stream string
@@ -93,14 +91,12 @@ type Config struct {
 	// messages failing together do not come back together. 0 means
 	// 100ms; otherwise at least 1ms.
 	AsyncRetryWait time.Duration
-	// Clock runs the waits between re-publishes. nil means the system
-	// clock.
-	Clock kanban.Clock
 	// Codec encodes payloads. nil means kanban.JSON.
 	Codec kanban.Codec
-	// Propagator carries trace context in headers. nil means
-	// otel.GetTextMapPropagator().
-	Propagator propagation.TextMapPropagator
+	// Propagator carries context (a trace) from Publish to the handler in
+	// the message headers; kanban/kanbanotel adapts OpenTelemetry's. nil
+	// carries nothing.
+	Propagator kanban.Propagator
 	// OnPublishError is called, on a client goroutine, once for every
 	// PublishAsync message whose failure is final (after AsyncAttempts),
 	// with the message ID, before Flush can return. Keep it quick and do
@@ -116,7 +112,7 @@ type Config struct {
 var streamName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // Validate reports the first field out of range, naming it.
-func (c Config) Validate() error {
+func (c Options) Validate() error {
 	for _, f := range []struct{ name, v string }{{"Stream", c.Stream}, {"Durable", c.Durable}, {"DeadLetterStream", c.DeadLetterStream}} {
 		if f.v != "" && !streamName.MatchString(f.v) {
 			return fmt.Errorf("natsjs: invalid %s %q: letters, digits, '-' and '_' only", f.name, f.v)
@@ -154,7 +150,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (c Config) withDefaults() Config {
+func (c Options) withDefaults() Options {
 	if c.Stream == "" {
 		c.Stream = "KANBAN"
 	}
@@ -191,14 +187,8 @@ func (c Config) withDefaults() Config {
 	if c.AsyncRetryWait == 0 {
 		c.AsyncRetryWait = 100 * time.Millisecond
 	}
-	if c.Clock == nil {
-		c.Clock = kanban.SystemClock
-	}
 	if c.Codec == nil {
 		c.Codec = kanban.JSON{}
-	}
-	if c.Propagator == nil {
-		c.Propagator = otel.GetTextMapPropagator()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -207,9 +197,13 @@ func (c Config) withDefaults() Config {
 }
 
 // Queue is a kanban.Queue on JetStream. It is safe for concurrent use.
-// The connection stays the caller's: close it after Close.
+//
+// A Queue runs goroutines only for PublishAsync (the waits before
+// re-publishing a failed send); Shutdown stops them. Consumers are stopped
+// through the ctx of Consume. The connection stays the caller's: close it
+// after Shutdown.
 type Queue[T any] struct {
-	cfg      Config
+	opts     Options
 	js       jetstream.JetStream
 	counters kanban.Counters
 	async    asyncState
@@ -219,16 +213,16 @@ type Queue[T any] struct {
 var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
 
 // New creates (or updates) the work stream and the dead-letter stream and
-// returns the queue, or an error naming a bad field of cfg.
-func New[T any](ctx context.Context, nc *nats.Conn, cfg Config) (*Queue[T], error) {
-	if err := cfg.Validate(); err != nil {
+// returns the queue, or an error naming a bad field of opts.
+func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], error) {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	if nc == nil {
 		return nil, errors.New("natsjs: nil connection")
 	}
-	q := &Queue[T]{cfg: cfg.withDefaults()}
-	c := q.cfg
+	q := &Queue[T]{opts: opts.withDefaults()}
+	c := q.opts
 	q.backoff = c.retryBackoff()
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(c.MaxPublishPending),
@@ -240,53 +234,60 @@ func New[T any](ctx context.Context, nc *nats.Conn, cfg Config) (*Queue[T], erro
 		return nil, fmt.Errorf("natsjs: %w", err)
 	}
 	q.js = js
+	for _, sc := range c.streams() {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("natsjs: stream %s: %w", sc.Name, err)
+		}
+	}
+	return q, nil
+}
+
+// streams returns the configurations of the work stream and the
+// dead-letter stream. They differ in name, retention and limit alone:
+// the work stream removes a message once it is acknowledged and refuses
+// new ones when full (backpressure); the dead-letter stream keeps
+// messages and drops the oldest beyond its limit. c has its defaults
+// filled in.
+func (c Options) streams() [2]jetstream.StreamConfig {
 	storage := jetstream.FileStorage
 	if c.Storage == MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       c.Stream,
-		Subjects:   []string{c.Stream},
-		Retention:  jetstream.WorkQueuePolicy,
-		Discard:    jetstream.DiscardNew,
-		MaxMsgs:    c.Capacity,
-		Duplicates: c.DedupWindow,
-		Storage:    storage,
-	}); err != nil {
-		return nil, fmt.Errorf("natsjs: stream %s: %w", c.Stream, err)
+	stream := func(name string, retention jetstream.RetentionPolicy, discard jetstream.DiscardPolicy, limit int64) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:       name,
+			Subjects:   []string{name},
+			Retention:  retention,
+			Discard:    discard,
+			MaxMsgs:    limit,
+			Duplicates: c.DedupWindow,
+			Storage:    storage,
+		}
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       c.DeadLetterStream,
-		Subjects:   []string{c.DeadLetterStream},
-		Retention:  jetstream.LimitsPolicy,
-		Discard:    jetstream.DiscardOld,
-		MaxMsgs:    c.DeadLetterLimit,
-		Duplicates: c.DedupWindow,
-		Storage:    storage,
-	}); err != nil {
-		return nil, fmt.Errorf("natsjs: stream %s: %w", c.DeadLetterStream, err)
+	return [2]jetstream.StreamConfig{
+		stream(c.Stream, jetstream.WorkQueuePolicy, jetstream.DiscardNew, c.Capacity),
+		stream(c.DeadLetterStream, jetstream.LimitsPolicy, jetstream.DiscardOld, c.DeadLetterLimit),
 	}
-	return q, nil
 }
 
 // JetStream returns the JetStream context the queue publishes with.
 func (q *Queue[T]) JetStream() jetstream.JetStream { return q.js }
 
-// Config returns the queue's configuration with defaults filled in.
-func (q *Queue[T]) Config() Config { return q.cfg }
+// Options returns the queue's options with defaults filled in.
+func (q *Queue[T]) Options() Options { return q.opts }
 
 // Stats returns the counts of this queue value.
-func (q *Queue[T]) Stats() kanban.Stats { return q.counters.Snapshot() }
+func (q *Queue[T]) Stats() kanban.QueueStats { return q.counters.Snapshot() }
 
 func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg, error) {
 	if msg.ID == "" {
 		return nil, kanban.ErrNoID
 	}
-	data, err := q.cfg.Codec.Marshal(msg.Payload)
+	data, err := q.opts.Codec.Marshal(msg.Payload)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: encoding message %s: %w", msg.ID, err)
 	}
-	hdr := kanban.InjectTrace(ctx, q.cfg.Propagator, msg.Headers)
+	hdr := kanban.InjectHeaders(ctx, q.opts.Propagator, msg.Headers)
 	nh := make(nats.Header, len(hdr)+2)
 	for k, v := range hdr {
 		nh[k] = []string{v} // as written: Header.Set would canonicalize
@@ -295,7 +296,7 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 	if msg.Key != "" {
 		nh[HeaderKey] = []string{msg.Key}
 	}
-	return &nats.Msg{Subject: q.cfg.Stream, Data: data, Header: nh}, nil
+	return &nats.Msg{Subject: q.opts.Stream, Data: data, Header: nh}, nil
 }
 
 func isFull(err error) bool {
@@ -322,7 +323,7 @@ func (q *Queue[T]) publish(ctx context.Context, msg kanban.Message[T], wait bool
 	}
 	poll := time.Millisecond
 	for {
-		pctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
+		pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 		ack, err := q.js.PublishMsg(pctx, nm)
 		cancel()
 		switch {
@@ -362,31 +363,31 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 		return err
 	}
 	wip := opts.WithDefaults().WIP
-	cons, err := q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:       q.cfg.Durable,
+	cons, err := q.js.CreateOrUpdateConsumer(ctx, q.opts.Stream, jetstream.ConsumerConfig{
+		Durable:       q.opts.Durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       q.cfg.AckWait,
+		AckWait:       q.opts.AckWait,
 		MaxAckPending: wip,
 		MaxDeliver:    -1, // attempts are counted by the consumer runtime
 	})
 	if err != nil {
-		return fmt.Errorf("natsjs: consumer %s: %w", q.cfg.Durable, err)
+		return fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, err)
 	}
 	src := &source[T]{q: q, cons: cons}
-	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{Propagator: q.cfg.Propagator, Counters: &q.counters})
+	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{Propagator: q.opts.Propagator, Counters: &q.counters})
 	src.wait()
 	return err
 }
 
 // DeadLetters reads the dead-letter stream, oldest first.
 func (q *Queue[T]) DeadLetters(ctx context.Context) ([]kanban.DeadLetter, error) {
-	s, err := q.js.Stream(ctx, q.cfg.DeadLetterStream)
+	s, err := q.js.Stream(ctx, q.opts.DeadLetterStream)
 	if err != nil {
-		return nil, fmt.Errorf("natsjs: stream %s: %w", q.cfg.DeadLetterStream, err)
+		return nil, fmt.Errorf("natsjs: stream %s: %w", q.opts.DeadLetterStream, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("natsjs: stream %s: %w", q.cfg.DeadLetterStream, err)
+		return nil, fmt.Errorf("natsjs: stream %s: %w", q.opts.DeadLetterStream, err)
 	}
 	var out []kanban.DeadLetter
 	if info.State.Msgs == 0 {

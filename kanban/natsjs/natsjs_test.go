@@ -3,7 +3,6 @@ package natsjs_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -27,7 +27,7 @@ func startServer(t *testing.T, opts natsembed.Options) *natsembed.Server {
 	t.Helper()
 	srv, err := natsembed.Start(context.Background(), opts)
 	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
+	t.Cleanup(func() { assert.NoError(t, srv.Shutdown(context.Background())) })
 	return srv
 }
 
@@ -43,13 +43,13 @@ var streams atomic.Int64
 
 // factory makes queues on fresh streams reached through dial.
 func factory(dial func(...nats.Option) (*nats.Conn, error)) queuetest.NewQueue {
-	return func(t *testing.T, cfg queuetest.Config) kanban.Queue[queuetest.Payload] {
+	return func(t *testing.T, opts queuetest.Options) kanban.Queue[queuetest.Payload] {
 		nc := connect(t, dial)
-		q, err := natsjs.New[queuetest.Payload](context.Background(), nc, natsjs.Config{
+		q, err := natsjs.New[queuetest.Payload](context.Background(), nc, natsjs.Options{
 			Stream:     "Q" + strconv.FormatInt(streams.Add(1), 10),
-			Capacity:   int64(cfg.Capacity),
-			Codec:      cfg.Codec,
-			Propagator: cfg.Propagator,
+			Capacity:   int64(opts.Capacity),
+			Codec:      opts.Codec,
+			Propagator: opts.Propagator,
 			FetchWait:  100 * time.Millisecond,
 		})
 		require.NoError(t, err)
@@ -117,18 +117,18 @@ func TestKillServerMidStream(t *testing.T) {
 	var srvMu sync.Mutex
 	defer func() {
 		srvMu.Lock()
-		srv.Shutdown()
+		assert.NoError(t, srv.Shutdown(context.Background()))
 		srvMu.Unlock()
 	}()
 	url := srv.ClientURL()
 	dial := func(opts ...nats.Option) (*nats.Conn, error) {
 		return nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(8<<20))
 	}
-	cfg := natsjs.Config{Stream: "RESTART", AckWait: 2 * time.Second, FetchWait: 200 * time.Millisecond, PublishTimeout: time.Second}
+	opts := natsjs.Options{Stream: "RESTART", AckWait: 2 * time.Second, FetchWait: 200 * time.Millisecond, PublishTimeout: time.Second}
 	pubConn, conConn := connect(t, dial), connect(t, dial)
-	pub, err := natsjs.New[int](context.Background(), pubConn, cfg)
+	pub, err := natsjs.New[int](context.Background(), pubConn, opts)
 	require.NoError(t, err)
-	con, err := natsjs.New[int](context.Background(), conConn, cfg)
+	con, err := natsjs.New[int](context.Background(), conConn, opts)
 	require.NoError(t, err)
 
 	var mu sync.Mutex
@@ -178,7 +178,7 @@ func TestKillServerMidStream(t *testing.T) {
 		t.Fatal("consumer never reached the kill point")
 	}
 	srvMu.Lock()
-	srv.Shutdown()
+	require.NoError(t, srv.Shutdown(context.Background()))
 	srv, err = natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port})
 	srvMu.Unlock()
 	require.NoError(t, err)
@@ -209,10 +209,10 @@ func TestKillServerMidStream(t *testing.T) {
 func TestSharedDurableHoldsGlobalWIP(t *testing.T) {
 	const n, wip = 80, 4
 	srv := startServer(t, natsembed.Options{InProcess: true})
-	cfg := natsjs.Config{Stream: "SHARED", FetchWait: 100 * time.Millisecond}
+	opts := natsjs.Options{Stream: "SHARED", FetchWait: 100 * time.Millisecond}
 	var queues []*natsjs.Queue[int]
 	for range 2 {
-		q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), cfg)
+		q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), opts)
 		require.NoError(t, err)
 		queues = append(queues, q)
 	}
@@ -265,7 +265,7 @@ func TestPublishAsyncAndFlush(t *testing.T) {
 	srv := startServer(t, natsembed.Options{InProcess: true})
 	nc := connect(t, srv.Connect)
 	var reported sync.Map
-	q, err := natsjs.New[int](context.Background(), nc, natsjs.Config{
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Options{
 		Stream: "ASYNC", Capacity: 10, MaxPublishPending: 4, AsyncAttempts: 1,
 		OnPublishError: func(id string, err error) { reported.Store(id, err) },
 	})
@@ -285,41 +285,41 @@ func TestPublishAsyncAndFlush(t *testing.T) {
 	})
 	assert.Equal(t, 5, n, "every failed publish is reported")
 	assert.Equal(t, int64(10), q.Stats().Published)
-	assert.NoError(t, q.Close(ctx), "errors are returned once")
+	assert.NoError(t, q.Shutdown(ctx), "errors are returned once")
 	require.ErrorIs(t, q.PublishAsync(ctx, kanban.Message[int]{}), kanban.ErrNoID)
 }
 
-func TestConfigValidate(t *testing.T) {
+func TestOptionsValidate(t *testing.T) {
 	tests := []struct {
-		cfg  natsjs.Config
+		opts natsjs.Options
 		want string
 	}{
-		{natsjs.Config{Stream: "a.b"}, `natsjs: invalid Stream "a.b"`},
-		{natsjs.Config{Durable: "x y"}, `natsjs: invalid Durable "x y"`},
-		{natsjs.Config{Stream: "S", DeadLetterStream: "S"}, `natsjs: invalid DeadLetterStream "S"`},
-		{natsjs.Config{Capacity: -1}, "natsjs: invalid Capacity -1"},
-		{natsjs.Config{DeadLetterLimit: -1}, "natsjs: invalid DeadLetterLimit -1"},
-		{natsjs.Config{DedupWindow: -1}, "natsjs: invalid DedupWindow -1ns"},
-		{natsjs.Config{Storage: 7}, "natsjs: invalid Storage 7"},
-		{natsjs.Config{AckWait: time.Millisecond}, "natsjs: invalid AckWait 1ms"},
-		{natsjs.Config{FetchWait: time.Microsecond}, "natsjs: invalid FetchWait 1µs"},
-		{natsjs.Config{MaxPublishPending: -1}, "natsjs: invalid MaxPublishPending -1"},
-		{natsjs.Config{PublishTimeout: -1}, "natsjs: invalid PublishTimeout -1ns"},
-		{natsjs.Config{AsyncAttempts: -1}, "natsjs: invalid AsyncAttempts -1: must be between 0 and 1000"},
-		{natsjs.Config{AsyncAttempts: 1001}, "natsjs: invalid AsyncAttempts 1001"},
-		{natsjs.Config{AsyncRetryWait: -1}, "natsjs: invalid AsyncRetryWait -1ns"},
-		{natsjs.Config{AsyncRetryWait: time.Microsecond}, "natsjs: invalid AsyncRetryWait 1µs: must be 0 or at least 1ms"},
-		{natsjs.Config{DedupWindow: 30 * time.Second}, "natsjs: invalid AsyncAttempts 10: re-publishing may last up to 56.72s, beyond DedupWindow 30s"},
-		{natsjs.Config{AsyncAttempts: 1000, PublishTimeout: time.Hour}, "natsjs: invalid AsyncAttempts 1000"},
+		{natsjs.Options{Stream: "a.b"}, `natsjs: invalid Stream "a.b"`},
+		{natsjs.Options{Durable: "x y"}, `natsjs: invalid Durable "x y"`},
+		{natsjs.Options{Stream: "S", DeadLetterStream: "S"}, `natsjs: invalid DeadLetterStream "S"`},
+		{natsjs.Options{Capacity: -1}, "natsjs: invalid Capacity -1"},
+		{natsjs.Options{DeadLetterLimit: -1}, "natsjs: invalid DeadLetterLimit -1"},
+		{natsjs.Options{DedupWindow: -1}, "natsjs: invalid DedupWindow -1ns"},
+		{natsjs.Options{Storage: 7}, "natsjs: invalid Storage 7"},
+		{natsjs.Options{AckWait: time.Millisecond}, "natsjs: invalid AckWait 1ms"},
+		{natsjs.Options{FetchWait: time.Microsecond}, "natsjs: invalid FetchWait 1µs"},
+		{natsjs.Options{MaxPublishPending: -1}, "natsjs: invalid MaxPublishPending -1"},
+		{natsjs.Options{PublishTimeout: -1}, "natsjs: invalid PublishTimeout -1ns"},
+		{natsjs.Options{AsyncAttempts: -1}, "natsjs: invalid AsyncAttempts -1: must be between 0 and 1000"},
+		{natsjs.Options{AsyncAttempts: 1001}, "natsjs: invalid AsyncAttempts 1001"},
+		{natsjs.Options{AsyncRetryWait: -1}, "natsjs: invalid AsyncRetryWait -1ns"},
+		{natsjs.Options{AsyncRetryWait: time.Microsecond}, "natsjs: invalid AsyncRetryWait 1µs: must be 0 or at least 1ms"},
+		{natsjs.Options{DedupWindow: 30 * time.Second}, "natsjs: invalid AsyncAttempts 10: re-publishing may last up to 56.72s, beyond DedupWindow 30s"},
+		{natsjs.Options{AsyncAttempts: 1000, PublishTimeout: time.Hour}, "natsjs: invalid AsyncAttempts 1000"},
 	}
 	for _, tc := range tests {
-		err := tc.cfg.Validate()
-		require.Error(t, err, "%+v", tc.cfg)
+		err := tc.opts.Validate()
+		require.Error(t, err, "%+v", tc.opts)
 		assert.Contains(t, err.Error(), tc.want)
-		_, err = natsjs.New[int](context.Background(), nil, tc.cfg)
+		_, err = natsjs.New[int](context.Background(), nil, tc.opts)
 		assert.Contains(t, err.Error(), tc.want, "New validates")
 	}
-	for _, ok := range []natsjs.Config{
+	for _, ok := range []natsjs.Options{
 		{},
 		{DedupWindow: 30 * time.Second, AsyncAttempts: 1},
 		{DedupWindow: 30 * time.Second, AsyncAttempts: 5, PublishTimeout: time.Second},
@@ -327,16 +327,48 @@ func TestConfigValidate(t *testing.T) {
 	} {
 		assert.NoError(t, ok.Validate(), "%+v", ok)
 	}
-	_, err := natsjs.New[int](context.Background(), nil, natsjs.Config{})
+	_, err := natsjs.New[int](context.Background(), nil, natsjs.Options{})
 	assert.EqualError(t, err, "natsjs: nil connection")
 }
 
 func TestConsumeRejectsBadOptions(t *testing.T) {
 	srv := startServer(t, natsembed.Options{InProcess: true})
-	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Config{Stream: "OPTS"})
+	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{Stream: "OPTS"})
 	require.NoError(t, err)
 	err = q.Consume(context.Background(), func(context.Context, kanban.Delivery[int]) error { return nil }, kanban.ConsumeOptions{WIP: -1})
 	assert.ErrorContains(t, err, "kanban: invalid WIP -1")
 	assert.False(t, errors.Is(err, context.Canceled))
-	_ = fmt.Sprint()
+}
+
+// TestStreams: New makes the work stream a work queue that refuses new
+// messages when full, and the dead-letter stream one that keeps messages
+// and drops the oldest beyond its limit, both with the storage and
+// deduplication window asked for.
+func TestStreams(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	q, err := natsjs.New[int](ctx, connect(t, srv.Connect), natsjs.Options{
+		Stream: "WORK", DeadLetterStream: "DEAD", Capacity: 5, DeadLetterLimit: 3,
+		DedupWindow: time.Minute, Storage: natsjs.MemoryStorage,
+	})
+	require.NoError(t, err)
+	for _, want := range []jetstream.StreamConfig{
+		{Name: "WORK", Subjects: []string{"WORK"}, Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew, MaxMsgs: 5},
+		{Name: "DEAD", Subjects: []string{"DEAD"}, Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld, MaxMsgs: 3},
+	} {
+		s, err := q.JetStream().Stream(ctx, want.Name)
+		require.NoError(t, err)
+		info, err := s.Info(ctx)
+		require.NoError(t, err)
+		got := info.Config
+		assert.Equal(t, want.Subjects, got.Subjects, want.Name)
+		assert.Equal(t, want.Retention, got.Retention, want.Name)
+		assert.Equal(t, want.Discard, got.Discard, want.Name)
+		assert.Equal(t, want.MaxMsgs, got.MaxMsgs, want.Name)
+		assert.Equal(t, time.Minute, got.Duplicates, want.Name)
+		assert.Equal(t, jetstream.MemoryStorage, got.Storage, want.Name)
+	}
+	o := q.Options()
+	assert.Equal(t, "WORK_WORKERS", o.Durable, "Options returns the defaults filled in")
+	assert.Equal(t, 30*time.Second, o.AckWait)
 }

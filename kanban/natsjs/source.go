@@ -21,10 +21,10 @@ type source[T any] struct {
 	msgs <-chan jetstream.Msg   // cur's messages, closed when it ends
 }
 
-func (s *source[T]) HeartbeatInterval() time.Duration { return s.q.cfg.AckWait / 3 }
+func (s *source[T]) HeartbeatInterval() time.Duration { return s.q.opts.AckWait / 3 }
 
 func (s *source[T]) fetch(n int) error {
-	b, err := s.cons.Fetch(n, jetstream.FetchMaxWait(s.q.cfg.FetchWait))
+	b, err := s.cons.Fetch(n, jetstream.FetchMaxWait(s.q.opts.FetchWait))
 	if err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func (l *lease[T]) Message() (kanban.Message[T], error) {
 			msg.Headers[k] = v[0]
 		}
 	}
-	err := l.q.cfg.Codec.Unmarshal(l.m.Data(), &msg.Payload)
+	err := l.q.opts.Codec.Unmarshal(l.m.Data(), &msg.Payload)
 	return msg, err
 }
 
@@ -164,9 +164,9 @@ func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) 
 	nh[HeaderReason] = []string{reason}
 	nh[HeaderAttempts] = []string{fmt.Sprint(attempts)}
 	nh[HeaderTime] = []string{time.Now().UTC().Format(time.RFC3339Nano)}
-	pctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
+	pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 	defer cancel()
-	if _, err := q.js.PublishMsg(pctx, &nats.Msg{Subject: q.cfg.DeadLetterStream, Data: l.m.Data(), Header: nh}); err != nil {
+	if _, err := q.js.PublishMsg(pctx, &nats.Msg{Subject: q.opts.DeadLetterStream, Data: l.m.Data(), Header: nh}); err != nil {
 		_ = l.m.Nak()
 		return fmt.Errorf("natsjs: dead-lettering message %s: %w", l.ID(), err)
 	}

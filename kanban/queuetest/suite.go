@@ -13,9 +13,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/taipattern/taikit/kanban"
 )
@@ -40,15 +37,15 @@ func Run(t *testing.T, newQueue NewQueue) {
 		{"DrainLosesNothing", testDrain},
 		{"DrainDeadline", testDrainDeadline},
 		{"BadPayload", testBadPayload},
-		{"TraceContext", testTrace},
+		{"ContextPropagation", testPropagation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newQueue) })
 	}
 }
 
-func defaultConfig() Config {
-	return Config{Codec: Codec{}, Propagator: propagation.TraceContext{}}
+func defaultOptions() Options {
+	return Options{Codec: Codec{}, Propagator: propagator{}}
 }
 
 func msg(i int, key string) kanban.Message[Payload] {
@@ -122,7 +119,7 @@ func publishAll(t *testing.T, q kanban.Queue[Payload], msgs ...kanban.Message[Pa
 }
 
 func testRoundTrip(t *testing.T, newQueue NewQueue) {
-	q := newQueue(t, defaultConfig())
+	q := newQueue(t, defaultOptions())
 	at := time.Date(2025, 3, 4, 5, 6, 7, 8, time.UTC)
 	want := kanban.Message[Payload]{
 		ID: "order-1", Key: "customer-7",
@@ -160,7 +157,7 @@ func testWIP(t *testing.T, newQueue NewQueue) {
 	for _, perKey := range []bool{false, true} {
 		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
 			const n, wip = 60, 4
-			q := newQueue(t, defaultConfig())
+			q := newQueue(t, defaultOptions())
 			var msgs []kanban.Message[Payload]
 			for i := range n {
 				msgs = append(msgs, msg(i, strconv.Itoa(i%10)))
@@ -198,7 +195,7 @@ func testWIP(t *testing.T, newQueue NewQueue) {
 func testPerKeyOrder(t *testing.T, newQueue NewQueue) {
 	const perKey = 25
 	keys := []string{"eu", "us", "ap"}
-	q := newQueue(t, defaultConfig())
+	q := newQueue(t, defaultOptions())
 	var msgs []kanban.Message[Payload]
 	for i := range perKey * len(keys) {
 		msgs = append(msgs, msg(i, keys[i%len(keys)]))
@@ -251,7 +248,7 @@ func testPerKeyOrder(t *testing.T, newQueue NewQueue) {
 func testRetries(t *testing.T, newQueue NewQueue) {
 	for _, perKey := range []bool{false, true} {
 		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
-			q := newQueue(t, defaultConfig())
+			q := newQueue(t, defaultOptions())
 			publishAll(t, q, msg(1, "k"))
 			var mu sync.Mutex
 			var attempts []int
@@ -290,7 +287,7 @@ func testRetries(t *testing.T, newQueue NewQueue) {
 }
 
 func testDeadLetters(t *testing.T, newQueue NewQueue) {
-	q := newQueue(t, defaultConfig())
+	q := newQueue(t, defaultOptions())
 	exhausted := msg(1, "a")
 	exhausted.Headers = kanban.Header{"Trace-Me": "yes"}
 	permanent := msg(2, "b")
@@ -338,11 +335,12 @@ func testDeadLetters(t *testing.T, newQueue NewQueue) {
 	s := q.Stats()
 	assert.Equal(t, int64(2), s.DeadLettered)
 	assert.Equal(t, int64(2), s.Retried)
+	assert.Equal(t, int64(0), s.Handled)
 	assert.Equal(t, int64(0), s.InFlight)
 }
 
 func testDedup(t *testing.T, newQueue NewQueue) {
-	q := newQueue(t, defaultConfig())
+	q := newQueue(t, defaultOptions())
 	a, b := msg(1, ""), msg(2, "")
 	a2 := a
 	a2.Payload.Text = "second publish of the same id"
@@ -374,9 +372,9 @@ func testDedup(t *testing.T, newQueue NewQueue) {
 }
 
 func testBackpressure(t *testing.T, newQueue NewQueue) {
-	cfg := defaultConfig()
-	cfg.Capacity = 2
-	q := newQueue(t, cfg)
+	opts := defaultOptions()
+	opts.Capacity = 2
+	q := newQueue(t, opts)
 	ctx := context.Background()
 	require.NoError(t, q.TryPublish(ctx, msg(1, "")))
 	require.NoError(t, q.TryPublish(ctx, msg(2, "")))
@@ -420,7 +418,7 @@ func testBackpressure(t *testing.T, newQueue NewQueue) {
 
 func testDrain(t *testing.T, newQueue NewQueue) {
 	const n = 40
-	q := newQueue(t, defaultConfig())
+	q := newQueue(t, defaultOptions())
 	var msgs []kanban.Message[Payload]
 	for i := range n {
 		msgs = append(msgs, msg(i, strconv.Itoa(i%3)))
@@ -490,107 +488,124 @@ func testDrain(t *testing.T, newQueue NewQueue) {
 }
 
 func testDrainDeadline(t *testing.T, newQueue NewQueue) {
-	q := newQueue(t, defaultConfig())
-	publishAll(t, q, msg(1, ""))
-	started := make(chan struct{})
-	var once sync.Once
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(ctx, func(hctx context.Context, _ kanban.Delivery[Payload]) error {
-			once.Do(func() { close(started) })
-			<-hctx.Done() // a handler that only stops when told
-			return hctx.Err()
-		}, kanban.ConsumeOptions{DrainTimeout: time.Millisecond})
-	}()
-	waitFor(t, started, "handler start")
-	cancel()
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, kanban.ErrDrainTimeout)
-	case <-time.After(waitLimit):
-		t.Fatal("Consume did not return at the drain deadline")
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			q := newQueue(t, defaultOptions())
+			publishAll(t, q, msg(1, ""))
+			started := make(chan struct{})
+			var once sync.Once
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- q.Consume(ctx, func(hctx context.Context, _ kanban.Delivery[Payload]) error {
+					once.Do(func() { close(started) })
+					<-hctx.Done() // a handler that only stops when told
+					return hctx.Err()
+				}, kanban.ConsumeOptions{DrainTimeout: time.Millisecond, PerKey: perKey})
+			}()
+			waitFor(t, started, "handler start")
+			cancel()
+			select {
+			case err := <-done:
+				require.ErrorIs(t, err, kanban.ErrDrainTimeout)
+			case <-time.After(waitLimit):
+				t.Fatal("Consume did not return at the drain deadline")
+			}
+			// The cancelled message was released, not lost nor dead-lettered.
+			got := make(chan kanban.Delivery[Payload], 1)
+			c := startConsumer(t, q, func(_ context.Context, d kanban.Delivery[Payload]) error {
+				select {
+				case got <- d:
+				default:
+				}
+				return nil
+			}, kanban.ConsumeOptions{})
+			select {
+			case d := <-got:
+				assert.Equal(t, "m-1", d.ID)
+			case <-time.After(waitLimit):
+				t.Fatal("released message not redelivered")
+			}
+			require.NoError(t, c.stop(t))
+			dl, err := q.DeadLetters(context.Background())
+			require.NoError(t, err)
+			assert.Empty(t, dl)
+			s := q.Stats()
+			assert.Equal(t, int64(1), s.Handled, "handled once, by the second consumer")
+			assert.Equal(t, int64(0), s.Retried, "a cancelled handler's message is not retried")
+			assert.Equal(t, int64(0), s.InFlight)
+		})
 	}
-	// The cancelled message was released, not lost nor dead-lettered.
-	got := make(chan kanban.Delivery[Payload], 1)
-	c := startConsumer(t, q, func(_ context.Context, d kanban.Delivery[Payload]) error {
-		select {
-		case got <- d:
-		default:
-		}
-		return nil
-	}, kanban.ConsumeOptions{})
-	select {
-	case d := <-got:
-		assert.Equal(t, "m-1", d.ID)
-	case <-time.After(waitLimit):
-		t.Fatal("released message not redelivered")
-	}
-	require.NoError(t, c.stop(t))
-	dl, err := q.DeadLetters(context.Background())
-	require.NoError(t, err)
-	assert.Empty(t, dl)
 }
 
 func testBadPayload(t *testing.T, newQueue NewQueue) {
-	q := newQueue(t, defaultConfig())
-	bad := msg(1, "k")
-	bad.Payload.Text = Poison
-	good := msg(2, "k")
-	publishAll(t, q, bad, good)
-	var handled []string
-	var mu sync.Mutex
-	done := make(chan struct{})
-	c := startConsumer(t, q, func(_ context.Context, d kanban.Delivery[Payload]) error {
-		mu.Lock()
-		handled = append(handled, d.ID)
-		mu.Unlock()
-		if d.ID == good.ID {
-			close(done)
-		}
-		return nil
-	}, kanban.ConsumeOptions{PerKey: true})
-	waitFor(t, done, "the good message after the bad one")
-	require.NoError(t, c.stop(t))
-	mu.Lock()
-	assert.Equal(t, []string{good.ID}, handled, "the bad payload never reaches the handler")
-	mu.Unlock()
-	dls, err := q.DeadLetters(context.Background())
-	require.NoError(t, err)
-	require.Len(t, dls, 1)
-	assert.Equal(t, bad.ID, dls[0].ID)
-	assert.Contains(t, dls[0].Reason, "decode")
-	assert.Contains(t, dls[0].Reason, "poison")
-	assert.Equal(t, 1, dls[0].Attempts)
-	assert.Contains(t, string(dls[0].Payload), Poison, "the raw payload is kept")
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			q := newQueue(t, defaultOptions())
+			bad := msg(1, "k")
+			bad.Payload.Text = Poison
+			good := msg(2, "k")
+			publishAll(t, q, bad, good)
+			var handled []string
+			var mu sync.Mutex
+			done := make(chan struct{})
+			c := startConsumer(t, q, func(_ context.Context, d kanban.Delivery[Payload]) error {
+				mu.Lock()
+				handled = append(handled, d.ID)
+				mu.Unlock()
+				if d.ID == good.ID {
+					close(done)
+				}
+				return nil
+			}, kanban.ConsumeOptions{PerKey: perKey})
+			waitFor(t, done, "the good message after the bad one")
+			require.NoError(t, c.stop(t))
+			mu.Lock()
+			assert.Equal(t, []string{good.ID}, handled, "the bad payload never reaches the handler")
+			mu.Unlock()
+			dls, err := q.DeadLetters(context.Background())
+			require.NoError(t, err)
+			require.Len(t, dls, 1)
+			assert.Equal(t, bad.ID, dls[0].ID)
+			assert.Contains(t, dls[0].Reason, "decode")
+			assert.Contains(t, dls[0].Reason, "poison")
+			assert.Equal(t, 1, dls[0].Attempts)
+			assert.Contains(t, string(dls[0].Payload), Poison, "the raw payload is kept")
+			s := q.Stats()
+			assert.Equal(t, int64(1), s.Handled, "the good message alone")
+			assert.Equal(t, int64(1), s.DeadLettered)
+			assert.Equal(t, int64(0), s.InFlight)
+		})
+	}
 }
 
-func testTrace(t *testing.T, newQueue NewQueue) {
-	q := newQueue(t, defaultConfig())
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
-	tracer := tp.Tracer("queuetest")
+func testPropagation(t *testing.T, newQueue NewQueue) {
+	q := newQueue(t, defaultOptions())
+	traced := msg(1, "")
+	traced.Headers = kanban.Header{"X-Own": "kept"}
+	own := traced.Headers.Clone()
+	pctx := context.WithValue(context.Background(), traceKey{}, "trace-1")
+	require.NoError(t, q.Publish(pctx, traced))
+	assert.Equal(t, own, traced.Headers, "Publish adds to a copy, never to the caller's headers")
+	publishAll(t, q, msg(2, "")) // a ctx with nothing to carry
 
-	pctx, pub := tracer.Start(context.Background(), "publish")
-	require.NoError(t, q.Publish(pctx, msg(1, "")))
-	pub.End()
-
-	done := make(chan struct{})
-	c := startConsumer(t, q, func(ctx context.Context, _ kanban.Delivery[Payload]) error {
-		_, span := tracer.Start(ctx, "handle")
-		span.End()
-		close(done)
+	type seen struct {
+		value   any
+		headers kanban.Header
+	}
+	got := make(chan seen, 2)
+	all := newCountdown(2)
+	c := startConsumer(t, q, func(ctx context.Context, d kanban.Delivery[Payload]) error {
+		got <- seen{ctx.Value(traceKey{}), d.Headers}
+		all.hit()
 		return nil
 	}, kanban.ConsumeOptions{})
-	waitFor(t, done, "handler")
+	waitFor(t, all.done, "both messages")
 	require.NoError(t, c.stop(t))
-
-	spans := rec.Ended()
-	require.Len(t, spans, 2)
-	publisher, handler := spans[0], spans[1]
-	require.Equal(t, "handle", handler.Name())
-	assert.Equal(t, publisher.SpanContext().TraceID(), handler.SpanContext().TraceID(), "one trace")
-	assert.Equal(t, publisher.SpanContext().SpanID(), handler.Parent().SpanID(), "the work is a child of the publish")
-	assert.True(t, handler.Parent().IsRemote())
+	first, second := <-got, <-got
+	assert.Equal(t, "trace-1", first.value, "the handler's ctx carries what the publisher's did")
+	assert.Equal(t, "trace-1", first.headers[traceHeader], "in a header named as written")
+	assert.Equal(t, "kept", first.headers["X-Own"])
+	assert.Nil(t, second.value)
+	assert.NotContains(t, second.headers, traceHeader, "nothing injected, nothing carried")
 }

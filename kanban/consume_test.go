@@ -1,0 +1,225 @@
+package kanban_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// logRecorder keeps the records logged to it.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = append(l.records, r.Clone())
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// attrs returns the attributes of the records with message msg.
+func (l *logRecorder) attrs(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, r := range l.records {
+		if r.Message != msg {
+			continue
+		}
+		m := map[string]any{"level": r.Level}
+		r.Attrs(func(a slog.Attr) bool {
+			m[a.Key] = a.Value.Any()
+			return true
+		})
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestPanickingHandler: a handler's panic is recovered into a PanicError
+// logged with its stack; the message is retried as after an error, then
+// dead-lettered with the panic as reason; a panic with a Permanent error
+// dead-letters it at once.
+func TestPanickingHandler(t *testing.T) {
+	tests := []struct {
+		name     string
+		value    any
+		attempts int // deliveries before the message is dead-lettered
+		reason   string
+	}{
+		{"retried, then dead-lettered", "boom", 3, "kanban: panic in handler: boom"},
+		{"permanent", kanban.Permanent(errors.New("corrupt")), 1, "kanban: panic in handler: corrupt"},
+	}
+	for _, tc := range tests {
+		for _, perKey := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/PerKey=%v", tc.name, perKey), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+					require.NoError(t, err)
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "p", Key: "k"}))
+					var log logRecorder
+					ctx, cancel := context.WithCancel(context.Background())
+					calls := 0
+					err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+						if calls++; calls == tc.attempts {
+							defer cancel()
+						}
+						panicInHandler(tc.value)
+						return nil
+					}, kanban.ConsumeOptions{
+						MaxAttempts: 3, PerKey: perKey, Logger: slog.New(&log),
+						Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second }),
+					})
+					require.NoError(t, err)
+					assert.Equal(t, tc.attempts, calls)
+
+					dl, err := q.DeadLetters(context.Background())
+					require.NoError(t, err)
+					require.Len(t, dl, 1)
+					assert.Equal(t, tc.reason, dl[0].Reason)
+					assert.Equal(t, tc.attempts, dl[0].Attempts)
+					assert.Equal(t, kanban.QueueStats{Published: 1, Retried: int64(tc.attempts - 1), DeadLettered: 1}, q.Stats())
+
+					logged := log.attrs("kanban: handler panicked")
+					require.Len(t, logged, tc.attempts, "each panic is logged")
+					for i, a := range logged {
+						assert.Equal(t, slog.LevelError, a["level"])
+						assert.Equal(t, "p", a["id"])
+						assert.EqualValues(t, i+1, a["attempt"])
+						var p *kanban.PanicError
+						require.ErrorAs(t, a["err"].(error), &p)
+						assert.Equal(t, tc.value, p.Value)
+						assert.Contains(t, string(p.Stack), "kanban_test.panicInHandler", "the stack is where the handler panicked")
+						assert.Equal(t, string(p.Stack), a["stack"])
+					}
+				})
+			})
+		}
+	}
+}
+
+//go:noinline
+func panicInHandler(v any) { panic(v) }
+
+// TestPanicWithoutLogger: with no Logger the panic is still recovered, and
+// the consumer goes on to the next message.
+func TestPanicWithoutLogger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		for _, id := range []string{"bad", "good"} {
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id}))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var handled []string
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.ID == "bad" {
+				panic("boom")
+			}
+			handled = append(handled, d.ID)
+			cancel()
+			return nil
+		}, kanban.ConsumeOptions{MaxAttempts: 1})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"good"}, handled)
+		dl, err := q.DeadLetters(context.Background())
+		require.NoError(t, err)
+		require.Len(t, dl, 1)
+		assert.Equal(t, "kanban: panic in handler: boom", dl[0].Reason)
+	})
+}
+
+// TestOverDeliveredMessageIsDeadLettered: a message delivered more often
+// than the consumer's MaxAttempts — here retried by a consumer that
+// allowed more — goes to the dead letters without running the handler.
+func TestOverDeliveredMessageIsDeadLettered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m"}))
+		hour := kanban.BackoffFunc(func(int) time.Duration { return time.Hour })
+		ctx, cancel := context.WithCancel(context.Background())
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.Attempt == 3 {
+				cancel()
+			}
+			return errors.New("failing")
+		}, kanban.ConsumeOptions{MaxAttempts: 5, Backoff: hour})
+		require.NoError(t, err)
+		time.Sleep(time.Hour) // the fourth delivery is due
+
+		ctx, cancel = context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		called := false
+		go func() {
+			done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+				called = true
+				return nil
+			}, kanban.ConsumeOptions{MaxAttempts: 2})
+		}()
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-done)
+		assert.False(t, called)
+		dl, err := q.DeadLetters(context.Background())
+		require.NoError(t, err)
+		require.Len(t, dl, 1)
+		assert.Equal(t, "kanban: delivered 4 times, more than MaxAttempts 2", dl[0].Reason)
+		assert.Equal(t, 4, dl[0].Attempts)
+		assert.Equal(t, kanban.QueueStats{Published: 1, Retried: 3, DeadLettered: 1}, q.Stats())
+		assert.Zero(t, q.Len())
+	})
+}
+
+// TestKeyedRetryWaitingAsTheConsumerStops: a keyed message waiting in
+// place for its retry when the consumer stops is not tried again by it:
+// it goes back to the queue, to come back after its back-off.
+func TestKeyedRetryWaitingAsTheConsumerStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m", Key: "k"}))
+		opts := kanban.ConsumeOptions{PerKey: true, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })}
+		ctx, cancel := context.WithCancel(context.Background())
+		var attempts []int
+		done := make(chan error, 1)
+		go func() {
+			done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+				attempts = append(attempts, d.Attempt)
+				return errors.New("failing")
+			}, opts)
+		}()
+		synctest.Wait() // the first attempt failed; the retry waits in place
+		start := time.Now()
+		cancel()
+		require.NoError(t, <-done)
+		assert.Zero(t, time.Since(start), "the stop does not wait for the back-off")
+		assert.Equal(t, []int{1}, attempts, "no attempt once the consumer stopped")
+		assert.Equal(t, 1, q.Len())
+
+		ctx, cancel = context.WithCancel(context.Background())
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			attempts = append(attempts, d.Attempt)
+			cancel()
+			return nil
+		}, opts)
+		require.NoError(t, err)
+		assert.Equal(t, []int{1, 2}, attempts)
+		assert.Equal(t, time.Hour, time.Since(start), "it came back after its back-off")
+	})
+}

@@ -1,0 +1,70 @@
+// Package kanbanotel carries OpenTelemetry context through kanban queues:
+// it adapts OpenTelemetry text-map propagators to kanban.Propagator, so a
+// handler's spans join the trace of the Publish that queued its message.
+//
+//	q, err := kanban.NewMemory[Order](kanban.MemoryOptions{Propagator: kanbanotel.TraceContext()})
+//
+// Three propagators cover the usual needs:
+//
+//   - TraceContext carries the W3C trace context alone — the traceparent
+//     and tracestate headers — and never baggage, whatever is registered
+//     globally. A service whose messages may leave its trust boundary, or
+//     whose baggage may hold what must not travel (a payment service), uses
+//     it.
+//   - Global follows OpenTelemetry's global propagator,
+//     otel.GetTextMapPropagator(), looked up at each Publish and each
+//     delivery, so one registered after the queue was made is used. While
+//     none is registered it carries nothing.
+//   - New adapts any other propagation.TextMapPropagator.
+package kanbanotel
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// New returns a kanban.Propagator that injects and extracts with p. It
+// returns nil, which carries nothing, for a nil p.
+func New(p propagation.TextMapPropagator) kanban.Propagator {
+	if p == nil {
+		return nil
+	}
+	return fixed{p}
+}
+
+// TraceContext returns a kanban.Propagator that carries the W3C trace
+// context (the traceparent and tracestate headers) and nothing else: no
+// baggage, and no propagator registered globally.
+func TraceContext() kanban.Propagator { return fixed{propagation.TraceContext{}} }
+
+// Global returns a kanban.Propagator that uses OpenTelemetry's global
+// propagator as it is at each call (otel.GetTextMapPropagator), so that
+// one registered with otel.SetTextMapPropagator after the queue was made
+// takes effect at once. It carries what the registered propagator carries
+// — baggage too, if it is registered; use TraceContext to carry the trace
+// alone.
+func Global() kanban.Propagator { return global{} }
+
+// fixed carries with one propagator. kanban.Header has the methods of a
+// propagation.TextMapCarrier, so it is handed over as it is.
+type fixed struct{ p propagation.TextMapPropagator }
+
+func (f fixed) Inject(ctx context.Context, h kanban.Header) { f.p.Inject(ctx, h) }
+
+func (f fixed) Extract(ctx context.Context, h kanban.Header) context.Context {
+	return f.p.Extract(ctx, h)
+}
+
+type global struct{}
+
+func (global) Inject(ctx context.Context, h kanban.Header) {
+	otel.GetTextMapPropagator().Inject(ctx, h)
+}
+
+func (global) Extract(ctx context.Context, h kanban.Header) context.Context {
+	return otel.GetTextMapPropagator().Extract(ctx, h)
+}

@@ -1,0 +1,145 @@
+package kanbanotel_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/goleak"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/kanbanotel"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// delivered is what a handler saw of one message.
+type delivered struct {
+	span    trace.SpanContext // the handler's span
+	parent  trace.SpanContext
+	bag     baggage.Baggage
+	headers kanban.Header
+}
+
+// roundTrip publishes one message with pctx on a memory queue with p and
+// returns what its handler saw, with a span of tracer started in it.
+func roundTrip(t *testing.T, p kanban.Propagator, pctx context.Context, tracer trace.Tracer) delivered {
+	t.Helper()
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{Propagator: p})
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(pctx, kanban.NewMessage("", "x")))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got delivered
+	err = q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[string]) error {
+		defer cancel()
+		got.parent = trace.SpanContextFromContext(hctx)
+		_, span := tracer.Start(hctx, "handle")
+		got.span = span.SpanContext()
+		span.End()
+		got.bag = baggage.FromContext(hctx)
+		got.headers = d.Headers
+		return nil
+	}, kanban.ConsumeOptions{})
+	require.NoError(t, err)
+	return got
+}
+
+func newTracer(t *testing.T) (trace.Tracer, *tracetest.SpanRecorder) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp.Tracer("kanbanotel_test"), rec
+}
+
+// withBaggage returns ctx with a baggage member, as a service might hold
+// one that must not leave it.
+func withBaggage(t *testing.T, ctx context.Context) context.Context {
+	m, err := baggage.NewMember("customer", "c-42")
+	require.NoError(t, err)
+	b, err := baggage.New(m)
+	require.NoError(t, err)
+	return baggage.ContextWithBaggage(ctx, b)
+}
+
+// setGlobal registers p globally for the test and restores the previous
+// one after it.
+func setGlobal(t *testing.T, p propagation.TextMapPropagator) {
+	prev := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(p)
+	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
+}
+
+func TestTraceContextJoinsThePublishersTrace(t *testing.T) {
+	tracer, rec := newTracer(t)
+	// Baggage registered globally and present in ctx: TraceContext still
+	// carries the trace alone.
+	setGlobal(t, propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	pctx, pub := tracer.Start(withBaggage(t, context.Background()), "publish")
+	pub.End()
+	got := roundTrip(t, kanbanotel.TraceContext(), pctx, tracer)
+
+	spans := rec.Ended()
+	require.Len(t, spans, 2)
+	publisher := spans[0].SpanContext()
+	assert.True(t, got.parent.IsRemote(), "the handler's ctx holds the publisher's span, extracted")
+	assert.Equal(t, publisher.TraceID(), got.span.TraceID(), "one trace")
+	assert.Equal(t, publisher.SpanID(), spans[1].Parent().SpanID(), "the handling is a child of the publish")
+	assert.Contains(t, got.headers, "traceparent")
+	assert.NotContains(t, got.headers, "baggage", "TraceContext never carries baggage")
+	assert.Zero(t, got.bag.Len())
+}
+
+func TestTraceContextCarriesTracestate(t *testing.T) {
+	ts, err := trace.ParseTraceState("vendor=v1")
+	require.NoError(t, err)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled, TraceState: ts,
+	})
+	tracer, _ := newTracer(t)
+	got := roundTrip(t, kanbanotel.TraceContext(), trace.ContextWithSpanContext(context.Background(), sc), tracer)
+	assert.Equal(t, kanban.Header{
+		"traceparent": "00-01000000000000000000000000000000-0200000000000000-01",
+		"tracestate":  "vendor=v1",
+	}, got.headers, "the W3C headers and nothing else")
+	assert.Equal(t, "vendor=v1", got.parent.TraceState().String())
+}
+
+// TestGlobalFollowsRegistration: a queue made before a global propagator
+// is registered carries nothing until one is, then carries what it does.
+func TestGlobalFollowsRegistration(t *testing.T) {
+	tracer, _ := newTracer(t)
+	setGlobal(t, propagation.NewCompositeTextMapPropagator()) // none
+	p := kanbanotel.Global()
+	pctx, pub := tracer.Start(withBaggage(t, context.Background()), "publish")
+	pub.End()
+
+	got := roundTrip(t, p, pctx, tracer)
+	assert.Empty(t, got.headers, "nothing registered, nothing carried")
+	assert.False(t, got.parent.IsValid())
+
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	got = roundTrip(t, p, pctx, tracer)
+	assert.Contains(t, got.headers, "traceparent")
+	assert.Equal(t, pub.SpanContext().TraceID(), got.span.TraceID())
+	assert.Equal(t, "c-42", got.bag.Member("customer").Value(), "the registered propagator's baggage comes along")
+}
+
+func TestNew(t *testing.T) {
+	assert.Nil(t, kanbanotel.New(nil), "nil carries nothing")
+	tracer, _ := newTracer(t)
+	pctx, pub := tracer.Start(withBaggage(t, context.Background()), "publish")
+	pub.End()
+	got := roundTrip(t, kanbanotel.New(propagation.Baggage{}), pctx, tracer)
+	assert.Equal(t, "c-42", got.bag.Member("customer").Value())
+	assert.NotContains(t, got.headers, "traceparent", "the given propagator only")
+	assert.False(t, got.parent.IsValid())
+}

@@ -1,0 +1,82 @@
+package kanban_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"testing"
+	"testing/synctest"
+	"time"
+	"weak"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// blob is a payload whose memory a test can watch through a weak pointer.
+type blob struct{ _ [4096]byte }
+
+// TestSettledMessagesAreNotKeptAlive: once a message is settled — handled,
+// retried and handled, dead-lettered — the queue and its consumers keep
+// nothing of it alive, while the consumer waits for more and after it has
+// stopped: a long-lived queue does not hold on to payloads it is done
+// with.
+func TestSettledMessagesAreNotKeptAlive(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const n = 8
+				q, err := kanban.NewMemory[*blob](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				var watched []weak.Pointer[blob]
+				for i := range n {
+					b := new(blob)
+					watched = append(watched, weak.Make(b))
+					m := kanban.Message[*blob]{ID: strconv.Itoa(i), Payload: b, Headers: kanban.Header{"i": strconv.Itoa(i)}}
+					if i%2 == 0 {
+						m.Key = "k"
+					}
+					require.NoError(t, q.Publish(context.Background(), m))
+				}
+				alive := func() (ids []int) {
+					runtime.GC()
+					for i, w := range watched {
+						if w.Value() != nil {
+							ids = append(ids, i)
+						}
+					}
+					return ids
+				}
+
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				done := make(chan error, 1)
+				go func() {
+					done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[*blob]) error {
+						switch d.ID {
+						case "3":
+							return kanban.Permanent(errors.New("dead"))
+						case "5":
+							if d.Attempt == 1 {
+								return errors.New("again")
+							}
+						}
+						return nil
+					}, kanban.ConsumeOptions{WIP: 3, PerKey: perKey, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second })})
+				}()
+				time.Sleep(time.Minute) // every message settled; the consumer waits for more
+				synctest.Wait()
+				assert.Equal(t, kanban.QueueStats{Published: n, Handled: n - 1, Retried: 1, DeadLettered: 1}, q.Stats())
+				assert.Empty(t, alive(), "payloads kept alive while the consumer waits")
+				cancel()
+				require.NoError(t, <-done)
+				assert.Empty(t, alive(), "payloads kept alive after the consumer stopped")
+				runtime.KeepAlive(q)
+			})
+		})
+	}
+}

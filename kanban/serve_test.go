@@ -1,0 +1,326 @@
+package kanban_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// The tests of this file run Serve on a scripted backend, as a backend
+// author would: they check what Serve promises of Source and Lease.
+
+// pull is one scripted answer of backend.Pull.
+type pull struct {
+	leases []*lease
+	err    error
+}
+
+// backend is a kanban.Source whose Pull answers as scripted, then hands
+// out the leases in ready (at most max at a time), then blocks until ctx
+// ends. It records what Serve does to its leases.
+type backend struct {
+	heartbeat time.Duration
+
+	mu     sync.Mutex
+	script []pull
+	ready  []*lease
+	maxes  []int           // Pull's max, call by call
+	pulls  []time.Duration // when each Pull was called, since start
+	events []string        // "ack a", "extend a@10s", ...
+	start  time.Time
+	// onCtxEnd, when set, is what a Pull blocked when ctx ends returns.
+	onCtxEnd []*lease
+}
+
+func newBackend(ready ...*lease) *backend {
+	b := &backend{ready: ready, start: time.Now()}
+	for _, l := range ready {
+		l.b = b
+	}
+	return b
+}
+
+func (b *backend) HeartbeatInterval() time.Duration { return b.heartbeat }
+
+func (b *backend) Pull(ctx context.Context, max int) ([]kanban.Lease[int], error) {
+	b.mu.Lock()
+	b.maxes = append(b.maxes, max)
+	b.pulls = append(b.pulls, time.Since(b.start))
+	if len(b.script) > 0 {
+		p := b.script[0]
+		b.script = b.script[1:]
+		b.mu.Unlock()
+		return b.leases(p.leases), p.err
+	}
+	if n := min(max, len(b.ready)); n > 0 {
+		out := b.ready[:n]
+		b.ready = b.ready[n:]
+		b.mu.Unlock()
+		return b.leases(out), nil
+	}
+	b.mu.Unlock()
+	<-ctx.Done()
+	return b.leases(b.onCtxEnd), ctx.Err()
+}
+
+func (b *backend) leases(ls []*lease) []kanban.Lease[int] {
+	out := make([]kanban.Lease[int], len(ls))
+	for i, l := range ls {
+		l.b = b
+		out[i] = l
+	}
+	return out
+}
+
+func (b *backend) record(format string, args ...any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.events = append(b.events, fmt.Sprintf(format, args...))
+}
+
+func (b *backend) recorded() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.events...)
+}
+
+type lease struct {
+	b       *backend
+	id      string
+	attempt int
+	// err, when set, is what every settlement and Extend return.
+	err error
+}
+
+func (l *lease) ID() string   { return l.id }
+func (l *lease) Key() string  { return "" }
+func (l *lease) Attempt() int { return max(l.attempt, 1) }
+func (l *lease) Message() (kanban.Message[int], error) {
+	return kanban.Message[int]{ID: l.id}, nil
+}
+func (l *lease) Ack(context.Context) error { l.b.record("ack %s", l.id); return l.err }
+func (l *lease) Retry(_ context.Context, d time.Duration) error {
+	l.b.record("retry %s %v", l.id, d)
+	return l.err
+}
+func (l *lease) Release(context.Context) error { l.b.record("release %s", l.id); return l.err }
+func (l *lease) DeadLetter(_ context.Context, reason string, attempts int) error {
+	l.b.record("dead %s %d %s", l.id, attempts, reason)
+	return l.err
+}
+func (l *lease) Extend(context.Context) error {
+	l.b.record("extend %s@%v", l.id, time.Since(l.b.start))
+	return l.err
+}
+
+// serve runs Serve on b until stop is called, and returns what it
+// returned.
+func serve(t *testing.T, b *backend, h kanban.Handler[int], o kanban.ConsumeOptions) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- kanban.Serve(ctx, kanban.Source[int](b), h, o, kanban.Runtime{}) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// TestServeExtendsRunningLeases: a lease is extended every heartbeat
+// interval while its handler runs, once it has been held for an interval,
+// and no longer once settled.
+func TestServeExtendsRunningLeases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "a"}, &lease{id: "b"})
+		b.heartbeat = 10 * time.Second
+		work := map[string]time.Duration{"a": 25 * time.Second, "b": 30 * time.Second}
+		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+			time.Sleep(work[d.ID])
+			return nil
+		}, kanban.ConsumeOptions{})
+		time.Sleep(time.Minute)
+		require.NoError(t, stop())
+		assert.Equal(t, []string{
+			"extend a@10s", "extend a@20s", "ack a", // a runs from 0 to 25s
+			"extend b@40s", "extend b@50s", "ack b", // b from 25s to 55s: at 30s it is fresh
+		}, b.recorded())
+	})
+}
+
+// TestServeRetriesFailedPulls: a failed Pull is logged and tried again
+// after a wait that doubles, from 10ms, and starts again from 10ms once a
+// Pull succeeds.
+func TestServeRetriesFailedPulls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		down := errors.New("server down")
+		b := newBackend()
+		b.script = []pull{{err: down}, {err: down}, {err: down}, {leases: []*lease{{id: "a"}}}, {err: down}}
+		var log logRecorder
+		stop := serve(t, b, func(context.Context, kanban.Delivery[int]) error { return nil },
+			kanban.ConsumeOptions{Logger: slog.New(&log)})
+		time.Sleep(time.Second)
+		require.NoError(t, stop())
+		ms := time.Millisecond
+		assert.Equal(t, []time.Duration{0, 10 * ms, 30 * ms, 70 * ms, 70 * ms, 80 * ms}, b.pulls)
+		var waits []any
+		for _, a := range log.attrs("kanban: pull failed") {
+			assert.Equal(t, down, a["err"])
+			waits = append(waits, a["retry_in"])
+		}
+		assert.Equal(t, []any{10 * ms, 20 * ms, 40 * ms, 10 * ms}, waits)
+		assert.Equal(t, []string{"ack a"}, b.recorded())
+	})
+}
+
+// TestServePullsFreeWIPInBatches: Serve never asks for more than its free
+// WIP, and waits until a quarter of the WIP is free before it pulls again.
+func TestServePullsFreeWIPInBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var ls []*lease
+		for i := range 12 {
+			ls = append(ls, &lease{id: fmt.Sprint(i)})
+		}
+		b := newBackend(ls...)
+		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+			var i int
+			fmt.Sscan(d.ID, &i)
+			time.Sleep(time.Duration(i+1) * time.Second) // one finishes each second
+			return nil
+		}, kanban.ConsumeOptions{WIP: 8})
+		time.Sleep(time.Minute)
+		require.NoError(t, stop())
+		// 8 at first; then 2 each time two are free, until none are left.
+		assert.Equal(t, []int{8, 2, 2, 2}, b.maxes)
+		assert.Equal(t, []time.Duration{0, 2 * time.Second, 4 * time.Second, 6 * time.Second}, b.pulls)
+	})
+}
+
+// TestServeReleasesLeasesPulledAsItStops: leases a Pull returns together
+// with ctx's error are released, not handled, the last first.
+func TestServeReleasesLeasesPulledAsItStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend()
+		b.onCtxEnd = []*lease{{id: "late1"}, {id: "late2"}}
+		called := false
+		stop := serve(t, b, func(context.Context, kanban.Delivery[int]) error {
+			called = true
+			return nil
+		}, kanban.ConsumeOptions{WIP: 4})
+		synctest.Wait()
+		require.NoError(t, stop())
+		assert.False(t, called)
+		assert.Equal(t, []string{"release late2", "release late1"}, b.recorded(), "the last first, so a backend releasing to the front keeps the order")
+	})
+}
+
+// TestServeLogsSettleFailures: a failed settlement or lease extension is
+// logged with the message ID; the message comes back when the backend's
+// lease expires.
+func TestServeLogsSettleFailures(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lost := errors.New("connection lost")
+		b := newBackend(&lease{id: "ack", err: lost}, &lease{id: "retry", err: lost}, &lease{id: "dead", err: lost}, &lease{id: "slow", err: lost})
+		b.heartbeat = time.Second
+		b.onCtxEnd = []*lease{{id: "release", err: lost}}
+		var log logRecorder
+		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+			switch d.ID {
+			case "retry":
+				return errors.New("again")
+			case "dead":
+				return kanban.Permanent(errors.New("no"))
+			case "slow":
+				time.Sleep(1500 * time.Millisecond) // extended once, at 1s
+			}
+			return nil
+		}, kanban.ConsumeOptions{Logger: slog.New(&log), Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Minute })})
+		time.Sleep(time.Minute)
+		require.NoError(t, stop())
+		var settled []any
+		for _, a := range log.attrs("kanban: settling a message failed") {
+			assert.Equal(t, lost, a["err"])
+			settled = append(settled, a["id"])
+		}
+		assert.ElementsMatch(t, []any{"ack", "retry", "dead", "slow", "release"}, settled)
+		extended := log.attrs("kanban: extending a lease failed")
+		require.Len(t, extended, 1)
+		assert.Equal(t, "slow", extended[0]["id"])
+		assert.Equal(t, lost, extended[0]["err"])
+	})
+}
+
+// TestServeLogsNothingWhenAllGoesWell: settlements and extensions that
+// succeed are not logged.
+func TestServeLogsNothingWhenAllGoesWell(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "slow"}, &lease{id: "retry"})
+		b.heartbeat = time.Second
+		var log logRecorder
+		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.ID == "retry" {
+				return errors.New("again")
+			}
+			time.Sleep(5 * time.Second)
+			return nil
+		}, kanban.ConsumeOptions{Logger: slog.New(&log)})
+		time.Sleep(time.Minute)
+		require.NoError(t, stop())
+		assert.Empty(t, log.records)
+		assert.Contains(t, b.recorded(), "extend slow@4s")
+	})
+}
+
+// TestServeDeadLettersOverDelivered: a message delivered more often than
+// MaxAttempts (a backend redelivering after crashes) is dead-lettered
+// without running the handler; one on its last attempt still runs.
+func TestServeDeadLettersOverDelivered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "last", attempt: 3}, &lease{id: "over", attempt: 4})
+		var handled []string
+		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+			handled = append(handled, d.ID)
+			return nil
+		}, kanban.ConsumeOptions{MaxAttempts: 3})
+		synctest.Wait()
+		require.NoError(t, stop())
+		assert.Equal(t, []string{"last"}, handled)
+		assert.Equal(t, []string{"ack last", "dead over 4 kanban: delivered 4 times, more than MaxAttempts 3"}, b.recorded())
+	})
+}
+
+func TestServeRejectsANilHandler(t *testing.T) {
+	err := kanban.Serve(context.Background(), kanban.Source[int](newBackend()), nil, kanban.ConsumeOptions{}, kanban.Runtime{})
+	assert.EqualError(t, err, "kanban: nil handler")
+}
+
+// TestServeCountsIntoRuntimeCounters: the counts go to the Counters the
+// backend lends.
+func TestServeCountsIntoRuntimeCounters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "ok"}, &lease{id: "bad"})
+		var c kanban.Counters
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- kanban.Serve(ctx, kanban.Source[int](b), func(_ context.Context, d kanban.Delivery[int]) error {
+				if d.ID == "bad" {
+					return kanban.Permanent(errors.New("no"))
+				}
+				return nil
+			}, kanban.ConsumeOptions{}, kanban.Runtime{Counters: &c})
+		}()
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-done)
+		assert.Equal(t, kanban.QueueStats{Handled: 1, DeadLettered: 1}, c.Snapshot())
+	})
+}
