@@ -23,7 +23,7 @@ import (
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // ErrAuditClosed is handed to AuditOptions.OnUnwritten for a record
-// observed after Close.
+// observed after Shutdown.
 var ErrAuditClosed = errors.New("kaizen: audit trail is closed")
 
 // AuditOptions configures an Audit. The zero value is useful: a queue of
@@ -51,7 +51,7 @@ type AuditOptions struct {
 	Genesis string
 	// OnUnwritten receives every record that could not be written, with
 	// the reason: the write error (also returned by Err), or
-	// ErrAuditClosed after Close. It runs on the writer goroutine or on
+	// ErrAuditClosed after Shutdown. It runs on the writer goroutine or on
 	// the goroutine calling Observe. Nil means each is logged at level
 	// Error on Logger.
 	OnUnwritten func(r tai.Record, err error)
@@ -100,18 +100,18 @@ type AuditEntry struct {
 //     is counted by Unwritten. A trail ends at its first failure and never
 //     has a gap in the middle.
 //
-// Close drains the queue, writes what is left and stops the goroutine. The
-// Audit does not close or sync the io.Writer: that is its owner's job.
+// Shutdown drains the queue, writes what is left and stops the goroutine.
+// The Audit does not close or sync the io.Writer: that is its owner's job.
 type Audit struct {
-	w         io.Writer
-	redact    func(*AuditEntry)
-	onUnwrit  func(tai.Record, error)
-	batch     int
-	queue     chan auditItem
-	done      chan struct{}
-	mu        sync.RWMutex // Observe and Flush send under RLock; Close marks closed under Lock
-	closed    bool
-	closeOnce sync.Once
+	w            io.Writer
+	redact       func(*AuditEntry)
+	onUnwrit     func(tai.Record, error)
+	batch        int
+	queue        chan auditItem
+	done         chan struct{}
+	mu           sync.RWMutex // Observe and Flush send under RLock; Shutdown marks closed under Lock
+	closed       bool
+	shutdownOnce sync.Once
 
 	err       atomic.Pointer[error]
 	written   atomic.Uint64
@@ -244,12 +244,14 @@ func (a *Audit) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting records, writes every queued one and stops the
-// writer goroutine. It returns Err, or ctx.Err() if ctx ends before the
-// queue is drained (the drain goes on in the background). Close does not
-// close the io.Writer. Calling Close again waits for the same drain.
-func (a *Audit) Close(ctx context.Context) error {
-	a.closeOnce.Do(func() {
+// Shutdown stops accepting records, writes every queued one and stops the
+// writer goroutine, as net/http.Server.Shutdown does. It returns Err once
+// the goroutine has ended, or ctx.Err() if ctx ends first (the drain goes
+// on in the background, and a later Shutdown waits for it). Records
+// observed after Shutdown go to OnUnwritten with ErrAuditClosed. Shutdown
+// does not close the io.Writer.
+func (a *Audit) Shutdown(ctx context.Context) error {
+	a.shutdownOnce.Do(func() {
 		// Taking the write lock waits for Observe calls blocked on a full
 		// queue, which the writer is draining; do it off the caller's
 		// goroutine so ctx bounds the wait. The goroutine ends before the

@@ -4,19 +4,25 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -46,7 +52,7 @@ func newAudit(t *testing.T, w interface{ Write([]byte) (int, error) }, opts kaiz
 	t.Helper()
 	a, err := kaizen.NewAudit(w, opts)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
 	return a
 }
 
@@ -72,14 +78,29 @@ func TestNewAuditValidates(t *testing.T) {
 	require.ErrorContains(t, err, "nil io.Writer")
 }
 
+// idTracer is a tai.Tracer that gives each span the next IDs, sampled, as
+// a tracing SDK would.
+type idTracer struct{ n atomic.Uint64 }
+
+type idSpan struct{ sc tai.SpanContext }
+
+func (idSpan) End(error)                      {}
+func (s idSpan) SpanContext() tai.SpanContext { return s.sc }
+
+func (t *idTracer) Start(ctx context.Context, _ tai.SpanInfo) (context.Context, tai.Span) {
+	n := t.n.Add(1)
+	sc := tai.SpanContext{Sampled: true}
+	binary.BigEndian.PutUint64(sc.TraceID[8:], n)
+	binary.BigEndian.PutUint64(sc.SpanID[:], n)
+	return ctx, idSpan{sc}
+}
+
 func TestAuditThroughPipeline(t *testing.T) {
 	var buf syncBuffer
 	a := newAudit(t, &buf, kaizen.AuditOptions{})
-	sr, tp := newRecorder(t)
-	_ = sr
-	p, err := testPipeline(tai.WithObservers(a), tai.WithTracer(kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})))
+	p, err := pipelinetest.New(tai.WithObservers(a), tai.WithTracer(new(idTracer)))
 	require.NoError(t, err)
-	sigs := signalsFor()
+	sigs := pipelinetest.Signals()
 	results := make([]tai.Result[string], len(sigs))
 	for i, s := range sigs {
 		results[i], _ = p.Process(context.Background(), s)
@@ -100,6 +121,7 @@ func TestAuditThroughPipeline(t *testing.T) {
 		assert.Equal(t, sigs[i].Key, e.Key)
 		assert.Equal(t, results[i].Outcome.String(), e.Outcome)
 		assert.Equal(t, results[i].Decision.Verdict, e.Decision.Verdict)
+		require.True(t, results[i].Span.TraceID.IsValid())
 		assert.Equal(t, results[i].Span.TraceID.String(), e.TraceID)
 		assert.Equal(t, results[i].Span.SpanID.String(), e.SpanID)
 		assert.Positive(t, e.Duration)
@@ -117,7 +139,7 @@ func TestAuditThroughPipeline(t *testing.T) {
 	assert.Contains(t, denied.Error, "deny")
 	var failed kaizen.AuditEntry
 	require.NoError(t, json.Unmarshal([]byte(ls[4]), &failed))
-	assert.Equal(t, errGateway.Error(), failed.Error)
+	assert.Equal(t, pipelinetest.ErrGateway.Error(), failed.Error)
 }
 
 func TestAuditEncodesStringsExactly(t *testing.T) {
@@ -146,6 +168,60 @@ func TestAuditEncodesStringsExactly(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(ls[len(tricky)]), &e))
 	assert.Equal(t, "bad \ufffd utf8", e.Key)
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
+}
+
+// TestAuditWritesValidUTF8 reads the trail back as bytes from the file,
+// without decoding it first: encoding/json would turn raw invalid UTF-8
+// into U+FFFD on the way in and hide a trail that other readers (jq, a
+// log shipper, a strict JSON parser) reject. Each invalid byte must be
+// written as the escape \ufffd, as encoding/json writes it, and the
+// line's hash must cover those bytes.
+func TestAuditWritesValidUTF8(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	a := newAudit(t, f, kaizen.AuditOptions{})
+	invalid := []string{
+		"bad \xff utf8",          // a byte that never starts a rune
+		"cut \xe2\x82",           // a rune cut short
+		"surrogate \xed\xa0\x80", // UTF-16 surrogates are not UTF-8
+		"overlong \xc0\xaf",      // an overlong '/'
+		"\x80",                   // a lone continuation byte
+	}
+	for i, s := range invalid {
+		a.Observe(context.Background(), tai.Record{ID: "id " + s, Kind: "kind " + s, Key: s,
+			Decision: tai.Decision{Verdict: tai.Deny, Policy: "policy " + s, Reason: s,
+				Contributions: []tai.Contribution{{Rule: "rule " + s, Reason: s}}},
+			Outcome: tai.Denied, Err: errors.New(s), Start: time.Unix(int64(i), 0)})
+	}
+	require.NoError(t, a.Shutdown(context.Background()))
+	require.NoError(t, f.Close())
+
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.True(t, utf8.Valid(raw), "the file is valid UTF-8")
+	ls := lines(raw)
+	require.Len(t, ls, len(invalid))
+	for i, s := range invalid {
+		line := []byte(ls[i])
+		require.True(t, json.Valid(line), "line %d is valid JSON: %s", i+1, line)
+		want, err := json.Marshal(s) // encoding/json's replacement
+		require.NoError(t, err)
+		wantField := string(want)
+		for _, field := range []string{`"key":`, `"reason":`, `"error":`} {
+			assert.Contains(t, ls[i], field+wantField, "line %d: %s holds each invalid byte as \\ufffd", i+1, field)
+		}
+		assert.Contains(t, ls[i], `"id":"id `+wantField[1:])
+		assert.Contains(t, ls[i], `"kind":"kind `+wantField[1:])
+		assert.Contains(t, ls[i], `"policy":"policy `+wantField[1:])
+		assert.Contains(t, ls[i], `"rule":"rule `+wantField[1:])
+		var e kaizen.AuditEntry
+		require.NoError(t, json.Unmarshal(line, &e))
+		var text string
+		require.NoError(t, json.Unmarshal(want, &text))
+		assert.Equal(t, text, e.Key, "read back, the key is what encoding/json makes of it")
+	}
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(raw)), "the hash covers the bytes as written")
 }
 
 func TestAuditRedact(t *testing.T) {
@@ -213,7 +289,7 @@ func TestAuditBackpressure(t *testing.T) {
 		close(w.release)
 		third.Wait()
 		fourth.Wait()
-		require.NoError(t, a.Close(ctx))
+		require.NoError(t, a.Shutdown(ctx))
 		assert.True(t, returned)
 		assert.Equal(t, uint64(4), a.Written())
 		assert.Zero(t, a.Unwritten())
@@ -222,7 +298,7 @@ func TestAuditBackpressure(t *testing.T) {
 	})
 }
 
-func TestAuditCloseHonoursContext(t *testing.T) {
+func TestAuditShutdownHonoursContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &blockingWriter{release: make(chan struct{})}
 		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{})
@@ -230,12 +306,12 @@ func TestAuditCloseHonoursContext(t *testing.T) {
 		a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		require.ErrorIs(t, a.Close(ctx), context.DeadlineExceeded, "the writer is stuck; Close gives up waiting")
+		require.ErrorIs(t, a.Shutdown(ctx), context.DeadlineExceeded, "the writer is stuck; Shutdown gives up waiting")
 		fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
 		defer fcancel()
 		close(w.release)
-		require.NoError(t, a.Close(context.Background()), "a second Close waits for the same drain")
-		require.NoError(t, a.Flush(fctx), "Flush after Close has nothing to do")
+		require.NoError(t, a.Shutdown(context.Background()), "a second Shutdown waits for the same drain")
+		require.NoError(t, a.Flush(fctx), "Flush after Shutdown has nothing to do")
 		assert.Equal(t, uint64(1), a.Written())
 	})
 }
@@ -305,7 +381,7 @@ func TestAuditWriteFailureIsLoud(t *testing.T) {
 	require.ErrorIs(t, err, errDiskFull)
 	require.ErrorIs(t, a.Err(), errDiskFull)
 	a.Observe(ctx, tai.Record{ID: "4", Kind: "k"})
-	require.ErrorIs(t, a.Close(ctx), errDiskFull)
+	require.ErrorIs(t, a.Shutdown(ctx), errDiskFull)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -327,7 +403,7 @@ func TestAuditUnwrittenAreLoggedByDefault(t *testing.T) {
 	var logs syncBuffer
 	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	require.NoError(t, err)
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	a.Observe(context.Background(), tai.Record{ID: "late-1", Kind: "payment"})
 	out := string(logs.Bytes())
 	assert.Contains(t, out, "level=ERROR")
@@ -336,11 +412,11 @@ func TestAuditUnwrittenAreLoggedByDefault(t *testing.T) {
 	assert.Equal(t, uint64(1), a.Unwritten())
 }
 
-func TestAuditAfterCloseGoesToOnUnwritten(t *testing.T) {
+func TestAuditAfterShutdownGoesToOnUnwritten(t *testing.T) {
 	var got error
 	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{OnUnwritten: func(_ tai.Record, err error) { got = err }})
 	require.NoError(t, err)
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
 	require.ErrorIs(t, got, kaizen.ErrAuditClosed)
 }
@@ -352,12 +428,12 @@ func TestAuditConcurrentObserversKeepTheChain(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			for i := range 250 {
-				a.Observe(context.Background(), tai.Record{ID: fmt.Sprintf("%d-%d", g, i), Kind: "k", Outcome: tai.Outcomes[i%4]})
+				a.Observe(context.Background(), tai.Record{ID: fmt.Sprintf("%d-%d", g, i), Kind: "k", Outcome: tai.Outcome(i % 4)})
 			}
 		})
 	}
 	wg.Wait()
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	require.Len(t, lines(buf.Bytes()), 1000)
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
@@ -366,13 +442,13 @@ func TestAuditGenesisContinuesAChain(t *testing.T) {
 	var first, second syncBuffer
 	a1 := newAudit(t, &first, kaizen.AuditOptions{})
 	a1.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
-	require.NoError(t, a1.Close(context.Background()))
+	require.NoError(t, a1.Shutdown(context.Background()))
 	last, err := kaizen.VerifyAuditFrom(bytes.NewReader(first.Bytes()), kaizen.GenesisHash)
 	require.NoError(t, err)
 
 	a2 := newAudit(t, &second, kaizen.AuditOptions{Genesis: last})
 	a2.Observe(context.Background(), tai.Record{ID: "2", Kind: "k"})
-	require.NoError(t, a2.Close(context.Background()))
+	require.NoError(t, a2.Shutdown(context.Background()))
 	_, err = kaizen.VerifyAuditFrom(bytes.NewReader(second.Bytes()), last)
 	require.NoError(t, err)
 
@@ -388,11 +464,11 @@ func TestAuditOutputThroughBufio(t *testing.T) {
 	w := bufio.NewWriter(&sink)
 	a, err := kaizen.NewAudit(w, kaizen.AuditOptions{})
 	require.NoError(t, err)
-	r := realisticRecord()
+	r := pipelinetest.RealisticRecord()
 	for range 3000 {
 		a.Observe(context.Background(), r)
 	}
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	require.NoError(t, w.Flush())
 	require.NoError(t, kaizen.VerifyAudit(&sink))
 }

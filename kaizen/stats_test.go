@@ -4,17 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -53,15 +56,30 @@ func TestNewStatsValidates(t *testing.T) {
 	}
 	s, err := kaizen.NewStats(kaizen.StatsOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, kaizen.DefaultWindows, s.Windows())
+	assert.Equal(t, []time.Duration{time.Minute, 5 * time.Minute, time.Hour}, s.Windows())
+	assert.Equal(t, s.Windows(), kaizen.DefaultWindows())
+}
+
+func TestDefaultWindowsIsACopy(t *testing.T) {
+	w := kaizen.DefaultWindows()
+	w[0] = time.Nanosecond
+	assert.Equal(t, time.Minute, kaizen.DefaultWindows()[0], "changing the result changes no later one")
+	s, err := kaizen.NewStats(kaizen.StatsOptions{})
+	require.NoError(t, err)
+	s.Windows()[0] = time.Nanosecond
+	assert.Equal(t, time.Minute, s.Windows()[0], "Windows returns a copy")
 }
 
 func TestStatsCountsRatesAndWindows(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, time.Hour}, Resolution: 6, Clock: clk.Now})
+	synctest.Test(t, testStatsCountsRatesAndWindows)
+}
+
+func testStatsCountsRatesAndWindows(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, time.Hour}, Resolution: 6})
 	require.NoError(t, err)
 	ctx := context.Background()
-	now := clk.Now()
+	time.Sleep(7 * time.Second) // off the boundary of a slot
+	now := time.Now()
 
 	// 30 minutes ago: only in the hour window.
 	s.Observe(ctx, rec("payment", tai.Failed, tai.Allow, now.Add(-30*time.Minute), 40*time.Millisecond))
@@ -74,7 +92,7 @@ func TestStatsCountsRatesAndWindows(t *testing.T) {
 	s.Observe(ctx, rec("deployment", tai.Succeeded, tai.Review, now.Add(-time.Second), time.Second))
 
 	snap := s.Snapshot()
-	assert.Equal(t, now, snap.Time)
+	assert.True(t, now.Equal(snap.Time), "the snapshot is taken now")
 	require.Len(t, snap.Kinds, 2)
 
 	m, ok := snap.Window("payment", time.Minute)
@@ -97,7 +115,7 @@ func TestStatsCountsRatesAndWindows(t *testing.T) {
 	assert.InEpsilon(t, float64(20*time.Millisecond), float64(p.P99), 0.01)
 	assert.Equal(t, p.P90, p.Quantile(0.9))
 	// Slots are 10s wide; the window ends with the slot that holds now.
-	assert.Equal(t, now.Truncate(10*time.Second).Add(10*time.Second), p.End)
+	assert.Equal(t, now.Truncate(10*time.Second).Add(10*time.Second).UTC(), p.End)
 	assert.Equal(t, p.End.Add(-time.Minute), p.Start)
 
 	h, ok := snap.Window("payment", time.Hour)
@@ -123,24 +141,25 @@ func TestStatsCountsRatesAndWindows(t *testing.T) {
 	assert.False(t, ok)
 
 	// Time passes: the minute window empties, the previous one fills.
-	clk.Advance(time.Minute)
+	time.Sleep(time.Minute)
 	m2, _ := s.Window("payment", time.Minute)
 	assert.Zero(t, m2.Current.Total)
 	assert.Equal(t, uint64(8), m2.Previous.Total)
 	assert.Equal(t, kaizen.Unknown, m2.Trend.SuccessRate.Direction)
 
-	clk.Advance(time.Minute)
+	time.Sleep(time.Minute)
 	m3, _ := s.Window("payment", time.Minute)
 	assert.Zero(t, m3.Previous.Total, "older than two windows is forgotten")
 }
 
-func TestStatsTrend(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Clock: clk.Now})
+func TestStatsTrend(t *testing.T) { synctest.Test(t, testStatsTrend) }
+
+func testStatsTrend(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
 	require.NoError(t, err)
 	ctx := context.Background()
 	// Previous minute: 10% errors, p99 100ms. Current: 30% errors, p99 10ms.
-	prevEnd := clk.Now().Add(-90 * time.Second)
+	prevEnd := time.Now().Add(-90 * time.Second)
 	for i := range 100 {
 		o := tai.Succeeded
 		if i < 10 {
@@ -153,7 +172,7 @@ func TestStatsTrend(t *testing.T) {
 		if i < 30 {
 			o = tai.Failed
 		}
-		s.Observe(ctx, rec("k", o, tai.Allow, clk.Now().Add(-time.Second), 10*time.Millisecond))
+		s.Observe(ctx, rec("k", o, tai.Allow, time.Now().Add(-time.Second), 10*time.Millisecond))
 	}
 	w, ok := s.Window("k", time.Minute)
 	require.True(t, ok)
@@ -182,9 +201,8 @@ func TestStatsTrendTolerance(t *testing.T) {
 		{"wide tolerance", kaizen.Tolerance{Rate: 0.2, Latency: 1}, 10, 25, 100 * time.Millisecond, 190 * time.Millisecond, kaizen.Same, kaizen.Same},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			clk := newFakeClock()
-			s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Tolerance: c.tol, Clock: clk.Now})
+		synctest.Test(t, func(t *testing.T) {
+			s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Tolerance: c.tol})
 			require.NoError(t, err)
 			fill := func(end time.Time, errs int, lat time.Duration) {
 				for i := range 100 {
@@ -195,26 +213,27 @@ func TestStatsTrendTolerance(t *testing.T) {
 					s.Observe(context.Background(), rec("k", o, tai.Allow, end, lat))
 				}
 			}
-			fill(clk.Now().Add(-90*time.Second), c.prevErr, c.prevLat)
-			fill(clk.Now().Add(-time.Second), c.curErr, c.curLat)
+			fill(time.Now().Add(-90*time.Second), c.prevErr, c.prevLat)
+			fill(time.Now().Add(-time.Second), c.curErr, c.curLat)
 			w, _ := s.Window("k", time.Minute)
-			assert.Equal(t, c.wantErr, w.Trend.ErrorRate.Direction)
-			assert.Equal(t, c.wantP99, w.Trend.P99.Direction)
+			assert.Equal(t, c.wantErr, w.Trend.ErrorRate.Direction, c.name)
+			assert.Equal(t, c.wantP99, w.Trend.P99.Direction, c.name)
 		})
 	}
 }
 
 // TestStatsQuantilesAgainstExact feeds random latencies spread over a
 // window and checks the window's quantiles against exact ones.
-func TestStatsQuantilesAgainstExact(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{5 * time.Minute}, Clock: clk.Now})
+func TestStatsQuantilesAgainstExact(t *testing.T) { synctest.Test(t, testStatsQuantilesAgainstExact) }
+
+func testStatsQuantilesAgainstExact(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{5 * time.Minute}})
 	require.NoError(t, err)
 	r := rand.New(rand.NewPCG(42, 43))
 	vs := make([]time.Duration, 50000)
 	for i := range vs {
 		vs[i] = time.Duration(math.Exp(r.NormFloat64()) * float64(30*time.Millisecond))
-		end := clk.Now().Add(-time.Duration(r.Int64N(int64(4 * time.Minute))))
+		end := time.Now().Add(-time.Duration(r.Int64N(int64(4 * time.Minute))))
 		s.Observe(context.Background(), rec("k", tai.Succeeded, tai.Allow, end, vs[i]))
 	}
 	slices.Sort(vs)
@@ -228,11 +247,10 @@ func TestStatsQuantilesAgainstExact(t *testing.T) {
 }
 
 func TestStatsMaxKinds(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{MaxKinds: 2, Clock: clk.Now})
+	s, err := kaizen.NewStats(kaizen.StatsOptions{MaxKinds: 2})
 	require.NoError(t, err)
 	for _, k := range []string{"a", "b", "c", "a", "d"} {
-		s.Observe(context.Background(), rec(k, tai.Succeeded, tai.Allow, clk.Now(), time.Millisecond))
+		s.Observe(context.Background(), rec(k, tai.Succeeded, tai.Allow, time.Now(), time.Millisecond))
 	}
 	snap := s.Snapshot()
 	assert.Len(t, snap.Kinds, 2)
@@ -241,41 +259,99 @@ func TestStatsMaxKinds(t *testing.T) {
 	assert.Equal(t, uint64(2), w.Current.Total)
 }
 
-func TestStatsRecordWithoutStartUsesClock(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Clock: clk.Now})
-	require.NoError(t, err)
-	s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Duration: time.Millisecond})
-	w, _ := s.Window("k", time.Minute)
-	assert.Equal(t, uint64(1), w.Current.Total)
+func TestStatsRecordWithoutStartIsPlacedNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
+		require.NoError(t, err)
+		time.Sleep(time.Hour)
+		s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Duration: 10 * time.Minute})
+		w, _ := s.Window("k", time.Minute)
+		assert.Equal(t, uint64(1), w.Current.Total, "placed at time.Now(), not at the zero time plus Duration")
+		time.Sleep(time.Minute)
+		w, _ = s.Window("k", time.Minute)
+		assert.Zero(t, w.Current.Total)
+		assert.Equal(t, uint64(1), w.Previous.Total)
+	})
+}
+
+// TestStatsCountsRecordsStartedAtTimeNow: a pipeline sets Record.Start
+// from time.Now() when a signal begins and Duration from the monotonic
+// clock; Stats places the record when it finished and reads its windows
+// at time.Now(), so a signal that just finished is in the current window.
+func TestStatsCountsRecordsStartedAtTimeNow(t *testing.T) {
+	t.Run("real time", func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{})
+		require.NoError(t, err)
+		start := time.Now()
+		s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Start: start, Duration: time.Since(start)})
+		for _, d := range kaizen.DefaultWindows() {
+			w, ok := s.Window("k", d)
+			require.True(t, ok)
+			assert.Equal(t, uint64(1), w.Current.Total, "window %v", d)
+		}
+	})
+	t.Run("through a pipeline", func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{})
+		require.NoError(t, err)
+		p, err := pipelinetest.New(tai.WithObservers(s))
+		require.NoError(t, err)
+		for _, sig := range pipelinetest.Signals() {
+			_, _ = p.Process(context.Background(), sig)
+		}
+		w, ok := s.Window("payment", time.Minute)
+		require.True(t, ok)
+		assert.Equal(t, uint64(len(pipelinetest.Signals())), w.Current.Total)
+		assert.Equal(t, kaizen.OutcomeCounts{Succeeded: 1, Denied: 2, Rejected: 1, Failed: 1}, w.Current.Outcomes)
+	})
+	t.Run("a long signal counts when it finished", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			// 12 slots of 5s: the current window of 1m covers the last
+			// 55 to 60 seconds.
+			s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
+			require.NoError(t, err)
+			start := time.Now()
+			time.Sleep(50 * time.Second)
+			s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Start: start, Duration: time.Since(start)})
+			time.Sleep(30 * time.Second) // started 80s ago, finished 30s ago
+			w, _ := s.Window("k", time.Minute)
+			assert.Equal(t, uint64(1), w.Current.Total)
+			assert.Zero(t, w.Previous.Total)
+			time.Sleep(40 * time.Second) // finished 70s ago
+			w, _ = s.Window("k", time.Minute)
+			assert.Zero(t, w.Current.Total)
+			assert.Equal(t, uint64(1), w.Previous.Total)
+		})
+	})
 }
 
 func TestStatsTooOldRecordsAreIgnored(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Clock: clk.Now})
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
 	require.NoError(t, err)
-	s.Observe(context.Background(), rec("k", tai.Succeeded, tai.Allow, clk.Now(), time.Millisecond))
+	s.Observe(context.Background(), rec("k", tai.Succeeded, tai.Allow, time.Now(), time.Millisecond))
 	// Far older than the ring holds: must not reset the current slot.
-	s.Observe(context.Background(), rec("k", tai.Failed, tai.Allow, clk.Now().Add(-time.Hour), time.Millisecond))
+	s.Observe(context.Background(), rec("k", tai.Failed, tai.Allow, time.Now().Add(-time.Hour), time.Millisecond))
 	w, _ := s.Window("k", time.Minute)
 	assert.Equal(t, uint64(1), w.Current.Total)
 	assert.Zero(t, w.Current.Outcomes.Failed)
 }
 
-func TestStatsHandler(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 72 * time.Hour}, Clock: clk.Now})
-	require.NoError(t, err)
-	s.Observe(context.Background(), rec("payment", tai.Succeeded, tai.Allow, clk.Now(), 250*time.Millisecond))
-	s.Observe(context.Background(), rec("deployment", tai.Failed, 0, clk.Now(), time.Second))
+func TestStatsHandler(t *testing.T) { synctest.Test(t, testStatsHandler) }
 
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-
-	res, err := http.Get(srv.URL + "?kind=payment")
+func testStatsHandler(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 72 * time.Hour}})
 	require.NoError(t, err)
-	defer res.Body.Close()
+	s.Observe(context.Background(), rec("payment", tai.Succeeded, tai.Allow, time.Now(), 250*time.Millisecond))
+	s.Observe(context.Background(), rec("deployment", tai.Failed, 0, time.Now(), time.Second))
+
+	serve := func(method, target string) *http.Response {
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest(method, target, nil))
+		return w.Result()
+	}
+
+	res := serve(http.MethodGet, "/stats?kind=payment")
 	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
 	assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
 	var body struct {
 		Time  time.Time `json:"time"`
@@ -302,25 +378,31 @@ func TestStatsHandler(t *testing.T) {
 	assert.InEpsilon(t, 0.25, lat["p99"], 0.01)
 	assert.Equal(t, "unknown", ws[0].Trend["error_rate"]["direction"])
 
-	res2, err := http.Get(srv.URL + "?kind=nope")
-	require.NoError(t, err)
-	res2.Body.Close()
+	res2 := serve(http.MethodGet, "/stats?kind=nope")
 	assert.Equal(t, http.StatusNotFound, res2.StatusCode)
+	assert.Contains(t, readAll(t, res2), `unknown kind "nope"`)
 
-	res3, err := http.Post(srv.URL, "application/json", nil)
-	require.NoError(t, err)
-	res3.Body.Close()
+	res3 := serve(http.MethodPost, "/stats")
 	assert.Equal(t, http.StatusMethodNotAllowed, res3.StatusCode)
+	assert.Equal(t, "GET, HEAD", res3.Header.Get("Allow"))
 
-	res4, err := http.Get(srv.URL)
-	require.NoError(t, err)
+	res5 := serve(http.MethodHead, "/stats")
+	assert.Equal(t, http.StatusOK, res5.StatusCode, "HEAD is allowed")
+
+	res4 := serve(http.MethodGet, "/stats")
 	var all kaizen.StatsSnapshot
 	var raw map[string]json.RawMessage
 	require.NoError(t, json.NewDecoder(res4.Body).Decode(&raw))
-	res4.Body.Close()
 	require.NoError(t, json.Unmarshal(raw["time"], &all.Time))
-	assert.True(t, all.Time.Equal(clk.Now()))
+	assert.True(t, all.Time.Equal(time.Now()))
 	assert.Contains(t, string(raw["kinds"]), `"deployment"`)
+}
+
+func readAll(t *testing.T, res *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return string(b)
 }
 
 func TestStatsConcurrentObserveAndSnapshot(t *testing.T) {
@@ -332,7 +414,7 @@ func TestStatsConcurrentObserveAndSnapshot(t *testing.T) {
 			defer func() { done <- struct{}{} }()
 			for i := range 2000 {
 				kind := []string{"a", "b"}[(g+i)%2]
-				s.Observe(context.Background(), rec(kind, tai.Outcomes[i%4], tai.Allow, time.Now(), time.Duration(i)*time.Microsecond))
+				s.Observe(context.Background(), rec(kind, tai.Outcome(i%4), tai.Allow, time.Now(), time.Duration(i)*time.Microsecond))
 			}
 		}()
 	}
@@ -351,7 +433,7 @@ func TestStatsConcurrentObserveAndSnapshot(t *testing.T) {
 func TestStatsObserveAllocatesNothing(t *testing.T) {
 	s, err := kaizen.NewStats(kaizen.StatsOptions{})
 	require.NoError(t, err)
-	r := realisticRecord()
+	r := pipelinetest.RealisticRecord()
 	ctx := context.Background()
 	s.Observe(ctx, r) // creates the kind and the histogram chunk
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { s.Observe(ctx, r) }))

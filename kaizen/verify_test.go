@@ -29,7 +29,7 @@ func trail(t *testing.T, n int) []string {
 			Outcome: tai.Succeeded, Decision: tai.Decision{Verdict: tai.Allow, Policy: "fraud", Score: 0.1},
 			Start: start.Add(time.Duration(i) * time.Second), Duration: time.Millisecond})
 	}
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	return lines(buf.Bytes())
 }
 
