@@ -1,11 +1,6 @@
-package kaizen
+package kaizenprom
 
 import (
-	"errors"
-	"fmt"
-	"slices"
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/taipattern/taikit/jidoka"
 )
@@ -26,14 +21,14 @@ import (
 // Every breaker, line and watchdog needs a unique, non-empty Name: it is
 // the label value.
 type JidokaCollector struct {
+	*families
 	state, transitions, failureRatio, slowRatio *prometheus.Desc
 	stopped, stops                              *prometheus.Desc
 	healthy, checks                             *prometheus.Desc
 
-	mu        sync.Mutex
-	breakers  []*jidoka.Breaker
-	lines     []*jidoka.Line
-	watchdogs []*jidoka.Watchdog
+	breakers  sources[*jidoka.Breaker]
+	lines     sources[*jidoka.Line]
+	watchdogs sources[*jidoka.Watchdog]
 }
 
 var breakerStates = []jidoka.State{
@@ -46,115 +41,70 @@ var breakerStates = []jidoka.State{
 // same options, that one is returned, so breakers added through either
 // are exported once.
 func NewJidokaCollector(reg prometheus.Registerer, opts CollectorOptions) (*JidokaCollector, error) {
-	const who = "NewJidokaCollector"
-	if err := checkRegisterer(reg, who); err != nil {
-		return nil, err
-	}
-	ns, err := opts.namespace(who)
+	f, err := newFamilies(reg, opts, "NewJidokaCollector")
 	if err != nil {
 		return nil, err
 	}
-	c := &JidokaCollector{
-		state:        opts.desc(ns, "breaker_state", "State of a circuit breaker: 1 for the current state, 0 for the others.", "breaker", "state"),
-		transitions:  opts.desc(ns, "breaker_transitions_total", "State changes of a circuit breaker.", "breaker"),
-		failureRatio: opts.desc(ns, "breaker_failure_ratio", "Failed calls over calls in the breaker's window.", "breaker"),
-		slowRatio:    opts.desc(ns, "breaker_slow_call_ratio", "Slow calls over calls in the breaker's window.", "breaker"),
-		stopped:      opts.desc(ns, "line_stopped", "1 while the line is stopped, 0 while it runs.", "line"),
-		stops:        opts.desc(ns, "line_stops_total", "Stops of the line.", "line"),
-		healthy:      opts.desc(ns, "watchdog_healthy", "1 while the watchdog is healthy, 0 when it is not.", "watchdog"),
-		checks:       opts.desc(ns, "watchdog_checks_total", "Health checks the watchdog ran.", "watchdog"),
-	}
-	return register(reg, c)
+	return register(reg, &JidokaCollector{
+		families:     f,
+		state:        f.desc("breaker_state", "State of a circuit breaker: 1 for the current state, 0 for the others.", "breaker", "state"),
+		transitions:  f.desc("breaker_transitions_total", "State changes of a circuit breaker.", "breaker"),
+		failureRatio: f.desc("breaker_failure_ratio", "Failed calls over calls in the breaker's window.", "breaker"),
+		slowRatio:    f.desc("breaker_slow_call_ratio", "Slow calls over calls in the breaker's window.", "breaker"),
+		stopped:      f.desc("line_stopped", "1 while the line is stopped, 0 while it runs.", "line"),
+		stops:        f.desc("line_stops_total", "Stops of the line.", "line"),
+		healthy:      f.desc("watchdog_healthy", "1 while the watchdog is healthy, 0 when it is not.", "watchdog"),
+		checks:       f.desc("watchdog_checks_total", "Health checks the watchdog ran.", "watchdog"),
+	})
 }
 
 // AddBreaker exports b. It returns an error if b is nil, has no Name, or
 // a breaker of the same Name is exported already.
 func (c *JidokaCollector) AddBreaker(b *jidoka.Breaker) error {
 	if b == nil {
-		return errors.New("kaizen: AddBreaker: nil breaker")
+		return errNil("AddBreaker", "breaker")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := checkName("breaker", b.Name(), slices.ContainsFunc(c.breakers, func(x *jidoka.Breaker) bool { return x.Name() == b.Name() })); err != nil {
-		return err
-	}
-	c.breakers = append(c.breakers, b)
-	return nil
+	return c.breakers.add("breaker", b.Name(), b)
 }
 
 // AddLine exports l. It returns an error if l is nil, has no Name, or a
 // line of the same Name is exported already.
 func (c *JidokaCollector) AddLine(l *jidoka.Line) error {
 	if l == nil {
-		return errors.New("kaizen: AddLine: nil line")
+		return errNil("AddLine", "line")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := checkName("line", l.Name(), slices.ContainsFunc(c.lines, func(x *jidoka.Line) bool { return x.Name() == l.Name() })); err != nil {
-		return err
-	}
-	c.lines = append(c.lines, l)
-	return nil
+	return c.lines.add("line", l.Name(), l)
 }
 
 // AddWatchdog exports w. It returns an error if w is nil, has no Name, or
 // a watchdog of the same Name is exported already.
 func (c *JidokaCollector) AddWatchdog(w *jidoka.Watchdog) error {
 	if w == nil {
-		return errors.New("kaizen: AddWatchdog: nil watchdog")
+		return errNil("AddWatchdog", "watchdog")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := checkName("watchdog", w.Name(), slices.ContainsFunc(c.watchdogs, func(x *jidoka.Watchdog) bool { return x.Name() == w.Name() })); err != nil {
-		return err
-	}
-	c.watchdogs = append(c.watchdogs, w)
-	return nil
-}
-
-// checkName rejects an empty or duplicate label value.
-func checkName(what, name string, dup bool) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("kaizen: the %s has no Name; the collector labels its series with it", what)
-	case dup:
-		return fmt.Errorf("kaizen: a %s named %q is collected already", what, name)
-	}
-	return nil
-}
-
-// Describe sends the descriptors of every metric.
-func (c *JidokaCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.state, c.transitions, c.failureRatio, c.slowRatio, c.stopped, c.stops, c.healthy, c.checks} {
-		ch <- d
-	}
+	return c.watchdogs.add("watchdog", w.Name(), w)
 }
 
 // Collect reads every breaker, line and watchdog.
 func (c *JidokaCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	breakers, lines, watchdogs := slices.Clone(c.breakers), slices.Clone(c.lines), slices.Clone(c.watchdogs)
-	c.mu.Unlock()
-
-	for _, b := range breakers {
-		s := b.Snapshot()
-		name := b.Name()
+	for _, b := range c.breakers.list() {
+		s := b.src.Snapshot()
 		for _, st := range breakerStates {
-			send(ch, c.state, prometheus.GaugeValue, boolValue(st == s.State), name, st.String())
+			send(ch, c.state, prometheus.GaugeValue, boolValue(st == s.State), b.name, st.String())
 		}
 		// A new breaker is in generation 1; each change adds one.
-		send(ch, c.transitions, prometheus.CounterValue, float64(max(s.Generation, 1)-1), name)
-		send(ch, c.failureRatio, prometheus.GaugeValue, s.FailureRate, name)
-		send(ch, c.slowRatio, prometheus.GaugeValue, s.SlowCallRate, name)
+		send(ch, c.transitions, prometheus.CounterValue, float64(max(s.Generation, 1)-1), b.name)
+		send(ch, c.failureRatio, prometheus.GaugeValue, s.FailureRate, b.name)
+		send(ch, c.slowRatio, prometheus.GaugeValue, s.SlowCallRate, b.name)
 	}
-	for _, l := range lines {
-		st := l.Status()
-		send(ch, c.stopped, prometheus.GaugeValue, boolValue(st.Stopped), l.Name())
-		send(ch, c.stops, prometheus.CounterValue, float64(st.Stops), l.Name())
+	for _, l := range c.lines.list() {
+		st := l.src.Status()
+		send(ch, c.stopped, prometheus.GaugeValue, boolValue(st.Stopped), l.name)
+		send(ch, c.stops, prometheus.CounterValue, float64(st.Stops), l.name)
 	}
-	for _, w := range watchdogs {
-		st := w.Status()
-		send(ch, c.healthy, prometheus.GaugeValue, boolValue(st.Healthy), w.Name())
-		send(ch, c.checks, prometheus.CounterValue, float64(st.Checks), w.Name())
+	for _, w := range c.watchdogs.list() {
+		st := w.src.Status()
+		send(ch, c.healthy, prometheus.GaugeValue, boolValue(st.Healthy), w.name)
+		send(ch, c.checks, prometheus.CounterValue, float64(st.Checks), w.name)
 	}
 }
