@@ -24,6 +24,7 @@ import (
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
 	"github.com/taipattern/taikit/tai"
+	"go.uber.org/goleak"
 )
 
 // syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
@@ -313,6 +314,34 @@ func TestAuditShutdownHonoursContext(t *testing.T) {
 		require.NoError(t, a.Shutdown(context.Background()), "a second Shutdown waits for the same drain")
 		require.NoError(t, a.Flush(fctx), "Flush after Shutdown has nothing to do")
 		assert.Equal(t, uint64(1), a.Written())
+	})
+}
+
+func TestAuditShutdownStopsItsGoroutines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		before := goleak.IgnoreCurrent()
+		ctx := context.Background()
+		w := &blockingWriter{release: make(chan struct{})}
+		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{Buffer: 1, OnUnwritten: func(tai.Record, error) {}})
+		require.NoError(t, err)
+		a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+		synctest.Wait() // the writer took record 1 and blocks in Write
+		a.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
+		var third sync.WaitGroup
+		third.Go(func() { a.Observe(ctx, tai.Record{ID: "3", Kind: "k"}) }) // blocks: the queue is full
+		synctest.Wait()
+
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		require.ErrorIs(t, a.Shutdown(sctx), context.DeadlineExceeded)
+		close(w.release)
+		third.Wait()
+		require.NoError(t, a.Shutdown(ctx))
+		goleak.VerifyNone(t, before)
+		assert.Equal(t, uint64(3), a.Written(), "what was observed before Shutdown is written")
+		require.NoError(t, a.Shutdown(ctx), "Shutdown is idempotent")
+		a.Observe(ctx, tai.Record{ID: "4", Kind: "k"})
+		assert.Equal(t, uint64(1), a.Unwritten(), "what is observed after it is not")
 	})
 }
 
