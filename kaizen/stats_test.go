@@ -60,6 +60,23 @@ func TestNewStatsValidates(t *testing.T) {
 	assert.Equal(t, s.Windows(), kaizen.DefaultWindows())
 }
 
+func TestNewStatsAcceptsTheBounds(t *testing.T) {
+	for _, opts := range []kaizen.StatsOptions{
+		{Resolution: 1},
+		{Resolution: 1000},
+		{Resolution: 12, Windows: []time.Duration{12 * time.Millisecond}},
+		{MaxKinds: 1},
+		{Tolerance: kaizen.Tolerance{Rate: 1, Latency: 100}},
+	} {
+		s, err := kaizen.NewStats(opts)
+		require.NoError(t, err, "%+v", opts)
+		s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Start: time.Now()})
+		w, ok := s.Window("k", s.Windows()[0])
+		require.True(t, ok)
+		assert.Equal(t, uint64(1), w.Current.Total, "%+v", opts)
+	}
+}
+
 func TestDefaultWindowsIsACopy(t *testing.T) {
 	w := kaizen.DefaultWindows()
 	w[0] = time.Nanosecond
@@ -196,16 +213,22 @@ func TestStatsTrendTolerance(t *testing.T) {
 		prevLat, curLat  time.Duration
 		wantErr, wantP99 kaizen.Direction
 	}{
-		{"within default tolerance", kaizen.Tolerance{}, 10, 10, 100 * time.Millisecond, 105 * time.Millisecond, kaizen.Same, kaizen.Same},
-		{"beyond default", kaizen.Tolerance{}, 10, 5, 100 * time.Millisecond, 150 * time.Millisecond, kaizen.Better, kaizen.Worse},
-		{"wide tolerance", kaizen.Tolerance{Rate: 0.2, Latency: 1}, 10, 25, 100 * time.Millisecond, 190 * time.Millisecond, kaizen.Same, kaizen.Same},
+		// Errors per thousand signals.
+		{"within default tolerance", kaizen.Tolerance{}, 100, 100, 100 * time.Millisecond, 105 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"half a point is within the default", kaizen.Tolerance{}, 100, 105, 100 * time.Millisecond, 100 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"beyond default", kaizen.Tolerance{}, 100, 50, 100 * time.Millisecond, 150 * time.Millisecond, kaizen.Better, kaizen.Worse},
+		{"latency better", kaizen.Tolerance{}, 100, 100, 100 * time.Millisecond, 50 * time.Millisecond, kaizen.Same, kaizen.Better},
+		{"wide tolerance", kaizen.Tolerance{Rate: 0.2, Latency: 1}, 100, 250, 100 * time.Millisecond, 190 * time.Millisecond, kaizen.Same, kaizen.Same},
+		// Every latency of a window is the same, so its quantiles are
+		// exact: a change of exactly the tolerance is the Same.
+		{"change equal to the tolerance", kaizen.Tolerance{Rate: 0.25, Latency: 0.5}, 250, 500, 100 * time.Millisecond, 150 * time.Millisecond, kaizen.Same, kaizen.Same},
 	}
 	for _, c := range cases {
 		synctest.Test(t, func(t *testing.T) {
 			s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Tolerance: c.tol})
 			require.NoError(t, err)
 			fill := func(end time.Time, errs int, lat time.Duration) {
-				for i := range 100 {
+				for i := range 1000 {
 					o := tai.Succeeded
 					if i < errs {
 						o = tai.Failed
