@@ -103,12 +103,12 @@ type AuditEntry struct {
 // Shutdown drains the queue, writes what is left and stops the goroutine.
 // The Audit does not close or sync the io.Writer: that is its owner's job.
 type Audit struct {
-	w            io.Writer
-	redact       func(*AuditEntry)
-	onUnwrit     func(tai.Record, error)
-	batch        int
-	queue        chan auditItem
-	done         chan struct{}
+	w        io.Writer
+	redact   func(*AuditEntry)
+	onUnwrit func(tai.Record, error)
+	batch    int
+	queue    chan auditItem
+	done     chan struct{}
 	// senders counts, in steps of 2, the Observe and Flush calls that
 	// may send on queue; bit 0 is set by Shutdown. Once it is set and no
 	// sender is left, idle is closed and the writer drains the queue and
