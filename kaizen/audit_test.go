@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,7 +68,9 @@ func TestNewAuditValidates(t *testing.T) {
 		{"buffer", kaizen.AuditOptions{Buffer: -1}, "AuditOptions.Buffer -1"},
 		{"buffer huge", kaizen.AuditOptions{Buffer: 1 << 30}, "AuditOptions.Buffer 1073741824"},
 		{"batch", kaizen.AuditOptions{BatchBytes: -5}, "AuditOptions.BatchBytes -5"},
-		{"genesis", kaizen.AuditOptions{Genesis: "abc"}, `AuditOptions.Genesis "abc"`},
+		{"batch huge", kaizen.AuditOptions{BatchBytes: 64<<20 + 1}, "AuditOptions.BatchBytes 67108865"},
+		{"genesis", kaizen.AuditOptions{Genesis: "abc"}, `AuditOptions.Genesis "abc": want 64 hex digits, got 3 characters`},
+		{"genesis short", kaizen.AuditOptions{Genesis: "abcd"}, `AuditOptions.Genesis "abcd": want 64 hex digits, got 4 characters`},
 		{"genesis hex", kaizen.AuditOptions{Genesis: strings.Repeat("zz", 32)}, "AuditOptions.Genesis"},
 	}
 	for _, c := range cases {
@@ -77,7 +81,86 @@ func TestNewAuditValidates(t *testing.T) {
 	}
 	_, err := kaizen.NewAudit(nil, kaizen.AuditOptions{})
 	require.ErrorContains(t, err, "nil io.Writer")
+
+	for _, opts := range []kaizen.AuditOptions{{Buffer: 1, BatchBytes: 1}, {BatchBytes: 64 << 20}} {
+		a, err := kaizen.NewAudit(&bytes.Buffer{}, opts)
+		require.NoError(t, err, "%+v is within the bounds", opts)
+		require.NoError(t, a.Shutdown(context.Background()))
+	}
 }
+
+// countingWriter records the length of every Write.
+type countingWriter struct {
+	mu     sync.Mutex
+	writes []int
+	buf    bytes.Buffer
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, len(p))
+	return w.buf.Write(p)
+}
+
+// TestAuditBatchBytes: lines queued while the writer is busy go out
+// together, in Writes of BatchBytes or more only when one line alone is
+// longer.
+func TestAuditBatchBytes(t *testing.T) {
+	// Every line of these records has the same length.
+	recs := make([]tai.Record, 6)
+	for i := range recs {
+		recs[i] = tai.Record{ID: strconv.Itoa(i), Kind: "k", Start: time.Unix(1, 0)}
+	}
+	var probe syncBuffer
+	pa := newAudit(t, &probe, kaizen.AuditOptions{})
+	pa.Observe(context.Background(), recs[0])
+	require.NoError(t, pa.Shutdown(context.Background()))
+	lineLen := len(probe.Bytes())
+
+	for _, c := range []struct {
+		batch int
+		want  []int
+	}{
+		{batch: lineLen, want: []int{1, 1, 1, 1, 1, 1}},
+		{batch: lineLen + 1, want: []int{1, 2, 2, 1}},
+		{batch: 3 * lineLen, want: []int{1, 3, 2}},
+		{batch: 1, want: []int{1, 1, 1, 1, 1, 1}},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			w := &countingWriter{}
+			bw := &blockingWriter{release: make(chan struct{})}
+			first := true
+			a, err := kaizen.NewAudit(writerFunc(func(p []byte) (int, error) {
+				if first { // the first Write waits until every record is queued
+					first = false
+					if _, err := bw.Write(nil); err != nil {
+						return 0, err
+					}
+				}
+				return w.Write(p)
+			}), kaizen.AuditOptions{BatchBytes: c.batch})
+			require.NoError(t, err)
+			for _, r := range recs {
+				a.Observe(context.Background(), r)
+				synctest.Wait()
+			}
+			close(bw.release)
+			require.NoError(t, a.Shutdown(context.Background()))
+			lines := make([]int, len(w.writes))
+			for i, n := range w.writes {
+				require.Zero(t, n%lineLen, "a Write holds whole lines")
+				lines[i] = n / lineLen
+			}
+			assert.Equal(t, c.want, lines, "lines per Write with BatchBytes %d (a line is %d bytes)", c.batch, lineLen)
+			require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(w.buf.Bytes())))
+		})
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // idTracer is a tai.Tracer that gives each span the next IDs, sampled, as
 // a tracing SDK would.
@@ -146,7 +229,7 @@ func TestAuditThroughPipeline(t *testing.T) {
 func TestAuditEncodesStringsExactly(t *testing.T) {
 	var buf syncBuffer
 	a := newAudit(t, &buf, kaizen.AuditOptions{})
-	tricky := []string{"quote \" backslash \\ slash /", "nl\nret\rtab\t", "ctl \x00\x01\x1f\x7f", "ünïcødé ✓ 🚀", "<script>&amp;", "\u2028\u2029"}
+	tricky := []string{"quote \" backslash \\ slash /", "nl\nret\rtab\t", "ctl \x00\x01\x1f\x7f", "ünïcødé ✓ 🚀", "<script>&amp;", "\u2028\u2029", "a real \ufffd replacement character", ""}
 	for i, s := range tricky {
 		a.Observe(context.Background(), tai.Record{ID: fmt.Sprint(i), Kind: "k", Key: s,
 			Decision: tai.Decision{Verdict: tai.Allow, Reason: s, Score: 0.125,
@@ -223,6 +306,29 @@ func TestAuditWritesValidUTF8(t *testing.T) {
 		assert.Equal(t, text, e.Key, "read back, the key is what encoding/json makes of it")
 	}
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(raw)), "the hash covers the bytes as written")
+}
+
+// TestAuditEncodesNumbersJSONCanHold: NaN and infinities, which JSON
+// cannot hold, are written as null; the line stays valid and verifies.
+func TestAuditEncodesNumbersJSONCanHold(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{})
+	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Decision: tai.Decision{Verdict: tai.Allow, Score: f,
+			FailedOpen:    true,
+			Contributions: []tai.Contribution{{Rule: "r", Weight: f, Risk: f, Score: f}}}})
+	}
+	a.Observe(context.Background(), tai.Record{ID: "2", Kind: "k", Duration: -3, Decision: tai.Decision{Verdict: tai.Deny, Score: 0.25}})
+	require.NoError(t, a.Flush(context.Background()))
+	ls := lines(buf.Bytes())
+	require.Len(t, ls, 4)
+	for _, l := range ls[:3] {
+		require.True(t, json.Valid([]byte(l)), l)
+		assert.Contains(t, l, `"decision":{"verdict":"allow","policy":"","reason":"","score":null,"contributions":[{"rule":"r","weight":null,"risk":null,"score":null,"reason":""}],"failed_open":true}`)
+	}
+	assert.Contains(t, ls[3], `"decision":{"verdict":"deny","policy":"","reason":"","score":0.25},"error":"","duration_ns":-3,`,
+		"no contributions, not failed open")
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
 
 func TestAuditRedact(t *testing.T) {
@@ -380,9 +486,17 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 }
 
 func TestAuditWriteFailureIsLoud(t *testing.T) {
+	// The failing write takes line 2 and cut bytes of line 3.
+	for _, cut := range []int{10, 0} {
+		t.Run(fmt.Sprintf("cut %d bytes into the next line", cut), func(t *testing.T) {
+			testAuditWriteFailure(t, cut)
+		})
+	}
+}
+
+func testAuditWriteFailure(t *testing.T, cut int) {
 	ctx := context.Background()
-	// The length of the line of record "2", to cut the failing write
-	// 10 bytes into the line after it.
+	// The length of the line of record "2".
 	var probe syncBuffer
 	pa := newAudit(t, &probe, kaizen.AuditOptions{})
 	pa.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
@@ -391,7 +505,7 @@ func TestAuditWriteFailureIsLoud(t *testing.T) {
 
 	var mu sync.Mutex
 	var lost []string
-	w := &failingWriter{partial: lineLen + 10, entered: make(chan struct{}), release: make(chan struct{})}
+	w := &failingWriter{partial: lineLen + cut, entered: make(chan struct{}), release: make(chan struct{})}
 	a := newAudit(t, w, kaizen.AuditOptions{OnUnwritten: func(r tai.Record, err error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -404,7 +518,7 @@ func TestAuditWriteFailureIsLoud(t *testing.T) {
 	a.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
 	a.Observe(ctx, tai.Record{ID: "3", Kind: "k"})
 	close(w.release)
-	// Lines 2 and 3 go out in one write, which takes line 2 and 10 bytes
+	// Lines 2 and 3 go out in one write, which takes line 2 and cut bytes
 	// of line 3, then fails.
 	err := a.Flush(ctx)
 	require.ErrorIs(t, err, errDiskFull)
@@ -417,15 +531,46 @@ func TestAuditWriteFailureIsLoud(t *testing.T) {
 	require.Len(t, lost, 2)
 	assert.True(t, strings.HasPrefix(lost[0], "3: kaizen: writing audit trail: disk full"), lost[0])
 	assert.True(t, strings.HasPrefix(lost[1], "4: "), lost[1])
-	assert.Equal(t, uint64(3), a.Written())
+	assert.Equal(t, uint64(3), a.Written(), "lines 1, 1b and 2 are written in full")
 	assert.Equal(t, uint64(2), a.Unwritten())
 
+	if cut == 0 {
+		require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(w.buf.Bytes())), "the trail ends with line 2")
+		assert.Len(t, lines(w.buf.Bytes()), 3)
+		return
+	}
 	// The file holds lines 1 to 3 intact and the start of line 4, which
 	// VerifyAudit names.
 	var ae *kaizen.AuditError
 	require.ErrorAs(t, kaizen.VerifyAudit(bytes.NewReader(w.buf.Bytes())), &ae)
 	assert.Equal(t, 4, ae.Line)
 	assert.Len(t, lines(w.buf.Bytes()), 4)
+}
+
+// TestAuditFlushHonoursContext: Flush gives up when its context ends,
+// whether it waits for room in the queue or for the writer.
+func TestAuditFlushHonoursContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &blockingWriter{release: make(chan struct{})}
+		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{Buffer: 1})
+		require.NoError(t, err)
+		ctx := context.Background()
+		a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+		synctest.Wait() // the writer blocks in Write
+
+		fctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		require.ErrorIs(t, a.Flush(fctx), context.DeadlineExceeded, "queued, waiting for the writer")
+		// The queue now holds that Flush request: a second one waits for room.
+		fctx2, cancel2 := context.WithTimeout(ctx, time.Second)
+		defer cancel2()
+		require.ErrorIs(t, a.Flush(fctx2), context.DeadlineExceeded, "waiting for room in the queue")
+
+		close(w.release)
+		require.NoError(t, a.Flush(ctx))
+		require.NoError(t, a.Shutdown(ctx))
+		assert.Equal(t, uint64(1), a.Written())
+	})
 }
 
 func TestAuditUnwrittenAreLoggedByDefault(t *testing.T) {
