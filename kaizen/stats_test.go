@@ -461,3 +461,45 @@ func TestStatsObserveAllocatesNothing(t *testing.T) {
 	s.Observe(ctx, r) // creates the kind and the histogram chunk
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { s.Observe(ctx, r) }))
 }
+
+// TestStatsSlotReusedForgetsItsPast: a window's ring reuses its slots; a
+// slot taken again two windows later keeps nothing of what it held.
+func TestStatsSlotReusedForgetsItsPast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Resolution: 6})
+		require.NoError(t, err)
+		ctx := context.Background()
+		for range 3 {
+			s.Observe(ctx, rec("k", tai.Failed, tai.Deny, time.Now(), 2*time.Second))
+		}
+		time.Sleep(2 * time.Minute) // the ring's length: the same slot again
+		s.Observe(ctx, rec("k", tai.Succeeded, tai.Allow, time.Now(), time.Millisecond))
+		w, ok := s.Window("k", time.Minute)
+		require.True(t, ok)
+		p := w.Current
+		assert.Equal(t, uint64(1), p.Total)
+		assert.Equal(t, kaizen.OutcomeCounts{Succeeded: 1}, p.Outcomes)
+		assert.Equal(t, kaizen.VerdictCounts{Allow: 1}, p.Verdicts)
+		assert.Equal(t, time.Millisecond, p.Min)
+		assert.Equal(t, time.Millisecond, p.Max)
+		assert.Equal(t, time.Millisecond, p.Mean)
+		assert.Equal(t, time.Millisecond, p.P99)
+		assert.Equal(t, time.Millisecond, p.Quantile(1))
+		assert.Zero(t, w.Previous.Total)
+	})
+}
+
+// TestStatsRecordsOutsideTheEnums: a record whose Outcome or Verdict is
+// not one tai defines counts in Total and in no outcome or verdict.
+func TestStatsRecordsOutsideTheEnums(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{})
+	require.NoError(t, err)
+	s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Start: time.Now(), Outcome: tai.Failed + 1, Decision: tai.Decision{Verdict: tai.Deny + 1}})
+	s.Observe(context.Background(), tai.Record{ID: "2", Kind: "k", Start: time.Now(), Outcome: 255, Decision: tai.Decision{Verdict: 255}})
+	w, ok := s.Window("k", time.Minute)
+	require.True(t, ok)
+	assert.Equal(t, uint64(2), w.Current.Total)
+	assert.Equal(t, kaizen.OutcomeCounts{}, w.Current.Outcomes)
+	assert.Equal(t, kaizen.VerdictCounts{}, w.Current.Verdicts)
+	assert.Zero(t, w.Current.Ratio(tai.Succeeded, tai.Denied, tai.Rejected, tai.Failed))
+}
