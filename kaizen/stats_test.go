@@ -44,7 +44,13 @@ func TestNewStatsValidates(t *testing.T) {
 		{"resolution too high", kaizen.StatsOptions{Resolution: 5000}, "Resolution 5000"},
 		{"max kinds", kaizen.StatsOptions{MaxKinds: -2}, "MaxKinds -2"},
 		{"rate tolerance", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Rate: math.NaN()}}, "Tolerance.Rate NaN"},
+		{"rate tolerance above 1", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Rate: 1.5}}, "Tolerance.Rate 1.5 is outside [0, 1]"},
+		{"rate tolerance negative", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Rate: -0.1}}, "Tolerance.Rate -0.1"},
 		{"latency tolerance", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Latency: -1}}, "Tolerance.Latency -1"},
+		{"latency tolerance above 100", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Latency: 101}}, "Tolerance.Latency 101 is outside [0, 100]"},
+		{"latency tolerance NaN", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Latency: math.NaN()}}, "Tolerance.Latency NaN"},
+		{"resolution above 1000", kaizen.StatsOptions{Resolution: 1001}, "Resolution 1001 is outside [1, 1000]"},
+		{"max kinds message", kaizen.StatsOptions{MaxKinds: -1}, "MaxKinds -1 is negative"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
