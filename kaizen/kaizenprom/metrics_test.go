@@ -216,11 +216,10 @@ func TestMetricsInFlightNextTracerWithoutSpan(t *testing.T) {
 }
 
 // recTracer is a tai.Tracer that records the stages of the spans it
-// starts and ends; the signal's span has trace ID {1}.
+// starts and ends; every span has trace ID {1}.
 type recTracer struct {
 	mu             sync.Mutex
 	started, ended []string
-	signal         tai.SpanContext
 }
 
 type recSpan struct {
