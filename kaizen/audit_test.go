@@ -82,7 +82,7 @@ func TestNewAuditValidates(t *testing.T) {
 	_, err := kaizen.NewAudit(nil, kaizen.AuditOptions{})
 	require.ErrorContains(t, err, "nil io.Writer")
 
-	for _, opts := range []kaizen.AuditOptions{{Buffer: 1, BatchBytes: 1}, {BatchBytes: 64 << 20}} {
+	for _, opts := range []kaizen.AuditOptions{{Buffer: 1, BatchBytes: 1}, {Buffer: 1 << 20, BatchBytes: 64 << 20}} {
 		a, err := kaizen.NewAudit(&bytes.Buffer{}, opts)
 		require.NoError(t, err, "%+v is within the bounds", opts)
 		require.NoError(t, a.Shutdown(context.Background()))
