@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -91,12 +91,15 @@ func TestJidokaCollector(t *testing.T) {
 	assert.Empty(t, problems)
 }
 
-func TestHeijunkaCollector(t *testing.T) {
+// TestHeijunkaCollector runs in a synctest bubble: time stands still, so
+// the per-customer limiter admits one signal per key and no more.
+func TestHeijunkaCollector(t *testing.T) { synctest.Test(t, testHeijunkaCollector) }
+
+func testHeijunkaCollector(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	keyed, err := heijunka.NewKeyed(heijunka.PerMinute(5).WithBurst(1), heijunka.KeyedOptions{Name: "per-customer", Now: func() time.Time { return now }})
+	keyed, err := heijunka.NewKeyed(heijunka.PerMinute(5).WithBurst(1), heijunka.KeyedOptions{Name: "per-customer"})
 	require.NoError(t, err)
 	require.NoError(t, c.AddKeyed(keyed))
 	global, err := heijunka.NewLimiter(heijunka.PerSecond(100).WithBurst(20), heijunka.LimiterOptions{Name: "global"})
