@@ -586,6 +586,24 @@ func TestAuditUnwrittenAreLoggedByDefault(t *testing.T) {
 	assert.Equal(t, uint64(1), a.Unwritten())
 }
 
+// TestAuditUnwrittenGoToTheDefaultLogger: without OnUnwritten and Logger,
+// a lost record is logged with slog.Default(), read when NewAudit runs.
+// The test sets the process's default logger, so it must not run in
+// parallel with others.
+func TestAuditUnwrittenGoToTheDefaultLogger(t *testing.T) {
+	var logs syncBuffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{})
+	slog.SetDefault(old)
+	require.NoError(t, err)
+	require.NoError(t, a.Shutdown(context.Background()))
+	a.Observe(context.Background(), tai.Record{ID: "late-2", Kind: "payment", Outcome: tai.Denied})
+	out := string(logs.Bytes())
+	assert.Contains(t, out, "level=ERROR")
+	assert.Contains(t, out, `msg="kaizen: audit record not written" signal_id=late-2 kind=payment outcome=denied error="kaizen: audit trail is closed"`)
+}
+
 func TestAuditAfterShutdownGoesToOnUnwritten(t *testing.T) {
 	var got error
 	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{OnUnwritten: func(_ tai.Record, err error) { got = err }})
