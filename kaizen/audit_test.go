@@ -525,6 +525,7 @@ func testAuditWriteFailure(t *testing.T, cut int) {
 	require.ErrorIs(t, a.Err(), errDiskFull)
 	a.Observe(ctx, tai.Record{ID: "4", Kind: "k"})
 	require.ErrorIs(t, a.Shutdown(ctx), errDiskFull)
+	require.ErrorIs(t, a.Flush(ctx), errDiskFull, "Flush after Shutdown still reports the failure")
 
 	mu.Lock()
 	defer mu.Unlock()
