@@ -23,7 +23,7 @@ import (
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // ErrAuditClosed is handed to AuditOptions.OnUnwritten for a record
-// observed after Close.
+// observed after Shutdown.
 var ErrAuditClosed = errors.New("kaizen: audit trail is closed")
 
 // AuditOptions configures an Audit. The zero value is useful: a queue of
@@ -51,7 +51,7 @@ type AuditOptions struct {
 	Genesis string
 	// OnUnwritten receives every record that could not be written, with
 	// the reason: the write error (also returned by Err), or
-	// ErrAuditClosed after Close. It runs on the writer goroutine or on
+	// ErrAuditClosed after Shutdown. It runs on the writer goroutine or on
 	// the goroutine calling Observe. Nil means each is logged at level
 	// Error on Logger.
 	OnUnwritten func(r tai.Record, err error)
@@ -100,18 +100,23 @@ type AuditEntry struct {
 //     is counted by Unwritten. A trail ends at its first failure and never
 //     has a gap in the middle.
 //
-// Close drains the queue, writes what is left and stops the goroutine. The
-// Audit does not close or sync the io.Writer: that is its owner's job.
+// Shutdown drains the queue, writes what is left and stops the goroutine.
+// The Audit does not close or sync the io.Writer: that is its owner's job.
 type Audit struct {
-	w         io.Writer
-	redact    func(*AuditEntry)
-	onUnwrit  func(tai.Record, error)
-	batch     int
-	queue     chan auditItem
-	done      chan struct{}
-	mu        sync.RWMutex // Observe and Flush send under RLock; Close marks closed under Lock
-	closed    bool
-	closeOnce sync.Once
+	w        io.Writer
+	redact   func(*AuditEntry)
+	onUnwrit func(tai.Record, error)
+	batch    int
+	queue    chan auditItem
+	done     chan struct{}
+	// senders counts, in steps of 2, the Observe and Flush calls that
+	// may send on queue; bit 0 is set by Shutdown. Once it is set and no
+	// sender is left, idle is closed and the writer drains the queue and
+	// stops.
+	senders      atomic.Int64
+	idle         chan struct{}
+	idleOnce     sync.Once
+	shutdownOnce sync.Once
 
 	err       atomic.Pointer[error]
 	written   atomic.Uint64
@@ -160,6 +165,7 @@ func NewAudit(w io.Writer, opts AuditOptions) (*Audit, error) {
 		batch:    batch,
 		queue:    make(chan auditItem, size),
 		done:     make(chan struct{}),
+		idle:     make(chan struct{}),
 		buf:      make([]byte, 0, batch+4096),
 	}
 	if opts.Genesis != "" {
@@ -191,20 +197,36 @@ func decodeHash(s string, dst *[sha256.Size]byte) error {
 
 // Observe queues the record for writing, blocking while the queue is full.
 func (a *Audit) Observe(_ context.Context, r tai.Record) {
-	a.mu.RLock()
-	if a.closed {
-		a.mu.RUnlock()
+	if !a.enter() {
 		a.lose(r, ErrAuditClosed)
 		return
 	}
+	defer a.leave()
 	if err := a.Err(); err != nil {
-		a.mu.RUnlock()
 		a.lose(r, err)
 		return
 	}
 	a.queue <- auditItem{rec: r}
-	a.mu.RUnlock()
 }
+
+// enter counts a sender in, or reports false after Shutdown.
+func (a *Audit) enter() bool {
+	if a.senders.Add(2)&1 != 0 {
+		a.leave()
+		return false
+	}
+	return true
+}
+
+// leave counts a sender out; the last one out after Shutdown lets the
+// writer stop.
+func (a *Audit) leave() {
+	if a.senders.Add(-2) == 1 {
+		a.stopIdle()
+	}
+}
+
+func (a *Audit) stopIdle() { a.idleOnce.Do(func() { close(a.idle) }) }
 
 // Err returns the write error that stopped the trail, or nil.
 func (a *Audit) Err() error {
@@ -223,17 +245,15 @@ func (a *Audit) Unwritten() uint64 { return a.unwritten.Load() }
 // Flush waits until every record observed before it is written, and
 // returns Err. It returns ctx.Err() if ctx ends first.
 func (a *Audit) Flush(ctx context.Context) error {
-	a.mu.RLock()
-	if a.closed {
-		a.mu.RUnlock()
+	if !a.enter() {
 		return a.Err()
 	}
 	reply := make(chan error, 1)
 	select {
 	case a.queue <- auditItem{flush: reply}:
-		a.mu.RUnlock()
+		a.leave()
 	case <-ctx.Done():
-		a.mu.RUnlock()
+		a.leave()
 		return ctx.Err()
 	}
 	select {
@@ -244,22 +264,19 @@ func (a *Audit) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting records, writes every queued one and stops the
-// writer goroutine. It returns Err, or ctx.Err() if ctx ends before the
-// queue is drained (the drain goes on in the background). Close does not
-// close the io.Writer. Calling Close again waits for the same drain.
-func (a *Audit) Close(ctx context.Context) error {
-	a.closeOnce.Do(func() {
-		// Taking the write lock waits for Observe calls blocked on a full
-		// queue, which the writer is draining; do it off the caller's
-		// goroutine so ctx bounds the wait. The goroutine ends before the
-		// writer does.
-		go func() {
-			a.mu.Lock()
-			a.closed = true
-			a.mu.Unlock()
-			close(a.queue)
-		}()
+// Shutdown stops accepting records, writes every queued one and stops the
+// writer goroutine, as net/http.Server.Shutdown does. It returns Err once
+// the goroutine has ended, or ctx.Err() if ctx ends first (the drain goes
+// on in the background, and a later Shutdown waits for it). Records
+// observed after Shutdown go to OnUnwritten with ErrAuditClosed. Shutdown
+// does not close the io.Writer.
+func (a *Audit) Shutdown(ctx context.Context) error {
+	a.shutdownOnce.Do(func() {
+		// Observe calls blocked on a full queue are still counted: the
+		// writer keeps taking from the queue until the last one leaves.
+		if a.senders.Or(1) == 0 {
+			a.stopIdle()
+		}
 	})
 	select {
 	case <-a.done:
@@ -275,24 +292,32 @@ func (a *Audit) lose(r tai.Record, err error) {
 }
 
 // run is the writer goroutine: it encodes records as they come and writes
-// a batch when it is full or the queue is empty.
+// a batch when it is full or the queue is empty. Once Shutdown is called
+// and no sender is left, it writes what is queued and returns.
 func (a *Audit) run() {
 	defer close(a.done)
-	for it := range a.queue {
-		a.handle(it)
-		for drained := false; !drained; {
-			select {
-			case next, ok := <-a.queue:
-				if !ok {
-					a.write()
-					return
-				}
-				a.handle(next)
-			default:
-				drained = true
-			}
+	for {
+		select {
+		case it := <-a.queue:
+			a.handle(it)
+			a.drain()
+		case <-a.idle:
+			a.drain() // nothing can be sent any more
+			return
 		}
-		a.write()
+	}
+}
+
+// drain handles what is queued, then writes the batch.
+func (a *Audit) drain() {
+	for {
+		select {
+		case it := <-a.queue:
+			a.handle(it)
+		default:
+			a.write()
+			return
+		}
 	}
 }
 

@@ -4,20 +4,29 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
 	"github.com/taipattern/taikit/tai"
+	"go.uber.org/goleak"
 )
 
 // syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
@@ -46,7 +55,7 @@ func newAudit(t *testing.T, w interface{ Write([]byte) (int, error) }, opts kaiz
 	t.Helper()
 	a, err := kaizen.NewAudit(w, opts)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
 	return a
 }
 
@@ -59,7 +68,9 @@ func TestNewAuditValidates(t *testing.T) {
 		{"buffer", kaizen.AuditOptions{Buffer: -1}, "AuditOptions.Buffer -1"},
 		{"buffer huge", kaizen.AuditOptions{Buffer: 1 << 30}, "AuditOptions.Buffer 1073741824"},
 		{"batch", kaizen.AuditOptions{BatchBytes: -5}, "AuditOptions.BatchBytes -5"},
-		{"genesis", kaizen.AuditOptions{Genesis: "abc"}, `AuditOptions.Genesis "abc"`},
+		{"batch huge", kaizen.AuditOptions{BatchBytes: 64<<20 + 1}, "AuditOptions.BatchBytes 67108865"},
+		{"genesis", kaizen.AuditOptions{Genesis: "abc"}, `AuditOptions.Genesis "abc": want 64 hex digits, got 3 characters`},
+		{"genesis short", kaizen.AuditOptions{Genesis: "abcd"}, `AuditOptions.Genesis "abcd": want 64 hex digits, got 4 characters`},
 		{"genesis hex", kaizen.AuditOptions{Genesis: strings.Repeat("zz", 32)}, "AuditOptions.Genesis"},
 	}
 	for _, c := range cases {
@@ -70,16 +81,110 @@ func TestNewAuditValidates(t *testing.T) {
 	}
 	_, err := kaizen.NewAudit(nil, kaizen.AuditOptions{})
 	require.ErrorContains(t, err, "nil io.Writer")
+
+	for _, opts := range []kaizen.AuditOptions{{Buffer: 1, BatchBytes: 1}, {Buffer: 1 << 20, BatchBytes: 64 << 20}} {
+		a, err := kaizen.NewAudit(&bytes.Buffer{}, opts)
+		require.NoError(t, err, "%+v is within the bounds", opts)
+		require.NoError(t, a.Shutdown(context.Background()))
+	}
+}
+
+// countingWriter records the length of every Write.
+type countingWriter struct {
+	mu     sync.Mutex
+	writes []int
+	buf    bytes.Buffer
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, len(p))
+	return w.buf.Write(p)
+}
+
+// TestAuditBatchBytes: lines queued while the writer is busy go out
+// together, in Writes of BatchBytes or more only when one line alone is
+// longer.
+func TestAuditBatchBytes(t *testing.T) {
+	// Every line of these records has the same length.
+	recs := make([]tai.Record, 6)
+	for i := range recs {
+		recs[i] = tai.Record{ID: strconv.Itoa(i), Kind: "k", Start: time.Unix(1, 0)}
+	}
+	var probe syncBuffer
+	pa := newAudit(t, &probe, kaizen.AuditOptions{})
+	pa.Observe(context.Background(), recs[0])
+	require.NoError(t, pa.Shutdown(context.Background()))
+	lineLen := len(probe.Bytes())
+
+	for _, c := range []struct {
+		batch int
+		want  []int
+	}{
+		{batch: lineLen, want: []int{1, 1, 1, 1, 1, 1}},
+		{batch: lineLen + 1, want: []int{1, 2, 2, 1}},
+		{batch: 3 * lineLen, want: []int{1, 3, 2}},
+		{batch: 1, want: []int{1, 1, 1, 1, 1, 1}},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			w := &countingWriter{}
+			bw := &blockingWriter{release: make(chan struct{})}
+			first := true
+			a, err := kaizen.NewAudit(writerFunc(func(p []byte) (int, error) {
+				if first { // the first Write waits until every record is queued
+					first = false
+					if _, err := bw.Write(nil); err != nil {
+						return 0, err
+					}
+				}
+				return w.Write(p)
+			}), kaizen.AuditOptions{BatchBytes: c.batch})
+			require.NoError(t, err)
+			for _, r := range recs {
+				a.Observe(context.Background(), r)
+				synctest.Wait()
+			}
+			close(bw.release)
+			require.NoError(t, a.Shutdown(context.Background()))
+			lines := make([]int, len(w.writes))
+			for i, n := range w.writes {
+				require.Zero(t, n%lineLen, "a Write holds whole lines")
+				lines[i] = n / lineLen
+			}
+			assert.Equal(t, c.want, lines, "lines per Write with BatchBytes %d (a line is %d bytes)", c.batch, lineLen)
+			require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(w.buf.Bytes())))
+		})
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// idTracer is a tai.Tracer that gives each span the next IDs, sampled, as
+// a tracing SDK would.
+type idTracer struct{ n atomic.Uint64 }
+
+type idSpan struct{ sc tai.SpanContext }
+
+func (idSpan) End(error)                      {}
+func (s idSpan) SpanContext() tai.SpanContext { return s.sc }
+
+func (t *idTracer) Start(ctx context.Context, _ tai.SpanInfo) (context.Context, tai.Span) {
+	n := t.n.Add(1)
+	sc := tai.SpanContext{Sampled: true}
+	binary.BigEndian.PutUint64(sc.TraceID[8:], n)
+	binary.BigEndian.PutUint64(sc.SpanID[:], n)
+	return ctx, idSpan{sc}
 }
 
 func TestAuditThroughPipeline(t *testing.T) {
 	var buf syncBuffer
 	a := newAudit(t, &buf, kaizen.AuditOptions{})
-	sr, tp := newRecorder(t)
-	_ = sr
-	p, err := testPipeline(tai.WithObservers(a), tai.WithTracer(kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})))
+	p, err := pipelinetest.New(tai.WithObservers(a), tai.WithTracer(new(idTracer)))
 	require.NoError(t, err)
-	sigs := signalsFor()
+	sigs := pipelinetest.Signals()
 	results := make([]tai.Result[string], len(sigs))
 	for i, s := range sigs {
 		results[i], _ = p.Process(context.Background(), s)
@@ -100,6 +205,7 @@ func TestAuditThroughPipeline(t *testing.T) {
 		assert.Equal(t, sigs[i].Key, e.Key)
 		assert.Equal(t, results[i].Outcome.String(), e.Outcome)
 		assert.Equal(t, results[i].Decision.Verdict, e.Decision.Verdict)
+		require.True(t, results[i].Span.TraceID.IsValid())
 		assert.Equal(t, results[i].Span.TraceID.String(), e.TraceID)
 		assert.Equal(t, results[i].Span.SpanID.String(), e.SpanID)
 		assert.Positive(t, e.Duration)
@@ -117,13 +223,13 @@ func TestAuditThroughPipeline(t *testing.T) {
 	assert.Contains(t, denied.Error, "deny")
 	var failed kaizen.AuditEntry
 	require.NoError(t, json.Unmarshal([]byte(ls[4]), &failed))
-	assert.Equal(t, errGateway.Error(), failed.Error)
+	assert.Equal(t, pipelinetest.ErrGateway.Error(), failed.Error)
 }
 
 func TestAuditEncodesStringsExactly(t *testing.T) {
 	var buf syncBuffer
 	a := newAudit(t, &buf, kaizen.AuditOptions{})
-	tricky := []string{"quote \" backslash \\ slash /", "nl\nret\rtab\t", "ctl \x00\x01\x1f\x7f", "ünïcødé ✓ 🚀", "<script>&amp;", "\u2028\u2029"}
+	tricky := []string{"quote \" backslash \\ slash /", "nl\nret\rtab\t", "ctl \x00\x01\x1f\x7f", "ünïcødé ✓ 🚀", "<script>&amp;", "\u2028\u2029", "a real \ufffd replacement character", ""}
 	for i, s := range tricky {
 		a.Observe(context.Background(), tai.Record{ID: fmt.Sprint(i), Kind: "k", Key: s,
 			Decision: tai.Decision{Verdict: tai.Allow, Reason: s, Score: 0.125,
@@ -145,6 +251,83 @@ func TestAuditEncodesStringsExactly(t *testing.T) {
 	var e kaizen.AuditEntry
 	require.NoError(t, json.Unmarshal([]byte(ls[len(tricky)]), &e))
 	assert.Equal(t, "bad \ufffd utf8", e.Key)
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
+}
+
+// TestAuditWritesValidUTF8 reads the trail back as bytes from the file,
+// without decoding it first: encoding/json would turn raw invalid UTF-8
+// into U+FFFD on the way in and hide a trail that other readers (jq, a
+// log shipper, a strict JSON parser) reject. Each invalid byte must be
+// written as the escape \ufffd, as encoding/json writes it, and the
+// line's hash must cover those bytes.
+func TestAuditWritesValidUTF8(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	a := newAudit(t, f, kaizen.AuditOptions{})
+	invalid := []string{
+		"bad \xff utf8",          // a byte that never starts a rune
+		"cut \xe2\x82",           // a rune cut short
+		"surrogate \xed\xa0\x80", // UTF-16 surrogates are not UTF-8
+		"overlong \xc0\xaf",      // an overlong '/'
+		"\x80",                   // a lone continuation byte
+	}
+	for i, s := range invalid {
+		a.Observe(context.Background(), tai.Record{ID: "id " + s, Kind: "kind " + s, Key: s,
+			Decision: tai.Decision{Verdict: tai.Deny, Policy: "policy " + s, Reason: s,
+				Contributions: []tai.Contribution{{Rule: "rule " + s, Reason: s}}},
+			Outcome: tai.Denied, Err: errors.New(s), Start: time.Unix(int64(i), 0)})
+	}
+	require.NoError(t, a.Shutdown(context.Background()))
+	require.NoError(t, f.Close())
+
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.True(t, utf8.Valid(raw), "the file is valid UTF-8")
+	ls := lines(raw)
+	require.Len(t, ls, len(invalid))
+	for i, s := range invalid {
+		line := []byte(ls[i])
+		require.True(t, json.Valid(line), "line %d is valid JSON: %s", i+1, line)
+		want, err := json.Marshal(s) // encoding/json's replacement
+		require.NoError(t, err)
+		wantField := string(want)
+		for _, field := range []string{`"key":`, `"reason":`, `"error":`} {
+			assert.Contains(t, ls[i], field+wantField, "line %d: %s holds each invalid byte as \\ufffd", i+1, field)
+		}
+		assert.Contains(t, ls[i], `"id":"id `+wantField[1:])
+		assert.Contains(t, ls[i], `"kind":"kind `+wantField[1:])
+		assert.Contains(t, ls[i], `"policy":"policy `+wantField[1:])
+		assert.Contains(t, ls[i], `"rule":"rule `+wantField[1:])
+		var e kaizen.AuditEntry
+		require.NoError(t, json.Unmarshal(line, &e))
+		var text string
+		require.NoError(t, json.Unmarshal(want, &text))
+		assert.Equal(t, text, e.Key, "read back, the key is what encoding/json makes of it")
+	}
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(raw)), "the hash covers the bytes as written")
+}
+
+// TestAuditEncodesNumbersJSONCanHold: NaN and infinities, which JSON
+// cannot hold, are written as null; the line stays valid and verifies.
+func TestAuditEncodesNumbersJSONCanHold(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{})
+	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Decision: tai.Decision{Verdict: tai.Allow, Score: f,
+			FailedOpen:    true,
+			Contributions: []tai.Contribution{{Rule: "r", Weight: f, Risk: f, Score: f}}}})
+	}
+	a.Observe(context.Background(), tai.Record{ID: "2", Kind: "k", Duration: -3, Decision: tai.Decision{Verdict: tai.Deny, Score: 0.25}})
+	require.NoError(t, a.Flush(context.Background()))
+	ls := lines(buf.Bytes())
+	require.Len(t, ls, 4)
+	for _, l := range ls[:3] {
+		require.True(t, json.Valid([]byte(l)), l)
+		assert.Contains(t, l, `"decision":{"verdict":"allow","policy":"","reason":"","score":null,"contributions":[{"rule":"r","weight":null,"risk":null,"score":null,"reason":""}],"failed_open":true}`)
+	}
+	assert.Contains(t, ls[3], `"decision":{"verdict":"deny","policy":"","reason":"","score":0.25},"error":"","duration_ns":-3,`,
+		"no contributions, not failed open")
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
 
@@ -213,7 +396,7 @@ func TestAuditBackpressure(t *testing.T) {
 		close(w.release)
 		third.Wait()
 		fourth.Wait()
-		require.NoError(t, a.Close(ctx))
+		require.NoError(t, a.Shutdown(ctx))
 		assert.True(t, returned)
 		assert.Equal(t, uint64(4), a.Written())
 		assert.Zero(t, a.Unwritten())
@@ -222,7 +405,7 @@ func TestAuditBackpressure(t *testing.T) {
 	})
 }
 
-func TestAuditCloseHonoursContext(t *testing.T) {
+func TestAuditShutdownHonoursContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &blockingWriter{release: make(chan struct{})}
 		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{})
@@ -230,13 +413,41 @@ func TestAuditCloseHonoursContext(t *testing.T) {
 		a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		require.ErrorIs(t, a.Close(ctx), context.DeadlineExceeded, "the writer is stuck; Close gives up waiting")
+		require.ErrorIs(t, a.Shutdown(ctx), context.DeadlineExceeded, "the writer is stuck; Shutdown gives up waiting")
 		fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
 		defer fcancel()
 		close(w.release)
-		require.NoError(t, a.Close(context.Background()), "a second Close waits for the same drain")
-		require.NoError(t, a.Flush(fctx), "Flush after Close has nothing to do")
+		require.NoError(t, a.Shutdown(context.Background()), "a second Shutdown waits for the same drain")
+		require.NoError(t, a.Flush(fctx), "Flush after Shutdown has nothing to do")
 		assert.Equal(t, uint64(1), a.Written())
+	})
+}
+
+func TestAuditShutdownStopsItsGoroutines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		before := goleak.IgnoreCurrent()
+		ctx := context.Background()
+		w := &blockingWriter{release: make(chan struct{})}
+		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{Buffer: 1, OnUnwritten: func(tai.Record, error) {}})
+		require.NoError(t, err)
+		a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+		synctest.Wait() // the writer took record 1 and blocks in Write
+		a.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
+		var third sync.WaitGroup
+		third.Go(func() { a.Observe(ctx, tai.Record{ID: "3", Kind: "k"}) }) // blocks: the queue is full
+		synctest.Wait()
+
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		require.ErrorIs(t, a.Shutdown(sctx), context.DeadlineExceeded)
+		close(w.release)
+		third.Wait()
+		require.NoError(t, a.Shutdown(ctx))
+		goleak.VerifyNone(t, before)
+		assert.Equal(t, uint64(3), a.Written(), "what was observed before Shutdown is written")
+		require.NoError(t, a.Shutdown(ctx), "Shutdown is idempotent")
+		a.Observe(ctx, tai.Record{ID: "4", Kind: "k"})
+		assert.Equal(t, uint64(1), a.Unwritten(), "what is observed after it is not")
 	})
 }
 
@@ -275,9 +486,17 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 }
 
 func TestAuditWriteFailureIsLoud(t *testing.T) {
+	// The failing write takes line 2 and cut bytes of line 3.
+	for _, cut := range []int{10, 0} {
+		t.Run(fmt.Sprintf("cut %d bytes into the next line", cut), func(t *testing.T) {
+			testAuditWriteFailure(t, cut)
+		})
+	}
+}
+
+func testAuditWriteFailure(t *testing.T, cut int) {
 	ctx := context.Background()
-	// The length of the line of record "2", to cut the failing write
-	// 10 bytes into the line after it.
+	// The length of the line of record "2".
 	var probe syncBuffer
 	pa := newAudit(t, &probe, kaizen.AuditOptions{})
 	pa.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
@@ -286,7 +505,7 @@ func TestAuditWriteFailureIsLoud(t *testing.T) {
 
 	var mu sync.Mutex
 	var lost []string
-	w := &failingWriter{partial: lineLen + 10, entered: make(chan struct{}), release: make(chan struct{})}
+	w := &failingWriter{partial: lineLen + cut, entered: make(chan struct{}), release: make(chan struct{})}
 	a := newAudit(t, w, kaizen.AuditOptions{OnUnwritten: func(r tai.Record, err error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -299,22 +518,28 @@ func TestAuditWriteFailureIsLoud(t *testing.T) {
 	a.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
 	a.Observe(ctx, tai.Record{ID: "3", Kind: "k"})
 	close(w.release)
-	// Lines 2 and 3 go out in one write, which takes line 2 and 10 bytes
+	// Lines 2 and 3 go out in one write, which takes line 2 and cut bytes
 	// of line 3, then fails.
 	err := a.Flush(ctx)
 	require.ErrorIs(t, err, errDiskFull)
 	require.ErrorIs(t, a.Err(), errDiskFull)
 	a.Observe(ctx, tai.Record{ID: "4", Kind: "k"})
-	require.ErrorIs(t, a.Close(ctx), errDiskFull)
+	require.ErrorIs(t, a.Shutdown(ctx), errDiskFull)
+	require.ErrorIs(t, a.Flush(ctx), errDiskFull, "Flush after Shutdown still reports the failure")
 
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, lost, 2)
 	assert.True(t, strings.HasPrefix(lost[0], "3: kaizen: writing audit trail: disk full"), lost[0])
 	assert.True(t, strings.HasPrefix(lost[1], "4: "), lost[1])
-	assert.Equal(t, uint64(3), a.Written())
+	assert.Equal(t, uint64(3), a.Written(), "lines 1, 1b and 2 are written in full")
 	assert.Equal(t, uint64(2), a.Unwritten())
 
+	if cut == 0 {
+		require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(w.buf.Bytes())), "the trail ends with line 2")
+		assert.Len(t, lines(w.buf.Bytes()), 3)
+		return
+	}
 	// The file holds lines 1 to 3 intact and the start of line 4, which
 	// VerifyAudit names.
 	var ae *kaizen.AuditError
@@ -323,11 +548,37 @@ func TestAuditWriteFailureIsLoud(t *testing.T) {
 	assert.Len(t, lines(w.buf.Bytes()), 4)
 }
 
+// TestAuditFlushHonoursContext: Flush gives up when its context ends,
+// whether it waits for room in the queue or for the writer.
+func TestAuditFlushHonoursContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &blockingWriter{release: make(chan struct{})}
+		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{Buffer: 1})
+		require.NoError(t, err)
+		ctx := context.Background()
+		a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+		synctest.Wait() // the writer blocks in Write
+
+		fctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		require.ErrorIs(t, a.Flush(fctx), context.DeadlineExceeded, "queued, waiting for the writer")
+		// The queue now holds that Flush request: a second one waits for room.
+		fctx2, cancel2 := context.WithTimeout(ctx, time.Second)
+		defer cancel2()
+		require.ErrorIs(t, a.Flush(fctx2), context.DeadlineExceeded, "waiting for room in the queue")
+
+		close(w.release)
+		require.NoError(t, a.Flush(ctx))
+		require.NoError(t, a.Shutdown(ctx))
+		assert.Equal(t, uint64(1), a.Written())
+	})
+}
+
 func TestAuditUnwrittenAreLoggedByDefault(t *testing.T) {
 	var logs syncBuffer
 	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	require.NoError(t, err)
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	a.Observe(context.Background(), tai.Record{ID: "late-1", Kind: "payment"})
 	out := string(logs.Bytes())
 	assert.Contains(t, out, "level=ERROR")
@@ -336,11 +587,29 @@ func TestAuditUnwrittenAreLoggedByDefault(t *testing.T) {
 	assert.Equal(t, uint64(1), a.Unwritten())
 }
 
-func TestAuditAfterCloseGoesToOnUnwritten(t *testing.T) {
+// TestAuditUnwrittenGoToTheDefaultLogger: without OnUnwritten and Logger,
+// a lost record is logged with slog.Default(), read when NewAudit runs.
+// The test sets the process's default logger, so it must not run in
+// parallel with others.
+func TestAuditUnwrittenGoToTheDefaultLogger(t *testing.T) {
+	var logs syncBuffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{})
+	slog.SetDefault(old)
+	require.NoError(t, err)
+	require.NoError(t, a.Shutdown(context.Background()))
+	a.Observe(context.Background(), tai.Record{ID: "late-2", Kind: "payment", Outcome: tai.Denied})
+	out := string(logs.Bytes())
+	assert.Contains(t, out, "level=ERROR")
+	assert.Contains(t, out, `msg="kaizen: audit record not written" signal_id=late-2 kind=payment outcome=denied error="kaizen: audit trail is closed"`)
+}
+
+func TestAuditAfterShutdownGoesToOnUnwritten(t *testing.T) {
 	var got error
 	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{OnUnwritten: func(_ tai.Record, err error) { got = err }})
 	require.NoError(t, err)
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
 	require.ErrorIs(t, got, kaizen.ErrAuditClosed)
 }
@@ -352,12 +621,12 @@ func TestAuditConcurrentObserversKeepTheChain(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			for i := range 250 {
-				a.Observe(context.Background(), tai.Record{ID: fmt.Sprintf("%d-%d", g, i), Kind: "k", Outcome: tai.Outcomes[i%4]})
+				a.Observe(context.Background(), tai.Record{ID: fmt.Sprintf("%d-%d", g, i), Kind: "k", Outcome: tai.Outcome(i % 4)})
 			}
 		})
 	}
 	wg.Wait()
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	require.Len(t, lines(buf.Bytes()), 1000)
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
@@ -366,13 +635,13 @@ func TestAuditGenesisContinuesAChain(t *testing.T) {
 	var first, second syncBuffer
 	a1 := newAudit(t, &first, kaizen.AuditOptions{})
 	a1.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
-	require.NoError(t, a1.Close(context.Background()))
+	require.NoError(t, a1.Shutdown(context.Background()))
 	last, err := kaizen.VerifyAuditFrom(bytes.NewReader(first.Bytes()), kaizen.GenesisHash)
 	require.NoError(t, err)
 
 	a2 := newAudit(t, &second, kaizen.AuditOptions{Genesis: last})
 	a2.Observe(context.Background(), tai.Record{ID: "2", Kind: "k"})
-	require.NoError(t, a2.Close(context.Background()))
+	require.NoError(t, a2.Shutdown(context.Background()))
 	_, err = kaizen.VerifyAuditFrom(bytes.NewReader(second.Bytes()), last)
 	require.NoError(t, err)
 
@@ -388,11 +657,11 @@ func TestAuditOutputThroughBufio(t *testing.T) {
 	w := bufio.NewWriter(&sink)
 	a, err := kaizen.NewAudit(w, kaizen.AuditOptions{})
 	require.NoError(t, err)
-	r := realisticRecord()
+	r := pipelinetest.RealisticRecord()
 	for range 3000 {
 		a.Observe(context.Background(), r)
 	}
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	require.NoError(t, w.Flush())
 	require.NoError(t, kaizen.VerifyAudit(&sink))
 }

@@ -1,35 +1,12 @@
 // Package kaizen measures pipelines: kaizen is improvement through
-// measurement. It plugs into the hooks of package tai and needs nothing
-// global: registries, tracer providers and writers are passed in.
+// measurement. It plugs into the hooks of package tai, needs nothing
+// global and links only the standard library: writers are passed in, and
+// time is read from time.Now.
 //
-// # Metrics
-//
-// NewMetrics registers Prometheus families on a caller-given Registerer
-// and returns a tai.Observer:
-//
-//	reg := prometheus.NewRegistry()
-//	metrics, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
-//	p, err := tai.New(policy, action,
-//		tai.WithObservers(metrics),
-//		tai.WithTracer(metrics.Tracer(nil))) // counts signals in flight
-//
-// The families (namespace "taikit" by default) are signals_total{kind,
-// outcome}, decisions_total{kind, policy, verdict},
-// signal_duration_seconds{kind, stage} and signals_in_flight{kind}. Labels
-// hold only bounded values, never IDs or keys. A sampled signal leaves an
-// exemplar with its trace ID. Registering twice on one registry reuses the
-// collectors. The collectors in collect_*.go export the state of the other
-// TPS packages (breakers, lines, limiters, queues) at scrape time.
-//
-// # Tracing
-//
-// NewTracer returns a tai.Tracer backed by an OpenTelemetry
-// TracerProvider (the global one unless given): a span per signal, a
-// child per gate, policy (and per combinator child or scored rule) and
-// action. Failures set status Error and error.type; denials record the
-// verdict and are not errors. No key, payload or (by default) ID is
-// recorded. To count in-flight signals as well, wrap it:
-// metrics.Tracer(kaizen.NewTracer(opts)).
+// The adapters to monitoring systems live beside it, so a program links
+// only what it uses: package kaizenprom exports Prometheus metrics (a
+// tai.Observer, and collectors for breakers, lines, limiters and queues),
+// package kaizenotel records OpenTelemetry spans (a tai.Tracer).
 //
 // # Stats
 //
@@ -53,11 +30,12 @@
 // fields before a line is hashed. The trail never drops a record
 // silently: a slow writer blocks Observe (backpressure), and after a
 // write failure every unwritten record is handed to OnUnwritten (logged
-// by default) and Err reports the failure.
+// by default) and Err reports the failure. Shutdown writes what is queued
+// and stops the writer goroutine.
 //
 // # Cost
 //
-// Metrics and Stats together add about 100 ns and no allocation to a
-// signal (BenchmarkObservers); the audit writer sustains several hundred
+// Stats allocates nothing for a signal once its slots are warm
+// (BenchmarkStatsObserve); the audit writer sustains several hundred
 // thousand records per second to a file (BenchmarkAudit).
 package kaizen

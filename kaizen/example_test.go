@@ -3,17 +3,22 @@ package kaizen_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/tai"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
+
+// order is the payload of the example pipelines.
+type order struct {
+	Amount float64
+}
+
+var errGateway = errors.New("gateway down")
 
 // examplePipeline returns a pipeline that denies amounts over 1000 and
 // fails the action for amount 13.
@@ -42,62 +47,6 @@ func processAll(p *tai.Pipeline[order, string], amounts ...float64) {
 		_, _ = p.Process(context.Background(), tai.Signal[order]{
 			ID: fmt.Sprintf("pay-%d", i+1), Kind: "payment", Key: "cust_1", Payload: order{Amount: a}})
 	}
-}
-
-func ExampleNewMetrics() {
-	reg := prometheus.NewRegistry()
-	metrics, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	p := examplePipeline(tai.WithObservers(metrics), tai.WithTracer(metrics.Tracer(nil)))
-	processAll(p, 10, 20, 5000, 13)
-
-	// Serve reg with promhttp.HandlerFor(reg, promhttp.HandlerOpts{}); here
-	// the counters are printed.
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if !strings.HasSuffix(mf.GetName(), "_total") {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			fmt.Println(mf.GetName(), strings.Join(labels, ","), m.GetCounter().GetValue())
-		}
-	}
-	// Output:
-	// taikit_decisions_total kind=payment,policy=amount,verdict=allow 3
-	// taikit_decisions_total kind=payment,policy=amount,verdict=deny 1
-	// taikit_decisions_total kind=payment,policy=amount,verdict=review 0
-	// taikit_signals_total kind=payment,outcome=denied 1
-	// taikit_signals_total kind=payment,outcome=failed 1
-	// taikit_signals_total kind=payment,outcome=rejected 0
-	// taikit_signals_total kind=payment,outcome=succeeded 2
-}
-
-func ExampleNewTracer() {
-	// A real service passes its SDK TracerProvider (or none, for the
-	// global one); the example records spans in memory.
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
-
-	tracer := kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})
-	p := examplePipeline(tai.WithTracer(tracer))
-	res, _ := p.Process(context.Background(), tai.Signal[order]{ID: "pay-1", Kind: "payment", Payload: order{Amount: 13}})
-
-	for _, s := range spans.Ended() {
-		fmt.Printf("%-14s status=%s\n", s.Name(), s.Status().Code)
-	}
-	fmt.Println("result carries the trace:", res.Span.TraceID == tai.TraceID(spans.Ended()[0].SpanContext().TraceID()))
-	// Output:
-	// policy amount  status=Unset
-	// action         status=Error
-	// payment        status=Error
-	// result carries the trace: true
 }
 
 func ExampleStats() {
@@ -133,7 +82,7 @@ func ExampleNewAudit() {
 	}
 	p := examplePipeline(tai.WithObservers(audit))
 	processAll(p, 10, 5000)
-	if err := audit.Close(context.Background()); err != nil {
+	if err := audit.Shutdown(context.Background()); err != nil {
 		log.Fatal(err)
 	}
 
@@ -156,7 +105,7 @@ func ExampleVerifyAudit() {
 	}
 	p := examplePipeline(tai.WithObservers(audit))
 	processAll(p, 10, 5000, 20)
-	if err := audit.Close(context.Background()); err != nil {
+	if err := audit.Shutdown(context.Background()); err != nil {
 		log.Fatal(err)
 	}
 

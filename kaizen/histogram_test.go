@@ -2,6 +2,7 @@ package kaizen
 
 import (
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -121,4 +122,48 @@ func TestQuantileEdgeCases(t *testing.T) {
 	assert.Equal(t, 10*time.Millisecond, h.quantile(0.5, 1, 10*time.Millisecond, 10*time.Millisecond), "one value, clamped to min and max")
 	assert.Equal(t, 10*time.Millisecond, h.quantile(7, 1, 10*time.Millisecond, 10*time.Millisecond), "q above 1 is clamped")
 	assert.Equal(t, time.Duration(0), h.quantile(math.NaN(), 1, 0, time.Second))
+}
+
+// TestBinGeometry pins each bin down: below 256 ns a bin holds one value;
+// above, bin b holds [lower, lower+width) with width a power of two and
+// 128 bins per power of two, and binValue is its exact middle.
+func TestBinGeometry(t *testing.T) {
+	for v := range time.Duration(256) {
+		assert.Equal(t, int(v), binOf(v))
+		assert.Equal(t, float64(v), binValue(int(v)))
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	values := []time.Duration{256, 257, 258, 511, 512, 513, 1023, 1024, 123456, math.MaxInt64}
+	for range 2000 {
+		values = append(values, time.Duration(r.Int64N(1<<uint(9+r.IntN(54)))))
+	}
+	for _, v := range values {
+		if v < 256 {
+			continue
+		}
+		b := binOf(v)
+		e := bits.Len64(uint64(v)) - 8 // v is in [2^(e+7), 2^(e+8)): bins of width 2^e
+		width := float64(uint64(1) << e)
+		lower := float64(uint64(v) >> e << e)
+		require.Equal(t, (e+1)*chunkBins+int(uint64(v)>>e)-chunkBins, b, "v=%d", v)
+		assert.Equal(t, lower+width/2, binValue(b), "the middle of the bin of %d", v)
+		assert.Equal(t, b, binOf(time.Duration(lower)), "the bin starts at %v", lower)
+		if v < math.MaxInt64-time.Duration(width) {
+			assert.Equal(t, b+1, binOf(time.Duration(lower+width)), "the next bin starts at %v", lower+width)
+		}
+	}
+}
+
+// TestQuantileNearestRank checks the rank a quantile reads on values that
+// each have a bin of their own, so the answer is exact.
+func TestQuantileNearestRank(t *testing.T) {
+	var h histogram
+	for v := 1; v <= 10; v++ {
+		h.add(binOf(time.Duration(v * 10)))
+	}
+	for q, want := range map[float64]time.Duration{0: 10, 0.05: 10, 0.1: 10, 0.11: 20, 0.5: 50, 0.55: 60, 0.9: 90, 0.91: 100, 1: 100, -1: 10} {
+		assert.Equal(t, want, h.quantile(q, 10, 10, 100), "q=%v", q)
+	}
+	assert.Equal(t, time.Duration(30), h.quantile(0.1, 10, 30, 40), "clamped to the smallest value seen")
+	assert.Equal(t, time.Duration(40), h.quantile(0.9, 10, 30, 40), "clamped to the largest value seen")
 }

@@ -14,13 +14,16 @@ import (
 	"github.com/taipattern/taikit/tai"
 )
 
-// DefaultWindows are the windows a Stats keeps when StatsOptions.Windows
-// is empty.
-var DefaultWindows = []time.Duration{time.Minute, 5 * time.Minute, time.Hour}
+// DefaultWindows returns the windows a Stats keeps when
+// StatsOptions.Windows is empty: 1m, 5m and 1h. Each call returns a new
+// slice.
+func DefaultWindows() []time.Duration {
+	return []time.Duration{time.Minute, 5 * time.Minute, time.Hour}
+}
 
 // StatsOptions configures a Stats. The zero value is useful: the
-// DefaultWindows, 12 slots per window, up to 64 kinds, the default
-// Tolerance and time.Now.
+// DefaultWindows, 12 slots per window, up to 64 kinds and the default
+// Tolerance.
 type StatsOptions struct {
 	// Windows lists the window lengths to keep, each positive and at
 	// least Resolution milliseconds long, none twice. Empty means
@@ -38,17 +41,17 @@ type StatsOptions struct {
 	MaxKinds int
 	// Tolerance decides when a trend is Same.
 	Tolerance Tolerance
-	// Clock returns the current time, read by Snapshot and Window; nil
-	// means time.Now. A record is placed in time at Record.Start plus
-	// Record.Duration (when it finished), or at Clock() when its Start is
-	// zero, so a Clock for tests must agree with the records' times.
-	Clock func() time.Time
 }
 
 // Stats keeps rolling statistics per signal kind in memory: counts by
 // outcome and verdict, rates, latency quantiles and trends over each
 // configured window and the window before it. It is a tai.Observer and an
 // http.Handler serving its Snapshot as JSON.
+//
+// A record is placed in time when its signal finished: Record.Start plus
+// Record.Duration, read as wall time, or time.Now() when its Start is
+// zero. Snapshot and Window read the windows that end at time.Now(). Tests
+// control both with testing/synctest.
 //
 // Memory is bounded: each window is a ring of 2×Resolution time slots (the
 // window and the one before it), each slot a set of counters and a
@@ -60,7 +63,6 @@ type Stats struct {
 	res     int
 	maxKind int
 	tol     Tolerance
-	clock   func() time.Time
 
 	kinds   atomic.Pointer[map[string]*kindStats] // copy on write
 	mu      sync.Mutex                            // serializes writers of kinds
@@ -74,7 +76,7 @@ type kindStats struct {
 
 // NewStats returns a Stats, or an error naming the first invalid option.
 func NewStats(opts StatsOptions) (*Stats, error) {
-	s := &Stats{res: opts.Resolution, maxKind: opts.MaxKinds, tol: opts.Tolerance.withDefaults(), clock: opts.Clock}
+	s := &Stats{res: opts.Resolution, maxKind: opts.MaxKinds, tol: opts.Tolerance.withDefaults()}
 	if s.res == 0 {
 		s.res = 12
 	}
@@ -95,7 +97,7 @@ func NewStats(opts StatsOptions) (*Stats, error) {
 	}
 	s.windows = slices.Clone(opts.Windows)
 	if len(s.windows) == 0 {
-		s.windows = slices.Clone(DefaultWindows)
+		s.windows = DefaultWindows()
 	}
 	minWindow := time.Duration(s.res) * time.Millisecond
 	for i, w := range s.windows {
@@ -107,9 +109,6 @@ func NewStats(opts StatsOptions) (*Stats, error) {
 		}
 	}
 	slices.Sort(s.windows)
-	if s.clock == nil {
-		s.clock = time.Now
-	}
 	empty := map[string]*kindStats{}
 	s.kinds.Store(&empty)
 	return s, nil
@@ -129,7 +128,7 @@ func (s *Stats) Observe(_ context.Context, r tai.Record) {
 	}
 	var t int64
 	if r.Start.IsZero() {
-		t = s.clock().UnixNano()
+		t = time.Now().UnixNano()
 	} else {
 		t = r.Start.UnixNano() + int64(r.Duration)
 	}
@@ -224,10 +223,10 @@ func (s StatsSnapshot) Window(kind string, d time.Duration) (w WindowStats, ok b
 	return k.Window(d)
 }
 
-// Snapshot returns the statistics of every kind over every window, at
-// Clock().
+// Snapshot returns the statistics of every kind over every window that
+// ends now.
 func (s *Stats) Snapshot() StatsSnapshot {
-	now := s.clock()
+	now := time.Now()
 	kinds := *s.kinds.Load()
 	snap := StatsSnapshot{Time: now, Kinds: make(map[string]KindStats, len(kinds)), Dropped: s.dropped.Load()}
 	for name, k := range kinds {
@@ -236,8 +235,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	return snap
 }
 
-// Window returns the statistics of kind over the window of length d, at
-// Clock(), without computing the other windows. ok is false when d is not
+// Window returns the statistics of kind over the window of length d that
+// ends now, without computing the other windows. ok is false when d is not
 // one of the Windows or the kind was never seen.
 func (s *Stats) Window(kind string, d time.Duration) (w WindowStats, ok bool) {
 	k := (*s.kinds.Load())[kind]
@@ -245,7 +244,7 @@ func (s *Stats) Window(kind string, d time.Duration) (w WindowStats, ok bool) {
 	if k == nil || i < 0 {
 		return WindowStats{}, false
 	}
-	now := s.clock().UnixNano()
+	now := time.Now().UnixNano()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.rings[i].stats(now, s.tol), true

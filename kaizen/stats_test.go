@@ -4,17 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -41,7 +44,13 @@ func TestNewStatsValidates(t *testing.T) {
 		{"resolution too high", kaizen.StatsOptions{Resolution: 5000}, "Resolution 5000"},
 		{"max kinds", kaizen.StatsOptions{MaxKinds: -2}, "MaxKinds -2"},
 		{"rate tolerance", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Rate: math.NaN()}}, "Tolerance.Rate NaN"},
+		{"rate tolerance above 1", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Rate: 1.5}}, "Tolerance.Rate 1.5 is outside [0, 1]"},
+		{"rate tolerance negative", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Rate: -0.1}}, "Tolerance.Rate -0.1"},
 		{"latency tolerance", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Latency: -1}}, "Tolerance.Latency -1"},
+		{"latency tolerance above 100", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Latency: 101}}, "Tolerance.Latency 101 is outside [0, 100]"},
+		{"latency tolerance NaN", kaizen.StatsOptions{Tolerance: kaizen.Tolerance{Latency: math.NaN()}}, "Tolerance.Latency NaN"},
+		{"resolution above 1000", kaizen.StatsOptions{Resolution: 1001}, "Resolution 1001 is outside [1, 1000]"},
+		{"max kinds message", kaizen.StatsOptions{MaxKinds: -1}, "MaxKinds -1 is negative"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -53,15 +62,47 @@ func TestNewStatsValidates(t *testing.T) {
 	}
 	s, err := kaizen.NewStats(kaizen.StatsOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, kaizen.DefaultWindows, s.Windows())
+	assert.Equal(t, []time.Duration{time.Minute, 5 * time.Minute, time.Hour}, s.Windows())
+	assert.Equal(t, s.Windows(), kaizen.DefaultWindows())
+}
+
+func TestNewStatsAcceptsTheBounds(t *testing.T) {
+	for _, opts := range []kaizen.StatsOptions{
+		{Resolution: 1},
+		{Resolution: 1000},
+		{Resolution: 12, Windows: []time.Duration{12 * time.Millisecond}},
+		{MaxKinds: 1},
+		{Tolerance: kaizen.Tolerance{Rate: 1, Latency: 100}},
+	} {
+		s, err := kaizen.NewStats(opts)
+		require.NoError(t, err, "%+v", opts)
+		s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Start: time.Now()})
+		w, ok := s.Window("k", s.Windows()[0])
+		require.True(t, ok)
+		assert.Equal(t, uint64(1), w.Current.Total, "%+v", opts)
+	}
+}
+
+func TestDefaultWindowsIsACopy(t *testing.T) {
+	w := kaizen.DefaultWindows()
+	w[0] = time.Nanosecond
+	assert.Equal(t, time.Minute, kaizen.DefaultWindows()[0], "changing the result changes no later one")
+	s, err := kaizen.NewStats(kaizen.StatsOptions{})
+	require.NoError(t, err)
+	s.Windows()[0] = time.Nanosecond
+	assert.Equal(t, time.Minute, s.Windows()[0], "Windows returns a copy")
 }
 
 func TestStatsCountsRatesAndWindows(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, time.Hour}, Resolution: 6, Clock: clk.Now})
+	synctest.Test(t, testStatsCountsRatesAndWindows)
+}
+
+func testStatsCountsRatesAndWindows(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, time.Hour}, Resolution: 6})
 	require.NoError(t, err)
 	ctx := context.Background()
-	now := clk.Now()
+	time.Sleep(7 * time.Second) // off the boundary of a slot
+	now := time.Now()
 
 	// 30 minutes ago: only in the hour window.
 	s.Observe(ctx, rec("payment", tai.Failed, tai.Allow, now.Add(-30*time.Minute), 40*time.Millisecond))
@@ -74,7 +115,7 @@ func TestStatsCountsRatesAndWindows(t *testing.T) {
 	s.Observe(ctx, rec("deployment", tai.Succeeded, tai.Review, now.Add(-time.Second), time.Second))
 
 	snap := s.Snapshot()
-	assert.Equal(t, now, snap.Time)
+	assert.True(t, now.Equal(snap.Time), "the snapshot is taken now")
 	require.Len(t, snap.Kinds, 2)
 
 	m, ok := snap.Window("payment", time.Minute)
@@ -97,7 +138,7 @@ func TestStatsCountsRatesAndWindows(t *testing.T) {
 	assert.InEpsilon(t, float64(20*time.Millisecond), float64(p.P99), 0.01)
 	assert.Equal(t, p.P90, p.Quantile(0.9))
 	// Slots are 10s wide; the window ends with the slot that holds now.
-	assert.Equal(t, now.Truncate(10*time.Second).Add(10*time.Second), p.End)
+	assert.Equal(t, now.Truncate(10*time.Second).Add(10*time.Second).UTC(), p.End)
 	assert.Equal(t, p.End.Add(-time.Minute), p.Start)
 
 	h, ok := snap.Window("payment", time.Hour)
@@ -123,24 +164,25 @@ func TestStatsCountsRatesAndWindows(t *testing.T) {
 	assert.False(t, ok)
 
 	// Time passes: the minute window empties, the previous one fills.
-	clk.Advance(time.Minute)
+	time.Sleep(time.Minute)
 	m2, _ := s.Window("payment", time.Minute)
 	assert.Zero(t, m2.Current.Total)
 	assert.Equal(t, uint64(8), m2.Previous.Total)
 	assert.Equal(t, kaizen.Unknown, m2.Trend.SuccessRate.Direction)
 
-	clk.Advance(time.Minute)
+	time.Sleep(time.Minute)
 	m3, _ := s.Window("payment", time.Minute)
 	assert.Zero(t, m3.Previous.Total, "older than two windows is forgotten")
 }
 
-func TestStatsTrend(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Clock: clk.Now})
+func TestStatsTrend(t *testing.T) { synctest.Test(t, testStatsTrend) }
+
+func testStatsTrend(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
 	require.NoError(t, err)
 	ctx := context.Background()
 	// Previous minute: 10% errors, p99 100ms. Current: 30% errors, p99 10ms.
-	prevEnd := clk.Now().Add(-90 * time.Second)
+	prevEnd := time.Now().Add(-90 * time.Second)
 	for i := range 100 {
 		o := tai.Succeeded
 		if i < 10 {
@@ -153,7 +195,7 @@ func TestStatsTrend(t *testing.T) {
 		if i < 30 {
 			o = tai.Failed
 		}
-		s.Observe(ctx, rec("k", o, tai.Allow, clk.Now().Add(-time.Second), 10*time.Millisecond))
+		s.Observe(ctx, rec("k", o, tai.Allow, time.Now().Add(-time.Second), 10*time.Millisecond))
 	}
 	w, ok := s.Window("k", time.Minute)
 	require.True(t, ok)
@@ -177,17 +219,22 @@ func TestStatsTrendTolerance(t *testing.T) {
 		prevLat, curLat  time.Duration
 		wantErr, wantP99 kaizen.Direction
 	}{
-		{"within default tolerance", kaizen.Tolerance{}, 10, 10, 100 * time.Millisecond, 105 * time.Millisecond, kaizen.Same, kaizen.Same},
-		{"beyond default", kaizen.Tolerance{}, 10, 5, 100 * time.Millisecond, 150 * time.Millisecond, kaizen.Better, kaizen.Worse},
-		{"wide tolerance", kaizen.Tolerance{Rate: 0.2, Latency: 1}, 10, 25, 100 * time.Millisecond, 190 * time.Millisecond, kaizen.Same, kaizen.Same},
+		// Errors per thousand signals.
+		{"within default tolerance", kaizen.Tolerance{}, 100, 100, 100 * time.Millisecond, 105 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"half a point is within the default", kaizen.Tolerance{}, 100, 105, 100 * time.Millisecond, 100 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"beyond default", kaizen.Tolerance{}, 100, 50, 100 * time.Millisecond, 150 * time.Millisecond, kaizen.Better, kaizen.Worse},
+		{"latency better", kaizen.Tolerance{}, 100, 100, 100 * time.Millisecond, 50 * time.Millisecond, kaizen.Same, kaizen.Better},
+		{"wide tolerance", kaizen.Tolerance{Rate: 0.2, Latency: 1}, 100, 250, 100 * time.Millisecond, 190 * time.Millisecond, kaizen.Same, kaizen.Same},
+		// Every latency of a window is the same, so its quantiles are
+		// exact: a change of exactly the tolerance is the Same.
+		{"change equal to the tolerance", kaizen.Tolerance{Rate: 0.25, Latency: 0.5}, 250, 500, 100 * time.Millisecond, 150 * time.Millisecond, kaizen.Same, kaizen.Same},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			clk := newFakeClock()
-			s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Tolerance: c.tol, Clock: clk.Now})
+		synctest.Test(t, func(t *testing.T) {
+			s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Tolerance: c.tol})
 			require.NoError(t, err)
 			fill := func(end time.Time, errs int, lat time.Duration) {
-				for i := range 100 {
+				for i := range 1000 {
 					o := tai.Succeeded
 					if i < errs {
 						o = tai.Failed
@@ -195,26 +242,27 @@ func TestStatsTrendTolerance(t *testing.T) {
 					s.Observe(context.Background(), rec("k", o, tai.Allow, end, lat))
 				}
 			}
-			fill(clk.Now().Add(-90*time.Second), c.prevErr, c.prevLat)
-			fill(clk.Now().Add(-time.Second), c.curErr, c.curLat)
+			fill(time.Now().Add(-90*time.Second), c.prevErr, c.prevLat)
+			fill(time.Now().Add(-time.Second), c.curErr, c.curLat)
 			w, _ := s.Window("k", time.Minute)
-			assert.Equal(t, c.wantErr, w.Trend.ErrorRate.Direction)
-			assert.Equal(t, c.wantP99, w.Trend.P99.Direction)
+			assert.Equal(t, c.wantErr, w.Trend.ErrorRate.Direction, c.name)
+			assert.Equal(t, c.wantP99, w.Trend.P99.Direction, c.name)
 		})
 	}
 }
 
 // TestStatsQuantilesAgainstExact feeds random latencies spread over a
 // window and checks the window's quantiles against exact ones.
-func TestStatsQuantilesAgainstExact(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{5 * time.Minute}, Clock: clk.Now})
+func TestStatsQuantilesAgainstExact(t *testing.T) { synctest.Test(t, testStatsQuantilesAgainstExact) }
+
+func testStatsQuantilesAgainstExact(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{5 * time.Minute}})
 	require.NoError(t, err)
 	r := rand.New(rand.NewPCG(42, 43))
 	vs := make([]time.Duration, 50000)
 	for i := range vs {
 		vs[i] = time.Duration(math.Exp(r.NormFloat64()) * float64(30*time.Millisecond))
-		end := clk.Now().Add(-time.Duration(r.Int64N(int64(4 * time.Minute))))
+		end := time.Now().Add(-time.Duration(r.Int64N(int64(4 * time.Minute))))
 		s.Observe(context.Background(), rec("k", tai.Succeeded, tai.Allow, end, vs[i]))
 	}
 	slices.Sort(vs)
@@ -228,11 +276,10 @@ func TestStatsQuantilesAgainstExact(t *testing.T) {
 }
 
 func TestStatsMaxKinds(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{MaxKinds: 2, Clock: clk.Now})
+	s, err := kaizen.NewStats(kaizen.StatsOptions{MaxKinds: 2})
 	require.NoError(t, err)
 	for _, k := range []string{"a", "b", "c", "a", "d"} {
-		s.Observe(context.Background(), rec(k, tai.Succeeded, tai.Allow, clk.Now(), time.Millisecond))
+		s.Observe(context.Background(), rec(k, tai.Succeeded, tai.Allow, time.Now(), time.Millisecond))
 	}
 	snap := s.Snapshot()
 	assert.Len(t, snap.Kinds, 2)
@@ -241,41 +288,99 @@ func TestStatsMaxKinds(t *testing.T) {
 	assert.Equal(t, uint64(2), w.Current.Total)
 }
 
-func TestStatsRecordWithoutStartUsesClock(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Clock: clk.Now})
-	require.NoError(t, err)
-	s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Duration: time.Millisecond})
-	w, _ := s.Window("k", time.Minute)
-	assert.Equal(t, uint64(1), w.Current.Total)
+func TestStatsRecordWithoutStartIsPlacedNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
+		require.NoError(t, err)
+		time.Sleep(time.Hour)
+		s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Duration: 10 * time.Minute})
+		w, _ := s.Window("k", time.Minute)
+		assert.Equal(t, uint64(1), w.Current.Total, "placed at time.Now(), not at the zero time plus Duration")
+		time.Sleep(time.Minute)
+		w, _ = s.Window("k", time.Minute)
+		assert.Zero(t, w.Current.Total)
+		assert.Equal(t, uint64(1), w.Previous.Total)
+	})
+}
+
+// TestStatsCountsRecordsStartedAtTimeNow: a pipeline sets Record.Start
+// from time.Now() when a signal begins and Duration from the monotonic
+// clock; Stats places the record when it finished and reads its windows
+// at time.Now(), so a signal that just finished is in the current window.
+func TestStatsCountsRecordsStartedAtTimeNow(t *testing.T) {
+	t.Run("real time", func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{})
+		require.NoError(t, err)
+		start := time.Now()
+		s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Start: start, Duration: time.Since(start)})
+		for _, d := range kaizen.DefaultWindows() {
+			w, ok := s.Window("k", d)
+			require.True(t, ok)
+			assert.Equal(t, uint64(1), w.Current.Total, "window %v", d)
+		}
+	})
+	t.Run("through a pipeline", func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{})
+		require.NoError(t, err)
+		p, err := pipelinetest.New(tai.WithObservers(s))
+		require.NoError(t, err)
+		for _, sig := range pipelinetest.Signals() {
+			_, _ = p.Process(context.Background(), sig)
+		}
+		w, ok := s.Window("payment", time.Minute)
+		require.True(t, ok)
+		assert.Equal(t, uint64(len(pipelinetest.Signals())), w.Current.Total)
+		assert.Equal(t, kaizen.OutcomeCounts{Succeeded: 1, Denied: 2, Rejected: 1, Failed: 1}, w.Current.Outcomes)
+	})
+	t.Run("a long signal counts when it finished", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			// 12 slots of 5s: the current window of 1m covers the last
+			// 55 to 60 seconds.
+			s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
+			require.NoError(t, err)
+			start := time.Now()
+			time.Sleep(50 * time.Second)
+			s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Start: start, Duration: time.Since(start)})
+			time.Sleep(30 * time.Second) // started 80s ago, finished 30s ago
+			w, _ := s.Window("k", time.Minute)
+			assert.Equal(t, uint64(1), w.Current.Total)
+			assert.Zero(t, w.Previous.Total)
+			time.Sleep(40 * time.Second) // finished 70s ago
+			w, _ = s.Window("k", time.Minute)
+			assert.Zero(t, w.Current.Total)
+			assert.Equal(t, uint64(1), w.Previous.Total)
+		})
+	})
 }
 
 func TestStatsTooOldRecordsAreIgnored(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Clock: clk.Now})
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
 	require.NoError(t, err)
-	s.Observe(context.Background(), rec("k", tai.Succeeded, tai.Allow, clk.Now(), time.Millisecond))
+	s.Observe(context.Background(), rec("k", tai.Succeeded, tai.Allow, time.Now(), time.Millisecond))
 	// Far older than the ring holds: must not reset the current slot.
-	s.Observe(context.Background(), rec("k", tai.Failed, tai.Allow, clk.Now().Add(-time.Hour), time.Millisecond))
+	s.Observe(context.Background(), rec("k", tai.Failed, tai.Allow, time.Now().Add(-time.Hour), time.Millisecond))
 	w, _ := s.Window("k", time.Minute)
 	assert.Equal(t, uint64(1), w.Current.Total)
 	assert.Zero(t, w.Current.Outcomes.Failed)
 }
 
-func TestStatsHandler(t *testing.T) {
-	clk := newFakeClock()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 72 * time.Hour}, Clock: clk.Now})
-	require.NoError(t, err)
-	s.Observe(context.Background(), rec("payment", tai.Succeeded, tai.Allow, clk.Now(), 250*time.Millisecond))
-	s.Observe(context.Background(), rec("deployment", tai.Failed, 0, clk.Now(), time.Second))
+func TestStatsHandler(t *testing.T) { synctest.Test(t, testStatsHandler) }
 
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-
-	res, err := http.Get(srv.URL + "?kind=payment")
+func testStatsHandler(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 72 * time.Hour}})
 	require.NoError(t, err)
-	defer res.Body.Close()
+	s.Observe(context.Background(), rec("payment", tai.Succeeded, tai.Allow, time.Now(), 250*time.Millisecond))
+	s.Observe(context.Background(), rec("deployment", tai.Failed, 0, time.Now(), time.Second))
+
+	serve := func(method, target string) *http.Response {
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest(method, target, nil))
+		return w.Result()
+	}
+
+	res := serve(http.MethodGet, "/stats?kind=payment")
 	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
 	assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
 	var body struct {
 		Time  time.Time `json:"time"`
@@ -302,25 +407,31 @@ func TestStatsHandler(t *testing.T) {
 	assert.InEpsilon(t, 0.25, lat["p99"], 0.01)
 	assert.Equal(t, "unknown", ws[0].Trend["error_rate"]["direction"])
 
-	res2, err := http.Get(srv.URL + "?kind=nope")
-	require.NoError(t, err)
-	res2.Body.Close()
+	res2 := serve(http.MethodGet, "/stats?kind=nope")
 	assert.Equal(t, http.StatusNotFound, res2.StatusCode)
+	assert.Contains(t, readAll(t, res2), `unknown kind "nope"`)
 
-	res3, err := http.Post(srv.URL, "application/json", nil)
-	require.NoError(t, err)
-	res3.Body.Close()
+	res3 := serve(http.MethodPost, "/stats")
 	assert.Equal(t, http.StatusMethodNotAllowed, res3.StatusCode)
+	assert.Equal(t, "GET, HEAD", res3.Header.Get("Allow"))
 
-	res4, err := http.Get(srv.URL)
-	require.NoError(t, err)
+	res5 := serve(http.MethodHead, "/stats")
+	assert.Equal(t, http.StatusOK, res5.StatusCode, "HEAD is allowed")
+
+	res4 := serve(http.MethodGet, "/stats")
 	var all kaizen.StatsSnapshot
 	var raw map[string]json.RawMessage
 	require.NoError(t, json.NewDecoder(res4.Body).Decode(&raw))
-	res4.Body.Close()
 	require.NoError(t, json.Unmarshal(raw["time"], &all.Time))
-	assert.True(t, all.Time.Equal(clk.Now()))
+	assert.True(t, all.Time.Equal(time.Now()))
 	assert.Contains(t, string(raw["kinds"]), `"deployment"`)
+}
+
+func readAll(t *testing.T, res *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return string(b)
 }
 
 func TestStatsConcurrentObserveAndSnapshot(t *testing.T) {
@@ -332,7 +443,7 @@ func TestStatsConcurrentObserveAndSnapshot(t *testing.T) {
 			defer func() { done <- struct{}{} }()
 			for i := range 2000 {
 				kind := []string{"a", "b"}[(g+i)%2]
-				s.Observe(context.Background(), rec(kind, tai.Outcomes[i%4], tai.Allow, time.Now(), time.Duration(i)*time.Microsecond))
+				s.Observe(context.Background(), rec(kind, tai.Outcome(i%4), tai.Allow, time.Now(), time.Duration(i)*time.Microsecond))
 			}
 		}()
 	}
@@ -351,8 +462,50 @@ func TestStatsConcurrentObserveAndSnapshot(t *testing.T) {
 func TestStatsObserveAllocatesNothing(t *testing.T) {
 	s, err := kaizen.NewStats(kaizen.StatsOptions{})
 	require.NoError(t, err)
-	r := realisticRecord()
+	r := pipelinetest.RealisticRecord()
 	ctx := context.Background()
 	s.Observe(ctx, r) // creates the kind and the histogram chunk
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { s.Observe(ctx, r) }))
+}
+
+// TestStatsSlotReusedForgetsItsPast: a window's ring reuses its slots; a
+// slot taken again two windows later keeps nothing of what it held.
+func TestStatsSlotReusedForgetsItsPast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Resolution: 6})
+		require.NoError(t, err)
+		ctx := context.Background()
+		for range 3 {
+			s.Observe(ctx, rec("k", tai.Failed, tai.Deny, time.Now(), 2*time.Second))
+		}
+		time.Sleep(2 * time.Minute) // the ring's length: the same slot again
+		s.Observe(ctx, rec("k", tai.Succeeded, tai.Allow, time.Now(), time.Millisecond))
+		w, ok := s.Window("k", time.Minute)
+		require.True(t, ok)
+		p := w.Current
+		assert.Equal(t, uint64(1), p.Total)
+		assert.Equal(t, kaizen.OutcomeCounts{Succeeded: 1}, p.Outcomes)
+		assert.Equal(t, kaizen.VerdictCounts{Allow: 1}, p.Verdicts)
+		assert.Equal(t, time.Millisecond, p.Min)
+		assert.Equal(t, time.Millisecond, p.Max)
+		assert.Equal(t, time.Millisecond, p.Mean)
+		assert.Equal(t, time.Millisecond, p.P99)
+		assert.Equal(t, time.Millisecond, p.Quantile(1))
+		assert.Zero(t, w.Previous.Total)
+	})
+}
+
+// TestStatsRecordsOutsideTheEnums: a record whose Outcome or Verdict is
+// not one tai defines counts in Total and in no outcome or verdict.
+func TestStatsRecordsOutsideTheEnums(t *testing.T) {
+	s, err := kaizen.NewStats(kaizen.StatsOptions{})
+	require.NoError(t, err)
+	s.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Start: time.Now(), Outcome: tai.Failed + 1, Decision: tai.Decision{Verdict: tai.Deny + 1}})
+	s.Observe(context.Background(), tai.Record{ID: "2", Kind: "k", Start: time.Now(), Outcome: 255, Decision: tai.Decision{Verdict: 255}})
+	w, ok := s.Window("k", time.Minute)
+	require.True(t, ok)
+	assert.Equal(t, uint64(2), w.Current.Total)
+	assert.Equal(t, kaizen.OutcomeCounts{}, w.Current.Outcomes)
+	assert.Equal(t, kaizen.VerdictCounts{}, w.Current.Verdicts)
+	assert.Zero(t, w.Current.Ratio(tai.Succeeded, tai.Denied, tai.Rejected, tai.Failed))
 }

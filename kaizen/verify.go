@@ -21,6 +21,7 @@ type AuditError struct {
 	Reason string // what is wrong with it
 }
 
+// Error returns "kaizen: audit line N: " and the reason.
 func (e *AuditError) Error() string {
 	return "kaizen: audit line " + strconv.Itoa(e.Line) + ": " + e.Reason
 }

@@ -29,7 +29,7 @@ func trail(t *testing.T, n int) []string {
 			Outcome: tai.Succeeded, Decision: tai.Decision{Verdict: tai.Allow, Policy: "fraud", Score: 0.1},
 			Start: start.Add(time.Duration(i) * time.Second), Duration: time.Millisecond})
 	}
-	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, a.Shutdown(context.Background()))
 	return lines(buf.Bytes())
 }
 
@@ -55,7 +55,7 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 		{"edited and rehashed", func(l []string) []string {
 			l[2] = rehash(strings.Replace(l[2], `"key":"cust"`, `"key":"other"`, 1))
 			return l
-		}, 4, "prev hash is not the hash of line 3"},
+		}, 4, "its prev hash is not the hash of line 3: a line was deleted, inserted or moved before it, or line 3 was edited and rehashed"},
 		{"deleted line", func(l []string) []string { return slices.Delete(l, 3, 4) }, 4, "deleted, inserted or moved"},
 		{"deleted first line", func(l []string) []string { return l[1:] }, 1, "genesis"},
 		{"swapped lines", func(l []string) []string { l[1], l[2] = l[2], l[1]; return l }, 2, "prev hash"},
@@ -71,18 +71,39 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 			l[0] = l[0][:len(l[0])-4] + `zz"}`
 			return l
 		}, 1, "malformed"},
+		{"bad hex in prev", func(l []string) []string {
+			end := strings.LastIndex(l[1], `","hash":"`) // of the prev value
+			l[1] = rehash(l[1][:end-2] + "zz" + l[1][end:])
+			return l
+		}, 2, "malformed"},
+		{"prev renamed and rehashed", func(l []string) []string {
+			l[2] = rehash(strings.Replace(l[2], `,"prev":"`, `,"prex":"`, 1))
+			return l
+		}, 3, "malformed"},
+		{"hash renamed", func(l []string) []string {
+			l[3] = strings.Replace(l[3], `,"hash":"`, `,"hasx":"`, 1)
+			return l
+		}, 4, "malformed"},
+		{"valid json, short", func(l []string) []string {
+			// Ends as an audit line does, but is too short to hold a prev.
+			l[0] = `{"a":"` + strings.Repeat("x", 65) + `","hash":"` + strings.Repeat("0", 64) + `"}`
+			return l
+		}, 1, "malformed"},
+		{"truncated last line", func(l []string) []string { l[5] = l[5][:len(l[5])-1]; return l }, 6, "malformed"},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			l := c.tamper(slices.Clone(orig))
-			err := kaizen.VerifyAudit(strings.NewReader(strings.Join(l, "\n") + "\n"))
-			require.ErrorIs(t, err, kaizen.ErrAuditTampered)
-			var ae *kaizen.AuditError
-			require.ErrorAs(t, err, &ae)
-			assert.Equal(t, c.line, ae.Line)
-			assert.Contains(t, ae.Reason, c.reason)
-			assert.Contains(t, err.Error(), fmt.Sprintf("kaizen: audit line %d: ", c.line))
-		})
+		for _, end := range []string{"\n", ""} { // with and without a final newline
+			t.Run(fmt.Sprintf("%s/end %q", c.name, end), func(t *testing.T) {
+				l := c.tamper(slices.Clone(orig))
+				err := kaizen.VerifyAudit(strings.NewReader(strings.Join(l, "\n") + end))
+				require.ErrorIs(t, err, kaizen.ErrAuditTampered)
+				var ae *kaizen.AuditError
+				require.ErrorAs(t, err, &ae)
+				assert.Equal(t, c.line, ae.Line)
+				assert.Contains(t, ae.Reason, c.reason)
+				assert.Equal(t, fmt.Sprintf("kaizen: audit line %d: %s", c.line, ae.Reason), err.Error())
+			})
+		}
 	}
 }
 

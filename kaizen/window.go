@@ -6,11 +6,14 @@ import (
 	"github.com/taipattern/taikit/tai"
 )
 
+// numOutcomes is the number of tai outcomes, Succeeded to Failed.
+const numOutcomes = int(tai.Failed) + 1
+
 // slot holds what happened to one kind in one time slot of a ring.
 type slot struct {
 	epoch    int64 // the slot's start divided by its width; -1 when unused
 	total    uint64
-	outcomes [len(tai.Outcomes)]uint64
+	outcomes [numOutcomes]uint64
 	verdicts [tai.Deny + 1]uint64
 	sum      time.Duration
 	lo, hi   time.Duration
@@ -20,7 +23,7 @@ type slot struct {
 func (s *slot) reset(epoch int64) {
 	s.epoch = epoch
 	s.total = 0
-	s.outcomes = [len(tai.Outcomes)]uint64{}
+	s.outcomes = [numOutcomes]uint64{}
 	s.verdicts = [tai.Deny + 1]uint64{}
 	s.sum, s.lo, s.hi = 0, 0, 0
 	s.hist.reset()

@@ -1,10 +1,10 @@
-package kaizen_test
+package kaizenprom_test
 
 import (
 	"context"
 	"errors"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -12,7 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
-	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
+	"github.com/taipattern/taikit/kaizen/kaizenprom"
 	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
@@ -25,21 +26,21 @@ func gaugeValue(t *testing.T, g prometheus.Gatherer, name string, labels map[str
 }
 
 func TestCollectorsNeedARegisterer(t *testing.T) {
-	_, err := kaizen.NewJidokaCollector(nil, kaizen.CollectorOptions{})
+	_, err := kaizenprom.NewJidokaCollector(nil, kaizenprom.CollectorOptions{})
 	require.ErrorContains(t, err, "NewJidokaCollector: nil prometheus.Registerer")
-	_, err = kaizen.NewHeijunkaCollector(nil, kaizen.CollectorOptions{})
+	_, err = kaizenprom.NewHeijunkaCollector(nil, kaizenprom.CollectorOptions{})
 	require.ErrorContains(t, err, "NewHeijunkaCollector: nil prometheus.Registerer")
-	_, err = kaizen.NewKanbanCollector(nil, kaizen.CollectorOptions{})
+	_, err = kaizenprom.NewKanbanCollector(nil, kaizenprom.CollectorOptions{})
 	require.ErrorContains(t, err, "NewKanbanCollector: nil prometheus.Registerer")
-	_, err = kaizen.NewKanbanCollector(prometheus.NewRegistry(), kaizen.CollectorOptions{Namespace: "a-b"})
+	_, err = kaizenprom.NewKanbanCollector(prometheus.NewRegistry(), kaizenprom.CollectorOptions{Namespace: "a-b"})
 	require.ErrorContains(t, err, `CollectorOptions.Namespace "a-b"`)
 }
 
 func TestJidokaCollector(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	c, err := kaizen.NewJidokaCollector(reg, kaizen.CollectorOptions{})
+	c, err := kaizenprom.NewJidokaCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
-	again, err := kaizen.NewJidokaCollector(reg, kaizen.CollectorOptions{})
+	again, err := kaizenprom.NewJidokaCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
 	assert.Same(t, c, again, "a second registration returns the registered collector")
 
@@ -81,7 +82,7 @@ func TestJidokaCollector(t *testing.T) {
 	require.ErrorContains(t, c.AddBreaker(dup), `breaker named "gateway" is collected already`)
 	unnamed, err := jidoka.NewBreaker(jidoka.Config{})
 	require.NoError(t, err)
-	require.ErrorContains(t, c.AddBreaker(unnamed), "has no Name")
+	require.ErrorContains(t, c.AddBreaker(unnamed), "the breaker has no name")
 	require.Error(t, c.AddBreaker(nil))
 	require.Error(t, c.AddLine(jidoka.NewLine(jidoka.LineConfig{Name: "payments"})))
 
@@ -90,12 +91,15 @@ func TestJidokaCollector(t *testing.T) {
 	assert.Empty(t, problems)
 }
 
-func TestHeijunkaCollector(t *testing.T) {
+// TestHeijunkaCollector runs in a synctest bubble: time stands still, so
+// the per-customer limiter admits one signal per key and no more.
+func TestHeijunkaCollector(t *testing.T) { synctest.Test(t, testHeijunkaCollector) }
+
+func testHeijunkaCollector(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	c, err := kaizen.NewHeijunkaCollector(reg, kaizen.CollectorOptions{})
+	c, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	keyed, err := heijunka.NewKeyed(heijunka.PerMinute(5).WithBurst(1), heijunka.KeyedOptions{Name: "per-customer", Now: func() time.Time { return now }})
+	keyed, err := heijunka.NewKeyed(heijunka.PerMinute(5).WithBurst(1), heijunka.KeyedOptions{Name: "per-customer"})
 	require.NoError(t, err)
 	require.NoError(t, c.AddKeyed(keyed))
 	global, err := heijunka.NewLimiter(heijunka.PerSecond(100).WithBurst(20), heijunka.LimiterOptions{Name: "global"})
@@ -105,15 +109,15 @@ func TestHeijunkaCollector(t *testing.T) {
 
 	failing := tai.GateFunc(func(context.Context, string) error { return errors.New("store down") })
 	p, err := tai.New(
-		tai.PolicyFunc[order](func(context.Context, tai.Signal[order]) (tai.Decision, error) {
+		tai.PolicyFunc[pipelinetest.Order](func(context.Context, tai.Signal[pipelinetest.Order]) (tai.Decision, error) {
 			return tai.Decision{Verdict: tai.Allow}, nil
 		}),
-		tai.ActionFunc[order, string](func(context.Context, tai.Signal[order]) (string, error) { return "ok", nil }),
+		tai.ActionFunc[pipelinetest.Order, string](func(context.Context, tai.Signal[pipelinetest.Order]) (string, error) { return "ok", nil }),
 		tai.WithGates(c.Gate(keyed)))
 	require.NoError(t, err)
 	var rejectedHook string
 	for i, key := range []string{"a", "a", "b", "a"} {
-		_, err := p.Process(context.Background(), tai.Signal[order]{ID: string(rune('0' + i)), Kind: "payment", Key: key})
+		_, err := p.Process(context.Background(), tai.Signal[pipelinetest.Order]{ID: string(rune('0' + i)), Kind: "payment", Key: key})
 		var re *tai.RejectedError
 		if errors.As(err, &re) {
 			rejectedHook = re.Hook
@@ -146,7 +150,7 @@ func (q fakeQueue) Stats() kanban.Stats { return q.s }
 
 func TestKanbanCollector(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	c, err := kaizen.NewKanbanCollector(reg, kaizen.CollectorOptions{})
+	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
 
 	mem, err := kanban.NewMemory[string](kanban.MemoryConfig{})
@@ -179,13 +183,13 @@ func TestKanbanCollector(t *testing.T) {
 // registry and checks the exposition with promtool.
 func TestAllCollectorsPromtool(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
 	require.NoError(t, err)
-	jc, err := kaizen.NewJidokaCollector(reg, kaizen.CollectorOptions{})
+	jc, err := kaizenprom.NewJidokaCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
-	hc, err := kaizen.NewHeijunkaCollector(reg, kaizen.CollectorOptions{})
+	hc, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
-	kc, err := kaizen.NewKanbanCollector(reg, kaizen.CollectorOptions{})
+	kc, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
 
 	b, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
@@ -200,9 +204,9 @@ func TestAllCollectorsPromtool(t *testing.T) {
 	require.NoError(t, hc.AddLimiter(unlimited))
 	require.NoError(t, kc.AddQueue("confirmations", fakeQueue{}))
 
-	p, err := testPipeline(tai.WithObservers(m), tai.WithTracer(m.Tracer(nil)), tai.WithGates(hc.Gate(keyed)), tai.WithGuards(b))
+	p, err := pipelinetest.New(tai.WithObservers(m), tai.WithTracer(m.Tracer(nil)), tai.WithGates(hc.Gate(keyed)), tai.WithGuards(b))
 	require.NoError(t, err)
-	for _, s := range signalsFor() {
+	for _, s := range pipelinetest.Signals() {
 		_, _ = p.Process(context.Background(), s)
 	}
 	problems, err := testutil.GatherAndLint(reg)

@@ -1,7 +1,8 @@
-package kaizen
+package kaizenotel
 
 import (
 	"context"
+	"runtime/debug"
 	"strconv"
 	"testing"
 
@@ -38,4 +39,33 @@ func TestUnsampledStagesAllocateNothing(t *testing.T) {
 		sp.End(nil)
 	})
 	assert.Zero(t, allocs)
+}
+
+func TestVersionOfTheModuleHoldingThePackage(t *testing.T) {
+	bi := func(main string, deps ...string) *debug.BuildInfo {
+		b := &debug.BuildInfo{Main: debug.Module{Path: main}}
+		for i, d := range deps {
+			b.Deps = append(b.Deps, &debug.Module{Path: d, Version: "v0." + strconv.Itoa(i+1) + ".0"})
+		}
+		return b
+	}
+	const root, sub = "github.com/taipattern/taikit", "github.com/taipattern/taikit/kaizen/kaizenotel"
+	cases := []struct {
+		name string
+		bi   *debug.BuildInfo
+		want string
+	}{
+		{"a dependency of a service", bi("example.com/svc", "example.com/other", root), "v0.2.0"},
+		{"its own module, once split", bi("example.com/svc", root, sub), "v0.2.0"},
+		{"a module whose path only starts the same", bi("example.com/svc", root+"x"), "(devel)"},
+		{"built from its own tree", bi(root), "(devel)"},
+		{"not in the binary", bi("example.com/svc"), "(devel)"},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, versionOf(ScopeName, c.bi), c.name)
+	}
+	released := bi(root)
+	released.Main.Version = "v0.1.0"
+	assert.Equal(t, "v0.1.0", versionOf(ScopeName, released), "the main module's version")
+	assert.Equal(t, ScopeName, sub)
 }

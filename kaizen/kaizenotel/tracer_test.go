@@ -1,4 +1,4 @@
-package kaizen_test
+package kaizenotel_test
 
 import (
 	"context"
@@ -7,7 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
+	"github.com/taipattern/taikit/kaizen/kaizenotel"
 	"github.com/taipattern/taikit/tai"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -32,7 +33,7 @@ func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
 	return m
 }
 
-// tree maps each span's name to the names of its children, in the order
+// tree maps each span's name to the names of its children, in the pipelinetest.Order
 // they ended, and returns the root.
 func tree(spans []sdktrace.ReadOnlySpan) (root sdktrace.ReadOnlySpan, children map[string][]string) {
 	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
@@ -63,7 +64,7 @@ func byName(spans []sdktrace.ReadOnlySpan, name string) sdktrace.ReadOnlySpan {
 func TestTracerSpansThroughPipeline(t *testing.T) {
 	cases := []struct {
 		name       string
-		sig        tai.Signal[order]
+		sig        tai.Signal[pipelinetest.Order]
 		outcome    tai.Outcome
 		children   map[string][]string
 		rootStatus codes.Code
@@ -71,7 +72,7 @@ func TestTracerSpansThroughPipeline(t *testing.T) {
 		verdict    string
 	}{
 		{
-			name: "succeeded", sig: signalsFor()[0], outcome: tai.Succeeded,
+			name: "succeeded", sig: pipelinetest.Signals()[0], outcome: tai.Succeeded,
 			children: map[string][]string{
 				"payment":    {"gate limit", "policy all", "action"},
 				"policy all": {"policy allowlist", "policy fraud"},
@@ -81,7 +82,7 @@ func TestTracerSpansThroughPipeline(t *testing.T) {
 			rootStatus: codes.Unset,
 		},
 		{
-			name: "denied by score", sig: signalsFor()[1], outcome: tai.Denied,
+			name: "denied by score", sig: pipelinetest.Signals()[1], outcome: tai.Denied,
 			children: map[string][]string{
 				"payment":      {"gate limit", "policy all"},
 				"policy all":   {"policy allowlist", "policy fraud"},
@@ -90,12 +91,12 @@ func TestTracerSpansThroughPipeline(t *testing.T) {
 			rootStatus: codes.Unset, verdict: "deny",
 		},
 		{
-			name: "rejected by gate", sig: signalsFor()[3], outcome: tai.Rejected,
+			name: "rejected by gate", sig: pipelinetest.Signals()[3], outcome: tai.Rejected,
 			children:   map[string][]string{"payment": {"gate limit"}},
-			rootStatus: codes.Error, errType: "kaizen_test.errLimited",
+			rootStatus: codes.Error, errType: "pipelinetest.ErrLimited",
 		},
 		{
-			name: "action failed", sig: signalsFor()[4], outcome: tai.Failed,
+			name: "action failed", sig: pipelinetest.Signals()[4], outcome: tai.Failed,
 			children: map[string][]string{
 				"payment":      {"gate limit", "policy all", "action"},
 				"policy all":   {"policy allowlist", "policy fraud"},
@@ -107,9 +108,9 @@ func TestTracerSpansThroughPipeline(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			sr, tp := newRecorder(t)
-			tr := kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})
+			tr := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})
 			var observed tai.Record
-			p, err := testPipeline(tai.WithTracer(tr), tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { observed = r })))
+			p, err := pipelinetest.New(tai.WithTracer(tr), tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { observed = r })))
 			require.NoError(t, err)
 			res, err := p.Process(context.Background(), c.sig)
 			require.Equal(t, c.outcome, tai.OutcomeOf(err))
@@ -121,7 +122,7 @@ func TestTracerSpansThroughPipeline(t *testing.T) {
 			assert.Equal(t, c.children, children)
 			for _, s := range spans {
 				assert.Equal(t, root.SpanContext().TraceID(), s.SpanContext().TraceID(), "one trace")
-				assert.Equal(t, kaizen.ScopeName, s.InstrumentationScope().Name)
+				assert.Equal(t, kaizenotel.ScopeName, s.InstrumentationScope().Name)
 				assert.NotEmpty(t, s.InstrumentationScope().Version)
 				a := attrs(s)
 				assert.Equal(t, "payment", a["taikit.kind"])
@@ -168,9 +169,9 @@ func TestTracerSpansThroughPipeline(t *testing.T) {
 
 func TestTracerSignalIDOptIn(t *testing.T) {
 	sr, tp := newRecorder(t)
-	p, err := testPipeline(tai.WithTracer(kaizen.NewTracer(kaizen.TracerOptions{Provider: tp, SignalID: true})))
+	p, err := pipelinetest.New(tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp, SignalID: true})))
 	require.NoError(t, err)
-	_, err = p.Process(context.Background(), signalsFor()[0])
+	_, err = p.Process(context.Background(), pipelinetest.Signals()[0])
 	require.NoError(t, err)
 	for _, s := range sr.Ended() {
 		assert.Equal(t, "s1", attrs(s)["taikit.signal.id"], s.Name())
@@ -180,9 +181,9 @@ func TestTracerSignalIDOptIn(t *testing.T) {
 func TestTracerJoinsParentTrace(t *testing.T) {
 	sr, tp := newRecorder(t)
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "http POST /payment")
-	p, err := testPipeline(tai.WithTracer(kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})))
+	p, err := pipelinetest.New(tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})))
 	require.NoError(t, err)
-	_, err = p.Process(ctx, signalsFor()[0])
+	_, err = p.Process(ctx, pipelinetest.Signals()[0])
 	require.NoError(t, err)
 	parent.End()
 	root := byName(sr.Ended(), "payment")
@@ -192,17 +193,17 @@ func TestTracerJoinsParentTrace(t *testing.T) {
 
 func TestTracerErrorTypes(t *testing.T) {
 	sr, tp := newRecorder(t)
-	tr := kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})
+	tr := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})
 	cases := []struct {
 		err  error
 		want string
 	}{
-		{&tai.RejectedError{Stage: tai.StageGate, Err: errLimited{}}, "kaizen_test.errLimited"},
+		{&tai.RejectedError{Stage: tai.StageGate, Err: pipelinetest.ErrLimited{}}, "pipelinetest.ErrLimited"},
 		{&tai.RejectedError{Stage: tai.StageAction, Err: errors.New("open")}, "*tai.RejectedError"},
 		{&tai.StageError{Stage: tai.StageAction, Err: context.DeadlineExceeded}, "context.DeadlineExceeded"},
 		{context.Canceled, "context.Canceled"},
 		{&tai.PolicyError{Policy: "p", Err: errors.New("store down")}, "*tai.PolicyError"},
-		{errors.Join(errGateway), "_OTHER"},
+		{errors.Join(pipelinetest.ErrGateway), "_OTHER"},
 	}
 	for _, c := range cases {
 		sr.Reset()
@@ -219,7 +220,7 @@ func TestTracerSkipsStagesOfUnsampledSignals(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSpanProcessor(rec))
 	defer func() { _ = tp.Shutdown(context.Background()) }()
-	tr := kaizen.NewTracer(kaizen.TracerOptions{Provider: tp})
+	tr := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})
 	ctx, root := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Name: "payment", Kind: "payment"})
 	sctx, stage := tr.Start(ctx, tai.SpanInfo{Stage: tai.StagePolicy, Name: "fraud", Kind: "payment"})
 	assert.Equal(t, ctx, sctx, "no new span, no new context")

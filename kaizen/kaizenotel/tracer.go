@@ -1,10 +1,12 @@
-package kaizen
+package kaizenotel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -17,7 +19,7 @@ import (
 
 // ScopeName is the OpenTelemetry instrumentation scope of the spans a
 // Tracer opens: the import path of this package.
-const ScopeName = "github.com/taipattern/taikit/kaizen"
+const ScopeName = "github.com/taipattern/taikit/kaizen/kaizenotel"
 
 // TracerOptions configures a Tracer. The zero value uses the global
 // TracerProvider and records no signal IDs.
@@ -69,7 +71,8 @@ type spanShape struct {
 }
 
 // NewTracer returns a Tracer whose spans come from opts.Provider under the
-// scope ScopeName, versioned with the taikit module's version.
+// scope ScopeName, versioned with the version of the module that holds
+// this package.
 func NewTracer(opts TracerOptions) *Tracer {
 	tp := opts.Provider
 	if tp == nil {
@@ -81,24 +84,31 @@ func NewTracer(opts TracerOptions) *Tracer {
 	}
 }
 
-// moduleVersion is the version of the taikit module in the running
-// binary, "(devel)" when it is built from its own tree.
+// moduleVersion is the version, in the running binary, of the module
+// that holds this package, "(devel)" when it is built from its own tree.
 var moduleVersion = sync.OnceValue(func() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "(devel)"
 	}
-	const module = "github.com/taipattern/taikit"
-	if bi.Main.Path == module && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	for _, d := range bi.Deps {
-		if d.Path == module {
-			return d.Version
-		}
-	}
-	return "(devel)"
+	return versionOf(ScopeName, bi)
 })
+
+// versionOf returns the version of the module that holds the package pkg:
+// of the modules in bi, the one with the longest path that is pkg or a
+// parent of it, so the answer stays right when this package moves to a
+// module of its own.
+func versionOf(pkg string, bi *debug.BuildInfo) string {
+	version, longest := "(devel)", -1
+	for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
+		if len(m.Path) <= longest || !(pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/")) {
+			continue
+		}
+		longest = len(m.Path)
+		version = cmp.Or(m.Version, "(devel)")
+	}
+	return version
+}
 
 // Attribute keys of the spans.
 const (

@@ -1,9 +1,8 @@
-package kaizen
+package kaizenprom
 
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -24,12 +23,18 @@ import (
 //
 // Limiters need a unique Name: it is the label value.
 type HeijunkaCollector struct {
+	*families
 	rate, burst, liveKeys, requests *prometheus.Desc
 
-	mu       sync.Mutex
-	limiters []*heijunka.Limiter
-	keyed    []*heijunka.Keyed
-	gates    map[string]*gateCounts
+	limiters sources[limited]
+
+	mu    sync.Mutex // guards gates
+	gates map[string]*gateCounts
+}
+
+// limited is what the collector reads of a Limiter or a Keyed.
+type limited interface {
+	Limit() heijunka.Limit
 }
 
 type gateCounts struct {
@@ -40,60 +45,39 @@ type gateCounts struct {
 // reg. A nil reg is an error. When reg already holds one with the same
 // options, that one is returned.
 func NewHeijunkaCollector(reg prometheus.Registerer, opts CollectorOptions) (*HeijunkaCollector, error) {
-	const who = "NewHeijunkaCollector"
-	if err := checkRegisterer(reg, who); err != nil {
-		return nil, err
-	}
-	ns, err := opts.namespace(who)
+	f, err := newFamilies(reg, opts, "NewHeijunkaCollector")
 	if err != nil {
 		return nil, err
 	}
-	c := &HeijunkaCollector{
-		rate:     opts.desc(ns, "limiter_rate", "Sustained rate of a limiter, in events per second.", "limiter"),
-		burst:    opts.desc(ns, "limiter_burst", "Burst of a limiter: events admitted at once from full.", "limiter"),
-		liveKeys: opts.desc(ns, "limiter_live_keys", "Keys held by a per-key limiter's in-memory store.", "limiter"),
-		requests: opts.desc(ns, "limiter_requests_total", "Requests a limiter gate decided, by result (admitted, limited, error).", "limiter", "result"),
+	return register(reg, &HeijunkaCollector{
+		families: f,
+		rate:     f.desc("limiter_rate", "Sustained rate of a limiter, in events per second.", "limiter"),
+		burst:    f.desc("limiter_burst", "Burst of a limiter: events admitted at once from full.", "limiter"),
+		liveKeys: f.desc("limiter_live_keys", "Keys held by a per-key limiter's in-memory store.", "limiter"),
+		requests: f.desc("limiter_requests_total", "Requests a limiter gate decided, by result (admitted, limited, error).", "limiter", "result"),
 		gates:    map[string]*gateCounts{},
-	}
-	return register(reg, c)
+	})
 }
 
 // AddLimiter exports the limit of l. It returns an error for a nil
-// limiter or a Name exported already.
+// limiter, an empty Name or a Name exported already (by a Limiter or a
+// Keyed).
 func (c *HeijunkaCollector) AddLimiter(l *heijunka.Limiter) error {
 	if l == nil {
-		return errors.New("kaizen: AddLimiter: nil limiter")
+		return errNil("AddLimiter", "limiter")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.checkLimiter(l.Name()); err != nil {
-		return err
-	}
-	c.limiters = append(c.limiters, l)
-	return nil
+	return c.limiters.add("limiter", l.Name(), l)
 }
 
 // AddKeyed exports the limit of k and, when its Store is a
 // *heijunka.MemoryStore (or any store with a Len method), the number of
-// keys it holds. It returns an error for a nil limiter or a Name exported
-// already.
+// keys it holds. It returns an error for a nil limiter, an empty Name or
+// a Name exported already (by a Limiter or a Keyed).
 func (c *HeijunkaCollector) AddKeyed(k *heijunka.Keyed) error {
 	if k == nil {
-		return errors.New("kaizen: AddKeyed: nil limiter")
+		return errNil("AddKeyed", "limiter")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.checkLimiter(k.Name()); err != nil {
-		return err
-	}
-	c.keyed = append(c.keyed, k)
-	return nil
-}
-
-func (c *HeijunkaCollector) checkLimiter(name string) error {
-	dup := slices.ContainsFunc(c.limiters, func(x *heijunka.Limiter) bool { return x.Name() == name }) ||
-		slices.ContainsFunc(c.keyed, func(x *heijunka.Keyed) bool { return x.Name() == name })
-	return checkName("limiter", name, dup)
+	return c.limiters.add("limiter", k.Name(), k)
 }
 
 // Gate wraps a gate (a heijunka Limiter or Keyed, or any tai.Gate) so that
@@ -139,36 +123,24 @@ func (g *countingGate) Admit(ctx context.Context, key string) error {
 	return err
 }
 
-// Describe sends the descriptors of every metric.
-func (c *HeijunkaCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rate, c.burst, c.liveKeys, c.requests} {
-		ch <- d
-	}
-}
-
 // Collect reads every limiter and gate.
 func (c *HeijunkaCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.limiters.list() {
+		lim := l.src.Limit()
+		send(ch, c.rate, prometheus.GaugeValue, lim.Rate, l.name)
+		send(ch, c.burst, prometheus.GaugeValue, float64(lim.Burst), l.name)
+		if k, ok := l.src.(*heijunka.Keyed); ok {
+			if s, ok := k.Store().(interface{ Len() int }); ok {
+				send(ch, c.liveKeys, prometheus.GaugeValue, float64(s.Len()), l.name)
+			}
+		}
+	}
 	c.mu.Lock()
-	limiters, keyed := slices.Clone(c.limiters), slices.Clone(c.keyed)
 	gates := make(map[string]*gateCounts, len(c.gates))
 	for k, v := range c.gates {
 		gates[k] = v
 	}
 	c.mu.Unlock()
-
-	limit := func(name string, l heijunka.Limit) {
-		send(ch, c.rate, prometheus.GaugeValue, l.Rate, name)
-		send(ch, c.burst, prometheus.GaugeValue, float64(l.Burst), name)
-	}
-	for _, l := range limiters {
-		limit(l.Name(), l.Limit())
-	}
-	for _, k := range keyed {
-		limit(k.Name(), k.Limit())
-		if s, ok := k.Store().(interface{ Len() int }); ok {
-			send(ch, c.liveKeys, prometheus.GaugeValue, float64(s.Len()), k.Name())
-		}
-	}
 	for name, g := range gates {
 		send(ch, c.requests, prometheus.CounterValue, float64(g.admitted.Load()), name, "admitted")
 		send(ch, c.requests, prometheus.CounterValue, float64(g.limited.Load()), name, "limited")

@@ -1,4 +1,4 @@
-package kaizen
+package kaizenprom
 
 import (
 	"context"

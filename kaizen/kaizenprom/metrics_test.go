@@ -1,4 +1,4 @@
-package kaizen_test
+package kaizenprom_test
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,31 +18,32 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
+	"github.com/taipattern/taikit/kaizen/kaizenprom"
 	"github.com/taipattern/taikit/tai"
 )
 
 func TestNewMetricsValidates(t *testing.T) {
 	cases := []struct {
 		name string
-		opts kaizen.MetricsOptions
+		opts kaizenprom.MetricsOptions
 		want string
 	}{
-		{"namespace", kaizen.MetricsOptions{Namespace: "my-app"}, `Namespace "my-app"`},
-		{"subsystem", kaizen.MetricsOptions{Subsystem: "1x"}, `Subsystem "1x"`},
-		{"bucket zero", kaizen.MetricsOptions{Buckets: []float64{0, 1}}, "Buckets[0] 0"},
-		{"bucket inf", kaizen.MetricsOptions{Buckets: []float64{1, math.Inf(1)}}, "Buckets[1] +Inf"},
-		{"bucket order", kaizen.MetricsOptions{Buckets: []float64{1, 0.5}}, "Buckets[1] 0.5 is not above"},
-		{"native factor", kaizen.MetricsOptions{NativeHistogramBucketFactor: 0.5}, "NativeHistogramBucketFactor 0.5"},
+		{"namespace", kaizenprom.MetricsOptions{Namespace: "my-app"}, `Namespace "my-app"`},
+		{"subsystem", kaizenprom.MetricsOptions{Subsystem: "1x"}, `Subsystem "1x"`},
+		{"bucket zero", kaizenprom.MetricsOptions{Buckets: []float64{0, 1}}, "Buckets[0] 0"},
+		{"bucket inf", kaizenprom.MetricsOptions{Buckets: []float64{1, math.Inf(1)}}, "Buckets[1] +Inf"},
+		{"bucket order", kaizenprom.MetricsOptions{Buckets: []float64{1, 0.5}}, "Buckets[1] 0.5 is not above"},
+		{"native factor", kaizenprom.MetricsOptions{NativeHistogramBucketFactor: 0.5}, "NativeHistogramBucketFactor 0.5"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := kaizen.NewMetrics(prometheus.NewRegistry(), c.opts)
+			_, err := kaizenprom.NewMetrics(prometheus.NewRegistry(), c.opts)
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), "kaizen: MetricsOptions."+c.want)
+			assert.Contains(t, err.Error(), "kaizenprom: MetricsOptions."+c.want)
 		})
 	}
-	_, err := kaizen.NewMetrics(nil, kaizen.MetricsOptions{})
+	_, err := kaizenprom.NewMetrics(nil, kaizenprom.MetricsOptions{})
 	require.ErrorContains(t, err, "nil prometheus.Registerer")
 }
 
@@ -95,11 +97,11 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name string, labels map[s
 
 func TestMetricsThroughPipeline(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
 	require.NoError(t, err)
-	p, err := testPipeline(tai.WithObservers(m))
+	p, err := pipelinetest.New(tai.WithObservers(m))
 	require.NoError(t, err)
-	for _, s := range signalsFor() {
+	for _, s := range pipelinetest.Signals() {
 		_, _ = p.Process(context.Background(), s)
 	}
 
@@ -141,9 +143,9 @@ func TestMetricsThroughPipeline(t *testing.T) {
 
 func TestMetricsDoubleRegistrationReuses(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m1, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	m1, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
 	require.NoError(t, err)
-	m2, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	m2, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
 	require.NoError(t, err, "a second registration reuses the collectors")
 	r := tai.Record{ID: "1", Kind: "k", Outcome: tai.Succeeded, Duration: time.Millisecond}
 	m1.Observe(context.Background(), r)
@@ -151,7 +153,7 @@ func TestMetricsDoubleRegistrationReuses(t *testing.T) {
 	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_signals_total", map[string]string{"kind": "k", "outcome": "succeeded"}))
 
 	// Another namespace on the same registry is a separate set.
-	m3, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{Namespace: "other"})
+	m3, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{Namespace: "other"})
 	require.NoError(t, err)
 	m3.Observe(context.Background(), r)
 	assert.Equal(t, 1.0, counterValue(t, reg, "other_signals_total", map[string]string{"kind": "k", "outcome": "succeeded"}))
@@ -159,13 +161,13 @@ func TestMetricsDoubleRegistrationReuses(t *testing.T) {
 	// A different collector under the same name is an error, not a panic.
 	reg2 := prometheus.NewRegistry()
 	reg2.MustRegister(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "taikit_signals_total", Help: "x"}, []string{"kind", "outcome"}))
-	_, err = kaizen.NewMetrics(reg2, kaizen.MetricsOptions{})
-	require.ErrorContains(t, err, "kaizen: registering metrics")
+	_, err = kaizenprom.NewMetrics(reg2, kaizenprom.MetricsOptions{})
+	require.ErrorContains(t, err, "kaizenprom: registering metrics")
 }
 
 func TestMetricsInFlight(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
 	require.NoError(t, err)
 	gauge := func() float64 {
 		s := series(t, reg, "taikit_signals_in_flight", map[string]string{"kind": "payment"})
@@ -175,26 +177,83 @@ func TestMetricsInFlight(t *testing.T) {
 		return s.GetGauge().GetValue()
 	}
 	var during float64
-	action := tai.ActionFunc[order, string](func(context.Context, tai.Signal[order]) (string, error) {
+	action := tai.ActionFunc[pipelinetest.Order, string](func(context.Context, tai.Signal[pipelinetest.Order]) (string, error) {
 		during = gauge()
 		return "ok", nil
 	})
-	allow := tai.PolicyFunc[order](func(context.Context, tai.Signal[order]) (tai.Decision, error) {
+	allow := tai.PolicyFunc[pipelinetest.Order](func(context.Context, tai.Signal[pipelinetest.Order]) (tai.Decision, error) {
 		return tai.Decision{Verdict: tai.Allow}, nil
 	})
-	for _, next := range []tai.Tracer{nil, kaizen.NewTracer(kaizen.TracerOptions{})} {
+	next := new(recTracer)
+	for _, next := range []tai.Tracer{nil, next} {
 		p, err := tai.New(allow, action, tai.WithObservers(m), tai.WithTracer(m.Tracer(next)))
 		require.NoError(t, err)
-		_, err = p.Process(context.Background(), tai.Signal[order]{ID: "1", Kind: "payment"})
+		during = math.NaN()
+		res, err := p.Process(context.Background(), tai.Signal[pipelinetest.Order]{ID: "1", Kind: "payment"})
 		require.NoError(t, err)
 		assert.Equal(t, 1.0, during, "one signal in flight during its action")
 		assert.Equal(t, 0.0, gauge(), "none after it")
+		if next == nil {
+			assert.Equal(t, tai.SpanContext{}, res.Span, "no tracer, no span")
+		} else {
+			assert.Equal(t, tai.TraceID{1}, res.Span.TraceID, "the result carries the next tracer's span")
+		}
 	}
+	assert.Equal(t, []string{"signal", "policy", "action"}, next.started, "every span goes on to the next tracer")
+	assert.ElementsMatch(t, next.started, next.ended, "and is ended there")
+}
+
+func TestMetricsInFlightNextTracerWithoutSpan(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	tr := m.Tracer(nilSpanTracer{})
+	_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Kind: "payment"})
+	require.NotNil(t, sp, "a next tracer's nil span is replaced")
+	assert.Equal(t, 1.0, gaugeValue(t, reg, "taikit_signals_in_flight", map[string]string{"kind": "payment"}))
+	sp.End(nil)
+	assert.Equal(t, 0.0, gaugeValue(t, reg, "taikit_signals_in_flight", map[string]string{"kind": "payment"}))
+}
+
+// recTracer is a tai.Tracer that records the stages of the spans it
+// starts and ends; every span has trace ID {1}.
+type recTracer struct {
+	mu             sync.Mutex
+	started, ended []string
+}
+
+type recSpan struct {
+	t     *recTracer
+	stage string
+	sc    tai.SpanContext
+}
+
+func (s *recSpan) End(error) {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	s.t.ended = append(s.t.ended, s.stage)
+}
+
+func (s *recSpan) SpanContext() tai.SpanContext { return s.sc }
+
+func (t *recTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.started = append(t.started, info.Stage.String())
+	sp := &recSpan{t: t, stage: info.Stage.String(), sc: tai.SpanContext{TraceID: tai.TraceID{1}, SpanID: tai.SpanID{byte(len(t.started))}}}
+	return ctx, sp
+}
+
+// nilSpanTracer is a tai.Tracer whose spans are nil.
+type nilSpanTracer struct{}
+
+func (nilSpanTracer) Start(ctx context.Context, _ tai.SpanInfo) (context.Context, tai.Span) {
+	return ctx, nil
 }
 
 func TestMetricsExemplars(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{})
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
 	require.NoError(t, err)
 	r := tai.Record{ID: "1", Kind: "k", Outcome: tai.Failed, Err: errors.New("x"), Duration: 3 * time.Millisecond,
 		Span: tai.SpanContext{TraceID: tai.TraceID{1, 2, 3}, SpanID: tai.SpanID{4}, Sampled: true}}
@@ -221,7 +280,7 @@ func TestMetricsExemplars(t *testing.T) {
 
 	// Unsampled, or exemplars off: none.
 	reg2 := prometheus.NewRegistry()
-	m2, err := kaizen.NewMetrics(reg2, kaizen.MetricsOptions{NoExemplars: true})
+	m2, err := kaizenprom.NewMetrics(reg2, kaizenprom.MetricsOptions{NoExemplars: true})
 	require.NoError(t, err)
 	m2.Observe(context.Background(), r)
 	c2 := series(t, reg2, "taikit_signals_total", map[string]string{"kind": "k", "outcome": "failed"})
@@ -231,9 +290,9 @@ func TestMetricsExemplars(t *testing.T) {
 }
 
 func TestMetricsObserveAllocatesNothing(t *testing.T) {
-	m, err := kaizen.NewMetrics(prometheus.NewRegistry(), kaizen.MetricsOptions{})
+	m, err := kaizenprom.NewMetrics(prometheus.NewRegistry(), kaizenprom.MetricsOptions{})
 	require.NoError(t, err)
-	r := realisticRecord()
+	r := pipelinetest.RealisticRecord()
 	ctx := context.Background()
 	m.Observe(ctx, r)
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { m.Observe(ctx, r) }))
@@ -281,15 +340,48 @@ func promtoolCheck(t *testing.T, text []byte) {
 
 func TestMetricsPromtool(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := kaizen.NewMetrics(reg, kaizen.MetricsOptions{ConstLabels: prometheus.Labels{"service": "payments"}})
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{ConstLabels: prometheus.Labels{"service": "payments"}})
 	require.NoError(t, err)
-	p, err := testPipeline(tai.WithObservers(m), tai.WithTracer(m.Tracer(nil)))
+	p, err := pipelinetest.New(tai.WithObservers(m), tai.WithTracer(m.Tracer(nil)))
 	require.NoError(t, err)
-	for _, s := range signalsFor() {
+	for _, s := range pipelinetest.Signals() {
 		_, _ = p.Process(context.Background(), s)
 	}
 	text := exposition(t, reg)
 	require.Contains(t, string(text), `taikit_signals_total{kind="payment",outcome="denied",service="payments"} 2`)
 	require.Contains(t, string(text), `taikit_signals_in_flight{kind="payment",service="payments"} 0`)
 	promtoolCheck(t, text)
+}
+
+func TestDefaultBuckets(t *testing.T) {
+	b := kaizenprom.DefaultBuckets()
+	require.Len(t, b, 15)
+	assert.Equal(t, 0.0005, b[0])
+	assert.Equal(t, 30.0, b[len(b)-1])
+	b[0] = 42
+	assert.Equal(t, 0.0005, kaizenprom.DefaultBuckets()[0], "each call returns a new slice")
+
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	m.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Duration: time.Millisecond})
+	h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "stage": "signal"})
+	require.NotNil(t, h)
+	var bounds []float64
+	for _, bk := range h.GetHistogram().GetBucket() {
+		bounds = append(bounds, bk.GetUpperBound())
+	}
+	assert.Equal(t, kaizenprom.DefaultBuckets(), bounds, "empty Buckets means DefaultBuckets")
+
+	own := []float64{0.1, 1}
+	reg2 := prometheus.NewRegistry()
+	m2, err := kaizenprom.NewMetrics(reg2, kaizenprom.MetricsOptions{Buckets: own})
+	require.NoError(t, err)
+	own[0] = 0.5 // the caller's slice is not kept
+	m2.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Duration: 200 * time.Millisecond})
+	h2 := series(t, reg2, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "stage": "signal"})
+	require.NotNil(t, h2)
+	require.Len(t, h2.GetHistogram().GetBucket(), 2)
+	assert.Equal(t, 0.1, h2.GetHistogram().GetBucket()[0].GetUpperBound())
+	assert.Equal(t, uint64(0), h2.GetHistogram().GetBucket()[0].GetCumulativeCount())
 }

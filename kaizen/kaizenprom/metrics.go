@@ -1,11 +1,10 @@
-package kaizen
+package kaizenprom
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -13,9 +12,12 @@ import (
 	"github.com/taipattern/taikit/tai"
 )
 
-// DefaultBuckets are the upper bounds, in seconds, of the duration
-// histogram when MetricsOptions.Buckets is empty: 0.5 ms to 30 s.
-var DefaultBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+// DefaultBuckets returns the upper bounds, in seconds, of the duration
+// histogram when MetricsOptions.Buckets is empty: 0.5 ms to 30 s. Each
+// call returns a new slice.
+func DefaultBuckets() []float64 {
+	return []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+}
 
 // MetricsOptions configures Metrics. The zero value is useful: namespace
 // "taikit", the DefaultBuckets, exemplars on sampled signals.
@@ -87,14 +89,15 @@ type Metrics struct {
 
 type kindMetrics struct {
 	kind      string
-	outcomes  [len(tai.Outcomes)]prometheus.Counter
+	outcomes  [numOutcomes]prometheus.Counter
 	stages    [tai.StageAction + 1]prometheus.Observer
 	policies  atomic.Pointer[map[string]*[tai.Deny + 1]prometheus.Counter]
 	decisions *prometheus.CounterVec
 	mu        sync.Mutex // serializes the writers of policies
 }
 
-var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+// numOutcomes is the number of tai outcomes, Succeeded to Failed.
+const numOutcomes = int(tai.Failed) + 1
 
 // NewMetrics creates the metric families and registers them with reg. A
 // nil reg is an error: pass prometheus.NewRegistry(), or
@@ -103,33 +106,35 @@ var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
 // with the same namespace), the registered ones are reused, so two Metrics
 // on one registry add to the same series instead of panicking.
 func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error) {
-	if reg == nil {
-		return nil, errors.New("kaizen: NewMetrics: nil prometheus.Registerer; pass prometheus.NewRegistry() or prometheus.DefaultRegisterer")
+	if err := checkRegisterer(reg, "NewMetrics"); err != nil {
+		return nil, err
 	}
 	ns := opts.Namespace
 	if ns == "" {
-		ns = "taikit"
+		ns = defaultNamespace
 	}
-	if !metricName.MatchString(ns) {
-		return nil, fmt.Errorf("kaizen: MetricsOptions.Namespace %q is not a valid metric name", opts.Namespace)
+	if err := checkName("MetricsOptions.Namespace", ns); err != nil {
+		return nil, fmt.Errorf("kaizenprom: %w", err)
 	}
-	if opts.Subsystem != "" && !metricName.MatchString(opts.Subsystem) {
-		return nil, fmt.Errorf("kaizen: MetricsOptions.Subsystem %q is not a valid metric name", opts.Subsystem)
+	if opts.Subsystem != "" {
+		if err := checkName("MetricsOptions.Subsystem", opts.Subsystem); err != nil {
+			return nil, fmt.Errorf("kaizenprom: %w", err)
+		}
 	}
-	buckets := opts.Buckets
+	buckets := slices.Clone(opts.Buckets)
 	if len(buckets) == 0 {
-		buckets = DefaultBuckets
+		buckets = DefaultBuckets()
 	}
 	for i, b := range buckets {
 		if !(b > 0) || math.IsInf(b, 0) {
-			return nil, fmt.Errorf("kaizen: MetricsOptions.Buckets[%d] %v is not a positive finite number", i, b)
+			return nil, fmt.Errorf("kaizenprom: MetricsOptions.Buckets[%d] %v is not a positive finite number", i, b)
 		}
 		if i > 0 && b <= buckets[i-1] {
-			return nil, fmt.Errorf("kaizen: MetricsOptions.Buckets[%d] %v is not above the bucket before it (%v)", i, b, buckets[i-1])
+			return nil, fmt.Errorf("kaizenprom: MetricsOptions.Buckets[%d] %v is not above the bucket before it (%v)", i, b, buckets[i-1])
 		}
 	}
 	if f := opts.NativeHistogramBucketFactor; f != 0 && !(f > 1 && f <= 2) {
-		return nil, fmt.Errorf("kaizen: MetricsOptions.NativeHistogramBucketFactor %v is outside (1, 2]", f)
+		return nil, fmt.Errorf("kaizenprom: MetricsOptions.NativeHistogramBucketFactor %v is outside (1, 2]", f)
 	}
 
 	m := &Metrics{exemplars: !opts.NoExemplars, stages: !opts.NoStages}
@@ -169,22 +174,6 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	noFlights := map[string]*flight{}
 	m.flights.Store(&noFlights)
 	return m, nil
-}
-
-// register registers c, or returns the collector of the same type that reg
-// already holds.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("kaizen: registering metrics: %w", err)
 }
 
 // ObservesStages reports whether Metrics wants Record.Stages: true unless
@@ -252,7 +241,7 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 		return k
 	}
 	k := &kindMetrics{kind: kind, decisions: m.decisions}
-	for _, o := range tai.Outcomes {
+	for o := range tai.Outcome(numOutcomes) {
 		k.outcomes[o] = m.signals.WithLabelValues(kind, o.String())
 	}
 	for st := tai.StageSignal; st <= tai.StageAction; st++ {

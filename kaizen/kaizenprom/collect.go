@@ -1,0 +1,162 @@
+package kaizenprom
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// CollectorOptions configures the collectors of the other TPS packages
+// (JidokaCollector, HeijunkaCollector, KanbanCollector). The zero value
+// uses namespace "taikit" and no constant labels.
+type CollectorOptions struct {
+	// Namespace prefixes every metric name. Empty means "taikit". It must
+	// be a valid Prometheus name.
+	Namespace string
+	// ConstLabels are added to every metric.
+	ConstLabels prometheus.Labels
+}
+
+// defaultNamespace prefixes the metric names when no Namespace is given.
+const defaultNamespace = "taikit"
+
+var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+
+// checkName returns an error naming field when value is not a valid
+// metric name.
+func checkName(field, value string) error {
+	if !metricName.MatchString(value) {
+		return fmt.Errorf("%s %q is not a valid metric name", field, value)
+	}
+	return nil
+}
+
+// checkRegisterer rejects a nil Registerer: the package never falls back
+// to the global registry.
+func checkRegisterer(reg prometheus.Registerer, who string) error {
+	if reg == nil {
+		return errors.New("kaizenprom: " + who + ": nil prometheus.Registerer; pass prometheus.NewRegistry() or prometheus.DefaultRegisterer")
+	}
+	return nil
+}
+
+// register registers c with reg. When reg already holds a collector of
+// the same type with the same descriptors (made with the same options),
+// it returns that one instead, so registering twice neither panics nor
+// exports a series twice.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	var zero C
+	return zero, fmt.Errorf("kaizenprom: registering metrics: %w", err)
+}
+
+// families is the part every collector shares: it names the metric
+// families under the options' namespace, keeps their descriptors and
+// describes them.
+type families struct {
+	namespace string
+	labels    prometheus.Labels
+	descs     []*prometheus.Desc
+}
+
+// newFamilies checks what the constructor who was given and returns the
+// families of a collector to build.
+func newFamilies(reg prometheus.Registerer, opts CollectorOptions, who string) (*families, error) {
+	if err := checkRegisterer(reg, who); err != nil {
+		return nil, err
+	}
+	ns := opts.Namespace
+	if ns == "" {
+		ns = defaultNamespace
+	}
+	if err := checkName("CollectorOptions.Namespace", ns); err != nil {
+		return nil, fmt.Errorf("kaizenprom: %s: %w", who, err)
+	}
+	return &families{namespace: ns, labels: opts.ConstLabels}, nil
+}
+
+// desc returns the descriptor of the family namespace_name, with the
+// variable labels given, and keeps it for Describe.
+func (f *families) desc(name, help string, labels ...string) *prometheus.Desc {
+	d := prometheus.NewDesc(prometheus.BuildFQName(f.namespace, "", name), help, labels, f.labels)
+	f.descs = append(f.descs, d)
+	return d
+}
+
+// Describe sends the descriptors of every metric of the collector.
+func (f *families) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range f.descs {
+		ch <- d
+	}
+}
+
+// send emits one sample, or an invalid metric that fails the scrape with
+// the reason when a label value is not valid.
+func send(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	m, err := prometheus.NewConstMetric(d, t, v, labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	ch <- m
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// named is a source of a collector with the label value it is exported
+// under.
+type named[T any] struct {
+	name string
+	src  T
+}
+
+// sources are the things of one kind (breakers, lines, queues...) a
+// collector reads at every scrape, each under a unique, non-empty name.
+// The zero value is empty and ready; it is safe for concurrent use.
+type sources[T any] struct {
+	mu    sync.Mutex
+	items []named[T]
+}
+
+// add adds src under name. what names the kind of thing in errors.
+func (s *sources[T]) add(what, name string, src T) error {
+	if name == "" {
+		return fmt.Errorf("kaizenprom: the %s has no name; the collector labels its series with it", what)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.ContainsFunc(s.items, func(x named[T]) bool { return x.name == name }) {
+		return fmt.Errorf("kaizenprom: a %s named %q is collected already", what, name)
+	}
+	s.items = append(s.items, named[T]{name: name, src: src})
+	return nil
+}
+
+// list returns the sources, to read without holding the lock.
+func (s *sources[T]) list() []named[T] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.items)
+}
+
+// errNil is the error of an Add method given a nil source.
+func errNil(method, what string) error {
+	return fmt.Errorf("kaizenprom: %s: nil %s", method, what)
+}
