@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -20,7 +23,7 @@ import (
 // boardFixture is an evaluator with two rules, a line the cord and the
 // first rule stop, a breaker, and a board over them at /andon.
 type boardFixture struct {
-	clock   *fakeClock
+	now     time.Time // of the last evaluation
 	cond    *switchCond
 	other   *switchCond
 	line    *jidoka.Line
@@ -31,13 +34,11 @@ type boardFixture struct {
 }
 
 func newBoardFixture(t *testing.T, opts andon.BoardOptions) *boardFixture {
-	f := &boardFixture{clock: newFakeClock(), cond: newSwitch(), other: newSwitch()}
-	f.line = jidoka.NewLine(jidoka.LineConfig{Name: "checkout", Clock: f.clock})
-	var err error
-	f.breaker, err = jidoka.NewBreaker(jidoka.Config{Name: "gateway", Clock: f.clock, OpenDuration: time.Hour})
-	require.NoError(t, err)
+	f := &boardFixture{now: t0, cond: newSwitch(), other: newSwitch()}
+	f.line = newLine("checkout")
+	f.breaker = newBreaker(t, "gateway")
 	stop := andon.StopLine(f.line)
-	f.ev = newEvaluator(t, andon.Options{Clock: f.clock.Now,
+	f.ev = newEvaluator(t, andon.EvaluatorOptions{
 		Cord: andon.CordOptions{Hooks: []andon.Hook{stop}},
 		Rules: []andon.Rule{
 			{Name: "HighErrorRate", Severity: andon.Page, Condition: f.cond, RunbookURL: "https://runbooks.example/errors",
@@ -51,25 +52,29 @@ func newBoardFixture(t *testing.T, opts andon.BoardOptions) *boardFixture {
 	if opts.Title == "" {
 		opts.Title = "Payments andon"
 	}
+	var err error
 	f.board, err = andon.NewBoard(f.ev, opts)
 	require.NoError(t, err)
 	f.srv = httptest.NewServer(f.board)
 	t.Cleanup(func() {
-		require.NoError(t, f.board.Close()) // ends event streams before the server waits for them
+		// The board ends its event streams before the server waits for them.
+		require.NoError(t, f.board.Shutdown(context.Background()))
 		f.srv.Close()
 	})
 	return f
 }
 
-func (f *boardFixture) eval(t *testing.T, d time.Duration) {
-	f.ev.EvaluateAt(context.Background(), f.clock.Advance(d))
+// eval evaluates d after the last evaluation (the first at t0).
+func (f *boardFixture) eval(d time.Duration) {
+	f.now = f.now.Add(d)
+	f.ev.EvaluateAt(context.Background(), f.now)
 }
 
 func TestBoardState(t *testing.T) {
 	f := newBoardFixture(t, andon.BoardOptions{})
 	f.cond.Set(true)
 	f.other.Set(true)
-	f.eval(t, 0)
+	f.eval(0)
 
 	resp, err := http.Get(f.srv.URL + "/andon/api/state")
 	require.NoError(t, err)
@@ -237,7 +242,7 @@ func TestBoardEvents(t *testing.T) {
 
 	// A change in the evaluator is pushed at once, not at the next refresh.
 	f.cond.Set(true)
-	f.eval(t, time.Minute)
+	f.eval(time.Minute)
 	st = readEvent(t, r)
 	assert.Equal(t, andon.Firing, st.Rules[0].State)
 
@@ -251,20 +256,80 @@ func TestBoardEvents(t *testing.T) {
 	cancel()
 }
 
-func TestBoardCloseEndsEvents(t *testing.T) {
+func TestBoardShutdownEndsEvents(t *testing.T) {
 	f := newBoardFixture(t, andon.BoardOptions{})
 	resp, err := http.Get(f.srv.URL + "/andon/api/events")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	r := bufio.NewReader(resp.Body)
 	readEvent(t, r)
-	require.NoError(t, f.board.Close())
+	require.NoError(t, f.board.Shutdown(context.Background()), "the handler returned")
 	_, err = io.ReadAll(r)
 	require.NoError(t, err, "the stream ends cleanly")
+	require.NoError(t, f.board.Shutdown(context.Background()), "idempotent")
+
+	// A later stream is refused, so the page polls instead.
+	late, err := http.Get(f.srv.URL + "/andon/api/events")
+	require.NoError(t, err)
+	late.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, late.StatusCode)
+	st, err := http.Get(f.srv.URL + "/andon/api/state")
+	require.NoError(t, err)
+	st.Body.Close()
+	assert.Equal(t, http.StatusOK, st.StatusCode, "the rest of the board is still served")
+}
+
+// stuckWriter is a ResponseWriter whose writes after the first wait for
+// release, as a write to a client that stopped reading does.
+type stuckWriter struct {
+	header  http.Header
+	writes  atomic.Int32
+	release chan struct{}
+}
+
+func (w *stuckWriter) Header() http.Header { return w.header }
+func (w *stuckWriter) WriteHeader(int)     {}
+func (w *stuckWriter) Flush()              {}
+func (w *stuckWriter) Write(b []byte) (int, error) {
+	if w.writes.Add(1) > 1 {
+		<-w.release
+		return 0, errors.New("client gone")
+	}
+	return len(b), nil
+}
+
+func TestBoardShutdownIsBoundedByContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		b, err := andon.NewBoard(e, andon.BoardOptions{})
+		require.NoError(t, err)
+		w := &stuckWriter{header: http.Header{}, release: make(chan struct{})}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			b.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/events", nil))
+		}()
+		synctest.Wait() // the first state is written
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0) // the second write sticks
+		synctest.Wait()
+		require.EqualValues(t, 2, w.writes.Load())
+
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		assert.ErrorIs(t, b.Shutdown(ctx), context.DeadlineExceeded)
+		assert.Equal(t, time.Second, time.Since(start), "Shutdown waited until ctx ended")
+
+		close(w.release) // the write fails; the handler returns on its own
+		<-served
+		require.NoError(t, b.Shutdown(context.Background()))
+	})
 }
 
 func TestBoardOptionsValidation(t *testing.T) {
-	e := newEvaluator(t, andon.Options{})
+	e := newEvaluator(t, andon.EvaluatorOptions{})
 	for _, tt := range []struct {
 		opts andon.BoardOptions
 		want string

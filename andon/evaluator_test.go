@@ -1,16 +1,21 @@
 package andon_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban"
 )
 
 // step is one evaluation of a scripted test: at offset from t0, the
@@ -18,7 +23,7 @@ import (
 type step struct {
 	at     time.Duration
 	active bool
-	want   andon.State
+	want   andon.AlertState
 }
 
 func TestStates(t *testing.T) {
@@ -86,7 +91,7 @@ func TestStates(t *testing.T) {
 				OnFire:    func(context.Context, andon.Alert) { fires.Add(1) },
 				OnResolve: func(context.Context, andon.Alert) { resolves.Add(1) },
 			}
-			e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+			e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
 				For: tt.forDur, KeepFiringFor: tt.keep, Hooks: []andon.Hook{hook}}}})
 			for _, s := range tt.steps {
 				cond.Set(s.active)
@@ -112,7 +117,7 @@ func TestStates(t *testing.T) {
 
 func TestTimestamps(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Ticket, Condition: cond,
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Ticket, Condition: cond,
 		For: time.Minute, KeepFiringFor: 2 * time.Minute}}})
 	ctx := context.Background()
 
@@ -152,7 +157,7 @@ func TestTimestamps(t *testing.T) {
 
 func TestEvaluateAtReturnsTransitions(t *testing.T) {
 	a, b := newSwitch(), newSwitch()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "A", Severity: andon.Info, Condition: a},
 		{Name: "B", Severity: andon.Info, Condition: b, For: time.Minute},
 	}})
@@ -167,7 +172,7 @@ func TestEvaluateAtReturnsTransitions(t *testing.T) {
 
 func TestMinSamples(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, MinSamples: 50}}})
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, MinSamples: 50}}})
 	ctx := context.Background()
 
 	// Too little data: the condition holds but the rule does not fire.
@@ -205,7 +210,7 @@ func TestMinSamples(t *testing.T) {
 
 func TestConditionErrorKeepsState(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	ctx := context.Background()
 	cond.Set(true)
 	e.EvaluateAt(ctx, t0)
@@ -224,17 +229,41 @@ func TestConditionErrorKeepsState(t *testing.T) {
 }
 
 func TestConditionPanicIsAnError(t *testing.T) {
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page,
-		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) { panic("boom") })}}})
+	var logs bytes.Buffer
+	calls := 0
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: []andon.Rule{{Name: "R", Severity: andon.Page,
+		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			if calls++; calls == 3 {
+				panic(errors.New("other bug"))
+			}
+			panic("boom")
+		})}}})
 	e.EvaluateAt(context.Background(), t0)
 	a, _ := e.Alert("R")
 	assert.Equal(t, andon.Inactive, a.State)
-	assert.Contains(t, a.LastError, "boom")
+	assert.Equal(t, "andon: panic in condition of rule R: boom", a.LastError)
+	assert.Contains(t, logs.String(), `level=ERROR msg="andon: condition panicked" where="condition of rule R" panic=boom stack="goroutine `)
+	assert.Contains(t, logs.String(), "evaluator_test.go", "the stack is where it panicked")
+
+	e.EvaluateAt(context.Background(), t0.Add(time.Minute))
+	assert.Equal(t, 1, strings.Count(logs.String(), "condition panicked"), "the same panic again is not logged again")
+	e.EvaluateAt(context.Background(), t0.Add(2*time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, "andon: panic in condition of rule R: other bug", a.LastError)
+	assert.Equal(t, 2, strings.Count(logs.String(), "condition panicked"), "a different panic is")
+}
+
+func TestPanicError(t *testing.T) {
+	cause := errors.New("nil map")
+	p := &andon.PanicError{Where: "hook h", Value: cause, Stack: []byte("stack")}
+	assert.Equal(t, "andon: panic in hook h: nil map", p.Error())
+	assert.ErrorIs(t, p, cause, "Unwrap returns an error value")
+	assert.NoError(t, (&andon.PanicError{Value: "text"}).Unwrap())
 }
 
 func TestAnnotations(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{
+	e := newEvaluator(t, andon.EvaluatorOptions{
 		GeneratorURL: "http://board.example/andon/",
 		Rules: []andon.Rule{{
 			Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
@@ -266,55 +295,57 @@ func TestAnnotations(t *testing.T) {
 }
 
 func TestSilences(t *testing.T) {
-	clock := newFakeClock()
-	cond := newSwitch()
-	rec := &recorder{}
-	e := newEvaluator(t, andon.Options{Clock: clock.Now, Notifiers: []andon.Notifier{rec},
-		Rules: []andon.Rule{
-			{Name: "A", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"}},
-			{Name: "B", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "deploys"}},
-		}})
-	ctx := context.Background()
-	id, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}}, Duration: 10 * time.Minute,
-		CreatedBy: "alice", Comment: "maintenance"})
-	require.NoError(t, err)
-	sil := e.Silences()
-	require.Len(t, sil, 1)
-	assert.Equal(t, id, sil[0].ID)
-	assert.Equal(t, clock.Now().Add(10*time.Minute), sil[0].EndsAt)
-	assert.Equal(t, "alice", sil[0].CreatedBy)
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		rec := &recorder{}
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Rules: []andon.Rule{
+				{Name: "A", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"}},
+				{Name: "B", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "deploys"}},
+			}})
+		ctx := context.Background()
+		id, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}}, Duration: 10 * time.Minute,
+			CreatedBy: "alice", Comment: "maintenance"})
+		require.NoError(t, err)
+		sil := e.Silences()
+		require.Len(t, sil, 1)
+		assert.Equal(t, id, sil[0].ID)
+		assert.Equal(t, time.Now().Add(10*time.Minute), sil[0].EndsAt)
+		assert.Equal(t, "alice", sil[0].CreatedBy)
 
-	cond.Set(true)
-	e.EvaluateAt(ctx, clock.Now())
-	require.NoError(t, e.Flush(ctx))
-	a, _ := e.Alert("A")
-	assert.Equal(t, andon.Firing, a.State, "a silence does not change the state")
-	assert.True(t, a.Silenced)
-	b, _ := e.Alert("B")
-	assert.False(t, b.Silenced)
-	assert.Equal(t, []string{"B firing"}, rec.events(), "the silenced alert is not sent")
+		cond.Set(true)
+		e.Evaluate(ctx)
+		require.NoError(t, e.Flush(ctx))
+		a, _ := e.Alert("A")
+		assert.Equal(t, andon.Firing, a.State, "a silence does not change the state")
+		assert.True(t, a.Silenced)
+		b, _ := e.Alert("B")
+		assert.False(t, b.Silenced)
+		assert.Equal(t, []string{"B firing"}, rec.events(), "the silenced alert is not sent")
 
-	// When the silence ends, the still-firing alert is sent.
-	e.EvaluateAt(ctx, clock.Advance(10*time.Minute))
-	require.NoError(t, e.Flush(ctx))
-	a, _ = e.Alert("A")
-	assert.False(t, a.Silenced)
-	assert.Equal(t, []string{"B firing", "A firing"}, rec.events())
-	assert.Empty(t, e.Silences(), "ended silences are forgotten")
+		// When the silence ends, the still-firing alert is sent.
+		time.Sleep(10 * time.Minute)
+		e.Evaluate(ctx)
+		require.NoError(t, e.Flush(ctx))
+		a, _ = e.Alert("A")
+		assert.False(t, a.Silenced)
+		assert.Equal(t, []string{"B firing", "A firing"}, rec.events())
+		assert.Empty(t, e.Silences(), "ended silences are forgotten")
 
-	// Expire ends a silence early.
-	id, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Type: andon.MatchRegexp, Value: "A|B"}}, Duration: time.Hour})
-	require.NoError(t, err)
-	a, _ = e.Alert("A")
-	assert.True(t, a.Silenced, "a new silence applies at once")
-	assert.True(t, e.Expire(id))
-	assert.False(t, e.Expire(id))
-	a, _ = e.Alert("A")
-	assert.False(t, a.Silenced)
+		// Expire ends a silence early.
+		id, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Type: andon.MatchRegexp, Value: "A|B"}}, Duration: time.Hour})
+		require.NoError(t, err)
+		a, _ = e.Alert("A")
+		assert.True(t, a.Silenced, "a new silence applies at once")
+		assert.True(t, e.Expire(id))
+		assert.False(t, e.Expire(id))
+		a, _ = e.Alert("A")
+		assert.False(t, a.Silenced)
+	})
 }
 
 func TestSilenceValidation(t *testing.T) {
-	e := newEvaluator(t, andon.Options{})
+	e := newEvaluator(t, andon.EvaluatorOptions{})
 	tests := []struct {
 		name string
 		s    andon.Silence
@@ -366,7 +397,8 @@ func TestParseMatcher(t *testing.T) {
 func TestHookPanicIsRecovered(t *testing.T) {
 	cond := newSwitch()
 	var after atomic.Bool
-	e := newEvaluator(t, andon.Options{Logger: discardLogger(), Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+	var logs bytes.Buffer
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
 		Hooks: []andon.Hook{
 			andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { panic("hook bug") }},
 			andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { after.Store(true) }},
@@ -374,11 +406,15 @@ func TestHookPanicIsRecovered(t *testing.T) {
 	cond.Set(true)
 	e.EvaluateAt(context.Background(), t0)
 	assert.True(t, after.Load(), "the hooks after a panicking one still run")
+	assert.Contains(t, logs.String(), `level=ERROR msg="andon: hook panicked" hook=andon.HookFuncs alertname=R panic="hook bug" stack="goroutine `)
+	assert.Contains(t, logs.String(), "evaluator_test.go", "the stack is where it panicked")
+	a, _ := e.Alert("R")
+	assert.Equal(t, andon.Firing, a.State)
 }
 
 func TestHistoryIsBounded(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{HistorySize: 3, RecentValues: 2,
+	e := newEvaluator(t, andon.EvaluatorOptions{HistorySize: 3, RecentValues: 2,
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	for i := range 10 {
 		cond.Set(i%2 == 0)
@@ -395,35 +431,43 @@ func TestHistoryIsBounded(t *testing.T) {
 }
 
 func TestRunEvaluatesUntilCanceled(t *testing.T) {
-	var n atomic.Int32
-	e := newEvaluator(t, andon.Options{Interval: time.Millisecond, Rules: []andon.Rule{{Name: "R", Severity: andon.Info,
-		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
-			n.Add(1)
-			return andon.Measurement{}, nil
-		})}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	require.Eventually(t, func() bool { return n.Load() >= 3 }, 10*time.Second, time.Millisecond)
-	cancel()
-	assert.ErrorIs(t, <-done, context.Canceled)
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int32
+		e := newEvaluator(t, andon.EvaluatorOptions{Interval: time.Minute, Rules: []andon.Rule{{Name: "R", Severity: andon.Info,
+			Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+				n.Add(1)
+				return andon.Measurement{}, nil
+			})}}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		time.Sleep(2*time.Minute + time.Second)
+		synctest.Wait()
+		assert.EqualValues(t, 3, n.Load(), "at once, then every Interval")
+		cancel()
+		assert.ErrorIs(t, <-done, context.Canceled)
 
-	go func() { done <- e.Run(context.Background()) }()
-	require.NoError(t, e.Close())
-	assert.ErrorIs(t, <-done, andon.ErrClosed)
-	assert.Nil(t, e.EvaluateAt(context.Background(), t0), "nothing is evaluated after Close")
+		go func() { done <- e.Run(context.Background()) }()
+		synctest.Wait()
+		require.NoError(t, e.Shutdown(context.Background()))
+		assert.ErrorIs(t, <-done, andon.ErrClosed)
+		assert.EqualValues(t, 4, n.Load())
+		assert.Nil(t, e.EvaluateAt(context.Background(), t0), "nothing is evaluated after Shutdown")
+		assert.Nil(t, e.Evaluate(context.Background()))
+		assert.EqualValues(t, 4, n.Load())
+	})
 }
 
 func TestConcurrentUse(t *testing.T) {
 	cond := newSwitch()
 	rec := &recorder{}
 	line := newLine("main")
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
 		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.StopLine(line)}}}})
 	b, err := andon.NewBoard(e, andon.BoardOptions{Lines: []andon.Line{line}})
 	require.NoError(t, err)
-	defer b.Close()
+	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -462,32 +506,33 @@ func TestOptionsValidation(t *testing.T) {
 	ok := andon.Rule{Name: "R", Severity: andon.Page, Condition: cond}
 	tests := []struct {
 		name string
-		opts andon.Options
+		opts andon.EvaluatorOptions
 		want string
 	}{
-		{"empty name", andon.Options{Rules: []andon.Rule{{Severity: andon.Page, Condition: cond}}}, `rule "#0": Rule.Name is empty`},
-		{"no severity", andon.Options{Rules: []andon.Rule{{Name: "R", Condition: cond}}}, `rule "R": Rule.Severity is empty`},
-		{"bad severity", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: "critical", Condition: cond}}}, `Rule.Severity "critical" is not page, ticket or info`},
-		{"no condition", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page}}}, "Rule.Condition is nil"},
-		{"duplicate", andon.Options{Rules: []andon.Rule{ok, ok}}, `Rule.Name "R" is used by another rule`},
-		{"cord name clash", andon.Options{Rules: []andon.Rule{{Name: "AndonCord", Severity: andon.Page, Condition: cond}}}, `Options.Cord: Rule.Name "AndonCord" is used`},
-		{"negative for", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: -time.Second}}}, "Rule.For -1s is negative"},
-		{"negative keep", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, KeepFiringFor: -time.Second}}}, "Rule.KeepFiringFor -1s is negative"},
-		{"bad label", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"a-b": "x"}}}}, `Rule.Labels: name "a-b" is not a valid label name`},
-		{"reserved label", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"severity": "x"}}}}, `label "severity" is set by the rule`},
-		{"bad template", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Summary: "{{ .Value "}}}, "Summary template"},
-		{"summary annotation", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Annotations: map[string]string{"summary": "x"}}}}, `"summary" is set by the rule's field`},
-		{"nil hook", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{nil}}}}, "Rule.Hooks[0] is nil"},
-		{"tiny interval", andon.Options{Interval: time.Microsecond}, "Options.Interval 1µs is below 1ms"},
-		{"negative history", andon.Options{HistorySize: -1}, "Options.HistorySize -1 is outside"},
-		{"nil notifier", andon.Options{Notifiers: []andon.Notifier{nil}}, "Options.Notifiers[0] is nil"},
-		{"nil global hook", andon.Options{Hooks: []andon.Hook{nil}}, "Options.Hooks[0] is nil"},
-		{"negative timeout", andon.Options{Notify: andon.NotifyOptions{Timeout: -1}}, "NotifyOptions.Timeout -1ns is negative"},
-		{"backoff above max", andon.Options{Notify: andon.NotifyOptions{Backoff: time.Minute, MaxBackoff: time.Second}}, "MaxBackoff 1s is below Backoff 1m0s"},
-		{"attempts", andon.Options{Notify: andon.NotifyOptions{MaxAttempts: -2}}, "NotifyOptions.MaxAttempts -2 is outside [1, 100]"},
-		{"queue", andon.Options{Notify: andon.NotifyOptions{QueueSize: -2}}, "NotifyOptions.QueueSize -2 is outside"},
-		{"cord severity", andon.Options{Cord: andon.CordOptions{Severity: "loud"}}, `Options.Cord: Rule.Severity "loud"`},
-		{"min samples on a state", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: andon.LineStopped(newLine("l")), MinSamples: 5}}}, "Rule.MinSamples 5 is above 1"},
+		{"empty name", andon.EvaluatorOptions{Rules: []andon.Rule{{Severity: andon.Page, Condition: cond}}}, `rule "#0": Rule.Name is empty`},
+		{"no severity", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Condition: cond}}}, `rule "R": Rule.Severity is empty`},
+		{"bad severity", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: "critical", Condition: cond}}}, `Rule.Severity "critical" is not page, ticket or info`},
+		{"no condition", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page}}}, "Rule.Condition is nil"},
+		{"duplicate", andon.EvaluatorOptions{Rules: []andon.Rule{ok, ok}}, `Rule.Name "R" is used by another rule`},
+		{"cord name clash", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "AndonCord", Severity: andon.Page, Condition: cond}}}, `EvaluatorOptions.Cord: Rule.Name "AndonCord" is used`},
+		{"negative for", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: -time.Second}}}, "Rule.For -1s is negative"},
+		{"negative keep", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, KeepFiringFor: -time.Second}}}, "Rule.KeepFiringFor -1s is negative"},
+		{"bad label", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"a-b": "x"}}}}, `Rule.Labels: name "a-b" is not a valid label name`},
+		{"reserved label", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"severity": "x"}}}}, `label "severity" is set by the rule`},
+		{"bad template", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Summary: "{{ .Value "}}}, "Summary template"},
+		{"summary annotation", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Annotations: map[string]string{"summary": "x"}}}}, `"summary" is set by the rule's field`},
+		{"nil hook", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{nil}}}}, "Rule.Hooks[0] is nil"},
+		{"tiny interval", andon.EvaluatorOptions{Interval: time.Microsecond}, "EvaluatorOptions.Interval 1µs is below 1ms"},
+		{"negative history", andon.EvaluatorOptions{HistorySize: -1}, "EvaluatorOptions.HistorySize -1 is outside"},
+		{"nil notifier", andon.EvaluatorOptions{Notifiers: []andon.Notifier{nil}}, "EvaluatorOptions.Notifiers[0] is nil"},
+		{"nil global hook", andon.EvaluatorOptions{Hooks: []andon.Hook{nil}}, "EvaluatorOptions.Hooks[0] is nil"},
+		{"negative timeout", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Timeout: -1}}, "NotifyOptions.Timeout -1ns is negative"},
+		{"backoff above max", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}}, "NotifyOptions.Backoff: kanban: invalid Exponential.Initial 1m0s: must not exceed Max"},
+		{"backoff pointer", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Backoff: &kanban.Exponential{Multiplier: 0.5}}}, "NotifyOptions.Backoff: kanban: invalid Exponential.Multiplier 0.5: must be at least 1"},
+		{"attempts", andon.EvaluatorOptions{Notify: andon.NotifyOptions{MaxAttempts: -2}}, "NotifyOptions.MaxAttempts -2 is outside [1, 100]"},
+		{"queue", andon.EvaluatorOptions{Notify: andon.NotifyOptions{QueueSize: -2}}, "NotifyOptions.QueueSize -2 is outside"},
+		{"cord severity", andon.EvaluatorOptions{Cord: andon.CordOptions{Severity: "loud"}}, `EvaluatorOptions.Cord: Rule.Severity "loud"`},
+		{"min samples on a state", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: andon.LineStopped(newLine("l")), MinSamples: 5}}}, "Rule.MinSamples 5 is above 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

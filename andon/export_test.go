@@ -38,14 +38,14 @@ func paymentRules(stats *kaizen.Stats) []andon.Rule {
 		},
 		{
 			Name: "PaymentBudgetBurn", Severity: andon.Page,
-			Condition: andon.BurnRate(stats, andon.SLO{Name: "payment-availability", Kind: "payment", Objective: 0.999}, andon.PageBurnWindows...),
+			Condition: andon.BurnRate(stats, andon.SLO{Name: "payment-availability", Kind: "payment", Objective: 0.999}, andon.PageBurnWindows()...),
 			Summary:   "error budget burning {{ $value | humanize }}× too fast",
 		},
 	}
 }
 
 func exportStats(t *testing.T) *kaizen.Stats {
-	return newStats(t, newFakeClock(), andon.BurnWindowsOf(andon.PageBurnWindows)...)
+	return newStats(t, andon.BurnWindowsOf(andon.PageBurnWindows())...)
 }
 
 func TestPrometheusRulesText(t *testing.T) {
@@ -205,7 +205,7 @@ func TestPromtool(t *testing.T) {
 	assert.Contains(t, string(out), "SUCCESS")
 
 	// The same templates render the same text in-process.
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "F", Severity: andon.Page,
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "F", Severity: andon.Page,
 		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
 			return andon.Measurement{Active: true, Value: 0.05, Samples: 100}, nil
 		}), Summary: paymentRules(stats)[0].Summary}}})

@@ -2,8 +2,6 @@ package andon_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -13,16 +11,12 @@ import (
 	"github.com/taipattern/taikit/jidoka"
 )
 
-func newLine(name string) *jidoka.Line { return jidoka.NewLine(jidoka.LineConfig{Name: name}) }
-
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func TestStopLine(t *testing.T) {
 	ctx := context.Background()
 	t.Run("stops on fire and restarts on resolve", func(t *testing.T) {
 		line := newLine("checkout")
 		cond := newSwitch()
-		e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
 			Hooks: []andon.Hook{andon.StopLine(line)}}}})
 		cond.Set(true)
 		e.EvaluateAt(ctx, t0)
@@ -36,7 +30,7 @@ func TestStopLine(t *testing.T) {
 	t.Run("does not restart a line someone else stopped", func(t *testing.T) {
 		line := newLine("checkout")
 		cond := newSwitch()
-		e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
 			Hooks: []andon.Hook{andon.StopLine(line)}}}})
 		require.True(t, line.Stop("maintenance"))
 		cond.Set(true)
@@ -50,7 +44,7 @@ func TestStopLine(t *testing.T) {
 	t.Run("does not restart a line stopped again since for another reason", func(t *testing.T) {
 		line := newLine("checkout")
 		cond := newSwitch()
-		e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
 			Hooks: []andon.Hook{andon.StopLine(line)}}}})
 		cond.Set(true)
 		e.EvaluateAt(ctx, t0)
@@ -64,7 +58,7 @@ func TestStopLine(t *testing.T) {
 		line := newLine("checkout")
 		stop := andon.StopLine(line)
 		a, b := newSwitch(), newSwitch()
-		e := newEvaluator(t, andon.Options{Rules: []andon.Rule{
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{
 			{Name: "A", Severity: andon.Page, Condition: a, Hooks: []andon.Hook{stop}},
 			{Name: "B", Severity: andon.Page, Condition: b, Hooks: []andon.Hook{stop}},
 		}})
@@ -82,7 +76,7 @@ func TestStopLine(t *testing.T) {
 	t.Run("the cord stops and restarts the line", func(t *testing.T) {
 		line := newLine("checkout")
 		rec := &recorder{}
-		e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
 			Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}, Labels: map[string]string{"team": "ops"}}})
 		assert.True(t, e.Pull(ctx, "smoke at station 3", "alice"))
 		assert.False(t, e.Pull(ctx, "again", "bob"), "a pulled cord keeps its first reason")
@@ -113,7 +107,7 @@ func TestLineStoppedAndBreakerOpen(t *testing.T) {
 	line := newLine("checkout")
 	br, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
 	require.NoError(t, err)
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "LineStopped", Severity: andon.Ticket, Condition: andon.LineStopped(line)},
 		{Name: "GatewayOpen", Severity: andon.Page, Condition: andon.BreakerOpen(br), MinSamples: 1},
 	}})

@@ -12,11 +12,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban"
 )
 
 // recorder is a Notifier that remembers what it was told.
@@ -43,14 +45,14 @@ func (r *recorder) events() []string {
 	return out
 }
 
-// fastRetries keeps back-off short so retry tests finish quickly; they
-// count attempts, never time.
-var fastRetries = andon.NotifyOptions{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+// noWait retries at once, for the tests over a real HTTP server that count
+// attempts; TestRetriesGiveUp checks the waits in a synctest bubble.
+var noWait = andon.NotifyOptions{Backoff: kanban.BackoffFunc(func(int) time.Duration { return 0 })}
 
 func TestNotifyOnceOnFireAndResolve(t *testing.T) {
 	cond := newSwitch()
 	rec := &recorder{}
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: time.Minute}}})
 	ctx := context.Background()
 	cond.Set(true)
@@ -72,7 +74,7 @@ func TestNotifyOnceOnFireAndResolve(t *testing.T) {
 func TestPendingThatNeverFiresIsNotSent(t *testing.T) {
 	cond := newSwitch()
 	rec := &recorder{}
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: time.Hour}}})
 	ctx := context.Background()
 	cond.Set(true)
@@ -126,7 +128,7 @@ func TestWebhook(t *testing.T) {
 	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL, Receiver: "ops", ExternalURL: "http://board/"})
 	require.NoError(t, err)
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{wh}, Notify: fastRetries, Logger: discardLogger(),
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait, Logger: discardLogger(),
 		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"},
 			Summary: "errors at {{ $value | humanizePercentage }}"}}})
 	ctx := context.Background()
@@ -194,7 +196,7 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 	require.NoError(t, err)
 	cond := newSwitch()
 	var logs bytes.Buffer
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{wh}, Notify: fastRetries,
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	cond.Set(true)
@@ -209,23 +211,56 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 }
 
 func TestRetriesGiveUp(t *testing.T) {
-	var calls atomic.Int32
-	failing := notifierFunc(func(context.Context, []andon.Alert) error {
-		calls.Add(1)
-		return errors.New("connection refused")
+	synctest.Test(t, func(t *testing.T) {
+		var calls []time.Duration
+		start := time.Now()
+		failing := notifierFunc(func(context.Context, []andon.Alert) error {
+			calls = append(calls, time.Since(start)) // one worker: no race
+			return errors.New("connection refused")
+		})
+		cond := newSwitch()
+		var logs bytes.Buffer
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{failing}, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Notify: andon.NotifyOptions{MaxAttempts: 4, Backoff: kanban.Exponential{Initial: time.Second, Max: 3 * time.Second, Jitter: -1}},
+			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		require.NoError(t, e.Flush(context.Background()))
+		assert.Equal(t, []time.Duration{0, time.Second, 3 * time.Second, 6 * time.Second}, calls,
+			"waits of 1s, 2s, then 3s (the cap) between attempts")
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 1, st.Failed)
+		assert.EqualValues(t, 3, st.Retries)
+		assert.EqualValues(t, 0, st.Sent)
+		assert.Equal(t, 3, strings.Count(logs.String(), "notification failed; retrying"))
+		assert.Contains(t, logs.String(), "level=ERROR msg=\"andon: notification failed\" notifier=\"notifier 0\" alerts=1 attempts=4 err=\"connection refused\"")
 	})
-	cond := newSwitch()
-	opts := fastRetries
-	opts.MaxAttempts = 3
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{failing}, Notify: opts, Logger: discardLogger(),
-		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-	cond.Set(true)
-	e.EvaluateAt(context.Background(), t0)
-	require.NoError(t, e.Flush(context.Background()))
-	assert.EqualValues(t, 3, calls.Load())
-	st := e.NotifierStats()[0]
-	assert.EqualValues(t, 1, st.Failed)
-	assert.EqualValues(t, 2, st.Retries)
+}
+
+func TestDefaultBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls []time.Duration
+		start := time.Now()
+		flaky := notifierFunc(func(context.Context, []andon.Alert) error {
+			calls = append(calls, time.Since(start))
+			if len(calls) < 3 {
+				return errors.New("try later")
+			}
+			return nil
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky}, Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		require.NoError(t, e.Flush(context.Background()))
+		require.Len(t, calls, 3)
+		// 500ms, then 1s, each within the 20% jitter.
+		assert.InDelta(t, 500*time.Millisecond, calls[1], float64(100*time.Millisecond))
+		assert.InDelta(t, time.Second, calls[2]-calls[1], float64(200*time.Millisecond))
+		assert.EqualValues(t, 1, e.NotifierStats()[0].Sent)
+		assert.EqualValues(t, 2, e.NotifierStats()[0].Retries)
+	})
 }
 
 type notifierFunc func(context.Context, []andon.Alert) error
@@ -233,71 +268,145 @@ type notifierFunc func(context.Context, []andon.Alert) error
 func (f notifierFunc) Notify(ctx context.Context, a []andon.Alert) error { return f(ctx, a) }
 
 func TestSlowNotifierNeverBlocksEvaluation(t *testing.T) {
-	release := make(chan struct{})
-	var got atomic.Int32
-	slow := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-		got.Add(int32(len(a)))
-		select {
-		case <-release:
-		case <-ctx.Done():
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var got atomic.Int32
+		slow := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			got.Add(int32(len(a)))
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		})
+		var logs bytes.Buffer
+		var rules []andon.Rule
+		conds := make([]*switchCond, 6)
+		for i := range conds {
+			conds[i] = newSwitch()
+			rules = append(rules, andon.Rule{Name: "R" + string(rune('a'+i)), Severity: andon.Page, Condition: conds[i]})
 		}
-		return nil
-	})
-	var logs bytes.Buffer
-	var rules []andon.Rule
-	conds := make([]*switchCond, 6)
-	for i := range conds {
-		conds[i] = newSwitch()
-		rules = append(rules, andon.Rule{Name: "R" + string(rune('a'+i)), Severity: andon.Page, Condition: conds[i]})
-	}
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{slow}, Notify: andon.NotifyOptions{QueueSize: 2, Timeout: time.Hour},
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: rules})
-	ctx := context.Background()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{slow}, Notify: andon.NotifyOptions{QueueSize: 2, Timeout: time.Hour},
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: rules})
+		ctx := context.Background()
 
-	conds[0].Set(true)
-	e.EvaluateAt(ctx, t0) // Ra goes to the worker, which blocks
-	require.Eventually(t, func() bool { return got.Load() == 1 }, 10*time.Second, time.Millisecond)
-	for i := 1; i < 6; i++ {
-		conds[i].Set(true)
-	}
-	done := make(chan struct{})
-	go func() {
-		e.EvaluateAt(ctx, t0.Add(time.Minute)) // Rb..Rf: two fit the queue, three are dropped
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("evaluation blocked on a slow notifier")
-	}
-	st := e.NotifierStats()[0]
-	assert.EqualValues(t, 3, st.Dropped)
-	assert.Equal(t, 2, st.Queued)
-	assert.Contains(t, logs.String(), "notification dropped: queue full")
-	close(release)
-	require.NoError(t, e.Flush(ctx))
-	assert.EqualValues(t, 3, got.Load())
+		conds[0].Set(true)
+		e.EvaluateAt(ctx, t0) // Ra goes to the worker, which blocks
+		synctest.Wait()
+		require.EqualValues(t, 1, got.Load())
+		for i := 1; i < 6; i++ {
+			conds[i].Set(true)
+		}
+		// Rb..Rf: two fit the queue, three are dropped. Were evaluation to
+		// wait for the notifier, the bubble would deadlock and fail.
+		e.EvaluateAt(ctx, t0.Add(time.Minute))
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 3, st.Dropped)
+		assert.Equal(t, 2, st.Queued)
+		assert.Contains(t, logs.String(), "notification dropped: queue full")
+		close(release)
+		require.NoError(t, e.Flush(ctx))
+		assert.EqualValues(t, 3, got.Load())
+		assert.EqualValues(t, 3, e.NotifierStats()[0].Sent)
+	})
 }
 
-func TestCloseDropsQueuedAndCancels(t *testing.T) {
-	started := make(chan struct{})
-	blocking := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-		close(started)
-		<-ctx.Done()
-		return ctx.Err()
+func TestShutdownDeliversQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		slow := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			time.Sleep(time.Second) // a slow receiver
+			return rec.Notify(ctx, a)
+		})
+		cond := newSwitch()
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{slow},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		require.NoError(t, e.Shutdown(ctx))
+		assert.Equal(t, []string{"R firing"}, rec.events(), "what was queued is delivered")
+		assert.EqualValues(t, 1, e.NotifierStats()[0].Sent)
+		require.NoError(t, e.Shutdown(ctx), "idempotent")
+		assert.False(t, e.Pull(context.Background(), "x", "y"), "no cord after Shutdown")
+		assert.Nil(t, e.EvaluateAt(context.Background(), t0.Add(time.Minute)))
 	})
-	cond := newSwitch()
-	e, err := andon.NewEvaluator(andon.Options{Notifiers: []andon.Notifier{blocking}, Logger: discardLogger(),
-		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-	require.NoError(t, err)
-	cond.Set(true)
-	e.EvaluateAt(context.Background(), t0)
-	<-started
-	require.NoError(t, e.Close())
-	require.NoError(t, e.Close(), "idempotent")
-	st := e.NotifierStats()[0]
-	assert.EqualValues(t, 1, st.Failed, "the canceled call is given up")
-	assert.False(t, e.Pull(context.Background(), "x", "y"), "no cord after Close")
+}
+
+func TestShutdownIsBoundedByContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan struct{})
+		blocking := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		cond, other := newSwitch(), newSwitch()
+		var logs bytes.Buffer
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{blocking}, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Notify: andon.NotifyOptions{Timeout: time.Hour},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond},
+				{Name: "S", Severity: andon.Page, Condition: other}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		<-started
+		other.Set(true)
+		e.EvaluateAt(context.Background(), t0.Add(time.Minute)) // S waits in the queue
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+		assert.Equal(t, 5*time.Second, time.Since(start), "Shutdown waited for delivery until ctx ended")
+		require.NoError(t, e.Shutdown(context.Background()), "the worker exits on its own")
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 1, st.Failed, "the canceled call is given up")
+		assert.EqualValues(t, 1, st.Dropped, "the queued one is dropped")
+		assert.Contains(t, logs.String(), "notifications dropped at shutdown")
+	})
+}
+
+func TestShutdownWaitsForEvaluation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		inHook, release := make(chan struct{}), make(chan struct{})
+		cond := newSwitch()
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.HookFuncs{
+				OnFire: func(context.Context, andon.Alert) { close(inHook); <-release }}}}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		go e.EvaluateAt(context.Background(), t0)
+		<-inHook
+
+		// The evaluation has not queued its notification yet: a Shutdown
+		// that ends first leaves it undelivered.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+		close(release)
+		synctest.Wait()
+		require.NoError(t, e.Shutdown(context.Background()))
+		assert.Empty(t, rec.events(), "the workers were stopped before the evaluation queued")
+	})
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		inHook, release := make(chan struct{}), make(chan struct{})
+		cond := newSwitch()
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.HookFuncs{
+				OnFire: func(context.Context, andon.Alert) { close(inHook); <-release }}}}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		go e.EvaluateAt(context.Background(), t0)
+		<-inHook
+		go func() { time.Sleep(time.Second); close(release) }()
+		require.NoError(t, e.Shutdown(context.Background()))
+		assert.Equal(t, []string{"R firing"}, rec.events(), "Shutdown let the evaluation in progress queue, then delivered")
+	})
 }
 
 func TestFlushHonoursContext(t *testing.T) {
@@ -307,7 +416,7 @@ func TestFlushHonoursContext(t *testing.T) {
 		return nil
 	})
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{blocking},
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{blocking},
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	cond.Set(true)
 	e.EvaluateAt(context.Background(), t0)
@@ -387,7 +496,7 @@ func TestAlertmanagerResendsFiringAlerts(t *testing.T) {
 	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: srv.URL + "/"})
 	require.NoError(t, err)
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{am}, Interval: 15 * time.Second,
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{am}, Interval: 15 * time.Second,
 		Notify: andon.NotifyOptions{ResendInterval: time.Minute},
 		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	ctx := context.Background()

@@ -110,11 +110,17 @@ func (c *outcomeRate) validate() error {
 		return errors.New("no outcome given to OutcomeRate")
 	}
 	for _, o := range c.outcomes {
-		if int(o) >= len(tai.Outcomes) {
+		if !validOutcome(o) {
 			return fmt.Errorf("outcome %d is not a tai.Outcome", o)
 		}
 	}
 	return nil
+}
+
+// validOutcome reports whether o is one of tai's outcomes: those encode.
+func validOutcome(o tai.Outcome) bool {
+	_, err := o.MarshalText()
+	return err == nil
 }
 
 func checkRatio(t float64) error {

@@ -14,7 +14,7 @@ import (
 // render evaluates a rule whose summary is tmpl, with value v.
 func renderSummary(t *testing.T, tmpl string, v float64) string {
 	t.Helper()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Info, Summary: tmpl,
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Info, Summary: tmpl,
 		Labels: map[string]string{"team": "payments"},
 		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
 			return andon.Measurement{Value: v, Threshold: 0.02, Detail: "d"}, nil
@@ -82,16 +82,16 @@ func TestUnitFormat(t *testing.T) {
 }
 
 func TestTextEncodings(t *testing.T) {
-	for _, s := range []andon.State{andon.Inactive, andon.Pending, andon.Firing, andon.Resolved} {
+	for _, s := range []andon.AlertState{andon.Inactive, andon.Pending, andon.Firing, andon.Resolved} {
 		b, err := s.MarshalText()
 		require.NoError(t, err)
-		var back andon.State
+		var back andon.AlertState
 		require.NoError(t, back.UnmarshalText(b))
 		assert.Equal(t, s, back)
 	}
-	var s andon.State
+	var s andon.AlertState
 	assert.Error(t, s.UnmarshalText([]byte("burning")))
-	assert.Equal(t, "state(9)", andon.State(9).String())
+	assert.Equal(t, "state(9)", andon.AlertState(9).String())
 	for _, u := range []andon.Unit{andon.UnitNone, andon.UnitRatio, andon.UnitSeconds, andon.UnitFactor, andon.UnitState} {
 		b, _ := u.MarshalText()
 		var back andon.Unit
