@@ -344,6 +344,30 @@ func TestSilences(t *testing.T) {
 	})
 }
 
+func TestSilenceIDsAreUnique(t *testing.T) {
+	// IDs name silences to people and to Expire: one that two silences
+	// share would expire the wrong one. Two evaluators (two replicas, or
+	// one process before and after a restart) must not hand out the same.
+	a := newEvaluator(t, andon.EvaluatorOptions{})
+	b := newEvaluator(t, andon.EvaluatorOptions{})
+	s := andon.Silence{ID: "mine", Matchers: []andon.Matcher{{Name: "team", Value: "payments"}}, Duration: time.Hour}
+	seen := map[string]bool{}
+	for range 50 {
+		for _, e := range []*andon.Evaluator{a, b} {
+			id, err := e.Silence(s)
+			require.NoError(t, err)
+			require.NotEqual(t, "mine", id, "the ID is the evaluator's to give")
+			require.False(t, seen[id], "ID %s given twice", id)
+			seen[id] = true
+		}
+	}
+	idA := a.Silences()[0].ID
+	assert.False(t, b.Expire(idA), "an ID of another evaluator expires nothing")
+	assert.Len(t, b.Silences(), 50)
+	assert.True(t, a.Expire(idA))
+	assert.Len(t, a.Silences(), 49)
+}
+
 func TestSilenceValidation(t *testing.T) {
 	e := newEvaluator(t, andon.EvaluatorOptions{})
 	tests := []struct {

@@ -520,3 +520,60 @@ func TestAlertmanagerResendsFiringAlerts(t *testing.T) {
 	assert.Equal(t, t0.Add(90*time.Second), posts[2][0].EndsAt.UTC(), "resolved: endsAt is the resolve time")
 	assert.Equal(t, t0, posts[2][0].StartsAt.UTC())
 }
+
+func TestNotifierPanicFailsTheBatch(t *testing.T) {
+	var calls atomic.Int32
+	panicky := notifierFunc(func(context.Context, []andon.Alert) error {
+		calls.Add(1)
+		panic("notifier bug")
+	})
+	cond := newSwitch()
+	var logs bytes.Buffer
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{panicky}, Notify: noWait,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	require.NoError(t, e.Flush(context.Background()))
+	assert.EqualValues(t, 1, calls.Load(), "a panic is not retried")
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 1, st.Failed)
+	assert.EqualValues(t, 0, st.Retries)
+	assert.Contains(t, logs.String(), `err="andon: panic in notifier notifier 0: notifier bug" stack="goroutine `)
+	assert.Contains(t, logs.String(), "notifier_test.go", "the stack is where it panicked")
+}
+
+func TestNotificationsCarryTheRunbook(t *testing.T) {
+	srv := newWebhookServer(t, 0, 0)
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	am := newAMServer(t)
+	amn, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: am.URL})
+	require.NoError(t, err)
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh, amn},
+		Cord: andon.CordOptions{RunbookURL: "https://runbooks.example/cord"},
+		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
+			RunbookURL: "https://runbooks.example/errors"}}})
+	ctx := context.Background()
+	// Before its first evaluation an alert already names its runbook.
+	a, _ := e.Alert("HighErrorRate")
+	assert.Equal(t, "https://runbooks.example/errors", a.Annotations["runbook_url"])
+
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	require.NoError(t, e.Flush(ctx))
+	require.True(t, e.Pull(ctx, "smoke", "alice"))
+	require.NoError(t, e.Flush(ctx))
+
+	msgs := srv.got()
+	require.Len(t, msgs, 2)
+	assert.Equal(t, "https://runbooks.example/errors", msgs[0].Alerts[0].Annotations["runbook_url"])
+	assert.Equal(t, "https://runbooks.example/errors", msgs[0].CommonAnnotations["runbook_url"])
+	assert.Equal(t, "https://runbooks.example/cord", msgs[1].Alerts[0].Annotations["runbook_url"], "the cord's own runbook")
+	posts := am.got()
+	require.Len(t, posts, 2)
+	assert.Equal(t, "https://runbooks.example/errors", posts[0][0].Annotations["runbook_url"])
+	assert.Equal(t, "https://runbooks.example/cord", posts[1][0].Annotations["runbook_url"])
+
+}

@@ -226,4 +226,21 @@ func TestBurnRateCountsChosenErrors(t *testing.T) {
 	assert.EqualValues(t, 100, m.Samples)
 }
 
+func TestBurnWindowsAreFreshCopies(t *testing.T) {
+	p := andon.PageBurnWindows()
+	p[0].Factor = 1000
+	p = append(p[:1], andon.BurnWindow{Long: time.Minute, Short: time.Second, Factor: 1})
+	assert.Equal(t, []andon.BurnWindow{
+		{Long: time.Hour, Short: 5 * time.Minute, Factor: 14.4},
+		{Long: 6 * time.Hour, Short: 30 * time.Minute, Factor: 6},
+	}, andon.PageBurnWindows(), "a caller's change does not reach the next caller")
+	tk := andon.TicketBurnWindows()
+	tk[1].Long = 0
+	assert.Equal(t, []andon.BurnWindow{
+		{Long: 24 * time.Hour, Short: 2 * time.Hour, Factor: 3},
+		{Long: 72 * time.Hour, Short: 6 * time.Hour, Factor: 1},
+	}, andon.TicketBurnWindows())
+	_ = p
+}
+
 var _ andon.StatsSource = (*kaizen.Stats)(nil)
