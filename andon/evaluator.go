@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -149,9 +148,8 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	}
 
 	for i := range opts.Rules {
+		// addRule copies what it keeps of the rule's maps and slices.
 		r := opts.Rules[i]
-		r.Labels, r.Annotations = maps.Clone(r.Labels), maps.Clone(r.Annotations)
-		r.Hooks = slices.Clone(r.Hooks)
 		if err := e.addRule(r, opts.Hooks, recent, opts.GeneratorURL); err != nil {
 			name := r.Name
 			if name == "" {
@@ -161,8 +159,8 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 		}
 	}
 	e.cord = &cord{}
-	cr := Rule{Name: opts.Cord.Name, Severity: opts.Cord.Severity, Condition: e.cord, Labels: maps.Clone(opts.Cord.Labels),
-		RunbookURL: opts.Cord.RunbookURL, Hooks: slices.Clone(opts.Cord.Hooks)}
+	cr := Rule{Name: opts.Cord.Name, Severity: opts.Cord.Severity, Condition: e.cord, Labels: opts.Cord.Labels,
+		RunbookURL: opts.Cord.RunbookURL, Hooks: opts.Cord.Hooks}
 	if cr.Name == "" {
 		cr.Name = "AndonCord"
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/kanban"
 )
 
@@ -566,4 +567,138 @@ func TestOptionsValidation(t *testing.T) {
 			assert.Regexp(t, "^andon: ", err.Error())
 		})
 	}
+}
+
+func TestRunDefaultInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int32
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Info,
+			Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+				n.Add(1)
+				return andon.Measurement{}, nil
+			})}}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		time.Sleep(time.Minute - time.Second)
+		synctest.Wait()
+		assert.EqualValues(t, 4, n.Load(), "at 0s, 15s, 30s and 45s")
+		cancel()
+		<-done
+	})
+}
+
+func TestOptionLimits(t *testing.T) {
+	for _, opts := range []andon.EvaluatorOptions{
+		{Interval: time.Millisecond},
+		{HistorySize: 1 << 20, RecentValues: 1 << 20},
+		{HistorySize: 1, RecentValues: 1},
+	} {
+		_, err := andon.NewEvaluator(opts)
+		require.NoError(t, err, "%+v", opts)
+	}
+	_, err := andon.NewEvaluator(andon.EvaluatorOptions{RecentValues: 1<<20 + 1})
+	assert.ErrorContains(t, err, "andon: EvaluatorOptions.RecentValues 1048577 is outside [1, 1048576]")
+}
+
+func TestNilLoggerLogsToDefault(t *testing.T) {
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		Hooks: []andon.Hook{andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { panic("x") }}}}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	assert.Contains(t, logs.String(), "andon: hook panicked")
+}
+
+func TestAlertsBeforeFirstEvaluation(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{GeneratorURL: "http://board/",
+		Rules: []andon.Rule{
+			{Name: "HighErrorRate", Severity: andon.Ticket, MinSamples: 20, Labels: map[string]string{"team": "payments"},
+				Condition: newSwitch(), RunbookURL: "https://runbooks.example/errors"},
+			{Name: "Plain", Severity: andon.Info, Condition: andon.LineStopped(newLine("checkout"))},
+		}})
+	as := e.Alerts()
+	require.Len(t, as, 3, "two rules and the cord")
+	a := as[0]
+	assert.Equal(t, "HighErrorRate", a.Name)
+	assert.Equal(t, andon.Ticket, a.Severity)
+	assert.Equal(t, andon.Inactive, a.State)
+	assert.Equal(t, map[string]string{"alertname": "HighErrorRate", "severity": "ticket", "team": "payments"}, a.Labels)
+	assert.Len(t, a.Fingerprint, 16)
+	assert.EqualValues(t, 20, a.MinSamples)
+	assert.Equal(t, map[string]string{"summary": "HighErrorRate", "runbook_url": "https://runbooks.example/errors"}, a.Annotations)
+	assert.Equal(t, "http://board/#rule-HighErrorRate", a.GeneratorURL)
+	assert.True(t, a.LastEval.IsZero())
+	assert.Equal(t, map[string]string{"summary": "line checkout stopped"}, as[1].Annotations, "the condition's description; no runbook")
+	assert.Equal(t, "AndonCord", as[2].Name)
+	got, ok := e.Alert("Plain")
+	require.True(t, ok)
+	assert.Equal(t, as[1], got)
+	_, ok = e.Alert("nope")
+	assert.False(t, ok)
+
+	// Alerts are copies: changing one changes nothing in the evaluator.
+	as[0].Labels["team"] = "x"
+	as[0].Annotations["summary"] = "x"
+	again, _ := e.Alert("HighErrorRate")
+	assert.Equal(t, "payments", again.Labels["team"])
+	assert.Equal(t, "HighErrorRate", again.Annotations["summary"])
+}
+
+func TestPendingAgainClearsOldTimes(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: time.Minute}}})
+	ctx := context.Background()
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	e.EvaluateAt(ctx, t0.Add(time.Minute))
+	cond.Set(false)
+	e.EvaluateAt(ctx, t0.Add(2*time.Minute))
+	a, _ := e.Alert("R")
+	require.Equal(t, andon.Resolved, a.State)
+	assert.Equal(t, t0.Add(time.Minute), a.FiredAt, "a resolved alert still says when it fired")
+
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0.Add(3*time.Minute))
+	a, _ = e.Alert("R")
+	require.Equal(t, andon.Pending, a.State)
+	assert.Equal(t, t0.Add(3*time.Minute), a.ActiveAt)
+	assert.True(t, a.FiredAt.IsZero(), "a new episode: %v", a.FiredAt)
+	assert.True(t, a.ResolvedAt.IsZero(), "a new episode: %v", a.ResolvedAt)
+}
+
+func TestNamedHookPanic(t *testing.T) {
+	var logs bytes.Buffer
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.StopLine(panickyLine{})}}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	assert.Contains(t, logs.String(), `hook="stop line broken" alertname=R panic="line broken"`)
+}
+
+// panickyLine is a Line whose Stop panics.
+type panickyLine struct{ andon.Line }
+
+func (panickyLine) Name() string              { return "broken" }
+func (panickyLine) Stop(string) bool          { panic("line broken") }
+func (panickyLine) Status() jidoka.LineStatus { return jidoka.LineStatus{} }
+
+func TestSilencesAreCopies(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	matchers := []andon.Matcher{{Name: "alertname", Value: "R"}}
+	_, err := e.Silence(andon.Silence{Matchers: matchers, Duration: time.Hour})
+	require.NoError(t, err)
+	matchers[0].Value = "other" // the caller reuses its slice
+	got := e.Silences()
+	got[0].Matchers[0].Value = "other"
+	e.Evaluate(context.Background())
+	a, _ := e.Alert("R")
+	assert.True(t, a.Silenced, "the silence still matches R")
+	assert.Equal(t, "R", e.Silences()[0].Matchers[0].Value)
 }

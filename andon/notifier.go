@@ -127,12 +127,6 @@ type NotifierStats struct {
 	Queued int `json:"queued"`
 }
 
-// sentState is the last notification queued for a fingerprint.
-type sentState struct {
-	state AlertState
-	at    time.Time
-}
-
 // dispatcher owns the queue and the worker goroutine of one notifier.
 type dispatcher struct {
 	n       Notifier
@@ -145,7 +139,7 @@ type dispatcher struct {
 	mu    sync.Mutex
 	queue []Alert
 	index map[string]int // fingerprint → position in queue
-	sent  map[string]sentState
+	sent  map[string]time.Time // fingerprint of a firing alert queued → when
 	busy  bool
 	idle  []chan struct{}
 	stats NotifierStats
@@ -157,7 +151,7 @@ type dispatcher struct {
 func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, log *slog.Logger) *dispatcher {
 	d := &dispatcher{
 		n: n, name: fmt.Sprintf("notifier %d", i), opts: opts, log: log, ctx: ctx,
-		index: map[string]int{}, sent: map[string]sentState{},
+		index: map[string]int{}, sent: map[string]time.Time{},
 		wake: make(chan struct{}, 1), exited: make(chan struct{}),
 	}
 	if nm, ok := n.(tai.Namer); ok && nm.Name() != "" {
@@ -180,18 +174,17 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 	if d.ctx.Err() != nil { // shut down: the worker is gone or going
 		return
 	}
-	queued := false
 	for _, a := range alerts {
-		last, seen := d.sent[a.Fingerprint]
+		last, firing := d.sent[a.Fingerprint]
 		switch {
 		case a.State == Firing && !a.Silenced:
-			if seen && last.state == Firing && (!d.refresh || now.Sub(last.at) < d.opts.ResendInterval) {
+			if firing && (!d.refresh || now.Sub(last) < d.opts.ResendInterval) {
 				continue
 			}
-			d.sent[a.Fingerprint] = sentState{state: Firing, at: now}
+			d.sent[a.Fingerprint] = now
 		case a.State == Resolved:
-			if !seen || last.state != Firing {
-				continue
+			if !firing {
+				continue // it was never sent firing
 			}
 			delete(d.sent, a.Fingerprint)
 		default:
@@ -199,7 +192,6 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		}
 		if i, ok := d.index[a.Fingerprint]; ok && d.queue[i].State == a.State {
 			d.queue[i] = a // a newer re-send replaces the queued one
-			queued = true
 			continue
 		}
 		if len(d.queue) >= d.opts.QueueSize {
@@ -210,9 +202,8 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		}
 		d.index[a.Fingerprint] = len(d.queue)
 		d.queue = append(d.queue, a)
-		queued = true
 	}
-	if queued {
+	if len(d.queue) > 0 {
 		select {
 		case d.wake <- struct{}{}:
 		default:

@@ -319,7 +319,8 @@ func TestShutdownDeliversQueued(t *testing.T) {
 			return rec.Notify(ctx, a)
 		})
 		cond := newSwitch()
-		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{slow},
+		var logs bytes.Buffer
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{slow}, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 		require.NoError(t, err)
 		cond.Set(true)
@@ -328,6 +329,7 @@ func TestShutdownDeliversQueued(t *testing.T) {
 		defer cancel()
 		require.NoError(t, e.Shutdown(ctx))
 		assert.Equal(t, []string{"R firing"}, rec.events(), "what was queued is delivered")
+		assert.Empty(t, logs.String(), "nothing dropped, nothing failed")
 		assert.EqualValues(t, 1, e.NotifierStats()[0].Sent)
 		require.NoError(t, e.Shutdown(ctx), "idempotent")
 		assert.False(t, e.Pull(context.Background(), "x", "y"), "no cord after Shutdown")
@@ -365,6 +367,7 @@ func TestShutdownIsBoundedByContext(t *testing.T) {
 		st := e.NotifierStats()[0]
 		assert.EqualValues(t, 1, st.Failed, "the canceled call is given up")
 		assert.EqualValues(t, 1, st.Dropped, "the queued one is dropped")
+		assert.Zero(t, st.Queued)
 		assert.Contains(t, logs.String(), "notifications dropped at shutdown")
 	})
 }
@@ -576,4 +579,147 @@ func TestNotificationsCarryTheRunbook(t *testing.T) {
 	assert.Equal(t, "https://runbooks.example/errors", posts[0][0].Annotations["runbook_url"])
 	assert.Equal(t, "https://runbooks.example/cord", posts[1][0].Annotations["runbook_url"])
 
+}
+
+func TestShutdownWaitsForAStubbornNotifier(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		stubborn := notifierFunc(func(context.Context, []andon.Alert) error {
+			<-release // ignores ctx
+			return nil
+		})
+		cond := newSwitch()
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{stubborn}, Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		synctest.Wait()
+		for range 2 { // the first waits for delivery, the second for the worker
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+			cancel()
+		}
+		close(release)
+		require.NoError(t, e.Shutdown(context.Background()))
+	})
+}
+
+// refresher is a notifier that wants firing alerts re-sent, as
+// Alertmanager does; it can be held to let notifications queue up.
+type refresher struct {
+	recorder
+	hold chan struct{}
+}
+
+func (r *refresher) Notify(ctx context.Context, alerts []andon.Alert) error {
+	if r.hold != nil {
+		<-r.hold
+	}
+	return r.recorder.Notify(ctx, alerts)
+}
+
+func (*refresher) Refreshes() bool { return true }
+
+func TestResendReplacesTheQueuedOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &refresher{hold: make(chan struct{})}
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0) // sent; the worker is held
+		synctest.Wait()
+		e.EvaluateAt(ctx, t0.Add(time.Minute))   // re-sent: queued
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // re-sent again: replaces it
+		assert.Equal(t, 1, e.NotifierStats()[0].Queued)
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // resolved: queued after it
+		assert.Equal(t, 2, e.NotifierStats()[0].Queued)
+		close(n.hold)
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing", "R firing", "R resolved"}, n.events())
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		assert.Equal(t, t0.Add(2*time.Minute), n.alerts[1].LastEval, "the newer re-send")
+		assert.EqualValues(t, 3, e.NotifierStats()[0].Sent)
+	})
+}
+
+func TestDefaultResendInterval(t *testing.T) {
+	n := &refresher{}
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n},
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	ctx := context.Background()
+	cond.Set(true)
+	for _, at := range []time.Duration{0, 30 * time.Second, time.Minute - time.Nanosecond, time.Minute} {
+		e.EvaluateAt(ctx, t0.Add(at))
+		require.NoError(t, e.Flush(ctx))
+	}
+	assert.Equal(t, []string{"R firing", "R firing"}, n.events(), "re-sent after a minute, not before")
+	a, _ := e.Alert("R")
+	assert.Equal(t, t0.Add(5*time.Minute), a.ValidUntil, "four resend intervals ahead")
+}
+
+// namedNotifier has a Name method that may return "".
+type namedNotifier struct {
+	recorder
+	name string
+}
+
+func (n *namedNotifier) Name() string { return n.name }
+
+func TestNotifierNames(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{&recorder{}, &namedNotifier{name: "pager"}, &namedNotifier{}}})
+	var names []string
+	for _, st := range e.NotifierStats() {
+		names = append(names, st.Name)
+	}
+	assert.Equal(t, []string{"notifier 0", "pager", "notifier 2"}, names)
+}
+
+func TestNotifyOptionLimits(t *testing.T) {
+	for _, n := range []andon.NotifyOptions{
+		{QueueSize: 1 << 20, MaxAttempts: 100},
+		{QueueSize: 1, MaxAttempts: 1},
+		{Backoff: kanban.Exponential{Initial: time.Second, Max: time.Second}},
+	} {
+		_, err := andon.NewEvaluator(andon.EvaluatorOptions{Notify: n})
+		require.NoError(t, err, "%+v", n)
+	}
+	for _, tt := range []struct {
+		n    andon.NotifyOptions
+		want string
+	}{
+		{andon.NotifyOptions{QueueSize: 1<<20 + 1}, "andon: NotifyOptions.QueueSize 1048577 is outside [1, 1048576]"},
+		{andon.NotifyOptions{MaxAttempts: 101}, "andon: NotifyOptions.MaxAttempts 101 is outside [1, 100]"},
+		{andon.NotifyOptions{ResendInterval: -time.Second}, "andon: NotifyOptions.ResendInterval -1s is negative"},
+	} {
+		_, err := andon.NewEvaluator(andon.EvaluatorOptions{Notify: tt.n})
+		assert.ErrorContains(t, err, tt.want)
+	}
+}
+
+func TestDefaultTimeoutAndAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var deadlines []time.Duration
+		start := time.Now()
+		failing := notifierFunc(func(ctx context.Context, _ []andon.Alert) error {
+			d, ok := ctx.Deadline()
+			require.True(t, ok)
+			deadlines = append(deadlines, d.Sub(time.Now()))
+			return errors.New("down")
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{failing}, Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		require.NoError(t, e.Flush(context.Background()))
+		require.Len(t, deadlines, 4, "four attempts by default")
+		assert.Equal(t, 10*time.Second, deadlines[0], "each call has ten seconds")
+		assert.Less(t, time.Since(start), 10*time.Second, "3 waits of about 0.5s, 1s and 2s")
+	})
 }
