@@ -138,7 +138,7 @@ type dispatcher struct {
 
 	mu    sync.Mutex
 	queue []Alert
-	index map[string]int // fingerprint → position in queue
+	index map[string]int       // fingerprint → position in queue
 	sent  map[string]time.Time // fingerprint of a firing alert queued → when
 	busy  bool
 	idle  []chan struct{}
