@@ -380,6 +380,9 @@ func TestSilenceValidation(t *testing.T) {
 		{"no duration", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}}, "Silence.Duration 0s is not positive"},
 		{"bad regexp", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Type: andon.MatchRegexp, Value: "("}}, Duration: time.Minute}, `value "(" is not a regular expression`},
 		{"bad label", andon.Silence{Matchers: []andon.Matcher{{Name: "1a", Value: "b"}}, Duration: time.Minute}, `name "1a" is not a valid label name`},
+		{"ends at start", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, StartsAt: t0, EndsAt: t0}, "is not after StartsAt"},
+		{"negative duration", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, Duration: -time.Minute}, "Silence.Duration -1m0s is not positive"},
+		{"unknown type", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Type: 7, Value: "b"}}, Duration: time.Minute}, "Silence.Matchers[0]: match type 7 is unknown"},
 		{"ends before start", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, StartsAt: t0, EndsAt: t0.Add(-time.Second)}, "is not after StartsAt"},
 	}
 	for _, tt := range tests {
@@ -396,27 +399,92 @@ func TestParseMatcher(t *testing.T) {
 	labels := map[string]string{"alertname": "HighFraudRate", "severity": "page"}
 	tests := []struct {
 		in    string
+		want  andon.Matcher
 		match bool
 	}{
-		{`severity=page`, true},
-		{`severity="page"`, true},
-		{`severity!=page`, false},
-		{`alertname=~High.*`, true},
-		{`alertname=~Fraud`, false}, // anchored, as in Alertmanager
-		{`alertname!~Low.*`, true},
-		{`team=""`, true}, // a missing label is empty
+		{`severity=page`, andon.Matcher{Name: "severity", Type: andon.MatchEqual, Value: "page"}, true},
+		{`severity="page"`, andon.Matcher{Name: "severity", Type: andon.MatchEqual, Value: "page"}, true},
+		{` severity = "page" `, andon.Matcher{Name: "severity", Type: andon.MatchEqual, Value: "page"}, true},
+		{`severity!=page`, andon.Matcher{Name: "severity", Type: andon.MatchNotEqual, Value: "page"}, false},
+		{`severity!=ticket`, andon.Matcher{Name: "severity", Type: andon.MatchNotEqual, Value: "ticket"}, true},
+		{`alertname=~High.*`, andon.Matcher{Name: "alertname", Type: andon.MatchRegexp, Value: "High.*"}, true},
+		{`alertname=~Fraud`, andon.Matcher{Name: "alertname", Type: andon.MatchRegexp, Value: "Fraud"}, false}, // anchored, as in Alertmanager
+		{`alertname!~Low.*`, andon.Matcher{Name: "alertname", Type: andon.MatchNotRegexp, Value: "Low.*"}, true},
+		{`alertname!~High.*`, andon.Matcher{Name: "alertname", Type: andon.MatchNotRegexp, Value: "High.*"}, false},
+		{`team=""`, andon.Matcher{Name: "team", Type: andon.MatchEqual, Value: ""}, true}, // a missing label is empty
+		{`team="x`, andon.Matcher{Name: "team", Type: andon.MatchEqual, Value: `"x`}, false},
+		{`team=x"`, andon.Matcher{Name: "team", Type: andon.MatchEqual, Value: `x"`}, false},
+		{`team="`, andon.Matcher{Name: "team", Type: andon.MatchEqual, Value: `"`}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			m, err := andon.ParseMatcher(tt.in)
 			require.NoError(t, err)
+			assert.Equal(t, tt.want.String(), m.String())
+			assert.Equal(t, tt.want.Type, m.Type)
+			assert.Equal(t, tt.want.Value, m.Value)
 			assert.Equal(t, tt.match, m.Matches(labels))
+			assert.Equal(t, tt.match, tt.want.Matches(labels), "a literal Matcher matches the same")
 		})
 	}
-	for _, bad := range []string{"severity", "=page", "a=~("} {
-		_, err := andon.ParseMatcher(bad)
-		assert.Error(t, err, bad)
+	for _, tt := range []struct{ in, want string }{
+		{"severity", `andon: matcher "severity" has no label name and operator`},
+		{"=page", `andon: matcher "=page" has no label name and operator`},
+		{"a!page", `andon: matcher "a!page" has no operator (=, !=, =~, !~)`},
+		{"a=~(", `andon: matcher "a=~(": value "(" is not a regular expression`},
+		{"1a=b", `andon: matcher "1a=b": name "1a" is not a valid label name`},
+		{"__a=b", `name "__a" is reserved`},
+	} {
+		_, err := andon.ParseMatcher(tt.in)
+		assert.ErrorContains(t, err, tt.want, tt.in)
 	}
+	assert.Equal(t, `severity!~"pa.e"`, andon.Matcher{Name: "severity", Type: andon.MatchNotRegexp, Value: "pa.e"}.String())
+	assert.False(t, andon.Matcher{Name: "severity", Type: andon.MatchRegexp, Value: "("}.Matches(labels), "a bad regexp matches nothing")
+	assert.False(t, andon.Matcher{Name: "severity", Type: 9, Value: "page"}.Matches(labels), "nor does an unknown type")
+	assert.Equal(t, "match(9)", andon.MatchType(9).String())
+	var mt andon.MatchType
+	assert.ErrorContains(t, mt.UnmarshalText([]byte("==")), `andon: unknown match type "=="`)
+}
+
+func TestSilenceWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		rec := &recorder{}
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec}, Rules: []andon.Rule{
+			{Name: "A", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"}},
+		}})
+		ctx := context.Background()
+		start := time.Now().Add(time.Hour)
+		_, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}, {Name: "alertname", Value: "A"}},
+			StartsAt: start, EndsAt: start.Add(time.Hour)})
+		require.NoError(t, err)
+		_, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}, {Name: "alertname", Value: "B"}},
+			Duration: time.Hour})
+		require.NoError(t, err, "a silence that matches one label of two does not apply")
+		cond.Set(true)
+		e.Evaluate(ctx)
+		a, _ := e.Alert("A")
+		assert.False(t, a.Silenced, "the first silence has not begun")
+
+		time.Sleep(time.Hour)
+		e.Evaluate(ctx)
+		a, _ = e.Alert("A")
+		assert.True(t, a.Silenced, "it begins at StartsAt")
+		sil := e.Silences()
+		require.Len(t, sil, 1, "the second has ended")
+		assert.Equal(t, start, sil[0].StartsAt)
+
+		time.Sleep(time.Hour - time.Nanosecond)
+		e.Evaluate(ctx)
+		a, _ = e.Alert("A")
+		assert.True(t, a.Silenced, "until EndsAt")
+		time.Sleep(time.Nanosecond)
+		e.Evaluate(ctx)
+		a, _ = e.Alert("A")
+		assert.False(t, a.Silenced, "it ends at EndsAt")
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"A firing"}, rec.events(), "sent when it began to fire, before the silence")
+	})
 }
 
 func TestHookPanicIsRecovered(t *testing.T) {
