@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -218,7 +219,9 @@ type BoardCord struct {
 	CordStatus
 }
 
-// BoardRule is one rule on the board.
+// BoardRule is one rule on the board. Value, Threshold and the values of
+// Recent are 0 where the condition measured NaN or an infinity, which JSON
+// cannot carry; ValueText and ThresholdText say what they were.
 type BoardRule struct {
 	Name     string     `json:"name"`
 	Severity Severity   `json:"severity"`
@@ -267,13 +270,16 @@ func (b *Board) State() BoardState {
 	st := BoardState{Title: b.opts.Title, Time: time.Now(), ReadOnly: b.opts.ReadOnly,
 		Cord: BoardCord{Name: b.ev.CordName(), CordStatus: b.ev.Cord()}}
 	for _, a := range b.ev.Alerts() {
-		br := BoardRule{Name: a.Name, Severity: a.Severity, State: a.State, Color: color(a), Value: a.Value, Threshold: a.Threshold,
+		br := BoardRule{Name: a.Name, Severity: a.Severity, State: a.State, Color: color(a), Value: finite(a.Value), Threshold: finite(a.Threshold),
 			Unit: a.Unit, ValueText: a.ValueText(), ThresholdText: a.ThresholdText(), Detail: a.Detail,
 			Summary: a.Annotations["summary"], RunbookURL: a.Annotations["runbook_url"], Since: a.Since(), LastEval: a.LastEval,
 			Samples: a.Samples, MinSamples: a.MinSamples, InsufficientData: a.InsufficientData, Silenced: a.Silenced,
 			LastError: a.LastError, Recent: b.ev.Recent(a.Name)}
 		if br.Recent == nil {
 			br.Recent = []Point{}
+		}
+		for i := range br.Recent {
+			br.Recent[i].Value = finite(br.Recent[i].Value)
 		}
 		st.Rules = append(st.Rules, br)
 	}
@@ -290,6 +296,15 @@ func (b *Board) State() BoardState {
 	h := b.ev.History()
 	st.History = h[max(0, len(h)-b.opts.HistoryLength):]
 	return st
+}
+
+// finite returns v, or 0 for NaN and the infinities, which JSON cannot
+// carry; ValueText and ThresholdText still say what they were.
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
 }
 
 func color(a Alert) string {
