@@ -141,11 +141,7 @@ func (c *outcomeRate) Measure(context.Context, time.Time) (Measurement, error) {
 func (c *outcomeRate) String() string {
 	what := c.what
 	if what == "" {
-		names := make([]string, len(c.outcomes))
-		for i, o := range c.outcomes {
-			names[i] = o.String()
-		}
-		what = strings.Join(names, "+")
+		what = strings.Join(uniqueNames(c.outcomes), "+")
 	}
 	return fmt.Sprintf("%s rate of %s over %s", what, c.kind, promDuration(c.window))
 }
@@ -192,11 +188,18 @@ func (c *verdictRate) Measure(context.Context, time.Time) (Measurement, error) {
 
 // String describes the condition: "deny verdict rate of payment over 5m".
 func (c *verdictRate) String() string {
-	names := make([]string, len(c.verdicts))
-	for i, v := range c.verdicts {
-		names[i] = v.String()
+	return fmt.Sprintf("%s verdict rate of %s over %s", strings.Join(uniqueNames(c.verdicts), "+"), c.kind, promDuration(c.window))
+}
+
+// uniqueNames returns the String of each value, in order, without repeats.
+func uniqueNames[T fmt.Stringer](vs []T) []string {
+	var names []string
+	for _, v := range vs {
+		if !slices.Contains(names, v.String()) {
+			names = append(names, v.String())
+		}
 	}
-	return fmt.Sprintf("%s verdict rate of %s over %s", strings.Join(names, "+"), c.kind, promDuration(c.window))
+	return names
 }
 
 type latencyQuantile struct {
