@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -722,4 +725,121 @@ func TestDefaultTimeoutAndAttempts(t *testing.T) {
 		assert.Equal(t, 10*time.Second, deadlines[0], "each call has ten seconds")
 		assert.Less(t, time.Since(start), 10*time.Second, "3 waits of about 0.5s, 1s and 2s")
 	})
+}
+
+func TestWebhookGroupsByName(t *testing.T) {
+	srv := newWebhookServer(t, 0, 0)
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	fired, resolved := t0, t0.Add(time.Minute)
+	a1 := andon.Alert{Name: "A", State: andon.Firing, FiredAt: fired, Fingerprint: "1",
+		Labels:      map[string]string{"alertname": "A", "region": "eu", "team": "pay"},
+		Annotations: map[string]string{"summary": "a in eu", "runbook_url": "https://r/a"}}
+	a2 := andon.Alert{Name: "A", State: andon.Resolved, FiredAt: fired, ResolvedAt: resolved, Fingerprint: "2",
+		Labels:      map[string]string{"alertname": "A", "region": "us", "team": "pay"},
+		Annotations: map[string]string{"summary": "a in us", "runbook_url": "https://r/a"}}
+	b := andon.Alert{Name: "B", State: andon.Resolved, ResolvedAt: resolved}
+	require.NoError(t, wh.Notify(context.Background(), []andon.Alert{a1, b, a2}))
+	msgs := srv.got()
+	require.Len(t, msgs, 2, "one message per alert name, in order of first sight")
+	m := msgs[0]
+	assert.Equal(t, "firing", m.Status, "firing while any alert of the group fires")
+	assert.Equal(t, `{}:{alertname="A"}`, m.GroupKey)
+	assert.Equal(t, map[string]string{"alertname": "A", "team": "pay"}, m.CommonLabels)
+	assert.Equal(t, map[string]string{"runbook_url": "https://r/a"}, m.CommonAnnotations)
+	require.Len(t, m.Alerts, 2)
+	assert.Equal(t, "firing", m.Alerts[0].Status)
+	assert.True(t, m.Alerts[0].EndsAt.IsZero())
+	assert.Equal(t, "resolved", m.Alerts[1].Status)
+	assert.Equal(t, resolved, m.Alerts[1].EndsAt.UTC())
+	assert.Equal(t, "2", m.Alerts[1].Fingerprint)
+	assert.Equal(t, "resolved", msgs[1].Status)
+	assert.Equal(t, `{}:{alertname="B"}`, msgs[1].GroupKey)
+	assert.NotNil(t, msgs[1].CommonLabels, "an empty object, not null")
+	assert.NotNil(t, msgs[1].CommonAnnotations)
+}
+
+func TestWebhookStatuses(t *testing.T) {
+	for _, tt := range []struct {
+		code  int
+		retry bool
+	}{
+		{http.StatusOK, false}, {http.StatusNoContent, false},
+		{http.StatusInternalServerError, true}, {http.StatusBadGateway, true}, {http.StatusTooManyRequests, true},
+		{http.StatusBadRequest, false}, {http.StatusNotFound, false}, {http.StatusMultipleChoices, false},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "  answer  ", tt.code)
+		}))
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL + "/hook"})
+		require.NoError(t, err)
+		err = wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}})
+		srv.Close()
+		if tt.code/100 == 2 {
+			assert.NoError(t, err, tt.code)
+			continue
+		}
+		require.Error(t, err, tt.code)
+		assert.Equal(t, fmt.Sprintf("andon: POST %s/hook: %d %s: answer", srv.URL, tt.code, http.StatusText(tt.code)), err.Error())
+		assert.Equal(t, !tt.retry, kanban.IsPermanent(err), "%d: permanent", tt.code)
+	}
+
+	// A receiver that cannot be reached is worth retrying.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	url := "http://" + l.Addr().String()
+	require.NoError(t, l.Close())
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: url})
+	require.NoError(t, err)
+	err = wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}, {Name: "B", State: andon.Firing}})
+	require.Error(t, err)
+	assert.False(t, kanban.IsPermanent(err))
+	assert.Equal(t, 2, strings.Count(err.Error(), "andon: POST "+url), "one error per group: %v", err)
+}
+
+func TestNotifierOptionsAreCopied(t *testing.T) {
+	var got []http.Header
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Clone())
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	h := http.Header{"Authorization": {"Bearer one"}}
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL, Header: h})
+	require.NoError(t, err)
+	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: "https://am.example", Header: h, Client: &http.Client{Transport: redirect{srv.URL}}})
+	require.NoError(t, err)
+	h.Set("Authorization", "Bearer two")
+	ctx := context.Background()
+	require.NoError(t, wh.Notify(ctx, []andon.Alert{{Name: "A"}}))
+	require.NoError(t, am.Notify(ctx, []andon.Alert{{Name: "A"}}))
+	require.Len(t, got, 2)
+	assert.Equal(t, "Bearer one", got[0].Get("Authorization"), "the header as it was given")
+	assert.Equal(t, "Bearer one", got[1].Get("Authorization"))
+	assert.Equal(t, "application/json", got[1].Get("Content-Type"))
+
+	for _, u := range []string{"https://x.example", "http://x.example:9093/"} {
+		_, err := andon.NewWebhook(andon.WebhookOptions{URL: u})
+		assert.NoError(t, err, u)
+	}
+	for _, u := range []string{"http://", "http://[::1", "x.example"} {
+		_, err := andon.NewWebhook(andon.WebhookOptions{URL: u})
+		assert.ErrorContains(t, err, "andon: WebhookOptions.URL "+strconv.Quote(u), u)
+	}
+}
+
+// redirect is a RoundTripper that sends every request to target, keeping
+// the path.
+type redirect struct{ target string }
+
+func (r redirect) RoundTrip(req *http.Request) (*http.Response, error) {
+	u, err := req.URL.Parse(r.target + req.URL.Path)
+	if err != nil {
+		return nil, err
+	}
+	out := req.Clone(req.Context())
+	out.URL, out.Host, out.RequestURI = u, "", ""
+	return http.DefaultTransport.RoundTrip(out)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -234,10 +233,5 @@ func (c *latencyQuantile) String() string {
 
 // quantileName writes 0.99 as "99" and 0.999 as "99.9".
 func quantileName(q float64) string {
-	s := fmt.Sprintf("%.4f", q*100)
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	if math.IsNaN(q) {
-		return "NaN"
-	}
-	return s
+	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.4f", q*100), "0"), ".")
 }

@@ -2,6 +2,8 @@ package andon_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -244,3 +246,144 @@ func TestBurnWindowsAreFreshCopies(t *testing.T) {
 }
 
 var _ andon.StatsSource = (*kaizen.Stats)(nil)
+
+func TestStatsConditionsAtTheThreshold(t *testing.T) {
+	stats := newStats(t, time.Minute, 5*time.Minute)
+	// 100 payments of 5s: 3 denied by a policy, 4 failed, 2 shed by a gate.
+	observe(stats, "payment", 91, tai.Succeeded, tai.Allow, 5*time.Second)
+	observe(stats, "payment", 3, tai.Denied, tai.Deny, 5*time.Second)
+	observe(stats, "payment", 4, tai.Failed, tai.Allow, 5*time.Second)
+	observe(stats, "payment", 2, tai.Rejected, 0, 5*time.Second)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name    string
+		cond    andon.Condition
+		value   float64
+		samples uint64
+	}{
+		{"outcome rate equal to the threshold", andon.OutcomeRate(stats, "payment", 5*time.Minute, 0.03, tai.Denied), 0.03, 100},
+		{"error rate equal to the threshold", andon.ErrorRate(stats, "payment", time.Minute, 0.04), 0.04, 100},
+		{"verdict rate equal to the threshold", andon.VerdictRate(stats, "payment", 5*time.Minute, 3.0/98, tai.Deny, tai.Deny), 3.0 / 98, 98},
+		{"latency equal to the threshold", andon.LatencyQuantile(stats, "payment", 5*time.Minute, 0.99, 5*time.Second), 5, 100},
+		{"latency at quantile 1", andon.LatencyQuantile(stats, "payment", 5*time.Minute, 1, 5*time.Second), 5, 100},
+		{"no decision yet", andon.VerdictRate(stats, "refund", 5*time.Minute, 0, tai.Deny), 0, 0},
+	} {
+		m, err := tt.cond.Measure(ctx, time.Now())
+		require.NoError(t, err, tt.name)
+		assert.False(t, m.Active, "%s: holds only above the threshold", tt.name)
+		assert.InDelta(t, tt.value, m.Value, 1e-12, tt.name)
+		assert.Equal(t, tt.samples, m.Samples, tt.name)
+	}
+	m, err := andon.VerdictRate(stats, "payment", 5*time.Minute, 0.03, tai.Deny, tai.Review, tai.Deny).Measure(ctx, time.Now())
+	require.NoError(t, err)
+	assert.True(t, m.Active)
+	assert.InDelta(t, 3.0/98, m.Value, 1e-12, "each verdict counted once, over the 98 decided")
+	assert.Equal(t, "deny+review verdict rate of payment over 5m", fmt.Sprint(andon.VerdictRate(stats, "payment", 5*time.Minute, 0.03, tai.Deny, tai.Review, tai.Deny)))
+	assert.Equal(t, "failed+rejected rate of payment over 1m", fmt.Sprint(andon.OutcomeRate(stats, "payment", time.Minute, 0.03, tai.Failed, tai.Rejected, tai.Failed)))
+	assert.Equal(t, "p50 latency of payment over 5m", fmt.Sprint(andon.LatencyQuantile(stats, "payment", 5*time.Minute, 0.5, time.Second)))
+}
+
+func TestStatsConditionLimits(t *testing.T) {
+	stats := newStats(t, time.Minute, 5*time.Minute)
+	ok := func(c andon.Condition) error {
+		_, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "X", Severity: andon.Page, Condition: c}}})
+		return err
+	}
+	pair := andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: 2}
+	for _, c := range []andon.Condition{
+		andon.ErrorRate(stats, "payment", time.Minute, 0),
+		andon.ErrorRate(stats, "payment", time.Minute, 0.999),
+		andon.LatencyQuantile(stats, "payment", time.Minute, 1, time.Nanosecond),
+		andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.0001}, pair),
+	} {
+		assert.NoError(t, ok(c))
+	}
+	for _, tt := range []struct {
+		c    andon.Condition
+		want string
+	}{
+		{andon.ErrorRate(stats, "payment", time.Minute, 1), "threshold 1 is outside [0, 1)"},
+		{andon.ErrorRate(stats, "payment", time.Minute, -0.5), "threshold -0.5 is outside [0, 1)"},
+		{andon.ErrorRate(stats, "payment", time.Minute, math.NaN()), "threshold NaN is outside [0, 1)"},
+		{andon.OutcomeRate(stats, "payment", time.Minute, 0.1, tai.Failed, 9), "outcome 9 is not a tai.Outcome"},
+		{andon.VerdictRate(nil, "payment", time.Minute, 0.1, tai.Deny), "the StatsSource is nil"},
+		{andon.VerdictRate(stats, "", time.Minute, 0.1, tai.Deny), "the signal kind is empty"},
+		{andon.VerdictRate(stats, "payment", 2*time.Minute, 0.1, tai.Deny), "window 2m is not kept"},
+		{andon.VerdictRate(stats, "payment", time.Minute, 1, tai.Deny), "threshold 1 is outside [0, 1)"},
+		{andon.LatencyQuantile(stats, "payment", time.Minute, 0, time.Second), "quantile 0 is outside (0, 1]"},
+		{andon.LatencyQuantile(stats, "payment", time.Minute, -1, time.Second), "quantile -1 is outside (0, 1]"},
+		{andon.LatencyQuantile(stats, "payment", time.Minute, 0.5, -time.Second), "latency threshold -1s is not positive"},
+		{andon.LatencyQuantile(nil, "payment", time.Minute, 0.5, time.Second), "the StatsSource is nil"},
+		{andon.BurnRate(nil, andon.SLO{Kind: "payment", Objective: 0.99}, pair), "the StatsSource is nil"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0}, pair), "SLO.Objective 0 is outside (0, 1)"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99, Errors: []tai.Outcome{8}}, pair), "SLO.Errors: outcome 8 is not a tai.Outcome"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99}, andon.BurnWindow{Long: time.Minute, Factor: 2}), "burn window 0: Long 1m0s must be longer than Short 0s > 0"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99}, pair, andon.BurnWindow{Long: time.Minute, Short: time.Minute, Factor: 2}), "burn window 1: Long 1m0s must be longer than Short 1m0s > 0"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99}, andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: math.Inf(1)}), "burn window 0: Factor +Inf is not a positive number"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99}, andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: math.NaN()}), "burn window 0: Factor NaN is not a positive number"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99}, andon.BurnWindow{Long: 5 * time.Minute, Short: 2 * time.Minute, Factor: 2}), "window 2m is not kept"},
+	} {
+		assert.ErrorContains(t, ok(tt.c), tt.want)
+	}
+}
+
+func TestBurnRateAtTheFactor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// An objective of 50% has a budget of 0.5: an error ratio of 0.5
+		// burns at exactly 1×.
+		slo := andon.SLO{Kind: "k", Objective: 0.5}
+		pair := andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: 1}
+		ctx := context.Background()
+
+		long := newStats(t, time.Minute, 5*time.Minute)
+		observe(long, "k", 1, tai.Failed, tai.Allow, time.Millisecond)
+		observe(long, "k", 2, tai.Succeeded, tai.Allow, time.Millisecond)
+		time.Sleep(2 * time.Minute)
+		observe(long, "k", 1, tai.Failed, tai.Allow, time.Millisecond)
+		m, err := andon.BurnRate(long, slo, pair).Measure(ctx, time.Now())
+		require.NoError(t, err)
+		assert.Equal(t, "burn rate 5m 1× and 1m 2× (> 1×)", m.Detail)
+		assert.False(t, m.Active, "the long window burns at the factor, not above")
+		assert.Equal(t, 1.0, m.Value)
+
+		short := newStats(t, time.Minute, 5*time.Minute)
+		observe(short, "k", 3, tai.Failed, tai.Allow, time.Millisecond)
+		time.Sleep(2 * time.Minute)
+		observe(short, "k", 1, tai.Failed, tai.Allow, time.Millisecond)
+		observe(short, "k", 1, tai.Succeeded, tai.Allow, time.Millisecond)
+		m, err = andon.BurnRate(short, slo, pair).Measure(ctx, time.Now())
+		require.NoError(t, err)
+		assert.Equal(t, "burn rate 5m 1.6× and 1m 1× (> 1×)", m.Detail)
+		assert.False(t, m.Active, "the short window burns at the factor, not above")
+		assert.EqualValues(t, 5, m.Samples)
+	})
+}
+
+func TestBurnRateValueOfTheFirstPairThatHolds(t *testing.T) {
+	stats := newStats(t, time.Minute, 5*time.Minute, time.Hour)
+	observe(stats, "k", 10, tai.Failed, tai.Allow, time.Millisecond) // every window burns at 100×
+	slo := andon.SLO{Kind: "k", Objective: 0.99}
+	errs := []tai.Outcome{tai.Failed}
+	slo.Errors = errs
+	c := andon.BurnRate(stats, slo,
+		andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: 1000},
+		andon.BurnWindow{Long: time.Hour, Short: 5 * time.Minute, Factor: 14.4},
+		andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: 6})
+	errs[0] = tai.Succeeded // the condition keeps its own copy of the errors
+	m, err := c.Measure(context.Background(), time.Now())
+	require.NoError(t, err)
+	assert.True(t, m.Active)
+	assert.InDelta(t, 100, m.Value, 1e-6)
+	assert.Equal(t, 14.4, m.Threshold, "the first pair that holds, not a later one")
+	assert.EqualValues(t, 10, m.Samples, "the signals in the longest window")
+
+	quiet := andon.BurnRate(stats, andon.SLO{Kind: "other", Objective: 0.99},
+		andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: 1000},
+		andon.BurnWindow{Long: time.Hour, Short: 5 * time.Minute, Factor: 14.4})
+	m, err = quiet.Measure(context.Background(), time.Now())
+	require.NoError(t, err)
+	assert.False(t, m.Active)
+	assert.Equal(t, 1000.0, m.Threshold, "none holds: the first pair")
+	assert.Zero(t, m.Value)
+	assert.Equal(t, "burn rate 5m 0× and 1m 0× (> 1000×); 1h 0× and 5m 0× (> 14.4×)", m.Detail)
+}
