@@ -712,7 +712,7 @@ func TestDefaultTimeoutAndAttempts(t *testing.T) {
 		failing := notifierFunc(func(ctx context.Context, _ []andon.Alert) error {
 			d, ok := ctx.Deadline()
 			require.True(t, ok)
-			deadlines = append(deadlines, d.Sub(time.Now()))
+			deadlines = append(deadlines, time.Until(d))
 			return errors.New("down")
 		})
 		cond := newSwitch()
