@@ -73,7 +73,8 @@ func (c *cord) set(st CordStatus) bool {
 // wrong and who who pulled it; empty values read "no reason given" and
 // "someone". Pull reports whether the cord was pulled by this call: a cord
 // already pulled keeps its first reason, as a stopped line does. It returns
-// false after Shutdown.
+// false after Shutdown. Should ctx end while another evaluation holds the
+// evaluator, the cord stays pulled and fires at the next evaluation.
 func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
 	if e.isClosed() {
 		return false
