@@ -196,6 +196,8 @@ func TestUnitFormatEdges(t *testing.T) {
 		{andon.UnitState, 0.49, "off"},
 		{andon.UnitNone, 1.5, "1.5"},
 		{andon.UnitNone, 10, "10"},
+		{andon.UnitNone, 120, "120"},
+		{andon.UnitNone, 100.4, "100"},
 		{andon.UnitNone, 0.001, "0.001"},
 		{andon.UnitNone, 0.000123456, "0.000123"},
 		{andon.UnitNone, 999999, "999999"},
