@@ -211,6 +211,8 @@ func TestUnitFormatEdges(t *testing.T) {
 		assert.Equal(t, tt.want, tt.u.Format(tt.v), "%v %v", tt.u, tt.v)
 	}
 	assert.Equal(t, "unit(9)", andon.Unit(9).String())
+	assert.Equal(t, "unit(5)", andon.Unit(5).String(), "the first after the last")
+	assert.Equal(t, "match(4)", andon.MatchType(4).String())
 	var u andon.Unit = andon.UnitState
 	assert.ErrorContains(t, u.UnmarshalText([]byte("percent")), `andon: unknown unit "percent"`)
 	assert.Equal(t, andon.UnitState, u, "unchanged on error")
