@@ -47,7 +47,8 @@ type BoardOptions struct {
 	// HistoryLength is the number of recent transitions shown. Zero means
 	// 20.
 	HistoryLength int
-	// Logger receives errors writing responses. Nil means slog.Default().
+	// Logger records the cord pulls and resets made on the board, with who
+	// and why, and errors encoding the state. Nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -449,9 +450,14 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 	}
 	switch req.Action {
 	case "pull":
-		b.ev.Pull(r.Context(), req.Reason, req.Who)
+		if b.ev.Pull(r.Context(), req.Reason, req.Who) {
+			cs := b.ev.Cord()
+			b.log.Info("andon: cord pulled on the board", "who", cs.Who, "reason", cs.Reason)
+		}
 	case "reset":
-		b.ev.Reset(r.Context())
+		if b.ev.Reset(r.Context()) {
+			b.log.Info("andon: cord reset on the board", "who", req.Who)
+		}
 	default:
 		b.fail(w, http.StatusBadRequest, fmt.Sprintf("andon: cord action %q is not pull or reset", req.Action))
 		return

@@ -2,10 +2,12 @@ package andon_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -189,7 +191,9 @@ func TestBoardCordRequests(t *testing.T) {
 }
 
 func TestBoardCordWhoAndReset(t *testing.T) {
-	f := newBoardFixture(t, andon.BoardOptions{Who: func(r *http.Request) string { return "sso:" + r.Header.Get("X-User") }})
+	var logs bytes.Buffer
+	f := newBoardFixture(t, andon.BoardOptions{Who: func(r *http.Request) string { return "sso:" + r.Header.Get("X-User") },
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	post := func(body string) *http.Response {
 		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
@@ -203,9 +207,32 @@ func TestBoardCordWhoAndReset(t *testing.T) {
 	assert.Equal(t, http.StatusOK, post(`{"action":"pull","reason":"jam","who":"mallory"}`).StatusCode)
 	assert.Equal(t, "sso:carol", f.ev.Cord().Who, "Who overrides the typed name")
 	assert.True(t, f.line.Status().Stopped)
+	assert.Equal(t, http.StatusOK, post(`{"action":"pull","reason":"again"}`).StatusCode)
+	assert.Equal(t, http.StatusOK, post(`{"action":"reset"}`).StatusCode)
 	assert.Equal(t, http.StatusOK, post(`{"action":"reset"}`).StatusCode)
 	assert.False(t, f.ev.Cord().Pulled)
 	assert.False(t, f.line.Status().Stopped)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	require.Len(t, lines, 2, "what the board changed, once each:\n%s", logs.String())
+	assert.Contains(t, lines[0], `level=INFO msg="andon: cord pulled on the board" who=sso:carol reason=jam`)
+	assert.Contains(t, lines[1], `level=INFO msg="andon: cord reset on the board" who=sso:carol`)
+}
+
+func TestBoardLogsToTheDefault(t *testing.T) {
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	e := newEvaluator(t, andon.EvaluatorOptions{})
+	b, err := andon.NewBoard(e, andon.BoardOptions{})
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodPost, "/api/cord", strings.NewReader(`{"action":"pull","who":"dave"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Andon-Board", "1")
+	rec := httptest.NewRecorder()
+	b.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Contains(t, logs.String(), `msg="andon: cord pulled on the board" who=dave reason="no reason given"`)
 }
 
 // readEvent reads one server-sent event's data.
