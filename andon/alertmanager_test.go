@@ -84,7 +84,7 @@ func TestAlertmanagerIntegration(t *testing.T) {
 	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: url})
 	require.NoError(t, err)
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{am}, GeneratorURL: "http://board.example/andon/",
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{am}, GeneratorURL: "http://board.example/andon/",
 		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
 			Labels: map[string]string{"team": "payments"}, Summary: "errors at {{ $value | humanizePercentage }}",
 			RunbookURL: "https://runbooks.example/errors"}}})

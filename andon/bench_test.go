@@ -16,26 +16,25 @@ var nopNotifier = notifierFunc(func(context.Context, []andon.Alert) error { retu
 // BenchmarkEvaluate measures one evaluation of ten Stats rules (and the
 // cord) with a notifier attached, steady state (nothing changes).
 func BenchmarkEvaluate(b *testing.B) {
-	clock := newFakeClock()
-	stats, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 5 * time.Minute}, Clock: clock.Now})
+	stats, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 5 * time.Minute}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	for k := range 10 {
-		observe(stats, clock, fmt.Sprint("kind", k), 100, tai.Succeeded, tai.Allow, time.Millisecond)
+		observe(stats, fmt.Sprint("kind", k), 100, tai.Succeeded, tai.Allow, time.Millisecond)
 	}
 	var rules []andon.Rule
 	for k := range 10 {
 		rules = append(rules, andon.Rule{Name: fmt.Sprint("R", k), Severity: andon.Page,
 			Condition: andon.ErrorRate(stats, fmt.Sprint("kind", k), 5*time.Minute, 0.05)})
 	}
-	e, err := andon.NewEvaluator(andon.Options{Rules: rules, Notifiers: []andon.Notifier{nopNotifier}})
+	e, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: rules, Notifiers: []andon.Notifier{nopNotifier}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer e.Close()
+	defer func() { _ = e.Shutdown(context.Background()) }()
 	ctx := context.Background()
-	now := clock.Now()
+	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
 		e.EvaluateAt(ctx, now)
@@ -48,13 +47,13 @@ func BenchmarkTransition(b *testing.B) {
 	cond := newSwitch()
 	// Evaluation outruns delivery here, so some notifications are
 	// dropped (and logged, to nowhere): that is the bounded queue at work.
-	e, err := andon.NewEvaluator(andon.Options{Notifiers: []andon.Notifier{nopNotifier}, Logger: discardLogger(),
+	e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{nopNotifier}, Logger: discardLogger(),
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Summary: "errors {{ $value | humanizePercentage }}",
 			Hooks: []andon.Hook{andon.StopLine(newLine("l"))}}}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer e.Close()
+	defer func() { _ = e.Shutdown(context.Background()) }()
 	ctx := context.Background()
 	i := 0
 	b.ReportAllocs()

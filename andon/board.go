@@ -2,12 +2,14 @@ package andon
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -45,7 +47,8 @@ type BoardOptions struct {
 	// HistoryLength is the number of recent transitions shown. Zero means
 	// 20.
 	HistoryLength int
-	// Logger receives errors writing responses. Nil means slog.Default().
+	// Logger records the cord pulls and resets made on the board, with who
+	// and why, and errors encoding the state. Nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -68,15 +71,22 @@ type BoardOptions struct {
 // http.CrossOriginProtection (Sec-Fetch-Site and Origin checks). It answers
 // with the new BoardState.
 //
-// Close ends the event streams; the evaluator stays open.
+// Shutdown ends the event streams and waits for their handlers to return;
+// the evaluator stays as it is. Shut the board down before the
+// http.Server that serves it: the server's Shutdown waits for handlers,
+// and an event stream lasts until its client goes.
 type Board struct {
-	ev       *Evaluator
-	opts     BoardOptions
-	refresh  time.Duration
-	mux      *http.ServeMux
-	log      *slog.Logger
-	done     chan struct{}
-	doneOnce sync.Once
+	ev      *Evaluator
+	opts    BoardOptions
+	refresh time.Duration
+	mux     *http.ServeMux
+	log     *slog.Logger
+	done    chan struct{} // closed by Shutdown
+
+	mu       sync.Mutex
+	streams  int           // event streams being served
+	shutdown bool          // Shutdown was called
+	drained  chan struct{} // closed when shutdown and streams is zero
 }
 
 // NewBoard returns a Board for ev, or an error naming the bad option.
@@ -98,7 +108,7 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 			return nil, fmt.Errorf("andon: BoardOptions.Breakers[%d] is nil", i)
 		}
 	}
-	b := &Board{ev: ev, opts: opts, refresh: opts.Refresh, log: opts.Logger, done: make(chan struct{})}
+	b := &Board{ev: ev, opts: opts, refresh: opts.Refresh, log: opts.Logger, done: make(chan struct{}), drained: make(chan struct{})}
 	switch {
 	case b.refresh == 0:
 		b.refresh = 2 * time.Second
@@ -147,10 +157,49 @@ func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mux.ServeHTTP(w, r)
 }
 
-// Close ends the event streams being served; later ones end at once.
-func (b *Board) Close() error {
-	b.doneOnce.Do(func() { close(b.done) })
-	return nil
+// Shutdown ends the event streams being served and waits until their
+// handlers have returned, or ctx ends (it returns ctx.Err(); the handlers
+// still return on their own, once their writes do). Later requests for
+// events are answered 503 Service Unavailable, which makes the page poll
+// /api/state instead; the rest of the board is served as before. Shutdown
+// is idempotent.
+func (b *Board) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	if !b.shutdown {
+		b.shutdown = true
+		close(b.done)
+		if b.streams == 0 {
+			close(b.drained)
+		}
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// openStream counts an event stream; it reports false after Shutdown.
+func (b *Board) openStream() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.shutdown {
+		return false
+	}
+	b.streams++
+	return true
+}
+
+// closeStream uncounts an event stream.
+func (b *Board) closeStream() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.streams--
+	if b.streams == 0 && b.shutdown {
+		close(b.drained)
+	}
 }
 
 // BoardState is what the board shows, and what /api/state returns.
@@ -171,11 +220,13 @@ type BoardCord struct {
 	CordStatus
 }
 
-// BoardRule is one rule on the board.
+// BoardRule is one rule on the board. Value, Threshold and the values of
+// Recent are 0 where the condition measured NaN or an infinity, which JSON
+// cannot carry; ValueText and ThresholdText say what they were.
 type BoardRule struct {
-	Name     string   `json:"name"`
-	Severity Severity `json:"severity"`
-	State    State    `json:"state"`
+	Name     string     `json:"name"`
+	Severity Severity   `json:"severity"`
+	State    AlertState `json:"state"`
 	// Color is "red" (firing), "amber" (pending), "grey" (inactive with
 	// too little data) or "green".
 	Color            string    `json:"color"`
@@ -217,16 +268,19 @@ type BoardBreaker struct {
 
 // State returns what the board shows now.
 func (b *Board) State() BoardState {
-	st := BoardState{Title: b.opts.Title, Time: b.ev.clock(), ReadOnly: b.opts.ReadOnly,
+	st := BoardState{Title: b.opts.Title, Time: time.Now(), ReadOnly: b.opts.ReadOnly,
 		Cord: BoardCord{Name: b.ev.CordName(), CordStatus: b.ev.Cord()}}
 	for _, a := range b.ev.Alerts() {
-		br := BoardRule{Name: a.Name, Severity: a.Severity, State: a.State, Color: color(a), Value: a.Value, Threshold: a.Threshold,
+		br := BoardRule{Name: a.Name, Severity: a.Severity, State: a.State, Color: color(a), Value: finite(a.Value), Threshold: finite(a.Threshold),
 			Unit: a.Unit, ValueText: a.ValueText(), ThresholdText: a.ThresholdText(), Detail: a.Detail,
 			Summary: a.Annotations["summary"], RunbookURL: a.Annotations["runbook_url"], Since: a.Since(), LastEval: a.LastEval,
 			Samples: a.Samples, MinSamples: a.MinSamples, InsufficientData: a.InsufficientData, Silenced: a.Silenced,
 			LastError: a.LastError, Recent: b.ev.Recent(a.Name)}
 		if br.Recent == nil {
 			br.Recent = []Point{}
+		}
+		for i := range br.Recent {
+			br.Recent[i].Value = finite(br.Recent[i].Value)
 		}
 		st.Rules = append(st.Rules, br)
 	}
@@ -243,6 +297,15 @@ func (b *Board) State() BoardState {
 	h := b.ev.History()
 	st.History = h[max(0, len(h)-b.opts.HistoryLength):]
 	return st
+}
+
+// finite returns v, or 0 for NaN and the infinities, which JSON cannot
+// carry; ValueText and ThresholdText still say what they were.
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
 }
 
 func color(a Alert) string {
@@ -289,8 +352,13 @@ func (b *Board) fail(w http.ResponseWriter, code int, msg string) {
 }
 
 // events streams the state as server-sent events until the client goes
-// or the board closes.
+// or the board shuts down.
 func (b *Board) events(w http.ResponseWriter, r *http.Request) {
+	if !b.openStream() {
+		b.fail(w, http.StatusServiceUnavailable, "andon: the board is shut down; poll api/state")
+		return
+	}
+	defer b.closeStream()
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -382,9 +450,14 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 	}
 	switch req.Action {
 	case "pull":
-		b.ev.Pull(r.Context(), req.Reason, req.Who)
+		if b.ev.Pull(r.Context(), req.Reason, req.Who) {
+			cs := b.ev.Cord()
+			b.log.Info("andon: cord pulled on the board", "who", cs.Who, "reason", cs.Reason)
+		}
 	case "reset":
-		b.ev.Reset(r.Context())
+		if b.ev.Reset(r.Context()) {
+			b.log.Info("andon: cord reset on the board", "who", req.Who)
+		}
 	default:
 		b.fail(w, http.StatusBadRequest, fmt.Sprintf("andon: cord action %q is not pull or reset", req.Action))
 		return

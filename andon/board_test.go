@@ -2,13 +2,20 @@ package andon_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -20,7 +27,7 @@ import (
 // boardFixture is an evaluator with two rules, a line the cord and the
 // first rule stop, a breaker, and a board over them at /andon.
 type boardFixture struct {
-	clock   *fakeClock
+	now     time.Time // of the last evaluation
 	cond    *switchCond
 	other   *switchCond
 	line    *jidoka.Line
@@ -31,13 +38,11 @@ type boardFixture struct {
 }
 
 func newBoardFixture(t *testing.T, opts andon.BoardOptions) *boardFixture {
-	f := &boardFixture{clock: newFakeClock(), cond: newSwitch(), other: newSwitch()}
-	f.line = jidoka.NewLine(jidoka.LineConfig{Name: "checkout", Clock: f.clock})
-	var err error
-	f.breaker, err = jidoka.NewBreaker(jidoka.Config{Name: "gateway", Clock: f.clock, OpenDuration: time.Hour})
-	require.NoError(t, err)
+	f := &boardFixture{now: t0, cond: newSwitch(), other: newSwitch()}
+	f.line = newLine("checkout")
+	f.breaker = newBreaker(t, "gateway")
 	stop := andon.StopLine(f.line)
-	f.ev = newEvaluator(t, andon.Options{Clock: f.clock.Now,
+	f.ev = newEvaluator(t, andon.EvaluatorOptions{
 		Cord: andon.CordOptions{Hooks: []andon.Hook{stop}},
 		Rules: []andon.Rule{
 			{Name: "HighErrorRate", Severity: andon.Page, Condition: f.cond, RunbookURL: "https://runbooks.example/errors",
@@ -51,25 +56,29 @@ func newBoardFixture(t *testing.T, opts andon.BoardOptions) *boardFixture {
 	if opts.Title == "" {
 		opts.Title = "Payments andon"
 	}
+	var err error
 	f.board, err = andon.NewBoard(f.ev, opts)
 	require.NoError(t, err)
 	f.srv = httptest.NewServer(f.board)
 	t.Cleanup(func() {
-		require.NoError(t, f.board.Close()) // ends event streams before the server waits for them
+		// The board ends its event streams before the server waits for them.
+		require.NoError(t, f.board.Shutdown(context.Background()))
 		f.srv.Close()
 	})
 	return f
 }
 
-func (f *boardFixture) eval(t *testing.T, d time.Duration) {
-	f.ev.EvaluateAt(context.Background(), f.clock.Advance(d))
+// eval evaluates d after the last evaluation (the first at t0).
+func (f *boardFixture) eval(d time.Duration) {
+	f.now = f.now.Add(d)
+	f.ev.EvaluateAt(context.Background(), f.now)
 }
 
 func TestBoardState(t *testing.T) {
 	f := newBoardFixture(t, andon.BoardOptions{})
 	f.cond.Set(true)
 	f.other.Set(true)
-	f.eval(t, 0)
+	f.eval(0)
 
 	resp, err := http.Get(f.srv.URL + "/andon/api/state")
 	require.NoError(t, err)
@@ -182,7 +191,9 @@ func TestBoardCordRequests(t *testing.T) {
 }
 
 func TestBoardCordWhoAndReset(t *testing.T) {
-	f := newBoardFixture(t, andon.BoardOptions{Who: func(r *http.Request) string { return "sso:" + r.Header.Get("X-User") }})
+	var logs bytes.Buffer
+	f := newBoardFixture(t, andon.BoardOptions{Who: func(r *http.Request) string { return "sso:" + r.Header.Get("X-User") },
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	post := func(body string) *http.Response {
 		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
@@ -196,9 +207,32 @@ func TestBoardCordWhoAndReset(t *testing.T) {
 	assert.Equal(t, http.StatusOK, post(`{"action":"pull","reason":"jam","who":"mallory"}`).StatusCode)
 	assert.Equal(t, "sso:carol", f.ev.Cord().Who, "Who overrides the typed name")
 	assert.True(t, f.line.Status().Stopped)
+	assert.Equal(t, http.StatusOK, post(`{"action":"pull","reason":"again"}`).StatusCode)
+	assert.Equal(t, http.StatusOK, post(`{"action":"reset"}`).StatusCode)
 	assert.Equal(t, http.StatusOK, post(`{"action":"reset"}`).StatusCode)
 	assert.False(t, f.ev.Cord().Pulled)
 	assert.False(t, f.line.Status().Stopped)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	require.Len(t, lines, 2, "what the board changed, once each:\n%s", logs.String())
+	assert.Contains(t, lines[0], `level=INFO msg="andon: cord pulled on the board" who=sso:carol reason=jam`)
+	assert.Contains(t, lines[1], `level=INFO msg="andon: cord reset on the board" who=sso:carol`)
+}
+
+func TestBoardLogsToTheDefault(t *testing.T) {
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	e := newEvaluator(t, andon.EvaluatorOptions{})
+	b, err := andon.NewBoard(e, andon.BoardOptions{})
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodPost, "/api/cord", strings.NewReader(`{"action":"pull","who":"dave"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Andon-Board", "1")
+	rec := httptest.NewRecorder()
+	b.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Contains(t, logs.String(), `msg="andon: cord pulled on the board" who=dave reason="no reason given"`)
 }
 
 // readEvent reads one server-sent event's data.
@@ -237,7 +271,7 @@ func TestBoardEvents(t *testing.T) {
 
 	// A change in the evaluator is pushed at once, not at the next refresh.
 	f.cond.Set(true)
-	f.eval(t, time.Minute)
+	f.eval(time.Minute)
 	st = readEvent(t, r)
 	assert.Equal(t, andon.Firing, st.Rules[0].State)
 
@@ -251,20 +285,80 @@ func TestBoardEvents(t *testing.T) {
 	cancel()
 }
 
-func TestBoardCloseEndsEvents(t *testing.T) {
+func TestBoardShutdownEndsEvents(t *testing.T) {
 	f := newBoardFixture(t, andon.BoardOptions{})
 	resp, err := http.Get(f.srv.URL + "/andon/api/events")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	r := bufio.NewReader(resp.Body)
 	readEvent(t, r)
-	require.NoError(t, f.board.Close())
+	require.NoError(t, f.board.Shutdown(context.Background()), "the handler returned")
 	_, err = io.ReadAll(r)
 	require.NoError(t, err, "the stream ends cleanly")
+	require.NoError(t, f.board.Shutdown(context.Background()), "idempotent")
+
+	// A later stream is refused, so the page polls instead.
+	late, err := http.Get(f.srv.URL + "/andon/api/events")
+	require.NoError(t, err)
+	late.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, late.StatusCode)
+	st, err := http.Get(f.srv.URL + "/andon/api/state")
+	require.NoError(t, err)
+	st.Body.Close()
+	assert.Equal(t, http.StatusOK, st.StatusCode, "the rest of the board is still served")
+}
+
+// stuckWriter is a ResponseWriter whose writes after the first wait for
+// release, as a write to a client that stopped reading does.
+type stuckWriter struct {
+	header  http.Header
+	writes  atomic.Int32
+	release chan struct{}
+}
+
+func (w *stuckWriter) Header() http.Header { return w.header }
+func (w *stuckWriter) WriteHeader(int)     {}
+func (w *stuckWriter) Flush()              {}
+func (w *stuckWriter) Write(b []byte) (int, error) {
+	if w.writes.Add(1) > 1 {
+		<-w.release
+		return 0, errors.New("client gone")
+	}
+	return len(b), nil
+}
+
+func TestBoardShutdownIsBoundedByContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		b, err := andon.NewBoard(e, andon.BoardOptions{})
+		require.NoError(t, err)
+		w := &stuckWriter{header: http.Header{}, release: make(chan struct{})}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			b.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/events", nil))
+		}()
+		synctest.Wait() // the first state is written
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0) // the second write sticks
+		synctest.Wait()
+		require.EqualValues(t, 2, w.writes.Load())
+
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		assert.ErrorIs(t, b.Shutdown(ctx), context.DeadlineExceeded)
+		assert.Equal(t, time.Second, time.Since(start), "Shutdown waited until ctx ended")
+
+		close(w.release) // the write fails; the handler returns on its own
+		<-served
+		require.NoError(t, b.Shutdown(context.Background()))
+	})
 }
 
 func TestBoardOptionsValidation(t *testing.T) {
-	e := newEvaluator(t, andon.Options{})
+	e := newEvaluator(t, andon.EvaluatorOptions{})
 	for _, tt := range []struct {
 		opts andon.BoardOptions
 		want string
@@ -281,4 +375,254 @@ func TestBoardOptionsValidation(t *testing.T) {
 	}
 	_, err := andon.NewBoard(nil, andon.BoardOptions{})
 	assert.ErrorContains(t, err, "andon: NewBoard: nil Evaluator")
+}
+
+// streamWriter records what an event stream writes, for a board served
+// in-process in a synctest bubble.
+type streamWriter struct {
+	mu     sync.Mutex
+	header http.Header
+	writes []string
+}
+
+func (w *streamWriter) Header() http.Header { return w.header }
+func (w *streamWriter) WriteHeader(int)     {}
+func (w *streamWriter) Flush()              {}
+func (w *streamWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, string(b))
+	return len(b), nil
+}
+
+// kinds returns "state" or "keep-alive" for each write.
+func (w *streamWriter) kinds() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, s := range w.writes {
+		if strings.HasPrefix(s, "event: state\ndata: ") {
+			out = append(out, "state")
+		} else {
+			out = append(out, strings.TrimSpace(s))
+		}
+	}
+	return out
+}
+
+// stream serves b's events in a goroutine until the returned stop is called.
+func stream(b *andon.Board) (*streamWriter, func()) {
+	w := &streamWriter{header: http.Header{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/events", nil).WithContext(ctx))
+	}()
+	return w, func() { cancel(); <-done }
+}
+
+func TestBoardEventTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		line := newLine("checkout")
+		e := newEvaluator(t, andon.EvaluatorOptions{})
+		b, err := andon.NewBoard(e, andon.BoardOptions{Lines: []andon.Line{line}}) // Refresh 2s
+		require.NoError(t, err)
+		w, stop := stream(b)
+		defer stop()
+		synctest.Wait()
+		require.Equal(t, []string{"state"}, w.kinds(), "the state at once")
+
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, []string{"state"}, w.kinds(), "nothing changed, nothing sent")
+
+		line.Stop("jam") // lines change on their own: seen at the next refresh
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Equal(t, []string{"state"}, w.kinds())
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Equal(t, []string{"state", "state"}, w.kinds(), "at the refresh, two seconds after the last")
+
+		time.Sleep(14 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, []string{"state", "state"}, w.kinds())
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, []string{"state", "state", ": keep-alive"}, w.kinds(), "a keep-alive after 15s of silence")
+		time.Sleep(14 * time.Second)
+		synctest.Wait()
+		assert.Len(t, w.kinds(), 3, "the next keep-alive is 15s after the last write")
+	})
+}
+
+func TestBoardKeepAliveAtFifteenSeconds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEvaluator(t, andon.EvaluatorOptions{})
+		b, err := andon.NewBoard(e, andon.BoardOptions{Refresh: 5 * time.Second})
+		require.NoError(t, err)
+		w, stop := stream(b)
+		defer stop()
+		time.Sleep(15*time.Second - time.Nanosecond)
+		synctest.Wait()
+		assert.Equal(t, []string{"state"}, w.kinds())
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.Equal(t, []string{"state", ": keep-alive"}, w.kinds(), "at the refresh 15s after the last write")
+	})
+}
+
+func TestBoardMinimumRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		line := newLine("checkout")
+		e := newEvaluator(t, andon.EvaluatorOptions{})
+		b, err := andon.NewBoard(e, andon.BoardOptions{Refresh: 100 * time.Millisecond, Lines: []andon.Line{line}})
+		require.NoError(t, err)
+		w, stop := stream(b)
+		defer stop()
+		synctest.Wait()
+		line.Stop("jam")
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, []string{"state", "state"}, w.kinds())
+	})
+}
+
+func TestBoardShutdownWithStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEvaluator(t, andon.EvaluatorOptions{})
+		idle, err := andon.NewBoard(e, andon.BoardOptions{})
+		require.NoError(t, err)
+		require.NoError(t, idle.Shutdown(context.Background()), "no stream: at once")
+
+		b, err := andon.NewBoard(e, andon.BoardOptions{})
+		require.NoError(t, err)
+		_, stop1 := stream(b)
+		_, stop2 := stream(b)
+		synctest.Wait()
+		require.NoError(t, b.Shutdown(context.Background()), "both streams end")
+		stop1()
+		stop2()
+		w, stop3 := stream(b)
+		stop3()
+		assert.Contains(t, strings.Join(w.writes, ""), "the board is shut down")
+	})
+}
+
+func TestBoardOptionsAndState(t *testing.T) {
+	line := newLine("checkout")
+	breaker := newBreaker(t, "gateway")
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{HistorySize: 100, Rules: []andon.Rule{
+		{Name: "R", Severity: andon.Page, Condition: cond, MinSamples: 1000},
+		{Name: "Odd", Severity: andon.Info, Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			return andon.Measurement{Value: math.NaN(), Threshold: math.Inf(1), Samples: 1}, nil
+		})},
+	}})
+	get := func(b *andon.Board, path string) (int, string) {
+		rec := httptest.NewRecorder()
+		b.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+
+	// At the root, with no lines or breakers, before any evaluation.
+	b, err := andon.NewBoard(e, andon.BoardOptions{})
+	require.NoError(t, err)
+	code, body := get(b, "/api/state")
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Contains(t, body, `"title":"Andon"`)
+	assert.Contains(t, body, `"lines":[],"breakers":[]`)
+	assert.Contains(t, body, `"recent":[]`)
+	code, _ = get(b, "/")
+	assert.Equal(t, http.StatusOK, code)
+
+	// Too little data shows grey; a value JSON cannot carry shows as 0.
+	e.EvaluateAt(context.Background(), t0)
+	st := b.State()
+	assert.Equal(t, "grey", st.Rules[0].Color)
+	assert.Equal(t, "NaN", st.Rules[1].ValueText)
+	assert.Equal(t, "+Inf", st.Rules[1].ThresholdText)
+	assert.Zero(t, st.Rules[1].Value)
+	code, body = get(b, "/api/state")
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Contains(t, body, `"value_text":"NaN"`)
+
+	// History is cut to HistoryLength, newest kept.
+	cond.SetSamples(1000)
+	for i := range 30 {
+		cond.Set(i%2 == 0)
+		e.EvaluateAt(context.Background(), t0.Add(time.Duration(i+1)*time.Minute))
+	}
+	assert.Len(t, b.State().History, 20, "20 by default")
+	short, err := andon.NewBoard(e, andon.BoardOptions{HistoryLength: 3, ReadOnly: true, Title: "Ops",
+		Lines: []andon.Line{line}, Breakers: []andon.Breaker{breaker}})
+	require.NoError(t, err)
+	breaker.Trip("gateway timeouts")
+	line.Stop("jam")
+	st = short.State()
+	require.Len(t, st.History, 3)
+	assert.Equal(t, t0.Add(30*time.Minute), st.History[2].At)
+	assert.True(t, st.ReadOnly)
+	assert.Equal(t, "Ops", st.Title)
+	require.Len(t, st.Breakers, 1)
+	assert.Equal(t, "gateway", st.Breakers[0].Name)
+	assert.True(t, st.Breakers[0].Open)
+	assert.Equal(t, "open", st.Breakers[0].State)
+	assert.Equal(t, "gateway timeouts", st.Breakers[0].Reason)
+	assert.False(t, st.Breakers[0].Since.IsZero())
+	require.Len(t, st.Lines, 1)
+	assert.Equal(t, andon.BoardLine{Name: "checkout", Stopped: true, Reason: "jam", Since: line.Status().Since}, st.Lines[0])
+	long, err := andon.NewBoard(e, andon.BoardOptions{HistoryLength: 1000})
+	require.NoError(t, err)
+	assert.Len(t, long.State().History, 30, "all there is")
+
+	for _, tt := range []struct {
+		opts andon.BoardOptions
+		want string
+	}{
+		{andon.BoardOptions{Prefix: "/"}, `BoardOptions.Prefix "/" must start with /`},
+		{andon.BoardOptions{Prefix: "/a{b}"}, `BoardOptions.Prefix "/a{b}"`},
+		{andon.BoardOptions{Prefix: "/a b"}, `BoardOptions.Prefix "/a b"`},
+		{andon.BoardOptions{Refresh: 100*time.Millisecond - 1}, "BoardOptions.Refresh 99.999999ms is below 100ms"},
+		{andon.BoardOptions{HistoryLength: 1001}, "BoardOptions.HistoryLength 1001 is outside [1, 1000]"},
+		{andon.BoardOptions{HistoryLength: -1}, "BoardOptions.HistoryLength -1 is outside [1, 1000]"},
+		{andon.BoardOptions{Breakers: []andon.Breaker{nil}}, "BoardOptions.Breakers[0] is nil"},
+	} {
+		_, err := andon.NewBoard(e, tt.opts)
+		assert.ErrorContains(t, err, "andon: "+tt.want)
+	}
+	for _, p := range []string{"/a", "/ops/andon"} {
+		b, err := andon.NewBoard(e, andon.BoardOptions{Prefix: p})
+		require.NoError(t, err, p)
+		for _, path := range []string{"/", "/api/state", "/assets/board.js"} {
+			code, _ := get(b, p+path)
+			assert.Equal(t, http.StatusOK, code, p+path)
+		}
+		code, _ := get(b, "/api/state")
+		assert.Equal(t, http.StatusNotFound, code, "nothing outside the prefix")
+	}
+}
+
+func TestBoardCordTextLimits(t *testing.T) {
+	post := func(f *boardFixture, body string) int {
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Andon-Board", "1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	f := newBoardFixture(t, andon.BoardOptions{})
+	long := strings.Repeat("x", 200)
+	assert.Equal(t, http.StatusBadRequest, post(f, `{"action":"pull","who":"`+long+`x"}`))
+	assert.False(t, f.ev.Cord().Pulled)
+	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"`+long+`","who":"  "}`), "200 bytes is the limit")
+	cs := f.ev.Cord()
+	assert.Equal(t, long, cs.Reason)
+	assert.Equal(t, "board", cs.Who, "no name given")
+	assert.Equal(t, http.StatusOK, post(f, `{"action":"reset"}`))
+	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","who":"`+long+`"}`))
+	assert.Equal(t, long, f.ev.Cord().Who)
 }

@@ -51,20 +51,25 @@ type BurnWindow struct {
 	Factor      float64
 }
 
-// PageBurnWindows are the page windows of the SRE workbook's multiwindow,
-// multi-burn-rate recipe for a 30-day objective: 2% of the budget spent in
-// an hour (14.4× over 1h and 5m) or 5% in six hours (6× over 6h and 30m).
-var PageBurnWindows = []BurnWindow{
-	{Long: time.Hour, Short: 5 * time.Minute, Factor: 14.4},
-	{Long: 6 * time.Hour, Short: 30 * time.Minute, Factor: 6},
+// PageBurnWindows returns the page windows of the SRE workbook's
+// multiwindow, multi-burn-rate recipe for a 30-day objective: 2% of the
+// budget spent in an hour (14.4× over 1h and 5m) or 5% in six hours (6×
+// over 6h and 30m). The slice is new at each call; change it freely.
+func PageBurnWindows() []BurnWindow {
+	return []BurnWindow{
+		{Long: time.Hour, Short: 5 * time.Minute, Factor: 14.4},
+		{Long: 6 * time.Hour, Short: 30 * time.Minute, Factor: 6},
+	}
 }
 
-// TicketBurnWindows are the ticket windows of the same recipe: 10% of the
-// budget spent in a day (3× over 1d and 2h) or in three days (1× over 3d
-// and 6h).
-var TicketBurnWindows = []BurnWindow{
-	{Long: 24 * time.Hour, Short: 2 * time.Hour, Factor: 3},
-	{Long: 72 * time.Hour, Short: 6 * time.Hour, Factor: 1},
+// TicketBurnWindows returns the ticket windows of the same recipe: 10% of
+// the budget spent in a day (3× over 1d and 2h) or in three days (1× over
+// 3d and 6h). The slice is new at each call.
+func TicketBurnWindows() []BurnWindow {
+	return []BurnWindow{
+		{Long: 24 * time.Hour, Short: 2 * time.Hour, Factor: 3},
+		{Long: 72 * time.Hour, Short: 6 * time.Hour, Factor: 1},
+	}
 }
 
 // BurnWindowsOf returns the window lengths the pairs read, shortest first:
@@ -81,7 +86,7 @@ func BurnWindowsOf(pairs ...[]BurnWindow) []time.Duration {
 }
 
 // BurnRate holds when the error budget of slo burns too fast over any of
-// the window pairs (PageBurnWindows or TicketBurnWindows, or your own): the
+// the window pairs (PageBurnWindows() or TicketBurnWindows(), or your own): the
 // burn rate over a window is its error ratio divided by the budget
 // (1 − Objective), and a pair holds when the burn rate exceeds its Factor
 // over both its windows.
@@ -89,7 +94,7 @@ func BurnWindowsOf(pairs ...[]BurnWindow) []time.Duration {
 // Every window of every pair must be kept by the Stats, or building the
 // evaluator fails naming the missing one; BurnWindowsOf lists them:
 //
-//	kaizen.StatsOptions{Windows: andon.BurnWindowsOf(andon.PageBurnWindows, andon.TicketBurnWindows)}
+//	kaizen.StatsOptions{Windows: andon.BurnWindowsOf(andon.PageBurnWindows(), andon.TicketBurnWindows())}
 //
 // Value is the burn rate over the long window of the first pair that
 // holds, or of the first pair when none does, and Threshold is that pair's
@@ -117,7 +122,7 @@ func (c *burnRate) validate() error {
 		return fmt.Errorf("SLO.Objective %v is outside (0, 1)", c.slo.Objective)
 	}
 	for _, o := range c.slo.Errors {
-		if int(o) >= len(tai.Outcomes) {
+		if !validOutcome(o) {
 			return fmt.Errorf("SLO.Errors: outcome %d is not a tai.Outcome", o)
 		}
 	}

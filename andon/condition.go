@@ -54,8 +54,9 @@ func (f ConditionFunc) Measure(ctx context.Context, now time.Time) (Measurement,
 // when the kind was never seen (or d is not kept); Windows lists the window
 // lengths kept, which rules are checked against when the evaluator is built.
 //
-// The Stats reads its own clock; for deterministic tests give it the same
-// clock as the evaluator.
+// The Stats reads time.Now, not the time a rule is evaluated at; tests
+// that need time to pass run the Stats and the evaluator in a
+// testing/synctest bubble.
 type StatsSource interface {
 	Window(kind string, d time.Duration) (kaizen.WindowStats, bool)
 	Windows() []time.Duration

@@ -18,7 +18,7 @@ type CordOptions struct {
 	Labels map[string]string
 	// RunbookURL is the cord alert's runbook_url annotation.
 	RunbookURL string
-	// Hooks run when the cord is pulled and reset, after Options.Hooks:
+	// Hooks run when the cord is pulled and reset, after EvaluatorOptions.Hooks:
 	// StopLine(line) makes the cord stop the line.
 	Hooks []Hook
 }
@@ -73,7 +73,8 @@ func (c *cord) set(st CordStatus) bool {
 // wrong and who who pulled it; empty values read "no reason given" and
 // "someone". Pull reports whether the cord was pulled by this call: a cord
 // already pulled keeps its first reason, as a stopped line does. It returns
-// false after Close.
+// false after Shutdown. Should ctx end while another evaluation holds the
+// evaluator, the cord stays pulled and fires at the next evaluation.
 func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
 	if e.isClosed() {
 		return false
@@ -85,10 +86,11 @@ func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
 	if who == "" {
 		who = "someone"
 	}
-	if !e.cord.set(CordStatus{Pulled: true, Reason: reason, Who: who, Since: e.clock()}) {
+	now := time.Now()
+	if !e.cord.set(CordStatus{Pulled: true, Reason: reason, Who: who, Since: now}) {
 		return false
 	}
-	e.evaluate(ctx, e.clock(), []*ruleState{e.cordRule})
+	e.evaluate(ctx, now, []*ruleState{e.cordRule})
 	return true
 }
 
@@ -102,7 +104,7 @@ func (e *Evaluator) Reset(ctx context.Context) bool {
 	if !e.cord.set(CordStatus{}) {
 		return false
 	}
-	e.evaluate(ctx, e.clock(), []*ruleState{e.cordRule})
+	e.evaluate(ctx, time.Now(), []*ruleState{e.cordRule})
 	return true
 }
 

@@ -12,7 +12,7 @@
 // Description, RunbookURL) that are templates with the value filled in:
 //
 //	stats, _ := kaizen.NewStats(kaizen.StatsOptions{
-//		Windows: andon.BurnWindowsOf(andon.PageBurnWindows), // 5m, 30m, 1h, 6h
+//		Windows: andon.BurnWindowsOf(andon.PageBurnWindows()), // 5m, 30m, 1h, 6h
 //	})
 //	rules := []andon.Rule{
 //		{Name: "HighFraudRate", Severity: andon.Page, For: 2 * time.Minute, MinSamples: 50,
@@ -23,7 +23,7 @@
 //		{Name: "HighErrorRate", Severity: andon.Page,
 //			Condition: andon.ErrorRate(stats, "payment", 5*time.Minute, 0.05)},
 //		{Name: "PaymentBudgetBurn", Severity: andon.Page,
-//			Condition: andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.999}, andon.PageBurnWindows...)},
+//			Condition: andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.999}, andon.PageBurnWindows()...)},
 //		{Name: "GatewayOpen", Severity: andon.Ticket, Condition: andon.BreakerOpen(breaker)},
 //	}
 //
@@ -33,8 +33,8 @@
 // condition reads one of the windows the Stats keeps: building the
 // evaluator fails, naming the window, when the Stats does not keep it.
 // BurnRate implements the multiwindow, multi-burn-rate alerts of the SRE
-// workbook: PageBurnWindows (1h and 5m at 14.4×, 6h and 30m at 6×) and
-// TicketBurnWindows (1d and 2h at 3×, 3d and 6h at 1×).
+// workbook: PageBurnWindows() (1h and 5m at 14.4×, 6h and 30m at 6×) and
+// TicketBurnWindows() (1d and 2h at 3×, 3d and 6h at 1×).
 //
 // MinSamples guards against deciding on too little data: while a
 // condition's value rests on fewer signals, the rule neither fires nor
@@ -43,7 +43,7 @@
 // # States
 //
 // An Evaluator evaluates the rules on an interval (Run) or when told
-// (Evaluate, EvaluateAt with a time of your choosing, for tests). A rule
+// (Evaluate at time.Now, EvaluateAt at a time of the caller's). A rule
 // is Inactive while its condition does not hold, Pending while it has held
 // for less than For, Firing after, and Resolved once it stops holding —
 // after KeepFiringFor, if set. Alerts carry Prometheus's timestamps
@@ -65,10 +65,14 @@
 // expire if the process dies. Each notifier has a bounded queue and a
 // worker goroutine; notifications are deduplicated by label fingerprint
 // (an alert is sent when it fires and when it resolves), requests have a
-// timeout, failures are retried with back-off, and a slow or failing
+// timeout, failures are retried with back-off (a kanban.Backoff; errors
+// marked with kanban.Permanent are not retried), and a slow or failing
 // notifier never blocks evaluation: when its queue is full notifications
 // are dropped, counted in NotifierStats and logged. Flush waits for
-// delivery; Close stops the workers.
+// delivery; Shutdown delivers what is queued and stops the workers.
+//
+// A panic in a condition, a hook or a notifier is recovered: it becomes a
+// *PanicError, logged with its stack.
 //
 // # Board
 //
@@ -80,6 +84,10 @@
 //
 //	board, _ := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Lines: []andon.Line{line}})
 //	http.Handle("/andon/", board)
+//
+// Before the server stops, board.Shutdown(ctx) ends the event streams,
+// which would otherwise last as long as their clients; ev.Shutdown(ctx)
+// delivers the last notifications.
 //
 // # Prometheus
 //

@@ -2,10 +2,10 @@ package andon
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -13,22 +13,18 @@ import (
 	"github.com/taipattern/taikit/tai"
 )
 
-// ErrClosed is returned by Run after Close.
-var ErrClosed = errors.New("andon: evaluator closed")
+// ErrClosed is returned by Run once Shutdown has been called.
+var ErrClosed = errors.New("andon: evaluator shut down")
 
-// Options configures an Evaluator. Only Rules is needed; every zero field
+// EvaluatorOptions configures an Evaluator. Only Rules is needed; every zero field
 // has the default its comment names.
-type Options struct {
+type EvaluatorOptions struct {
 	// Rules are evaluated in order. Names must be unique (the cord's
 	// included).
 	Rules []Rule
 	// Interval is how often Run evaluates. Zero means 15s; otherwise at
 	// least 1ms.
 	Interval time.Duration
-	// Clock returns the current time for Run, Evaluate, Pull and
-	// silences. Nil means time.Now. The Stats the rules read keeps its own
-	// clock; a test gives both the same one.
-	Clock func() time.Time
 	// Hooks run for every rule (the cord included) when it fires and
 	// resolves, before the rule's own hooks.
 	Hooks []Hook
@@ -49,16 +45,20 @@ type Options struct {
 	// each Alert's GeneratorURL is it with "#rule-" and the rule's name
 	// appended. Empty leaves GeneratorURL empty.
 	GeneratorURL string
-	// Logger receives dropped and failed notifications and hook panics.
-	// Nil means slog.Default().
+	// Logger receives dropped and failed notifications and the panics of
+	// hooks and conditions, with their stacks. Nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // Evaluator evaluates rules, keeps their states as Prometheus does, pulls
 // the cord, runs hooks and hands alerts to notifiers. Evaluate and
 // EvaluateAt evaluate once; Run evaluates on an interval until its context
-// ends. Close stops the notifier workers; an Evaluator is safe for
-// concurrent use.
+// ends. Shutdown delivers what is queued and stops the notifier workers;
+// an Evaluator is safe for concurrent use.
+//
+// The evaluator reads time.Now (Run, Evaluate, Pull, Reset, silences);
+// EvaluateAt takes the time from its caller. Tests that need time to pass
+// run in a testing/synctest bubble.
 //
 // Evaluations, Pull and Reset are serialized, so hooks see transitions in
 // order. Conditions are measured with no lock held; states change under a
@@ -66,28 +66,28 @@ type Options struct {
 // waiting for delivery.
 type Evaluator struct {
 	interval time.Duration
-	clock    func() time.Time
 	log      *slog.Logger
 	validFor time.Duration
 
-	evalMu sync.Mutex // serializes evaluations, so hooks run in order
+	// evalSlot holds a token while an evaluation runs: evaluations are
+	// serialized, so hooks run in order, and Shutdown can wait for the
+	// one in progress with a deadline.
+	evalSlot chan struct{}
 
 	mu       sync.Mutex // guards the fields below and every ruleState
 	rules    []*ruleState
 	byName   map[string]*ruleState
 	history  ring[Transition]
 	silences []Silence
-	silenceN int
 	changed  chan struct{} // closed and replaced on every change
-	closed   bool
+	closed   bool          // Shutdown was called
 
 	cord     *cord
 	cordRule *ruleState
 
 	dispatchers []*dispatcher
-	stop        context.CancelFunc
-	done        chan struct{}
-	wg          sync.WaitGroup
+	stop        context.CancelFunc // cancels the notifier workers
+	done        chan struct{}      // closed by Shutdown
 }
 
 // ruleState is a rule with its compiled parts and its current Alert.
@@ -107,20 +107,17 @@ type Point struct {
 }
 
 // NewEvaluator checks opts and returns an Evaluator, with a worker
-// goroutine per notifier; Close stops them. Errors name the bad field and
+// goroutine per notifier; Shutdown stops them. Errors name the bad field and
 // value: a rule whose window the Stats does not keep, a duplicate name, a
 // template that does not parse.
-func NewEvaluator(opts Options) (*Evaluator, error) {
-	e := &Evaluator{interval: opts.Interval, clock: opts.Clock, log: opts.Logger, byName: map[string]*ruleState{},
-		changed: make(chan struct{}), done: make(chan struct{})}
+func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
+	e := &Evaluator{interval: opts.Interval, log: opts.Logger, byName: map[string]*ruleState{},
+		evalSlot: make(chan struct{}, 1), changed: make(chan struct{}), done: make(chan struct{})}
 	switch {
 	case e.interval == 0:
 		e.interval = 15 * time.Second
 	case e.interval < time.Millisecond:
-		return nil, fmt.Errorf("andon: Options.Interval %v is below 1ms", opts.Interval)
-	}
-	if e.clock == nil {
-		e.clock = time.Now
+		return nil, fmt.Errorf("andon: EvaluatorOptions.Interval %v is below 1ms", opts.Interval)
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -141,19 +138,18 @@ func NewEvaluator(opts Options) (*Evaluator, error) {
 	e.validFor = 4 * max(notify.ResendInterval, e.interval)
 	for i, h := range opts.Hooks {
 		if h == nil {
-			return nil, fmt.Errorf("andon: Options.Hooks[%d] is nil", i)
+			return nil, fmt.Errorf("andon: EvaluatorOptions.Hooks[%d] is nil", i)
 		}
 	}
 	for i, n := range opts.Notifiers {
 		if n == nil {
-			return nil, fmt.Errorf("andon: Options.Notifiers[%d] is nil", i)
+			return nil, fmt.Errorf("andon: EvaluatorOptions.Notifiers[%d] is nil", i)
 		}
 	}
 
 	for i := range opts.Rules {
+		// addRule copies what it keeps of the rule's maps and slices.
 		r := opts.Rules[i]
-		r.Labels, r.Annotations = maps.Clone(r.Labels), maps.Clone(r.Annotations)
-		r.Hooks = slices.Clone(r.Hooks)
 		if err := e.addRule(r, opts.Hooks, recent, opts.GeneratorURL); err != nil {
 			name := r.Name
 			if name == "" {
@@ -163,8 +159,8 @@ func NewEvaluator(opts Options) (*Evaluator, error) {
 		}
 	}
 	e.cord = &cord{}
-	cr := Rule{Name: opts.Cord.Name, Severity: opts.Cord.Severity, Condition: e.cord, Labels: maps.Clone(opts.Cord.Labels),
-		RunbookURL: opts.Cord.RunbookURL, Hooks: slices.Clone(opts.Cord.Hooks)}
+	cr := Rule{Name: opts.Cord.Name, Severity: opts.Cord.Severity, Condition: e.cord, Labels: opts.Cord.Labels,
+		RunbookURL: opts.Cord.RunbookURL, Hooks: opts.Cord.Hooks}
 	if cr.Name == "" {
 		cr.Name = "AndonCord"
 	}
@@ -172,7 +168,7 @@ func NewEvaluator(opts Options) (*Evaluator, error) {
 		cr.Severity = Page
 	}
 	if err := e.addRule(cr, opts.Hooks, recent, opts.GeneratorURL); err != nil {
-		return nil, fmt.Errorf("andon: Options.Cord: %w", err)
+		return nil, fmt.Errorf("andon: EvaluatorOptions.Cord: %w", err)
 	}
 	e.cordRule = e.rules[len(e.rules)-1]
 
@@ -181,7 +177,7 @@ func NewEvaluator(opts Options) (*Evaluator, error) {
 	for i, n := range opts.Notifiers {
 		d := newDispatcher(ctx, n, i, notify, e.log)
 		e.dispatchers = append(e.dispatchers, d)
-		e.wg.Go(d.run)
+		go d.run()
 	}
 	return e, nil
 }
@@ -191,7 +187,7 @@ func sizeOption(name string, v, def int) (int, error) {
 	case v == 0:
 		return def, nil
 	case v < 0 || v > 1<<20:
-		return 0, fmt.Errorf("andon: Options.%s %d is outside [1, %d]", name, v, 1<<20)
+		return 0, fmt.Errorf("andon: EvaluatorOptions.%s %d is outside [1, %d]", name, v, 1<<20)
 	}
 	return v, nil
 }
@@ -228,7 +224,7 @@ func (e *Evaluator) addRule(r Rule, hooks []Hook, recent int, genURL string) err
 }
 
 // Run evaluates every Interval, starting at once, until ctx ends (it
-// returns ctx.Err()) or the evaluator is closed (ErrClosed).
+// returns ctx.Err()) or Shutdown is called (ErrClosed).
 func (e *Evaluator) Run(ctx context.Context) error {
 	t := time.NewTicker(e.interval)
 	defer t.Stop()
@@ -244,15 +240,18 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	}
 }
 
-// Evaluate evaluates every rule at Clock() and returns the transitions it
-// made.
+// Evaluate evaluates every rule at time.Now() and returns the transitions
+// it made.
 func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
-	return e.EvaluateAt(ctx, e.clock())
+	return e.EvaluateAt(ctx, time.Now())
 }
 
 // EvaluateAt evaluates every rule as of now and returns the transitions it
-// made, in rule order; nothing after Close. Tests drive time with it: the
-// For and KeepFiringFor clocks run on the times given here.
+// made, in rule order; nothing after Shutdown, or when ctx ends while
+// another evaluation runs. The For and KeepFiringFor clocks run on the
+// times given here, for callers that replay or schedule evaluations
+// themselves; the conditions on kaizen Stats still read the Stats as it
+// is.
 func (e *Evaluator) EvaluateAt(ctx context.Context, now time.Time) []Transition {
 	e.mu.Lock()
 	rules := e.rules
@@ -263,8 +262,12 @@ func (e *Evaluator) EvaluateAt(ctx context.Context, now time.Time) []Transition 
 // evaluate evaluates rules at now: measure, change states, run hooks,
 // queue notifications, wake the board.
 func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleState) []Transition {
-	e.evalMu.Lock()
-	defer e.evalMu.Unlock()
+	select {
+	case e.evalSlot <- struct{}{}:
+	case <-ctx.Done():
+		return nil
+	}
+	defer func() { <-e.evalSlot }()
 	if e.isClosed() {
 		return nil
 	}
@@ -274,7 +277,7 @@ func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleSt
 	}
 	results := make([]result, len(rules))
 	for i, rs := range rules {
-		results[i].m, results[i].err = measure(ctx, rs.rule.Condition, now)
+		results[i].m, results[i].err = measure(ctx, rs, now)
 	}
 
 	type hookCall struct {
@@ -289,8 +292,12 @@ func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleSt
 	)
 	e.mu.Lock()
 	e.pruneSilences(now)
+	var panics []*PanicError
 	for i, rs := range rules {
 		from := rs.alert.State
+		if p, ok := errors.AsType[*PanicError](results[i].err); ok && rs.alert.LastError != p.Error() {
+			panics = append(panics, p) // logged once for a run of the same panic
+		}
 		rs.apply(now, results[i].m, results[i].err)
 		rs.alert.Silenced = e.silenced(rs.labels, now)
 		rs.alert.ValidUntil = now.Add(e.validFor)
@@ -312,6 +319,9 @@ func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleSt
 	}
 	e.mu.Unlock()
 
+	for _, p := range panics {
+		e.log.Error("andon: condition panicked", "where", p.Where, "panic", fmt.Sprint(p.Value), "stack", string(p.Stack))
+	}
 	for _, c := range calls {
 		for _, h := range c.hooks {
 			e.runHook(ctx, h, c.alert, c.fire)
@@ -326,16 +336,18 @@ func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleSt
 	return trs
 }
 
-// measure calls the condition, turning a panic into an error.
-func measure(ctx context.Context, c Condition, now time.Time) (m Measurement, err error) {
+// measure calls the rule's condition, turning a panic into a
+// *PanicError.
+func measure(ctx context.Context, rs *ruleState, now time.Time) (m Measurement, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("andon: condition panicked: %v", v)
+			err = newPanicError("condition of rule "+rs.rule.Name, v)
 		}
 	}()
-	return c.Measure(ctx, now)
+	return rs.rule.Condition.Measure(ctx, now)
 }
 
+// runHook calls a hook, logging a panic with its stack.
 func (e *Evaluator) runHook(ctx context.Context, h Hook, a Alert, fire bool) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -343,7 +355,8 @@ func (e *Evaluator) runHook(ctx context.Context, h Hook, a Alert, fire bool) {
 			if n, ok := h.(tai.Namer); ok {
 				name = n.Name()
 			}
-			e.log.Error("andon: hook panicked", "hook", name, "alertname", a.Name, "panic", fmt.Sprint(v))
+			p := newPanicError("hook "+name, v)
+			e.log.Error("andon: hook panicked", "hook", name, "alertname", a.Name, "panic", fmt.Sprint(v), "stack", string(p.Stack))
 		}
 	}()
 	if fire {
@@ -440,7 +453,7 @@ func (e *Evaluator) Alert(name string) (Alert, bool) {
 }
 
 // Recent returns the last values of the rule named name, oldest first
-// (Options.RecentValues of them at most).
+// (EvaluatorOptions.RecentValues of them at most).
 func (e *Evaluator) Recent(name string) []Point {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -452,7 +465,7 @@ func (e *Evaluator) Recent(name string) []Point {
 }
 
 // History returns the last transitions of every rule, oldest first
-// (Options.HistorySize of them at most).
+// (EvaluatorOptions.HistorySize of them at most).
 func (e *Evaluator) History() []Transition {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -460,7 +473,7 @@ func (e *Evaluator) History() []Transition {
 }
 
 // NotifierStats returns the delivery counts of each notifier, in
-// Options.Notifiers order.
+// EvaluatorOptions.Notifiers order.
 func (e *Evaluator) NotifierStats() []NotifierStats {
 	out := make([]NotifierStats, len(e.dispatchers))
 	for i, d := range e.dispatchers {
@@ -480,40 +493,62 @@ func (e *Evaluator) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close stops evaluation and the notifier workers and waits for them. A
-// Notify call in progress is canceled and notifications still queued are
-// dropped (counted and logged): call Flush first to deliver them. Close is
-// idempotent.
-func (e *Evaluator) Close() error {
+// Shutdown stops the evaluator gracefully, as http.Server.Shutdown stops
+// a server: evaluation stops at once (Run returns ErrClosed; Evaluate,
+// EvaluateAt, Pull and Reset do nothing), an evaluation in progress
+// finishes queuing its notifications, what is queued is delivered (or
+// given up after its retries), and the notifier workers exit.
+//
+// If ctx ends first, Shutdown cancels the Notify calls in progress, drops
+// the notifications still queued (counted in NotifierStats.Dropped and
+// logged) and returns ctx.Err(); the workers then exit on their own, as
+// soon as the notifiers honour the cancellation. Shutdown may be called
+// again: it waits for the workers, bounded by its own ctx, and returns nil
+// once no goroutine of the evaluator remains.
+func (e *Evaluator) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil
+	if !e.closed {
+		e.closed = true
+		close(e.done)
+		e.broadcast()
 	}
-	e.closed = true
-	close(e.done)
-	e.broadcast()
 	e.mu.Unlock()
-	e.evalMu.Lock() // let an evaluation in progress finish queuing
-	defer e.evalMu.Unlock()
+	defer e.stop()
+	select { // let an evaluation in progress finish queuing
+	case e.evalSlot <- struct{}{}:
+		<-e.evalSlot
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := e.Flush(ctx); err != nil {
+		return err
+	}
 	e.stop()
-	e.wg.Wait()
+	for _, d := range e.dispatchers {
+		select {
+		case <-d.exited:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 
 // Silence mutes the notifications of matching alerts for a while and
-// returns its ID. Errors name the bad field.
+// returns its ID, a random string that no other silence has, in this
+// evaluator or another, before a restart or after (an ID in s is
+// replaced). Errors name the bad field.
 func (e *Evaluator) Silence(s Silence) (string, error) {
 	s.Matchers = slices.Clone(s.Matchers)
-	if err := s.prepare(e.clock()); err != nil {
+	now := time.Now()
+	if err := s.prepare(now); err != nil {
 		return "", err
 	}
+	s.ID = rand.Text()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.silenceN++
-	s.ID = fmt.Sprintf("silence-%d", e.silenceN)
 	e.silences = append(e.silences, s)
-	e.remark(e.clock())
+	e.remark(now)
 	return s.ID, nil
 }
 
@@ -528,7 +563,7 @@ func (e *Evaluator) Expire(id string) bool {
 		return false
 	}
 	e.silences = slices.Delete(e.silences, i, i+1)
-	e.remark(e.clock())
+	e.remark(time.Now())
 	return true
 }
 
@@ -537,7 +572,7 @@ func (e *Evaluator) Expire(id string) bool {
 func (e *Evaluator) Silences() []Silence {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.pruneSilences(e.clock())
+	e.pruneSilences(time.Now())
 	out := slices.Clone(e.silences)
 	for i := range out {
 		out[i].Matchers = slices.Clone(out[i].Matchers)

@@ -1,16 +1,22 @@
 package andon_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kanban"
 )
 
 // step is one evaluation of a scripted test: at offset from t0, the
@@ -18,7 +24,7 @@ import (
 type step struct {
 	at     time.Duration
 	active bool
-	want   andon.State
+	want   andon.AlertState
 }
 
 func TestStates(t *testing.T) {
@@ -86,7 +92,7 @@ func TestStates(t *testing.T) {
 				OnFire:    func(context.Context, andon.Alert) { fires.Add(1) },
 				OnResolve: func(context.Context, andon.Alert) { resolves.Add(1) },
 			}
-			e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+			e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
 				For: tt.forDur, KeepFiringFor: tt.keep, Hooks: []andon.Hook{hook}}}})
 			for _, s := range tt.steps {
 				cond.Set(s.active)
@@ -112,7 +118,7 @@ func TestStates(t *testing.T) {
 
 func TestTimestamps(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Ticket, Condition: cond,
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Ticket, Condition: cond,
 		For: time.Minute, KeepFiringFor: 2 * time.Minute}}})
 	ctx := context.Background()
 
@@ -152,7 +158,7 @@ func TestTimestamps(t *testing.T) {
 
 func TestEvaluateAtReturnsTransitions(t *testing.T) {
 	a, b := newSwitch(), newSwitch()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "A", Severity: andon.Info, Condition: a},
 		{Name: "B", Severity: andon.Info, Condition: b, For: time.Minute},
 	}})
@@ -167,7 +173,7 @@ func TestEvaluateAtReturnsTransitions(t *testing.T) {
 
 func TestMinSamples(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, MinSamples: 50}}})
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, MinSamples: 50}}})
 	ctx := context.Background()
 
 	// Too little data: the condition holds but the rule does not fire.
@@ -205,7 +211,7 @@ func TestMinSamples(t *testing.T) {
 
 func TestConditionErrorKeepsState(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	ctx := context.Background()
 	cond.Set(true)
 	e.EvaluateAt(ctx, t0)
@@ -224,17 +230,41 @@ func TestConditionErrorKeepsState(t *testing.T) {
 }
 
 func TestConditionPanicIsAnError(t *testing.T) {
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page,
-		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) { panic("boom") })}}})
+	var logs bytes.Buffer
+	calls := 0
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: []andon.Rule{{Name: "R", Severity: andon.Page,
+		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			if calls++; calls == 3 {
+				panic(errors.New("other bug"))
+			}
+			panic("boom")
+		})}}})
 	e.EvaluateAt(context.Background(), t0)
 	a, _ := e.Alert("R")
 	assert.Equal(t, andon.Inactive, a.State)
-	assert.Contains(t, a.LastError, "boom")
+	assert.Equal(t, "andon: panic in condition of rule R: boom", a.LastError)
+	assert.Contains(t, logs.String(), `level=ERROR msg="andon: condition panicked" where="condition of rule R" panic=boom stack="goroutine `)
+	assert.Contains(t, logs.String(), "evaluator_test.go", "the stack is where it panicked")
+
+	e.EvaluateAt(context.Background(), t0.Add(time.Minute))
+	assert.Equal(t, 1, strings.Count(logs.String(), "condition panicked"), "the same panic again is not logged again")
+	e.EvaluateAt(context.Background(), t0.Add(2*time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, "andon: panic in condition of rule R: other bug", a.LastError)
+	assert.Equal(t, 2, strings.Count(logs.String(), "condition panicked"), "a different panic is")
+}
+
+func TestPanicError(t *testing.T) {
+	cause := errors.New("nil map")
+	p := &andon.PanicError{Where: "hook h", Value: cause, Stack: []byte("stack")}
+	assert.Equal(t, "andon: panic in hook h: nil map", p.Error())
+	assert.ErrorIs(t, p, cause, "Unwrap returns an error value")
+	assert.NoError(t, (&andon.PanicError{Value: "text"}).Unwrap())
 }
 
 func TestAnnotations(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{
+	e := newEvaluator(t, andon.EvaluatorOptions{
 		GeneratorURL: "http://board.example/andon/",
 		Rules: []andon.Rule{{
 			Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
@@ -266,55 +296,81 @@ func TestAnnotations(t *testing.T) {
 }
 
 func TestSilences(t *testing.T) {
-	clock := newFakeClock()
-	cond := newSwitch()
-	rec := &recorder{}
-	e := newEvaluator(t, andon.Options{Clock: clock.Now, Notifiers: []andon.Notifier{rec},
-		Rules: []andon.Rule{
-			{Name: "A", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"}},
-			{Name: "B", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "deploys"}},
-		}})
-	ctx := context.Background()
-	id, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}}, Duration: 10 * time.Minute,
-		CreatedBy: "alice", Comment: "maintenance"})
-	require.NoError(t, err)
-	sil := e.Silences()
-	require.Len(t, sil, 1)
-	assert.Equal(t, id, sil[0].ID)
-	assert.Equal(t, clock.Now().Add(10*time.Minute), sil[0].EndsAt)
-	assert.Equal(t, "alice", sil[0].CreatedBy)
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		rec := &recorder{}
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Rules: []andon.Rule{
+				{Name: "A", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"}},
+				{Name: "B", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "deploys"}},
+			}})
+		ctx := context.Background()
+		id, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}}, Duration: 10 * time.Minute,
+			CreatedBy: "alice", Comment: "maintenance"})
+		require.NoError(t, err)
+		sil := e.Silences()
+		require.Len(t, sil, 1)
+		assert.Equal(t, id, sil[0].ID)
+		assert.Equal(t, time.Now().Add(10*time.Minute), sil[0].EndsAt)
+		assert.Equal(t, "alice", sil[0].CreatedBy)
 
-	cond.Set(true)
-	e.EvaluateAt(ctx, clock.Now())
-	require.NoError(t, e.Flush(ctx))
-	a, _ := e.Alert("A")
-	assert.Equal(t, andon.Firing, a.State, "a silence does not change the state")
-	assert.True(t, a.Silenced)
-	b, _ := e.Alert("B")
-	assert.False(t, b.Silenced)
-	assert.Equal(t, []string{"B firing"}, rec.events(), "the silenced alert is not sent")
+		cond.Set(true)
+		e.Evaluate(ctx)
+		require.NoError(t, e.Flush(ctx))
+		a, _ := e.Alert("A")
+		assert.Equal(t, andon.Firing, a.State, "a silence does not change the state")
+		assert.True(t, a.Silenced)
+		b, _ := e.Alert("B")
+		assert.False(t, b.Silenced)
+		assert.Equal(t, []string{"B firing"}, rec.events(), "the silenced alert is not sent")
 
-	// When the silence ends, the still-firing alert is sent.
-	e.EvaluateAt(ctx, clock.Advance(10*time.Minute))
-	require.NoError(t, e.Flush(ctx))
-	a, _ = e.Alert("A")
-	assert.False(t, a.Silenced)
-	assert.Equal(t, []string{"B firing", "A firing"}, rec.events())
-	assert.Empty(t, e.Silences(), "ended silences are forgotten")
+		// When the silence ends, the still-firing alert is sent.
+		time.Sleep(10 * time.Minute)
+		e.Evaluate(ctx)
+		require.NoError(t, e.Flush(ctx))
+		a, _ = e.Alert("A")
+		assert.False(t, a.Silenced)
+		assert.Equal(t, []string{"B firing", "A firing"}, rec.events())
+		assert.Empty(t, e.Silences(), "ended silences are forgotten")
 
-	// Expire ends a silence early.
-	id, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Type: andon.MatchRegexp, Value: "A|B"}}, Duration: time.Hour})
-	require.NoError(t, err)
-	a, _ = e.Alert("A")
-	assert.True(t, a.Silenced, "a new silence applies at once")
-	assert.True(t, e.Expire(id))
-	assert.False(t, e.Expire(id))
-	a, _ = e.Alert("A")
-	assert.False(t, a.Silenced)
+		// Expire ends a silence early.
+		id, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Type: andon.MatchRegexp, Value: "A|B"}}, Duration: time.Hour})
+		require.NoError(t, err)
+		a, _ = e.Alert("A")
+		assert.True(t, a.Silenced, "a new silence applies at once")
+		assert.True(t, e.Expire(id))
+		assert.False(t, e.Expire(id))
+		a, _ = e.Alert("A")
+		assert.False(t, a.Silenced)
+	})
+}
+
+func TestSilenceIDsAreUnique(t *testing.T) {
+	// IDs name silences to people and to Expire: one that two silences
+	// share would expire the wrong one. Two evaluators (two replicas, or
+	// one process before and after a restart) must not hand out the same.
+	a := newEvaluator(t, andon.EvaluatorOptions{})
+	b := newEvaluator(t, andon.EvaluatorOptions{})
+	s := andon.Silence{ID: "mine", Matchers: []andon.Matcher{{Name: "team", Value: "payments"}}, Duration: time.Hour}
+	seen := map[string]bool{}
+	for range 50 {
+		for _, e := range []*andon.Evaluator{a, b} {
+			id, err := e.Silence(s)
+			require.NoError(t, err)
+			require.NotEqual(t, "mine", id, "the ID is the evaluator's to give")
+			require.False(t, seen[id], "ID %s given twice", id)
+			seen[id] = true
+		}
+	}
+	idA := a.Silences()[0].ID
+	assert.False(t, b.Expire(idA), "an ID of another evaluator expires nothing")
+	assert.Len(t, b.Silences(), 50)
+	assert.True(t, a.Expire(idA))
+	assert.Len(t, a.Silences(), 49)
 }
 
 func TestSilenceValidation(t *testing.T) {
-	e := newEvaluator(t, andon.Options{})
+	e := newEvaluator(t, andon.EvaluatorOptions{})
 	tests := []struct {
 		name string
 		s    andon.Silence
@@ -324,6 +380,9 @@ func TestSilenceValidation(t *testing.T) {
 		{"no duration", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}}, "Silence.Duration 0s is not positive"},
 		{"bad regexp", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Type: andon.MatchRegexp, Value: "("}}, Duration: time.Minute}, `value "(" is not a regular expression`},
 		{"bad label", andon.Silence{Matchers: []andon.Matcher{{Name: "1a", Value: "b"}}, Duration: time.Minute}, `name "1a" is not a valid label name`},
+		{"ends at start", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, StartsAt: t0, EndsAt: t0}, "is not after StartsAt"},
+		{"negative duration", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, Duration: -time.Minute}, "Silence.Duration -1m0s is not positive"},
+		{"unknown type", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Type: 7, Value: "b"}}, Duration: time.Minute}, "Silence.Matchers[0]: match type 7 is unknown"},
 		{"ends before start", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, StartsAt: t0, EndsAt: t0.Add(-time.Second)}, "is not after StartsAt"},
 	}
 	for _, tt := range tests {
@@ -340,33 +399,99 @@ func TestParseMatcher(t *testing.T) {
 	labels := map[string]string{"alertname": "HighFraudRate", "severity": "page"}
 	tests := []struct {
 		in    string
+		want  andon.Matcher
 		match bool
 	}{
-		{`severity=page`, true},
-		{`severity="page"`, true},
-		{`severity!=page`, false},
-		{`alertname=~High.*`, true},
-		{`alertname=~Fraud`, false}, // anchored, as in Alertmanager
-		{`alertname!~Low.*`, true},
-		{`team=""`, true}, // a missing label is empty
+		{`severity=page`, andon.Matcher{Name: "severity", Type: andon.MatchEqual, Value: "page"}, true},
+		{`severity="page"`, andon.Matcher{Name: "severity", Type: andon.MatchEqual, Value: "page"}, true},
+		{` severity = "page" `, andon.Matcher{Name: "severity", Type: andon.MatchEqual, Value: "page"}, true},
+		{`severity!=page`, andon.Matcher{Name: "severity", Type: andon.MatchNotEqual, Value: "page"}, false},
+		{`severity!=ticket`, andon.Matcher{Name: "severity", Type: andon.MatchNotEqual, Value: "ticket"}, true},
+		{`alertname=~High.*`, andon.Matcher{Name: "alertname", Type: andon.MatchRegexp, Value: "High.*"}, true},
+		{`alertname=~Fraud`, andon.Matcher{Name: "alertname", Type: andon.MatchRegexp, Value: "Fraud"}, false}, // anchored, as in Alertmanager
+		{`alertname!~Low.*`, andon.Matcher{Name: "alertname", Type: andon.MatchNotRegexp, Value: "Low.*"}, true},
+		{`alertname!~High.*`, andon.Matcher{Name: "alertname", Type: andon.MatchNotRegexp, Value: "High.*"}, false},
+		{`team=""`, andon.Matcher{Name: "team", Type: andon.MatchEqual, Value: ""}, true}, // a missing label is empty
+		{`team="x`, andon.Matcher{Name: "team", Type: andon.MatchEqual, Value: `"x`}, false},
+		{`team=x"`, andon.Matcher{Name: "team", Type: andon.MatchEqual, Value: `x"`}, false},
+		{`team="`, andon.Matcher{Name: "team", Type: andon.MatchEqual, Value: `"`}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			m, err := andon.ParseMatcher(tt.in)
 			require.NoError(t, err)
+			assert.Equal(t, tt.want.String(), m.String())
+			assert.Equal(t, tt.want.Type, m.Type)
+			assert.Equal(t, tt.want.Value, m.Value)
 			assert.Equal(t, tt.match, m.Matches(labels))
+			assert.Equal(t, tt.match, tt.want.Matches(labels), "a literal Matcher matches the same")
 		})
 	}
-	for _, bad := range []string{"severity", "=page", "a=~("} {
-		_, err := andon.ParseMatcher(bad)
-		assert.Error(t, err, bad)
+	for _, tt := range []struct{ in, want string }{
+		{"severity", `andon: matcher "severity" has no label name and operator`},
+		{"=page", `andon: matcher "=page" has no label name and operator`},
+		{"a!page", `andon: matcher "a!page" has no operator (=, !=, =~, !~)`},
+		{"a=~(", `andon: matcher "a=~(": value "(" is not a regular expression`},
+		{"1a=b", `andon: matcher "1a=b": name "1a" is not a valid label name`},
+		{"__a=b", `name "__a" is reserved`},
+	} {
+		_, err := andon.ParseMatcher(tt.in)
+		assert.ErrorContains(t, err, tt.want, tt.in)
 	}
+	assert.Equal(t, `severity!~"pa.e"`, andon.Matcher{Name: "severity", Type: andon.MatchNotRegexp, Value: "pa.e"}.String())
+	assert.False(t, andon.Matcher{Name: "severity", Type: andon.MatchRegexp, Value: "("}.Matches(labels), "a bad regexp matches nothing")
+	assert.False(t, andon.Matcher{Name: "severity", Type: 9, Value: "page"}.Matches(labels), "nor does an unknown type")
+	assert.Equal(t, "match(9)", andon.MatchType(9).String())
+	var mt andon.MatchType
+	assert.ErrorContains(t, mt.UnmarshalText([]byte("==")), `andon: unknown match type "=="`)
+}
+
+func TestSilenceWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		rec := &recorder{}
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec}, Rules: []andon.Rule{
+			{Name: "A", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"}},
+		}})
+		ctx := context.Background()
+		start := time.Now().Add(time.Hour)
+		_, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}, {Name: "alertname", Value: "A"}},
+			StartsAt: start, EndsAt: start.Add(time.Hour)})
+		require.NoError(t, err)
+		_, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}, {Name: "alertname", Value: "B"}},
+			Duration: time.Hour})
+		require.NoError(t, err, "a silence that matches one label of two does not apply")
+		cond.Set(true)
+		e.Evaluate(ctx)
+		a, _ := e.Alert("A")
+		assert.False(t, a.Silenced, "the first silence has not begun")
+
+		time.Sleep(time.Hour)
+		e.Evaluate(ctx)
+		a, _ = e.Alert("A")
+		assert.True(t, a.Silenced, "it begins at StartsAt")
+		sil := e.Silences()
+		require.Len(t, sil, 1, "the second has ended")
+		assert.Equal(t, start, sil[0].StartsAt)
+
+		time.Sleep(time.Hour - time.Nanosecond)
+		e.Evaluate(ctx)
+		a, _ = e.Alert("A")
+		assert.True(t, a.Silenced, "until EndsAt")
+		time.Sleep(time.Nanosecond)
+		e.Evaluate(ctx)
+		a, _ = e.Alert("A")
+		assert.False(t, a.Silenced, "it ends at EndsAt")
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"A firing"}, rec.events(), "sent when it began to fire, before the silence")
+	})
 }
 
 func TestHookPanicIsRecovered(t *testing.T) {
 	cond := newSwitch()
 	var after atomic.Bool
-	e := newEvaluator(t, andon.Options{Logger: discardLogger(), Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+	var logs bytes.Buffer
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
 		Hooks: []andon.Hook{
 			andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { panic("hook bug") }},
 			andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { after.Store(true) }},
@@ -374,11 +499,15 @@ func TestHookPanicIsRecovered(t *testing.T) {
 	cond.Set(true)
 	e.EvaluateAt(context.Background(), t0)
 	assert.True(t, after.Load(), "the hooks after a panicking one still run")
+	assert.Contains(t, logs.String(), `level=ERROR msg="andon: hook panicked" hook=andon.HookFuncs alertname=R panic="hook bug" stack="goroutine `)
+	assert.Contains(t, logs.String(), "evaluator_test.go", "the stack is where it panicked")
+	a, _ := e.Alert("R")
+	assert.Equal(t, andon.Firing, a.State)
 }
 
 func TestHistoryIsBounded(t *testing.T) {
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{HistorySize: 3, RecentValues: 2,
+	e := newEvaluator(t, andon.EvaluatorOptions{HistorySize: 3, RecentValues: 2,
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	for i := range 10 {
 		cond.Set(i%2 == 0)
@@ -395,35 +524,43 @@ func TestHistoryIsBounded(t *testing.T) {
 }
 
 func TestRunEvaluatesUntilCanceled(t *testing.T) {
-	var n atomic.Int32
-	e := newEvaluator(t, andon.Options{Interval: time.Millisecond, Rules: []andon.Rule{{Name: "R", Severity: andon.Info,
-		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
-			n.Add(1)
-			return andon.Measurement{}, nil
-		})}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	require.Eventually(t, func() bool { return n.Load() >= 3 }, 10*time.Second, time.Millisecond)
-	cancel()
-	assert.ErrorIs(t, <-done, context.Canceled)
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int32
+		e := newEvaluator(t, andon.EvaluatorOptions{Interval: time.Minute, Rules: []andon.Rule{{Name: "R", Severity: andon.Info,
+			Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+				n.Add(1)
+				return andon.Measurement{}, nil
+			})}}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		time.Sleep(2*time.Minute + time.Second)
+		synctest.Wait()
+		assert.EqualValues(t, 3, n.Load(), "at once, then every Interval")
+		cancel()
+		assert.ErrorIs(t, <-done, context.Canceled)
 
-	go func() { done <- e.Run(context.Background()) }()
-	require.NoError(t, e.Close())
-	assert.ErrorIs(t, <-done, andon.ErrClosed)
-	assert.Nil(t, e.EvaluateAt(context.Background(), t0), "nothing is evaluated after Close")
+		go func() { done <- e.Run(context.Background()) }()
+		synctest.Wait()
+		require.NoError(t, e.Shutdown(context.Background()))
+		assert.ErrorIs(t, <-done, andon.ErrClosed)
+		assert.EqualValues(t, 4, n.Load())
+		assert.Nil(t, e.EvaluateAt(context.Background(), t0), "nothing is evaluated after Shutdown")
+		assert.Nil(t, e.Evaluate(context.Background()))
+		assert.EqualValues(t, 4, n.Load())
+	})
 }
 
 func TestConcurrentUse(t *testing.T) {
 	cond := newSwitch()
 	rec := &recorder{}
 	line := newLine("main")
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
 		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.StopLine(line)}}}})
 	b, err := andon.NewBoard(e, andon.BoardOptions{Lines: []andon.Line{line}})
 	require.NoError(t, err)
-	defer b.Close()
+	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -462,32 +599,33 @@ func TestOptionsValidation(t *testing.T) {
 	ok := andon.Rule{Name: "R", Severity: andon.Page, Condition: cond}
 	tests := []struct {
 		name string
-		opts andon.Options
+		opts andon.EvaluatorOptions
 		want string
 	}{
-		{"empty name", andon.Options{Rules: []andon.Rule{{Severity: andon.Page, Condition: cond}}}, `rule "#0": Rule.Name is empty`},
-		{"no severity", andon.Options{Rules: []andon.Rule{{Name: "R", Condition: cond}}}, `rule "R": Rule.Severity is empty`},
-		{"bad severity", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: "critical", Condition: cond}}}, `Rule.Severity "critical" is not page, ticket or info`},
-		{"no condition", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page}}}, "Rule.Condition is nil"},
-		{"duplicate", andon.Options{Rules: []andon.Rule{ok, ok}}, `Rule.Name "R" is used by another rule`},
-		{"cord name clash", andon.Options{Rules: []andon.Rule{{Name: "AndonCord", Severity: andon.Page, Condition: cond}}}, `Options.Cord: Rule.Name "AndonCord" is used`},
-		{"negative for", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: -time.Second}}}, "Rule.For -1s is negative"},
-		{"negative keep", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, KeepFiringFor: -time.Second}}}, "Rule.KeepFiringFor -1s is negative"},
-		{"bad label", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"a-b": "x"}}}}, `Rule.Labels: name "a-b" is not a valid label name`},
-		{"reserved label", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"severity": "x"}}}}, `label "severity" is set by the rule`},
-		{"bad template", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Summary: "{{ .Value "}}}, "Summary template"},
-		{"summary annotation", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Annotations: map[string]string{"summary": "x"}}}}, `"summary" is set by the rule's field`},
-		{"nil hook", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{nil}}}}, "Rule.Hooks[0] is nil"},
-		{"tiny interval", andon.Options{Interval: time.Microsecond}, "Options.Interval 1µs is below 1ms"},
-		{"negative history", andon.Options{HistorySize: -1}, "Options.HistorySize -1 is outside"},
-		{"nil notifier", andon.Options{Notifiers: []andon.Notifier{nil}}, "Options.Notifiers[0] is nil"},
-		{"nil global hook", andon.Options{Hooks: []andon.Hook{nil}}, "Options.Hooks[0] is nil"},
-		{"negative timeout", andon.Options{Notify: andon.NotifyOptions{Timeout: -1}}, "NotifyOptions.Timeout -1ns is negative"},
-		{"backoff above max", andon.Options{Notify: andon.NotifyOptions{Backoff: time.Minute, MaxBackoff: time.Second}}, "MaxBackoff 1s is below Backoff 1m0s"},
-		{"attempts", andon.Options{Notify: andon.NotifyOptions{MaxAttempts: -2}}, "NotifyOptions.MaxAttempts -2 is outside [1, 100]"},
-		{"queue", andon.Options{Notify: andon.NotifyOptions{QueueSize: -2}}, "NotifyOptions.QueueSize -2 is outside"},
-		{"cord severity", andon.Options{Cord: andon.CordOptions{Severity: "loud"}}, `Options.Cord: Rule.Severity "loud"`},
-		{"min samples on a state", andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: andon.LineStopped(newLine("l")), MinSamples: 5}}}, "Rule.MinSamples 5 is above 1"},
+		{"empty name", andon.EvaluatorOptions{Rules: []andon.Rule{{Severity: andon.Page, Condition: cond}}}, `rule "#0": Rule.Name is empty`},
+		{"no severity", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Condition: cond}}}, `rule "R": Rule.Severity is empty`},
+		{"bad severity", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: "critical", Condition: cond}}}, `Rule.Severity "critical" is not page, ticket or info`},
+		{"no condition", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page}}}, "Rule.Condition is nil"},
+		{"duplicate", andon.EvaluatorOptions{Rules: []andon.Rule{ok, ok}}, `Rule.Name "R" is used by another rule`},
+		{"cord name clash", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "AndonCord", Severity: andon.Page, Condition: cond}}}, `EvaluatorOptions.Cord: Rule.Name "AndonCord" is used`},
+		{"negative for", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: -time.Second}}}, "Rule.For -1s is negative"},
+		{"negative keep", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, KeepFiringFor: -time.Second}}}, "Rule.KeepFiringFor -1s is negative"},
+		{"bad label", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"a-b": "x"}}}}, `Rule.Labels: name "a-b" is not a valid label name`},
+		{"reserved label", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Labels: map[string]string{"severity": "x"}}}}, `label "severity" is set by the rule`},
+		{"bad template", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Summary: "{{ .Value "}}}, "Summary template"},
+		{"summary annotation", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Annotations: map[string]string{"summary": "x"}}}}, `"summary" is set by the rule's field`},
+		{"nil hook", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{nil}}}}, "Rule.Hooks[0] is nil"},
+		{"tiny interval", andon.EvaluatorOptions{Interval: time.Microsecond}, "EvaluatorOptions.Interval 1µs is below 1ms"},
+		{"negative history", andon.EvaluatorOptions{HistorySize: -1}, "EvaluatorOptions.HistorySize -1 is outside"},
+		{"nil notifier", andon.EvaluatorOptions{Notifiers: []andon.Notifier{nil}}, "EvaluatorOptions.Notifiers[0] is nil"},
+		{"nil global hook", andon.EvaluatorOptions{Hooks: []andon.Hook{nil}}, "EvaluatorOptions.Hooks[0] is nil"},
+		{"negative timeout", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Timeout: -1}}, "NotifyOptions.Timeout -1ns is negative"},
+		{"backoff above max", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}}, "NotifyOptions.Backoff: kanban: invalid Exponential.Initial 1m0s: must not exceed Max"},
+		{"backoff pointer", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Backoff: &kanban.Exponential{Multiplier: 0.5}}}, "NotifyOptions.Backoff: kanban: invalid Exponential.Multiplier 0.5: must be at least 1"},
+		{"attempts", andon.EvaluatorOptions{Notify: andon.NotifyOptions{MaxAttempts: -2}}, "NotifyOptions.MaxAttempts -2 is outside [1, 100]"},
+		{"queue", andon.EvaluatorOptions{Notify: andon.NotifyOptions{QueueSize: -2}}, "NotifyOptions.QueueSize -2 is outside"},
+		{"cord severity", andon.EvaluatorOptions{Cord: andon.CordOptions{Severity: "loud"}}, `EvaluatorOptions.Cord: Rule.Severity "loud"`},
+		{"min samples on a state", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: andon.LineStopped(newLine("l")), MinSamples: 5}}}, "Rule.MinSamples 5 is above 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -497,4 +635,138 @@ func TestOptionsValidation(t *testing.T) {
 			assert.Regexp(t, "^andon: ", err.Error())
 		})
 	}
+}
+
+func TestRunDefaultInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int32
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Info,
+			Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+				n.Add(1)
+				return andon.Measurement{}, nil
+			})}}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		time.Sleep(time.Minute - time.Second)
+		synctest.Wait()
+		assert.EqualValues(t, 4, n.Load(), "at 0s, 15s, 30s and 45s")
+		cancel()
+		<-done
+	})
+}
+
+func TestOptionLimits(t *testing.T) {
+	for _, opts := range []andon.EvaluatorOptions{
+		{Interval: time.Millisecond},
+		{HistorySize: 1 << 20, RecentValues: 1 << 20},
+		{HistorySize: 1, RecentValues: 1},
+	} {
+		_, err := andon.NewEvaluator(opts)
+		require.NoError(t, err, "%+v", opts)
+	}
+	_, err := andon.NewEvaluator(andon.EvaluatorOptions{RecentValues: 1<<20 + 1})
+	assert.ErrorContains(t, err, "andon: EvaluatorOptions.RecentValues 1048577 is outside [1, 1048576]")
+}
+
+func TestNilLoggerLogsToDefault(t *testing.T) {
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		Hooks: []andon.Hook{andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { panic("x") }}}}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	assert.Contains(t, logs.String(), "andon: hook panicked")
+}
+
+func TestAlertsBeforeFirstEvaluation(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{GeneratorURL: "http://board/",
+		Rules: []andon.Rule{
+			{Name: "HighErrorRate", Severity: andon.Ticket, MinSamples: 20, Labels: map[string]string{"team": "payments"},
+				Condition: newSwitch(), RunbookURL: "https://runbooks.example/errors"},
+			{Name: "Plain", Severity: andon.Info, Condition: andon.LineStopped(newLine("checkout"))},
+		}})
+	as := e.Alerts()
+	require.Len(t, as, 3, "two rules and the cord")
+	a := as[0]
+	assert.Equal(t, "HighErrorRate", a.Name)
+	assert.Equal(t, andon.Ticket, a.Severity)
+	assert.Equal(t, andon.Inactive, a.State)
+	assert.Equal(t, map[string]string{"alertname": "HighErrorRate", "severity": "ticket", "team": "payments"}, a.Labels)
+	assert.Len(t, a.Fingerprint, 16)
+	assert.EqualValues(t, 20, a.MinSamples)
+	assert.Equal(t, map[string]string{"summary": "HighErrorRate", "runbook_url": "https://runbooks.example/errors"}, a.Annotations)
+	assert.Equal(t, "http://board/#rule-HighErrorRate", a.GeneratorURL)
+	assert.True(t, a.LastEval.IsZero())
+	assert.Equal(t, map[string]string{"summary": "line checkout stopped"}, as[1].Annotations, "the condition's description; no runbook")
+	assert.Equal(t, "AndonCord", as[2].Name)
+	got, ok := e.Alert("Plain")
+	require.True(t, ok)
+	assert.Equal(t, as[1], got)
+	_, ok = e.Alert("nope")
+	assert.False(t, ok)
+
+	// Alerts are copies: changing one changes nothing in the evaluator.
+	as[0].Labels["team"] = "x"
+	as[0].Annotations["summary"] = "x"
+	again, _ := e.Alert("HighErrorRate")
+	assert.Equal(t, "payments", again.Labels["team"])
+	assert.Equal(t, "HighErrorRate", again.Annotations["summary"])
+}
+
+func TestPendingAgainClearsOldTimes(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: time.Minute}}})
+	ctx := context.Background()
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	e.EvaluateAt(ctx, t0.Add(time.Minute))
+	cond.Set(false)
+	e.EvaluateAt(ctx, t0.Add(2*time.Minute))
+	a, _ := e.Alert("R")
+	require.Equal(t, andon.Resolved, a.State)
+	assert.Equal(t, t0.Add(time.Minute), a.FiredAt, "a resolved alert still says when it fired")
+
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0.Add(3*time.Minute))
+	a, _ = e.Alert("R")
+	require.Equal(t, andon.Pending, a.State)
+	assert.Equal(t, t0.Add(3*time.Minute), a.ActiveAt)
+	assert.True(t, a.FiredAt.IsZero(), "a new episode: %v", a.FiredAt)
+	assert.True(t, a.ResolvedAt.IsZero(), "a new episode: %v", a.ResolvedAt)
+}
+
+func TestNamedHookPanic(t *testing.T) {
+	var logs bytes.Buffer
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.StopLine(panickyLine{})}}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	assert.Contains(t, logs.String(), `hook="stop line broken" alertname=R panic="line broken"`)
+}
+
+// panickyLine is a Line whose Stop panics.
+type panickyLine struct{ andon.Line }
+
+func (panickyLine) Name() string              { return "broken" }
+func (panickyLine) Stop(string) bool          { panic("line broken") }
+func (panickyLine) Status() jidoka.LineStatus { return jidoka.LineStatus{} }
+
+func TestSilencesAreCopies(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	matchers := []andon.Matcher{{Name: "alertname", Value: "R"}}
+	_, err := e.Silence(andon.Silence{Matchers: matchers, Duration: time.Hour})
+	require.NoError(t, err)
+	matchers[0].Value = "other" // the caller reuses its slice
+	got := e.Silences()
+	got[0].Matchers[0].Value = "other"
+	e.Evaluate(context.Background())
+	a, _ := e.Alert("R")
+	assert.True(t, a.Silenced, "the silence still matches R")
+	assert.Equal(t, "R", e.Silences()[0].Matchers[0].Value)
 }

@@ -19,13 +19,10 @@ import (
 // it when it resolves.
 func ExampleStopLine() {
 	ctx := context.Background()
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	stats, _ := kaizen.NewStats(kaizen.StatsOptions{Clock: clock}) // keeps 1m, 5m, 1h
+	stats, _ := kaizen.NewStats(kaizen.StatsOptions{}) // keeps 1m, 5m, 1h
 	line := jidoka.NewLine(jidoka.LineConfig{Name: "checkout"})
 
-	ev, err := andon.NewEvaluator(andon.Options{
-		Clock: clock,
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
 		Rules: []andon.Rule{{
 			Name:       "HighErrorRate",
 			Severity:   andon.Page,
@@ -39,11 +36,11 @@ func ExampleStopLine() {
 		fmt.Println(err)
 		return
 	}
-	defer ev.Close()
+	defer ev.Shutdown(ctx)
 
 	record := func(n int, o tai.Outcome) {
 		for range n {
-			stats.Observe(ctx, tai.Record{Kind: "payment", Outcome: o, Start: now.Add(-time.Second), Duration: 20 * time.Millisecond})
+			stats.Observe(ctx, tai.Record{Kind: "payment", Outcome: o, Start: time.Now(), Duration: 20 * time.Millisecond})
 		}
 	}
 	record(18, tai.Succeeded)
@@ -65,7 +62,7 @@ func ExampleStopLine() {
 func ExampleEvaluator_EvaluateAt() {
 	ctx := context.Background()
 	fraud := 0.03
-	ev, _ := andon.NewEvaluator(andon.Options{Rules: []andon.Rule{{
+	ev, _ := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{{
 		Name:          "HighFraudRate",
 		Severity:      andon.Page,
 		For:           2 * time.Minute,
@@ -74,7 +71,7 @@ func ExampleEvaluator_EvaluateAt() {
 			return andon.Measurement{Active: fraud > 0.02, Value: fraud, Threshold: 0.02, Unit: andon.UnitRatio, Samples: 500}, nil
 		}),
 	}}})
-	defer ev.Close()
+	defer ev.Shutdown(ctx)
 
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for _, step := range []struct {
@@ -94,25 +91,26 @@ func ExampleEvaluator_EvaluateAt() {
 
 // SLO burn-rate rules need a Stats that keeps every window of the recipe.
 func ExampleBurnRate() {
+	ctx := context.Background()
 	stats, _ := kaizen.NewStats(kaizen.StatsOptions{
-		Windows: andon.BurnWindowsOf(andon.PageBurnWindows, andon.TicketBurnWindows),
+		Windows: andon.BurnWindowsOf(andon.PageBurnWindows(), andon.TicketBurnWindows()),
 	})
 	slo := andon.SLO{Name: "payment-availability", Kind: "payment", Objective: 0.999}
-	ev, err := andon.NewEvaluator(andon.Options{Rules: []andon.Rule{
-		{Name: "PaymentBudgetBurn", Severity: andon.Page, Condition: andon.BurnRate(stats, slo, andon.PageBurnWindows...)},
-		{Name: "PaymentBudgetBurnSlow", Severity: andon.Ticket, Condition: andon.BurnRate(stats, slo, andon.TicketBurnWindows...)},
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+		{Name: "PaymentBudgetBurn", Severity: andon.Page, Condition: andon.BurnRate(stats, slo, andon.PageBurnWindows()...)},
+		{Name: "PaymentBudgetBurnSlow", Severity: andon.Ticket, Condition: andon.BurnRate(stats, slo, andon.TicketBurnWindows()...)},
 	}})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer ev.Close()
+	defer ev.Shutdown(ctx)
 	fmt.Println(stats.Windows())
 
 	// A Stats without the windows is refused, naming the missing one.
 	short, _ := kaizen.NewStats(kaizen.StatsOptions{})
-	_, err = andon.NewEvaluator(andon.Options{Rules: []andon.Rule{
-		{Name: "PaymentBudgetBurn", Severity: andon.Page, Condition: andon.BurnRate(short, slo, andon.PageBurnWindows...)},
+	_, err = andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+		{Name: "PaymentBudgetBurn", Severity: andon.Page, Condition: andon.BurnRate(short, slo, andon.PageBurnWindows()...)},
 	}})
 	fmt.Println(err)
 	// Output:
@@ -124,8 +122,8 @@ func ExampleBurnRate() {
 func ExampleEvaluator_Pull() {
 	ctx := context.Background()
 	line := jidoka.NewLine(jidoka.LineConfig{Name: "assembly"})
-	ev, _ := andon.NewEvaluator(andon.Options{Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}}})
-	defer ev.Close()
+	ev, _ := andon.NewEvaluator(andon.EvaluatorOptions{Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}}})
+	defer ev.Shutdown(ctx)
 
 	ev.Pull(ctx, "smoke at station 3", "alice")
 	a, _ := ev.Alert(ev.CordName())
@@ -143,14 +141,15 @@ func ExampleEvaluator_Pull() {
 // The board is an http.Handler; mount it and open Prefix+"/" in a
 // browser. Its JSON is at Prefix+"/api/state".
 func ExampleBoard() {
+	ctx := context.Background()
 	line := jidoka.NewLine(jidoka.LineConfig{Name: "checkout"})
-	ev, _ := andon.NewEvaluator(andon.Options{Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}}})
-	defer ev.Close()
+	ev, _ := andon.NewEvaluator(andon.EvaluatorOptions{Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}}})
+	defer ev.Shutdown(ctx)
 	board, _ := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Title: "Checkout", Lines: []andon.Line{line}})
-	defer board.Close()
+	defer board.Shutdown(ctx)
 	// http.Handle("/andon/", board)
 
-	ev.Pull(context.Background(), "scanner down", "bob")
+	ev.Pull(ctx, "scanner down", "bob")
 	rec := httptest.NewRecorder()
 	board.ServeHTTP(rec, httptest.NewRequest("GET", "/andon/api/state", nil))
 	var st andon.BoardState
@@ -198,14 +197,14 @@ func ExampleSlogNotifier() {
 			return a
 		},
 	}))
-	ev, _ := andon.NewEvaluator(andon.Options{
+	ev, _ := andon.NewEvaluator(andon.EvaluatorOptions{
 		Notifiers: []andon.Notifier{andon.SlogNotifier(logger)},
 		Rules: []andon.Rule{{Name: "DiskFull", Severity: andon.Ticket,
 			Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
 				return andon.Measurement{Active: true, Value: 0.97, Threshold: 0.9, Unit: andon.UnitRatio, Samples: 1}, nil
 			})}},
 	})
-	defer ev.Close()
+	defer ev.Shutdown(ctx)
 	ev.EvaluateAt(ctx, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	_ = ev.Flush(ctx)
 	fmt.Printf("%+v\n", ev.NotifierStats()[0])

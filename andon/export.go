@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/taipattern/taikit/tai"
 )
 
 // ExportOptions configures PrometheusRules. The zero value reads the
@@ -229,11 +227,11 @@ func (x *exporter) expr(r *Rule) (string, []promRule, Unit, error) {
 	case *outcomeRate:
 		unit = UnitRatio
 		total := x.rate("signals_total", c.window, "kind", c.kind)
-		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("signals_total", c.window, "kind", c.kind, "outcome", outcomeMatch(c.outcomes)), total, promFloat(c.threshold))
+		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("signals_total", c.window, "kind", c.kind, "outcome", labelMatch(c.outcomes)), total, promFloat(c.threshold))
 		count = x.count("signals_total", c.window, "kind", c.kind)
 	case *verdictRate:
 		unit = UnitRatio
-		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("decisions_total", c.window, "kind", c.kind, "verdict", verdictMatch(c.verdicts)),
+		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("decisions_total", c.window, "kind", c.kind, "verdict", labelMatch(c.verdicts)),
 			x.rate("decisions_total", c.window, "kind", c.kind), promFloat(c.threshold))
 		count = x.count("decisions_total", c.window, "kind", c.kind)
 	case *latencyQuantile:
@@ -263,7 +261,7 @@ func (x *exporter) expr(r *Rule) (string, []promRule, Unit, error) {
 	if expr == "" {
 		return "", nil, unit, fmt.Errorf("condition %s has no PromQL form; set Rule.Expr", r.describe())
 	}
-	if r.MinSamples > 0 {
+	if r.MinSamples > 0 && count != "" { // a state has one sample
 		expr = fmt.Sprintf("(%s) and %s >= %d", expr, count, r.MinSamples)
 	}
 	return expr, recs, unit, nil
@@ -280,7 +278,7 @@ func (x *exporter) burn(c *burnRate) (string, []promRule) {
 		name := "slo:sli_error:ratio_rate" + promDuration(w)
 		if !seen[w] {
 			seen[w] = true
-			errs := x.rate("signals_total", w, "kind", c.slo.Kind, "outcome", outcomeMatch(c.slo.errors()))
+			errs := x.rate("signals_total", w, "kind", c.slo.Kind, "outcome", labelMatch(c.slo.errors()))
 			recs = append(recs, promRule{record: name,
 				expr:   fmt.Sprintf("(sum(%s) or vector(0)) / sum(%s)", errs, x.rate("signals_total", w, "kind", c.slo.Kind)),
 				labels: map[string]string{"slo": slo, "kind": c.slo.Kind}})
@@ -332,28 +330,10 @@ func (x *exporter) selector(metric string, kv ...string) string {
 	return x.prefix + metric + "{" + strings.Join(parts, ",") + "}"
 }
 
-// outcomeMatch returns the label value matching outcomes: "failed", or
-// "~failed|rejected" (a regexp) for several.
-func outcomeMatch(os []tai.Outcome) string {
-	var names []string
-	for _, o := range os {
-		if !slices.Contains(names, o.String()) {
-			names = append(names, o.String())
-		}
-	}
-	if len(names) == 1 {
-		return names[0]
-	}
-	return "~" + strings.Join(names, "|")
-}
-
-func verdictMatch(vs []tai.Verdict) string {
-	var names []string
-	for _, v := range vs {
-		if !slices.Contains(names, v.String()) {
-			names = append(names, v.String())
-		}
-	}
+// labelMatch returns the label value matching any of vs (outcomes or
+// verdicts): "failed", or "~failed|rejected" (a regexp) for several.
+func labelMatch[T fmt.Stringer](vs []T) string {
+	names := uniqueNames(vs)
 	if len(names) == 1 {
 		return names[0]
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,14 +39,14 @@ func paymentRules(stats *kaizen.Stats) []andon.Rule {
 		},
 		{
 			Name: "PaymentBudgetBurn", Severity: andon.Page,
-			Condition: andon.BurnRate(stats, andon.SLO{Name: "payment-availability", Kind: "payment", Objective: 0.999}, andon.PageBurnWindows...),
+			Condition: andon.BurnRate(stats, andon.SLO{Name: "payment-availability", Kind: "payment", Objective: 0.999}, andon.PageBurnWindows()...),
 			Summary:   "error budget burning {{ $value | humanize }}× too fast",
 		},
 	}
 }
 
 func exportStats(t *testing.T) *kaizen.Stats {
-	return newStats(t, newFakeClock(), andon.BurnWindowsOf(andon.PageBurnWindows)...)
+	return newStats(t, andon.BurnWindowsOf(andon.PageBurnWindows())...)
 }
 
 func TestPrometheusRulesText(t *testing.T) {
@@ -205,7 +206,7 @@ func TestPromtool(t *testing.T) {
 	assert.Contains(t, string(out), "SUCCESS")
 
 	// The same templates render the same text in-process.
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "F", Severity: andon.Page,
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "F", Severity: andon.Page,
 		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
 			return andon.Measurement{Active: true, Value: 0.05, Samples: 100}, nil
 		}), Summary: paymentRules(stats)[0].Summary}}})
@@ -224,4 +225,163 @@ func TestPromtoolRejectsBrokenRules(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, b.Bytes(), 0o600))
 	out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
 	assert.Error(t, err, "the check can fail: %s", out)
+}
+
+// exportAllRules are rules of every kind with every option, for the exact
+// output test and promtool.
+func exportAllRules(t *testing.T) []andon.Rule {
+	stats := newStats(t, append(andon.BurnWindowsOf(andon.PageBurnWindows(), andon.TicketBurnWindows()), 90*time.Minute)...)
+	slo := andon.SLO{Kind: "payment", Objective: 0.995, Errors: []tai.Outcome{tai.Failed, tai.Rejected}}
+	return []andon.Rule{
+		{Name: "Shed", Severity: andon.Ticket, MinSamples: 100, KeepFiringFor: 90 * time.Minute,
+			Condition:   andon.OutcomeRate(stats, "payment", 90*time.Minute, 0.1, tai.Rejected, tai.Failed, tai.Rejected),
+			Description: "{{ $labels.team }} sheds", Annotations: map[string]string{"dashboard": "https://d.example/{{ $labels.team }}"},
+			Labels: map[string]string{"team": "payments"}},
+		{Name: "Review", Severity: andon.Info, MinSamples: 5, For: 1500 * time.Millisecond,
+			Condition: andon.VerdictRate(stats, "payment", 5*time.Minute, 0.25, tai.Review, tai.Deny, tai.Review)},
+		{Name: "Slow", Severity: andon.Ticket, MinSamples: 7,
+			Condition: andon.LatencyQuantile(stats, "payment", 30*time.Minute, 0.999, 250*time.Millisecond)},
+		{Name: "BurnPage", Severity: andon.Page, MinSamples: 1000,
+			Condition: andon.BurnRate(stats, slo, andon.PageBurnWindows()...)},
+		{Name: "BurnTicket", Severity: andon.Ticket, // shares the 6h recording rule
+			Condition: andon.BurnRate(stats, slo, andon.TicketBurnWindows()...)},
+		{Name: "GatewayOpen", Severity: andon.Page, MinSamples: 1, Condition: andon.BreakerOpen(newBreaker(t, "gateway"))},
+	}
+}
+
+// exportAllText is what PrometheusRules writes for exportAllRules with
+// exportAllOptions, checked by hand and by promtool.
+const exportAllText = `groups:
+  - name: "all"
+    interval: 1m30s
+    rules:
+      - record: "slo:sli_error:ratio_rate1h"
+        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[1h])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h]))"
+        labels:
+          kind: "payment"
+          slo: "payment"
+      - record: "slo:sli_error:ratio_rate5m"
+        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[5m])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[5m]))"
+        labels:
+          kind: "payment"
+          slo: "payment"
+      - record: "slo:sli_error:ratio_rate6h"
+        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[6h])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[6h]))"
+        labels:
+          kind: "payment"
+          slo: "payment"
+      - record: "slo:sli_error:ratio_rate30m"
+        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[30m])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[30m]))"
+        labels:
+          kind: "payment"
+          slo: "payment"
+      - record: "slo:sli_error:ratio_rate1d"
+        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[1d])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1d]))"
+        labels:
+          kind: "payment"
+          slo: "payment"
+      - record: "slo:sli_error:ratio_rate2h"
+        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[2h])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[2h]))"
+        labels:
+          kind: "payment"
+          slo: "payment"
+      - record: "slo:sli_error:ratio_rate3d"
+        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[3d])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[3d]))"
+        labels:
+          kind: "payment"
+          slo: "payment"
+      - alert: "Shed"
+        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"rejected|failed\"}[1h30m])) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) > 0.1) and sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) >= 100"
+        keep_firing_for: 1h30m
+        labels:
+          severity: "ticket"
+          team: "payments"
+        annotations:
+          dashboard: "https://d.example/{{ $labels.team }}"
+          description: "{{ $labels.team }} sheds"
+          summary: "rejected+failed rate of payment over 1h30m is {{ $value | humanizePercentage }} (threshold 10%)"
+      - alert: "Review"
+        expr: "(sum(rate(taikit_api_decisions_total{job=\"pay\",kind=\"payment\",verdict=~\"review|deny\"}[5m])) / sum(rate(taikit_api_decisions_total{job=\"pay\",kind=\"payment\"}[5m])) > 0.25) and sum(increase(taikit_api_decisions_total{job=\"pay\",kind=\"payment\"}[5m])) >= 5"
+        for: 1s500ms
+        labels:
+          severity: "info"
+        annotations:
+          summary: "review+deny verdict rate of payment over 5m is {{ $value | humanizePercentage }} (threshold 25%)"
+      - alert: "Slow"
+        expr: "(histogram_quantile(0.999, sum by (le) (rate(taikit_api_signal_duration_seconds_bucket{job=\"pay\",kind=\"payment\",stage=\"signal\"}[30m]))) > 0.25) and sum(increase(taikit_api_signal_duration_seconds_count{job=\"pay\",kind=\"payment\",stage=\"signal\"}[30m])) >= 7"
+        labels:
+          severity: "ticket"
+        annotations:
+          summary: "p99.9 latency of payment over 30m is {{ $value | humanizeDuration }} (threshold 250ms)"
+      - alert: "BurnPage"
+        expr: "((slo:sli_error:ratio_rate1h{slo=\"payment\"} / (1 - 0.995) > 14.4 and slo:sli_error:ratio_rate5m{slo=\"payment\"} / (1 - 0.995) > 14.4) or (slo:sli_error:ratio_rate6h{slo=\"payment\"} / (1 - 0.995) > 6 and slo:sli_error:ratio_rate30m{slo=\"payment\"} / (1 - 0.995) > 6)) and sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[6h])) >= 1000"
+        labels:
+          severity: "page"
+        annotations:
+          summary: "error budget burn rate of payment (99.5%) is {{ $value | humanize }}× (threshold 14.4×)"
+      - alert: "BurnTicket"
+        expr: "(slo:sli_error:ratio_rate1d{slo=\"payment\"} / (1 - 0.995) > 3 and slo:sli_error:ratio_rate2h{slo=\"payment\"} / (1 - 0.995) > 3) or (slo:sli_error:ratio_rate3d{slo=\"payment\"} / (1 - 0.995) > 1 and slo:sli_error:ratio_rate6h{slo=\"payment\"} / (1 - 0.995) > 1)"
+        labels:
+          severity: "ticket"
+        annotations:
+          summary: "error budget burn rate of payment (99.5%) is {{ $value | humanize }}× (threshold 3×)"
+      - alert: "GatewayOpen"
+        expr: "max(taikit_breaker_state{breaker=\"gateway\",job=\"pay\",state=~\"open|forced-open|half-open\"}) > 0"
+        labels:
+          severity: "page"
+        annotations:
+          summary: "breaker gateway open is {{ $value | humanize }}"
+`
+
+var exportAllOptions = andon.ExportOptions{Interval: 90 * time.Second, Subsystem: "api", Matchers: map[string]string{"job": "pay"}}
+
+func TestPrometheusRulesExactly(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "all", exportAllRules(t), exportAllOptions))
+	assert.Equal(t, exportAllText, b.String())
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	path := filepath.Join(t.TempDir(), "rules.yml")
+	require.NoError(t, os.WriteFile(path, b.Bytes(), 0o600))
+	out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
+	require.NoError(t, err, "promtool check rules:\n%s", out)
+	assert.Contains(t, string(out), "SUCCESS: 13 rules found")
+}
+
+func TestPrometheusRulesEdges(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "none", nil, andon.ExportOptions{}))
+	assert.Equal(t, "groups:\n  - name: \"none\"\n    rules: []\n", b.String())
+
+	stats := exportStats(t)
+	errs := andon.ErrorRate(stats, "payment", 5*time.Minute, 0.05)
+	for _, tt := range []struct {
+		rules []andon.Rule
+		opts  andon.ExportOptions
+		want  string
+	}{
+		{nil, andon.ExportOptions{Subsystem: "a-b"}, `andon: ExportOptions.Subsystem "a-b" is not a valid metric name`},
+		{nil, andon.ExportOptions{Interval: -time.Second}, "andon: ExportOptions.Interval -1s is not a whole number of milliseconds ≥ 0"},
+		{nil, andon.ExportOptions{Interval: 1500 * time.Microsecond}, "andon: ExportOptions.Interval 1.5ms is not a whole number of milliseconds ≥ 0"},
+		{[]andon.Rule{{Name: "X", Severity: andon.Page, Condition: errs, KeepFiringFor: time.Microsecond}}, andon.ExportOptions{},
+			`andon: rule "X": KeepFiringFor 1µs is not a whole number of milliseconds`},
+		{[]andon.Rule{{Name: "X", Severity: andon.Page, Condition: errs, Summary: "{{ .Nope "}}, andon.ExportOptions{}, `andon: rule "X": Summary template`},
+		{[]andon.Rule{{Name: "X", Condition: errs}}, andon.ExportOptions{}, `andon: rule "X": Rule.Severity is empty`},
+		{[]andon.Rule{
+			{Name: "A", Severity: andon.Page, Condition: andon.BurnRate(stats, andon.SLO{Name: "s", Kind: "payment", Objective: 0.99}, andon.PageBurnWindows()...)},
+			{Name: "B", Severity: andon.Page, Condition: andon.BurnRate(stats, andon.SLO{Name: "s", Kind: "refund", Objective: 0.99}, andon.PageBurnWindows()...)},
+		}, andon.ExportOptions{}, `andon: rule "B": SLO "s" is defined twice with different kinds or errors`},
+	} {
+		b.Reset()
+		err := andon.PrometheusRules(&b, "g", tt.rules, tt.opts)
+		assert.ErrorContains(t, err, tt.want)
+		assert.Regexp(t, "^andon: ", err.Error())
+		assert.Zero(t, b.Len(), "nothing written on error")
+	}
+	// The same SLO under two names is two sets of recording rules.
+	b.Reset()
+	require.NoError(t, andon.PrometheusRules(&b, "g", []andon.Rule{
+		{Name: "A", Severity: andon.Page, Condition: andon.BurnRate(stats, andon.SLO{Name: "a", Kind: "payment", Objective: 0.99}, andon.PageBurnWindows()...)},
+		{Name: "B", Severity: andon.Page, Condition: andon.BurnRate(stats, andon.SLO{Name: "b", Kind: "payment", Objective: 0.99}, andon.PageBurnWindows()...)},
+	}, andon.ExportOptions{}))
+	assert.Equal(t, 8, strings.Count(b.String(), "- record:"))
 }

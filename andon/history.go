@@ -1,6 +1,7 @@
 package andon
 
-// ring keeps the last len(buf) values pushed, overwriting the oldest.
+// ring keeps the last len(buf) values pushed, overwriting the oldest; buf
+// is never empty.
 type ring[T any] struct {
 	buf  []T
 	next int
@@ -10,9 +11,6 @@ type ring[T any] struct {
 func newRing[T any](n int) ring[T] { return ring[T]{buf: make([]T, n)} }
 
 func (r *ring[T]) push(v T) {
-	if len(r.buf) == 0 {
-		return
-	}
 	r.buf[r.next] = v
 	r.next++
 	if r.next == len(r.buf) {

@@ -5,9 +5,11 @@ import "context"
 // A Hook acts when a rule fires and when it resolves: stop a line, open a
 // ticket, page through a system of your own. The evaluator calls hooks on
 // its own goroutine, in order, after the state has changed and with no lock
-// held, so a hook may read the evaluator. A hook must return soon: slow
-// work belongs in a Notifier, which has a queue. A panic in a hook is
-// recovered and logged.
+// held, so a hook may read the evaluator (Alerts, Cord, History), but not
+// evaluate: Evaluate, Pull, Reset and Shutdown wait for the evaluation that
+// runs the hook. A hook must return soon: slow work belongs in a Notifier,
+// which has a queue. A panic in a hook is recovered and logged with its
+// stack (see PanicError).
 //
 // Hooks run whether or not the alert is silenced: a silence mutes
 // notifications, not the line's protection.

@@ -56,7 +56,7 @@ func (c *lineStopped) String() string { return "line " + c.line.Name() + " stopp
 // else, or stopped again since, stays stopped.
 //
 // Give one StopLine hook to every rule that may stop the same line (share
-// the value, or put it in Options.Hooks): it restarts the line only when
+// the value, or put it in EvaluatorOptions.Hooks): it restarts the line only when
 // the last of those rules has resolved. Two separate hooks on one line do
 // not know about each other.
 func StopLine(line Line) Hook {

@@ -1,9 +1,11 @@
 package andon_test
 
 import (
+	"bytes"
 	"context"
-	"io"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,16 +15,12 @@ import (
 	"github.com/taipattern/taikit/jidoka"
 )
 
-func newLine(name string) *jidoka.Line { return jidoka.NewLine(jidoka.LineConfig{Name: name}) }
-
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func TestStopLine(t *testing.T) {
 	ctx := context.Background()
 	t.Run("stops on fire and restarts on resolve", func(t *testing.T) {
 		line := newLine("checkout")
 		cond := newSwitch()
-		e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
 			Hooks: []andon.Hook{andon.StopLine(line)}}}})
 		cond.Set(true)
 		e.EvaluateAt(ctx, t0)
@@ -36,7 +34,7 @@ func TestStopLine(t *testing.T) {
 	t.Run("does not restart a line someone else stopped", func(t *testing.T) {
 		line := newLine("checkout")
 		cond := newSwitch()
-		e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
 			Hooks: []andon.Hook{andon.StopLine(line)}}}})
 		require.True(t, line.Stop("maintenance"))
 		cond.Set(true)
@@ -50,7 +48,7 @@ func TestStopLine(t *testing.T) {
 	t.Run("does not restart a line stopped again since for another reason", func(t *testing.T) {
 		line := newLine("checkout")
 		cond := newSwitch()
-		e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
 			Hooks: []andon.Hook{andon.StopLine(line)}}}})
 		cond.Set(true)
 		e.EvaluateAt(ctx, t0)
@@ -64,7 +62,7 @@ func TestStopLine(t *testing.T) {
 		line := newLine("checkout")
 		stop := andon.StopLine(line)
 		a, b := newSwitch(), newSwitch()
-		e := newEvaluator(t, andon.Options{Rules: []andon.Rule{
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{
 			{Name: "A", Severity: andon.Page, Condition: a, Hooks: []andon.Hook{stop}},
 			{Name: "B", Severity: andon.Page, Condition: b, Hooks: []andon.Hook{stop}},
 		}})
@@ -82,7 +80,7 @@ func TestStopLine(t *testing.T) {
 	t.Run("the cord stops and restarts the line", func(t *testing.T) {
 		line := newLine("checkout")
 		rec := &recorder{}
-		e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
 			Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}, Labels: map[string]string{"team": "ops"}}})
 		assert.True(t, e.Pull(ctx, "smoke at station 3", "alice"))
 		assert.False(t, e.Pull(ctx, "again", "bob"), "a pulled cord keeps its first reason")
@@ -113,7 +111,7 @@ func TestLineStoppedAndBreakerOpen(t *testing.T) {
 	line := newLine("checkout")
 	br, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
 	require.NoError(t, err)
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "LineStopped", Severity: andon.Ticket, Condition: andon.LineStopped(line)},
 		{Name: "GatewayOpen", Severity: andon.Page, Condition: andon.BreakerOpen(br), MinSamples: 1},
 	}})
@@ -142,4 +140,114 @@ func TestLineStoppedAndBreakerOpen(t *testing.T) {
 	for _, a := range e.Alerts()[:2] {
 		assert.Equal(t, andon.Resolved, a.State, a.Name)
 	}
+}
+
+// fakeBreaker is a Breaker in whatever state a test sets.
+type fakeBreaker struct{ snap jidoka.Snapshot }
+
+func (b *fakeBreaker) Snapshot() jidoka.Snapshot { return b.snap }
+
+func TestBreakerOpenStates(t *testing.T) {
+	for _, tt := range []struct {
+		state  jidoka.State
+		reason string
+		active bool
+		detail string
+	}{
+		{jidoka.StateClosed, "", false, "breaker gateway closed"},
+		{jidoka.StateHalfOpen, "probing", true, "breaker gateway half-open: probing"},
+		{jidoka.StateOpen, "", true, "breaker gateway open"},
+		{jidoka.StateOpen, "5 failures", true, "breaker gateway open: 5 failures"},
+		{jidoka.StateForcedOpen, "maintenance", true, "breaker gateway forced-open: maintenance"},
+		{jidoka.StateDisabled, "", false, "breaker gateway disabled"},
+		{jidoka.StateMetricsOnly, "", false, "breaker gateway metrics-only"},
+	} {
+		c := andon.BreakerOpen(&fakeBreaker{jidoka.Snapshot{Name: "gateway", State: tt.state, Reason: tt.reason}})
+		m, err := c.Measure(context.Background(), t0)
+		require.NoError(t, err)
+		assert.Equal(t, tt.active, m.Active, tt.state)
+		assert.Equal(t, tt.detail, m.Detail, tt.state)
+		if tt.active {
+			assert.Equal(t, 1.0, m.Value)
+		} else {
+			assert.Zero(t, m.Value)
+		}
+		assert.EqualValues(t, 1, m.Samples)
+		assert.Equal(t, andon.UnitState, m.Unit)
+		assert.Equal(t, "breaker gateway open", fmt.Sprint(c))
+	}
+}
+
+func TestStopLineAgainAndWithoutSummary(t *testing.T) {
+	line := newLine("checkout")
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		Summary: "{{ $labels.missing }}", Hooks: []andon.Hook{andon.StopLine(line)}}}})
+	ctx := context.Background()
+	for i := range 2 { // stops, restarts, and stops again
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0.Add(time.Duration(2*i)*time.Minute))
+		st := line.Status()
+		require.True(t, st.Stopped, "round %d", i)
+		assert.Equal(t, "andon: R", st.Reason, "an empty summary adds nothing")
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(time.Duration(2*i+1)*time.Minute))
+		require.False(t, line.Status().Stopped, "round %d", i)
+	}
+}
+
+func TestPullDefaults(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{})
+	ctx := context.Background()
+	assert.False(t, e.Reset(ctx), "not pulled")
+	require.True(t, e.Pull(ctx, "   ", "\t"))
+	cs := e.Cord()
+	assert.Equal(t, "no reason given", cs.Reason)
+	assert.Equal(t, "someone", cs.Who)
+	assert.False(t, cs.Since.IsZero())
+	a, _ := e.Alert("AndonCord")
+	assert.Equal(t, "cord pulled by someone: no reason given", a.Detail)
+	assert.Equal(t, 1.0, a.Value)
+	require.True(t, e.Reset(ctx))
+	require.True(t, e.Pull(ctx, "  smoke  ", " alice "))
+	cs = e.Cord()
+	assert.Equal(t, "smoke", cs.Reason)
+	assert.Equal(t, "alice", cs.Who)
+	require.True(t, e.Reset(ctx))
+	assert.Equal(t, andon.CordStatus{}, e.Cord())
+	a, _ = e.Alert("AndonCord")
+	assert.Equal(t, "cord not pulled", a.Detail)
+	assert.Zero(t, a.Value)
+}
+
+func TestHookFuncsWithOneFunction(t *testing.T) {
+	var logs bytes.Buffer
+	var fired, resolved atomic.Int32
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{
+			andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { fired.Add(1) }},
+			andon.HookFuncs{OnResolve: func(context.Context, andon.Alert) { resolved.Add(1) }},
+		}}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	cond.Set(false)
+	e.EvaluateAt(context.Background(), t0.Add(time.Minute))
+	assert.EqualValues(t, 1, fired.Load())
+	assert.EqualValues(t, 1, resolved.Load())
+	assert.Empty(t, logs.String(), "a missing function is not called")
+}
+
+func TestSlogNotifierDefaultLogger(t *testing.T) {
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	require.NoError(t, andon.SlogNotifier(nil).Notify(context.Background(), []andon.Alert{
+		{Name: "A", Severity: andon.Page, State: andon.Resolved},
+		{Name: "B", Severity: andon.Info, State: andon.Firing},
+	}))
+	assert.Contains(t, logs.String(), `level=INFO msg="andon: alert resolved" alertname=A severity=page`, "a resolution is news, not an error")
+	assert.Contains(t, logs.String(), `level=INFO msg="andon: alert firing" alertname=B severity=info`)
+	assert.Equal(t, "state(4)", andon.AlertState(4).String())
 }

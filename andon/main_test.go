@@ -2,6 +2,8 @@ package andon_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"sync"
@@ -18,32 +20,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// t0 is the start of every test's clock.
+// t0 is the time the scripted tests evaluate from, with EvaluateAt.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// fakeClock is a clock that moves only when told.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// AfterFunc makes fakeClock a jidoka.Clock; the tests never wait for it.
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) jidoka.Timer { return time.AfterFunc(d, f) }
-
-func (c *fakeClock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return c.now
-}
 
 // switchCond is a condition a test turns on and off.
 type switchCond struct {
@@ -85,20 +63,22 @@ func (s *switchCond) Measure(context.Context, time.Time) (andon.Measurement, err
 	return andon.Measurement{Active: s.active, Value: s.value, Threshold: 0.05, Unit: andon.UnitRatio, Samples: s.samples}, s.err
 }
 
-// newStats returns a kaizen Stats on clock keeping windows.
-func newStats(t *testing.T, clock *fakeClock, windows ...time.Duration) *kaizen.Stats {
+// newStats returns a kaizen Stats keeping windows. It reads time.Now: a
+// test that lets time pass runs in a synctest bubble.
+func newStats(t *testing.T, windows ...time.Duration) *kaizen.Stats {
 	t.Helper()
-	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: windows, Clock: clock.Now})
+	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: windows})
 	require.NoError(t, err)
 	return s
 }
 
 // observe records n signals of kind with outcome and verdict, finishing
 // now, each lasting d.
-func observe(s *kaizen.Stats, clock *fakeClock, kind string, n int, o tai.Outcome, v tai.Verdict, d time.Duration) {
+func observe(s *kaizen.Stats, kind string, n int, o tai.Outcome, v tai.Verdict, d time.Duration) {
+	now := time.Now()
 	for range n {
 		s.Observe(context.Background(), tai.Record{Kind: kind, Outcome: o, Decision: tai.Decision{Verdict: v},
-			Start: clock.Now().Add(-d), Duration: d})
+			Start: now.Add(-d), Duration: d})
 	}
 }
 
@@ -121,11 +101,23 @@ func needBinary(t *testing.T, paths ...string) string {
 	return ""
 }
 
-// newEvaluator builds an evaluator closed at the end of the test.
-func newEvaluator(t *testing.T, opts andon.Options) *andon.Evaluator {
+// newEvaluator builds an evaluator shut down at the end of the test.
+func newEvaluator(t *testing.T, opts andon.EvaluatorOptions) *andon.Evaluator {
 	t.Helper()
 	e, err := andon.NewEvaluator(opts)
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	t.Cleanup(func() { require.NoError(t, e.Shutdown(context.Background())) })
 	return e
 }
+
+// newLine and newBreaker make the jidoka parts the tests watch.
+func newLine(name string) *jidoka.Line { return jidoka.NewLine(jidoka.LineConfig{Name: name}) }
+
+func newBreaker(t *testing.T, name string) *jidoka.Breaker {
+	t.Helper()
+	b, err := jidoka.NewBreaker(jidoka.Config{Name: name, OpenDuration: time.Hour})
+	require.NoError(t, err)
+	return b
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

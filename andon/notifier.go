@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -18,9 +18,12 @@ import (
 // changed: State Firing for alerts that fired (or are re-sent), Resolved
 // for alerts that resolved. The context carries NotifyOptions.Timeout.
 //
-// An error is retried with back-off up to NotifyOptions.MaxAttempts times,
-// unless it is marked with Permanent. A Notifier that also has a Name()
-// method (tai.Namer) is named by it in logs and NotifierStats.
+// An error is retried with NotifyOptions.Backoff up to
+// NotifyOptions.MaxAttempts times, unless it is marked with
+// kanban.Permanent (a receiver that answered 400 Bad Request will answer
+// it again). A panic fails the batch at once, as a *PanicError. A Notifier
+// that also has a Name() method (tai.Namer) is named by it in logs and
+// NotifierStats.
 type Notifier interface {
 	Notify(ctx context.Context, alerts []Alert) error
 }
@@ -51,12 +54,11 @@ type NotifyOptions struct {
 	// up (counted in NotifierStats.Failed and logged). Zero means 4; 1
 	// means no retries.
 	MaxAttempts int
-	// Backoff is the wait before the first retry; it doubles on each
-	// retry, up to MaxBackoff, with random jitter of up to half. Zero
-	// means 500ms.
-	Backoff time.Duration
-	// MaxBackoff caps the wait between retries. Zero means 30s.
-	MaxBackoff time.Duration
+	// Backoff says how long to wait before each retry. Nil means
+	// kanban.Exponential{Initial: 500 * time.Millisecond}: 500ms,
+	// doubling, capped at 30s, with 20% jitter. A kanban.Exponential is
+	// checked with its Validate method.
+	Backoff kanban.Backoff
 	// ResendInterval is how often firing alerts are re-sent to a
 	// Refresher (Alertmanager). Alerts carry ValidUntil four intervals
 	// ahead. Zero means one minute.
@@ -71,8 +73,6 @@ func (o NotifyOptions) withDefaults() (NotifyOptions, error) {
 		p    *time.Duration
 	}{
 		{"Timeout", o.Timeout, 10 * time.Second, &o.Timeout},
-		{"Backoff", o.Backoff, 500 * time.Millisecond, &o.Backoff},
-		{"MaxBackoff", o.MaxBackoff, 30 * time.Second, &o.MaxBackoff},
 		{"ResendInterval", o.ResendInterval, time.Minute, &o.ResendInterval},
 	}
 	for _, c := range checks {
@@ -83,8 +83,17 @@ func (o NotifyOptions) withDefaults() (NotifyOptions, error) {
 			return o, fmt.Errorf("andon: NotifyOptions.%s %v is negative", c.name, c.v)
 		}
 	}
-	if o.MaxBackoff < o.Backoff {
-		return o, fmt.Errorf("andon: NotifyOptions.MaxBackoff %v is below Backoff %v", o.MaxBackoff, o.Backoff)
+	switch b := o.Backoff.(type) {
+	case nil:
+		o.Backoff = kanban.Exponential{Initial: 500 * time.Millisecond}
+	case kanban.Exponential:
+		if err := b.Validate(); err != nil {
+			return o, fmt.Errorf("andon: NotifyOptions.Backoff: %w", err)
+		}
+	case *kanban.Exponential:
+		if err := b.Validate(); err != nil {
+			return o, fmt.Errorf("andon: NotifyOptions.Backoff: %w", err)
+		}
 	}
 	switch {
 	case o.QueueSize == 0:
@@ -101,34 +110,14 @@ func (o NotifyOptions) withDefaults() (NotifyOptions, error) {
 	return o, nil
 }
 
-// Permanent marks err as not worth retrying (a receiver that answered 400
-// Bad Request will answer it again). errors.Is and errors.As see through
-// it.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err}
-}
-
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
-func isPermanent(err error) bool {
-	var p *permanentError
-	return errors.As(err, &p)
-}
-
 // NotifierStats counts what happened to the notifications of one
 // notifier.
 type NotifierStats struct {
 	// Name is the notifier's Name(), or its position ("notifier 2").
 	Name string `json:"name"`
 	// Sent counts alerts delivered; Failed alerts given up after
-	// MaxAttempts (or a Permanent error); Dropped alerts that found the
-	// queue full or were still queued at Close.
+	// MaxAttempts (or a permanent error, or a panic); Dropped alerts that
+	// found the queue full or were still queued when Shutdown gave up.
 	Sent    uint64 `json:"sent"`
 	Failed  uint64 `json:"failed"`
 	Dropped uint64 `json:"dropped"`
@@ -138,12 +127,6 @@ type NotifierStats struct {
 	Queued int `json:"queued"`
 }
 
-// sentState is the last notification queued for a fingerprint.
-type sentState struct {
-	state State
-	at    time.Time
-}
-
 // dispatcher owns the queue and the worker goroutine of one notifier.
 type dispatcher struct {
 	n       Notifier
@@ -151,12 +134,12 @@ type dispatcher struct {
 	refresh bool
 	opts    NotifyOptions
 	log     *slog.Logger
-	ctx     context.Context // canceled by the evaluator's Close
+	ctx     context.Context // canceled by the evaluator's Shutdown
 
 	mu    sync.Mutex
 	queue []Alert
-	index map[string]int // fingerprint → position in queue
-	sent  map[string]sentState
+	index map[string]int       // fingerprint → position in queue
+	sent  map[string]time.Time // fingerprint of a firing alert queued → when
 	busy  bool
 	idle  []chan struct{}
 	stats NotifierStats
@@ -168,7 +151,7 @@ type dispatcher struct {
 func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, log *slog.Logger) *dispatcher {
 	d := &dispatcher{
 		n: n, name: fmt.Sprintf("notifier %d", i), opts: opts, log: log, ctx: ctx,
-		index: map[string]int{}, sent: map[string]sentState{},
+		index: map[string]int{}, sent: map[string]time.Time{},
 		wake: make(chan struct{}, 1), exited: make(chan struct{}),
 	}
 	if nm, ok := n.(tai.Namer); ok && nm.Name() != "" {
@@ -188,18 +171,20 @@ func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, l
 func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	queued := false
+	if d.ctx.Err() != nil { // shut down: the worker is gone or going
+		return
+	}
 	for _, a := range alerts {
-		last, seen := d.sent[a.Fingerprint]
+		last, firing := d.sent[a.Fingerprint]
 		switch {
 		case a.State == Firing && !a.Silenced:
-			if seen && last.state == Firing && (!d.refresh || now.Sub(last.at) < d.opts.ResendInterval) {
+			if firing && (!d.refresh || now.Sub(last) < d.opts.ResendInterval) {
 				continue
 			}
-			d.sent[a.Fingerprint] = sentState{state: Firing, at: now}
+			d.sent[a.Fingerprint] = now
 		case a.State == Resolved:
-			if !seen || last.state != Firing {
-				continue
+			if !firing {
+				continue // it was never sent firing
 			}
 			delete(d.sent, a.Fingerprint)
 		default:
@@ -207,7 +192,6 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		}
 		if i, ok := d.index[a.Fingerprint]; ok && d.queue[i].State == a.State {
 			d.queue[i] = a // a newer re-send replaces the queued one
-			queued = true
 			continue
 		}
 		if len(d.queue) >= d.opts.QueueSize {
@@ -218,9 +202,8 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		}
 		d.index[a.Fingerprint] = len(d.queue)
 		d.queue = append(d.queue, a)
-		queued = true
 	}
-	if queued {
+	if len(d.queue) > 0 {
 		select {
 		case d.wake <- struct{}{}:
 		default:
@@ -229,26 +212,27 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 }
 
 // run is the worker: it sends what is queued, in batches, until the
-// evaluator closes.
+// evaluator's Shutdown cancels ctx.
 func (d *dispatcher) run() {
 	defer close(d.exited)
 	for {
 		select {
 		case <-d.wake:
 		case <-d.ctx.Done():
-			d.mu.Lock()
-			if n := len(d.queue); n > 0 {
-				d.stats.Dropped += uint64(n)
-				d.log.Warn("andon: notifications dropped at close", "notifier", d.name, "count", n)
-			}
-			d.queue, d.busy = nil, false
-			clear(d.index)
-			d.wakeIdle()
-			d.mu.Unlock()
-			return
 		}
 		for {
 			d.mu.Lock()
+			if d.ctx.Err() != nil {
+				if n := len(d.queue); n > 0 {
+					d.stats.Dropped += uint64(n)
+					d.log.Warn("andon: notifications dropped at shutdown", "notifier", d.name, "count", n)
+				}
+				d.queue, d.busy = nil, false
+				clear(d.index)
+				d.wakeIdle()
+				d.mu.Unlock()
+				return
+			}
 			batch := d.queue
 			d.queue = nil
 			clear(d.index)
@@ -275,7 +259,6 @@ func (d *dispatcher) wakeIdle() {
 
 // send delivers a batch, retrying with back-off.
 func (d *dispatcher) send(batch []Alert) {
-	wait := d.opts.Backoff
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(d.ctx, d.opts.Timeout)
 		err := d.notify(ctx, batch)
@@ -284,29 +267,32 @@ func (d *dispatcher) send(batch []Alert) {
 			d.count(func(s *NotifierStats) { s.Sent += uint64(len(batch)) })
 			return
 		}
-		if isPermanent(err) || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
+		if kanban.IsPermanent(err) || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
 			d.count(func(s *NotifierStats) { s.Failed += uint64(len(batch)) })
-			d.log.Error("andon: notification failed", "notifier", d.name, "alerts", len(batch), "attempts", attempt, "err", err)
+			attrs := []any{"notifier", d.name, "alerts", len(batch), "attempts", attempt, "err", err}
+			if p, ok := errors.AsType[*PanicError](err); ok {
+				attrs = append(attrs, "stack", string(p.Stack))
+			}
+			d.log.Error("andon: notification failed", attrs...)
 			return
 		}
 		d.count(func(s *NotifierStats) { s.Retries++ })
 		d.log.Warn("andon: notification failed; retrying", "notifier", d.name, "attempt", attempt, "err", err)
-		jittered := wait/2 + rand.N(wait/2+1)
-		t := time.NewTimer(jittered)
+		t := time.NewTimer(max(0, d.opts.Backoff.Delay(attempt)))
 		select {
 		case <-t.C:
 		case <-d.ctx.Done():
 			t.Stop()
 		}
-		wait = min(2*wait, d.opts.MaxBackoff)
 	}
 }
 
-// notify calls the notifier, turning a panic into an error.
+// notify calls the notifier, turning a panic into a permanent
+// *PanicError.
 func (d *dispatcher) notify(ctx context.Context, batch []Alert) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = Permanent(fmt.Errorf("andon: notifier %s panicked: %v", d.name, v))
+			err = kanban.Permanent(newPanicError("notifier "+d.name, v))
 		}
 	}()
 	return d.n.Notify(ctx, batch)

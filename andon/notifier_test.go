@@ -5,18 +5,23 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban"
 )
 
 // recorder is a Notifier that remembers what it was told.
@@ -43,14 +48,14 @@ func (r *recorder) events() []string {
 	return out
 }
 
-// fastRetries keeps back-off short so retry tests finish quickly; they
-// count attempts, never time.
-var fastRetries = andon.NotifyOptions{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+// noWait retries at once, for the tests over a real HTTP server that count
+// attempts; TestRetriesGiveUp checks the waits in a synctest bubble.
+var noWait = andon.NotifyOptions{Backoff: kanban.BackoffFunc(func(int) time.Duration { return 0 })}
 
 func TestNotifyOnceOnFireAndResolve(t *testing.T) {
 	cond := newSwitch()
 	rec := &recorder{}
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: time.Minute}}})
 	ctx := context.Background()
 	cond.Set(true)
@@ -72,7 +77,7 @@ func TestNotifyOnceOnFireAndResolve(t *testing.T) {
 func TestPendingThatNeverFiresIsNotSent(t *testing.T) {
 	cond := newSwitch()
 	rec := &recorder{}
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{rec},
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, For: time.Hour}}})
 	ctx := context.Background()
 	cond.Set(true)
@@ -126,7 +131,7 @@ func TestWebhook(t *testing.T) {
 	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL, Receiver: "ops", ExternalURL: "http://board/"})
 	require.NoError(t, err)
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{wh}, Notify: fastRetries, Logger: discardLogger(),
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait, Logger: discardLogger(),
 		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"},
 			Summary: "errors at {{ $value | humanizePercentage }}"}}})
 	ctx := context.Background()
@@ -194,7 +199,7 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 	require.NoError(t, err)
 	cond := newSwitch()
 	var logs bytes.Buffer
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{wh}, Notify: fastRetries,
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	cond.Set(true)
@@ -209,23 +214,56 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 }
 
 func TestRetriesGiveUp(t *testing.T) {
-	var calls atomic.Int32
-	failing := notifierFunc(func(context.Context, []andon.Alert) error {
-		calls.Add(1)
-		return errors.New("connection refused")
+	synctest.Test(t, func(t *testing.T) {
+		var calls []time.Duration
+		start := time.Now()
+		failing := notifierFunc(func(context.Context, []andon.Alert) error {
+			calls = append(calls, time.Since(start)) // one worker: no race
+			return errors.New("connection refused")
+		})
+		cond := newSwitch()
+		var logs bytes.Buffer
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{failing}, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Notify: andon.NotifyOptions{MaxAttempts: 4, Backoff: kanban.Exponential{Initial: time.Second, Max: 3 * time.Second, Jitter: -1}},
+			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		require.NoError(t, e.Flush(context.Background()))
+		assert.Equal(t, []time.Duration{0, time.Second, 3 * time.Second, 6 * time.Second}, calls,
+			"waits of 1s, 2s, then 3s (the cap) between attempts")
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 1, st.Failed)
+		assert.EqualValues(t, 3, st.Retries)
+		assert.EqualValues(t, 0, st.Sent)
+		assert.Equal(t, 3, strings.Count(logs.String(), "notification failed; retrying"))
+		assert.Contains(t, logs.String(), "level=ERROR msg=\"andon: notification failed\" notifier=\"notifier 0\" alerts=1 attempts=4 err=\"connection refused\"")
 	})
-	cond := newSwitch()
-	opts := fastRetries
-	opts.MaxAttempts = 3
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{failing}, Notify: opts, Logger: discardLogger(),
-		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-	cond.Set(true)
-	e.EvaluateAt(context.Background(), t0)
-	require.NoError(t, e.Flush(context.Background()))
-	assert.EqualValues(t, 3, calls.Load())
-	st := e.NotifierStats()[0]
-	assert.EqualValues(t, 1, st.Failed)
-	assert.EqualValues(t, 2, st.Retries)
+}
+
+func TestDefaultBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls []time.Duration
+		start := time.Now()
+		flaky := notifierFunc(func(context.Context, []andon.Alert) error {
+			calls = append(calls, time.Since(start))
+			if len(calls) < 3 {
+				return errors.New("try later")
+			}
+			return nil
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky}, Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		require.NoError(t, e.Flush(context.Background()))
+		require.Len(t, calls, 3)
+		// 500ms, then 1s, each within the 20% jitter.
+		assert.InDelta(t, 500*time.Millisecond, calls[1], float64(100*time.Millisecond))
+		assert.InDelta(t, time.Second, calls[2]-calls[1], float64(200*time.Millisecond))
+		assert.EqualValues(t, 1, e.NotifierStats()[0].Sent)
+		assert.EqualValues(t, 2, e.NotifierStats()[0].Retries)
+	})
 }
 
 type notifierFunc func(context.Context, []andon.Alert) error
@@ -233,71 +271,148 @@ type notifierFunc func(context.Context, []andon.Alert) error
 func (f notifierFunc) Notify(ctx context.Context, a []andon.Alert) error { return f(ctx, a) }
 
 func TestSlowNotifierNeverBlocksEvaluation(t *testing.T) {
-	release := make(chan struct{})
-	var got atomic.Int32
-	slow := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-		got.Add(int32(len(a)))
-		select {
-		case <-release:
-		case <-ctx.Done():
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var got atomic.Int32
+		slow := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			got.Add(int32(len(a)))
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		})
+		var logs bytes.Buffer
+		var rules []andon.Rule
+		conds := make([]*switchCond, 6)
+		for i := range conds {
+			conds[i] = newSwitch()
+			rules = append(rules, andon.Rule{Name: "R" + string(rune('a'+i)), Severity: andon.Page, Condition: conds[i]})
 		}
-		return nil
-	})
-	var logs bytes.Buffer
-	var rules []andon.Rule
-	conds := make([]*switchCond, 6)
-	for i := range conds {
-		conds[i] = newSwitch()
-		rules = append(rules, andon.Rule{Name: "R" + string(rune('a'+i)), Severity: andon.Page, Condition: conds[i]})
-	}
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{slow}, Notify: andon.NotifyOptions{QueueSize: 2, Timeout: time.Hour},
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: rules})
-	ctx := context.Background()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{slow}, Notify: andon.NotifyOptions{QueueSize: 2, Timeout: time.Hour},
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: rules})
+		ctx := context.Background()
 
-	conds[0].Set(true)
-	e.EvaluateAt(ctx, t0) // Ra goes to the worker, which blocks
-	require.Eventually(t, func() bool { return got.Load() == 1 }, 10*time.Second, time.Millisecond)
-	for i := 1; i < 6; i++ {
-		conds[i].Set(true)
-	}
-	done := make(chan struct{})
-	go func() {
-		e.EvaluateAt(ctx, t0.Add(time.Minute)) // Rb..Rf: two fit the queue, three are dropped
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("evaluation blocked on a slow notifier")
-	}
-	st := e.NotifierStats()[0]
-	assert.EqualValues(t, 3, st.Dropped)
-	assert.Equal(t, 2, st.Queued)
-	assert.Contains(t, logs.String(), "notification dropped: queue full")
-	close(release)
-	require.NoError(t, e.Flush(ctx))
-	assert.EqualValues(t, 3, got.Load())
+		conds[0].Set(true)
+		e.EvaluateAt(ctx, t0) // Ra goes to the worker, which blocks
+		synctest.Wait()
+		require.EqualValues(t, 1, got.Load())
+		for i := 1; i < 6; i++ {
+			conds[i].Set(true)
+		}
+		// Rb..Rf: two fit the queue, three are dropped. Were evaluation to
+		// wait for the notifier, the bubble would deadlock and fail.
+		e.EvaluateAt(ctx, t0.Add(time.Minute))
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 3, st.Dropped)
+		assert.Equal(t, 2, st.Queued)
+		assert.Contains(t, logs.String(), "notification dropped: queue full")
+		close(release)
+		require.NoError(t, e.Flush(ctx))
+		assert.EqualValues(t, 3, got.Load())
+		assert.EqualValues(t, 3, e.NotifierStats()[0].Sent)
+	})
 }
 
-func TestCloseDropsQueuedAndCancels(t *testing.T) {
-	started := make(chan struct{})
-	blocking := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-		close(started)
-		<-ctx.Done()
-		return ctx.Err()
+func TestShutdownDeliversQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		slow := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			time.Sleep(time.Second) // a slow receiver
+			return rec.Notify(ctx, a)
+		})
+		cond := newSwitch()
+		var logs bytes.Buffer
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{slow}, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		require.NoError(t, e.Shutdown(ctx))
+		assert.Equal(t, []string{"R firing"}, rec.events(), "what was queued is delivered")
+		assert.Empty(t, logs.String(), "nothing dropped, nothing failed")
+		assert.EqualValues(t, 1, e.NotifierStats()[0].Sent)
+		require.NoError(t, e.Shutdown(ctx), "idempotent")
+		assert.False(t, e.Pull(context.Background(), "x", "y"), "no cord after Shutdown")
+		assert.Nil(t, e.EvaluateAt(context.Background(), t0.Add(time.Minute)))
 	})
-	cond := newSwitch()
-	e, err := andon.NewEvaluator(andon.Options{Notifiers: []andon.Notifier{blocking}, Logger: discardLogger(),
-		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-	require.NoError(t, err)
-	cond.Set(true)
-	e.EvaluateAt(context.Background(), t0)
-	<-started
-	require.NoError(t, e.Close())
-	require.NoError(t, e.Close(), "idempotent")
-	st := e.NotifierStats()[0]
-	assert.EqualValues(t, 1, st.Failed, "the canceled call is given up")
-	assert.False(t, e.Pull(context.Background(), "x", "y"), "no cord after Close")
+}
+
+func TestShutdownIsBoundedByContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan struct{})
+		blocking := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		cond, other := newSwitch(), newSwitch()
+		var logs bytes.Buffer
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{blocking}, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Notify: andon.NotifyOptions{Timeout: time.Hour},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond},
+				{Name: "S", Severity: andon.Page, Condition: other}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		<-started
+		other.Set(true)
+		e.EvaluateAt(context.Background(), t0.Add(time.Minute)) // S waits in the queue
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+		assert.Equal(t, 5*time.Second, time.Since(start), "Shutdown waited for delivery until ctx ended")
+		require.NoError(t, e.Shutdown(context.Background()), "the worker exits on its own")
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 1, st.Failed, "the canceled call is given up")
+		assert.EqualValues(t, 1, st.Dropped, "the queued one is dropped")
+		assert.Zero(t, st.Queued)
+		assert.Contains(t, logs.String(), "notifications dropped at shutdown")
+	})
+}
+
+func TestShutdownWaitsForEvaluation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		inHook, release := make(chan struct{}), make(chan struct{})
+		cond := newSwitch()
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.HookFuncs{
+				OnFire: func(context.Context, andon.Alert) { close(inHook); <-release }}}}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		go e.EvaluateAt(context.Background(), t0)
+		<-inHook
+
+		// The evaluation has not queued its notification yet: a Shutdown
+		// that ends first leaves it undelivered.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+		close(release)
+		synctest.Wait()
+		require.NoError(t, e.Shutdown(context.Background()))
+		assert.Empty(t, rec.events(), "the workers were stopped before the evaluation queued")
+	})
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		inHook, release := make(chan struct{}), make(chan struct{})
+		cond := newSwitch()
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.HookFuncs{
+				OnFire: func(context.Context, andon.Alert) { close(inHook); <-release }}}}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		go e.EvaluateAt(context.Background(), t0)
+		<-inHook
+		go func() { time.Sleep(time.Second); close(release) }()
+		require.NoError(t, e.Shutdown(context.Background()))
+		assert.Equal(t, []string{"R firing"}, rec.events(), "Shutdown let the evaluation in progress queue, then delivered")
+	})
 }
 
 func TestFlushHonoursContext(t *testing.T) {
@@ -307,7 +422,7 @@ func TestFlushHonoursContext(t *testing.T) {
 		return nil
 	})
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{blocking},
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{blocking},
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	cond.Set(true)
 	e.EvaluateAt(context.Background(), t0)
@@ -387,7 +502,7 @@ func TestAlertmanagerResendsFiringAlerts(t *testing.T) {
 	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: srv.URL + "/"})
 	require.NoError(t, err)
 	cond := newSwitch()
-	e := newEvaluator(t, andon.Options{Notifiers: []andon.Notifier{am}, Interval: 15 * time.Second,
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{am}, Interval: 15 * time.Second,
 		Notify: andon.NotifyOptions{ResendInterval: time.Minute},
 		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	ctx := context.Background()
@@ -410,4 +525,321 @@ func TestAlertmanagerResendsFiringAlerts(t *testing.T) {
 	require.Len(t, posts, 3)
 	assert.Equal(t, t0.Add(90*time.Second), posts[2][0].EndsAt.UTC(), "resolved: endsAt is the resolve time")
 	assert.Equal(t, t0, posts[2][0].StartsAt.UTC())
+}
+
+func TestNotifierPanicFailsTheBatch(t *testing.T) {
+	var calls atomic.Int32
+	panicky := notifierFunc(func(context.Context, []andon.Alert) error {
+		calls.Add(1)
+		panic("notifier bug")
+	})
+	cond := newSwitch()
+	var logs bytes.Buffer
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{panicky}, Notify: noWait,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	require.NoError(t, e.Flush(context.Background()))
+	assert.EqualValues(t, 1, calls.Load(), "a panic is not retried")
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 1, st.Failed)
+	assert.EqualValues(t, 0, st.Retries)
+	assert.Contains(t, logs.String(), `err="andon: panic in notifier notifier 0: notifier bug" stack="goroutine `)
+	assert.Contains(t, logs.String(), "notifier_test.go", "the stack is where it panicked")
+}
+
+func TestNotificationsCarryTheRunbook(t *testing.T) {
+	srv := newWebhookServer(t, 0, 0)
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	am := newAMServer(t)
+	amn, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: am.URL})
+	require.NoError(t, err)
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh, amn},
+		Cord: andon.CordOptions{RunbookURL: "https://runbooks.example/cord"},
+		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
+			RunbookURL: "https://runbooks.example/errors"}}})
+	ctx := context.Background()
+	// Before its first evaluation an alert already names its runbook.
+	a, _ := e.Alert("HighErrorRate")
+	assert.Equal(t, "https://runbooks.example/errors", a.Annotations["runbook_url"])
+
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	require.NoError(t, e.Flush(ctx))
+	require.True(t, e.Pull(ctx, "smoke", "alice"))
+	require.NoError(t, e.Flush(ctx))
+
+	msgs := srv.got()
+	require.Len(t, msgs, 2)
+	assert.Equal(t, "https://runbooks.example/errors", msgs[0].Alerts[0].Annotations["runbook_url"])
+	assert.Equal(t, "https://runbooks.example/errors", msgs[0].CommonAnnotations["runbook_url"])
+	assert.Equal(t, "https://runbooks.example/cord", msgs[1].Alerts[0].Annotations["runbook_url"], "the cord's own runbook")
+	posts := am.got()
+	require.Len(t, posts, 2)
+	assert.Equal(t, "https://runbooks.example/errors", posts[0][0].Annotations["runbook_url"])
+	assert.Equal(t, "https://runbooks.example/cord", posts[1][0].Annotations["runbook_url"])
+
+}
+
+func TestShutdownWaitsForAStubbornNotifier(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		stubborn := notifierFunc(func(context.Context, []andon.Alert) error {
+			<-release // ignores ctx
+			return nil
+		})
+		cond := newSwitch()
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{stubborn}, Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		synctest.Wait()
+		for range 2 { // the first waits for delivery, the second for the worker
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+			cancel()
+		}
+		close(release)
+		require.NoError(t, e.Shutdown(context.Background()))
+	})
+}
+
+// refresher is a notifier that wants firing alerts re-sent, as
+// Alertmanager does; it can be held to let notifications queue up.
+type refresher struct {
+	recorder
+	hold chan struct{}
+}
+
+func (r *refresher) Notify(ctx context.Context, alerts []andon.Alert) error {
+	if r.hold != nil {
+		<-r.hold
+	}
+	return r.recorder.Notify(ctx, alerts)
+}
+
+func (*refresher) Refreshes() bool { return true }
+
+func TestResendReplacesTheQueuedOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &refresher{hold: make(chan struct{})}
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0) // sent; the worker is held
+		synctest.Wait()
+		e.EvaluateAt(ctx, t0.Add(time.Minute))   // re-sent: queued
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // re-sent again: replaces it
+		assert.Equal(t, 1, e.NotifierStats()[0].Queued)
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // resolved: queued after it
+		assert.Equal(t, 2, e.NotifierStats()[0].Queued)
+		close(n.hold)
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing", "R firing", "R resolved"}, n.events())
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		assert.Equal(t, t0.Add(2*time.Minute), n.alerts[1].LastEval, "the newer re-send")
+		assert.EqualValues(t, 3, e.NotifierStats()[0].Sent)
+	})
+}
+
+func TestDefaultResendInterval(t *testing.T) {
+	n := &refresher{}
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n},
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	ctx := context.Background()
+	cond.Set(true)
+	for _, at := range []time.Duration{0, 30 * time.Second, time.Minute - time.Nanosecond, time.Minute} {
+		e.EvaluateAt(ctx, t0.Add(at))
+		require.NoError(t, e.Flush(ctx))
+	}
+	assert.Equal(t, []string{"R firing", "R firing"}, n.events(), "re-sent after a minute, not before")
+	a, _ := e.Alert("R")
+	assert.Equal(t, t0.Add(5*time.Minute), a.ValidUntil, "four resend intervals ahead")
+}
+
+// namedNotifier has a Name method that may return "".
+type namedNotifier struct {
+	recorder
+	name string
+}
+
+func (n *namedNotifier) Name() string { return n.name }
+
+func TestNotifierNames(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{&recorder{}, &namedNotifier{name: "pager"}, &namedNotifier{}}})
+	var names []string
+	for _, st := range e.NotifierStats() {
+		names = append(names, st.Name)
+	}
+	assert.Equal(t, []string{"notifier 0", "pager", "notifier 2"}, names)
+}
+
+func TestNotifyOptionLimits(t *testing.T) {
+	for _, n := range []andon.NotifyOptions{
+		{QueueSize: 1 << 20, MaxAttempts: 100},
+		{QueueSize: 1, MaxAttempts: 1},
+		{Backoff: kanban.Exponential{Initial: time.Second, Max: time.Second}},
+	} {
+		_, err := andon.NewEvaluator(andon.EvaluatorOptions{Notify: n})
+		require.NoError(t, err, "%+v", n)
+	}
+	for _, tt := range []struct {
+		n    andon.NotifyOptions
+		want string
+	}{
+		{andon.NotifyOptions{QueueSize: 1<<20 + 1}, "andon: NotifyOptions.QueueSize 1048577 is outside [1, 1048576]"},
+		{andon.NotifyOptions{MaxAttempts: 101}, "andon: NotifyOptions.MaxAttempts 101 is outside [1, 100]"},
+		{andon.NotifyOptions{ResendInterval: -time.Second}, "andon: NotifyOptions.ResendInterval -1s is negative"},
+	} {
+		_, err := andon.NewEvaluator(andon.EvaluatorOptions{Notify: tt.n})
+		assert.ErrorContains(t, err, tt.want)
+	}
+}
+
+func TestDefaultTimeoutAndAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var deadlines []time.Duration
+		start := time.Now()
+		failing := notifierFunc(func(ctx context.Context, _ []andon.Alert) error {
+			d, ok := ctx.Deadline()
+			require.True(t, ok)
+			deadlines = append(deadlines, time.Until(d))
+			return errors.New("down")
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{failing}, Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		require.NoError(t, e.Flush(context.Background()))
+		require.Len(t, deadlines, 4, "four attempts by default")
+		assert.Equal(t, 10*time.Second, deadlines[0], "each call has ten seconds")
+		assert.Less(t, time.Since(start), 10*time.Second, "3 waits of about 0.5s, 1s and 2s")
+	})
+}
+
+func TestWebhookGroupsByName(t *testing.T) {
+	srv := newWebhookServer(t, 0, 0)
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	fired, resolved := t0, t0.Add(time.Minute)
+	a1 := andon.Alert{Name: "A", State: andon.Firing, FiredAt: fired, Fingerprint: "1",
+		Labels:      map[string]string{"alertname": "A", "region": "eu", "team": "pay"},
+		Annotations: map[string]string{"summary": "a in eu", "runbook_url": "https://r/a"}}
+	a2 := andon.Alert{Name: "A", State: andon.Resolved, FiredAt: fired, ResolvedAt: resolved, Fingerprint: "2",
+		Labels:      map[string]string{"alertname": "A", "region": "us", "team": "pay"},
+		Annotations: map[string]string{"summary": "a in us", "runbook_url": "https://r/a"}}
+	b := andon.Alert{Name: "B", State: andon.Resolved, ResolvedAt: resolved}
+	require.NoError(t, wh.Notify(context.Background(), []andon.Alert{a1, b, a2}))
+	msgs := srv.got()
+	require.Len(t, msgs, 2, "one message per alert name, in order of first sight")
+	m := msgs[0]
+	assert.Equal(t, "firing", m.Status, "firing while any alert of the group fires")
+	assert.Equal(t, `{}:{alertname="A"}`, m.GroupKey)
+	assert.Equal(t, map[string]string{"alertname": "A", "team": "pay"}, m.CommonLabels)
+	assert.Equal(t, map[string]string{"runbook_url": "https://r/a"}, m.CommonAnnotations)
+	require.Len(t, m.Alerts, 2)
+	assert.Equal(t, "firing", m.Alerts[0].Status)
+	assert.True(t, m.Alerts[0].EndsAt.IsZero())
+	assert.Equal(t, "resolved", m.Alerts[1].Status)
+	assert.Equal(t, resolved, m.Alerts[1].EndsAt.UTC())
+	assert.Equal(t, "2", m.Alerts[1].Fingerprint)
+	assert.Equal(t, "resolved", msgs[1].Status)
+	assert.Equal(t, `{}:{alertname="B"}`, msgs[1].GroupKey)
+	assert.NotNil(t, msgs[1].CommonLabels, "an empty object, not null")
+	assert.NotNil(t, msgs[1].CommonAnnotations)
+}
+
+func TestWebhookStatuses(t *testing.T) {
+	for _, tt := range []struct {
+		code  int
+		retry bool
+	}{
+		{http.StatusOK, false}, {http.StatusNoContent, false},
+		{http.StatusInternalServerError, true}, {http.StatusBadGateway, true}, {http.StatusTooManyRequests, true},
+		{http.StatusBadRequest, false}, {http.StatusNotFound, false}, {http.StatusMultipleChoices, false},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "  answer  ", tt.code)
+		}))
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL + "/hook"})
+		require.NoError(t, err)
+		err = wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}})
+		srv.Close()
+		if tt.code/100 == 2 {
+			assert.NoError(t, err, tt.code)
+			continue
+		}
+		require.Error(t, err, tt.code)
+		assert.Equal(t, fmt.Sprintf("andon: POST %s/hook: %d %s: answer", srv.URL, tt.code, http.StatusText(tt.code)), err.Error())
+		assert.Equal(t, !tt.retry, kanban.IsPermanent(err), "%d: permanent", tt.code)
+	}
+
+	// A receiver that cannot be reached is worth retrying.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	url := "http://" + l.Addr().String()
+	require.NoError(t, l.Close())
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: url})
+	require.NoError(t, err)
+	err = wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}, {Name: "B", State: andon.Firing}})
+	require.Error(t, err)
+	assert.False(t, kanban.IsPermanent(err))
+	assert.Equal(t, 2, strings.Count(err.Error(), "andon: POST "+url), "one error per group: %v", err)
+}
+
+func TestNotifierOptionsAreCopied(t *testing.T) {
+	var got []http.Header
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Clone())
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	h := http.Header{"Authorization": {"Bearer one"}}
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL, Header: h})
+	require.NoError(t, err)
+	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: "https://am.example", Header: h, Client: &http.Client{Transport: redirect{srv.URL}}})
+	require.NoError(t, err)
+	h.Set("Authorization", "Bearer two")
+	ctx := context.Background()
+	require.NoError(t, wh.Notify(ctx, []andon.Alert{{Name: "A"}}))
+	require.NoError(t, am.Notify(ctx, []andon.Alert{{Name: "A"}}))
+	require.Len(t, got, 2)
+	assert.Equal(t, "Bearer one", got[0].Get("Authorization"), "the header as it was given")
+	assert.Equal(t, "Bearer one", got[1].Get("Authorization"))
+	assert.Equal(t, "application/json", got[1].Get("Content-Type"))
+
+	for _, u := range []string{"https://x.example", "http://x.example:9093/"} {
+		_, err := andon.NewWebhook(andon.WebhookOptions{URL: u})
+		assert.NoError(t, err, u)
+	}
+	for _, u := range []string{"http://", "http://[::1", "x.example"} {
+		_, err := andon.NewWebhook(andon.WebhookOptions{URL: u})
+		assert.ErrorContains(t, err, "andon: WebhookOptions.URL "+strconv.Quote(u), u)
+	}
+}
+
+// redirect is a RoundTripper that sends every request to target, keeping
+// the path.
+type redirect struct{ target string }
+
+func (r redirect) RoundTrip(req *http.Request) (*http.Response, error) {
+	u, err := req.URL.Parse(r.target + req.URL.Path)
+	if err != nil {
+		return nil, err
+	}
+	out := req.Clone(req.Context())
+	out.URL, out.Host, out.RequestURI = u, "", ""
+	return http.DefaultTransport.RoundTrip(out)
 }

@@ -55,7 +55,7 @@ type Rule struct {
 	RunbookURL string
 	// Annotations are further annotations, each a template like Summary.
 	Annotations map[string]string
-	// Hooks run when this rule fires and resolves, after Options.Hooks.
+	// Hooks run when this rule fires and resolves, after EvaluatorOptions.Hooks.
 	Hooks []Hook
 	// Expr is the PromQL of the condition for PrometheusRules, which
 	// writes "Expr" as the alert's expr. Required to export a rule whose

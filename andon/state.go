@@ -8,13 +8,14 @@ import (
 	"time"
 )
 
-// State is where a rule stands, with the meanings Prometheus gives them.
-type State uint8
+// AlertState is where a rule stands, with the meanings Prometheus gives
+// them.
+type AlertState uint8
 
-// The states of a rule. The zero State is Inactive.
+// The states of a rule. The zero AlertState is Inactive.
 const (
 	// Inactive: the condition does not hold.
-	Inactive State = iota
+	Inactive AlertState = iota
 	// Pending: the condition holds, for less than Rule.For so far.
 	Pending
 	// Firing: the condition has held for Rule.For, or stopped holding less
@@ -28,7 +29,7 @@ const (
 var stateNames = [...]string{"inactive", "pending", "firing", "resolved"}
 
 // String returns "inactive", "pending", "firing" or "resolved".
-func (s State) String() string {
+func (s AlertState) String() string {
 	if int(s) < len(stateNames) {
 		return stateNames[s]
 	}
@@ -36,15 +37,15 @@ func (s State) String() string {
 }
 
 // MarshalText encodes the state as its String.
-func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+func (s AlertState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText decodes a state's String.
-func (s *State) UnmarshalText(b []byte) error {
+func (s *AlertState) UnmarshalText(b []byte) error {
 	i := slices.Index(stateNames[:], string(b))
 	if i < 0 {
 		return fmt.Errorf("andon: unknown state %q", b)
 	}
-	*s = State(i)
+	*s = AlertState(i)
 	return nil
 }
 
@@ -53,9 +54,9 @@ func (s *State) UnmarshalText(b []byte) error {
 // belong to the receiver.
 type Alert struct {
 	// Name is the rule's Name, also its "alertname" label.
-	Name     string   `json:"name"`
-	Severity Severity `json:"severity"`
-	State    State    `json:"state"`
+	Name     string     `json:"name"`
+	Severity Severity   `json:"severity"`
+	State    AlertState `json:"state"`
 	// Labels are the rule's labels with "alertname" and "severity" added.
 	Labels map[string]string `json:"labels"`
 	// Annotations are the rule's annotations rendered with the last
@@ -137,9 +138,9 @@ func (a Alert) clone() Alert {
 // Transition is a change of a rule's state, kept in the evaluator's
 // History.
 type Transition struct {
-	Rule  string    `json:"rule"`
-	From  State     `json:"from"`
-	To    State     `json:"to"`
-	At    time.Time `json:"at"`
-	Value float64   `json:"value"`
+	Rule  string     `json:"rule"`
+	From  AlertState `json:"from"`
+	To    AlertState `json:"to"`
+	At    time.Time  `json:"at"`
+	Value float64    `json:"value"`
 }

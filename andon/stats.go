@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -110,11 +109,17 @@ func (c *outcomeRate) validate() error {
 		return errors.New("no outcome given to OutcomeRate")
 	}
 	for _, o := range c.outcomes {
-		if int(o) >= len(tai.Outcomes) {
+		if !validOutcome(o) {
 			return fmt.Errorf("outcome %d is not a tai.Outcome", o)
 		}
 	}
 	return nil
+}
+
+// validOutcome reports whether o is one of tai's outcomes: those encode.
+func validOutcome(o tai.Outcome) bool {
+	_, err := o.MarshalText()
+	return err == nil
 }
 
 func checkRatio(t float64) error {
@@ -135,11 +140,7 @@ func (c *outcomeRate) Measure(context.Context, time.Time) (Measurement, error) {
 func (c *outcomeRate) String() string {
 	what := c.what
 	if what == "" {
-		names := make([]string, len(c.outcomes))
-		for i, o := range c.outcomes {
-			names[i] = o.String()
-		}
-		what = strings.Join(names, "+")
+		what = strings.Join(uniqueNames(c.outcomes), "+")
 	}
 	return fmt.Sprintf("%s rate of %s over %s", what, c.kind, promDuration(c.window))
 }
@@ -186,11 +187,18 @@ func (c *verdictRate) Measure(context.Context, time.Time) (Measurement, error) {
 
 // String describes the condition: "deny verdict rate of payment over 5m".
 func (c *verdictRate) String() string {
-	names := make([]string, len(c.verdicts))
-	for i, v := range c.verdicts {
-		names[i] = v.String()
+	return fmt.Sprintf("%s verdict rate of %s over %s", strings.Join(uniqueNames(c.verdicts), "+"), c.kind, promDuration(c.window))
+}
+
+// uniqueNames returns the String of each value, in order, without repeats.
+func uniqueNames[T fmt.Stringer](vs []T) []string {
+	var names []string
+	for _, v := range vs {
+		if !slices.Contains(names, v.String()) {
+			names = append(names, v.String())
+		}
 	}
-	return fmt.Sprintf("%s verdict rate of %s over %s", strings.Join(names, "+"), c.kind, promDuration(c.window))
+	return names
 }
 
 type latencyQuantile struct {
@@ -225,10 +233,5 @@ func (c *latencyQuantile) String() string {
 
 // quantileName writes 0.99 as "99" and 0.999 as "99.9".
 func quantileName(q float64) string {
-	s := fmt.Sprintf("%.4f", q*100)
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	if math.IsNaN(q) {
-		return "NaN"
-	}
-	return s
+	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.4f", q*100), "0"), ".")
 }

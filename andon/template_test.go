@@ -2,6 +2,8 @@ package andon_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -14,7 +16,7 @@ import (
 // render evaluates a rule whose summary is tmpl, with value v.
 func renderSummary(t *testing.T, tmpl string, v float64) string {
 	t.Helper()
-	e := newEvaluator(t, andon.Options{Rules: []andon.Rule{{Name: "R", Severity: andon.Info, Summary: tmpl,
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Info, Summary: tmpl,
 		Labels: map[string]string{"team": "payments"},
 		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
 			return andon.Measurement{Value: v, Threshold: 0.02, Detail: "d"}, nil
@@ -82,16 +84,16 @@ func TestUnitFormat(t *testing.T) {
 }
 
 func TestTextEncodings(t *testing.T) {
-	for _, s := range []andon.State{andon.Inactive, andon.Pending, andon.Firing, andon.Resolved} {
+	for _, s := range []andon.AlertState{andon.Inactive, andon.Pending, andon.Firing, andon.Resolved} {
 		b, err := s.MarshalText()
 		require.NoError(t, err)
-		var back andon.State
+		var back andon.AlertState
 		require.NoError(t, back.UnmarshalText(b))
 		assert.Equal(t, s, back)
 	}
-	var s andon.State
+	var s andon.AlertState
 	assert.Error(t, s.UnmarshalText([]byte("burning")))
-	assert.Equal(t, "state(9)", andon.State(9).String())
+	assert.Equal(t, "state(9)", andon.AlertState(9).String())
 	for _, u := range []andon.Unit{andon.UnitNone, andon.UnitRatio, andon.UnitSeconds, andon.UnitFactor, andon.UnitState} {
 		b, _ := u.MarshalText()
 		var back andon.Unit
@@ -104,4 +106,127 @@ func TestTextEncodings(t *testing.T) {
 		require.NoError(t, back.UnmarshalText(b))
 		assert.Equal(t, m, back)
 	}
+}
+
+func TestTemplateFunctionEdges(t *testing.T) {
+	// The expected texts are what Prometheus's template functions give.
+	tests := []struct {
+		tmpl string
+		v    float64
+		want string
+	}{
+		{"{{ $value | humanize }}", 1000, "1k"},
+		{"{{ $value | humanize }}", 999.5, "999.5"},
+		{"{{ $value | humanize }}", 1, "1"},
+		{"{{ $value | humanize }}", -2500, "-2.5k"},
+		{"{{ $value | humanize }}", 0.001, "1m"},
+		{"{{ $value | humanize }}", 0.5, "500m"},
+		{"{{ $value | humanize }}", 2e-7, "200n"},
+		{"{{ $value | humanize }}", math.NaN(), "NaN"},
+		{"{{ $value | humanize }}", math.Inf(-1), "-Inf"},
+		{"{{ $value | humanizeDuration }}", 60, "1m 0s"},
+		{"{{ $value | humanizeDuration }}", 3600, "1h 0m 0s"},
+		{"{{ $value | humanizeDuration }}", 86400, "1d 0h 0m 0s"},
+		{"{{ $value | humanizeDuration }}", 1, "1s"},
+		{"{{ $value | humanizeDuration }}", -3725, "-1h 2m 5s"},
+		{"{{ $value | humanizeDuration }}", -5, "-5s"},
+		{"{{ $value | humanizeDuration }}", 0.001, "1ms"},
+		{"{{ $value | humanizeDuration }}", 0.0000025, "2.5us"},
+		{"{{ $value | humanizeDuration }}", math.NaN(), "NaN"},
+		{"{{ $value | humanizeDuration }}", math.Inf(1), "+Inf"},
+		{"{{ \"ab cd-ef\" | title }}", 0, "Ab Cd-Ef"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.tmpl, tt.v), func(t *testing.T) {
+			assert.Equal(t, tt.want, renderSummary(t, tt.tmpl, tt.v))
+		})
+	}
+}
+
+func TestAnnotationTemplates(t *testing.T) {
+	cond := andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+		return andon.Measurement{Active: true, Value: 0.1, Threshold: 0.05, Unit: andon.UnitRatio, Samples: 1, Detail: "a detail"}, nil
+	})
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		Description: "{{ $value | humanizePercentage }} > {{ .Threshold | humanizePercentage }}",
+		Annotations: map[string]string{"a": "1", "b": "2", "c": "3", "d": "{{ .Detail }}", "empty": ""}}}})
+	e.EvaluateAt(context.Background(), t0)
+	a, _ := e.Alert("R")
+	assert.Equal(t, map[string]string{
+		"summary":     "R is 10% (threshold 5%)", // a number has a detail too: the summary says the number
+		"description": "10% > 5%",
+		"a":           "1", "b": "2", "c": "3", "d": "a detail",
+	}, a.Annotations, "an empty annotation is left out")
+
+	for _, tt := range []struct {
+		rule andon.Rule
+		want string
+	}{
+		{andon.Rule{Description: "{{ .Nope "}, `andon: rule "R": Description template`},
+		{andon.Rule{Annotations: map[string]string{"dashboard": "{{ if }}"}}, `andon: rule "R": Annotations[dashboard] template`},
+		{andon.Rule{Annotations: map[string]string{"1x": "y"}}, `andon: rule "R": Rule.Annotations: name "1x" is not a valid label name`},
+		{andon.Rule{Annotations: map[string]string{"runbook_url": "y"}}, `andon: rule "R": Rule.Annotations: "runbook_url" is set by the rule's field`},
+		{andon.Rule{Annotations: map[string]string{"description": "y"}}, `"description" is set by the rule's field`},
+		{andon.Rule{Labels: map[string]string{"alertname": "y"}}, `andon: rule "R": Rule.Labels: label "alertname" is set by the rule; use Name or Severity`},
+		{andon.Rule{Labels: map[string]string{"__": "y"}}, `Rule.Labels: name "__" is reserved (it starts with __)`},
+	} {
+		r := tt.rule
+		r.Name, r.Severity, r.Condition = "R", andon.Page, cond
+		_, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{r}})
+		assert.ErrorContains(t, err, tt.want)
+	}
+	_, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond,
+		Labels: map[string]string{"_": "ok", "_a": "ok"}}}})
+	assert.NoError(t, err, "one underscore is a valid label name")
+}
+
+func TestUnitFormatEdges(t *testing.T) {
+	tests := []struct {
+		u    andon.Unit
+		v    float64
+		want string
+	}{
+		{andon.UnitSeconds, 1, "1s"},
+		{andon.UnitSeconds, 0.001, "1ms"},
+		{andon.UnitSeconds, 0.000001, "1µs"},
+		{andon.UnitSeconds, 0.0000000025, "2.5ns"},
+		{andon.UnitSeconds, -0.25, "-250ms"},
+		{andon.UnitSeconds, 90, "90s"},
+		{andon.UnitState, 0.5, "on"},
+		{andon.UnitState, 0.49, "off"},
+		{andon.UnitNone, 1.5, "1.5"},
+		{andon.UnitNone, 10, "10"},
+		{andon.UnitNone, 120, "120"},
+		{andon.UnitNone, 100.4, "100"},
+		{andon.UnitNone, 0.001, "0.001"},
+		{andon.UnitNone, 0.000123456, "0.000123"},
+		{andon.UnitNone, 999999, "999999"},
+		{andon.UnitNone, 1e6, "1e+06"},
+		{andon.UnitNone, -12.345, "-12.3"},
+		{andon.UnitNone, 0, "0"},
+		{andon.UnitRatio, math.Inf(1), "+Inf"},
+		{andon.UnitFactor, 0.5, "0.5×"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.u.Format(tt.v), "%v %v", tt.u, tt.v)
+	}
+	assert.Equal(t, "unit(9)", andon.Unit(9).String())
+	assert.Equal(t, "unit(5)", andon.Unit(5).String(), "the first after the last")
+	assert.Equal(t, "match(4)", andon.MatchType(4).String())
+	var u andon.Unit = andon.UnitState
+	assert.ErrorContains(t, u.UnmarshalText([]byte("percent")), `andon: unknown unit "percent"`)
+	assert.Equal(t, andon.UnitState, u, "unchanged on error")
+	require.NoError(t, u.UnmarshalText([]byte("none")))
+	assert.Equal(t, andon.UnitNone, u)
+	var s andon.AlertState = andon.Firing
+	require.NoError(t, s.UnmarshalText([]byte("inactive")))
+	assert.Equal(t, andon.Inactive, s)
+	assert.Equal(t, `"pending"`, string(must(json.Marshal(andon.Pending))))
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taipattern/taikit/kanban"
 )
 
 // WebhookOptions configures a Webhook.
@@ -40,7 +42,7 @@ type WebhookOptions struct {
 // startsAt, endsAt, generatorURL and fingerprint.
 //
 // A 2xx answer is success; 5xx, 429 and transport errors are retried; any
-// other status is a Permanent error.
+// other status is a permanent error (kanban.Permanent).
 type Webhook struct {
 	opts   WebhookOptions
 	client *http.Client
@@ -180,15 +182,15 @@ func (w *Webhook) post(ctx context.Context, body any) error {
 }
 
 // postJSON POSTs body as JSON and classifies the answer: 2xx is nil; 5xx,
-// 429 and transport errors are retryable; other statuses are Permanent.
+// 429 and transport errors are retryable; other statuses are permanent.
 func postJSON(ctx context.Context, c *http.Client, url string, header http.Header, body any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
-		return Permanent(fmt.Errorf("andon: encoding notification: %w", err))
+		return kanban.Permanent(fmt.Errorf("andon: encoding notification: %w", err))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
 	if err != nil {
-		return Permanent(fmt.Errorf("andon: notification request: %w", err))
+		return kanban.Permanent(fmt.Errorf("andon: notification request: %w", err))
 	}
 	for k, vs := range header {
 		req.Header[k] = slices.Clone(vs)
@@ -207,5 +209,5 @@ func postJSON(ctx context.Context, c *http.Client, url string, header http.Heade
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		return err
 	}
-	return Permanent(err)
+	return kanban.Permanent(err)
 }

@@ -1,9 +1,11 @@
-package andon_test
+package browsertest_test
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,7 +13,34 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/internal/servers"
+	"github.com/taipattern/taikit/jidoka"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// switchCond is a condition the test turns on and off.
+type switchCond struct {
+	mu     sync.Mutex
+	active bool
+}
+
+func (s *switchCond) Set(active bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active = active
+}
+
+func (s *switchCond) Measure(context.Context, time.Time) (andon.Measurement, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := andon.Measurement{Active: s.active, Value: 0.01, Threshold: 0.05, Unit: andon.UnitRatio, Samples: 100}
+	if s.active {
+		m.Value = 0.1
+	}
+	return m, nil
+}
 
 // TestBoardInChromium drives the board in a real headless Chromium: the
 // page loads, a firing rule shows red, a change in the evaluator reaches
@@ -19,13 +48,38 @@ import (
 // shows it. It saves a screenshot to $ANDON_SCREENSHOT_DIR, or to a
 // temporary directory.
 func TestBoardInChromium(t *testing.T) {
-	bin := needBinary(t, "/usr/bin/chromium", "chromium", "chromium-browser")
-	f := newBoardFixture(t, andon.BoardOptions{Refresh: 500 * time.Millisecond})
-	f.cond.Set(true)
-	f.breaker.Trip("gateway timeouts")
+	bin := servers.Binary(t, "chromium", "chromium", "chromium-browser")
+	errorRate, slow := &switchCond{}, &switchCond{}
+	line := jidoka.NewLine(jidoka.LineConfig{Name: "checkout"})
+	breaker, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway", OpenDuration: time.Hour})
+	require.NoError(t, err)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
+		Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
+		Rules: []andon.Rule{
+			{Name: "HighErrorRate", Severity: andon.Page, Condition: errorRate, RunbookURL: "https://runbooks.example/errors",
+				Summary: "error rate {{ $value | humanizePercentage }} over 5m"},
+			{Name: "SlowPayments", Severity: andon.Ticket, Condition: slow, For: 5 * time.Minute},
+			{Name: "GatewayOpen", Severity: andon.Page, Condition: andon.BreakerOpen(breaker)},
+		}})
+	require.NoError(t, err)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Title: "Payments andon", Refresh: 500 * time.Millisecond,
+		Lines: []andon.Line{line}, Breakers: []andon.Breaker{breaker}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(board)
+	t.Cleanup(func() {
+		require.NoError(t, board.Shutdown(context.Background())) // ends the page's event stream
+		srv.Close()
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	eval := func() {
+		now = now.Add(time.Minute)
+		ev.EvaluateAt(context.Background(), now)
+	}
+	breaker.Trip("gateway timeouts")
 	for i := range 8 { // a few values for the sparklines
-		f.cond.Set(i != 3)
-		f.eval(t, time.Minute)
+		errorRate.Set(i != 3)
+		eval()
 	}
 
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
@@ -50,7 +104,7 @@ func TestBoardInChromium(t *testing.T) {
 	start := time.Now()
 	step := func(what string) { t.Logf("%6.2fs %s", time.Since(start).Seconds(), what) }
 	firing := chromedp.CSS(`article[data-rule="HighErrorRate"][data-state="firing"]`)
-	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(f.srv.URL+"/andon/")))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/andon/")))
 	step("navigated")
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(firing)))
 	step("firing rule visible")
@@ -70,13 +124,13 @@ func TestBoardInChromium(t *testing.T) {
 	assert.Len(t, splitFields(points), 8, "one sparkline point per evaluation")
 
 	// A change in the evaluator reaches the page without a reload.
-	f.other.Set(true)
-	f.eval(t, time.Minute)
+	slow.Set(true)
+	eval()
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`article[data-rule="SlowPayments"][data-color="amber"]`))))
 
 	step("live update seen")
 	// Pull the cord from the page.
-	require.False(t, f.line.Status().Stopped)
+	require.False(t, line.Status().Stopped)
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS("#cord-reason"), "smoke at station 3"),
 		chromedp.SendKeys(chromedp.CSS("#cord-who"), "alice"),
@@ -86,7 +140,7 @@ func TestBoardInChromium(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#cord-reset")),
 	))
 	step("cord pulled")
-	st := f.line.Status()
+	st := line.Status()
 	require.True(t, st.Stopped, "the cord stopped the line")
 	assert.Contains(t, st.Reason, "cord pulled by alice: smoke at station 3")
 	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#cord-text")))
@@ -108,7 +162,7 @@ func TestBoardInChromium(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#cord-reset")),
 		chromedp.WaitVisible(chromedp.CSS(`[data-line="checkout"][data-stopped="false"]`)),
 	))
-	assert.False(t, f.line.Status().Stopped)
+	assert.False(t, line.Status().Stopped)
 }
 
 func splitFields(s string) []string {

@@ -1,0 +1,38 @@
+package andon
+
+import (
+	"fmt"
+	"runtime/debug"
+)
+
+// PanicError is a panic recovered from a user callback: a rule's
+// Condition, a Hook or a Notifier. The evaluator keeps running: a
+// condition's panic is an evaluation error (Alert.LastError, the state
+// unchanged), a hook's is logged, a notifier's fails the batch without
+// retries. Each is logged with its Stack.
+type PanicError struct {
+	// Where names the callback: "condition of rule HighErrorRate",
+	// "hook stop line checkout", "notifier webhook".
+	Where string
+	// Value is what was passed to panic.
+	Value any
+	// Stack is the stack of the goroutine where it panicked.
+	Stack []byte
+}
+
+// newPanicError records a recovered panic with the stack; call it in the
+// deferred function that recovered.
+func newPanicError(where string, v any) *PanicError {
+	return &PanicError{Where: where, Value: v, Stack: debug.Stack()}
+}
+
+// Error returns "andon: panic in <where>: <value>".
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("andon: panic in %s: %v", e.Where, e.Value)
+}
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
