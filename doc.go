@@ -16,8 +16,9 @@
 //	          warm-up after recovery, fair leveling across keys
 //	kanban    看板 "signboard": pull work, never push it, with a bounded
 //	          work-in-progress limit — queues in memory and on NATS JetStream
-//	kaizen    改善 "improvement": measure — Prometheus metrics, OpenTelemetry
-//	          traces, rolling statistics with trends, a tamper-evident audit trail
+//	kaizen    改善 "improvement": measure — rolling statistics with trends,
+//	          a tamper-evident audit trail; Prometheus metrics (kaizenprom) and
+//	          OpenTelemetry traces (kaizenotel) in modules of their own
 //	andon     行灯 "lantern": make problems visible and let anyone stop the
 //	          line — alert rules, notifications, a live board, a cord
 //
@@ -26,11 +27,13 @@
 // The packages meet in a tai.Pipeline. Admission controls are Gates (a
 // heijunka limit, a jidoka Line), protections around the action are Guards
 // (a jidoka Breaker), and everything that watches is an Observer (kaizen
-// metrics, stats and audit; andon reads the stats) or a Tracer (kaizen).
+// stats and audit, kaizenprom metrics; andon reads the stats) or a Tracer
+// (kaizenotel).
 // The hook interfaces are small and not generic, so a Breaker or a Limiter
 // serves pipelines of any payload type, and none of the TPS packages needs
-// the others: import only what the service uses. Heavy dependencies (the
-// Redis client, the NATS server) live in sub-packages of their own.
+// the others: import only what the service uses. These packages use the
+// standard library only; every adapter with a dependency (Prometheus,
+// OpenTelemetry, NATS, Redis) is a module of its own.
 //
 //	p, err := tai.New(fraudPolicy, chargeAction,
 //		tai.WithGates(perCustomerLimit, line),

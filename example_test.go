@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
@@ -25,8 +23,8 @@ type payment struct {
 // Example runs payments through a pipeline that uses every package: a
 // scored fraud policy decides (tai), a per-customer limit and a line that
 // can be stopped admit (heijunka, jidoka), a breaker guards the gateway
-// (jidoka), confirmations are pulled from a queue (kanban), metrics and
-// rolling stats measure (kaizen), and an alert rule watches the stats and
+// (jidoka), confirmations are pulled from a queue (kanban), rolling
+// stats measure (kaizen), and an alert rule watches the stats and
 // stops the line when too many payments fail (andon).
 func Example() {
 	ctx := context.Background()
@@ -43,7 +41,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	confirmations, err := kanban.NewMemory[payment](kanban.MemoryConfig{})
+	confirmations, err := kanban.NewMemory[payment](kanban.MemoryOptions{})
 	if err != nil {
 		panic(err)
 	}
@@ -57,24 +55,20 @@ func Example() {
 	})
 
 	// heijunka and jidoka: admission and protection.
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	perCustomer, err := heijunka.NewKeyed(heijunka.PerMinute(2), heijunka.KeyedOptions{Name: "customer", Now: clock})
+	perCustomer, err := heijunka.NewKeyed(heijunka.PerMinute(2), heijunka.KeyedOptions{Name: "customer"})
 	if err != nil {
 		panic(err)
 	}
-	line := jidoka.NewLine(jidoka.LineConfig{Name: "payments"})
-	gateway, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway", ConsecutiveFailures: 3})
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "payments"})
+	if err != nil {
+		panic(err)
+	}
+	gateway, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway", ConsecutiveFailures: 3})
 	if err != nil {
 		panic(err)
 	}
 
-	// kaizen: metrics on a registry of our own, and rolling stats.
-	registry := prometheus.NewRegistry()
-	metrics, err := kaizen.NewMetrics(registry, kaizen.MetricsOptions{})
-	if err != nil {
-		panic(err)
-	}
+	// kaizen: rolling stats (kaizen/kaizenprom adds Prometheus metrics).
 	stats, err := kaizen.NewStats(kaizen.StatsOptions{})
 	if err != nil {
 		panic(err)
@@ -83,13 +77,13 @@ func Example() {
 	pipeline, err := tai.New(fraud, charge,
 		tai.WithGates(perCustomer, line),
 		tai.WithGuards(gateway),
-		tai.WithObservers(metrics, stats))
+		tai.WithObservers(stats))
 	if err != nil {
 		panic(err)
 	}
 
 	// andon: page when more than 20% of payments fail, and stop the line.
-	alerts, err := andon.NewEvaluator(andon.Options{Rules: []andon.Rule{{
+	alerts, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{{
 		Name:       "PaymentErrors",
 		Severity:   andon.Page,
 		Condition:  andon.ErrorRate(stats, "payment", time.Minute, 0.2),
@@ -99,7 +93,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer alerts.Close()
+	defer func() { _ = alerts.Shutdown(ctx) }()
 
 	for _, p := range []payment{
 		{99.99, "cust_1"}, {7500, "cust_2"}, {10, "cust_1"}, {20, "cust_1"},
@@ -112,7 +106,7 @@ func Example() {
 		case tai.Denied:
 			fmt.Printf("%s %.2f: blocked, %s\n", p.Customer, p.Amount, res.Decision.Reason)
 		case tai.Rejected:
-			fmt.Printf("%s %.2f: retry in %v\n", p.Customer, p.Amount, tai.RetryAfter(err))
+			fmt.Printf("%s %.2f: retry in %v\n", p.Customer, p.Amount, tai.RetryAfter(err).Round(time.Second))
 		case tai.Failed:
 			fmt.Printf("%s %.2f: failed, %v\n", p.Customer, p.Amount, err)
 		}
@@ -126,12 +120,6 @@ func Example() {
 
 	w, _ := stats.Window("payment", time.Minute)
 	fmt.Println("last minute:", w.Current.Total, "payments,", w.Current.Outcomes.Of(tai.Succeeded), "succeeded")
-	families, _ := registry.Gather()
-	for _, f := range families {
-		if f.GetName() == "taikit_signals_total" {
-			fmt.Println("metric series:", f.GetName(), len(f.GetMetric()))
-		}
-	}
 
 	// kanban: the consumer pulls the confirmations, two at a time.
 	cctx, cancel := context.WithCancel(ctx)
@@ -153,6 +141,5 @@ func Example() {
 	// line stopped: true - PaymentErrors: error rate of payment over 1m is 33.3% (threshold 20%)
 	// next payment: rejected
 	// last minute: 7 payments, 2 succeeded
-	// metric series: taikit_signals_total 4
 	// confirmed: 2
 }

@@ -295,7 +295,7 @@ func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleSt
 	var panics []*PanicError
 	for i, rs := range rules {
 		from := rs.alert.State
-		if p, ok := errors.AsType[*PanicError](results[i].err); ok && rs.alert.LastError != p.Error() {
+		if p := (*PanicError)(nil); errors.As(results[i].err, &p) && rs.alert.LastError != p.Error() {
 			panics = append(panics, p) // logged once for a run of the same panic
 		}
 		rs.apply(now, results[i].m, results[i].err)

@@ -621,7 +621,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"nil global hook", andon.EvaluatorOptions{Hooks: []andon.Hook{nil}}, "EvaluatorOptions.Hooks[0] is nil"},
 		{"negative timeout", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Timeout: -1}}, "NotifyOptions.Timeout -1ns is negative"},
 		{"backoff above max", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}}, "NotifyOptions.Backoff: kanban: invalid Exponential.Initial 1m0s: must not exceed Max"},
-		{"backoff pointer", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Backoff: &kanban.Exponential{Multiplier: 0.5}}}, "NotifyOptions.Backoff: kanban: invalid Exponential.Multiplier 0.5: must be at least 1"},
+		{"backoff pointer", andon.EvaluatorOptions{Notify: andon.NotifyOptions{Backoff: &kanban.Exponential{Multiplier: 0.5}}}, "NotifyOptions.Backoff: kanban: invalid Exponential.Multiplier 0.5: must be finite and at least 1"},
 		{"attempts", andon.EvaluatorOptions{Notify: andon.NotifyOptions{MaxAttempts: -2}}, "NotifyOptions.MaxAttempts -2 is outside [1, 100]"},
 		{"queue", andon.EvaluatorOptions{Notify: andon.NotifyOptions{QueueSize: -2}}, "NotifyOptions.QueueSize -2 is outside"},
 		{"cord severity", andon.EvaluatorOptions{Cord: andon.CordOptions{Severity: "loud"}}, `EvaluatorOptions.Cord: Rule.Severity "loud"`},

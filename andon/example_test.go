@@ -20,7 +20,7 @@ import (
 func ExampleStopLine() {
 	ctx := context.Background()
 	stats, _ := kaizen.NewStats(kaizen.StatsOptions{}) // keeps 1m, 5m, 1h
-	line := jidoka.NewLine(jidoka.LineConfig{Name: "checkout"})
+	line, _ := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
 
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
 		Rules: []andon.Rule{{
@@ -121,7 +121,7 @@ func ExampleBurnRate() {
 // Anyone can pull the cord: it fires at once and can stop the line.
 func ExampleEvaluator_Pull() {
 	ctx := context.Background()
-	line := jidoka.NewLine(jidoka.LineConfig{Name: "assembly"})
+	line, _ := jidoka.NewLine(jidoka.LineOptions{Name: "assembly"})
 	ev, _ := andon.NewEvaluator(andon.EvaluatorOptions{Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}}})
 	defer ev.Shutdown(ctx)
 
@@ -142,7 +142,7 @@ func ExampleEvaluator_Pull() {
 // browser. Its JSON is at Prefix+"/api/state".
 func ExampleBoard() {
 	ctx := context.Background()
-	line := jidoka.NewLine(jidoka.LineConfig{Name: "checkout"})
+	line, _ := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
 	ev, _ := andon.NewEvaluator(andon.EvaluatorOptions{Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}}})
 	defer ev.Shutdown(ctx)
 	board, _ := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Title: "Checkout", Lines: []andon.Line{line}})

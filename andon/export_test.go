@@ -101,7 +101,7 @@ func TestPrometheusRulesOptions(t *testing.T) {
 
 	// Breaker and line states read kaizen's collector gauges, which have
 	// the namespace but no subsystem.
-	breaker, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
+	breaker, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway"})
 	require.NoError(t, err)
 	state := []andon.Rule{
 		{Name: "LineDown", Severity: andon.Ticket, Condition: andon.LineStopped(line)},

@@ -109,7 +109,7 @@ func TestStopLine(t *testing.T) {
 func TestLineStoppedAndBreakerOpen(t *testing.T) {
 	ctx := context.Background()
 	line := newLine("checkout")
-	br, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
+	br, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway"})
 	require.NoError(t, err)
 	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "LineStopped", Severity: andon.Ticket, Condition: andon.LineStopped(line)},

@@ -111,11 +111,17 @@ func newEvaluator(t *testing.T, opts andon.EvaluatorOptions) *andon.Evaluator {
 }
 
 // newLine and newBreaker make the jidoka parts the tests watch.
-func newLine(name string) *jidoka.Line { return jidoka.NewLine(jidoka.LineConfig{Name: name}) }
+func newLine(name string) *jidoka.Line {
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: name})
+	if err != nil {
+		panic(err)
+	}
+	return line
+}
 
 func newBreaker(t *testing.T, name string) *jidoka.Breaker {
 	t.Helper()
-	b, err := jidoka.NewBreaker(jidoka.Config{Name: name, OpenDuration: time.Hour})
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: name, OpenDuration: time.Hour})
 	require.NoError(t, err)
 	return b
 }

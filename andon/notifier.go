@@ -270,7 +270,7 @@ func (d *dispatcher) send(batch []Alert) {
 		if kanban.IsPermanent(err) || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
 			d.count(func(s *NotifierStats) { s.Failed += uint64(len(batch)) })
 			attrs := []any{"notifier", d.name, "alerts", len(batch), "attempts", attempt, "err", err}
-			if p, ok := errors.AsType[*PanicError](err); ok {
+			if p := (*PanicError)(nil); errors.As(err, &p) {
 				attrs = append(attrs, "stack", string(p.Stack))
 			}
 			d.log.Error("andon: notification failed", attrs...)

@@ -27,14 +27,14 @@ const (
 	jkBenchRate      = 0.5
 )
 
-var jkErrBenchFail = errors.New("bench: failure")
+var errJidokaBench = errors.New("bench: failure")
 
 func jkOkCall(context.Context) error { return nil }
 func jkOkPlain() error               { return nil }
 func jkOkValue() (struct{}, error)   { return struct{}{}, nil }
 
 func jkJidokaConsecutive(b *testing.B) *jidoka.Breaker {
-	br, err := jidoka.NewBreaker(jidoka.Config{ConsecutiveFailures: jkBenchFailures, OpenDuration: jkBenchOpen, HalfOpenSuccesses: jkBenchSuccesses})
+	br, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: jkBenchFailures, OpenDuration: jkBenchOpen, HalfOpenSuccesses: jkBenchSuccesses})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func jkJidokaConsecutive(b *testing.B) *jidoka.Breaker {
 }
 
 func jkJidokaTimeWindow(b *testing.B) *jidoka.Breaker {
-	br, err := jidoka.NewBreaker(jidoka.Config{
+	br, err := jidoka.NewBreaker(jidoka.BreakerOptions{
 		FailureRate: jkBenchRate, MinimumCalls: jkBenchMinCalls,
 		WindowDuration: jkBenchWindow, WindowBuckets: int(jkBenchWindow / jkBenchBucket),
 		OpenDuration: jkBenchOpen, HalfOpenSuccesses: jkBenchSuccesses,
@@ -169,7 +169,7 @@ func BenchmarkJidokaClosedParallelFailsafe(b *testing.B) {
 func BenchmarkJidokaOpen(b *testing.B) {
 	br, ctx := jkJidokaConsecutive(b), context.Background()
 	for range jkBenchFailures {
-		_ = br.Do(ctx, func(context.Context) error { return jkErrBenchFail })
+		_ = br.Do(ctx, func(context.Context) error { return errJidokaBench })
 	}
 	if br.State() != jidoka.StateOpen {
 		b.Fatal("not open")
@@ -185,7 +185,7 @@ func BenchmarkJidokaOpen(b *testing.B) {
 func BenchmarkJidokaOpenGobreaker(b *testing.B) {
 	cb := jkGobreakerConsecutive()
 	for range jkBenchFailures {
-		_, _ = cb.Execute(func() (struct{}, error) { return struct{}{}, jkErrBenchFail })
+		_, _ = cb.Execute(func() (struct{}, error) { return struct{}{}, errJidokaBench })
 	}
 	if cb.State() != gobreaker.StateOpen {
 		b.Fatal("not open")
@@ -201,7 +201,7 @@ func BenchmarkJidokaOpenGobreaker(b *testing.B) {
 func BenchmarkJidokaOpenFailsafe(b *testing.B) {
 	cb, ex := jkFailsafeConsecutive()
 	for range jkBenchFailures {
-		_ = ex.Run(func() error { return jkErrBenchFail })
+		_ = ex.Run(func() error { return errJidokaBench })
 	}
 	if !cb.IsOpen() {
 		b.Fatal("not open")

@@ -51,7 +51,7 @@ func BenchmarkKanbanMemoryNoDedup(b *testing.B) { benchMemory(b, -1) }
 
 func benchMemory(b *testing.B, dedup time.Duration) {
 	ids := kanbanIDs(b.N)
-	q, err := kanban.NewMemory[int](kanban.MemoryConfig{Capacity: 1024, DedupWindow: dedup})
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1024, DedupWindow: dedup})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func natsServer(b *testing.B) (*natsembed.Server, *nats.Conn, string) {
 	}
 	nc, err := srv.Connect()
 	if err != nil {
-		srv.Shutdown()
+		_ = srv.Shutdown(context.Background())
 		b.Fatal(err)
 	}
 	return srv, nc, "B" + strconv.FormatInt(natsStreams.Add(1), 10)
@@ -194,10 +194,10 @@ func natsServer(b *testing.B) (*natsembed.Server, *nats.Conn, string) {
 
 func BenchmarkKanbanNATS(b *testing.B) {
 	srv, nc, stream := natsServer(b)
-	defer srv.Shutdown()
+	defer func() { _ = srv.Shutdown(context.Background()) }()
 	defer nc.Close()
 	ctx := context.Background()
-	q, err := natsjs.New[[]byte](ctx, nc, natsjs.Config{Stream: stream, Codec: rawCodec{}, MaxPublishPending: natsWIP, Capacity: 1 << 30})
+	q, err := natsjs.New[[]byte](ctx, nc, natsjs.Options{Stream: stream, Codec: rawCodec{}, MaxPublishPending: natsWIP, Capacity: 1 << 30})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func BenchmarkKanbanNATS(b *testing.B) {
 // per message.
 func BenchmarkKanbanNATSJetStream(b *testing.B) {
 	srv, nc, stream := natsServer(b)
-	defer srv.Shutdown()
+	defer func() { _ = srv.Shutdown(context.Background()) }()
 	defer nc.Close()
 	ctx := context.Background()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(natsWIP))

@@ -43,6 +43,9 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.73.1 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/taipattern/taikit/kaizen/kaizenotel v0.0.0
+	github.com/taipattern/taikit/kaizen/kaizenprom v0.0.0
+	github.com/taipattern/taikit/kanban/kanbanotel v0.0.0
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
@@ -66,3 +69,9 @@ replace (
 	github.com/taipattern/taikit/kanban/natsembed => ../kanban/natsembed
 	github.com/taipattern/taikit/kanban/natsjs => ../kanban/natsjs
 )
+
+replace github.com/taipattern/taikit/kaizen/kaizenprom => ../kaizen/kaizenprom
+
+replace github.com/taipattern/taikit/kaizen/kaizenotel => ../kaizen/kaizenotel
+
+replace github.com/taipattern/taikit/kanban/kanbanotel => ../kanban/kanbanotel

@@ -50,8 +50,9 @@ func (s *switchCond) Measure(context.Context, time.Time) (andon.Measurement, err
 func TestBoardInChromium(t *testing.T) {
 	bin := servers.Binary(t, "chromium", "chromium", "chromium-browser")
 	errorRate, slow := &switchCond{}, &switchCond{}
-	line := jidoka.NewLine(jidoka.LineConfig{Name: "checkout"})
-	breaker, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway", OpenDuration: time.Hour})
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
+	require.NoError(t, err)
+	breaker, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway", OpenDuration: time.Hour})
 	require.NoError(t, err)
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
 		Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},

@@ -72,10 +72,9 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 	}
 	s.stopLine = andon.StopLine(s.line)
 	var err error
-	s.andon, err = andon.NewEvaluator(andon.Options{
+	s.andon, err = andon.NewEvaluator(andon.EvaluatorOptions{
 		Rules:        s.paymentRules(),
 		Interval:     s.cfg.AlertInterval,
-		Clock:        s.cfg.now,
 		Notifiers:    notifiers,
 		Cord:         andon.CordOptions{Hooks: []andon.Hook{s.stopLine}},
 		GeneratorURL: generatorURL,

@@ -92,7 +92,9 @@ func TestFraudAttackFiresAlert(t *testing.T) {
 }
 
 func TestBreakerOpenAlert(t *testing.T) {
-	ts := startService(t, testConfig(t))
+	cfg := testConfig(t)
+	cfg.BreakerOpen = 500 * time.Millisecond
+	ts := startService(t, cfg)
 	ts.evaluate(t)
 	assert.Equal(t, andon.Inactive, ts.alert(t, alertBreaker).State)
 	require.NoError(t, ts.gateway.Set(1, 0))
@@ -105,7 +107,7 @@ func TestBreakerOpenAlert(t *testing.T) {
 	assert.Contains(t, a.Detail, "open")
 
 	require.NoError(t, ts.gateway.Set(0, 0))
-	ts.clock.Advance(30 * time.Second)
+	ts.halfOpen(t)
 	for i := range 3 {
 		require.Equal(t, http.StatusOK, ts.pay(t, fmt.Sprintf("p%d", i), 10, nil).Code)
 	}

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-
-	"github.com/taipattern/taikit/jidoka"
 )
 
 // Config is the service's configuration: flags, each with an environment
@@ -31,7 +29,8 @@ type Config struct {
 	CustomerState  string
 	GatewayFail    float64
 	GatewayDelay   time.Duration
-	CustomerLimit  float64 // payments per minute per customer
+	BreakerOpen    time.Duration // how long the gateway breaker stays open before it probes
+	CustomerLimit  float64       // payments per minute per customer
 	Fraud          FraudConfig
 	BlacklistFile  string
 	Blacklist      string
@@ -51,8 +50,15 @@ type Config struct {
 	DebugAddr      string
 
 	// Set by tests, not by flags.
-	Clock          jidoka.Clock           // nil: the system clock
+	Clock          Clock                  // the service's clock; nil: the system clock
 	TraceProcessor sdktrace.SpanProcessor // also receives every span
+}
+
+// Clock tells the service the time. It drives the fraud rules, the
+// per-customer limit, idempotency expiry and audit timestamps; tests set
+// one that moves only when told to.
+type Clock interface {
+	Now() time.Time
 }
 
 // now reads the configured clock.
@@ -117,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.CustomerState, "customer-state", env("CUSTOMER_STATE", "auto"), "fraud rules' per-customer state: memory, redis, nats, or auto (redis with -redis-url, else memory) (CUSTOMER_STATE)")
 	fs.Float64Var(&c.GatewayFail, "gateway-failure-rate", envFloat("GATEWAY_FAILURE_RATE", 0), "simulated gateway failure rate in [0, 1] (GATEWAY_FAILURE_RATE)")
 	fs.DurationVar(&c.GatewayDelay, "gateway-latency", envDur("GATEWAY_LATENCY", 0), "simulated gateway latency (GATEWAY_LATENCY)")
+	fs.DurationVar(&c.BreakerOpen, "breaker-open", envDur("BREAKER_OPEN", 30*time.Second), "how long the gateway breaker stays open before it probes (BREAKER_OPEN)")
 	fs.Float64Var(&c.CustomerLimit, "customer-limit", envFloat("CUSTOMER_LIMIT", 5), "payments per minute per customer (CUSTOMER_LIMIT)")
 	fs.IntVar(&c.Fraud.VelocityLimit, "velocity-limit", envInt("VELOCITY_LIMIT", 5), "payment attempts per minute per customer above which the velocity rule fires (VELOCITY_LIMIT)")
 	fs.Float64Var(&c.Fraud.MaxAmount, "max-amount", envFloat("MAX_AMOUNT", 5000), "largest single payment (MAX_AMOUNT)")
@@ -163,6 +170,7 @@ func (c *Config) validate() error {
 	check(c.CustomerState != "redis" || c.RedisURL != "", "-customer-state redis needs -redis-url")
 	check(c.GatewayFail >= 0 && c.GatewayFail <= 1, "-gateway-failure-rate %v is outside [0, 1]", c.GatewayFail)
 	check(c.GatewayDelay >= 0 && c.GatewayDelay <= time.Minute, "-gateway-latency %v is outside [0, 1m]", c.GatewayDelay)
+	check(c.BreakerOpen >= 100*time.Millisecond && c.BreakerOpen <= time.Hour, "-breaker-open %v is outside [100ms, 1h]", c.BreakerOpen)
 	check(c.CustomerLimit > 0 && !math.IsInf(c.CustomerLimit, 0), "-customer-limit %v must be a positive number", c.CustomerLimit)
 	check(c.ConfirmWIP >= 1 && c.ConfirmWIP <= 10000, "-confirm-wip %d is outside [1, 10000]", c.ConfirmWIP)
 	check(c.AlertFraud > 0 && c.AlertFraud < 1, "-alert-fraud-rate %v is outside (0, 1)", c.AlertFraud)

@@ -115,7 +115,7 @@ func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) 
 		now = time.Now
 	}
 	bl := cfg.Blacklist
-	return tai.NewScored(tai.ScoredConfig{Name: "fraud", Review: cfg.Review, Deny: cfg.Deny},
+	return tai.NewScored(tai.ScoredOptions{Name: "fraud", Review: cfg.Review, Deny: cfg.Deny},
 		tai.Rule[Payment]{Name: "blacklist", Weight: weightBlacklist, Check: func(_ context.Context, s tai.Signal[Payment]) (float64, string, error) {
 			p := &s.Payload
 			switch {

@@ -9,77 +9,43 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-
-	"github.com/taipattern/taikit/jidoka"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// manualClock is a jidoka.Clock that moves only when told to.
+// manualClock is the service's clock (Config.Now) in tests: it moves only
+// when told to. It drives the fraud rules, the per-customer limit,
+// idempotency expiry and alert evaluation; the breaker keeps real time
+// (tests shorten Config.BreakerOpen instead).
 type manualClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*manualTimer
-}
-
-type manualTimer struct {
-	c    *manualClock
-	at   time.Time
-	f    func()
-	done bool
+	mu  sync.Mutex
+	now time.Time
 }
 
 func newManualClock() *manualClock {
 	return &manualClock{now: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)}
 }
 
+// Now returns the clock's time.
 func (c *manualClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *manualClock) AfterFunc(d time.Duration, f func()) jidoka.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &manualTimer{c: c, at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *manualTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.done
-	t.done = true
-	return was
-}
-
-// Advance moves the clock and runs the timers that came due, in order.
+// Advance moves the clock forward by d.
 func (c *manualClock) Advance(d time.Duration) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-	var due []*manualTimer
-	for _, t := range c.timers {
-		if !t.done && !t.at.After(c.now) {
-			t.done = true
-			due = append(due, t)
-		}
-	}
-	c.mu.Unlock()
-	sort.Slice(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
-	for _, t := range due {
-		t.f()
-	}
 }
 
 // testService is a running service on a loopback port.

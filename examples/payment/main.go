@@ -125,7 +125,7 @@ func printRules(w io.Writer, cfg Config) error {
 	if s.stats, err = newStats(); err != nil {
 		return err
 	}
-	if s.breaker, err = newBreaker(nil, nil); err != nil {
+	if s.breaker, err = newBreaker(cfg.BreakerOpen, nil); err != nil {
 		return err
 	}
 	return andon.PrometheusRules(w, "payment", s.paymentRules(), andon.ExportOptions{})

@@ -25,10 +25,18 @@ func startNATS(t *testing.T, dir string, port int) *natsembed.Server {
 	return srv
 }
 
+// stopNATS shuts srv down.
+func stopNATS(t *testing.T, srv *natsembed.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, srv.Shutdown(ctx))
+}
+
 func TestTwoReplicasShareLimitsAndIdempotency(t *testing.T) {
 	redisSrv := servers.StartRedis(t)
 	natsSrv := startNATS(t, t.TempDir(), 0)
-	t.Cleanup(natsSrv.Shutdown)
+	t.Cleanup(func() { stopNATS(t, natsSrv) })
 	clock := newManualClock()
 	replica := func(name string) *testService {
 		cfg := testConfig(t)
@@ -103,7 +111,7 @@ func TestNATSRestartLosesNoConfirmation(t *testing.T) {
 	natsSrv := startNATS(t, dir, port)
 	var current atomic.Pointer[natsembed.Server]
 	current.Store(natsSrv)
-	t.Cleanup(func() { current.Load().Shutdown() })
+	t.Cleanup(func() { stopNATS(t, current.Load()) })
 
 	cfg := testConfig(t)
 	cfg.NATSURL = natsSrv.ClientURL()
@@ -135,7 +143,7 @@ func TestNATSRestartLosesNoConfirmation(t *testing.T) {
 		require.Eventually(t, func() bool { return sent.Load() >= n }, 30*time.Second, 5*time.Millisecond)
 	}
 	waitFor(200)
-	natsSrv.Shutdown()
+	stopNATS(t, natsSrv)
 	waitFor(sent.Load() + 100) // payments go on while NATS is down
 	current.Store(startNATS(t, dir, port))
 	waitFor(sent.Load() + 200)
@@ -157,7 +165,7 @@ func TestNATSRestartLosesNoConfirmation(t *testing.T) {
 
 func TestReplicasShareFraudStateThroughNATS(t *testing.T) {
 	natsSrv := startNATS(t, t.TempDir(), 0)
-	t.Cleanup(natsSrv.Shutdown)
+	t.Cleanup(func() { stopNATS(t, natsSrv) })
 	clock := newManualClock()
 	replica := func(name string) *testService {
 		cfg := testConfig(t)

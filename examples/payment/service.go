@@ -29,7 +29,10 @@ import (
 	"github.com/taipattern/taikit/heijunka/redisgcra"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/kaizenotel"
+	"github.com/taipattern/taikit/kaizen/kaizenprom"
 	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/kanbanotel"
 	"github.com/taipattern/taikit/kanban/natsembed"
 	"github.com/taipattern/taikit/kanban/natsjs"
 	"github.com/taipattern/taikit/tai"
@@ -148,7 +151,7 @@ func (s *Service) connectNATS(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("embedded NATS: %w", err)
 		}
-		s.closers = append(s.closers, func(context.Context) error { s.embedded.Shutdown(); return nil })
+		s.closers = append(s.closers, s.embedded.Shutdown)
 		s.nc, err = s.embedded.Connect(s.natsOptions()...)
 	} else {
 		s.nc, err = nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
@@ -292,24 +295,30 @@ func (s *Service) measure() error {
 
 func (s *Service) buildPipeline(ctx context.Context) error {
 	var err error
-	opts := heijunka.KeyedOptions{Name: "customer", MaxKeys: 1_000_000, Now: s.cfg.now}
+	opts := heijunka.KeyedOptions{Name: "customer"}
 	if s.rdb != nil {
 		// Shared by every replica; a Redis outage lets payments through
 		// (the fraud policy still sees them) rather than stopping sales.
-		opts.MaxKeys = 0
 		if opts.Store, err = redisgcra.New(redisgcra.Options{Client: s.rdb, Prefix: "payment:limit:", OnError: redisgcra.FailOpen}); err != nil {
 			return err
 		}
+	} else if opts.Store, err = heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 1_000_000}); err != nil {
+		return err
 	}
-	opts.OnStoreError = func(err error) { s.log.Warn("rate limit store failed; letting payments through", "err", err) }
+	opts.OnStoreError = func(_ string, err error) {
+		s.log.Warn("rate limit store failed; letting payments through", "err", err)
+	}
 	s.limiter, err = heijunka.NewKeyed(heijunka.PerMinute(s.cfg.CustomerLimit), opts)
 	if err != nil {
 		return err
 	}
-	s.line = jidoka.NewLine(jidoka.LineConfig{Name: "payments", Clock: s.cfg.Clock, OnChange: func(ev jidoka.LineEvent) {
+	s.line, err = jidoka.NewLine(jidoka.LineOptions{Name: "payments", OnChange: func(ev jidoka.LineEvent) {
 		s.log.Warn("payment line changed", "stopped", ev.Stopped, "reason", ev.Reason)
 	}})
-	s.breaker, err = newBreaker(s.cfg.Clock, func(ev jidoka.Event) {
+	if err != nil {
+		return err
+	}
+	s.breaker, err = newBreaker(s.cfg.BreakerOpen, func(ev jidoka.Event) {
 		s.log.Warn("gateway breaker changed", "from", ev.From, "to", ev.To, "reason", ev.Reason)
 	})
 	if err != nil {
@@ -323,18 +332,18 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	metrics, err := kaizen.NewMetrics(s.registry, kaizen.MetricsOptions{})
+	metrics, err := kaizenprom.NewMetrics(s.registry, kaizenprom.MetricsOptions{})
 	if err != nil {
 		return err
 	}
-	jc, err := kaizen.NewJidokaCollector(s.registry, kaizen.CollectorOptions{})
+	jc, err := kaizenprom.NewJidokaCollector(s.registry, kaizenprom.CollectorOptions{})
 	if err != nil {
 		return err
 	}
 	if err := errors.Join(jc.AddBreaker(s.breaker), jc.AddLine(s.line)); err != nil {
 		return err
 	}
-	hc, err := kaizen.NewHeijunkaCollector(s.registry, kaizen.CollectorOptions{})
+	hc, err := kaizenprom.NewHeijunkaCollector(s.registry, kaizenprom.CollectorOptions{})
 	if err != nil {
 		return err
 	}
@@ -342,10 +351,10 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 		return err
 	}
 	s.pipeline, err = tai.New[Payment, Charge](fraud, tai.ActionFunc[Payment, Charge](s.charge),
-		tai.WithGates(hc.Gate(s.limiter), s.line),
+		tai.WithGates(hc.Gate(customerGate{s.limiter, s.cfg.now}), s.line),
 		tai.WithGuards(s.breaker),
 		tai.WithObservers(metrics, s.stats, s.audit),
-		tai.WithTracer(metrics.Tracer(kaizen.NewTracer(kaizen.TracerOptions{Provider: s.tracing}))),
+		tai.WithTracer(metrics.Tracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing}))),
 		tai.WithHoldOnReview(),
 		tai.WithLogger(s.log),
 	)
@@ -413,14 +422,14 @@ func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Co
 
 func (s *Service) startConsumer(ctx context.Context) error {
 	var err error
-	s.queue, err = natsjs.New[Confirmation](ctx, s.nc, natsjs.Config{
+	s.queue, err = natsjs.New[Confirmation](ctx, s.nc, natsjs.Options{
 		Stream: "PAYMENT_CONFIRMATIONS",
 		// Room for a backlog of minutes at full speed: under a burst the
 		// consumer falls behind, and confirmations wait rather than fail.
 		Capacity:         5_000_000,
 		Durable:          "confirmer",
 		DeadLetterStream: "PAYMENT_CONFIRMATIONS_DEAD",
-		Propagator:       s.propagate,
+		Propagator:       kanbanotel.New(s.propagate),
 		Logger:           s.log,
 		// Confirmations are published without waiting (PublishAsync); up
 		// to 100,000 may await their acknowledgement, as many as a few
@@ -444,7 +453,7 @@ func (s *Service) startConsumer(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("confirmation queue: %w", err)
 	}
-	kc, err := kaizen.NewKanbanCollector(s.registry, kaizen.CollectorOptions{})
+	kc, err := kaizenprom.NewKanbanCollector(s.registry, kaizenprom.CollectorOptions{})
 	if err != nil {
 		return err
 	}
@@ -496,16 +505,37 @@ func newStats() (*kaizen.Stats, error) {
 }
 
 // newBreaker guards the gateway: it opens after 5 consecutive failures,
-// probes after 30 s, and closes after 3 successful probes.
-func newBreaker(clock jidoka.Clock, onChange func(jidoka.Event)) (*jidoka.Breaker, error) {
-	return jidoka.NewBreaker(jidoka.Config{
+// probes after open (30 s by default), and closes after 3 successful
+// probes.
+func newBreaker(open time.Duration, onChange func(jidoka.Event)) (*jidoka.Breaker, error) {
+	return jidoka.NewBreaker(jidoka.BreakerOptions{
 		Name:                "gateway",
 		ConsecutiveFailures: 5,
-		OpenDuration:        30 * time.Second,
+		OpenDuration:        open,
 		HalfOpenSuccesses:   3,
-		Clock:               clock,
 		OnStateChange:       onChange,
 	})
+}
+
+// customerGate admits a payment when its customer is within the per-customer
+// limit at the service's clock, so the limit and the fraud rules that
+// count attempts agree on what time it is.
+type customerGate struct {
+	limiter *heijunka.Keyed
+	now     func() time.Time
+}
+
+func (g customerGate) Name() string { return g.limiter.Name() }
+
+func (g customerGate) Admit(ctx context.Context, key string) error {
+	d, err := g.limiter.AllowN(ctx, g.now(), key, 1)
+	switch {
+	case err != nil:
+		return fmt.Errorf("customer limit: %w", err)
+	case d.Allowed:
+		return nil
+	}
+	return &heijunka.LimitedError{Name: g.limiter.Name(), Decision: d}
 }
 
 // publicHostPort turns a listen address into one a person can open.
@@ -586,20 +616,20 @@ func (s *Service) Close(ctx context.Context) error {
 		s.alerting.Wait()
 	}
 	if s.board != nil {
-		s.board.Close()
+		errs = append(errs, s.board.Shutdown(ctx))
 	}
 	if s.andon != nil {
-		errs = append(errs, s.andon.Close())
+		errs = append(errs, s.andon.Shutdown(ctx))
 	}
 	if s.stop != nil {
 		s.stop()
 		s.consumer.Wait()
 	}
 	if s.queue != nil {
-		errs = append(errs, s.queue.Close(ctx))
+		errs = append(errs, s.queue.Shutdown(ctx))
 	}
 	if s.audit != nil {
-		errs = append(errs, s.audit.Close(ctx))
+		errs = append(errs, s.audit.Shutdown(ctx))
 	}
 	if s.auditFile != nil {
 		errs = append(errs, s.auditFile.Sync(), s.auditFile.Close())

@@ -9,7 +9,7 @@ import (
 // it, whatever its payload type. A queue that also has a Len() int method
 // (the memory queue) has its depth exported too.
 type Queue interface {
-	Stats() kanban.Stats
+	Stats() kanban.QueueStats
 }
 
 // KanbanCollector exports the counts of kanban queues, read at every

@@ -44,12 +44,13 @@ func TestJidokaCollector(t *testing.T) {
 	require.NoError(t, err)
 	assert.Same(t, c, again, "a second registration returns the registered collector")
 
-	b, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway"})
 	require.NoError(t, err)
 	require.NoError(t, c.AddBreaker(b))
-	line := jidoka.NewLine(jidoka.LineConfig{Name: "payments"})
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "payments"})
+	require.NoError(t, err)
 	require.NoError(t, c.AddLine(line))
-	wd, err := jidoka.NewWatchdog(jidoka.WatchdogConfig{Name: "eu-west", Check: func(context.Context) error { return nil }})
+	wd, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Name: "eu-west", Check: func(context.Context) error { return nil }})
 	require.NoError(t, err)
 	require.NoError(t, c.AddWatchdog(wd))
 
@@ -77,14 +78,14 @@ func TestJidokaCollector(t *testing.T) {
 	assert.Equal(t, 1.0, gaugeValue(t, reg, "taikit_line_stopped", map[string]string{"line": "payments"}))
 	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_line_stops_total", map[string]string{"line": "payments"}))
 
-	dup, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
+	dup, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway"})
 	require.NoError(t, err)
 	require.ErrorContains(t, c.AddBreaker(dup), `breaker named "gateway" is collected already`)
-	unnamed, err := jidoka.NewBreaker(jidoka.Config{})
+	unnamed, err := jidoka.NewBreaker(jidoka.BreakerOptions{})
 	require.NoError(t, err)
 	require.ErrorContains(t, c.AddBreaker(unnamed), "the breaker has no name")
 	require.Error(t, c.AddBreaker(nil))
-	require.Error(t, c.AddLine(jidoka.NewLine(jidoka.LineConfig{Name: "payments"})))
+	require.Error(t, c.AddLine(mustLine(t, "payments")))
 
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
@@ -144,22 +145,22 @@ func testHeijunkaCollector(t *testing.T) {
 	assert.Empty(t, problems)
 }
 
-type fakeQueue struct{ s kanban.Stats }
+type fakeQueue struct{ s kanban.QueueStats }
 
-func (q fakeQueue) Stats() kanban.Stats { return q.s }
+func (q fakeQueue) Stats() kanban.QueueStats { return q.s }
 
 func TestKanbanCollector(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
 
-	mem, err := kanban.NewMemory[string](kanban.MemoryConfig{})
+	mem, err := kanban.NewMemory[string](kanban.MemoryOptions{})
 	require.NoError(t, err)
 	for _, id := range []string{"m1", "m2", "m1"} {
 		require.NoError(t, mem.Publish(context.Background(), kanban.Message[string]{ID: id, Payload: "x"}))
 	}
 	require.NoError(t, c.AddQueue("confirmations", mem))
-	require.NoError(t, c.AddQueue("rollouts", fakeQueue{kanban.Stats{Published: 10, Handled: 7, Retried: 3, DeadLettered: 1, InFlight: 2}}))
+	require.NoError(t, c.AddQueue("rollouts", fakeQueue{kanban.QueueStats{Published: 10, Handled: 7, Retried: 3, DeadLettered: 1, InFlight: 2}}))
 	require.ErrorContains(t, c.AddQueue("rollouts", mem), `queue named "rollouts" is collected already`)
 	require.Error(t, c.AddQueue("", mem))
 	require.Error(t, c.AddQueue("x", nil))
@@ -192,10 +193,10 @@ func TestAllCollectorsPromtool(t *testing.T) {
 	kc, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
 
-	b, err := jidoka.NewBreaker(jidoka.Config{Name: "gateway"})
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway"})
 	require.NoError(t, err)
 	require.NoError(t, jc.AddBreaker(b))
-	require.NoError(t, jc.AddLine(jidoka.NewLine(jidoka.LineConfig{Name: "payments"})))
+	require.NoError(t, jc.AddLine(mustLine(t, "payments")))
 	keyed, err := heijunka.NewKeyed(heijunka.PerSecond(5).WithBurst(5), heijunka.KeyedOptions{Name: "per-customer"})
 	require.NoError(t, err)
 	require.NoError(t, hc.AddKeyed(keyed))
@@ -215,4 +216,11 @@ func TestAllCollectorsPromtool(t *testing.T) {
 	text := exposition(t, reg)
 	assert.Contains(t, string(text), `taikit_limiter_rate{limiter="open"} +Inf`)
 	promtoolCheck(t, text)
+}
+
+func mustLine(t *testing.T, name string) *jidoka.Line {
+	t.Helper()
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: name})
+	require.NoError(t, err)
+	return line
 }

@@ -92,7 +92,10 @@ func ExampleNewJidokaCollector() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	line := jidoka.NewLine(jidoka.LineConfig{Name: "payments"})
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "payments"})
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := collector.AddLine(line); err != nil {
 		log.Fatal(err)
 	}

@@ -96,7 +96,8 @@ type kindMetrics struct {
 	mu        sync.Mutex // serializes the writers of policies
 }
 
-// numOutcomes is the number of tai outcomes, Succeeded to Failed.
+// numOutcomes sizes the outcome counters, indexed by tai.Outcome: slot 0,
+// the invalid zero Outcome, stays nil.
 const numOutcomes = int(tai.Failed) + 1
 
 // NewMetrics creates the metric families and registers them with reg. A
@@ -190,7 +191,7 @@ func (m *Metrics) Observe(_ context.Context, r tai.Record) {
 		m.observeExemplar(k, &r)
 		return
 	}
-	if int(r.Outcome) < len(k.outcomes) {
+	if r.Outcome.Valid() {
 		k.outcomes[r.Outcome].Inc()
 	}
 	if v := r.Decision.Verdict; v.Valid() {
@@ -211,7 +212,7 @@ func (m *Metrics) observeExemplar(k *kindMetrics, r *tai.Record) {
 	if r.Span.SpanID.IsValid() {
 		ex["span_id"] = r.Span.SpanID.String()
 	}
-	if int(r.Outcome) < len(k.outcomes) {
+	if r.Outcome.Valid() {
 		if a, ok := k.outcomes[r.Outcome].(prometheus.ExemplarAdder); ok {
 			a.AddWithExemplar(1, ex)
 		} else {
@@ -241,7 +242,7 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 		return k
 	}
 	k := &kindMetrics{kind: kind, decisions: m.decisions}
-	for o := range tai.Outcome(numOutcomes) {
+	for _, o := range tai.Outcomes() {
 		k.outcomes[o] = m.signals.WithLabelValues(kind, o.String())
 	}
 	for st := tai.StageSignal; st <= tai.StageAction; st++ {

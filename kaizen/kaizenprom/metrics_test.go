@@ -385,3 +385,39 @@ func TestDefaultBuckets(t *testing.T) {
 	assert.Equal(t, 0.1, h2.GetHistogram().GetBucket()[0].GetUpperBound())
 	assert.Equal(t, uint64(0), h2.GetHistogram().GetBucket()[0].GetCumulativeCount())
 }
+
+// A record whose Outcome is not one of tai's (the zero Outcome, or a number
+// past Failed) counts in no outcome series and makes none, with or without
+// an exemplar; its durations are still observed.
+func TestMetricsInvalidOutcomeCountsNowhere(t *testing.T) {
+	for _, sampled := range []bool{false, true} {
+		reg := prometheus.NewRegistry()
+		m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+		require.NoError(t, err)
+		for _, o := range []tai.Outcome{0, tai.Failed + 1} {
+			r := tai.Record{ID: "1", Kind: "k", Outcome: o, Duration: time.Millisecond,
+				Span: tai.SpanContext{TraceID: tai.TraceID{1}, SpanID: tai.SpanID{2}, Sampled: sampled}}
+			m.Observe(context.Background(), r)
+		}
+		families, err := reg.Gather()
+		require.NoError(t, err)
+		var outcomes []string
+		for _, f := range families {
+			if f.GetName() != "taikit_signals_total" {
+				continue
+			}
+			for _, s := range f.GetMetric() {
+				for _, lp := range s.GetLabel() {
+					if lp.GetName() == "outcome" {
+						outcomes = append(outcomes, lp.GetValue())
+					}
+				}
+				assert.Zero(t, s.GetCounter().GetValue(), "sampled %v", sampled)
+			}
+		}
+		assert.ElementsMatch(t, []string{"succeeded", "denied", "rejected", "failed"}, outcomes, "sampled %v", sampled)
+		h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "stage": "signal"})
+		require.NotNil(t, h)
+		assert.EqualValues(t, 2, h.GetHistogram().GetSampleCount(), "sampled %v", sampled)
+	}
+}

@@ -37,7 +37,7 @@ func New(opts ...tai.Option) (*tai.Pipeline[Order, string], error) {
 		}
 		return nil
 	}}
-	scored, err := tai.NewScored(tai.ScoredConfig{Name: "fraud", Deny: 0.5},
+	scored, err := tai.NewScored(tai.ScoredOptions{Name: "fraud", Deny: 0.5},
 		tai.Rule[Order]{Name: "amount", Weight: 0.6, Check: func(_ context.Context, s tai.Signal[Order]) (float64, string, error) {
 			if s.Payload.Amount > 5000 {
 				return 1, "amount over 5000", nil
