@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -169,9 +170,9 @@ func TestSharedLeasesStayWithTheirWorker(t *testing.T) {
 			require.NoError(t, q.Publish(context.Background(), Message[int]{ID: strconv.Itoa(i), Payload: i}))
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		handled := 0
+		var handled atomic.Int64
 		err = q.Consume(ctx, func(_ context.Context, d Delivery[int]) error {
-			handled++
+			handled.Add(1)
 			switch {
 			case d.Payload == 11:
 				cancel()
@@ -183,7 +184,7 @@ func TestSharedLeasesStayWithTheirWorker(t *testing.T) {
 			return errors.New("again") // retried after the back-off, then released by the drain
 		}, ConsumeOptions{WIP: 3, MaxAttempts: 2, Backoff: BackoffFunc(func(int) time.Duration { return 0 })})
 		require.NoError(t, err)
-		require.Positive(t, handled)
+		require.Positive(t, handled.Load())
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		for _, e := range q.free {
