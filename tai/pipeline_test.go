@@ -194,6 +194,41 @@ func TestTracerSpans(t *testing.T) {
 	assert.Equal(t, "0000000000000001", obs.last(t).Span.SpanID.String())
 }
 
+// spanGate is a gate named "limit" that reports the context it is called
+// with.
+type spanGate struct{ seen func(context.Context) }
+
+func (g spanGate) Name() string { return "limit" }
+func (g spanGate) Admit(ctx context.Context, _ string) error {
+	g.seen(ctx)
+	return nil
+}
+
+// A gate and the action run in the context of their own span, so the spans
+// they start themselves (a Redis call in a gate, an HTTP call in the
+// action) become its children.
+func TestStagesRunInTheirSpan(t *testing.T) {
+	tr := &spanTracer{j: &journal{}}
+	var gateSpan, actionSpan string
+	spanOf := func(ctx context.Context) string {
+		if s, ok := ctx.Value(spanKey{}).(*recSpan); ok {
+			return s.name
+		}
+		return "-"
+	}
+	gate := spanGate{seen: func(ctx context.Context) { gateSpan = spanOf(ctx) }}
+	action := tai.ActionFunc[int, int](func(ctx context.Context, s tai.Signal[int]) (int, error) {
+		actionSpan = spanOf(ctx)
+		return s.Payload, nil
+	})
+	p, err := tai.New(allowPolicy(&journal{}), action, tai.WithGates(gate), tai.WithTracer(tr))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
+	require.NoError(t, err)
+	assert.Equal(t, "gate:limit", gateSpan)
+	assert.Equal(t, "action:action", actionSpan)
+}
+
 func TestTracerWithoutContextCostsCombinatorsNothing(t *testing.T) {
 	j := &journal{}
 	tr := &spanTracer{j: j} // does not put itself in the context
