@@ -7,15 +7,18 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban"
 )
 
 // startAlertmanager runs prometheus-alertmanager on a free loopback port
@@ -116,4 +119,24 @@ func TestAlertmanagerIntegration(t *testing.T) {
 	require.EqualValues(t, 2, e.NotifierStats()[0].Sent)
 	require.Eventually(t, func() bool { return len(getAlerts(t, url)) == 0 }, 10*time.Second, 20*time.Millisecond,
 		fmt.Sprintf("alerts still listed: %+v", getAlerts(t, url)))
+}
+
+// Notify returns the Alertmanager's refusal: a 5xx is worth retrying, a 4xx
+// is permanent.
+func TestAlertmanagerNotifyReturnsRefusal(t *testing.T) {
+	for _, c := range []struct {
+		status    int
+		permanent bool
+	}{{http.StatusServiceUnavailable, false}, {http.StatusBadRequest, true}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no", c.status)
+		}))
+		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: srv.URL})
+		require.NoError(t, err)
+		err = am.Notify(context.Background(), []andon.Alert{{Name: "X", State: andon.Firing, Severity: andon.Page}})
+		srv.Close()
+		require.Error(t, err, "status %d", c.status)
+		assert.Contains(t, err.Error(), strconv.Itoa(c.status))
+		assert.Equal(t, c.permanent, kanban.IsPermanent(err), "status %d", c.status)
+	}
 }
