@@ -209,6 +209,7 @@ func TestBoardCordWhoAndReset(t *testing.T) {
 	assert.True(t, f.line.Status().Stopped)
 	assert.Equal(t, http.StatusOK, post(`{"action":"pull","reason":"again"}`).StatusCode)
 	assert.Equal(t, http.StatusOK, post(`{"action":"reset"}`).StatusCode)
+	assert.Contains(t, logs.String(), "cord reset on the board", "the reset that changed something is logged")
 	assert.Equal(t, http.StatusOK, post(`{"action":"reset"}`).StatusCode)
 	assert.False(t, f.ev.Cord().Pulled)
 	assert.False(t, f.line.Status().Stopped)
