@@ -267,8 +267,10 @@ func TestBoardEvents(t *testing.T) {
 	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 	r := bufio.NewReader(resp.Body)
 
+	before := time.Now()
 	st := readEvent(t, r)
 	assert.Equal(t, andon.Inactive, st.Rules[0].State)
+	assert.WithinDuration(t, before, st.Time, time.Minute, "each event says when its state was read")
 
 	// A change in the evaluator is pushed at once, not at the next refresh.
 	f.cond.Set(true)

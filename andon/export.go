@@ -273,16 +273,14 @@ func (x *exporter) burn(c *burnRate) (string, []promRule) {
 	slo := c.slo.name()
 	budget := "(1 - " + promFloat(c.slo.Objective) + ")"
 	var recs []promRule
-	seen := map[time.Duration]bool{}
+	// A window used twice makes its recording rule twice; PrometheusRules
+	// keeps the first of each record name and SLO.
 	record := func(w time.Duration) string {
 		name := "slo:sli_error:ratio_rate" + promDuration(w)
-		if !seen[w] {
-			seen[w] = true
-			errs := x.rate("signals_total", w, "kind", c.slo.Kind, "outcome", labelMatch(c.slo.errors()))
-			recs = append(recs, promRule{record: name,
-				expr:   fmt.Sprintf("(sum(%s) or vector(0)) / sum(%s)", errs, x.rate("signals_total", w, "kind", c.slo.Kind)),
-				labels: map[string]string{"slo": slo, "kind": c.slo.Kind}})
-		}
+		errs := x.rate("signals_total", w, "kind", c.slo.Kind, "outcome", labelMatch(c.slo.errors()))
+		recs = append(recs, promRule{record: name,
+			expr:   fmt.Sprintf("(sum(%s) or vector(0)) / sum(%s)", errs, x.rate("signals_total", w, "kind", c.slo.Kind)),
+			labels: map[string]string{"slo": slo, "kind": c.slo.Kind}})
 		return fmt.Sprintf("%s{slo=%s} / %s", name, strconv.Quote(slo), budget)
 	}
 	var alts []string

@@ -3,6 +3,7 @@ package andon_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -351,6 +352,9 @@ func TestPrometheusRulesEdges(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, andon.PrometheusRules(&b, "none", nil, andon.ExportOptions{}))
 	assert.Equal(t, "groups:\n  - name: \"none\"\n    rules: []\n", b.String())
+	full := errors.New("disk full")
+	assert.ErrorIs(t, andon.PrometheusRules(failingWriter{full}, "none", nil, andon.ExportOptions{}), full,
+		"the writer's error is returned")
 
 	stats := exportStats(t)
 	errs := andon.ErrorRate(stats, "payment", 5*time.Minute, 0.05)
@@ -385,3 +389,8 @@ func TestPrometheusRulesEdges(t *testing.T) {
 	}, andon.ExportOptions{}))
 	assert.Equal(t, 8, strings.Count(b.String(), "- record:"))
 }
+
+// failingWriter fails every Write with err.
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }

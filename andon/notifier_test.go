@@ -843,3 +843,43 @@ func (r redirect) RoundTrip(req *http.Request) (*http.Response, error) {
 	out.URL, out.Host, out.RequestURI = u, "", ""
 	return http.DefaultTransport.RoundTrip(out)
 }
+
+// gateNotifier holds each Notify until the test lets it go.
+type gateNotifier struct {
+	entered chan struct{}
+	release chan struct{}
+	recorder
+}
+
+func (n *gateNotifier) Notify(ctx context.Context, alerts []andon.Alert) error {
+	n.entered <- struct{}{}
+	<-n.release
+	return n.recorder.Notify(ctx, alerts)
+}
+
+// Flush waits for a batch that is being sent, not only for the queue to
+// empty: the worker takes the batch off the queue before it sends it.
+func TestFlushWaitsForTheBatchInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &gateNotifier{entered: make(chan struct{}), release: make(chan struct{})}
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n},
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+		cond.Set(true)
+		e.Evaluate(ctx)
+		<-n.entered // the batch is off the queue and in Notify
+
+		flushed := make(chan error, 1)
+		go func() { flushed <- e.Flush(ctx) }()
+		synctest.Wait()
+		select {
+		case err := <-flushed:
+			t.Fatalf("Flush returned (%v) while the batch was being sent", err)
+		default:
+		}
+		close(n.release)
+		require.NoError(t, <-flushed)
+		assert.Equal(t, []string{"A firing"}, n.events())
+	})
+}
