@@ -384,8 +384,7 @@ func TestKeyedAllowsNothingAllocatedForKnownKeys(t *testing.T) {
 		"a Reservation is one allocation, shared by whoever holds it")
 }
 
-// TestKeyedConcurrentGrowth runs Allow on the system clock (the path that
-// prefetches a key's slot before taking its shard's lock) from several
+// TestKeyedConcurrentGrowth runs Allow on the system clock from several
 // goroutines while the tables grow under them. The limit refills once an
 // hour, so within the test every key admits exactly its burst.
 func TestKeyedConcurrentGrowth(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // DefaultMaxKeys is the MaxKeys of a MemoryStore whose option is zero.
@@ -71,9 +70,7 @@ type MemoryStoreOptions struct {
 // costs 30 to 45 bytes. Take allocates nothing for a key already held.
 //
 // The cost of a lookup in a large store is one cache miss on the key's
-// slot. Keyed.Allow hides part of it: it hashes the key and prefetches its
-// slot before it reads the clock (amd64 and arm64; build tag purego turns
-// the prefetch off).
+// slot.
 type MemoryStore struct {
 	epoch  time.Time
 	seed1  maphash.Seed
@@ -92,10 +89,7 @@ type memShard struct {
 	limit  int    // keys this shard may hold
 	maxTAT int64  // latest schedule written since the table was empty
 	bits   uint   // top bits of h1 that chose the shard: the home uses the others
-	// view publishes slots, for prefetch only: it is read without the
-	// mutex to start loading a key's slot before the lock is taken.
-	view atomic.Pointer[[]slot]
-	_    [48]byte
+	_      [56]byte
 }
 
 // slot holds one key: h1 is never 0 in a used slot.
@@ -217,19 +211,12 @@ func (s *MemoryStore) take(key string, p *params, now int64, n int, d *Decision)
 }
 
 // takeNow is take for one event at the current time of the store's clock.
-// It hashes the key and starts loading its slot before reading the clock,
-// so that the cache miss of a large table and the clock read overlap.
 func (s *MemoryStore) takeNow(key string, p *params, d *Decision) error {
 	if p.mode != modeFinite {
 		p.decideInto(minTAT, clampNow(time.Since(s.epoch)), 1, d)
 		return nil
 	}
-	sh, h1 := s.hash1(key)
-	if v := sh.view.Load(); v != nil {
-		slots := *v
-		prefetch(unsafe.Pointer(&slots[home(h1, sh.bits, len(slots))]))
-	}
-	h2 := maphash.String(s.seed2, key)
+	sh, h1, h2 := s.hash(key)
 	return sh.take(h1, h2, p, clampNow(time.Since(s.epoch)), 1, s.policy, d)
 }
 
@@ -266,7 +253,6 @@ func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy Full
 
 func (sh *memShard) reset() {
 	sh.slots = nil
-	sh.view.Store(nil)
 	sh.n, sh.hand = 0, 0
 	sh.maxTAT = minTAT
 }
@@ -390,8 +376,6 @@ func (sh *memShard) shrink() {
 func (sh *memShard) resize(size int) {
 	old := sh.slots
 	sh.slots = make([]slot, size)
-	view := sh.slots // a copy: the field itself changes under the mutex
-	sh.view.Store(&view)
 	sh.hand = 0
 	for _, s := range old {
 		if s.h1 == 0 {
