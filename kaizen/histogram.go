@@ -86,15 +86,17 @@ func (h *histogram) merge(o *histogram) {
 }
 
 // quantile returns the value at rank ceil(q*total) (the nearest-rank
-// definition), clamped to [lo, hi], the smallest and largest values seen.
-// It returns 0 for an empty histogram.
+// definition), clamped to [lo, hi], the smallest and largest values seen;
+// for q = 0, lo itself. It returns 0 for an empty histogram.
 func (h *histogram) quantile(q float64, total uint64, lo, hi time.Duration) time.Duration {
 	if total == 0 || math.IsNaN(q) {
 		return 0
 	}
 	q = min(max(q, 0), 1)
 	rank := uint64(math.Ceil(q * float64(total)))
-	rank = max(rank, 1)
+	if rank == 0 { // q is 0: the smallest value seen, exactly
+		return lo
+	}
 	var seen uint64
 	for i, c := range h.chunks {
 		if c == nil {

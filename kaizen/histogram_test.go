@@ -165,5 +165,14 @@ func TestQuantileNearestRank(t *testing.T) {
 		assert.Equal(t, want, h.quantile(q, 10, 10, 100), "q=%v", q)
 	}
 	assert.Equal(t, time.Duration(30), h.quantile(0.1, 10, 30, 40), "clamped to the smallest value seen")
+
+	// Where bins are wide, the 0 quantile is the smallest value seen, not
+	// its bin's middle.
+	var wide histogram
+	lo, hi := time.Duration(1_000_001), 5*time.Second
+	wide.add(binOf(lo))
+	wide.add(binOf(hi))
+	require.NotEqual(t, lo, time.Duration(math.Round(binValue(binOf(lo)))), "the test needs a bin wider than 1ns")
+	assert.Equal(t, lo, wide.quantile(0, 2, lo, hi))
 	assert.Equal(t, time.Duration(40), h.quantile(0.9, 10, 30, 40), "clamped to the largest value seen")
 }
