@@ -358,16 +358,31 @@ type coverBlock struct {
 	tests                                []string
 }
 
+// testsAt returns the tests that reach the position. Some expressions lie
+// in no block of the cover profile — the case expressions of a switch sit
+// between the block holding the switch and the blocks of its clauses — so
+// the profile cannot say which tests evaluate them; they get every test
+// that reaches the file.
 func (c coverMap) testsAt(file string, line, col int) []string {
 	var tests []string
-	for _, b := range c.blocks[file] {
-		if (line > b.startLine || line == b.startLine && col >= b.startCol) &&
-			(line < b.endLine || line == b.endLine && col <= b.endCol) {
-			for _, t := range b.tests {
-				if !slices.Contains(tests, t) {
-					tests = append(tests, t)
-				}
+	add := func(b coverBlock) {
+		for _, t := range b.tests {
+			if !slices.Contains(tests, t) {
+				tests = append(tests, t)
 			}
+		}
+	}
+	before := func(l1, c1, l2, c2 int) bool { return l1 < l2 || l1 == l2 && c1 <= c2 }
+	inside := false
+	for _, b := range c.blocks[file] {
+		if before(b.startLine, b.startCol, line, col) && before(line, col, b.endLine, b.endCol) {
+			inside = true
+			add(b)
+		}
+	}
+	if !inside {
+		for _, b := range c.blocks[file] {
+			add(b)
 		}
 	}
 	sort.Strings(tests)
@@ -418,8 +433,10 @@ func coverage(ctx context.Context, pkg pkgInfo, tags, work string) (coverMap, er
 		}
 		for _, line := range strings.Split(string(data), "\n")[1:] {
 			// import/path/file.go:10.2,12.16 3 1
+			// Blocks no test reached are kept too, without tests, so
+			// that testsAt knows where blocks are.
 			f := strings.Fields(line)
-			if len(f) != 3 || f[2] == "0" {
+			if len(f) != 3 {
 				continue
 			}
 			loc, span, _ := strings.Cut(f[0], ":")
@@ -435,7 +452,9 @@ func coverage(ctx context.Context, pkg pkgInfo, tags, work string) (coverMap, er
 				index[k] = i
 				cm.blocks[file] = append(cm.blocks[file], b)
 			}
-			cm.blocks[file][i].tests = append(cm.blocks[file][i].tests, name)
+			if f[2] != "0" {
+				cm.blocks[file][i].tests = append(cm.blocks[file][i].tests, name)
+			}
 		}
 	}
 	return cm, nil
