@@ -70,8 +70,8 @@ func TestMemoryDeadLetterLimit(t *testing.T) {
 		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DeadLetterLimit: 2})
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
-		for _, id := range []string{"a", "b", "c"} {
-			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: id}))
+		for i, id := range []string{"a", "b", "c"} {
+			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: id, Payload: i + 1}))
 		}
 		n := 0
 		err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
@@ -85,6 +85,8 @@ func TestMemoryDeadLetterLimit(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, dl, 2)
 		assert.Equal(t, []string{"b", "c"}, []string{dl[0].ID, dl[1].ID}, "the oldest goes first")
+		assert.Equal(t, []string{"2", "3"}, []string{string(dl[0].Payload), string(dl[1].Payload)},
+			"without a Codec a dead letter holds its payload as JSON")
 	})
 }
 
