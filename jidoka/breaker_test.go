@@ -540,6 +540,34 @@ func TestBreakerProbeOfExactlySlowCallDuration(t *testing.T) {
 	}
 }
 
+// A probe run through Allow and done is timed from Allow, as one run through
+// Do: exactly SlowCallDuration closes the breaker, a nanosecond more opens
+// it again.
+func TestBreakerAllowTimesProbes(t *testing.T) {
+	for _, tt := range []struct {
+		took time.Duration
+		want jidoka.State
+	}{
+		{time.Second, jidoka.StateClosed},
+		{time.Second + 1, jidoka.StateOpen},
+	} {
+		t.Run(tt.took.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, SlowCallRate: 1, SlowCallDuration: time.Second,
+					OpenDuration: time.Minute, HalfOpenSuccesses: 1})
+				calls(t, b, 1, errBoom)
+				advance(time.Minute)
+				require.Equal(t, jidoka.StateHalfOpen, b.State())
+				done, err := b.Allow(context.Background())
+				require.NoError(t, err)
+				time.Sleep(tt.took)
+				done(nil)
+				assert.Equal(t, tt.want, b.State())
+			})
+		})
+	}
+}
+
 // Slow calls leave a time window with their bucket: old slow calls neither
 // show in Snapshot nor trip the breaker.
 func TestBreakerTimeWindowForgetsSlowCalls(t *testing.T) {
