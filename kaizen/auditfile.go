@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -46,36 +45,37 @@ type AuditFileState struct {
 //     the Audit starts, reported in the returned AuditFileState and
 //     logged at level Warn on opts.Logger.
 //
-// The Audit owns the file: Flush and Shutdown sync it, and Shutdown
-// closes it. Audit.Last starts at the file's last hash and line count.
+// The file's directory is synced too, so that a new file's name is as
+// durable as its lines; the directory must be readable for that. The
+// Audit owns the file: Flush and Shutdown sync it, and Shutdown closes it. Audit.Last starts at the file's last hash and line count.
 // Only one Audit may append to a file at a time. A file is read in full
 // at open; rotate to a new file (with AuditOptions.Genesis set to the
 // last hash of the one before) to keep that short.
 //
 // It returns an error naming the first invalid option before touching the
-// file, an *fs.PathError when the file cannot be opened, read or repaired,
-// or a *AuditError.
+// file; a *AuditError; an *fs.PathError when the file or its directory
+// cannot be opened, read, repaired or synced; or an error saying path is
+// not a regular file.
 func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, error) {
 	a, err := newAudit(opts)
 	if err != nil {
 		return nil, AuditFileState{}, err
 	}
-	f, created, err := openAppend(path)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
 	}
 	state, err := resume(f, path, opts, &a.prev)
+	if err == nil {
+		// Make the file's name durable before its lines: a file whose
+		// directory entry a crash loses takes the trail with it. (Done
+		// on every open, not only when the file is created, so that an
+		// open that fails here fails the same way when retried.)
+		err = syncDir(filepath.Dir(path))
+	}
 	if err != nil {
 		f.Close()
 		return nil, AuditFileState{}, err
-	}
-	if created {
-		// Make the file's name durable with its first lines: a file
-		// whose directory entry is lost in a crash loses the trail.
-		if err := syncDir(filepath.Dir(path)); err != nil {
-			f.Close()
-			return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
-		}
 	}
 	log := auditLogger(opts)
 	if state.Cut > 0 {
@@ -87,23 +87,6 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 	}
 	a.start(f, f, state.Lines)
 	return a, state, nil
-}
-
-// openAppend opens path for reading and appending, creating it with mode
-// 0600 if it does not exist, and reports whether it did.
-func openAppend(path string) (f *os.File, created bool, err error) {
-	f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
-		if err != nil {
-			return nil, false, err
-		}
-		return f, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	return f, true, nil
 }
 
 // resume verifies the trail in f and repairs its end, as OpenAuditFile
@@ -129,8 +112,7 @@ func resume(f *os.File, path string, opts AuditOptions, last *[sha256.Size]byte)
 	}
 	*last = c.prev
 	state := AuditFileState{AuditSummary: c.summary()}
-	switch {
-	case end.torn > 0:
+	if end.torn > 0 {
 		state.Cut = int64(end.torn)
 		size, err := f.Seek(0, io.SeekEnd)
 		if err == nil {
@@ -139,12 +121,12 @@ func resume(f *os.File, path string, opts AuditOptions, last *[sha256.Size]byte)
 		if err != nil {
 			return AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: cutting off the torn last line: %w", err)
 		}
-	case end.unterminated:
+	} else if end.unterminated {
 		state.NewlineAdded = true
 		if _, err := f.Write([]byte{'\n'}); err != nil {
 			return AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
 		}
-	default:
+	} else {
 		return state, nil
 	}
 	if err := f.Sync(); err != nil {
@@ -160,9 +142,12 @@ func syncDir(dir string) error {
 		return nil
 	}
 	d, err := os.Open(dir)
-	if err != nil {
-		return err
+	if err == nil {
+		err = d.Sync()
+		d.Close()
 	}
-	defer d.Close()
-	return d.Sync()
+	if err != nil {
+		return fmt.Errorf("kaizen: OpenAuditFile: syncing the directory: %w", err)
+	}
+	return nil
 }

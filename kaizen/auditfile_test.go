@@ -60,19 +60,22 @@ func ids(prefix string, n int) []string {
 
 func TestOpenAuditFileContinuesTheChain(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	state, last := appendTrail(t, path, kaizen.AuditOptions{}, ids("run1", 3)...)
+	var logs syncBuffer
+	opts := kaizen.AuditOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	state, last := appendTrail(t, path, opts, ids("run1", 3)...)
 	assert.Equal(t, kaizen.AuditFileState{AuditSummary: kaizen.AuditSummary{Lines: 0, Last: kaizen.GenesisHash}}, state, "a new file")
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm(), "created readable by its owner only")
 	assert.Equal(t, uint64(3), last.Lines)
 
-	state2, last2 := appendTrail(t, path, kaizen.AuditOptions{}, ids("run2", 2)...)
+	state2, last2 := appendTrail(t, path, opts, ids("run2", 2)...)
 	assert.Equal(t, kaizen.AuditFileState{AuditSummary: last}, state2, "the file as the first run left it")
 	assert.Equal(t, uint64(5), last2.Lines, "Last counts the lines the file held")
 
-	state3, last3 := appendTrail(t, path, kaizen.AuditOptions{})
+	state3, last3 := appendTrail(t, path, opts)
 	assert.Equal(t, last2, state3.AuditSummary)
+	assert.Empty(t, logs.Bytes(), "nothing to repair, nothing to log")
 	assert.Equal(t, last2, last3, "a run that writes nothing leaves Last where it was")
 
 	f, err := os.Open(path)
@@ -136,6 +139,7 @@ func TestOpenAuditFileRefusesABadLine(t *testing.T) {
 			assert.Equal(t, path, ae.File)
 			assert.Equal(t, c.line, ae.Line)
 			assert.Contains(t, ae.Reason, c.reason)
+			assert.Equal(t, ae.Error(), err.Error(), "the error is the *AuditError, which names the file already")
 			after, err := os.ReadFile(path)
 			require.NoError(t, err)
 			assert.Equal(t, c.content, string(after), "the file is left as it was")
@@ -355,6 +359,7 @@ func TestVerifyAuditFilesErrors(t *testing.T) {
 
 	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, dir)
 	require.ErrorAs(t, err, &pe, "a directory cannot be read as a trail")
+	assert.EqualError(t, err, "read "+dir+": is a directory", "the *fs.PathError names the file")
 
 	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{})
 	require.EqualError(t, err, "kaizen: VerifyAuditFiles: no file to verify")
@@ -458,6 +463,27 @@ func TestAuditSyncFailureStopsTheTrail(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []string{"3: kaizen: syncing audit trail: sync failed"}, lost)
+}
+
+// TestAuditSyncsARegularFile: an *os.File that is a regular file is
+// synced, so Last waits for Flush.
+func TestAuditSyncsARegularFile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, err := os.Create(filepath.Join(t.TempDir(), "audit.jsonl"))
+		require.NoError(t, err)
+		defer f.Close()
+		a, err := kaizen.NewAudit(f, kaizen.AuditOptions{})
+		require.NoError(t, err)
+		a.Observe(context.Background(), record("1"))
+		synctest.Wait() // the writer has written the line and waits for more
+		require.Equal(t, uint64(1), a.Written())
+		_, n := a.Last()
+		assert.Zero(t, n, "written, not yet synced")
+		require.NoError(t, a.Flush(context.Background()))
+		_, n = a.Last()
+		assert.Equal(t, uint64(1), n)
+		require.NoError(t, a.Shutdown(context.Background()))
+	})
 }
 
 // TestAuditWriterWithoutSync: a writer that cannot be synced — a pipe,

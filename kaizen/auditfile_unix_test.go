@@ -105,12 +105,13 @@ func writeUntilKilled(t *testing.T, path string) {
 
 // TestAuditFilePermissionDenied: a trail file the process may not open
 // fails with an *fs.PathError matching fs.ErrPermission, for writing and
-// for verifying. Root may open any file, so as root the test runs itself
-// again as the user nobody.
+// for verifying; so does a file in a directory the process may write in
+// but not read, which OpenAuditFile cannot sync. Root may open anything,
+// so as root the test runs itself again as the user nobody.
 func TestAuditFilePermissionDenied(t *testing.T) {
-	if path := os.Getenv(permChildEnv); path != "" {
-		checkPermissionDenied(t, path)
-		fmt.Println("checked", path)
+	if dir := os.Getenv(permChildEnv); dir != "" {
+		checkPermissionDenied(t, dir)
+		fmt.Println("checked", dir)
 		return
 	}
 	dir, err := os.MkdirTemp("", "kaizen-perm")
@@ -119,24 +120,45 @@ func TestAuditFilePermissionDenied(t *testing.T) {
 	require.NoError(t, os.Chmod(dir, 0o755))
 	path := filepath.Join(dir, "audit.jsonl")
 	appendTrail(t, path, kaizen.AuditOptions{}, "1")
+	writeOnly := filepath.Join(dir, "write-only")
+	require.NoError(t, os.Mkdir(writeOnly, 0o755))
 	if os.Geteuid() != 0 {
 		require.NoError(t, os.Chmod(path, 0))
-		checkPermissionDenied(t, path)
+		require.NoError(t, os.Chmod(writeOnly, 0o300))
+		t.Cleanup(func() { os.Chmod(writeOnly, 0o700) })
+		checkPermissionDenied(t, dir)
 		return
 	}
-	out := runAsNobody(t, dir, "^TestAuditFilePermissionDenied$", permChildEnv+"="+path)
-	assert.Contains(t, out, "checked "+path)
+	require.NoError(t, os.Chmod(writeOnly, 0o733)) // others may add files, not list them
+	out := runAsNobody(t, dir, "^TestAuditFilePermissionDenied$", permChildEnv+"="+dir)
+	assert.Contains(t, out, "checked "+dir)
 }
 
-func checkPermissionDenied(t *testing.T, path string) {
+func checkPermissionDenied(t *testing.T, dir string) {
+	path := filepath.Join(dir, "audit.jsonl")
 	_, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{})
 	require.ErrorIs(t, err, fs.ErrPermission)
 	var pe *fs.PathError
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, path, pe.Path)
+	assert.Equal(t, "kaizen: OpenAuditFile: open "+path+": permission denied", err.Error())
 	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
 	require.ErrorIs(t, err, fs.ErrPermission)
 	require.ErrorAs(t, err, &pe)
+
+	inWriteOnly := filepath.Join(dir, "write-only", "audit.jsonl")
+	_, _, err = kaizen.OpenAuditFile(inWriteOnly, kaizen.AuditOptions{})
+	require.ErrorIs(t, err, fs.ErrPermission)
+	assert.Equal(t, "kaizen: OpenAuditFile: syncing the directory: open "+filepath.Dir(inWriteOnly)+": permission denied", err.Error())
+}
+
+// TestOpenAuditFileNeedsARegularFile: a named pipe (or a device) is no
+// place for a trail: it could not be read back or cut.
+func TestOpenAuditFileNeedsARegularFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "audit.fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	_, _, err := kaizen.OpenAuditFile(fifo, kaizen.AuditOptions{})
+	require.EqualError(t, err, "kaizen: OpenAuditFile: "+fifo+" is not a regular file (p---------)")
 }
 
 // runAsNobody runs a test of this binary, copied into dir so that nobody

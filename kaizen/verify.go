@@ -146,6 +146,9 @@ func VerifyAuditFiles(opts VerifyOptions, paths ...string) (AuditSummary, error)
 	}
 	var end fileEnd
 	for _, path := range paths {
+		if end.torn > 0 { // only the last file may end in a torn line
+			return AuditSummary{}, end.tornError()
+		}
 		if err := c.readFile(path, &end); err != nil {
 			return AuditSummary{}, err
 		}
@@ -156,12 +159,8 @@ func VerifyAuditFiles(opts VerifyOptions, paths ...string) (AuditSummary, error)
 	return c.summary(), nil
 }
 
-// readFile verifies one file of a trail. A torn last line is an error in
-// any file but the last; for the last one it is left in end for c.end.
+// readFile verifies one file of a trail and sets end to how it ends.
 func (c *chain) readFile(path string, end *fileEnd) error {
-	if end.torn > 0 {
-		return end.tornError()
-	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -310,10 +309,10 @@ func (c *chain) verify(line []byte, file string, n int) error {
 		return fail(c.mismatch(body, stated))
 	}
 	if linked != c.prev {
-		switch {
-		case c.lines == 0:
+		if c.lines == 0 {
 			return fail("its prev hash is not the genesis hash: the trail does not start here")
-		case n == 1:
+		}
+		if n == 1 {
 			return fail("its prev hash is not the last hash of " + c.before +
 				": the files are out of order, one is missing between them, or " + c.before + " was cut short")
 		}

@@ -138,7 +138,7 @@ func (failingReader) Read([]byte) (int, error) { return 0, errors.New("io broke"
 
 func TestVerifyAuditReadError(t *testing.T) {
 	err := kaizen.VerifyAudit(io.MultiReader(strings.NewReader(""), failingReader{}))
-	require.ErrorContains(t, err, "io broke")
+	require.EqualError(t, err, "kaizen: reading audit trail: io broke")
 	assert.NotErrorIs(t, err, kaizen.ErrAuditTampered)
 }
 
@@ -308,6 +308,12 @@ func TestVerifyAuditWithGenesis(t *testing.T) {
 	sum, err = kaizen.VerifyAuditWith(strings.NewReader(""), kaizen.VerifyOptions{Genesis: hashes[1]})
 	require.NoError(t, err)
 	assert.Equal(t, kaizen.AuditSummary{Lines: 0, Last: hashes[1]}, sum, "an empty trail ends at its genesis")
+
+	last, err := kaizen.VerifyAuditFrom(strings.NewReader(strings.Join(second, "\n")), hashes[1])
+	require.NoError(t, err)
+	assert.Equal(t, hashes2[1], last)
+	_, err = kaizen.VerifyAuditFrom(strings.NewReader(strings.Join(second, "\n")), kaizen.GenesisHash)
+	require.ErrorIs(t, err, kaizen.ErrAuditTampered, "VerifyAuditFrom reports a trail that does not verify")
 }
 
 func TestAuditErrorNamesTheFile(t *testing.T) {
