@@ -1,14 +1,18 @@
 package kaizen
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,8 +31,9 @@ const GenesisHash = "00000000000000000000000000000000000000000000000000000000000
 var ErrAuditClosed = errors.New("kaizen: audit trail is closed")
 
 // AuditOptions configures an Audit. The zero value is useful: a queue of
-// 4096 records, writes of up to 64 KiB, no redaction, the genesis hash,
-// unwritten records logged at level Error with slog.Default().
+// 4096 records, writes of up to 64 KiB, no redaction, the genesis hash, no
+// key (plain SHA-256), unwritten records logged at level Error with
+// slog.Default().
 type AuditOptions struct {
 	// Buffer is the number of records queued between Observe and the
 	// writer goroutine. When it is full, Observe blocks until there is
@@ -46,17 +51,26 @@ type AuditOptions struct {
 	// Contributions are a copy it may change.
 	Redact func(*AuditEntry)
 	// Genesis is the prev hash of the first line, in hex: the hash of
-	// the last line of a trail this one continues (see VerifyAuditFrom).
+	// the last line of a trail this one continues (Audit.Last of the
+	// Audit that wrote it, or AuditSummary.Last of its verification).
 	// Empty means GenesisHash.
 	Genesis string
+	// Key, if set, makes each line's hash an HMAC-SHA256 with this key
+	// instead of a plain SHA-256 of the same bytes, so that someone who
+	// can write the file but does not have the key cannot rewrite the
+	// chain consistently. Verifying the trail then needs the key
+	// (VerifyOptions.Key). Use 32 random bytes, kept out of logs and out
+	// of the trail's directory. Nil means no key; a non-nil Key must hold
+	// at least MinAuditKeyLen bytes. The Audit keeps a copy.
+	Key []byte
 	// OnUnwritten receives every record that could not be written, with
 	// the reason: the write error (also returned by Err), or
 	// ErrAuditClosed after Shutdown. It runs on the writer goroutine or on
 	// the goroutine calling Observe. Nil means each is logged at level
 	// Error on Logger.
 	OnUnwritten func(r tai.Record, err error)
-	// Logger logs unwritten records when OnUnwritten is nil. Nil means
-	// slog.Default().
+	// Logger logs unwritten records when OnUnwritten is nil, and what
+	// OpenAuditFile repairs. Nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -75,16 +89,17 @@ type AuditEntry struct {
 	SpanID   string        `json:"span_id"`
 	// Prev is the Hash of the line before, or the genesis hash.
 	Prev string `json:"prev"`
-	// Hash is the SHA-256, in hex, of the line as written up to and
-	// including Prev, closed with "}": the line without its
-	// `,"hash":"..."` member.
+	// Hash is the SHA-256 (the HMAC-SHA256 with AuditOptions.Key), in
+	// hex, of the line as written up to and including Prev, closed with
+	// "}": the line without its `,"hash":"..."` member.
 	Hash string `json:"hash"`
 }
 
 // Audit is a tai.Observer that writes a tamper-evident audit trail: one
 // JSON line per finished signal (an AuditEntry), each carrying the hash of
 // the line before it, so VerifyAudit finds an edited, deleted, inserted or
-// reordered line and names it.
+// reordered line and names it. With AuditOptions.Key the hashes are
+// HMACs, which only a holder of the key can forge.
 //
 // Observe queues the record and returns; a writer goroutine encodes,
 // hashes and writes the lines in order. The trail never drops a record
@@ -100,10 +115,20 @@ type AuditEntry struct {
 //     is counted by Unwritten. A trail ends at its first failure and never
 //     has a gap in the middle.
 //
-// Shutdown drains the queue, writes what is left and stops the goroutine.
-// The Audit does not close or sync the io.Writer: that is its owner's job.
+// Lines reach the writer as soon as the writer goroutine is idle, but
+// reach stable storage only at Flush and Shutdown: when the io.Writer has
+// a Sync method (an *os.File that is a regular file, or any other writer
+// with Sync() error), they call it after writing, and a failed Sync stops
+// the trail as a failed Write does. Last reports the last line so made
+// durable.
+//
+// Shutdown drains the queue, writes what is left, syncs, and stops the
+// goroutine. The Audit does not close the io.Writer given to NewAudit
+// (that is its owner's job); it closes the file OpenAuditFile opened.
 type Audit struct {
 	w        io.Writer
+	syncer   interface{ Sync() error } // nil when w cannot be synced
+	closer   io.Closer                 // the file OpenAuditFile opened; nil otherwise
 	redact   func(*AuditEntry)
 	onUnwrit func(tai.Record, error)
 	batch    int
@@ -122,10 +147,21 @@ type Audit struct {
 	written   atomic.Uint64
 	unwritten atomic.Uint64
 
+	// base is the number of lines the file held before this Audit
+	// (OpenAuditFile); Last counts them.
+	base uint64
+	// durable is the last line on stable storage, for Last.
+	durableMu    sync.Mutex
+	durableHash  [sha256.Size]byte
+	durableLines uint64
+
 	// Owned by the writer goroutine.
-	prev    [sha256.Size]byte
-	buf     []byte
-	pending []pendingLine
+	prev     [sha256.Size]byte
+	mac      hash.Hash // HMAC-SHA256 with AuditOptions.Key; nil without one
+	buf      []byte
+	pending  []pendingLine
+	wrote    [sha256.Size]byte // hash of the last line written in full
+	unsynced bool              // lines were written since the last Sync
 }
 
 type auditItem struct {
@@ -134,16 +170,28 @@ type auditItem struct {
 }
 
 type pendingLine struct {
-	rec tai.Record
-	end int // offset in buf just past the line
+	rec  tai.Record
+	end  int // offset in buf just past the line
+	hash [sha256.Size]byte
 }
 
 // NewAudit starts an Audit writing to w, or returns an error naming the
-// first invalid option.
+// first invalid option. To append to a trail file that may already exist,
+// use OpenAuditFile.
 func NewAudit(w io.Writer, opts AuditOptions) (*Audit, error) {
 	if w == nil {
 		return nil, errors.New("kaizen: NewAudit: nil io.Writer")
 	}
+	a, err := newAudit(opts)
+	if err != nil {
+		return nil, err
+	}
+	a.start(w, nil, 0)
+	return a, nil
+}
+
+// newAudit validates opts and builds an Audit that is not started yet.
+func newAudit(opts AuditOptions) (*Audit, error) {
 	size := opts.Buffer
 	if size == 0 {
 		size = 4096
@@ -159,7 +207,6 @@ func NewAudit(w io.Writer, opts AuditOptions) (*Audit, error) {
 		return nil, fmt.Errorf("kaizen: AuditOptions.BatchBytes %d is outside [1, 67108864]", opts.BatchBytes)
 	}
 	a := &Audit{
-		w:        w,
 		redact:   opts.Redact,
 		onUnwrit: opts.OnUnwritten,
 		batch:    batch,
@@ -173,18 +220,50 @@ func NewAudit(w io.Writer, opts AuditOptions) (*Audit, error) {
 			return nil, fmt.Errorf("kaizen: AuditOptions.Genesis %q: %w", opts.Genesis, err)
 		}
 	}
-	if a.onUnwrit == nil {
-		log := opts.Logger
-		if log == nil {
-			log = slog.Default()
+	if opts.Key != nil {
+		if len(opts.Key) < MinAuditKeyLen {
+			return nil, fmt.Errorf("kaizen: AuditOptions.Key is %d bytes; it must hold at least %d", len(opts.Key), MinAuditKeyLen)
 		}
+		a.mac = hmac.New(sha256.New, bytes.Clone(opts.Key))
+	}
+	if a.onUnwrit == nil {
+		log := auditLogger(opts)
 		a.onUnwrit = func(r tai.Record, err error) {
 			log.Error("kaizen: audit record not written", "signal_id", r.ID, "kind", r.Kind,
 				"outcome", r.Outcome.String(), "error", err)
 		}
 	}
-	go a.run()
 	return a, nil
+}
+
+func auditLogger(opts AuditOptions) *slog.Logger {
+	if opts.Logger != nil {
+		return opts.Logger
+	}
+	return slog.Default()
+}
+
+// start makes w the Audit's writer, whose chain so far holds base lines
+// and ends at a.prev, and starts the writer goroutine.
+func (a *Audit) start(w io.Writer, closer io.Closer, base uint64) {
+	a.w, a.closer, a.base = w, closer, base
+	a.syncer = syncerOf(w)
+	a.wrote, a.durableHash, a.durableLines = a.prev, a.prev, base
+	go a.run()
+}
+
+// syncerOf returns what Flush syncs for w: an *os.File only when it is a
+// regular file (a pipe or a terminal cannot be synced), any other writer
+// when it has a Sync method.
+func syncerOf(w io.Writer) interface{ Sync() error } {
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		return f
+	}
+	s, _ := w.(interface{ Sync() error })
+	return s
 }
 
 func decodeHash(s string, dst *[sha256.Size]byte) error {
@@ -236,14 +315,34 @@ func (a *Audit) Err() error {
 	return nil
 }
 
-// Written returns the number of lines written so far.
+// Written returns the number of lines this Audit has written so far
+// (handed to the io.Writer in full; see Last for those made durable).
 func (a *Audit) Written() uint64 { return a.written.Load() }
+
+// Last returns the hash, in hex, of the last line known to be durable, and
+// the number of lines up to and including it: those this Audit wrote plus,
+// for OpenAuditFile, those the file held before. A line is durable once a
+// Flush or Shutdown has synced it (or, for a writer that cannot be synced,
+// once it is written). Before any, Last returns the genesis, or the file's
+// last hash, and that base count.
+//
+// A service publishes Last, right after a Flush, somewhere the trail's
+// writer cannot change (another system, a message stream); a verifier
+// given the published hash as VerifyOptions.Expect then tells whether
+// lines were cut from the trail's end.
+func (a *Audit) Last() (hash string, lines uint64) {
+	a.durableMu.Lock()
+	h, n := a.durableHash, a.durableLines
+	a.durableMu.Unlock()
+	return hex.EncodeToString(h[:]), n
+}
 
 // Unwritten returns the number of records handed to OnUnwritten.
 func (a *Audit) Unwritten() uint64 { return a.unwritten.Load() }
 
-// Flush waits until every record observed before it is written, and
-// returns Err. It returns ctx.Err() if ctx ends first.
+// Flush waits until every record observed before it is written and, when
+// the writer can be synced, synced to stable storage, and returns Err. It
+// returns ctx.Err() if ctx ends first.
 func (a *Audit) Flush(ctx context.Context) error {
 	if !a.enter() {
 		return a.Err()
@@ -264,12 +363,14 @@ func (a *Audit) Flush(ctx context.Context) error {
 	}
 }
 
-// Shutdown stops accepting records, writes every queued one and stops the
-// writer goroutine, as net/http.Server.Shutdown does. It returns Err once
-// the goroutine has ended, or ctx.Err() if ctx ends first (the drain goes
-// on in the background, and a later Shutdown waits for it). Records
-// observed after Shutdown go to OnUnwritten with ErrAuditClosed. Shutdown
-// does not close the io.Writer.
+// Shutdown stops accepting records, writes every queued one, syncs the
+// writer as Flush does and stops the writer goroutine, as
+// net/http.Server.Shutdown does. It returns Err once the goroutine has
+// ended, or ctx.Err() if ctx ends first (the drain goes on in the
+// background, and a later Shutdown waits for it). Records observed after
+// Shutdown go to OnUnwritten with ErrAuditClosed. Shutdown does not close
+// the io.Writer given to NewAudit; it closes the file OpenAuditFile
+// opened, and a failure to close it is returned as Err.
 func (a *Audit) Shutdown(ctx context.Context) error {
 	a.shutdownOnce.Do(func() {
 		// Observe calls blocked on a full queue are still counted: the
@@ -303,6 +404,12 @@ func (a *Audit) run() {
 			a.drain()
 		case <-a.idle:
 			a.drain() // nothing can be sent any more
+			a.sync()
+			if a.closer != nil {
+				if err := a.closer.Close(); err != nil {
+					a.fail(fmt.Errorf("kaizen: closing audit trail: %w", err))
+				}
+			}
 			return
 		}
 	}
@@ -324,6 +431,7 @@ func (a *Audit) drain() {
 func (a *Audit) handle(it auditItem) {
 	if it.flush != nil {
 		a.write()
+		a.sync()
 		it.flush <- a.Err()
 		return
 	}
@@ -332,7 +440,7 @@ func (a *Audit) handle(it auditItem) {
 		return
 	}
 	a.encode(&it.rec)
-	a.pending = append(a.pending, pendingLine{rec: it.rec, end: len(a.buf)})
+	a.pending = append(a.pending, pendingLine{rec: it.rec, end: len(a.buf), hash: a.prev})
 	if len(a.buf) >= a.batch {
 		a.write()
 	}
@@ -350,7 +458,7 @@ func (a *Audit) write() {
 	}
 	if err != nil {
 		err = fmt.Errorf("kaizen: writing audit trail: %w", err)
-		a.err.CompareAndSwap(nil, &err)
+		a.fail(err)
 	}
 	for i := range a.pending {
 		p := &a.pending[i]
@@ -358,12 +466,42 @@ func (a *Audit) write() {
 			a.lose(p.rec, err)
 		} else {
 			a.written.Add(1)
+			a.wrote = p.hash
+			a.unsynced = true
 		}
 		p.rec = tai.Record{} // let the GC have what it refers to
 	}
 	a.buf = a.buf[:0]
 	a.pending = a.pending[:0]
+	if a.syncer == nil {
+		a.durable()
+	}
 }
+
+// sync makes the lines written so far durable, when the writer can be
+// synced. A failed Sync stops the trail: what was written since the last
+// Sync may be lost, and a later Sync cannot tell.
+func (a *Audit) sync() {
+	if a.syncer == nil || !a.unsynced {
+		return
+	}
+	a.unsynced = false
+	if err := a.syncer.Sync(); err != nil {
+		a.fail(fmt.Errorf("kaizen: syncing audit trail: %w", err))
+		return
+	}
+	a.durable()
+}
+
+// durable records the last line written as the last durable one.
+func (a *Audit) durable() {
+	a.durableMu.Lock()
+	a.durableHash, a.durableLines = a.wrote, a.base+a.written.Load()
+	a.durableMu.Unlock()
+}
+
+// fail stops the trail with err, unless it has stopped already.
+func (a *Audit) fail(err error) { a.err.CompareAndSwap(nil, &err) }
 
 // encode appends the line of r to buf and advances the chain.
 func (a *Audit) encode(r *tai.Record) {
@@ -406,7 +544,13 @@ func (a *Audit) encode(r *tai.Record) {
 	b = append(b, `,"prev":"`...)
 	b = hex.AppendEncode(b, a.prev[:])
 	b = append(b, `"}`...)
-	a.prev = sha256.Sum256(b[start:])
+	if a.mac == nil {
+		a.prev = sha256.Sum256(b[start:])
+	} else {
+		a.mac.Reset()
+		a.mac.Write(b[start:])
+		a.mac.Sum(a.prev[:0])
+	}
 	b = b[:len(b)-1]
 	b = append(b, `,"hash":"`...)
 	b = hex.AppendEncode(b, a.prev[:])

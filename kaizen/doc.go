@@ -24,14 +24,29 @@
 // # Audit trail
 //
 // NewAudit writes one JSON line per finished signal (AuditEntry), each
-// carrying the SHA-256 of the line before it; the first line's prev is
-// GenesisHash. VerifyAudit reads a trail back and names the first edited,
-// deleted, inserted or reordered line. A Redact hook masks sensitive
-// fields before a line is hashed. The trail never drops a record
+// carrying the SHA-256 of the line before it (an HMAC-SHA256 with
+// AuditOptions.Key, which only a holder of the key can forge); the first
+// line's prev is GenesisHash. VerifyAudit reads a trail back and names the
+// first edited, deleted, inserted or reordered line. A Redact hook masks
+// sensitive fields before a line is hashed. The trail never drops a record
 // silently: a slow writer blocks Observe (backpressure), and after a
 // write failure every unwritten record is handed to OnUnwritten (logged
-// by default) and Err reports the failure. Shutdown writes what is queued
-// and stops the writer goroutine.
+// by default) and Err reports the failure. Flush and Shutdown sync the
+// file; Shutdown writes what is queued and stops the writer goroutine.
+//
+// A service keeps one trail across restarts with OpenAuditFile: it
+// verifies the file, refuses one with a bad line, cuts off a line a crash
+// left half written, and appends with the chain continued. Audit.Last
+// gives the hash of the last durable line to publish elsewhere; a
+// verifier given it (VerifyOptions.Expect) notices lines cut from the
+// trail's end, which the chain alone cannot. VerifyAuditFiles checks a
+// series of files, each continuing the one before, as one trail; the
+// command taikit audit verify does the same from a shell.
+//
+//	audit, state, err := kaizen.OpenAuditFile("audit.jsonl", kaizen.AuditOptions{Key: key})
+//	// err: a *AuditError names the file and line that does not verify.
+//	// state.Cut > 0: a torn line was cut off (and logged).
+//	defer audit.Shutdown(ctx)
 //
 // # Cost
 //

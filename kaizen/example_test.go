@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -119,4 +122,135 @@ func ExampleVerifyAudit() {
 	// Output:
 	// kaizen: audit line 2: edited: its hash does not match its content
 	// kaizen: audit line 1: its prev hash is not the genesis hash: the trail does not start here
+}
+
+func ExampleOpenAuditFile() {
+	dir, err := os.MkdirTemp("", "audit")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "audit.jsonl")
+	// From a secret store in a service: at least 16 bytes, 32 random ones
+	// best.
+	key := []byte("an example key of 32 bytes......")
+	ctx := context.Background()
+
+	// The service starts twice; each time it reopens its trail and goes
+	// on with the chain.
+	var published string
+	for run := 1; run <= 2; run++ {
+		audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Key: key})
+		if err != nil {
+			log.Fatal(err) // a line that does not verify: keep the file for a look
+		}
+		fmt.Printf("run %d: %d lines in the file\n", run, state.Lines)
+		p := examplePipeline(tai.WithObservers(audit))
+		processAll(p, 10, 5000)
+		// Now and then: make the lines durable and publish the last hash
+		// somewhere the service cannot rewrite.
+		if err := audit.Flush(ctx); err != nil {
+			log.Fatal(err)
+		}
+		published, _ = audit.Last()
+		if err := audit.Shutdown(ctx); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	// A crash in the middle of a write leaves the start of a line.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"time":"2026-03-01T12:`); err != nil {
+		log.Fatal(err)
+	}
+	f.Close()
+	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Key: key, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("after the crash: %d lines, %d bytes of a torn line cut off\n", state.Lines, state.Cut)
+	if err := audit.Shutdown(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: key, Expect: published}, path)
+	fmt.Println("verify:", sum.Lines, "lines,", err)
+	// Output:
+	// run 1: 0 lines in the file
+	// run 2: 2 lines in the file
+	// after the crash: 4 lines, 23 bytes of a torn line cut off
+	// verify: 4 lines, <nil>
+}
+
+func ExampleVerifyAuditFiles() {
+	dir, err := os.MkdirTemp("", "audit")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+
+	// A service starts a new file each day, continuing the chain of the
+	// day before.
+	genesis := kaizen.GenesisHash
+	var files []string
+	for _, day := range []string{"2026-03-01", "2026-03-02"} {
+		path := filepath.Join(dir, "audit-"+day+".jsonl")
+		audit, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Genesis: genesis})
+		if err != nil {
+			log.Fatal(err)
+		}
+		processAll(examplePipeline(tai.WithObservers(audit)), 10, 20, 30)
+		if err := audit.Shutdown(ctx); err != nil {
+			log.Fatal(err)
+		}
+		genesis, _ = audit.Last()
+		files = append(files, path)
+	}
+
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, files...)
+	fmt.Println(sum.Lines, sum.Last == genesis, err)
+
+	// In the wrong order they do not verify.
+	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, files[1], files[0])
+	var ae *kaizen.AuditError
+	if errors.As(err, &ae) {
+		fmt.Printf("%s:%d: %s\n", filepath.Base(ae.File), ae.Line, ae.Reason)
+	}
+	// Output:
+	// 6 true <nil>
+	// audit-2026-03-02.jsonl:1: its prev hash is not the genesis hash: the trail does not start here
+}
+
+func ExampleVerifyAuditWith() {
+	key := []byte("an example key of 32 bytes......")
+	var file bytes.Buffer
+	audit, err := kaizen.NewAudit(&file, kaizen.AuditOptions{Key: key})
+	if err != nil {
+		log.Fatal(err)
+	}
+	processAll(examplePipeline(tai.WithObservers(audit)), 10, 5000, 20)
+	if err := audit.Shutdown(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	trail := file.String()
+
+	sum, err := kaizen.VerifyAuditWith(strings.NewReader(trail), kaizen.VerifyOptions{Key: key})
+	fmt.Println(sum.Lines, err)
+
+	_, err = kaizen.VerifyAuditWith(strings.NewReader(trail), kaizen.VerifyOptions{Key: []byte("not the key, though 32 bytes....")})
+	fmt.Println(err)
+
+	// The last line is cut: the chain still holds, the hash published
+	// after the last Flush is missing.
+	cut := trail[:strings.LastIndex(strings.TrimSuffix(trail, "\n"), "\n")+1]
+	_, err = kaizen.VerifyAuditWith(strings.NewReader(cut), kaizen.VerifyOptions{Key: key, Expect: sum.Last})
+	fmt.Println(strings.Replace(err.Error(), sum.Last, "<published>", 1))
+	// Output:
+	// 3 <nil>
+	// kaizen: audit line 1: its hash does not match its content under the given key: the key is wrong, or the line was edited
+	// kaizen: audit line 3: the trail ends without the expected hash <published>: lines were cut from its end, or the hash is not from this trail
 }

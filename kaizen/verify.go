@@ -3,12 +3,15 @@ package kaizen
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"os"
 	"strconv"
 )
 
@@ -17,29 +20,75 @@ var ErrAuditTampered = errors.New("kaizen: audit trail does not verify")
 
 // AuditError names the first line of an audit trail that does not verify.
 type AuditError struct {
-	Line   int    // 1-based
+	// File is the file the line is in, as named to VerifyAuditFiles or
+	// OpenAuditFile; empty when the trail was read from an io.Reader.
+	File string
+	// Line is the 1-based line number, counted from the start of File (or
+	// of the reader). For a trail that ends before an expected hash
+	// (VerifyOptions.Expect), it is the line after the last one.
+	Line   int
 	Reason string // what is wrong with it
 }
 
-// Error returns "kaizen: audit line N: " and the reason.
+// Error returns "kaizen: audit line N: " and the reason, or
+// "kaizen: audit FILE:N: " and the reason when File is set.
 func (e *AuditError) Error() string {
+	if e.File != "" {
+		return "kaizen: audit " + e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Reason
+	}
 	return "kaizen: audit line " + strconv.Itoa(e.Line) + ": " + e.Reason
 }
 
 // Is reports whether target is ErrAuditTampered.
 func (e *AuditError) Is(target error) bool { return target == ErrAuditTampered }
 
-// VerifyAudit reads an audit trail that starts at GenesisHash and checks
-// every line: that it is a well-formed audit line, that its hash matches
-// its content (so it was not edited), and that its prev is the hash of the
-// line before it (so no line was deleted, inserted or moved). It returns a
-// *AuditError naming the first line that fails, or an I/O error from r.
+// MinAuditKeyLen is the shortest HMAC key AuditOptions.Key and
+// VerifyOptions.Key accept, in bytes. Use 32 random bytes.
+const MinAuditKeyLen = 16
+
+// VerifyOptions says how to verify an audit trail. The zero value verifies
+// a trail written without a key that starts at GenesisHash, and does not
+// look for an expected hash.
+type VerifyOptions struct {
+	// Genesis is the prev hash of the trail's first line, in hex: the
+	// last hash of the trail it continues (AuditOptions.Genesis). Empty
+	// means GenesisHash.
+	Genesis string
+	// Key is the HMAC key the trail was written with (AuditOptions.Key).
+	// Nil means the trail was written without one and its hashes are
+	// plain SHA-256. A non-nil Key must hold at least MinAuditKeyLen
+	// bytes. A wrong key fails at the trail's first line.
+	Key []byte
+	// Expect, if set, is a hash in hex that must be in the trail: a hash
+	// that Audit.Last returned and the service published somewhere the
+	// trail's writer cannot change. The chain alone cannot tell that
+	// lines were cut from its end; a published hash missing from the
+	// trail can. The genesis counts as in the trail. Empty means no such
+	// check.
+	Expect string
+}
+
+// AuditSummary describes an audit trail that verified.
+type AuditSummary struct {
+	// Lines is the number of lines in the trail.
+	Lines uint64
+	// Last is the hash of the last line, in hex, or the genesis when the
+	// trail has no line: the genesis of the file that continues it.
+	Last string
+}
+
+// VerifyAudit reads an audit trail written without a key that starts at
+// GenesisHash and checks every line: that it is a well-formed audit line,
+// that its hash matches its content (so it was not edited), and that its
+// prev is the hash of the line before it (so no line was deleted, inserted
+// or moved). It returns a *AuditError naming the first line that fails, or
+// an I/O error from r. It is VerifyAuditWith with the zero VerifyOptions.
 //
 // A chain cannot tell that lines were cut from its end: keep the hash of
-// the last line (VerifyAuditFrom returns it) somewhere the trail's writer
-// cannot change, and compare.
+// the last line (Audit.Last) somewhere the trail's writer cannot change,
+// and pass it as VerifyOptions.Expect.
 func VerifyAudit(r io.Reader) error {
-	_, err := VerifyAuditFrom(r, GenesisHash)
+	_, err := VerifyAuditWith(r, VerifyOptions{})
 	return err
 }
 
@@ -51,23 +100,177 @@ func VerifyAuditFrom(r io.Reader, genesis string) (last string, err error) {
 	if err := decodeHash(genesis, &prev); err != nil {
 		return "", fmt.Errorf("kaizen: VerifyAuditFrom: genesis %q: %w", genesis, err)
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	for n := 1; ; n++ {
-		line, rerr := br.ReadBytes('\n')
-		if rerr != nil && rerr != io.EOF {
-			return "", fmt.Errorf("kaizen: reading audit trail: %w", rerr)
+	sum, err := VerifyAuditWith(r, VerifyOptions{Genesis: genesis})
+	return sum.Last, err
+}
+
+// VerifyAuditWith verifies the audit trail read from r as VerifyAudit
+// does, with the genesis, key and expected hash of opts. A last line
+// without its newline verifies if it is complete; one cut short by a crash
+// is a *AuditError (OpenAuditFile cuts it off before appending). It
+// returns the number of lines and the last hash, a *AuditError naming the
+// first line that fails, an I/O error from r, or an error naming an
+// invalid option.
+func VerifyAuditWith(r io.Reader, opts VerifyOptions) (AuditSummary, error) {
+	c, err := newChain(opts)
+	if err != nil {
+		return AuditSummary{}, err
+	}
+	end, err := c.read(r, "")
+	if err != nil {
+		return AuditSummary{}, err
+	}
+	if err := c.end(end, ""); err != nil {
+		return AuditSummary{}, err
+	}
+	return c.summary(), nil
+}
+
+// VerifyAuditFiles verifies files as one audit trail, in the order given:
+// the first line of each file continues from the last line of the files
+// before it (the first file from opts.Genesis), as when a service starts a
+// new file with AuditOptions.Genesis set to the last hash of the one
+// before. opts.Expect may be in any of the files. It returns the number of
+// lines in all the files and the last hash; a *AuditError naming the file
+// and line of the first line that fails (files out of order or missing
+// from the list fail at the first line of the file after the gap); an
+// *fs.PathError when a file cannot be opened or read; or an error naming
+// an invalid option.
+func VerifyAuditFiles(opts VerifyOptions, paths ...string) (AuditSummary, error) {
+	if len(paths) == 0 {
+		return AuditSummary{}, errors.New("kaizen: VerifyAuditFiles: no file to verify")
+	}
+	c, err := newChain(opts)
+	if err != nil {
+		return AuditSummary{}, err
+	}
+	var end fileEnd
+	for _, path := range paths {
+		if end.torn > 0 { // only the last file may end in a torn line
+			return AuditSummary{}, end.tornError()
 		}
-		if len(line) == 0 && rerr == io.EOF {
-			return hex.EncodeToString(prev[:]), nil
-		}
-		line = bytes.TrimSuffix(line, []byte{'\n'})
-		if err := verifyLine(line, &prev, n); err != nil {
-			return "", err
-		}
-		if rerr == io.EOF {
-			return hex.EncodeToString(prev[:]), nil
+		if err := c.readFile(path, &end); err != nil {
+			return AuditSummary{}, err
 		}
 	}
+	if err := c.end(end, paths[len(paths)-1]); err != nil {
+		return AuditSummary{}, err
+	}
+	return c.summary(), nil
+}
+
+// readFile verifies one file of a trail and sets end to how it ends.
+func (c *chain) readFile(path string, end *fileEnd) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	*end, err = c.read(f, path)
+	return err
+}
+
+// chain checks audit lines one after the other.
+type chain struct {
+	prev  [sha256.Size]byte
+	mac   hash.Hash // HMAC-SHA256 with the key; nil without a key
+	lines uint64    // verified so far, in every file
+	// expect is the hash that must be seen; expectMet once it is.
+	expect    [sha256.Size]byte
+	expectMet bool
+	// file and line locate the last line read, for an error about the
+	// trail's end; before names the file before file, if any.
+	file, before string
+	line         int
+}
+
+func newChain(opts VerifyOptions) (*chain, error) {
+	c := &chain{expectMet: opts.Expect == ""}
+	if opts.Genesis != "" {
+		if err := decodeHash(opts.Genesis, &c.prev); err != nil {
+			return nil, fmt.Errorf("kaizen: VerifyOptions.Genesis %q: %w", opts.Genesis, err)
+		}
+	}
+	if opts.Key != nil {
+		if len(opts.Key) < MinAuditKeyLen {
+			return nil, fmt.Errorf("kaizen: VerifyOptions.Key is %d bytes; it must hold at least %d", len(opts.Key), MinAuditKeyLen)
+		}
+		c.mac = hmac.New(sha256.New, opts.Key)
+	}
+	if !c.expectMet {
+		if err := decodeHash(opts.Expect, &c.expect); err != nil {
+			return nil, fmt.Errorf("kaizen: VerifyOptions.Expect %q: %w", opts.Expect, err)
+		}
+		c.expectMet = c.expect == c.prev
+	}
+	return c, nil
+}
+
+func (c *chain) summary() AuditSummary {
+	return AuditSummary{Lines: c.lines, Last: hex.EncodeToString(c.prev[:])}
+}
+
+// fileEnd describes how a file (or reader) ended.
+type fileEnd struct {
+	// torn is the length of a last line without its newline that is not
+	// a complete line: the start of a line whose write a crash cut
+	// short. It is line number line of file.
+	torn int
+	file string
+	line int
+	// unterminated is set when the last line, complete and verified,
+	// has no newline.
+	unterminated bool
+}
+
+func (t fileEnd) tornError() error {
+	return &AuditError{File: t.file, Line: t.line, Reason: "not an audit line (malformed or truncated): " +
+		"the last line is cut short, as a crash in the middle of a write leaves it (OpenAuditFile cuts it off)"}
+}
+
+// read verifies the lines of one file, or of a reader, named file in
+// errors. A last line without its newline is verified when it is
+// complete JSON, since only a complete line is; anything else is the
+// start of a line cut short, returned as torn.
+func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
+	c.before, c.file, c.line = c.file, file, 0
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, rerr := br.ReadBytes('\n')
+		if rerr != nil && rerr != io.EOF {
+			if file != "" {
+				return fileEnd{}, rerr // an *fs.PathError naming the file
+			}
+			return fileEnd{}, fmt.Errorf("kaizen: reading audit trail: %w", rerr)
+		}
+		if len(line) == 0 {
+			return fileEnd{}, nil
+		}
+		n := c.line + 1
+		if rerr == io.EOF && !json.Valid(line) {
+			return fileEnd{torn: len(line), file: file, line: n}, nil
+		}
+		if err := c.verify(bytes.TrimSuffix(line, []byte{'\n'}), file, n); err != nil {
+			return fileEnd{}, err
+		}
+		c.line = n
+		if rerr == io.EOF {
+			return fileEnd{unterminated: true}, nil
+		}
+	}
+}
+
+// end checks the trail as a whole once every line is read: it must not
+// end in a torn line, and must hold the expected hash.
+func (c *chain) end(end fileEnd, file string) error {
+	if end.torn > 0 {
+		return end.tornError()
+	}
+	if !c.expectMet {
+		return &AuditError{File: file, Line: c.line + 1, Reason: "the trail ends without the expected hash " +
+			hex.EncodeToString(c.expect[:]) + ": lines were cut from its end, or the hash is not from this trail"}
+	}
+	return nil
 }
 
 const (
@@ -75,46 +278,86 @@ const (
 	prevSuffixLen = len(`,"prev":"`) + 2*sha256.Size + len(`"`)
 )
 
-// verifyLine checks line n against the hash of the line before it and,
-// when it verifies, replaces prev with its hash.
-func verifyLine(line []byte, prev *[sha256.Size]byte, n int) error {
-	malformed := &AuditError{Line: n, Reason: "not an audit line (malformed or truncated)"}
+// verify checks line n of file against the hash of the line before it
+// and, when it verifies, makes its hash the one the next line links to.
+func (c *chain) verify(line []byte, file string, n int) error {
+	fail := func(reason string) error { return &AuditError{File: file, Line: n, Reason: reason} }
+	const malformed = "not an audit line (malformed or truncated)"
 	if len(line) < hashSuffixLen+prevSuffixLen+2 || !json.Valid(line) {
-		return malformed
+		return fail(malformed)
 	}
 	cut := len(line) - hashSuffixLen
 	suffix := line[cut:]
 	if !bytes.HasPrefix(suffix, []byte(`,"hash":"`)) || !bytes.HasSuffix(suffix, []byte(`"}`)) {
-		return malformed
+		return fail(malformed)
 	}
 	var stated [sha256.Size]byte
 	if _, err := hex.Decode(stated[:], suffix[len(`,"hash":"`):len(`,"hash":"`)+2*sha256.Size]); err != nil {
-		return malformed
+		return fail(malformed)
 	}
 	body := line[:cut]
 	ps := body[len(body)-prevSuffixLen:]
 	if !bytes.HasPrefix(ps, []byte(`,"prev":"`)) || ps[len(ps)-1] != '"' {
-		return malformed
+		return fail(malformed)
 	}
 	var linked [sha256.Size]byte
 	if _, err := hex.Decode(linked[:], ps[len(`,"prev":"`):len(ps)-1]); err != nil {
-		return malformed
+		return fail(malformed)
 	}
-	h := sha256.New()
-	h.Write(body)
-	h.Write([]byte{'}'})
-	var actual [sha256.Size]byte
-	h.Sum(actual[:0])
+	actual := lineHash(c.mac, body)
 	if actual != stated {
-		return &AuditError{Line: n, Reason: "edited: its hash does not match its content"}
+		return fail(c.mismatch(body, stated))
 	}
-	if linked != *prev {
-		if n == 1 {
-			return &AuditError{Line: n, Reason: "its prev hash is not the genesis hash: the trail does not start here"}
+	if linked != c.prev {
+		if c.lines == 0 {
+			return fail("its prev hash is not the genesis hash: the trail does not start here")
 		}
-		return &AuditError{Line: n, Reason: "its prev hash is not the hash of line " + strconv.Itoa(n-1) +
-			": a line was deleted, inserted or moved before it, or line " + strconv.Itoa(n-1) + " was edited and rehashed"}
+		if n == 1 {
+			return fail("its prev hash is not the last hash of " + c.before +
+				": the files are out of order, one is missing between them, or " + c.before + " was cut short")
+		}
+		return fail("its prev hash is not the hash of line " + strconv.Itoa(n-1) +
+			": a line was deleted, inserted or moved before it, or line " + strconv.Itoa(n-1) + " was edited and rehashed")
 	}
-	*prev = actual
+	c.prev = actual
+	c.lines++
+	if !c.expectMet && actual == c.expect {
+		c.expectMet = true
+	}
 	return nil
+}
+
+// mismatch explains a line whose hash does not match its content. At the
+// trail's first line, a wrong key or a missing one looks the same as an
+// edit, so the reason says so.
+func (c *chain) mismatch(body []byte, stated [sha256.Size]byte) string {
+	const edited = "edited: its hash does not match its content"
+	if c.lines > 0 { // an earlier line verified, so the key is right
+		return edited
+	}
+	if c.mac == nil {
+		return edited + " (or the trail was written with a key: verify it with that key)"
+	}
+	if lineHash(nil, body) == stated {
+		return "its hash is plain SHA-256, not an HMAC: the trail was written without a key, but a key was given"
+	}
+	return "its hash does not match its content under the given key: the key is wrong, or the line was edited"
+}
+
+// lineHash is the hash of a line: SHA-256, or HMAC-SHA256 when mac is set,
+// of the line's body closed with "}".
+func lineHash(mac hash.Hash, body []byte) [sha256.Size]byte {
+	var sum [sha256.Size]byte
+	if mac == nil {
+		h := sha256.New()
+		h.Write(body)
+		h.Write([]byte{'}'})
+		h.Sum(sum[:0])
+		return sum
+	}
+	mac.Reset()
+	mac.Write(body)
+	mac.Write([]byte{'}'})
+	mac.Sum(sum[:0])
+	return sum
 }

@@ -1,6 +1,7 @@
 package kaizen_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -137,6 +138,186 @@ func (failingReader) Read([]byte) (int, error) { return 0, errors.New("io broke"
 
 func TestVerifyAuditReadError(t *testing.T) {
 	err := kaizen.VerifyAudit(io.MultiReader(strings.NewReader(""), failingReader{}))
-	require.ErrorContains(t, err, "io broke")
+	require.EqualError(t, err, "kaizen: reading audit trail: io broke")
 	assert.NotErrorIs(t, err, kaizen.ErrAuditTampered)
+}
+
+// testKey is an HMAC key for tests: 32 bytes, as a service would use.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// trailWith returns a trail of n lines written with opts, and the hash of
+// each line.
+func trailWith(t *testing.T, opts kaizen.AuditOptions, n int) (ls, hashes []string) {
+	t.Helper()
+	var buf syncBuffer
+	a := newAudit(t, &buf, opts)
+	for i := range n {
+		a.Observe(context.Background(), tai.Record{ID: fmt.Sprintf("sig-%d", i+1), Kind: "payment", Key: "cust",
+			Outcome: tai.Succeeded, Start: time.Date(2026, 3, 1, 12, 0, i, 0, time.UTC)})
+	}
+	require.NoError(t, a.Shutdown(context.Background()))
+	if n == 0 {
+		return nil, nil
+	}
+	ls = lines(buf.Bytes())
+	for _, l := range ls {
+		hashes = append(hashes, hashOf(l))
+	}
+	return ls, hashes
+}
+
+// hashOf returns the hash a line states.
+func hashOf(line string) string {
+	return line[strings.LastIndex(line, `"hash":"`)+len(`"hash":"`) : len(line)-2]
+}
+
+func TestVerifyAuditWithKey(t *testing.T) {
+	keyed, hashes := trailWith(t, kaizen.AuditOptions{Key: testKey}, 4)
+	plain, plainHashes := trailWith(t, kaizen.AuditOptions{}, 4)
+	assert.NotEqual(t, plainHashes, hashes, "the same records hash differently with a key")
+	body := strings.Join(keyed, "\n") + "\n"
+
+	sum, err := kaizen.VerifyAuditWith(strings.NewReader(body), kaizen.VerifyOptions{Key: testKey})
+	require.NoError(t, err)
+	assert.Equal(t, kaizen.AuditSummary{Lines: 4, Last: hashes[3]}, sum)
+
+	other := slices.Clone(testKey)
+	other[0] ^= 1
+	forged := slices.Clone(keyed)
+	// A forger without the key edits line 3 and rehashes the rest with
+	// SHA-256, which is all they can do.
+	forged[2] = strings.Replace(forged[2], `"key":"cust"`, `"key":"other"`, 1)
+	for i := 2; i < len(forged); i++ {
+		if i > 2 {
+			forged[i] = strings.Replace(forged[i], hashes[i-1], hashOf(forged[i-1]), 1)
+		}
+		forged[i] = rehash(forged[i])
+	}
+
+	for _, c := range []struct {
+		name   string
+		trail  []string
+		key    []byte
+		line   int
+		reason string
+	}{
+		{"wrong key", keyed, other, 1, "its hash does not match its content under the given key: the key is wrong, or the line was edited"},
+		{"no key for a keyed trail", keyed, nil, 1, "edited: its hash does not match its content (or the trail was written with a key: verify it with that key)"},
+		{"key for a trail without one", plain, testKey, 1, "its hash is plain SHA-256, not an HMAC: the trail was written without a key, but a key was given"},
+		{"rehashed without the key", forged, testKey, 3, "edited: its hash does not match its content"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := kaizen.VerifyAuditWith(strings.NewReader(strings.Join(c.trail, "\n")+"\n"), kaizen.VerifyOptions{Key: c.key})
+			var ae *kaizen.AuditError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, c.line, ae.Line)
+			assert.Equal(t, c.reason, ae.Reason)
+		})
+	}
+	// The forgery is a valid chain to anyone who verifies without the key:
+	// which is why a keyed trail must be verified with it.
+	_, err = kaizen.VerifyAuditWith(strings.NewReader(strings.Join(forged[2:], "\n")), kaizen.VerifyOptions{Genesis: hashes[1]})
+	require.NoError(t, err)
+}
+
+func TestAuditKeyIsCopied(t *testing.T) {
+	key := slices.Clone(testKey)
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{Key: key})
+	clear(key) // the caller wipes its copy
+	a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
+	require.NoError(t, a.Shutdown(context.Background()))
+	_, err := kaizen.VerifyAuditWith(bytes.NewReader(buf.Bytes()), kaizen.VerifyOptions{Key: testKey})
+	require.NoError(t, err)
+}
+
+func TestAuditKeyLength(t *testing.T) {
+	for _, c := range []struct {
+		key  []byte
+		want string // empty: accepted
+	}{
+		{nil, ""},
+		{[]byte{}, "Key is 0 bytes; it must hold at least 16"},
+		{testKey[:15], "Key is 15 bytes; it must hold at least 16"},
+		{testKey[:16], ""},
+		{testKey, ""},
+	} {
+		a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{Key: c.key})
+		_, verr := kaizen.VerifyAuditWith(strings.NewReader(""), kaizen.VerifyOptions{Key: c.key})
+		if c.want == "" {
+			require.NoError(t, err, "%d bytes", len(c.key))
+			require.NoError(t, a.Shutdown(context.Background()))
+			require.NoError(t, verr)
+			continue
+		}
+		require.EqualError(t, err, "kaizen: AuditOptions."+c.want)
+		require.EqualError(t, verr, "kaizen: VerifyOptions."+c.want)
+		if len(c.key) > 0 {
+			assert.NotContains(t, err.Error(), string(c.key), "the key is not in the message")
+		}
+	}
+}
+
+func TestVerifyAuditExpect(t *testing.T) {
+	l, hashes := trailWith(t, kaizen.AuditOptions{}, 5)
+	body := strings.Join(l, "\n") + "\n"
+	for i, h := range append([]string{kaizen.GenesisHash}, hashes...) {
+		sum, err := kaizen.VerifyAuditWith(strings.NewReader(body), kaizen.VerifyOptions{Expect: h})
+		require.NoError(t, err, "the hash of line %d is in the trail", i)
+		assert.Equal(t, uint64(5), sum.Lines)
+	}
+	// The tail after the published hash of line 4 is cut: the chain still
+	// verifies, the expected hash is missing.
+	cut := strings.Join(l[:3], "\n") + "\n"
+	require.NoError(t, kaizen.VerifyAudit(strings.NewReader(cut)))
+	_, err := kaizen.VerifyAuditWith(strings.NewReader(cut), kaizen.VerifyOptions{Expect: hashes[3]})
+	var ae *kaizen.AuditError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, 4, ae.Line, "the first missing line")
+	assert.Equal(t, "the trail ends without the expected hash "+hashes[3]+
+		": lines were cut from its end, or the hash is not from this trail", ae.Reason)
+	_, err = kaizen.VerifyAuditWith(strings.NewReader(""), kaizen.VerifyOptions{Expect: hashes[0]})
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, 1, ae.Line, "an empty trail lacks it at line 1")
+
+	// A hash from a trail with another genesis is not this one's.
+	_, err = kaizen.VerifyAuditWith(strings.NewReader(body), kaizen.VerifyOptions{Expect: strings.Repeat("ab", 32)})
+	require.ErrorIs(t, err, kaizen.ErrAuditTampered)
+
+	for _, c := range []struct{ opts kaizen.VerifyOptions }{
+		{kaizen.VerifyOptions{Expect: "abc"}},
+		{kaizen.VerifyOptions{Expect: strings.Repeat("zz", 32)}},
+		{kaizen.VerifyOptions{Genesis: "abc"}},
+	} {
+		_, err := kaizen.VerifyAuditWith(strings.NewReader(body), c.opts)
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, kaizen.ErrAuditTampered, "an invalid option is not a bad trail")
+		assert.Contains(t, err.Error(), "kaizen: VerifyOptions.")
+	}
+}
+
+func TestVerifyAuditWithGenesis(t *testing.T) {
+	first, hashes := trailWith(t, kaizen.AuditOptions{}, 2)
+	second, hashes2 := trailWith(t, kaizen.AuditOptions{Genesis: hashes[1]}, 2)
+	sum, err := kaizen.VerifyAuditWith(strings.NewReader(strings.Join(second, "\n")), kaizen.VerifyOptions{Genesis: hashes[1]})
+	require.NoError(t, err)
+	assert.Equal(t, kaizen.AuditSummary{Lines: 2, Last: hashes2[1]}, sum)
+	sum, err = kaizen.VerifyAuditWith(strings.NewReader(strings.Join(append(first, second...), "\n")), kaizen.VerifyOptions{})
+	require.NoError(t, err, "two trails one after the other are one chain")
+	assert.Equal(t, uint64(4), sum.Lines)
+	sum, err = kaizen.VerifyAuditWith(strings.NewReader(""), kaizen.VerifyOptions{Genesis: hashes[1]})
+	require.NoError(t, err)
+	assert.Equal(t, kaizen.AuditSummary{Lines: 0, Last: hashes[1]}, sum, "an empty trail ends at its genesis")
+
+	last, err := kaizen.VerifyAuditFrom(strings.NewReader(strings.Join(second, "\n")), hashes[1])
+	require.NoError(t, err)
+	assert.Equal(t, hashes2[1], last)
+	_, err = kaizen.VerifyAuditFrom(strings.NewReader(strings.Join(second, "\n")), kaizen.GenesisHash)
+	require.ErrorIs(t, err, kaizen.ErrAuditTampered, "VerifyAuditFrom reports a trail that does not verify")
+}
+
+func TestAuditErrorNamesTheFile(t *testing.T) {
+	err := &kaizen.AuditError{File: "audit-1.jsonl", Line: 7, Reason: "edited"}
+	assert.Equal(t, "kaizen: audit audit-1.jsonl:7: edited", err.Error())
+	assert.ErrorIs(t, err, kaizen.ErrAuditTampered)
 }

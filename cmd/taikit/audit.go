@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/taipattern/taikit/kaizen"
+)
+
+func auditCommand() *command {
+	return &command{
+		name:    "audit",
+		summary: "work with audit trails written by package kaizen",
+		subs:    []*command{auditVerifyCommand()},
+	}
+}
+
+const auditVerifyDoc = `Verify audit trail files written by kaizen.Audit (kaizen.OpenAuditFile), as
+one hash chain in the order given: the first line of each file continues
+from the last line of the file before. It is kaizen.VerifyAuditFiles.
+
+On success it prints the number of lines and the hash of the last line,
+which is the -genesis of the file that will continue the trail. Otherwise
+it prints FILE:LINE: and why that line, the first one that does not verify,
+is wrong: edited, deleted, inserted or moved, cut short by a crash, hashed
+with another key, or missing because the trail ends before the -expect hash.
+
+Exit status: 0 when the files verify, 1 when they do not or cannot be read,
+2 when the command is called wrongly (no FILE, a bad flag, an unreadable
+-key-file, a key that is too short, a -genesis or -expect that is not a
+hash).`
+
+func auditVerifyCommand() *command {
+	return &command{
+		name:    "verify",
+		summary: "verify audit trail files as one hash chain",
+		args:    "[-key-file FILE] [-genesis HASH] [-expect HASH] FILE...",
+		doc:     auditVerifyDoc,
+		flags: func(fs *flag.FlagSet) runFunc {
+			keyFile := fs.String("key-file", "", "read the HMAC key the trail was written with (kaizen.AuditOptions.Key) from `FILE`:\n"+
+				"its bytes exactly, a final newline included (write it with printf, not echo)")
+			var opts kaizen.VerifyOptions
+			fs.StringVar(&opts.Genesis, "genesis", "", "the prev `HASH` of the first line: the last hash of the trail the files continue\n"+
+				"(default the genesis hash, 64 zeros)")
+			fs.StringVar(&opts.Expect, "expect", "", "a `HASH` that must be in the files: one the service published from\n"+
+				"kaizen.Audit.Last; when it is missing, lines were cut from the end")
+			return func(path string, files []string, stdout, stderr io.Writer) int {
+				if len(files) == 0 {
+					return usageError(stderr, path, "no FILE to verify")
+				}
+				if *keyFile != "" {
+					key, err := os.ReadFile(*keyFile)
+					if err != nil {
+						return usageError(stderr, path, "-key-file: %v", err)
+					}
+					opts.Key = key
+				}
+				return auditVerify(path, opts, files, stdout, stderr)
+			}
+		},
+	}
+}
+
+// auditVerify verifies files and reports as the help says.
+func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdout, stderr io.Writer) int {
+	sum, err := kaizen.VerifyAuditFiles(opts, files...)
+	var ae *kaizen.AuditError
+	var pe *fs.PathError
+	switch {
+	case err == nil:
+		fmt.Fprintf(stdout, "ok: %d lines in %d %s; last hash %s\n", sum.Lines, len(files), plural(len(files), "file"), sum.Last)
+		return exitOK
+	case errors.As(err, &ae):
+		fmt.Fprintf(stderr, "%s:%d: %s\n", ae.File, ae.Line, ae.Reason)
+		return exitProblem
+	case errors.As(err, &pe):
+		fmt.Fprintf(stderr, "%s: %v\n", pe.Path, err)
+		return exitProblem
+	default: // VerifyAuditFiles's other errors name an invalid option
+		return usageError(stderr, path, "%v", err)
+	}
+}
+
+// plural returns word, with an s unless n is 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}

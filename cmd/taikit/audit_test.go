@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+)
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// writeTrail appends n lines to the trail file at path with opts and
+// returns the hash of its last line.
+func writeTrail(t *testing.T, path string, opts kaizen.AuditOptions, n int) string {
+	t.Helper()
+	a, _, err := kaizen.OpenAuditFile(path, opts)
+	require.NoError(t, err)
+	for i := range n {
+		a.Observe(context.Background(), tai.Record{ID: fmt.Sprintf("pay-%d", i+1), Kind: "payment", Key: "cust_1",
+			Outcome: tai.Succeeded, Start: time.Date(2026, 3, 1, 12, 0, i, 0, time.UTC)})
+	}
+	require.NoError(t, a.Shutdown(context.Background()))
+	last, _ := a.Last()
+	return last
+}
+
+// fixture is a directory of trail files for the tests.
+type fixture struct {
+	dir                string
+	one, two           string // two files of one keyed chain, 3 and 2 lines
+	last1, last2       string // their last hashes
+	plain              string // a file of 2 lines without a key
+	empty, keyFile     string
+	tampered, torn     string // one's lines, line 2 edited; one's lines, the last cut short
+	shortKey, emptyKey string // key files too short
+}
+
+func newFixture(t *testing.T) *fixture {
+	dir := t.TempDir()
+	f := &fixture{dir: dir}
+	name := func(n string) string { return filepath.Join(dir, n) }
+	f.one, f.two, f.plain, f.empty = name("audit-1.jsonl"), name("audit-2.jsonl"), name("plain.jsonl"), name("empty.jsonl")
+	f.last1 = writeTrail(t, f.one, kaizen.AuditOptions{Key: testKey}, 3)
+	f.last2 = writeTrail(t, f.two, kaizen.AuditOptions{Key: testKey, Genesis: f.last1}, 2)
+	writeTrail(t, f.plain, kaizen.AuditOptions{}, 2)
+	require.NoError(t, os.WriteFile(f.empty, nil, 0o600))
+
+	raw, err := os.ReadFile(f.one)
+	require.NoError(t, err)
+	f.tampered = name("tampered.jsonl")
+	require.NoError(t, os.WriteFile(f.tampered, []byte(strings.Replace(string(raw), `"id":"pay-2"`, `"id":"pay-9"`, 1)), 0o600))
+	f.torn = name("torn.jsonl")
+	require.NoError(t, os.WriteFile(f.torn, raw[:len(raw)-20], 0o600))
+
+	f.keyFile, f.shortKey, f.emptyKey = name("key"), name("short-key"), name("empty-key")
+	require.NoError(t, os.WriteFile(f.keyFile, testKey, 0o600))
+	require.NoError(t, os.WriteFile(f.shortKey, testKey[:15], 0o600))
+	require.NoError(t, os.WriteFile(f.emptyKey, nil, 0o600))
+	return f
+}
+
+func TestAuditVerify(t *testing.T) {
+	f := newFixture(t)
+	verify := []string{"audit", "verify"}
+	keyed := []string{"audit", "verify", "-key-file", f.keyFile}
+	otherKey := filepath.Join(f.dir, "other-key")
+	require.NoError(t, os.WriteFile(otherKey, append(testKey[1:], 'x'), 0o600))
+	missing := filepath.Join(f.dir, "missing.jsonl")
+
+	for _, c := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // the whole output
+		stderr string // in the error output
+	}{
+		{"one file", slices.Concat(keyed, []string{f.one}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+		{"a chain of files", slices.Concat(keyed, []string{f.one, f.two}), 0, "ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
+		{"the later file from its genesis", slices.Concat(keyed, []string{"-genesis", f.last1, f.two}), 0, "ok: 2 lines in 1 file; last hash " + f.last2 + "\n", ""},
+		{"the published hash is there", slices.Concat(keyed, []string{"-expect", f.last1, f.one, f.two}), 0, "ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
+		{"without a key", slices.Concat(verify, []string{f.plain}), 0, "ok: 2 lines in 1 file; last hash ", ""},
+		{"empty file", slices.Concat(verify, []string{f.empty}), 0, "ok: 0 lines in 1 file; last hash " + kaizen.GenesisHash + "\n", ""},
+
+		{"tampered", slices.Concat(keyed, []string{f.one, f.two, f.tampered}), 1, "", f.tampered + ":1: its prev hash is not the last hash of " + f.two},
+		{"tampered alone", slices.Concat(keyed, []string{f.tampered}), 1, "", f.tampered + ":2: edited: its hash does not match its content\n"},
+		{"torn last line", slices.Concat(keyed, []string{f.torn}), 1, "", f.torn + ":3: not an audit line (malformed or truncated): the last line is cut short"},
+		{"out of order", slices.Concat(keyed, []string{f.two, f.one}), 1, "", f.two + ":1: its prev hash is not the genesis hash: the trail does not start here\n"},
+		{"wrong key", slices.Concat(verify, []string{"-key-file", otherKey, f.one}), 1, "", f.one + ":1: its hash does not match its content under the given key: the key is wrong"},
+		{"no key", slices.Concat(verify, []string{f.one}), 1, "", f.one + ":1: edited: its hash does not match its content (or the trail was written with a key"},
+		{"expected hash cut off", slices.Concat(keyed, []string{"-expect", f.last2, f.one}), 1, "", f.one + ":4: the trail ends without the expected hash " + f.last2},
+		{"missing file", slices.Concat(keyed, []string{f.one, missing}), 1, "", missing + ": open " + missing + ": no such file or directory\n"},
+		{"a directory", slices.Concat(keyed, []string{f.dir}), 1, "", f.dir + ": read " + f.dir + ": is a directory\n"},
+
+		{"no file", keyed, 2, "", "taikit audit verify: no FILE to verify\nRun \"taikit audit verify -h\" for help.\n"},
+		{"key file missing", slices.Concat(verify, []string{"-key-file", missing, f.one}), 2, "", "taikit audit verify: -key-file: open " + missing + ": no such file or directory"},
+		{"key too short", slices.Concat(verify, []string{"-key-file", f.shortKey, f.one}), 2, "", "taikit audit verify: kaizen: VerifyOptions.Key is 15 bytes; it must hold at least 16"},
+		{"key file empty", slices.Concat(verify, []string{"-key-file", f.emptyKey, f.one}), 2, "", "VerifyOptions.Key is 0 bytes"},
+		{"bad genesis", slices.Concat(keyed, []string{"-genesis", "abc", f.one}), 2, "", `taikit audit verify: kaizen: VerifyOptions.Genesis "abc": want 64 hex digits, got 3 characters`},
+		{"bad expect", slices.Concat(keyed, []string{"-expect", strings.Repeat("g", 64), f.one}), 2, "", `VerifyOptions.Expect "` + strings.Repeat("g", 64) + `"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(c.args...)
+			assert.Equal(t, c.code, code, "stderr: %s", stderr)
+			if c.code == 0 {
+				assert.True(t, strings.HasPrefix(stdout, c.stdout), stdout)
+				assert.Empty(t, stderr)
+				return
+			}
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, c.stderr)
+			assert.NotContains(t, stderr, string(testKey), "the key is never printed")
+		})
+	}
+}

@@ -1,0 +1,134 @@
+// Command taikit is the command-line companion of the taikit library.
+//
+// Usage:
+//
+//	taikit <command> [<subcommand>] [flags] [arguments]
+//
+// The commands are:
+//
+//	audit verify   verify audit trail files written by package kaizen
+//
+// Every command prints its own help with -h, for example
+// "taikit audit verify -h". The exit status is 0 on success, 1 when the
+// command ran and found a problem (an audit trail that does not verify),
+// and 2 when it was called wrongly (an unknown command, a bad flag).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitProblem = 1 // the command ran and found a problem
+	exitUsage   = 2 // the command was called wrongly
+)
+
+// run runs the command that args (without the program name) name, and
+// returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	return commands().run("", args, stdout, stderr)
+}
+
+// commands returns the tree of commands. A new command is a new entry
+// in a subs list.
+func commands() *command {
+	return &command{
+		name:    "taikit",
+		summary: "the command-line companion of the taikit library",
+		subs:    []*command{auditCommand()},
+	}
+}
+
+// command is a node of the command tree: a group of subcommands, or a
+// leaf with flags that runs.
+type command struct {
+	name    string
+	summary string // one line, shown in the parent's list
+	// A group has subs.
+	subs []*command
+	// A leaf has args (its synopsis after the flags), doc (its help, in
+	// paragraphs) and flags, which defines its flags on fs and returns
+	// the function that runs it.
+	args  string
+	doc   string
+	flags func(fs *flag.FlagSet) runFunc
+}
+
+// runFunc runs a leaf command, named path ("taikit audit verify") in
+// messages, with the arguments left after its flags, and returns the
+// exit status.
+type runFunc func(path string, args []string, stdout, stderr io.Writer) int
+
+// run runs c, reached through the commands named by parent, with args.
+func (c *command) run(parent string, args []string, stdout, stderr io.Writer) int {
+	path := strings.TrimSpace(parent + " " + c.name)
+	if c.flags != nil {
+		return c.runLeaf(path, args, stdout, stderr)
+	}
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "%s: a command is needed\n\n", path)
+		c.groupHelp(stderr, path)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		c.groupHelp(stdout, path)
+		return exitOK
+	}
+	for _, sub := range c.subs {
+		if sub.name == args[0] {
+			return sub.run(path, args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "%s: unknown command %q\n\n", path, args[0])
+	c.groupHelp(stderr, path)
+	return exitUsage
+}
+
+func (c *command) groupHelp(w io.Writer, path string) {
+	fmt.Fprintf(w, "%s: %s\n\nusage: %s <command> ...\n\ncommands:\n", path, c.summary, path)
+	for _, sub := range c.subs {
+		fmt.Fprintf(w, "  %-10s %s\n", sub.name, sub.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"%s <command> -h\" for the help of a command.\n", path)
+}
+
+func (c *command) runLeaf(path string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(path, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // run prints the errors and the help
+	exec := c.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			c.leafHelp(stdout, path, fs)
+			return exitOK
+		}
+		return usageError(stderr, path, "%v", err)
+	}
+	return exec(path, fs.Args(), stdout, stderr)
+}
+
+func (c *command) leafHelp(w io.Writer, path string, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: %s %s\n\n%s\n", path, c.args, c.doc)
+	fmt.Fprintln(w, "\nflags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// usageError prints what was wrong with how command path was called and
+// returns exitUsage.
+func usageError(stderr io.Writer, path, format string, args ...any) int {
+	fmt.Fprintf(stderr, "%s: %s\nRun \"%s -h\" for help.\n", path, fmt.Sprintf(format, args...), path)
+	return exitUsage
+}

@@ -1,0 +1,191 @@
+//go:build unix
+
+package kaizen_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/kaizen"
+)
+
+// The environment variables that make the test binary, run again by a
+// test, play the child's part.
+const (
+	killChildEnv = "KAIZEN_TEST_KILL_CHILD" // the trail file to write to
+	permChildEnv = "KAIZEN_TEST_PERM_CHILD" // the trail file to fail on
+)
+
+// TestAuditSurvivesKill runs a service-like writer in a child process,
+// kills it with SIGKILL while it writes, and reopens the trail: every
+// time, OpenAuditFile succeeds (cutting a torn line if the kill left
+// one), the chain verifies, and the hash the child published after its
+// last Flush is in it.
+func TestAuditSurvivesKill(t *testing.T) {
+	if path := os.Getenv(killChildEnv); path != "" {
+		writeUntilKilled(t, path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	opts := kaizen.AuditOptions{Key: testKey, Logger: slog.New(slog.DiscardHandler)}
+	var published string
+	var flushed uint64
+	for round := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestAuditSurvivesKill$")
+		cmd.Env = append(os.Environ(), killChildEnv+"="+path)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		// The child reports the line count and hash Last gave after a
+		// Flush, then that it is in the middle of writing more.
+		br := bufio.NewReader(out)
+		line, err := br.ReadString('\n')
+		require.NoError(t, err, "the child reports (or the deadline kills it)")
+		writing, err := br.ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, "writing\n", writing)
+		require.NoError(t, cmd.Process.Kill())
+		werr := cmd.Wait()
+		cancel()
+		var exit *exec.ExitError
+		require.ErrorAs(t, werr, &exit)
+		require.Equal(t, syscall.SIGKILL, exit.Sys().(syscall.WaitStatus).Signal(), "killed, not ended: %s", line)
+		_, err = fmt.Sscanf(line, "flushed %d %s\n", &flushed, &published)
+		require.NoError(t, err, line)
+
+		a, state, err := kaizen.OpenAuditFile(path, opts)
+		require.NoError(t, err, "round %d: reopens after kill -9", round)
+		t.Logf("round %d: %d lines published, %d in the file, %d bytes of a torn line cut", round, flushed, state.Lines, state.Cut)
+		assert.Greater(t, state.Lines, flushed, "every line flushed before the kill is there, and some written after")
+		require.NoError(t, a.Shutdown(context.Background()))
+		sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: testKey, Expect: published}, path)
+		require.NoError(t, err)
+		assert.Equal(t, state.AuditSummary, sum)
+	}
+}
+
+// writeUntilKilled is the child of TestAuditSurvivesKill: it appends to
+// the trail, flushes, publishes Last on stdout and keeps appending until
+// it is killed (or, should the parent be gone, for a bounded while).
+func writeUntilKilled(t *testing.T, path string) {
+	a, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Key: testKey, Buffer: 256, BatchBytes: 16 << 10})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := range 200 {
+		a.Observe(ctx, record(fmt.Sprintf("before-%d", i)))
+	}
+	require.NoError(t, a.Flush(ctx))
+	last, n := a.Last()
+	fmt.Printf("flushed %d %s\n", n, last)
+	for i := range 5_000_000 {
+		if i == 2000 { // the writer has taken 1744 or more and writes on
+			fmt.Println("writing")
+		}
+		a.Observe(ctx, record(fmt.Sprintf("after-%d", i)))
+	}
+	t.Error("not killed")
+	_ = a.Shutdown(ctx)
+}
+
+// TestAuditFilePermissionDenied: a trail file the process may not open
+// fails with an *fs.PathError matching fs.ErrPermission, for writing and
+// for verifying; so does a file in a directory the process may write in
+// but not read, which OpenAuditFile cannot sync. Root may open anything,
+// so as root the test runs itself again as the user nobody.
+func TestAuditFilePermissionDenied(t *testing.T) {
+	if dir := os.Getenv(permChildEnv); dir != "" {
+		checkPermissionDenied(t, dir)
+		fmt.Println("checked", dir)
+		return
+	}
+	dir, err := os.MkdirTemp("", "kaizen-perm")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	path := filepath.Join(dir, "audit.jsonl")
+	appendTrail(t, path, kaizen.AuditOptions{}, "1")
+	writeOnly := filepath.Join(dir, "write-only")
+	require.NoError(t, os.Mkdir(writeOnly, 0o755))
+	if os.Geteuid() != 0 {
+		require.NoError(t, os.Chmod(path, 0))
+		require.NoError(t, os.Chmod(writeOnly, 0o300))
+		t.Cleanup(func() { os.Chmod(writeOnly, 0o700) })
+		checkPermissionDenied(t, dir)
+		return
+	}
+	require.NoError(t, os.Chmod(writeOnly, 0o733)) // others may add files, not list them
+	out := runAsNobody(t, dir, "^TestAuditFilePermissionDenied$", permChildEnv+"="+dir)
+	assert.Contains(t, out, "checked "+dir)
+}
+
+func checkPermissionDenied(t *testing.T, dir string) {
+	path := filepath.Join(dir, "audit.jsonl")
+	_, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{})
+	require.ErrorIs(t, err, fs.ErrPermission)
+	var pe *fs.PathError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, path, pe.Path)
+	assert.Equal(t, "kaizen: OpenAuditFile: open "+path+": permission denied", err.Error())
+	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
+	require.ErrorIs(t, err, fs.ErrPermission)
+	require.ErrorAs(t, err, &pe)
+
+	inWriteOnly := filepath.Join(dir, "write-only", "audit.jsonl")
+	_, _, err = kaizen.OpenAuditFile(inWriteOnly, kaizen.AuditOptions{})
+	require.ErrorIs(t, err, fs.ErrPermission)
+	assert.Equal(t, "kaizen: OpenAuditFile: syncing the directory: open "+filepath.Dir(inWriteOnly)+": permission denied", err.Error())
+}
+
+// TestOpenAuditFileNeedsARegularFile: a named pipe (or a device) is no
+// place for a trail: it could not be read back or cut.
+func TestOpenAuditFileNeedsARegularFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "audit.fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	_, _, err := kaizen.OpenAuditFile(fifo, kaizen.AuditOptions{})
+	require.EqualError(t, err, "kaizen: OpenAuditFile: "+fifo+" is not a regular file (p---------)")
+}
+
+// runAsNobody runs a test of this binary, copied into dir so that nobody
+// may run it, as the user nobody, with env added, and returns its output.
+// It skips the test if the system does not let root switch users.
+func runAsNobody(t *testing.T, dir, run string, env ...string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "kaizen.test")
+	src, err := os.Open(os.Args[0])
+	require.NoError(t, err)
+	defer src.Close()
+	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	require.NoError(t, err)
+	_, err = io.Copy(dst, src)
+	require.NoError(t, errors.Join(err, dst.Close()))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-test.run="+run, "-test.v")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if errors.Is(err, syscall.EPERM) {
+		t.Skipf("cannot run a process as nobody: %v", err)
+	}
+	require.NoError(t, err, "%s", out)
+	require.True(t, strings.Contains(string(out), "--- PASS"), "%s", out)
+	return string(out)
+}
