@@ -321,6 +321,9 @@ func TestMemoryStoreFullPolicies(t *testing.T) {
 		err = k.Admit(ctx, "b")
 		require.ErrorIs(t, err, heijunka.ErrStoreFull)
 		assert.False(t, errors.Is(err, heijunka.ErrLimited))
+		d, err = k.AllowN(ctx, time.Now(), "b", 1)
+		require.ErrorIs(t, err, heijunka.ErrStoreFull, "AllowN neither")
+		assert.False(t, d.Allowed)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 )
 
@@ -181,8 +182,8 @@ func (l *Leveler[T]) serve(k *levelKey[T], cost int) (string, T, bool) {
 	k.deficit -= cost
 	l.n--
 	if k.count == 0 {
-		// An idle key keeps no credit and no place: it leaves the rotation.
-		k.deficit, k.inTurn = 0, false
+		// An idle key keeps no credit and no place: it leaves the rotation,
+		// and a later Push starts it afresh.
 		l.active = append(l.active[:l.head], l.active[l.head+1:]...)
 		delete(l.keys, k.key)
 	}
@@ -193,18 +194,13 @@ func (l *Leveler[T]) serve(k *levelKey[T], cost int) (string, T, bool) {
 // costs more than its key's credit): it adds at once the rounds of credit
 // the closest key needs, so a huge Cost does not make Pop spin.
 func (l *Leveler[T]) skipRounds() {
-	rounds := -1
+	rounds := math.MaxInt
 	for _, k := range l.active {
-		need := k.items[k.first].cost - k.deficit
-		r := (need + k.weight - 1) / k.weight
-		if rounds < 0 || r < rounds {
-			rounds = r
-		}
+		need := k.items[k.first].cost - k.deficit // at least 1
+		rounds = min(rounds, (need+k.weight-1)/k.weight)
 	}
-	if rounds > 1 {
-		for _, k := range l.active {
-			k.deficit += (rounds - 1) * k.weight
-		}
+	for _, k := range l.active {
+		k.deficit += (rounds - 1) * k.weight
 	}
 }
 

@@ -2,11 +2,13 @@ package heijunka_test
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
+	"weak"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -243,4 +245,25 @@ func TestLevelerSkipsRoundsExactly(t *testing.T) {
 			t.Fatalf("served\n%v\nwant\n%v", got, want)
 		}
 	})
+}
+
+// TestLevelerForgetsServedItems: an item Pop returned is not kept by the
+// Leveler, even while its key has more waiting, so the garbage collector
+// can free it.
+func TestLevelerForgetsServedItems(t *testing.T) {
+	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[*[1 << 10]byte]{})
+	require.NoError(t, err)
+	served := pushAndPop(t, l)
+	runtime.GC()
+	assert.True(t, served.Value() == nil, "the served item was collected")
+	assert.Equal(t, 1, l.Len())
+}
+
+//go:noinline
+func pushAndPop(t *testing.T, l *heijunka.Leveler[*[1 << 10]byte]) weak.Pointer[[1 << 10]byte] {
+	require.NoError(t, l.Push("k", new([1 << 10]byte)))
+	require.NoError(t, l.Push("k", new([1 << 10]byte)))
+	_, item, ok := l.Pop()
+	require.True(t, ok)
+	return weak.Make(item)
 }

@@ -235,7 +235,10 @@ func (r *Reservation) cancel(now int64) {
 	if !r.canceled.CompareAndSwap(false, true) {
 		return
 	}
-	if r.n == 0 || r.p.mode != modeFinite || r.lim.p.Load() != r.p || r.act <= now {
+	// A reservation under an Unlimited Limit has an interval of 0, and
+	// one under a closed Limit is OK only for no events: both return
+	// nothing, as one of no events does.
+	if r.n == 0 || r.lim.p.Load() != r.p || r.act <= now {
 		return
 	}
 	r.lim.tat.Add(-int64(r.n) * r.p.interval)
@@ -384,7 +387,9 @@ func carry(old, np *params, tat, now int64) int64 {
 	}
 	debt := float64(tat-now) / float64(old.interval)
 	ahead := debt * float64(np.interval)
-	if ahead > float64(np.tolerance) {
+	// float64(np.tolerance) may round above it: a debt that lands on it
+	// is the whole tolerance, not a nanosecond past.
+	if ahead >= float64(np.tolerance) {
 		return now + np.tolerance
 	}
 	return now + int64(ahead)

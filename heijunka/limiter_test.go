@@ -72,6 +72,7 @@ func TestLimiterSpecialLimits(t *testing.T) {
 			assert.Equal(t, tc.allow, r.OK())
 			assert.Equal(t, tc.allow, lim.DecideN(t0, 1).Allowed)
 			assert.True(t, lim.AllowN(t0, 0), "zero events always pass")
+			assert.True(t, lim.DecideN(t0, 0).Allowed, "also when decided")
 			assert.False(t, lim.AllowN(t0, -1), "negative events never do")
 		})
 	}
@@ -242,6 +243,8 @@ func TestLimiterSetLimitCarriesDebt(t *testing.T) {
 
 	require.Error(t, lim.SetLimitAt(t0, heijunka.Limit{Rate: -1, Burst: 1}))
 	assert.Equal(t, heijunka.Limit{Rate: 100, Burst: 2}, lim.Limit(), "an invalid limit changes nothing")
+	require.ErrorContains(t, lim.SetLimit(heijunka.Limit{Rate: -1, Burst: 1}), "Rate -1 is negative", "nor by the clock")
+	assert.Equal(t, heijunka.Limit{Rate: 100, Burst: 2}, lim.Limit())
 
 	require.NoError(t, lim.SetLimitAt(t0, heijunka.Limit{}))
 	assert.False(t, lim.AllowN(t0, 1), "closed")
@@ -339,4 +342,131 @@ func sortTimes(ts []time.Time) {
 			ts[j], ts[j-1] = ts[j-1], ts[j]
 		}
 	}
+}
+
+func TestLimiterDefaultName(t *testing.T) {
+	lim, err := heijunka.NewLimiter(heijunka.PerSecond(1), heijunka.LimiterOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "heijunka.limiter", lim.Name())
+	lim.AllowN(t0, 1)
+	var le *heijunka.LimitedError
+	require.ErrorAs(t, lim.Admit(context.Background(), ""), &le)
+	assert.Equal(t, "heijunka.limiter", le.Name)
+}
+
+// TestReservationDelayByTheClock: Delay counts down with the clock to the
+// reservation's act time, and stays 0 from then on.
+func TestReservationDelayByTheClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 1})
+		now := lim.Reserve()
+		assert.Equal(t, time.Duration(0), now.Delay())
+		r := lim.Reserve()
+		require.True(t, r.OK())
+		assert.Equal(t, 100*time.Millisecond, r.Delay())
+		time.Sleep(60 * time.Millisecond)
+		assert.Equal(t, 40*time.Millisecond, r.Delay())
+		time.Sleep(40 * time.Millisecond)
+		assert.Equal(t, time.Duration(0), r.Delay(), "at its act time")
+		time.Sleep(time.Second)
+		assert.Equal(t, time.Duration(0), r.Delay())
+		assert.Equal(t, heijunka.InfDuration, lim.ReserveN(time.Now(), 2).Delay(), "not OK")
+	})
+}
+
+// TestReservationCancelAfterLimitChange: a reservation made under one
+// Limit gives nothing back once the Limit has changed: its events became
+// part of the debt carried to the new Limit.
+func TestReservationCancelAfterLimitChange(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 2})
+	require.True(t, lim.AllowN(t0, 2))
+	r := lim.ReserveN(t0, 1) // acts at t0+100ms
+	require.Equal(t, 100*time.Millisecond, r.DelayFrom(t0))
+	require.NoError(t, lim.SetLimitAt(t0, heijunka.Limit{Rate: 10, Burst: 5}))
+	require.Equal(t, 2, lim.DecideN(t0, 0).Remaining, "a debt of three events carried over")
+	r.CancelAt(t0)
+	d := lim.DecideN(t0, 0)
+	assert.Equal(t, 2, d.Remaining, "the canceled reservation returned nothing")
+	assert.Equal(t, 300*time.Millisecond, d.ResetAfter)
+
+	// The same reservation canceled before the change returns its event.
+	lim = newLimiter(t, heijunka.Limit{Rate: 10, Burst: 2})
+	require.True(t, lim.AllowN(t0, 2))
+	r = lim.ReserveN(t0, 1)
+	r.CancelAt(t0)
+	require.NoError(t, lim.SetLimitAt(t0, heijunka.Limit{Rate: 10, Burst: 5}))
+	assert.Equal(t, 3, lim.DecideN(t0, 0).Remaining)
+}
+
+// TestLimiterSetLimitAtTheTolerance: debt carried over to a Limit fills at
+// most its tolerance, to the nanosecond, even where the tolerance is not a
+// float64; and a limiter whose debt is repaid at the instant of the change
+// is full after it, as one repaid earlier.
+func TestLimiterSetLimitAtTheTolerance(t *testing.T) {
+	// An interval of 999,999,999 ns and a tolerance of 9007200990992799
+	// ns, above 2^53: float64 rounds it up by one.
+	limit := heijunka.Limit{Rate: 1e9 / 999_999_999, Burst: 9_007_201}
+	require.Equal(t, 999_999_999*time.Nanosecond, limit.Interval())
+	for _, to := range []heijunka.Limit{limit, limit.WithBurst(limit.Burst - 1)} {
+		lim := newLimiter(t, limit)
+		require.True(t, lim.AllowN(t0, limit.Burst))
+		require.NoError(t, lim.SetLimitAt(t0, to))
+		tol := time.Duration(to.Burst) * to.Interval()
+		d := lim.DecideN(t0, 0)
+		assert.Equal(t, tol, d.ResetAfter, "burst %d: a full debt fills the tolerance exactly", to.Burst)
+		assert.True(t, lim.AllowN(t0.Add(to.Interval()), 1), "burst %d: one interval later one event passes", to.Burst)
+	}
+
+	for _, at := range []time.Duration{100 * time.Millisecond, 150 * time.Millisecond} {
+		lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 2})
+		require.True(t, lim.AllowN(t0, 1)) // repaid at t0+100ms
+		require.NoError(t, lim.SetLimitAt(t0.Add(at), heijunka.Limit{Rate: 10, Burst: 3}))
+		assert.True(t, lim.AllowN(t0, 3), "set at +%v: full", at)
+	}
+}
+
+// TestLimiterHorizon: reservations may push the schedule up to the
+// limiter's horizon, 2^62 ns ahead, and no further; and a time far from
+// the limiter's creation is handled as any other.
+func TestLimiterHorizon(t *testing.T) {
+	// An interval of 2^32 ns and a burst of 2^26: each full reservation
+	// books 2^58 ns, and sixteen of them reach the horizon exactly.
+	limit := heijunka.Limit{Rate: 1e9 / (1 << 32), Burst: 1 << 26}
+	require.Equal(t, time.Duration(1<<32), limit.Interval())
+	lim := newLimiter(t, limit)
+	for i := range 16 {
+		r := lim.ReserveN(t0, limit.Burst)
+		require.True(t, r.OK(), "reservation %d", i)
+		assert.Equal(t, time.Duration(i)<<58, r.DelayFrom(t0), "reservation %d", i)
+	}
+	assert.False(t, lim.ReserveN(t0, 1).OK(), "past the horizon")
+
+	lim = newLimiter(t, heijunka.Limit{Rate: 10, Burst: 1})
+	far := time.Now().Add(200 * 365 * 24 * time.Hour)
+	r := lim.ReserveN(far, 1)
+	require.True(t, r.OK())
+	assert.Equal(t, time.Duration(0), r.DelayFrom(far))
+	r = lim.ReserveN(far, 1)
+	require.True(t, r.OK())
+	assert.Equal(t, 100*time.Millisecond, r.DelayFrom(far))
+}
+
+// TestLimiterWaitUpToTheDeadline: a wait that ends exactly at ctx's
+// deadline does not outlast it: WaitN waits instead of failing at once.
+func TestLimiterWaitUpToTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 1})
+		require.True(t, lim.Allow())
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := lim.Wait(ctx)
+		assert.NotErrorIs(t, err, heijunka.ErrLimited)
+		assert.Equal(t, 100*time.Millisecond, time.Since(start), "it waited")
+		// The timer and the deadline fall at the same instant: either may
+		// end the wait.
+		if err != nil {
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+		}
+	})
 }

@@ -393,12 +393,17 @@ func (sh *memShard) resize(size int) {
 func (s *MemoryStore) Reset(_ context.Context, key string) error {
 	sh, h1, h2 := s.hash(key)
 	sh.mu.Lock()
+	sh.forget(h1, h2)
+	sh.mu.Unlock()
+	return nil
+}
+
+// forget removes the key (h1, h2), if held.
+func (sh *memShard) forget(h1, h2 uint64) {
 	if i, found := sh.find(h1, h2); found {
 		sh.remove(i)
 		sh.shrink()
 	}
-	sh.mu.Unlock()
-	return nil
 }
 
 // Sweep drops every key that is fresh at now and returns how many it

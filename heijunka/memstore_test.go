@@ -181,3 +181,53 @@ func TestMemoryStoreShards(t *testing.T) {
 		assert.Equal(t, want, sum, "MaxKeys %d", tc.maxKeys)
 	}
 }
+
+// TestMemoryStoreEvictsInASmallStore: a store smaller than the eviction
+// sample compares all its keys and drops the one nearest to fresh.
+func TestMemoryStoreEvictsInASmallStore(t *testing.T) {
+	ctx := context.Background()
+	slow := heijunka.PerHour(1).WithBurst(3)
+	s, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 3})
+	require.NoError(t, err)
+	for i, n := range []int{3, 1, 2} { // k1 is nearest to fresh
+		_, err := s.Take(ctx, "k"+strconv.Itoa(i), slow, t0, n)
+		require.NoError(t, err)
+	}
+	_, err = s.Take(ctx, "new", slow, t0, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 3, s.Len())
+	for i, full := range []bool{false, true, false} {
+		d, err := s.Take(ctx, "k"+strconv.Itoa(i), slow, t0, 0)
+		require.NoError(t, err)
+		assert.Equal(t, full, d.Remaining == 3, "k%d", i)
+	}
+}
+
+// TestMemoryStoreShrinksAfterASweep: a table that shrinks after a sweep
+// went round it keeps working: new keys are held and old ones keep their
+// debt.
+func TestMemoryStoreShrinksAfterASweep(t *testing.T) {
+	ctx := context.Background()
+	owe := heijunka.PerHour(1)
+	s, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 31}) // one shard
+	require.NoError(t, err)
+	for i := range 31 {
+		_, err := s.Take(ctx, "k"+strconv.Itoa(i), owe, t0, 1)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 54, heijunka.Slots(s))
+	assert.Zero(t, s.Sweep(t0), "nothing is fresh")
+	for i := range 25 {
+		require.NoError(t, s.Reset(ctx, "k"+strconv.Itoa(i)))
+	}
+	require.Equal(t, 16, heijunka.Slots(s), "6 keys: the table shrank")
+	d, err := s.Take(ctx, "new", owe, t0, 1)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed)
+	assert.Equal(t, 7, s.Len())
+	for i := 25; i < 31; i++ {
+		d, err := s.Take(ctx, "k"+strconv.Itoa(i), owe, t0, 1)
+		require.NoError(t, err)
+		assert.False(t, d.Allowed, "k%d kept its debt", i)
+	}
+}

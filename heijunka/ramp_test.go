@@ -302,3 +302,27 @@ func TestRampValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestRampDefaultName(t *testing.T) {
+	r, err := heijunka.NewRamp(heijunka.RampOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "heijunka.ramp", r.Name())
+}
+
+// TestRampShareBoundary: a share of p percent admits the keys whose point
+// (a number in [0, 10^6) from the key's hash) lies below p·10^4, not on
+// it; so a rolled-back ramp admits no key at all, not even one on 0. The
+// keys are found by search and pinned: their points are part of the
+// salt's golden behaviour.
+func TestRampShareBoundary(t *testing.T) {
+	const onZero, onFivePercent = "customer-71280", "customer-73319" // points 0 and 50000, salt ""
+	r, err := heijunka.NewRamp(heijunka.RampOptions{})
+	require.NoError(t, err)
+	assert.True(t, r.Admits(onZero))
+	assert.False(t, r.Admits(onFivePercent), "5% admits the points below 50000")
+	two, err := heijunka.NewRamp(heijunka.RampOptions{Stages: []heijunka.RampStage{{Name: "a", Percent: 5.0001}}})
+	require.NoError(t, err)
+	assert.True(t, two.Admits(onFivePercent), "one point more admits it")
+	require.NoError(t, r.Rollback("test"))
+	assert.False(t, r.Admits(onZero), "a rolled-back ramp admits nobody")
+}

@@ -154,8 +154,8 @@ func TestWarmUpValidation(t *testing.T) {
 		{"unlimited", heijunka.Unlimited(), heijunka.WarmUpOptions{}, "needs a finite limit"},
 		{"closed", heijunka.Limit{}, heijunka.WarmUpOptions{}, "needs a finite limit"},
 		{"From above 1", heijunka.PerSecond(1), heijunka.WarmUpOptions{From: 1.5}, "From 1.5"},
-		{"From NaN", heijunka.PerSecond(1), heijunka.WarmUpOptions{From: math.NaN()}, "From NaN"},
-		{"negative From", heijunka.PerSecond(1), heijunka.WarmUpOptions{From: -0.1}, "From -0.1"},
+		{"From NaN", heijunka.PerSecond(1), heijunka.WarmUpOptions{From: math.NaN()}, "From NaN is not in (0, 1]"},
+		{"negative From", heijunka.PerSecond(1), heijunka.WarmUpOptions{From: -0.1}, "From -0.1 is not in (0, 1]"},
 		{"From too low to refill", heijunka.Limit{Rate: 1e-7, Burst: 1}, heijunka.WarmUpOptions{From: 0.01}, "From 0.01 of"},
 		{"negative Over", heijunka.PerSecond(1), heijunka.WarmUpOptions{Over: -time.Second}, "Over -1s"},
 		{"too many Steps", heijunka.PerSecond(1), heijunka.WarmUpOptions{Over: 10, Steps: 11}, "Steps 11"},
@@ -172,4 +172,23 @@ func TestWarmUpValidation(t *testing.T) {
 	assert.ErrorContains(t, err, "not made by NewLimiter")
 	_, err = heijunka.NewWarmUp(&heijunka.Limiter{}, heijunka.WarmUpOptions{})
 	assert.ErrorContains(t, err, "not made by NewLimiter")
+}
+
+// TestWarmUpBounds: the largest valid options are valid: From 1 (a climb
+// that stays at full) and as many Steps as Over has nanoseconds.
+func TestWarmUpBounds(t *testing.T) {
+	full := heijunka.PerSecond(10)
+	lim := newLimiter(t, full)
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 1})
+	require.NoError(t, err)
+	require.NoError(t, w.StartAt(t0))
+	assert.Equal(t, full, lim.DecideN(t0, 0).Limit, "From 1 starts at full")
+
+	lim = newLimiter(t, full)
+	w, err = heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.5, Over: 10, Steps: 10})
+	require.NoError(t, err)
+	require.NoError(t, w.StartAt(t0))
+	assert.Equal(t, heijunka.Limit{Rate: 5, Burst: 5}, w.LimitAt(t0))
+	assert.Equal(t, heijunka.Limit{Rate: 5.5, Burst: 6}, w.LimitAt(t0.Add(1)), "a step each nanosecond")
+	assert.Equal(t, full, w.LimitAt(t0.Add(10)))
 }
