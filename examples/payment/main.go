@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/internal/datadir"
 )
 
 func main() {
@@ -35,7 +36,7 @@ func main() {
 // run starts the service and blocks until SIGINT or SIGTERM (or ctx ends),
 // then shuts down gracefully: it stops accepting, finishes in-flight
 // requests, drains the confirmation consumer and flushes the audit trail.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr *os.File) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv)
 	if err != nil {
 		return err
@@ -50,13 +51,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	svc, err := NewService(ctx, cfg, log)
+	// One process per data dir, and nothing touched before the port is
+	// ours: a second start on a directory in use, or on a busy port,
+	// fails here and changes nothing.
+	lock, err := datadir.Acquire(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		_ = svc.Close(context.Background())
+		_ = lock.Release()
+		return fmt.Errorf("cannot listen on -addr %s: %w", cfg.Addr, err)
+	}
+	svc, err := newService(ctx, cfg, log, lock)
+	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	srv := &http.Server{

@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/internal/datadir"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/heijunka/redisgcra"
 	"github.com/taipattern/taikit/jidoka"
@@ -94,22 +95,31 @@ type Service struct {
 	consumer sync.WaitGroup
 	stop     context.CancelFunc // stops the consumer
 	closers  []func(context.Context) error
+	lock     *datadir.Lock // the data directory, held until Close
 }
 
-// NewService builds the service from cfg: NATS (embedded unless NATSURL),
+// NewService builds the service from cfg: it takes the data directory for
+// this process (datadir.Acquire), then NATS (embedded unless NATSURL),
 // Redis when RedisURL is set, the pipeline, and the confirmation consumer,
-// which starts at once. Close releases it all.
+// which starts at once. Close releases it all, the directory last.
 func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
-	s := &Service{cfg: cfg, log: log, payments: NewPaymentStore(cfg.StoreCapacity)}
+	lock, err := datadir.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return newService(ctx, cfg, log, lock)
+}
+
+// newService is NewService on a data directory already held: it owns lock
+// from here on, and releases it on Close (or when it fails).
+func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir.Lock) (*Service, error) {
+	s := &Service{cfg: cfg, log: log, lock: lock, payments: NewPaymentStore(cfg.StoreCapacity)}
 	ok := false
 	defer func() {
 		if !ok {
 			_ = s.Close(context.Background())
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
 	if err := s.connectNATS(ctx); err != nil {
 		return nil, err
 	}
@@ -637,6 +647,8 @@ func (s *Service) Close(ctx context.Context) error {
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		errs = append(errs, s.closers[i](ctx))
 	}
+	// Last: nothing of this process touches the directory any more.
+	errs = append(errs, s.lock.Release())
 	return errors.Join(errs...)
 }
 
