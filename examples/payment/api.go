@@ -9,10 +9,13 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -47,11 +50,6 @@ type Charge struct {
 	Gateway GatewayResponse
 }
 
-// errorBody is every error response.
-type errorBody struct {
-	Error *requestError `json:"error"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -72,12 +70,15 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(newline)
 }
 
-func writeError(w http.ResponseWriter, err error) {
-	var re *requestError
-	if !errors.As(err, &re) {
-		re = &requestError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+func writeError(w http.ResponseWriter, err error) { httpapi.WriteError(w, err) }
+
+// errorJSON is the body of an error answer.
+func errorJSON(e *requestError) []byte {
+	b, err := json.Marshal(httpapi.ErrorBody{Error: e})
+	if err != nil {
+		return []byte(`{"error":{"code":"internal","message":"internal error"}}`)
 	}
-	writeJSON(w, re.Status, errorBody{Error: re})
+	return b
 }
 
 // outcome maps what the pipeline said to a status, an HTTP code and a
@@ -137,67 +138,137 @@ func publicError(err error) string {
 // handlePayment serves POST /payment.
 func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	p, body, err := decodePayment(w, r)
+	p, err := decodePayment(w, r)
 	if err != nil {
 		s.countRequestError(err)
 		writeError(w, err)
 		return
 	}
+	// A client that hangs up does not stop a payment half-way: it runs
+	// to its decision within the request deadline, and its commit after.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout-s.commitTimeout())
+	defer cancel()
 
 	key := r.Header.Get("Idempotency-Key")
-	if key != "" {
-		if err := checkIdempotencyKey(key); err != nil {
-			writeError(w, err)
-			return
-		}
-		entry := IdemEntry{Fingerprint: fingerprint(body), State: stateInFlight, Started: s.cfg.now()}
-		old, claimed, err := s.idem.Claim(r.Context(), key, entry)
-		switch {
-		case err != nil:
-			s.log.Error("idempotency store", "err", err)
-			writeError(w, &requestError{Status: http.StatusServiceUnavailable, Code: "idempotency_unavailable", Message: "the idempotency store is unavailable; retry later"})
-			return
-		case !claimed && old.Fingerprint != entry.Fingerprint:
-			writeError(w, &requestError{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused",
-				Message: "this Idempotency-Key was used with a different request body"})
-			return
-		case !claimed && old.State == stateInFlight:
-			writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
-				Message: "a request with this Idempotency-Key is still being processed"})
-			return
-		case !claimed:
-			w.Header().Set("Idempotent-Replayed", "true")
-			writeRaw(w, old.Status, old.Body)
-			return
-		}
-		completed := false
-		defer func() {
-			if !completed {
-				_ = s.idem.Release(context.WithoutCancel(r.Context()), key)
-			}
-		}()
-		status, respBody := s.pay(r.Context(), w, p, start)
-		entry.State, entry.Status, entry.Body = stateCompleted, status, respBody
-		if err := s.idem.Complete(context.WithoutCancel(r.Context()), key, entry); err != nil {
-			s.log.Error("idempotency store", "err", err)
-		}
-		completed = true
-		writeRaw(w, status, respBody)
+	if key == "" {
+		s.answer(w, s.pay(ctx, p, "txn_"+tai.NewID(), start))
 		return
 	}
-	status, respBody := s.pay(r.Context(), w, p, start)
-	writeRaw(w, status, respBody)
+	if err := checkIdempotencyKey(key); err != nil {
+		s.countRequestError(err)
+		writeError(w, err)
+		return
+	}
+	scoped := s.keyScope(r) + key
+	entry := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_" + tai.NewID(), Owner: s.owner, Started: s.cfg.now()}
+	old, claimed, err := s.idem.Claim(ctx, scoped, entry)
+	if err != nil {
+		writeError(w, s.storeUnavailable("idempotency", err))
+		return
+	}
+	if !claimed {
+		if old.Fingerprint != entry.Fingerprint {
+			writeError(w, &requestError{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused",
+				Message: "this Idempotency-Key was used with a different request"})
+			return
+		}
+		// The key's payment is decided once its record is stored: the
+		// record is the answer.
+		rec, found, err := s.records.Get(ctx, old.TxnID)
+		if err != nil {
+			writeError(w, s.storeUnavailable("payments", err))
+			return
+		}
+		if found {
+			w.Header().Set("Idempotent-Replayed", "true")
+			writeRaw(w, rec.Code, rec.Response)
+			return
+		}
+		if !s.abandoned(old) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
+				Message: "a request with this Idempotency-Key is still being processed; retry later"})
+			return
+		}
+		// Its request died before deciding (its process was killed):
+		// run it again as the same payment, so that a gateway which
+		// deduplicates by transaction ID charges it once.
+		entry.TxnID = old.TxnID
+		ok, err := s.idem.Replace(ctx, scoped, old, entry)
+		if err != nil {
+			writeError(w, s.storeUnavailable("idempotency", err))
+			return
+		}
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
+				Message: "a request with this Idempotency-Key is still being processed; retry later"})
+			return
+		}
+	}
+	out := s.pay(ctx, p, entry.TxnID, start)
+	if !out.keep {
+		// Nothing was decided: the client may retry with the same key.
+		if err := s.idem.Release(context.WithoutCancel(ctx), scoped, entry); err != nil {
+			s.log.Error("idempotency key not released", "err", err)
+		}
+	}
+	s.answer(w, out)
 }
 
-// pay runs one payment through the pipeline and returns the HTTP status
-// and body to answer with.
-func (s *Service) pay(ctx context.Context, w http.ResponseWriter, p Payment, start time.Time) (int, []byte) {
-	sig := tai.Signal[Payment]{ID: "txn_" + tai.NewID(), Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
+// abandoned reports whether a claim without a record was left by a request
+// that can no longer finish: its lease ran out, or it was made by an
+// earlier run of this instance (which the data dir's lock proves dead).
+func (s *Service) abandoned(e IdemEntry) bool {
+	if s.cfg.now().Sub(e.Started) >= inFlightLease {
+		return true
+	}
+	instance, _, _ := strings.Cut(e.Owner, "/")
+	return instance == s.cfg.Instance && e.Owner != s.owner
+}
+
+// keyScope is the prefix that keeps one API principal's idempotency keys
+// apart from another's: with an API token, a digest of it; "" without.
+func (s *Service) keyScope(*http.Request) string {
+	return s.scope
+}
+
+// storeUnavailable is the answer when a store failed before anything was
+// charged: 503, retry later. A store at its byte limit is counted.
+func (s *Service) storeUnavailable(store string, err error) *requestError {
+	if errors.Is(err, ErrStoreFull) {
+		s.storeRefused.WithLabelValues(store).Inc()
+		s.log.Warn("store full; payment refused", "store", store, "err", err)
+		return &requestError{Status: http.StatusServiceUnavailable, Code: "store_full", RetryAfter: 30 * time.Second,
+			Message: "the " + store + " store is full; retry later"}
+	}
+	s.log.Error("store unavailable", "store", store, "err", err)
+	return &requestError{Status: http.StatusServiceUnavailable, Code: "store_unavailable", RetryAfter: time.Second,
+		Message: "the " + store + " store is unavailable; retry later"}
+}
+
+// payOutcome is the answer to a payment and whether its idempotency key
+// keeps it.
+type payOutcome struct {
+	code       int
+	retryAfter int
+	body       []byte
+	keep       bool // decided: a replay with the key gets this answer
+}
+
+func (s *Service) answer(w http.ResponseWriter, out payOutcome) {
+	if out.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(out.retryAfter))
+	}
+	writeRaw(w, out.code, out.body)
+}
+
+// pay runs one payment through the pipeline and stores what was decided
+// (commit) before it returns the answer.
+func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time) payOutcome {
+	sig := tai.Signal[Payment]{ID: txnID, Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
 	res, err := s.pipeline.Process(ctx, sig)
 	status, code, retryAfter := outcome(res, err)
-	if retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-	}
 	resp := PaymentResponse{
 		TransactionID: sig.ID,
 		Status:        status,
@@ -218,17 +289,120 @@ func (s *Service) pay(ctx context.Context, w http.ResponseWriter, p Payment, sta
 	if status == StatusSuccess {
 		resp.GatewayResponse = &res.Value.Gateway
 	}
-	resp.ProcessingTimeMS = float64(time.Since(start).Microseconds()) / 1000
-	s.countPayment(status)
 	if tai.OutcomeOf(err) == tai.Failed && status != StatusRateLimited {
 		s.log.Warn("payment failed", "transaction_id", sig.ID, "err", err)
 	}
+	decided := decidedOutcome(status, err)
+	resp.ProcessingTimeMS = float64(time.Since(start).Microseconds()) / 1000
 	body, mErr := json.Marshal(resp)
 	if mErr != nil {
-		return http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"could not encode the response"}}`)
+		return payOutcome{code: http.StatusInternalServerError, body: []byte(`{"error":{"code":"internal","message":"could not encode the response"}}`)}
 	}
-	s.payments.Put(resp.TransactionID, body)
-	return code, body
+	if !decided {
+		s.countPayment(status)
+		return payOutcome{code: code, retryAfter: retryAfter, body: body}
+	}
+	sp := storedPayment{Code: code, Status: status, Response: body}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.commitTimeout())
+	defer cancel()
+	stored, err := s.commit(cctx, p, sig.ID, sp)
+	if err == nil {
+		s.countPayment(stored.Status)
+		return payOutcome{code: stored.Code, body: stored.Response, keep: true}
+	}
+	if status != StatusSuccess && !moneyMayHaveMoved(res, err) {
+		// Nothing was charged: refuse, and let the client retry.
+		e := s.storeUnavailable("payments", err)
+		return payOutcome{code: e.Status, retryAfter: httpapi.RetryAfterSeconds(e.RetryAfter), body: errorJSON(e)}
+	}
+	// The money may have moved and its record is not stored: keep
+	// trying in the background. The key stays claimed, so a retry with
+	// it waits for this payment instead of charging again.
+	s.commitLater(p, sig.ID, sp)
+	e := &requestError{Status: http.StatusInternalServerError, Code: "outcome_pending", RetryAfter: 5 * time.Second,
+		Message: "payment " + sig.ID + " went to the gateway but is not recorded yet; retry with the same Idempotency-Key, or GET /payment/" + sig.ID + " later",
+		Details: map[string]any{"transaction_id": sig.ID}}
+	return payOutcome{code: e.Status, retryAfter: httpapi.RetryAfterSeconds(e.RetryAfter), body: errorJSON(e), keep: true}
+}
+
+// decidedOutcome reports whether an answer is a decision a retry with the
+// same idempotency key must get again: a charge, a fraud verdict, or a
+// gateway failure after which the money may have moved. Everything that
+// asks the client to retry — rate limited, breaker open, line stopped, a
+// dependency that failed before the gateway, a gateway that declined —
+// is not.
+func decidedOutcome(status string, err error) bool {
+	switch status {
+	case StatusSuccess, StatusFraudBlocked, StatusReview:
+		return true
+	case StatusFailed:
+		return tai.OutcomeOf(err) == tai.Failed && !errors.Is(err, ErrGatewayDeclined)
+	}
+	return false
+}
+
+// moneyMayHaveMoved reports whether a payment reached the gateway without
+// a clear "no".
+func moneyMayHaveMoved(res tai.Result[Charge], err error) bool {
+	return res.Outcome == tai.Succeeded || tai.OutcomeOf(err) == tai.Failed && !errors.Is(err, ErrGatewayDeclined)
+}
+
+// commit stores a decided payment before its answer is sent — a
+// transactional outbox: a charge's confirmation first, then its record,
+// each acknowledged by JetStream. A record therefore always has its
+// confirmation stored, and a confirmation without its record (the process
+// died between the two) puts the record back when it is consumed. It
+// returns the payment as stored: the one stored before, if an earlier
+// attempt got there first.
+func (s *Service) commit(ctx context.Context, p Payment, txnID string, sp storedPayment) (storedPayment, error) {
+	if sp.Status == StatusSuccess {
+		msg := kanban.Message[Confirmation]{ID: txnID, Key: p.CustomerID, Payload: Confirmation{
+			TransactionID: txnID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,
+			Minor: p.Minor, Currency: p.Currency, ChargedAt: s.cfg.now().UTC(), Payment: sp,
+		}}
+		if err := s.publishConfirmation(ctx, msg); err != nil {
+			return sp, err
+		}
+	}
+	return s.records.Create(ctx, txnID, sp)
+}
+
+// commitLater retries a commit that failed after the money may have
+// moved, with growing waits, until it is stored or the service closes.
+func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
+	s.pending.Add(1)
+	s.pendingGauge.Inc()
+	go func() {
+		defer s.pending.Done()
+		defer s.pendingGauge.Dec()
+		wait := 100 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			t := time.NewTimer(wait)
+			select {
+			case <-s.bg.Done():
+				t.Stop()
+				s.log.Error("payment not recorded at shutdown", "transaction_id", txnID)
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(s.bg, s.commitTimeout())
+			stored, err := s.commit(ctx, p, txnID, sp)
+			cancel()
+			if err == nil {
+				s.countPayment(stored.Status)
+				s.log.Info("payment recorded after retrying", "transaction_id", txnID, "attempts", attempt)
+				return
+			}
+			s.log.Warn("payment not recorded yet; retrying", "transaction_id", txnID, "err", err)
+			wait = min(2*wait, 5*time.Second)
+		}
+	}()
+}
+
+// commitTimeout bounds one commit: a third of the request deadline, at
+// most 5 s.
+func (s *Service) commitTimeout() time.Duration {
+	return min(5*time.Second, s.cfg.RequestTimeout/3)
 }
 
 func checkIdempotencyKey(key string) error {
@@ -246,9 +420,18 @@ func checkIdempotencyKey(key string) error {
 // handleGetPayment serves GET /payment/{id}.
 func (s *Service) handleGetPayment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	rec, ok := s.payments.Get(id)
+	p, ok, err := s.records.Get(r.Context(), id)
+	if err != nil {
+		writeError(w, s.storeUnavailable("payments", err))
+		return
+	}
 	if !ok {
 		writeError(w, &requestError{Status: http.StatusNotFound, Code: "not_found", Field: "id", Message: fmt.Sprintf("no payment %q here", clip(id))})
+		return
+	}
+	rec, err := p.record()
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, rec)

@@ -17,37 +17,40 @@ import (
 // Config is the service's configuration: flags, each with an environment
 // variable as fallback.
 type Config struct {
-	Addr           string
-	NATSURL        string // empty: start an embedded NATS server
-	NATSPort       int    // embedded server's loopback port; 0 picks one, -1 listens on none
-	RedisURL       string // empty: limits and customer state in memory
-	DataDir        string
-	APIToken       string
-	AdminToken     string
-	OpenAdmin      bool // allow the admin API without a token (local chaos tests)
-	Idempotency    string
-	CustomerState  string
-	GatewayFail    float64
-	GatewayDelay   time.Duration
-	BreakerOpen    time.Duration // how long the gateway breaker stays open before it probes
-	CustomerLimit  float64       // payments per minute per customer
-	Fraud          FraudConfig
-	BlacklistFile  string
-	Blacklist      string
-	ConfirmWIP     int
-	AlertFraud     float64
-	AlertP99       time.Duration
-	AlertErrors    float64
-	Alertmanager   string
-	AlertInterval  time.Duration
-	FraudStopsLine bool
-	PrintRules     bool
-	OTLPEndpoint   string
-	TraceSample    float64
-	StoreCapacity  int
-	Instance       string
-	LogLevel       string
-	DebugAddr      string
+	Addr             string
+	NATSURL          string // empty: start an embedded NATS server
+	NATSPort         int    // embedded server's loopback port; 0 picks one, -1 listens on none
+	RedisURL         string // empty: limits and customer state in memory
+	DataDir          string
+	APIToken         string
+	AdminToken       string
+	OpenAdmin        bool // allow the admin API without a token (local chaos tests)
+	Idempotency      string
+	CustomerState    string
+	GatewayFail      float64
+	GatewayDelay     time.Duration
+	BreakerOpen      time.Duration // how long the gateway breaker stays open before it probes
+	CustomerLimit    float64       // payments per minute per customer
+	Fraud            FraudConfig
+	BlacklistFile    string
+	Blacklist        string
+	ConfirmWIP       int
+	AlertFraud       float64
+	AlertP99         time.Duration
+	AlertErrors      float64
+	Alertmanager     string
+	AlertInterval    time.Duration
+	FraudStopsLine   bool
+	PrintRules       bool
+	OTLPEndpoint     string
+	TraceSample      float64
+	PaymentsMaxBytes int64         // the payments bucket's byte limit
+	PaymentsMaxAge   time.Duration // how long payments are kept
+	IdemMaxBytes     int64         // the idempotency store's byte limit
+	RequestTimeout   time.Duration // a payment's deadline, commit included
+	Instance         string
+	LogLevel         string
+	DebugAddr        string
 
 	// Set by tests, not by flags.
 	Clock          Clock                  // the service's clock; nil: the system clock
@@ -111,6 +114,16 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		}
 		return def
 	}
+	envBytes := func(name string, def int64) *int64 {
+		n := def
+		if v := getenv(name); v != "" {
+			var err error
+			if n, err = parseBytes(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+		return &n
+	}
 	fs.StringVar(&c.Addr, "addr", env("ADDR", ":3001"), "listen address (ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
 	fs.IntVar(&c.NATSPort, "nats-port", envInt("NATS_PORT", 0), "loopback port of the embedded NATS server, for other replicas; 0 picks one, -1 opens none (NATS_PORT)")
@@ -119,7 +132,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on POST /payment (API_TOKEN)")
 	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of the admin API; defaults to the API token (ADMIN_TOKEN)")
 	fs.BoolVar(&c.OpenAdmin, "open-admin", env("OPEN_ADMIN", "") == "true", "serve the admin API without a token, for local chaos tests (OPEN_ADMIN=true)")
-	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "auto"), "idempotency keys: memory, nats, or auto (nats with -nats-url, else memory) (IDEMPOTENCY_STORE)")
+	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "nats"), "where idempotency keys live: nats (JetStream, kept through restarts and shared by replicas) or memory (this process only: a restart forgets every key, and a request retried after it charges again) (IDEMPOTENCY_STORE)")
 	fs.StringVar(&c.CustomerState, "customer-state", env("CUSTOMER_STATE", "auto"), "fraud rules' per-customer state: memory, redis, nats, or auto (redis with -redis-url, else memory) (CUSTOMER_STATE)")
 	fs.Float64Var(&c.GatewayFail, "gateway-failure-rate", envFloat("GATEWAY_FAILURE_RATE", 0), "simulated gateway failure rate in [0, 1] (GATEWAY_FAILURE_RATE)")
 	fs.DurationVar(&c.GatewayDelay, "gateway-latency", envDur("GATEWAY_LATENCY", 0), "simulated gateway latency (GATEWAY_LATENCY)")
@@ -141,7 +154,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Alertmanager, "alertmanager-url", env("ALERTMANAGER_URL", ""), "push alerts to this Alertmanager (ALERTMANAGER_URL)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint; off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.Float64Var(&c.TraceSample, "trace-sample", envFloat("TRACE_SAMPLE", -1), "share of payments whose spans are recorded, in [0, 1]; -1: all when traces are exported, none otherwise (trace IDs are made either way) (TRACE_SAMPLE)")
-	fs.IntVar(&c.StoreCapacity, "store-capacity", envInt("STORE_CAPACITY", 1_000_000), "payments kept for GET /payment/{id} (STORE_CAPACITY)")
+	paymentsMax, idemMax := envBytes("PAYMENTS_MAX_BYTES", 2<<30), envBytes("IDEMPOTENCY_MAX_BYTES", 256<<20)
+	fs.Var((*byteSize)(paymentsMax), "payments-max-bytes", "size of the payments store (JetStream); new payments are refused with 503 while it is full (PAYMENTS_MAX_BYTES, default 2GiB)")
+	fs.DurationVar(&c.PaymentsMaxAge, "payments-max-age", envDur("PAYMENTS_MAX_AGE", 7*24*time.Hour), "how long payments are kept for GET /payment/{id}; at least 25h, past the idempotency keys that point at them (PAYMENTS_MAX_AGE)")
+	fs.Var((*byteSize)(idemMax), "idempotency-max-bytes", "size of the idempotency store; requests with a new key are refused with 503 while it is full (IDEMPOTENCY_MAX_BYTES, default 256MiB)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDur("REQUEST_TIMEOUT", 30*time.Second), "deadline of a payment, storing it included; the HTTP write timeout is 10s more (REQUEST_TIMEOUT)")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Instance, "instance", env("INSTANCE", host), "this replica's name in logs and alerts (INSTANCE)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("DEBUG_ADDR", ""), "serve /debug/pprof on this address (keep it private); off when empty (DEBUG_ADDR)")
@@ -149,6 +166,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.PaymentsMaxBytes, c.IdemMaxBytes = *paymentsMax, *idemMax
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
@@ -165,7 +183,7 @@ func (c *Config) validate() error {
 	}
 	check(c.Addr != "", "-addr is empty")
 	check(c.NATSPort >= -1 && c.NATSPort <= 65535, "-nats-port %d is outside [-1, 65535]", c.NATSPort)
-	check(c.Idempotency == "auto" || c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be auto, memory or nats", c.Idempotency)
+	check(c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be nats or memory", c.Idempotency)
 	check(c.CustomerState == "auto" || c.CustomerState == "memory" || c.CustomerState == "redis" || c.CustomerState == "nats", "-customer-state %q must be auto, memory, redis or nats", c.CustomerState)
 	check(c.CustomerState != "redis" || c.RedisURL != "", "-customer-state redis needs -redis-url")
 	check(c.GatewayFail >= 0 && c.GatewayFail <= 1, "-gateway-failure-rate %v is outside [0, 1]", c.GatewayFail)
@@ -178,7 +196,10 @@ func (c *Config) validate() error {
 	check(c.AlertP99 > 0, "-alert-p99 %v must be positive", c.AlertP99)
 	check(c.AlertInterval >= 100*time.Millisecond, "-alert-interval %v must be at least 100ms", c.AlertInterval)
 	check(c.TraceSample == -1 || c.TraceSample >= 0 && c.TraceSample <= 1, "-trace-sample %v is outside [0, 1] (or -1 for auto)", c.TraceSample)
-	check(c.StoreCapacity >= 1 && c.StoreCapacity <= maxStoreCapacity, "-store-capacity %d is outside [1, %d]", c.StoreCapacity, maxStoreCapacity)
+	check(c.PaymentsMaxBytes >= 1<<20, "-payments-max-bytes %d is less than 1MiB", c.PaymentsMaxBytes)
+	check(c.PaymentsMaxAge >= idempotencyTTL+time.Hour, "-payments-max-age %v is less than 25h", c.PaymentsMaxAge)
+	check(c.IdemMaxBytes >= 64<<10, "-idempotency-max-bytes %d is less than 64KiB", c.IdemMaxBytes)
+	check(c.RequestTimeout >= time.Second && c.RequestTimeout <= 5*time.Minute, "-request-timeout %v is outside [1s, 5m]", c.RequestTimeout)
 	check(c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error", "-log-level %q must be debug, info, warn or error", c.LogLevel)
 	bl, err := ParseBlacklist(c.Blacklist)
 	if err != nil {
@@ -216,4 +237,56 @@ func (c *Config) validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// byteSize is a flag holding a size in bytes: a number with an optional
+// unit, KiB, MiB or GiB (or KB, MB, GB, which mean the same here).
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if b == nil {
+		return "0"
+	}
+	return formatBytes(int64(*b))
+}
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+// parseBytes reads "512", "64KiB", "256MiB", "2GiB".
+func parseBytes(s string) (int64, error) {
+	num := strings.TrimRight(s, "KMGiBkmgb")
+	unit := strings.ToUpper(strings.TrimSpace(s[len(num):]))
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q is not a number of bytes (like 512MiB)", s)
+	}
+	shift := map[string]uint{"": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20, "G": 30, "GB": 30, "GIB": 30}
+	sh, ok := shift[unit]
+	if !ok {
+		return 0, fmt.Errorf("size %q has an unknown unit (use KiB, MiB or GiB)", s)
+	}
+	if n > math.MaxInt64>>sh {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n << sh, nil
+}
+
+// formatBytes writes n in the largest unit that divides it.
+func formatBytes(n int64) string {
+	for _, u := range []struct {
+		shift uint
+		name  string
+	}{{30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }

@@ -18,6 +18,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childArgsEnv) != "" {
+		runChild()
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -175,3 +178,10 @@ func (ts *testService) pay(t *testing.T, customer string, amount float64, extra 
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
+
+// confirmed reports whether GET /payment/{id} finds the payment confirmed.
+func (ts *testService) confirmed(t *testing.T, id string) bool {
+	t.Helper()
+	r := ts.do(t, http.MethodGet, "/payment/"+id, nil)
+	return r.Code == http.StatusOK && r.Body["confirmed"] == true
+}

@@ -179,10 +179,8 @@ func TestOneTraceJoinsEverything(t *testing.T) {
 	for s := byName["confirmations process"]; s != nil; s = byID[s.Parent().SpanID()] {
 		chain = append(chain, s.Name())
 	}
-	assert.Equal(t, "confirmations process", chain[0])
-	assert.Contains(t, chain, "confirmations publish")
-	assert.Equal(t, "POST /payment", chain[len(chain)-1], "chain: %v", chain)
-	assert.GreaterOrEqual(t, len(chain), 5, "http → signal → action → publish → process: %v", chain)
+	assert.Equal(t, []string{"confirmations process", "confirmations publish", "POST /payment"}, chain,
+		"the confirmation is published by the request once the payment is decided, and consumed in its trace")
 	// And the pipeline's stages are children of the signal span.
 	stages := 0
 	for _, s := range spans {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +12,11 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 )
 
 // PaymentRequest is the body of POST /payment.
@@ -85,38 +91,29 @@ const (
 	maxMetadataValue = 500
 )
 
-// requestError is a client error: an HTTP status, a code, the field at
-// fault and a message naming it.
-type requestError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
-}
-
-func (e *requestError) Error() string { return e.Message }
+// requestError is every error answer: the examples' shared error schema,
+// {"error": {"code", "message", "field", "details"}}.
+type requestError = httpapi.Error
 
 func invalid(field, format string, args ...any) *requestError {
-	return &requestError{Status: http.StatusBadRequest, Code: "invalid_request", Field: field, Message: fmt.Sprintf(format, args...)}
+	return httpapi.Invalid(field, format, args...)
 }
 
-// decodePayment reads and validates a POST /payment request. It returns the
-// raw body too, which idempotency fingerprints.
-func decodePayment(w http.ResponseWriter, r *http.Request) (Payment, []byte, error) {
+// decodePayment reads and validates a POST /payment request.
+func decodePayment(w http.ResponseWriter, r *http.Request) (Payment, error) {
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
-		return Payment{}, nil, err
+		return Payment{}, err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return Payment{}, nil, &requestError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+			return Payment{}, &requestError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
 				Message: fmt.Sprintf("request body is larger than %d bytes", maxBody)}
 		}
-		return Payment{}, nil, &requestError{Status: http.StatusBadRequest, Code: "invalid_request", Message: "could not read the request body"}
+		return Payment{}, &requestError{Status: http.StatusBadRequest, Code: "invalid_request", Message: "could not read the request body"}
 	}
-	p, err := parsePayment(body)
-	return p, body, err
+	return parsePayment(body)
 }
 
 func checkContentType(ct string) error {
@@ -329,4 +326,38 @@ func clip(s string) string {
 		return s[:40] + "…"
 	}
 	return s
+}
+
+// fingerprint identifies what a request asks for, from its parsed fields,
+// so that the same payment sent with other spacing, key order or number
+// spelling (10, 10.0, 1e1) is the same request to an idempotency key.
+func (p *Payment) fingerprint() string {
+	h := sha256.New()
+	field := func(s string) {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(p.CustomerID)
+	field(p.MerchantID)
+	field(p.Currency)
+	field(strconv.FormatInt(p.Minor, 10))
+	field(p.Country)
+	if p.HasCoords {
+		field(strconv.FormatFloat(p.Lat, 'g', -1, 64) + "," + strconv.FormatFloat(p.Lon, 'g', -1, 64))
+	} else {
+		field("")
+	}
+	keys := make([]string, 0, len(p.Metadata))
+	for k := range p.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	field(strconv.Itoa(len(keys)))
+	for _, k := range keys {
+		field(k)
+		field(p.Metadata[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

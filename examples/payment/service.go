@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,19 +42,19 @@ import (
 )
 
 // Confirmation is the message a successful charge leaves on the
-// confirmation queue; the consumer posts it to the ledger.
+// confirmation queue (the outbox); the consumer posts it to the ledger and
+// marks the payment confirmed. It carries the payment as stored, so that a
+// confirmation whose payment record was lost with its process (killed
+// between the two writes) puts the record back.
 type Confirmation struct {
-	TransactionID string    `json:"transaction_id"`
-	CustomerID    string    `json:"customer_id"`
-	MerchantID    string    `json:"merchant_id"`
-	Minor         int64     `json:"amount_minor"`
-	Currency      string    `json:"currency"`
-	ChargedAt     time.Time `json:"charged_at"`
+	TransactionID string        `json:"transaction_id"`
+	CustomerID    string        `json:"customer_id"`
+	MerchantID    string        `json:"merchant_id"`
+	Minor         int64         `json:"amount_minor"`
+	Currency      string        `json:"currency"`
+	ChargedAt     time.Time     `json:"charged_at"`
+	Payment       storedPayment `json:"payment"`
 }
-
-// confirmedSubject carries the IDs of confirmed payments to every replica,
-// so GET /payment/{id} shows confirmation wherever it ran.
-const confirmedSubject = "payments.confirmed"
 
 // Service is the payment service: the pipeline and everything around it.
 type Service struct {
@@ -60,16 +62,19 @@ type Service struct {
 	log      *slog.Logger
 	pipeline *tai.Pipeline[Payment, Charge]
 
-	gateway  *SimulatedGateway
-	breaker  *jidoka.Breaker
-	line     *jidoka.Line
-	limiter  *heijunka.Keyed
-	state    CustomerState
-	idem     IdempotencyStore
-	payments *PaymentStore
+	gateway *SimulatedGateway
+	breaker *jidoka.Breaker
+	line    *jidoka.Line
+	limiter *heijunka.Keyed
+	state   CustomerState
+	idem    IdempotencyStore
+	records *PaymentRecords
+	owner   string // this run, as idempotency claims name it: "instance/boot"
+	scope   string // prefix of idempotency keys: the API principal's
 
 	queue    *natsjs.Queue[Confirmation]
 	nc       *nats.Conn
+	js       jetstream.JetStream
 	embedded *natsembed.Server
 	rdb      *redis.Client
 
@@ -84,6 +89,9 @@ type Service struct {
 	transactions *prometheus.CounterVec
 	fraud        prometheus.Counter
 	badRequests  *prometheus.CounterVec
+	confirmed    *prometheus.CounterVec
+	storeRefused *prometheus.CounterVec
+	pendingGauge prometheus.Gauge
 
 	andon      *andon.Evaluator
 	board      *andon.Board
@@ -95,7 +103,12 @@ type Service struct {
 	consumer sync.WaitGroup
 	stop     context.CancelFunc // stops the consumer
 	closers  []func(context.Context) error
-	lock     *datadir.Lock // the data directory, held until Close
+	// Commits that failed after the money moved are retried in the
+	// background (commitLater) until stored or Close.
+	bg      context.Context
+	stopBG  context.CancelFunc
+	pending sync.WaitGroup
+	lock    *datadir.Lock // the data directory, held until Close
 }
 
 // NewService builds the service from cfg: it takes the data directory for
@@ -113,7 +126,12 @@ func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, er
 // newService is NewService on a data directory already held: it owns lock
 // from here on, and releases it on Close (or when it fails).
 func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir.Lock) (*Service, error) {
-	s := &Service{cfg: cfg, log: log, lock: lock, payments: NewPaymentStore(cfg.StoreCapacity)}
+	s := &Service{cfg: cfg, log: log, lock: lock, owner: cfg.Instance + "/" + tai.NewID()[:12]}
+	s.bg, s.stopBG = context.WithCancel(context.Background())
+	if cfg.APIToken != "" {
+		sum := sha256.Sum256([]byte("payment idempotency scope\x00" + cfg.APIToken))
+		s.scope = hex.EncodeToString(sum[:8]) + ":"
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -121,6 +139,9 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 		}
 	}()
 	if err := s.connectNATS(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openRecords(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.connectRedis(ctx); err != nil {
@@ -186,9 +207,6 @@ func (s *Service) connectNATS(ctx context.Context) error {
 func (s *Service) natsOptions() []nats.Option {
 	return []nats.Option{
 		nats.Name("payment " + s.cfg.Instance),
-		// This replica marks its own confirmations directly; it needs only
-		// the other replicas' on confirmedSubject.
-		nats.NoEcho(),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
@@ -206,6 +224,17 @@ func (s *Service) natsOptions() []nats.Option {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { s.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
+}
+
+// openRecords opens the payments bucket, where every decided payment is
+// kept for GET /payment/{id}.
+func (s *Service) openRecords(ctx context.Context) error {
+	var err error
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return err
+	}
+	s.records, err = NewPaymentRecords(ctx, s.js, RecordOptions{MaxBytes: s.cfg.PaymentsMaxBytes, MaxAge: s.cfg.PaymentsMaxAge})
+	return err
 }
 
 func (s *Service) connectRedis(ctx context.Context) error {
@@ -273,7 +302,19 @@ func (s *Service) measure() error {
 	for _, st := range []string{StatusSuccess, StatusFraudBlocked, StatusReview, StatusFailed, StatusRateLimited} {
 		s.transactions.WithLabelValues(st)
 	}
-	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests)
+	s.confirmed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payment_confirmations_total", Help: "Confirmations handled: confirmed (the first), duplicate (already confirmed), refused (not a successful charge).",
+	}, []string{"result"})
+	s.storeRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payment_store_refused_total", Help: "Writes a bounded store refused because it held its byte limit, by store.",
+	}, []string{"store"})
+	s.pendingGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "payment_commits_pending", Help: "Charged payments whose record or confirmation is still being stored in the background.",
+	})
+	for _, r := range []string{"confirmed", "duplicate", "refused"} {
+		s.confirmed.WithLabelValues(r)
+	}
+	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests, s.confirmed, s.storeRefused, s.pendingGauge)
 
 	var err error
 	if s.stats, err = newStats(); err != nil {
@@ -285,7 +326,7 @@ func (s *Service) measure() error {
 	tp := s.tracing
 	s.tracer = tp.Tracer("github.com/taipattern/taikit/examples/payment")
 	s.closers = append(s.closers, tp.Shutdown)
-	s.propagate = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	s.propagate = propagation.TraceContext{}
 
 	s.auditFile, err = os.OpenFile(filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
@@ -371,63 +412,47 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	return err
 }
 
+// idempotencyStore opens where idempotency keys live: JetStream (the
+// default; through restarts and across replicas) or, when asked for, this
+// process's memory, which forgets them on restart.
 func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error) {
-	mode := s.cfg.Idempotency
-	if mode == "auto" {
-		mode = "memory"
-		if s.cfg.NATSURL != "" {
-			mode = "nats"
-		}
+	if s.cfg.Idempotency == "memory" {
+		s.log.Warn("idempotency keys are kept in memory: a restart forgets them, and a request retried after it charges again")
+		return NewMemoryIdempotency(s.cfg.IdemMaxBytes, s.cfg.now), nil
 	}
-	if mode == "memory" {
-		return NewMemoryIdempotency(s.cfg.now), nil
-	}
-	js, err := jetstream.New(s.nc)
-	if err != nil {
-		return nil, err
-	}
-	return NewNATSIdempotency(ctx, js, "payment_idempotency", 1, s.cfg.now)
+	return NewNATSIdempotency(ctx, s.js, IdemOptions{MaxBytes: s.cfg.IdemMaxBytes}, s.cfg.now)
 }
 
 // charge is the action: the gateway call, then the bookkeeping of a
 // successful charge. Only the gateway's answer decides the outcome (and
-// what the breaker counts): once money has moved, a failure to book it
-// is logged, not returned.
+// what the breaker counts): once money has moved, a failure to book the
+// day's spend is logged, not returned. The payment's record and its
+// confirmation are stored by the caller (commit), which has the answer.
 func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, error) {
 	p := &sig.Payload
 	gr, err := s.gateway.Charge(ctx, sig.ID, *p)
 	if err != nil {
 		return Charge{}, err
 	}
-	now := s.cfg.now()
-	if err := s.state.AddSpend(ctx, p.CustomerID, p.Currency, p.Minor, now); err != nil {
+	if err := s.state.AddSpend(ctx, p.CustomerID, p.Currency, p.Minor, s.cfg.now()); err != nil {
 		s.log.Error("daily spend not recorded", "transaction_id", sig.ID, "err", err)
 	}
-	msg := kanban.Message[Confirmation]{ID: sig.ID, Key: p.CustomerID, Payload: Confirmation{
-		TransactionID: sig.ID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,
-		Minor: p.Minor, Currency: p.Currency, ChargedAt: now,
-	}}
-	// The money has moved: a client that hangs up now must not cancel
-	// the confirmation.
-	s.publishConfirmation(context.WithoutCancel(ctx), msg)
 	return Charge{Gateway: gr}, nil
 }
 
-// publishConfirmation hands a confirmation to JetStream without waiting
-// for the stream's acknowledgement. The queue re-publishes a failed send
-// for about a minute and a half (a NATS restart costs retries, not
-// confirmations); its ID is the transaction ID, so a send repeated after
-// a lost acknowledgement is dropped by the stream's deduplication and a
-// payment is never confirmed twice. A charge waits only while
-// MaxPublishPending confirmations are unacknowledged: a stalled NATS
-// slows payments down instead of filling memory.
-func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Confirmation]) {
+// publishConfirmation stores a charge's confirmation in the JetStream
+// queue and waits for the stream's acknowledgement. Its ID is the
+// transaction ID, so a confirmation sent again (a retried commit) within
+// the stream's deduplication window is stored once, and one that comes
+// later finds its payment confirmed already.
+func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Confirmation]) error {
 	ctx, span := s.tracer.Start(ctx, "confirmations publish", trace.WithSpanKind(trace.SpanKindProducer))
 	defer span.End()
-	if err := s.queue.PublishAsync(ctx, msg); err != nil {
+	if err := s.queue.Publish(ctx, msg); err != nil {
 		span.SetStatus(codes.Error, err.Error())
-		s.log.Error("confirmation not queued", "transaction_id", msg.ID, "err", err)
+		return storeError("confirmations", err)
 	}
+	return nil
 }
 
 func (s *Service) startConsumer(ctx context.Context) error {
@@ -439,26 +464,14 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		Capacity:         5_000_000,
 		Durable:          "confirmer",
 		DeadLetterStream: "PAYMENT_CONFIRMATIONS_DEAD",
-		Propagator:       kanbanotel.New(s.propagate),
-		Logger:           s.log,
-		// Confirmations are published without waiting (PublishAsync); up
-		// to 100,000 may await their acknowledgement, as many as a few
-		// seconds of payments at full speed.
-		MaxPublishPending: 100_000,
-		// A send stuck on a NATS restart gives up soon and goes round
-		// again: 25 attempts, 2s each at most, with waits from 50ms
-		// doubling to 2s, re-publish for about a minute and a half, within
-		// the stream's 2-minute deduplication window.
-		PublishTimeout: 2 * time.Second,
-		AsyncAttempts:  25,
-		AsyncRetryWait: 50 * time.Millisecond,
+		// The W3C trace context alone: a caller's baggage stays out of
+		// the messages.
+		Propagator: kanbanotel.TraceContext(),
+		Logger:     s.log,
 		// Confirming is quick, and long handlers keep their lease anyway:
 		// a short AckWait means acknowledgements lost in a NATS restart
 		// hold their WIP slots for seconds, not half a minute.
 		AckWait: 5 * time.Second,
-		OnPublishError: func(id string, err error) {
-			s.log.Error("confirmation publish failed", "transaction_id", id, "err", err)
-		},
 	})
 	if err != nil {
 		return fmt.Errorf("confirmation queue: %w", err)
@@ -470,14 +483,6 @@ func (s *Service) startConsumer(ctx context.Context) error {
 	if err := kc.AddQueue("confirmations", s.queue); err != nil {
 		return err
 	}
-	sub, err := s.nc.Subscribe(confirmedSubject, func(m *nats.Msg) {
-		s.payments.Confirm(string(m.Data), s.cfg.now())
-	})
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, func(context.Context) error { return sub.Unsubscribe() })
-
 	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.consumer.Add(1)
@@ -497,16 +502,29 @@ func (s *Service) startConsumer(ctx context.Context) error {
 }
 
 // confirm handles one confirmation: it posts the payment to the ledger
-// (here: marks it confirmed) and tells every replica.
+// (here: marks its record confirmed, once, by compare-and-set). Only a
+// successful charge is confirmed; anything else is dead-lettered.
 func (s *Service) confirm(ctx context.Context, d kanban.Delivery[Confirmation]) error {
-	_, span := s.tracer.Start(ctx, "confirmations process", trace.WithSpanKind(trace.SpanKindConsumer))
+	ctx, span := s.tracer.Start(ctx, "confirmations process", trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
 	c := d.Payload
 	if c.TransactionID == "" || c.TransactionID != d.ID {
 		return kanban.Permanent(fmt.Errorf("confirmation %q names transaction %q", d.ID, c.TransactionID))
 	}
-	s.payments.Confirm(c.TransactionID, s.cfg.now())
-	return s.nc.Publish(confirmedSubject, []byte(c.TransactionID))
+	first, err := s.records.Confirm(ctx, c.TransactionID, s.cfg.now(), c.Payment)
+	switch {
+	case errors.Is(err, ErrNotCharged):
+		s.confirmed.WithLabelValues("refused").Inc()
+		return kanban.Permanent(err)
+	case err != nil:
+		span.SetStatus(codes.Error, err.Error())
+		return err
+	case first:
+		s.confirmed.WithLabelValues("confirmed").Inc()
+	default:
+		s.confirmed.WithLabelValues("duplicate").Inc()
+	}
+	return nil
 }
 
 // newStats keeps the rolling windows the alerts and /kaizen read.
@@ -631,6 +649,14 @@ func (s *Service) Close(ctx context.Context) error {
 	if s.andon != nil {
 		errs = append(errs, s.andon.Shutdown(ctx))
 	}
+	// Commits still retrying in the background get until ctx ends.
+	if s.stopBG != nil {
+		if err := waitCtx(ctx, &s.pending); err != nil {
+			s.log.Error("payments charged but not yet recorded at shutdown; their idempotency keys stay claimed", "err", err)
+		}
+		s.stopBG()
+		s.pending.Wait()
+	}
 	if s.stop != nil {
 		s.stop()
 		s.consumer.Wait()
@@ -662,4 +688,19 @@ func (s *Service) NATSURL() string {
 		return s.embedded.ClientURL()
 	}
 	return s.cfg.NATSURL
+}
+
+// waitCtx waits for wg until ctx ends.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

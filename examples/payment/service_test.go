@@ -207,12 +207,16 @@ func TestIdempotency(t *testing.T) {
 	assert.Equal(t, http.StatusUnprocessableEntity, other.Code)
 	assert.Equal(t, "idempotency_key_reused", other.errField("code"))
 
-	// A failed payment is replayed as failed too (Stripe keeps results).
+	// A payment the gateway declined moved no money: the key is released
+	// and the retry charges.
 	require.NoError(t, ts.gateway.Set(1, 0))
 	failed := ts.pay(t, "cust_j", 5, nil, "Idempotency-Key", "order-2")
 	require.Equal(t, http.StatusBadGateway, failed.Code)
 	require.NoError(t, ts.gateway.Set(0, 0))
-	assert.Equal(t, failed.Raw, ts.pay(t, "cust_j", 5, nil, "Idempotency-Key", "order-2").Raw)
+	retried := ts.pay(t, "cust_j", 5, nil, "Idempotency-Key", "order-2")
+	assert.Equal(t, http.StatusOK, retried.Code, string(retried.Raw))
+	assert.Empty(t, retried.Header.Get("Idempotent-Replayed"))
+	assert.EqualValues(t, 3, ts.gateway.Calls())
 
 	// Keys expire after a day.
 	ts.clock.Advance(25 * time.Hour)
