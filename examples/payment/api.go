@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
@@ -267,7 +268,8 @@ func (s *Service) answer(w http.ResponseWriter, out payOutcome) {
 // (commit) before it returns the answer.
 func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time) payOutcome {
 	sig := tai.Signal[Payment]{ID: txnID, Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
-	res, err := s.pipeline.Process(ctx, sig)
+	var sent gatewayCall
+	res, err := s.pipeline.Process(context.WithValue(ctx, gatewayCallKey{}, &sent), sig)
 	status, code, retryAfter := outcome(res, err)
 	resp := PaymentResponse{
 		TransactionID: sig.ID,
@@ -292,7 +294,8 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 	if tai.OutcomeOf(err) == tai.Failed && status != StatusRateLimited {
 		s.log.Warn("payment failed", "transaction_id", sig.ID, "err", err)
 	}
-	decided := decidedOutcome(status, err)
+	moneyMayHaveMoved := status == StatusSuccess || sent.Load() && !errors.Is(err, ErrGatewayDeclined)
+	decided := status == StatusFraudBlocked || status == StatusReview || moneyMayHaveMoved
 	resp.ProcessingTimeMS = float64(time.Since(start).Microseconds()) / 1000
 	body, mErr := json.Marshal(resp)
 	if mErr != nil {
@@ -310,7 +313,7 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 		s.countPayment(stored.Status)
 		return payOutcome{code: stored.Code, body: stored.Response, keep: true}
 	}
-	if status != StatusSuccess && !moneyMayHaveMoved(res, err) {
+	if !moneyMayHaveMoved {
 		// Nothing was charged: refuse, and let the client retry.
 		e := s.storeUnavailable("payments", err)
 		return payOutcome{code: e.Status, retryAfter: httpapi.RetryAfterSeconds(e.RetryAfter), body: errorJSON(e)}
@@ -325,27 +328,16 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 	return payOutcome{code: e.Status, retryAfter: httpapi.RetryAfterSeconds(e.RetryAfter), body: errorJSON(e), keep: true}
 }
 
-// decidedOutcome reports whether an answer is a decision a retry with the
-// same idempotency key must get again: a charge, a fraud verdict, or a
-// gateway failure after which the money may have moved. Everything that
-// asks the client to retry — rate limited, breaker open, line stopped, a
-// dependency that failed before the gateway, a gateway that declined —
-// is not.
-func decidedOutcome(status string, err error) bool {
-	switch status {
-	case StatusSuccess, StatusFraudBlocked, StatusReview:
-		return true
-	case StatusFailed:
-		return tai.OutcomeOf(err) == tai.Failed && !errors.Is(err, ErrGatewayDeclined)
-	}
-	return false
-}
+// gatewayCall records, for one payment, whether the action called the
+// gateway: an answer decides a payment (its idempotency key keeps it) when
+// it is a charge, a fraud verdict, or a gateway failure after which the
+// money may have moved — anything but the gateway's clear "no". Every other
+// failure — rate limited, breaker open, line stopped, a fraud check that
+// could not run, a gateway that declined — moved no money and asks the
+// client to retry.
+type gatewayCall struct{ atomic.Bool }
 
-// moneyMayHaveMoved reports whether a payment reached the gateway without
-// a clear "no".
-func moneyMayHaveMoved(res tai.Result[Charge], err error) bool {
-	return res.Outcome == tai.Succeeded || tai.OutcomeOf(err) == tai.Failed && !errors.Is(err, ErrGatewayDeclined)
-}
+type gatewayCallKey struct{}
 
 // commit stores a decided payment before its answer is sent — a
 // transactional outbox: a charge's confirmation first, then its record,

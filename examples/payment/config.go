@@ -55,6 +55,7 @@ type Config struct {
 	// Set by tests, not by flags.
 	Clock          Clock                  // the service's clock; nil: the system clock
 	TraceProcessor sdktrace.SpanProcessor // also receives every span
+	State          CustomerState          // the fraud rules' per-customer state instead of -customer-state
 }
 
 // Clock tells the service the time. It drives the fraud rules, the

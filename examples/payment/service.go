@@ -259,6 +259,10 @@ func (s *Service) connectRedis(ctx context.Context) error {
 // one replica. A shared store that fails fails the payments it cannot
 // check: the fraud rules do not run blind.
 func (s *Service) customerState(ctx context.Context) error {
+	if s.cfg.State != nil {
+		s.state = s.cfg.State
+		return nil
+	}
 	mode := s.cfg.CustomerState
 	if mode == "auto" {
 		mode = "memory"
@@ -430,6 +434,9 @@ func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error
 // confirmation are stored by the caller (commit), which has the answer.
 func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, error) {
 	p := &sig.Payload
+	if sent, ok := ctx.Value(gatewayCallKey{}).(*gatewayCall); ok {
+		sent.Store(true)
+	}
 	gr, err := s.gateway.Charge(ctx, sig.ID, *p)
 	if err != nil {
 		return Charge{}, err
