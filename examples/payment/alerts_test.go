@@ -63,7 +63,7 @@ func TestFraudAttackFiresAlert(t *testing.T) {
 	// The rule stops the line; payments are refused until it resolves.
 	r := ts.pay(t, "late", 10, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, r.Code)
-	assert.Contains(t, r.str("error"), "stopped")
+	assert.Contains(t, r.errField("message"), "stopped")
 	require.Eventually(t, func() bool { return strings.Contains(ts.logs.String(), alertFraud) }, 5*time.Second, 10*time.Millisecond, "the log notifier reports it")
 
 	// The board shows it firing.

@@ -42,8 +42,10 @@ type PaymentResponse struct {
 	FraudScore       float64          `json:"fraud_score"`
 	GatewayResponse  *GatewayResponse `json:"gateway_response,omitempty"`
 	Reasons          []string         `json:"reasons,omitempty"`
-	Error            string           `json:"error,omitempty"`
-	TraceID          string           `json:"trace_id,omitempty"`
+	// Error says why a payment was not charged, in the error schema of
+	// every error answer; nil for SUCCESS and REVIEW.
+	Error   *requestError `json:"error,omitempty"`
+	TraceID string        `json:"trace_id,omitempty"`
 }
 
 // Charge is the action's result: what the gateway said.
@@ -109,31 +111,35 @@ func outcome(res tai.Result[Charge], err error) (status string, code int, retryA
 	return StatusFailed, http.StatusBadGateway, 0
 }
 
-// publicError says what went wrong without internals (no stacks, no
-// gateway payloads).
-func publicError(err error) string {
+// outcomeError says why a payment was not charged, without internals (no
+// stacks, no gateway payloads): nil for a charge or a hold for review.
+func outcomeError(status string, err error) *requestError {
+	e := func(code, msg string) *requestError { return &requestError{Code: code, Message: msg} }
 	var pe *tai.PanicError
-	switch {
-	case err == nil, errors.Is(err, tai.ErrDenied):
-		return ""
-	case errors.Is(err, heijunka.ErrLimited):
-		return "too many payments for this customer; retry later"
-	case errors.Is(err, jidoka.ErrOpen):
-		return "payment gateway unavailable (circuit open); retry later"
-	case errors.Is(err, jidoka.ErrLineStopped):
-		return "payments are stopped by an operator or an alert; retry later"
-	case errors.As(err, &pe):
-		return "internal error"
-	case errors.Is(err, ErrGatewayDeclined):
-		return "payment gateway failed"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return "payment timed out"
-	}
 	var polErr *tai.PolicyError
-	if errors.As(err, &polErr) {
-		return "fraud check unavailable"
+	switch {
+	case status == StatusSuccess, status == StatusReview:
+		return nil
+	case status == StatusFraudBlocked:
+		return e("fraud_blocked", "the fraud policy blocked this payment")
+	case errors.Is(err, heijunka.ErrLimited):
+		return e("rate_limited", "too many payments for this customer; retry later")
+	case errors.Is(err, jidoka.ErrOpen):
+		return e("gateway_unavailable", "payment gateway unavailable (circuit open); retry later")
+	case errors.Is(err, jidoka.ErrLineStopped):
+		return e("line_stopped", "payments are stopped by an operator or an alert; retry later")
+	case errors.As(err, &pe):
+		return e("internal", "internal error")
+	case errors.Is(err, ErrGatewayDeclined):
+		return e("gateway_failed", "payment gateway failed")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return e("timeout", "payment timed out")
+	case errors.As(err, &polErr):
+		return e("fraud_check_unavailable", "fraud check unavailable")
+	case tai.OutcomeOf(err) == tai.Rejected:
+		return e("unavailable", "payments are refused for now; retry later")
 	}
-	return "payment failed"
+	return e("payment_failed", "payment failed")
 }
 
 // handlePayment serves POST /payment.
@@ -280,7 +286,7 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 		MerchantID:    p.MerchantID,
 		Timestamp:     s.cfg.now().UTC(),
 		FraudScore:    math.Round(res.Decision.Score*1000) / 1000,
-		Error:         publicError(err),
+		Error:         outcomeError(status, err),
 		TraceID:       res.Span.TraceID.String(),
 	}
 	for _, c := range res.Decision.Contributions {
@@ -439,15 +445,13 @@ type gatewaySettings struct {
 // gateway's failure rate and latency, for chaos tests.
 func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
-		if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
-			writeError(w, err)
-			return
-		}
 		var in gatewaySettings
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
-			writeError(w, jsonError(err))
+		body, err := httpapi.ReadBody(w, r, 4096)
+		if err == nil {
+			err = httpapi.Decode(body, &in)
+		}
+		if err != nil {
+			writeError(w, err)
 			return
 		}
 		rate, latency := s.gateway.Settings()

@@ -78,7 +78,7 @@ func TestIdempotencyReleasesWhatAsksForRetry(t *testing.T) {
 		state.failing.Store(false)
 		require.Equal(t, http.StatusBadGateway, r.Code, string(r.Raw))
 		assert.Equal(t, StatusFailed, r.str("status"))
-		assert.Equal(t, "fraud check unavailable", r.str("error"))
+		assert.Equal(t, "fraud check unavailable", r.errField("message"))
 		assert.Equal(t, calls, ts.gateway.Calls(), "the rules did not run: nothing charged")
 		fresh(t, ts.pay(t, "cust_s", 1, nil, "Idempotency-Key", "k502"))
 	})

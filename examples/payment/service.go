@@ -28,6 +28,7 @@ import (
 
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/examples/internal/datadir"
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/heijunka/redisgcra"
 	"github.com/taipattern/taikit/jidoka"
@@ -599,7 +600,7 @@ func (s *Service) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("/andon/", s.boardAuth(s.board))
-	return s.traceHTTP(mux)
+	return s.traceHTTP(httpapi.JSONErrors(mux))
 }
 
 func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) {

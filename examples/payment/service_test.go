@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ func TestFraudRules(t *testing.T) {
 		assert.GreaterOrEqual(t, r.Body["fraud_score"], 0.5)
 		assert.Contains(t, string(r.Raw), reason)
 		assert.Nil(t, r.Body["gateway_response"])
+		assert.Equal(t, "fraud_blocked", r.errField("code"))
 	}
 	t.Run("blacklisted customer", func(t *testing.T) {
 		blocked(t, ts.pay(t, "cust_bad", 10, nil), "customer is blacklisted")
@@ -122,7 +124,8 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		r := ts.pay(t, fmt.Sprintf("b%d", i), 10, nil)
 		require.Equal(t, http.StatusBadGateway, r.Code, string(r.Raw))
 		assert.Equal(t, StatusFailed, r.str("status"))
-		assert.Equal(t, "payment gateway failed", r.str("error"))
+		assert.Equal(t, "payment gateway failed", r.errField("message"))
+		assert.Equal(t, "gateway_failed", r.errField("code"))
 	}
 	assert.EqualValues(t, 5, ts.gateway.Calls())
 	assert.Equal(t, "open", ts.breaker.State().String())
@@ -135,7 +138,8 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		retry, err := strconv.Atoi(r.Header.Get("Retry-After"))
 		require.NoError(t, err)
 		assert.True(t, retry == 1 || retry == 2, "Retry-After %d: the open period left, rounded up to whole seconds", retry)
-		assert.Contains(t, r.str("error"), "circuit open")
+		assert.Contains(t, r.errField("message"), "circuit open")
+		assert.Equal(t, "gateway_unavailable", r.errField("code"))
 	}
 	assert.EqualValues(t, 5, ts.gateway.Calls(), "no gateway call while open")
 
@@ -298,6 +302,12 @@ func TestBadInput(t *testing.T) {
 	t.Run("method", func(t *testing.T) {
 		r := ts.do(t, http.MethodPut, "/payment", valid, auth...)
 		assert.Equal(t, http.StatusMethodNotAllowed, r.Code)
+		assert.Equal(t, "method_not_allowed", r.errField("code"), "JSON in the error schema: %s", r.Raw)
+	})
+	t.Run("no route", func(t *testing.T) {
+		r := ts.do(t, http.MethodGet, "/payments", nil, auth...)
+		assert.Equal(t, http.StatusNotFound, r.Code)
+		assert.Equal(t, "not_found", r.errField("code"), "JSON in the error schema: %s", r.Raw)
 	})
 	assert.Zero(t, ts.gateway.Calls(), "nothing was charged")
 	ok := ts.do(t, http.MethodPost, "/payment", valid, auth...)
@@ -330,8 +340,29 @@ func TestHealthAndReady(t *testing.T) {
 	ts.line.Stop("maintenance")
 	r := ts.pay(t, "cust_l", 1, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, r.Code)
-	assert.Contains(t, r.str("error"), "stopped")
+	assert.Contains(t, r.errField("message"), "stopped")
 	ts.line.Start()
 	assert.Equal(t, http.StatusOK, ts.pay(t, "cust_l", 1, nil).Code)
 	_ = context.Background()
+}
+
+// IDs that NATS cannot take as subjects or keys are client errors: 400,
+// never a 5xx from a store that refuses them (which would feed the error
+// rate alert).
+func TestIDsInvalidForNATSAreClientErrors(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CustomerState = "nats"
+	ts := startService(t, cfg)
+	for _, id := range []string{"a.", ".a", "a..b", "a.*", "a.>", "a b", "ü"} {
+		r := ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 1, "customer_id": id, "currency": "USD", "merchant_id": "m"})
+		assert.Equal(t, http.StatusBadRequest, r.Code, "customer %q: %s", id, r.Raw)
+		assert.Equal(t, "customer_id", r.errField("field"), id)
+		r = ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": id})
+		assert.Equal(t, http.StatusBadRequest, r.Code, "merchant %q: %s", id, r.Raw)
+		g := ts.do(t, http.MethodGet, "/payment/"+url.PathEscape(id), nil)
+		assert.Equal(t, http.StatusNotFound, g.Code, "GET /payment/%s: %s", id, g.Raw)
+	}
+	ok := ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 1, "customer_id": "a.b", "currency": "USD", "merchant_id": "m.c"})
+	assert.Equal(t, http.StatusOK, ok.Code, string(ok.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls())
 }
