@@ -86,7 +86,9 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 	s.board, err = andon.NewBoard(s.andon, andon.BoardOptions{
 		Prefix: "/andon", Title: "Payments",
 		Lines: []andon.Line{s.line}, Breakers: []andon.Breaker{s.breaker},
-		Logger: s.log,
+		// The cord stops every payment: only with an admin token to guard it.
+		ReadOnly: s.cfg.AdminToken == "",
+		Logger:   s.log,
 	})
 	if err != nil {
 		return err

@@ -475,67 +475,75 @@ func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"failure_rate": rate, "latency_ms": float64(latency) / float64(time.Millisecond), "calls": s.gateway.Calls()})
 }
 
-// requireToken wraps h so that, with a token configured, a request without
-// "Authorization: Bearer <token>" gets 401.
-func (s *Service) requireToken(h http.HandlerFunc) http.HandlerFunc {
-	if s.cfg.APIToken == "" {
-		return h
-	}
-	want := []byte("Bearer " + s.cfg.APIToken)
-	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="payment"`)
-			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "a valid Authorization: Bearer token is required"})
-			return
-		}
-		h(w, r)
-	}
-}
-
-// adminOnly wraps h so it needs the admin token, and is off without one.
-func (s *Service) adminOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		token := s.adminToken()
-		if token == "" && !s.cfg.OpenAdmin {
-			writeError(w, &requestError{Status: http.StatusForbidden, Code: "forbidden", Message: "the admin API needs -admin-token (or -api-token)"})
-			return
-		}
-		if token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="payment-admin"`)
-			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "a valid admin Bearer token is required"})
-			return
-		}
-		h(w, r)
-	}
-}
-
-// adminToken is the token of the admin API and the board: -admin-token,
-// else -api-token; "" when neither is set.
-func (s *Service) adminToken() string {
-	if s.cfg.AdminToken != "" {
-		return s.cfg.AdminToken
-	}
-	return s.cfg.APIToken
-}
-
-// boardAuth protects the andon board when a token is configured: the
-// board can stop the payment line, so a browser must log in (HTTP Basic,
-// any user name, the admin token as password), which it then sends with
-// the board's own requests. Without a token the board is open, like the
-// rest of the service.
-func (s *Service) boardAuth(board http.Handler) http.Handler {
-	token := s.adminToken()
+// boardHandler serves the andon board. With an admin token all of it —
+// the page, its state, its event stream and the cord — needs the token,
+// as a Bearer token or as the password of HTTP Basic (any user name),
+// which a browser asks for and then sends with the board's own requests.
+// Without one the board was made read-only (no cord) and is served as the
+// rest of the service: on loopback unless an API token is set.
+func (s *Service) boardHandler() http.Handler {
+	board := s.boardStreams(s.board)
+	token := s.cfg.AdminToken
 	if token == "" {
 		return board
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, pass, ok := r.BasicAuth()
-		if !ok || subtle.ConstantTimeCompare([]byte(pass), []byte(token)) != 1 {
+		_, pass, basic := r.BasicAuth()
+		if !httpapi.Matches(r, token) && !(basic && subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1) {
+			s.badRequests.WithLabelValues(strconv.Itoa(http.StatusUnauthorized)).Inc()
 			w.Header().Set("WWW-Authenticate", `Basic realm="payment andon", charset="UTF-8"`)
-			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "the andon board needs the admin token as the password"})
+			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "the andon board needs the admin token (as the password)"})
 			return
 		}
 		board.ServeHTTP(w, r)
 	})
 }
+
+// Board event streams: at most maxBoardStreams at once (beyond, 503,
+// and the page polls instead), each write with its own deadline, so a
+// stream lives as long as its client reads it and no longer than
+// boardWriteTimeout past a client that stopped reading.
+const (
+	maxBoardStreams   = 32
+	boardWriteTimeout = 10 * time.Second
+)
+
+// boardStreams caps the board's event streams and gives each write its
+// own deadline (the server's WriteTimeout would cut every stream).
+func (s *Service) boardStreams(board http.Handler) http.Handler {
+	slots := make(chan struct{}, maxBoardStreams)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/andon/api/events" {
+			board.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		default:
+			writeError(w, &requestError{Status: http.StatusServiceUnavailable, Code: "too_many_streams", RetryAfter: 5 * time.Second,
+				Message: "too many board event streams; poll /andon/api/state"})
+			return
+		}
+		board.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w)}, r)
+	})
+}
+
+// deadlineWriter sets a write deadline before each write.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (d *deadlineWriter) Write(b []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(boardWriteTimeout))
+	return d.ResponseWriter.Write(b)
+}
+
+func (d *deadlineWriter) Flush() {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(boardWriteTimeout))
+	_ = d.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }

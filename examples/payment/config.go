@@ -12,6 +12,8 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 )
 
 // Config is the service's configuration: flags, each with an environment
@@ -19,12 +21,11 @@ import (
 type Config struct {
 	Addr             string
 	NATSURL          string // empty: start an embedded NATS server
-	NATSPort         int    // embedded server's loopback port; 0 picks one, -1 listens on none
 	RedisURL         string // empty: limits and customer state in memory
 	DataDir          string
-	APIToken         string
-	AdminToken       string
-	OpenAdmin        bool // allow the admin API without a token (local chaos tests)
+	APIToken         string   // guards the payment API; "" leaves it open (then Addr must be loopback)
+	AdminToken       string   // guards the admin API and the cord; "" turns them off
+	AllowedHosts     []string // Host header values served (DNS rebinding); "*" for any
 	Idempotency      string
 	CustomerState    string
 	GatewayFail      float64
@@ -125,14 +126,16 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		}
 		return &n
 	}
-	fs.StringVar(&c.Addr, "addr", env("ADDR", ":3001"), "listen address (ADDR)")
+	fs.StringVar(&c.Addr, "addr", env("ADDR", ""), "listen address; default 127.0.0.1:3001 (loopback only) without -api-token, :3001 with one. Without a token only a loopback address is accepted (ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
-	fs.IntVar(&c.NATSPort, "nats-port", envInt("NATS_PORT", 0), "loopback port of the embedded NATS server, for other replicas; 0 picks one, -1 opens none (NATS_PORT)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-payment")), "embedded NATS store and audit trail (DATA_DIR)")
-	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on POST /payment (API_TOKEN)")
-	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of the admin API; defaults to the API token (ADMIN_TOKEN)")
-	fs.BoolVar(&c.OpenAdmin, "open-admin", env("OPEN_ADMIN", "") == "true", "serve the admin API without a token, for local chaos tests (OPEN_ADMIN=true)")
+	var apiTokenFile, adminTokenFile, allowedHosts string
+	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on POST /payment and GET /payment/{id}; prefer -api-token-file, as a flag shows in the process list (API_TOKEN)")
+	fs.StringVar(&apiTokenFile, "api-token-file", env("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
+	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of the admin API, the cord and the board (as Bearer, or as the HTTP Basic password); must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
+	fs.StringVar(&adminTokenFile, "admin-token-file", env("ADMIN_TOKEN_FILE", ""), "read the admin token from this file (ADMIN_TOKEN_FILE)")
+	fs.StringVar(&allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any (a defence against DNS rebinding); default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")
 	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "nats"), "where idempotency keys live: nats (JetStream, kept through restarts and shared by replicas) or memory (this process only: a restart forgets every key, and a request retried after it charges again) (IDEMPOTENCY_STORE)")
 	fs.StringVar(&c.CustomerState, "customer-state", env("CUSTOMER_STATE", "auto"), "fraud rules' per-customer state: memory, redis, nats, or auto (redis with -redis-url, else memory) (CUSTOMER_STATE)")
 	fs.Float64Var(&c.GatewayFail, "gateway-failure-rate", envFloat("GATEWAY_FAILURE_RATE", 0), "simulated gateway failure rate in [0, 1] (GATEWAY_FAILURE_RATE)")
@@ -168,6 +171,27 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	c.PaymentsMaxBytes, c.IdemMaxBytes = *paymentsMax, *idemMax
+	var err error
+	if c.APIToken, err = httpapi.ReadToken("api-token", c.APIToken, apiTokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AdminToken, err = httpapi.ReadToken("admin-token", c.AdminToken, adminTokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:3001"
+		if c.APIToken != "" {
+			c.Addr = ":3001"
+		}
+	}
+	for _, h := range strings.Split(allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.AllowedHosts = append(c.AllowedHosts, h)
+		}
+	}
+	if len(c.AllowedHosts) == 0 {
+		c.AllowedHosts = httpapi.DefaultHosts(c.Addr)
+	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
@@ -183,7 +207,11 @@ func (c *Config) validate() error {
 		}
 	}
 	check(c.Addr != "", "-addr is empty")
-	check(c.NATSPort >= -1 && c.NATSPort <= 65535, "-nats-port %d is outside [-1, 65535]", c.NATSPort)
+	check(c.APIToken != "" || httpapi.IsLoopback(c.Addr),
+		"-addr %s listens beyond loopback without -api-token: anyone who reaches the port could pay and read payments; set -api-token (or -api-token-file), or listen on 127.0.0.1", c.Addr)
+	if err := (httpapi.Tokens{API: c.APIToken, Admin: c.AdminToken}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	check(c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be nats or memory", c.Idempotency)
 	check(c.CustomerState == "auto" || c.CustomerState == "memory" || c.CustomerState == "redis" || c.CustomerState == "nats", "-customer-state %q must be auto, memory, redis or nats", c.CustomerState)
 	check(c.CustomerState != "redis" || c.RedisURL != "", "-customer-state redis needs -redis-url")

@@ -55,7 +55,7 @@ var readyLine = regexp.MustCompile(`msg="payment service ready" .*\bapi=(http://
 func startChild(ctx context.Context, t *testing.T, dir string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childArgsEnv+"=-data-dir "+dir+" -addr 127.0.0.1:0 -instance crash -nats-port -1 -log-level info")
+	cmd.Env = append(os.Environ(), childArgsEnv+"=-data-dir "+dir+" -addr 127.0.0.1:0 -instance crash -log-level info")
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

@@ -81,7 +81,7 @@ func (b *syncBuffer) String() string {
 // on no port, data under the test's temp dir, a manual clock.
 func testConfig(t *testing.T) Config {
 	t.Helper()
-	cfg, err := parseConfig([]string{"-data-dir", t.TempDir(), "-nats-port", "-1", "-instance", "test"}, func(string) string { return "" })
+	cfg, err := parseConfig([]string{"-data-dir", t.TempDir(), "-instance", "test"}, func(string) string { return "" })
 	require.NoError(t, err)
 	cfg.Clock = newManualClock()
 	return cfg
@@ -93,7 +93,10 @@ func startService(t *testing.T, cfg Config) *testService {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc, err := NewService(context.Background(), cfg, log)
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewUnstartedServer(svc.Handler())
+	srv.Config.MaxHeaderBytes = 64 << 10
+	svc.ConfigureServer(srv.Config)
+	srv.Start()
 	ts := &testService{Service: svc, URL: srv.URL, http: srv, logs: logs}
 	ts.clock, _ = cfg.Clock.(*manualClock)
 	t.Cleanup(func() {

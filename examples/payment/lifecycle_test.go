@@ -66,7 +66,7 @@ func TestSecondStartChangesNothing(t *testing.T) {
 	start := func(dir string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		return run(ctx, []string{"-data-dir", dir, "-addr", busy.Addr().String(), "-instance", "test", "-nats-port", "-1"}, noEnv, testWriter{t})
+		return run(ctx, []string{"-data-dir", dir, "-addr", busy.Addr().String(), "-instance", "test"}, noEnv, testWriter{t})
 	}
 
 	err = start(cfg.DataDir)

@@ -68,18 +68,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = ln.Close()
 		return err
 	}
-	srv := &http.Server{
-		Handler:           svc.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(cfg, svc, log)
 	base := "http://" + publicHostPort(ln.Addr().String())
 	log.Info("payment service ready",
 		"api", base+"/payment", "metrics", base+"/metrics", "andon", base+"/andon/", "kaizen", base+"/kaizen",
-		"nats", svc.NATSURL(), "data_dir", cfg.DataDir)
+		"nats", svc.NATSLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
 
 	if cfg.DebugAddr != "" {
 		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
@@ -112,6 +105,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("stopped")
 	return err
+}
+
+// newHTTPServer is the service's HTTP server. A payment has its own
+// deadline (-request-timeout), below the write timeout, so a client
+// always hears how its payment ended; the board's event streams set a
+// deadline per write instead, and end when the server shuts down.
+func newHTTPServer(cfg Config, svc *Service, log *slog.Logger) *http.Server {
+	srv := &http.Server{
+		Handler:           svc.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	svc.ConfigureServer(srv)
+	return srv
 }
 
 // debugMux serves the runtime profiles.

@@ -9,8 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -175,10 +178,11 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 func (s *Service) connectNATS(ctx context.Context) error {
 	var err error
 	if s.cfg.NATSURL == "" {
+		// In-process only: no port, so nothing outside this process can
+		// reach it (natsembed has no credentials to give it one safely).
 		s.embedded, err = natsembed.Start(ctx, natsembed.Options{
 			StoreDir:  filepath.Join(s.cfg.DataDir, "nats"),
-			Port:      max(s.cfg.NATSPort, 0),
-			InProcess: s.cfg.NATSPort < 0,
+			InProcess: true,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded NATS: %w", err)
@@ -189,7 +193,7 @@ func (s *Service) connectNATS(ctx context.Context) error {
 		s.nc, err = nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
 	}
 	if err != nil {
-		return fmt.Errorf("NATS connect: %w", err)
+		return fmt.Errorf("NATS %s: %w", s.NATSLocation(), err)
 	}
 	nc := s.nc
 	s.closers = append(s.closers, func(context.Context) error {
@@ -244,13 +248,14 @@ func (s *Service) connectRedis(ctx context.Context) error {
 	}
 	opts, err := redis.ParseURL(s.cfg.RedisURL)
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
+		// The error may quote the URL, password and all.
+		return fmt.Errorf("-redis-url %s is not a Redis URL", redactURL(s.cfg.RedisURL))
 	}
 	s.rdb = redis.NewClient(opts)
 	rdb := s.rdb
 	s.closers = append(s.closers, func(context.Context) error { return rdb.Close() })
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis ping: %w", err)
+		return fmt.Errorf("redis %s: %w", redactURL(s.cfg.RedisURL), err)
 	}
 	return nil
 }
@@ -586,21 +591,45 @@ func publicHostPort(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// Handler returns the service's HTTP API.
+// Handler returns the service's HTTP API. With an API token, the payment
+// API needs it; the admin API needs the admin token and is off without
+// one; metrics, statistics and health are open. A request for a Host not
+// allowed gets 421, an unknown route or method a JSON 404 or 405.
 func (s *Service) Handler() http.Handler {
+	tokens := httpapi.Tokens{API: s.cfg.APIToken, Admin: s.cfg.AdminToken}
+	reject := func(_ *http.Request, e *httpapi.Error) {
+		s.badRequests.WithLabelValues(strconv.Itoa(e.Status)).Inc()
+	}
+	api := func(h http.HandlerFunc) http.Handler { return tokens.RequireAPI(h, reject) }
+	admin := func(h http.HandlerFunc) http.Handler { return tokens.RequireAdmin(h, reject) }
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /payment", s.requireToken(s.handlePayment))
-	mux.HandleFunc("GET /payment/{id}", s.handleGetPayment)
-	mux.HandleFunc("GET /admin/gateway", s.adminOnly(s.handleGatewayAdmin))
-	mux.HandleFunc("POST /admin/gateway", s.adminOnly(s.handleGatewayAdmin))
+	mux.Handle("POST /payment", api(s.handlePayment))
+	mux.Handle("GET /payment/{id}", api(s.handleGetPayment))
+	mux.Handle("GET /admin/gateway", admin(s.handleGatewayAdmin))
+	mux.Handle("POST /admin/gateway", admin(s.handleGatewayAdmin))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.Handle("GET /kaizen", s.stats)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	health := func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	}
+	mux.HandleFunc("GET /health", health)
+	mux.HandleFunc("GET /healthz", health)
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("/andon/", s.boardAuth(s.board))
-	return s.traceHTTP(httpapi.JSONErrors(mux))
+	mux.Handle("/andon/", s.boardHandler())
+	return s.traceHTTP(httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)))
+}
+
+// ConfigureServer sets srv up for the service: the board's event streams
+// end as soon as srv begins to shut down (they would hold its Shutdown
+// until their clients left).
+func (s *Service) ConfigureServer(srv *http.Server) {
+	srv.RegisterOnShutdown(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.board.Shutdown(ctx); err != nil {
+			s.log.Warn("board event streams still open", "err", err)
+		}
+	})
 }
 
 func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) {
@@ -686,16 +715,35 @@ func (s *Service) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// NATSURL returns the NATS server in use: the configured one, or the
-// embedded server's loopback URL ("" when it listens on no port).
-func (s *Service) NATSURL() string {
+// NATSLocation says which NATS server is in use, for the log: the
+// configured URL without its credentials, or "embedded (in-process)".
+func (s *Service) NATSLocation() string {
 	if s.embedded != nil {
-		if s.cfg.NATSPort < 0 {
-			return ""
-		}
-		return s.embedded.ClientURL()
+		return "embedded (in-process)"
 	}
-	return s.cfg.NATSURL
+	return redactURL(s.cfg.NATSURL)
+}
+
+// redactURL hides a URL's password (and a user name alone, which a token
+// is in a nats:// URL); a string that is not a URL is hidden whole.
+func redactURL(raw string) string {
+	var out []string
+	for _, one := range strings.Split(raw, ",") { // NATS takes a list
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil {
+			out = append(out, "(unparsable URL)")
+			continue
+		}
+		if u.User != nil {
+			if _, hasPass := u.User.Password(); hasPass {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx")
+			}
+		}
+		out = append(out, u.String())
+	}
+	return strings.Join(out, ",")
 }
 
 // waitCtx waits for wg until ctx ends.
