@@ -136,6 +136,8 @@ func outcomeError(status string, err error) *requestError {
 		return e("timeout", "payment timed out")
 	case errors.As(err, &polErr):
 		return e("fraud_check_unavailable", "fraud check unavailable")
+	case errors.Is(err, ErrStoreFull):
+		return e("store_full", err.Error()+"; retry later")
 	case tai.OutcomeOf(err) == tai.Rejected:
 		return e("unavailable", "payments are refused for now; retry later")
 	}

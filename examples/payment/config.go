@@ -48,6 +48,8 @@ type Config struct {
 	PaymentsMaxBytes int64         // the payments bucket's byte limit
 	PaymentsMaxAge   time.Duration // how long payments are kept
 	IdemMaxBytes     int64         // the idempotency store's byte limit
+	ConfirmMaxBytes  int64         // the confirmation stream's byte limit
+	StateMaxBytes    int64         // the customer state's byte limit
 	RequestTimeout   time.Duration // a payment's deadline, commit included
 	Instance         string
 	LogLevel         string
@@ -159,6 +161,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint; off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.Float64Var(&c.TraceSample, "trace-sample", envFloat("TRACE_SAMPLE", -1), "share of payments whose spans are recorded, in [0, 1]; -1: all when traces are exported, none otherwise (trace IDs are made either way) (TRACE_SAMPLE)")
 	paymentsMax, idemMax := envBytes("PAYMENTS_MAX_BYTES", 2<<30), envBytes("IDEMPOTENCY_MAX_BYTES", 256<<20)
+	confirmMax, stateMax := envBytes("CONFIRM_MAX_BYTES", 256<<20), envBytes("CUSTOMER_STATE_MAX_BYTES", 256<<20)
+	fs.Var((*byteSize)(confirmMax), "confirm-max-bytes", "size of the confirmation queue; payments are refused with 503 while it is full (CONFIRM_MAX_BYTES, default 256MiB)")
+	fs.Var((*byteSize)(stateMax), "customer-state-max-bytes", "size of the fraud rules' per-customer state (memory or nats); beyond it the customers seen least recently are forgotten (CUSTOMER_STATE_MAX_BYTES, default 256MiB)")
 	fs.Var((*byteSize)(paymentsMax), "payments-max-bytes", "size of the payments store (JetStream); new payments are refused with 503 while it is full (PAYMENTS_MAX_BYTES, default 2GiB)")
 	fs.DurationVar(&c.PaymentsMaxAge, "payments-max-age", envDur("PAYMENTS_MAX_AGE", 7*24*time.Hour), "how long payments are kept for GET /payment/{id}; at least 25h, past the idempotency keys that point at them (PAYMENTS_MAX_AGE)")
 	fs.Var((*byteSize)(idemMax), "idempotency-max-bytes", "size of the idempotency store; requests with a new key are refused with 503 while it is full (IDEMPOTENCY_MAX_BYTES, default 256MiB)")
@@ -170,7 +175,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	c.PaymentsMaxBytes, c.IdemMaxBytes = *paymentsMax, *idemMax
+	c.PaymentsMaxBytes, c.IdemMaxBytes, c.ConfirmMaxBytes, c.StateMaxBytes = *paymentsMax, *idemMax, *confirmMax, *stateMax
 	var err error
 	if c.APIToken, err = httpapi.ReadToken("api-token", c.APIToken, apiTokenFile); err != nil {
 		errs = append(errs, err)
@@ -228,6 +233,8 @@ func (c *Config) validate() error {
 	check(c.PaymentsMaxBytes >= 1<<20, "-payments-max-bytes %d is less than 1MiB", c.PaymentsMaxBytes)
 	check(c.PaymentsMaxAge >= idempotencyTTL+time.Hour, "-payments-max-age %v is less than 25h", c.PaymentsMaxAge)
 	check(c.IdemMaxBytes >= 64<<10, "-idempotency-max-bytes %d is less than 64KiB", c.IdemMaxBytes)
+	check(c.ConfirmMaxBytes >= 1<<20, "-confirm-max-bytes %d is less than 1MiB", c.ConfirmMaxBytes)
+	check(c.StateMaxBytes >= 1<<20, "-customer-state-max-bytes %d is less than 1MiB", c.StateMaxBytes)
 	check(c.RequestTimeout >= time.Second && c.RequestTimeout <= 5*time.Minute, "-request-timeout %v is outside [1s, 5m]", c.RequestTimeout)
 	check(c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error", "-log-level %q must be debug, info, warn or error", c.LogLevel)
 	bl, err := ParseBlacklist(c.Blacklist)

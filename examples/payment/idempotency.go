@@ -49,9 +49,10 @@ func (e IdemEntry) same(o IdemEntry) bool {
 	return e.Fingerprint == o.Fingerprint && e.TxnID == o.TxnID && e.Owner == o.Owner && e.Started.Equal(o.Started)
 }
 
-// size is about what an entry costs a store, in bytes.
+// size is about what an entry costs the memory store, in bytes: its
+// strings, the map entry and its place in the claim order.
 func (e IdemEntry) size(key string) int64 {
-	return int64(len(key) + len(e.Fingerprint) + len(e.TxnID) + len(e.Owner) + 96)
+	return int64(len(key) + len(e.Fingerprint) + len(e.TxnID) + len(e.Owner) + 160)
 }
 
 // IdempotencyStore keeps idempotency keys. NATSIdempotency (the default)

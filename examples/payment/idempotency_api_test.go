@@ -41,7 +41,7 @@ func (f *failingState) Spent(ctx context.Context, c, cur string, now time.Time) 
 // the key, so the retry with it runs instead of replaying the refusal.
 func TestIdempotencyReleasesWhatAsksForRetry(t *testing.T) {
 	cfg := testConfig(t)
-	state := &failingState{CustomerState: NewMemoryState()}
+	state := &failingState{CustomerState: NewMemoryState(0)}
 	cfg.State = state
 	ts := startService(t, cfg)
 	fresh := func(t *testing.T, r reply) {

@@ -96,6 +96,9 @@ type Service struct {
 	confirmed    *prometheus.CounterVec
 	storeRefused *prometheus.CounterVec
 	pendingGauge prometheus.Gauge
+	storeBytes   *prometheus.GaugeVec
+	storeLimit   *prometheus.GaugeVec
+	levels       *storeLevels
 
 	andon      *andon.Evaluator
 	board      *andon.Board
@@ -287,11 +290,11 @@ func (s *Service) customerState(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if s.state, err = NewNATSState(ctx, js, "payment_customers"); err != nil {
+		if s.state, err = NewNATSState(ctx, js, "payment_customers", s.cfg.StateMaxBytes); err != nil {
 			return err
 		}
 	default:
-		s.state = NewMemoryState()
+		s.state = NewMemoryState(s.cfg.StateMaxBytes)
 	}
 	return nil
 }
@@ -321,10 +324,24 @@ func (s *Service) measure() error {
 	s.pendingGauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "payment_commits_pending", Help: "Charged payments whose record or confirmation is still being stored in the background.",
 	})
+	s.storeBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "payment_store_bytes", Help: "Bytes a bounded JetStream store holds, by store (read at most once a second).",
+	}, []string{"store"})
+	s.storeLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "payment_store_limit_bytes", Help: "The byte limit of a bounded JetStream store, by store.",
+	}, []string{"store"})
 	for _, r := range []string{"confirmed", "duplicate", "refused"} {
 		s.confirmed.WithLabelValues(r)
 	}
-	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests, s.confirmed, s.storeRefused, s.pendingGauge)
+	for _, st := range []string{"payments", "confirmations", "idempotency"} {
+		s.storeRefused.WithLabelValues(st)
+	}
+	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests, s.confirmed, s.storeRefused, s.pendingGauge, s.storeBytes, s.storeLimit)
+	if m, ok := s.state.(*MemoryState); ok {
+		s.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "payment_customer_state_evicted_total", Help: "Customers the in-memory fraud state forgot to stay within its byte limit, the least recently seen first.",
+		}, func() float64 { return float64(m.Evicted()) }))
+	}
 
 	var err error
 	if s.stats, err = newStats(); err != nil {
@@ -411,8 +428,14 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	if err := hc.AddKeyed(s.limiter); err != nil {
 		return err
 	}
+	s.levels = &storeLevels{
+		js:       s.js,
+		stores:   []boundedStore{{"payments", "KV_payments"}, {"confirmations", confirmStream}},
+		interval: time.Second,
+		bytes:    s.storeBytes, limit: s.storeLimit, refused: s.storeRefused,
+	}
 	s.pipeline, err = tai.New[Payment, Charge](fraud, tai.ActionFunc[Payment, Charge](s.charge),
-		tai.WithGates(hc.Gate(customerGate{s.limiter, s.cfg.now}), s.line),
+		tai.WithGates(storeGate{s.levels}, hc.Gate(customerGate{s.limiter, s.cfg.now}), s.line),
 		tai.WithGuards(s.breaker),
 		tai.WithObservers(metrics, s.stats, s.audit),
 		tai.WithTracer(metrics.Tracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing}))),
@@ -468,10 +491,33 @@ func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Co
 	return nil
 }
 
+// confirmStream is the confirmation queue's stream.
+const confirmStream = "PAYMENT_CONFIRMATIONS"
+
+// boundConfirmations limits the confirmation stream by bytes and age,
+// which natsjs.Options cannot say: it refuses new confirmations beyond
+// ConfirmMaxBytes (the storage gate refuses payments before that), and
+// drops one left unprocessed for as long as payments are kept.
+func (s *Service) boundConfirmations(ctx context.Context) error {
+	st, err := s.js.Stream(ctx, confirmStream)
+	if err != nil {
+		return fmt.Errorf("confirmation stream: %w", err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.MaxBytes == s.cfg.ConfirmMaxBytes && cfg.MaxAge == s.cfg.PaymentsMaxAge {
+		return nil
+	}
+	cfg.MaxBytes, cfg.MaxAge = s.cfg.ConfirmMaxBytes, s.cfg.PaymentsMaxAge
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("confirmation stream limits: %w", err)
+	}
+	return nil
+}
+
 func (s *Service) startConsumer(ctx context.Context) error {
 	var err error
 	s.queue, err = natsjs.New[Confirmation](ctx, s.nc, natsjs.Options{
-		Stream: "PAYMENT_CONFIRMATIONS",
+		Stream: confirmStream,
 		// Room for a backlog of minutes at full speed: under a burst the
 		// consumer falls behind, and confirmations wait rather than fail.
 		Capacity:         5_000_000,
@@ -488,6 +534,9 @@ func (s *Service) startConsumer(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("confirmation queue: %w", err)
+	}
+	if err := s.boundConfirmations(ctx); err != nil {
+		return err
 	}
 	kc, err := kaizenprom.NewKanbanCollector(s.registry, kaizenprom.CollectorOptions{})
 	if err != nil {
