@@ -41,13 +41,13 @@ func TestFraudAttackFiresAlert(t *testing.T) {
 	for i := range 100 {
 		ts.pay(t, fmt.Sprintf("n%d", i), 20, nil)
 	}
-	ts.pay(t, "n_big", 9000, nil)
+	ts.pay(t, "n_big", 25000, nil)
 	ts.evaluate(t)
 	assert.Equal(t, andon.Inactive, ts.alert(t, alertFraud).State)
 
 	// The attack: many over-limit payments from fresh customers.
 	for i := range 40 {
-		r := ts.pay(t, fmt.Sprintf("a%d", i), 7500, nil)
+		r := ts.pay(t, fmt.Sprintf("a%d", i), 30000, nil)
 		require.Equal(t, StatusFraudBlocked, r.str("status"))
 	}
 	ts.evaluate(t)

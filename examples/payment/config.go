@@ -16,6 +16,10 @@ import (
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 )
 
+// demoBlacklist is the blacklist of a service started without one: the
+// customer the quick-start scenarios block.
+const demoBlacklist = "customer:cust_blacklist"
+
 // Config is the service's configuration: flags, each with an environment
 // variable as fallback.
 type Config struct {
@@ -145,10 +149,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.BreakerOpen, "breaker-open", envDur("BREAKER_OPEN", 30*time.Second), "how long the gateway breaker stays open before it probes (BREAKER_OPEN)")
 	fs.Float64Var(&c.CustomerLimit, "customer-limit", envFloat("CUSTOMER_LIMIT", 5), "payments per minute per customer (CUSTOMER_LIMIT)")
 	fs.IntVar(&c.Fraud.VelocityLimit, "velocity-limit", envInt("VELOCITY_LIMIT", 5), "payment attempts per minute per customer above which the velocity rule fires (VELOCITY_LIMIT)")
-	fs.Float64Var(&c.Fraud.MaxAmount, "max-amount", envFloat("MAX_AMOUNT", 5000), "largest single payment (MAX_AMOUNT)")
-	fs.Float64Var(&c.Fraud.MaxDaily, "max-daily", envFloat("MAX_DAILY", 5000), "largest total per customer and currency per UTC day (MAX_DAILY)")
+	fs.Float64Var(&c.Fraud.MaxAmount, "max-amount", envFloat("MAX_AMOUNT", 5000), "single payment above which it is flagged (+0.3); four times it is blocked (MAX_AMOUNT)")
+	fs.Float64Var(&c.Fraud.MaxDaily, "max-daily", envFloat("MAX_DAILY", 5000), "total per customer and currency per UTC day above which a payment is flagged (+0.1) (MAX_DAILY)")
 	fs.Float64Var(&c.Fraud.MaxSpeedKmh, "max-speed-kmh", envFloat("MAX_SPEED_KMH", 900), "fastest plausible travel between payment locations (MAX_SPEED_KMH)")
-	fs.StringVar(&c.Blacklist, "blacklist", env("BLACKLIST", ""), "blacklisted customer:ID, merchant:ID, country:CC, comma separated (BLACKLIST)")
+	fs.StringVar(&c.Blacklist, "blacklist", env("BLACKLIST", demoBlacklist), "blacklisted customer:ID, merchant:ID, country:CC, comma separated; the default is a demo entry, -blacklist '' clears it (BLACKLIST)")
+	fs.Float64Var(&c.Fraud.Review, "review-threshold", envFloat("REVIEW_THRESHOLD", 0), "fraud score from which a payment is held for review (202 REVIEW) instead of charged, in (0, 0.5]; 0 holds none (REVIEW_THRESHOLD)")
 	fs.StringVar(&c.BlacklistFile, "blacklist-file", env("BLACKLIST_FILE", ""), "file of blacklist entries, one kind:value per line, # comments (BLACKLIST_FILE)")
 	fs.IntVar(&c.ConfirmWIP, "confirm-wip", envInt("CONFIRM_WIP", 512), "confirmations in progress at once (CONFIRM_WIP)")
 	fs.Float64Var(&c.AlertFraud, "alert-fraud-rate", envFloat("ALERT_FRAUD_RATE", 0.02), "alert when the share of blocked payments exceeds this (ALERT_FRAUD_RATE)")
@@ -229,6 +234,7 @@ func (c *Config) validate() error {
 	check(c.AlertErrors > 0 && c.AlertErrors < 1, "-alert-error-rate %v is outside (0, 1)", c.AlertErrors)
 	check(c.AlertP99 > 0, "-alert-p99 %v must be positive", c.AlertP99)
 	check(c.AlertInterval >= 100*time.Millisecond, "-alert-interval %v must be at least 100ms", c.AlertInterval)
+	check(c.Fraud.Review >= 0 && c.Fraud.Review <= 0.5, "-review-threshold %v is outside [0, 0.5]", c.Fraud.Review)
 	check(c.TraceSample == -1 || c.TraceSample >= 0 && c.TraceSample <= 1, "-trace-sample %v is outside [0, 1] (or -1 for auto)", c.TraceSample)
 	check(c.PaymentsMaxBytes >= 1<<20, "-payments-max-bytes %d is less than 1MiB", c.PaymentsMaxBytes)
 	check(c.PaymentsMaxAge >= idempotencyTTL+time.Hour, "-payments-max-age %v is less than 25h", c.PaymentsMaxAge)

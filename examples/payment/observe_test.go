@@ -22,17 +22,17 @@ import (
 	"github.com/taipattern/taikit/kaizen"
 )
 
-// scriptedMix sends 6 successes, 2 blocked, 1 review, 2 failed and 3
-// rate-limited payments.
+// scriptedMix sends 6 successes, 2 blocked, 1 review (the service holds
+// for review from 0.3), 2 failed and 3 rate-limited payments.
 func scriptedMix(t *testing.T, ts *testService) []string {
 	var ids []string
 	keep := func(r reply) { ids = append(ids, r.str("transaction_id")) }
 	for i := range 6 {
 		keep(ts.pay(t, fmt.Sprintf("ok_%d", i), 10, nil))
 	}
-	keep(ts.pay(t, "big_1", 6000, nil))
-	keep(ts.pay(t, "big_2", 9000, nil))
-	keep(ts.pay(t, "near", 4500, nil))
+	keep(ts.pay(t, "big_1", 25000, nil))
+	keep(ts.pay(t, "big_2", 30000, nil))
+	keep(ts.pay(t, "flagged", 6000, nil))
 	require.NoError(t, ts.gateway.Set(1, 0))
 	keep(ts.pay(t, "fail_1", 10, nil))
 	keep(ts.pay(t, "fail_2", 10, nil))
@@ -46,8 +46,15 @@ func scriptedMix(t *testing.T, ts *testService) []string {
 	return ids
 }
 
+// mixConfig holds payments scoring 0.3 or more for review.
+func mixConfig(t *testing.T) Config {
+	cfg := testConfig(t)
+	cfg.Fraud.Review = 0.3
+	return cfg
+}
+
 func TestMetricsAfterMix(t *testing.T) {
-	ts := startService(t, testConfig(t))
+	ts := startService(t, mixConfig(t))
 	scriptedMix(t, ts)
 	// 6 + 5 burst successes.
 	want := map[string]float64{StatusSuccess: 11, StatusFraudBlocked: 2, StatusReview: 1, StatusFailed: 2, StatusRateLimited: 3}
@@ -97,7 +104,7 @@ func TestMetricsAfterMix(t *testing.T) {
 }
 
 func TestAuditTrail(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := mixConfig(t)
 	ts := startService(t, cfg)
 	ids := scriptedMix(t, ts)
 	require.NoError(t, ts.audit.Flush(context.Background()))

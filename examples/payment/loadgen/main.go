@@ -47,7 +47,7 @@ func main() {
 	flag.StringVar(&o.url, "url", "http://127.0.0.1:3001", "payment service base URL")
 	flag.IntVar(&o.clients, "c", 100, "concurrent clients")
 	flag.DurationVar(&o.duration, "d", 10*time.Second, "how long to run")
-	flag.Float64Var(&o.fraud, "fraud", 0.05, "share of fraudulent payments (over-limit amounts, blacklisted countries, impossible travel)")
+	flag.Float64Var(&o.fraud, "fraud", 0.05, "share of fraudulent payments (amounts over four times the service's limit, a blacklisted country)")
 	flag.IntVar(&o.customers, "customers", 10_000_000, "distinct customers to spread payments over (the service limits each customer)")
 	flag.BoolVar(&o.idempotency, "idempotency", false, "send an Idempotency-Key with every request")
 	flag.StringVar(&o.token, "token", os.Getenv("API_TOKEN"), "API token, if the service wants one")
@@ -189,7 +189,7 @@ func appendPayment(b []byte, rng *rand.Rand, o options) []byte {
 	country := false
 	if rng.Float64() < o.fraud {
 		if rng.IntN(2) == 0 {
-			cents = 500000 + rng.IntN(10000000)
+			cents = 2000001 + rng.IntN(10000000) // over four times the service's 5,000 limit: blocked
 		} else {
 			country = true
 		}
