@@ -189,6 +189,17 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if found {
+			// A charge whose record is stored may not have its
+			// confirmation yet (the two are written together, and the
+			// process that wrote them may have died in between): store
+			// it again before answering — the stream's deduplication, or
+			// else the consumer, keeps it from counting twice.
+			if rec.Status == StatusSuccess && rec.ConfirmedAt == nil {
+				if err := s.publishConfirmation(ctx, s.confirmation(p, old.TxnID, rec)); err != nil {
+					writeError(w, s.storeUnavailable("confirmations", err))
+					return
+				}
+			}
 			w.Header().Set("Idempotent-Replayed", "true")
 			writeRaw(w, rec.Code, rec.Response)
 			return
@@ -348,23 +359,29 @@ type gatewayCall struct{ atomic.Bool }
 type gatewayCallKey struct{}
 
 // commit stores a decided payment before its answer is sent — a
-// transactional outbox: a charge's confirmation first, then its record,
-// each acknowledged by JetStream. A record therefore always has its
-// confirmation stored, and a confirmation without its record (the process
-// died between the two) puts the record back when it is consumed. It
-// returns the payment as stored: the one stored before, if an earlier
-// attempt got there first.
+// transactional outbox: its record and, for a charge, its confirmation,
+// written together and each acknowledged by JetStream. A process killed
+// between the two acknowledgements leaves one without the other, and
+// neither answer sent: a confirmation without its record puts the record
+// back when it is consumed, and a record without its confirmation gets it
+// when the payment's key is replayed or taken over. It returns the payment
+// as stored: the one stored before, if an earlier attempt got there first.
 func (s *Service) commit(ctx context.Context, p Payment, txnID string, sp storedPayment) (storedPayment, error) {
-	if sp.Status == StatusSuccess {
-		msg := kanban.Message[Confirmation]{ID: txnID, Key: p.CustomerID, Payload: Confirmation{
-			TransactionID: txnID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,
-			Minor: p.Minor, Currency: p.Currency, ChargedAt: s.cfg.now().UTC(), Payment: sp,
-		}}
-		if err := s.publishConfirmation(ctx, msg); err != nil {
-			return sp, err
-		}
+	if sp.Status != StatusSuccess {
+		return s.records.Create(ctx, txnID, sp)
 	}
-	return s.records.Create(ctx, txnID, sp)
+	published := make(chan error, 1)
+	go func() { published <- s.publishConfirmation(ctx, s.confirmation(p, txnID, sp)) }()
+	stored, err := s.records.Create(ctx, txnID, sp)
+	return stored, errors.Join(err, <-published)
+}
+
+// confirmation is the outbox message of a charge.
+func (s *Service) confirmation(p Payment, txnID string, sp storedPayment) kanban.Message[Confirmation] {
+	return kanban.Message[Confirmation]{ID: txnID, Key: p.CustomerID, Payload: Confirmation{
+		TransactionID: txnID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,
+		Minor: p.Minor, Currency: p.Currency, ChargedAt: s.cfg.now().UTC(), Payment: sp,
+	}}
 }
 
 // commitLater retries a commit that failed after the money may have

@@ -155,7 +155,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Blacklist, "blacklist", env("BLACKLIST", demoBlacklist), "blacklisted customer:ID, merchant:ID, country:CC, comma separated; the default is a demo entry, -blacklist '' clears it (BLACKLIST)")
 	fs.Float64Var(&c.Fraud.Review, "review-threshold", envFloat("REVIEW_THRESHOLD", 0), "fraud score from which a payment is held for review (202 REVIEW) instead of charged, in (0, 0.5]; 0 holds none (REVIEW_THRESHOLD)")
 	fs.StringVar(&c.BlacklistFile, "blacklist-file", env("BLACKLIST_FILE", ""), "file of blacklist entries, one kind:value per line, # comments (BLACKLIST_FILE)")
-	fs.IntVar(&c.ConfirmWIP, "confirm-wip", envInt("CONFIRM_WIP", 512), "confirmations in progress at once (CONFIRM_WIP)")
+	fs.IntVar(&c.ConfirmWIP, "confirm-wip", envInt("CONFIRM_WIP", 128), "confirmations in progress at once, across replicas (CONFIRM_WIP)")
 	fs.Float64Var(&c.AlertFraud, "alert-fraud-rate", envFloat("ALERT_FRAUD_RATE", 0.02), "alert when the share of blocked payments exceeds this (ALERT_FRAUD_RATE)")
 	fs.DurationVar(&c.AlertP99, "alert-p99", envDur("ALERT_P99", 5*time.Second), "alert when p99 latency exceeds this (ALERT_P99)")
 	fs.Float64Var(&c.AlertErrors, "alert-error-rate", envFloat("ALERT_ERROR_RATE", 0.05), "alert when the share of failed payments exceeds this (ALERT_ERROR_RATE)")

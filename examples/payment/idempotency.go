@@ -195,7 +195,7 @@ func (m *MemoryIdempotency) Len() int {
 // the key exists); Replace and Release compare revisions. The bucket holds
 // at most MaxBytes: JetStream refuses new keys beyond (ErrStoreFull).
 type NATSIdempotency struct {
-	kv  jetstream.KeyValue
+	kv  *kvPool
 	now func() time.Time
 }
 
@@ -208,7 +208,7 @@ type IdemOptions struct {
 
 // NewNATSIdempotency creates (or updates) the bucket. now is the clock that
 // dates entries (nil: time.Now).
-func NewNATSIdempotency(ctx context.Context, js jetstream.JetStream, o IdemOptions, now func() time.Time) (*NATSIdempotency, error) {
+func NewNATSIdempotency(ctx context.Context, js []jetstream.JetStream, o IdemOptions, now func() time.Time) (*NATSIdempotency, error) {
 	if o.Bucket == "" {
 		o.Bucket = "payment_idempotency"
 	}
@@ -218,7 +218,7 @@ func NewNATSIdempotency(ctx context.Context, js jetstream.JetStream, o IdemOptio
 	if now == nil {
 		now = time.Now
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := openPool(ctx, js, jetstream.KeyValueConfig{
 		Bucket:   o.Bucket,
 		TTL:      idempotencyTTL,
 		History:  1,
@@ -246,14 +246,14 @@ func (n *NATSIdempotency) Claim(ctx context.Context, key string, e IdemEntry) (I
 		return IdemEntry{}, false, err
 	}
 	for range 3 {
-		_, err = n.kv.Create(ctx, k, val)
+		_, err = n.kv.get().Create(ctx, k, val)
 		if err == nil {
 			return IdemEntry{}, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return IdemEntry{}, false, storeError("idempotency", err)
 		}
-		got, err := n.kv.Get(ctx, k)
+		got, err := n.kv.get().Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // released meanwhile: try again
 		}
@@ -267,7 +267,7 @@ func (n *NATSIdempotency) Claim(ctx context.Context, key string, e IdemEntry) (I
 		}
 		// Expired (or not ours): take it over unless someone else does
 		// first.
-		if _, err := n.kv.Update(ctx, k, val, got.Revision()); err == nil {
+		if _, err := n.kv.get().Update(ctx, k, val, got.Revision()); err == nil {
 			return IdemEntry{}, true, nil
 		} else if !isConflict(err) {
 			return IdemEntry{}, false, storeError("idempotency", err)
@@ -282,7 +282,7 @@ func (n *NATSIdempotency) Replace(ctx context.Context, key string, old, e IdemEn
 	if err != nil {
 		return false, err
 	}
-	_, err = n.kv.Update(ctx, kvKey(key), val, old.rev)
+	_, err = n.kv.get().Update(ctx, kvKey(key), val, old.rev)
 	switch {
 	case err == nil:
 		return true, nil
@@ -296,7 +296,7 @@ func (n *NATSIdempotency) Replace(ctx context.Context, key string, old, e IdemEn
 // holds e: a claim released after it was taken over stays.
 func (n *NATSIdempotency) Release(ctx context.Context, key string, e IdemEntry) error {
 	k := kvKey(key)
-	got, err := n.kv.Get(ctx, k)
+	got, err := n.kv.get().Get(ctx, k)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
@@ -307,7 +307,7 @@ func (n *NATSIdempotency) Release(ctx context.Context, key string, e IdemEntry) 
 	if json.Unmarshal(got.Value(), &cur) != nil || !cur.same(e) {
 		return nil
 	}
-	if err := n.kv.Delete(ctx, k, jetstream.LastRevision(got.Revision())); err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := n.kv.get().Delete(ctx, k, jetstream.LastRevision(got.Revision())); err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("idempotency release: %w", err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -183,4 +184,30 @@ func TestIdempotencyTakesOverAbandonedClaims(t *testing.T) {
 	r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-other")
 	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
 	assert.Equal(t, elsewhere.TxnID, r.str("transaction_id"))
+}
+
+// A process killed after storing a charge's record but before its
+// confirmation leaves a record no confirmation will ever mark: the next
+// request with the key replays the record, and stores the confirmation
+// first.
+func TestReplayStoresAMissingConfirmation(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ctx := context.Background()
+	p, err := parsePayment([]byte(`{"amount": 9, "customer_id": "cust_r", "currency": "USD", "merchant_id": "m"}`))
+	require.NoError(t, err)
+	txn := "txn_" + strings.Repeat("ab", 16)
+	rec := storedOf(t, txn, StatusSuccess, http.StatusOK)
+	_, err = ts.records.Create(ctx, txn, rec)
+	require.NoError(t, err)
+	_, claimed, err := ts.idem.Claim(ctx, "k-lost", IdemEntry{Fingerprint: p.fingerprint(), TxnID: txn, Owner: "test/earlier", Started: ts.clock.Now()})
+	require.NoError(t, err)
+	require.True(t, claimed)
+	require.False(t, ts.confirmed(t, txn))
+
+	r := ts.do(t, http.MethodPost, "/payment", `{"amount": 9, "customer_id": "cust_r", "currency": "USD", "merchant_id": "m"}`, "Idempotency-Key", "k-lost")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, "true", r.Header.Get("Idempotent-Replayed"))
+	assert.Equal(t, string(rec.Response), strings.TrimSpace(string(r.Raw)))
+	require.Eventually(t, func() bool { return ts.confirmed(t, txn) }, 10*time.Second, 10*time.Millisecond, "confirmed")
+	assert.Zero(t, ts.gateway.Calls(), "nothing charged again")
 }

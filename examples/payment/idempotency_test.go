@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -18,7 +19,7 @@ var idemStores = map[string]func(t *testing.T, now func() time.Time, maxBytes in
 	"nats": func(t *testing.T, now func() time.Time, maxBytes int64) IdempotencyStore {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		s, err := NewNATSIdempotency(ctx, startJS(t), IdemOptions{MaxBytes: maxBytes}, now)
+		s, err := NewNATSIdempotency(ctx, []jetstream.JetStream{startJS(t)}, IdemOptions{MaxBytes: maxBytes}, now)
 		require.NoError(t, err)
 		return s
 	},

@@ -19,6 +19,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -75,6 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		"nats", svc.NATSLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
 
 	if cfg.DebugAddr != "" {
+		// Sample contention too, for /debug/pprof/block and /mutex.
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		runtime.SetMutexProfileFraction(100)
 		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := dbg.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -73,14 +73,19 @@ type Service struct {
 	state   CustomerState
 	idem    IdempotencyStore
 	records *PaymentRecords
-	owner   string // this run, as idempotency claims name it: "instance/boot"
-	scope   string // prefix of idempotency keys: the API principal's
+	// confirmer is the payments bucket as the confirmation consumer
+	// reaches it, on connections of its own.
+	confirmer *PaymentRecords
+	owner     string // this run, as idempotency claims name it: "instance/boot"
+	scope     string // prefix of idempotency keys: the API principal's
 
-	queue    *natsjs.Queue[Confirmation]
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	embedded *natsembed.Server
-	rdb      *redis.Client
+	queue     *natsjs.Queue[Confirmation]
+	nc        *nats.Conn            // the queue's, and the service's own requests
+	js        jetstream.JetStream   // on nc
+	kvJS      []jetstream.JetStream // the payments' key-value traffic, each on a connection of its own
+	confirmJS []jetstream.JetStream // the confirmation consumer's, likewise
+	embedded  *natsembed.Server
+	rdb       *redis.Client
 
 	registry  *prometheus.Registry
 	stats     *kaizen.Stats
@@ -191,23 +196,55 @@ func (s *Service) connectNATS(ctx context.Context) error {
 			return fmt.Errorf("embedded NATS: %w", err)
 		}
 		s.closers = append(s.closers, s.embedded.Shutdown)
-		s.nc, err = s.embedded.Connect(s.natsOptions()...)
-	} else {
-		s.nc, err = nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
 	}
-	if err != nil {
-		return fmt.Errorf("NATS %s: %w", s.NATSLocation(), err)
-	}
-	nc := s.nc
-	s.closers = append(s.closers, func(context.Context) error {
-		err := nc.FlushTimeout(5 * time.Second)
-		nc.Close()
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			err = nil
+	// One connection's writes go one at a time (an in-process one waits
+	// for the server to read each), so the key-value traffic of payments
+	// — records and idempotency keys — is spread over a few connections of
+	// its own, and the confirmation consumer's over others, apart from the
+	// queue's: confirming never holds up a payment's answer.
+	for i := range 1 + kvConns + confirmConns {
+		nc, err := s.dial()
+		if err != nil {
+			return fmt.Errorf("NATS %s: %w", s.NATSLocation(), err)
 		}
-		return err
-	})
+		s.closers = append(s.closers, func(context.Context) error {
+			err := nc.FlushTimeout(5 * time.Second)
+			nc.Close()
+			if errors.Is(err, nats.ErrConnectionClosed) {
+				err = nil
+			}
+			return err
+		})
+		if i == 0 {
+			s.nc = nc
+			continue
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		if i <= kvConns {
+			s.kvJS = append(s.kvJS, js)
+		} else {
+			s.confirmJS = append(s.confirmJS, js)
+		}
+	}
 	return nil
+}
+
+// The connections the key-value traffic of payments, and of the
+// confirmation consumer, is spread over.
+const (
+	kvConns      = 4
+	confirmConns = 2
+)
+
+// dial opens a connection to the NATS server in use.
+func (s *Service) dial() (*nats.Conn, error) {
+	if s.embedded != nil {
+		return s.embedded.Connect(s.natsOptions()...)
+	}
+	return nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
 }
 
 // natsOptions make the connection reconnect for ever (a NATS restart must
@@ -241,7 +278,11 @@ func (s *Service) openRecords(ctx context.Context) error {
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return err
 	}
-	s.records, err = NewPaymentRecords(ctx, s.js, RecordOptions{MaxBytes: s.cfg.PaymentsMaxBytes, MaxAge: s.cfg.PaymentsMaxAge})
+	opts := RecordOptions{MaxBytes: s.cfg.PaymentsMaxBytes, MaxAge: s.cfg.PaymentsMaxAge}
+	if s.records, err = NewPaymentRecords(ctx, s.kvJS, opts); err != nil {
+		return err
+	}
+	s.confirmer, err = NewPaymentRecords(ctx, s.confirmJS, opts)
 	return err
 }
 
@@ -453,7 +494,7 @@ func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error
 		s.log.Warn("idempotency keys are kept in memory: a restart forgets them, and a request retried after it charges again")
 		return NewMemoryIdempotency(s.cfg.IdemMaxBytes, s.cfg.now), nil
 	}
-	return NewNATSIdempotency(ctx, s.js, IdemOptions{MaxBytes: s.cfg.IdemMaxBytes}, s.cfg.now)
+	return NewNATSIdempotency(ctx, s.kvJS, IdemOptions{MaxBytes: s.cfg.IdemMaxBytes}, s.cfg.now)
 }
 
 // charge is the action: the gateway call, then the bookkeeping of a
@@ -573,7 +614,7 @@ func (s *Service) confirm(ctx context.Context, d kanban.Delivery[Confirmation]) 
 	if c.TransactionID == "" || c.TransactionID != d.ID {
 		return kanban.Permanent(fmt.Errorf("confirmation %q names transaction %q", d.ID, c.TransactionID))
 	}
-	first, err := s.records.Confirm(ctx, c.TransactionID, s.cfg.now(), c.Payment)
+	first, err := s.confirmer.Confirm(ctx, c.TransactionID, s.cfg.now(), c.Payment)
 	switch {
 	case errors.Is(err, ErrNotCharged):
 		s.confirmed.WithLabelValues("refused").Inc()

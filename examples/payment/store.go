@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,11 +67,47 @@ type RecordOptions struct {
 // (ErrStoreFull) while the bucket holds MaxBytes — never an old one
 // dropped early, since an idempotency key may still point at it.
 type PaymentRecords struct {
-	kv jetstream.KeyValue
+	kv *kvPool
 }
 
-// NewPaymentRecords creates (or updates) the bucket.
-func NewPaymentRecords(ctx context.Context, js jetstream.JetStream, o RecordOptions) (*PaymentRecords, error) {
+// kvPool is one bucket through several JetStream contexts (connections),
+// used in turn.
+type kvPool struct {
+	kvs  []jetstream.KeyValue
+	next atomic.Uint32
+}
+
+// openPool creates (or updates) the bucket of cfg through js[0] and binds
+// it through every context.
+func openPool(ctx context.Context, js []jetstream.JetStream, cfg jetstream.KeyValueConfig) (*kvPool, error) {
+	if len(js) == 0 {
+		return nil, errors.New("no JetStream context")
+	}
+	p := &kvPool{}
+	for i, j := range js {
+		var kv jetstream.KeyValue
+		var err error
+		if i == 0 {
+			kv, err = j.CreateOrUpdateKeyValue(ctx, cfg)
+		} else {
+			kv, err = j.KeyValue(ctx, cfg.Bucket)
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.kvs = append(p.kvs, kv)
+	}
+	return p, nil
+}
+
+// get returns the bucket through the next context.
+func (p *kvPool) get() jetstream.KeyValue {
+	return p.kvs[int(p.next.Add(1))%len(p.kvs)]
+}
+
+// NewPaymentRecords creates (or updates) the bucket, used through js in
+// turn (one context or several).
+func NewPaymentRecords(ctx context.Context, js []jetstream.JetStream, o RecordOptions) (*PaymentRecords, error) {
 	if o.Bucket == "" {
 		o.Bucket = "payments"
 	}
@@ -84,7 +121,7 @@ func NewPaymentRecords(ctx context.Context, js jetstream.JetStream, o RecordOpti
 	if o.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := openPool(ctx, js, jetstream.KeyValueConfig{
 		Bucket:   o.Bucket,
 		History:  1,
 		TTL:      o.MaxAge,
@@ -123,7 +160,7 @@ func (r *PaymentRecords) Create(ctx context.Context, id string, p storedPayment)
 	if err != nil {
 		return p, err
 	}
-	_, err = r.kv.Create(ctx, id, val)
+	_, err = r.kv.get().Create(ctx, id, val)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		got, _, found, gErr := r.get(ctx, id)
 		if gErr != nil {
@@ -151,7 +188,7 @@ func (r *PaymentRecords) get(ctx context.Context, id string) (storedPayment, uin
 	if !isTxnID(id) {
 		return p, 0, false, nil
 	}
-	e, err := r.kv.Get(ctx, id)
+	e, err := r.kv.get().Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return p, 0, false, nil
 	}
@@ -195,9 +232,9 @@ func (r *PaymentRecords) Confirm(ctx context.Context, id string, at time.Time, c
 			return false, err
 		}
 		if !found {
-			_, err = r.kv.Create(ctx, id, val)
+			_, err = r.kv.get().Create(ctx, id, val)
 		} else {
-			_, err = r.kv.Update(ctx, id, val, rev)
+			_, err = r.kv.get().Update(ctx, id, val, rev)
 		}
 		if err == nil {
 			return true, nil

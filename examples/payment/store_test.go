@@ -45,7 +45,7 @@ func newRecords(t *testing.T, o RecordOptions) *PaymentRecords {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := NewPaymentRecords(ctx, startJS(t), o)
+	r, err := NewPaymentRecords(ctx, []jetstream.JetStream{startJS(t)}, o)
 	require.NoError(t, err)
 	return r
 }
