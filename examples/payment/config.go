@@ -17,8 +17,9 @@ import (
 )
 
 // demoBlacklist is the blacklist of a service started without one: the
-// customer the quick-start scenarios block.
-const demoBlacklist = "customer:cust_blacklist"
+// customer the quick-start scenarios block, and the country the load
+// generator's fraud comes from.
+const demoBlacklist = "customer:cust_blacklist,country:KP"
 
 // Config is the service's configuration: flags, each with an environment
 // variable as fallback.
