@@ -35,6 +35,7 @@ func (ts *testService) alert(t *testing.T, name string) andon.Alert {
 func TestFraudAttackFiresAlert(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.FraudStopsLine = true
+	cfg.AlertLabels = map[string]string{"cluster": "eu-1"}
 	ts := startService(t, cfg)
 
 	// Normal traffic: a handful of blocked payments stays under 2%.
@@ -58,6 +59,8 @@ func TestFraudAttackFiresAlert(t *testing.T) {
 	ts.evaluate(t)
 	a = ts.alert(t, alertFraud)
 	require.Equal(t, andon.Firing, a.State)
+	assert.Equal(t, "test", a.Labels["instance"], "the replica that fires it")
+	assert.Equal(t, "eu-1", a.Labels["cluster"], "the -alert-labels")
 	assert.Contains(t, a.Annotations["summary"], "29.08% of payments blocked")
 
 	// The rule stops the line; payments are refused until it resolves.

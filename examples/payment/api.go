@@ -306,6 +306,9 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 		if c.Reason != "" {
 			resp.Reasons = append(resp.Reasons, c.Reason)
 		}
+		if c.Score > 0 {
+			s.fraudRules.WithLabelValues(c.Rule).Inc()
+		}
 	}
 	if status == StatusSuccess {
 		resp.GatewayResponse = &res.Value.Gateway

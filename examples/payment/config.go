@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,7 @@ type Config struct {
 	AlertP99         time.Duration
 	AlertErrors      float64
 	Alertmanager     string
+	AlertLabels      map[string]string // added to every alert
 	AlertInterval    time.Duration
 	FraudStopsLine   bool
 	PrintRules       bool
@@ -163,6 +165,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.AlertInterval, "alert-interval", envDur("ALERT_INTERVAL", 15*time.Second), "how often the alert rules are evaluated (ALERT_INTERVAL)")
 	fs.BoolVar(&c.FraudStopsLine, "fraud-stops-line", env("FRAUD_STOPS_LINE", "") == "true", "stop taking payments while the fraud-rate alert fires (FRAUD_STOPS_LINE=true)")
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
+	var alertLabels string
+	fs.StringVar(&alertLabels, "alert-labels", env("ALERT_LABELS", ""), "labels added to every alert, as name=value,name=value (cluster=eu-1,team=payments) (ALERT_LABELS)")
 	fs.StringVar(&c.Alertmanager, "alertmanager-url", env("ALERTMANAGER_URL", ""), "push alerts to this Alertmanager (ALERTMANAGER_URL)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint; off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.Float64Var(&c.TraceSample, "trace-sample", envFloat("TRACE_SAMPLE", -1), "share of payments whose spans are recorded, in [0, 1]; -1: all when traces are exported, none otherwise (trace IDs are made either way) (TRACE_SAMPLE)")
@@ -180,6 +184,20 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	for _, kv := range strings.Split(alertLabels, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !labelName.MatchString(k) || v == "" {
+			errs = append(errs, fmt.Errorf("-alert-labels %q is not name=value with a Prometheus label name", kv))
+			continue
+		}
+		if c.AlertLabels == nil {
+			c.AlertLabels = map[string]string{}
+		}
+		c.AlertLabels[k] = v
 	}
 	c.PaymentsMaxBytes, c.IdemMaxBytes, c.ConfirmMaxBytes, c.StateMaxBytes = *paymentsMax, *idemMax, *confirmMax, *stateMax
 	var err error
@@ -281,6 +299,9 @@ func (c *Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// labelName is a Prometheus label name.
+var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // byteSize is a flag holding a size in bytes: a number with an optional
 // unit, KiB, MiB or GiB (or KB, MB, GB, which mean the same here).

@@ -18,6 +18,8 @@ func TestParseConfigRejectsValuesOutOfRange(t *testing.T) {
 		{[]string{"-payments-max-age", "24h"}, "-payments-max-age 24h0m0s is less than 25h"},
 		{[]string{"-idempotency", "auto"}, `-idempotency "auto" must be nats or memory`},
 		{[]string{"-request-timeout", "10m"}, "-request-timeout 10m0s is outside [1s, 5m]"},
+		{[]string{"-alert-labels", "cluster=eu,bad-name=x"}, `-alert-labels "bad-name=x" is not name=value`},
+		{[]string{"-alert-labels", "cluster"}, `-alert-labels "cluster" is not name=value`},
 		{[]string{"-confirm-wip", "0"}, "-confirm-wip 0 is outside [1, 10000]"},
 		{[]string{"-log-level", "loud"}, `-log-level "loud" must be debug, info, warn or error`},
 	} {

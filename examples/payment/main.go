@@ -152,5 +152,5 @@ func printRules(w io.Writer, cfg Config) error {
 	if s.breaker, err = newBreaker(cfg.BreakerOpen, nil); err != nil {
 		return err
 	}
-	return andon.PrometheusRules(w, "payment", s.paymentRules(), andon.ExportOptions{})
+	return andon.PrometheusRules(w, "payment", s.paymentRules(false), andon.ExportOptions{})
 }

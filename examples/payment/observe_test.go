@@ -76,6 +76,15 @@ func TestMetricsAfterMix(t *testing.T) {
 		`taikit_decisions_total{kind="payment",policy="fraud",verdict="review"} 1`,
 		`taikit_breaker_state{breaker="gateway",state="closed"} 1`,
 		`taikit_line_stopped{line="payments"} 0`,
+		// Rules that added to a score: the two blocked amounts and the
+		// flagged one, each over the day's limit too.
+		`payment_fraud_rule_hits_total{rule="amount"} 3`,
+		`payment_fraud_rule_hits_total{rule="daily_amount"} 3`,
+		`payment_fraud_rule_hits_total{rule="velocity"} 0`,
+		`go_build_info{`,
+		// Buckets resolve a payment under a millisecond.
+		`taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="5e-05"}`,
+		`taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="0.00025"}`,
 	} {
 		assert.Contains(t, text, line)
 	}
@@ -162,7 +171,7 @@ func TestOneTraceJoinsEverything(t *testing.T) {
 	require.Eventually(t, func() bool {
 		spans = rec.Ended()
 		for _, s := range spans {
-			if s.Name() == "confirmations process" {
+			if s.Name() == "process PAYMENT_CONFIRMATIONS" {
 				return true
 			}
 		}
@@ -178,15 +187,15 @@ func TestOneTraceJoinsEverything(t *testing.T) {
 		byName[s.Name()] = s
 		byID[s.SpanContext().SpanID()] = s
 	}
-	for _, name := range []string{"POST /payment", "confirmations publish", "confirmations process"} {
+	for _, name := range []string{"POST /payment", "send PAYMENT_CONFIRMATIONS", "process PAYMENT_CONFIRMATIONS"} {
 		require.Contains(t, byName, name, "spans: %v", names(spans))
 	}
 	// Walk from the consumer up to the HTTP request: one chain.
 	chain := []string{}
-	for s := byName["confirmations process"]; s != nil; s = byID[s.Parent().SpanID()] {
+	for s := byName["process PAYMENT_CONFIRMATIONS"]; s != nil; s = byID[s.Parent().SpanID()] {
 		chain = append(chain, s.Name())
 	}
-	assert.Equal(t, []string{"confirmations process", "confirmations publish", "POST /payment"}, chain,
+	assert.Equal(t, []string{"process PAYMENT_CONFIRMATIONS", "send PAYMENT_CONFIRMATIONS", "POST /payment"}, chain,
 		"the confirmation is published by the request once the payment is decided, and consumed in its trace")
 	// And the pipeline's stages are children of the signal span.
 	stages := 0
@@ -196,6 +205,26 @@ func TestOneTraceJoinsEverything(t *testing.T) {
 		}
 	}
 	assert.GreaterOrEqual(t, stages, 4, "gate(s), policy, rules, action under the signal")
+
+	// The messaging spans say what they are, as OpenTelemetry's
+	// conventions name it.
+	attrs := map[string]string{}
+	for _, kv := range byName["process PAYMENT_CONFIRMATIONS"].Attributes() {
+		attrs[string(kv.Key)] = kv.Value.String()
+	}
+	assert.Equal(t, "nats", attrs["messaging.system"])
+	assert.Equal(t, "PAYMENT_CONFIRMATIONS", attrs["messaging.destination.name"])
+	assert.Equal(t, "process", attrs["messaging.operation.type"])
+	assert.Equal(t, r.str("transaction_id"), attrs["messaging.message.id"])
+	assert.Equal(t, trace.SpanKindProducer, byName["send PAYMENT_CONFIRMATIONS"].SpanKind())
+
+	// Scrapes and probes make no spans.
+	before := len(rec.Ended())
+	ts.do(t, http.MethodGet, "/metrics", nil)
+	ts.do(t, http.MethodGet, "/healthz", nil)
+	for _, s := range rec.Ended()[before:] {
+		assert.NotContains(t, []string{"GET /metrics", "GET /healthz"}, s.Name())
+	}
 }
 
 func names(spans []sdktrace.ReadOnlySpan) []string {

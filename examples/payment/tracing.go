@@ -59,6 +59,10 @@ func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
 func (s *Service) traceHTTP(next http.Handler) http.Handler {
 	tracer := s.tracer
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if untraced(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx := s.propagate.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		ctx, span := tracer.Start(ctx, r.Method+" "+routeOf(r), trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)))
@@ -99,3 +103,14 @@ func (r *statusRecorder) Flush() {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// untraced reports the paths whose requests get no span: scrapes, health
+// probes and the board's event streams, which would drown the payments'
+// traces (and a stream's span would last as long as its tab is open).
+func untraced(path string) bool {
+	switch path {
+	case "/metrics", "/health", "/healthz", "/readyz", "/andon/api/events", "/andon/api/state":
+		return true
+	}
+	return false
+}

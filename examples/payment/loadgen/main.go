@@ -200,7 +200,14 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 				interval = time.Duration(float64(o.clients) / o.rate * float64(time.Second))
 				next = start.Add(time.Duration(float64(i) / o.rate * float64(time.Second)))
 			}
+			// The run ends at start + duration by the clock, not when
+			// ctx's timer fires: on a busy machine it fires late, and a
+			// schedule behind would send a burst meanwhile.
+			end := start.Add(o.duration)
 			for ctx.Err() == nil {
+				if interval > 0 && !next.Before(end) || interval == 0 && !time.Now().Before(end) {
+					return
+				}
 				if interval > 0 {
 					if wait := time.Until(next); wait > 0 {
 						select {
