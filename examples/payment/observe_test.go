@@ -234,3 +234,33 @@ func names(spans []sdktrace.ReadOnlySpan) []string {
 	}
 	return out
 }
+
+// Server spans are named by route, never by a path a client chose, and
+// the resource follows OTEL_SERVICE_NAME.
+func TestSpanNamesAndResource(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "payments-eu")
+	rec := tracetest.NewSpanRecorder()
+	cfg := testConfig(t)
+	cfg.TraceProcessor = rec
+	ts := startService(t, cfg)
+	r := ts.pay(t, "cust_n", 3, nil)
+	require.Equal(t, http.StatusOK, r.Code)
+	ts.do(t, http.MethodGet, "/payment/"+r.str("transaction_id"), nil)
+	ts.do(t, http.MethodGet, "/no/such/path/12345", nil)
+	routes := map[string]string{}
+	for _, s := range rec.Ended() {
+		if s.SpanKind() != trace.SpanKindServer {
+			continue
+		}
+		route := ""
+		for _, kv := range s.Attributes() {
+			if kv.Key == "http.route" {
+				route = kv.Value.AsString()
+			}
+		}
+		routes[s.Name()] = route
+		name, _ := s.Resource().Set().Value("service.name")
+		assert.Equal(t, "payments-eu", name.AsString())
+	}
+	assert.Equal(t, map[string]string{"POST /payment": "/payment", "GET /payment/{id}": "/payment/{id}", "GET": ""}, routes)
+}

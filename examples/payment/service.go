@@ -724,7 +724,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", health)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("/andon/", s.boardHandler())
-	return s.traceHTTP(httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)))
+	return s.traceHTTP(mux, httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)))
 }
 
 // ConfigureServer sets srv up for the service: the board's event streams
