@@ -23,8 +23,10 @@ const alertWindow = 5 * time.Minute
 // paymentRules are the service's andon rules over its kaizen Stats: the
 // share of blocked payments, p99 latency, the share of failed payments,
 // and the gateway breaker. The same rules export as a Prometheus rule
-// file (-print-rules).
-func (s *Service) paymentRules() []andon.Rule {
+// file (-print-rules). Every alert carries the -alert-labels; evaluated in
+// the service it also names this replica (instance), which Prometheus adds
+// to the exported rules' alerts itself.
+func (s *Service) paymentRules(inProcess bool) []andon.Rule {
 	runbook := "https://github.com/taipattern/taikit/tree/main/examples/payment#alerts"
 	rules := []andon.Rule{
 		{
@@ -55,6 +57,16 @@ func (s *Service) paymentRules() []andon.Rule {
 	if s.cfg.FraudStopsLine {
 		rules[0].Hooks = []andon.Hook{s.stopLine}
 	}
+	for i := range rules {
+		labels := map[string]string{"service": "payment"}
+		for k, v := range s.cfg.AlertLabels {
+			labels[k] = v
+		}
+		if inProcess {
+			labels["instance"] = s.cfg.Instance
+		}
+		rules[i].Labels = labels
+	}
 	return rules
 }
 
@@ -73,7 +85,7 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 	s.stopLine = andon.StopLine(s.line)
 	var err error
 	s.andon, err = andon.NewEvaluator(andon.EvaluatorOptions{
-		Rules:        s.paymentRules(),
+		Rules:        s.paymentRules(true),
 		Interval:     s.cfg.AlertInterval,
 		Notifiers:    notifiers,
 		Cord:         andon.CordOptions{Hooks: []andon.Hook{s.stopLine}},
@@ -86,7 +98,9 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 	s.board, err = andon.NewBoard(s.andon, andon.BoardOptions{
 		Prefix: "/andon", Title: "Payments",
 		Lines: []andon.Line{s.line}, Breakers: []andon.Breaker{s.breaker},
-		Logger: s.log,
+		// The cord stops every payment: only with an admin token to guard it.
+		ReadOnly: s.cfg.AdminToken == "",
+		Logger:   s.log,
 	})
 	if err != nil {
 		return err

@@ -35,19 +35,20 @@ func (ts *testService) alert(t *testing.T, name string) andon.Alert {
 func TestFraudAttackFiresAlert(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.FraudStopsLine = true
+	cfg.AlertLabels = map[string]string{"cluster": "eu-1"}
 	ts := startService(t, cfg)
 
 	// Normal traffic: a handful of blocked payments stays under 2%.
 	for i := range 100 {
 		ts.pay(t, fmt.Sprintf("n%d", i), 20, nil)
 	}
-	ts.pay(t, "n_big", 9000, nil)
+	ts.pay(t, "n_big", 25000, nil)
 	ts.evaluate(t)
 	assert.Equal(t, andon.Inactive, ts.alert(t, alertFraud).State)
 
 	// The attack: many over-limit payments from fresh customers.
 	for i := range 40 {
-		r := ts.pay(t, fmt.Sprintf("a%d", i), 7500, nil)
+		r := ts.pay(t, fmt.Sprintf("a%d", i), 30000, nil)
 		require.Equal(t, StatusFraudBlocked, r.str("status"))
 	}
 	ts.evaluate(t)
@@ -58,12 +59,14 @@ func TestFraudAttackFiresAlert(t *testing.T) {
 	ts.evaluate(t)
 	a = ts.alert(t, alertFraud)
 	require.Equal(t, andon.Firing, a.State)
+	assert.Equal(t, "test", a.Labels["instance"], "the replica that fires it")
+	assert.Equal(t, "eu-1", a.Labels["cluster"], "the -alert-labels")
 	assert.Contains(t, a.Annotations["summary"], "29.08% of payments blocked")
 
 	// The rule stops the line; payments are refused until it resolves.
 	r := ts.pay(t, "late", 10, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, r.Code)
-	assert.Contains(t, r.str("error"), "stopped")
+	assert.Contains(t, r.errField("message"), "stopped")
 	require.Eventually(t, func() bool { return strings.Contains(ts.logs.String(), alertFraud) }, 5*time.Second, 10*time.Millisecond, "the log notifier reports it")
 
 	// The board shows it firing.

@@ -9,10 +9,14 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -38,18 +42,15 @@ type PaymentResponse struct {
 	FraudScore       float64          `json:"fraud_score"`
 	GatewayResponse  *GatewayResponse `json:"gateway_response,omitempty"`
 	Reasons          []string         `json:"reasons,omitempty"`
-	Error            string           `json:"error,omitempty"`
-	TraceID          string           `json:"trace_id,omitempty"`
+	// Error says why a payment was not charged, in the error schema of
+	// every error answer; nil for SUCCESS and REVIEW.
+	Error   *requestError `json:"error,omitempty"`
+	TraceID string        `json:"trace_id,omitempty"`
 }
 
 // Charge is the action's result: what the gateway said.
 type Charge struct {
 	Gateway GatewayResponse
-}
-
-// errorBody is every error response.
-type errorBody struct {
-	Error *requestError `json:"error"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -72,12 +73,15 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(newline)
 }
 
-func writeError(w http.ResponseWriter, err error) {
-	var re *requestError
-	if !errors.As(err, &re) {
-		re = &requestError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+func writeError(w http.ResponseWriter, err error) { httpapi.WriteError(w, err) }
+
+// errorJSON is the body of an error answer.
+func errorJSON(e *requestError) []byte {
+	b, err := json.Marshal(httpapi.ErrorBody{Error: e})
+	if err != nil {
+		return []byte(`{"error":{"code":"internal","message":"internal error"}}`)
 	}
-	writeJSON(w, re.Status, errorBody{Error: re})
+	return b
 }
 
 // outcome maps what the pipeline said to a status, an HTTP code and a
@@ -107,97 +111,185 @@ func outcome(res tai.Result[Charge], err error) (status string, code int, retryA
 	return StatusFailed, http.StatusBadGateway, 0
 }
 
-// publicError says what went wrong without internals (no stacks, no
-// gateway payloads).
-func publicError(err error) string {
+// outcomeError says why a payment was not charged, without internals (no
+// stacks, no gateway payloads): nil for a charge or a hold for review.
+func outcomeError(status string, err error) *requestError {
+	e := func(code, msg string) *requestError { return &requestError{Code: code, Message: msg} }
 	var pe *tai.PanicError
-	switch {
-	case err == nil, errors.Is(err, tai.ErrDenied):
-		return ""
-	case errors.Is(err, heijunka.ErrLimited):
-		return "too many payments for this customer; retry later"
-	case errors.Is(err, jidoka.ErrOpen):
-		return "payment gateway unavailable (circuit open); retry later"
-	case errors.Is(err, jidoka.ErrLineStopped):
-		return "payments are stopped by an operator or an alert; retry later"
-	case errors.As(err, &pe):
-		return "internal error"
-	case errors.Is(err, ErrGatewayDeclined):
-		return "payment gateway failed"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return "payment timed out"
-	}
 	var polErr *tai.PolicyError
-	if errors.As(err, &polErr) {
-		return "fraud check unavailable"
+	switch {
+	case status == StatusSuccess, status == StatusReview:
+		return nil
+	case status == StatusFraudBlocked:
+		return e("fraud_blocked", "the fraud policy blocked this payment")
+	case errors.Is(err, heijunka.ErrLimited):
+		return e("rate_limited", "too many payments for this customer; retry later")
+	case errors.Is(err, jidoka.ErrOpen):
+		return e("gateway_unavailable", "payment gateway unavailable (circuit open); retry later")
+	case errors.Is(err, jidoka.ErrLineStopped):
+		return e("line_stopped", "payments are stopped by an operator or an alert; retry later")
+	case errors.As(err, &pe):
+		return e("internal", "internal error")
+	case errors.Is(err, ErrGatewayDeclined):
+		return e("gateway_failed", "payment gateway failed")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return e("timeout", "payment timed out")
+	case errors.As(err, &polErr):
+		return e("fraud_check_unavailable", "fraud check unavailable")
+	case errors.Is(err, ErrStoreFull):
+		return e("store_full", err.Error()+"; retry later")
+	case tai.OutcomeOf(err) == tai.Rejected:
+		return e("unavailable", "payments are refused for now; retry later")
 	}
-	return "payment failed"
+	return e("payment_failed", "payment failed")
 }
 
 // handlePayment serves POST /payment.
 func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	p, body, err := decodePayment(w, r)
+	p, err := decodePayment(w, r)
 	if err != nil {
 		s.countRequestError(err)
 		writeError(w, err)
 		return
 	}
+	// A client that hangs up does not stop a payment half-way: it runs
+	// to its decision within the request deadline, and its commit after.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout-s.commitTimeout())
+	defer cancel()
 
 	key := r.Header.Get("Idempotency-Key")
-	if key != "" {
-		if err := checkIdempotencyKey(key); err != nil {
-			writeError(w, err)
-			return
-		}
-		entry := IdemEntry{Fingerprint: fingerprint(body), State: stateInFlight, Started: s.cfg.now()}
-		old, claimed, err := s.idem.Claim(r.Context(), key, entry)
-		switch {
-		case err != nil:
-			s.log.Error("idempotency store", "err", err)
-			writeError(w, &requestError{Status: http.StatusServiceUnavailable, Code: "idempotency_unavailable", Message: "the idempotency store is unavailable; retry later"})
-			return
-		case !claimed && old.Fingerprint != entry.Fingerprint:
-			writeError(w, &requestError{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused",
-				Message: "this Idempotency-Key was used with a different request body"})
-			return
-		case !claimed && old.State == stateInFlight:
-			writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
-				Message: "a request with this Idempotency-Key is still being processed"})
-			return
-		case !claimed:
-			w.Header().Set("Idempotent-Replayed", "true")
-			writeRaw(w, old.Status, old.Body)
-			return
-		}
-		completed := false
-		defer func() {
-			if !completed {
-				_ = s.idem.Release(context.WithoutCancel(r.Context()), key)
-			}
-		}()
-		status, respBody := s.pay(r.Context(), w, p, start)
-		entry.State, entry.Status, entry.Body = stateCompleted, status, respBody
-		if err := s.idem.Complete(context.WithoutCancel(r.Context()), key, entry); err != nil {
-			s.log.Error("idempotency store", "err", err)
-		}
-		completed = true
-		writeRaw(w, status, respBody)
+	if key == "" {
+		s.answer(w, s.pay(ctx, p, "txn_"+tai.NewID(), start))
 		return
 	}
-	status, respBody := s.pay(r.Context(), w, p, start)
-	writeRaw(w, status, respBody)
+	if err := checkIdempotencyKey(key); err != nil {
+		s.countRequestError(err)
+		writeError(w, err)
+		return
+	}
+	scoped := s.keyScope(r) + key
+	entry := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_" + tai.NewID(), Owner: s.owner, Started: s.cfg.now()}
+	old, claimed, err := s.idem.Claim(ctx, scoped, entry)
+	if err != nil {
+		writeError(w, s.storeUnavailable("idempotency", err))
+		return
+	}
+	if !claimed {
+		if old.Fingerprint != entry.Fingerprint {
+			writeError(w, &requestError{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused",
+				Message: "this Idempotency-Key was used with a different request"})
+			return
+		}
+		// The key's payment is decided once its record is stored: the
+		// record is the answer.
+		rec, found, err := s.records.Get(ctx, old.TxnID)
+		if err != nil {
+			writeError(w, s.storeUnavailable("payments", err))
+			return
+		}
+		if found {
+			// A charge whose record is stored may not have its
+			// confirmation yet (the two are written together, and the
+			// process that wrote them may have died in between): store
+			// it again before answering — the stream's deduplication, or
+			// else the consumer, keeps it from counting twice.
+			if rec.Status == StatusSuccess && rec.ConfirmedAt == nil {
+				if err := s.publishConfirmation(ctx, s.confirmation(p, old.TxnID, rec)); err != nil {
+					writeError(w, s.storeUnavailable("confirmations", err))
+					return
+				}
+			}
+			w.Header().Set("Idempotent-Replayed", "true")
+			writeRaw(w, rec.Code, rec.Response)
+			return
+		}
+		if !s.abandoned(old) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
+				Message: "a request with this Idempotency-Key is still being processed; retry later"})
+			return
+		}
+		// Its request died before deciding (its process was killed):
+		// run it again as the same payment, so that a gateway which
+		// deduplicates by transaction ID charges it once.
+		entry.TxnID = old.TxnID
+		ok, err := s.idem.Replace(ctx, scoped, old, entry)
+		if err != nil {
+			writeError(w, s.storeUnavailable("idempotency", err))
+			return
+		}
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
+				Message: "a request with this Idempotency-Key is still being processed; retry later"})
+			return
+		}
+	}
+	out := s.pay(ctx, p, entry.TxnID, start)
+	if !out.keep {
+		// Nothing was decided: the client may retry with the same key.
+		if err := s.idem.Release(context.WithoutCancel(ctx), scoped, entry); err != nil {
+			s.log.Error("idempotency key not released", "err", err)
+		}
+	}
+	s.answer(w, out)
 }
 
-// pay runs one payment through the pipeline and returns the HTTP status
-// and body to answer with.
-func (s *Service) pay(ctx context.Context, w http.ResponseWriter, p Payment, start time.Time) (int, []byte) {
-	sig := tai.Signal[Payment]{ID: "txn_" + tai.NewID(), Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
-	res, err := s.pipeline.Process(ctx, sig)
-	status, code, retryAfter := outcome(res, err)
-	if retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+// abandoned reports whether a claim without a record was left by a request
+// that can no longer finish: its lease ran out, or it was made by an
+// earlier run of this instance (which the data dir's lock proves dead).
+func (s *Service) abandoned(e IdemEntry) bool {
+	if s.cfg.now().Sub(e.Started) >= inFlightLease {
+		return true
 	}
+	instance, _, _ := strings.Cut(e.Owner, "/")
+	return instance == s.cfg.Instance && e.Owner != s.owner
+}
+
+// keyScope is the prefix that keeps one API principal's idempotency keys
+// apart from another's: with an API token, a digest of it; "" without.
+func (s *Service) keyScope(*http.Request) string {
+	return s.scope
+}
+
+// storeUnavailable is the answer when a store failed before anything was
+// charged: 503, retry later. A store at its byte limit is counted.
+func (s *Service) storeUnavailable(store string, err error) *requestError {
+	if errors.Is(err, ErrStoreFull) {
+		s.storeRefused.WithLabelValues(store).Inc()
+		s.log.Warn("store full; payment refused", "store", store, "err", err)
+		return &requestError{Status: http.StatusServiceUnavailable, Code: "store_full", RetryAfter: 30 * time.Second,
+			Message: "the " + store + " store is full; retry later"}
+	}
+	s.log.Error("store unavailable", "store", store, "err", err)
+	return &requestError{Status: http.StatusServiceUnavailable, Code: "store_unavailable", RetryAfter: time.Second,
+		Message: "the " + store + " store is unavailable; retry later"}
+}
+
+// payOutcome is the answer to a payment and whether its idempotency key
+// keeps it.
+type payOutcome struct {
+	code       int
+	retryAfter int
+	body       []byte
+	keep       bool // decided: a replay with the key gets this answer
+}
+
+func (s *Service) answer(w http.ResponseWriter, out payOutcome) {
+	if out.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(out.retryAfter))
+	}
+	writeRaw(w, out.code, out.body)
+}
+
+// pay runs one payment through the pipeline and stores what was decided
+// (commit) before it returns the answer.
+func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time) payOutcome {
+	sig := tai.Signal[Payment]{ID: txnID, Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
+	var sent gatewayCall
+	res, err := s.pipeline.Process(context.WithValue(ctx, gatewayCallKey{}, &sent), sig)
+	status, code, retryAfter := outcome(res, err)
 	resp := PaymentResponse{
 		TransactionID: sig.ID,
 		Status:        status,
@@ -207,28 +299,130 @@ func (s *Service) pay(ctx context.Context, w http.ResponseWriter, p Payment, sta
 		MerchantID:    p.MerchantID,
 		Timestamp:     s.cfg.now().UTC(),
 		FraudScore:    math.Round(res.Decision.Score*1000) / 1000,
-		Error:         publicError(err),
+		Error:         outcomeError(status, err),
 		TraceID:       res.Span.TraceID.String(),
 	}
 	for _, c := range res.Decision.Contributions {
 		if c.Reason != "" {
 			resp.Reasons = append(resp.Reasons, c.Reason)
 		}
+		if c.Score > 0 {
+			s.fraudRules.WithLabelValues(c.Rule).Inc()
+		}
 	}
 	if status == StatusSuccess {
 		resp.GatewayResponse = &res.Value.Gateway
 	}
-	resp.ProcessingTimeMS = float64(time.Since(start).Microseconds()) / 1000
-	s.countPayment(status)
 	if tai.OutcomeOf(err) == tai.Failed && status != StatusRateLimited {
 		s.log.Warn("payment failed", "transaction_id", sig.ID, "err", err)
 	}
+	moneyMayHaveMoved := status == StatusSuccess || sent.Load() && !errors.Is(err, ErrGatewayDeclined)
+	decided := status == StatusFraudBlocked || status == StatusReview || moneyMayHaveMoved
+	resp.ProcessingTimeMS = float64(time.Since(start).Microseconds()) / 1000
 	body, mErr := json.Marshal(resp)
 	if mErr != nil {
-		return http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"could not encode the response"}}`)
+		return payOutcome{code: http.StatusInternalServerError, body: []byte(`{"error":{"code":"internal","message":"could not encode the response"}}`)}
 	}
-	s.payments.Put(resp.TransactionID, body)
-	return code, body
+	if !decided {
+		s.countPayment(status)
+		return payOutcome{code: code, retryAfter: retryAfter, body: body}
+	}
+	sp := storedPayment{Code: code, Status: status, Response: body}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.commitTimeout())
+	defer cancel()
+	stored, err := s.commit(cctx, p, sig.ID, sp)
+	if err == nil {
+		s.countPayment(stored.Status)
+		return payOutcome{code: stored.Code, body: stored.Response, keep: true}
+	}
+	if !moneyMayHaveMoved {
+		// Nothing was charged: refuse, and let the client retry.
+		e := s.storeUnavailable("payments", err)
+		return payOutcome{code: e.Status, retryAfter: httpapi.RetryAfterSeconds(e.RetryAfter), body: errorJSON(e)}
+	}
+	// The money may have moved and its record is not stored: keep
+	// trying in the background. The key stays claimed, so a retry with
+	// it waits for this payment instead of charging again.
+	s.commitLater(p, sig.ID, sp)
+	e := &requestError{Status: http.StatusInternalServerError, Code: "outcome_pending", RetryAfter: 5 * time.Second,
+		Message: "payment " + sig.ID + " went to the gateway but is not recorded yet; retry with the same Idempotency-Key, or GET /payment/" + sig.ID + " later",
+		Details: map[string]any{"transaction_id": sig.ID}}
+	return payOutcome{code: e.Status, retryAfter: httpapi.RetryAfterSeconds(e.RetryAfter), body: errorJSON(e), keep: true}
+}
+
+// gatewayCall records, for one payment, whether the action called the
+// gateway: an answer decides a payment (its idempotency key keeps it) when
+// it is a charge, a fraud verdict, or a gateway failure after which the
+// money may have moved — anything but the gateway's clear "no". Every other
+// failure — rate limited, breaker open, line stopped, a fraud check that
+// could not run, a gateway that declined — moved no money and asks the
+// client to retry.
+type gatewayCall struct{ atomic.Bool }
+
+type gatewayCallKey struct{}
+
+// commit stores a decided payment before its answer is sent — a
+// transactional outbox: its record and, for a charge, its confirmation,
+// written together and each acknowledged by JetStream. A process killed
+// between the two acknowledgements leaves one without the other, and
+// neither answer sent: a confirmation without its record puts the record
+// back when it is consumed, and a record without its confirmation gets it
+// when the payment's key is replayed or taken over. It returns the payment
+// as stored: the one stored before, if an earlier attempt got there first.
+func (s *Service) commit(ctx context.Context, p Payment, txnID string, sp storedPayment) (storedPayment, error) {
+	if sp.Status != StatusSuccess {
+		return s.records.Create(ctx, txnID, sp)
+	}
+	published := make(chan error, 1)
+	go func() { published <- s.publishConfirmation(ctx, s.confirmation(p, txnID, sp)) }()
+	stored, err := s.records.Create(ctx, txnID, sp)
+	return stored, errors.Join(err, <-published)
+}
+
+// confirmation is the outbox message of a charge.
+func (s *Service) confirmation(p Payment, txnID string, sp storedPayment) kanban.Message[Confirmation] {
+	return kanban.Message[Confirmation]{ID: txnID, Key: p.CustomerID, Payload: Confirmation{
+		TransactionID: txnID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,
+		Minor: p.Minor, Currency: p.Currency, ChargedAt: s.cfg.now().UTC(), Payment: sp,
+	}}
+}
+
+// commitLater retries a commit that failed after the money may have
+// moved, with growing waits, until it is stored or the service closes.
+func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
+	s.pending.Add(1)
+	s.pendingGauge.Inc()
+	go func() {
+		defer s.pending.Done()
+		defer s.pendingGauge.Dec()
+		wait := 100 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			t := time.NewTimer(wait)
+			select {
+			case <-s.bg.Done():
+				t.Stop()
+				s.log.Error("payment not recorded at shutdown", "transaction_id", txnID)
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(s.bg, s.commitTimeout())
+			stored, err := s.commit(ctx, p, txnID, sp)
+			cancel()
+			if err == nil {
+				s.countPayment(stored.Status)
+				s.log.Info("payment recorded after retrying", "transaction_id", txnID, "attempts", attempt)
+				return
+			}
+			s.log.Warn("payment not recorded yet; retrying", "transaction_id", txnID, "err", err)
+			wait = min(2*wait, 5*time.Second)
+		}
+	}()
+}
+
+// commitTimeout bounds one commit: a third of the request deadline, at
+// most 5 s.
+func (s *Service) commitTimeout() time.Duration {
+	return min(5*time.Second, s.cfg.RequestTimeout/3)
 }
 
 func checkIdempotencyKey(key string) error {
@@ -246,9 +440,18 @@ func checkIdempotencyKey(key string) error {
 // handleGetPayment serves GET /payment/{id}.
 func (s *Service) handleGetPayment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	rec, ok := s.payments.Get(id)
+	p, ok, err := s.records.Get(r.Context(), id)
+	if err != nil {
+		writeError(w, s.storeUnavailable("payments", err))
+		return
+	}
 	if !ok {
 		writeError(w, &requestError{Status: http.StatusNotFound, Code: "not_found", Field: "id", Message: fmt.Sprintf("no payment %q here", clip(id))})
+		return
+	}
+	rec, err := p.record()
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, rec)
@@ -264,15 +467,13 @@ type gatewaySettings struct {
 // gateway's failure rate and latency, for chaos tests.
 func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
-		if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
-			writeError(w, err)
-			return
-		}
 		var in gatewaySettings
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
-			writeError(w, jsonError(err))
+		body, err := httpapi.ReadBody(w, r, 4096)
+		if err == nil {
+			err = httpapi.Decode(body, &in)
+		}
+		if err != nil {
+			writeError(w, err)
 			return
 		}
 		rate, latency := s.gateway.Settings()
@@ -296,67 +497,75 @@ func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"failure_rate": rate, "latency_ms": float64(latency) / float64(time.Millisecond), "calls": s.gateway.Calls()})
 }
 
-// requireToken wraps h so that, with a token configured, a request without
-// "Authorization: Bearer <token>" gets 401.
-func (s *Service) requireToken(h http.HandlerFunc) http.HandlerFunc {
-	if s.cfg.APIToken == "" {
-		return h
-	}
-	want := []byte("Bearer " + s.cfg.APIToken)
-	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="payment"`)
-			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "a valid Authorization: Bearer token is required"})
-			return
-		}
-		h(w, r)
-	}
-}
-
-// adminOnly wraps h so it needs the admin token, and is off without one.
-func (s *Service) adminOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		token := s.adminToken()
-		if token == "" && !s.cfg.OpenAdmin {
-			writeError(w, &requestError{Status: http.StatusForbidden, Code: "forbidden", Message: "the admin API needs -admin-token (or -api-token)"})
-			return
-		}
-		if token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="payment-admin"`)
-			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "a valid admin Bearer token is required"})
-			return
-		}
-		h(w, r)
-	}
-}
-
-// adminToken is the token of the admin API and the board: -admin-token,
-// else -api-token; "" when neither is set.
-func (s *Service) adminToken() string {
-	if s.cfg.AdminToken != "" {
-		return s.cfg.AdminToken
-	}
-	return s.cfg.APIToken
-}
-
-// boardAuth protects the andon board when a token is configured: the
-// board can stop the payment line, so a browser must log in (HTTP Basic,
-// any user name, the admin token as password), which it then sends with
-// the board's own requests. Without a token the board is open, like the
-// rest of the service.
-func (s *Service) boardAuth(board http.Handler) http.Handler {
-	token := s.adminToken()
+// boardHandler serves the andon board. With an admin token all of it —
+// the page, its state, its event stream and the cord — needs the token,
+// as a Bearer token or as the password of HTTP Basic (any user name),
+// which a browser asks for and then sends with the board's own requests.
+// Without one the board was made read-only (no cord) and is served as the
+// rest of the service: on loopback unless an API token is set.
+func (s *Service) boardHandler() http.Handler {
+	board := s.boardStreams(s.board)
+	token := s.cfg.AdminToken
 	if token == "" {
 		return board
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, pass, ok := r.BasicAuth()
-		if !ok || subtle.ConstantTimeCompare([]byte(pass), []byte(token)) != 1 {
+		_, pass, basic := r.BasicAuth()
+		if !httpapi.Matches(r, token) && !(basic && subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1) {
+			s.badRequests.WithLabelValues(strconv.Itoa(http.StatusUnauthorized)).Inc()
 			w.Header().Set("WWW-Authenticate", `Basic realm="payment andon", charset="UTF-8"`)
-			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "the andon board needs the admin token as the password"})
+			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "the andon board needs the admin token (as the password)"})
 			return
 		}
 		board.ServeHTTP(w, r)
 	})
 }
+
+// Board event streams: at most maxBoardStreams at once (beyond, 503,
+// and the page polls instead), each write with its own deadline, so a
+// stream lives as long as its client reads it and no longer than
+// boardWriteTimeout past a client that stopped reading.
+const (
+	maxBoardStreams   = 32
+	boardWriteTimeout = 10 * time.Second
+)
+
+// boardStreams caps the board's event streams and gives each write its
+// own deadline (the server's WriteTimeout would cut every stream).
+func (s *Service) boardStreams(board http.Handler) http.Handler {
+	slots := make(chan struct{}, maxBoardStreams)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/andon/api/events" {
+			board.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		default:
+			writeError(w, &requestError{Status: http.StatusServiceUnavailable, Code: "too_many_streams", RetryAfter: 5 * time.Second,
+				Message: "too many board event streams; poll /andon/api/state"})
+			return
+		}
+		board.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w)}, r)
+	})
+}
+
+// deadlineWriter sets a write deadline before each write.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (d *deadlineWriter) Write(b []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(boardWriteTimeout))
+	return d.ResponseWriter.Write(b)
+}
+
+func (d *deadlineWriter) Flush() {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(boardWriteTimeout))
+	_ = d.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }

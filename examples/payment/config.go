@@ -7,51 +7,65 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 )
+
+// demoBlacklist is the blacklist of a service started without one: the
+// customer the quick-start scenarios block, and the country the load
+// generator's fraud comes from.
+const demoBlacklist = "customer:cust_blacklist,country:KP"
 
 // Config is the service's configuration: flags, each with an environment
 // variable as fallback.
 type Config struct {
-	Addr           string
-	NATSURL        string // empty: start an embedded NATS server
-	NATSPort       int    // embedded server's loopback port; 0 picks one, -1 listens on none
-	RedisURL       string // empty: limits and customer state in memory
-	DataDir        string
-	APIToken       string
-	AdminToken     string
-	OpenAdmin      bool // allow the admin API without a token (local chaos tests)
-	Idempotency    string
-	CustomerState  string
-	GatewayFail    float64
-	GatewayDelay   time.Duration
-	BreakerOpen    time.Duration // how long the gateway breaker stays open before it probes
-	CustomerLimit  float64       // payments per minute per customer
-	Fraud          FraudConfig
-	BlacklistFile  string
-	Blacklist      string
-	ConfirmWIP     int
-	AlertFraud     float64
-	AlertP99       time.Duration
-	AlertErrors    float64
-	Alertmanager   string
-	AlertInterval  time.Duration
-	FraudStopsLine bool
-	PrintRules     bool
-	OTLPEndpoint   string
-	TraceSample    float64
-	StoreCapacity  int
-	Instance       string
-	LogLevel       string
-	DebugAddr      string
+	Addr             string
+	NATSURL          string // empty: start an embedded NATS server
+	RedisURL         string // empty: limits and customer state in memory
+	DataDir          string
+	APIToken         string   // guards the payment API; "" leaves it open (then Addr must be loopback)
+	AdminToken       string   // guards the admin API and the cord; "" turns them off
+	AllowedHosts     []string // Host header values served (DNS rebinding); "*" for any
+	Idempotency      string
+	CustomerState    string
+	GatewayFail      float64
+	GatewayDelay     time.Duration
+	BreakerOpen      time.Duration // how long the gateway breaker stays open before it probes
+	CustomerLimit    float64       // payments per minute per customer
+	Fraud            FraudConfig
+	BlacklistFile    string
+	Blacklist        string
+	ConfirmWIP       int
+	AlertFraud       float64
+	AlertP99         time.Duration
+	AlertErrors      float64
+	Alertmanager     string
+	AlertLabels      map[string]string // added to every alert
+	AlertInterval    time.Duration
+	FraudStopsLine   bool
+	PrintRules       bool
+	OTLPEndpoint     string
+	TraceSample      float64
+	PaymentsMaxBytes int64         // the payments bucket's byte limit
+	PaymentsMaxAge   time.Duration // how long payments are kept
+	IdemMaxBytes     int64         // the idempotency store's byte limit
+	ConfirmMaxBytes  int64         // the confirmation stream's byte limit
+	StateMaxBytes    int64         // the customer state's byte limit
+	RequestTimeout   time.Duration // a payment's deadline, commit included
+	Instance         string
+	LogLevel         string
+	DebugAddr        string
 
 	// Set by tests, not by flags.
 	Clock          Clock                  // the service's clock; nil: the system clock
 	TraceProcessor sdktrace.SpanProcessor // also receives every span
+	State          CustomerState          // the fraud rules' per-customer state instead of -customer-state
 }
 
 // Clock tells the service the time. It drives the fraud rules, the
@@ -111,43 +125,101 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		}
 		return def
 	}
-	fs.StringVar(&c.Addr, "addr", env("ADDR", ":3001"), "listen address (ADDR)")
+	envBytes := func(name string, def int64) *int64 {
+		n := def
+		if v := getenv(name); v != "" {
+			var err error
+			if n, err = parseBytes(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+		return &n
+	}
+	fs.StringVar(&c.Addr, "addr", env("ADDR", ""), "listen address; default 127.0.0.1:3001 (loopback only) without -api-token, :3001 with one. Without a token only a loopback address is accepted (ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
-	fs.IntVar(&c.NATSPort, "nats-port", envInt("NATS_PORT", 0), "loopback port of the embedded NATS server, for other replicas; 0 picks one, -1 opens none (NATS_PORT)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-payment")), "embedded NATS store and audit trail (DATA_DIR)")
-	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on POST /payment (API_TOKEN)")
-	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of the admin API; defaults to the API token (ADMIN_TOKEN)")
-	fs.BoolVar(&c.OpenAdmin, "open-admin", env("OPEN_ADMIN", "") == "true", "serve the admin API without a token, for local chaos tests (OPEN_ADMIN=true)")
-	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "auto"), "idempotency keys: memory, nats, or auto (nats with -nats-url, else memory) (IDEMPOTENCY_STORE)")
+	var apiTokenFile, adminTokenFile, allowedHosts string
+	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on POST /payment and GET /payment/{id}; prefer -api-token-file, as a flag shows in the process list (API_TOKEN)")
+	fs.StringVar(&apiTokenFile, "api-token-file", env("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
+	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of the admin API, the cord and the board (as Bearer, or as the HTTP Basic password); must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
+	fs.StringVar(&adminTokenFile, "admin-token-file", env("ADMIN_TOKEN_FILE", ""), "read the admin token from this file (ADMIN_TOKEN_FILE)")
+	fs.StringVar(&allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any (a defence against DNS rebinding); default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")
+	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "nats"), "where idempotency keys live: nats (JetStream, kept through restarts and shared by replicas) or memory (this process only: a restart forgets every key, and a request retried after it charges again) (IDEMPOTENCY_STORE)")
 	fs.StringVar(&c.CustomerState, "customer-state", env("CUSTOMER_STATE", "auto"), "fraud rules' per-customer state: memory, redis, nats, or auto (redis with -redis-url, else memory) (CUSTOMER_STATE)")
 	fs.Float64Var(&c.GatewayFail, "gateway-failure-rate", envFloat("GATEWAY_FAILURE_RATE", 0), "simulated gateway failure rate in [0, 1] (GATEWAY_FAILURE_RATE)")
 	fs.DurationVar(&c.GatewayDelay, "gateway-latency", envDur("GATEWAY_LATENCY", 0), "simulated gateway latency (GATEWAY_LATENCY)")
 	fs.DurationVar(&c.BreakerOpen, "breaker-open", envDur("BREAKER_OPEN", 30*time.Second), "how long the gateway breaker stays open before it probes (BREAKER_OPEN)")
 	fs.Float64Var(&c.CustomerLimit, "customer-limit", envFloat("CUSTOMER_LIMIT", 5), "payments per minute per customer (CUSTOMER_LIMIT)")
 	fs.IntVar(&c.Fraud.VelocityLimit, "velocity-limit", envInt("VELOCITY_LIMIT", 5), "payment attempts per minute per customer above which the velocity rule fires (VELOCITY_LIMIT)")
-	fs.Float64Var(&c.Fraud.MaxAmount, "max-amount", envFloat("MAX_AMOUNT", 5000), "largest single payment (MAX_AMOUNT)")
-	fs.Float64Var(&c.Fraud.MaxDaily, "max-daily", envFloat("MAX_DAILY", 5000), "largest total per customer and currency per UTC day (MAX_DAILY)")
+	fs.Float64Var(&c.Fraud.MaxAmount, "max-amount", envFloat("MAX_AMOUNT", 5000), "single payment above which it is flagged (+0.3); four times it is blocked (MAX_AMOUNT)")
+	fs.Float64Var(&c.Fraud.MaxDaily, "max-daily", envFloat("MAX_DAILY", 5000), "total per customer and currency per UTC day above which a payment is flagged (+0.1) (MAX_DAILY)")
 	fs.Float64Var(&c.Fraud.MaxSpeedKmh, "max-speed-kmh", envFloat("MAX_SPEED_KMH", 900), "fastest plausible travel between payment locations (MAX_SPEED_KMH)")
-	fs.StringVar(&c.Blacklist, "blacklist", env("BLACKLIST", ""), "blacklisted customer:ID, merchant:ID, country:CC, comma separated (BLACKLIST)")
+	fs.StringVar(&c.Blacklist, "blacklist", env("BLACKLIST", demoBlacklist), "blacklisted customer:ID, merchant:ID, country:CC, comma separated; the default is a demo entry, -blacklist '' clears it (BLACKLIST)")
+	fs.Float64Var(&c.Fraud.Review, "review-threshold", envFloat("REVIEW_THRESHOLD", 0), "fraud score from which a payment is held for review (202 REVIEW) instead of charged, in (0, 0.5]; 0 holds none (REVIEW_THRESHOLD)")
 	fs.StringVar(&c.BlacklistFile, "blacklist-file", env("BLACKLIST_FILE", ""), "file of blacklist entries, one kind:value per line, # comments (BLACKLIST_FILE)")
-	fs.IntVar(&c.ConfirmWIP, "confirm-wip", envInt("CONFIRM_WIP", 512), "confirmations in progress at once (CONFIRM_WIP)")
+	fs.IntVar(&c.ConfirmWIP, "confirm-wip", envInt("CONFIRM_WIP", 128), "confirmations in progress at once, across replicas (CONFIRM_WIP)")
 	fs.Float64Var(&c.AlertFraud, "alert-fraud-rate", envFloat("ALERT_FRAUD_RATE", 0.02), "alert when the share of blocked payments exceeds this (ALERT_FRAUD_RATE)")
 	fs.DurationVar(&c.AlertP99, "alert-p99", envDur("ALERT_P99", 5*time.Second), "alert when p99 latency exceeds this (ALERT_P99)")
 	fs.Float64Var(&c.AlertErrors, "alert-error-rate", envFloat("ALERT_ERROR_RATE", 0.05), "alert when the share of failed payments exceeds this (ALERT_ERROR_RATE)")
 	fs.DurationVar(&c.AlertInterval, "alert-interval", envDur("ALERT_INTERVAL", 15*time.Second), "how often the alert rules are evaluated (ALERT_INTERVAL)")
 	fs.BoolVar(&c.FraudStopsLine, "fraud-stops-line", env("FRAUD_STOPS_LINE", "") == "true", "stop taking payments while the fraud-rate alert fires (FRAUD_STOPS_LINE=true)")
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
+	var alertLabels string
+	fs.StringVar(&alertLabels, "alert-labels", env("ALERT_LABELS", ""), "labels added to every alert, as name=value,name=value (cluster=eu-1,team=payments) (ALERT_LABELS)")
 	fs.StringVar(&c.Alertmanager, "alertmanager-url", env("ALERTMANAGER_URL", ""), "push alerts to this Alertmanager (ALERTMANAGER_URL)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint; off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.Float64Var(&c.TraceSample, "trace-sample", envFloat("TRACE_SAMPLE", -1), "share of payments whose spans are recorded, in [0, 1]; -1: all when traces are exported, none otherwise (trace IDs are made either way) (TRACE_SAMPLE)")
-	fs.IntVar(&c.StoreCapacity, "store-capacity", envInt("STORE_CAPACITY", 1_000_000), "payments kept for GET /payment/{id} (STORE_CAPACITY)")
+	paymentsMax, idemMax := envBytes("PAYMENTS_MAX_BYTES", 2<<30), envBytes("IDEMPOTENCY_MAX_BYTES", 256<<20)
+	confirmMax, stateMax := envBytes("CONFIRM_MAX_BYTES", 256<<20), envBytes("CUSTOMER_STATE_MAX_BYTES", 256<<20)
+	fs.Var((*byteSize)(confirmMax), "confirm-max-bytes", "size of the confirmation queue; payments are refused with 503 while it is full (CONFIRM_MAX_BYTES)")
+	fs.Var((*byteSize)(stateMax), "customer-state-max-bytes", "size of the fraud rules' per-customer state (memory or nats); beyond it the customers seen least recently are forgotten (CUSTOMER_STATE_MAX_BYTES)")
+	fs.Var((*byteSize)(paymentsMax), "payments-max-bytes", "size of the payments store (JetStream); new payments are refused with 503 while it is full (PAYMENTS_MAX_BYTES)")
+	fs.DurationVar(&c.PaymentsMaxAge, "payments-max-age", envDur("PAYMENTS_MAX_AGE", 7*24*time.Hour), "how long payments are kept for GET /payment/{id}; at least 25h, past the idempotency keys that point at them (PAYMENTS_MAX_AGE)")
+	fs.Var((*byteSize)(idemMax), "idempotency-max-bytes", "size of the idempotency store; requests with a new key are refused with 503 while it is full (IDEMPOTENCY_MAX_BYTES)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDur("REQUEST_TIMEOUT", 30*time.Second), "deadline of a payment, storing it included; the HTTP write timeout is 10s more (REQUEST_TIMEOUT)")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Instance, "instance", env("INSTANCE", host), "this replica's name in logs and alerts (INSTANCE)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("DEBUG_ADDR", ""), "serve /debug/pprof on this address (keep it private); off when empty (DEBUG_ADDR)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	for _, kv := range strings.Split(alertLabels, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !labelName.MatchString(k) || v == "" {
+			errs = append(errs, fmt.Errorf("-alert-labels %q is not name=value with a Prometheus label name", kv))
+			continue
+		}
+		if c.AlertLabels == nil {
+			c.AlertLabels = map[string]string{}
+		}
+		c.AlertLabels[k] = v
+	}
+	c.PaymentsMaxBytes, c.IdemMaxBytes, c.ConfirmMaxBytes, c.StateMaxBytes = *paymentsMax, *idemMax, *confirmMax, *stateMax
+	var err error
+	if c.APIToken, err = httpapi.ReadToken("api-token", c.APIToken, apiTokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AdminToken, err = httpapi.ReadToken("admin-token", c.AdminToken, adminTokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:3001"
+		if c.APIToken != "" {
+			c.Addr = ":3001"
+		}
+	}
+	for _, h := range strings.Split(allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.AllowedHosts = append(c.AllowedHosts, h)
+		}
+	}
+	if len(c.AllowedHosts) == 0 {
+		c.AllowedHosts = httpapi.DefaultHosts(c.Addr)
 	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
@@ -164,8 +236,12 @@ func (c *Config) validate() error {
 		}
 	}
 	check(c.Addr != "", "-addr is empty")
-	check(c.NATSPort >= -1 && c.NATSPort <= 65535, "-nats-port %d is outside [-1, 65535]", c.NATSPort)
-	check(c.Idempotency == "auto" || c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be auto, memory or nats", c.Idempotency)
+	check(c.APIToken != "" || httpapi.IsLoopback(c.Addr),
+		"-addr %s listens beyond loopback without -api-token: anyone who reaches the port could pay and read payments; set -api-token (or -api-token-file), or listen on 127.0.0.1", c.Addr)
+	if err := (httpapi.Tokens{API: c.APIToken, Admin: c.AdminToken}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	check(c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be nats or memory", c.Idempotency)
 	check(c.CustomerState == "auto" || c.CustomerState == "memory" || c.CustomerState == "redis" || c.CustomerState == "nats", "-customer-state %q must be auto, memory, redis or nats", c.CustomerState)
 	check(c.CustomerState != "redis" || c.RedisURL != "", "-customer-state redis needs -redis-url")
 	check(c.GatewayFail >= 0 && c.GatewayFail <= 1, "-gateway-failure-rate %v is outside [0, 1]", c.GatewayFail)
@@ -177,8 +253,14 @@ func (c *Config) validate() error {
 	check(c.AlertErrors > 0 && c.AlertErrors < 1, "-alert-error-rate %v is outside (0, 1)", c.AlertErrors)
 	check(c.AlertP99 > 0, "-alert-p99 %v must be positive", c.AlertP99)
 	check(c.AlertInterval >= 100*time.Millisecond, "-alert-interval %v must be at least 100ms", c.AlertInterval)
+	check(c.Fraud.Review >= 0 && c.Fraud.Review <= 0.5, "-review-threshold %v is outside [0, 0.5]", c.Fraud.Review)
 	check(c.TraceSample == -1 || c.TraceSample >= 0 && c.TraceSample <= 1, "-trace-sample %v is outside [0, 1] (or -1 for auto)", c.TraceSample)
-	check(c.StoreCapacity >= 1 && c.StoreCapacity <= maxStoreCapacity, "-store-capacity %d is outside [1, %d]", c.StoreCapacity, maxStoreCapacity)
+	check(c.PaymentsMaxBytes >= 1<<20, "-payments-max-bytes %d is less than 1MiB", c.PaymentsMaxBytes)
+	check(c.PaymentsMaxAge >= idempotencyTTL+time.Hour, "-payments-max-age %v is less than 25h", c.PaymentsMaxAge)
+	check(c.IdemMaxBytes >= 64<<10, "-idempotency-max-bytes %d is less than 64KiB", c.IdemMaxBytes)
+	check(c.ConfirmMaxBytes >= 1<<20, "-confirm-max-bytes %d is less than 1MiB", c.ConfirmMaxBytes)
+	check(c.StateMaxBytes >= 1<<20, "-customer-state-max-bytes %d is less than 1MiB", c.StateMaxBytes)
+	check(c.RequestTimeout >= time.Second && c.RequestTimeout <= 5*time.Minute, "-request-timeout %v is outside [1s, 5m]", c.RequestTimeout)
 	check(c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error", "-log-level %q must be debug, info, warn or error", c.LogLevel)
 	bl, err := ParseBlacklist(c.Blacklist)
 	if err != nil {
@@ -216,4 +298,59 @@ func (c *Config) validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// labelName is a Prometheus label name.
+var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// byteSize is a flag holding a size in bytes: a number with an optional
+// unit, KiB, MiB or GiB (or KB, MB, GB, which mean the same here).
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if b == nil {
+		return "0"
+	}
+	return formatBytes(int64(*b))
+}
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+// parseBytes reads "512", "64KiB", "256MiB", "2GiB".
+func parseBytes(s string) (int64, error) {
+	num := strings.TrimRight(s, "KMGiBkmgb")
+	unit := strings.ToUpper(strings.TrimSpace(s[len(num):]))
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q is not a number of bytes (like 512MiB)", s)
+	}
+	shift := map[string]uint{"": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20, "G": 30, "GB": 30, "GIB": 30}
+	sh, ok := shift[unit]
+	if !ok {
+		return 0, fmt.Errorf("size %q has an unknown unit (use KiB, MiB or GiB)", s)
+	}
+	if n > math.MaxInt64>>sh {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n << sh, nil
+}
+
+// formatBytes writes n in the largest unit that divides it.
+func formatBytes(n int64) string {
+	for _, u := range []struct {
+		shift uint
+		name  string
+	}{{30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }

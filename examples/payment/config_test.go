@@ -13,8 +13,13 @@ func TestParseConfigRejectsValuesOutOfRange(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-store-capacity", "0"}, "-store-capacity 0 is outside [1, 100000000]"},
-		{[]string{"-store-capacity", "3000000000"}, "-store-capacity 3000000000 is outside [1, 100000000]"},
+		{[]string{"-payments-max-bytes", "1KiB"}, "-payments-max-bytes 1024 is less than 1MiB"},
+		{[]string{"-payments-max-bytes", "12 parsecs"}, `invalid value "12 parsecs" for flag -payments-max-bytes`},
+		{[]string{"-payments-max-age", "24h"}, "-payments-max-age 24h0m0s is less than 25h"},
+		{[]string{"-idempotency", "auto"}, `-idempotency "auto" must be nats or memory`},
+		{[]string{"-request-timeout", "10m"}, "-request-timeout 10m0s is outside [1s, 5m]"},
+		{[]string{"-alert-labels", "cluster=eu,bad-name=x"}, `-alert-labels "bad-name=x" is not name=value`},
+		{[]string{"-alert-labels", "cluster"}, `-alert-labels "cluster" is not name=value`},
 		{[]string{"-confirm-wip", "0"}, "-confirm-wip 0 is outside [1, 10000]"},
 		{[]string{"-log-level", "loud"}, `-log-level "loud" must be debug, info, warn or error`},
 	} {
@@ -22,7 +27,15 @@ func TestParseConfigRejectsValuesOutOfRange(t *testing.T) {
 		require.Error(t, err, "%v", tc.args)
 		assert.Contains(t, err.Error(), tc.want)
 	}
-	c, err := parseConfig([]string{"-store-capacity", "100000000", "-data-dir", t.TempDir()}, noEnv)
+	c, err := parseConfig([]string{"-payments-max-bytes", "3GiB", "-data-dir", t.TempDir()}, func(k string) string {
+		return map[string]string{"IDEMPOTENCY_MAX_BYTES": "64MiB"}[k]
+	})
 	require.NoError(t, err)
-	assert.Equal(t, 100_000_000, c.StoreCapacity)
+	assert.Equal(t, int64(3<<30), c.PaymentsMaxBytes)
+	assert.Equal(t, int64(64<<20), c.IdemMaxBytes, "from the environment")
+	assert.Equal(t, "nats", c.Idempotency, "durable by default")
+	_, err = parseConfig([]string{"-data-dir", t.TempDir()}, func(k string) string {
+		return map[string]string{"PAYMENTS_MAX_BYTES": "lots"}[k]
+	})
+	assert.ErrorContains(t, err, `PAYMENTS_MAX_BYTES="lots"`)
 }

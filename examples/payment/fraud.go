@@ -16,11 +16,12 @@ type FraudConfig struct {
 	Blacklist      Blacklist
 	VelocityLimit  int           // attempts per customer per VelocityWindow; more is fraud. Default 5.
 	VelocityWindow time.Duration // default one minute
-	MaxAmount      float64       // per payment; above is fraud, above 80% is reviewed. Default 5000.
-	MaxDaily       float64       // per customer and currency per UTC day. Default 5000.
+	MaxAmount      float64       // per payment; above is flagged (0.3), four times above is fraud. Default 5000.
+	MaxDaily       float64       // per customer and currency per UTC day; above is flagged (0.1). Default 5000.
 	MaxSpeedKmh    float64       // between consecutive payment locations; above is fraud, above half is reviewed. Default 900 (an airliner).
 	MinDistanceKm  float64       // moves shorter than this are ignored (location noise). Default 50.
-	Review, Deny   float64       // score thresholds. Defaults 0.3 and 0.5.
+	Deny           float64       // score from which a payment is blocked. Default 0.5.
+	Review         float64       // score from which a payment is held for review, in (0, Deny]; 0 means none: a payment below Deny is charged, flagged by its score and reasons.
 }
 
 // Blacklist names customers, merchants and countries whose payments are
@@ -74,9 +75,6 @@ func (c *FraudConfig) defaults() error {
 	if c.MinDistanceKm == 0 {
 		c.MinDistanceKm = 50
 	}
-	if c.Review == 0 {
-		c.Review = 0.3
-	}
 	if c.Deny == 0 {
 		c.Deny = 0.5
 	}
@@ -97,12 +95,18 @@ func (c *FraudConfig) defaults() error {
 	return nil
 }
 
-// Rule weights. One strong signal reaches the deny threshold (0.5) on its
-// own; a half-strength signal (a large amount, a fast move) lands in the
-// review band.
+// Rule weights. One strong signal (a blacklisted party, a burst of
+// attempts, a move faster than an airliner, an amount four times the limit)
+// reaches the deny threshold (0.5) on its own. A weaker one flags the
+// payment without blocking it: an amount over the limit adds 0.3 (0.15
+// near it), a fast move 0.3, a day's total over the daily limit 0.1 — so
+// 10,000.00 from a customer with nothing else against them scores 0.4 and
+// is charged, while two flags together (a large amount from a customer who
+// moved fast) block it.
 const (
 	weightBlacklist = 1.0
 	weightStrong    = 0.6
+	weightDaily     = 0.1
 )
 
 // NewFraudPolicy returns the scored fraud policy: blacklist, velocity,
@@ -140,14 +144,16 @@ func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) 
 		}},
 		tai.Rule[Payment]{Name: "amount", Weight: weightStrong, Check: func(_ context.Context, s tai.Signal[Payment]) (float64, string, error) {
 			switch a := s.Payload.Amount; {
+			case a > 4*cfg.MaxAmount:
+				return 1, fmt.Sprintf("amount %.2f over four times the %.2f limit", a, cfg.MaxAmount), nil
 			case a > cfg.MaxAmount:
-				return 1, fmt.Sprintf("amount %.2f over %.2f", a, cfg.MaxAmount), nil
+				return 0.5, fmt.Sprintf("amount %.2f over %.2f", a, cfg.MaxAmount), nil
 			case a > 0.8*cfg.MaxAmount:
-				return 0.5, fmt.Sprintf("amount %.2f near the %.2f limit", a, cfg.MaxAmount), nil
+				return 0.25, fmt.Sprintf("amount %.2f near the %.2f limit", a, cfg.MaxAmount), nil
 			}
 			return 0, "", nil
 		}},
-		tai.Rule[Payment]{Name: "daily_amount", Weight: weightStrong, Check: func(ctx context.Context, s tai.Signal[Payment]) (float64, string, error) {
+		tai.Rule[Payment]{Name: "daily_amount", Weight: weightDaily, Check: func(ctx context.Context, s tai.Signal[Payment]) (float64, string, error) {
 			p := &s.Payload
 			spent, err := state.Spent(ctx, p.CustomerID, p.Currency, now())
 			if err != nil {

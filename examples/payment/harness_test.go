@@ -18,6 +18,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childArgsEnv) != "" {
+		runChild()
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -78,7 +81,7 @@ func (b *syncBuffer) String() string {
 // on no port, data under the test's temp dir, a manual clock.
 func testConfig(t *testing.T) Config {
 	t.Helper()
-	cfg, err := parseConfig([]string{"-data-dir", t.TempDir(), "-nats-port", "-1", "-instance", "test"}, func(string) string { return "" })
+	cfg, err := parseConfig([]string{"-data-dir", t.TempDir(), "-instance", "test"}, func(string) string { return "" })
 	require.NoError(t, err)
 	cfg.Clock = newManualClock()
 	return cfg
@@ -90,7 +93,10 @@ func startService(t *testing.T, cfg Config) *testService {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc, err := NewService(context.Background(), cfg, log)
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewUnstartedServer(svc.Handler())
+	srv.Config.MaxHeaderBytes = 64 << 10
+	svc.ConfigureServer(srv.Config)
+	srv.Start()
 	ts := &testService{Service: svc, URL: srv.URL, http: srv, logs: logs}
 	ts.clock, _ = cfg.Clock.(*manualClock)
 	t.Cleanup(func() {
@@ -175,3 +181,10 @@ func (ts *testService) pay(t *testing.T, customer string, amount float64, extra 
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
+
+// confirmed reports whether GET /payment/{id} finds the payment confirmed.
+func (ts *testService) confirmed(t *testing.T, id string) bool {
+	t.Helper()
+	r := ts.do(t, http.MethodGet, "/payment/"+id, nil)
+	return r.Code == http.StatusOK && r.Body["confirmed"] == true
+}

@@ -13,132 +13,221 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Idempotency keys follow Stripe's semantics: the first request with a key
-// runs; a later one with the same key and body gets the first response
-// again (status and body) without charging; the same key with another body
-// is an error; a twin still in flight gets 409. Keys expire after a day.
+// Idempotency keys follow Stripe's semantics. The first request with a key
+// claims it, naming the transaction ID it will use, and runs; a later one
+// with the same key and request gets the first answer again without
+// charging; the same key with another request is an error; a twin still in
+// flight gets 409. Only decided outcomes keep the key: an answer that
+// asks the client to retry (429, 503, a dependency that failed) releases
+// it. Keys are forgotten a day after they were claimed.
+//
+// The store keeps only the claim — key → request fingerprint and
+// transaction ID. The answer itself is the payment's record in the
+// payments bucket, stored before the answer is sent: a key whose
+// transaction has a record is done, and a replay answers with the record.
 const (
 	idempotencyTTL = 24 * time.Hour
-	// inFlightLease bounds how long a key stays claimed by a request that
-	// never finished (its replica died): after it, the key can be claimed
-	// again.
-	inFlightLease  = 2 * time.Minute
-	maxIdemKeyLen  = 255
-	stateInFlight  = "in_flight"
-	stateCompleted = "completed"
+	// inFlightLease bounds how long a claim without a record holds its
+	// key when the process that made it may still be working on it: after
+	// it (longer than any request may run) the key can be taken over.
+	inFlightLease = 2 * time.Minute
+	maxIdemKeyLen = 255
 )
 
-// IdemEntry is what the store keeps for an idempotency key.
+// IdemEntry is a claimed idempotency key.
 type IdemEntry struct {
-	Fingerprint string          `json:"fingerprint"` // sha256 of the request body
-	State       string          `json:"state"`
-	Started     time.Time       `json:"started"`
-	Status      int             `json:"status,omitempty"`
-	Body        json.RawMessage `json:"body,omitempty"`
+	Fingerprint string    `json:"fingerprint"` // of the parsed request
+	TxnID       string    `json:"txn_id"`      // the payment this key makes
+	Owner       string    `json:"owner"`       // the run that claimed it: "instance/boot"
+	Started     time.Time `json:"started"`
+
+	rev uint64 // the store's revision of the entry, for compare-and-set
 }
 
-// IdempotencyStore keeps idempotency keys. MemoryIdempotency serves one
-// replica; NATSIdempotency shares keys among replicas on one NATS.
+// same reports whether e and o are the same claim.
+func (e IdemEntry) same(o IdemEntry) bool {
+	return e.Fingerprint == o.Fingerprint && e.TxnID == o.TxnID && e.Owner == o.Owner && e.Started.Equal(o.Started)
+}
+
+// size is about what an entry costs the memory store, in bytes: its
+// strings, the map entry and its place in the claim order.
+func (e IdemEntry) size(key string) int64 {
+	return int64(len(key) + len(e.Fingerprint) + len(e.TxnID) + len(e.Owner) + 160)
+}
+
+// IdempotencyStore keeps idempotency keys. NATSIdempotency (the default)
+// keeps them in JetStream, through restarts and across replicas;
+// MemoryIdempotency keeps them in this process and forgets them on restart.
 type IdempotencyStore interface {
-	// Claim stores e (in flight) under key unless a live entry is there,
-	// which it returns instead with claimed false.
+	// Claim stores e under key unless an entry younger than a day is
+	// there, which it returns instead with claimed false. A store that
+	// holds its byte limit refuses new keys with ErrStoreFull.
 	Claim(ctx context.Context, key string, e IdemEntry) (existing IdemEntry, claimed bool, err error)
-	// Complete replaces the claim with the final response.
-	Complete(ctx context.Context, key string, e IdemEntry) error
-	// Release drops a claim whose request produced no response, so the
-	// client may retry.
-	Release(ctx context.Context, key string) error
+	// Replace puts e in place of old, which Claim returned, unless the
+	// key changed since: it reports whether it did.
+	Replace(ctx context.Context, key string, old, e IdemEntry) (bool, error)
+	// Release deletes e, the claim of a request that decided nothing, so
+	// the client may retry. A key claimed anew meanwhile is left alone.
+	Release(ctx context.Context, key string, e IdemEntry) error
 }
 
-func fingerprint(body []byte) string {
-	sum := sha256.Sum256(body)
-	return hex.EncodeToString(sum[:])
-}
-
-// live reports whether an existing entry still holds the key at now.
-func (e *IdemEntry) live(now time.Time) bool {
-	if e.State == stateInFlight {
-		return now.Sub(e.Started) < inFlightLease
-	}
-	return now.Sub(e.Started) < idempotencyTTL
-}
-
-// MemoryIdempotency keeps keys in this process, forgetting them after the
-// TTL through an incremental sweep.
+// MemoryIdempotency keeps keys in this process, which forgets them on
+// restart: use it only when that is acceptable. It holds at most MaxBytes
+// of entries (refusing new keys beyond, with ErrStoreFull) and forgets
+// each a day after its claim, oldest first, a few at each claim.
 type MemoryIdempotency struct {
-	mu      sync.Mutex
-	entries map[string]IdemEntry
-	now     func() time.Time
-	ops     int
+	mu       sync.Mutex
+	entries  map[string]IdemEntry
+	order    []orderedKey // keys in claim order, oldest first, from head
+	head     int
+	bytes    int64
+	maxBytes int64
+	now      func() time.Time
 }
 
-// NewMemoryIdempotency returns an empty store.
-func NewMemoryIdempotency(now func() time.Time) *MemoryIdempotency {
+type orderedKey struct {
+	key     string
+	started time.Time
+}
+
+// NewMemoryIdempotency returns an empty store holding at most maxBytes (0
+// means 64 MiB). now is the clock dating entries (nil: time.Now).
+func NewMemoryIdempotency(maxBytes int64, now func() time.Time) *MemoryIdempotency {
+	if maxBytes <= 0 {
+		maxBytes = 64 << 20
+	}
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryIdempotency{entries: make(map[string]IdemEntry), now: now}
+	return &MemoryIdempotency{entries: make(map[string]IdemEntry), maxBytes: maxBytes, now: now}
 }
+
+// expired reports whether an entry claimed at started is forgotten at now.
+func expired(started, now time.Time) bool { return now.Sub(started) >= idempotencyTTL }
 
 // Claim implements IdempotencyStore.
 func (m *MemoryIdempotency) Claim(_ context.Context, key string, e IdemEntry) (IdemEntry, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	if old, ok := m.entries[key]; ok && old.live(now) {
-		return old, false, nil
-	}
-	m.entries[key] = e
-	m.ops++
-	if m.ops%4096 == 0 {
-		for k, v := range m.entries {
-			if !v.live(now) {
-				delete(m.entries, k)
-			}
+	m.sweep(now)
+	if old, ok := m.entries[key]; ok {
+		if !expired(old.Started, now) {
+			return old, false, nil
 		}
+		m.drop(key, old)
 	}
+	if m.bytes+e.size(key) > m.maxBytes {
+		return IdemEntry{}, false, fmt.Errorf("idempotency: %w (%d bytes)", ErrStoreFull, m.maxBytes)
+	}
+	m.put(key, e)
 	return IdemEntry{}, true, nil
 }
 
-// Complete implements IdempotencyStore.
-func (m *MemoryIdempotency) Complete(_ context.Context, key string, e IdemEntry) error {
-	m.mu.Lock()
+// sweep forgets expired entries at the head of the claim order, at most a
+// few per call so that no claim waits long.
+func (m *MemoryIdempotency) sweep(now time.Time) {
+	for range 8 {
+		if m.head == len(m.order) {
+			break
+		}
+		k := m.order[m.head]
+		if !expired(k.started, now) {
+			break
+		}
+		m.order[m.head] = orderedKey{}
+		m.head++
+		if e, ok := m.entries[k.key]; ok && e.Started.Equal(k.started) {
+			m.drop(k.key, e)
+		}
+	}
+	// Reuse the order's space once most of it has been swept.
+	if m.head > 1024 && m.head > len(m.order)/2 {
+		m.order = append(m.order[:0], m.order[m.head:]...)
+		m.head = 0
+	}
+}
+
+func (m *MemoryIdempotency) put(key string, e IdemEntry) {
 	m.entries[key] = e
-	m.mu.Unlock()
-	return nil
+	m.bytes += e.size(key)
+	m.order = append(m.order, orderedKey{key: key, started: e.Started})
+}
+
+func (m *MemoryIdempotency) drop(key string, e IdemEntry) {
+	delete(m.entries, key)
+	m.bytes -= e.size(key)
+}
+
+// Replace implements IdempotencyStore.
+func (m *MemoryIdempotency) Replace(_ context.Context, key string, old, e IdemEntry) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.entries[key]
+	if !ok || !cur.same(old) {
+		return false, nil
+	}
+	m.drop(key, cur)
+	m.put(key, e)
+	return true, nil
 }
 
 // Release implements IdempotencyStore.
-func (m *MemoryIdempotency) Release(_ context.Context, key string) error {
+func (m *MemoryIdempotency) Release(_ context.Context, key string, e IdemEntry) error {
 	m.mu.Lock()
-	delete(m.entries, key)
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	if cur, ok := m.entries[key]; ok && cur.same(e) {
+		m.drop(key, cur)
+	}
 	return nil
 }
 
-// NATSIdempotency keeps keys in a JetStream key-value bucket whose TTL is
-// the key lifetime. Claims are atomic (Create fails when the key exists);
-// a stale in-flight claim is taken over with a revision check.
+// Len returns the number of keys held.
+func (m *MemoryIdempotency) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.entries)
+}
+
+// NATSIdempotency keeps keys in a JetStream key-value bucket (file
+// storage) whose TTL is the key lifetime, so they survive restarts and are
+// shared by the replicas on one NATS. Claims are atomic (Create fails when
+// the key exists); Replace and Release compare revisions. The bucket holds
+// at most MaxBytes: JetStream refuses new keys beyond (ErrStoreFull).
 type NATSIdempotency struct {
-	kv  jetstream.KeyValue
+	kv  *kvPool
 	now func() time.Time
 }
 
-// NewNATSIdempotency creates (or reuses) the bucket. now is the clock that
+// IdemOptions configure a NATSIdempotency.
+type IdemOptions struct {
+	Bucket   string // "" means "payment_idempotency"
+	MaxBytes int64  // 0 means 256 MiB
+	Replicas int    // 0 means 1
+}
+
+// NewNATSIdempotency creates (or updates) the bucket. now is the clock that
 // dates entries (nil: time.Now).
-func NewNATSIdempotency(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, now func() time.Time) (*NATSIdempotency, error) {
+func NewNATSIdempotency(ctx context.Context, js []jetstream.JetStream, o IdemOptions, now func() time.Time) (*NATSIdempotency, error) {
+	if o.Bucket == "" {
+		o.Bucket = "payment_idempotency"
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = 256 << 20
+	}
 	if now == nil {
 		now = time.Now
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   bucket,
+	kv, err := openPool(ctx, js, jetstream.KeyValueConfig{
+		Bucket:   o.Bucket,
 		TTL:      idempotencyTTL,
 		History:  1,
+		MaxBytes: o.MaxBytes,
 		Storage:  jetstream.FileStorage,
-		Replicas: max(replicas, 1),
+		Replicas: max(o.Replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("idempotency bucket %q: %w", bucket, err)
+		return nil, fmt.Errorf("idempotency bucket %q: %w", o.Bucket, err)
 	}
 	return &NATSIdempotency{kv: kv, now: now}, nil
 }
@@ -157,47 +246,68 @@ func (n *NATSIdempotency) Claim(ctx context.Context, key string, e IdemEntry) (I
 		return IdemEntry{}, false, err
 	}
 	for range 3 {
-		_, err = n.kv.Create(ctx, k, val)
+		_, err = n.kv.get().Create(ctx, k, val)
 		if err == nil {
 			return IdemEntry{}, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return IdemEntry{}, false, fmt.Errorf("idempotency claim: %w", err)
+			return IdemEntry{}, false, storeError("idempotency", err)
 		}
-		got, err := n.kv.Get(ctx, k)
+		got, err := n.kv.get().Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // released meanwhile: try again
 		}
 		if err != nil {
-			return IdemEntry{}, false, fmt.Errorf("idempotency read: %w", err)
+			return IdemEntry{}, false, fmt.Errorf("idempotency: %w", err)
 		}
 		var old IdemEntry
-		if err := json.Unmarshal(got.Value(), &old); err == nil && old.live(n.now()) {
+		if err := json.Unmarshal(got.Value(), &old); err == nil && !expired(old.Started, n.now()) {
+			old.rev = got.Revision()
 			return old, false, nil
 		}
-		// A stale claim: take it over unless someone else does first.
-		if _, err := n.kv.Update(ctx, k, val, got.Revision()); err == nil {
+		// Expired (or not ours): take it over unless someone else does
+		// first.
+		if _, err := n.kv.get().Update(ctx, k, val, got.Revision()); err == nil {
 			return IdemEntry{}, true, nil
+		} else if !isConflict(err) {
+			return IdemEntry{}, false, storeError("idempotency", err)
 		}
 	}
-	return IdemEntry{}, false, errors.New("idempotency claim: key is contended")
+	return IdemEntry{}, false, errors.New("idempotency: key is contended")
 }
 
-// Complete implements IdempotencyStore.
-func (n *NATSIdempotency) Complete(ctx context.Context, key string, e IdemEntry) error {
+// Replace implements IdempotencyStore.
+func (n *NATSIdempotency) Replace(ctx context.Context, key string, old, e IdemEntry) (bool, error) {
 	val, err := json.Marshal(e)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if _, err := n.kv.Put(ctx, kvKey(key), val); err != nil {
-		return fmt.Errorf("idempotency complete: %w", err)
+	_, err = n.kv.get().Update(ctx, kvKey(key), val, old.rev)
+	switch {
+	case err == nil:
+		return true, nil
+	case isConflict(err):
+		return false, nil
 	}
-	return nil
+	return false, storeError("idempotency", err)
 }
 
-// Release implements IdempotencyStore.
-func (n *NATSIdempotency) Release(ctx context.Context, key string) error {
-	if err := n.kv.Delete(ctx, kvKey(key)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+// Release implements IdempotencyStore. It deletes the key only while it
+// holds e: a claim released after it was taken over stays.
+func (n *NATSIdempotency) Release(ctx context.Context, key string, e IdemEntry) error {
+	k := kvKey(key)
+	got, err := n.kv.get().Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("idempotency release: %w", err)
+	}
+	var cur IdemEntry
+	if json.Unmarshal(got.Value(), &cur) != nil || !cur.same(e) {
+		return nil
+	}
+	if err := n.kv.get().Delete(ctx, k, jetstream.LastRevision(got.Revision())); err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("idempotency release: %w", err)
 	}
 	return nil

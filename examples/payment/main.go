@@ -19,10 +19,12 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/internal/datadir"
 )
 
 func main() {
@@ -35,7 +37,7 @@ func main() {
 // run starts the service and blocks until SIGINT or SIGTERM (or ctx ends),
 // then shuts down gracefully: it stops accepting, finishes in-flight
 // requests, drains the confirmation consumer and flushes the audit trail.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr *os.File) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv)
 	if err != nil {
 		return err
@@ -50,29 +52,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	svc, err := NewService(ctx, cfg, log)
+	// One process per data dir, and nothing touched before the port is
+	// ours: a second start on a directory in use, or on a busy port,
+	// fails here and changes nothing.
+	lock, err := datadir.Acquire(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		_ = svc.Close(context.Background())
+		_ = lock.Release()
+		return fmt.Errorf("cannot listen on -addr %s: %w", cfg.Addr, err)
+	}
+	svc, err := newService(ctx, cfg, log, lock)
+	if err != nil {
+		_ = ln.Close()
 		return err
 	}
-	srv := &http.Server{
-		Handler:           svc.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(cfg, svc, log)
 	base := "http://" + publicHostPort(ln.Addr().String())
 	log.Info("payment service ready",
 		"api", base+"/payment", "metrics", base+"/metrics", "andon", base+"/andon/", "kaizen", base+"/kaizen",
-		"nats", svc.NATSURL(), "data_dir", cfg.DataDir)
+		"nats", svc.NATSLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
 
 	if cfg.DebugAddr != "" {
+		// Sample contention too, for /debug/pprof/block and /mutex.
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		runtime.SetMutexProfileFraction(100)
 		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := dbg.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -105,6 +111,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return err
 }
 
+// newHTTPServer is the service's HTTP server. A payment has its own
+// deadline (-request-timeout), below the write timeout, so a client
+// always hears how its payment ended; the board's event streams set a
+// deadline per write instead, and end when the server shuts down.
+func newHTTPServer(cfg Config, svc *Service, log *slog.Logger) *http.Server {
+	srv := &http.Server{
+		Handler:           svc.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	svc.ConfigureServer(srv)
+	return srv
+}
+
 // debugMux serves the runtime profiles.
 func debugMux() *http.ServeMux {
 	mux := http.NewServeMux()
@@ -128,5 +152,5 @@ func printRules(w io.Writer, cfg Config) error {
 	if s.breaker, err = newBreaker(cfg.BreakerOpen, nil); err != nil {
 		return err
 	}
-	return andon.PrometheusRules(w, "payment", s.paymentRules(), andon.ExportOptions{})
+	return andon.PrometheusRules(w, "payment", s.paymentRules(false), andon.ExportOptions{})
 }

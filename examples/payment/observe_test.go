@@ -22,17 +22,17 @@ import (
 	"github.com/taipattern/taikit/kaizen"
 )
 
-// scriptedMix sends 6 successes, 2 blocked, 1 review, 2 failed and 3
-// rate-limited payments.
+// scriptedMix sends 6 successes, 2 blocked, 1 review (the service holds
+// for review from 0.3), 2 failed and 3 rate-limited payments.
 func scriptedMix(t *testing.T, ts *testService) []string {
 	var ids []string
 	keep := func(r reply) { ids = append(ids, r.str("transaction_id")) }
 	for i := range 6 {
 		keep(ts.pay(t, fmt.Sprintf("ok_%d", i), 10, nil))
 	}
-	keep(ts.pay(t, "big_1", 6000, nil))
-	keep(ts.pay(t, "big_2", 9000, nil))
-	keep(ts.pay(t, "near", 4500, nil))
+	keep(ts.pay(t, "big_1", 25000, nil))
+	keep(ts.pay(t, "big_2", 30000, nil))
+	keep(ts.pay(t, "flagged", 6000, nil))
 	require.NoError(t, ts.gateway.Set(1, 0))
 	keep(ts.pay(t, "fail_1", 10, nil))
 	keep(ts.pay(t, "fail_2", 10, nil))
@@ -46,8 +46,15 @@ func scriptedMix(t *testing.T, ts *testService) []string {
 	return ids
 }
 
+// mixConfig holds payments scoring 0.3 or more for review.
+func mixConfig(t *testing.T) Config {
+	cfg := testConfig(t)
+	cfg.Fraud.Review = 0.3
+	return cfg
+}
+
 func TestMetricsAfterMix(t *testing.T) {
-	ts := startService(t, testConfig(t))
+	ts := startService(t, mixConfig(t))
 	scriptedMix(t, ts)
 	// 6 + 5 burst successes.
 	want := map[string]float64{StatusSuccess: 11, StatusFraudBlocked: 2, StatusReview: 1, StatusFailed: 2, StatusRateLimited: 3}
@@ -69,6 +76,15 @@ func TestMetricsAfterMix(t *testing.T) {
 		`taikit_decisions_total{kind="payment",policy="fraud",verdict="review"} 1`,
 		`taikit_breaker_state{breaker="gateway",state="closed"} 1`,
 		`taikit_line_stopped{line="payments"} 0`,
+		// Rules that added to a score: the two blocked amounts and the
+		// flagged one, each over the day's limit too.
+		`payment_fraud_rule_hits_total{rule="amount"} 3`,
+		`payment_fraud_rule_hits_total{rule="daily_amount"} 3`,
+		`payment_fraud_rule_hits_total{rule="velocity"} 0`,
+		`go_build_info{`,
+		// Buckets resolve a payment under a millisecond.
+		`taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="5e-05"}`,
+		`taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="0.00025"}`,
 	} {
 		assert.Contains(t, text, line)
 	}
@@ -97,7 +113,7 @@ func TestMetricsAfterMix(t *testing.T) {
 }
 
 func TestAuditTrail(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := mixConfig(t)
 	ts := startService(t, cfg)
 	ids := scriptedMix(t, ts)
 	require.NoError(t, ts.audit.Flush(context.Background()))
@@ -155,7 +171,7 @@ func TestOneTraceJoinsEverything(t *testing.T) {
 	require.Eventually(t, func() bool {
 		spans = rec.Ended()
 		for _, s := range spans {
-			if s.Name() == "confirmations process" {
+			if s.Name() == "process PAYMENT_CONFIRMATIONS" {
 				return true
 			}
 		}
@@ -171,18 +187,16 @@ func TestOneTraceJoinsEverything(t *testing.T) {
 		byName[s.Name()] = s
 		byID[s.SpanContext().SpanID()] = s
 	}
-	for _, name := range []string{"POST /payment", "confirmations publish", "confirmations process"} {
+	for _, name := range []string{"POST /payment", "send PAYMENT_CONFIRMATIONS", "process PAYMENT_CONFIRMATIONS"} {
 		require.Contains(t, byName, name, "spans: %v", names(spans))
 	}
 	// Walk from the consumer up to the HTTP request: one chain.
 	chain := []string{}
-	for s := byName["confirmations process"]; s != nil; s = byID[s.Parent().SpanID()] {
+	for s := byName["process PAYMENT_CONFIRMATIONS"]; s != nil; s = byID[s.Parent().SpanID()] {
 		chain = append(chain, s.Name())
 	}
-	assert.Equal(t, "confirmations process", chain[0])
-	assert.Contains(t, chain, "confirmations publish")
-	assert.Equal(t, "POST /payment", chain[len(chain)-1], "chain: %v", chain)
-	assert.GreaterOrEqual(t, len(chain), 5, "http → signal → action → publish → process: %v", chain)
+	assert.Equal(t, []string{"process PAYMENT_CONFIRMATIONS", "send PAYMENT_CONFIRMATIONS", "POST /payment"}, chain,
+		"the confirmation is published by the request once the payment is decided, and consumed in its trace")
 	// And the pipeline's stages are children of the signal span.
 	stages := 0
 	for _, s := range spans {
@@ -191,6 +205,26 @@ func TestOneTraceJoinsEverything(t *testing.T) {
 		}
 	}
 	assert.GreaterOrEqual(t, stages, 4, "gate(s), policy, rules, action under the signal")
+
+	// The messaging spans say what they are, as OpenTelemetry's
+	// conventions name it.
+	attrs := map[string]string{}
+	for _, kv := range byName["process PAYMENT_CONFIRMATIONS"].Attributes() {
+		attrs[string(kv.Key)] = kv.Value.String()
+	}
+	assert.Equal(t, "nats", attrs["messaging.system"])
+	assert.Equal(t, "PAYMENT_CONFIRMATIONS", attrs["messaging.destination.name"])
+	assert.Equal(t, "process", attrs["messaging.operation.type"])
+	assert.Equal(t, r.str("transaction_id"), attrs["messaging.message.id"])
+	assert.Equal(t, trace.SpanKindProducer, byName["send PAYMENT_CONFIRMATIONS"].SpanKind())
+
+	// Scrapes and probes make no spans.
+	before := len(rec.Ended())
+	ts.do(t, http.MethodGet, "/metrics", nil)
+	ts.do(t, http.MethodGet, "/healthz", nil)
+	for _, s := range rec.Ended()[before:] {
+		assert.NotContains(t, []string{"GET /metrics", "GET /healthz"}, s.Name())
+	}
 }
 
 func names(spans []sdktrace.ReadOnlySpan) []string {
@@ -199,4 +233,34 @@ func names(spans []sdktrace.ReadOnlySpan) []string {
 		out = append(out, s.Name())
 	}
 	return out
+}
+
+// Server spans are named by route, never by a path a client chose, and
+// the resource follows OTEL_SERVICE_NAME.
+func TestSpanNamesAndResource(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "payments-eu")
+	rec := tracetest.NewSpanRecorder()
+	cfg := testConfig(t)
+	cfg.TraceProcessor = rec
+	ts := startService(t, cfg)
+	r := ts.pay(t, "cust_n", 3, nil)
+	require.Equal(t, http.StatusOK, r.Code)
+	ts.do(t, http.MethodGet, "/payment/"+r.str("transaction_id"), nil)
+	ts.do(t, http.MethodGet, "/no/such/path/12345", nil)
+	routes := map[string]string{}
+	for _, s := range rec.Ended() {
+		if s.SpanKind() != trace.SpanKindServer {
+			continue
+		}
+		route := ""
+		for _, kv := range s.Attributes() {
+			if kv.Key == "http.route" {
+				route = kv.Value.AsString()
+			}
+		}
+		routes[s.Name()] = route
+		name, _ := s.Resource().Set().Value("service.name")
+		assert.Equal(t, "payments-eu", name.AsString())
+	}
+	assert.Equal(t, map[string]string{"POST /payment": "/payment", "GET /payment/{id}": "/payment/{id}", "GET": ""}, routes)
 }

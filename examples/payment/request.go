@@ -1,16 +1,18 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 )
 
 // PaymentRequest is the body of POST /payment.
@@ -85,110 +87,33 @@ const (
 	maxMetadataValue = 500
 )
 
-// requestError is a client error: an HTTP status, a code, the field at
-// fault and a message naming it.
-type requestError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
-}
-
-func (e *requestError) Error() string { return e.Message }
+// requestError is every error answer: the examples' shared error schema,
+// {"error": {"code", "message", "field", "details"}}.
+type requestError = httpapi.Error
 
 func invalid(field, format string, args ...any) *requestError {
-	return &requestError{Status: http.StatusBadRequest, Code: "invalid_request", Field: field, Message: fmt.Sprintf(format, args...)}
+	return httpapi.Invalid(field, format, args...)
 }
 
-// decodePayment reads and validates a POST /payment request. It returns the
-// raw body too, which idempotency fingerprints.
-func decodePayment(w http.ResponseWriter, r *http.Request) (Payment, []byte, error) {
-	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
-		return Payment{}, nil, err
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+// decodePayment reads and validates a POST /payment request.
+func decodePayment(w http.ResponseWriter, r *http.Request) (Payment, error) {
+	body, err := httpapi.ReadBody(w, r, maxBody)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return Payment{}, nil, &requestError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
-				Message: fmt.Sprintf("request body is larger than %d bytes", maxBody)}
-		}
-		return Payment{}, nil, &requestError{Status: http.StatusBadRequest, Code: "invalid_request", Message: "could not read the request body"}
+		return Payment{}, err
 	}
-	p, err := parsePayment(body)
-	return p, body, err
+	return parsePayment(body)
 }
 
-func checkContentType(ct string) error {
-	if ct == "" {
-		return &requestError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "Content-Type must be application/json"}
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
-		return &requestError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
-			Message: fmt.Sprintf("Content-Type %q is not application/json", ct)}
-	}
-	return nil
-}
-
-// parsePayment decodes and validates a request body.
+// parsePayment decodes and validates a request body, strictly: a key sent
+// twice, a key spelled in another case than the field's, an unknown key, a
+// value of the wrong type or anything after the object is a 400 naming the
+// key.
 func parsePayment(body []byte) (Payment, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
 	var req PaymentRequest
-	if err := dec.Decode(&req); err != nil {
-		return Payment{}, jsonError(err)
-	}
-	if dec.More() {
-		return Payment{}, invalid("", "request body holds more than one JSON value")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Payment{}, invalid("", "request body holds more than one JSON value")
+	if err := httpapi.Decode(body, &req); err != nil {
+		return Payment{}, err
 	}
 	return req.validate()
-}
-
-func jsonError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	var reqErr *requestError
-	switch {
-	case errors.As(err, &reqErr):
-		return reqErr
-	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		return invalid(field, "%s must be %s, not a JSON %s", orBody(field), jsonKind(typeErr.Type.Kind().String(), field), typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return invalid("", "malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
-	case errors.Is(err, io.EOF):
-		return invalid("", "request body is empty")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return invalid("", "malformed JSON: unexpected end of input")
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return invalid(field, "unknown field %q", field)
-	}
-	return invalid("", "malformed JSON: %v", err)
-}
-
-func orBody(field string) string {
-	if field == "" {
-		return "the request body"
-	}
-	return field
-}
-
-func jsonKind(kind, field string) string {
-	switch {
-	case kind == "string":
-		return "a string"
-	case kind == "map", kind == "struct", kind == "ptr":
-		return "an object"
-	case kind == "float64":
-		return "a number"
-	}
-	return "a " + kind
 }
 
 func (req *PaymentRequest) validate() (Payment, error) {
@@ -250,6 +175,9 @@ func (req *PaymentRequest) validate() (Payment, error) {
 	return p, nil
 }
 
+// checkID accepts an ID that is also a valid NATS subject token sequence
+// and key-value key (the customer state keys on it): letters, digits, '_',
+// '-' and '.', where a '.' separates two non-empty parts.
 func checkID(field, v string) error {
 	if v == "" {
 		return invalid(field, "%s is required", field)
@@ -262,6 +190,9 @@ func checkID(field, v string) error {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
 			return invalid(field, "%s %q may hold only letters, digits, '_', '-' and '.'", field, clip(v))
 		}
+	}
+	if v[0] == '.' || v[len(v)-1] == '.' || strings.Contains(v, "..") {
+		return invalid(field, "%s %q may not begin or end with '.' nor hold \"..\"", field, clip(v))
 	}
 	return nil
 }
@@ -276,7 +207,9 @@ func isAlpha(s string) bool {
 }
 
 // parseAmount parses a JSON number exactly: the amount in minor units of a
-// currency with the given number of decimal places, and as a float.
+// currency with the given number of decimal places, and as a float. Any
+// spelling of a value is accepted (10, 10.00, 1e1, 1000e-2): what counts is
+// the value's own decimal places.
 func parseAmount(s string, digits int) (int64, float64, error) {
 	if strings.HasPrefix(s, "-") {
 		return 0, 0, errors.New("must be greater than zero")
@@ -289,32 +222,32 @@ func parseAmount(s string, digits int) (int64, float64, error) {
 		}
 		mant, exp = s[:i], e
 	}
+	// The value is the digit string d × 10^exp, d without leading or
+	// trailing zeros.
 	intPart, frac, _ := strings.Cut(mant, ".")
-	frac = strings.TrimRight(frac, "0")
-	decimals := len(frac) - exp
-	if decimals > digits {
+	d := intPart + frac
+	exp -= len(frac)
+	d = strings.TrimLeft(d, "0")
+	for len(d) > 0 && d[len(d)-1] == '0' {
+		d = d[:len(d)-1]
+		exp++
+	}
+	if d == "" {
+		return 0, 0, errors.New("must be greater than zero")
+	}
+	if -exp > digits {
 		return 0, 0, fmt.Errorf("has more than %d decimal places", digits)
 	}
-	// The value is (intPart.frac) × 10^exp; in minor units it is the digit
-	// string intPart+frac shifted by digits+exp-len(frac) places.
-	all := strings.TrimLeft(intPart+frac, "0")
-	shift := digits + exp - len(frac)
-	if len(all)+shift > 18 {
+	shift := digits + exp // ≥ 0: the places d moves left in minor units
+	if len(d)+shift > 18 {
 		return 0, 0, fmt.Errorf("is larger than %g", float64(maxAmount))
 	}
-	var minor int64
-	if all != "" {
-		v, err := strconv.ParseInt(all, 10, 64)
-		if err != nil {
-			return 0, 0, errors.New("is not a number")
-		}
-		minor = v
+	minor, err := strconv.ParseInt(d, 10, 64)
+	if err != nil {
+		return 0, 0, errors.New("is not a number")
 	}
 	for range shift {
 		minor *= 10
-	}
-	if minor <= 0 {
-		return 0, 0, errors.New("must be greater than zero")
 	}
 	amount := float64(minor) / math.Pow10(digits)
 	if amount > maxAmount {
@@ -329,4 +262,38 @@ func clip(s string) string {
 		return s[:40] + "…"
 	}
 	return s
+}
+
+// fingerprint identifies what a request asks for, from its parsed fields,
+// so that the same payment sent with other spacing, key order or number
+// spelling (10, 10.0, 1e1) is the same request to an idempotency key.
+func (p *Payment) fingerprint() string {
+	h := sha256.New()
+	field := func(s string) {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(p.CustomerID)
+	field(p.MerchantID)
+	field(p.Currency)
+	field(strconv.FormatInt(p.Minor, 10))
+	field(p.Country)
+	if p.HasCoords {
+		field(strconv.FormatFloat(p.Lat, 'g', -1, 64) + "," + strconv.FormatFloat(p.Lon, 'g', -1, 64))
+	} else {
+		field("")
+	}
+	keys := make([]string, 0, len(p.Metadata))
+	for k := range p.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	field(strconv.Itoa(len(keys)))
+	for _, k := range keys {
+		field(k)
+		field(p.Metadata[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

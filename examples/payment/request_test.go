@@ -29,6 +29,12 @@ func TestParsePaymentValid(t *testing.T) {
 		`{"amount": 12.5000, "customer_id": "c", "currency": "EUR", "merchant_id": "m"}`:    1250,
 		`{"amount": 1.5E-1, "customer_id": "c", "currency": "EUR", "merchant_id": "m"}`:     15,
 		`{"amount": 1000000000, "customer_id": "c", "currency": "EUR", "merchant_id": "m"}`: 100000000000,
+		`{"amount": 1000e-4, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`:    10,
+		`{"amount": 0.10, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`:       10,
+		`{"amount": 1.50E1, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`:     1500,
+		`{"amount": 0.0001e4, "customer_id": "c", "currency": "JPY", "merchant_id": "m"}`:   1,
+		`{"amount": 120e-1, "customer_id": "c", "currency": "JPY", "merchant_id": "m"}`:     12,
+		`{"amount": 1, "customer_id": "a.b-c_D", "currency": "USD", "merchant_id": "m.1"}`:  100,
 	} {
 		p, err := parsePayment([]byte(body))
 		require.NoError(t, err, body)
@@ -73,6 +79,16 @@ func TestParsePaymentInvalid(t *testing.T) {
 		{"latitude range", `{"amount": 1, "location": {"latitude": 91, "longitude": 0}, ` + base + `}`, "location.latitude", "outside [-90, 90]"},
 		{"longitude range", `{"amount": 1, "location": {"latitude": 0, "longitude": -181}, ` + base + `}`, "location.longitude", "outside [-180, 180]"},
 		{"country", `{"amount": 1, "location": {"country": "USA"}, ` + base + `}`, "location.country", "not an ISO 3166"},
+		{"amount twice", `{"amount": 1, "amount": 7, ` + base + `}`, "amount", `key "amount" appears twice`},
+		{"amount mis-cased", `{"amount": 1, "Amount": 7, ` + base + `}`, "Amount", `key "Amount" must be spelled "amount"`},
+		{"customer mis-cased", `{"amount": 1, "Customer_ID": "c", "currency": "USD", "merchant_id": "m"}`, "Customer_ID", `must be spelled "customer_id"`},
+		{"nested twice", `{"amount": 1, "location": {"country": "DE", "country": "FR"}, ` + base + `}`, "location.country", "appears twice"},
+		{"amount tiny exponent", `{"amount": 1001e-5, ` + base + `}`, "amount", "more than 2 decimal places"},
+		{"customer trailing dot", `{"amount": 1, "customer_id": "a.", "currency": "USD", "merchant_id": "m"}`, "customer_id", "may not begin or end with '.'"},
+		{"customer leading dot", `{"amount": 1, "customer_id": ".a", "currency": "USD", "merchant_id": "m"}`, "customer_id", "may not begin or end with '.'"},
+		{"customer double dot", `{"amount": 1, "customer_id": "a..b", "currency": "USD", "merchant_id": "m"}`, "customer_id", `nor hold ".."`},
+		{"merchant double dot", `{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": "m..x"}`, "merchant_id", `nor hold ".."`},
+		{"customer wildcard", `{"amount": 1, "customer_id": "a.*", "currency": "USD", "merchant_id": "m"}`, "customer_id", "may hold only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,12 +24,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/internal/datadir"
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/heijunka/redisgcra"
 	"github.com/taipattern/taikit/jidoka"
@@ -39,19 +47,19 @@ import (
 )
 
 // Confirmation is the message a successful charge leaves on the
-// confirmation queue; the consumer posts it to the ledger.
+// confirmation queue (the outbox); the consumer posts it to the ledger and
+// marks the payment confirmed. It carries the payment as stored, so that a
+// confirmation whose payment record was lost with its process (killed
+// between the two writes) puts the record back.
 type Confirmation struct {
-	TransactionID string    `json:"transaction_id"`
-	CustomerID    string    `json:"customer_id"`
-	MerchantID    string    `json:"merchant_id"`
-	Minor         int64     `json:"amount_minor"`
-	Currency      string    `json:"currency"`
-	ChargedAt     time.Time `json:"charged_at"`
+	TransactionID string        `json:"transaction_id"`
+	CustomerID    string        `json:"customer_id"`
+	MerchantID    string        `json:"merchant_id"`
+	Minor         int64         `json:"amount_minor"`
+	Currency      string        `json:"currency"`
+	ChargedAt     time.Time     `json:"charged_at"`
+	Payment       storedPayment `json:"payment"`
 }
-
-// confirmedSubject carries the IDs of confirmed payments to every replica,
-// so GET /payment/{id} shows confirmation wherever it ran.
-const confirmedSubject = "payments.confirmed"
 
 // Service is the payment service: the pipeline and everything around it.
 type Service struct {
@@ -59,18 +67,26 @@ type Service struct {
 	log      *slog.Logger
 	pipeline *tai.Pipeline[Payment, Charge]
 
-	gateway  *SimulatedGateway
-	breaker  *jidoka.Breaker
-	line     *jidoka.Line
-	limiter  *heijunka.Keyed
-	state    CustomerState
-	idem     IdempotencyStore
-	payments *PaymentStore
+	gateway *SimulatedGateway
+	breaker *jidoka.Breaker
+	line    *jidoka.Line
+	limiter *heijunka.Keyed
+	state   CustomerState
+	idem    IdempotencyStore
+	records *PaymentRecords
+	// confirmer is the payments bucket as the confirmation consumer
+	// reaches it, on connections of its own.
+	confirmer *PaymentRecords
+	owner     string // this run, as idempotency claims name it: "instance/boot"
+	scope     string // prefix of idempotency keys: the API principal's
 
-	queue    *natsjs.Queue[Confirmation]
-	nc       *nats.Conn
-	embedded *natsembed.Server
-	rdb      *redis.Client
+	queue     *natsjs.Queue[Confirmation]
+	nc        *nats.Conn            // the queue's, and the service's own requests
+	js        jetstream.JetStream   // on nc
+	kvJS      []jetstream.JetStream // the payments' key-value traffic, each on a connection of its own
+	confirmJS []jetstream.JetStream // the confirmation consumer's, likewise
+	embedded  *natsembed.Server
+	rdb       *redis.Client
 
 	registry  *prometheus.Registry
 	stats     *kaizen.Stats
@@ -83,6 +99,13 @@ type Service struct {
 	transactions *prometheus.CounterVec
 	fraud        prometheus.Counter
 	badRequests  *prometheus.CounterVec
+	confirmed    *prometheus.CounterVec
+	fraudRules   *prometheus.CounterVec
+	storeRefused *prometheus.CounterVec
+	pendingGauge prometheus.Gauge
+	storeBytes   *prometheus.GaugeVec
+	storeLimit   *prometheus.GaugeVec
+	levels       *storeLevels
 
 	andon      *andon.Evaluator
 	board      *andon.Board
@@ -94,23 +117,45 @@ type Service struct {
 	consumer sync.WaitGroup
 	stop     context.CancelFunc // stops the consumer
 	closers  []func(context.Context) error
+	// Commits that failed after the money moved are retried in the
+	// background (commitLater) until stored or Close.
+	bg      context.Context
+	stopBG  context.CancelFunc
+	pending sync.WaitGroup
+	lock    *datadir.Lock // the data directory, held until Close
 }
 
-// NewService builds the service from cfg: NATS (embedded unless NATSURL),
+// NewService builds the service from cfg: it takes the data directory for
+// this process (datadir.Acquire), then NATS (embedded unless NATSURL),
 // Redis when RedisURL is set, the pipeline, and the confirmation consumer,
-// which starts at once. Close releases it all.
+// which starts at once. Close releases it all, the directory last.
 func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
-	s := &Service{cfg: cfg, log: log, payments: NewPaymentStore(cfg.StoreCapacity)}
+	lock, err := datadir.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return newService(ctx, cfg, log, lock)
+}
+
+// newService is NewService on a data directory already held: it owns lock
+// from here on, and releases it on Close (or when it fails).
+func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir.Lock) (*Service, error) {
+	s := &Service{cfg: cfg, log: log, lock: lock, owner: cfg.Instance + "/" + tai.NewID()[:12]}
+	s.bg, s.stopBG = context.WithCancel(context.Background())
+	if cfg.APIToken != "" {
+		sum := sha256.Sum256([]byte("payment idempotency scope\x00" + cfg.APIToken))
+		s.scope = hex.EncodeToString(sum[:8]) + ":"
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			_ = s.Close(context.Background())
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
 	if err := s.connectNATS(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openRecords(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.connectRedis(ctx); err != nil {
@@ -143,32 +188,65 @@ func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, er
 func (s *Service) connectNATS(ctx context.Context) error {
 	var err error
 	if s.cfg.NATSURL == "" {
+		// In-process only: no port, so nothing outside this process can
+		// reach it (natsembed has no credentials to give it one safely).
 		s.embedded, err = natsembed.Start(ctx, natsembed.Options{
 			StoreDir:  filepath.Join(s.cfg.DataDir, "nats"),
-			Port:      max(s.cfg.NATSPort, 0),
-			InProcess: s.cfg.NATSPort < 0,
+			InProcess: true,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded NATS: %w", err)
 		}
 		s.closers = append(s.closers, s.embedded.Shutdown)
-		s.nc, err = s.embedded.Connect(s.natsOptions()...)
-	} else {
-		s.nc, err = nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
 	}
-	if err != nil {
-		return fmt.Errorf("NATS connect: %w", err)
-	}
-	nc := s.nc
-	s.closers = append(s.closers, func(context.Context) error {
-		err := nc.FlushTimeout(5 * time.Second)
-		nc.Close()
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			err = nil
+	// One connection's writes go one at a time (an in-process one waits
+	// for the server to read each), so the key-value traffic of payments
+	// — records and idempotency keys — is spread over a few connections of
+	// its own, and the confirmation consumer's over others, apart from the
+	// queue's: confirming never holds up a payment's answer.
+	for i := range 1 + kvConns + confirmConns {
+		nc, err := s.dial()
+		if err != nil {
+			return fmt.Errorf("NATS %s: %w", s.NATSLocation(), err)
 		}
-		return err
-	})
+		s.closers = append(s.closers, func(context.Context) error {
+			err := nc.FlushTimeout(5 * time.Second)
+			nc.Close()
+			if errors.Is(err, nats.ErrConnectionClosed) {
+				err = nil
+			}
+			return err
+		})
+		if i == 0 {
+			s.nc = nc
+			continue
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		if i <= kvConns {
+			s.kvJS = append(s.kvJS, js)
+		} else {
+			s.confirmJS = append(s.confirmJS, js)
+		}
+	}
 	return nil
+}
+
+// The connections the key-value traffic of payments, and of the
+// confirmation consumer, is spread over.
+const (
+	kvConns      = 4
+	confirmConns = 2
+)
+
+// dial opens a connection to the NATS server in use.
+func (s *Service) dial() (*nats.Conn, error) {
+	if s.embedded != nil {
+		return s.embedded.Connect(s.natsOptions()...)
+	}
+	return nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
 }
 
 // natsOptions make the connection reconnect for ever (a NATS restart must
@@ -176,9 +254,6 @@ func (s *Service) connectNATS(ctx context.Context) error {
 func (s *Service) natsOptions() []nats.Option {
 	return []nats.Option{
 		nats.Name("payment " + s.cfg.Instance),
-		// This replica marks its own confirmations directly; it needs only
-		// the other replicas' on confirmedSubject.
-		nats.NoEcho(),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
@@ -198,19 +273,35 @@ func (s *Service) natsOptions() []nats.Option {
 	}
 }
 
+// openRecords opens the payments bucket, where every decided payment is
+// kept for GET /payment/{id}.
+func (s *Service) openRecords(ctx context.Context) error {
+	var err error
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return err
+	}
+	opts := RecordOptions{MaxBytes: s.cfg.PaymentsMaxBytes, MaxAge: s.cfg.PaymentsMaxAge}
+	if s.records, err = NewPaymentRecords(ctx, s.kvJS, opts); err != nil {
+		return err
+	}
+	s.confirmer, err = NewPaymentRecords(ctx, s.confirmJS, opts)
+	return err
+}
+
 func (s *Service) connectRedis(ctx context.Context) error {
 	if s.cfg.RedisURL == "" {
 		return nil
 	}
 	opts, err := redis.ParseURL(s.cfg.RedisURL)
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
+		// The error may quote the URL, password and all.
+		return fmt.Errorf("-redis-url %s is not a Redis URL", redactURL(s.cfg.RedisURL))
 	}
 	s.rdb = redis.NewClient(opts)
 	rdb := s.rdb
 	s.closers = append(s.closers, func(context.Context) error { return rdb.Close() })
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis ping: %w", err)
+		return fmt.Errorf("redis %s: %w", redactURL(s.cfg.RedisURL), err)
 	}
 	return nil
 }
@@ -220,6 +311,10 @@ func (s *Service) connectRedis(ctx context.Context) error {
 // one replica. A shared store that fails fails the payments it cannot
 // check: the fraud rules do not run blind.
 func (s *Service) customerState(ctx context.Context) error {
+	if s.cfg.State != nil {
+		s.state = s.cfg.State
+		return nil
+	}
 	mode := s.cfg.CustomerState
 	if mode == "auto" {
 		mode = "memory"
@@ -238,11 +333,11 @@ func (s *Service) customerState(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if s.state, err = NewNATSState(ctx, js, "payment_customers"); err != nil {
+		if s.state, err = NewNATSState(ctx, js, "payment_customers", s.cfg.StateMaxBytes); err != nil {
 			return err
 		}
 	default:
-		s.state = NewMemoryState()
+		s.state = NewMemoryState(s.cfg.StateMaxBytes)
 	}
 	return nil
 }
@@ -250,7 +345,8 @@ func (s *Service) customerState(ctx context.Context) error {
 // measure sets up metrics, stats, tracing and the audit trail.
 func (s *Service) measure() error {
 	s.registry = prometheus.NewRegistry()
-	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector())
 	s.transactions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payment_transaction_total", Help: "Payments answered, by status.",
 	}, []string{"status"})
@@ -263,7 +359,40 @@ func (s *Service) measure() error {
 	for _, st := range []string{StatusSuccess, StatusFraudBlocked, StatusReview, StatusFailed, StatusRateLimited} {
 		s.transactions.WithLabelValues(st)
 	}
-	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests)
+	s.confirmed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payment_confirmations_total", Help: "Confirmations handled: confirmed (the first), duplicate (already confirmed), refused (not a successful charge).",
+	}, []string{"result"})
+	s.storeRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payment_store_refused_total", Help: "Writes a bounded store refused because it held its byte limit, by store.",
+	}, []string{"store"})
+	s.pendingGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "payment_commits_pending", Help: "Charged payments whose record or confirmation is still being stored in the background.",
+	})
+	s.storeBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "payment_store_bytes", Help: "Bytes a bounded JetStream store holds, by store (read at most once a second).",
+	}, []string{"store"})
+	s.storeLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "payment_store_limit_bytes", Help: "The byte limit of a bounded JetStream store, by store.",
+	}, []string{"store"})
+	for _, r := range []string{"confirmed", "duplicate", "refused"} {
+		s.confirmed.WithLabelValues(r)
+	}
+	for _, st := range []string{"payments", "confirmations", "idempotency"} {
+		s.storeRefused.WithLabelValues(st)
+	}
+	s.fraudRules = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payment_fraud_rule_hits_total", Help: "Payments a fraud rule added to the score of, by rule, whatever the verdict.",
+	}, []string{"rule"})
+	for _, r := range []string{"blacklist", "velocity", "amount", "daily_amount", "impossible_travel"} {
+		s.fraudRules.WithLabelValues(r)
+	}
+	s.registry.MustRegister(s.fraudRules)
+	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests, s.confirmed, s.storeRefused, s.pendingGauge, s.storeBytes, s.storeLimit)
+	if m, ok := s.state.(*MemoryState); ok {
+		s.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "payment_customer_state_evicted_total", Help: "Customers the in-memory fraud state forgot to stay within its byte limit, the least recently seen first.",
+		}, func() float64 { return float64(m.Evicted()) }))
+	}
 
 	var err error
 	if s.stats, err = newStats(); err != nil {
@@ -275,7 +404,7 @@ func (s *Service) measure() error {
 	tp := s.tracing
 	s.tracer = tp.Tracer("github.com/taipattern/taikit/examples/payment")
 	s.closers = append(s.closers, tp.Shutdown)
-	s.propagate = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	s.propagate = propagation.TraceContext{}
 
 	s.auditFile, err = os.OpenFile(filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
@@ -332,7 +461,12 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	metrics, err := kaizenprom.NewMetrics(s.registry, kaizenprom.MetricsOptions{})
+	metrics, err := kaizenprom.NewMetrics(s.registry, kaizenprom.MetricsOptions{
+		// A payment takes well under a millisecond when nothing waits:
+		// buckets from 50 µs, and a native histogram for any resolution.
+		Buckets:                     durationBuckets(),
+		NativeHistogramBucketFactor: 1.1,
+	})
 	if err != nil {
 		return err
 	}
@@ -350,8 +484,14 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	if err := hc.AddKeyed(s.limiter); err != nil {
 		return err
 	}
+	s.levels = &storeLevels{
+		js:       s.js,
+		stores:   []boundedStore{{"payments", "KV_payments"}, {"confirmations", confirmStream}},
+		interval: time.Second,
+		bytes:    s.storeBytes, limit: s.storeLimit, refused: s.storeRefused,
+	}
 	s.pipeline, err = tai.New[Payment, Charge](fraud, tai.ActionFunc[Payment, Charge](s.charge),
-		tai.WithGates(hc.Gate(customerGate{s.limiter, s.cfg.now}), s.line),
+		tai.WithGates(storeGate{s.levels}, hc.Gate(customerGate{s.limiter, s.cfg.now}), s.line),
 		tai.WithGuards(s.breaker),
 		tai.WithObservers(metrics, s.stats, s.audit),
 		tai.WithTracer(metrics.Tracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing}))),
@@ -361,97 +501,99 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	return err
 }
 
+// idempotencyStore opens where idempotency keys live: JetStream (the
+// default; through restarts and across replicas) or, when asked for, this
+// process's memory, which forgets them on restart.
 func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error) {
-	mode := s.cfg.Idempotency
-	if mode == "auto" {
-		mode = "memory"
-		if s.cfg.NATSURL != "" {
-			mode = "nats"
-		}
+	if s.cfg.Idempotency == "memory" {
+		s.log.Warn("idempotency keys are kept in memory: a restart forgets them, and a request retried after it charges again")
+		return NewMemoryIdempotency(s.cfg.IdemMaxBytes, s.cfg.now), nil
 	}
-	if mode == "memory" {
-		return NewMemoryIdempotency(s.cfg.now), nil
-	}
-	js, err := jetstream.New(s.nc)
-	if err != nil {
-		return nil, err
-	}
-	return NewNATSIdempotency(ctx, js, "payment_idempotency", 1, s.cfg.now)
+	return NewNATSIdempotency(ctx, s.kvJS, IdemOptions{MaxBytes: s.cfg.IdemMaxBytes}, s.cfg.now)
 }
 
 // charge is the action: the gateway call, then the bookkeeping of a
 // successful charge. Only the gateway's answer decides the outcome (and
-// what the breaker counts): once money has moved, a failure to book it
-// is logged, not returned.
+// what the breaker counts): once money has moved, a failure to book the
+// day's spend is logged, not returned. The payment's record and its
+// confirmation are stored by the caller (commit), which has the answer.
 func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, error) {
 	p := &sig.Payload
+	if sent, ok := ctx.Value(gatewayCallKey{}).(*gatewayCall); ok {
+		sent.Store(true)
+	}
 	gr, err := s.gateway.Charge(ctx, sig.ID, *p)
 	if err != nil {
 		return Charge{}, err
 	}
-	now := s.cfg.now()
-	if err := s.state.AddSpend(ctx, p.CustomerID, p.Currency, p.Minor, now); err != nil {
+	if err := s.state.AddSpend(ctx, p.CustomerID, p.Currency, p.Minor, s.cfg.now()); err != nil {
 		s.log.Error("daily spend not recorded", "transaction_id", sig.ID, "err", err)
 	}
-	msg := kanban.Message[Confirmation]{ID: sig.ID, Key: p.CustomerID, Payload: Confirmation{
-		TransactionID: sig.ID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,
-		Minor: p.Minor, Currency: p.Currency, ChargedAt: now,
-	}}
-	// The money has moved: a client that hangs up now must not cancel
-	// the confirmation.
-	s.publishConfirmation(context.WithoutCancel(ctx), msg)
 	return Charge{Gateway: gr}, nil
 }
 
-// publishConfirmation hands a confirmation to JetStream without waiting
-// for the stream's acknowledgement. The queue re-publishes a failed send
-// for about a minute and a half (a NATS restart costs retries, not
-// confirmations); its ID is the transaction ID, so a send repeated after
-// a lost acknowledgement is dropped by the stream's deduplication and a
-// payment is never confirmed twice. A charge waits only while
-// MaxPublishPending confirmations are unacknowledged: a stalled NATS
-// slows payments down instead of filling memory.
-func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Confirmation]) {
-	ctx, span := s.tracer.Start(ctx, "confirmations publish", trace.WithSpanKind(trace.SpanKindProducer))
+// publishConfirmation stores a charge's confirmation in the JetStream
+// queue and waits for the stream's acknowledgement. Its ID is the
+// transaction ID, so a confirmation sent again (a retried commit) within
+// the stream's deduplication window is stored once, and one that comes
+// later finds its payment confirmed already.
+func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Confirmation]) error {
+	ctx, span := s.tracer.Start(ctx, "send "+confirmStream, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(messagingAttrs("send", msg.ID)...))
 	defer span.End()
-	if err := s.queue.PublishAsync(ctx, msg); err != nil {
+	if err := s.queue.Publish(ctx, msg); err != nil {
 		span.SetStatus(codes.Error, err.Error())
-		s.log.Error("confirmation not queued", "transaction_id", msg.ID, "err", err)
+		return storeError("confirmations", err)
 	}
+	return nil
+}
+
+// confirmStream is the confirmation queue's stream.
+const confirmStream = "PAYMENT_CONFIRMATIONS"
+
+// boundConfirmations limits the confirmation stream by bytes and age,
+// which natsjs.Options cannot say: it refuses new confirmations beyond
+// ConfirmMaxBytes (the storage gate refuses payments before that), and
+// drops one left unprocessed for as long as payments are kept.
+func (s *Service) boundConfirmations(ctx context.Context) error {
+	st, err := s.js.Stream(ctx, confirmStream)
+	if err != nil {
+		return fmt.Errorf("confirmation stream: %w", err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.MaxBytes == s.cfg.ConfirmMaxBytes && cfg.MaxAge == s.cfg.PaymentsMaxAge {
+		return nil
+	}
+	cfg.MaxBytes, cfg.MaxAge = s.cfg.ConfirmMaxBytes, s.cfg.PaymentsMaxAge
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("confirmation stream limits: %w", err)
+	}
+	return nil
 }
 
 func (s *Service) startConsumer(ctx context.Context) error {
 	var err error
 	s.queue, err = natsjs.New[Confirmation](ctx, s.nc, natsjs.Options{
-		Stream: "PAYMENT_CONFIRMATIONS",
+		Stream: confirmStream,
 		// Room for a backlog of minutes at full speed: under a burst the
 		// consumer falls behind, and confirmations wait rather than fail.
 		Capacity:         5_000_000,
 		Durable:          "confirmer",
 		DeadLetterStream: "PAYMENT_CONFIRMATIONS_DEAD",
-		Propagator:       kanbanotel.New(s.propagate),
-		Logger:           s.log,
-		// Confirmations are published without waiting (PublishAsync); up
-		// to 100,000 may await their acknowledgement, as many as a few
-		// seconds of payments at full speed.
-		MaxPublishPending: 100_000,
-		// A send stuck on a NATS restart gives up soon and goes round
-		// again: 25 attempts, 2s each at most, with waits from 50ms
-		// doubling to 2s, re-publish for about a minute and a half, within
-		// the stream's 2-minute deduplication window.
-		PublishTimeout: 2 * time.Second,
-		AsyncAttempts:  25,
-		AsyncRetryWait: 50 * time.Millisecond,
+		// The W3C trace context alone: a caller's baggage stays out of
+		// the messages.
+		Propagator: kanbanotel.TraceContext(),
+		Logger:     s.log,
 		// Confirming is quick, and long handlers keep their lease anyway:
 		// a short AckWait means acknowledgements lost in a NATS restart
 		// hold their WIP slots for seconds, not half a minute.
 		AckWait: 5 * time.Second,
-		OnPublishError: func(id string, err error) {
-			s.log.Error("confirmation publish failed", "transaction_id", id, "err", err)
-		},
 	})
 	if err != nil {
 		return fmt.Errorf("confirmation queue: %w", err)
+	}
+	if err := s.boundConfirmations(ctx); err != nil {
+		return err
 	}
 	kc, err := kaizenprom.NewKanbanCollector(s.registry, kaizenprom.CollectorOptions{})
 	if err != nil {
@@ -460,14 +602,6 @@ func (s *Service) startConsumer(ctx context.Context) error {
 	if err := kc.AddQueue("confirmations", s.queue); err != nil {
 		return err
 	}
-	sub, err := s.nc.Subscribe(confirmedSubject, func(m *nats.Msg) {
-		s.payments.Confirm(string(m.Data), s.cfg.now())
-	})
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, func(context.Context) error { return sub.Unsubscribe() })
-
 	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.consumer.Add(1)
@@ -487,16 +621,31 @@ func (s *Service) startConsumer(ctx context.Context) error {
 }
 
 // confirm handles one confirmation: it posts the payment to the ledger
-// (here: marks it confirmed) and tells every replica.
+// (here: marks its record confirmed, once, by compare-and-set). Only a
+// successful charge is confirmed; anything else is dead-lettered.
 func (s *Service) confirm(ctx context.Context, d kanban.Delivery[Confirmation]) error {
-	_, span := s.tracer.Start(ctx, "confirmations process", trace.WithSpanKind(trace.SpanKindConsumer))
+	ctx, span := s.tracer.Start(ctx, "process "+confirmStream, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(append(messagingAttrs("process", d.ID),
+			attribute.String("messaging.consumer.group.name", "confirmer"), attribute.Int("messaging.delivery.attempt", d.Attempt))...))
 	defer span.End()
 	c := d.Payload
 	if c.TransactionID == "" || c.TransactionID != d.ID {
 		return kanban.Permanent(fmt.Errorf("confirmation %q names transaction %q", d.ID, c.TransactionID))
 	}
-	s.payments.Confirm(c.TransactionID, s.cfg.now())
-	return s.nc.Publish(confirmedSubject, []byte(c.TransactionID))
+	first, err := s.confirmer.Confirm(ctx, c.TransactionID, s.cfg.now(), c.Payment)
+	switch {
+	case errors.Is(err, ErrNotCharged):
+		s.confirmed.WithLabelValues("refused").Inc()
+		return kanban.Permanent(err)
+	case err != nil:
+		span.SetStatus(codes.Error, err.Error())
+		return err
+	case first:
+		s.confirmed.WithLabelValues("confirmed").Inc()
+	default:
+		s.confirmed.WithLabelValues("duplicate").Inc()
+	}
+	return nil
 }
 
 // newStats keeps the rolling windows the alerts and /kaizen read.
@@ -550,21 +699,45 @@ func publicHostPort(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// Handler returns the service's HTTP API.
+// Handler returns the service's HTTP API. With an API token, the payment
+// API needs it; the admin API needs the admin token and is off without
+// one; metrics, statistics and health are open. A request for a Host not
+// allowed gets 421, an unknown route or method a JSON 404 or 405.
 func (s *Service) Handler() http.Handler {
+	tokens := httpapi.Tokens{API: s.cfg.APIToken, Admin: s.cfg.AdminToken}
+	reject := func(_ *http.Request, e *httpapi.Error) {
+		s.badRequests.WithLabelValues(strconv.Itoa(e.Status)).Inc()
+	}
+	api := func(h http.HandlerFunc) http.Handler { return tokens.RequireAPI(h, reject) }
+	admin := func(h http.HandlerFunc) http.Handler { return tokens.RequireAdmin(h, reject) }
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /payment", s.requireToken(s.handlePayment))
-	mux.HandleFunc("GET /payment/{id}", s.handleGetPayment)
-	mux.HandleFunc("GET /admin/gateway", s.adminOnly(s.handleGatewayAdmin))
-	mux.HandleFunc("POST /admin/gateway", s.adminOnly(s.handleGatewayAdmin))
+	mux.Handle("POST /payment", api(s.handlePayment))
+	mux.Handle("GET /payment/{id}", api(s.handleGetPayment))
+	mux.Handle("GET /admin/gateway", admin(s.handleGatewayAdmin))
+	mux.Handle("POST /admin/gateway", admin(s.handleGatewayAdmin))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.Handle("GET /kaizen", s.stats)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	health := func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	}
+	mux.HandleFunc("GET /health", health)
+	mux.HandleFunc("GET /healthz", health)
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("/andon/", s.boardAuth(s.board))
-	return s.traceHTTP(mux)
+	mux.Handle("/andon/", s.boardHandler())
+	return s.traceHTTP(mux, httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)))
+}
+
+// ConfigureServer sets srv up for the service: the board's event streams
+// end as soon as srv begins to shut down (they would hold its Shutdown
+// until their clients left).
+func (s *Service) ConfigureServer(srv *http.Server) {
+	srv.RegisterOnShutdown(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.board.Shutdown(ctx); err != nil {
+			s.log.Warn("board event streams still open", "err", err)
+		}
+	})
 }
 
 func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) {
@@ -621,6 +794,14 @@ func (s *Service) Close(ctx context.Context) error {
 	if s.andon != nil {
 		errs = append(errs, s.andon.Shutdown(ctx))
 	}
+	// Commits still retrying in the background get until ctx ends.
+	if s.stopBG != nil {
+		if err := waitCtx(ctx, &s.pending); err != nil {
+			s.log.Error("payments charged but not yet recorded at shutdown; their idempotency keys stay claimed", "err", err)
+		}
+		s.stopBG()
+		s.pending.Wait()
+	}
 	if s.stop != nil {
 		s.stop()
 		s.consumer.Wait()
@@ -637,17 +818,71 @@ func (s *Service) Close(ctx context.Context) error {
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		errs = append(errs, s.closers[i](ctx))
 	}
+	// Last: nothing of this process touches the directory any more.
+	errs = append(errs, s.lock.Release())
 	return errors.Join(errs...)
 }
 
-// NATSURL returns the NATS server in use: the configured one, or the
-// embedded server's loopback URL ("" when it listens on no port).
-func (s *Service) NATSURL() string {
+// NATSLocation says which NATS server is in use, for the log: the
+// configured URL without its credentials, or "embedded (in-process)".
+func (s *Service) NATSLocation() string {
 	if s.embedded != nil {
-		if s.cfg.NATSPort < 0 {
-			return ""
-		}
-		return s.embedded.ClientURL()
+		return "embedded (in-process)"
 	}
-	return s.cfg.NATSURL
+	return redactURL(s.cfg.NATSURL)
+}
+
+// redactURL hides a URL's password (and a user name alone, which a token
+// is in a nats:// URL); a string that is not a URL is hidden whole.
+func redactURL(raw string) string {
+	var out []string
+	for _, one := range strings.Split(raw, ",") { // NATS takes a list
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil {
+			out = append(out, "(unparsable URL)")
+			continue
+		}
+		if u.User != nil {
+			if _, hasPass := u.User.Password(); hasPass {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx")
+			}
+		}
+		out = append(out, u.String())
+	}
+	return strings.Join(out, ",")
+}
+
+// waitCtx waits for wg until ctx ends.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// messagingAttrs are the OpenTelemetry messaging attributes of a
+// confirmation's send or processing.
+func messagingAttrs(operation, id string) []attribute.KeyValue {
+	return []attribute.KeyValue{
+		attribute.String("messaging.system", "nats"),
+		attribute.String("messaging.destination.name", confirmStream),
+		attribute.String("messaging.operation.type", operation),
+		attribute.String("messaging.operation.name", operation),
+		attribute.String("messaging.message.id", id),
+	}
+}
+
+// durationBuckets are the duration histogram's bounds in seconds: from
+// 50 µs, about 2.5 times apart, to 30 s.
+func durationBuckets() []float64 {
+	return []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 }

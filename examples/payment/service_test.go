@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ func TestFraudRules(t *testing.T) {
 		assert.GreaterOrEqual(t, r.Body["fraud_score"], 0.5)
 		assert.Contains(t, string(r.Raw), reason)
 		assert.Nil(t, r.Body["gateway_response"])
+		assert.Equal(t, "fraud_blocked", r.errField("code"))
 	}
 	t.Run("blacklisted customer", func(t *testing.T) {
 		blocked(t, ts.pay(t, "cust_bad", 10, nil), "customer is blacklisted")
@@ -54,29 +56,51 @@ func TestFraudRules(t *testing.T) {
 		r := ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 10, "customer_id": "c1", "currency": "USD", "merchant_id": "merc_bad"})
 		blocked(t, r, "merchant is blacklisted")
 	})
+	t.Run("blacklisted customer scores 1", func(t *testing.T) {
+		r := ts.pay(t, "cust_bad", 10, nil)
+		assert.Equal(t, 1.0, r.Body["fraud_score"])
+	})
 	t.Run("blacklisted country", func(t *testing.T) {
 		blocked(t, ts.pay(t, "c2", 10, map[string]any{"location": map[string]any{"country": "kp"}}), "country KP is blacklisted")
 	})
-	t.Run("high amount", func(t *testing.T) {
-		blocked(t, ts.pay(t, "c3", 5000.01, nil), "amount 5000.01 over 5000.00")
-	})
-	t.Run("amount near the limit is held for review", func(t *testing.T) {
-		r := ts.pay(t, "c4", 4500, nil)
-		require.Equal(t, http.StatusAccepted, r.Code, string(r.Raw))
-		assert.Equal(t, StatusReview, r.str("status"))
-		assert.InDelta(t, 0.3, r.Body["fraud_score"], 1e-9)
+	flagged := func(t *testing.T, r reply, score float64, reasons ...string) {
+		t.Helper()
+		require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+		assert.Equal(t, StatusSuccess, r.str("status"), "flagged, and charged")
+		assert.InDelta(t, score, r.Body["fraud_score"], 1e-9)
+		for _, reason := range reasons {
+			assert.Contains(t, string(r.Raw), reason)
+		}
+	}
+	t.Run("amount", func(t *testing.T) {
+		flagged(t, ts.pay(t, "a1", 4000, nil), 0)
+		flagged(t, ts.pay(t, "a2", 4000.01, nil), 0.15, "amount 4000.01 near the 5000.00 limit")
+		flagged(t, ts.pay(t, "a3", 5000, nil), 0.15, "near the 5000.00 limit")
+		flagged(t, ts.pay(t, "a4", 5000.01, nil), 0.4, "amount 5000.01 over 5000.00", "5000.01 USD today would exceed 5000.00")
+		flagged(t, ts.pay(t, "a5", 20000, nil), 0.4, "amount 20000.00 over 5000.00")
+		blocked(t, ts.pay(t, "a6", 20000.01, nil), "amount 20000.01 over four times the 5000.00 limit")
 	})
 	t.Run("daily amount", func(t *testing.T) {
 		for range 2 {
 			require.Equal(t, StatusSuccess, ts.pay(t, "c5", 2000, nil).str("status"))
 		}
-		blocked(t, ts.pay(t, "c5", 1500, nil), "5500.00 USD today would exceed 5000.00")
+		flagged(t, ts.pay(t, "c5", 1000, nil), 0, "") // exactly 5000.00 today
+		flagged(t, ts.pay(t, "c5", 0.01, nil), 0.1, "5000.01 USD today would exceed 5000.00")
 		// Another currency has a budget of its own, and the next day a
 		// new one.
 		r := ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 1500, "customer_id": "c5", "currency": "EUR", "merchant_id": "m"})
-		assert.Equal(t, StatusSuccess, r.str("status"))
+		flagged(t, r, 0)
 		clock.Advance(24 * time.Hour)
-		assert.Equal(t, StatusSuccess, ts.pay(t, "c5", 1500, nil).str("status"))
+		flagged(t, ts.pay(t, "c5", 1500, nil), 0)
+	})
+	t.Run("two flags block", func(t *testing.T) {
+		berlin := map[string]any{"location": map[string]any{"latitude": 52.52, "longitude": 13.405}}
+		warsaw := map[string]any{"location": map[string]any{"latitude": 52.2297, "longitude": 21.0122}}
+		flagged(t, ts.pay(t, "c8", 10, berlin), 0)
+		clock.Advance(time.Hour) // 517 km in an hour: fast, not impossible
+		r := ts.pay(t, "c8", 6000, warsaw)
+		blocked(t, r, "over 5000.00")
+		assert.InDelta(t, 0.7, r.Body["fraud_score"], 1e-9, "0.3 amount, 0.1 daily, 0.3 travel")
 	})
 	t.Run("velocity", func(t *testing.T) {
 		for i := range 5 {
@@ -122,7 +146,8 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		r := ts.pay(t, fmt.Sprintf("b%d", i), 10, nil)
 		require.Equal(t, http.StatusBadGateway, r.Code, string(r.Raw))
 		assert.Equal(t, StatusFailed, r.str("status"))
-		assert.Equal(t, "payment gateway failed", r.str("error"))
+		assert.Equal(t, "payment gateway failed", r.errField("message"))
+		assert.Equal(t, "gateway_failed", r.errField("code"))
 	}
 	assert.EqualValues(t, 5, ts.gateway.Calls())
 	assert.Equal(t, "open", ts.breaker.State().String())
@@ -135,7 +160,8 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		retry, err := strconv.Atoi(r.Header.Get("Retry-After"))
 		require.NoError(t, err)
 		assert.True(t, retry == 1 || retry == 2, "Retry-After %d: the open period left, rounded up to whole seconds", retry)
-		assert.Contains(t, r.str("error"), "circuit open")
+		assert.Contains(t, r.errField("message"), "circuit open")
+		assert.Equal(t, "gateway_unavailable", r.errField("code"))
 	}
 	assert.EqualValues(t, 5, ts.gateway.Calls(), "no gateway call while open")
 
@@ -207,12 +233,16 @@ func TestIdempotency(t *testing.T) {
 	assert.Equal(t, http.StatusUnprocessableEntity, other.Code)
 	assert.Equal(t, "idempotency_key_reused", other.errField("code"))
 
-	// A failed payment is replayed as failed too (Stripe keeps results).
+	// A payment the gateway declined moved no money: the key is released
+	// and the retry charges.
 	require.NoError(t, ts.gateway.Set(1, 0))
 	failed := ts.pay(t, "cust_j", 5, nil, "Idempotency-Key", "order-2")
 	require.Equal(t, http.StatusBadGateway, failed.Code)
 	require.NoError(t, ts.gateway.Set(0, 0))
-	assert.Equal(t, failed.Raw, ts.pay(t, "cust_j", 5, nil, "Idempotency-Key", "order-2").Raw)
+	retried := ts.pay(t, "cust_j", 5, nil, "Idempotency-Key", "order-2")
+	assert.Equal(t, http.StatusOK, retried.Code, string(retried.Raw))
+	assert.Empty(t, retried.Header.Get("Idempotent-Replayed"))
+	assert.EqualValues(t, 3, ts.gateway.Calls())
 
 	// Keys expire after a day.
 	ts.clock.Advance(25 * time.Hour)
@@ -294,6 +324,12 @@ func TestBadInput(t *testing.T) {
 	t.Run("method", func(t *testing.T) {
 		r := ts.do(t, http.MethodPut, "/payment", valid, auth...)
 		assert.Equal(t, http.StatusMethodNotAllowed, r.Code)
+		assert.Equal(t, "method_not_allowed", r.errField("code"), "JSON in the error schema: %s", r.Raw)
+	})
+	t.Run("no route", func(t *testing.T) {
+		r := ts.do(t, http.MethodGet, "/payments", nil, auth...)
+		assert.Equal(t, http.StatusNotFound, r.Code)
+		assert.Equal(t, "not_found", r.errField("code"), "JSON in the error schema: %s", r.Raw)
 	})
 	assert.Zero(t, ts.gateway.Calls(), "nothing was charged")
 	ok := ts.do(t, http.MethodPost, "/payment", valid, auth...)
@@ -326,8 +362,45 @@ func TestHealthAndReady(t *testing.T) {
 	ts.line.Stop("maintenance")
 	r := ts.pay(t, "cust_l", 1, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, r.Code)
-	assert.Contains(t, r.str("error"), "stopped")
+	assert.Contains(t, r.errField("message"), "stopped")
 	ts.line.Start()
 	assert.Equal(t, http.StatusOK, ts.pay(t, "cust_l", 1, nil).Code)
 	_ = context.Background()
+}
+
+// IDs that NATS cannot take as subjects or keys are client errors: 400,
+// never a 5xx from a store that refuses them (which would feed the error
+// rate alert).
+func TestIDsInvalidForNATSAreClientErrors(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CustomerState = "nats"
+	ts := startService(t, cfg)
+	for _, id := range []string{"a.", ".a", "a..b", "a.*", "a.>", "a b", "ü"} {
+		r := ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 1, "customer_id": id, "currency": "USD", "merchant_id": "m"})
+		assert.Equal(t, http.StatusBadRequest, r.Code, "customer %q: %s", id, r.Raw)
+		assert.Equal(t, "customer_id", r.errField("field"), id)
+		r = ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": id})
+		assert.Equal(t, http.StatusBadRequest, r.Code, "merchant %q: %s", id, r.Raw)
+		g := ts.do(t, http.MethodGet, "/payment/"+url.PathEscape(id), nil)
+		assert.Equal(t, http.StatusNotFound, g.Code, "GET /payment/%s: %s", id, g.Raw)
+	}
+	ok := ts.do(t, http.MethodPost, "/payment", map[string]any{"amount": 1, "customer_id": "a.b", "currency": "USD", "merchant_id": "m.c"})
+	assert.Equal(t, http.StatusOK, ok.Code, string(ok.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls())
+}
+
+// With a review threshold, flagged payments are held instead of charged.
+func TestReviewBand(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Fraud.Review = 0.3
+	ts := startService(t, cfg)
+	r := ts.pay(t, "c4", 5000.01, nil)
+	require.Equal(t, http.StatusAccepted, r.Code, string(r.Raw))
+	assert.Equal(t, StatusReview, r.str("status"))
+	assert.InDelta(t, 0.4, r.Body["fraud_score"], 1e-9)
+	assert.Nil(t, r.Body["gateway_response"])
+	assert.Nil(t, r.Body["error"], "a hold is not an error")
+	assert.Zero(t, ts.gateway.Calls())
+	below := ts.pay(t, "c9", 4500, nil)
+	assert.Equal(t, StatusSuccess, below.str("status"), "0.15 is below the band")
 }

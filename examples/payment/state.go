@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,8 +33,13 @@ type CustomerState interface {
 // dayKey names the UTC day of t.
 func dayKey(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
-// MemoryState keeps customer state in this process. Memory is bounded: a
-// customer not seen for a day is forgotten by an incremental sweep.
+// MemoryState keeps customer state in this process, which forgets it on
+// restart. Memory is bounded twice: a customer not seen for a day is
+// forgotten by an incremental sweep, and past MaxBytes (an estimate of
+// what the records cost, map overhead included) the customers seen least
+// recently are forgotten first — approximately, as Redis does: the oldest
+// of a handful of customers picked at random. Evictions are counted
+// (Evicted).
 //
 // With millions of customers it is laid out for the garbage collector,
 // which walks every pointer of the live heap on each cycle: a customer's
@@ -42,14 +48,23 @@ func dayKey(t time.Time) string { return t.UTC().Format("2006-01-02") }
 // name and the attempts, bytes it does not scan) instead of an object, a
 // map and a string of its own.
 type MemoryState struct {
-	seed   maphash.Seed
-	shards [32]memoryShard
+	seed     maphash.Seed
+	shards   [32]memoryShard
+	shardMax int64 // bytes per shard
+	evicted  atomic.Int64
 }
 
 type memoryShard struct {
 	mu        sync.Mutex
 	customers map[string]customerRecord
+	bytes     int64
 	ops       int
+}
+
+// recordBytes estimates what a customer's record costs: the map entry and
+// its share of the map, the name, the attempts and the other currencies.
+func recordBytes(customer string, r *customerRecord) int64 {
+	return int64(192 + len(customer) + 8*cap(r.attempts) + 48*len(r.more))
 }
 
 type customerRecord struct {
@@ -71,9 +86,14 @@ type customerRecord struct {
 // count far past any velocity limit.
 const maxAttemptsKept = 256
 
-// NewMemoryState returns an empty MemoryState.
-func NewMemoryState() *MemoryState {
+// NewMemoryState returns an empty MemoryState holding about maxBytes at
+// most (0 means 256 MiB).
+func NewMemoryState(maxBytes int64) *MemoryState {
+	if maxBytes <= 0 {
+		maxBytes = 256 << 20
+	}
 	m := &MemoryState{seed: maphash.MakeSeed()}
+	m.shardMax = max(maxBytes/int64(len(m.shards)), 1)
 	for i := range m.shards {
 		m.shards[i].customers = make(map[string]customerRecord)
 	}
@@ -88,21 +108,67 @@ func (m *MemoryState) with(customer string, now time.Time, fn func(r *customerRe
 	sh := &m.shards[maphash.String(m.seed, customer)%uint64(len(m.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	r := sh.customers[customer]
+	r, known := sh.customers[customer]
+	if known {
+		sh.bytes -= recordBytes(customer, &r)
+	}
 	if n := now.UnixNano(); n > r.seen {
 		r.seen = n
 	}
 	fn(&r)
 	sh.customers[customer] = r
+	sh.bytes += recordBytes(customer, &r)
 	sh.ops++
 	if sh.ops%1024 == 0 {
 		cut := now.UnixNano() - int64(forgetAfter)
 		for k, c := range sh.customers {
 			if c.seen < cut {
+				sh.bytes -= recordBytes(k, &c)
 				delete(sh.customers, k)
 			}
 		}
 	}
+	for sh.bytes > m.shardMax && len(sh.customers) > 1 {
+		m.evictOne(sh, customer)
+	}
+}
+
+// evictOne forgets the customer seen least recently among a few picked at
+// random (Go's map order), never keep.
+func (m *MemoryState) evictOne(sh *memoryShard, keep string) {
+	var victim string
+	var oldest int64
+	found, n := false, 0
+	for k, c := range sh.customers {
+		if k != keep && (!found || c.seen < oldest) {
+			victim, oldest, found = k, c.seen, true
+		}
+		if n++; n == 8 {
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	c := sh.customers[victim]
+	sh.bytes -= recordBytes(victim, &c)
+	delete(sh.customers, victim)
+	m.evicted.Add(1)
+}
+
+// Evicted returns how many customers were forgotten to stay within the
+// byte limit.
+func (m *MemoryState) Evicted() int64 { return m.evicted.Load() }
+
+// Bytes returns the estimated size of the state.
+func (m *MemoryState) Bytes() int64 {
+	var n int64
+	for i := range m.shards {
+		m.shards[i].mu.Lock()
+		n += m.shards[i].bytes
+		m.shards[i].mu.Unlock()
+	}
+	return n
 }
 
 // dayOf numbers the UTC day of t, as dayKey names it.
@@ -189,4 +255,13 @@ func (m *MemoryState) Len() int {
 		m.shards[i].mu.Unlock()
 	}
 	return n
+}
+
+// has reports whether the customer is remembered.
+func (m *MemoryState) has(customer string) bool {
+	sh := &m.shards[maphash.String(m.seed, customer)%uint64(len(m.shards))]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	_, ok := sh.customers[customer]
+	return ok
 }

@@ -26,16 +26,35 @@ type customerEntry struct {
 	Last     *Point           `json:"last,omitempty"`
 }
 
-// NewNATSState creates (or reuses) the bucket.
-func NewNATSState(ctx context.Context, js jetstream.JetStream, bucket string) (*NATSState, error) {
+// NewNATSState creates (or reuses) the bucket, holding maxBytes at most
+// (0 means 256 MiB): beyond, the entries changed least recently are
+// dropped, so the fraud rules forget idle customers rather than refuse
+// payments.
+func NewNATSState(ctx context.Context, js jetstream.JetStream, bucket string, maxBytes int64) (*NATSState, error) {
+	if maxBytes <= 0 {
+		maxBytes = 256 << 20
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  bucket,
-		TTL:     25 * time.Hour,
-		History: 1,
-		Storage: jetstream.FileStorage,
+		Bucket:   bucket,
+		TTL:      forgetAfter,
+		History:  1,
+		MaxBytes: maxBytes,
+		Storage:  jetstream.FileStorage,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("customer state bucket %q: %w", bucket, err)
+	}
+	// A key-value bucket refuses writes when full (discard new); this
+	// one drops its oldest entries instead.
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, fmt.Errorf("customer state bucket %q: %w", bucket, err)
+	}
+	if cfg := st.CachedInfo().Config; cfg.Discard != jetstream.DiscardOld {
+		cfg.Discard = jetstream.DiscardOld
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("customer state bucket %q: %w", bucket, err)
+		}
 	}
 	return &NATSState{kv: kv}, nil
 }

@@ -11,7 +11,7 @@ import (
 )
 
 func TestMemoryStateCountsAttemptsInTheWindow(t *testing.T) {
-	s, ctx := NewMemoryState(), context.Background()
+	s, ctx := NewMemoryState(0), context.Background()
 	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	for i, want := range []int{1, 2, 3} {
 		n, err := s.Attempt(ctx, "c1", t0.Add(time.Duration(i)*10*time.Second), time.Minute)
@@ -29,7 +29,7 @@ func TestMemoryStateCountsAttemptsInTheWindow(t *testing.T) {
 }
 
 func TestMemoryStateSpendsPerCurrencyAndDay(t *testing.T) {
-	s, ctx := NewMemoryState(), context.Background()
+	s, ctx := NewMemoryState(0), context.Background()
 	day := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
 	require.NoError(t, s.AddSpend(ctx, "c", "USD", 1000, day))
 	require.NoError(t, s.AddSpend(ctx, "c", "USD", 250, day.Add(time.Hour)))
@@ -54,7 +54,7 @@ func TestMemoryStateSpendsPerCurrencyAndDay(t *testing.T) {
 }
 
 func TestMemoryStateMoves(t *testing.T) {
-	s, ctx := NewMemoryState(), context.Background()
+	s, ctx := NewMemoryState(0), context.Background()
 	at := time.Date(2026, 11, 28, 9, 0, 0, 5, time.UTC)
 	_, ok, err := s.Move(ctx, "c", Point{Lat: 1, Lon: 2, At: at})
 	require.NoError(t, err)
@@ -67,7 +67,7 @@ func TestMemoryStateMoves(t *testing.T) {
 }
 
 func TestMemoryStateForgetsIdleCustomers(t *testing.T) {
-	s, ctx := NewMemoryState(), context.Background()
+	s, ctx := NewMemoryState(0), context.Background()
 	t0 := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
 	const n = 64
 	for i := range n {

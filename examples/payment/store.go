@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"sync"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // PaymentRecord is what GET /payment/{id} returns: the response given to
@@ -14,153 +20,258 @@ type PaymentRecord struct {
 	ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
 }
 
-// PaymentStore keeps recent payments in memory, the newest Capacity of
-// them; older ones are forgotten first.
-//
-// It holds hundreds of thousands of payments at full speed, so it is laid
-// out for the garbage collector, which walks every pointer of the live
-// heap on each cycle: a payment is kept as the JSON it was answered with
-// (one pointer, to bytes the collector does not scan) and found through a
-// map keyed by the 16 bytes of its transaction ID (no pointers at all). A
-// payment kept as a PaymentResponse would cost a dozen pointers, and the
-// longer marking they take slows every request running meanwhile.
-type PaymentStore struct {
-	mu       sync.RWMutex
-	index    map[paymentKey]int32 // position in ring
-	ring     []storedPayment      // grows to capacity, then the oldest is replaced
-	next     int                  // ring position of the next payment, once full
-	capacity int
-	// early holds confirmations that arrived before their payment was
-	// stored (the consumer can be faster than the response path), as
-	// Unix nanoseconds.
-	early map[paymentKey]int64
-}
-
-// maxStoreCapacity bounds -store-capacity: the store indexes its ring with
-// int32, and a hundred million payments is tens of gigabytes already.
-const maxStoreCapacity = 100_000_000
-
-// paymentKey is a transaction ID, "txn_" and 32 hex digits, as bytes.
-type paymentKey [16]byte
-
-// keyOf returns the key of a transaction ID, or false for a string that
-// is not one (then no payment here has it).
-func keyOf(id string) (k paymentKey, ok bool) {
-	const prefix = "txn_"
-	if len(id) != len(prefix)+2*len(k) || id[:len(prefix)] != prefix {
-		return k, false
-	}
-	for i := range k {
-		hi, ok1 := lowerHex(id[len(prefix)+2*i])
-		lo, ok2 := lowerHex(id[len(prefix)+2*i+1])
-		if !ok1 || !ok2 {
-			return k, false
-		}
-		k[i] = hi<<4 | lo
-	}
-	return k, true
-}
-
-// lowerHex is the value of a lower-case hex digit, as tai.NewID writes
-// them.
-func lowerHex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
-}
-
+// storedPayment is a payment as the payments bucket keeps it: the answer
+// given (HTTP status and body) and, for a charge, when its confirmation was
+// processed.
 type storedPayment struct {
-	key         paymentKey
-	body        []byte // the PaymentResponse as answered, in JSON
-	confirmedAt int64  // Unix nanoseconds; 0 until confirmed
+	Code        int             `json:"code"`
+	Status      string          `json:"status"`
+	Response    json.RawMessage `json:"response"`
+	ConfirmedAt *time.Time      `json:"confirmed_at,omitempty"`
 }
 
-// NewPaymentStore returns a store holding up to capacity payments.
-func NewPaymentStore(capacity int) *PaymentStore {
-	return &PaymentStore{
-		index:    make(map[paymentKey]int32),
-		capacity: capacity,
-		early:    make(map[paymentKey]int64),
+// record returns what GET /payment/{id} shows of p.
+func (p storedPayment) record() (PaymentRecord, error) {
+	var rec PaymentRecord
+	if err := json.Unmarshal(p.Response, &rec.PaymentResponse); err != nil {
+		return rec, fmt.Errorf("stored payment: %w", err)
 	}
+	if p.ConfirmedAt != nil {
+		at := p.ConfirmedAt.UTC()
+		rec.Confirmed, rec.ConfirmedAt = true, &at
+	}
+	return rec, nil
 }
 
-// Put stores a payment: its transaction ID and the JSON of its
-// PaymentResponse, which the store keeps and never modifies.
-func (s *PaymentStore) Put(id string, body []byte) {
-	k, ok := keyOf(id)
-	if !ok {
-		return // not a transaction ID of this service
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.index[k]; ok {
-		return
-	}
-	p := storedPayment{key: k, body: body}
-	if at, ok := s.early[k]; ok {
-		delete(s.early, k)
-		p.confirmedAt = at
-	}
-	if len(s.ring) < s.capacity {
-		s.index[k] = int32(len(s.ring))
-		s.ring = append(s.ring, p)
-		return
-	}
-	delete(s.index, s.ring[s.next].key)
-	s.ring[s.next] = p
-	s.index[k] = int32(s.next)
-	s.next = (s.next + 1) % s.capacity
+// ErrStoreFull is returned (wrapped) when a bounded store refuses a write
+// because it holds its MaxBytes; nothing was stored.
+var ErrStoreFull = errors.New("store is full")
+
+// ErrNotCharged is returned by PaymentRecords.Confirm for a payment that
+// was not a successful charge: there is nothing to confirm.
+var ErrNotCharged = errors.New("payment was not charged")
+
+// RecordOptions bound the payments bucket.
+type RecordOptions struct {
+	Bucket   string        // "" means "payments"
+	MaxBytes int64         // the bucket's size; a payment beyond it is refused. 0 means 2 GiB.
+	MaxAge   time.Duration // how long a payment is kept. 0 means 7 days.
+	Replicas int           // JetStream replicas; 0 means 1
+	Memory   bool          // memory storage (tests only): forgets on restart
 }
 
-// Confirm marks a payment confirmed. It reports false for an ID it does not
-// hold (the payment may be held by another replica, or not stored yet).
-func (s *PaymentStore) Confirm(id string, at time.Time) bool {
-	k, ok := keyOf(id)
-	if !ok {
-		return false
+// PaymentRecords keeps every decided payment in a JetStream key-value
+// bucket (file storage), keyed by transaction ID, so GET /payment/{id}
+// finds it after a restart and at any replica. The bucket is bounded by
+// bytes and age: a payment is kept MaxAge, and a new one is refused
+// (ErrStoreFull) while the bucket holds MaxBytes — never an old one
+// dropped early, since an idempotency key may still point at it.
+type PaymentRecords struct {
+	kv *kvPool
+}
+
+// kvPool is one bucket through several JetStream contexts (connections),
+// used in turn.
+type kvPool struct {
+	kvs  []jetstream.KeyValue
+	next atomic.Uint32
+}
+
+// openPool creates (or updates) the bucket of cfg through js[0] and binds
+// it through every context.
+func openPool(ctx context.Context, js []jetstream.JetStream, cfg jetstream.KeyValueConfig) (*kvPool, error) {
+	if len(js) == 0 {
+		return nil, errors.New("no JetStream context")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i, ok := s.index[k]
-	if !ok {
-		if len(s.early) < s.capacity {
-			s.early[k] = at.UnixNano()
+	p := &kvPool{}
+	for i, j := range js {
+		var kv jetstream.KeyValue
+		var err error
+		if i == 0 {
+			kv, err = j.CreateOrUpdateKeyValue(ctx, cfg)
+		} else {
+			kv, err = j.KeyValue(ctx, cfg.Bucket)
 		}
+		if err != nil {
+			return nil, err
+		}
+		p.kvs = append(p.kvs, kv)
+	}
+	return p, nil
+}
+
+// get returns the bucket through the next context.
+func (p *kvPool) get() jetstream.KeyValue {
+	return p.kvs[int(p.next.Add(1))%len(p.kvs)]
+}
+
+// NewPaymentRecords creates (or updates) the bucket, used through js in
+// turn (one context or several).
+func NewPaymentRecords(ctx context.Context, js []jetstream.JetStream, o RecordOptions) (*PaymentRecords, error) {
+	if o.Bucket == "" {
+		o.Bucket = "payments"
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = 2 << 30
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = 7 * 24 * time.Hour
+	}
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	kv, err := openPool(ctx, js, jetstream.KeyValueConfig{
+		Bucket:   o.Bucket,
+		History:  1,
+		TTL:      o.MaxAge,
+		MaxBytes: o.MaxBytes,
+		Storage:  storage,
+		Replicas: max(o.Replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("payments bucket %q: %w", o.Bucket, err)
+	}
+	return &PaymentRecords{kv: kv}, nil
+}
+
+// isTxnID reports whether id is a transaction ID of this service, "txn_"
+// and 32 lower-case hex digits, as tai.NewID writes them. Anything else is
+// no payment here, and never reaches the store as a key.
+func isTxnID(id string) bool {
+	const prefix = "txn_"
+	if len(id) != len(prefix)+32 || !strings.HasPrefix(id, prefix) {
 		return false
 	}
-	if p := &s.ring[i]; p.confirmedAt == 0 {
-		p.confirmedAt = at.UnixNano()
+	for i := len(prefix); i < len(id); i++ {
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
 	}
 	return true
 }
 
-// Get returns a stored payment.
-func (s *PaymentStore) Get(id string) (PaymentRecord, bool) {
-	k, ok := keyOf(id)
-	if !ok {
-		return PaymentRecord{}, false
+// Create stores a new payment and waits for JetStream's acknowledgement.
+// If the payment is there already (stored by an earlier attempt, or
+// rebuilt from its confirmation) it returns the one stored, which is the
+// answer that stands; otherwise p.
+func (r *PaymentRecords) Create(ctx context.Context, id string, p storedPayment) (storedPayment, error) {
+	val, err := json.Marshal(p)
+	if err != nil {
+		return p, err
 	}
-	s.mu.RLock()
-	i, ok := s.index[k]
+	_, err = r.kv.get().Create(ctx, id, val)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		got, _, found, gErr := r.get(ctx, id)
+		if gErr != nil {
+			return p, gErr
+		}
+		if found {
+			return got, nil
+		}
+	}
+	if err != nil {
+		return p, storeError("payments", err)
+	}
+	return p, nil
+}
+
+// Get returns a stored payment; found is false for an ID it does not hold
+// (or that is not a transaction ID).
+func (r *PaymentRecords) Get(ctx context.Context, id string) (p storedPayment, found bool, err error) {
+	p, _, found, err = r.get(ctx, id)
+	return p, found, err
+}
+
+func (r *PaymentRecords) get(ctx context.Context, id string) (storedPayment, uint64, bool, error) {
 	var p storedPayment
-	if ok {
-		p = s.ring[i]
+	if !isTxnID(id) {
+		return p, 0, false, nil
 	}
-	s.mu.RUnlock()
-	if !ok {
-		return PaymentRecord{}, false
+	e, err := r.kv.get().Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return p, 0, false, nil
 	}
-	var rec PaymentRecord
-	if err := json.Unmarshal(p.body, &rec.PaymentResponse); err != nil {
-		return PaymentRecord{}, false // never: the body was encoded from a PaymentResponse
+	if err != nil {
+		return p, 0, false, fmt.Errorf("payments: %w", err)
 	}
-	if p.confirmedAt != 0 {
-		at := time.Unix(0, p.confirmedAt).UTC()
-		rec.Confirmed, rec.ConfirmedAt = true, &at
+	if err := json.Unmarshal(e.Value(), &p); err != nil {
+		return p, 0, false, fmt.Errorf("payments: stored payment %s: %w", id, err)
 	}
-	return rec, true
+	return p, e.Revision(), true, nil
+}
+
+// Confirm marks a charged payment confirmed at at, once: it reports
+// whether this call confirmed it (false when it was confirmed already).
+// A payment not stored yet — its confirmation overtook it, or the process
+// that charged it died before storing it — is stored from charged, the
+// copy its confirmation carries. A payment that is not a successful
+// charge is ErrNotCharged.
+func (r *PaymentRecords) Confirm(ctx context.Context, id string, at time.Time, charged storedPayment) (bool, error) {
+	for range 10 {
+		p, rev, found, err := r.get(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		if !found {
+			if charged.Status != StatusSuccess {
+				return false, fmt.Errorf("%w: confirmation of %s carries status %q", ErrNotCharged, id, charged.Status)
+			}
+			p = charged
+		}
+		switch {
+		case p.Status != StatusSuccess:
+			return false, fmt.Errorf("%w: %s has status %q", ErrNotCharged, id, p.Status)
+		case p.ConfirmedAt != nil:
+			return false, nil
+		}
+		at := at.UTC()
+		p.ConfirmedAt = &at
+		val, err := json.Marshal(p)
+		if err != nil {
+			return false, err
+		}
+		if !found {
+			_, err = r.kv.get().Create(ctx, id, val)
+		} else {
+			_, err = r.kv.get().Update(ctx, id, val, rev)
+		}
+		if err == nil {
+			return true, nil
+		}
+		if !isConflict(err) {
+			return false, storeError("payments", err)
+		}
+		// Changed meanwhile (stored by its request, or confirmed by
+		// another replica): read it again.
+	}
+	return false, fmt.Errorf("payments: %s changed too often to confirm", id)
+}
+
+// isConflict reports a compare-and-set that lost: the key exists, or its
+// revision moved on.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// storeError wraps err, as ErrStoreFull when JetStream refused the write
+// because the store holds its limit.
+func storeError(store string, err error) error {
+	if isFull(err) {
+		return fmt.Errorf("%s: %w (%v)", store, ErrStoreFull, err)
+	}
+	return fmt.Errorf("%s: %w", store, err)
+}
+
+// isFull reports JetStream refusing a write to a stream at its limit
+// (discard new).
+func isFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	d := apiErr.Description
+	return strings.Contains(d, "maximum bytes exceeded") || strings.Contains(d, "maximum messages exceeded")
 }

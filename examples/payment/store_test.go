@@ -1,81 +1,173 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/kanban/natsembed"
 	"github.com/taipattern/taikit/tai"
 )
 
-func storedBody(t *testing.T, id string, amount float64) []byte {
+// startJS runs an in-process NATS server with JetStream under the test's
+// temp dir and returns a JetStream context on it.
+func startJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	b, err := json.Marshal(PaymentResponse{TransactionID: id, Status: StatusSuccess, Amount: amount, Currency: "USD", Reasons: []string{"ok"}})
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: t.TempDir(), InProcess: true})
 	require.NoError(t, err)
-	return b
+	nc, err := srv.Connect()
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		nc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+	})
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return js
 }
 
-func TestPaymentStoreKeepsTheNewest(t *testing.T) {
-	s := NewPaymentStore(3)
-	ids := make([]string, 5)
-	for i := range ids {
-		ids[i] = "txn_" + tai.NewID()
-		s.Put(ids[i], storedBody(t, ids[i], float64(i)))
-	}
-	for i, id := range ids {
-		rec, ok := s.Get(id)
-		if i < 2 {
-			assert.False(t, ok, "payment %d is among the oldest, forgotten", i)
-			continue
-		}
-		require.True(t, ok, "payment %d is kept", i)
-		assert.Equal(t, id, rec.TransactionID)
-		assert.Equal(t, float64(i), rec.Amount)
-		assert.Equal(t, []string{"ok"}, rec.Reasons)
-		assert.False(t, rec.Confirmed)
-		assert.Nil(t, rec.ConfirmedAt)
-	}
-	s.Put(ids[4], storedBody(t, ids[4], 99))
-	rec, _ := s.Get(ids[4])
-	assert.Equal(t, float64(4), rec.Amount, "a payment is stored once")
+func storedOf(t *testing.T, id, status string, code int) storedPayment {
+	t.Helper()
+	b, err := json.Marshal(PaymentResponse{TransactionID: id, Status: status, Amount: 12.5, Currency: "USD", Reasons: []string{"ok"}})
+	require.NoError(t, err)
+	return storedPayment{Code: code, Status: status, Response: b}
 }
 
-func TestPaymentStoreConfirms(t *testing.T) {
-	s := NewPaymentStore(10)
-	at := time.Date(2026, 11, 28, 10, 0, 0, 123, time.UTC)
-	stored, early := "txn_"+tai.NewID(), "txn_"+tai.NewID()
-	s.Put(stored, storedBody(t, stored, 1))
-	assert.True(t, s.Confirm(stored, at))
-	assert.True(t, s.Confirm(stored, at.Add(time.Hour)), "confirming again changes nothing")
-	rec, ok := s.Get(stored)
-	require.True(t, ok)
-	assert.True(t, rec.Confirmed)
-	require.NotNil(t, rec.ConfirmedAt)
-	assert.True(t, at.Equal(*rec.ConfirmedAt), "the first confirmation counts: %v", rec.ConfirmedAt)
-
-	assert.False(t, s.Confirm(early, at), "a confirmation ahead of its payment")
-	s.Put(early, storedBody(t, early, 2))
-	rec, ok = s.Get(early)
-	require.True(t, ok)
-	assert.True(t, rec.Confirmed, "the early confirmation is applied when the payment is stored")
+func newRecords(t *testing.T, o RecordOptions) *PaymentRecords {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := NewPaymentRecords(ctx, []jetstream.JetStream{startJS(t)}, o)
+	require.NoError(t, err)
+	return r
 }
 
-func TestPaymentStoreRejectsOtherIDs(t *testing.T) {
-	s := NewPaymentStore(10)
+func TestPaymentRecordsCreateAndGet(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
 	id := "txn_" + tai.NewID()
-	s.Put(id, storedBody(t, id, 1))
-	upper := "txn_ABCDEF" + strings.Repeat("0", 26) // upper-case hex is not how IDs are written
-	for _, bad := range []string{"", "txn_", id[:len(id)-1], id + "0", "pay_" + id[4:], upper, "txn_" + id[4:35] + "g", "../" + id} {
-		_, ok := s.Get(bad)
+	first := storedOf(t, id, StatusSuccess, 200)
+	got, err := r.Create(ctx, id, first)
+	require.NoError(t, err)
+	assert.Equal(t, first, got)
+
+	p, ok, err := r.Get(ctx, id)
+	require.NoError(t, err)
+	require.True(t, ok)
+	rec, err := p.record()
+	require.NoError(t, err)
+	assert.Equal(t, id, rec.TransactionID)
+	assert.Equal(t, 12.5, rec.Amount)
+	assert.False(t, rec.Confirmed)
+	assert.Nil(t, rec.ConfirmedAt)
+
+	// A second create (a retried commit) returns what stands: the first.
+	got, err = r.Create(ctx, id, storedOf(t, id, StatusFraudBlocked, 402))
+	require.NoError(t, err)
+	assert.Equal(t, StatusSuccess, got.Status)
+	assert.Equal(t, 200, got.Code)
+}
+
+func TestPaymentRecordsConfirmOnce(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	at := time.Date(2026, 11, 28, 10, 0, 0, 123, time.UTC)
+	id := "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	_, err := r.Create(ctx, id, charged)
+	require.NoError(t, err)
+
+	first, err := r.Confirm(ctx, id, at, charged)
+	require.NoError(t, err)
+	assert.True(t, first)
+	again, err := r.Confirm(ctx, id, at.Add(time.Hour), charged)
+	require.NoError(t, err)
+	assert.False(t, again, "a second confirmation is a duplicate")
+	p, _, err := r.Get(ctx, id)
+	require.NoError(t, err)
+	rec, err := p.record()
+	require.NoError(t, err)
+	require.True(t, rec.Confirmed)
+	assert.True(t, at.Equal(*rec.ConfirmedAt), "the first confirmation counts: %v", rec.ConfirmedAt)
+}
+
+// A confirmation whose record is missing (its process died between the
+// two writes) puts the record back, confirmed; the request's own create,
+// if it comes later, finds it there.
+func TestPaymentRecordsConfirmBeforeCreate(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	id := "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	first, err := r.Confirm(ctx, id, time.Now(), charged)
+	require.NoError(t, err)
+	assert.True(t, first)
+	got, err := r.Create(ctx, id, charged)
+	require.NoError(t, err)
+	assert.NotNil(t, got.ConfirmedAt, "the stored, confirmed payment stands")
+}
+
+func TestPaymentRecordsConfirmOnlyCharges(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	held := "txn_" + tai.NewID()
+	_, err := r.Create(ctx, held, storedOf(t, held, StatusReview, 202))
+	require.NoError(t, err)
+	// Even a confirmation claiming the payment was charged does not
+	// confirm one that was held for review.
+	_, err = r.Confirm(ctx, held, time.Now(), storedOf(t, held, StatusSuccess, 200))
+	require.ErrorIs(t, err, ErrNotCharged)
+	p, _, err := r.Get(ctx, held)
+	require.NoError(t, err)
+	assert.Nil(t, p.ConfirmedAt)
+
+	missing := "txn_" + tai.NewID()
+	_, err = r.Confirm(ctx, missing, time.Now(), storedOf(t, missing, StatusFraudBlocked, 402))
+	require.ErrorIs(t, err, ErrNotCharged)
+	_, ok, err := r.Get(ctx, missing)
+	require.NoError(t, err)
+	assert.False(t, ok, "nothing stored for it")
+}
+
+func TestPaymentRecordsRejectOtherIDs(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	id := "txn_" + tai.NewID()
+	_, err := r.Create(ctx, id, storedOf(t, id, StatusSuccess, 200))
+	require.NoError(t, err)
+	upper := "txn_ABCDEF" + strings.Repeat("0", 26)
+	for _, bad := range []string{"", "txn_", id[:len(id)-1], id + "0", "pay_" + id[4:], upper, "txn_" + id[4:35] + "g",
+		"../" + id, "a.", ".a", "a..b", "*", ">", "txn_*", id + ".x"} {
+		_, ok, err := r.Get(ctx, bad)
+		assert.NoError(t, err, "Get(%q)", bad)
 		assert.False(t, ok, "Get(%q)", bad)
-		assert.False(t, s.Confirm(bad, time.Now()), "Confirm(%q)", bad)
 	}
-	s.Put("not-an-id", []byte(`{}`))
-	_, ok := s.Get("not-an-id")
-	assert.False(t, ok)
-	assert.Empty(t, s.early, "strings that are not transaction IDs are not remembered")
+}
+
+func TestPaymentRecordsRefuseWhenFull(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{MaxBytes: 1 << 20}), context.Background()
+	big := func(id string) storedPayment {
+		b, err := json.Marshal(PaymentResponse{TransactionID: id, Status: StatusSuccess, Reasons: []string{strings.Repeat("x", 100<<10)}})
+		require.NoError(t, err)
+		return storedPayment{Code: 200, Status: StatusSuccess, Response: b}
+	}
+	var ids []string
+	var err error
+	for range 20 {
+		id := "txn_" + tai.NewID()
+		if _, err = r.Create(ctx, id, big(id)); err != nil {
+			break
+		}
+		ids = append(ids, id)
+	}
+	require.ErrorIs(t, err, ErrStoreFull)
+	assert.InDelta(t, 10, len(ids), 1, "about 1 MiB of 100 KiB payments")
+	for _, id := range ids {
+		_, ok, err := r.Get(ctx, id)
+		require.NoError(t, err)
+		assert.True(t, ok, "nothing stored is dropped to make room")
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -11,7 +12,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -28,10 +29,20 @@ func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
 			ratio = 1
 		}
 	}
+	// The service's name and instance, which OTEL_SERVICE_NAME and
+	// OTEL_RESOURCE_ATTRIBUTES override, as everywhere in OpenTelemetry.
+	res, err := resource.New(context.Background(),
+		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithAttributes(semconv.ServiceName("payment"), semconv.ServiceInstanceID(cfg.Instance)),
+		resource.WithTelemetrySDK(),
+		resource.WithFromEnv(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("trace resource: %w", err)
+	}
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
-		sdktrace.WithResource(resource.NewSchemaless(
-			semconv.ServiceName("payment"), semconv.ServiceInstanceID(cfg.Instance))),
+		sdktrace.WithResource(res),
 	}
 	if cfg.TraceProcessor != nil {
 		opts = append(opts, sdktrace.WithSpanProcessor(cfg.TraceProcessor))
@@ -56,28 +67,36 @@ func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
 // traceHTTP opens a server span per request, joined to the caller's trace
 // when the request carries a traceparent header. The pipeline's spans
 // become its children.
-func (s *Service) traceHTTP(next http.Handler) http.Handler {
+func (s *Service) traceHTTP(mux *http.ServeMux, next http.Handler) http.Handler {
 	tracer := s.tracer
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if untraced(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx := s.propagate.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := tracer.Start(ctx, r.Method+" "+routeOf(r), trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)))
+		// Spans are named by route, as the conventions say ("GET
+		// /payment/{id}"), or by method alone for a path no route
+		// serves: never by a path a client chose.
+		name := r.Method
+		attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)}
+		if _, pattern := mux.Handler(r); pattern != "" {
+			_, route, found := strings.Cut(pattern, " ")
+			if !found {
+				route = pattern
+			}
+			name += " " + route
+			attrs = append(attrs, semconv.HTTPRoute(route))
+		}
+		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r.WithContext(ctx))
-		span.SetAttributes(attribute.Int("http.response.status_code", rec.status))
+		span.SetAttributes(semconv.HTTPResponseStatusCode(rec.status))
 		if rec.status >= 500 {
 			span.SetStatus(codes.Error, http.StatusText(rec.status))
 		}
 		span.End()
 	})
-}
-
-// routeOf names a request's route without IDs, to keep span names few.
-func routeOf(r *http.Request) string {
-	if strings.HasPrefix(r.URL.Path, "/payment/") {
-		return "/payment/{id}"
-	}
-	return r.URL.Path
 }
 
 type statusRecorder struct {
@@ -99,3 +118,14 @@ func (r *statusRecorder) Flush() {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// untraced reports the paths whose requests get no span: scrapes, health
+// probes and the board's event streams, which would drown the payments'
+// traces (and a stream's span would last as long as its tab is open).
+func untraced(path string) bool {
+	switch path {
+	case "/metrics", "/health", "/healthz", "/readyz", "/andon/api/events", "/andon/api/state":
+		return true
+	}
+	return false
+}

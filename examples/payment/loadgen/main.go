@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -44,27 +45,89 @@ type options struct {
 
 func main() {
 	var o options
+	var baseline, serve string
+	var rounds int
 	flag.StringVar(&o.url, "url", "http://127.0.0.1:3001", "payment service base URL")
+	flag.StringVar(&baseline, "baseline", "", "also drive the baseline server at this base URL, alternating with the service for -rounds rounds of -d each, and compare")
+	flag.IntVar(&rounds, "rounds", 3, "rounds of each with -baseline")
+	flag.StringVar(&serve, "serve-baseline", "", "serve the baseline at this address (a bare net/http handler that decodes a payment and answers in the service's shape, nothing else) until interrupted")
 	flag.IntVar(&o.clients, "c", 100, "concurrent clients")
 	flag.DurationVar(&o.duration, "d", 10*time.Second, "how long to run")
-	flag.Float64Var(&o.fraud, "fraud", 0.05, "share of fraudulent payments (over-limit amounts, blacklisted countries, impossible travel)")
+	flag.Float64Var(&o.fraud, "fraud", 0.05, "share of fraudulent payments (amounts over four times the service's limit, a blacklisted country)")
 	flag.IntVar(&o.customers, "customers", 10_000_000, "distinct customers to spread payments over (the service limits each customer)")
 	flag.BoolVar(&o.idempotency, "idempotency", false, "send an Idempotency-Key with every request")
 	flag.StringVar(&o.token, "token", os.Getenv("API_TOKEN"), "API token, if the service wants one")
 	flag.Float64Var(&o.rate, "rate", 0, "send this many payments per second in all, on a fixed schedule, and measure each latency from its scheduled start (0: each client sends its next payment as soon as the last is answered)")
 	flag.Parse()
-	if o.clients < 1 || o.duration <= 0 || o.fraud < 0 || o.fraud > 1 || o.customers < 1 || o.rate < 0 {
-		fmt.Fprintln(os.Stderr, "loadgen: -c and -customers must be at least 1, -d positive, -fraud in [0, 1], -rate not negative")
+	if o.clients < 1 || o.duration <= 0 || o.fraud < 0 || o.fraud > 1 || o.customers < 1 || o.rate < 0 || rounds < 1 {
+		fmt.Fprintln(os.Stderr, "loadgen: -c, -customers and -rounds must be at least 1, -d positive, -fraud in [0, 1], -rate not negative")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := run(ctx, o, os.Stdout)
+	var err error
+	switch {
+	case serve != "":
+		err = serveBaseline(ctx, serve)
+	case baseline != "":
+		err = compare(ctx, o, baseline, rounds, os.Stdout)
+	default:
+		var rep *report
+		if rep, err = run(ctx, o, os.Stdout); err == nil {
+			rep.print(os.Stdout)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
-	rep.print(os.Stdout)
+}
+
+// compare drives the service and the baseline in turn, rounds times each
+// for o.duration, so that both meet the machine in the same moods, and
+// prints each round, then payments/s and p99 of each over all rounds and
+// the service's share of the baseline's.
+func compare(ctx context.Context, o options, baseline string, rounds int, w io.Writer) error {
+	var svc, base []*report
+	for i := range rounds {
+		for _, t := range []struct {
+			name, url string
+			into      *[]*report
+		}{{"service", o.url, &svc}, {"baseline", baseline, &base}} {
+			oo := o
+			oo.url = t.url
+			rep, err := run(ctx, oo, io.Discard)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			*t.into = append(*t.into, rep)
+			fmt.Fprintf(w, "round %d %-8s %8.0f payments/s  p99 %v\n", i+1, t.name, rep.rate(), rep.quantile(0.99))
+		}
+	}
+	s, b := merge(svc), merge(base)
+	fmt.Fprintf(w, "\nservice   %8.0f payments/s  p99 %v\n", s.rate(), s.quantile(0.99))
+	fmt.Fprintf(w, "baseline  %8.0f payments/s  p99 %v\n", b.rate(), b.quantile(0.99))
+	fmt.Fprintf(w, "service / baseline: throughput %.2f×, p99 %.2f×\n", s.rate()/b.rate(), float64(s.quantile(0.99))/float64(b.quantile(0.99)))
+	s.print(w)
+	return nil
+}
+
+// merge adds reports of several runs up.
+func merge(reps []*report) *report {
+	m := &report{statuses: map[string]int{}}
+	for _, r := range reps {
+		m.elapsed += r.elapsed
+		m.latencies = append(m.latencies, r.latencies...)
+		m.errors += r.errors
+		m.fraudSent += r.fraudSent
+		m.fraudCaught += r.fraudCaught
+		m.normalSent += r.normalSent
+		m.normalFlagged += r.normalFlagged
+		for k, v := range r.statuses {
+			m.statuses[k] += v
+		}
+	}
+	return m
 }
 
 // report is what a run measured.
@@ -73,6 +136,24 @@ type report struct {
 	latencies []time.Duration
 	statuses  map[string]int
 	errors    int
+	// The fraud the run sent and what the service made of it: labelled
+	// fraud blocked (or held for review), and normal payments blocked or
+	// held, among the payments answered with a decision (not 429 or 503).
+	fraudSent, fraudCaught, normalSent, normalFlagged int
+}
+
+func (r *report) rate() float64 { return float64(len(r.latencies)) / r.elapsed.Seconds() }
+
+// quantile returns the latency at q; r.latencies must be sorted or will be.
+func (r *report) quantile(q float64) time.Duration {
+	n := len(r.latencies)
+	if n == 0 {
+		return 0
+	}
+	if !slices.IsSorted(r.latencies) {
+		slices.Sort(r.latencies)
+	}
+	return r.latencies[min(n-1, int(q*float64(n)))]
 }
 
 func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
@@ -93,6 +174,8 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 		lat      []time.Duration
 		statuses map[string]int
 		errors   int
+		// fraud accounting, as in report
+		fraudSent, fraudCaught, normalSent, normalFlagged int
 	}
 	results := make([]result, o.clients)
 	start := time.Now()
@@ -117,7 +200,14 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 				interval = time.Duration(float64(o.clients) / o.rate * float64(time.Second))
 				next = start.Add(time.Duration(float64(i) / o.rate * float64(time.Second)))
 			}
+			// The run ends at start + duration by the clock, not when
+			// ctx's timer fires: on a busy machine it fires late, and a
+			// schedule behind would send a burst meanwhile.
+			end := start.Add(o.duration)
 			for ctx.Err() == nil {
+				if interval > 0 && !next.Before(end) || interval == 0 && !time.Now().Before(end) {
+					return
+				}
 				if interval > 0 {
 					if wait := time.Until(next); wait > 0 {
 						select {
@@ -127,7 +217,8 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 						}
 					}
 				}
-				body = appendPayment(body[:0], rng, o)
+				var fraud bool
+				body, fraud = appendPayment(body[:0], rng, o)
 				key := ""
 				if o.idempotency {
 					key = "lg-" + strconv.FormatUint(rng.Uint64(), 36)
@@ -146,10 +237,25 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 					continue
 				}
 				r.lat = append(r.lat, time.Since(t0))
-				if status := statusOf(resp); status != "" {
+				status := statusOf(resp)
+				if status != "" {
 					r.statuses[status]++
 				} else {
 					r.statuses["HTTP "+strconv.Itoa(code)]++
+				}
+				if decided := status == "SUCCESS" || status == "FRAUD_BLOCKED" || status == "REVIEW"; decided {
+					caught := status != "SUCCESS"
+					if fraud {
+						r.fraudSent++
+						if caught {
+							r.fraudCaught++
+						}
+					} else {
+						r.normalSent++
+						if caught {
+							r.normalFlagged++
+						}
+					}
 				}
 				done.Add(1)
 			}
@@ -167,6 +273,10 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			for _, r := range results {
 				rep.latencies = append(rep.latencies, r.lat...)
 				rep.errors += r.errors
+				rep.fraudSent += r.fraudSent
+				rep.fraudCaught += r.fraudCaught
+				rep.normalSent += r.normalSent
+				rep.normalFlagged += r.normalFlagged
 				for k, v := range r.statuses {
 					rep.statuses[k] += v
 				}
@@ -180,16 +290,18 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 	}
 }
 
-// appendPayment appends one request body: normal most of the time, and a
-// fraudulent one (too large, or from a blacklisted country) at the -fraud
-// rate. It builds the JSON by hand: the load generator shares the machine
-// with the service, and every cycle it spends is one the service lacks.
-func appendPayment(b []byte, rng *rand.Rand, o options) []byte {
+// appendPayment appends one request body, and whether it is fraud: normal
+// most of the time, and a fraudulent one (far too large, or from a
+// blacklisted country) at the -fraud rate. It builds the JSON by hand: the
+// load generator shares the machine with the service, and every cycle it
+// spends is one the service lacks.
+func appendPayment(b []byte, rng *rand.Rand, o options) ([]byte, bool) {
 	cents := rng.IntN(20000) + 100 // 1.00 to 200.99
 	country := false
-	if rng.Float64() < o.fraud {
+	fraud := rng.Float64() < o.fraud
+	if fraud {
 		if rng.IntN(2) == 0 {
-			cents = 500000 + rng.IntN(10000000)
+			cents = 2000001 + rng.IntN(10000000) // over four times the service's 5,000 limit: blocked
 		} else {
 			country = true
 		}
@@ -205,7 +317,7 @@ func appendPayment(b []byte, rng *rand.Rand, o options) []byte {
 	if country {
 		b = append(b, `, "location": {"country": "KP"}`...)
 	}
-	return append(b, '}')
+	return append(b, '}'), fraud
 }
 
 // statusOf finds the value of the top-level "status" field of a payment
@@ -243,9 +355,14 @@ func (r *report) print(w io.Writer) {
 	if n == 0 {
 		return
 	}
-	slices.Sort(r.latencies)
-	q := func(p float64) time.Duration { return r.latencies[min(n-1, int(p*float64(n)))] }
+	q := r.quantile
 	fmt.Fprintf(w, "latency p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), r.latencies[n-1])
+	if r.fraudSent > 0 {
+		fmt.Fprintf(w, "fraud caught %d of %d (%.1f%%)", r.fraudCaught, r.fraudSent, 100*float64(r.fraudCaught)/float64(r.fraudSent))
+	}
+	if r.normalSent > 0 {
+		fmt.Fprintf(w, "  false positives %d of %d (%.2f%%)\n", r.normalFlagged, r.normalSent, 100*float64(r.normalFlagged)/float64(r.normalSent))
+	}
 	keys := make([]string, 0, len(r.statuses))
 	for k := range r.statuses {
 		keys = append(keys, k)

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,7 +23,8 @@ func TestAppendPayment(t *testing.T) {
 	var b []byte
 	fraud := 0
 	for range 1000 {
-		b = appendPayment(b[:0], rng, o)
+		var labelled bool
+		b, labelled = appendPayment(b[:0], rng, o)
 		var p struct {
 			Amount     json.Number `json:"amount"`
 			CustomerID string      `json:"customer_id"`
@@ -41,8 +44,11 @@ func TestAppendPayment(t *testing.T) {
 		if err != nil || amount < 1 || p.CustomerID == "" || p.MerchantID == "" || p.Currency != "USD" {
 			t.Fatalf("bad payment %s", b)
 		}
-		if amount > 5000 || p.Location != nil {
+		if amount > 20000 || p.Location != nil {
 			fraud++
+		}
+		if labelled != (amount > 20000 || p.Location != nil) {
+			t.Fatalf("%s labelled fraud %v", b, labelled)
 		}
 	}
 	if fraud < 400 || fraud > 600 {
@@ -192,5 +198,111 @@ func TestRunKeepsTheRate(t *testing.T) {
 	}
 	if rep.statuses["SUCCESS"] != n || rep.errors != 0 {
 		t.Fatalf("statuses %v, %d errors", rep.statuses, rep.errors)
+	}
+}
+
+func TestBaselineAnswersInTheServiceShape(t *testing.T) {
+	srv := httptest.NewServer(baselineHandler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/payment", "application/json", strings.NewReader(`{"amount": 12.50, "customer_id": "c", "currency": "USD", "merchant_id": "m", "location": {"country": "DE"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %v", resp.StatusCode, err)
+	}
+	for _, k := range []string{"transaction_id", "status", "amount", "currency", "customer_id", "merchant_id", "timestamp", "processing_time_ms", "fraud_score", "gateway_response", "trace_id"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("no %q in %v", k, got)
+		}
+	}
+	if got["status"] != "SUCCESS" || got["amount"] != 12.5 {
+		t.Errorf("answer %v", got)
+	}
+	bad, err := http.Post(srv.URL+"/payment", "application/json", strings.NewReader(`{"amount": "x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Body.Close()
+	if bad.StatusCode != http.StatusBadRequest {
+		t.Errorf("a bad request: %d", bad.StatusCode)
+	}
+}
+
+// fraudAware is a service that blocks exactly the payments the load
+// generator labels fraud.
+func fraudAware() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		var p struct {
+			Amount   float64 `json:"amount"`
+			Location *struct {
+				Country string `json:"country"`
+			} `json:"location"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&p)
+		if p.Amount > 20000 || p.Location != nil && p.Location.Country == "KP" {
+			w.WriteHeader(http.StatusPaymentRequired)
+			w.Write([]byte(`{"status":"FRAUD_BLOCKED"}`))
+			return
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	})
+}
+
+func TestRunCountsFraudCaught(t *testing.T) {
+	srv := httptest.NewServer(fraudAware())
+	defer srv.Close()
+	o := options{url: srv.URL, clients: 4, duration: 300 * time.Millisecond, fraud: 0.3, customers: 10}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.fraudSent == 0 || rep.fraudCaught != rep.fraudSent || rep.normalFlagged != 0 || rep.normalSent+rep.fraudSent != len(rep.latencies) {
+		t.Fatalf("fraud %d caught %d, normal %d flagged %d, of %d", rep.fraudSent, rep.fraudCaught, rep.normalSent, rep.normalFlagged, len(rep.latencies))
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	if !strings.Contains(out.String(), "(100.0%)") || !strings.Contains(out.String(), "false positives 0 of") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+}
+
+func TestCompareAlternatesServiceAndBaseline(t *testing.T) {
+	var calls struct {
+		sync.Mutex
+		order []string
+	}
+	track := func(name string, h http.Handler) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" { // each run probes its target first
+				calls.Lock()
+				calls.order = append(calls.order, name)
+				calls.Unlock()
+			}
+			h.ServeHTTP(w, r)
+		}))
+	}
+	svc, base := track("service", fraudAware()), track("baseline", baselineHandler())
+	defer svc.Close()
+	defer base.Close()
+	var out bytes.Buffer
+	o := options{url: svc.URL, clients: 2, duration: 150 * time.Millisecond, fraud: 0.1, customers: 10}
+	if err := compare(context.Background(), o, base.URL, 2, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"round 1 service", "round 1 baseline", "round 2 service", "round 2 baseline", "service / baseline: throughput", "fraud caught"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	calls.Lock()
+	defer calls.Unlock()
+	if want := []string{"service", "baseline", "service", "baseline"}; !slices.Equal(calls.order, want) {
+		t.Errorf("order %v, want %v", calls.order, want)
 	}
 }

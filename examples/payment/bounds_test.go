@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/tai"
+)
+
+// TestStoresAreBounded: every JetStream store the service makes has a byte
+// limit and an age, as configured.
+func TestStoresAreBounded(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CustomerState = "nats"
+	cfg.PaymentsMaxBytes, cfg.IdemMaxBytes, cfg.ConfirmMaxBytes, cfg.StateMaxBytes = 3<<20, 2<<20, 5<<20, 7<<20
+	cfg.PaymentsMaxAge = 48 * time.Hour
+	ts := startService(t, cfg)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		stream   string
+		maxBytes int64
+		maxAge   time.Duration
+		discard  jetstream.DiscardPolicy
+	}{
+		{"KV_payments", 3 << 20, 48 * time.Hour, jetstream.DiscardNew},
+		{"KV_payment_idempotency", 2 << 20, idempotencyTTL, jetstream.DiscardNew},
+		{confirmStream, 5 << 20, 48 * time.Hour, jetstream.DiscardNew},
+		{"KV_payment_customers", 7 << 20, forgetAfter, jetstream.DiscardOld},
+	} {
+		st, err := ts.js.Stream(ctx, tc.stream)
+		require.NoError(t, err, tc.stream)
+		c := st.CachedInfo().Config
+		assert.Equal(t, tc.maxBytes, c.MaxBytes, tc.stream)
+		assert.Equal(t, tc.maxAge, c.MaxAge, tc.stream)
+		assert.Equal(t, tc.discard, c.Discard, tc.stream)
+	}
+}
+
+// A full payments store refuses payments before the gateway: nothing is
+// charged that could not be recorded.
+func TestFullStoreRefusesBeforeCharging(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PaymentsMaxBytes = 1 << 20
+	ts := startService(t, cfg)
+	ctx := context.Background()
+	require.Equal(t, http.StatusOK, ts.pay(t, "before", 1, nil).Code)
+	calls := ts.gateway.Calls()
+	var err error
+	for range 20 {
+		id := "txn_" + tai.NewID()
+		b, _ := json.Marshal(PaymentResponse{TransactionID: id, Status: StatusSuccess, Reasons: []string{strings.Repeat("x", 100<<10)}})
+		if _, err = ts.records.Create(ctx, id, storedPayment{Code: 200, Status: StatusSuccess, Response: b}); err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, ErrStoreFull)
+	require.NoError(t, ts.levels.refresh(ctx))
+	assert.InDelta(t, float64(1<<20), testutil.ToFloat64(ts.storeBytes.WithLabelValues("payments")), float64(headroom(1<<20)))
+	assert.Equal(t, float64(1<<20), testutil.ToFloat64(ts.storeLimit.WithLabelValues("payments")))
+
+	r := ts.pay(t, "after", 1, nil, "Idempotency-Key", "full")
+	require.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
+	assert.Equal(t, "store_full", r.errField("code"))
+	assert.Equal(t, "30", r.Header.Get("Retry-After"))
+	assert.Equal(t, calls, ts.gateway.Calls(), "refused before the gateway")
+	assert.Equal(t, 1.0, testutil.ToFloat64(ts.storeRefused.WithLabelValues("payments")))
+}
+
+func heapMiB() float64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapAlloc) / (1 << 20)
+}
+
+// A million unique customers stay within the state's byte limit: the ones
+// seen least recently are forgotten, and counted.
+func TestMemoryStateFloodStaysUnderItsCap(t *testing.T) {
+	const limit = 16 << 20
+	s, ctx := NewMemoryState(limit), context.Background()
+	t0 := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	before := heapMiB()
+	const n = 1_000_000
+	for i := range n {
+		_, err := s.Attempt(ctx, fmt.Sprintf("flood_%d", i), t0.Add(time.Duration(i)*time.Microsecond), time.Minute)
+		require.NoError(t, err)
+	}
+	after := heapMiB()
+	t.Logf("1M customers into a %d MiB state: %d kept (%.1f MiB estimated), %d evicted; heap %.0f → %.0f MiB",
+		limit>>20, s.Len(), float64(s.Bytes())/(1<<20), s.Evicted(), before, after)
+	assert.LessOrEqual(t, s.Bytes(), int64(limit))
+	assert.Equal(t, int64(n), int64(s.Len())+s.Evicted(), "every customer kept or counted as evicted")
+	assert.Less(t, after-before, 3.0*(limit>>20), "the heap grows with the limit, not with the flood")
+	kept := 0
+	for i := n - 1000; i < n; i++ {
+		if s.has(fmt.Sprintf("flood_%d", i)) {
+			kept++
+		}
+	}
+	assert.GreaterOrEqual(t, kept, 990, "the customers seen last are kept")
+}
+
+// A million unique idempotency keys stay within the store's byte limit:
+// beyond it new keys are refused.
+func TestMemoryIdempotencyFloodStaysUnderItsCap(t *testing.T) {
+	const limit = 16 << 20
+	clock := newManualClock()
+	s, ctx := NewMemoryIdempotency(limit, clock.Now), context.Background()
+	before := heapMiB()
+	refused := 0
+	for i := range 1_000_000 {
+		key := fmt.Sprintf("flood-key-%d", i)
+		if _, _, err := s.Claim(ctx, key, claimOf("txn_"+tai.NewID(), clock.Now())); err != nil {
+			require.ErrorIs(t, err, ErrStoreFull)
+			refused++
+		}
+	}
+	after := heapMiB()
+	t.Logf("1M keys into a %d MiB store: %d kept, %d refused; heap %.0f → %.0f MiB", limit>>20, s.Len(), refused, before, after)
+	assert.Equal(t, 1_000_000, s.Len()+refused)
+	assert.Positive(t, refused)
+	assert.Less(t, after-before, 3.0*(limit>>20), "the heap grows with the limit, not with the flood")
+}
+
+// Only the W3C trace context goes into a confirmation: a caller's baggage
+// stays out of the messages.
+func TestBaggageStaysOutOfMessages(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ts.stop() // the consumer: the message stays in the stream to be read
+	ts.consumer.Wait()
+	r := ts.pay(t, "cust_b", 4, nil,
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"tracestate", "vendor=opaque",
+		"baggage", "user.email=someone@example.com")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	st, err := ts.js.Stream(context.Background(), confirmStream)
+	require.NoError(t, err)
+	msg, err := st.GetLastMsgForSubject(context.Background(), confirmStream)
+	require.NoError(t, err)
+	assert.Equal(t, r.str("transaction_id"), msg.Header.Get("Nats-Msg-Id"))
+	assert.Contains(t, msg.Header.Get("traceparent"), "4bf92f3577b34da6a3ce929d0e0e4736")
+	assert.Equal(t, "vendor=opaque", msg.Header.Get("tracestate"))
+	for k := range msg.Header {
+		assert.NotEqual(t, "baggage", strings.ToLower(k))
+	}
+	assert.NotContains(t, string(msg.Data), "someone@example.com")
+	var c Confirmation
+	require.NoError(t, kanban.JSON{}.Unmarshal(msg.Data, &c))
+	assert.Equal(t, StatusSuccess, c.Payment.Status)
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban/natsembed"
+)
+
+// childArgsEnv, when set, makes the test binary run the service itself
+// with these arguments (see TestMain): the crash test runs it as a
+// process of its own, to kill it.
+const childArgsEnv = "PAYMENT_TEST_CHILD_ARGS"
+
+// runChild runs the service as main does, in a child process of a test.
+func runChild() {
+	if err := run(context.Background(), strings.Fields(os.Getenv(childArgsEnv)), os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "payment:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// child is the service running in a process of its own.
+type child struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit, once done is closed
+	logs *syncBuffer
+}
+
+var readyLine = regexp.MustCompile(`msg="payment service ready" .*\bapi=(http://[^ ]+)/payment`)
+
+// startChild starts the service on dir in a child process and waits, until
+// ctx ends, for it to be ready.
+func startChild(ctx context.Context, t *testing.T, dir string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childArgsEnv+"=-data-dir "+dir+" -addr 127.0.0.1:0 -instance crash -log-level info")
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	c := &child{cmd: cmd, done: make(chan struct{}), logs: &syncBuffer{}}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			_, _ = c.logs.Write([]byte(line + "\n"))
+			if m := readyLine.FindStringSubmatch(line); m != nil {
+				ready <- m[1]
+			}
+		}
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-c.done
+	})
+	select {
+	case c.url = <-ready:
+	case <-c.done:
+		t.Fatalf("the service exited before it was ready: %v\n%s", c.err, c.logs.String())
+	case <-ctx.Done():
+		t.Fatalf("the service was not ready in time\n%s", c.logs.String())
+	}
+	return c
+}
+
+// stop ends the child with sig and waits, until ctx ends, for its exit.
+func (c *child) stop(ctx context.Context, t *testing.T, sig os.Signal) error {
+	t.Helper()
+	require.NoError(t, c.cmd.Process.Signal(sig))
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		t.Fatalf("the service did not exit after %v\n%s", sig, c.logs.String())
+		return nil
+	}
+}
+
+// attempt is one payment request of the crash test and its answer, if it
+// got one.
+type attempt struct {
+	key, customer string
+	answered      bool
+	code          int
+	body          []byte
+}
+
+func (a *attempt) request() []byte {
+	return []byte(`{"amount": 10.00, "customer_id": "` + a.customer + `", "currency": "USD", "merchant_id": "merc_crash"}`)
+}
+
+// post sends a's payment with its key.
+func post(ctx context.Context, client *http.Client, url string, a *attempt) (int, []byte, http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/payment", bytes.NewReader(a.request()))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", a.key)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return resp.StatusCode, b, resp.Header, nil
+}
+
+// TestCrashLosesNothing runs the service as a process of its own, sends it
+// concurrent payments with idempotency keys, kills it with SIGKILL in the
+// middle, and starts it again on the same data dir. Then every payment
+// answered SUCCESS is found by GET and confirmed; every request sent again
+// with its key gets its first answer, or, if it never got one, an answer
+// now; and the payments bucket holds one charge per key at most.
+func TestCrashLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the service in processes of its own")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	client := &http.Client{Timeout: 30 * time.Second}
+
+	first := startChild(ctx, t, dir)
+	const workers, killAfter = 16, 300
+	var (
+		mu        sync.Mutex
+		attempts  []*attempt
+		successes int
+		killed    = make(chan struct{})
+		kill      sync.Once
+		wg        sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-killed:
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				a := &attempt{key: fmt.Sprintf("crash-%d-%d", w, i), customer: fmt.Sprintf("crash_%d_%d", w, i)}
+				mu.Lock()
+				attempts = append(attempts, a)
+				mu.Unlock()
+				code, body, _, err := post(ctx, client, first.url, a)
+				mu.Lock()
+				if err == nil {
+					a.answered, a.code, a.body = true, code, body
+					if code == http.StatusOK {
+						successes++
+					}
+				}
+				n := successes
+				mu.Unlock()
+				if n >= killAfter {
+					kill.Do(func() {
+						require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+						close(killed)
+					})
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-killed:
+	default:
+		t.Fatalf("the load ended before the kill\n%s", first.logs.String())
+	}
+	select {
+	case <-first.done:
+	case <-ctx.Done():
+		t.Fatal("the killed service did not exit")
+	}
+
+	answered := 0
+	for _, a := range attempts {
+		if a.answered {
+			answered++
+			require.Equal(t, http.StatusOK, a.code, "before the kill every payment is a charge: %s", a.body)
+		}
+	}
+	t.Logf("%d requests, %d answered before the kill", len(attempts), answered)
+
+	second := startChild(ctx, t, dir)
+	get := func(id string) map[string]any {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, second.url+"/payment/"+id, nil)
+		require.NoError(t, err)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var rec map[string]any
+		if resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&rec))
+		return rec
+	}
+	txnOf := func(body []byte) string {
+		var r struct {
+			TransactionID string `json:"transaction_id"`
+		}
+		require.NoError(t, json.Unmarshal(body, &r), string(body))
+		return r.TransactionID
+	}
+
+	// Every request again, with its key: the first answer where there was
+	// one, an answer now where there was none.
+	for _, a := range attempts {
+		code, body, hdr, err := post(ctx, client, second.url, a)
+		require.NoError(t, err)
+		if a.answered {
+			assert.Equal(t, a.code, code, "%s replayed", a.key)
+			assert.Equal(t, string(a.body), string(body), "%s replayed", a.key)
+			assert.Equal(t, "true", hdr.Get("Idempotent-Replayed"), a.key)
+			continue
+		}
+		require.Equal(t, http.StatusOK, code, "%s, unanswered before the kill, is charged now: %s", a.key, body)
+		a.answered, a.code, a.body = true, code, body
+	}
+
+	// Every SUCCESS answered is stored, and its confirmation processed.
+	for _, a := range attempts {
+		id := txnOf(a.body)
+		require.Eventually(t, func() bool {
+			rec := get(id)
+			return rec != nil && rec["confirmed"] == true
+		}, 60*time.Second, 20*time.Millisecond, "%s (%s) stored and confirmed\n%s", id, a.key, second.logs.String())
+		rec := get(id)
+		assert.Equal(t, StatusSuccess, rec["status"])
+		assert.Equal(t, a.customer, rec["customer_id"])
+	}
+
+	require.NoError(t, second.stop(ctx, t, syscall.SIGTERM), second.logs.String())
+
+	// The durable record: one charge per key (each key has a customer of
+	// its own), and no confirmation dead-lettered.
+	srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: filepath.Join(dir, "nats"), InProcess: true})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, srv.Shutdown(context.Background())) }()
+	nc, err := srv.Connect()
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, "payments")
+	require.NoError(t, err)
+	keys, err := kv.ListKeys(ctx)
+	require.NoError(t, err)
+	charges := map[string][]string{}
+	for id := range keys.Keys() {
+		e, err := kv.Get(ctx, id)
+		require.NoError(t, err)
+		var p storedPayment
+		require.NoError(t, json.Unmarshal(e.Value(), &p))
+		rec, err := p.record()
+		require.NoError(t, err)
+		if p.Status == StatusSuccess {
+			charges[rec.CustomerID] = append(charges[rec.CustomerID], id)
+		}
+	}
+	for _, a := range attempts {
+		assert.Equal(t, []string{txnOf(a.body)}, charges[a.customer], "%s charged once, as answered", a.key)
+	}
+	assert.Len(t, charges, len(attempts), "no charge but the ones answered")
+	dead, err := js.Stream(ctx, "PAYMENT_CONFIRMATIONS_DEAD")
+	require.NoError(t, err)
+	info, err := dead.Info(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, info.State.Msgs, "no confirmation dead-lettered")
+}

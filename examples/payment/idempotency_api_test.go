@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// failingState is a customer state whose every call fails while failing is
+// set: a shared store that is down.
+type failingState struct {
+	CustomerState
+	failing atomic.Bool
+}
+
+var errStateDown = errors.New("customer state store unreachable")
+
+func (f *failingState) Attempt(ctx context.Context, c string, now time.Time, w time.Duration) (int, error) {
+	if f.failing.Load() {
+		return 0, errStateDown
+	}
+	return f.CustomerState.Attempt(ctx, c, now, w)
+}
+
+func (f *failingState) Spent(ctx context.Context, c, cur string, now time.Time) (int64, error) {
+	if f.failing.Load() {
+		return 0, errStateDown
+	}
+	return f.CustomerState.Spent(ctx, c, cur, now)
+}
+
+// TestIdempotencyReleasesWhatAsksForRetry: an answer that tells the client
+// to retry — 429, 503, a fraud check that could not run — does not keep
+// the key, so the retry with it runs instead of replaying the refusal.
+func TestIdempotencyReleasesWhatAsksForRetry(t *testing.T) {
+	cfg := testConfig(t)
+	state := &failingState{CustomerState: NewMemoryState(0)}
+	cfg.State = state
+	ts := startService(t, cfg)
+	fresh := func(t *testing.T, r reply) {
+		t.Helper()
+		require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+		assert.Empty(t, r.Header.Get("Idempotent-Replayed"), "run, not replayed")
+	}
+
+	t.Run("rate limited", func(t *testing.T) {
+		for range 5 {
+			require.Equal(t, http.StatusOK, ts.pay(t, "flood", 1, nil).Code)
+		}
+		r := ts.pay(t, "flood", 1, nil, "Idempotency-Key", "k429")
+		require.Equal(t, http.StatusTooManyRequests, r.Code, string(r.Raw))
+		retry, err := strconv.Atoi(r.Header.Get("Retry-After"))
+		require.NoError(t, err)
+		ts.clock.Advance(time.Duration(retry)*time.Second + time.Minute) // and the velocity window
+		fresh(t, ts.pay(t, "flood", 1, nil, "Idempotency-Key", "k429"))
+		again := ts.pay(t, "flood", 1, nil, "Idempotency-Key", "k429")
+		assert.Equal(t, "true", again.Header.Get("Idempotent-Replayed"), "now decided, the key keeps it")
+	})
+	t.Run("line stopped", func(t *testing.T) {
+		ts.line.Stop("maintenance")
+		r := ts.pay(t, "cust_l", 1, nil, "Idempotency-Key", "k503")
+		require.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
+		assert.NotEmpty(t, r.Header.Get("Retry-After"))
+		ts.line.Start()
+		fresh(t, ts.pay(t, "cust_l", 1, nil, "Idempotency-Key", "k503"))
+	})
+	t.Run("fraud check unavailable fails closed", func(t *testing.T) {
+		calls := ts.gateway.Calls()
+		state.failing.Store(true)
+		r := ts.pay(t, "cust_s", 1, nil, "Idempotency-Key", "k502")
+		state.failing.Store(false)
+		require.Equal(t, http.StatusBadGateway, r.Code, string(r.Raw))
+		assert.Equal(t, StatusFailed, r.str("status"))
+		assert.Equal(t, "fraud check unavailable", r.errField("message"))
+		assert.Equal(t, calls, ts.gateway.Calls(), "the rules did not run: nothing charged")
+		fresh(t, ts.pay(t, "cust_s", 1, nil, "Idempotency-Key", "k502"))
+	})
+}
+
+// A gateway that times out may have moved the money: the key keeps the
+// answer, and the retry gets it instead of a second charge.
+func TestIdempotencyKeepsGatewayTimeouts(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RequestTimeout = 1500 * time.Millisecond // 1 s for the gateway
+	ts := startService(t, cfg)
+	require.NoError(t, ts.gateway.Set(0, 3*time.Second))
+	r := ts.pay(t, "cust_t", 5, nil, "Idempotency-Key", "k504")
+	require.Equal(t, http.StatusGatewayTimeout, r.Code, string(r.Raw))
+	require.NoError(t, ts.gateway.Set(0, 0))
+	again := ts.pay(t, "cust_t", 5, nil, "Idempotency-Key", "k504")
+	assert.Equal(t, http.StatusGatewayTimeout, again.Code)
+	assert.Equal(t, string(r.Raw), string(again.Raw))
+	assert.Equal(t, "true", again.Header.Get("Idempotent-Replayed"))
+	assert.EqualValues(t, 1, ts.gateway.Calls())
+	got := ts.do(t, http.MethodGet, "/payment/"+r.str("transaction_id"), nil)
+	assert.Equal(t, StatusFailed, got.str("status"), "kept for GET too")
+}
+
+// The fingerprint is the parsed request: the same payment spelled
+// otherwise is the same request.
+func TestIdempotencyFingerprintsTheParsedRequest(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	key := []string{"Idempotency-Key", "fp"}
+	first := ts.do(t, http.MethodPost, "/payment", `{"amount": 10, "customer_id": "c", "currency": "USD", "merchant_id": "m", "metadata": {"a": "1", "b": "2"}}`, key...)
+	require.Equal(t, http.StatusOK, first.Code, string(first.Raw))
+	for _, same := range []string{
+		`{"merchant_id": "m", "currency": "usd", "customer_id": "c", "amount": 1e1, "metadata": {"b": "2", "a": "1"}}`,
+		`{ "amount" : 10.00 , "customer_id": "c", "currency": "USD", "merchant_id": "m", "metadata": {"a": "1", "b": "2"} }`,
+	} {
+		r := ts.do(t, http.MethodPost, "/payment", same, key...)
+		assert.Equal(t, string(first.Raw), string(r.Raw), same)
+		assert.Equal(t, "true", r.Header.Get("Idempotent-Replayed"), same)
+	}
+	for _, other := range []string{
+		`{"amount": 10.01, "customer_id": "c", "currency": "USD", "merchant_id": "m", "metadata": {"a": "1", "b": "2"}}`,
+		`{"amount": 10, "customer_id": "c", "currency": "USD", "merchant_id": "m", "metadata": {"a": "1"}}`,
+		`{"amount": 10, "customer_id": "c", "currency": "USD", "merchant_id": "m", "metadata": {"a": "1", "b": "2"}, "location": {"country": "DE"}}`,
+		`{"amount": 10, "customer_id": "c", "currency": "EUR", "merchant_id": "m", "metadata": {"a": "1", "b": "2"}}`,
+	} {
+		r := ts.do(t, http.MethodPost, "/payment", other, key...)
+		assert.Equal(t, http.StatusUnprocessableEntity, r.Code, other)
+	}
+	assert.EqualValues(t, 1, ts.gateway.Calls())
+}
+
+// With an API token, keys belong to its principal: the same key under
+// another token is another payment.
+func TestIdempotencyKeysPerPrincipal(t *testing.T) {
+	natsSrv := startNATS(t, t.TempDir(), 0)
+	t.Cleanup(func() { stopNATS(t, natsSrv) })
+	replica := func(name, token string) *testService {
+		cfg := testConfig(t)
+		cfg.NATSURL = natsSrv.ClientURL()
+		cfg.Instance = name
+		cfg.APIToken = token
+		return startService(t, cfg)
+	}
+	a, b, a2 := replica("a", "token-a"), replica("b", "token-b"), replica("a2", "token-a")
+	ra := a.pay(t, "cust_p", 3, nil, "Idempotency-Key", "shared", "Authorization", "Bearer token-a")
+	rb := b.pay(t, "cust_p", 3, nil, "Idempotency-Key", "shared", "Authorization", "Bearer token-b")
+	require.Equal(t, http.StatusOK, ra.Code, string(ra.Raw))
+	require.Equal(t, http.StatusOK, rb.Code, string(rb.Raw))
+	assert.NotEqual(t, ra.str("transaction_id"), rb.str("transaction_id"), "two principals, two payments")
+	again := a2.pay(t, "cust_p", 3, nil, "Idempotency-Key", "shared", "Authorization", "Bearer token-a")
+	assert.Equal(t, string(ra.Raw), string(again.Raw), "the same principal at another replica gets its answer")
+}
+
+// A claim whose request died is taken over, as the same payment: at once
+// when an earlier run of this instance made it, after the lease otherwise.
+func TestIdempotencyTakesOverAbandonedClaims(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ctx := context.Background()
+	body := map[string]any{"amount": 7, "customer_id": "cust_a", "currency": "USD", "merchant_id": "m"}
+	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "cust_a", "currency": "USD", "merchant_id": "m"}`))
+	require.NoError(t, err)
+
+	earlier := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_00000000000000000000000000000001", Owner: "test/earlier", Started: ts.clock.Now()}
+	_, claimed, err := ts.idem.Claim(ctx, "k-earlier", earlier)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	r := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-earlier")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, earlier.TxnID, r.str("transaction_id"), "run again as the same payment")
+
+	elsewhere := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_00000000000000000000000000000002", Owner: "other/boot", Started: ts.clock.Now()}
+	_, claimed, err = ts.idem.Claim(ctx, "k-other", elsewhere)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	body["customer_id"] = "cust_a"
+	busy := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-other")
+	assert.Equal(t, http.StatusConflict, busy.Code, "another replica may still be on it")
+	assert.Equal(t, "1", busy.Header.Get("Retry-After"))
+	ts.clock.Advance(inFlightLease - time.Nanosecond)
+	assert.Equal(t, http.StatusConflict, ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-other").Code)
+	ts.clock.Advance(time.Nanosecond)
+	r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-other")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, elsewhere.TxnID, r.str("transaction_id"))
+}
+
+// A process killed after storing a charge's record but before its
+// confirmation leaves a record no confirmation will ever mark: the next
+// request with the key replays the record, and stores the confirmation
+// first.
+func TestReplayStoresAMissingConfirmation(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ctx := context.Background()
+	p, err := parsePayment([]byte(`{"amount": 9, "customer_id": "cust_r", "currency": "USD", "merchant_id": "m"}`))
+	require.NoError(t, err)
+	txn := "txn_" + strings.Repeat("ab", 16)
+	rec := storedOf(t, txn, StatusSuccess, http.StatusOK)
+	_, err = ts.records.Create(ctx, txn, rec)
+	require.NoError(t, err)
+	_, claimed, err := ts.idem.Claim(ctx, "k-lost", IdemEntry{Fingerprint: p.fingerprint(), TxnID: txn, Owner: "test/earlier", Started: ts.clock.Now()})
+	require.NoError(t, err)
+	require.True(t, claimed)
+	require.False(t, ts.confirmed(t, txn))
+
+	r := ts.do(t, http.MethodPost, "/payment", `{"amount": 9, "customer_id": "cust_r", "currency": "USD", "merchant_id": "m"}`, "Idempotency-Key", "k-lost")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, "true", r.Header.Get("Idempotent-Replayed"))
+	assert.Equal(t, string(rec.Response), strings.TrimSpace(string(r.Raw)))
+	require.Eventually(t, func() bool { return ts.confirmed(t, txn) }, 10*time.Second, 10*time.Millisecond, "confirmed")
+	assert.Zero(t, ts.gateway.Calls(), "nothing charged again")
+}
