@@ -15,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
+	"github.com/taipattern/taikit/kaizen"
 )
 
 // demoBlacklist is the blacklist of a service started without one: the
@@ -31,6 +32,7 @@ type Config struct {
 	DataDir          string
 	APIToken         string   // guards the payment API; "" leaves it open (then Addr must be loopback)
 	AdminToken       string   // guards the admin API and the cord; "" turns them off
+	AuditKey         []byte   // makes the audit trail's hashes HMACs; nil: plain SHA-256
 	AllowedHosts     []string // Host header values served (DNS rebinding); "*" for any
 	Idempotency      string
 	CustomerState    string
@@ -139,10 +141,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-payment")), "embedded NATS store and audit trail (DATA_DIR)")
-	var apiTokenFile, adminTokenFile, allowedHosts string
+	var apiTokenFile, adminTokenFile, allowedHosts, auditKeyFile string
 	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on POST /payment and GET /payment/{id}; prefer -api-token-file, as a flag shows in the process list (API_TOKEN)")
 	fs.StringVar(&apiTokenFile, "api-token-file", env("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
 	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of the admin API, the cord and the board (as Bearer, or as the HTTP Basic password); must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
+	fs.StringVar(&auditKeyFile, "audit-key-file", env("AUDIT_KEY_FILE", ""), "make the audit trail's hashes HMAC-SHA256 with the key in this file (at least 16 bytes, used as stored); verify with go run ./cmd/taikit audit verify -key-file (AUDIT_KEY_FILE)")
 	fs.StringVar(&adminTokenFile, "admin-token-file", env("ADMIN_TOKEN_FILE", ""), "read the admin token from this file (ADMIN_TOKEN_FILE)")
 	fs.StringVar(&allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any (a defence against DNS rebinding); default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")
 	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "nats"), "where idempotency keys live: nats (JetStream, kept through restarts and shared by replicas) or memory (this process only: a restart forgets every key, and a request retried after it charges again) (IDEMPOTENCY_STORE)")
@@ -206,6 +209,16 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.AdminToken, err = httpapi.ReadToken("admin-token", c.AdminToken, adminTokenFile); err != nil {
 		errs = append(errs, err)
+	}
+	if auditKeyFile != "" {
+		switch key, err := os.ReadFile(auditKeyFile); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("-audit-key-file: %w", err))
+		case len(key) < kaizen.MinAuditKeyLen:
+			errs = append(errs, fmt.Errorf("-audit-key-file %s holds %d bytes; the key needs at least %d", auditKeyFile, len(key), kaizen.MinAuditKeyLen))
+		default:
+			c.AuditKey = key
+		}
 	}
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:3001"

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -263,4 +266,57 @@ func TestSpanNamesAndResource(t *testing.T) {
 		assert.Equal(t, "payments-eu", name.AsString())
 	}
 	assert.Equal(t, map[string]string{"POST /payment": "/payment", "GET /payment/{id}": "/payment/{id}", "GET": ""}, routes)
+}
+
+// The audit trail survives a restart: the second run appends to the first
+// run's file with the chain continued, so the file verifies as one trail;
+// with -audit-key-file the hashes need the key.
+func TestAuditTrailContinuesAcrossRestarts(t *testing.T) {
+	cfg := testConfig(t)
+	key := []byte("0123456789abcdef0123")
+	cfg.AuditKey = key
+	run := func(customers ...string) {
+		t.Helper()
+		svc, err := NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		require.NoError(t, err)
+		srv := httptest.NewServer(svc.Handler())
+		ts := &testService{Service: svc, URL: srv.URL, http: srv, logs: &syncBuffer{}}
+		for _, c := range customers {
+			require.Equal(t, http.StatusOK, ts.pay(t, c, 10, nil).Code)
+		}
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, svc.Close(ctx))
+	}
+	run("first_a", "first_b")
+	run("second_a")
+
+	path := filepath.Join(cfg.DataDir, "audit-test.jsonl")
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: key}, path)
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, sum.Lines, "both runs' payments, in one chain")
+	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
+	require.ErrorIs(t, err, kaizen.ErrAuditTampered, "a keyed trail does not verify without its key")
+
+	// A trail changed while the service was down stops the next start,
+	// and the file is left as it was.
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	edited := strings.Replace(string(raw), "first_b", "first_c", 1)
+	require.NoError(t, os.WriteFile(path, []byte(edited), 0o600))
+	_, err = NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.ErrorIs(t, err, kaizen.ErrAuditTampered)
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, edited, string(after))
+}
+
+func TestAuditKeyFileIsChecked(t *testing.T) {
+	short := filepath.Join(t.TempDir(), "short")
+	require.NoError(t, os.WriteFile(short, []byte("too short"), 0o600))
+	_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-audit-key-file", short}, func(string) string { return "" })
+	require.ErrorContains(t, err, "needs at least 16")
+	_, err = parseConfig([]string{"-data-dir", t.TempDir(), "-audit-key-file", filepath.Join(t.TempDir(), "missing")}, func(string) string { return "" })
+	require.ErrorContains(t, err, "-audit-key-file")
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -91,7 +90,6 @@ type Service struct {
 	registry  *prometheus.Registry
 	stats     *kaizen.Stats
 	audit     *kaizen.Audit
-	auditFile *os.File
 	tracing   *sdktrace.TracerProvider
 	tracer    trace.Tracer
 	propagate propagation.TextMapPropagator
@@ -406,19 +404,17 @@ func (s *Service) measure() error {
 	s.closers = append(s.closers, tp.Shutdown)
 	s.propagate = propagation.TraceContext{}
 
-	s.auditFile, err = os.OpenFile(filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	// The trail continues across restarts: OpenAuditFile checks the lines
+	// already there, cuts a line a crash left half written, and goes on
+	// with the chain. A trail that fails its check stops the start, and the
+	// file is left as it is for inspection.
+	path := filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl")
+	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey})
 	if err != nil {
 		return fmt.Errorf("audit trail: %w", err)
 	}
-	// Each run starts a chain of its own in the file: VerifyAudit checks
-	// a file written by one run.
-	if err := s.auditFile.Truncate(0); err != nil {
-		return fmt.Errorf("audit trail: %w", err)
-	}
-	s.audit, err = kaizen.NewAudit(s.auditFile, kaizen.AuditOptions{Logger: s.log})
-	if err != nil {
-		return err
-	}
+	s.audit = audit
+	s.log.Info("audit trail opened", "path", path, "lines", state.Lines, "cut_bytes", state.Cut, "keyed", len(s.cfg.AuditKey) > 0)
 	return nil
 }
 
@@ -811,9 +807,6 @@ func (s *Service) Close(ctx context.Context) error {
 	}
 	if s.audit != nil {
 		errs = append(errs, s.audit.Shutdown(ctx))
-	}
-	if s.auditFile != nil {
-		errs = append(errs, s.auditFile.Sync(), s.auditFile.Close())
 	}
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		errs = append(errs, s.closers[i](ctx))
