@@ -320,3 +320,30 @@ func TestAuditKeyFileIsChecked(t *testing.T) {
 	_, err = parseConfig([]string{"-data-dir", t.TempDir(), "-audit-key-file", filepath.Join(t.TempDir(), "missing")}, func(string) string { return "" })
 	require.ErrorContains(t, err, "-audit-key-file")
 }
+
+// The service publishes its audit trail's head to JetStream; a trail whose
+// tail was cut after that no longer holds the published hash, and
+// verification with it as Expect says so.
+func TestAuditHeadPublished(t *testing.T) {
+	cfg := testConfig(t)
+	ts := startService(t, cfg)
+	for _, c := range []string{"h1", "h2", "h3"} {
+		require.Equal(t, http.StatusOK, ts.pay(t, c, 10, nil).Code)
+	}
+	ctx := context.Background()
+	require.NoError(t, ts.publishAuditHead(ctx))
+	lines, hash, err := AuditHead(ctx, ts.js, "test")
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, lines)
+
+	path := filepath.Join(cfg.DataDir, "audit-test.jsonl")
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Expect: hash}, path)
+	require.NoError(t, err)
+	assert.Equal(t, hash, sum.Last)
+
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	cut := raw[:strings.LastIndexByte(string(raw[:len(raw)-1]), '\n')+1] // the last line gone
+	_, err = kaizen.VerifyAuditWith(strings.NewReader(string(cut)), kaizen.VerifyOptions{Expect: hash})
+	require.ErrorIs(t, err, kaizen.ErrAuditTampered, "the cut trail lacks the published head")
+}

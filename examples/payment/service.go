@@ -114,6 +114,7 @@ type Service struct {
 	ready    atomic.Bool
 	consumer sync.WaitGroup
 	stop     context.CancelFunc // stops the consumer
+	heads    *auditHeads        // publishes the audit trail's head
 	closers  []func(context.Context) error
 	// Commits that failed after the money moved are retried in the
 	// background (commitLater) until stored or Close.
@@ -176,6 +177,9 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 		return nil, err
 	}
 	if err := s.startAlerts(ctx, "http://"+publicHostPort(cfg.Addr)+"/andon/"); err != nil {
+		return nil, err
+	}
+	if err := s.startAuditHeads(ctx); err != nil {
 		return nil, err
 	}
 	s.ready.Store(true)
@@ -805,8 +809,16 @@ func (s *Service) Close(ctx context.Context) error {
 	if s.queue != nil {
 		errs = append(errs, s.queue.Shutdown(ctx))
 	}
+	if s.heads != nil {
+		s.heads.stop()
+		s.heads.wg.Wait()
+	}
 	if s.audit != nil {
 		errs = append(errs, s.audit.Shutdown(ctx))
+		if s.heads != nil {
+			// The trail's final head, before NATS closes below.
+			errs = append(errs, s.putAuditHead(ctx))
+		}
 	}
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		errs = append(errs, s.closers[i](ctx))
