@@ -551,33 +551,19 @@ func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Co
 // confirmStream is the confirmation queue's stream.
 const confirmStream = "PAYMENT_CONFIRMATIONS"
 
-// boundConfirmations limits the confirmation stream by bytes and age,
-// which natsjs.Options cannot say: it refuses new confirmations beyond
-// ConfirmMaxBytes (the storage gate refuses payments before that), and
-// drops one left unprocessed for as long as payments are kept.
-func (s *Service) boundConfirmations(ctx context.Context) error {
-	st, err := s.js.Stream(ctx, confirmStream)
-	if err != nil {
-		return fmt.Errorf("confirmation stream: %w", err)
-	}
-	cfg := st.CachedInfo().Config
-	if cfg.MaxBytes == s.cfg.ConfirmMaxBytes && cfg.MaxAge == s.cfg.PaymentsMaxAge {
-		return nil
-	}
-	cfg.MaxBytes, cfg.MaxAge = s.cfg.ConfirmMaxBytes, s.cfg.PaymentsMaxAge
-	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("confirmation stream limits: %w", err)
-	}
-	return nil
-}
-
 func (s *Service) startConsumer(ctx context.Context) error {
 	var err error
 	s.queue, err = natsjs.New[Confirmation](ctx, s.nc, natsjs.Options{
 		Stream: confirmStream,
 		// Room for a backlog of minutes at full speed: under a burst the
 		// consumer falls behind, and confirmations wait rather than fail.
-		Capacity:         5_000_000,
+		Capacity: 5_000_000,
+		// Bounded by bytes too: beyond ConfirmMaxBytes new confirmations
+		// are refused (the storage gate refuses payments before that), and
+		// one left unprocessed is dropped after as long as payments are
+		// kept.
+		MaxBytes:         s.cfg.ConfirmMaxBytes,
+		MaxAge:           s.cfg.PaymentsMaxAge,
 		Durable:          "confirmer",
 		DeadLetterStream: "PAYMENT_CONFIRMATIONS_DEAD",
 		// The W3C trace context alone: a caller's baggage stays out of
@@ -591,9 +577,6 @@ func (s *Service) startConsumer(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("confirmation queue: %w", err)
-	}
-	if err := s.boundConfirmations(ctx); err != nil {
-		return err
 	}
 	kc, err := kaizenprom.NewKanbanCollector(s.registry, kaizenprom.CollectorOptions{})
 	if err != nil {

@@ -49,6 +49,14 @@ type Options struct {
 	// those being handled); Publish waits and TryPublish fails with
 	// kanban.ErrFull beyond it. 0 means 100000.
 	Capacity int64
+	// MaxBytes, if positive, is the most bytes the work stream holds as
+	// well: beyond it Publish waits and TryPublish fails with kanban.ErrFull,
+	// as beyond Capacity. 0 means no byte limit besides Capacity.
+	MaxBytes int64
+	// MaxAge, if positive, is how long the work stream keeps a message not
+	// yet acknowledged; older ones are dropped without being handled. 0
+	// means messages stay until they are acknowledged or dead-lettered.
+	MaxAge time.Duration
 	// DeadLetterLimit is the most dead letters kept; the oldest go first.
 	// 0 means 10000.
 	DeadLetterLimit int64
@@ -121,6 +129,10 @@ func (c Options) Validate() error {
 	switch {
 	case c.Capacity < 0:
 		return fmt.Errorf("natsjs: invalid Capacity %d: must not be negative", c.Capacity)
+	case c.MaxBytes < 0:
+		return fmt.Errorf("natsjs: invalid MaxBytes %d: must not be negative", c.MaxBytes)
+	case c.MaxAge < 0:
+		return fmt.Errorf("natsjs: invalid MaxAge %v: must not be negative", c.MaxAge)
 	case c.DeadLetterLimit < 0:
 		return fmt.Errorf("natsjs: invalid DeadLetterLimit %d: must not be negative", c.DeadLetterLimit)
 	case c.DedupWindow < 0:
@@ -264,8 +276,15 @@ func (c Options) streams() [2]jetstream.StreamConfig {
 			Storage:    storage,
 		}
 	}
+	work := stream(c.Stream, jetstream.WorkQueuePolicy, jetstream.DiscardNew, c.Capacity)
+	work.MaxAge = c.MaxAge
+	if c.MaxBytes > 0 {
+		work.MaxBytes = c.MaxBytes
+	} else {
+		work.MaxBytes = -1
+	}
 	return [2]jetstream.StreamConfig{
-		stream(c.Stream, jetstream.WorkQueuePolicy, jetstream.DiscardNew, c.Capacity),
+		work,
 		stream(c.DeadLetterStream, jetstream.LimitsPolicy, jetstream.DiscardOld, c.DeadLetterLimit),
 	}
 }
@@ -300,7 +319,8 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 }
 
 func isFull(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "maximum messages exceeded")
+	return err != nil && (strings.Contains(err.Error(), "maximum messages exceeded") ||
+		strings.Contains(err.Error(), "maximum bytes exceeded"))
 }
 
 // Publish stores msg and waits for the stream's acknowledgement. While

@@ -349,7 +349,7 @@ func TestStreams(t *testing.T) {
 	ctx := context.Background()
 	q, err := natsjs.New[int](ctx, connect(t, srv.Connect), natsjs.Options{
 		Stream: "WORK", DeadLetterStream: "DEAD", Capacity: 5, DeadLetterLimit: 3,
-		DedupWindow: time.Minute, Storage: natsjs.MemoryStorage,
+		DedupWindow: time.Minute, Storage: natsjs.MemoryStorage, MaxBytes: 1 << 20, MaxAge: time.Hour,
 	})
 	require.NoError(t, err)
 	for _, want := range []jetstream.StreamConfig{
@@ -368,7 +368,42 @@ func TestStreams(t *testing.T) {
 		assert.Equal(t, time.Minute, got.Duplicates, want.Name)
 		assert.Equal(t, jetstream.MemoryStorage, got.Storage, want.Name)
 	}
+	work, err := q.JetStream().Stream(ctx, "WORK")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1<<20), work.CachedInfo().Config.MaxBytes)
+	assert.Equal(t, time.Hour, work.CachedInfo().Config.MaxAge)
+	dead, err := q.JetStream().Stream(ctx, "DEAD")
+	require.NoError(t, err)
+	assert.Zero(t, dead.CachedInfo().Config.MaxAge, "dead letters are kept by count alone")
 	o := q.Options()
 	assert.Equal(t, "WORK_WORKERS", o.Durable, "Options returns the defaults filled in")
 	assert.Equal(t, 30*time.Second, o.AckWait)
+}
+
+// A work stream at MaxBytes refuses new messages as one at Capacity does.
+func TestMaxBytesRefusesWhenFull(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	q, err := natsjs.New[[]byte](ctx, connect(t, srv.Connect), natsjs.Options{
+		Stream: "BYTES", Capacity: 1000, MaxBytes: 4096, Storage: natsjs.MemoryStorage,
+	})
+	require.NoError(t, err)
+	payload := make([]byte, 1000)
+	accepted := 0
+	for i := range 10 {
+		err = q.TryPublish(ctx, kanban.Message[[]byte]{ID: strconv.Itoa(i), Payload: payload})
+		if err != nil {
+			break
+		}
+		accepted++
+	}
+	require.ErrorIs(t, err, kanban.ErrFull)
+	assert.Positive(t, accepted)
+	assert.Less(t, accepted, 4, "4096 bytes hold fewer than four 1000-byte messages with their headers")
+	require.NoError(t, q.Shutdown(ctx))
+}
+
+func TestMaxBytesAndMaxAgeAreValidated(t *testing.T) {
+	assert.ErrorContains(t, natsjs.Options{MaxBytes: -1}.Validate(), "invalid MaxBytes -1")
+	assert.ErrorContains(t, natsjs.Options{MaxAge: -time.Second}.Validate(), "invalid MaxAge -1s")
 }
