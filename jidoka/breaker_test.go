@@ -517,54 +517,41 @@ func TestBreakerSlowProbeReopens(t *testing.T) {
 }
 
 // A probe is slow only when it takes longer than SlowCallDuration: one that
-// takes exactly that long is a success and closes the breaker.
+// takes exactly that long is a success and closes the breaker. A probe run
+// through Allow and done is timed from Allow, as one run through Do.
 func TestBreakerProbeOfExactlySlowCallDuration(t *testing.T) {
-	for _, tt := range []struct {
-		took time.Duration
-		want jidoka.State
-	}{
-		{time.Second, jidoka.StateClosed},
-		{time.Second + 1, jidoka.StateOpen},
-	} {
-		t.Run(tt.took.String(), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, SlowCallRate: 1, SlowCallDuration: time.Second,
-					OpenDuration: time.Minute, HalfOpenSuccesses: 1})
-				calls(t, b, 1, errBoom)
-				advance(time.Minute)
-				require.Equal(t, jidoka.StateHalfOpen, b.State())
-				require.NoError(t, slowCall(b, tt.took, nil))
-				assert.Equal(t, tt.want, b.State())
-			})
-		})
+	probes := map[string]func(b *jidoka.Breaker, took time.Duration) error{
+		"Do": func(b *jidoka.Breaker, took time.Duration) error { return slowCall(b, took, nil) },
+		"Allow": func(b *jidoka.Breaker, took time.Duration) error {
+			done, err := b.Allow(context.Background())
+			if err != nil {
+				return err
+			}
+			time.Sleep(took)
+			done(nil)
+			return nil
+		},
 	}
-}
-
-// A probe run through Allow and done is timed from Allow, as one run through
-// Do: exactly SlowCallDuration closes the breaker, a nanosecond more opens
-// it again.
-func TestBreakerAllowTimesProbes(t *testing.T) {
-	for _, tt := range []struct {
-		took time.Duration
-		want jidoka.State
-	}{
-		{time.Second, jidoka.StateClosed},
-		{time.Second + 1, jidoka.StateOpen},
-	} {
-		t.Run(tt.took.String(), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, SlowCallRate: 1, SlowCallDuration: time.Second,
-					OpenDuration: time.Minute, HalfOpenSuccesses: 1})
-				calls(t, b, 1, errBoom)
-				advance(time.Minute)
-				require.Equal(t, jidoka.StateHalfOpen, b.State())
-				done, err := b.Allow(context.Background())
-				require.NoError(t, err)
-				time.Sleep(tt.took)
-				done(nil)
-				assert.Equal(t, tt.want, b.State())
+	for path, probe := range probes {
+		for _, tt := range []struct {
+			took time.Duration
+			want jidoka.State
+		}{
+			{time.Second, jidoka.StateClosed},
+			{time.Second + 1, jidoka.StateOpen},
+		} {
+			t.Run(path+"/"+tt.took.String(), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, SlowCallRate: 1, SlowCallDuration: time.Second,
+						OpenDuration: time.Minute, HalfOpenSuccesses: 1})
+					calls(t, b, 1, errBoom)
+					advance(time.Minute)
+					require.Equal(t, jidoka.StateHalfOpen, b.State())
+					require.NoError(t, probe(b, tt.took))
+					assert.Equal(t, tt.want, b.State())
+				})
 			})
-		})
+		}
 	}
 }
 
