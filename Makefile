@@ -63,6 +63,19 @@ stress-payment: ## start the payment service, drive it with 100 clients for 30s 
 	  for i in $$(seq 50); do curl -sf 127.0.0.1:3001/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
 	  $(BIN)/loadgen -url http://127.0.0.1:3001 -c $(or $(CLIENTS),100) -d $(or $(DURATION),30s) $(LOADGEN_FLAGS)
 
+.PHONY: deployment
+deployment: ## run the deployment service on :3002 (embedded NATS, demo catalog, no setup)
+	$(GO) run ./examples/deployment
+
+.PHONY: stress-deployment
+stress-deployment: ## start the deployment service, send 50 concurrent deployments, print how they ended (N=)
+	@$(GO) build -o $(BIN)/deployment ./examples/deployment
+	@$(GO) build -o $(BIN)/stress-deployment ./examples/deployment/stress
+	@data=$$(mktemp -d); $(BIN)/deployment -addr 127.0.0.1:3002 -data-dir $$data -log-level warn & pid=$$!; \
+	  trap "kill -INT $$pid; wait $$pid; rm -rf $$data" EXIT; \
+	  for i in $$(seq 100); do curl -sf 127.0.0.1:3002/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
+	  $(BIN)/stress-deployment -url http://127.0.0.1:3002 -n $(or $(N),50)
+
 .PHONY: ci
 ci: ## what CI runs (installs servers when run as root)
 	bash .ci/run

@@ -2,13 +2,11 @@ package sim_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
 	"github.com/taipattern/taikit/examples/deployment/internal/catalog"
-	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 	"github.com/taipattern/taikit/examples/deployment/internal/fleet/sim"
 )
 
@@ -23,14 +21,18 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	_, err := f.Sample(ctx, service, region, "v1.0.0", time.Minute)
-	fmt.Println("before routing, no data:", errors.Is(err, fleet.ErrNoData))
+	s, err := f.Sample(ctx, service, region, "v1.0.0", time.Minute)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("before routing, preview requests in a minute:", s.Requests)
 
 	if err := f.Route(ctx, service, region, "v0.9.0", "v1.0.0", 10); err != nil {
 		fmt.Println(err)
 		return
 	}
-	s, err := f.Sample(ctx, service, region, "v1.0.0", time.Minute)
+	s, err = f.Sample(ctx, service, region, "v1.0.0", time.Minute)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -44,7 +46,7 @@ func Example() {
 	stable, next, percent := f.Split(service, region)
 	fmt.Printf("split: %q %q %v; running: %v\n", stable, next, percent, f.Versions(service, region))
 	// Output:
-	// before routing, no data: true
+	// before routing, preview requests in a minute: 300
 	// requests in a minute: 600
 	// passed: false - Error rate 7.20% exceeds threshold 5.00%
 	// split: "v0.9.0" "" 0; running: [v0.9.0]

@@ -35,6 +35,12 @@ var (
 // in, in requests per second, before Route splits it.
 const RequestRate = 100
 
+// PreviewRate is the traffic a running version gets while it takes no
+// share of the service's traffic, in requests per second: the smoke tests
+// of a preview, as a blue-green deployment's new set has before the
+// switch.
+const PreviewRate = 5
+
 // ErrCapacity is returned (wrapped) by Deploy when the region cannot run
 // the instances asked for beside those it runs already.
 var ErrCapacity = errors.New("sim: region capacity exceeded")
@@ -193,7 +199,9 @@ func (f *Fleet) start(ctx context.Context, st *state, version string, d *deploym
 // Route sends percent (0 to 100) of service's traffic in region to next
 // and the rest to stable; with stable == "" (a first deployment) all of it
 // goes to next, whatever percent says, and with stable == next all of it
-// goes to that version. Both versions must be running there.
+// goes to that version. Both versions must be running there, except a next
+// given 0% with a stable: that is a rollback, which a restarted caller may
+// repeat after the next version is gone.
 func (f *Fleet) Route(ctx context.Context, service, region, stable, next string, percent float64) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -211,7 +219,9 @@ func (f *Fleet) Route(ctx context.Context, service, region, stable, next string,
 	defer f.mu.Unlock()
 	st := f.places[place{service, region}]
 	for _, v := range []string{stable, next} {
-		if v == "" {
+		if v == "" || (v == next && percent == 0 && stable != "") {
+			// A next version given no traffic need not run: a rollback
+			// repeated after a restart names one that is gone.
 			continue
 		}
 		if st == nil || st.versions[v] == nil || st.versions[v].starting {
@@ -221,8 +231,8 @@ func (f *Fleet) Route(ctx context.Context, service, region, stable, next string,
 	switch {
 	case stable == "":
 		st.stable, st.next, st.percent = "", next, 100
-	case stable == next:
-		st.stable, st.next, st.percent = next, "", 0
+	case stable == next || (percent == 0 && (st.versions[next] == nil || st.versions[next].starting)):
+		st.stable, st.next, st.percent = stable, "", 0
 	default:
 		st.stable, st.next, st.percent = stable, next, percent
 	}
@@ -264,9 +274,10 @@ func (f *Fleet) Retire(ctx context.Context, service, region, version string) err
 
 // Sample returns version's health in region over the window ending now:
 // its catalog profile at its age (now minus when it became ready), and
-// Requests = RequestRate × its share of the traffic × window in seconds.
-// A version that does not run there, or takes no traffic, has no data:
-// the error wraps fleet.ErrNoData.
+// Requests = RequestRate × its share of the traffic × window in seconds,
+// or PreviewRate × window in seconds while it takes no share. A version
+// that does not run there (or is still starting) has no data: the error
+// wraps fleet.ErrNoData.
 func (f *Fleet) Sample(ctx context.Context, service, region, version string, window time.Duration) (fleet.Sample, error) {
 	if err := ctx.Err(); err != nil {
 		return fleet.Sample{}, err
@@ -287,9 +298,9 @@ func (f *Fleet) Sample(ctx context.Context, service, region, version string, win
 	if d == nil || d.starting {
 		return fleet.Sample{}, fmt.Errorf("sim: %s %s is not running in %s: %w", service, version, region, fleet.ErrNoData)
 	}
-	percent := st.percentOf(version)
-	if percent == 0 {
-		return fleet.Sample{}, fmt.Errorf("sim: %s %s takes no traffic in %s: %w", service, version, region, fleet.ErrNoData)
+	rate := RequestRate * st.percentOf(version) / 100
+	if rate == 0 {
+		rate = PreviewRate
 	}
 	now := time.Now()
 	p, ok := f.catalog.Profile(service, version, region, now.Sub(d.since))
@@ -298,7 +309,7 @@ func (f *Fleet) Sample(ctx context.Context, service, region, version string, win
 	}
 	return fleet.Sample{
 		Time:      now,
-		Requests:  RequestRate * window.Seconds() * percent / 100,
+		Requests:  rate * window.Seconds(),
 		ErrorRate: p.ErrorRate,
 		P99:       p.P99,
 		CPU:       p.CPU,

@@ -168,6 +168,7 @@ func TestRoute(t *testing.T) {
 		require.NoError(t, err)
 		return s.Requests
 	}
+	const preview = float64(sim.PreviewRate * 60)
 	split := func() [3]any {
 		stable, next, percent := f.Split(api, west)
 		return [3]any{stable, next, percent}
@@ -186,17 +187,17 @@ func TestRoute(t *testing.T) {
 	assert.InDelta(t, 1998.0, requests("v2.0.0"), 1e-9)
 
 	require.NoError(t, f.Route(ctx, api, west, "v1.0.0", "v2.0.0", 100))
-	assert.Equal(t, 0.0, requests("v1.0.0"))
+	assert.Equal(t, preview, requests("v1.0.0"), "no share: preview traffic only")
 	assert.Equal(t, 6000.0, requests("v2.0.0"))
 
 	require.NoError(t, f.Route(ctx, api, west, "v1.0.0", "v2.0.0", 0), "rolled back")
 	assert.Equal(t, [3]any{"v1.0.0", "v2.0.0", 0.0}, split())
 	assert.Equal(t, 6000.0, requests("v1.0.0"))
-	assert.Equal(t, 0.0, requests("v2.0.0"))
+	assert.Equal(t, preview, requests("v2.0.0"), "no share: preview traffic only")
 
 	require.NoError(t, f.Route(ctx, api, west, "", "v2.0.0", 5), "no stable: all to next")
 	assert.Equal(t, [3]any{"", "v2.0.0", 100.0}, split())
-	assert.Equal(t, 0.0, requests("v1.0.0"))
+	assert.Equal(t, preview, requests("v1.0.0"), "no share: preview traffic only")
 	assert.Equal(t, 6000.0, requests("v2.0.0"))
 
 	require.NoError(t, f.Route(ctx, api, west, "v1.0.0", "v1.0.0", 50), "one version: all to it")
@@ -283,14 +284,26 @@ func TestRetire(t *testing.T) {
 	assert.ErrorIs(t, f.Retire(cancelled, api, west, "v2.0.0"), context.Canceled)
 }
 
+// TestRouteBackToAVersionGone: a rollback repeated after a restart (a new
+// Fleet, in which the next version never ran) sends everything to stable.
+func TestRouteBackToAVersionGone(t *testing.T) {
+	ctx := context.Background()
+	f := sim.New(catalog.Demo())
+	require.NoError(t, f.Route(ctx, api, west, "v1.0.0", "v2.0.0", 0))
+	stable, next, percent := f.Split(api, west)
+	assert.Equal(t, [3]any{"v1.0.0", "", 0.0}, [3]any{stable, next, percent})
+	assert.Error(t, f.Route(ctx, api, west, "v1.0.0", "v2.0.0", 5), "a share for a version that does not run")
+	assert.Error(t, f.Route(ctx, api, west, "v3.0.0", "v2.0.0", 0), "the stable must run")
+}
+
 func TestSampleErrors(t *testing.T) {
 	ctx := context.Background()
 	f := sim.New(catalog.Demo())
 	require.NoError(t, f.Deploy(ctx, api, west, "v2.0.0", 4))
 
-	_, err := f.Sample(ctx, api, west, "v2.0.0", time.Minute)
-	assert.ErrorIs(t, err, fleet.ErrNoData, "deployed, but no traffic yet")
-	assert.EqualError(t, err, "sim: api-service v2.0.0 takes no traffic in us-west-2: fleet: no health data")
+	s, err := f.Sample(ctx, api, west, "v2.0.0", time.Minute)
+	require.NoError(t, err, "deployed, no share of the traffic: its preview traffic")
+	assert.Equal(t, float64(sim.PreviewRate*60), s.Requests)
 
 	_, err = f.Sample(ctx, api, west, "v3.0.0", time.Minute)
 	assert.ErrorIs(t, err, fleet.ErrNoData, "not deployed")

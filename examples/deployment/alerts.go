@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/tai"
+)
+
+// The alert rules' names.
+const (
+	alertRolledBack = "DeploymentRolledBack"
+	alertFailed     = "DeploymentFailed"
+	alertMarginal   = "DeploymentHealthMarginal"
+	alertSlow       = "CanarySlowToProgress"
+	alertFrequency  = "DeploymentRollbackFrequency"
+)
+
+// rules are the service's alert rules. The first two and the last read
+// the pipeline's records (one per region rollout: a rollback is a failed
+// signal, a refused prerequisite a denied one); the others read the health
+// of the rollouts running now.
+func (s *Service) rules() []andon.Rule {
+	runbook := "https://github.com/taipattern/taikit/tree/main/examples/deployment#alerts"
+	return []andon.Rule{
+		{
+			Name: alertRolledBack, Severity: andon.Page, KeepFiringFor: 10 * time.Minute,
+			Condition:  andon.OutcomeRate(s.stats, "deployment", 10*time.Minute, 0, tai.Failed),
+			Summary:    "{{ $value | humanizePercentage }} of region rollouts rolled back over 10m",
+			RunbookURL: runbook,
+		},
+		{
+			Name: alertFailed, Severity: andon.Page, KeepFiringFor: 10 * time.Minute,
+			Condition:  andon.OutcomeRate(s.stats, "deployment", 10*time.Minute, 0, tai.Denied),
+			Summary:    "{{ $value | humanizePercentage }} of deployments refused by a prerequisite over 10m",
+			RunbookURL: runbook,
+		},
+		{
+			Name: alertMarginal, Severity: andon.Ticket,
+			Condition:  andon.ConditionFunc(s.marginalHealth),
+			Expr:       `max(deployment_health_error_rate) >= 0.05 and max(deployment_health_error_rate) <= 0.10`,
+			Summary:    "a rollout's error rate is marginal: {{ $value | humanizePercentage }}",
+			RunbookURL: runbook,
+		},
+		{
+			Name: alertSlow, Severity: andon.Ticket, For: time.Minute,
+			Condition:  andon.ConditionFunc(s.slowCanary),
+			Expr:       `max(deployment_stage_overdue_ratio{stage="canary"}) > 3`,
+			Summary:    "a canary has run {{ $value | humanize }} times its bake",
+			RunbookURL: runbook,
+		},
+		{
+			Name: alertFrequency, Severity: andon.Ticket, MinSamples: 10,
+			Condition:  andon.OutcomeRate(s.stats, "deployment", 24*time.Hour, 0.02, tai.Failed),
+			Summary:    "{{ $value | humanizePercentage }} of the day's region rollouts rolled back",
+			RunbookURL: runbook,
+		},
+	}
+}
+
+// rolloutHealth is what the alert rules read of the rollouts running in
+// this process: each one's last error rate and how far past its bake its
+// stage is. It also exports both as gauges, so the exported rules see the
+// same.
+type rolloutHealth struct {
+	mu      sync.Mutex
+	latest  map[string]float64 // run → last sampled error rate
+	overdue map[string]float64 // run → time in stage / bake, canary stages only
+}
+
+func (h *rolloutHealth) set(key string, errorRate float64, overdue float64, canary bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.latest == nil {
+		h.latest, h.overdue = map[string]float64{}, map[string]float64{}
+	}
+	h.latest[key] = errorRate
+	if canary {
+		h.overdue[key] = overdue
+	} else {
+		delete(h.overdue, key)
+	}
+}
+
+func (h *rolloutHealth) drop(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.latest, key)
+	delete(h.overdue, key)
+}
+
+func (h *rolloutHealth) max(m func(*rolloutHealth) map[string]float64) (float64, uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var top float64
+	vals := m(h)
+	for _, v := range vals {
+		top = max(top, v)
+	}
+	return top, uint64(len(vals))
+}
+
+func (s *Service) marginalHealth(context.Context, time.Time) (andon.Measurement, error) {
+	v, n := s.rollouts.max(func(h *rolloutHealth) map[string]float64 { return h.latest })
+	return andon.Measurement{Active: v >= 0.05 && v <= 0.10, Value: v, Threshold: 0.05, Unit: andon.UnitRatio, Samples: n}, nil
+}
+
+func (s *Service) slowCanary(context.Context, time.Time) (andon.Measurement, error) {
+	v, n := s.rollouts.max(func(h *rolloutHealth) map[string]float64 { return h.overdue })
+	return andon.Measurement{Active: v > 3, Value: v, Threshold: 3, Samples: max(n, 1)}, nil
+}
+
+// startAlerts evaluates the rules in-process, notifies through the log,
+// and serves the board at /andon/. The board's cord is the service's
+// cord: pulling it there stops deployments on every replica.
+func (s *Service) startAlerts(ctx context.Context) error {
+	cordHook := andon.HookFuncs{
+		OnFire: func(ctx context.Context, a andon.Alert) {
+			if err := s.setCord(ctx, Cord{Stopped: true, Reason: "andon board: " + a.Annotations["summary"], At: time.Now().UTC()}); err != nil {
+				s.log.Error("cord not stored", "err", err)
+			}
+		},
+		OnResolve: func(ctx context.Context, _ andon.Alert) {
+			if err := s.setCord(ctx, Cord{At: time.Now().UTC()}); err != nil {
+				s.log.Error("cord not stored", "err", err)
+			}
+		},
+	}
+	var err error
+	s.andon, err = andon.NewEvaluator(andon.EvaluatorOptions{
+		Rules:     s.rules(),
+		Interval:  15 * time.Second,
+		Notifiers: []andon.Notifier{andon.SlogNotifier(s.log)},
+		Cord:      andon.CordOptions{Hooks: []andon.Hook{cordHook}},
+		Logger:    s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.board, err = andon.NewBoard(s.andon, andon.BoardOptions{
+		Prefix: "/andon", Title: "Deployments",
+		Lines:    []andon.Line{s.line},
+		ReadOnly: s.cfg.AdminToken == "",
+		Logger:   s.log,
+	})
+	if err != nil {
+		return err
+	}
+	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopAlerts = stop
+	s.alerting.Add(1)
+	go func() {
+		defer s.alerting.Done()
+		if err := s.andon.Run(actx); err != nil && actx.Err() == nil {
+			s.log.Error("alert evaluation stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// boardHandler guards the board's cord with the admin token: reading the
+// board is open, a POST needs the token.
+func (s *Service) boardHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.adminOnly(s.board).ServeHTTP(w, r)
+			return
+		}
+		s.board.ServeHTTP(w, r)
+	})
+}
+
+// printRules writes the alert rules as a Prometheus rule file over the
+// metric names the service exports.
+func printRules(w io.Writer) error {
+	s := &Service{}
+	if err := s.newMetrics(); err != nil {
+		return err
+	}
+	return andon.PrometheusRules(w, "deployment", s.rules(), andon.ExportOptions{})
+}

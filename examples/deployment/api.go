@@ -1,0 +1,331 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
+	"github.com/taipattern/taikit/examples/internal/httpapi"
+)
+
+// DeployRequest is the body of POST /deploy. The first four fields are the
+// reference's, taken as it sends them; the rest are optional.
+type DeployRequest struct {
+	Service         string `json:"service"`
+	Version         string `json:"version"`
+	TargetRegion    string `json:"target_region"`
+	RolloutStrategy string `json:"rollout_strategy"`
+	// TargetRegions deploys to several regions, one after another, each
+	// waiting for the one before to succeed. With TargetRegion as well,
+	// TargetRegion must be the first of them.
+	TargetRegions []string `json:"target_regions"`
+	// ContinueOnFailure carries a wave on past a region that failed or
+	// rolled back, instead of stopping it there.
+	ContinueOnFailure bool `json:"continue_on_failure"`
+	// FirstDeploy allows a deployment with no version running in a region
+	// to roll back to (the rollback then takes all traffic away).
+	FirstDeploy bool              `json:"first_deploy"`
+	Analysis    *AnalysisRequest  `json:"analysis"`
+	Metadata    map[string]string `json:"metadata"`
+}
+
+// AnalysisRequest overrides the service's analysis thresholds for one
+// deployment; a zero field keeps the service's.
+type AnalysisRequest struct {
+	MaxErrorRate float64 `json:"max_error_rate"`
+	MaxP99Ms     float64 `json:"max_p99_ms"`
+	MaxCPU       float64 `json:"max_cpu"`
+	MaxMemory    float64 `json:"max_memory"`
+}
+
+// The rollout strategies.
+const (
+	Canary    = "canary"
+	BlueGreen = "blue-green"
+	Rolling   = "rolling"
+)
+
+// The statuses of a deployment and of each of its regions. SKIPPED is a
+// region's only: a wave stopped before it.
+const (
+	StatusInProgress = "IN_PROGRESS"
+	StatusSuccess    = "SUCCESS"
+	StatusRolledBack = "ROLLED_BACK"
+	StatusFailed     = "FAILED"
+	StatusSkipped    = "SKIPPED"
+	StatusPending    = "PENDING"
+)
+
+// Deployment is a deployment as stored and as answered.
+type Deployment struct {
+	ID              string            `json:"deployment_id"`
+	Service         string            `json:"service"`
+	Version         string            `json:"version"`
+	TargetRegion    string            `json:"target_region"`
+	Regions         []string          `json:"target_regions"`
+	Strategy        string            `json:"rollout_strategy"`
+	Status          string            `json:"status"`
+	StartedAt       time.Time         `json:"started_at"`
+	CompletedAt     *time.Time        `json:"completed_at"`
+	DurationSecs    float64           `json:"duration_secs"`
+	StagesCompleted []string          `json:"stages_completed"`
+	ErrorMessage    *string           `json:"error_message"`
+	RegionsDone     []string          `json:"regions_completed"`
+	Results         []RegionResult    `json:"regions"`
+	Paused          bool              `json:"paused"`
+	TraceID         string            `json:"trace_id,omitempty"`
+	ContinueOn      bool              `json:"continue_on_failure,omitempty"`
+	FirstDeploy     bool              `json:"first_deploy,omitempty"`
+	Analysis        Thresholds        `json:"analysis"`
+	Metadata        map[string]string `json:"metadata,omitempty"`
+}
+
+// Thresholds are the analysis thresholds a deployment runs with, in the
+// API's units.
+type Thresholds struct {
+	MaxErrorRate float64 `json:"max_error_rate"`
+	MaxP99Ms     float64 `json:"max_p99_ms"`
+	MaxCPU       float64 `json:"max_cpu"`
+	MaxMemory    float64 `json:"max_memory"`
+}
+
+func thresholdsOf(t analysis.Thresholds) Thresholds {
+	return Thresholds{t.MaxErrorRate, float64(t.MaxP99) / float64(time.Millisecond), t.MaxCPU, t.MaxMemory}
+}
+
+func (t Thresholds) analysis() analysis.Thresholds {
+	return analysis.Thresholds{
+		MaxErrorRate: t.MaxErrorRate,
+		MaxP99:       time.Duration(t.MaxP99Ms * float64(time.Millisecond)),
+		MaxCPU:       t.MaxCPU, MaxMemory: t.MaxMemory,
+	}
+}
+
+// RegionResult is how a deployment went in one region.
+type RegionResult struct {
+	Region       string        `json:"region"`
+	Status       string        `json:"status"`
+	Previous     string        `json:"previous_version,omitempty"` // the version rolled back to
+	Stage        string        `json:"stage,omitempty"`            // the stage in progress
+	Percent      float64       `json:"traffic_percent"`            // share of traffic on the new version now
+	Stages       []StageResult `json:"stages"`
+	Decision     string        `json:"validation,omitempty"` // why the prerequisites failed
+	ErrorMessage string        `json:"error_message,omitempty"`
+	StartedAt    *time.Time    `json:"started_at,omitempty"`
+	CompletedAt  *time.Time    `json:"completed_at,omitempty"`
+}
+
+// StageResult is one stage of a rollout in a region.
+type StageResult struct {
+	Name      string         `json:"name"`
+	Percent   float64        `json:"traffic_percent"`
+	StartedAt time.Time      `json:"started_at"`
+	EndedAt   *time.Time     `json:"ended_at,omitempty"`
+	Verdict   string         `json:"verdict,omitempty"` // passed, failed, aborted, promoted
+	Reason    string         `json:"reason,omitempty"`
+	Samples   []HealthSample `json:"health_samples"`
+}
+
+// HealthSample is one health reading during a bake, with its analysis.
+type HealthSample struct {
+	Time      time.Time `json:"time"`
+	Requests  float64   `json:"requests"`
+	ErrorRate float64   `json:"error_rate"`
+	P99Ms     float64   `json:"p99_ms"`
+	CPU       float64   `json:"cpu"`
+	Memory    float64   `json:"memory"`
+	// Verdict is passed, failed or inconclusive (no data).
+	Verdict string `json:"verdict"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// maxSamplesKept bounds the samples a stage keeps in its record (the
+// latest ones); the metrics and the audit trail count them all.
+const maxSamplesKept = 20
+
+// newDeploymentID makes "dpl_" and 32 lowercase hex digits.
+func newDeploymentID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "dpl_" + hex.EncodeToString(b[:])
+}
+
+var (
+	deploymentIDRE = regexp.MustCompile(`^dpl_[0-9a-f]{32}$`)
+	serviceRE      = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	regionRE       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+	versionRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+	metaKeyRE      = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,63}$`)
+)
+
+// maxRegions bounds a wave.
+const maxRegions = 16
+
+// validate checks a request's fields and returns the regions in order and
+// the strategy, or a 400 naming the field. Whether the service, version
+// and regions exist is the policy's to say (422).
+func (r *DeployRequest) validate() (regions []string, strategy string, err error) {
+	if r.Service == "" {
+		return nil, "", httpapi.Invalid("service", "service is required")
+	}
+	if !serviceRE.MatchString(r.Service) {
+		return nil, "", httpapi.Invalid("service", "service %q is not a service name (lowercase letters, digits and '-', at most 63)", clip(r.Service))
+	}
+	if r.Version == "" {
+		return nil, "", httpapi.Invalid("version", "version is required")
+	}
+	if !versionRE.MatchString(r.Version) {
+		return nil, "", httpapi.Invalid("version", "version %q is not a version (letters, digits, '.', '_', '+', '-', at most 128)", clip(r.Version))
+	}
+	regions = slices.Clone(r.TargetRegions)
+	switch {
+	case len(regions) == 0 && r.TargetRegion == "":
+		return nil, "", httpapi.Invalid("target_region", "target_region (or target_regions) is required")
+	case len(regions) == 0:
+		regions = []string{r.TargetRegion}
+	case r.TargetRegion != "" && regions[0] != r.TargetRegion:
+		return nil, "", httpapi.Invalid("target_region", "target_region %q is not the first of target_regions", clip(r.TargetRegion))
+	}
+	if len(regions) > maxRegions {
+		return nil, "", httpapi.Invalid("target_regions", "%d regions; at most %d", len(regions), maxRegions)
+	}
+	for i, reg := range regions {
+		if !regionRE.MatchString(reg) {
+			return nil, "", httpapi.Invalid("target_regions", "region %q is not a region name (lowercase letters, digits and '-')", clip(reg))
+		}
+		if slices.Index(regions, reg) != i {
+			return nil, "", httpapi.Invalid("target_regions", "region %q is listed twice", reg)
+		}
+	}
+	strategy = r.RolloutStrategy
+	switch strategy {
+	case "":
+		strategy = Canary
+	case Canary, BlueGreen, Rolling:
+	default:
+		return nil, "", httpapi.Invalid("rollout_strategy", "rollout_strategy %q is not one of canary, blue-green, rolling", clip(strategy))
+	}
+	if a := r.Analysis; a != nil {
+		for _, f := range []struct {
+			name string
+			v    float64
+			max  float64
+		}{{"max_error_rate", a.MaxErrorRate, 1}, {"max_cpu", a.MaxCPU, 1}, {"max_memory", a.MaxMemory, 1}, {"max_p99_ms", a.MaxP99Ms, 3_600_000}} {
+			if math.IsNaN(f.v) || f.v < 0 || f.v > f.max {
+				return nil, "", httpapi.Invalid("analysis."+f.name, "analysis.%s %v is not in [0, %v] (0 keeps the service's)", f.name, f.v, f.max)
+			}
+		}
+	}
+	if len(r.Metadata) > 32 {
+		return nil, "", httpapi.Invalid("metadata", "%d metadata entries; at most 32", len(r.Metadata))
+	}
+	for k, v := range r.Metadata {
+		if !metaKeyRE.MatchString(k) {
+			return nil, "", httpapi.Invalid("metadata", "metadata key %q is not a key (letters, digits, '.', '_', '/', '-', at most 63)", clip(k))
+		}
+		if len(v) > 256 {
+			return nil, "", httpapi.Invalid("metadata", "metadata %q is %d bytes; at most 256", k, len(v))
+		}
+	}
+	return regions, strategy, nil
+}
+
+// thresholds are the service's thresholds with the request's overrides.
+func (r *DeployRequest) thresholds(base analysis.Thresholds) Thresholds {
+	t := thresholdsOf(base)
+	if a := r.Analysis; a != nil {
+		if a.MaxErrorRate > 0 {
+			t.MaxErrorRate = a.MaxErrorRate
+		}
+		if a.MaxP99Ms > 0 {
+			t.MaxP99Ms = a.MaxP99Ms
+		}
+		if a.MaxCPU > 0 {
+			t.MaxCPU = a.MaxCPU
+		}
+		if a.MaxMemory > 0 {
+			t.MaxMemory = a.MaxMemory
+		}
+	}
+	return t
+}
+
+// clip shortens what a client sent before it goes into an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// terminal reports whether a status is final.
+func terminal(status string) bool {
+	switch status {
+	case StatusSuccess, StatusRolledBack, StatusFailed, StatusSkipped:
+		return true
+	}
+	return false
+}
+
+// httpStatus is the HTTP status a deployment is answered with.
+func (d *Deployment) httpStatus() int {
+	switch d.Status {
+	case StatusSuccess:
+		return 200
+	case StatusRolledBack, StatusInProgress:
+		return 202
+	case StatusFailed:
+		return 422
+	}
+	return 500
+}
+
+// finish sets the deployment's status from its regions' and closes it.
+func (d *Deployment) finish(now time.Time) {
+	status, msg := StatusSuccess, ""
+	d.RegionsDone = d.RegionsDone[:0]
+	for _, r := range d.Results {
+		switch r.Status {
+		case StatusSuccess:
+			d.RegionsDone = append(d.RegionsDone, r.Region)
+		case StatusRolledBack:
+			status = StatusRolledBack
+			if msg == "" {
+				msg = r.ErrorMessage
+				if len(d.Results) > 1 {
+					msg = r.Region + ": " + msg
+				}
+			}
+		case StatusFailed:
+			if status == StatusSuccess {
+				status = StatusFailed
+			}
+			if msg == "" {
+				msg = r.ErrorMessage
+				if len(d.Results) > 1 {
+					msg = r.Region + ": " + msg
+				}
+			}
+		}
+	}
+	d.Status = status
+	if msg != "" {
+		d.ErrorMessage = &msg
+	}
+	d.CompletedAt = &now
+	d.DurationSecs = now.Sub(d.StartedAt).Seconds()
+}
+
+// stageName is how a region's stage is listed in stages_completed: the
+// stage's own name for one region, region/stage in a wave.
+func (d *Deployment) stageName(region, stage string) string {
+	if len(d.Regions) > 1 {
+		return fmt.Sprintf("%s/%s", region, stage)
+	}
+	return stage
+}

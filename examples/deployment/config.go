@@ -1,0 +1,271 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
+	"github.com/taipattern/taikit/examples/internal/httpapi"
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/kaizen"
+)
+
+// Config is the service's configuration: flags, each with an environment
+// variable as fallback.
+type Config struct {
+	Addr         string
+	NATSURL      string // empty: start an embedded NATS server
+	DataDir      string
+	APIToken     string   // guards the deploy API; "" leaves it open (then Addr must be loopback)
+	AdminToken   string   // guards abort, promote, resume and the cord; "" turns them off
+	AuditKey     []byte   // makes the audit trail's hashes HMACs
+	AllowedHosts []string // Host header values served; "*" for any
+	CatalogFile  string   // "": the demo catalog
+
+	// Stages are the canary rollout's stages; Interval is how often
+	// health is sampled during a bake, and FailAfter how many failing
+	// samples in a row roll a deployment back.
+	Stages    []heijunka.RampStage
+	Interval  time.Duration
+	FailAfter int
+	Analysis  analysis.Thresholds
+	// Freeze lists change-freeze windows: no deployment starts inside one.
+	Freeze []Window
+
+	Workers        int           // rollouts running at once in this process (one per service/region)
+	RequestTimeout time.Duration // how long a waiting POST /deploy waits before answering 202
+	PrintRules     bool
+	Instance       string
+	LogLevel       string
+}
+
+// Window is a time window, [From, To).
+type Window struct {
+	From, To time.Time
+}
+
+// Contains reports whether t is inside the window.
+func (w Window) Contains(t time.Time) bool {
+	return !t.Before(w.From) && t.Before(w.To)
+}
+
+// The demo profile: short bakes so a person sees a rollout finish in
+// seconds. The production profile is the reference's: a five-minute
+// canary, a ten-minute staging and health every ten seconds.
+var (
+	demoStages = "canary:5:3s,staging:25:5s,prod:100:0s"
+	prodStages = "canary:5:5m,staging:25:10m,prod:100:0s"
+)
+
+func parseConfig(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("deployment", flag.ContinueOnError)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	envDur := func(name string, def time.Duration) time.Duration {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q is not a duration", name, v))
+			}
+			return d
+		}
+		return def
+	}
+	envInt := func(name string, def int) int {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q is not an integer", name, v))
+			}
+			return n
+		}
+		return def
+	}
+	envFloat := func(name string, def float64) float64 {
+		if v := getenv(name); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q is not a number", name, v))
+			}
+			return f
+		}
+		return def
+	}
+	fs.StringVar(&c.Addr, "addr", env("ADDR", ""), "listen address; default 127.0.0.1:3002 (loopback only) without -api-token, :3002 with one. Without a token only a loopback address is accepted (ADDR)")
+	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one; replicas on one NATS share the queue and the state (NATS_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-deployment")), "embedded NATS store and audit trail (DATA_DIR)")
+	var apiTokenFile, adminTokenFile, allowedHosts, auditKeyFile, stages, freeze string
+	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on the deploy API (API_TOKEN)")
+	fs.StringVar(&apiTokenFile, "api-token-file", env("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
+	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of abort, promote, resume and the cord; must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
+	fs.StringVar(&adminTokenFile, "admin-token-file", env("ADMIN_TOKEN_FILE", ""), "read the admin token from this file (ADMIN_TOKEN_FILE)")
+	fs.StringVar(&auditKeyFile, "audit-key-file", env("AUDIT_KEY_FILE", ""), "make the audit trail's hashes HMAC-SHA256 with the key in this file (at least 16 bytes) (AUDIT_KEY_FILE)")
+	fs.StringVar(&allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any; default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")
+	fs.StringVar(&c.CatalogFile, "catalog", env("CATALOG", ""), "catalog of services, versions, regions and what runs where (JSON); default: the demo catalog (CATALOG)")
+	demo := fs.Bool("demo", env("DEMO", "true") == "true", "demo profile: bakes of seconds (canary 5% 3s, staging 25% 5s, prod) and health every 500ms; -demo=false takes the production profile (canary 5m, staging 10m, health every 10s) (DEMO)")
+	fs.StringVar(&stages, "stages", env("STAGES", ""), "canary stages as name:percent:bake, comma separated; default from the profile (STAGES)")
+	fs.DurationVar(&c.Interval, "health-interval", envDur("HEALTH_INTERVAL", 0), "how often health is sampled during a bake; default from the profile (HEALTH_INTERVAL)")
+	fs.IntVar(&c.FailAfter, "fail-after", envInt("FAIL_AFTER", 1), "failing health samples in a row that roll a deployment back (FAIL_AFTER)")
+	c.Analysis = analysis.Default()
+	fs.Float64Var(&c.Analysis.MaxErrorRate, "max-error-rate", envFloat("MAX_ERROR_RATE", c.Analysis.MaxErrorRate), "analysis: highest error rate, as a share (MAX_ERROR_RATE)")
+	fs.DurationVar(&c.Analysis.MaxP99, "max-p99", envDur("MAX_P99", c.Analysis.MaxP99), "analysis: highest p99 latency (MAX_P99)")
+	fs.Float64Var(&c.Analysis.MaxCPU, "max-cpu", envFloat("MAX_CPU", c.Analysis.MaxCPU), "analysis: highest CPU use, as a share (MAX_CPU)")
+	fs.Float64Var(&c.Analysis.MaxMemory, "max-memory", envFloat("MAX_MEMORY", c.Analysis.MaxMemory), "analysis: highest memory use, as a share (MAX_MEMORY)")
+	fs.StringVar(&freeze, "freeze", env("FREEZE", ""), "change-freeze windows as RFC3339/RFC3339, comma separated; no deployment starts inside one (FREEZE)")
+	fs.IntVar(&c.Workers, "workers", envInt("WORKERS", 64), "rollouts running at once in this process, never two for one service and region (WORKERS)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDur("REQUEST_TIMEOUT", 5*time.Minute), "how long POST /deploy waits for the end before answering 202 IN_PROGRESS (REQUEST_TIMEOUT)")
+	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
+	host, _ := os.Hostname()
+	fs.StringVar(&c.Instance, "instance", env("INSTANCE", host), "this replica's name in logs and alerts (INSTANCE)")
+	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if stages == "" {
+		stages = demoStages
+		if !*demo {
+			stages = prodStages
+		}
+	}
+	if c.Interval == 0 {
+		c.Interval = 500 * time.Millisecond
+		if !*demo {
+			c.Interval = 10 * time.Second
+		}
+	}
+	var err error
+	if c.Stages, err = parseStages(stages); err != nil {
+		errs = append(errs, fmt.Errorf("-stages: %w", err))
+	}
+	if c.Freeze, err = parseWindows(freeze); err != nil {
+		errs = append(errs, fmt.Errorf("-freeze: %w", err))
+	}
+	if c.APIToken, err = httpapi.ReadToken("api-token", c.APIToken, apiTokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AdminToken, err = httpapi.ReadToken("admin-token", c.AdminToken, adminTokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	if auditKeyFile != "" {
+		switch key, err := os.ReadFile(auditKeyFile); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("-audit-key-file: %w", err))
+		case len(key) < kaizen.MinAuditKeyLen:
+			errs = append(errs, fmt.Errorf("-audit-key-file %s holds %d bytes; the key needs at least %d", auditKeyFile, len(key), kaizen.MinAuditKeyLen))
+		default:
+			c.AuditKey = key
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:3002"
+		if c.APIToken != "" {
+			c.Addr = ":3002"
+		}
+	}
+	for _, h := range strings.Split(allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.AllowedHosts = append(c.AllowedHosts, h)
+		}
+	}
+	if len(c.AllowedHosts) == 0 {
+		c.AllowedHosts = httpapi.DefaultHosts(c.Addr)
+	}
+	errs = append(errs, c.validate())
+	return c, errors.Join(errs...)
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.APIToken == "" && !httpapi.IsLoopback(c.Addr) {
+		errs = append(errs, fmt.Errorf("-addr %s is not a loopback address: set -api-token (or API_TOKEN) to serve beyond this machine", c.Addr))
+	}
+	if err := (httpapi.Tokens{API: c.APIToken, Admin: c.AdminToken}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Interval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("-health-interval %v is below 1ms", c.Interval))
+	}
+	if c.FailAfter < 1 || c.FailAfter > 100 {
+		errs = append(errs, fmt.Errorf("-fail-after %d is not in [1, 100]", c.FailAfter))
+	}
+	if err := c.Analysis.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("analysis: %w", err))
+	}
+	if c.Workers < 1 || c.Workers > 10_000 {
+		errs = append(errs, fmt.Errorf("-workers %d is not in [1, 10000]", c.Workers))
+	}
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-request-timeout %v must be positive", c.RequestTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// parseStages reads "canary:5:3s,staging:25:5s,prod:100:0s".
+func parseStages(s string) ([]heijunka.RampStage, error) {
+	var out []heijunka.RampStage
+	for _, part := range strings.Split(s, ",") {
+		fields := strings.Split(strings.TrimSpace(part), ":")
+		if len(fields) != 3 {
+			return nil, fmt.Errorf("stage %q is not name:percent:bake", part)
+		}
+		pct, err := strconv.ParseFloat(fields[1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: percent %q is not a number", part, fields[1])
+		}
+		bake, err := time.ParseDuration(fields[2])
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: bake %q is not a duration", part, fields[2])
+		}
+		out = append(out, heijunka.RampStage{Name: fields[0], Percent: pct, Bake: bake})
+	}
+	// The Ramp checks the rest (unique names, rising percents, ...).
+	if _, err := heijunka.NewRamp(heijunka.RampOptions{Stages: out}); err != nil {
+		return nil, err
+	}
+	if last := out[len(out)-1]; last.Percent != 100 {
+		return nil, fmt.Errorf("the last stage %q sends %v%% of traffic; it must send 100%%", last.Name, last.Percent)
+	}
+	return out, nil
+}
+
+// parseWindows reads "2026-12-24T00:00:00Z/2026-12-27T00:00:00Z,...".
+func parseWindows(s string) ([]Window, error) {
+	var out []Window
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		from, to, ok := strings.Cut(part, "/")
+		if !ok {
+			return nil, fmt.Errorf("window %q is not from/to", part)
+		}
+		f, err := time.Parse(time.RFC3339, from)
+		if err != nil {
+			return nil, fmt.Errorf("window %q: %w", part, err)
+		}
+		t, err := time.Parse(time.RFC3339, to)
+		if err != nil {
+			return nil, fmt.Errorf("window %q: %w", part, err)
+		}
+		if !t.After(f) {
+			return nil, fmt.Errorf("window %q ends before it starts", part)
+		}
+		out = append(out, Window{From: f, To: t})
+	}
+	return out, nil
+}

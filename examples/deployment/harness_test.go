@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/taipattern/taikit/examples/internal/datadir"
+)
+
+// childArgsEnv, when set, makes the test binary run the service itself
+// with these arguments (see TestMain): the crash test runs it as a process
+// of its own, to kill it.
+const childArgsEnv = "DEPLOYMENT_TEST_CHILD_ARGS"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(childArgsEnv); args != "" {
+		if err := run(context.Background(), strings.Fields(args), os.Getenv, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "deployment:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// fastArgs make rollouts of a few hundred milliseconds.
+var fastArgs = []string{"-stages", "canary:5:150ms,staging:25:150ms,prod:100:0s", "-health-interval", "25ms"}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testService is the service on a loopback port, in this process.
+type testService struct {
+	*Service
+	URL  string
+	logs *syncBuffer
+}
+
+// startService starts the service with a fresh data dir and these flags.
+func startService(t *testing.T, args ...string) *testService {
+	t.Helper()
+	return startServiceIn(t, t.TempDir(), args...)
+}
+
+func startServiceIn(t *testing.T, dir string, args ...string) *testService {
+	t.Helper()
+	cfg, err := parseConfig(append([]string{"-data-dir", dir, "-instance", "test"}, args...), func(string) string { return "" })
+	require.NoError(t, err)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	lock, err := datadir.Acquire(dir)
+	require.NoError(t, err)
+	svc, err := newService(context.Background(), cfg, log, lock)
+	require.NoError(t, err)
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(func() {
+		svc.closeWaiters()
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, svc.Close(ctx))
+		if t.Failed() {
+			t.Logf("service log:\n%s", logs.String())
+		}
+	})
+	return &testService{Service: svc, URL: srv.URL, logs: logs}
+}
+
+// reply is a decoded response.
+type reply struct {
+	Code   int
+	Header http.Header
+	Body   []byte
+}
+
+func (r reply) deployment(t *testing.T) Deployment {
+	t.Helper()
+	var d Deployment
+	require.NoError(t, json.Unmarshal(r.Body, &d), "body: %s", r.Body)
+	return d
+}
+
+func (r reply) errorBody(t *testing.T) map[string]any {
+	t.Helper()
+	var e struct {
+		Error map[string]any `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &e), "body: %s", r.Body)
+	require.NotNil(t, e.Error, "body: %s", r.Body)
+	return e.Error
+}
+
+// do sends a request with a JSON body (a string sent as is) and headers
+// given as name, value pairs.
+func do(t *testing.T, method, url string, body any, header ...string) reply {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		require.NoError(t, err)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	require.NoError(t, err)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return reply{Code: resp.StatusCode, Header: resp.Header, Body: raw}
+}
+
+func deploy(t *testing.T, base string, req map[string]any, header ...string) reply {
+	t.Helper()
+	return do(t, "POST", base+"/deploy", req, header...)
+}
+
+// waitFor polls GET /deploy/{id} until cond holds or 30 s pass.
+func waitFor(t *testing.T, base, id string, cond func(Deployment) bool) Deployment {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := do(t, "GET", base+"/deploy/"+id, nil)
+		require.Equal(t, 200, r.Code, "%s", r.Body)
+		d := r.deployment(t)
+		if cond(d) {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deployment %s never reached the state; last: %s", id, r.Body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ended(d Deployment) bool { return terminal(d.Status) }
+
+// child is the service running in a process of its own.
+type child struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+	err  error
+	logs *syncBuffer
+}
+
+var readyLine = regexp.MustCompile(`msg="deployment service ready" .*\bapi=(http://[^ ]+)/deploy`)
+
+func startChild(t *testing.T, dir string, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childArgsEnv+"=-data-dir "+dir+" -addr 127.0.0.1:0 -instance crash "+strings.Join(args, " "))
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	c := &child{cmd: cmd, done: make(chan struct{}), logs: &syncBuffer{}}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			_, _ = c.logs.Write([]byte(line + "\n"))
+			if m := readyLine.FindStringSubmatch(line); m != nil {
+				ready <- m[1]
+			}
+		}
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-c.done
+	})
+	select {
+	case c.url = <-ready:
+	case <-c.done:
+		t.Fatalf("the service exited before it was ready: %v\n%s", c.err, c.logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the service was not ready within a minute\n%s", c.logs.String())
+	}
+	return c
+}

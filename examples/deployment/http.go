@@ -1,0 +1,511 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/taipattern/taikit/examples/internal/httpapi"
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/tai"
+)
+
+// maxBody bounds a request body.
+const maxBody = 64 << 10
+
+// Handler is the service's HTTP API.
+func (s *Service) Handler() http.Handler {
+	api := func(h http.HandlerFunc) http.Handler { return s.tokens().RequireAPI(h, nil) }
+	admin := s.adminOnly
+	mux := http.NewServeMux()
+	mux.Handle("/andon/", s.boardHandler())
+	mux.Handle("POST /deploy", api(s.handleDeploy))
+	mux.Handle("GET /deploy/{id}", api(s.handleGet))
+	mux.Handle("GET /deploy/{id}/events", api(s.handleEvents))
+	mux.Handle("GET /deployments", api(s.handleList))
+	mux.Handle("POST /deploy/{id}/abort", admin(s.command("abort")))
+	mux.Handle("POST /deploy/{id}/promote", admin(s.command("promote")))
+	mux.Handle("POST /deploy/{id}/resume", admin(s.command("resume")))
+	mux.Handle("GET /catalog", api(s.handleCatalog))
+	mux.Handle("GET /andon/cord", api(s.handleCordGet))
+	mux.Handle("POST /andon/cord", admin(http.HandlerFunc(s.handleCord)))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.HandleFunc("GET /kaizen", s.handleKaizen)
+	health := func(w http.ResponseWriter, _ *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}
+	mux.HandleFunc("GET /health", health)
+	mux.HandleFunc("GET /healthz", health)
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	return httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux))
+}
+
+func (s *Service) tokens() httpapi.Tokens {
+	return httpapi.Tokens{API: s.cfg.APIToken, Admin: s.cfg.AdminToken}
+}
+
+// adminOnly guards h with the admin token.
+func (s *Service) adminOnly(h http.Handler) http.Handler { return s.tokens().RequireAdmin(h, nil) }
+
+func (s *Service) handleReady(w http.ResponseWriter, _ *http.Request) {
+	checks := map[string]string{"nats": "ok"}
+	ok := s.ready.Load()
+	if !ok {
+		checks["service"] = "starting or stopping"
+	}
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		checks["nats"], ok = st.String(), false
+	}
+	if stopped, reason := s.line.Stopped(); stopped {
+		checks["line"] = "stopped: " + reason
+	}
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	httpapi.WriteJSON(w, code, checks)
+}
+
+// handleDeploy takes a deployment: it checks the request, takes its
+// service/region pairs (409 when another deployment holds one), stores it
+// and queues its first region. It then waits for the end, as the
+// reference does, unless the client sent Prefer: respond-async; a
+// deployment still running at -request-timeout is answered 202.
+func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	if err := s.line.Admit(r.Context(), ""); err != nil {
+		_, reason := s.line.Stopped()
+		e := httpapi.Errorf(http.StatusServiceUnavailable, "line_stopped", "deployments are stopped: %s", reason)
+		e.RetryAfter = tai.RetryAfter(err)
+		httpapi.WriteError(w, e)
+		return
+	}
+	body, err := httpapi.ReadBody(w, r, maxBody)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	var req DeployRequest
+	if err := httpapi.Decode(body, &req); err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	regions, strategy, err := req.validate()
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	now := time.Now().UTC()
+	d := &Deployment{
+		ID: newDeploymentID(), Service: req.Service, Version: req.Version,
+		TargetRegion: regions[0], Regions: regions, Strategy: strategy,
+		Status: StatusInProgress, StartedAt: now, StagesCompleted: []string{},
+		RegionsDone: []string{}, ContinueOn: req.ContinueOnFailure, FirstDeploy: req.FirstDeploy,
+		Analysis: req.thresholds(s.cfg.Analysis), Metadata: req.Metadata,
+	}
+	for _, reg := range regions {
+		d.Results = append(d.Results, RegionResult{Region: reg, Status: StatusPending, Stages: []StageResult{}})
+	}
+	ctx := r.Context()
+	if err := s.lockRegions(ctx, d); err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	if _, err := s.store.Create(ctx, d); err != nil {
+		s.unlockRegions(d)
+		httpapi.WriteError(w, storeUnavailable(err))
+		return
+	}
+	err = s.queue.Publish(ctx, kanban.Message[Job]{
+		ID: jobID(d.ID, 0), Key: d.Service + "/" + regions[0],
+		Payload: Job{ID: d.ID, Index: 0, Region: regions[0]},
+	})
+	if err != nil {
+		// The deployment is stored but will not run: end it as failed so
+		// its regions are free again.
+		msg := "not queued: " + err.Error()
+		d.Results[0].Status, d.Results[0].ErrorMessage = StatusFailed, msg
+		d.finish(time.Now())
+		if d2, rev, gerr := s.store.Get(context.WithoutCancel(ctx), d.ID); gerr == nil {
+			*d2 = *d
+			_, _ = s.store.Update(context.WithoutCancel(ctx), d2, rev)
+		}
+		s.unlockRegions(d)
+		httpapi.WriteError(w, storeUnavailable(err))
+		return
+	}
+	w.Header().Set("Location", "/deploy/"+d.ID)
+	if preferAsync(r) {
+		w.Header().Set("Preference-Applied", "respond-async")
+		httpapi.WriteJSON(w, http.StatusAccepted, d)
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	last := d
+	err = s.store.Watch(wctx, d.ID, func(cur *Deployment) bool {
+		last = cur
+		return !terminal(cur.Status)
+	})
+	if err != nil && ctx.Err() != nil {
+		return // the client left; the deployment goes on
+	}
+	httpapi.WriteJSON(w, last.httpStatus(), last)
+}
+
+// preferAsync reports a Prefer: respond-async header (RFC 7240).
+func preferAsync(r *http.Request) bool {
+	for _, v := range r.Header.Values("Prefer") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lockRegions takes every service/region of d. A holder whose deployment
+// has ended or was never stored (a start cut off by a crash) is stale and
+// loses its lock.
+func (s *Service) lockRegions(ctx context.Context, d *Deployment) error {
+	for i, reg := range d.Regions {
+		holder, err := s.store.Lock(ctx, d.Service, reg, d.ID)
+		if err == nil && holder != "" {
+			hd, _, gerr := s.store.Get(ctx, holder)
+			if errors.Is(gerr, ErrNotFound) || (gerr == nil && terminal(hd.Status)) {
+				if err = s.store.Unlock(ctx, d.Service, reg, holder); err == nil {
+					holder, err = s.store.Lock(ctx, d.Service, reg, d.ID)
+				}
+			}
+		}
+		if err == nil && holder != "" {
+			s.unlockRegions(&Deployment{ID: d.ID, Service: d.Service, Regions: d.Regions[:i]})
+			e := httpapi.Errorf(http.StatusConflict, "deployment_active", "deployment %s of %s is already active in %s", holder, d.Service, reg)
+			e.Details = map[string]any{"deployment_id": holder, "region": reg}
+			return e
+		}
+		if err != nil {
+			s.unlockRegions(&Deployment{ID: d.ID, Service: d.Service, Regions: d.Regions[:i]})
+			return storeUnavailable(err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) unlockRegions(d *Deployment) {
+	for _, reg := range d.Regions {
+		if err := s.store.Unlock(context.Background(), d.Service, reg, d.ID); err != nil {
+			s.log.Warn("region lock not released", "deployment_id", d.ID, "region", reg, "err", err)
+		}
+	}
+}
+
+func storeUnavailable(err error) error {
+	e := httpapi.Errorf(http.StatusServiceUnavailable, "store_unavailable", "the deployment store is unavailable: %v", err)
+	e.RetryAfter = time.Second
+	return e
+}
+
+func (s *Service) deployment(w http.ResponseWriter, r *http.Request) (*Deployment, bool) {
+	id := r.PathValue("id")
+	if !deploymentIDRE.MatchString(id) {
+		httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, "not_found", "no deployment %q", clip(id)))
+		return nil, false
+	}
+	d, _, err := s.store.Get(r.Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, "not_found", "no deployment %s", id))
+		return nil, false
+	}
+	if err != nil {
+		httpapi.WriteError(w, storeUnavailable(err))
+		return nil, false
+	}
+	return d, true
+}
+
+func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
+	if d, ok := s.deployment(w, r); ok {
+		httpapi.WriteJSON(w, http.StatusOK, d)
+	}
+}
+
+// handleList answers GET /deployments?service=&region=&status=&limit=&offset=,
+// newest first.
+func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	service, region, status := q.Get("service"), q.Get("region"), q.Get("status")
+	limit, offset := 50, 0
+	for _, p := range []struct {
+		name string
+		v    *int
+		max  int
+	}{{"limit", &limit, 500}, {"offset", &offset, 1 << 30}} {
+		if raw := q.Get(p.name); raw != "" {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 0 || n > p.max || (p.name == "limit" && n == 0) {
+				httpapi.WriteError(w, httpapi.Invalid(p.name, "%s %q is not a number in [%d, %d]", p.name, clip(raw), min(1, p.max), p.max))
+				return
+			}
+			*p.v = n
+		}
+	}
+	if status != "" && !terminal(status) && status != StatusInProgress {
+		httpapi.WriteError(w, httpapi.Invalid("status", "status %q is not one of SUCCESS, ROLLED_BACK, FAILED, IN_PROGRESS", clip(status)))
+		return
+	}
+	all, err := s.store.List(r.Context(), func(d *Deployment) bool {
+		if service != "" && d.Service != service || status != "" && d.Status != status {
+			return false
+		}
+		if region == "" {
+			return true
+		}
+		for _, reg := range d.Regions {
+			if reg == region {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		httpapi.WriteError(w, storeUnavailable(err))
+		return
+	}
+	page := all[min(offset, len(all)):min(offset+limit, len(all))]
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"deployments": page, "total": len(all), "limit": limit, "offset": offset})
+}
+
+// handleEvents streams a deployment's states as server-sent events, one
+// "deployment" event per change, until it ends or the client leaves.
+func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.deployment(w, r); !ok {
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	_ = s.store.Watch(r.Context(), r.PathValue("id"), func(d *Deployment) bool {
+		b, err := json.Marshal(d)
+		if err != nil {
+			return false
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(w, "event: deployment\ndata: %s\n\n", b); err != nil {
+			return false
+		}
+		if rc.Flush() != nil {
+			return false
+		}
+		return !terminal(d.Status)
+	})
+}
+
+// command answers POST /deploy/{id}/abort, /promote and /resume: the
+// command is stored, and the replica running the deployment acts on it.
+func (s *Service) command(action string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Reason string `json:"reason"`
+		}
+		if r.ContentLength != 0 {
+			raw, err := httpapi.ReadBody(w, r, maxBody)
+			if err != nil {
+				httpapi.WriteError(w, err)
+				return
+			}
+			if err := httpapi.Decode(raw, &body); err != nil {
+				httpapi.WriteError(w, err)
+				return
+			}
+		}
+		if len(body.Reason) > 512 {
+			httpapi.WriteError(w, httpapi.Invalid("reason", "reason is %d bytes; at most 512", len(body.Reason)))
+			return
+		}
+		d, ok := s.deployment(w, r)
+		if !ok {
+			return
+		}
+		if d.Status != StatusInProgress {
+			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "not_in_progress", "deployment %s is %s", d.ID, d.Status))
+			return
+		}
+		if action == "resume" || action == "promote" {
+			if stopped, reason := s.line.Stopped(); stopped {
+				httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "line_stopped", "the line is stopped (%s): start it before resuming", reason))
+				return
+			}
+		}
+		if body.Reason == "" {
+			body.Reason = action + " requested"
+		}
+		if err := s.store.SendCommand(r.Context(), d.ID, Command{Action: action, Reason: body.Reason, At: time.Now()}); err != nil {
+			httpapi.WriteError(w, storeUnavailable(err))
+			return
+		}
+		s.audit.Observe(r.Context(), tai.Record{
+			ID: d.ID, Kind: "deployment." + action, Key: d.Service, Outcome: tai.Succeeded,
+			Decision: tai.Decision{Verdict: tai.Allow, Policy: "operator", Reason: body.Reason}, Start: time.Now(),
+		})
+		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"deployment_id": d.ID, "action": action, "status": "sent"})
+	}
+}
+
+// setCord stores the cord's state for every replica and applies it here.
+func (s *Service) setCord(ctx context.Context, c Cord) error {
+	if err := s.store.SetCord(ctx, c); err != nil {
+		return err
+	}
+	s.applyCord(c)
+	return nil
+}
+
+func (s *Service) handleCordGet(w http.ResponseWriter, _ *http.Request) {
+	stopped, reason := s.line.Stopped()
+	httpapi.WriteJSON(w, http.StatusOK, Cord{Stopped: stopped, Reason: reason})
+}
+
+// handleCord pulls or releases the andon cord: {"action":"stop","reason":...}
+// or {"action":"start"}. Every replica follows it; a stopped line refuses
+// new deployments and pauses the running ones, which a person then
+// resumes or aborts one by one.
+func (s *Service) handleCord(w http.ResponseWriter, r *http.Request) {
+	raw, err := httpapi.ReadBody(w, r, maxBody)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	var body struct {
+		Action string `json:"action"`
+		Reason string `json:"reason"`
+	}
+	if err := httpapi.Decode(raw, &body); err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	c := Cord{At: time.Now().UTC(), Reason: body.Reason}
+	switch body.Action {
+	case "stop":
+		c.Stopped = true
+		if c.Reason == "" {
+			c.Reason = "cord pulled"
+		}
+	case "start":
+	default:
+		httpapi.WriteError(w, httpapi.Invalid("action", "action %q is not stop or start", clip(body.Action)))
+		return
+	}
+	if len(c.Reason) > 512 {
+		httpapi.WriteError(w, httpapi.Invalid("reason", "reason is %d bytes; at most 512", len(c.Reason)))
+		return
+	}
+	if err := s.setCord(r.Context(), c); err != nil {
+		httpapi.WriteError(w, storeUnavailable(err))
+		return
+	}
+	s.audit.Observe(r.Context(), tai.Record{
+		ID: tai.NewID(), Kind: "deployment.cord", Key: "cord", Outcome: tai.Succeeded,
+		Decision: tai.Decision{Verdict: tai.Allow, Policy: "operator", Reason: body.Action + ": " + c.Reason}, Start: c.At,
+	})
+	httpapi.WriteJSON(w, http.StatusOK, c)
+}
+
+// Kaizen is the body of GET /kaizen: the reference's fields, over every
+// deployment the store keeps, and rolling windows of this process.
+type Kaizen struct {
+	Total         int     `json:"total_deployments"`
+	Successful    int     `json:"successful_deployments"`
+	Rollbacks     int     `json:"rollback_count"`
+	Failed        int     `json:"failed_count"`
+	InProgress    int     `json:"in_progress"`
+	SuccessRate   float64 `json:"success_rate_percent"`
+	RollbackRate  float64 `json:"rollback_rate_percent"`
+	AvgDuration   float64 `json:"avg_duration_secs"`
+	Windows       any     `json:"windows"`
+	StageDuration any     `json:"stage_duration_secs,omitempty"`
+}
+
+func (s *Service) handleKaizen(w http.ResponseWriter, r *http.Request) {
+	var k Kaizen
+	var total float64
+	ended := 0
+	_, err := s.store.List(r.Context(), func(d *Deployment) bool {
+		k.Total++
+		switch d.Status {
+		case StatusSuccess:
+			k.Successful++
+		case StatusRolledBack:
+			k.Rollbacks++
+		case StatusFailed:
+			k.Failed++
+		case StatusInProgress:
+			k.InProgress++
+			return false
+		}
+		ended++
+		total += d.DurationSecs
+		return false
+	})
+	if err != nil {
+		httpapi.WriteError(w, storeUnavailable(err))
+		return
+	}
+	if ended > 0 {
+		k.SuccessRate = round2(100 * float64(k.Successful) / float64(ended))
+		k.RollbackRate = round2(100 * float64(k.Rollbacks) / float64(ended))
+		k.AvgDuration = round2(total / float64(ended))
+	}
+	k.Windows = s.stats.Snapshot()
+	httpapi.WriteJSON(w, http.StatusOK, k)
+}
+
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// CatalogView is the body of GET /catalog: what can be deployed where, and
+// which version serves in each region now.
+type CatalogView struct {
+	Regions  []string               `json:"regions"`
+	Services map[string]ServiceView `json:"services"`
+}
+
+// ServiceView is one service in GET /catalog.
+type ServiceView struct {
+	Versions []string          `json:"versions"`
+	Serving  map[string]string `json:"serving"` // region → version
+}
+
+func (s *Service) handleCatalog(w http.ResponseWriter, r *http.Request) {
+	stable, err := s.store.StableAll(r.Context())
+	if err != nil {
+		httpapi.WriteError(w, storeUnavailable(err))
+		return
+	}
+	v := CatalogView{Regions: s.catalog.RegionNames(), Services: map[string]ServiceView{}}
+	for _, name := range s.catalog.ServiceNames() {
+		sv := ServiceView{Versions: s.catalog.VersionNames(name), Serving: map[string]string{}}
+		for _, region := range v.Regions {
+			if ver, ok := stable[lockKey(name, region)]; ok {
+				sv.Serving[region] = ver
+			}
+		}
+		v.Services[name] = sv
+	}
+	httpapi.WriteJSON(w, http.StatusOK, v)
+}

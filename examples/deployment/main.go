@@ -1,0 +1,116 @@
+// Command deployment is a progressive-delivery service built on taikit:
+// prerequisites as a policy, staged rollouts (canary, blue-green, rolling)
+// whose health a watchdog analyses, automatic rollback, regions one after
+// another through a JetStream queue, state in JetStream, Prometheus
+// metrics and a hash-chained audit trail. It starts with no setup:
+//
+//	go run ./examples/deployment
+//
+// See README.md beside this file.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/taipattern/taikit/examples/internal/datadir"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "deployment:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until SIGINT or SIGTERM (or ctx ends),
+// then shuts down: it stops accepting, finishes in-flight requests and
+// leaves running rollouts to be taken up at the next start.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.PrintRules {
+		return printRules(os.Stdout)
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("instance", cfg.Instance)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// One process per data dir, and nothing touched before the port is
+	// ours.
+	lock, err := datadir.Acquire(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		_ = lock.Release()
+		return fmt.Errorf("cannot listen on -addr %s: %w", cfg.Addr, err)
+	}
+	svc, err := newService(ctx, cfg, log, lock)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           svc.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// A waiting POST /deploy answers at -request-timeout at the latest;
+		// event streams set a deadline per write.
+		WriteTimeout:   0,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	// Waiting requests answer 202 with where their deployment is, rather
+	// than hold the shutdown.
+	srv.RegisterOnShutdown(svc.closeWaiters)
+	base := "http://" + ln.Addr().String()
+	log.Info("deployment service ready",
+		"api", base+"/deploy", "metrics", base+"/metrics", "kaizen", base+"/kaizen", "cord", base+"/andon/cord",
+		"nats", svc.natsLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if sErr := srv.Shutdown(shutdownCtx); sErr != nil {
+		err = errors.Join(err, sErr)
+	}
+	if cErr := svc.Close(shutdownCtx); cErr != nil {
+		err = errors.Join(err, cErr)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	log.Info("stopped")
+	return err
+}
+
+// natsLocation says which NATS server is in use, without credentials.
+func (s *Service) natsLocation() string {
+	if s.embedded != nil {
+		return "embedded (in-process)"
+	}
+	return s.nc.ConnectedUrlRedacted()
+}

@@ -1,0 +1,455 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/tai"
+)
+
+// rollout is one deployment in one region while this process rolls it out. It
+// is the Signal's payload: the policy reads it, the rollout moves it. The
+// deployment's record is written only by its run, through update.
+type rollout struct {
+	s                *Service
+	service, version string
+	region           string
+	index            int // the region's place in the deployment's wave
+	strategy         string
+	firstDeploy      bool
+	thresholds       analysis.Thresholds
+	stable           string // the version serving before; set by the policy
+
+	mu  sync.Mutex
+	d   *Deployment
+	rev uint64
+
+	cmds   chan Command
+	failed chan failure
+	stage  int // index of the stage in progress in the plan
+	st     plannedStage
+	since  time.Time // when the stage began
+	paused bool
+	passed int // conclusive passing samples since the stage began
+}
+
+// failure is a health analysis that failed, with when it was sampled.
+type failure struct {
+	reason string
+	at     time.Time
+}
+
+// errRolledBack is the rollout's error when it rolled back: the pipeline
+// counts the signal as failed.
+type errRolledBack struct{ reason string }
+
+func (e *errRolledBack) Error() string { return "rolled back: " + e.reason }
+
+// update changes the run's record and stores it. The run is the record's
+// only writer while it runs, so a conflict means a replica took the
+// deployment over (its lease lapsed): this run stops.
+func (r *rollout) update(ctx context.Context, change func(d *Deployment, rr *RegionResult)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	change(r.d, &r.d.Results[r.index])
+	rev, err := r.s.store.Update(ctx, r.d, r.rev)
+	if err != nil {
+		return fmt.Errorf("store deployment %s: %w", r.d.ID, err)
+	}
+	r.rev = rev
+	return nil
+}
+
+// plannedStage is a step of a rollout: the share of traffic on the new
+// version and how long it bakes there.
+type plannedStage struct {
+	name    string
+	percent float64
+	bake    time.Duration
+}
+
+// plan is what each strategy does in the region:
+//   - canary: the configured stages (5% → 25% → 100% by default), each
+//     baked under analysis;
+//   - blue-green: the new ("green") set takes no traffic while it is
+//     analysed for the first stage's bake, then all traffic switches at
+//     once and is watched for the last stage's bake;
+//   - rolling: the instances are replaced in batches of a quarter, each
+//     batch's share of traffic analysed for one health interval.
+func (s *Service) plan(strategy, service string) []plannedStage {
+	stages := s.cfg.Stages
+	switch strategy {
+	case BlueGreen:
+		return []plannedStage{
+			{"preview", 0, stages[0].Bake},
+			{"switch", 100, stages[len(stages)-1].Bake},
+		}
+	case Rolling:
+		n := max(s.catalog.Instances(service), 1)
+		batch := max((n+3)/4, 1)
+		var out []plannedStage
+		for done, i := 0, 1; done < n; i++ {
+			done = min(done+batch, n)
+			pct := math.Round(float64(done)/float64(n)*10000) / 100
+			out = append(out, plannedStage{fmt.Sprintf("batch-%d", i), pct, s.cfg.Interval})
+		}
+		return out
+	}
+	out := make([]plannedStage, len(stages))
+	for i, st := range stages {
+		out[i] = plannedStage{st.Name, st.Percent, st.Bake}
+	}
+	return out
+}
+
+// rollOut is the pipeline's action: the new version is started, traffic
+// moves to it stage by stage while a watchdog samples its health, and a
+// failed analysis, an abort or a lost run sends the traffic back.
+func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string, error) {
+	r := sig.Payload
+	plan := s.plan(r.strategy, r.service)
+	now := time.Now()
+	if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
+		d.StagesCompleted = appendOnce(d.StagesCompleted, d.stageName(r.region, "validation"))
+		rr.Status, rr.Previous, rr.StartedAt = StatusInProgress, r.stable, &now
+	}); err != nil {
+		return "", err
+	}
+	s.auditEvent(r, "validation", tai.Succeeded, "prerequisites passed", 0)
+	if err := s.target.Deploy(ctx, r.service, r.region, r.version, s.catalog.Instances(r.service)); err != nil {
+		return "", r.rolledBack(ctx, fmt.Sprintf("Deploy of %s %s failed: %v", r.service, r.version, err), time.Time{})
+	}
+
+	// The Ramp holds the traffic share of the stages that take traffic;
+	// blue-green's preview holds none.
+	var rampStages []heijunka.RampStage
+	for _, st := range plan {
+		if st.percent > 0 {
+			rampStages = append(rampStages, heijunka.RampStage{Name: st.name, Percent: st.percent})
+		}
+	}
+	ramp, err := heijunka.NewRamp(heijunka.RampOptions{Name: r.d.ID + "/" + r.region, Stages: rampStages, Salt: r.d.ID})
+	if err != nil {
+		return "", err
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	wd, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{
+		Name:         "health " + r.service + "/" + r.region,
+		Check:        r.check,
+		Interval:     s.cfg.Interval,
+		Timeout:      max(s.cfg.Interval, time.Second),
+		FailAfter:    s.cfg.FailAfter,
+		RecoverAfter: 1,
+		OnFail: func(_ context.Context, ev jidoka.WatchdogEvent) {
+			select {
+			case r.failed <- failure{reason: errText(ev.Err), at: time.Now()}:
+			default:
+			}
+		},
+		Logger: s.log,
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := wd.Start(wctx); err != nil {
+		return "", err
+	}
+	defer func() { _ = wd.Shutdown(context.WithoutCancel(ctx)) }()
+
+	rampAt := -1
+	for i, st := range plan {
+		if st.percent > 0 {
+			if rampAt >= 0 {
+				if err := ramp.Advance(); err != nil {
+					return "", err
+				}
+			}
+			rampAt++
+		}
+		if err := s.target.Route(ctx, r.service, r.region, r.stable, r.version, st.percent); err != nil {
+			return "", r.rolledBack(ctx, fmt.Sprintf("Routing %v%% to %s failed: %v", st.percent, r.version, err), time.Time{})
+		}
+		start := time.Now()
+		r.mu.Lock()
+		r.stage, r.st, r.since, r.passed = i, st, start, 0
+		r.mu.Unlock()
+		if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
+			rr.Stage, rr.Percent = st.name, st.percent
+			rr.Stages = append(rr.Stages, StageResult{Name: st.name, Percent: st.percent, StartedAt: start, Samples: []HealthSample{}})
+		}); err != nil {
+			return "", err
+		}
+		s.auditEvent(r, st.name+".start", tai.Succeeded, fmt.Sprintf("%v%% of traffic on %s", st.percent, r.version), 0)
+		verdict, reason, at := r.bake(ctx, st)
+		if verdict == "interrupted" {
+			return "", ctx.Err()
+		}
+		end := time.Now()
+		s.metrics.stage.WithLabelValues(r.strategy, st.name, verdict).Observe(end.Sub(start).Seconds())
+		if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
+			sr := &rr.Stages[len(rr.Stages)-1]
+			sr.EndedAt, sr.Verdict, sr.Reason = &end, verdict, reason
+			if verdict == "passed" || verdict == "promoted" {
+				d.StagesCompleted = append(d.StagesCompleted, d.stageName(r.region, st.name))
+			}
+		}); err != nil {
+			return "", err
+		}
+		outcome := tai.Succeeded
+		if verdict == "failed" || verdict == "aborted" {
+			outcome = tai.Failed
+		}
+		s.auditEvent(r, st.name+".end", outcome, verdict+": "+reason, end.Sub(start))
+		switch verdict {
+		case "failed":
+			_ = ramp.Rollback(reason)
+			return "", r.rolledBack(ctx, reason, at)
+		case "aborted":
+			_ = ramp.Rollback(reason)
+			return "", r.rolledBack(ctx, "Aborted: "+reason, time.Time{})
+		}
+	}
+
+	// Every stage passed: the new version serves alone.
+	if r.stable != "" {
+		if err := s.target.Retire(ctx, r.service, r.region, r.stable); err != nil {
+			s.log.Warn("old version not retired", "service", r.service, "region", r.region, "version", r.stable, "err", err)
+		}
+	}
+	if err := s.store.SetStable(ctx, r.service, r.region, r.version); err != nil {
+		return "", err
+	}
+	done := time.Now()
+	return StatusSuccess, r.update(ctx, func(d *Deployment, rr *RegionResult) {
+		rr.Status, rr.Stage, rr.Percent, rr.CompletedAt = StatusSuccess, "", 100, &done
+	})
+}
+
+// bake holds a stage for its bake time while the watchdog samples health.
+// It ends with passed (the bake is over and at least one sample passed),
+// failed (the analysis failed: at says when it was sampled), aborted,
+// promoted, or interrupted (ctx ended: the process stops, and the
+// deployment is taken up again after a restart). While paused (the cord)
+// the bake's clock stops and the traffic share is held.
+func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason string, at time.Time) {
+	left := st.bake
+	// A stage needs a passing sample of its own; without traffic data it
+	// waits up to this long beyond its bake before it fails.
+	noDataLimit := 10 * r.s.cfg.Interval
+	var waited time.Duration
+	for {
+		r.mu.Lock()
+		paused := r.paused
+		r.mu.Unlock()
+		if !paused && r.s.line.Admit(ctx, "") != nil {
+			r.setPaused(ctx, true)
+			paused = true
+		}
+		var tick <-chan time.Time
+		var t *time.Timer
+		began := time.Now()
+		if !paused {
+			wait := left
+			if wait <= 0 {
+				wait = r.s.cfg.Interval / 4
+			}
+			t = time.NewTimer(wait)
+			tick = t.C
+		}
+		select {
+		case <-ctx.Done():
+			stopTimer(t)
+			return "interrupted", "", time.Time{}
+		case f := <-r.failed:
+			stopTimer(t)
+			return "failed", f.reason, f.at
+		case c := <-r.cmds:
+			stopTimer(t)
+			if !paused {
+				left -= time.Since(began)
+			}
+			switch c.Action {
+			case "abort":
+				return "aborted", c.Reason, time.Time{}
+			case "promote":
+				if r.s.line.Admit(ctx, "") == nil {
+					r.setPaused(ctx, false)
+					return "promoted", "promoted by a person", time.Time{}
+				}
+			case "resume":
+				if r.s.line.Admit(ctx, "") == nil {
+					r.setPaused(ctx, false)
+				}
+			}
+		case <-r.s.cordChanged():
+			stopTimer(t)
+			if !paused {
+				left -= time.Since(began)
+			}
+		case <-tick:
+			left -= time.Since(began)
+			if left > 0 {
+				continue
+			}
+			r.mu.Lock()
+			passed := r.passed
+			r.mu.Unlock()
+			if passed > 0 {
+				return "passed", fmt.Sprintf("%d health samples passed", passed), time.Time{}
+			}
+			waited += time.Since(began)
+			if waited > noDataLimit {
+				return "failed", fmt.Sprintf("No health data for %s %s at %s", r.service, r.version, st.name), time.Now()
+			}
+		}
+	}
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// setPaused pauses or resumes the run and records it.
+func (r *rollout) setPaused(ctx context.Context, p bool) {
+	r.mu.Lock()
+	changed := r.paused != p
+	r.paused = p
+	r.mu.Unlock()
+	if !changed {
+		return
+	}
+	if err := r.update(ctx, func(d *Deployment, _ *RegionResult) { d.Paused = p }); err != nil {
+		r.s.log.Warn("pause not stored", "deployment_id", r.d.ID, "err", err)
+	}
+	what := "resumed"
+	if p {
+		what = "paused"
+	}
+	r.s.auditEvent(r, what, tai.Succeeded, what, 0)
+}
+
+// check is the watchdog's probe: one health sample of the new version,
+// analysed. No data is inconclusive and passes the probe.
+func (r *rollout) check(ctx context.Context) error {
+	sample, err := r.s.health.Sample(ctx, r.service, r.region, r.version, max(r.s.cfg.Interval, time.Second))
+	hs := HealthSample{Time: time.Now()}
+	var verdict analysis.Verdict
+	switch {
+	case errors.Is(err, fleet.ErrNoData):
+		hs.Verdict, hs.Reason = "inconclusive", "no data"
+	case err != nil:
+		hs.Verdict, hs.Reason = "inconclusive", err.Error()
+	default:
+		verdict = analysis.Evaluate(sample, r.thresholds)
+		hs.Requests, hs.ErrorRate, hs.CPU, hs.Memory = sample.Requests, sample.ErrorRate, sample.CPU, sample.Memory
+		hs.P99Ms = float64(sample.P99) / float64(time.Millisecond)
+		hs.Verdict = "passed"
+		if !verdict.Passed {
+			hs.Verdict, hs.Reason = "failed", verdict.Reason()
+		}
+		for _, c := range verdict.Checks {
+			r.s.metrics.analysis.WithLabelValues(c.Name, passFail(c.Passed)).Inc()
+		}
+	}
+	r.mu.Lock()
+	if hs.Verdict == "passed" {
+		r.passed++
+	}
+	if hs.Verdict != "inconclusive" {
+		r.s.metrics.errorRate.WithLabelValues(r.service, r.region, r.version).Set(hs.ErrorRate)
+	}
+	overdue := 0.0
+	if r.st.bake > 0 {
+		overdue = float64(time.Since(r.since)) / float64(r.st.bake)
+	}
+	canary := r.strategy == Canary && r.stage == 0
+	if canary {
+		r.s.metrics.overdue.WithLabelValues(r.service, r.region, r.st.name).Set(overdue)
+	}
+	r.s.rollouts.set(r.d.ID+"/"+r.region, hs.ErrorRate, overdue, canary)
+	rr := &r.d.Results[r.index]
+	if n := len(rr.Stages); n > 0 {
+		st := &rr.Stages[n-1]
+		st.Samples = append(st.Samples, hs)
+		if len(st.Samples) > maxSamplesKept {
+			st.Samples = st.Samples[len(st.Samples)-maxSamplesKept:]
+		}
+	}
+	r.mu.Unlock()
+	if hs.Verdict == "failed" {
+		r.s.auditEvent(r, "analysis", tai.Failed, hs.Reason, 0)
+		return errors.New(hs.Reason)
+	}
+	if err != nil && !errors.Is(err, fleet.ErrNoData) {
+		r.s.log.Warn("health sample failed", "deployment_id", r.d.ID, "region", r.region, "err", err)
+	}
+	return nil
+}
+
+// rollBack sends all traffic back to the version that served before (none
+// for a first deployment), retires the new one and records the rollback.
+// failedAt is when the failing sample was taken, for the time to recover.
+func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Time) error {
+	s := r.s
+	// The rollback must finish even when the run's context is ending.
+	ctx = context.WithoutCancel(ctx)
+	if r.stable != "" {
+		if err := s.target.Route(ctx, r.service, r.region, r.stable, r.version, 0); err != nil {
+			return fmt.Errorf("rollback of %s in %s: %w", r.service, r.region, err)
+		}
+	}
+	if !failedAt.IsZero() {
+		s.metrics.mttr.Observe(time.Since(failedAt).Seconds())
+	}
+	if err := s.target.Retire(ctx, r.service, r.region, r.version); err != nil {
+		s.log.Warn("new version not retired after rollback", "service", r.service, "region", r.region, "version", r.version, "err", err)
+	}
+	now := time.Now()
+	err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
+		rr.Status, rr.ErrorMessage, rr.Percent, rr.Stage, rr.CompletedAt = StatusRolledBack, reason, 0, "", &now
+	})
+	s.auditEvent(r, "rollback", tai.Failed, reason, 0)
+	return err
+}
+
+// rolledBack rolls back and returns the rollout's error for it.
+func (r *rollout) rolledBack(ctx context.Context, reason string, failedAt time.Time) error {
+	if err := r.rollBack(ctx, reason, failedAt); err != nil {
+		return err
+	}
+	return &errRolledBack{reason}
+}
+
+func appendOnce(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "health check failed"
+	}
+	return err.Error()
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "pass"
+	}
+	return "fail"
+}

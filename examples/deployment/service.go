@@ -1,0 +1,556 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/deployment/internal/catalog"
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet/sim"
+	"github.com/taipattern/taikit/examples/internal/datadir"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/kaizenprom"
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/natsembed"
+	"github.com/taipattern/taikit/kanban/natsjs"
+	"github.com/taipattern/taikit/tai"
+)
+
+// Service is the deployment service: the API, the queue of region
+// rollouts, the rollout engine and their state.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	lock    *datadir.Lock
+	catalog *catalog.Catalog
+	target  fleet.Target
+	health  fleet.Health
+
+	embedded *natsembed.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	store    *Store
+	queue    *natsjs.Queue[Job]
+
+	registry *prometheus.Registry
+	metrics  *deployMetrics
+	stats    *kaizen.Stats
+	audit    *kaizen.Audit
+	pipeline *tai.Pipeline[*rollout, string]
+	line     *jidoka.Line
+	rollouts rolloutHealth
+
+	andon      *andon.Evaluator
+	board      *andon.Board
+	stopAlerts context.CancelFunc
+	alerting   sync.WaitGroup
+
+	closing     chan struct{} // closed when the HTTP server shuts down
+	closingOnce sync.Once
+
+	cordMu sync.Mutex
+	cordCh chan struct{} // closed and replaced at every change of the cord
+
+	runs     sync.Map // deployment ID + "/" + region → *rollout, in this process
+	ready    atomic.Bool
+	stop     context.CancelFunc
+	consumer sync.WaitGroup
+	closers  []func(context.Context) error
+}
+
+// Job is a queue message: roll deployment ID out in its index-th region.
+type Job struct {
+	ID     string `json:"deployment_id"`
+	Index  int    `json:"index"`
+	Region string `json:"region"`
+}
+
+func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir.Lock) (_ *Service, err error) {
+	s := &Service{cfg: cfg, log: log, lock: lock, cordCh: make(chan struct{}), closing: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			_ = s.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	if cfg.CatalogFile != "" {
+		if s.catalog, err = catalog.Load(cfg.CatalogFile); err != nil {
+			return nil, err
+		}
+	} else {
+		s.catalog = catalog.Demo()
+	}
+	if err := s.connectNATS(ctx); err != nil {
+		return nil, err
+	}
+	if s.store, err = openStore(ctx, s.js, StoreOptions{MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour}); err != nil {
+		return nil, err
+	}
+	// The catalog says what serves where at first; deployments move it
+	// on, and the store keeps where they left it.
+	for _, region := range s.catalog.RegionNames() {
+		for name := range s.catalog.Services {
+			if v, ok := s.catalog.Running(name, region); ok {
+				if err := s.store.SeedStable(ctx, name, region, v); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if err := s.startFleet(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.newMetrics(); err != nil {
+		return nil, err
+	}
+	if err := s.openAudit(); err != nil {
+		return nil, err
+	}
+	if s.line, err = jidoka.NewLine(jidoka.LineOptions{Name: "deployments", RetryAfter: 30 * time.Second}); err != nil {
+		return nil, err
+	}
+	if s.pipeline, err = tai.New[*rollout, string](s.prerequisites(), tai.ActionFunc[*rollout, string](s.rollOut),
+		tai.WithObservers(s.stats, s.audit, kaizenpromObserver(s.metrics.pipeline)),
+		tai.WithLogger(log),
+	); err != nil {
+		return nil, err
+	}
+	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	if err := s.store.WatchCord(cctx, s.applyCord); err != nil {
+		return nil, err
+	}
+	if err := s.startAlerts(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startConsumer(cctx); err != nil {
+		return nil, err
+	}
+	s.ready.Store(true)
+	return s, nil
+}
+
+// startFleet builds the simulated fleet from the catalog and brings it to
+// the versions the store says serve, so a restarted service sees the
+// fleet as its deployments left it.
+func (s *Service) startFleet(ctx context.Context) error {
+	f := sim.New(s.catalog)
+	stable, err := s.store.StableAll(ctx)
+	if err != nil {
+		return err
+	}
+	for key, version := range stable {
+		service, region := splitKey(key)
+		if v, ok := s.catalog.Running(service, region); ok && v == version {
+			continue
+		}
+		if err := f.Deploy(ctx, service, region, version, s.catalog.Instances(service)); err != nil {
+			return fmt.Errorf("fleet: %s in %s: %w", service, region, err)
+		}
+		old, _ := s.catalog.Running(service, region)
+		if err := f.Route(ctx, service, region, old, version, 100); err != nil {
+			return err
+		}
+		if old != "" {
+			if err := f.Retire(ctx, service, region, old); err != nil {
+				return err
+			}
+		}
+	}
+	s.target, s.health = f, f
+	return nil
+}
+
+func splitKey(key string) (service, region string) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '.' {
+			return key[:i], key[i+1:]
+		}
+	}
+	return key, ""
+}
+
+func (s *Service) connectNATS(ctx context.Context) error {
+	var err error
+	if s.cfg.NATSURL == "" {
+		s.embedded, err = natsembed.Start(ctx, natsembed.Options{
+			StoreDir:  filepath.Join(s.cfg.DataDir, "nats"),
+			InProcess: true,
+		})
+		if err != nil {
+			return fmt.Errorf("embedded NATS: %w", err)
+		}
+		s.closers = append(s.closers, s.embedded.Shutdown)
+	}
+	opts := []nats.Option{
+		nats.Name("deployment " + s.cfg.Instance),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(100 * time.Millisecond),
+	}
+	if s.embedded != nil {
+		s.nc, err = s.embedded.Connect(opts...)
+	} else {
+		s.nc, err = nats.Connect(s.cfg.NATSURL, opts...)
+	}
+	if err != nil {
+		return fmt.Errorf("NATS: %w", err)
+	}
+	nc := s.nc
+	s.closers = append(s.closers, func(context.Context) error {
+		err := nc.FlushTimeout(5 * time.Second)
+		nc.Close()
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			err = nil
+		}
+		return err
+	})
+	s.js, err = jetstream.New(s.nc)
+	return err
+}
+
+// queueStream is the stream of region rollouts.
+const queueStream = "DEPLOYMENTS"
+
+func (s *Service) startConsumer(ctx context.Context) error {
+	var err error
+	s.queue, err = natsjs.New[Job](ctx, s.nc, natsjs.Options{
+		Stream:           queueStream,
+		Durable:          "rollouts",
+		DeadLetterStream: "DEPLOYMENTS_DEAD",
+		Capacity:         100_000,
+		// A rollout holds its message for as long as it runs; the queue
+		// extends the lease while the handler works, and a short AckWait
+		// hands the rollout of a process that died to another soon.
+		AckWait: 10 * time.Second,
+		// Waves publish their next region long after the first: keep IDs
+		// long enough that a retried publish is stored once.
+		DedupWindow: 10 * time.Minute,
+		Logger:      s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("deployment queue: %w", err)
+	}
+	s.consumer.Add(1)
+	go func() {
+		defer s.consumer.Done()
+		err := s.queue.Consume(ctx, s.handleJob, kanban.ConsumeOptions{
+			WIP: s.cfg.Workers,
+			// One rollout per service and region at a time, in order.
+			PerKey:      true,
+			MaxAttempts: 10,
+			// A rollout cut off by shutdown is taken up after the restart:
+			// waiting for it to end could take the whole bake.
+			DrainTimeout: time.Second,
+			Logger:       s.log,
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("rollout consumer stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// handleJob rolls a deployment out in one region, then moves its wave on.
+// A job whose region has ended already (a redelivery) only moves the wave
+// on; one whose region was in progress was cut off by a crash or a
+// shutdown, and is rolled back (see recoverRegion).
+func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err error) {
+	job := m.Payload
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("rollout job failed; it will be retried", "deployment_id", job.ID, "region", job.Region, "attempt", m.Attempt, "err", err)
+		}
+	}()
+	d, rev, err := s.store.Get(ctx, job.ID)
+	if errors.Is(err, ErrNotFound) {
+		return kanban.Permanent(err)
+	}
+	if err != nil {
+		return err
+	}
+	if job.Index < 0 || job.Index >= len(d.Results) || d.Results[job.Index].Region != job.Region {
+		return kanban.Permanent(fmt.Errorf("job %s names region %d %q the deployment does not have", job.ID, job.Index, job.Region))
+	}
+	r := &rollout{
+		s: s, service: d.Service, version: d.Version, region: job.Region, index: job.Index,
+		strategy: d.Strategy, firstDeploy: d.FirstDeploy, thresholds: d.Analysis.analysis(),
+		d: d, rev: rev, cmds: make(chan Command, 8), failed: make(chan failure, 1),
+	}
+	switch rr := &d.Results[job.Index]; {
+	case terminal(rr.Status):
+	case rr.Status == StatusInProgress:
+		if err := s.recoverRegion(ctx, r); err != nil {
+			return err
+		}
+	default:
+		if err := s.runRegion(ctx, r); err != nil {
+			return err
+		}
+	}
+	return s.continueWave(ctx, r)
+}
+
+// runRegion passes a region's rollout through the pipeline: the
+// prerequisites, then the rollout.
+func (s *Service) runRegion(ctx context.Context, r *rollout) error {
+	key := r.d.ID + "/" + r.region
+	s.runs.Store(key, r)
+	defer func() {
+		s.runs.Delete(key)
+		s.rollouts.drop(key)
+		s.metrics.errorRate.DeleteLabelValues(r.service, r.region, r.version)
+		s.metrics.overdue.DeletePartialMatch(map[string]string{"service": r.service, "region": r.region})
+	}()
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var last uint64
+	if err := s.store.WatchCommands(cctx, r.d.ID, func(c Command) {
+		if c.Seq <= last || time.Since(c.At) > time.Hour {
+			return
+		}
+		last = c.Seq
+		r.cmds <- c
+	}); err != nil {
+		return err
+	}
+	s.metrics.active.Inc()
+	defer s.metrics.active.Dec()
+	res, err := s.pipeline.Process(ctx, tai.Signal[*rollout]{
+		ID: key, Kind: "deployment", Key: r.service + "/" + r.region, Payload: r,
+	})
+	var rb *errRolledBack
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &rb):
+		return nil // recorded by the rollout
+	case res.Outcome == tai.Denied:
+		now := time.Now()
+		return r.update(ctx, func(_ *Deployment, rr *RegionResult) {
+			rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, res.Decision.Reason, res.Decision.Policy, &now
+		})
+	default:
+		return err // retried: the queue delivers the job again
+	}
+}
+
+// recoverRegion ends a region whose rollout a crash or a shutdown cut
+// off. It rolls back rather than resuming: the health samples and the time
+// baked so far lived in the process that is gone, and the old version is
+// the state known to be good. The new version's stage is in the record.
+func (s *Service) recoverRegion(ctx context.Context, r *rollout) error {
+	rr := r.d.Results[r.index]
+	r.stable = rr.Previous
+	s.log.Warn("rolling back a rollout cut off by a restart", "deployment_id", r.d.ID, "region", r.region, "stage", rr.Stage)
+	return r.rollBack(ctx, fmt.Sprintf("Interrupted at stage %s by a restart of the service; rolled back to %s", nameOr(rr.Stage, "start"), nameOr(rr.Previous, "no version")), time.Time{})
+}
+
+func nameOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// continueWave moves a deployment on after one of its regions ended: the
+// next region's job, or the deployment's end. It is idempotent: a
+// redelivered job calls it again, and the next job's ID makes a second
+// publish a duplicate the stream drops.
+func (s *Service) continueWave(ctx context.Context, r *rollout) error {
+	d, rev, err := s.store.Get(ctx, r.d.ID)
+	if err != nil {
+		return err
+	}
+	if terminal(d.Status) {
+		return nil
+	}
+	rr := d.Results[r.index]
+	next := r.index + 1
+	if next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) {
+		return s.queue.Publish(ctx, kanban.Message[Job]{
+			ID:      jobID(d.ID, next),
+			Key:     d.Service + "/" + d.Results[next].Region,
+			Payload: Job{ID: d.ID, Index: next, Region: d.Results[next].Region},
+		})
+	}
+	for i := next; i < len(d.Results); i++ {
+		d.Results[i].Status = StatusSkipped
+	}
+	d.finish(time.Now())
+	if _, err := s.store.Update(ctx, d, rev); err != nil {
+		return err
+	}
+	s.countEnd(d)
+	var errs []error
+	for _, res := range d.Results {
+		errs = append(errs, s.store.Unlock(ctx, d.Service, res.Region, d.ID))
+	}
+	errs = append(errs, s.store.DropCommands(ctx, d.ID))
+	return errors.Join(errs...)
+}
+
+func jobID(id string, index int) string { return fmt.Sprintf("%s.%d", id, index) }
+
+// countEnd counts a finished deployment in the metrics and the audit trail.
+func (s *Service) countEnd(d *Deployment) {
+	switch d.Status {
+	case StatusSuccess:
+		s.metrics.success.WithLabelValues(d.Strategy).Inc()
+	case StatusRolledBack:
+		s.metrics.rollback.WithLabelValues(d.Strategy).Inc()
+	case StatusFailed:
+		s.metrics.failed.WithLabelValues(d.Strategy).Inc()
+	}
+	s.metrics.duration.WithLabelValues(d.Status).Observe(d.DurationSecs)
+	outcome := tai.Succeeded
+	if d.Status != StatusSuccess {
+		outcome = tai.Failed
+	}
+	reason := d.Status
+	if d.ErrorMessage != nil {
+		reason += ": " + *d.ErrorMessage
+	}
+	s.audit.Observe(context.Background(), tai.Record{
+		ID: d.ID, Kind: "deployment.end", Key: d.Service, Outcome: outcome,
+		Decision: tai.Decision{Verdict: tai.Allow, Policy: d.Strategy, Reason: reason},
+		Start:    d.StartedAt, Duration: time.Duration(d.DurationSecs * float64(time.Second)),
+	})
+}
+
+// auditEvent writes one step of a rollout to the audit trail: a stage's
+// start or end, an analysis that failed, a rollback, a pause.
+func (s *Service) auditEvent(r *rollout, what string, outcome tai.Outcome, reason string, took time.Duration) {
+	s.audit.Observe(context.Background(), tai.Record{
+		ID: r.d.ID, Kind: "deployment." + what, Key: r.service + "/" + r.region, Outcome: outcome,
+		Decision: tai.Decision{Verdict: tai.Allow, Policy: r.version, Reason: reason},
+		Start:    time.Now().Add(-took), Duration: took,
+	})
+}
+
+// applyCord follows the cord's shared state: every replica's line stops
+// and starts with it, and active rollouts pause.
+func (s *Service) applyCord(c Cord) {
+	changed := false
+	if c.Stopped {
+		changed = s.line.Stop(c.Reason)
+	} else {
+		changed = s.line.Start()
+	}
+	if !changed {
+		return
+	}
+	s.cordMu.Lock()
+	close(s.cordCh)
+	s.cordCh = make(chan struct{})
+	s.cordMu.Unlock()
+}
+
+// cordChanged is closed at the next change of the cord.
+func (s *Service) cordChanged() <-chan struct{} {
+	s.cordMu.Lock()
+	defer s.cordMu.Unlock()
+	return s.cordCh
+}
+
+// deployMetrics are the service's own Prometheus metrics.
+type deployMetrics struct {
+	pipeline                  *kaizenprom.Metrics
+	success, rollback, failed *prometheus.CounterVec
+	duration, stage           *prometheus.HistogramVec
+	analysis                  *prometheus.CounterVec
+	mttr                      prometheus.Histogram
+	active                    prometheus.Gauge
+	errorRate, overdue        *prometheus.GaugeVec
+}
+
+// newMetrics makes the registry, the service's metrics and the rolling
+// stats the alert rules and /kaizen read.
+func (s *Service) newMetrics() error {
+	s.registry = prometheus.NewRegistry()
+	reg := s.registry
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &deployMetrics{
+		success:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deployment_success_total", Help: "Deployments that succeeded in every region."}, []string{"strategy"}),
+		rollback:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deployment_rollback_total", Help: "Deployments rolled back in at least one region."}, []string{"strategy"}),
+		failed:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deployment_failed_total", Help: "Deployments refused by a prerequisite."}, []string{"strategy"}),
+		duration:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "deployment_duration_seconds", Help: "Time from request to the end of a deployment.", Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 14)}, []string{"status"}),
+		stage:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "deployment_stage_duration_seconds", Help: "Time spent in a rollout stage.", Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 14)}, []string{"strategy", "stage", "verdict"}),
+		analysis:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deployment_analysis_checks_total", Help: "Health analysis checks, by check and result."}, []string{"check", "result"}),
+		mttr:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "deployment_rollback_recovery_seconds", Help: "From the failing health sample to traffic back on the old version.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		active:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "deployment_active", Help: "Region rollouts running in this process."}),
+		errorRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "deployment_health_error_rate", Help: "The last sampled error rate of each rollout running in this process."}, []string{"service", "region", "version"}),
+		overdue:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "deployment_stage_overdue_ratio", Help: "Time in the current stage over its bake, for each rollout running in this process."}, []string{"service", "region", "stage"}),
+	}
+	reg.MustRegister(m.success, m.rollback, m.failed, m.duration, m.stage, m.analysis, m.mttr, m.active, m.errorRate, m.overdue)
+	var err error
+	if m.pipeline, err = kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{NoStages: true}); err != nil {
+		return err
+	}
+	s.metrics = m
+	s.stats, err = kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 10 * time.Minute, time.Hour, 24 * time.Hour}})
+	return err
+}
+
+// openAudit continues the audit trail in the data dir.
+func (s *Service) openAudit() error {
+	path := filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl")
+	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey})
+	if err != nil {
+		return fmt.Errorf("audit trail: %w", err)
+	}
+	s.audit = audit
+	s.log.Info("audit trail opened", "path", path, "lines", state.Lines, "keyed", len(s.cfg.AuditKey) > 0)
+	return nil
+}
+
+func kaizenpromObserver(m *kaizenprom.Metrics) tai.Observer { return m }
+
+// closeWaiters answers the requests waiting for their deployment's end:
+// the server is shutting down.
+func (s *Service) closeWaiters() {
+	s.closingOnce.Do(func() { close(s.closing) })
+}
+
+// Close stops the consumer (rollouts in progress are taken up again at
+// the next start), flushes the audit trail and closes NATS.
+func (s *Service) Close(ctx context.Context) error {
+	s.ready.Store(false)
+	if s.stop != nil {
+		s.stop()
+	}
+	s.consumer.Wait()
+	var errs []error
+	if s.stopAlerts != nil {
+		s.stopAlerts()
+		s.alerting.Wait()
+		errs = append(errs, s.andon.Shutdown(ctx))
+	}
+	if s.board != nil {
+		errs = append(errs, s.board.Shutdown(ctx))
+	}
+	if s.queue != nil {
+		errs = append(errs, s.queue.Shutdown(ctx))
+	}
+	if s.audit != nil {
+		errs = append(errs, s.audit.Shutdown(ctx))
+	}
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i](ctx))
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.Release())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bufio"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kaizen"
+)
+
+// TestQuickStart runs the reference's two deployment scenarios as written,
+// with default flags: api-service v2.0.0 through canary, staging and prod;
+// bad-service v1.0.0 rolled back at the canary for its error rate.
+func TestQuickStart(t *testing.T) {
+	ts := startService(t)
+	var wg sync.WaitGroup
+	var ok, bad reply
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		ok = deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "rollout_strategy": "canary"})
+	}()
+	go func() {
+		defer wg.Done()
+		bad = deploy(t, ts.URL, map[string]any{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1", "rollout_strategy": "canary"})
+	}()
+	wg.Wait()
+
+	require.Equal(t, http.StatusOK, ok.Code, "%s", ok.Body)
+	d := ok.deployment(t)
+	assert.Regexp(t, `^dpl_[0-9a-f]{32}$`, d.ID)
+	assert.Equal(t, StatusSuccess, d.Status)
+	assert.Equal(t, []string{"validation", "canary", "staging", "prod"}, d.StagesCompleted)
+	assert.Nil(t, d.ErrorMessage)
+	require.NotNil(t, d.CompletedAt)
+	assert.GreaterOrEqual(t, d.DurationSecs, 8.0, "bakes of 3 s and 5 s")
+	require.Len(t, d.Results, 1)
+	stages := d.Results[0].Stages
+	require.Len(t, stages, 3)
+	assert.Equal(t, []float64{5, 25, 100}, []float64{stages[0].Percent, stages[1].Percent, stages[2].Percent})
+	for _, st := range stages {
+		assert.Equal(t, "passed", st.Verdict, st.Name)
+		assert.NotEmpty(t, st.Samples, st.Name)
+	}
+	assert.Equal(t, "v1.0.0", d.Results[0].Previous)
+	assert.Contains(t, string(ok.Body), `"completed_at":"20`, "RFC 3339")
+
+	require.Equal(t, http.StatusAccepted, bad.Code, "%s", bad.Body)
+	b := bad.deployment(t)
+	assert.Equal(t, StatusRolledBack, b.Status)
+	require.NotNil(t, b.ErrorMessage)
+	assert.Equal(t, "Error rate 7.20% exceeds threshold 5.00%", *b.ErrorMessage)
+	assert.Equal(t, []string{"validation"}, b.StagesCompleted, "validation passed; the canary did not")
+	assert.Equal(t, "failed", b.Results[0].Stages[0].Verdict)
+
+	// The rollback left the old version serving; the success moved it on.
+	assert.Equal(t, "v2.0.0", stableOf(t, ts, "api-service", "us-west-2"))
+	assert.Equal(t, "v0.9.0", stableOf(t, ts, "bad-service", "us-east-1"))
+}
+
+func stableOf(t *testing.T, ts *testService, service, region string) string {
+	t.Helper()
+	v, err := ts.store.Stable(t.Context(), service, region)
+	require.NoError(t, err)
+	return v
+}
+
+// TestPrerequisites: each failing prerequisite answers 422 FAILED with its
+// reason, and no traffic moves.
+func TestPrerequisites(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	for _, tc := range []struct {
+		name string
+		req  map[string]any
+		want string
+	}{
+		{"image missing", map[string]any{"service": "api-service", "version": "v9.9.9", "target_region": "us-west-2"}, "Image not found: api-service/v9.9.9"},
+		{"unknown service", map[string]any{"service": "no-such-service", "version": "v1", "target_region": "us-west-2"}, "Image not found: no-such-service/v1"},
+		{"unknown region", map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "mars-north-1"}, "Unknown region: mars-north-1"},
+		{"same version", map[string]any{"service": "api-service", "version": "v1.0.0", "target_region": "eu-west-1"}, "api-service v1.0.0 already serves in eu-west-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := deploy(t, ts.URL, tc.req)
+			require.Equal(t, http.StatusUnprocessableEntity, r.Code, "%s", r.Body)
+			d := r.deployment(t)
+			assert.Equal(t, StatusFailed, d.Status)
+			require.NotNil(t, d.ErrorMessage)
+			assert.Equal(t, tc.want, *d.ErrorMessage)
+			assert.Empty(t, d.StagesCompleted)
+		})
+	}
+}
+
+// TestStrategies: each strategy moves traffic its own way and succeeds.
+func TestStrategies(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	for _, tc := range []struct {
+		strategy string
+		stages   []string
+		percents []float64
+	}{
+		{"canary", []string{"canary", "staging", "prod"}, []float64{5, 25, 100}},
+		{"blue-green", []string{"preview", "switch"}, []float64{0, 100}},
+		{"rolling", []string{"batch-1", "batch-2", "batch-3", "batch-4"}, []float64{25, 50, 75, 100}},
+	} {
+		t.Run(tc.strategy, func(t *testing.T) {
+			r := deploy(t, ts.URL, map[string]any{"service": "web-frontend", "version": "v2.0.0", "target_region": regionFor(tc.strategy), "rollout_strategy": tc.strategy})
+			require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+			d := r.deployment(t)
+			assert.Equal(t, tc.strategy, d.Strategy)
+			assert.Equal(t, append([]string{"validation"}, tc.stages...), d.StagesCompleted)
+			var got []float64
+			for _, st := range d.Results[0].Stages {
+				got = append(got, st.Percent)
+			}
+			assert.Equal(t, tc.percents, got)
+		})
+	}
+}
+
+func regionFor(strategy string) string {
+	return map[string]string{"canary": "us-west-2", "blue-green": "us-east-1", "rolling": "eu-west-1"}[strategy]
+}
+
+// TestRollbacks: a latency violation and a version that degrades after a
+// while are rolled back, each with the reference's wording, and traffic is
+// back on the old version.
+func TestRollbacks(t *testing.T) {
+	ts := startService(t, "-stages", "canary:5:150ms,staging:25:6s,prod:100:0s", "-health-interval", "25ms")
+	r := deploy(t, ts.URL, map[string]any{"service": "slow-service", "version": "v2.0.0", "target_region": "us-west-2"})
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := r.deployment(t)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Contains(t, *d.ErrorMessage, "P99 latency")
+	assert.Contains(t, *d.ErrorMessage, "exceeds threshold 1000ms")
+	stable, next, pct := ts.target.(interface {
+		Split(string, string) (string, string, float64)
+	}).Split("slow-service", "us-west-2")
+	assert.Equal(t, 0.0, pct, "stable %s next %s", stable, next)
+
+	r = deploy(t, ts.URL, map[string]any{"service": "degrading-service", "version": "v2.0.0", "target_region": "us-west-2"})
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d = r.deployment(t)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	assert.Equal(t, []string{"validation", "canary"}, d.StagesCompleted, "it passed the canary, then degraded at staging")
+}
+
+// TestConflict: a second deployment of a service in a region where one is
+// active gets 409 naming it; another region is free.
+func TestConflict(t *testing.T) {
+	ts := startService(t, "-stages", "canary:5:2s,staging:25:2s,prod:100:0s", "-health-interval", "25ms")
+	first := deploy(t, ts.URL, map[string]any{"service": "checkout", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, first.Code, "%s", first.Body)
+	id := first.deployment(t).ID
+	assert.Equal(t, "/deploy/"+id, first.Header.Get("Location"))
+
+	second := deploy(t, ts.URL, map[string]any{"service": "checkout", "version": "v1.1.0", "target_region": "us-west-2"})
+	require.Equal(t, http.StatusConflict, second.Code, "%s", second.Body)
+	assert.Contains(t, second.errorBody(t)["message"], id)
+
+	other := deploy(t, ts.URL, map[string]any{"service": "checkout", "version": "v1.1.0", "target_region": "us-east-1"}, "Prefer", "respond-async")
+	assert.Equal(t, http.StatusAccepted, other.Code, "%s", other.Body)
+
+	// Ended, the first frees its region.
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusSuccess, d.Status)
+	third := deploy(t, ts.URL, map[string]any{"service": "checkout", "version": "v1.1.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	assert.Equal(t, http.StatusAccepted, third.Code, "%s", third.Body)
+}
+
+// TestWave: regions one after another, in order, each starting once the
+// one before succeeded; a failure stops the wave, unless told to go on.
+func TestWave(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	regions := []string{"us-west-2", "us-east-1", "eu-west-1"}
+	r := deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_regions": regions})
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	d := r.deployment(t)
+	assert.Equal(t, StatusSuccess, d.Status)
+	assert.Equal(t, regions, d.RegionsDone)
+	for i := 1; i < len(d.Results); i++ {
+		prev, cur := d.Results[i-1], d.Results[i]
+		require.NotNil(t, prev.CompletedAt)
+		require.NotNil(t, cur.StartedAt)
+		assert.False(t, cur.StartedAt.Before(*prev.CompletedAt), "%s started before %s ended", cur.Region, prev.Region)
+	}
+	assert.Contains(t, d.StagesCompleted, "eu-west-1/prod")
+
+	// regional-service v2.0.0 fails in eu-west-1 only. With
+	// continue_on_failure the wave goes on past it: 2 of 3 regions.
+	order := []string{"us-west-2", "eu-west-1", "us-east-1"}
+	r = deploy(t, ts.URL, map[string]any{"service": "regional-service", "version": "v2.0.0", "target_regions": order, "continue_on_failure": true})
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d = r.deployment(t)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	assert.Equal(t, []string{"us-west-2", "us-east-1"}, d.RegionsDone, "2 of 3 regions")
+	require.NotNil(t, d.ErrorMessage)
+	assert.True(t, strings.HasPrefix(*d.ErrorMessage, "eu-west-1: Error rate"), *d.ErrorMessage)
+
+	// Without it, the first failure stops the wave: the blast radius is
+	// one region.
+	r = deploy(t, ts.URL, map[string]any{"service": "regional-service", "version": "v2.0.0", "target_regions": []string{"eu-west-1", "ap-south-1"}})
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d = r.deployment(t)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	assert.Empty(t, d.RegionsDone)
+	assert.Equal(t, StatusSkipped, d.Results[1].Status)
+}
+
+// TestAbortPromoteAndCord: abort rolls back at once; promote skips a bake;
+// the cord refuses new deployments and pauses running ones until resumed.
+func TestAbortPromoteAndCord(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+	async := []string{"Prefer", "respond-async"}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"})
+	assert.Equal(t, http.StatusUnauthorized, r.Code, "no token: %s", r.Body)
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+	assert.Equal(t, http.StatusConflict, r.Code, "an ended deployment: %s", r.Body)
+
+	id = deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v1.1.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	for _, stage := range []string{"canary", "staging"} {
+		waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == stage })
+		r = do(t, "POST", ts.URL+"/deploy/"+id+"/promote", nil, auth...)
+		require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	}
+	d = waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusSuccess, d.Status, "promoted past two one-hour bakes")
+	assert.Equal(t, "promoted", d.Results[0].Stages[0].Verdict)
+
+	// The cord.
+	id = deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v1.2.0", "target_region": "us-east-1"}, async...).deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 42"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	d = waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
+	assert.Equal(t, "canary", d.Results[0].Stage, "a paused rollout holds its stage")
+	r = deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-east-1"})
+	require.Equal(t, http.StatusServiceUnavailable, r.Code, "%s", r.Body)
+	assert.NotEmpty(t, r.Header.Get("Retry-After"))
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/resume", nil, auth...)
+	assert.Equal(t, http.StatusConflict, r.Code, "no resuming while the line is stopped: %s", r.Body)
+	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	time.Sleep(100 * time.Millisecond)
+	assert.True(t, waitFor(t, ts.URL, id, func(Deployment) bool { return true }).Paused, "still paused until a person resumes it")
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/resume", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return !d.Paused })
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	assert.Equal(t, StatusRolledBack, waitFor(t, ts.URL, id, ended).Status)
+}
+
+// TestBadInput: malformed requests get a 4xx JSON error and store nothing.
+func TestBadInput(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	long := strings.Repeat("a", 100_000)
+	for _, tc := range []struct {
+		name, body string
+		code       int
+	}{
+		{"not json", `{`, 400},
+		{"array", `[]`, 400},
+		{"wrong type", `{"service": 1, "version": "v2.0.0", "target_region": "us-west-2"}`, 400},
+		{"unknown field", `{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "colour": "red"}`, 400},
+		{"duplicate key", `{"service": "api-service", "service": "x", "version": "v2.0.0", "target_region": "us-west-2"}`, 400},
+		{"mis-cased key", `{"Service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}`, 400},
+		{"no service", `{"version": "v2.0.0", "target_region": "us-west-2"}`, 400},
+		{"no version", `{"service": "api-service", "target_region": "us-west-2"}`, 400},
+		{"no region", `{"service": "api-service", "version": "v2.0.0"}`, 400},
+		{"bad service name", `{"service": "API service", "version": "v2.0.0", "target_region": "us-west-2"}`, 400},
+		{"bad version", `{"service": "api-service", "version": "v2 0", "target_region": "us-west-2"}`, 400},
+		{"bad region", `{"service": "api-service", "version": "v2.0.0", "target_region": "US WEST"}`, 400},
+		{"unknown strategy", `{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "rollout_strategy": "yolo"}`, 400},
+		{"region twice", `{"service": "api-service", "version": "v2.0.0", "target_regions": ["us-west-2", "us-west-2"]}`, 400},
+		{"first region differs", `{"service": "api-service", "version": "v2.0.0", "target_region": "us-east-1", "target_regions": ["us-west-2"]}`, 400},
+		{"bad threshold", `{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "analysis": {"max_error_rate": 2}}`, 400},
+		{"100 kB field", `{"service": "` + long + `", "version": "v2.0.0", "target_region": "us-west-2"}`, 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(t, "POST", ts.URL+"/deploy", tc.body)
+			require.Equal(t, tc.code, r.Code, "%s", r.Body)
+			assert.NotEmpty(t, r.errorBody(t)["message"])
+		})
+	}
+	r := do(t, "POST", ts.URL+"/deploy", `{}`, "Content-Type", "text/plain")
+	assert.Equal(t, http.StatusUnsupportedMediaType, r.Code, "%s", r.Body)
+	r = do(t, "GET", ts.URL+"/deploy/dpl_nope", nil)
+	assert.Equal(t, http.StatusNotFound, r.Code)
+	r = do(t, "GET", ts.URL+"/deployments", nil)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	assert.Contains(t, string(r.Body), `"total":0`, "nothing was stored")
+}
+
+// TestListKaizenMetricsAudit: the list filters, /kaizen counts, the
+// metrics are exported and the audit trail records every stage and
+// verifies.
+func TestListKaizenMetricsAudit(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServiceIn(t, dir, fastArgs...)
+	require.Equal(t, 200, deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}).Code)
+	require.Equal(t, 202, deploy(t, ts.URL, map[string]any{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1"}).Code)
+	require.Equal(t, 422, deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v9", "target_region": "us-east-1"}).Code)
+
+	r := do(t, "GET", ts.URL+"/deployments?status=ROLLED_BACK", nil)
+	require.Equal(t, 200, r.Code)
+	assert.Contains(t, string(r.Body), `"total":1`)
+	assert.Contains(t, string(r.Body), "bad-service")
+	r = do(t, "GET", ts.URL+"/deployments?service=api-service&limit=1", nil)
+	assert.Contains(t, string(r.Body), `"total":2`)
+	assert.Equal(t, 400, do(t, "GET", ts.URL+"/deployments?limit=0", nil).Code)
+
+	r = do(t, "GET", ts.URL+"/kaizen", nil)
+	require.Equal(t, 200, r.Code)
+	for _, want := range []string{`"total_deployments":3`, `"successful_deployments":1`, `"rollback_count":1`, `"success_rate_percent":33.33`} {
+		assert.Contains(t, string(r.Body), want)
+	}
+
+	r = do(t, "GET", ts.URL+"/metrics", nil)
+	for _, want := range []string{`deployment_success_total{strategy="canary"} 1`, `deployment_rollback_total{strategy="canary"} 1`, `deployment_duration_seconds_count{status="SUCCESS"} 1`, `deployment_analysis_checks_total{check="error_rate",result="fail"}`, `deployment_rollback_recovery_seconds_count 1`} {
+		assert.Contains(t, string(r.Body), want)
+	}
+
+	require.NoError(t, ts.audit.Flush(t.Context()))
+	path := filepath.Join(dir, "audit-test.jsonl")
+	_, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
+	require.NoError(t, err)
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	kinds := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.Index(line, `"kind":"`)
+		j := strings.Index(line[i+8:], `"`)
+		kinds[line[i+8:i+8+j]]++
+	}
+	for _, k := range []string{"deployment", "deployment.validation", "deployment.canary.start", "deployment.canary.end", "deployment.prod.end", "deployment.analysis", "deployment.rollback", "deployment.end"} {
+		assert.Positive(t, kinds[k], "audit kind %s in %v", k, kinds)
+	}
+}
+
+// TestCrashMidRollout: the service is killed (SIGKILL) during a canary;
+// started again on the same data, it ends the deployment — rolled back,
+// traffic on the old version — and never runs it twice.
+func TestCrashMidRollout(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms"}
+	c := startChild(t, dir, args...)
+	id := deploy(t, c.url, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	waitFor(t, c.url, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGKILL))
+	<-c.done
+
+	c = startChild(t, dir, args...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("restarted service's log:\n%s", c.logs.String())
+		}
+	})
+	d := waitFor(t, c.url, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Contains(t, *d.ErrorMessage, "Interrupted at stage canary by a restart")
+	assert.Len(t, d.Results[0].Stages, 1, "the canary ran once, and was not started again")
+	// The region is free again, and the old version still serves.
+	r := deploy(t, c.url, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	again := waitFor(t, c.url, r.deployment(t).ID, func(d Deployment) bool { return d.Results[0].Previous != "" })
+	assert.Equal(t, "v1.0.0", again.Results[0].Previous)
+}

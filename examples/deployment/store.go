@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Store keeps the service's state in JetStream key-value buckets, shared by
+// every replica on the same NATS:
+//
+//   - deployments: each deployment's record, by ID;
+//   - deploy_locks: "service.region" → the ID of the deployment active
+//     there, so a second one is refused (409) on any replica;
+//   - deploy_stable: "service.region" → the version serving there, the one
+//     a rollback returns to;
+//   - deploy_control: a deployment's pending command (abort, promote,
+//     resume), and the cord.
+type Store struct {
+	deployments, locks, stable, control jetstream.KeyValue
+}
+
+// StoreOptions bound the deployments bucket.
+type StoreOptions struct {
+	MaxBytes int64
+	MaxAge   time.Duration
+}
+
+func openStore(ctx context.Context, js jetstream.JetStream, o StoreOptions) (*Store, error) {
+	open := func(cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+		cfg.Storage = jetstream.FileStorage
+		kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
+		return kv, nil
+	}
+	var s Store
+	var err error
+	if s.deployments, err = open(jetstream.KeyValueConfig{Bucket: "deployments", MaxBytes: o.MaxBytes, TTL: o.MaxAge, MaxValueSize: 1 << 20}); err != nil {
+		return nil, err
+	}
+	if s.locks, err = open(jetstream.KeyValueConfig{Bucket: "deploy_locks", MaxBytes: 64 << 20}); err != nil {
+		return nil, err
+	}
+	if s.stable, err = open(jetstream.KeyValueConfig{Bucket: "deploy_stable", MaxBytes: 64 << 20}); err != nil {
+		return nil, err
+	}
+	if s.control, err = open(jetstream.KeyValueConfig{Bucket: "deploy_control", MaxBytes: 64 << 20, History: 1}); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// ErrNotFound is returned for a deployment the store does not have.
+var ErrNotFound = errors.New("deployment not found")
+
+// Get returns a deployment and its revision.
+func (s *Store) Get(ctx context.Context, id string) (*Deployment, uint64, error) {
+	e, err := s.deployments.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var d Deployment
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		return nil, 0, fmt.Errorf("deployment %s: %w", id, err)
+	}
+	return &d, e.Revision(), nil
+}
+
+// Create stores a new deployment.
+func (s *Store) Create(ctx context.Context, d *Deployment) (uint64, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return 0, err
+	}
+	return s.deployments.Create(ctx, d.ID, b)
+}
+
+// Update stores d over the revision rev, failing if someone else wrote it
+// since (a conflict: read again and redo).
+func (s *Store) Update(ctx context.Context, d *Deployment, rev uint64) (uint64, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return 0, err
+	}
+	return s.deployments.Update(ctx, d.ID, b, rev)
+}
+
+// List returns the deployments matching the filters, newest first.
+func (s *Store) List(ctx context.Context, match func(*Deployment) bool) ([]*Deployment, error) {
+	keys, err := s.deployments.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Deployment
+	for k := range keys.Keys() {
+		d, _, err := s.Get(ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			continue // expired or deleted since the listing
+		}
+		if err != nil {
+			_ = keys.Stop()
+			return nil, err
+		}
+		if match(d) {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Deployment) int {
+		if c := b.StartedAt.Compare(a.StartedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// Watch calls fn with every state of the deployment from now on, the
+// current one first, until fn returns false or ctx ends.
+func (s *Store) Watch(ctx context.Context, id string, fn func(*Deployment) bool) error {
+	w, err := s.deployments.Watch(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch ended")
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue // the end of the initial values, or a delete
+			}
+			var d Deployment
+			if err := json.Unmarshal(e.Value(), &d); err != nil {
+				return err
+			}
+			if !fn(&d) {
+				return nil
+			}
+		}
+	}
+}
+
+func lockKey(service, region string) string { return service + "." + region }
+
+// Lock takes service/region for deployment id. It returns the ID of the
+// deployment holding it, if another does.
+func (s *Store) Lock(ctx context.Context, service, region, id string) (holder string, err error) {
+	for {
+		_, err := s.locks.Create(ctx, lockKey(service, region), []byte(id))
+		if err == nil {
+			return "", nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", err
+		}
+		e, gerr := s.locks.Get(ctx, lockKey(service, region))
+		if errors.Is(gerr, jetstream.ErrKeyNotFound) {
+			continue // released in between
+		}
+		if gerr != nil {
+			return "", gerr
+		}
+		if string(e.Value()) == id {
+			return "", nil // ours already (a retried request)
+		}
+		return string(e.Value()), nil
+	}
+}
+
+// Unlock releases service/region if deployment id holds it.
+func (s *Store) Unlock(ctx context.Context, service, region, id string) error {
+	e, err := s.locks.Get(ctx, lockKey(service, region))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if string(e.Value()) != id {
+		return nil
+	}
+	err = s.locks.Delete(ctx, lockKey(service, region), jetstream.LastRevision(e.Revision()))
+	if err != nil && !isConflict(err) {
+		return err
+	}
+	return nil
+}
+
+// Stable returns the version serving service in region, "" if none.
+func (s *Store) Stable(ctx context.Context, service, region string) (string, error) {
+	e, err := s.stable.Get(ctx, lockKey(service, region))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(e.Value()), nil
+}
+
+// SetStable records the version serving service in region.
+func (s *Store) SetStable(ctx context.Context, service, region, version string) error {
+	_, err := s.stable.Put(ctx, lockKey(service, region), []byte(version))
+	return err
+}
+
+// SeedStable records version for service in region unless a version is
+// recorded already: the catalog's starting point, which deployments then
+// move on.
+func (s *Store) SeedStable(ctx context.Context, service, region, version string) error {
+	_, err := s.stable.Create(ctx, lockKey(service, region), []byte(version))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	return err
+}
+
+// StableAll returns every recorded service.region → version.
+func (s *Store) StableAll(ctx context.Context) (map[string]string, error) {
+	keys, err := s.stable.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for k := range keys.Keys() {
+		e, err := s.stable.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			_ = keys.Stop()
+			return nil, err
+		}
+		out[k] = string(e.Value())
+	}
+	return out, nil
+}
+
+// Command is an instruction a person gives a running deployment.
+type Command struct {
+	Action string    `json:"action"` // abort, promote or resume
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+	Seq    uint64    `json:"-"` // the store's revision: commands are told apart by it
+}
+
+// SendCommand stores a command for a deployment; the replica running it
+// picks it up.
+func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	_, err = s.control.Put(ctx, "cmd."+id, b)
+	return err
+}
+
+// WatchCommands calls fn with each command sent to deployment id from now
+// on (a command sent before the watch began included, so a restarted
+// rollout sees an abort it missed), until ctx ends.
+func (s *Store) WatchCommands(ctx context.Context, id string, fn func(Command)) error {
+	w, err := s.control.Watch(ctx, "cmd."+id)
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue
+				}
+				var c Command
+				if json.Unmarshal(e.Value(), &c) == nil {
+					c.Seq = e.Revision()
+					fn(c)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// DropCommands forgets a finished deployment's commands.
+func (s *Store) DropCommands(ctx context.Context, id string) error {
+	err := s.control.Purge(ctx, "cmd."+id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Cord is the andon cord's state, shared by every replica.
+type Cord struct {
+	Stopped bool      `json:"stopped"`
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// SetCord stores the cord's state.
+func (s *Store) SetCord(ctx context.Context, c Cord) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	_, err = s.control.Put(ctx, "cord", b)
+	return err
+}
+
+// WatchCord calls fn with the cord's state, now and at every change,
+// until ctx ends.
+func (s *Store) WatchCord(ctx context.Context, fn func(Cord)) error {
+	w, err := s.control.Watch(ctx, "cord")
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue
+				}
+				var c Cord
+				if json.Unmarshal(e.Value(), &c) == nil {
+					fn(c)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
