@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -295,9 +297,9 @@ func TestDeployRestartsExitedInstances(t *testing.T) {
 
 func TestShutdownStopsEverything(t *testing.T) {
 	ctx := t.Context()
-	o := Options{Binary: binary}
-	f, err := New(o)
+	f, err := New(Options{Binary: binary})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = f.Shutdown(context.Background()) })
 	c := client(t)
 	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
 	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
@@ -416,6 +418,37 @@ func TestDeployFailsOnABadBinary(t *testing.T) {
 			assert.Empty(t, f.Instances("web", "eu", "v1"))
 		})
 	}
+}
+
+func TestStopReachesTheProcessGroup(t *testing.T) {
+	// A script that starts a child and waits for it, without exec: the
+	// child must end with it.
+	pidFile := filepath.Join(t.TempDir(), "child")
+	f, err := New(Options{
+		Binary:       script(t, "sleep 60 >/dev/null 2>&1 & echo $! > "+pidFile+"; wait"),
+		StartTimeout: 300 * time.Millisecond,
+		StopGrace:    time.Second,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, f.Shutdown(context.Background())) })
+	require.Error(t, f.Deploy(t.Context(), "web", "eu", "v1", 1))
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	child, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	// The child is the script's, not ours, so it may linger as a zombie
+	// until init reaps it; either way it is not sleeping any more.
+	require.Eventually(t, func() bool { return !alive(child) }, 5*time.Second, 10*time.Millisecond, "child %d still runs", child)
+}
+
+// alive reports whether pid runs (exists and is not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && !strings.HasPrefix(string(b[i+1:]), " Z")
 }
 
 func TestDeployStopsWhenCanceled(t *testing.T) {

@@ -207,6 +207,9 @@ func isDir(path string) bool {
 // running, or exited), and that the service's proxy in region listens. It
 // returns once every process answers /healthz. It never stops processes.
 func (f *Fleet) Deploy(ctx context.Context, service, region, version string, instances int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := checkNames(service, region, version); err != nil {
 		return err
 	}

@@ -169,12 +169,13 @@ func (pr *process) exited() bool {
 }
 
 // stop ends the process: SIGTERM, which lets it finish its requests, and
-// SIGKILL if it has not exited after the fleet's StopGrace.
+// SIGKILL if it has not exited after the fleet's StopGrace. The signals go
+// to its process group, so whatever it started ends with it.
 func (f *Fleet) stop(pr *process, log *slog.Logger) {
 	if pr.exited() {
 		return
 	}
-	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	_ = syscall.Kill(-pr.pid, syscall.SIGTERM)
 	t := time.NewTimer(f.o.StopGrace)
 	defer t.Stop()
 	select {
@@ -183,7 +184,7 @@ func (f *Fleet) stop(pr *process, log *slog.Logger) {
 		return
 	case <-t.C:
 	}
-	_ = pr.cmd.Process.Kill()
+	_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
 	<-pr.done
 	log.Warn("instance killed: it did not stop after SIGTERM", "instance", pr.addr, "pid", pr.pid, "grace", f.o.StopGrace)
 }
