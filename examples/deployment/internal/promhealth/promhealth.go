@@ -283,6 +283,7 @@ type APIError struct {
 	Message    string
 }
 
+// Error says what the server answered, and to which query.
 func (e *APIError) Error() string {
 	kind := e.Type
 	if kind == "" {
