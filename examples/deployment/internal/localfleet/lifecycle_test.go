@@ -1,0 +1,463 @@
+package localfleet
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// load sends requests through a proxy at a steady rate from a pool of
+// workers until stopped, and counts the answers.
+type load struct {
+	mu       sync.Mutex
+	versions map[string]int // 200 answers by version
+	failed   []string       // anything else, described
+	sent     atomic.Int64
+	stop     chan struct{}
+	done     sync.WaitGroup
+	began    time.Time
+	ended    time.Time
+}
+
+// startLoad sends about perSecond requests a second to url from workers
+// goroutines; stopLoad ends it.
+func startLoad(t *testing.T, url string, perSecond, workers int) *load {
+	t.Helper()
+	c := client(t)
+	l := &load{versions: map[string]int{}, stop: make(chan struct{}), began: time.Now()}
+	tokens := make(chan struct{})
+	l.done.Go(func() {
+		tick := time.NewTicker(time.Second / time.Duration(perSecond))
+		defer tick.Stop()
+		defer close(tokens)
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+				select {
+				case tokens <- struct{}{}:
+				default: // every worker busy: the rate drops rather than queues
+				}
+			}
+		}
+	})
+	for range workers {
+		l.done.Go(func() {
+			for range tokens {
+				l.sent.Add(1)
+				a, err := call(c, url+"/")
+				l.mu.Lock()
+				switch {
+				case err != nil:
+					l.failed = append(l.failed, err.Error())
+				case a.Code != http.StatusOK:
+					l.failed = append(l.failed, http.StatusText(a.Code)+" from "+a.Version)
+				default:
+					l.versions[a.Version]++
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	t.Cleanup(l.stopLoad)
+	return l
+}
+
+func (l *load) stopLoad() {
+	select {
+	case <-l.stop:
+		return
+	default:
+	}
+	close(l.stop)
+	l.done.Wait()
+	l.ended = time.Now()
+}
+
+// answered returns how many 200s version has given so far.
+func (l *load) answered(version string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.versions[version]
+}
+
+// waitAnswers waits until version has given n more 200s than it had.
+func (l *load) waitAnswers(t *testing.T, version string, n int) {
+	t.Helper()
+	from := l.answered(version)
+	require.Eventually(t, func() bool { return l.answered(version) >= from+n }, 20*time.Second, 5*time.Millisecond,
+		"%s gave no %d answers", version, n)
+}
+
+func TestShiftUnderLoadLosesNoRequest(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{
+		Profile: func(service, version, region string) (AppProfile, error) {
+			return AppProfile{Latency: 20 * time.Millisecond}, nil
+		},
+	})
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	l := startLoad(t, proxyURL(t, f, "web", "eu"), 300, 16)
+	l.waitAnswers(t, "v1", 100)
+
+	// A rollout to v2 in steps, v1 retired the moment it gets nothing
+	// (with its last requests still in flight), then v3 started and
+	// rolled back, all while requests keep coming.
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+	for _, percent := range []float64{10, 25, 50} {
+		require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", percent))
+		l.waitAnswers(t, "v2", 50)
+	}
+	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 100))
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	l.waitAnswers(t, "v2", 100)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v3", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "v2", "v3", 50))
+	l.waitAnswers(t, "v3", 100)
+	require.NoError(t, f.Route(ctx, "web", "eu", "v2", "v3", 0))
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v3"))
+	l.waitAnswers(t, "v2", 100)
+	l.stopLoad()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	assert.Empty(t, l.failed, "no request failed during the shifts")
+	total := l.versions["v1"] + l.versions["v2"] + l.versions["v3"]
+	assert.Equal(t, int(l.sent.Load()), total+len(l.failed))
+	secs := l.ended.Sub(l.began).Seconds()
+	t.Logf("%d requests in %.1fs (%.0f/s) through the proxy while shifting: %v, %d failed",
+		total, secs, float64(total)/secs, l.versions, len(l.failed))
+}
+
+func TestRetireDrainsRequestsInFlight(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{
+		Profile: func(service, version, region string) (AppProfile, error) {
+			if version == "v1" {
+				return AppProfile{Latency: 400 * time.Millisecond}, nil
+			}
+			return AppProfile{}, nil
+		},
+	})
+	c := client(t)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	url := proxyURL(t, f, "web", "eu")
+
+	const n = 20
+	answers := make(chan answer, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			a, err := call(c, url+"/")
+			answers <- a
+			errs <- err
+		}()
+	}
+	g, err := f.existingRegion("web", "eu")
+	require.NoError(t, err)
+	g.mu.RLock()
+	v1 := g.versions["v1"]
+	g.mu.RUnlock()
+	require.Eventually(t, func() bool { return v1.inflight.count() == n }, 10*time.Second, time.Millisecond)
+
+	err = f.Retire(ctx, "web", "eu", "v1")
+	require.ErrorContains(t, err, "still gets 100% of the traffic; route it away first")
+	pids := versionPIDs(t, f, "web", "eu", "v1")
+	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 100))
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	// Retire returned after the requests in flight were answered.
+	assert.Equal(t, 0, v1.inflight.count())
+	for range n {
+		require.NoError(t, <-errs)
+		a := <-answers
+		assert.Equal(t, http.StatusOK, a.Code)
+		assert.Equal(t, "v1", a.Version)
+	}
+	for _, pid := range pids {
+		assert.False(t, running(pid), "v1's pid %d is stopped", pid)
+	}
+	assert.Empty(t, f.Instances("web", "eu", "v1"))
+	assert.Equal(t, "v2", mustCall(t, c, url+"/").Version)
+	_, err = f.Sample(ctx, "web", "eu", "v1", time.Minute)
+	assert.ErrorIs(t, err, ErrNotDeployed)
+}
+
+func TestRetireDrainIsBounded(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{
+		Profile: func(service, version, region string) (AppProfile, error) {
+			if version == "v1" {
+				return AppProfile{Latency: time.Minute}, nil
+			}
+			return AppProfile{}, nil
+		},
+		Drain:     50 * time.Millisecond,
+		StopGrace: 100 * time.Millisecond,
+	})
+	c := client(t)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	url := proxyURL(t, f, "web", "eu")
+	got := make(chan answer, 1)
+	go func() {
+		a, _ := call(c, url+"/")
+		got <- a
+	}()
+	g, err := f.existingRegion("web", "eu")
+	require.NoError(t, err)
+	g.mu.RLock()
+	v1 := g.versions["v1"]
+	g.mu.RUnlock()
+	require.Eventually(t, func() bool { return v1.inflight.count() == 1 }, 10*time.Second, time.Millisecond)
+
+	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 100))
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	// The request a minute long was cut: v1 was killed after the drain
+	// and the grace ran out.
+	assert.Equal(t, http.StatusBadGateway, (<-got).Code)
+}
+
+func TestIdempotent(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{})
+	c := client(t)
+	for range 2 {
+		require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	}
+	addrs := f.Instances("web", "eu", "v1")
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	assert.Equal(t, addrs, f.Instances("web", "eu", "v1"), "no second process")
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+	for range 2 {
+		require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 100))
+		require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	}
+	// Repeating the route after v1 is gone is fine: it gets nothing.
+	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 100))
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v9"))
+	require.NoError(t, f.Retire(ctx, "web", "nowhere", "v1"))
+	assert.Equal(t, "v2", mustCall(t, c, proxyURL(t, f, "web", "eu")+"/").Version)
+}
+
+func TestDeployRestartsExitedInstances(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{Instances: func(string) int { return 2 }})
+	c := client(t)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 2))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	url := proxyURL(t, f, "web", "eu")
+	pids := versionPIDs(t, f, "web", "eu", "v1")
+	require.Len(t, pids, 2)
+	before := f.Instances("web", "eu", "v1")
+
+	require.NoError(t, syscall.Kill(pids[0], syscall.SIGKILL))
+	g, err := f.existingRegion("web", "eu")
+	require.NoError(t, err)
+	g.mu.RLock()
+	dead := g.versions["v1"].procs[0]
+	g.mu.RUnlock()
+	<-dead.done
+	// The proxy sends nothing to the dead instance while another runs.
+	for range 4 {
+		a := mustCall(t, c, url+"/")
+		assert.Equal(t, http.StatusOK, a.Code)
+		assert.Equal(t, before[1], a.Instance)
+	}
+
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 2))
+	after := f.Instances("web", "eu", "v1")
+	require.Len(t, after, 2)
+	assert.Equal(t, before[1], after[0], "the running one is kept")
+	assert.NotEqual(t, before[0], after[1], "the dead one is replaced")
+	seen := map[string]bool{}
+	for range 4 {
+		seen[mustCall(t, c, url+"/").Instance] = true
+	}
+	assert.Equal(t, map[string]bool{after[0]: true, after[1]: true}, seen)
+}
+
+func TestShutdownStopsEverything(t *testing.T) {
+	ctx := t.Context()
+	f, err := New(Options{Binary: binary})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = f.Shutdown(context.Background()) })
+	c := client(t)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+	require.NoError(t, f.Deploy(ctx, "api", "us", "v1", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 50))
+	urls := []string{proxyURL(t, f, "web", "eu"), proxyURL(t, f, "api", "us")}
+	assert.Equal(t, http.StatusOK, mustCall(t, c, urls[0]+"/").Code)
+	pids := pidsOf(f)
+	require.Len(t, pids, 3)
+
+	require.NoError(t, f.Shutdown(ctx))
+	for _, pid := range pids {
+		assert.False(t, running(pid), "pid %d", pid)
+	}
+	for _, u := range urls {
+		_, err := net.DialTimeout("tcp", u[len("http://"):], time.Second)
+		assert.Error(t, err, "proxy %s is closed", u)
+	}
+	require.NoError(t, f.Shutdown(ctx), "a second Shutdown")
+	assert.ErrorIs(t, f.Deploy(ctx, "web", "eu", "v3", 1), ErrClosed)
+	assert.ErrorIs(t, f.Route(ctx, "web", "eu", "v1", "v2", 10), ErrClosed)
+	assert.ErrorIs(t, f.Retire(ctx, "web", "eu", "v1"), ErrClosed)
+	_, err = f.Sample(ctx, "web", "eu", "v1", time.Minute)
+	assert.ErrorIs(t, err, ErrClosed)
+	_, ok := f.ProxyURL("web", "eu")
+	assert.False(t, ok)
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "plain")
+	require.NoError(t, os.WriteFile(notExec, []byte("x"), 0o644))
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{}, "Options.Binary is required"},
+		{Options{Binary: filepath.Join(dir, "missing")}, "no such file"},
+		{Options{Binary: dir}, "is not an executable file"},
+		{Options{Binary: notExec}, "is not an executable file"},
+		{Options{Binary: binary, Window: -time.Second}, "Options.Window -1s is negative"},
+		{Options{Binary: binary, Window: time.Millisecond}, "Options.Window 1ms is less than a second"},
+		{Options{Binary: binary, StopGrace: -1}, "Options.StopGrace"},
+		{Options{Binary: binary, MemoryLimit: -1}, "Options.MemoryLimit -1"},
+		{Options{Binary: binary, MemoryLimit: math.NaN()}, "Options.MemoryLimit NaN"},
+	} {
+		_, err := New(tc.o)
+		require.Error(t, err, "%+v", tc.o)
+		assert.Contains(t, err.Error(), tc.want)
+	}
+}
+
+func TestDeployRejectsBadInput(t *testing.T) {
+	ctx := t.Context()
+	bad := errors.New("no such version")
+	f := newFleet(t, Options{
+		Profile: func(service, version, region string) (AppProfile, error) {
+			switch version {
+			case "unknown":
+				return AppProfile{}, bad
+			case "broken":
+				return AppProfile{ErrorRate: 2}, nil
+			}
+			return AppProfile{}, nil
+		},
+		Instances: func(service string) int {
+			if service == "none" {
+				return 0
+			}
+			return 1
+		},
+	})
+	assert.ErrorContains(t, f.Deploy(ctx, "", "eu", "v1", 1), "must not be empty")
+	assert.ErrorContains(t, f.Deploy(ctx, "web", "eu", "v1", 0), "instances 0 is less than 1")
+	assert.ErrorContains(t, f.Deploy(ctx, "none", "eu", "v1", 1), `Options.Instances("none") is 0`)
+	assert.ErrorIs(t, f.Deploy(ctx, "web", "eu", "unknown", 1), bad)
+	assert.ErrorContains(t, f.Deploy(ctx, "web", "eu", "broken", 1), "ErrorRate 2 is not in [0, 1]")
+	assert.Empty(t, pidsOf(f), "nothing started")
+
+	assert.ErrorIs(t, f.Route(ctx, "web", "eu", "", "v1", 100), ErrNotDeployed)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	for _, percent := range []float64{-1, 100.5, math.NaN()} {
+		assert.ErrorContains(t, f.Route(ctx, "web", "eu", "v1", "v2", percent), "is not in [0, 100]")
+	}
+	assert.ErrorIs(t, f.Route(ctx, "web", "eu", "v1", "v2", 10), ErrNotDeployed, "v2 is not deployed")
+	assert.ErrorIs(t, f.Route(ctx, "web", "eu", "v0", "v1", 100), nil, "v0 gets nothing, so need not run")
+	assert.ErrorContains(t, f.Route(ctx, "web", "eu", "v1", "", 10), "must not be empty")
+	assert.ErrorContains(t, f.Retire(ctx, "web", "eu", ""), "must not be empty")
+}
+
+// script writes an executable shell script into a temp dir.
+func script(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "app")
+	require.NoError(t, os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755))
+	return path
+}
+
+func TestDeployFailsOnABadBinary(t *testing.T) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name, script, want string
+	}{
+		{"exits", "echo broken >&2; exit 3", "no address printed (exit status 3: broken)"},
+		{"says something else", "echo hello; exec sleep 60", `first line of output is "hello"`},
+		{"never healthy", "echo listening on 127.0.0.1:1; exec sleep 60", "not healthy within 300ms"},
+		{"silent", "exec sleep 60", "no address within 300ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := New(Options{Binary: script(t, tc.script), StartTimeout: 300 * time.Millisecond, StopGrace: time.Second})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, f.Shutdown(context.Background())) })
+			err = f.Deploy(ctx, "web", "eu", "v1", 1)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Empty(t, f.Instances("web", "eu", "v1"))
+		})
+	}
+}
+
+func TestStopReachesTheProcessGroup(t *testing.T) {
+	// A script that starts a child and waits for it, without exec: the
+	// child must end with it.
+	pidFile := filepath.Join(t.TempDir(), "child")
+	f, err := New(Options{
+		Binary:       script(t, "sleep 60 >/dev/null 2>&1 & echo $! > "+pidFile+"; wait"),
+		StartTimeout: 300 * time.Millisecond,
+		StopGrace:    time.Second,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, f.Shutdown(context.Background())) })
+	require.Error(t, f.Deploy(t.Context(), "web", "eu", "v1", 1))
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	child, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	// The child is the script's, not ours, so it may linger as a zombie
+	// until init reaps it; either way it is not sleeping any more.
+	require.Eventually(t, func() bool { return !alive(child) }, 5*time.Second, 10*time.Millisecond, "child %d still runs", child)
+}
+
+// alive reports whether pid runs (exists and is not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && !strings.HasPrefix(string(b[i+1:]), " Z")
+}
+
+func TestDeployStopsWhenCanceled(t *testing.T) {
+	f, err := New(Options{Binary: script(t, "echo $$ >&2; exec sleep 60"), StopGrace: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, f.Shutdown(context.Background())) })
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	err = f.Deploy(ctx, "web", "eu", "v1", 1)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "signal: terminated", "the process was stopped")
+}

@@ -1,0 +1,333 @@
+package localfleet
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process is one running demoapp.
+type process struct {
+	cmd     *exec.Cmd
+	pid     int
+	addr    string // host:port it listens on
+	started time.Time
+	proxy   *httputil.ReverseProxy // to addr
+	done    chan struct{}          // closed once it exited and was reaped
+	stderr  *tailWriter
+	cpu     cpuHistory
+}
+
+// startProcess runs the demoapp for version of service in region with
+// profile p, and returns once it answers /healthz. On any failure the
+// process is stopped again.
+func (f *Fleet) startProcess(ctx context.Context, service, region, version string, p AppProfile) (*process, error) {
+	args := []string{
+		"-addr", "127.0.0.1:0",
+		"-service", service, "-version", version, "-region", region,
+		"-error-rate", strconv.FormatFloat(p.ErrorRate, 'g', -1, 64),
+		"-latency", p.Latency.String(),
+		"-slow-rate", strconv.FormatFloat(p.SlowRate, 'g', -1, 64),
+		"-slow-latency", p.SlowLatency.String(),
+	}
+	log := f.log.With("service", service, "region", region, "version", version)
+	cmd := exec.Command(f.o.Binary, args...)
+	// Its own process group, so a Ctrl-C at the terminal reaches the
+	// fleet, which drains and stops its processes, and not the processes
+	// directly; and SIGKILL should the fleet's process die without a
+	// Shutdown.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	pr := &process{cmd: cmd, done: make(chan struct{}), stderr: &tailWriter{log: log}}
+	cmd.Stderr = pr.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cannot start %s: %w", f.o.Binary, err)
+	}
+	pr.pid, pr.started = cmd.Process.Pid, time.Now()
+	pr.cpu.readings = make([]cpuReading, 0, int(f.o.Window/time.Second)+2)
+	first := make(chan string, 1)
+	go func() {
+		lines := bufio.NewScanner(stdout)
+		if lines.Scan() {
+			first <- lines.Text()
+		}
+		close(first)
+		_, _ = io.Copy(io.Discard, stdout) // Wait must not run before stdout is read to the end
+		_ = cmd.Wait()
+		close(pr.done)
+	}()
+
+	ctx, cancel := context.WithTimeout(ctx, f.o.StartTimeout)
+	defer cancel()
+	fail := func(err error) (*process, error) {
+		f.stop(pr, log)
+		return nil, fmt.Errorf("%s of %s in %s (pid %d): %w (%s)", version, service, region, pr.pid, err, pr.exit())
+	}
+	select {
+	case line, ok := <-first:
+		if !ok {
+			return fail(errors.New("no address printed"))
+		}
+		addr, found := strings.CutPrefix(line, "listening on ")
+		if !found {
+			return fail(fmt.Errorf("first line of output is %q, want %q", line, "listening on <address>"))
+		}
+		pr.addr = addr
+	case <-ctx.Done():
+		return fail(fmt.Errorf("no address within %v: %w", f.o.StartTimeout, context.Cause(ctx)))
+	}
+	target := &url.URL{Scheme: "http", Host: pr.addr}
+	pr.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.SetXForwarded()
+		},
+		Transport:    f.transport,
+		ErrorHandler: proxyError(log.With("instance", pr.addr)),
+	}
+	if err := f.waitHealthy(ctx, pr); err != nil {
+		return fail(err)
+	}
+	log.Info("instance ready", "instance", pr.addr, "pid", pr.pid)
+	return pr, nil
+}
+
+// waitHealthy polls the process's /healthz until it answers 200.
+func (f *Fleet) waitHealthy(ctx context.Context, pr *process) error {
+	healthz := "http://" + pr.addr + "/healthz"
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		last = f.checkHealth(ctx, healthz)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-pr.done:
+			return errors.New("exited before it was healthy")
+		case <-ctx.Done():
+			return fmt.Errorf("not healthy within %v (%v): %w", f.o.StartTimeout, last, context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
+func (f *Fleet) checkHealth(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := f.transport.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/healthz answered %s", resp.Status)
+	}
+	return nil
+}
+
+// exit describes how an exited process ended, with the end of its stderr.
+func (pr *process) exit() string {
+	s := pr.cmd.ProcessState.String()
+	if tail := pr.stderr.String(); tail != "" {
+		s += ": " + tail
+	}
+	return s
+}
+
+// exited reports whether the process has ended.
+func (pr *process) exited() bool {
+	select {
+	case <-pr.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the process: SIGTERM, which lets it finish its requests, and
+// SIGKILL if it has not exited after the fleet's StopGrace. The signals go
+// to its process group, so whatever it started ends with it.
+func (f *Fleet) stop(pr *process, log *slog.Logger) {
+	if pr.exited() {
+		return
+	}
+	_ = syscall.Kill(-pr.pid, syscall.SIGTERM)
+	t := time.NewTimer(f.o.StopGrace)
+	defer t.Stop()
+	select {
+	case <-pr.done:
+		log.Info("instance stopped", "instance", pr.addr, "pid", pr.pid)
+		return
+	case <-t.C:
+	}
+	_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
+	<-pr.done
+	log.Warn("instance killed: it did not stop after SIGTERM", "instance", pr.addr, "pid", pr.pid, "grace", f.o.StopGrace)
+}
+
+// stopAll stops the processes at once and returns when all have ended.
+func (f *Fleet) stopAll(procs []*process, log *slog.Logger) {
+	var wg sync.WaitGroup
+	for _, pr := range procs {
+		wg.Go(func() { f.stop(pr, log) })
+	}
+	wg.Wait()
+}
+
+// tailWriter logs a process's stderr and keeps its last bytes for errors.
+type tailWriter struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	tail []byte
+}
+
+const tailSize = 1024
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.log.Debug("demoapp output", "line", string(bytes.TrimRight(p, "\n")))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tail = append(w.tail, p...)
+	if len(w.tail) > tailSize {
+		w.tail = append(w.tail[:0], w.tail[len(w.tail)-tailSize:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.TrimSpace(string(w.tail))
+}
+
+// userHZ is the unit of CPU times in /proc/<pid>/stat: USER_HZ, 100 on
+// every Linux platform Go runs on (prometheus/procfs assumes the same).
+const userHZ = 100
+
+// cpuSeconds reads the CPU time (user and system) pid has used so far,
+// from /proc/<pid>/stat.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name in parentheses may hold spaces; fields count from
+	// the last ')'. utime and stime are fields 14 and 15 of the line, 12
+	// and 13 after the name.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name in %q", pid, b)
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name, want at least 13", pid, len(fields))
+	}
+	utime, err1 := strconv.ParseUint(fields[11], 10, 64)
+	stime, err2 := strconv.ParseUint(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return float64(utime+stime) / userHZ, nil
+}
+
+// residentBytes reads pid's resident set size (VmRSS) from
+// /proc/<pid>/status.
+func residentBytes(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		kb, found := strings.CutSuffix(strings.TrimSpace(rest), " kB")
+		if !found {
+			return 0, fmt.Errorf("/proc/%d/status: VmRSS %q is not in kB", pid, strings.TrimSpace(rest))
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(kb), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/status: VmRSS: %w", pid, err)
+		}
+		return float64(n) * 1024, nil
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS line", pid)
+}
+
+// cpuReading is a process's CPU time used by a moment.
+type cpuReading struct {
+	at      time.Time
+	seconds float64
+}
+
+// cpuHistory is a process's CPU readings, one a second, oldest first,
+// kept as far back as the fleet's Window.
+type cpuHistory struct {
+	mu       sync.Mutex
+	readings []cpuReading // capacity: how many to keep
+}
+
+func (h *cpuHistory) add(r cpuReading) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.readings) == cap(h.readings) {
+		h.readings = append(h.readings[:0], h.readings[1:]...)
+	}
+	h.readings = append(h.readings, r)
+}
+
+// since returns the newest reading at or before t, or false if none is.
+func (h *cpuHistory) since(t time.Time) (cpuReading, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := len(h.readings) - 1; i >= 0; i-- {
+		if !h.readings[i].at.After(t) {
+			return h.readings[i], true
+		}
+	}
+	return cpuReading{}, false
+}
+
+// cpuShare returns the share of one core the process used from now-span
+// to now. Without a reading that old it measures from the process's start,
+// when it had used none.
+func (pr *process) cpuShare(now time.Time, span time.Duration) (float64, error) {
+	used, err := cpuSeconds(pr.pid)
+	if err != nil {
+		return 0, err
+	}
+	base, ok := pr.cpu.since(now.Add(-span))
+	if !ok {
+		base = cpuReading{at: pr.started}
+	}
+	elapsed := now.Sub(base.at).Seconds()
+	if elapsed <= 0 {
+		return 0, nil
+	}
+	return (used - base.seconds) / elapsed, nil
+}
