@@ -28,6 +28,17 @@ type Config struct {
 	AllowedHosts []string // Host header values served; "*" for any
 	CatalogFile  string   // "": the demo catalog
 
+	// Fleet is what the service deploys to: "sim" (the simulated fleet)
+	// or "local" (demoapp processes behind a proxy per service and
+	// region). LocalTraffic is the requests per second the service sends
+	// through each local proxy itself, so rollouts have traffic to judge
+	// (0: none; curl or a load generator then provides it).
+	Fleet        string
+	LocalTraffic float64
+	// PrometheusURL, when set, reads health from this Prometheus server
+	// (PromQL over the demoapp's metrics) instead of from the fleet.
+	PrometheusURL string
+
 	// Stages are the canary rollout's stages; Interval is how often
 	// health is sampled during a bake, and FailAfter how many failing
 	// samples in a row roll a deployment back.
@@ -114,6 +125,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&auditKeyFile, "audit-key-file", env("AUDIT_KEY_FILE", ""), "make the audit trail's hashes HMAC-SHA256 with the key in this file (at least 16 bytes) (AUDIT_KEY_FILE)")
 	fs.StringVar(&allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any; default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")
 	fs.StringVar(&c.CatalogFile, "catalog", env("CATALOG", ""), "catalog of services, versions, regions and what runs where (JSON); default: the demo catalog (CATALOG)")
+	fs.StringVar(&c.Fleet, "fleet", env("FLEET", "sim"), "what to deploy to: sim (a simulated fleet in this process) or local (demoapp processes on loopback ports behind a weighted proxy per service and region) (FLEET)")
+	fs.Float64Var(&c.LocalTraffic, "local-traffic", envFloat("LOCAL_TRAFFIC", 20), "with -fleet local, requests per second the service sends through each proxy itself so rollouts have traffic to judge; 0 for none (LOCAL_TRAFFIC)")
+	fs.StringVar(&c.PrometheusURL, "prometheus-url", env("PROMETHEUS_URL", ""), "read health from this Prometheus server (PromQL over the demoapp's metrics, labelled service, region and version) instead of from the fleet (PROMETHEUS_URL)")
 	demo := fs.Bool("demo", env("DEMO", "true") == "true", "demo profile: bakes of seconds (canary 5% 3s, staging 25% 5s, prod) and health every 500ms; -demo=false takes the production profile (canary 5m, staging 10m, health every 10s) (DEMO)")
 	fs.StringVar(&stages, "stages", env("STAGES", ""), "canary stages as name:percent:bake, comma separated; default from the profile (STAGES)")
 	fs.DurationVar(&c.Interval, "health-interval", envDur("HEALTH_INTERVAL", 0), "how often health is sampled during a bake; default from the profile (HEALTH_INTERVAL)")
@@ -196,6 +210,12 @@ func (c *Config) validate() error {
 	}
 	if err := (httpapi.Tokens{API: c.APIToken, Admin: c.AdminToken}).Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Fleet != "sim" && c.Fleet != "local" {
+		errs = append(errs, fmt.Errorf("-fleet %q is not sim or local", c.Fleet))
+	}
+	if c.LocalTraffic < 0 || c.LocalTraffic > 10_000 {
+		errs = append(errs, fmt.Errorf("-local-traffic %v is not in [0, 10000]", c.LocalTraffic))
 	}
 	if c.Interval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("-health-interval %v is below 1ms", c.Interval))

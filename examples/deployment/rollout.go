@@ -124,8 +124,18 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		return "", err
 	}
 	s.auditEvent(r, "validation", tai.Succeeded, "prerequisites passed", 0)
+	if err := r.ensureStable(ctx); err != nil {
+		return "", err
+	}
 	if err := s.target.Deploy(ctx, r.service, r.region, r.version, s.catalog.Instances(r.service)); err != nil {
 		return "", r.rolledBack(ctx, fmt.Sprintf("Deploy of %s %s failed: %v", r.service, r.version, err), time.Time{})
+	}
+	if s.local != nil {
+		if url, ok := s.local.ProxyURL(r.service, r.region); ok {
+			if err := r.update(ctx, func(_ *Deployment, rr *RegionResult) { rr.ProxyURL = url }); err != nil {
+				return "", err
+			}
+		}
 	}
 
 	// The Ramp holds the traffic share of the stages that take traffic;
@@ -340,9 +350,15 @@ func (r *rollout) setPaused(ctx context.Context, p bool) {
 }
 
 // check is the watchdog's probe: one health sample of the new version,
-// analysed. No data is inconclusive and passes the probe.
+// analysed. No data is inconclusive and passes the probe. The sample
+// covers the stage so far (at least a second, at most five minutes), so
+// a small traffic share is judged on all its requests, not on the last
+// interval's few.
 func (r *rollout) check(ctx context.Context) error {
-	sample, err := r.s.health.Sample(ctx, r.service, r.region, r.version, max(r.s.cfg.Interval, time.Second))
+	r.mu.Lock()
+	window := min(max(time.Since(r.since), r.s.cfg.Interval, time.Second), 5*time.Minute)
+	r.mu.Unlock()
+	sample, err := r.s.health.Sample(ctx, r.service, r.region, r.version, window)
 	hs := HealthSample{Time: time.Now()}
 	var verdict analysis.Verdict
 	switch {
@@ -397,6 +413,23 @@ func (r *rollout) check(ctx context.Context) error {
 	return nil
 }
 
+// ensureStable makes sure the version serving runs and takes all the
+// traffic: a fleet that starts empty (local processes after a restart)
+// starts it here. Both calls are no-ops when it does.
+func (r *rollout) ensureStable(ctx context.Context) error {
+	r.s.users.add(r.service, r.region)
+	if r.stable == "" {
+		return nil
+	}
+	if err := r.s.target.Deploy(ctx, r.service, r.region, r.stable, r.s.catalog.Instances(r.service)); err != nil {
+		return fmt.Errorf("starting %s %s in %s: %w", r.service, r.stable, r.region, err)
+	}
+	if err := r.s.target.Route(ctx, r.service, r.region, r.stable, r.version, 0); err != nil {
+		return fmt.Errorf("routing %s in %s to %s: %w", r.service, r.region, r.stable, err)
+	}
+	return nil
+}
+
 // rollBack sends all traffic back to the version that served before (none
 // for a first deployment), retires the new one and records the rollback.
 // failedAt is when the failing sample was taken, for the time to recover.
@@ -406,7 +439,11 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 	ctx = context.WithoutCancel(ctx)
 	if r.stable != "" {
 		if err := s.target.Route(ctx, r.service, r.region, r.stable, r.version, 0); err != nil {
-			return fmt.Errorf("rollback of %s in %s: %w", r.service, r.region, err)
+			// The fleet may have lost the stable version (local processes
+			// after a restart): start it again, then route.
+			if err := r.ensureStable(ctx); err != nil {
+				return fmt.Errorf("rollback of %s in %s: %w", r.service, r.region, err)
+			}
 		}
 	}
 	if !failedAt.IsZero() {

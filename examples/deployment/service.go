@@ -19,6 +19,8 @@ import (
 	"github.com/taipattern/taikit/examples/deployment/internal/catalog"
 	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 	"github.com/taipattern/taikit/examples/deployment/internal/fleet/sim"
+	"github.com/taipattern/taikit/examples/deployment/internal/localfleet"
+	"github.com/taipattern/taikit/examples/deployment/internal/promhealth"
 	"github.com/taipattern/taikit/examples/internal/datadir"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/kaizen"
@@ -38,6 +40,8 @@ type Service struct {
 	catalog *catalog.Catalog
 	target  fleet.Target
 	health  fleet.Health
+	local   *localfleet.Fleet // with -fleet local
+	users   traffic           // the pairs the local traffic goes to
 
 	embedded *natsembed.Server
 	nc       *nats.Conn
@@ -135,6 +139,13 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.startAlerts(ctx); err != nil {
 		return nil, err
 	}
+	if s.local != nil && cfg.LocalTraffic > 0 {
+		s.consumer.Add(1)
+		go func() {
+			defer s.consumer.Done()
+			s.runTraffic(cctx)
+		}()
+	}
 	if err := s.startConsumer(cctx); err != nil {
 		return nil, err
 	}
@@ -142,34 +153,68 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	return s, nil
 }
 
-// startFleet builds the simulated fleet from the catalog and brings it to
-// the versions the store says serve, so a restarted service sees the
-// fleet as its deployments left it.
+// startFleet builds what the service deploys to. The simulated fleet is
+// brought to the versions the store says serve, so a restarted service
+// sees it as its deployments left it; local processes start when a
+// rollout first needs them.
 func (s *Service) startFleet(ctx context.Context) error {
-	f := sim.New(s.catalog)
-	stable, err := s.store.StableAll(ctx)
-	if err != nil {
-		return err
-	}
-	for key, version := range stable {
-		service, region := splitKey(key)
-		if v, ok := s.catalog.Running(service, region); ok && v == version {
-			continue
+	switch s.cfg.Fleet {
+	case "local":
+		bin, err := localfleet.Build(ctx, filepath.Join(s.cfg.DataDir, "bin"))
+		if err != nil {
+			return fmt.Errorf("building the demo app: %w", err)
 		}
-		if err := f.Deploy(ctx, service, region, version, s.catalog.Instances(service)); err != nil {
-			return fmt.Errorf("fleet: %s in %s: %w", service, region, err)
-		}
-		old, _ := s.catalog.Running(service, region)
-		if err := f.Route(ctx, service, region, old, version, 100); err != nil {
+		f, err := localfleet.New(localfleet.Options{
+			Binary: bin,
+			Profile: func(service, version, region string) (localfleet.AppProfile, error) {
+				p, ok := s.catalog.Profile(service, version, region, 0)
+				if !ok {
+					return localfleet.AppProfile{}, fmt.Errorf("no profile for %s %s in %s", service, version, region)
+				}
+				// 2% of requests take the profile's p99, the rest a
+				// twentieth of it: the proxy then measures that p99.
+				return localfleet.AppProfile{ErrorRate: p.ErrorRate, Latency: p.P99 / 20, SlowRate: 0.02, SlowLatency: p.P99}, nil
+			},
+			Logger: s.log,
+		})
+		if err != nil {
 			return err
 		}
-		if old != "" {
-			if err := f.Retire(ctx, service, region, old); err != nil {
+		s.closers = append(s.closers, f.Shutdown)
+		s.target, s.health, s.local = f, f, f
+	default:
+		f := sim.New(s.catalog)
+		stable, err := s.store.StableAll(ctx)
+		if err != nil {
+			return err
+		}
+		for key, version := range stable {
+			service, region := splitKey(key)
+			if v, ok := s.catalog.Running(service, region); ok && v == version {
+				continue
+			}
+			if err := f.Deploy(ctx, service, region, version, s.catalog.Instances(service)); err != nil {
+				return fmt.Errorf("fleet: %s in %s: %w", service, region, err)
+			}
+			old, _ := s.catalog.Running(service, region)
+			if err := f.Route(ctx, service, region, old, version, 100); err != nil {
 				return err
 			}
+			if old != "" {
+				if err := f.Retire(ctx, service, region, old); err != nil {
+					return err
+				}
+			}
 		}
+		s.target, s.health = f, f
 	}
-	s.target, s.health = f, f
+	if s.cfg.PrometheusURL != "" {
+		h, err := promhealth.New(promhealth.Options{URL: s.cfg.PrometheusURL})
+		if err != nil {
+			return fmt.Errorf("-prometheus-url: %w", err)
+		}
+		s.health = h
+	}
 	return nil
 }
 

@@ -18,6 +18,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 )
 
 // load sends requests through a proxy at a steady rate from a pool of
@@ -198,6 +200,10 @@ func TestRetireDrainsRequestsInFlight(t *testing.T) {
 	assert.Equal(t, "v2", mustCall(t, c, url+"/").Version)
 	_, err = f.Sample(ctx, "web", "eu", "v1", time.Minute)
 	assert.ErrorIs(t, err, ErrNotDeployed)
+	assert.ErrorIs(t, err, fleet.ErrNoData, "nothing to judge")
+	_, err = f.Sample(ctx, "web", "nowhere", "v1", time.Minute)
+	assert.ErrorIs(t, err, ErrNotDeployed)
+	assert.ErrorIs(t, err, fleet.ErrNoData, "nothing to judge")
 }
 
 func TestRetireDrainIsBounded(t *testing.T) {

@@ -471,7 +471,9 @@ func (f *Fleet) Instances(service, region, version string) []string {
 //
 // A process that has exited counts as using neither. With no requests in
 // the window it returns an error wrapping fleet.ErrNoData; for a version
-// not deployed one wrapping ErrNotDeployed.
+// not deployed one wrapping both ErrNotDeployed and fleet.ErrNoData (there
+// is nothing to judge: a health check before the first deployment, or
+// after a restart, sees no data rather than a failure).
 func (f *Fleet) Sample(ctx context.Context, service, region, version string, window time.Duration) (fleet.Sample, error) {
 	if err := ctx.Err(); err != nil {
 		return fleet.Sample{}, err
@@ -480,6 +482,9 @@ func (f *Fleet) Sample(ctx context.Context, service, region, version string, win
 		return fleet.Sample{}, fmt.Errorf("localfleet: sample window %v is not in (0, %v] (Options.Window)", window, f.o.Window)
 	}
 	g, err := f.existingRegion(service, region)
+	if errors.Is(err, ErrNotDeployed) {
+		return fleet.Sample{}, fmt.Errorf("%w (%w)", err, fleet.ErrNoData)
+	}
 	if err != nil {
 		return fleet.Sample{}, err
 	}
@@ -491,7 +496,7 @@ func (f *Fleet) Sample(ctx context.Context, service, region, version string, win
 	}
 	g.mu.RUnlock()
 	if v == nil {
-		return fleet.Sample{}, fmt.Errorf("localfleet: sample %s of %s in %s: %w", version, service, region, ErrNotDeployed)
+		return fleet.Sample{}, fmt.Errorf("localfleet: sample %s of %s in %s: %w (%w)", version, service, region, ErrNotDeployed, fleet.ErrNoData)
 	}
 
 	now := time.Now()

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// load sends requests through a proxy from a few goroutines until stop is
+// closed, and counts what came back by version, and the failures that are
+// not the app's own (transport errors, and 502/503/504 from the proxy).
+type load struct {
+	total, shiftFailures atomic.Int64
+	mu                   sync.Mutex
+	byVersion            map[string]int
+	last                 []string // versions of the latest answers, in order
+}
+
+func (l *load) run(t *testing.T, url string, workers int, stop <-chan struct{}) *sync.WaitGroup {
+	t.Helper()
+	l.byVersion = map[string]int{}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(url + "/")
+				l.total.Add(1)
+				if err != nil {
+					l.shiftFailures.Add(1)
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+					l.shiftFailures.Add(1)
+					continue
+				}
+				var a struct {
+					Version string `json:"version"`
+				}
+				if json.Unmarshal(body, &a) == nil && a.Version != "" {
+					l.mu.Lock()
+					l.byVersion[a.Version]++
+					l.last = append(l.last, a.Version)
+					l.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
+// TestLocalFleet runs rollouts on real demoapp processes behind the
+// service's weighted proxy, with traffic going through it all along: a
+// canary that succeeds moves every answer from v1 to v2 without a failed
+// request; one that fails its analysis sends the traffic back.
+func TestLocalFleet(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the local fleet reads /proc: Linux only")
+	}
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	ts := startService(t, "-fleet", "local", "-local-traffic", "0",
+		"-stages", "canary:5:2s,staging:25:1s,prod:100:500ms", "-health-interval", "100ms")
+	async := []string{"Prefer", "respond-async"}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	d := waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].ProxyURL != "" || ended(d) })
+	require.NotEmpty(t, d.Results[0].ProxyURL, "%+v", d)
+	stop := make(chan struct{})
+	var l load
+	wg := l.run(t, d.Results[0].ProxyURL, 12, stop)
+	d = waitFor(t, ts.URL, id, ended)
+	time.Sleep(300 * time.Millisecond) // answers after the last shift
+	close(stop)
+	wg.Wait()
+	require.Equal(t, StatusSuccess, d.Status, "%s", *orEmpty(d.ErrorMessage))
+	assert.Zero(t, l.shiftFailures.Load(), "requests failed by the traffic shifts, of %d", l.total.Load())
+	assert.Positive(t, l.byVersion["v1.0.0"], "the old version answered before the shift")
+	assert.Positive(t, l.byVersion["v2.0.0"])
+	tail := l.last[len(l.last)-20:]
+	for _, v := range tail {
+		assert.Equal(t, "v2.0.0", v, "after prod, every answer comes from the new version: %v", tail)
+	}
+	t.Logf("canary on local processes: %d requests, %v by version, 0 failed by the shifts", l.total.Load(), l.byVersion)
+
+	// bad-service v1.0.0 fails 7.2% of its requests: rolled back at the
+	// canary, and the traffic is on v0.9.0 again.
+	id = deploy(t, ts.URL, map[string]any{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1"}, async...).deployment(t).ID
+	d = waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].ProxyURL != "" || ended(d) })
+	require.NotEmpty(t, d.Results[0].ProxyURL)
+	stop = make(chan struct{})
+	var bad load
+	wg = bad.run(t, d.Results[0].ProxyURL, 12, stop)
+	d = waitFor(t, ts.URL, id, ended)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	require.Equal(t, StatusRolledBack, d.Status)
+	assert.Contains(t, *d.ErrorMessage, "Error rate")
+	tail = bad.last[len(bad.last)-20:]
+	for _, v := range tail {
+		assert.Equal(t, "v0.9.0", v, "after the rollback, every answer comes from the old version: %v", tail)
+	}
+	assert.Zero(t, bad.shiftFailures.Load())
+
+	// From the failing sample to the traffic back on v0.9.0: within one
+	// health interval (100ms) and 100ms.
+	m := do(t, "GET", ts.URL+"/metrics", nil)
+	sum, count := metricValue(t, m.Body, "deployment_rollback_recovery_seconds_sum"), metricValue(t, m.Body, "deployment_rollback_recovery_seconds_count")
+	require.Equal(t, 1.0, count)
+	assert.Less(t, sum, 0.2, "time to recover")
+	t.Logf("rollback on local processes: recovered %.1f ms after the failing sample", sum*1000)
+}
+
+// metricValue reads one sample of an exposition without labels.
+func metricValue(t *testing.T, body []byte, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.Fields(v)[0], 64)
+			require.NoError(t, err)
+			return f
+		}
+	}
+	t.Fatalf("no %s in the metrics", name)
+	return 0
+}
+
+func orEmpty(s *string) *string {
+	if s == nil {
+		e := ""
+		return &e
+	}
+	return s
+}
