@@ -46,6 +46,11 @@ type Config struct {
 	Interval  time.Duration
 	FailAfter int
 	Analysis  analysis.Thresholds
+	// MinRequests is the fewest requests a health sample must rest on to
+	// count: below it the sample is inconclusive (a small share of
+	// traffic judged on a handful of requests would pass or fail by
+	// chance).
+	MinRequests float64
 	// Freeze lists change-freeze windows: no deployment starts inside one.
 	Freeze []Window
 
@@ -137,6 +142,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.Analysis.MaxP99, "max-p99", envDur("MAX_P99", c.Analysis.MaxP99), "analysis: highest p99 latency (MAX_P99)")
 	fs.Float64Var(&c.Analysis.MaxCPU, "max-cpu", envFloat("MAX_CPU", c.Analysis.MaxCPU), "analysis: highest CPU use, as a share (MAX_CPU)")
 	fs.Float64Var(&c.Analysis.MaxMemory, "max-memory", envFloat("MAX_MEMORY", c.Analysis.MaxMemory), "analysis: highest memory use, as a share (MAX_MEMORY)")
+	fs.Float64Var(&c.MinRequests, "min-requests", envFloat("MIN_REQUESTS", 10), "analysis: fewest requests a health sample must rest on; fewer is inconclusive (MIN_REQUESTS)")
 	fs.StringVar(&freeze, "freeze", env("FREEZE", ""), "change-freeze windows as RFC3339/RFC3339, comma separated; no deployment starts inside one (FREEZE)")
 	fs.IntVar(&c.Workers, "workers", envInt("WORKERS", 64), "rollouts running at once in this process, never two for one service and region (WORKERS)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDur("REQUEST_TIMEOUT", 5*time.Minute), "how long POST /deploy waits for the end before answering 202 IN_PROGRESS (REQUEST_TIMEOUT)")
@@ -225,6 +231,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.Analysis.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("analysis: %w", err))
+	}
+	if c.MinRequests < 0 {
+		errs = append(errs, fmt.Errorf("-min-requests %v is negative", c.MinRequests))
 	}
 	if c.Workers < 1 || c.Workers > 10_000 {
 		errs = append(errs, fmt.Errorf("-workers %d is not in [1, 10000]", c.Workers))

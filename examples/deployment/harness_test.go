@@ -41,7 +41,9 @@ func TestMain(m *testing.M) {
 }
 
 // fastArgs make rollouts of a few hundred milliseconds.
-var fastArgs = []string{"-stages", "canary:5:150ms,staging:25:150ms,prod:100:0s", "-health-interval", "25ms"}
+// Every health sample counts, however few requests it rests on: the
+// simulated fleet's numbers are exact.
+var fastArgs = []string{"-stages", "canary:5:150ms,staging:25:150ms,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
 
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -68,12 +70,12 @@ type testService struct {
 }
 
 // startService starts the service with a fresh data dir and these flags.
-func startService(t *testing.T, args ...string) *testService {
+func startService(t testing.TB, args ...string) *testService {
 	t.Helper()
 	return startServiceIn(t, t.TempDir(), args...)
 }
 
-func startServiceIn(t *testing.T, dir string, args ...string) *testService {
+func startServiceIn(t testing.TB, dir string, args ...string) *testService {
 	t.Helper()
 	cfg, err := parseConfig(append([]string{"-data-dir", dir, "-instance", "test"}, args...), func(string) string { return "" })
 	require.NoError(t, err)
@@ -123,7 +125,7 @@ func (r reply) errorBody(t *testing.T) map[string]any {
 
 // do sends a request with a JSON body (a string sent as is) and headers
 // given as name, value pairs.
-func do(t *testing.T, method, url string, body any, header ...string) reply {
+func do(t testing.TB, method, url string, body any, header ...string) reply {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {

@@ -114,6 +114,8 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		d.Results = append(d.Results, RegionResult{Region: reg, Status: StatusPending, Stages: []StageResult{}})
 	}
 	ctx := r.Context()
+	done := s.wait(d.ID)
+	defer s.unwait(d.ID, done)
 	if err := s.lockRegions(ctx, d); err != nil {
 		httpapi.WriteError(w, err)
 		return
@@ -147,22 +149,20 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusAccepted, d)
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.closing:
-			cancel()
-		case <-wctx.Done():
-		}
-	}()
+	timeout := time.NewTimer(s.cfg.RequestTimeout)
+	defer timeout.Stop()
 	last := d
-	err = s.store.Watch(wctx, d.ID, func(cur *Deployment) bool {
-		last = cur
-		return !terminal(cur.Status)
-	})
-	if err != nil && ctx.Err() != nil {
-		return // the client left; the deployment goes on
+	for !terminal(last.Status) {
+		select {
+		case cur := <-done:
+			last = cur
+			continue
+		case <-ctx.Done():
+			return // the client left; the deployment goes on
+		case <-timeout.C:
+		case <-s.closing:
+		}
+		break
 	}
 	httpapi.WriteJSON(w, last.httpStatus(), last)
 }

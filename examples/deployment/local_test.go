@@ -82,7 +82,7 @@ func TestLocalFleet(t *testing.T) {
 		t.Skip("no /proc")
 	}
 	ts := startService(t, "-fleet", "local", "-local-traffic", "0",
-		"-stages", "canary:5:2s,staging:25:1s,prod:100:500ms", "-health-interval", "100ms")
+		"-stages", "canary:5:2s,staging:25:1s,prod:100:500ms", "-health-interval", "100ms", "-min-requests", "40")
 	async := []string{"Prefer", "respond-async"}
 
 	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID

@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv.RegisterOnShutdown(svc.closeWaiters)
 	base := "http://" + ln.Addr().String()
 	log.Info("deployment service ready",
-		"api", base+"/deploy", "metrics", base+"/metrics", "kaizen", base+"/kaizen", "cord", base+"/andon/cord",
+		"api", base+"/deploy", "metrics", base+"/metrics", "kaizen", base+"/kaizen", "andon", base+"/andon/",
 		"nats", svc.natsLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
 
 	serveErr := make(chan error, 1)

@@ -44,18 +44,14 @@ func (s *Service) imageExists(_ context.Context, sig tai.Signal[*rollout]) (tai.
 // instances beside what runs there. The model is deterministic: every
 // service serving in the region takes its instance count, and a rollout
 // needs its own count on top until the old version is retired.
-func (s *Service) regionCapacity(ctx context.Context, sig tai.Signal[*rollout]) (tai.Decision, error) {
+func (s *Service) regionCapacity(_ context.Context, sig tai.Signal[*rollout]) (tai.Decision, error) {
 	r := sig.Payload
 	reg, ok := s.catalog.Region(r.region)
 	if !ok {
 		return deny("Unknown region: %s", r.region)
 	}
-	stable, err := s.store.StableAll(ctx)
-	if err != nil {
-		return tai.Decision{}, err
-	}
 	used := 0
-	for key := range stable {
+	for key := range s.stableSnapshot() {
 		svc, region, _ := strings.Cut(key, ".")
 		if region == r.region {
 			used += s.catalog.Instances(svc)

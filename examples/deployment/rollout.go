@@ -32,13 +32,30 @@ type rollout struct {
 	d   *Deployment
 	rev uint64
 
-	cmds   chan Command
-	failed chan failure
+	cmds    chan Command
+	lastCmd uint64 // the store revision of the last command taken
+	failed  chan failure
 	stage  int // index of the stage in progress in the plan
 	st     plannedStage
 	since  time.Time // when the stage began
 	paused bool
 	passed int // conclusive passing samples since the stage began
+}
+
+// deliver hands a command to the rollout, once: the same command may come
+// from the store's watcher and from the read at the start. Commands over an
+// hour old are stale and dropped.
+func (r *rollout) deliver(c Command) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.Seq <= r.lastCmd || time.Since(c.At) > time.Hour {
+		return
+	}
+	r.lastCmd = c.Seq
+	select {
+	case r.cmds <- c:
+	default: // a full queue of commands: this one is dropped, as a person would retry
+	}
 }
 
 // failure is a health analysis that failed, with when it was sampled.
@@ -252,9 +269,10 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 // the bake's clock stops and the traffic share is held.
 func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason string, at time.Time) {
 	left := st.bake
-	// A stage needs a passing sample of its own; without traffic data it
-	// waits up to this long beyond its bake before it fails.
-	noDataLimit := 10 * r.s.cfg.Interval
+	// A stage needs a passing sample of its own; without enough traffic
+	// data it waits up to its bake again (ten intervals at least) beyond
+	// its bake before it fails.
+	noDataLimit := max(10*r.s.cfg.Interval, st.bake)
 	var waited time.Duration
 	for {
 		r.mu.Lock()
@@ -366,6 +384,9 @@ func (r *rollout) check(ctx context.Context) error {
 		hs.Verdict, hs.Reason = "inconclusive", "no data"
 	case err != nil:
 		hs.Verdict, hs.Reason = "inconclusive", err.Error()
+	case sample.Requests < r.s.cfg.MinRequests:
+		hs.Requests = sample.Requests
+		hs.Verdict, hs.Reason = "inconclusive", fmt.Sprintf("%.0f requests, fewer than %.0f", sample.Requests, r.s.cfg.MinRequests)
 	default:
 		verdict = analysis.Evaluate(sample, r.thresholds)
 		hs.Requests, hs.ErrorRate, hs.CPU, hs.Memory = sample.Requests, sample.ErrorRate, sample.CPU, sample.Memory

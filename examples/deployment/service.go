@@ -68,8 +68,15 @@ type Service struct {
 	cordMu sync.Mutex
 	cordCh chan struct{} // closed and replaced at every change of the cord
 
-	runs     sync.Map // deployment ID + "/" + region → *rollout, in this process
+	runs     sync.Map // deployment ID → *rollout running in this process
+
+	waitMu  sync.Mutex
+	waiters map[string][]chan *Deployment // deployment ID → requests waiting for its end
+
+	stableMu   sync.Mutex
+	stableView map[string]string // service.region → version serving, as the store says
 	ready    atomic.Bool
+	watchCtx context.Context // the watchers' and the consumer's; ends at Close
 	stop     context.CancelFunc
 	consumer sync.WaitGroup
 	closers  []func(context.Context) error
@@ -89,6 +96,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 			_ = s.Close(context.WithoutCancel(ctx))
 		}
 	}()
+	s.watchCtx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if cfg.CatalogFile != "" {
 		if s.catalog, err = catalog.Load(cfg.CatalogFile); err != nil {
 			return nil, err
@@ -113,6 +121,14 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 			}
 		}
 	}
+	s.stableView = map[string]string{}
+	if err := s.store.WatchStable(s.watchCtx, func(key, version string) {
+		s.stableMu.Lock()
+		s.stableView[key] = version
+		s.stableMu.Unlock()
+	}); err != nil {
+		return nil, err
+	}
 	if err := s.startFleet(ctx); err != nil {
 		return nil, err
 	}
@@ -131,9 +147,14 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	); err != nil {
 		return nil, err
 	}
-	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s.stop = stop
+	cctx := s.watchCtx
 	if err := s.store.WatchCord(cctx, s.applyCord); err != nil {
+		return nil, err
+	}
+	if err := s.store.WatchDeployments(cctx, s.notifyWaiters); err != nil {
+		return nil, err
+	}
+	if err := s.store.WatchCommands(cctx, s.dispatchCommand); err != nil {
 		return nil, err
 	}
 	if err := s.startAlerts(ctx); err != nil {
@@ -351,24 +372,20 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 // prerequisites, then the rollout.
 func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	key := r.d.ID + "/" + r.region
-	s.runs.Store(key, r)
+	s.runs.Store(r.d.ID, r)
 	defer func() {
-		s.runs.Delete(key)
+		s.runs.Delete(r.d.ID)
 		s.rollouts.drop(key)
 		s.metrics.errorRate.DeleteLabelValues(r.service, r.region, r.version)
 		s.metrics.overdue.DeletePartialMatch(map[string]string{"service": r.service, "region": r.region})
 	}()
-	cctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var last uint64
-	if err := s.store.WatchCommands(cctx, r.d.ID, func(c Command) {
-		if c.Seq <= last || time.Since(c.At) > time.Hour {
-			return
-		}
-		last = c.Seq
-		r.cmds <- c
-	}); err != nil {
+	// A command sent before this rollout began (an abort while it was
+	// queued, or before a restart) is acted on; later ones come through
+	// the process's watcher (dispatchCommand).
+	if c, ok, err := s.store.PendingCommand(ctx, r.d.ID); err != nil {
 		return err
+	} else if ok {
+		r.deliver(c)
 	}
 	s.metrics.active.Inc()
 	defer s.metrics.active.Dec()
@@ -561,6 +578,69 @@ func (s *Service) openAudit() error {
 }
 
 func kaizenpromObserver(m *kaizenprom.Metrics) tai.Observer { return m }
+
+// stableSnapshot is a copy of the versions serving, as the store's
+// watcher last saw them.
+func (s *Service) stableSnapshot() map[string]string {
+	s.stableMu.Lock()
+	defer s.stableMu.Unlock()
+	out := make(map[string]string, len(s.stableView))
+	for k, v := range s.stableView {
+		out[k] = v
+	}
+	return out
+}
+
+// wait registers for the states of deployment id; unwait ends it.
+func (s *Service) wait(id string) chan *Deployment {
+	ch := make(chan *Deployment, 1)
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	if s.waiters == nil {
+		s.waiters = map[string][]chan *Deployment{}
+	}
+	s.waiters[id] = append(s.waiters[id], ch)
+	return ch
+}
+
+func (s *Service) unwait(id string, ch chan *Deployment) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	list := s.waiters[id]
+	for i, c := range list {
+		if c == ch {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(s.waiters, id)
+	} else {
+		s.waiters[id] = list
+	}
+}
+
+// notifyWaiters hands a deployment's new state to the requests waiting
+// for it; each keeps only the latest.
+func (s *Service) notifyWaiters(d *Deployment) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	for _, ch := range s.waiters[d.ID] {
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- d
+	}
+}
+
+// dispatchCommand hands a command to the deployment's rollout, if it runs
+// in this process.
+func (s *Service) dispatchCommand(id string, c Command) {
+	if v, ok := s.runs.Load(id); ok {
+		v.(*rollout).deliver(c)
+	}
+}
 
 // closeWaiters answers the requests waiting for their deployment's end:
 // the server is shutting down.

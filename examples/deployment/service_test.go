@@ -135,7 +135,7 @@ func regionFor(strategy string) string {
 // while are rolled back, each with the reference's wording, and traffic is
 // back on the old version.
 func TestRollbacks(t *testing.T) {
-	ts := startService(t, "-stages", "canary:5:150ms,staging:25:6s,prod:100:0s", "-health-interval", "25ms")
+	ts := startService(t, "-stages", "canary:5:150ms,staging:25:6s,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
 	r := deploy(t, ts.URL, map[string]any{"service": "slow-service", "version": "v2.0.0", "target_region": "us-west-2"})
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	d := r.deployment(t)
@@ -158,7 +158,7 @@ func TestRollbacks(t *testing.T) {
 // TestConflict: a second deployment of a service in a region where one is
 // active gets 409 naming it; another region is free.
 func TestConflict(t *testing.T) {
-	ts := startService(t, "-stages", "canary:5:2s,staging:25:2s,prod:100:0s", "-health-interval", "25ms")
+	ts := startService(t, "-stages", "canary:5:2s,staging:25:2s,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
 	first := deploy(t, ts.URL, map[string]any{"service": "checkout", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
 	require.Equal(t, http.StatusAccepted, first.Code, "%s", first.Body)
 	id := first.deployment(t).ID
@@ -221,7 +221,7 @@ func TestWave(t *testing.T) {
 // the cord refuses new deployments and pauses running ones until resumed.
 func TestAbortPromoteAndCord(t *testing.T) {
 	const admin = "admin-token-0123456789"
-	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-admin-token", admin)
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
 	auth := []string{"Authorization", "Bearer " + admin}
 	async := []string{"Prefer", "respond-async"}
 
@@ -366,7 +366,7 @@ func TestListKaizenMetricsAudit(t *testing.T) {
 // traffic on the old version — and never runs it twice.
 func TestCrashMidRollout(t *testing.T) {
 	dir := t.TempDir()
-	args := []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms"}
+	args := []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
 	c := startChild(t, dir, args...)
 	id := deploy(t, c.url, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
 	waitFor(t, c.url, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })

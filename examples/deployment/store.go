@@ -270,11 +270,10 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	return err
 }
 
-// WatchCommands calls fn with each command sent to deployment id from now
-// on (a command sent before the watch began included, so a restarted
-// rollout sees an abort it missed), until ctx ends.
-func (s *Store) WatchCommands(ctx context.Context, id string, fn func(Command)) error {
-	w, err := s.control.Watch(ctx, "cmd."+id)
+// watchKeys calls fn with every value put under keys matching filter in
+// kv, those there now first, until ctx ends. It runs on its own goroutine.
+func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(key string, value []byte, rev uint64)) error {
+	w, err := kv.Watch(ctx, filter)
 	if err != nil {
 		return err
 	}
@@ -291,15 +290,59 @@ func (s *Store) WatchCommands(ctx context.Context, id string, fn func(Command)) 
 				if e == nil || e.Operation() != jetstream.KeyValuePut {
 					continue
 				}
-				var c Command
-				if json.Unmarshal(e.Value(), &c) == nil {
-					c.Seq = e.Revision()
-					fn(c)
-				}
+				fn(e.Key(), e.Value(), e.Revision())
 			}
 		}
 	}()
 	return nil
+}
+
+// WatchDeployments calls fn with every stored state of every deployment
+// from now on, until ctx ends: one watcher per process serves every
+// request waiting for a deployment's end.
+func (s *Store) WatchDeployments(ctx context.Context, fn func(*Deployment)) error {
+	return watchKeys(ctx, s.deployments, ">", func(_ string, v []byte, _ uint64) {
+		var d Deployment
+		if json.Unmarshal(v, &d) == nil {
+			fn(&d)
+		}
+	})
+}
+
+// WatchStable calls fn with every service.region → version recorded, those
+// there now first, until ctx ends.
+func (s *Store) WatchStable(ctx context.Context, fn func(key, version string)) error {
+	return watchKeys(ctx, s.stable, ">", func(k string, v []byte, _ uint64) { fn(k, string(v)) })
+}
+
+// WatchCommands calls fn with every command sent to any deployment from
+// now on, with the deployment's ID, until ctx ends.
+func (s *Store) WatchCommands(ctx context.Context, fn func(id string, c Command)) error {
+	return watchKeys(ctx, s.control, "cmd.*", func(k string, v []byte, rev uint64) {
+		var c Command
+		if json.Unmarshal(v, &c) == nil {
+			c.Seq = rev
+			fn(strings.TrimPrefix(k, "cmd."), c)
+		}
+	})
+}
+
+// PendingCommand returns the last command sent to deployment id, if any:
+// a rollout that starts (or starts again) acts on one sent before.
+func (s *Store) PendingCommand(ctx context.Context, id string) (Command, bool, error) {
+	e, err := s.control.Get(ctx, "cmd."+id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Command{}, false, nil
+	}
+	if err != nil {
+		return Command{}, false, err
+	}
+	var c Command
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return Command{}, false, err
+	}
+	c.Seq = e.Revision()
+	return c, true, nil
 }
 
 // DropCommands forgets a finished deployment's commands.
@@ -331,31 +374,12 @@ func (s *Store) SetCord(ctx context.Context, c Cord) error {
 // WatchCord calls fn with the cord's state, now and at every change,
 // until ctx ends.
 func (s *Store) WatchCord(ctx context.Context, fn func(Cord)) error {
-	w, err := s.control.Watch(ctx, "cord")
-	if err != nil {
-		return err
-	}
-	go func() {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil || e.Operation() != jetstream.KeyValuePut {
-					continue
-				}
-				var c Cord
-				if json.Unmarshal(e.Value(), &c) == nil {
-					fn(c)
-				}
-			}
+	return watchKeys(ctx, s.control, "cord", func(_ string, v []byte, _ uint64) {
+		var c Cord
+		if json.Unmarshal(v, &c) == nil {
+			fn(c)
 		}
-	}()
-	return nil
+	})
 }
 
 func isConflict(err error) bool {
