@@ -35,11 +35,11 @@ type rollout struct {
 	cmds    chan Command
 	lastCmd uint64 // the store revision of the last command taken
 	failed  chan failure
-	stage  int // index of the stage in progress in the plan
-	st     plannedStage
-	since  time.Time // when the stage began
-	paused bool
-	passed int // conclusive passing samples since the stage began
+	stage   int // index of the stage in progress in the plan
+	st      plannedStage
+	since   time.Time // when the stage began
+	paused  bool
+	passed  int // conclusive passing samples since the stage began
 }
 
 // deliver hands a command to the rollout, once: the same command may come

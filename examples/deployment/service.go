@@ -68,18 +68,18 @@ type Service struct {
 	cordMu sync.Mutex
 	cordCh chan struct{} // closed and replaced at every change of the cord
 
-	runs     sync.Map // deployment ID → *rollout running in this process
+	runs sync.Map // deployment ID → *rollout running in this process
 
 	waitMu  sync.Mutex
 	waiters map[string][]chan *Deployment // deployment ID → requests waiting for its end
 
 	stableMu   sync.Mutex
 	stableView map[string]string // service.region → version serving, as the store says
-	ready    atomic.Bool
-	watchCtx context.Context // the watchers' and the consumer's; ends at Close
-	stop     context.CancelFunc
-	consumer sync.WaitGroup
-	closers  []func(context.Context) error
+	ready      atomic.Bool
+	watchCtx   context.Context // the watchers' and the consumer's; ends at Close
+	stop       context.CancelFunc
+	consumer   sync.WaitGroup
+	closers    []func(context.Context) error
 }
 
 // Job is a queue message: roll deployment ID out in its index-th region.
