@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -41,9 +42,9 @@ func BenchmarkEngine(b *testing.B) {
 				if v == stable {
 					v = versions[(i+1)%len(versions)]
 				}
-				r := benchDeploy(ts.URL, p[0], v, p[1])
-				if r != http.StatusOK {
+				if code, body := benchDeploy(ts.URL, p[0], v, p[1]); code != http.StatusOK {
 					failed.Add(1)
+					b.Logf("%s %s in %s: %d %s", p[0], v, p[1], code, body)
 				}
 			}
 		}()
@@ -56,12 +57,16 @@ func BenchmarkEngine(b *testing.B) {
 	}
 }
 
-func benchDeploy(base, service, version, region string) int {
+func benchDeploy(base, service, version, region string) (int, string) {
 	body := fmt.Sprintf(`{"service":%q,"version":%q,"target_region":%q}`, service, version, region)
 	resp, err := http.Post(base+"/deploy", "application/json", strings.NewReader(body))
 	if err != nil {
-		return 0
+		return 0, err.Error()
 	}
-	_ = resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return resp.StatusCode, ""
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
 }

@@ -270,9 +270,9 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason string, at time.Time) {
 	left := st.bake
 	// A stage needs a passing sample of its own; without enough traffic
-	// data it waits up to its bake again (ten intervals at least) beyond
-	// its bake before it fails.
-	noDataLimit := max(10*r.s.cfg.Interval, st.bake)
+	// data it waits up to its bake again (ten intervals, and a second, at
+	// least) beyond its bake before it fails.
+	noDataLimit := max(10*r.s.cfg.Interval, st.bake, time.Second)
 	var waited time.Duration
 	for {
 		r.mu.Lock()
@@ -428,7 +428,7 @@ func (r *rollout) check(ctx context.Context) error {
 		r.s.auditEvent(r, "analysis", tai.Failed, hs.Reason, 0)
 		return errors.New(hs.Reason)
 	}
-	if err != nil && !errors.Is(err, fleet.ErrNoData) {
+	if err != nil && !errors.Is(err, fleet.ErrNoData) && ctx.Err() == nil {
 		r.s.log.Warn("health sample failed", "deployment_id", r.d.ID, "region", r.region, "err", err)
 	}
 	return nil
