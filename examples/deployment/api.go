@@ -330,3 +330,6 @@ func (d *Deployment) stageName(region, stage string) string {
 	}
 	return stage
 }
+
+// decodeStrict decodes a request body as the API does (see httpapi.Decode).
+func decodeStrict(body []byte, v any) error { return httpapi.Decode(body, v) }

@@ -93,7 +93,7 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req DeployRequest
-	if err := httpapi.Decode(body, &req); err != nil {
+	if err := decodeStrict(body, &req); err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}

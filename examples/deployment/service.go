@@ -151,7 +151,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.store.WatchCord(cctx, s.applyCord); err != nil {
 		return nil, err
 	}
-	if err := s.store.WatchDeployments(cctx, s.notifyWaiters); err != nil {
+	if err := s.store.WatchDeployments(cctx, s.waited, s.notifyWaiters); err != nil {
 		return nil, err
 	}
 	if err := s.store.WatchCommands(cctx, s.dispatchCommand); err != nil {
@@ -618,6 +618,13 @@ func (s *Service) unwait(id string, ch chan *Deployment) {
 	} else {
 		s.waiters[id] = list
 	}
+}
+
+// waited reports whether a request waits for deployment id.
+func (s *Service) waited(id string) bool {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	return len(s.waiters[id]) > 0
 }
 
 // notifyWaiters hands a deployment's new state to the requests waiting

@@ -298,10 +298,14 @@ func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, fn fun
 }
 
 // WatchDeployments calls fn with every stored state of every deployment
-// from now on, until ctx ends: one watcher per process serves every
-// request waiting for a deployment's end.
-func (s *Store) WatchDeployments(ctx context.Context, fn func(*Deployment)) error {
-	return watchKeys(ctx, s.deployments, ">", func(_ string, v []byte, _ uint64) {
+// that want(id) asks for, from now on, until ctx ends: one watcher per
+// process serves every request waiting for a deployment's end, and only
+// the states someone waits for are decoded.
+func (s *Store) WatchDeployments(ctx context.Context, want func(id string) bool, fn func(*Deployment)) error {
+	return watchKeys(ctx, s.deployments, ">", func(id string, v []byte, _ uint64) {
+		if !want(id) {
+			return
+		}
 		var d Deployment
 		if json.Unmarshal(v, &d) == nil {
 			fn(&d)

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/internal/servers"
+	"github.com/taipattern/taikit/kanban/natsembed"
+)
+
+// TestTwoReplicas: two services on one NATS share the queue and the
+// state. Deployments sent to either run exactly once, on one of them; a
+// deployment started on one is seen, and refused a twin (409), on the
+// other; the cord pulled on one stops both.
+func TestTwoReplicas(t *testing.T) {
+	srv, err := natsembed.Start(t.Context(), natsembed.Options{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	const admin = "admin-token-0123456789"
+	args := append(append([]string{}, fastArgs...), "-nats-url", srv.ClientURL(), "-admin-token", admin)
+	a := startServiceIn(t, t.TempDir(), args...)
+	b := startServiceIn(t, t.TempDir(), args...)
+
+	// Twelve deployments, sent alternately to the two.
+	var wg sync.WaitGroup
+	ids := make([]string, 12)
+	services := []string{"web-frontend", "checkout", "search", "cart", "orders", "pricing"}
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := a.URL
+			if i%2 == 1 {
+				base = b.URL
+			}
+			region := []string{"us-west-2", "us-east-1"}[i/len(services)]
+			r := deploy(t, base, map[string]any{"service": services[i%len(services)], "version": "v1.1.0", "target_region": region})
+			assert.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+			ids[i] = r.deployment(t).ID
+		}()
+	}
+	wg.Wait()
+	// Each ran once: one region signal in one of the two audit trails.
+	require.NoError(t, a.audit.Flush(t.Context()))
+	require.NoError(t, b.audit.Flush(t.Context()))
+	runs := map[string]int{}
+	for _, ts := range []*testService{a, b} {
+		for _, line := range auditLines(t, filepath.Join(ts.cfg.DataDir, "audit-test.jsonl")) {
+			if line.Kind == "deployment.validation" {
+				runs[line.ID]++
+			}
+		}
+	}
+	for _, id := range ids {
+		assert.Equal(t, 1, runs[id], "deployment %s ran %d times", id, runs[id])
+	}
+	// Either replica answers for any deployment.
+	assert.Equal(t, http.StatusOK, do(t, "GET", b.URL+"/deploy/"+ids[0], nil).Code)
+	assert.Equal(t, http.StatusOK, do(t, "GET", a.URL+"/deploy/"+ids[1], nil).Code)
+
+	// A deployment running on one blocks its twin on the other.
+	slow := append(append([]string{}, args...), "-stages", "canary:5:1h,staging:25:1h,prod:100:0s")
+	c := startServiceIn(t, t.TempDir(), slow...)
+	id := deploy(t, c.URL, map[string]any{"service": "auth", "version": "v1.1.0", "target_region": "eu-west-1"}, "Prefer", "respond-async").deployment(t).ID
+	r := deploy(t, a.URL, map[string]any{"service": "auth", "version": "v1.2.0", "target_region": "eu-west-1"})
+	assert.Equal(t, http.StatusConflict, r.Code, "%s", r.Body)
+
+	// The cord pulled on b stops a and c too, and c's rollout pauses.
+	auth := []string{"Authorization", "Bearer " + admin}
+	require.Equal(t, http.StatusOK, do(t, "POST", b.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "freeze"}, auth...).Code)
+	waitFor(t, a.URL, id, func(d Deployment) bool { return d.Paused })
+	assert.Eventually(t, func() bool {
+		return deploy(t, a.URL, map[string]any{"service": "search", "version": "v1.2.0", "target_region": "eu-west-1"}).Code == http.StatusServiceUnavailable
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, http.StatusOK, do(t, "POST", a.URL+"/andon/cord", map[string]string{"action": "start"}, auth...).Code)
+	require.Equal(t, http.StatusAccepted, do(t, "POST", b.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "done testing"}, auth...).Code)
+	d := waitFor(t, a.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	assert.Equal(t, "Aborted: done testing", *d.ErrorMessage, "an abort sent to one replica reached the rollout on another")
+}
+
+type auditLine struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+}
+
+func auditLines(t *testing.T, path string) []auditLine {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var out []auditLine
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l auditLine
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &l))
+		out = append(out, l)
+	}
+	require.NoError(t, sc.Err())
+	return out
+}
+
+// TestEvents: GET /deploy/{id}/events streams the deployment's states as
+// server-sent events until it ends.
+func TestEvents(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	resp, err := http.Get(ts.URL + "/deploy/" + id + "/events")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	var stages []string
+	var last Deployment
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		require.NoError(t, json.Unmarshal([]byte(data), &last))
+		if st := last.Results[0].Stage; st != "" && (len(stages) == 0 || stages[len(stages)-1] != st) {
+			stages = append(stages, st)
+		}
+	}
+	require.NoError(t, sc.Err(), "the stream ends when the deployment does")
+	assert.Equal(t, StatusSuccess, last.Status)
+	assert.Equal(t, []string{"canary", "staging", "prod"}, stages)
+}
+
+// TestPrintedRulesPassPromtool: -print-rules writes rules Prometheus
+// accepts.
+func TestPrintedRulesPassPromtool(t *testing.T) {
+	promtool := servers.Binary(t, "prometheus", "promtool")
+	var b strings.Builder
+	require.NoError(t, printRules(&b))
+	path := filepath.Join(t.TempDir(), "deployment.rules.yml")
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o600))
+	out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Contains(t, string(out), "SUCCESS: 5 rules found")
+	for _, name := range []string{alertRolledBack, alertFailed, alertMarginal, alertSlow, alertFrequency} {
+		assert.Contains(t, b.String(), `alert: "`+name+`"`)
+	}
+}
+
+// FuzzDeployRequest: any body decodes to a request that validates, or to
+// a 4xx error; nothing panics.
+func FuzzDeployRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"service":"api-service","version":"v2.0.0","target_region":"us-west-2","rollout_strategy":"canary"}`,
+		`{"service":"a","version":"1","target_regions":["a","b"],"analysis":{"max_error_rate":0.1},"metadata":{"k":"v"}}`,
+		`{"service":1}`, `[]`, `{"service":"a","service":"b"}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req DeployRequest
+		if err := decodeStrict(body, &req); err != nil {
+			return
+		}
+		regions, strategy, err := req.validate()
+		if err != nil {
+			return
+		}
+		if len(regions) == 0 || strategy == "" {
+			t.Fatalf("a valid request without regions or strategy: %q", body)
+		}
+		for _, r := range regions {
+			if !regionRE.MatchString(r) {
+				t.Fatalf("region %q passed validation", r)
+			}
+		}
+	})
+}
