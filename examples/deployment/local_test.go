@@ -72,8 +72,10 @@ func (l *load) run(t *testing.T, url string, workers int, stop <-chan struct{}) 
 
 // TestLocalFleet runs rollouts on real demoapp processes behind the
 // service's weighted proxy, with traffic going through it all along: a
-// canary that succeeds moves every answer from v1 to v2 without a failed
-// request; one that fails its analysis sends the traffic back.
+// canary (20% → 50% → 100%: shares that get enough requests to judge even
+// on a busy machine) that succeeds moves every answer from v1 to v2
+// without a failed request; one that fails its analysis sends the traffic
+// back.
 func TestLocalFleet(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the local fleet reads /proc: Linux only")
@@ -82,7 +84,7 @@ func TestLocalFleet(t *testing.T) {
 		t.Skip("no /proc")
 	}
 	ts := startService(t, "-fleet", "local", "-local-traffic", "0",
-		"-stages", "canary:5:2s,staging:25:1s,prod:100:500ms", "-health-interval", "100ms", "-min-requests", "40")
+		"-stages", "canary:20:2s,staging:50:1s,prod:100:500ms", "-health-interval", "100ms", "-min-requests", "30")
 	async := []string{"Prefer", "respond-async"}
 
 	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID

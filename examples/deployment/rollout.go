@@ -28,9 +28,10 @@ type rollout struct {
 	thresholds       analysis.Thresholds
 	stable           string // the version serving before; set by the policy
 
-	mu  sync.Mutex
-	d   *Deployment
-	rev uint64
+	mu     sync.Mutex
+	d      *Deployment
+	rev    uint64
+	queued []func(d *Deployment, rr *RegionResult) // changes stored with the next update
 
 	cmds    chan Command
 	lastCmd uint64 // the store revision of the last command taken
@@ -40,6 +41,15 @@ type rollout struct {
 	since   time.Time // when the stage began
 	paused  bool
 	passed  int // conclusive passing samples since the stage began
+}
+
+// later queues a change to be stored with the next update: a stage's
+// end goes with the next stage's start, saving a write per stage. A crash
+// in between loses nothing a restart needs (it rolls back).
+func (r *rollout) later(change func(d *Deployment, rr *RegionResult)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.queued = append(r.queued, change)
 }
 
 // deliver hands a command to the rollout, once: the same command may come
@@ -70,12 +80,17 @@ type errRolledBack struct{ reason string }
 
 func (e *errRolledBack) Error() string { return "rolled back: " + e.reason }
 
-// update changes the run's record and stores it. The run is the record's
-// only writer while it runs, so a conflict means a replica took the
-// deployment over (its lease lapsed): this run stops.
+// update changes the run's record and stores it, with the changes queued
+// by later before it. The run is the record's only writer while it runs,
+// so a conflict means a replica took the deployment over (its lease
+// lapsed): this run stops.
 func (r *rollout) update(ctx context.Context, change func(d *Deployment, rr *RegionResult)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for _, c := range r.queued {
+		c(r.d, &r.d.Results[r.index])
+	}
+	r.queued = r.queued[:0]
 	change(r.d, &r.d.Results[r.index])
 	rev, err := r.s.store.Update(ctx, r.d, r.rev)
 	if err != nil {
@@ -134,12 +149,10 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	r := sig.Payload
 	plan := s.plan(r.strategy, r.service)
 	now := time.Now()
-	if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
+	r.later(func(d *Deployment, rr *RegionResult) {
 		d.StagesCompleted = appendOnce(d.StagesCompleted, d.stageName(r.region, "validation"))
 		rr.Status, rr.Previous, rr.StartedAt = StatusInProgress, r.stable, &now
-	}); err != nil {
-		return "", err
-	}
+	})
 	s.auditEvent(r, "validation", tai.Succeeded, "prerequisites passed", 0)
 	if err := r.ensureStable(ctx); err != nil {
 		return "", err
@@ -222,15 +235,13 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		}
 		end := time.Now()
 		s.metrics.stage.WithLabelValues(r.strategy, st.name, verdict).Observe(end.Sub(start).Seconds())
-		if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
+		r.later(func(d *Deployment, rr *RegionResult) {
 			sr := &rr.Stages[len(rr.Stages)-1]
 			sr.EndedAt, sr.Verdict, sr.Reason = &end, verdict, reason
 			if verdict == "passed" || verdict == "promoted" {
 				d.StagesCompleted = append(d.StagesCompleted, d.stageName(r.region, st.name))
 			}
-		}); err != nil {
-			return "", err
-		}
+		})
 		outcome := tai.Succeeded
 		if verdict == "failed" || verdict == "aborted" {
 			outcome = tai.Failed

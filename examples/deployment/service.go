@@ -431,35 +431,54 @@ func nameOr(s, def string) string {
 // redelivered job calls it again, and the next job's ID makes a second
 // publish a duplicate the stream drops.
 func (s *Service) continueWave(ctx context.Context, r *rollout) error {
-	d, rev, err := s.store.Get(ctx, r.d.ID)
-	if err != nil {
-		return err
-	}
-	if terminal(d.Status) {
-		return nil
-	}
-	rr := d.Results[r.index]
-	next := r.index + 1
-	if next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) {
-		return s.queue.Publish(ctx, kanban.Message[Job]{
-			ID:      jobID(d.ID, next),
-			Key:     d.Service + "/" + d.Results[next].Region,
-			Payload: Job{ID: d.ID, Index: next, Region: d.Results[next].Region},
-		})
-	}
-	for i := next; i < len(d.Results); i++ {
-		d.Results[i].Status = StatusSkipped
-	}
-	d.finish(time.Now())
-	if _, err := s.store.Update(ctx, d, rev); err != nil {
-		return err
+	// The rollout's copy is the stored one unless another writer came
+	// between (a replica that took the job over): then read it again.
+	r.mu.Lock()
+	d, rev := r.d, r.rev
+	r.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			var err error
+			if d, rev, err = s.store.Get(ctx, r.d.ID); err != nil {
+				return err
+			}
+		}
+		if terminal(d.Status) {
+			return nil
+		}
+		rr := d.Results[r.index]
+		next := r.index + 1
+		if next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) {
+			return s.queue.Publish(ctx, kanban.Message[Job]{
+				ID:      jobID(d.ID, next),
+				Key:     d.Service + "/" + d.Results[next].Region,
+				Payload: Job{ID: d.ID, Index: next, Region: d.Results[next].Region},
+			})
+		}
+		for i := next; i < len(d.Results); i++ {
+			d.Results[i].Status = StatusSkipped
+		}
+		d.finish(time.Now())
+		_, err := s.store.Update(ctx, d, rev)
+		if isConflict(err) && attempt == 0 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	s.countEnd(d)
 	var errs []error
 	for _, res := range d.Results {
 		errs = append(errs, s.store.Unlock(ctx, d.Service, res.Region, d.ID))
 	}
-	errs = append(errs, s.store.DropCommands(ctx, d.ID))
+	r.mu.Lock()
+	commanded := r.lastCmd > 0
+	r.mu.Unlock()
+	if commanded {
+		errs = append(errs, s.store.DropCommands(ctx, d.ID))
+	}
 	return errors.Join(errs...)
 }
 

@@ -386,7 +386,10 @@ func (s *Store) WatchCord(ctx context.Context, fn func(Cord)) error {
 	})
 }
 
+// isConflict reports a write refused because the key changed since the
+// revision given.
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
