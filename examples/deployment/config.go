@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/heijunka"
@@ -57,8 +59,12 @@ type Config struct {
 	Workers        int           // rollouts running at once in this process (one per service/region)
 	RequestTimeout time.Duration // how long a waiting POST /deploy waits before answering 202
 	PrintRules     bool
+	OTLPEndpoint   string // export traces over OTLP/HTTP here; "" keeps them in the process
 	Instance       string
 	LogLevel       string
+
+	// Set by tests, not by flags: also receives every span.
+	TraceProcessor sdktrace.SpanProcessor
 }
 
 // Window is a time window, [From, To).
@@ -146,6 +152,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&freeze, "freeze", env("FREEZE", ""), "change-freeze windows as RFC3339/RFC3339, comma separated; no deployment starts inside one (FREEZE)")
 	fs.IntVar(&c.Workers, "workers", envInt("WORKERS", 64), "rollouts running at once in this process, never two for one service and region (WORKERS)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDur("REQUEST_TIMEOUT", 5*time.Minute), "how long POST /deploy waits for the end before answering 202 IN_PROGRESS (REQUEST_TIMEOUT)")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint (a Jaeger or a collector); off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Instance, "instance", env("INSTANCE", host), "this replica's name in logs and alerts (INSTANCE)")

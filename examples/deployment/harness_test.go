@@ -77,8 +77,18 @@ func startService(t testing.TB, args ...string) *testService {
 
 func startServiceIn(t testing.TB, dir string, args ...string) *testService {
 	t.Helper()
+	return startServiceWith(t, dir, nil, args...)
+}
+
+// startServiceWith starts the service with these flags, and what set
+// changes in the configuration.
+func startServiceWith(t testing.TB, dir string, set func(*Config), args ...string) *testService {
+	t.Helper()
 	cfg, err := parseConfig(append([]string{"-data-dir", dir, "-instance", "test"}, args...), func(string) string { return "" })
 	require.NoError(t, err)
+	if set != nil {
+		set(&cfg)
+	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	lock, err := datadir.Acquire(dir)

@@ -113,7 +113,9 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	for _, reg := range regions {
 		d.Results = append(d.Results, RegionResult{Region: reg, Status: StatusPending, Stages: []StageResult{}})
 	}
-	ctx := r.Context()
+	ctx, span := s.startSpan(r.Context(), "deploy "+d.Service, deploymentAttrs(d)...)
+	defer span.End()
+	d.TraceID = span.SpanContext().TraceID().String()
 	done := s.wait(d.ID)
 	defer s.unwait(d.ID, done)
 	if err := s.lockRegions(ctx, d); err != nil {

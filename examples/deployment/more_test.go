@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/taipattern/taikit/internal/servers"
 	"github.com/taipattern/taikit/kanban/natsembed"
@@ -186,4 +187,26 @@ func FuzzDeployRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestOneTrace: a deployment is one trace, across its regions: the
+// request's span, each region's signal, each policy, each stage.
+func TestOneTrace(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) { c.TraceProcessor = rec }, fastArgs...)
+	r := deploy(t, ts.URL, map[string]any{"service": "web-frontend", "version": "v1.1.0", "target_regions": []string{"us-west-2", "eu-west-1"}})
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	d := r.deployment(t)
+	require.Regexp(t, `^[0-9a-f]{32}$`, d.TraceID)
+	require.NoError(t, ts.tracing.ForceFlush(t.Context()))
+	names := map[string]int{}
+	for _, sp := range rec.Ended() {
+		if sp.SpanContext().TraceID().String() == d.TraceID {
+			names[sp.Name()]++
+		}
+	}
+	assert.Equal(t, 1, names["deploy web-frontend"], "%v", names)
+	for _, want := range []string{"deployment", "policy image_exists", "policy region_capacity", "policy rollback_plan", "policy change_freeze", "policy region_health", "action", "stage canary", "stage staging", "stage prod"} {
+		assert.Equal(t, 2, names[want], "%s once per region, in the deployment's trace: %v", want, names)
+	}
 }

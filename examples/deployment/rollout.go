@@ -8,6 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
 	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 	"github.com/taipattern/taikit/heijunka"
@@ -40,7 +44,8 @@ type rollout struct {
 	st      plannedStage
 	since   time.Time // when the stage began
 	paused  bool
-	passed  int // conclusive passing samples since the stage began
+	passed  int        // conclusive passing samples since the stage began
+	span    trace.Span // the stage's span, for the analyses to note their failures on
 }
 
 // later queues a change to be stored with the next update: a stage's
@@ -229,7 +234,16 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 			return "", err
 		}
 		s.auditEvent(r, st.name+".start", tai.Succeeded, fmt.Sprintf("%v%% of traffic on %s", st.percent, r.version), 0)
+		_, span := s.startSpan(ctx, "stage "+st.name, attribute.String("deployment.id", r.d.ID), attribute.String("deployment.region", r.region), attribute.Float64("deployment.traffic_percent", st.percent))
+		r.mu.Lock()
+		r.span = span
+		r.mu.Unlock()
 		verdict, reason, at := r.bake(ctx, st)
+		span.SetAttributes(attribute.String("deployment.verdict", verdict))
+		if verdict == "failed" || verdict == "aborted" {
+			span.SetStatus(codes.Error, reason)
+		}
+		span.End()
 		if verdict == "interrupted" {
 			return "", ctx.Err()
 		}
@@ -436,6 +450,12 @@ func (r *rollout) check(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	if hs.Verdict == "failed" {
+		r.mu.Lock()
+		span := r.span
+		r.mu.Unlock()
+		if span != nil {
+			span.AddEvent("analysis failed", trace.WithAttributes(attribute.String("deployment.reason", hs.Reason)))
+		}
 		r.s.auditEvent(r, "analysis", tai.Failed, hs.Reason, 0)
 		return errors.New(hs.Reason)
 	}

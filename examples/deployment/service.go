@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/examples/deployment/internal/catalog"
@@ -24,8 +26,10 @@ import (
 	"github.com/taipattern/taikit/examples/internal/datadir"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kaizen/kaizenotel"
 	"github.com/taipattern/taikit/kaizen/kaizenprom"
 	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/kanbanotel"
 	"github.com/taipattern/taikit/kanban/natsembed"
 	"github.com/taipattern/taikit/kanban/natsjs"
 	"github.com/taipattern/taikit/tai"
@@ -49,6 +53,8 @@ type Service struct {
 	store    *Store
 	queue    *natsjs.Queue[Job]
 
+	tracing  *sdktrace.TracerProvider
+	tracer   trace.Tracer
 	registry *prometheus.Registry
 	metrics  *deployMetrics
 	stats    *kaizen.Stats
@@ -104,6 +110,11 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	} else {
 		s.catalog = catalog.Demo()
 	}
+	if s.tracing, err = newTracerProvider(cfg); err != nil {
+		return nil, err
+	}
+	s.tracer = s.tracing.Tracer("github.com/taipattern/taikit/examples/deployment")
+	s.closers = append(s.closers, s.tracing.Shutdown)
 	if err := s.connectNATS(ctx); err != nil {
 		return nil, err
 	}
@@ -143,6 +154,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	}
 	if s.pipeline, err = tai.New[*rollout, string](s.prerequisites(), tai.ActionFunc[*rollout, string](s.rollOut),
 		tai.WithObservers(s.stats, s.audit, kaizenpromObserver(s.metrics.pipeline)),
+		tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing})),
 		tai.WithLogger(log),
 	); err != nil {
 		return nil, err
@@ -303,7 +315,9 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		// Waves publish their next region long after the first: keep IDs
 		// long enough that a retried publish is stored once.
 		DedupWindow: 10 * time.Minute,
-		Logger:      s.log,
+		// A region's rollout joins its deployment's trace.
+		Propagator: kanbanotel.TraceContext(),
+		Logger:     s.log,
 	})
 	if err != nil {
 		return fmt.Errorf("deployment queue: %w", err)
