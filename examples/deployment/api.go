@@ -117,8 +117,11 @@ type RegionResult struct {
 	Stages       []StageResult `json:"stages"`
 	Decision     string        `json:"validation,omitempty"` // why the prerequisites failed
 	ErrorMessage string        `json:"error_message,omitempty"`
-	StartedAt    *time.Time    `json:"started_at,omitempty"`
-	CompletedAt  *time.Time    `json:"completed_at,omitempty"`
+	// RecoveryMs is, after a rollback on a failed analysis, the time
+	// from the failing sample to the traffic back on the old version.
+	RecoveryMs  float64    `json:"recovery_ms,omitempty"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	CompletedAt *time.Time `json:"completed_at,omitempty"`
 }
 
 // StageResult is one stage of a rollout in a region.

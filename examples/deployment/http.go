@@ -432,24 +432,41 @@ func (s *Service) handleCord(w http.ResponseWriter, r *http.Request) {
 // Kaizen is the body of GET /kaizen: the reference's fields, over every
 // deployment the store keeps, and rolling windows of this process.
 type Kaizen struct {
-	Total         int     `json:"total_deployments"`
-	Successful    int     `json:"successful_deployments"`
-	Rollbacks     int     `json:"rollback_count"`
-	Failed        int     `json:"failed_count"`
-	InProgress    int     `json:"in_progress"`
-	SuccessRate   float64 `json:"success_rate_percent"`
-	RollbackRate  float64 `json:"rollback_rate_percent"`
-	AvgDuration   float64 `json:"avg_duration_secs"`
-	Windows       any     `json:"windows"`
-	StageDuration any     `json:"stage_duration_secs,omitempty"`
+	Total        int     `json:"total_deployments"`
+	Successful   int     `json:"successful_deployments"`
+	Rollbacks    int     `json:"rollback_count"`
+	Failed       int     `json:"failed_count"`
+	InProgress   int     `json:"in_progress"`
+	SuccessRate  float64 `json:"success_rate_percent"`
+	RollbackRate float64 `json:"rollback_rate_percent"`
+	AvgDuration  float64 `json:"avg_duration_secs"`
+	// MTTRMs is the mean time from a failing health sample to the traffic
+	// back on the old version, over the rollbacks on a failed analysis.
+	MTTRMs float64 `json:"mttr_ms"`
+	// StageDuration is the mean time in each stage that ended, by name.
+	StageDuration map[string]float64 `json:"stage_duration_secs"`
+	Windows       any                `json:"windows"`
 }
 
 func (s *Service) handleKaizen(w http.ResponseWriter, r *http.Request) {
-	var k Kaizen
-	var total float64
-	ended := 0
+	k := Kaizen{StageDuration: map[string]float64{}}
+	var total, recovery float64
+	ended, recoveries := 0, 0
+	stageSum, stageN := map[string]float64{}, map[string]int{}
 	_, err := s.store.List(r.Context(), func(d *Deployment) bool {
 		k.Total++
+		for _, rr := range d.Results {
+			if rr.RecoveryMs > 0 {
+				recovery += rr.RecoveryMs
+				recoveries++
+			}
+			for _, st := range rr.Stages {
+				if st.EndedAt != nil {
+					stageSum[st.Name] += st.EndedAt.Sub(st.StartedAt).Seconds()
+					stageN[st.Name]++
+				}
+			}
+		}
 		switch d.Status {
 		case StatusSuccess:
 			k.Successful++
@@ -473,6 +490,12 @@ func (s *Service) handleKaizen(w http.ResponseWriter, r *http.Request) {
 		k.SuccessRate = round2(100 * float64(k.Successful) / float64(ended))
 		k.RollbackRate = round2(100 * float64(k.Rollbacks) / float64(ended))
 		k.AvgDuration = round2(total / float64(ended))
+	}
+	if recoveries > 0 {
+		k.MTTRMs = round2(recovery / float64(recoveries))
+	}
+	for name, sum := range stageSum {
+		k.StageDuration[name] = round2(sum / float64(stageN[name]))
 	}
 	k.Windows = s.stats.Snapshot()
 	httpapi.WriteJSON(w, http.StatusOK, k)

@@ -498,8 +498,10 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 			}
 		}
 	}
+	var recovery time.Duration
 	if !failedAt.IsZero() {
-		s.metrics.mttr.Observe(time.Since(failedAt).Seconds())
+		recovery = time.Since(failedAt)
+		s.metrics.mttr.Observe(recovery.Seconds())
 	}
 	if err := s.target.Retire(ctx, r.service, r.region, r.version); err != nil {
 		s.log.Warn("new version not retired after rollback", "service", r.service, "region", r.region, "version", r.version, "err", err)
@@ -507,6 +509,7 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 	now := time.Now()
 	err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
 		rr.Status, rr.ErrorMessage, rr.Percent, rr.Stage, rr.CompletedAt = StatusRolledBack, reason, 0, "", &now
+		rr.RecoveryMs = float64(recovery.Microseconds()) / 1000
 	})
 	s.auditEvent(r, "rollback", tai.Failed, reason, 0)
 	return err

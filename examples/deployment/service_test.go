@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -335,6 +336,12 @@ func TestListKaizenMetricsAudit(t *testing.T) {
 	for _, want := range []string{`"total_deployments":3`, `"successful_deployments":1`, `"rollback_count":1`, `"success_rate_percent":33.33`} {
 		assert.Contains(t, string(r.Body), want)
 	}
+	var k Kaizen
+	require.NoError(t, json.Unmarshal(r.Body, &k))
+	assert.Positive(t, k.MTTRMs, "the bad-service rollback's time to recover")
+	assert.Less(t, k.MTTRMs, 25.0+100, "within a health interval (25ms) and 100ms")
+	assert.Contains(t, k.StageDuration, "canary")
+	assert.Contains(t, k.StageDuration, "prod")
 
 	r = do(t, "GET", ts.URL+"/metrics", nil)
 	for _, want := range []string{`deployment_success_total{strategy="canary"} 1`, `deployment_rollback_total{strategy="canary"} 1`, `deployment_duration_seconds_count{status="SUCCESS"} 1`, `deployment_analysis_checks_total{check="error_rate",result="fail"}`, `deployment_rollback_recovery_seconds_count 1`} {
