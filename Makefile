@@ -43,8 +43,8 @@ fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: mutate
-mutate: ## mutation testing of one package: PKG=./heijunka (FILES=a.go,b.go MIN=0.9)
-	$(GO) run ./internal/mutate $(if $(FILES),-files $(FILES)) $(if $(MIN),-min $(MIN)) $(PKG)
+mutate: ## mutation testing of one package: PKG=./heijunka (FILES=a.go,b.go MIN=0.9 RUN=regexp J=1)
+	$(GO) run ./internal/mutate $(if $(FILES),-files $(FILES)) $(if $(MIN),-min $(MIN)) $(if $(RUN),-run '$(RUN)') $(if $(J),-j $(J)) $(PKG)
 
 .PHONY: deps
 deps: ## check what a consumer module links for each set of taikit packages
