@@ -496,6 +496,10 @@ func coverage(ctx context.Context, cfg config, pkg pkgInfo, work string) (coverM
 		for i := 0; i < len(sel); i += 2 {
 			args = append(args, "-test."+sel[i], sel[i+1])
 		}
+		// A profile left by the test before must not count for this one.
+		if err := os.Remove(profile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return coverMap{}, err
+		}
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Dir = pkg.Dir
 		if out, err := cmd.CombinedOutput(); err != nil {
