@@ -43,8 +43,17 @@ fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: mutate
-mutate: ## mutation testing of one package: PKG=./heijunka (FILES=a.go,b.go MIN=0.9)
-	$(GO) run ./internal/mutate $(if $(FILES),-files $(FILES)) $(if $(MIN),-min $(MIN)) $(PKG)
+mutate: ## mutation testing of one package: PKG=./heijunka (FILES=a.go,b.go MIN=0.9 RUN=regexp J=1)
+	$(GO) run ./internal/mutate $(if $(FILES),-files $(FILES)) $(if $(MIN),-min $(MIN)) $(if $(RUN),-run '$(RUN)') $(if $(J),-j $(J)) $(PKG)
+
+# The unit tests of the payment example's fraud rules and idempotency stores,
+# which start no service: the whole suite takes about a minute a run, too
+# slow to run for every mutant.
+PAYMENT_UNIT_TESTS := ^(TestHaversineKnownDistances|TestParseBlacklist|TestFraudFailsClosedOnState|TestFraudConfigLimits|TestFraudThresholdsAtTheirEdges|TestImpossibleTravel.*|TestIdempotencyStores|TestIdempotencyReleaseComparesTheWholeClaim|TestIdempotencyRefusalClaimsNothing|TestMemoryIdempotency(Sweeps|HoldsExactlyMaxBytes|CountsEveryString|SweepSparesAReclaimedKey|ClaimOrderStaysCompact|LetsGoOfSweptKeys|DefaultClock)|TestNATSIdempotency.*)$$
+
+.PHONY: mutate-payment
+mutate-payment: ## mutation testing of the payment example's fraud.go and idempotency.go with their unit tests (J=1)
+	$(GO) run ./internal/mutate -j $(or $(J),1) -files fraud.go,idempotency.go -run '$(PAYMENT_UNIT_TESTS)' ./examples/payment
 
 .PHONY: deps
 deps: ## check what a consumer module links for each set of taikit packages

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"testing"
 	"time"
@@ -75,8 +77,8 @@ func TestFraudFailsClosedOnState(t *testing.T) {
 
 // The travel rule at its edges: a move shorter than MinDistanceKm is
 // noise, one just under the limit speed is fast but possible (flagged),
-// one just over is impossible. (Speeds come from floating-point distances,
-// so "exactly the limit" is not a speed a test can produce.)
+// one just over is impossible. (TestImpossibleTravelAtTheLimits takes
+// each limit exactly, by setting it from the distance the rule computes.)
 func TestImpossibleTravelEdges(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -144,4 +146,191 @@ func TestQuickStart(t *testing.T) {
 	assert.Positive(t, statuses[StatusSuccess], "%v", statuses)
 	assert.Equal(t, 10, statuses[StatusSuccess]+statuses[StatusRateLimited], "the rest refused by the limit: %v", statuses)
 	assert.Positive(t, statuses[StatusRateLimited], "%v", statuses)
+}
+
+func TestParseBlacklist(t *testing.T) {
+	b, err := ParseBlacklist(" customer:cust_9, merchant:merc_1 ,,country:kp, ")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]bool{"cust_9": true}, b.Customers)
+	assert.Equal(t, map[string]bool{"merc_1": true}, b.Merchants)
+	assert.Equal(t, map[string]bool{"KP": true}, b.Countries, "countries in upper case")
+
+	b, err = ParseBlacklist("")
+	require.NoError(t, err)
+	assert.Empty(t, b.Customers)
+	assert.Empty(t, b.Merchants)
+	assert.Empty(t, b.Countries)
+
+	for _, tc := range []struct{ in, want string }{
+		{"customer", `blacklist entry "customer" is not kind:value`},
+		{"customer:", `blacklist entry "customer:" is not kind:value`},
+		{"merchant:m,country:", `blacklist entry "country:" is not kind:value`},
+		{"planet:mars", `blacklist entry "planet:mars": kind must be customer, merchant or country`},
+		{"Customer:c", `blacklist entry "Customer:c": kind must be customer, merchant or country`},
+	} {
+		_, err := ParseBlacklist(tc.in)
+		assert.EqualError(t, err, tc.want, tc.in)
+	}
+}
+
+// NewFraudPolicy rejects a configuration it cannot apply, naming the
+// field and the value, and takes the values at the edge of what it
+// accepts.
+func TestFraudConfigLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  FraudConfig
+		want string
+	}{
+		{"velocity limit", FraudConfig{VelocityLimit: -1}, "fraud: velocity limit -1 must be at least 1"},
+		{"velocity window", FraudConfig{VelocityWindow: time.Second - time.Nanosecond}, "fraud: velocity window 999.999999ms must be at least 1s"},
+		{"negative amount", FraudConfig{MaxAmount: -1}, "fraud: max amount -1 must be a positive number"},
+		{"infinite amount", FraudConfig{MaxAmount: math.Inf(1)}, "fraud: max amount +Inf must be a positive number"},
+		{"NaN amount", FraudConfig{MaxAmount: math.NaN()}, "fraud: max amount NaN must be a positive number"},
+		{"negative daily", FraudConfig{MaxDaily: -1}, "fraud: max daily amount -1 must be a positive number"},
+		{"infinite daily", FraudConfig{MaxDaily: math.Inf(1)}, "fraud: max daily amount +Inf must be a positive number"},
+		{"negative speed", FraudConfig{MaxSpeedKmh: -1}, "fraud: max speed -1 km/h must be a positive number"},
+		{"infinite speed", FraudConfig{MaxSpeedKmh: math.Inf(1)}, "fraud: max speed +Inf km/h must be a positive number"},
+		{"negative distance", FraudConfig{MinDistanceKm: -0.5}, "fraud: min distance -0.5 km must not be negative"},
+		{"NaN distance", FraudConfig{MinDistanceKm: math.NaN()}, "fraud: min distance NaN km must not be negative"},
+	} {
+		pol, err := NewFraudPolicy(tc.cfg, NewMemoryState(0), nil)
+		assert.EqualError(t, err, tc.want, tc.name)
+		assert.Nil(t, pol, tc.name)
+	}
+
+	pol, err := NewFraudPolicy(FraudConfig{VelocityLimit: 1, VelocityWindow: time.Second, MaxAmount: 0.01, MaxDaily: 0.01, MaxSpeedKmh: 0.01, MinDistanceKm: 0.01}, NewMemoryState(0), nil)
+	require.NoError(t, err, "the smallest values accepted")
+	require.NotNil(t, pol)
+
+	_, deny := pol.Thresholds()
+	assert.Equal(t, 0.5, deny, "the default deny threshold")
+	pol, err = NewFraudPolicy(FraudConfig{Deny: 0.7, Review: 0.2}, NewMemoryState(0), nil)
+	require.NoError(t, err)
+	review, deny := pol.Thresholds()
+	assert.Equal(t, 0.2, review)
+	assert.Equal(t, 0.7, deny, "a deny threshold set is kept")
+}
+
+// fraudScore evaluates p for its customer at the policy's clock and
+// returns the score.
+func fraudScore(t *testing.T, pol *tai.Scored[Payment], p Payment) float64 {
+	t.Helper()
+	d, err := pol.Evaluate(context.Background(), tai.Signal[Payment]{ID: "txn", Kind: "payment", Key: p.CustomerID, Payload: p})
+	require.NoError(t, err)
+	return d.Score
+}
+
+// Each threshold of the rules at its exact value, and just past it: a
+// limit is the most that passes.
+func TestFraudThresholdsAtTheirEdges(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	state := NewMemoryState(0)
+	pol, err := NewFraudPolicy(FraudConfig{
+		Blacklist:     Blacklist{Countries: map[string]bool{"KP": true}},
+		VelocityLimit: 3, MaxAmount: 100, MaxDaily: 500,
+	}, state, func() time.Time { return now })
+	require.NoError(t, err)
+	usd := func(customer string, amount float64) Payment {
+		return Payment{Amount: amount, Minor: int64(math.Round(amount * 100)), Currency: "USD", CustomerID: customer, MerchantID: "m"}
+	}
+
+	t.Run("velocity", func(t *testing.T) {
+		for i := 1; i <= 3; i++ {
+			assert.Zero(t, fraudScore(t, pol, usd("fast", 1)), "attempt %d of a limit of 3", i)
+		}
+		assert.InDelta(t, 0.6, fraudScore(t, pol, usd("fast", 1)), 1e-9, "the fourth attempt")
+	})
+
+	t.Run("amount", func(t *testing.T) {
+		for _, tc := range []struct {
+			amount, score float64
+		}{
+			{0.8 * 100, 0}, // exactly 80% of the limit: not near it yet
+			{math.Nextafter(80, 100), 0.15},
+			{100, 0.15}, // exactly the limit
+			{100.01, 0.3},
+			{4 * 100, 0.3}, // exactly four times
+			{400.01, 0.6},
+		} {
+			// A customer each: no attempts or spend of another case count.
+			customer := fmt.Sprintf("amount-%v", tc.amount)
+			assert.InDelta(t, tc.score, fraudScore(t, pol, usd(customer, tc.amount)), 1e-9, "amount %v", tc.amount)
+		}
+	})
+
+	t.Run("daily amount", func(t *testing.T) {
+		// 450.00 spent today; the limit is 500.00 a day.
+		require.NoError(t, state.AddSpend(ctx, "daily", "USD", 45000, now))
+		assert.Zero(t, fraudScore(t, pol, usd("daily", 50)), "exactly the day's limit")
+		assert.InDelta(t, 0.1, fraudScore(t, pol, usd("daily", 50.01)), 1e-9, "a cent over")
+		require.NoError(t, state.AddSpend(ctx, "yen", "JPY", 450, now))
+		assert.Zero(t, fraudScore(t, pol, Payment{Amount: 50, Minor: 50, Currency: "JPY", CustomerID: "yen", MerchantID: "m"}),
+			"450 + 50 yen: the day's limit, a yen having no minor unit")
+		assert.InDelta(t, 0.1, fraudScore(t, pol, Payment{Amount: 51, Minor: 51, Currency: "JPY", CustomerID: "yen", MerchantID: "m"}), 1e-9,
+			"450 + 51 yen")
+	})
+
+	t.Run("country", func(t *testing.T) {
+		p := usd("traveller", 1)
+		p.Country = "KP"
+		assert.Equal(t, 1.0, fraudScore(t, pol, p))
+		p.Country = "US"
+		assert.Zero(t, fraudScore(t, pol, p), "a country not on the list")
+		p.Country = ""
+		assert.Zero(t, fraudScore(t, pol, p), "no country sent")
+	})
+}
+
+// The travel rule at its exact limits: a move of exactly MinDistanceKm
+// counts, a speed of exactly MaxSpeedKmh is possible and one of exactly
+// half of it is not fast. The limits are set from haversineKm itself, so
+// that the rule computes the very same numbers.
+func TestImpossibleTravelAtTheLimits(t *testing.T) {
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	km := haversineKm(0, 0, 0, 1) // one degree along the equator
+	move := func(t *testing.T, cfg FraudConfig, after time.Duration, lat, lon float64) float64 {
+		t.Helper()
+		now := t0
+		pol, err := NewFraudPolicy(cfg, NewMemoryState(0), func() time.Time { return now })
+		require.NoError(t, err)
+		p := Payment{Amount: 1, Minor: 100, Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: true}
+		assert.Zero(t, fraudScore(t, pol, p), "the first location is nothing to compare")
+		now = t0.Add(after)
+		p.Lat, p.Lon = lat, lon
+		return fraudScore(t, pol, p)
+	}
+
+	t.Run("exactly the minimum distance counts", func(t *testing.T) {
+		assert.InDelta(t, 0.6, move(t, FraudConfig{MinDistanceKm: km, MaxSpeedKmh: 100}, time.Hour, 0, 1), 1e-9)
+	})
+	t.Run("exactly the limit speed is possible", func(t *testing.T) {
+		assert.InDelta(t, 0.3, move(t, FraudConfig{MinDistanceKm: 1, MaxSpeedKmh: km}, time.Hour, 0, 1), 1e-9)
+	})
+	t.Run("exactly half the limit speed is not fast", func(t *testing.T) {
+		assert.Zero(t, move(t, FraudConfig{MinDistanceKm: 1, MaxSpeedKmh: 2 * km}, time.Hour, 0, 1))
+	})
+	t.Run("speed is distance over time", func(t *testing.T) {
+		// 10 degrees (1112 km) in two hours: 556 km/h, over half of 1000.
+		assert.InDelta(t, 0.3, move(t, FraudConfig{MaxSpeedKmh: 1000}, 2*time.Hour, 0, 10), 1e-9)
+		// 4 degrees (445 km) in half an hour: 890 km/h.
+		assert.InDelta(t, 0.3, move(t, FraudConfig{MaxSpeedKmh: 1000}, 30*time.Minute, 0, 4), 1e-9)
+		// The same 445 km in ten minutes: 2669 km/h.
+		assert.InDelta(t, 0.6, move(t, FraudConfig{MaxSpeedKmh: 1000}, 10*time.Minute, 0, 4), 1e-9)
+		// Two places at once.
+		assert.InDelta(t, 0.6, move(t, FraudConfig{}, 0, 0, 4), 1e-9)
+	})
+	t.Run("the default minimum distance is 50 km", func(t *testing.T) {
+		assert.Zero(t, move(t, FraudConfig{}, time.Second, 0, 49/km), "49 km in a second: location noise")
+		assert.InDelta(t, 0.6, move(t, FraudConfig{}, time.Second, 0, 51/km), 1e-9, "51 km in a second")
+	})
+	t.Run("a first location is compared with nothing", func(t *testing.T) {
+		// Even at a crawl's limit, a customer's first payment far from
+		// (0, 0) has no previous place to have come from.
+		now := t0
+		pol, err := NewFraudPolicy(FraudConfig{MaxSpeedKmh: 1e-3, MinDistanceKm: 1}, NewMemoryState(0), func() time.Time { return now })
+		require.NoError(t, err)
+		assert.Zero(t, fraudScore(t, pol, Payment{Amount: 1, Minor: 100, Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: true, Lat: 60, Lon: 60}))
+	})
 }

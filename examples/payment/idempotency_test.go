@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
+	"weak"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -173,4 +179,480 @@ func TestMemoryIdempotencySweeps(t *testing.T) {
 	_, claimed, err = small.Claim(ctx, "after", claimOf("txn_after", clock.Now()))
 	require.NoError(t, err)
 	assert.True(t, claimed)
+}
+
+// A release deletes the claim only when every part of it is the one
+// released: the same fingerprint with another transaction, owner or start
+// is another claim.
+func TestIdempotencyReleaseComparesTheWholeClaim(t *testing.T) {
+	for name, newStore := range idemStores {
+		t.Run(name, func(t *testing.T) {
+			clock := newManualClock()
+			s, ctx := newStore(t, clock.Now, 0), context.Background()
+			mine := claimOf("txn_1", clock.Now())
+			_, claimed, err := s.Claim(ctx, "k", mine)
+			require.NoError(t, err)
+			require.True(t, claimed)
+			for what, other := range map[string]func(e *IdemEntry){
+				"fingerprint": func(e *IdemEntry) { e.Fingerprint = "fp-other" },
+				"transaction": func(e *IdemEntry) { e.TxnID = "txn_other" },
+				"owner":       func(e *IdemEntry) { e.Owner = "other/boot" },
+				"start":       func(e *IdemEntry) { e.Started = e.Started.Add(time.Nanosecond) },
+			} {
+				e := mine
+				other(&e)
+				require.NoError(t, s.Release(ctx, "k", e))
+				held, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+				require.NoError(t, err)
+				assert.False(t, claimed, "a claim of another %s leaves the key", what)
+				assert.True(t, held.same(mine), "%s: %+v", what, held)
+			}
+		})
+	}
+}
+
+// A store that refuses a claim never says it claimed the key.
+func TestIdempotencyRefusalClaimsNothing(t *testing.T) {
+	for name, newStore := range idemStores {
+		t.Run(name, func(t *testing.T) {
+			clock := newManualClock()
+			s, ctx := newStore(t, clock.Now, 64<<10), context.Background()
+			for n := 0; ; n++ {
+				require.Less(t, n, 10_000, "the store never filled")
+				_, claimed, err := s.Claim(ctx, fmt.Sprintf("key-%d", n), claimOf(fmt.Sprintf("txn_%d", n), clock.Now()))
+				if err != nil {
+					require.ErrorIs(t, err, ErrStoreFull)
+					assert.False(t, claimed)
+					break
+				}
+				require.True(t, claimed)
+			}
+		})
+	}
+}
+
+// A memory store of MaxBytes holds entries up to exactly that size.
+func TestMemoryIdempotencyHoldsExactlyMaxBytes(t *testing.T) {
+	clock := newManualClock()
+	ctx := context.Background()
+	e := claimOf("txn_1", clock.Now())
+	s := NewMemoryIdempotency(e.size("k1"), clock.Now)
+	_, claimed, err := s.Claim(ctx, "k1", e)
+	require.NoError(t, err)
+	require.True(t, claimed, "an entry of exactly MaxBytes fits")
+	_, claimed, err = s.Claim(ctx, "k2", claimOf("txn_2", clock.Now()))
+	require.ErrorIs(t, err, ErrStoreFull)
+	assert.False(t, claimed)
+	assert.Equal(t, 1, s.Len())
+	require.NoError(t, s.Release(ctx, "k1", e))
+	_, claimed, err = s.Claim(ctx, "k2", claimOf("txn_2", clock.Now()))
+	require.NoError(t, err)
+	assert.True(t, claimed, "released, the space is free again")
+}
+
+// What an entry costs the memory store grows with each of its strings, so
+// long keys, fingerprints, transaction IDs or owners fill it sooner.
+func TestMemoryIdempotencyCountsEveryString(t *testing.T) {
+	const limit = 64 << 10
+	long := strings.Repeat("x", 4000)
+	for _, field := range []string{"key", "fingerprint", "transaction", "owner"} {
+		t.Run(field, func(t *testing.T) {
+			clock := newManualClock()
+			s, ctx := NewMemoryIdempotency(limit, clock.Now), context.Background()
+			held := 0
+			for n := 0; n < 100; n++ {
+				key, e := fmt.Sprintf("k%d", n), claimOf(fmt.Sprintf("t%d", n), clock.Now())
+				switch field {
+				case "key":
+					key += long
+				case "fingerprint":
+					e.Fingerprint += long
+				case "transaction":
+					e.TxnID += long
+				case "owner":
+					e.Owner += long
+				}
+				if _, _, err := s.Claim(ctx, key, e); err != nil {
+					require.ErrorIs(t, err, ErrStoreFull)
+					break
+				}
+				held++
+			}
+			// 4000 bytes and a little more each: between 15 and 16.
+			assert.GreaterOrEqual(t, held, limit/(4000+200))
+			assert.LessOrEqual(t, held, limit/4000)
+		})
+	}
+}
+
+// A key released and claimed again is not forgotten when the sweep comes
+// to its first, older claim.
+func TestMemoryIdempotencySweepSparesAReclaimedKey(t *testing.T) {
+	clock := newManualClock()
+	s, ctx := NewMemoryIdempotency(0, clock.Now), context.Background()
+	first := claimOf("txn_1", clock.Now())
+	_, _, err := s.Claim(ctx, "k", first)
+	require.NoError(t, err)
+	require.NoError(t, s.Release(ctx, "k", first))
+	clock.Advance(12 * time.Hour)
+	again := claimOf("txn_2", clock.Now())
+	_, claimed, err := s.Claim(ctx, "k", again)
+	require.NoError(t, err)
+	require.True(t, claimed)
+
+	clock.Advance(12 * time.Hour) // the first claim is a day old, the second half a day
+	_, _, err = s.Claim(ctx, "other", claimOf("txn_3", clock.Now()))
+	require.NoError(t, err)
+	assert.Equal(t, 2, s.Len(), "the second claim of k is kept")
+	held, claimed, err := s.Claim(ctx, "k", claimOf("txn_4", clock.Now()))
+	require.NoError(t, err)
+	assert.False(t, claimed)
+	assert.True(t, held.same(again), "%+v", held)
+}
+
+// The claim order (what the sweep walks) keeps one place per key held, and
+// the places already swept at its front never outnumber both 1024 and the
+// places in use: its memory follows the keys held, not every key ever
+// claimed.
+func TestMemoryIdempotencyClaimOrderStaysCompact(t *testing.T) {
+	// Bursts of two sizes, so that the order is compacted both while old
+	// claims are still being swept and once they all are.
+	for _, burst := range []int{1500, 3000} {
+		t.Run(fmt.Sprint(burst), func(t *testing.T) {
+			clock := newManualClock()
+			s, ctx := NewMemoryIdempotency(0, clock.Now), context.Background()
+			claim := func(key string) {
+				t.Helper()
+				_, claimed, err := s.Claim(ctx, key, claimOf(key, clock.Now()))
+				require.NoError(t, err)
+				require.True(t, claimed, key)
+				inUse := len(s.order) - s.head
+				if inUse != s.Len() || s.head > 1024 && s.head > inUse {
+					t.Fatalf("after claiming %s: %d keys, the order has %d places in use and %d swept", key, s.Len(), inUse, s.head)
+				}
+			}
+			for i := range burst {
+				claim(fmt.Sprintf("old-%d", i))
+			}
+			clock.Advance(idempotencyTTL)
+			fresh := burst/8 + 200 // 8 old claims swept at each
+			for i := range fresh {
+				claim(fmt.Sprintf("new-%d", i))
+			}
+			assert.Equal(t, fresh, s.Len(), "every old claim swept")
+		})
+	}
+}
+
+// A swept key is let go of: nothing of the store keeps its memory.
+func TestMemoryIdempotencyLetsGoOfSweptKeys(t *testing.T) {
+	clock := newManualClock()
+	s, ctx := NewMemoryIdempotency(0, clock.Now), context.Background()
+	// The key is made here, large enough to be an allocation of its own,
+	// and only a weak pointer to it kept.
+	key := func() weak.Pointer[byte] {
+		k := strings.Repeat("swept-key-", 8)
+		_, _, err := s.Claim(ctx, k, claimOf("txn_1", clock.Now()))
+		require.NoError(t, err)
+		return weak.Make(unsafe.StringData(k))
+	}()
+	clock.Advance(idempotencyTTL)
+	_, _, err := s.Claim(ctx, "next", claimOf("txn_2", clock.Now()))
+	require.NoError(t, err)
+	require.Equal(t, 1, s.Len(), "swept")
+	for range 5 {
+		runtime.GC()
+		if key.Value() == nil {
+			break
+		}
+	}
+	assert.Nil(t, key.Value(), "the swept key is still referenced")
+	runtime.KeepAlive(s)
+}
+
+// Without a clock the memory store dates entries by time.Now.
+func TestMemoryIdempotencyDefaultClock(t *testing.T) {
+	s, ctx := NewMemoryIdempotency(0, nil), context.Background()
+	first := claimOf("txn_1", time.Now())
+	_, claimed, err := s.Claim(ctx, "k", first)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	held, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", time.Now()))
+	require.NoError(t, err)
+	assert.False(t, claimed)
+	assert.True(t, held.same(first))
+	stale := claimOf("txn_3", time.Now().Add(-idempotencyTTL))
+	_, claimed, err = s.Claim(ctx, "stale", stale)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	_, claimed, err = s.Claim(ctx, "stale", claimOf("txn_4", time.Now()))
+	require.NoError(t, err)
+	assert.True(t, claimed, "a claim started a day before now is forgotten")
+}
+
+func TestNATSIdempotencyBucket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := startJS(t)
+	s, err := NewNATSIdempotency(ctx, []jetstream.JetStream{js}, IdemOptions{}, nil)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, "payment_idempotency")
+	require.NoError(t, err, "the default bucket")
+	st, err := kv.Status(ctx)
+	require.NoError(t, err)
+	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+	assert.Equal(t, int64(256<<20), info.Config.MaxBytes)
+	assert.Equal(t, idempotencyTTL, info.Config.MaxAge)
+	assert.Equal(t, int64(1), info.Config.MaxMsgsPerSubject, "history 1")
+	assert.Equal(t, jetstream.FileStorage, info.Config.Storage)
+
+	// Without a clock, entries are dated by time.Now.
+	first := claimOf("txn_1", time.Now())
+	_, claimed, err := s.Claim(ctx, "k", first)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	held, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", time.Now()))
+	require.NoError(t, err)
+	assert.False(t, claimed)
+	assert.True(t, held.same(first))
+
+	_, err = NewNATSIdempotency(ctx, nil, IdemOptions{Bucket: "idem"}, nil)
+	assert.EqualError(t, err, `idempotency bucket "idem": no JetStream context`)
+}
+
+// kvFaults is a JetStream bucket some of whose calls fail or race with
+// another writer: a hook set for a method runs instead of it.
+type kvFaults struct {
+	jetstream.KeyValue
+	create func(ctx context.Context, key string, val []byte) (uint64, error)
+	get    func(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+	update func(ctx context.Context, key string, val []byte, rev uint64) (uint64, error)
+	delete func(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
+}
+
+func (f *kvFaults) Create(ctx context.Context, key string, val []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	if f.create != nil {
+		return f.create(ctx, key, val)
+	}
+	return f.KeyValue.Create(ctx, key, val, opts...)
+}
+
+func (f *kvFaults) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if f.get != nil {
+		return f.get(ctx, key)
+	}
+	return f.KeyValue.Get(ctx, key)
+}
+
+func (f *kvFaults) Update(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+	if f.update != nil {
+		return f.update(ctx, key, val, rev)
+	}
+	return f.KeyValue.Update(ctx, key, val, rev)
+}
+
+func (f *kvFaults) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	if f.delete != nil {
+		return f.delete(ctx, key, opts...)
+	}
+	return f.KeyValue.Delete(ctx, key, opts...)
+}
+
+// faultyNATSIdempotency returns a NATS store on a fresh bucket whose calls
+// go through the returned kvFaults.
+func faultyNATSIdempotency(t *testing.T, now func() time.Time) (*NATSIdempotency, *kvFaults) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := NewNATSIdempotency(ctx, []jetstream.JetStream{startJS(t)}, IdemOptions{}, now)
+	require.NoError(t, err)
+	f := &kvFaults{KeyValue: s.kv.kvs[0]}
+	s.kv = &kvPool{kvs: []jetstream.KeyValue{f}}
+	return s, f
+}
+
+// A compare-and-set conflict as a replicated (R>1) bucket reports it: error
+// code 10164, not the 10071 of ErrKeyExists; Update wraps it in
+// ErrKeyRevisionMismatch, Delete returns it as it is.
+var (
+	errWrongLastSequenceR3 = &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence: 7"}
+	errRevisionMismatchR3  = fmt.Errorf("%w: %w", errWrongLastSequenceR3, jetstream.ErrKeyRevisionMismatch)
+)
+
+// The NATS store when JetStream fails, or another writer gets in between
+// its read and its write.
+func TestNATSIdempotencyFailures(t *testing.T) {
+	ctx := context.Background()
+	errDown := errors.New("jetstream is down")
+
+	t.Run("a claim that cannot be stored", func(t *testing.T) {
+		clock := newManualClock()
+		s, f := faultyNATSIdempotency(t, clock.Now)
+		_, claimed, err := s.Claim(ctx, "k", claimOf("txn_1", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)))
+		assert.ErrorContains(t, err, "year outside of range", "a time JSON cannot carry")
+		assert.False(t, claimed)
+		f.create = func(context.Context, string, []byte) (uint64, error) { return 0, errDown }
+		_, claimed, err = s.Claim(ctx, "k", claimOf("txn_1", clock.Now()))
+		assert.ErrorIs(t, err, errDown)
+		assert.False(t, claimed)
+	})
+
+	t.Run("a held claim that cannot be read", func(t *testing.T) {
+		clock := newManualClock()
+		s, f := faultyNATSIdempotency(t, clock.Now)
+		_, _, err := s.Claim(ctx, "k", claimOf("txn_1", clock.Now()))
+		require.NoError(t, err)
+		f.get = func(context.Context, string) (jetstream.KeyValueEntry, error) { return nil, errDown }
+		_, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+		assert.ErrorIs(t, err, errDown)
+		assert.EqualError(t, err, "idempotency: jetstream is down")
+		assert.False(t, claimed)
+	})
+
+	t.Run("a claim released between create and read", func(t *testing.T) {
+		clock := newManualClock()
+		s, f := faultyNATSIdempotency(t, clock.Now)
+		first := claimOf("txn_1", clock.Now())
+		_, _, err := s.Claim(ctx, "k", first)
+		require.NoError(t, err)
+		f.get = func(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+			f.get = nil
+			require.NoError(t, s.Release(ctx, "k", first))
+			return f.KeyValue.Get(ctx, key)
+		}
+		_, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+		require.NoError(t, err)
+		assert.True(t, claimed, "tried again, and claimed")
+	})
+
+	// An expired claim is taken over by compare-and-set; one who loses
+	// that race to another taker gets the winner's claim.
+	for name, conflict := range map[string]func(f *kvFaults, ctx context.Context, key string, val []byte, rev uint64) (uint64, error){
+		"lost to another taker": func(f *kvFaults, ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+			winner, _ := json.Marshal(claimOf("txn_winner", time.Date(2026, 6, 2, 12, 0, 0, 0, time.UTC)))
+			_, err := f.KeyValue.Update(ctx, key, winner, rev)
+			require.NoError(t, err)
+			return f.KeyValue.Update(ctx, key, val, rev)
+		},
+		"lost in a replicated bucket": func(f *kvFaults, ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+			winner, _ := json.Marshal(claimOf("txn_winner", time.Date(2026, 6, 2, 12, 0, 0, 0, time.UTC)))
+			_, err := f.KeyValue.Update(ctx, key, winner, rev)
+			require.NoError(t, err)
+			return 0, errRevisionMismatchR3
+		},
+	} {
+		t.Run("a takeover "+name, func(t *testing.T) {
+			clock := newManualClock()
+			s, f := faultyNATSIdempotency(t, clock.Now)
+			_, _, err := s.Claim(ctx, "k", claimOf("txn_1", clock.Now()))
+			require.NoError(t, err)
+			clock.Advance(idempotencyTTL)
+			f.update = func(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+				f.update = nil
+				return conflict(f, ctx, key, val, rev)
+			}
+			held, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+			require.NoError(t, err)
+			assert.False(t, claimed)
+			assert.Equal(t, "txn_winner", held.TxnID)
+		})
+	}
+
+	t.Run("a takeover that always loses", func(t *testing.T) {
+		clock := newManualClock()
+		s, f := faultyNATSIdempotency(t, clock.Now)
+		_, _, err := s.Claim(ctx, "k", claimOf("txn_1", clock.Now()))
+		require.NoError(t, err)
+		clock.Advance(idempotencyTTL)
+		tries := 0
+		f.update = func(context.Context, string, []byte, uint64) (uint64, error) {
+			tries++
+			return 0, jetstream.ErrKeyExists
+		}
+		_, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+		assert.EqualError(t, err, "idempotency: key is contended")
+		assert.False(t, claimed)
+		assert.Equal(t, 3, tries)
+	})
+
+	t.Run("a takeover that fails", func(t *testing.T) {
+		clock := newManualClock()
+		s, f := faultyNATSIdempotency(t, clock.Now)
+		_, _, err := s.Claim(ctx, "k", claimOf("txn_1", clock.Now()))
+		require.NoError(t, err)
+		clock.Advance(idempotencyTTL)
+		f.update = func(context.Context, string, []byte, uint64) (uint64, error) { return 0, errDown }
+		_, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+		assert.ErrorIs(t, err, errDown)
+		assert.False(t, claimed)
+	})
+
+	t.Run("a replace that fails", func(t *testing.T) {
+		clock := newManualClock()
+		s, f := faultyNATSIdempotency(t, clock.Now)
+		_, _, err := s.Claim(ctx, "k", claimOf("txn_1", clock.Now()))
+		require.NoError(t, err)
+		old, _, err := s.Claim(ctx, "k", claimOf("txn_x", clock.Now()))
+		require.NoError(t, err)
+
+		ok, err := s.Replace(ctx, "k", old, claimOf("txn_2", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)))
+		assert.ErrorContains(t, err, "year outside of range")
+		assert.False(t, ok)
+		f.update = func(context.Context, string, []byte, uint64) (uint64, error) { return 0, errDown }
+		ok, err = s.Replace(ctx, "k", old, claimOf("txn_2", clock.Now()))
+		assert.ErrorIs(t, err, errDown)
+		assert.False(t, ok)
+		f.update = func(context.Context, string, []byte, uint64) (uint64, error) { return 0, errRevisionMismatchR3 }
+		ok, err = s.Replace(ctx, "k", old, claimOf("txn_2", clock.Now()))
+		require.NoError(t, err, "a conflict in a replicated bucket is a conflict")
+		assert.False(t, ok)
+
+		f.update = nil
+		held, _, err := s.Claim(ctx, "k", claimOf("txn_y", clock.Now()))
+		require.NoError(t, err)
+		assert.True(t, held.same(old), "nothing replaced: %+v", held)
+	})
+
+	t.Run("a release that fails", func(t *testing.T) {
+		clock := newManualClock()
+		s, f := faultyNATSIdempotency(t, clock.Now)
+		mine := claimOf("txn_1", clock.Now())
+		_, _, err := s.Claim(ctx, "k", mine)
+		require.NoError(t, err)
+		f.get = func(context.Context, string) (jetstream.KeyValueEntry, error) { return nil, errDown }
+		assert.ErrorIs(t, s.Release(ctx, "k", mine), errDown)
+		f.get = nil
+		f.delete = func(context.Context, string, ...jetstream.KVDeleteOpt) error { return errDown }
+		err = s.Release(ctx, "k", mine)
+		assert.ErrorIs(t, err, errDown)
+		assert.ErrorContains(t, err, "idempotency release")
+		f.delete = func(context.Context, string, ...jetstream.KVDeleteOpt) error { return jetstream.ErrKeyNotFound }
+		assert.NoError(t, s.Release(ctx, "k", mine), "gone already: nothing to release")
+		f.delete = func(context.Context, string, ...jetstream.KVDeleteOpt) error { return errWrongLastSequenceR3 }
+		assert.NoError(t, s.Release(ctx, "k", mine), "taken over meanwhile in a replicated bucket: left alone")
+	})
+
+	// A key taken over between the release's read and its delete stays
+	// with its new holder.
+	t.Run("a release that races a takeover", func(t *testing.T) {
+		clock := newManualClock()
+		s, f := faultyNATSIdempotency(t, clock.Now)
+		mine := claimOf("txn_1", clock.Now())
+		_, _, err := s.Claim(ctx, "k", mine)
+		require.NoError(t, err)
+		f.delete = func(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+			f.delete = nil
+			entry, err := f.KeyValue.Get(ctx, key)
+			require.NoError(t, err)
+			taker, _ := json.Marshal(claimOf("txn_taker", clock.Now()))
+			_, err = f.KeyValue.Update(ctx, key, taker, entry.Revision())
+			require.NoError(t, err)
+			return f.KeyValue.Delete(ctx, key, opts...)
+		}
+		require.NoError(t, s.Release(ctx, "k", mine))
+		held, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+		require.NoError(t, err)
+		assert.False(t, claimed)
+		assert.Equal(t, "txn_taker", held.TxnID)
+	})
 }

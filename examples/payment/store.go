@@ -249,11 +249,13 @@ func (r *PaymentRecords) Confirm(ctx context.Context, id string, at time.Time, c
 }
 
 // isConflict reports a compare-and-set that lost: the key exists, or its
-// revision moved on.
+// revision moved on. A bucket with one replica reports that as "wrong last
+// sequence" (10071), a replicated one as 10164.
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, jetstream.ErrKeyExists) ||
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // storeError wraps err, as ErrStoreFull when JetStream refused the write

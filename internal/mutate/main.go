@@ -15,6 +15,13 @@
 // on its own with coverage, so that a mutant runs only the tests that reach
 // it, and a mutant that no test reaches is reported as uncovered.
 //
+// -run restricts the tests to those matching a regular expression, as
+// `go test -run` does (Test/sub selects subtests): a package whose whole
+// suite is slow can be measured with its fast unit tests. Coverage is then
+// measured with the filter too, so a mutant that only filtered-out tests
+// reach counts as uncovered, and a score says which filter it was taken
+// with.
+//
 // Equivalent mutants are listed in pkg/testdata/mutants-equivalent.txt (or
 // -equivalent), one per line: the mutant's key as printed, a tab, and the
 // reason no test can tell it from the original. Lines starting with # are
@@ -32,6 +39,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +63,7 @@ func main() {
 		list       = flag.Bool("list", false, "list the mutants and exit without running tests")
 		minScore   = flag.Float64("min", 0, "exit with status 1 when the score is below this fraction (0.9 = 90%)")
 		verbose    = flag.Bool("v", false, "print every mutant's result as it finishes")
+		runTests   = flag.String("run", "", "run only the tests, examples and fuzz seeds matching this regexp, as go test -run does (Test/sub selects subtests); mutants that no such test reaches count as uncovered")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: mutate [flags] PKGDIR\n\n")
@@ -67,7 +76,8 @@ func main() {
 	}
 	cfg := config{
 		pkg: flag.Arg(0), equivalent: *equivalent, timeout: *timeout, jobs: *jobs,
-		tags: *tags, list: *list, minScore: *minScore, verbose: *verbose,
+		tags: *tags, list: *list, minScore: *minScore, verbose: *verbose, run: *runTests,
+		stdout: os.Stdout, stderr: os.Stderr,
 	}
 	if *files != "" {
 		cfg.files = strings.Split(*files, ",")
@@ -92,6 +102,9 @@ type config struct {
 	list       bool
 	minScore   float64
 	verbose    bool
+	run        string // the tests' -run filter; "" runs every test
+
+	stdout, stderr io.Writer // the report; progress and survivors as found
 }
 
 // A mutant is one change to one file: the bytes [start, end) replaced by repl.
@@ -132,7 +145,20 @@ type pkgInfo struct {
 	Name       string
 }
 
+// run measures the package and writes the report; it reports whether the
+// score reaches cfg.minScore.
 func run(ctx context.Context, cfg config) (bool, error) {
+	if cfg.stdout == nil {
+		cfg.stdout = io.Discard
+	}
+	if cfg.stderr == nil {
+		cfg.stderr = io.Discard
+	}
+	if cfg.run != "" {
+		if _, err := regexp.Compile(cfg.run); err != nil {
+			return false, fmt.Errorf("-run %q: %v", cfg.run, err)
+		}
+	}
 	pkg, err := listPackage(ctx, cfg.pkg, cfg.tags)
 	if err != nil {
 		return false, err
@@ -162,9 +188,9 @@ func run(ctx context.Context, cfg config) (bool, error) {
 	}
 	if cfg.list {
 		for _, m := range mutants {
-			fmt.Printf("%s:%d:%d: %s\n", m.file, m.line, m.col, m.key)
+			fmt.Fprintf(cfg.stdout, "%s:%d:%d: %s\n", m.file, m.line, m.col, m.key)
 		}
-		fmt.Printf("%d mutants\n", len(mutants))
+		fmt.Fprintf(cfg.stdout, "%d mutants\n", len(mutants))
 		return true, nil
 	}
 
@@ -183,8 +209,12 @@ func run(ctx context.Context, cfg config) (bool, error) {
 	}
 	defer os.RemoveAll(work)
 
-	fmt.Fprintf(os.Stderr, "mutate: %s: %d mutants in %d files; measuring each test's coverage\n", pkg.ImportPath, len(mutants), len(names))
-	cover, err := coverage(ctx, pkg, cfg.tags, work)
+	filter := ""
+	if cfg.run != "" {
+		filter = fmt.Sprintf(" (only tests matching -run %q)", cfg.run)
+	}
+	fmt.Fprintf(cfg.stderr, "mutate: %s: %d mutants in %d files; measuring each test's coverage%s\n", pkg.ImportPath, len(mutants), len(names), filter)
+	cover, err := coverage(ctx, cfg, pkg, work)
 	if err != nil {
 		return false, err
 	}
@@ -230,7 +260,7 @@ func run(ctx context.Context, cfg config) (bool, error) {
 			todo++
 		}
 	}
-	fmt.Fprintf(os.Stderr, "mutate: testing %d covered mutants (%d in one schema build, %d built one by one), %d at a time\n", todo, inSchema, todo-inSchema, cfg.jobs)
+	fmt.Fprintf(cfg.stderr, "mutate: testing %d covered mutants (%d in one schema build, %d built one by one), %d at a time\n", todo, inSchema, todo-inSchema, cfg.jobs)
 	for i := 0; i < cfg.jobs; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -241,14 +271,14 @@ func run(ctx context.Context, cfg config) (bool, error) {
 			}
 			for m := range next {
 				if m.host != hostNone {
-					m.status = testSchema(ctx, cfg, pkg, schemaBin, m)
+					m.status = testSchema(ctx, cfg, pkg, schemaBin, cover.selection(cfg, m), m)
 				} else {
-					m.status = test(ctx, cfg, pkg, sources[m.file], m, dir)
+					m.status = test(ctx, cfg, pkg, sources[m.file], cover.selection(cfg, m), m, dir)
 				}
 				mu.Lock()
 				done++
 				if cfg.verbose || m.status == survived {
-					fmt.Fprintf(os.Stderr, "[%d/%d] %s: %s\n", done, todo, m.status, m.key)
+					fmt.Fprintf(cfg.stderr, "[%d/%d] %s: %s\n", done, todo, m.status, m.key)
 				}
 				mu.Unlock()
 			}
@@ -264,10 +294,13 @@ func run(ctx context.Context, cfg config) (bool, error) {
 
 	for key := range equiv {
 		if !slices.ContainsFunc(mutants, func(m *mutant) bool { return m.key == key }) {
-			fmt.Fprintf(os.Stderr, "mutate: %s lists a mutant that no longer exists: %s\n", eqPath, key)
+			fmt.Fprintf(cfg.stderr, "mutate: %s lists a mutant that no longer exists: %s\n", eqPath, key)
 		}
 	}
-	return report(os.Stdout, pkg.ImportPath, names, mutants, cfg.minScore), nil
+	if cfg.run != "" {
+		fmt.Fprintf(cfg.stdout, "# tests run: -run %q\n", cfg.run)
+	}
+	return report(cfg.stdout, pkg.ImportPath, names, mutants, cfg.minScore), nil
 }
 
 func listPackage(ctx context.Context, dir, tags string) (pkgInfo, error) {
@@ -315,8 +348,8 @@ func readEquivalent(path string) (map[string]string, error) {
 	return m, sc.Err()
 }
 
-// test runs the tests covering m against the mutated source.
-func test(ctx context.Context, cfg config, pkg pkgInfo, src []byte, m *mutant, dir string) status {
+// test runs the tests sel selects (see selection) against the mutated source.
+func test(ctx context.Context, cfg config, pkg pkgInfo, src []byte, sel []string, m *mutant, dir string) status {
 	mutated := make([]byte, 0, len(src)+len(m.repl))
 	mutated = append(mutated, src[:m.start]...)
 	mutated = append(mutated, m.repl...)
@@ -330,9 +363,11 @@ func test(ctx context.Context, cfg config, pkg pkgInfo, src []byte, m *mutant, d
 	if err := os.WriteFile(overlay, o, 0o644); err != nil {
 		panic(err)
 	}
-	run := "^(" + strings.Join(m.tests, "|") + ")$"
 	args := []string{"test", "-overlay", overlay, "-count=1", "-vet=off", "-failfast",
-		"-timeout", cfg.timeout.String(), "-run", run}
+		"-timeout", cfg.timeout.String()}
+	for i := 0; i < len(sel); i += 2 {
+		args = append(args, "-"+sel[i], sel[i+1])
+	}
 	if cfg.tags != "" {
 		args = append(args, "-tags", cfg.tags)
 	}
@@ -351,6 +386,36 @@ func test(ctx context.Context, cfg config, pkg pkgInfo, src []byte, m *mutant, d
 // A coverage map says which tests reach each statement block.
 type coverMap struct {
 	blocks map[string][]coverBlock // by file base name
+	names  []string                // every test, example and fuzz seed of the package
+}
+
+// selection returns the flags (names without the "test." prefix, then
+// values) that make the test binary run the tests covering m: with a -run
+// filter, the filter itself with every other test skipped, so that the
+// filter's subtest patterns still apply.
+func (c coverMap) selection(cfg config, m *mutant) []string {
+	if cfg.run == "" {
+		return []string{"run", "^(" + strings.Join(m.tests, "|") + ")$"}
+	}
+	var others []string
+	for _, n := range c.names {
+		if !slices.Contains(m.tests, n) {
+			others = append(others, n)
+		}
+	}
+	return withSkip([]string{"run", cfg.run}, others)
+}
+
+// withSkip adds to sel a -skip of the top-level tests named.
+func withSkip(sel, names []string) []string {
+	if len(names) == 0 {
+		return sel
+	}
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = regexp.QuoteMeta(n)
+	}
+	return append(sel, "skip", "^("+strings.Join(quoted, "|")+")$")
 }
 
 type coverBlock struct {
@@ -390,12 +455,13 @@ func (c coverMap) testsAt(file string, line, col int) []string {
 }
 
 // coverage builds the package's test binary with coverage and runs each of
-// its tests, examples and fuzz seeds alone, recording what each reaches.
-func coverage(ctx context.Context, pkg pkgInfo, tags, work string) (coverMap, error) {
+// its tests, examples and fuzz seeds alone (as far as cfg.run selects it),
+// recording what each reaches.
+func coverage(ctx context.Context, cfg config, pkg pkgInfo, work string) (coverMap, error) {
 	bin := filepath.Join(work, "pkg.test")
 	args := []string{"test", "-c", "-cover", "-covermode=set", "-o", bin}
-	if tags != "" {
-		args = append(args, "-tags", tags)
+	if cfg.tags != "" {
+		args = append(args, "-tags", cfg.tags)
 	}
 	cmd := exec.CommandContext(ctx, "go", append(args, ".")...)
 	cmd.Dir = pkg.Dir
@@ -417,12 +483,24 @@ func coverage(ctx context.Context, pkg pkgInfo, tags, work string) (coverMap, er
 			names = append(names, n)
 		}
 	}
-	cm := coverMap{blocks: map[string][]coverBlock{}}
+	cm := coverMap{blocks: map[string][]coverBlock{}, names: names}
 	index := map[string]int{} // "file:block" → position in cm.blocks[file]
 	profile := filepath.Join(work, "cover.out")
+	reaching := 0
 	for _, name := range names {
-		cmd := exec.CommandContext(ctx, bin, "-test.run", "^"+regexp.QuoteMeta(name)+"$",
-			"-test.count=1", "-test.coverprofile="+profile, "-test.timeout=5m")
+		sel := []string{"run", "^" + regexp.QuoteMeta(name) + "$"}
+		if cfg.run != "" {
+			sel = withSkip([]string{"run", cfg.run}, slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == name }))
+		}
+		args := []string{"-test.count=1", "-test.coverprofile=" + profile, "-test.timeout=5m"}
+		for i := 0; i < len(sel); i += 2 {
+			args = append(args, "-test."+sel[i], sel[i+1])
+		}
+		// A profile left by the test before must not count for this one.
+		if err := os.Remove(profile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return coverMap{}, err
+		}
+		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Dir = pkg.Dir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return coverMap{}, fmt.Errorf("%s fails without any mutant; fix it first:\n%s", name, out)
@@ -431,6 +509,7 @@ func coverage(ctx context.Context, pkg pkgInfo, tags, work string) (coverMap, er
 		if err != nil {
 			return coverMap{}, err
 		}
+		reached := false
 		for _, line := range strings.Split(string(data), "\n")[1:] {
 			// import/path/file.go:10.2,12.16 3 1
 			// Blocks no test reached are kept too, without tests, so
@@ -454,13 +533,20 @@ func coverage(ctx context.Context, pkg pkgInfo, tags, work string) (coverMap, er
 			}
 			if f[2] != "0" {
 				cm.blocks[file][i].tests = append(cm.blocks[file][i].tests, name)
+				reached = true
 			}
 		}
+		if reached {
+			reaching++
+		}
+	}
+	if reaching == 0 && cfg.run != "" {
+		return coverMap{}, fmt.Errorf("no test of %s matching -run %q reaches its code", pkg.ImportPath, cfg.run)
 	}
 	return cm, nil
 }
 
-func report(w *os.File, pkg string, files []string, mutants []*mutant, minScore float64) bool {
+func report(w io.Writer, pkg string, files []string, mutants []*mutant, minScore float64) bool {
 	type tally struct{ total, killed, survived, uncovered, invalid, equivalent int }
 	per := map[string]*tally{}
 	var all tally

@@ -243,7 +243,7 @@ func %s(id int) bool { return id == taikitMutantActive }
 			}
 		}
 		if removed == 0 {
-			fmt.Fprintf(os.Stderr, "mutate: the mutant schema does not build; testing one build per mutant:\n%s\n", firstLines(string(out), 10))
+			fmt.Fprintf(cfg.stderr, "mutate: the mutant schema does not build; testing one build per mutant:\n%s\n", firstLines(string(out), 10))
 			for _, m := range ms {
 				m.host = hostNone
 			}
@@ -289,11 +289,14 @@ func firstLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// testSchema runs the tests covering m in the schema binary with m on.
-func testSchema(ctx context.Context, cfg config, pkg pkgInfo, bin string, m *mutant) status {
-	run := "^(" + strings.Join(m.tests, "|") + ")$"
-	cmd := exec.CommandContext(ctx, bin, "-test.run", run, "-test.count=1", "-test.failfast",
-		"-test.timeout", cfg.timeout.String())
+// testSchema runs the tests sel selects (see selection) in the schema
+// binary with m on.
+func testSchema(ctx context.Context, cfg config, pkg pkgInfo, bin string, sel []string, m *mutant) status {
+	args := []string{"-test.count=1", "-test.failfast", "-test.timeout", cfg.timeout.String()}
+	for i := 0; i < len(sel); i += 2 {
+		args = append(args, "-test."+sel[i], sel[i+1])
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = pkg.Dir
 	cmd.Env = append(os.Environ(), schemaEnv+"="+strconv.Itoa(m.id))
 	if err := cmd.Run(); err == nil {
