@@ -50,6 +50,7 @@ type Service struct {
 	embedded *natsembed.Server
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	moreJS   []jetstream.JetStream // over further connections, for the records
 	store    *Store
 	queue    *natsjs.Queue[Job]
 
@@ -75,6 +76,9 @@ type Service struct {
 	cordCh chan struct{} // closed and replaced at every change of the cord
 
 	runs sync.Map // deployment ID → *rollout running in this process
+
+	cmdMu   sync.Mutex
+	pending map[string]Command // deployment ID → its last command not yet dropped
 
 	waitMu  sync.Mutex
 	waiters map[string][]chan *Deployment // deployment ID → requests waiting for its end
@@ -118,7 +122,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.connectNATS(ctx); err != nil {
 		return nil, err
 	}
-	if s.store, err = openStore(ctx, s.js, StoreOptions{MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour}); err != nil {
+	if s.store, err = openStore(ctx, s.js, s.moreJS, StoreOptions{MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour}); err != nil {
 		return nil, err
 	}
 	// The catalog says what serves where at first; deployments move it
@@ -166,7 +170,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.store.WatchDeployments(cctx, s.waited, s.notifyWaiters); err != nil {
 		return nil, err
 	}
-	if err := s.store.WatchCommands(cctx, s.dispatchCommand); err != nil {
+	if err := s.store.WatchCommands(cctx, s.dispatchCommand, s.dropCommand); err != nil {
 		return nil, err
 	}
 	if err := s.startAlerts(ctx); err != nil {
@@ -277,12 +281,7 @@ func (s *Service) connectNATS(ctx context.Context) error {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100 * time.Millisecond),
 	}
-	if s.embedded != nil {
-		s.nc, err = s.embedded.Connect(opts...)
-	} else {
-		s.nc, err = nats.Connect(s.cfg.NATSURL, opts...)
-	}
-	if err != nil {
+	if s.nc, err = s.dial(opts); err != nil {
 		return fmt.Errorf("NATS: %w", err)
 	}
 	nc := s.nc
@@ -294,8 +293,35 @@ func (s *Service) connectNATS(ctx context.Context) error {
 		}
 		return err
 	})
-	s.js, err = jetstream.New(s.nc)
-	return err
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return err
+	}
+	// Records are written over connections of their own (see Store).
+	for range storeConns {
+		nc, err := s.dial(opts)
+		if err != nil {
+			return fmt.Errorf("NATS: %w", err)
+		}
+		s.closers = append(s.closers, func(context.Context) error { nc.Close(); return nil })
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		s.moreJS = append(s.moreJS, js)
+	}
+	return nil
+}
+
+// storeConns is how many connections the deployment records are written
+// over, besides the main one.
+const storeConns = 3
+
+// dial opens a connection to the NATS server in use.
+func (s *Service) dial(opts []nats.Option) (*nats.Conn, error) {
+	if s.embedded != nil {
+		return s.embedded.Connect(opts...)
+	}
+	return nats.Connect(s.cfg.NATSURL, opts...)
 }
 
 // queueStream is the stream of region rollouts.
@@ -396,9 +422,7 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	// A command sent before this rollout began (an abort while it was
 	// queued, or before a restart) is acted on; later ones come through
 	// the process's watcher (dispatchCommand).
-	if c, ok, err := s.store.PendingCommand(ctx, r.d.ID); err != nil {
-		return err
-	} else if ok {
+	if c, ok := s.pendingCommand(r.d.ID); ok {
 		r.deliver(c)
 	}
 	s.metrics.active.Inc()
@@ -674,12 +698,37 @@ func (s *Service) notifyWaiters(d *Deployment) {
 	}
 }
 
-// dispatchCommand hands a command to the deployment's rollout, if it runs
-// in this process.
+// dispatchCommand keeps a command as pending for its deployment and hands
+// it to the deployment's rollout, if that runs in this process. A rollout
+// that starts later reads it from the pending ones (pendingCommand): it
+// registers before it reads, and a command is kept before it is handed
+// on, so none falls between the two.
 func (s *Service) dispatchCommand(id string, c Command) {
+	s.cmdMu.Lock()
+	if s.pending == nil {
+		s.pending = map[string]Command{}
+	}
+	s.pending[id] = c
+	s.cmdMu.Unlock()
 	if v, ok := s.runs.Load(id); ok {
 		v.(*rollout).deliver(c)
 	}
+}
+
+// dropCommand forgets a deployment's pending command.
+func (s *Service) dropCommand(id string) {
+	s.cmdMu.Lock()
+	delete(s.pending, id)
+	s.cmdMu.Unlock()
+}
+
+// pendingCommand returns the last command sent to deployment id that is
+// still pending, if any.
+func (s *Service) pendingCommand(id string) (Command, bool) {
+	s.cmdMu.Lock()
+	defer s.cmdMu.Unlock()
+	c, ok := s.pending[id]
+	return c, ok
 }
 
 // closeWaiters answers the requests waiting for their deployment's end:

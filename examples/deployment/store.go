@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +25,19 @@ import (
 //     resume), and the cord.
 type Store struct {
 	deployments, locks, stable, control jetstream.KeyValue
+	// writers are the deployments bucket over further connections: one
+	// connection's writes go one at a time, so the records' writes are
+	// spread over several.
+	writers []jetstream.KeyValue
+	next    atomic.Uint32
+}
+
+// writer returns the deployments bucket over the next connection.
+func (s *Store) writer() jetstream.KeyValue {
+	if len(s.writers) == 0 {
+		return s.deployments
+	}
+	return s.writers[int(s.next.Add(1))%len(s.writers)]
 }
 
 // StoreOptions bound the deployments bucket.
@@ -32,7 +46,7 @@ type StoreOptions struct {
 	MaxAge   time.Duration
 }
 
-func openStore(ctx context.Context, js jetstream.JetStream, o StoreOptions) (*Store, error) {
+func openStore(ctx context.Context, js jetstream.JetStream, more []jetstream.JetStream, o StoreOptions) (*Store, error) {
 	open := func(cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		cfg.Storage = jetstream.FileStorage
 		kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
@@ -45,6 +59,13 @@ func openStore(ctx context.Context, js jetstream.JetStream, o StoreOptions) (*St
 	var err error
 	if s.deployments, err = open(jetstream.KeyValueConfig{Bucket: "deployments", MaxBytes: o.MaxBytes, TTL: o.MaxAge, MaxValueSize: 1 << 20}); err != nil {
 		return nil, err
+	}
+	for _, j := range more {
+		kv, err := j.KeyValue(ctx, "deployments")
+		if err != nil {
+			return nil, err
+		}
+		s.writers = append(s.writers, kv)
 	}
 	if s.locks, err = open(jetstream.KeyValueConfig{Bucket: "deploy_locks", MaxBytes: 64 << 20}); err != nil {
 		return nil, err
@@ -63,7 +84,7 @@ var ErrNotFound = errors.New("deployment not found")
 
 // Get returns a deployment and its revision.
 func (s *Store) Get(ctx context.Context, id string) (*Deployment, uint64, error) {
-	e, err := s.deployments.Get(ctx, id)
+	e, err := s.writer().Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, ErrNotFound
 	}
@@ -83,7 +104,7 @@ func (s *Store) Create(ctx context.Context, d *Deployment) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return s.deployments.Create(ctx, d.ID, b)
+	return s.writer().Create(ctx, d.ID, b)
 }
 
 // Update stores d over the revision rev, failing if someone else wrote it
@@ -93,7 +114,7 @@ func (s *Store) Update(ctx context.Context, d *Deployment, rev uint64) (uint64, 
 	if err != nil {
 		return 0, err
 	}
-	return s.deployments.Update(ctx, d.ID, b, rev)
+	return s.writer().Update(ctx, d.ID, b, rev)
 }
 
 // List returns the deployments matching the filters, newest first.
@@ -273,6 +294,15 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 // watchKeys calls fn with every value put under keys matching filter in
 // kv, those there now first, until ctx ends. It runs on its own goroutine.
 func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(key string, value []byte, rev uint64)) error {
+	return watchEntries(ctx, kv, filter, func(e jetstream.KeyValueEntry) {
+		if e.Operation() == jetstream.KeyValuePut {
+			fn(e.Key(), e.Value(), e.Revision())
+		}
+	})
+}
+
+// watchEntries is watchKeys with deletes and purges as well.
+func watchEntries(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry)) error {
 	w, err := kv.Watch(ctx, filter)
 	if err != nil {
 		return err
@@ -287,10 +317,9 @@ func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, fn fun
 				if !ok {
 					return
 				}
-				if e == nil || e.Operation() != jetstream.KeyValuePut {
-					continue
+				if e != nil {
+					fn(e)
 				}
-				fn(e.Key(), e.Value(), e.Revision())
 			}
 		}
 	}()
@@ -319,34 +348,22 @@ func (s *Store) WatchStable(ctx context.Context, fn func(key, version string)) e
 	return watchKeys(ctx, s.stable, ">", func(k string, v []byte, _ uint64) { fn(k, string(v)) })
 }
 
-// WatchCommands calls fn with every command sent to any deployment from
-// now on, with the deployment's ID, until ctx ends.
-func (s *Store) WatchCommands(ctx context.Context, fn func(id string, c Command)) error {
-	return watchKeys(ctx, s.control, "cmd.*", func(k string, v []byte, rev uint64) {
+// WatchCommands calls fn with every command sent to any deployment, those
+// pending now first, with the deployment's ID, and gone with each command
+// dropped, until ctx ends.
+func (s *Store) WatchCommands(ctx context.Context, fn func(id string, c Command), gone func(id string)) error {
+	return watchEntries(ctx, s.control, "cmd.*", func(e jetstream.KeyValueEntry) {
+		id := strings.TrimPrefix(e.Key(), "cmd.")
+		if e.Operation() != jetstream.KeyValuePut {
+			gone(id)
+			return
+		}
 		var c Command
-		if json.Unmarshal(v, &c) == nil {
-			c.Seq = rev
-			fn(strings.TrimPrefix(k, "cmd."), c)
+		if json.Unmarshal(e.Value(), &c) == nil {
+			c.Seq = e.Revision()
+			fn(id, c)
 		}
 	})
-}
-
-// PendingCommand returns the last command sent to deployment id, if any:
-// a rollout that starts (or starts again) acts on one sent before.
-func (s *Store) PendingCommand(ctx context.Context, id string) (Command, bool, error) {
-	e, err := s.control.Get(ctx, "cmd."+id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Command{}, false, nil
-	}
-	if err != nil {
-		return Command{}, false, err
-	}
-	var c Command
-	if err := json.Unmarshal(e.Value(), &c); err != nil {
-		return Command{}, false, err
-	}
-	c.Seq = e.Revision()
-	return c, true, nil
 }
 
 // DropCommands forgets a finished deployment's commands.
