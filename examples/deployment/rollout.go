@@ -40,7 +40,7 @@ type rollout struct {
 	cmds    chan Command
 	lastCmd uint64 // the store revision of the last command taken
 	failed  chan failure
-	stage   int // index of the stage in progress in the plan
+	stage   int // index of the stage in progress in the plan; -1 before the first
 	st      plannedStage
 	since   time.Time // when the stage began
 	paused  bool
@@ -400,6 +400,7 @@ func (r *rollout) setPaused(ctx context.Context, p bool) {
 func (r *rollout) check(ctx context.Context) error {
 	r.mu.Lock()
 	window := min(max(time.Since(r.since), r.s.cfg.Interval, time.Second), 5*time.Minute)
+	stage := r.stage
 	r.mu.Unlock()
 	sample, err := r.s.health.Sample(ctx, r.service, r.region, r.version, window)
 	hs := HealthSample{Time: time.Now()}
@@ -425,7 +426,8 @@ func (r *rollout) check(ctx context.Context) error {
 		}
 	}
 	r.mu.Lock()
-	if hs.Verdict == "passed" {
+	// A sample begun before the stage changed speaks for the stage before.
+	if hs.Verdict == "passed" && r.stage == stage {
 		r.passed++
 	}
 	if hs.Verdict != "inconclusive" {

@@ -157,7 +157,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 		return nil, err
 	}
 	if s.pipeline, err = tai.New[*rollout, string](s.prerequisites(), tai.ActionFunc[*rollout, string](s.rollOut),
-		tai.WithObservers(s.stats, s.audit, kaizenpromObserver(s.metrics.pipeline)),
+		tai.WithObservers(s.stats, s.audit, s.metrics.pipeline),
 		tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing})),
 		tai.WithLogger(log),
 	); err != nil {
@@ -392,7 +392,7 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 	r := &rollout{
 		s: s, service: d.Service, version: d.Version, region: job.Region, index: job.Index,
 		strategy: d.Strategy, firstDeploy: d.FirstDeploy, thresholds: d.Analysis.analysis(),
-		d: d, rev: rev, cmds: make(chan Command, 8), failed: make(chan failure, 1),
+		d: d, rev: rev, cmds: make(chan Command, 8), failed: make(chan failure, 1), stage: -1,
 	}
 	switch rr := &d.Results[job.Index]; {
 	case terminal(rr.Status):
@@ -633,8 +633,6 @@ func (s *Service) openAudit() error {
 	s.log.Info("audit trail opened", "path", path, "lines", state.Lines, "keyed", len(s.cfg.AuditKey) > 0)
 	return nil
 }
-
-func kaizenpromObserver(m *kaizenprom.Metrics) tai.Observer { return m }
 
 // stableSnapshot is a copy of the versions serving, as the store's
 // watcher last saw them.
