@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -106,6 +107,21 @@ func TestLocalFleet(t *testing.T) {
 		assert.Equal(t, "v2.0.0", v, "after prod, every answer comes from the new version: %v", tail)
 	}
 	t.Logf("canary on local processes: %d requests, %v by version, 0 failed by the shifts", l.total.Load(), l.byVersion)
+
+	// The file a Prometheus discovers the processes from lists the one
+	// now serving, v2.0.0, with its labels.
+	raw, err := os.ReadFile(filepath.Join(ts.cfg.DataDir, targetsFile))
+	require.NoError(t, err)
+	var groups []sdGroup
+	require.NoError(t, json.Unmarshal(raw, &groups))
+	require.Len(t, groups, 1, "%s", raw)
+	assert.Equal(t, map[string]string{"service": "api-service", "region": "us-west-2", "version": "v2.0.0"}, groups[0].Labels)
+	require.Len(t, groups[0].Targets, 1)
+	resp, err := http.Get("http://" + groups[0].Targets[0] + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	assert.Contains(t, string(metrics), `version="v2.0.0"`, "the target is the new version's demoapp")
 
 	// bad-service v1.0.0 fails 7.2% of its requests: rolled back at the
 	// canary, and the traffic is on v0.9.0 again.

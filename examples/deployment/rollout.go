@@ -298,7 +298,6 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 	// data it waits up to its bake again (ten intervals, and a second, at
 	// least) beyond its bake before it fails.
 	noDataLimit := max(10*r.s.cfg.Interval, st.bake, time.Second)
-	var waited time.Duration
 	for {
 		r.mu.Lock()
 		paused := r.paused
@@ -359,8 +358,9 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			if passed > 0 {
 				return "passed", fmt.Sprintf("%d health samples passed", passed), time.Time{}
 			}
-			waited += time.Since(began)
-			if waited > noDataLimit {
+			// Past its bake (left is negative by as much) without a
+			// passing sample yet.
+			if -left > noDataLimit {
 				return "failed", fmt.Sprintf("No health data for %s %s at %s", r.service, r.version, st.name), time.Now()
 			}
 		}

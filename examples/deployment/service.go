@@ -218,7 +218,9 @@ func (s *Service) startFleet(ctx context.Context) error {
 			return err
 		}
 		s.closers = append(s.closers, f.Shutdown)
-		s.target, s.health, s.local = f, f, f
+		s.local, s.health = f, f
+		s.target = &discovered{Target: f, s: s}
+		s.log.Info("local processes are listed for Prometheus", "file_sd", filepath.Join(s.cfg.DataDir, targetsFile))
 	default:
 		f := sim.New(s.catalog)
 		stable, err := s.store.StableAll(ctx)
