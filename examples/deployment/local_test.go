@@ -93,11 +93,13 @@ func TestLocalFleet(t *testing.T) {
 	require.NotEmpty(t, d.Results[0].ProxyURL, "%+v", d)
 	stop := make(chan struct{})
 	var l load
+	began := time.Now()
 	wg := l.run(t, d.Results[0].ProxyURL, 12, stop)
 	d = waitFor(t, ts.URL, id, ended)
 	time.Sleep(300 * time.Millisecond) // answers after the last shift
 	close(stop)
 	wg.Wait()
+	took := time.Since(began)
 	require.Equal(t, StatusSuccess, d.Status, "%s", *orEmpty(d.ErrorMessage))
 	assert.Zero(t, l.shiftFailures.Load(), "requests failed by the traffic shifts, of %d", l.total.Load())
 	assert.Positive(t, l.byVersion["v1.0.0"], "the old version answered before the shift")
@@ -106,7 +108,8 @@ func TestLocalFleet(t *testing.T) {
 	for _, v := range tail {
 		assert.Equal(t, "v2.0.0", v, "after prod, every answer comes from the new version: %v", tail)
 	}
-	t.Logf("canary on local processes: %d requests, %v by version, 0 failed by the shifts", l.total.Load(), l.byVersion)
+	t.Logf("canary on local processes: %d requests in %v (%.0f/s), %v by version, 0 failed by the shifts",
+		l.total.Load(), took.Round(time.Millisecond), float64(l.total.Load())/took.Seconds(), l.byVersion)
 
 	// The file a Prometheus discovers the processes from lists the one
 	// now serving, v2.0.0, with its labels.
