@@ -2,16 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,9 +24,8 @@ func TestPrometheusAnalysis(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the local fleet reads /proc: Linux only")
 	}
-	bin := servers.Binary(t, "prometheus", "prometheus")
 	dir := t.TempDir()
-	prom := startPrometheusSD(t, bin, filepath.Join(dir, targetsFile))
+	prom := startPrometheusSD(t, filepath.Join(dir, targetsFile))
 	ts := startServiceIn(t, dir, "-fleet", "local", "-local-traffic", "50", "-prometheus-url", prom,
 		"-stages", "canary:50:6s,prod:100:3s", "-health-interval", "500ms", "-min-requests", "20")
 
@@ -57,14 +51,12 @@ func TestPrometheusAnalysis(t *testing.T) {
 	assert.Contains(t, *d.ErrorMessage, "Error rate", "samples: %+v", d.Results[0].Stages)
 }
 
-// startPrometheusSD runs Prometheus on a free loopback port, scraping
-// every second the targets listed in the file_sd file sd, and returns its
-// URL once it is ready.
-func startPrometheusSD(t *testing.T, binary, sd string) string {
+// startPrometheusSD runs Prometheus scraping, every second, the targets
+// listed in the file_sd file sd, and returns its URL once it is ready.
+func startPrometheusSD(t *testing.T, sd string) string {
 	t.Helper()
-	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(sd, []byte("[]\n"), 0o644))
-	config := fmt.Sprintf(`global:
+	return servers.StartPrometheus(t, fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
 scrape_configs:
@@ -72,50 +64,5 @@ scrape_configs:
     file_sd_configs:
       - files: [%q]
         refresh_interval: 1s
-`, sd)
-	configFile := filepath.Join(dir, "prometheus.yml")
-	require.NoError(t, os.WriteFile(configFile, []byte(config), 0o644))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	out := &syncBuffer{}
-	cmd := exec.Command(binary, "--config.file="+configFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	url := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url + "/-/ready")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("prometheus exited: %s", out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready in 30s: %s", strings.TrimSpace(out.String()))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+`, sd))
 }

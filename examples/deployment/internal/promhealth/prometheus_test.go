@@ -1,18 +1,12 @@
 package promhealth
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,51 +15,18 @@ import (
 
 	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 	"github.com/taipattern/taikit/examples/deployment/internal/localfleet"
+	"github.com/taipattern/taikit/internal/servers"
 )
 
-// prometheusBinary returns the prometheus binary's path, skipping the test
-// when there is none unless TAIKIT_REQUIRE_SERVERS=1.
-func prometheusBinary(t *testing.T) string {
+// startPrometheus runs a Prometheus server that scrapes targets every
+// second, and returns its URL once it is ready.
+func startPrometheus(t *testing.T, targets []string) string {
 	t.Helper()
-	path, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("TAIKIT_REQUIRE_SERVERS") == "1" {
-			t.Fatalf("prometheus is required (TAIKIT_REQUIRE_SERVERS=1) but not found: %v", err)
-		}
-		t.Skip("prometheus not installed (Debian: apt-get install -y prometheus); set TAIKIT_REQUIRE_SERVERS=1 to fail instead of skipping")
-	}
-	return path
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// startPrometheus runs a Prometheus server on a free loopback port that
-// scrapes targets every second, and returns its URL once it is ready. The
-// test's cleanup stops it.
-func startPrometheus(t *testing.T, binary string, targets []string) string {
-	t.Helper()
-	dir := t.TempDir()
 	quoted := make([]string, len(targets))
 	for i, target := range targets {
 		quoted[i] = strconv.Quote(target)
 	}
-	config := fmt.Sprintf(`global:
+	return servers.StartPrometheus(t, fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
@@ -73,78 +34,7 @@ scrape_configs:
   - job_name: demoapp
     static_configs:
       - targets: [%s]
-`, strings.Join(quoted, ", "))
-	configFile := filepath.Join(dir, "prometheus.yml")
-	require.NoError(t, os.WriteFile(configFile, []byte(config), 0o644))
-
-	// Prometheus cannot be told port 0, so take a free port and try again
-	// should another process grab it first.
-	for attempt := 1; ; attempt++ {
-		addr := freeAddr(t)
-		stderr := &syncBuffer{}
-		cmd := exec.Command(binary,
-			"--config.file="+configFile,
-			"--storage.tsdb.path="+filepath.Join(dir, "data"),
-			"--web.listen-address="+addr,
-			"--log.level=warn")
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		require.NoError(t, cmd.Start())
-		exited := make(chan struct{})
-		go func() {
-			_ = cmd.Wait()
-			close(exited)
-		}()
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		})
-		url := "http://" + addr
-		if waitReady(t, url, exited) {
-			return url
-		}
-		if attempt == 3 || !strings.Contains(stderr.String(), "address already in use") {
-			t.Fatalf("prometheus did not become ready: %s", stderr)
-		}
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
-// waitReady polls /-/ready for up to 30s; false if the server exited.
-func waitReady(t *testing.T, url string, exited <-chan struct{}) bool {
-	t.Helper()
-	c := &http.Client{Timeout: time.Second}
-	defer c.CloseIdleConnections()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := c.Get(url + "/-/ready")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		select {
-		case <-exited:
-			return false
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	t.Fatal("prometheus not ready within 30s")
-	return false
+`, strings.Join(quoted, ", ")))
 }
 
 // TestAgainstPrometheus runs two versions of the demoapp, one healthy and
@@ -152,7 +42,7 @@ func waitReady(t *testing.T, url string, exited <-chan struct{}) bool {
 // sends traffic at both, and reads their health back through the HTTP
 // API.
 func TestAgainstPrometheus(t *testing.T) {
-	prometheus := prometheusBinary(t)
+	servers.Binary(t, "prometheus", "prometheus") // skip before building anything
 	ctx := t.Context()
 	binary, err := localfleet.Build(ctx, t.TempDir())
 	require.NoError(t, err)
@@ -173,7 +63,7 @@ func TestAgainstPrometheus(t *testing.T) {
 	}
 	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 50))
 	targets := append(f.Instances("web", "eu", "v1"), f.Instances("web", "eu", "v2")...)
-	promURL := startPrometheus(t, prometheus, targets)
+	promURL := startPrometheus(t, targets)
 	proxy, _ := f.ProxyURL("web", "eu")
 
 	// Traffic at about 100 requests a second to each version until the
