@@ -50,12 +50,25 @@ type BoardOptions struct {
 	// Logger records the cord pulls and resets made on the board, with who
 	// and why, and errors encoding the state. Nil means slog.Default().
 	Logger *slog.Logger
+	// Panels are tables of the program's own, shown under the lines and
+	// breakers (see Panel).
+	Panels []Panel
+	// MaxStreams caps the event streams served at once; past it a page is
+	// answered 503 with Retry-After and polls /api/state instead. Zero
+	// means 64.
+	MaxStreams int
+	// WriteTimeout bounds the writing of each event to a stream; a client
+	// that does not read is dropped after it. It replaces the
+	// http.Server's WriteTimeout for the stream, which would otherwise cut
+	// every stream that outlives it. Zero means 10s.
+	WriteTimeout time.Duration
 }
 
 // Board is an http.Handler serving a live andon board for an Evaluator:
 // every rule with its state in colour (green, amber, red), its value
 // against its threshold, since when, and a sparkline of recent values;
-// the lines and breakers; the cord, with a button to pull and reset it.
+// the lines and breakers; tables of the program's own (Panels); the cord,
+// with a button to pull and reset it.
 // The page is plain HTML, CSS and JavaScript embedded in the binary, with
 // nothing loaded from elsewhere. Under Prefix it serves:
 //
@@ -84,6 +97,7 @@ type Board struct {
 	done    chan struct{} // closed by Shutdown
 
 	mu       sync.Mutex
+	poke     chan struct{} // closed and replaced by Notify
 	streams  int           // event streams being served
 	shutdown bool          // Shutdown was called
 	drained  chan struct{} // closed when shutdown and streams is zero
@@ -108,7 +122,23 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 			return nil, fmt.Errorf("andon: BoardOptions.Breakers[%d] is nil", i)
 		}
 	}
-	b := &Board{ev: ev, opts: opts, refresh: opts.Refresh, log: opts.Logger, done: make(chan struct{}), drained: make(chan struct{})}
+	if err := validatePanels(opts.Panels); err != nil {
+		return nil, err
+	}
+	b := &Board{ev: ev, opts: opts, refresh: opts.Refresh, log: opts.Logger, done: make(chan struct{}), drained: make(chan struct{}),
+		poke: make(chan struct{})}
+	switch {
+	case b.opts.MaxStreams == 0:
+		b.opts.MaxStreams = 64
+	case b.opts.MaxStreams < 0:
+		return nil, fmt.Errorf("andon: BoardOptions.MaxStreams %d is negative", opts.MaxStreams)
+	}
+	switch {
+	case b.opts.WriteTimeout == 0:
+		b.opts.WriteTimeout = 10 * time.Second
+	case b.opts.WriteTimeout < 0:
+		return nil, fmt.Errorf("andon: BoardOptions.WriteTimeout %v is negative", opts.WriteTimeout)
+	}
 	switch {
 	case b.refresh == 0:
 		b.refresh = 2 * time.Second
@@ -181,15 +211,34 @@ func (b *Board) Shutdown(ctx context.Context) error {
 	}
 }
 
-// openStream counts an event stream; it reports false after Shutdown.
-func (b *Board) openStream() bool {
+// Notify tells the live pages that something a Panel shows has changed,
+// so they get the state now rather than at the next refresh.
+func (b *Board) Notify() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.shutdown {
-		return false
+	close(b.poke)
+	b.poke = make(chan struct{})
+}
+
+func (b *Board) poked() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.poke
+}
+
+// openStream counts an event stream. It refuses with the reason after
+// Shutdown and when MaxStreams are being served.
+func (b *Board) openStream() (code int, msg string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.shutdown:
+		return http.StatusServiceUnavailable, "andon: the board is shut down; poll api/state"
+	case b.streams >= b.opts.MaxStreams:
+		return http.StatusServiceUnavailable, "andon: too many live pages; poll api/state"
 	}
 	b.streams++
-	return true
+	return 0, ""
 }
 
 // closeStream uncounts an event stream.
@@ -211,6 +260,7 @@ type BoardState struct {
 	Rules    []BoardRule    `json:"rules"`
 	Lines    []BoardLine    `json:"lines"`
 	Breakers []BoardBreaker `json:"breakers"`
+	Panels   []BoardPanel   `json:"panels"`
 	History  []Transition   `json:"history"`
 }
 
@@ -294,6 +344,10 @@ func (b *Board) State() BoardState {
 		s := br.Snapshot()
 		st.Breakers = append(st.Breakers, BoardBreaker{Name: s.Name, State: s.State.String(), Open: breakerRefuses(s.State), Reason: s.Reason, Since: s.Since})
 	}
+	st.Panels = make([]BoardPanel, 0, len(b.opts.Panels))
+	for _, p := range b.opts.Panels {
+		st.Panels = append(st.Panels, b.show(p))
+	}
 	h := b.ev.History()
 	st.History = h[max(0, len(h)-b.opts.HistoryLength):]
 	return st
@@ -354,8 +408,9 @@ func (b *Board) fail(w http.ResponseWriter, code int, msg string) {
 // events streams the state as server-sent events until the client goes
 // or the board shuts down.
 func (b *Board) events(w http.ResponseWriter, r *http.Request) {
-	if !b.openStream() {
-		b.fail(w, http.StatusServiceUnavailable, "andon: the board is shut down; poll api/state")
+	if code, msg := b.openStream(); code != 0 {
+		w.Header().Set("Retry-After", "5")
+		b.fail(w, code, msg)
 		return
 	}
 	defer b.closeStream()
@@ -370,7 +425,7 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 	var last []byte
 	lastWrite := time.Now()
 	for {
-		changed := b.ev.watch()
+		changed, poked := b.ev.watch(), b.poked()
 		st := b.State()
 		now := st.Time
 		st.Time = time.Time{}
@@ -390,6 +445,12 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 			msg = []byte(": keep-alive\n\n")
 		}
 		if msg != nil {
+			// Each event gets its own deadline, which also lifts the
+			// server's WriteTimeout for the stream; a writer without
+			// deadlines (a test's) just goes on.
+			if err := rc.SetWriteDeadline(time.Now().Add(b.opts.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return
+			}
 			if _, err := w.Write(msg); err != nil {
 				return
 			}
@@ -404,6 +465,7 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 		case <-b.done:
 			return
 		case <-changed:
+		case <-poked:
 		case <-tick.C:
 		}
 	}

@@ -126,6 +126,22 @@
     ]);
   }
 
+  function renderPanel(p) {
+    var head = el("tr", {}, p.columns.map(function (c) { return el("th", { scope: "col", text: c }); }));
+    var rows = p.rows.map(function (r) {
+      return el("tr", r.color ? { "data-color": r.color } : {}, r.cells.map(function (c, i) {
+        if (i === 0 && r.link) return el("td", {}, [el("a", { href: r.link, rel: "noopener noreferrer", text: c })]);
+        return el("td", { text: c });
+      }));
+    });
+    var note = p.error || (p.rows.length === 0 ? p.empty : (p.more ? "and " + p.more + " more" : ""));
+    return el("section", { class: "panel", "data-panel": p.title }, [
+      el("h2", { text: p.title }),
+      p.rows.length ? el("table", {}, [el("thead", {}, [head]), el("tbody", {}, rows)]) : null,
+      note ? el("p", { class: p.error ? "error" : "note", text: note }) : null
+    ]);
+  }
+
   function replace(id, nodes) {
     var box = $(id);
     while (box.firstChild) box.removeChild(box.firstChild);
@@ -148,6 +164,7 @@
 
     replace("lines", s.lines.map(renderLine));
     replace("breakers", s.breakers.map(renderBreaker));
+    replace("panels", (s.panels || []).map(renderPanel));
     var rules = s.rules.filter(function (r) { return r.name !== s.cord.name; });
     replace("rules", rules.map(renderRule));
     replace("history", s.history.slice().reverse().map(function (t) {

@@ -63,8 +63,18 @@ func TestBoardInChromium(t *testing.T) {
 			{Name: "GatewayOpen", Severity: andon.Page, Condition: andon.BreakerOpen(breaker)},
 		}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Title: "Payments andon", Refresh: 500 * time.Millisecond,
-		Lines: []andon.Line{line}, Breakers: []andon.Breaker{breaker}})
+	var (
+		jobsMu sync.Mutex
+		jobs   []andon.PanelRow
+	)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Title: "Payments andon", Refresh: time.Hour,
+		Lines: []andon.Line{line}, Breakers: []andon.Breaker{breaker},
+		Panels: []andon.Panel{{Title: "Active rollouts", Columns: []string{"Deployment", "Stage", "Traffic"}, Empty: "no rollout running",
+			Rows: func() []andon.PanelRow {
+				jobsMu.Lock()
+				defer jobsMu.Unlock()
+				return jobs
+			}}}})
 	require.NoError(t, err)
 	srv := httptest.NewServer(board)
 	t.Cleanup(func() {
@@ -130,6 +140,29 @@ func TestBoardInChromium(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`article[data-rule="SlowPayments"][data-color="amber"]`))))
 
 	step("live update seen")
+
+	// A panel's rows reach the page when the program notifies the board,
+	// as a table, its text never parsed as HTML.
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`section[data-panel="Active rollouts"] p.note`))))
+	empty, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section[data-panel="Active rollouts"] p.note`)))
+	require.NoError(t, err)
+	assert.Equal(t, "no rollout running", empty)
+	jobsMu.Lock()
+	jobs = []andon.PanelRow{{Cells: []string{"dpl_1", "canary", "5%"}, Color: "red", Link: "/deploy/dpl_1"},
+		{Cells: []string{"<b>dpl_2</b>", "prod", "100%"}}}
+	jobsMu.Unlock()
+	board.Notify()
+	row := `section[data-panel="Active rollouts"] tbody tr`
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(row+`[data-color="red"] a[href="/deploy/dpl_1"]`))))
+	cells, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll('`+row+` td')).map(td => td.textContent)`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"dpl_1", "canary", "5%", "<b>dpl_2</b>", "prod", "100%"}, cells)
+	red, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`getComputedStyle(document.querySelector('`+row+` td')).borderLeftColor`))
+	require.NoError(t, err)
+	assert.Equal(t, "rgb(211, 47, 47)", red, "a red row is marked red")
+	step("panel seen")
 	// Pull the cord from the page.
 	require.False(t, line.Status().Stopped)
 	require.NoError(t, chromedp.Do(ctx,

@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,6 +150,12 @@ func (s *Service) startAlerts(ctx context.Context) error {
 		Lines:    []andon.Line{s.line},
 		ReadOnly: s.cfg.AdminToken == "",
 		Logger:   s.log,
+		Panels: []andon.Panel{{
+			Title:   "Active rollouts on this replica",
+			Columns: []string{"Deployment", "Service", "Version", "Region", "Strategy", "Stage", "Traffic", "In stage", "Last health samples"},
+			Rows:    s.activeRollouts,
+			Empty:   "no rollout running",
+		}},
 	})
 	if err != nil {
 		return err
@@ -182,4 +192,90 @@ func printRules(w io.Writer) error {
 		return err
 	}
 	return andon.PrometheusRules(w, "deployment", s.rules(), andon.ExportOptions{})
+}
+
+// activeRollouts is the board's panel: the rollouts running in this
+// process, oldest first, each with its stage, traffic share and last
+// health samples. Red: the last sample failed; amber: paused or waiting
+// for data; grey: no sample yet.
+func (s *Service) activeRollouts() []andon.PanelRow {
+	type run struct {
+		started time.Time
+		row     andon.PanelRow
+	}
+	var runs []run
+	s.runs.Range(func(_, v any) bool {
+		r := v.(*rollout)
+		started, row := r.boardRow()
+		runs = append(runs, run{started, row})
+		return true
+	})
+	slices.SortFunc(runs, func(a, b run) int { return a.started.Compare(b.started) })
+	rows := make([]andon.PanelRow, len(runs))
+	for i, r := range runs {
+		rows[i] = r.row
+	}
+	return rows
+}
+
+// boardSamples is how many of a stage's last health samples the board
+// shows.
+const boardSamples = 3
+
+// boardRow is the rollout as the board's panel shows it, and when it
+// started.
+func (r *rollout) boardRow() (time.Time, andon.PanelRow) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rr := r.d.Results[r.index]
+	stage, color, in := "validation", "grey", ""
+	if r.stage >= 0 {
+		stage = rr.Stage
+		in = time.Since(r.since).Round(100 * time.Millisecond).String()
+	}
+	var samples []string
+	if n := len(rr.Stages); n > 0 {
+		st := rr.Stages[n-1].Samples
+		for _, hs := range st[max(0, len(st)-boardSamples):] {
+			if hs.Verdict == "inconclusive" {
+				samples = append(samples, "no verdict ("+hs.Reason+")")
+				continue
+			}
+			samples = append(samples, fmt.Sprintf("%s: errors %.2f%%, p99 %.0f ms, CPU %.0f%%, memory %.0f%%",
+				hs.Verdict, hs.ErrorRate*100, hs.P99Ms, hs.CPU*100, hs.Memory*100))
+		}
+		if len(st) > 0 {
+			switch st[len(st)-1].Verdict {
+			case "failed":
+				color = "red"
+			case "inconclusive":
+				color = "amber"
+			default:
+				color = "green"
+			}
+		}
+	}
+	if r.paused {
+		stage += " (paused)"
+		if color != "red" {
+			color = "amber"
+		}
+	}
+	var started time.Time
+	if rr.StartedAt != nil {
+		started = *rr.StartedAt
+	}
+	return started, andon.PanelRow{
+		Cells: []string{r.d.ID, r.service, r.version, r.region, r.strategy, stage,
+			strconv.FormatFloat(rr.Percent, 'f', -1, 64) + "%", in, strings.Join(samples, " · ")},
+		Color: color,
+		Link:  "/deploy/" + r.d.ID,
+	}
+}
+
+// notifyBoard tells the board's live pages that a rollout changed.
+func (s *Service) notifyBoard() {
+	if s.board != nil {
+		s.board.Notify()
+	}
 }

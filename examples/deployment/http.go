@@ -303,7 +303,18 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	_ = s.store.Watch(r.Context(), r.PathValue("id"), func(d *Deployment) bool {
+	// The stream ends with the deployment, the client, or the server's
+	// shutdown, which would otherwise wait for it.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	_ = s.store.Watch(ctx, r.PathValue("id"), func(d *Deployment) bool {
 		b, err := json.Marshal(d)
 		if err != nil {
 			return false

@@ -77,8 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	// Waiting requests answer 202 with where their deployment is, rather
-	// than hold the shutdown.
+	// Waiting requests answer 202 with where their deployment is, and
+	// event streams end, rather than hold the shutdown.
 	srv.RegisterOnShutdown(svc.closeWaiters)
 	base := "http://" + ln.Addr().String()
 	log.Info("deployment service ready",

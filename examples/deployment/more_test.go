@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,6 +143,38 @@ func TestEvents(t *testing.T) {
 	require.NoError(t, sc.Err(), "the stream ends when the deployment does")
 	assert.Equal(t, StatusSuccess, last.Status)
 	assert.Equal(t, []string{"canary", "staging", "prod"}, stages)
+}
+
+// TestShutdownWithOpenStreams: SIGTERM ends the process promptly with
+// twenty board pages and a deployment's event stream open, and it stops
+// cleanly.
+func TestShutdownWithOpenStreams(t *testing.T) {
+	c := startChild(t, t.TempDir(), "-stages", "canary:5:1h,prod:100:0s", "-health-interval", "50ms")
+	id := deploy(t, c.url, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	var bodies []io.Closer
+	defer func() {
+		for _, b := range bodies {
+			b.Close()
+		}
+	}()
+	for i := range 21 {
+		url := c.url + "/andon/api/events"
+		if i == 20 {
+			url = c.url + "/deploy/" + id + "/events"
+		}
+		resp, err := http.Get(url)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		bodies = append(bodies, resp.Body)
+	}
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("still running 5 s after SIGTERM with streams open\n%s", c.logs.String())
+	}
+	require.NoError(t, c.err, "a clean exit\n%s", c.logs.String())
+	assert.Contains(t, c.logs.String(), `msg=stopped`)
 }
 
 // TestPrintedRulesPassPromtool: -print-rules writes rules Prometheus

@@ -102,6 +102,7 @@ func (r *rollout) update(ctx context.Context, change func(d *Deployment, rr *Reg
 		return fmt.Errorf("store deployment %s: %w", r.d.ID, err)
 	}
 	r.rev = rev
+	r.s.notifyBoard()
 	return nil
 }
 
@@ -451,6 +452,7 @@ func (r *rollout) check(ctx context.Context) error {
 		}
 	}
 	r.mu.Unlock()
+	r.s.notifyBoard()
 	if hs.Verdict == "failed" {
 		r.mu.Lock()
 		span := r.span

@@ -415,8 +415,10 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	key := r.d.ID + "/" + r.region
 	s.runs.Store(r.d.ID, r)
+	s.notifyBoard()
 	defer func() {
 		s.runs.Delete(r.d.ID)
+		s.notifyBoard()
 		s.rollouts.drop(key)
 		s.metrics.errorRate.DeleteLabelValues(r.service, r.region, r.version)
 		s.metrics.overdue.DeletePartialMatch(map[string]string{"service": r.service, "region": r.region})
@@ -731,10 +733,18 @@ func (s *Service) pendingCommand(id string) (Command, bool) {
 	return c, ok
 }
 
-// closeWaiters answers the requests waiting for their deployment's end:
-// the server is shutting down.
+// closeWaiters answers the requests waiting for their deployment's end
+// and ends the event streams, the board's included: the server is
+// shutting down, and its Shutdown waits for every handler.
 func (s *Service) closeWaiters() {
 	s.closingOnce.Do(func() { close(s.closing) })
+	if s.board != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.board.Shutdown(ctx); err != nil {
+			s.log.Warn("board event streams still open", "err", err)
+		}
+	}
 }
 
 // Close stops the consumer (rollouts in progress are taken up again at

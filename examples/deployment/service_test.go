@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/kaizen"
 )
 
@@ -251,10 +252,18 @@ func TestAbortPromoteAndCord(t *testing.T) {
 	// The cord.
 	id = deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v1.2.0", "target_region": "us-east-1"}, async...).deployment(t).ID
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	// The board shows the rollout with its stage, share and last samples.
+	row := boardRow(t, ts.URL, func(r andon.PanelRow) bool { return strings.HasPrefix(r.Cells[8], "passed: errors ") })
+	assert.Equal(t, []string{id, "auth", "v1.2.0", "us-east-1", "canary", "canary", "5%"}, row.Cells[:7])
+	assert.Equal(t, "green", row.Color)
+	assert.Equal(t, "/deploy/"+id, row.Link)
 	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 42"}, auth...)
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 	d = waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
 	assert.Equal(t, "canary", d.Results[0].Stage, "a paused rollout holds its stage")
+	row = boardRow(t, ts.URL, func(r andon.PanelRow) bool { return r.Cells[5] == "canary (paused)" })
+	assert.Equal(t, "amber", row.Color)
+	assert.Equal(t, "5%", row.Cells[6], "the share held")
 	r = deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-east-1"})
 	require.Equal(t, http.StatusServiceUnavailable, r.Code, "%s", r.Body)
 	assert.NotEmpty(t, r.Header.Get("Retry-After"))
@@ -270,6 +279,37 @@ func TestAbortPromoteAndCord(t *testing.T) {
 	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	assert.Equal(t, StatusRolledBack, waitFor(t, ts.URL, id, ended).Status)
+	require.Eventually(t, func() bool { return len(boardPanel(t, ts.URL).Rows) == 0 }, 10*time.Second, 10*time.Millisecond,
+		"an ended rollout leaves the board")
+	assert.Equal(t, "no rollout running", boardPanel(t, ts.URL).Empty)
+}
+
+// boardPanel is the board's panel of active rollouts.
+func boardPanel(t *testing.T, base string) andon.BoardPanel {
+	t.Helper()
+	r := do(t, "GET", base+"/andon/api/state", nil)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	var st andon.BoardState
+	require.NoError(t, json.Unmarshal(r.Body, &st))
+	require.Len(t, st.Panels, 1)
+	require.Equal(t, "Active rollouts on this replica", st.Panels[0].Title)
+	return st.Panels[0]
+}
+
+// boardRow waits for the board to show one rollout that satisfies cond.
+func boardRow(t *testing.T, base string, cond func(andon.PanelRow) bool) andon.PanelRow {
+	t.Helper()
+	var last andon.BoardPanel
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		last = boardPanel(t, base)
+		if len(last.Rows) == 1 && cond(last.Rows[0]) {
+			return last.Rows[0]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("the board never showed the rollout as expected; last: %+v", last)
+	return andon.PanelRow{}
 }
 
 // TestBadInput: malformed requests get a 4xx JSON error and store nothing.

@@ -70,6 +70,9 @@ func (s *Service) paymentRules(inProcess bool) []andon.Rule {
 	return rules
 }
 
+// maxBoardStreams caps the board's live pages.
+const maxBoardStreams = 32
+
 // startAlerts builds the evaluator (notifiers: the log, and Alertmanager
 // when configured), the cord (it stops the payment line) and the board,
 // and starts evaluating.
@@ -101,6 +104,10 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 		// The cord stops every payment: only with an admin token to guard it.
 		ReadOnly: s.cfg.AdminToken == "",
 		Logger:   s.log,
+		// At most this many live pages (beyond, 503 and the page polls);
+		// a page that stops reading is dropped after the write timeout.
+		MaxStreams:   maxBoardStreams,
+		WriteTimeout: 10 * time.Second,
 	})
 	if err != nil {
 		return err

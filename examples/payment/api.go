@@ -504,7 +504,7 @@ func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 // Without one the board was made read-only (no cord) and is served as the
 // rest of the service: on loopback unless an API token is set.
 func (s *Service) boardHandler() http.Handler {
-	board := s.boardStreams(s.board)
+	board := s.board
 	token := s.cfg.AdminToken
 	if token == "" {
 		return board
@@ -520,52 +520,3 @@ func (s *Service) boardHandler() http.Handler {
 		board.ServeHTTP(w, r)
 	})
 }
-
-// Board event streams: at most maxBoardStreams at once (beyond, 503,
-// and the page polls instead), each write with its own deadline, so a
-// stream lives as long as its client reads it and no longer than
-// boardWriteTimeout past a client that stopped reading.
-const (
-	maxBoardStreams   = 32
-	boardWriteTimeout = 10 * time.Second
-)
-
-// boardStreams caps the board's event streams and gives each write its
-// own deadline (the server's WriteTimeout would cut every stream).
-func (s *Service) boardStreams(board http.Handler) http.Handler {
-	slots := make(chan struct{}, maxBoardStreams)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/andon/api/events" {
-			board.ServeHTTP(w, r)
-			return
-		}
-		select {
-		case slots <- struct{}{}:
-			defer func() { <-slots }()
-		default:
-			writeError(w, &requestError{Status: http.StatusServiceUnavailable, Code: "too_many_streams", RetryAfter: 5 * time.Second,
-				Message: "too many board event streams; poll /andon/api/state"})
-			return
-		}
-		board.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w)}, r)
-	})
-}
-
-// deadlineWriter sets a write deadline before each write.
-type deadlineWriter struct {
-	http.ResponseWriter
-	rc *http.ResponseController
-}
-
-func (d *deadlineWriter) Write(b []byte) (int, error) {
-	_ = d.rc.SetWriteDeadline(time.Now().Add(boardWriteTimeout))
-	return d.ResponseWriter.Write(b)
-}
-
-func (d *deadlineWriter) Flush() {
-	_ = d.rc.SetWriteDeadline(time.Now().Add(boardWriteTimeout))
-	_ = d.rc.Flush()
-}
-
-// Unwrap lets http.ResponseController reach the real writer.
-func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }

@@ -231,7 +231,8 @@ func TestBoardStreamsAreCapped(t *testing.T) {
 	}
 	over := ts.do(t, http.MethodGet, "/andon/api/events", nil)
 	assert.Equal(t, http.StatusServiceUnavailable, over.Code)
-	assert.Equal(t, "too_many_streams", over.errField("code"))
+	assert.Equal(t, "5", over.Header.Get("Retry-After"))
+	assert.Contains(t, string(over.Raw), "too many live pages; poll api/state")
 	assert.Equal(t, http.StatusOK, ts.do(t, http.MethodGet, "/andon/api/state", nil).Code, "the page polls instead")
 	bodies[0].Body.Close()
 	bodies = bodies[1:]

@@ -1,0 +1,113 @@
+package andon
+
+import (
+	"fmt"
+	"strings"
+)
+
+// A Panel is a table of the program's own on the board, shown under the
+// lines and breakers: a service's running jobs, a queue's backlog. Rows is
+// called each time the board takes its state (for every page, poll and
+// event), on the goroutine serving it, so it must be quick and must not
+// block; call Board.Notify when the rows change so live pages hear of it
+// at once rather than at the next refresh.
+type Panel struct {
+	// Title heads the table; panels are told apart by it.
+	Title string
+	// Columns are the table's headings.
+	Columns []string
+	// Rows returns the rows now. A row with fewer cells than Columns is
+	// padded with empty ones, one with more is cut.
+	Rows func() []PanelRow
+	// Empty is shown when there are no rows. Empty means "none".
+	Empty string
+}
+
+// PanelRow is a row of a Panel.
+type PanelRow struct {
+	Cells []string `json:"cells"`
+	// Color marks the row "red", "amber", "green" or "grey"; anything
+	// else is shown plain.
+	Color string `json:"color,omitempty"`
+	// Link, if set, makes the first cell a link: a path on the same site
+	// ("/deploy/dpl_…") or an http or https URL. Other links are dropped.
+	Link string `json:"link,omitempty"`
+}
+
+// BoardPanel is a Panel on the board, as /api/state returns it.
+type BoardPanel struct {
+	Title   string     `json:"title"`
+	Columns []string   `json:"columns"`
+	Rows    []PanelRow `json:"rows"`
+	Empty   string     `json:"empty"`
+	// More counts the rows left out beyond the first MaxPanelRows.
+	More int `json:"more,omitempty"`
+	// Error says the panel's Rows panicked; the board goes on without it.
+	Error string `json:"error,omitempty"`
+}
+
+// MaxPanelRows is the most rows of a panel the board shows.
+const MaxPanelRows = 200
+
+func validatePanels(panels []Panel) error {
+	seen := map[string]bool{}
+	for i, p := range panels {
+		switch {
+		case strings.TrimSpace(p.Title) == "":
+			return fmt.Errorf("andon: BoardOptions.Panels[%d] has no Title", i)
+		case seen[p.Title]:
+			return fmt.Errorf("andon: BoardOptions.Panels: two panels titled %q", p.Title)
+		case len(p.Columns) == 0:
+			return fmt.Errorf("andon: BoardOptions.Panels[%d] (%q) has no Columns", i, p.Title)
+		case p.Rows == nil:
+			return fmt.Errorf("andon: BoardOptions.Panels[%d] (%q) has no Rows function", i, p.Title)
+		}
+		seen[p.Title] = true
+	}
+	return nil
+}
+
+// show takes the panel's rows now, shaped for the page.
+func (b *Board) show(p Panel) (bp BoardPanel) {
+	bp = BoardPanel{Title: p.Title, Columns: p.Columns, Rows: []PanelRow{}, Empty: p.Empty}
+	if bp.Empty == "" {
+		bp.Empty = "none"
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			b.log.Error("andon: board: a panel's Rows panicked", "panel", p.Title, "panic", fmt.Sprint(v))
+			bp.Rows, bp.More, bp.Error = []PanelRow{}, 0, "this panel failed; see the log"
+		}
+	}()
+	rows := p.Rows()
+	if len(rows) > MaxPanelRows {
+		bp.More = len(rows) - MaxPanelRows
+		rows = rows[:MaxPanelRows]
+	}
+	for _, r := range rows {
+		cells := make([]string, len(p.Columns))
+		copy(cells, r.Cells)
+		row := PanelRow{Cells: cells}
+		switch r.Color {
+		case "red", "amber", "green", "grey":
+			row.Color = r.Color
+		}
+		if safeLink(r.Link) {
+			row.Link = r.Link
+		}
+		bp.Rows = append(bp.Rows, row)
+	}
+	return bp
+}
+
+// safeLink accepts a path on the same site or an http(s) URL: nothing a
+// page could run.
+func safeLink(s string) bool {
+	switch {
+	case strings.HasPrefix(s, "/"):
+		return !strings.HasPrefix(s, "//") && !strings.HasPrefix(s, "/\\")
+	case strings.HasPrefix(s, "https://"), strings.HasPrefix(s, "http://"):
+		return true
+	}
+	return false
+}
