@@ -13,22 +13,20 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
-	"github.com/taipattern/taikit/examples/internal/httpapi"
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/heijunka"
-	"github.com/taipattern/taikit/kaizen"
 )
 
 // Config is the service's configuration: flags, each with an environment
 // variable as fallback.
 type Config struct {
-	Addr         string
-	NATSURL      string // empty: start an embedded NATS server
-	DataDir      string
-	APIToken     string   // guards the deploy API; "" leaves it open (then Addr must be loopback)
-	AdminToken   string   // guards abort, promote, resume and the cord; "" turns them off
-	AuditKey     []byte   // makes the audit trail's hashes HMACs
-	AllowedHosts []string // Host header values served; "*" for any
-	CatalogFile  string   // "": the demo catalog
+	// Serving is the address, the tokens (the API token guards the deploy
+	// API, the admin token abort, promote, resume and the cord), the
+	// allowed hosts and the audit key.
+	svc.Serving
+	NATSURL     string // empty: start an embedded NATS server
+	DataDir     string
+	CatalogFile string // "": the demo catalog
 
 	// Fleet is what the service deploys to: "sim" (the simulated fleet)
 	// or "local" (demoapp processes behind a proxy per service and
@@ -88,53 +86,13 @@ var (
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("deployment", flag.ContinueOnError)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	e := svc.NewEnv(getenv)
+	env, envDur, envInt, envFloat := e.String, e.Duration, e.Int, e.Float
 	var errs []error
-	envDur := func(name string, def time.Duration) time.Duration {
-		if v := getenv(name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q is not a duration", name, v))
-			}
-			return d
-		}
-		return def
-	}
-	envInt := func(name string, def int) int {
-		if v := getenv(name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q is not an integer", name, v))
-			}
-			return n
-		}
-		return def
-	}
-	envFloat := func(name string, def float64) float64 {
-		if v := getenv(name); v != "" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q is not a number", name, v))
-			}
-			return f
-		}
-		return def
-	}
-	fs.StringVar(&c.Addr, "addr", env("ADDR", ""), "listen address; default 127.0.0.1:3002 (loopback only) without -api-token, :3002 with one. Without a token only a loopback address is accepted (ADDR)")
+	c.Register(fs, e, 3002, svc.Usage{API: "the deploy API", Admin: "abort, promote, resume and the cord"})
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one; replicas on one NATS share the queue and the state (NATS_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-deployment")), "embedded NATS store and audit trail (DATA_DIR)")
-	var apiTokenFile, adminTokenFile, allowedHosts, auditKeyFile, stages, freeze string
-	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on the deploy API (API_TOKEN)")
-	fs.StringVar(&apiTokenFile, "api-token-file", env("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
-	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of abort, promote, resume and the cord; must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
-	fs.StringVar(&adminTokenFile, "admin-token-file", env("ADMIN_TOKEN_FILE", ""), "read the admin token from this file (ADMIN_TOKEN_FILE)")
-	fs.StringVar(&auditKeyFile, "audit-key-file", env("AUDIT_KEY_FILE", ""), "make the audit trail's hashes HMAC-SHA256 with the key in this file (at least 16 bytes) (AUDIT_KEY_FILE)")
-	fs.StringVar(&allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any; default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")
+	var stages, freeze string
 	fs.StringVar(&c.CatalogFile, "catalog", env("CATALOG", ""), "catalog of services, versions, regions and what runs where (JSON); default: the demo catalog (CATALOG)")
 	fs.StringVar(&c.Fleet, "fleet", env("FLEET", "sim"), "what to deploy to: sim (a simulated fleet in this process) or local (demoapp processes on loopback ports behind a weighted proxy per service and region) (FLEET)")
 	fs.Float64Var(&c.LocalTraffic, "local-traffic", envFloat("LOCAL_TRAFFIC", 20), "with -fleet local, requests per second the service sends through each proxy itself so rollouts have traffic to judge; 0 for none (LOCAL_TRAFFIC)")
@@ -182,48 +140,13 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if c.Freeze, err = parseWindows(freeze); err != nil {
 		errs = append(errs, fmt.Errorf("-freeze: %w", err))
 	}
-	if c.APIToken, err = httpapi.ReadToken("api-token", c.APIToken, apiTokenFile); err != nil {
-		errs = append(errs, err)
-	}
-	if c.AdminToken, err = httpapi.ReadToken("admin-token", c.AdminToken, adminTokenFile); err != nil {
-		errs = append(errs, err)
-	}
-	if auditKeyFile != "" {
-		switch key, err := os.ReadFile(auditKeyFile); {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("-audit-key-file: %w", err))
-		case len(key) < kaizen.MinAuditKeyLen:
-			errs = append(errs, fmt.Errorf("-audit-key-file %s holds %d bytes; the key needs at least %d", auditKeyFile, len(key), kaizen.MinAuditKeyLen))
-		default:
-			c.AuditKey = key
-		}
-	}
-	if c.Addr == "" {
-		c.Addr = "127.0.0.1:3002"
-		if c.APIToken != "" {
-			c.Addr = ":3002"
-		}
-	}
-	for _, h := range strings.Split(allowedHosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			c.AllowedHosts = append(c.AllowedHosts, h)
-		}
-	}
-	if len(c.AllowedHosts) == 0 {
-		c.AllowedHosts = httpapi.DefaultHosts(c.Addr)
-	}
+	errs = append(errs, e.Err(), c.Finish())
 	errs = append(errs, c.validate())
 	return c, errors.Join(errs...)
 }
 
 func (c *Config) validate() error {
 	var errs []error
-	if c.APIToken == "" && !httpapi.IsLoopback(c.Addr) {
-		errs = append(errs, fmt.Errorf("-addr %s is not a loopback address: set -api-token (or API_TOKEN) to serve beyond this machine", c.Addr))
-	}
-	if err := (httpapi.Tokens{API: c.APIToken, Admin: c.AdminToken}).Validate(); err != nil {
-		errs = append(errs, err)
-	}
 	if c.Fleet != "sim" && c.Fleet != "local" {
 		errs = append(errs, fmt.Errorf("-fleet %q is not sim or local", c.Fleet))
 	}

@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taipattern/taikit/examples/internal/datadir"
+	"github.com/taipattern/taikit/examples/internal/svctest"
 )
 
 // childArgsEnv, when set, makes the test binary run the service itself
@@ -30,13 +27,9 @@ import (
 const childArgsEnv = "DEPLOYMENT_TEST_CHILD_ARGS"
 
 func TestMain(m *testing.M) {
-	if args := os.Getenv(childArgsEnv); args != "" {
-		if err := run(context.Background(), strings.Fields(args), os.Getenv, os.Stderr); err != nil {
-			fmt.Fprintln(os.Stderr, "deployment:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	svctest.RunAsChild(childArgsEnv, "deployment", func(args []string) error {
+		return run(context.Background(), args, os.Getenv, os.Stderr)
+	})
 	goleak.VerifyTestMain(m)
 }
 
@@ -45,22 +38,8 @@ func TestMain(m *testing.M) {
 // simulated fleet's numbers are exact.
 var fastArgs = []string{"-stages", "canary:5:150ms,staging:25:150ms,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer holds a service's logs for a test to read.
+type syncBuffer = svctest.SyncBuffer
 
 // testService is the service on a loopback port, in this process.
 type testService struct {
@@ -188,48 +167,13 @@ func waitFor(t *testing.T, base, id string, cond func(Deployment) bool) Deployme
 
 func ended(d Deployment) bool { return terminal(d.Status) }
 
-// child is the service running in a process of its own.
-type child struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{}
-	err  error
-	logs *syncBuffer
-}
-
 var readyLine = regexp.MustCompile(`msg="deployment service ready" .*\bapi=(http://[^ ]+)/deploy`)
 
-func startChild(t *testing.T, dir string, args ...string) *child {
+// startChild starts the service on dir in a child process and waits for it
+// to be ready.
+func startChild(t *testing.T, dir string, args ...string) *svctest.Child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childArgsEnv+"=-data-dir "+dir+" -addr 127.0.0.1:0 -instance crash "+strings.Join(args, " "))
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	c := &child{cmd: cmd, done: make(chan struct{}), logs: &syncBuffer{}}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			_, _ = c.logs.Write([]byte(line + "\n"))
-			if m := readyLine.FindStringSubmatch(line); m != nil {
-				ready <- m[1]
-			}
-		}
-		c.err = cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-c.done
-	})
-	select {
-	case c.url = <-ready:
-	case <-c.done:
-		t.Fatalf("the service exited before it was ready: %v\n%s", c.err, c.logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the service was not ready within a minute\n%s", c.logs.String())
-	}
-	return c
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return svctest.StartChild(ctx, t, childArgsEnv, "-data-dir "+dir+" -addr 127.0.0.1:0 -instance crash "+strings.Join(args, " "), readyLine)
 }

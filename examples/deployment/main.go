@@ -11,18 +11,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/taipattern/taikit/examples/internal/datadir"
+	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
 func main() {
@@ -43,31 +41,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.PrintRules {
 		return printRules(os.Stdout)
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("instance", cfg.Instance)
+	log := svc.Logger(stderr, cfg.LogLevel, cfg.Instance)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	// One process per data dir, and nothing touched before the port is
 	// ours.
-	lock, err := datadir.Acquire(cfg.DataDir)
+	lock, ln, err := svc.Listen(cfg.DataDir, cfg.Addr)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		_ = lock.Release()
-		return fmt.Errorf("cannot listen on -addr %s: %w", cfg.Addr, err)
-	}
-	svc, err := newService(ctx, cfg, log, lock)
+	service, err := newService(ctx, cfg, log, lock)
 	if err != nil {
 		_ = ln.Close()
 		return err
 	}
 	srv := &http.Server{
-		Handler:           svc.Handler(),
+		Handler:           service.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// A waiting POST /deploy answers at -request-timeout at the latest;
@@ -79,38 +70,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	// Waiting requests answer 202 with where their deployment is, and
 	// event streams end, rather than hold the shutdown.
-	srv.RegisterOnShutdown(svc.closeWaiters)
-	base := "http://" + ln.Addr().String()
+	srv.RegisterOnShutdown(service.closeWaiters)
+	base := "http://" + svc.PublicHostPort(ln.Addr().String())
 	log.Info("deployment service ready",
 		"api", base+"/deploy", "metrics", base+"/metrics", "kaizen", base+"/kaizen", "andon", base+"/andon/",
-		"nats", svc.natsLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
+		"nats", service.nats.Location(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	select {
-	case err = <-serveErr:
-	case <-ctx.Done():
-		log.Info("shutting down")
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if sErr := srv.Shutdown(shutdownCtx); sErr != nil {
-		err = errors.Join(err, sErr)
-	}
-	if cErr := svc.Close(shutdownCtx); cErr != nil {
-		err = errors.Join(err, cErr)
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	log.Info("stopped")
-	return err
-}
-
-// natsLocation says which NATS server is in use, without credentials.
-func (s *Service) natsLocation() string {
-	if s.embedded != nil {
-		return "embedded (in-process)"
-	}
-	return s.nc.ConnectedUrlRedacted()
+	return svc.Serve(ctx, srv, ln, service.Close, log)
 }

@@ -150,7 +150,7 @@ func TestEvents(t *testing.T) {
 // cleanly.
 func TestShutdownWithOpenStreams(t *testing.T) {
 	c := startChild(t, t.TempDir(), "-stages", "canary:5:1h,prod:100:0s", "-health-interval", "50ms")
-	id := deploy(t, c.url, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	id := deploy(t, c.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
 	var bodies []io.Closer
 	defer func() {
 		for _, b := range bodies {
@@ -158,23 +158,23 @@ func TestShutdownWithOpenStreams(t *testing.T) {
 		}
 	}()
 	for i := range 21 {
-		url := c.url + "/andon/api/events"
+		url := c.URL + "/andon/api/events"
 		if i == 20 {
-			url = c.url + "/deploy/" + id + "/events"
+			url = c.URL + "/deploy/" + id + "/events"
 		}
 		resp, err := http.Get(url)
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		bodies = append(bodies, resp.Body)
 	}
-	require.NoError(t, c.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, c.Cmd.Process.Signal(syscall.SIGTERM))
 	select {
-	case <-c.done:
+	case <-c.Done:
 	case <-time.After(5 * time.Second):
-		t.Fatalf("still running 5 s after SIGTERM with streams open\n%s", c.logs.String())
+		t.Fatalf("still running 5 s after SIGTERM with streams open\n%s", c.Logs.String())
 	}
-	require.NoError(t, c.err, "a clean exit\n%s", c.logs.String())
-	assert.Contains(t, c.logs.String(), `msg=stopped`)
+	require.NoError(t, c.Err, "a clean exit\n%s", c.Logs.String())
+	assert.Contains(t, c.Logs.String(), `msg=stopped`)
 }
 
 // TestPrintedRulesPassPromtool: -print-rules writes rules Prometheus

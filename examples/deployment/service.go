@@ -24,13 +24,13 @@ import (
 	"github.com/taipattern/taikit/examples/deployment/internal/localfleet"
 	"github.com/taipattern/taikit/examples/deployment/internal/promhealth"
 	"github.com/taipattern/taikit/examples/internal/datadir"
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/kaizen/kaizenotel"
 	"github.com/taipattern/taikit/kaizen/kaizenprom"
 	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/kanban/kanbanotel"
-	"github.com/taipattern/taikit/kanban/natsembed"
 	"github.com/taipattern/taikit/kanban/natsjs"
 	"github.com/taipattern/taikit/tai"
 )
@@ -47,12 +47,12 @@ type Service struct {
 	local   *localfleet.Fleet // with -fleet local
 	users   traffic           // the pairs the local traffic goes to
 
-	embedded *natsembed.Server
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	moreJS   []jetstream.JetStream // over further connections, for the records
-	store    *Store
-	queue    *natsjs.Queue[Job]
+	nats   *svc.NATS // the server in use
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	moreJS []jetstream.JetStream // over further connections, for the records
+	store  *Store
+	queue  *natsjs.Queue[Job]
 
 	tracing  *sdktrace.TracerProvider
 	tracer   trace.Tracer
@@ -268,41 +268,22 @@ func splitKey(key string) (service, region string) {
 
 func (s *Service) connectNATS(ctx context.Context) error {
 	var err error
-	if s.cfg.NATSURL == "" {
-		s.embedded, err = natsembed.Start(ctx, natsembed.Options{
-			StoreDir:  filepath.Join(s.cfg.DataDir, "nats"),
-			InProcess: true,
-		})
-		if err != nil {
-			return fmt.Errorf("embedded NATS: %w", err)
-		}
-		s.closers = append(s.closers, s.embedded.Shutdown)
-	}
-	opts := []nats.Option{
-		nats.Name("deployment " + s.cfg.Instance),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100 * time.Millisecond),
-	}
-	if s.nc, err = s.dial(opts); err != nil {
-		return fmt.Errorf("NATS: %w", err)
-	}
-	nc := s.nc
-	s.closers = append(s.closers, func(context.Context) error {
-		err := nc.FlushTimeout(5 * time.Second)
-		nc.Close()
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			err = nil
-		}
+	if s.nats, err = svc.StartNATS(ctx, s.cfg.NATSURL, s.cfg.DataDir, "deployment "+s.cfg.Instance, s.log); err != nil {
 		return err
-	})
+	}
+	s.closers = append(s.closers, s.nats.Shutdown)
+	if s.nc, err = s.nats.Connect(); err != nil {
+		return err
+	}
+	s.closers = append(s.closers, svc.CloseConn(s.nc))
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return err
 	}
 	// Records are written over connections of their own (see Store).
 	for range storeConns {
-		nc, err := s.dial(opts)
+		nc, err := s.nats.Connect()
 		if err != nil {
-			return fmt.Errorf("NATS: %w", err)
+			return err
 		}
 		s.closers = append(s.closers, func(context.Context) error { nc.Close(); return nil })
 		js, err := jetstream.New(nc)
@@ -317,14 +298,6 @@ func (s *Service) connectNATS(ctx context.Context) error {
 // storeConns is how many connections the deployment records are written
 // over, besides the main one.
 const storeConns = 3
-
-// dial opens a connection to the NATS server in use.
-func (s *Service) dial(opts []nats.Option) (*nats.Conn, error) {
-	if s.embedded != nil {
-		return s.embedded.Connect(opts...)
-	}
-	return nats.Connect(s.cfg.NATSURL, opts...)
-}
 
 // queueStream is the stream of region rollouts.
 const queueStream = "DEPLOYMENTS"

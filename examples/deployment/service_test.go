@@ -415,25 +415,25 @@ func TestCrashMidRollout(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
 	c := startChild(t, dir, args...)
-	id := deploy(t, c.url, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
-	waitFor(t, c.url, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
-	require.NoError(t, c.cmd.Process.Signal(syscall.SIGKILL))
-	<-c.done
+	id := deploy(t, c.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	waitFor(t, c.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	require.NoError(t, c.Cmd.Process.Signal(syscall.SIGKILL))
+	<-c.Done
 
 	c = startChild(t, dir, args...)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("restarted service's log:\n%s", c.logs.String())
+			t.Logf("restarted service's log:\n%s", c.Logs.String())
 		}
 	})
-	d := waitFor(t, c.url, id, ended)
+	d := waitFor(t, c.URL, id, ended)
 	assert.Equal(t, StatusRolledBack, d.Status)
 	require.NotNil(t, d.ErrorMessage)
 	assert.Contains(t, *d.ErrorMessage, "Interrupted at stage canary by a restart")
 	assert.Len(t, d.Results[0].Stages, 1, "the canary ran once, and was not started again")
 	// The region is free again, and the old version still serves.
-	r := deploy(t, c.url, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	r := deploy(t, c.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-	again := waitFor(t, c.url, r.deployment(t).ID, func(d Deployment) bool { return d.Results[0].Previous != "" })
+	again := waitFor(t, c.URL, r.deployment(t).ID, func(d Deployment) bool { return d.Results[0].Previous != "" })
 	assert.Equal(t, "v1.0.0", again.Results[0].Previous)
 }

@@ -14,8 +14,7 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/taipattern/taikit/examples/internal/httpapi"
-	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
 // demoBlacklist is the blacklist of a service started without one: the
@@ -26,14 +25,13 @@ const demoBlacklist = "customer:cust_blacklist,country:KP"
 // Config is the service's configuration: flags, each with an environment
 // variable as fallback.
 type Config struct {
-	Addr             string
+	// Serving is the address, the tokens (the API token guards the
+	// payment API, the admin token the admin API, the cord and the
+	// board), the allowed hosts and the audit key.
+	svc.Serving
 	NATSURL          string // empty: start an embedded NATS server
 	RedisURL         string // empty: limits and customer state in memory
 	DataDir          string
-	APIToken         string   // guards the payment API; "" leaves it open (then Addr must be loopback)
-	AdminToken       string   // guards the admin API and the cord; "" turns them off
-	AuditKey         []byte   // makes the audit trail's hashes HMACs; nil: plain SHA-256
-	AllowedHosts     []string // Host header values served (DNS rebinding); "*" for any
 	Idempotency      string
 	CustomerState    string
 	GatewayFail      float64
@@ -90,64 +88,24 @@ func (c *Config) now() time.Time {
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("payment", flag.ContinueOnError)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	e := svc.NewEnv(getenv)
+	env, envDur, envInt, envFloat := e.String, e.Duration, e.Int, e.Float
 	var errs []error
-	envFloat := func(name string, def float64) float64 {
-		if v := getenv(name); v != "" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q is not a number", name, v))
-			}
-			return f
-		}
-		return def
-	}
-	envInt := func(name string, def int) int {
-		if v := getenv(name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q is not an integer", name, v))
-			}
-			return n
-		}
-		return def
-	}
-	envDur := func(name string, def time.Duration) time.Duration {
-		if v := getenv(name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q is not a duration", name, v))
-			}
-			return d
-		}
-		return def
-	}
+	c.Register(fs, e, 3001, svc.Usage{API: "POST /payment and GET /payment/{id}",
+		Admin: "the admin API, the cord and the board (as Bearer, or as the HTTP Basic password)"})
 	envBytes := func(name string, def int64) *int64 {
 		n := def
 		if v := getenv(name); v != "" {
 			var err error
 			if n, err = parseBytes(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+				e.Fail(fmt.Errorf("%s=%q: %w", name, v, err))
 			}
 		}
 		return &n
 	}
-	fs.StringVar(&c.Addr, "addr", env("ADDR", ""), "listen address; default 127.0.0.1:3001 (loopback only) without -api-token, :3001 with one. Without a token only a loopback address is accepted (ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-payment")), "embedded NATS store and audit trail (DATA_DIR)")
-	var apiTokenFile, adminTokenFile, allowedHosts, auditKeyFile string
-	fs.StringVar(&c.APIToken, "api-token", env("API_TOKEN", ""), "require Authorization: Bearer <token> on POST /payment and GET /payment/{id}; prefer -api-token-file, as a flag shows in the process list (API_TOKEN)")
-	fs.StringVar(&apiTokenFile, "api-token-file", env("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
-	fs.StringVar(&c.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "token of the admin API, the cord and the board (as Bearer, or as the HTTP Basic password); must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
-	fs.StringVar(&auditKeyFile, "audit-key-file", env("AUDIT_KEY_FILE", ""), "make the audit trail's hashes HMAC-SHA256 with the key in this file (at least 16 bytes, used as stored); verify with go run ./cmd/taikit audit verify -key-file (AUDIT_KEY_FILE)")
-	fs.StringVar(&adminTokenFile, "admin-token-file", env("ADMIN_TOKEN_FILE", ""), "read the admin token from this file (ADMIN_TOKEN_FILE)")
-	fs.StringVar(&allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any (a defence against DNS rebinding); default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")
 	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "nats"), "where idempotency keys live: nats (JetStream, kept through restarts and shared by replicas) or memory (this process only: a restart forgets every key, and a request retried after it charges again) (IDEMPOTENCY_STORE)")
 	fs.StringVar(&c.CustomerState, "customer-state", env("CUSTOMER_STATE", "auto"), "fraud rules' per-customer state: memory, redis, nats, or auto (redis with -redis-url, else memory) (CUSTOMER_STATE)")
 	fs.Float64Var(&c.GatewayFail, "gateway-failure-rate", envFloat("GATEWAY_FAILURE_RATE", 0), "simulated gateway failure rate in [0, 1] (GATEWAY_FAILURE_RATE)")
@@ -203,41 +161,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		c.AlertLabels[k] = v
 	}
 	c.PaymentsMaxBytes, c.IdemMaxBytes, c.ConfirmMaxBytes, c.StateMaxBytes = *paymentsMax, *idemMax, *confirmMax, *stateMax
-	var err error
-	if c.APIToken, err = httpapi.ReadToken("api-token", c.APIToken, apiTokenFile); err != nil {
-		errs = append(errs, err)
-	}
-	if c.AdminToken, err = httpapi.ReadToken("admin-token", c.AdminToken, adminTokenFile); err != nil {
-		errs = append(errs, err)
-	}
-	if auditKeyFile != "" {
-		switch key, err := os.ReadFile(auditKeyFile); {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("-audit-key-file: %w", err))
-		case len(key) < kaizen.MinAuditKeyLen:
-			errs = append(errs, fmt.Errorf("-audit-key-file %s holds %d bytes; the key needs at least %d", auditKeyFile, len(key), kaizen.MinAuditKeyLen))
-		default:
-			c.AuditKey = key
-		}
-	}
-	if c.Addr == "" {
-		c.Addr = "127.0.0.1:3001"
-		if c.APIToken != "" {
-			c.Addr = ":3001"
-		}
-	}
-	for _, h := range strings.Split(allowedHosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			c.AllowedHosts = append(c.AllowedHosts, h)
-		}
-	}
-	if len(c.AllowedHosts) == 0 {
-		c.AllowedHosts = httpapi.DefaultHosts(c.Addr)
-	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
-	errs = append(errs, c.validate())
+	errs = append(errs, e.Err(), c.Finish(), c.validate())
 	return c, errors.Join(errs...)
 }
 
@@ -247,12 +174,6 @@ func (c *Config) validate() error {
 		if !ok {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
-	}
-	check(c.Addr != "", "-addr is empty")
-	check(c.APIToken != "" || httpapi.IsLoopback(c.Addr),
-		"-addr %s listens beyond loopback without -api-token: anyone who reaches the port could pay and read payments; set -api-token (or -api-token-file), or listen on 127.0.0.1", c.Addr)
-	if err := (httpapi.Tokens{API: c.APIToken, Admin: c.AdminToken}).Validate(); err != nil {
-		errs = append(errs, err)
 	}
 	check(c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be nats or memory", c.Idempotency)
 	check(c.CustomerState == "auto" || c.CustomerState == "memory" || c.CustomerState == "redis" || c.CustomerState == "nats", "-customer-state %q must be auto, memory, redis or nats", c.CustomerState)

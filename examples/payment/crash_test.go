@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/examples/internal/svctest"
 	"github.com/taipattern/taikit/kanban/natsembed"
 )
 
@@ -30,74 +27,13 @@ import (
 // process of its own, to kill it.
 const childArgsEnv = "PAYMENT_TEST_CHILD_ARGS"
 
-// runChild runs the service as main does, in a child process of a test.
-func runChild() {
-	if err := run(context.Background(), strings.Fields(os.Getenv(childArgsEnv)), os.Getenv, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "payment:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
-// child is the service running in a process of its own.
-type child struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit, once done is closed
-	logs *syncBuffer
-}
-
 var readyLine = regexp.MustCompile(`msg="payment service ready" .*\bapi=(http://[^ ]+)/payment`)
 
 // startChild starts the service on dir in a child process and waits, until
 // ctx ends, for it to be ready.
-func startChild(ctx context.Context, t *testing.T, dir string) *child {
+func startChild(ctx context.Context, t *testing.T, dir string) *svctest.Child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childArgsEnv+"=-data-dir "+dir+" -addr 127.0.0.1:0 -instance crash -log-level info")
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	c := &child{cmd: cmd, done: make(chan struct{}), logs: &syncBuffer{}}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			_, _ = c.logs.Write([]byte(line + "\n"))
-			if m := readyLine.FindStringSubmatch(line); m != nil {
-				ready <- m[1]
-			}
-		}
-		c.err = cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-c.done
-	})
-	select {
-	case c.url = <-ready:
-	case <-c.done:
-		t.Fatalf("the service exited before it was ready: %v\n%s", c.err, c.logs.String())
-	case <-ctx.Done():
-		t.Fatalf("the service was not ready in time\n%s", c.logs.String())
-	}
-	return c
-}
-
-// stop ends the child with sig and waits, until ctx ends, for its exit.
-func (c *child) stop(ctx context.Context, t *testing.T, sig os.Signal) error {
-	t.Helper()
-	require.NoError(t, c.cmd.Process.Signal(sig))
-	select {
-	case <-c.done:
-		return c.err
-	case <-ctx.Done():
-		t.Fatalf("the service did not exit after %v\n%s", sig, c.logs.String())
-		return nil
-	}
+	return svctest.StartChild(ctx, t, childArgsEnv, "-data-dir "+dir+" -addr 127.0.0.1:0 -instance crash -log-level info", readyLine)
 }
 
 // attempt is one payment request of the crash test and its answer, if it
@@ -172,7 +108,7 @@ func TestCrashLosesNothing(t *testing.T) {
 				mu.Lock()
 				attempts = append(attempts, a)
 				mu.Unlock()
-				code, body, _, err := post(ctx, client, first.url, a)
+				code, body, _, err := post(ctx, client, first.URL, a)
 				mu.Lock()
 				if err == nil {
 					a.answered, a.code, a.body = true, code, body
@@ -184,7 +120,7 @@ func TestCrashLosesNothing(t *testing.T) {
 				mu.Unlock()
 				if n >= killAfter {
 					kill.Do(func() {
-						require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+						require.NoError(t, first.Cmd.Process.Signal(syscall.SIGKILL))
 						close(killed)
 					})
 				}
@@ -195,10 +131,10 @@ func TestCrashLosesNothing(t *testing.T) {
 	select {
 	case <-killed:
 	default:
-		t.Fatalf("the load ended before the kill\n%s", first.logs.String())
+		t.Fatalf("the load ended before the kill\n%s", first.Logs.String())
 	}
 	select {
-	case <-first.done:
+	case <-first.Done:
 	case <-ctx.Done():
 		t.Fatal("the killed service did not exit")
 	}
@@ -214,7 +150,7 @@ func TestCrashLosesNothing(t *testing.T) {
 
 	second := startChild(ctx, t, dir)
 	get := func(id string) map[string]any {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, second.url+"/payment/"+id, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, second.URL+"/payment/"+id, nil)
 		require.NoError(t, err)
 		resp, err := client.Do(req)
 		require.NoError(t, err)
@@ -237,7 +173,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	// Every request again, with its key: the first answer where there was
 	// one, an answer now where there was none.
 	for _, a := range attempts {
-		code, body, hdr, err := post(ctx, client, second.url, a)
+		code, body, hdr, err := post(ctx, client, second.URL, a)
 		require.NoError(t, err)
 		if a.answered {
 			assert.Equal(t, a.code, code, "%s replayed", a.key)
@@ -255,13 +191,13 @@ func TestCrashLosesNothing(t *testing.T) {
 		require.Eventually(t, func() bool {
 			rec := get(id)
 			return rec != nil && rec["confirmed"] == true
-		}, 60*time.Second, 20*time.Millisecond, "%s (%s) stored and confirmed\n%s", id, a.key, second.logs.String())
+		}, 60*time.Second, 20*time.Millisecond, "%s (%s) stored and confirmed\n%s", id, a.key, second.Logs.String())
 		rec := get(id)
 		assert.Equal(t, StatusSuccess, rec["status"])
 		assert.Equal(t, a.customer, rec["customer_id"])
 	}
 
-	require.NoError(t, second.stop(ctx, t, syscall.SIGTERM), second.logs.String())
+	require.NoError(t, second.Stop(ctx, t, syscall.SIGTERM), second.Logs.String())
 
 	// The durable record: one charge per key (each key has a customer of
 	// its own), and no confirmation dead-lettered.

@@ -15,12 +15,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/taipattern/taikit/examples/internal/svctest"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childArgsEnv) != "" {
-		runChild()
-	}
+	svctest.RunAsChild(childArgsEnv, "payment", func(args []string) error {
+		return run(context.Background(), args, os.Getenv, os.Stderr)
+	})
 	goleak.VerifyTestMain(m)
 }
 
@@ -60,22 +62,8 @@ type testService struct {
 	logs  *syncBuffer
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer holds a service's logs for a test to read.
+type syncBuffer = svctest.SyncBuffer
 
 // testConfig is the default configuration of a test service: embedded NATS
 // on no port, data under the test's temp dir, a manual clock.

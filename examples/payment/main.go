@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -24,7 +23,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/andon"
-	"github.com/taipattern/taikit/examples/internal/datadir"
+	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
 func main() {
@@ -45,9 +44,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.PrintRules {
 		return printRules(os.Stdout, cfg)
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("instance", cfg.Instance)
+	log := svc.Logger(stderr, cfg.LogLevel, cfg.Instance)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -55,25 +52,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// One process per data dir, and nothing touched before the port is
 	// ours: a second start on a directory in use, or on a busy port,
 	// fails here and changes nothing.
-	lock, err := datadir.Acquire(cfg.DataDir)
+	lock, ln, err := svc.Listen(cfg.DataDir, cfg.Addr)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		_ = lock.Release()
-		return fmt.Errorf("cannot listen on -addr %s: %w", cfg.Addr, err)
-	}
-	svc, err := newService(ctx, cfg, log, lock)
+	service, err := newService(ctx, cfg, log, lock)
 	if err != nil {
 		_ = ln.Close()
 		return err
 	}
-	srv := newHTTPServer(cfg, svc, log)
-	base := "http://" + publicHostPort(ln.Addr().String())
+	srv := newHTTPServer(cfg, service, log)
+	base := "http://" + svc.PublicHostPort(ln.Addr().String())
 	log.Info("payment service ready",
 		"api", base+"/payment", "metrics", base+"/metrics", "andon", base+"/andon/", "kaizen", base+"/kaizen",
-		"nats", svc.NATSLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
+		"nats", service.NATSLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
 
 	if cfg.DebugAddr != "" {
 		// Sample contention too, for /debug/pprof/block and /mutex.
@@ -89,26 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("profiling", "url", "http://"+cfg.DebugAddr+"/debug/pprof/")
 	}
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	select {
-	case err = <-serveErr:
-	case <-ctx.Done():
-		log.Info("shutting down")
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if sErr := srv.Shutdown(shutdownCtx); sErr != nil {
-		err = errors.Join(err, sErr)
-	}
-	if cErr := svc.Close(shutdownCtx); cErr != nil {
-		err = errors.Join(err, cErr)
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	log.Info("stopped")
-	return err
+	return svc.Serve(ctx, srv, ln, service.Close, log)
 }
 
 // newHTTPServer is the service's HTTP server. A payment has its own

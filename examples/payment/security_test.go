@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
 func TestSecureDefaults(t *testing.T) {
@@ -174,7 +176,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	for _, secret := range []string{"nats-s3cret", "api-s3cret", "admin-s3cret"} {
 		assert.NotContains(t, logs, secret)
 	}
-	assert.Equal(t, "redis://xxxxx@h:6379,nats://u:xxxxx@h", redactURL("redis://tok@h:6379,nats://u:p@h"))
+	assert.Equal(t, "redis://xxxxx@h:6379,nats://u:xxxxx@h", svc.RedactURL("redis://tok@h:6379,nats://u:p@h"))
 }
 
 var sseState = regexp.MustCompile(`(?m)^event: state$`)

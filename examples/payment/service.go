@@ -7,12 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +29,7 @@ import (
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/examples/internal/datadir"
 	"github.com/taipattern/taikit/examples/internal/httpapi"
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/heijunka/redisgcra"
 	"github.com/taipattern/taikit/jidoka"
@@ -40,7 +38,6 @@ import (
 	"github.com/taipattern/taikit/kaizen/kaizenprom"
 	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/kanban/kanbanotel"
-	"github.com/taipattern/taikit/kanban/natsembed"
 	"github.com/taipattern/taikit/kanban/natsjs"
 	"github.com/taipattern/taikit/tai"
 )
@@ -84,7 +81,7 @@ type Service struct {
 	js        jetstream.JetStream   // on nc
 	kvJS      []jetstream.JetStream // the payments' key-value traffic, each on a connection of its own
 	confirmJS []jetstream.JetStream // the confirmation consumer's, likewise
-	embedded  *natsembed.Server
+	nats      *svc.NATS             // the server in use
 	rdb       *redis.Client
 
 	registry  *prometheus.Registry
@@ -176,7 +173,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.startConsumer(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.startAlerts(ctx, "http://"+publicHostPort(cfg.Addr)+"/andon/"); err != nil {
+	if err := s.startAlerts(ctx, "http://"+svc.PublicHostPort(cfg.Addr)+"/andon/"); err != nil {
 		return nil, err
 	}
 	if err := s.startAuditHeads(ctx); err != nil {
@@ -189,36 +186,21 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 
 func (s *Service) connectNATS(ctx context.Context) error {
 	var err error
-	if s.cfg.NATSURL == "" {
-		// In-process only: no port, so nothing outside this process can
-		// reach it (natsembed has no credentials to give it one safely).
-		s.embedded, err = natsembed.Start(ctx, natsembed.Options{
-			StoreDir:  filepath.Join(s.cfg.DataDir, "nats"),
-			InProcess: true,
-		})
-		if err != nil {
-			return fmt.Errorf("embedded NATS: %w", err)
-		}
-		s.closers = append(s.closers, s.embedded.Shutdown)
+	if s.nats, err = svc.StartNATS(ctx, s.cfg.NATSURL, s.cfg.DataDir, "payment "+s.cfg.Instance, s.log); err != nil {
+		return err
 	}
+	s.closers = append(s.closers, s.nats.Shutdown)
 	// One connection's writes go one at a time (an in-process one waits
 	// for the server to read each), so the key-value traffic of payments
 	// — records and idempotency keys — is spread over a few connections of
 	// its own, and the confirmation consumer's over others, apart from the
 	// queue's: confirming never holds up a payment's answer.
 	for i := range 1 + kvConns + confirmConns {
-		nc, err := s.dial()
+		nc, err := s.nats.Connect()
 		if err != nil {
-			return fmt.Errorf("NATS %s: %w", s.NATSLocation(), err)
-		}
-		s.closers = append(s.closers, func(context.Context) error {
-			err := nc.FlushTimeout(5 * time.Second)
-			nc.Close()
-			if errors.Is(err, nats.ErrConnectionClosed) {
-				err = nil
-			}
 			return err
-		})
+		}
+		s.closers = append(s.closers, svc.CloseConn(nc))
 		if i == 0 {
 			s.nc = nc
 			continue
@@ -243,38 +225,6 @@ const (
 	confirmConns = 2
 )
 
-// dial opens a connection to the NATS server in use.
-func (s *Service) dial() (*nats.Conn, error) {
-	if s.embedded != nil {
-		return s.embedded.Connect(s.natsOptions()...)
-	}
-	return nats.Connect(s.cfg.NATSURL, s.natsOptions()...)
-}
-
-// natsOptions make the connection reconnect for ever (a NATS restart must
-// not lose confirmations) and report through the service's log.
-func (s *Service) natsOptions() []nats.Option {
-	return []nats.Option{
-		nats.Name("payment " + s.cfg.Instance),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100 * time.Millisecond),
-		nats.ReconnectBufSize(64 << 20),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subject := ""
-			if sub != nil {
-				subject = sub.Subject
-			}
-			s.log.Warn("nats", "err", err, "subject", subject)
-		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				s.log.Warn("nats disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { s.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
-	}
-}
-
 // openRecords opens the payments bucket, where every decided payment is
 // kept for GET /payment/{id}.
 func (s *Service) openRecords(ctx context.Context) error {
@@ -297,13 +247,13 @@ func (s *Service) connectRedis(ctx context.Context) error {
 	opts, err := redis.ParseURL(s.cfg.RedisURL)
 	if err != nil {
 		// The error may quote the URL, password and all.
-		return fmt.Errorf("-redis-url %s is not a Redis URL", redactURL(s.cfg.RedisURL))
+		return fmt.Errorf("-redis-url %s is not a Redis URL", svc.RedactURL(s.cfg.RedisURL))
 	}
 	s.rdb = redis.NewClient(opts)
 	rdb := s.rdb
 	s.closers = append(s.closers, func(context.Context) error { return rdb.Close() })
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis %s: %w", redactURL(s.cfg.RedisURL), err)
+		return fmt.Errorf("redis %s: %w", svc.RedactURL(s.cfg.RedisURL), err)
 	}
 	return nil
 }
@@ -670,18 +620,6 @@ func (g customerGate) Admit(ctx context.Context, key string) error {
 	return &heijunka.LimitedError{Name: g.limiter.Name(), Decision: d}
 }
 
-// publicHostPort turns a listen address into one a person can open.
-func publicHostPort(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return net.JoinHostPort(host, port)
-}
-
 // Handler returns the service's HTTP API. With an API token, the payment
 // API needs it; the admin API needs the admin token and is off without
 // one; metrics, statistics and health are open. A request for a Host not
@@ -813,34 +751,7 @@ func (s *Service) Close(ctx context.Context) error {
 
 // NATSLocation says which NATS server is in use, for the log: the
 // configured URL without its credentials, or "embedded (in-process)".
-func (s *Service) NATSLocation() string {
-	if s.embedded != nil {
-		return "embedded (in-process)"
-	}
-	return redactURL(s.cfg.NATSURL)
-}
-
-// redactURL hides a URL's password (and a user name alone, which a token
-// is in a nats:// URL); a string that is not a URL is hidden whole.
-func redactURL(raw string) string {
-	var out []string
-	for _, one := range strings.Split(raw, ",") { // NATS takes a list
-		u, err := url.Parse(strings.TrimSpace(one))
-		if err != nil {
-			out = append(out, "(unparsable URL)")
-			continue
-		}
-		if u.User != nil {
-			if _, hasPass := u.User.Password(); hasPass {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			} else {
-				u.User = url.User("xxxxx")
-			}
-		}
-		out = append(out, u.String())
-	}
-	return strings.Join(out, ",")
-}
+func (s *Service) NATSLocation() string { return s.nats.Location() }
 
 // waitCtx waits for wg until ctx ends.
 func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {

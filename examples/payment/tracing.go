@@ -1,19 +1,17 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
 // newTracerProvider returns the service's tracer provider. Every payment
@@ -29,39 +27,8 @@ func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
 			ratio = 1
 		}
 	}
-	// The service's name and instance, which OTEL_SERVICE_NAME and
-	// OTEL_RESOURCE_ATTRIBUTES override, as everywhere in OpenTelemetry.
-	res, err := resource.New(context.Background(),
-		resource.WithSchemaURL(semconv.SchemaURL),
-		resource.WithAttributes(semconv.ServiceName("payment"), semconv.ServiceInstanceID(cfg.Instance)),
-		resource.WithTelemetrySDK(),
-		resource.WithFromEnv(),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("trace resource: %w", err)
-	}
-	opts := []sdktrace.TracerProviderOption{
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
-		sdktrace.WithResource(res),
-	}
-	if cfg.TraceProcessor != nil {
-		opts = append(opts, sdktrace.WithSpanProcessor(cfg.TraceProcessor))
-	}
-	if cfg.OTLPEndpoint != "" {
-		endpoint := cfg.OTLPEndpoint
-		var eopts []otlptracehttp.Option
-		if strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "https://") {
-			eopts = append(eopts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(endpoint, "/")+"/v1/traces"))
-		} else {
-			eopts = append(eopts, otlptracehttp.WithEndpoint(endpoint), otlptracehttp.WithInsecure())
-		}
-		exp, err := otlptracehttp.New(context.Background(), eopts...)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
-	}
-	return sdktrace.NewTracerProvider(opts...), nil
+	return svc.Tracing{Service: "payment", Instance: cfg.Instance, Endpoint: cfg.OTLPEndpoint, Processor: cfg.TraceProcessor,
+		Sampler: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))}.TracerProvider()
 }
 
 // traceHTTP opens a server span per request, joined to the caller's trace

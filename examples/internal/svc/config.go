@@ -1,0 +1,147 @@
+// Package svc holds what the example services do alike: flags with an
+// environment variable as fallback; how a service serves — its address,
+// tokens, allowed hosts and audit key — with secure defaults (no token:
+// loopback only); its logger; and its start and graceful stop.
+package svc
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/taipattern/taikit/examples/internal/httpapi"
+	"github.com/taipattern/taikit/kaizen"
+)
+
+// Env gives flags their defaults from the environment and keeps the
+// errors of values it cannot parse, which Err returns.
+type Env struct {
+	getenv func(string) string
+	errs   []error
+}
+
+// NewEnv reads variables through getenv (os.Getenv, or a map in tests).
+func NewEnv(getenv func(string) string) *Env { return &Env{getenv: getenv} }
+
+// Err returns the errors of every value that did not parse.
+func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+// Fail records an error of the caller's about a variable.
+func (e *Env) Fail(err error) { e.errs = append(e.errs, err) }
+
+// String returns the variable name, or def when it is empty or unset.
+func (e *Env) String(name, def string) string {
+	if v := e.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// Duration returns the variable name as a duration, or def.
+func (e *Env) Duration(name string, def time.Duration) time.Duration {
+	return parse(e, name, def, time.ParseDuration, "a duration")
+}
+
+// Int returns the variable name as an integer, or def.
+func (e *Env) Int(name string, def int) int { return parse(e, name, def, strconv.Atoi, "an integer") }
+
+// Float returns the variable name as a number, or def.
+func (e *Env) Float(name string, def float64) float64 {
+	return parse(e, name, def, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }, "a number")
+}
+
+func parse[T any](e *Env, name string, def T, conv func(string) (T, error), what string) T {
+	v := e.getenv(name)
+	if v == "" {
+		return def
+	}
+	x, err := conv(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q is not %s", name, v, what))
+		return def
+	}
+	return x
+}
+
+// Serving is how a service serves: where it listens, who may call it, the
+// hosts it answers for, and the key of its audit trail.
+type Serving struct {
+	Addr         string
+	APIToken     string   // guards the API; "" leaves it open (then Addr must be loopback)
+	AdminToken   string   // guards the admin actions and the cord; "" turns them off
+	AuditKey     []byte   // makes the audit trail's hashes HMACs
+	AllowedHosts []string // Host header values served; "*" for any
+
+	port                                                int
+	apiTokenFile, adminTokenFile, auditKeyFile, allowed string
+}
+
+// Usage says what a service's tokens guard, for its flags' help.
+type Usage struct {
+	API   string // what -api-token guards: "the deploy API"
+	Admin string // what -admin-token guards: "abort, promote, resume and the cord"
+}
+
+// Register adds the serving flags to fs with their environment fallbacks:
+// -addr (default 127.0.0.1:port without a token, :port with one),
+// -api-token, -api-token-file, -admin-token, -admin-token-file,
+// -audit-key-file and -allowed-hosts. Call Finish after fs.Parse.
+func (s *Serving) Register(fs *flag.FlagSet, env *Env, port int, u Usage) {
+	s.port = port
+	fs.StringVar(&s.Addr, "addr", env.String("ADDR", ""), fmt.Sprintf("listen address; default 127.0.0.1:%d (loopback only) without -api-token, :%[1]d with one. Without a token only a loopback address is accepted (ADDR)", port))
+	fs.StringVar(&s.APIToken, "api-token", env.String("API_TOKEN", ""), "require Authorization: Bearer <token> on "+u.API+"; prefer -api-token-file, as a flag shows in the process list (API_TOKEN)")
+	fs.StringVar(&s.apiTokenFile, "api-token-file", env.String("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
+	fs.StringVar(&s.AdminToken, "admin-token", env.String("ADMIN_TOKEN", ""), "token of "+u.Admin+"; must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
+	fs.StringVar(&s.adminTokenFile, "admin-token-file", env.String("ADMIN_TOKEN_FILE", ""), "read the admin token from this file (ADMIN_TOKEN_FILE)")
+	fs.StringVar(&s.auditKeyFile, "audit-key-file", env.String("AUDIT_KEY_FILE", ""), "make the audit trail's hashes HMAC-SHA256 with the key in this file (at least 16 bytes, used as stored); verify with go run ./cmd/taikit audit verify -key-file (AUDIT_KEY_FILE)")
+	fs.StringVar(&s.allowed, "allowed-hosts", env.String("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any (a defence against DNS rebinding); default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")
+}
+
+// Finish reads the token and key files, fills in the defaults and checks
+// the whole: a token-less service listens on loopback only, and the admin
+// token is not the API token.
+func (s *Serving) Finish() error {
+	var errs []error
+	var err error
+	if s.APIToken, err = httpapi.ReadToken("api-token", s.APIToken, s.apiTokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	if s.AdminToken, err = httpapi.ReadToken("admin-token", s.AdminToken, s.adminTokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	if s.auditKeyFile != "" {
+		switch key, err := os.ReadFile(s.auditKeyFile); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("-audit-key-file: %w", err))
+		case len(key) < kaizen.MinAuditKeyLen:
+			errs = append(errs, fmt.Errorf("-audit-key-file %s holds %d bytes; the key needs at least %d", s.auditKeyFile, len(key), kaizen.MinAuditKeyLen))
+		default:
+			s.AuditKey = key
+		}
+	}
+	if s.Addr == "" {
+		s.Addr = fmt.Sprintf("127.0.0.1:%d", s.port)
+		if s.APIToken != "" {
+			s.Addr = fmt.Sprintf(":%d", s.port)
+		}
+	}
+	for _, h := range strings.Split(s.allowed, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			s.AllowedHosts = append(s.AllowedHosts, h)
+		}
+	}
+	if len(s.AllowedHosts) == 0 {
+		s.AllowedHosts = httpapi.DefaultHosts(s.Addr)
+	}
+	if s.APIToken == "" && !httpapi.IsLoopback(s.Addr) {
+		errs = append(errs, fmt.Errorf("-addr %s listens beyond loopback without -api-token: anyone who reaches the port could call the API; set -api-token (or -api-token-file), or listen on 127.0.0.1", s.Addr))
+	}
+	if err := (httpapi.Tokens{API: s.APIToken, Admin: s.AdminToken}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

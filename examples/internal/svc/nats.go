@@ -1,0 +1,129 @@
+package svc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/taipattern/taikit/kanban/natsembed"
+)
+
+// NATS is the NATS server a service uses: the one at a URL, or an
+// embedded one with JetStream on the data dir, in-process only — it
+// listens on no port, so nothing outside the process can reach it.
+type NATS struct {
+	embedded *natsembed.Server
+	url      string
+	opts     []nats.Option
+}
+
+// StartNATS starts an embedded server under dataDir/nats when url is
+// empty, or uses the server at url. Its connections carry name, reconnect
+// for ever (a NATS restart must lose nothing) and report to log.
+func StartNATS(ctx context.Context, url, dataDir, name string, log *slog.Logger) (*NATS, error) {
+	n := &NATS{url: url, opts: []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(100 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("nats", "err", err, "subject", subject)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}}
+	if url != "" {
+		return n, nil
+	}
+	var err error
+	n.embedded, err = natsembed.Start(ctx, natsembed.Options{StoreDir: filepath.Join(dataDir, "nats"), InProcess: true})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	return n, nil
+}
+
+// Connect opens a connection to the server.
+func (n *NATS) Connect() (*nats.Conn, error) {
+	var nc *nats.Conn
+	var err error
+	if n.embedded != nil {
+		nc, err = n.embedded.Connect(n.opts...)
+	} else {
+		nc, err = nats.Connect(n.url, n.opts...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("NATS %s: %w", n.Location(), err)
+	}
+	return nc, nil
+}
+
+// Embedded reports whether the server is the embedded one.
+func (n *NATS) Embedded() bool { return n.embedded != nil }
+
+// Location says which server is in use, with no credentials.
+func (n *NATS) Location() string {
+	if n.embedded != nil {
+		return "embedded (in-process)"
+	}
+	return RedactURL(n.url)
+}
+
+// Shutdown stops the embedded server, if there is one.
+func (n *NATS) Shutdown(ctx context.Context) error {
+	if n.embedded == nil {
+		return nil
+	}
+	return n.embedded.Shutdown(ctx)
+}
+
+// CloseConn flushes what nc has buffered, for up to five seconds, and
+// closes it.
+func CloseConn(nc *nats.Conn) func(context.Context) error {
+	return func(context.Context) error {
+		err := nc.FlushTimeout(5 * time.Second)
+		nc.Close()
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			err = nil
+		}
+		return err
+	}
+}
+
+// RedactURL hides a URL's password (and a user name alone, which a token
+// is in a nats:// URL); a string that is not a URL is hidden whole. NATS
+// takes a comma-separated list; each is redacted.
+func RedactURL(raw string) string {
+	var out []string
+	for _, one := range strings.Split(raw, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil {
+			out = append(out, "(unparsable URL)")
+			continue
+		}
+		if u.User != nil {
+			if _, hasPass := u.User.Password(); hasPass {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx")
+			}
+		}
+		out = append(out, u.String())
+	}
+	return strings.Join(out, ",")
+}

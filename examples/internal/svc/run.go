@@ -1,0 +1,82 @@
+package svc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/taipattern/taikit/examples/internal/datadir"
+)
+
+// Logger is a service's logger: text lines on w from level ("debug",
+// "info", "warn", "error"; anything else is info), each naming the
+// instance.
+func Logger(w io.Writer, level, instance string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})).With("instance", instance)
+}
+
+// Listen takes the data dir's lock, then the address, and touches nothing
+// else: a second start on a directory in use, or on a busy port, fails
+// here and changes nothing.
+func Listen(dataDir, addr string) (*datadir.Lock, net.Listener, error) {
+	lock, err := datadir.Acquire(dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		_ = lock.Release()
+		return nil, nil, fmt.Errorf("cannot listen on -addr %s: %w", addr, err)
+	}
+	return lock, ln, nil
+}
+
+// ShutdownTimeout bounds a service's graceful stop.
+const ShutdownTimeout = 30 * time.Second
+
+// Serve serves srv on ln until ctx ends or serving fails, then stops: the
+// server first (no new requests; those in flight finish), then the
+// service with closeService, both within ShutdownTimeout.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService func(context.Context) error, log *slog.Logger) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	var err error
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if sErr := srv.Shutdown(shutdownCtx); sErr != nil {
+		err = errors.Join(err, sErr)
+	}
+	if cErr := closeService(shutdownCtx); cErr != nil {
+		err = errors.Join(err, cErr)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	log.Info("stopped")
+	return err
+}
+
+// PublicHostPort turns a listen address into one a person can open: an
+// unspecified host (":3001", "[::]:3001") becomes localhost.
+func PublicHostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

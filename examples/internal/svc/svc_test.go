@@ -1,0 +1,196 @@
+package svc_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/internal/svc"
+)
+
+func parse(t *testing.T, env map[string]string, args ...string) (svc.Serving, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	e := svc.NewEnv(func(k string) string { return env[k] })
+	var s svc.Serving
+	s.Register(fs, e, 3009, svc.Usage{API: "the API", Admin: "the cord"})
+	require.NoError(t, fs.Parse(args))
+	return s, errorsJoin(e.Err(), s.Finish())
+}
+
+func errorsJoin(a, b error) error {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return fmt.Errorf("%w; %w", a, b)
+}
+
+func TestServingDefaults(t *testing.T) {
+	s, err := parse(t, nil)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:3009", s.Addr, "no token: loopback only")
+	assert.Contains(t, s.AllowedHosts, "localhost")
+
+	s, err = parse(t, map[string]string{"API_TOKEN": "api-token-0123456789"})
+	require.NoError(t, err)
+	assert.Equal(t, ":3009", s.Addr, "a token: every interface")
+	assert.Equal(t, "api-token-0123456789", s.APIToken)
+
+	s, err = parse(t, nil, "-allowed-hosts", " pay.example , *")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"pay.example", "*"}, s.AllowedHosts)
+}
+
+func TestServingRefusals(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	require.NoError(t, os.WriteFile(short, []byte("too short"), 0o600))
+	good := filepath.Join(dir, "good")
+	require.NoError(t, os.WriteFile(good, bytes.Repeat([]byte("k"), 32), 0o600))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-addr", ":8080"}, "-addr :8080 listens beyond loopback without -api-token"},
+		{[]string{"-api-token", "same-token-0123456789", "-admin-token", "same-token-0123456789"}, "admin"},
+		{[]string{"-audit-key-file", short}, "holds 9 bytes; the key needs at least"},
+		{[]string{"-audit-key-file", filepath.Join(dir, "missing")}, "-audit-key-file:"},
+		{[]string{"-api-token-file", filepath.Join(dir, "missing")}, "api-token"},
+	} {
+		_, err := parse(t, nil, c.args...)
+		assert.ErrorContains(t, err, c.want, "%v", c.args)
+	}
+	s, err := parse(t, nil, "-audit-key-file", good)
+	require.NoError(t, err)
+	assert.Len(t, s.AuditKey, 32)
+}
+
+func TestEnv(t *testing.T) {
+	e := svc.NewEnv(func(k string) string {
+		return map[string]string{"D": "2s", "N": "7", "F": "0.5", "BAD_D": "soon", "BAD_N": "many", "BAD_F": "half"}[k]
+	})
+	assert.Equal(t, 2*time.Second, e.Duration("D", time.Second))
+	assert.Equal(t, 7, e.Int("N", 1))
+	assert.Equal(t, 0.5, e.Float("F", 1))
+	assert.Equal(t, "x", e.String("UNSET", "x"))
+	require.NoError(t, e.Err())
+	assert.Equal(t, time.Second, e.Duration("BAD_D", time.Second), "a bad value keeps the default")
+	e.Int("BAD_N", 1)
+	e.Float("BAD_F", 1)
+	err := e.Err()
+	assert.ErrorContains(t, err, `BAD_D="soon" is not a duration`)
+	assert.ErrorContains(t, err, `BAD_N="many" is not an integer`)
+	assert.ErrorContains(t, err, `BAD_F="half" is not a number`)
+}
+
+func TestListenRefusesABusyDirAndPort(t *testing.T) {
+	dir := t.TempDir()
+	lock, ln, err := svc.Listen(dir, "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, _, err = svc.Listen(dir, "127.0.0.1:0")
+	assert.Error(t, err, "a second start on the same data dir")
+	require.NoError(t, lock.Release())
+
+	_, _, err = svc.Listen(t.TempDir(), ln.Addr().String())
+	assert.ErrorContains(t, err, "cannot listen on -addr")
+}
+
+func TestServeStopsServerThenService(t *testing.T) {
+	var logs bytes.Buffer
+	log := svc.Logger(&logs, "debug", "test-1")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := ln.Addr().String()
+	var afterServer error // a request made while the service closes
+	closed := false
+	done := make(chan error, 1)
+	go func() {
+		done <- svc.Serve(ctx, srv, ln, func(context.Context) error {
+			closed = true
+			_, afterServer = http.Get("http://" + addr)
+			return nil
+		}, log)
+	}()
+	resp, err := http.Get("http://" + addr)
+	require.NoError(t, err)
+	resp.Body.Close()
+	cancel()
+	require.NoError(t, <-done)
+	assert.True(t, closed, "the service was closed")
+	assert.Error(t, afterServer, "the server stopped listening before the service closed")
+	assert.Contains(t, logs.String(), "instance=test-1")
+	assert.True(t, strings.Contains(logs.String(), "msg=stopped"))
+}
+
+func ExampleServing() {
+	fs := flag.NewFlagSet("payment", flag.ContinueOnError)
+	env := svc.NewEnv(func(string) string { return "" })
+	var s svc.Serving
+	s.Register(fs, env, 3001, svc.Usage{API: "POST /payment", Admin: "the cord"})
+	_ = fs.Parse([]string{"-api-token", "a-long-random-api-token"})
+	if err := s.Finish(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(s.Addr)
+	// Output: :3001
+}
+
+func TestPublicHostPort(t *testing.T) {
+	for in, want := range map[string]string{
+		":3001":          "localhost:3001",
+		"[::]:3001":      "localhost:3001",
+		"0.0.0.0:3001":   "localhost:3001",
+		"127.0.0.1:3001": "127.0.0.1:3001",
+		"pay.example:80": "pay.example:80",
+		"no-port":        "no-port",
+	} {
+		assert.Equal(t, want, svc.PublicHostPort(in), in)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	assert.Equal(t, "redis://xxxxx@h:6379,nats://u:xxxxx@h", svc.RedactURL("redis://tok@h:6379,nats://u:p@h"))
+	assert.Equal(t, "(unparsable URL)", svc.RedactURL("nats://u:p@h:bad port"))
+}
+
+func TestNATSEmbeddedAndExternal(t *testing.T) {
+	var logs bytes.Buffer
+	log := svc.Logger(&logs, "info", "t")
+	ctx := context.Background()
+	n, err := svc.StartNATS(ctx, "", t.TempDir(), "test", log)
+	require.NoError(t, err)
+	assert.True(t, n.Embedded())
+	assert.Equal(t, "embedded (in-process)", n.Location())
+	nc, err := n.Connect()
+	require.NoError(t, err)
+	require.NoError(t, nc.Publish("x", []byte("y")))
+	require.NoError(t, svc.CloseConn(nc)(ctx))
+	require.NoError(t, n.Shutdown(ctx))
+
+	ext, err := svc.StartNATS(ctx, "nats://user:secret@127.0.0.1:1", "", "test", log)
+	require.NoError(t, err)
+	assert.False(t, ext.Embedded())
+	assert.Equal(t, "nats://user:xxxxx@127.0.0.1:1", ext.Location())
+	_, err = ext.Connect()
+	require.Error(t, err, "nothing listens on port 1")
+	assert.NotContains(t, err.Error(), "secret")
+	require.NoError(t, ext.Shutdown(ctx))
+}

@@ -1,0 +1,62 @@
+package svc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+)
+
+// Tracing configures a service's tracer provider.
+type Tracing struct {
+	Service  string // the service's name; OTEL_SERVICE_NAME overrides it
+	Instance string // the replica's name
+	// Endpoint exports spans over OTLP/HTTP: a URL ("http://jaeger:4318",
+	// "/v1/traces" added) or host:port (plain HTTP). Empty exports nothing.
+	Endpoint string
+	// Processor, if set, also receives every span (tests).
+	Processor sdktrace.SpanProcessor
+	// Sampler decides which traces are recorded; nil records all.
+	Sampler sdktrace.Sampler
+}
+
+// TracerProvider returns the provider t describes. Its resource names the
+// service and instance, which OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES override, as everywhere in OpenTelemetry. It is
+// passed to the library explicitly; no global is set.
+func (t Tracing) TracerProvider() (*sdktrace.TracerProvider, error) {
+	res, err := resource.New(context.Background(),
+		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithAttributes(semconv.ServiceName(t.Service), semconv.ServiceInstanceID(t.Instance)),
+		resource.WithTelemetrySDK(),
+		resource.WithFromEnv(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("trace resource: %w", err)
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if t.Sampler != nil {
+		opts = append(opts, sdktrace.WithSampler(t.Sampler))
+	}
+	if t.Processor != nil {
+		opts = append(opts, sdktrace.WithSpanProcessor(t.Processor))
+	}
+	if endpoint := t.Endpoint; endpoint != "" {
+		var eopts []otlptracehttp.Option
+		if strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "https://") {
+			eopts = append(eopts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(endpoint, "/")+"/v1/traces"))
+		} else {
+			eopts = append(eopts, otlptracehttp.WithEndpoint(endpoint), otlptracehttp.WithInsecure())
+		}
+		exp, err := otlptracehttp.New(context.Background(), eopts...)
+		if err != nil {
+			return nil, fmt.Errorf("OTLP exporter: %w", err)
+		}
+		opts = append(opts, sdktrace.WithBatcher(exp))
+	}
+	return sdktrace.NewTracerProvider(opts...), nil
+}

@@ -1,0 +1,124 @@
+// Package svctest helps the example services' tests: a log buffer safe
+// for concurrent writes, and the service run as a process of its own (the
+// test binary, run again) that a test can kill.
+package svctest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// SyncBuffer is a bytes.Buffer safe for concurrent use: a logger's
+// destination that a test reads.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// RunAsChild is for TestMain: when the variable env is set, the test
+// binary was started by StartChild, so it runs the service with run and
+// the variable's arguments, and exits; otherwise it returns.
+func RunAsChild(env, name string, run func(args []string) error) {
+	args, ok := os.LookupEnv(env)
+	if !ok {
+		return
+	}
+	if err := run(strings.Fields(args)); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Child is the service running in a process of its own.
+type Child struct {
+	Cmd  *exec.Cmd
+	URL  string        // what the ready line's first group matched
+	Done chan struct{} // closed when the process has exited
+	Err  error         // its exit, once Done is closed
+	Logs *SyncBuffer   // its standard error
+}
+
+// StartChild starts the test binary again with the variable env set to
+// args (TestMain then calls RunAsChild), and waits, until ctx ends, for a
+// line of its standard error that matches ready; the match's first group
+// is the Child's URL. The process is killed when the test ends.
+func StartChild(ctx context.Context, t testing.TB, env, args string, ready *regexp.Regexp) *Child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env+"="+args)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &Child{Cmd: cmd, Done: make(chan struct{}), Logs: &SyncBuffer{}}
+	url := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			_, _ = c.Logs.Write([]byte(line + "\n"))
+			if m := ready.FindStringSubmatch(line); m != nil && len(m) > 1 {
+				select {
+				case url <- m[1]:
+				default:
+				}
+			}
+		}
+		c.Err = cmd.Wait()
+		close(c.Done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-c.Done
+	})
+	select {
+	case c.URL = <-url:
+	case <-c.Done:
+		t.Fatalf("the service exited before it was ready: %v\n%s", c.Err, c.Logs.String())
+	case <-ctx.Done():
+		t.Fatalf("the service was not ready in time\n%s", c.Logs.String())
+	}
+	return c
+}
+
+// Stop sends the process sig and waits, until ctx ends, for its exit,
+// which it returns.
+func (c *Child) Stop(ctx context.Context, t testing.TB, sig os.Signal) error {
+	t.Helper()
+	if err := c.Cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done:
+		return c.Err
+	case <-ctx.Done():
+		t.Fatalf("the service did not exit after %v\n%s", sig, c.Logs.String())
+		return nil
+	}
+}

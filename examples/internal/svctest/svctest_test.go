@@ -1,0 +1,65 @@
+package svctest_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/internal/svctest"
+)
+
+const childEnv = "SVCTEST_CHILD_ARGS"
+
+// TestMain runs a small service as the child: it announces itself and
+// waits for a signal, or fails when told to.
+func TestMain(m *testing.M) {
+	svctest.RunAsChild(childEnv, "toy", func(args []string) error {
+		if len(args) > 0 && args[0] == "fail" {
+			return fmt.Errorf("told to fail")
+		}
+		fmt.Fprintln(os.Stderr, `msg="toy ready" url=http://127.0.0.1:1/`+args[0])
+		time.Sleep(time.Minute)
+		return nil
+	})
+	os.Exit(m.Run())
+}
+
+func TestStartChildAndStop(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ready := regexp.MustCompile(`msg="toy ready" url=(\S+)`)
+	c := svctest.StartChild(ctx, t, childEnv, "here", ready)
+	assert.Equal(t, "http://127.0.0.1:1/here", c.URL)
+	err := c.Stop(ctx, t, syscall.SIGKILL)
+	assert.ErrorContains(t, err, "killed")
+	assert.Contains(t, c.Logs.String(), "toy ready")
+}
+
+func TestSyncBuffer(t *testing.T) {
+	var b svctest.SyncBuffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				_, _ = b.Write([]byte("x"))
+			}
+		})
+	}
+	wg.Wait()
+	require.Len(t, b.String(), 800)
+}
+
+func ExampleSyncBuffer() {
+	var b svctest.SyncBuffer
+	fmt.Fprint(&b, "logged")
+	fmt.Println(b.String())
+	// Output: logged
+}
