@@ -36,7 +36,7 @@ type ExportOptions struct {
 //   - OutcomeRate, ErrorRate and VerdictRate become ratios of rates of
 //     signals_total{kind, outcome} and decisions_total{kind, verdict};
 //   - LatencyQuantile becomes histogram_quantile over
-//     signal_duration_seconds_bucket{kind, stage="signal"};
+//     signal_duration_seconds_bucket{kind} (summed over outcomes);
 //   - BurnRate becomes recording rules slo:sli_error:ratio_rate<window>
 //     (labels slo and kind), one per window, and a multiwindow alert over
 //     them whose value is the long window's burn rate, as sloth and pyrra
@@ -237,8 +237,8 @@ func (x *exporter) expr(r *Rule) (string, []promRule, Unit, error) {
 	case *latencyQuantile:
 		unit = UnitSeconds
 		expr = fmt.Sprintf("histogram_quantile(%s, sum by (le) (%s)) > %s", promFloat(c.q),
-			x.rate("signal_duration_seconds_bucket", c.window, "kind", c.kind, "stage", "signal"), promFloat(c.threshold.Seconds()))
-		count = x.count("signal_duration_seconds_count", c.window, "kind", c.kind, "stage", "signal")
+			x.rate("signal_duration_seconds_bucket", c.window, "kind", c.kind), promFloat(c.threshold.Seconds()))
+		count = x.count("signal_duration_seconds_count", c.window, "kind", c.kind)
 	case *burnRate:
 		unit = UnitFactor
 		expr, recs = x.burn(c)

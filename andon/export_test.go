@@ -66,7 +66,7 @@ func TestPrometheusRulesText(t *testing.T) {
 			"        annotations:\n          runbook_url: \"https://runbooks.example/fraud\"\n          summary: \"fraud rate {{ $value | humanizePercentage }}\"\n",
 		`(sum(rate(taikit_signals_total{kind=\"payment\",outcome=\"failed\"}[5m])) / sum(rate(taikit_signals_total{kind=\"payment\"}[5m])) > 0.05) and sum(increase(taikit_signals_total{kind=\"payment\"}[5m])) >= 10`,
 		`summary: "error rate of payment over 5m is {{ $value | humanizePercentage }} (threshold 5%)"`,
-		`histogram_quantile(0.99, sum by (le) (rate(taikit_signal_duration_seconds_bucket{kind=\"payment\",stage=\"signal\"}[5m]))) > 5`,
+		`histogram_quantile(0.99, sum by (le) (rate(taikit_signal_duration_seconds_bucket{kind=\"payment\"}[5m]))) > 5`,
 		`(slo:sli_error:ratio_rate1h{slo=\"payment-availability\"} / (1 - 0.999) > 14.4 and slo:sli_error:ratio_rate5m{slo=\"payment-availability\"} / (1 - 0.999) > 14.4) or (slo:sli_error:ratio_rate6h{slo=\"payment-availability\"} / (1 - 0.999) > 6 and slo:sli_error:ratio_rate30m{slo=\"payment-availability\"} / (1 - 0.999) > 6)`,
 	} {
 		assert.Contains(t, out, want)
@@ -147,11 +147,11 @@ tests:
         values: '0+980x120'
       - series: 'taikit_signals_total{kind="payment",outcome="failed"}'
         values: '0+20x120'
-      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="5"}'
+      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",le="5"}'
         values: '0+90x120'
-      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="10"}'
+      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",le="10"}'
         values: '0+100x120'
-      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="+Inf"}'
+      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",le="+Inf"}'
         values: '0+100x120'
     alert_rule_test:
       - eval_time: 1m
@@ -309,7 +309,7 @@ const exportAllText = `groups:
         annotations:
           summary: "review+deny verdict rate of payment over 5m is {{ $value | humanizePercentage }} (threshold 25%)"
       - alert: "Slow"
-        expr: "(histogram_quantile(0.999, sum by (le) (rate(taikit_api_signal_duration_seconds_bucket{job=\"pay\",kind=\"payment\",stage=\"signal\"}[30m]))) > 0.25) and sum(increase(taikit_api_signal_duration_seconds_count{job=\"pay\",kind=\"payment\",stage=\"signal\"}[30m])) >= 7"
+        expr: "(histogram_quantile(0.999, sum by (le) (rate(taikit_api_signal_duration_seconds_bucket{job=\"pay\",kind=\"payment\"}[30m]))) > 0.25) and sum(increase(taikit_api_signal_duration_seconds_count{job=\"pay\",kind=\"payment\"}[30m])) >= 7"
         labels:
           severity: "ticket"
         annotations:

@@ -85,9 +85,12 @@ func TestMetricsAfterMix(t *testing.T) {
 		`payment_fraud_rule_hits_total{rule="daily_amount"} 3`,
 		`payment_fraud_rule_hits_total{rule="velocity"} 0`,
 		`go_build_info{`,
-		// Buckets resolve a payment under a millisecond.
-		`taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="5e-05"}`,
-		`taikit_signal_duration_seconds_bucket{kind="payment",stage="signal",le="0.00025"}`,
+		// Buckets resolve a payment under a millisecond; the whole
+		// payment by outcome, its stages in a family of their own.
+		`taikit_signal_duration_seconds_bucket{kind="payment",outcome="succeeded",le="5e-05"}`,
+		`taikit_signal_duration_seconds_bucket{kind="payment",outcome="succeeded",le="0.00025"}`,
+		`taikit_signal_duration_seconds_count{kind="payment",outcome="denied"} 3`,
+		`taikit_stage_duration_seconds_bucket{kind="payment",stage="action",le="5e-05"}`,
 	} {
 		assert.Contains(t, text, line)
 	}

@@ -13,7 +13,9 @@
 //
 // The families (namespace "taikit" by default) are signals_total{kind,
 // outcome}, decisions_total{kind, policy, verdict},
-// signal_duration_seconds{kind, stage} and signals_in_flight{kind}. Labels
+// signal_duration_seconds{kind, outcome} (the whole signal),
+// stage_duration_seconds{kind, stage} (gate, policy, action) and
+// signals_in_flight{kind}. Labels
 // hold only bounded values, never IDs or keys. A sampled signal leaves an
 // exemplar with its trace ID.
 //

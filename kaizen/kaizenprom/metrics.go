@@ -52,7 +52,8 @@ type MetricsOptions struct {
 //
 //	taikit_signals_total{kind, outcome}                counter
 //	taikit_decisions_total{kind, policy, verdict}      counter
-//	taikit_signal_duration_seconds{kind, stage}        histogram
+//	taikit_signal_duration_seconds{kind, outcome}      histogram
+//	taikit_stage_duration_seconds{kind, stage}         histogram
 //	taikit_signals_in_flight{kind}                     gauge
 //
 // Labels take only bounded values: the signal's Kind, the Outcome, the
@@ -60,12 +61,15 @@ type MetricsOptions struct {
 // Stage. Never a signal ID or Key. Kinds and policy names come from code,
 // so their number is small; a service must not make them from user input.
 //
-// The duration histogram has a series per stage: "signal" is the whole
-// signal (Record.Duration), "gate", "policy" and "action" the time spent in
-// each; a stage the signal did not reach is not observed. Stage times
-// need the pipeline to read the clock at each stage boundary, which it does
-// because Metrics is a tai.StageObserver; MetricsOptions.NoStages turns
-// that off.
+// signal_duration_seconds times the whole signal (Record.Duration), by
+// its outcome, so a latency objective can count only the signals that
+// succeeded and a sum over outcomes is every signal once.
+// stage_duration_seconds times the stages inside it — "gate", "policy" and
+// "action" — in a family of its own, so no sum adds a stage to the signal
+// that contains it; a stage the signal did not reach is not observed.
+// Stage times need the pipeline to read the clock at each stage boundary,
+// which it does because Metrics is a tai.StageObserver;
+// MetricsOptions.NoStages turns that off (and the family has no series).
 //
 // An Observer sees only finished signals, so in-flight counting needs the
 // start of a signal too: wrap the pipeline's Tracer with Metrics.Tracer.
@@ -77,7 +81,8 @@ type MetricsOptions struct {
 type Metrics struct {
 	signals   *prometheus.CounterVec
 	decisions *prometheus.CounterVec
-	durations *prometheus.HistogramVec
+	durations *prometheus.HistogramVec // the whole signal, by outcome
+	stageDurs *prometheus.HistogramVec // each stage inside it
 	inFlight  *prometheus.GaugeVec
 	exemplars bool
 	stages    bool
@@ -90,7 +95,8 @@ type Metrics struct {
 type kindMetrics struct {
 	kind      string
 	outcomes  [numOutcomes]prometheus.Counter
-	stages    [tai.StageAction + 1]prometheus.Observer
+	durations [numOutcomes]prometheus.Observer
+	stages    [tai.StageAction + 1]prometheus.Observer // gate, policy and action; the signal's slot stays nil
 	policies  atomic.Pointer[map[string]*[tai.Deny + 1]prometheus.Counter]
 	decisions *prometheus.CounterVec
 	mu        sync.Mutex // serializes the writers of policies
@@ -156,7 +162,16 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	}
 	m.durations, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: ns, Subsystem: opts.Subsystem, Name: "signal_duration_seconds", ConstLabels: opts.ConstLabels,
-		Help:                        "Time spent by signals, by kind and stage (signal is the whole signal; gate, policy, action each stage).",
+		Help:                        "Time signals took from start to result, by kind and outcome.",
+		Buckets:                     buckets,
+		NativeHistogramBucketFactor: opts.NativeHistogramBucketFactor,
+	}, []string{"kind", "outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	m.stageDurs, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Subsystem: opts.Subsystem, Name: "stage_duration_seconds", ConstLabels: opts.ConstLabels,
+		Help:                        "Time signals spent in each stage of the pipeline (gate, policy, action), by kind and stage.",
 		Buckets:                     buckets,
 		NativeHistogramBucketFactor: opts.NativeHistogramBucketFactor,
 	}, []string{"kind", "stage"}))
@@ -193,11 +208,14 @@ func (m *Metrics) Observe(_ context.Context, r tai.Record) {
 	}
 	if r.Outcome.Valid() {
 		k.outcomes[r.Outcome].Inc()
+		k.durations[r.Outcome].Observe(r.Duration.Seconds())
 	}
 	if v := r.Decision.Verdict; v.Valid() {
 		k.policy(r.Decision.Policy)[v].Inc()
 	}
-	k.stages[tai.StageSignal].Observe(r.Duration.Seconds())
+	if !m.stages {
+		return
+	}
 	for st := tai.StageGate; st <= tai.StageAction; st++ {
 		if d := r.Stages[st]; d > 0 {
 			k.stages[st].Observe(d.Seconds())
@@ -206,7 +224,7 @@ func (m *Metrics) Observe(_ context.Context, r tai.Record) {
 }
 
 // observeExemplar is Observe for a sampled signal: the outcome counter and
-// the whole-signal histogram carry the trace's IDs.
+// the signal's duration carry the trace's IDs.
 func (m *Metrics) observeExemplar(k *kindMetrics, r *tai.Record) {
 	ex := prometheus.Labels{"trace_id": r.Span.TraceID.String()}
 	if r.Span.SpanID.IsValid() {
@@ -218,14 +236,17 @@ func (m *Metrics) observeExemplar(k *kindMetrics, r *tai.Record) {
 		} else {
 			k.outcomes[r.Outcome].Inc()
 		}
+		if o, ok := k.durations[r.Outcome].(prometheus.ExemplarObserver); ok {
+			o.ObserveWithExemplar(r.Duration.Seconds(), ex)
+		} else {
+			k.durations[r.Outcome].Observe(r.Duration.Seconds())
+		}
 	}
 	if v := r.Decision.Verdict; v.Valid() {
 		k.policy(r.Decision.Policy)[v].Inc()
 	}
-	if o, ok := k.stages[tai.StageSignal].(prometheus.ExemplarObserver); ok {
-		o.ObserveWithExemplar(r.Duration.Seconds(), ex)
-	} else {
-		k.stages[tai.StageSignal].Observe(r.Duration.Seconds())
+	if !m.stages {
+		return
 	}
 	for st := tai.StageGate; st <= tai.StageAction; st++ {
 		if d := r.Stages[st]; d > 0 {
@@ -244,9 +265,12 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 	k := &kindMetrics{kind: kind, decisions: m.decisions}
 	for _, o := range tai.Outcomes() {
 		k.outcomes[o] = m.signals.WithLabelValues(kind, o.String())
+		k.durations[o] = m.durations.WithLabelValues(kind, o.String())
 	}
-	for st := tai.StageSignal; st <= tai.StageAction; st++ {
-		k.stages[st] = m.durations.WithLabelValues(kind, st.String())
+	if m.stages {
+		for st := tai.StageGate; st <= tai.StageAction; st++ {
+			k.stages[st] = m.stageDurs.WithLabelValues(kind, st.String())
+		}
 	}
 	noPolicies := map[string]*[tai.Deny + 1]prometheus.Counter{}
 	k.policies.Store(&noPolicies)

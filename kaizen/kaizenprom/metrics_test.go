@@ -112,14 +112,19 @@ func TestMetricsThroughPipeline(t *testing.T) {
 	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": "payment", "policy": "fraud", "verdict": "deny"}))
 	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": "payment", "policy": "allowlist", "verdict": "deny"}))
 
-	hist := func(stage string) uint64 {
-		s := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "payment", "stage": stage})
+	count := func(family, label, value string) uint64 {
+		s := series(t, reg, family, map[string]string{"kind": "payment", label: value})
 		if s == nil {
 			return 0
 		}
 		return s.GetHistogram().GetSampleCount()
 	}
-	assert.Equal(t, uint64(5), hist("signal"))
+	for outcome, want := range map[string]uint64{"succeeded": 1, "denied": 2, "rejected": 1, "failed": 1} {
+		assert.Equal(t, want, count("taikit_signal_duration_seconds", "outcome", outcome), "the whole signal, by outcome: %s", outcome)
+	}
+	hist := func(stage string) uint64 { return count("taikit_stage_duration_seconds", "stage", stage) }
+	assert.Nil(t, series(t, reg, "taikit_stage_duration_seconds", map[string]string{"kind": "payment", "stage": "signal"}),
+		"the whole signal is not a stage: a sum over stages counts each stage once")
 	assert.Equal(t, uint64(5), hist("gate"))
 	assert.Equal(t, uint64(4), hist("policy"), "the rejected signal never reached the policy")
 	assert.Equal(t, uint64(2), hist("action"))
@@ -270,7 +275,7 @@ func TestMetricsExemplars(t *testing.T) {
 	}
 	assert.Equal(t, r.Span.TraceID.String(), labels["trace_id"])
 	assert.Equal(t, r.Span.SpanID.String(), labels["span_id"])
-	h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "stage": "signal"})
+	h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "outcome": "failed"})
 	require.NotNil(t, h)
 	found := false
 	for _, b := range h.GetHistogram().GetBucket() {
@@ -364,8 +369,8 @@ func TestDefaultBuckets(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
 	require.NoError(t, err)
-	m.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Duration: time.Millisecond})
-	h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "stage": "signal"})
+	m.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Outcome: tai.Succeeded, Duration: time.Millisecond})
+	h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "outcome": "succeeded"})
 	require.NotNil(t, h)
 	var bounds []float64
 	for _, bk := range h.GetHistogram().GetBucket() {
@@ -378,8 +383,8 @@ func TestDefaultBuckets(t *testing.T) {
 	m2, err := kaizenprom.NewMetrics(reg2, kaizenprom.MetricsOptions{Buckets: own})
 	require.NoError(t, err)
 	own[0] = 0.5 // the caller's slice is not kept
-	m2.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Duration: 200 * time.Millisecond})
-	h2 := series(t, reg2, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "stage": "signal"})
+	m2.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Outcome: tai.Succeeded, Duration: 200 * time.Millisecond})
+	h2 := series(t, reg2, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "outcome": "succeeded"})
 	require.NotNil(t, h2)
 	require.Len(t, h2.GetHistogram().GetBucket(), 2)
 	assert.Equal(t, 0.1, h2.GetHistogram().GetBucket()[0].GetUpperBound())
@@ -388,7 +393,7 @@ func TestDefaultBuckets(t *testing.T) {
 
 // A record whose Outcome is not one of tai's (the zero Outcome, or a number
 // past Failed) counts in no outcome series and makes none, with or without
-// an exemplar; its durations are still observed.
+// an exemplar, and its duration is in no series either.
 func TestMetricsInvalidOutcomeCountsNowhere(t *testing.T) {
 	for _, sampled := range []bool{false, true} {
 		reg := prometheus.NewRegistry()
@@ -416,8 +421,32 @@ func TestMetricsInvalidOutcomeCountsNowhere(t *testing.T) {
 			}
 		}
 		assert.ElementsMatch(t, []string{"succeeded", "denied", "rejected", "failed"}, outcomes, "sampled %v", sampled)
-		h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "stage": "signal"})
-		require.NotNil(t, h)
-		assert.EqualValues(t, 2, h.GetHistogram().GetSampleCount(), "sampled %v", sampled)
+		for _, f := range families {
+			if f.GetName() == "taikit_signal_duration_seconds" {
+				for _, s := range f.GetMetric() {
+					assert.Zero(t, s.GetHistogram().GetSampleCount(), "sampled %v", sampled)
+				}
+			}
+		}
 	}
+}
+
+// With NoStages, Metrics asks for no stage times and keeps no stage
+// series, even for a record that carries them (another observer of the
+// pipeline may have asked for them).
+func TestMetricsNoStages(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{NoStages: true})
+	require.NoError(t, err)
+	assert.False(t, m.ObservesStages())
+	for _, sampled := range []bool{false, true} {
+		r := tai.Record{ID: "1", Kind: "k", Outcome: tai.Succeeded, Duration: time.Millisecond,
+			Span: tai.SpanContext{TraceID: tai.TraceID{1}, SpanID: tai.SpanID{2}, Sampled: sampled}}
+		r.Stages[tai.StageAction] = time.Millisecond
+		m.Observe(context.Background(), r)
+	}
+	h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "outcome": "succeeded"})
+	require.NotNil(t, h)
+	assert.EqualValues(t, 2, h.GetHistogram().GetSampleCount())
+	assert.Nil(t, family(t, reg, "taikit_stage_duration_seconds"), "no stage series")
 }
