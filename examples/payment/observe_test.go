@@ -253,6 +253,8 @@ func TestSpanNamesAndResource(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Code)
 	ts.do(t, http.MethodGet, "/payment/"+r.str("transaction_id"), nil)
 	ts.do(t, http.MethodGet, "/no/such/path/12345", nil)
+	ts.do(t, http.MethodGet, "/metrics", nil) // scrapes and probes get no span
+	ts.do(t, http.MethodGet, "/healthz", nil)
 	routes := map[string]string{}
 	for _, s := range rec.Ended() {
 		if s.SpanKind() != trace.SpanKindServer {
@@ -265,6 +267,13 @@ func TestSpanNamesAndResource(t *testing.T) {
 			}
 		}
 		routes[s.Name()] = route
+		assert.Equal(t, "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp", s.InstrumentationScope().Name,
+			"server spans come from otelhttp, with the current HTTP conventions")
+		status := false
+		for _, kv := range s.Attributes() {
+			status = status || kv.Key == "http.response.status_code"
+		}
+		assert.True(t, status, "%s has http.response.status_code", s.Name())
 		name, _ := s.Resource().Set().Value("service.name")
 		assert.Equal(t, "payments-eu", name.AsString())
 	}

@@ -4,11 +4,10 @@ import (
 	"net/http"
 	"strings"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric/noop"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	semconv "go.opentelemetry.io/otel/semconv/v1.17.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/examples/internal/svc"
@@ -31,60 +30,44 @@ func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
 		Sampler: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))}.TracerProvider()
 }
 
-// traceHTTP opens a server span per request, joined to the caller's trace
-// when the request carries a traceparent header. The pipeline's spans
-// become its children.
+// traceHTTP opens a server span per request with otelhttp (the current
+// HTTP semantic conventions), joined to the caller's trace when the request
+// carries a traceparent header; the pipeline's spans become its children.
+// Spans are named by route, as the conventions say ("GET /payment/{id}"),
+// or by method alone for a path no route serves: never by a path a client
+// chose. otelhttp's metrics go nowhere: the service exports its own.
 func (s *Service) traceHTTP(mux *http.ServeMux, next http.Handler) http.Handler {
-	tracer := s.tracer
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if untraced(r.URL.Path) {
-			next.ServeHTTP(w, r)
-			return
+	routed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, route := routeOf(mux, r); route != "" {
+			trace.SpanFromContext(r.Context()).SetAttributes(semconv.HTTPRoute(route))
 		}
-		ctx := s.propagate.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		// Spans are named by route, as the conventions say ("GET
-		// /payment/{id}"), or by method alone for a path no route
-		// serves: never by a path a client chose.
-		name := r.Method
-		attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)}
-		if _, pattern := mux.Handler(r); pattern != "" {
-			_, route, found := strings.Cut(pattern, " ")
-			if !found {
-				route = pattern
-			}
-			name += " " + route
-			attrs = append(attrs, semconv.HTTPRoute(route))
-		}
-		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r.WithContext(ctx))
-		span.SetAttributes(semconv.HTTPResponseStatusCode(rec.status))
-		if rec.status >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(rec.status))
-		}
-		span.End()
+		next.ServeHTTP(w, r)
 	})
+	return otelhttp.NewHandler(routed, "",
+		otelhttp.WithTracerProvider(s.tracing),
+		otelhttp.WithPropagators(s.propagate),
+		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !untraced(r.URL.Path) }),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if _, route := routeOf(mux, r); route != "" {
+				return r.Method + " " + route
+			}
+			return r.Method
+		}),
+	)
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
-// Flush passes flushes through, for streaming responses.
-func (r *statusRecorder) Flush() {
-	if f, ok := r.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
+// routeOf is the route of mux that serves r ("/payment/{id}"), or "".
+func routeOf(mux *http.ServeMux, r *http.Request) (http.Handler, string) {
+	h, pattern := mux.Handler(r)
+	if pattern == "" {
+		return h, ""
 	}
+	if _, route, found := strings.Cut(pattern, " "); found {
+		return h, route
+	}
+	return h, pattern
 }
-
-// Unwrap lets http.ResponseController reach the real writer.
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // untraced reports the paths whose requests get no span: scrapes, health
 // probes and the board's event streams, which would drown the payments'
