@@ -12,8 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
@@ -45,7 +47,20 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /health", health)
 	mux.HandleFunc("GET /healthz", health)
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	return httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux))
+	return svc.TraceHTTP(mux, httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)), s.tracing, propagation.TraceContext{}, untraced)
+}
+
+// untraced reports the requests that get no server span: scrapes, probes,
+// the board and the event streams, which would drown the deployments'
+// traces (a stream's span would last as long as its client stays).
+func untraced(r *http.Request) bool {
+	switch p := r.URL.Path; {
+	case p == "/metrics", p == "/health", p == "/healthz", p == "/readyz":
+		return true
+	case strings.HasPrefix(p, "/andon/") && p != "/andon/cord", strings.HasSuffix(p, "/events"):
+		return true
+	}
+	return false
 }
 
 func (s *Service) tokens() httpapi.Tokens {

@@ -228,10 +228,16 @@ func FuzzDeployRequest(f *testing.F) {
 func TestOneTrace(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	ts := startServiceWith(t, t.TempDir(), func(c *Config) { c.TraceProcessor = rec }, fastArgs...)
-	r := deploy(t, ts.URL, map[string]any{"service": "web-frontend", "version": "v1.1.0", "target_regions": []string{"us-west-2", "eu-west-1"}})
+	// The caller's trace is joined.
+	const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+	r := deploy(t, ts.URL, map[string]any{"service": "web-frontend", "version": "v1.1.0", "target_regions": []string{"us-west-2", "eu-west-1"}},
+		"traceparent", "00-"+caller+"-00f067aa0ba902b7-01")
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 	d := r.deployment(t)
-	require.Regexp(t, `^[0-9a-f]{32}$`, d.TraceID)
+	require.Equal(t, caller, d.TraceID)
+	do(t, "GET", ts.URL+"/metrics", nil) // scrapes, probes and the board make no spans
+	do(t, "GET", ts.URL+"/healthz", nil)
+	do(t, "GET", ts.URL+"/andon/api/state", nil)
 	require.NoError(t, ts.tracing.ForceFlush(t.Context()))
 	names := map[string]int{}
 	for _, sp := range rec.Ended() {
@@ -239,7 +245,14 @@ func TestOneTrace(t *testing.T) {
 			names[sp.Name()]++
 		}
 	}
+	assert.Equal(t, 1, names["POST /deploy"], "the server span, from otelhttp: %v", names)
 	assert.Equal(t, 1, names["deploy web-frontend"], "%v", names)
+	for _, sp := range rec.Ended() {
+		switch sp.Name() {
+		case "GET /metrics", "GET /healthz", "GET /andon/", "GET":
+			t.Errorf("a span for %s", sp.Name())
+		}
+	}
 	for _, want := range []string{"deployment", "policy image_exists", "policy region_capacity", "policy rollback_plan", "policy change_freeze", "policy region_health", "action", "stage canary", "stage staging", "stage prod"} {
 		assert.Equal(t, 2, names[want], "%s once per region, in the deployment's trace: %v", want, names)
 	}

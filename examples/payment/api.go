@@ -105,7 +105,10 @@ func outcome(res tai.Result[Charge], err error) (status string, code int, retryA
 		}
 		return StatusFailed, http.StatusServiceUnavailable, max(ra, 1)
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	// The fraud check failed (its store down or slow): closed, nothing
+	// charged. Only the gateway's own time can make a 504.
+	var polErr *tai.PolicyError
+	if !errors.As(err, &polErr) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return StatusFailed, http.StatusGatewayTimeout, 0
 	}
 	return StatusFailed, http.StatusBadGateway, 0
@@ -132,10 +135,10 @@ func outcomeError(status string, err error) *requestError {
 		return e("internal", "internal error")
 	case errors.Is(err, ErrGatewayDeclined):
 		return e("gateway_failed", "payment gateway failed")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return e("timeout", "payment timed out")
 	case errors.As(err, &polErr):
 		return e("fraud_check_unavailable", "fraud check unavailable")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return e("timeout", "payment timed out")
 	case errors.Is(err, ErrStoreFull):
 		return e("store_full", err.Error()+"; retry later")
 	case tai.OutcomeOf(err) == tai.Rejected:

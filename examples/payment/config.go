@@ -107,7 +107,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-payment")), "embedded NATS store and audit trail (DATA_DIR)")
 	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "nats"), "where idempotency keys live: nats (JetStream, kept through restarts and shared by replicas) or memory (this process only: a restart forgets every key, and a request retried after it charges again) (IDEMPOTENCY_STORE)")
-	fs.StringVar(&c.CustomerState, "customer-state", env("CUSTOMER_STATE", "auto"), "fraud rules' per-customer state: memory, redis, nats, or auto (redis with -redis-url, else memory) (CUSTOMER_STATE)")
+	fs.StringVar(&c.CustomerState, "customer-state", env("CUSTOMER_STATE", "auto"), "fraud rules' per-customer state: nats (a JetStream key-value bucket, kept through restarts and shared by replicas), redis, memory (this process only: a restart forgets every customer's velocity and daily spend), or auto (redis with -redis-url, else nats) (CUSTOMER_STATE)")
 	fs.Float64Var(&c.GatewayFail, "gateway-failure-rate", envFloat("GATEWAY_FAILURE_RATE", 0), "simulated gateway failure rate in [0, 1] (GATEWAY_FAILURE_RATE)")
 	fs.DurationVar(&c.GatewayDelay, "gateway-latency", envDur("GATEWAY_LATENCY", 0), "simulated gateway latency (GATEWAY_LATENCY)")
 	fs.DurationVar(&c.BreakerOpen, "breaker-open", envDur("BREAKER_OPEN", 30*time.Second), "how long the gateway breaker stays open before it probes (BREAKER_OPEN)")

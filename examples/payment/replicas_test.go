@@ -20,10 +20,14 @@ import (
 // separate deployment would have.
 func startNATS(t *testing.T, dir string, port int) *natsembed.Server {
 	t.Helper()
-	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port})
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port, Token: natsToken})
 	require.NoError(t, err)
 	return srv
 }
+
+// natsToken is the NATS server's token: the same across its restarts, as a
+// deployment's configuration would keep it.
+const natsToken = "replicas-test-token-0123456789"
 
 // stopNATS shuts srv down.
 func stopNATS(t *testing.T, srv *natsembed.Server) {
@@ -148,6 +152,10 @@ func TestNATSRestartLosesNoConfirmation(t *testing.T) {
 					id, _ := details["transaction_id"].(string)
 					require.NotEmpty(t, id, string(r.Raw))
 					pending = append(pending, id)
+				case r.errField("code") == "fraud_check_unavailable":
+					// Nothing charged: the customer state, in NATS, was
+					// unreachable, and the fraud check failed closed.
+					assert.Equal(t, http.StatusBadGateway, r.Code, string(r.Raw))
 				default:
 					// Nothing charged: the stores were unreachable before
 					// the gateway.

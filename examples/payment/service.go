@@ -269,7 +269,9 @@ func (s *Service) customerState(ctx context.Context) error {
 	}
 	mode := s.cfg.CustomerState
 	if mode == "auto" {
-		mode = "memory"
+		// Durable by default, like the payments: the velocity and daily
+		// limits must not start afresh when the process does.
+		mode = "nats"
 		if s.rdb != nil {
 			mode = "redis"
 		}
@@ -279,15 +281,17 @@ func (s *Service) customerState(ctx context.Context) error {
 		if s.rdb == nil {
 			return errors.New("-customer-state redis needs -redis-url")
 		}
-		s.state = NewRedisState(s.rdb, "payment:")
+		s.state = boundedState{NewRedisState(s.rdb, "payment:"), s.commitTimeout()}
 	case "nats":
 		js, err := jetstream.New(s.nc)
 		if err != nil {
 			return err
 		}
-		if s.state, err = NewNATSState(ctx, js, "payment_customers", s.cfg.StateMaxBytes); err != nil {
+		st, err := NewNATSState(ctx, js, "payment_customers", s.cfg.StateMaxBytes)
+		if err != nil {
 			return err
 		}
+		s.state = boundedState{st, s.commitTimeout()}
 	default:
 		s.state = NewMemoryState(s.cfg.StateMaxBytes)
 	}

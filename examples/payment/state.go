@@ -265,3 +265,36 @@ func (m *MemoryState) has(customer string) bool {
 	_, ok := sh.customers[customer]
 	return ok
 }
+
+// boundedState gives each call to a shared store a deadline of its own, so
+// a store that is down (NATS or Redis restarting, whose clients wait to
+// reconnect) fails the fraud check promptly — closed, nothing charged —
+// instead of holding the payment to its request deadline.
+type boundedState struct {
+	CustomerState
+	timeout time.Duration
+}
+
+func (b boundedState) Attempt(ctx context.Context, customer string, now time.Time, window time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.CustomerState.Attempt(ctx, customer, now, window)
+}
+
+func (b boundedState) Spent(ctx context.Context, customer, currency string, now time.Time) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.CustomerState.Spent(ctx, customer, currency, now)
+}
+
+func (b boundedState) AddSpend(ctx context.Context, customer, currency string, minor int64, now time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.CustomerState.AddSpend(ctx, customer, currency, minor, now)
+}
+
+func (b boundedState) Move(ctx context.Context, customer string, p Point) (Point, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.CustomerState.Move(ctx, customer, p)
+}

@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -87,4 +91,39 @@ func TestMemoryStateForgetsIdleCustomers(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1024, s.Len(), "the customers idle for more than a day are forgotten")
+}
+
+// By default the fraud rules' per-customer state is in JetStream: a
+// customer's spend of the day is still there after a restart, so the
+// daily limit does not start afresh with the process. With -customer-state
+// memory it does (the documented opt-out).
+func TestCustomerStateSurvivesRestartByDefault(t *testing.T) {
+	for _, mode := range []string{"auto", "memory"} {
+		cfg := testConfig(t)
+		cfg.CustomerState = mode
+		score := func(amount float64) float64 {
+			t.Helper()
+			svc, err := NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			require.NoError(t, err)
+			srv := httptest.NewServer(svc.Handler())
+			defer func() {
+				srv.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				require.NoError(t, svc.Close(ctx))
+			}()
+			ts := &testService{Service: svc, URL: srv.URL, http: srv, logs: &syncBuffer{}}
+			r := ts.pay(t, "cust_daily", amount, nil)
+			require.Equal(t, http.StatusOK, r.Code, "%s", r.Raw)
+			f, _ := r.Body["fraud_score"].(float64)
+			return f
+		}
+		assert.Zero(t, score(4000), mode)
+		after := score(2000) // 6,000 in the day: over the 5,000 daily limit
+		if mode == "memory" {
+			assert.Zero(t, after, "memory forgets the day's spend on restart")
+		} else {
+			assert.Greater(t, after, 0.0, "the day's spend survived the restart")
+		}
+	}
 }

@@ -2,13 +2,8 @@ package main
 
 import (
 	"net/http"
-	"strings"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/metric/noop"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.17.0"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/examples/internal/svc"
 )
@@ -30,43 +25,10 @@ func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
 		Sampler: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))}.TracerProvider()
 }
 
-// traceHTTP opens a server span per request with otelhttp (the current
-// HTTP semantic conventions), joined to the caller's trace when the request
-// carries a traceparent header; the pipeline's spans become its children.
-// Spans are named by route, as the conventions say ("GET /payment/{id}"),
-// or by method alone for a path no route serves: never by a path a client
-// chose. otelhttp's metrics go nowhere: the service exports its own.
+// traceHTTP opens a server span per request (svc.TraceHTTP) except for
+// the paths untraced names.
 func (s *Service) traceHTTP(mux *http.ServeMux, next http.Handler) http.Handler {
-	routed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, route := routeOf(mux, r); route != "" {
-			trace.SpanFromContext(r.Context()).SetAttributes(semconv.HTTPRoute(route))
-		}
-		next.ServeHTTP(w, r)
-	})
-	return otelhttp.NewHandler(routed, "",
-		otelhttp.WithTracerProvider(s.tracing),
-		otelhttp.WithPropagators(s.propagate),
-		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
-		otelhttp.WithFilter(func(r *http.Request) bool { return !untraced(r.URL.Path) }),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			if _, route := routeOf(mux, r); route != "" {
-				return r.Method + " " + route
-			}
-			return r.Method
-		}),
-	)
-}
-
-// routeOf is the route of mux that serves r ("/payment/{id}"), or "".
-func routeOf(mux *http.ServeMux, r *http.Request) (http.Handler, string) {
-	h, pattern := mux.Handler(r)
-	if pattern == "" {
-		return h, ""
-	}
-	if _, route, found := strings.Cut(pattern, " "); found {
-		return h, route
-	}
-	return h, pattern
+	return svc.TraceHTTP(mux, next, s.tracing, s.propagate, func(r *http.Request) bool { return untraced(r.URL.Path) })
 }
 
 // untraced reports the paths whose requests get no span: scrapes, health

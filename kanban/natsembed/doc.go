@@ -9,8 +9,10 @@
 //
 // The server listens on a free loopback port (or a fixed Port), or, with
 // InProcess, on no port at all: clients then connect through Connect,
-// which dials the server in memory. It logs nothing unless given a
-// Logger. Starting again on the same StoreDir (and Port) brings back the
-// streams and messages a previous server stored, which is how a crash and
-// restart are tested.
+// which dials the server in memory. On a port it is secure by default:
+// clients must present a token, generated at random unless Options.Token
+// sets one, which ClientURL carries and Connect presents (NoAuth turns it
+// off). It logs nothing unless given a Logger. Starting again on the same
+// StoreDir (and Port, and Token) brings back the streams and messages a
+// previous server stored, which is how a crash and restart are tested.
 package natsembed

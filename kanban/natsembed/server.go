@@ -2,11 +2,14 @@ package natsembed
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +29,15 @@ type Options struct {
 	// InProcess listens on no port: clients connect with Connect (or
 	// nats.InProcessServer(srv.NATS())).
 	InProcess bool
+	// Token is the secret a client must present on the port. Empty means
+	// one generated at random by Start: ClientURL carries it, Connect
+	// presents it, and nothing else on the machine can connect. Ignored
+	// with InProcess.
+	Token string
+	// NoAuth listens on the port without a token: any process on the
+	// machine may connect, publish and read. For tests of clients that
+	// cannot present one.
+	NoAuth bool
 	// Logger receives the server's log at Info (notices), Warn and Error,
 	// and Debug. nil means silent.
 	Logger *slog.Logger
@@ -51,6 +63,7 @@ type Server struct {
 	storeDir  string
 	ownsStore bool
 	inProcess bool
+	token     string // "" with InProcess or NoAuth
 
 	stopOnce sync.Once
 	stopped  chan struct{} // closed once the server has stopped
@@ -67,6 +80,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{storeDir: opts.StoreDir, inProcess: opts.InProcess, stopped: make(chan struct{})}
+	if !opts.InProcess && !opts.NoAuth {
+		s.token = opts.Token
+		if s.token == "" {
+			b := make([]byte, 24)
+			_, _ = rand.Read(b) // crypto/rand never fails
+			s.token = hex.EncodeToString(b)
+		}
+	}
 	if s.storeDir == "" {
 		dir, err := os.MkdirTemp("", "natsembed-")
 		if err != nil {
@@ -75,14 +96,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.storeDir, s.ownsStore = dir, true
 	}
 	sopts := &server.Options{
-		ServerName: "natsembed",
-		Host:       "127.0.0.1",
-		Port:       opts.Port,
-		JetStream:  true,
-		StoreDir:   s.storeDir,
-		NoSigs:     true,
-		NoLog:      opts.Logger == nil,
-		DontListen: opts.InProcess,
+		ServerName:    "natsembed",
+		Host:          "127.0.0.1",
+		Port:          opts.Port,
+		JetStream:     true,
+		StoreDir:      s.storeDir,
+		NoSigs:        true,
+		NoLog:         opts.Logger == nil,
+		DontListen:    opts.InProcess,
+		Authorization: s.token,
 	}
 	if opts.Port == 0 {
 		sopts.Port = server.RANDOM_PORT
@@ -121,14 +143,36 @@ func (s *Server) NATS() *server.Server { return s.ns }
 // StoreDir returns the JetStream store directory.
 func (s *Server) StoreDir() string { return s.storeDir }
 
-// ClientURL returns the URL clients connect to ("nats://127.0.0.1:port"),
-// or "" for an in-process server.
+// ClientURL returns the URL clients connect to, with the token:
+// "nats://TOKEN@127.0.0.1:port" ("nats://127.0.0.1:port" with NoAuth), or
+// "" for an in-process server. It holds the secret: log RedactedURL,
+// never ClientURL (nats.Conn.ConnectedUrlRedacted hides passwords, not a
+// token given as the URL's user).
 func (s *Server) ClientURL() string {
 	if s.inProcess {
 		return ""
 	}
-	return s.ns.ClientURL()
+	u := s.ns.ClientURL()
+	if s.token != "" {
+		u = strings.Replace(u, "nats://", "nats://"+s.token+"@", 1)
+	}
+	return u
 }
+
+// RedactedURL is ClientURL with the token hidden, for logs.
+func (s *Server) RedactedURL() string {
+	if s.inProcess {
+		return ""
+	}
+	if s.token == "" {
+		return s.ns.ClientURL()
+	}
+	return strings.Replace(s.ns.ClientURL(), "nats://", "nats://REDACTED@", 1)
+}
+
+// Token returns the token clients present on the port, "" when there is
+// none (InProcess or NoAuth).
+func (s *Server) Token() string { return s.token }
 
 // Port returns the TCP port the server listens on, 0 for an in-process
 // server.

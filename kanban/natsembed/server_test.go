@@ -3,11 +3,13 @@ package natsembed_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,7 +25,8 @@ func TestRestartKeepsStoredMessages(t *testing.T) {
 	port := srv.Port()
 	require.NotZero(t, port)
 	assert.Equal(t, dir, srv.StoreDir())
-	assert.Contains(t, srv.ClientURL(), "nats://127.0.0.1:")
+	assert.Regexp(t, `^nats://[0-9a-f]{48}@127\.0\.0\.1:\d+$`, srv.ClientURL(), "a generated token")
+	assert.Regexp(t, `^nats://REDACTED@127\.0\.0\.1:\d+$`, srv.RedactedURL())
 
 	nc, err := srv.Connect()
 	require.NoError(t, err)
@@ -53,6 +56,36 @@ func TestRestartKeepsStoredMessages(t *testing.T) {
 	m, err := s.GetMsg(ctx, 1)
 	require.NoError(t, err)
 	assert.Equal(t, "hello", string(m.Data))
+}
+
+// A server on a port refuses clients without its token, unless NoAuth.
+func TestPortNeedsTheToken(t *testing.T) {
+	ctx := context.Background()
+	srv, err := natsembed.Start(ctx, natsembed.Options{Token: "s3cret-token-0123456789"})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, srv.Shutdown(ctx)) }()
+	assert.Equal(t, "s3cret-token-0123456789", srv.Token())
+	plain := fmt.Sprintf("nats://127.0.0.1:%d", srv.Port())
+	_, err = nats.Connect(plain, nats.MaxReconnects(0))
+	require.Error(t, err, "no token")
+	assert.ErrorIs(t, err, nats.ErrAuthorization)
+	_, err = nats.Connect(plain, nats.Token("wrong"), nats.MaxReconnects(0))
+	require.Error(t, err, "a wrong token")
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err, "ClientURL carries the token")
+	nc.Close()
+	nc, err = srv.Connect()
+	require.NoError(t, err, "Connect presents it")
+	nc.Close()
+
+	open, err := natsembed.Start(ctx, natsembed.Options{NoAuth: true})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, open.Shutdown(ctx)) }()
+	assert.Empty(t, open.Token())
+	assert.Equal(t, open.ClientURL(), open.RedactedURL())
+	nc, err = nats.Connect(open.ClientURL())
+	require.NoError(t, err, "NoAuth: anyone on the machine")
+	nc.Close()
 }
 
 func TestInProcess(t *testing.T) {

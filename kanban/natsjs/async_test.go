@@ -137,7 +137,7 @@ func consumeIDs(q *natsjs.Queue[int], want int) (map[string]int, error) {
 func TestPublishAsyncSurvivesServerRestart(t *testing.T) {
 	const total = 2000
 	dir := t.TempDir()
-	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir})
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Token: restartToken})
 	require.NoError(t, err)
 	port := srv.Port()
 	defer func() { assert.NoError(t, srv.Shutdown(context.Background())) }()
@@ -177,7 +177,7 @@ func TestPublishAsyncSurvivesServerRestart(t *testing.T) {
 		t.Fatalf("publishing ended before the kill: %v", err)
 	}
 	require.NoError(t, srv.Shutdown(context.Background()))
-	srv, err = natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port})
+	srv, err = natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port, Token: restartToken})
 	require.NoError(t, err)
 	require.NoError(t, <-published, "every PublishAsync is acknowledged in the end")
 	assert.Empty(t, failures.snapshot(), "no message failed for good")

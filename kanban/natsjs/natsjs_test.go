@@ -23,6 +23,10 @@ import (
 	"github.com/taipattern/taikit/kanban/queuetest"
 )
 
+// restartToken is the token of a server a test restarts: the same across
+// its restarts, as a deployment's configuration would keep it.
+const restartToken = "natsjs-test-token-0123456789"
+
 func startServer(t *testing.T, opts natsembed.Options) *natsembed.Server {
 	t.Helper()
 	srv, err := natsembed.Start(context.Background(), opts)
@@ -111,7 +115,7 @@ func freePort(t *testing.T) int {
 func TestKillServerMidStream(t *testing.T) {
 	const total = 10000
 	dir := t.TempDir()
-	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir})
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Token: restartToken})
 	require.NoError(t, err)
 	port := srv.Port()
 	var srvMu sync.Mutex
@@ -179,7 +183,7 @@ func TestKillServerMidStream(t *testing.T) {
 	}
 	srvMu.Lock()
 	require.NoError(t, srv.Shutdown(context.Background()))
-	srv, err = natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port})
+	srv, err = natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, Port: port, Token: restartToken})
 	srvMu.Unlock()
 	require.NoError(t, err)
 

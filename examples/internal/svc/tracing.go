@@ -3,12 +3,17 @@ package svc
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Tracing configures a service's tracer provider.
@@ -59,4 +64,41 @@ func (t Tracing) TracerProvider() (*sdktrace.TracerProvider, error) {
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	}
 	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+// TraceHTTP opens a server span per request with otelhttp (the current
+// HTTP semantic conventions), joined to the caller's trace when the request
+// carries a traceparent header, except for the requests skip reports
+// (scrapes, probes, event streams). Spans are named by mux's route, as the
+// conventions say ("GET /payment/{id}", with http.route), or by method
+// alone for a path no route serves: never by a path a client chose.
+// otelhttp's metrics go nowhere: the services export their own.
+func TraceHTTP(mux *http.ServeMux, next http.Handler, tp trace.TracerProvider, prop propagation.TextMapPropagator, skip func(*http.Request) bool) http.Handler {
+	routed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if route := routeOf(mux, r); route != "" {
+			trace.SpanFromContext(r.Context()).SetAttributes(semconv.HTTPRoute(route))
+		}
+		next.ServeHTTP(w, r)
+	})
+	return otelhttp.NewHandler(routed, "",
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithPropagators(prop),
+		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !skip(r) }),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if route := routeOf(mux, r); route != "" {
+				return r.Method + " " + route
+			}
+			return r.Method
+		}),
+	)
+}
+
+// routeOf is the route of mux that serves r ("/payment/{id}"), or "".
+func routeOf(mux *http.ServeMux, r *http.Request) string {
+	_, pattern := mux.Handler(r)
+	if _, route, found := strings.Cut(pattern, " "); found {
+		return route
+	}
+	return pattern
 }
