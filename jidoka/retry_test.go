@@ -105,7 +105,7 @@ func TestRetryFullJitterStaysWithinTheBackoff(t *testing.T) {
 
 type hinted struct{ d time.Duration }
 
-func (h hinted) Error() string               { return fmt.Sprintf("retry in %v", h.d) }
+func (h hinted) Error() string             { return fmt.Sprintf("retry in %v", h.d) }
 func (h hinted) RetryAfter() time.Duration { return h.d }
 
 func TestRetryHonoursRetryAfter(t *testing.T) {
