@@ -149,10 +149,10 @@ func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err erro
 // with a deadline. Its Done channel is made only when asked for, and a
 // context whose Done was never asked for goes back to the Timeout's pool.
 type deadlineCtx struct {
-	context.Context // the caller's
+	context.Context               // the caller's
 	epoch           time.Time     // the Timeout's
 	deadline        time.Duration // since epoch
-	timer           *time.Timer // runs expire; made once per deadlineCtx
+	timer           *time.Timer   // runs expire; made once per deadlineCtx
 
 	mu       sync.Mutex
 	done     chan struct{} // made by Done, closed when the context ends
