@@ -160,6 +160,7 @@ type deadlineCtx struct {
 	expired  bool          // it ended at its deadline
 	observed bool          // Done was called
 	stop     func() bool   // stops the watch on the caller's context
+	afters   []*func()     // functions of AfterFunc, to run when it ends
 }
 
 // closedChan is the Done of a context that had ended before Done was asked
@@ -184,11 +185,44 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 		return c.done
 	}
 	c.done = make(chan struct{})
-	if c.Context.Done() != nil {
+	c.watchLocked()
+	return c.done
+}
+
+// watchLocked makes the end of the caller's context end c, once.
+func (c *deadlineCtx) watchLocked() {
+	if c.stop == nil && c.Context.Done() != nil {
 		parent := c.Context
 		c.stop = context.AfterFunc(parent, func() { c.cancel(parent.Err(), false) })
 	}
-	return c.done
+}
+
+// AfterFunc arranges to call f on a goroutine of its own when c ends, as
+// context.AfterFunc does. The context package uses it for the contexts
+// derived from c (context.WithCancel(c), an HTTP request's), which then
+// need no goroutine of their own to learn that c ended.
+func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observed = true
+	if c.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	c.watchLocked()
+	ref := &f
+	c.afters = append(c.afters, ref)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, a := range c.afters {
+			if a == ref {
+				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func (c *deadlineCtx) Err() error {
@@ -223,6 +257,10 @@ func (c *deadlineCtx) cancelLocked(err error, expired bool) {
 	if c.done != nil && c.done != closedChan {
 		close(c.done)
 	}
+	for _, f := range c.afters {
+		go (*f)()
+	}
+	c.afters = nil
 }
 
 // end ends the context when the call has returned, as a deferred cancel
@@ -242,7 +280,7 @@ func (c *deadlineCtx) end() (expired, observed bool) {
 // reset readies c for another call.
 func (c *deadlineCtx) reset() {
 	c.Context, c.deadline = nil, 0
-	c.done, c.err, c.expired, c.observed, c.stop = nil, nil, false, false, nil
+	c.done, c.err, c.expired, c.observed, c.stop, c.afters = nil, nil, false, false, nil, nil
 }
 
 func (c *deadlineCtx) String() string { return "jidoka.Timeout context" }

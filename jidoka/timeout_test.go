@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -207,4 +209,41 @@ func TestTimeoutSuccessDoesNotAllocate(t *testing.T) {
 		}
 	})
 	assert.Zero(t, allocs)
+}
+
+// Contexts derived from a Timeout's end with it, without a goroutine each
+// to watch it; context.AfterFunc on it runs once it ends, unless stopped.
+func TestTimeoutDerivedContexts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+		require.NoError(t, err)
+		var ran, stopped atomic.Bool
+		err = to.Do(context.Background(), func(ctx context.Context) error {
+			before := runtime.NumGoroutine()
+			child, cancel := context.WithCancel(ctx)
+			defer cancel()
+			assert.Equal(t, before, runtime.NumGoroutine(), "a goroutine per derived context")
+			stopMe := context.AfterFunc(ctx, func() { stopped.Store(true) })
+			context.AfterFunc(ctx, func() { ran.Store(true) })
+			assert.True(t, stopMe())
+			<-child.Done()
+			assert.ErrorIs(t, child.Err(), context.DeadlineExceeded)
+			assert.Equal(t, time.Second, time.Until(time.Now().Add(time.Second)))
+			return child.Err()
+		})
+		assert.ErrorIs(t, err, jidoka.ErrTimeout)
+		synctest.Wait()
+		assert.True(t, ran.Load())
+		assert.False(t, stopped.Load())
+
+		// AfterFunc on a context that has ended runs at once. (Only a
+		// context whose Done was asked for may be kept after the call:
+		// one that was not goes back to the Timeout's pool.)
+		var kept context.Context
+		require.NoError(t, to.Do(context.Background(), func(ctx context.Context) error { kept = ctx; _ = ctx.Done(); return nil }))
+		var late atomic.Bool
+		context.AfterFunc(kept, func() { late.Store(true) })
+		synctest.Wait()
+		assert.True(t, late.Load())
+	})
 }
