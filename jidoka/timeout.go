@@ -22,6 +22,7 @@ type TimeoutError struct {
 	Err      error         // what the call returned
 }
 
+// Error names the timeout, its duration and the call's error.
 func (e *TimeoutError) Error() string {
 	msg := "jidoka: timeout"
 	if e.Timeout != "" {
