@@ -69,7 +69,10 @@
 //     success and cancels the others.
 //
 // RetryAfter(err) returns the retry hint of any error in err's tree, as
-// tai.RetryAfter does, for code that uses jidoka alone.
+// tai.RetryAfter does, for code that uses jidoka alone. Call(ctx, g, fn)
+// runs a function with a result through any guard and keeps the value of
+// its first success, as a pipeline does: safe under a Hedge, whose calls
+// run at the same time.
 //
 // Guards nest: the first given to tai.WithGuards is the outermost. The
 // order that usually fits, outermost first, is
