@@ -8,6 +8,7 @@ import (
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/budget"
 	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/failsafe-go/failsafe-go/hedgepolicy"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/failsafe-go/failsafe-go/timeout"
 
@@ -189,6 +190,33 @@ func BenchmarkBulkheadCall(b *testing.B) {
 
 func BenchmarkBulkheadCallFailsafe(b *testing.B) {
 	ex := failsafe.With[any](bulkhead.New[any](guardBenchSlots))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ex.Run(jkOkPlain); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Hedge, successful call that returns before the hedge delay (the common
+// case: nothing is hedged).
+
+func BenchmarkHedge(b *testing.B) {
+	h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: guardBenchTimeout})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.Do(ctx, jkOkCall); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkHedgeFailsafe(b *testing.B) {
+	ex := failsafe.With[any](hedgepolicy.NewWithDelay[any](guardBenchTimeout))
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := ex.Run(jkOkPlain); err != nil {
