@@ -113,3 +113,25 @@ func TestGuardCallsTheActionSeveralTimes(t *testing.T) {
 		}
 	})
 }
+
+// The wrapping path allocates nothing per signal, the retried or hedged
+// calls' bookkeeping included.
+func TestGuardedPathDoesNotAllocate(t *testing.T) {
+	twice := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		if err := fn(ctx); err == nil {
+			return nil
+		}
+		return fn(ctx)
+	})
+	double := tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) { return 2 * s.Payload, nil })
+	p, err := tai.New(fixed(allow, nil), double, tai.WithGuards(twice))
+	require.NoError(t, err)
+	ctx, s := context.Background(), sig()
+	_, _ = p.Process(ctx, s) // the pool's first call
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := p.Process(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
+}
