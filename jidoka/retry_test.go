@@ -284,6 +284,7 @@ func TestRetryFlappingServer(t *testing.T) {
 }
 
 func TestRetrySuccessDoesNotAllocate(t *testing.T) {
+	skipUnderRace(t)
 	r, err := jidoka.NewRetry(jidoka.RetryOptions{})
 	require.NoError(t, err)
 	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})

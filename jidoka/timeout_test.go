@@ -199,6 +199,7 @@ func TestTimeoutPanicPassesOn(t *testing.T) {
 }
 
 func TestTimeoutSuccessDoesNotAllocate(t *testing.T) {
+	skipUnderRace(t)
 	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
 	require.NoError(t, err)
 	ctx := context.Background()
