@@ -148,7 +148,7 @@ func (h *Hedge) Do(ctx context.Context, fn func(context.Context) error) error {
 	r.mu.Lock() // the timer's function reads r.timer
 	r.timer = time.AfterFunc(delay, r.hedge)
 	r.mu.Unlock()
-	err, pv, panicked := r.first(pctx)
+	pv, panicked, err := r.first(pctx)
 
 	r.mu.Lock()
 	r.closed = true // no hedge starts after the first call returned
@@ -190,7 +190,7 @@ type hedging struct {
 }
 
 // first runs the first call.
-func (r *hedging) first(ctx context.Context) (err error, pv any, panicked bool) {
+func (r *hedging) first(ctx context.Context) (pv any, panicked bool, err error) {
 	var begin time.Time
 	if r.h.lat != nil {
 		begin = time.Now()
@@ -206,7 +206,7 @@ func (r *hedging) first(ctx context.Context) (err error, pv any, panicked bool) 
 	if err == nil && r.h.lat != nil {
 		r.h.lat.add(time.Since(begin))
 	}
-	return err, nil, false
+	return nil, false, err
 }
 
 // hedge is the timer's function: it runs a hedge on the timer's
