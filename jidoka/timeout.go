@@ -67,10 +67,12 @@ type TimeoutOptions struct {
 // The deadline is kept on the monotonic clock, as time.Since measures:
 // a step of the wall clock does not move it.
 //
-// A Timeout costs no allocation for a call that does not ask its context
-// for Done: the context is taken from a pool, to which it goes back only if
-// nothing can be waiting on it. As with any context, the call must not
-// keep it after it returns.
+// A Timeout costs no allocation for a call that reads nothing of its
+// context: the context is taken from a pool, to which it goes back only if
+// the call never asked it for Done, Err, Value or AfterFunc, so nothing
+// the call started can still be watching it or reading from it. A call
+// that does (any real I/O does) gets a context of its own, as
+// context.WithTimeout would give it.
 type Timeout struct {
 	name  string
 	d     time.Duration
@@ -148,7 +150,7 @@ func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err erro
 
 // deadlineCtx is the context a Timeout gives a call: the caller's context
 // with a deadline. Its Done channel is made only when asked for, and a
-// context whose Done was never asked for goes back to the Timeout's pool.
+// context nothing was asked of goes back to the Timeout's pool.
 type deadlineCtx struct {
 	context.Context               // the caller's
 	epoch           time.Time     // the Timeout's
@@ -159,7 +161,7 @@ type deadlineCtx struct {
 	done     chan struct{} // made by Done, closed when the context ends
 	err      error         // set when the context ends
 	expired  bool          // it ended at its deadline
-	observed bool          // Done was called
+	observed bool          // Done, Err, Value or AfterFunc was called: never reused
 	stop     func() bool   // stops the watch on the caller's context
 	afters   []*func()     // functions of AfterFunc, to run when it ends
 }
@@ -228,12 +230,24 @@ func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 
 func (c *deadlineCtx) Err() error {
 	c.mu.Lock()
+	c.observed = true
 	err := c.err
 	c.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	return c.Context.Err()
+}
+
+// Value looks key up in the caller's context. A context that was asked
+// for a value is not reused either: a goroutine of the call that outlived
+// it must not see the next call's values.
+func (c *deadlineCtx) Value(key any) any {
+	c.mu.Lock()
+	c.observed = true
+	parent := c.Context
+	c.mu.Unlock()
+	return parent.Value(key)
 }
 
 // expire is the timer's function.

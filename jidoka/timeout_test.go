@@ -203,13 +203,41 @@ func TestTimeoutSuccessDoesNotAllocate(t *testing.T) {
 	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
 	require.NoError(t, err)
 	ctx := context.Background()
-	fn := func(ctx context.Context) error { return ctx.Err() }
+	fn := func(context.Context) error { return nil }
 	allocs := testing.AllocsPerRun(1000, func() {
 		if err := to.Do(ctx, fn); err != nil {
 			t.Fatal(err)
 		}
 	})
 	assert.Zero(t, allocs)
+}
+
+// A context the call read anything of (Err, Value) is never given to
+// another call: what the call left behind still sees it ended, and never
+// sees the next call's values.
+func TestTimeoutContextReadIsNotReused(t *testing.T) {
+	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+	require.NoError(t, err)
+	type key struct{}
+	for _, read := range []func(context.Context){
+		func(ctx context.Context) { _ = ctx.Err() },
+		func(ctx context.Context) { _ = ctx.Value(key{}) },
+	} {
+		var kept context.Context
+		require.NoError(t, to.Do(context.WithValue(context.Background(), key{}, "first"), func(ctx context.Context) error {
+			read(ctx)
+			kept = ctx
+			return nil
+		}))
+		for range 100 { // later calls, each free to take a pooled context
+			require.NoError(t, to.Do(context.WithValue(context.Background(), key{}, "next"), func(ctx context.Context) error {
+				assert.NotSame(t, kept, ctx)
+				return nil
+			}))
+		}
+		assert.ErrorIs(t, kept.Err(), context.Canceled, "the first call's context stays ended")
+		assert.Equal(t, "first", kept.Value(key{}), "and holds the first call's values")
+	}
 }
 
 // Contexts derived from a Timeout's end with it, without a goroutine each
