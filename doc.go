@@ -10,7 +10,8 @@
 //	          stage hooks (Gate, Guard, Observer, Tracer) the others plug into
 //	jidoka    自働化 "automation with a human touch": stop the line the moment
 //	          something is wrong — circuit Breaker, manual/automatic Line stop,
-//	          health Watchdog that rolls back
+//	          health Watchdog that rolls back; Timeout, Retry, Bulkhead,
+//	          Fallback and Hedge guards
 //	heijunka  平準化 "levelling": smooth the load — GCRA rate limits, per-key
 //	          limits (in memory or shared through Redis), staged traffic Ramps,
 //	          warm-up after recovery, fair leveling across keys
@@ -26,7 +27,7 @@
 //
 // The packages meet in a tai.Pipeline. Admission controls are Gates (a
 // heijunka limit, a jidoka Line), protections around the action are Guards
-// (a jidoka Breaker), and everything that watches is an Observer (kaizen
+// (jidoka's Breaker, Timeout, Retry, Bulkhead, Fallback, Hedge), and everything that watches is an Observer (kaizen
 // stats and audit, kaizenprom metrics; andon reads the stats) or a Tracer
 // (kaizenotel).
 // The hook interfaces are small and not generic, so a Breaker or a Limiter
@@ -37,7 +38,7 @@
 //
 //	p, err := tai.New(fraudPolicy, chargeAction,
 //		tai.WithGates(perCustomerLimit, line),
-//		tai.WithGuards(gatewayBreaker),
+//		tai.WithGuards(retry, timeout, gatewayBreaker), // outermost first
 //		tai.WithObservers(metrics, stats, audit),
 //		tai.WithTracer(tracer))
 //
