@@ -83,7 +83,7 @@ func StartChild(ctx context.Context, t testing.TB, env, args string, ready *rege
 		for sc.Scan() {
 			line := sc.Text()
 			_, _ = c.Logs.Write([]byte(line + "\n"))
-			if m := ready.FindStringSubmatch(line); m != nil && len(m) > 1 {
+			if m := ready.FindStringSubmatch(line); len(m) > 1 {
 				select {
 				case url <- m[1]:
 				default:
