@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"time"
+
+	"github.com/taipattern/taikit/tai"
 )
 
 var (
@@ -58,8 +60,7 @@ func (e *OpenError) Is(target error) bool { return target == ErrOpen }
 // RetryAfter returns how long until the breaker lets a probe through: the
 // rest of the open period, as of the call to RetryAfter. It is 0 when the
 // breaker is forced open (no end is known), when it is half-open, or when
-// the period has ended. tai.RetryAfter finds it (the method has the shape
-// tai looks for; jidoka does not import tai).
+// the period has ended. RetryAfter and tai.RetryAfter find it.
 func (e *OpenError) RetryAfter() time.Duration {
 	if e.until.IsZero() {
 		return 0
@@ -100,7 +101,7 @@ func (e *StoppedError) Is(target error) bool { return target == ErrLineStopped }
 // RetryAfter returns the line's LineOptions.RetryAfter: the wait a refused
 // caller is told to take before trying again (a stop has no known end, so
 // it is a hint chosen by whoever runs the line). It is 0 when none was set.
-// tai.RetryAfter finds it.
+// RetryAfter and tai.RetryAfter find it.
 func (e *StoppedError) RetryAfter() time.Duration { return e.retryAfter }
 
 // PanicError is a panic that jidoka recovered from a function of yours. A
@@ -137,3 +138,9 @@ func logPanic(l *slog.Logger, owner, name string, e *PanicError) {
 	}
 	l.Error("jidoka: recovered a panic", owner, name, "where", e.Where, "panic", fmt.Sprint(e.Value), "stack", string(e.Stack))
 }
+
+// RetryAfter returns the retry hint of err: the RetryAfter() of the first
+// error in its tree that has such a method (*OpenError, *StoppedError,
+// *BulkheadFullError, heijunka's rejections, or an error of your own), or
+// 0 when none has. It is tai.RetryAfter, for code that uses jidoka alone.
+func RetryAfter(err error) time.Duration { return tai.RetryAfter(err) }

@@ -26,20 +26,43 @@ type GateFunc func(ctx context.Context, key string) error
 // Admit calls f(ctx, key).
 func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, key) }
 
-// A Guard wraps the action. jidoka.Breaker is one; a deadline for the
-// action or a cap on how many actions run at once is a few lines as a
-// GuardFunc (see the GuardFunc example).
+// A Guard wraps the action: a circuit breaker (jidoka.Breaker), a cap on
+// the calls running at once (jidoka.Bulkhead), a deadline
+// (jidoka.Timeout), retries (jidoka.Retry), hedged calls (jidoka.Hedge) or
+// a fallback (jidoka.Fallback). A GuardFunc makes one of a few lines (see
+// the GuardFunc example).
 //
-// Do either calls fn exactly once and returns its error (or an error of its
-// own that replaces it), or does not call fn at all and returns the reason
-// (breaker open, too many running). The pipeline tells the two apart: when
-// fn was never called the outcome is Rejected, otherwise it follows the
-// error.
+// Do calls fn, the rest of the chain (the guards inside this one, then the
+// action), and returns its error or an error of its own that replaces it;
+// or it does not call fn at all and returns the reason (breaker open, too
+// many running). The pipeline tells the two apart: when fn was never
+// called the outcome is Rejected, otherwise it follows the error Do
+// returned.
 //
-// Do must not return before a call of fn it started has returned. A guard
-// that abandons fn (runs it on another goroutine and stops waiting) breaks
-// that contract; the pipeline detects it, fails the signal and discards the
-// late result.
+// Do may call fn more than once. A retry calls it again after a failure,
+// one call after another on Do's goroutine; a hedge calls it again while
+// the first call still runs, on goroutines of its own, so that calls of
+// fn for one signal run at the same time. The pipeline allows both: each
+// call runs the guards inside and the action afresh, and the Result's
+// Value is that of the first call of the action that succeeded — or,
+// when none did and a guard turned the error into nil (a fallback), that
+// of the last call to return. An action under a guard that retries must
+// therefore be safe to run again for the same signal (idempotent, or made
+// so with the signal's ID as an idempotency key); under a guard that
+// hedges it must also be safe to run concurrently with itself, and should
+// honour its context, which the hedge cancels for the calls that lose.
+//
+// Do must not return before every call of fn it started has returned. A
+// guard that abandons fn (runs it on another goroutine and stops waiting)
+// breaks that contract; the pipeline detects it, fails the signal and
+// discards the late result.
+//
+// The guards of a pipeline nest in the order given to WithGuards, the
+// first outermost. A usual order, outermost first, is fallback, retry,
+// timeout, breaker, bulkhead: the fallback sees what is left when the
+// retries are spent; each retry gets a fresh deadline and asks the
+// breaker anew; the breaker counts the calls that timed out; the bulkhead
+// holds a slot only while the action runs.
 //
 // A guard that only needs to admit a call and learn its result can also be
 // a TwoStepGuard, which the pipeline calls without wrapping the action.

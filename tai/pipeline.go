@@ -400,24 +400,29 @@ func (st *stepState) report(err error) {
 // call is the per-signal state of a guarded action. Its links are closures
 // bound once, when the call is made for the pool, so a guard can be handed
 // a func(context.Context) error without an allocation per signal.
+//
+// A guard may call the action more than once, one call after another
+// (a retry) or several at a time (a hedge), so the calls of one signal
+// count themselves in runs and keep their value under mu.
 type call[T, R any] struct {
 	p   *Pipeline[T, R]
 	sig Signal[T]
-	val R
-	// state is gen+callIdle, gen+callRunning or gen+callDone. Each use of
-	// the call advances gen by callDone, so a recycled call is idle
-	// without another atomic store (each one is a full fence).
-	state   atomic.Uint32
-	gen     uint32       // written only by the goroutine holding the call
+	// runs counts the calls of the action: each adds runStarted+1 when it
+	// starts and takes 1 away when it returns, so its low 32 bits are the
+	// calls running and the high ones count the calls started. The count
+	// is never reset: guarded compares it with its value at the start of
+	// the signal.
+	runs    atomic.Uint64
 	reached atomic.Int32 // index of the innermost guard entered; the first link sets it to 0
-	links   []func(context.Context) error
+
+	mu  sync.Mutex
+	val R    // the kept value: see keep
+	won bool // val is the value of a call that succeeded
+
+	links []func(context.Context) error
 }
 
-const (
-	callIdle uint32 = iota
-	callRunning
-	callDone
-)
+const runStarted = 1 << 32
 
 func (p *Pipeline[T, R]) newCall() *call[T, R] {
 	c := &call[T, R]{p: p}
@@ -439,28 +444,44 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 // run is the innermost link: the action itself. It recovers a panic into
 // an error, so the guard (a breaker) counts it as a failure.
 func (c *call[T, R]) run(ctx context.Context) (err error) {
-	c.state.Store(c.gen + callRunning)
+	c.runs.Add(runStarted + 1)
+	var v R
 	defer func() {
-		if v := recover(); v != nil {
+		if r := recover(); r != nil {
 			var zero R
-			c.val, err = zero, newPanicError(StageAction, v)
+			v, err = zero, newPanicError(StageAction, r)
 		}
-		c.state.Store(c.gen + callDone)
+		c.keep(v, err)
 	}()
-	c.val, err = c.p.action.Execute(ctx, c.sig)
+	v, err = c.p.action.Execute(ctx, c.sig)
 	return err
 }
 
+// keep records the value of a call that returned, and that it returned.
+// The value kept is that of the first call to succeed, or, while none has,
+// that of the last call to return (a value the action returned with its
+// error, which a guard such as a fallback may turn into a success).
+func (c *call[T, R]) keep(v R, err error) {
+	c.mu.Lock()
+	if !c.won {
+		c.val, c.won = v, err == nil
+	}
+	c.runs.Add(^uint64(0)) // one call fewer running
+	c.mu.Unlock()
+}
+
 // guarded runs the action inside the guards' Do, outermost first, and
-// tells from the call's state whether a guard rejected the signal (the
+// tells from the call's count whether a guard rejected the signal (the
 // action never ran) or abandoned it (the action still runs).
 func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err error) {
 	c := p.calls.Get().(*call[T, R])
 	c.sig = *s
+	before := c.runs.Load()
 	err = c.links[0](ctx)
 	hook := p.guardNames[c.reached.Load()]
-	switch c.state.Load() - c.gen {
-	case callIdle:
+	runs := c.runs.Load()
+	switch {
+	case runs == before:
 		// The action never ran. c is not reused: a guard that broke its
 		// contract could still call the action it was handed, and must
 		// then find this signal, not another one. A rejection costs a
@@ -469,15 +490,16 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 			err = errors.New("guard returned without running the action")
 		}
 		return r, &RejectedError{Stage: StageAction, Hook: hook, Err: err}
-	case callRunning:
-		// Abandoned: the action still runs and owns c.
+	case uint32(runs) != 0:
+		// Abandoned: an action still runs and owns c.
 		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrStage(hook, StageAction)))
 	}
+	// Every call of the action has returned; their keep happened before
+	// the count read above reached zero.
 	r = c.val
 	var zs Signal[T]
 	var zr R
-	c.sig, c.val = zs, zr
-	c.gen += callDone
+	c.sig, c.val, c.won = zs, zr, false
 	p.calls.Put(c)
 	return r, err
 }

@@ -1,0 +1,106 @@
+package jidoka
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+)
+
+// Defaults of RetryBudgetOptions.
+const (
+	DefaultBudgetRatio = 0.2
+	DefaultBudgetBurst = 10
+)
+
+// Limits of RetryBudgetOptions.
+const (
+	MaxBudgetRatio = 1000
+	MaxBudgetBurst = 1 << 30
+)
+
+// RetryBudgetOptions configures a RetryBudget. The zero value is valid:
+// retries may add a fifth to the calls, with ten to spare.
+type RetryBudgetOptions struct {
+	// Ratio is how many retries each call earns: 0.2 lets retries add at
+	// most a fifth to the calls made. Zero means DefaultBudgetRatio (0.2);
+	// it must be in (0, MaxBudgetRatio].
+	Ratio float64
+	// Burst is the most retries the budget holds at once, and what it
+	// starts with: the retries allowed beyond Ratio, so that a quiet
+	// service can still retry its first failures. Zero means
+	// DefaultBudgetBurst (10); it must be in [1, MaxBudgetBurst].
+	Burst int
+}
+
+// A RetryBudget caps retries at a share of calls, as gRPC's retry
+// throttling and Finagle's retry budgets do, so that retries cannot
+// multiply the load on a service that is already failing. It is a token
+// bucket counted in calls rather than time: each call deposits Ratio of a
+// token, each retry withdraws a whole one, and a retry without a whole
+// token is not made. The bucket holds at most Burst tokens and starts full,
+// so over any stretch of calls
+//
+//	retries ≤ Ratio × calls + Burst.
+//
+// A RetryBudget is safe for concurrent use. One budget may be shared by the
+// Retry guards of every call to the same service (RetryOptions.Budget).
+// Deposit and Withdraw are one atomic operation each (none at all for a
+// deposit into a full bucket) and do not allocate.
+type RetryBudget struct {
+	micro   atomic.Int64 // tokens, in millionths
+	deposit int64
+	limit   int64
+}
+
+const tokenMicros = 1_000_000
+
+// NewRetryBudget returns a full budget configured by opts, or an error
+// naming the invalid field.
+func NewRetryBudget(opts RetryBudgetOptions) (*RetryBudget, error) {
+	ratio, burst := opts.Ratio, opts.Burst
+	if ratio == 0 {
+		ratio = DefaultBudgetRatio
+	}
+	if burst == 0 {
+		burst = DefaultBudgetBurst
+	}
+	if math.IsNaN(ratio) || ratio < 0 || ratio > MaxBudgetRatio {
+		return nil, fmt.Errorf("jidoka: RetryBudgetOptions.Ratio is %v, want a value in (0, %d]", opts.Ratio, MaxBudgetRatio)
+	}
+	if burst < 1 || burst > MaxBudgetBurst {
+		return nil, fmt.Errorf("jidoka: RetryBudgetOptions.Burst is %d, want a value in [1, %d]", opts.Burst, MaxBudgetBurst)
+	}
+	b := &RetryBudget{deposit: max(int64(math.Round(ratio*tokenMicros)), 1), limit: int64(burst) * tokenMicros}
+	b.micro.Store(b.limit)
+	return b, nil
+}
+
+// Deposit credits the budget with one call.
+func (b *RetryBudget) Deposit() {
+	for {
+		n := b.micro.Load()
+		if n >= b.limit {
+			return
+		}
+		if b.micro.CompareAndSwap(n, min(n+b.deposit, b.limit)) {
+			return
+		}
+	}
+}
+
+// Withdraw takes one retry from the budget and reports whether there was
+// one to take.
+func (b *RetryBudget) Withdraw() bool {
+	for {
+		n := b.micro.Load()
+		if n < tokenMicros {
+			return false
+		}
+		if b.micro.CompareAndSwap(n, n-tokenMicros) {
+			return true
+		}
+	}
+}
+
+// Tokens returns the retries the budget holds now, fractions included.
+func (b *RetryBudget) Tokens() float64 { return float64(b.micro.Load()) / tokenMicros }

@@ -1,0 +1,263 @@
+package jidoka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// ErrBulkheadFull matches (errors.Is) every *BulkheadFullError.
+var ErrBulkheadFull = errors.New("jidoka: bulkhead full")
+
+// BulkheadFullError is the rejection of a Bulkhead: every slot was taken
+// and the call could not wait for one (no room in the queue, or its wait
+// ran out). One value is made per Bulkhead and reason, and returned to
+// every call refused for that reason, so a rejection costs no allocation;
+// treat it as read-only.
+type BulkheadFullError struct {
+	Bulkhead string // the bulkhead's Name
+	Limit    int    // BulkheadOptions.MaxConcurrent
+	// Waited is true when the call queued for a slot and its MaxWait ran
+	// out, false when it was refused at once.
+	Waited bool
+
+	retryAfter time.Duration
+}
+
+func (e *BulkheadFullError) Error() string {
+	msg := "jidoka: bulkhead"
+	if e.Bulkhead != "" {
+		msg += " " + strconv.Quote(e.Bulkhead)
+	}
+	msg += " is full (" + strconv.Itoa(e.Limit) + " calls running)"
+	if e.Waited {
+		msg += ", no slot freed in time"
+	}
+	return msg
+}
+
+// Is reports whether target is ErrBulkheadFull.
+func (e *BulkheadFullError) Is(target error) bool { return target == ErrBulkheadFull }
+
+// RetryAfter returns BulkheadOptions.RetryAfter, the wait a refused caller
+// is told to take (0 when none was set). RetryAfter and tai.RetryAfter find
+// it.
+func (e *BulkheadFullError) RetryAfter() time.Duration { return e.retryAfter }
+
+// Limits of BulkheadOptions.
+const (
+	MaxBulkheadConcurrent = 1 << 30
+	MaxBulkheadWaiting    = 1 << 20
+)
+
+// BulkheadOptions configures a Bulkhead.
+type BulkheadOptions struct {
+	// Name names the bulkhead in errors and tai hooks.
+	Name string
+	// MaxConcurrent is how many calls may run at once. It must be in
+	// [1, MaxBulkheadConcurrent].
+	MaxConcurrent int
+	// MaxWaiting is how many calls may wait for a slot when all are
+	// taken; the calls beyond it are refused at once. Zero: none waits.
+	MaxWaiting int
+	// MaxWait is how long a waiting call waits before it is refused. Zero
+	// means until its context ends. Used only with MaxWaiting.
+	MaxWait time.Duration
+	// RetryAfter is the hint a refusal carries (BulkheadFullError's
+	// RetryAfter): about how long a call holds a slot is a good value.
+	// Zero: no hint.
+	RetryAfter time.Duration
+}
+
+// Bulkhead is a tai.TwoStepGuard that caps how many calls run at once, so
+// that one slow dependency cannot take every goroutine, connection or
+// thread of a service with it. A call takes a slot (Allow) and gives it
+// back when it ends (done). When every slot is taken a call waits in line
+// — first come, first served — if MaxWaiting allows it, for at most
+// MaxWait; otherwise, or when its wait runs out, it is refused with a
+// *BulkheadFullError (errors.Is ErrBulkheadFull, with the RetryAfter hint
+// of the options). A waiting call whose context ends gets ctx.Err().
+//
+// Taking and giving back a free slot is one atomic operation each, with no
+// lock and no allocation; a call that has to wait takes a lock and
+// allocates its place in line.
+type Bulkhead struct {
+	name     string
+	limit    int64
+	maxWait  int64
+	waitFor  time.Duration
+	full     *BulkheadFullError // refused at once
+	timedOut *BulkheadFullError // waited MaxWait in vain
+	doneFn   func(error)        // b.release, bound once
+
+	running atomic.Int64 // slots taken
+	waiting atomic.Int64 // calls in line
+
+	mu   sync.Mutex
+	line []*bulkheadWaiter
+}
+
+type bulkheadWaiter struct {
+	ready   chan struct{} // closed when a slot was taken for it
+	granted bool          // under Bulkhead.mu
+}
+
+// NewBulkhead returns a Bulkhead configured by opts, or an error naming the
+// first invalid field and its value.
+func NewBulkhead(opts BulkheadOptions) (*Bulkhead, error) {
+	switch {
+	case opts.MaxConcurrent < 1 || opts.MaxConcurrent > MaxBulkheadConcurrent:
+		return nil, fmt.Errorf("jidoka: BulkheadOptions.MaxConcurrent is %d, want a value in [1, %d]", opts.MaxConcurrent, MaxBulkheadConcurrent)
+	case opts.MaxWaiting < 0 || opts.MaxWaiting > MaxBulkheadWaiting:
+		return nil, fmt.Errorf("jidoka: BulkheadOptions.MaxWaiting is %d, want a value in [0, %d]", opts.MaxWaiting, MaxBulkheadWaiting)
+	case opts.MaxWait < 0:
+		return nil, fmt.Errorf("jidoka: BulkheadOptions.MaxWait is %v, want >= 0", opts.MaxWait)
+	case opts.RetryAfter < 0:
+		return nil, fmt.Errorf("jidoka: BulkheadOptions.RetryAfter is %v, want >= 0", opts.RetryAfter)
+	}
+	b := &Bulkhead{
+		name: opts.Name, limit: int64(opts.MaxConcurrent),
+		maxWait: int64(opts.MaxWaiting), waitFor: opts.MaxWait,
+		full:     &BulkheadFullError{Bulkhead: opts.Name, Limit: opts.MaxConcurrent, retryAfter: opts.RetryAfter},
+		timedOut: &BulkheadFullError{Bulkhead: opts.Name, Limit: opts.MaxConcurrent, Waited: true, retryAfter: opts.RetryAfter},
+	}
+	b.doneFn = b.release
+	return b, nil
+}
+
+var _ tai.TwoStepGuard = (*Bulkhead)(nil)
+
+// Name returns BulkheadOptions.Name.
+func (b *Bulkhead) Name() string { return b.name }
+
+// Running returns how many calls hold a slot now.
+func (b *Bulkhead) Running() int { return int(b.running.Load()) }
+
+// Waiting returns how many calls wait in line for a slot now.
+func (b *Bulkhead) Waiting() int { return int(b.waiting.Load()) }
+
+// Do runs fn in a slot; see Bulkhead. It returns fn's error, or the
+// refusal without calling fn. When ctx is already done it returns
+// ctx.Err() without calling fn. A panic in fn gives the slot back and is
+// passed on.
+func (b *Bulkhead) Do(ctx context.Context, fn func(context.Context) error) error {
+	return tai.DoTwoStep(ctx, b, fn)
+}
+
+// Allow takes a slot, waiting for one if the options allow it, and returns
+// done, which gives it back; call done exactly once. It returns a
+// *BulkheadFullError, or ctx.Err() if ctx ends first or has ended.
+func (b *Bulkhead) Allow(ctx context.Context) (done func(error), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if b.waiting.Load() == 0 && b.tryAcquire() {
+		return b.doneFn, nil
+	}
+	if b.maxWait == 0 {
+		return nil, b.full
+	}
+	return b.wait(ctx)
+}
+
+// tryAcquire takes a free slot, if there is one.
+func (b *Bulkhead) tryAcquire() bool {
+	for {
+		n := b.running.Load()
+		if n >= b.limit {
+			return false
+		}
+		if b.running.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// wait queues the call for a slot.
+func (b *Bulkhead) wait(ctx context.Context) (func(error), error) {
+	b.mu.Lock()
+	if int64(len(b.line)) >= b.maxWait {
+		b.mu.Unlock()
+		return nil, b.full
+	}
+	w := &bulkheadWaiter{ready: make(chan struct{})}
+	b.line = append(b.line, w)
+	b.waiting.Add(1)
+	// A slot given back before this call was in line is found here: a
+	// release decrements running before it looks at waiting, and this
+	// call increments waiting before it looks at running.
+	b.grantLocked()
+	b.mu.Unlock()
+
+	var expire <-chan time.Time
+	if b.waitFor > 0 {
+		t := time.NewTimer(b.waitFor)
+		defer t.Stop()
+		expire = t.C
+	}
+	var err error
+	select {
+	case <-w.ready:
+		return b.doneFn, nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-expire:
+		err = b.timedOut
+	}
+	b.mu.Lock()
+	granted := w.granted
+	if !granted {
+		b.removeLocked(w)
+	}
+	b.mu.Unlock()
+	if granted {
+		if err == b.timedOut {
+			return b.doneFn, nil // the slot came as the wait ran out
+		}
+		b.release(nil)
+	}
+	return nil, err
+}
+
+// release gives a slot back, and hands free slots to the calls in line.
+func (b *Bulkhead) release(error) {
+	b.running.Add(-1)
+	if b.waiting.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.grantLocked()
+	b.mu.Unlock()
+}
+
+// grantLocked takes free slots for the calls in line, first come first.
+func (b *Bulkhead) grantLocked() {
+	for len(b.line) > 0 && b.tryAcquire() {
+		w := b.line[0]
+		b.line[0] = nil
+		b.line = b.line[1:]
+		b.waiting.Add(-1)
+		w.granted = true
+		close(w.ready)
+	}
+	if len(b.line) == 0 {
+		b.line = nil
+	}
+}
+
+// removeLocked takes w out of line.
+func (b *Bulkhead) removeLocked(w *bulkheadWaiter) {
+	for i, x := range b.line {
+		if x == w {
+			b.line = append(b.line[:i], b.line[i+1:]...)
+			b.waiting.Add(-1)
+			return
+		}
+	}
+}

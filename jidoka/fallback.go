@@ -1,0 +1,72 @@
+package jidoka
+
+import (
+	"context"
+	"errors"
+)
+
+// FallbackOptions configures a Fallback.
+type FallbackOptions struct {
+	// Name names the fallback in tai hooks.
+	Name string
+	// When chooses the errors Fallback replaces. Nil means every error
+	// but context.Canceled: a caller that gave up wants no answer.
+	When func(err error) bool
+	// Func is what the error is replaced by: its result is what Do
+	// returns, nil to make the call a success. It gets the context of the
+	// call and the error. It must not be nil.
+	Func func(ctx context.Context, err error) error
+}
+
+// Fallback is a tai.Guard that turns chosen failures into something else:
+// a default, a cached answer, a degraded mode, or a different error. Do
+// calls fn, and if fn's error is one When chooses, returns Func(ctx, err)
+// in its place.
+//
+// Func returns an error only; the fallback value is the call's own
+// business. With Do alone, the function given to Do writes its result to
+// a variable of the caller, and writes the fallback value there when it
+// fails. In a tai pipeline the action returns the fallback value together
+// with its error (return cached, err): when a Fallback turns the error into
+// nil, the Result's Value is the value the action returned with it. See
+// the Fallback examples.
+//
+// Put Fallback outermost, so that it sees the error that is left after the
+// other guards did what they could (retries spent, breaker open). In a
+// pipeline a guard inside it that refuses the call (an open breaker, a full
+// bulkhead) leaves the action unrun, and the signal is Rejected whatever
+// Func returns; to answer such a refusal too, use Fallback with Do inside
+// the action.
+type Fallback struct {
+	name string
+	when func(error) bool
+	fn   func(context.Context, error) error
+}
+
+// NewFallback returns a Fallback configured by opts, or an error when
+// opts.Func is nil.
+func NewFallback(opts FallbackOptions) (*Fallback, error) {
+	if opts.Func == nil {
+		return nil, errors.New("jidoka: FallbackOptions.Func is nil")
+	}
+	when := opts.When
+	if when == nil {
+		when = notCanceled
+	}
+	return &Fallback{name: opts.Name, when: when, fn: opts.Func}, nil
+}
+
+func notCanceled(err error) bool { return !errors.Is(err, context.Canceled) }
+
+// Name returns FallbackOptions.Name.
+func (f *Fallback) Name() string { return f.name }
+
+// Do calls fn and returns its error, or Func's result for an error When
+// chooses.
+func (f *Fallback) Do(ctx context.Context, fn func(context.Context) error) error {
+	err := fn(ctx)
+	if err != nil && f.when(err) {
+		return f.fn(ctx, err)
+	}
+	return err
+}

@@ -1,0 +1,237 @@
+package jidoka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ErrTimeout matches (errors.Is) every *TimeoutError: a call ran past the
+// deadline a Timeout gave it.
+var ErrTimeout = errors.New("jidoka: timed out")
+
+// TimeoutError is the error of a call that a Timeout cut short: the
+// deadline passed and the call returned an error. It matches ErrTimeout
+// and context.DeadlineExceeded, and unwraps to the call's own error too.
+type TimeoutError struct {
+	Timeout  string        // the Timeout's Name
+	Duration time.Duration // the time the call was given
+	Err      error         // what the call returned
+}
+
+func (e *TimeoutError) Error() string {
+	msg := "jidoka: timeout"
+	if e.Timeout != "" {
+		msg += " " + strconv.Quote(e.Timeout)
+	}
+	msg += ": call timed out after " + e.Duration.String()
+	if e.Err != nil && !errors.Is(e.Err, context.DeadlineExceeded) {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is reports whether target is ErrTimeout or context.DeadlineExceeded.
+func (e *TimeoutError) Is(target error) bool {
+	return target == ErrTimeout || target == context.DeadlineExceeded
+}
+
+// Unwrap returns the call's error.
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// TimeoutOptions configures a Timeout.
+type TimeoutOptions struct {
+	// Name names the timeout in errors and tai hooks.
+	Name string
+	// Duration is how long a call may run. It must be positive.
+	Duration time.Duration
+}
+
+// Timeout is a tai.Guard that gives each call a deadline: the context
+// passed to the call ends Duration after the call starts (or at the
+// caller's own deadline, if that comes first), and ends when the call
+// returns in any case, as a context.WithTimeout and its deferred cancel
+// would.
+//
+// Do waits for the call to return, as every guard must: a call that
+// ignores its context runs on past the deadline. If the deadline passed
+// and the call returned an error, Do returns a *TimeoutError (errors.Is
+// ErrTimeout and context.DeadlineExceeded) wrapping it; a call that
+// returned nil succeeded, late or not. When the caller's own context
+// ends first, the call's error is returned as it is.
+//
+// A Timeout costs no allocation for a call that does not ask its context
+// for Done: the context is taken from a pool, to which it goes back only if
+// nothing can be waiting on it. As with any context, the call must not
+// keep it after it returns.
+type Timeout struct {
+	name string
+	d    time.Duration
+	pool sync.Pool // *deadlineCtx
+}
+
+// NewTimeout returns a Timeout configured by opts, or an error naming the
+// invalid field.
+func NewTimeout(opts TimeoutOptions) (*Timeout, error) {
+	if opts.Duration <= 0 {
+		return nil, fmt.Errorf("jidoka: TimeoutOptions.Duration is %v, want > 0", opts.Duration)
+	}
+	return &Timeout{name: opts.Name, d: opts.Duration}, nil
+}
+
+// Name returns TimeoutOptions.Name.
+func (t *Timeout) Name() string { return t.name }
+
+// Duration returns TimeoutOptions.Duration.
+func (t *Timeout) Duration() time.Duration { return t.d }
+
+// Do calls fn with a context that ends after the Timeout's Duration; see
+// Timeout. When ctx is already done it returns ctx.Err() without calling
+// fn.
+func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(t.d)
+	if pd, ok := ctx.Deadline(); ok && !pd.After(deadline) {
+		// The caller's deadline comes first: it is the one that counts,
+		// and its expiry is the caller's, not this Timeout's.
+		return fn(ctx)
+	}
+	c, _ := t.pool.Get().(*deadlineCtx)
+	if c == nil {
+		c = &deadlineCtx{Context: ctx, deadline: deadline}
+		c.timer = time.AfterFunc(t.d, c.expire)
+	} else {
+		c.Context, c.deadline = ctx, deadline
+		c.timer.Reset(t.d)
+	}
+	err := t.call(c, fn)
+	stopped := c.timer.Stop()
+	expired, observed := c.end()
+	if err != nil && expired {
+		err = &TimeoutError{Timeout: t.name, Duration: t.d, Err: err}
+	}
+	if stopped && !observed {
+		// Nothing waits on c and its timer will not fire: it can serve
+		// another call.
+		c.reset()
+		t.pool.Put(c)
+	}
+	return err
+}
+
+// call runs fn; a panic in fn still ends c before it goes on, so that the
+// stdlib goroutines watching c (if any) are released.
+func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err error) {
+	ok := false
+	defer func() {
+		if !ok {
+			c.timer.Stop()
+			c.end()
+		}
+	}()
+	err = fn(c)
+	ok = true
+	return err
+}
+
+// deadlineCtx is the context a Timeout gives a call: the caller's context
+// with a deadline. Its Done channel is made only when asked for, and a
+// context whose Done was never asked for goes back to the Timeout's pool.
+type deadlineCtx struct {
+	context.Context // the caller's
+	deadline        time.Time
+	timer           *time.Timer // runs expire; made once per deadlineCtx
+
+	mu       sync.Mutex
+	done     chan struct{} // made by Done, closed when the context ends
+	err      error         // set when the context ends
+	expired  bool          // it ended at its deadline
+	observed bool          // Done was called
+	stop     func() bool   // stops the watch on the caller's context
+}
+
+// closedChan is the Done of a context that had ended before Done was asked
+// for.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c *deadlineCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done != nil {
+		return c.done
+	}
+	c.observed = true
+	if c.err != nil {
+		c.done = closedChan
+		return c.done
+	}
+	if err := c.Context.Err(); err != nil {
+		c.err, c.done = err, closedChan
+		return c.done
+	}
+	c.done = make(chan struct{})
+	if c.Context.Done() != nil {
+		parent := c.Context
+		c.stop = context.AfterFunc(parent, func() { c.cancel(parent.Err(), false) })
+	}
+	return c.done
+}
+
+func (c *deadlineCtx) Err() error {
+	c.mu.Lock()
+	err := c.err
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.Context.Err()
+}
+
+// expire is the timer's function.
+func (c *deadlineCtx) expire() { c.cancel(context.DeadlineExceeded, true) }
+
+// cancel ends the context with err, if it has not ended.
+func (c *deadlineCtx) cancel(err error, expired bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	if perr := c.Context.Err(); perr != nil {
+		// The caller's context ended first; its error wins.
+		err, expired = perr, false
+	}
+	c.err, c.expired = err, expired
+	if c.done != nil && c.done != closedChan {
+		close(c.done)
+	}
+}
+
+// end ends the context when the call has returned, as a deferred cancel
+// does, and reports whether it had expired and whether Done was asked for.
+func (c *deadlineCtx) end() (expired, observed bool) {
+	c.cancel(context.Canceled, false)
+	c.mu.Lock()
+	expired, observed = c.expired, c.observed
+	stop := c.stop
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	return expired, observed
+}
+
+// reset readies c for another call.
+func (c *deadlineCtx) reset() {
+	c.Context, c.deadline = nil, time.Time{}
+	c.done, c.err, c.expired, c.observed, c.stop = nil, nil, false, false, nil
+}
+
+func (c *deadlineCtx) String() string { return "jidoka.Timeout context" }
