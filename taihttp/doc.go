@@ -31,4 +31,21 @@
 // message per code, written as an RFC 9457 problem document (JSONErrors,
 // the default) or a line of text (PlainErrors), or by an ErrorWriter of
 // yours. The options' OnError hands the error itself to your logger.
+//
+// # Client transport
+//
+// NewTransport makes an http.RoundTripper that sends requests through
+// jidoka's guards and a heijunka limiter, in this order, outermost first:
+//
+//	Retry → Hedge → Limiter → AttemptTimeout → Breaker → Base
+//
+// Only requests that can safely be sent twice are retried or hedged: an
+// idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE), or an
+// Idempotency-Key header, or any method with RetryNonIdempotent; and a
+// body that can be sent again (GetBody). A response with a status of
+// RetryStatus (408, 429, 500, 502, 503, 504) fails its attempt, and its
+// Retry-After (seconds or an HTTP date, see ParseRetryAfter) is the
+// retry's hint; the breaker counts 5xx (FailureStatus), transport errors
+// and timeouts. The responses of failed and losing attempts are drained
+// and closed; the one returned keeps a readable body.
 package taihttp

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"time"
 
 	"github.com/taipattern/taikit/heijunka"
@@ -140,4 +141,42 @@ func ExampleStatusOf() {
 	// 403 0s
 	// 504 0s
 	// 500 0s
+}
+
+// A client whose GETs are retried on 503, each attempt with a deadline
+// and through a breaker.
+func ExampleNewTransport() {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "inventory: 12")
+	}))
+	defer srv.Close()
+
+	retry, _ := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond})
+	breaker, _ := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "inventory"})
+	transport, err := taihttp.NewTransport(taihttp.TransportOptions{
+		Base:           srv.Client().Transport,
+		Retry:          retry,
+		AttemptTimeout: 2 * time.Second,
+		Breaker:        breaker,
+	})
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: transport}
+	defer client.CloseIdleConnections()
+
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(body), "after", hits.Load(), "attempts")
+	// Output: 200 inventory: 12 after 2 attempts
 }
