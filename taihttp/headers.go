@@ -76,13 +76,33 @@ func RateLimitField(name string, d heijunka.Decision) string {
 }
 
 func appendRateLimit(b []byte, name string, d heijunka.Decision) []byte {
-	if d.FailedOpen || d.Limit.IsUnlimited() || d.Limit.Validate() != nil {
+	l := limitOf(d.Limit)
+	return l.appendRateLimit(b, name, &d)
+}
+
+// limitInfo is what the fields need of a Limit, worked out once: a
+// middleware keeps it for the limit it last saw.
+type limitInfo struct {
+	limit    heijunka.Limit
+	quota    bool          // a finite or closed limit: one the fields can describe
+	closed   bool          // Rate 0
+	interval time.Duration // between requests at the sustained rate
+}
+
+func limitOf(l heijunka.Limit) limitInfo {
+	return limitInfo{limit: l, quota: !l.IsUnlimited() && l.Validate() == nil, closed: l.IsClosed(), interval: l.Interval()}
+}
+
+// appendRateLimit appends the RateLimit field for d, decided under the
+// limit of li.
+func (li *limitInfo) appendRateLimit(b []byte, name string, d *heijunka.Decision) []byte {
+	if d.FailedOpen || !li.quota {
 		return b
 	}
 	b = appendSFString(b, name)
 	b = append(b, ";r="...)
 	b = strconv.AppendInt(b, int64(max(d.Remaining, 0)), 10)
-	if t := refill(d); t > 0 {
+	if t := li.refill(d); t > 0 {
 		b = append(b, ";t="...)
 		b = strconv.AppendInt(b, ceilSeconds(t), 10)
 	}
@@ -91,21 +111,20 @@ func appendRateLimit(b []byte, name string, d heijunka.Decision) []byte {
 
 // refill is how long until the key of d has more quota; 0 when it is full
 // or never will have.
-func refill(d heijunka.Decision) time.Duration {
+func (li *limitInfo) refill(d *heijunka.Decision) time.Duration {
 	if !d.Allowed {
 		if d.RetryAfter == heijunka.InfDuration {
 			return 0
 		}
 		return d.RetryAfter
 	}
-	if d.Limit.IsClosed() || d.Remaining >= d.Limit.Burst {
+	if li.closed || d.Remaining >= li.limit.Burst {
 		return 0
 	}
 	// Remaining is how many requests fit into the burst at ResetAfter's
 	// debt; one more fits once the debt drops by what is over a whole
 	// number of intervals.
-	iv := d.Limit.Interval()
-	return d.ResetAfter - time.Duration(d.Limit.Burst-d.Remaining-1)*iv
+	return d.ResetAfter - time.Duration(li.limit.Burst-d.Remaining-1)*li.interval
 }
 
 // appendSFString appends s as a structured-field String (RFC 9651,

@@ -111,7 +111,7 @@ type rateLimit struct {
 }
 
 type policyValue struct {
-	limit heijunka.Limit
+	limitInfo
 	field []string // shared by the responses: len and cap 1, so Add copies
 }
 
@@ -127,11 +127,12 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	h := w.Header()
-	if p := rl.policyField(d.Limit); p != nil {
-		h[headerRateLimitPolicy] = p
+	pv := rl.policyValue(d.Limit)
+	if pv.field != nil {
+		h[headerRateLimitPolicy] = pv.field
 	}
 	var buf [64]byte
-	if v := appendRateLimit(buf[:0], rl.policy, d); len(v) > 0 {
+	if v := pv.appendRateLimit(buf[:0], rl.policy, &d); len(v) > 0 {
 		h[headerRateLimit] = []string{string(v)}
 	}
 	if d.Allowed {
@@ -142,16 +143,18 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-func (rl *rateLimit) policyField(l heijunka.Limit) []string {
+// policyValue returns the field and the limitInfo of l, made once per
+// change of limit.
+func (rl *rateLimit) policyValue(l heijunka.Limit) *policyValue {
 	if c := rl.cached.Load(); c != nil && c.limit == l {
-		return c.field
+		return c
 	}
-	c := &policyValue{limit: l}
+	c := &policyValue{limitInfo: limitOf(l)}
 	if f := PolicyField(rl.policy, l); f != "" {
 		c.field = []string{f}
 	}
 	rl.cached.Store(c)
-	return c.field
+	return c
 }
 
 // common is what every middleware here is configured with.

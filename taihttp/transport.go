@@ -40,10 +40,10 @@ type TransportOptions struct {
 	Limiter *heijunka.Limiter
 	// AttemptTimeout bounds each attempt, from when it is sent until its
 	// response's header has arrived; reading the body is bounded by the
-	// request's own context only. An attempt that times out fails with a
-	// *jidoka.TimeoutError (errors.Is context.DeadlineExceeded), which
-	// the Breaker counts and the Retry retries. Zero: no bound; it must
-	// not be negative.
+	// request's own context only. An attempt that times out is cancelled
+	// and fails with a *jidoka.TimeoutError (errors.Is ErrTimeout and
+	// context.DeadlineExceeded), which the Breaker counts and the Retry
+	// retries. Zero: no bound; it must not be negative.
 	AttemptTimeout time.Duration
 	// Breaker admits each attempt and counts its result: a transport
 	// error or a timeout is a failure, and so is a response whose status
@@ -95,7 +95,7 @@ type Transport struct {
 	retry     *jidoka.Retry
 	hedge     *jidoka.Hedge
 	limiter   *heijunka.Limiter
-	timeout   *jidoka.Timeout
+	timeout   time.Duration
 	breaker   *jidoka.Breaker
 	retryOn   func(int) bool
 	failureOn func(int) bool
@@ -107,13 +107,11 @@ type Transport struct {
 func NewTransport(opts TransportOptions) (*Transport, error) {
 	t := &Transport{
 		base: opts.Base, retry: opts.Retry, hedge: opts.Hedge, limiter: opts.Limiter, breaker: opts.Breaker,
-		retryOn: opts.RetryStatus, failureOn: opts.FailureStatus, anyMethod: opts.RetryNonIdempotent,
+		timeout: opts.AttemptTimeout, retryOn: opts.RetryStatus, failureOn: opts.FailureStatus,
+		anyMethod: opts.RetryNonIdempotent,
 	}
 	if opts.AttemptTimeout < 0 {
 		return nil, fmt.Errorf("taihttp.NewTransport: AttemptTimeout must not be negative, got %v", opts.AttemptTimeout)
-	}
-	if opts.AttemptTimeout > 0 {
-		t.timeout, _ = jidoka.NewTimeout(jidoka.TimeoutOptions{Name: "attempt", Duration: opts.AttemptTimeout})
 	}
 	if t.base == nil {
 		t.base = http.DefaultTransport
@@ -232,24 +230,25 @@ func (e *retryStatusError) Error() string {
 
 func (e *retryStatusError) RetryAfter() time.Duration { return e.retryAfter }
 
-// call is one attempt, with the limiter and the timeout around it.
+// call is one attempt, after the limiter's wait.
 func (rt *roundTrip) call(ctx context.Context) error {
 	if l := rt.t.limiter; l != nil {
 		if err := l.Wait(ctx); err != nil {
 			return err
 		}
 	}
-	if rt.t.timeout != nil {
-		return rt.t.timeout.Do(ctx, rt.attempt)
-	}
 	return rt.attempt(ctx)
 }
 
 // attempt sends one copy of the request through the breaker. ctx is the
-// attempt's: it ends when a timeout passes, a hedge is lost, or the
-// attempt returns. The request runs on a context of its own, a child of
-// the request's, which ctx's end cancels only until the response header
-// has arrived, so that the body of the response returned stays readable.
+// attempt's: a hedge cancels it for the copies that lose. The request runs
+// on a context of its own, a child of the request's, which ctx's end and
+// the attempt's timeout cancel only until the response header has arrived,
+// so that the body of the response returned stays readable.
+//
+// (jidoka.Timeout would end the attempt's context when the attempt
+// returns, and with it the body; the timeout here is a timer on the
+// request's context that is stopped when the header is in.)
 func (rt *roundTrip) attempt(ctx context.Context) error {
 	req, err := rt.request()
 	if err != nil {
@@ -264,29 +263,35 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 			return err
 		}
 	}
-	reqCtx, cancel := context.WithCancel(rt.req.Context())
+	a := &attemptBody{}
+	var reqCtx context.Context
+	reqCtx, a.cancel = context.WithCancel(rt.req.Context())
 	stop := noStop
 	if ctx != rt.req.Context() {
-		stop = context.AfterFunc(ctx, cancel)
+		stop = context.AfterFunc(ctx, a.cancel)
+	}
+	var timer *time.Timer
+	if rt.t.timeout > 0 {
+		timer = time.AfterFunc(rt.t.timeout, a.expire)
 	}
 	resp, err := rt.t.base.RoundTrip(req.WithContext(reqCtx))
-	if err != nil {
-		stop()
-		cancel()
-		if cerr := ctx.Err(); cerr != nil {
-			// The attempt's context ended (a timeout, a lost hedge): that
-			// is why the request failed, and what the breaker and the
-			// retry should see.
-			err = cerr
-		}
-		done(err)
-		return err
-	}
-	if !stop() {
-		// The attempt's context ended as the response came: it is lost.
-		cancel()
+	intime := timer == nil || timer.Stop()
+	if linked := stop(); err == nil && !(intime && linked) {
+		// The attempt ended (its timeout, a lost hedge) as the
+		// response came: the response is lost with it.
 		drain(resp)
-		err = ctx.Err()
+		err = context.Canceled
+	}
+	if err != nil {
+		a.cancel()
+		switch {
+		case a.expired.Load():
+			err = &jidoka.TimeoutError{Timeout: "attempt", Duration: rt.t.timeout, Err: context.DeadlineExceeded}
+		case ctx.Err() != nil:
+			// The attempt's context ended: that is why the request
+			// failed, and what the breaker and the retry should see.
+			err = ctx.Err()
+		}
 		done(err)
 		return err
 	}
@@ -296,7 +301,8 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		done(nil)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+		a.ReadCloser = resp.Body
+		resp.Body = a
 	}
 	if rt.hold && rt.t.retryOn(resp.StatusCode) {
 		hint, _ := ParseRetryAfter(resp.Header.Get(headerRetryAfter), time.Now())
@@ -307,6 +313,25 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	}
 	rt.claim(resp)
 	return nil
+}
+
+// attemptBody controls the context of an attempt's request, and becomes
+// the body of its response: closing the body ends the context.
+type attemptBody struct {
+	io.ReadCloser
+	cancel  context.CancelFunc
+	expired atomic.Bool // the attempt's timeout cancelled it
+}
+
+func (a *attemptBody) expire() {
+	a.expired.Store(true)
+	a.cancel()
+}
+
+func (a *attemptBody) Close() error {
+	err := a.ReadCloser.Close()
+	a.cancel()
+	return err
 }
 
 // noStop is the stop of an attempt whose context is the request's own:
@@ -368,18 +393,6 @@ func (rt *roundTrip) dropHeld() {
 		drain(rt.held)
 		rt.held = nil
 	}
-}
-
-// cancelBody ends the request's context when the body is closed.
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
 }
 
 // maxDrain is how much of a failed response's body is read, so that its
