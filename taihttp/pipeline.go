@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -49,7 +51,10 @@ type PipelineOptions struct {
 //	gates → policy → guards around the handler → observers
 //
 // hooks are the pipeline's options (tai.WithGates, tai.WithGuards,
-// tai.WithObservers, tai.WithTracer, tai.WithHoldOnReview). A request
+// tai.WithObservers, tai.WithTracer, tai.WithHoldOnReview). The handler
+// answers the client, so it runs once: a guard that would call it again
+// (jidoka.Retry, jidoka.Hedge) gets an error that is not retried, and the
+// handler's first answer stands. Retry on the client side (Transport). A request
 // becomes a tai.Signal[*http.Request] of opts.Kind, keyed by opts.Key;
 // policy evaluates it (nil allows every request, so that only the gates
 // and guards decide). The handler runs with the context the guards give
@@ -124,7 +129,13 @@ type exchange struct {
 	w         statusWriter
 	next      http.Handler
 	isFailure func(int) bool
+	ran       atomic.Bool // the handler was called
 }
+
+// errRanTwice is the error of a second call of the action: a guard that
+// retries or hedges (jidoka.Retry, jidoka.Hedge) called it again, but the
+// handler has answered the client already, or is answering.
+var errRanTwice = jidoka.Permanent(errors.New("taihttp: a guard called the handler a second time; a handler answers once, so retries and hedges do not belong around it"))
 
 type exchangeKey struct{}
 
@@ -143,21 +154,18 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 	if err == nil {
 		return
 	}
-	var se *StatusError
-	switch {
-	case errors.As(err, &se) && ex.w.status != 0:
-		// The handler answered with a failing status: its response stands.
+	if ex.w.status != 0 {
+		// The handler answered (a failing status, say): its response
+		// stands. Should it have panicked after it began, the response
+		// cannot be replaced, only cut off, as net/http does.
 		if pl.onError != nil {
 			pl.onError(r, err)
+		}
+		var pe *tai.PanicError
+		if errors.As(err, &pe) {
+			panic(http.ErrAbortHandler)
 		}
 		return
-	case ex.w.status != 0:
-		// The handler began its response and then failed (a panic): the
-		// response cannot be replaced, only cut off.
-		if pl.onError != nil {
-			pl.onError(r, err)
-		}
-		panic(http.ErrAbortHandler)
 	}
 	switch tai.OutcomeOf(err) {
 	case tai.Rejected:
@@ -178,6 +186,9 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 // the guards give it.
 func serve(ctx context.Context, s tai.Signal[*http.Request]) (struct{}, error) {
 	ex := ctx.Value(exchangeKey{}).(*exchange)
+	if ex.ran.Swap(true) {
+		return struct{}{}, errRanTwice
+	}
 	r := s.Payload
 	if ctx != ex.ctx {
 		r = r.WithContext(ctx)

@@ -269,3 +269,23 @@ func TestPipelineValidation(t *testing.T) {
 	_, err = taihttp.Pipeline(nil, taihttp.PipelineOptions{}, tai.WithGates(nil))
 	assert.ErrorContains(t, err, "taihttp.Pipeline: tai.New: gate 0 is nil")
 }
+
+// A retry around the handler cannot run it twice: the handler has
+// answered the client.
+func TestPipelineRunsTheHandlerOnce(t *testing.T) {
+	retry, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 3, BaseDelay: time.Millisecond})
+	require.NoError(t, err)
+	calls := 0
+	var got error
+	h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+		tai.WithGuards(retry))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		http.Error(w, "upstream down", http.StatusBadGateway)
+	}))
+	rec := serve(h, get("192.0.2.1:1"))
+	assert.Equal(t, 1, calls)
+	assert.Equal(t, http.StatusBadGateway, rec.Code)
+	assert.Equal(t, "upstream down\n", rec.Body.String(), "one answer, the handler's")
+	assert.ErrorIs(t, got, jidoka.ErrPermanent)
+	assert.ErrorContains(t, got, "a guard called the handler a second time")
+}
