@@ -206,3 +206,19 @@ func TestParseRetryAfter(t *testing.T) {
 		assert.Equal(t, tc.want, got, "%q", tc.v)
 	}
 }
+
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"5", "0", "Mon, 05 Aug 2019 09:27:05 GMT", "", "-1", "99999999999999999999", " 7 "} {
+		f.Add(s)
+	}
+	now := time.Date(2019, 8, 5, 9, 27, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := taihttp.ParseRetryAfter(v, now)
+		if !ok {
+			assert.Zero(t, d)
+			return
+		}
+		assert.GreaterOrEqual(t, d, time.Duration(0))
+		assert.LessOrEqual(t, d, taihttp.MaxRetryAfter)
+	})
+}

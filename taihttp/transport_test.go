@@ -518,3 +518,74 @@ func waitFor(t *testing.T, ch <-chan struct{}, what string) {
 		t.Fatalf("timed out waiting: %s", what)
 	}
 }
+
+// Retry and hedge together: a failed attempt is retried, and the slow
+// retry is hedged; the hedge's response wins.
+func TestTransportRetryThenHedge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		calls := 0
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			calls++
+			n := calls
+			mu.Unlock()
+			switch n {
+			case 1:
+				return response(r, http.StatusServiceUnavailable, nil, "busy"), nil
+			case 2: // the retry: slow, and gives up when cancelled
+				select {
+				case <-r.Context().Done():
+					return nil, r.Context().Err()
+				case <-time.After(time.Minute):
+					return response(r, http.StatusOK, nil, "slow"), nil
+				}
+			}
+			return response(r, http.StatusOK, nil, "hedge "+strconv.Itoa(n)), nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge,
+			Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, Jitter: func(time.Duration) time.Duration { return 0 }})})
+		start := time.Now()
+		resp, err := c.Get("http://example.test/")
+		require.NoError(t, err)
+		assert.Equal(t, "hedge 3", readAll(t, resp))
+		assert.Equal(t, 100*time.Millisecond, time.Since(start), "no backoff, then the hedge delay")
+		assert.Equal(t, 3, calls)
+	})
+}
+
+// Many requests at once through every guard, against a flapping server.
+func TestTransportConcurrent(t *testing.T) {
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n%3 == 0 {
+			http.Error(w, "flap", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, r.URL.Path)
+	})
+	hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 50 * time.Millisecond})
+	require.NoError(t, err)
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1000})
+	require.NoError(t, err)
+	budget, err := jidoka.NewRetryBudget(jidoka.RetryBudgetOptions{Ratio: 1, Burst: 100})
+	require.NoError(t, err)
+	c := client(t, srv, taihttp.TransportOptions{Hedge: hedge, Breaker: b, AttemptTimeout: 5 * time.Second,
+		Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 5, Budget: budget})})
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			path := "/item/" + strconv.Itoa(i)
+			resp, err := c.Get(srv.URL + path)
+			if !assert.NoError(t, err) {
+				return
+			}
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			assert.Equal(t, path, string(b))
+		})
+	}
+	wg.Wait()
+}
