@@ -1,8 +1,8 @@
 package taihttp
 
 import (
-	"net"
 	"net/http"
+	"strings"
 )
 
 // Middleware wraps a handler, as func(http.Handler) http.Handler does in
@@ -18,10 +18,25 @@ type KeyFunc func(r *http.Request) string
 // r.RemoteAddr, without the port. Behind a proxy that address is the
 // proxy's; use a KeyFunc that reads the header your proxy sets (and
 // overwrites), never one a client could choose.
+//
+// It returns the host net.SplitHostPort would return, and RemoteAddr
+// whole where SplitHostPort fails (no port, a malformed address).
 func RemoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+	a := r.RemoteAddr
+	i := strings.LastIndexByte(a, ':')
+	if i < 0 || strings.ContainsAny(a[i+1:], "[]") {
+		return a
+	}
+	host := a[:i]
+	if len(host) >= 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+		if strings.ContainsAny(host, "[]") {
+			return a
+		}
+		return host
+	}
+	if strings.ContainsAny(host, ":[]") {
+		return a // an IPv6 address without a port, or a malformed one
 	}
 	return host
 }
