@@ -51,14 +51,14 @@ type PipelineOptions struct {
 //	gates → policy → guards around the handler → observers
 //
 // hooks are the pipeline's options (tai.WithGates, tai.WithGuards,
-// tai.WithObservers, tai.WithTracer, tai.WithHoldOnReview). The handler
-// answers the client, so it runs once: a guard that would call it again
-// (jidoka.Retry, jidoka.Hedge) gets an error that is not retried, and the
-// handler's first answer stands. Retry on the client side (Transport). A request
+// tai.WithObservers, tai.WithTracer, tai.WithHoldOnReview). A request
 // becomes a tai.Signal[*http.Request] of opts.Kind, keyed by opts.Key;
 // policy evaluates it (nil allows every request, so that only the gates
 // and guards decide). The handler runs with the context the guards give
-// it (a deadline, say).
+// it (a deadline, say). It answers the client, so it runs once: a guard
+// that would call it again (jidoka.Retry, jidoka.Hedge) gets an error
+// that is not retried, and the handler's first answer stands; retry on
+// the client's side instead (Transport).
 //
 // What the client gets, by the Outcome (see ProblemOf for the details):
 //
