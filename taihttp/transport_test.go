@@ -156,16 +156,15 @@ func TestTransportNeverRetriesPOSTUnlessTold(t *testing.T) {
 }
 
 func TestTransportHonoursRetryAfter(t *testing.T) {
-	var first time.Time
-	var gap atomic.Int64
+	var first, gap atomic.Int64
 	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if n == 1 {
-			first = time.Now()
+			first.Store(time.Now().UnixNano())
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "slow down", http.StatusTooManyRequests)
 			return
 		}
-		gap.Store(int64(time.Since(first)))
+		gap.Store(time.Now().UnixNano() - first.Load())
 	})
 	c := client(t, srv, taihttp.TransportOptions{Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, MaxDelay: 5 * time.Second})})
 	resp, err := c.Get(srv.URL)
