@@ -30,6 +30,7 @@ type BulkheadFullError struct {
 	retryAfter time.Duration
 }
 
+// Error names the bulkhead and its limit, and says whether the call waited.
 func (e *BulkheadFullError) Error() string {
 	msg := "jidoka: bulkhead"
 	if e.Bulkhead != "" {

@@ -1,5 +1,8 @@
 // Package jidoka stops the line the moment something is wrong, and lets a
-// person or a rule restart it. It holds three tools.
+// person or a rule restart it. It holds three tools — a circuit breaker, a
+// stop-the-line switch and a watchdog — and the guards that keep a call to
+// another service from taking the line down with it: Timeout, Retry,
+// Bulkhead, Fallback and Hedge.
 //
 // # Breaker
 //
@@ -39,6 +42,57 @@
 // count-based rules no clock read; a refused call reads one atomic word and
 // returns an error made once per open period.
 //
+// # Guards
+//
+// Each guard is a tai.Guard, usable alone through its Do or in a tai
+// pipeline through tai.WithGuards; Breaker and Bulkhead are also
+// tai.TwoStepGuards (Allow, then done). Each is made by a constructor
+// that takes XxxOptions and returns an error naming a bad field.
+//
+//   - Timeout gives a call a deadline: its context ends after Duration,
+//     and an error it returns past the deadline becomes a *TimeoutError
+//     (errors.Is ErrTimeout and context.DeadlineExceeded).
+//   - Retry calls again after a failure: MaxAttempts calls at most,
+//     exponential backoff with full jitter, only for errors RetryOn
+//     accepts (Retryable by default: not a cancelled call, not a
+//     Permanent error, not a denial), never sooner than the error's
+//     RetryAfter hint, never past the caller's deadline, and only while
+//     its RetryBudget has a retry to give (retries ≤ Ratio × calls +
+//     Burst).
+//   - Bulkhead caps the calls running at once, with an optional bounded
+//     line of waiting calls; a refusal is a *BulkheadFullError
+//     (errors.Is ErrBulkheadFull) with a RetryAfter hint.
+//   - Fallback replaces chosen errors by what its Func returns; the
+//     fallback value comes from the call itself (see Fallback).
+//   - Hedge starts the same call again when the first is slow — after a
+//     fixed delay or a quantile of recent latencies — takes the first
+//     success and cancels the others.
+//
+// RetryAfter(err) returns the retry hint of any error in err's tree, as
+// tai.RetryAfter does, for code that uses jidoka alone. Call(ctx, g, fn)
+// runs a function with a result through any guard and keeps the value of
+// its first success, as a pipeline does: safe under a Hedge, whose calls
+// run at the same time.
+//
+// Guards nest: the first given to tai.WithGuards is the outermost. The
+// order that usually fits, outermost first, is
+//
+//	Fallback(Retry(Timeout(Breaker(Bulkhead(action)))))
+//	tai.WithGuards(fallback, retry, timeout, breaker, bulkhead)
+//
+// so that the fallback sees only what is left when the retries are spent;
+// each retry gets a deadline of its own and asks the breaker anew (an open
+// breaker's RetryAfter sets the wait, or ends the retries when it is
+// longer than MaxRetryAfter); the breaker counts the calls that timed out
+// as failures; and the bulkhead holds a slot only while the action runs,
+// not while a retry waits. A Hedge goes where Retry would, or inside it;
+// a Timeout outside a Hedge bounds the hedged calls together. Under Retry
+// the action runs several times for one signal, one after another; under
+// Hedge several at a time: it must allow that (see tai.Guard).
+//
+// The guards read the time themselves, like the breaker: test them with
+// testing/synctest (see Time below).
+//
 // # Line
 //
 // A Line is a stop-the-line switch and a tai.Gate: Stop(reason) makes Admit
@@ -68,8 +122,9 @@
 //
 // # Time
 //
-// Breaker, Line and Watchdog read the time themselves (time.Now,
-// time.Since, timers): there is no clock to inject. Tests control time with
+// Breaker, Line, Watchdog and the guards read the time themselves
+// (time.Now, time.Since, timers): there is no clock to inject (Retry's
+// Jitter may be, to make its waits exact). Tests control time with
 // testing/synctest, where a sleep moves a fake clock at once. Make the
 // breaker, line or watchdog inside the bubble, so that its timers and the
 // instant it counts from belong to the bubble's clock:

@@ -216,3 +216,22 @@ func Example_guards() {
 	fmt.Println(res.Value, err, calls)
 	// Output: shipped order 1 <nil> 2
 }
+
+// Call collects the value of a call made through any guard: under a Hedge
+// the function runs twice at once, and the first success's value is kept.
+func ExampleCall() {
+	h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 10 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	var calls atomic.Int32
+	replica, err := jidoka.Call(context.Background(), h, func(ctx context.Context) (string, error) {
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // a slow replica, cancelled when the other answers
+			return "", ctx.Err()
+		}
+		return "replica 2", nil
+	})
+	fmt.Println(replica, err)
+	// Output: replica 2 <nil>
+}

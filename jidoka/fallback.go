@@ -26,7 +26,8 @@ type FallbackOptions struct {
 // Func returns an error only; the fallback value is the call's own
 // business. With Do alone, the function given to Do writes its result to
 // a variable of the caller, and writes the fallback value there when it
-// fails. In a tai pipeline the action returns the fallback value together
+// fails; with Call, it returns the fallback value with its error, as an
+// action does in a pipeline. In a tai pipeline the action returns the fallback value together
 // with its error (return cached, err): when a Fallback turns the error into
 // nil, the Result's Value is the value the action returned with it. See
 // the Fallback examples.

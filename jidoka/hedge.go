@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -44,10 +45,11 @@ type HedgeOptions struct {
 // has not returned after a delay it starts the same call again (a hedge,
 // as Dean and Barroso's "The Tail at Scale" describes), and takes the first
 // success. The delay is fixed, or a quantile of recent calls' latencies,
-// so only the slowest few calls are doubled. Every call runs on a goroutine
-// of its own with a context of its own; when one succeeds the others'
-// contexts are cancelled, and Do waits for them to return before it
-// returns (a guard never leaves a call behind).
+// so only the slowest few calls are doubled. The first call runs on the
+// goroutine that called Do, each hedge on a goroutine of its own, and each
+// call with a context of its own; when one succeeds the others' contexts
+// are cancelled, and Do waits for them to return before it returns (a
+// guard never leaves a call behind).
 //
 // Hedging is for slowness, not failure (that is Retry's work): a call that
 // fails does not start a hedge. Do returns nil on the first success; when
@@ -56,9 +58,10 @@ type HedgeOptions struct {
 //
 // Hedged calls run at the same time, so fn must be safe to run
 // concurrently with itself, and should only hedge what is idempotent: a
-// read, or a write with an idempotency key. Do costs a goroutine, a
-// context and a channel per call started; a panic in fn is passed on to
-// the caller of Do once every call has returned.
+// read, or a write with an idempotency key. A call that returns before
+// the delay costs a context, a timer and Do's state (five allocations) and
+// no goroutine; each hedge costs a goroutine and a context. A panic in fn
+// is passed on to the caller of Do once every call has returned.
 type Hedge struct {
 	name     string
 	delay    time.Duration
@@ -118,13 +121,6 @@ func (h *Hedge) Delay() time.Duration {
 	return max(q, h.delay)
 }
 
-type hedgeResult struct {
-	i        int
-	err      error
-	panicked bool
-	value    any // the panic value
-}
-
 // Do calls fn, and again after the hedge delay while no call has
 // succeeded; see Hedge. When ctx is already done it returns ctx.Err()
 // without calling fn.
@@ -132,20 +128,6 @@ func (h *Hedge) Do(ctx context.Context, fn func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	n := h.hedges + 1
-	cancels := make([]context.CancelFunc, 0, n)
-	results := make(chan hedgeResult, n)
-	start := func() {
-		cctx, cancel := context.WithCancel(ctx)
-		cancels = append(cancels, cancel)
-		go h.attempt(cctx, len(cancels)-1, fn, results)
-	}
-	defer func() {
-		for _, cancel := range cancels {
-			cancel()
-		}
-	}()
-
 	delay := h.Delay()
 	if delay == 0 {
 		// Too few latencies are known to hedge by, and no least delay
@@ -157,77 +139,141 @@ func (h *Hedge) Do(ctx context.Context, fn func(context.Context) error) error {
 		}
 		return err
 	}
-	start()
-	timer := time.NewTimer(delay)
-	defer timer.Stop()
-	next := timer.C
-	ctxDone := ctx.Done()
-	running, won := 1, false
-	var firstErr error
-	var panicked *hedgeResult
-	for running > 0 {
-		select {
-		case r := <-results:
-			running--
-			switch {
-			case r.panicked:
-				if panicked == nil {
-					panicked = &r
-				}
-				won, next = true, nil // stop the others, start no more
-				cancelAll(cancels)
-			case r.err == nil && !won:
-				won, next = true, nil
-				cancelAll(cancels)
-			case r.err != nil && r.i == 0:
-				firstErr = r.err
-				if running == 0 {
-					next = nil // the only call failed: no hedge for a failure
-				}
-			}
-		case <-next:
-			start()
-			running++
-			if len(cancels) == n {
-				next = nil
-			} else {
-				timer.Reset(delay)
-			}
-		case <-ctxDone:
-			ctxDone, next = nil, nil
-		}
+	// The first call runs on the caller's goroutine; a timer starts each
+	// hedge on a goroutine of its own. A call that returns before the
+	// delay costs no goroutine.
+	r := &hedging{h: h, ctx: ctx, fn: fn, delay: delay}
+	pctx, cancel := context.WithCancel(ctx)
+	r.cancels[0], r.started = cancel, 1
+	r.mu.Lock() // the timer's function reads r.timer
+	r.timer = time.AfterFunc(delay, r.hedge)
+	r.mu.Unlock()
+	pv, panicked, err := r.first(pctx)
+
+	r.mu.Lock()
+	r.closed = true // no hedge starts after the first call returned
+	switch {
+	case panicked:
+		r.fail(pv)
+	case err == nil:
+		r.win()
 	}
-	if panicked != nil {
-		panic(panicked.value)
+	r.mu.Unlock()
+	r.timer.Stop()
+	r.wg.Wait() // for the hedges started
+	r.cancelAll()
+	if r.panicked {
+		panic(r.pv)
 	}
-	if won {
+	if r.won {
 		return nil
 	}
-	return firstErr
+	return err
 }
 
-func cancelAll(cancels []context.CancelFunc) {
-	for _, cancel := range cancels {
-		cancel()
-	}
+// hedging is the state of one hedged Do.
+type hedging struct {
+	h     *Hedge
+	ctx   context.Context
+	fn    func(context.Context) error
+	delay time.Duration
+	timer *time.Timer
+	wg    sync.WaitGroup // the hedges running
+
+	mu       sync.Mutex
+	cancels  [MaxHedges + 1]context.CancelFunc
+	started  int  // calls started, the first included
+	closed   bool // start no more hedges
+	won      bool // a call succeeded
+	panicked bool // a call panicked, with pv
+	pv       any
 }
 
-// attempt runs one call of fn and sends its result.
-func (h *Hedge) attempt(ctx context.Context, i int, fn func(context.Context) error, results chan<- hedgeResult) {
-	r := hedgeResult{i: i, panicked: true}
+// first runs the first call.
+func (r *hedging) first(ctx context.Context) (pv any, panicked bool, err error) {
 	var begin time.Time
-	if h.lat != nil {
+	if r.h.lat != nil {
 		begin = time.Now()
 	}
 	defer func() {
-		if r.panicked {
-			r.value = recover()
+		if panicked {
+			pv = recover()
 		}
-		results <- r
 	}()
-	r.err = fn(ctx)
-	r.panicked = false
-	if r.err == nil && h.lat != nil {
-		h.lat.add(time.Since(begin))
+	panicked = true
+	err = r.fn(ctx)
+	panicked = false
+	if err == nil && r.h.lat != nil {
+		r.h.lat.add(time.Since(begin))
+	}
+	return nil, false, err
+}
+
+// hedge is the timer's function: it runs a hedge on the timer's
+// goroutine, unless a call has succeeded, the first call has returned, the
+// caller's context has ended or every hedge has started.
+func (r *hedging) hedge() {
+	r.mu.Lock()
+	if r.closed || r.started > r.h.hedges || r.ctx.Err() != nil {
+		r.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.cancels[r.started] = cancel
+	r.started++
+	if r.started <= r.h.hedges {
+		r.timer.Reset(r.delay)
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
+	defer r.wg.Done()
+
+	var begin time.Time
+	if r.h.lat != nil {
+		begin = time.Now()
+	}
+	panicked := true
+	defer func() {
+		if panicked {
+			v := recover()
+			r.mu.Lock()
+			r.fail(v)
+			r.mu.Unlock()
+		}
+	}()
+	err := r.fn(ctx)
+	panicked = false
+	if err == nil {
+		if r.h.lat != nil {
+			r.h.lat.add(time.Since(begin))
+		}
+		r.mu.Lock()
+		r.win()
+		r.mu.Unlock()
+	}
+}
+
+// win records a success and cancels the other calls: the first success
+// wins.
+func (r *hedging) win() {
+	if r.won || r.panicked {
+		return
+	}
+	r.won, r.closed = true, true
+	r.cancelAll()
+}
+
+// fail records a panic and cancels the other calls.
+func (r *hedging) fail(v any) {
+	if !r.panicked {
+		r.panicked, r.pv, r.closed = true, v, true
+	}
+	r.cancelAll()
+}
+
+// cancelAll cancels the contexts of the calls started.
+func (r *hedging) cancelAll() {
+	for _, cancel := range r.cancels[:r.started] {
+		cancel()
 	}
 }

@@ -11,6 +11,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// raceEnabled is set by race_test.go.
+var raceEnabled bool
+
+// skipUnderRace skips a test of allocations: the race detector makes
+// sync.Pool drop some of what is put in it.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+}
+
 // logRecorder is a slog.Handler that keeps what is logged, for tests that
 // check what jidoka logs.
 type logRecorder struct {

@@ -22,6 +22,7 @@ type TimeoutError struct {
 	Err      error         // what the call returned
 }
 
+// Error names the timeout, its duration and the call's error.
 func (e *TimeoutError) Error() string {
 	msg := "jidoka: timeout"
 	if e.Timeout != "" {
@@ -63,14 +64,18 @@ type TimeoutOptions struct {
 // returned nil succeeded, late or not. When the caller's own context
 // ends first, the call's error is returned as it is.
 //
+// The deadline is kept on the monotonic clock, as time.Since measures:
+// a step of the wall clock does not move it.
+//
 // A Timeout costs no allocation for a call that does not ask its context
 // for Done: the context is taken from a pool, to which it goes back only if
 // nothing can be waiting on it. As with any context, the call must not
 // keep it after it returns.
 type Timeout struct {
-	name string
-	d    time.Duration
-	pool sync.Pool // *deadlineCtx
+	name  string
+	d     time.Duration
+	epoch time.Time // deadlines are kept as monotonic time since epoch
+	pool  sync.Pool // *deadlineCtx
 }
 
 // NewTimeout returns a Timeout configured by opts, or an error naming the
@@ -79,7 +84,7 @@ func NewTimeout(opts TimeoutOptions) (*Timeout, error) {
 	if opts.Duration <= 0 {
 		return nil, fmt.Errorf("jidoka: TimeoutOptions.Duration is %v, want > 0", opts.Duration)
 	}
-	return &Timeout{name: opts.Name, d: opts.Duration}, nil
+	return &Timeout{name: opts.Name, d: opts.Duration, epoch: time.Now()}, nil
 }
 
 // Name returns TimeoutOptions.Name.
@@ -95,15 +100,17 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(t.d)
-	if pd, ok := ctx.Deadline(); ok && !pd.After(deadline) {
+	// time.Since reads only the monotonic clock, about half the cost of
+	// time.Now; Deadline makes a time.Time of it when asked.
+	deadline := time.Since(t.epoch) + t.d
+	if pd, ok := ctx.Deadline(); ok && pd.Sub(t.epoch) <= deadline {
 		// The caller's deadline comes first: it is the one that counts,
 		// and its expiry is the caller's, not this Timeout's.
 		return fn(ctx)
 	}
 	c, _ := t.pool.Get().(*deadlineCtx)
 	if c == nil {
-		c = &deadlineCtx{Context: ctx, deadline: deadline}
+		c = &deadlineCtx{Context: ctx, epoch: t.epoch, deadline: deadline}
 		c.timer = time.AfterFunc(t.d, c.expire)
 	} else {
 		c.Context, c.deadline = ctx, deadline
@@ -143,9 +150,10 @@ func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err erro
 // with a deadline. Its Done channel is made only when asked for, and a
 // context whose Done was never asked for goes back to the Timeout's pool.
 type deadlineCtx struct {
-	context.Context // the caller's
-	deadline        time.Time
-	timer           *time.Timer // runs expire; made once per deadlineCtx
+	context.Context               // the caller's
+	epoch           time.Time     // the Timeout's
+	deadline        time.Duration // since epoch
+	timer           *time.Timer   // runs expire; made once per deadlineCtx
 
 	mu       sync.Mutex
 	done     chan struct{} // made by Done, closed when the context ends
@@ -153,13 +161,14 @@ type deadlineCtx struct {
 	expired  bool          // it ended at its deadline
 	observed bool          // Done was called
 	stop     func() bool   // stops the watch on the caller's context
+	afters   []*func()     // functions of AfterFunc, to run when it ends
 }
 
 // closedChan is the Done of a context that had ended before Done was asked
 // for.
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.epoch.Add(c.deadline), true }
 
 func (c *deadlineCtx) Done() <-chan struct{} {
 	c.mu.Lock()
@@ -177,11 +186,44 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 		return c.done
 	}
 	c.done = make(chan struct{})
-	if c.Context.Done() != nil {
+	c.watchLocked()
+	return c.done
+}
+
+// watchLocked makes the end of the caller's context end c, once.
+func (c *deadlineCtx) watchLocked() {
+	if c.stop == nil && c.Context.Done() != nil {
 		parent := c.Context
 		c.stop = context.AfterFunc(parent, func() { c.cancel(parent.Err(), false) })
 	}
-	return c.done
+}
+
+// AfterFunc arranges to call f on a goroutine of its own when c ends, as
+// context.AfterFunc does. The context package uses it for the contexts
+// derived from c (context.WithCancel(c), an HTTP request's), which then
+// need no goroutine of their own to learn that c ended.
+func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observed = true
+	if c.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	c.watchLocked()
+	ref := &f
+	c.afters = append(c.afters, ref)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, a := range c.afters {
+			if a == ref {
+				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func (c *deadlineCtx) Err() error {
@@ -200,7 +242,11 @@ func (c *deadlineCtx) expire() { c.cancel(context.DeadlineExceeded, true) }
 // cancel ends the context with err, if it has not ended.
 func (c *deadlineCtx) cancel(err error, expired bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.cancelLocked(err, expired)
+	c.mu.Unlock()
+}
+
+func (c *deadlineCtx) cancelLocked(err error, expired bool) {
 	if c.err != nil {
 		return
 	}
@@ -212,13 +258,17 @@ func (c *deadlineCtx) cancel(err error, expired bool) {
 	if c.done != nil && c.done != closedChan {
 		close(c.done)
 	}
+	for _, f := range c.afters {
+		go (*f)()
+	}
+	c.afters = nil
 }
 
 // end ends the context when the call has returned, as a deferred cancel
 // does, and reports whether it had expired and whether Done was asked for.
 func (c *deadlineCtx) end() (expired, observed bool) {
-	c.cancel(context.Canceled, false)
 	c.mu.Lock()
+	c.cancelLocked(context.Canceled, false)
 	expired, observed = c.expired, c.observed
 	stop := c.stop
 	c.mu.Unlock()
@@ -230,8 +280,8 @@ func (c *deadlineCtx) end() (expired, observed bool) {
 
 // reset readies c for another call.
 func (c *deadlineCtx) reset() {
-	c.Context, c.deadline = nil, time.Time{}
-	c.done, c.err, c.expired, c.observed, c.stop = nil, nil, false, false, nil
+	c.Context, c.deadline = nil, 0
+	c.done, c.err, c.expired, c.observed, c.stop, c.afters = nil, nil, false, false, nil, nil
 }
 
 func (c *deadlineCtx) String() string { return "jidoka.Timeout context" }

@@ -1,0 +1,342 @@
+package jidoka_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/tai"
+)
+
+func TestNewBulkheadRejectsBadOptions(t *testing.T) {
+	for _, tt := range []struct {
+		opts jidoka.BulkheadOptions
+		want string
+	}{
+		{jidoka.BulkheadOptions{}, "BulkheadOptions.MaxConcurrent is 0"},
+		{jidoka.BulkheadOptions{MaxConcurrent: -1}, "BulkheadOptions.MaxConcurrent is -1"},
+		{jidoka.BulkheadOptions{MaxConcurrent: jidoka.MaxBulkheadConcurrent + 1}, "BulkheadOptions.MaxConcurrent is"},
+		{jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: -1}, "BulkheadOptions.MaxWaiting is -1"},
+		{jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: jidoka.MaxBulkheadWaiting + 1}, "BulkheadOptions.MaxWaiting is"},
+		{jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWait: -time.Second}, "BulkheadOptions.MaxWait is -1s"},
+		{jidoka.BulkheadOptions{MaxConcurrent: 1, RetryAfter: -time.Second}, "BulkheadOptions.RetryAfter is -1s"},
+	} {
+		b, err := jidoka.NewBulkhead(tt.opts)
+		assert.Nil(t, b)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), tt.want)
+	}
+}
+
+// 1,000 concurrent callers through a bulkhead of 10 slots with a queue for
+// all of them, to a server that counts the requests it serves at once:
+// never more than 10, and every call is served.
+func TestBulkheadLimitsConcurrency(t *testing.T) {
+	const limit, callers = 10, 1000
+	var inFlight, peak atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(time.Millisecond) // long enough for callers to pile up
+	}))
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: limit}}
+	defer client.CloseIdleConnections()
+
+	b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{Name: "api", MaxConcurrent: limit, MaxWaiting: callers})
+	require.NoError(t, err)
+	var running, maxRunning atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	start := make(chan struct{})
+	for range callers {
+		wg.Go(func() {
+			<-start
+			errs <- b.Do(context.Background(), func(ctx context.Context) error {
+				n := running.Add(1)
+				defer running.Add(-1)
+				for {
+					m := maxRunning.Load()
+					if n <= m || maxRunning.CompareAndSwap(m, n) {
+						break
+					}
+				}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					return err
+				}
+				return resp.Body.Close()
+			})
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.LessOrEqual(t, peak.Load(), int64(limit), "the server saw more requests at once than the bulkhead allows")
+	assert.LessOrEqual(t, maxRunning.Load(), int64(limit))
+	assert.Equal(t, int64(limit), maxRunning.Load(), "1,000 callers should fill every slot")
+	assert.Zero(t, b.Running())
+	assert.Zero(t, b.Waiting())
+}
+
+// Without a queue, callers beyond the limit are refused at once, with the
+// hint of the options, and the refusal is Rejected in a pipeline.
+func TestBulkheadRefuses(t *testing.T) {
+	b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{Name: "db", MaxConcurrent: 2, RetryAfter: 3 * time.Second})
+	require.NoError(t, err)
+	ctx := context.Background()
+	d1, err := b.Allow(ctx)
+	require.NoError(t, err)
+	d2, err := b.Allow(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2, b.Running())
+
+	_, err = b.Allow(ctx)
+	require.ErrorIs(t, err, jidoka.ErrBulkheadFull)
+	var full *jidoka.BulkheadFullError
+	require.ErrorAs(t, err, &full)
+	assert.Equal(t, "db", full.Bulkhead)
+	assert.Equal(t, 2, full.Limit)
+	assert.False(t, full.Waited)
+	assert.Equal(t, 3*time.Second, jidoka.RetryAfter(err))
+	assert.Equal(t, `jidoka: bulkhead "db" is full (2 calls running)`, err.Error())
+
+	p, err := tai.New(allowAll, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil }), tai.WithGuards(b))
+	require.NoError(t, err)
+	res, err := p.Process(ctx, tai.Signal[int]{ID: "1", Kind: "k"})
+	assert.Equal(t, tai.Rejected, res.Outcome)
+	assert.ErrorIs(t, err, jidoka.ErrBulkheadFull)
+	assert.Equal(t, 3*time.Second, tai.RetryAfter(err))
+
+	d1(nil)
+	d2(nil)
+	assert.Zero(t, b.Running())
+	res, err = p.Process(ctx, tai.Signal[int]{ID: "2", Kind: "k"})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Value)
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = b.Allow(cctx)
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+var allowAll = tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+	return tai.Decision{Verdict: tai.Allow}, nil
+})
+
+// Waiting callers are served first come, first served; a full line
+// refuses; a wait runs out after MaxWait; a cancelled wait leaves the line.
+func TestBulkheadQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: 3, MaxWait: time.Minute})
+		require.NoError(t, err)
+		ctx := context.Background()
+		hold, err := b.Allow(ctx)
+		require.NoError(t, err)
+
+		var order []int
+		var mu sync.Mutex
+		for i := range 3 {
+			go func() {
+				done, err := b.Allow(ctx)
+				if !assert.NoError(t, err) {
+					return
+				}
+				mu.Lock()
+				order = append(order, i)
+				mu.Unlock()
+				done(nil)
+			}()
+			synctest.Wait() // queued in this order
+		}
+		assert.Equal(t, 3, b.Waiting())
+		_, err = b.Allow(ctx)
+		assert.ErrorIs(t, err, jidoka.ErrBulkheadFull, "the line is full")
+
+		hold(nil)
+		synctest.Wait()
+		assert.Equal(t, []int{0, 1, 2}, order)
+		assert.Zero(t, b.Running())
+		assert.Zero(t, b.Waiting())
+
+		// A wait that runs out.
+		hold, err = b.Allow(ctx)
+		require.NoError(t, err)
+		start := time.Now()
+		_, err = b.Allow(ctx)
+		var full *jidoka.BulkheadFullError
+		require.ErrorAs(t, err, &full)
+		assert.True(t, full.Waited)
+		assert.Contains(t, err.Error(), "no slot freed in time")
+		assert.Equal(t, time.Minute, time.Since(start))
+		assert.Zero(t, b.Waiting())
+
+		// A wait that its context ends.
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err = b.Allow(cctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Zero(t, b.Waiting())
+		assert.Equal(t, 1, b.Running())
+		hold(nil)
+		assert.Zero(t, b.Running())
+	})
+}
+
+func TestBulkheadPanicGivesTheSlotBack(t *testing.T) {
+	b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1})
+	require.NoError(t, err)
+	assert.Panics(t, func() {
+		_ = b.Do(context.Background(), func(context.Context) error { panic("boom") })
+	})
+	assert.Zero(t, b.Running())
+	assert.NoError(t, b.Do(context.Background(), func(context.Context) error { return nil }))
+}
+
+func TestBulkheadDoesNotAllocate(t *testing.T) {
+	b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 4})
+	require.NoError(t, err)
+	ctx := context.Background()
+	fn := func(context.Context) error { return nil }
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.Do(ctx, fn) }))
+	d1, _ := b.Allow(ctx)
+	d2, _ := b.Allow(ctx)
+	d3, _ := b.Allow(ctx)
+	d4, _ := b.Allow(ctx)
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.Do(ctx, fn) }), "a refusal allocates nothing")
+	for _, d := range []func(error){d1, d2, d3, d4} {
+		d(nil)
+	}
+}
+
+// The bulkhead against a model: a sequence of takes, gives and waiting
+// callers that arrive, give up or are served. Running never exceeds the
+// limit, a take succeeds exactly when the model has a free slot and no
+// one waits, and waiters are served in order.
+func TestBulkheadModel(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		limit := rapid.IntRange(1, 4).Draw(rt, "limit")
+		maxWaiting := rapid.IntRange(0, 4).Draw(rt, "maxWaiting")
+		synctest.Test(t, func(t *testing.T) {
+			b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: limit, MaxWaiting: maxWaiting})
+			require.NoError(t, err)
+			var held []func(error)
+			type waiter struct {
+				id     int
+				cancel context.CancelFunc
+				got    chan func(error)
+			}
+			var line []waiter
+			nextID := 0
+			served := make(chan int, 100)
+			steps := rapid.SliceOfN(rapid.IntRange(0, 2), 1, 60).Draw(rt, "steps")
+			for _, step := range steps {
+				switch step {
+				case 0: // a new caller
+					ctx, cancel := context.WithCancel(context.Background())
+					got := make(chan func(error), 1)
+					id := nextID
+					nextID++
+					go func() {
+						done, err := b.Allow(ctx)
+						if err != nil {
+							got <- nil
+							return
+						}
+						served <- id
+						got <- done
+					}()
+					synctest.Wait()
+					switch {
+					case len(held) < limit && len(line) == 0:
+						done := <-got
+						require.NotNil(t, done, "a free slot was refused")
+						<-served
+						held = append(held, done)
+						cancel()
+					case len(line) < maxWaiting:
+						line = append(line, waiter{id, cancel, got})
+					default:
+						require.Nil(t, <-got, "a caller was admitted beyond the limit and the line")
+						cancel()
+					}
+				case 1: // a holder gives its slot back
+					if len(held) == 0 {
+						continue
+					}
+					i := rapid.IntRange(0, len(held)-1).Draw(rt, "holder")
+					held[i](nil)
+					held = append(held[:i], held[i+1:]...)
+					synctest.Wait()
+					if len(line) > 0 {
+						w := line[0]
+						line = line[1:]
+						require.Equal(t, w.id, <-served, "waiters are served in order")
+						done := <-w.got
+						require.NotNil(t, done)
+						held = append(held, done)
+						w.cancel()
+					}
+				case 2: // a waiter gives up
+					if len(line) == 0 {
+						continue
+					}
+					i := rapid.IntRange(0, len(line)-1).Draw(rt, "waiter")
+					line[i].cancel()
+					synctest.Wait()
+					require.Nil(t, <-line[i].got)
+					line = append(line[:i], line[i+1:]...)
+				}
+				require.Equal(t, len(held), b.Running())
+				require.Equal(t, len(line), b.Waiting())
+				require.LessOrEqual(t, b.Running(), limit)
+			}
+			for _, w := range line {
+				w.cancel()
+			}
+			synctest.Wait()
+			for _, d := range held {
+				d(nil)
+			}
+			for _, w := range line {
+				if done := <-w.got; done != nil {
+					done(nil)
+				}
+			}
+			require.Zero(t, b.Running())
+		})
+	})
+}
+
+func TestBulkheadErrorsAreComparable(t *testing.T) {
+	b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1})
+	require.NoError(t, err)
+	d, _ := b.Allow(context.Background())
+	_, e1 := b.Allow(context.Background())
+	_, e2 := b.Allow(context.Background())
+	assert.True(t, errors.Is(e1, jidoka.ErrBulkheadFull))
+	assert.Same(t, e1, e2, "one value per reason: no allocation per refusal")
+	d(nil)
+}

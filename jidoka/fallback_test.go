@@ -1,0 +1,78 @@
+package jidoka_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/tai"
+)
+
+func TestNewFallbackNeedsAFunc(t *testing.T) {
+	f, err := jidoka.NewFallback(jidoka.FallbackOptions{Name: "x"})
+	assert.Nil(t, f)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "FallbackOptions.Func is nil")
+}
+
+func TestFallback(t *testing.T) {
+	degraded := errors.New("degraded")
+	var seen error
+	f, err := jidoka.NewFallback(jidoka.FallbackOptions{
+		Name: "fb",
+		When: func(err error) bool { return !errors.Is(err, jidoka.ErrPermanent) },
+		Func: func(ctx context.Context, err error) error { seen = err; return degraded },
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "fb", f.Name())
+	ctx := context.Background()
+
+	assert.NoError(t, f.Do(ctx, func(context.Context) error { return nil }))
+	assert.Nil(t, seen, "no fallback for a success")
+
+	assert.ErrorIs(t, f.Do(ctx, func(context.Context) error { return errFlaky }), degraded)
+	assert.ErrorIs(t, seen, errFlaky, "Func is told the error")
+
+	seen = nil
+	perm := jidoka.Permanent(errFlaky)
+	assert.Equal(t, perm, f.Do(ctx, func(context.Context) error { return perm }))
+	assert.Nil(t, seen, "When chose to keep this error")
+}
+
+func TestFallbackDefaultKeepsCancellation(t *testing.T) {
+	f, err := jidoka.NewFallback(jidoka.FallbackOptions{Func: func(context.Context, error) error { return nil }})
+	require.NoError(t, err)
+	ctx := context.Background()
+	assert.NoError(t, f.Do(ctx, func(context.Context) error { return errFlaky }))
+	assert.ErrorIs(t, f.Do(ctx, func(context.Context) error { return context.Canceled }), context.Canceled)
+}
+
+// In a pipeline the fallback turns the action's failure into a success
+// with the value the action returned along with its error; a guard inside
+// it that refuses the call leaves the signal Rejected.
+func TestFallbackInAPipeline(t *testing.T) {
+	f, err := jidoka.NewFallback(jidoka.FallbackOptions{Func: func(context.Context, error) error { return nil }})
+	require.NoError(t, err)
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "br", ConsecutiveFailures: 2})
+	require.NoError(t, err)
+	action := tai.ActionFunc[int, string](func(context.Context, tai.Signal[int]) (string, error) {
+		return "cached", errFlaky
+	})
+	p, err := tai.New(allowAll, action, tai.WithGuards(f, b))
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := range 2 {
+		res, err := p.Process(ctx, tai.Signal[int]{ID: "s", Kind: "k"})
+		require.NoError(t, err, "call %d", i)
+		assert.Equal(t, "cached", res.Value)
+		assert.Equal(t, tai.Succeeded, res.Outcome)
+	}
+	res, err := p.Process(ctx, tai.Signal[int]{ID: "s", Kind: "k"})
+	assert.Equal(t, tai.Rejected, res.Outcome, "the breaker is open: the action did not run")
+	assert.Empty(t, res.Value)
+	assert.Error(t, err)
+}

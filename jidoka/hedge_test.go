@@ -1,0 +1,265 @@
+package jidoka_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/tai"
+)
+
+func TestNewHedgeRejectsBadOptions(t *testing.T) {
+	for _, tt := range []struct {
+		opts jidoka.HedgeOptions
+		want string
+	}{
+		{jidoka.HedgeOptions{}, "Delay and Quantile are both 0"},
+		{jidoka.HedgeOptions{Delay: -1}, "HedgeOptions.Delay is -1ns"},
+		{jidoka.HedgeOptions{Quantile: 1}, "HedgeOptions.Quantile is 1"},
+		{jidoka.HedgeOptions{Quantile: -0.5}, "HedgeOptions.Quantile is -0.5"},
+		{jidoka.HedgeOptions{Quantile: math.NaN()}, "HedgeOptions.Quantile is NaN"},
+		{jidoka.HedgeOptions{Delay: 1, Samples: -1}, "HedgeOptions.Samples is -1"},
+		{jidoka.HedgeOptions{Delay: 1, Window: -1}, "HedgeOptions.Window is -1"},
+		{jidoka.HedgeOptions{Delay: 1, MaxHedges: -1}, "HedgeOptions.MaxHedges is -1"},
+		{jidoka.HedgeOptions{Delay: 1, MaxHedges: jidoka.MaxHedges + 1}, "HedgeOptions.MaxHedges is 11"},
+	} {
+		h, err := jidoka.NewHedge(tt.opts)
+		assert.Nil(t, h)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), tt.want)
+	}
+}
+
+// The first request hangs on a slow replica; the hedge answers; the server
+// sees the first request cancelled.
+func TestHedgeCancelsTheLoser(t *testing.T) {
+	var hits atomic.Int64
+	cancelled := make(chan struct{}, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			<-r.Context().Done()
+			cancelled <- struct{}{}
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	defer http.DefaultClient.CloseIdleConnections()
+
+	h, err := jidoka.NewHedge(jidoka.HedgeOptions{Name: "search", Delay: 20 * time.Millisecond, MaxHedges: 3})
+	require.NoError(t, err)
+	err = h.Do(context.Background(), func(ctx context.Context) error { return get(ctx, srv.URL) })
+	require.NoError(t, err)
+	waitFor(t, cancelled, "the server to see the slow request cancelled")
+	assert.Equal(t, int64(2), hits.Load(), "one hedge was enough")
+}
+
+func TestHedgeTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Second, MaxHedges: 2})
+		require.NoError(t, err)
+		start := time.Now()
+		var mu sync.Mutex
+		var started []time.Duration
+		var calls atomic.Int32
+		err = h.Do(context.Background(), func(ctx context.Context) error {
+			n := calls.Add(1)
+			mu.Lock()
+			started = append(started, time.Since(start))
+			mu.Unlock()
+			if n < 3 {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			time.Sleep(time.Second)
+			return nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, []time.Duration{0, time.Second, 2 * time.Second}, started)
+		assert.Equal(t, 3*time.Second, time.Since(start))
+	})
+}
+
+func TestHedgeFailureIsNotHedged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Second})
+		require.NoError(t, err)
+		calls := 0
+		err = h.Do(context.Background(), func(context.Context) error { calls++; return errFlaky })
+		assert.ErrorIs(t, err, errFlaky)
+		assert.Equal(t, 1, calls)
+	})
+}
+
+func TestHedgeAllFail(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Second})
+		require.NoError(t, err)
+		var calls atomic.Int32
+		first := errors.New("first")
+		err = h.Do(context.Background(), func(context.Context) error {
+			if calls.Add(1) == 1 {
+				time.Sleep(2 * time.Second)
+				return first
+			}
+			time.Sleep(2 * time.Second)
+			return errFlaky
+		})
+		assert.ErrorIs(t, err, first, "the first call's error")
+		assert.Equal(t, int32(2), calls.Load())
+	})
+}
+
+func TestHedgeCallerCancels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Second, MaxHedges: 3})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		var calls atomic.Int32
+		err = h.Do(ctx, func(ctx context.Context) error {
+			calls.Add(1)
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, int32(2), calls.Load(), "no hedge after the caller's context ended")
+
+		err = h.Do(ctx, func(context.Context) error { calls.Add(1); return nil })
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, int32(2), calls.Load())
+	})
+}
+
+func TestHedgePanicPassesOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Second})
+		require.NoError(t, err)
+		var calls atomic.Int32
+		var loserEnded atomic.Bool
+		assert.PanicsWithValue(t, "boom", func() {
+			_ = h.Do(context.Background(), func(ctx context.Context) error {
+				if calls.Add(1) == 1 {
+					<-ctx.Done()
+					loserEnded.Store(true)
+					return ctx.Err()
+				}
+				panic("boom")
+			})
+		})
+		assert.True(t, loserEnded.Load(), "Do waited for the other call before passing the panic on")
+	})
+}
+
+// The quantile delay follows the latencies of recent calls: with calls of
+// 10 ms, 0.9 of them hedge after about 10 ms (a bucket's upper bound).
+func TestHedgeQuantile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Quantile: 0.9, Samples: 10, Window: 100})
+		require.NoError(t, err)
+		assert.Zero(t, h.Delay(), "no hedging before the latencies are known")
+		ctx := context.Background()
+		calls := 0
+		sleep := func(d time.Duration) func(context.Context) error {
+			return func(context.Context) error { calls++; time.Sleep(d); return nil }
+		}
+		for range 10 {
+			require.NoError(t, h.Do(ctx, sleep(10*time.Millisecond)))
+		}
+		assert.Equal(t, 10, calls, "nothing hedged while learning")
+		d := h.Delay()
+		assert.GreaterOrEqual(t, d, 10*time.Millisecond)
+		assert.LessOrEqual(t, d, 12500*time.Microsecond)
+
+		// The service slows down: the quantile follows once the old
+		// latencies fade.
+		for range 300 {
+			require.NoError(t, h.Do(ctx, func(ctx context.Context) error {
+				time.Sleep(100 * time.Millisecond)
+				return nil
+			}))
+		}
+		d = h.Delay()
+		assert.GreaterOrEqual(t, d, 100*time.Millisecond)
+		assert.LessOrEqual(t, d, 125*time.Millisecond)
+
+		// With a least Delay, that is the floor.
+		h, err = jidoka.NewHedge(jidoka.HedgeOptions{Quantile: 0.5, Delay: time.Second, Samples: 1})
+		require.NoError(t, err)
+		assert.Equal(t, time.Second, h.Delay())
+		require.NoError(t, h.Do(ctx, sleep(time.Millisecond)))
+		assert.Equal(t, time.Second, h.Delay())
+	})
+}
+
+// A pipeline whose action runs under a Hedge: the concurrent calls of the
+// action race on nothing (go test -race), and the Result's Value is the
+// winner's.
+func TestHedgeInAPipeline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 10 * time.Millisecond, MaxHedges: 3})
+		require.NoError(t, err)
+		var calls atomic.Int32
+		action := tai.ActionFunc[int, string](func(ctx context.Context, s tai.Signal[int]) (string, error) {
+			n := calls.Add(1)
+			if n%4 != 0 { // three slow calls, then a quick one
+				select {
+				case <-ctx.Done():
+					return "loser " + strconv.Itoa(int(n)), ctx.Err()
+				case <-time.After(time.Second):
+					return "late " + strconv.Itoa(int(n)), nil
+				}
+			}
+			return "winner " + strconv.Itoa(int(n)), nil
+		})
+		p, err := tai.New(allowAll, action, tai.WithGuards(h))
+		require.NoError(t, err)
+		for i := range 5 {
+			res, err := p.Process(context.Background(), tai.Signal[int]{ID: strconv.Itoa(i), Kind: "k"})
+			require.NoError(t, err)
+			assert.Equal(t, "winner "+strconv.Itoa(4*(i+1)), res.Value)
+		}
+	})
+}
+
+// Under a Retry, the pipeline runs the action again for the same signal
+// and keeps the value of the call that succeeded.
+func TestRetryInAPipeline(t *testing.T) {
+	r, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 3, BaseDelay: time.Microsecond, Budget: bigBudget(t)})
+	require.NoError(t, err)
+	calls := 0
+	action := tai.ActionFunc[int, int](func(ctx context.Context, s tai.Signal[int]) (int, error) {
+		calls++
+		if calls%3 != 0 {
+			return -calls, errFlaky
+		}
+		return calls, nil
+	})
+	p, err := tai.New(allowAll, action, tai.WithGuards(r))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+	require.NoError(t, err)
+	assert.Equal(t, 3, res.Value)
+
+	// Every attempt fails: Failed, with the last error.
+	calls = 1
+	p2, err := tai.New(allowAll, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+		return 0, errFlaky
+	}), tai.WithGuards(r))
+	require.NoError(t, err)
+	res, err = p2.Process(context.Background(), tai.Signal[int]{ID: "2", Kind: "k"})
+	assert.ErrorIs(t, err, errFlaky)
+	assert.Equal(t, tai.Failed, res.Outcome)
+}

@@ -1,0 +1,62 @@
+package jidoka
+
+import (
+	"testing"
+	"time"
+)
+
+// Every latency falls in a bucket whose upper bound is above it and at
+// most 25% (or 1 µs) higher, and buckets follow one another.
+func TestLatencyBuckets(t *testing.T) {
+	prev := -1
+	for us := int64(0); us < 1<<20; us += 1 + us/97 {
+		d := time.Duration(us) * time.Microsecond
+		i := latencyBucket(d)
+		if i < prev {
+			t.Fatalf("bucket of %v is %d, before %d", d, i, prev)
+		}
+		prev = i
+		up := latencyUpper(i)
+		if up <= d {
+			t.Fatalf("upper bound %v of bucket %d is not above %v", up, i, d)
+		}
+		if up > d+d/4+time.Microsecond {
+			t.Fatalf("upper bound %v of bucket %d is more than 25%% above %v", up, i, d)
+		}
+		if i > 0 && latencyUpper(i-1) > d {
+			t.Fatalf("%v is in bucket %d, but bucket %d ends at %v", d, i, i-1, latencyUpper(i-1))
+		}
+	}
+	if got := latencyBucket(-time.Second); got != 0 {
+		t.Fatalf("a negative latency is in bucket %d", got)
+	}
+	if got := latencyBucket(100 * time.Hour * 24 * 365); got != latencyBuckets-1 {
+		t.Fatalf("a huge latency is in bucket %d", got)
+	}
+}
+
+func TestLatencyQuantile(t *testing.T) {
+	l := &latencies{window: 1 << 40}
+	if _, ok := l.quantile(0.5, 1); ok {
+		t.Fatal("a quantile of nothing")
+	}
+	for i := 1; i <= 100; i++ {
+		l.add(time.Duration(i) * time.Millisecond)
+	}
+	for _, tt := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.9, 90 * time.Millisecond}, {0.99, 99 * time.Millisecond}} {
+		got, ok := l.quantile(tt.q, 100)
+		if !ok || got < tt.want || got > tt.want+tt.want/4+time.Microsecond {
+			t.Errorf("quantile(%v) = %v, %v; want %v to 25%% above", tt.q, got, ok, tt.want)
+		}
+	}
+	if _, ok := l.quantile(0.5, 101); ok {
+		t.Error("a quantile with fewer samples than asked for")
+	}
+	l.decay()
+	if _, ok := l.quantile(0.5, 60); ok {
+		t.Error("decay did not halve the counts")
+	}
+}

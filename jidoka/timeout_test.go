@@ -1,0 +1,250 @@
+package jidoka_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/jidoka"
+)
+
+func TestNewTimeoutRejectsBadOptions(t *testing.T) {
+	for _, d := range []time.Duration{0, -time.Second} {
+		_, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: d})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "TimeoutOptions.Duration")
+	}
+}
+
+// A server that answers only when its client gives up: it records that its
+// request's context ended.
+func hangingServer(t *testing.T) (*httptest.Server, <-chan struct{}) {
+	t.Helper()
+	cancelled := make(chan struct{}, 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		cancelled <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, cancelled
+}
+
+func get(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+func TestTimeoutCancelsTheRequest(t *testing.T) {
+	srv, cancelled := hangingServer(t)
+	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Name: "slow", Duration: 50 * time.Millisecond})
+	require.NoError(t, err)
+
+	err = to.Do(context.Background(), func(ctx context.Context) error { return get(ctx, srv.URL) })
+	require.Error(t, err)
+	assert.ErrorIs(t, err, jidoka.ErrTimeout)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	var te *jidoka.TimeoutError
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, "slow", te.Timeout)
+	assert.Equal(t, 50*time.Millisecond, te.Duration)
+	assert.Contains(t, err.Error(), `timeout "slow"`)
+	waitFor(t, cancelled, "the server to see the request cancelled")
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+}
+
+func TestTimeoutContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+		require.NoError(t, err)
+		start := time.Now()
+		err = to.Do(context.Background(), func(ctx context.Context) error {
+			dl, ok := ctx.Deadline()
+			assert.True(t, ok)
+			assert.Equal(t, start.Add(time.Second), dl)
+			assert.NoError(t, ctx.Err())
+			<-ctx.Done()
+			assert.Equal(t, start.Add(time.Second), time.Now())
+			assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+			return ctx.Err()
+		})
+		assert.ErrorIs(t, err, jidoka.ErrTimeout)
+
+		// The context ends when the call returns, as after a cancel.
+		var kept context.Context
+		require.NoError(t, to.Do(context.Background(), func(ctx context.Context) error {
+			kept = ctx
+			_ = ctx.Done()
+			return nil
+		}))
+		assert.ErrorIs(t, kept.Err(), context.Canceled)
+		select {
+		case <-kept.Done():
+		default:
+			t.Fatal("the context's Done is open after the call returned")
+		}
+	})
+}
+
+func TestTimeoutLateSuccessStands(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+		require.NoError(t, err)
+		err = to.Do(context.Background(), func(ctx context.Context) error {
+			time.Sleep(2 * time.Second) // ignores ctx
+			return nil
+		})
+		assert.NoError(t, err)
+	})
+}
+
+func TestTimeoutCallerDeadlineFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		err = to.Do(ctx, func(ctx context.Context) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.NotErrorIs(t, err, jidoka.ErrTimeout, "the caller's deadline is not the Timeout's")
+	})
+}
+
+func TestTimeoutCallerCancels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			time.Sleep(time.Second)
+			cancel()
+		}()
+		err = to.Do(ctx, func(ctx context.Context) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.NotErrorIs(t, err, jidoka.ErrTimeout)
+
+		// Already cancelled: fn is not called.
+		called := false
+		err = to.Do(ctx, func(context.Context) error { called = true; return nil })
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.False(t, called)
+	})
+}
+
+func TestTimeoutContextCarriesValues(t *testing.T) {
+	type key struct{}
+	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+	require.NoError(t, err)
+	ctx := context.WithValue(context.Background(), key{}, "v")
+	for range 3 { // pooled contexts too
+		require.NoError(t, to.Do(ctx, func(ctx context.Context) error {
+			assert.Equal(t, "v", ctx.Value(key{}))
+			// A child context of the Timeout's ends with it.
+			child, cancel := context.WithCancel(ctx)
+			defer cancel()
+			assert.NoError(t, child.Err())
+			return nil
+		}))
+	}
+}
+
+func TestTimeoutPanicPassesOn(t *testing.T) {
+	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+	require.NoError(t, err)
+	var kept context.Context
+	assert.PanicsWithValue(t, "boom", func() {
+		_ = to.Do(context.Background(), func(ctx context.Context) error {
+			kept = ctx
+			_ = ctx.Done()
+			panic("boom")
+		})
+	})
+	assert.ErrorIs(t, kept.Err(), context.Canceled, "the context ends when the call panics")
+	// The Timeout still works.
+	assert.NoError(t, to.Do(context.Background(), func(context.Context) error { return nil }))
+}
+
+func TestTimeoutSuccessDoesNotAllocate(t *testing.T) {
+	skipUnderRace(t)
+	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+	require.NoError(t, err)
+	ctx := context.Background()
+	fn := func(ctx context.Context) error { return ctx.Err() }
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := to.Do(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
+}
+
+// Contexts derived from a Timeout's end with it, without a goroutine each
+// to watch it; context.AfterFunc on it runs once it ends, unless stopped.
+func TestTimeoutDerivedContexts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+		require.NoError(t, err)
+		var ran, stopped atomic.Bool
+		err = to.Do(context.Background(), func(ctx context.Context) error {
+			before := runtime.NumGoroutine()
+			child, cancel := context.WithCancel(ctx)
+			defer cancel()
+			assert.Equal(t, before, runtime.NumGoroutine(), "a goroutine per derived context")
+			stopMe := context.AfterFunc(ctx, func() { stopped.Store(true) })
+			context.AfterFunc(ctx, func() { ran.Store(true) })
+			assert.True(t, stopMe())
+			<-child.Done()
+			assert.ErrorIs(t, child.Err(), context.DeadlineExceeded)
+			assert.Equal(t, time.Second, time.Until(time.Now().Add(time.Second)))
+			return child.Err()
+		})
+		assert.ErrorIs(t, err, jidoka.ErrTimeout)
+		synctest.Wait()
+		assert.True(t, ran.Load())
+		assert.False(t, stopped.Load())
+
+		// AfterFunc on a context that has ended runs at once. (Only a
+		// context whose Done was asked for may be kept after the call:
+		// one that was not goes back to the Timeout's pool.)
+		var kept context.Context
+		require.NoError(t, to.Do(context.Background(), func(ctx context.Context) error { kept = ctx; _ = ctx.Done(); return nil }))
+		var late atomic.Bool
+		context.AfterFunc(kept, func() { late.Store(true) })
+		synctest.Wait()
+		assert.True(t, late.Load())
+	})
+}

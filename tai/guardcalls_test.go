@@ -1,0 +1,143 @@
+package tai_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// A guard may call the action more than once, one call after another or
+// several at a time (see Guard); the Result keeps the value of the first
+// call that succeeded, or else of the last call to return.
+func TestGuardCallsTheActionSeveralTimes(t *testing.T) {
+	errFail := errors.New("fail")
+	// The action returns n*10 for its n-th call, failing the calls the
+	// test chooses.
+	type plan struct {
+		fail map[int]bool
+		mu   sync.Mutex
+		n    int
+	}
+	action := func(pl *plan) tai.Action[int, int] {
+		return tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+			pl.mu.Lock()
+			pl.n++
+			n := pl.n
+			pl.mu.Unlock()
+			if pl.fail[n] {
+				return n * 10, errFail
+			}
+			return n * 10, nil
+		})
+	}
+	// thrice calls fn three times in a row, returning the first success,
+	// or nil with fallback.
+	thrice := func(fallback bool) tai.Guard {
+		return tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+			var first error = errFail
+			for range 3 {
+				if err := fn(ctx); err == nil && first != nil {
+					first = nil
+				}
+			}
+			if fallback {
+				return nil
+			}
+			return first
+		})
+	}
+	// together calls fn three times at once and waits for them.
+	together := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		errs := make([]error, 3)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = fn(ctx) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err == nil {
+				return nil
+			}
+		}
+		return errFail
+	})
+
+	for _, tt := range []struct {
+		name     string
+		fallback bool
+		fail     map[int]bool // which of a signal's three calls fail (1, 2, 3)
+		want     int          // which call's value the Result keeps, 0 for none
+	}{
+		{"the first succeeds", false, nil, 1},
+		{"the second succeeds", false, map[int]bool{1: true}, 2},
+		{"only the last succeeds", false, map[int]bool{1: true, 2: true}, 3},
+		{"every call fails", false, map[int]bool{1: true, 2: true, 3: true}, 0},
+		{"every call fails, then a fallback", true, map[int]bool{1: true, 2: true, 3: true}, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pl := &plan{fail: map[int]bool{}}
+			p, err := tai.New(fixed(allow, nil), action(pl), tai.WithGuards(thrice(tt.fallback)))
+			require.NoError(t, err)
+			for k := range 3 { // recycled calls start afresh
+				for n := range tt.fail {
+					pl.fail[3*k+n] = true
+				}
+				res, err := p.Process(context.Background(), sig())
+				if tt.want == 0 {
+					require.ErrorIs(t, err, errFail)
+					assert.Equal(t, tai.Failed, res.Outcome)
+					assert.Zero(t, res.Value)
+					continue
+				}
+				require.NoError(t, err)
+				assert.Equal(t, (3*k+tt.want)*10, res.Value, "signal %d", k)
+			}
+		})
+	}
+
+	t.Run("at once", func(t *testing.T) {
+		pl := &plan{fail: map[int]bool{}}
+		p, err := tai.New(fixed(allow, nil), action(pl), tai.WithGuards(together))
+		require.NoError(t, err)
+		for range 50 {
+			res, err := p.Process(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Positive(t, res.Value)
+			assert.Zero(t, res.Value%10)
+		}
+	})
+}
+
+// raceEnabled is set by race_test.go.
+var raceEnabled bool
+
+// The wrapping path allocates nothing per signal, the retried or hedged
+// calls' bookkeeping included.
+func TestGuardedPathDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	twice := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		if err := fn(ctx); err == nil {
+			return nil
+		}
+		return fn(ctx)
+	})
+	double := tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) { return 2 * s.Payload, nil })
+	p, err := tai.New(fixed(allow, nil), double, tai.WithGuards(twice))
+	require.NoError(t, err)
+	ctx, s := context.Background(), sig()
+	_, _ = p.Process(ctx, s) // the pool's first call
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := p.Process(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
+}
