@@ -70,6 +70,17 @@ func ExampleKeyed() {
 	// <nil>
 }
 
+// NewKeyed needs no options for a limiter held in memory.
+func ExampleNewKeyed() {
+	perIP, err := heijunka.NewKeyed(heijunka.PerSecond(10))
+	if err != nil {
+		panic(err)
+	}
+	d, _ := perIP.Allow(context.Background(), "192.0.2.1")
+	fmt.Println(d.Allowed, d.Remaining, perIP.Name())
+	// Output: true 9 heijunka.keyed
+}
+
 func ExampleRamp() {
 	ramp, err := heijunka.NewRamp(heijunka.RampOptions{
 		Name: "checkout-v2",

@@ -46,11 +46,21 @@ type Keyed struct {
 }
 
 // NewKeyed returns a Keyed limiter for limit, or an error for an invalid
-// limit.
-func NewKeyed(limit Limit, opts KeyedOptions) (*Keyed, error) {
+// limit. The options are optional: NewKeyed(limit) is a limiter with the
+// defaults of the zero KeyedOptions, NewKeyed(limit, KeyedOptions{...})
+// one configured by them. More than one KeyedOptions is an error.
+func NewKeyed(limit Limit, options ...KeyedOptions) (*Keyed, error) {
 	p, err := limit.params()
 	if err != nil {
 		return nil, err
+	}
+	var opts KeyedOptions
+	switch len(options) {
+	case 0:
+	case 1:
+		opts = options[0]
+	default:
+		return nil, fmt.Errorf("heijunka: NewKeyed takes at most one KeyedOptions, got %d", len(options))
 	}
 	k := &Keyed{name: opts.Name, store: opts.Store, onErr: opts.OnStoreError}
 	if k.name == "" {

@@ -109,6 +109,27 @@ func TestKeyedOptions(t *testing.T) {
 	assert.Equal(t, heijunka.PerSecond(2), d.Limit, "decided under the new limit")
 }
 
+func TestNewKeyedWithoutOptions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k, err := heijunka.NewKeyed(heijunka.PerMinute(2))
+		require.NoError(t, err)
+		assert.Equal(t, "heijunka.keyed", k.Name(), "the defaults of the zero KeyedOptions")
+		assert.IsType(t, &heijunka.MemoryStore{}, k.Store())
+		ctx := context.Background()
+		require.NoError(t, k.Admit(ctx, "a"))
+		require.NoError(t, k.Admit(ctx, "a"))
+		err = k.Admit(ctx, "a")
+		require.ErrorIs(t, err, heijunka.ErrLimited)
+		assert.Equal(t, 30*time.Second, tai.RetryAfter(err))
+		require.NoError(t, k.Admit(ctx, "b"), "per key")
+	})
+
+	_, err := heijunka.NewKeyed(heijunka.PerMinute(2), heijunka.KeyedOptions{Name: "a"}, heijunka.KeyedOptions{Name: "b"})
+	require.ErrorContains(t, err, "at most one KeyedOptions, got 2")
+	_, err = heijunka.NewKeyed(heijunka.PerSecond(-1))
+	require.ErrorContains(t, err, "Rate -1 is negative")
+}
+
 func TestMemoryStoreOptionsValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -1,0 +1,297 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/taihttp"
+)
+
+// benchWriter is a ResponseWriter that keeps nothing: a header map emptied
+// for every request, so the benchmarks measure the middleware, not a
+// recorder.
+type benchWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *benchWriter) Header() http.Header         { return w.h }
+func (w *benchWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *benchWriter) WriteHeader(code int)        { w.code = code }
+
+func (w *benchWriter) reset() {
+	clear(w.h)
+	w.code = 0
+}
+
+// clientAddrs returns 100,000 client addresses. A benchmark sets one of
+// them on its request before each call, as a server has a fresh request,
+// in cache, for every call.
+func clientAddrs() []string {
+	addrs := make([]string, heijunkaKeys)
+	for i := range addrs {
+		addrs[i] = "10." + strconv.Itoa(i>>16) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255) + ":40000"
+	}
+	return addrs
+}
+
+var noop = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+
+// mapLimiter is the per-key limiter people write by hand: a mutex-guarded
+// map of x/time/rate limiters, keyed by client address, answering 429 with
+// a Retry-After of one second.
+type mapLimiter struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+	r  rate.Limit
+	b  int
+}
+
+func (ml *mapLimiter) limiter(r *http.Request) *rate.Limiter {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	l, ok := ml.m[host]
+	if !ok {
+		l = rate.NewLimiter(ml.r, ml.b)
+		ml.m[host] = l
+	}
+	return l
+}
+
+func (ml *mapLimiter) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ml.limiter(r).Allow() {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withFields is the same middleware setting the fields taihttp sets on
+// every response, as hand-written code would: formatted per request from
+// the limiter's tokens.
+func (ml *mapLimiter) withFields(next http.Handler) http.Handler {
+	window := int64(math.Ceil(float64(ml.b) / float64(ml.r)))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l := ml.limiter(r)
+		now := time.Now()
+		ok := l.AllowN(now, 1)
+		tokens := l.TokensAt(now)
+		h := w.Header()
+		h.Set("RateLimit-Policy", `"default";q=`+strconv.Itoa(ml.b)+";w="+strconv.FormatInt(window, 10))
+		field := `"default";r=` + strconv.Itoa(max(int(tokens), 0))
+		if missing := 1 - (tokens - math.Floor(tokens)); tokens < float64(ml.b) {
+			field += ";t=" + strconv.FormatInt(int64(math.Ceil(missing/float64(ml.r))), 10)
+		}
+		h.Set("RateLimit", field)
+		if !ok {
+			h.Set("Retry-After", "1")
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// rateLimitHandlers are the middleware compared, over 100,000 client
+// addresses, each admitted for the whole benchmark.
+func rateLimitHandlers(b *testing.B) map[string]http.Handler {
+	hs := map[string]http.Handler{}
+	for _, name := range []string{"taihttp-ratelimit", "taihttp-ratelimit-headers-when-limited"} {
+		k, err := heijunka.NewKeyed(heijunkaKeyedLimit)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mw, err := taihttp.RateLimit(k, taihttp.RateLimitOptions{HeadersWhenLimited: strings.HasSuffix(name, "limited")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		hs[name] = mw(noop)
+	}
+	ml := &mapLimiter{m: map[string]*rate.Limiter{}, r: rate.Limit(heijunkaKeyedLimit.Rate), b: heijunkaKeyedLimit.Burst}
+	hs["mutex-map-x-time-rate"] = ml.middleware(noop)
+	ml2 := &mapLimiter{m: map[string]*rate.Limiter{}, r: rate.Limit(heijunkaKeyedLimit.Rate), b: heijunkaKeyedLimit.Burst}
+	hs["mutex-map-x-time-rate-fields"] = ml2.withFields(noop)
+	return hs
+}
+
+var rateLimitOrder = []string{
+	"taihttp-ratelimit", "mutex-map-x-time-rate-fields",
+	"taihttp-ratelimit-headers-when-limited", "mutex-map-x-time-rate",
+}
+
+// BenchmarkTaihttpRateLimit runs the per-key limit middleware over 100,000
+// client addresses against the hand-written map of x/time/rate limiters.
+// The taihttp middleware sets RateLimit and RateLimit-Policy on every
+// response; the hand-written one sets nothing on success.
+func BenchmarkTaihttpRateLimit(b *testing.B) {
+	addrs := clientAddrs()
+	hs := rateLimitHandlers(b)
+	for _, name := range rateLimitOrder {
+		h := hs[name]
+		b.Run(name, func(b *testing.B) {
+			w := &benchWriter{h: http.Header{}}
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			for _, a := range addrs { // every key known: the steady state
+				r.RemoteAddr = a
+				h.ServeHTTP(w, r)
+				w.reset()
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r.RemoteAddr = addrs[i]
+				h.ServeHTTP(w, r)
+				if w.code != 0 {
+					b.Fatalf("status %d", w.code)
+				}
+				w.reset()
+				if i++; i == len(addrs) {
+					i = 0
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkTaihttpRateLimitParallel(b *testing.B) {
+	addrs := clientAddrs()
+	hs := rateLimitHandlers(b)
+	for _, name := range rateLimitOrder {
+		h := hs[name]
+		b.Run(name, func(b *testing.B) {
+			w := &benchWriter{h: http.Header{}}
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			for _, a := range addrs {
+				r.RemoteAddr = a
+				h.ServeHTTP(w, r)
+				w.reset()
+			}
+			b.ReportAllocs()
+			var seq atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				w := &benchWriter{h: http.Header{}}
+				r := httptest.NewRequest(http.MethodGet, "/", nil)
+				i := int(seq.Add(1)) * 7919 % len(addrs) // goroutines start apart
+				for pb.Next() {
+					r.RemoteAddr = addrs[i]
+					h.ServeHTTP(w, r)
+					w.reset()
+					if i++; i == len(addrs) {
+						i = 0
+					}
+				}
+			})
+		})
+	}
+}
+
+// guardedTransport is a Transport with a breaker, a retry and a
+// per-attempt timeout around base.
+func guardedTransport(b *testing.B, base http.RoundTripper) http.RoundTripper {
+	breaker, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	retry, err := jidoka.NewRetry(jidoka.RetryOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, err := taihttp.NewTransport(taihttp.TransportOptions{Base: base, Breaker: breaker, Retry: retry, AttemptTimeout: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return t
+}
+
+func get(b *testing.B, c *http.Client, url string) {
+	resp, err := c.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// BenchmarkTaihttpTransport sends GETs to a loopback httptest server
+// through a plain http.Transport and through a taihttp.Transport with a
+// breaker, a retry and a per-attempt timeout on the same kind of
+// http.Transport, alternating the two in one run.
+func BenchmarkTaihttpTransport(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	for _, name := range []string{"plain-http-transport", "taihttp-breaker-retry-timeout"} {
+		b.Run(name, func(b *testing.B) {
+			base := &http.Transport{MaxIdleConnsPerHost: 16}
+			defer base.CloseIdleConnections()
+			var rt http.RoundTripper = base
+			if name != "plain-http-transport" {
+				rt = guardedTransport(b, base)
+			}
+			c := &http.Client{Transport: rt}
+			get(b, c, srv.URL)
+			b.ReportAllocs()
+			for b.Loop() {
+				get(b, c, srv.URL)
+			}
+		})
+	}
+}
+
+// memoryTransport answers every request at once with an empty 200, so the
+// cost of what wraps it shows alone.
+type memoryTransport struct{}
+
+func (memoryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+}
+
+// BenchmarkTaihttpTransportOverhead is the Transport's own cost: the same
+// guards around a base transport that answers from memory.
+func BenchmarkTaihttpTransportOverhead(b *testing.B) {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://bench.test/", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range []string{"memory-base", "taihttp-breaker-retry-timeout"} {
+		b.Run(name, func(b *testing.B) {
+			var rt http.RoundTripper = memoryTransport{}
+			if name != "memory-base" {
+				rt = guardedTransport(b, rt)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := rt.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = resp.Body.Close()
+			}
+		})
+	}
+}

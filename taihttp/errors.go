@@ -1,0 +1,173 @@
+package taihttp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/tai"
+)
+
+// Problem is an error response: what the middleware tells a client when it
+// does not pass a request on, or when the request failed. It carries no
+// error text: Message is a fixed sentence per Code, so no internals (a
+// policy's reasons, a stack, a store's address) reach the client. Pass an
+// OnError function in the options to log the error itself.
+type Problem struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code names the condition in a word a client can branch on:
+	// "rate_limited", "line_stopped", "breaker_open", "rejected",
+	// "denied", "timeout", "canceled", "unavailable", "failed", or
+	// "status_NNN" for an error carrying its own status (see ProblemOf).
+	Code string
+	// Message says the same to a person.
+	Message string
+	// RetryAfter is when to try again; sent as Retry-After when positive.
+	RetryAfter time.Duration
+	// Policy names the quota policy a 429 exceeded, for the body's
+	// "violated-policies"; empty otherwise.
+	Policy string
+}
+
+// ProblemOf maps an error — of a tai pipeline, a heijunka limiter, a
+// jidoka breaker or line, or a handler — to the response it calls for:
+//
+//	nil                            200
+//	heijunka.ErrLimited            429 rate_limited, Retry-After: the limiter's hint
+//	jidoka.ErrLineStopped          503 line_stopped, Retry-After: the line's hint
+//	jidoka.ErrOpen                 503 breaker_open, Retry-After: the rest of the open period
+//	an error with HTTPStatus() int that status, when it is 400–599
+//	tai.ErrRejected (other)        503 rejected, Retry-After: the hook's hint, if any
+//	tai.ErrDenied                  403 denied
+//	context.DeadlineExceeded       504 timeout
+//	context.Canceled               503 canceled
+//	anything else                  500 failed
+//
+// The first that matches (errors.Is, errors.As) wins.
+//
+// The Retry-After of a 429 or 503 may be 0 here when the error carries no
+// hint; the middleware then sends its options' RetryAfter, so a client
+// turned away is always told when to come back.
+func ProblemOf(err error) Problem {
+	ra := tai.RetryAfter(err)
+	var hs interface{ HTTPStatus() int }
+	switch {
+	case err == nil:
+		return Problem{Status: http.StatusOK}
+	case errors.Is(err, heijunka.ErrLimited):
+		return Problem{Status: http.StatusTooManyRequests, Code: "rate_limited",
+			Message: "too many requests; retry later", RetryAfter: ra}
+	case errors.Is(err, jidoka.ErrLineStopped):
+		return Problem{Status: http.StatusServiceUnavailable, Code: "line_stopped",
+			Message: "the service is stopped; retry later", RetryAfter: ra}
+	case errors.Is(err, jidoka.ErrOpen):
+		return Problem{Status: http.StatusServiceUnavailable, Code: "breaker_open",
+			Message: "a service this request needs is unavailable; retry later", RetryAfter: ra}
+	case errors.As(err, &hs) && hs.HTTPStatus() >= 400 && hs.HTTPStatus() <= 599:
+		s := hs.HTTPStatus()
+		return Problem{Status: s, Code: "status_" + strconv.Itoa(s), Message: http.StatusText(s), RetryAfter: ra}
+	case errors.Is(err, tai.ErrRejected):
+		return Problem{Status: http.StatusServiceUnavailable, Code: "rejected",
+			Message: "the service is busy; retry later", RetryAfter: ra}
+	case errors.Is(err, tai.ErrDenied):
+		return Problem{Status: http.StatusForbidden, Code: "denied", Message: "the request was denied"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return Problem{Status: http.StatusGatewayTimeout, Code: "timeout", Message: "the request took too long"}
+	case errors.Is(err, context.Canceled):
+		return Problem{Status: http.StatusServiceUnavailable, Code: "canceled", Message: "the request was canceled"}
+	}
+	return Problem{Status: http.StatusInternalServerError, Code: "failed", Message: "the request failed"}
+}
+
+// StatusOf returns the status code and the retry hint ProblemOf gives err.
+func StatusOf(err error) (status int, retryAfter time.Duration) {
+	p := ProblemOf(err)
+	return p.Status, p.RetryAfter
+}
+
+// WriteError answers r with the Problem err maps to (ProblemOf), as
+// JSONErrors writes it, with Retry-After on a 429 or 503 (one second when
+// err has no hint). It is what the middleware does, for a handler that
+// runs a pipeline or a guard itself.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	writeProblem(w, r, ProblemOf(err), JSONErrors, time.Second)
+}
+
+// writeProblem sets Retry-After (with fallback for a 429 or 503 without a
+// hint) and hands p to ew.
+func writeProblem(w http.ResponseWriter, r *http.Request, p Problem, ew ErrorWriter, fallback time.Duration) {
+	if p.Status == http.StatusTooManyRequests || p.Status == http.StatusServiceUnavailable {
+		SetRetryAfter(w.Header(), p.RetryAfter, fallback)
+		if p.RetryAfter <= 0 {
+			p.RetryAfter = fallback
+		}
+	} else if p.RetryAfter > 0 {
+		SetRetryAfter(w.Header(), p.RetryAfter, 0)
+	}
+	ew(w, r, p)
+}
+
+// An ErrorWriter writes the body of an error response, its Content-Type
+// and its status (p.Status). Retry-After and the RateLimit fields are set
+// on w before it is called. JSONErrors and PlainErrors are the two this
+// package offers; a function of yours can write any other shape.
+type ErrorWriter func(w http.ResponseWriter, r *http.Request, p Problem)
+
+// problemJSON is the body JSONErrors writes.
+type problemJSON struct {
+	Type             string   `json:"type"`
+	Title            string   `json:"title"`
+	Status           int      `json:"status"`
+	Code             string   `json:"code,omitempty"`
+	RetryAfter       int64    `json:"retry_after,omitempty"`
+	ViolatedPolicies []string `json:"violated-policies,omitempty"`
+}
+
+// quotaExceeded is the problem type of draft-ietf-httpapi-ratelimit-headers
+// for a request over its quota.
+const quotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+// JSONErrors writes p as an RFC 9457 problem document
+// (application/problem+json):
+//
+//	{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded",
+//	 "title":"too many requests; retry later","status":429,
+//	 "code":"rate_limited","retry_after":12,"violated-policies":["default"]}
+//
+// The type is the draft's quota-exceeded for a 429 and "about:blank"
+// otherwise; retry_after is Retry-After in seconds, when there is one.
+func JSONErrors(w http.ResponseWriter, _ *http.Request, p Problem) {
+	body := problemJSON{Type: "about:blank", Title: p.Message, Status: p.Status, Code: p.Code,
+		RetryAfter: RetryAfterSeconds(p.RetryAfter)}
+	if p.Status == http.StatusTooManyRequests {
+		body.Type = quotaExceeded
+		if p.Policy != "" {
+			body.ViolatedPolicies = []string{p.Policy}
+		}
+	}
+	b, err := json.Marshal(body)
+	if err != nil { // cannot happen: the fields are strings and integers
+		b = []byte(`{"type":"about:blank","status":` + strconv.Itoa(p.Status) + `}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// PlainErrors writes p's Message as text/plain, one line, as http.Error
+// does.
+func PlainErrors(w http.ResponseWriter, _ *http.Request, p Problem) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	_, _ = w.Write([]byte(p.Message + "\n"))
+}

@@ -1,0 +1,251 @@
+package taihttp
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/taipattern/taikit/heijunka"
+)
+
+// DefaultPolicy is the name of the quota policy in the RateLimit and
+// RateLimit-Policy fields when none is given.
+const DefaultPolicy = "default"
+
+// MaxRetryAfter is the longest Retry-After this package sends. A longer
+// hint — heijunka.InfDuration, for a request that can never pass under
+// the current limit — is sent as MaxRetryAfter: long enough to stop a
+// client's retries, short enough that a limit raised later is found.
+const MaxRetryAfter = 24 * time.Hour
+
+// The field names, in the canonical form net/http stores them in.
+const (
+	headerRetryAfter      = "Retry-After"
+	headerRateLimit       = "Ratelimit"
+	headerRateLimitPolicy = "Ratelimit-Policy"
+)
+
+// PolicyField returns the value of the RateLimit-Policy field
+// (draft-ietf-httpapi-ratelimit-headers) for a quota policy named name
+// under limit l:
+//
+//	"default";q=100;w=60
+//
+// q is the limit's Burst, the most requests a client may make at once,
+// and w the seconds the limit takes to refill the whole burst at its Rate,
+// rounded up, so PerMinute(100) gives q=100;w=60 and PerSecond(10) gives
+// q=10;w=1. A closed limit gives q=0 without a window. It returns "" for
+// an Unlimited or invalid limit, which has no quota to advertise.
+//
+// The name is sent as a structured-field String: quotes and backslashes
+// are escaped and bytes outside printable ASCII are dropped.
+func PolicyField(name string, l heijunka.Limit) string {
+	return string(appendPolicy(nil, name, l))
+}
+
+func appendPolicy(b []byte, name string, l heijunka.Limit) []byte {
+	if l.IsUnlimited() || l.Validate() != nil {
+		return b
+	}
+	b = appendSFString(b, name)
+	if l.IsClosed() {
+		return append(b, ";q=0"...)
+	}
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, int64(l.Burst), 10)
+	b = append(b, ";w="...)
+	return strconv.AppendInt(b, ceilSeconds(l.Interval()*time.Duration(l.Burst)), 10)
+}
+
+// RateLimitField returns the value of the RateLimit field for the quota
+// policy named name after the limiter's decision d:
+//
+//	"default";r=50;t=30
+//
+// r is d.Remaining. t, the seconds until more quota is available, rounded
+// up: for a denied decision its RetryAfter (so t and Retry-After name the
+// same moment, as the draft asks), for an allowed one the time until the
+// next request's worth refills; t is left out when the quota is full, and
+// when the request can never pass (a closed limit). It returns "" for a
+// decision under an Unlimited limit or one whose store failed open:
+// no quota was applied.
+func RateLimitField(name string, d heijunka.Decision) string {
+	return string(appendRateLimit(nil, name, d))
+}
+
+func appendRateLimit(b []byte, name string, d heijunka.Decision) []byte {
+	l := limitOf(d.Limit)
+	return l.appendRateLimit(b, name, &d)
+}
+
+// limitInfo is what the fields need of a Limit, worked out once: a
+// middleware keeps it for the limit it last saw.
+type limitInfo struct {
+	limit    heijunka.Limit
+	quota    bool          // a finite or closed limit: one the fields can describe
+	closed   bool          // Rate 0
+	interval time.Duration // between requests at the sustained rate
+}
+
+func limitOf(l heijunka.Limit) limitInfo {
+	return limitInfo{limit: l, quota: !l.IsUnlimited() && l.Validate() == nil, closed: l.IsClosed(), interval: l.Interval()}
+}
+
+// appendRateLimit appends the RateLimit field for d, decided under the
+// limit of li.
+func (li *limitInfo) appendRateLimit(b []byte, name string, d *heijunka.Decision) []byte {
+	if d.FailedOpen || !li.quota {
+		return b
+	}
+	b = appendSFString(b, name)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(max(d.Remaining, 0)), 10)
+	if t := li.refill(d); t > 0 {
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, ceilSeconds(t), 10)
+	}
+	return b
+}
+
+// refill is how long until the key of d has more quota; 0 when it is full
+// or never will have.
+func (li *limitInfo) refill(d *heijunka.Decision) time.Duration {
+	if !d.Allowed {
+		if d.RetryAfter == heijunka.InfDuration {
+			return 0
+		}
+		return d.RetryAfter
+	}
+	if li.closed || d.Remaining >= li.limit.Burst {
+		return 0
+	}
+	// Remaining is how many requests fit into the burst at ResetAfter's
+	// debt; one more fits once the debt drops by what is over a whole
+	// number of intervals.
+	return d.ResetAfter - time.Duration(li.limit.Burst-d.Remaining-1)*li.interval
+}
+
+// appendSFString appends s as a structured-field String (RFC 9651,
+// section 3.3.3): quoted, with '"' and '\' escaped; bytes outside
+// %x20-7E, which a String cannot hold, are dropped.
+func appendSFString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c >= 0x20 && c <= 0x7e:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// validPolicyName reports whether name is a non-empty structured-field
+// String without escapes: printable ASCII, no quote, no backslash.
+func validPolicyName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// SetDecisionHeaders sets the RateLimit-Policy and RateLimit fields for
+// the limiter's decision d under the policy name (DefaultPolicy when
+// empty), and for a denied decision Retry-After too, in whole seconds,
+// rounded up, never 0. It sets nothing for a decision under an Unlimited
+// limit or whose store failed open.
+func SetDecisionHeaders(h http.Header, name string, d heijunka.Decision) {
+	if name == "" {
+		name = DefaultPolicy
+	}
+	var buf [96]byte
+	if p := appendPolicy(buf[:0], name, d.Limit); len(p) > 0 {
+		h[headerRateLimitPolicy] = []string{string(p)}
+	}
+	if v := appendRateLimit(buf[:0], name, d); len(v) > 0 {
+		h[headerRateLimit] = []string{string(v)}
+	}
+	if !d.Allowed {
+		SetRetryAfter(h, d.RetryAfter, time.Second)
+	}
+}
+
+// WriteDecisionHeaders is SetDecisionHeaders on w's header under
+// DefaultPolicy: the one line a handler that calls a heijunka limiter
+// itself needs before it answers.
+//
+//	d, err := perCustomer.Allow(ctx, customerID)
+//	taihttp.WriteDecisionHeaders(w, d)
+//	if err != nil || !d.Allowed { ... 429 ... }
+func WriteDecisionHeaders(w http.ResponseWriter, d heijunka.Decision) {
+	SetDecisionHeaders(w.Header(), DefaultPolicy, d)
+}
+
+// RetryAfterSeconds converts a retry hint into the delay-seconds of a
+// Retry-After field: whole seconds, rounded up, at most MaxRetryAfter.
+// It returns 0 for a hint that is not positive.
+func RetryAfterSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return ceilSeconds(min(d, MaxRetryAfter))
+}
+
+// SetRetryAfter sets the Retry-After field to d in whole seconds, rounded
+// up (see RetryAfterSeconds); when d is not positive, to fallback
+// instead, and when that is not positive either it leaves the field unset.
+func SetRetryAfter(h http.Header, d, fallback time.Duration) {
+	if d <= 0 {
+		d = fallback
+	}
+	if s := RetryAfterSeconds(d); s > 0 {
+		h[headerRetryAfter] = []string{strconv.FormatInt(s, 10)}
+	}
+}
+
+// ParseRetryAfter reads a Retry-After field value (RFC 9110, section
+// 10.2.3): delay-seconds or an HTTP-date, which it measures from now. It
+// returns the delay, at most MaxRetryAfter (a date in the past gives 0),
+// and false for an empty or malformed value.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		var secs uint64
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			if secs < math.MaxUint32 {
+				secs = secs*10 + uint64(c-'0')
+			}
+		}
+		return min(time.Duration(min(secs, math.MaxUint32))*time.Second, MaxRetryAfter), true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return min(max(t.Sub(now), 0), MaxRetryAfter), true
+}
+
+// ceilSeconds rounds d up to whole seconds.
+func ceilSeconds(d time.Duration) int64 {
+	s := int64(d / time.Second)
+	if d%time.Second > 0 {
+		s++
+	}
+	return s
+}

@@ -1,0 +1,224 @@
+package taihttp_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/taihttp"
+)
+
+var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func limiter(t *testing.T, l heijunka.Limit) *heijunka.Limiter {
+	t.Helper()
+	lim, err := heijunka.NewLimiter(l, heijunka.LimiterOptions{})
+	require.NoError(t, err)
+	return lim
+}
+
+// The examples of draft-ietf-httpapi-ratelimit-headers (RateLimit-Policy
+// and RateLimit Field Examples, and the examples of Appendix B), made from
+// heijunka limits and decisions.
+func TestPolicyFieldDraftExamples(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit heijunka.Limit
+		want  string
+	}{
+		// "RateLimit-Policy: "default";q=100;w=10"
+		{"default", heijunka.Limit{Rate: 10, Burst: 100}, `"default";q=100;w=10`},
+		// "RateLimit-Policy: "permin";q=50;w=60,"perhr";q=1000;w=3600"
+		{"permin", heijunka.PerMinute(50), `"permin";q=50;w=60`},
+		{"perhr", heijunka.PerHour(1000), `"perhr";q=1000;w=3600`},
+		// "RateLimit-Policy: "burst";q=100;w=60,"daily";q=1000;w=86400"
+		{"burst", heijunka.PerMinute(100), `"burst";q=100;w=60`},
+		{"daily", heijunka.Limit{Rate: 1000.0 / 86400, Burst: 1000}, `"daily";q=1000;w=86400`},
+		// Appendix B: "basic";q=100;w=60, "dynamic";q=15;w=20
+		{"basic", heijunka.PerMinute(100), `"basic";q=100;w=60`},
+		{"dynamic", heijunka.Limit{Rate: 15.0 / 20, Burst: 15}, `"dynamic";q=15;w=20`},
+		// Windows that are not whole seconds round up: w is at least 1.
+		{"default", heijunka.PerSecond(10), `"default";q=10;w=1`},
+		{"default", heijunka.Limit{Rate: 1000, Burst: 1}, `"default";q=1;w=1`},
+		{"default", heijunka.Limit{Rate: 3, Burst: 10}, `"default";q=10;w=4`},
+		// A closed limit has a quota of 0 and no window (w must be > 0).
+		{"default", heijunka.Limit{}, `"default";q=0`},
+		// No quota at all: nothing to advertise.
+		{"default", heijunka.Unlimited(), ``},
+		{"default", heijunka.Limit{Rate: -1, Burst: 1}, ``},
+	} {
+		got := taihttp.PolicyField(tc.name, tc.limit)
+		assert.Equal(t, tc.want, got, "%s %v", tc.name, tc.limit)
+		if got == "" {
+			continue
+		}
+		items, err := parseSFList(got)
+		require.NoError(t, err, got)
+		require.Len(t, items, 1)
+		assert.Equal(t, tc.name, items[0].Value, "the policy is a String")
+		q, ok := items[0].Params["q"].(int64)
+		require.True(t, ok, "q is an Integer: %s", got)
+		assert.GreaterOrEqual(t, q, int64(0))
+		if w, ok := items[0].Params["w"]; ok {
+			assert.Greater(t, w.(int64), int64(0), "w is a positive Integer")
+		}
+	}
+}
+
+func TestRateLimitFieldDraftExamples(t *testing.T) {
+	// "RateLimit: "default";r=50;t=30": 49 of a 100-request quota that
+	// refills one a minute used at t0, one more 30 s later. 50 remain,
+	// and the next one comes back in 30 s.
+	lim := limiter(t, heijunka.Limit{Rate: 1.0 / 60, Burst: 100})
+	require.True(t, lim.DecideN(t0, 49).Allowed)
+	d := lim.DecideN(t0.Add(30*time.Second), 1)
+	require.True(t, d.Allowed)
+	assert.Equal(t, `"default";r=50;t=30`, taihttp.RateLimitField("default", d))
+
+	// Appendix B, throttled: "Retry-After" 5 s later and
+	// "RateLimit: "default";r=0;t=5" name the same moment.
+	lim = limiter(t, heijunka.Every(5*time.Second))
+	require.True(t, lim.DecideN(t0, 1).Allowed)
+	d = lim.DecideN(t0, 1)
+	require.False(t, d.Allowed)
+	assert.Equal(t, `"default";r=0;t=5`, taihttp.RateLimitField("default", d))
+	h := http.Header{}
+	taihttp.SetDecisionHeaders(h, "", d)
+	assert.Equal(t, "5", h.Get("Retry-After"))
+	assert.Equal(t, `"default";r=0;t=5`, h.Get("RateLimit"))
+	assert.Equal(t, `"default";q=1;w=5`, h.Get("RateLimit-Policy"))
+
+	// Appendix B, "basic";q=100;w=60 then "basic";r=60;t=58 after 40
+	// requests in 2 s: with a GCRA the remaining quota has refilled by
+	// 2 s / 0.6 s = 3 requests, and the next unit is 0.2 s away.
+	lim = limiter(t, heijunka.PerMinute(100))
+	require.True(t, lim.DecideN(t0, 39).Allowed)
+	d = lim.DecideN(t0.Add(2*time.Second), 1)
+	assert.Equal(t, `"basic";r=63;t=1`, taihttp.RateLimitField("basic", d))
+
+	items, err := parseSFList(taihttp.RateLimitField("basic", d))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"r", "t"}, items[0].Order)
+}
+
+func TestRateLimitFieldResetParameter(t *testing.T) {
+	// One request a minute, burst 3: t is the time until one more request
+	// fits, not until the whole burst is back.
+	lim := limiter(t, heijunka.Limit{Rate: 1.0 / 60, Burst: 3})
+	d := lim.DecideN(t0, 1)
+	assert.Equal(t, `"p";r=2;t=60`, taihttp.RateLimitField("p", d))
+	d = lim.DecideN(t0.Add(10*time.Second), 1)
+	assert.Equal(t, `"p";r=1;t=50`, taihttp.RateLimitField("p", d), "the first refill is 50 s away")
+	d = lim.DecideN(t0.Add(10*time.Second+500*time.Millisecond), 1)
+	assert.Equal(t, `"p";r=0;t=50`, taihttp.RateLimitField("p", d), "49.5 s rounds up")
+	d = lim.DecideN(t0.Add(11*time.Second), 1)
+	require.False(t, d.Allowed)
+	assert.Equal(t, 49*time.Second, d.RetryAfter)
+	assert.Equal(t, `"p";r=0;t=49`, taihttp.RateLimitField("p", d))
+
+	// A full bucket after a request of none: no t.
+	lim = limiter(t, heijunka.PerMinute(3))
+	assert.Equal(t, `"p";r=3`, taihttp.RateLimitField("p", lim.DecideN(t0, 0)))
+
+	// A closed limit: nothing remains and nothing will.
+	lim = limiter(t, heijunka.Limit{})
+	d = lim.DecideN(t0, 1)
+	assert.Equal(t, `"p";r=0`, taihttp.RateLimitField("p", d))
+	h := http.Header{}
+	taihttp.SetDecisionHeaders(h, "p", d)
+	assert.Equal(t, "86400", h.Get("Retry-After"), "a request that can never pass is told to wait MaxRetryAfter")
+	assert.Equal(t, `"p";q=0`, h.Get("RateLimit-Policy"))
+
+	// Nothing was limited: no fields.
+	assert.Empty(t, taihttp.RateLimitField("p", limiter(t, heijunka.Unlimited()).DecideN(t0, 1)))
+	assert.Empty(t, taihttp.RateLimitField("p", heijunka.Decision{Allowed: true, Limit: heijunka.PerSecond(1), FailedOpen: true}))
+	h = http.Header{}
+	taihttp.SetDecisionHeaders(h, "p", heijunka.Decision{Allowed: true, FailedOpen: true, Limit: heijunka.PerSecond(1)})
+	assert.Empty(t, h.Get("RateLimit"))
+	assert.Empty(t, h.Get("Retry-After"))
+}
+
+func TestPolicyNameIsEscaped(t *testing.T) {
+	got := taihttp.PolicyField("a\"b\\c\x01é d", heijunka.PerSecond(1))
+	assert.Equal(t, `"a\"b\\c d";q=1;w=1`, got)
+	items, err := parseSFList(got)
+	require.NoError(t, err)
+	assert.Equal(t, `a"b\c d`, items[0].Value)
+}
+
+func TestWriteDecisionHeaders(t *testing.T) {
+	lim := limiter(t, heijunka.PerMinute(1))
+	rec := httptest.NewRecorder()
+	taihttp.WriteDecisionHeaders(rec, lim.DecideN(t0, 1))
+	assert.Equal(t, `"default";q=1;w=60`, rec.Header().Get("RateLimit-Policy"))
+	assert.Equal(t, `"default";r=0;t=60`, rec.Header().Get("RateLimit"))
+	assert.Empty(t, rec.Header().Get("Retry-After"), "allowed: no Retry-After")
+
+	rec = httptest.NewRecorder()
+	taihttp.WriteDecisionHeaders(rec, lim.DecideN(t0.Add(59*time.Second+time.Millisecond), 1))
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"), "999 ms rounds up to 1 s, never 0")
+	assert.Equal(t, `"default";r=0;t=1`, rec.Header().Get("RateLimit"))
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want int64
+	}{
+		{-time.Second, 0}, {0, 0}, {1, 1}, {time.Second, 1}, {time.Second + 1, 2},
+		{90 * time.Second, 90}, {taihttp.MaxRetryAfter + time.Second, 86400}, {heijunka.InfDuration, 86400},
+	} {
+		assert.Equal(t, tc.want, taihttp.RetryAfterSeconds(tc.d), "%v", tc.d)
+	}
+	h := http.Header{}
+	taihttp.SetRetryAfter(h, 0, 0)
+	assert.Empty(t, h.Values("Retry-After"))
+	taihttp.SetRetryAfter(h, 0, 3*time.Second)
+	assert.Equal(t, "3", h.Get("Retry-After"), "the fallback when there is no hint")
+	taihttp.SetRetryAfter(h, 1500*time.Millisecond, 3*time.Second)
+	assert.Equal(t, "2", h.Get("Retry-After"))
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2019, 8, 5, 9, 27, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+		ok   bool
+	}{
+		{"5", 5 * time.Second, true},
+		{" 120 ", 2 * time.Minute, true},
+		{"0", 0, true},
+		{"Mon, 05 Aug 2019 09:27:05 GMT", 5 * time.Second, true}, // the draft's example
+		{"Mon, 05 Aug 2019 09:26:00 GMT", 0, true},               // in the past
+		{"Monday, 05-Aug-19 09:28:00 GMT", time.Minute, true},    // RFC 850
+		{"Mon Aug  5 09:27:30 2019", 30 * time.Second, true},     // asctime
+		{"99999999999999999999999", taihttp.MaxRetryAfter, true},
+		{"", 0, false}, {"-1", 0, false}, {"1.5", 0, false}, {"5s", 0, false}, {"soon", 0, false},
+	} {
+		got, ok := taihttp.ParseRetryAfter(tc.v, now)
+		assert.Equal(t, tc.ok, ok, "%q", tc.v)
+		assert.Equal(t, tc.want, got, "%q", tc.v)
+	}
+}
+
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"5", "0", "Mon, 05 Aug 2019 09:27:05 GMT", "", "-1", "99999999999999999999", " 7 "} {
+		f.Add(s)
+	}
+	now := time.Date(2019, 8, 5, 9, 27, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := taihttp.ParseRetryAfter(v, now)
+		if !ok {
+			assert.Zero(t, d)
+			return
+		}
+		assert.GreaterOrEqual(t, d, time.Duration(0))
+		assert.LessOrEqual(t, d, taihttp.MaxRetryAfter)
+	})
+}

@@ -1,0 +1,249 @@
+package taihttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/tai"
+)
+
+// PipelineOptions configures Pipeline. The zero value makes signals of
+// kind "http" keyed by client address, answers denials 403, counts 5xx
+// responses as failures and writes JSON problems.
+type PipelineOptions struct {
+	// Kind is the Kind of every request's signal. Default "http".
+	Kind string
+	// Key picks the Key of a request's signal. Default RemoteIP.
+	Key KeyFunc
+	// ID gives a request's signal its ID, such as a request-ID header.
+	// Default, and for a request it returns "" for: tai.NewID().
+	ID func(r *http.Request) string
+	// DeniedStatus is the status of a request the policy denies (or holds
+	// for review with tai.WithHoldOnReview). Default 403; it must be
+	// 400–499.
+	DeniedStatus int
+	// IsFailure tells whether a status the handler wrote fails the
+	// action: the pipeline's guards (a breaker) count it, its observers
+	// see Outcome Failed. Default: 500 and above.
+	IsFailure func(status int) bool
+	// Errors writes the responses the middleware writes itself. Default
+	// JSONErrors.
+	Errors ErrorWriter
+	// RetryAfter is the Retry-After of a 429 or 503 whose error has no
+	// hint of its own. Default one second; it must not be negative.
+	RetryAfter time.Duration
+	// OnError, if set, is called with every request that does not
+	// succeed and the error Process returned, before the response is
+	// written (if the middleware writes it). Log there: the response
+	// never shows the error.
+	OnError func(r *http.Request, err error)
+}
+
+// Pipeline returns middleware that runs every request through a tai
+// pipeline whose action is the next handler:
+//
+//	gates → policy → guards around the handler → observers
+//
+// hooks are the pipeline's options (tai.WithGates, tai.WithGuards,
+// tai.WithObservers, tai.WithTracer, tai.WithHoldOnReview). A request
+// becomes a tai.Signal[*http.Request] of opts.Kind, keyed by opts.Key;
+// policy evaluates it (nil allows every request, so that only the gates
+// and guards decide). The handler runs with the context the guards give
+// it (a deadline, say). It answers the client, so it runs once: a guard
+// that would call it again (jidoka.Retry, jidoka.Hedge) gets an error
+// that is not retried, and the handler's first answer stands; retry on
+// the client's side instead (Transport).
+//
+// What the client gets, by the Outcome (see ProblemOf for the details):
+//
+//   - Succeeded: the handler's response.
+//   - Rejected by a gate or a guard: 429 for a rate limit (with
+//     Retry-After and the RateLimit fields under the limiter's name), 503
+//     for a stopped line, an open breaker or another hook, with
+//     Retry-After.
+//   - Denied: opts.DeniedStatus (403), no reason given: a policy's
+//     reasons are for logs and audit trails (OnError, the observers).
+//   - Failed: the handler's own response when it wrote one; a status that
+//     opts.IsFailure counts (5xx) makes the action fail with a
+//     *StatusError, so breakers and observers count it. When the handler
+//     wrote nothing because it panicked, 500; because its context ended (a
+//     guard's deadline passed), 504, or 503 when it was canceled. A
+//     handler that panics after it began its response aborts it, as
+//     net/http does with http.ErrAbortHandler.
+//
+// It returns an error for invalid options, or the error of tai.New (a nil
+// hook).
+func Pipeline(policy tai.Policy[*http.Request], opts PipelineOptions, hooks ...tai.Option) (Middleware, error) {
+	if opts.Kind == "" {
+		opts.Kind = "http"
+	}
+	if opts.DeniedStatus == 0 {
+		opts.DeniedStatus = http.StatusForbidden
+	}
+	if opts.DeniedStatus < 400 || opts.DeniedStatus > 499 {
+		return nil, fmt.Errorf("taihttp.Pipeline: DeniedStatus must be 400–499, got %d", opts.DeniedStatus)
+	}
+	if opts.IsFailure == nil {
+		opts.IsFailure = func(status int) bool { return status >= 500 }
+	}
+	if policy == nil {
+		policy = allowAll{}
+	}
+	c, err := newCommon("taihttp.Pipeline", opts.Key, opts.Errors, opts.RetryAfter, opts.OnError)
+	if err != nil {
+		return nil, err
+	}
+	pl := &pipeline{opts: opts, common: c}
+	pl.p, err = tai.New[*http.Request, struct{}](policy, tai.ActionFunc[*http.Request, struct{}](serve), hooks...)
+	if err != nil {
+		return nil, fmt.Errorf("taihttp.Pipeline: %w", err)
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { pl.serveHTTP(next, w, r) })
+	}, nil
+}
+
+type allowAll struct{}
+
+func (allowAll) Name() string { return "allow" }
+func (allowAll) Evaluate(context.Context, tai.Signal[*http.Request]) (tai.Decision, error) {
+	return tai.Decision{Verdict: tai.Allow}, nil
+}
+
+type pipeline struct {
+	p    *tai.Pipeline[*http.Request, struct{}]
+	opts PipelineOptions
+	common
+}
+
+// exchange is what the action needs besides the request: it travels in
+// the context handed to Process, since a signal carries only the request.
+type exchange struct {
+	ctx       context.Context // the context Process was given
+	w         statusWriter
+	next      http.Handler
+	isFailure func(int) bool
+	ran       atomic.Bool // the handler was called
+}
+
+// errRanTwice is the error of a second call of the action: a guard that
+// retries or hedges (jidoka.Retry, jidoka.Hedge) called it again, but the
+// handler has answered the client already, or is answering.
+var errRanTwice = jidoka.Permanent(errors.New("taihttp: a guard called the handler a second time; a handler answers once, so retries and hedges do not belong around it"))
+
+type exchangeKey struct{}
+
+func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	ex := &exchange{w: statusWriter{ResponseWriter: w}, next: next, isFailure: pl.opts.IsFailure}
+	ex.ctx = context.WithValue(r.Context(), exchangeKey{}, ex)
+	id := ""
+	if pl.opts.ID != nil {
+		id = pl.opts.ID(r)
+	}
+	if id == "" {
+		id = tai.NewID()
+	}
+	s := tai.Signal[*http.Request]{ID: id, Kind: pl.opts.Kind, Key: pl.key(r), Time: time.Now(), Payload: r}
+	_, err := pl.p.Process(ex.ctx, s)
+	if err == nil {
+		return
+	}
+	if ex.w.status != 0 {
+		// The handler answered (a failing status, say): its response
+		// stands. Should it have panicked after it began, the response
+		// cannot be replaced, only cut off, as net/http does.
+		if pl.onError != nil {
+			pl.onError(r, err)
+		}
+		var pe *tai.PanicError
+		if errors.As(err, &pe) {
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	switch tai.OutcomeOf(err) {
+	case tai.Rejected:
+		pl.refuse(w, r, err)
+	case tai.Denied:
+		pl.fail(w, r, err, Problem{Status: pl.opts.DeniedStatus, Code: "denied", Message: "the request was denied"})
+	default:
+		p := ProblemOf(err)
+		if p.Status < 500 {
+			// A failure the handler did not answer is the server's.
+			p = Problem{Status: http.StatusInternalServerError, Code: "failed", Message: "the request failed"}
+		}
+		pl.fail(w, r, err, p)
+	}
+}
+
+// serve is the pipeline's action: the next handler, run with the context
+// the guards give it.
+func serve(ctx context.Context, s tai.Signal[*http.Request]) (struct{}, error) {
+	ex := ctx.Value(exchangeKey{}).(*exchange)
+	if ex.ran.Swap(true) {
+		return struct{}{}, errRanTwice
+	}
+	r := s.Payload
+	if ctx != ex.ctx {
+		r = r.WithContext(ctx)
+	}
+	ex.next.ServeHTTP(&ex.w, r)
+	if ex.w.status == 0 {
+		// A handler that wrote nothing because its context ended (a
+		// guard's deadline) failed; otherwise it answered 200, as
+		// net/http would have.
+		if err := ctx.Err(); err != nil {
+			return struct{}{}, err
+		}
+		ex.w.WriteHeader(http.StatusOK)
+	}
+	if ex.isFailure(ex.w.status) {
+		return struct{}{}, &StatusError{Status: ex.w.status}
+	}
+	return struct{}{}, nil
+}
+
+// StatusError is the error of a request whose handler answered with a
+// status PipelineOptions.IsFailure counts as a failure (5xx by default):
+// breakers and observers see it, the client gets the handler's response.
+type StatusError struct {
+	Status int
+}
+
+// Error returns "taihttp: handler answered 503 Service Unavailable".
+func (e *StatusError) Error() string {
+	return "taihttp: handler answered " + strconv.Itoa(e.Status) + " " + http.StatusText(e.Status)
+}
+
+// HTTPStatus returns Status, for ProblemOf.
+func (e *StatusError) HTTPStatus() int { return e.Status }
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap returns the underlying ResponseWriter, for
+// http.ResponseController (Flush, deadlines, hijacking).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

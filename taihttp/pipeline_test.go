@@ -1,0 +1,291 @@
+package taihttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/taihttp"
+)
+
+// byRole denies requests of role "banned" and asks review for "new".
+var byRole = tai.PolicyFunc[*http.Request](func(_ context.Context, s tai.Signal[*http.Request]) (tai.Decision, error) {
+	switch s.Payload.Header.Get("X-Role") {
+	case "banned":
+		return tai.Decision{Verdict: tai.Deny, Policy: "role", Reason: "account 7 banned by fraud rule 12"}, nil
+	case "new":
+		return tai.Decision{Verdict: tai.Review, Policy: "role"}, nil
+	case "broken":
+		return tai.Decision{}, errors.New("role service at 10.1.2.3 timed out")
+	}
+	return tai.Decision{Verdict: tai.Allow, Policy: "role"}, nil
+})
+
+// records collects what a pipeline's observer sees.
+type records struct {
+	mu   sync.Mutex
+	list []tai.Record
+}
+
+func (rs *records) Observe(_ context.Context, r tai.Record) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.list = append(rs.list, r)
+}
+
+func (rs *records) last() tai.Record {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.list[len(rs.list)-1]
+}
+
+func pipelineMW(t *testing.T, p tai.Policy[*http.Request], opts taihttp.PipelineOptions, hooks ...tai.Option) taihttp.Middleware {
+	t.Helper()
+	mw, err := taihttp.Pipeline(p, opts, hooks...)
+	require.NoError(t, err)
+	return mw
+}
+
+func withRole(role string) *http.Request {
+	r := get("192.0.2.1:1")
+	r.Header.Set("X-Role", role)
+	return r
+}
+
+func TestPipelineOutcomes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		obs := &records{}
+		var refused []error
+		k := keyed(t, heijunka.PerMinute(3), heijunka.KeyedOptions{Name: "per-client"})
+		line, err := jidoka.NewLine(jidoka.LineOptions{Name: "api", RetryAfter: 20 * time.Second})
+		require.NoError(t, err)
+		h := pipelineMW(t, byRole, taihttp.PipelineOptions{
+			Kind:    "api",
+			ID:      func(r *http.Request) string { return r.Header.Get("X-Request-Id") },
+			OnError: func(_ *http.Request, err error) { refused = append(refused, err) },
+		}, tai.WithGates(k, line), tai.WithObservers(obs))(ok)
+
+		r := withRole("user")
+		r.Header.Set("X-Request-Id", "req-1")
+		rec := serve(h, r)
+		assert.Equal(t, http.StatusOK, rec.Code)
+		assert.Equal(t, "ok", rec.Body.String())
+		rec1 := obs.last()
+		assert.Equal(t, tai.Succeeded, rec1.Outcome)
+		assert.Equal(t, "req-1", rec1.ID)
+		assert.Equal(t, "api", rec1.Kind)
+		assert.Equal(t, "192.0.2.1", rec1.Key)
+
+		// Denied: 403, and the policy's reason goes to OnError, not out.
+		rec = serve(h, withRole("banned"))
+		assert.Equal(t, http.StatusForbidden, rec.Code)
+		assert.Contains(t, rec.Body.String(), `"code":"denied"`)
+		assert.NotContains(t, rec.Body.String(), "fraud")
+		assert.Equal(t, tai.Denied, obs.last().Outcome)
+		assert.NotEqual(t, "", obs.last().ID, "a request without an ID header gets one")
+		var de *tai.DeniedError
+		require.ErrorAs(t, refused[len(refused)-1], &de)
+		assert.Equal(t, "account 7 banned by fraud rule 12", de.Decision.Reason)
+
+		// Review lets the request through, unless held.
+		assert.Equal(t, http.StatusOK, serve(h, withRole("new")).Code)
+
+		// Rejected by the rate limit: 429 with the limiter's fields.
+		rec = serve(h, withRole("user"))
+		assert.Equal(t, http.StatusTooManyRequests, rec.Code)
+		assert.Equal(t, "20", rec.Header().Get("Retry-After"))
+		assert.Equal(t, `"per-client";r=0;t=20`, rec.Header().Get("RateLimit"))
+		assert.Equal(t, `"per-client";q=3;w=60`, rec.Header().Get("RateLimit-Policy"))
+		assert.Equal(t, tai.Rejected, obs.last().Outcome)
+
+		// Rejected by a stopped line: 503 with the line's hint.
+		line.Stop("deploy")
+		rec = serve(h, get("192.0.2.2:1"))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		assert.Equal(t, "20", rec.Header().Get("Retry-After"))
+		assert.Contains(t, rec.Body.String(), `"code":"line_stopped"`)
+		line.Start()
+
+		// A policy that fails: 500, nothing of the error shown.
+		r = withRole("broken")
+		r.RemoteAddr = "192.0.2.3:1"
+		rec = serve(h, r)
+		assert.Equal(t, http.StatusInternalServerError, rec.Code)
+		assert.NotContains(t, rec.Body.String(), "10.1.2.3")
+		assert.Equal(t, tai.Failed, obs.last().Outcome)
+		var pe *tai.PolicyError
+		assert.ErrorAs(t, refused[len(refused)-1], &pe)
+	})
+}
+
+func TestPipelineDeniedStatusAndHold(t *testing.T) {
+	h := pipelineMW(t, byRole, taihttp.PipelineOptions{DeniedStatus: http.StatusPaymentRequired, Errors: taihttp.PlainErrors},
+		tai.WithHoldOnReview())(ok)
+	rec := serve(h, withRole("banned"))
+	assert.Equal(t, http.StatusPaymentRequired, rec.Code)
+	assert.Equal(t, "the request was denied\n", rec.Body.String())
+	assert.Equal(t, http.StatusPaymentRequired, serve(h, withRole("new")).Code, "held for review")
+
+	// No policy: only the hooks decide.
+	h = pipelineMW(t, nil, taihttp.PipelineOptions{})(ok)
+	assert.Equal(t, http.StatusOK, serve(h, withRole("banned")).Code)
+}
+
+// A handler's 5xx responses fail the action: a breaker around it counts
+// them, opens, and then the middleware answers 503 without calling the
+// handler.
+func TestPipelineBreakerOpensOn5xx(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "backend", ConsecutiveFailures: 2, OpenDuration: 10 * time.Second})
+		require.NoError(t, err)
+		obs := &records{}
+		calls := 0
+		failing := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls++
+			http.Error(w, "backend down", http.StatusBadGateway)
+		})
+		h := pipelineMW(t, nil, taihttp.PipelineOptions{}, tai.WithGuards(b), tai.WithObservers(obs))(failing)
+		for range 2 {
+			rec := serve(h, get("192.0.2.1:1"))
+			assert.Equal(t, http.StatusBadGateway, rec.Code, "the handler's own response stands")
+			assert.Equal(t, "backend down\n", rec.Body.String())
+			assert.Equal(t, tai.Failed, obs.last().Outcome)
+			var se *taihttp.StatusError
+			require.ErrorAs(t, obs.last().Err, &se)
+			assert.Equal(t, http.StatusBadGateway, se.Status)
+		}
+		assert.Equal(t, jidoka.StateOpen, b.State())
+		rec := serve(h, get("192.0.2.1:1"))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		assert.Equal(t, "10", rec.Header().Get("Retry-After"), "the rest of the open period")
+		assert.Contains(t, rec.Body.String(), `"code":"breaker_open"`)
+		assert.Equal(t, 2, calls, "an open breaker keeps requests from the handler")
+
+		// Statuses counted as failures are configurable.
+		b2, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1})
+		require.NoError(t, err)
+		notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
+		h = pipelineMW(t, nil, taihttp.PipelineOptions{IsFailure: func(s int) bool { return s == http.StatusNotFound }},
+			tai.WithGuards(b2))(notFound)
+		assert.Equal(t, http.StatusNotFound, serve(h, get("192.0.2.1:1")).Code)
+		assert.Equal(t, http.StatusServiceUnavailable, serve(h, get("192.0.2.1:1")).Code)
+	})
+}
+
+func TestPipelineGuardContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		deadline := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+			ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			return fn(ctx)
+		})
+		slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, ok := r.Context().Deadline()
+			if !ok {
+				http.Error(w, "no deadline", http.StatusTeapot)
+				return
+			}
+			<-r.Context().Done() // gives up when the guard's deadline passes, writing nothing
+		})
+		var got error
+		h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+			tai.WithGuards(deadline))(slow)
+		rec := serve(h, get("192.0.2.1:1"))
+		// The handler wrote nothing and its context ended: the deadline
+		// failed the request.
+		assert.Equal(t, http.StatusGatewayTimeout, rec.Code)
+		assert.Contains(t, rec.Body.String(), `"code":"timeout"`)
+		assert.ErrorIs(t, got, context.DeadlineExceeded)
+
+		timeoutAware := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done()
+			http.Error(w, "timeout", http.StatusGatewayTimeout)
+		})
+		h = pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+			tai.WithGuards(deadline))(timeoutAware)
+		rec = serve(h, get("192.0.2.1:1"))
+		assert.Equal(t, http.StatusGatewayTimeout, rec.Code)
+		var se *taihttp.StatusError
+		assert.ErrorAs(t, got, &se)
+	})
+}
+
+func TestPipelinePanics(t *testing.T) {
+	var got error
+	opts := taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }}
+	early := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("nil map in handler") })
+	rec := serve(pipelineMW(t, nil, opts)(early), get("192.0.2.1:1"))
+	assert.Equal(t, http.StatusInternalServerError, rec.Code)
+	assert.NotContains(t, rec.Body.String(), "nil map")
+	var pe *tai.PanicError
+	require.ErrorAs(t, got, &pe)
+	assert.Equal(t, "nil map in handler", pe.Value)
+
+	// A panic after the response began cuts the response off, over a real
+	// connection: the client sees a truncated body, not a 500 appended.
+	late := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "partial")
+		http.NewResponseController(w).Flush()
+		panic("late")
+	})
+	srv := httptest.NewServer(pipelineMW(t, nil, opts)(late))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "partial", string(body))
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the response is aborted")
+}
+
+func TestPipelineFlushes(t *testing.T) {
+	// The wrapped writer passes Flush on through http.ResponseController.
+	h := pipelineMW(t, nil, taihttp.PipelineOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "a")
+		require.NoError(t, http.NewResponseController(w).Flush())
+	}))
+	rec := serve(h, get("192.0.2.1:1"))
+	assert.True(t, rec.Flushed)
+}
+
+func TestPipelineValidation(t *testing.T) {
+	_, err := taihttp.Pipeline(nil, taihttp.PipelineOptions{DeniedStatus: 200})
+	assert.ErrorContains(t, err, "DeniedStatus must be 400–499, got 200")
+	_, err = taihttp.Pipeline(nil, taihttp.PipelineOptions{RetryAfter: -time.Second})
+	assert.ErrorContains(t, err, "taihttp.Pipeline: RetryAfter must not be negative")
+	_, err = taihttp.Pipeline(nil, taihttp.PipelineOptions{}, tai.WithGates(nil))
+	assert.ErrorContains(t, err, "taihttp.Pipeline: tai.New: gate 0 is nil")
+}
+
+// A retry around the handler cannot run it twice: the handler has
+// answered the client.
+func TestPipelineRunsTheHandlerOnce(t *testing.T) {
+	retry, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 3, BaseDelay: time.Millisecond})
+	require.NoError(t, err)
+	calls := 0
+	var got error
+	h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+		tai.WithGuards(retry))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		http.Error(w, "upstream down", http.StatusBadGateway)
+	}))
+	rec := serve(h, get("192.0.2.1:1"))
+	assert.Equal(t, 1, calls)
+	assert.Equal(t, http.StatusBadGateway, rec.Code)
+	assert.Equal(t, "upstream down\n", rec.Body.String(), "one answer, the handler's")
+	assert.ErrorIs(t, got, jidoka.ErrPermanent)
+	assert.ErrorContains(t, got, "a guard called the handler a second time")
+}

@@ -1,0 +1,191 @@
+package taihttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/taipattern/taikit/heijunka"
+)
+
+// A KeyLimiter decides on one request of a key and records it if it is
+// allowed. *heijunka.Keyed is one; SharedLimiter makes one of a
+// heijunka.Limiter.
+//
+// An error means there is no decision (a store that cannot decide and
+// does not fail open); the request is then answered 503.
+type KeyLimiter interface {
+	Allow(ctx context.Context, key string) (heijunka.Decision, error)
+}
+
+// SharedLimiter makes one heijunka.Limiter a KeyLimiter: every key
+// shares its single bucket, a limit for the whole server.
+func SharedLimiter(l *heijunka.Limiter) KeyLimiter { return sharedLimiter{l} }
+
+type sharedLimiter struct{ l *heijunka.Limiter }
+
+func (s sharedLimiter) Allow(context.Context, string) (heijunka.Decision, error) {
+	return s.l.Decide(), nil
+}
+
+// RateLimitOptions configures RateLimit. The zero value limits by client
+// address under the policy "default" and answers with JSON problems.
+type RateLimitOptions struct {
+	// Key picks the key a request is counted under. Default RemoteIP.
+	Key KeyFunc
+	// Policy names the quota policy in the RateLimit and RateLimit-Policy
+	// fields. It must be printable ASCII without '"' or '\'. Default
+	// DefaultPolicy ("default").
+	Policy string
+	// HeadersWhenLimited sends the RateLimit and RateLimit-Policy fields
+	// only with a 429, not with every response: the draft lets a server
+	// leave them out, and a busy one saves the work. Retry-After goes
+	// with every 429 either way.
+	HeadersWhenLimited bool
+	// Errors writes the 429 and 503 responses. Default JSONErrors.
+	Errors ErrorWriter
+	// RetryAfter is the Retry-After of a 503 sent when the limiter has no
+	// decision. Default one second; it must not be negative.
+	RetryAfter time.Duration
+	// OnError, if set, is called with every request the middleware turns
+	// away and why: a *heijunka.LimitedError for a 429, the limiter's
+	// error for a 503. Log there: the response never shows the error. It
+	// runs on the request's goroutine before the response is written.
+	OnError func(r *http.Request, err error)
+}
+
+// RateLimit returns middleware that asks l about every request's key
+// before it passes the request on. Every response carries the draft
+// standard's fields (draft-ietf-httpapi-ratelimit-headers), unless
+// HeadersWhenLimited:
+//
+//	RateLimit-Policy: "default";q=100;w=60
+//	RateLimit: "default";r=42;t=1
+//
+// A request over its limit is answered 429 Too Many Requests with
+// Retry-After in whole seconds, rounded up and at least 1, and the next
+// handler does not see it. When l has no decision (its error) the
+// request is answered 503 with opts.RetryAfter. See PolicyField and
+// RateLimitField for what the fields say.
+//
+// It returns an error naming the field for invalid options or a nil l.
+func RateLimit(l KeyLimiter, opts RateLimitOptions) (Middleware, error) {
+	if l == nil {
+		return nil, errors.New("taihttp.RateLimit: limiter is nil")
+	}
+	if opts.Policy == "" {
+		opts.Policy = DefaultPolicy
+	}
+	if !validPolicyName(opts.Policy) {
+		return nil, fmt.Errorf("taihttp.RateLimit: Policy %q must be printable ASCII without '\"' or '\\'", opts.Policy)
+	}
+	c, err := newCommon("taihttp.RateLimit", opts.Key, opts.Errors, opts.RetryAfter, opts.OnError)
+	if err != nil {
+		return nil, err
+	}
+	rl := &rateLimit{l: l, policy: opts.Policy, quiet: opts.HeadersWhenLimited, common: c}
+	if n, ok := l.(interface{ Name() string }); ok {
+		rl.name = n.Name()
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if rl.admit(w, r) {
+				next.ServeHTTP(w, r)
+			}
+		})
+	}, nil
+}
+
+type rateLimit struct {
+	l      KeyLimiter
+	policy string
+	name   string // the limiter's, for the LimitedError handed to OnError
+	quiet  bool
+	common
+	// cached is the RateLimit-Policy field of the last limit seen: a
+	// limit changes seldom, so the field is formatted once per change.
+	cached atomic.Pointer[policyValue]
+}
+
+type policyValue struct {
+	limitInfo
+	field []string // shared by the responses: len and cap 1, so Add copies
+}
+
+// admit decides on r, sets the fields and answers r when it may not pass.
+func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
+	d, err := rl.l.Allow(r.Context(), rl.key(r))
+	if err != nil {
+		rl.fail(w, r, err, Problem{Status: http.StatusServiceUnavailable, Code: "unavailable",
+			Message: "the service is unavailable; retry later"})
+		return false
+	}
+	if d.Allowed && rl.quiet {
+		return true
+	}
+	h := w.Header()
+	pv := rl.policyValue(d.Limit)
+	if pv.field != nil {
+		h[headerRateLimitPolicy] = pv.field
+	}
+	var buf [64]byte
+	if v := pv.appendRateLimit(buf[:0], rl.policy, &d); len(v) > 0 {
+		h[headerRateLimit] = []string{string(v)}
+	}
+	if d.Allowed {
+		return true
+	}
+	rl.fail(w, r, &heijunka.LimitedError{Name: rl.name, Decision: d}, Problem{Status: http.StatusTooManyRequests,
+		Code: "rate_limited", Message: "too many requests; retry later", RetryAfter: d.RetryAfter, Policy: rl.policy})
+	return false
+}
+
+// policyValue returns the field and the limitInfo of l, made once per
+// change of limit.
+func (rl *rateLimit) policyValue(l heijunka.Limit) *policyValue {
+	if c := rl.cached.Load(); c != nil && c.limit == l {
+		return c
+	}
+	c := &policyValue{limitInfo: limitOf(l)}
+	if f := PolicyField(rl.policy, l); f != "" {
+		c.field = []string{f}
+	}
+	rl.cached.Store(c)
+	return c
+}
+
+// common is what every middleware here is configured with.
+type common struct {
+	key      KeyFunc
+	errs     ErrorWriter
+	fallback time.Duration
+	onError  func(*http.Request, error)
+}
+
+func newCommon(who string, key KeyFunc, errs ErrorWriter, fallback time.Duration, onError func(*http.Request, error)) (common, error) {
+	if fallback < 0 {
+		return common{}, fmt.Errorf("%s: RetryAfter must not be negative, got %v", who, fallback)
+	}
+	c := common{key: key, errs: errs, fallback: fallback, onError: onError}
+	if c.key == nil {
+		c.key = RemoteIP
+	}
+	if c.errs == nil {
+		c.errs = JSONErrors
+	}
+	if c.fallback == 0 {
+		c.fallback = time.Second
+	}
+	return c, nil
+}
+
+// fail reports err to OnError and answers r with p.
+func (c *common) fail(w http.ResponseWriter, r *http.Request, err error, p Problem) {
+	if c.onError != nil {
+		c.onError(r, err)
+	}
+	writeProblem(w, r, p, c.errs, c.fallback)
+}

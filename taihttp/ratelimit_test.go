@@ -1,0 +1,264 @@
+package taihttp_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/taihttp"
+)
+
+var ok = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+
+func keyed(t *testing.T, l heijunka.Limit, opts ...heijunka.KeyedOptions) *heijunka.Keyed {
+	t.Helper()
+	k, err := heijunka.NewKeyed(l, opts...)
+	require.NoError(t, err)
+	return k
+}
+
+func rateLimit(t *testing.T, l taihttp.KeyLimiter, opts taihttp.RateLimitOptions) taihttp.Middleware {
+	t.Helper()
+	mw, err := taihttp.RateLimit(l, opts)
+	require.NoError(t, err)
+	return mw
+}
+
+// serve sends one request to h and returns the recorded response.
+func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+func get(remote string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = remote
+	return r
+}
+
+func TestRateLimitFields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := rateLimit(t, keyed(t, heijunka.PerMinute(2)), taihttp.RateLimitOptions{})(ok)
+
+		// Two requests a minute: 30 s apart at the sustained rate.
+		for i, want := range []string{`"default";r=1;t=30`, `"default";r=0;t=30`} {
+			rec := serve(h, get("192.0.2.1:1234"))
+			assert.Equal(t, http.StatusOK, rec.Code, i)
+			assert.Equal(t, "ok", rec.Body.String())
+			assert.Equal(t, `"default";q=2;w=60`, rec.Header().Get("RateLimit-Policy"))
+			assert.Equal(t, want, rec.Header().Get("RateLimit"))
+			assert.Empty(t, rec.Header().Get("Retry-After"))
+		}
+
+		rec := serve(h, get("192.0.2.1:5678"))
+		assert.Equal(t, http.StatusTooManyRequests, rec.Code, "same address, other port: same key")
+		assert.Equal(t, "30", rec.Header().Get("Retry-After"))
+		assert.Equal(t, `"default";r=0;t=30`, rec.Header().Get("RateLimit"))
+		assert.Equal(t, `"default";q=2;w=60`, rec.Header().Get("RateLimit-Policy"))
+		assert.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		assert.Equal(t, map[string]any{
+			"type":              "https://iana.org/assignments/http-problem-types#quota-exceeded",
+			"title":             "too many requests; retry later",
+			"status":            float64(429),
+			"code":              "rate_limited",
+			"retry_after":       float64(30),
+			"violated-policies": []any{"default"},
+		}, body)
+
+		assert.Equal(t, http.StatusOK, serve(h, get("192.0.2.2:1234")).Code, "another client has its own limit")
+
+		time.Sleep(29*time.Second + 500*time.Millisecond)
+		rec = serve(h, get("192.0.2.1:1"))
+		assert.Equal(t, http.StatusTooManyRequests, rec.Code)
+		assert.Equal(t, "1", rec.Header().Get("Retry-After"), "half a second, rounded up")
+		time.Sleep(500 * time.Millisecond)
+		assert.Equal(t, http.StatusOK, serve(h, get("192.0.2.1:1")).Code)
+	})
+}
+
+func TestRateLimitOptions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := keyed(t, heijunka.PerMinute(1), heijunka.KeyedOptions{Name: "per-key"})
+		var mu sync.Mutex
+		var refused []error
+		h := rateLimit(t, k, taihttp.RateLimitOptions{
+			Key:                taihttp.Header("X-Api-Key"),
+			Policy:             "per-key",
+			HeadersWhenLimited: true,
+			Errors:             taihttp.PlainErrors,
+			OnError: func(r *http.Request, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				refused = append(refused, err)
+			},
+		})(ok)
+		req := func(key string) *http.Request {
+			r := get("192.0.2.1:1")
+			r.Header.Set("X-Api-Key", key)
+			return r
+		}
+		rec := serve(h, req("a"))
+		assert.Equal(t, http.StatusOK, rec.Code)
+		assert.Empty(t, rec.Header().Get("RateLimit"), "HeadersWhenLimited: none on success")
+		assert.Empty(t, rec.Header().Get("RateLimit-Policy"))
+		assert.Equal(t, http.StatusOK, serve(h, req("b")).Code, "keyed by the header")
+
+		rec = serve(h, req("a"))
+		assert.Equal(t, http.StatusTooManyRequests, rec.Code)
+		assert.Equal(t, "60", rec.Header().Get("Retry-After"))
+		assert.Equal(t, `"per-key";r=0;t=60`, rec.Header().Get("RateLimit"))
+		assert.Equal(t, `"per-key";q=1;w=60`, rec.Header().Get("RateLimit-Policy"))
+		assert.Equal(t, "text/plain; charset=utf-8", rec.Header().Get("Content-Type"))
+		assert.Equal(t, "too many requests; retry later\n", rec.Body.String())
+
+		require.Len(t, refused, 1)
+		var le *heijunka.LimitedError
+		require.ErrorAs(t, refused[0], &le)
+		assert.Equal(t, "per-key", le.Name)
+		assert.Equal(t, time.Minute, le.RetryAfter())
+	})
+}
+
+func TestRateLimitChangedLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := keyed(t, heijunka.PerMinute(10))
+		h := rateLimit(t, k, taihttp.RateLimitOptions{})(ok)
+		assert.Equal(t, `"default";q=10;w=60`, serve(h, get("192.0.2.1:1")).Header().Get("RateLimit-Policy"))
+
+		require.NoError(t, k.SetLimit(heijunka.Limit{}))
+		rec := serve(h, get("192.0.2.1:1"))
+		assert.Equal(t, http.StatusTooManyRequests, rec.Code)
+		assert.Equal(t, `"default";q=0`, rec.Header().Get("RateLimit-Policy"), "the field follows the limit")
+		assert.Equal(t, `"default";r=0`, rec.Header().Get("RateLimit"))
+		assert.Equal(t, "86400", rec.Header().Get("Retry-After"), "never is a day")
+
+		require.NoError(t, k.SetLimit(heijunka.Unlimited()))
+		rec = serve(h, get("192.0.2.1:1"))
+		assert.Equal(t, http.StatusOK, rec.Code)
+		assert.Empty(t, rec.Header().Values("RateLimit-Policy"), "no quota, no fields")
+		assert.Empty(t, rec.Header().Values("RateLimit"))
+	})
+}
+
+func TestRateLimitWithoutDecision(t *testing.T) {
+	store, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 1, WhenFull: heijunka.RejectNew})
+	require.NoError(t, err)
+	var got error
+	h := rateLimit(t, keyed(t, heijunka.PerHour(10), heijunka.KeyedOptions{Store: store}), taihttp.RateLimitOptions{
+		RetryAfter: 7 * time.Second,
+		OnError:    func(_ *http.Request, err error) { got = err },
+	})(ok)
+	assert.Equal(t, http.StatusOK, serve(h, get("192.0.2.1:1")).Code)
+	rec := serve(h, get("192.0.2.2:1"))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code, "the store is full: no decision")
+	assert.Equal(t, "7", rec.Header().Get("Retry-After"))
+	assert.ErrorIs(t, got, heijunka.ErrStoreFull)
+	assert.NotContains(t, rec.Body.String(), "store", "the error is not shown")
+}
+
+func TestRateLimitShared(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := rateLimit(t, taihttp.SharedLimiter(limiter(t, heijunka.PerSecond(1))), taihttp.RateLimitOptions{})(ok)
+		assert.Equal(t, http.StatusOK, serve(h, get("192.0.2.1:1")).Code)
+		rec := serve(h, get("192.0.2.2:1"))
+		assert.Equal(t, http.StatusTooManyRequests, rec.Code, "one bucket for every client")
+		assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+	})
+}
+
+func TestRateLimitValidation(t *testing.T) {
+	k := keyed(t, heijunka.PerSecond(1))
+	for _, tc := range []struct {
+		l    taihttp.KeyLimiter
+		opts taihttp.RateLimitOptions
+		want string
+	}{
+		{nil, taihttp.RateLimitOptions{}, "limiter is nil"},
+		{k, taihttp.RateLimitOptions{Policy: `a"b`}, `Policy "a\"b" must be printable ASCII`},
+		{k, taihttp.RateLimitOptions{Policy: "é"}, "must be printable ASCII"},
+		{k, taihttp.RateLimitOptions{RetryAfter: -time.Second}, "RetryAfter must not be negative, got -1s"},
+	} {
+		mw, err := taihttp.RateLimit(tc.l, tc.opts)
+		assert.Nil(t, mw)
+		assert.ErrorContains(t, err, tc.want)
+	}
+}
+
+// Against a real server and client: the fields cross the wire as the
+// draft writes them, the 429 reaches the client, and the handler does
+// not see refused requests.
+func TestRateLimitOverHTTP(t *testing.T) {
+	var mu sync.Mutex
+	hits := 0
+	srv := httptest.NewServer(rateLimit(t, keyed(t, heijunka.PerHour(3)), taihttp.RateLimitOptions{})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits++
+			mu.Unlock()
+			_, _ = io.WriteString(w, "served")
+		})))
+	defer srv.Close()
+	codes := map[int]int{}
+	for i := range 5 {
+		resp, err := srv.Client().Get(srv.URL)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		codes[resp.StatusCode]++
+
+		items, err := parseSFList(resp.Header.Get("RateLimit-Policy"))
+		require.NoError(t, err)
+		assert.Equal(t, "default", items[0].Value)
+		assert.Equal(t, map[string]any{"q": int64(3), "w": int64(3600)}, items[0].Params)
+		items, err = parseSFList(resp.Header.Get("RateLimit"))
+		require.NoError(t, err, resp.Header.Get("RateLimit"))
+		assert.Equal(t, int64(max(2-i, 0)), items[0].Params["r"])
+		reset := items[0].Params["t"].(int64)
+		assert.True(t, reset > 1190 && reset <= 1200, "a request's worth refills in 20 minutes: t=%d", reset)
+
+		if i < 3 {
+			assert.Equal(t, "served", string(body))
+			continue
+		}
+		assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+		ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+		require.NoError(t, err)
+		assert.Equal(t, int(reset), ra, "Retry-After and t name the same moment")
+		assert.True(t, strings.Contains(string(body), `"rate_limited"`), string(body))
+	}
+	assert.Equal(t, map[int]int{200: 3, 429: 2}, codes)
+	mu.Lock()
+	assert.Equal(t, 3, hits, "refused requests never reach the handler")
+	mu.Unlock()
+}
+
+type failingLimiter struct{}
+
+func (failingLimiter) Allow(context.Context, string) (heijunka.Decision, error) {
+	return heijunka.Decision{}, errors.New("redis 10.0.0.7:6379: connection refused")
+}
+
+func TestRateLimitHidesLimiterErrors(t *testing.T) {
+	rec := serve(rateLimit(t, failingLimiter{}, taihttp.RateLimitOptions{})(ok), get("192.0.2.1:1"))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+	assert.NotContains(t, rec.Body.String(), "10.0.0.7")
+	assert.Contains(t, rec.Body.String(), `"code":"unavailable"`)
+}

@@ -1,0 +1,429 @@
+package taihttp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/jidoka"
+)
+
+// TransportOptions configures a Transport. Every field is optional: the
+// zero value sends each request once through http.DefaultTransport.
+type TransportOptions struct {
+	// Base sends each attempt. Default http.DefaultTransport.
+	Base http.RoundTripper
+	// Retry sends a request again after an attempt that failed: a
+	// transport error, a per-attempt timeout, or a status RetryStatus
+	// accepts. Its backoff, jitter, budget and RetryOn apply; a failed
+	// response's Retry-After (seconds or an HTTP date) is the attempt's
+	// retry hint, so the wait is at least that long, and a hint longer
+	// than the Retry's MaxRetryAfter ends the retries. Nil: no retries.
+	Retry *jidoka.Retry
+	// Hedge sends a second copy of a request whose response is slow to
+	// come, and takes the first response that RetryStatus does not
+	// reject; the other copies are cancelled and their responses closed.
+	// Nil: no hedging.
+	Hedge *jidoka.Hedge
+	// Limiter paces the attempts: each one, retries and hedges included,
+	// waits for an event of it (Limiter.Wait) within the request's
+	// context, and fails with its *heijunka.LimitedError when the wait
+	// would outlast the context's deadline. Nil: no pacing.
+	Limiter *heijunka.Limiter
+	// AttemptTimeout bounds each attempt, from when it is sent until its
+	// response's header has arrived; reading the body is bounded by the
+	// request's own context only. An attempt that times out is cancelled
+	// and fails with a *jidoka.TimeoutError (errors.Is ErrTimeout and
+	// context.DeadlineExceeded), which the Breaker counts and the Retry
+	// retries. Zero: no bound; it must not be negative.
+	AttemptTimeout time.Duration
+	// Breaker admits each attempt and counts its result: a transport
+	// error or a timeout is a failure, and so is a response whose status
+	// FailureStatus accepts. An open breaker fails the attempt with its
+	// *jidoka.OpenError without sending it. Nil: no breaker.
+	Breaker *jidoka.Breaker
+	// RetryStatus tells which statuses fail an attempt, so that it is
+	// retried or hedged. Default: 408, 429, 500, 502, 503 and 504.
+	RetryStatus func(status int) bool
+	// FailureStatus tells which statuses the Breaker counts as failures.
+	// Default: 500 and above. (A 429 says the client is too fast, not
+	// that the server is failing; include it here to count it.)
+	FailureStatus func(status int) bool
+	// RetryNonIdempotent lets Retry and Hedge send again requests whose
+	// method is not idempotent (POST, PATCH, CONNECT): only the
+	// idempotent methods of RFC 9110 (GET, HEAD, OPTIONS, TRACE, PUT,
+	// DELETE) and requests with an Idempotency-Key header are sent more
+	// than once otherwise.
+	RetryNonIdempotent bool
+}
+
+// Transport is an http.RoundTripper that sends requests through Base with
+// taikit's guards around each one. Their order, outermost first:
+//
+//	Retry → Hedge → Limiter → AttemptTimeout → Breaker → Base
+//
+// so each retry is hedged afresh, each attempt (a retry or a hedge) waits
+// for the limiter, has a deadline of its own and asks the breaker, and the
+// breaker counts attempts that timed out.
+//
+// Only requests that are safe to send twice are retried or hedged: an
+// idempotent method or an Idempotency-Key header (or any request, with
+// RetryNonIdempotent), and a body that can be sent again — none, or one
+// with GetBody, which http.NewRequest sets for the bytes, strings and
+// buffers it is given. Other requests are sent once, through the limiter,
+// the timeout and the breaker.
+//
+// What RoundTrip returns: the response that succeeded, with a body that
+// stays readable until closed; when every attempt failed with a status
+// RetryStatus accepts, the last such response, as the server sent it (its
+// body buffered, up to 64 KiB); otherwise the error of the last attempt —
+// a transport error, a *jidoka.TimeoutError, a *jidoka.OpenError, a
+// *heijunka.LimitedError. The responses of attempts that failed or lost
+// a hedge are drained and closed.
+//
+// A Transport is safe for concurrent use. Use NewTransport.
+type Transport struct {
+	base      http.RoundTripper
+	retry     *jidoka.Retry
+	hedge     *jidoka.Hedge
+	limiter   *heijunka.Limiter
+	timeout   time.Duration
+	breaker   *jidoka.Breaker
+	retryOn   func(int) bool
+	failureOn func(int) bool
+	anyMethod bool
+}
+
+// NewTransport returns a Transport configured by opts, or an error naming
+// an invalid field.
+func NewTransport(opts TransportOptions) (*Transport, error) {
+	t := &Transport{
+		base: opts.Base, retry: opts.Retry, hedge: opts.Hedge, limiter: opts.Limiter, breaker: opts.Breaker,
+		timeout: opts.AttemptTimeout, retryOn: opts.RetryStatus, failureOn: opts.FailureStatus,
+		anyMethod: opts.RetryNonIdempotent,
+	}
+	if opts.AttemptTimeout < 0 {
+		return nil, fmt.Errorf("taihttp.NewTransport: AttemptTimeout must not be negative, got %v", opts.AttemptTimeout)
+	}
+	if t.base == nil {
+		t.base = http.DefaultTransport
+	}
+	if t.retryOn == nil {
+		t.retryOn = DefaultRetryStatus
+	}
+	if t.failureOn == nil {
+		t.failureOn = func(status int) bool { return status >= 500 }
+	}
+	return t, nil
+}
+
+// DefaultRetryStatus is the default TransportOptions.RetryStatus: 408
+// Request Timeout, 429 Too Many Requests, 500 Internal Server Error, 502
+// Bad Gateway, 503 Service Unavailable and 504 Gateway Timeout.
+func DefaultRetryStatus(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// CloseIdleConnections closes the idle connections of Base, if it has
+// such a method; http.Client.CloseIdleConnections calls it.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// RoundTrip sends req as the Transport's guards allow; see Transport.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rt := &roundTrip{t: t, req: req}
+	rt.bodyUsed.Store(req.Body == nil || req.Body == http.NoBody)
+	repeatable := t.repeatable(req)
+	var err error
+	switch {
+	case repeatable && t.retry != nil && t.hedge != nil:
+		rt.hold = true
+		err = t.retry.Do(req.Context(), func(ctx context.Context) error { return t.hedge.Do(ctx, rt.call) })
+	case repeatable && t.retry != nil:
+		rt.hold = true
+		err = t.retry.Do(req.Context(), rt.call)
+	case repeatable && t.hedge != nil:
+		rt.hold = true
+		err = t.hedge.Do(req.Context(), rt.call)
+	default:
+		err = rt.call(req.Context())
+	}
+	if !rt.bodyUsed.Swap(true) {
+		_ = req.Body.Close() // a RoundTripper closes the body, sent or not
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.done = true
+	if err == nil && rt.won != nil {
+		rt.dropHeld()
+		return rt.won, nil
+	}
+	var se *retryStatusError
+	if errors.As(err, &se) && rt.held != nil {
+		resp := rt.held
+		rt.held = nil
+		return resp, nil
+	}
+	rt.dropHeld()
+	if err == nil { // cannot happen: a call that returns nil has claimed a response
+		err = errors.New("taihttp: no response")
+	}
+	return nil, err
+}
+
+// repeatable reports whether req may be sent more than once.
+func (t *Transport) repeatable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	if t.anyMethod {
+		return true
+	}
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, keyed := req.Header["Idempotency-Key"]
+	return keyed
+}
+
+// roundTrip is the state of one RoundTrip: the attempts' responses.
+type roundTrip struct {
+	t        *Transport
+	req      *http.Request
+	bodyUsed atomic.Bool // req.Body was handed to an attempt (or there is none)
+	hold     bool        // attempts may fail on a status and be sent again
+
+	mu   sync.Mutex
+	won  *http.Response // the response RoundTrip returns
+	held *http.Response // the last response that failed on its status
+	done bool           // RoundTrip has returned: late responses are closed
+}
+
+// retryStatusError fails an attempt whose response had a status
+// RetryStatus accepts. Its RetryAfter is the response's Retry-After, the
+// hint jidoka.Retry waits for.
+type retryStatusError struct {
+	status     int
+	retryAfter time.Duration
+}
+
+func (e *retryStatusError) Error() string {
+	return "taihttp: response status " + strconv.Itoa(e.status) + " " + http.StatusText(e.status)
+}
+
+func (e *retryStatusError) RetryAfter() time.Duration { return e.retryAfter }
+
+// call is one attempt, after the limiter's wait.
+func (rt *roundTrip) call(ctx context.Context) error {
+	if l := rt.t.limiter; l != nil {
+		if err := l.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return rt.attempt(ctx)
+}
+
+// attempt sends one copy of the request through the breaker. ctx is the
+// attempt's: a hedge cancels it for the copies that lose. The request runs
+// on a context of its own, a child of the request's, which ctx's end and
+// the attempt's timeout cancel only until the response header has arrived,
+// so that the body of the response returned stays readable.
+//
+// (jidoka.Timeout would end the attempt's context when the attempt
+// returns, and with it the body; the timeout here is a timer on the
+// request's context that is stopped when the header is in.)
+func (rt *roundTrip) attempt(ctx context.Context) error {
+	req, err := rt.request()
+	if err != nil {
+		return err
+	}
+	done := func(error) {}
+	if b := rt.t.breaker; b != nil {
+		if done, err = b.Allow(ctx); err != nil {
+			if req.Body != nil {
+				_ = req.Body.Close()
+			}
+			return err
+		}
+	}
+	a := &attemptBody{}
+	var reqCtx context.Context
+	reqCtx, a.cancel = context.WithCancel(rt.req.Context())
+	stop := noStop
+	if ctx != rt.req.Context() {
+		stop = context.AfterFunc(ctx, a.cancel)
+	}
+	var timer *time.Timer
+	if rt.t.timeout > 0 {
+		timer = time.AfterFunc(rt.t.timeout, a.expire)
+	}
+	resp, err := rt.t.base.RoundTrip(req.WithContext(reqCtx))
+	intime := timer == nil || timer.Stop()
+	if linked := stop(); err == nil && !(intime && linked) {
+		// The attempt ended (its timeout, a lost hedge) as the
+		// response came: the response is lost with it.
+		drain(resp)
+		err = context.Canceled
+	}
+	if err != nil {
+		a.cancel()
+		switch {
+		case a.expired.Load():
+			err = &jidoka.TimeoutError{Timeout: "attempt", Duration: rt.t.timeout, Err: context.DeadlineExceeded}
+		case ctx.Err() != nil:
+			// The attempt's context ended: that is why the request
+			// failed, and what the breaker and the retry should see.
+			err = ctx.Err()
+		}
+		done(err)
+		return err
+	}
+	if rt.t.failureOn(resp.StatusCode) {
+		done(&StatusError{Status: resp.StatusCode})
+	} else {
+		done(nil)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		a.ReadCloser = resp.Body
+		resp.Body = a
+	}
+	if rt.hold && rt.t.retryOn(resp.StatusCode) {
+		hint, _ := ParseRetryAfter(resp.Header.Get(headerRetryAfter), time.Now())
+		serr := &retryStatusError{status: resp.StatusCode, retryAfter: hint}
+		buffer(resp)
+		rt.keep(resp)
+		return serr
+	}
+	rt.claim(resp)
+	return nil
+}
+
+// attemptBody controls the context of an attempt's request, and becomes
+// the body of its response: closing the body ends the context.
+type attemptBody struct {
+	io.ReadCloser
+	cancel  context.CancelFunc
+	expired atomic.Bool // the attempt's timeout cancelled it
+}
+
+func (a *attemptBody) expire() {
+	a.expired.Store(true)
+	a.cancel()
+}
+
+func (a *attemptBody) Close() error {
+	err := a.ReadCloser.Close()
+	a.cancel()
+	return err
+}
+
+// noStop is the stop of an attempt whose context is the request's own:
+// the request's context is its child already.
+func noStop() bool { return true }
+
+// request returns the request for an attempt: the caller's for the first,
+// with its body; a copy with a body from GetBody for every other.
+func (rt *roundTrip) request() (*http.Request, error) {
+	if !rt.bodyUsed.Swap(true) {
+		return rt.req, nil
+	}
+	req := rt.req
+	if req.Body == nil || req.Body == http.NoBody {
+		return req, nil
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil, fmt.Errorf("taihttp: request body for another attempt: %w", err)
+	}
+	c := *req // a shallow copy: WithContext copies it again, with the attempt's context
+	c.Body = body
+	return &c, nil
+}
+
+// claim makes resp the response RoundTrip returns, unless another attempt
+// won first: then resp is drained and closed.
+func (rt *roundTrip) claim(resp *http.Response) {
+	rt.mu.Lock()
+	if rt.won == nil && !rt.done {
+		rt.won = resp
+		rt.mu.Unlock()
+		return
+	}
+	rt.mu.Unlock()
+	drain(resp)
+}
+
+// keep holds resp, a response that failed on its status, as the one to
+// return should every attempt fail; the one it replaces is closed.
+func (rt *roundTrip) keep(resp *http.Response) {
+	rt.mu.Lock()
+	if rt.done {
+		rt.mu.Unlock()
+		drain(resp)
+		return
+	}
+	old := rt.held
+	rt.held = resp
+	rt.mu.Unlock()
+	if old != nil {
+		drain(old)
+	}
+}
+
+// dropHeld closes the held response; rt.mu is held.
+func (rt *roundTrip) dropHeld() {
+	if rt.held != nil {
+		drain(rt.held)
+		rt.held = nil
+	}
+}
+
+// maxDrain is how much of a failed response's body is read, so that its
+// connection can serve another request, or kept, for the caller to read
+// should that response be the one returned.
+const maxDrain = 64 << 10
+
+// drain reads what is left of resp's body, up to maxDrain, and closes it.
+func drain(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
+	_ = resp.Body.Close()
+}
+
+// buffer reads resp's body into memory, when it is at most maxDrain long,
+// and closes it, so that the connection is free while resp is held; a
+// longer body stays as it is.
+func buffer(resp *http.Response) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxDrain+1))
+	if err != nil || len(b) > maxDrain {
+		resp.Body = &prefixBody{r: io.MultiReader(bytes.NewReader(b), resp.Body), c: resp.Body}
+		return
+	}
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+}
+
+// prefixBody is a body partly read into memory.
+type prefixBody struct {
+	r io.Reader
+	c io.Closer
+}
+
+func (b *prefixBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *prefixBody) Close() error               { return b.c.Close() }

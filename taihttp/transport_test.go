@@ -1,0 +1,590 @@
+package taihttp_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/taihttp"
+)
+
+// server is an httptest server whose handler the test sets, counting the
+// requests it gets and the bodies they carried.
+type server struct {
+	*httptest.Server
+	hits   atomic.Int32
+	mu     sync.Mutex
+	bodies []string
+}
+
+func newServer(t *testing.T, h func(n int, w http.ResponseWriter, r *http.Request)) *server {
+	t.Helper()
+	s := &server{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int(s.hits.Add(1))
+		b, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.bodies = append(s.bodies, string(b))
+		s.mu.Unlock()
+		h(n, w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *server) got() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.bodies...)
+}
+
+func newRetry(t *testing.T, opts jidoka.RetryOptions) *jidoka.Retry {
+	t.Helper()
+	if opts.BaseDelay == 0 {
+		opts.BaseDelay = time.Millisecond
+	}
+	r, err := jidoka.NewRetry(opts)
+	require.NoError(t, err)
+	return r
+}
+
+// client returns an http.Client over a Transport with opts, on base (the
+// server's own transport when nil), closing its connections at the end.
+func client(t *testing.T, srv *server, opts taihttp.TransportOptions) *http.Client {
+	t.Helper()
+	if opts.Base == nil && srv != nil {
+		opts.Base = srv.Client().Transport
+	}
+	tr, err := taihttp.NewTransport(opts)
+	require.NoError(t, err)
+	c := &http.Client{Transport: tr}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	return string(b)
+}
+
+// Flapping: 503 twice, then 200. A PUT is retried with its body replayed
+// each time.
+func TestTransportRetriesAndReplaysBodies(t *testing.T) {
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n < 3 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "stored")
+	})
+	c := client(t, srv, taihttp.TransportOptions{Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
+	req, err := http.NewRequest(http.MethodPut, srv.URL, strings.NewReader("the payload"))
+	require.NoError(t, err)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "stored", readAll(t, resp))
+	assert.Equal(t, []string{"the payload", "the payload", "the payload"}, srv.got(), "every attempt carries the whole body")
+}
+
+// When every attempt fails on its status, the last response is returned
+// as the server sent it.
+func TestTransportReturnsLastFailedResponse(t *testing.T) {
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "busy "+strconv.Itoa(n), http.StatusBadGateway)
+	})
+	c := client(t, srv, taihttp.TransportOptions{Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
+	resp, err := c.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Equal(t, "busy 3\n", readAll(t, resp))
+	assert.EqualValues(t, 3, srv.hits.Load())
+}
+
+func TestTransportNeverRetriesPOSTUnlessTold(t *testing.T) {
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	})
+	retry := newRetry(t, jidoka.RetryOptions{MaxAttempts: 3, Budget: nil})
+	post := func(c *http.Client, key string, body io.Reader) int32 {
+		t.Helper()
+		before := srv.hits.Load()
+		req, err := http.NewRequest(http.MethodPost, srv.URL, body)
+		require.NoError(t, err)
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		readAll(t, resp)
+		return srv.hits.Load() - before
+	}
+	c := client(t, srv, taihttp.TransportOptions{Retry: retry})
+	assert.EqualValues(t, 1, post(c, "", strings.NewReader("charge")), "a POST is sent once")
+	assert.EqualValues(t, 1, post(c, "", nil))
+	req, _ := http.NewRequest(http.MethodPatch, srv.URL, nil)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	readAll(t, resp)
+	assert.EqualValues(t, 3, srv.hits.Load(), "so is a PATCH")
+
+	assert.EqualValues(t, 3, post(c, "key-1", strings.NewReader("charge")), "an Idempotency-Key makes it safe to retry")
+	// A body that cannot be sent again is never retried, whatever the options.
+	anyMethod := client(t, srv, taihttp.TransportOptions{Retry: retry, RetryNonIdempotent: true})
+	assert.EqualValues(t, 3, post(anyMethod, "", strings.NewReader("charge")))
+	assert.EqualValues(t, 1, post(anyMethod, "", io.MultiReader(strings.NewReader("one-shot"))), "no GetBody: sent once")
+	assert.EqualValues(t, 1, post(c, "key-2", io.MultiReader(strings.NewReader("one-shot"))))
+}
+
+func TestTransportHonoursRetryAfter(t *testing.T) {
+	var first, gap atomic.Int64
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			first.Store(time.Now().UnixNano())
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		gap.Store(time.Now().UnixNano() - first.Load())
+	})
+	c := client(t, srv, taihttp.TransportOptions{Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, MaxDelay: 5 * time.Second})})
+	resp, err := c.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	readAll(t, resp)
+	assert.GreaterOrEqual(t, time.Duration(gap.Load()), time.Second, "the retry waited for Retry-After, not the 1 ms backoff")
+
+	// A hint beyond the Retry's MaxRetryAfter ends the retries: the
+	// client gets the server's answer at once.
+	srv2 := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "3600")
+		http.Error(w, "come back in an hour", http.StatusServiceUnavailable)
+	})
+	c = client(t, srv2, taihttp.TransportOptions{Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 5, MaxRetryAfter: time.Minute})})
+	resp, err = c.Get(srv2.URL)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "3600", resp.Header.Get("Retry-After"))
+	assert.Equal(t, "come back in an hour\n", readAll(t, resp))
+	assert.EqualValues(t, 1, srv2.hits.Load())
+}
+
+// Retry-After as an HTTP date, with time under synctest: the second
+// attempt is sent exactly when the date says.
+func TestTransportRetryAfterDate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var sent []time.Time
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			sent = append(sent, time.Now())
+			if len(sent) == 1 {
+				h := http.Header{}
+				h.Set("Retry-After", time.Now().Add(42*time.Second).UTC().Format(http.TimeFormat))
+				return response(r, http.StatusServiceUnavailable, h, "wait"), nil
+			}
+			return response(r, http.StatusOK, nil, "ok"), nil
+		})
+		c := client(t, nil, taihttp.TransportOptions{Base: base,
+			Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, MaxDelay: time.Minute})})
+		resp, err := c.Get("http://example.test/")
+		require.NoError(t, err)
+		assert.Equal(t, "ok", readAll(t, resp))
+		require.Len(t, sent, 2)
+		// An HTTP date has whole seconds: the wait is 41–42 s.
+		gap := sent[1].Sub(sent[0])
+		assert.True(t, gap > 41*time.Second && gap <= 42*time.Second, "waited %v", gap)
+	})
+}
+
+// The server sees each attempt that times out cancelled, and the client
+// gets a timeout error.
+func TestTransportAttemptTimeout(t *testing.T) {
+	cancelled := make(chan struct{}, 4)
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n <= 2 {
+			if waitCancel(r) {
+				cancelled <- struct{}{}
+			}
+			return
+		}
+		_, _ = io.WriteString(w, "fast")
+	})
+	c := client(t, srv, taihttp.TransportOptions{AttemptTimeout: 50 * time.Millisecond})
+	_, err := c.Get(srv.URL)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, jidoka.ErrTimeout)
+	waitFor(t, cancelled, "the server sees the timed-out request cancelled")
+
+	// With a retry, the next attempt has a deadline of its own.
+	c = client(t, srv, taihttp.TransportOptions{AttemptTimeout: 50 * time.Millisecond,
+		Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2})})
+	resp, err := c.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, "fast", readAll(t, resp))
+	waitFor(t, cancelled, "the first attempt was cancelled")
+}
+
+// The timeout bounds an attempt until its response header arrives: the
+// body may take longer.
+func TestTransportTimeoutSparesTheBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var reqCtx context.Context
+		pr, pw := io.Pipe()
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			reqCtx = r.Context()
+			resp := response(r, http.StatusOK, nil, "")
+			resp.Body = pr
+			return resp, nil
+		})
+		c := client(t, nil, taihttp.TransportOptions{Base: base, AttemptTimeout: time.Second})
+		resp, err := c.Get("http://example.test/")
+		require.NoError(t, err)
+		go func() {
+			time.Sleep(5 * time.Second) // the body comes well after the attempt's deadline
+			_, _ = pw.Write([]byte("late but whole"))
+			_ = pw.Close()
+		}()
+		assert.Equal(t, "late but whole", readAll(t, resp))
+		assert.ErrorIs(t, reqCtx.Err(), context.Canceled, "closing the body ends the request's context")
+	})
+}
+
+// A slow first copy is hedged; the hedge's response wins, its body reads
+// whole, and the server sees the first copy cancelled.
+func TestTransportHedgeCancelsLosers(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	loserCancelled := make(chan struct{}, 1)
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			if waitCancel(r) {
+				loserCancelled <- struct{}{}
+			}
+			return
+		}
+		_, _ = w.Write(big)
+	})
+	hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 20 * time.Millisecond})
+	require.NoError(t, err)
+	c := client(t, srv, taihttp.TransportOptions{Hedge: hedge})
+	resp, err := c.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	body := readAll(t, resp)
+	assert.Equal(t, len(big), len(body), "the winner's body reads whole")
+	assert.True(t, body == string(big))
+	waitFor(t, loserCancelled, "the server sees the losing copy cancelled")
+	assert.EqualValues(t, 2, srv.hits.Load())
+}
+
+// A copy that loses but whose response comes anyway has its body closed;
+// a POST is never hedged.
+func TestTransportHedgeClosesLateResponses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var bodies []*trackedBody
+		calls := 0
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			calls++
+			n := calls
+			mu.Unlock()
+			if n == 1 {
+				time.Sleep(time.Second) // ignores its context: answers late all the same
+			} else {
+				time.Sleep(100 * time.Millisecond)
+			}
+			resp := response(r, http.StatusOK, nil, "copy "+strconv.Itoa(n))
+			tb := &trackedBody{ReadCloser: resp.Body}
+			resp.Body = tb
+			mu.Lock()
+			bodies = append(bodies, tb)
+			mu.Unlock()
+			return resp, nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 200 * time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
+		resp, err := c.Get("http://example.test/")
+		require.NoError(t, err)
+		assert.Equal(t, "copy 2", readAll(t, resp), "the hedge answered first")
+		require.Len(t, bodies, 2, "the hedge waits for every copy")
+		for _, b := range bodies {
+			assert.True(t, b.closed.Load(), "every body is closed: the loser's by the transport")
+		}
+
+		req, _ := http.NewRequest(http.MethodPost, "http://example.test/", strings.NewReader("x"))
+		resp, err = c.Do(req)
+		require.NoError(t, err)
+		assert.Equal(t, "copy 3", readAll(t, resp), "a POST waits for its one copy")
+		assert.Equal(t, 3, calls)
+	})
+}
+
+func TestTransportBreakerOpensOn5xx(t *testing.T) {
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	})
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "api", ConsecutiveFailures: 3, OpenDuration: time.Minute})
+	require.NoError(t, err)
+	c := client(t, srv, taihttp.TransportOptions{Breaker: b})
+	for range 3 {
+		resp, err := c.Get(srv.URL)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+		readAll(t, resp)
+	}
+	assert.Equal(t, jidoka.StateOpen, b.State())
+	_, err = c.Get(srv.URL)
+	require.ErrorIs(t, err, jidoka.ErrOpen)
+	assert.EqualValues(t, 3, srv.hits.Load(), "an open breaker sends nothing")
+	assert.Greater(t, taihttpRetryAfter(err), 50*time.Second)
+
+	// 4xx are the client's mistakes, not the server's failures.
+	srv404 := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
+	b2, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1})
+	require.NoError(t, err)
+	c = client(t, srv404, taihttp.TransportOptions{Breaker: b2})
+	for range 3 {
+		resp, err := c.Get(srv404.URL)
+		require.NoError(t, err)
+		readAll(t, resp)
+	}
+	assert.Equal(t, jidoka.StateClosed, b2.State())
+}
+
+func taihttpRetryAfter(err error) time.Duration {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return ra.RetryAfter()
+	}
+	return 0
+}
+
+// Retry, timeout and breaker together: the timed-out attempts count as
+// failures.
+func TestTransportBreakerCountsTimeouts(t *testing.T) {
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) { waitCancel(r) })
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 2, OpenDuration: time.Minute})
+	require.NoError(t, err)
+	c := client(t, srv, taihttp.TransportOptions{Breaker: b, AttemptTimeout: 20 * time.Millisecond,
+		Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 5, MaxRetryAfter: time.Second})})
+	_, err = c.Get(srv.URL)
+	require.Error(t, err)
+	assert.Equal(t, jidoka.StateOpen, b.State(), "two timeouts opened it")
+	assert.ErrorIs(t, err, jidoka.ErrOpen, "the retry stopped at the open breaker, whose wait is past MaxRetryAfter")
+	assert.EqualValues(t, 2, srv.hits.Load())
+}
+
+// Failed attempts' responses are closed; the one returned is not, until
+// the caller closes it.
+func TestTransportClosesFailedResponses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var bodies []*trackedBody
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			status := http.StatusServiceUnavailable
+			if len(bodies) == 2 {
+				status = http.StatusOK
+			}
+			resp := response(r, status, nil, strings.Repeat("x", 100<<10)) // more than is drained
+			tb := &trackedBody{ReadCloser: resp.Body}
+			resp.Body = tb
+			bodies = append(bodies, tb)
+			return resp, nil
+		})
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
+		resp, err := c.Get("http://example.test/")
+		require.NoError(t, err)
+		require.Len(t, bodies, 3)
+		assert.True(t, bodies[0].closed.Load())
+		assert.True(t, bodies[1].closed.Load())
+		assert.False(t, bodies[2].closed.Load(), "the caller's to read")
+		assert.Len(t, readAll(t, resp), 100<<10)
+		assert.True(t, bodies[2].closed.Load())
+	})
+}
+
+func TestTransportLimiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim, err := heijunka.NewLimiter(heijunka.Every(10*time.Second), heijunka.LimiterOptions{})
+		require.NoError(t, err)
+		var sent []time.Time
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			sent = append(sent, time.Now())
+			return response(r, http.StatusOK, nil, "ok"), nil
+		})
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Limiter: lim})
+		for range 2 {
+			resp, err := c.Get("http://example.test/")
+			require.NoError(t, err)
+			readAll(t, resp)
+		}
+		require.Len(t, sent, 2)
+		assert.Equal(t, 10*time.Second, sent[1].Sub(sent[0]), "the second request waited for the limiter")
+
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://example.test/", nil)
+		_, err = c.Do(req)
+		require.ErrorIs(t, err, heijunka.ErrLimited, "a wait past the deadline fails at once")
+		assert.Len(t, sent, 2)
+	})
+}
+
+func TestTransportClosesUnsentBodies(t *testing.T) {
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{})
+	require.NoError(t, err)
+	b.ForceOpen("test")
+	c := client(t, nil, taihttp.TransportOptions{Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		t.Error("sent through an open breaker")
+		return nil, errors.New("unreachable")
+	}), Breaker: b})
+	body := &trackedBody{ReadCloser: io.NopCloser(strings.NewReader("x"))}
+	req, _ := http.NewRequest(http.MethodPost, "http://example.test/", body)
+	_, err = c.Do(req)
+	require.ErrorIs(t, err, jidoka.ErrOpen)
+	assert.True(t, body.closed.Load(), "a RoundTripper closes the request body even when it sends nothing")
+}
+
+func TestTransportValidation(t *testing.T) {
+	_, err := taihttp.NewTransport(taihttp.TransportOptions{AttemptTimeout: -time.Second})
+	assert.ErrorContains(t, err, "AttemptTimeout must not be negative, got -1s")
+}
+
+// roundTripFunc is an in-memory base transport, for tests under synctest.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+	return f(r)
+}
+
+func response(r *http.Request, status int, h http.Header, body string) *http.Response {
+	if h == nil {
+		h = http.Header{}
+	}
+	return &http.Response{StatusCode: status, Status: strconv.Itoa(status) + " " + http.StatusText(status),
+		Header: h, Body: io.NopCloser(strings.NewReader(body)), Request: r, ProtoMajor: 1, ProtoMinor: 1}
+}
+
+type trackedBody struct {
+	io.ReadCloser
+	closed atomic.Bool
+}
+
+func (b *trackedBody) Close() error {
+	b.closed.Store(true)
+	return b.ReadCloser.Close()
+}
+
+// waitCancel waits for the client to cancel r, and reports whether it did
+// within ten seconds: a handler that stands for a slow server.
+func waitCancel(r *http.Request) bool {
+	select {
+	case <-r.Context().Done():
+		return true
+	case <-time.After(10 * time.Second):
+		return false
+	}
+}
+
+// waitFor waits for a value on ch, failing the test after ten seconds.
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting: %s", what)
+	}
+}
+
+// Retry and hedge together: a failed attempt is retried, and the slow
+// retry is hedged; the hedge's response wins.
+func TestTransportRetryThenHedge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		calls := 0
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			calls++
+			n := calls
+			mu.Unlock()
+			switch n {
+			case 1:
+				return response(r, http.StatusServiceUnavailable, nil, "busy"), nil
+			case 2: // the retry: slow, and gives up when cancelled
+				select {
+				case <-r.Context().Done():
+					return nil, r.Context().Err()
+				case <-time.After(time.Minute):
+					return response(r, http.StatusOK, nil, "slow"), nil
+				}
+			}
+			return response(r, http.StatusOK, nil, "hedge "+strconv.Itoa(n)), nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge,
+			Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, Jitter: func(time.Duration) time.Duration { return 0 }})})
+		start := time.Now()
+		resp, err := c.Get("http://example.test/")
+		require.NoError(t, err)
+		assert.Equal(t, "hedge 3", readAll(t, resp))
+		assert.Equal(t, 100*time.Millisecond, time.Since(start), "no backoff, then the hedge delay")
+		assert.Equal(t, 3, calls)
+	})
+}
+
+// Many requests at once through every guard, against a flapping server.
+func TestTransportConcurrent(t *testing.T) {
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n%3 == 0 {
+			http.Error(w, "flap", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, r.URL.Path)
+	})
+	hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 50 * time.Millisecond})
+	require.NoError(t, err)
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1000})
+	require.NoError(t, err)
+	budget, err := jidoka.NewRetryBudget(jidoka.RetryBudgetOptions{Ratio: 1, Burst: 100})
+	require.NoError(t, err)
+	c := client(t, srv, taihttp.TransportOptions{Hedge: hedge, Breaker: b, AttemptTimeout: 5 * time.Second,
+		Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 5, Budget: budget})})
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			path := "/item/" + strconv.Itoa(i)
+			resp, err := c.Get(srv.URL + path)
+			if !assert.NoError(t, err) {
+				return
+			}
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			assert.Equal(t, path, string(b))
+		})
+	}
+	wg.Wait()
+}
