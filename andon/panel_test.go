@@ -183,7 +183,8 @@ func TestBoardStreamOutlivesServerWriteTimeout(t *testing.T) {
 	r := bufio.NewReader(resp.Body)
 	start := time.Now()
 	events := 0
-	for i := 0; time.Since(start) < 900*time.Millisecond; i++ {
+	// Past three times the server's WriteTimeout, and a few events in.
+	for i := 0; time.Since(start) < 900*time.Millisecond || events < 5; i++ {
 		j.set(andon.PanelRow{Cells: []string{strings.Repeat("x", i)}})
 		b.Notify()
 		for {
@@ -196,5 +197,4 @@ func TestBoardStreamOutlivesServerWriteTimeout(t *testing.T) {
 		events++
 		time.Sleep(50 * time.Millisecond)
 	}
-	assert.Greater(t, events, 5)
 }
