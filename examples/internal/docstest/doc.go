@@ -1,0 +1,14 @@
+// Package docstest checks the project's documentation against the code:
+// its tests run every shell block marked runnable in README.md, docs/*.md
+// and the examples' READMEs against the two services, started fresh, and
+// compare the output with the block the doc shows after it; and they
+// compile every complete Go program the docs show.
+//
+// A runnable block is a fenced block whose info string is "sh run". The
+// fenced block right after it, if its info string is "output", lists what
+// the run must print: each line, with spaces ignored, must appear in the
+// output, in order; "…" in a line stands for anything. The services listen
+// on ports of their own; the blocks' localhost:3001 and localhost:3002 are
+// rewritten to them, and ADMIN_TOKEN is set in the blocks' environment to
+// the token the services were started with.
+package docstest

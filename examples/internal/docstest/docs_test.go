@@ -1,0 +1,269 @@
+package docstest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// adminToken is the services' admin token in the docs and in the tests.
+const adminToken = "quickstart-admin-token"
+
+// root is the repository's root, from this package's directory.
+var root = filepath.Join("..", "..", "..")
+
+// block is a fenced block of a Markdown file.
+type block struct {
+	file string
+	line int // of the opening fence
+	info string
+	body string
+}
+
+// blocks returns the fenced blocks of a Markdown file, in order.
+func blocks(t *testing.T, path string) []block {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []block
+	var cur *block
+	var fence string
+	for i, line := range strings.Split(string(raw), "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case cur == nil && (strings.HasPrefix(trimmed, "```") || strings.HasPrefix(trimmed, "~~~")):
+			fence = trimmed[:3]
+			cur = &block{file: path, line: i + 1, info: strings.TrimSpace(trimmed[3:])}
+		case cur != nil && strings.HasPrefix(trimmed, fence) && strings.Trim(trimmed, fence[:1]) == "":
+			out = append(out, *cur)
+			cur = nil
+		case cur != nil:
+			cur.body += line + "\n"
+		}
+	}
+	if cur != nil {
+		t.Fatalf("%s:%d: a fenced block is not closed", path, cur.line)
+	}
+	return out
+}
+
+// docs returns the Markdown files the tests read.
+func docs(t *testing.T) []string {
+	t.Helper()
+	files := []string{
+		filepath.Join(root, "README.md"),
+		filepath.Join(root, "examples", "payment", "README.md"),
+		filepath.Join(root, "examples", "deployment", "README.md"),
+	}
+	more, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(files, more...)
+}
+
+// startService builds the example in dir and runs it on a free port with
+// a fresh data dir and the admin token, until the test ends.
+func startService(t *testing.T, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	build := exec.Command("go", "build", "-o", bin, "./"+pkg)
+	build.Dir = filepath.Join(root, "examples")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "-addr", addr, "-data-dir", t.TempDir(), "-instance", "docs")
+	cmd.Env = append(os.Environ(), "ADMIN_TOKEN="+adminToken)
+	logs := &strings.Builder{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("%s exited: %v\n%s", pkg, err, logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within a minute", pkg)
+		}
+	}
+}
+
+var (
+	paymentPort    = regexp.MustCompile(`(localhost|127\.0\.0\.1):3001\b`)
+	deploymentPort = regexp.MustCompile(`(localhost|127\.0\.0\.1):3002\b`)
+)
+
+// TestRunnableBlocks runs each doc's runnable blocks, in order, against
+// services started for that doc, and checks their output.
+func TestRunnableBlocks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs both services")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("the docs' blocks use curl, which is not installed")
+	}
+	ran := 0
+	for _, path := range docs(t) {
+		bs := blocks(t, path)
+		var runnable []int
+		for i, b := range bs {
+			if b.info == "sh run" {
+				runnable = append(runnable, i)
+			}
+		}
+		if len(runnable) == 0 {
+			continue
+		}
+		rel, _ := filepath.Rel(root, path)
+		t.Run(rel, func(t *testing.T) {
+			var pay, dep string
+			for _, i := range runnable {
+				b := bs[i]
+				script := b.body
+				if paymentPort.MatchString(script) && pay == "" {
+					pay = startService(t, "payment")
+				}
+				if deploymentPort.MatchString(script) && dep == "" {
+					dep = startService(t, "deployment")
+				}
+				script = paymentPort.ReplaceAllString(script, pay)
+				script = deploymentPort.ReplaceAllString(script, dep)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+				cmd.Env = append(os.Environ(), "ADMIN_TOKEN="+adminToken)
+				out, err := cmd.CombinedOutput()
+				cancel()
+				where := fmt.Sprintf("%s:%d", rel, b.line)
+				if err != nil {
+					t.Errorf("%s: the block failed: %v\n%s\n--- output:\n%s", where, err, b.body, out)
+					continue
+				}
+				ran++
+				if i+1 < len(bs) && bs[i+1].info == "output" {
+					if msg := matches(string(out), bs[i+1].body); msg != "" {
+						t.Errorf("%s: %s\n--- block:\n%s--- output:\n%s", where, msg, b.body, out)
+					}
+				}
+			}
+		})
+	}
+	if ran == 0 {
+		t.Error("no runnable block ran")
+	}
+}
+
+// matches checks that every line of want appears in got, in order,
+// spaces ignored, "…" standing for anything; it returns what did not.
+func matches(got, want string) string {
+	squash := func(s string) string { return strings.Join(strings.Fields(s), "") }
+	g := squash(got)
+	pos := 0
+	sc := bufio.NewScanner(strings.NewReader(want))
+	for sc.Scan() {
+		line := squash(sc.Text())
+		if line == "" {
+			continue
+		}
+		for _, part := range strings.Split(line, "…") {
+			if part == "" {
+				continue
+			}
+			i := strings.Index(g[pos:], part)
+			if i < 0 {
+				return fmt.Sprintf("the output lacks %q (after what matched before it)", part)
+			}
+			pos += i + len(part)
+		}
+	}
+	return ""
+}
+
+func TestMatches(t *testing.T) {
+	got := `{"status":"SUCCESS","id":"dpl_0123"}` + "\nHTTP 200\n"
+	for want, ok := range map[string]bool{
+		`"status": "SUCCESS"` + "\nHTTP 200":  true,
+		`"id":"dpl_…"` + "\nHTTP 200":         true,
+		"HTTP 200\n" + `"status": "SUCCESS"`:  false, // out of order
+		`"status":"FAILED"`:                   false,
+		`"status":"SUCCESS"…"id"` + "\n\n":    true,
+		`{"status":"SUCCESS",…"id":"dpl_9…"}`: false,
+	} {
+		if got := matches(got, want) == ""; got != ok {
+			t.Errorf("matches(%q) = %v, want %v", want, got, ok)
+		}
+	}
+}
+
+// TestGoProgramsCompile builds every Go block of the docs that is a whole
+// program (it starts with a package clause) inside the examples module,
+// which requires the library and its adapters.
+func TestGoProgramsCompile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every program the docs show")
+	}
+	n := 0
+	for _, path := range docs(t) {
+		rel, _ := filepath.Rel(root, path)
+		for _, b := range blocks(t, path) {
+			if b.info != "go" || !strings.HasPrefix(strings.TrimSpace(b.body), "package ") {
+				continue
+			}
+			n++
+			dir, err := os.MkdirTemp(filepath.Join(root, "examples", "internal", "docstest"), "_snippet")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(b.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("go", "vet", "./"+filepath.Base(dir))
+			cmd.Dir = filepath.Dir(dir)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s:%d: the program does not build: %v\n%s", rel, b.line, err, out)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no Go program found in the docs")
+	}
+}
