@@ -2,7 +2,7 @@
 // its tests run every shell block marked runnable in README.md, docs/*.md
 // and the examples' READMEs against the two services, started fresh, and
 // compare the output with the block the doc shows after it; and they
-// compile every complete Go program the docs show.
+// build every Go block the docs show, each a whole program.
 //
 // A runnable block is a fenced block whose info string is "sh run". The
 // fenced block right after it, if its info string is "output", lists what

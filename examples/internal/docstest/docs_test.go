@@ -236,9 +236,10 @@ func TestMatches(t *testing.T) {
 	}
 }
 
-// TestGoProgramsCompile builds every Go block of the docs that is a whole
-// program (it starts with a package clause) inside the examples module,
-// which requires the library and its adapters.
+// TestGoProgramsCompile builds every Go block of the docs inside the
+// examples module, which requires the library and its adapters. Each must
+// be a whole program (it starts with a package clause): a fragment could
+// not be checked.
 func TestGoProgramsCompile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every program the docs show")
@@ -247,7 +248,11 @@ func TestGoProgramsCompile(t *testing.T) {
 	for _, path := range docs(t) {
 		rel, _ := filepath.Rel(root, path)
 		for _, b := range blocks(t, path) {
-			if b.info != "go" || !strings.HasPrefix(strings.TrimSpace(b.body), "package ") {
+			if b.info != "go" {
+				continue
+			}
+			if !strings.HasPrefix(strings.TrimSpace(b.body), "package ") {
+				t.Errorf("%s:%d: a Go block is not a whole program, so it cannot be built: write one that is", rel, b.line)
 				continue
 			}
 			n++
