@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,8 +15,85 @@ import (
 // replicas that share a NATS server share it without Redis. Each customer
 // is one entry, changed by compare-and-set on its revision; entries expire
 // a day after their last change.
+//
+// The entries this process read or wrote in the last cacheTTL are kept
+// with their revisions, so the rules of one payment — which read and
+// change one customer three or four times — make one read and their
+// writes, not a read before each. A write still compares and sets: if
+// another replica changed the entry meanwhile, the write is refused, the
+// kept copy dropped, and the change made again on what the store holds.
+// Only a pure read (the day's spend) may miss another replica's change,
+// for cacheTTL at most.
 type NATSState struct {
 	kv jetstream.KeyValue
+
+	mu    sync.Mutex
+	cache map[string]cachedEntry
+}
+
+// cachedEntry is a customer's entry as last read or written here.
+type cachedEntry struct {
+	e   customerEntry
+	rev uint64
+	at  time.Time
+}
+
+// How long a read or written entry is kept, and how many at most.
+const (
+	cacheTTL     = 2 * time.Second
+	cacheEntries = 1 << 16
+)
+
+// clone copies e deeply: a change must not reach the kept copy.
+func (e customerEntry) clone() customerEntry {
+	c := e
+	c.Attempts = append([]int64(nil), e.Attempts...)
+	if e.Spend != nil {
+		c.Spend = make(map[string]int64, len(e.Spend))
+		for k, v := range e.Spend {
+			c.Spend[k] = v
+		}
+	}
+	if e.Last != nil {
+		last := *e.Last
+		c.Last = &last
+	}
+	return c
+}
+
+// kept returns the customer's kept entry, if it is fresh.
+func (n *NATSState) kept(customer string) (customerEntry, uint64, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, ok := n.cache[customer]
+	if !ok || time.Since(c.at) >= cacheTTL {
+		return customerEntry{}, 0, false
+	}
+	return c.e.clone(), c.rev, true
+}
+
+// keep remembers the customer's entry at rev (0 forgets it).
+func (n *NATSState) keep(customer string, e customerEntry, rev uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if rev == 0 {
+		delete(n.cache, customer)
+		return
+	}
+	if n.cache == nil {
+		n.cache = map[string]cachedEntry{}
+	}
+	if len(n.cache) >= cacheEntries {
+		for k, c := range n.cache {
+			if time.Since(c.at) >= cacheTTL {
+				delete(n.cache, k)
+			}
+		}
+		if len(n.cache) >= cacheEntries {
+			clear(n.cache)
+		}
+	}
+	n.cache[customer] = cachedEntry{e: e.clone(), rev: rev, at: time.Now()}
 }
 
 // customerEntry is a customer's stored state.
@@ -63,8 +141,17 @@ func NewNATSState(ctx context.Context, js jetstream.JetStream, bucket string, ma
 // are all valid key characters.
 func customerKey(customer string) string { return "c." + customer }
 
-// read returns the customer's entry and its revision (0 when absent).
+// read returns the customer's entry and its revision (0 when absent),
+// the kept copy if it is fresh.
 func (n *NATSState) read(ctx context.Context, customer string) (customerEntry, uint64, error) {
+	if e, rev, ok := n.kept(customer); ok {
+		return e, rev, nil
+	}
+	return n.load(ctx, customer)
+}
+
+// load reads the customer's entry from the store and keeps it.
+func (n *NATSState) load(ctx context.Context, customer string) (customerEntry, uint64, error) {
 	var e customerEntry
 	got, err := n.kv.Get(ctx, customerKey(customer))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -74,8 +161,9 @@ func (n *NATSState) read(ctx context.Context, customer string) (customerEntry, u
 		return e, 0, fmt.Errorf("nats state: %w", err)
 	}
 	if err := json.Unmarshal(got.Value(), &e); err != nil {
-		return customerEntry{}, got.Revision(), nil // not ours: start afresh
+		e = customerEntry{} // not ours: start afresh
 	}
+	n.keep(customer, e, got.Revision())
 	return e, got.Revision(), nil
 }
 
@@ -93,16 +181,19 @@ func (n *NATSState) update(ctx context.Context, customer string, change func(*cu
 		if err != nil {
 			return err
 		}
+		var next uint64
 		if rev == 0 {
-			_, err = n.kv.Create(ctx, key, val)
+			next, err = n.kv.Create(ctx, key, val)
 		} else {
-			_, err = n.kv.Update(ctx, key, val, rev)
+			next, err = n.kv.Update(ctx, key, val, rev)
 		}
 		if err == nil {
+			n.keep(customer, e, next)
 			return nil
 		}
-		var apiErr *jetstream.APIError
-		if !errors.Is(err, jetstream.ErrKeyExists) && !(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		// Whatever happened, what is kept may be out of date.
+		n.keep(customer, customerEntry{}, 0)
+		if !isConflict(err) {
 			return fmt.Errorf("nats state: %w", err)
 		}
 	}

@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -126,4 +128,69 @@ func TestCustomerStateSurvivesRestartByDefault(t *testing.T) {
 			assert.Greater(t, after, 0.0, "the day's spend survived the restart")
 		}
 	}
+}
+
+// countingKV counts a bucket's reads.
+type countingKV struct {
+	jetstream.KeyValue
+	gets atomic.Int64
+}
+
+func (c *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	c.gets.Add(1)
+	return c.KeyValue.Get(ctx, key)
+}
+
+// A payment's rules read and change one customer four times: the entry
+// kept from the first read serves the others, so the store is read once.
+// Two replicas on one bucket still count every attempt: a write on a
+// kept entry another replica changed is refused, and made again on what
+// the store holds.
+func TestNATSStateKeepsEntriesAndStaysExactAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	js := startJS(t)
+	a, err := NewNATSState(ctx, js, "customers", 0)
+	require.NoError(t, err)
+	b, err := NewNATSState(ctx, js, "customers", 0)
+	require.NoError(t, err)
+	counted := &countingKV{KeyValue: a.kv}
+	a.kv = counted
+
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	n, err := a.Attempt(ctx, "cust_k", now, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	spent, err := a.Spent(ctx, "cust_k", "USD", now)
+	require.NoError(t, err)
+	assert.Zero(t, spent)
+	_, moved, err := a.Move(ctx, "cust_k", Point{Lat: 52.5, Lon: 13.4, At: now})
+	require.NoError(t, err)
+	assert.False(t, moved)
+	require.NoError(t, a.AddSpend(ctx, "cust_k", "USD", 500, now))
+	assert.EqualValues(t, 1, counted.gets.Load(), "one read for the payment's four calls")
+
+	// The other replica sees it all, and adds to it.
+	spent, err = b.Spent(ctx, "cust_k", "USD", now)
+	require.NoError(t, err)
+	assert.EqualValues(t, 500, spent)
+	for i := range 3 {
+		n, err = b.Attempt(ctx, "cust_k", now.Add(time.Duration(i+1)*time.Second), time.Minute)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 4, n)
+	// a's kept entry is out of date: its write is refused and made again.
+	n, err = a.Attempt(ctx, "cust_k", now.Add(5*time.Second), time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, 5, n, "no attempt lost across the replicas")
+	require.NoError(t, b.AddSpend(ctx, "cust_k", "USD", 250, now))
+	require.NoError(t, a.AddSpend(ctx, "cust_k", "USD", 250, now))
+	spent, err = b.Spent(ctx, "cust_k", "USD", now)
+	require.NoError(t, err)
+	// b kept its own write (750); a's later one is in the store.
+	fresh, err := NewNATSState(ctx, js, "customers", 0)
+	require.NoError(t, err)
+	total, err := fresh.Spent(ctx, "cust_k", "USD", now)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1000, total, "no spend lost across the replicas")
+	assert.LessOrEqual(t, spent, total)
 }
