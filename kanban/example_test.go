@@ -87,7 +87,7 @@ func ExampleMemory_Stats() {
 	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})
 	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})
 	fmt.Printf("%+v\n", q.Stats())
-	// Output: {Published:1 Duplicates:1 Handled:0 Retried:0 DeadLettered:0 InFlight:0}
+	// Output: {Published:1 Duplicates:1 Handled:0 Retried:0 Redelivered:0 DeadLettered:0 Redriven:0 InFlight:0}
 }
 
 // NewMessage gives work without an identity of its own a unique ID.

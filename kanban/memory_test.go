@@ -157,7 +157,7 @@ func TestRetryWaitsForTheBackoff(t *testing.T) {
 				mu.Unlock()
 				cancel()
 				require.NoError(t, <-done)
-				assert.Equal(t, kanban.QueueStats{Published: 1, Handled: 1, Retried: 1}, q.Stats())
+				assert.Equal(t, kanban.QueueStats{Published: 1, Handled: 1, Retried: 1, Redelivered: 1}, q.Stats())
 			})
 		})
 	}
