@@ -23,7 +23,7 @@ import (
 func TestMemoryConformance(t *testing.T) {
 	queuetest.Run(t, func(t *testing.T, opts queuetest.Options) kanban.Queue[queuetest.Payload] {
 		q, err := kanban.NewMemory[queuetest.Payload](kanban.MemoryOptions{
-			Capacity: opts.Capacity, Codec: opts.Codec, Propagator: opts.Propagator,
+			Capacity: opts.Capacity, Codec: opts.Codec, Propagator: opts.Propagator, Tracer: opts.Tracer,
 		})
 		require.NoError(t, err)
 		return q

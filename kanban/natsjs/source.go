@@ -116,9 +116,18 @@ type lease[T any] struct {
 	attempt int
 }
 
-func (l *lease[T]) ID() string   { return first(l.m.Headers(), HeaderID) }
+func (l *lease[T]) ID() string   { return messageID(l.m.Headers()) }
 func (l *lease[T]) Key() string  { return first(l.m.Headers(), HeaderKey) }
 func (l *lease[T]) Attempt() int { return l.attempt }
+
+// messageID returns the message ID: a redriven message's Kanban-Id, else
+// its Nats-Msg-Id.
+func messageID(h nats.Header) string {
+	if id := first(h, HeaderMessageID); id != "" {
+		return id
+	}
+	return first(h, HeaderID)
+}
 
 func first(h nats.Header, k string) string {
 	if v := h[k]; len(v) > 0 {
@@ -129,9 +138,9 @@ func first(h nats.Header, k string) string {
 
 func (l *lease[T]) Message() (kanban.Message[T], error) {
 	nh := l.m.Headers()
-	msg := kanban.Message[T]{ID: first(nh, HeaderID), Key: first(nh, HeaderKey)}
+	msg := kanban.Message[T]{ID: messageID(nh), Key: first(nh, HeaderKey)}
 	for k, v := range nh {
-		if k != HeaderID && k != HeaderKey && len(v) > 0 {
+		if k != HeaderID && k != HeaderMessageID && k != HeaderKey && len(v) > 0 {
 			if msg.Headers == nil {
 				msg.Headers = make(kanban.Header, len(nh))
 			}
