@@ -503,7 +503,30 @@ func (h *Handler) readFilter(w http.ResponseWriter, r *http.Request) (kanban.Dea
 	return f.filter()
 }
 
-// seq reads the {seq} of the path.
+// filterText shows the fields of f that are set.
+func filterText(f kanban.DeadLetterFilter) string {
+	var parts []string
+	add := func(k, v string) {
+		if v != "" {
+			parts = append(parts, k+"="+strconv.Quote(v))
+		}
+	}
+	if f.All {
+		parts = append(parts, "all")
+	}
+	if f.Seq != 0 {
+		parts = append(parts, "seq="+strconv.FormatUint(f.Seq, 10))
+	}
+	add("id", f.ID)
+	add("key", f.Key)
+	add("reason", f.Reason)
+	if !f.Before.IsZero() {
+		parts = append(parts, "before="+f.Before.UTC().Format(time.RFC3339))
+	}
+	return strings.Join(parts, " ")
+}
+
+// seqOf reads the {seq} of the path.
 func seqOf(r *http.Request) (uint64, error) {
 	v := r.PathValue("seq")
 	n, err := strconv.ParseUint(v, 10, 64)
@@ -574,7 +597,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, name, what string,
 	}
 	n, err := do(r.Context(), f)
 	field := map[string]string{"redrive": "redriven", "delete": "deleted"}[what]
-	attrs := []any{"queue", name, "action", what, field, n, "filter", fmt.Sprintf("%+v", f), "remote", r.RemoteAddr}
+	attrs := []any{"queue", name, "action", what, field, n, "filter", filterText(f), "remote", r.RemoteAddr}
 	if err != nil {
 		h.log.Warn("kanbanhttp: dead letters "+what+" failed", append(attrs, "err", err)...)
 		fail(w, err, map[string]any{field: n})
