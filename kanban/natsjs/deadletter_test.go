@@ -139,3 +139,51 @@ func TestDeadLettersWhenTheServerIsGone(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, dls, 1, "the dead letter is still there")
 }
+
+// TestSameIDDeadTwiceIsKeptTwice: a message published again with the ID
+// of one dead-lettered moments before — once the work stream's dedup
+// window has passed — is dead-lettered too, not dropped by the
+// dead-letter stream as a duplicate (and lost).
+func TestSameIDDeadTwiceIsKeptTwice(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	const window = 4 * time.Second
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Options{
+		Stream: "SAME_ID", FetchWait: 100 * time.Millisecond, DedupWindow: window, AsyncAttempts: 1,
+	})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+	start := time.Now()
+	// The first dies after a retry 3s later, so the dead-letter stream's
+	// window runs until about 7s, the work stream's until 4s.
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	require.NoError(t, q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+		if d.Attempt == 1 {
+			return errors.New("later")
+		}
+		cancel()
+		return kanban.Permanent(errors.New("refused"))
+	}, kanban.ConsumeOptions{Backoff: kanban.BackoffFunc(func(int) time.Duration { return 3 * time.Second })}))
+	cancel()
+	// Published again once the work stream has forgotten the ID; the
+	// dead-letter stream, whose window began later, still remembers it.
+	for {
+		before := q.Stats().Duplicates
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 2}))
+		if q.Stats().Duplicates == before {
+			break
+		}
+		require.Less(t, time.Since(start), time.Minute, "the work stream never forgot the ID")
+		time.Sleep(50 * time.Millisecond) // polling for the window's end under a deadline
+	}
+	refuseAll(t, q, 1)
+	dls, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dls, 2, "both deaths kept")
+	assert.Equal(t, "m", dls[0].ID)
+	assert.Equal(t, "m", dls[1].ID)
+	assert.Equal(t, "1", string(dls[0].Payload))
+	assert.Equal(t, "2", string(dls[1].Payload))
+	assert.Less(t, time.Since(start), window+dls[0].Time.Sub(start), "the second death fell in the dead-letter stream's window")
+}

@@ -3,6 +3,7 @@ package natsjs
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -164,11 +165,23 @@ func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 // DeadLetter publishes the message to the dead-letter stream, then
 // terminates it. When the publish fails the message is released instead,
 // to be dead-lettered on its next delivery.
+//
+// The dead letter's Nats-Msg-Id is that of the stored message it comes
+// from, "<id>.dead.<stream sequence>", with the message ID in Kanban-Id:
+// a delivery dead-lettered twice (its Term lost) is stored once, while a
+// message published again with the same ID — once the work stream's
+// window has passed — and dead-lettered within the dead-letter stream's
+// window is stored, not dropped as a duplicate and lost.
 func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) error {
 	q := l.q
-	nh := make(nats.Header, len(l.m.Headers())+3)
+	nh := make(nats.Header, len(l.m.Headers())+4)
 	for k, v := range l.m.Headers() {
 		nh[k] = v
+	}
+	if md, err := l.m.Metadata(); err == nil {
+		id := l.ID()
+		nh[HeaderMessageID] = []string{id}
+		nh[HeaderID] = []string{id + ".dead." + strconv.FormatUint(md.Sequence.Stream, 10)}
 	}
 	nh[HeaderReason] = []string{reason}
 	nh[HeaderAttempts] = []string{fmt.Sprint(attempts)}
