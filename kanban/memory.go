@@ -19,7 +19,9 @@ type MemoryOptions struct {
 	// JetStream's default; a negative value disables deduplication.
 	DedupWindow time.Duration
 	// DeadLetterLimit is the most dead letters kept; the oldest go first.
-	// 0 means 1000.
+	// 0 means 1000. A dead letter keeps its message (the payload value
+	// itself, without a Codec) to redrive it, until it is redriven,
+	// deleted or pushed out.
 	DeadLetterLimit int
 	// Codec, when set, encodes payloads on Publish and decodes them on
 	// delivery, as a queue on a wire would; a payload it cannot decode

@@ -83,8 +83,9 @@ type Runtime struct {
 	// Counters receives the handled, retried, redelivered, dead-lettered
 	// and in-flight counts. nil means not counted.
 	Counters *Counters
-	// Tracer, if not nil, records a span around each handler attempt,
-	// described by System, Queue and Consumer (see Operation).
-	Tracer                  Tracer
+	// Tracer, if not nil, records a span around each handler attempt.
+	Tracer Tracer
+	// System, Queue and Consumer describe the queue to the Tracer (see
+	// Operation).
 	System, Queue, Consumer string
 }

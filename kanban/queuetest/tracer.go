@@ -20,10 +20,10 @@ type Tracer struct {
 
 // Span is an operation a Tracer recorded.
 type Span struct {
-	Name  string
-	Op    kanban.Operation
-	Ended bool
-	Err   error
+	Name  string           // "span-1", "span-2"... in the order started
+	Op    kanban.Operation // what the queue said it was
+	Ended bool             // whether its end function was called
+	Err   error            // what the end function was given
 	// Parent is the name of the span the ctx it started with carried, if
 	// any: for a process span, its message's send span.
 	Parent any
