@@ -27,9 +27,11 @@
 //
 // Errors are JSON too: {"error": {"code": "...", "message": "..."}} with
 // 400 for bad input, 401 or 403 for a refused caller, 404 for an unknown
-// queue or dead letter, 413 for a body over MaxBodyBytes, 503 when a
-// redrive finds the queue full and 502 when the backend fails. A redrive
-// or delete that stopped partway says how many it did in the same body.
+// queue or dead letter, 413 for a body over MaxBodyBytes, 415 for a body
+// that is not JSON, 503 (with Retry-After) when a redrive finds the queue
+// full, 504 when the request's context ends first and 502 when the backend
+// fails. A redrive or delete that stopped partway says how many it did in
+// the same body ("redriven" or "deleted").
 //
 // Mutations (redrive, delete) are refused with 403 unless Options.Token or
 // Options.Authorize is set: nothing can change a queue until the service
