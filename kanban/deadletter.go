@@ -73,17 +73,17 @@ var (
 // set, or All; for ListDeadLetters the zero value matches every one.
 type DeadLetterFilter struct {
 	// All matches every dead letter. No other field may be set with it.
-	All bool `json:"all,omitempty"`
+	All bool
 	// Seq, if not 0, matches the one dead letter with that Seq.
-	Seq uint64 `json:"seq,omitempty"`
+	Seq uint64
 	// ID matches the dead letters of that message ID.
-	ID string `json:"id,omitempty"`
+	ID string
 	// Key matches the dead letters of that message Key.
-	Key string `json:"key,omitempty"`
+	Key string
 	// Reason matches dead letters whose reason contains it.
-	Reason string `json:"reason,omitempty"`
+	Reason string
 	// Before matches dead letters dead-lettered before it (older than).
-	Before time.Time `json:"before,omitzero"`
+	Before time.Time
 }
 
 // MaxFilterText bounds the length of DeadLetterFilter's ID, Key and
