@@ -274,11 +274,23 @@ func (h *Handler) mutate(f endpoint) http.HandlerFunc {
 
 // queueJSON is a queue as GET /queues shows it.
 type queueJSON struct {
-	Name         string             `json:"name"`
-	DeadLetters  string             `json:"dead_letters"` // the path of its dead letters
-	Backlog      *backlogJSON       `json:"backlog,omitempty"`
-	BacklogError string             `json:"backlog_error,omitempty"`
-	Stats        *kanban.QueueStats `json:"stats,omitempty"`
+	Name         string       `json:"name"`
+	DeadLetters  string       `json:"dead_letters"` // the path of its dead letters
+	Backlog      *backlogJSON `json:"backlog,omitempty"`
+	BacklogError string       `json:"backlog_error,omitempty"`
+	Stats        *statsJSON   `json:"stats,omitempty"`
+}
+
+// statsJSON is a queue's QueueStats, named as the rest of the API.
+type statsJSON struct {
+	Published    int64 `json:"published"`
+	Duplicates   int64 `json:"duplicates"`
+	Handled      int64 `json:"handled"`
+	Retried      int64 `json:"retried"`
+	Redelivered  int64 `json:"redelivered"`
+	DeadLettered int64 `json:"dead_lettered"`
+	Redriven     int64 `json:"redriven"`
+	InFlight     int64 `json:"in_flight"`
 }
 
 type backlogJSON struct {
@@ -319,7 +331,7 @@ func (h *Handler) listQueues(w http.ResponseWriter, r *http.Request) error {
 		}
 		if s, ok := q.(interface{ Stats() kanban.QueueStats }); ok {
 			st := s.Stats()
-			j.Stats = &st
+			j.Stats = &statsJSON{st.Published, st.Duplicates, st.Handled, st.Retried, st.Redelivered, st.DeadLettered, st.Redriven, st.InFlight}
 		}
 		out = append(out, j)
 	}
