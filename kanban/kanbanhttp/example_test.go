@@ -56,11 +56,12 @@ func Example() {
 	var board andon.BoardOptions
 	board.Panels = append(board.Panels, h.QueuePanel(kanbanhttp.PanelOptions{}))
 	for _, row := range board.Panels[0].Rows() {
-		fmt.Println(row.Cells, row.Color, row.Link)
+		queue, depth, deadLetters := row.Cells[0], row.Cells[1], row.Cells[3] // Cells[2]: the oldest's age
+		fmt.Println(queue, depth, deadLetters, row.Color, row.Link)
 	}
 	// Output:
 	// 200 1 order-1 gateway refused charge
 	// 200 map[redriven:1]
 	// 400 empty_filter
-	// [orders 1 0s 0] green /ops/queues/orders/deadletters?order=newest
+	// orders 1 0 green /ops/queues/orders/deadletters?order=newest
 }
