@@ -3,7 +3,7 @@
 //
 //	func TestConformance(t *testing.T) {
 //		queuetest.Run(t, func(t *testing.T, opts queuetest.Options) kanban.Queue[queuetest.Payload] {
-//			q, err := mybackend.New[queuetest.Payload](..., opts.Capacity, opts.Codec, opts.Propagator)
+//			q, err := mybackend.New[queuetest.Payload](..., opts.Capacity, opts.Codec, opts.Propagator, opts.Tracer)
 //			require.NoError(t, err)
 //			return q
 //		})
