@@ -43,13 +43,19 @@ func kanbanIDs(n int) []string {
 	return ids
 }
 
-func BenchmarkKanbanMemory(b *testing.B) { benchMemory(b, 0) }
+func BenchmarkKanbanMemory(b *testing.B) { benchMemory(b, 0, nil) }
 
 // BenchmarkKanbanMemoryNoDedup turns deduplication off: the channel does
 // none, and remembering every ID is most of the memory queue's cost.
-func BenchmarkKanbanMemoryNoDedup(b *testing.B) { benchMemory(b, -1) }
+func BenchmarkKanbanMemoryNoDedup(b *testing.B) { benchMemory(b, -1, nil) }
 
-func benchMemory(b *testing.B, dedup time.Duration) {
+// BenchmarkKanbanMemoryObserved is NoDedup with a HandlerObserver (one
+// that does nothing): the price of timing every handler, two clock reads.
+func BenchmarkKanbanMemoryObserved(b *testing.B) {
+	benchMemory(b, -1, kanban.HandlerObserverFunc(func(time.Duration, error) {}))
+}
+
+func benchMemory(b *testing.B, dedup time.Duration, observer kanban.HandlerObserver) {
 	ids := kanbanIDs(b.N)
 	q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1024, DedupWindow: dedup})
 	if err != nil {
@@ -72,7 +78,7 @@ func benchMemory(b *testing.B, dedup time.Duration) {
 				close(done)
 			}
 			return nil
-		}, kanban.ConsumeOptions{WIP: kanbanWorkers})
+		}, kanban.ConsumeOptions{WIP: kanbanWorkers, Observer: observer})
 	}()
 	<-done
 	b.StopTimer()

@@ -319,7 +319,15 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 			// copy of d would stall it.
 			d.Attempt = attempt
 		}
-		err := e.call(ctx, d)
+		if attempt > 1 {
+			c.addRedelivered()
+		}
+		var err error
+		if e.rt.Tracer == nil && e.o.Observer == nil {
+			err = e.call(ctx, d)
+		} else {
+			err = e.callObserved(ctx, d)
+		}
 		switch {
 		case err == nil:
 			return true
@@ -364,6 +372,26 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// callObserved is call with the attempt's span and its duration
+// observed.
+func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T]) error {
+	end := endNothing
+	if e.rt.Tracer != nil {
+		ctx, end = e.rt.Tracer.Start(ctx, Operation{Type: OpProcess, System: e.rt.System, Queue: e.rt.Queue,
+			Consumer: e.rt.Consumer, MessageID: d.ID, Attempt: d.Attempt})
+	}
+	var start time.Time
+	if e.o.Observer != nil {
+		start = time.Now()
+	}
+	err := e.call(ctx, d)
+	if e.o.Observer != nil {
+		e.o.Observer.ObserveHandler(time.Since(start), err)
+	}
+	end(err)
+	return err
 }
 
 // call runs the handler. A panic is recovered into a *PanicError, which

@@ -93,7 +93,7 @@ func TestPanickingHandler(t *testing.T) {
 					require.Len(t, dl, 1)
 					assert.Equal(t, tc.reason, dl[0].Reason)
 					assert.Equal(t, tc.attempts, dl[0].Attempts)
-					assert.Equal(t, kanban.QueueStats{Published: 1, Retried: int64(tc.attempts - 1), DeadLettered: 1}, q.Stats())
+					assert.Equal(t, kanban.QueueStats{Published: 1, Retried: int64(tc.attempts - 1), Redelivered: int64(tc.attempts - 1), DeadLettered: 1}, q.Stats())
 
 					logged := log.attrs("kanban: handler panicked")
 					require.Len(t, logged, tc.attempts, "each panic is logged")
@@ -181,7 +181,7 @@ func TestOverDeliveredMessageIsDeadLettered(t *testing.T) {
 		require.Len(t, dl, 1)
 		assert.Equal(t, "kanban: delivered 4 times, more than MaxAttempts 2", dl[0].Reason)
 		assert.Equal(t, 4, dl[0].Attempts)
-		assert.Equal(t, kanban.QueueStats{Published: 1, Retried: 3, DeadLettered: 1}, q.Stats())
+		assert.Equal(t, kanban.QueueStats{Published: 1, Retried: 3, Redelivered: 2, DeadLettered: 1}, q.Stats())
 		assert.Zero(t, q.Len())
 	})
 }

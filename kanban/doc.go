@@ -47,8 +47,23 @@
 // # Observing
 //
 // Every queue has a Stats method: published, duplicates, handled, retried,
-// dead-lettered and in-flight counts (QueueStats), read from atomics, for
-// metrics collectors to poll.
+// redelivered, dead-lettered, redriven and in-flight counts (QueueStats),
+// read from atomics, for metrics collectors to poll. Its Backlog
+// (BacklogReader) is what it holds now: depth, the age of its oldest
+// message, and its dead letters. ConsumeOptions.Observer is told the
+// duration of every handler attempt, and a queue's Tracer records a span
+// around each publish and each attempt (OpenTelemetry's in
+// kanban/kanbanotel); both are nil, and cost nothing, unless set.
+// kaizen/kaizenprom exports all of it to Prometheus.
+//
+// # Dead letters
+//
+// A queue's dead letters are a DeadLetterStore: listed a page at a time
+// (oldest or newest first, filtered by ID, key, reason or age), redriven —
+// published back to the queue, their deliveries counted afresh, each
+// removed only once its message is stored — or deleted. Redrive and delete
+// take a DeadLetterFilter that must name something, or All.
+// kanban/kanbanhttp serves these as JSON and shows them on the andon board.
 //
 // # Retrying outside a queue
 //

@@ -87,7 +87,7 @@ func ExampleMemory_Stats() {
 	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})
 	_ = q.Publish(ctx, kanban.Message[int]{ID: "a"})
 	fmt.Printf("%+v\n", q.Stats())
-	// Output: {Published:1 Duplicates:1 Handled:0 Retried:0 DeadLettered:0 InFlight:0}
+	// Output: {Published:1 Duplicates:1 Handled:0 Retried:0 Redelivered:0 DeadLettered:0 Redriven:0 InFlight:0}
 }
 
 // NewMessage gives work without an identity of its own a unique ID.
@@ -124,4 +124,38 @@ func ExampleBackoff() {
 	}
 	fmt.Println(calls, err, kanban.IsPermanent(err))
 	// Output: 3 400 bad request true
+}
+
+// Dead letters are listed, then sent back to the queue once what failed
+// them is fixed.
+func ExampleMemory_RedriveDeadLetters() {
+	q, _ := kanban.NewMemory[string](kanban.MemoryOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, id := range []string{"a", "b", "c"} {
+		_ = q.Publish(ctx, kanban.Message[string]{ID: id, Key: "customer-" + id, Payload: id})
+	}
+	refused := 0
+	_ = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[string]) error {
+		if refused++; refused == 3 {
+			cancel()
+		}
+		return kanban.Permanent(errors.New("gateway down"))
+	}, kanban.ConsumeOptions{})
+
+	page, _ := q.ListDeadLetters(context.Background(), kanban.DeadLetterQuery{Newest: true, Limit: 2})
+	for _, d := range page.Letters {
+		fmt.Println(d.Seq, d.ID, d.Reason)
+	}
+	fmt.Println("next page after", page.Next, "of", page.Total)
+
+	n, err := q.RedriveDeadLetters(context.Background(), kanban.DeadLetterFilter{Reason: "gateway"})
+	fmt.Println("redriven", n, err, "waiting", q.Len())
+	_, err = q.DeleteDeadLetters(context.Background(), kanban.DeadLetterFilter{})
+	fmt.Println(err)
+	// Output:
+	// 3 c gateway down
+	// 2 b gateway down
+	// next page after 2 of 3
+	// redriven 3 <nil> waiting 3
+	// kanban: dead-letter filter is empty; set All to act on every dead letter
 }

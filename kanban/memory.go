@@ -19,7 +19,9 @@ type MemoryOptions struct {
 	// JetStream's default; a negative value disables deduplication.
 	DedupWindow time.Duration
 	// DeadLetterLimit is the most dead letters kept; the oldest go first.
-	// 0 means 1000.
+	// 0 means 1000. A dead letter keeps its message (the payload value
+	// itself, without a Codec) to redrive it, until it is redriven,
+	// deleted or pushed out.
 	DeadLetterLimit int
 	// Codec, when set, encodes payloads on Publish and decodes them on
 	// delivery, as a queue on a wire would; a payload it cannot decode
@@ -30,6 +32,13 @@ type MemoryOptions struct {
 	// the message headers; kanban/kanbanotel adapts OpenTelemetry's. nil
 	// carries nothing.
 	Propagator Propagator
+	// Tracer records a span around each publish and each handler attempt;
+	// kanban/kanbanotel implements it with OpenTelemetry. nil records
+	// nothing.
+	Tracer Tracer
+	// Name is the queue's name in spans (messaging.destination.name). ""
+	// means "kanban".
+	Name string
 }
 
 // Validate reports the first field out of range, naming it.
@@ -76,14 +85,15 @@ type Memory[T any] struct {
 	waiters       []*memWaiter[T] // consumers waiting for a message, while ready is empty
 	free          []*memEntry[T]  // settled leases of Pull, for reuse, at most maxFree
 	space         chan struct{}   // closed when room frees; nil without waiters
-	dead          []DeadLetter
+	dead          []memDead[T]    // oldest first
+	deadSeq       uint64          // the Seq of the last dead letter
 
 	dedupMu sync.Mutex
 	dedup   *dedupSet // nil without deduplication
 }
 
 // pad puts mu at the start of a cache line (see TestMemoryLayout).
-const pad = 16
+const pad = 40
 
 // maxFree bounds the settled leases a Memory keeps for reuse.
 const maxFree = 1024
@@ -95,13 +105,24 @@ const maxFree = 1024
 type memMsg[T any] struct {
 	d    Delivery[T]
 	data []byte
+	// at is when the message was stored, in nanoseconds since the queue's
+	// epoch: read for the dedup window, so kept only with deduplication
+	// (see Memory.Backlog).
+	at int64
 }
 
 // set writes every field of m, one by one from registers: a struct
 // copied from a value just built would be read back by loads wider than
 // the stores that wrote it, and wait for them.
-func (m *memMsg[T]) set(id, key string, payload T, h Header, data []byte) {
-	m.d.ID, m.d.Key, m.d.Payload, m.d.Headers, m.d.Attempt, m.data = id, key, payload, h, 1, data
+func (m *memMsg[T]) set(id, key string, payload T, h Header, data []byte, at int64) {
+	m.d.ID, m.d.Key, m.d.Payload, m.d.Headers, m.d.Attempt, m.data, m.at = id, key, payload, h, 1, data, at
+}
+
+// memDead is a dead letter of a Memory queue, with the message as it was
+// stored, to redrive.
+type memDead[T any] struct {
+	dl DeadLetter
+	m  memMsg[T]
 }
 
 // memEntry is a message taken from the queue: its Lease. Serve's shared
@@ -145,6 +166,9 @@ func NewMemory[T any](opts MemoryOptions) (*Memory[T], error) {
 	if opts.DeadLetterLimit == 0 {
 		opts.DeadLetterLimit = 1000
 	}
+	if opts.Name == "" {
+		opts.Name = "kanban"
+	}
 	q := &Memory[T]{opts: opts, epoch: time.Now()}
 	if opts.DedupWindow > 0 {
 		q.dedup = newDedupSet(int64(opts.DedupWindow))
@@ -154,13 +178,29 @@ func NewMemory[T any](opts MemoryOptions) (*Memory[T], error) {
 
 // Publish stores msg, waiting while the queue is full until ctx ends.
 func (q *Memory[T]) Publish(ctx context.Context, msg Message[T]) error {
+	if q.opts.Tracer != nil {
+		return q.publishTraced(ctx, msg, true)
+	}
 	return q.publish(ctx, msg, true)
 }
 
 // TryPublish stores msg or returns ErrFull at once.
 func (q *Memory[T]) TryPublish(ctx context.Context, msg Message[T]) error {
+	if q.opts.Tracer != nil {
+		return q.publishTraced(ctx, msg, false)
+	}
 	return q.publish(ctx, msg, false)
 }
+
+func (q *Memory[T]) publishTraced(ctx context.Context, msg Message[T], wait bool) error {
+	ctx, end := StartSend(ctx, q.opts.Tracer, memorySystem, q.opts.Name, msg.ID)
+	err := q.publish(ctx, msg, wait)
+	end(err)
+	return err
+}
+
+// memorySystem is a Memory queue's messaging.system in spans.
+const memorySystem = "kanban"
 
 func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) error {
 	if msg.ID == "" {
@@ -222,11 +262,11 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	q.stored++
 	if w := q.popWaiter(); w != nil {
 		q.mu.Unlock()
-		w.e.m.set(msg.ID, msg.Key, payload, h, data)
+		w.e.m.set(msg.ID, msg.Key, payload, h, data, now)
 		w.ch <- w.e
 		return nil
 	}
-	q.ready.addBack().set(msg.ID, msg.Key, payload, h, data)
+	q.ready.addBack().set(msg.ID, msg.Key, payload, h, data, now)
 	q.mu.Unlock()
 	return nil
 }
@@ -409,7 +449,10 @@ func (q *Memory[T]) settled(n int) {
 // taken wait for the handler before them, as with a prefetch, and go back
 // to the front of the queue if the drain starts first.
 func (q *Memory[T]) Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error {
-	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{Propagator: q.opts.Propagator, Counters: &q.counters})
+	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{
+		Propagator: q.opts.Propagator, Counters: &q.counters,
+		Tracer: q.opts.Tracer, System: memorySystem, Queue: q.opts.Name,
+	})
 }
 
 // DeadLetters returns a copy of the dead letters kept, oldest first.
@@ -419,7 +462,11 @@ func (q *Memory[T]) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return append([]DeadLetter(nil), q.dead...), nil
+	out := make([]DeadLetter, len(q.dead))
+	for i := range q.dead {
+		out[i] = q.dead[i].dl
+	}
+	return out, nil
 }
 
 // Stats returns the queue's counts.
@@ -533,15 +580,18 @@ func (e *memEntry[T]) DeadLetter(_ context.Context, reason string, attempts int)
 	if q.opts.Codec == nil {
 		payload, _ = JSON{}.Marshal(e.m.d.Payload) // best effort: the value itself is not bytes
 	}
-	d := DeadLetter{
+	d := memDead[T]{dl: DeadLetter{
 		ID: e.m.d.ID, Key: e.m.d.Key, Headers: e.m.d.Headers.Clone(),
 		Payload: payload, Reason: reason, Attempts: attempts, Time: time.Now(),
-	}
+	}, m: e.m}
 	e.m = memMsg[T]{}
 	q.mu.Lock()
 	if len(q.dead) >= q.opts.DeadLetterLimit {
+		q.dead[0] = memDead[T]{}
 		q.dead = append(q.dead[:0], q.dead[1:]...)
 	}
+	q.deadSeq++
+	d.dl.Seq = q.deadSeq
 	q.dead = append(q.dead, d)
 	q.settled(1)
 	q.keep(e)

@@ -23,7 +23,7 @@ import (
 func TestMemoryConformance(t *testing.T) {
 	queuetest.Run(t, func(t *testing.T, opts queuetest.Options) kanban.Queue[queuetest.Payload] {
 		q, err := kanban.NewMemory[queuetest.Payload](kanban.MemoryOptions{
-			Capacity: opts.Capacity, Codec: opts.Codec, Propagator: opts.Propagator,
+			Capacity: opts.Capacity, Codec: opts.Codec, Propagator: opts.Propagator, Tracer: opts.Tracer,
 		})
 		require.NoError(t, err)
 		return q
@@ -157,7 +157,7 @@ func TestRetryWaitsForTheBackoff(t *testing.T) {
 				mu.Unlock()
 				cancel()
 				require.NoError(t, <-done)
-				assert.Equal(t, kanban.QueueStats{Published: 1, Handled: 1, Retried: 1}, q.Stats())
+				assert.Equal(t, kanban.QueueStats{Published: 1, Handled: 1, Retried: 1, Redelivered: 1}, q.Stats())
 			})
 		})
 	}

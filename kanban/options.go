@@ -33,6 +33,10 @@ type ConsumeOptions struct {
 	// Logger receives errors the consumer recovers from (a failed ack, a
 	// pull error). nil discards them.
 	Logger *slog.Logger
+	// Observer, if not nil, is told the duration and error of every
+	// handler attempt (a histogram of handler durations, for one:
+	// kaizenprom.KanbanCollector.HandlerObserver). nil reads no clock.
+	Observer HandlerObserver
 }
 
 type validator interface{ Validate() error }

@@ -80,7 +80,12 @@ type Runtime struct {
 	// Propagator extracts what the publisher injected (its trace context)
 	// from message headers into the handler's ctx. nil means none.
 	Propagator Propagator
-	// Counters receives the handled, retried, dead-lettered and in-flight
-	// counts. nil means not counted.
+	// Counters receives the handled, retried, redelivered, dead-lettered
+	// and in-flight counts. nil means not counted.
 	Counters *Counters
+	// Tracer, if not nil, records a span around each handler attempt.
+	Tracer Tracer
+	// System, Queue and Consumer describe the queue to the Tracer (see
+	// Operation).
+	System, Queue, Consumer string
 }

@@ -21,10 +21,10 @@ import (
 type blob struct{ _ [4096]byte }
 
 // TestSettledMessagesAreNotKeptAlive: once a message is settled — handled,
-// retried and handled, dead-lettered — the queue and its consumers keep
-// nothing of it alive, while the consumer waits for more and after it has
-// stopped: a long-lived queue does not hold on to payloads it is done
-// with.
+// retried and handled — the queue and its consumers keep nothing of it
+// alive, while the consumer waits for more and after it has stopped: a
+// long-lived queue does not hold on to payloads it is done with. A dead
+// letter keeps its message, to redrive it, until it is deleted.
 func TestSettledMessagesAreNotKeptAlive(t *testing.T) {
 	for _, perKey := range []bool{false, true} {
 		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
@@ -70,11 +70,15 @@ func TestSettledMessagesAreNotKeptAlive(t *testing.T) {
 				}()
 				time.Sleep(time.Minute) // every message settled; the consumer waits for more
 				synctest.Wait()
-				assert.Equal(t, kanban.QueueStats{Published: n, Handled: n - 1, Retried: 1, DeadLettered: 1}, q.Stats())
-				assert.Empty(t, alive(), "payloads kept alive while the consumer waits")
+				assert.Equal(t, kanban.QueueStats{Published: n, Handled: n - 1, Retried: 1, Redelivered: 1, DeadLettered: 1}, q.Stats())
+				assert.Equal(t, []int{3}, alive(), "payloads kept alive while the consumer waits: the dead letter's only")
 				cancel()
 				require.NoError(t, <-done)
-				assert.Empty(t, alive(), "payloads kept alive after the consumer stopped")
+				assert.Equal(t, []int{3}, alive(), "payloads kept alive after the consumer stopped: the dead letter's only")
+				deleted, err := q.DeleteDeadLetters(context.Background(), kanban.DeadLetterFilter{All: true})
+				require.NoError(t, err)
+				assert.Equal(t, 1, deleted)
+				assert.Empty(t, alive(), "a deleted dead letter's payload kept alive")
 				runtime.KeepAlive(q)
 			})
 		})

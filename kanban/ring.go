@@ -53,6 +53,9 @@ func (r *ring[E]) takeFront(dst *E) {
 	r.n--
 }
 
+// front returns the first element; the ring must not be empty.
+func (r *ring[E]) front() *E { return &r.buf[r.head] }
+
 func (r *ring[E]) pushBack(e E) { *r.addBack() = e }
 
 // popFront removes and returns the first element; the ring must not be

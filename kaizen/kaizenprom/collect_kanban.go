@@ -1,34 +1,67 @@
 package kaizenprom
 
 import (
+	"context"
+	"errors"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/taipattern/taikit/kanban"
 )
 
 // Queue is what KanbanCollector reads of a queue: every kanban.Queue has
-// it, whatever its payload type. A queue that also has a Len() int method
-// (the memory queue) has its depth exported too.
+// it, whatever its payload type. A queue that is also a
+// kanban.BacklogReader (kanban.Memory, natsjs.Queue) has its depth, the
+// age of its oldest message and its dead letters exported too; one with
+// only a Len() int method, its depth.
 type Queue interface {
 	Stats() kanban.QueueStats
 }
 
-// KanbanCollector exports the counts of kanban queues, read at every
-// scrape. With namespace "taikit":
+// BacklogTimeout bounds the reading of one queue's Backlog at a scrape;
+// for natsjs it is three requests to the server.
+const BacklogTimeout = 5 * time.Second
+
+// HandlerBuckets are the bounds, in seconds, of the handler duration
+// histogram: from half a millisecond to a minute.
+var HandlerBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// KanbanCollector exports the counts and the backlog of kanban queues,
+// read at every scrape, and the duration of their handlers. With
+// namespace "taikit", every series labelled with the queue's name alone:
 //
-//	taikit_queue_published_total{queue}      counter, messages stored
-//	taikit_queue_duplicates_total{queue}     counter, publishes dropped as duplicates
-//	taikit_queue_handled_total{queue}        counter, messages handled without error
-//	taikit_queue_retried_total{queue}        counter, failed attempts scheduled again
-//	taikit_queue_dead_lettered_total{queue}  counter, messages sent to the dead letters
-//	taikit_queue_in_flight{queue}            gauge, messages pulled and not yet settled
-//	taikit_queue_depth{queue}                gauge, messages waiting (queues with a Len method)
+//	taikit_queue_published_total            counter, messages stored
+//	taikit_queue_duplicates_total           counter, publishes dropped as duplicates
+//	taikit_queue_handled_total              counter, messages handled without error
+//	taikit_queue_retried_total              counter, failed attempts scheduled again
+//	taikit_queue_redelivered_total          counter, handler attempts after a message's first
+//	taikit_queue_dead_lettered_total        counter, messages sent to the dead letters
+//	taikit_queue_redriven_total             counter, dead letters published back to the queue
+//	taikit_queue_in_flight                  gauge, messages pulled and not yet settled
+//	taikit_queue_depth                      gauge, messages held: waiting, in flight, waiting for a retry
+//	taikit_queue_oldest_age_seconds         gauge, age of the oldest waiting message
+//	taikit_queue_dead_letters               gauge, dead letters kept now
+//	taikit_queue_backlog_up                 gauge, 1 if the last read of the backlog succeeded
+//	taikit_queue_handler_duration_seconds   histogram, each handler attempt (HandlerObserver)
 //
-// The counts are those of this process's queue value (its Stats).
+// The counters are those of this process's queue value (its Stats): a
+// queue shared by processes (natsjs) is summed across them by the query.
+// The depth, oldest age and dead letters are the queue's own state (its
+// Backlog), the same from every process: take one process's (max, not
+// sum). A read of it that fails sets backlog_up to 0 and leaves the three
+// out of that scrape rather than report a made-up value. What "oldest"
+// means, and whether it is known, depends on the backend (see
+// kanban.Memory.Backlog and natsjs.Queue.Backlog); where it is not known
+// the series is absent. A queue with a Len method and no Backlog exports
+// its depth alone.
 type KanbanCollector struct {
 	*families
-	published, duplicates, handled, retried, dead, inFlight, depth *prometheus.Desc
+	published, duplicates, handled, retried, redelivered, dead, redriven, inFlight *prometheus.Desc
+	depth, oldest, deadLetters, backlogUp                                          *prometheus.Desc
 
-	queues sources[Queue]
+	durations *prometheus.HistogramVec
+	queues    sources[Queue]
 }
 
 // NewKanbanCollector creates a KanbanCollector and registers it with reg.
@@ -40,14 +73,26 @@ func NewKanbanCollector(reg prometheus.Registerer, opts CollectorOptions) (*Kanb
 		return nil, err
 	}
 	return register(reg, &KanbanCollector{
-		families:   f,
-		published:  f.desc("queue_published_total", "Messages stored by the queue (duplicates not counted).", "queue"),
-		duplicates: f.desc("queue_duplicates_total", "Publishes dropped as duplicates of a stored message ID.", "queue"),
-		handled:    f.desc("queue_handled_total", "Messages the handler finished without error.", "queue"),
-		retried:    f.desc("queue_retried_total", "Failed attempts that were scheduled again.", "queue"),
-		dead:       f.desc("queue_dead_lettered_total", "Messages sent to the dead letters.", "queue"),
-		inFlight:   f.desc("queue_in_flight", "Messages pulled and not yet settled.", "queue"),
-		depth:      f.desc("queue_depth", "Messages waiting in the queue.", "queue"),
+		families:    f,
+		published:   f.desc("queue_published_total", "Messages stored by the queue (duplicates not counted).", "queue"),
+		duplicates:  f.desc("queue_duplicates_total", "Publishes dropped as duplicates of a stored message ID.", "queue"),
+		handled:     f.desc("queue_handled_total", "Messages the handler finished without error.", "queue"),
+		retried:     f.desc("queue_retried_total", "Failed attempts that were scheduled again.", "queue"),
+		redelivered: f.desc("queue_redelivered_total", "Handler attempts after a message's first delivery.", "queue"),
+		dead:        f.desc("queue_dead_lettered_total", "Messages sent to the dead letters.", "queue"),
+		redriven:    f.desc("queue_redriven_total", "Dead letters published back to the queue.", "queue"),
+		inFlight:    f.desc("queue_in_flight", "Messages pulled and not yet settled.", "queue"),
+		depth:       f.desc("queue_depth", "Messages held by the queue: waiting, in flight and waiting for a retry.", "queue"),
+		oldest:      f.desc("queue_oldest_age_seconds", "Age of the oldest message waiting, as the backend knows it.", "queue"),
+		deadLetters: f.desc("queue_dead_letters", "Dead letters kept now.", "queue"),
+		backlogUp:   f.desc("queue_backlog_up", "1 if the last read of the queue's backlog succeeded, else 0.", "queue"),
+		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace:   f.namespace,
+			Name:        "queue_handler_duration_seconds",
+			Help:        "Duration of each handler attempt.",
+			ConstLabels: f.labels,
+			Buckets:     HandlerBuckets,
+		}, []string{"queue"}),
 	})
 }
 
@@ -60,7 +105,26 @@ func (c *KanbanCollector) AddQueue(name string, q Queue) error {
 	return c.queues.add("queue", name, q)
 }
 
-// Collect reads the stats of every queue.
+// HandlerObserver returns the kanban.HandlerObserver that records the
+// durations of the queue name's handler attempts, for
+// kanban.ConsumeOptions.Observer. Pass the name the queue is added under.
+// It returns an error for an empty name.
+func (c *KanbanCollector) HandlerObserver(name string) (kanban.HandlerObserver, error) {
+	if name == "" {
+		return nil, errors.New("kaizenprom: HandlerObserver: the queue has no name; the histogram labels its series with it")
+	}
+	h := c.durations.WithLabelValues(name)
+	return kanban.HandlerObserverFunc(func(d time.Duration, _ error) { h.Observe(d.Seconds()) }), nil
+}
+
+// Describe sends the descriptors of every metric of the collector.
+func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
+	c.families.Describe(ch)
+	c.durations.Describe(ch)
+}
+
+// Collect reads the stats and the backlog of every queue, one queue after
+// another, each backlog within BacklogTimeout.
 func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, q := range c.queues.list() {
 		s := q.src.Stats()
@@ -68,10 +132,32 @@ func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 		send(ch, c.duplicates, prometheus.CounterValue, float64(s.Duplicates), q.name)
 		send(ch, c.handled, prometheus.CounterValue, float64(s.Handled), q.name)
 		send(ch, c.retried, prometheus.CounterValue, float64(s.Retried), q.name)
+		send(ch, c.redelivered, prometheus.CounterValue, float64(s.Redelivered), q.name)
 		send(ch, c.dead, prometheus.CounterValue, float64(s.DeadLettered), q.name)
+		send(ch, c.redriven, prometheus.CounterValue, float64(s.Redriven), q.name)
 		send(ch, c.inFlight, prometheus.GaugeValue, float64(s.InFlight), q.name)
-		if l, ok := q.src.(interface{ Len() int }); ok {
-			send(ch, c.depth, prometheus.GaugeValue, float64(l.Len()), q.name)
+		switch src := q.src.(type) {
+		case kanban.BacklogReader:
+			c.collectBacklog(ch, q.name, src)
+		case interface{ Len() int }:
+			send(ch, c.depth, prometheus.GaugeValue, float64(src.Len()), q.name)
 		}
+	}
+	c.durations.Collect(ch)
+}
+
+func (c *KanbanCollector) collectBacklog(ch chan<- prometheus.Metric, name string, r kanban.BacklogReader) {
+	ctx, cancel := context.WithTimeout(context.Background(), BacklogTimeout)
+	b, err := r.Backlog(ctx)
+	cancel()
+	if err != nil {
+		send(ch, c.backlogUp, prometheus.GaugeValue, 0, name)
+		return
+	}
+	send(ch, c.backlogUp, prometheus.GaugeValue, 1, name)
+	send(ch, c.depth, prometheus.GaugeValue, float64(b.Depth), name)
+	send(ch, c.deadLetters, prometheus.GaugeValue, float64(b.DeadLetters), name)
+	if b.OldestKnown {
+		send(ch, c.oldest, prometheus.GaugeValue, b.Oldest.Seconds(), name)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -204,6 +205,9 @@ func TestAllCollectorsPromtool(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, hc.AddLimiter(unlimited))
 	require.NoError(t, kc.AddQueue("confirmations", fakeQueue{}))
+	obs, err := kc.HandlerObserver("confirmations")
+	require.NoError(t, err)
+	obs.ObserveHandler(3*time.Millisecond, nil)
 
 	p, err := pipelinetest.New(tai.WithObservers(m), tai.WithTracer(m.Tracer(nil)), tai.WithGates(hc.Gate(keyed)), tai.WithGuards(b))
 	require.NoError(t, err)

@@ -16,6 +16,18 @@
 //     delivery, so one registered after the queue was made is used. While
 //     none is registered it carries nothing.
 //   - New adapts any other propagation.TextMapPropagator.
+//
+// NewTracer records the queue's own spans, as OpenTelemetry's messaging
+// conventions name them: "send {queue}" around each publish and "process
+// {queue}" around each handler attempt, with the messaging.* attributes.
+// With a propagator too, each process span is a child of its message's
+// send span:
+//
+//	q, err := natsjs.New[Order](ctx, nc, natsjs.Options{
+//		Stream:     "ORDERS",
+//		Propagator: kanbanotel.TraceContext(),
+//		Tracer:     kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp}),
+//	})
 package kanbanotel
 
 import (

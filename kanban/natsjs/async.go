@@ -126,6 +126,17 @@ func wake(signal *chan struct{}) {
 // An error returned by PublishAsync itself means msg was not sent; after
 // Shutdown it is ErrClosed.
 func (q *Queue[T]) PublishAsync(ctx context.Context, msg kanban.Message[T]) error {
+	if q.opts.Tracer != nil {
+		var end func(error)
+		ctx, end = kanban.StartSend(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, msg.ID)
+		err := q.publishAsync(ctx, msg)
+		end(err)
+		return err
+	}
+	return q.publishAsync(ctx, msg)
+}
+
+func (q *Queue[T]) publishAsync(ctx context.Context, msg kanban.Message[T]) error {
 	nm, err := q.encode(ctx, msg)
 	if err != nil {
 		return err
@@ -266,7 +277,7 @@ func msgID(m *nats.Msg) string {
 	if m == nil || m.Header == nil {
 		return ""
 	}
-	return m.Header.Get(HeaderID)
+	return messageID(m.Header)
 }
 
 // Flush waits until no PublishAsync message is unsettled — each is

@@ -39,9 +39,17 @@
 // terminated. A running handler's lease is extended (InProgress) every
 // third of AckWait.
 //
+// The dead-letter stream is the queue's kanban.DeadLetterStore: listed,
+// redriven (each message published to the work stream under a dedup ID of
+// its own, and its dead letter deleted once the stream has stored it; see
+// RedriveDeadLetters for what that guarantees) and deleted. Backlog reads
+// the depth, the oldest message's age and the dead letters from the
+// server.
+//
 // Trace context travels in the message headers through Options.Propagator
 // (kanban/kanbanotel adapts OpenTelemetry's); the headers' names are kept
-// exactly as written.
+// exactly as written. Options.Tracer records spans around publishes and
+// handler attempts.
 //
 // The Queue works against any nats-server with JetStream enabled (2.9 or
 // later); kanban/natsembed starts one in-process.

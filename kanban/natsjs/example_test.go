@@ -2,6 +2,7 @@ package natsjs_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -92,4 +93,59 @@ func ExampleQueue_PublishAsync() {
 	// Output:
 	// flush: <nil> stored: 100
 	// shutdown: <nil>
+}
+
+// Dead letters are redriven once what failed them is fixed: each goes back
+// to the work stream, and leaves the dead-letter stream once stored.
+func ExampleQueue_RedriveDeadLetters() {
+	ctx := context.Background()
+	srv, err := natsembed.Start(ctx, natsembed.Options{InProcess: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer func() { _ = srv.Shutdown(ctx) }()
+	nc, err := srv.Connect()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer nc.Close()
+	q, err := natsjs.New[confirmation](ctx, nc, natsjs.Options{Stream: "LEDGER"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = q.Publish(ctx, kanban.Message[confirmation]{ID: "tx-1", Key: "customer-9", Payload: confirmation{"tx-1", 100}})
+
+	ledgerUp := false
+	consume := func() {
+		cctx, stop := context.WithTimeout(ctx, 30*time.Second)
+		defer stop()
+		_ = q.Consume(cctx, func(_ context.Context, d kanban.Delivery[confirmation]) error {
+			defer stop()
+			if !ledgerUp {
+				return kanban.Permanent(errors.New("ledger closed"))
+			}
+			fmt.Println("posted", d.Payload.Payment, "attempt", d.Attempt)
+			return nil
+		}, kanban.ConsumeOptions{})
+	}
+	consume()
+	page, _ := q.ListDeadLetters(ctx, kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Reason: "ledger"}})
+	for _, d := range page.Letters {
+		fmt.Println(d.Seq, d.ID, d.Key, d.Reason)
+	}
+
+	ledgerUp = true
+	n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{Reason: "ledger"})
+	fmt.Println("redriven", n, err)
+	consume()
+	b, _ := q.Backlog(ctx)
+	fmt.Println("dead letters left", b.DeadLetters)
+	// Output:
+	// 1 tx-1 customer-9 ledger closed
+	// redriven 1 <nil>
+	// posted tx-1 attempt 1
+	// dead letters left 0
 }

@@ -18,11 +18,14 @@ import (
 
 // Header names the queue writes. Names are kept exactly as written.
 const (
-	HeaderID       = "Nats-Msg-Id"     // the message ID (JetStream deduplication)
-	HeaderKey      = "Kanban-Key"      // the message key
-	HeaderReason   = "Kanban-Reason"   // on a dead letter: why
-	HeaderAttempts = "Kanban-Attempts" // on a dead letter: deliveries made
-	HeaderTime     = "Kanban-Time"     // on a dead letter: when (RFC 3339)
+	HeaderID = "Nats-Msg-Id" // the message ID (JetStream deduplication)
+	// HeaderMessageID carries the message ID of a redriven message, whose
+	// Nats-Msg-Id is its redrive's own (see RedriveDeadLetters).
+	HeaderMessageID = "Kanban-Id"
+	HeaderKey       = "Kanban-Key"      // the message key
+	HeaderReason    = "Kanban-Reason"   // on a dead letter: why
+	HeaderAttempts  = "Kanban-Attempts" // on a dead letter: deliveries made
+	HeaderTime      = "Kanban-Time"     // on a dead letter: when (RFC 3339)
 )
 
 // Storage says where the streams keep messages.
@@ -105,6 +108,12 @@ type Options struct {
 	// the message headers; kanban/kanbanotel adapts OpenTelemetry's. nil
 	// carries nothing.
 	Propagator kanban.Propagator
+	// Tracer records a span around each publish and each handler attempt
+	// (messaging.system "nats", the stream as destination, the durable as
+	// consumer group); kanban/kanbanotel implements it with OpenTelemetry.
+	// PublishAsync's span ends when the message is sent, before its
+	// acknowledgement. nil records nothing.
+	Tracer kanban.Tracer
 	// OnPublishError is called, on a client goroutine, once for every
 	// PublishAsync message whose failure is final (after AsyncAttempts),
 	// with the message ID, before Flush can return. Keep it quick and do
@@ -336,7 +345,21 @@ func (q *Queue[T]) TryPublish(ctx context.Context, msg kanban.Message[T]) error 
 	return q.publish(ctx, msg, false)
 }
 
+// natsSystem is the queue's messaging.system in spans.
+const natsSystem = "nats"
+
 func (q *Queue[T]) publish(ctx context.Context, msg kanban.Message[T], wait bool) error {
+	if q.opts.Tracer != nil {
+		var end func(error)
+		ctx, end = kanban.StartSend(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, msg.ID)
+		err := q.publishMsg(ctx, msg, wait)
+		end(err)
+		return err
+	}
+	return q.publishMsg(ctx, msg, wait)
+}
+
+func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], wait bool) error {
 	nm, err := q.encode(ctx, msg)
 	if err != nil {
 		return err
@@ -394,7 +417,10 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 		return fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, err)
 	}
 	src := &source[T]{q: q, cons: cons}
-	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{Propagator: q.opts.Propagator, Counters: &q.counters})
+	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{
+		Propagator: q.opts.Propagator, Counters: &q.counters,
+		Tracer: q.opts.Tracer, System: natsSystem, Queue: q.opts.Stream, Consumer: q.opts.Durable,
+	})
 	src.wait()
 	return err
 }
@@ -427,13 +453,17 @@ func (q *Queue[T]) DeadLetters(ctx context.Context) ([]kanban.DeadLetter, error)
 }
 
 func deadLetterOf(m *jetstream.RawStreamMsg) kanban.DeadLetter {
-	d := kanban.DeadLetter{Payload: m.Data, Headers: kanban.Header{}}
+	d := kanban.DeadLetter{Seq: m.Sequence, Payload: m.Data, Headers: kanban.Header{}}
 	for k, v := range m.Header {
 		if len(v) == 0 {
 			continue
 		}
 		switch k {
 		case HeaderID:
+			if d.ID == "" {
+				d.ID = v[0]
+			}
+		case HeaderMessageID:
 			d.ID = v[0]
 		case HeaderKey:
 			d.Key = v[0]

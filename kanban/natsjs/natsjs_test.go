@@ -54,6 +54,7 @@ func factory(dial func(...nats.Option) (*nats.Conn, error)) queuetest.NewQueue {
 			Capacity:   int64(opts.Capacity),
 			Codec:      opts.Codec,
 			Propagator: opts.Propagator,
+			Tracer:     opts.Tracer,
 			FetchWait:  100 * time.Millisecond,
 		})
 		require.NoError(t, err)

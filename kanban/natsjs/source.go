@@ -3,6 +3,7 @@ package natsjs
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -116,9 +117,18 @@ type lease[T any] struct {
 	attempt int
 }
 
-func (l *lease[T]) ID() string   { return first(l.m.Headers(), HeaderID) }
+func (l *lease[T]) ID() string   { return messageID(l.m.Headers()) }
 func (l *lease[T]) Key() string  { return first(l.m.Headers(), HeaderKey) }
 func (l *lease[T]) Attempt() int { return l.attempt }
+
+// messageID returns the message ID: a redriven message's Kanban-Id, else
+// its Nats-Msg-Id.
+func messageID(h nats.Header) string {
+	if id := first(h, HeaderMessageID); id != "" {
+		return id
+	}
+	return first(h, HeaderID)
+}
 
 func first(h nats.Header, k string) string {
 	if v := h[k]; len(v) > 0 {
@@ -129,9 +139,9 @@ func first(h nats.Header, k string) string {
 
 func (l *lease[T]) Message() (kanban.Message[T], error) {
 	nh := l.m.Headers()
-	msg := kanban.Message[T]{ID: first(nh, HeaderID), Key: first(nh, HeaderKey)}
+	msg := kanban.Message[T]{ID: messageID(nh), Key: first(nh, HeaderKey)}
 	for k, v := range nh {
-		if k != HeaderID && k != HeaderKey && len(v) > 0 {
+		if k != HeaderID && k != HeaderMessageID && k != HeaderKey && len(v) > 0 {
 			if msg.Headers == nil {
 				msg.Headers = make(kanban.Header, len(nh))
 			}
@@ -155,11 +165,23 @@ func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 // DeadLetter publishes the message to the dead-letter stream, then
 // terminates it. When the publish fails the message is released instead,
 // to be dead-lettered on its next delivery.
+//
+// The dead letter's Nats-Msg-Id is that of the stored message it comes
+// from, "<id>.dead.<stream sequence>", with the message ID in Kanban-Id:
+// a delivery dead-lettered twice (its Term lost) is stored once, while a
+// message published again with the same ID — once the work stream's
+// window has passed — and dead-lettered within the dead-letter stream's
+// window is stored, not dropped as a duplicate and lost.
 func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) error {
 	q := l.q
-	nh := make(nats.Header, len(l.m.Headers())+3)
+	nh := make(nats.Header, len(l.m.Headers())+4)
 	for k, v := range l.m.Headers() {
 		nh[k] = v
+	}
+	if md, err := l.m.Metadata(); err == nil {
+		id := l.ID()
+		nh[HeaderMessageID] = []string{id}
+		nh[HeaderID] = []string{id + ".dead." + strconv.FormatUint(md.Sequence.Stream, 10)}
 	}
 	nh[HeaderReason] = []string{reason}
 	nh[HeaderAttempts] = []string{fmt.Sprint(attempts)}

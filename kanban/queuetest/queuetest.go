@@ -3,7 +3,7 @@
 //
 //	func TestConformance(t *testing.T) {
 //		queuetest.Run(t, func(t *testing.T, opts queuetest.Options) kanban.Queue[queuetest.Payload] {
-//			q, err := mybackend.New[queuetest.Payload](..., opts.Capacity, opts.Codec, opts.Propagator)
+//			q, err := mybackend.New[queuetest.Payload](..., opts.Capacity, opts.Codec, opts.Propagator, opts.Tracer)
 //			require.NoError(t, err)
 //			return q
 //		})
@@ -17,7 +17,12 @@
 // (TryPublish fails with ErrFull, Publish waits); a drain that loses
 // nothing; a drain deadline that releases the message; a payload that
 // cannot be decoded dead-lettered without stopping the consumer; and what
-// the Propagator injects at Publish reaching the handler's ctx.
+// the Propagator injects at Publish reaching the handler's ctx; the
+// Tracer's spans around publishes and handler attempts, the first the
+// parent of what is propagated; and the queue's dead letters listed a page
+// at a time, filtered, redriven (exactly once, nothing lost when the queue
+// is full) and deleted, and its Backlog — so every backend must implement
+// kanban.DeadLetterStore and kanban.BacklogReader too.
 package queuetest
 
 import (
@@ -54,6 +59,8 @@ type Options struct {
 	// Propagator is the queue's (the suite's own, which carries a value of
 	// the publisher's ctx in a header).
 	Propagator kanban.Propagator
+	// Tracer is the queue's (a *Tracer, which records what it is told).
+	Tracer kanban.Tracer
 }
 
 // NewQueue returns a new, empty queue made as opts say. It arranges its
@@ -87,18 +94,30 @@ const traceHeader = "queuetest-trace"
 // traceKey is the ctx key of the value the suite's Propagator carries.
 type traceKey struct{}
 
-// propagator carries the string under traceKey in traceHeader.
+// spanHeader and spanKey carry the name of a Tracer's span.
+const spanHeader = "queuetest-span"
+
+type spanKey struct{}
+
+// propagator carries the string under traceKey in traceHeader, and the
+// one under spanKey in spanHeader.
 type propagator struct{}
 
 func (propagator) Inject(ctx context.Context, h kanban.Header) {
 	if v, ok := ctx.Value(traceKey{}).(string); ok {
 		h.Set(traceHeader, v)
 	}
+	if v, ok := ctx.Value(spanKey{}).(string); ok {
+		h.Set(spanHeader, v)
+	}
 }
 
 func (propagator) Extract(ctx context.Context, h kanban.Header) context.Context {
 	if v := h.Get(traceHeader); v != "" {
-		return context.WithValue(ctx, traceKey{}, v)
+		ctx = context.WithValue(ctx, traceKey{}, v)
+	}
+	if v := h.Get(spanHeader); v != "" {
+		ctx = context.WithValue(ctx, spanKey{}, v)
 	}
 	return ctx
 }

@@ -38,6 +38,13 @@ func Run(t *testing.T, newQueue NewQueue) {
 		{"DrainDeadline", testDrainDeadline},
 		{"BadPayload", testBadPayload},
 		{"ContextPropagation", testPropagation},
+		{"Tracing", testTracing},
+		{"DeadLetterList", testDeadLetterList},
+		{"DeadLetterRedrive", testDeadLetterRedrive},
+		{"DeadLetterRedriveWhenFull", testRedriveWhenFull},
+		{"DeadLetterDelete", testDeadLetterDelete},
+		{"DeadLetterBadInput", testDeadLetterBadInput},
+		{"Backlog", testBacklog},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newQueue) })
@@ -45,7 +52,7 @@ func Run(t *testing.T, newQueue NewQueue) {
 }
 
 func defaultOptions() Options {
-	return Options{Codec: Codec{}, Propagator: propagator{}}
+	return Options{Codec: Codec{}, Propagator: propagator{}, Tracer: NewTracer()}
 }
 
 func msg(i int, key string) kanban.Message[Payload] {

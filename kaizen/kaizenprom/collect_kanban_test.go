@@ -1,0 +1,197 @@
+package kaizenprom_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kaizen/kaizenprom"
+	"github.com/taipattern/taikit/kanban"
+)
+
+// queueFamilies are the families TestKanbanCollectorScriptedRun compares.
+var queueFamilies = []string{
+	"taikit_queue_published_total", "taikit_queue_duplicates_total", "taikit_queue_handled_total",
+	"taikit_queue_retried_total", "taikit_queue_redelivered_total", "taikit_queue_dead_lettered_total",
+	"taikit_queue_redriven_total", "taikit_queue_in_flight", "taikit_queue_depth",
+	"taikit_queue_oldest_age_seconds", "taikit_queue_dead_letters", "taikit_queue_backlog_up",
+	"taikit_queue_handler_duration_seconds",
+}
+
+const queueHelp = `# HELP taikit_queue_backlog_up 1 if the last read of the queue's backlog succeeded, else 0.
+# TYPE taikit_queue_backlog_up gauge
+taikit_queue_backlog_up{queue="orders"} 1
+# HELP taikit_queue_dead_lettered_total Messages sent to the dead letters.
+# TYPE taikit_queue_dead_lettered_total counter
+taikit_queue_dead_lettered_total{queue="orders"} %DEADLETTERED%
+# HELP taikit_queue_dead_letters Dead letters kept now.
+# TYPE taikit_queue_dead_letters gauge
+taikit_queue_dead_letters{queue="orders"} %DEADLETTERS%
+# HELP taikit_queue_depth Messages held by the queue: waiting, in flight and waiting for a retry.
+# TYPE taikit_queue_depth gauge
+taikit_queue_depth{queue="orders"} %DEPTH%
+# HELP taikit_queue_duplicates_total Publishes dropped as duplicates of a stored message ID.
+# TYPE taikit_queue_duplicates_total counter
+taikit_queue_duplicates_total{queue="orders"} 1
+# HELP taikit_queue_handled_total Messages the handler finished without error.
+# TYPE taikit_queue_handled_total counter
+taikit_queue_handled_total{queue="orders"} %HANDLED%
+# HELP taikit_queue_in_flight Messages pulled and not yet settled.
+# TYPE taikit_queue_in_flight gauge
+taikit_queue_in_flight{queue="orders"} 0
+# HELP taikit_queue_oldest_age_seconds Age of the oldest message waiting, as the backend knows it.
+# TYPE taikit_queue_oldest_age_seconds gauge
+taikit_queue_oldest_age_seconds{queue="orders"} %OLDEST%
+# HELP taikit_queue_published_total Messages stored by the queue (duplicates not counted).
+# TYPE taikit_queue_published_total counter
+taikit_queue_published_total{queue="orders"} 4
+# HELP taikit_queue_redelivered_total Handler attempts after a message's first delivery.
+# TYPE taikit_queue_redelivered_total counter
+taikit_queue_redelivered_total{queue="orders"} %REDELIVERED%
+# HELP taikit_queue_redriven_total Dead letters published back to the queue.
+# TYPE taikit_queue_redriven_total counter
+taikit_queue_redriven_total{queue="orders"} %REDRIVEN%
+# HELP taikit_queue_retried_total Failed attempts that were scheduled again.
+# TYPE taikit_queue_retried_total counter
+taikit_queue_retried_total{queue="orders"} %RETRIED%
+`
+
+// histogramText is the exposition of the handler histogram of queue
+// "orders" with the cumulative bucket counts, count and sum given.
+func histogramText(buckets []int, count int, sum string) string {
+	var b strings.Builder
+	b.WriteString("# HELP taikit_queue_handler_duration_seconds Duration of each handler attempt.\n")
+	b.WriteString("# TYPE taikit_queue_handler_duration_seconds histogram\n")
+	for i, le := range kaizenprom.HandlerBuckets {
+		fmt.Fprintf(&b, "taikit_queue_handler_duration_seconds_bucket{queue=\"orders\",le=\"%s\"} %d\n", strconv.FormatFloat(le, 'g', -1, 64), buckets[i])
+	}
+	fmt.Fprintf(&b, "taikit_queue_handler_duration_seconds_bucket{queue=\"orders\",le=\"+Inf\"} %d\n", count)
+	fmt.Fprintf(&b, "taikit_queue_handler_duration_seconds_sum{queue=\"orders\"} %s\n", sum)
+	fmt.Fprintf(&b, "taikit_queue_handler_duration_seconds_count{queue=\"orders\"} %d\n", count)
+	return b.String()
+}
+
+func expect(vals map[string]string, histogram string) string {
+	s := queueHelp
+	for k, v := range vals {
+		s = strings.ReplaceAll(s, "%"+k+"%", v)
+	}
+	return s + histogram
+}
+
+// TestKanbanCollectorScriptedRun drives a queue through publishes, a
+// wait, handling with a retry and a dead letter, and a redrive, in a
+// bubble whose clock only the script moves, and compares every series
+// after each step.
+func TestKanbanCollectorScriptedRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+		require.NoError(t, err)
+		q, err := kanban.NewMemory[string](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		require.NoError(t, c.AddQueue("orders", q))
+		obs, err := c.HandlerObserver("orders")
+		require.NoError(t, err)
+		ctx := context.Background()
+		for _, id := range []string{"a", "b", "c", "d", "a"} {
+			require.NoError(t, q.Publish(ctx, kanban.Message[string]{ID: id, Payload: id}))
+		}
+		time.Sleep(90 * time.Second)
+		require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(expect(map[string]string{
+			"DEADLETTERED": "0", "DEADLETTERS": "0", "DEPTH": "4", "HANDLED": "0", "OLDEST": "90",
+			"REDELIVERED": "0", "REDRIVEN": "0", "RETRIED": "0",
+		}, histogramText(make([]int, len(kaizenprom.HandlerBuckets)), 0, "0"))), queueFamilies...))
+
+		// a takes 2s; b fails after 1s, is retried 10s later and takes
+		// 3s; c is refused after 0.5s; d takes 2s.
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[string]) error {
+				switch {
+				case d.ID == "b" && d.Attempt == 1:
+					time.Sleep(time.Second)
+					return errors.New("again")
+				case d.ID == "b":
+					time.Sleep(3 * time.Second)
+				case d.ID == "c":
+					time.Sleep(500 * time.Millisecond)
+					return kanban.Permanent(errors.New("refused"))
+				default:
+					time.Sleep(2 * time.Second)
+				}
+				return nil
+			}, kanban.ConsumeOptions{Observer: obs, Backoff: kanban.BackoffFunc(func(int) time.Duration { return 10 * time.Second })})
+		}()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-done)
+		histogram := histogramText([]int{0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 5, 5, 5}, 5, "8.5")
+		require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(expect(map[string]string{
+			"DEADLETTERED": "1", "DEADLETTERS": "1", "DEPTH": "0", "HANDLED": "3", "OLDEST": "0",
+			"REDELIVERED": "1", "REDRIVEN": "0", "RETRIED": "1",
+		}, histogram)), queueFamilies...))
+
+		// c back in the queue, waiting 5s.
+		n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{ID: "c"})
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		time.Sleep(5 * time.Second)
+		require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(expect(map[string]string{
+			"DEADLETTERED": "1", "DEADLETTERS": "0", "DEPTH": "1", "HANDLED": "3", "OLDEST": "5",
+			"REDELIVERED": "1", "REDRIVEN": "1", "RETRIED": "1",
+		}, histogram)), queueFamilies...))
+
+		problems, err := testutil.GatherAndLint(reg)
+		require.NoError(t, err)
+		assert.Empty(t, problems)
+	})
+}
+
+// brokenBacklog is a queue whose backlog cannot be read.
+type brokenBacklog struct{ fakeQueue }
+
+func (brokenBacklog) Backlog(context.Context) (kanban.Backlog, error) {
+	return kanban.Backlog{}, errors.New("server gone")
+}
+
+// unknownAge is a queue that does not know the age of its oldest message.
+type unknownAge struct{ fakeQueue }
+
+func (unknownAge) Backlog(context.Context) (kanban.Backlog, error) {
+	return kanban.Backlog{Depth: 3, DeadLetters: 2}, nil
+}
+
+func TestKanbanCollectorBacklogUnknownOrFailing(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	require.NoError(t, c.AddQueue("broken", brokenBacklog{}))
+	require.NoError(t, c.AddQueue("ageless", unknownAge{}))
+	q := func(name string) map[string]string { return map[string]string{"queue": name} }
+	assert.Equal(t, 0.0, gaugeValue(t, reg, "taikit_queue_backlog_up", q("broken")))
+	assert.Nil(t, series(t, reg, "taikit_queue_depth", q("broken")), "no made-up depth")
+	assert.Nil(t, series(t, reg, "taikit_queue_dead_letters", q("broken")))
+	assert.Equal(t, 1.0, gaugeValue(t, reg, "taikit_queue_backlog_up", q("ageless")))
+	assert.Equal(t, 3.0, gaugeValue(t, reg, "taikit_queue_depth", q("ageless")))
+	assert.Equal(t, 2.0, gaugeValue(t, reg, "taikit_queue_dead_letters", q("ageless")))
+	assert.Nil(t, series(t, reg, "taikit_queue_oldest_age_seconds", q("ageless")), "an age not known is left out")
+
+	_, err = c.HandlerObserver("")
+	require.ErrorContains(t, err, "no name")
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}

@@ -1,0 +1,47 @@
+// Package kanbanhttp serves the operations on kanban queues as JSON over
+// HTTP — their backlog, and listing, redriving and deleting their dead
+// letters — and shows them on an andon board as panels.
+//
+//	h, err := kanbanhttp.New(kanbanhttp.Options{Prefix: "/ops", Token: os.Getenv("QUEUE_OPS_TOKEN")})
+//	err = h.AddQueue("confirmations", q) // a kanban.Memory or a natsjs.Queue
+//	mux.Handle("/ops/", h)
+//
+// Under Prefix a Handler serves:
+//
+//	GET    {prefix}/queues                                   every queue: its backlog and counts
+//	GET    {prefix}/queues/{queue}/deadletters               a page of dead letters (query: limit, order, cursor and a filter)
+//	POST   {prefix}/queues/{queue}/deadletters/redrive       redrive those a JSON filter matches
+//	POST   {prefix}/queues/{queue}/deadletters/{seq}/redrive redrive one
+//	DELETE {prefix}/queues/{queue}/deadletters               delete those a filter in the query matches
+//	DELETE {prefix}/queues/{queue}/deadletters/{seq}         delete one
+//
+// A filter has the fields of kanban.DeadLetterFilter: seq, id, key,
+// reason (a substring), older_than (a Go duration, "1h30m") and all
+// (true: every dead letter; no other field with it). Redrive and delete
+// refuse an empty filter, so that acting on every dead letter is always
+// asked for with all=true. A page is limit dead letters (1 to 1000; 100
+// when not given), order "oldest" (the default) or "newest", continuing
+// after cursor — the next_cursor of the page before. Unknown query
+// parameters and JSON fields are refused, so a misspelt filter is an
+// error rather than a wider one.
+//
+// Errors are JSON too: {"error": {"code": "...", "message": "..."}} with
+// 400 for bad input, 401 or 403 for a refused caller, 404 for an unknown
+// queue or dead letter, 413 for a body over MaxBodyBytes, 415 for a body
+// that is not JSON, 503 (with Retry-After) when a redrive finds the queue
+// full, 504 when the request's context ends first and 502 when the backend
+// fails. A redrive or delete that stopped partway says how many it did in
+// the same body ("redriven" or "deleted").
+//
+// Mutations (redrive, delete) are refused with 403 unless Options.Token or
+// Options.Authorize is set: nothing can change a queue until the service
+// says who may. Reads are open by default, since the board links to them;
+// a dead letter's payload may hold personal data, so set AuthorizeReads
+// to guard them too. Mutations also pass http.CrossOriginProtection, so a
+// browser session (with an Authorize that reads cookies) cannot be made to
+// call them from another site.
+//
+// QueuePanel and DeadLetterPanel are andon.Panels for the board. Their
+// rows come from what Refresh (or Watch, which calls it periodically) last
+// read, since a panel's Rows must not block on a server.
+package kanbanhttp

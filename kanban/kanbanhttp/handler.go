@@ -1,0 +1,621 @@
+package kanbanhttp
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// DefaultMaxBodyBytes bounds a request body when Options.MaxBodyBytes is
+// 0.
+const DefaultMaxBodyBytes = 64 << 10
+
+// Options configure a Handler. The zero value serves reads at the root
+// and refuses every mutation.
+type Options struct {
+	// Prefix is the path the API is served under, such as "/ops". Empty
+	// means the root. It must start with "/" and not end with one.
+	Prefix string
+	// Token, if set, must be presented as "Authorization: Bearer <token>"
+	// on every mutation (and read, with AuthorizeReads); at least 16
+	// bytes.
+	Token string
+	// Authorize, if set, decides each mutation (and read, with
+	// AuthorizeReads): a nil error allows it, an error refuses it with
+	// 403 and the error's text. With Token as well, both must pass.
+	Authorize func(r *http.Request) error
+	// AuthorizeReads applies Token and Authorize to reads as well: the
+	// dead letters' payloads may hold personal data.
+	AuthorizeReads bool
+	// MaxBodyBytes bounds a request body. 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// TrustedOrigins are origins ("https://ops.example.com") allowed to
+	// make mutations from a browser besides the API's own, as
+	// http.CrossOriginProtection takes them.
+	TrustedOrigins []string
+	// Logger records every mutation: the queue, the filter, how many and
+	// any error (never payloads). nil means slog.Default().
+	Logger *slog.Logger
+	// OnRefresh, if set, is called after each Refresh (andon.Board.Notify,
+	// so live boards show the new rows at once).
+	OnRefresh func()
+}
+
+// Handler is an http.Handler serving the operations on named queues (see
+// the package documentation). It is safe for concurrent use; add every
+// queue before serving.
+type Handler struct {
+	opts  Options
+	mux   *http.ServeMux
+	log   *slog.Logger
+	token [sha256.Size]byte // the token's hash, when set
+	csrf  *http.CrossOriginProtection
+
+	mu     sync.Mutex
+	queues map[string]kanban.DeadLetterStore
+	names  []string // in the order added
+	seen   map[string]snapshot
+	dlSeen map[string][]kanban.DeadLetter
+	polled time.Time
+}
+
+var queueName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// New returns a Handler, or an error naming the bad option.
+func New(opts Options) (*Handler, error) {
+	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/") ||
+		strings.ContainsAny(opts.Prefix, "{}# ?")) {
+		return nil, fmt.Errorf("kanbanhttp: Options.Prefix %q must start with / and not end with one (e.g. /ops)", opts.Prefix)
+	}
+	if opts.Token != "" && len(opts.Token) < 16 {
+		return nil, fmt.Errorf("kanbanhttp: Options.Token has %d bytes: at least 16 are needed", len(opts.Token))
+	}
+	switch {
+	case opts.MaxBodyBytes == 0:
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	case opts.MaxBodyBytes < 0:
+		return nil, fmt.Errorf("kanbanhttp: Options.MaxBodyBytes %d is negative", opts.MaxBodyBytes)
+	}
+	h := &Handler{opts: opts, log: opts.Logger, queues: map[string]kanban.DeadLetterStore{},
+		seen: map[string]snapshot{}, dlSeen: map[string][]kanban.DeadLetter{}, csrf: http.NewCrossOriginProtection()}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if opts.Token != "" {
+		h.token = sha256.Sum256([]byte(opts.Token))
+	}
+	for _, o := range opts.TrustedOrigins {
+		if err := h.csrf.AddTrustedOrigin(o); err != nil {
+			return nil, fmt.Errorf("kanbanhttp: Options.TrustedOrigins: %w", err)
+		}
+	}
+	p := opts.Prefix
+	h.mux = http.NewServeMux()
+	h.mux.HandleFunc("GET "+p+"/queues", h.read(h.listQueues))
+	h.mux.HandleFunc("GET "+p+"/queues/{queue}/deadletters", h.read(h.listDeadLetters))
+	h.mux.HandleFunc("POST "+p+"/queues/{queue}/deadletters/redrive", h.mutate(h.redriveFiltered))
+	h.mux.HandleFunc("POST "+p+"/queues/{queue}/deadletters/{seq}/redrive", h.mutate(h.redriveOne))
+	h.mux.HandleFunc("DELETE "+p+"/queues/{queue}/deadletters", h.mutate(h.deleteFiltered))
+	h.mux.HandleFunc("DELETE "+p+"/queues/{queue}/deadletters/{seq}", h.mutate(h.deleteOne))
+	return h, nil
+}
+
+// AddQueue serves q under name: letters, digits, '.', '-' and '_', at
+// most 128. A queue that is also a kanban.BacklogReader has its backlog
+// shown, one with a Stats() kanban.QueueStats method its counts.
+func (h *Handler) AddQueue(name string, q kanban.DeadLetterStore) error {
+	if !queueName.MatchString(name) {
+		return fmt.Errorf("kanbanhttp: AddQueue: invalid queue name %q: 1 to 128 letters, digits, '.', '-' or '_'", name)
+	}
+	if q == nil {
+		return errors.New("kanbanhttp: AddQueue: nil queue")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, dup := h.queues[name]; dup {
+		return fmt.Errorf("kanbanhttp: AddQueue: a queue named %q is served already", name)
+	}
+	h.queues[name] = q
+	h.names = append(h.names, name)
+	return nil
+}
+
+// ServeHTTP serves the API.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+// apiError is an error answered with a status and a code.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func badRequest(format string, args ...any) *apiError {
+	return &apiError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...)}
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// writeJSON answers v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fail answers err as JSON, with extra fields (counts) if any.
+func fail(w http.ResponseWriter, err error, extra map[string]any) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, kanban.ErrDeadLetterNotFound):
+		ae = &apiError{http.StatusNotFound, "dead_letter_not_found", err.Error()}
+	case errors.Is(err, kanban.ErrEmptyFilter):
+		ae = &apiError{http.StatusBadRequest, "empty_filter", err.Error()}
+	case errors.Is(err, kanban.ErrFull):
+		ae = &apiError{http.StatusServiceUnavailable, "queue_full", err.Error()}
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		ae = &apiError{http.StatusGatewayTimeout, "timeout", err.Error()}
+	default:
+		ae = &apiError{http.StatusBadGateway, "backend_error", err.Error()}
+	}
+	body := map[string]any{}
+	maps.Copy(body, extra)
+	var eb errorBody
+	eb.Error.Code, eb.Error.Message = ae.code, ae.message
+	body["error"] = eb.Error
+	if ae.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="kanban"`)
+	}
+	writeJSON(w, ae.status, body)
+}
+
+// authorize checks the caller as Options say, for a mutation when
+// mutation is true.
+func (h *Handler) authorize(r *http.Request, mutation bool) error {
+	if !mutation && !h.opts.AuthorizeReads {
+		return nil
+	}
+	if h.opts.Token == "" && h.opts.Authorize == nil {
+		if mutation {
+			return &apiError{http.StatusForbidden, "mutations_disabled",
+				"changes to dead letters are disabled: the service sets kanbanhttp.Options.Token or Authorize to allow them"}
+		}
+		return &apiError{http.StatusForbidden, "reads_disabled", "reads need Options.Token or Authorize with AuthorizeReads"}
+	}
+	if h.opts.Token != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
+			return &apiError{http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"}
+		}
+	}
+	if h.opts.Authorize != nil {
+		if err := h.opts.Authorize(r); err != nil {
+			return &apiError{http.StatusForbidden, "forbidden", err.Error()}
+		}
+	}
+	return nil
+}
+
+// queue returns the queue the request's path names.
+func (h *Handler) queue(r *http.Request) (string, kanban.DeadLetterStore, error) {
+	name := r.PathValue("queue")
+	h.mu.Lock()
+	q, ok := h.queues[name]
+	h.mu.Unlock()
+	if !ok {
+		return "", nil, &apiError{http.StatusNotFound, "queue_not_found", fmt.Sprintf("no queue named %q", name)}
+	}
+	return name, q, nil
+}
+
+type endpoint func(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error
+
+func (h *Handler) read(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h.authorize(r, false)
+		if err == nil {
+			err = f(w, r)
+		}
+		if err != nil {
+			fail(w, err, nil)
+		}
+	}
+}
+
+func (h *Handler) mutate(f endpoint) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h.csrf.Check(r); err != nil {
+			fail(w, &apiError{http.StatusForbidden, "cross_origin", err.Error()}, nil)
+			return
+		}
+		if err := h.authorize(r, true); err != nil {
+			fail(w, err, nil)
+			return
+		}
+		name, q, err := h.queue(r)
+		if err != nil {
+			fail(w, err, nil)
+			return
+		}
+		if err := f(w, r, name, q); err != nil {
+			fail(w, err, nil)
+		}
+	}
+}
+
+// queueJSON is a queue as GET /queues shows it.
+type queueJSON struct {
+	Name         string       `json:"name"`
+	DeadLetters  string       `json:"dead_letters"` // the path of its dead letters
+	Backlog      *backlogJSON `json:"backlog,omitempty"`
+	BacklogError string       `json:"backlog_error,omitempty"`
+	Stats        *statsJSON   `json:"stats,omitempty"`
+}
+
+// statsJSON is a queue's QueueStats, named as the rest of the API.
+type statsJSON struct {
+	Published    int64 `json:"published"`
+	Duplicates   int64 `json:"duplicates"`
+	Handled      int64 `json:"handled"`
+	Retried      int64 `json:"retried"`
+	Redelivered  int64 `json:"redelivered"`
+	DeadLettered int64 `json:"dead_lettered"`
+	Redriven     int64 `json:"redriven"`
+	InFlight     int64 `json:"in_flight"`
+}
+
+type backlogJSON struct {
+	Depth         int64    `json:"depth"`
+	OldestSeconds *float64 `json:"oldest_seconds,omitempty"` // absent when the backend does not know it
+	DeadLetters   int64    `json:"dead_letters"`
+}
+
+func toBacklogJSON(b kanban.Backlog) *backlogJSON {
+	j := &backlogJSON{Depth: b.Depth, DeadLetters: b.DeadLetters}
+	if b.OldestKnown {
+		s := b.Oldest.Seconds()
+		j.OldestSeconds = &s
+	}
+	return j
+}
+
+func (h *Handler) listQueues(w http.ResponseWriter, r *http.Request) error {
+	if len(r.URL.Query()) > 0 {
+		return badRequest("GET /queues takes no query parameters")
+	}
+	h.mu.Lock()
+	names := slices.Clone(h.names)
+	h.mu.Unlock()
+	out := []queueJSON{}
+	for _, name := range names {
+		h.mu.Lock()
+		q := h.queues[name]
+		h.mu.Unlock()
+		j := queueJSON{Name: name, DeadLetters: h.deadLettersPath(name)}
+		if br, ok := q.(kanban.BacklogReader); ok {
+			b, err := br.Backlog(r.Context())
+			if err != nil {
+				j.BacklogError = err.Error()
+			} else {
+				j.Backlog = toBacklogJSON(b)
+			}
+		}
+		if s, ok := q.(interface{ Stats() kanban.QueueStats }); ok {
+			st := s.Stats()
+			j.Stats = &statsJSON{st.Published, st.Duplicates, st.Handled, st.Retried, st.Redelivered, st.DeadLettered, st.Redriven, st.InFlight}
+		}
+		out = append(out, j)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queues": out})
+	return nil
+}
+
+func (h *Handler) deadLettersPath(name string) string {
+	return h.opts.Prefix + "/queues/" + name + "/deadletters"
+}
+
+// deadLetterJSON is a dead letter as the API shows it: the payload as
+// JSON when it is JSON, else in base64.
+type deadLetterJSON struct {
+	Seq           uint64          `json:"seq"`
+	ID            string          `json:"id"`
+	Key           string          `json:"key,omitempty"`
+	Reason        string          `json:"reason"`
+	Attempts      int             `json:"attempts"`
+	Time          time.Time       `json:"time"`
+	Headers       kanban.Header   `json:"headers,omitempty"`
+	Payload       json.RawMessage `json:"payload,omitempty"`
+	PayloadBase64 []byte          `json:"payload_base64,omitempty"`
+}
+
+func toDeadLetterJSON(d kanban.DeadLetter) deadLetterJSON {
+	j := deadLetterJSON{Seq: d.Seq, ID: d.ID, Key: d.Key, Reason: d.Reason, Attempts: d.Attempts, Time: d.Time.UTC(), Headers: d.Headers}
+	if json.Valid(d.Payload) {
+		j.Payload = d.Payload
+	} else {
+		j.PayloadBase64 = d.Payload
+	}
+	return j
+}
+
+type pageJSON struct {
+	DeadLetters []deadLetterJSON `json:"dead_letters"`
+	NextCursor  uint64           `json:"next_cursor,omitempty"`
+	Next        string           `json:"next,omitempty"` // the URL of the next page
+	Total       int              `json:"total"`
+}
+
+func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) error {
+	name, q, err := h.queue(r)
+	if err != nil {
+		return err
+	}
+	params := r.URL.Query()
+	query := kanban.DeadLetterQuery{}
+	if err := onlyParams(params, "limit", "order", "cursor", "seq", "id", "key", "reason", "older_than"); err != nil {
+		return err
+	}
+	if query.Filter, err = filterFromQuery(params); err != nil {
+		return err
+	}
+	if v, ok := single(params, "limit"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > kanban.MaxDeadLetterPage {
+			return badRequest("invalid limit %q: a number from 1 to %d", v, kanban.MaxDeadLetterPage)
+		}
+		query.Limit = n
+	}
+	switch v, _ := single(params, "order"); v {
+	case "", "oldest":
+	case "newest":
+		query.Newest = true
+	default:
+		return badRequest(`invalid order %q: "oldest" or "newest"`, v)
+	}
+	if v, ok := single(params, "cursor"); ok {
+		if query.Cursor, err = strconv.ParseUint(v, 10, 64); err != nil || query.Cursor == 0 {
+			return badRequest("invalid cursor %q: the next_cursor of a page", v)
+		}
+	}
+	for k, vs := range params {
+		if len(vs) > 1 {
+			return badRequest("query parameter %s given %d times", k, len(vs))
+		}
+	}
+	if err := query.Validate(); err != nil {
+		return badRequest("%v", err)
+	}
+	page, err := q.ListDeadLetters(r.Context(), query)
+	if err != nil {
+		return err
+	}
+	out := pageJSON{DeadLetters: make([]deadLetterJSON, 0, len(page.Letters)), NextCursor: page.Next, Total: page.Total}
+	for _, d := range page.Letters {
+		out.DeadLetters = append(out.DeadLetters, toDeadLetterJSON(d))
+	}
+	if page.Next != 0 {
+		next := r.URL.Query()
+		next.Set("cursor", strconv.FormatUint(page.Next, 10))
+		out.Next = h.deadLettersPath(name) + "?" + next.Encode()
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// onlyParams refuses a query parameter not in allowed.
+func onlyParams(params map[string][]string, allowed ...string) error {
+	for k := range params {
+		if !slices.Contains(allowed, k) {
+			return badRequest("unknown query parameter %q; known: %s", k, strings.Join(allowed, ", "))
+		}
+	}
+	return nil
+}
+
+func single(params map[string][]string, k string) (string, bool) {
+	vs, ok := params[k]
+	if !ok || len(vs) == 0 {
+		return "", false
+	}
+	return vs[0], true
+}
+
+// filterJSON is a filter as a request gives it.
+type filterJSON struct {
+	All       bool   `json:"all"`
+	Seq       uint64 `json:"seq"`
+	ID        string `json:"id"`
+	Key       string `json:"key"`
+	Reason    string `json:"reason"`
+	OlderThan string `json:"older_than"`
+}
+
+func (f filterJSON) filter() (kanban.DeadLetterFilter, error) {
+	out := kanban.DeadLetterFilter{All: f.All, Seq: f.Seq, ID: f.ID, Key: f.Key, Reason: f.Reason}
+	if f.OlderThan != "" {
+		d, err := time.ParseDuration(f.OlderThan)
+		if err != nil || d < 0 {
+			return out, badRequest("invalid older_than %q: a duration such as 30m or 24h", f.OlderThan)
+		}
+		out.Before = time.Now().Add(-d)
+	}
+	return out, nil
+}
+
+func filterFromQuery(params map[string][]string) (kanban.DeadLetterFilter, error) {
+	var f filterJSON
+	if v, ok := single(params, "all"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return kanban.DeadLetterFilter{}, badRequest("invalid all %q: true or false", v)
+		}
+		f.All = b
+	}
+	if v, ok := single(params, "seq"); ok {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			return kanban.DeadLetterFilter{}, badRequest("invalid seq %q: a dead letter's number", v)
+		}
+		f.Seq = n
+	}
+	f.ID, _ = single(params, "id")
+	f.Key, _ = single(params, "key")
+	f.Reason, _ = single(params, "reason")
+	f.OlderThan, _ = single(params, "older_than")
+	return f.filter()
+}
+
+// readFilter decodes the JSON filter of a request body.
+func (h *Handler) readFilter(w http.ResponseWriter, r *http.Request) (kanban.DeadLetterFilter, error) {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return kanban.DeadLetterFilter{}, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)"}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	var f filterJSON
+	if err := dec.Decode(&f); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return kanban.DeadLetterFilter{}, &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", h.opts.MaxBodyBytes)}
+		}
+		return kanban.DeadLetterFilter{}, badRequest("invalid JSON filter: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return kanban.DeadLetterFilter{}, badRequest("invalid JSON filter: data after the object")
+	}
+	return f.filter()
+}
+
+// filterText shows the fields of f that are set.
+func filterText(f kanban.DeadLetterFilter) string {
+	var parts []string
+	add := func(k, v string) {
+		if v != "" {
+			parts = append(parts, k+"="+strconv.Quote(v))
+		}
+	}
+	if f.All {
+		parts = append(parts, "all")
+	}
+	if f.Seq != 0 {
+		parts = append(parts, "seq="+strconv.FormatUint(f.Seq, 10))
+	}
+	add("id", f.ID)
+	add("key", f.Key)
+	add("reason", f.Reason)
+	if !f.Before.IsZero() {
+		parts = append(parts, "before="+f.Before.UTC().Format(time.RFC3339))
+	}
+	return strings.Join(parts, " ")
+}
+
+// seqOf reads the {seq} of the path.
+func seqOf(r *http.Request) (uint64, error) {
+	v := r.PathValue("seq")
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, badRequest("invalid dead letter %q: its seq, a positive number", v)
+	}
+	return n, nil
+}
+
+func (h *Handler) redriveFiltered(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
+	if len(r.URL.Query()) > 0 {
+		return badRequest("the filter goes in the JSON body, not the query")
+	}
+	f, err := h.readFilter(w, r)
+	if err != nil {
+		return err
+	}
+	return h.act(w, r, name, "redrive", f, q.RedriveDeadLetters)
+}
+
+func (h *Handler) redriveOne(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
+	seq, err := seqOf(r)
+	if err != nil {
+		return err
+	}
+	if len(r.URL.Query()) > 0 {
+		return badRequest("redriving one dead letter takes no query parameters")
+	}
+	return h.act(w, r, name, "redrive", kanban.DeadLetterFilter{Seq: seq}, q.RedriveDeadLetters)
+}
+
+func (h *Handler) deleteFiltered(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
+	params := r.URL.Query()
+	if err := onlyParams(params, "all", "seq", "id", "key", "reason", "older_than"); err != nil {
+		return err
+	}
+	for k, vs := range params {
+		if len(vs) > 1 {
+			return badRequest("query parameter %s given %d times", k, len(vs))
+		}
+	}
+	f, err := filterFromQuery(params)
+	if err != nil {
+		return err
+	}
+	return h.act(w, r, name, "delete", f, q.DeleteDeadLetters)
+}
+
+func (h *Handler) deleteOne(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
+	seq, err := seqOf(r)
+	if err != nil {
+		return err
+	}
+	if len(r.URL.Query()) > 0 {
+		return badRequest("deleting one dead letter takes no query parameters")
+	}
+	return h.act(w, r, name, "delete", kanban.DeadLetterFilter{Seq: seq}, q.DeleteDeadLetters)
+}
+
+// act validates f, runs do with it, logs and answers.
+func (h *Handler) act(w http.ResponseWriter, r *http.Request, name, what string, f kanban.DeadLetterFilter,
+	do func(context.Context, kanban.DeadLetterFilter) (int, error)) error {
+	if err := f.Validate(); err != nil {
+		if errors.Is(err, kanban.ErrEmptyFilter) {
+			return &apiError{http.StatusBadRequest, "empty_filter", "the filter names nothing: give seq, id, key, reason or older_than, or all=true for every dead letter"}
+		}
+		return badRequest("%v", err)
+	}
+	n, err := do(r.Context(), f)
+	field := map[string]string{"redrive": "redriven", "delete": "deleted"}[what]
+	attrs := []any{"queue", name, "action", what, field, n, "filter", filterText(f), "remote", r.RemoteAddr}
+	if err != nil {
+		h.log.Warn("kanbanhttp: dead letters "+what+" failed", append(attrs, "err", err)...)
+		fail(w, err, map[string]any{field: n})
+		return nil
+	}
+	h.log.Info("kanbanhttp: dead letters "+what, attrs...)
+	writeJSON(w, http.StatusOK, map[string]int{field: n})
+	return nil
+}

@@ -1,0 +1,391 @@
+package kanbanhttp_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/kanbanhttp"
+)
+
+const token = "0123456789abcdef-token"
+
+type order struct {
+	N int `json:"n"`
+}
+
+// deadQueue returns a memory queue whose messages o-1 … o-n (keys k-1,
+// k-2, k-1, …) were refused: n dead letters, oldest first.
+func deadQueue(t *testing.T, capacity, n int) *kanban.Memory[order] {
+	t.Helper()
+	q, err := kanban.NewMemory[order](kanban.MemoryOptions{Capacity: capacity})
+	require.NoError(t, err)
+	refuse(t, q, n)
+	return q
+}
+
+func refuse(t *testing.T, q *kanban.Memory[order], n int) {
+	t.Helper()
+	if n == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := 1; i <= n; i++ {
+		require.NoError(t, q.Publish(ctx, kanban.Message[order]{ID: "o-" + strconv.Itoa(i), Key: "k-" + strconv.Itoa(1+(i+1)%2), Payload: order{N: i}}))
+	}
+	seen := 0
+	err := q.Consume(ctx, func(_ context.Context, d kanban.Delivery[order]) error {
+		seen++
+		if seen == n {
+			cancel()
+		}
+		return kanban.Permanent(errors.New("refused " + d.Key))
+	}, kanban.ConsumeOptions{})
+	require.NoError(t, err)
+}
+
+type server struct {
+	t *testing.T
+	h http.Handler
+}
+
+func newServer(t *testing.T, opts kanbanhttp.Options, queues map[string]kanban.DeadLetterStore) (*kanbanhttp.Handler, *server) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h, err := kanbanhttp.New(opts)
+	require.NoError(t, err)
+	for name, q := range queues {
+		require.NoError(t, h.AddQueue(name, q))
+	}
+	return h, &server{t: t, h: h}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    []byte
+}
+
+func (s *server) do(method, target, body string, hdr ...string) response {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	r := httptest.NewRequest(method, target, rd)
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	s.h.ServeHTTP(w, r)
+	out := response{status: w.Code, header: w.Header(), raw: w.Body.Bytes()}
+	if strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+		require.NoError(s.t, json.Unmarshal(out.raw, &out.body), "body %s", out.raw)
+	}
+	return out
+}
+
+func (r response) code() string {
+	e, _ := r.body["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func (r response) ids() []string {
+	out := []string{}
+	dls, _ := r.body["dead_letters"].([]any)
+	for _, d := range dls {
+		out = append(out, d.(map[string]any)["id"].(string))
+	}
+	return out
+}
+
+var bearer = []string{"Authorization", "Bearer " + token}
+
+func TestListDeadLetters(t *testing.T) {
+	q := deadQueue(t, 0, 5)
+	_, s := newServer(t, kanbanhttp.Options{Prefix: "/ops"}, map[string]kanban.DeadLetterStore{"orders": q})
+
+	r := s.do("GET", "/ops/queues/orders/deadletters", "")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.Equal(t, []string{"o-1", "o-2", "o-3", "o-4", "o-5"}, r.ids())
+	assert.EqualValues(t, 5, r.body["total"])
+	assert.NotContains(t, r.body, "next_cursor")
+	first := r.body["dead_letters"].([]any)[0].(map[string]any)
+	assert.EqualValues(t, 1, first["seq"])
+	assert.Equal(t, "k-1", first["key"])
+	assert.Equal(t, "refused k-1", first["reason"])
+	assert.EqualValues(t, 1, first["attempts"])
+	assert.Equal(t, map[string]any{"n": 1.0}, first["payload"], "the payload as JSON")
+	_, err := time.Parse(time.RFC3339Nano, first["time"].(string))
+	assert.NoError(t, err)
+
+	// Pages, newest first, following next.
+	var got []string
+	target := "/ops/queues/orders/deadletters?order=newest&limit=2"
+	for range 5 {
+		r := s.do("GET", target, "")
+		require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+		got = append(got, r.ids()...)
+		next, _ := r.body["next"].(string)
+		if next == "" {
+			break
+		}
+		target = next
+	}
+	assert.Equal(t, []string{"o-5", "o-4", "o-3", "o-2", "o-1"}, got)
+
+	for query, want := range map[string][]string{
+		"key=k-2":         {"o-2", "o-4"},
+		"reason=d+k-1":    {"o-1", "o-3", "o-5"},
+		"id=o-3":          {"o-3"},
+		"seq=4":           {"o-4"},
+		"older_than=1h":   {},
+		"older_than=0s":   {"o-1", "o-2", "o-3", "o-4", "o-5"},
+		"key=k-2&limit=1": {"o-2"},
+	} {
+		r := s.do("GET", "/ops/queues/orders/deadletters?"+query, "")
+		require.Equal(t, http.StatusOK, r.status, "%s: %s", query, r.raw)
+		assert.Equal(t, want, r.ids(), query)
+	}
+}
+
+func TestListQueues(t *testing.T) {
+	q := deadQueue(t, 0, 2)
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[order]{ID: "waiting"}))
+	_, s := newServer(t, kanbanhttp.Options{}, map[string]kanban.DeadLetterStore{"orders": q})
+	r := s.do("GET", "/queues", "")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	qs := r.body["queues"].([]any)
+	require.Len(t, qs, 1)
+	o := qs[0].(map[string]any)
+	assert.Equal(t, "orders", o["name"])
+	assert.Equal(t, "/queues/orders/deadletters", o["dead_letters"])
+	b := o["backlog"].(map[string]any)
+	assert.EqualValues(t, 1, b["depth"])
+	assert.EqualValues(t, 2, b["dead_letters"])
+	assert.GreaterOrEqual(t, b["oldest_seconds"].(float64), 0.0)
+	assert.Equal(t, map[string]any{
+		"published": 3.0, "duplicates": 0.0, "handled": 0.0, "retried": 0.0, "redelivered": 0.0,
+		"dead_lettered": 2.0, "redriven": 0.0, "in_flight": 0.0,
+	}, o["stats"])
+}
+
+func TestBadRequests(t *testing.T) {
+	q := deadQueue(t, 0, 2)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	for _, tc := range []struct {
+		method, target, body string
+		status               int
+		code                 string
+	}{
+		{"GET", "/queues/nope/deadletters", "", 404, "queue_not_found"},
+		{"GET", "/queues/orders/deadletters?limit=0", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?limit=1001", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?limit=ten", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?order=sideways", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?cursor=x", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?kye=k-1", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?key=a&key=b", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?older_than=-1h", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?older_than=soon", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?seq=0", "", 400, "bad_request"},
+		{"GET", "/queues/orders/deadletters?reason=" + strings.Repeat("x", kanban.MaxFilterText+1), "", 400, "bad_request"},
+		{"GET", "/queues?x=1", "", 400, "bad_request"},
+		{"POST", "/queues/orders/deadletters/redrive", `{}`, 400, "empty_filter"},
+		{"POST", "/queues/orders/deadletters/redrive", `{"all":true,"key":"k-1"}`, 400, "bad_request"},
+		{"POST", "/queues/orders/deadletters/redrive", `{"keys":"k-1"}`, 400, "bad_request"},
+		{"POST", "/queues/orders/deadletters/redrive", `{"key":"k-1"} {"all":true}`, 400, "bad_request"},
+		{"POST", "/queues/orders/deadletters/redrive", `{"key":`, 400, "bad_request"},
+		{"POST", "/queues/orders/deadletters/redrive", `{"seq":-1}`, 400, "bad_request"},
+		{"POST", "/queues/orders/deadletters/redrive", `{"older_than":"1 day"}`, 400, "bad_request"},
+		{"POST", "/queues/orders/deadletters/redrive?key=k-1", `{"key":"k-1"}`, 400, "bad_request"},
+		{"POST", "/queues/orders/deadletters/redrive", `{"key":"` + strings.Repeat("x", kanbanhttp.DefaultMaxBodyBytes) + `"}`, 413, "body_too_large"},
+		{"POST", "/queues/orders/deadletters/x/redrive", "", 400, "bad_request"},
+		{"POST", "/queues/orders/deadletters/99/redrive", "", 404, "dead_letter_not_found"},
+		{"POST", "/queues/nope/deadletters/1/redrive", "", 404, "queue_not_found"},
+		{"DELETE", "/queues/orders/deadletters", "", 400, "empty_filter"},
+		{"DELETE", "/queues/orders/deadletters?all=maybe", "", 400, "bad_request"},
+		{"DELETE", "/queues/orders/deadletters?limit=1&all=true", "", 400, "bad_request"},
+		{"DELETE", "/queues/orders/deadletters/0", "", 400, "bad_request"},
+		{"DELETE", "/queues/orders/deadletters/99", "", 404, "dead_letter_not_found"},
+	} {
+		r := s.do(tc.method, tc.target, tc.body, bearer...)
+		assert.Equal(t, tc.status, r.status, "%s %.80s: %s", tc.method, tc.target, r.raw)
+		assert.Equal(t, tc.code, r.code(), "%s %.80s", tc.method, tc.target)
+		assert.NotEmpty(t, r.body["error"].(map[string]any)["message"])
+	}
+	// A body that is not JSON.
+	r := httptest.NewRequest("POST", "/queues/orders/deadletters/redrive", strings.NewReader("key=k-1"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Authorization", "Bearer "+token)
+	w := httptest.NewRecorder()
+	s.h.ServeHTTP(w, r)
+	assert.Equal(t, http.StatusUnsupportedMediaType, w.Code)
+
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 2, "no bad request changed anything")
+}
+
+func TestMutationsAreRefusedUnlessConfigured(t *testing.T) {
+	q := deadQueue(t, 0, 2)
+	_, s := newServer(t, kanbanhttp.Options{}, map[string]kanban.DeadLetterStore{"orders": q})
+	for _, tc := range []struct{ method, target, body string }{
+		{"POST", "/queues/orders/deadletters/redrive", `{"all":true}`},
+		{"POST", "/queues/orders/deadletters/1/redrive", ""},
+		{"DELETE", "/queues/orders/deadletters?all=true", ""},
+		{"DELETE", "/queues/orders/deadletters/1", ""},
+	} {
+		r := s.do(tc.method, tc.target, tc.body, bearer...)
+		assert.Equal(t, http.StatusForbidden, r.status, "%s %s", tc.method, tc.target)
+		assert.Equal(t, "mutations_disabled", r.code())
+	}
+	assert.Equal(t, http.StatusOK, s.do("GET", "/queues/orders/deadletters", "").status, "reads are open")
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 2)
+}
+
+func TestToken(t *testing.T) {
+	q := deadQueue(t, 0, 3)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	r := s.do("POST", "/queues/orders/deadletters/1/redrive", "")
+	assert.Equal(t, http.StatusUnauthorized, r.status)
+	assert.Equal(t, "unauthorized", r.code())
+	assert.Contains(t, r.header.Get("WWW-Authenticate"), "Bearer")
+	r = s.do("POST", "/queues/orders/deadletters/1/redrive", "", "Authorization", "Bearer "+token+"x")
+	assert.Equal(t, http.StatusUnauthorized, r.status)
+	r = s.do("POST", "/queues/orders/deadletters/1/redrive", "", "Authorization", token)
+	assert.Equal(t, http.StatusUnauthorized, r.status, "the token without Bearer")
+
+	r = s.do("POST", "/queues/orders/deadletters/1/redrive", "", bearer...)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 1, r.body["redriven"])
+	r = s.do("POST", "/queues/orders/deadletters/1/redrive", "", bearer...)
+	assert.Equal(t, http.StatusNotFound, r.status, "redriven already")
+	r = s.do("POST", "/queues/orders/deadletters/redrive", `{"key":"k-2"}`, bearer...)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 1, r.body["redriven"])
+	r = s.do("DELETE", "/queues/orders/deadletters/3", "", bearer...)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 1, r.body["deleted"])
+	assert.Equal(t, 2, q.Len(), "o-1 and o-2 back in the queue")
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, dl)
+
+	// Cross-site requests from a browser are refused, token or not.
+	r = s.do("DELETE", "/queues/orders/deadletters?all=true", "", "Authorization", "Bearer "+token, "Sec-Fetch-Site", "cross-site")
+	assert.Equal(t, http.StatusForbidden, r.status)
+	assert.Equal(t, "cross_origin", r.code())
+}
+
+func TestAuthorizeAndReads(t *testing.T) {
+	q := deadQueue(t, 0, 3)
+	var logged bytes.Buffer
+	_, s := newServer(t, kanbanhttp.Options{
+		AuthorizeReads: true,
+		Logger:         slog.New(slog.NewTextHandler(&logged, nil)),
+		Authorize: func(r *http.Request) error {
+			if r.Header.Get("X-Role") != "operator" {
+				return errors.New("operators only")
+			}
+			return nil
+		},
+	}, map[string]kanban.DeadLetterStore{"orders": q})
+	r := s.do("GET", "/queues/orders/deadletters", "")
+	assert.Equal(t, http.StatusForbidden, r.status)
+	assert.Equal(t, "forbidden", r.code())
+	assert.Equal(t, "operators only", r.body["error"].(map[string]any)["message"])
+	assert.Equal(t, http.StatusForbidden, s.do("GET", "/queues", "").status)
+	assert.Equal(t, http.StatusOK, s.do("GET", "/queues", "", "X-Role", "operator").status)
+
+	r = s.do("DELETE", "/queues/orders/deadletters?key=k-1&older_than=0s", "", "X-Role", "operator")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 2, r.body["deleted"])
+	r = s.do("DELETE", "/queues/orders/deadletters?all=true", "", "X-Role", "operator")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 1, r.body["deleted"])
+	assert.Contains(t, logged.String(), "kanbanhttp: dead letters delete")
+	assert.Contains(t, logged.String(), "deleted=2")
+	assert.NotContains(t, logged.String(), `"n"`, "no payload in the log")
+}
+
+func TestRedriveIntoAFullQueue(t *testing.T) {
+	q := deadQueue(t, 3, 3)
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[order]{ID: "filler-1"}))
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[order]{ID: "filler-2"}))
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	r := s.do("POST", "/queues/orders/deadletters/redrive", `{"all":true}`, bearer...)
+	assert.Equal(t, http.StatusServiceUnavailable, r.status)
+	assert.Equal(t, "queue_full", r.code())
+	assert.EqualValues(t, 1, r.body["redriven"], "how far it got")
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 2, "what did not fit stays")
+}
+
+// rawCodec stores strings as they are: not JSON.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error)      { return []byte(v.(string)), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error { *(v.(*string)) = string(data); return nil }
+
+func TestPayloadThatIsNotJSON(t *testing.T) {
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{Codec: rawCodec{}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	require.NoError(t, q.Publish(ctx, kanban.Message[string]{ID: "bin", Payload: "\x00\x01 not json"}))
+	require.NoError(t, q.Consume(ctx, func(context.Context, kanban.Delivery[string]) error {
+		cancel()
+		return kanban.Permanent(errors.New("no"))
+	}, kanban.ConsumeOptions{}))
+	_, s := newServer(t, kanbanhttp.Options{}, map[string]kanban.DeadLetterStore{"bin": q})
+	r := s.do("GET", "/queues/bin/deadletters", "")
+	require.Equal(t, http.StatusOK, r.status)
+	d := r.body["dead_letters"].([]any)[0].(map[string]any)
+	assert.NotContains(t, d, "payload")
+	assert.Equal(t, "AAEgbm90IGpzb24=", d["payload_base64"])
+}
+
+func TestNewAndAddQueueValidate(t *testing.T) {
+	for _, opts := range []kanbanhttp.Options{
+		{Prefix: "ops"}, {Prefix: "/ops/"}, {Prefix: "/o{p}s"},
+		{Token: "short"},
+		{MaxBodyBytes: -1},
+		{TrustedOrigins: []string{"not a url"}},
+	} {
+		_, err := kanbanhttp.New(opts)
+		assert.Error(t, err, "%+v", opts)
+	}
+	h, err := kanbanhttp.New(kanbanhttp.Options{})
+	require.NoError(t, err)
+	q := deadQueue(t, 0, 0)
+	assert.Error(t, h.AddQueue("", q))
+	assert.Error(t, h.AddQueue("a/b", q))
+	assert.Error(t, h.AddQueue("orders", nil))
+	require.NoError(t, h.AddQueue("orders", q))
+	assert.ErrorContains(t, h.AddQueue("orders", q), "served already")
+}

@@ -1,0 +1,211 @@
+package kanbanhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban"
+)
+
+// snapshot is what Refresh read of one queue.
+type snapshot struct {
+	backlog    kanban.Backlog
+	hasBacklog bool
+	err        error
+}
+
+// PanelDeadLetters is the most dead letters Refresh reads per queue for
+// DeadLetterPanel: the newest.
+const PanelDeadLetters = 20
+
+// Refresh reads the backlog and the newest dead letters of every queue for
+// the panels, one queue after another, and then calls Options.OnRefresh.
+// It returns the errors of the queues it could not read (their panel rows
+// say so too).
+func (h *Handler) Refresh(ctx context.Context) error {
+	h.mu.Lock()
+	names := slices.Clone(h.names)
+	queues := make([]kanban.DeadLetterStore, len(names))
+	for i, n := range names {
+		queues[i] = h.queues[n]
+	}
+	h.mu.Unlock()
+	var errs []error
+	for i, name := range names {
+		var s snapshot
+		if br, ok := queues[i].(kanban.BacklogReader); ok {
+			s.hasBacklog = true
+			s.backlog, s.err = br.Backlog(ctx)
+		}
+		page, err := queues[i].ListDeadLetters(ctx, kanban.DeadLetterQuery{Newest: true, Limit: PanelDeadLetters})
+		if s.err == nil {
+			s.err = err
+		}
+		if s.err != nil {
+			errs = append(errs, fmt.Errorf("kanbanhttp: queue %s: %w", name, s.err))
+		}
+		h.mu.Lock()
+		h.seen[name] = s
+		if err == nil {
+			h.dlSeen[name] = page.Letters
+		}
+		h.mu.Unlock()
+	}
+	h.mu.Lock()
+	h.polled = time.Now()
+	h.mu.Unlock()
+	if h.opts.OnRefresh != nil {
+		h.opts.OnRefresh()
+	}
+	return errors.Join(errs...)
+}
+
+// Watch calls Refresh at once and then every interval, until ctx ends; it
+// runs in its caller's goroutine and returns ctx's error. Refresh errors
+// are logged at Warn level (they show on the panels too).
+func (h *Handler) Watch(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		return fmt.Errorf("kanbanhttp: Watch: interval %v must be positive", interval)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, interval)
+		if err := h.Refresh(rctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("kanbanhttp: reading queues for the board", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// PanelOptions configure QueuePanel. The zero value titles it "Queues"
+// and colours a queue red while it has dead letters (or cannot be read),
+// green otherwise.
+type PanelOptions struct {
+	// Title heads the panel. Empty means "Queues".
+	Title string
+	// OldestAmber, if positive, colours amber a queue whose oldest
+	// waiting message is at least this old.
+	OldestAmber time.Duration
+	// DepthAmber, if positive, colours amber a queue holding at least this
+	// many messages.
+	DepthAmber int64
+}
+
+// QueuePanel returns an andon.Panel with a row per queue: its name
+// (linked to its dead letters in the API), depth, the age of its oldest
+// waiting message and its dead letters, as the last Refresh read them.
+func (h *Handler) QueuePanel(opts PanelOptions) andon.Panel {
+	title := opts.Title
+	if title == "" {
+		title = "Queues"
+	}
+	return andon.Panel{
+		Title:   title,
+		Columns: []string{"Queue", "Depth", "Oldest", "Dead letters"},
+		Empty:   "no queues",
+		Rows: func() []andon.PanelRow {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			rows := make([]andon.PanelRow, 0, len(h.names))
+			for _, name := range h.names {
+				row := andon.PanelRow{Link: h.deadLettersPath(name) + "?order=newest"}
+				s, polled := h.seen[name]
+				switch {
+				case !polled:
+					row.Cells, row.Color = []string{name, "…", "…", "not read yet"}, "grey"
+				case s.err != nil:
+					row.Cells, row.Color = []string{name, "?", "?", "unreadable: " + s.err.Error()}, "red"
+				case !s.hasBacklog:
+					n := len(h.dlSeen[name])
+					row.Cells, row.Color = []string{name, "", "", deadCount(int64(n), n == PanelDeadLetters)}, color(int64(n), false)
+				default:
+					b := s.backlog
+					oldest := "unknown"
+					if b.OldestKnown {
+						oldest = age(b.Oldest)
+					}
+					amber := (opts.OldestAmber > 0 && b.OldestKnown && b.Oldest >= opts.OldestAmber) ||
+						(opts.DepthAmber > 0 && b.Depth >= opts.DepthAmber)
+					row.Cells = []string{name, strconv.FormatInt(b.Depth, 10), oldest, deadCount(b.DeadLetters, false)}
+					row.Color = color(b.DeadLetters, amber)
+				}
+				rows = append(rows, row)
+			}
+			return rows
+		},
+	}
+}
+
+// DeadLetterPanel returns an andon.Panel listing the newest dead letters
+// of the queue name (at most PanelDeadLetters), as the last Refresh read
+// them: each with its seq (linked to it in the API), when, ID, key,
+// attempts and reason. Payloads are not shown. Title empty means "Dead
+// letters: " and the name. It returns an error for a queue not added.
+func (h *Handler) DeadLetterPanel(name, title string) (andon.Panel, error) {
+	h.mu.Lock()
+	_, ok := h.queues[name]
+	h.mu.Unlock()
+	if !ok {
+		return andon.Panel{}, fmt.Errorf("kanbanhttp: DeadLetterPanel: no queue named %q", name)
+	}
+	if title == "" {
+		title = "Dead letters: " + name
+	}
+	return andon.Panel{
+		Title:   title,
+		Columns: []string{"Seq", "Time", "ID", "Key", "Attempts", "Reason"},
+		Empty:   "no dead letters",
+		Rows: func() []andon.PanelRow {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			dls := h.dlSeen[name]
+			rows := make([]andon.PanelRow, 0, len(dls))
+			for _, d := range dls {
+				rows = append(rows, andon.PanelRow{
+					Cells: []string{strconv.FormatUint(d.Seq, 10), d.Time.UTC().Format(time.RFC3339), d.ID, d.Key,
+						strconv.Itoa(d.Attempts), d.Reason},
+					Color: "red",
+					Link:  h.deadLettersPath(name) + "?seq=" + strconv.FormatUint(d.Seq, 10),
+				})
+			}
+			return rows
+		},
+	}, nil
+}
+
+func color(dead int64, amber bool) string {
+	switch {
+	case dead > 0:
+		return "red"
+	case amber:
+		return "amber"
+	}
+	return "green"
+}
+
+func deadCount(n int64, more bool) string {
+	s := strconv.FormatInt(n, 10)
+	if more {
+		s += "+"
+	}
+	return s
+}
+
+// age formats d to the second, or to the millisecond below one.
+func age(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}

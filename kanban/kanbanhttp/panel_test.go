@@ -1,0 +1,110 @@
+package kanbanhttp_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/kanbanhttp"
+)
+
+// unreadable is a queue whose server is gone.
+type unreadable struct{ *kanban.Memory[order] }
+
+func (unreadable) Backlog(context.Context) (kanban.Backlog, error) {
+	return kanban.Backlog{}, errors.New("nats: no servers available")
+}
+
+func TestPanels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dead := deadQueue(t, 0, 3)
+		busy, err := kanban.NewMemory[order](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		idle, err := kanban.NewMemory[order](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		for _, id := range []string{"a", "b"} {
+			require.NoError(t, busy.Publish(context.Background(), kanban.Message[order]{ID: id}))
+		}
+		var refreshed atomic.Int64
+		h, err := kanbanhttp.New(kanbanhttp.Options{Prefix: "/ops", OnRefresh: func() { refreshed.Add(1) }})
+		require.NoError(t, err)
+		require.NoError(t, h.AddQueue("dead", dead))
+		require.NoError(t, h.AddQueue("busy", busy))
+		require.NoError(t, h.AddQueue("idle", idle))
+		require.NoError(t, h.AddQueue("gone", unreadable{idle}))
+		qp := h.QueuePanel(kanbanhttp.PanelOptions{OldestAmber: time.Minute})
+		assert.Equal(t, "Queues", qp.Title)
+		for _, r := range qp.Rows() {
+			assert.Equal(t, "grey", r.Color, "not read yet")
+		}
+
+		time.Sleep(90 * time.Second)
+		err = h.Refresh(context.Background())
+		require.ErrorContains(t, err, "queue gone: nats: no servers available")
+		assert.Equal(t, int64(1), refreshed.Load())
+		assert.Equal(t, []andon.PanelRow{
+			{Cells: []string{"dead", "0", "0s", "3"}, Color: "red", Link: "/ops/queues/dead/deadletters?order=newest"},
+			{Cells: []string{"busy", "2", "1m30s", "0"}, Color: "amber", Link: "/ops/queues/busy/deadletters?order=newest"},
+			{Cells: []string{"idle", "0", "0s", "0"}, Color: "green", Link: "/ops/queues/idle/deadletters?order=newest"},
+			{Cells: []string{"gone", "?", "?", "unreadable: nats: no servers available"}, Color: "red", Link: "/ops/queues/gone/deadletters?order=newest"},
+		}, qp.Rows())
+		byDepth := h.QueuePanel(kanbanhttp.PanelOptions{Title: "By depth", DepthAmber: 3})
+		assert.Equal(t, "green", byDepth.Rows()[1].Color, "2 is below DepthAmber")
+
+		dp, err := h.DeadLetterPanel("dead", "")
+		require.NoError(t, err)
+		assert.Equal(t, "Dead letters: dead", dp.Title)
+		rows := dp.Rows()
+		require.Len(t, rows, 3)
+		assert.Equal(t, "3", rows[0].Cells[0], "newest first")
+		assert.Equal(t, []string{"o-3", "k-1", "1", "refused k-1"}, rows[0].Cells[2:])
+		assert.Equal(t, "/ops/queues/dead/deadletters?seq=3", rows[0].Link)
+		_, err = h.DeadLetterPanel("nope", "")
+		assert.Error(t, err)
+
+		// The panels are the board's: it shows them as they are.
+		ev, err := andon.NewEvaluator(andon.EvaluatorOptions{})
+		require.NoError(t, err)
+		board, err := andon.NewBoard(ev, andon.BoardOptions{Panels: []andon.Panel{qp, dp}})
+		require.NoError(t, err)
+		w := httptest.NewRecorder()
+		board.ServeHTTP(w, httptest.NewRequest("GET", "/api/state", nil))
+		var st andon.BoardState
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &st))
+		require.Len(t, st.Panels, 2)
+		assert.Equal(t, qp.Rows(), st.Panels[0].Rows)
+		assert.Equal(t, "o-3", st.Panels[1].Rows[0].Cells[2])
+		require.NoError(t, board.Shutdown(context.Background()))
+	})
+}
+
+func TestWatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var refreshed atomic.Int64
+		h, err := kanbanhttp.New(kanbanhttp.Options{OnRefresh: func() { refreshed.Add(1) }})
+		require.NoError(t, err)
+		require.NoError(t, h.AddQueue("q", deadQueue(t, 0, 1)))
+		assert.Error(t, h.Watch(context.Background(), 0))
+
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.Watch(ctx, 10*time.Second) }()
+		synctest.Wait()
+		assert.Equal(t, int64(1), refreshed.Load(), "at once")
+		time.Sleep(35 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, int64(4), refreshed.Load(), "then every 10s")
+		cancel()
+		assert.ErrorIs(t, <-done, context.Canceled)
+	})
+}

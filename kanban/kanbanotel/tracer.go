@@ -1,0 +1,118 @@
+package kanbanotel
+
+import (
+	"context"
+	"errors"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// instrumentation names the tracer the spans come from.
+const instrumentation = "github.com/taipattern/taikit/kanban/kanbanotel"
+
+// AttemptKey is the attribute holding a process span's delivery attempt,
+// from 1; OpenTelemetry's messaging conventions have no general one.
+const AttemptKey = attribute.Key("kanban.delivery.attempt")
+
+// TracerOptions configure NewTracer. The zero value uses the global
+// TracerProvider and records no error text.
+type TracerOptions struct {
+	// Provider makes the spans. nil means OpenTelemetry's global provider
+	// as it is at each span (otel.GetTracerProvider), so one registered
+	// after the queue was made is used.
+	Provider trace.TracerProvider
+	// ErrorText puts an error's text in its span's status description.
+	// Off by default: a handler's error may quote what it was working on
+	// (an account, a card), which must not leave the service in traces;
+	// the span then has status Error with the error.type alone.
+	ErrorText bool
+}
+
+// NewTracer returns a kanban.Tracer that records OpenTelemetry spans as
+// the messaging semantic conventions describe them:
+//
+//	send {queue}      kind producer, around Publish, TryPublish, PublishAsync and each redriven dead letter
+//	process {queue}   kind consumer, around each handler attempt
+//
+// with messaging.system ("kanban" for kanban.Memory, "nats" for natsjs),
+// messaging.destination.name (the queue or stream), messaging.operation.type
+// and messaging.operation.name ("send" or "process"),
+// messaging.message.id, messaging.consumer.group.name (the JetStream
+// durable) and kanban.delivery.attempt on process spans. A failed
+// operation's span has status Error and error.type: "permanent", "panic",
+// "full", "timeout", "canceled" or "_OTHER".
+//
+// The send span is the parent of what the queue's Propagator injects, so
+// with a Propagator (TraceContext, say) each process span is a child of
+// its message's send span, in the publisher's trace; the handler's own
+// spans are children of the process span.
+func NewTracer(opts TracerOptions) kanban.Tracer {
+	return &tracer{opts: opts}
+}
+
+type tracer struct {
+	opts TracerOptions
+}
+
+func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
+	tp := t.opts.Provider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	kind, opType := trace.SpanKindProducer, semconv.MessagingOperationTypeSend
+	if op.Type == kanban.OpProcess {
+		kind, opType = trace.SpanKindConsumer, semconv.MessagingOperationTypeProcess
+	}
+	name := op.Type.String()
+	attrs := make([]attribute.KeyValue, 0, 7)
+	attrs = append(attrs,
+		semconv.MessagingSystemKey.String(op.System),
+		semconv.MessagingDestinationName(op.Queue),
+		opType,
+		semconv.MessagingOperationName(name),
+		semconv.MessagingMessageID(op.MessageID),
+	)
+	if op.Consumer != "" {
+		attrs = append(attrs, semconv.MessagingConsumerGroupName(op.Consumer))
+	}
+	if op.Type == kanban.OpProcess {
+		attrs = append(attrs, AttemptKey.Int(op.Attempt))
+	}
+	ctx, span := tp.Tracer(instrumentation).Start(ctx, name+" "+op.Queue, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	return ctx, func(err error) {
+		if err != nil {
+			typ := errorType(err)
+			span.SetAttributes(semconv.ErrorTypeKey.String(typ))
+			desc := typ
+			if t.opts.ErrorText {
+				desc = err.Error()
+			}
+			span.SetStatus(codes.Error, desc)
+		}
+		span.End()
+	}
+}
+
+// errorType names the kind of err, in few values, for error.type.
+func errorType(err error) string {
+	var p *kanban.PanicError
+	switch {
+	case errors.As(err, &p):
+		return "panic"
+	case kanban.IsPermanent(err):
+		return "permanent"
+	case errors.Is(err, kanban.ErrFull):
+		return "full"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return semconv.ErrorTypeOther.Value.AsString()
+}

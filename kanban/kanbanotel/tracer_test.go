@@ -1,0 +1,173 @@
+package kanbanotel_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/kanbanotel"
+)
+
+func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
+	m := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+func byName(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// consumeUntil runs q's consumer with h until h has been called n times.
+func consumeUntil(t *testing.T, q *kanban.Memory[string], n int, h kanban.Handler[string]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	calls := 0
+	err := q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[string]) error {
+		calls++
+		if calls == n {
+			defer cancel()
+		}
+		return h(hctx, d)
+	}, kanban.ConsumeOptions{Backoff: kanban.BackoffFunc(func(int) time.Duration { return 0 })})
+	require.NoError(t, err)
+	require.Equal(t, n, calls)
+}
+
+func TestTracerRecordsMessagingSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{
+		Name: "ORDERS", Propagator: kanbanotel.TraceContext(), Tracer: kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp}),
+	})
+	require.NoError(t, err)
+
+	rctx, request := tp.Tracer("test").Start(context.Background(), "request")
+	require.NoError(t, q.Publish(rctx, kanban.Message[string]{ID: "order-1", Key: "customer-7", Payload: "x"}))
+	request.End()
+	consumeUntil(t, q, 2, func(ctx context.Context, d kanban.Delivery[string]) error {
+		_, span := tp.Tracer("test").Start(ctx, "handle")
+		span.End()
+		if d.Attempt == 1 {
+			return errors.New("card 4111 1111 1111 1111 declined")
+		}
+		return nil
+	})
+
+	spans := rec.Ended()
+	sends := byName(spans, "send ORDERS")
+	require.Len(t, sends, 1)
+	send := sends[0]
+	assert.Equal(t, trace.SpanKindProducer, send.SpanKind())
+	assert.Equal(t, request.SpanContext().SpanID(), send.Parent().SpanID(), "the send span is the publisher's child")
+	assert.Equal(t, map[attribute.Key]attribute.Value{
+		"messaging.system":           attribute.StringValue("kanban"),
+		"messaging.destination.name": attribute.StringValue("ORDERS"),
+		"messaging.operation.type":   attribute.StringValue("send"),
+		"messaging.operation.name":   attribute.StringValue("send"),
+		"messaging.message.id":       attribute.StringValue("order-1"),
+	}, attrs(send))
+	assert.Equal(t, codes.Unset, send.Status().Code)
+
+	procs := byName(spans, "process ORDERS")
+	require.Len(t, procs, 2)
+	for i, p := range procs {
+		assert.Equal(t, trace.SpanKindConsumer, p.SpanKind())
+		assert.Equal(t, send.SpanContext().TraceID(), p.SpanContext().TraceID(), "in the publisher's trace")
+		assert.Equal(t, send.SpanContext().SpanID(), p.Parent().SpanID(), "a child of the send span, through the message")
+		a := attrs(p)
+		assert.Equal(t, "process", a["messaging.operation.type"].AsString())
+		assert.Equal(t, "process", a["messaging.operation.name"].AsString())
+		assert.Equal(t, "order-1", a["messaging.message.id"].AsString())
+		assert.Equal(t, "ORDERS", a["messaging.destination.name"].AsString())
+		assert.Equal(t, int64(i+1), a[kanbanotel.AttemptKey].AsInt64())
+		assert.NotContains(t, a, attribute.Key("messaging.consumer.group.name"), "a memory queue has no consumer group")
+	}
+	assert.Equal(t, codes.Error, procs[0].Status().Code)
+	assert.Equal(t, "_OTHER", procs[0].Status().Description, "no error text by default")
+	assert.Equal(t, "_OTHER", attrs(procs[0])["error.type"].AsString())
+	assert.Equal(t, codes.Unset, procs[1].Status().Code)
+	for _, s := range spans {
+		for _, e := range s.Events() {
+			for _, kv := range e.Attributes {
+				assert.NotContains(t, kv.Value.String(), "4111", "the error text stays out of the trace")
+			}
+		}
+	}
+	handles := byName(spans, "handle")
+	require.Len(t, handles, 2)
+	for i, h := range handles {
+		assert.Equal(t, procs[i].SpanContext().SpanID(), h.Parent().SpanID(), "the handler's spans are children of its attempt's")
+	}
+}
+
+func TestTracerErrorTypes(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{
+		Capacity: 2, Tracer: kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp, ErrorText: true}),
+	})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, kanban.Message[string]{ID: "p"}))
+	require.NoError(t, q.Publish(ctx, kanban.Message[string]{ID: "q"}))
+	require.ErrorIs(t, q.TryPublish(ctx, kanban.Message[string]{ID: "r"}), kanban.ErrFull)
+	consumeUntil(t, q, 2, func(_ context.Context, d kanban.Delivery[string]) error {
+		if d.ID == "p" {
+			return kanban.Permanent(errors.New("refused"))
+		}
+		panic(kanban.Permanent(errors.New("boom")))
+	})
+	sends := byName(rec.Ended(), "send kanban")
+	require.Len(t, sends, 3)
+	assert.Equal(t, "full", attrs(sends[2])["error.type"].AsString())
+	assert.Equal(t, "kanban: queue full", sends[2].Status().Description, "ErrorText puts the text in the status")
+	procs := byName(rec.Ended(), "process kanban")
+	require.GreaterOrEqual(t, len(procs), 2)
+	assert.Equal(t, "permanent", attrs(procs[0])["error.type"].AsString())
+	assert.Equal(t, "refused", procs[0].Status().Description)
+	assert.Equal(t, "panic", attrs(procs[1])["error.type"].AsString())
+
+	// A redrive is a send too.
+	n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{ID: "p"})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	sends = byName(rec.Ended(), "send kanban")
+	require.Len(t, sends, 4)
+	assert.Equal(t, "p", attrs(sends[3])["messaging.message.id"].AsString())
+}
+
+func TestTracerFollowsTheGlobalProvider(t *testing.T) {
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{Tracer: kanbanotel.NewTracer(kanbanotel.TracerOptions{})})
+	require.NoError(t, err)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[string]{ID: "a"}))
+	assert.Len(t, byName(rec.Ended(), "send kanban"), 1, "a provider registered after the queue was made")
+}

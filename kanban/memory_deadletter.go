@@ -1,0 +1,158 @@
+package kanban
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+)
+
+var (
+	_ DeadLetterStore = (*Memory[int])(nil)
+	_ BacklogReader   = (*Memory[int])(nil)
+)
+
+// ListDeadLetters returns a page of the dead letters q matches, with
+// copies of their headers and payloads.
+func (q *Memory[T]) ListDeadLetters(ctx context.Context, query DeadLetterQuery) (DeadLetterPage, error) {
+	if err := query.Validate(); err != nil {
+		return DeadLetterPage{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return DeadLetterPage{}, err
+	}
+	query = query.WithDefaults()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	page := DeadLetterPage{Letters: []DeadLetter{}, Total: len(q.dead)}
+	n := len(q.dead)
+	for i := range n {
+		d := &q.dead[i].dl
+		if query.Newest {
+			d = &q.dead[n-1-i].dl
+		}
+		if !query.After(d.Seq) || !query.Filter.Match(d) {
+			continue
+		}
+		if len(page.Letters) == query.Limit {
+			page.Next = page.Letters[len(page.Letters)-1].Seq
+			break
+		}
+		c := *d
+		c.Headers = d.Headers.Clone()
+		c.Payload = bytes.Clone(d.Payload)
+		page.Letters = append(page.Letters, c)
+	}
+	return page, nil
+}
+
+// RedriveDeadLetters moves the dead letters f matches back to the queue,
+// oldest first, as new messages (Attempt 1) with their ID, Key, headers
+// and payload — the value itself, for a queue without a Codec — and the
+// trace context of ctx injected by the Propagator. The dead letter goes
+// and the message comes in one locked step, so a redrive is exactly once:
+// nothing is lost or doubled. The move skips the deduplication window (the
+// ID was stored before). It fails with ErrFull, leaving the dead letters
+// not moved, once the queue has no room: it never waits for it.
+func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error) {
+	if err := f.Validate(); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var now int64
+	if q.dedup != nil {
+		now = int64(time.Since(q.epoch))
+	}
+	var (
+		moved []memMsg[T]
+		found bool
+		err   error
+	)
+	q.mu.Lock()
+	kept := q.dead[:0]
+	for _, d := range q.dead {
+		if !f.Match(&d.dl) {
+			kept = append(kept, d)
+			continue
+		}
+		found = true
+		if err == nil && q.size >= q.opts.Capacity {
+			err = fmt.Errorf("kanban: redriving dead letter %d (message %s): %w", d.dl.Seq, d.dl.ID, ErrFull)
+		}
+		if err != nil {
+			kept = append(kept, d)
+			continue
+		}
+		q.size++
+		m := d.m
+		m.d.Attempt, m.at = 1, now
+		moved = append(moved, m)
+	}
+	clear(q.dead[len(kept):])
+	q.dead = kept
+	q.mu.Unlock()
+	for i := range moved {
+		m := &moved[i]
+		sctx, end := StartSend(ctx, q.opts.Tracer, memorySystem, q.opts.Name, m.d.ID)
+		m.d.Headers = InjectHeaders(sctx, q.opts.Propagator, m.d.Headers)
+		q.put(m, false)
+		end(nil)
+	}
+	q.counters.AddRedriven(int64(len(moved)))
+	if err == nil && f.Seq != 0 && !found {
+		err = fmt.Errorf("kanban: redriving dead letter %d: %w", f.Seq, ErrDeadLetterNotFound)
+	}
+	return len(moved), err
+}
+
+// DeleteDeadLetters removes the dead letters f matches.
+func (q *Memory[T]) DeleteDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error) {
+	if err := f.Validate(); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	q.mu.Lock()
+	kept := q.dead[:0]
+	for _, d := range q.dead {
+		if !f.Match(&d.dl) {
+			kept = append(kept, d)
+		}
+	}
+	n := len(q.dead) - len(kept)
+	clear(q.dead[len(kept):])
+	q.dead = kept
+	q.mu.Unlock()
+	if n == 0 && f.Seq != 0 {
+		return 0, fmt.Errorf("kanban: deleting dead letter %d: %w", f.Seq, ErrDeadLetterNotFound)
+	}
+	return n, nil
+}
+
+// Backlog returns the messages held (Len), the dead letters kept, and the
+// age of the message at the head of the line: the next to be delivered,
+// timed from when it was published. That is the oldest waiting message
+// unless a retried one, which goes to the back of the line, is older;
+// messages being handled or waiting for their retry's delay are not
+// counted. The age is known only with deduplication on (the default),
+// which reads the clock at each publish anyway: with a negative
+// DedupWindow OldestKnown is false, and publishing reads no clock for it.
+func (q *Memory[T]) Backlog(ctx context.Context) (Backlog, error) {
+	if err := ctx.Err(); err != nil {
+		return Backlog{}, err
+	}
+	var now int64
+	if q.dedup != nil {
+		now = int64(time.Since(q.epoch))
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b := Backlog{Depth: int64(q.size), DeadLetters: int64(len(q.dead)), OldestKnown: q.dedup != nil}
+	if b.OldestKnown && q.ready.len() > 0 {
+		b.Oldest = time.Duration(max(0, now-q.ready.front().at))
+	}
+	return b, nil
+}

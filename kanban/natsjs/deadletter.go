@@ -1,0 +1,251 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+var (
+	_ kanban.DeadLetterStore = (*Queue[struct{}])(nil)
+	_ kanban.BacklogReader   = (*Queue[struct{}])(nil)
+)
+
+// stream returns the stream named name with its state, in one request.
+func (q *Queue[T]) stream(ctx context.Context, name string) (jetstream.Stream, *jetstream.StreamInfo, error) {
+	s, err := q.js.Stream(ctx, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("natsjs: stream %s: %w", name, err)
+	}
+	return s, s.CachedInfo(), nil
+}
+
+// scanDeadLetters calls visit with every dead letter from seq from, in
+// order (backwards with newest), up to the last one there was when it
+// started, until visit returns false. Each dead letter is one request to
+// the server.
+func (q *Queue[T]) scanDeadLetters(ctx context.Context, s jetstream.Stream, st jetstream.StreamState, from uint64, newest bool,
+	visit func(m *jetstream.RawStreamMsg) bool) error {
+	if st.Msgs == 0 {
+		return nil
+	}
+	step := uint64(1)
+	if newest {
+		step = ^uint64(0) // -1
+	}
+	for seq := from; seq >= st.FirstSeq && seq <= st.LastSeq && seq != 0; seq += step {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("natsjs: reading dead letter %d: %w", seq, err)
+		}
+		if !visit(m) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// ListDeadLetters returns a page of the dead letters query matches, read
+// from the dead-letter stream one request per dead letter examined: a
+// filter that matches few examines many, up to DeadLetterLimit.
+func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQuery) (kanban.DeadLetterPage, error) {
+	if err := query.Validate(); err != nil {
+		return kanban.DeadLetterPage{}, err
+	}
+	query = query.WithDefaults()
+	s, info, err := q.stream(ctx, q.opts.DeadLetterStream)
+	if err != nil {
+		return kanban.DeadLetterPage{}, err
+	}
+	st := info.State
+	page := kanban.DeadLetterPage{Letters: []kanban.DeadLetter{}, Total: int(st.Msgs)}
+	from := st.FirstSeq
+	switch {
+	case query.Newest && query.Cursor != 0:
+		from = min(st.LastSeq, query.Cursor-1)
+	case query.Newest:
+		from = st.LastSeq
+	case query.Cursor != 0:
+		from = max(st.FirstSeq, query.Cursor+1)
+	}
+	err = q.scanDeadLetters(ctx, s, st, from, query.Newest, func(m *jetstream.RawStreamMsg) bool {
+		d := deadLetterOf(m)
+		if !query.Filter.Match(&d) {
+			return true
+		}
+		if len(page.Letters) == query.Limit {
+			page.Next = page.Letters[len(page.Letters)-1].Seq
+			return false
+		}
+		page.Letters = append(page.Letters, d)
+		return true
+	})
+	return page, err
+}
+
+// RedriveDeadLetters publishes the dead letters f matches back to the work
+// stream, oldest first, and deletes each from the dead-letter stream once
+// the work stream has acknowledged its message. The message keeps its ID
+// (carried in the Kanban-Id header), Key, headers and payload, with the
+// trace context of ctx injected by the Propagator; JetStream counts its
+// deliveries from 1 again.
+//
+// What it guarantees: a dead letter is deleted only after its message is
+// stored, so a failed publish (a full stream — kanban.ErrFull —, a lost
+// connection) loses nothing; the dead letter stays and the error is
+// returned. The redrive's Nats-Msg-Id is the dead letter's own
+// ("<id>.redrive.<seq>"), so the work stream stores a dead letter's
+// message once within DedupWindow however often it is redriven — two
+// operators at once, or a redrive repeated after its delete failed — and
+// a redrive is never mistaken for a duplicate of the message's first
+// publish. The one way to a second copy is a delete that failed (the error
+// says so) followed by a redrive of the same dead letter after DedupWindow:
+// the message is then delivered twice, with the same ID, which handlers
+// idempotent on the ID (as at-least-once delivery asks anyway) absorb.
+// Dead letters arriving during the call are left for the next.
+func (q *Queue[T]) RedriveDeadLetters(ctx context.Context, f kanban.DeadLetterFilter) (int, error) {
+	return q.eachDeadLetter(ctx, f, "redriving", q.redrive)
+}
+
+// DeleteDeadLetters deletes the dead letters f matches from the
+// dead-letter stream. Dead letters arriving during the call are left.
+func (q *Queue[T]) DeleteDeadLetters(ctx context.Context, f kanban.DeadLetterFilter) (int, error) {
+	return q.eachDeadLetter(ctx, f, "deleting", func(ctx context.Context, s jetstream.Stream, _ *jetstream.RawStreamMsg, d *kanban.DeadLetter) error {
+		return deleteDeadLetter(ctx, s, d.Seq)
+	})
+}
+
+// eachDeadLetter runs act on every dead letter f matches, oldest first,
+// and returns how many it ran on without an error. It stops at the first
+// error.
+func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter, what string,
+	act func(context.Context, jetstream.Stream, *jetstream.RawStreamMsg, *kanban.DeadLetter) error) (int, error) {
+	if err := f.Validate(); err != nil {
+		return 0, err
+	}
+	s, info, err := q.stream(ctx, q.opts.DeadLetterStream)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if f.Seq != 0 {
+		m, err := s.GetMsg(ctx, f.Seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, fmt.Errorf("natsjs: %s dead letter %d: %w", what, f.Seq, kanban.ErrDeadLetterNotFound)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("natsjs: reading dead letter %d: %w", f.Seq, err)
+		}
+		d := deadLetterOf(m)
+		if !f.Match(&d) {
+			return 0, fmt.Errorf("natsjs: %s dead letter %d: %w", what, f.Seq, kanban.ErrDeadLetterNotFound)
+		}
+		if err := act(ctx, s, m, &d); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	var actErr error
+	err = q.scanDeadLetters(ctx, s, info.State, info.State.FirstSeq, false, func(m *jetstream.RawStreamMsg) bool {
+		d := deadLetterOf(m)
+		if !f.Match(&d) {
+			return true
+		}
+		if actErr = act(ctx, s, m, &d); actErr != nil {
+			return false
+		}
+		n++
+		return true
+	})
+	if actErr != nil {
+		return n, actErr
+	}
+	return n, err
+}
+
+// redrive publishes one dead letter's message to the work stream, then
+// deletes the dead letter.
+func (q *Queue[T]) redrive(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) error {
+	var end func(error)
+	ctx, end = kanban.StartSend(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, d.ID)
+	err := q.redriveMsg(ctx, s, m, d)
+	end(err)
+	return err
+}
+
+func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) error {
+	hdr := kanban.InjectHeaders(ctx, q.opts.Propagator, d.Headers)
+	nh := make(nats.Header, len(hdr)+3)
+	for k, v := range hdr {
+		nh[k] = []string{v}
+	}
+	nh[HeaderID] = []string{d.ID + ".redrive." + strconv.FormatUint(d.Seq, 10)}
+	nh[HeaderMessageID] = []string{d.ID}
+	if d.Key != "" {
+		nh[HeaderKey] = []string{d.Key}
+	}
+	pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
+	ack, err := q.js.PublishMsg(pctx, &nats.Msg{Subject: q.opts.Stream, Data: m.Data, Header: nh})
+	cancel()
+	switch {
+	case isFull(err):
+		return fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, kanban.ErrFull)
+	case err != nil:
+		return fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, err)
+	}
+	if !ack.Duplicate {
+		q.counters.AddRedriven(1)
+	}
+	if err := deleteDeadLetter(ctx, s, d.Seq); err != nil {
+		return fmt.Errorf("natsjs: dead letter %d (message %s) redriven but not deleted; redriving it again within DedupWindow stores it once: %w", d.Seq, d.ID, err)
+	}
+	return nil
+}
+
+// deleteDeadLetter deletes the dead letter seq; one deleted already (by
+// another redrive or delete) is not an error.
+func deleteDeadLetter(ctx context.Context, s jetstream.Stream, seq uint64) error {
+	err := s.DeleteMsg(ctx, seq)
+	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return fmt.Errorf("natsjs: deleting dead letter %d: %w", seq, err)
+}
+
+// Backlog reads the work stream's and the dead-letter stream's state: three
+// requests to the server. Depth is the messages in the work stream —
+// waiting, being handled, and waiting for a retry: it removes a message
+// once it is acknowledged or dead-lettered. Oldest is the age of the
+// stream's first message, whichever of those it is, from the time the
+// stream stored it (a redriven message's redrive).
+func (q *Queue[T]) Backlog(ctx context.Context) (kanban.Backlog, error) {
+	ws, wi, err := q.stream(ctx, q.opts.Stream)
+	if err != nil {
+		return kanban.Backlog{}, err
+	}
+	_, di, err := q.stream(ctx, q.opts.DeadLetterStream)
+	if err != nil {
+		return kanban.Backlog{}, err
+	}
+	b := kanban.Backlog{Depth: int64(wi.State.Msgs), DeadLetters: int64(di.State.Msgs), OldestKnown: true}
+	if wi.State.Msgs > 0 {
+		m, err := ws.GetMsg(ctx, wi.State.FirstSeq)
+		switch {
+		case err == nil:
+			b.Oldest = max(0, time.Since(m.Time))
+		case !errors.Is(err, jetstream.ErrMsgNotFound): // settled meanwhile: the next read finds the new first
+			return kanban.Backlog{}, fmt.Errorf("natsjs: reading the oldest message of %s: %w", q.opts.Stream, err)
+		}
+	}
+	return b, nil
+}

@@ -1,0 +1,189 @@
+package natsjs_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/natsembed"
+	"github.com/taipattern/taikit/kanban/natsjs"
+)
+
+// refuseAll consumes q, refusing every message, until n have been refused.
+func refuseAll(t *testing.T, q *natsjs.Queue[int], n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seen := 0
+	require.NoError(t, q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+		seen++
+		if seen == n {
+			cancel()
+		}
+		return kanban.Permanent(errors.New("refused " + strconv.Itoa(d.Attempt)))
+	}, kanban.ConsumeOptions{}))
+	require.Equal(t, n, seen)
+}
+
+// depth returns the work stream's depth, -1 when it cannot be read. It
+// runs in require.Eventually's goroutine, so it does not fail the test.
+func depth(q *natsjs.Queue[int]) int64 {
+	b, err := q.Backlog(context.Background())
+	if err != nil {
+		return -1
+	}
+	return b.Depth
+}
+
+// TestRedriveRepeatedIsStoredOnce: a redrive whose message was stored but
+// whose dead letter was not deleted (the delete failed, the process died)
+// is stored once when repeated within DedupWindow, and the dead letter
+// then goes.
+func TestRedriveRepeatedIsStoredOnce(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Options{Stream: "REDRIVE_TWICE", FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Key: "k", Payload: 7}))
+	refuseAll(t, q, 1)
+	dls, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	seq := dls[0].Seq
+
+	// What a first redrive that died before deleting left: the message
+	// in the work stream under the redrive's dedup ID.
+	_, err = q.JetStream().PublishMsg(ctx, &nats.Msg{Subject: "REDRIVE_TWICE", Data: []byte("7"), Header: nats.Header{
+		natsjs.HeaderID: {"m.redrive." + strconv.FormatUint(seq, 10)}, natsjs.HeaderMessageID: {"m"}, natsjs.HeaderKey: {"k"},
+	}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return depth(q) == 1 }, time.Minute, time.Millisecond)
+
+	n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{Seq: seq})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.Equal(t, int64(1), depth(q), "stored once")
+	assert.Zero(t, q.Stats().Redriven, "the stream said duplicate: nothing new stored")
+	dls, err = q.DeadLetters(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, dls, "and the dead letter is gone")
+}
+
+// TestRedrivenMessageDeadAgain: a redriven message keeps its ID through a
+// second death and a second redrive, and each redrive is stored.
+func TestRedrivenMessageDeadAgain(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Options{Stream: "REDRIVE_AGAIN", FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Key: "k", Payload: 7, Headers: kanban.Header{"X-Own": "yes"}}))
+	for round := 1; round <= 3; round++ {
+		refuseAll(t, q, 1)
+		dls, err := q.DeadLetters(ctx)
+		require.NoError(t, err)
+		require.Len(t, dls, 1, "round %d", round)
+		d := dls[0]
+		assert.Equal(t, "m", d.ID, "round %d", round)
+		assert.Equal(t, "k", d.Key)
+		assert.Equal(t, "yes", d.Headers["X-Own"])
+		assert.NotContains(t, d.Headers, natsjs.HeaderMessageID)
+		assert.NotContains(t, d.Headers, natsjs.HeaderID)
+		assert.Equal(t, "refused 1", d.Reason, "round %d: deliveries counted afresh", round)
+		if round == 3 {
+			break
+		}
+		require.Eventually(t, func() bool { return depth(q) == 0 }, time.Minute, time.Millisecond)
+		n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{ID: "m"})
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "round %d", round)
+	}
+	assert.Equal(t, int64(2), q.Stats().Redriven)
+	assert.Equal(t, int64(3), q.Stats().DeadLettered)
+}
+
+// TestDeadLettersWhenTheServerIsGone: every operation fails with an
+// error, none panics, and nothing is lost once the server is back.
+func TestDeadLettersWhenTheServerIsGone(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Options{Stream: "GONE", FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m"}))
+	refuseAll(t, q, 1)
+	nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = q.ListDeadLetters(ctx, kanban.DeadLetterQuery{})
+	assert.Error(t, err)
+	n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{All: true})
+	assert.Error(t, err)
+	assert.Zero(t, n)
+	n, err = q.DeleteDeadLetters(ctx, kanban.DeadLetterFilter{All: true})
+	assert.Error(t, err)
+	assert.Zero(t, n)
+	_, err = q.Backlog(ctx)
+	assert.Error(t, err)
+
+	q2, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{Stream: "GONE"})
+	require.NoError(t, err)
+	dls, err := q2.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dls, 1, "the dead letter is still there")
+}
+
+// TestSameIDDeadTwiceIsKeptTwice: a message published again with the ID
+// of one dead-lettered moments before — once the work stream's dedup
+// window has passed — is dead-lettered too, not dropped by the
+// dead-letter stream as a duplicate (and lost).
+func TestSameIDDeadTwiceIsKeptTwice(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	const window = 4 * time.Second
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Options{
+		Stream: "SAME_ID", FetchWait: 100 * time.Millisecond, DedupWindow: window, AsyncAttempts: 1,
+	})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+	start := time.Now()
+	// The first dies after a retry 3s later, so the dead-letter stream's
+	// window runs until about 7s, the work stream's until 4s.
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	require.NoError(t, q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+		if d.Attempt == 1 {
+			return errors.New("later")
+		}
+		cancel()
+		return kanban.Permanent(errors.New("refused"))
+	}, kanban.ConsumeOptions{Backoff: kanban.BackoffFunc(func(int) time.Duration { return 3 * time.Second })}))
+	cancel()
+	// Published again once the work stream has forgotten the ID; the
+	// dead-letter stream, whose window began later, still remembers it.
+	for {
+		before := q.Stats().Duplicates
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 2}))
+		if q.Stats().Duplicates == before {
+			break
+		}
+		require.Less(t, time.Since(start), time.Minute, "the work stream never forgot the ID")
+		time.Sleep(50 * time.Millisecond) // polling for the window's end under a deadline
+	}
+	refuseAll(t, q, 1)
+	dls, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dls, 2, "both deaths kept")
+	assert.Equal(t, "m", dls[0].ID)
+	assert.Equal(t, "m", dls[1].ID)
+	assert.Equal(t, "1", string(dls[0].Payload))
+	assert.Equal(t, "2", string(dls[1].Payload))
+	assert.Less(t, time.Since(start), window+dls[0].Time.Sub(start), "the second death fell in the dead-letter stream's window")
+}

@@ -1,0 +1,90 @@
+package kanban
+
+import (
+	"context"
+	"time"
+)
+
+// A Tracer records a span around each publish and each handler attempt of
+// a queue, as OpenTelemetry's messaging conventions describe them; the
+// queue calls it and knows nothing of the tracing library. Package
+// kanban/kanbanotel implements it with OpenTelemetry. A nil Tracer records
+// nothing and costs nothing.
+//
+// Start begins the span of op as a child of ctx and returns the ctx that
+// carries it, and the function that ends it with the operation's error
+// (nil for success). The queue calls the function exactly once. For
+// OpSend the returned ctx is what the queue's Propagator injects into the
+// message, so the consumer's spans follow from the producer's; for
+// OpProcess it is the handler's ctx.
+type Tracer interface {
+	Start(ctx context.Context, op Operation) (context.Context, func(err error))
+}
+
+// OperationType is what a traced operation does.
+type OperationType uint8
+
+// The operations a queue traces, named as OpenTelemetry's
+// messaging.operation.type values.
+const (
+	// OpSend is a Publish or TryPublish (and the re-publish of a
+	// redriven dead letter): a span of kind producer.
+	OpSend OperationType = iota + 1
+	// OpProcess is one handler attempt: a span of kind consumer.
+	OpProcess
+)
+
+// String returns "send" or "process".
+func (t OperationType) String() string {
+	switch t {
+	case OpSend:
+		return "send"
+	case OpProcess:
+		return "process"
+	}
+	return "unknown"
+}
+
+// Operation describes a traced operation to a Tracer.
+type Operation struct {
+	Type OperationType
+	// System is the messaging system: "kanban" for Memory, "nats" for
+	// natsjs (messaging.system).
+	System string
+	// Queue is the queue's name: MemoryOptions.Name, the JetStream stream
+	// (messaging.destination.name).
+	Queue string
+	// Consumer is the consumer group for OpProcess: the JetStream durable;
+	// "" for Memory and for OpSend (messaging.consumer.group.name).
+	Consumer string
+	// MessageID is the message's ID (messaging.message.id).
+	MessageID string
+	// Attempt is the delivery's attempt, from 1, for OpProcess; 0 for
+	// OpSend.
+	Attempt int
+}
+
+// HandlerObserver is told how long each handler attempt took and how it
+// ended (ConsumeOptions.Observer): a metrics histogram, for one. It is
+// called on the handler's goroutine once the handler returns, so it must
+// be quick and safe for concurrent use.
+type HandlerObserver interface {
+	ObserveHandler(d time.Duration, err error)
+}
+
+// HandlerObserverFunc adapts a function to a HandlerObserver.
+type HandlerObserverFunc func(d time.Duration, err error)
+
+// ObserveHandler calls f(d, err).
+func (f HandlerObserverFunc) ObserveHandler(d time.Duration, err error) { f(d, err) }
+
+// StartSend starts the span of a publish for a backend: it returns ctx
+// and a no-op when t is nil.
+func StartSend(ctx context.Context, t Tracer, system, queue, id string) (context.Context, func(error)) {
+	if t == nil {
+		return ctx, endNothing
+	}
+	return t.Start(ctx, Operation{Type: OpSend, System: system, Queue: queue, MessageID: id})
+}
+
+func endNothing(error) {}
