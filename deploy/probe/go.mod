@@ -1,0 +1,3 @@
+module github.com/taipattern/taikit/deploy/probe
+
+go 1.26.0
