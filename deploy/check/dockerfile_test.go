@@ -3,6 +3,7 @@ package check
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,8 +26,36 @@ func TestDockerfilesBuildFromTheRepository(t *testing.T) {
 			require.Len(t, d.Stages, 2)
 			assert.Equal(t, "golang:1.26", d.Stages[0].Base)
 			assert.Contains(t, d.Stages[1].Base, "distroless/static")
+			assertOnePort(t, d.Stages[1])
 		})
 	}
+}
+
+// assertOnePort checks that the final stage listens (ENV ADDR), exposes
+// and probes one port.
+func assertOnePort(t *testing.T, st Stage) {
+	t.Helper()
+	var addr, expose, probe string
+	for _, in := range st.Instructions {
+		switch in.Cmd {
+		case "ENV":
+			if a, ok := envPairs(in.Args)["ADDR"]; ok {
+				addr = strings.TrimPrefix(a, ":")
+			}
+		case "EXPOSE":
+			expose = in.Args[0]
+		case "HEALTHCHECK":
+			probe = in.Args[len(in.Args)-1]
+		case "ENTRYPOINT":
+			// demoapp takes its address as a flag.
+			if i := slices.Index(in.Args, "-addr"); i >= 0 && i+1 < len(in.Args) {
+				addr = strings.TrimPrefix(in.Args[i+1], ":")
+			}
+		}
+	}
+	require.NotEmpty(t, addr, "the listen address")
+	assert.Equal(t, addr, expose, "EXPOSE names the port the service listens on")
+	assert.Contains(t, probe, "http://127.0.0.1:"+addr+"/healthz", "the HEALTHCHECK asks the port the service listens on")
 }
 
 // base is a Dockerfile that passes; the cases below break it one way each.

@@ -1,10 +1,13 @@
 package check
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // repoRoot is the repository's root, for the tests.
@@ -36,4 +39,10 @@ func tool(t testing.TB, debianPackage, name string) string {
 	}
 	t.Skipf("%s not found; install the Debian package %s, or set TAIKIT_REQUIRE_SERVERS=1 to fail instead", name, debianPackage)
 	return ""
+}
+
+// loadStack loads deploy/compose.yaml strictly.
+func loadStack(t testing.TB) (*types.Project, error) {
+	t.Helper()
+	return LoadCompose(context.Background(), deployPath(t, "compose.yaml"))
 }

@@ -189,28 +189,15 @@ func TestRuleUnitTestsCanFail(t *testing.T) {
 // -print-rules: the committed ones must be what the services print (make
 // deploy-rules writes them).
 func TestRulesMatchTheServices(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds both services; skipped with -short")
-	}
-	goBin, err := exec.LookPath("go")
-	require.NoError(t, err, "the go command")
-	root := repoRoot(t)
 	for _, svc := range []string{"payment", "deployment"} {
 		t.Run(svc, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
-			defer cancel()
-			// From the examples module's directory: the same build with
-			// the workspace (go.work) or without it (GOWORK=off).
-			cmd := exec.CommandContext(ctx, goBin, "run", "./"+svc, "-print-rules")
-			cmd.Dir = filepath.Join(root, "examples")
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			require.NoError(t, cmd.Run(), stderr.String())
+			printed, stderr, err := goRun(t, svc, "-print-rules")
+			require.NoError(t, err, stderr)
 			committed, err := os.ReadFile(deployPath(t, "prometheus", "rules", svc+".yml"))
 			require.NoError(t, err)
-			if line, printed, kept := firstDiff(stdout.String(), string(committed)); line > 0 {
+			if line, p, kept := firstDiff(printed, string(committed)); line > 0 {
 				t.Fatalf("deploy/prometheus/rules/%s.yml differs from what go run ./examples/%s -print-rules prints; run make deploy-rules\nline %d printed: %q\nline %d committed: %q",
-					svc, svc, line, printed, line, kept)
+					svc, svc, line, p, line, kept)
 			}
 		})
 	}

@@ -15,7 +15,7 @@ ENV CGO_ENABLED=0 GOWORK=off GOFLAGS=-trimpath
 WORKDIR /src
 COPY . .
 WORKDIR /src/examples
-RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     go build -ldflags="-s -w" -o /out/demoapp ./deployment/demoapp
 WORKDIR /src/deploy/probe
 RUN --mount=type=cache,target=/root/.cache/go-build go build -ldflags="-s -w" -o /out/probe .

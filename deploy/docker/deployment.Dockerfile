@@ -22,11 +22,11 @@ COPY kanban/kanbanotel/go.mod kanban/kanbanotel/go.sum ./kanban/kanbanotel/
 COPY kanban/natsembed/go.mod kanban/natsembed/go.sum ./kanban/natsembed/
 COPY kanban/natsjs/go.mod kanban/natsjs/go.sum ./kanban/natsjs/
 WORKDIR /src/examples
-RUN --mount=type=cache,target=/root/go/pkg/mod go mod download
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
 WORKDIR /src
 COPY . .
 WORKDIR /src/examples
-RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     go build -ldflags="-s -w" -o /out/deployment ./deployment
 # The HEALTHCHECK's client: the final image has no shell and no curl.
 WORKDIR /src/deploy/probe
