@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // manifests decodes every file under deploy/k8s, in name order.
@@ -132,4 +133,33 @@ func TestCheckManifestsFindsEachProblem(t *testing.T) {
 	_, isPDB := ms[len(ms)-1].Object.(*policyv1.PodDisruptionBudget)
 	assert.True(t, isPDB)
 	assert.Equal(t, 1, ms[0].Doc)
+}
+
+func TestIntOrPercent(t *testing.T) {
+	for _, tc := range []struct {
+		v     string
+		total int
+		want  int
+		bad   bool
+	}{
+		{"1", 2, 1, false}, {"50%", 3, 2, false}, {"100%", 2, 2, false}, {"0%", 5, 0, false},
+		{"x", 2, 0, true}, {"-1", 2, 0, true}, {"101%", 2, 0, true}, {"%", 2, 0, true},
+	} {
+		got, err := intOrPercent(tc.v, tc.total)
+		if tc.bad {
+			assert.Error(t, err, tc.v)
+			continue
+		}
+		require.NoError(t, err, tc.v)
+		assert.Equal(t, tc.want, got, tc.v)
+	}
+}
+
+func TestMetaSelectorRefusesNoneAndEmpty(t *testing.T) {
+	_, err := metaSelector(nil)
+	assert.ErrorContains(t, err, "missing")
+	_, err = metaSelector(&metav1.LabelSelector{})
+	assert.ErrorContains(t, err, "would select every pod")
+	_, err = metaSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Bogus"}}})
+	assert.Error(t, err)
 }
