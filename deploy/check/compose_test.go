@@ -121,6 +121,12 @@ func TestCheckComposeFindsEachProblem(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+	// A service built from a Dockerfile with a HEALTHCHECK may be waited
+	// for as healthy; one whose Dockerfile has none may not.
+	require.NoError(t, load(t, "  alert-sink:\n    image: mendhak/http-https-echo:37\n", "  alert-sink:\n    image: mendhak/http-https-echo:37\n    depends_on: {payment-1: {condition: service_healthy}}\n"))
+	err := load(t, "  alert-sink:\n    image: mendhak/http-https-echo:37\n", "  alert-sink:\n    build: {context: .., dockerfile: go.mod}\n    depends_on: {payment-1: {condition: service_healthy}}\n  sink-2:\n    image: mendhak/http-https-echo:37\n    depends_on: {alert-sink: {condition: service_healthy}}\n")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "sink-2 waits for alert-sink to be healthy, but alert-sink has no health check")
 	// The healthy case, through the same path.
 	require.NoError(t, load(t, "    DEMO: \"true\"\n    LOG_LEVEL: info", "    DEMO: \"true\"\n    LOG_LEVEL: debug"))
 	assert.True(t, slices.Contains(madeSecrets, "deploy/secrets/payment_api_token"))

@@ -114,6 +114,7 @@ func TestCheckManifestsFindsEachProblem(t *testing.T) {
 		{"a missing Secret", "            secretName: payment-tokens", "            secretName: payment-token", "Secret taikit/payment-token is not among the manifests"},
 		{"a missing Secret key", "              - key: audit-key\n", "              - key: audit-keys\n", "Secret payment-tokens has no key audit-keys"},
 		{"a token file not mounted", "              value: /run/secrets/taikit/api-token", "              value: /run/secrets/api-token", "env API_TOKEN_FILE=/run/secrets/api-token names no file of a mounted volume"},
+		{"a ConfigMap volume of a missing key", "          emptyDir:\n            sizeLimit: 1Gi", "          configMap:\n            name: payment-config\n            items: [{key: NOPE, path: x}]", "ConfigMap payment-config has no key NOPE"},
 		{"a mount of no volume", "            - name: data\n              mountPath: /data", "            - name: date\n              mountPath: /data", "mounts volume date, which the pod does not have"},
 		{"a selector that misses its pods", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: payment\n  strategy", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: payments\n  strategy", "its selector does not select its own pods' labels"},
 	} {
