@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 )
 
 // freePort returns a loopback TCP port that was free a moment ago.
@@ -175,7 +176,8 @@ func buildService(t *testing.T, service string) string {
 // TestServicesOnTheNATSCluster runs both services as the stack does —
 // two replicas each, tokens from files, NATS_URL listing the three nodes
 // of a cluster started from deploy/nats/nats.conf, and Redis for payment —
-// takes a payment and a deployment, and checks that the streams and
+// checks that the Host names the Kubernetes manifests allow are answered
+// (and others refused), takes a payment and a deployment, and checks that the streams and
 // buckets docs/operations.md lists are the ones the services made, each
 // with one replica.
 func TestServicesOnTheNATSCluster(t *testing.T) {
@@ -212,9 +214,38 @@ func TestServicesOnTheNATSCluster(t *testing.T) {
 		require.NoError(t, err)
 		return replica{url, string(b)}
 	}
+	// The second replica of each answers the Host names the Kubernetes
+	// manifests allow, the pod's IP being loopback here.
+	allowed := map[string]string{}
+	for _, m := range manifests(t) {
+		if d, ok := m.Object.(*appsv1.Deployment); ok {
+			for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+				if e.Name == "ALLOWED_HOSTS" {
+					allowed[d.Name] = strings.ReplaceAll(e.Value, "$(POD_IP)", "127.0.0.1")
+				}
+			}
+		}
+	}
+	require.Len(t, allowed, 2)
 	redisURL := fmt.Sprintf("REDIS_URL=redis://127.0.0.1:%d/0", redisPort)
-	pay := []replica{start("payment", payment, 1, redisURL), start("payment", payment, 2, redisURL)}
-	dep := []replica{start("deployment", deployment, 1, "FLEET=sim", "DEMO=true"), start("deployment", deployment, 2, "FLEET=sim", "DEMO=true")}
+	pay := []replica{start("payment", payment, 1, redisURL), start("payment", payment, 2, redisURL, "ALLOWED_HOSTS="+allowed["payment"])}
+	dep := []replica{start("deployment", deployment, 1, "FLEET=sim", "DEMO=true"), start("deployment", deployment, 2, "FLEET=sim", "DEMO=true", "ALLOWED_HOSTS="+allowed["deployment"])}
+	for svc, r := range map[string]replica{"payment": pay[1], "deployment": dep[1]} {
+		for host, want := range map[string]int{
+			svc + ".taikit.svc.cluster.local:3001": http.StatusOK, // the Service's name (the port is not compared)
+			svc + ":8080":                          http.StatusOK,
+			"127.0.0.1:9999":                       http.StatusOK, // the pod's IP, as the kubelet's probes send it
+			"attacker.example":                     http.StatusMisdirectedRequest,
+		} {
+			req, err := http.NewRequest(http.MethodGet, r.url+"/healthz", nil)
+			require.NoError(t, err)
+			req.Host = host
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			assert.Equal(t, want, resp.StatusCode, "%s with Host %s", svc, host)
+		}
+	}
 
 	post := func(r replica, path, body string, header ...string) (int, string) {
 		req, err := http.NewRequest(http.MethodPost, r.url+path, strings.NewReader(body))
