@@ -85,6 +85,31 @@ stress-deployment: ## start the deployment service, send 50 concurrent deploymen
 	  for i in $$(seq 100); do curl -sf 127.0.0.1:3002/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
 	  $(BIN)/stress-deployment -url http://127.0.0.1:3002 -n $(or $(N),50)
 
+# The operations files under deploy/ (docs/operations.md).
+DEPLOY_SECRETS ?= $(CURDIR)/deploy/secrets
+SECRET_FILES := payment_api_token payment_admin_token payment_audit_key deployment_api_token deployment_admin_token deployment_audit_key
+
+.PHONY: deploy-secrets
+deploy-secrets: ## random tokens and audit keys for deploy/compose.yaml in deploy/secrets (DEPLOY_SECRETS=dir); existing ones are kept
+	@mkdir -p $(DEPLOY_SECRETS)
+	@for f in $(SECRET_FILES); do \
+	  if [ -s $(DEPLOY_SECRETS)/$$f ]; then echo "kept $(DEPLOY_SECRETS)/$$f"; continue; fi; \
+	  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(DEPLOY_SECRETS)/$$f.tmp && \
+	  chmod 0644 $(DEPLOY_SECRETS)/$$f.tmp && mv $(DEPLOY_SECRETS)/$$f.tmp $(DEPLOY_SECRETS)/$$f && \
+	  echo "wrote $(DEPLOY_SECRETS)/$$f"; \
+	done
+
+.PHONY: deploy-rules
+deploy-rules: ## write deploy/prometheus/rules/ from the services' -print-rules
+	cd examples && $(GO) run ./payment -print-rules > ../deploy/prometheus/rules/payment.yml.tmp
+	mv deploy/prometheus/rules/payment.yml.tmp deploy/prometheus/rules/payment.yml
+	cd examples && $(GO) run ./deployment -print-rules > ../deploy/prometheus/rules/deployment.yml.tmp
+	mv deploy/prometheus/rules/deployment.yml.tmp deploy/prometheus/rules/deployment.yml
+
+.PHONY: deploy-check
+deploy-check: ## check the files under deploy/ (compose-go, Kubernetes' types, promtool, amtool, nats-server)
+	$(GO) test ./deploy/check/... ./deploy/probe/...
+
 .PHONY: ci
 ci: ## what CI runs (installs servers when run as root)
 	bash .ci/run

@@ -1,0 +1,131 @@
+package check
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// madeSecrets are the files `make deploy-secrets` writes
+// (TestMakeDeploySecrets runs it).
+var madeSecrets = ComposeFiles{
+	"deploy/secrets/payment_api_token", "deploy/secrets/payment_admin_token", "deploy/secrets/payment_audit_key",
+	"deploy/secrets/deployment_api_token", "deploy/secrets/deployment_admin_token", "deploy/secrets/deployment_audit_key",
+}
+
+func TestComposeStack(t *testing.T) {
+	root := repoRoot(t)
+	p, err := LoadCompose(context.Background(), deployPath(t, "compose.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, CheckCompose(p, root, madeSecrets))
+
+	names := p.ServiceNames()
+	for _, want := range []string{"nats-1", "nats-2", "nats-3", "redis", "prometheus", "alertmanager", "jaeger",
+		"payment-1", "payment-2", "deployment-1", "deployment-2", "nats-exporter-1", "alert-sink"} {
+		assert.Contains(t, names, want)
+	}
+	// The NATS cluster: three nodes of one configuration, each its own
+	// store, with JetStream and routes to the others (the file itself is
+	// checked by nats-server in TestNATSConfig).
+	for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
+		s := p.Services[n]
+		require.NotNil(t, s.Environment["SERVER_NAME"], n)
+		assert.Equal(t, n, *s.Environment["SERVER_NAME"])
+		assert.Equal(t, n, s.Hostname, "the routes name the nodes by host name")
+	}
+	// Both services: two replicas each, on the cluster, with their tokens
+	// from secrets.
+	for _, svc := range []string{"payment", "deployment"} {
+		for _, r := range []string{"-1", "-2"} {
+			s := p.Services[svc+r]
+			nats := s.Environment["NATS_URL"]
+			require.NotNil(t, nats, svc+r)
+			for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
+				assert.Contains(t, *nats, "nats://"+n+":4222", "%s knows every node", svc+r)
+			}
+			assert.True(t, s.ReadOnly, "%s runs on a read-only root", svc+r)
+			assert.Equal(t, "/run/secrets/"+svc+"_api_token", *s.Environment["API_TOKEN_FILE"])
+			assert.Equal(t, "http://jaeger:4318", *s.Environment["OTEL_EXPORTER_OTLP_ENDPOINT"])
+		}
+	}
+	assert.Equal(t, "redis://redis:6379/0", *p.Services["payment-1"].Environment["REDIS_URL"])
+}
+
+func TestComposeLoadIsStrict(t *testing.T) {
+	orig, err := os.ReadFile(deployPath(t, "compose.yaml"))
+	require.NoError(t, err)
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"an unknown key", "    hostname: payment-1\n", "    hostname: payment-1\n    replicaz: 2\n", "replicaz"},
+		{"a wrong type", "  read_only: true\n", "  read_only: [true]\n", "read_only"},
+		{"an undefined secret", "secrets: [payment_api_token,", "secrets: [payment_api_tokn,", "payment_api_tokn"},
+		{"an undefined volume", "volumes: [payment-1-data:/data]", "volumes: [payment-9-data:/data]", "payment-9-data"},
+		{"depending on no service", "    redis: {condition: service_healthy}", "    rediss: {condition: service_healthy}", "rediss"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(string(orig), tc.old, tc.new, 1)
+			require.True(t, src != string(orig), "the case changes the file")
+			file := filepath.Join(deployPath(t), "compose-test-"+strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			require.NoError(t, os.WriteFile(file, []byte(src), 0o644))
+			t.Cleanup(func() { _ = os.Remove(file) })
+			_, err := LoadCompose(context.Background(), file)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	_, err = LoadCompose(context.Background(), deployPath(t, "no-such-compose.yaml"))
+	assert.Error(t, err)
+}
+
+func TestCheckComposeFindsEachProblem(t *testing.T) {
+	root := repoRoot(t)
+	load := func(t *testing.T, old, new string) error {
+		t.Helper()
+		orig, err := os.ReadFile(deployPath(t, "compose.yaml"))
+		require.NoError(t, err)
+		src := strings.Replace(string(orig), old, new, 1)
+		require.True(t, src != string(orig), "the case changes the file")
+		// Beside the original, so that its relative paths mean the same.
+		f, err := os.CreateTemp(deployPath(t), "compose-test-*.yaml")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = os.Remove(f.Name()) })
+		_, err = f.WriteString(src)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		p, err := LoadCompose(context.Background(), f.Name())
+		require.NoError(t, err)
+		return CheckCompose(p, root, madeSecrets)
+	}
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"a missing Dockerfile", "dockerfile: deploy/docker/payment.Dockerfile", "dockerfile: deploy/docker/paymnet.Dockerfile", "Dockerfile deploy/docker/paymnet.Dockerfile does not exist"},
+		{"a build context outside", "    context: ..\n    dockerfile: deploy/docker/payment", "    context: ../..\n    dockerfile: deploy/docker/payment", "lies outside the repository"},
+		{"a missing config file", "./prometheus/prometheus.yml:/etc", "./prometheus/prometheus.yaml:/etc", "bind mount source deploy/prometheus/prometheus.yaml does not exist"},
+		{"a port taken twice", `"127.0.0.1:3011:3001"`, `"127.0.0.1:3001:3001"`, "services payment-1 and payment-2 both publish 3001/tcp"},
+		{"a port on every address clashing with one on loopback", `ports: ["127.0.0.1:9093:9093"]`, `ports: ["9090:9093"]`, "services alertmanager and prometheus both publish 9090/tcp"},
+		{"a healthy wait on a service without a check", "    redis: {condition: service_healthy}", "    redis: {condition: service_healthy}\n    jaeger: {condition: service_healthy}", "waits for jaeger to be healthy, but jaeger has no health check"},
+		{"a public address without a token", "    API_TOKEN_FILE: /run/secrets/payment_api_token\n", "", "ADDR :3001 listens beyond loopback without API_TOKEN_FILE"},
+		{"a token file not mounted", "secrets: [payment_api_token, payment_admin_token, payment_audit_key]", "secrets: [payment_api_token, payment_audit_key]", "ADMIN_TOKEN_FILE=/run/secrets/payment_admin_token, but the service mounts no secret there"},
+		{"two replicas on one data dir", "volumes: [payment-2-data:/data]", "volumes: [payment-1-data:/data]", "its DATA_DIR volume volume:payment-1-data is payment-1's as well"},
+		{"a data dir in the container", "volumes: [deployment-2-data:/data]", "volumes: [deployment-2-data:/var/data]", "DATA_DIR /data is not a mounted volume"},
+		{"two replicas of one name", "INSTANCE: deployment-2", "INSTANCE: deployment-1", "INSTANCE deployment-1 is deployment-1's as well"},
+		{"a secret file nothing makes", "{file: ./secrets/payment_audit_key}", "{file: ./secrets/payment_audit.key}", "secret payment_audit_key: file deploy/secrets/payment_audit.key does not exist, and nothing makes it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := load(t, tc.old, tc.new)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	// A service built from a Dockerfile with a HEALTHCHECK may be waited
+	// for as healthy; one whose Dockerfile has none may not.
+	require.NoError(t, load(t, "  alert-sink:\n    image: mendhak/http-https-echo:37\n", "  alert-sink:\n    image: mendhak/http-https-echo:37\n    depends_on: {payment-1: {condition: service_healthy}}\n"))
+	err := load(t, "  alert-sink:\n    image: mendhak/http-https-echo:37\n", "  alert-sink:\n    build: {context: .., dockerfile: go.mod}\n    depends_on: {payment-1: {condition: service_healthy}}\n  sink-2:\n    image: mendhak/http-https-echo:37\n    depends_on: {alert-sink: {condition: service_healthy}}\n")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "sink-2 waits for alert-sink to be healthy, but alert-sink has no health check")
+	// The healthy case, through the same path.
+	require.NoError(t, load(t, "    DEMO: \"true\"\n    LOG_LEVEL: info", "    DEMO: \"true\"\n    LOG_LEVEL: debug"))
+}

@@ -1,0 +1,160 @@
+package check
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDockerfilesBuildFromTheRepository(t *testing.T) {
+	root := repoRoot(t)
+	files, err := filepath.Glob(deployPath(t, "docker", "*.Dockerfile"))
+	require.NoError(t, err)
+	require.Len(t, files, 3, "payment, deployment and demoapp")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			require.NoError(t, err)
+			d, err := ParseDockerfile(filepath.Base(f), strings.NewReader(string(b)))
+			require.NoError(t, err)
+			require.NoError(t, d.Check(root))
+			require.Len(t, d.Stages, 2)
+			assert.Equal(t, "golang:1.26", d.Stages[0].Base)
+			assert.Contains(t, d.Stages[1].Base, "distroless/static")
+			assertOnePort(t, d.Stages[1])
+		})
+	}
+}
+
+// assertOnePort checks that the final stage listens (ENV ADDR), exposes
+// and probes one port.
+func assertOnePort(t *testing.T, st Stage) {
+	t.Helper()
+	var addr, expose, probe string
+	for _, in := range st.Instructions {
+		switch in.Cmd {
+		case "ENV":
+			if a, ok := envPairs(in.Args)["ADDR"]; ok {
+				addr = strings.TrimPrefix(a, ":")
+			}
+		case "EXPOSE":
+			expose = in.Args[0]
+		case "HEALTHCHECK":
+			probe = in.Args[len(in.Args)-1]
+		case "ENTRYPOINT":
+			// demoapp takes its address as a flag.
+			if i := slices.Index(in.Args, "-addr"); i >= 0 && i+1 < len(in.Args) {
+				addr = strings.TrimPrefix(in.Args[i+1], ":")
+			}
+		}
+	}
+	require.NotEmpty(t, addr, "the listen address")
+	assert.Equal(t, addr, expose, "EXPOSE names the port the service listens on")
+	assert.Contains(t, probe, "http://127.0.0.1:"+addr+"/healthz", "the HEALTHCHECK asks the port the service listens on")
+}
+
+// base is a Dockerfile that passes; the cases below break it one way each.
+const base = `# syntax=docker/dockerfile:1
+FROM golang:1.26 AS build
+ENV CGO_ENABLED=0 GOWORK=off
+WORKDIR /src
+COPY go.mod go.sum ./
+COPY . .
+WORKDIR /src/examples
+RUN --mount=type=cache,target=/root/.cache/go-build \
+    go build -ldflags="-s -w" \
+    # a comment inside the continuation
+    -o /out/payment ./payment
+RUN cd /src/deploy/probe && go build -o /out/probe . && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/payment /payment
+COPY --from=build /out/probe /out/data /bin/
+USER 65532:65532
+HEALTHCHECK --interval=10s CMD ["/bin/probe", "http://127.0.0.1:3001/healthz"]
+ENTRYPOINT ["/payment"]
+`
+
+func TestDockerfileCheckFindsEachProblem(t *testing.T) {
+	root := repoRoot(t)
+	d, err := ParseDockerfile("base", strings.NewReader(base))
+	require.NoError(t, err)
+	require.NoError(t, d.Check(root), "the base case passes")
+	require.Len(t, d.Stages[0].Instructions, 7)
+	run := d.Stages[0].Instructions[5]
+	assert.Equal(t, 8, run.Line)
+	assert.Equal(t, []string{"--mount=type=cache,target=/root/.cache/go-build"}, run.Flags)
+	assert.Equal(t, `go build -ldflags="-s -w" -o /out/payment ./payment`, strings.Join(strings.Fields(run.Args[0]), " "))
+
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"a missing COPY source", "COPY go.mod go.sum ./", "COPY go.mod go.sum nothing.here ./", "base:5: COPY source nothing.here does not exist"},
+		{"a glob that matches nothing", "COPY go.mod go.sum ./", "COPY go.mod *.nothing ./", "COPY source *.nothing does not exist"},
+		{"a COPY source outside the context", "COPY go.mod go.sum ./", "COPY ../etc/passwd ./", "lies outside the build context"},
+		{"a package that does not exist", "./payment", "./paymnet", "holds no package main"},
+		{"a package that is a library", "./payment\n", "./internal/svc\n", "examples/internal/svc holds no package main"},
+		{"a package of another module", "RUN cd /src/deploy/probe && go build -o /out/probe .", "RUN go build -o /out/probe ../deploy/probe", "is in the module at deploy/probe, but with GOWORK=off"},
+		{"a module path", "./payment\n", "github.com/taipattern/taikit/examples/payment\n", "only ./ directory paths are checked"},
+		{"go build before the sources", "COPY . .\n", "COPY go.mod ./\n", "which no COPY . from the build context fills"},
+		{"an -o without its value", "-o /out/payment ./payment", "./payment -o", "go build -o without its value"},
+		{"copying what was not built", "COPY --from=build /out/payment /payment", "COPY --from=build /out/paymnet /payment", "source /out/paymnet is not made in that stage"},
+		{"copying from a stage that does not exist", "--from=build /out/payment", "--from=builder /out/payment", "COPY --from=builder names no earlier stage"},
+		{"an entrypoint nothing put there", `ENTRYPOINT ["/payment"]`, `ENTRYPOINT ["/deployment"]`, "ENTRYPOINT runs /deployment, which no COPY --from puts in the final image"},
+		{"an entrypoint that is a directory", `ENTRYPOINT ["/payment"]`, `ENTRYPOINT ["/bin/data"]`, "which is not a binary go build made"},
+		{"a shell-form entrypoint", `ENTRYPOINT ["/payment"]`, `ENTRYPOINT /payment`, "in shell form needs /bin/sh"},
+		{"a healthcheck of a missing binary", `CMD ["/bin/probe"`, `CMD ["/bin/curl"`, "HEALTHCHECK runs /bin/curl"},
+		{"no healthcheck", "HEALTHCHECK --interval=10s CMD", "LABEL x=", "no HEALTHCHECK in the final stage"},
+		{"root", "USER 65532:65532", "USER root", "runs as root"},
+		{"no user", "USER 65532:65532\n", "", "sets no USER"},
+		{"a RUN in the final stage", "USER 65532:65532", "RUN mkdir /x\nUSER 65532:65532", "RUN in the final stage"},
+		{"no entrypoint", `ENTRYPOINT ["/payment"]`, "", "has no ENTRYPOINT or CMD"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(base, tc.old, tc.new, 1)
+			require.NotEqual(t, base, src, "the case changes the base")
+			d, err := ParseDockerfile("base", strings.NewReader(src))
+			require.NoError(t, err)
+			err = d.Check(root)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestParseDockerfileRefuses(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"an unknown instruction", "FROM x\nCOPYY a b\n", `x:2: unknown instruction "COPYY"`},
+		{"no FROM", "# nothing\n", "no FROM"},
+		{"an instruction before FROM", "RUN true\nFROM x\n", "RUN before the first FROM"},
+		{"a bad exec form", "FROM x\nENTRYPOINT [\"/a\", 1]\n", "is not a JSON array of strings"},
+		{"an empty exec form", "FROM x\nCMD []\n", "an empty exec form"},
+		{"a trailing backslash", "FROM x\nRUN true \\\n", "ends in a backslash"},
+		{"a FROM with too much", "FROM x y z w\n", "FROM takes an image"},
+		{"a heredoc", "FROM x\nRUN <<EOF\ntrue\nEOF\n", "heredocs"},
+		{"a bad HEALTHCHECK", "FROM x\nHEALTHCHECK probe\n", "HEALTHCHECK takes CMD or NONE"},
+		{"an empty HEALTHCHECK CMD", "FROM x\nHEALTHCHECK CMD\n", "HEALTHCHECK CMD without a command"},
+		{"an instruction without arguments", "FROM x\nWORKDIR\n", "no arguments"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseDockerfile("x", strings.NewReader(tc.src))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestShellWords(t *testing.T) {
+	got, err := shellWords(`cd "a b" && go build -ldflags='-s -w' -o x\ y ./p; mkdir -p /o || true | cat`)
+	require.NoError(t, err)
+	assert.Equal(t, [][]string{{"cd", "a b"}, {"go", "build", "-ldflags=-s -w", "-o", "x y", "./p"}, {"mkdir", "-p", "/o"}, {"true"}, {"cat"}}, got)
+	for _, bad := range []string{`echo 'x`, `echo "x`, `sleep 1 & echo`} {
+		_, err := shellWords(bad)
+		assert.Error(t, err, bad)
+	}
+}

@@ -1,0 +1,405 @@
+package check
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// Manifest is one Kubernetes object of a manifest file.
+type Manifest struct {
+	Doc    int            // its place in the file, from 1
+	Object runtime.Object // a *appsv1.Deployment, *corev1.Service, ...
+}
+
+// Name is the object's kind, namespace and name: Deployment taikit/payment.
+func (m Manifest) Name() string {
+	kind := m.Object.GetObjectKind().GroupVersionKind().Kind
+	if o, ok := m.Object.(interface {
+		GetNamespace() string
+		GetName() string
+	}); ok {
+		return fmt.Sprintf("%s %s/%s", kind, o.GetNamespace(), o.GetName())
+	}
+	return kind
+}
+
+// scheme holds the kinds the manifests may use.
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err) // the API packages' own registrations: cannot fail
+		}
+	}
+	return s
+}()
+
+// decoder decodes strictly: a field the type does not have, a field
+// given twice, or a field spelled in another case is an error.
+var decoder = serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+
+// DecodeManifests decodes every document of a multi-document YAML stream
+// into Kubernetes API types (k8s.io/api), strictly: an unknown or
+// duplicate field, a kind outside core/v1, apps/v1 and policy/v1, or a
+// value of the wrong type is an error naming the document. Empty
+// documents are skipped.
+func DecodeManifests(r io.Reader) ([]Manifest, error) {
+	rd := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	var out []Manifest
+	var errs []error
+	for doc := 1; ; doc++ {
+		b, err := rd.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc, err)
+		}
+		if len(bytes.TrimSpace(stripComments(b))) == 0 {
+			doc--
+			continue
+		}
+		obj, _, err := decoder.Decode(b, nil, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("document %d: %w", doc, err))
+			continue
+		}
+		out = append(out, Manifest{Doc: doc, Object: obj})
+	}
+	return out, errors.Join(errs...)
+}
+
+// stripComments drops YAML comment lines, so a document of comments alone
+// counts as empty.
+func stripComments(b []byte) []byte {
+	var out []byte
+	for line := range bytes.Lines(b) {
+		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+// CheckManifests checks that the objects agree with each other and with
+// how taikit's services must run:
+//
+//   - every Deployment runs at least 2 replicas, as a user other than
+//     root without privilege escalation, on a read-only root filesystem;
+//     every container has CPU and memory requests and limits, a readiness
+//     probe on /readyz and a liveness probe on /healthz, each on a port
+//     the container declares;
+//   - every ConfigMap and Secret a pod refers to (envFrom, env, volumes)
+//     is among the objects and has the keys used; every *_FILE variable
+//     names a file of a mounted volume;
+//   - every Service selects a Deployment's pods and targets a port they
+//     declare; every PodDisruptionBudget selects a Deployment's pods and
+//     leaves it room for a disruption (minAvailable below its replicas).
+//
+// The error lists every problem found.
+func CheckManifests(ms []Manifest) error {
+	var p problems
+	var deps []*appsv1.Deployment
+	configMaps := map[string]*corev1.ConfigMap{}
+	secrets := map[string]*corev1.Secret{}
+	for _, m := range ms {
+		switch o := m.Object.(type) {
+		case *appsv1.Deployment:
+			deps = append(deps, o)
+		case *corev1.ConfigMap:
+			configMaps[o.Namespace+"/"+o.Name] = o
+		case *corev1.Secret:
+			secrets[o.Namespace+"/"+o.Name] = o
+		}
+	}
+	for _, d := range deps {
+		checkDeployment(&p, d, configMaps, secrets)
+	}
+	for _, m := range ms {
+		switch o := m.Object.(type) {
+		case *corev1.Service:
+			checkService(&p, o, deps)
+		case *policyv1.PodDisruptionBudget:
+			checkPDB(&p, o, deps)
+		}
+	}
+	return p.err()
+}
+
+func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) {
+	where := "Deployment " + d.Namespace + "/" + d.Name
+	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+		p.add("%s: fewer than 2 replicas", where)
+	}
+	sel, err := metaSelector(d.Spec.Selector)
+	if err != nil {
+		p.add("%s: selector: %v", where, err)
+	} else if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		p.add("%s: its selector does not select its own pods' labels", where)
+	}
+	pod := d.Spec.Template.Spec
+	psc := pod.SecurityContext
+	if psc == nil {
+		psc = &corev1.PodSecurityContext{}
+	}
+	volumes := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		volumes[v.Name] = v
+		switch {
+		case v.Secret != nil:
+			checkKeys(p, where, "volume "+v.Name, "Secret", d.Namespace, v.Secret.SecretName, v.Secret.Items, secretKeys(secrets[d.Namespace+"/"+v.Secret.SecretName]))
+		case v.ConfigMap != nil:
+			checkKeys(p, where, "volume "+v.Name, "ConfigMap", d.Namespace, v.ConfigMap.Name, v.ConfigMap.Items, configMapKeys(configMaps[d.Namespace+"/"+v.ConfigMap.Name]))
+		}
+	}
+	for _, c := range pod.Containers {
+		cw := where + " container " + c.Name
+		sc := c.SecurityContext
+		if sc == nil {
+			sc = &corev1.SecurityContext{}
+		}
+		nonRoot := sc.RunAsNonRoot
+		if nonRoot == nil {
+			nonRoot = psc.RunAsNonRoot
+		}
+		user := sc.RunAsUser
+		if user == nil {
+			user = psc.RunAsUser
+		}
+		if nonRoot == nil || !*nonRoot {
+			p.add("%s: runAsNonRoot is not true", cw)
+		}
+		if user != nil && *user == 0 {
+			p.add("%s: runs as user 0", cw)
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			p.add("%s: the root filesystem is not read-only", cw)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			p.add("%s: allowPrivilegeEscalation is not false", cw)
+		}
+		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			req, hasReq := c.Resources.Requests[res]
+			lim, hasLim := c.Resources.Limits[res]
+			switch {
+			case !hasReq:
+				p.add("%s: no %s request", cw, res)
+			case !hasLim:
+				p.add("%s: no %s limit", cw, res)
+			case req.Cmp(lim) > 0:
+				p.add("%s: %s request %s is above its limit %s", cw, res, req.String(), lim.String())
+			}
+		}
+		checkProbe(p, cw, "readiness", c.ReadinessProbe, "/readyz", c.Ports)
+		checkProbe(p, cw, "liveness", c.LivenessProbe, "/healthz", c.Ports)
+		for _, ef := range c.EnvFrom {
+			switch {
+			case ef.ConfigMapRef != nil && configMaps[d.Namespace+"/"+ef.ConfigMapRef.Name] == nil:
+				p.add("%s: envFrom ConfigMap %s is not among the manifests", cw, ef.ConfigMapRef.Name)
+			case ef.SecretRef != nil && secrets[d.Namespace+"/"+ef.SecretRef.Name] == nil:
+				p.add("%s: envFrom Secret %s is not among the manifests", cw, ef.SecretRef.Name)
+			}
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil {
+				if r := e.ValueFrom.SecretKeyRef; r != nil && !slices.Contains(secretKeys(secrets[d.Namespace+"/"+r.Name]), r.Key) {
+					p.add("%s: env %s: Secret %s has no key %s", cw, e.Name, r.Name, r.Key)
+				}
+				if r := e.ValueFrom.ConfigMapKeyRef; r != nil && !slices.Contains(configMapKeys(configMaps[d.Namespace+"/"+r.Name]), r.Key) {
+					p.add("%s: env %s: ConfigMap %s has no key %s", cw, e.Name, r.Name, r.Key)
+				}
+			}
+			if strings.HasSuffix(e.Name, "_FILE") && e.Value != "" && !mountedFile(e.Value, c.VolumeMounts, volumes) {
+				p.add("%s: env %s=%s names no file of a mounted volume", cw, e.Name, e.Value)
+			}
+		}
+		for _, vm := range c.VolumeMounts {
+			if _, ok := volumes[vm.Name]; !ok {
+				p.add("%s: mounts volume %s, which the pod does not have", cw, vm.Name)
+			}
+		}
+	}
+}
+
+func checkProbe(p *problems, where, kind string, pr *corev1.Probe, wantPath string, ports []corev1.ContainerPort) {
+	switch {
+	case pr == nil:
+		p.add("%s: no %s probe", where, kind)
+		return
+	case pr.HTTPGet == nil:
+		p.add("%s: the %s probe is not an HTTP GET", where, kind)
+		return
+	case pr.HTTPGet.Path != wantPath:
+		p.add("%s: the %s probe asks %s, not %s", where, kind, pr.HTTPGet.Path, wantPath)
+	}
+	if !declaresPort(ports, pr.HTTPGet.Port.String(), pr.HTTPGet.Port.IntValue()) {
+		p.add("%s: the %s probe's port %s is not a port the container declares", where, kind, pr.HTTPGet.Port.String())
+	}
+}
+
+// declaresPort reports whether ports has one of that name or number.
+func declaresPort(ports []corev1.ContainerPort, name string, number int) bool {
+	for _, cp := range ports {
+		if cp.Name == name || number != 0 && int(cp.ContainerPort) == number {
+			return true
+		}
+	}
+	return false
+}
+
+func checkKeys(p *problems, where, what, kind, ns, name string, items []corev1.KeyToPath, have []string) {
+	if have == nil {
+		p.add("%s: %s: %s %s/%s is not among the manifests", where, what, kind, ns, name)
+		return
+	}
+	for _, it := range items {
+		if !slices.Contains(have, it.Key) {
+			p.add("%s: %s: %s %s has no key %s", where, what, kind, name, it.Key)
+		}
+	}
+}
+
+// mountedFile reports whether file is a file of a volume mounted in the
+// container: a Secret's or ConfigMap's key (or item path), or anything
+// under another kind of volume.
+func mountedFile(file string, mounts []corev1.VolumeMount, volumes map[string]corev1.Volume) bool {
+	file = path.Clean(file)
+	for _, vm := range mounts {
+		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(vm.MountPath, "/")+"/")
+		if !ok {
+			continue
+		}
+		v := volumes[vm.Name]
+		var items []corev1.KeyToPath
+		switch {
+		case v.Secret != nil:
+			items = v.Secret.Items
+		case v.ConfigMap != nil:
+			items = v.ConfigMap.Items
+		default:
+			return true
+		}
+		for _, it := range items {
+			if it.Path == rel {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func secretKeys(s *corev1.Secret) []string {
+	if s == nil {
+		return nil
+	}
+	keys := []string{}
+	for k := range s.Data {
+		keys = append(keys, k)
+	}
+	for k := range s.StringData {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func configMapKeys(c *corev1.ConfigMap) []string {
+	if c == nil {
+		return nil
+	}
+	keys := []string{}
+	for k := range c.Data {
+		keys = append(keys, k)
+	}
+	for k := range c.BinaryData {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// selected returns the Deployments in ns whose pods sel selects.
+func selected(sel labels.Selector, ns string, deps []*appsv1.Deployment) []*appsv1.Deployment {
+	var out []*appsv1.Deployment
+	for _, d := range deps {
+		if d.Namespace == ns && !sel.Empty() && sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func checkService(p *problems, s *corev1.Service, deps []*appsv1.Deployment) {
+	where := "Service " + s.Namespace + "/" + s.Name
+	matched := selected(labels.SelectorFromSet(s.Spec.Selector), s.Namespace, deps)
+	if len(matched) == 0 {
+		p.add("%s: its selector %v selects no Deployment's pods", where, s.Spec.Selector)
+		return
+	}
+	for _, sp := range s.Spec.Ports {
+		target := sp.TargetPort
+		name, number := target.String(), target.IntValue()
+		if name == "0" || name == "" {
+			name, number = "", int(sp.Port)
+		}
+		for _, d := range matched {
+			ok := false
+			for _, c := range d.Spec.Template.Spec.Containers {
+				ok = ok || declaresPort(c.Ports, name, number)
+			}
+			if !ok {
+				p.add("%s: port %s targets %s, which Deployment %s's containers do not declare", where, sp.Name, target.String(), d.Name)
+			}
+		}
+	}
+}
+
+func checkPDB(p *problems, b *policyv1.PodDisruptionBudget, deps []*appsv1.Deployment) {
+	where := "PodDisruptionBudget " + b.Namespace + "/" + b.Name
+	sel, err := metaSelector(b.Spec.Selector)
+	if err != nil {
+		p.add("%s: selector: %v", where, err)
+		return
+	}
+	matched := selected(sel, b.Namespace, deps)
+	if len(matched) == 0 {
+		p.add("%s: its selector selects no Deployment's pods", where)
+		return
+	}
+	for _, d := range matched {
+		replicas := 1
+		if d.Spec.Replicas != nil {
+			replicas = int(*d.Spec.Replicas)
+		}
+		switch {
+		case b.Spec.MinAvailable != nil:
+			min, err := intOrPercent(b.Spec.MinAvailable.String(), replicas)
+			if err != nil {
+				p.add("%s: minAvailable: %v", where, err)
+			} else if min >= replicas {
+				p.add("%s: minAvailable %s of Deployment %s's %d replicas leaves no disruption possible: a node drain would hang", where, b.Spec.MinAvailable.String(), d.Name, replicas)
+			}
+		case b.Spec.MaxUnavailable != nil:
+			max, err := intOrPercent(b.Spec.MaxUnavailable.String(), replicas)
+			if err != nil {
+				p.add("%s: maxUnavailable: %v", where, err)
+			} else if max < 1 {
+				p.add("%s: maxUnavailable %s leaves no disruption possible", where, b.Spec.MaxUnavailable.String())
+			}
+		default:
+			p.add("%s: neither minAvailable nor maxUnavailable", where)
+		}
+	}
+}

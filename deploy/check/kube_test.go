@@ -1,0 +1,166 @@
+package check
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// manifests decodes every file under deploy/k8s, in name order.
+func manifests(t *testing.T) []Manifest {
+	t.Helper()
+	files, err := filepath.Glob(deployPath(t, "k8s", "*.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var all []Manifest
+	for _, f := range files {
+		r, err := os.Open(f)
+		require.NoError(t, err)
+		ms, err := DecodeManifests(r)
+		_ = r.Close()
+		require.NoError(t, err, filepath.Base(f))
+		all = append(all, ms...)
+	}
+	return all
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	ms := manifests(t)
+	require.NoError(t, CheckManifests(ms))
+	kinds := map[string][]string{}
+	for _, m := range ms {
+		kinds[m.Object.GetObjectKind().GroupVersionKind().Kind] = append(kinds[m.Object.GetObjectKind().GroupVersionKind().Kind], m.Name())
+	}
+	assert.ElementsMatch(t, []string{"Deployment taikit/payment", "Deployment taikit/deployment"}, kinds["Deployment"])
+	assert.ElementsMatch(t, []string{"Service taikit/payment", "Service taikit/deployment"}, kinds["Service"])
+	assert.ElementsMatch(t, []string{"PodDisruptionBudget taikit/payment", "PodDisruptionBudget taikit/deployment"}, kinds["PodDisruptionBudget"])
+	assert.ElementsMatch(t, []string{"Secret taikit/payment-tokens", "Secret taikit/deployment-tokens"}, kinds["Secret"])
+	assert.ElementsMatch(t, []string{"ConfigMap taikit/payment-config", "ConfigMap taikit/deployment-config"}, kinds["ConfigMap"])
+	assert.Len(t, kinds["Namespace"], 1)
+
+	for _, m := range ms {
+		d, ok := m.Object.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		port := map[string]int32{"payment": 3001, "deployment": 3002}[d.Name]
+		assert.Equal(t, port, c.Ports[0].ContainerPort, d.Name)
+		env := map[string]corev1.EnvVar{}
+		for _, e := range c.Env {
+			env[e.Name] = e
+		}
+		assert.Equal(t, ":"+strconv.Itoa(int(port)), env["ADDR"].Value, "%s listens beyond loopback, so it needs its token", d.Name)
+		assert.Equal(t, "/run/secrets/taikit/api-token", env["API_TOKEN_FILE"].Value)
+		assert.Equal(t, "metadata.name", env["INSTANCE"].ValueFrom.FieldRef.FieldPath, "each replica's name is its pod's")
+		assert.True(t, strings.HasPrefix(env["ALLOWED_HOSTS"].Value, "$(POD_IP),"), "the kubelet's probes come with the pod's IP as Host")
+		require.NotNil(t, d.Spec.Template.Spec.TerminationGracePeriodSeconds)
+		assert.Greater(t, *d.Spec.Template.Spec.TerminationGracePeriodSeconds, int64(30), "a graceful stop takes up to 30s")
+	}
+}
+
+func TestDecodeManifestsIsStrict(t *testing.T) {
+	orig, err := os.ReadFile(deployPath(t, "k8s", "payment.yaml"))
+	require.NoError(t, err)
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"an unknown field", "  replicas: 2\n", "  replicas: 2\n  replicaz: 2\n", `unknown field "spec.replicaz"`},
+		{"a misspelt nested field", "            readOnlyRootFilesystem: true", "            readOnlyRootFileSystem: true", "readOnlyRootFileSystem"},
+		{"a duplicate field", "  replicas: 2\n", "  replicas: 2\n  replicas: 3\n", "replicas"},
+		{"a wrong type", "  replicas: 2\n", "  replicas: two\n", "replicas"},
+		{"an unknown kind", "kind: PodDisruptionBudget", "kind: PodDisruptionBudgett", "PodDisruptionBudgett"},
+		{"a quantity that is not one", "memory: 512Mi", "memory: 512MB of it", "quantities must match"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(string(orig), tc.old, tc.new, 1)
+			require.True(t, src != string(orig), "the case changes the file")
+			_, err := DecodeManifests(strings.NewReader(src))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestCheckManifestsFindsEachProblem(t *testing.T) {
+	orig, err := os.ReadFile(deployPath(t, "k8s", "payment.yaml"))
+	require.NoError(t, err)
+	secrets, err := os.ReadFile(deployPath(t, "k8s", "secrets.yaml"))
+	require.NoError(t, err)
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"one replica", "  replicas: 2\n", "  replicas: 1\n", "fewer than 2 replicas"},
+		{"root", "        runAsUser: 65532\n", "        runAsUser: 0\n", "runs as user 0"},
+		{"not non-root", "        runAsNonRoot: true\n", "", "runAsNonRoot is not true"},
+		{"a writable root", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "the root filesystem is not read-only"},
+		{"escalation", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", "allowPrivilegeEscalation is not false"},
+		{"no memory limit", "              memory: 512Mi\n", "", "no memory limit"},
+		{"a request above its limit", "              cpu: 250m\n", "              cpu: \"4\"\n", "cpu request 4 is above its limit 2"},
+		{"readiness on the wrong path", "              path: /readyz", "              path: /healthz", "the readiness probe asks /healthz, not /readyz"},
+		{"no liveness probe", "          livenessProbe:\n            httpGet:\n              path: /healthz\n              port: http\n            periodSeconds: 10\n            timeoutSeconds: 3\n            failureThreshold: 3\n", "", "no liveness probe"},
+		{"a probe on a port not declared", "              path: /readyz\n              port: http", "              path: /readyz\n              port: metrics", "the readiness probe's port metrics is not a port the container declares"},
+		{"a Service that selects nothing", "  type: ClusterIP\n  selector:\n    app.kubernetes.io/name: payment", "  type: ClusterIP\n  selector:\n    app.kubernetes.io/name: paymnet", "Service taikit/payment: its selector map[app.kubernetes.io/name:paymnet] selects no Deployment's pods"},
+		{"a Service on a port not declared", "      targetPort: http", "      targetPort: 8080", "port http targets 8080"},
+		{"a PDB that selects nothing", "spec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: payment", "spec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: paymnet", "PodDisruptionBudget taikit/payment: its selector selects no Deployment's pods"},
+		{"a PDB that blocks every drain", "  minAvailable: 1\n", "  minAvailable: 2\n", "leaves no disruption possible"},
+		{"a PDB of 100%", "  minAvailable: 1\n", "  minAvailable: 100%\n", "leaves no disruption possible"},
+		{"a missing ConfigMap", "                name: payment-config", "                name: payment-conf", "envFrom ConfigMap payment-conf is not among the manifests"},
+		{"a missing Secret", "            secretName: payment-tokens", "            secretName: payment-token", "Secret taikit/payment-token is not among the manifests"},
+		{"a missing Secret key", "              - key: audit-key\n", "              - key: audit-keys\n", "Secret payment-tokens has no key audit-keys"},
+		{"a token file not mounted", "              value: /run/secrets/taikit/api-token", "              value: /run/secrets/api-token", "env API_TOKEN_FILE=/run/secrets/api-token names no file of a mounted volume"},
+		{"a ConfigMap volume of a missing key", "          emptyDir:\n            sizeLimit: 1Gi", "          configMap:\n            name: payment-config\n            items: [{key: NOPE, path: x}]", "ConfigMap payment-config has no key NOPE"},
+		{"a mount of no volume", "            - name: data\n              mountPath: /data", "            - name: date\n              mountPath: /data", "mounts volume date, which the pod does not have"},
+		{"a selector that misses its pods", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: payment\n  strategy", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: payments\n  strategy", "its selector does not select its own pods' labels"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(string(orig), tc.old, tc.new, 1)
+			require.True(t, src != string(orig), "the case changes the file")
+			ms, err := DecodeManifests(strings.NewReader(src + "\n---\n" + string(secrets)))
+			require.NoError(t, err)
+			err = CheckManifests(ms)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	// Decoded types are the API's.
+	ms, err := DecodeManifests(strings.NewReader(string(orig)))
+	require.NoError(t, err)
+	_, isPDB := ms[len(ms)-1].Object.(*policyv1.PodDisruptionBudget)
+	assert.True(t, isPDB)
+	assert.Equal(t, 1, ms[0].Doc)
+}
+
+func TestIntOrPercent(t *testing.T) {
+	for _, tc := range []struct {
+		v     string
+		total int
+		want  int
+		bad   bool
+	}{
+		{"1", 2, 1, false}, {"50%", 3, 2, false}, {"100%", 2, 2, false}, {"0%", 5, 0, false},
+		{"x", 2, 0, true}, {"-1", 2, 0, true}, {"101%", 2, 0, true}, {"%", 2, 0, true},
+	} {
+		got, err := intOrPercent(tc.v, tc.total)
+		if tc.bad {
+			assert.Error(t, err, tc.v)
+			continue
+		}
+		require.NoError(t, err, tc.v)
+		assert.Equal(t, tc.want, got, tc.v)
+	}
+}
+
+func TestMetaSelectorRefusesNoneAndEmpty(t *testing.T) {
+	_, err := metaSelector(nil)
+	assert.ErrorContains(t, err, "missing")
+	_, err = metaSelector(&metav1.LabelSelector{})
+	assert.ErrorContains(t, err, "would select every pod")
+	_, err = metaSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Bogus"}}})
+	assert.Error(t, err)
+}

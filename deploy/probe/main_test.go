@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestProbe(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
+	mux.HandleFunc("/down", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"nats":"RECONNECTING"}`))
+	})
+	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ok", http.StatusFound) })
+	release := make(chan struct{})
+	mux.HandleFunc("/stuck", func(http.ResponseWriter, *http.Request) { <-release })
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+
+	// A port nothing listens on: take one and give it back.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String() + "/healthz"
+	_ = l.Close()
+
+	for _, tc := range []struct {
+		name        string
+		args        []string
+		code        int
+		out, stderr string
+	}{
+		{"2xx", []string{srv.URL + "/ok"}, 0, "answered 200", ""},
+		{"503 with its body", []string{srv.URL + "/down"}, 1, "", `answered 503: {"nats":"RECONNECTING"}`},
+		{"a redirect is not followed", []string{srv.URL + "/moved"}, 1, "", "answered 302"},
+		{"no answer in time", []string{"-timeout", "50ms", srv.URL + "/stuck"}, 1, "", "no answer within 50ms"},
+		{"nothing listening", []string{closed}, 1, "", "connection refused"},
+		{"no URL", nil, 2, "", "usage: probe"},
+		{"two URLs", []string{srv.URL, srv.URL}, 2, "", "usage: probe"},
+		{"not http", []string{"ftp://localhost/"}, 2, "", "is not http://host"},
+		{"no host", []string{"http:///healthz"}, 2, "", "is not http://host"},
+		{"bad URL", []string{"http://[::1"}, 2, "", "URL"},
+		{"bad timeout", []string{"-timeout", "0s", srv.URL + "/ok"}, 2, "", "must be positive"},
+		{"unknown flag", []string{"-x", srv.URL}, 2, "", "flag provided but not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if got := run(ctx, tc.args, &out, &errOut); got != tc.code {
+				t.Fatalf("exit code %d, want %d (stdout %q, stderr %q)", got, tc.code, out.String(), errOut.String())
+			}
+			if !bytes.Contains(out.Bytes(), []byte(tc.out)) {
+				t.Errorf("stdout %q does not contain %q", out.String(), tc.out)
+			}
+			if !bytes.Contains(errOut.Bytes(), []byte(tc.stderr)) {
+				t.Errorf("stderr %q does not contain %q", errOut.String(), tc.stderr)
+			}
+		})
+	}
+}
