@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban/kanbanhttp"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -98,6 +99,10 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 	if err != nil {
 		return err
 	}
+	deadLetters, err := s.queueOps.DeadLetterPanel("confirmations", "Confirmation dead letters")
+	if err != nil {
+		return err
+	}
 	s.board, err = andon.NewBoard(s.andon, andon.BoardOptions{
 		Prefix: "/andon", Title: "Payments",
 		Lines: []andon.Line{s.line}, Breakers: []andon.Breaker{s.breaker},
@@ -108,12 +113,21 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 		// a page that stops reading is dropped after the write timeout.
 		MaxStreams:   maxBoardStreams,
 		WriteTimeout: 10 * time.Second,
+		// The confirmation queue: depth, oldest message, dead letters.
+		Panels: []andon.Panel{s.queueOps.QueuePanel(kanbanhttp.PanelOptions{}), deadLetters},
 	})
 	if err != nil {
 		return err
 	}
 	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopAlerts = stop
+	s.alerting.Add(1)
+	go func() {
+		defer s.alerting.Done()
+		if err := s.queueOps.Watch(actx, 2*time.Second); err != nil && actx.Err() == nil {
+			s.log.Error("queue panels stopped", "err", err)
+		}
+	}()
 	s.alerting.Add(1)
 	go func() {
 		defer s.alerting.Done()

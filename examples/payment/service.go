@@ -37,6 +37,7 @@ import (
 	"github.com/taipattern/taikit/kaizen/kaizenotel"
 	"github.com/taipattern/taikit/kaizen/kaizenprom"
 	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/kanbanhttp"
 	"github.com/taipattern/taikit/kanban/kanbanotel"
 	"github.com/taipattern/taikit/kanban/natsjs"
 	"github.com/taipattern/taikit/tai"
@@ -105,6 +106,7 @@ type Service struct {
 	andon      *andon.Evaluator
 	board      *andon.Board
 	stopLine   andon.Hook
+	queueOps   *kanbanhttp.Handler // the confirmation queue's dead letters: admin API and board panels
 	stopAlerts context.CancelFunc
 	alerting   sync.WaitGroup
 
@@ -539,6 +541,31 @@ func (s *Service) startConsumer(ctx context.Context) error {
 	if err := kc.AddQueue("confirmations", s.queue); err != nil {
 		return err
 	}
+	observe, err := kc.HandlerObserver("confirmations")
+	if err != nil {
+		return err
+	}
+	// The queue's dead letters, through the admin API (listed, redriven,
+	// deleted, with the admin token: their payloads are payments) and on
+	// the board.
+	s.queueOps, err = kanbanhttp.New(kanbanhttp.Options{Prefix: "/admin", AuthorizeReads: true, Logger: s.log,
+		Authorize: func(r *http.Request) error {
+			if s.cfg.AdminToken == "" || !httpapi.Matches(r, s.cfg.AdminToken) {
+				return errors.New("the queues need the admin token")
+			}
+			return nil
+		},
+		OnRefresh: func() {
+			if s.board != nil {
+				s.board.Notify()
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	if err := s.queueOps.AddQueue("confirmations", s.queue); err != nil {
+		return err
+	}
 	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.consumer.Add(1)
@@ -549,6 +576,7 @@ func (s *Service) startConsumer(ctx context.Context) error {
 			MaxAttempts:  5,
 			DrainTimeout: 10 * time.Second,
 			Logger:       s.log,
+			Observer:     observe,
 		})
 		if err != nil {
 			s.log.Error("confirmation consumer stopped", "err", err)
@@ -649,6 +677,10 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", health)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("/andon/", s.boardHandler())
+	if s.cfg.AdminToken != "" {
+		mux.Handle("/admin/queues", s.queueOps)
+		mux.Handle("/admin/queues/", s.queueOps)
+	}
 	return s.traceHTTP(mux, httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)))
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban"
 )
 
 func TestHappyPath(t *testing.T) {
@@ -403,4 +407,58 @@ func TestReviewBand(t *testing.T) {
 	assert.Zero(t, ts.gateway.Calls())
 	below := ts.pay(t, "c9", 4500, nil)
 	assert.Equal(t, StatusSuccess, below.str("status"), "0.15 is below the band")
+}
+
+// A confirmation the consumer refuses is dead-lettered, and an operator
+// sees it on the board and lists and deletes it through the admin API,
+// which wants the admin token even to read (the payloads are payments).
+func TestConfirmationDeadLettersThroughTheAdminAPI(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	cfg := testConfig(t)
+	cfg.AdminToken = admin
+	ts := startService(t, cfg)
+	auth := []string{"Authorization", "Bearer " + admin}
+	require.NoError(t, ts.queue.Publish(context.Background(), kanban.Message[Confirmation]{
+		ID: "txn_forged", Key: "cust_x", Payload: Confirmation{TransactionID: "txn_other"}}))
+
+	var page struct {
+		DeadLetters []struct {
+			Seq    uint64 `json:"seq"`
+			ID     string `json:"id"`
+			Reason string `json:"reason"`
+		} `json:"dead_letters"`
+	}
+	require.Eventually(t, func() bool {
+		r := ts.do(t, http.MethodGet, "/admin/queues/confirmations/deadletters", nil, auth...)
+		require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+		require.NoError(t, json.Unmarshal(r.Raw, &page))
+		return len(page.DeadLetters) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, "txn_forged", page.DeadLetters[0].ID)
+	assert.Contains(t, page.DeadLetters[0].Reason, `names transaction "txn_other"`)
+
+	r := ts.do(t, http.MethodGet, "/admin/queues/confirmations/deadletters", nil)
+	assert.Equal(t, http.StatusForbidden, r.Code, "reads need the admin token: %s", r.Raw)
+	r = ts.do(t, http.MethodGet, "/admin/queues", nil, "Authorization", "Bearer wrong-token-0123456789")
+	assert.Contains(t, []int{http.StatusUnauthorized, http.StatusForbidden}, r.Code, "%s", r.Raw)
+
+	// The board shows the queue and its dead letter.
+	require.Eventually(t, func() bool {
+		var st andon.BoardState
+		r := ts.do(t, http.MethodGet, "/andon/api/state", nil, auth...)
+		require.NoError(t, json.Unmarshal(r.Raw, &st))
+		for _, p := range st.Panels {
+			if p.Title == "Confirmation dead letters" && len(p.Rows) == 1 && p.Rows[0].Cells[2] == "txn_forged" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 50*time.Millisecond, "the board lists the dead letter")
+
+	r = ts.do(t, http.MethodDelete, fmt.Sprintf("/admin/queues/confirmations/deadletters/%d", page.DeadLetters[0].Seq), nil, auth...)
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	r = ts.do(t, http.MethodGet, "/admin/queues/confirmations/deadletters", nil, auth...)
+	require.NoError(t, json.Unmarshal(r.Raw, &page))
+	assert.Empty(t, page.DeadLetters, "deleted")
+	assert.Contains(t, string(ts.do(t, http.MethodGet, "/metrics", nil).Raw), `taikit_queue_handler_duration_seconds_count{queue="confirmations"}`)
 }

@@ -11,4 +11,9 @@
 // on ports of their own; the blocks' localhost:3001 and localhost:3002 are
 // rewritten to them, and ADMIN_TOKEN is set in the blocks' environment to
 // the token the services were started with.
+//
+// Every go block must be a whole program (it starts with a package
+// clause), and builds in the examples module. Code meant to be added to a
+// package as part of a change a doc walks through is marked "go change"
+// instead: it builds only once the rest of the change is made.
 package docstest

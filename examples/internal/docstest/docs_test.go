@@ -249,7 +249,7 @@ func TestGoProgramsCompile(t *testing.T) {
 		rel, _ := filepath.Rel(root, path)
 		for _, b := range blocks(t, path) {
 			if b.info != "go" {
-				continue
+				continue // "go change": code to add to a package, checked by the package's tests once added
 			}
 			if !strings.HasPrefix(strings.TrimSpace(b.body), "package ") {
 				t.Errorf("%s:%d: a Go block is not a whole program, so it cannot be built: write one that is", rel, b.line)
