@@ -179,7 +179,7 @@ func buildService(t *testing.T, service string) string {
 // checks that the Host names the Kubernetes manifests allow are answered
 // (and others refused), takes a payment and a deployment, and checks that the streams and
 // buckets docs/operations.md lists are the ones the services made, each
-// with one replica.
+// on the three nodes (NATS_REPLICAS=3, as the stack sets it).
 func TestServicesOnTheNATSCluster(t *testing.T) {
 	redisBin := tool(t, "redis-server", "redis-server")
 	payment, deployment := buildService(t, "payment"), buildService(t, "deployment")
@@ -203,6 +203,7 @@ func TestServicesOnTheNATSCluster(t *testing.T) {
 			"ADMIN_TOKEN_FILE=" + token(inst+"_admin_token"),
 			"AUDIT_KEY_FILE=" + token(inst+"_audit_key"),
 			"NATS_URL=" + strings.Join(clients, ","),
+			"NATS_REPLICAS=3",
 			"DATA_DIR=" + t.TempDir(),
 			"INSTANCE=" + inst,
 			"LOG_LEVEL=warn",
@@ -283,7 +284,7 @@ func TestServicesOnTheNATSCluster(t *testing.T) {
 				}
 			}
 		})) {
-			assert.Equal(t, 1, replicas, "stream %s: the services create every stream with one replica", s)
+			assert.Equal(t, 3, replicas, "stream %s: NATS_REPLICAS=3 puts every stream on the three nodes", s)
 		}
 	}
 	// With Redis, the fraud state is Redis's: no payment_customers bucket.

@@ -24,9 +24,12 @@ type Config struct {
 	// API, the admin token abort, promote, resume and the cord), the
 	// allowed hosts and the audit key.
 	svc.Serving
-	NATSURL     string // empty: start an embedded NATS server
-	DataDir     string
-	CatalogFile string // "": the demo catalog
+	NATSURL string // empty: start an embedded NATS server
+	// NATSReplicas is how many servers of a JetStream cluster hold each
+	// stream and bucket: 1, 3 or 5.
+	NATSReplicas int
+	DataDir      string
+	CatalogFile  string // "": the demo catalog
 
 	// Fleet is what the service deploys to: "sim" (the simulated fleet)
 	// or "local" (demoapp processes behind a proxy per service and
@@ -91,6 +94,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var errs []error
 	c.Register(fs, e, 3002, svc.Usage{API: "the deploy API", Admin: "abort, promote, resume and the cord"})
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one; replicas on one NATS share the queue and the state (NATS_URL)")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", envInt("NATS_REPLICAS", 1), "servers of a JetStream cluster that hold each stream and bucket: 1, or 3 to survive losing one (NATS_REPLICAS)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-deployment")), "embedded NATS store and audit trail (DATA_DIR)")
 	var stages, freeze string
 	fs.StringVar(&c.CatalogFile, "catalog", env("CATALOG", ""), "catalog of services, versions, regions and what runs where (JSON); default: the demo catalog (CATALOG)")
@@ -147,6 +151,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 
 func (c *Config) validate() error {
 	var errs []error
+	if c.NATSReplicas != 1 && c.NATSReplicas != 3 && c.NATSReplicas != 5 {
+		errs = append(errs, fmt.Errorf("-nats-replicas %d is not 1, 3 or 5", c.NATSReplicas))
+	}
+	if c.NATSReplicas > 1 && c.NATSURL == "" {
+		errs = append(errs, fmt.Errorf("-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas))
+	}
 	if c.Fleet != "sim" && c.Fleet != "local" {
 		errs = append(errs, fmt.Errorf("-fleet %q is not sim or local", c.Fleet))
 	}

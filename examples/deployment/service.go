@@ -122,7 +122,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.connectNATS(ctx); err != nil {
 		return nil, err
 	}
-	if s.store, err = openStore(ctx, s.js, s.moreJS, StoreOptions{MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour}); err != nil {
+	if s.store, err = openStore(ctx, s.js, s.moreJS, StoreOptions{MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour, Replicas: s.cfg.NATSReplicas}); err != nil {
 		return nil, err
 	}
 	// The catalog says what serves where at first; deployments move it
@@ -305,6 +305,7 @@ const queueStream = "DEPLOYMENTS"
 func (s *Service) startConsumer(ctx context.Context) error {
 	var err error
 	s.queue, err = natsjs.New[Job](ctx, s.nc, natsjs.Options{
+		Replicas:         s.cfg.NATSReplicas,
 		Stream:           queueStream,
 		Durable:          "rollouts",
 		DeadLetterStream: "DEPLOYMENTS_DEAD",

@@ -40,15 +40,18 @@ func (s *Store) writer() jetstream.KeyValue {
 	return s.writers[int(s.next.Add(1))%len(s.writers)]
 }
 
-// StoreOptions bound the deployments bucket.
+// StoreOptions bound the deployments bucket, and say how many servers of
+// a JetStream cluster hold each bucket (0 means 1).
 type StoreOptions struct {
 	MaxBytes int64
 	MaxAge   time.Duration
+	Replicas int
 }
 
 func openStore(ctx context.Context, js jetstream.JetStream, more []jetstream.JetStream, o StoreOptions) (*Store, error) {
 	open := func(cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		cfg.Storage = jetstream.FileStorage
+		cfg.Replicas = max(o.Replicas, 1)
 		kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)

@@ -32,7 +32,7 @@ type auditHeads struct {
 func (s *Service) startAuditHeads(ctx context.Context) error {
 	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: auditHeadsBucket, Description: "the last durable line of each instance's audit trail",
-		History: 1, MaxBytes: 1 << 20, Storage: jetstream.FileStorage,
+		History: 1, MaxBytes: 1 << 20, Storage: jetstream.FileStorage, Replicas: max(s.cfg.NATSReplicas, 1),
 	})
 	if err != nil {
 		return fmt.Errorf("audit heads: %w", err)

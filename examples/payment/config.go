@@ -30,6 +30,7 @@ type Config struct {
 	// board), the allowed hosts and the audit key.
 	svc.Serving
 	NATSURL          string // empty: start an embedded NATS server
+	NATSReplicas     int    // servers of a JetStream cluster holding each stream and bucket: 1, 3 or 5
 	RedisURL         string // empty: limits and customer state in memory
 	DataDir          string
 	Idempotency      string
@@ -104,6 +105,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return &n
 	}
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", envInt("NATS_REPLICAS", 1), "servers of a JetStream cluster that hold each stream and bucket: 1, or 3 to survive losing one (NATS_REPLICAS)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-payment")), "embedded NATS store and audit trail (DATA_DIR)")
 	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "nats"), "where idempotency keys live: nats (JetStream, kept through restarts and shared by replicas) or memory (this process only: a restart forgets every key, and a request retried after it charges again) (IDEMPOTENCY_STORE)")
@@ -175,6 +177,8 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
+	check(c.NATSReplicas == 1 || c.NATSReplicas == 3 || c.NATSReplicas == 5, "-nats-replicas %d is not 1, 3 or 5", c.NATSReplicas)
+	check(c.NATSReplicas == 1 || c.NATSURL != "", "-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas)
 	check(c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be nats or memory", c.Idempotency)
 	check(c.CustomerState == "auto" || c.CustomerState == "memory" || c.CustomerState == "redis" || c.CustomerState == "nats", "-customer-state %q must be auto, memory, redis or nats", c.CustomerState)
 	check(c.CustomerState != "redis" || c.RedisURL != "", "-customer-state redis needs -redis-url")

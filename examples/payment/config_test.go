@@ -22,6 +22,8 @@ func TestParseConfigRejectsValuesOutOfRange(t *testing.T) {
 		{[]string{"-alert-labels", "cluster"}, `-alert-labels "cluster" is not name=value`},
 		{[]string{"-confirm-wip", "0"}, "-confirm-wip 0 is outside [1, 10000]"},
 		{[]string{"-log-level", "loud"}, `-log-level "loud" must be debug, info, warn or error`},
+		{[]string{"-nats-replicas", "2"}, "-nats-replicas 2 is not 1, 3 or 5"},
+		{[]string{"-nats-replicas", "3"}, "-nats-replicas 3 needs a NATS cluster (-nats-url)"},
 	} {
 		_, err := parseConfig(append(tc.args, "-data-dir", t.TempDir()), noEnv)
 		require.Error(t, err, "%v", tc.args)

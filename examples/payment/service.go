@@ -234,7 +234,7 @@ func (s *Service) openRecords(ctx context.Context) error {
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return err
 	}
-	opts := RecordOptions{MaxBytes: s.cfg.PaymentsMaxBytes, MaxAge: s.cfg.PaymentsMaxAge}
+	opts := RecordOptions{MaxBytes: s.cfg.PaymentsMaxBytes, MaxAge: s.cfg.PaymentsMaxAge, Replicas: s.cfg.NATSReplicas}
 	if s.records, err = NewPaymentRecords(ctx, s.kvJS, opts); err != nil {
 		return err
 	}
@@ -289,7 +289,7 @@ func (s *Service) customerState(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		st, err := NewNATSState(ctx, js, "payment_customers", s.cfg.StateMaxBytes)
+		st, err := NewNATSState(ctx, js, "payment_customers", s.cfg.StateMaxBytes, s.cfg.NATSReplicas)
 		if err != nil {
 			return err
 		}
@@ -465,7 +465,7 @@ func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error
 		s.log.Warn("idempotency keys are kept in memory: a restart forgets them, and a request retried after it charges again")
 		return NewMemoryIdempotency(s.cfg.IdemMaxBytes, s.cfg.now), nil
 	}
-	return NewNATSIdempotency(ctx, s.kvJS, IdemOptions{MaxBytes: s.cfg.IdemMaxBytes}, s.cfg.now)
+	return NewNATSIdempotency(ctx, s.kvJS, IdemOptions{MaxBytes: s.cfg.IdemMaxBytes, Replicas: s.cfg.NATSReplicas}, s.cfg.now)
 }
 
 // charge is the action: the gateway call, then the bookkeeping of a
@@ -510,7 +510,8 @@ const confirmStream = "PAYMENT_CONFIRMATIONS"
 func (s *Service) startConsumer(ctx context.Context) error {
 	var err error
 	s.queue, err = natsjs.New[Confirmation](ctx, s.nc, natsjs.Options{
-		Stream: confirmStream,
+		Replicas: s.cfg.NATSReplicas,
+		Stream:   confirmStream,
 		// Room for a backlog of minutes at full speed: under a burst the
 		// consumer falls behind, and confirmations wait rather than fail.
 		Capacity: 5_000_000,

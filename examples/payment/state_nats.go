@@ -104,11 +104,11 @@ type customerEntry struct {
 	Last     *Point           `json:"last,omitempty"`
 }
 
-// NewNATSState creates (or reuses) the bucket, holding maxBytes at most
-// (0 means 256 MiB): beyond, the entries changed least recently are
+// NewNATSState creates (or reuses) the bucket on replicas servers of a
+// cluster (0 means 1), holding maxBytes at most (0 means 256 MiB): beyond, the entries changed least recently are
 // dropped, so the fraud rules forget idle customers rather than refuse
 // payments.
-func NewNATSState(ctx context.Context, js jetstream.JetStream, bucket string, maxBytes int64) (*NATSState, error) {
+func NewNATSState(ctx context.Context, js jetstream.JetStream, bucket string, maxBytes int64, replicas int) (*NATSState, error) {
 	if maxBytes <= 0 {
 		maxBytes = 256 << 20
 	}
@@ -118,6 +118,7 @@ func NewNATSState(ctx context.Context, js jetstream.JetStream, bucket string, ma
 		History:  1,
 		MaxBytes: maxBytes,
 		Storage:  jetstream.FileStorage,
+		Replicas: max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("customer state bucket %q: %w", bucket, err)

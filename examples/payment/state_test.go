@@ -149,9 +149,9 @@ func (c *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEnt
 func TestNATSStateKeepsEntriesAndStaysExactAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	js := startJS(t)
-	a, err := NewNATSState(ctx, js, "customers", 0)
+	a, err := NewNATSState(ctx, js, "customers", 0, 1)
 	require.NoError(t, err)
-	b, err := NewNATSState(ctx, js, "customers", 0)
+	b, err := NewNATSState(ctx, js, "customers", 0, 1)
 	require.NoError(t, err)
 	counted := &countingKV{KeyValue: a.kv}
 	a.kv = counted
@@ -187,7 +187,7 @@ func TestNATSStateKeepsEntriesAndStaysExactAcrossReplicas(t *testing.T) {
 	spent, err = b.Spent(ctx, "cust_k", "USD", now)
 	require.NoError(t, err)
 	// b kept its own write (750); a's later one is in the store.
-	fresh, err := NewNATSState(ctx, js, "customers", 0)
+	fresh, err := NewNATSState(ctx, js, "customers", 0, 1)
 	require.NoError(t, err)
 	total, err := fresh.Spent(ctx, "cust_k", "USD", now)
 	require.NoError(t, err)

@@ -63,6 +63,10 @@ type Options struct {
 	// DeadLetterLimit is the most dead letters kept; the oldest go first.
 	// 0 means 10000.
 	DeadLetterLimit int64
+	// Replicas is how many servers of a JetStream cluster hold each of
+	// the queue's streams (and its consumer): 1, 3 or 5 — 3 survives the
+	// loss of one server. 0 means 1. A single server accepts only 1.
+	Replicas int
 	// DedupWindow is how long the stream remembers message IDs. 0 means
 	// 2 minutes.
 	DedupWindow time.Duration
@@ -144,6 +148,8 @@ func (c Options) Validate() error {
 		return fmt.Errorf("natsjs: invalid MaxAge %v: must not be negative", c.MaxAge)
 	case c.DeadLetterLimit < 0:
 		return fmt.Errorf("natsjs: invalid DeadLetterLimit %d: must not be negative", c.DeadLetterLimit)
+	case c.Replicas < 0 || c.Replicas > 5:
+		return fmt.Errorf("natsjs: invalid Replicas %d: must be between 0 and 5", c.Replicas)
 	case c.DedupWindow < 0:
 		return fmt.Errorf("natsjs: invalid DedupWindow %v: must not be negative", c.DedupWindow)
 	case c.Storage > MemoryStorage:
@@ -283,6 +289,7 @@ func (c Options) streams() [2]jetstream.StreamConfig {
 			MaxMsgs:    limit,
 			Duplicates: c.DedupWindow,
 			Storage:    storage,
+			Replicas:   max(c.Replicas, 1),
 		}
 	}
 	work := stream(c.Stream, jetstream.WorkQueuePolicy, jetstream.DiscardNew, c.Capacity)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -294,6 +295,28 @@ func TestPublishAsyncAndFlush(t *testing.T) {
 	require.ErrorIs(t, q.PublishAsync(ctx, kanban.Message[int]{}), kanban.ErrNoID)
 }
 
+// Replicas reach the streams: a single server holds one replica, and
+// refuses three, which only a cluster can hold.
+func TestReplicasReachTheStreams(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc, err := srv.Connect()
+	require.NoError(t, err)
+	defer nc.Close()
+	ctx := context.Background()
+	_, err = natsjs.New[int](ctx, nc, natsjs.Options{Stream: "R1", Replicas: 1})
+	require.NoError(t, err)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	for _, name := range []string{"R1", "R1_DLQ"} {
+		st, err := js.Stream(ctx, name)
+		require.NoError(t, err)
+		assert.Equal(t, 1, st.CachedInfo().Config.Replicas, name)
+	}
+	_, err = natsjs.New[int](ctx, nc, natsjs.Options{Stream: "R3", Replicas: 3})
+	require.Error(t, err, "one server cannot hold three replicas")
+	assert.Contains(t, strings.ToLower(err.Error()), "replicas")
+}
+
 func TestOptionsValidate(t *testing.T) {
 	tests := []struct {
 		opts natsjs.Options
@@ -304,6 +327,8 @@ func TestOptionsValidate(t *testing.T) {
 		{natsjs.Options{Stream: "S", DeadLetterStream: "S"}, `natsjs: invalid DeadLetterStream "S"`},
 		{natsjs.Options{Capacity: -1}, "natsjs: invalid Capacity -1"},
 		{natsjs.Options{DeadLetterLimit: -1}, "natsjs: invalid DeadLetterLimit -1"},
+		{natsjs.Options{Replicas: -1}, "natsjs: invalid Replicas -1: must be between 0 and 5"},
+		{natsjs.Options{Replicas: 6}, "natsjs: invalid Replicas 6"},
 		{natsjs.Options{DedupWindow: -1}, "natsjs: invalid DedupWindow -1ns"},
 		{natsjs.Options{Storage: 7}, "natsjs: invalid Storage 7"},
 		{natsjs.Options{AckWait: time.Millisecond}, "natsjs: invalid AckWait 1ms"},

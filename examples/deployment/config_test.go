@@ -1,0 +1,36 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Bad flags and environment values are refused with a message naming
+// them; nothing starts.
+func TestParseConfigRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-fleet", "k8s"}, nil, `-fleet "k8s" is not sim or local`},
+		{[]string{"-fail-after", "0"}, nil, "-fail-after 0 is not in [1, 100]"},
+		{[]string{"-health-interval", "1us"}, nil, "-health-interval 1µs is below 1ms"},
+		{[]string{"-nats-replicas", "2"}, nil, "-nats-replicas 2 is not 1, 3 or 5"},
+		{[]string{"-nats-replicas", "3"}, nil, "-nats-replicas 3 needs a NATS cluster (-nats-url)"},
+		{[]string{"-addr", ":8080"}, nil, "-addr :8080 listens beyond loopback without -api-token"},
+		{nil, map[string]string{"WORKERS": "many"}, `WORKERS="many" is not an integer`},
+		{nil, map[string]string{"HEALTH_INTERVAL": "soon"}, `HEALTH_INTERVAL="soon" is not a duration`},
+		{[]string{"extra"}, nil, `unexpected arguments ["extra"]`},
+	} {
+		_, err := parseConfig(append([]string{"-data-dir", t.TempDir()}, tc.args...), func(k string) string { return tc.env[k] })
+		require.Error(t, err, "%v %v", tc.args, tc.env)
+		assert.ErrorContains(t, err, tc.want)
+	}
+	c, err := parseConfig([]string{"-data-dir", t.TempDir(), "-nats-url", "nats://127.0.0.1:4222", "-nats-replicas", "3"}, func(string) string { return "" })
+	require.NoError(t, err)
+	assert.Equal(t, 3, c.NATSReplicas)
+	assert.Equal(t, "127.0.0.1:3002", c.Addr, "loopback without a token")
+}
