@@ -17,7 +17,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/internal/servers"
 	"github.com/taipattern/taikit/kanban/natsembed"
@@ -145,6 +147,16 @@ func TestEvents(t *testing.T) {
 	assert.Equal(t, []string{"canary", "staging", "prod"}, stages)
 }
 
+// byID finds the span with id among spans.
+func byID(spans []sdktrace.ReadWriteSpan, id trace.SpanID) (sdktrace.ReadWriteSpan, bool) {
+	for _, s := range spans {
+		if s.SpanContext().SpanID() == id {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
 // TestShutdownWithOpenStreams: SIGTERM ends the process promptly with
 // twenty board pages and a deployment's event stream open, and it stops
 // cleanly.
@@ -255,5 +267,13 @@ func TestOneTrace(t *testing.T) {
 	}
 	for _, want := range []string{"deployment", "policy image_exists", "policy region_capacity", "policy rollback_plan", "policy change_freeze", "policy region_health", "action", "stage canary", "stage staging", "stage prod"} {
 		assert.Equal(t, 2, names[want], "%s once per region, in the deployment's trace: %v", want, names)
+	}
+	assert.GreaterOrEqual(t, names["analysis"], 2, "each health analysis is a span of its stage's: %v", names)
+	for _, sp := range rec.Ended() {
+		if sp.Name() == "analysis" && sp.SpanContext().TraceID().String() == d.TraceID {
+			p, ok := byID(rec.Started(), sp.Parent().SpanID()) // the parent may not have ended yet
+			require.True(t, ok, "an analysis has its stage as parent")
+			assert.Contains(t, p.Name(), "stage ", "an analysis is a child of a stage")
+		}
 	}
 }

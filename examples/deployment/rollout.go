@@ -402,7 +402,14 @@ func (r *rollout) check(ctx context.Context) error {
 	r.mu.Lock()
 	window := min(max(time.Since(r.since), r.s.cfg.Interval, time.Second), 5*time.Minute)
 	stage := r.stage
+	parent := r.span
 	r.mu.Unlock()
+	// Each analysis is a span of its stage's, with its verdict and figures.
+	if parent != nil {
+		ctx = trace.ContextWithSpan(ctx, parent)
+	}
+	ctx, aspan := r.s.startSpan(ctx, "analysis", attribute.String("deployment.id", r.d.ID), attribute.String("deployment.region", r.region))
+	defer aspan.End()
 	sample, err := r.s.health.Sample(ctx, r.service, r.region, r.version, window)
 	hs := HealthSample{Time: time.Now()}
 	var verdict analysis.Verdict
@@ -433,6 +440,13 @@ func (r *rollout) check(ctx context.Context) error {
 	}
 	if hs.Verdict != "inconclusive" {
 		r.s.metrics.errorRate.WithLabelValues(r.service, r.region, r.version).Set(hs.ErrorRate)
+	}
+	aspan.SetAttributes(attribute.String("deployment.analysis.verdict", hs.Verdict),
+		attribute.Float64("deployment.analysis.requests", hs.Requests), attribute.Float64("deployment.analysis.error_rate", hs.ErrorRate),
+		attribute.Float64("deployment.analysis.p99_ms", hs.P99Ms), attribute.Float64("deployment.analysis.cpu", hs.CPU),
+		attribute.Float64("deployment.analysis.memory", hs.Memory))
+	if hs.Verdict == "failed" {
+		aspan.SetStatus(codes.Error, hs.Reason)
 	}
 	overdue := 0.0
 	if r.st.bake > 0 {
