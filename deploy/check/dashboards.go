@@ -62,8 +62,10 @@ type board struct {
 // $__rate_interval (a window of at least four scrapes) and $__range (the
 // dashboard's time range). Every one reads a metric the services export
 // (examples/payment and examples/deployment's /metrics); a sum over series
-// that exist only once something happened ends in "or vector(0)", so an
-// idle service shows zero rather than "No data".
+// that exist only once something happened ends in "or vector(0)" (or,
+// for a sum by a label, "or on () vector(0)", which adds the zero only
+// when there is no series at all), so an idle service shows zero rather
+// than "No data".
 var boards = []board{
 	{
 		file: "payment.json", uid: "taikit-payment", title: "taikit / payment",
@@ -154,7 +156,7 @@ sum by (stage) (increase(deployment_stage_duration_seconds_count[$__range]))`, "
 clamp_min(sum(increase(deployment_rollback_recovery_seconds_count[$__range])), 1)`, "MTTR"}}},
 				{title: "Failed health checks", unit: "ops",
 					description: "Health analysis checks that failed, per second, by check (deployment_analysis_checks_total).",
-					queries:     []query{{`sum by (check) (rate(deployment_analysis_checks_total{result="fail"}[$__rate_interval])) or vector(0)`, "{{check}}"}}},
+					queries:     []query{{`sum by (check) (rate(deployment_analysis_checks_total{result="fail"}[$__rate_interval])) or on () vector(0)`, "{{check}}"}}},
 			}},
 		},
 	},
@@ -169,7 +171,7 @@ clamp_min(sum(increase(deployment_rollback_recovery_seconds_count[$__range])), 1
 					queries:     []query{{`sum by (kind, outcome) (rate(taikit_signals_total[$__rate_interval]))`, "{{kind}} {{outcome}}"}}},
 				{title: "Signals in flight", unit: "short",
 					description: "Signals between policy and result now.",
-					queries:     []query{{`sum by (kind) (taikit_signals_in_flight) or vector(0)`, "{{kind}}"}}},
+					queries:     []query{{`sum by (kind) (taikit_signals_in_flight) or on () vector(0)`, "{{kind}}"}}},
 			}},
 			{"Error budget (99.9% of signals not failed)", []panel{
 				{title: "Error budget left", unit: "percentunit", stat: true,
