@@ -94,7 +94,7 @@ clamp_min(sum(rate(taikit_decisions_total{kind="payment", policy="fraud"}[$__rat
 					description: "Share of the scored payments the fraud policy blocked, over the dashboard's range.",
 					queries: []query{{`(sum(increase(payment_fraud_detected_total[$__range])) or vector(0))
   /
-clamp_min(sum(increase(taikit_decisions_total{kind="payment", policy="fraud"}[$__range])), 1)`, "blocked"}}},
+clamp_min(sum(increase(taikit_decisions_total{kind="payment", policy="fraud"}[$__range])) or vector(0), 1)`, "blocked"}}},
 			}},
 			{"Gateway and confirmations", []panel{
 				{title: "Gateway breaker state", stat: true, statName: true,

@@ -369,3 +369,83 @@ func scrapedAfter(t *testing.T, promURL string, since time.Time) time.Time {
 	t.Fatalf("no scrape of both services after %v within a minute; %s", since, last)
 	return time.Time{}
 }
+
+// TestDashboardZeroesSurviveNoSeries evaluates, on a Prometheus that has
+// scraped nothing, every query that falls back on vector(0): each must
+// still return data, so an idle or freshly started service shows zero.
+func TestDashboardZeroesSurviveNoSeries(t *testing.T) {
+	promBin := tool(t, "prometheus", "prometheus")
+	dir := t.TempDir()
+	promFile := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(promFile, []byte("global: {scrape_interval: 1s}\n"), 0o644))
+	promAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startProcess(t, "prometheus", nil, promBin, "--config.file="+promFile, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	promURL := "http://" + promAddr
+	waitOK(t, promURL+"/-/ready", time.Minute)
+
+	var zeroes []PanelQuery
+	files, err := filepath.Glob(deployPath(t, "grafana", "dashboards", "*.json"))
+	require.NoError(t, err)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		qs, err := DashboardQueries(b)
+		require.NoError(t, err)
+		for _, q := range qs {
+			if strings.Contains(q.Expr, "vector(0)") {
+				zeroes = append(zeroes, q)
+			}
+		}
+	}
+	require.Len(t, zeroes, 7)
+	for _, p := range panelProblems(t, promURL, zeroes) {
+		t.Error(p)
+	}
+	// And without the fallback, the same query has nothing to show.
+	n, _, err := promQuery(t, promURL, grafanaVariables.Replace(`sum(rate(deployment_success_total[$__rate_interval]))`))
+	require.NoError(t, err)
+	assert.Zero(t, n)
+}
+
+// grafanaProvisioning is the part of Grafana's provisioning files the
+// tests read.
+type grafanaProvisioning struct {
+	Datasources []struct {
+		Name, UID, Type, URL string
+		IsDefault            bool `json:"isDefault"`
+	} `json:"datasources"`
+	Providers []struct {
+		Type    string `json:"type"`
+		Options struct {
+			Path string `json:"path"`
+		} `json:"options"`
+	} `json:"providers"`
+}
+
+// TestGrafanaProvisioning checks Grafana's provisioning files against the
+// stack: the datasource is its Prometheus on the port it serves, and the
+// dashboards come from files.
+func TestGrafanaProvisioning(t *testing.T) {
+	var ds, dash grafanaProvisioning
+	readYAML(t, deployPath(t, "grafana", "provisioning", "datasources", "prometheus.yaml"), &ds)
+	readYAML(t, deployPath(t, "grafana", "provisioning", "dashboards", "taikit.yaml"), &dash)
+	require.Len(t, ds.Datasources, 1)
+	d := ds.Datasources[0]
+	assert.Equal(t, "prometheus", d.Type, "the dashboards' datasource variable lists datasources of type prometheus")
+	assert.True(t, d.IsDefault, "the variable starts on the default datasource")
+	u, err := url.Parse(d.URL)
+	require.NoError(t, err)
+	p, err := loadStack(t)
+	require.NoError(t, err)
+	prom, ok := p.Services[u.Hostname()]
+	require.True(t, ok, "the datasource %s is no service of the stack", d.URL)
+	served := false
+	for _, port := range prom.Ports {
+		served = served || fmt.Sprint(port.Target) == u.Port()
+	}
+	assert.True(t, served, "%s: the stack's %s serves no port %s", d.URL, u.Hostname(), u.Port())
+	require.Len(t, dash.Providers, 1)
+	assert.Equal(t, "file", dash.Providers[0].Type)
+	assert.NotEmpty(t, dash.Providers[0].Options.Path)
+}
