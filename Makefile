@@ -106,6 +106,10 @@ deploy-rules: ## write deploy/prometheus/rules/ from the services' -print-rules
 	cd examples && $(GO) run ./deployment -print-rules > ../deploy/prometheus/rules/deployment.yml.tmp
 	mv deploy/prometheus/rules/deployment.yml.tmp deploy/prometheus/rules/deployment.yml
 
+.PHONY: dashboards
+dashboards: ## write deploy/grafana/dashboards/ from deploy/check's dashboards.go (go generate)
+	$(GO) generate -run dashboards ./deploy/check
+
 .PHONY: deploy-check
 deploy-check: ## check the files under deploy/ (compose-go, Kubernetes' types, promtool, amtool, nats-server)
 	$(GO) test ./deploy/check/... ./deploy/probe/...

@@ -11,6 +11,10 @@
 // run the servers' own tools on the rest: promtool on the Prometheus
 // configuration, rules and rule unit tests, amtool on Alertmanager's
 // configuration and routes, nats-server -t on the NATS configuration.
+//
+// It also builds the services' Grafana dashboards ([Dashboards]), which go
+// generate writes into deploy/grafana/dashboards; the tests evaluate every
+// panel's query through a real Prometheus scraping the running services.
 // docs/operations.md says what each file is for.
 package check
 

@@ -54,3 +54,31 @@ spec:
 	// Output:
 	// document 1: strict decoding error: unknown field "spec.replicaz"
 }
+
+func ExampleDashboards() {
+	ds, err := check.Dashboards()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, d := range ds {
+		b, err := d.Marshal()
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		qs, err := check.DashboardQueries(b)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("%s (%s): %d queries, the first of %q:\n  %s\n", d.File, *d.Model.Uid, len(qs), qs[0].Panel, qs[0].Expr)
+	}
+	// Output:
+	// payment.json (taikit-payment): 12 queries, the first of "Transactions by status":
+	//   sum by (status) (rate(payment_transaction_total[$__rate_interval]))
+	// deployment.json (taikit-deployment): 9 queries, the first of "Active rollouts":
+	//   sum(deployment_active)
+	// tai.json (taikit-tai): 5 queries, the first of "Outcomes by pipeline":
+	//   sum by (kind, outcome) (rate(taikit_signals_total[$__rate_interval]))
+}
