@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -64,7 +65,7 @@ func (s *Set[T]) Thresholds() (review, deny float64) { return s.review, s.deny }
 type activation struct {
 	payload any
 	sig     struct{ id, kind, key string }
-	time    any
+	time    time.Time
 	sets    map[string]ref.Val
 	vars    map[string]any
 }
@@ -80,7 +81,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case "signal.key":
 		return types.String(a.sig.key), true
 	case "signal.time":
-		return a.time, true
+		return types.Timestamp{Time: a.time}, true
 	}
 	if v, ok := a.sets[name]; ok {
 		return v, true
@@ -93,7 +94,7 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 
 // Evaluate judges the signal with the set's rules.
 func (s *Set[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decision, error) {
-	act := &activation{payload: sig.Payload, time: types.Timestamp{Time: sig.Time}, sets: s.sets}
+	act := &activation{payload: sig.Payload, time: sig.Time, sets: s.sets}
 	act.sig.id, act.sig.kind, act.sig.key = sig.ID, sig.Kind, sig.Key
 	if s.lookup != nil {
 		vars, err := s.lookup(ctx, sig)
@@ -136,6 +137,9 @@ func (s *Set[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decision,
 		d.Score += c.Score
 		if c.Score > top {
 			top, d.Reason = c.Score, reason
+		}
+		if d.Contributions == nil {
+			d.Contributions = make([]tai.Contribution, 0, len(s.scored))
 		}
 		d.Contributions = append(d.Contributions, c)
 	}
