@@ -20,8 +20,8 @@
 //
 // A rule's Reason is a template: each {{expr}} in it is a CEL expression
 // over the same variables, checked when the rule is compiled and evaluated
-// only when the rule fires ("{{payload.Amount}} over the limit"). With the
-// strings extension enabled, {{"%.2f".format([payload.Amount])}} formats a
+// only when the rule fires ("{{payload.Amount}} over the limit"). The
+// strings extension is on, so {{"%.2f".format([payload.Amount])}} formats a
 // number.
 //
 // # Typed rules
