@@ -22,7 +22,8 @@
 // over the same variables, checked when the rule is compiled and evaluated
 // only when the rule fires ("{{payload.Amount}} over the limit"). The
 // strings extension is on, so {{"%.2f".format([payload.Amount])}} formats a
-// number.
+// number. An {{expr}} ends at the first "}}", so an expression in a reason
+// cannot contain "}}" (a nested map literal).
 //
 // # Typed rules
 //

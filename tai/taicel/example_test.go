@@ -3,6 +3,8 @@ package taicel_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -87,4 +89,67 @@ rules:
 	// taicel: rule "amount" at 1:8 (file line 18): ERROR: expr:1:8: undefined field 'Amont'
 	//  | payload.Amont > 10000.0
 	//  | .......^
+}
+
+func ExampleLoader() {
+	dir, err := os.MkdirTemp("", "taicel")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "rules.yaml")
+	write := func(text string) {
+		// Write a whole new file and rename it over the old one, so the
+		// Loader never reads half of it.
+		err := os.WriteFile(path+".tmp", []byte(text), 0o600)
+		if err == nil {
+			err = os.Rename(path+".tmp", path)
+		}
+		if err != nil {
+			fmt.Println(err)
+		}
+	}
+	write("version: 1\nrules:\n  - {name: big, verdict: deny, expr: payload.Amount > 1000.0}\n")
+
+	env, err := taicel.NewEnv(taicel.Options[Transfer]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{
+		Interval: -1, // in a service: every few seconds; here Reload is called
+		OnReload: func(r taicel.Reload) {
+			if r.Err != nil {
+				fmt.Println("refused version", r.Version)
+				return
+			}
+			fmt.Println("loaded version", r.Version, "sha256", r.Hash[:12])
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Shutdown(context.Background())
+	judge := func() {
+		d, _ := l.Evaluate(context.Background(), tai.Signal[Transfer]{Payload: Transfer{Amount: 500}})
+		fmt.Println(d.Verdict)
+	}
+	judge()
+
+	write("version: 2\nrules:\n  - {name: big, verdict: deny, expr: payload.Amount > 100.0}\n")
+	_, _ = l.Reload()
+	judge()
+
+	write("version: 3\nrules:\n  - {name: big, verdict: deny, expr: payload.Amout > 10.0}\n")
+	_, _ = l.Reload()
+	judge() // version 2 still runs
+	// Output:
+	// loaded version 1 sha256 f8f3dc377d45
+	// allow
+	// loaded version 2 sha256 a68dcbd33073
+	// deny
+	// refused version 3
+	// deny
 }

@@ -364,3 +364,31 @@ func TestInPipeline(t *testing.T) {
 	assert.Equal(t, "velocity", denied.Decision.Contributions[0].Rule)
 	assert.True(t, strings.HasPrefix(denied.Decision.Reason, "7 attempts"))
 }
+
+// FuzzCompileRule compiles arbitrary expressions and reason templates: a
+// rule compiles or gives an error, never a panic, and a rule that compiles
+// evaluates or gives an error.
+func FuzzCompileRule(f *testing.F) {
+	f.Add("payload.Total > 5.0", "total {{payload.Total}}", false)
+	f.Add("payload.Total / 0.0", "{{", true)
+	f.Add(`"x" in payload.Tags`, "{{payload.Tags}}}}{{", false)
+	f.Add("payload.Items", "{{}}", true)
+	f.Add("[1,2].all(x, x > 0)", `{{"%d".format([payload.Items])}}`, true)
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, expr, reason string, verdict bool) {
+		r := taicel.Rule{Name: "r", Expr: expr, Reason: reason, Weight: 1}
+		if verdict {
+			r.Weight, r.Verdict = 0, tai.Review
+		}
+		set, err := env.Compile(&taicel.Spec{Version: "f", Rules: []taicel.Rule{r}})
+		if err != nil {
+			require.NotEmpty(t, err.Error())
+			return
+		}
+		d, err := set.Evaluate(t.Context(), tai.Signal[Order]{Payload: Order{Total: 7, Items: 2, Tags: []string{"x"}}})
+		if err == nil {
+			require.True(t, d.Verdict.Valid())
+		}
+	})
+}
