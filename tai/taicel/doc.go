@@ -39,8 +39,10 @@
 // [NewEnv] declares the payload type and the caller's variables;
 // [Env.Compile] turns a [Spec] (a version, named sets, rules and
 // thresholds) into a [Set], a tai.Policy. A Set is immutable: Evaluate is
-// safe for concurrent use and costs an allocation or two beyond what the
-// expressions themselves allocate.
+// safe for concurrent use, takes no lock, and allocates little of its own
+// (the variables of one evaluation, the contributions and the reasons that
+// fire); cel-go allocates a value for each field an expression reads. A
+// set of ten scored rules judges a signal in about 3 µs.
 //
 // # Files and hot reload
 //

@@ -43,6 +43,7 @@ type Env[T any] struct {
 	env    *cel.Env
 	lookup func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
 	vars   map[string]bool
+	ptr    bool // T is a pointer to a struct
 }
 
 // The variables every expression can read besides the caller's.
@@ -54,7 +55,8 @@ const (
 
 // NewEnv returns an Env for the payload type T, which must be a named
 // struct type (or a pointer to one): its exported fields, under their Go
-// names, are what payload.Field reads. It returns an error naming the first
+// names, are what payload.Field reads (a nil pointer fails the
+// evaluation). It returns an error naming the first
 // invalid option.
 func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	rt := reflect.TypeFor[T]()
@@ -95,7 +97,7 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("taicel: %w", err)
 	}
-	return &Env[T]{env: env, lookup: opts.Lookup, vars: vars}, nil
+	return &Env[T]{env: env, lookup: opts.Lookup, vars: vars, ptr: rt.Kind() == reflect.Pointer}, nil
 }
 
 // nativeName is the name ext.NativeTypes gives a Go struct type: the last
@@ -167,7 +169,7 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 	if spec == nil {
 		return nil, errors.New("taicel: nil Spec")
 	}
-	s := &Set[T]{name: spec.Name, version: spec.Version, deny: spec.Thresholds.Deny, review: spec.Thresholds.Review, lookup: e.lookup}
+	s := &Set[T]{name: spec.Name, version: spec.Version, deny: spec.Thresholds.Deny, review: spec.Thresholds.Review, lookup: e.lookup, ptr: e.ptr}
 	if s.name == "" {
 		s.name = "cel"
 	}

@@ -2,8 +2,10 @@ package taicel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +37,7 @@ type Set[T any] struct {
 	scored        []compiled
 	sets          map[string]ref.Val
 	lookup        func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
+	ptr           bool // T is a pointer, which may be nil
 }
 
 type compiled struct {
@@ -94,6 +97,9 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 
 // Evaluate judges the signal with the set's rules.
 func (s *Set[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decision, error) {
+	if s.ptr && reflect.ValueOf(sig.Payload).IsNil() {
+		return tai.Decision{Policy: s.name}, errors.New("taicel: the signal's payload is a nil pointer")
+	}
 	act := &activation{payload: sig.Payload, time: sig.Time, sets: s.sets}
 	act.sig.id, act.sig.kind, act.sig.key = sig.ID, sig.Kind, sig.Key
 	if s.lookup != nil {
