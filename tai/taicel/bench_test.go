@@ -1,0 +1,63 @@
+package taicel_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+// tenRules is a scored set of ten rules over the payload, a named set and
+// two variables of the caller's: the shape of a fraud policy.
+const tenRules = `
+version: "bench"
+thresholds: {review: 0.3, deny: 0.5}
+sets:
+  risky_merchants: [merc_1, merc_2, merc_3, merc_4]
+  risky_countries: [KP, IR, SY]
+rules:
+  - {name: merchant, weight: 0.5, expr: payload.MerchantID in sets.risky_merchants}
+  - {name: country, weight: 0.5, expr: payload.Country in sets.risky_countries}
+  - {name: velocity, weight: 0.6, expr: attempts > 5, reason: "{{attempts}} attempts"}
+  - {name: amount, weight: 0.6, expr: "payload.Amount > 20000.0 ? 1.0 : payload.Amount > 5000.0 ? 0.5 : 0.0"}
+  - {name: daily, weight: 0.1, expr: spent_today + payload.Amount > 5000.0}
+  - {name: currency, weight: 0.2, expr: 'payload.Currency != "EUR" && payload.Currency != "USD"'}
+  - {name: round_amount, weight: 0.1, expr: payload.Amount >= 1000.0 && payload.Amount == double(int(payload.Amount))}
+  - {name: test_customer, weight: 0.3, expr: payload.CustomerID.startsWith("test_")}
+  - {name: no_country, weight: 0.2, expr: payload.Country == ""}
+  - {name: tiny, weight: 0.1, expr: payload.Amount < 1.0}
+`
+
+func BenchmarkScoredTenRules(b *testing.B) {
+	env, err := taicel.NewEnv(taicel.Options[Payment]{
+		Vars: map[string]*cel.Type{"attempts": cel.IntType, "spent_today": cel.DoubleType},
+		Lookup: func(context.Context, tai.Signal[Payment]) (map[string]any, error) {
+			return map[string]any{"attempts": int64(7), "spent_today": 4200.0}, nil
+		},
+	})
+	require.NoError(b, err)
+	spec, err := taicel.Parse([]byte(tenRules))
+	require.NoError(b, err)
+	set, err := env.Compile(spec)
+	require.NoError(b, err)
+	s := tai.Signal[Payment]{ID: "sig", Kind: "payment", Key: "cust_1", Time: time.Now(),
+		Payload: Payment{CustomerID: "cust_1", MerchantID: "merc_2", Country: "DE", Currency: "EUR", Amount: 1200}}
+	ctx := context.Background()
+	d, err := set.Evaluate(ctx, s)
+	require.NoError(b, err)
+	require.Equal(b, tai.Deny, d.Verdict) // merchant, velocity, daily and round_amount fire
+	require.Len(b, d.Contributions, 4)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := set.Evaluate(ctx, s); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

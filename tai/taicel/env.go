@@ -1,0 +1,321 @@
+package taicel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/ext"
+	"github.com/taipattern/taikit/tai"
+)
+
+// Options configures an Env. The zero value is useful: the payload, the
+// signal's context and the rule set's named sets, and no variables of the
+// caller's.
+type Options[T any] struct {
+	// Vars declares the variables the caller supplies for each signal, by
+	// name and CEL type: {"attempts": cel.IntType, "spent_today":
+	// cel.DoubleType}. A name is a CEL identifier other than payload,
+	// signal and sets.
+	Vars map[string]*cel.Type
+	// Lookup returns the values of Vars for a signal: per-customer state
+	// such as attempt counts, read from a store. It runs once per signal
+	// and set, before the rules. A variable an expression reads that the
+	// map lacks fails the evaluation; an error from Lookup fails it too.
+	// Required when Vars is not empty.
+	Lookup func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
+	// EnvOptions are added to the CEL environment: more extension
+	// libraries (ext.Math(), ext.Lists()), functions of the caller's. The
+	// strings extension (ext.Strings) is always there.
+	EnvOptions []cel.EnvOption
+}
+
+// Env compiles rule sets for payloads of type T. It is safe for
+// concurrent use.
+type Env[T any] struct {
+	env    *cel.Env
+	lookup func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
+	vars   map[string]bool
+	ptr    bool // T is a pointer to a struct
+}
+
+// The variables every expression can read besides the caller's.
+const (
+	varPayload = "payload"
+	varSignal  = "signal"
+	varSets    = "sets"
+)
+
+// NewEnv returns an Env for the payload type T, which must be a named
+// struct type (or a pointer to one): its exported fields, under their Go
+// names, are what payload.Field reads (a nil pointer fails the
+// evaluation). It returns an error naming the first
+// invalid option.
+func NewEnv[T any](opts Options[T]) (*Env[T], error) {
+	rt := reflect.TypeFor[T]()
+	st := rt
+	if st.Kind() == reflect.Pointer {
+		st = st.Elem()
+	}
+	if st.Kind() != reflect.Struct || st.Name() == "" {
+		return nil, fmt.Errorf("taicel: payload type %v is not a named struct type", rt)
+	}
+	if len(opts.Vars) > 0 && opts.Lookup == nil {
+		return nil, errors.New("taicel: Options.Vars is set but Options.Lookup is nil")
+	}
+	celOpts := []cel.EnvOption{
+		ext.NativeTypes(st),
+		ext.Strings(),
+		cel.Variable(varPayload, cel.ObjectType(nativeName(st))),
+		cel.Variable(varSignal+".id", cel.StringType),
+		cel.Variable(varSignal+".kind", cel.StringType),
+		cel.Variable(varSignal+".key", cel.StringType),
+		cel.Variable(varSignal+".time", cel.TimestampType),
+	}
+	vars := make(map[string]bool, len(opts.Vars))
+	for name, t := range opts.Vars {
+		switch {
+		case !isIdent(name):
+			return nil, fmt.Errorf("taicel: Options.Vars: %q is not an identifier", name)
+		case name == varPayload || name == varSignal || name == varSets:
+			return nil, fmt.Errorf("taicel: Options.Vars: %q is a name taicel declares", name)
+		case t == nil:
+			return nil, fmt.Errorf("taicel: Options.Vars: %q has a nil type", name)
+		}
+		vars[name] = true
+		celOpts = append(celOpts, cel.Variable(name, t))
+	}
+	celOpts = append(celOpts, opts.EnvOptions...)
+	env, err := cel.NewEnv(celOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("taicel: %w", err)
+	}
+	return &Env[T]{env: env, lookup: opts.Lookup, vars: vars, ptr: rt.Kind() == reflect.Pointer}, nil
+}
+
+// nativeName is the name ext.NativeTypes gives a Go struct type: the last
+// element of its package path, a dot, and the type's name.
+func nativeName(t reflect.Type) string {
+	pkg := t.PkgPath()
+	if i := strings.LastIndexByte(pkg, '/'); i >= 0 {
+		pkg = pkg[i+1:]
+	}
+	return pkg + "." + t.Name()
+}
+
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+		case i > 0 && c >= '0' && c <= '9':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// CompileError reports a rule whose expression or reason does not
+// compile: a syntax error, a field the payload does not have, a type
+// mismatch, a result of the wrong type.
+type CompileError struct {
+	Rule string // the rule's name
+	// Line and Column locate the first error in the expression (or in the
+	// reason, when Reason is set), from 1. Zero when the error is about
+	// the expression as a whole, such as its result type.
+	Line, Column int
+	// FileLine is the line of the rule's expression in the rule file it
+	// was parsed from; zero when it was not parsed from a file.
+	FileLine int
+	// Reason reports that the error is in a {{expr}} of the rule's
+	// Reason, not in its Expr.
+	Reason bool
+	// Detail is CEL's report: every error with the line:column and a
+	// snippet pointing at it.
+	Detail string
+}
+
+func (e *CompileError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "taicel: rule %q", e.Rule)
+	if e.Reason {
+		b.WriteString(" reason")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " at %d:%d", e.Line, e.Column)
+	}
+	if e.FileLine > 0 {
+		fmt.Fprintf(&b, " (file line %d)", e.FileLine)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Detail)
+	return b.String()
+}
+
+// Compile checks and compiles spec into a Set, or returns an error naming
+// the first invalid threshold, set or rule; a rule that does not compile
+// gives a *CompileError.
+func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
+	if spec == nil {
+		return nil, errors.New("taicel: nil Spec")
+	}
+	s := &Set[T]{name: spec.Name, version: spec.Version, deny: spec.Thresholds.Deny, review: spec.Thresholds.Review, lookup: e.lookup, ptr: e.ptr}
+	if s.name == "" {
+		s.name = "cel"
+	}
+	if s.deny == 0 {
+		s.deny = 0.5
+	}
+	if !(s.deny > 0 && s.deny <= 1) {
+		return nil, fmt.Errorf("taicel: thresholds.deny %v is outside (0, 1]", spec.Thresholds.Deny)
+	}
+	if s.review == 0 {
+		s.review = s.deny
+	}
+	if !(s.review > 0 && s.review <= s.deny) {
+		return nil, fmt.Errorf("taicel: thresholds.review %v is outside (0, deny=%v]", spec.Thresholds.Review, s.deny)
+	}
+	if len(spec.Rules) == 0 {
+		return nil, errors.New("taicel: a rule set needs at least one rule")
+	}
+
+	env := e.env
+	s.sets = make(map[string]ref.Val, len(spec.Sets))
+	if len(spec.Sets) > 0 {
+		decls := make([]cel.EnvOption, 0, len(spec.Sets))
+		for name, items := range spec.Sets {
+			if !isIdent(name) {
+				return nil, fmt.Errorf("taicel: set name %q is not an identifier", name)
+			}
+			m := make(map[string]bool, len(items))
+			for _, it := range items {
+				m[it] = true
+			}
+			s.sets[varSets+"."+name] = types.DefaultTypeAdapter.NativeToValue(m)
+			decls = append(decls, cel.Variable(varSets+"."+name, cel.MapType(cel.StringType, cel.BoolType)))
+		}
+		var err error
+		if env, err = env.Extend(decls...); err != nil {
+			return nil, fmt.Errorf("taicel: sets: %w", err)
+		}
+	}
+
+	seen := make(map[string]bool, len(spec.Rules))
+	for i := range spec.Rules {
+		r := &spec.Rules[i]
+		switch {
+		case r.Name == "":
+			return nil, fmt.Errorf("taicel: rule %d has no name", i)
+		case seen[r.Name]:
+			return nil, fmt.Errorf("taicel: rule name %q is used twice", r.Name)
+		case r.Verdict != 0 && !r.Verdict.Valid():
+			return nil, fmt.Errorf("taicel: rule %q has invalid verdict %d", r.Name, uint8(r.Verdict))
+		case r.Verdict != 0 && r.Weight != 0:
+			return nil, fmt.Errorf("taicel: rule %q has both a verdict and a weight", r.Name)
+		case r.Verdict == 0 && (!(r.Weight > 0) || math.IsInf(r.Weight, 0)):
+			return nil, fmt.Errorf("taicel: rule %q has weight %v and no verdict; want a verdict or a finite weight > 0", r.Name, r.Weight)
+		case strings.TrimSpace(r.Expr) == "":
+			return nil, fmt.Errorf("taicel: rule %q has no expr", r.Name)
+		}
+		seen[r.Name] = true
+		cr, err := compileRule(env, r)
+		if err != nil {
+			return nil, err
+		}
+		if r.Verdict != 0 {
+			s.verdicts = append(s.verdicts, cr)
+		} else {
+			s.scored = append(s.scored, cr)
+		}
+	}
+	return s, nil
+}
+
+func compileRule(env *cel.Env, r *Rule) (compiled, error) {
+	c := compiled{name: r.Name, weight: r.Weight, verdict: r.Verdict}
+	prg, out, cerr := compileExpr(env, r.Expr, "expr")
+	if cerr != nil {
+		cerr.Rule, cerr.FileLine = r.Name, r.line
+		return c, cerr
+	}
+	switch {
+	case out.IsExactType(cel.BoolType):
+		c.isBool = true
+	case out.IsExactType(cel.DoubleType) && r.Verdict == 0:
+	default:
+		want := "bool or double"
+		if r.Verdict != 0 {
+			want = "bool"
+		}
+		return c, &CompileError{Rule: r.Name, FileLine: r.line,
+			Detail: fmt.Sprintf("expression returns %s; want %s", out, want)}
+	}
+	c.prg = prg
+	reason, err := compileReason(env, r)
+	if err != nil {
+		return c, err
+	}
+	c.reason = reason
+	return c, nil
+}
+
+// compileExpr compiles one expression; on failure the *CompileError has
+// the position and detail, not the rule.
+func compileExpr(env *cel.Env, expr, desc string) (cel.Program, *cel.Type, *CompileError) {
+	ast, iss := env.CompileSource(common.NewStringSource(expr, desc))
+	if iss.Err() != nil {
+		ce := &CompileError{Detail: iss.String()}
+		if errs := iss.Errors(); len(errs) > 0 {
+			ce.Line, ce.Column = errs[0].Location.Line(), errs[0].Location.Column()+1
+		}
+		return nil, nil, ce
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, nil, &CompileError{Detail: err.Error()}
+	}
+	return prg, ast.OutputType(), nil
+}
+
+// compileReason splits a reason template into literal text and {{expr}}
+// programs.
+func compileReason(env *cel.Env, r *Rule) ([]segment, error) {
+	text := r.Reason
+	if text == "" {
+		return []segment{{text: r.Name}}, nil
+	}
+	var segs []segment
+	for text != "" {
+		i := strings.Index(text, "{{")
+		if i < 0 {
+			segs = append(segs, segment{text: text})
+			break
+		}
+		if i > 0 {
+			segs = append(segs, segment{text: text[:i]})
+		}
+		j := strings.Index(text[i+2:], "}}")
+		if j < 0 {
+			return nil, &CompileError{Rule: r.Name, FileLine: r.line, Reason: true, Detail: "{{ without }} in reason " + fmt.Sprintf("%q", r.Reason)}
+		}
+		expr := text[i+2 : i+2+j]
+		prg, _, cerr := compileExpr(env, expr, "reason")
+		if cerr != nil {
+			cerr.Rule, cerr.FileLine, cerr.Reason = r.Name, r.line, true
+			return nil, cerr
+		}
+		segs = append(segs, segment{prg: prg})
+		text = text[i+2+j+2:]
+	}
+	return segs, nil
+}

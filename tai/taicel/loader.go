@@ -1,0 +1,208 @@
+package taicel
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// ReloadKind is the Kind of the records a Loader hands to its Observer.
+const ReloadKind = "taicel.reload"
+
+// LoaderOptions configures a Loader. The zero value is useful: the file is
+// checked every 5 seconds and reloads are not reported.
+type LoaderOptions struct {
+	// Interval is how often the file is read and hashed. Zero means 5s; a
+	// negative value means never: the file is read again only when Reload
+	// is called.
+	Interval time.Duration
+	// OnReload, if set, receives every load: the first one, each new set
+	// swapped in, and each file refused. It runs on the goroutine that
+	// loaded (the Loader's own, or Reload's caller) with no lock held.
+	OnReload func(Reload)
+	// Observer, if set, receives each load as a tai.Record, so a
+	// kaizen.Audit writes it into the audit trail: Kind ReloadKind, Key
+	// the file's path, Outcome Succeeded (Decision.Verdict Allow) for a
+	// set swapped in and Failed (with Err) for a file refused, and
+	// Decision.Reason "version V sha256 H" with the set's version and the
+	// file's SHA-256.
+	Observer tai.Observer
+}
+
+// Reload reports one load of a rule file.
+type Reload struct {
+	Path    string    // the file
+	Time    time.Time // when it was loaded
+	Version string    // the set's version; empty when the file did not parse
+	Hash    string    // the file's SHA-256 in hex; empty when it could not be read
+	// Err is nil when the set was swapped in; otherwise why the file was
+	// refused (it could not be read, parsed or compiled), and the set
+	// that was running keeps running.
+	Err error
+}
+
+// Loader is a tai.Policy that judges signals with the rule set in a file
+// and follows the file as it changes. Every Interval it reads the file;
+// when the file's SHA-256 differs from the last one it loaded or refused,
+// it parses and compiles the file and, only if that succeeds, swaps the
+// new set in atomically. A signal is judged with whichever set is current
+// when its evaluation begins, from start to end.
+//
+// Write a rule file by renaming a complete file over it: a file caught
+// half written does not compile and is refused, and the whole one is
+// loaded on the next check.
+//
+// Shutdown stops the polling goroutine; the Loader still evaluates
+// afterwards, with the last set.
+type Loader[T any] struct {
+	env      *Env[T]
+	path     string
+	opts     LoaderOptions
+	cur      atomic.Pointer[Set[T]]
+	mu       sync.Mutex // serialises loads
+	lastHash string     // of the last file loaded or refused
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// NewLoader loads the rule file at path with env and, unless
+// opts.Interval is negative, starts watching it. It returns an error when
+// env is nil or the file cannot be read, parsed or compiled: a Loader
+// always has a set.
+func NewLoader[T any](env *Env[T], path string, opts LoaderOptions) (*Loader[T], error) {
+	if env == nil {
+		return nil, errors.New("taicel: NewLoader: nil Env")
+	}
+	if opts.Interval == 0 {
+		opts.Interval = 5 * time.Second
+	}
+	l := &Loader[T]{env: env, path: path, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	if _, err := l.Reload(); err != nil {
+		return nil, err
+	}
+	if opts.Interval > 0 {
+		go l.run()
+	} else {
+		close(l.done)
+	}
+	return l, nil
+}
+
+func (l *Loader[T]) run() {
+	defer close(l.done)
+	t := time.NewTicker(l.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			_, _ = l.Reload() // reported through OnReload and Observer
+		}
+	}
+}
+
+// Reload reads the file now. It reports whether a new set was swapped in,
+// and the error when the file was refused. A file whose SHA-256 is that of
+// the last one loaded or refused is left alone: (false, nil).
+func (l *Loader[T]) Reload() (bool, error) {
+	rep, changed := l.load()
+	if !changed {
+		return false, nil
+	}
+	if l.opts.OnReload != nil {
+		l.opts.OnReload(rep)
+	}
+	if l.opts.Observer != nil {
+		l.opts.Observer.Observe(context.Background(), l.record(rep))
+	}
+	return rep.Err == nil, rep.Err
+}
+
+func (l *Loader[T]) load() (rep Reload, changed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rep = Reload{Path: l.path, Time: time.Now()}
+	data, err := os.ReadFile(l.path)
+	if err != nil {
+		rep.Err = fmt.Errorf("taicel: %w", err)
+		key := "error: " + err.Error()
+		if key == l.lastHash {
+			return rep, false
+		}
+		l.lastHash = key
+		return rep, true
+	}
+	sum := sha256.Sum256(data)
+	rep.Hash = hex.EncodeToString(sum[:])
+	if rep.Hash == l.lastHash {
+		return rep, false
+	}
+	l.lastHash = rep.Hash
+	spec, err := Parse(data)
+	if err != nil {
+		rep.Err = fmt.Errorf("%s: %w", l.path, err)
+		return rep, true
+	}
+	rep.Version = spec.Version
+	set, err := l.env.Compile(spec)
+	if err != nil {
+		rep.Err = fmt.Errorf("%s: %w", l.path, err)
+		return rep, true
+	}
+	l.cur.Store(set)
+	return rep, true
+}
+
+func (l *Loader[T]) record(rep Reload) tai.Record {
+	r := tai.Record{
+		ID:      tai.NewID(),
+		Kind:    ReloadKind,
+		Key:     l.path,
+		Outcome: tai.Succeeded,
+		Start:   rep.Time,
+		Err:     rep.Err,
+	}
+	r.Decision.Reason = "version " + rep.Version + " sha256 " + rep.Hash
+	if set := l.cur.Load(); set != nil {
+		r.Decision.Policy = set.Name()
+	}
+	if rep.Err != nil {
+		r.Outcome = tai.Failed
+	} else {
+		r.Decision.Verdict = tai.Allow
+	}
+	return r
+}
+
+// Current returns the set in force.
+func (l *Loader[T]) Current() *Set[T] { return l.cur.Load() }
+
+// Name returns the name of the set in force.
+func (l *Loader[T]) Name() string { return l.cur.Load().Name() }
+
+// Evaluate judges the signal with the set in force when it is called.
+func (l *Loader[T]) Evaluate(ctx context.Context, s tai.Signal[T]) (tai.Decision, error) {
+	return l.cur.Load().Evaluate(ctx, s)
+}
+
+// Shutdown stops watching the file and waits for a load in progress to
+// finish, or for ctx to end.
+func (l *Loader[T]) Shutdown(ctx context.Context) error {
+	l.stopOnce.Do(func() { close(l.stop) })
+	select {
+	case <-l.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,265 @@
+package taicel_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+// writeFile replaces path with data the way a deployment should: a
+// complete file renamed over the old one.
+func writeFile(t testing.TB, path string, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(data), 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+func sha(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// orderRules is a set of version v: a Deny rule over payload.Total.
+func orderRules(v int, limit string) string {
+	return fmt.Sprintf("version: %q\nname: orders\nrules:\n  - name: big\n    verdict: deny\n    expr: payload.Total > %s\n    reason: 'v%d: over %s'\n", fmt.Sprint(v), limit, v, limit)
+}
+
+type reports struct {
+	mu   sync.Mutex
+	list []taicel.Reload
+}
+
+func (r *reports) add(rep taicel.Reload) { r.mu.Lock(); r.list = append(r.list, rep); r.mu.Unlock() }
+func (r *reports) get() []taicel.Reload {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]taicel.Reload(nil), r.list...)
+}
+
+func TestLoaderReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	v1, v2 := orderRules(1, "100.0"), orderRules(2, "10.0")
+	broken := strings.Replace(orderRules(3, "1.0"), "payload.Total", "payload.Totl", 1)
+	writeFile(t, path, v1)
+
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	var reps reports
+	l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: -1, OnReload: reps.add, Observer: audit})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, l.Shutdown(t.Context())) }()
+	assert.Equal(t, "orders", l.Name())
+
+	judge := func() tai.Decision {
+		d, err := l.Evaluate(t.Context(), tai.Signal[Order]{Payload: Order{Total: 50}})
+		require.NoError(t, err)
+		return d
+	}
+	assert.Equal(t, tai.Allow, judge().Verdict)
+
+	writeFile(t, path, v2)
+	changed, err := l.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed)
+	assert.Equal(t, "2", l.Current().Version())
+	assert.Equal(t, "v2: over 10.0", judge().Reason)
+
+	writeFile(t, path, v2) // same bytes: nothing to do
+	changed, err = l.Reload()
+	require.NoError(t, err)
+	assert.False(t, changed)
+
+	writeFile(t, path, broken)
+	changed, err = l.Reload()
+	assert.False(t, changed)
+	var ce *taicel.CompileError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "big", ce.Rule)
+	assert.Equal(t, 6, ce.FileLine)
+	assert.Equal(t, "2", l.Current().Version(), "the old set keeps running")
+	assert.Equal(t, "v2: over 10.0", judge().Reason)
+	changed, err = l.Reload() // refused once, not again and again
+	assert.False(t, changed)
+	assert.NoError(t, err)
+
+	require.NoError(t, os.Remove(path))
+	changed, err = l.Reload()
+	assert.False(t, changed)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	_, err = l.Reload()
+	assert.NoError(t, err)
+
+	writeFile(t, path, v1)
+	changed, err = l.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed)
+	assert.Equal(t, tai.Allow, judge().Verdict)
+
+	got := reps.get()
+	require.Len(t, got, 5)
+	want := []struct {
+		version, hash string
+		failed        bool
+	}{{"1", sha(v1), false}, {"2", sha(v2), false}, {"3", sha(broken), true}, {"", "", true}, {"1", sha(v1), false}}
+	for i, w := range want {
+		assert.Equal(t, path, got[i].Path)
+		assert.Equal(t, w.version, got[i].Version, "report %d", i)
+		assert.Equal(t, w.hash, got[i].Hash, "report %d", i)
+		assert.Equal(t, w.failed, got[i].Err != nil, "report %d", i)
+		assert.False(t, got[i].Time.IsZero())
+	}
+
+	require.NoError(t, audit.Shutdown(t.Context()))
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(trail.Bytes())))
+	lines := strings.Split(strings.TrimSpace(trail.String()), "\n")
+	require.Len(t, lines, 5)
+	for i, line := range lines {
+		var e kaizen.AuditEntry
+		require.NoError(t, json.Unmarshal([]byte(line), &e))
+		assert.Equal(t, taicel.ReloadKind, e.Kind)
+		assert.Equal(t, path, e.Key)
+		assert.Equal(t, "version "+want[i].version+" sha256 "+want[i].hash, e.Decision.Reason)
+		if want[i].failed {
+			assert.Equal(t, "failed", e.Outcome)
+			assert.NotEmpty(t, e.Error)
+		} else {
+			assert.Equal(t, "succeeded", e.Outcome)
+			assert.Equal(t, tai.Allow, e.Decision.Verdict)
+			assert.Equal(t, "orders", e.Decision.Policy)
+		}
+	}
+	assert.Contains(t, lines[2], "undefined field 'Totl'")
+}
+
+func TestNewLoaderErrors(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	dir := t.TempDir()
+	_, err = taicel.NewLoader[Order](nil, filepath.Join(dir, "x"), taicel.LoaderOptions{})
+	assert.ErrorContains(t, err, "nil Env")
+	_, err = taicel.NewLoader(env, filepath.Join(dir, "missing.yaml"), taicel.LoaderOptions{})
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "version: 1\nrules: []\n")
+	_, err = taicel.NewLoader(env, bad, taicel.LoaderOptions{})
+	assert.ErrorContains(t, err, "at least one rule")
+}
+
+func TestLoaderPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "rules.yaml")
+		writeFile(t, path, orderRules(1, "100.0"))
+		env, err := taicel.NewEnv(taicel.Options[Order]{})
+		require.NoError(t, err)
+		var reps reports
+		l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: time.Second, OnReload: reps.add})
+		require.NoError(t, err)
+
+		writeFile(t, path, orderRules(2, "10.0"))
+		time.Sleep(999 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, "1", l.Current().Version(), "not before the interval")
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, "2", l.Current().Version())
+
+		writeFile(t, path, "version: 3\nrules: [")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Equal(t, "2", l.Current().Version())
+		time.Sleep(10 * time.Second) // refused once, not on every tick
+		synctest.Wait()
+		got := reps.get()
+		require.Len(t, got, 3)
+		assert.Error(t, got[2].Err)
+
+		require.NoError(t, l.Shutdown(t.Context()))
+		require.NoError(t, l.Shutdown(t.Context()), "Shutdown twice")
+		writeFile(t, path, orderRules(4, "1.0"))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		assert.Equal(t, "2", l.Current().Version(), "no reload after Shutdown")
+		_, err = l.Evaluate(t.Context(), tai.Signal[Order]{})
+		assert.NoError(t, err, "still evaluates after Shutdown")
+	})
+}
+
+// uniformRules is a set whose name and every rule's reason are its
+// version, so a decision made with parts of two sets shows.
+func uniformRules(v int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version: \"%d\"\nname: v%d\nthresholds: {deny: 1}\nrules:\n", v, v)
+	for i := range 4 {
+		fmt.Fprintf(&b, "  - {name: r%d, weight: 0.1, expr: 'payload.Items >= 0 && %d > 0', reason: 'v%d'}\n", i, v, v)
+	}
+	return b.String()
+}
+
+func TestLoaderNeverMixesSets(t *testing.T) {
+	const reloads = 1000
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, uniformRules(1))
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: -1})
+	require.NoError(t, err)
+
+	var stop atomic.Bool
+	var decisions, mixed atomic.Int64
+	seen := sync.Map{}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for !stop.Load() {
+				d, err := l.Evaluate(t.Context(), tai.Signal[Order]{Payload: Order{Items: 1}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				decisions.Add(1)
+				seen.Store(d.Policy, true)
+				ok := len(d.Contributions) == 4 && d.Reason == d.Policy
+				for _, c := range d.Contributions {
+					ok = ok && c.Reason == d.Policy
+				}
+				if !ok {
+					mixed.Add(1)
+				}
+			}
+		})
+	}
+	for v := 2; v <= reloads+1; v++ {
+		writeFile(t, path, uniformRules(v))
+		changed, err := l.Reload()
+		require.NoError(t, err)
+		require.True(t, changed)
+	}
+	stop.Store(true)
+	wg.Wait()
+	assert.Zero(t, mixed.Load(), "decisions mixing two sets")
+	assert.Equal(t, fmt.Sprint(reloads+1), l.Current().Version())
+	versions := 0
+	seen.Range(func(any, any) bool { versions++; return true })
+	assert.Greater(t, versions, 1, "evaluations saw more than one set")
+	t.Logf("%d decisions over %d sets", decisions.Load(), versions)
+}

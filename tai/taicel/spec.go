@@ -1,0 +1,152 @@
+package taicel
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/taipattern/taikit/tai"
+	"go.yaml.in/yaml/v3"
+)
+
+// Spec describes a rule set: what a rule file holds, and what
+// [Env.Compile] compiles.
+type Spec struct {
+	// Version names this revision of the set, for reload reports and audit
+	// trails ("2026-12-02.1", "42"). Required.
+	Version string `yaml:"version" json:"version"`
+	// Name is the policy's name in decisions and spans. Empty means "cel".
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Thresholds turn the score of the scored rules into a verdict.
+	Thresholds Thresholds `yaml:"thresholds,omitempty" json:"thresholds,omitzero"`
+	// Sets are named lists of strings; an expression reads the set NAME as
+	// sets.NAME, a map whose keys are the list's items, so that
+	// `x in sets.NAME` is a constant-time test. A set name is a CEL
+	// identifier: a letter or underscore, then letters, digits or
+	// underscores.
+	Sets map[string][]string `yaml:"sets,omitempty" json:"sets,omitempty"`
+	// Rules run in order: the verdict rules first, the first true one
+	// deciding; then every scored rule. At least one rule.
+	Rules []Rule `yaml:"rules" json:"rules"`
+}
+
+// Thresholds are the scores from which a scored set reviews and denies.
+// The zero value denies at 0.5 and has no review band, as
+// tai.ScoredOptions.
+type Thresholds struct {
+	// Review is the score at or above which the verdict is Review, in
+	// (0, Deny]. Zero means no review band.
+	Review float64 `yaml:"review,omitempty" json:"review,omitempty"`
+	// Deny is the score at or above which the verdict is Deny, in (0, 1].
+	// Zero means 0.5.
+	Deny float64 `yaml:"deny,omitempty" json:"deny,omitempty"`
+}
+
+// Rule is one CEL rule. It has either a Weight (a scored rule) or a
+// Verdict (a verdict rule), not both.
+type Rule struct {
+	// Name identifies the rule in contributions and errors; unique within
+	// a set.
+	Name string `yaml:"name" json:"name"`
+	// Expr is the CEL expression. A scored rule's returns a bool or a
+	// double; a verdict rule's a bool.
+	Expr string `yaml:"expr" json:"expr"`
+	// Weight is the most a scored rule adds to the score: a finite number
+	// greater than zero.
+	Weight float64 `yaml:"weight,omitempty" json:"weight,omitempty"`
+	// Verdict is what a verdict rule decides when its expression is true:
+	// allow, review or deny.
+	Verdict tai.Verdict `yaml:"verdict,omitempty" json:"verdict,omitzero"`
+	// Reason is the reason given when the rule fires; each {{expr}} in it
+	// is replaced by the value of the CEL expression expr. Empty means the
+	// rule's name.
+	Reason string `yaml:"reason,omitempty" json:"reason,omitempty"`
+
+	// line and column of Expr in the file it was parsed from; zero when
+	// the rule was not parsed from a file.
+	line, column int
+}
+
+// Parse reads a Spec from YAML or JSON. Parsing is strict: a field the
+// Spec does not have, a key given twice, a value of the wrong type, or a
+// second document is an error naming the line. Parse checks the shape of
+// the file only; Env.Compile checks the rules.
+func Parse(data []byte) (*Spec, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var spec Spec
+	if err := dec.Decode(&spec); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("taicel: rule file is empty")
+		}
+		return nil, fmt.Errorf("taicel: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, fmt.Errorf("taicel: %w", err)
+		}
+		return nil, fmt.Errorf("taicel: line %d: a rule file holds one document", extra.Line)
+	}
+	// A second pass over the node tree finds where each rule's expression
+	// is, so that compile errors can name the line of the file.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err == nil {
+		locateExprs(&root, spec.Rules)
+	}
+	if spec.Version == "" {
+		return nil, errors.New("taicel: rule file has no version")
+	}
+	return &spec, nil
+}
+
+// ParseFile reads and parses the rule file at path.
+func ParseFile(path string) (*Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("taicel: %w", err)
+	}
+	spec, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// locateExprs records the position of rules[i].expr from the document.
+func locateExprs(root *yaml.Node, rules []Rule) {
+	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
+		return
+	}
+	seq := mappingValue(root.Content[0], "rules")
+	if seq == nil || seq.Kind != yaml.SequenceNode {
+		return
+	}
+	for i, item := range seq.Content {
+		if i >= len(rules) {
+			return
+		}
+		if v := mappingValue(item, "expr"); v != nil {
+			rules[i].line, rules[i].column = v.Line, v.Column
+			// A block scalar (| or >) starts on the line after its
+			// indicator.
+			if v.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+				rules[i].line, rules[i].column = v.Line+1, 0
+			}
+		}
+	}
+}
+
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}

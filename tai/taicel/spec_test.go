@@ -1,0 +1,111 @@
+package taicel_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+func TestParse(t *testing.T) {
+	spec, err := taicel.ParseFile("testdata/fraud.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, "1", spec.Version)
+	assert.Equal(t, "fraud", spec.Name)
+	assert.Equal(t, taicel.Thresholds{Review: 0.3, Deny: 0.5}, spec.Thresholds)
+	assert.Equal(t, []string{"KP", "IR"}, spec.Sets["countries"])
+	require.Len(t, spec.Rules, 5)
+	assert.Equal(t, tai.Deny, spec.Rules[0].Verdict)
+	assert.Equal(t, 0.6, spec.Rules[1].Weight)
+	assert.Equal(t, "attempts > 5", spec.Rules[1].Expr)
+}
+
+func TestParseJSON(t *testing.T) {
+	spec, err := taicel.Parse([]byte(`{"version": "7", "thresholds": {"deny": 0.8},
+		"rules": [{"name": "big", "expr": "payload.Total > 10.0", "verdict": "review", "reason": "big"}]}`))
+	require.NoError(t, err)
+	assert.Equal(t, "7", spec.Version)
+	assert.Equal(t, 0.8, spec.Thresholds.Deny)
+	assert.Equal(t, tai.Review, spec.Rules[0].Verdict)
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"empty", "", "rule file is empty"},
+		{"no version", "rules: []\n", "has no version"},
+		{"unknown field", "version: 1\nrules:\n  - name: a\n    expr: 'true'\n    wieght: 1\n", "line 5: field wieght not found"},
+		{"unknown top-level field", "version: 1\nthreshold: {deny: 1}\n", "line 2: field threshold not found"},
+		{"duplicate key", "version: 1\nversion: 2\n", `line 2: mapping key "version" already defined`},
+		{"wrong type", "version: 1\nrules: {name: a}\n", "line 2: cannot unmarshal"},
+		{"weight not a number", "version: 1\nrules:\n  - name: a\n    weight: high\n", "line 4: cannot unmarshal"},
+		{"unknown verdict", "version: 1\nrules:\n  - name: a\n    verdict: block\n", `unknown verdict "block"`},
+		{"two documents", "version: 1\n---\nversion: 2\n", "line 2: a rule file holds one document"},
+		{"bad yaml", "version: [1\n", "did not find expected"},
+		{"bad second document", "version: 1\n---\n[\n", "taicel: yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := taicel.Parse([]byte(tt.in))
+			require.Error(t, err)
+			assert.Nil(t, spec)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+	_, err := taicel.ParseFile(filepath.Join(t.TempDir(), "missing.yaml"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("version: 1\nfoo: 2\n"), 0o600))
+	_, err = taicel.ParseFile(path)
+	assert.ErrorContains(t, err, path+": taicel: yaml: unmarshal errors:\n  line 2: field foo not found")
+}
+
+// TestCompileErrorFileLine checks that a rule parsed from a file names the
+// line of its expression.
+func TestCompileErrorFileLine(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name, in string
+		line     int
+	}{
+		{"plain", "version: 1\nrules:\n  - name: ok\n    weight: 1\n    expr: payload.Total > 1.0\n  - name: bad\n    weight: 1\n    expr: payload.Totl > 1.0\n", 8},
+		{"block", "version: 1\nrules:\n  - name: bad\n    weight: 1\n    expr: |\n      payload.Total > 1.0 &&\n      payload.Itms > 2\n", 6},
+		{"flow", "version: 1\nrules: [{name: bad, weight: 1, expr: 'payload.X'}]\n", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := taicel.Parse([]byte(tc.in))
+			require.NoError(t, err)
+			_, err = env.Compile(spec)
+			var ce *taicel.CompileError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, "bad", ce.Rule)
+			assert.Equal(t, tc.line, ce.FileLine)
+			assert.Contains(t, err.Error(), "(file line")
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	seed, err := os.ReadFile("testdata/fraud.yaml")
+	require.NoError(f, err)
+	f.Add(seed)
+	f.Add([]byte(`{"version": "1", "rules": [{"name": "a", "expr": "true", "weight": 1}]}`))
+	f.Add([]byte("version: 1\n---\nversion: 2\n"))
+	f.Add([]byte("version: &a [*a]\n"))
+	f.Add([]byte("rules:\n  - expr: |\n      x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		spec, err := taicel.Parse(data)
+		if err != nil {
+			require.Nil(t, spec)
+			require.NotEmpty(t, err.Error())
+			return
+		}
+		require.NotEmpty(t, spec.Version)
+	})
+}
