@@ -39,9 +39,15 @@ func (w *countWindow) record(bits uint32) tally {
 	if bits != 0 || slot.Load() != 0 {
 		old = slot.Swap(bits)
 	}
-	t := tally{calls: int64(min(i, uint64(len(w.slots))))}
+	var t tally
 	t.failures = w.move(&w.failures, old&bitFailure, bits&bitFailure)
 	t.slow = w.move(&w.slow, old&bitSlow, bits&bitSlow)
+	// The calls are read after the failures, as tally does: the totals may
+	// hold the failures of calls recorded after this one, and only a fresh
+	// count of the calls keeps the rate they make at most 1. (This call's
+	// own number would not: preempted between its two steps, it would set
+	// a few calls against every failure recorded meanwhile, and trip.)
+	t.calls = int64(min(w.next.Load(), uint64(len(w.slots))))
 	return t
 }
 
