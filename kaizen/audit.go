@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -591,7 +592,22 @@ func appendDecision(b []byte, d *tai.Decision) []byte {
 	if d.FailedOpen {
 		b = append(b, `,"failed_open":true`...)
 	}
+	if len(d.Inputs) > 0 {
+		b = appendInputs(b, d.Inputs)
+	}
 	return append(b, '}')
+}
+
+// appendInputs writes a decision's inputs as the member "inputs": the
+// JSON compacted onto the line, or, when it is not valid JSON, as a string
+// holding it, so that a bad producer never breaks the trail's lines.
+func appendInputs(b []byte, in []byte) []byte {
+	b = append(b, `,"inputs":`...)
+	buf := bytes.NewBuffer(b)
+	if err := json.Compact(buf, in); err == nil {
+		return buf.Bytes()
+	}
+	return appendString(b, string(in))
 }
 
 // appendFloat writes f as a JSON number; NaN and infinities, which JSON

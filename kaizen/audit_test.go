@@ -331,6 +331,24 @@ func TestAuditEncodesNumbersJSONCanHold(t *testing.T) {
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
 
+func TestAuditWritesDecisionInputs(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{})
+	in := []byte("{\n  \"payload\": {\"Amount\": 12.5},\n  \"vars\": {\"attempts\": 3}\n}")
+	a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Decision: tai.Decision{Verdict: tai.Allow, Inputs: in}})
+	a.Observe(context.Background(), tai.Record{ID: "2", Kind: "k", Decision: tai.Decision{Verdict: tai.Deny, Inputs: []byte(`{"cut`)}})
+	require.NoError(t, a.Flush(context.Background()))
+	ls := lines(buf.Bytes())
+	require.Len(t, ls, 2)
+	assert.Contains(t, ls[0], `"score":0,"inputs":{"payload":{"Amount":12.5},"vars":{"attempts":3}}}`, "compacted onto the line")
+	var e kaizen.AuditEntry
+	require.NoError(t, json.Unmarshal([]byte(ls[0]), &e))
+	assert.JSONEq(t, string(in), string(e.Decision.Inputs))
+	require.NoError(t, json.Unmarshal([]byte(ls[1]), &e))
+	assert.Equal(t, `"{\"cut"`, string(e.Decision.Inputs), "invalid JSON is kept as a string")
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
+}
+
 func TestAuditRedact(t *testing.T) {
 	var buf syncBuffer
 	a := newAudit(t, &buf, kaizen.AuditOptions{Redact: func(e *kaizen.AuditEntry) {

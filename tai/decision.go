@@ -1,6 +1,7 @@
 package tai
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 )
@@ -81,6 +82,11 @@ type Decision struct {
 	// FailedOpen reports that a policy marked with FailOpen (or a rule
 	// marked FailOpen) erred and was counted as allowing.
 	FailedOpen bool `json:"failed_open,omitempty"`
+	// Inputs holds what the policy read to decide, as compact JSON, where
+	// the policy records it (a taicel rule set with RecordInputs does):
+	// enough to replay the decision later with another rule set. An audit
+	// trail writes it with the decision. Nil otherwise.
+	Inputs json.RawMessage `json:"inputs,omitempty"`
 }
 
 // Contribution is one rule's share of a scored decision.
