@@ -7,6 +7,7 @@ require github.com/taipattern/taikit v0.0.0
 replace github.com/taipattern/taikit => ..
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
