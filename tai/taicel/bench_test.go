@@ -33,17 +33,17 @@ rules:
 `
 
 func BenchmarkScoredTenRules(b *testing.B) {
-	env, err := taicel.NewEnv(taicel.Options[Payment]{
-		Vars: map[string]*cel.Type{"attempts": cel.IntType, "spent_today": cel.DoubleType},
-		Lookup: func(context.Context, tai.Signal[Payment]) (map[string]any, error) {
-			return map[string]any{"attempts": int64(7), "spent_today": 4200.0}, nil
-		},
-	})
-	require.NoError(b, err)
-	spec, err := taicel.Parse([]byte(tenRules))
-	require.NoError(b, err)
-	set, err := env.Compile(spec)
-	require.NoError(b, err)
+	benchTenRules(b, false)
+}
+
+// BenchmarkScoredTenRulesRecorded is BenchmarkScoredTenRules with
+// Options.RecordInputs: the extra cost of recording what the set read.
+func BenchmarkScoredTenRulesRecorded(b *testing.B) {
+	benchTenRules(b, true)
+}
+
+func benchTenRules(b *testing.B, record bool) {
+	set := tenRuleSet(b, record)
 	s := tai.Signal[Payment]{ID: "sig", Kind: "payment", Key: "cust_1", Time: time.Now(),
 		Payload: Payment{CustomerID: "cust_1", MerchantID: "merc_2", Country: "DE", Currency: "EUR", Amount: 1200}}
 	ctx := context.Background()
@@ -51,6 +51,7 @@ func BenchmarkScoredTenRules(b *testing.B) {
 	require.NoError(b, err)
 	require.Equal(b, tai.Deny, d.Verdict) // merchant, velocity, daily and round_amount fire
 	require.Len(b, d.Contributions, 4)
+	require.Equal(b, record, d.Inputs != nil)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -60,4 +61,21 @@ func BenchmarkScoredTenRules(b *testing.B) {
 			}
 		}
 	})
+}
+
+// tenRuleSet compiles tenRules with the variables a store would return.
+func tenRuleSet(b testing.TB, record bool) *taicel.Set[Payment] {
+	env, err := taicel.NewEnv(taicel.Options[Payment]{
+		Vars: map[string]*cel.Type{"attempts": cel.IntType, "spent_today": cel.DoubleType},
+		Lookup: func(context.Context, tai.Signal[Payment]) (map[string]any, error) {
+			return map[string]any{"attempts": int64(7), "spent_today": 4200.0}, nil
+		},
+		RecordInputs: record,
+	})
+	require.NoError(b, err)
+	spec, err := taicel.Parse([]byte(tenRules))
+	require.NoError(b, err)
+	set, err := env.Compile(spec)
+	require.NoError(b, err)
+	return set
 }
