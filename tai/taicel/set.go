@@ -55,6 +55,10 @@ type segment struct {
 	prg  cel.Program
 }
 
+// Env returns the Env that compiled the set: where a candidate to shadow
+// it (NewShadow) must be compiled.
+func (s *Set[T]) Env() *Env[T] { return s.env }
+
 // Name returns the policy's name: the Spec's Name, or "cel".
 func (s *Set[T]) Name() string { return s.name }
 
