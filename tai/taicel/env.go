@@ -283,7 +283,8 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 	s.sets = make(map[string]ref.Val, len(spec.Sets))
 	var decls []cel.EnvOption
 	if e.dynamic {
-		for _, name := range e.freeVars(spec) {
+		s.free = e.freeVars(spec)
+		for _, name := range s.free {
 			decls = append(decls, cel.Variable(name, cel.DynType))
 		}
 	}

@@ -38,6 +38,7 @@ type Set[T any] struct {
 	verdicts      []compiled
 	scored        []compiled
 	sets          map[string]ref.Val
+	free          []string // the variables a dynamic Env declared as dyn for the set
 }
 
 type compiled struct {
