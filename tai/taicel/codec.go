@@ -28,8 +28,9 @@ type codec struct {
 }
 
 var (
-	timeType = reflect.TypeFor[time.Time]()
-	anyType  = reflect.TypeFor[any]()
+	timeType   = reflect.TypeFor[time.Time]()
+	anyType    = reflect.TypeFor[any]()
+	dynMapType = reflect.TypeFor[map[string]any]()
 )
 
 // codecBuilder builds the codecs of a type and of the types it holds,
@@ -395,6 +396,16 @@ func mapCodec(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) (
 		if r.null() {
 			v.SetZero()
 			return nil
+		}
+		if t == dynMapType {
+			if r.peek() != '{' {
+				return r.errorf("want an object")
+			}
+			m, err := r.any() // an object: a map[string]any
+			if err == nil {
+				v.Set(reflect.ValueOf(m))
+			}
+			return err
 		}
 		m := reflect.MakeMap(t)
 		k := reflect.New(t.Key()).Elem()

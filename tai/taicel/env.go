@@ -93,7 +93,7 @@ const (
 // types when a set is compiled.
 func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	rt := reflect.TypeFor[T]()
-	dynamic := rt == reflect.TypeFor[map[string]any]()
+	dynamic := rt == dynMapType
 	st := rt
 	if st.Kind() == reflect.Pointer {
 		st = st.Elem()

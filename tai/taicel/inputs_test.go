@@ -480,3 +480,19 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeDynamicInputsErrors(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	for in, want := range map[string]string{
+		`{"payload":[1]}`:       "payload: offset 11: want an object",
+		`{"payload":"x"}`:       "payload: offset 11: want an object",
+		`{"payload":{"a":tru}}`: "payload: offset 16: invalid value",
+	} {
+		_, err := env.DecodeInputs([]byte(in))
+		assert.ErrorContains(t, err, want, in)
+	}
+	in, err := env.DecodeInputs([]byte(`{"payload":null}`))
+	require.NoError(t, err)
+	assert.Nil(t, in.Payload)
+}

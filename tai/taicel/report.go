@@ -328,7 +328,7 @@ func (r *Report) WriteText(w io.Writer) error {
 				if r.Amount != "" {
 					p("  %s", money(ex.Amount))
 				}
-				p("\n        was %-6s %.2f %s\n        now %-6s %.2f %s\n", f.From, ex.OldScore, ex.OldReason, f.To, ex.NewScore, ex.NewReason)
+				p("\n        was %-6s %.2f%s\n        now %-6s %.2f%s\n", f.From, ex.OldScore, spaced(ex.OldReason), f.To, ex.NewScore, spaced(ex.NewReason))
 			}
 		}
 	}
@@ -371,6 +371,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		_ = tw.Flush()
 	}
 	return ew.err
+}
+
+// spaced returns s after a space, or nothing for an empty s.
+func spaced(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " " + s
 }
 
 func percent(n, of int) string {
