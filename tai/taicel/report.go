@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/taipattern/taikit/tai"
@@ -335,20 +334,22 @@ func (r *Report) WriteText(w io.Writer) error {
 
 	if len(r.Rules) > 0 {
 		p("\nrules in the changed decisions:\n")
-		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprint(tw, "  rule\tonly old\tonly new\tdifferent\terrors\t")
-		if r.Amount != "" {
-			fmt.Fprint(tw, "only old amount\tonly new amount\tdifferent amount\t")
-		}
-		fmt.Fprintln(tw)
+		w := len("rule")
 		for _, rc := range r.Rules {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t", rc.Rule, rc.OnlyOld, rc.OnlyNew, rc.Different, rc.Errors)
-			if r.Amount != "" {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t", money(rc.OnlyOldAmount), money(rc.OnlyNewAmount), money(rc.DifferentAmount))
-			}
-			fmt.Fprintln(tw)
+			w = max(w, len(rc.Rule))
 		}
-		_ = tw.Flush() // errors reach ew
+		p("  %-*s  only old  only new  different  errors", w, "rule")
+		if r.Amount != "" {
+			p("  %15s  %15s  %16s", "only old amount", "only new amount", "different amount")
+		}
+		p("\n")
+		for _, rc := range r.Rules {
+			p("  %-*s  %8d  %8d  %9d  %6d", w, rc.Rule, rc.OnlyOld, rc.OnlyNew, rc.Different, rc.Errors)
+			if r.Amount != "" {
+				p("  %15s  %15s  %16s", money(rc.OnlyOldAmount), money(rc.OnlyNewAmount), money(rc.DifferentAmount))
+			}
+			p("\n")
+		}
 	}
 
 	if len(r.ErrorExamples) > 0 {
@@ -360,15 +361,13 @@ func (r *Report) WriteText(w io.Writer) error {
 
 	if l := r.Labels; l != nil {
 		p("\nlabels: %d signals labelled positive (%d not replayed); a decision of %s or more flags a signal\n", l.Labelled, l.Unseen, l.Positive)
-		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "  \tTP\tFP\tFN\tTN\tprecision\trecall\t")
+		p("  %-9s  %6s  %6s  %6s  %6s  %9s  %6s\n", "", "TP", "FP", "FN", "TN", "precision", "recall")
 		for _, row := range []struct {
 			name string
 			c    Confusion
 		}{{"recorded", l.Recorded}, {"candidate", l.Candidate}} {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%.3f\t%.3f\t\n", row.name, row.c.TP, row.c.FP, row.c.FN, row.c.TN, row.c.Precision, row.c.Recall)
+			p("  %-9s  %6d  %6d  %6d  %6d  %9.3f  %6.3f\n", row.name, row.c.TP, row.c.FP, row.c.FN, row.c.TN, row.c.Precision, row.c.Recall)
 		}
-		_ = tw.Flush()
 	}
 	return ew.err
 }
