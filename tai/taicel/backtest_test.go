@@ -191,7 +191,7 @@ func TestBacktestLoweredLimits(t *testing.T) {
 	wantFlips := map[flipKey]int{}
 	wantAmounts := map[flipKey]float64{}
 	var wantChanged, wantScoreChanged, amountOnlyNew, amountDifferent int
-	var firstFlipped []string
+	var firstFlipped, flipped []string
 	for _, g := range gs {
 		old, cand := judgeByHand(g, 20000, 5000), judgeByHand(g, 10000, 2500)
 		if old.verdict == cand.verdict {
@@ -201,6 +201,7 @@ func TestBacktestLoweredLimits(t *testing.T) {
 			continue
 		}
 		wantChanged++
+		flipped = append(flipped, g.sig.ID)
 		k := flipKey{old.verdict, cand.verdict}
 		wantFlips[k]++
 		wantAmounts[k] += g.sig.Payload.Amount
@@ -252,6 +253,17 @@ func TestBacktestLoweredLimits(t *testing.T) {
 	}
 	assert.InDelta(t, total, rep.Rules[0].OnlyNewAmount+rep.Rules[0].DifferentAmount, 1e-6)
 	t.Logf("%d changed: %v", rep.Changed, got)
+
+	// With room for every example, they are exactly the flips expected.
+	rep, err = taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Examples: 1 << 20})
+	require.NoError(t, err)
+	var ids []string
+	for _, f := range rep.Flips {
+		for _, ex := range f.Examples {
+			ids = append(ids, ex.ID)
+		}
+	}
+	assert.ElementsMatch(t, flipped, ids)
 }
 
 func TestBacktestLabels(t *testing.T) {

@@ -45,15 +45,16 @@ type Options[T any] struct {
 	// with "verdict_rule":"<name>" added when a verdict rule decided. The
 	// payload holds every exported field of T but those in Unrecorded,
 	// under its Go name; vars the variables Lookup returned that Vars
-	// declares. Numbers keep their type: a float always has a '.' or an
+	// declares (all of them, for a dynamic Env). Numbers keep their type: a float always has a '.' or an
 	// exponent ("5000.0"), an int never does. It costs one allocation and
 	// the encoding of the payload per decision; see the package doc.
 	RecordInputs bool
 	// Unrecorded names payload fields (Go names) that are never recorded,
 	// such as personal data. Fields of an embedded struct are left out
 	// with the embedded struct, by its type name. A name T has no exported
-	// field of is an error. In a backtest such a field reads as its zero
-	// value.
+	// field of is an error; for a map[string]any payload, the names are
+	// keys. In a backtest such a field reads as its zero value (a
+	// dynamic Env's as missing).
 	Unrecorded []string
 }
 
