@@ -120,6 +120,8 @@ type Service struct {
 	bg      context.Context
 	stopBG  context.CancelFunc
 	pending sync.WaitGroup
+	// releasing counts idempotency releases retried in the background.
+	releasing sync.WaitGroup
 	lock    *datadir.Lock // the data directory, held until Close
 }
 
@@ -771,6 +773,7 @@ func (s *Service) Close(ctx context.Context) error {
 		}
 		s.stopBG()
 		s.pending.Wait()
+		s.releasing.Wait()
 	}
 	if s.stop != nil {
 		s.stop()
