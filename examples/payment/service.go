@@ -122,7 +122,7 @@ type Service struct {
 	pending sync.WaitGroup
 	// releasing counts idempotency releases retried in the background.
 	releasing sync.WaitGroup
-	lock    *datadir.Lock // the data directory, held until Close
+	lock      *datadir.Lock // the data directory, held until Close
 }
 
 // NewService builds the service from cfg: it takes the data directory for
