@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+// writeRules writes the built-in rule file to path with each old string
+// replaced by the new one after it (each must be there), the way a
+// deployment should: a whole file renamed over the old one.
+func writeRules(t *testing.T, path string, replace ...string) {
+	t.Helper()
+	text := string(defaultFraudRules)
+	for i := 0; i+1 < len(replace); i += 2 {
+		require.Contains(t, text, replace[i])
+		text = strings.ReplaceAll(text, replace[i], replace[i+1])
+	}
+	require.NoError(t, os.WriteFile(path+".tmp", []byte(text), 0o600))
+	require.NoError(t, os.Rename(path+".tmp", path))
+}
+
+// reviewRules is a rule file of the built-in rules with a review band from
+// 0.3, as -review-threshold 0.3 gives the Go rules.
+func reviewRules(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "fraud.yaml")
+	writeRules(t, path, "thresholds:\n  deny: 0.5\n", "thresholds:\n  review: 0.3\n  deny: 0.5\n")
+	return path
+}
+
+// The amount rule of the built-in file with a limit of 1,000 instead of
+// 5,000, as a version 2.
+var lowerAmountLimit = []string{
+	`version: "1"`, `version: "2"`,
+	"payload.Amount > 20000.0 ? 1.0", "payload.Amount > 4000.0 ? 1.0",
+	"payload.Amount > 5000.0 ? 0.5", "payload.Amount > 1000.0 ? 0.5",
+	"payload.Amount > 4000.0 ? 0.25", "payload.Amount > 800.0 ? 0.25",
+	`payload.Amount > 20000.0 ? "over four times the 5000.00 limit"`, `payload.Amount > 4000.0 ? "over four times the 1000.00 limit"`,
+	`payload.Amount > 5000.0 ? "over 5000.00" : "near the 5000.00 limit"`, `payload.Amount > 1000.0 ? "over 1000.00" : "near the 1000.00 limit"`,
+}
+
+// The flags that set the Go rules' limits count only with the Go rules;
+// with a rule file they are refused, naming it, rather than ignored.
+func TestFraudRulesFlags(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, err := parseConfig([]string{"-data-dir", t.TempDir()}, none)
+	require.NoError(t, err)
+	assert.Equal(t, fraudRulesEmbedded, cfg.FraudRules, "the built-in rules by default")
+	assert.Equal(t, 5*time.Second, cfg.FraudRulesInterval)
+
+	cfg, err = parseConfig([]string{"-data-dir", t.TempDir(), "-fraud-rules", "go", "-max-amount", "100", "-review-threshold", "0.3"}, none)
+	require.NoError(t, err)
+	assert.Equal(t, 100.0, cfg.Fraud.MaxAmount)
+
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		want   []string
+		wantNo string
+	}{
+		{name: "a limit with the built-in rules", args: []string{"-max-amount", "100"},
+			want: []string{"-max-amount (MAX_AMOUNT) sets a limit of the Go fraud rules", "the built-in rules/fraud.yaml", "-fraud-rules go"}},
+		{name: "a limit given its default value", args: []string{"-velocity-limit", "5"},
+			want: []string{"-velocity-limit (VELOCITY_LIMIT)"}},
+		{name: "a limit from the environment", env: map[string]string{"MAX_SPEED_KMH": "500"},
+			want: []string{"-max-speed-kmh (MAX_SPEED_KMH)"}},
+		{name: "the review threshold with a rule file", args: []string{"-fraud-rules", "/etc/payment/fraud.yaml", "-review-threshold", "0.3", "-max-daily", "10"},
+			want: []string{"-review-threshold (REVIEW_THRESHOLD)", "-max-daily (MAX_DAILY)", "the CEL rules of /etc/payment/fraud.yaml"}},
+		{name: "an interval too short", args: []string{"-fraud-rules-interval", "10ms"},
+			want: []string{"-fraud-rules-interval 10ms must be at least 100ms"}},
+		{name: "no rules", args: []string{"-fraud-rules", ""},
+			want: []string{"-fraud-rules is empty"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := func(k string) string { return tc.env[k] }
+			_, err := parseConfig(append([]string{"-data-dir", t.TempDir()}, tc.args...), getenv)
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+// A configuration that sets the Go rules' limits in code, with CEL rules
+// in force, is refused too.
+func TestFraudRulesRefuseGoLimits(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Fraud.MaxAmount = 100
+	cfg.Fraud.Review = 0.3
+	_, err := NewService(context.Background(), cfg, discardLog())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "MaxAmount, Review set for the Go rules, but CEL rules are in force")
+
+	cfg = testConfig(t)
+	cfg.FraudRules = filepath.Join(t.TempDir(), "missing.yaml")
+	_, err = NewService(context.Background(), cfg, discardLog())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "-fraud-rules")
+	assert.Contains(t, err.Error(), "missing.yaml")
+
+	cfg = testConfig(t)
+	cfg.FraudRules = filepath.Join(t.TempDir(), "broken.yaml")
+	writeRules(t, cfg.FraudRules, "payload.CustomerID in sets.customers ||\n", "payload.Customer in sets.customers ||\n")
+	_, err = NewService(context.Background(), cfg, discardLog())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `rule "blacklist"`)
+	assert.Contains(t, err.Error(), "undefined field 'Customer'")
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fraudPanel returns the board's fraud rules panel.
+func (ts *testService) fraudPanel(t *testing.T) andon.BoardPanel {
+	t.Helper()
+	var st andon.BoardState
+	r := ts.do(t, http.MethodGet, "/andon/api/state", nil)
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	require.NoError(t, json.Unmarshal(r.Raw, &st))
+	for _, p := range st.Panels {
+		if p.Title == "Fraud rules" {
+			return p
+		}
+	}
+	require.Fail(t, "the board has no fraud rules panel", "%s", r.Raw)
+	return andon.BoardPanel{}
+}
+
+// auditEntries reads the service's audit trail, flushed.
+func (ts *testService) auditEntries(t *testing.T) []kaizen.AuditEntry {
+	t.Helper()
+	require.NoError(t, ts.audit.Flush(context.Background()))
+	f, err := os.Open(filepath.Join(ts.cfg.DataDir, "audit-"+ts.cfg.Instance+".jsonl"))
+	require.NoError(t, err)
+	defer f.Close()
+	var out []kaizen.AuditEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e kaizen.AuditEntry
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), sc.Text())
+		out = append(out, e)
+	}
+	require.NoError(t, sc.Err())
+	return out
+}
+
+func TestFraudRulesPanelShowsTheBuiltInRules(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	rows := ts.fraudPanel(t).Rows
+	require.Len(t, rows, 1)
+	cells := rows[0].Cells
+	assert.Equal(t, []string{"live", "rules/fraud.yaml (built in)", "fraud", "1", sha256Hex(defaultFraudRules)[:12]}, cells[:5])
+	assert.Empty(t, cells[6], "no refusal")
+	assert.Equal(t, "green", rows[0].Color)
+
+	entries := ts.auditEntries(t)
+	require.NotEmpty(t, entries)
+	assert.Equal(t, taicel.ReloadKind, entries[0].Kind, "the rules put in force come first in the trail")
+	assert.Equal(t, "embedded", entries[0].Key)
+	assert.Equal(t, "version 1 sha256 "+sha256Hex(defaultFraudRules), entries[0].Decision.Reason)
+
+	metrics := string(ts.do(t, http.MethodGet, "/metrics", nil).Raw)
+	assert.Contains(t, metrics, `payment_fraud_rules_info{name="fraud",rules="embedded",set="live",sha256="`+sha256Hex(defaultFraudRules)+`",version="1"} 1`)
+}
+
+func TestFraudRulesPanelShowsTheGoRules(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.FraudRules = fraudRulesGo
+	ts := startService(t, cfg)
+	rows := ts.fraudPanel(t).Rows
+	require.Len(t, rows, 1)
+	assert.Equal(t, []string{"live", "Go rules (fraud.go)", "fraud", "go", ""}, rows[0].Cells[:5])
+}
+
+// A rule file is reloaded when it changes: the next payment is judged by
+// the new rules. A file that does not compile is refused — in the log,
+// the audit trail, the metrics and on the board — and the rules in force
+// keep running.
+func TestFraudRuleFileReloads(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.FraudRules = filepath.Join(t.TempDir(), "fraud.yaml")
+	cfg.FraudRulesInterval = 20 * time.Millisecond
+	writeRules(t, cfg.FraudRules)
+	ts := startService(t, cfg)
+	version := func() string { return ts.fraudPanel(t).Rows[0].Cells[3] }
+	require.Equal(t, "1", version())
+	assert.Equal(t, cfg.FraudRules, ts.fraudPanel(t).Rows[0].Cells[1])
+
+	r := ts.pay(t, "before", 6000, nil)
+	require.Equal(t, StatusSuccess, r.str("status"), "6,000 is flagged, not blocked: %s", r.Raw)
+	assert.InDelta(t, 0.4, r.Body["fraud_score"], 1e-9)
+
+	// The amount limit lowered to 1,000: 6,000 is over four times it.
+	writeRules(t, cfg.FraudRules, lowerAmountLimit...)
+	require.Eventually(t, func() bool { return version() == "2" }, 10*time.Second, 10*time.Millisecond, "version 2 in force")
+	r = ts.pay(t, "after", 6000, nil)
+	require.Equal(t, StatusFraudBlocked, r.str("status"), string(r.Raw))
+	assert.Contains(t, string(r.Raw), "amount 6000.00 over four times the 1000.00 limit")
+
+	// A file that does not compile (a misspelt field) is refused.
+	writeRules(t, cfg.FraudRules, append(lowerAmountLimit, `version: "2"`, `version: "3"`, "day_total > 5000.0", "day_totl > 5000.0")...)
+	require.Eventually(t, func() bool { return ts.fraudPanel(t).Rows[0].Cells[6] != "" }, 10*time.Second, 10*time.Millisecond, "the refusal on the board")
+	row := ts.fraudPanel(t).Rows[0]
+	assert.Equal(t, "2", row.Cells[3], "version 2 keeps running")
+	assert.Contains(t, row.Cells[6], `rule "daily_amount"`)
+	assert.Contains(t, row.Cells[6], "undeclared reference to 'day_totl'")
+	assert.Equal(t, "amber", row.Color, "the file on disk is not the set in force")
+	r = ts.pay(t, "still", 900, nil)
+	assert.InDelta(t, 0.15, r.Body["fraud_score"], 1e-9, "near version 2's limit: %s", r.Raw)
+
+	var reloads []kaizen.AuditEntry
+	for _, e := range ts.auditEntries(t) {
+		if e.Kind == taicel.ReloadKind {
+			reloads = append(reloads, e)
+		}
+	}
+	require.Len(t, reloads, 3, "loaded, reloaded, refused")
+	assert.Equal(t, "succeeded", reloads[1].Outcome)
+	assert.Contains(t, reloads[1].Decision.Reason, "version 2 sha256 ")
+	assert.Equal(t, "failed", reloads[2].Outcome)
+	assert.Contains(t, reloads[2].Decision.Reason, "version 3 sha256 ")
+	assert.Contains(t, reloads[2].Error, "day_totl")
+	assert.Equal(t, cfg.FraudRules, reloads[2].Key)
+
+	metrics := string(ts.do(t, http.MethodGet, "/metrics", nil).Raw)
+	assert.Contains(t, metrics, `payment_fraud_rules_loads_total{result="loaded",set="live"} 2`)
+	assert.Contains(t, metrics, `payment_fraud_rules_loads_total{result="refused",set="live"} 1`)
+	assert.Contains(t, metrics, `rules="`+cfg.FraudRules+`",set="live"`)
+	assert.Contains(t, ts.logs.String(), "fraud rule file refused; the rules in force keep running")
+
+	// Mended, it is loaded again.
+	writeRules(t, cfg.FraudRules, append(lowerAmountLimit, `version: "2"`, `version: "4"`)...)
+	require.Eventually(t, func() bool { return version() == "4" }, 10*time.Second, 10*time.Millisecond, "version 4 in force")
+	assert.Equal(t, "green", ts.fraudPanel(t).Rows[0].Color)
+}
