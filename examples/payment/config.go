@@ -29,17 +29,40 @@ type Config struct {
 	// payment API, the admin token the admin API, the cord and the
 	// board), the allowed hosts and the audit key.
 	svc.Serving
-	NATSURL       string // empty: start an embedded NATS server
-	NATSReplicas  int    // servers of a JetStream cluster holding each stream and bucket: 1, 3 or 5
-	RedisURL      string // empty: limits and customer state in memory
-	DataDir       string
-	Idempotency   string
-	CustomerState string
-	GatewayFail   float64
-	GatewayDelay  time.Duration
-	BreakerOpen   time.Duration // how long the gateway breaker stays open before it probes
-	CustomerLimit float64       // payments per minute per customer
-	Fraud         FraudConfig
+	NATSURL          string // empty: start an embedded NATS server
+	NATSReplicas     int    // servers of a JetStream cluster holding each stream and bucket: 1, 3 or 5
+	RedisURL         string // empty: limits and customer state in memory
+	DataDir          string
+	Idempotency      string
+	CustomerState    string
+	GatewayFail      float64
+	GatewayDelay     time.Duration
+	BreakerOpen      time.Duration // how long the gateway breaker stays open before it probes
+	CustomerLimit    float64       // payments per minute per customer
+	Fraud            FraudConfig
+	BlacklistFile    string
+	Blacklist        string
+	ConfirmWIP       int
+	AlertFraud       float64
+	AlertP99         time.Duration
+	AlertErrors      float64
+	Alertmanager     string
+	AlertLabels      map[string]string // added to every alert
+	AlertInterval    time.Duration
+	FraudStopsLine   bool
+	PrintRules       bool
+	OTLPEndpoint     string
+	TraceSample      float64
+	PaymentsMaxBytes int64         // the payments bucket's byte limit
+	PaymentsMaxAge   time.Duration // how long payments are kept
+	IdemMaxBytes     int64         // the idempotency store's byte limit
+	ConfirmMaxBytes  int64         // the confirmation stream's byte limit
+	StateMaxBytes    int64         // the customer state's byte limit
+	RequestTimeout   time.Duration // a payment's deadline, commit included
+	Instance         string
+	LogLevel         string
+	DebugAddr        string
+
 	// FraudRules is the fraud rules in force: "embedded" (rules/fraud.yaml,
 	// built in), "go" (the Go rules of fraud.go, with the limits of Fraud),
 	// or the path of a CEL rule file, reloaded when it changes.
@@ -47,28 +70,6 @@ type Config struct {
 	// FraudRulesInterval is how often a rule file is checked for changes;
 	// negative: never (tests reload it themselves).
 	FraudRulesInterval time.Duration
-	BlacklistFile      string
-	Blacklist          string
-	ConfirmWIP         int
-	AlertFraud         float64
-	AlertP99           time.Duration
-	AlertErrors        float64
-	Alertmanager       string
-	AlertLabels        map[string]string // added to every alert
-	AlertInterval      time.Duration
-	FraudStopsLine     bool
-	PrintRules         bool
-	OTLPEndpoint       string
-	TraceSample        float64
-	PaymentsMaxBytes   int64         // the payments bucket's byte limit
-	PaymentsMaxAge     time.Duration // how long payments are kept
-	IdemMaxBytes       int64         // the idempotency store's byte limit
-	ConfirmMaxBytes    int64         // the confirmation stream's byte limit
-	StateMaxBytes      int64         // the customer state's byte limit
-	RequestTimeout     time.Duration // a payment's deadline, commit included
-	Instance           string
-	LogLevel           string
-	DebugAddr          string
 
 	// Set by tests, not by flags.
 	Clock          Clock                  // the service's clock; nil: the system clock
