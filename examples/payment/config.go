@@ -67,8 +67,7 @@ type Config struct {
 	// built in), "go" (the Go rules of fraud.go, with the limits of Fraud),
 	// or the path of a CEL rule file, reloaded when it changes.
 	FraudRules string
-	// FraudRulesInterval is how often a rule file is checked for changes;
-	// negative: never (tests reload it themselves).
+	// FraudRulesInterval is how often a rule file is checked for changes.
 	FraudRulesInterval time.Duration
 
 	// Set by tests, not by flags.
