@@ -63,9 +63,10 @@ type Config struct {
 	LogLevel         string
 	DebugAddr        string
 
-	// FraudRules is the fraud rules in force: "embedded" (rules/fraud.yaml,
-	// built in), "go" (the Go rules of fraud.go, with the limits of Fraud),
-	// or the path of a CEL rule file, reloaded when it changes.
+	// FraudRules is the fraud rules in force: "embedded" or empty
+	// (rules/fraud.yaml, built in), "go" (the Go rules of fraud.go, with
+	// the limits of Fraud), or the path of a CEL rule file, reloaded when
+	// it changes.
 	FraudRules string
 	// FraudRulesInterval is how often a rule file is checked for changes.
 	FraudRulesInterval time.Duration
@@ -203,7 +204,6 @@ func (c *Config) validate() error {
 	check(c.AlertInterval >= 100*time.Millisecond, "-alert-interval %v must be at least 100ms", c.AlertInterval)
 	check(c.Fraud.Review >= 0 && c.Fraud.Review <= 0.5, "-review-threshold %v is outside [0, 0.5]", c.Fraud.Review)
 	check(c.FraudRulesInterval >= 100*time.Millisecond, "-fraud-rules-interval %v must be at least 100ms", c.FraudRulesInterval)
-	check(c.FraudRules != "", "-fraud-rules is empty; want embedded, go or a rule file")
 	check(c.TraceSample == -1 || c.TraceSample >= 0 && c.TraceSample <= 1, "-trace-sample %v is outside [0, 1] (or -1 for auto)", c.TraceSample)
 	check(c.PaymentsMaxBytes >= 1<<20, "-payments-max-bytes %d is less than 1MiB", c.PaymentsMaxBytes)
 	check(c.PaymentsMaxAge >= idempotencyTTL+time.Hour, "-payments-max-age %v is less than 25h", c.PaymentsMaxAge)
@@ -261,7 +261,7 @@ func goLimitFlags(fs *flag.FlagSet, getenv func(string) string, rules string) er
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	file := "the built-in rules/fraud.yaml"
-	if rules != fraudRulesEmbedded {
+	if rules != fraudRulesEmbedded && rules != "" {
 		file = rules
 	}
 	var errs []error

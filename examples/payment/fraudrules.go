@@ -95,7 +95,11 @@ func (r *fraudRules) build(cfg Config, state CustomerState, obs tai.Observer) er
 	if err != nil {
 		return err
 	}
-	r.live, r.policy, err = r.open("live", cfg.FraudRules, env, cfg.FraudRulesInterval, obs)
+	source := cfg.FraudRules
+	if source == "" {
+		source = fraudRulesEmbedded
+	}
+	r.live, r.policy, err = r.open("live", source, env, cfg.FraudRulesInterval, obs)
 	return err
 }
 
