@@ -27,7 +27,7 @@ var fraudVars = map[string]*cel.Type{
 	"attempts":             cel.IntType,
 	"day_total":            cel.DoubleType,
 	"moved_km":             cel.DoubleType,
-	"speed_kmh":            cel.DoubleType,
+	"moved_hours":          cel.DoubleType,
 	"moved_for":            cel.StringType,
 	"customer_blacklisted": cel.BoolType,
 	"merchant_blacklisted": cel.BoolType,
@@ -73,7 +73,10 @@ func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) fun
 		}
 		// As the Go rule adds them: exact minor units, then one division.
 		total := (float64(spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
-		km, speed, moved := 0.0, 0.0, "0s"
+		// The speed is the rules' to work out, moved_km / moved_hours, as
+		// the Go rule does: a variable is recorded with each decision, and
+		// the infinite speed of no time passing is no JSON number.
+		km, hours, moved := 0.0, 0.0, "0s"
 		if p.HasCoords {
 			prev, ok, err := state.Move(ctx, p.CustomerID, Point{Lat: p.Lat, Lon: p.Lon, At: t})
 			if err != nil {
@@ -82,18 +85,14 @@ func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) fun
 			if ok {
 				km = haversineKm(prev.Lat, prev.Lon, p.Lat, p.Lon)
 				d := t.Sub(prev.At)
-				speed = math.Inf(1)
-				if h := d.Hours(); h > 0 {
-					speed = km / h
-				}
-				moved = d.Round(time.Second).String()
+				hours, moved = d.Hours(), d.Round(time.Second).String()
 			}
 		}
 		return map[string]any{
 			"attempts":             int64(n),
 			"day_total":            total,
 			"moved_km":             km,
-			"speed_kmh":            speed,
+			"moved_hours":          hours,
 			"moved_for":            moved,
 			"customer_blacklisted": bl.Customers[p.CustomerID],
 			"merchant_blacklisted": bl.Merchants[p.MerchantID],
