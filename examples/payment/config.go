@@ -70,6 +70,11 @@ type Config struct {
 	FraudRules string
 	// FraudRulesInterval is how often a rule file is checked for changes.
 	FraudRulesInterval time.Duration
+	// FraudShadow, if set, is a candidate rule file ("embedded": the
+	// built-in one) judged beside the live CEL rules in shadow mode:
+	// compared and counted, never acted on. It is reloaded as FraudRules
+	// is.
+	FraudShadow string
 
 	// Set by tests, not by flags.
 	Clock          Clock                  // the service's clock; nil: the system clock
@@ -127,6 +132,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Float64Var(&c.Fraud.MaxDaily, "max-daily", envFloat("MAX_DAILY", 5000), "total per customer and currency per UTC day above which a payment is flagged (+0.1) (MAX_DAILY)")
 	fs.Float64Var(&c.Fraud.MaxSpeedKmh, "max-speed-kmh", envFloat("MAX_SPEED_KMH", 900), "fastest plausible travel between payment locations (MAX_SPEED_KMH)")
 	fs.StringVar(&c.FraudRules, "fraud-rules", env("FRAUD_RULES", fraudRulesEmbedded), "the fraud rules: embedded (rules/fraud.yaml, built in), go (the Go rules, whose limits the -velocity-limit, -max-amount, -max-daily, -max-speed-kmh and -review-threshold flags set), or a CEL rule file, reloaded when it changes (FRAUD_RULES)")
+	fs.StringVar(&c.FraudShadow, "fraud-shadow", env("FRAUD_SHADOW", ""), "a candidate CEL rule file judged beside the -fraud-rules in shadow mode: its verdicts compared and counted, never acted on; reloaded when it changes (FRAUD_SHADOW)")
 	fs.DurationVar(&c.FraudRulesInterval, "fraud-rules-interval", envDur("FRAUD_RULES_INTERVAL", 5*time.Second), "how often a -fraud-rules file is checked for changes (FRAUD_RULES_INTERVAL)")
 	fs.StringVar(&c.Blacklist, "blacklist", env("BLACKLIST", demoBlacklist), "blacklisted customer:ID, merchant:ID, country:CC, comma separated; the default is a demo entry, -blacklist '' clears it (BLACKLIST)")
 	fs.Float64Var(&c.Fraud.Review, "review-threshold", envFloat("REVIEW_THRESHOLD", 0), "fraud score from which a payment is held for review (202 REVIEW) instead of charged, in (0, 0.5]; 0 holds none (REVIEW_THRESHOLD)")
@@ -204,6 +210,9 @@ func (c *Config) validate() error {
 	check(c.AlertInterval >= 100*time.Millisecond, "-alert-interval %v must be at least 100ms", c.AlertInterval)
 	check(c.Fraud.Review >= 0 && c.Fraud.Review <= 0.5, "-review-threshold %v is outside [0, 0.5]", c.Fraud.Review)
 	check(c.FraudRulesInterval >= 100*time.Millisecond, "-fraud-rules-interval %v must be at least 100ms", c.FraudRulesInterval)
+	if c.FraudRules == fraudRulesGo && c.FraudShadow != "" {
+		errs = append(errs, errShadowNeedsCEL)
+	}
 	check(c.TraceSample == -1 || c.TraceSample >= 0 && c.TraceSample <= 1, "-trace-sample %v is outside [0, 1] (or -1 for auto)", c.TraceSample)
 	check(c.PaymentsMaxBytes >= 1<<20, "-payments-max-bytes %d is less than 1MiB", c.PaymentsMaxBytes)
 	check(c.PaymentsMaxAge >= idempotencyTTL+time.Hour, "-payments-max-age %v is less than 25h", c.PaymentsMaxAge)

@@ -34,12 +34,23 @@ var fraudVars = map[string]*cel.Type{
 	"country_blacklisted":  cel.BoolType,
 }
 
+// unrecordedFields are the fields of a payment never written with its
+// decision: the client's metadata, which may hold anything, and where the
+// customer stood. The rules read the distance and time the lookup worked
+// out from the coordinates, which are recorded.
+var unrecordedFields = []string{"Metadata", "Lat", "Lon"}
+
 // NewFraudEnv returns the environment fraud rule files compile in: the
 // payment as payload, and fraudVars looked up in state at the clock now
 // (nil: the system clock). Of cfg it uses the Blacklist (the -blacklist
 // and -blacklist-file entries, read into the *_blacklisted variables) and
 // the VelocityWindow attempts are counted over; the limits are the rule
 // file's.
+//
+// Each decision carries what the rules read (Decision.Inputs), which the
+// audit trail keeps, so that a candidate rule file can be tried on past
+// payments (taikit backtest): the payment without unrecordedFields, and
+// the variables.
 func NewFraudEnv(cfg FraudConfig, state CustomerState, now func() time.Time) (*taicel.Env[Payment], error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -50,7 +61,12 @@ func NewFraudEnv(cfg FraudConfig, state CustomerState, now func() time.Time) (*t
 	if now == nil {
 		now = time.Now
 	}
-	return taicel.NewEnv(taicel.Options[Payment]{Vars: fraudVars, Lookup: fraudLookup(cfg, state, now)})
+	return taicel.NewEnv(taicel.Options[Payment]{
+		Vars:         fraudVars,
+		Lookup:       fraudLookup(cfg, state, now),
+		RecordInputs: true,
+		Unrecorded:   unrecordedFields,
+	})
 }
 
 // fraudLookup reads what the rules need from the customer state, with the

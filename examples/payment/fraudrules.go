@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,10 +26,14 @@ const (
 
 // fraudRules is the service's fraud policy, and what the board and
 // /metrics say of it: the Go rules, or a CEL rule set — the built-in
-// file, or a file a taicel.Loader follows and reloads when it changes.
+// file, or a file a taicel.Loader follows and reloads when it changes —
+// and, in shadow mode, a candidate set judging every payment beside it,
+// compared and counted, never acted on.
 type fraudRules struct {
 	policy  tai.Policy[Payment]
 	live    *ruleSource
+	shadow  *ruleSource             // the candidate; nil without -fraud-shadow
+	compare *taicel.Shadow[Payment] // the policy in shadow mode; nil without
 	loaders []*taicel.Loader[Payment]
 	log     *slog.Logger
 	reloads *prometheus.CounterVec
@@ -39,7 +44,7 @@ type fraudRules struct {
 // comes from, its name, version and SHA-256, when it was put in force,
 // and the last file refused.
 type ruleSource struct {
-	role   string // "live"
+	role   string // "live" or "shadow"
 	source string // "go", "embedded" or the rule file's path
 	// current returns the set in force; nil for the Go rules.
 	current func() *taicel.Set[Payment]
@@ -54,17 +59,21 @@ type ruleSource struct {
 
 // newFraudRules builds the fraud policy cfg asks for: the Go rules with
 // -fraud-rules go; otherwise the CEL rules of the built-in file or of
-// cfg.FraudRules, which a Loader watches every cfg.FraudRulesInterval.
+// cfg.FraudRules, which a Loader watches every cfg.FraudRulesInterval,
+// and with cfg.FraudShadow a candidate set in shadow mode beside them.
 // Every rule set put in force and every file refused is logged, counted,
 // shown on the board and written to the audit trail (obs).
 func newFraudRules(cfg Config, state CustomerState, obs tai.Observer, log *slog.Logger, reg prometheus.Registerer) (*fraudRules, error) {
 	r := &fraudRules{log: log}
 	r.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payment_fraud_rules_loads_total",
-		Help: "Fraud rule sets put in force (loaded) and rule files refused (refused), by set (live).",
+		Help: "Fraud rule sets put in force (loaded) and rule files refused (refused), by set (live, or shadow: the candidate).",
 	}, []string{"set", "result"})
 	for _, res := range []string{"loaded", "refused"} {
 		r.reloads.WithLabelValues("live", res)
+		if cfg.FraudShadow != "" {
+			r.reloads.WithLabelValues("shadow", res)
+		}
 	}
 	if err := r.build(cfg, state, obs); err != nil {
 		_ = r.Shutdown(context.Background())
@@ -78,6 +87,9 @@ func newFraudRules(cfg Config, state CustomerState, obs tai.Observer, log *slog.
 }
 
 func (r *fraudRules) build(cfg Config, state CustomerState, obs tai.Observer) error {
+	if cfg.FraudRules == fraudRulesGo && cfg.FraudShadow != "" {
+		return errShadowNeedsCEL
+	}
 	if cfg.FraudRules == fraudRulesGo {
 		pol, err := NewFraudPolicy(cfg.Fraud, state, cfg.now)
 		if err != nil {
@@ -99,13 +111,50 @@ func (r *fraudRules) build(cfg Config, state CustomerState, obs tai.Observer) er
 	if source == "" {
 		source = fraudRulesEmbedded
 	}
-	r.live, r.policy, err = r.open("live", source, env, cfg.FraudRulesInterval, obs)
-	return err
+	live, set, err := r.open("live", "-fraud-rules", source, env, cfg.FraudRulesInterval, obs)
+	if err != nil {
+		return err
+	}
+	r.live, r.policy = live, set
+	if cfg.FraudShadow == "" {
+		return nil
+	}
+	shadow, candidate, err := r.open("shadow", "-fraud-shadow", cfg.FraudShadow, env, cfg.FraudRulesInterval, obs)
+	if err != nil {
+		return err
+	}
+	r.shadow = shadow
+	r.compare, err = taicel.NewShadow[Payment](set, candidate, taicel.ShadowOptions[Payment]{
+		OnDisagree: func(sig tai.Signal[Payment], live, candidate tai.Decision) {
+			r.log.Debug("shadow fraud rules disagree", "transaction_id", sig.ID, "live", live.Verdict, "live_reason", live.Reason,
+				"candidate", candidate.Verdict, "candidate_reason", candidate.Reason)
+		},
+		OnError: func(sig tai.Signal[Payment], err error) {
+			r.log.Debug("shadow fraud rules could not judge a payment", "transaction_id", sig.ID, "err", err)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	r.policy = r.compare
+	return nil
+}
+
+// errShadowNeedsCEL refuses a shadow beside the Go rules: a candidate is
+// compared with a live CEL rule set, on the same variables.
+var errShadowNeedsCEL = errors.New("-fraud-shadow needs CEL rules in force (-fraud-rules embedded or a rule file), not the Go rules")
+
+// ruleSet is a CEL rule set in force: the built-in one (a *taicel.Set) or
+// a file's (a *taicel.Loader).
+type ruleSet interface {
+	tai.Policy[Payment]
+	taicel.Source[Payment]
 }
 
 // open puts the rule set of source in force for role: the built-in file,
-// compiled once, or a file a Loader watches.
-func (r *fraudRules) open(role, source string, env *taicel.Env[Payment], interval time.Duration, obs tai.Observer) (*ruleSource, tai.Policy[Payment], error) {
+// compiled once, or a file a Loader watches. flag names the setting in
+// errors.
+func (r *fraudRules) open(role, flag, source string, env *taicel.Env[Payment], interval time.Duration, obs tai.Observer) (*ruleSource, ruleSet, error) {
 	src := &ruleSource{role: role, source: source}
 	if source == fraudRulesEmbedded {
 		set, err := compileFraudRules(env, defaultFraudRules)
@@ -125,7 +174,7 @@ func (r *fraudRules) open(role, source string, env *taicel.Env[Payment], interva
 		Observer: obs,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("-fraud-rules: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	src.current = l.Current
 	r.loaders = append(r.loaders, l)
@@ -200,26 +249,67 @@ func (v ruleSourceView) describe() string {
 	return v.Source
 }
 
-// Panels are the board's panels of the fraud rules.
+// Panels are the board's panels of the fraud rules: the sets in force,
+// and in shadow mode the rules the two sets disagree on.
 func (r *fraudRules) Panels() []andon.Panel {
-	return []andon.Panel{{
+	panels := []andon.Panel{{
 		Title:   "Fraud rules",
-		Columns: []string{"set", "rules", "name", "version", "sha256", "in force since", "last refusal"},
+		Columns: []string{"set", "rules", "name", "version", "sha256", "in force since", "last refusal", "disagreement rate"},
 		Rows: func() []andon.PanelRow {
-			return []andon.PanelRow{r.row(r.live.view())}
+			rows := []andon.PanelRow{r.row(r.live.view(), "")}
+			if r.shadow != nil {
+				st := r.compare.Stats()
+				rate := fmt.Sprintf("%.2f%% of %d", 100*st.DisagreementRate(), st.Agreements+st.Disagreements)
+				if st.Errors > 0 {
+					rate += fmt.Sprintf("; %d not judged", st.Errors)
+				}
+				rows = append(rows, r.row(r.shadow.view(), rate))
+			}
+			return rows
 		},
 	}}
+	if r.shadow == nil {
+		return panels
+	}
+	return append(panels, andon.Panel{
+		Title:   "Shadow disagreements by rule",
+		Columns: []string{"rule", "disagreements"},
+		Empty:   "no disagreement yet",
+		Rows: func() []andon.PanelRow {
+			st := r.compare.Stats()
+			rules := make([]string, 0, len(st.ByRule))
+			for rule := range st.ByRule {
+				rules = append(rules, rule)
+			}
+			// The most disagreeing first.
+			slices.SortFunc(rules, func(a, b string) int {
+				if st.ByRule[a] != st.ByRule[b] {
+					return int(st.ByRule[b]) - int(st.ByRule[a])
+				}
+				return strings.Compare(a, b)
+			})
+			rows := make([]andon.PanelRow, len(rules))
+			for i, rule := range rules {
+				rows[i] = andon.PanelRow{Cells: []string{rule, fmt.Sprint(st.ByRule[rule])}}
+			}
+			return rows
+		},
+	})
 }
 
 // row is a rule set on the board: amber while the last file read was
-// refused (the file on disk is not the set in force).
-func (r *fraudRules) row(v ruleSourceView) andon.PanelRow {
+// refused (the file on disk is not the set in force); a shadow set grey
+// otherwise, as it decides nothing.
+func (r *fraudRules) row(v ruleSourceView, rate string) andon.PanelRow {
 	hash := v.Hash
 	if len(hash) > 12 {
 		hash = hash[:12]
 	}
 	refusal := ""
 	color := "green"
+	if v.Role == "shadow" {
+		color = "grey"
+	}
 	if !v.Refused.IsZero() {
 		refusal = v.Refused.UTC().Format(time.RFC3339) + ": " + firstLine(v.Refusal, 200)
 		if v.Refused.After(v.Loaded) {
@@ -227,7 +317,7 @@ func (r *fraudRules) row(v ruleSourceView) andon.PanelRow {
 		}
 	}
 	return andon.PanelRow{Color: color, Cells: []string{
-		v.Role, v.describe(), v.Name, v.Version, hash, v.Loaded.UTC().Format(time.RFC3339), refusal,
+		v.Role, v.describe(), v.Name, v.Version, hash, v.Loaded.UTC().Format(time.RFC3339), refusal, rate,
 	}}
 }
 
@@ -240,20 +330,50 @@ func firstLine(s string, n int) string {
 	return s
 }
 
-var fraudRulesInfo = prometheus.NewDesc("payment_fraud_rules_info",
-	"The fraud rule set in force (1), by set (live), rules (go, embedded or the file's path), name, version and SHA-256.",
-	[]string{"set", "rules", "name", "version", "sha256"}, nil)
+var (
+	fraudRulesInfo = prometheus.NewDesc("payment_fraud_rules_info",
+		"The fraud rule sets in force (1), by set (live, or shadow: the candidate), rules (go, embedded or the file's path), name, version and SHA-256.",
+		[]string{"set", "rules", "name", "version", "sha256"}, nil)
+	shadowSignals = prometheus.NewDesc("payment_fraud_shadow_signals_total",
+		"Payments the shadow fraud rules (-fraud-shadow) were given beside the live rules.", nil, nil)
+	shadowAgreements = prometheus.NewDesc("payment_fraud_shadow_agreements_total",
+		"Payments the shadow fraud rules judged with the live rules' verdict.", nil, nil)
+	shadowDisagreements = prometheus.NewDesc("payment_fraud_shadow_disagreements_total",
+		"Payments the shadow fraud rules judged with another verdict than the live rules (never acted on).", nil, nil)
+	shadowErrors = prometheus.NewDesc("payment_fraud_shadow_errors_total",
+		"Payments the shadow fraud rules could not judge.", nil, nil)
+	shadowRuleDisagreements = prometheus.NewDesc("payment_fraud_shadow_rule_disagreements_total",
+		"Disagreements in which a rule fired differently in the shadow and the live fraud rules (in one only, or with another score), by rule.",
+		[]string{"rule"}, nil)
+)
 
 // Describe implements prometheus.Collector.
-func (r *fraudRules) Describe(ch chan<- *prometheus.Desc) { ch <- fraudRulesInfo }
+func (r *fraudRules) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{fraudRulesInfo, shadowSignals, shadowAgreements, shadowDisagreements, shadowErrors, shadowRuleDisagreements} {
+		ch <- d
+	}
+}
 
-// Collect implements prometheus.Collector: the sets in force.
+// Collect implements prometheus.Collector: the sets in force, and in
+// shadow mode the shadow's counts.
 func (r *fraudRules) Collect(ch chan<- prometheus.Metric) {
-	if r.live == nil {
+	for _, src := range []*ruleSource{r.live, r.shadow} {
+		if src != nil {
+			v := src.view()
+			ch <- prometheus.MustNewConstMetric(fraudRulesInfo, prometheus.GaugeValue, 1, v.Role, v.Source, v.Name, v.Version, v.Hash)
+		}
+	}
+	if r.compare == nil {
 		return
 	}
-	v := r.live.view()
-	ch <- prometheus.MustNewConstMetric(fraudRulesInfo, prometheus.GaugeValue, 1, v.Role, v.Source, v.Name, v.Version, v.Hash)
+	st := r.compare.Stats()
+	ch <- prometheus.MustNewConstMetric(shadowSignals, prometheus.CounterValue, float64(st.Signals))
+	ch <- prometheus.MustNewConstMetric(shadowAgreements, prometheus.CounterValue, float64(st.Agreements))
+	ch <- prometheus.MustNewConstMetric(shadowDisagreements, prometheus.CounterValue, float64(st.Disagreements))
+	ch <- prometheus.MustNewConstMetric(shadowErrors, prometheus.CounterValue, float64(st.Errors))
+	for rule, n := range st.ByRule {
+		ch <- prometheus.MustNewConstMetric(shadowRuleDisagreements, prometheus.CounterValue, float64(n), rule)
+	}
 }
 
 // goLimitsUnset refuses a FraudConfig whose limits differ from the

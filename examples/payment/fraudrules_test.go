@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,11 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/ext"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/tai/taicel"
 )
 
@@ -250,4 +254,195 @@ func TestFraudRuleFileReloads(t *testing.T) {
 	writeRules(t, cfg.FraudRules, append(lowerAmountLimit, `version: "2"`, `version: "4"`)...)
 	require.Eventually(t, func() bool { return version() == "4" }, 10*time.Second, 10*time.Millisecond, "version 4 in force")
 	assert.Equal(t, "green", ts.fraudPanel(t).Rows[0].Color)
+}
+
+// denyEverything is the built-in rules with, first, a verdict rule that
+// denies every payment: a candidate that would stop all sales.
+var denyEverything = []string{
+	`version: "1"`, `version: "shadow-1"`,
+	"rules:\n", "rules:\n  - name: deny_all\n    verdict: deny\n    expr: \"true\"\n    reason: everything is fraud\n",
+}
+
+// In shadow mode the candidate judges every payment beside the live
+// rules and never acts: a candidate that denies everything leaves every
+// payment the live rules allow approved, and its disagreements show in
+// the metrics and on the board.
+func TestFraudShadowNeverActs(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.FraudShadow = filepath.Join(t.TempDir(), "candidate.yaml")
+	cfg.FraudRulesInterval = 20 * time.Millisecond
+	writeRules(t, cfg.FraudShadow, denyEverything...)
+	ts := startService(t, cfg)
+
+	for i := range 10 {
+		r := ts.pay(t, fmt.Sprintf("shadowed_%d", i), 10, nil)
+		require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+		assert.Equal(t, StatusSuccess, r.str("status"))
+		assert.Zero(t, r.Body["fraud_score"])
+	}
+	r := ts.pay(t, "cust_blacklist", 10, nil)
+	assert.Equal(t, StatusFraudBlocked, r.str("status"), "the live rules still decide: %s", r.Raw)
+	assert.EqualValues(t, 10, ts.gateway.Calls())
+
+	panel := ts.fraudPanel(t)
+	require.Len(t, panel.Rows, 2)
+	live, shadow := panel.Rows[0].Cells, panel.Rows[1].Cells
+	assert.Equal(t, []string{"live", "rules/fraud.yaml (built in)", "fraud", "1"}, live[:4])
+	assert.Equal(t, []string{"shadow", cfg.FraudShadow, "fraud", "shadow-1"}, shadow[:4])
+	assert.Equal(t, "90.91% of 11", shadow[7], "10 disagreements, 1 agreement")
+	assert.Equal(t, "grey", panel.Rows[1].Color, "the shadow decides nothing")
+	var byRule andon.BoardPanel
+	var st andon.BoardState
+	require.NoError(t, json.Unmarshal(ts.do(t, http.MethodGet, "/andon/api/state", nil).Raw, &st))
+	for _, p := range st.Panels {
+		if p.Title == "Shadow disagreements by rule" {
+			byRule = p
+		}
+	}
+	require.Len(t, byRule.Rows, 1, "%+v", st.Panels)
+	assert.Equal(t, []string{"deny_all", "10"}, byRule.Rows[0].Cells)
+
+	metrics := string(ts.do(t, http.MethodGet, "/metrics", nil).Raw)
+	for _, line := range []string{
+		"payment_fraud_shadow_signals_total 11",
+		"payment_fraud_shadow_agreements_total 1",
+		"payment_fraud_shadow_disagreements_total 10",
+		"payment_fraud_shadow_errors_total 0",
+		`payment_fraud_shadow_rule_disagreements_total{rule="deny_all"} 10`,
+		`payment_fraud_rules_info{name="fraud",rules="` + cfg.FraudShadow + `",set="shadow",sha256="`,
+		`taikit_decisions_total{kind="payment",policy="fraud",verdict="allow"} 10`,
+	} {
+		assert.Contains(t, metrics, line)
+	}
+
+	// The candidate is reloaded as the live rules are: mended, it agrees.
+	writeRules(t, cfg.FraudShadow, `version: "1"`, `version: "shadow-2"`)
+	require.Eventually(t, func() bool { return ts.fraudPanel(t).Rows[1].Cells[3] == "shadow-2" }, 10*time.Second, 10*time.Millisecond)
+	for i := range 9 {
+		assert.Equal(t, StatusSuccess, ts.pay(t, fmt.Sprintf("agreed_%d", i), 10, nil).str("status"))
+	}
+	assert.Equal(t, "50.00% of 20", ts.fraudPanel(t).Rows[1].Cells[7])
+}
+
+// A shadow needs a live CEL rule set to compare with.
+func TestFraudShadowNeedsCELRules(t *testing.T) {
+	_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-fraud-rules", "go", "-fraud-shadow", "candidate.yaml"}, func(string) string { return "" })
+	require.ErrorIs(t, err, errShadowNeedsCEL)
+	cfg := testConfig(t)
+	cfg.FraudRules, cfg.FraudShadow = fraudRulesGo, "candidate.yaml"
+	_, err = NewService(context.Background(), cfg, discardLog())
+	require.ErrorIs(t, err, errShadowNeedsCEL)
+
+	cfg = testConfig(t)
+	cfg.FraudShadow = filepath.Join(t.TempDir(), "missing.yaml")
+	_, err = NewService(context.Background(), cfg, discardLog())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "-fraud-shadow")
+}
+
+// The audit trail keeps what the rules read with each decision — the
+// payment without its metadata and coordinates, and the variables the
+// lookup found — and a candidate rule file replays the trail: the
+// built-in rules decide every payment again as recorded, and a lower
+// amount limit blocks the large ones. Both ways: with the payment's Go
+// type, and as the taikit backtest command does, with a payload of no
+// type.
+func TestAuditTrailReplaysThroughACandidate(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CustomerLimit = 1000 // the velocity rule, not the limiter
+	ts := startService(t, cfg)
+	berlin := map[string]any{"latitude": 52.52, "longitude": 13.405, "country": "DE"}
+	newYork := map[string]any{"latitude": 40.7128, "longitude": -74.006, "country": "US"}
+	first := ts.pay(t, "traveller", 42.5, map[string]any{"location": berlin, "metadata": map[string]string{"note": "private-note-0123"}})
+	require.Equal(t, StatusSuccess, first.str("status"))
+	// No time passes: New York at once is infinitely fast.
+	instant := ts.pay(t, "traveller", 42.5, map[string]any{"location": newYork})
+	require.Equal(t, StatusFraudBlocked, instant.str("status"), string(instant.Raw))
+	assert.Contains(t, string(instant.Raw), "(+Inf km/h, limit 900)")
+	require.Equal(t, StatusSuccess, ts.pay(t, "big_1", 6000, nil).str("status"))
+	require.Equal(t, StatusSuccess, ts.pay(t, "big_2", 4500, nil).str("status"))
+	require.Equal(t, StatusFraudBlocked, ts.pay(t, "cust_blacklist", 10, nil).str("status"))
+	for i := range 6 {
+		r := ts.pay(t, "rapid", 1, nil)
+		assert.Equal(t, map[bool]string{false: StatusSuccess, true: StatusFraudBlocked}[i == 5], r.str("status"), "the sixth attempt in a minute")
+	}
+
+	var line kaizen.AuditEntry
+	for _, e := range ts.auditEntries(t) {
+		if e.ID == first.str("transaction_id") {
+			line = e
+		}
+	}
+	require.NotEmpty(t, line.Decision.Inputs, "the decision's inputs are in the trail")
+	var in struct {
+		Payload map[string]any `json:"payload"`
+		Vars    map[string]any `json:"vars"`
+	}
+	require.NoError(t, json.Unmarshal(line.Decision.Inputs, &in))
+	assert.Equal(t, "traveller", in.Payload["CustomerID"])
+	assert.Equal(t, 42.5, in.Payload["Amount"])
+	assert.Equal(t, "DE", in.Payload["Country"])
+	assert.Equal(t, true, in.Payload["HasCoords"])
+	for _, field := range unrecordedFields {
+		assert.NotContains(t, in.Payload, field)
+	}
+	assert.Equal(t, map[string]any{"attempts": 1.0, "day_total": 42.5, "moved_km": 0.0, "moved_hours": 0.0, "moved_for": "0s",
+		"customer_blacklisted": false, "merchant_blacklisted": false, "country_blacklisted": false}, in.Vars)
+	raw, err := os.ReadFile(filepath.Join(ts.cfg.DataDir, "audit-"+ts.cfg.Instance+".jsonl"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), "private-note-0123", "no metadata in the trail")
+	assert.NotContains(t, string(raw), "13.405", "no coordinates in the trail")
+	require.NoError(t, ts.audit.Flush(context.Background()))
+	trail := filepath.Join(ts.cfg.DataDir, "audit-"+ts.cfg.Instance+".jsonl")
+
+	lower := filepath.Join(t.TempDir(), "lower.yaml")
+	writeRules(t, lower, lowerAmountLimit...)
+	same := filepath.Join(t.TempDir(), "same.yaml")
+	writeRules(t, same)
+
+	typed, err := NewFraudEnv(FraudConfig{}, NewMemoryState(0), nil)
+	require.NoError(t, err)
+	untyped, err := taicel.NewEnv(taicel.Options[map[string]any]{
+		EnvOptions: []cel.EnvOption{ext.Math(), ext.Lists(), ext.Sets(), ext.Encoders()},
+	})
+	require.NoError(t, err)
+	backtest := func(t *testing.T, rules string) *taicel.Report {
+		t.Helper()
+		spec, err := taicel.ParseFile(rules)
+		require.NoError(t, err)
+		set, err := typed.Compile(spec)
+		require.NoError(t, err)
+		rep, err := taicel.BacktestFiles(set, taicel.BacktestOptions{Amount: "payload.Amount"}, trail)
+		require.NoError(t, err)
+		dyn, err := untyped.Compile(spec)
+		require.NoError(t, err)
+		drep, err := taicel.BacktestFiles(dyn, taicel.BacktestOptions{Amount: "payload.Amount"}, trail)
+		require.NoError(t, err)
+		for _, r := range []*taicel.Report{rep, drep} {
+			assert.Zero(t, r.Errors, "%+v", r.ErrorExamples)
+			assert.Equal(t, r.Replayed+r.Skipped, r.Read-r.Filtered)
+		}
+		assert.Equal(t, rep.Changed, drep.Changed, "typed and untyped replays agree")
+		assert.Equal(t, rep.Flips, drep.Flips)
+		return rep
+	}
+	t.Run("the rules in force", func(t *testing.T) {
+		rep := backtest(t, same)
+		assert.GreaterOrEqual(t, rep.Replayed, 10, "every decided payment")
+		assert.Zero(t, rep.Skipped, "every decision with its inputs")
+		assert.Zero(t, rep.Changed, "decided again as recorded")
+		assert.Zero(t, rep.ScoreChanged)
+	})
+	t.Run("a lower amount limit", func(t *testing.T) {
+		rep := backtest(t, lower)
+		var text strings.Builder
+		require.NoError(t, rep.WriteText(&text))
+		t.Logf("the report:\n%s", text.String())
+		require.Len(t, rep.Flips, 1, "%+v", rep.Flips)
+		f := rep.Flips[0]
+		assert.Equal(t, tai.Allow, f.From)
+		assert.Equal(t, tai.Deny, f.To)
+		assert.Equal(t, 2, f.Count, "the 6,000 and the 4,500")
+		assert.Equal(t, 10500.0, f.Amount)
+	})
 }
