@@ -21,7 +21,8 @@ import (
 
 // The fraud rules in Go and in CEL, measured in the same run:
 //
-//	go test ./examples/payment -run '^$' -bench Fraud -benchtime 20000x -count 5
+//	go test ./examples/payment -run '^$' -bench FraudPayments -benchtime 12800x -count 5
+//	go test ./examples/payment -run '^$' -bench FraudPolicy -benchtime 300000x -count 5
 //
 // Each benchmark runs the two in turn, a block of operations each, over
 // and over, so that both meet the shared machine in the same moods, and
