@@ -15,11 +15,10 @@
 // rule file that changes decisions), and 2 when it was called wrongly (an
 // unknown command, a bad flag) or, for backtest, could not run.
 //
-// Install it with
-//
-//	go install github.com/taipattern/taikit/cmd/taikit@latest
-//
-// or, in a clone of the repository, run it with "go run ./cmd/taikit".
+// In a clone of the repository, run it with "go run ./cmd/taikit" or
+// install it with "go install ./cmd/taikit". Its go.mod points at the
+// library in the same clone, so "go install …@latest" waits for a tagged
+// release.
 package main
 
 import (

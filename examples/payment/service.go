@@ -121,7 +121,9 @@ type Service struct {
 	bg      context.Context
 	stopBG  context.CancelFunc
 	pending sync.WaitGroup
-	lock    *datadir.Lock // the data directory, held until Close
+	// releasing counts idempotency releases retried in the background.
+	releasing sync.WaitGroup
+	lock      *datadir.Lock // the data directory, held until Close
 }
 
 // NewService builds the service from cfg: it takes the data directory for
@@ -776,6 +778,7 @@ func (s *Service) Close(ctx context.Context) error {
 		}
 		s.stopBG()
 		s.pending.Wait()
+		s.releasing.Wait()
 	}
 	if s.stop != nil {
 		s.stop()
