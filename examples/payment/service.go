@@ -69,6 +69,7 @@ type Service struct {
 	line    *jidoka.Line
 	limiter *heijunka.Keyed
 	state   CustomerState
+	rules   *fraudRules // the fraud policy: the Go rules or a CEL rule set
 	idem    IdempotencyStore
 	records *PaymentRecords
 	// confirmer is the payments bucket as the confirmation consumer
@@ -415,8 +416,7 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	if s.idem, err = s.idempotencyStore(ctx); err != nil {
 		return err
 	}
-	fraud, err := NewFraudPolicy(s.cfg.Fraud, s.state, s.cfg.now)
-	if err != nil {
+	if s.rules, err = newFraudRules(s.cfg, s.state, s.audit, s.log, s.registry); err != nil {
 		return err
 	}
 	metrics, err := kaizenprom.NewMetrics(s.registry, kaizenprom.MetricsOptions{
@@ -448,7 +448,7 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 		interval: time.Second,
 		bytes:    s.storeBytes, limit: s.storeLimit, refused: s.storeRefused,
 	}
-	s.pipeline, err = tai.New[Payment, Charge](fraud, tai.ActionFunc[Payment, Charge](s.charge),
+	s.pipeline, err = tai.New[Payment, Charge](s.rules.policy, tai.ActionFunc[Payment, Charge](s.charge),
 		tai.WithGates(storeGate{s.levels}, hc.Gate(customerGate{s.limiter, s.cfg.now}), s.line),
 		tai.WithGuards(s.breaker),
 		tai.WithObservers(metrics, s.stats, s.audit),
@@ -765,6 +765,11 @@ func (s *Service) Close(ctx context.Context) error {
 	}
 	if s.andon != nil {
 		errs = append(errs, s.andon.Shutdown(ctx))
+	}
+	// Rule files stop being watched before the audit trail, which their
+	// reloads are written to, closes.
+	if s.rules != nil {
+		errs = append(errs, s.rules.Shutdown(ctx))
 	}
 	// Commits still retrying in the background get until ctx ends.
 	if s.stopBG != nil {
