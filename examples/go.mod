@@ -7,6 +7,7 @@ require github.com/taipattern/taikit v0.0.0
 replace github.com/taipattern/taikit => ..
 
 require (
+	cel.dev/cel-go v0.33.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
@@ -22,7 +23,12 @@ require (
 	go.uber.org/goleak v1.3.0
 )
 
-require github.com/felixge/httpsnoop v1.1.0 // indirect
+require (
+	cel.dev/expr v0.25.2 // indirect
+	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
+	github.com/felixge/httpsnoop v1.1.0 // indirect
+	golang.org/x/exp v0.0.0-20240823005443-9b4947da3948 // indirect
+)
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
@@ -49,6 +55,7 @@ require (
 	github.com/taipattern/taikit/kaizen/kaizenotel v0.0.0
 	github.com/taipattern/taikit/kaizen/kaizenprom v0.0.0
 	github.com/taipattern/taikit/kanban/kanbanotel v0.0.0
+	github.com/taipattern/taikit/tai/taicel v0.0.0
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
@@ -78,3 +85,5 @@ replace github.com/taipattern/taikit/kaizen/kaizenprom => ../kaizen/kaizenprom
 replace github.com/taipattern/taikit/kaizen/kaizenotel => ../kaizen/kaizenotel
 
 replace github.com/taipattern/taikit/kanban/kanbanotel => ../kanban/kanbanotel
+
+replace github.com/taipattern/taikit/tai/taicel => ../tai/taicel
