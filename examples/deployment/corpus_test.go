@@ -225,7 +225,7 @@ type prereqOutcome struct {
 // service builds a service that sees the world w: its catalog, the
 // versions serving (watched and stored), the freeze windows, the health of
 // the version serving; and the analysis rules built in.
-func (w prereqWorld) service(t *testing.T) *Service {
+func (w prereqWorld) service(t testing.TB) *Service {
 	t.Helper()
 	cat := &catalog.Catalog{Services: map[string]catalog.Service{}, Regions: map[string]catalog.Region{}}
 	for name, c := range w.Regions {
@@ -240,7 +240,7 @@ func (w prereqWorld) service(t *testing.T) *Service {
 	}
 	var windows []Window
 	for _, fw := range w.Freeze {
-		windows = append(windows, Window{From: fw.From, To: fw.To})
+		windows = append(windows, Window(fw))
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := &Service{
@@ -255,7 +255,7 @@ func (w prereqWorld) service(t *testing.T) *Service {
 
 // prerequisiteRules is the prerequisite rule file built in, looking up
 // in s.
-func (s *Service) prerequisiteRules(t *testing.T) *ruleFile[RegionRequest] {
+func (s *Service) prerequisiteRules(t testing.TB) *ruleFile[RegionRequest] {
 	t.Helper()
 	env, err := newPrerequisiteEnv(s.prerequisiteLookup)
 	require.NoError(t, err)
@@ -314,29 +314,33 @@ func (c prereqCase) judge(t *testing.T, p tai.Policy[*rollout]) (out prereqOutco
 	return out
 }
 
+// prereqBaseWorld is the world of the prerequisite corpus before each
+// case changes it: three regions, one of them tiny, three services, the
+// version serving healthy, no freeze.
+func prereqBaseWorld() prereqWorld {
+	return prereqWorld{
+		Now:     time.Date(2026, 12, 20, 12, 0, 0, 0, time.UTC),
+		Regions: map[string]int{"us-west-2": 200, "eu-west-1": 16, "tiny": 2},
+		Services: map[string]worldService{
+			"api-service": {Instances: 4, Versions: []string{"v1.0.0", "v2.0.0", "v3.0.0"}},
+			"db":          {Instances: 8, Versions: []string{"v1.0.0"}},
+			"web":         {Versions: []string{"v1.0.0", "v1.1.0"}},
+		},
+		Serving: map[string]string{
+			"api-service.us-west-2": "v1.0.0", "db.us-west-2": "v1.0.0",
+			"api-service.eu-west-1": "v1.0.0", "db.eu-west-1": "v1.0.0",
+		},
+		Health:     &sampleJSON{Requests: 100, ErrorRate: 0.006, P99: "150ms", CPU: 0.35, Memory: 0.45},
+		Thresholds: thresholdsJSONOf(analysis.Default()),
+	}
+}
+
 // genPrereqCases makes the prerequisite corpus: every branch of every
 // prerequisite, their order when several refuse, and the boundaries of
 // the capacity and of the freeze windows. The decisions are the Go
 // rules'.
 func genPrereqCases(t *testing.T) []prereqCase {
-	now := time.Date(2026, 12, 20, 12, 0, 0, 0, time.UTC)
-	base := func() prereqWorld {
-		return prereqWorld{
-			Now:     now,
-			Regions: map[string]int{"us-west-2": 200, "eu-west-1": 16, "tiny": 2},
-			Services: map[string]worldService{
-				"api-service": {Instances: 4, Versions: []string{"v1.0.0", "v2.0.0", "v3.0.0"}},
-				"db":          {Instances: 8, Versions: []string{"v1.0.0"}},
-				"web":         {Versions: []string{"v1.0.0", "v1.1.0"}},
-			},
-			Serving: map[string]string{
-				"api-service.us-west-2": "v1.0.0", "db.us-west-2": "v1.0.0",
-				"api-service.eu-west-1": "v1.0.0", "db.eu-west-1": "v1.0.0",
-			},
-			Health:     &sampleJSON{Requests: 100, ErrorRate: 0.006, P99: "150ms", CPU: 0.35, Memory: 0.45},
-			Thresholds: thresholdsJSONOf(analysis.Default()),
-		}
-	}
+	base := prereqBaseWorld
 	req := func(service, version, region string) prereqRequest {
 		return prereqRequest{Service: service, Version: version, Region: region}
 	}
@@ -384,9 +388,15 @@ func genPrereqCases(t *testing.T) []prereqCase {
 		{"first deploy with a version serving", api, func(_ *prereqWorld, r *prereqRequest) { r.FirstDeploy = true }},
 		{"first deploy of the version serving", req("api-service", "v1.0.0", "us-west-2"), func(_ *prereqWorld, r *prereqRequest) { r.FirstDeploy = true }},
 		{"freeze active", api, func(w *prereqWorld, _ *prereqRequest) { w.Freeze = []worldWindow{christmas} }},
-		{"freeze not yet", api, func(w *prereqWorld, _ *prereqRequest) { w.Now = christmas.From.Add(-time.Nanosecond); w.Freeze = []worldWindow{christmas} }},
+		{"freeze not yet", api, func(w *prereqWorld, _ *prereqRequest) {
+			w.Now = christmas.From.Add(-time.Nanosecond)
+			w.Freeze = []worldWindow{christmas}
+		}},
 		{"freeze from its first instant", api, func(w *prereqWorld, _ *prereqRequest) { w.Now = christmas.From; w.Freeze = []worldWindow{christmas} }},
-		{"freeze to its last instant", api, func(w *prereqWorld, _ *prereqRequest) { w.Now = christmas.To.Add(-time.Nanosecond); w.Freeze = []worldWindow{christmas} }},
+		{"freeze to its last instant", api, func(w *prereqWorld, _ *prereqRequest) {
+			w.Now = christmas.To.Add(-time.Nanosecond)
+			w.Freeze = []worldWindow{christmas}
+		}},
 		{"freeze over at its end", api, func(w *prereqWorld, _ *prereqRequest) { w.Now = christmas.To; w.Freeze = []worldWindow{christmas} }},
 		{"freeze inactive", api, func(w *prereqWorld, _ *prereqRequest) {
 			w.Freeze = []worldWindow{freeze("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"), freeze("2027-01-01T00:00:00Z", "2027-01-02T00:00:00Z")}
@@ -551,12 +561,16 @@ func genAnalysisCases(*testing.T) []analysisCase {
 		{"memory over", func(s *sampleJSON, _ *thresholdsJSON) { s.Memory = 0.9 }},
 		{"error rate and p99 over", func(s *sampleJSON, _ *thresholdsJSON) { s.ErrorRate, s.P99 = 0.15, "2.25s" }},
 		{"cpu and memory over", func(s *sampleJSON, _ *thresholdsJSON) { s.CPU, s.Memory = 0.99, 0.97 }},
-		{"all four over", func(s *sampleJSON, _ *thresholdsJSON) { *s = sampleJSON{Requests: 50, ErrorRate: 1, P99: "30s", CPU: 1, Memory: 1} }},
+		{"all four over", func(s *sampleJSON, _ *thresholdsJSON) {
+			*s = sampleJSON{Requests: 50, ErrorRate: 1, P99: "30s", CPU: 1, Memory: 1}
+		}},
 		{"error rate at the threshold", func(s *sampleJSON, _ *thresholdsJSON) { s.ErrorRate = 0.05 }},
 		{"p99 at the threshold", func(s *sampleJSON, _ *thresholdsJSON) { s.P99 = "1s" }},
 		{"cpu at the threshold", func(s *sampleJSON, _ *thresholdsJSON) { s.CPU = 0.8 }},
 		{"memory at the threshold", func(s *sampleJSON, _ *thresholdsJSON) { s.Memory = 0.85 }},
-		{"all four at the threshold", func(s *sampleJSON, _ *thresholdsJSON) { *s = sampleJSON{ErrorRate: 0.05, P99: "1s", CPU: 0.8, Memory: 0.85} }},
+		{"all four at the threshold", func(s *sampleJSON, _ *thresholdsJSON) {
+			*s = sampleJSON{ErrorRate: 0.05, P99: "1s", CPU: 0.8, Memory: 0.85}
+		}},
 		{"error rate just over", func(s *sampleJSON, _ *thresholdsJSON) { s.ErrorRate = 0.050001 }},
 		{"error rate a hair over", func(s *sampleJSON, _ *thresholdsJSON) { s.ErrorRate = jsonFloat(0.05 + 1e-12) }},
 		{"error rate just under", func(s *sampleJSON, _ *thresholdsJSON) { s.ErrorRate = 0.0499999 }},
