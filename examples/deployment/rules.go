@@ -198,6 +198,7 @@ func openRuleFile[T any](env *taicel.Env[T], opts ruleFileOptions) (*ruleFile[T]
 			return nil, fmt.Errorf("%s rules built in: %w", opts.Name, err)
 		}
 		f.cur.Store(rs)
+		f.log.Info("rules loaded", "rules", f.name, "version", rs.whole.Version(), "sha256", rs.hash, "path", builtIn)
 		return f, nil
 	}
 	path := filepath.Join(opts.Dir, opts.Name+".yaml")
