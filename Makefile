@@ -114,6 +114,31 @@ dashboards: ## write deploy/grafana/dashboards/ from deploy/check's dashboards.g
 deploy-check: ## check the files under deploy/ (compose-go, Kubernetes' types, promtool, amtool, nats-server)
 	$(GO) test ./deploy/check/... ./deploy/probe/...
 
+# The local stack from real binaries, no Docker (deploy/check/stack):
+# NATS x3, Redis, Jaeger, both services x2, Prometheus, Alertmanager.
+STACK_DIR ?= $(CURDIR)/.stack
+STACK := $(BIN)/stack -dir $(STACK_DIR) -bin $(BIN) -repo $(CURDIR)
+
+.PHONY: up
+up: ## start the local stack from real binaries, no Docker (installs what is missing; STACK_DIR=.stack)
+	@BIN=$(BIN) GO=$(GO) bash deploy/local/install
+	@$(STACK) up
+
+.PHONY: status
+status: ## each component of the local stack: PID, health, URL
+	@$(GO) build -o $(BIN)/stack ./deploy/check/cmd/stack
+	@$(STACK) status
+
+.PHONY: logs
+logs: ## the last lines of each log of the local stack (N=20)
+	@$(GO) build -o $(BIN)/stack ./deploy/check/cmd/stack
+	@$(STACK) logs -n $(or $(N),20)
+
+.PHONY: down
+down: ## stop every process the local stack started, by PID (its data stays in STACK_DIR)
+	@$(GO) build -o $(BIN)/stack ./deploy/check/cmd/stack
+	@$(STACK) down
+
 .PHONY: ci
 ci: ## what CI runs (installs servers when run as root)
 	bash .ci/run

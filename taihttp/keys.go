@@ -24,21 +24,33 @@ type KeyFunc func(r *http.Request) string
 func RemoteIP(r *http.Request) string {
 	a := r.RemoteAddr
 	i := strings.LastIndexByte(a, ':')
-	if i < 0 || strings.ContainsAny(a[i+1:], "[]") {
+	if i < 0 || hasBracket(a[i+1:]) {
 		return a
 	}
 	host := a[:i]
 	if len(host) >= 2 && host[0] == '[' && host[len(host)-1] == ']' {
 		host = host[1 : len(host)-1]
-		if strings.ContainsAny(host, "[]") {
+		if hasBracket(host) {
 			return a
 		}
 		return host
 	}
-	if strings.ContainsAny(host, ":[]") {
+	if hasBracket(host) || strings.IndexByte(host, ':') >= 0 {
 		return a // an IPv6 address without a port, or a malformed one
 	}
 	return host
+}
+
+// hasBracket reports whether s holds '[' or ']'. A loop over the bytes:
+// strings.ContainsAny builds a set for each call, which costs more than
+// an address is long.
+func hasBracket(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '[' || s[i] == ']' {
+			return true
+		}
+	}
+	return false
 }
 
 // Header returns the KeyFunc of a request header's value, such as an API

@@ -7,11 +7,18 @@
 // The commands are:
 //
 //	audit verify   verify audit trail files written by package kaizen
+//	backtest       replay audit trails through a candidate taicel rule file
 //
 // Every command prints its own help with -h, for example
 // "taikit audit verify -h". The exit status is 0 on success, 1 when the
-// command ran and found a problem (an audit trail that does not verify),
-// and 2 when it was called wrongly (an unknown command, a bad flag).
+// command ran and found a problem (an audit trail that does not verify, a
+// rule file that changes decisions), and 2 when it was called wrongly (an
+// unknown command, a bad flag) or, for backtest, could not run.
+//
+// In a clone of the repository, run it with "go run ./cmd/taikit" or
+// install it with "go install ./cmd/taikit". Its go.mod points at the
+// library in the same clone, so "go install …@latest" waits for a tagged
+// release.
 package main
 
 import (
@@ -46,7 +53,7 @@ func commands() *command {
 	return &command{
 		name:    "taikit",
 		summary: "the command-line companion of the taikit library",
-		subs:    []*command{auditCommand()},
+		subs:    []*command{auditCommand(), backtestCommand()},
 	}
 }
 

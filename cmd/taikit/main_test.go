@@ -30,7 +30,8 @@ func TestCommandTree(t *testing.T) {
 		noStdout bool
 	}{
 		{name: "nothing", args: nil, code: 2, stderr: []string{"taikit: a command is needed", "usage: taikit <command> ...", "audit "}, noStdout: true},
-		{name: "help", args: []string{"-h"}, code: 0, stdout: []string{"usage: taikit <command> ...", "  audit      work with audit trails", `Run "taikit <command> -h"`}},
+		{name: "help", args: []string{"-h"}, code: 0, stdout: []string{"usage: taikit <command> ...", "  audit      work with audit trails",
+			"  backtest   replay audit trails through a candidate rule file", `Run "taikit <command> -h"`}},
 		{name: "help word", args: []string{"help"}, code: 0, stdout: []string{"usage: taikit <command> ..."}},
 		{name: "unknown", args: []string{"deploy"}, code: 2, stderr: []string{`taikit: unknown command "deploy"`, "audit "}, noStdout: true},
 		{name: "group without command", args: []string{"audit"}, code: 2, stderr: []string{"taikit audit: a command is needed", "  verify     verify audit trail files"}, noStdout: true},

@@ -504,6 +504,12 @@ func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Co
 	return nil
 }
 
+// A confirmation is tried confirmAttempts times, confirmBackoff apart:
+// 0.25 s doubling to 15 s, about 90 s in all, before it is dead-lettered.
+const confirmAttempts = 12
+
+var confirmBackoff = kanban.Exponential{Initial: 250 * time.Millisecond, Max: 15 * time.Second}
+
 // confirmStream is the confirmation queue's stream.
 const confirmStream = "PAYMENT_CONFIRMATIONS"
 
@@ -573,8 +579,14 @@ func (s *Service) startConsumer(ctx context.Context) error {
 	go func() {
 		defer s.consumer.Done()
 		err := s.queue.Consume(cctx, s.confirm, kanban.ConsumeOptions{
-			WIP:          s.cfg.ConfirmWIP,
-			MaxAttempts:  5,
+			WIP: s.cfg.ConfirmWIP,
+			// A confirmation fails while the payments bucket is out of
+			// reach: a NATS node lost, its groups electing new leaders,
+			// takes seconds. Retried for about a minute and a half before
+			// it is dead-lettered, it outlives that; five quick attempts
+			// did not, and left charges unconfirmed.
+			MaxAttempts:  confirmAttempts,
+			Backoff:      confirmBackoff,
 			DrainTimeout: 10 * time.Second,
 			Logger:       s.log,
 			Observer:     observe,

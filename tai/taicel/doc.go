@@ -44,6 +44,16 @@
 // fire); cel-go allocates a value for each field an expression reads. A
 // set of ten scored rules judges a signal in about 3 µs.
 //
+// # Dynamic payloads
+//
+// An Env of map[string]any (NewEnv[map[string]any]) knows no Go type: the
+// payload is a map(string, dyn) and every variable a set's expressions
+// read is declared dyn when the set is compiled. Syntax is checked then,
+// names only at evaluation, where a field or a variable that is missing
+// fails the rule that reads it. The taikit command's backtest uses it; a
+// service should use its payload's struct type, which has every field
+// name and type checked when a set compiles.
+//
 // # Files and hot reload
 //
 // [Parse] reads a Spec from YAML (JSON is YAML too) strictly: an unknown
@@ -55,4 +65,65 @@
 // of two. Every reload and every refusal is reported to a callback and, if
 // given, to a tai.Observer such as a kaizen.Audit, as a record carrying the
 // set's version and the file's SHA-256.
+//
+// # Recording inputs
+//
+// With Options.RecordInputs, every decision a set makes carries in
+// Decision.Inputs what the set read, as one JSON object, and a
+// kaizen.Audit writes it onto the decision's line of the audit trail:
+//
+//	{"time":"2026-03-01T12:00:00Z",
+//	 "payload":{"CustomerID":"cust_1","Country":"DE","Amount":5000.0},
+//	 "vars":{"attempts":6,"spent_today":100.0},
+//	 "verdict_rule":"blacklist"}
+//
+// The payload holds every exported field of T under its Go name, but
+// those named in Options.Unrecorded: card numbers, names, whatever must
+// not reach a trail. Vars holds what Lookup returned for the declared
+// variables; "verdict_rule" names the verdict rule that decided, when one
+// did. Numbers keep their type: a float is always written with a '.' or
+// an exponent, an int never is, so the JSON read without a Go type still
+// tells an int from a double. Times are RFC 3339 strings with nanoseconds,
+// []byte is base64, NaN and the infinities are the strings "NaN", "+Inf"
+// and "-Inf".
+//
+// [Env.DecodeInputs] reads such an object back, into T by field name and
+// the variables with the Go types of their CEL types, and [Set.Replay]
+// judges it again without Lookup: the same set makes the same decision,
+// byte for byte. The encoder is built once per Env, from the payload's
+// type, and writes into a pooled buffer: recording costs one allocation
+// and about 0.5 µs per decision for the ten-rule benchmark's payload
+// (3.0 µs instead of 2.5 µs); without RecordInputs Evaluate costs what it
+// did.
+//
+// # Shadow mode
+//
+// [NewShadow] puts a candidate set beside the live one: a [Shadow] is a
+// tai.Policy that returns the live set's decision, and nothing else,
+// while the candidate judges the same signal with the same variables
+// (Lookup runs once). [Shadow.Stats] counts agreements, disagreements
+// (different verdicts), the rules whose firing differs in them and the
+// candidate's errors, which are never returned; ShadowOptions.OnDisagree
+// sees each disagreement with both decisions. Either set may be a Loader
+// (both are a [Source]), so a candidate file can be edited while it runs
+// in the shadow. Both must come from the same Env. Two sets cost about
+// twice one: 4.8 µs for the ten-rule benchmark.
+//
+// # Backtesting
+//
+// [Backtest] replays an audit trail through a candidate set: each
+// decision recorded with its inputs is judged again with the recorded
+// payload and variables, and the [Report] counts the verdicts that flip
+// (allow to deny, deny to review, ...), with the first examples of each
+// and, given BacktestOptions.Amount, what they are worth; the rules
+// involved in the changes; the decisions the candidate cannot judge, per
+// rule; and, given labels (the signals known to be fraud, the deployments
+// rolled back), the precision and recall of the recorded decisions and of
+// the candidate's, side by side. The trail is read once, decoded and
+// judged by several goroutines and merged in trail order, so the report
+// does not depend on scheduling. Two cores replay about 200,000 decisions
+// a second. The taikit command does the same from the shell, with a
+// dynamic payload:
+//
+//	taikit backtest -rules candidate.yaml -audit audit.jsonl -amount payload.Amount
 package taicel

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -35,15 +36,39 @@ type Options[T any] struct {
 	// libraries (ext.Math(), ext.Lists()), functions of the caller's. The
 	// strings extension (ext.Strings) is always there.
 	EnvOptions []cel.EnvOption
+	// RecordInputs makes Evaluate fill Decision.Inputs with what the set
+	// read, as one JSON object, so that the decision can be replayed
+	// later with another set (Backtest):
+	//
+	//	{"time":"<signal time>","payload":{"<GoField>":value,...},"vars":{"<name>":value,...}}
+	//
+	// with "verdict_rule":"<name>" added when a verdict rule decided. The
+	// payload holds every exported field of T but those in Unrecorded,
+	// under its Go name; vars the variables Lookup returned that Vars
+	// declares (all of them, for a dynamic Env). Numbers keep their type: a float always has a '.' or an
+	// exponent ("5000.0"), an int never does. It costs one allocation and
+	// the encoding of the payload per decision; see the package doc.
+	RecordInputs bool
+	// Unrecorded names payload fields (Go names) that are never recorded,
+	// such as personal data. Fields of an embedded struct are left out
+	// with the embedded struct, by its type name. A name T has no exported
+	// field of is an error; for a map[string]any payload, the names are
+	// keys. In a backtest such a field reads as its zero value (a
+	// dynamic Env's as missing).
+	Unrecorded []string
 }
 
 // Env compiles rule sets for payloads of type T. It is safe for
 // concurrent use.
 type Env[T any] struct {
-	env    *cel.Env
-	lookup func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
-	vars   map[string]bool
-	ptr    bool // T is a pointer to a struct
+	env      *cel.Env
+	lookup   func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
+	vars     map[string]*cel.Type
+	varNames []string // the names of vars, sorted
+	ptr      bool     // T is a pointer to a struct
+	dynamic  bool     // T is map[string]any
+	record   bool     // Options.RecordInputs
+	payload  *codec   // writes and reads the payload of an inputs object
 }
 
 // The variables every expression can read besides the caller's.
@@ -56,30 +81,45 @@ const (
 // NewEnv returns an Env for the payload type T, which must be a named
 // struct type (or a pointer to one): its exported fields, under their Go
 // names, are what payload.Field reads (a nil pointer fails the
-// evaluation). It returns an error naming the first
-// invalid option.
+// evaluation). It returns an error naming the first invalid option.
+//
+// T may also be map[string]any: a dynamic Env, for tools that know no Go
+// type (the taikit backtest command). The payload is then a
+// map(string, dyn): payload.Amount compiles whatever the field, and a
+// field no payload has fails the evaluation of the rule that reads it. A
+// set compiled by a dynamic Env also declares, as dyn, every variable its
+// expressions read that Vars does not declare, so a rule reading attempts
+// compiles without Vars; its value comes from Lookup or, in a backtest,
+// from the recorded inputs. Only a struct type T checks field names and
+// types when a set is compiled.
 func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	rt := reflect.TypeFor[T]()
+	dynamic := rt == dynMapType
 	st := rt
 	if st.Kind() == reflect.Pointer {
 		st = st.Elem()
 	}
-	if st.Kind() != reflect.Struct || st.Name() == "" {
-		return nil, fmt.Errorf("taicel: payload type %v is not a named struct type", rt)
+	if !dynamic && (st.Kind() != reflect.Struct || st.Name() == "") {
+		return nil, fmt.Errorf("taicel: payload type %v is not a named struct type or map[string]any", rt)
 	}
 	if len(opts.Vars) > 0 && opts.Lookup == nil {
 		return nil, errors.New("taicel: Options.Vars is set but Options.Lookup is nil")
 	}
-	celOpts := []cel.EnvOption{
-		ext.NativeTypes(st),
+	var celOpts []cel.EnvOption
+	if dynamic {
+		celOpts = append(celOpts, cel.Variable(varPayload, cel.MapType(cel.StringType, cel.DynType)))
+	} else {
+		celOpts = append(celOpts, ext.NativeTypes(st), cel.Variable(varPayload, cel.ObjectType(nativeName(st))))
+	}
+	celOpts = append(celOpts,
 		ext.Strings(),
-		cel.Variable(varPayload, cel.ObjectType(nativeName(st))),
 		cel.Variable(varSignal+".id", cel.StringType),
 		cel.Variable(varSignal+".kind", cel.StringType),
 		cel.Variable(varSignal+".key", cel.StringType),
 		cel.Variable(varSignal+".time", cel.TimestampType),
-	}
-	vars := make(map[string]bool, len(opts.Vars))
+	)
+	e := &Env[T]{lookup: opts.Lookup, vars: make(map[string]*cel.Type, len(opts.Vars)),
+		ptr: rt.Kind() == reflect.Pointer, dynamic: dynamic, record: opts.RecordInputs}
 	for name, t := range opts.Vars {
 		switch {
 		case !isIdent(name):
@@ -89,15 +129,66 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 		case t == nil:
 			return nil, fmt.Errorf("taicel: Options.Vars: %q has a nil type", name)
 		}
-		vars[name] = true
+		e.vars[name] = t
+		e.varNames = append(e.varNames, name)
 		celOpts = append(celOpts, cel.Variable(name, t))
 	}
+	slices.Sort(e.varNames)
 	celOpts = append(celOpts, opts.EnvOptions...)
 	env, err := cel.NewEnv(celOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("taicel: %w", err)
 	}
-	return &Env[T]{env: env, lookup: opts.Lookup, vars: vars, ptr: rt.Kind() == reflect.Pointer}, nil
+	e.env = env
+	if e.payload, err = payloadCodec(rt, dynamic, opts.Unrecorded, opts.RecordInputs); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// payloadCodec returns the codec of the payload in inputs objects, which
+// leaves the unrecorded fields out. A field whose type cannot be recorded
+// is an error only when inputs are recorded.
+func payloadCodec(rt reflect.Type, dynamic bool, unrecorded []string, record bool) (*codec, error) {
+	omit := make(map[string]bool, len(unrecorded))
+	for _, name := range unrecorded {
+		if name == "" {
+			return nil, errors.New("taicel: Options.Unrecorded: an empty name")
+		}
+		omit[name] = true
+	}
+	var cb codecBuilder
+	if dynamic {
+		elem, err := cb.of(anyType)
+		if err != nil {
+			return nil, fmt.Errorf("taicel: %w", err)
+		}
+		key, _ := mapKeyCodec(rt.Key())
+		c := &codec{}
+		c.enc, c.dec = mapCodec(rt, key, elem, omit)
+		return c, nil
+	}
+	st := rt
+	if st.Kind() == reflect.Pointer {
+		st = st.Elem()
+	}
+	fields, err := cb.fields(st, omit)
+	if err != nil && record {
+		return nil, fmt.Errorf("taicel: payload %v: %w; list the field in Options.Unrecorded", st, err)
+	}
+	for _, name := range unrecorded {
+		if !slices.ContainsFunc(fields, func(f structField) bool { return f.name == name }) {
+			return nil, fmt.Errorf("taicel: Options.Unrecorded: %v has no exported field %q", st, name)
+		}
+	}
+	c := &codec{}
+	c.enc, c.dec = structCodec(st, fields)
+	if rt.Kind() == reflect.Pointer {
+		p := &codec{}
+		p.enc, p.dec = ptrCodec(rt, c)
+		return p, nil
+	}
+	return c, nil
 }
 
 // nativeName is the name ext.NativeTypes gives a Go struct type: the last
@@ -169,7 +260,7 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 	if spec == nil {
 		return nil, errors.New("taicel: nil Spec")
 	}
-	s := &Set[T]{name: spec.Name, version: spec.Version, deny: spec.Thresholds.Deny, review: spec.Thresholds.Review, lookup: e.lookup, ptr: e.ptr}
+	s := &Set[T]{env: e, name: spec.Name, version: spec.Version, deny: spec.Thresholds.Deny, review: spec.Thresholds.Review}
 	if s.name == "" {
 		s.name = "cel"
 	}
@@ -191,8 +282,14 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 
 	env := e.env
 	s.sets = make(map[string]ref.Val, len(spec.Sets))
+	var decls []cel.EnvOption
+	if e.dynamic {
+		s.free = e.freeVars(spec)
+		for _, name := range s.free {
+			decls = append(decls, cel.Variable(name, cel.DynType))
+		}
+	}
 	if len(spec.Sets) > 0 {
-		decls := make([]cel.EnvOption, 0, len(spec.Sets))
 		for name, items := range spec.Sets {
 			if !isIdent(name) {
 				return nil, fmt.Errorf("taicel: set name %q is not an identifier", name)
@@ -204,11 +301,14 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 			s.sets[varSets+"."+name] = types.DefaultTypeAdapter.NativeToValue(m)
 			decls = append(decls, cel.Variable(varSets+"."+name, cel.MapType(cel.StringType, cel.BoolType)))
 		}
+	}
+	if len(decls) > 0 {
 		var err error
 		if env, err = env.Extend(decls...); err != nil {
-			return nil, fmt.Errorf("taicel: sets: %w", err)
+			return nil, fmt.Errorf("taicel: %w", err)
 		}
 	}
+	s.cel = env
 
 	seen := make(map[string]bool, len(spec.Rules))
 	for i := range spec.Rules {
@@ -228,7 +328,7 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 			return nil, fmt.Errorf("taicel: rule %q has no expr", r.Name)
 		}
 		seen[r.Name] = true
-		cr, err := compileRule(env, r)
+		cr, err := compileRule(env, r, e.dynamic)
 		if err != nil {
 			return nil, err
 		}
@@ -241,7 +341,9 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 	return s, nil
 }
 
-func compileRule(env *cel.Env, r *Rule) (compiled, error) {
+// compileRule compiles a rule; a dynamic Env's may return dyn, checked
+// at evaluation.
+func compileRule(env *cel.Env, r *Rule, dynamic bool) (compiled, error) {
 	c := compiled{name: r.Name, weight: r.Weight, verdict: r.Verdict}
 	prg, out, cerr := compileExpr(env, r.Expr, "expr")
 	if cerr != nil {
@@ -252,6 +354,7 @@ func compileRule(env *cel.Env, r *Rule) (compiled, error) {
 	case out.IsExactType(cel.BoolType):
 		c.isBool = true
 	case out.IsExactType(cel.DoubleType) && r.Verdict == 0:
+	case out.IsExactType(cel.DynType) && dynamic:
 	default:
 		want := "bool or double"
 		if r.Verdict != 0 {

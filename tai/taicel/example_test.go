@@ -1,13 +1,16 @@
 package taicel_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/tai/taicel"
 )
@@ -152,4 +155,132 @@ func ExampleLoader() {
 	// deny
 	// refused version 3
 	// deny
+}
+
+func ExampleNewShadow() {
+	env, err := taicel.NewEnv(taicel.Options[Transfer]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	compile := func(version, limit string) *taicel.Set[Transfer] {
+		spec, err := taicel.Parse([]byte(`{version: "` + version + `", name: transfers, rules: [
+			{name: large, verdict: deny, expr: "payload.Amount > ` + limit + `", reason: "over ` + limit + `"}]}`))
+		if err != nil {
+			panic(err)
+		}
+		set, err := env.Compile(spec)
+		if err != nil {
+			panic(err)
+		}
+		return set
+	}
+	live, candidate := compile("1", "10000.0"), compile("2", "5000.0")
+	sh, err := taicel.NewShadow[Transfer](live, candidate, taicel.ShadowOptions[Transfer]{
+		OnDisagree: func(s tai.Signal[Transfer], l, c tai.Decision) {
+			fmt.Printf("  %s: live %s, candidate %s (%s)\n", s.ID, l.Verdict, c.Verdict, c.Reason)
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for i, amount := range []float64{300, 7000, 12000, 6000} {
+		s := tai.Signal[Transfer]{ID: fmt.Sprintf("t%d", i+1), Kind: "transfer", Payload: Transfer{Amount: amount}}
+		d, err := sh.Evaluate(context.Background(), s) // the live decision
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("%s %s\n", s.ID, d.Verdict)
+	}
+	st := sh.Stats()
+	fmt.Printf("live %s, candidate %s: %d signals, %d disagreements (%.0f%%), by rule %v\n",
+		st.LiveVersion, st.CandidateVersion, st.Signals, st.Disagreements, 100*st.DisagreementRate(), st.ByRule)
+	// Output:
+	// t1 allow
+	//   t2: live allow, candidate deny (over 5000.0)
+	// t2 allow
+	// t3 deny
+	//   t4: live allow, candidate deny (over 5000.0)
+	// t4 allow
+	// live 1, candidate 2: 4 signals, 2 disagreements (50%), by rule map[large:2]
+}
+
+func ExampleBacktest() {
+	const live = `
+version: "1"
+name: transfers
+rules:
+  - {name: large, verdict: deny, expr: payload.Amount > 10000.0, reason: over 10000}
+  - {name: risky, weight: 0.5, expr: payload.Country == "XX"}
+`
+	// The service records what its rules read; the customer stays out.
+	env, err := taicel.NewEnv(taicel.Options[Transfer]{RecordInputs: true, Unrecorded: []string{"Customer"}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	compile := func(text string) *taicel.Set[Transfer] {
+		spec, err := taicel.Parse([]byte(text))
+		if err != nil {
+			panic(err)
+		}
+		set, err := env.Compile(spec)
+		if err != nil {
+			panic(err)
+		}
+		return set
+	}
+	var trail bytes.Buffer // a file, in a service: kaizen.OpenAuditFile
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	send := tai.ActionFunc[Transfer, string](func(context.Context, tai.Signal[Transfer]) (string, error) { return "sent", nil })
+	p, err := tai.New[Transfer, string](compile(live), send, tai.WithObservers(audit))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for i, tr := range []Transfer{{"ann", "DE", 500}, {"bob", "DE", 7000}, {"cid", "XX", 9000}, {"dan", "DE", 12000}, {"eve", "FR", 6000.5}} {
+		_, _ = p.Process(context.Background(), tai.Signal[Transfer]{ID: fmt.Sprintf("t%d", i+1), Kind: "transfer", Key: tr.Customer, Payload: tr})
+	}
+	if err := audit.Shutdown(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Would a limit of 5000 have been better? Ann and Dan's transfers were
+	// fraud.
+	candidate := compile(strings.ReplaceAll(live, "10000", "5000"))
+	rep, err := taicel.Backtest(candidate, &trail, taicel.BacktestOptions{
+		Amount:   "payload.Amount",
+		Labels:   map[string]bool{"t1": true, "t4": true},
+		Examples: -1,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := rep.WriteText(os.Stdout); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// candidate transfers version 1 against the decisions of policy "transfers"
+	// 5 lines: 5 replayed, 0 without inputs, 0 of other kinds or policies, 0 errors
+	// changed verdicts: 2 of 5 (40.00%), payload.Amount 13000.50; scores changed, verdict kept: 1
+	//
+	// flips:
+	//   allow  -> deny         2  payload.Amount 13000.50
+	//
+	// rules in the changed decisions:
+	//   rule   only old  only new  different  errors  only old amount  only new amount  different amount
+	//   large         0         2          0       0             0.00         13000.50              0.00
+	//
+	// labels: 2 signals labelled positive (0 not replayed); a decision of deny or more flags a signal
+	//                  TP      FP      FN      TN  precision  recall
+	//   recorded        1       1       1       2      0.500   0.500
+	//   candidate       1       3       1       0      0.250   0.500
 }

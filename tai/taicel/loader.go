@@ -184,8 +184,10 @@ func (l *Loader[T]) record(rep Reload) tai.Record {
 	return r
 }
 
-// Current returns the set in force.
+// Current returns the set in force: a Loader is a Source.
 func (l *Loader[T]) Current() *Set[T] { return l.cur.Load() }
+
+var _ Source[struct{}] = (*Loader[struct{}])(nil)
 
 // Name returns the name of the set in force.
 func (l *Loader[T]) Name() string { return l.cur.Load().Name() }

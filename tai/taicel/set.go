@@ -31,13 +31,14 @@ import (
 // missing variable, a division by zero) or a risk that is NaN fails the
 // signal with an error naming the rule.
 type Set[T any] struct {
+	env           *Env[T]
+	cel           *cel.Env // the Env's, with the set's named sets declared
 	name, version string
 	deny, review  float64
 	verdicts      []compiled
 	scored        []compiled
 	sets          map[string]ref.Val
-	lookup        func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
-	ptr           bool // T is a pointer, which may be nil
+	free          []string // the variables a dynamic Env declared as dyn for the set
 }
 
 type compiled struct {
@@ -54,6 +55,10 @@ type segment struct {
 	text string
 	prg  cel.Program
 }
+
+// Env returns the Env that compiled the set: where a candidate to shadow
+// it (NewShadow) must be compiled.
+func (s *Set[T]) Env() *Env[T] { return s.env }
 
 // Name returns the policy's name: the Spec's Name, or "cel".
 func (s *Set[T]) Name() string { return s.name }
@@ -95,34 +100,100 @@ func (a *activation) ResolveName(name string) (any, bool) {
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
+// Current returns s itself: a Set is a Source that never changes.
+func (s *Set[T]) Current() *Set[T] { return s }
+
 // Evaluate judges the signal with the set's rules.
 func (s *Set[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decision, error) {
-	if s.ptr && reflect.ValueOf(sig.Payload).IsNil() {
-		return tai.Decision{Policy: s.name}, errors.New("taicel: the signal's payload is a nil pointer")
+	act, err := s.env.activate(ctx, sig)
+	if err != nil {
+		return tai.Decision{Policy: s.name}, err
 	}
-	act := &activation{payload: sig.Payload, time: sig.Time, sets: s.sets}
-	act.sig.id, act.sig.kind, act.sig.key = sig.ID, sig.Kind, sig.Key
-	if s.lookup != nil {
-		vars, err := s.lookup(ctx, sig)
+	return s.judge(act)
+}
+
+// Replay judges sig with the variables given instead of those Lookup
+// would return: a decision recorded with Options.RecordInputs, read back
+// with Env.DecodeInputs, is judged again with the set's rules. The same
+// set decides as it did then, inputs included.
+func (s *Set[T]) Replay(sig tai.Signal[T], vars map[string]any) (tai.Decision, error) {
+	if err := s.env.checkPayload(sig); err != nil {
+		return tai.Decision{Policy: s.name}, err
+	}
+	return s.judge(newActivation(sig, vars))
+}
+
+// judge decides with act and records the inputs when the Env says so.
+func (s *Set[T]) judge(act *activation) (tai.Decision, error) {
+	d, rule, err := s.decide(act)
+	if err != nil {
+		return tai.Decision{Policy: s.name}, err
+	}
+	if s.env.record {
+		d.Inputs = s.env.inputs(act, s.ruleName(rule))
+	}
+	return d, nil
+}
+
+// ruleName returns the name of verdict rule i, or "" for -1.
+func (s *Set[T]) ruleName(i int) string {
+	if i < 0 {
+		return ""
+	}
+	return s.verdicts[i].name
+}
+
+// activate checks the payload and looks the variables up.
+func (e *Env[T]) activate(ctx context.Context, sig tai.Signal[T]) (*activation, error) {
+	if err := e.checkPayload(sig); err != nil {
+		return nil, err
+	}
+	act := newActivation(sig, nil)
+	if e.lookup != nil {
+		vars, err := e.lookup(ctx, sig)
 		if err != nil {
-			return tai.Decision{Policy: s.name}, fmt.Errorf("taicel: lookup: %w", err)
+			return nil, fmt.Errorf("taicel: lookup: %w", err)
 		}
 		act.vars = vars
 	}
+	return act, nil
+}
+
+func (e *Env[T]) checkPayload(sig tai.Signal[T]) error {
+	if e.ptr && reflect.ValueOf(sig.Payload).IsNil() {
+		return errors.New("taicel: the signal's payload is a nil pointer")
+	}
+	return nil
+}
+
+func newActivation[T any](sig tai.Signal[T], vars map[string]any) *activation {
+	act := &activation{payload: sig.Payload, time: sig.Time, vars: vars}
+	act.sig.id, act.sig.kind, act.sig.key = sig.ID, sig.Kind, sig.Key
+	return act
+}
+
+// decide runs the rules on act, whose sets it sets to the set's. It
+// returns the decision without inputs and the index of the verdict rule
+// that decided, or -1 when the scored rules did.
+func (s *Set[T]) decide(act *activation) (tai.Decision, int, error) {
+	act.sets = s.sets
 	for i := range s.verdicts {
 		r := &s.verdicts[i]
 		out, _, err := r.prg.Eval(act)
 		if err != nil {
-			return tai.Decision{Policy: s.name}, fmt.Errorf("taicel: rule %q: %w", r.name, err)
+			return tai.Decision{}, -1, &RuleError{Rule: r.name, Err: err}
 		}
-		if out != types.True {
+		if b, ok := out.(types.Bool); !ok {
+			// only a dynamic Env's rule can return something else
+			return tai.Decision{}, -1, &RuleError{Rule: r.name, Err: fmt.Errorf("result %v is not a bool", out.Type())}
+		} else if !b {
 			continue
 		}
 		reason, err := r.render(act)
 		if err != nil {
-			return tai.Decision{Policy: s.name}, err
+			return tai.Decision{}, -1, err
 		}
-		return tai.Decision{Verdict: r.verdict, Policy: s.name, Reason: reason}, nil
+		return tai.Decision{Verdict: r.verdict, Policy: s.name, Reason: reason}, i, nil
 	}
 	d := tai.Decision{Policy: s.name}
 	var top float64
@@ -130,14 +201,14 @@ func (s *Set[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decision,
 		r := &s.scored[i]
 		risk, err := r.risk(act)
 		if err != nil {
-			return tai.Decision{Policy: s.name}, err
+			return tai.Decision{}, -1, err
 		}
 		if risk <= 0 {
 			continue
 		}
 		reason, err := r.render(act)
 		if err != nil {
-			return tai.Decision{Policy: s.name}, err
+			return tai.Decision{}, -1, err
 		}
 		c := tai.Contribution{Rule: r.name, Weight: r.weight, Risk: risk, Score: r.weight * risk, Reason: reason}
 		d.Score += c.Score
@@ -158,15 +229,34 @@ func (s *Set[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decision,
 	default:
 		d.Verdict = tai.Allow
 	}
-	return d, nil
+	return d, -1, nil
 }
+
+// RuleError reports a rule whose expression, or a {{expr}} of whose
+// reason, failed at evaluation: a missing variable, a division by zero, a
+// field a dynamic payload does not have, a risk that is NaN.
+type RuleError struct {
+	Rule   string // the rule's name
+	Reason bool   // the failure is in the rule's Reason
+	Err    error
+}
+
+func (e *RuleError) Error() string {
+	if e.Reason {
+		return fmt.Sprintf("taicel: rule %q reason: %v", e.Rule, e.Err)
+	}
+	return fmt.Sprintf("taicel: rule %q: %v", e.Rule, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *RuleError) Unwrap() error { return e.Err }
 
 // risk evaluates a scored rule: true is 1, false 0, a double is clamped
 // to [0, 1].
 func (r *compiled) risk(act *activation) (float64, error) {
 	out, _, err := r.prg.Eval(act)
 	if err != nil {
-		return 0, fmt.Errorf("taicel: rule %q: %w", r.name, err)
+		return 0, &RuleError{Rule: r.name, Err: err}
 	}
 	switch v := out.(type) {
 	case types.Bool:
@@ -177,11 +267,11 @@ func (r *compiled) risk(act *activation) (float64, error) {
 	case types.Double:
 		f := float64(v)
 		if math.IsNaN(f) {
-			return 0, fmt.Errorf("taicel: rule %q: risk is NaN", r.name)
+			return 0, &RuleError{Rule: r.name, Err: errors.New("risk is NaN")}
 		}
 		return min(max(f, 0), 1), nil
 	}
-	return 0, fmt.Errorf("taicel: rule %q: result %v is not a bool or a double", r.name, out.Type())
+	return 0, &RuleError{Rule: r.name, Err: fmt.Errorf("result %v is not a bool or a double", out.Type())}
 }
 
 // render writes the rule's reason.
@@ -197,7 +287,7 @@ func (r *compiled) render(act *activation) (string, error) {
 		}
 		out, _, err := seg.prg.Eval(act)
 		if err != nil {
-			return "", fmt.Errorf("taicel: rule %q reason: %w", r.name, err)
+			return "", &RuleError{Rule: r.name, Reason: true, Err: err}
 		}
 		writeVal(&b, out)
 	}

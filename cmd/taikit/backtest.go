@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/ext"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+const backtestDoc = `Replay the decisions recorded in kaizen audit trails through the rule set
+in a taicel rule file, the candidate, and report what it would have
+changed: the verdicts that flip (allow -> deny, ...) with the first
+examples of each, the rules involved, the decisions it cannot judge, and,
+with -labels, the precision and recall of the recorded decisions and of
+the candidate's side by side. It is taicel.BacktestFiles.
+
+Only decisions recorded with their inputs are replayed: those of a service
+whose taicel.Env has Options.RecordInputs. Each is judged again with the
+payload and the variables recorded (what the store said then) and its
+verdict compared with the recorded one. By default only the decisions of
+the policy the rule file names are replayed (-policy); the others, the
+decisions without inputs and the rule file reloads are counted apart.
+
+The command knows no Go type of the payload: the rules are compiled with a
+dynamic payload, a map (taicel.NewEnv[map[string]any]), and every variable
+they read (attempts, spent_today) is declared dyn. Numbers keep the type
+they were recorded with, so payload.Amount > 4.0 * 5000.0 compares a
+double and attempts > 5 an int. Names are checked only at replay: an
+expression reading a field or a variable no record has fails on each
+record, and is reported under its rule. To have field names and types
+checked when the rules compile, backtest from Go with the payload's type:
+taicel.Backtest. The strings, math, lists, sets and encoders extensions of
+CEL are on.
+
+The report goes to the standard output, as text or, with -json, as the
+JSON of a taicel.Report. A change of score that keeps the verdict is
+counted but is not a change.
+
+Exit status: 0 when the candidate decides every replayed decision as
+recorded; 1 when it changes a verdict or cannot judge a recorded decision;
+2 when the command is called wrongly or cannot run: a bad flag, a rule file
+that does not parse or compile, an -amount that does not compile, a file
+that cannot be read, a line that is not an audit trail entry, or no
+decision to replay at all.`
+
+// auditFiles collects the -audit flags, in order.
+type auditFiles []string
+
+func (a *auditFiles) String() string { return strings.Join(*a, ",") }
+
+func (a *auditFiles) Set(v string) error {
+	*a = append(*a, v)
+	return nil
+}
+
+func backtestCommand() *command {
+	return &command{
+		name:    "backtest",
+		summary: "replay audit trails through a candidate rule file",
+		args:    "-rules FILE -audit FILE [-audit FILE]... [flags]",
+		doc:     backtestDoc,
+		flags: func(fs *flag.FlagSet) runFunc {
+			rules := fs.String("rules", "", "the candidate's rule `FILE` (taicel YAML or JSON)")
+			var audits auditFiles
+			fs.Var(&audits, "audit", "an audit trail `FILE` written by kaizen.Audit; repeat the flag for more, read in turn")
+			labels := fs.String("labels", "", "a `FILE` of the IDs of the signals known to be positive (fraud confirmed, deployments\n"+
+				"rolled back), one per line; blank lines and lines starting with # are skipped")
+			positive := fs.String("positive", "deny", "the `VERDICT` (deny or review) at or above which a decision flags a signal, for -labels")
+			var opts taicel.BacktestOptions
+			fs.StringVar(&opts.Amount, "amount", "", "a CEL `EXPR` summed per flip and per rule, such as payload.Amount")
+			fs.StringVar(&opts.Kind, "kind", "", "replay only the signals of this `KIND`")
+			fs.StringVar(&opts.Policy, "policy", "", "replay only the decisions of this `POLICY` (default the rule file's name; * for any)")
+			fs.IntVar(&opts.Examples, "examples", 5, "the number of examples of each flip and of the errors")
+			fs.IntVar(&opts.Workers, "workers", 0, "decode and judge with `N` goroutines (default one per CPU)")
+			asJSON := fs.Bool("json", false, "write the report as JSON")
+			return func(path string, args []string, stdout, stderr io.Writer) int {
+				switch {
+				case len(args) > 0:
+					return usageError(stderr, path, "unexpected argument %q; trail files are given with -audit", args[0])
+				case *rules == "":
+					return usageError(stderr, path, "no -rules FILE")
+				case len(audits) == 0:
+					return usageError(stderr, path, "no -audit FILE")
+				case opts.Examples < 0:
+					return usageError(stderr, path, "-examples %d is negative", opts.Examples)
+				case opts.Workers < 0:
+					return usageError(stderr, path, "-workers %d is negative", opts.Workers)
+				}
+				if opts.Examples == 0 {
+					opts.Examples = -1 // none, not the library's default
+				}
+				switch *positive {
+				case "deny":
+					opts.Positive = tai.Deny
+				case "review":
+					opts.Positive = tai.Review
+				default:
+					return usageError(stderr, path, "-positive %q is not deny or review", *positive)
+				}
+				if *labels != "" {
+					ids, err := readLabels(*labels)
+					if err != nil {
+						fmt.Fprintf(stderr, "%s: -labels: %v\n", path, err)
+						return exitUsage
+					}
+					opts.Labels = ids
+				}
+				return backtest(path, *rules, audits, opts, *asJSON, stdout, stderr)
+			}
+		},
+	}
+}
+
+// backtest runs the backtest and reports as the help says.
+func backtest(path, rules string, audits []string, opts taicel.BacktestOptions, asJSON bool, stdout, stderr io.Writer) int {
+	set, err := compileRules(rules)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		return exitUsage
+	}
+	rep, err := taicel.BacktestFiles(set, opts, audits...)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		return exitUsage
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: writing the report: %v\n", path, err)
+		return exitUsage
+	}
+	switch {
+	case rep.Replayed == 0 && rep.Errors == 0:
+		fmt.Fprintf(stderr, "%s: no decision of policy %q to replay: %d lines read, %d without inputs, %d of other kinds or policies\n",
+			path, rep.Policy, rep.Read, rep.Skipped, rep.Filtered)
+		return exitUsage
+	case rep.Changed > 0 || rep.Errors > 0:
+		return exitProblem
+	}
+	return exitOK
+}
+
+// compileRules compiles the rule file with a dynamic payload.
+func compileRules(path string) (*taicel.Set[map[string]any], error) {
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{
+		EnvOptions: []cel.EnvOption{ext.Math(), ext.Lists(), ext.Sets(), ext.Encoders()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	spec, err := taicel.ParseFile(path)
+	if err != nil {
+		return nil, err
+	}
+	set, err := env.Compile(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return set, nil
+}
+
+// readLabels reads a file of signal IDs, one per line.
+func readLabels(path string) (map[string]bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ids := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		id := strings.TrimSpace(sc.Text())
+		if id != "" && !strings.HasPrefix(id, "#") {
+			ids[id] = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(ids) == 0 {
+		return nil, errors.New(path + ": no signal ID")
+	}
+	return ids, nil
+}

@@ -1,0 +1,339 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+// Payment is the payload of the service whose trail the tests replay.
+type Payment struct {
+	Customer string
+	Country  string
+	Amount   float64
+	Card     string // personal data, never recorded
+}
+
+// liveRules are the rules the service ran.
+const liveRules = `version: "1"
+name: fraud
+thresholds: {review: 0.3, deny: 0.5}
+sets:
+  countries: [KP]
+rules:
+  - name: blacklist
+    verdict: deny
+    expr: payload.Country in sets.countries
+    reason: "{{payload.Country}} is blacklisted"
+  - name: velocity
+    weight: 0.6
+    expr: attempts > 5
+    reason: "{{attempts}} attempts"
+  - name: amount
+    weight: 0.6
+    expr: "payload.Amount > 4.0 * 5000.0 ? 1.0 : payload.Amount > 5000.0 ? 0.5 : 0.0"
+    reason: 'amount {{"%.2f".format([payload.Amount])}}'
+`
+
+// candidateRules flags amounts over 2500 instead of 5000.
+var candidateRules = strings.Replace(liveRules, "5000.0 ? 0.5", "2500.0 ? 0.5", 1)
+
+type gen struct {
+	id       string
+	p        Payment
+	attempts int64
+}
+
+func (g gen) blacklisted() bool { return g.p.Country == "KP" }
+
+// flipped reports whether the candidate's verdict differs: an amount
+// between the two limits, which nothing else flags, goes from allow to
+// review.
+func (g gen) flipped() bool {
+	return !g.blacklisted() && g.attempts <= 5 && g.p.Amount > 2500 && g.p.Amount <= 5000
+}
+
+// flagged reports whether a decision is review or deny, by the live rules
+// or the candidate's.
+func (g gen) flagged(candidate bool) bool {
+	limit := 5000.0
+	if candidate {
+		limit = 2500
+	}
+	return g.blacklisted() || g.attempts > 5 || g.p.Amount > limit
+}
+
+func payments(n int) []gen {
+	out := make([]gen, n)
+	for i := range out {
+		p := Payment{Customer: fmt.Sprintf("cust_%d", i%30), Country: "DE", Amount: float64((i*7919)%25000) + 0.5, Card: "4242424242424242"}
+		if i%50 == 7 {
+			p.Country = "KP"
+		}
+		out[i] = gen{id: fmt.Sprintf("pay-%d", i), p: p, attempts: int64(i % 9)}
+	}
+	return out
+}
+
+// serviceTrail runs gs through a pipeline judging with liveRules, inputs
+// recorded, into kaizen audit trail files at paths, the stream split
+// evenly, each file continuing the chain of the one before.
+func serviceTrail(t testing.TB, gs []gen, paths ...string) {
+	t.Helper()
+	attempts := make(map[string]int64, len(gs))
+	for _, g := range gs {
+		attempts[g.id] = g.attempts
+	}
+	env, err := taicel.NewEnv(taicel.Options[Payment]{
+		Vars: map[string]*cel.Type{"attempts": cel.IntType},
+		Lookup: func(_ context.Context, s tai.Signal[Payment]) (map[string]any, error) {
+			return map[string]any{"attempts": attempts[s.ID]}, nil
+		},
+		RecordInputs: true,
+		Unrecorded:   []string{"Card"},
+	})
+	require.NoError(t, err)
+	spec, err := taicel.Parse([]byte(liveRules))
+	require.NoError(t, err)
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	genesis := ""
+	per := (len(gs) + len(paths) - 1) / len(paths)
+	for i, path := range paths {
+		audit, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Genesis: genesis})
+		require.NoError(t, err)
+		p, err := tai.New[Payment, string](set, tai.ActionFunc[Payment, string](func(context.Context, tai.Signal[Payment]) (string, error) {
+			return "charged", nil
+		}), tai.WithObservers(audit))
+		require.NoError(t, err)
+		base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		for _, g := range gs[min(i*per, len(gs)):min((i+1)*per, len(gs))] {
+			_, err := p.Process(context.Background(), tai.Signal[Payment]{ID: g.id, Kind: "payment", Key: g.p.Customer, Time: base, Payload: g.p})
+			var denied *tai.DeniedError
+			if err != nil && !errors.As(err, &denied) {
+				require.NoError(t, err)
+			}
+		}
+		require.NoError(t, audit.Shutdown(context.Background()))
+		genesis, _ = audit.Last()
+	}
+}
+
+type backtestFixture struct {
+	dir                string
+	gs                 []gen
+	trailA, trailB     string
+	live, cand, labels string
+	flips              int
+	flipAmount         float64
+	labelled           int
+}
+
+func newBacktestFixture(t *testing.T) *backtestFixture {
+	dir := t.TempDir()
+	f := &backtestFixture{dir: dir, gs: payments(400)}
+	name := func(n string) string { return filepath.Join(dir, n) }
+	f.trailA, f.trailB = name("audit-1.jsonl"), name("audit-2.jsonl")
+	serviceTrail(t, f.gs, f.trailA, f.trailB)
+	f.live, f.cand, f.labels = name("live.yaml"), name("candidate.yaml"), name("labels.txt")
+	require.NoError(t, os.WriteFile(f.live, []byte(liveRules), 0o600))
+	require.NoError(t, os.WriteFile(f.cand, []byte(candidateRules), 0o600))
+	// The truth: fraud was confirmed for the amounts the candidate now
+	// flags.
+	var labels strings.Builder
+	labels.WriteString("# confirmed fraud\n\n")
+	for _, g := range f.gs {
+		if g.flipped() {
+			f.flips++
+			f.flipAmount += g.p.Amount
+			fmt.Fprintf(&labels, "  %s\n", g.id)
+			f.labelled++
+		}
+	}
+	require.NoError(t, os.WriteFile(f.labels, []byte(labels.String()), 0o600))
+	require.NotZero(t, f.flips)
+	return f
+}
+
+func TestBacktestCommand(t *testing.T) {
+	f := newBacktestFixture(t)
+	both := []string{"-audit", f.trailA, "-audit", f.trailB}
+	args := func(rules string, more ...string) []string {
+		return append(append([]string{"backtest", "-rules", rules}, both...), more...)
+	}
+
+	t.Run("the live rules change nothing", func(t *testing.T) {
+		code, stdout, stderr := runCLI(args(f.live)...)
+		assert.Equal(t, 0, code, stderr)
+		assert.Empty(t, stderr)
+		assert.Contains(t, stdout, `candidate fraud version 1 against the decisions of policy "fraud"`)
+		assert.Contains(t, stdout, "400 lines: 400 replayed, 0 without inputs, 0 of other kinds or policies, 0 errors")
+		assert.Contains(t, stdout, "changed verdicts: 0 of 400 (0.00%); scores changed, verdict kept: 0")
+	})
+
+	t.Run("text", func(t *testing.T) {
+		code, stdout, stderr := runCLI(args(f.cand, "-amount", "payload.Amount", "-labels", f.labels, "-positive", "review", "-examples", "2")...)
+		assert.Equal(t, 1, code, stderr)
+		assert.Empty(t, stderr)
+		t.Logf("\n%s", stdout)
+		for _, want := range []string{
+			fmt.Sprintf("changed verdicts: %d of 400", f.flips),
+			fmt.Sprintf("  allow  -> review %7d  payload.Amount %.2f", f.flips, f.flipAmount),
+			"        now review 0.30 amount ",
+			"rules in the changed decisions:",
+			fmt.Sprintf("labels: %d signals labelled positive (0 not replayed); a decision of review or more flags a signal", f.labelled),
+		} {
+			assert.Contains(t, stdout, want)
+		}
+		assert.Equal(t, 2, strings.Count(stdout, "        was allow "), "two examples")
+		assert.NotContains(t, stdout, "4242", "the card was never recorded")
+	})
+
+	t.Run("json", func(t *testing.T) {
+		code, stdout, stderr := runCLI(args(f.cand, "-json", "-amount", "payload.Amount", "-labels", f.labels, "-positive", "review", "-kind", "payment", "-workers", "3")...)
+		assert.Equal(t, 1, code, stderr)
+		var rep taicel.Report
+		require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
+		assert.Equal(t, 400, rep.Replayed)
+		assert.Equal(t, f.flips, rep.Changed)
+		require.Len(t, rep.Flips, 1)
+		assert.Equal(t, tai.Allow, rep.Flips[0].From)
+		assert.Equal(t, tai.Review, rep.Flips[0].To)
+		assert.InDelta(t, f.flipAmount, rep.Flips[0].Amount, 1e-6)
+		assert.Len(t, rep.Flips[0].Examples, 5)
+		require.Len(t, rep.Rules, 1)
+		assert.Equal(t, taicel.RuleChange{Rule: "amount", OnlyNew: f.flips, OnlyNewAmount: rep.Flips[0].Amount}, rep.Rules[0])
+		require.NotNil(t, rep.Labels)
+		var old, cand taicel.Confusion
+		for _, g := range f.gs {
+			for _, c := range []struct {
+				conf *taicel.Confusion
+				flag bool
+			}{{&old, g.flagged(false)}, {&cand, g.flagged(true)}} {
+				switch pos := g.flipped(); {
+				case c.flag && pos:
+					c.conf.TP++
+				case c.flag:
+					c.conf.FP++
+				case pos:
+					c.conf.FN++
+				default:
+					c.conf.TN++
+				}
+			}
+		}
+		assert.Equal(t, [4]int{old.TP, old.FP, old.FN, old.TN}, [4]int{rep.Labels.Recorded.TP, rep.Labels.Recorded.FP, rep.Labels.Recorded.FN, rep.Labels.Recorded.TN})
+		assert.Equal(t, [4]int{cand.TP, cand.FP, cand.FN, cand.TN}, [4]int{rep.Labels.Candidate.TP, rep.Labels.Candidate.FP, rep.Labels.Candidate.FN, rep.Labels.Candidate.TN})
+		assert.Zero(t, rep.Labels.Recorded.Recall)
+		assert.Equal(t, 1.0, rep.Labels.Candidate.Recall)
+	})
+
+	t.Run("a field no record has", func(t *testing.T) {
+		rules := filepath.Join(f.dir, "card.yaml")
+		require.NoError(t, os.WriteFile(rules, []byte(liveRules+"  - {name: card, weight: 0.1, expr: 'payload.Card.startsWith(\"4\")'}\n"), 0o600))
+		code, stdout, stderr := runCLI(args(rules, "-examples", "1")...)
+		assert.Equal(t, 1, code, stderr)
+		assert.Contains(t, stdout, "errors (the first 1 of ")
+		assert.Contains(t, stdout, `taicel: rule "card": no such key: Card`)
+		assert.Regexp(t, `\n\s+card\s+0\s+0\s+0\s+\d+\n`, stdout)
+	})
+
+	t.Run("no examples", func(t *testing.T) {
+		code, stdout, _ := runCLI(args(f.cand, "-examples", "0")...)
+		assert.Equal(t, 1, code)
+		assert.NotContains(t, stdout, "was allow")
+	})
+}
+
+func TestBacktestCommandErrors(t *testing.T) {
+	f := newBacktestFixture(t)
+	missing := filepath.Join(f.dir, "missing")
+	broken := filepath.Join(f.dir, "broken.yaml")
+	require.NoError(t, os.WriteFile(broken, []byte(strings.Replace(liveRules, "payload.Country in", "payload.Country in in", 1)), 0o600))
+	torn := filepath.Join(f.dir, "torn.jsonl")
+	raw, err := os.ReadFile(f.trailA)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(torn, raw[:len(raw)-30], 0o600))
+	empty := filepath.Join(f.dir, "empty.txt")
+	require.NoError(t, os.WriteFile(empty, []byte("# nothing\n"), 0o600))
+	base := []string{"backtest", "-rules", f.cand, "-audit", f.trailA}
+
+	for _, c := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"no rules", []string{"backtest", "-audit", f.trailA}, "taikit backtest: no -rules FILE\nRun \"taikit backtest -h\" for help.\n"},
+		{"no trail", []string{"backtest", "-rules", f.cand}, "taikit backtest: no -audit FILE"},
+		{"an argument", append(base, f.trailB), `unexpected argument "` + f.trailB + `"; trail files are given with -audit`},
+		{"bad positive", append(base, "-positive", "allow"), `-positive "allow" is not deny or review`},
+		{"negative examples", append(base, "-examples", "-1"), "-examples -1 is negative"},
+		{"negative workers", append(base, "-workers", "-2"), "-workers -2 is negative"},
+		{"bad flag", append(base, "-label", "x"), "flag provided but not defined: -label"},
+		{"rules missing", []string{"backtest", "-rules", missing, "-audit", f.trailA}, "taikit backtest: taicel: open " + missing + ": no such file or directory"},
+		{"rules do not compile", []string{"backtest", "-rules", broken, "-audit", f.trailA}, `taikit backtest: ` + broken + `: taicel: rule "blacklist"`},
+		{"trail missing", append(base, "-audit", missing), "open " + missing + ": no such file or directory"},
+		{"trail torn", []string{"backtest", "-rules", f.cand, "-audit", torn}, "taikit backtest: taicel: backtest: " + torn + ":200: not an audit trail entry"},
+		{"labels missing", append(base, "-labels", missing), "taikit backtest: -labels: open " + missing},
+		{"labels empty", append(base, "-labels", empty), "taikit backtest: -labels: " + empty + ": no signal ID"},
+		{"bad amount", append(base, "-amount", "payload.Amount +"), `taikit backtest: taicel: BacktestOptions.Amount "payload.Amount +": ERROR: amount:1:17: Syntax error`},
+		{"nothing to replay", append(base, "-kind", "refund"), `taikit backtest: no decision of policy "fraud" to replay: 200 lines read, 0 without inputs, 200 of other kinds or policies`},
+		{"another policy", append(base, "-policy", "fraud-v2"), `no decision of policy "fraud-v2" to replay`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(c.args...)
+			assert.Equal(t, 2, code, "stdout: %s", stdout)
+			assert.Contains(t, stderr, c.stderr)
+		})
+	}
+
+	// Any policy replays them again.
+	code, _, stderr := runCLI(append(base, "-policy", "*")...)
+	assert.Equal(t, 1, code, stderr)
+
+	code, stdout, _ := runCLI("backtest", "-h")
+	assert.Equal(t, 0, code)
+	for _, want := range []string{"usage: taikit backtest -rules FILE -audit FILE [-audit FILE]... [flags]", "taicel.Backtest.", "Exit status: 0 when the candidate",
+		"  -rules FILE", "  -audit FILE", "  -labels FILE", "  -positive VERDICT", "  -amount EXPR", "  -kind KIND", "  -policy POLICY", "  -json", "  -examples int", "  -workers N"} {
+		assert.Contains(t, stdout, want)
+	}
+}
+
+var benchRecords = flag.Int("backtest.records", 100_000, "the number of decisions BenchmarkBacktestCommand replays")
+
+// BenchmarkBacktestCommand runs the backtest command on a trail of
+// -backtest.records decisions (100,000 by default) written by a pipeline
+// with a kaizen.Audit, as a user would from the shell, less the process
+// start: the signals/s metric is its speed. The command is meant to
+// replay 1M decisions in 10 s: go test -bench BacktestCommand -benchtime
+// 1x -args -backtest.records=1000000.
+func BenchmarkBacktestCommand(b *testing.B) {
+	dir := b.TempDir()
+	trail, rules := filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "candidate.yaml")
+	serviceTrail(b, payments(*benchRecords), trail)
+	require.NoError(b, os.WriteFile(rules, []byte(candidateRules), 0o600))
+	fi, err := os.Stat(trail)
+	require.NoError(b, err)
+	b.SetBytes(fi.Size())
+	for b.Loop() {
+		code, _, stderr := runCLI("backtest", "-rules", rules, "-audit", trail, "-amount", "payload.Amount", "-json")
+		if code != 1 {
+			b.Fatalf("exit status %d: %s", code, stderr)
+		}
+	}
+	b.ReportMetric(float64(*benchRecords*b.N)/b.Elapsed().Seconds(), "signals/s")
+}

@@ -1,0 +1,787 @@
+// Package stack runs the local stack from real binaries, without Docker:
+// a three-node NATS JetStream cluster, Redis, Jaeger, two replicas of each
+// service, Prometheus with the services' alert rules, Alertmanager, an
+// alert sink that logs what Alertmanager sends, and an exporter that turns
+// the NATS nodes' monitoring endpoints into Prometheus metrics.
+//
+// Every process is started in its own session, so it outlives the command
+// that started it, with its output in Dir/logs/NAME.log and its PID in
+// Dir/pids/NAME.pid; data lives under Dir/data. Down stops exactly the
+// processes whose PID files Up wrote (SIGTERM, then SIGKILL after a grace
+// period), after checking that each PID still runs the binary it started,
+// so a PID the system has since reused is left alone.
+//
+// The binaries are nats-server, redis-server, prometheus and
+// prometheus-alertmanager from Debian's packages, jaeger built from its Go
+// module, and the services built from this repository (deploy/local/install
+// puts them in place). The stack's own helpers, the alert sink and the NATS
+// exporter, are subcommands of the program that runs the stack.
+package stack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// Config says where the stack lives and where its binaries are.
+type Config struct {
+	// Dir holds the stack's data, logs and PID files. Required.
+	Dir string
+	// Repo is the repository's root: the rule files and configs under
+	// deploy/ are read from it. Required.
+	Repo string
+	// Bin is the directory of the service binaries (payment, deployment)
+	// and jaeger. Required.
+	Bin string
+	// Self is the program that runs the stack; its "sink" and
+	// "nats-exporter" subcommands are two of the stack's processes.
+	// Required.
+	Self string
+	// PortBase, if not zero, moves every port to PortBase plus the port's
+	// index in Ports, so that a second stack (a test's) can run beside
+	// the default one.
+	PortBase int
+	// Grace is how long Down waits for a process after SIGTERM before it
+	// sends SIGKILL. Zero means 30s.
+	Grace time.Duration
+	// Wait bounds how long Up waits for each component to be healthy.
+	// Zero means 60s.
+	Wait time.Duration
+	// Out receives progress lines. Nil means io.Discard.
+	Out io.Writer
+}
+
+// The stack's ports, by name, at their default values. The services and
+// the UIs keep the ports of deploy/compose.yaml.
+var defaultPorts = []struct {
+	name string
+	port int
+}{
+	{"nats-1", 4222}, {"nats-2", 4223}, {"nats-3", 4224},
+	{"nats-1-cluster", 6222}, {"nats-2-cluster", 6223}, {"nats-3-cluster", 6224},
+	{"nats-1-monitor", 8222}, {"nats-2-monitor", 8223}, {"nats-3-monitor", 8224},
+	{"redis", 6379},
+	{"jaeger-ui", 16686}, {"jaeger-otlp", 4318}, {"jaeger-otlp-grpc", 4317}, {"jaeger-health", 13133}, {"jaeger-metrics", 8888},
+	{"payment-1", 3001}, {"payment-2", 3011},
+	{"deployment-1", 3002}, {"deployment-2", 3012},
+	{"prometheus", 9090}, {"alertmanager", 9093}, {"alertmanager-cluster", 9094},
+	{"sink", 9095}, {"nats-exporter", 7777},
+}
+
+// Ports returns the port of each name the stack uses under cfg.
+func (cfg *Config) Ports() map[string]int {
+	m := make(map[string]int, len(defaultPorts))
+	for i, p := range defaultPorts {
+		if cfg.PortBase != 0 {
+			m[p.name] = cfg.PortBase + i
+		} else {
+			m[p.name] = p.port
+		}
+	}
+	return m
+}
+
+// Component is one process of the stack.
+type Component struct {
+	Name string
+	// URL is where a person looks at it, empty if nowhere.
+	URL string
+	// Bin and Args start it; Env is added to the stack's environment.
+	Bin  string
+	Args []string
+	Env  []string
+	// Healthy reports whether it is up and serving.
+	Healthy func(ctx context.Context) error
+	// Dirs are created before it starts.
+	Dirs []string
+	// Files are written before it starts: path to contents.
+	Files map[string]string
+	// Group, if set, names components that start together and are waited
+	// for together: the nodes of a cluster, none healthy alone.
+	Group string
+}
+
+// Components returns the stack's processes in the order they start.
+func (cfg *Config) Components() []Component {
+	p := cfg.Ports()
+	data := func(name string) string { return filepath.Join(cfg.Dir, "data", name) }
+	loop := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+	url := func(port int) string { return "http://" + loop(port) }
+
+	var cs []Component
+	var natsURLs []string
+	for i := 1; i <= 3; i++ {
+		n := "nats-" + strconv.Itoa(i)
+		natsURLs = append(natsURLs, "nats://"+loop(p[n]))
+		var routes []string
+		for j := 1; j <= 3; j++ {
+			routes = append(routes, "nats-route://"+loop(p["nats-"+strconv.Itoa(j)+"-cluster"]))
+		}
+		conf := filepath.Join(data(n), "nats.conf")
+		cs = append(cs, Component{
+			Name: n, URL: url(p[n+"-monitor"]), Group: "nats",
+			Bin:   "nats-server",
+			Args:  []string{"-c", conf},
+			Dirs:  []string{data(n)},
+			Files: map[string]string{conf: natsConf(n, loop(p[n]), loop(p[n+"-cluster"]), loop(p[n+"-monitor"]), filepath.Join(data(n), "js"), routes)},
+			// /healthz answers 200 once JetStream is up and the cluster has
+			// a meta leader: streams can be created.
+			Healthy: httpOK(url(p[n+"-monitor"]) + "/healthz"),
+		})
+	}
+	cs = append(cs, Component{
+		Name: "redis", URL: "redis://" + loop(p["redis"]),
+		Bin: "redis-server",
+		Args: []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(p["redis"]), "--dir", data("redis"),
+			"--appendonly", "yes", "--maxmemory", "256mb", "--maxmemory-policy", "volatile-lru", "--save", ""},
+		Dirs:    []string{data("redis")},
+		Healthy: redisPing(loop(p["redis"])),
+	})
+	jaegerConf := filepath.Join(data("jaeger"), "jaeger.yaml")
+	cs = append(cs, Component{
+		Name: "jaeger", URL: url(p["jaeger-ui"]),
+		Bin:     filepath.Join(cfg.Bin, "jaeger"),
+		Args:    []string{"--config", jaegerConf},
+		Dirs:    []string{data("jaeger")},
+		Files:   map[string]string{jaegerConf: jaegerYAML(loop(p["jaeger-ui"]), loop(p["jaeger-otlp"]), loop(p["jaeger-otlp-grpc"]), loop(p["jaeger-health"]), loop(p["jaeger-metrics"]))},
+		Healthy: httpOK(url(p["jaeger-health"]) + "/status"),
+	})
+	cs = append(cs, Component{
+		Name: "sink", URL: url(p["sink"]),
+		Bin:     cfg.Self,
+		Args:    []string{"sink", "-addr", loop(p["sink"])},
+		Healthy: httpOK(url(p["sink"]) + "/healthz"),
+	})
+	common := []string{
+		"NATS_URL=" + strings.Join(natsURLs, ","),
+		"NATS_REPLICAS=3",
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + url(p["jaeger-otlp"]),
+		"ALERTMANAGER_URL=" + url(p["alertmanager"]),
+		"LOG_LEVEL=info",
+	}
+	for _, svc := range []string{"payment", "deployment"} {
+		for i := 1; i <= 2; i++ {
+			n := svc + "-" + strconv.Itoa(i)
+			env := append([]string{"ADDR=" + loop(p[n]), "DATA_DIR=" + data(n), "INSTANCE=" + n}, common...)
+			if svc == "payment" {
+				env = append(env, "REDIS_URL=redis://"+loop(p["redis"])+"/0")
+			} else {
+				env = append(env, "FLEET=sim", "DEMO=true")
+			}
+			cs = append(cs, Component{
+				Name: n, URL: url(p[n]) + "/board",
+				Bin:     filepath.Join(cfg.Bin, svc),
+				Env:     env,
+				Dirs:    []string{data(n)},
+				Healthy: httpOK(url(p[n]) + "/readyz"),
+			})
+		}
+	}
+	var monitors []string
+	for i := 1; i <= 3; i++ {
+		monitors = append(monitors, "nats-"+strconv.Itoa(i)+"="+url(p["nats-"+strconv.Itoa(i)+"-monitor"]))
+	}
+	cs = append(cs, Component{
+		Name: "nats-exporter", URL: url(p["nats-exporter"]) + "/metrics",
+		Bin:     cfg.Self,
+		Args:    append([]string{"nats-exporter", "-addr", loop(p["nats-exporter"])}, monitors...),
+		Healthy: httpOK(url(p["nats-exporter"]) + "/healthz"),
+	})
+	amConf := filepath.Join(data("alertmanager"), "alertmanager.yml")
+	cs = append(cs, Component{
+		Name: "alertmanager", URL: url(p["alertmanager"]),
+		Bin: "prometheus-alertmanager",
+		Args: []string{"--config.file=" + amConf, "--storage.path=" + data("alertmanager"),
+			"--web.listen-address=" + loop(p["alertmanager"]), "--cluster.listen-address=" + loop(p["alertmanager-cluster"])},
+		Dirs:    []string{data("alertmanager")},
+		Files:   map[string]string{amConf: "<alertmanager>"},
+		Healthy: httpOK(url(p["alertmanager"]) + "/-/ready"),
+	})
+	promConf := filepath.Join(data("prometheus"), "prometheus.yml")
+	cs = append(cs, Component{
+		Name: "prometheus", URL: url(p["prometheus"]),
+		Bin: "prometheus",
+		Args: []string{"--config.file=" + promConf, "--storage.tsdb.path=" + filepath.Join(data("prometheus"), "tsdb"),
+			"--web.listen-address=" + loop(p["prometheus"]), "--storage.tsdb.retention.time=7d", "--web.enable-lifecycle"},
+		Dirs:    []string{data("prometheus")},
+		Files:   map[string]string{promConf: cfg.prometheusYAML(p)},
+		Healthy: httpOK(url(p["prometheus"]) + "/-/ready"),
+	})
+	return cs
+}
+
+// natsConf is one cluster node's configuration.
+func natsConf(name, client, cluster, monitor, store string, routes []string) string {
+	return fmt.Sprintf(`# Written by the local stack: node %[1]s of a three-node JetStream cluster.
+server_name: %[1]s
+listen: %[2]s
+http: %[4]s
+jetstream {
+  store_dir: %[5]q
+  max_file_store: 8GB
+  max_memory_store: 256MB
+}
+cluster {
+  name: taikit
+  listen: %[3]s
+  routes: [
+    %[6]s
+  ]
+}
+`, name, client, cluster, monitor, store, strings.Join(routes, "\n    "))
+}
+
+// jaegerYAML is Jaeger's configuration: OTLP in, traces kept in memory,
+// the UI and the health check on the stack's ports.
+func jaegerYAML(ui, otlpHTTP, otlpGRPC, health, metrics string) string {
+	return fmt.Sprintf(`# Written by the local stack: Jaeger keeps the services' traces in memory.
+service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: %[5]q
+                port: %[6]s
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: %[4]s
+  jaeger_query:
+    storage:
+      traces: memstore
+    http:
+      endpoint: %[1]s
+    grpc:
+      endpoint: 127.0.0.1:0
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 100000
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %[3]s
+      http:
+        endpoint: %[2]s
+processors:
+  batch:
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+`, ui, otlpHTTP, otlpGRPC, health, hostOf(metrics), portOf(metrics))
+}
+
+func hostOf(hostport string) string { h, _, _ := net.SplitHostPort(hostport); return h }
+func portOf(hostport string) string { _, p, _ := net.SplitHostPort(hostport); return p }
+
+// prometheusYAML is deploy/prometheus/prometheus.yml with the stack's
+// loopback targets: the same jobs, the same rules.
+func (cfg *Config) prometheusYAML(p map[string]int) string {
+	loop := func(name string) string { return strconv.Quote("127.0.0.1:" + strconv.Itoa(p[name])) }
+	return fmt.Sprintf(`# Written by the local stack from deploy/prometheus/prometheus.yml.
+global:
+  scrape_interval: 15s
+  evaluation_interval: 15s
+  external_labels:
+    stack: taikit-local
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: [%[1]s]
+rule_files:
+  - %[2]q
+scrape_configs:
+  - job_name: payment
+    static_configs:
+      - targets: [%[3]s, %[4]s]
+  - job_name: deployment
+    static_configs:
+      - targets: [%[5]s, %[6]s]
+  - job_name: nats
+    static_configs:
+      - targets: [%[7]s]
+  - job_name: alertmanager
+    static_configs:
+      - targets: [%[1]s]
+  - job_name: jaeger
+    static_configs:
+      - targets: [%[9]s]
+  - job_name: prometheus
+    static_configs:
+      - targets: [%[8]s]
+`, loop("alertmanager"), filepath.Join(cfg.Repo, "deploy", "prometheus", "rules", "*.yml"),
+		loop("payment-1"), loop("payment-2"), loop("deployment-1"), loop("deployment-2"),
+		loop("nats-exporter"), loop("prometheus"), loop("jaeger-metrics"))
+}
+
+// alertmanagerYAML is deploy/alertmanager/alertmanager.yml with the
+// webhooks pointed at the stack's sink.
+func (cfg *Config) alertmanagerYAML(sink string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(cfg.Repo, "deploy", "alertmanager", "alertmanager.yml"))
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	if !strings.Contains(s, "http://alert-sink:8080/") {
+		return "", errors.New("stack: deploy/alertmanager/alertmanager.yml no longer sends to http://alert-sink:8080/")
+	}
+	return "# Written by the local stack from deploy/alertmanager/alertmanager.yml.\n" +
+		strings.ReplaceAll(s, "http://alert-sink:8080/", "http://"+sink+"/"), nil
+}
+
+func (cfg *Config) check() error {
+	switch {
+	case cfg.Dir == "":
+		return errors.New("stack: Config.Dir is empty")
+	case cfg.Repo == "":
+		return errors.New("stack: Config.Repo is empty")
+	case cfg.Bin == "":
+		return errors.New("stack: Config.Bin is empty")
+	case cfg.Self == "":
+		return errors.New("stack: Config.Self is empty")
+	case cfg.PortBase < 0 || cfg.PortBase+len(defaultPorts) > 65535:
+		return fmt.Errorf("stack: PortBase %d leaves no room for %d ports", cfg.PortBase, len(defaultPorts))
+	}
+	return nil
+}
+
+func (cfg *Config) out() io.Writer {
+	if cfg.Out == nil {
+		return io.Discard
+	}
+	return cfg.Out
+}
+
+// Missing returns the binaries the stack needs that are not there, each
+// with how to get it.
+func (cfg *Config) Missing() []string {
+	var miss []string
+	hints := map[string]string{
+		"nats-server":             "apt-get install nats-server",
+		"redis-server":            "apt-get install redis-server",
+		"prometheus":              "apt-get install prometheus",
+		"prometheus-alertmanager": "apt-get install prometheus-alertmanager",
+	}
+	seen := map[string]bool{}
+	for _, c := range cfg.Components() {
+		if seen[c.Bin] {
+			continue
+		}
+		seen[c.Bin] = true
+		if _, err := exec.LookPath(c.Bin); err != nil {
+			hint := hints[c.Bin]
+			if hint == "" {
+				hint = "deploy/local/install builds it"
+			}
+			miss = append(miss, c.Bin+" ("+hint+")")
+		}
+	}
+	return miss
+}
+
+// Up starts every component that is not running, in order, each after
+// the ones before it are healthy. A component that does not become
+// healthy stops Up with its error and the end of its log; what started
+// keeps running (Down stops it).
+func Up(ctx context.Context, cfg Config) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	if miss := cfg.Missing(); len(miss) > 0 {
+		return fmt.Errorf("stack: missing binaries: %s", strings.Join(miss, "; "))
+	}
+	for _, d := range []string{"logs", "pids", "data"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
+	}
+	wait := cfg.Wait
+	if wait == 0 {
+		wait = 60 * time.Second
+	}
+	sink := "127.0.0.1:" + strconv.Itoa(cfg.Ports()["sink"])
+	cs := cfg.Components()
+	for i := 0; i < len(cs); {
+		// A group starts together and is waited for together.
+		j := i + 1
+		for cs[i].Group != "" && j < len(cs) && cs[j].Group == cs[i].Group {
+			j++
+		}
+		pids := map[string]int{}
+		for _, c := range cs[i:j] {
+			if pid, ok := cfg.running(c); ok {
+				fmt.Fprintf(cfg.out(), "%-14s already running (pid %d)\n", c.Name, pid)
+				continue
+			}
+			pid, err := cfg.prepareAndStart(c, sink)
+			if err != nil {
+				return err
+			}
+			pids[c.Name] = pid
+			fmt.Fprintf(cfg.out(), "%-14s started (pid %d)\n", c.Name, pid)
+		}
+		for _, c := range cs[i:j] {
+			pid, ok := pids[c.Name]
+			if !ok {
+				continue
+			}
+			if err := waitHealthy(ctx, c, wait, func() bool { return alive(pid) }); err != nil {
+				return fmt.Errorf("stack: %s is not healthy: %w\n%s", c.Name, err, tailFile(cfg.logPath(c.Name), 20))
+			}
+		}
+		i = j
+	}
+	return nil
+}
+
+// prepareAndStart makes c's directories, writes its files and starts it.
+func (cfg *Config) prepareAndStart(c Component, sink string) (int, error) {
+	for _, d := range c.Dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return 0, fmt.Errorf("stack: %s: %w", c.Name, err)
+		}
+	}
+	for path, body := range c.Files {
+		if body == "<alertmanager>" {
+			var err error
+			if body, err = cfg.alertmanagerYAML(sink); err != nil {
+				return 0, err
+			}
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			return 0, fmt.Errorf("stack: %s: %w", c.Name, err)
+		}
+	}
+	return cfg.start(c)
+}
+
+func (cfg *Config) logPath(name string) string { return filepath.Join(cfg.Dir, "logs", name+".log") }
+func (cfg *Config) pidPath(name string) string { return filepath.Join(cfg.Dir, "pids", name+".pid") }
+
+// start starts c in its own session, its output appended to its log, and
+// writes its PID file.
+func (cfg *Config) start(c Component) (int, error) {
+	bin, err := exec.LookPath(c.Bin)
+	if err != nil {
+		return 0, fmt.Errorf("stack: %s: %w", c.Name, err)
+	}
+	// The PID file names the file the process runs, symbolic links
+	// resolved, as /proc/PID/exe shows it (Debian's redis-server is a
+	// link to redis-check-rdb).
+	// It is started by its own name: redis-server is redis-server only
+	// when argv[0] says so.
+	real, err := filepath.Abs(bin)
+	if err == nil {
+		real, err = filepath.EvalSymlinks(real)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stack: %s: %w", c.Name, err)
+	}
+	log, err := os.OpenFile(cfg.logPath(c.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("stack: %s: %w", c.Name, err)
+	}
+	defer log.Close()
+	cmd := exec.Command(bin, c.Args...)
+	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Dir = cfg.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("stack: starting %s: %w", c.Name, err)
+	}
+	pid := cmd.Process.Pid
+	// The stack does not wait for its processes: each outlives Up. Release
+	// lets the runtime forget it; Down finds it again by its PID file.
+	_ = cmd.Process.Release()
+	if err := os.WriteFile(cfg.pidPath(c.Name), []byte(strconv.Itoa(pid)+" "+real+"\n"), 0o644); err != nil {
+		return pid, fmt.Errorf("stack: %s: %w", c.Name, err)
+	}
+	return pid, nil
+}
+
+// running returns the PID of c when its PID file names a process that
+// still runs c's binary.
+func (cfg *Config) running(c Component) (int, bool) {
+	b, err := os.ReadFile(cfg.pidPath(c.Name))
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	exe, err := os.Readlink("/proc/" + f[0] + "/exe")
+	if err != nil {
+		return 0, false
+	}
+	// A binary replaced since (a rebuild) shows as "path (deleted)".
+	if strings.TrimSuffix(exe, " (deleted)") != f[1] {
+		return 0, false
+	}
+	return pid, alive(pid)
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+func waitHealthy(ctx context.Context, c Component, wait time.Duration, up func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var last error
+	for {
+		if !up() {
+			return errors.New("the process exited")
+		}
+		hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
+		last = c.Healthy(hctx)
+		hcancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("after %v: %w", wait, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Down stops every process of the stack that its PID files name, in the
+// reverse of the starting order, and removes the PID files. It returns
+// the names it stopped.
+func Down(cfg Config) ([]string, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	grace := cfg.Grace
+	if grace == 0 {
+		grace = 30 * time.Second
+	}
+	cs := cfg.Components()
+	var stopped []string
+	var errs []error
+	for i := len(cs) - 1; i >= 0; i-- {
+		c := cs[i]
+		pid, ok := cfg.running(c)
+		if ok {
+			if err := stop(pid, grace); err != nil {
+				errs = append(errs, fmt.Errorf("stack: stopping %s (pid %d): %w", c.Name, pid, err))
+				continue
+			}
+			stopped = append(stopped, c.Name)
+			fmt.Fprintf(cfg.out(), "%-14s stopped (pid %d)\n", c.Name, pid)
+		}
+		if err := os.Remove(cfg.pidPath(c.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return stopped, errors.Join(errs...)
+}
+
+// stop sends SIGTERM to pid and waits for it to end, then SIGKILL.
+func stop(pid int, grace time.Duration) error {
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	deadline := time.Now().Add(grace)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return err
+			}
+			deadline = time.Now().Add(10 * time.Second)
+			for alive(pid) {
+				if time.Now().After(deadline) {
+					return errors.New("still running after SIGKILL")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+// State is one component's line of Status.
+type State struct {
+	Name    string
+	PID     int // 0 when not running
+	Healthy bool
+	Problem string // why not healthy
+	URL     string
+}
+
+// Status reports each component: running or not, healthy or why not, and
+// its URL.
+func Status(ctx context.Context, cfg Config) ([]State, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	var out []State
+	for _, c := range cfg.Components() {
+		st := State{Name: c.Name, URL: c.URL}
+		if pid, ok := cfg.running(c); ok {
+			st.PID = pid
+			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			if err := c.Healthy(hctx); err != nil {
+				st.Problem = err.Error()
+			} else {
+				st.Healthy = true
+			}
+			cancel()
+		} else {
+			st.Problem = "not running"
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// WriteStatus prints states as a table.
+func WriteStatus(w io.Writer, states []State) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "COMPONENT\tPID\tHEALTH\tURL")
+	for _, s := range states {
+		health, pid := "healthy", "-"
+		if !s.Healthy {
+			health = s.Problem
+		}
+		if s.PID != 0 {
+			pid = strconv.Itoa(s.PID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, pid, health, s.URL)
+	}
+	return tw.Flush()
+}
+
+// Logs writes the last n lines of each component's log, each line
+// prefixed with the component's name.
+func Logs(cfg Config, w io.Writer, n int) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	for _, c := range cfg.Components() {
+		t := tailFile(cfg.logPath(c.Name), n)
+		if t == "" {
+			continue
+		}
+		sc := bufio.NewScanner(strings.NewReader(t))
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if _, err := fmt.Fprintf(w, "%-14s | %s\n", c.Name, sc.Text()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// tailFile returns the last n lines of a file, empty when it cannot be
+// read.
+func tailFile(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const window = 256 << 10
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(st.Size()-window, 0)
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// httpOK is a health check: a GET of url answers 2xx.
+func httpOK(url string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("%s: %s %s", url, resp.Status, strings.TrimSpace(string(body)))
+		}
+		return nil
+	}
+}
+
+// redisPing is a health check: PING answers +PONG.
+func redisPing(addr string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if dl, ok := ctx.Deadline(); ok {
+			_ = c.SetDeadline(dl)
+		}
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return err
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(line) != "+PONG" {
+			return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+		}
+		return nil
+	}
+}

@@ -1,0 +1,223 @@
+package stack_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/deploy/check/stack"
+)
+
+// repoRoot is the repository's root, two levels up from this package.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	require.NoError(t, err)
+	return root
+}
+
+// need returns the path of bin, or skips the test when it is missing,
+// unless TAIKIT_REQUIRE_SERVERS=1, when it fails.
+func need(t *testing.T, bin string) string {
+	t.Helper()
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		if os.Getenv("TAIKIT_REQUIRE_SERVERS") == "1" {
+			t.Fatalf("%s is required (TAIKIT_REQUIRE_SERVERS=1) but not found: %v", bin, err)
+		}
+		t.Skipf("%s not found; install it (deploy/local/install) to run this test", bin)
+	}
+	return p
+}
+
+func testConfig(t *testing.T) stack.Config {
+	return stack.Config{Dir: t.TempDir(), Repo: repoRoot(t), Bin: t.TempDir(), Self: "/bin/true", PortBase: 20000}
+}
+
+func TestConfigValidates(t *testing.T) {
+	ctx := context.Background()
+	for name, cfg := range map[string]stack.Config{
+		"no dir":    {Repo: "r", Bin: "b", Self: "s"},
+		"no repo":   {Dir: "d", Bin: "b", Self: "s"},
+		"no bin":    {Dir: "d", Repo: "r", Self: "s"},
+		"no self":   {Dir: "d", Repo: "r", Bin: "b"},
+		"bad ports": {Dir: "d", Repo: "r", Bin: "b", Self: "s", PortBase: 65530},
+	} {
+		assert.Error(t, stack.Up(ctx, cfg), name)
+		_, err := stack.Down(cfg)
+		assert.Error(t, err, name)
+		_, err = stack.Status(ctx, cfg)
+		assert.Error(t, err, name)
+	}
+}
+
+func TestPortsAreDistinct(t *testing.T) {
+	for _, base := range []int{0, 20000} {
+		cfg := stack.Config{PortBase: base}
+		seen := map[int]string{}
+		for name, p := range cfg.Ports() {
+			require.NotContains(t, seen, p, "%s and %s share port %d", name, seen[p], p)
+			seen[p] = name
+		}
+	}
+	cfg := stack.Config{}
+	assert.Equal(t, 3001, cfg.Ports()["payment-1"], "the services keep compose.yaml's ports")
+	assert.Equal(t, 4222, cfg.Ports()["nats-1"])
+}
+
+func TestUpNamesWhatIsMissing(t *testing.T) {
+	cfg := testConfig(t)
+	err := stack.Up(context.Background(), cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), filepath.Join(cfg.Bin, "jaeger")+" (deploy/local/install builds it)")
+	assert.Contains(t, err.Error(), filepath.Join(cfg.Bin, "payment"))
+	entries, _ := os.ReadDir(cfg.Dir)
+	assert.Empty(t, entries, "nothing started, nothing written")
+}
+
+// TestConfigsPassTheirTools writes every configuration the stack would and
+// has each checked by its own program: promtool, amtool, nats-server.
+func TestConfigsPassTheirTools(t *testing.T) {
+	cfg := testConfig(t)
+	files := map[string]string{}
+	for _, c := range cfg.Components() {
+		for path, body := range c.Files {
+			files[c.Name] = path
+			require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+			if body == "<alertmanager>" {
+				continue // written below, as Up writes it
+			}
+			require.NoError(t, os.WriteFile(path, []byte(body), 0o644))
+		}
+	}
+	t.Run("prometheus", func(t *testing.T) {
+		promtool := need(t, "promtool")
+		out, err := exec.Command(promtool, "check", "config", files["prometheus"]).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), "2 rule files found", "the services' rule files are loaded")
+	})
+	t.Run("alertmanager", func(t *testing.T) {
+		amtool := need(t, "amtool")
+		body, err := stack.AlertmanagerYAML(&cfg)
+		require.NoError(t, err)
+		assert.Contains(t, body, "http://127.0.0.1:"+strconv.Itoa(cfg.Ports()["sink"])+"/page")
+		assert.NotContains(t, body, "alert-sink:8080")
+		require.NoError(t, os.WriteFile(files["alertmanager"], []byte(body), 0o644))
+		out, err := exec.Command(amtool, "check-config", files["alertmanager"]).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	})
+	t.Run("nats", func(t *testing.T) {
+		nats := need(t, "nats-server")
+		for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
+			out, err := exec.Command(nats, "-t", "-c", files[n]).CombinedOutput()
+			require.NoError(t, err, "%s: %s", n, out)
+		}
+	})
+}
+
+func TestSink(t *testing.T) {
+	var logs bytes.Buffer
+	srv := httptest.NewServer(stack.SinkHandler(slog.New(slog.NewTextHandler(&logs, nil))))
+	defer srv.Close()
+	body := `{"status":"firing","alerts":[{"status":"firing","labels":{"alertname":"PaymentErrorRate","severity":"page"}}]}`
+	resp, err := http.Post(srv.URL+"/page", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+
+	resp, err = http.Post(srv.URL+"/ticket", "application/json", strings.NewReader("not json"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	resp, err = http.Get(srv.URL + "/notifications")
+	require.NoError(t, err)
+	var got []stack.Notification
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	resp.Body.Close()
+	require.Len(t, got, 1)
+	assert.Equal(t, "page", got[0].Receiver)
+	assert.Equal(t, []string{"PaymentErrorRate (firing, severity page)"}, got[0].Alerts)
+	assert.Contains(t, logs.String(), "PaymentErrorRate")
+}
+
+// TestNATSExporter reads a real nats-server's monitoring endpoints and
+// checks the output with promtool check metrics.
+func TestNATSExporter(t *testing.T) {
+	natsBin := need(t, "nats-server")
+	promtool := need(t, "promtool")
+	port, monitor := freePort(t), freePort(t)
+	cmd := exec.Command(natsBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", strconv.Itoa(monitor), "-js", "-sd", t.TempDir(), "-n", "solo")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	base := "http://127.0.0.1:" + strconv.Itoa(monitor)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 50*time.Millisecond)
+
+	// A node that does not answer: up 0, nothing else.
+	srv := httptest.NewServer(stack.NATSExporter(map[string]string{"solo": base, "gone": "http://127.0.0.1:1"}, &http.Client{Timeout: 2 * time.Second}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	out := string(b)
+	assert.Contains(t, out, `nats_server_up{nats_server="solo"} 1`)
+	assert.Contains(t, out, `nats_server_up{nats_server="gone"} 0`)
+	assert.Contains(t, out, `gnatsd_healthz_status{nats_server="solo"} 1`)
+	assert.Contains(t, out, `gnatsd_varz_connections{nats_server="solo"} 0`)
+	assert.NotContains(t, out, `gnatsd_varz_connections{nats_server="gone"}`)
+
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = bytes.NewReader(b)
+	res, err := check.CombinedOutput()
+	require.NoError(t, err, "promtool check metrics: %s", res)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestDownLeavesAReusedPIDAlone: a PID file whose process now runs another
+// binary is not signalled.
+func TestDownLeavesAReusedPIDAlone(t *testing.T) {
+	cfg := testConfig(t)
+	other := exec.Command("sleep", "60")
+	require.NoError(t, other.Start())
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, "pids"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(cfg.Dir, "pids", "redis.pid"),
+		[]byte(strconv.Itoa(other.Process.Pid)+" /usr/bin/redis-server\n"), 0o644))
+	stopped, err := stack.Down(cfg)
+	require.NoError(t, err)
+	assert.Empty(t, stopped)
+	assert.NoError(t, other.Process.Signal(syscall.Signal(0)), "the other process still runs")
+	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "redis.pid"), "the stale PID file is gone")
+}

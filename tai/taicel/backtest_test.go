@@ -1,0 +1,562 @@
+package taicel_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+// genSignal is one payment of a generated stream and the state the
+// store returns for it.
+type genSignal struct {
+	sig tai.Signal[Payment]
+	st  state
+}
+
+// stream returns n payments: amounts over 0..25000, attempts over 0..8,
+// spending so far, a blacklisted country now and then.
+func stream(n int) []genSignal {
+	out := make([]genSignal, n)
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range out {
+		p := Payment{CustomerID: fmt.Sprintf("cust_%d", i%40+10), MerchantID: "merc_2", Country: "DE", Currency: "EUR",
+			Amount: float64((i*7919)%25000) + 0.25*float64(i%4)}
+		if i%97 == 5 {
+			p.Country = "KP"
+		}
+		out[i] = genSignal{
+			sig: tai.Signal[Payment]{ID: fmt.Sprintf("pay-%d", i), Kind: "payment", Key: p.CustomerID, Time: base.Add(time.Duration(i) * time.Second), Payload: p},
+			st:  state{attempts: int64(i * 31 % 9), spentToday: float64(i%13) * 400},
+		}
+	}
+	return out
+}
+
+// expected is the fraud rules of testdata/fraud.yaml worked out by hand,
+// with the amount rule's two limits as parameters.
+type expected struct {
+	verdict   tai.Verdict
+	score     float64
+	blacklist bool
+	amount    float64 // the amount rule's contribution
+}
+
+func judgeByHand(g genSignal, high, mid float64) expected {
+	p, st := g.sig.Payload, g.st
+	if p.Country == "KP" || p.Country == "IR" || p.CustomerID == "cust_9" || p.MerchantID == "merc_1" {
+		return expected{verdict: tai.Deny, blacklist: true}
+	}
+	var e expected
+	switch a := p.Amount; {
+	case a > high:
+		e.amount = 0.6
+	case a > mid:
+		e.amount = 0.3
+	case a > 4000:
+		e.amount = 0.15
+	}
+	score := e.amount
+	if st.attempts > 5 {
+		score += 0.6
+	}
+	if st.spentToday+p.Amount > 5000 {
+		score += 0.1
+	}
+	e.score = min(score, 1)
+	switch {
+	case e.score >= 0.5:
+		e.verdict = tai.Deny
+	case e.score >= 0.3:
+		e.verdict = tai.Review
+	default:
+		e.verdict = tai.Allow
+	}
+	return e
+}
+
+// lowered is the fraud rules with the amount limits halved.
+func lowered(s string) string {
+	s = strings.Replace(s, "20000.0 ? 1.0", "10000.0 ? 1.0", 1)
+	return strings.Replace(s, "5000.0 ? 0.5", "2500.0 ? 0.5", 1)
+}
+
+// writeTrail runs the stream through a real pipeline judging with the
+// fraud rules (inputs recorded) into a kaizen.Audit, and adds what a
+// backtest must leave alone: a reload record of the rule file, decisions
+// of the same policy without inputs, decisions of another policy and
+// kind. It returns the trail.
+func writeTrail(t testing.TB, gs []genSignal) []byte {
+	t.Helper()
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	states := make(map[string]state, len(gs))
+	for _, g := range gs {
+		states[g.sig.ID] = g.st
+	}
+	opts := fraudOptions()
+	opts.Lookup = func(_ context.Context, s tai.Signal[Payment]) (map[string]any, error) {
+		st := states[s.ID]
+		return map[string]any{"attempts": st.attempts, "spent_today": st.spentToday, "moved_km": st.movedKm, "speed_kmh": st.speedKmh}, nil
+	}
+	opts.RecordInputs = true
+	env, err := taicel.NewEnv(opts)
+	require.NoError(t, err)
+	l, err := taicel.NewLoader(env, "testdata/fraud.yaml", taicel.LoaderOptions{Interval: -1, Observer: audit})
+	require.NoError(t, err)
+	charge := tai.ActionFunc[Payment, string](func(context.Context, tai.Signal[Payment]) (string, error) { return "charged", nil })
+	p, err := tai.New[Payment, string](l, charge, tai.WithObservers(audit))
+	require.NoError(t, err)
+	for _, g := range gs {
+		_, err := p.Process(t.Context(), g.sig)
+		var denied *tai.DeniedError
+		if err != nil && !errors.As(err, &denied) {
+			require.NoError(t, err)
+		}
+	}
+
+	plain := fraudSet(t) // the same policy, no inputs
+	p2, err := tai.New[Payment, string](plain, charge, tai.WithObservers(audit))
+	require.NoError(t, err)
+	other, err := env.Compile(&taicel.Spec{Version: "1", Name: "refunds", Rules: []taicel.Rule{{Name: "r", Weight: 1, Expr: "payload.Amount > 1.0"}}})
+	require.NoError(t, err)
+	p3, err := tai.New[Payment, string](other, charge, tai.WithObservers(audit))
+	require.NoError(t, err)
+	for i := range 3 {
+		_, _ = p2.Process(t.Context(), tai.Signal[Payment]{ID: fmt.Sprintf("plain-%d", i), Kind: "payment", Payload: Payment{Amount: 10}})
+		_, _ = p3.Process(t.Context(), tai.Signal[Payment]{ID: fmt.Sprintf("refund-%d", i), Kind: "refund", Payload: Payment{Amount: 10}})
+	}
+	require.NoError(t, l.Shutdown(t.Context()))
+	require.NoError(t, audit.Shutdown(t.Context()))
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(trail.Bytes())))
+	return trail.Bytes()
+}
+
+func candidateSet(t testing.TB, edit func(string) string) *taicel.Set[Payment] {
+	t.Helper()
+	env, err := taicel.NewEnv(fraudOptions())
+	require.NoError(t, err)
+	return compileFraud(t, env, edit)
+}
+
+func TestBacktestSameSet(t *testing.T) {
+	gs := stream(500)
+	trail := writeTrail(t, gs)
+	rep, err := taicel.Backtest(candidateSet(t, nil), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
+	require.NoError(t, err)
+	assert.Equal(t, 500+1+3+3, rep.Read)
+	assert.Equal(t, 500, rep.Replayed)
+	assert.Equal(t, 3, rep.Skipped)
+	assert.Equal(t, 4, rep.Filtered, "a reload record and three refunds")
+	assert.Zero(t, rep.Errors)
+	assert.Zero(t, rep.Changed)
+	assert.Zero(t, rep.ScoreChanged)
+	assert.Empty(t, rep.Flips)
+	assert.Empty(t, rep.Rules)
+	assert.Nil(t, rep.Labels)
+	assert.Equal(t, "fraud", rep.Candidate)
+	assert.Equal(t, "fraud", rep.Policy)
+
+	// Any policy: the refunds' decisions are replayed too, and differ.
+	rep, err = taicel.Backtest(candidateSet(t, nil), bytes.NewReader(trail), taicel.BacktestOptions{Policy: "*"})
+	require.NoError(t, err)
+	assert.Equal(t, 503, rep.Replayed)
+	assert.Equal(t, 1, rep.Filtered)
+	// Only one kind.
+	rep, err = taicel.Backtest(candidateSet(t, nil), bytes.NewReader(trail), taicel.BacktestOptions{Policy: "*", Kind: "refund"})
+	require.NoError(t, err)
+	assert.Equal(t, 3, rep.Replayed)
+	assert.Equal(t, 3, rep.Changed, "refunds denied, the fraud rules allow them")
+}
+
+func TestBacktestLoweredLimits(t *testing.T) {
+	gs := stream(2000)
+	trail := writeTrail(t, gs)
+
+	// What the candidate must find, worked out without taicel.
+	type flipKey struct{ from, to tai.Verdict }
+	wantFlips := map[flipKey]int{}
+	wantAmounts := map[flipKey]float64{}
+	var wantChanged, wantScoreChanged, amountOnlyNew, amountDifferent int
+	var firstFlipped, flipped []string
+	for _, g := range gs {
+		old, cand := judgeByHand(g, 20000, 5000), judgeByHand(g, 10000, 2500)
+		if old.verdict == cand.verdict {
+			if old.score != cand.score {
+				wantScoreChanged++
+			}
+			continue
+		}
+		wantChanged++
+		flipped = append(flipped, g.sig.ID)
+		k := flipKey{old.verdict, cand.verdict}
+		wantFlips[k]++
+		wantAmounts[k] += g.sig.Payload.Amount
+		if k == (flipKey{tai.Allow, tai.Deny}) && len(firstFlipped) < 3 {
+			firstFlipped = append(firstFlipped, g.sig.ID)
+		}
+		switch {
+		case old.amount == 0 && cand.amount > 0:
+			amountOnlyNew++
+		case old.amount != cand.amount:
+			amountDifferent++
+		}
+	}
+	require.NotZero(t, wantChanged)
+
+	rep, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount", Examples: 3})
+	require.NoError(t, err)
+	assert.Equal(t, 2000, rep.Replayed)
+	assert.Equal(t, wantChanged, rep.Changed)
+	assert.Equal(t, wantScoreChanged, rep.ScoreChanged)
+	got := map[flipKey]int{}
+	for _, f := range rep.Flips {
+		k := flipKey{f.From, f.To}
+		got[k] = f.Count
+		assert.InDelta(t, wantAmounts[k], f.Amount, 1e-6, "%v", k)
+		assert.LessOrEqual(t, len(f.Examples), 3)
+		assert.Less(t, f.From, f.To, "lower limits only raise verdicts")
+	}
+	assert.Equal(t, wantFlips, got)
+	for _, f := range rep.Flips {
+		if f.From == tai.Allow && f.To == tai.Deny {
+			var ids []string
+			for _, ex := range f.Examples {
+				ids = append(ids, ex.ID)
+				assert.NotEqual(t, ex.OldScore, ex.NewScore)
+				assert.Contains(t, ex.NewReason, "over the limit")
+			}
+			assert.Equal(t, firstFlipped, ids)
+		}
+	}
+	require.Len(t, rep.Rules, 1, "only the amount rule's firing differs")
+	assert.Equal(t, "amount", rep.Rules[0].Rule)
+	assert.Equal(t, amountOnlyNew, rep.Rules[0].OnlyNew)
+	assert.Equal(t, amountDifferent, rep.Rules[0].Different)
+	assert.Zero(t, rep.Rules[0].OnlyOld)
+	var total float64
+	for _, a := range wantAmounts {
+		total += a
+	}
+	assert.InDelta(t, total, rep.Rules[0].OnlyNewAmount+rep.Rules[0].DifferentAmount, 1e-6)
+	t.Logf("%d changed: %v", rep.Changed, got)
+
+	// With room for every example, they are exactly the flips expected.
+	rep, err = taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Examples: 1 << 20})
+	require.NoError(t, err)
+	var ids []string
+	for _, f := range rep.Flips {
+		for _, ex := range f.Examples {
+			ids = append(ids, ex.ID)
+		}
+	}
+	assert.ElementsMatch(t, flipped, ids)
+}
+
+func TestBacktestLabels(t *testing.T) {
+	gs := stream(1000)
+	trail := writeTrail(t, gs)
+	// The truth: fraud was confirmed for many attempts or a large amount.
+	labels := map[string]bool{"pay-never-seen": true, "pay-3": false}
+	for _, g := range gs {
+		if g.st.attempts > 6 || g.sig.Payload.Amount > 15000 {
+			labels[g.sig.ID] = true
+		}
+	}
+	for _, positive := range []tai.Verdict{tai.Deny, tai.Review} {
+		t.Run(positive.String(), func(t *testing.T) {
+			var old, cand taicel.Confusion
+			count := func(c *taicel.Confusion, flagged, pos bool) {
+				switch {
+				case flagged && pos:
+					c.TP++
+				case flagged:
+					c.FP++
+				case pos:
+					c.FN++
+				default:
+					c.TN++
+				}
+			}
+			labelled := 0
+			for _, g := range gs {
+				pos := labels[g.sig.ID]
+				if pos {
+					labelled++
+				}
+				count(&old, judgeByHand(g, 20000, 5000).verdict >= positive, pos)
+				count(&cand, judgeByHand(g, 10000, 2500).verdict >= positive, pos)
+			}
+			rep, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Labels: labels, Positive: positive})
+			require.NoError(t, err)
+			require.NotNil(t, rep.Labels)
+			assert.Equal(t, positive, rep.Labels.Positive)
+			assert.Equal(t, labelled+1, rep.Labels.Labelled)
+			assert.Equal(t, 1, rep.Labels.Unseen)
+			for _, c := range []struct {
+				got  taicel.Confusion
+				want taicel.Confusion
+			}{{rep.Labels.Recorded, old}, {rep.Labels.Candidate, cand}} {
+				assert.Equal(t, [4]int{c.want.TP, c.want.FP, c.want.FN, c.want.TN}, [4]int{c.got.TP, c.got.FP, c.got.FN, c.got.TN})
+				assert.InDelta(t, float64(c.want.TP)/float64(c.want.TP+c.want.FP), c.got.Precision, 1e-12)
+				assert.InDelta(t, float64(c.want.TP)/float64(c.want.TP+c.want.FN), c.got.Recall, 1e-12)
+			}
+			assert.GreaterOrEqual(t, rep.Labels.Candidate.Recall, rep.Labels.Recorded.Recall, "lower limits catch as much or more")
+		})
+	}
+}
+
+func TestBacktestDeterministic(t *testing.T) {
+	trail := writeTrail(t, stream(3000))
+	var reports [][]byte
+	for _, workers := range []int{1, 4, 3} {
+		rep, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{
+			Workers: workers, Amount: "payload.Amount * 1.1", Labels: map[string]bool{"pay-7": true, "pay-70": true}})
+		require.NoError(t, err)
+		b, err := json.Marshal(rep)
+		require.NoError(t, err)
+		reports = append(reports, b)
+	}
+	assert.Equal(t, string(reports[0]), string(reports[1]))
+	assert.Equal(t, string(reports[0]), string(reports[2]))
+}
+
+func TestBacktestMalformedLines(t *testing.T) {
+	trail := writeTrail(t, stream(600))
+	lines := strings.SplitAfter(string(trail), "\n")
+	for _, tc := range []struct {
+		name, bad, want string
+		at              int
+	}{
+		{"not JSON", "{\"id\" 7}\n", "not an audit trail entry: offset 6: want ':'", 421},
+		{"torn", lines[300][:50] + "\n", "not an audit trail entry: ", 301},
+		{"wrong type", `{"id": 7}` + "\n", "not an audit trail entry: id: offset 7: want a string", 2},
+		{"bad verdict", `{"decision": {"verdict": "maybe"}}` + "\n", `not an audit trail entry: decision: verdict: tai: unknown verdict "maybe"`, 599},
+		{"trailing", lines[5][:len(lines[5])-1] + "}\n", "not an audit trail entry: offset", 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			edited := append([]string(nil), lines...)
+			edited[tc.at-1] = tc.bad
+			for _, workers := range []int{1, 2} {
+				rep, err := taicel.Backtest(candidateSet(t, nil), strings.NewReader(strings.Join(edited, "")), taicel.BacktestOptions{Workers: workers})
+				require.Error(t, err)
+				assert.Nil(t, rep)
+				assert.Contains(t, err.Error(), fmt.Sprintf("taicel: backtest: line %d: ", tc.at))
+				assert.Contains(t, err.Error(), tc.want)
+			}
+		})
+	}
+	// The first bad line is named, wherever the workers are.
+	edited := append([]string(nil), lines...)
+	edited[500], edited[20] = "x\n", "y\n"
+	_, err := taicel.Backtest(candidateSet(t, nil), strings.NewReader(strings.Join(edited, "")), taicel.BacktestOptions{Workers: 4})
+	assert.ErrorContains(t, err, "line 21: ")
+
+	// Files are named; blank lines are ignored.
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl")
+	require.NoError(t, os.WriteFile(a, []byte(strings.Join(lines[:100], "")+"\n  \n"), 0o600))
+	require.NoError(t, os.WriteFile(b, []byte(strings.Join(lines[100:], "")+"{"), 0o600))
+	_, err = taicel.BacktestFiles(candidateSet(t, nil), taicel.BacktestOptions{}, a, b)
+	assert.ErrorContains(t, err, "taicel: backtest: "+b+":508: not an audit trail entry")
+	require.NoError(t, os.WriteFile(b, []byte(strings.Join(lines[100:], "")), 0o600))
+	rep, err := taicel.BacktestFiles(candidateSet(t, nil), taicel.BacktestOptions{}, a, b)
+	require.NoError(t, err)
+	assert.Equal(t, 600, rep.Replayed)
+	assert.Equal(t, len(lines)-1, rep.Read) // SplitAfter leaves an empty last element
+	_, err = taicel.BacktestFiles(candidateSet(t, nil), taicel.BacktestOptions{}, a, filepath.Join(dir, "missing.jsonl"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+
+	// A line longer than a backtest reads.
+	_, err = taicel.Backtest(candidateSet(t, nil), strings.NewReader(lines[0]+strings.Repeat("x", 65<<20)), taicel.BacktestOptions{})
+	assert.ErrorContains(t, err, "taicel: backtest: line 2: bufio.Scanner: token too long")
+}
+
+func TestBacktestReplayErrors(t *testing.T) {
+	trail := writeTrail(t, stream(300))
+	// The candidate divides by the attempts, which are sometimes 0, and
+	// reads an inputs object edited to have a field Payment lacks.
+	cand := candidateSet(t, func(s string) string {
+		return s + `  - name: per_attempt
+    weight: 0.1
+    expr: payload.Amount / double(attempts) > 1000.0 && 10 / attempts > 0
+`
+	})
+	lines := strings.SplitAfter(string(trail), "\n")
+	lines[9] = strings.Replace(lines[9], `"payload":{`, `"payload":{"Card":"4242",`, 1)
+	rep, err := taicel.Backtest(cand, strings.NewReader(strings.Join(lines, "")), taicel.BacktestOptions{Examples: 2})
+	require.NoError(t, err)
+	zero := 0
+	for _, g := range stream(300) {
+		// 0/0 is NaN, not over 1000: && stops before the division by zero
+		if g.st.attempts == 0 && g.sig.Payload.Amount > 0 && !judgeByHand(g, 0, 0).blacklist {
+			zero++
+		}
+	}
+	assert.Equal(t, zero+1, rep.Errors)
+	assert.Equal(t, 300-zero-1, rep.Replayed)
+	require.Len(t, rep.ErrorExamples, 2)
+	for _, e := range rep.ErrorExamples {
+		assert.NotZero(t, e.Line)
+		assert.NotEmpty(t, e.ID)
+	}
+	var perAttempt *taicel.RuleChange
+	for i := range rep.Rules {
+		if rep.Rules[i].Rule == "per_attempt" {
+			perAttempt = &rep.Rules[i]
+		}
+	}
+	require.NotNil(t, perAttempt)
+	assert.Equal(t, zero, perAttempt.Errors)
+	assert.Contains(t, perAttempt.FirstError, `rule "per_attempt": division by zero`)
+	assert.Contains(t, rep.ErrorExamples[0].Error+rep.ErrorExamples[1].Error, `taicel_test.Payment has no field "Card"`)
+}
+
+func TestBacktestOptionsErrors(t *testing.T) {
+	cand := candidateSet(t, nil)
+	for _, tc := range []struct {
+		opts taicel.BacktestOptions
+		want string
+	}{
+		{taicel.BacktestOptions{Positive: 7}, "BacktestOptions.Positive 7 is not a verdict"},
+		{taicel.BacktestOptions{Workers: -1}, "BacktestOptions.Workers -1 is negative"},
+		{taicel.BacktestOptions{Amount: "payload.Amont"}, `BacktestOptions.Amount "payload.Amont": ERROR: amount:1:8: undefined field 'Amont'`},
+		{taicel.BacktestOptions{Amount: "payload.Country"}, `BacktestOptions.Amount "payload.Country" returns string; want a double or an int`},
+	} {
+		_, err := taicel.Backtest(cand, strings.NewReader(""), tc.opts)
+		assert.ErrorContains(t, err, tc.want)
+	}
+	_, err := taicel.Backtest[Payment](nil, strings.NewReader(""), taicel.BacktestOptions{})
+	assert.ErrorContains(t, err, "nil candidate Set")
+	_, err = taicel.Backtest(cand, nil, taicel.BacktestOptions{})
+	assert.ErrorContains(t, err, "nil io.Reader")
+	_, err = taicel.BacktestFiles(cand, taicel.BacktestOptions{})
+	assert.ErrorContains(t, err, "no file")
+	rep, err := taicel.Backtest(cand, strings.NewReader(""), taicel.BacktestOptions{Amount: "attempts"})
+	require.NoError(t, err)
+	assert.Zero(t, rep.Read)
+}
+
+// TestBacktestDynamic replays the trail with a dynamic Env, as the taikit
+// command does, and finds what the typed candidate finds.
+func TestBacktestDynamic(t *testing.T) {
+	trail := writeTrail(t, stream(1000))
+	typed, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
+	require.NoError(t, err)
+
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	raw, err := os.ReadFile("testdata/fraud.yaml")
+	require.NoError(t, err)
+	spec, err := taicel.Parse([]byte(lowered(string(raw))))
+	require.NoError(t, err)
+	dyn, err := env.Compile(spec)
+	require.NoError(t, err)
+	rep, err := taicel.Backtest(dyn, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
+	require.NoError(t, err)
+	a, _ := json.Marshal(typed)
+	b, _ := json.Marshal(rep)
+	assert.JSONEq(t, string(a), string(b))
+	assert.NotZero(t, rep.Changed)
+
+	// A rule reading a field no record has is reported per rule.
+	blacklisted := 0
+	for _, g := range stream(1000) {
+		if judgeByHand(g, 0, 0).blacklist {
+			blacklisted++
+		}
+	}
+	rules := spec.Rules
+	spec.Rules = append(rules, taicel.Rule{Name: "card", Weight: 0.1, Expr: `payload.CardCountry != payload.Country`})
+	dyn, err = env.Compile(spec)
+	require.NoError(t, err)
+	rep, err = taicel.Backtest(dyn, bytes.NewReader(trail), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, 1000-blacklisted, rep.Errors, "the blacklisted are decided before")
+	require.Len(t, rep.Rules, 1)
+	assert.Equal(t, "card", rep.Rules[0].Rule)
+	assert.Equal(t, 1000-blacklisted, rep.Rules[0].Errors)
+	assert.Contains(t, rep.Rules[0].FirstError, "no such key: CardCountry")
+
+	// So is an amount reading a variable no record has.
+	spec.Rules = rules
+	dyn, err = env.Compile(spec)
+	require.NoError(t, err)
+	rep, err = taicel.Backtest(dyn, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount + extra"})
+	require.NoError(t, err)
+	assert.Equal(t, 1000, rep.Errors)
+	assert.Empty(t, rep.Rules)
+	assert.Contains(t, rep.ErrorExamples[0].Error, "taicel: amount: no such attribute")
+}
+
+func TestReportText(t *testing.T) {
+	trail := writeTrail(t, stream(500))
+	labels := map[string]bool{"pay-1": true, "pay-2": true}
+	rep, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount", Labels: labels, Examples: 1})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, rep.WriteText(&out))
+	text := out.String()
+	t.Logf("\n%s", text)
+	for _, want := range []string{
+		`candidate fraud version 1 against the decisions of policy "fraud"`,
+		"507 lines: 500 replayed, 3 without inputs, 4 of other kinds or policies, 0 errors",
+		fmt.Sprintf("changed verdicts: %d of 500", rep.Changed),
+		"flips:\n  allow  -> review ",
+		"        was allow ",
+		"rules in the changed decisions:",
+		"only new amount",
+		"labels: 2 signals labelled positive (0 not replayed); a decision of deny or more flags a signal",
+		"precision", "recorded", "candidate",
+	} {
+		assert.Contains(t, text, want)
+	}
+	assert.Equal(t, errShort, rep.WriteText(failingWriter{}))
+}
+
+var errShort = errors.New("disk full")
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errShort }
+
+// FuzzBacktestLine backtests one arbitrary line: a report or an error,
+// never a panic, and only JSON is taken for an entry.
+func FuzzBacktestLine(f *testing.F) {
+	trail := writeTrail(f, stream(20))
+	for _, line := range strings.SplitAfter(string(trail), "\n")[:12] {
+		f.Add([]byte(line))
+	}
+	f.Add([]byte(`{"decision":{"verdict":"deny","policy":"fraud","contributions":null,"inputs":{"payload":{"Amount":1e400}}}}`))
+	f.Add([]byte(`{"kind":null,"decision":{"verdict":"allow","policy":"fraud","score":null,"inputs":"{\"payload\":{}}"}}`))
+	cand := candidateSet(f, lowered)
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if bytes.ContainsAny(line, "\n") {
+			return
+		}
+		rep, err := taicel.Backtest(cand, bytes.NewReader(line), taicel.BacktestOptions{Workers: 1, Amount: "payload.Amount"})
+		if err != nil {
+			require.Nil(t, rep)
+			require.Contains(t, err.Error(), "line 1: ")
+			return
+		}
+		if rep.Read == 1 {
+			require.True(t, json.Valid(line), "%q taken for an entry", line)
+		}
+		_, err = json.Marshal(rep)
+		require.NoError(t, err)
+	})
+}

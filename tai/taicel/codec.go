@@ -1,0 +1,665 @@
+package taicel
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"cel.dev/cel-go/common/types/ref"
+)
+
+// A codec writes values of one Go type as JSON and reads them back. The
+// JSON keeps the type of numbers: an integer never has a '.', a float
+// always has a '.' or an exponent ("5000.0"), so a reader that knows no Go
+// type (a dynamic Env) gets an int64 back for an int and a float64 for a
+// float. time.Time is an RFC 3339 string with nanoseconds; []byte is
+// base64, as encoding/json writes it; a float that JSON cannot hold is the
+// string "NaN", "+Inf" or "-Inf".
+type codec struct {
+	enc func(b []byte, v reflect.Value) []byte
+	dec func(r *jsonReader, v reflect.Value) error
+}
+
+var (
+	timeType   = reflect.TypeFor[time.Time]()
+	anyType    = reflect.TypeFor[any]()
+	dynMapType = reflect.TypeFor[map[string]any]()
+)
+
+// codecBuilder builds the codecs of a type and of the types it holds,
+// once each, so that a recursive type gets a finite set of codecs.
+type codecBuilder struct {
+	m     map[reflect.Type]*codec
+	order []reflect.Type // the keys of m, as they were added
+}
+
+// errNoCodec is the error of a type that cannot be written as JSON: a
+// channel, a function, a complex number, a map whose keys are not
+// strings, numbers or bools.
+type errNoCodec struct{ t reflect.Type }
+
+func (e errNoCodec) Error() string { return fmt.Sprintf("values of type %v cannot be recorded", e.t) }
+
+// of returns the codec of t.
+func (cb *codecBuilder) of(t reflect.Type) (*codec, error) {
+	if c, ok := cb.m[t]; ok {
+		return c, nil
+	}
+	if cb.m == nil {
+		cb.m = map[reflect.Type]*codec{}
+	}
+	// Registered before it is filled in, so that a type that holds
+	// itself (through a pointer, a slice or a map) finds it.
+	c := &codec{}
+	cb.m[t] = c
+	mark := len(cb.order)
+	cb.order = append(cb.order, t)
+	if err := cb.fill(c, t); err != nil {
+		// Codecs built meanwhile may refer to c, which is incomplete.
+		for _, u := range cb.order[mark:] {
+			delete(cb.m, u)
+		}
+		cb.order = cb.order[:mark]
+		return nil, err
+	}
+	return c, nil
+}
+
+func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
+	if t == timeType {
+		c.enc, c.dec = encTime, decTime
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		c.enc, c.dec = encBool, decBool
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		c.enc, c.dec = encInt, decInt
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		c.enc, c.dec = encUint, decUint
+	case reflect.Float32, reflect.Float64:
+		c.enc, c.dec = encFloat, decFloat
+	case reflect.String:
+		c.enc, c.dec = encString, decString
+	case reflect.Interface:
+		c.enc, c.dec = encInterface, decInterface
+	case reflect.Pointer:
+		elem, err := cb.of(t.Elem())
+		if err != nil {
+			return err
+		}
+		c.enc, c.dec = ptrCodec(t, elem)
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			c.enc, c.dec = encBytes, decBytes
+			return nil
+		}
+		elem, err := cb.of(t.Elem())
+		if err != nil {
+			return err
+		}
+		c.enc, c.dec = sliceCodec(t, elem)
+	case reflect.Array:
+		elem, err := cb.of(t.Elem())
+		if err != nil {
+			return err
+		}
+		c.enc, c.dec = arrayCodec(elem)
+	case reflect.Map:
+		key, err := mapKeyCodec(t.Key())
+		if err != nil {
+			return err
+		}
+		elem, err := cb.of(t.Elem())
+		if err != nil {
+			return err
+		}
+		c.enc, c.dec = mapCodec(t, key, elem, nil)
+	case reflect.Struct:
+		fields, err := cb.fields(t, nil)
+		if err != nil {
+			return fmt.Errorf("%v: %w", t, err)
+		}
+		c.enc, c.dec = structCodec(t, fields)
+	default:
+		return errNoCodec{t}
+	}
+	return nil
+}
+
+// structField is one exported field of a struct codec.
+type structField struct {
+	name  string
+	index int
+	key   []byte // `"Name":`
+	codec *codec
+	omit  bool // Options.Unrecorded: read back, never written
+}
+
+// fields returns the codecs of the exported fields of t that CEL can read
+// (it skips channels and functions as cel-go's native types do); the
+// fields named in omit are read back but not written. A field whose type
+// has no codec is left out too, and the first such field not in omit is
+// the error returned with the fields.
+func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structField, error) {
+	var fields []structField
+	var first error
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() || !celReadable(f.Type) {
+			continue
+		}
+		sf := structField{name: f.Name, index: i, omit: omit[f.Name]}
+		sf.key = appendString(nil, f.Name)
+		sf.key = append(sf.key, ':')
+		c, err := cb.of(f.Type)
+		if err != nil {
+			if !sf.omit && first == nil {
+				first = fmt.Errorf("field %s: %w", f.Name, err)
+			}
+			sf.omit = true
+			c = &codec{enc: encNull, dec: func(_ *jsonReader, v reflect.Value) error {
+				return fmt.Errorf("a %v cannot be read back", v.Type())
+			}}
+		}
+		sf.codec = c
+		fields = append(fields, sf)
+	}
+	return fields, first
+}
+
+// celReadable reports whether cel-go's native types expose a field of type
+// t (they skip channels, functions, complex numbers and what holds them).
+func celReadable(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Chan, reflect.Complex64, reflect.Complex128, reflect.Func, reflect.UnsafePointer, reflect.Uintptr:
+		return false
+	case reflect.Array, reflect.Slice:
+		return celReadable(t.Elem())
+	case reflect.Map:
+		return celReadable(t.Key()) && celReadable(t.Elem())
+	}
+	return true
+}
+
+func structCodec(t reflect.Type, fields []structField) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
+	byName := make(map[string]int, len(fields))
+	for i, f := range fields {
+		byName[f.name] = i
+	}
+	enc := func(b []byte, v reflect.Value) []byte {
+		b = append(b, '{')
+		first := true
+		for i := range fields {
+			f := &fields[i]
+			if f.omit {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(b, f.key...)
+			b = f.codec.enc(b, v.Field(f.index))
+		}
+		return append(b, '}')
+	}
+	dec := func(r *jsonReader, v reflect.Value) error {
+		if r.null() {
+			v.SetZero()
+			return nil
+		}
+		return r.object(func(key []byte) error {
+			i, ok := byName[string(key)]
+			if !ok {
+				return fmt.Errorf("%v has no field %q", t, key)
+			}
+			f := &fields[i]
+			if err := f.codec.dec(r, v.Field(f.index)); err != nil {
+				return fmt.Errorf("%s: %w", f.name, err)
+			}
+			return nil
+		})
+	}
+	return enc, dec
+}
+
+func ptrCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
+	enc := func(b []byte, v reflect.Value) []byte {
+		if v.IsNil() {
+			return append(b, "null"...)
+		}
+		return elem.enc(b, v.Elem())
+	}
+	dec := func(r *jsonReader, v reflect.Value) error {
+		if r.null() {
+			v.SetZero()
+			return nil
+		}
+		p := reflect.New(t.Elem())
+		if err := elem.dec(r, p.Elem()); err != nil {
+			return err
+		}
+		v.Set(p)
+		return nil
+	}
+	return enc, dec
+}
+
+func sliceCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
+	enc := func(b []byte, v reflect.Value) []byte {
+		if v.IsNil() {
+			return append(b, "null"...)
+		}
+		b = append(b, '[')
+		for i := range v.Len() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = elem.enc(b, v.Index(i))
+		}
+		return append(b, ']')
+	}
+	dec := func(r *jsonReader, v reflect.Value) error {
+		if r.null() {
+			v.SetZero()
+			return nil
+		}
+		s := reflect.MakeSlice(t, 0, 4)
+		err := r.array(func(i int) error {
+			s = reflect.Append(s, reflect.Zero(t.Elem()))
+			if err := elem.dec(r, s.Index(i)); err != nil {
+				return fmt.Errorf("[%d]: %w", i, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		v.Set(s)
+		return nil
+	}
+	return enc, dec
+}
+
+func arrayCodec(elem *codec) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
+	enc := func(b []byte, v reflect.Value) []byte {
+		b = append(b, '[')
+		for i := range v.Len() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = elem.enc(b, v.Index(i))
+		}
+		return append(b, ']')
+	}
+	dec := func(r *jsonReader, v reflect.Value) error {
+		v.SetZero()
+		return r.array(func(i int) error {
+			if i >= v.Len() {
+				return fmt.Errorf("more than %d elements for %v", v.Len(), v.Type())
+			}
+			if err := elem.dec(r, v.Index(i)); err != nil {
+				return fmt.Errorf("[%d]: %w", i, err)
+			}
+			return nil
+		})
+	}
+	return enc, dec
+}
+
+// keyCodec writes a map key as the text of a JSON object's member name and
+// reads it back.
+type keyCodec struct {
+	enc func(b []byte, v reflect.Value) []byte // appends the text, unquoted
+	dec func(s string, v reflect.Value) error
+}
+
+func mapKeyCodec(t reflect.Type) (keyCodec, error) {
+	switch t.Kind() {
+	case reflect.String:
+		return keyCodec{
+			enc: func(b []byte, v reflect.Value) []byte { return append(b, v.String()...) },
+			dec: func(s string, v reflect.Value) error { v.SetString(s); return nil },
+		}, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return keyCodec{
+			enc: func(b []byte, v reflect.Value) []byte { return strconv.AppendInt(b, v.Int(), 10) },
+			dec: func(s string, v reflect.Value) error {
+				n, err := strconv.ParseInt(s, 10, v.Type().Bits())
+				v.SetInt(n)
+				return err
+			},
+		}, nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return keyCodec{
+			enc: func(b []byte, v reflect.Value) []byte { return strconv.AppendUint(b, v.Uint(), 10) },
+			dec: func(s string, v reflect.Value) error {
+				n, err := strconv.ParseUint(s, 10, v.Type().Bits())
+				v.SetUint(n)
+				return err
+			},
+		}, nil
+	case reflect.Bool:
+		return keyCodec{
+			enc: func(b []byte, v reflect.Value) []byte { return strconv.AppendBool(b, v.Bool()) },
+			dec: func(s string, v reflect.Value) error {
+				x, err := strconv.ParseBool(s)
+				v.SetBool(x)
+				return err
+			},
+		}, nil
+	}
+	return keyCodec{}, errNoCodec{t}
+}
+
+// mapCodec writes a map as an object with its keys sorted, leaving out the
+// keys in omit.
+func mapCodec(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
+	type entry struct {
+		key string
+		v   reflect.Value
+	}
+	enc := func(b []byte, v reflect.Value) []byte {
+		if v.IsNil() {
+			return append(b, "null"...)
+		}
+		entries := make([]entry, 0, v.Len())
+		var kb []byte
+		for it := v.MapRange(); it.Next(); {
+			kb = key.enc(kb[:0], it.Key())
+			if omit[string(kb)] {
+				continue
+			}
+			entries = append(entries, entry{string(kb), it.Value()})
+		}
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
+		b = append(b, '{')
+		for i, e := range entries {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, e.key)
+			b = append(b, ':')
+			b = elem.enc(b, e.v)
+		}
+		return append(b, '}')
+	}
+	dec := func(r *jsonReader, v reflect.Value) error {
+		if r.null() {
+			v.SetZero()
+			return nil
+		}
+		if t == dynMapType {
+			if r.peek() != '{' {
+				return r.errorf("want an object")
+			}
+			m, err := r.any() // an object: a map[string]any
+			if err == nil {
+				v.Set(reflect.ValueOf(m))
+			}
+			return err
+		}
+		m := reflect.MakeMap(t)
+		k := reflect.New(t.Key()).Elem()
+		err := r.object(func(name []byte) error {
+			ks := string(name)
+			if err := key.dec(ks, k); err != nil {
+				return fmt.Errorf("key %q: %w", ks, err)
+			}
+			e := reflect.New(t.Elem()).Elem()
+			if err := elem.dec(r, e); err != nil {
+				return fmt.Errorf("%q: %w", ks, err)
+			}
+			m.SetMapIndex(k, e)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		v.Set(m)
+		return nil
+	}
+	return enc, dec
+}
+
+func encNull(b []byte, _ reflect.Value) []byte { return append(b, "null"...) }
+
+func encBool(b []byte, v reflect.Value) []byte { return strconv.AppendBool(b, v.Bool()) }
+
+func decBool(r *jsonReader, v reflect.Value) error {
+	x, err := r.bool()
+	v.SetBool(x)
+	return err
+}
+
+func encInt(b []byte, v reflect.Value) []byte { return strconv.AppendInt(b, v.Int(), 10) }
+
+func decInt(r *jsonReader, v reflect.Value) error {
+	n, err := r.int(v.Type().Bits())
+	v.SetInt(n)
+	return err
+}
+
+func encUint(b []byte, v reflect.Value) []byte { return strconv.AppendUint(b, v.Uint(), 10) }
+
+func decUint(r *jsonReader, v reflect.Value) error {
+	n, err := r.uint(v.Type().Bits())
+	v.SetUint(n)
+	return err
+}
+
+func encFloat(b []byte, v reflect.Value) []byte { return appendFloat(b, v.Float(), v.Type().Bits()) }
+
+func decFloat(r *jsonReader, v reflect.Value) error {
+	f, err := r.float(v.Type().Bits())
+	v.SetFloat(f)
+	return err
+}
+
+func encString(b []byte, v reflect.Value) []byte { return appendString(b, v.String()) }
+
+func decString(r *jsonReader, v reflect.Value) error {
+	s, err := r.string()
+	v.SetString(s)
+	return err
+}
+
+func encTime(b []byte, v reflect.Value) []byte {
+	return appendTime(b, v.Interface().(time.Time))
+}
+
+func decTime(r *jsonReader, v reflect.Value) error {
+	t, err := r.time()
+	v.Set(reflect.ValueOf(t))
+	return err
+}
+
+func encBytes(b []byte, v reflect.Value) []byte {
+	if v.IsNil() {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, v.Bytes())
+	return append(b, '"')
+}
+
+func decBytes(r *jsonReader, v reflect.Value) error {
+	if r.null() {
+		v.SetZero()
+		return nil
+	}
+	s, err := r.string()
+	if err != nil {
+		return err
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("bytes: %w", err)
+	}
+	v.SetBytes(raw)
+	return nil
+}
+
+// Interfaces hold values of any type: their codecs are built when a value
+// of a type is first seen, and kept.
+var dynCodecs sync.Map // reflect.Type -> *codec, or nil when the type has none
+
+func dynCodec(t reflect.Type) *codec {
+	if c, ok := dynCodecs.Load(t); ok {
+		return c.(*codec)
+	}
+	var cb codecBuilder
+	c, err := cb.of(t)
+	if err != nil {
+		c = nil
+	}
+	dynCodecs.Store(t, c)
+	return c
+}
+
+func encInterface(b []byte, v reflect.Value) []byte {
+	if v.IsNil() {
+		return append(b, "null"...)
+	}
+	return appendAny(b, v.Elem().Interface())
+}
+
+// appendAny writes x: the usual types without reflection, a CEL value as
+// the Go value it holds, others through the codec of their type. A value
+// that has no codec is written as null.
+func appendAny(b []byte, x any) []byte {
+	switch x := x.(type) {
+	case nil:
+		return append(b, "null"...)
+	case string:
+		return appendString(b, x)
+	case int64:
+		return strconv.AppendInt(b, x, 10)
+	case int:
+		return strconv.AppendInt(b, int64(x), 10)
+	case float64:
+		return appendFloat(b, x, 64)
+	case bool:
+		return strconv.AppendBool(b, x)
+	case time.Time:
+		return appendTime(b, x)
+	case ref.Val:
+		return appendAny(b, x.Value())
+	}
+	v := reflect.ValueOf(x)
+	c := dynCodec(v.Type())
+	if c == nil {
+		return append(b, "null"...)
+	}
+	return c.enc(b, v)
+}
+
+func decInterface(r *jsonReader, v reflect.Value) error {
+	if v.NumMethod() > 0 {
+		return fmt.Errorf("cannot read a value into interface type %v", v.Type())
+	}
+	x, err := r.any()
+	if err != nil {
+		return err
+	}
+	if x == nil {
+		v.SetZero()
+		return nil
+	}
+	v.Set(reflect.ValueOf(x))
+	return nil
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendFloat writes f so that it reads back as a float: with a '.' or an
+// exponent, as encoding/json would write it otherwise; NaN and the
+// infinities, which JSON numbers cannot hold, as strings.
+func appendFloat(b []byte, f float64, bits int) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(b, `"NaN"`...)
+	case math.IsInf(f, 1):
+		return append(b, `"+Inf"`...)
+	case math.IsInf(f, -1):
+		return append(b, `"-Inf"`...)
+	}
+	start := len(b)
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21)) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, bits)
+	if format == 'e' {
+		// clean up e-09 to e-9, as encoding/json does
+		if n := len(b); n-start >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+		return b
+	}
+	for _, c := range b[start:] {
+		if c == '.' {
+			return b
+		}
+	}
+	return append(b, ".0"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
+// encoding/json does.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,194 @@
+package taicel
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"cel.dev/cel-go/common/types"
+)
+
+// Inputs is what a set read to make a decision, as recorded in
+// Decision.Inputs with Options.RecordInputs and read back by
+// Env.DecodeInputs.
+type Inputs[T any] struct {
+	// Time is the signal's time.
+	Time time.Time
+	// Payload is the signal's payload, without the fields listed in
+	// Options.Unrecorded (they are zero).
+	Payload T
+	// Vars are the variables Lookup returned, each with the Go type of
+	// its declared CEL type: int64 for int, uint64 for uint, float64 for
+	// double, string, bool, []byte for bytes, time.Time for timestamp,
+	// time.Duration for duration. A variable declared otherwise (a list,
+	// a map, dyn) or not declared is read as JSON without a type: int64,
+	// float64 (for a number with a '.' or an exponent), string, bool,
+	// nil, []any, map[string]any.
+	Vars map[string]any
+	// VerdictRule names the verdict rule that decided; empty when the
+	// scored rules did.
+	VerdictRule string
+}
+
+// bufs holds the buffers inputs objects are written in before they are
+// copied out at their size.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// inputs returns the inputs object of an evaluation whose verdict rule
+// (empty for the scored rules) decided.
+func (e *Env[T]) inputs(act *activation, rule string) json.RawMessage {
+	bp := bufs.Get().(*[]byte)
+	b := e.appendInputs((*bp)[:0], act)
+	out := closeInputs(b, rule)
+	*bp = b[:0]
+	bufs.Put(bp)
+	return out
+}
+
+// appendInputs writes the inputs object of act without its closing brace:
+// what two sets judging the same activation share.
+func (e *Env[T]) appendInputs(b []byte, act *activation) []byte {
+	b = append(b, `{"time":`...)
+	b = appendTime(b, act.time)
+	b = append(b, `,"payload":`...)
+	b = e.payload.enc(b, reflect.ValueOf(act.payload))
+	b = append(b, `,"vars":{`...)
+	first := true
+	put := func(name string, v any) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, name)
+		b = append(b, ':')
+		b = appendAny(b, v)
+	}
+	if e.dynamic {
+		names := make([]string, 0, len(act.vars))
+		for name := range act.vars {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			put(name, act.vars[name])
+		}
+	} else {
+		for _, name := range e.varNames {
+			if v, ok := act.vars[name]; ok {
+				put(name, v)
+			}
+		}
+	}
+	return append(b, '}')
+}
+
+// closeInputs returns a copy of the open inputs object in b, closed, with
+// the verdict rule that decided.
+func closeInputs(b []byte, rule string) json.RawMessage {
+	n := len(b) + 1
+	if rule != "" {
+		n += len(`,"verdict_rule":""`) + len(rule)
+	}
+	out := make([]byte, len(b), n)
+	copy(out, b)
+	if rule != "" {
+		out = append(out, `,"verdict_rule":`...)
+		out = appendString(out, rule)
+	}
+	return append(out, '}')
+}
+
+// DecodeInputs reads an inputs object that a set of this Env (or of an
+// Env with the same payload type) recorded in Decision.Inputs. Payload
+// fields are matched by Go name; a field the object lacks is left zero,
+// and a field T does not have is an error. Vars get the Go types of their
+// declared CEL types (see Inputs.Vars), so that a set judging the inputs
+// again with Set.Replay decides exactly as when they were recorded.
+func (e *Env[T]) DecodeInputs(data []byte) (Inputs[T], error) {
+	var in Inputs[T]
+	err := e.decodeInputs(data, &in)
+	return in, err
+}
+
+func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
+	r := jsonReader{data: data}
+	var payload bool
+	err := r.object(func(key []byte) error {
+		switch string(key) {
+		case "time":
+			t, err := r.time()
+			in.Time = t
+			return err
+		case "payload":
+			payload = true
+			if err := e.payload.dec(&r, reflect.ValueOf(&in.Payload).Elem()); err != nil {
+				return fmt.Errorf("payload: %w", err)
+			}
+			return nil
+		case "vars":
+			in.Vars = make(map[string]any, len(e.varNames))
+			return r.object(func(key []byte) error {
+				name := string(key)
+				v, err := e.decodeVar(&r, name)
+				if err != nil {
+					return fmt.Errorf("vars: %s: %w", name, err)
+				}
+				in.Vars[name] = v
+				return nil
+			})
+		case "verdict_rule":
+			s, err := r.string()
+			in.VerdictRule = s
+			return err
+		}
+		return r.skip() // written by a later version
+	})
+	if err == nil {
+		err = r.end()
+	}
+	if err == nil && !payload {
+		err = errors.New("no payload")
+	}
+	if err != nil {
+		return fmt.Errorf("taicel: inputs: %w", err)
+	}
+	return nil
+}
+
+// decodeVar reads the value of the variable name, with the Go type of its
+// declared CEL type.
+func (e *Env[T]) decodeVar(r *jsonReader, name string) (any, error) {
+	t, ok := e.vars[name]
+	if !ok {
+		return r.any()
+	}
+	if r.null() {
+		return nil, nil
+	}
+	switch t.Kind() {
+	case types.IntKind:
+		return r.int(64)
+	case types.UintKind:
+		return r.uint(64)
+	case types.DoubleKind:
+		return r.float(64)
+	case types.StringKind:
+		return r.string()
+	case types.BoolKind:
+		return r.bool()
+	case types.TimestampKind:
+		return r.time()
+	case types.DurationKind:
+		n, err := r.int(64)
+		return time.Duration(n), err
+	case types.BytesKind:
+		var b []byte
+		err := decBytes(r, reflect.ValueOf(&b).Elem())
+		return b, err
+	}
+	return r.any()
+}
