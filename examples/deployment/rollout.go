@@ -407,10 +407,12 @@ func (r *rollout) check(ctx context.Context) error {
 	parent := r.span
 	r.mu.Unlock()
 	// Each analysis is a span of its stage's, with its verdict and figures.
+	// One the watchdog takes before the first stage's span is open has no
+	// stage, and no span (a no-op one).
+	aspan := trace.SpanFromContext(context.Background())
 	if parent != nil {
-		ctx = trace.ContextWithSpan(ctx, parent)
+		ctx, aspan = r.s.startSpan(trace.ContextWithSpan(ctx, parent), "analysis", attribute.String("deployment.id", r.d.ID), attribute.String("deployment.region", r.region))
 	}
-	ctx, aspan := r.s.startSpan(ctx, "analysis", attribute.String("deployment.id", r.d.ID), attribute.String("deployment.region", r.region))
 	defer aspan.End()
 	sample, err := r.s.health.Sample(ctx, r.service, r.region, r.version, window)
 	hs := HealthSample{Time: time.Now()}
