@@ -45,7 +45,7 @@ var prerequisiteVars = map[string]*cel.Type{
 	"region_used":          cel.IntType,
 	"instances_needed":     cel.IntType,
 	"stable":               cel.StringType,
-	"freeze_windows":       cel.ListType(cel.MapType(cel.StringType, cel.TimestampType)),
+	"freeze_windows":       cel.ListType(cel.MapType(cel.StringType, cel.StringType)),
 	"region_healthy":       cel.BoolType,
 	"region_health_reason": cel.StringType,
 }
@@ -57,6 +57,9 @@ func newPrerequisiteEnv(lookup func(context.Context, tai.Signal[RegionRequest]) 
 		Vars:       prerequisiteVars,
 		Lookup:     lookup,
 		EnvOptions: []cel.EnvOption{ext.Math()},
+		// Each decision carries what it was made on (in the audit
+		// trail), so that a change to the file can be backtested.
+		RecordInputs: true,
 	})
 }
 
@@ -120,11 +123,15 @@ func (s *Service) prerequisiteLookup(ctx context.Context, sig tai.Signal[RegionR
 	return f.vars, nil
 }
 
-// freezeVar is the freeze windows as the rules read them.
-func freezeVar(ws []Window) []map[string]time.Time {
-	out := make([]map[string]time.Time, len(ws))
+// freezeVar is the freeze windows as the rules read them: each bound in
+// RFC 3339 with nanoseconds, which timestamp() reads back exactly. Text,
+// not timestamps: a decision's recorded inputs keep the values inside a
+// list as JSON has them, and a backtest must read them as the service
+// did.
+func freezeVar(ws []Window) []map[string]string {
+	out := make([]map[string]string, len(ws))
 	for i, w := range ws {
-		out[i] = map[string]time.Time{"from": w.From, "to": w.To}
+		out[i] = map[string]string{"from": w.From.Format(time.RFC3339Nano), "to": w.To.Format(time.RFC3339Nano)}
 	}
 	return out
 }

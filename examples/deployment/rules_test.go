@@ -377,3 +377,48 @@ func sha256Hex(data []byte) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
 }
+
+// TestPrerequisitesBacktest: the rule file's decisions are recorded with
+// what they were made on, so a change to the file can be tried on the
+// audit trail before it runs: a freeze of eu-west-1 would have refused
+// the deployment there, and nothing else.
+func TestPrerequisitesBacktest(t *testing.T) {
+	dir := t.TempDir()
+	// A freeze to come: the windows are in the inputs, and read back.
+	ts := startServiceIn(t, dir, append(fastArgs, "-freeze", "2030-01-01T00:00:00Z/2030-01-02T00:00:00.5+01:00")...)
+	for _, req := range []struct {
+		version, region string
+		code            int
+	}{{"v2.0.0", "us-west-2", http.StatusOK}, {"v9.9.9", "us-west-2", http.StatusUnprocessableEntity}, {"v2.0.0", "eu-west-1", http.StatusOK}} {
+		r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": req.version, "target_region": req.region})
+		require.Equal(t, req.code, r.Code, "%s", r.Body)
+	}
+	require.NoError(t, ts.audit.Flush(t.Context()))
+
+	env, err := newPrerequisiteEnv(ts.prerequisiteLookup)
+	require.NoError(t, err)
+	frozen := strings.Replace(string(defaultPrerequisites), "  - name: change_freeze\n", `  - name: change_freeze.eu
+    verdict: deny
+    expr: payload.Region == "eu-west-1" && signal.time > timestamp("2026-01-01T00:00:00Z")
+    reason: "Change freeze in {{payload.Region}}"
+  - name: change_freeze
+`, 1)
+	candidate, err := compileRules(env, []byte(frozen), "candidate")
+	require.NoError(t, err)
+	f, err := os.Open(filepath.Join(dir, "audit-test.jsonl"))
+	require.NoError(t, err)
+	defer f.Close()
+	// The decisions name the prerequisite that decided, not the set.
+	rep, err := taicel.Backtest(candidate.whole, f, taicel.BacktestOptions{Kind: "deployment", Policy: "*"})
+	require.NoError(t, err)
+	assert.Equal(t, 3, rep.Replayed, "%+v", rep)
+	assert.Zero(t, rep.Skipped+rep.Errors, "%+v", rep)
+	require.Len(t, rep.Flips, 1, "%+v", rep)
+	assert.Equal(t, tai.Allow, rep.Flips[0].From)
+	assert.Equal(t, tai.Deny, rep.Flips[0].To)
+	require.Len(t, rep.Flips[0].Examples, 1)
+	assert.Equal(t, "Change freeze in eu-west-1", rep.Flips[0].Examples[0].NewReason)
+	require.Len(t, rep.Rules, 1)
+	assert.Equal(t, "change_freeze.eu", rep.Rules[0].Rule)
+	assert.Equal(t, 1, rep.Rules[0].OnlyNew)
+}

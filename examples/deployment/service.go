@@ -68,7 +68,7 @@ type Service struct {
 	// Go rules (policy.go, internal/analysis).
 	prereqRules   *ruleFile[RegionRequest]
 	analysisRules *ruleFile[HealthReading]
-	freezeWindows []map[string]time.Time // cfg.Freeze as the rules read it
+	freezeWindows []map[string]string // cfg.Freeze as the rules read it
 	// versions is where the version serving in a region is read: the store.
 	versions interface {
 		Stable(ctx context.Context, service, region string) (string, error)
