@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -38,6 +42,9 @@ type rollout struct {
 	d      *Deployment
 	rev    uint64
 	queued []func(d *Deployment, rr *RegionResult) // changes stored with the next update
+	// writeMu serializes the record's writes (update), which run without
+	// mu held.
+	writeMu sync.Mutex
 
 	cmds    chan Command
 	lastCmd uint64 // the store revision of the last command taken
@@ -92,20 +99,86 @@ func (e *errRolledBack) Error() string { return "rolled back: " + e.reason }
 // so a conflict means a replica took the deployment over (its lease
 // lapsed): this run stops.
 func (r *rollout) update(ctx context.Context, change func(d *Deployment, rr *RegionResult)) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, c := range r.queued {
 		c(r.d, &r.d.Results[r.index])
 	}
 	r.queued = r.queued[:0]
 	change(r.d, &r.d.Results[r.index])
-	rev, err := r.s.store.Update(ctx, r.d, r.rev)
+	r.mu.Unlock()
+	// The record is written without holding r.mu: the health checks
+	// record their samples under it, and a write may wait seconds for a
+	// store that is electing a leader.
+	rev, err := r.store(ctx)
 	if err != nil {
 		return fmt.Errorf("store deployment %s: %w", r.d.ID, err)
 	}
 	r.rev = rev
 	r.s.notifyBoard()
 	return nil
+}
+
+// storeRetryFor bounds how long a rollout retries writing its record
+// while the store is out of reach: a NATS node lost and the bucket's
+// group electing a new leader takes seconds.
+const storeRetryFor = 30 * time.Second
+
+// store writes r.d over revision r.rev. A write that fails because the
+// store is out of reach is tried again, 0.1 s doubling to 2 s apart, for
+// storeRetryFor: giving up fails the job, whose redelivery finds the
+// region in progress and rolls it back as cut off by a restart. A write
+// that timed out may have landed: when the next try finds the revision
+// moved on, the record is read back, and if it holds what was written its
+// revision is taken.
+func (r *rollout) store(ctx context.Context) (uint64, error) {
+	deadline := time.Now().Add(storeRetryFor)
+	wait := 100 * time.Millisecond
+	var tried []byte // the record as last sent, when that try failed
+	for {
+		r.mu.Lock()
+		b, err := json.Marshal(r.d)
+		r.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		rev, err := r.s.store.UpdateRaw(ctx, r.d.ID, b, r.rev)
+		if err == nil {
+			return rev, nil
+		}
+		if tried != nil && isConflict(err) {
+			if cur, curRev, gerr := r.s.store.Get(ctx, r.d.ID); gerr == nil {
+				if cb, merr := json.Marshal(cur); merr == nil && bytes.Equal(cb, tried) {
+					r.rev = curRev // the last try landed; write what changed since over it
+					tried = nil
+					continue
+				}
+			}
+			return 0, err
+		}
+		if !storeUnreachable(ctx, err) || time.Now().Add(wait).After(deadline) {
+			return 0, err
+		}
+		tried = b
+		r.s.log.Warn("deployment record not stored yet; retrying", "deployment_id", r.d.ID, "err", err)
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// storeUnreachable reports an error of a store out of reach, which a
+// later try may not meet: no answer from the stream, a timeout of the
+// request (not of the caller's context), no responders, a connection
+// being re-established.
+func storeUnreachable(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionReconnecting))
 }
 
 // plannedStage is a step of a rollout: the share of traffic on the new

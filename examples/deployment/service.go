@@ -375,7 +375,7 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 			s.log.Warn("rollout job failed; it will be retried", "deployment_id", job.ID, "region", job.Region, "attempt", m.Attempt, "err", err)
 		}
 	}()
-	d, rev, err := s.store.Get(ctx, job.ID)
+	d, rev, err := s.store.GetFromLeader(ctx, job.ID)
 	if errors.Is(err, ErrNotFound) {
 		return kanban.Permanent(err)
 	}

@@ -113,12 +113,14 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 		// a page that stops reading is dropped after the write timeout.
 		MaxStreams:   maxBoardStreams,
 		WriteTimeout: 10 * time.Second,
-		// The confirmation queue: depth, oldest message, dead letters.
-		Panels: []andon.Panel{s.queueOps.QueuePanel(kanbanhttp.PanelOptions{}), deadLetters},
+		// The confirmation queue: depth, oldest message, dead letters;
+		// and the fraud rules in force.
+		Panels: append([]andon.Panel{s.queueOps.QueuePanel(kanbanhttp.PanelOptions{}), deadLetters}, s.rules.Panels()...),
 	})
 	if err != nil {
 		return err
 	}
+	s.rules.board.Store(s.board)
 	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopAlerts = stop
 	s.alerting.Add(1)

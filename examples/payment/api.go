@@ -233,7 +233,8 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 	if !out.keep {
 		// Nothing was decided: the client may retry with the same key.
 		if err := s.idem.Release(context.WithoutCancel(ctx), scoped, entry); err != nil {
-			s.log.Error("idempotency key not released", "err", err)
+			s.log.Warn("idempotency key not released yet; retrying", "err", err)
+			s.releaseLater(scoped, entry)
 		}
 	}
 	s.answer(w, out)
@@ -419,6 +420,40 @@ func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
 			s.log.Warn("payment not recorded yet; retrying", "transaction_id", txnID, "err", err)
 			wait = min(2*wait, 5*time.Second)
 		}
+	}()
+}
+
+// releaseLater retries the release of an idempotency claim that failed
+// (the store out of reach: a NATS node lost and its groups electing new
+// leaders), so that the key is free for a retry soon after the store is
+// back instead of when the claim's lease runs out. Release compares the
+// whole claim, so a claim taken over meanwhile is left alone. It gives up
+// when the lease has run out (the claim can be taken over by then) or the
+// service stops.
+func (s *Service) releaseLater(scoped string, entry IdemEntry) {
+	s.releasing.Add(1)
+	go func() {
+		defer s.releasing.Done()
+		deadline := time.Now().Add(inFlightLease)
+		wait := 100 * time.Millisecond
+		for attempt := 1; time.Now().Before(deadline); attempt++ {
+			t := time.NewTimer(wait)
+			select {
+			case <-s.bg.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(s.bg, s.commitTimeout())
+			err := s.idem.Release(ctx, scoped, entry)
+			cancel()
+			if err == nil {
+				s.log.Info("idempotency key released after retrying", "attempts", attempt)
+				return
+			}
+			wait = min(2*wait, 5*time.Second)
+		}
+		s.log.Error("idempotency key not released; it is free again when its claim's lease runs out", "lease", inFlightLease)
 	}()
 }
 

@@ -63,6 +63,19 @@ type Config struct {
 	LogLevel         string
 	DebugAddr        string
 
+	// FraudRules is the fraud rules in force: "embedded" or empty
+	// (rules/fraud.yaml, built in), "go" (the Go rules of fraud.go, with
+	// the limits of Fraud), or the path of a CEL rule file, reloaded when
+	// it changes.
+	FraudRules string
+	// FraudRulesInterval is how often a rule file is checked for changes.
+	FraudRulesInterval time.Duration
+	// FraudShadow, if set, is a candidate rule file ("embedded": the
+	// built-in one) judged beside the live CEL rules in shadow mode:
+	// compared and counted, never acted on. It is reloaded as FraudRules
+	// is.
+	FraudShadow string
+
 	// Set by tests, not by flags.
 	Clock          Clock                  // the service's clock; nil: the system clock
 	TraceProcessor sdktrace.SpanProcessor // also receives every span
@@ -118,6 +131,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Float64Var(&c.Fraud.MaxAmount, "max-amount", envFloat("MAX_AMOUNT", 5000), "single payment above which it is flagged (+0.3); four times it is blocked (MAX_AMOUNT)")
 	fs.Float64Var(&c.Fraud.MaxDaily, "max-daily", envFloat("MAX_DAILY", 5000), "total per customer and currency per UTC day above which a payment is flagged (+0.1) (MAX_DAILY)")
 	fs.Float64Var(&c.Fraud.MaxSpeedKmh, "max-speed-kmh", envFloat("MAX_SPEED_KMH", 900), "fastest plausible travel between payment locations (MAX_SPEED_KMH)")
+	fs.StringVar(&c.FraudRules, "fraud-rules", env("FRAUD_RULES", fraudRulesEmbedded), "the fraud rules: embedded (rules/fraud.yaml, built in), go (the Go rules, whose limits the -velocity-limit, -max-amount, -max-daily, -max-speed-kmh and -review-threshold flags set), or a CEL rule file, reloaded when it changes (FRAUD_RULES)")
+	fs.StringVar(&c.FraudShadow, "fraud-shadow", env("FRAUD_SHADOW", ""), "a candidate CEL rule file judged beside the -fraud-rules in shadow mode: its verdicts compared and counted, never acted on; reloaded when it changes (FRAUD_SHADOW)")
+	fs.DurationVar(&c.FraudRulesInterval, "fraud-rules-interval", envDur("FRAUD_RULES_INTERVAL", 5*time.Second), "how often a -fraud-rules file is checked for changes (FRAUD_RULES_INTERVAL)")
 	fs.StringVar(&c.Blacklist, "blacklist", env("BLACKLIST", demoBlacklist), "blacklisted customer:ID, merchant:ID, country:CC, comma separated; the default is a demo entry, -blacklist '' clears it (BLACKLIST)")
 	fs.Float64Var(&c.Fraud.Review, "review-threshold", envFloat("REVIEW_THRESHOLD", 0), "fraud score from which a payment is held for review (202 REVIEW) instead of charged, in (0, 0.5]; 0 holds none (REVIEW_THRESHOLD)")
 	fs.StringVar(&c.BlacklistFile, "blacklist-file", env("BLACKLIST_FILE", ""), "file of blacklist entries, one kind:value per line, # comments (BLACKLIST_FILE)")
@@ -163,6 +179,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		c.AlertLabels[k] = v
 	}
 	c.PaymentsMaxBytes, c.IdemMaxBytes, c.ConfirmMaxBytes, c.StateMaxBytes = *paymentsMax, *idemMax, *confirmMax, *stateMax
+	errs = append(errs, goLimitFlags(fs, getenv, c.FraudRules))
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
@@ -192,6 +209,10 @@ func (c *Config) validate() error {
 	check(c.AlertP99 > 0, "-alert-p99 %v must be positive", c.AlertP99)
 	check(c.AlertInterval >= 100*time.Millisecond, "-alert-interval %v must be at least 100ms", c.AlertInterval)
 	check(c.Fraud.Review >= 0 && c.Fraud.Review <= 0.5, "-review-threshold %v is outside [0, 0.5]", c.Fraud.Review)
+	check(c.FraudRulesInterval >= 100*time.Millisecond, "-fraud-rules-interval %v must be at least 100ms", c.FraudRulesInterval)
+	if c.FraudRules == fraudRulesGo && c.FraudShadow != "" {
+		errs = append(errs, errShadowNeedsCEL)
+	}
 	check(c.TraceSample == -1 || c.TraceSample >= 0 && c.TraceSample <= 1, "-trace-sample %v is outside [0, 1] (or -1 for auto)", c.TraceSample)
 	check(c.PaymentsMaxBytes >= 1<<20, "-payments-max-bytes %d is less than 1MiB", c.PaymentsMaxBytes)
 	check(c.PaymentsMaxAge >= idempotencyTTL+time.Hour, "-payments-max-age %v is less than 25h", c.PaymentsMaxAge)
@@ -234,6 +255,32 @@ func (c *Config) validate() error {
 	f := c.Fraud
 	if err := f.defaults(); err != nil {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// goLimitFlags refuses the flags (or their environment variables) that
+// set the Go rules' limits unless the Go rules are in force: a CEL rule
+// file holds its own limits, and a flag it would ignore must not look as
+// if it counted.
+func goLimitFlags(fs *flag.FlagSet, getenv func(string) string, rules string) error {
+	if rules == fraudRulesGo {
+		return nil
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	file := "the built-in rules/fraud.yaml"
+	if rules != fraudRulesEmbedded && rules != "" {
+		file = rules
+	}
+	var errs []error
+	for _, f := range []struct{ flag, env string }{
+		{"velocity-limit", "VELOCITY_LIMIT"}, {"max-amount", "MAX_AMOUNT"}, {"max-daily", "MAX_DAILY"},
+		{"max-speed-kmh", "MAX_SPEED_KMH"}, {"review-threshold", "REVIEW_THRESHOLD"},
+	} {
+		if given[f.flag] || getenv(f.env) != "" {
+			errs = append(errs, fmt.Errorf("-%s (%s) sets a limit of the Go fraud rules, but the CEL rules of %s are in force (-fraud-rules), with their limits in the file: change it there (a copy of examples/payment/rules/fraud.yaml given to -fraud-rules), or use the Go rules with -fraud-rules go", f.flag, f.env, file))
+		}
 	}
 	return errors.Join(errs...)
 }

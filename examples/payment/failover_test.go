@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,141 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/examples/internal/svctest"
-	"github.com/taipattern/taikit/internal/servers"
 )
-
-// natsNode is one nats-server process of a three-node JetStream cluster
-// on loopback ports, which a test can kill with SIGKILL and start again on
-// the same store.
-type natsNode struct {
-	name                    string
-	bin, store              string
-	client, cluster, mon    int
-	routes                  []string
-	cmd                     *exec.Cmd
-	done                    chan struct{}
-	log                     *svctest.SyncBuffer
-	clientURL, monitorURL   string
-	startedAt, lastKilledAt time.Time
-}
-
-// natsServerBinary builds nats-server from the Go module the examples
-// module requires (the server natsembed embeds), so the cluster runs the
-// same release as the embedded server, whatever release a distribution
-// packages (Debian's 2.9 loses track of a subject's last message after a
-// node is killed and restarted under load).
-func natsServerBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "nats-server")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
-	cmd.Dir = ".."
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "building nats-server: %s", out)
-	return bin
-}
-
-// natsClusterProcesses starts three nats-server processes clustered with
-// JetStream, and waits until each is healthy (JetStream up and a meta
-// leader elected).
-func natsClusterProcesses(t *testing.T) []*natsNode {
-	t.Helper()
-	bin := natsServerBinary(t)
-	nodes := make([]*natsNode, 3)
-	var routes []string
-	for i := range nodes {
-		n := &natsNode{name: "n" + strconv.Itoa(i+1), bin: bin, store: t.TempDir(),
-			client: servers.FreePort(t), cluster: servers.FreePort(t), mon: servers.FreePort(t), log: &svctest.SyncBuffer{}}
-		n.clientURL = "nats://127.0.0.1:" + strconv.Itoa(n.client)
-		n.monitorURL = "http://127.0.0.1:" + strconv.Itoa(n.mon)
-		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(n.cluster))
-		nodes[i] = n
-	}
-	for _, n := range nodes {
-		n.routes = routes
-		n.start(t)
-		t.Cleanup(func() { n.kill(t) })
-	}
-	for _, n := range nodes {
-		n.waitHealthy(t, time.Minute)
-	}
-	return nodes
-}
-
-func (n *natsNode) start(t *testing.T) {
-	t.Helper()
-	n.cmd = exec.Command(n.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(n.client), "-m", strconv.Itoa(n.mon),
-		"-n", n.name, "-js", "-sd", n.store, "--cluster_name", "failover",
-		"--cluster", "nats://127.0.0.1:"+strconv.Itoa(n.cluster), "--routes", strings.Join(n.routes, ","))
-	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	require.NoError(t, n.cmd.Start())
-	n.done = make(chan struct{})
-	n.startedAt = time.Now()
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(n.cmd, n.done)
-}
-
-// kill ends the process with SIGKILL and waits for it.
-func (n *natsNode) kill(t *testing.T) {
-	if n.cmd == nil {
-		return
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGKILL)
-	<-n.done
-	n.cmd = nil
-	n.lastKilledAt = time.Now()
-}
-
-func (n *natsNode) waitHealthy(t *testing.T, within time.Duration) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(n.monitorURL + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, within, 50*time.Millisecond, "%s healthy\n%s", n.name, n.log.String())
-}
-
-// streamLeader returns the node leading the named stream's group.
-func streamLeader(t *testing.T, nodes []*natsNode, stream string) *natsNode {
-	t.Helper()
-	for _, n := range nodes {
-		if n.cmd == nil {
-			continue
-		}
-		resp, err := http.Get(n.monitorURL + "/jsz?streams=true")
-		if err != nil {
-			continue
-		}
-		var jsz struct {
-			AccountDetails []struct {
-				Streams []struct {
-					Name    string `json:"name"`
-					Cluster struct {
-						Leader string `json:"leader"`
-					} `json:"cluster"`
-				} `json:"stream_detail"`
-			} `json:"account_details"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&jsz)
-		resp.Body.Close()
-		if err != nil {
-			continue
-		}
-		for _, a := range jsz.AccountDetails {
-			for _, s := range a.Streams {
-				if s.Name == stream && s.Cluster.Leader != "" {
-					for _, m := range nodes {
-						if m.name == s.Cluster.Leader {
-							return m
-						}
-					}
-				}
-			}
-		}
-	}
-	return nodes[0]
-}
 
 // payOp is one keyed payment request of the failover test: what was sent
 // and what came back, for the linearizability check.
@@ -290,11 +155,11 @@ func TestFailoverOnANATSCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a three-node NATS cluster and two service processes")
 	}
-	nodes := natsClusterProcesses(t)
-	var urls []string
-	for _, n := range nodes {
-		urls = append(urls, n.clientURL)
-	}
+	// nats-server built from the Go module: Debian's 2.9 loses track of a
+	// subject's last message after a node is killed and restarted under
+	// load.
+	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
+	urls := svctest.ClientURLs(nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
@@ -302,7 +167,7 @@ func TestFailoverOnANATSCluster(t *testing.T) {
 	for i := range replicas {
 		r := &replicaProc{name: "pay-" + strconv.Itoa(i+1), dir: t.TempDir()}
 		r.args = fmt.Sprintf("-data-dir %s -addr 127.0.0.1:0 -instance %s -nats-url %s -nats-replicas 3 -log-level info",
-			r.dir, r.name, strings.Join(urls, ","))
+			r.dir, r.name, urls)
 		r.start(ctx, t)
 		replicas[i] = r
 	}
@@ -391,14 +256,15 @@ func TestFailoverOnANATSCluster(t *testing.T) {
 	}
 
 	waitSuccesses(200)
-	victim := streamLeader(t, nodes, "KV_payments")
-	victim.kill(t)
-	killedAt := victim.lastKilledAt
+	victim := svctest.StreamLeader(nodes, "KV_payments")
+	require.NotNil(t, victim, "a node leads the payments bucket")
+	victim.Kill()
+	killedAt := time.Now()
 	before := successes()
 	waitSuccesses(before + 200) // the cluster serves on two nodes
 	time.Sleep(2 * time.Second)
-	victim.start(t)
-	victim.waitHealthy(t, time.Minute)
+	victim.Start(t)
+	victim.WaitHealthy(t, time.Minute)
 	waitSuccesses(successes() + 200)
 
 	// A replica killed mid-run, and started again on its data dir.
@@ -506,7 +372,7 @@ func TestFailoverOnANATSCluster(t *testing.T) {
 	}
 
 	// The durable record: one charge per key, the answered one.
-	nc, err := nats.Connect(strings.Join(urls, ","))
+	nc, err := nats.Connect(urls)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -574,5 +440,5 @@ func TestFailoverOnANATSCluster(t *testing.T) {
 		p999 = lat[min(len(lat)-1, len(lat)*999/1000)]
 	}
 	t.Logf("%d requests, %d keys charged once each; NATS node %s killed: %v without a new charge, p99.9 %v over %d requests in the 10 s from the kill; replica killed: %v without a new charge",
-		len(ops), len(decided), victim.name, gap(killedAt).Round(time.Millisecond), p999.Round(time.Millisecond), len(lat), gap(replicaKilledAt).Round(time.Millisecond))
+		len(ops), len(decided), victim.Name, gap(killedAt).Round(time.Millisecond), p999.Round(time.Millisecond), len(lat), gap(replicaKilledAt).Round(time.Millisecond))
 }

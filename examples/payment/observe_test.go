@@ -52,7 +52,7 @@ func scriptedMix(t *testing.T, ts *testService) []string {
 // mixConfig holds payments scoring 0.3 or more for review.
 func mixConfig(t *testing.T) Config {
 	cfg := testConfig(t)
-	cfg.Fraud.Review = 0.3
+	cfg.FraudRules = reviewRules(t)
 	return cfg
 }
 
@@ -307,7 +307,7 @@ func TestAuditTrailContinuesAcrossRestarts(t *testing.T) {
 	path := filepath.Join(cfg.DataDir, "audit-test.jsonl")
 	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: key}, path)
 	require.NoError(t, err)
-	assert.EqualValues(t, 3, sum.Lines, "both runs' payments, in one chain")
+	assert.EqualValues(t, 5, sum.Lines, "both runs' payments, and the rules each run put in force, in one chain")
 	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
 	require.ErrorIs(t, err, kaizen.ErrAuditTampered, "a keyed trail does not verify without its key")
 
@@ -346,7 +346,7 @@ func TestAuditHeadPublished(t *testing.T) {
 	require.NoError(t, ts.publishAuditHead(ctx))
 	lines, hash, err := AuditHead(ctx, ts.js, "test")
 	require.NoError(t, err)
-	assert.EqualValues(t, 3, lines)
+	assert.EqualValues(t, 4, lines, "the rules put in force, and three payments")
 
 	path := filepath.Join(cfg.DataDir, "audit-test.jsonl")
 	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Expect: hash}, path)

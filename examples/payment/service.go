@@ -69,6 +69,7 @@ type Service struct {
 	line    *jidoka.Line
 	limiter *heijunka.Keyed
 	state   CustomerState
+	rules   *fraudRules // the fraud policy: the Go rules or a CEL rule set
 	idem    IdempotencyStore
 	records *PaymentRecords
 	// confirmer is the payments bucket as the confirmation consumer
@@ -120,7 +121,9 @@ type Service struct {
 	bg      context.Context
 	stopBG  context.CancelFunc
 	pending sync.WaitGroup
-	lock    *datadir.Lock // the data directory, held until Close
+	// releasing counts idempotency releases retried in the background.
+	releasing sync.WaitGroup
+	lock      *datadir.Lock // the data directory, held until Close
 }
 
 // NewService builds the service from cfg: it takes the data directory for
@@ -413,8 +416,7 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	if s.idem, err = s.idempotencyStore(ctx); err != nil {
 		return err
 	}
-	fraud, err := NewFraudPolicy(s.cfg.Fraud, s.state, s.cfg.now)
-	if err != nil {
+	if s.rules, err = newFraudRules(s.cfg, s.state, s.audit, s.log, s.registry); err != nil {
 		return err
 	}
 	metrics, err := kaizenprom.NewMetrics(s.registry, kaizenprom.MetricsOptions{
@@ -446,7 +448,7 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 		interval: time.Second,
 		bytes:    s.storeBytes, limit: s.storeLimit, refused: s.storeRefused,
 	}
-	s.pipeline, err = tai.New[Payment, Charge](fraud, tai.ActionFunc[Payment, Charge](s.charge),
+	s.pipeline, err = tai.New[Payment, Charge](s.rules.policy, tai.ActionFunc[Payment, Charge](s.charge),
 		tai.WithGates(storeGate{s.levels}, hc.Gate(customerGate{s.limiter, s.cfg.now}), s.line),
 		tai.WithGuards(s.breaker),
 		tai.WithObservers(metrics, s.stats, s.audit),
@@ -764,6 +766,11 @@ func (s *Service) Close(ctx context.Context) error {
 	if s.andon != nil {
 		errs = append(errs, s.andon.Shutdown(ctx))
 	}
+	// Rule files stop being watched before the audit trail, which their
+	// reloads are written to, closes.
+	if s.rules != nil {
+		errs = append(errs, s.rules.Shutdown(ctx))
+	}
 	// Commits still retrying in the background get until ctx ends.
 	if s.stopBG != nil {
 		if err := waitCtx(ctx, &s.pending); err != nil {
@@ -771,6 +778,7 @@ func (s *Service) Close(ctx context.Context) error {
 		}
 		s.stopBG()
 		s.pending.Wait()
+		s.releasing.Wait()
 	}
 	if s.stop != nil {
 		s.stop()

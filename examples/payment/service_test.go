@@ -36,10 +36,19 @@ func TestHappyPath(t *testing.T) {
 	assert.EqualValues(t, 1, ts.gateway.Calls())
 }
 
+// The fraud rules through the service, with the built-in CEL rules and
+// with the Go rules: the same answers.
 func TestFraudRules(t *testing.T) {
+	for _, rules := range []string{fraudRulesEmbedded, fraudRulesGo} {
+		t.Run(rules, func(t *testing.T) { testFraudRules(t, rules) })
+	}
+}
+
+func testFraudRules(t *testing.T, rules string) {
 	cfg := testConfig(t)
 	cfg.Blacklist = "customer:cust_bad,merchant:merc_bad,country:KP"
 	cfg.CustomerLimit = 1000 // the velocity rule, not the limiter, is under test
+	cfg.FraudRules = rules
 	require.NoError(t, cfg.validate())
 	ts := startService(t, cfg)
 	clock := ts.clock
@@ -393,20 +402,31 @@ func TestIDsInvalidForNATSAreClientErrors(t *testing.T) {
 	assert.EqualValues(t, 1, ts.gateway.Calls())
 }
 
-// With a review threshold, flagged payments are held instead of charged.
+// With a review threshold, flagged payments are held instead of charged:
+// the Go rules' -review-threshold, or a rule file's thresholds.review.
 func TestReviewBand(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.Fraud.Review = 0.3
-	ts := startService(t, cfg)
-	r := ts.pay(t, "c4", 5000.01, nil)
-	require.Equal(t, http.StatusAccepted, r.Code, string(r.Raw))
-	assert.Equal(t, StatusReview, r.str("status"))
-	assert.InDelta(t, 0.4, r.Body["fraud_score"], 1e-9)
-	assert.Nil(t, r.Body["gateway_response"])
-	assert.Nil(t, r.Body["error"], "a hold is not an error")
-	assert.Zero(t, ts.gateway.Calls())
-	below := ts.pay(t, "c9", 4500, nil)
-	assert.Equal(t, StatusSuccess, below.str("status"), "0.15 is below the band")
+	for _, tc := range []struct {
+		name string
+		set  func(*Config)
+	}{
+		{"go", func(cfg *Config) { cfg.FraudRules, cfg.Fraud.Review = fraudRulesGo, 0.3 }},
+		{"rule file", func(cfg *Config) { cfg.FraudRules = reviewRules(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			tc.set(&cfg)
+			ts := startService(t, cfg)
+			r := ts.pay(t, "c4", 5000.01, nil)
+			require.Equal(t, http.StatusAccepted, r.Code, string(r.Raw))
+			assert.Equal(t, StatusReview, r.str("status"))
+			assert.InDelta(t, 0.4, r.Body["fraud_score"], 1e-9)
+			assert.Nil(t, r.Body["gateway_response"])
+			assert.Nil(t, r.Body["error"], "a hold is not an error")
+			assert.Zero(t, ts.gateway.Calls())
+			below := ts.pay(t, "c9", 4500, nil)
+			assert.Equal(t, StatusSuccess, below.str("status"), "0.15 is below the band")
+		})
+	}
 }
 
 // A confirmation the consumer refuses is dead-lettered, and an operator

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/internal/svctest"
+)
+
+// TestWaveSurvivesNATSFailover runs two replicas on a three-node
+// JetStream cluster (every stream and bucket on three nodes) and sends two
+// waves of twelve deployments. In the middle of the first it kills the
+// node leading the deployments bucket with SIGKILL and starts it again:
+// every deployment succeeds. In the middle of the second it kills one
+// replica with SIGKILL and starts it again: its rollouts in flight roll
+// back as interrupted by a restart, the others succeed. Every deployment
+// ends, once, in a terminal state both replicas report alike; none is
+// validated twice in a region, and no trail ends one twice.
+func TestWaveSurvivesNATSFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster and two service processes")
+	}
+	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	type replica struct {
+		name, dir string
+		mu        sync.Mutex
+		child     *svctest.Child
+	}
+	args := func(r *replica) string {
+		return fmt.Sprintf("-data-dir %s -addr 127.0.0.1:0 -instance %s -nats-url %s -nats-replicas 3 "+
+			"-stages canary:5:1500ms,staging:25:1500ms,prod:100:0s -health-interval 100ms -min-requests 0",
+			r.dir, r.name, svctest.ClientURLs(nodes))
+	}
+	start := func(r *replica) {
+		c := svctest.StartChild(ctx, t, childArgsEnv, args(r), readyLine)
+		r.mu.Lock()
+		r.child = c
+		r.mu.Unlock()
+	}
+	url := func(r *replica) string {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.child.URL
+	}
+	replicas := []*replica{{name: "dep-1", dir: t.TempDir()}, {name: "dep-2", dir: t.TempDir()}}
+	for _, r := range replicas {
+		start(r)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, r := range replicas {
+				r.mu.Lock()
+				t.Logf("%s's log:\n%s", r.name, r.child.Logs.String())
+				r.mu.Unlock()
+			}
+		}
+	})
+
+	services := []string{"web-frontend", "checkout", "search", "cart", "orders", "pricing"}
+	wave := func(version string) []string {
+		var ids []string
+		for i := range 12 {
+			region := []string{"us-west-2", "us-east-1"}[i/len(services)]
+			r := deploy(t, url(replicas[i%2]), map[string]any{"service": services[i%len(services)], "version": version, "target_region": region},
+				"Prefer", "respond-async")
+			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+			ids = append(ids, r.deployment(t).ID)
+		}
+		return ids
+	}
+	get := func(base, id string) (Deployment, bool) {
+		r := do(t, "GET", base+"/deploy/"+id, nil)
+		if r.Code != http.StatusOK {
+			return Deployment{}, false
+		}
+		return r.deployment(t), true
+	}
+	final := map[string]Deployment{}
+	// waitEnds waits until every deployment has ended, and checks that both
+	// replicas report the same end.
+	waitEnds := func(ids []string) map[string]int {
+		statuses := map[string]int{}
+		for _, id := range ids {
+			var last Deployment
+			require.Eventually(t, func() bool {
+				d, ok := get(url(replicas[0]), id)
+				last = d
+				return ok && ended(d)
+			}, 3*time.Minute, 50*time.Millisecond, "deployment %s ends; last %+v\n%s", id, &last, replicas[0].child.Logs.String())
+			final[id] = last
+			statuses[last.Status]++
+			d, ok := get(url(replicas[1]), id)
+			require.True(t, ok, id)
+			assert.Equal(t, last.Status, d.Status, "%s: both replicas see one end", id)
+			assert.Equal(t, last.CompletedAt, d.CompletedAt, "%s: both replicas see one end", id)
+		}
+		return statuses
+	}
+
+	// Wave 1: the node leading the deployments bucket goes in the middle
+	// of it, and comes back. Losing one node of three stops nothing.
+	first := wave("v1.1.0")
+	time.Sleep(time.Second)
+	victim := svctest.StreamLeader(nodes, "KV_deployments")
+	require.NotNil(t, victim, "a node leads the deployments bucket")
+	victim.Kill()
+	time.Sleep(3 * time.Second)
+	victim.Start(t)
+	victim.WaitHealthy(t, time.Minute)
+	statuses := waitEnds(first)
+	for _, id := range first {
+		d := final[id]
+		msg := ""
+		if d.ErrorMessage != nil {
+			msg = *d.ErrorMessage
+		}
+		assert.Equal(t, StatusSuccess, d.Status, "%s (%s) succeeds through the NATS failover: %s", id, d.Service, msg)
+	}
+	t.Logf("wave 1, NATS node %s killed and restarted: %v", victim.Name, statuses)
+
+	// Wave 2: a replica killed in the middle of it, and started again. Its
+	// rollouts in flight roll back, reported as interrupted by a restart;
+	// the others succeed.
+	second := wave("v1.2.0")
+	time.Sleep(time.Second)
+	dead := replicas[1]
+	require.NoError(t, dead.child.Cmd.Process.Signal(syscall.SIGKILL))
+	<-dead.child.Done
+	start(dead)
+	statuses = waitEnds(second)
+	for _, id := range second {
+		if d := final[id]; d.Status != StatusSuccess {
+			require.NotNil(t, d.ErrorMessage, id)
+			assert.Contains(t, *d.ErrorMessage, "by a restart of the service", "%s (%s) ended %s", id, d.Service, d.Status)
+		}
+	}
+	t.Logf("wave 2, replica %s killed and restarted: %v", dead.name, statuses)
+	ids := append(first, second...)
+
+	// Stop both, so their trails are whole, then count: a deployment is
+	// validated at most once per region and ended at most once. (A trail's
+	// last lines may be lost with a process killed by SIGKILL, so at most:
+	// a second run or end would show.)
+	for _, r := range replicas {
+		require.NoError(t, r.child.Stop(ctx, t, syscall.SIGTERM))
+	}
+	runs, ends := map[string]int{}, map[string]int{}
+	for _, r := range replicas {
+		for _, line := range auditLines(t, filepath.Join(r.dir, "audit-"+r.name+".jsonl")) {
+			switch line.Kind {
+			case "deployment.validation":
+				runs[line.ID]++
+			case "deployment.end":
+				ends[line.ID]++
+			}
+		}
+	}
+	endedOnce := 0
+	for _, id := range ids {
+		d := final[id]
+		assert.LessOrEqual(t, runs[id], len(d.Regions), "%s validated at most once per region", id)
+		assert.LessOrEqual(t, ends[id], 1, "%s ended at most once", id)
+		endedOnce += ends[id]
+	}
+	t.Logf("%d of %d ends in the trails", endedOnce, len(ids))
+}

@@ -1,0 +1,189 @@
+package svctest
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// NATSNode is one nats-server process of a JetStream cluster on loopback
+// ports, which a test can kill with SIGKILL and start again on the same
+// store.
+type NATSNode struct {
+	Name       string
+	ClientURL  string // nats://127.0.0.1:port
+	MonitorURL string // http://127.0.0.1:port, with /healthz and /jsz
+	// Logs holds the process's output, across its restarts.
+	Logs *SyncBuffer
+
+	bin, store string
+	args       []string
+	cmd        *exec.Cmd
+	done       chan struct{}
+}
+
+// NATSServerBinary builds nats-server from the Go module the examples
+// module requires (the release natsembed embeds), whatever release a
+// distribution packages, and returns its path. dir is the examples
+// module's directory or one under it.
+func NATSServerBinary(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building nats-server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// StartNATSCluster starts n nats-server processes of bin clustered with
+// JetStream, each with a store of its own, and waits until each is
+// healthy: JetStream up and a meta leader elected. The processes are
+// killed when the test ends.
+func StartNATSCluster(t testing.TB, bin string, n int) []*NATSNode {
+	t.Helper()
+	nodes := make([]*NATSNode, n)
+	clusterPorts := make([]int, n)
+	var routes []string
+	for i := range nodes {
+		clusterPorts[i] = freePort(t)
+		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(clusterPorts[i]))
+	}
+	for i := range nodes {
+		client, mon := freePort(t), freePort(t)
+		name := "n" + strconv.Itoa(i+1)
+		nodes[i] = &NATSNode{
+			Name:       name,
+			ClientURL:  "nats://127.0.0.1:" + strconv.Itoa(client),
+			MonitorURL: "http://127.0.0.1:" + strconv.Itoa(mon),
+			Logs:       &SyncBuffer{},
+			bin:        bin,
+			store:      t.TempDir(),
+		}
+		nodes[i].args = []string{"-a", "127.0.0.1", "-p", strconv.Itoa(client), "-m", strconv.Itoa(mon),
+			"-n", name, "-js", "-sd", nodes[i].store, "--cluster_name", "test",
+			"--cluster", routes[i], "--routes", strings.Join(routes, ",")}
+	}
+	for _, node := range nodes {
+		node.Start(t)
+		t.Cleanup(node.Kill)
+	}
+	for _, node := range nodes {
+		node.WaitHealthy(t, time.Minute)
+	}
+	return nodes
+}
+
+// ClientURLs returns the nodes' client URLs, comma separated, as a
+// service's -nats-url takes them.
+func ClientURLs(nodes []*NATSNode) string {
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = n.ClientURL
+	}
+	return strings.Join(urls, ",")
+}
+
+// Start starts the node's process (again, after Kill, on the same store).
+func (n *NATSNode) Start(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(n.bin, n.args...)
+	cmd.Stdout, cmd.Stderr = n.Logs, n.Logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", n.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	n.cmd, n.done = cmd, done
+}
+
+// Running reports whether the node's process runs.
+func (n *NATSNode) Running() bool { return n.cmd != nil }
+
+// Kill ends the node's process with SIGKILL and waits for it.
+func (n *NATSNode) Kill() {
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	<-n.done
+	n.cmd = nil
+}
+
+// WaitHealthy waits until the node's /healthz answers 200.
+func (n *NATSNode) WaitHealthy(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := http.Get(n.MonitorURL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not healthy within %v\n%s", n.Name, within, n.Logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// StreamLeader returns the running node that leads the named stream's
+// group, as the nodes' /jsz reports it, or nil when none says.
+func StreamLeader(nodes []*NATSNode, stream string) *NATSNode {
+	for _, n := range nodes {
+		if !n.Running() {
+			continue
+		}
+		resp, err := http.Get(n.MonitorURL + "/jsz?streams=true")
+		if err != nil {
+			continue
+		}
+		var jsz struct {
+			AccountDetails []struct {
+				Streams []struct {
+					Name    string `json:"name"`
+					Cluster struct {
+						Leader string `json:"leader"`
+					} `json:"cluster"`
+				} `json:"stream_detail"`
+			} `json:"account_details"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&jsz)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		for _, a := range jsz.AccountDetails {
+			for _, s := range a.Streams {
+				if s.Name != stream || s.Cluster.Leader == "" {
+					continue
+				}
+				for _, m := range nodes {
+					if m.Name == s.Cluster.Leader && m.Running() {
+						return m
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

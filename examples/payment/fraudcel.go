@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"time"
+
+	"cel.dev/cel-go/cel"
+
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+// defaultFraudRules is rules/fraud.yaml: the fraud rules of fraud.go as a
+// CEL rule set, which the service runs unless -fraud-rules says otherwise.
+//
+//go:embed rules/fraud.yaml
+var defaultFraudRules []byte
+
+// fraudVars are the variables a fraud rule file reads besides the payment:
+// what fraudLookup finds for each payment, once, before the rules run.
+var fraudVars = map[string]*cel.Type{
+	"attempts":             cel.IntType,
+	"day_total":            cel.DoubleType,
+	"moved_km":             cel.DoubleType,
+	"moved_hours":          cel.DoubleType,
+	"moved_for":            cel.StringType,
+	"customer_blacklisted": cel.BoolType,
+	"merchant_blacklisted": cel.BoolType,
+	"country_blacklisted":  cel.BoolType,
+}
+
+// unrecordedFields are the fields of a payment never written with its
+// decision: the client's metadata, which may hold anything, and where the
+// customer stood. The rules read the distance and time the lookup worked
+// out from the coordinates, which are recorded.
+var unrecordedFields = []string{"Metadata", "Lat", "Lon"}
+
+// NewFraudEnv returns the environment fraud rule files compile in: the
+// payment as payload, and fraudVars looked up in state at the clock now
+// (nil: the system clock). Of cfg it uses the Blacklist (the -blacklist
+// and -blacklist-file entries, read into the *_blacklisted variables) and
+// the VelocityWindow attempts are counted over; the limits are the rule
+// file's.
+//
+// Each decision carries what the rules read (Decision.Inputs), which the
+// audit trail keeps, so that a candidate rule file can be tried on past
+// payments (taikit backtest): the payment without unrecordedFields, and
+// the variables.
+func NewFraudEnv(cfg FraudConfig, state CustomerState, now func() time.Time) (*taicel.Env[Payment], error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if state == nil {
+		return nil, fmt.Errorf("fraud: no customer state")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return taicel.NewEnv(taicel.Options[Payment]{
+		Vars:         fraudVars,
+		Lookup:       fraudLookup(cfg, state, now),
+		RecordInputs: true,
+		Unrecorded:   unrecordedFields,
+	})
+}
+
+// fraudLookup reads what the rules need from the customer state, with the
+// side effects the Go rules have: the attempt is counted and the
+// customer's location moved, once per payment. A state that fails fails
+// the payment (the rules do not run blind), as with the Go rules.
+func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) func(context.Context, tai.Signal[Payment]) (map[string]any, error) {
+	bl := cfg.Blacklist
+	window := cfg.VelocityWindow
+	return func(ctx context.Context, s tai.Signal[Payment]) (map[string]any, error) {
+		p := &s.Payload
+		t := now()
+		n, err := state.Attempt(ctx, p.CustomerID, t, window)
+		if err != nil {
+			return nil, fmt.Errorf("attempts: %w", err)
+		}
+		spent, err := state.Spent(ctx, p.CustomerID, p.Currency, t)
+		if err != nil {
+			return nil, fmt.Errorf("day's spend: %w", err)
+		}
+		// As the Go rule adds them: exact minor units, then one division.
+		total := (float64(spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
+		// The speed is the rules' to work out, moved_km / moved_hours, as
+		// the Go rule does: a variable is recorded with each decision, and
+		// the infinite speed of no time passing is no JSON number.
+		km, hours, moved := 0.0, 0.0, "0s"
+		if p.HasCoords {
+			prev, ok, err := state.Move(ctx, p.CustomerID, Point{Lat: p.Lat, Lon: p.Lon, At: t})
+			if err != nil {
+				return nil, fmt.Errorf("location: %w", err)
+			}
+			if ok {
+				km = haversineKm(prev.Lat, prev.Lon, p.Lat, p.Lon)
+				d := t.Sub(prev.At)
+				hours, moved = d.Hours(), d.Round(time.Second).String()
+			}
+		}
+		return map[string]any{
+			"attempts":             int64(n),
+			"day_total":            total,
+			"moved_km":             km,
+			"moved_hours":          hours,
+			"moved_for":            moved,
+			"customer_blacklisted": bl.Customers[p.CustomerID],
+			"merchant_blacklisted": bl.Merchants[p.MerchantID],
+			"country_blacklisted":  p.Country != "" && bl.Countries[p.Country],
+		}, nil
+	}
+}
+
+// compileFraudRules parses and compiles a rule file's text.
+func compileFraudRules(env *taicel.Env[Payment], data []byte) (*taicel.Set[Payment], error) {
+	spec, err := taicel.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	return env.Compile(spec)
+}
+
+// sha256Hex is the SHA-256 of data in hex, as a taicel.Loader reports a
+// file's.
+func sha256Hex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// parseDefaultRules parses the built-in rule file.
+func parseDefaultRules() (*taicel.Spec, error) { return taicel.Parse(defaultFraudRules) }
