@@ -155,6 +155,10 @@ func (s *Service) startAlerts(ctx context.Context) error {
 			Columns: []string{"Deployment", "Service", "Version", "Region", "Strategy", "Stage", "Traffic", "In stage", "Last health samples"},
 			Rows:    s.activeRollouts,
 			Empty:   "no rollout running",
+		}, {
+			Title:   "Rules in force on this replica",
+			Columns: ruleColumns,
+			Rows:    s.rulePanel,
 		}},
 	})
 	if err != nil {

@@ -9,6 +9,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
+	"github.com/taipattern/taikit/tai"
 )
 
 // BenchmarkEngine measures the engine end to end with zero bakes on the
@@ -16,8 +21,15 @@ import (
 // the rollout's three stages (each waiting for a health sample, taken
 // every millisecond) and the audit trail. Each of 48 service/region
 // pairs deploys one version after another; the figure is deployments/s.
+// The prerequisites and the analysis are the rule files built in
+// (rules=built-in, the default) or the Go rules (rules=go).
 func BenchmarkEngine(b *testing.B) {
-	ts := startService(b, "-stages", "canary:5:0s,staging:25:0s,prod:100:0s", "-health-interval", "1ms", "-min-requests", "0", "-workers", "64")
+	b.Run("rules=built-in", func(b *testing.B) { benchEngine(b) })
+	b.Run("rules=go", func(b *testing.B) { benchEngine(b, "-rules", "go") })
+}
+
+func benchEngine(b *testing.B, args ...string) {
+	ts := startService(b, append([]string{"-stages", "canary:5:0s,staging:25:0s,prod:100:0s", "-health-interval", "1ms", "-min-requests", "0", "-workers", "64"}, args...)...)
 	var pairs [][2]string
 	for _, name := range ts.catalog.ServiceNames() {
 		if slices.Contains([]string{"bad-service", "slow-service", "degrading-service", "hungry-service", "regional-service", "leaky-service"}, name) {
@@ -69,4 +81,69 @@ func benchDeploy(base, service, version, region string) (int, string) {
 	}
 	raw, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(raw)
+}
+
+// BenchmarkPrerequisites measures one region's prerequisites, all
+// passing, on a world in memory (the corpus's "all pass"): the Go rules
+// against the rule file built in, lookup included.
+func BenchmarkPrerequisites(b *testing.B) {
+	w := prereqBaseWorld()
+	s := w.service(b)
+	for _, p := range []struct {
+		name   string
+		policy tai.Policy[*rollout]
+	}{{"rules=go", s.prerequisites()}, {"rules=built-in", ruledPrerequisites{s.prerequisiteRules(b)}}} {
+		b.Run(p.name, func(b *testing.B) {
+			th := w.Thresholds.thresholds()
+			lim := thresholdVars(th)
+			b.ReportAllocs()
+			for b.Loop() {
+				r := &rollout{service: "api-service", version: "v2.0.0", region: "us-west-2", thresholds: th, limits: lim}
+				d, err := p.policy.Evaluate(b.Context(), tai.Signal[*rollout]{Payload: r})
+				if err != nil || d.Verdict != tai.Allow {
+					b.Fatal(d, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAnalysis measures the analysis of one health sample that
+// passes, and of one that fails every check: analysis.Evaluate against
+// the rule file built in.
+func BenchmarkAnalysis(b *testing.B) {
+	env, err := newAnalysisEnv()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rs, err := compileRules(env, defaultAnalysis, builtIn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	th := analysis.Default()
+	lim := thresholdVars(th)
+	for _, sc := range []struct {
+		name   string
+		sample fleet.Sample
+	}{
+		{"passes", fleet.Sample{Requests: 100, ErrorRate: 0.006, P99: 180 * time.Millisecond, CPU: 0.35, Memory: 0.45}},
+		{"fails", fleet.Sample{Requests: 100, ErrorRate: 0.072, P99: 1500 * time.Millisecond, CPU: 0.92, Memory: 0.9}},
+	} {
+		b.Run(sc.name+"/rules=go", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if v := analysis.Evaluate(sc.sample, th); !v.Passed {
+					_ = v.Reason()
+				}
+			}
+		})
+		b.Run(sc.name+"/rules=built-in", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := judgeReading(b.Context(), rs, sc.sample, lim); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

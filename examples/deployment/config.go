@@ -56,6 +56,12 @@ type Config struct {
 	MinRequests float64
 	// Freeze lists change-freeze windows: no deployment starts inside one.
 	Freeze []Window
+	// Rules is where the prerequisites and the analysis come from: ""
+	// for the rule files built in (rules/*.yaml), "go" for the Go rules,
+	// or a directory holding prerequisites.yaml and analysis.yaml, each
+	// read again every RulesInterval and reloaded when it changes.
+	Rules         string
+	RulesInterval time.Duration
 
 	Workers        int           // rollouts running at once in this process (one per service/region)
 	RequestTimeout time.Duration // how long a waiting POST /deploy waits before answering 202
@@ -112,6 +118,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Float64Var(&c.Analysis.MaxMemory, "max-memory", envFloat("MAX_MEMORY", c.Analysis.MaxMemory), "analysis: highest memory use, as a share (MAX_MEMORY)")
 	fs.Float64Var(&c.MinRequests, "min-requests", envFloat("MIN_REQUESTS", 10), "analysis: fewest requests a health sample must rest on; fewer is inconclusive (MIN_REQUESTS)")
 	fs.StringVar(&freeze, "freeze", env("FREEZE", ""), "change-freeze windows as RFC3339/RFC3339, comma separated; no deployment starts inside one (FREEZE)")
+	fs.StringVar(&c.Rules, "rules", env("RULES", ""), "the prerequisites and the analysis as rules: a directory holding prerequisites.yaml and analysis.yaml, reloaded when they change, or \"go\" for the Go rules; default: the rule files built in (RULES)")
+	fs.DurationVar(&c.RulesInterval, "rules-interval", envDur("RULES_INTERVAL", 5*time.Second), "how often the -rules files are read for changes (RULES_INTERVAL)")
 	fs.IntVar(&c.Workers, "workers", envInt("WORKERS", 64), "rollouts running at once in this process, never two for one service and region (WORKERS)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDur("REQUEST_TIMEOUT", 5*time.Minute), "how long POST /deploy waits for the end before answering 202 IN_PROGRESS (REQUEST_TIMEOUT)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint (a Jaeger or a collector); off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
@@ -174,6 +182,14 @@ func (c *Config) validate() error {
 	}
 	if c.MinRequests < 0 {
 		errs = append(errs, fmt.Errorf("-min-requests %v is negative", c.MinRequests))
+	}
+	if c.Rules != "" && c.Rules != rulesGo {
+		if fi, err := os.Stat(c.Rules); err != nil || !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("-rules %q is not a directory (nor \"go\")", c.Rules))
+		}
+	}
+	if c.RulesInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("-rules-interval %v is below 1ms", c.RulesInterval))
 	}
 	if c.Workers < 1 || c.Workers > 10_000 {
 		errs = append(errs, fmt.Errorf("-workers %d is not in [1, 10000]", c.Workers))

@@ -69,7 +69,7 @@ func (s *Service) regionCapacity(_ context.Context, sig tai.Signal[*rollout]) (t
 // too: there would be nothing to roll out.
 func (s *Service) rollbackPlan(ctx context.Context, sig tai.Signal[*rollout]) (tai.Decision, error) {
 	r := sig.Payload
-	stable, err := s.store.Stable(ctx, r.service, r.region)
+	stable, err := s.versions.Stable(ctx, r.service, r.region)
 	if err != nil {
 		return tai.Decision{}, err
 	}

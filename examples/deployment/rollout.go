@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,7 +35,8 @@ type rollout struct {
 	strategy         string
 	firstDeploy      bool
 	thresholds       analysis.Thresholds
-	stable           string // the version serving before; set by the policy
+	limits           map[string]any // thresholds as the analysis rules read them
+	stable           string         // the version serving before; set by the policy
 
 	mu     sync.Mutex
 	d      *Deployment
@@ -478,14 +480,15 @@ func (r *rollout) check(ctx context.Context) error {
 	parent := r.span
 	r.mu.Unlock()
 	// Each analysis is a span of its stage's, with its verdict and figures.
+	// One the watchdog takes before the first stage's span is open has no
+	// stage, and no span (a no-op one).
+	aspan := trace.SpanFromContext(context.Background())
 	if parent != nil {
-		ctx = trace.ContextWithSpan(ctx, parent)
+		ctx, aspan = r.s.startSpan(trace.ContextWithSpan(ctx, parent), "analysis", attribute.String("deployment.id", r.d.ID), attribute.String("deployment.region", r.region))
 	}
-	ctx, aspan := r.s.startSpan(ctx, "analysis", attribute.String("deployment.id", r.d.ID), attribute.String("deployment.region", r.region))
 	defer aspan.End()
 	sample, err := r.s.health.Sample(ctx, r.service, r.region, r.version, window)
 	hs := HealthSample{Time: time.Now()}
-	var verdict analysis.Verdict
 	switch {
 	case errors.Is(err, fleet.ErrNoData):
 		hs.Verdict, hs.Reason = "inconclusive", "no data"
@@ -495,15 +498,20 @@ func (r *rollout) check(ctx context.Context) error {
 		hs.Requests = sample.Requests
 		hs.Verdict, hs.Reason = "inconclusive", fmt.Sprintf("%.0f requests, fewer than %.0f", sample.Requests, r.s.cfg.MinRequests)
 	default:
-		verdict = analysis.Evaluate(sample, r.thresholds)
 		hs.Requests, hs.ErrorRate, hs.CPU, hs.Memory = sample.Requests, sample.ErrorRate, sample.CPU, sample.Memory
 		hs.P99Ms = float64(sample.P99) / float64(time.Millisecond)
-		hs.Verdict = "passed"
-		if !verdict.Passed {
-			hs.Verdict, hs.Reason = "failed", verdict.Reason()
+		j, err := r.s.analyze(ctx, sample, r)
+		if err != nil {
+			// Rules that cannot judge stop the rollout, as a reading that
+			// cannot be a measurement does.
+			j = judgement{reason: "Analysis rules failed: " + err.Error()}
 		}
-		for _, c := range verdict.Checks {
-			r.s.metrics.analysis.WithLabelValues(c.Name, passFail(c.Passed)).Inc()
+		hs.Verdict = "passed"
+		if !j.passed {
+			hs.Verdict, hs.Reason = "failed", j.reason
+		}
+		for _, c := range j.checks {
+			r.s.metrics.analysis.WithLabelValues(c, passFail(!slices.Contains(j.failed, c))).Inc()
 		}
 	}
 	r.mu.Lock()

@@ -64,6 +64,16 @@ type Service struct {
 	line     *jidoka.Line
 	rollouts rolloutHealth
 
+	// The rule files in force; both nil with -rules go, which keeps the
+	// Go rules (policy.go, internal/analysis).
+	prereqRules   *ruleFile[RegionRequest]
+	analysisRules *ruleFile[HealthReading]
+	freezeWindows []map[string]string // cfg.Freeze as the rules read it
+	// versions is where the version serving in a region is read: the store.
+	versions interface {
+		Stable(ctx context.Context, service, region string) (string, error)
+	}
+
 	andon      *andon.Evaluator
 	board      *andon.Board
 	stopAlerts context.CancelFunc
@@ -125,6 +135,8 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if s.store, err = openStore(ctx, s.js, s.moreJS, StoreOptions{MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour, Replicas: s.cfg.NATSReplicas}); err != nil {
 		return nil, err
 	}
+	s.versions = s.store
+	s.freezeWindows = freezeVar(cfg.Freeze)
 	// The catalog says what serves where at first; deployments move it
 	// on, and the store keeps where they left it.
 	for _, region := range s.catalog.RegionNames() {
@@ -156,13 +168,6 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if s.line, err = jidoka.NewLine(jidoka.LineOptions{Name: "deployments", RetryAfter: 30 * time.Second}); err != nil {
 		return nil, err
 	}
-	if s.pipeline, err = tai.New[*rollout, string](s.prerequisites(), tai.ActionFunc[*rollout, string](s.rollOut),
-		tai.WithObservers(s.stats, s.audit, s.metrics.pipeline),
-		tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing})),
-		tai.WithLogger(log),
-	); err != nil {
-		return nil, err
-	}
 	cctx := s.watchCtx
 	if err := s.store.WatchCord(cctx, s.applyCord); err != nil {
 		return nil, err
@@ -174,6 +179,21 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 		return nil, err
 	}
 	if err := s.startAlerts(ctx); err != nil {
+		return nil, err
+	}
+	// The rule files report their reloads to the board: it is there now.
+	if err := s.openRules(); err != nil {
+		return nil, err
+	}
+	var prerequisites tai.Policy[*rollout] = ruledPrerequisites{s.prereqRules}
+	if s.prereqRules == nil {
+		prerequisites = s.prerequisites()
+	}
+	if s.pipeline, err = tai.New[*rollout, string](prerequisites, tai.ActionFunc[*rollout, string](s.rollOut),
+		tai.WithObservers(s.stats, s.audit, s.metrics.pipeline),
+		tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing})),
+		tai.WithLogger(log),
+	); err != nil {
 		return nil, err
 	}
 	if s.local != nil && cfg.LocalTraffic > 0 {
@@ -369,6 +389,9 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 		s: s, service: d.Service, version: d.Version, region: job.Region, index: job.Index,
 		strategy: d.Strategy, firstDeploy: d.FirstDeploy, thresholds: d.Analysis.analysis(),
 		d: d, rev: rev, cmds: make(chan Command, 8), failed: make(chan failure, 1), stage: -1,
+	}
+	if s.analysisRules != nil {
+		r.limits = thresholdVars(r.thresholds)
 	}
 	switch rr := &d.Results[job.Index]; {
 	case terminal(rr.Status):
@@ -741,6 +764,8 @@ func (s *Service) Close(ctx context.Context) error {
 	if s.queue != nil {
 		errs = append(errs, s.queue.Shutdown(ctx))
 	}
+	// Before the audit trail: a reload writes to it.
+	errs = append(errs, s.closeRules(ctx))
 	if s.audit != nil {
 		errs = append(errs, s.audit.Shutdown(ctx))
 	}

@@ -287,13 +287,23 @@ func TestAbortPromoteAndCord(t *testing.T) {
 // boardPanel is the board's panel of active rollouts.
 func boardPanel(t *testing.T, base string) andon.BoardPanel {
 	t.Helper()
+	return boardPanelTitled(t, base, "Active rollouts on this replica")
+}
+
+// boardPanelTitled is the board's panel of this title.
+func boardPanelTitled(t *testing.T, base, title string) andon.BoardPanel {
+	t.Helper()
 	r := do(t, "GET", base+"/andon/api/state", nil)
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 	var st andon.BoardState
 	require.NoError(t, json.Unmarshal(r.Body, &st))
-	require.Len(t, st.Panels, 1)
-	require.Equal(t, "Active rollouts on this replica", st.Panels[0].Title)
-	return st.Panels[0]
+	for _, p := range st.Panels {
+		if p.Title == title {
+			return p
+		}
+	}
+	t.Fatalf("no panel %q on the board: %s", title, r.Body)
+	return andon.BoardPanel{}
 }
 
 // boardRow waits for the board to show one rollout that satisfies cond.
