@@ -18,8 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
+	"github.com/taipattern/taikit/internal/jsonw"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -525,23 +525,23 @@ func (a *Audit) encode(r *tai.Record) {
 	b = append(b, `{"time":"`...)
 	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","id":`...)
-	b = appendString(b, e.ID)
+	b = jsonw.AppendString(b, e.ID)
 	b = append(b, `,"kind":`...)
-	b = appendString(b, e.Kind)
+	b = jsonw.AppendString(b, e.Kind)
 	b = append(b, `,"key":`...)
-	b = appendString(b, e.Key)
+	b = jsonw.AppendString(b, e.Key)
 	b = append(b, `,"outcome":`...)
-	b = appendString(b, e.Outcome)
+	b = jsonw.AppendString(b, e.Outcome)
 	b = append(b, `,"decision":`...)
 	b = appendDecision(b, &e.Decision)
 	b = append(b, `,"error":`...)
-	b = appendString(b, e.Error)
+	b = jsonw.AppendString(b, e.Error)
 	b = append(b, `,"duration_ns":`...)
 	b = strconv.AppendInt(b, int64(e.Duration), 10)
 	b = append(b, `,"trace_id":`...)
-	b = appendString(b, e.TraceID)
+	b = jsonw.AppendString(b, e.TraceID)
 	b = append(b, `,"span_id":`...)
-	b = appendString(b, e.SpanID)
+	b = jsonw.AppendString(b, e.SpanID)
 	b = append(b, `,"prev":"`...)
 	b = hex.AppendEncode(b, a.prev[:])
 	b = append(b, `"}`...)
@@ -563,9 +563,9 @@ func appendDecision(b []byte, d *tai.Decision) []byte {
 	b = append(b, `{"verdict":"`...)
 	b = append(b, d.Verdict.String()...)
 	b = append(b, `","policy":`...)
-	b = appendString(b, d.Policy)
+	b = jsonw.AppendString(b, d.Policy)
 	b = append(b, `,"reason":`...)
-	b = appendString(b, d.Reason)
+	b = jsonw.AppendString(b, d.Reason)
 	b = append(b, `,"score":`...)
 	b = appendFloat(b, d.Score)
 	if len(d.Contributions) > 0 {
@@ -576,7 +576,7 @@ func appendDecision(b []byte, d *tai.Decision) []byte {
 				b = append(b, ',')
 			}
 			b = append(b, `{"rule":`...)
-			b = appendString(b, c.Rule)
+			b = jsonw.AppendString(b, c.Rule)
 			b = append(b, `,"weight":`...)
 			b = appendFloat(b, c.Weight)
 			b = append(b, `,"risk":`...)
@@ -584,7 +584,7 @@ func appendDecision(b []byte, d *tai.Decision) []byte {
 			b = append(b, `,"score":`...)
 			b = appendFloat(b, c.Score)
 			b = append(b, `,"reason":`...)
-			b = appendString(b, c.Reason)
+			b = jsonw.AppendString(b, c.Reason)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -607,7 +607,7 @@ func appendInputs(b []byte, in []byte) []byte {
 	if err := json.Compact(buf, in); err == nil {
 		return buf.Bytes()
 	}
-	return appendString(b, string(in))
+	return jsonw.AppendString(b, string(in))
 }
 
 // appendFloat writes f as a JSON number; NaN and infinities, which JSON
@@ -617,49 +617,4 @@ func appendFloat(b []byte, f float64) []byte {
 		return append(b, "null"...)
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
-// encoding/json does.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -10,9 +10,10 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"cel.dev/cel-go/common/types/ref"
+
+	"github.com/taipattern/taikit/internal/jsonw"
 )
 
 // A codec writes values of one Go type as JSON and reads them back. The
@@ -157,7 +158,7 @@ func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structFi
 			continue
 		}
 		sf := structField{name: f.Name, index: i, omit: omit[f.Name]}
-		sf.key = appendString(nil, f.Name)
+		sf.key = jsonw.AppendString(nil, f.Name)
 		sf.key = append(sf.key, ':')
 		c, err := cb.of(f.Type)
 		if err != nil {
@@ -386,7 +387,7 @@ func mapCodec(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) (
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, e.key)
+			b = jsonw.AppendString(b, e.key)
 			b = append(b, ':')
 			b = elem.enc(b, e.v)
 		}
@@ -464,7 +465,7 @@ func decFloat(r *jsonReader, v reflect.Value) error {
 	return err
 }
 
-func encString(b []byte, v reflect.Value) []byte { return appendString(b, v.String()) }
+func encString(b []byte, v reflect.Value) []byte { return jsonw.AppendString(b, v.String()) }
 
 func decString(r *jsonReader, v reflect.Value) error {
 	s, err := r.string()
@@ -540,7 +541,7 @@ func appendAny(b []byte, x any) []byte {
 	case nil:
 		return append(b, "null"...)
 	case string:
-		return appendString(b, x)
+		return jsonw.AppendString(b, x)
 	case int64:
 		return strconv.AppendInt(b, x, 10)
 	case int:
@@ -617,49 +618,4 @@ func appendFloat(b []byte, f float64, bits int) []byte {
 		}
 	}
 	return append(b, ".0"...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
-// encoding/json does.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

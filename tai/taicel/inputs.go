@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"cel.dev/cel-go/common/types"
+
+	"github.com/taipattern/taikit/internal/jsonw"
 )
 
 // Inputs is what a set read to make a decision, as recorded in
@@ -63,7 +65,7 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendString(b, name)
+		b = jsonw.AppendString(b, name)
 		b = append(b, ':')
 		b = appendAny(b, v)
 	}
@@ -97,7 +99,7 @@ func closeInputs(b []byte, rule string) json.RawMessage {
 	copy(out, b)
 	if rule != "" {
 		out = append(out, `,"verdict_rule":`...)
-		out = appendString(out, rule)
+		out = jsonw.AppendString(out, rule)
 	}
 	return append(out, '}')
 }
