@@ -86,9 +86,13 @@ func TestTwoReplicas(t *testing.T) {
 	auth := []string{"Authorization", "Bearer " + admin}
 	require.Equal(t, http.StatusOK, do(t, "POST", b.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "freeze"}, auth...).Code)
 	waitFor(t, a.URL, id, func(d Deployment) bool { return d.Paused })
-	assert.Eventually(t, func() bool {
-		return deploy(t, a.URL, map[string]any{"service": "search", "version": "v1.2.0", "target_region": "eu-west-1"}).Code == http.StatusServiceUnavailable
-	}, 5*time.Second, 20*time.Millisecond)
+	// The stop reaches a through its watch of the shared state; until it
+	// has, a would take the deployment (and a second try of the same one
+	// would meet the first, not the stop).
+	require.Eventually(t, func() bool { stopped, _ := a.line.Stopped(); return stopped }, 10*time.Second, 5*time.Millisecond,
+		"the cord pulled on b stops a's line")
+	r = deploy(t, a.URL, map[string]any{"service": "search", "version": "v1.2.0", "target_region": "eu-west-1"})
+	assert.Equal(t, http.StatusServiceUnavailable, r.Code, "%s", r.Body)
 	require.Equal(t, http.StatusOK, do(t, "POST", a.URL+"/andon/cord", map[string]string{"action": "start"}, auth...).Code)
 	require.Equal(t, http.StatusAccepted, do(t, "POST", b.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "done testing"}, auth...).Code)
 	d := waitFor(t, a.URL, id, ended)

@@ -209,22 +209,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	kv, err := js.KeyValue(ctx, "payments")
-	require.NoError(t, err)
-	keys, err := kv.ListKeys(ctx)
-	require.NoError(t, err)
-	charges := map[string][]string{}
-	for id := range keys.Keys() {
-		e, err := kv.Get(ctx, id)
-		require.NoError(t, err)
-		var p storedPayment
-		require.NoError(t, json.Unmarshal(e.Value(), &p))
-		rec, err := p.record()
-		require.NoError(t, err)
-		if p.Status == StatusSuccess {
-			charges[rec.CustomerID] = append(charges[rec.CustomerID], id)
-		}
-	}
+	charges := storedCharges(ctx, t, js)
 	for _, a := range attempts {
 		assert.Equal(t, []string{txnOf(a.body)}, charges[a.customer], "%s charged once, as answered", a.key)
 	}

@@ -121,6 +121,34 @@ var idempotencyModel = porcupine.Model{
 	},
 }
 
+// storedCharges returns the successful payments the payments bucket
+// holds, by customer: their transaction IDs. The keys come from the
+// stream's subjects, which its leader counts: a listing through a watcher
+// (kv.ListKeys) can end early on a cluster whose node was just restarted.
+func storedCharges(ctx context.Context, t *testing.T, js jetstream.JetStream) map[string][]string {
+	t.Helper()
+	kv, err := js.KeyValue(ctx, "payments")
+	require.NoError(t, err)
+	bucket, err := js.Stream(ctx, "KV_payments")
+	require.NoError(t, err)
+	info, err := bucket.Info(ctx, jetstream.WithSubjectFilter("$KV.payments.>"))
+	require.NoError(t, err)
+	charges := map[string][]string{}
+	for subject := range info.State.Subjects {
+		id := strings.TrimPrefix(subject, "$KV.payments.")
+		e, err := kv.Get(ctx, id)
+		require.NoError(t, err)
+		var p storedPayment
+		require.NoError(t, json.Unmarshal(e.Value(), &p))
+		rec, err := p.record()
+		require.NoError(t, err)
+		if p.Status == StatusSuccess {
+			charges[rec.CustomerID] = append(charges[rec.CustomerID], id)
+		}
+	}
+	return charges
+}
+
 // replicaProc is a payment replica run as a process of its own.
 type replicaProc struct {
 	name, dir string
@@ -377,28 +405,7 @@ func TestFailoverOnANATSCluster(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	kv, err := js.KeyValue(ctx, "payments")
-	require.NoError(t, err)
-	// The keys from the stream's subjects, which its leader counts: a
-	// listing through a watcher (kv.ListKeys) can end early on a cluster
-	// whose node was just restarted.
-	bucket, err := js.Stream(ctx, "KV_payments")
-	require.NoError(t, err)
-	binfo, err := bucket.Info(ctx, jetstream.WithSubjectFilter("$KV.payments.>"))
-	require.NoError(t, err)
-	charges := map[string][]string{}
-	for subject := range binfo.State.Subjects {
-		id := strings.TrimPrefix(subject, "$KV.payments.")
-		e, err := kv.Get(ctx, id)
-		require.NoError(t, err)
-		var p storedPayment
-		require.NoError(t, json.Unmarshal(e.Value(), &p))
-		rec, err := p.record()
-		require.NoError(t, err)
-		if p.Status == StatusSuccess {
-			charges[rec.CustomerID] = append(charges[rec.CustomerID], id)
-		}
-	}
+	charges := storedCharges(ctx, t, js)
 	for key, txn := range decided {
 		assert.Equal(t, []string{txn}, charges[customers[key]], "%s charged once, as answered", key)
 	}
