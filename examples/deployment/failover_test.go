@@ -113,8 +113,9 @@ func TestWaveSurvivesNATSFailover(t *testing.T) {
 	// of it, and comes back. Losing one node of three stops nothing.
 	first := wave("v1.1.0")
 	time.Sleep(time.Second)
-	victim := svctest.StreamLeader(nodes, "KV_deployments")
-	require.NotNil(t, victim, "a node leads the deployments bucket")
+	var victim *svctest.NATSNode
+	require.Eventually(t, func() bool { victim = svctest.StreamLeader(nodes, "KV_deployments"); return victim != nil },
+		30*time.Second, 50*time.Millisecond, "a node leads the deployments bucket")
 	victim.Kill()
 	time.Sleep(3 * time.Second)
 	victim.Start(t)

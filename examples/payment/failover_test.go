@@ -284,8 +284,9 @@ func TestFailoverOnANATSCluster(t *testing.T) {
 	}
 
 	waitSuccesses(200)
-	victim := svctest.StreamLeader(nodes, "KV_payments")
-	require.NotNil(t, victim, "a node leads the payments bucket")
+	var victim *svctest.NATSNode
+	require.Eventually(t, func() bool { victim = svctest.StreamLeader(nodes, "KV_payments"); return victim != nil },
+		30*time.Second, 50*time.Millisecond, "a node leads the payments bucket")
 	victim.Kill()
 	killedAt := time.Now()
 	before := successes()
