@@ -77,14 +77,16 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 		if next == taken {
 			n := q.takeBatch(acks, leases[:], share)
 			acks = 0
+			// Keep no handled message alive: the leases this take did not
+			// fill again still hold the last batch's (all of them when the
+			// worker is about to wait).
+			for _, l := range leases[n:max(n, taken)] {
+				l.m = memMsg[T]{}
+			}
 			if n == 0 {
 				if busy {
 					c.addInFlight(-1)
 					busy = false
-				}
-				// Idle: keep no handled message alive while waiting.
-				for _, l := range leases[:taken] {
-					l.m = memMsg[T]{}
 				}
 				e.idle.Add(1)
 				ok := q.waitShared(w)
