@@ -2,7 +2,6 @@ package svctest
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/taipattern/taikit/internal/servers"
 )
 
 // NATSNode is one nats-server process of a JetStream cluster on loopback
@@ -53,11 +54,11 @@ func StartNATSCluster(t testing.TB, bin string, n int) []*NATSNode {
 	clusterPorts := make([]int, n)
 	var routes []string
 	for i := range nodes {
-		clusterPorts[i] = freePort(t)
+		clusterPorts[i] = servers.FreePort(t)
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(clusterPorts[i]))
 	}
 	for i := range nodes {
-		client, mon := freePort(t), freePort(t)
+		client, mon := servers.FreePort(t), servers.FreePort(t)
 		name := "n" + strconv.Itoa(i+1)
 		nodes[i] = &NATSNode{
 			Name:       name,
@@ -176,14 +177,4 @@ func StreamLeader(nodes []*NATSNode, stream string) *NATSNode {
 		}
 	}
 	return nil
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
