@@ -375,10 +375,12 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 			s.log.Warn("rollout job failed; it will be retried", "deployment_id", job.ID, "region", job.Region, "attempt", m.Attempt, "err", err)
 		}
 	}()
-	d, rev, err := s.store.GetFromLeader(ctx, job.ID)
-	if errors.Is(err, ErrNotFound) {
-		return kanban.Permanent(err)
-	}
+	// A job is published after its deployment is stored, so a record not
+	// found is one read from a server that is behind (a bucket's gets may
+	// be answered by any of its servers, and one just restarted catches
+	// up): retried, it is found; a record truly gone is dead-lettered
+	// after MaxAttempts.
+	d, rev, err := s.store.Get(ctx, job.ID)
 	if err != nil {
 		return err
 	}

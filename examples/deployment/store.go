@@ -30,9 +30,6 @@ type Store struct {
 	// spread over several.
 	writers []jetstream.KeyValue
 	next    atomic.Uint32
-	// records is the bucket's stream, read through its leader by
-	// GetFromLeader.
-	records jetstream.Stream
 }
 
 // writer returns the deployments bucket over the next connection.
@@ -65,9 +62,6 @@ func openStore(ctx context.Context, js jetstream.JetStream, more []jetstream.Jet
 	var err error
 	if s.deployments, err = open(jetstream.KeyValueConfig{Bucket: "deployments", MaxBytes: o.MaxBytes, TTL: o.MaxAge, MaxValueSize: 1 << 20}); err != nil {
 		return nil, err
-	}
-	if s.records, err = js.Stream(ctx, "KV_deployments"); err != nil {
-		return nil, fmt.Errorf("bucket deployments: %w", err)
 	}
 	for _, j := range more {
 		kv, err := j.KeyValue(ctx, "deployments")
@@ -105,28 +99,6 @@ func (s *Store) Get(ctx context.Context, id string) (*Deployment, uint64, error)
 		return nil, 0, fmt.Errorf("deployment %s: %w", id, err)
 	}
 	return &d, e.Revision(), nil
-}
-
-// GetFromLeader is Get read through the stream's leader. A bucket's
-// gets may be answered by any of its servers, and one that has just
-// restarted can be behind for a moment; a job deciding whether its region
-// was cut off must see the last write.
-func (s *Store) GetFromLeader(ctx context.Context, id string) (*Deployment, uint64, error) {
-	m, err := s.records.GetLastMsgForSubject(ctx, "$KV.deployments."+id)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, 0, ErrNotFound
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-		return nil, 0, ErrNotFound
-	}
-	var d Deployment
-	if err := json.Unmarshal(m.Data, &d); err != nil {
-		return nil, 0, fmt.Errorf("deployment %s: %w", id, err)
-	}
-	return &d, m.Sequence, nil
 }
 
 // Create stores a new deployment.
