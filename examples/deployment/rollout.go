@@ -375,6 +375,10 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 	// least) beyond its bake before it fails.
 	noDataLimit := max(10*r.s.cfg.Interval, st.bake, time.Second)
 	for {
+		// The cord's channel is taken before the line is read: a change
+		// between the two closes it, where one taken after the read would
+		// miss that change and leave the stage baking on a stopped line.
+		cord := r.s.cordChanged()
 		r.mu.Lock()
 		paused := r.paused
 		r.mu.Unlock()
@@ -418,7 +422,7 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 					r.setPaused(ctx, false)
 				}
 			}
-		case <-r.s.cordChanged():
+		case <-cord:
 			stopTimer(t)
 			if !paused {
 				left -= time.Since(began)
