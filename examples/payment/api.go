@@ -292,7 +292,9 @@ func (s *Service) answer(w http.ResponseWriter, out payOutcome) {
 func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time) payOutcome {
 	sig := tai.Signal[Payment]{ID: txnID, Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
 	var sent gatewayCall
-	res, err := s.pipeline.Process(context.WithValue(ctx, gatewayCallKey{}, &sent), sig)
+	var hold spendHold
+	pctx := context.WithValue(context.WithValue(ctx, gatewayCallKey{}, &sent), spendHoldKey{}, &hold)
+	res, err := s.pipeline.Process(pctx, sig)
 	status, code, retryAfter := outcome(res, err)
 	resp := PaymentResponse{
 		TransactionID: sig.ID,
@@ -322,6 +324,9 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 	}
 	moneyMayHaveMoved := status == StatusSuccess || sent.Load() && !errors.Is(err, ErrGatewayDeclined)
 	decided := status == StatusFraudBlocked || status == StatusReview || moneyMayHaveMoved
+	if h, held := hold.taken(); held && !moneyMayHaveMoved {
+		s.releaseHold(ctx, sig.ID, h)
+	}
 	resp.ProcessingTimeMS = float64(time.Since(start).Microseconds()) / 1000
 	body, mErr := json.Marshal(resp)
 	if mErr != nil {
@@ -352,6 +357,17 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 		Message: "payment " + sig.ID + " went to the gateway but is not recorded yet; retry with the same Idempotency-Key, or GET /payment/" + sig.ID + " later",
 		Details: map[string]any{"transaction_id": sig.ID}}
 	return payOutcome{code: e.Status, retryAfter: httpapi.RetryAfterSeconds(e.RetryAfter), body: errorJSON(e), keep: true}
+}
+
+// releaseHold gives back the day's spend the fraud lookup held for a
+// payment that was not charged. A release that fails leaves the hold in
+// place until the day ends: the customer's later payments that day are
+// judged as if this one had been charged, which errs on the side of the
+// daily limit.
+func (s *Service) releaseHold(ctx context.Context, txnID string, h heldSpend) {
+	if err := s.state.AddSpend(context.WithoutCancel(ctx), h.customer, h.currency, -h.minor, h.at); err != nil {
+		s.log.Warn("day's spend held for a payment not charged was not given back", "transaction_id", txnID, "err", err)
+	}
 }
 
 // gatewayCall records, for one payment, whether the action called the

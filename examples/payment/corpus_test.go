@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -354,8 +355,10 @@ func TestFraudCorpusIsGenerated(t *testing.T) {
 }
 
 // replayer judges corpus payments with one policy over a customer state
-// of its own, at a clock that follows the corpus, and books the day's
-// spend of every payment it allows, as the service's charge does.
+// of its own, at a clock that follows the corpus, and keeps the day's
+// spend as the service does: a payment it allows is booked (the Go rules)
+// or keeps the hold its lookup took (the CEL rules), and one it does not
+// allow gives its hold back.
 type replayer struct {
 	policy tai.Policy[Payment]
 	state  *MemoryState
@@ -366,8 +369,14 @@ func (r *replayer) clock() time.Time { return r.now }
 
 func (r *replayer) judge(ctx context.Context, i int, e corpusEntry, p Payment) (tai.Decision, error) {
 	r.now = e.Time
-	d, err := r.policy.Evaluate(ctx, tai.Signal[Payment]{ID: fmt.Sprintf("txn_%d", i), Kind: "payment", Key: p.CustomerID, Time: e.Time, Payload: p})
-	if err == nil && d.Verdict == tai.Allow {
+	var hold spendHold
+	d, err := r.policy.Evaluate(context.WithValue(ctx, spendHoldKey{}, &hold),
+		tai.Signal[Payment]{ID: fmt.Sprintf("txn_%d", i), Kind: "payment", Key: p.CustomerID, Time: e.Time, Payload: p})
+	h, held := hold.taken()
+	switch charged := err == nil && d.Verdict == tai.Allow; {
+	case held && !charged:
+		err = errors.Join(err, r.state.AddSpend(ctx, h.customer, h.currency, -h.minor, h.at))
+	case !held && charged:
 		err = r.state.AddSpend(ctx, p.CustomerID, p.Currency, p.Minor, e.Time)
 	}
 	return d, err

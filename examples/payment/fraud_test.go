@@ -53,6 +53,13 @@ func (s stateFailing) Spent(ctx context.Context, c, cur string, now time.Time) (
 	return s.CustomerState.Spent(ctx, c, cur, now)
 }
 
+func (s stateFailing) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration) (int, int64, error) {
+	if s.method == "Reserve" {
+		return 0, 0, errStateDown
+	}
+	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w)
+}
+
 func (s stateFailing) Move(ctx context.Context, c string, p Point) (Point, bool, error) {
 	if s.method == "Move" {
 		return Point{}, false, errStateDown
@@ -333,4 +340,62 @@ func TestImpossibleTravelAtTheLimits(t *testing.T) {
 		require.NoError(t, err)
 		assert.Zero(t, fraudScore(t, pol, Payment{Amount: 1, Minor: 100, Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: true, Lat: 60, Lon: 60}))
 	})
+}
+
+// The day's spend counts what was charged, once, whichever rules judge:
+// the CEL rules hold it as they judge and give it back when the payment is
+// not charged (blocked, declined by the gateway), the Go rules book it when
+// it is charged.
+func TestDaysSpendCountsChargesOnce(t *testing.T) {
+	for _, rules := range []string{fraudRulesEmbedded, fraudRulesGo} {
+		t.Run(rules, func(t *testing.T) {
+			spent := func(t *testing.T, cfg Config, customer string) int64 {
+				t.Helper()
+				v, err := cfg.State.Spent(context.Background(), customer, "USD", cfg.Clock.Now())
+				require.NoError(t, err)
+				return v
+			}
+			cfg := testConfig(t)
+			cfg.FraudRules = rules
+			cfg.State = NewMemoryState(0)
+			ts := startService(t, cfg)
+			r := ts.pay(t, "c1", 40, nil)
+			require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+			assert.EqualValues(t, 4000, spent(t, cfg, "c1"), "a charge counts once")
+			r = ts.pay(t, "c1", 10, map[string]any{"location": map[string]any{"country": "KP"}})
+			require.Equal(t, StatusFraudBlocked, r.Body["status"], string(r.Raw))
+			assert.EqualValues(t, 4000, spent(t, cfg, "c1"), "a blocked payment counts nothing")
+			r = ts.pay(t, "c1", 25, nil)
+			require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+			assert.EqualValues(t, 6500, spent(t, cfg, "c1"))
+
+			declining := testConfig(t)
+			declining.FraudRules = rules
+			declining.State = NewMemoryState(0)
+			declining.GatewayFail = 1
+			ts = startService(t, declining)
+			r = ts.pay(t, "c2", 10, nil)
+			require.NotEqual(t, http.StatusOK, r.Code, string(r.Raw))
+			assert.Zero(t, spent(t, declining, "c2"), "a payment the gateway declined counts nothing")
+		})
+	}
+}
+
+// The CEL rules fail closed too: a customer state that cannot take the
+// attempt and its hold, or move the customer, fails the evaluation.
+func TestFraudCELFailsClosedOnState(t *testing.T) {
+	spec, err := parseDefaultRules()
+	require.NoError(t, err)
+	for _, method := range []string{"Reserve", "Move"} {
+		t.Run(method, func(t *testing.T) {
+			env, err := NewFraudEnv(FraudConfig{}, stateFailing{NewMemoryState(0), method}, nil)
+			require.NoError(t, err)
+			set, err := env.Compile(spec)
+			require.NoError(t, err)
+			p := Payment{Amount: 10, Minor: 1000, Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: true, Lat: 1, Lon: 2}
+			_, err = set.Evaluate(context.Background(), tai.Signal[Payment]{ID: "txn", Kind: "payment", Key: "c", Payload: p})
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, errStateDown), "%v", err)
+		})
+	}
 }

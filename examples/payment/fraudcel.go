@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -71,7 +72,10 @@ func NewFraudEnv(cfg FraudConfig, state CustomerState, now func() time.Time) (*t
 
 // fraudLookup reads what the rules need from the customer state, with the
 // side effects the Go rules have: the attempt is counted and the
-// customer's location moved, once per payment. A state that fails fails
+// customer's location moved, once per payment. The day's spend is held
+// for the payment as it is judged (Reserve), where the Go rules' is booked
+// once it is charged: one write to the state instead of two, and payments
+// of one customer judged at once see each other. A state that fails fails
 // the payment (the rules do not run blind), as with the Go rules.
 func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) func(context.Context, tai.Signal[Payment]) (map[string]any, error) {
 	bl := cfg.Blacklist
@@ -79,13 +83,15 @@ func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) fun
 	return func(ctx context.Context, s tai.Signal[Payment]) (map[string]any, error) {
 		p := &s.Payload
 		t := now()
-		n, err := state.Attempt(ctx, p.CustomerID, t, window)
+		// The attempt and a hold on the day's spend, in one change of the
+		// customer's state; the service gives the hold back if the
+		// payment is not charged.
+		n, spent, err := state.Reserve(ctx, p.CustomerID, p.Currency, p.Minor, t, window)
 		if err != nil {
-			return nil, fmt.Errorf("attempts: %w", err)
+			return nil, fmt.Errorf("attempts and day's spend: %w", err)
 		}
-		spent, err := state.Spent(ctx, p.CustomerID, p.Currency, t)
-		if err != nil {
-			return nil, fmt.Errorf("day's spend: %w", err)
+		if h, ok := ctx.Value(spendHoldKey{}).(*spendHold); ok {
+			h.set(p.CustomerID, p.Currency, p.Minor, t)
 		}
 		// As the Go rule adds them: exact minor units, then one division.
 		total := (float64(spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
@@ -135,3 +141,33 @@ func sha256Hex(data []byte) string {
 
 // parseDefaultRules parses the built-in rule file.
 func parseDefaultRules() (*taicel.Spec, error) { return taicel.Parse(defaultFraudRules) }
+
+// spendHold is, for one payment, the day's spend the fraud lookup held
+// for it: the charge keeps it, and a payment not charged gives it back.
+type spendHold struct {
+	mu   sync.Mutex
+	held bool
+	hold heldSpend
+}
+
+// heldSpend is what a hold took: minor of currency on the day of at.
+type heldSpend struct {
+	customer, currency string
+	minor              int64
+	at                 time.Time
+}
+
+type spendHoldKey struct{}
+
+func (h *spendHold) set(customer, currency string, minor int64, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held, h.hold = true, heldSpend{customer: customer, currency: currency, minor: minor, at: at}
+}
+
+// taken returns the hold, if the lookup took one.
+func (h *spendHold) taken() (heldSpend, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hold, h.held
+}

@@ -37,6 +37,13 @@ func (f *failingState) Spent(ctx context.Context, c, cur string, now time.Time) 
 	return f.CustomerState.Spent(ctx, c, cur, now)
 }
 
+func (f *failingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration) (int, int64, error) {
+	if f.failing.Load() {
+		return 0, 0, errStateDown
+	}
+	return f.CustomerState.Reserve(ctx, c, cur, minor, now, w)
+}
+
 // TestIdempotencyReleasesWhatAsksForRetry: an answer that tells the client
 // to retry — 429, 503, a fraud check that could not run — does not keep
 // the key, so the retry with it runs instead of replaying the refusal.

@@ -471,9 +471,10 @@ func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error
 }
 
 // charge is the action: the gateway call, then the bookkeeping of a
-// successful charge. Only the gateway's answer decides the outcome (and
-// what the breaker counts): once money has moved, a failure to book the
-// day's spend is logged, not returned. The payment's record and its
+// successful charge — the day's spend, unless the fraud lookup held it
+// already (the CEL rules do; see pay). Only the gateway's answer decides
+// the outcome (and what the breaker counts): once money has moved, a
+// failure to book the day's spend is logged, not returned. The payment's record and its
 // confirmation are stored by the caller (commit), which has the answer.
 func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, error) {
 	p := &sig.Payload
@@ -483,6 +484,11 @@ func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, 
 	gr, err := s.gateway.Charge(ctx, sig.ID, *p)
 	if err != nil {
 		return Charge{}, err
+	}
+	if h, ok := ctx.Value(spendHoldKey{}).(*spendHold); ok {
+		if _, held := h.taken(); held {
+			return Charge{Gateway: gr}, nil // the day's spend was held as it was judged
+		}
 	}
 	if err := s.state.AddSpend(ctx, p.CustomerID, p.Currency, p.Minor, s.cfg.now()); err != nil {
 		s.log.Error("daily spend not recorded", "transaction_id", sig.ID, "err", err)

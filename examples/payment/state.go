@@ -24,8 +24,18 @@ type CustomerState interface {
 	// Spent returns what the customer has paid in currency (minor units)
 	// on the UTC day of now.
 	Spent(ctx context.Context, customer, currency string, now time.Time) (int64, error)
-	// AddSpend adds a successful payment to the day's spend.
+	// AddSpend adds a successful payment to the day's spend. A negative
+	// minor releases a hold Reserve took on the day of now; once that day
+	// has passed there is nothing to release, and it changes nothing.
 	AddSpend(ctx context.Context, customer, currency string, minor int64, now time.Time) error
+	// Reserve is Attempt and Spent in one change, and holds minor of the
+	// day's spend for the payment being judged: it returns the attempts
+	// in the window ending at now (this one included) and the spend of
+	// now's day before the hold. A payment that is then not charged gives
+	// the hold back (AddSpend with -minor at the same now); one that is
+	// charged keeps it, and books nothing more. Payments of a customer
+	// judged at the same time see each other's holds.
+	Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (attempts int, spent int64, err error)
 	// Move records the customer's location and returns the previous one.
 	Move(ctx context.Context, customer string, p Point) (prev Point, ok bool, err error)
 }
@@ -183,56 +193,79 @@ func dayOf(t time.Time) int64 {
 
 // Attempt implements CustomerState.
 func (m *MemoryState) Attempt(_ context.Context, customer string, now time.Time, window time.Duration) (n int, _ error) {
-	m.with(customer, now, func(r *customerRecord) {
-		t, from := now.UnixNano(), now.Add(-window).UnixNano()
-		cut := 0
-		for cut < len(r.attempts) && r.attempts[cut] <= from {
-			cut++
-		}
-		r.attempts = append(r.attempts[cut:], t)
-		if len(r.attempts) > maxAttemptsKept {
-			r.attempts = r.attempts[len(r.attempts)-maxAttemptsKept:]
-		}
-		n = len(r.attempts)
-	})
+	m.with(customer, now, func(r *customerRecord) { n = r.attempt(now, window) })
 	return n, nil
 }
 
 // Spent implements CustomerState.
 func (m *MemoryState) Spent(_ context.Context, customer, currency string, now time.Time) (v int64, _ error) {
-	m.with(customer, now, func(r *customerRecord) {
-		if r.day != dayOf(now) {
-			return
-		}
-		if len(currency) == len(r.code) && string(r.code[:]) == currency {
-			v = r.minor
-		} else {
-			v = r.more[currency]
-		}
-	})
+	m.with(customer, now, func(r *customerRecord) { v = r.spent(currency, now) })
 	return v, nil
 }
 
 // AddSpend implements CustomerState.
 func (m *MemoryState) AddSpend(_ context.Context, customer, currency string, minor int64, now time.Time) error {
-	m.with(customer, now, func(r *customerRecord) {
-		if d := dayOf(now); r.day != d {
-			r.day, r.code, r.minor, r.more = d, [3]byte{}, 0, nil
-		}
-		switch {
-		case len(currency) == len(r.code) && string(r.code[:]) == currency:
-			r.minor += minor
-		case r.code == [3]byte{} && len(currency) == len(r.code):
-			copy(r.code[:], currency)
-			r.minor = minor
-		default:
-			if r.more == nil {
-				r.more = make(map[string]int64)
-			}
-			r.more[currency] += minor
-		}
-	})
+	m.with(customer, now, func(r *customerRecord) { r.addSpend(currency, minor, now) })
 	return nil
+}
+
+// Reserve implements CustomerState.
+func (m *MemoryState) Reserve(_ context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (n int, spent int64, _ error) {
+	m.with(customer, now, func(r *customerRecord) {
+		n = r.attempt(now, window)
+		spent = r.spent(currency, now)
+		r.addSpend(currency, minor, now)
+	})
+	return n, spent, nil
+}
+
+// attempt records an attempt at now and returns the attempts in the
+// window ending at now.
+func (r *customerRecord) attempt(now time.Time, window time.Duration) int {
+	t, from := now.UnixNano(), now.Add(-window).UnixNano()
+	cut := 0
+	for cut < len(r.attempts) && r.attempts[cut] <= from {
+		cut++
+	}
+	r.attempts = append(r.attempts[cut:], t)
+	if len(r.attempts) > maxAttemptsKept {
+		r.attempts = r.attempts[len(r.attempts)-maxAttemptsKept:]
+	}
+	return len(r.attempts)
+}
+
+// spent returns the spend in currency on now's day.
+func (r *customerRecord) spent(currency string, now time.Time) int64 {
+	if r.day != dayOf(now) {
+		return 0
+	}
+	if len(currency) == len(r.code) && string(r.code[:]) == currency {
+		return r.minor
+	}
+	return r.more[currency]
+}
+
+// addSpend adds minor to the spend in currency on now's day; a release
+// (minor < 0) of a day that has passed changes nothing.
+func (r *customerRecord) addSpend(currency string, minor int64, now time.Time) {
+	if d := dayOf(now); r.day != d {
+		if minor < 0 {
+			return
+		}
+		r.day, r.code, r.minor, r.more = d, [3]byte{}, 0, nil
+	}
+	switch {
+	case len(currency) == len(r.code) && string(r.code[:]) == currency:
+		r.minor += minor
+	case r.code == [3]byte{} && len(currency) == len(r.code):
+		copy(r.code[:], currency)
+		r.minor = minor
+	default:
+		if r.more == nil {
+			r.more = make(map[string]int64)
+		}
+		r.more[currency] += minor
+	}
 }
 
 // Move implements CustomerState.
@@ -291,6 +324,12 @@ func (b boundedState) AddSpend(ctx context.Context, customer, currency string, m
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	return b.CustomerState.AddSpend(ctx, customer, currency, minor, now)
+}
+
+func (b boundedState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (int, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.CustomerState.Reserve(ctx, customer, currency, minor, now, window)
 }
 
 func (b boundedState) Move(ctx context.Context, customer string, p Point) (Point, bool, error) {

@@ -203,40 +203,70 @@ func (n *NATSState) update(ctx context.Context, customer string, change func(*cu
 
 // Attempt implements CustomerState.
 func (n *NATSState) Attempt(ctx context.Context, customer string, now time.Time, window time.Duration) (count int, err error) {
-	err = n.update(ctx, customer, func(e *customerEntry) {
-		cut := 0
-		for cut < len(e.Attempts) && e.Attempts[cut] <= now.Add(-window).UnixNano() {
-			cut++
-		}
-		e.Attempts = append(e.Attempts[cut:], now.UnixNano())
-		if len(e.Attempts) > maxAttemptsKept {
-			e.Attempts = e.Attempts[len(e.Attempts)-maxAttemptsKept:]
-		}
-		count = len(e.Attempts)
-	})
+	err = n.update(ctx, customer, func(e *customerEntry) { count = e.attempt(now, window) })
 	return count, err
 }
 
 // Spent implements CustomerState.
 func (n *NATSState) Spent(ctx context.Context, customer, currency string, now time.Time) (int64, error) {
 	e, _, err := n.read(ctx, customer)
-	if err != nil || e.Day != dayKey(now) {
+	if err != nil {
 		return 0, err
 	}
-	return e.Spend[currency], nil
+	return e.spent(currency, now), nil
 }
 
 // AddSpend implements CustomerState.
 func (n *NATSState) AddSpend(ctx context.Context, customer, currency string, minor int64, now time.Time) error {
-	return n.update(ctx, customer, func(e *customerEntry) {
-		if d := dayKey(now); e.Day != d {
-			e.Day, e.Spend = d, map[string]int64{}
-		}
-		if e.Spend == nil {
-			e.Spend = map[string]int64{}
-		}
-		e.Spend[currency] += minor
+	return n.update(ctx, customer, func(e *customerEntry) { e.addSpend(currency, minor, now) })
+}
+
+// Reserve implements CustomerState: one compare-and-set for the attempt
+// and the hold.
+func (n *NATSState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (count int, spent int64, err error) {
+	err = n.update(ctx, customer, func(e *customerEntry) {
+		count = e.attempt(now, window)
+		spent = e.spent(currency, now)
+		e.addSpend(currency, minor, now)
 	})
+	return count, spent, err
+}
+
+// attempt records an attempt at now and returns the attempts in the
+// window ending at now.
+func (e *customerEntry) attempt(now time.Time, window time.Duration) int {
+	cut := 0
+	for cut < len(e.Attempts) && e.Attempts[cut] <= now.Add(-window).UnixNano() {
+		cut++
+	}
+	e.Attempts = append(e.Attempts[cut:], now.UnixNano())
+	if len(e.Attempts) > maxAttemptsKept {
+		e.Attempts = e.Attempts[len(e.Attempts)-maxAttemptsKept:]
+	}
+	return len(e.Attempts)
+}
+
+// spent returns the spend in currency on now's day.
+func (e *customerEntry) spent(currency string, now time.Time) int64 {
+	if e.Day != dayKey(now) {
+		return 0
+	}
+	return e.Spend[currency]
+}
+
+// addSpend adds minor to the spend in currency on now's day; a release
+// (minor < 0) of a day that has passed changes nothing.
+func (e *customerEntry) addSpend(currency string, minor int64, now time.Time) {
+	if d := dayKey(now); e.Day != d {
+		if minor < 0 {
+			return
+		}
+		e.Day, e.Spend = d, map[string]int64{}
+	}
+	if e.Spend == nil {
+		e.Spend = map[string]int64{}
+	}
+	e.Spend[currency] += minor
 }
 
 // Move implements CustomerState.

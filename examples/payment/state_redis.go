@@ -75,6 +75,25 @@ func (s *RedisState) AddSpend(ctx context.Context, customer, currency string, mi
 	return nil
 }
 
+// Reserve implements CustomerState: the attempt, then the hold, whose
+// new total less minor is the spend before it.
+func (s *RedisState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (int, int64, error) {
+	n, err := s.Attempt(ctx, customer, now, window)
+	if err != nil {
+		return 0, 0, err
+	}
+	key := s.spendKey(customer, currency, now)
+	var total *redis.IntCmd
+	if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		total = p.IncrBy(ctx, key, minor)
+		p.Expire(ctx, key, 48*time.Hour)
+		return nil
+	}); err != nil {
+		return 0, 0, fmt.Errorf("redis state: hold spend: %w", err)
+	}
+	return n, total.Val() - minor, nil
+}
+
 // Move implements CustomerState.
 func (s *RedisState) Move(ctx context.Context, customer string, p Point) (Point, bool, error) {
 	v := strconv.FormatFloat(p.Lat, 'g', -1, 64) + " " + strconv.FormatFloat(p.Lon, 'g', -1, 64) + " " + strconv.FormatInt(p.At.UnixNano(), 10)

@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/internal/servers"
 )
 
 func TestMemoryStateCountsAttemptsInTheWindow(t *testing.T) {
@@ -193,4 +196,65 @@ func TestNATSStateKeepsEntriesAndStaysExactAcrossReplicas(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 1000, total, "no spend lost across the replicas")
 	assert.LessOrEqual(t, spent, total)
+}
+
+// Reserve counts the attempt and holds the payment's amount in the day's
+// spend, returning the spend before the hold; a release gives the hold
+// back on its day and changes nothing once that day has passed. Alike in
+// every store.
+func TestReserveHoldsTheDaysSpend(t *testing.T) {
+	stores := map[string]func(t *testing.T) CustomerState{
+		"memory": func(*testing.T) CustomerState { return NewMemoryState(0) },
+		"nats": func(t *testing.T) CustomerState {
+			st, err := NewNATSState(context.Background(), startJS(t), "customers", 0, 1)
+			require.NoError(t, err)
+			return st
+		},
+		"redis": func(t *testing.T) CustomerState {
+			opts, err := redis.ParseURL(servers.StartRedis(t).URL())
+			require.NoError(t, err)
+			rdb := redis.NewClient(opts)
+			t.Cleanup(func() { _ = rdb.Close() })
+			return NewRedisState(rdb, "test:")
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			s, ctx := open(t), context.Background()
+			day := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+			n, spent, err := s.Reserve(ctx, "c", "USD", 1000, day, time.Minute)
+			require.NoError(t, err)
+			assert.Equal(t, 1, n)
+			assert.Zero(t, spent, "nothing before the first hold")
+			n, spent, err = s.Reserve(ctx, "c", "USD", 250, day.Add(time.Second), time.Minute)
+			require.NoError(t, err)
+			assert.Equal(t, 2, n, "each reserve is an attempt")
+			assert.EqualValues(t, 1000, spent, "the first hold counts for the second payment")
+			n, err = s.Attempt(ctx, "c", day.Add(2*time.Second), time.Minute)
+			require.NoError(t, err)
+			assert.Equal(t, 3, n, "reserves and attempts count together")
+
+			// The second payment is not charged: its hold goes back.
+			require.NoError(t, s.AddSpend(ctx, "c", "USD", -250, day.Add(time.Second)))
+			v, err := s.Spent(ctx, "c", "USD", day.Add(time.Hour))
+			require.NoError(t, err)
+			assert.EqualValues(t, 1000, v)
+			v, err = s.Spent(ctx, "c", "EUR", day)
+			require.NoError(t, err)
+			assert.Zero(t, v, "a hold is in its currency")
+
+			// A hold taken just before midnight and given back after it
+			// leaves the new day alone.
+			late := time.Date(2026, 11, 28, 23, 59, 59, 0, time.UTC)
+			_, spent, err = s.Reserve(ctx, "d", "USD", 700, late, time.Minute)
+			require.NoError(t, err)
+			assert.Zero(t, spent)
+			next := late.Add(2 * time.Second)
+			require.NoError(t, s.AddSpend(ctx, "d", "USD", 300, next))
+			require.NoError(t, s.AddSpend(ctx, "d", "USD", -700, late))
+			v, err = s.Spent(ctx, "d", "USD", next)
+			require.NoError(t, err)
+			assert.EqualValues(t, 300, v, "the release of yesterday's hold took nothing from today")
+		})
+	}
 }
