@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/ext"
+
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/tai/taicel"
 )
@@ -127,7 +129,7 @@ func backtest(path, rules string, audits []string, opts taicel.BacktestOptions, 
 		fmt.Fprintf(stderr, "%s: %v\n", path, err)
 		return exitUsage
 	}
-	rep, err := taicel.BacktestFiles(set, opts, audits...)
+	rep, err := taicel.BacktestFiles(context.Background(), set, opts, audits...)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", path, err)
 		return exitUsage

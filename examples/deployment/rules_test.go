@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -409,7 +410,7 @@ func TestPrerequisitesBacktest(t *testing.T) {
 	require.NoError(t, err)
 	defer f.Close()
 	// The decisions name the prerequisite that decided, not the set.
-	rep, err := taicel.Backtest(candidate.whole, f, taicel.BacktestOptions{Kind: "deployment", Policy: "*"})
+	rep, err := taicel.Backtest(context.Background(), candidate.whole, f, taicel.BacktestOptions{Kind: "deployment", Policy: "*"})
 	require.NoError(t, err)
 	assert.Equal(t, 3, rep.Replayed, "%+v", rep)
 	assert.Zero(t, rep.Skipped+rep.Errors, "%+v", rep)

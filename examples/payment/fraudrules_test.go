@@ -412,11 +412,11 @@ func TestAuditTrailReplaysThroughACandidate(t *testing.T) {
 		require.NoError(t, err)
 		set, err := typed.Compile(spec)
 		require.NoError(t, err)
-		rep, err := taicel.BacktestFiles(set, taicel.BacktestOptions{Amount: "payload.Amount"}, trail)
+		rep, err := taicel.BacktestFiles(context.Background(), set, taicel.BacktestOptions{Amount: "payload.Amount"}, trail)
 		require.NoError(t, err)
 		dyn, err := untyped.Compile(spec)
 		require.NoError(t, err)
-		drep, err := taicel.BacktestFiles(dyn, taicel.BacktestOptions{Amount: "payload.Amount"}, trail)
+		drep, err := taicel.BacktestFiles(context.Background(), dyn, taicel.BacktestOptions{Amount: "payload.Amount"}, trail)
 		require.NoError(t, err)
 		for _, r := range []*taicel.Report{rep, drep} {
 			assert.Zero(t, r.Errors, "%+v", r.ErrorExamples)

@@ -2,6 +2,7 @@ package taicel
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
+
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -70,16 +72,21 @@ const maxLine = 64 << 20
 // recorded without inputs are counted as Skipped; an inputs object that
 // does not decode or a candidate that fails to judge it is counted in
 // Errors, with the rule when a rule failed, and the backtest goes on.
-func Backtest[T any](candidate *Set[T], trail io.Reader, opts BacktestOptions) (*Report, error) {
+//
+// When ctx ends, Backtest stops and returns its error (context.Cause) at
+// once. A Read of trail in progress then is not interrupted: the reading
+// stops when it returns, so close a trail that may block (a pipe, a
+// network stream) to end it.
+func Backtest[T any](ctx context.Context, candidate *Set[T], trail io.Reader, opts BacktestOptions) (*Report, error) {
 	if trail == nil {
 		return nil, errors.New("taicel: Backtest: nil io.Reader")
 	}
-	return backtest(candidate, []trailSource{{open: func() (io.ReadCloser, error) { return io.NopCloser(trail), nil }}}, opts)
+	return backtest(ctx, candidate, []trailSource{{open: func() (io.ReadCloser, error) { return io.NopCloser(trail), nil }}}, opts)
 }
 
 // BacktestFiles is Backtest over the trail files at paths, read in turn as
 // one trail; errors and examples name the file and the line.
-func BacktestFiles[T any](candidate *Set[T], opts BacktestOptions, paths ...string) (*Report, error) {
+func BacktestFiles[T any](ctx context.Context, candidate *Set[T], opts BacktestOptions, paths ...string) (*Report, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("taicel: BacktestFiles: no file")
 	}
@@ -87,7 +94,7 @@ func BacktestFiles[T any](candidate *Set[T], opts BacktestOptions, paths ...stri
 	for i, p := range paths {
 		srcs[i] = trailSource{name: p, open: func() (io.ReadCloser, error) { return os.Open(p) }}
 	}
-	return backtest(candidate, srcs, opts)
+	return backtest(ctx, candidate, srcs, opts)
 }
 
 type trailSource struct {
@@ -105,7 +112,10 @@ type backtester[T any] struct {
 	positive tai.Verdict
 }
 
-func backtest[T any](cand *Set[T], srcs []trailSource, opts BacktestOptions) (*Report, error) {
+func backtest[T any](ctx context.Context, cand *Set[T], srcs []trailSource, opts BacktestOptions) (*Report, error) {
+	if ctx == nil {
+		return nil, errors.New("taicel: Backtest: nil context")
+	}
 	if cand == nil {
 		return nil, errors.New("taicel: Backtest: nil candidate Set")
 	}
@@ -142,18 +152,26 @@ func backtest[T any](cand *Set[T], srcs []trailSource, opts BacktestOptions) (*R
 	m := newMerger(cand, opts)
 	batches := make(chan *batch, 2*opts.Workers)
 	results := make(chan *batch, 2*opts.Workers)
+	// stop, closed on return, ends the reader at its next batch and the
+	// workers at theirs.
 	stop := make(chan struct{})
-	var stopOnce sync.Once
-	halt := func() { stopOnce.Do(func() { close(stop) }) }
-	defer halt()
+	defer close(stop)
 
 	go readTrail(srcs, batches, stop)
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Go(func() {
 			for b := range batches {
+				select {
+				case <-stop: // nobody merges any more
+					continue
+				default:
+				}
 				bt.judge(b)
-				results <- b
+				select {
+				case results <- b:
+				case <-stop:
+				}
 			}
 		})
 	}
@@ -163,25 +181,30 @@ func backtest[T any](cand *Set[T], srcs []trailSource, opts BacktestOptions) (*R
 	}()
 	pending := map[int]*batch{}
 	next := 0
-	var fatal error
-	for b := range results {
+	for {
+		var b *batch
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("taicel: backtest: %w", context.Cause(ctx))
+		case got, ok := <-results:
+			if !ok {
+				return m.report(), nil
+			}
+			b = got
+		}
 		pending[b.seq] = b
-		for fatal == nil {
+		for {
 			b, ok := pending[next]
 			if !ok {
 				break
 			}
 			delete(pending, next)
 			next++
-			if fatal = m.merge(b); fatal != nil {
-				halt() // the reader stops; the workers drain what is sent
+			if err := m.merge(b); err != nil {
+				return nil, err
 			}
 		}
 	}
-	if fatal != nil {
-		return nil, fatal
-	}
-	return m.report(), nil
 }
 
 // compileAmount compiles BacktestOptions.Amount in the set's environment.

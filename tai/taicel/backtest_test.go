@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/tai/taicel"
@@ -155,7 +158,7 @@ func candidateSet(t testing.TB, edit func(string) string) *taicel.Set[Payment] {
 func TestBacktestSameSet(t *testing.T) {
 	gs := stream(500)
 	trail := writeTrail(t, gs)
-	rep, err := taicel.Backtest(candidateSet(t, nil), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
+	rep, err := taicel.Backtest(context.Background(), candidateSet(t, nil), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
 	require.NoError(t, err)
 	assert.Equal(t, 500+1+3+3, rep.Read)
 	assert.Equal(t, 500, rep.Replayed)
@@ -171,12 +174,12 @@ func TestBacktestSameSet(t *testing.T) {
 	assert.Equal(t, "fraud", rep.Policy)
 
 	// Any policy: the refunds' decisions are replayed too, and differ.
-	rep, err = taicel.Backtest(candidateSet(t, nil), bytes.NewReader(trail), taicel.BacktestOptions{Policy: "*"})
+	rep, err = taicel.Backtest(context.Background(), candidateSet(t, nil), bytes.NewReader(trail), taicel.BacktestOptions{Policy: "*"})
 	require.NoError(t, err)
 	assert.Equal(t, 503, rep.Replayed)
 	assert.Equal(t, 1, rep.Filtered)
 	// Only one kind.
-	rep, err = taicel.Backtest(candidateSet(t, nil), bytes.NewReader(trail), taicel.BacktestOptions{Policy: "*", Kind: "refund"})
+	rep, err = taicel.Backtest(context.Background(), candidateSet(t, nil), bytes.NewReader(trail), taicel.BacktestOptions{Policy: "*", Kind: "refund"})
 	require.NoError(t, err)
 	assert.Equal(t, 3, rep.Replayed)
 	assert.Equal(t, 3, rep.Changed, "refunds denied, the fraud rules allow them")
@@ -217,7 +220,7 @@ func TestBacktestLoweredLimits(t *testing.T) {
 	}
 	require.NotZero(t, wantChanged)
 
-	rep, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount", Examples: 3})
+	rep, err := taicel.Backtest(context.Background(), candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount", Examples: 3})
 	require.NoError(t, err)
 	assert.Equal(t, 2000, rep.Replayed)
 	assert.Equal(t, wantChanged, rep.Changed)
@@ -255,7 +258,7 @@ func TestBacktestLoweredLimits(t *testing.T) {
 	t.Logf("%d changed: %v", rep.Changed, got)
 
 	// With room for every example, they are exactly the flips expected.
-	rep, err = taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Examples: 1 << 20})
+	rep, err = taicel.Backtest(context.Background(), candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Examples: 1 << 20})
 	require.NoError(t, err)
 	var ids []string
 	for _, f := range rep.Flips {
@@ -300,7 +303,7 @@ func TestBacktestLabels(t *testing.T) {
 				count(&old, judgeByHand(g, 20000, 5000).verdict >= positive, pos)
 				count(&cand, judgeByHand(g, 10000, 2500).verdict >= positive, pos)
 			}
-			rep, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Labels: labels, Positive: positive})
+			rep, err := taicel.Backtest(context.Background(), candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Labels: labels, Positive: positive})
 			require.NoError(t, err)
 			require.NotNil(t, rep.Labels)
 			assert.Equal(t, positive, rep.Labels.Positive)
@@ -323,7 +326,7 @@ func TestBacktestDeterministic(t *testing.T) {
 	trail := writeTrail(t, stream(3000))
 	var reports [][]byte
 	for _, workers := range []int{1, 4, 3} {
-		rep, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{
+		rep, err := taicel.Backtest(context.Background(), candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{
 			Workers: workers, Amount: "payload.Amount * 1.1", Labels: map[string]bool{"pay-7": true, "pay-70": true}})
 		require.NoError(t, err)
 		b, err := json.Marshal(rep)
@@ -351,7 +354,7 @@ func TestBacktestMalformedLines(t *testing.T) {
 			edited := append([]string(nil), lines...)
 			edited[tc.at-1] = tc.bad
 			for _, workers := range []int{1, 2} {
-				rep, err := taicel.Backtest(candidateSet(t, nil), strings.NewReader(strings.Join(edited, "")), taicel.BacktestOptions{Workers: workers})
+				rep, err := taicel.Backtest(context.Background(), candidateSet(t, nil), strings.NewReader(strings.Join(edited, "")), taicel.BacktestOptions{Workers: workers})
 				require.Error(t, err)
 				assert.Nil(t, rep)
 				assert.Contains(t, err.Error(), fmt.Sprintf("taicel: backtest: line %d: ", tc.at))
@@ -362,7 +365,7 @@ func TestBacktestMalformedLines(t *testing.T) {
 	// The first bad line is named, wherever the workers are.
 	edited := append([]string(nil), lines...)
 	edited[500], edited[20] = "x\n", "y\n"
-	_, err := taicel.Backtest(candidateSet(t, nil), strings.NewReader(strings.Join(edited, "")), taicel.BacktestOptions{Workers: 4})
+	_, err := taicel.Backtest(context.Background(), candidateSet(t, nil), strings.NewReader(strings.Join(edited, "")), taicel.BacktestOptions{Workers: 4})
 	assert.ErrorContains(t, err, "line 21: ")
 
 	// Files are named; blank lines are ignored.
@@ -370,18 +373,18 @@ func TestBacktestMalformedLines(t *testing.T) {
 	a, b := filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl")
 	require.NoError(t, os.WriteFile(a, []byte(strings.Join(lines[:100], "")+"\n  \n"), 0o600))
 	require.NoError(t, os.WriteFile(b, []byte(strings.Join(lines[100:], "")+"{"), 0o600))
-	_, err = taicel.BacktestFiles(candidateSet(t, nil), taicel.BacktestOptions{}, a, b)
+	_, err = taicel.BacktestFiles(context.Background(), candidateSet(t, nil), taicel.BacktestOptions{}, a, b)
 	assert.ErrorContains(t, err, "taicel: backtest: "+b+":508: not an audit trail entry")
 	require.NoError(t, os.WriteFile(b, []byte(strings.Join(lines[100:], "")), 0o600))
-	rep, err := taicel.BacktestFiles(candidateSet(t, nil), taicel.BacktestOptions{}, a, b)
+	rep, err := taicel.BacktestFiles(context.Background(), candidateSet(t, nil), taicel.BacktestOptions{}, a, b)
 	require.NoError(t, err)
 	assert.Equal(t, 600, rep.Replayed)
 	assert.Equal(t, len(lines)-1, rep.Read) // SplitAfter leaves an empty last element
-	_, err = taicel.BacktestFiles(candidateSet(t, nil), taicel.BacktestOptions{}, a, filepath.Join(dir, "missing.jsonl"))
+	_, err = taicel.BacktestFiles(context.Background(), candidateSet(t, nil), taicel.BacktestOptions{}, a, filepath.Join(dir, "missing.jsonl"))
 	assert.ErrorIs(t, err, os.ErrNotExist)
 
 	// A line longer than a backtest reads.
-	_, err = taicel.Backtest(candidateSet(t, nil), strings.NewReader(lines[0]+strings.Repeat("x", 65<<20)), taicel.BacktestOptions{})
+	_, err = taicel.Backtest(context.Background(), candidateSet(t, nil), strings.NewReader(lines[0]+strings.Repeat("x", 65<<20)), taicel.BacktestOptions{})
 	assert.ErrorContains(t, err, "taicel: backtest: line 2: bufio.Scanner: token too long")
 }
 
@@ -397,7 +400,7 @@ func TestBacktestReplayErrors(t *testing.T) {
 	})
 	lines := strings.SplitAfter(string(trail), "\n")
 	lines[9] = strings.Replace(lines[9], `"payload":{`, `"payload":{"Card":"4242",`, 1)
-	rep, err := taicel.Backtest(cand, strings.NewReader(strings.Join(lines, "")), taicel.BacktestOptions{Examples: 2})
+	rep, err := taicel.Backtest(context.Background(), cand, strings.NewReader(strings.Join(lines, "")), taicel.BacktestOptions{Examples: 2})
 	require.NoError(t, err)
 	zero := 0
 	for _, g := range stream(300) {
@@ -436,16 +439,19 @@ func TestBacktestOptionsErrors(t *testing.T) {
 		{taicel.BacktestOptions{Amount: "payload.Amont"}, `BacktestOptions.Amount "payload.Amont": ERROR: amount:1:8: undefined field 'Amont'`},
 		{taicel.BacktestOptions{Amount: "payload.Country"}, `BacktestOptions.Amount "payload.Country" returns string; want a double or an int`},
 	} {
-		_, err := taicel.Backtest(cand, strings.NewReader(""), tc.opts)
+		_, err := taicel.Backtest(context.Background(), cand, strings.NewReader(""), tc.opts)
 		assert.ErrorContains(t, err, tc.want)
 	}
-	_, err := taicel.Backtest[Payment](nil, strings.NewReader(""), taicel.BacktestOptions{})
+	_, err := taicel.Backtest[Payment](context.Background(), nil, strings.NewReader(""), taicel.BacktestOptions{})
 	assert.ErrorContains(t, err, "nil candidate Set")
-	_, err = taicel.Backtest(cand, nil, taicel.BacktestOptions{})
+	//lint:ignore SA1012 a nil context is what is tested
+	_, err = taicel.Backtest(nil, cand, strings.NewReader(""), taicel.BacktestOptions{})
+	assert.ErrorContains(t, err, "nil context")
+	_, err = taicel.Backtest(context.Background(), cand, nil, taicel.BacktestOptions{})
 	assert.ErrorContains(t, err, "nil io.Reader")
-	_, err = taicel.BacktestFiles(cand, taicel.BacktestOptions{})
+	_, err = taicel.BacktestFiles(context.Background(), cand, taicel.BacktestOptions{})
 	assert.ErrorContains(t, err, "no file")
-	rep, err := taicel.Backtest(cand, strings.NewReader(""), taicel.BacktestOptions{Amount: "attempts"})
+	rep, err := taicel.Backtest(context.Background(), cand, strings.NewReader(""), taicel.BacktestOptions{Amount: "attempts"})
 	require.NoError(t, err)
 	assert.Zero(t, rep.Read)
 }
@@ -454,7 +460,7 @@ func TestBacktestOptionsErrors(t *testing.T) {
 // command does, and finds what the typed candidate finds.
 func TestBacktestDynamic(t *testing.T) {
 	trail := writeTrail(t, stream(1000))
-	typed, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
+	typed, err := taicel.Backtest(context.Background(), candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
 	require.NoError(t, err)
 
 	env, err := taicel.NewEnv(taicel.Options[map[string]any]{})
@@ -465,7 +471,7 @@ func TestBacktestDynamic(t *testing.T) {
 	require.NoError(t, err)
 	dyn, err := env.Compile(spec)
 	require.NoError(t, err)
-	rep, err := taicel.Backtest(dyn, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
+	rep, err := taicel.Backtest(context.Background(), dyn, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
 	require.NoError(t, err)
 	a, _ := json.Marshal(typed)
 	b, _ := json.Marshal(rep)
@@ -483,7 +489,7 @@ func TestBacktestDynamic(t *testing.T) {
 	spec.Rules = append(rules, taicel.Rule{Name: "card", Weight: 0.1, Expr: `payload.CardCountry != payload.Country`})
 	dyn, err = env.Compile(spec)
 	require.NoError(t, err)
-	rep, err = taicel.Backtest(dyn, bytes.NewReader(trail), taicel.BacktestOptions{})
+	rep, err = taicel.Backtest(context.Background(), dyn, bytes.NewReader(trail), taicel.BacktestOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, 1000-blacklisted, rep.Errors, "the blacklisted are decided before")
 	require.Len(t, rep.Rules, 1)
@@ -495,7 +501,7 @@ func TestBacktestDynamic(t *testing.T) {
 	spec.Rules = rules
 	dyn, err = env.Compile(spec)
 	require.NoError(t, err)
-	rep, err = taicel.Backtest(dyn, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount + extra"})
+	rep, err = taicel.Backtest(context.Background(), dyn, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount + extra"})
 	require.NoError(t, err)
 	assert.Equal(t, 1000, rep.Errors)
 	assert.Empty(t, rep.Rules)
@@ -505,7 +511,7 @@ func TestBacktestDynamic(t *testing.T) {
 func TestReportText(t *testing.T) {
 	trail := writeTrail(t, stream(500))
 	labels := map[string]bool{"pay-1": true, "pay-2": true}
-	rep, err := taicel.Backtest(candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount", Labels: labels, Examples: 1})
+	rep, err := taicel.Backtest(context.Background(), candidateSet(t, lowered), bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount", Labels: labels, Examples: 1})
 	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, rep.WriteText(&out))
@@ -547,7 +553,7 @@ func FuzzBacktestLine(f *testing.F) {
 		if bytes.ContainsAny(line, "\n") {
 			return
 		}
-		rep, err := taicel.Backtest(cand, bytes.NewReader(line), taicel.BacktestOptions{Workers: 1, Amount: "payload.Amount"})
+		rep, err := taicel.Backtest(context.Background(), cand, bytes.NewReader(line), taicel.BacktestOptions{Workers: 1, Amount: "payload.Amount"})
 		if err != nil {
 			require.Nil(t, rep)
 			require.Contains(t, err.Error(), "line 1: ")
@@ -559,4 +565,35 @@ func FuzzBacktestLine(f *testing.F) {
 		_, err = json.Marshal(rep)
 		require.NoError(t, err)
 	})
+}
+
+// A backtest stops when its context ends: at once, with the context's
+// cause, while the trail's reader is blocked (a pipe nobody writes to any
+// more), and its reader and workers end when the blocked read returns.
+func TestBacktestStopsWithItsContext(t *testing.T) {
+	trail := writeTrail(t, stream(2000))
+	cand := candidateSet(t, lowered)
+
+	pr, pw := io.Pipe()
+	go func() {
+		// Half the trail, then silence: the reader blocks.
+		_, _ = pw.Write(trail[:len(trail)/2])
+	}()
+	cause := errors.New("operator gave up")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(50*time.Millisecond, func() { cancel(cause) })
+	start := time.Now()
+	rep, err := taicel.Backtest(ctx, cand, pr, taicel.BacktestOptions{})
+	assert.Nil(t, rep)
+	require.ErrorIs(t, err, cause)
+	assert.Less(t, time.Since(start), 5*time.Second, "returned when the context ended, not when the trail did")
+	// Closing the pipe ends the blocked read; nothing is left running.
+	require.NoError(t, pw.CloseWithError(io.ErrClosedPipe))
+	goleak.VerifyNone(t)
+
+	// A context ended before the start stops it too, whatever the trail.
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	_, err = taicel.Backtest(done, cand, bytes.NewReader(trail), taicel.BacktestOptions{})
+	require.ErrorIs(t, err, context.Canceled)
 }

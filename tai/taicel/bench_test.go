@@ -10,6 +10,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/tai/taicel"
 )
@@ -151,11 +152,11 @@ func BenchmarkBacktestThroughput(b *testing.B) {
 type typedBacktest struct{ set *taicel.Set[Payment] }
 
 func (c typedBacktest) backtest(trail []byte) (*taicel.Report, error) {
-	return taicel.Backtest(c.set, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
+	return taicel.Backtest(context.Background(), c.set, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
 }
 
 type dynamicBacktest struct{ set *taicel.Set[map[string]any] }
 
 func (c dynamicBacktest) backtest(trail []byte) (*taicel.Report, error) {
-	return taicel.Backtest(c.set, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
+	return taicel.Backtest(context.Background(), c.set, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
 }

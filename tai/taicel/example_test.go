@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/tai/taicel"
@@ -255,7 +256,7 @@ rules:
 	// Would a limit of 5000 have been better? Ann and Dan's transfers were
 	// fraud.
 	candidate := compile(strings.ReplaceAll(live, "10000", "5000"))
-	rep, err := taicel.Backtest(candidate, &trail, taicel.BacktestOptions{
+	rep, err := taicel.Backtest(context.Background(), candidate, &trail, taicel.BacktestOptions{
 		Amount:   "payload.Amount",
 		Labels:   map[string]bool{"t1": true, "t4": true},
 		Examples: -1,

@@ -13,6 +13,7 @@ import (
 	"cel.dev/cel-go/common/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/tai/taicel"
 )

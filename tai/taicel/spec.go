@@ -7,8 +7,9 @@ import (
 	"io"
 	"os"
 
-	"github.com/taipattern/taikit/tai"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/taipattern/taikit/tai"
 )
 
 // Spec describes a rule set: what a rule file holds, and what
