@@ -211,27 +211,48 @@ func (m *MemoryState) AddSpend(_ context.Context, customer, currency string, min
 
 // Reserve implements CustomerState.
 func (m *MemoryState) Reserve(_ context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (n int, spent int64, _ error) {
-	m.with(customer, now, func(r *customerRecord) {
-		n = r.attempt(now, window)
-		spent = r.spent(currency, now)
-		r.addSpend(currency, minor, now)
-	})
+	m.with(customer, now, func(r *customerRecord) { n, spent = reserve(r, currency, minor, now, window) })
 	return n, spent, nil
+}
+
+// customerBook is one customer's state as Reserve changes it, in each
+// store's own form.
+type customerBook interface {
+	attempt(now time.Time, window time.Duration) int
+	spent(currency string, now time.Time) int64
+	addSpend(currency string, minor int64, now time.Time)
+}
+
+// reserve counts an attempt at now and holds minor of the day's spend in
+// b, and returns the attempts in the window and the spend before the hold.
+func reserve(b customerBook, currency string, minor int64, now time.Time, window time.Duration) (attempts int, spent int64) {
+	attempts = b.attempt(now, window)
+	spent = b.spent(currency, now)
+	b.addSpend(currency, minor, now)
+	return attempts, spent
 }
 
 // attempt records an attempt at now and returns the attempts in the
 // window ending at now.
 func (r *customerRecord) attempt(now time.Time, window time.Duration) int {
-	t, from := now.UnixNano(), now.Add(-window).UnixNano()
+	r.attempts = addAttempt(r.attempts, now, window)
+	return len(r.attempts)
+}
+
+// addAttempt drops from attempts (Unix nanoseconds, oldest first) those
+// outside the window ending at now, appends now, and keeps the last
+// maxAttemptsKept.
+func addAttempt(attempts []int64, now time.Time, window time.Duration) []int64 {
+	from := now.Add(-window).UnixNano()
 	cut := 0
-	for cut < len(r.attempts) && r.attempts[cut] <= from {
+	for cut < len(attempts) && attempts[cut] <= from {
 		cut++
 	}
-	r.attempts = append(r.attempts[cut:], t)
-	if len(r.attempts) > maxAttemptsKept {
-		r.attempts = r.attempts[len(r.attempts)-maxAttemptsKept:]
+	attempts = append(attempts[cut:], now.UnixNano())
+	if len(attempts) > maxAttemptsKept {
+		attempts = attempts[len(attempts)-maxAttemptsKept:]
 	}
-	return len(r.attempts)
+	return attempts
 }
 
 // spent returns the spend in currency on now's day.

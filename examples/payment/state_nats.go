@@ -224,25 +224,14 @@ func (n *NATSState) AddSpend(ctx context.Context, customer, currency string, min
 // Reserve implements CustomerState: one compare-and-set for the attempt
 // and the hold.
 func (n *NATSState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (count int, spent int64, err error) {
-	err = n.update(ctx, customer, func(e *customerEntry) {
-		count = e.attempt(now, window)
-		spent = e.spent(currency, now)
-		e.addSpend(currency, minor, now)
-	})
+	err = n.update(ctx, customer, func(e *customerEntry) { count, spent = reserve(e, currency, minor, now, window) })
 	return count, spent, err
 }
 
 // attempt records an attempt at now and returns the attempts in the
 // window ending at now.
 func (e *customerEntry) attempt(now time.Time, window time.Duration) int {
-	cut := 0
-	for cut < len(e.Attempts) && e.Attempts[cut] <= now.Add(-window).UnixNano() {
-		cut++
-	}
-	e.Attempts = append(e.Attempts[cut:], now.UnixNano())
-	if len(e.Attempts) > maxAttemptsKept {
-		e.Attempts = e.Attempts[len(e.Attempts)-maxAttemptsKept:]
-	}
+	e.Attempts = addAttempt(e.Attempts, now, window)
 	return len(e.Attempts)
 }
 
