@@ -474,8 +474,9 @@ func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error
 // successful charge — the day's spend, unless the fraud lookup held it
 // already (the CEL rules do; see pay). Only the gateway's answer decides
 // the outcome (and what the breaker counts): once money has moved, a
-// failure to book the day's spend is logged, not returned. The payment's record and its
-// confirmation are stored by the caller (commit), which has the answer.
+// failure to book the day's spend is logged, not returned. The payment's
+// record and its confirmation are stored by the caller (commit), which
+// has the answer.
 func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, error) {
 	p := &sig.Payload
 	if sent, ok := ctx.Value(gatewayCallKey{}).(*gatewayCall); ok {
