@@ -18,8 +18,9 @@ import (
 //
 // The entries this process read or wrote in the last cacheTTL are kept
 // with their revisions, so the rules of one payment — which read and
-// change one customer three or four times — make one read and their
-// writes, not a read before each. A write still compares and sets: if
+// change one customer up to four times (the Go rules), or once or twice
+// (the CEL rules' lookup: Reserve, and Move with coordinates) — make one
+// read and their writes, not a read before each. A write still compares and sets: if
 // another replica changed the entry meanwhile, the write is refused, the
 // kept copy dropped, and the change made again on what the store holds.
 // Only a pure read (the day's spend) may miss another replica's change,
