@@ -17,10 +17,11 @@ import (
 )
 
 // TestWaveSurvivesNATSFailover runs two replicas on a three-node
-// JetStream cluster (every stream and bucket on three nodes) and sends two
-// waves of twelve deployments. In the middle of the first it kills the
-// node leading the deployments bucket with SIGKILL and starts it again:
-// every deployment succeeds. In the middle of the second it kills one
+// JetStream cluster (every stream and bucket on three nodes) and sends
+// three waves of twelve deployments. In the middle of the first it kills
+// the node leading the deployments bucket with SIGKILL and starts it
+// again, in the second the node leading the stable versions' bucket:
+// every deployment succeeds. In the middle of the third it kills one
 // replica with SIGKILL and starts it again: its rollouts in flight roll
 // back as interrupted by a restart, the others succeed. Every deployment
 // ends, once, in a terminal state both replicas report alike; none is
@@ -131,10 +132,35 @@ func TestWaveSurvivesNATSFailover(t *testing.T) {
 	}
 	t.Logf("wave 1, NATS node %s killed and restarted: %v", victim.Name, statuses)
 
+	// Wave 1b: the node leading the stable versions' bucket goes a second
+	// into the wave. Its group elects a new leader no sooner than four
+	// seconds later (the servers' election timeout), and the rollouts end
+	// in that time: the stable version each records at its end waits for
+	// the new leader rather than failing the job (which was redelivered
+	// and rolled back as cut off by a restart).
+	stableWave := wave("v1.2.0")
+	time.Sleep(time.Second)
+	require.Eventually(t, func() bool { victim = svctest.StreamLeader(nodes, "KV_deploy_stable"); return victim != nil },
+		30*time.Second, 50*time.Millisecond, "a node leads the stable versions' bucket")
+	victim.Kill()
+	time.Sleep(3 * time.Second)
+	victim.Start(t)
+	victim.WaitHealthy(t, time.Minute)
+	statuses = waitEnds(stableWave)
+	for _, id := range stableWave {
+		d := final[id]
+		msg := ""
+		if d.ErrorMessage != nil {
+			msg = *d.ErrorMessage
+		}
+		assert.Equal(t, StatusSuccess, d.Status, "%s (%s) succeeds through the loss of the stable bucket's leader: %s", id, d.Service, msg)
+	}
+	t.Logf("wave 1b, NATS node %s killed and restarted: %v", victim.Name, statuses)
+
 	// Wave 2: a replica killed in the middle of it, and started again. Its
 	// rollouts in flight roll back, reported as interrupted by a restart;
 	// the others succeed.
-	second := wave("v1.2.0")
+	second := wave("v2.0.0")
 	time.Sleep(time.Second)
 	dead := replicas[1]
 	require.NoError(t, dead.child.Cmd.Process.Signal(syscall.SIGKILL))
@@ -148,7 +174,7 @@ func TestWaveSurvivesNATSFailover(t *testing.T) {
 		}
 	}
 	t.Logf("wave 2, replica %s killed and restarted: %v", dead.name, statuses)
-	ids := append(first, second...)
+	ids := append(append(first, stableWave...), second...)
 
 	// Stop both, so their trails are whole, then count: a deployment is
 	// validated at most once per region and ended at most once. (A trail's

@@ -120,51 +120,66 @@ func (r *rollout) update(ctx context.Context, change func(d *Deployment, rr *Reg
 	return nil
 }
 
-// storeRetryFor bounds how long a rollout retries writing its record
-// while the store is out of reach: a NATS node lost and the bucket's
-// group electing a new leader takes seconds.
+// storeRetryFor bounds how long a rollout retries a write (its record,
+// the stable version) while the store is out of reach: a NATS node lost
+// and the bucket's group electing a new leader takes seconds.
 const storeRetryFor = 30 * time.Second
 
-// store writes r.d over revision r.rev. A write that fails because the
-// store is out of reach is tried again, 0.1 s doubling to 2 s apart, for
-// storeRetryFor: giving up fails the job, whose redelivery finds the
-// region in progress and rolls it back as cut off by a restart. A write
-// that timed out may have landed: when the next try finds the revision
-// moved on, the record is read back, and if it holds what was written its
-// revision is taken.
+// store writes r.d over revision r.rev, retried by retryStore while the
+// store is out of reach: giving up fails the job, whose redelivery finds
+// the region in progress and rolls it back as cut off by a restart. A
+// write that timed out may have landed: when the next try finds the
+// revision moved on, the record is read back, and if it holds what was
+// written its revision is taken.
 func (r *rollout) store(ctx context.Context) (uint64, error) {
+	var rev uint64
+	var tried []byte // the record as last sent, when that try failed
+	err := r.s.retryStore(ctx, "deployment record", []any{"deployment_id", r.d.ID}, func(ctx context.Context) error {
+		for {
+			r.mu.Lock()
+			b, err := json.Marshal(r.d)
+			r.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			if rev, err = r.s.store.UpdateRaw(ctx, r.d.ID, b, r.rev); err == nil {
+				return nil
+			}
+			if tried != nil && isConflict(err) {
+				if cur, curRev, gerr := r.s.store.Get(ctx, r.d.ID); gerr == nil {
+					if cb, merr := json.Marshal(cur); merr == nil && bytes.Equal(cb, tried) {
+						r.rev = curRev // the last try landed; write what changed since over it
+						tried = nil
+						continue
+					}
+				}
+				return err
+			}
+			tried = b
+			return err
+		}
+	})
+	return rev, err
+}
+
+// retryStore calls write until it succeeds or fails for a reason other
+// than the store being out of reach, trying again 0.1 s doubling to 2 s
+// apart for storeRetryFor: a NATS node lost and a bucket's group electing
+// a new leader takes seconds. A rollout's writes go through it, the
+// record's and the stable version's, so that a lost node does not fail
+// the job and roll the region back as if the service had restarted.
+func (s *Service) retryStore(ctx context.Context, what string, attrs []any, write func(context.Context) error) error {
 	deadline := time.Now().Add(storeRetryFor)
 	wait := 100 * time.Millisecond
-	var tried []byte // the record as last sent, when that try failed
 	for {
-		r.mu.Lock()
-		b, err := json.Marshal(r.d)
-		r.mu.Unlock()
-		if err != nil {
-			return 0, err
+		err := write(ctx)
+		if err == nil || !storeUnreachable(ctx, err) || time.Now().Add(wait).After(deadline) {
+			return err
 		}
-		rev, err := r.s.store.UpdateRaw(ctx, r.d.ID, b, r.rev)
-		if err == nil {
-			return rev, nil
-		}
-		if tried != nil && isConflict(err) {
-			if cur, curRev, gerr := r.s.store.Get(ctx, r.d.ID); gerr == nil {
-				if cb, merr := json.Marshal(cur); merr == nil && bytes.Equal(cb, tried) {
-					r.rev = curRev // the last try landed; write what changed since over it
-					tried = nil
-					continue
-				}
-			}
-			return 0, err
-		}
-		if !storeUnreachable(ctx, err) || time.Now().Add(wait).After(deadline) {
-			return 0, err
-		}
-		tried = b
-		r.s.log.Warn("deployment record not stored yet; retrying", "deployment_id", r.d.ID, "err", err)
+		s.log.Warn(what+" not stored yet; retrying", append(attrs, "err", err)...)
 		select {
 		case <-ctx.Done():
-			return 0, err
+			return err
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)
@@ -353,7 +368,9 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 			s.log.Warn("old version not retired", "service", r.service, "region", r.region, "version", r.stable, "err", err)
 		}
 	}
-	if err := s.store.SetStable(ctx, r.service, r.region, r.version); err != nil {
+	if err := s.retryStore(ctx, "stable version", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) error {
+		return s.store.SetStable(ctx, r.service, r.region, r.version)
+	}); err != nil {
 		return "", err
 	}
 	done := time.Now()
