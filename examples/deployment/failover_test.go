@@ -110,52 +110,40 @@ func TestWaveSurvivesNATSFailover(t *testing.T) {
 		return statuses
 	}
 
+	// losingLeader sends a wave of version, kills the node leading stream
+	// a second into it and starts it again: every deployment succeeds.
+	losingLeader := func(name, version, stream string) []string {
+		ids := wave(version)
+		time.Sleep(time.Second)
+		var victim *svctest.NATSNode
+		require.Eventually(t, func() bool { victim = svctest.StreamLeader(nodes, stream); return victim != nil },
+			30*time.Second, 50*time.Millisecond, "a node leads %s", stream)
+		victim.Kill()
+		time.Sleep(3 * time.Second)
+		victim.Start(t)
+		victim.WaitHealthy(t, time.Minute)
+		statuses := waitEnds(ids)
+		for _, id := range ids {
+			d := final[id]
+			msg := ""
+			if d.ErrorMessage != nil {
+				msg = *d.ErrorMessage
+			}
+			assert.Equal(t, StatusSuccess, d.Status, "%s (%s) succeeds through the loss of %s's leader: %s", id, d.Service, stream, msg)
+		}
+		t.Logf("%s, the node leading %s (%s) killed and restarted: %v", name, stream, victim.Name, statuses)
+		return ids
+	}
 	// Wave 1: the node leading the deployments bucket goes in the middle
 	// of it, and comes back. Losing one node of three stops nothing.
-	first := wave("v1.1.0")
-	time.Sleep(time.Second)
-	var victim *svctest.NATSNode
-	require.Eventually(t, func() bool { victim = svctest.StreamLeader(nodes, "KV_deployments"); return victim != nil },
-		30*time.Second, 50*time.Millisecond, "a node leads the deployments bucket")
-	victim.Kill()
-	time.Sleep(3 * time.Second)
-	victim.Start(t)
-	victim.WaitHealthy(t, time.Minute)
-	statuses := waitEnds(first)
-	for _, id := range first {
-		d := final[id]
-		msg := ""
-		if d.ErrorMessage != nil {
-			msg = *d.ErrorMessage
-		}
-		assert.Equal(t, StatusSuccess, d.Status, "%s (%s) succeeds through the NATS failover: %s", id, d.Service, msg)
-	}
-	t.Logf("wave 1, NATS node %s killed and restarted: %v", victim.Name, statuses)
-
-	// Wave 1b: the node leading the stable versions' bucket goes a second
-	// into the wave. Its group elects a new leader no sooner than four
-	// seconds later (the servers' election timeout), and the rollouts end
-	// in that time: the stable version each records at its end waits for
-	// the new leader rather than failing the job (which was redelivered
-	// and rolled back as cut off by a restart).
-	stableWave := wave("v1.2.0")
-	time.Sleep(time.Second)
-	require.Eventually(t, func() bool { victim = svctest.StreamLeader(nodes, "KV_deploy_stable"); return victim != nil },
-		30*time.Second, 50*time.Millisecond, "a node leads the stable versions' bucket")
-	victim.Kill()
-	time.Sleep(3 * time.Second)
-	victim.Start(t)
-	victim.WaitHealthy(t, time.Minute)
-	statuses = waitEnds(stableWave)
-	for _, id := range stableWave {
-		d := final[id]
-		msg := ""
-		if d.ErrorMessage != nil {
-			msg = *d.ErrorMessage
-		}
-		assert.Equal(t, StatusSuccess, d.Status, "%s (%s) succeeds through the loss of the stable bucket's leader: %s", id, d.Service, msg)
-	}
-	t.Logf("wave 1b, NATS node %s killed and restarted: %v", victim.Name, statuses)
+	first := losingLeader("wave 1", "v1.1.0", "KV_deployments")
+	// Wave 1b: the node leading the stable versions' bucket. Its group
+	// elects a new leader no sooner than four seconds later (the servers'
+	// election timeout), and the rollouts end in that time: the stable
+	// version each records at its end waits for the new leader rather than
+	// failing the job (which was redelivered and rolled back as cut off by
+	// a restart).
+	stableWave := losingLeader("wave 1b", "v1.2.0", "KV_deploy_stable")
 
 	// Wave 2: a replica killed in the middle of it, and started again. Its
 	// rollouts in flight roll back, reported as interrupted by a restart;
@@ -166,7 +154,7 @@ func TestWaveSurvivesNATSFailover(t *testing.T) {
 	require.NoError(t, dead.child.Cmd.Process.Signal(syscall.SIGKILL))
 	<-dead.child.Done
 	start(dead)
-	statuses = waitEnds(second)
+	statuses := waitEnds(second)
 	for _, id := range second {
 		if d := final[id]; d.Status != StatusSuccess {
 			require.NotNil(t, d.ErrorMessage, id)
