@@ -236,28 +236,53 @@ func get(b *testing.B, c *http.Client, url string) {
 	}
 }
 
+// getWithTimeout is get with the per-request timeout people write by
+// hand: a context with a deadline around the call and the body's read.
+func getWithTimeout(b *testing.B, c *http.Client, url string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
 // BenchmarkTaihttpTransport sends GETs to a loopback httptest server
-// through a plain http.Transport and through a taihttp.Transport with a
-// breaker, a retry and a per-attempt timeout on the same kind of
-// http.Transport, alternating the two in one run.
+// through a plain http.Transport, through the same with a hand-written
+// per-request timeout (a context with a deadline), and through a
+// taihttp.Transport with a breaker, a retry and a per-attempt timeout on
+// the same kind of http.Transport.
 func BenchmarkTaihttpTransport(b *testing.B) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	defer srv.Close()
-	for _, name := range []string{"plain-http-transport", "taihttp-breaker-retry-timeout"} {
+	for _, name := range []string{"plain-http-transport", "plain-http-transport-timeout-context", "taihttp-breaker-retry-timeout"} {
 		b.Run(name, func(b *testing.B) {
 			base := &http.Transport{MaxIdleConnsPerHost: 16}
 			defer base.CloseIdleConnections()
 			var rt http.RoundTripper = base
-			if name != "plain-http-transport" {
+			if name == "taihttp-breaker-retry-timeout" {
 				rt = guardedTransport(b, base)
 			}
 			c := &http.Client{Transport: rt}
-			get(b, c, srv.URL)
+			do := get
+			if name == "plain-http-transport-timeout-context" {
+				do = getWithTimeout
+			}
+			do(b, c, srv.URL)
 			b.ReportAllocs()
 			for b.Loop() {
-				get(b, c, srv.URL)
+				do(b, c, srv.URL)
 			}
 		})
 	}
