@@ -224,23 +224,19 @@ func guardedTransport(b *testing.B, base http.RoundTripper) http.RoundTripper {
 	return t
 }
 
-func get(b *testing.B, c *http.Client, url string) {
-	resp, err := c.Get(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b.Fatalf("status %d", resp.StatusCode)
-	}
-}
+// get sends a GET to url and reads the answer whole.
+func get(b *testing.B, c *http.Client, url string) { getIn(context.Background(), b, c, url) }
 
 // getWithTimeout is get with the per-request timeout people write by
 // hand: a context with a deadline around the call and the body's read.
 func getWithTimeout(b *testing.B, c *http.Client, url string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	getIn(ctx, b, c, url)
+}
+
+// getIn is get with the request's context ctx.
+func getIn(ctx context.Context, b *testing.B, c *http.Client, url string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		b.Fatal(err)
