@@ -182,17 +182,15 @@ func backtest[T any](ctx context.Context, cand *Set[T], srcs []trailSource, opts
 	pending := map[int]*batch{}
 	next := 0
 	for {
-		var b *batch
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("taicel: backtest: %w", context.Cause(ctx))
-		case got, ok := <-results:
+		case b, ok := <-results:
 			if !ok {
 				return m.report(), nil
 			}
-			b = got
+			pending[b.seq] = b
 		}
-		pending[b.seq] = b
 		for {
 			b, ok := pending[next]
 			if !ok {
