@@ -45,27 +45,30 @@ func (l *errorLog) snapshot() map[string][]error {
 	return out
 }
 
-// republishLog counts the "natsjs: re-publishing" records, one per
-// failed send that waits for another attempt.
-type republishLog struct {
+// msgLog counts the log records with one message.
+type msgLog struct {
+	msg     string
 	mu      sync.Mutex
 	n       int
 	changed chan struct{} // closed at the next record
 }
 
-func newRepublishLog() *republishLog { return &republishLog{changed: make(chan struct{})} }
+func newMsgLog(msg string) *msgLog { return &msgLog{msg: msg, changed: make(chan struct{})} }
 
-func (l *republishLog) logger() *slog.Logger { return slog.New(republishHandler{l}) }
+// newRepublishLog counts the "natsjs: re-publishing" records, one per
+// failed send that waits for another attempt.
+func newRepublishLog() *msgLog { return newMsgLog("natsjs: re-publishing") }
 
-func (l *republishLog) count() int {
+func (l *msgLog) logger() *slog.Logger { return slog.New(msgHandler{l}) }
+
+func (l *msgLog) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.n
 }
 
-// wait blocks until n re-publishes were logged, or fails the test after
-// 30s.
-func (l *republishLog) wait(t *testing.T, n int) {
+// wait blocks until n records were logged, or fails the test after 30s.
+func (l *msgLog) wait(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
@@ -78,16 +81,16 @@ func (l *republishLog) wait(t *testing.T, n int) {
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("%d re-publishes logged, want %d", got, n)
+			t.Fatalf("%d records %q logged, want %d", got, l.msg, n)
 		}
 	}
 }
 
-type republishHandler struct{ l *republishLog }
+type msgHandler struct{ l *msgLog }
 
-func (h republishHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h republishHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == "natsjs: re-publishing" {
+func (h msgHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h msgHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.l.msg {
 		h.l.mu.Lock()
 		h.l.n++
 		close(h.l.changed)
@@ -96,8 +99,8 @@ func (h republishHandler) Handle(_ context.Context, r slog.Record) error {
 	}
 	return nil
 }
-func (h republishHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h republishHandler) WithGroup(string) slog.Handler      { return h }
+func (h msgHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h msgHandler) WithGroup(string) slog.Handler      { return h }
 
 // consumeIDs consumes q until want distinct IDs were handled (or a
 // minute passes) and returns how often each ID was handled.

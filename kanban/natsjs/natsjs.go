@@ -407,21 +407,17 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // Consume creates or updates the durable consumer with MaxAckPending set
 // to the WIP and runs h on the messages until ctx ends, then drains; see
 // kanban.Serve. Every process sharing the durable should use the same WIP:
-// the last one to start sets it for all.
+// the last one to start sets it for all. While JetStream is out of reach
+// (see Unreachable) — a server restarting, a cluster electing a leader —
+// creating the durable is tried again, as pulling is, until ctx ends;
+// any other refusal is returned.
 func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban.ConsumeOptions) error {
 	if err := opts.Validate(); err != nil {
 		return err
 	}
-	wip := opts.WithDefaults().WIP
-	cons, err := q.js.CreateOrUpdateConsumer(ctx, q.opts.Stream, jetstream.ConsumerConfig{
-		Durable:       q.opts.Durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       q.opts.AckWait,
-		MaxAckPending: wip,
-		MaxDeliver:    -1, // attempts are counted by the consumer runtime
-	})
-	if err != nil {
-		return fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, err)
+	cons, err := q.consumer(ctx, opts.WithDefaults().WIP)
+	if err != nil || cons == nil {
+		return err
 	}
 	src := &source[T]{q: q, cons: cons}
 	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{
@@ -430,6 +426,41 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	})
 	src.wait()
 	return err
+}
+
+// consumer creates or updates the durable, again while JetStream is out
+// of reach, 10 ms doubling to 1 s apart. It returns nil and no error when
+// ctx ends first: the consumer stopped before it pulled anything.
+func (q *Queue[T]) consumer(ctx context.Context, wip int) (jetstream.Consumer, error) {
+	wait := 10 * time.Millisecond
+	for {
+		cons, err := q.js.CreateOrUpdateConsumer(ctx, q.opts.Stream, jetstream.ConsumerConfig{
+			Durable:       q.opts.Durable,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       q.opts.AckWait,
+			MaxAckPending: wip,
+			MaxDeliver:    -1, // attempts are counted by the consumer runtime
+		})
+		if err == nil {
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		err = fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, err)
+		if !Unreachable(err) {
+			return nil, err
+		}
+		q.opts.Logger.Warn("natsjs: consumer not created yet; retrying", "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // DeadLetters reads the dead-letter stream, oldest first.
