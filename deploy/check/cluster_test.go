@@ -22,12 +22,21 @@ import (
 )
 
 // freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t *testing.T) int { return freePorts(t, 1)[0] }
+
+// freePorts returns n different loopback TCP ports that were free a
+// moment ago: each is held until all are found, so that the system cannot
+// hand out one of them twice, as separate freePort calls may.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
 }
 
 // startProcess starts bin and stops it (SIGINT, then SIGKILL after 30s)
@@ -98,9 +107,10 @@ func natsCluster(t *testing.T) (clients, monitors []string) {
 	require.NoError(t, err)
 	type node struct{ client, monitor, cluster int }
 	nodes := make([]node, 3)
+	ports := freePorts(t, 3*len(nodes))
 	var routes []string
 	for i := range nodes {
-		nodes[i] = node{freePort(t), freePort(t), freePort(t)}
+		nodes[i] = node{ports[3*i], ports[3*i+1], ports[3*i+2]}
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", nodes[i].cluster))
 	}
 	for i, n := range nodes {

@@ -2,6 +2,7 @@ package svctest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -51,14 +52,15 @@ func NATSServerBinary(t testing.TB, dir string) string {
 func StartNATSCluster(t testing.TB, bin string, n int) []*NATSNode {
 	t.Helper()
 	nodes := make([]*NATSNode, n)
-	clusterPorts := make([]int, n)
+	// Each node's route, client and monitoring ports, all different.
+	ports := servers.FreePorts(t, 3*n)
+	clusterPorts := ports[:n]
 	var routes []string
 	for i := range nodes {
-		clusterPorts[i] = servers.FreePort(t)
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(clusterPorts[i]))
 	}
 	for i := range nodes {
-		client, mon := servers.FreePort(t), servers.FreePort(t)
+		client, mon := ports[n+2*i], ports[n+2*i+1]
 		name := "n" + strconv.Itoa(i+1)
 		nodes[i] = &NATSNode{
 			Name:       name,
@@ -77,7 +79,9 @@ func StartNATSCluster(t testing.TB, bin string, n int) []*NATSNode {
 		t.Cleanup(node.Kill)
 	}
 	for _, node := range nodes {
-		node.WaitHealthy(t, time.Minute)
+		if err := node.waitHealthy(time.Minute); err != nil {
+			t.Fatalf("%v\n%s", err, Logs(nodes))
+		}
 	}
 	return nodes
 }
@@ -121,20 +125,35 @@ func (n *NATSNode) Kill() {
 // WaitHealthy waits until the node's /healthz answers 200.
 func (n *NATSNode) WaitHealthy(t testing.TB, within time.Duration) {
 	t.Helper()
+	if err := n.waitHealthy(within); err != nil {
+		t.Fatalf("%v\n%s", err, n.Logs.String())
+	}
+}
+
+func (n *NATSNode) waitHealthy(within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
 		resp, err := http.Get(n.MonitorURL + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not healthy within %v\n%s", n.Name, within, n.Logs.String())
+			return fmt.Errorf("%s not healthy within %v", n.Name, within)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Logs returns the output of every node, each under its name.
+func Logs(nodes []*NATSNode) string {
+	var b strings.Builder
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "--- %s (client %s):\n%s", n.Name, n.ClientURL, n.Logs.String())
+	}
+	return b.String()
 }
 
 // StreamLeader returns the running node that leads the named stream's
