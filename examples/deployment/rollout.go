@@ -11,14 +11,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
 	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/tai"
@@ -163,37 +162,13 @@ func (r *rollout) store(ctx context.Context) (uint64, error) {
 }
 
 // retryStore calls write until it succeeds or fails for a reason other
-// than the store being out of reach, trying again 0.1 s doubling to 2 s
-// apart for storeRetryFor: a NATS node lost and a bucket's group electing
-// a new leader takes seconds. A rollout's writes go through it, the
-// record's and the stable version's, so that a lost node does not fail
-// the job and roll the region back as if the service had restarted.
+// than the store being out of reach, for storeRetryFor (svc.Retry): a
+// NATS node lost and a bucket's group electing a new leader takes
+// seconds. A rollout's writes go through it, the record's and the stable
+// version's, so that a lost node does not fail the job and roll the
+// region back as if the service had restarted.
 func (s *Service) retryStore(ctx context.Context, what string, attrs []any, write func(context.Context) error) error {
-	deadline := time.Now().Add(storeRetryFor)
-	wait := 100 * time.Millisecond
-	for {
-		err := write(ctx)
-		if err == nil || !storeUnreachable(ctx, err) || time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		s.log.Warn(what+" not stored yet; retrying", append(attrs, "err", err)...)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 2*time.Second)
-	}
-}
-
-// storeUnreachable reports an error of a store out of reach, which a
-// later try may not meet: no answer from the stream, a timeout of the
-// request (not of the caller's context), no responders, a connection
-// being re-established.
-func storeUnreachable(ctx context.Context, err error) bool {
-	return ctx.Err() == nil && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, nats.ErrConnectionReconnecting))
+	return svc.Retry(ctx, s.log, storeRetryFor, "storing the "+what, attrs, write)
 }
 
 // plannedStage is a step of a rollout: the share of traffic on the new

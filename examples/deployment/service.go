@@ -132,7 +132,10 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.connectNATS(ctx); err != nil {
 		return nil, err
 	}
-	if s.store, err = openStore(ctx, s.js, s.moreJS, StoreOptions{MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour, Replicas: s.cfg.NATSReplicas}); err != nil {
+	if err := s.setup(ctx, "opening the buckets", func(ctx context.Context) (err error) {
+		s.store, err = openStore(ctx, s.js, s.moreJS, StoreOptions{MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour, Replicas: s.cfg.NATSReplicas})
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	s.versions = s.store
@@ -142,7 +145,9 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	for _, region := range s.catalog.RegionNames() {
 		for name := range s.catalog.Services {
 			if v, ok := s.catalog.Running(name, region); ok {
-				if err := s.store.SeedStable(ctx, name, region, v); err != nil {
+				if err := s.setup(ctx, "seeding the stable versions", func(ctx context.Context) error {
+					return s.store.SeedStable(ctx, name, region, v)
+				}); err != nil {
 					return nil, err
 				}
 			}
@@ -315,6 +320,14 @@ func (s *Service) connectNATS(ctx context.Context) error {
 	return nil
 }
 
+// setup calls fn, a step of the start that sets up JetStream, until it
+// succeeds or fails for another reason than JetStream out of reach, for
+// svc.StartupRetryFor: a cluster starting with the service, or electing
+// a leader, answers a moment later.
+func (s *Service) setup(ctx context.Context, what string, fn func(context.Context) error) error {
+	return svc.Retry(ctx, s.log, svc.StartupRetryFor, what, nil, fn)
+}
+
 // storeConns is how many connections the deployment records are written
 // over, besides the main one.
 const storeConns = 3
@@ -323,8 +336,7 @@ const storeConns = 3
 const queueStream = "DEPLOYMENTS"
 
 func (s *Service) startConsumer(ctx context.Context) error {
-	var err error
-	s.queue, err = natsjs.New[Job](ctx, s.nc, natsjs.Options{
+	opts := natsjs.Options{
 		Replicas:         s.cfg.NATSReplicas,
 		Stream:           queueStream,
 		Durable:          "rollouts",
@@ -340,8 +352,11 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		// A region's rollout joins its deployment's trace.
 		Propagator: kanbanotel.TraceContext(),
 		Logger:     s.log,
-	})
-	if err != nil {
+	}
+	if err := s.setup(ctx, "opening the deployment queue", func(ctx context.Context) (err error) {
+		s.queue, err = natsjs.New[Job](ctx, s.nc, opts)
+		return err
+	}); err != nil {
 		return fmt.Errorf("deployment queue: %w", err)
 	}
 	s.consumer.Add(1)

@@ -30,11 +30,14 @@ type auditHeads struct {
 }
 
 func (s *Service) startAuditHeads(ctx context.Context) error {
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: auditHeadsBucket, Description: "the last durable line of each instance's audit trail",
-		History: 1, MaxBytes: 1 << 20, Storage: jetstream.FileStorage, Replicas: max(s.cfg.NATSReplicas, 1),
-	})
-	if err != nil {
+	var kv jetstream.KeyValue
+	if err := s.setup(ctx, "opening the audit heads bucket", func(ctx context.Context) (err error) {
+		kv, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: auditHeadsBucket, Description: "the last durable line of each instance's audit trail",
+			History: 1, MaxBytes: 1 << 20, Storage: jetstream.FileStorage, Replicas: max(s.cfg.NATSReplicas, 1),
+		})
+		return err
+	}); err != nil {
 		return fmt.Errorf("audit heads: %w", err)
 	}
 	h := &auditHeads{kv: kv, instance: s.cfg.Instance}

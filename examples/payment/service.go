@@ -238,11 +238,21 @@ func (s *Service) openRecords(ctx context.Context) error {
 		return err
 	}
 	opts := RecordOptions{MaxBytes: s.cfg.PaymentsMaxBytes, MaxAge: s.cfg.PaymentsMaxAge, Replicas: s.cfg.NATSReplicas}
-	if s.records, err = NewPaymentRecords(ctx, s.kvJS, opts); err != nil {
+	return s.setup(ctx, "opening the payments bucket", func(ctx context.Context) (err error) {
+		if s.records, err = NewPaymentRecords(ctx, s.kvJS, opts); err != nil {
+			return err
+		}
+		s.confirmer, err = NewPaymentRecords(ctx, s.confirmJS, opts)
 		return err
-	}
-	s.confirmer, err = NewPaymentRecords(ctx, s.confirmJS, opts)
-	return err
+	})
+}
+
+// setup calls fn, a step of the start that sets up JetStream, until it
+// succeeds or fails for another reason than JetStream out of reach, for
+// svc.StartupRetryFor: a cluster starting with the service, or electing
+// a leader, answers a moment later.
+func (s *Service) setup(ctx context.Context, what string, fn func(context.Context) error) error {
+	return svc.Retry(ctx, s.log, svc.StartupRetryFor, what, nil, fn)
 }
 
 func (s *Service) connectRedis(ctx context.Context) error {
@@ -292,8 +302,11 @@ func (s *Service) customerState(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		st, err := NewNATSState(ctx, js, "payment_customers", s.cfg.StateMaxBytes, s.cfg.NATSReplicas)
-		if err != nil {
+		var st *NATSState
+		if err := s.setup(ctx, "opening the customer state bucket", func(ctx context.Context) (err error) {
+			st, err = NewNATSState(ctx, js, "payment_customers", s.cfg.StateMaxBytes, s.cfg.NATSReplicas)
+			return err
+		}); err != nil {
 			return err
 		}
 		s.state = boundedState{st, s.commitTimeout()}
@@ -467,7 +480,14 @@ func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error
 		s.log.Warn("idempotency keys are kept in memory: a restart forgets them, and a request retried after it charges again")
 		return NewMemoryIdempotency(s.cfg.IdemMaxBytes, s.cfg.now), nil
 	}
-	return NewNATSIdempotency(ctx, s.kvJS, IdemOptions{MaxBytes: s.cfg.IdemMaxBytes, Replicas: s.cfg.NATSReplicas}, s.cfg.now)
+	var st *NATSIdempotency
+	if err := s.setup(ctx, "opening the idempotency bucket", func(ctx context.Context) (err error) {
+		st, err = NewNATSIdempotency(ctx, s.kvJS, IdemOptions{MaxBytes: s.cfg.IdemMaxBytes, Replicas: s.cfg.NATSReplicas}, s.cfg.now)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // charge is the action: the gateway call, then the bookkeeping of a
@@ -523,8 +543,7 @@ var confirmBackoff = kanban.Exponential{Initial: 250 * time.Millisecond, Max: 15
 const confirmStream = "PAYMENT_CONFIRMATIONS"
 
 func (s *Service) startConsumer(ctx context.Context) error {
-	var err error
-	s.queue, err = natsjs.New[Confirmation](ctx, s.nc, natsjs.Options{
+	opts := natsjs.Options{
 		Replicas: s.cfg.NATSReplicas,
 		Stream:   confirmStream,
 		// Room for a backlog of minutes at full speed: under a burst the
@@ -546,8 +565,11 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		// a short AckWait means acknowledgements lost in a NATS restart
 		// hold their WIP slots for seconds, not half a minute.
 		AckWait: 5 * time.Second,
-	})
-	if err != nil {
+	}
+	if err := s.setup(ctx, "opening the confirmation queue", func(ctx context.Context) (err error) {
+		s.queue, err = natsjs.New[Confirmation](ctx, s.nc, opts)
+		return err
+	}); err != nil {
 		return fmt.Errorf("confirmation queue: %w", err)
 	}
 	kc, err := kaizenprom.NewKanbanCollector(s.registry, kaizenprom.CollectorOptions{})

@@ -59,6 +59,8 @@ type Child struct {
 	Done chan struct{} // closed when the process has exited
 	Err  error         // its exit, once Done is closed
 	Logs *SyncBuffer   // its standard error
+
+	ready chan string // the ready line's first group, once seen
 }
 
 // StartChild starts the test binary again with the variable env set to
@@ -66,6 +68,15 @@ type Child struct {
 // line of its standard error that matches ready; the match's first group
 // is the Child's URL. The process is killed when the test ends.
 func StartChild(ctx context.Context, t testing.TB, env, args string, ready *regexp.Regexp) *Child {
+	t.Helper()
+	c := LaunchChild(t, env, args, ready)
+	c.WaitReady(ctx, t)
+	return c
+}
+
+// LaunchChild is StartChild without the wait: the test reads the Logs of
+// the service as it starts, and calls WaitReady.
+func LaunchChild(t testing.TB, env, args string, ready *regexp.Regexp) *Child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env+"="+args)
@@ -76,8 +87,7 @@ func StartChild(ctx context.Context, t testing.TB, env, args string, ready *rege
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &Child{Cmd: cmd, Done: make(chan struct{}), Logs: &SyncBuffer{}}
-	url := make(chan string, 1)
+	c := &Child{Cmd: cmd, Done: make(chan struct{}), Logs: &SyncBuffer{}, ready: make(chan string, 1)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -85,7 +95,7 @@ func StartChild(ctx context.Context, t testing.TB, env, args string, ready *rege
 			_, _ = c.Logs.Write([]byte(line + "\n"))
 			if m := ready.FindStringSubmatch(line); len(m) > 1 {
 				select {
-				case url <- m[1]:
+				case c.ready <- m[1]:
 				default:
 				}
 			}
@@ -97,14 +107,21 @@ func StartChild(ctx context.Context, t testing.TB, env, args string, ready *rege
 		_ = cmd.Process.Kill()
 		<-c.Done
 	})
+	return c
+}
+
+// WaitReady waits, until ctx ends, for the ready line of a child started
+// by LaunchChild, and sets its URL. The test fails if the process exits
+// first.
+func (c *Child) WaitReady(ctx context.Context, t testing.TB) {
+	t.Helper()
 	select {
-	case c.URL = <-url:
+	case c.URL = <-c.ready:
 	case <-c.Done:
 		t.Fatalf("the service exited before it was ready: %v\n%s", c.Err, c.Logs.String())
 	case <-ctx.Done():
 		t.Fatalf("the service was not ready in time\n%s", c.Logs.String())
 	}
-	return c
 }
 
 // Stop sends the process sig and waits, until ctx ends, for its exit,

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/internal/svctest"
+)
+
+// TestStartsWhileTheClusterElects starts the service on a three-node
+// JetStream cluster of which two nodes are down: with no quorum, no
+// bucket or stream can be created, and the service tries again (logging
+// each try) instead of exiting. Once the nodes are back and a leader is
+// elected, it becomes ready and takes a payment.
+func TestStartsWhileTheClusterElects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster and the service as a process")
+	}
+	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
+	nodes[1].Kill()
+	nodes[2].Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	c := svctest.LaunchChild(t, childArgsEnv, "-data-dir "+t.TempDir()+" -addr 127.0.0.1:0 -instance elects -nats-replicas 3 -log-level info -nats-url "+svctest.ClientURLs(nodes), readyLine)
+	const retrying = `not done yet; retrying`
+	for !strings.Contains(c.Logs.String(), retrying) {
+		select {
+		case <-c.Done:
+			t.Fatalf("the service exited while the cluster had no quorum: %v\n%s", c.Err, c.Logs.String())
+		case <-ctx.Done():
+			t.Fatalf("no retry logged\n%s", c.Logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	nodes[1].Start(t)
+	nodes[2].Start(t)
+	c.WaitReady(ctx, t)
+
+	a := &attempt{key: "elects-1", customer: "cust_elects"}
+	code, body, _, err := post(ctx, &http.Client{Timeout: 30 * time.Second}, c.URL, a)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, "%s", body)
+	var res struct{ Status string }
+	require.NoError(t, json.Unmarshal(body, &res))
+	assert.Equal(t, "SUCCESS", res.Status)
+}
