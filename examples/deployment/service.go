@@ -132,7 +132,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.connectNATS(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.setup(ctx, "opening the buckets", func(ctx context.Context) (err error) {
+	if err := svc.Setup(ctx, s.log, "opening the buckets", func(ctx context.Context) (err error) {
 		s.store, err = openStore(ctx, s.js, s.moreJS, StoreOptions{MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour, Replicas: s.cfg.NATSReplicas})
 		return err
 	}); err != nil {
@@ -145,7 +145,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	for _, region := range s.catalog.RegionNames() {
 		for name := range s.catalog.Services {
 			if v, ok := s.catalog.Running(name, region); ok {
-				if err := s.setup(ctx, "seeding the stable versions", func(ctx context.Context) error {
+				if err := svc.Setup(ctx, s.log, "seeding the stable versions", func(ctx context.Context) error {
 					return s.store.SeedStable(ctx, name, region, v)
 				}); err != nil {
 					return nil, err
@@ -320,14 +320,6 @@ func (s *Service) connectNATS(ctx context.Context) error {
 	return nil
 }
 
-// setup calls fn, a step of the start that sets up JetStream, until it
-// succeeds or fails for another reason than JetStream out of reach, for
-// svc.StartupRetryFor: a cluster starting with the service, or electing
-// a leader, answers a moment later.
-func (s *Service) setup(ctx context.Context, what string, fn func(context.Context) error) error {
-	return svc.Retry(ctx, s.log, svc.StartupRetryFor, what, nil, fn)
-}
-
 // storeConns is how many connections the deployment records are written
 // over, besides the main one.
 const storeConns = 3
@@ -353,7 +345,7 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		Propagator: kanbanotel.TraceContext(),
 		Logger:     s.log,
 	}
-	if err := s.setup(ctx, "opening the deployment queue", func(ctx context.Context) (err error) {
+	if err := svc.Setup(ctx, s.log, "opening the deployment queue", func(ctx context.Context) (err error) {
 		s.queue, err = natsjs.New[Job](ctx, s.nc, opts)
 		return err
 	}); err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
 // auditHeadsBucket keeps, per instance, the last line of its audit trail
@@ -31,7 +33,7 @@ type auditHeads struct {
 
 func (s *Service) startAuditHeads(ctx context.Context) error {
 	var kv jetstream.KeyValue
-	if err := s.setup(ctx, "opening the audit heads bucket", func(ctx context.Context) (err error) {
+	if err := svc.Setup(ctx, s.log, "opening the audit heads bucket", func(ctx context.Context) (err error) {
 		kv, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: auditHeadsBucket, Description: "the last durable line of each instance's audit trail",
 			History: 1, MaxBytes: 1 << 20, Storage: jetstream.FileStorage, Replicas: max(s.cfg.NATSReplicas, 1),

@@ -238,21 +238,13 @@ func (s *Service) openRecords(ctx context.Context) error {
 		return err
 	}
 	opts := RecordOptions{MaxBytes: s.cfg.PaymentsMaxBytes, MaxAge: s.cfg.PaymentsMaxAge, Replicas: s.cfg.NATSReplicas}
-	return s.setup(ctx, "opening the payments bucket", func(ctx context.Context) (err error) {
+	return svc.Setup(ctx, s.log, "opening the payments bucket", func(ctx context.Context) (err error) {
 		if s.records, err = NewPaymentRecords(ctx, s.kvJS, opts); err != nil {
 			return err
 		}
 		s.confirmer, err = NewPaymentRecords(ctx, s.confirmJS, opts)
 		return err
 	})
-}
-
-// setup calls fn, a step of the start that sets up JetStream, until it
-// succeeds or fails for another reason than JetStream out of reach, for
-// svc.StartupRetryFor: a cluster starting with the service, or electing
-// a leader, answers a moment later.
-func (s *Service) setup(ctx context.Context, what string, fn func(context.Context) error) error {
-	return svc.Retry(ctx, s.log, svc.StartupRetryFor, what, nil, fn)
 }
 
 func (s *Service) connectRedis(ctx context.Context) error {
@@ -303,7 +295,7 @@ func (s *Service) customerState(ctx context.Context) error {
 			return err
 		}
 		var st *NATSState
-		if err := s.setup(ctx, "opening the customer state bucket", func(ctx context.Context) (err error) {
+		if err := svc.Setup(ctx, s.log, "opening the customer state bucket", func(ctx context.Context) (err error) {
 			st, err = NewNATSState(ctx, js, "payment_customers", s.cfg.StateMaxBytes, s.cfg.NATSReplicas)
 			return err
 		}); err != nil {
@@ -481,7 +473,7 @@ func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error
 		return NewMemoryIdempotency(s.cfg.IdemMaxBytes, s.cfg.now), nil
 	}
 	var st *NATSIdempotency
-	if err := s.setup(ctx, "opening the idempotency bucket", func(ctx context.Context) (err error) {
+	if err := svc.Setup(ctx, s.log, "opening the idempotency bucket", func(ctx context.Context) (err error) {
 		st, err = NewNATSIdempotency(ctx, s.kvJS, IdemOptions{MaxBytes: s.cfg.IdemMaxBytes, Replicas: s.cfg.NATSReplicas}, s.cfg.now)
 		return err
 	}); err != nil {
@@ -566,7 +558,7 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		// hold their WIP slots for seconds, not half a minute.
 		AckWait: 5 * time.Second,
 	}
-	if err := s.setup(ctx, "opening the confirmation queue", func(ctx context.Context) (err error) {
+	if err := svc.Setup(ctx, s.log, "opening the confirmation queue", func(ctx context.Context) (err error) {
 		s.queue, err = natsjs.New[Confirmation](ctx, s.nc, opts)
 		return err
 	}); err != nil {

@@ -14,6 +14,14 @@ import (
 // and a request sent meanwhile may go unanswered.
 const StartupRetryFor = time.Minute
 
+// Setup calls fn, a step of a service's start that sets up JetStream
+// (creating a stream or bucket), with Retry for StartupRetryFor: a cluster
+// starting with the service, or electing a leader, answers a moment
+// later.
+func Setup(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
+	return Retry(ctx, log, StartupRetryFor, what, nil, fn)
+}
+
 // Retry calls fn until it succeeds, fails for a reason other than
 // JetStream out of reach (natsjs.Unreachable), ctx ends, or the next try would
 // start more than within after the first: 0.1 s apart at first, doubling
