@@ -33,6 +33,12 @@
 // call a service makes on the queue when it stops, after cancelling its
 // consumers' ctx and before closing the connection.
 //
+// Consume waits out JetStream being out of reach — a server restarting, a
+// cluster electing a leader — both when it creates the durable and when it
+// pulls: it logs each failure and tries again, up to a second apart, until
+// its ctx ends. New does not: it returns the error, which Unreachable tells
+// apart from a refusal, so that the caller decides how long to wait.
+//
 // A failed handler attempt is negatively acknowledged with a delay (the
 // back-off); after MaxAttempts the message is published to the
 // dead-letter stream, with the reason and attempts in headers, and
