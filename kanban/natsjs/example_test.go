@@ -149,3 +149,38 @@ func ExampleQueue_RedriveDeadLetters() {
 	// posted tx-1 attempt 1
 	// dead letters left 0
 }
+
+// A service's start creates its queue again while JetStream is out of
+// reach — a cluster starting with it answers a moment later — and stops
+// at any other error, or after a minute.
+func ExampleUnreachable() {
+	ctx := context.Background()
+	srv, err := natsembed.Start(ctx, natsembed.Options{InProcess: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer func() { _ = srv.Shutdown(ctx) }()
+	nc, err := srv.Connect()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer nc.Close()
+
+	var q *natsjs.Queue[confirmation]
+	deadline := time.Now().Add(time.Minute)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		q, err = natsjs.New[confirmation](ctx, nc, natsjs.Options{Stream: "CONFIRMATIONS"})
+		if err == nil || !natsjs.Unreachable(err) || time.Now().Add(wait).After(deadline) {
+			break
+		}
+		time.Sleep(wait)
+	}
+	if err != nil {
+		fmt.Println("no queue:", err)
+		return
+	}
+	fmt.Println("queue", q.Options().Stream, "ready")
+	// Output: queue CONFIRMATIONS ready
+}
