@@ -26,6 +26,33 @@ func TestStartsWhileTheClusterElects(t *testing.T) {
 	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
 	nodes[1].Kill()
 	nodes[2].Kill()
+	startWhileDown(t, nodes, nodes[1:])
+}
+
+// TestStartsBeforeTheClusterIsWhole starts the service on a three-node
+// cluster that restarted with one node not back yet: the two others elect
+// a leader, but it cannot place a stream of three replicas ("no suitable
+// peers for placement") until it hears from the third. The service tries
+// again until then instead of exiting.
+func TestStartsBeforeTheClusterIsWhole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster and the service as a process")
+	}
+	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
+	for _, n := range nodes {
+		n.Kill()
+	}
+	nodes[0].Start(t)
+	nodes[1].Start(t)
+	nodes[0].WaitHealthy(t, time.Minute)
+	nodes[1].WaitHealthy(t, time.Minute)
+	startWhileDown(t, nodes, nodes[2:])
+}
+
+// startWhileDown starts the service on nodes while down are not running,
+// waits until it logs that it tries again, starts down, and then waits
+// until the service is ready and takes a payment.
+func startWhileDown(t *testing.T, nodes, down []*svctest.NATSNode) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -34,14 +61,15 @@ func TestStartsWhileTheClusterElects(t *testing.T) {
 	for !strings.Contains(c.Logs.String(), retrying) {
 		select {
 		case <-c.Done:
-			t.Fatalf("the service exited while the cluster had no quorum: %v\n%s", c.Err, c.Logs.String())
+			t.Fatalf("the service exited while the cluster could not create its streams: %v\n%s", c.Err, c.Logs.String())
 		case <-ctx.Done():
 			t.Fatalf("no retry logged\n%s", c.Logs.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	nodes[1].Start(t)
-	nodes[2].Start(t)
+	for _, n := range down {
+		n.Start(t)
+	}
 	c.WaitReady(ctx, t)
 
 	// A cluster whose nodes have just come back may still move a

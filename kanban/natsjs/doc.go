@@ -34,7 +34,8 @@
 // consumers' ctx and before closing the connection.
 //
 // Consume waits out JetStream being out of reach — a server restarting, a
-// cluster electing a leader — both when it creates the durable and when it
+// cluster electing a leader or not yet hearing from enough servers to
+// place replicas — both when it creates the durable and when it
 // pulls: it logs each failure and tries again, up to a second apart, until
 // its ctx ends. New does not: it returns the error, which Unreachable tells
 // apart from a refusal, so that the caller decides how long to wait.

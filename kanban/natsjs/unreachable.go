@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,8 +16,16 @@ import (
 // among them: check that the caller's own context has not ended), no
 // responders, a connection being re-established, or the API answering
 // that it is temporarily unavailable (503) — as a cluster does while it
-// elects a leader. A server or account without JetStream is not out of
-// reach: waiting does not mend it.
+// elects a leader — or that a replicated stream cannot be placed on
+// enough servers because one is offline or unknown (the reasons "peer
+// offline" and "miscellaneous issue"), as a cluster answers in the
+// seconds before it hears from a server that has just started, or while
+// a server of a restarted cluster is not back yet. "miscellaneous issue"
+// also covers a server at its limit of replicated assets, which waiting
+// mends only if assets are removed. A server or account without
+// JetStream is not out of reach, nor is a placement that fails for any
+// other reason (too little storage, tags that match no server): waiting
+// does not mend them.
 func Unreachable(err error) bool {
 	if err == nil {
 		return false
@@ -30,5 +39,15 @@ func Unreachable(err error) bool {
 		return false
 	}
 	var api *jetstream.APIError
-	return errors.As(err, &api) && api.Code == http.StatusServiceUnavailable
+	if !errors.As(err, &api) {
+		return false
+	}
+	return api.Code == http.StatusServiceUnavailable ||
+		api.ErrorCode == errCodeNoPeers && (strings.Contains(api.Description, "peer offline") ||
+			strings.Contains(api.Description, "miscellaneous issue"))
 }
+
+// errCodeNoPeers is the JetStream API's error code for a stream or
+// consumer that no set of servers can hold; its description lists the
+// reasons.
+const errCodeNoPeers jetstream.ErrorCode = 10005

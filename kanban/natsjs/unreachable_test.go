@@ -37,6 +37,14 @@ func TestUnreachable(t *testing.T) {
 		{fmt.Errorf("x: %w", jetstream.ErrJetStreamNotEnabledForAccount), false},
 		{&jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use"}, false},
 		{jetstream.ErrStreamNotFound, false},
+		// As a cluster answers while it has not heard from every server yet.
+		{fmt.Errorf("stream PAYMENTS: %w", &jetstream.APIError{Code: 400, ErrorCode: 10005,
+			Description: "no suitable peers for placement, peer offline"}), true},
+		// As a restarted cluster answers while one of its servers is not back.
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, miscellaneous issue"}, true},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, insufficient storage"}, false},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement"}, false},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, tags not matched ['az:1']"}, false},
 	} {
 		assert.Equal(t, tc.want, natsjs.Unreachable(tc.err), "%v", tc.err)
 	}
