@@ -96,6 +96,7 @@ type Transport struct {
 	hedge     *jidoka.Hedge
 	limiter   *heijunka.Limiter
 	timeout   time.Duration
+	expiries  *expiries // of the attempts, when timeout is set
 	breaker   *jidoka.Breaker
 	retryOn   func(int) bool
 	failureOn func(int) bool
@@ -112,6 +113,9 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 	}
 	if opts.AttemptTimeout < 0 {
 		return nil, fmt.Errorf("taihttp.NewTransport: AttemptTimeout must not be negative, got %v", opts.AttemptTimeout)
+	}
+	if t.timeout > 0 {
+		t.expiries = newExpiries(t.timeout)
 	}
 	if t.base == nil {
 		t.base = http.DefaultTransport
@@ -210,6 +214,9 @@ type roundTrip struct {
 	bodyUsed atomic.Bool // req.Body was handed to an attempt (or there is none)
 	hold     bool        // attempts may fail on a status and be sent again
 
+	first      attemptBody // the first attempt's, allocated with the rest
+	firstTaken atomic.Bool
+
 	mu   sync.Mutex
 	won  *http.Response // the response RoundTrip returns
 	held *http.Response // the last response that failed on its status
@@ -247,8 +254,8 @@ func (rt *roundTrip) call(ctx context.Context) error {
 // so that the body of the response returned stays readable.
 //
 // (jidoka.Timeout would end the attempt's context when the attempt
-// returns, and with it the body; the timeout here is a timer on the
-// request's context that is stopped when the header is in.)
+// returns, and with it the body; the timeout here ends the request's
+// context only if it passes before the header is in: see expiries.)
 func (rt *roundTrip) attempt(ctx context.Context) error {
 	req, err := rt.request()
 	if err != nil {
@@ -263,19 +270,20 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 			return err
 		}
 	}
-	a := &attemptBody{}
+	a := rt.body()
 	var reqCtx context.Context
 	reqCtx, a.cancel = context.WithCancel(rt.req.Context())
 	stop := noStop
 	if ctx != rt.req.Context() {
 		stop = context.AfterFunc(ctx, a.cancel)
 	}
-	var timer *time.Timer
-	if rt.t.timeout > 0 {
-		timer = time.AfterFunc(rt.t.timeout, a.expire)
+	x := rt.t.expiries
+	if x != nil {
+		a.expiry.cancel = a.cancel
+		x.add(&a.expiry)
 	}
 	resp, err := rt.t.base.RoundTrip(req.WithContext(reqCtx))
-	intime := timer == nil || timer.Stop()
+	intime := x == nil || x.done(&a.expiry)
 	if linked := stop(); err == nil && !(intime && linked) {
 		// The attempt ended (its timeout, a lost hedge) as the
 		// response came: the response is lost with it.
@@ -285,7 +293,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	if err != nil {
 		a.cancel()
 		switch {
-		case a.expired.Load():
+		case a.expiry.state.Load() == expiryFired:
 			err = &jidoka.TimeoutError{Timeout: "attempt", Duration: rt.t.timeout, Err: context.DeadlineExceeded}
 		case ctx.Err() != nil:
 			// The attempt's context ended: that is why the request
@@ -319,19 +327,22 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 // the body of its response: closing the body ends the context.
 type attemptBody struct {
 	io.ReadCloser
-	cancel  context.CancelFunc
-	expired atomic.Bool // the attempt's timeout cancelled it
-}
-
-func (a *attemptBody) expire() {
-	a.expired.Store(true)
-	a.cancel()
+	cancel context.CancelFunc
+	expiry expiry // its place among the Transport's expiries
 }
 
 func (a *attemptBody) Close() error {
 	err := a.ReadCloser.Close()
 	a.cancel()
 	return err
+}
+
+// body returns a new attemptBody: the first from rt itself.
+func (rt *roundTrip) body() *attemptBody {
+	if !rt.firstTaken.Swap(true) {
+		return &rt.first
+	}
+	return &attemptBody{}
 }
 
 // noStop is the stop of an attempt whose context is the request's own:

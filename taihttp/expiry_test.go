@@ -1,0 +1,134 @@
+package taihttp
+
+import (
+	"math/rand/v2"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// entry is an expiry that records when it was cancelled.
+type entry struct {
+	expiry
+	cancelled []time.Time
+}
+
+func newEntry() *entry {
+	e := &entry{}
+	e.cancel = func() { e.cancelled = append(e.cancelled, time.Now()) }
+	return e
+}
+
+// TestExpiriesEndLateAttemptsOnly: an attempt that outlives the timeout is
+// cancelled once, at its deadline, whatever ended before or after it; one
+// that ends in time is not, and done says which.
+func TestExpiriesEndLateAttemptsOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newExpiries(time.Second)
+		start := time.Now()
+		first, second, third := newEntry(), newEntry(), newEntry()
+		x.add(&first.expiry)
+		time.Sleep(100 * time.Millisecond)
+		x.add(&second.expiry)
+		time.Sleep(100 * time.Millisecond)
+		x.add(&third.expiry)
+		assert.True(t, x.done(&second.expiry), "ended in time")
+
+		time.Sleep(time.Second) // past the first and third deadlines
+		synctest.Wait()
+		require.Len(t, first.cancelled, 1)
+		assert.Equal(t, start.Add(time.Second), first.cancelled[0])
+		assert.Empty(t, second.cancelled)
+		require.Len(t, third.cancelled, 1)
+		assert.Equal(t, start.Add(1200*time.Millisecond), third.cancelled[0])
+		assert.False(t, x.done(&first.expiry), "cancelled before it ended")
+		assert.False(t, x.done(&third.expiry))
+
+		x.mu.Lock()
+		assert.Zero(t, x.n, "the queue is empty")
+		assert.False(t, x.armed, "nothing to wait for")
+		x.mu.Unlock()
+
+		// The timer is set again for the next attempt.
+		fourth := newEntry()
+		x.add(&fourth.expiry)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.Len(t, fourth.cancelled, 1)
+	})
+}
+
+// TestExpiriesKeepTheTimer: attempts that end in time do not touch the
+// timer; it is set about once per timeout, not once per attempt.
+func TestExpiriesKeepTheTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newExpiries(time.Second)
+		for range 1000 { // 10 s
+			e := newEntry()
+			x.add(&e.expiry)
+			time.Sleep(10 * time.Millisecond)
+			require.True(t, x.done(&e.expiry))
+			require.Empty(t, e.cancelled)
+		}
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		assert.LessOrEqual(t, x.sets, 11, "the timer is set once per timeout at most")
+		assert.Zero(t, x.n)
+	})
+}
+
+// TestExpiriesModel runs random attempts, each ending after a random time
+// or never, and checks each against its own deadline: cancelled once, at
+// the deadline, if it had not ended by then; never otherwise. The queue
+// grows and shrinks on the way.
+func TestExpiriesModel(t *testing.T) {
+	for seed := range uint64(20) {
+		synctest.Test(t, func(t *testing.T) {
+			rnd := rand.New(rand.NewPCG(seed, 1))
+			const timeout = 100 * time.Millisecond
+			x := newExpiries(timeout)
+			type run struct {
+				e      *entry
+				start  time.Time
+				lasts  time.Duration // how long the attempt takes
+				inTime bool          // what done said
+			}
+			var runs []*run
+			for range 2000 {
+				r := &run{e: newEntry(), start: time.Now(), lasts: time.Duration(rnd.IntN(200)) * time.Millisecond}
+				runs = append(runs, r)
+				x.add(&r.e.expiry)
+				go func() {
+					time.Sleep(r.lasts)
+					r.inTime = x.done(&r.e.expiry)
+				}()
+				if rnd.IntN(4) == 0 { // bursts of attempts that start at once
+					time.Sleep(time.Duration(rnd.IntN(5)) * time.Millisecond)
+				}
+			}
+			time.Sleep(time.Second)
+			synctest.Wait()
+			for i, r := range runs {
+				deadline := r.start.Add(timeout)
+				if r.lasts < timeout {
+					assert.True(t, r.inTime, "attempt %d", i)
+					assert.Empty(t, r.e.cancelled, "attempt %d", i)
+					continue
+				}
+				if r.lasts > timeout {
+					assert.False(t, r.inTime, "attempt %d", i)
+					if assert.Len(t, r.e.cancelled, 1, "attempt %d", i) {
+						assert.Equal(t, deadline, r.e.cancelled[0], "attempt %d", i)
+					}
+				}
+			}
+			x.mu.Lock()
+			defer x.mu.Unlock()
+			assert.Zero(t, x.n)
+			assert.False(t, x.armed)
+		})
+	}
+}
