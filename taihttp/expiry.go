@@ -2,7 +2,6 @@ package taihttp
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -13,11 +12,11 @@ import (
 // timer that is due before anything else wakes the thread waiting in the
 // network poller, a system call for every request. Every attempt of a
 // Transport has the same timeout, so deadlines come in the order attempts
-// start: a queue in that order, whose head the one timer is set for,
-// holds them. The timer is set when the queue gets an attempt while it is
-// not set, and again when it fires for the next live attempt; an attempt
-// that ends in time is only marked, and taken off the queue when it is at
-// the head. Under steady load the timer is touched about once per timeout.
+// start: a list in that order, whose head the one timer is set for, holds
+// the live ones. An attempt that ends in time leaves the list and does not
+// touch the timer; the timer is set when an attempt joins while it is not
+// set, and again when it fires, for the head then. Under steady load it is
+// set about once per timeout.
 type expiries struct {
 	timeout time.Duration
 	// epoch is what deadlines count from: time.Since reads the
@@ -25,9 +24,8 @@ type expiries struct {
 	epoch time.Time
 
 	mu    sync.Mutex
-	q     []*expiry // a ring: n attempts from head
-	head  int
-	n     int
+	head  *expiry // the live attempts, oldest first
+	tail  *expiry
 	timer *time.Timer
 	armed bool // timer is set, or its function runs
 	sets  int  // times the timer was set, for tests
@@ -38,29 +36,27 @@ func newExpiries(timeout time.Duration) *expiries {
 	return &expiries{timeout: timeout, epoch: time.Now()}
 }
 
-// expiry is an attempt's place in the queue.
+// expiry is an attempt's place among the expiries.
 type expiry struct {
-	at     time.Duration // its deadline, since the epoch
-	state  atomic.Int32
-	cancel func() // ends the attempt; called at most once, by fire
+	at         time.Duration // its deadline, since the epoch
+	prev, next *expiry
+	listed     bool   // on the list: live
+	fired      bool   // its deadline passed first: cancel was called
+	cancel     func() // ends the attempt; called at most once, by fire
 }
 
-const (
-	expiryLive  int32 = iota
-	expiryDone        // the attempt ended in time
-	expiryFired       // its deadline passed first: cancel was called
-)
-
-// add puts e, whose cancel is set, on the queue with a deadline of now
-// plus the timeout.
+// add lists e, whose cancel is set, with a deadline of now plus the
+// timeout.
 func (x *expiries) add(e *expiry) {
 	e.at = time.Since(x.epoch) + x.timeout
 	x.mu.Lock()
-	if x.n == len(x.q) {
-		x.resize(max(16, 2*len(x.q)))
+	e.listed, e.prev = true, x.tail
+	if x.tail != nil {
+		x.tail.next = e
+	} else {
+		x.head = e
 	}
-	x.q[(x.head+x.n)%len(x.q)] = e
-	x.n++
+	x.tail = e
 	if !x.armed {
 		x.armed = true
 		x.sets++
@@ -73,68 +69,61 @@ func (x *expiries) add(e *expiry) {
 	x.mu.Unlock()
 }
 
-// done marks e's attempt ended and reports whether it ended in time:
-// false when its deadline passed first and cancel was called, or is
-// being called.
+// done takes e's attempt off the list and reports whether it ended in
+// time: false when its deadline passed first and cancel was called, or
+// is being called.
 func (x *expiries) done(e *expiry) bool {
-	inTime := e.state.CompareAndSwap(expiryLive, expiryDone)
 	x.mu.Lock()
-	x.popEnded()
-	x.mu.Unlock()
-	return inTime
+	defer x.mu.Unlock()
+	if !e.listed {
+		return !e.fired
+	}
+	x.unlink(e)
+	return true
 }
 
 // fire ends the attempts whose deadline has passed and sets the timer
-// for the next live one.
+// for the next one.
 func (x *expiries) fire() {
-	var due []*expiry
+	var due, last *expiry // those to cancel, oldest first, linked through next
 	x.mu.Lock()
 	now := time.Since(x.epoch)
-	for x.popEnded(); x.n > 0; x.popEnded() {
-		e := x.q[x.head]
-		if e.at > now {
-			break
+	for x.head != nil && x.head.at <= now {
+		e := x.head
+		x.unlink(e)
+		e.fired = true
+		if last == nil {
+			due = e
+		} else {
+			last.next = e
 		}
-		if e.state.CompareAndSwap(expiryLive, expiryFired) {
-			due = append(due, e)
-		}
+		last = e
 	}
-	if x.n > 0 {
+	if x.head != nil {
 		x.sets++
-		x.timer.Reset(x.q[x.head].at - now)
+		x.timer.Reset(x.head.at - now)
 	} else {
 		x.armed = false
 	}
-	if len(x.q) > 64 && x.n < len(x.q)/4 {
-		x.resize(len(x.q) / 2) // after a burst, give back what it took
-	}
 	x.mu.Unlock()
-	for _, e := range due {
+	for due != nil {
+		e := due
+		due, e.next = e.next, nil
 		e.cancel()
 	}
 }
 
-// popEnded takes the ended attempts off the head of the queue; x.mu is
-// held.
-func (x *expiries) popEnded() {
-	for x.n > 0 {
-		e := x.q[x.head]
-		if e.state.Load() == expiryLive {
-			return
-		}
-		x.q[x.head] = nil
-		x.head = (x.head + 1) % len(x.q)
-		x.n--
+// unlink takes e off the list; x.mu is held.
+func (x *expiries) unlink(e *expiry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		x.head = e.next
 	}
-	x.head = 0 // empty: start again at the front
-}
-
-// resize gives the ring size places, keeping the order; x.mu is held and
-// x.n is at most size.
-func (x *expiries) resize(size int) {
-	q := make([]*expiry, size)
-	for i := range x.n {
-		q[i] = x.q[(x.head+i)%len(x.q)]
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		x.tail = e.prev
 	}
-	x.q, x.head = q, 0
+	e.prev, e.next, e.listed = nil, nil, false
 }

@@ -48,7 +48,8 @@ func TestExpiriesEndLateAttemptsOnly(t *testing.T) {
 		assert.False(t, x.done(&third.expiry))
 
 		x.mu.Lock()
-		assert.Zero(t, x.n, "the queue is empty")
+		assert.Nil(t, x.head, "the list is empty")
+		assert.Nil(t, x.tail)
 		assert.False(t, x.armed, "nothing to wait for")
 		x.mu.Unlock()
 
@@ -76,14 +77,14 @@ func TestExpiriesKeepTheTimer(t *testing.T) {
 		x.mu.Lock()
 		defer x.mu.Unlock()
 		assert.LessOrEqual(t, x.sets, 11, "the timer is set once per timeout at most")
-		assert.Zero(t, x.n)
+		assert.Nil(t, x.head)
 	})
 }
 
-// TestExpiriesModel runs random attempts, each ending after a random time
-// or never, and checks each against its own deadline: cancelled once, at
-// the deadline, if it had not ended by then; never otherwise. The queue
-// grows and shrinks on the way.
+// TestExpiriesModel runs random attempts, each ending after a random time,
+// in time or late, and checks each against its own deadline: cancelled once, at
+// the deadline, if it had not ended by then; never otherwise. The list
+// is long and short on the way, and attempts leave it from its middle.
 func TestExpiriesModel(t *testing.T) {
 	for seed := range uint64(20) {
 		synctest.Test(t, func(t *testing.T) {
@@ -127,7 +128,8 @@ func TestExpiriesModel(t *testing.T) {
 			}
 			x.mu.Lock()
 			defer x.mu.Unlock()
-			assert.Zero(t, x.n)
+			assert.Nil(t, x.head)
+			assert.Nil(t, x.tail)
 			assert.False(t, x.armed)
 		})
 	}

@@ -293,7 +293,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	if err != nil {
 		a.cancel()
 		switch {
-		case a.expiry.state.Load() == expiryFired:
+		case a.expiry.fired: // set before done returned
 			err = &jidoka.TimeoutError{Timeout: "attempt", Duration: rt.t.timeout, Err: context.DeadlineExceeded}
 		case ctx.Err() != nil:
 			// The attempt's context ended: that is why the request
