@@ -52,6 +52,10 @@ func (x *expiries) add(e *expiry) {
 	x.mu.Lock()
 	e.listed, e.prev = true, x.tail
 	if x.tail != nil {
+		// An attempt that read the clock later may have been listed
+		// first: keep the list in deadline order, this deadline the
+		// nanoseconds between the two later.
+		e.at = max(e.at, x.tail.at)
 		x.tail.next = e
 	} else {
 		x.head = e

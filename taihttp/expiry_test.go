@@ -2,6 +2,7 @@ package taihttp
 
 import (
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -133,4 +134,42 @@ func TestExpiriesModel(t *testing.T) {
 			assert.False(t, x.armed)
 		})
 	}
+}
+
+// TestExpiriesListInDeadlineOrder lists attempts from many goroutines at
+// once: one may read the clock before another yet be listed after it, and
+// the list stays in deadline order all the same, as fire needs.
+func TestExpiriesListInDeadlineOrder(t *testing.T) {
+	x := newExpiries(time.Hour)
+	var wg sync.WaitGroup
+	entries := make([][]*entry, 8)
+	for g := range entries {
+		wg.Go(func() {
+			for range 2000 {
+				e := newEntry()
+				x.add(&e.expiry)
+				entries[g] = append(entries[g], e)
+			}
+		})
+	}
+	wg.Wait()
+	x.mu.Lock()
+	n := 0
+	for e := x.head; e != nil; e = e.next {
+		if e.next != nil {
+			require.LessOrEqual(t, e.at, e.next.at, "entry %d", n)
+		}
+		n++
+	}
+	x.mu.Unlock()
+	assert.Equal(t, 8*2000, n)
+	for _, es := range entries {
+		for _, e := range es {
+			require.True(t, x.done(&e.expiry))
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	assert.Nil(t, x.head)
+	x.timer.Stop()
 }
