@@ -316,3 +316,33 @@ func BenchmarkTaihttpTransportOverhead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTaihttpTransportOverheadParallel is the Transport's own cost
+// with calls from every processor at once, as a client shared by a
+// server's handlers makes them.
+func BenchmarkTaihttpTransportOverheadParallel(b *testing.B) {
+	for _, name := range []string{"memory-base", "taihttp-breaker-retry-timeout"} {
+		b.Run(name, func(b *testing.B) {
+			var rt http.RoundTripper = memoryTransport{}
+			if name != "memory-base" {
+				rt = guardedTransport(b, rt)
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://bench.test/", nil)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				for pb.Next() {
+					resp, err := rt.RoundTrip(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_ = resp.Body.Close()
+				}
+			})
+		})
+	}
+}

@@ -1,11 +1,50 @@
 package taihttp
 
 import (
+	"math/rand/v2"
 	"sync"
 	"time"
 )
 
-// expiries ends the attempts of one Transport that outlive its
+// expirySet spreads the attempts of one Transport over lists of
+// expiries, about one per processor, so that attempts made in parallel
+// seldom wait for one another's lock. An attempt joins a list at random
+// and leaves the same one.
+type expirySet struct {
+	lists []paddedExpiries
+}
+
+// paddedExpiries keeps each list's lock on cache lines of its own.
+type paddedExpiries struct {
+	expiries
+	_ [128]byte
+}
+
+// newExpirySet returns the expiries of attempts that each have timeout,
+// on n lists (at least one).
+func newExpirySet(timeout time.Duration, n int) *expirySet {
+	s := &expirySet{lists: make([]paddedExpiries, max(1, n))}
+	epoch := time.Now()
+	for i := range s.lists {
+		s.lists[i].expiries = expiries{timeout: timeout, epoch: epoch}
+	}
+	return s
+}
+
+// add lists e on one of the lists; see expiries.add.
+func (s *expirySet) add(e *expiry) {
+	x := &s.lists[0].expiries
+	if len(s.lists) > 1 {
+		x = &s.lists[rand.IntN(len(s.lists))].expiries
+	}
+	e.list = x
+	x.add(e)
+}
+
+// done takes e off its list; see expiries.done.
+func (s *expirySet) done(e *expiry) bool { return e.list.done(e) }
+
+// expiries ends the attempts on one list of a Transport that outlive its
 // AttemptTimeout, with one timer for all of them.
 //
 // A timer per attempt costs more than its own start and stop: adding a
@@ -39,6 +78,7 @@ func newExpiries(timeout time.Duration) *expiries {
 // expiry is an attempt's place among the expiries.
 type expiry struct {
 	at         time.Duration // its deadline, since the epoch
+	list       *expiries     // the list it joined, in an expirySet
 	prev, next *expiry
 	listed     bool   // on the list: live
 	fired      bool   // its deadline passed first: cancel was called

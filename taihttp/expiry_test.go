@@ -173,3 +173,43 @@ func TestExpiriesListInDeadlineOrder(t *testing.T) {
 	assert.Nil(t, x.head)
 	x.timer.Stop()
 }
+
+// TestExpirySet: attempts spread over the set's lists, each leaves the
+// list it joined, and a late one is cancelled at its deadline whichever
+// list holds it.
+func TestExpirySet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newExpirySet(time.Second, 3)
+		start := time.Now()
+		var es []*entry
+		for range 200 {
+			e := newEntry()
+			s.add(&e.expiry)
+			es = append(es, e)
+		}
+		used := map[*expiries]bool{}
+		for _, e := range es {
+			used[e.list] = true
+		}
+		assert.Len(t, used, len(s.lists), "every list has attempts")
+
+		late := es[len(es)-1]
+		for _, e := range es[:len(es)-1] {
+			require.True(t, s.done(&e.expiry))
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.Len(t, late.cancelled, 1)
+		assert.Equal(t, start.Add(time.Second), late.cancelled[0])
+		assert.False(t, s.done(&late.expiry))
+		for i := range s.lists {
+			x := &s.lists[i].expiries
+			x.mu.Lock()
+			assert.Nil(t, x.head, "list %d", i)
+			x.mu.Unlock()
+		}
+		for _, e := range es[:len(es)-1] {
+			assert.Empty(t, e.cancelled)
+		}
+	})
+}

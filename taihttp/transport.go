@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -96,7 +97,7 @@ type Transport struct {
 	hedge     *jidoka.Hedge
 	limiter   *heijunka.Limiter
 	timeout   time.Duration
-	expiries  *expiries // of the attempts, when timeout is set
+	expiries  *expirySet // of the attempts, when timeout is set
 	breaker   *jidoka.Breaker
 	retryOn   func(int) bool
 	failureOn func(int) bool
@@ -115,7 +116,7 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 		return nil, fmt.Errorf("taihttp.NewTransport: AttemptTimeout must not be negative, got %v", opts.AttemptTimeout)
 	}
 	if t.timeout > 0 {
-		t.expiries = newExpiries(t.timeout)
+		t.expiries = newExpirySet(t.timeout, runtime.GOMAXPROCS(0))
 	}
 	if t.base == nil {
 		t.base = http.DefaultTransport
