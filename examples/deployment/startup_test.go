@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/internal/svctest"
+)
+
+// TestStartsBeforeTheClusterIsWhole starts the service on a three-node
+// JetStream cluster that restarted with one node not back yet: the two
+// others elect a leader, but it cannot place a bucket of three replicas
+// ("no suitable peers for placement") until it hears from the third. The
+// service tries again, logging each try, instead of exiting; once the
+// node is back it becomes ready and rolls a deployment out.
+func TestStartsBeforeTheClusterIsWhole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster and the service as a process")
+	}
+	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
+	for _, n := range nodes {
+		n.Kill()
+	}
+	nodes[0].Start(t)
+	nodes[1].Start(t)
+	nodes[0].WaitHealthy(t, time.Minute)
+	nodes[1].WaitHealthy(t, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	c := svctest.LaunchChild(t, childArgsEnv, fmt.Sprintf("-data-dir %s -addr 127.0.0.1:0 -instance starts -nats-url %s -nats-replicas 3 "+
+		"-stages canary:5:200ms,prod:100:0s -health-interval 100ms -min-requests 0", t.TempDir(), svctest.ClientURLs(nodes)), readyLine)
+	const retrying = `not done yet; retrying`
+	for !strings.Contains(c.Logs.String(), retrying) {
+		select {
+		case <-c.Done:
+			t.Fatalf("the service exited while the cluster could not create its buckets: %v\n%s", c.Err, c.Logs.String())
+		case <-ctx.Done():
+			t.Fatalf("no retry logged\n%s", c.Logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	nodes[2].Start(t)
+	c.WaitReady(ctx, t)
+
+	r := deploy(t, c.URL, map[string]any{"service": "web-frontend", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, c.URL, r.deployment(t).ID, ended)
+	assert.Equal(t, StatusSuccess, d.Status, "%+v\n%s", d, c.Logs.String())
+}
