@@ -292,6 +292,18 @@ func (memoryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
 }
 
+// overheadOrder names the transports the overhead benchmarks compare.
+var overheadOrder = []string{"memory-base", "taihttp-breaker-retry-timeout"}
+
+// overheadTransport returns the transport name stands for: a base that
+// answers from memory, alone or with the guards around it.
+func overheadTransport(b *testing.B, name string) http.RoundTripper {
+	if name == "memory-base" {
+		return memoryTransport{}
+	}
+	return guardedTransport(b, memoryTransport{})
+}
+
 // BenchmarkTaihttpTransportOverhead is the Transport's own cost: the same
 // guards around a base transport that answers from memory.
 func BenchmarkTaihttpTransportOverhead(b *testing.B) {
@@ -299,12 +311,9 @@ func BenchmarkTaihttpTransportOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, name := range []string{"memory-base", "taihttp-breaker-retry-timeout"} {
+	for _, name := range overheadOrder {
 		b.Run(name, func(b *testing.B) {
-			var rt http.RoundTripper = memoryTransport{}
-			if name != "memory-base" {
-				rt = guardedTransport(b, rt)
-			}
+			rt := overheadTransport(b, name)
 			b.ReportAllocs()
 			for b.Loop() {
 				resp, err := rt.RoundTrip(req)
@@ -321,12 +330,9 @@ func BenchmarkTaihttpTransportOverhead(b *testing.B) {
 // with calls from every processor at once, as a client shared by a
 // server's handlers makes them.
 func BenchmarkTaihttpTransportOverheadParallel(b *testing.B) {
-	for _, name := range []string{"memory-base", "taihttp-breaker-retry-timeout"} {
+	for _, name := range overheadOrder {
 		b.Run(name, func(b *testing.B) {
-			var rt http.RoundTripper = memoryTransport{}
-			if name != "memory-base" {
-				rt = guardedTransport(b, rt)
-			}
+			rt := overheadTransport(b, name)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://bench.test/", nil)

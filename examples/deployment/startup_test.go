@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,28 +24,13 @@ func TestStartsBeforeTheClusterIsWhole(t *testing.T) {
 		t.Skip("runs a three-node NATS cluster and the service as a process")
 	}
 	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
-	for _, n := range nodes {
-		n.Kill()
-	}
-	nodes[0].Start(t)
-	nodes[1].Start(t)
-	nodes[0].WaitHealthy(t, time.Minute)
-	nodes[1].WaitHealthy(t, time.Minute)
+	svctest.RestartWithout(t, nodes, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	c := svctest.LaunchChild(t, childArgsEnv, fmt.Sprintf("-data-dir %s -addr 127.0.0.1:0 -instance starts -nats-url %s -nats-replicas 3 "+
 		"-stages canary:5:200ms,prod:100:0s -health-interval 100ms -min-requests 0", t.TempDir(), svctest.ClientURLs(nodes)), readyLine)
-	const retrying = `not done yet; retrying`
-	for !strings.Contains(c.Logs.String(), retrying) {
-		select {
-		case <-c.Done:
-			t.Fatalf("the service exited while the cluster could not create its buckets: %v\n%s", c.Err, c.Logs.String())
-		case <-ctx.Done():
-			t.Fatalf("no retry logged\n%s", c.Logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	c.WaitLog(ctx, t, "not done yet; retrying")
 	nodes[2].Start(t)
 	c.WaitReady(ctx, t)
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -39,13 +38,7 @@ func TestStartsBeforeTheClusterIsWhole(t *testing.T) {
 		t.Skip("runs a three-node NATS cluster and the service as a process")
 	}
 	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
-	for _, n := range nodes {
-		n.Kill()
-	}
-	nodes[0].Start(t)
-	nodes[1].Start(t)
-	nodes[0].WaitHealthy(t, time.Minute)
-	nodes[1].WaitHealthy(t, time.Minute)
+	svctest.RestartWithout(t, nodes, 1)
 	startWhileDown(t, nodes, nodes[2:])
 }
 
@@ -57,16 +50,7 @@ func startWhileDown(t *testing.T, nodes, down []*svctest.NATSNode) {
 	defer cancel()
 
 	c := svctest.LaunchChild(t, childArgsEnv, "-data-dir "+t.TempDir()+" -addr 127.0.0.1:0 -instance elects -nats-replicas 3 -log-level info -nats-url "+svctest.ClientURLs(nodes), readyLine)
-	const retrying = `not done yet; retrying`
-	for !strings.Contains(c.Logs.String(), retrying) {
-		select {
-		case <-c.Done:
-			t.Fatalf("the service exited while the cluster could not create its streams: %v\n%s", c.Err, c.Logs.String())
-		case <-ctx.Done():
-			t.Fatalf("no retry logged\n%s", c.Logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	c.WaitLog(ctx, t, "not done yet; retrying")
 	for _, n := range down {
 		n.Start(t)
 	}

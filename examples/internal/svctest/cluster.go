@@ -86,6 +86,23 @@ func StartNATSCluster(t testing.TB, bin string, n int) []*NATSNode {
 	return nodes
 }
 
+// RestartWithout kills every node, then starts them again but the last
+// down, and waits until those are healthy: a cluster that restarted with
+// nodes not back yet. The nodes left down start with Start.
+func RestartWithout(t testing.TB, nodes []*NATSNode, down int) {
+	t.Helper()
+	for _, n := range nodes {
+		n.Kill()
+	}
+	up := nodes[:len(nodes)-down]
+	for _, n := range up {
+		n.Start(t)
+	}
+	for _, n := range up {
+		n.WaitHealthy(t, time.Minute)
+	}
+}
+
 // ClientURLs returns the nodes' client URLs, comma separated, as a
 // service's -nats-url takes them.
 func ClientURLs(nodes []*NATSNode) string {

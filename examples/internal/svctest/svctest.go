@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // SyncBuffer is a bytes.Buffer safe for concurrent use: a logger's
@@ -121,6 +122,21 @@ func (c *Child) WaitReady(ctx context.Context, t testing.TB) {
 		t.Fatalf("the service exited before it was ready: %v\n%s", c.Err, c.Logs.String())
 	case <-ctx.Done():
 		t.Fatalf("the service was not ready in time\n%s", c.Logs.String())
+	}
+}
+
+// WaitLog waits, until ctx ends, for the child's standard error to
+// contain s. The test fails if the process exits first.
+func (c *Child) WaitLog(ctx context.Context, t testing.TB, s string) {
+	t.Helper()
+	for !strings.Contains(c.Logs.String(), s) {
+		select {
+		case <-c.Done:
+			t.Fatalf("the service exited before it logged %q: %v\n%s", s, c.Err, c.Logs.String())
+		case <-ctx.Done():
+			t.Fatalf("the service did not log %q in time\n%s", s, c.Logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

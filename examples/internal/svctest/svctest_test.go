@@ -38,6 +38,7 @@ func TestStartChildAndStop(t *testing.T) {
 	ready := regexp.MustCompile(`msg="toy ready" url=(\S+)`)
 	c := svctest.StartChild(ctx, t, childEnv, "here", ready)
 	assert.Equal(t, "http://127.0.0.1:1/here", c.URL)
+	c.WaitLog(ctx, t, `msg="toy ready"`)
 	err := c.Stop(ctx, t, syscall.SIGKILL)
 	assert.ErrorContains(t, err, "killed")
 	assert.Contains(t, c.Logs.String(), "toy ready")
