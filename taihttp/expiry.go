@@ -70,11 +70,6 @@ type expiries struct {
 	sets  int  // times the timer was set, for tests
 }
 
-// newExpiries returns the expiries of attempts that each have timeout.
-func newExpiries(timeout time.Duration) *expiries {
-	return &expiries{timeout: timeout, epoch: time.Now()}
-}
-
 // expiry is an attempt's place among the expiries.
 type expiry struct {
 	at         time.Duration // its deadline, since the epoch

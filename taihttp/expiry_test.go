@@ -17,6 +17,11 @@ type entry struct {
 	cancelled []time.Time
 }
 
+// oneList is the one list of a set of one.
+func oneList(timeout time.Duration) *expiries {
+	return &newExpirySet(timeout, 1).lists[0].expiries
+}
+
 func newEntry() *entry {
 	e := &entry{}
 	e.cancel = func() { e.cancelled = append(e.cancelled, time.Now()) }
@@ -28,7 +33,7 @@ func newEntry() *entry {
 // that ends in time is not, and done says which.
 func TestExpiriesEndLateAttemptsOnly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		x := newExpiries(time.Second)
+		x := oneList(time.Second)
 		start := time.Now()
 		first, second, third := newEntry(), newEntry(), newEntry()
 		x.add(&first.expiry)
@@ -67,7 +72,7 @@ func TestExpiriesEndLateAttemptsOnly(t *testing.T) {
 // timer; it is set about once per timeout, not once per attempt.
 func TestExpiriesKeepTheTimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		x := newExpiries(time.Second)
+		x := oneList(time.Second)
 		for range 1000 { // 10 s
 			e := newEntry()
 			x.add(&e.expiry)
@@ -91,7 +96,7 @@ func TestExpiriesModel(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			rnd := rand.New(rand.NewPCG(seed, 1))
 			const timeout = 100 * time.Millisecond
-			x := newExpiries(timeout)
+			x := oneList(timeout)
 			type run struct {
 				e      *entry
 				start  time.Time
@@ -140,7 +145,7 @@ func TestExpiriesModel(t *testing.T) {
 // once: one may read the clock before another yet be listed after it, and
 // the list stays in deadline order all the same, as fire needs.
 func TestExpiriesListInDeadlineOrder(t *testing.T) {
-	x := newExpiries(time.Hour)
+	x := oneList(time.Hour)
 	var wg sync.WaitGroup
 	entries := make([][]*entry, 8)
 	for g := range entries {
