@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -280,6 +281,75 @@ func BenchmarkTaihttpTransport(b *testing.B) {
 			for b.Loop() {
 				do(b, c, srv.URL)
 			}
+		})
+	}
+}
+
+// BenchmarkTaihttpTransportPaired measures what each way of guarding a
+// loopback GET adds to it, request by request: the requests alternate
+// between a plain http.Transport and the guarded one, each timed alone, so
+// both meet the machine in the same moment and the difference survives
+// the drift between runs that separate benchmarks suffer. It reports the
+// difference of the means, of the medians and of the 90th percentiles.
+// "context-that-can-end" is a plain request whose context can be
+// cancelled, the floor of any per-request timeout.
+func BenchmarkTaihttpTransportPaired(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	client := func(b *testing.B, guarded bool) *http.Client {
+		base := &http.Transport{MaxIdleConnsPerHost: 16}
+		b.Cleanup(base.CloseIdleConnections)
+		if guarded {
+			return &http.Client{Transport: guardedTransport(b, base)}
+		}
+		return &http.Client{Transport: base}
+	}
+	for _, name := range []string{"context-that-can-end", "hand-written-timeout", "taihttp-breaker-retry-timeout"} {
+		b.Run(name, func(b *testing.B) {
+			plain, other := client(b, false), client(b, name == "taihttp-breaker-retry-timeout")
+			do := get
+			switch name {
+			case "context-that-can-end":
+				do = func(b *testing.B, c *http.Client, url string) {
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					getIn(ctx, b, c, url)
+				}
+			case "hand-written-timeout":
+				do = getWithTimeout
+			}
+			get(b, plain, srv.URL)
+			do(b, other, srv.URL)
+			var took [2][]time.Duration // plain, other
+			i := 0
+			for b.Loop() {
+				t0 := time.Now()
+				if i&1 == 0 {
+					get(b, plain, srv.URL)
+				} else {
+					do(b, other, srv.URL)
+				}
+				took[i&1] = append(took[i&1], time.Since(t0))
+				i++
+			}
+			if len(took[1]) < 2 { // -benchtime 1x: nothing to compare
+				return
+			}
+			var mean [2]float64
+			for k := range took {
+				slices.Sort(took[k])
+				var sum time.Duration
+				for _, d := range took[k] {
+					sum += d
+				}
+				mean[k] = float64(sum) / float64(len(took[k]))
+			}
+			at := func(k int, q float64) float64 { return float64(took[k][int(q*float64(len(took[k])-1))]) }
+			b.ReportMetric(mean[1]-mean[0], "over-plain-mean-ns")
+			b.ReportMetric(at(1, 0.5)-at(0, 0.5), "over-plain-median-ns")
+			b.ReportMetric(at(1, 0.9)-at(0, 0.9), "over-plain-p90-ns")
 		})
 	}
 }
