@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -164,10 +163,13 @@ func BenchmarkPaymentsOnTheCluster(b *testing.B) {
 // through its HTTP handler in the process, a customer per payment; a
 // block settles once its confirmations are consumed.
 func paymentsContender(b *testing.B, name string, clients int, args ...string) contender {
-	cfg, err := parseConfig(append([]string{"-data-dir", b.TempDir(), "-instance", "bench-" + name, "-log-level", "error"}, args...),
+	cfg, err := parseConfig(append([]string{"-data-dir", b.TempDir(), "-instance", "bench-" + name, "-log-level", "warn"}, args...),
 		func(string) string { return "" })
 	require.NoError(b, err)
-	svc, err := NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// Warnings are kept to explain a payment that fails: a payment
+	// refused by the service says only its code.
+	var logs svctest.SyncBuffer
+	svc, err := NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	require.NoError(b, err)
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -191,7 +193,7 @@ func paymentsContender(b *testing.B, name string, clients int, args ...string) c
 						rec := httptest.NewRecorder()
 						h.ServeHTTP(rec, req)
 						if rec.Code != http.StatusOK {
-							b.Errorf("%d %s", rec.Code, rec.Body)
+							b.Errorf("%s: %d %s\nthe service's warnings:\n%s", name, rec.Code, rec.Body, logs.String())
 							return
 						}
 					}
