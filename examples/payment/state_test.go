@@ -134,6 +134,15 @@ func TestCustomerStateSurvivesRestartByDefault(t *testing.T) {
 	}
 }
 
+// natsState returns a NATSState on the "customers" bucket of js, as each
+// replica of a service makes its own.
+func natsState(t *testing.T, js jetstream.JetStream) *NATSState {
+	t.Helper()
+	st, err := NewNATSState(context.Background(), js, "customers", 0, 1)
+	require.NoError(t, err)
+	return st
+}
+
 // countingKV counts a bucket's reads.
 type countingKV struct {
 	jetstream.KeyValue
@@ -153,10 +162,8 @@ func (c *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEnt
 func TestNATSStateKeepsEntriesAndStaysExactAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	js := startJS(t)
-	a, err := NewNATSState(ctx, js, "customers", 0, 1)
-	require.NoError(t, err)
-	b, err := NewNATSState(ctx, js, "customers", 0, 1)
-	require.NoError(t, err)
+	a := natsState(t, js)
+	b := natsState(t, js)
 	counted := &countingKV{KeyValue: a.kv}
 	a.kv = counted
 
@@ -191,8 +198,7 @@ func TestNATSStateKeepsEntriesAndStaysExactAcrossReplicas(t *testing.T) {
 	spent, err = b.Spent(ctx, "cust_k", "USD", now)
 	require.NoError(t, err)
 	// b kept its own write (750); a's later one is in the store.
-	fresh, err := NewNATSState(ctx, js, "customers", 0, 1)
-	require.NoError(t, err)
+	fresh := natsState(t, js)
 	total, err := fresh.Spent(ctx, "cust_k", "USD", now)
 	require.NoError(t, err)
 	assert.EqualValues(t, 1000, total, "no spend lost across the replicas")
@@ -247,8 +253,7 @@ func (c *refusingKV) count(err error) {
 // compare-and-sets refused, and some ran out of tries: 502s.)
 func TestNATSStateChangesOfOneCustomerTakeTurns(t *testing.T) {
 	ctx := context.Background()
-	st, err := NewNATSState(ctx, startJS(t), "customers", 0, 1)
-	require.NoError(t, err)
+	st := natsState(t, startJS(t))
 	kv := &refusingKV{KeyValue: st.kv}
 	st.kv = kv
 	day := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
@@ -281,10 +286,8 @@ func TestNATSStateChangesOfOneCustomerTakeTurns(t *testing.T) {
 func TestNATSStateChangeOutlastsAnotherReplica(t *testing.T) {
 	ctx := context.Background()
 	js := startJS(t)
-	a, err := NewNATSState(ctx, js, "customers", 0, 1)
-	require.NoError(t, err)
-	b, err := NewNATSState(ctx, js, "customers", 0, 1)
-	require.NoError(t, err)
+	a := natsState(t, js)
+	b := natsState(t, js)
 	day := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
 	const rival = 30
 	kv := &refusingKV{KeyValue: a.kv, rivalWrites: rival,
@@ -292,8 +295,7 @@ func TestNATSStateChangeOutlastsAnotherReplica(t *testing.T) {
 	a.kv = kv
 	require.NoError(t, a.AddSpend(ctx, "cust_hot", "EUR", 1, day))
 	assert.EqualValues(t, rival, kv.refused.Load(), "a's writes lost to b's")
-	fresh, err := NewNATSState(ctx, js, "customers", 0, 1)
-	require.NoError(t, err)
+	fresh := natsState(t, js)
 	total, err := fresh.Spent(ctx, "cust_hot", "EUR", day)
 	require.NoError(t, err)
 	assert.EqualValues(t, rival*10+1, total, "a's change and all of b's")
@@ -313,11 +315,7 @@ func TestNATSStateChangeOutlastsAnotherReplica(t *testing.T) {
 func TestReserveHoldsTheDaysSpend(t *testing.T) {
 	stores := map[string]func(t *testing.T) CustomerState{
 		"memory": func(*testing.T) CustomerState { return NewMemoryState(0) },
-		"nats": func(t *testing.T) CustomerState {
-			st, err := NewNATSState(context.Background(), startJS(t), "customers", 0, 1)
-			require.NoError(t, err)
-			return st
-		},
+		"nats":   func(t *testing.T) CustomerState { return natsState(t, startJS(t)) },
 		"redis": func(t *testing.T) CustomerState {
 			opts, err := redis.ParseURL(servers.StartRedis(t).URL())
 			require.NoError(t, err)
