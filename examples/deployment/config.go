@@ -197,6 +197,7 @@ func (c *Config) validate() error {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("-request-timeout %v must be positive", c.RequestTimeout))
 	}
+	errs = append(errs, svc.CheckLogLevel(c.LogLevel))
 	return errors.Join(errs...)
 }
 

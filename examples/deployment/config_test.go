@@ -24,6 +24,7 @@ func TestParseConfigRefusals(t *testing.T) {
 		{nil, map[string]string{"WORKERS": "many"}, `WORKERS="many" is not an integer`},
 		{nil, map[string]string{"HEALTH_INTERVAL": "soon"}, `HEALTH_INTERVAL="soon" is not a duration`},
 		{[]string{"extra"}, nil, `unexpected arguments ["extra"]`},
+		{nil, map[string]string{"LOG_LEVEL": "nonsense"}, `-log-level "nonsense" must be debug, info, warn or error`},
 	} {
 		_, err := parseConfig(append([]string{"-data-dir", t.TempDir()}, tc.args...), func(k string) string { return tc.env[k] })
 		require.Error(t, err, "%v %v", tc.args, tc.env)

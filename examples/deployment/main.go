@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,10 +23,7 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "deployment:", err)
-		os.Exit(1)
-	}
+	os.Exit(svc.ExitCode("deployment", run(context.Background(), os.Args[1:], os.Getenv, os.Stderr), os.Stderr))
 }
 
 // run starts the service and blocks until SIGINT or SIGTERM (or ctx ends),

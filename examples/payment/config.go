@@ -220,7 +220,7 @@ func (c *Config) validate() error {
 	check(c.ConfirmMaxBytes >= 1<<20, "-confirm-max-bytes %d is less than 1MiB", c.ConfirmMaxBytes)
 	check(c.StateMaxBytes >= 1<<20, "-customer-state-max-bytes %d is less than 1MiB", c.StateMaxBytes)
 	check(c.RequestTimeout >= time.Second && c.RequestTimeout <= 5*time.Minute, "-request-timeout %v is outside [1s, 5m]", c.RequestTimeout)
-	check(c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error", "-log-level %q must be debug, info, warn or error", c.LogLevel)
+	errs = append(errs, svc.CheckLogLevel(c.LogLevel))
 	bl, err := ParseBlacklist(c.Blacklist)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("-blacklist: %w", err))

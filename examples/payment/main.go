@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -27,10 +26,7 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "payment:", err)
-		os.Exit(1)
-	}
+	os.Exit(svc.ExitCode("payment", run(context.Background(), os.Args[1:], os.Getenv, os.Stderr), os.Stderr))
 }
 
 // run starts the service and blocks until SIGINT or SIGTERM (or ctx ends),

@@ -73,7 +73,7 @@ func TestParsePaymentInvalid(t *testing.T) {
 		{"currency type", `{"amount": 1, "customer_id": "c", "currency": 840, "merchant_id": "m"}`, "currency", "currency must be a string"},
 		{"unknown field", `{"amount": 1, "card_number": "4242", ` + base + `}`, "card_number", `unknown field "card_number"`},
 		{"metadata type", `{"amount": 1, "metadata": [1], ` + base + `}`, "metadata", "metadata must be an object"},
-		{"metadata value type", `{"amount": 1, "metadata": {"a": 1}, ` + base + `}`, "metadata", "must be a string"},
+		{"metadata value type", `{"amount": 1, "metadata": {"a": 1}, ` + base + `}`, "metadata.a", "metadata.a must be a string, not a JSON number"},
 		{"metadata key long", `{"amount": 1, "metadata": {"` + strings.Repeat("k", 41) + `": "v"}, ` + base + `}`, "metadata", "metadata key"},
 		{"latitude only", `{"amount": 1, "location": {"latitude": 1}, ` + base + `}`, "location", "both latitude and longitude"},
 		{"latitude range", `{"amount": 1, "location": {"latitude": 91, "longitude": 0}, ` + base + `}`, "location.latitude", "outside [-90, 90]"},

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -46,10 +48,13 @@ func CheckContentType(ct string) error {
 // that appears twice, a key whose spelling differs from the field's only in
 // case (encoding/json would accept {"Amount": 7} for "amount"), a key no
 // field has, a value of the wrong type and anything after the value are
-// errors, each a 400 *Error naming the key. Numbers are decoded as
-// encoding/json does (1000e-4 is 0.1 for a float64).
+// errors, each a 400 *Error naming the key — a map's key and an array's
+// index too (metadata.a, items[1]). Numbers are decoded as encoding/json
+// does (1000e-4 is 0.1 for a float64); one its field cannot hold (1e400,
+// 2.5 for an integer) is an error naming the field.
 func Decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // the first pass judges numbers against their fields
 	if err := checkValue(dec, reflect.TypeOf(v), ""); err != nil {
 		return err
 	}
@@ -71,8 +76,14 @@ func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
 	if err != nil {
 		return decodeError(err)
 	}
-	return checkToken(dec, tok, t, path)
+	return checkToken(dec, tok, t, path, 0)
 }
+
+// MaxDepth is how deeply objects and arrays may nest in a request body.
+// Deeper is a 400: no request of these APIs nests more than a few levels,
+// and a body of a million brackets would otherwise cost memory and time
+// in proportion to the square of its depth.
+const MaxDepth = 32
 
 // next reads the next token inside a value: the input may not end there.
 func next(dec *json.Decoder) (json.Token, error) {
@@ -83,7 +94,10 @@ func next(dec *json.Decoder) (json.Token, error) {
 	return tok, decodeError(err)
 }
 
-func checkToken(dec *json.Decoder, tok json.Token, t reflect.Type, path string) error {
+func checkToken(dec *json.Decoder, tok json.Token, t reflect.Type, path string, depth int) error {
+	if (tok == json.Delim('{') || tok == json.Delim('[')) && depth == MaxDepth {
+		return Invalid(path, "%s nests objects and arrays deeper than %d levels", orBody(path), MaxDepth)
+	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -131,7 +145,7 @@ func checkToken(dec *json.Decoder, tok json.Token, t reflect.Type, path string) 
 			if err != nil {
 				return err
 			}
-			if err := checkToken(dec, tok, typ, at); err != nil {
+			if err := checkToken(dec, tok, typ, at, depth+1); err != nil {
 				return err
 			}
 		}
@@ -147,14 +161,83 @@ func checkToken(dec *json.Decoder, tok json.Token, t reflect.Type, path string) 
 			if err != nil {
 				return err
 			}
-			if err := checkToken(dec, tok, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := checkToken(dec, tok, elem, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}
 		_, err := next(dec) // ']'
 		return err
 	}
-	return nil
+	return checkScalar(tok, t, path)
+}
+
+var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// checkScalar reports a string, number or boolean that a value of type t
+// cannot hold, naming path: encoding/json names the struct field, but
+// neither a map's key nor an array's index, nor the field of a number out
+// of range. A type that decodes text itself, an interface and an unknown
+// type (nil) take anything here; null leaves any value as it is.
+func checkScalar(tok json.Token, t reflect.Type, path string) error {
+	if tok == nil || t == nil || t.Kind() == reflect.Interface ||
+		t.Implements(textUnmarshalerType) || reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		return nil
+	}
+	var got string
+	switch v := tok.(type) {
+	case string:
+		if t.Kind() == reflect.String { // a json.Number's too, checked as it is decoded
+			return nil
+		}
+		got = "string"
+	case bool:
+		if t.Kind() == reflect.Bool {
+			return nil
+		}
+		got = "bool"
+	case json.Number:
+		if err := checkNumber(string(v), t, path); err != errNotANumber {
+			return err
+		}
+		got = "number"
+	default:
+		return nil
+	}
+	return Invalid(path, "%s must be %s, not a JSON %s", orBody(path), kindName(t), got)
+}
+
+var (
+	numberType    = reflect.TypeFor[json.Number]()
+	errNotANumber = errors.New("not a number's type")
+)
+
+// checkNumber reports a number that t cannot hold: too large for a float,
+// not an integer, or out of range for an integer type. It returns
+// errNotANumber when t holds no number at all.
+func checkNumber(s string, t reflect.Type, path string) error {
+	var err error
+	switch t.Kind() {
+	case reflect.Float32, reflect.Float64:
+		_, err = strconv.ParseFloat(s, t.Bits())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		_, err = strconv.ParseInt(s, 10, t.Bits())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		_, err = strconv.ParseUint(s, 10, t.Bits())
+	case reflect.String:
+		if t == numberType {
+			return nil
+		}
+		return errNotANumber
+	default:
+		return errNotANumber
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, strconv.ErrRange):
+		return Invalid(path, "%s is out of range for %s: %s", orBody(path), kindName(t), s)
+	}
+	return Invalid(path, "%s must be %s, not %s", orBody(path), kindName(t), s)
 }
 
 func join(path, key string) string {
@@ -256,9 +339,10 @@ func kindName(t reflect.Type) string {
 		return "true or false"
 	case reflect.Float32, reflect.Float64:
 		return "a number"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "a non-negative integer"
 	}
 	return "a " + t.Kind().String()
 }

@@ -26,6 +26,13 @@ type request struct {
 	Location *inner            `json:"location,omitempty"`
 	Items    []inner           `json:"items,omitempty"`
 	Ignored  string            `json:"-"`
+	Count    int8              `json:"count,omitempty"`
+	Size     uint              `json:"size,omitempty"`
+	Small    float32           `json:"small,omitempty"`
+	Raw      json.Number       `json:"raw,omitempty"`
+	Any      any               `json:"any,omitempty"`
+	When     time.Time         `json:"when,omitzero"`
+	Tags     []string          `json:"tags,omitempty"`
 }
 
 func TestDecodeStrict(t *testing.T) {
@@ -42,6 +49,17 @@ func TestDecodeStrict(t *testing.T) {
 		{"duplicate in a map", `{"metadata":{"a":"1","a":"2"}}`, "metadata.a", "appears twice"},
 		{"in an array", `{"items":[{"country":"DE"},{"COUNTRY":"FR"}]}`, "items[1].COUNTRY", "must be spelled"},
 		{"wrong type", `{"amount":"12"}`, "amount", "amount must be a number, not a JSON string"},
+		{"bool for a string", `{"customer_id":true}`, "customer_id", "customer_id must be a string, not a JSON bool"},
+		{"string for an object", `{"location":"DE"}`, "location", "location must be an object, not a JSON string"},
+		{"number too large", `{"amount":1e400}`, "amount", "amount is out of range for a number: 1e400"},
+		{"too large for a float32", `{"small":1e39}`, "small", "small is out of range for a number: 1e39"},
+		{"fraction for an integer", `{"count":2.5}`, "count", "count must be an integer, not 2.5"},
+		{"exponent for an integer", `{"count":1e2}`, "count", "count must be an integer, not 1e2"},
+		{"integer out of range", `{"count":128}`, "count", "count is out of range for an integer: 128"},
+		{"negative for unsigned", `{"size":-1}`, "size", "size must be a non-negative integer, not -1"},
+		{"map value's type", `{"metadata":{"a":1}}`, "metadata.a", "metadata.a must be a string, not a JSON number"},
+		{"array element's type", `{"tags":["a",2]}`, "tags[1]", "tags[1] must be a string, not a JSON number"},
+		{"nested field's type", `{"items":[{"country":false}]}`, "items[0].country", "items[0].country must be a string, not a JSON bool"},
 		{"two values", `{"amount":1} {"amount":2}`, "", "more than one JSON value"},
 		{"empty", ``, "", "request body is empty"},
 		{"truncated", `{"amount":1`, "", "unexpected end of input"},
@@ -60,6 +78,25 @@ func TestDecodeStrict(t *testing.T) {
 	}
 }
 
+func TestDecodeDepth(t *testing.T) {
+	nested := func(n int) []byte {
+		return []byte(`{"any":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`)
+	}
+	var r request
+	require.NoError(t, Decode(nested(MaxDepth-1), &r), "as deep as allowed")
+	for _, n := range []int{MaxDepth, 500_000} { // the second is a body of 1 MB
+		err := Decode(nested(n), &r)
+		var e *Error
+		require.True(t, errors.As(err, &e), "got %v", err)
+		assert.Equal(t, http.StatusBadRequest, e.Status)
+		assert.Equal(t, "any"+strings.Repeat("[0]", MaxDepth-1), e.Field)
+		assert.Contains(t, e.Message, "deeper than 32 levels")
+	}
+	err := Decode([]byte(strings.Repeat(`{"a":`, 100)+"1"+strings.Repeat("}", 100)), new(any))
+	path := strings.Repeat("a.", MaxDepth-1) + "a"
+	assert.EqualError(t, err, path+" nests objects and arrays deeper than 32 levels")
+}
+
 func TestDecodeAccepts(t *testing.T) {
 	var r request
 	require.NoError(t, Decode([]byte(`{"amount":1000e-4,"customer_id":"c","metadata":{"Amount":"x","amount":"y"},"location":{"country":"DE"},"items":[{"country":"FR"}]}`), &r))
@@ -68,6 +105,18 @@ func TestDecodeAccepts(t *testing.T) {
 	assert.Equal(t, map[string]string{"Amount": "x", "amount": "y"}, r.Metadata, "map keys differing in case are different keys")
 	assert.Equal(t, "DE", r.Location.Country)
 	assert.Equal(t, []inner{{"FR"}}, r.Items)
+
+	// Numbers at the edges of their fields, null, and the types that take
+	// anything in the first pass.
+	r = request{}
+	require.NoError(t, Decode([]byte(`{"count":-128,"size":18446744073709551615,"small":3.4e38,"raw":12.5e3,`+
+		`"any":[1,"x",true,null,{"k":1e300}],"when":"2026-12-03T00:00:00Z","location":null,"tags":[null]}`), &r))
+	assert.Equal(t, int8(-128), r.Count)
+	assert.Equal(t, uint(18446744073709551615), r.Size)
+	assert.Equal(t, float32(3.4e38), r.Small)
+	assert.Equal(t, json.Number("12.5e3"), r.Raw)
+	assert.Nil(t, r.Location)
+	assert.Equal(t, []string{""}, r.Tags)
 }
 
 func TestWriteError(t *testing.T) {

@@ -3,6 +3,7 @@ package svc
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,12 +15,33 @@ import (
 )
 
 // Logger is a service's logger: text lines on w from level ("debug",
-// "info", "warn", "error"; anything else is info), each naming the
-// instance.
+// "info", "warn", "error", which CheckLogLevel checks; anything else is
+// info), each naming the instance.
 func Logger(w io.Writer, level, instance string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})).With("instance", instance)
+}
+
+// ExitCode is a service's exit status for the error its run returned: 0
+// for none and for flag.ErrHelp (the flags were printed, as -h asks),
+// else 1 after writing "name: err" to stderr.
+func ExitCode(name string, err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", name, err)
+	return 1
+}
+
+// CheckLogLevel returns an error naming -log-level unless level is one
+// Logger knows.
+func CheckLogLevel(level string) error {
+	switch level {
+	case "debug", "info", "warn", "error":
+		return nil
+	}
+	return fmt.Errorf("-log-level %q must be debug, info, warn or error", level)
 }
 
 // Listen takes the data dir's lock, then the address, and touches nothing

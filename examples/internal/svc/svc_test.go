@@ -194,3 +194,20 @@ func TestNATSEmbeddedAndExternal(t *testing.T) {
 	assert.NotContains(t, err.Error(), "secret")
 	require.NoError(t, ext.Shutdown(ctx))
 }
+
+func TestExitCode(t *testing.T) {
+	var out bytes.Buffer
+	assert.Equal(t, 0, svc.ExitCode("payment", nil, &out))
+	assert.Equal(t, 0, svc.ExitCode("payment", flag.ErrHelp, &out), "-h prints the flags and succeeds")
+	assert.Empty(t, out.String())
+	assert.Equal(t, 1, svc.ExitCode("payment", fmt.Errorf("parse: %w", os.ErrNotExist), &out))
+	assert.Equal(t, "payment: parse: file does not exist\n", out.String())
+}
+
+func TestCheckLogLevel(t *testing.T) {
+	for _, l := range []string{"debug", "info", "warn", "error"} {
+		assert.NoError(t, svc.CheckLogLevel(l))
+	}
+	assert.EqualError(t, svc.CheckLogLevel("verbose"), `-log-level "verbose" must be debug, info, warn or error`)
+	assert.Error(t, svc.CheckLogLevel("INFO"), "as -h says it: lower case")
+}
