@@ -290,6 +290,8 @@ func (s *Service) answer(w http.ResponseWriter, out payOutcome) {
 // pay runs one payment through the pipeline and stores what was decided
 // (commit) before it returns the answer.
 func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time) payOutcome {
+	s.levels.inflight.Add(1) // until its record is stored, or is not to be
+	defer s.levels.inflight.Add(-1)
 	sig := tai.Signal[Payment]{ID: txnID, Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
 	var sent gatewayCall
 	var hold spendHold
@@ -412,9 +414,11 @@ func (s *Service) confirmation(p Payment, txnID string, sp storedPayment) kanban
 func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
 	s.pending.Add(1)
 	s.pendingGauge.Inc()
+	s.levels.inflight.Add(1) // its record still needs its place in the stores
 	go func() {
 		defer s.pending.Done()
 		defer s.pendingGauge.Dec()
+		defer s.levels.inflight.Add(-1)
 		wait := 100 * time.Millisecond
 		for attempt := 1; ; attempt++ {
 			t := time.NewTimer(wait)

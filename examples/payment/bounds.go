@@ -47,7 +47,15 @@ func (e *StoreFullError) RetryAfter() time.Duration { return 30 * time.Second }
 type boundedStore struct{ name, stream string }
 
 // storeLevels keeps how full the JetStream stores a payment writes are,
-// read from the server at most once a second.
+// read from the server about once a second (ten times as often near the
+// limit), and counts what this process admitted since: a payment is
+// admitted only while every store would still hold it with all the
+// payments admitted before it, so those already charged always fit.
+//
+// The count is this process's: replicas sharing the stores see each
+// other's payments at their next read, so with several the limit can be
+// overrun by what the others admit in between — which is what the
+// DiscardNew stores refuse and commitLater retries.
 type storeLevels struct {
 	js       jetstream.JetStream
 	stores   []boundedStore
@@ -55,21 +63,51 @@ type storeLevels struct {
 
 	mu      sync.Mutex // one refresh at a time
 	checked atomic.Int64
-	full    atomic.Pointer[string] // the first store found full, or nil
+	read    atomic.Pointer[levelsRead]
+	// admitted counts the payments admitted since the last read; inflight
+	// the payments between their start and their record's commit, which a
+	// read does not see yet.
+	admitted, inflight atomic.Int64
 
 	bytes, limit *prometheus.GaugeVec
 	refused      *prometheus.CounterVec
 }
 
-// headroom is the room a store keeps free for what is already on its way
-// (the payments admitted before the next check): 2% of it, at least 64 KiB.
+// levelsRead is one read of the stores: each one's bytes, limit and the
+// bytes a payment adds to it, and the payments then in flight.
+type levelsRead struct {
+	stores   []storeLevel
+	inflight int64
+}
+
+type storeLevel struct {
+	name              string
+	used, limit, each int64
+}
+
+// minPaymentBytes is the least a payment is taken to add to a store: a
+// stored payment with its headers and the server's overhead is about 1
+// KiB; an empty store has no average to go by.
+const minPaymentBytes = 1 << 10
+
+// headroom is the room a store keeps free for what the estimate of a
+// payment's size may miss: 2% of it, at least 64 KiB.
 func headroom(maxBytes int64) int64 { return max(maxBytes/50, 64<<10) }
+
+// full reports whether a store of this level could not take n more
+// payments.
+func (s storeLevel) full(n int64) bool {
+	return s.limit > 0 && s.used+n*s.each >= s.limit-headroom(s.limit)
+}
 
 // refresh reads every store's size and limit.
 func (l *storeLevels) refresh(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var full *string
+	// Read the counts first: a payment admitted or stored while the stores
+	// are read is counted twice rather than not at all.
+	admitted, inflight := l.admitted.Load(), l.inflight.Load()
+	read := &levelsRead{inflight: inflight}
 	var errs []error
 	for _, st := range l.stores {
 		s, err := l.js.Stream(ctx, st.stream)
@@ -82,33 +120,66 @@ func (l *storeLevels) refresh(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
 			continue
 		}
-		used, limit := int64(info.State.Bytes), info.Config.MaxBytes
-		l.bytes.WithLabelValues(st.name).Set(float64(used))
-		l.limit.WithLabelValues(st.name).Set(float64(limit))
-		if limit > 0 && used >= limit-headroom(limit) && full == nil {
-			name := st.name
-			full = &name
+		lv := storeLevel{name: st.name, used: int64(info.State.Bytes), limit: info.Config.MaxBytes, each: minPaymentBytes}
+		if info.State.Msgs > 0 {
+			// Twice the average message: payments vary in size.
+			lv.each = max(lv.each, 2*lv.used/int64(info.State.Msgs))
 		}
+		l.bytes.WithLabelValues(st.name).Set(float64(lv.used))
+		l.limit.WithLabelValues(st.name).Set(float64(lv.limit))
+		read.stores = append(read.stores, lv)
 	}
-	l.full.Store(full)
+	l.read.Store(read)
+	l.admitted.Add(-admitted)
 	l.checked.Store(time.Now().UnixNano())
 	return errors.Join(errs...)
 }
 
-// fullStore names a store too full to take a payment, or returns "". It
-// refreshes the levels when they are older than the interval; a request
+// admit takes a place for one payment in every store, or names a store too
+// full to take it. It refreshes the levels when they are older than the
+// interval, or a tenth of it when a store is near its limit; a request
 // that finds another refreshing uses the levels as they are.
-func (l *storeLevels) fullStore(ctx context.Context) string {
-	if time.Now().UnixNano()-l.checked.Load() >= int64(l.interval) && l.mu.TryLock() {
+func (l *storeLevels) admit(ctx context.Context) string {
+	every := int64(l.interval)
+	if l.nearFull() {
+		every /= 10
+	}
+	if time.Now().UnixNano()-l.checked.Load() >= every && l.mu.TryLock() {
 		l.mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		_ = l.refresh(rctx) // a store that cannot be read fails the payment's own writes instead
 		cancel()
 	}
-	if f := l.full.Load(); f != nil {
-		return *f
+	read := l.read.Load()
+	if read == nil {
+		return ""
 	}
-	return ""
+	for {
+		n := l.admitted.Load()
+		for _, st := range read.stores {
+			if st.full(read.inflight + n + 1) {
+				return st.name
+			}
+		}
+		if l.admitted.CompareAndSwap(n, n+1) {
+			return ""
+		}
+	}
+}
+
+// nearFull reports whether a store, at the last read, was within a tenth
+// of its limit.
+func (l *storeLevels) nearFull() bool {
+	read := l.read.Load()
+	if read == nil {
+		return false
+	}
+	for _, st := range read.stores {
+		if st.limit > 0 && st.used+(read.inflight+l.admitted.Load())*st.each >= st.limit-st.limit/10 {
+			return true
+		}
+	}
+	return false
 }
 
 // storeGate refuses a payment, before any policy or the gateway, while a
@@ -118,7 +189,7 @@ type storeGate struct{ levels *storeLevels }
 func (g storeGate) Name() string { return "storage" }
 
 func (g storeGate) Admit(ctx context.Context, _ string) error {
-	if store := g.levels.fullStore(ctx); store != "" {
+	if store := g.levels.admit(ctx); store != "" {
 		g.levels.refused.WithLabelValues(store).Inc()
 		return &StoreFullError{Store: store}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,6 +77,70 @@ func TestFullStoreRefusesBeforeCharging(t *testing.T) {
 	assert.Equal(t, "30", r.Header.Get("Retry-After"))
 	assert.Equal(t, calls, ts.gateway.Calls(), "refused before the gateway")
 	assert.Equal(t, 1.0, testutil.ToFloat64(ts.storeRefused.WithLabelValues("payments")))
+}
+
+// Payments sent until the payments store is full are each either charged
+// and recorded or refused before the gateway: the store is never found
+// full by a payment already charged, although the levels are read only
+// about once a second and a second's payments are many times the store's
+// headroom.
+func TestFillingStoreChargesOnlyWhatFits(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PaymentsMaxBytes = 1 << 20
+	ts := startService(t, cfg)
+	client := ts.http.Client()
+	var mu sync.Mutex
+	codes := map[string]int{}
+	var charged []string
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; i < 2000; i++ {
+				body := fmt.Sprintf(`{"amount":1,"customer_id":"fill_%d_%d","currency":"USD","merchant_id":"merc_456"}`, w, i)
+				resp, err := client.Post(ts.URL+"/payment", "application/json", strings.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var out struct {
+					TransactionID string `json:"transaction_id"`
+					Status        string `json:"status"`
+					Error         struct{ Code string }
+				}
+				err = json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				what := out.Status
+				if out.Error.Code != "" {
+					what = out.Error.Code
+				}
+				codes[fmt.Sprintf("%d %s", resp.StatusCode, what)]++
+				if resp.StatusCode == http.StatusOK {
+					charged = append(charged, out.TransactionID)
+				}
+				mu.Unlock()
+				if resp.StatusCode == http.StatusServiceUnavailable {
+					return // full: this client stops
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("answers: %v", codes)
+	assert.Equal(t, map[string]int{"200 SUCCESS": len(charged), "503 store_full": 4}, codes,
+		"each client is charged and recorded until it is refused as full")
+	assert.Greater(t, len(charged), 500, "the store took payments until it was nearly full")
+	assert.Equal(t, int64(len(charged)), ts.gateway.Calls(), "only the recorded payments went to the gateway")
+	assert.Zero(t, testutil.ToFloat64(ts.pendingGauge), "no charge is waiting for room")
+	for _, id := range charged[len(charged)-20:] {
+		assert.Equal(t, http.StatusOK, ts.do(t, http.MethodGet, "/payment/"+id, nil).Code, id)
+	}
+	require.NoError(t, ts.levels.refresh(context.Background()))
+	assert.Less(t, testutil.ToFloat64(ts.storeBytes.WithLabelValues("payments")), float64(1<<20))
 }
 
 func heapMiB() float64 {
