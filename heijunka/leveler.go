@@ -157,7 +157,7 @@ func (l *Leveler[T]) Pop() (key string, item T, ok bool) {
 		}
 		k := l.active[l.head]
 		if !k.inTurn {
-			k.deficit += k.weight
+			k.deficit = addCapped(k.deficit, k.weight)
 			k.inTurn = true
 		}
 		if c := k.items[k.first].cost; c <= k.deficit {
@@ -197,11 +197,22 @@ func (l *Leveler[T]) skipRounds() {
 	rounds := math.MaxInt
 	for _, k := range l.active {
 		need := k.items[k.first].cost - k.deficit // at least 1
-		rounds = min(rounds, (need+k.weight-1)/k.weight)
+		rounds = min(rounds, (need-1)/k.weight+1)
 	}
+	// No key reaches its first item's cost: each stays below math.MaxInt.
 	for _, k := range l.active {
 		k.deficit += (rounds - 1) * k.weight
 	}
+}
+
+// addCapped returns a+b, or math.MaxInt where that overflows (b ≥ 0): a
+// credit near math.MaxInt, for an item that costs about as much, must not
+// wrap around to a debt no round pays.
+func addCapped(a, b int) int {
+	if a > math.MaxInt-b {
+		return math.MaxInt
+	}
+	return a + b
 }
 
 // Next waits for an item and returns it, or returns ctx's error.

@@ -2,12 +2,15 @@ package heijunka_test
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 	"weak"
 
 	"github.com/stretchr/testify/assert"
@@ -245,6 +248,64 @@ func TestLevelerSkipsRoundsExactly(t *testing.T) {
 			t.Fatalf("served\n%v\nwant\n%v", got, want)
 		}
 	})
+}
+
+// TestLevelerHugeCostsAndWeights: costs and weights up to math.MaxInt are
+// served in the fair order, and Pop returns: a credit that reached an item
+// near math.MaxInt wrapped around and made Pop spin with the lock held.
+func TestLevelerHugeCostsAndWeights(t *testing.T) {
+	const huge = math.MaxInt
+	for _, tc := range []struct {
+		name    string
+		weights map[string]int
+		pushes  []string // key:cost, in order
+		want    []string
+	}{
+		{"one key, a huge item", map[string]int{"a": 2}, []string{"a:huge"}, []string{"a:huge"}},
+		{"two keys, huge items", map[string]int{"a": 1, "b": 3}, []string{"a:huge", "b:huge"}, []string{"b:huge", "a:huge"}},
+		{"a huge weight", map[string]int{"a": huge}, []string{"a:1", "a:huge", "a:1"}, []string{"a:1", "a:huge", "a:1"}},
+		// b's credit falls one short in the first round; in the second, a is
+		// served first, as it comes first.
+		{"huge weights and items", map[string]int{"a": huge, "b": huge - 1}, []string{"a:huge", "b:huge", "a:huge", "b:1"},
+			[]string{"a:huge", "a:huge", "b:huge", "b:1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := heijunka.NewLeveler(heijunka.LevelerOptions[string]{
+				Weight: func(key string) int { return tc.weights[key] },
+				Cost: func(item string) int {
+					_, c, _ := strings.Cut(item, ":")
+					if c == "huge" {
+						return huge
+					}
+					n, _ := strconv.Atoi(c)
+					return n
+				},
+			})
+			require.NoError(t, err)
+			for _, p := range tc.pushes {
+				key, _, _ := strings.Cut(p, ":")
+				require.NoError(t, l.Push(key, p))
+			}
+			got := make(chan []string, 1)
+			go func() {
+				var served []string
+				for {
+					_, item, ok := l.Pop()
+					if !ok {
+						got <- served
+						return
+					}
+					served = append(served, item)
+				}
+			}()
+			select {
+			case served := <-got:
+				assert.Equal(t, tc.want, served)
+			case <-time.After(10 * time.Second):
+				t.Fatal("Pop does not return")
+			}
+		})
+	}
 }
 
 // TestLevelerForgetsServedItems: an item Pop returned is not kept by the
