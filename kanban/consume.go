@@ -345,10 +345,18 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 			attempt++
 			continue
 		}
+		if a, ok := l.(attemptCounter); ok {
+			a.setAttempt(attempt) // the attempts made in place count
+		}
 		e.settle(l, settleRetry, delay, "", 0, c)
 		return false
 	}
 }
+
+// attemptCounter is a Lease whose queue can be told how many attempts its
+// message has had, counting those made in place (see PerKey): the next
+// delivery counts on from there.
+type attemptCounter interface{ setAttempt(n int) }
 
 // waitInPlace sleeps delay holding the key, so a keyed message keeps its
 // place. It gives up (false) when the drain starts, so that no attempt

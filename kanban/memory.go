@@ -12,7 +12,10 @@ import (
 type MemoryOptions struct {
 	// Capacity is the most messages the queue holds, counting those
 	// pulled and not yet settled and those waiting for a retry. 0 means
-	// 1024.
+	// 1024. A worker of Consume that took a few messages at once settles
+	// the ones it handled when it takes more or stops, or at once while a
+	// Publish waits for room: until then they count here, in Len, and not
+	// yet in QueueStats.Handled.
 	Capacity int
 	// DedupWindow is how long a published ID is remembered: a second
 	// publish of it within the window is dropped. 0 means 2 minutes, as
@@ -85,8 +88,11 @@ type Memory[T any] struct {
 	waiters       []*memWaiter[T] // consumers waiting for a message, while ready is empty
 	free          []*memEntry[T]  // settled leases of Pull, for reuse, at most maxFree
 	space         chan struct{}   // closed when room frees; nil without waiters
-	dead          []memDead[T]    // oldest first
-	deadSeq       uint64          // the Seq of the last dead letter
+	// spaceWanted is space != nil, for Serve's workers to read without mu:
+	// while a publisher waits they settle each message as it is handled.
+	spaceWanted atomic.Bool
+	dead        []memDead[T] // oldest first
+	deadSeq     uint64       // the Seq of the last dead letter
 
 	dedupMu sync.Mutex
 	dedup   *dedupSet // nil without deduplication
@@ -177,6 +183,10 @@ func NewMemory[T any](opts MemoryOptions) (*Memory[T], error) {
 }
 
 // Publish stores msg, waiting while the queue is full until ctx ends.
+// Waiting publishers are woken when a quarter of the capacity is free, so
+// a full queue refills in runs; each also looks again every 10 ms, so it
+// takes room that frees in smaller amounts (the consumers stopped, say)
+// within that time.
 func (q *Memory[T]) Publish(ctx context.Context, msg Message[T]) error {
 	if q.opts.Tracer != nil {
 		return q.publishTraced(ctx, msg, true)
@@ -224,6 +234,7 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	if q.dedup != nil {
 		now = int64(time.Since(q.epoch))
 	}
+	var recheck *time.Timer
 	q.mu.Lock()
 	for q.size >= q.opts.Capacity {
 		if !wait {
@@ -232,11 +243,19 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		}
 		if q.space == nil {
 			q.space = make(chan struct{})
+			q.spaceWanted.Store(true)
 		}
 		ch := q.space
 		q.mu.Unlock()
+		if recheck == nil {
+			recheck = time.NewTimer(publishRecheck)
+			defer recheck.Stop()
+		} else {
+			recheck.Reset(publishRecheck)
+		}
 		select {
 		case <-ch:
+		case <-recheck.C:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -438,8 +457,13 @@ func (q *Memory[T]) settled(n int) {
 	if q.space != nil && q.opts.Capacity-q.size >= max(1, q.opts.Capacity/4) {
 		close(q.space)
 		q.space = nil
+		q.spaceWanted.Store(false)
 	}
 }
+
+// publishRecheck is how often a waiting Publish looks for room it was not
+// woken for: see Publish.
+const publishRecheck = 10 * time.Millisecond
 
 // Consume runs h on the queue's messages until ctx ends, then drains; see
 // Serve. Several Consume calls may share one queue; each has its own WIP.
@@ -554,6 +578,9 @@ func (e *memEntry[T]) Ack(context.Context) error {
 }
 
 func (e *memEntry[T]) Extend(context.Context) error { return nil }
+
+// setAttempt implements attemptCounter: Retry counts on from n.
+func (e *memEntry[T]) setAttempt(n int) { e.m.d.Attempt = n }
 
 func (e *memEntry[T]) Release(context.Context) error {
 	e.q.put(&e.m, true)

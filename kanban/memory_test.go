@@ -339,6 +339,80 @@ func TestPublishWaitingForRoomIsWoken(t *testing.T) {
 	}
 }
 
+// TestPublishWaitingTakesRoomBelowAQuarter: a waiting Publish is woken
+// when a quarter of the capacity is free; room that frees in a smaller
+// amount, with no more to come for a while (the consumer is stuck on its
+// next message), it takes within 10 ms. It waited until its ctx ended.
+func TestPublishWaitingTakesRoomBelowAQuarter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 8})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for i := range 8 {
+			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: fmt.Sprint(i)}))
+		}
+		published := make(chan error, 1)
+		go func() { published <- q.Publish(ctx, kanban.Message[int]{ID: "waiting"}) }()
+		synctest.Wait()
+		cctx, stop := context.WithCancel(ctx)
+		var calls atomic.Int32
+		handled := make(chan time.Time, 1)
+		consumed := make(chan error, 1)
+		go func() {
+			consumed <- q.Consume(cctx, func(hctx context.Context, _ kanban.Delivery[int]) error {
+				if calls.Add(1) == 1 {
+					handled <- time.Now()
+					return nil // one place frees
+				}
+				<-hctx.Done() // then the consumer is stuck until it stops
+				return hctx.Err()
+			}, kanban.ConsumeOptions{WIP: 1, DrainTimeout: time.Millisecond})
+		}()
+		require.NoError(t, <-published, "the waiting Publish took the one free place")
+		assert.LessOrEqual(t, time.Since(<-handled), 10*time.Millisecond)
+		stop()
+		require.ErrorIs(t, <-consumed, kanban.ErrDrainTimeout, "the stuck handler was cancelled")
+		assert.Equal(t, 8, q.Len(), "seven left and the one published")
+	})
+}
+
+// TestWorkerSettlesForAWaitingPublisher: a worker that took several
+// messages gives the room of the ones it handled to a waiting Publish at
+// once, not after the slow one it runs next.
+func TestWorkerSettlesForAWaitingPublisher(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 4})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		for i := range 4 {
+			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: fmt.Sprint(i)}))
+		}
+		published := make(chan error, 1)
+		go func() { published <- q.Publish(ctx, kanban.Message[int]{ID: "waiting"}) }()
+		synctest.Wait()
+		cctx, stop := context.WithCancel(ctx)
+		defer stop()
+		release := make(chan struct{})
+		var calls atomic.Int32
+		consumed := make(chan error, 1)
+		go func() {
+			consumed <- q.Consume(cctx, func(context.Context, kanban.Delivery[int]) error {
+				if calls.Add(1) == 2 {
+					<-release // the second message is slow
+				}
+				return nil
+			}, kanban.ConsumeOptions{WIP: 1})
+		}()
+		require.NoError(t, <-published, "the first message's room, while the second runs")
+		assert.Equal(t, int32(2), calls.Load())
+		close(release)
+		stop()
+		require.NoError(t, <-consumed)
+	})
+}
+
 // failingCodec fails to encode.
 type failingCodec struct{ kanban.JSON }
 
@@ -611,4 +685,41 @@ func TestMemoryMixedConsumers(t *testing.T) {
 	assert.Len(t, dl, n/3)
 	assert.Equal(t, kanban.QueueStats{Published: n, Handled: n - n/3, DeadLettered: n / 3}, q.Stats())
 	assert.Zero(t, q.Len())
+}
+
+// TestPerKeyAttemptsInPlaceCountAfterADrain: a keyed message retried in
+// place, then handed back by a drain, is delivered next with the attempts
+// it had, so the handler runs it MaxAttempts times in all. It ran once
+// more: the in-place attempts were not counted.
+func TestPerKeyAttemptsInPlaceCountAfterADrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		bctx := context.Background()
+		require.NoError(t, q.Publish(bctx, kanban.Message[int]{ID: "a", Key: "k"}))
+		var attempts []int
+		opts := kanban.ConsumeOptions{PerKey: true, MaxAttempts: 3, Backoff: kanban.BackoffFunc(func(attempt int) time.Duration {
+			if attempt == 1 {
+				return time.Millisecond // the second attempt in place
+			}
+			return time.Second // the drain comes first
+		})}
+		fail := func(_ context.Context, d kanban.Delivery[int]) error {
+			attempts = append(attempts, d.Attempt)
+			return errors.New("no")
+		}
+		ctx, cancel := context.WithTimeout(bctx, 100*time.Millisecond)
+		require.NoError(t, q.Consume(ctx, fail, opts))
+		cancel()
+		assert.Equal(t, []int{1, 2}, attempts, "two attempts in place, then the drain")
+		time.Sleep(2 * time.Second) // the retry's delay
+		ctx, cancel = context.WithTimeout(bctx, time.Second)
+		defer cancel()
+		require.NoError(t, q.Consume(ctx, fail, opts))
+		assert.Equal(t, []int{1, 2, 3}, attempts)
+		dead, err := q.DeadLetters(bctx)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		assert.Equal(t, 3, dead[0].Attempts)
+	})
 }

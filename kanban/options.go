@@ -21,6 +21,12 @@ type ConsumeOptions struct {
 	// in the order they were pulled. A failed message is retried in place
 	// (its key waits for it) so that order survives retries. Across
 	// processes sharing a JetStream durable, order holds per process.
+	//
+	// A drain that starts while a message waits to be retried in place
+	// hands it back to be delivered again later. A Memory queue counts the
+	// attempts made in place among its deliveries; JetStream counts only
+	// its own, so there a message interrupted so can be handled more than
+	// MaxAttempts times in all (at most MaxAttempts per delivery).
 	PerKey bool
 	// MaxAttempts is the number of deliveries before a failing message is
 	// dead-lettered. 0 means 5.
