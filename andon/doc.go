@@ -92,7 +92,7 @@
 // # Prometheus
 //
 // PrometheusRules writes the rules as a Prometheus rule file over the
-// metric names of kaizen.Metrics, with recording rules for the burn
+// metric names of kaizenprom.Metrics, with recording rules for the burn
 // rates, as sloth and pyrra do. Annotation templates that use only
 // $value, $labels and Prometheus's humanize functions read the same in
 // both places.

@@ -159,7 +159,7 @@ func ExampleBoard() {
 }
 
 // The same rules, exported for a Prometheus server that scrapes
-// kaizen.Metrics.
+// kaizenprom.Metrics.
 func ExamplePrometheusRules() {
 	stats, _ := kaizen.NewStats(kaizen.StatsOptions{})
 	rules := []andon.Rule{{

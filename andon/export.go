@@ -13,9 +13,9 @@ import (
 )
 
 // ExportOptions configures PrometheusRules. The zero value reads the
-// metrics of a kaizen.Metrics made with default options.
+// metrics of a kaizenprom.Metrics made with default options.
 type ExportOptions struct {
-	// Namespace and Subsystem are those of kaizen.MetricsOptions: the
+	// Namespace and Subsystem are those of kaizenprom.MetricsOptions: the
 	// rules read <namespace>_<subsystem>_signals_total and the other
 	// families. Empty Namespace means "taikit".
 	Namespace, Subsystem string
@@ -31,7 +31,7 @@ type ExportOptions struct {
 }
 
 // PrometheusRules writes rules as a Prometheus rule file with one group
-// named group, over the metric families kaizen.Metrics exports:
+// named group, over the metric families kaizenprom.Metrics exports:
 //
 //   - OutcomeRate, ErrorRate and VerdictRate become ratios of rates of
 //     signals_total{kind, outcome} and decisions_total{kind, verdict};
@@ -211,7 +211,7 @@ func yamlString(s string) string {
 // exporter turns conditions into PromQL.
 type exporter struct {
 	opts   ExportOptions
-	prefix string // of kaizen.Metrics' families: namespace and subsystem
+	prefix string // of kaizenprom.Metrics' families: namespace and subsystem
 	ns     string // of kaizen's collectors: namespace only
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,18 +173,6 @@ func (s *Service) startAlerts(ctx context.Context) error {
 		}
 	}()
 	return nil
-}
-
-// boardHandler guards the board's cord with the admin token: reading the
-// board is open, a POST needs the token.
-func (s *Service) boardHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			s.adminOnly(s.board).ServeHTTP(w, r)
-			return
-		}
-		s.board.ServeHTTP(w, r)
-	})
 }
 
 // printRules writes the alert rules as a Prometheus rule file over the

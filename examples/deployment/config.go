@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +109,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Float64Var(&c.LocalTraffic, "local-traffic", envFloat("LOCAL_TRAFFIC", 20), "with -fleet local, requests per second the service sends through each proxy itself so rollouts have traffic to judge; 0 for none (LOCAL_TRAFFIC)")
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", env("PROMETHEUS_URL", ""), "read health from this Prometheus server (PromQL over the demoapp's metrics, labelled service, region and version) instead of from the fleet (PROMETHEUS_URL)")
 	demo := fs.Bool("demo", env("DEMO", "true") == "true", "demo profile: bakes of seconds (canary 5% 3s, staging 25% 5s, prod) and health every 500ms; -demo=false takes the production profile (canary 5m, staging 10m, health every 10s) (DEMO)")
-	fs.StringVar(&stages, "stages", env("STAGES", ""), "canary stages as name:percent:bake, comma separated; default from the profile (STAGES)")
+	fs.StringVar(&stages, "stages", env("STAGES", ""), "canary stages as name:percent:bake, comma separated; a name is 1 to 32 lower-case letters, digits, - or _, and not validation, preview, switch or batch-N (the service's own steps); default from the profile (STAGES)")
 	fs.DurationVar(&c.Interval, "health-interval", envDur("HEALTH_INTERVAL", 0), "how often health is sampled during a bake; default from the profile (HEALTH_INTERVAL)")
 	fs.IntVar(&c.FailAfter, "fail-after", envInt("FAIL_AFTER", 1), "failing health samples in a row that roll a deployment back (FAIL_AFTER)")
 	c.Analysis = analysis.Default()
@@ -201,13 +202,41 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
+// stageNameRE is what a stage's name may be: it is joined into
+// region/stage in a wave's stages_completed, audit kinds
+// (deployment.<stage>.start) and metric labels.
+var stageNameRE = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+// builtinStage reports whether name is one the service gives a step of
+// its own, which a canary stage must not take: validation (every
+// strategy's first step, in stages_completed), blue-green's preview and
+// switch, and rolling's batch-1, batch-2, ...
+func builtinStage(name string) bool {
+	if n, ok := strings.CutPrefix(name, "batch-"); ok {
+		_, err := strconv.ParseUint(n, 10, 64)
+		return err == nil
+	}
+	return name == "validation" || name == "preview" || name == "switch"
+}
+
 // parseStages reads "canary:5:3s,staging:25:5s,prod:100:0s".
 func parseStages(s string) ([]heijunka.RampStage, error) {
 	var out []heijunka.RampStage
+	seen := map[string]bool{}
 	for _, part := range strings.Split(s, ",") {
 		fields := strings.Split(strings.TrimSpace(part), ":")
 		if len(fields) != 3 {
 			return nil, fmt.Errorf("stage %q is not name:percent:bake", part)
+		}
+		switch name := fields[0]; {
+		case !stageNameRE.MatchString(name):
+			return nil, fmt.Errorf("stage %q: name %q is not 1 to 32 lower-case letters, digits, '-' or '_'", part, name)
+		case builtinStage(name):
+			return nil, fmt.Errorf("stage %q: name %q is one of the service's own steps (validation, preview, switch, batch-N)", part, name)
+		case seen[name]:
+			return nil, fmt.Errorf("stage %q: name %q is given twice", part, name)
+		default:
+			seen[name] = true
 		}
 		pct, err := strconv.ParseFloat(fields[1], 64)
 		if err != nil {

@@ -25,6 +25,16 @@ func TestParseConfigRefusals(t *testing.T) {
 		{nil, map[string]string{"HEALTH_INTERVAL": "soon"}, `HEALTH_INTERVAL="soon" is not a duration`},
 		{[]string{"extra"}, nil, `unexpected arguments ["extra"]`},
 		{nil, map[string]string{"LOG_LEVEL": "nonsense"}, `-log-level "nonsense" must be debug, info, warn or error`},
+		// A stage's name goes into region/stage, audit kinds and metric
+		// labels, and must not be that of a step of the service's own.
+		{[]string{"-stages", "validation:5:1s,prod:100:0s"}, nil, `-stages: stage "validation:5:1s": name "validation" is one of the service's own steps`},
+		{[]string{"-stages", "preview:5:1s,prod:100:0s"}, nil, `name "preview" is one of the service's own steps`},
+		{[]string{"-stages", "canary:5:1s,batch-2:25:1s,prod:100:0s"}, nil, `name "batch-2" is one of the service's own steps`},
+		{[]string{"-stages", "canary:5:1s,canary:25:1s,prod:100:0s"}, nil, `-stages: stage "canary:25:1s": name "canary" is given twice`},
+		{[]string{"-stages", "a/b:5:1s,prod:100:0s"}, nil, `-stages: stage "a/b:5:1s": name "a/b" is not 1 to 32 lower-case letters, digits, '-' or '_'`},
+		{[]string{"-stages", "Canary Stage:5:1s,prod:100:0s"}, nil, `name "Canary Stage" is not 1 to 32`},
+		{[]string{"-stages", "abcdefghijklmnopqrstuvwxyz0123456:5:1s,prod:100:0s"}, nil, `is not 1 to 32`},
+		{[]string{"-stages", ":5:1s,prod:100:0s"}, nil, `name "" is not 1 to 32`},
 	} {
 		_, err := parseConfig(append([]string{"-data-dir", t.TempDir()}, tc.args...), func(k string) string { return tc.env[k] })
 		require.Error(t, err, "%v %v", tc.args, tc.env)
@@ -34,4 +44,7 @@ func TestParseConfigRefusals(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, c.NATSReplicas)
 	assert.Equal(t, "127.0.0.1:3002", c.Addr, "loopback without a token")
+	c, err = parseConfig([]string{"-data-dir", t.TempDir(), "-stages", "pre_check:1:1s,batch-b:5:1s,wave-2:50:1s,abcdefghijklmnopqrstuvwxyz012345:100:0s"}, func(string) string { return "" })
+	require.NoError(t, err)
+	assert.Len(t, c.Stages, 4)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +47,10 @@ type testService struct {
 	*Service
 	URL  string
 	logs *syncBuffer
+	// shutdown stops it as main does, once: waiting requests and event
+	// streams end, then the server, then the service. The test's cleanup
+	// calls it too.
+	shutdown func()
 }
 
 // startService starts the service with a fresh data dir and these flags.
@@ -75,17 +80,23 @@ func startServiceWith(t testing.TB, dir string, set func(*Config), args ...strin
 	svc, err := newService(context.Background(), cfg, log, lock)
 	require.NoError(t, err)
 	srv := httptest.NewServer(svc.Handler())
+	var once sync.Once
+	shutdown := func() {
+		once.Do(func() {
+			svc.closeWaiters()
+			srv.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			require.NoError(t, svc.Close(ctx))
+		})
+	}
 	t.Cleanup(func() {
-		svc.closeWaiters()
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		require.NoError(t, svc.Close(ctx))
+		shutdown()
 		if t.Failed() {
 			t.Logf("service log:\n%s", logs.String())
 		}
 	})
-	return &testService{Service: svc, URL: srv.URL, logs: logs}
+	return &testService{Service: svc, URL: srv.URL, logs: logs, shutdown: shutdown}
 }
 
 // reply is a decoded response.

@@ -28,7 +28,14 @@ func (s *Service) Handler() http.Handler {
 	api := func(h http.HandlerFunc) http.Handler { return s.tokens().RequireAPI(h, nil) }
 	admin := s.adminOnly
 	mux := http.NewServeMux()
-	mux.Handle("/andon/", s.boardHandler())
+	// The board's own routes (see andon.Board), each mounted here so that
+	// a path or method it does not serve gets this mux's JSON 404 or 405.
+	// Reading the board is open; its cord needs the admin token.
+	mux.Handle("GET /andon/{$}", s.board)
+	mux.Handle("GET /andon/assets/", s.board)
+	mux.Handle("GET /andon/api/state", s.board)
+	mux.Handle("GET /andon/api/events", s.board)
+	mux.Handle("POST /andon/api/cord", admin(s.board))
 	mux.Handle("POST /deploy", api(s.handleDeploy))
 	mux.Handle("GET /deploy/{id}", api(s.handleGet))
 	mux.Handle("GET /deploy/{id}/events", api(s.handleEvents))
@@ -241,12 +248,12 @@ func storeUnavailable(err error) error {
 func (s *Service) deployment(w http.ResponseWriter, r *http.Request) (*Deployment, bool) {
 	id := r.PathValue("id")
 	if !deploymentIDRE.MatchString(id) {
-		httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, "not_found", "no deployment %q", clip(id)))
+		httpapi.WriteError(w, notFound(clip(id)))
 		return nil, false
 	}
 	d, _, err := s.store.Get(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
-		httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, "not_found", "no deployment %s", id))
+		httpapi.WriteError(w, notFound(id))
 		return nil, false
 	}
 	if err != nil {
@@ -254,6 +261,12 @@ func (s *Service) deployment(w http.ResponseWriter, r *http.Request) (*Deploymen
 		return nil, false
 	}
 	return d, true
+}
+
+// notFound is the 404 for a deployment ID that names none, quoted
+// whether or not it has the form of an ID.
+func notFound(id string) error {
+	return httpapi.Errorf(http.StatusNotFound, "not_found", "no deployment %q", id)
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -269,14 +282,14 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 	service, region, status := q.Get("service"), q.Get("region"), q.Get("status")
 	limit, offset := 50, 0
 	for _, p := range []struct {
-		name string
-		v    *int
-		max  int
-	}{{"limit", &limit, 500}, {"offset", &offset, 1 << 30}} {
+		name     string
+		v        *int
+		min, max int
+	}{{"limit", &limit, 1, 500}, {"offset", &offset, 0, 1 << 30}} {
 		if raw := q.Get(p.name); raw != "" {
 			n, err := strconv.Atoi(raw)
-			if err != nil || n < 0 || n > p.max || (p.name == "limit" && n == 0) {
-				httpapi.WriteError(w, httpapi.Invalid(p.name, "%s %q is not a number in [%d, %d]", p.name, clip(raw), min(1, p.max), p.max))
+			if err != nil || n < p.min || n > p.max {
+				httpapi.WriteError(w, httpapi.Invalid(p.name, "%s %q is not a number in [%d, %d]", p.name, clip(raw), p.min, p.max))
 				return
 			}
 			*p.v = n
@@ -305,6 +318,9 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page := all[min(offset, len(all)):min(offset+limit, len(all))]
+	if page == nil {
+		page = []*Deployment{} // an empty page is [], not null
+	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"deployments": page, "total": len(all), "limit": limit, "offset": offset})
 }
 
@@ -405,9 +421,11 @@ func (s *Service) setCord(ctx context.Context, c Cord) error {
 	return nil
 }
 
+// handleCordGet answers GET /andon/cord with the cord's state as this
+// replica follows it: stopped or not, why, and when it was pulled or
+// released (no "at" when it never was).
 func (s *Service) handleCordGet(w http.ResponseWriter, _ *http.Request) {
-	stopped, reason := s.line.Stopped()
-	httpapi.WriteJSON(w, http.StatusOK, Cord{Stopped: stopped, Reason: reason})
+	httpapi.WriteJSON(w, http.StatusOK, s.cordState())
 }
 
 // handleCord pulls or releases the andon cord: {"action":"stop","reason":...}

@@ -278,6 +278,11 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 
 	rampAt := -1
 	for i, st := range plan {
+		// No stage starts once the service is shutting down: no more
+		// traffic moves to the new version.
+		if s.stopping() {
+			return "", r.heldForShutdown(ctx)
+		}
 		if st.percent > 0 {
 			if rampAt >= 0 {
 				if err := ramp.Advance(); err != nil {
@@ -311,7 +316,7 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		}
 		span.End()
 		if verdict == "interrupted" {
-			return "", ctx.Err()
+			return "", r.heldForShutdown(ctx)
 		}
 		end := time.Now()
 		s.metrics.stage.WithLabelValues(r.strategy, st.name, verdict).Observe(end.Sub(start).Seconds())
@@ -354,12 +359,29 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	})
 }
 
+// heldForShutdown keeps a rollout the service's shutdown stopped until
+// ctx ends at the consumer's drain deadline, and returns ctx's error: the
+// consumer then releases the rollout's message, and the next start (or
+// another replica) takes it up. Returned before ctx ends, the error would
+// count as a failed attempt, retried while the consumer still runs.
+func (r *rollout) heldForShutdown(ctx context.Context) error {
+	<-ctx.Done()
+	r.mu.Lock()
+	stage := r.st.name
+	r.mu.Unlock()
+	r.s.log.Warn("rollout cut off by the shutdown; the next start takes it up", "deployment_id", r.d.ID, "region", r.region, "stage", nameOr(stage, "start"))
+	return ctx.Err()
+}
+
 // bake holds a stage for its bake time while the watchdog samples health.
 // It ends with passed (the bake is over and at least one sample passed),
 // failed (the analysis failed: at says when it was sampled), aborted,
 // promoted, or interrupted (ctx ended: the process stops, and the
 // deployment is taken up again after a restart). While paused (the cord)
-// the bake's clock stops and the traffic share is held.
+// the bake's clock stops and the traffic share is held. Once the service
+// is shutting down the stage holds as when paused, and neither passes nor
+// is promoted, so that no next stage starts; a failed analysis or an
+// abort still rolls back.
 func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason string, at time.Time) {
 	left := st.bake
 	// A stage needs a passing sample of its own; without enough traffic
@@ -378,10 +400,16 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			r.setPaused(ctx, true)
 			paused = true
 		}
+		stopping := r.s.stopping()
+		held := paused || stopping
+		var shutdown <-chan struct{}
+		if !stopping {
+			shutdown = r.s.closing
+		}
 		var tick <-chan time.Time
 		var t *time.Timer
 		began := time.Now()
-		if !paused {
+		if !held {
 			wait := left
 			if wait <= 0 {
 				wait = r.s.cfg.Interval / 4
@@ -396,16 +424,21 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 		case f := <-r.failed:
 			stopTimer(t)
 			return "failed", f.reason, f.at
+		case <-shutdown:
+			stopTimer(t)
+			if !held {
+				left -= time.Since(began)
+			}
 		case c := <-r.cmds:
 			stopTimer(t)
-			if !paused {
+			if !held {
 				left -= time.Since(began)
 			}
 			switch c.Action {
 			case "abort":
 				return "aborted", c.Reason, time.Time{}
 			case "promote":
-				if r.s.line.Admit(ctx, "") == nil {
+				if !stopping && r.s.line.Admit(ctx, "") == nil {
 					r.setPaused(ctx, false)
 					return "promoted", "promoted by a person", time.Time{}
 				}
@@ -416,7 +449,7 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			}
 		case <-cord:
 			stopTimer(t)
-			if !paused {
+			if !held {
 				left -= time.Since(began)
 			}
 		case <-tick:
@@ -428,7 +461,7 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			passed := r.passed
 			r.mu.Unlock()
 			if passed > 0 {
-				return "passed", fmt.Sprintf("%d health samples passed", passed), time.Time{}
+				return "passed", samplesPassed(passed), time.Time{}
 			}
 			// Past its bake (left is negative by as much) without a
 			// passing sample yet.
@@ -437,6 +470,15 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			}
 		}
 	}
+}
+
+// samplesPassed is a passed stage's reason: "1 health sample passed",
+// "3 health samples passed".
+func samplesPassed(n int) string {
+	if n == 1 {
+		return "1 health sample passed"
+	}
+	return fmt.Sprintf("%d health samples passed", n)
 }
 
 func stopTimer(t *time.Timer) {

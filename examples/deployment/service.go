@@ -79,11 +79,15 @@ type Service struct {
 	stopAlerts context.CancelFunc
 	alerting   sync.WaitGroup
 
-	closing     chan struct{} // closed when the HTTP server shuts down
+	// closing is closed when the service begins to shut down: at the
+	// start of the HTTP server's Shutdown (closeWaiters), or at Close.
+	// From then on no rollout starts, nor moves on to its next stage.
+	closing     chan struct{}
 	closingOnce sync.Once
 
 	cordMu sync.Mutex
 	cordCh chan struct{} // closed and replaced at every change of the cord
+	cord   Cord          // the stored state the line last changed for
 
 	runs sync.Map // deployment ID → *rollout running in this process
 
@@ -360,11 +364,19 @@ func (s *Service) startConsumer(ctx context.Context) error {
 			PerKey:      true,
 			MaxAttempts: 10,
 			// A rollout cut off by shutdown is taken up after the restart:
-			// waiting for it to end could take the whole bake.
+			// waiting for it to end could take the whole bake. From the
+			// shutdown's start it holds its stage (see stopping), and at
+			// this deadline it returns.
 			DrainTimeout: time.Second,
 			Logger:       s.log,
 		})
-		if err != nil && !errors.Is(err, context.Canceled) {
+		switch {
+		case err == nil, errors.Is(err, context.Canceled):
+		case errors.Is(err, kanban.ErrDrainTimeout):
+			// The end of a shutdown with rollouts running: their messages
+			// are released for the next start.
+			s.log.Info("rollout consumer stopped with rollouts running; the next start takes them up")
+		default:
 			s.log.Error("rollout consumer stopped", "err", err)
 		}
 	}()
@@ -408,12 +420,25 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 		if err := s.recoverRegion(ctx, r); err != nil {
 			return err
 		}
+	case s.stopping():
+		// No rollout starts once the service is shutting down.
+		return r.heldForShutdown(ctx)
 	default:
 		if err := s.runRegion(ctx, r); err != nil {
 			return err
 		}
 	}
 	return s.continueWave(ctx, r)
+}
+
+// stopping reports whether the service has begun to shut down.
+func (s *Service) stopping() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // runRegion passes a region's rollout through the pipeline: the
@@ -569,8 +594,12 @@ func (s *Service) auditEvent(r *rollout, what string, outcome tai.Outcome, reaso
 }
 
 // applyCord follows the cord's shared state: every replica's line stops
-// and starts with it, and active rollouts pause.
+// and starts with it, and active rollouts pause. A stop while the line is
+// stopped changes nothing: the line, and the state kept for
+// GET /andon/cord, keep the first reason and time.
 func (s *Service) applyCord(c Cord) {
+	s.cordMu.Lock()
+	defer s.cordMu.Unlock()
 	changed := false
 	if c.Stopped {
 		changed = s.line.Stop(c.Reason)
@@ -580,10 +609,17 @@ func (s *Service) applyCord(c Cord) {
 	if !changed {
 		return
 	}
-	s.cordMu.Lock()
+	s.cord = c
 	close(s.cordCh)
 	s.cordCh = make(chan struct{})
-	s.cordMu.Unlock()
+}
+
+// cordState is the cord's state as this replica follows it: the stored
+// state its line last stopped or started for (the zero Cord before any).
+func (s *Service) cordState() Cord {
+	s.cordMu.Lock()
+	defer s.cordMu.Unlock()
+	return s.cord
 }
 
 // cordChanged is closed at the next change of the cord.
@@ -757,6 +793,7 @@ func (s *Service) closeWaiters() {
 // the next start), flushes the audit trail and closes NATS.
 func (s *Service) Close(ctx context.Context) error {
 	s.ready.Store(false)
+	s.closingOnce.Do(func() { close(s.closing) })
 	if s.stop != nil {
 		s.stop()
 	}

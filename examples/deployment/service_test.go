@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -63,6 +64,19 @@ func TestQuickStart(t *testing.T) {
 	assert.Equal(t, "Error rate 7.20% exceeds threshold 5.00%", *b.ErrorMessage)
 	assert.Equal(t, []string{"validation"}, b.StagesCompleted, "validation passed; the canary did not")
 	assert.Equal(t, "failed", b.Results[0].Stages[0].Verdict)
+	// The canary's 5% is 5 requests a second: its samples, 500 ms apart,
+	// are inconclusive below -min-requests (10), so the first to fail
+	// comes about 2 s in (the fifth), as the quick start says.
+	samples := b.Results[0].Stages[0].Samples
+	require.GreaterOrEqual(t, len(samples), 5, "%+v", samples)
+	for _, hs := range samples[:len(samples)-1] {
+		assert.Equal(t, "inconclusive", hs.Verdict, "%+v", hs)
+		assert.Regexp(t, `^\d+ requests, fewer than 10$`, hs.Reason)
+	}
+	last := samples[len(samples)-1]
+	assert.Equal(t, "failed", last.Verdict)
+	assert.GreaterOrEqual(t, last.Requests, 10.0)
+	assert.GreaterOrEqual(t, b.DurationSecs, 1.9)
 
 	// The rollback left the old version serving; the success moved it on.
 	assert.Equal(t, "v2.0.0", stableOf(t, ts, "api-service", "us-west-2"))
@@ -123,6 +137,16 @@ func TestStrategies(t *testing.T) {
 			var got []float64
 			for _, st := range d.Results[0].Stages {
 				got = append(got, st.Percent)
+				// A passed stage counts its passing samples, in words:
+				// "1 health sample passed", "2 health samples passed".
+				var n int
+				_, err := fmt.Sscanf(st.Reason, "%d ", &n)
+				require.NoError(t, err, st.Reason)
+				want := fmt.Sprintf("%d health samples passed", n)
+				if n == 1 {
+					want = "1 health sample passed"
+				}
+				assert.Equal(t, want, st.Reason, st.Name)
 			}
 			assert.Equal(t, tc.percents, got)
 		})

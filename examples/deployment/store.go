@@ -386,9 +386,11 @@ func (s *Store) DropCommands(ctx context.Context, id string) error {
 
 // Cord is the andon cord's state, shared by every replica.
 type Cord struct {
-	Stopped bool      `json:"stopped"`
-	Reason  string    `json:"reason,omitempty"`
-	At      time.Time `json:"at"`
+	Stopped bool   `json:"stopped"`
+	Reason  string `json:"reason,omitempty"`
+	// At is when the cord was pulled or released; a cord never touched
+	// has none.
+	At time.Time `json:"at,omitzero"`
 }
 
 // SetCord stores the cord's state.

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestCordState: GET /andon/cord says when the cord was pulled, as the
+// POST that pulled it did, and when it was released; a cord never
+// touched has no time. A second pull while stopped changes nothing.
+func TestCordState(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, append(append([]string{}, fastArgs...), "-admin-token", admin)...)
+	auth := []string{"Authorization", "Bearer " + admin}
+	cord := func(r reply) Cord {
+		t.Helper()
+		require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+		var c Cord
+		require.NoError(t, json.Unmarshal(r.Body, &c), "%s", r.Body)
+		return c
+	}
+
+	r := do(t, "GET", ts.URL+"/andon/cord", nil)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	assert.JSONEq(t, `{"stopped":false}`, string(r.Body), "never pulled: no time")
+
+	pulled := cord(do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 42"}, auth...))
+	require.False(t, pulled.At.IsZero())
+	got := cord(do(t, "GET", ts.URL+"/andon/cord", nil))
+	assert.True(t, got.Stopped)
+	assert.Equal(t, "incident 42", got.Reason)
+	assert.True(t, got.At.Equal(pulled.At), "pulled at %v, reported %v", pulled.At, got.At)
+
+	cord(do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 43"}, auth...))
+	got = cord(do(t, "GET", ts.URL+"/andon/cord", nil))
+	assert.Equal(t, "incident 42", got.Reason, "the line keeps its first reason")
+	assert.True(t, got.At.Equal(pulled.At), "and its time")
+
+	released := cord(do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...))
+	got = cord(do(t, "GET", ts.URL+"/andon/cord", nil))
+	assert.False(t, got.Stopped)
+	assert.Empty(t, got.Reason)
+	assert.True(t, got.At.Equal(released.At), "released at %v, reported %v", released.At, got.At)
+}
+
+// TestListAndNotFound: an empty page is [], a bad limit or offset is
+// refused with its true range, and a deployment not found is named alike
+// whatever its form.
+func TestListAndNotFound(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	r := do(t, "GET", ts.URL+"/deployments?service=NOPE", nil)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	assert.JSONEq(t, `{"deployments":[],"total":0,"limit":50,"offset":0}`, string(r.Body))
+
+	for query, want := range map[string]string{
+		"offset=-1":         `offset "-1" is not a number in [0, 1073741824]`,
+		"offset=1073741825": `offset "1073741825" is not a number in [0, 1073741824]`,
+		"offset=x":          `offset "x" is not a number in [0, 1073741824]`,
+		"limit=0":           `limit "0" is not a number in [1, 500]`,
+		"limit=501":         `limit "501" is not a number in [1, 500]`,
+	} {
+		r := do(t, "GET", ts.URL+"/deployments?"+query, nil)
+		require.Equal(t, http.StatusBadRequest, r.Code, "%s: %s", query, r.Body)
+		assert.Equal(t, want, r.errorBody(t)["message"], query)
+	}
+	assert.Equal(t, http.StatusOK, do(t, "GET", ts.URL+"/deployments?offset=0&limit=500", nil).Code)
+
+	id := "dpl_" + strings.Repeat("0", 32)
+	for path, want := range map[string]string{
+		"/deploy/garbage":           `no deployment "garbage"`,
+		"/deploy/" + id:             `no deployment "` + id + `"`,
+		"/deploy/" + id + "/events": `no deployment "` + id + `"`,
+	} {
+		r := do(t, "GET", ts.URL+path, nil)
+		require.Equal(t, http.StatusNotFound, r.Code, "%s: %s", path, r.Body)
+		assert.Equal(t, want, r.errorBody(t)["message"], path)
+	}
+}
+
+// TestBoardRoutes: the board is served under /andon/ as before, its cord
+// with the admin token; a path or a method it does not serve is a JSON
+// 404 or 405 in the API's one error shape.
+func TestBoardRoutes(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, append(append([]string{}, fastArgs...), "-admin-token", admin)...)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	for _, path := range []string{"/andon", "/andon/", "/andon/api/state"} {
+		assert.Equal(t, http.StatusOK, do(t, "GET", ts.URL+path, nil).Code, path)
+	}
+	r := do(t, "GET", ts.URL+"/andon/", nil)
+	assert.Contains(t, r.Header.Get("Content-Type"), "text/html")
+	assert.Equal(t, "DENY", r.Header.Get("X-Frame-Options"), "the board's own headers")
+	assert.Equal(t, http.StatusOK, do(t, "HEAD", ts.URL+"/andon/", nil).Code)
+
+	r = do(t, "POST", ts.URL+"/andon/api/cord", map[string]string{"action": "pull"}, "X-Andon-Board", "1")
+	assert.Equal(t, http.StatusUnauthorized, r.Code, "the board's cord needs the token: %s", r.Body)
+	r = do(t, "POST", ts.URL+"/andon/api/cord", map[string]string{"action": "pull", "reason": "test"}, append([]string{"X-Andon-Board", "1"}, auth...)...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	require.Eventually(t, func() bool { stopped, _ := ts.line.Stopped(); return stopped }, 10*time.Second, 10*time.Millisecond, "the board's cord is the service's")
+
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		errCode      string
+	}{
+		{"DELETE", "/andon/cord", http.StatusMethodNotAllowed, "method_not_allowed"},
+		{"PUT", "/andon/api/state", http.StatusMethodNotAllowed, "method_not_allowed"},
+		{"GET", "/andon/api/nope", http.StatusNotFound, "not_found"},
+		{"GET", "/andon/nope", http.StatusNotFound, "not_found"},
+		{"POST", "/andon/nope", http.StatusNotFound, "not_found"},
+		{"DELETE", "/andon/api/cord", http.StatusMethodNotAllowed, "method_not_allowed"},
+	} {
+		r := do(t, tc.method, ts.URL+tc.path, nil, auth...)
+		assert.Equal(t, tc.code, r.Code, "%s %s: %s", tc.method, tc.path, r.Body)
+		assert.Equal(t, "application/json", r.Header.Get("Content-Type"), "%s %s", tc.method, tc.path)
+		var body struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &body), "%s %s: %s", tc.method, tc.path, r.Body)
+		assert.Equal(t, tc.errCode, body.Error.Code, "%s %s: %s", tc.method, tc.path, r.Body)
+		assert.NotEmpty(t, body.Error.Message)
+	}
+}
