@@ -77,6 +77,9 @@ func NewWarmUp(lim *Limiter, opts WarmUpOptions) (*WarmUp, error) {
 	case w.over < 0:
 		return nil, fmt.Errorf("heijunka: warm-up Over %v is negative", opts.Over)
 	case w.steps < 0 || w.steps > int64(w.over):
+		if opts.Steps == 0 {
+			return nil, fmt.Errorf("heijunka: warm-up Over %v is shorter than the default 20 Steps of 1ns; set Steps", opts.Over)
+		}
 		return nil, fmt.Errorf("heijunka: warm-up Steps %d is not in [1, Over in nanoseconds = %d]", opts.Steps, int64(w.over))
 	}
 	if _, err := w.newClimb(lim.Limit(), 0); err != nil {

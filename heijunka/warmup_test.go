@@ -160,6 +160,7 @@ func TestWarmUpValidation(t *testing.T) {
 		{"negative Over", heijunka.PerSecond(1), heijunka.WarmUpOptions{Over: -time.Second}, "Over -1s"},
 		{"too many Steps", heijunka.PerSecond(1), heijunka.WarmUpOptions{Over: 10, Steps: 11}, "Steps 11"},
 		{"negative Steps", heijunka.PerSecond(1), heijunka.WarmUpOptions{Steps: -1}, "Steps -1"},
+		{"Over too short for the default Steps", heijunka.PerSecond(1), heijunka.WarmUpOptions{Over: 5}, "Over 5ns is shorter than the default 20 Steps of 1ns; set Steps"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := heijunka.NewWarmUp(newLimiter(t, tc.limit), tc.opts)
