@@ -12,6 +12,9 @@ import (
 	"strings"
 )
 
+// LockFile is the name of the lock file in a data directory.
+const LockFile = "LOCK"
+
 // ErrInUse is returned (wrapped) when another process holds the directory.
 var ErrInUse = errors.New("data directory in use")
 
@@ -30,7 +33,7 @@ func Acquire(dir string) (*Lock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	path := filepath.Join(dir, "LOCK")
+	path := filepath.Join(dir, LockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -137,7 +138,9 @@ func (s *Serving) Finish() error {
 	if len(s.AllowedHosts) == 0 {
 		s.AllowedHosts = httpapi.DefaultHosts(s.Addr)
 	}
-	if s.APIToken == "" && !httpapi.IsLoopback(s.Addr) {
+	if _, port, err := net.SplitHostPort(s.Addr); err != nil || port == "" {
+		errs = append(errs, fmt.Errorf("-addr %q is not host:port (127.0.0.1:%d, or :%d for every interface)", s.Addr, s.port, s.port))
+	} else if s.APIToken == "" && !httpapi.IsLoopback(s.Addr) {
 		errs = append(errs, fmt.Errorf("-addr %s listens beyond loopback without -api-token: anyone who reaches the port could call the API; set -api-token (or -api-token-file), or listen on 127.0.0.1", s.Addr))
 	}
 	if err := (httpapi.Tokens{API: s.APIToken, Admin: s.AdminToken}).Validate(); err != nil {

@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/taipattern/taikit/examples/internal/datadir"
@@ -48,6 +51,8 @@ func CheckLogLevel(level string) error {
 // else: a second start on a directory in use, or on a busy port, fails
 // here and changes nothing.
 func Listen(dataDir, addr string) (*datadir.Lock, net.Listener, error) {
+	_, err := os.Stat(dataDir)
+	fresh := errors.Is(err, fs.ErrNotExist)
 	lock, err := datadir.Acquire(dataDir)
 	if err != nil {
 		return nil, nil, err
@@ -55,6 +60,10 @@ func Listen(dataDir, addr string) (*datadir.Lock, net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		_ = lock.Release()
+		if fresh { // made by Acquire: take it away again, with its lock file
+			_ = os.Remove(filepath.Join(dataDir, datadir.LockFile))
+			_ = os.Remove(dataDir)
+		}
 		return nil, nil, fmt.Errorf("cannot listen on -addr %s: %w", addr, err)
 	}
 	return lock, ln, nil

@@ -108,6 +108,20 @@ func TestListenRefusesABusyDirAndPort(t *testing.T) {
 
 	_, _, err = svc.Listen(t.TempDir(), ln.Addr().String())
 	assert.ErrorContains(t, err, "cannot listen on -addr")
+
+	// A data dir made for a start that fails on its port is taken away.
+	fresh := filepath.Join(t.TempDir(), "new")
+	_, _, err = svc.Listen(fresh, ln.Addr().String())
+	assert.ErrorContains(t, err, "cannot listen on -addr")
+	assert.NoDirExists(t, fresh, "a failed start changes nothing")
+}
+
+func TestMalformedAddr(t *testing.T) {
+	for _, addr := range []string{"nonsense", "127.0.0.1", "127.0.0.1:", "[::1"} {
+		_, err := parse(t, nil, "-addr", addr)
+		assert.ErrorContains(t, err, "-addr \""+addr+"\" is not host:port (127.0.0.1:3009, or :3009 for every interface)", addr)
+		assert.NotContains(t, err.Error(), "beyond loopback", addr)
+	}
 }
 
 func TestServeStopsServerThenService(t *testing.T) {
