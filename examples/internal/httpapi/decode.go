@@ -15,11 +15,18 @@ import (
 	"sync"
 )
 
-// ReadBody checks that r's Content-Type is application/json (415 otherwise)
-// and reads its body, at most limit bytes (413 beyond).
+// ReadBody checks that r's Content-Type is application/json and its body
+// is not compressed (415 otherwise), and reads the body, at most limit
+// bytes (413 beyond).
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if err := CheckContentType(r.Header.Get("Content-Type")); err != nil {
 		return nil, err
+	}
+	for _, ce := range r.Header.Values("Content-Encoding") {
+		if ce != "" && !strings.EqualFold(ce, "identity") {
+			return nil, Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type",
+				"Content-Encoding %q is not accepted; send the body uncompressed", clip(ce, 32))
+		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
@@ -32,14 +39,18 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return body, nil
 }
 
-// CheckContentType accepts application/json with any parameters.
+// CheckContentType accepts application/json, with a charset only of
+// UTF-8: JSON exchanged between systems is UTF-8 (RFC 8259).
 func CheckContentType(ct string) error {
 	if ct == "" {
 		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 	}
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
-		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type %q is not application/json", ct)
+		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type %q is not application/json", clip(ct, 64))
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "charset %q is not accepted: JSON is UTF-8", clip(cs, 32))
 	}
 	return nil
 }

@@ -163,6 +163,21 @@ func TestReadBody(t *testing.T) {
 	b, err := ReadBody(httptest.NewRecorder(), req("application/json; charset=utf-8", "{}"), 10)
 	require.NoError(t, err)
 	assert.Equal(t, "{}", string(b))
+	_, err = ReadBody(httptest.NewRecorder(), req("application/json; charset=UTF-8", "{}"), 10)
+	require.NoError(t, err)
+	_, err = ReadBody(httptest.NewRecorder(), req("application/json; charset=latin1", "{}"), 10)
+	assert.Equal(t, 415, status(err))
+	assert.ErrorContains(t, err, `charset "latin1" is not accepted`)
+
+	gz := req("application/json", "\x1f\x8b")
+	gz.Header.Set("Content-Encoding", "gzip")
+	_, err = ReadBody(httptest.NewRecorder(), gz, 10)
+	assert.Equal(t, 415, status(err))
+	assert.ErrorContains(t, err, `Content-Encoding "gzip" is not accepted`)
+	plain := req("application/json", "{}")
+	plain.Header.Set("Content-Encoding", "identity")
+	_, err = ReadBody(httptest.NewRecorder(), plain, 10)
+	assert.NoError(t, err)
 }
 
 func TestBearer(t *testing.T) {
