@@ -21,7 +21,9 @@ func auditCommand() *command {
 
 const auditVerifyDoc = `Verify audit trail files written by kaizen.Audit (kaizen.OpenAuditFile), as
 one hash chain in the order given: the first line of each file continues
-from the last line of the file before. It is kaizen.VerifyAuditFiles.
+from the last line of the file before. It is kaizen.VerifyAuditFiles. The
+flags may come before or after the files; after "--" every argument is a
+file.
 
 On success it prints the number of lines and the hash of the last line,
 which is the -genesis of the file that will continue the trail. Otherwise

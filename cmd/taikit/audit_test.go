@@ -122,3 +122,37 @@ func TestAuditVerify(t *testing.T) {
 		})
 	}
 }
+
+// Flags may follow the files: "audit verify FILE -key-file KEY" verifies
+// FILE with the key, not a file named -key-file; after "--" an argument
+// beginning with '-' is a file.
+func TestAuditVerifyFlagsAfterFiles(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"a flag after the file", []string{"audit", "verify", f.one, "-key-file", f.keyFile}, 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+		{"flags between and after the files", []string{"audit", "verify", f.one, "-key-file", f.keyFile, f.two, "-expect", f.last1}, 0,
+			"ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
+		{"a bad flag after the file", []string{"audit", "verify", f.one, "-key", f.keyFile}, 2, "", "flag provided but not defined: -key"},
+		{"a flag after the file without its value", []string{"audit", "verify", f.one, "-expect"}, 2, "", "flag needs an argument: -expect"},
+		{"help after the file", []string{"audit", "verify", f.one, "-h"}, 0, "usage: taikit audit verify", ""},
+		{"after --, a file", []string{"audit", "verify", "-key-file", f.keyFile, f.one, "--", "-key-file"}, 1, "", "-key-file: open -key-file: no such file or directory"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(c.args...)
+			assert.Equal(t, c.code, code, "stderr: %s", stderr)
+			if c.code == 0 {
+				assert.True(t, strings.HasPrefix(stdout, c.stdout), stdout)
+				assert.Empty(t, stderr)
+				return
+			}
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, c.stderr)
+		})
+	}
+}

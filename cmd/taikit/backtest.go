@@ -34,14 +34,14 @@ decisions without inputs and the rule file reloads are counted apart.
 
 The command knows no Go type of the payload: the rules are compiled with a
 dynamic payload, a map (taicel.NewEnv[map[string]any]), and every variable
-they read (attempts, spent_today) is declared dyn. Numbers keep the type
-they were recorded with, so payload.Amount > 4.0 * 5000.0 compares a
-double and attempts > 5 an int. Names are checked only at replay: an
-expression reading a field or a variable no record has fails on each
-record, and is reported under its rule. To have field names and types
-checked when the rules compile, backtest from Go with the payload's type:
-taicel.Backtest. The strings, math, lists, sets and encoders extensions of
-CEL are on.
+they read (the payment service's attempts, day_total, moved_km, ...) is
+declared dyn. Numbers keep the type they were recorded with, so
+payload.Amount > 4.0 * 5000.0 compares a double and attempts > 5 an int.
+Names are checked only at replay: an expression reading a field or a
+variable no record has fails on each record, and is reported under its
+rule. To have field names and types checked when the rules compile,
+backtest from Go with the payload's type: taicel.Backtest. The strings,
+math, lists, sets and encoders extensions of CEL are on.
 
 The report goes to the standard output, as text or, with -json, as the
 JSON of a taicel.Report. A change of score that keeps the verdict is

@@ -312,6 +312,9 @@ func TestBacktestCommandErrors(t *testing.T) {
 		"  -rules FILE", "  -audit FILE", "  -labels FILE", "  -positive VERDICT", "  -amount EXPR", "  -kind KIND", "  -policy POLICY", "  -json", "  -examples int", "  -workers N"} {
 		assert.Contains(t, stdout, want)
 	}
+	// The variables named are the payment service's, which its trails record.
+	assert.Contains(t, stdout, "attempts, day_total, moved_km")
+	assert.NotContains(t, stdout, "spent_today")
 }
 
 var benchRecords = flag.Int("backtest.records", 100_000, "the number of decisions BenchmarkBacktestCommand replays")

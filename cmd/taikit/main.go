@@ -9,6 +9,10 @@
 //	audit verify   verify audit trail files written by package kaizen
 //	backtest       replay audit trails through a candidate taicel rule file
 //
+// A command's flags may come before or after its arguments
+// ("taikit audit verify FILE -key-file KEY"); after "--" every argument is
+// one, even if it begins with '-'.
+//
 // Every command prints its own help with -h, for example
 // "taikit audit verify -h". The exit status is 0 on success, 1 when the
 // command ran and found a problem (an audit trail that does not verify, a
@@ -115,14 +119,39 @@ func (c *command) runLeaf(path string, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet(path, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // run prints the errors and the help
 	exec := c.flags(fs)
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			c.leafHelp(stdout, path, fs)
 			return exitOK
 		}
 		return usageError(stderr, path, "%v", err)
 	}
-	return exec(path, fs.Args(), stdout, stderr)
+	return exec(path, rest, stdout, stderr)
+}
+
+// parseInterspersed parses the flags of args into fs wherever they are,
+// before, between or after the arguments ("audit verify FILE -key-file
+// KEY" as well as "audit verify -key-file KEY FILE"), and returns the
+// arguments in order. The flag package stops at the first argument that
+// is not a flag; this parses on after it. After "--" every argument is
+// one, even if it begins with '-'.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		left := fs.Args()
+		if len(left) == 0 {
+			return rest, nil
+		}
+		if used := args[:len(args)-len(left)]; len(used) > 0 && used[len(used)-1] == "--" {
+			return append(rest, left...), nil // the flags ended with "--"
+		}
+		rest = append(rest, left[0])
+		args = left[1:]
+	}
 }
 
 func (c *command) leafHelp(w io.Writer, path string, fs *flag.FlagSet) {
