@@ -103,6 +103,15 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 	if err != nil {
 		return err
 	}
+	queues := []andon.Panel{s.queueOps.QueuePanel(kanbanhttp.PanelOptions{}), deadLetters}
+	if s.cfg.AdminToken == "" {
+		// The queue panels link to the dead letters in the admin API,
+		// which is off.
+		for i := range queues {
+			queues[i] = withoutLinks(queues[i])
+		}
+	}
+	panels := append(queues, s.rules.Panels()...)
 	s.board, err = andon.NewBoard(s.andon, andon.BoardOptions{
 		Prefix: "/andon", Title: "Payments",
 		Lines: []andon.Line{s.line}, Breakers: []andon.Breaker{s.breaker},
@@ -115,7 +124,7 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 		WriteTimeout: 10 * time.Second,
 		// The confirmation queue: depth, oldest message, dead letters;
 		// and the fraud rules in force.
-		Panels: append([]andon.Panel{s.queueOps.QueuePanel(kanbanhttp.PanelOptions{}), deadLetters}, s.rules.Panels()...),
+		Panels: panels,
 	})
 	if err != nil {
 		return err

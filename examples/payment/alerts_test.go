@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,21 @@ func TestCordStopsPayments(t *testing.T) {
 	assert.Equal(t, "30", r.Header.Get("Retry-After"))
 	require.True(t, ts.andon.Reset(context.Background()))
 	assert.Equal(t, http.StatusOK, ts.pay(t, "c", 10, nil).Code)
+}
+
+// The log tells a stop from a restart: a restart is not logged with the
+// reason of the stop it ends as if it were the line's reason now.
+func TestLineStopAndRestartAreLogged(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	require.True(t, ts.andon.Pull(context.Background(), "test", "board"))
+	require.True(t, ts.andon.Reset(context.Background()))
+	logs := ts.logs.String()
+	stop := regexp.MustCompile(`msg="payment line stopped" stopped=true reason="[^"]*cord pulled by board: test"`)
+	start := regexp.MustCompile(`msg="payment line started again" stopped=false ended_stop="[^"]*cord pulled by board: test"`)
+	assert.Regexp(t, stop, logs)
+	assert.Regexp(t, start, logs)
+	assert.NotRegexp(t, `stopped=false reason=`, logs)
+	assert.Less(t, stop.FindStringIndex(logs)[0], start.FindStringIndex(logs)[0], "the stop, then the restart")
 }
 
 func TestPrintedRulesPassPromtool(t *testing.T) {

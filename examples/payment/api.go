@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -557,24 +556,14 @@ func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 
 // boardHandler serves the andon board. With an admin token all of it —
 // the page, its state, its event stream and the cord — needs the token,
-// as a Bearer token or as the password of HTTP Basic (any user name),
-// which a browser asks for and then sends with the board's own requests.
-// Without one the board was made read-only (no cord) and is served as the
-// rest of the service: on loopback unless an API token is set.
+// as the admin API does (requireAdmin): as a Bearer token or as the
+// password of HTTP Basic (any user name), which a browser asks for and
+// then sends with the board's own requests and its links into the admin
+// API. Without one the board was made read-only (no cord) and is served
+// as the rest of the service: on loopback unless an API token is set.
 func (s *Service) boardHandler() http.Handler {
-	board := s.board
-	token := s.cfg.AdminToken
-	if token == "" {
-		return board
+	if s.cfg.AdminToken == "" {
+		return s.board
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, pass, basic := r.BasicAuth()
-		if !httpapi.Matches(r, token) && !(basic && subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1) {
-			s.badRequests.WithLabelValues(strconv.Itoa(http.StatusUnauthorized)).Inc()
-			w.Header().Set("WWW-Authenticate", `Basic realm="payment andon", charset="UTF-8"`)
-			writeError(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "the andon board needs the admin token (as the password)"})
-			return
-		}
-		board.ServeHTTP(w, r)
-	})
+	return s.requireAdmin(s.board)
 }

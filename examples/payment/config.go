@@ -14,6 +14,7 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
@@ -106,7 +107,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	env, envDur, envInt, envFloat := e.String, e.Duration, e.Int, e.Float
 	var errs []error
 	c.Register(fs, e, 3001, svc.Usage{API: "POST /payment and GET /payment/{id}",
-		Admin: "the admin API, the cord and the board (as Bearer, or as the HTTP Basic password)"})
+		Admin: "the admin API (/admin/gateway, /admin/queues), the cord and the board (as a Bearer token, or as the HTTP Basic password with any user name)"})
 	envBytes := func(name string, def int64) *int64 {
 		n := def
 		if v := getenv(name); v != "" {
@@ -116,6 +117,20 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 			}
 		}
 		return &n
+	}
+	// A boolean variable takes what strconv.ParseBool does (1, t, true,
+	// TRUE, 0, f, false, ...); anything else is an error, not false.
+	envBool := func(name string, def bool) bool {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.Fail(fmt.Errorf("%s=%q is not a boolean (true or false, 1 or 0)", name, v))
+			return def
+		}
+		return b
 	}
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", envInt("NATS_REPLICAS", 1), "servers of a JetStream cluster that hold each stream and bucket: 1, or 3 to survive losing one (NATS_REPLICAS)")
@@ -142,7 +157,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.AlertP99, "alert-p99", envDur("ALERT_P99", 5*time.Second), "alert when p99 latency exceeds this (ALERT_P99)")
 	fs.Float64Var(&c.AlertErrors, "alert-error-rate", envFloat("ALERT_ERROR_RATE", 0.05), "alert when the share of failed payments exceeds this (ALERT_ERROR_RATE)")
 	fs.DurationVar(&c.AlertInterval, "alert-interval", envDur("ALERT_INTERVAL", 15*time.Second), "how often the alert rules are evaluated (ALERT_INTERVAL)")
-	fs.BoolVar(&c.FraudStopsLine, "fraud-stops-line", env("FRAUD_STOPS_LINE", "") == "true", "stop taking payments while the fraud-rate alert fires (FRAUD_STOPS_LINE=true)")
+	fs.BoolVar(&c.FraudStopsLine, "fraud-stops-line", envBool("FRAUD_STOPS_LINE", false), "stop taking payments while the fraud-rate alert fires (FRAUD_STOPS_LINE=true)")
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
 	var alertLabels string
 	fs.StringVar(&alertLabels, "alert-labels", env("ALERT_LABELS", ""), "labels added to every alert, as name=value,name=value (cluster=eu-1,team=payments) (ALERT_LABELS)")
@@ -159,7 +174,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDur("REQUEST_TIMEOUT", 30*time.Second), "deadline of a payment, storing it included; the HTTP write timeout is 10s more (REQUEST_TIMEOUT)")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Instance, "instance", env("INSTANCE", host), "this replica's name in logs and alerts (INSTANCE)")
-	fs.StringVar(&c.DebugAddr, "debug-addr", env("DEBUG_ADDR", ""), "serve /debug/pprof on this address (keep it private); off when empty (DEBUG_ADDR)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", env("DEBUG_ADDR", ""), "serve /debug/pprof (without the command line) on this address, which must be a loopback one (127.0.0.1:6060), as the profiles are not guarded by a token; off when empty (DEBUG_ADDR)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -194,8 +209,15 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
-	check(c.NATSReplicas == 1 || c.NATSReplicas == 3 || c.NATSReplicas == 5, "-nats-replicas %d is not 1, 3 or 5", c.NATSReplicas)
-	check(c.NATSReplicas == 1 || c.NATSURL != "", "-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas)
+	// A count that is not one is refused once: as not 1, 3 or 5, or, when
+	// it is 3 or 5, for want of a cluster.
+	if c.NATSReplicas != 1 && c.NATSReplicas != 3 && c.NATSReplicas != 5 {
+		errs = append(errs, fmt.Errorf("-nats-replicas %d is not 1, 3 or 5", c.NATSReplicas))
+	} else {
+		check(c.NATSReplicas == 1 || c.NATSURL != "", "-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas)
+	}
+	check(c.DataDir != "", "-data-dir is empty: give the directory of the embedded NATS store and the audit trail")
+	check(c.DebugAddr == "" || httpapi.IsLoopback(c.DebugAddr), "-debug-addr %s listens beyond loopback: the profiles it serves are open to anyone who reaches the port; listen on 127.0.0.1 (or localhost), and reach it through SSH or kubectl port-forward", c.DebugAddr)
 	check(c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be nats or memory", c.Idempotency)
 	check(c.CustomerState == "auto" || c.CustomerState == "memory" || c.CustomerState == "redis" || c.CustomerState == "nats", "-customer-state %q must be auto, memory, redis or nats", c.CustomerState)
 	check(c.CustomerState != "redis" || c.RedisURL != "", "-customer-state redis needs -redis-url")

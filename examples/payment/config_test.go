@@ -1,6 +1,12 @@
 package main
 
 import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -40,4 +46,129 @@ func TestParseConfigRejectsValuesOutOfRange(t *testing.T) {
 		return map[string]string{"PAYMENTS_MAX_BYTES": "lots"}[k]
 	})
 	assert.ErrorContains(t, err, `PAYMENTS_MAX_BYTES="lots"`)
+}
+
+// FRAUD_STOPS_LINE takes what strconv.ParseBool does, and a value it
+// cannot read is an error naming it, as every other variable's is, not
+// false.
+func TestBooleanEnvironmentVariables(t *testing.T) {
+	for v, want := range map[string]bool{"1": true, "true": true, "TRUE": true, "t": true, "0": false, "false": false, "FALSE": false} {
+		c, err := parseConfig([]string{"-data-dir", t.TempDir()}, func(k string) string {
+			return map[string]string{"FRAUD_STOPS_LINE": v}[k]
+		})
+		require.NoError(t, err, v)
+		assert.Equal(t, want, c.FraudStopsLine, "FRAUD_STOPS_LINE=%s", v)
+	}
+	for _, v := range []string{"yes", "on", "2", "ture"} {
+		_, err := parseConfig([]string{"-data-dir", t.TempDir()}, func(k string) string {
+			return map[string]string{"FRAUD_STOPS_LINE": v}[k]
+		})
+		assert.ErrorContains(t, err, `FRAUD_STOPS_LINE="`+v+`" is not a boolean`)
+	}
+	c, err := parseConfig([]string{"-data-dir", t.TempDir(), "-fraud-stops-line=false"}, func(k string) string {
+		return map[string]string{"FRAUD_STOPS_LINE": "1"}[k]
+	})
+	require.NoError(t, err)
+	assert.False(t, c.FraudStopsLine, "the flag over the variable")
+}
+
+// A bad value is reported once, plainly: a replica count that is not 1,
+// 3 or 5 is not also said to need a cluster, and an empty -data-dir is
+// refused before anything tries to create it.
+func TestConfigErrorsSayOneThing(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, n := range []string{"0", "2", "-1"} {
+		_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-nats-replicas", n}, noEnv)
+		require.Error(t, err)
+		assert.Equal(t, "-nats-replicas "+n+" is not 1, 3 or 5", err.Error())
+	}
+	_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-nats-replicas", "5", "-nats-url", "nats://127.0.0.1:4222"}, noEnv)
+	assert.NoError(t, err)
+
+	_, err = parseConfig([]string{"-data-dir", ""}, noEnv)
+	require.Error(t, err)
+	assert.Equal(t, "-data-dir is empty: give the directory of the embedded NATS store and the audit trail", err.Error())
+}
+
+// The profiles are served without a token, so -debug-addr takes a
+// loopback address only, as -addr does without an API token.
+func TestDebugAddrIsLoopbackOnly(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, addr := range []string{"127.0.0.1:6060", "localhost:6060", "[::1]:6060"} {
+		c, err := parseConfig([]string{"-data-dir", t.TempDir(), "-debug-addr", addr}, noEnv)
+		require.NoError(t, err, addr)
+		assert.Equal(t, addr, c.DebugAddr)
+	}
+	for _, addr := range []string{":6060", "0.0.0.0:6060", "10.1.2.3:6060", "pay.example:6060", "6060"} {
+		_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-debug-addr", addr, "-api-token", "api-token", "-admin-token", "admin-token"}, noEnv)
+		assert.ErrorContains(t, err, "-debug-addr "+addr+" listens beyond loopback", "refused even with tokens: they do not guard it")
+	}
+	_, err := parseConfig([]string{"-data-dir", t.TempDir()}, func(k string) string {
+		return map[string]string{"DEBUG_ADDR": ":6060"}[k]
+	})
+	assert.ErrorContains(t, err, "-debug-addr :6060 listens beyond loopback")
+}
+
+// A blacklist entry no payment could match — a country that is not an
+// ISO 3166 alpha-2 code, an ID a request could not carry — is refused, in
+// the flag and in the file.
+func TestBlacklistEntriesArePaymentValues(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for entry, want := range map[string]string{
+		"country:ZZZ":          `blacklist entry "country:ZZZ": "ZZZ" is not an ISO 3166 alpha-2 code`,
+		"country:K":            `blacklist entry "country:K": "K" is not an ISO 3166 alpha-2 code`,
+		"country:K1":           `blacklist entry "country:K1": "K1" is not an ISO 3166 alpha-2 code`,
+		"customer:cust 9":      `blacklist entry "customer:cust 9": customer "cust 9" may hold only letters, digits`,
+		"merchant:merc..1":     `blacklist entry "merchant:merc..1": merchant "merc..1" may not begin or end with '.'`,
+		"customer:" + longID(): `blacklist entry "customer:` + longID() + `": customer is longer than 64 bytes`,
+	} {
+		_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-blacklist", entry}, noEnv)
+		assert.ErrorContains(t, err, "-blacklist: "+want, entry)
+	}
+	file := filepath.Join(t.TempDir(), "blacklist")
+	require.NoError(t, os.WriteFile(file, []byte("# comment\ncountry:ru\ncountry:XYZ\n"), 0o600))
+	_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-blacklist-file", file}, noEnv)
+	assert.ErrorContains(t, err, "-blacklist-file "+file+` line 3: blacklist entry "country:XYZ"`)
+
+	c, err := parseConfig([]string{"-data-dir", t.TempDir(), "-blacklist", "country:kp, customer: cust_9 ,merchant:merc-1.eu"}, noEnv)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]bool{"KP": true}, c.Fraud.Blacklist.Countries)
+	assert.Equal(t, map[string]bool{"cust_9": true}, c.Fraud.Blacklist.Customers, "space around a value is not part of it")
+	assert.Equal(t, map[string]bool{"merc-1.eu": true}, c.Fraud.Blacklist.Merchants)
+}
+
+func longID() string { return strings.Repeat("c", 65) }
+
+// The README's flag table lists every flag -h prints.
+func TestREADMEListsEveryFlag(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	stderr := os.Stderr
+	os.Stderr = w
+	read := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		read <- b
+	}()
+	_, err = parseConfig([]string{"-h"}, func(string) string { return "" })
+	os.Stderr = stderr
+	require.NoError(t, w.Close())
+	usage := <-read
+	require.ErrorIs(t, err, flag.ErrHelp)
+
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	listed := map[string]bool{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if first, _, ok := strings.Cut(strings.TrimPrefix(line, "| "), " |"); ok && strings.HasPrefix(line, "| `-") {
+			for _, m := range regexp.MustCompile("`-([a-z0-9-]+)`").FindAllStringSubmatch(first, -1) {
+				listed[m[1]] = true
+			}
+		}
+	}
+	flags := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllSubmatch(usage, -1)
+	require.NotEmpty(t, flags, "%s", usage)
+	for _, m := range flags {
+		assert.True(t, listed[string(m[1])], "-%s is not in the README's flag table", m[1])
+	}
 }

@@ -30,7 +30,11 @@ type Blacklist struct {
 	Customers, Merchants, Countries map[string]bool
 }
 
-// ParseBlacklist reads "customer:cust_9,merchant:merc_1,country:KP".
+// ParseBlacklist reads "customer:cust_9,merchant:merc_1,country:KP". Each
+// value must be one a payment could carry, as its request is validated: a
+// customer or merchant ID as customer_id and merchant_id take them, a
+// country as an ISO 3166 alpha-2 code (any case). An entry no payment can
+// match is an error rather than a rule that never fires.
 func ParseBlacklist(s string) (Blacklist, error) {
 	b := Blacklist{Customers: map[string]bool{}, Merchants: map[string]bool{}, Countries: map[string]bool{}}
 	for _, item := range strings.Split(s, ",") {
@@ -39,15 +43,24 @@ func ParseBlacklist(s string) (Blacklist, error) {
 			continue
 		}
 		kind, v, ok := strings.Cut(item, ":")
+		kind, v = strings.TrimSpace(kind), strings.TrimSpace(v)
 		if !ok || v == "" {
 			return b, fmt.Errorf("blacklist entry %q is not kind:value", item)
 		}
 		switch kind {
-		case "customer":
-			b.Customers[v] = true
-		case "merchant":
-			b.Merchants[v] = true
+		case "customer", "merchant":
+			if err := checkID(kind, v); err != nil {
+				return b, fmt.Errorf("blacklist entry %q: %w", item, err)
+			}
+			if kind == "customer" {
+				b.Customers[v] = true
+			} else {
+				b.Merchants[v] = true
+			}
 		case "country":
+			if len(v) != 2 || !isAlpha(v) {
+				return b, fmt.Errorf("blacklist entry %q: %q is not an ISO 3166 alpha-2 code, as a payment's location.country must be", item, v)
+			}
 			b.Countries[strings.ToUpper(v)] = true
 		default:
 			return b, fmt.Errorf("blacklist entry %q: kind must be customer, merchant or country", item)
@@ -186,13 +199,33 @@ func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) 
 			}
 			switch {
 			case speed > cfg.MaxSpeedKmh:
-				return 1, fmt.Sprintf("moved %.0f km in %v (%.0f km/h, limit %.0f)", km, t.Sub(prev.At).Round(time.Second), speed, cfg.MaxSpeedKmh), nil
+				return 1, fmt.Sprintf("moved %.0f km in %s (%.0f km/h, limit %.0f)", km, movedFor(t.Sub(prev.At)), speed, cfg.MaxSpeedKmh), nil
 			case speed > cfg.MaxSpeedKmh/2:
-				return 0.5, fmt.Sprintf("moved %.0f km in %v (%.0f km/h)", km, t.Sub(prev.At).Round(time.Second), speed), nil
+				return 0.5, fmt.Sprintf("moved %.0f km in %s (%.0f km/h)", km, movedFor(t.Sub(prev.At)), speed), nil
 			}
 			return 0, "", nil
 		}},
 	)
+}
+
+// movedFor writes the time between two payment locations for a reason:
+// to the second from a minute on, as Go writes durations (1h0m0s), and to
+// three significant digits below (12.3s, 45.3ms, 0s for none), so that the
+// time shown agrees with the speed, which is worked out from the exact
+// time: never "0s" beside a finite speed.
+func movedFor(d time.Duration) string {
+	a := d
+	if a < 0 {
+		a = -a
+	}
+	if a >= time.Minute {
+		return d.Round(time.Second).String()
+	}
+	unit := time.Duration(1)
+	for unit*1000 <= a {
+		unit *= 10
+	}
+	return d.Round(unit).String()
 }
 
 // haversineKm is the great-circle distance between two points in km.

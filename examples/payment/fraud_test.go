@@ -399,3 +399,44 @@ func TestFraudCELFailsClosedOnState(t *testing.T) {
 		})
 	}
 }
+
+// movedFor shows the time between two locations precisely enough to agree
+// with the speed worked out from the exact time: never "0s" beside a
+// finite speed.
+func TestMovedFor(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                                     "0s",
+		452 * time.Nanosecond:                 "452ns",
+		1234 * time.Nanosecond:                "1.23µs",
+		45_350 * time.Microsecond:             "45.4ms",
+		50 * time.Millisecond:                 "50ms",
+		1500 * time.Millisecond:               "1.5s",
+		12_345 * time.Millisecond:             "12.3s",
+		59_960 * time.Millisecond:             "1m0s",
+		time.Minute + 400*time.Millisecond:    "1m0s",
+		90*time.Minute + 600*time.Millisecond: "1h30m1s",
+		-5_200 * time.Millisecond:             "-5.2s",
+		-2 * time.Hour:                        "-2h0m0s",
+	} {
+		assert.Equal(t, want, movedFor(d), "%d ns", int64(d))
+	}
+}
+
+// Berlin to Paris, 877 km, in 45 ms: the reason shows the time the speed
+// was worked out from, with the CEL rules and with the Go rules alike.
+func TestImpossibleTravelReasonShowsTheTime(t *testing.T) {
+	berlin := map[string]any{"location": map[string]any{"latitude": 52.52, "longitude": 13.405}}
+	paris := map[string]any{"location": map[string]any{"latitude": 48.8566, "longitude": 2.3522}}
+	for _, rules := range []string{fraudRulesEmbedded, fraudRulesGo} {
+		t.Run(rules, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.FraudRules = rules
+			ts := startService(t, cfg)
+			require.Equal(t, StatusSuccess, ts.pay(t, "traveller", 10, berlin).str("status"))
+			ts.clock.Advance(45 * time.Millisecond)
+			r := ts.pay(t, "traveller", 10, paris)
+			require.Equal(t, StatusFraudBlocked, r.str("status"), string(r.Raw))
+			assert.Contains(t, r.Body["reasons"], "moved 877 km in 45ms (70197163 km/h, limit 900)", string(r.Raw))
+		})
+	}
+}

@@ -107,7 +107,7 @@ func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) fun
 			if ok {
 				km = haversineKm(prev.Lat, prev.Lon, p.Lat, p.Lon)
 				d := t.Sub(prev.At)
-				hours, moved = d.Hours(), d.Round(time.Second).String()
+				hours, moved = d.Hours(), movedFor(d)
 			}
 		}
 		return map[string]any{

@@ -98,11 +98,14 @@ func newHTTPServer(cfg Config, svc *Service, log *slog.Logger) *http.Server {
 	return srv
 }
 
-// debugMux serves the runtime profiles.
+// debugMux serves the runtime profiles. Not the command line
+// (/debug/pprof/cmdline): it holds whatever tokens were given as flags.
 func debugMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "the command line is not served: it may hold tokens", http.StatusNotFound)
+	})
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -254,4 +256,26 @@ func TestBoardStreamsAreCapped(t *testing.T) {
 		bodies = append(bodies, resp)
 		return true
 	}, 10*time.Second, 10*time.Millisecond, "a stream that ends frees its slot")
+}
+
+// The debug server serves the profiles, but not the command line, which
+// holds the tokens given as flags.
+func TestDebugServerHidesTheCommandLine(t *testing.T) {
+	srv := httptest.NewServer(debugMux())
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := srv.Client().Get(srv.URL + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("/debug/pprof/cmdline")
+	assert.Equal(t, http.StatusNotFound, code, body)
+	assert.NotContains(t, body, os.Args[0])
+	code, _ = get("/debug/pprof/")
+	assert.Equal(t, http.StatusOK, code, "the index")
+	code, _ = get("/debug/pprof/heap?debug=1")
+	assert.Equal(t, http.StatusOK, code, "a profile")
 }

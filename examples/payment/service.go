@@ -406,7 +406,13 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 		return err
 	}
 	s.line, err = jidoka.NewLine(jidoka.LineOptions{Name: "payments", OnChange: func(ev jidoka.LineEvent) {
-		s.log.Warn("payment line changed", "stopped", ev.Stopped, "reason", ev.Reason)
+		// A start's Reason is that of the stop it ends: logged as such,
+		// not as the reason of the line's state now.
+		if ev.Stopped {
+			s.log.Warn("payment line stopped", "stopped", true, "reason", ev.Reason)
+			return
+		}
+		s.log.Warn("payment line started again", "stopped", false, "ended_stop", ev.Reason)
 	}})
 	if err != nil {
 		return err
@@ -579,8 +585,11 @@ func (s *Service) startConsumer(ctx context.Context) error {
 	// deleted, with the admin token: their payloads are payments) and on
 	// the board.
 	s.queueOps, err = kanbanhttp.New(kanbanhttp.Options{Prefix: "/admin", AuthorizeReads: true, Logger: s.log,
+		// Handler puts the queues behind requireAdmin, which answers a
+		// request without the token itself; Authorize keeps them closed
+		// to a request that reaches them any other way.
 		Authorize: func(r *http.Request) error {
-			if s.cfg.AdminToken == "" || !httpapi.Matches(r, s.cfg.AdminToken) {
+			if !isAdmin(r, s.cfg.AdminToken) {
 				return errors.New("the queues need the admin token")
 			}
 			return nil
@@ -689,16 +698,18 @@ func (g customerGate) Admit(ctx context.Context, key string) error {
 }
 
 // Handler returns the service's HTTP API. With an API token, the payment
-// API needs it; the admin API needs the admin token and is off without
-// one; metrics, statistics and health are open. A request for a Host not
-// allowed gets 421, an unknown route or method a JSON 404 or 405.
+// API needs it; the admin API (/admin/gateway, /admin/queues) needs the
+// admin token, as a Bearer token or as the HTTP Basic password, and is
+// off (403) without one; the board needs it too when it is set; metrics,
+// statistics and health are open. A request for a Host not allowed gets
+// 421, an unknown route or method a JSON 404 or 405.
 func (s *Service) Handler() http.Handler {
 	tokens := httpapi.Tokens{API: s.cfg.APIToken, Admin: s.cfg.AdminToken}
 	reject := func(_ *http.Request, e *httpapi.Error) {
 		s.badRequests.WithLabelValues(strconv.Itoa(e.Status)).Inc()
 	}
 	api := func(h http.HandlerFunc) http.Handler { return tokens.RequireAPI(h, reject) }
-	admin := func(h http.HandlerFunc) http.Handler { return tokens.RequireAdmin(h, reject) }
+	admin := func(h http.HandlerFunc) http.Handler { return s.requireAdmin(h) }
 	mux := http.NewServeMux()
 	mux.Handle("POST /payment", api(s.handlePayment))
 	mux.Handle("GET /payment/{id}", api(s.handleGetPayment))
@@ -713,10 +724,9 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", health)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("/andon/", s.boardHandler())
-	if s.cfg.AdminToken != "" {
-		mux.Handle("/admin/queues", s.queueOps)
-		mux.Handle("/admin/queues/", s.queueOps)
-	}
+	queues := s.requireAdmin(jsonRouteErrors(s.queueOps))
+	mux.Handle("/admin/queues", queues)
+	mux.Handle("/admin/queues/", queues)
 	return s.traceHTTP(mux, httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)))
 }
 

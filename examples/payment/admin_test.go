@@ -1,0 +1,152 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/andon"
+)
+
+func basicAuth(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// queueLink returns the link of the board's Queues panel row of the
+// confirmation queue, as the board's state shows it.
+func queueLink(t *testing.T, ts *testService, auth ...string) string {
+	t.Helper()
+	r := ts.do(t, http.MethodGet, "/andon/api/state", nil, auth...)
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	var st andon.BoardState
+	require.NoError(t, json.Unmarshal(r.Raw, &st))
+	for _, p := range st.Panels {
+		if p.Title == "Queues" {
+			require.Len(t, p.Rows, 1)
+			return p.Rows[0].Link
+		}
+	}
+	t.Fatalf("no Queues panel on the board: %s", r.Raw)
+	return ""
+}
+
+// The admin token opens every admin route — the admin API, the queues
+// and the board — as a Bearer token or as the HTTP Basic password, and a
+// request without it, or with a wrong one, gets the same 401 with a
+// challenge a browser answers: a browser logged in on the board follows
+// its link to the dead letters.
+func TestAdminTokenAsBearerOrBasic(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	cfg := testConfig(t)
+	cfg.APIToken, cfg.AdminToken = "api-token-0123456789", admin
+	ts := startService(t, cfg)
+
+	link := queueLink(t, ts, "Authorization", basicAuth("ops", admin))
+	assert.Equal(t, "/admin/queues/confirmations/deadletters?order=newest", link, "the board links to the dead letters")
+	routes := []string{"/admin/gateway", "/admin/queues", link, "/andon/api/state"}
+	for _, path := range routes {
+		for name, auth := range map[string]string{
+			"bearer":                "Bearer " + admin,
+			"bearer, any case":      "bearer " + admin,
+			"basic":                 basicAuth("ops", admin),
+			"basic, no user name":   basicAuth("", admin),
+			"basic, any user name":  basicAuth("someone-else", admin),
+			"basic, token and user": basicAuth(admin, admin),
+		} {
+			r := ts.do(t, http.MethodGet, path, nil, "Authorization", auth)
+			assert.Equal(t, http.StatusOK, r.Code, "%s %s: %s", path, name, r.Raw)
+		}
+	}
+
+	refused := testutil.ToFloat64(ts.badRequests.WithLabelValues("401"))
+	for _, path := range routes {
+		for name, auth := range map[string]string{
+			"none":                  "",
+			"wrong bearer":          "Bearer wrong-token-0123456789",
+			"the API token":         "Bearer " + cfg.APIToken,
+			"wrong basic":           basicAuth("ops", "wrong-token-0123456789"),
+			"the token as the user": basicAuth(admin, ""),
+			"another scheme":        "Token " + admin,
+		} {
+			var headers []string
+			if auth != "" {
+				headers = []string{"Authorization", auth}
+			}
+			r := ts.do(t, http.MethodGet, path, nil, headers...)
+			require.Equal(t, http.StatusUnauthorized, r.Code, "%s %s: %s", path, name, r.Raw)
+			assert.Equal(t, "unauthorized", r.errField("code"), "%s %s: the one error schema: %s", path, name, r.Raw)
+			challenges := r.Header.Values("WWW-Authenticate")
+			assert.Contains(t, challenges, `Basic realm="payment admin", charset="UTF-8"`, "%s %s", path, name)
+			assert.Contains(t, challenges, `Bearer realm="payment admin"`, "%s %s", path, name)
+			refused++
+		}
+	}
+	assert.Equal(t, refused, testutil.ToFloat64(ts.badRequests.WithLabelValues("401")), "every refusal counted")
+
+	// A browser that holds the Basic password is not made to change
+	// anything from another site's page.
+	r := ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 1}`,
+		"Authorization", basicAuth("ops", admin), "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
+	assert.Equal(t, http.StatusForbidden, r.Code, string(r.Raw))
+	assert.Equal(t, "cross_origin", r.errField("code"))
+	rate, _ := ts.gateway.Settings()
+	assert.Zero(t, rate)
+	r = ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 0.5}`, "Authorization", basicAuth("ops", admin))
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	rate, _ = ts.gateway.Settings()
+	assert.Equal(t, 0.5, rate, "the Basic password changes the gateway")
+}
+
+// Without an admin token every admin route is off alike — 403 in the
+// error schema, counted — and the read-only board links to none of them.
+func TestNoAdminTokenNoAdminRoutes(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	for _, path := range []string{"/admin/gateway", "/admin/queues", "/admin/queues/confirmations/deadletters?order=newest"} {
+		for _, auth := range [][]string{nil, {"Authorization", "Bearer anything"}, {"Authorization", basicAuth("ops", "anything")}} {
+			r := ts.do(t, http.MethodGet, path, nil, auth...)
+			assert.Equal(t, http.StatusForbidden, r.Code, "%s %v: %s", path, auth, r.Raw)
+			assert.Equal(t, "forbidden", r.errField("code"), "%s: %s", path, r.Raw)
+			assert.Contains(t, r.errField("message"), "-admin-token")
+			assert.Empty(t, r.Header.Get("WWW-Authenticate"), "no credential opens it")
+		}
+	}
+	assert.Equal(t, 9.0, testutil.ToFloat64(ts.badRequests.WithLabelValues("403")))
+	assert.Empty(t, queueLink(t, ts), "no link to a route that is off")
+}
+
+// The queues' own router answers a path it has no route for, or a method
+// a path does not take, in the one error schema, as the service's router
+// does; reading one dead letter by its seq is the list's filter, and the
+// 405 says so.
+func TestQueueRouteErrorsAreJSON(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	cfg := testConfig(t)
+	cfg.AdminToken = admin
+	ts := startService(t, cfg)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	r := ts.do(t, http.MethodGet, "/admin/queues/confirmations/deadletters/7", nil, auth...)
+	require.Equal(t, http.StatusMethodNotAllowed, r.Code, string(r.Raw))
+	assert.Equal(t, "application/json", r.Header.Get("Content-Type"))
+	assert.Equal(t, "method_not_allowed", r.errField("code"), string(r.Raw))
+	assert.Contains(t, r.errField("message"), "read one dead letter with GET /admin/queues/confirmations/deadletters?seq=7")
+	details, _ := r.Body["error"].(map[string]any)["details"].(map[string]any)
+	assert.Equal(t, []any{"DELETE"}, details["allow"], string(r.Raw))
+	assert.Equal(t, "DELETE", r.Header.Get("Allow"))
+
+	r = ts.do(t, http.MethodGet, "/admin/queues/confirmations/deadletters?seq=7", nil, auth...)
+	assert.Equal(t, http.StatusOK, r.Code, "the filter reads one: %s", r.Raw)
+
+	r = ts.do(t, http.MethodGet, "/admin/queues/confirmations/nothing", nil, auth...)
+	require.Equal(t, http.StatusNotFound, r.Code, string(r.Raw))
+	assert.Equal(t, "not_found", r.errField("code"), string(r.Raw))
+
+	r = ts.do(t, http.MethodDelete, "/admin/queues/confirmations/deadletters/7", nil, auth...)
+	assert.Equal(t, http.StatusNotFound, r.Code, string(r.Raw))
+	assert.Equal(t, "dead_letter_not_found", r.errField("code"), "the queues' own JSON answers pass as they are: %s", r.Raw)
+}
