@@ -160,12 +160,13 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout-s.commitTimeout())
 	defer cancel()
 
-	key := r.Header.Get("Idempotency-Key")
-	if key == "" {
+	keys := r.Header.Values("Idempotency-Key")
+	if len(keys) == 0 || len(keys) == 1 && keys[0] == "" {
 		s.answer(w, s.pay(ctx, p, "txn_"+tai.NewID(), start))
 		return
 	}
-	if err := checkIdempotencyKey(key); err != nil {
+	key := keys[0]
+	if err := checkIdempotencyKey(keys); err != nil {
 		s.countRequestError(err)
 		writeError(w, err)
 		return
@@ -482,7 +483,13 @@ func (s *Service) commitTimeout() time.Duration {
 	return min(5*time.Second, s.cfg.RequestTimeout/3)
 }
 
-func checkIdempotencyKey(key string) error {
+// checkIdempotencyKey checks the Idempotency-Key headers of a request that
+// has a key: one header, of visible ASCII, at most maxIdemKeyLen bytes.
+func checkIdempotencyKey(keys []string) error {
+	if len(keys) > 1 {
+		return invalid("Idempotency-Key", "Idempotency-Key is given %d times; a request has one key", len(keys))
+	}
+	key := keys[0]
 	if len(key) > maxIdemKeyLen {
 		return invalid("Idempotency-Key", "Idempotency-Key is longer than %d bytes", maxIdemKeyLen)
 	}

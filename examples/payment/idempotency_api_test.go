@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -217,4 +218,44 @@ func TestReplayStoresAMissingConfirmation(t *testing.T) {
 	assert.Equal(t, string(rec.Response), strings.TrimSpace(string(r.Raw)))
 	require.Eventually(t, func() bool { return ts.confirmed(t, txn) }, 10*time.Second, 10*time.Millisecond, "confirmed")
 	assert.Zero(t, ts.gateway.Calls(), "nothing charged again")
+}
+
+// An Idempotency-Key given twice, too long or not visible ASCII is a 400
+// naming the header, and nothing is charged; an empty one is no key.
+func TestIdempotencyKeyIsChecked(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	body := `{"amount": 10, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`
+	send := func(keys ...string) reply {
+		req, err := http.NewRequest(http.MethodPost, ts.URL+"/payment", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		for _, k := range keys {
+			req.Header.Add("Idempotency-Key", k)
+		}
+		resp, err := ts.http.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		r := reply{Code: resp.StatusCode, Header: resp.Header}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&r.Body))
+		return r
+	}
+	for _, tc := range []struct {
+		keys []string
+		msg  string
+	}{
+		{[]string{"k1", "k2"}, "Idempotency-Key is given 2 times; a request has one key"},
+		{[]string{"k1", ""}, "Idempotency-Key is given 2 times"},
+		{[]string{strings.Repeat("k", maxIdemKeyLen+1)}, "Idempotency-Key is longer than 255 bytes"},
+		{[]string{"k 1"}, "Idempotency-Key may hold only visible ASCII characters"},
+	} {
+		r := send(tc.keys...)
+		assert.Equal(t, http.StatusBadRequest, r.Code, tc.keys)
+		assert.Equal(t, "Idempotency-Key", r.errField("field"), tc.keys)
+		assert.Contains(t, r.errField("message"), tc.msg, tc.keys)
+	}
+	assert.Zero(t, ts.gateway.Calls(), "nothing charged")
+	r := send("")
+	assert.Equal(t, http.StatusOK, r.Code, "an empty key is no key")
+	assert.Empty(t, r.Header.Get("Idempotent-Replayed"))
+	assert.Equal(t, http.StatusOK, send(strings.Repeat("k", maxIdemKeyLen)).Code)
 }
