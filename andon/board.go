@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 //go:embed board
@@ -480,6 +483,12 @@ type cordRequest struct {
 
 const maxCordText = 200
 
+// hasControl reports whether s holds a control character (C0, DEL, C1)
+// or is not valid UTF-8.
+func hasControl(s string) bool {
+	return !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl)
+}
+
 func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 	if b.opts.ReadOnly {
 		b.fail(w, http.StatusForbidden, "andon: the board is read-only")
@@ -500,8 +509,17 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 		b.fail(w, http.StatusBadRequest, "andon: bad cord request: "+err.Error())
 		return
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		b.fail(w, http.StatusBadRequest, "andon: bad cord request: more than one JSON value")
+		return
+	}
 	if len(req.Reason) > maxCordText || len(req.Who) > maxCordText {
 		b.fail(w, http.StatusBadRequest, fmt.Sprintf("andon: reason and who must be at most %d bytes", maxCordText))
+		return
+	}
+	if hasControl(req.Reason) || hasControl(req.Who) {
+		// They go to logs, alerts and other people's screens.
+		b.fail(w, http.StatusBadRequest, "andon: reason and who must not hold control characters")
 		return
 	}
 	if b.opts.Who != nil {

@@ -628,4 +628,18 @@ func TestBoardCordTextLimits(t *testing.T) {
 	assert.Equal(t, http.StatusOK, post(f, `{"action":"reset"}`))
 	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","who":"`+long+`"}`))
 	assert.Equal(t, long, f.ev.Cord().Who)
+
+	assert.Equal(t, http.StatusOK, post(f, `{"action":"reset"}`))
+	for _, body := range []string{
+		`{"action":"pull","reason":"a\u0000b"}`,
+		`{"action":"pull","who":"x\u001b[31m"}`,
+		`{"action":"pull","reason":"line\nbreak"}`,
+		`{"action":"pull","reason":"\u0085"}`,
+		`{"action":"reset"}{"action":"pull"}`,
+		`{"action":"pull"} x`,
+	} {
+		assert.Equal(t, http.StatusBadRequest, post(f, body), body)
+		assert.False(t, f.ev.Cord().Pulled, body)
+	}
+	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"ünïcode ✓"} `), "trailing space is no second value")
 }

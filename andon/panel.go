@@ -3,6 +3,7 @@ package andon
 import (
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // A Panel is a table of the program's own on the board, shown under the
@@ -103,6 +104,12 @@ func (b *Board) show(p Panel) (bp BoardPanel) {
 // safeLink accepts a path on the same site or an http(s) URL: nothing a
 // page could run.
 func safeLink(s string) bool {
+	// A browser drops tabs and line breaks from a URL ("/\t/evil.example"
+	// becomes "//evil.example"): a link holding any control character is
+	// not taken.
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return false
+	}
 	switch {
 	case strings.HasPrefix(s, "/"):
 		return !strings.HasPrefix(s, "//") && !strings.HasPrefix(s, "/\\")

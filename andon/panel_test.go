@@ -97,6 +97,8 @@ func TestBoardPanels(t *testing.T) {
 		andon.PanelRow{Cells: []string{"c"}, Link: "//evil.example/x"},
 		andon.PanelRow{Cells: []string{"d"}, Link: `/\evil.example`},
 		andon.PanelRow{Cells: []string{"e"}, Color: "green", Link: "https://ci.example/e"},
+		andon.PanelRow{Cells: []string{"f"}, Link: "/\t/evil.example"},
+		andon.PanelRow{Cells: []string{"g"}, Link: "/\n/evil.example"},
 	)
 	got := boardState(t, b).Panels[0].Rows
 	assert.Equal(t, []andon.PanelRow{
@@ -105,6 +107,8 @@ func TestBoardPanels(t *testing.T) {
 		{Cells: []string{"c", "", ""}},
 		{Cells: []string{"d", "", ""}},
 		{Cells: []string{"e", "", ""}, Color: "green", Link: "https://ci.example/e"},
+		{Cells: []string{"f", "", ""}},
+		{Cells: []string{"g", "", ""}},
 	}, got, "cells padded and cut to the columns; unknown colours and unsafe links dropped")
 }
 
