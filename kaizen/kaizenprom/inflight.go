@@ -78,7 +78,7 @@ func (m *Metrics) flightOf(kind string) *flight {
 	if f := old[kind]; f != nil {
 		return f
 	}
-	f := &flight{gauge: m.inFlight.WithLabelValues(kind)}
+	f := &flight{gauge: m.inFlight.WithLabelValues(labelValue(kind))}
 	next := make(map[string]*flight, len(old)+1)
 	for k, v := range old {
 		next[k] = v

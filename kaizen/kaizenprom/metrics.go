@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -111,7 +113,9 @@ const numOutcomes = int(tai.Failed) + 1
 // prometheus.DefaultRegisterer to use the global registry deliberately.
 // When reg already holds the same families (NewMetrics was called before
 // with the same namespace), the registered ones are reused, so two Metrics
-// on one registry add to the same series instead of panicking.
+// on one registry add to the same series instead of panicking; the
+// histograms keep the buckets they were first made with, whatever the
+// later opts.Buckets say.
 func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error) {
 	if err := checkRegisterer(reg, "NewMetrics"); err != nil {
 		return nil, err
@@ -262,14 +266,15 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 	if k := old[kind]; k != nil {
 		return k
 	}
-	k := &kindMetrics{kind: kind, decisions: m.decisions}
+	label := labelValue(kind)
+	k := &kindMetrics{kind: label, decisions: m.decisions}
 	for _, o := range tai.Outcomes() {
-		k.outcomes[o] = m.signals.WithLabelValues(kind, o.String())
-		k.durations[o] = m.durations.WithLabelValues(kind, o.String())
+		k.outcomes[o] = m.signals.WithLabelValues(label, o.String())
+		k.durations[o] = m.durations.WithLabelValues(label, o.String())
 	}
 	if m.stages {
 		for st := tai.StageGate; st <= tai.StageAction; st++ {
-			k.stages[st] = m.stageDurs.WithLabelValues(kind, st.String())
+			k.stages[st] = m.stageDurs.WithLabelValues(label, st.String())
 		}
 	}
 	noPolicies := map[string]*[tai.Deny + 1]prometheus.Counter{}
@@ -282,6 +287,11 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 	m.kinds.Store(&next)
 	return k
 }
+
+// labelValue is s as a label's value: Prometheus takes only valid UTF-8
+// (WithLabelValues panics on anything else), so bytes that are not are
+// replaced by U+FFFD.
+func labelValue(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 // policy returns the decision counters of a policy, indexed by Verdict.
 func (k *kindMetrics) policy(name string) *[tai.Deny + 1]prometheus.Counter {
@@ -298,7 +308,7 @@ func (k *kindMetrics) addPolicy(name string) *[tai.Deny + 1]prometheus.Counter {
 	if c := old[name]; c != nil {
 		return c
 	}
-	label := name
+	label := labelValue(name)
 	if label == "" {
 		label = "unnamed"
 	}

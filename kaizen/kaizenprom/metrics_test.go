@@ -431,6 +431,23 @@ func TestMetricsInvalidOutcomeCountsNowhere(t *testing.T) {
 	}
 }
 
+// A Kind or policy name that is not valid UTF-8 is counted under a label
+// with U+FFFD in place of its bad bytes: Prometheus refuses the bytes, and
+// WithLabelValues panicked in Observe.
+func TestMetricsInvalidUTF8Labels(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	r := tai.Record{ID: "1", Kind: "k\xff", Outcome: tai.Succeeded, Duration: time.Millisecond,
+		Decision: tai.Decision{Verdict: tai.Allow, Policy: "p\xfe"}}
+	require.NotPanics(t, func() {
+		m.Observe(context.Background(), r)
+		m.Observe(context.Background(), r)
+	})
+	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_signals_total", map[string]string{"kind": "k\uFFFD", "outcome": "succeeded"}))
+	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": "k\uFFFD", "policy": "p\uFFFD", "verdict": "allow"}))
+}
+
 // With NoStages, Metrics asks for no stage times and keeps no stage
 // series, even for a record that carries them (another observer of the
 // pipeline may have asked for them).
