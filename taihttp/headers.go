@@ -116,7 +116,9 @@ func (li *limitInfo) refill(d *heijunka.Decision) time.Duration {
 		if d.RetryAfter == heijunka.InfDuration {
 			return 0
 		}
-		return d.RetryAfter
+		// At least a moment, as Retry-After is at least 1 s: a KeyLimiter
+		// of the caller's may deny with no RetryAfter.
+		return max(d.RetryAfter, 1)
 	}
 	if li.closed || d.Remaining >= li.limit.Burst {
 		return 0

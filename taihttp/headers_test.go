@@ -93,6 +93,14 @@ func TestRateLimitFieldDraftExamples(t *testing.T) {
 	assert.Equal(t, `"default";r=0;t=5`, h.Get("RateLimit"))
 	assert.Equal(t, `"default";q=1;w=5`, h.Get("RateLimit-Policy"))
 
+	// A denial without a RetryAfter (a KeyLimiter of the caller's) says
+	// t=1, as Retry-After says 1.
+	d = heijunka.Decision{Limit: heijunka.Every(5 * time.Second)}
+	h = http.Header{}
+	taihttp.SetDecisionHeaders(h, "", d)
+	assert.Equal(t, "1", h.Get("Retry-After"))
+	assert.Equal(t, `"default";r=0;t=1`, h.Get("RateLimit"))
+
 	// Appendix B, "basic";q=100;w=60 then "basic";r=60;t=58 after 40
 	// requests in 2 s: with a GCRA the remaining quota has refilled by
 	// 2 s / 0.6 s = 3 requests, and the next unit is 0.2 s away.
