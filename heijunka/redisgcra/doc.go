@@ -7,8 +7,15 @@
 // in microseconds), keys that expire when they become fresh, and an
 // explicit choice of what happens when Redis fails:
 //
+//	client := redis.NewClient(&redis.Options{
+//		Addr:                  "localhost:6379",
+//		ContextTimeoutEnabled: true,                   // end commands at ctx's deadline
+//		MaxRetries:            -1,                     // answer by the fallback, do not retry
+//		DialerRetries:         1,                      // one dial per connection, not five
+//		DialTimeout:           250 * time.Millisecond, // an unreachable Redis fails fast
+//	})
 //	store, err := redisgcra.New(redisgcra.Options{
-//		Client:  redis.NewClient(&redis.Options{Addr: "localhost:6379"}),
+//		Client:  client,
 //		Prefix:  "payments:",
 //		OnError: redisgcra.FailOpen, // or FailClosed
 //	})
@@ -22,4 +29,65 @@
 // The Store passes the heijunka/storetest conformance suite. Set
 // Options.ServerClock to decide at Redis's clock rather than each
 // replica's.
+//
+// # Deadlines and client options
+//
+// Store.Take and Store.Reset return by ctx's deadline, whatever the
+// client's options; Take then gives the OnError fallback with an error
+// that wraps ctx's (context.DeadlineExceeded), as for any Redis failure.
+// A decision whose ctx ended may still be recorded in Redis, as Redis may
+// have run the script before the answer was abandoned.
+//
+// go-redis bounds a command's socket reads and writes by ctx's deadline
+// only with ContextTimeoutEnabled; without it a slow Redis holds a call
+// for the client's ReadTimeout (five seconds by default). A Store whose
+// client is a *redis.Client, *redis.ClusterClient or *redis.Ring with
+// ContextTimeoutEnabled (and read and write deadlines not disabled by a
+// timeout of -2) leaves the deadline to the client, at no cost; such a
+// client notices a ctx cancelled without a deadline before it sends the
+// command, not while it waits for the answer. For any other client the
+// Store enforces the deadline, and cancellation, itself: when ctx can be
+// done, each call runs the command in a goroutine of its own and stops
+// waiting when ctx is done, leaving the command to finish in the
+// background within the client's ReadTimeout and WriteTimeout (never, if
+// those are disabled). That costs a goroutine, a channel and their
+// wake-ups on every call: against a Redis on the loopback, about half as
+// much time and CPU again as the call itself. So set
+// ContextTimeoutEnabled.
+//
+// Without a deadline on ctx, a Redis that is down costs each call what
+// the client spends finding out: with go-redis's defaults (MaxRetries 3,
+// DialerRetries 5, a 100 ms pause between dials) about 1.7 s per call
+// when the connection is refused, and up to DialTimeout (default 5 s) per
+// dial when packets are dropped. A limiter wants its fallback at once:
+// MaxRetries -1 and DialerRetries 1, as above, make a refused connection
+// fail in about a millisecond, and a short DialTimeout bounds an
+// unreachable one. No retries also means a script is never run twice
+// after a timeout; the cost is that a request which meets a connection
+// Redis has closed gets the fallback. Whatever the options, give each
+// call a ctx with a deadline.
+//
+// # Time
+//
+// The Store keeps times in whole microseconds since 1970. A Limit's
+// interval (Limit.Interval, in nanoseconds as for every heijunka limiter)
+// is rounded up to a whole microsecond, so the Store never admits more
+// than the Limit allows and may admit less: Limit{Rate: 7e5, Burst: 1} has
+// a 2 µs interval here, 500 000 events a second. A Limit faster than one
+// event per microsecond (Rate above 1e6) is refused with an error.
+//
+// Without Options.ServerClock the time passed to Take must lie from
+// 1970-01-01 up to, not including, 2200-01-01 (UTC); another time, such as
+// the zero time.Time, is refused with an error and a denied Decision, not
+// the OnError fallback, since Redis was not asked. With ServerClock the
+// time passed is ignored.
+//
+// # Stored values
+//
+// A key holds the schedule as a decimal integer. A value the Store cannot
+// have written, because it is not a number (NaN and infinities included)
+// or lies more than twenty years after now (no schedule runs much more
+// than ten years ahead), counts as absent: the key is full, and the next
+// event recorded overwrites the value. A value in the past, negative
+// included, means full as usual; a fraction is cut to whole microseconds.
 package redisgcra

@@ -3,6 +3,7 @@ package redisgcra_test
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -18,7 +19,13 @@ import (
 // payment passes, the Decision says the limit was not applied, and
 // OnStoreError hears why.
 func Example() {
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	client := redis.NewClient(&redis.Options{
+		Addr:                  "127.0.0.1:1",
+		ContextTimeoutEnabled: true, // end commands at ctx's deadline
+		MaxRetries:            -1,   // answer by the fallback, do not retry
+		DialerRetries:         1,    // one dial per connection, not five
+		DialTimeout:           250 * time.Millisecond,
+	})
 	defer client.Close()
 	store, err := redisgcra.New(redisgcra.Options{Client: client, Prefix: "payments:", OnError: redisgcra.FailOpen})
 	if err != nil {
@@ -34,7 +41,10 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	d, err := velocity.Allow(context.Background(), "cus_1")
+	// Each decision waits for Redis no longer than the request may.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	d, err := velocity.Allow(ctx, "cus_1")
 	fmt.Println(d.Allowed, d.FailedOpen, err)
 	// Output:
 	// store error for cus_1

@@ -29,7 +29,9 @@ const (
 // Options configures a Store.
 type Options struct {
 	// Client is the Redis client: a *redis.Client, *redis.ClusterClient or
-	// *redis.Ring. Required. The Store does not close it.
+	// *redis.Ring. Required. The Store does not close it. Give it
+	// ContextTimeoutEnabled: true (see the package documentation for
+	// why, and for the other options a limiter wants).
 	Client redis.UniversalClient
 	// Prefix is put before every key, so that limits can share a Redis
 	// with other data and with each other. Default "heijunka:".
@@ -38,8 +40,9 @@ type Options struct {
 	OnError FailurePolicy
 	// ServerClock makes every decision read Redis's own clock (TIME)
 	// instead of the time the caller passes, so replicas with skewed
-	// clocks still agree. Leave it false to decide at the caller's time,
-	// as the heijunka/storetest suite requires.
+	// clocks still agree; the time passed to Take is then ignored. Leave
+	// it false to decide at the caller's time, as the heijunka/storetest
+	// suite requires.
 	ServerClock bool
 }
 
@@ -50,13 +53,23 @@ type Options struct {
 // holding the schedule in microseconds since 1970, and it expires (PX)
 // when it becomes fresh, so Redis holds only keys that carry information.
 //
-// Times have microsecond resolution: a Limit faster than one event per
-// microsecond is refused with an error. A Store is safe for concurrent use.
+// Times have microsecond resolution. A Limit's interval (Limit.Interval,
+// in nanoseconds as for every heijunka limiter) is rounded up to a whole
+// microsecond, so the Store never admits more than the Limit allows, and
+// a Limit faster than one event per microsecond (Rate above 1e6) is
+// refused with an error. The caller's time must lie from 1970 up to, not
+// including, 2200 unless Options.ServerClock is set.
+//
+// Take returns by ctx's deadline whatever the client's options; see the
+// package documentation. A Store is safe for concurrent use.
 type Store struct {
 	client      redis.UniversalClient
 	prefix      string
 	onError     FailurePolicy
 	serverClock bool
+	// clientDeadlines reports that the client ends its commands at the
+	// ctx's deadline itself, so Take need not watch ctx.
+	clientDeadlines bool
 }
 
 // New returns a Store, or an error naming a missing or invalid option.
@@ -67,17 +80,60 @@ func New(opts Options) (*Store, error) {
 	if opts.OnError != FailOpen && opts.OnError != FailClosed {
 		return nil, fmt.Errorf("redisgcra: OnError %d is neither FailOpen nor FailClosed", opts.OnError)
 	}
-	s := &Store{client: opts.Client, prefix: opts.Prefix, onError: opts.OnError, serverClock: opts.ServerClock}
+	s := &Store{
+		client:          opts.Client,
+		prefix:          opts.Prefix,
+		onError:         opts.OnError,
+		serverClock:     opts.ServerClock,
+		clientDeadlines: honoursDeadlines(opts.Client),
+	}
 	if s.prefix == "" {
 		s.prefix = "heijunka:"
 	}
 	return s, nil
 }
 
+// honoursDeadlines reports whether c is a go-redis client that bounds its
+// socket reads and writes by the ctx's deadline: ContextTimeoutEnabled,
+// and read and write deadlines not disabled (a negative timeout once the
+// client has normalised its options). Other implementations of
+// redis.UniversalClient are not trusted to.
+func honoursDeadlines(c redis.UniversalClient) bool {
+	enabled, read, write := false, time.Duration(-1), time.Duration(-1)
+	switch c := c.(type) {
+	case *redis.Client:
+		o := c.Options()
+		enabled, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+	case *redis.ClusterClient:
+		o := c.Options()
+		enabled, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+	case *redis.Ring:
+		o := c.Options()
+		enabled, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+	}
+	return enabled && read >= 0 && write >= 0
+}
+
+const (
+	// maxRate is the fastest Limit the Store keeps: one event per
+	// microsecond.
+	maxRate = 1e6
+	// maxCallerTime bounds the caller's time (2200-01-01 UTC, in seconds
+	// since 1970), so that every time the script computes with, up to
+	// twenty years after it, is exact in Lua's doubles (below 2^53 µs).
+	maxCallerTime = 7_258_118_400
+)
+
 // script decides n events at time now (microseconds; negative reads TIME)
 // for the key, with an interval and a tolerance (burst · interval) in
 // microseconds. It returns {allowed, base, now}: base is the stored
 // schedule brought up to now, before the request.
+//
+// A stored value that is not a number (nil, NaN, infinite) or that lies
+// more than twenty years (631 152 000 000 000 µs) after now cannot have
+// been written by a Store, whose schedules run at most a tolerance, not
+// much more than ten years, ahead: it counts as absent. A value with a
+// fraction is cut to whole microseconds.
 var script = redis.NewScript(`
 local iv = tonumber(ARGV[1])
 local tol = tonumber(ARGV[2])
@@ -87,7 +143,11 @@ if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local base = tonumber(redis.call('GET', KEYS[1])) or now
+local base = tonumber(redis.call('GET', KEYS[1]))
+if base == nil or base ~= base or base > now + 631152000000000 then
+  base = now
+end
+base = math.floor(base)
 if base < now then base = now end
 local nxt = base + n * iv
 if nxt - now > tol then
@@ -99,11 +159,17 @@ end
 return {1, base, now}
 `)
 
-// Take implements heijunka.Store. Errors from Redis (and a ctx that ends)
-// return the OnError fallback with the error: for FailOpen a Decision that
-// is Allowed and FailedOpen, for FailClosed a denied one. (A
-// heijunka.Keyed turns the first into a decision without an error, and
-// reports the error to its OnStoreError.)
+// Take implements heijunka.Store. Errors from Redis, and a ctx that is
+// done before Redis answers, return the OnError fallback with the error:
+// for FailOpen a Decision that is Allowed and FailedOpen, for FailClosed a
+// denied one. (A heijunka.Keyed turns the first into a decision without an
+// error, and reports the error to its OnStoreError.) Take returns by ctx's
+// deadline, with an error that wraps ctx's.
+//
+// Take refuses, with an error and a denied Decision whatever OnError
+// says, an invalid Limit, a negative n, a Limit faster than one event per
+// microsecond, and (unless Options.ServerClock is set) a time now before
+// 1970 or from 2200 on, such as the zero time.Time.
 func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now time.Time, n int) (heijunka.Decision, error) {
 	d := heijunka.Decision{Limit: limit}
 	if err := limit.Validate(); err != nil {
@@ -125,17 +191,23 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 		}
 		return d, nil
 	}
-	iv := int64(math.Round(float64(limit.Interval()) / float64(time.Microsecond)))
-	if iv < 1 {
+	if limit.Rate > maxRate {
 		d.RetryAfter = heijunka.InfDuration
-		return d, fmt.Errorf("redisgcra: limit Rate %v/s is finer than the store's microsecond resolution", limit.Rate)
+		return d, fmt.Errorf("redisgcra: limit Rate %v/s is faster than one event per microsecond, the store's resolution", limit.Rate)
 	}
+	// The interval in whole microseconds, rounded up: at least 1, as
+	// Rate ≤ 1e6 makes Interval at least 1000 ns.
+	iv := (int64(limit.Interval()) + int64(time.Microsecond) - 1) / int64(time.Microsecond)
 	tol := iv * int64(limit.Burst)
 	nowUs := int64(-1)
 	if !s.serverClock {
+		if sec := now.Unix(); sec < 0 || sec >= maxCallerTime {
+			d.RetryAfter = heijunka.InfDuration
+			return d, callerTimeError(now)
+		}
 		nowUs = now.UnixMicro()
 	}
-	res, err := script.Run(ctx, s.client, []string{s.prefix + key}, iv, tol, n, nowUs).Int64Slice()
+	res, err := s.run(ctx, s.prefix+key, iv, tol, n, nowUs)
 	if err == nil && len(res) != 3 {
 		err = fmt.Errorf("script returned %d values, want 3", len(res))
 	}
@@ -163,10 +235,77 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 	return d, nil
 }
 
-// Reset implements heijunka.Store: it deletes the key. Redis errors are
-// returned as they are; the failure policy applies to decisions only.
+// callerTimeError explains why now cannot be decided at.
+func callerTimeError(now time.Time) error {
+	if now.IsZero() {
+		return errors.New("redisgcra: now is the zero time.Time; pass the current time, or set Options.ServerClock to use Redis's")
+	}
+	if now.Unix() < 0 {
+		return fmt.Errorf("redisgcra: now %s is before 1970, which the store cannot keep", now.Format(time.RFC3339Nano))
+	}
+	return fmt.Errorf("redisgcra: now %s is not before 2200, which the store cannot keep", now.Format(time.RFC3339Nano))
+}
+
+// run runs the script and returns its answer, or ctx's error once ctx is
+// done. When the client ends commands at ctx's deadline itself, or ctx
+// can never be done, the script runs in this goroutine: that is the fast
+// path. Otherwise it runs detached.
+func (s *Store) run(ctx context.Context, key string, iv, tol int64, n int, nowUs int64) ([]int64, error) {
+	if s.clientDeadlines || ctx.Done() == nil {
+		return script.Run(ctx, s.client, []string{key}, iv, tol, n, nowUs).Int64Slice()
+	}
+	return detach(ctx, func() ([]int64, error) {
+		return script.Run(ctx, s.client, []string{key}, iv, tol, n, nowUs).Int64Slice()
+	})
+}
+
+// detach calls f in a goroutine of its own and returns its answer, or
+// ctx's error once ctx is done, whichever comes first; ctx must have a
+// Done channel. After ctx's end f goes on until the client ends the
+// command (within its read and write timeouts); its answer then goes to a
+// buffered channel that nothing reads, and the goroutine exits.
+func detach[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type answer struct {
+		v   T
+		err error
+	}
+	var zero T
+	done := ctx.Done()
+	select {
+	case <-done:
+		return zero, ctx.Err()
+	default:
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		v, err := f()
+		ch <- answer{v, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.v, a.err
+	case <-done:
+		select {
+		case a := <-ch: // answered as ctx ended: the answer wins
+			return a.v, a.err
+		default:
+			return zero, ctx.Err()
+		}
+	}
+}
+
+// Reset implements heijunka.Store: it deletes the key. Redis errors, and
+// ctx's when it is done first, are returned as they are; the failure
+// policy applies to decisions only. Like Take, Reset returns by ctx's
+// deadline.
 func (s *Store) Reset(ctx context.Context, key string) error {
-	if err := s.client.Del(ctx, s.prefix+key).Err(); err != nil {
+	var err error
+	if s.clientDeadlines || ctx.Done() == nil {
+		err = s.client.Del(ctx, s.prefix+key).Err()
+	} else {
+		_, err = detach(ctx, func() (int64, error) { return s.client.Del(ctx, s.prefix+key).Result() })
+	}
+	if err != nil {
 		return fmt.Errorf("redisgcra: %w", err)
 	}
 	return nil

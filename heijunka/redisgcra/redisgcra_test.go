@@ -2,6 +2,10 @@ package redisgcra_test
 
 import (
 	"context"
+	"errors"
+	"math"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/heijunka/redisgcra"
@@ -205,10 +210,259 @@ func TestFailurePolicy(t *testing.T) {
 func TestRefusesSubMicrosecondRates(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer c.Close()
+	s := newStore(t, c, redisgcra.Options{OnError: redisgcra.FailOpen})
+	for _, rate := range []float64{5e6, 1.5e6, math.Nextafter(1e6, math.Inf(1))} {
+		d, err := s.Take(context.Background(), "k", heijunka.Limit{Rate: rate, Burst: 1}, time.Now(), 1)
+		require.Error(t, err, "Rate %v", rate)
+		assert.Contains(t, err.Error(), "microsecond")
+		assert.False(t, d.Allowed, "refused, not the fallback")
+		assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
+	}
+}
+
+// TestIntervalRoundsUp checks that an interval that is not a whole number
+// of microseconds is rounded up, so that the Store never admits more than
+// the Limit, and that whole ones are kept exactly. Each key first takes
+// its whole burst, so that it lives (PX) for seconds of real time while
+// the test steps its own clock by microseconds.
+func TestIntervalRoundsUp(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
 	s := newStore(t, c, redisgcra.Options{})
-	_, err := s.Take(context.Background(), "k", heijunka.PerSecond(5e6), time.Now(), 1)
+	ctx := context.Background()
+	now := time.Unix(1_900_000_000, 0)
+	for i, tc := range []struct {
+		rate heijunka.Limit // its Burst is ignored
+		want time.Duration  // the interval kept
+	}{
+		{heijunka.Limit{Rate: 1e6}, time.Microsecond},
+		{heijunka.Limit{Rate: 7e5}, 2 * time.Microsecond},
+		{heijunka.Every(1500 * time.Nanosecond), 2 * time.Microsecond},
+		{heijunka.Every(2000 * time.Nanosecond), 2 * time.Microsecond},
+		{heijunka.Every(2001 * time.Nanosecond), 3 * time.Microsecond},
+		{heijunka.Every(29 * time.Microsecond), 29 * time.Microsecond},
+		{heijunka.Every(3 * time.Millisecond), 3 * time.Millisecond},
+		{heijunka.PerMinute(7), 8_571_429 * time.Microsecond},
+	} {
+		burst := int(max(1, 10*time.Second/tc.want))
+		limit := tc.rate.WithBurst(burst)
+		key := strconv.Itoa(i)
+		d, err := s.Take(ctx, key, limit, now, burst)
+		require.NoError(t, err, "%v", limit)
+		require.True(t, d.Allowed)
+		assert.Equal(t, tc.want*time.Duration(burst), d.ResetAfter, "%v", limit)
+		d, err = s.Take(ctx, key, limit, now.Add(tc.want-time.Microsecond), 1)
+		require.NoError(t, err)
+		assert.False(t, d.Allowed, "%v: one microsecond early", limit)
+		assert.Equal(t, time.Microsecond, d.RetryAfter, "%v", limit)
+		d, err = s.Take(ctx, key, limit, now.Add(tc.want), 1)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed, "%v: on time", limit)
+	}
+}
+
+// TestCorruptStoredValues writes values no Store writes and checks that
+// they count as absent: the key is full, and the event recorded replaces
+// the value with a schedule that expires.
+func TestCorruptStoredValues(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	s := newStore(t, c, redisgcra.Options{Prefix: "bad:"})
+	ctx := context.Background()
+	now := time.Unix(1_900_000_000, 0)
+	limit := heijunka.PerSecond(10)
+	for _, v := range []string{
+		"1e300", "inf", "-inf", "nan", "-nan", "abc", "", "-5", "-1e300", "0x10",
+		"1e17",             // year 5138
+		"2531152000000001", // twenty years and a microsecond after now
+	} {
+		t.Run(v, func(t *testing.T) {
+			require.NoError(t, c.Set(ctx, "bad:k", v, 0).Err())
+			d, err := s.Take(ctx, "k", limit, now, 0)
+			require.NoError(t, err)
+			assert.Equal(t, heijunka.Decision{Allowed: true, Limit: limit, Remaining: 10}, d, "full")
+			d, err = s.Take(ctx, "k", limit, now, 1)
+			require.NoError(t, err)
+			assert.Equal(t, heijunka.Decision{Allowed: true, Limit: limit, Remaining: 9, ResetAfter: 100 * time.Millisecond}, d)
+			got, err := c.Get(ctx, "bad:k").Result()
+			require.NoError(t, err)
+			assert.Equal(t, strconv.FormatInt(now.UnixMicro()+100_000, 10), got)
+			ttl, err := c.PTTL(ctx, "bad:k").Result()
+			require.NoError(t, err)
+			assert.Positive(t, ttl, "the value expires again")
+		})
+	}
+
+	// A fraction is cut to whole microseconds.
+	require.NoError(t, c.Set(ctx, "bad:f", "1900000000050000.75", 0).Err())
+	d, err := s.Take(ctx, "f", limit, now, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 150*time.Millisecond, d.ResetAfter)
+
+	// A schedule far ahead but within twenty years is kept: a Limit may
+	// take ten years to refill.
+	ahead := 19 * 365 * 24 * time.Hour
+	require.NoError(t, c.Set(ctx, "bad:far", strconv.FormatInt(now.Add(ahead).UnixMicro(), 10), 0).Err())
+	d, err = s.Take(ctx, "far", limit, now, 1)
+	require.NoError(t, err)
+	assert.False(t, d.Allowed)
+	assert.Equal(t, ahead, d.ResetAfter)
+	assert.Equal(t, ahead-limit.Interval()*time.Duration(limit.Burst-1), d.RetryAfter)
+
+	// Twenty years to the microsecond is still kept.
+	require.NoError(t, c.Set(ctx, "bad:edge", "2531152000000000", 0).Err())
+	d, err = s.Take(ctx, "edge", limit, now, 0)
+	require.NoError(t, err)
+	assert.False(t, d.Allowed)
+	assert.Equal(t, 631_152_000_000_000*time.Microsecond, d.ResetAfter)
+}
+
+// TestCallerTimeOutOfRange checks that a time the Store cannot keep, such
+// as the zero time.Time, is refused with an error and a denied Decision
+// whatever OnError says, and writes nothing.
+func TestCallerTimeOutOfRange(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	s := newStore(t, c, redisgcra.Options{Prefix: "t:", OnError: redisgcra.FailOpen})
+	ctx := context.Background()
+	limit := heijunka.PerSecond(10)
+	for _, tc := range []struct {
+		now  time.Time
+		want string
+	}{
+		{time.Time{}, "zero time.Time"},
+		{time.Unix(0, -1), "before 1970"},
+		{time.Date(1969, 7, 20, 20, 17, 0, 0, time.UTC), "before 1970"},
+		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), "not before 2200"},
+		{time.Unix(1<<62, 0), "not before 2200"},
+	} {
+		d, err := s.Take(ctx, "k", limit, tc.now, 1)
+		require.Error(t, err, "%v", tc.now)
+		assert.Contains(t, err.Error(), tc.want)
+		assert.Contains(t, err.Error(), "redisgcra: ")
+		assert.False(t, d.Allowed, "%v: refused, not the fallback", tc.now)
+		assert.False(t, d.FailedOpen)
+		assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
+	}
+	n, err := c.Exists(ctx, "t:k").Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing written")
+
+	// The bounds themselves.
+	for _, now := range []time.Time{time.Unix(0, 0), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Microsecond)} {
+		d, err := s.Take(ctx, "edge", limit, now, 1)
+		require.NoError(t, err, "%v", now)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 100*time.Millisecond, d.ResetAfter)
+		require.NoError(t, s.Reset(ctx, "edge"))
+	}
+
+	// Through a Keyed limiter the caller sees the error.
+	k, err := heijunka.NewKeyed(limit, heijunka.KeyedOptions{Store: s})
+	require.NoError(t, err)
+	_, err = k.AllowN(ctx, time.Time{}, "k", 1)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "microsecond")
+	assert.Contains(t, err.Error(), "zero time.Time")
+
+	// With ServerClock the time passed is ignored.
+	sc := newStore(t, c, redisgcra.Options{Prefix: "t:", ServerClock: true})
+	d, err := sc.Take(ctx, "k", limit, time.Time{}, 1)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed)
+}
+
+// TestDeadlineWhileRedisIsPaused pauses Redis (CLIENT PAUSE) and checks
+// that Take and Reset return at ctx's end, Take with the OnError fallback,
+// whether or not the client enforces ctx deadlines itself, and that
+// nothing is left running once Redis answers again.
+func TestDeadlineWhileRedisIsPaused(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	srv := servers.StartRedis(t)
+	const pause = time.Second
+	for _, tc := range []struct {
+		name   string
+		client func() redis.UniversalClient
+		policy redisgcra.FailurePolicy
+		cancel bool // cancel ctx rather than let its deadline pass
+	}{
+		{"default options", func() redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: srv.Addr})
+		}, redisgcra.FailOpen, false},
+		{"default options, cancelled", func() redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: srv.Addr})
+		}, redisgcra.FailClosed, true},
+		{"ContextTimeoutEnabled", func() redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+		}, redisgcra.FailClosed, false},
+		{"ContextTimeoutEnabled, deadlines disabled", func() redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, ReadTimeout: -2, WriteTimeout: -2})
+		}, redisgcra.FailOpen, false},
+		{"Ring", func() redis.UniversalClient {
+			return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": srv.Addr}})
+		}, redisgcra.FailClosed, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := tc.client()
+			t.Cleanup(func() { _ = client.Close() })
+			s := newStore(t, client, redisgcra.Options{Prefix: "pause:", OnError: tc.policy})
+			now := time.Now()
+			_, err := s.Take(context.Background(), "k", heijunka.PerSecond(10), now, 1) // a connection in the pool
+			require.NoError(t, err)
+
+			pauser := redisClient(t, srv)
+			require.NoError(t, pauser.Do(context.Background(), "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err())
+			paused := time.Now()
+
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			if tc.cancel {
+				cancel()
+				ctx, cancel = context.WithCancel(context.Background())
+				time.AfterFunc(100*time.Millisecond, cancel)
+			}
+			start := time.Now()
+			d, err := s.Take(ctx, "k", heijunka.PerSecond(10), now, 1)
+			elapsed := time.Since(start)
+			cancel()
+			require.Error(t, err)
+			if tc.cancel {
+				assert.ErrorIs(t, err, context.Canceled)
+			} else {
+				assert.True(t, errors.Is(err, context.DeadlineExceeded) || isTimeout(err), "%v", err)
+			}
+			assert.Contains(t, err.Error(), "redisgcra: ")
+			assert.Less(t, elapsed, 500*time.Millisecond, "returns at ctx's end, not when Redis answers")
+			assert.Equal(t, tc.policy == redisgcra.FailOpen, d.Allowed, "the fallback")
+			assert.Equal(t, tc.policy == redisgcra.FailOpen, d.FailedOpen)
+
+			// A ctx already done does not wait at all.
+			done, cancelDone := context.WithCancel(context.Background())
+			cancelDone()
+			start = time.Now()
+			_, err = s.Take(done, "k", heijunka.PerSecond(10), now, 1)
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.Less(t, time.Since(start), 300*time.Millisecond)
+
+			// Reset keeps the deadline too.
+			ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+			start = time.Now()
+			err = s.Reset(ctx, "k")
+			cancel()
+			require.Error(t, err)
+			assert.Less(t, time.Since(start), 500*time.Millisecond)
+
+			// Wait for the pause to end: the pauser's next command runs
+			// after it.
+			require.NoError(t, pauser.Ping(context.Background()).Err())
+			require.GreaterOrEqual(t, time.Since(paused), pause-100*time.Millisecond)
+		})
+	}
+}
+
+// isTimeout reports whether err is a network timeout, which a client that
+// sets ctx's deadline on its socket returns.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func TestScriptReloadsAfterFlush(t *testing.T) {
