@@ -256,6 +256,9 @@ func (s *Service) connectRedis(ctx context.Context) error {
 		// The error may quote the URL, password and all.
 		return fmt.Errorf("-redis-url %s is not a Redis URL", svc.RedactURL(s.cfg.RedisURL))
 	}
+	// Every call is given a deadline of its own: the client ends it there
+	// (go-redis waits for its own read timeout otherwise).
+	opts.ContextTimeoutEnabled = true
 	s.rdb = redis.NewClient(opts)
 	rdb := s.rdb
 	s.closers = append(s.closers, func(context.Context) error { return rdb.Close() })
