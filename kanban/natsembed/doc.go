@@ -12,7 +12,14 @@
 // which dials the server in memory. On a port it is secure by default:
 // clients must present a token, generated at random unless Options.Token
 // sets one, which ClientURL carries and Connect presents (NoAuth turns it
-// off). It logs nothing unless given a Logger. Starting again on the same
-// StoreDir (and Port, and Token) brings back the streams and messages a
-// previous server stored, which is how a crash and restart are tested.
+// off); a token may hold any character (see Options.Token), as the URL
+// percent-encodes it and Connect presents it outside the URL. It logs
+// nothing unless given a Logger.
+//
+// Starting again on the same StoreDir (and Port, and Token) brings back
+// the streams and messages a previous server stored, which is how a crash
+// and restart are tested. A server holds a lock on its StoreDir until
+// Shutdown: a second server on the same StoreDir, in this process or
+// another, fails to start (ErrStoreInUse) instead of corrupting the store.
+// A Port in use fails Start at once, naming the address.
 package natsembed

@@ -9,9 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -31,8 +35,10 @@ type Options struct {
 	InProcess bool
 	// Token is the secret a client must present on the port. Empty means
 	// one generated at random by Start: ClientURL carries it, Connect
-	// presents it, and nothing else on the machine can connect. Ignored
-	// with InProcess.
+	// presents it, and nothing else on the machine can connect. Any valid
+	// UTF-8 text works, but for one in the form of a bcrypt hash
+	// ("$2a$10$..."), which the server would take for the hash of the
+	// token instead of the token. Ignored with InProcess.
 	Token string
 	// NoAuth listens on the port without a token: any process on the
 	// machine may connect, publish and read. For tests of clients that
@@ -46,24 +52,44 @@ type Options struct {
 	ReadyTimeout time.Duration
 }
 
-// Validate reports the first field out of range, naming it.
+// bcryptHash is the form of token the server takes for a bcrypt hash.
+var bcryptHash = regexp.MustCompile(`^\$2[abxy]\$\d{2}\$`)
+
+// Validate reports the first field out of range, naming it. It never
+// shows the Token.
 func (o Options) Validate() error {
 	switch {
 	case o.Port < 0 || o.Port > 65535:
 		return fmt.Errorf("natsembed: invalid Port %d: must be between 0 and 65535", o.Port)
 	case o.ReadyTimeout < 0:
 		return fmt.Errorf("natsembed: invalid ReadyTimeout %v: must not be negative", o.ReadyTimeout)
+	case !utf8.ValidString(o.Token):
+		return errors.New("natsembed: invalid Token: must be valid UTF-8")
+	case bcryptHash.MatchString(o.Token):
+		return errors.New("natsembed: invalid Token: the server would take it for a bcrypt hash (\"$2a$10$...\")")
 	}
 	return nil
 }
+
+// ErrStoreInUse is wrapped by the error Start returns when another server,
+// in this process or another, runs on the same StoreDir.
+var ErrStoreInUse = errors.New("natsembed: store directory in use")
+
+// LockFile is the name of the file in the StoreDir that a running server
+// holds an exclusive lock on (on Unix and Windows; other systems have no
+// lock). The lock is the operating system's: it goes with the process, so
+// one killed leaves no stale lock behind.
+const LockFile = "natsembed.lock"
 
 // Server is a running embedded NATS server. Shutdown stops it.
 type Server struct {
 	ns        *server.Server
 	storeDir  string
 	ownsStore bool
+	lock      *os.File // LockFile in storeDir, locked; nil once released
 	inProcess bool
 	token     string // "" with InProcess or NoAuth
+	fatal     fatalLog
 
 	stopOnce sync.Once
 	stopped  chan struct{} // closed once the server has stopped
@@ -71,7 +97,13 @@ type Server struct {
 }
 
 // Start runs a NATS server with JetStream and waits until it accepts
-// connections, ctx ends, or ReadyTimeout passes.
+// connections, ctx ends, or ReadyTimeout passes. It holds an exclusive
+// lock on StoreDir (the file LockFile in it) until Shutdown has stopped
+// the server, since two servers on one store would corrupt it: while
+// another server, in this process or another, runs on StoreDir, Start
+// fails at once with an error wrapping ErrStoreInUse. A server that
+// cannot start — its Port in use, its store unusable — fails Start at
+// once with the reason, naming the address for a port.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -95,6 +127,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		s.storeDir, s.ownsStore = dir, true
 	}
+	if err := s.lockStore(); err != nil {
+		_ = s.removeStore()
+		return nil, err
+	}
 	sopts := &server.Options{
 		ServerName:    "natsembed",
 		Host:          "127.0.0.1",
@@ -111,12 +147,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
-		_ = s.removeStore()
+		_ = s.release()
 		return nil, fmt.Errorf("natsembed: %w", err)
 	}
-	if opts.Logger != nil {
-		ns.SetLoggerV2(slogLogger{opts.Logger}, true, false, false)
-	}
+	// The logger is set even without opts.Logger: it is how a failure to
+	// start (the server's Fatalf, after which it never gets ready) is seen.
+	ns.SetLoggerV2(slogLogger{l: opts.Logger, fatal: &s.fatal}, opts.Logger != nil, false, false)
 	s.ns = ns
 	ns.Start()
 	timeout := opts.ReadyTimeout
@@ -124,17 +160,120 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		timeout = 10 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	for !ns.ReadyForConnections(50 * time.Millisecond) {
-		if ctx.Err() != nil || time.Now().After(deadline) {
+	for {
+		if err := s.fatal.err(); err != nil {
 			_ = s.Shutdown(context.Background()) // the server is not serving: it stops at once
+			return nil, err
+		}
+		if ns.ReadyForConnections(50 * time.Millisecond) {
+			return s, nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			_ = s.Shutdown(context.Background())
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			return nil, errors.New("natsembed: server not ready within " + timeout.String())
 		}
 	}
-	return s, nil
 }
+
+// lockStore creates the store directory if need be and takes the lock on
+// its LockFile, writing this process's ID in it for the error of a server
+// turned away.
+func (s *Server) lockStore() error {
+	if err := os.MkdirAll(s.storeDir, 0o750); err != nil {
+		return fmt.Errorf("natsembed: store directory: %w", err)
+	}
+	path := filepath.Join(s.storeDir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("natsembed: store directory: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		b := make([]byte, 32)
+		n, _ := f.ReadAt(b, 0)
+		_ = f.Close()
+		holder := "another server"
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b[:n]))); perr == nil {
+			if pid == os.Getpid() {
+				holder = "another server of this process"
+			} else {
+				holder = "a server of process " + strconv.Itoa(pid)
+			}
+		}
+		return fmt.Errorf("%w: %s is locked by %s (%v); shut it down or use another StoreDir", ErrStoreInUse, s.storeDir, holder, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	s.lock = f
+	return nil
+}
+
+// release gives back the store's lock, then removes the store directory
+// when Start created it. It returns the error removing it, if any.
+func (s *Server) release() error {
+	if s.lock != nil {
+		_ = s.lock.Truncate(0)
+		_ = unlockFile(s.lock)
+		_ = s.lock.Close() // closing releases the lock too
+		s.lock = nil
+	}
+	return s.removeStore()
+}
+
+// fatalLog keeps the first fatal error the server logs.
+type fatalLog struct {
+	mu    sync.Mutex
+	first error
+}
+
+func (f *fatalLog) set(err error) {
+	f.mu.Lock()
+	if f.first == nil {
+		f.first = err
+	}
+	f.mu.Unlock()
+}
+
+func (f *fatalLog) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.first
+}
+
+// fatalError turns the server's fatal log line into Start's error. A
+// failure to listen names the address; otherwise the line is kept. The
+// error found among the arguments, if any, is wrapped, so that errors.Is
+// sees syscall.EADDRINUSE, for one.
+func fatalError(format string, v []any) error {
+	var cause error
+	for _, a := range v {
+		if err, ok := a.(error); ok {
+			cause = err
+			break
+		}
+	}
+	var op *net.OpError
+	if errors.As(cause, &op) && op.Op == "listen" && op.Addr != nil {
+		return fmt.Errorf("natsembed: cannot listen on %s: %w", op.Addr, op.Err)
+	}
+	msg := fmt.Sprintf(format, v...)
+	if cause == nil {
+		return errors.New("natsembed: server failed to start: " + msg)
+	}
+	return &startError{msg: msg, err: cause}
+}
+
+// startError is a fatal log line of the server with the error it names.
+type startError struct {
+	msg string
+	err error
+}
+
+func (e *startError) Error() string { return "natsembed: server failed to start: " + e.msg }
+func (e *startError) Unwrap() error { return e.err }
 
 // NATS returns the underlying nats-server, for options this package does
 // not wrap.
@@ -145,18 +284,42 @@ func (s *Server) StoreDir() string { return s.storeDir }
 
 // ClientURL returns the URL clients connect to, with the token:
 // "nats://TOKEN@127.0.0.1:port" ("nats://127.0.0.1:port" with NoAuth), or
-// "" for an in-process server. It holds the secret: log RedactedURL,
-// never ClientURL (nats.Conn.ConnectedUrlRedacted hides passwords, not a
-// token given as the URL's user).
+// "" for an in-process server. The token is percent-encoded but for
+// letters, digits and "-._~", so that any token reaches the server as it
+// is: nats.Connect and url.Parse give it back. The URL holds the secret:
+// log RedactedURL, never ClientURL. A connection made with ClientURL has
+// the token in its URL, which nats.Conn.ConnectedUrlRedacted does not
+// hide (it hides passwords, not a token given as the URL's user); one made
+// with Connect does not.
 func (s *Server) ClientURL() string {
 	if s.inProcess {
 		return ""
 	}
 	u := s.ns.ClientURL()
 	if s.token != "" {
-		u = strings.Replace(u, "nats://", "nats://"+s.token+"@", 1)
+		u = strings.Replace(u, "nats://", "nats://"+escapeUserinfo(s.token)+"@", 1)
 	}
 	return u
+}
+
+// escapeUserinfo percent-encodes every byte of v but the URL's unreserved
+// characters: url.User would leave ',' and ';' as they are, and a comma
+// splits the URL in two for nats.Connect, which takes a list.
+func escapeUserinfo(v string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(3 * len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
 
 // RedactedURL is ClientURL with the token hidden, for logs.
@@ -187,28 +350,34 @@ func (s *Server) Port() int {
 }
 
 // Connect opens a client connection to the server: in memory for an
-// in-process server, over loopback TCP otherwise. The caller closes it.
+// in-process server, over loopback TCP otherwise, presenting the token
+// with nats.Token, so that the connection's URL (ConnectedUrl, Servers)
+// holds no secret. The caller closes it.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	if s.inProcess {
 		return nats.Connect("", append([]nats.Option{nats.InProcessServer(s.ns)}, opts...)...)
 	}
-	return nats.Connect(s.ClientURL(), opts...)
+	if s.token != "" {
+		opts = append([]nats.Option{nats.Token(s.token)}, opts...)
+	}
+	return nats.Connect(s.ns.ClientURL(), opts...)
 }
 
 // Shutdown stops the server, as http.Server.Shutdown does: it closes the
-// clients' connections, waits for the server's goroutines to end and
-// removes the store directory when Start created it, returning the error
+// clients' connections, waits for the server's goroutines to end, releases
+// the lock on the store directory — another server may then start on it —
+// and removes the directory when Start created it, returning the error
 // removing it, if any. When ctx ends first Shutdown returns ctx.Err() and
-// the server finishes stopping on its own. After a nil return no
-// goroutine of the server remains. It is safe to call more than once:
-// later calls wait (within their ctx) for the same stop and return its
-// result.
+// the server finishes stopping on its own (and releases the lock then).
+// After a nil return no goroutine of the server remains. It is safe to
+// call more than once: later calls wait (within their ctx) for the same
+// stop and return its result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		go func() {
 			s.ns.Shutdown()
 			s.ns.WaitForShutdown()
-			s.stopErr = s.removeStore()
+			s.stopErr = s.release()
 			close(s.stopped)
 		}()
 	})
@@ -231,12 +400,26 @@ func (s *Server) removeStore() error {
 	return nil
 }
 
-// slogLogger adapts slog to the server's Logger interface.
-type slogLogger struct{ l *slog.Logger }
+// slogLogger adapts slog to the server's Logger interface; l may be nil,
+// which logs nothing. The server's fatal errors also go to fatal.
+type slogLogger struct {
+	l     *slog.Logger
+	fatal *fatalLog
+}
 
-func (g slogLogger) Noticef(f string, v ...any) { g.l.Info(fmt.Sprintf(f, v...)) }
-func (g slogLogger) Warnf(f string, v ...any)   { g.l.Warn(fmt.Sprintf(f, v...)) }
-func (g slogLogger) Fatalf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...)) }
-func (g slogLogger) Errorf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...)) }
-func (g slogLogger) Debugf(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...)) }
-func (g slogLogger) Tracef(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...)) }
+func (g slogLogger) log(level slog.Level, f string, v []any) {
+	if g.l != nil {
+		g.l.Log(context.Background(), level, fmt.Sprintf(f, v...))
+	}
+}
+
+func (g slogLogger) Noticef(f string, v ...any) { g.log(slog.LevelInfo, f, v) }
+func (g slogLogger) Warnf(f string, v ...any)   { g.log(slog.LevelWarn, f, v) }
+func (g slogLogger) Errorf(f string, v ...any)  { g.log(slog.LevelError, f, v) }
+func (g slogLogger) Debugf(f string, v ...any)  { g.log(slog.LevelDebug, f, v) }
+func (g slogLogger) Tracef(f string, v ...any)  { g.log(slog.LevelDebug, f, v) }
+
+func (g slogLogger) Fatalf(f string, v ...any) {
+	g.fatal.set(fatalError(f, v))
+	g.log(slog.LevelError, f, v)
+}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,4 +155,101 @@ func TestOptionsValidate(t *testing.T) {
 	cancel()
 	_, err := natsembed.Start(ctx, natsembed.Options{})
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// Any token reaches the server as it is, through ClientURL as through
+// Connect, and neither RedactedURL nor the URL of a connection made with
+// Connect shows it.
+func TestAnyTokenConnects(t *testing.T) {
+	ctx := context.Background()
+	for _, token := range []string{"p/q#r", "x:y", "100%", "sp ace", " lead", "a,b", "semi;colon", "at@sign?q=1", "ünï€ode", "tab\there", `back\slash"quote`} {
+		t.Run(token, func(t *testing.T) {
+			srv, err := natsembed.Start(ctx, natsembed.Options{Token: token})
+			require.NoError(t, err)
+			defer func() { assert.NoError(t, srv.Shutdown(ctx)) }()
+			assert.Equal(t, token, srv.Token())
+
+			u, err := url.Parse(srv.ClientURL())
+			require.NoError(t, err)
+			require.NotNil(t, u.User)
+			_, hasPassword := u.User.Password()
+			assert.False(t, hasPassword, "the token is the URL's user, whole")
+			assert.Equal(t, token, u.User.Username(), "url.Parse gives the token back")
+			assert.NotContains(t, srv.RedactedURL(), token)
+
+			nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(0))
+			require.NoError(t, err, "ClientURL carries the token")
+			nc.Close()
+
+			nc, err = srv.Connect(nats.MaxReconnects(0))
+			require.NoError(t, err, "Connect presents the token")
+			defer nc.Close()
+			assert.NotContains(t, nc.ConnectedUrl(), escapeAll(token), "the connection's URL holds no token")
+			assert.NotContains(t, nc.ConnectedUrlRedacted(), escapeAll(token))
+			assert.NotContains(t, strings.Join(nc.Servers(), " "), escapeAll(token))
+			assert.NotContains(t, nc.ConnectedUrl(), "@")
+
+			_, err = nats.Connect(srv.RedactedURL(), nats.MaxReconnects(0))
+			assert.ErrorIs(t, err, nats.ErrAuthorization, "the token is needed")
+		})
+	}
+}
+
+// escapeAll is the token as ClientURL writes it.
+func escapeAll(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// A token the server cannot check as it is given is refused, and the
+// error does not show it.
+func TestTokenValidate(t *testing.T) {
+	for _, token := range []string{"$2a$10$abcdefghijklmnopqrstuv", "$2b$12$x", "bad\xffutf8"} {
+		err := natsembed.Options{Token: token}.Validate()
+		require.Error(t, err, "%q", token)
+		assert.ErrorContains(t, err, "natsembed: invalid Token")
+		assert.NotContains(t, err.Error(), token)
+		_, err = natsembed.Start(context.Background(), natsembed.Options{Token: token})
+		assert.ErrorContains(t, err, "natsembed: invalid Token", "Start validates")
+	}
+	assert.NoError(t, natsembed.Options{Token: "$2 dollars"}.Validate())
+}
+
+// Two servers never run on one store: a second Start on a StoreDir in use
+// fails at once, leaving the first server serving, and succeeds once the
+// first has shut down.
+func TestStoreDirLocked(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	first, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir, InProcess: true})
+	require.NoError(t, err)
+	began := time.Now()
+	for _, opts := range []natsembed.Options{{StoreDir: dir, InProcess: true}, {StoreDir: dir}} {
+		second, err := natsembed.Start(ctx, opts)
+		require.Error(t, err)
+		assert.Nil(t, second)
+		assert.ErrorIs(t, err, natsembed.ErrStoreInUse)
+		assert.ErrorContains(t, err, dir)
+		assert.ErrorContains(t, err, "another server of this process")
+	}
+	assert.Less(t, time.Since(began), 5*time.Second, "the second start fails at once")
+
+	nc, err := first.Connect()
+	require.NoError(t, err)
+	_, err = nc.Request("$JS.API.INFO", nil, 5*time.Second)
+	assert.NoError(t, err, "the first server still serves JetStream")
+	nc.Close()
+	require.NoError(t, first.Shutdown(ctx))
+
+	again, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir, InProcess: true})
+	require.NoError(t, err, "Shutdown releases the store")
+	require.NoError(t, again.Shutdown(ctx))
 }

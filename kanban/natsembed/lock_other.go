@@ -1,0 +1,11 @@
+//go:build !unix && !windows
+
+package natsembed
+
+import "os"
+
+// Systems other than Unix and Windows have no file lock: the store is not
+// guarded against a second server.
+func lockFile(*os.File) error { return nil }
+
+func unlockFile(*os.File) error { return nil }

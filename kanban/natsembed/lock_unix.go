@@ -1,0 +1,18 @@
+//go:build unix
+
+package natsembed
+
+import (
+	"os"
+	"syscall"
+)
+
+// lockFile takes an exclusive lock on f without waiting; it fails while
+// another open file holds one, in this process or another.
+func lockFile(f *os.File) error {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+}
+
+func unlockFile(f *os.File) error {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+}

@@ -1,0 +1,24 @@
+//go:build windows
+
+package natsembed
+
+import (
+	"os"
+
+	"golang.org/x/sys/windows"
+)
+
+// lockRegion is the byte range locked: one byte at 4 GiB, past the
+// file's content, which stays readable by the servers the lock turns
+// away.
+func lockRegion() *windows.Overlapped { return &windows.Overlapped{OffsetHigh: 1} }
+
+// lockFile takes an exclusive lock on f without waiting; it fails while
+// another open file holds one, in this process or another.
+func lockFile(f *os.File) error {
+	return windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, lockRegion())
+}
+
+func unlockFile(f *os.File) error {
+	return windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, lockRegion())
+}
