@@ -55,7 +55,10 @@
 //
 // Trace context travels in the message headers through Options.Propagator
 // (kanban/kanbanotel adapts OpenTelemetry's); the headers' names are kept
-// exactly as written. Options.Tracer records spans around publishes and
+// exactly as written. The ID and Key travel in headers too, so a message
+// arrives with the very ID, Key and headers it was published with: Publish
+// refuses, with ErrInvalidMessage, one that NATS headers would change (see
+// Queue.Publish). Options.Tracer records spans around publishes and
 // handler attempts.
 //
 // The Queue works against any nats-server with JetStream enabled (2.9 or

@@ -314,15 +314,81 @@ func (q *Queue[T]) Options() Options { return q.opts }
 // Stats returns the counts of this queue value.
 func (q *Queue[T]) Stats() kanban.QueueStats { return q.counters.Snapshot() }
 
+// ErrInvalidMessage is wrapped by the error Publish, TryPublish and
+// PublishAsync return, without sending anything, for a message whose ID,
+// Key or headers would not arrive as written: NATS headers drop the white
+// space (space, tab) around a value, turn CR and LF into spaces and refuse
+// header names outside the HTTP token characters. The error names the
+// field or header.
+var ErrInvalidMessage = errors.New("natsjs: invalid message")
+
+// checkIdentifier reports why the message's ID or Key v (field names
+// which) would not arrive as written, or is unfit to identify a message.
+func checkIdentifier(field, v string) error {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			return fmt.Errorf("%w %s %q: control character %q at byte %d: an ID or Key travelling in a NATS header must be printable text", ErrInvalidMessage, field, v, c, i)
+		}
+	}
+	if v != "" && (v[0] == ' ' || v[len(v)-1] == ' ') {
+		return fmt.Errorf("%w %s %q: begins or ends with a space, which NATS headers drop", ErrInvalidMessage, field, v)
+	}
+	return nil
+}
+
+// checkHeader reports why the header name: value would not arrive as
+// written. The error names the header and never shows its value, which
+// may be a secret.
+func checkHeader(name, value string) error {
+	if name == "" {
+		return fmt.Errorf("%w header name \"\": must not be empty", ErrInvalidMessage)
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenChar(name[i]) {
+			return fmt.Errorf("%w header name %q: %q at byte %d; a name holds letters, digits and !#$%%&'*+-.^_`|~ only", ErrInvalidMessage, name, name[i], i)
+		}
+	}
+	if strings.ContainsAny(value, "\r\n") {
+		return fmt.Errorf("%w header %q: its value holds CR or LF, which NATS headers turn into spaces", ErrInvalidMessage, name)
+	}
+	if value != "" && (isBlank(value[0]) || isBlank(value[len(value)-1])) {
+		return fmt.Errorf("%w header %q: its value begins or ends with white space, which NATS headers drop", ErrInvalidMessage, name)
+	}
+	return nil
+}
+
+// isTokenChar reports whether c may appear in a header name: an HTTP
+// token character (RFC 9110), as nats.go accepts.
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
 func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg, error) {
 	if msg.ID == "" {
 		return nil, kanban.ErrNoID
+	}
+	if err := checkIdentifier("ID", msg.ID); err != nil {
+		return nil, err
+	}
+	if err := checkIdentifier("Key", msg.Key); err != nil {
+		return nil, err
+	}
+	hdr := kanban.InjectHeaders(ctx, q.opts.Propagator, msg.Headers)
+	for k, v := range hdr {
+		if err := checkHeader(k, v); err != nil {
+			return nil, err
+		}
 	}
 	data, err := q.opts.Codec.Marshal(msg.Payload)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: encoding message %s: %w", msg.ID, err)
 	}
-	hdr := kanban.InjectHeaders(ctx, q.opts.Propagator, msg.Headers)
 	nh := make(nats.Header, len(hdr)+2)
 	for k, v := range hdr {
 		nh[k] = []string{v} // as written: Header.Set would canonicalize
@@ -342,12 +408,22 @@ func isFull(err error) bool {
 // Publish stores msg and waits for the stream's acknowledgement. While
 // the stream is at Capacity it retries, backing off up to 100ms, until
 // there is room or ctx ends.
+//
+// The ID and Key travel in NATS headers, and so must arrive exactly as
+// published — the ID is what handlers and deduplication go by: Publish
+// refuses, with an error wrapping ErrInvalidMessage that names the field,
+// an ID or Key holding a control character (CR, LF, tab, NUL, ...) or
+// beginning or ending with a space. A header of msg.Headers is refused
+// the same way for a name that is empty or holds a character other than
+// an HTTP token's (letters, digits and !#$%&'*+-.^_`|~), and for a value
+// holding CR or LF or beginning or ending with a space or tab; the error
+// names the header but not its value. An empty ID is kanban.ErrNoID.
 func (q *Queue[T]) Publish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, true)
 }
 
 // TryPublish stores msg or returns kanban.ErrFull when the stream is at
-// Capacity.
+// Capacity. It checks msg as Publish does.
 func (q *Queue[T]) TryPublish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, false)
 }

@@ -1,0 +1,97 @@
+package natsjs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/natsembed"
+	"github.com/taipattern/taikit/kanban/natsjs"
+)
+
+// Publish, TryPublish and PublishAsync refuse, without sending it, a
+// message whose ID, Key or headers NATS headers would change on the way,
+// with an error naming the field or header.
+func TestPublishRefusesWhatHeadersWouldChange(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	q, err := natsjs.New[int](ctx, connect(t, srv.Connect), natsjs.Options{Stream: "CHECKED"})
+	require.NoError(t, err)
+	tests := []struct {
+		msg  kanban.Message[int]
+		want string
+	}{
+		{kanban.Message[int]{ID: " spaced "}, `natsjs: invalid message ID " spaced ": begins or ends with a space`},
+		{kanban.Message[int]{ID: "trailing "}, `natsjs: invalid message ID "trailing "`},
+		{kanban.Message[int]{ID: "crlf\r\nKanban-Key: injected"}, `natsjs: invalid message ID "crlf\r\nKanban-Key: injected": control character '\r' at byte 4`},
+		{kanban.Message[int]{ID: "nul\x00"}, `natsjs: invalid message ID "nul\x00": control character '\x00'`},
+		{kanban.Message[int]{ID: "tab\tid"}, `natsjs: invalid message ID "tab\tid": control character '\t'`},
+		{kanban.Message[int]{ID: "id", Key: " k "}, `natsjs: invalid message Key " k "`},
+		{kanban.Message[int]{ID: "id", Key: "k\n"}, `natsjs: invalid message Key "k\n": control character '\n'`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"bad name:": "v"}}, `natsjs: invalid message header name "bad name:": ' ' at byte 3`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"": "v"}}, `natsjs: invalid message header name "": must not be empty`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"a/b": "v"}}, `natsjs: invalid message header name "a/b"`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"X-Split": "secret\r\nX-Injected: 1"}}, `natsjs: invalid message header "X-Split": its value holds CR or LF`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"X-Padded": " secret"}}, `natsjs: invalid message header "X-Padded": its value begins or ends with white space`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"X-Padded": "secret\t"}}, `natsjs: invalid message header "X-Padded"`},
+	}
+	for _, tc := range tests {
+		for name, publish := range map[string]func(context.Context, kanban.Message[int]) error{
+			"Publish": q.Publish, "TryPublish": q.TryPublish, "PublishAsync": q.PublishAsync,
+		} {
+			err := publish(ctx, tc.msg)
+			require.Error(t, err, "%s %q", name, tc.msg.ID)
+			assert.ErrorIs(t, err, natsjs.ErrInvalidMessage, name)
+			assert.ErrorContains(t, err, tc.want, name)
+			assert.NotContains(t, err.Error(), "secret", "%s: a header's value is not shown", name)
+		}
+	}
+	require.NoError(t, q.Flush(ctx))
+	b, err := q.Backlog(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, b.Depth, "nothing was sent")
+	assert.Zero(t, q.Stats().Published)
+	require.NoError(t, q.Shutdown(ctx))
+}
+
+// What Publish accepts arrives exactly as published.
+func TestPublishedArrivesAsWritten(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	q, err := natsjs.New[int](ctx, connect(t, srv.Connect), natsjs.Options{Stream: "ASIS", FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	sent := kanban.Message[int]{
+		ID:      "in ner: id\u00a0",
+		Key:     "key=1; é",
+		Payload: 7,
+		Headers: kanban.Header{"X-Tab": "a\tb", "!#$%&'*+-.^_`|~": "ünï\x00code", "X-Empty": ""},
+	}
+	require.NoError(t, q.Publish(ctx, sent))
+	got := make(chan kanban.Delivery[int], 1)
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			got <- d
+			return nil
+		}, kanban.ConsumeOptions{WIP: 1})
+	}()
+	select {
+	case d := <-got:
+		assert.Equal(t, sent.ID, d.ID)
+		assert.Equal(t, sent.Key, d.Key)
+		assert.Equal(t, sent.Payload, d.Payload)
+		for k, v := range sent.Headers {
+			require.Contains(t, d.Headers, k)
+			assert.Equal(t, v, d.Headers[k], "header %q", k)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("message not delivered")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
