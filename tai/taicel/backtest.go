@@ -107,7 +107,7 @@ type backtester[T any] struct {
 	cand     *Set[T]
 	policy   string
 	kind     string
-	amount   cel.Program // nil without BacktestOptions.Amount
+	amount   *program // nil without BacktestOptions.Amount
 	labels   map[string]bool
 	positive tai.Verdict
 }
@@ -167,7 +167,7 @@ func backtest[T any](ctx context.Context, cand *Set[T], srcs []trailSource, opts
 					continue
 				default:
 				}
-				bt.judge(b)
+				bt.judge(ctx, b)
 				select {
 				case results <- b:
 				case <-stop:
@@ -206,7 +206,7 @@ func backtest[T any](ctx context.Context, cand *Set[T], srcs []trailSource, opts
 }
 
 // compileAmount compiles BacktestOptions.Amount in the set's environment.
-func (s *Set[T]) compileAmount(expr string) (cel.Program, error) {
+func (s *Set[T]) compileAmount(expr string) (*program, error) {
 	env := s.cel
 	if s.env.dynamic {
 		found := map[string]bool{}
@@ -224,7 +224,7 @@ func (s *Set[T]) compileAmount(expr string) (cel.Program, error) {
 			}
 		}
 	}
-	prg, out, cerr := compileExpr(env, expr, "amount")
+	prg, out, cerr := compileExpr(env, expr, "amount", s.env.maxCost)
 	if cerr != nil {
 		return nil, fmt.Errorf("taicel: BacktestOptions.Amount %q: %s", expr, cerr.Detail)
 	}
@@ -450,19 +450,20 @@ func parseEntry(line []byte, e *trailEntry) error {
 	return err
 }
 
-// judge fills b.out, one judged per line.
-func (bt *backtester[T]) judge(b *batch) {
+// judge fills b.out, one judged per line; a rule still running when ctx
+// ends stops.
+func (bt *backtester[T]) judge(ctx context.Context, b *batch) {
 	b.out = make([]judged, len(b.ends))
 	start := 0
 	for i, end := range b.ends {
-		bt.judgeLine(b.data[start:end], &b.out[i])
+		bt.judgeLine(ctx, b.data[start:end], &b.out[i])
 		b.out[i].line = b.lines[i]
 		start = end
 	}
 	b.data = nil
 }
 
-func (bt *backtester[T]) judgeLine(line []byte, j *judged) {
+func (bt *backtester[T]) judgeLine(ctx context.Context, line []byte, j *judged) {
 	if len(line) == 0 || isSpace(line) {
 		j.status = lineBlank
 		return
@@ -497,7 +498,7 @@ func (bt *backtester[T]) judgeLine(line []byte, j *judged) {
 		return
 	}
 	act := newActivation(sig, in.Vars)
-	d, rule, err := bt.cand.decide(act)
+	d, rule, err := bt.cand.decide(ctx, act)
 	if err != nil {
 		var re *RuleError
 		if errors.As(err, &re) {
@@ -507,7 +508,7 @@ func (bt *backtester[T]) judgeLine(line []byte, j *judged) {
 		return
 	}
 	if bt.amount != nil {
-		if j.amount, err = evalAmount(bt.amount, act); err != nil {
+		if j.amount, err = evalAmount(ctx, bt.amount, act); err != nil {
 			j.err = err
 			return
 		}
@@ -526,8 +527,8 @@ func (bt *backtester[T]) judgeLine(line []byte, j *judged) {
 	}
 }
 
-func evalAmount(prg cel.Program, act *activation) (float64, error) {
-	out, _, err := prg.Eval(act)
+func evalAmount(ctx context.Context, prg *program, act *activation) (float64, error) {
+	out, err := prg.eval(ctx, act)
 	if err != nil {
 		return 0, fmt.Errorf("taicel: amount: %w", err)
 	}

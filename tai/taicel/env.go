@@ -57,6 +57,18 @@ type Options[T any] struct {
 	// keys. In a backtest such a field reads as its zero value (a
 	// dynamic Env's as missing).
 	Unrecorded []string
+	// MaxCost is the most one evaluation of an expression may cost, in
+	// CEL's cost units (about one per operation, and one per element a
+	// function or a comprehension goes through; see the package doc): a
+	// rule's expression and each {{expr}} of its reason have the limit
+	// each. An evaluation that exceeds it stops there and fails the rule
+	// with an error wrapping ErrCostLimit. An expression whose cost CEL
+	// bounds when it compiles (one whose cost does not grow with the size
+	// of a value known only at evaluation, such as a comprehension over a
+	// list literal) and whose bound exceeds MaxCost does not compile.
+	// Zero means DefaultMaxCost; a negative value is an error. The limit
+	// cannot be turned off: math.MaxInt64 makes it unreachable.
+	MaxCost int64
 }
 
 // Env compiles rule sets for payloads of type T. It is safe for
@@ -69,6 +81,7 @@ type Env[T any] struct {
 	ptr      bool     // T is a pointer to a struct
 	dynamic  bool     // T is map[string]any
 	record   bool     // Options.RecordInputs
+	maxCost  uint64   // Options.MaxCost, or DefaultMaxCost
 	payload  *codec   // writes and reads the payload of an inputs object
 }
 
@@ -106,6 +119,9 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	if len(opts.Vars) > 0 && opts.Lookup == nil {
 		return nil, errors.New("taicel: Options.Vars is set but Options.Lookup is nil")
 	}
+	if opts.MaxCost < 0 {
+		return nil, fmt.Errorf("taicel: Options.MaxCost %d is negative; want 0 (DefaultMaxCost) or a limit > 0", opts.MaxCost)
+	}
 	var celOpts []cel.EnvOption
 	if dynamic {
 		celOpts = append(celOpts, cel.Variable(varPayload, cel.MapType(cel.StringType, cel.DynType)))
@@ -120,7 +136,11 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 		cel.Variable(varSignal+".time", cel.TimestampType),
 	)
 	e := &Env[T]{lookup: opts.Lookup, vars: make(map[string]*cel.Type, len(opts.Vars)),
-		ptr: rt.Kind() == reflect.Pointer, dynamic: dynamic, record: opts.RecordInputs}
+		ptr: rt.Kind() == reflect.Pointer, dynamic: dynamic, record: opts.RecordInputs,
+		maxCost: DefaultMaxCost}
+	if opts.MaxCost > 0 {
+		e.maxCost = uint64(opts.MaxCost)
+	}
 	for name, t := range opts.Vars {
 		switch {
 		case !isIdent(name):
@@ -329,7 +349,7 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 			return nil, fmt.Errorf("taicel: rule %q has no expr", r.Name)
 		}
 		seen[r.Name] = true
-		cr, err := compileRule(env, r, e.dynamic)
+		cr, err := compileRule(env, r, e.dynamic, e.maxCost)
 		if err != nil {
 			return nil, err
 		}
@@ -344,9 +364,9 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 
 // compileRule compiles a rule; a dynamic Env's may return dyn, checked
 // at evaluation.
-func compileRule(env *cel.Env, r *Rule, dynamic bool) (compiled, error) {
+func compileRule(env *cel.Env, r *Rule, dynamic bool, maxCost uint64) (compiled, error) {
 	c := compiled{name: r.Name, weight: r.Weight, verdict: r.Verdict}
-	prg, out, cerr := compileExpr(env, r.Expr, "expr")
+	prg, out, cerr := compileExpr(env, r.Expr, "expr", maxCost)
 	if cerr != nil {
 		cerr.Rule, cerr.FileLine = r.Name, r.line
 		return c, cerr
@@ -365,7 +385,7 @@ func compileRule(env *cel.Env, r *Rule, dynamic bool) (compiled, error) {
 			Detail: fmt.Sprintf("expression returns %s; want %s", out, want)}
 	}
 	c.prg = prg
-	reason, err := compileReason(env, r)
+	reason, err := compileReason(env, r, maxCost)
 	if err != nil {
 		return c, err
 	}
@@ -373,9 +393,10 @@ func compileRule(env *cel.Env, r *Rule, dynamic bool) (compiled, error) {
 	return c, nil
 }
 
-// compileExpr compiles one expression; on failure the *CompileError has
-// the position and detail, not the rule.
-func compileExpr(env *cel.Env, expr, desc string) (cel.Program, *cel.Type, *CompileError) {
+// compileExpr compiles one expression into a program whose cost is
+// limited to maxCost (newProgram); on failure the *CompileError has the
+// position and detail, not the rule.
+func compileExpr(env *cel.Env, expr, desc string, maxCost uint64) (*program, *cel.Type, *CompileError) {
 	ast, iss := env.CompileSource(common.NewStringSource(expr, desc))
 	if iss.Err() != nil {
 		ce := &CompileError{Detail: iss.String()}
@@ -384,16 +405,16 @@ func compileExpr(env *cel.Env, expr, desc string) (cel.Program, *cel.Type, *Comp
 		}
 		return nil, nil, ce
 	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	p, err := newProgram(env, ast, maxCost)
 	if err != nil {
 		return nil, nil, &CompileError{Detail: err.Error()}
 	}
-	return prg, ast.OutputType(), nil
+	return p, ast.OutputType(), nil
 }
 
 // compileReason splits a reason template into literal text and {{expr}}
 // programs.
-func compileReason(env *cel.Env, r *Rule) ([]segment, error) {
+func compileReason(env *cel.Env, r *Rule, maxCost uint64) ([]segment, error) {
 	text := r.Reason
 	if text == "" {
 		return []segment{{text: r.Name}}, nil
@@ -413,7 +434,7 @@ func compileReason(env *cel.Env, r *Rule) ([]segment, error) {
 			return nil, &CompileError{Rule: r.Name, FileLine: r.line, Reason: true, Detail: "{{ without }} in reason " + fmt.Sprintf("%q", r.Reason)}
 		}
 		expr := text[i+2 : i+2+j]
-		prg, _, cerr := compileExpr(env, expr, "reason")
+		prg, _, cerr := compileExpr(env, expr, "reason", maxCost)
 		if cerr != nil {
 			cerr.Rule, cerr.FileLine, cerr.Reason = r.Name, r.line, true
 			return nil, cerr

@@ -29,8 +29,9 @@ import (
 // The decision lists the scored rules that contributed; its Reason is the
 // reason of the largest contribution. A set without scored rules allows
 // what no verdict rule decided. An expression that fails at evaluation (a
-// missing variable, a division by zero) or a risk that is NaN fails the
-// signal with an error naming the rule.
+// missing variable, a division by zero, a cost over Options.MaxCost, a
+// comprehension still running when Evaluate's context ends) or a risk
+// that is NaN fails the signal with a *RuleError naming the rule.
 type Set[T any] struct {
 	env           *Env[T]
 	cel           *cel.Env // the Env's, with the set's named sets declared
@@ -47,14 +48,14 @@ type compiled struct {
 	weight  float64
 	verdict tai.Verdict
 	isBool  bool
-	prg     cel.Program
+	prg     *program
 	reason  []segment
 }
 
 // segment is literal text, or an expression whose value is written.
 type segment struct {
 	text string
-	prg  cel.Program
+	prg  *program
 }
 
 // Env returns the Env that compiled the set: where a candidate to shadow
@@ -104,29 +105,32 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 // Current returns s itself: a Set is a Source that never changes.
 func (s *Set[T]) Current() *Set[T] { return s }
 
-// Evaluate judges the signal with the set's rules.
+// Evaluate judges the signal with the set's rules. A comprehension still
+// running when ctx ends stops within a hundred iterations, and the
+// signal fails with a *RuleError wrapping ctx's error.
 func (s *Set[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decision, error) {
 	act, err := s.env.activate(ctx, sig)
 	if err != nil {
 		return tai.Decision{Policy: s.name}, err
 	}
-	return s.judge(act)
+	return s.judge(ctx, act)
 }
 
 // Replay judges sig with the variables given instead of those Lookup
 // would return: a decision recorded with Options.RecordInputs, read back
 // with Env.DecodeInputs, is judged again with the set's rules. The same
-// set decides as it did then, inputs included.
+// set decides as it did then, inputs included. Replay has no context to
+// stop it: Options.MaxCost bounds each of its evaluations.
 func (s *Set[T]) Replay(sig tai.Signal[T], vars map[string]any) (tai.Decision, error) {
 	if err := s.env.checkPayload(sig); err != nil {
 		return tai.Decision{Policy: s.name}, err
 	}
-	return s.judge(newActivation(sig, vars))
+	return s.judge(context.Background(), newActivation(sig, vars))
 }
 
 // judge decides with act and records the inputs when the Env says so.
-func (s *Set[T]) judge(act *activation) (tai.Decision, error) {
-	d, rule, err := s.decide(act)
+func (s *Set[T]) judge(ctx context.Context, act *activation) (tai.Decision, error) {
+	d, rule, err := s.decide(ctx, act)
 	if err != nil {
 		return tai.Decision{Policy: s.name}, err
 	}
@@ -173,14 +177,15 @@ func newActivation[T any](sig tai.Signal[T], vars map[string]any) *activation {
 	return act
 }
 
-// decide runs the rules on act, whose sets it sets to the set's. It
-// returns the decision without inputs and the index of the verdict rule
-// that decided, or -1 when the scored rules did.
-func (s *Set[T]) decide(act *activation) (tai.Decision, int, error) {
+// decide runs the rules on act, whose sets it sets to the set's; a
+// comprehension running when ctx ends stops with an error. It returns the
+// decision without inputs and the index of the verdict rule that
+// decided, or -1 when the scored rules did.
+func (s *Set[T]) decide(ctx context.Context, act *activation) (tai.Decision, int, error) {
 	act.sets = s.sets
 	for i := range s.verdicts {
 		r := &s.verdicts[i]
-		out, _, err := r.prg.Eval(act)
+		out, err := r.prg.eval(ctx, act)
 		if err != nil {
 			return tai.Decision{}, -1, &RuleError{Rule: r.name, Err: err}
 		}
@@ -190,7 +195,7 @@ func (s *Set[T]) decide(act *activation) (tai.Decision, int, error) {
 		} else if !b {
 			continue
 		}
-		reason, err := r.render(act)
+		reason, err := r.render(ctx, act)
 		if err != nil {
 			return tai.Decision{}, -1, err
 		}
@@ -200,14 +205,14 @@ func (s *Set[T]) decide(act *activation) (tai.Decision, int, error) {
 	var top float64
 	for i := range s.scored {
 		r := &s.scored[i]
-		risk, err := r.risk(act)
+		risk, err := r.risk(ctx, act)
 		if err != nil {
 			return tai.Decision{}, -1, err
 		}
 		if risk <= 0 {
 			continue
 		}
-		reason, err := r.render(act)
+		reason, err := r.render(ctx, act)
 		if err != nil {
 			return tai.Decision{}, -1, err
 		}
@@ -235,7 +240,10 @@ func (s *Set[T]) decide(act *activation) (tai.Decision, int, error) {
 
 // RuleError reports a rule whose expression, or a {{expr}} of whose
 // reason, failed at evaluation: a missing variable, a division by zero, a
-// field a dynamic payload does not have, a risk that is NaN.
+// field a dynamic payload does not have, a risk that is NaN, a cost over
+// Options.MaxCost (Err wraps ErrCostLimit), or the evaluation's context
+// ending in a comprehension (Err wraps the context's error, such as
+// context.DeadlineExceeded).
 type RuleError struct {
 	Rule   string // the rule's name
 	Reason bool   // the failure is in the rule's Reason
@@ -254,8 +262,8 @@ func (e *RuleError) Unwrap() error { return e.Err }
 
 // risk evaluates a scored rule: true is 1, false 0, a double is clamped
 // to [0, 1].
-func (r *compiled) risk(act *activation) (float64, error) {
-	out, _, err := r.prg.Eval(act)
+func (r *compiled) risk(ctx context.Context, act *activation) (float64, error) {
+	out, err := r.prg.eval(ctx, act)
 	if err != nil {
 		return 0, &RuleError{Rule: r.name, Err: err}
 	}
@@ -276,7 +284,7 @@ func (r *compiled) risk(act *activation) (float64, error) {
 }
 
 // render writes the rule's reason.
-func (r *compiled) render(act *activation) (string, error) {
+func (r *compiled) render(ctx context.Context, act *activation) (string, error) {
 	if len(r.reason) == 1 && r.reason[0].prg == nil {
 		return r.reason[0].text, nil
 	}
@@ -286,7 +294,7 @@ func (r *compiled) render(act *activation) (string, error) {
 			b.WriteString(seg.text)
 			continue
 		}
-		out, _, err := seg.prg.Eval(act)
+		out, err := seg.prg.eval(ctx, act)
 		if err != nil {
 			return "", &RuleError{Rule: r.name, Reason: true, Err: err}
 		}

@@ -94,11 +94,11 @@ func (sh *Shadow[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decis
 		sh.candidateFailed(sig, err)
 		return tai.Decision{Policy: live.name}, err
 	}
-	ld, lrule, lerr := live.decide(act)
+	ld, lrule, lerr := live.decide(ctx, act)
 	var cd tai.Decision
 	crule, cerr := -1, errOtherEnv
 	if cand.env == live.env {
-		cd, crule, cerr = cand.decide(act)
+		cd, crule, cerr = cand.decide(ctx, act)
 	}
 	if cerr != nil {
 		sh.candidateFailed(sig, cerr)

@@ -1,0 +1,251 @@
+package taicel_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+// nestedAll is depth comprehensions over list, one inside the other, whose
+// body adds up their variables: 10^depth iterations over a list of ten.
+// Seven levels ran for seconds before evaluations had a cost limit.
+func nestedAll(list string, depth int) string {
+	vars := "abcdefghij"[:depth]
+	body := strings.Join(strings.Split(vars, ""), " + ") + " >= 0"
+	for i := depth - 1; i >= 0; i-- {
+		body = fmt.Sprintf("%s.all(%c, %s)", list, vars[i], body)
+	}
+	return body
+}
+
+const digits = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+
+// listEnv declares L, a list of ints, and gives it n elements.
+func listEnv(t *testing.T, n int, maxCost int64) *taicel.Env[Payment] {
+	t.Helper()
+	l := make([]int64, n)
+	for i := range l {
+		l[i] = int64(i % 10)
+	}
+	env, err := taicel.NewEnv(taicel.Options[Payment]{
+		Vars: map[string]*cel.Type{"L": cel.ListType(cel.IntType)},
+		Lookup: func(context.Context, tai.Signal[Payment]) (map[string]any, error) {
+			return map[string]any{"L": l}, nil
+		},
+		MaxCost: maxCost,
+	})
+	require.NoError(t, err)
+	return env
+}
+
+// compileRules compiles a set of rules, which must compile.
+func compileRules(t *testing.T, env *taicel.Env[Payment], rules ...taicel.Rule) *taicel.Set[Payment] {
+	t.Helper()
+	set, err := env.Compile(&taicel.Spec{Version: "1", Rules: rules})
+	require.NoError(t, err)
+	return set
+}
+
+func TestCostLimitStopsAnExpensiveRule(t *testing.T) {
+	// The verdict rule runs first; the scored rule never does. The
+	// limit, not the deadline, stops it, in milliseconds.
+	set := compileRules(t, listEnv(t, 10, 0),
+		taicel.Rule{Name: "nested", Verdict: tai.Deny, Expr: nestedAll("L", 7)},
+		taicel.Rule{Name: "cheap", Weight: 1, Expr: "size(L) > 5"})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	d, err := set.Evaluate(ctx, signal(Payment{}))
+	assert.Less(t, time.Since(start), time.Second)
+	assert.ErrorIs(t, err, taicel.ErrCostLimit)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	var re *taicel.RuleError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "nested", re.Rule)
+	assert.False(t, re.Reason)
+	assert.EqualError(t, err, fmt.Sprintf(
+		`taicel: rule "nested": cost limit exceeded: the evaluation costs more than %d (Options.MaxCost)`, taicel.DefaultMaxCost))
+	assert.Equal(t, tai.Decision{Policy: "cel"}, d)
+
+	// Without a deadline too.
+	start = time.Now()
+	_, err = set.Evaluate(context.Background(), signal(Payment{}))
+	assert.Less(t, time.Since(start), time.Second)
+	assert.ErrorIs(t, err, taicel.ErrCostLimit)
+}
+
+func TestCostLimitRefusesABoundedExpensiveRule(t *testing.T) {
+	env := listEnv(t, 0, 0)
+	// Over a list literal, CEL bounds the cost when the rule compiles:
+	// 7 levels are refused then, 3 levels (about 10,000) are not.
+	_, err := env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+		{Name: "nested", Verdict: tai.Deny, Expr: nestedAll(digits, 7)}}})
+	var ce *taicel.CompileError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "nested", ce.Rule)
+	assert.Regexp(t, `^taicel: rule "nested": the expression can cost up to \d+, over the limit of 100000 \(Options.MaxCost\)$`, err.Error())
+
+	set := compileRules(t, env, taicel.Rule{Name: "nested", Verdict: tai.Deny, Expr: nestedAll(digits, 3)})
+	d, err := set.Evaluate(t.Context(), signal(Payment{}))
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, d.Verdict)
+
+	// So is a reason's {{expr}}.
+	_, err = env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+		{Name: "r", Verdict: tai.Deny, Expr: "true", Reason: "{{" + nestedAll(digits, 6) + "}}"}}})
+	require.ErrorAs(t, err, &ce)
+	assert.True(t, ce.Reason)
+	assert.Contains(t, err.Error(), `taicel: rule "r" reason: the expression can cost up to`)
+}
+
+func TestMaxCost(t *testing.T) {
+	const rule = "L.all(x, x < 10)" // costs 2 + 5 per element
+	for _, tc := range []struct {
+		n       int
+		maxCost int64
+		wantErr bool
+	}{
+		{n: 190, maxCost: 1000},
+		{n: 210, maxCost: 1000, wantErr: true},
+		{n: 19_000, maxCost: 0},
+		{n: 21_000, maxCost: 0, wantErr: true},
+		{n: 21_000, maxCost: 200_000},
+	} {
+		t.Run(fmt.Sprintf("%d/%d", tc.n, tc.maxCost), func(t *testing.T) {
+			set := compileRules(t, listEnv(t, tc.n, tc.maxCost), taicel.Rule{Name: "all", Verdict: tai.Deny, Expr: rule})
+			d, err := set.Evaluate(t.Context(), signal(Payment{}))
+			if !tc.wantErr {
+				require.NoError(t, err)
+				assert.Equal(t, tai.Deny, d.Verdict)
+				return
+			}
+			assert.ErrorIs(t, err, taicel.ErrCostLimit)
+			assert.ErrorContains(t, err, fmt.Sprintf(`taicel: rule "all": cost limit exceeded: the evaluation costs more than %d (Options.MaxCost)`, orDefault(tc.maxCost, taicel.DefaultMaxCost)))
+		})
+	}
+
+	// The limit is per expression: a reason's {{expr}} has its own, and
+	// its error says it is the reason's.
+	set := compileRules(t, listEnv(t, 400, 1000),
+		taicel.Rule{Name: "r", Weight: 1, Expr: "size(L) > 0", Reason: "{{L.filter(x, x > 0).size()}} positive"})
+	_, err := set.Evaluate(t.Context(), signal(Payment{}))
+	var re *taicel.RuleError
+	require.ErrorAs(t, err, &re)
+	assert.True(t, re.Reason)
+	assert.ErrorIs(t, err, taicel.ErrCostLimit)
+	assert.ErrorContains(t, err, `taicel: rule "r" reason: cost limit exceeded: the evaluation costs more than 1000`)
+
+	// A literal rule whose bound is under the default is refused under a
+	// lower limit.
+	_, err = listEnv(t, 0, 1000).Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+		{Name: "nested", Verdict: tai.Deny, Expr: nestedAll(digits, 3)}}})
+	assert.ErrorContains(t, err, "over the limit of 1000 (Options.MaxCost)")
+}
+
+// orDefault returns v, or def when v is zero.
+func orDefault(v, def int64) int64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func TestMaxCostInvalid(t *testing.T) {
+	_, err := taicel.NewEnv(taicel.Options[Payment]{MaxCost: -1})
+	assert.EqualError(t, err, "taicel: Options.MaxCost -1 is negative; want 0 (DefaultMaxCost) or a limit > 0")
+}
+
+func TestContextStopsAnEvaluation(t *testing.T) {
+	// With the limit out of the way, seven levels run for seconds: the
+	// context stops them, whether the cost is tracked (L, a variable, has
+	// no size until the evaluation) or bounded when the rule compiles
+	// (a list literal).
+	for _, list := range []string{"L", digits} {
+		for _, inReason := range []bool{false, true} {
+			name := fmt.Sprintf("%.1s/reason=%v", list, inReason)
+			t.Run(name, func(t *testing.T) {
+				rule := taicel.Rule{Name: "nested", Verdict: tai.Deny, Expr: nestedAll(list, 7)}
+				if inReason {
+					rule.Expr, rule.Reason = "true", "{{"+nestedAll(list, 7)+"}}"
+				}
+				set := compileRules(t, listEnv(t, 10, math.MaxInt64), rule)
+				ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+				defer cancel()
+				start := time.Now()
+				_, err := set.Evaluate(ctx, signal(Payment{}))
+				assert.Less(t, time.Since(start), time.Second)
+				assert.ErrorIs(t, err, context.DeadlineExceeded)
+				assert.NotErrorIs(t, err, taicel.ErrCostLimit)
+				var re *taicel.RuleError
+				require.ErrorAs(t, err, &re)
+				assert.Equal(t, "nested", re.Rule)
+				assert.Equal(t, inReason, re.Reason)
+				assert.ErrorContains(t, err, "evaluation stopped: context deadline exceeded")
+			})
+		}
+	}
+
+	t.Run("cause", func(t *testing.T) {
+		set := compileRules(t, listEnv(t, 10, math.MaxInt64),
+			taicel.Rule{Name: "nested", Verdict: tai.Deny, Expr: nestedAll("L", 7)})
+		ctx, cancel := context.WithCancelCause(t.Context())
+		stop := errors.New("shutting down")
+		timer := time.AfterFunc(20*time.Millisecond, func() { cancel(stop) })
+		defer timer.Stop()
+		_, err := set.Evaluate(ctx, signal(Payment{}))
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.ErrorIs(t, err, stop)
+		assert.EqualError(t, err, `taicel: rule "nested": evaluation stopped: context canceled: shutting down`)
+	})
+}
+
+func TestContextStopsTheShadowCandidate(t *testing.T) {
+	env := listEnv(t, 10, math.MaxInt64)
+	live := compileRules(t, env, taicel.Rule{Name: "cheap", Weight: 1, Expr: "size(L) > 100"})
+	cand := compileRules(t, env, taicel.Rule{Name: "nested", Verdict: tai.Deny, Expr: nestedAll("L", 7)})
+	var candErr error
+	sh, err := taicel.NewShadow[Payment](live, cand, taicel.ShadowOptions[Payment]{
+		OnError: func(_ tai.Signal[Payment], err error) { candErr = err },
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	d, err := sh.Evaluate(ctx, signal(Payment{}))
+	assert.Less(t, time.Since(start), time.Second)
+	require.NoError(t, err) // the live set's decision
+	assert.Equal(t, tai.Allow, d.Verdict)
+	assert.ErrorIs(t, candErr, context.DeadlineExceeded)
+	assert.Equal(t, uint64(1), sh.Stats().Errors)
+}
+
+func TestContextStopsTheBacktestWorkers(t *testing.T) {
+	trail := writeTrail(t, stream(20))
+	opts := fraudOptions()
+	opts.MaxCost = math.MaxInt64
+	env, err := taicel.NewEnv(opts)
+	require.NoError(t, err)
+	cand, err := env.Compile(&taicel.Spec{Version: "2", Name: "fraud", Rules: []taicel.Rule{
+		{Name: "nested", Verdict: tai.Deny, Expr: nestedAll(digits, 7)}}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err = taicel.Backtest(ctx, cand, bytes.NewReader(trail), taicel.BacktestOptions{Workers: 2})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	// The workers stopped with the rule they were evaluating, seconds
+	// before it would have ended.
+	goleak.VerifyNone(t)
+}
