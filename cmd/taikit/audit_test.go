@@ -77,13 +77,7 @@ func TestAuditVerify(t *testing.T) {
 	require.NoError(t, os.WriteFile(otherKey, append(testKey[1:], 'x'), 0o600))
 	missing := filepath.Join(f.dir, "missing.jsonl")
 
-	for _, c := range []struct {
-		name   string
-		args   []string
-		code   int
-		stdout string // the whole output
-		stderr string // in the error output
-	}{
+	runCLICases(t, []cliCase{
 		{"one file", slices.Concat(keyed, []string{f.one}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
 		{"a chain of files", slices.Concat(keyed, []string{f.one, f.two}), 0, "ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
 		{"the later file from its genesis", slices.Concat(keyed, []string{"-genesis", f.last1, f.two}), 0, "ok: 2 lines in 1 file; last hash " + f.last2 + "\n", ""},
@@ -107,7 +101,40 @@ func TestAuditVerify(t *testing.T) {
 		{"key file empty", slices.Concat(verify, []string{"-key-file", f.emptyKey, f.one}), 2, "", "VerifyOptions.Key is 0 bytes"},
 		{"bad genesis", slices.Concat(keyed, []string{"-genesis", "abc", f.one}), 2, "", `taikit audit verify: kaizen: VerifyOptions.Genesis "abc": want 64 hex digits, got 3 characters`},
 		{"bad expect", slices.Concat(keyed, []string{"-expect", strings.Repeat("g", 64), f.one}), 2, "", `VerifyOptions.Expect "` + strings.Repeat("g", 64) + `"`},
-	} {
+	})
+}
+
+// Flags may follow the files: "audit verify FILE -key-file KEY" verifies
+// FILE with the key, not a file named -key-file; after "--" an argument
+// beginning with '-' is a file.
+func TestAuditVerifyFlagsAfterFiles(t *testing.T) {
+	f := newFixture(t)
+	runCLICases(t, []cliCase{
+		{"a flag after the file", []string{"audit", "verify", f.one, "-key-file", f.keyFile}, 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+		{"flags between and after the files", []string{"audit", "verify", f.one, "-key-file", f.keyFile, f.two, "-expect", f.last1}, 0,
+			"ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
+		{"a bad flag after the file", []string{"audit", "verify", f.one, "-key", f.keyFile}, 2, "", "flag provided but not defined: -key"},
+		{"a flag after the file without its value", []string{"audit", "verify", f.one, "-expect"}, 2, "", "flag needs an argument: -expect"},
+		{"help after the file", []string{"audit", "verify", f.one, "-h"}, 0, "usage: taikit audit verify", ""},
+		{"after --, a file", []string{"audit", "verify", "-key-file", f.keyFile, f.one, "--", "-key-file"}, 1, "", "-key-file: open -key-file: no such file or directory"},
+	})
+}
+
+// cliCase is a command line and what it answers: its exit code, and the
+// start of its output (exit code 0) or a part of its error output.
+type cliCase struct {
+	name   string
+	args   []string
+	code   int
+	stdout string
+	stderr string
+}
+
+// runCLICases runs each case as a subtest. A failing command prints
+// nothing on standard output, and never the test key.
+func runCLICases(t *testing.T, cases []cliCase) {
+	t.Helper()
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(c.args...)
 			assert.Equal(t, c.code, code, "stderr: %s", stderr)
@@ -119,40 +146,6 @@ func TestAuditVerify(t *testing.T) {
 			assert.Empty(t, stdout)
 			assert.Contains(t, stderr, c.stderr)
 			assert.NotContains(t, stderr, string(testKey), "the key is never printed")
-		})
-	}
-}
-
-// Flags may follow the files: "audit verify FILE -key-file KEY" verifies
-// FILE with the key, not a file named -key-file; after "--" an argument
-// beginning with '-' is a file.
-func TestAuditVerifyFlagsAfterFiles(t *testing.T) {
-	f := newFixture(t)
-	for _, c := range []struct {
-		name   string
-		args   []string
-		code   int
-		stdout string
-		stderr string
-	}{
-		{"a flag after the file", []string{"audit", "verify", f.one, "-key-file", f.keyFile}, 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
-		{"flags between and after the files", []string{"audit", "verify", f.one, "-key-file", f.keyFile, f.two, "-expect", f.last1}, 0,
-			"ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
-		{"a bad flag after the file", []string{"audit", "verify", f.one, "-key", f.keyFile}, 2, "", "flag provided but not defined: -key"},
-		{"a flag after the file without its value", []string{"audit", "verify", f.one, "-expect"}, 2, "", "flag needs an argument: -expect"},
-		{"help after the file", []string{"audit", "verify", f.one, "-h"}, 0, "usage: taikit audit verify", ""},
-		{"after --, a file", []string{"audit", "verify", "-key-file", f.keyFile, f.one, "--", "-key-file"}, 1, "", "-key-file: open -key-file: no such file or directory"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			code, stdout, stderr := runCLI(c.args...)
-			assert.Equal(t, c.code, code, "stderr: %s", stderr)
-			if c.code == 0 {
-				assert.True(t, strings.HasPrefix(stdout, c.stdout), stdout)
-				assert.Empty(t, stderr)
-				return
-			}
-			assert.Empty(t, stdout)
-			assert.Contains(t, stderr, c.stderr)
 		})
 	}
 }
