@@ -12,10 +12,10 @@ import (
 type MemoryOptions struct {
 	// Capacity is the most messages the queue holds, counting those
 	// pulled and not yet settled and those waiting for a retry. 0 means
-	// 1024. A worker of Consume that took a few messages at once settles
-	// the ones it handled when it takes more or stops, or at once while a
-	// Publish waits for room: until then they count here, in Len, and not
-	// yet in QueueStats.Handled.
+	// 1024. A worker of Consume that took a few messages at once (at
+	// most 4) settles the ones it handled when it takes more or stops,
+	// with one lock for both: until then they count here and in Len, and
+	// not yet in QueueStats.Handled, while it runs the next ones.
 	Capacity int
 	// DedupWindow is how long a published ID is remembered: a second
 	// publish of it within the window is dropped. 0 means 2 minutes, as
@@ -88,11 +88,8 @@ type Memory[T any] struct {
 	waiters       []*memWaiter[T] // consumers waiting for a message, while ready is empty
 	free          []*memEntry[T]  // settled leases of Pull, for reuse, at most maxFree
 	space         chan struct{}   // closed when room frees; nil without waiters
-	// spaceWanted is space != nil, for Serve's workers to read without mu:
-	// while a publisher waits they settle each message as it is handled.
-	spaceWanted atomic.Bool
-	dead        []memDead[T] // oldest first
-	deadSeq     uint64       // the Seq of the last dead letter
+	dead          []memDead[T]    // oldest first
+	deadSeq       uint64          // the Seq of the last dead letter
 
 	dedupMu sync.Mutex
 	dedup   *dedupSet // nil without deduplication
@@ -234,32 +231,15 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	if q.dedup != nil {
 		now = int64(time.Since(q.epoch))
 	}
-	var recheck *time.Timer
 	q.mu.Lock()
-	for q.size >= q.opts.Capacity {
+	if q.size >= q.opts.Capacity {
 		if !wait {
 			q.mu.Unlock()
 			return ErrFull
 		}
-		if q.space == nil {
-			q.space = make(chan struct{})
-			q.spaceWanted.Store(true)
+		if err := q.waitForRoom(ctx); err != nil {
+			return err
 		}
-		ch := q.space
-		q.mu.Unlock()
-		if recheck == nil {
-			recheck = time.NewTimer(publishRecheck)
-			defer recheck.Stop()
-		} else {
-			recheck.Reset(publishRecheck)
-		}
-		select {
-		case <-ch:
-		case <-recheck.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		q.mu.Lock()
 	}
 	q.size++
 	if q.dedup != nil {
@@ -457,8 +437,32 @@ func (q *Memory[T]) settled(n int) {
 	if q.space != nil && q.opts.Capacity-q.size >= max(1, q.opts.Capacity/4) {
 		close(q.space)
 		q.space = nil
-		q.spaceWanted.Store(false)
 	}
+}
+
+// waitForRoom waits, with q.mu held, until the queue has room, and returns
+// with q.mu held; or returns ctx's error, with q.mu released, when ctx
+// ends first. It is the slow path of a publish, apart so that the fast
+// one keeps no timer and no deferred call.
+func (q *Memory[T]) waitForRoom(ctx context.Context) error {
+	recheck := time.NewTimer(publishRecheck)
+	defer recheck.Stop()
+	for q.size >= q.opts.Capacity {
+		if q.space == nil {
+			q.space = make(chan struct{})
+		}
+		ch := q.space
+		q.mu.Unlock()
+		select {
+		case <-ch:
+		case <-recheck.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		recheck.Reset(publishRecheck)
+		q.mu.Lock()
+	}
+	return nil
 }
 
 // publishRecheck is how often a waiting Publish looks for room it was not

@@ -117,12 +117,6 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			}
 			return
 		}
-		if acks > 0 && q.spaceWanted.Load() {
-			// A publisher waits for room: give it the handled messages'
-			// now, not after the ones this worker still holds.
-			q.takeBatch(acks, nil, share)
-			acks = 0
-		}
 		l := leases[next]
 		next++
 		if !busy {
