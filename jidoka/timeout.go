@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -67,17 +68,30 @@ type TimeoutOptions struct {
 // The deadline is kept on the monotonic clock, as time.Since measures:
 // a step of the wall clock does not move it.
 //
-// A Timeout costs no allocation for a call that reads nothing of its
-// context: the context is taken from a pool, to which it goes back only if
-// the call never asked it for Done, Err, Value or AfterFunc, so nothing
-// the call started can still be watching it or reading from it. A call
-// that does (any real I/O does) gets a context of its own, as
-// context.WithTimeout would give it.
+// A Timeout allocates one context per call, and no timer: every call gets
+// a context of its own, never reused, since a call may hand it on to work
+// that outlives it (context.WithoutCancel and context.WithValue keep
+// their parent without asking it anything); the timer that ends it is
+// kept for the next call when it did not fire.
 type Timeout struct {
 	name  string
 	d     time.Duration
 	epoch time.Time // deadlines are kept as monotonic time since epoch
-	pool  sync.Pool // *deadlineCtx
+	pool  sync.Pool // *expiryTimer
+}
+
+// expiryTimer is a timer that ends the context it is set for. Unlike the
+// context, it is reused: once stopped before it fired, nothing holds it.
+type expiryTimer struct {
+	t *time.Timer
+	c atomic.Pointer[deadlineCtx]
+}
+
+// fire is the timer's function.
+func (e *expiryTimer) fire() {
+	if c := e.c.Load(); c != nil {
+		c.expire()
+	}
 }
 
 // NewTimeout returns a Timeout configured by opts, or an error naming the
@@ -110,25 +124,26 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 		// and its expiry is the caller's, not this Timeout's.
 		return fn(ctx)
 	}
-	c, _ := t.pool.Get().(*deadlineCtx)
-	if c == nil {
-		c = &deadlineCtx{Context: ctx, epoch: t.epoch, deadline: deadline}
-		c.timer = time.AfterFunc(t.d, c.expire)
+	c := &deadlineCtx{Context: ctx, epoch: t.epoch, deadline: deadline}
+	e, _ := t.pool.Get().(*expiryTimer)
+	if e == nil {
+		e = &expiryTimer{}
+		e.c.Store(c)
+		e.t = time.AfterFunc(t.d, e.fire)
 	} else {
-		c.Context, c.deadline = ctx, deadline
-		c.timer.Reset(t.d)
+		e.c.Store(c)
+		e.t.Reset(t.d)
 	}
+	c.timer = e.t
 	err := t.call(c, fn)
-	stopped := c.timer.Stop()
-	expired, observed := c.end()
-	if err != nil && expired {
+	stopped := e.t.Stop()
+	if c.end() && err != nil {
 		err = &TimeoutError{Timeout: t.name, Duration: t.d, Err: err}
 	}
-	if stopped && !observed {
-		// Nothing waits on c and its timer will not fire: it can serve
-		// another call.
-		c.reset()
-		t.pool.Put(c)
+	if stopped {
+		// The timer will not fire: it can serve another call.
+		e.c.Store(nil)
+		t.pool.Put(e)
 	}
 	return err
 }
@@ -149,21 +164,19 @@ func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err erro
 }
 
 // deadlineCtx is the context a Timeout gives a call: the caller's context
-// with a deadline. Its Done channel is made only when asked for, and a
-// context nothing was asked of goes back to the Timeout's pool.
+// with a deadline. Its Done channel is made only when asked for.
 type deadlineCtx struct {
 	context.Context               // the caller's
 	epoch           time.Time     // the Timeout's
 	deadline        time.Duration // since epoch
-	timer           *time.Timer   // runs expire; made once per deadlineCtx
+	timer           *time.Timer   // the expiryTimer's, set for this context
 
-	mu       sync.Mutex
-	done     chan struct{} // made by Done, closed when the context ends
-	err      error         // set when the context ends
-	expired  bool          // it ended at its deadline
-	observed bool          // Done, Err, Value or AfterFunc was called: never reused
-	stop     func() bool   // stops the watch on the caller's context
-	afters   []*func()     // functions of AfterFunc, to run when it ends
+	mu      sync.Mutex
+	done    chan struct{} // made by Done, closed when the context ends
+	err     error         // set when the context ends
+	expired bool          // it ended at its deadline
+	stop    func() bool   // stops the watch on the caller's context
+	afters  []*func()     // functions of AfterFunc, to run when it ends
 }
 
 // closedChan is the Done of a context that had ended before Done was asked
@@ -178,7 +191,6 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 	if c.done != nil {
 		return c.done
 	}
-	c.observed = true
 	if c.err != nil {
 		c.done = closedChan
 		return c.done
@@ -207,7 +219,6 @@ func (c *deadlineCtx) watchLocked() {
 func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.observed = true
 	if c.err != nil {
 		go f()
 		return func() bool { return false }
@@ -230,7 +241,6 @@ func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 
 func (c *deadlineCtx) Err() error {
 	c.mu.Lock()
-	c.observed = true
 	err := c.err
 	c.mu.Unlock()
 	if err != nil {
@@ -239,16 +249,8 @@ func (c *deadlineCtx) Err() error {
 	return c.Context.Err()
 }
 
-// Value looks key up in the caller's context. A context that was asked
-// for a value is not reused either: a goroutine of the call that outlived
-// it must not see the next call's values.
-func (c *deadlineCtx) Value(key any) any {
-	c.mu.Lock()
-	c.observed = true
-	parent := c.Context
-	c.mu.Unlock()
-	return parent.Value(key)
-}
+// Value looks key up in the caller's context.
+func (c *deadlineCtx) Value(key any) any { return c.Context.Value(key) }
 
 // expire is the timer's function.
 func (c *deadlineCtx) expire() { c.cancel(context.DeadlineExceeded, true) }
@@ -279,23 +281,17 @@ func (c *deadlineCtx) cancelLocked(err error, expired bool) {
 }
 
 // end ends the context when the call has returned, as a deferred cancel
-// does, and reports whether it had expired and whether Done was asked for.
-func (c *deadlineCtx) end() (expired, observed bool) {
+// does, and reports whether it had expired.
+func (c *deadlineCtx) end() (expired bool) {
 	c.mu.Lock()
 	c.cancelLocked(context.Canceled, false)
-	expired, observed = c.expired, c.observed
+	expired = c.expired
 	stop := c.stop
 	c.mu.Unlock()
 	if stop != nil {
 		stop()
 	}
-	return expired, observed
-}
-
-// reset readies c for another call.
-func (c *deadlineCtx) reset() {
-	c.Context, c.deadline = nil, 0
-	c.done, c.err, c.expired, c.observed, c.stop, c.afters = nil, nil, false, false, nil, nil
+	return expired
 }
 
 func (c *deadlineCtx) String() string { return "jidoka.Timeout context" }
