@@ -12,8 +12,9 @@ type AlertmanagerOptions struct {
 	// URL is the Alertmanager's base URL ("http://alertmanager:9093");
 	// alerts go to URL + "/api/v2/alerts". Required.
 	URL string
-	// Client sends the requests. Nil means a client of its own; the
-	// evaluator bounds each request with NotifyOptions.Timeout.
+	// Client sends the requests. Nil means a client of its own, which
+	// does not follow redirects; the evaluator bounds each request with
+	// NotifyOptions.Timeout.
 	Client *http.Client
 	// Header is added to every request (an Authorization header).
 	Header http.Header
@@ -40,7 +41,7 @@ func NewAlertmanager(opts AlertmanagerOptions) (*Alertmanager, error) {
 	}
 	c := opts.Client
 	if c == nil {
-		c = &http.Client{}
+		c = newClient()
 	}
 	return &Alertmanager{url: strings.TrimSuffix(opts.URL, "/") + "/api/v2/alerts", header: opts.Header.Clone(), client: c}, nil
 }

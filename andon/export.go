@@ -44,7 +44,7 @@ type ExportOptions struct {
 //   - BreakerOpen and LineStopped read the gauges of kaizen's
 //     JidokaCollector, breaker_state{breaker, state} and
 //     line_stopped{line};
-//   - MinSamples adds "and" a count of the signals over the window;
+//   - MinSamples adds "and on()" a count of the signals over the window;
 //   - Rule.Expr, when set, is the alert's expression as is.
 //
 // Alerts keep For (for), KeepFiringFor (keep_firing_for), labels and
@@ -262,7 +262,9 @@ func (x *exporter) expr(r *Rule) (string, []promRule, Unit, error) {
 		return "", nil, unit, fmt.Errorf("condition %s has no PromQL form; set Rule.Expr", r.describe())
 	}
 	if r.MinSamples > 0 && count != "" { // a state has one sample
-		expr = fmt.Sprintf("(%s) and %s >= %d", expr, count, r.MinSamples)
+		// on() matches the count, which has no labels, with any labels
+		// of the expression: the slo and kind of a burn rate's records.
+		expr = fmt.Sprintf("(%s) and on() %s >= %d", expr, count, r.MinSamples)
 	}
 	return expr, recs, unit, nil
 }

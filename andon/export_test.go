@@ -64,7 +64,7 @@ func TestPrometheusRulesText(t *testing.T) {
 			"        for: 2m\n        keep_firing_for: 5m\n" +
 			"        labels:\n          severity: \"page\"\n          team: \"payments\"\n" +
 			"        annotations:\n          runbook_url: \"https://runbooks.example/fraud\"\n          summary: \"fraud rate {{ $value | humanizePercentage }}\"\n",
-		`(sum(rate(taikit_signals_total{kind=\"payment\",outcome=\"failed\"}[5m])) / sum(rate(taikit_signals_total{kind=\"payment\"}[5m])) > 0.05) and sum(increase(taikit_signals_total{kind=\"payment\"}[5m])) >= 10`,
+		`(sum(rate(taikit_signals_total{kind=\"payment\",outcome=\"failed\"}[5m])) / sum(rate(taikit_signals_total{kind=\"payment\"}[5m])) > 0.05) and on() sum(increase(taikit_signals_total{kind=\"payment\"}[5m])) >= 10`,
 		`summary: "error rate of payment over 5m is {{ $value | humanizePercentage }} (threshold 5%)"`,
 		`histogram_quantile(0.99, sum by (le) (rate(taikit_signal_duration_seconds_bucket{kind=\"payment\"}[5m]))) > 5`,
 		`(slo:sli_error:ratio_rate1h{slo=\"payment-availability\"} / (1 - 0.999) > 14.4 and slo:sli_error:ratio_rate5m{slo=\"payment-availability\"} / (1 - 0.999) > 14.4) or (slo:sli_error:ratio_rate6h{slo=\"payment-availability\"} / (1 - 0.999) > 6 and slo:sli_error:ratio_rate30m{slo=\"payment-availability\"} / (1 - 0.999) > 6)`,
@@ -292,7 +292,7 @@ const exportAllText = `groups:
           kind: "payment"
           slo: "payment"
       - alert: "Shed"
-        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"rejected|failed\"}[1h30m])) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) > 0.1) and sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) >= 100"
+        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"rejected|failed\"}[1h30m])) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) > 0.1) and on() sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) >= 100"
         keep_firing_for: 1h30m
         labels:
           severity: "ticket"
@@ -302,20 +302,20 @@ const exportAllText = `groups:
           description: "{{ $labels.team }} sheds"
           summary: "rejected+failed rate of payment over 1h30m is {{ $value | humanizePercentage }} (threshold 10%)"
       - alert: "Review"
-        expr: "(sum(rate(taikit_api_decisions_total{job=\"pay\",kind=\"payment\",verdict=~\"review|deny\"}[5m])) / sum(rate(taikit_api_decisions_total{job=\"pay\",kind=\"payment\"}[5m])) > 0.25) and sum(increase(taikit_api_decisions_total{job=\"pay\",kind=\"payment\"}[5m])) >= 5"
+        expr: "(sum(rate(taikit_api_decisions_total{job=\"pay\",kind=\"payment\",verdict=~\"review|deny\"}[5m])) / sum(rate(taikit_api_decisions_total{job=\"pay\",kind=\"payment\"}[5m])) > 0.25) and on() sum(increase(taikit_api_decisions_total{job=\"pay\",kind=\"payment\"}[5m])) >= 5"
         for: 1s500ms
         labels:
           severity: "info"
         annotations:
           summary: "review+deny verdict rate of payment over 5m is {{ $value | humanizePercentage }} (threshold 25%)"
       - alert: "Slow"
-        expr: "(histogram_quantile(0.999, sum by (le) (rate(taikit_api_signal_duration_seconds_bucket{job=\"pay\",kind=\"payment\"}[30m]))) > 0.25) and sum(increase(taikit_api_signal_duration_seconds_count{job=\"pay\",kind=\"payment\"}[30m])) >= 7"
+        expr: "(histogram_quantile(0.999, sum by (le) (rate(taikit_api_signal_duration_seconds_bucket{job=\"pay\",kind=\"payment\"}[30m]))) > 0.25) and on() sum(increase(taikit_api_signal_duration_seconds_count{job=\"pay\",kind=\"payment\"}[30m])) >= 7"
         labels:
           severity: "ticket"
         annotations:
           summary: "p99.9 latency of payment over 30m is {{ $value | humanizeDuration }} (threshold 250ms)"
       - alert: "BurnPage"
-        expr: "((slo:sli_error:ratio_rate1h{slo=\"payment\"} / (1 - 0.995) > 14.4 and slo:sli_error:ratio_rate5m{slo=\"payment\"} / (1 - 0.995) > 14.4) or (slo:sli_error:ratio_rate6h{slo=\"payment\"} / (1 - 0.995) > 6 and slo:sli_error:ratio_rate30m{slo=\"payment\"} / (1 - 0.995) > 6)) and sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[6h])) >= 1000"
+        expr: "((slo:sli_error:ratio_rate1h{slo=\"payment\"} / (1 - 0.995) > 14.4 and slo:sli_error:ratio_rate5m{slo=\"payment\"} / (1 - 0.995) > 14.4) or (slo:sli_error:ratio_rate6h{slo=\"payment\"} / (1 - 0.995) > 6 and slo:sli_error:ratio_rate30m{slo=\"payment\"} / (1 - 0.995) > 6)) and on() sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[6h])) >= 1000"
         labels:
           severity: "page"
         annotations:
@@ -394,3 +394,83 @@ func TestPrometheusRulesEdges(t *testing.T) {
 type failingWriter struct{ err error }
 
 func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
+
+// promtoolMinSamplesTest proves that MinSamples lets an alert fire once
+// there are enough signals, and keeps it silent below them: the count has
+// no labels, so it must match a burn rate's slo and kind with on().
+const promtoolMinSamplesTest = `rule_files:
+  - rules.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'taikit_signals_total{kind="payment",outcome="succeeded"}'
+        values: '0+10x120'
+      - series: 'taikit_signals_total{kind="payment",outcome="failed"}'
+        values: '0+10x120'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: BurnMin
+        exp_alerts:
+          - exp_labels:
+              severity: page
+              slo: avail
+              kind: payment
+            exp_annotations:
+              summary: burn
+      - eval_time: 10m
+        alertname: ErrorsMin
+        exp_alerts:
+          - exp_labels:
+              severity: page
+            exp_annotations:
+              summary: errors
+  - interval: 1m
+    input_series:
+      - series: 'taikit_signals_total{kind="payment",outcome="succeeded"}'
+        values: '0+0.05x120'
+      - series: 'taikit_signals_total{kind="payment",outcome="failed"}'
+        values: '0+0.05x120'
+    alert_rule_test:
+      - eval_time: 60m
+        alertname: BurnMin
+        exp_alerts: []
+      - eval_time: 60m
+        alertname: ErrorsMin
+        exp_alerts: []
+      - eval_time: 60m
+        alertname: BurnAny
+        exp_alerts:
+          - exp_labels:
+              severity: page
+              slo: avail
+              kind: payment
+            exp_annotations:
+              summary: burn
+`
+
+func TestPromtoolMinSamples(t *testing.T) {
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	dir := t.TempDir()
+	stats := newStats(t, 5*time.Minute, time.Hour)
+	slo := andon.SLO{Name: "avail", Kind: "payment", Objective: 0.99}
+	window := andon.BurnWindow{Long: time.Hour, Short: 5 * time.Minute, Factor: 14.4}
+	rules := []andon.Rule{
+		{Name: "BurnMin", Severity: andon.Page, MinSamples: 10, Summary: "burn",
+			Condition: andon.BurnRate(stats, slo, window)},
+		{Name: "ErrorsMin", Severity: andon.Page, MinSamples: 10, Summary: "errors",
+			Condition: andon.ErrorRate(stats, "payment", 5*time.Minute, 0.05)},
+		{Name: "BurnAny", Severity: andon.Page, Summary: "burn", // the same burn without MinSamples
+			Condition: andon.BurnRate(stats, slo, window)},
+	}
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "min", rules, andon.ExportOptions{}))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolMinSamplesTest), 0o600))
+
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+	assert.Contains(t, string(out), "SUCCESS")
+}

@@ -21,7 +21,9 @@ import (
 // An error is retried with NotifyOptions.Backoff up to
 // NotifyOptions.MaxAttempts times, unless it is marked with
 // kanban.Permanent (a receiver that answered 400 Bad Request will answer
-// it again). A panic fails the batch at once, as a *PanicError. A Notifier
+// it again). A Webhook, which sends one request per alert name, has only
+// the names whose request failed and is worth retrying sent again. A panic
+// fails the batch at once, as a *PanicError. A Notifier
 // that also has a Name() method (tai.Namer) is named by it in logs and
 // NotifierStats.
 type Notifier interface {
@@ -267,13 +269,20 @@ func (d *dispatcher) send(batch []Alert) {
 			d.count(func(s *NotifierStats) { s.Sent += uint64(len(batch)) })
 			return
 		}
-		if kanban.IsPermanent(err) || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
-			d.count(func(s *NotifierStats) { s.Failed += uint64(len(batch)) })
-			attrs := []any{"notifier", d.name, "alerts", len(batch), "attempts", attempt, "err", err}
-			if p := (*PanicError)(nil); errors.As(err, &p) {
-				attrs = append(attrs, "stack", string(p.Stack))
+		if p := (*partialError)(nil); errors.As(err, &p) {
+			// Some requests of the batch went out, or failed for good:
+			// count them now and retry only the others.
+			d.count(func(s *NotifierStats) { s.Sent += uint64(p.sent) })
+			if len(p.failed) > 0 {
+				d.fail(p.failed, attempt, errors.Join(p.failedErrs...))
 			}
-			d.log.Error("andon: notification failed", attrs...)
+			if len(p.retry) == 0 {
+				return
+			}
+			batch, err = p.retry, errors.Join(p.retryErrs...)
+		}
+		if kanban.IsPermanent(err) || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
+			d.fail(batch, attempt, err)
 			return
 		}
 		d.count(func(s *NotifierStats) { s.Retries++ })
@@ -285,6 +294,16 @@ func (d *dispatcher) send(batch []Alert) {
 			t.Stop()
 		}
 	}
+}
+
+// fail counts and logs alerts given up on after attempt attempts.
+func (d *dispatcher) fail(alerts []Alert, attempt int, err error) {
+	d.count(func(s *NotifierStats) { s.Failed += uint64(len(alerts)) })
+	attrs := []any{"notifier", d.name, "alerts", len(alerts), "attempts", attempt, "err", err}
+	if p := (*PanicError)(nil); errors.As(err, &p) {
+		attrs = append(attrs, "stack", string(p.Stack))
+	}
+	d.log.Error("andon: notification failed", attrs...)
 }
 
 // notify calls the notifier, turning a panic into a permanent

@@ -766,6 +766,7 @@ func TestWebhookStatuses(t *testing.T) {
 	}{
 		{http.StatusOK, false}, {http.StatusNoContent, false},
 		{http.StatusInternalServerError, true}, {http.StatusBadGateway, true}, {http.StatusTooManyRequests, true},
+		{http.StatusRequestTimeout, true}, {http.StatusTooEarly, true},
 		{http.StatusBadRequest, false}, {http.StatusNotFound, false}, {http.StatusMultipleChoices, false},
 	} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -780,7 +781,7 @@ func TestWebhookStatuses(t *testing.T) {
 			continue
 		}
 		require.Error(t, err, tt.code)
-		assert.Equal(t, fmt.Sprintf("andon: POST %s/hook: %d %s: answer", srv.URL, tt.code, http.StatusText(tt.code)), err.Error())
+		assert.Equal(t, fmt.Sprintf("andon: POST %s/…: %d %s: answer", srv.URL, tt.code, http.StatusText(tt.code)), err.Error())
 		assert.Equal(t, !tt.retry, kanban.IsPermanent(err), "%d: permanent", tt.code)
 	}
 

@@ -22,8 +22,10 @@ import (
 type WebhookOptions struct {
 	// URL receives the POSTs. Required; http or https.
 	URL string
-	// Client sends the requests. Nil means a client of its own; the
-	// evaluator bounds each request with NotifyOptions.Timeout.
+	// Client sends the requests. Nil means a client of its own, which
+	// does not follow redirects; the evaluator bounds each request with
+	// NotifyOptions.Timeout. A client that follows a 301, 302 or 303
+	// turns the POST into a GET, which is reported as a permanent error.
 	Client *http.Client
 	// Header is added to every request (an Authorization header).
 	Header http.Header
@@ -41,8 +43,10 @@ type WebhookOptions struct {
 // externalURL, groupKey and alerts[] of status, labels, annotations,
 // startsAt, endsAt, generatorURL and fingerprint.
 //
-// A 2xx answer is success; 5xx, 429 and transport errors are retried; any
-// other status is a permanent error (kanban.Permanent).
+// A 2xx answer is success; 5xx, 408, 425, 429 and transport errors are
+// retried; any other status, a 3xx redirect among them, is a permanent
+// error (kanban.Permanent). Errors name the URL as scheme and host only,
+// with "/…" for a path or query, which may hold a token.
 type Webhook struct {
 	opts   WebhookOptions
 	client *http.Client
@@ -59,7 +63,7 @@ func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 	opts.Header = opts.Header.Clone()
 	c := opts.Client
 	if c == nil {
-		c = &http.Client{}
+		c = newClient()
 	}
 	return &Webhook{opts: opts, client: c}, nil
 }
@@ -113,16 +117,62 @@ func status(a Alert) string {
 	return "firing"
 }
 
-// Notify POSTs one message per alert name.
+// Notify POSTs one message per alert name. When some messages fail, the
+// error joins their errors and is permanent only if every failure is; the
+// evaluator then retries only the alert names whose failure is not.
 func (w *Webhook) Notify(ctx context.Context, alerts []Alert) error {
-	var errs []error
+	p := &partialError{}
 	for _, group := range groupByName(alerts) {
-		msg := w.message(group)
-		if err := w.post(ctx, msg); err != nil {
-			errs = append(errs, err)
+		err := w.post(ctx, w.message(group))
+		switch {
+		case err == nil:
+			p.sent += len(group)
+			continue
+		case kanban.IsPermanent(err):
+			p.failed = append(p.failed, group...)
+			p.failedErrs = append(p.failedErrs, err)
+		default:
+			p.retry = append(p.retry, group...)
+			p.retryErrs = append(p.retryErrs, err)
 		}
+		p.errs = append(p.errs, err)
 	}
-	return errors.Join(errs...)
+	switch {
+	case len(p.errs) == 0:
+		return nil
+	case len(p.retry) == 0:
+		return kanban.Permanent(p)
+	}
+	return p
+}
+
+// partialError is the failure of a Notify that sends alerts in several
+// requests: it tells the evaluator's retry loop which alerts went out,
+// which failed for good and which are worth sending again.
+type partialError struct {
+	sent       int     // alerts delivered
+	failed     []Alert // alerts whose request failed for good
+	failedErrs []error
+	retry      []Alert // alerts whose request may succeed if retried
+	retryErrs  []error
+	errs       []error // every failure, in order
+}
+
+// Error returns the failures' texts, one a line.
+func (e *partialError) Error() string { return errors.Join(e.errs...).Error() }
+
+// Unwrap returns the failures with any kanban.PermanentError taken off, so
+// that kanban.IsPermanent reports on the whole: a partialError is wrapped
+// in kanban.Permanent when no failure is worth a retry.
+func (e *partialError) Unwrap() []error {
+	out := make([]error, len(e.errs))
+	for i, err := range e.errs {
+		if p := (*kanban.PermanentError)(nil); errors.As(err, &p) && p.Err != nil {
+			err = p.Err
+		}
+		out[i] = err
+	}
+	return out
 }
 
 // groupByName splits alerts by Name, keeping the order of first sight.
@@ -181,32 +231,84 @@ func (w *Webhook) post(ctx context.Context, body any) error {
 	return postJSON(ctx, w.client, w.opts.URL, w.opts.Header, body)
 }
 
+// newClient returns the client a notifier builds when given none. It does
+// not follow redirects: on a 301, 302 or 303 a client re-sends a POST as
+// a GET without its body, so the notification would be lost, and its
+// answer would read as success; postJSON reports the 3xx instead.
+func newClient() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// retryable reports whether a POST answered with code is worth retrying:
+// 5xx, 408 Request Timeout, 425 Too Early and 429 Too Many Requests.
+func retryable(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return code >= 500
+}
+
+// redactURL returns u as an error may name it: scheme and host, with "/…"
+// standing for any path and query, which may hold a token (as a Slack
+// webhook's path does). The userinfo is left out.
+func redactURL(u *url.URL) string {
+	if u == nil {
+		return "(no URL)"
+	}
+	s := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.Opaque != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		s += "/…"
+	}
+	return s
+}
+
+// redactError replaces the URL of a *url.Error in err's chain, which
+// http.Client puts there whole but for the password, by redacted.
+func redactError(err error, redacted string) error {
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		ue.URL = redacted
+	}
+	return err
+}
+
 // postJSON POSTs body as JSON and classifies the answer: 2xx is nil; 5xx,
-// 429 and transport errors are retryable; other statuses are permanent.
-func postJSON(ctx context.Context, c *http.Client, url string, header http.Header, body any) error {
+// 408, 425, 429 and transport errors are retryable; other statuses,
+// redirects among them, are permanent. Errors name the URL redacted.
+func postJSON(ctx context.Context, c *http.Client, rawURL string, header http.Header, body any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return kanban.Permanent(fmt.Errorf("andon: encoding notification: %w", err))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(b))
 	if err != nil {
-		return kanban.Permanent(fmt.Errorf("andon: notification request: %w", err))
+		return kanban.Permanent(fmt.Errorf("andon: notification request: %w", redactError(err, "(redacted)")))
 	}
+	where := redactURL(req.URL)
 	for k, vs := range header {
 		req.Header[k] = slices.Clone(vs)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("andon: POST %s: %w", url, err)
+		return fmt.Errorf("andon: POST %s: %w", where, redactError(err, where))
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.Request != nil && resp.Request.Method != http.MethodPost {
+		// The client followed a 301, 302 or 303 and sent a GET: the
+		// receiver never got the notification, whatever it answered.
+		return kanban.Permanent(fmt.Errorf("andon: POST %s: redirected to %s as a %s; the notification was not delivered",
+			where, redactURL(resp.Request.URL), resp.Request.Method))
+	}
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("andon: POST %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+	err = fmt.Errorf("andon: POST %s: %s: %s", where, resp.Status, strings.TrimSpace(string(msg)))
+	if loc, lerr := resp.Location(); resp.StatusCode/100 == 3 && lerr == nil {
+		err = fmt.Errorf("%w (redirect to %s not followed)", err, redactURL(loc))
+	}
+	if retryable(resp.StatusCode) {
 		return err
 	}
 	return kanban.Permanent(err)

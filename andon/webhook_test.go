@@ -1,0 +1,188 @@
+package andon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban"
+)
+
+// A redirect is not followed: a 301, 302 or 303 would turn the POST into
+// a GET without the notification, and its answer would read as success.
+func TestWebhookRedirectIsAnError(t *testing.T) {
+	var mu sync.Mutex
+	var methods []string
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		methods = append(methods, r.Method)
+		mu.Unlock()
+	}))
+	defer target.Close()
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, target.URL+"/moved/SECRET?token=abc", code)
+		}))
+		alerts := []andon.Alert{{Name: "A", State: andon.Firing}}
+
+		// The webhook's own client reports the redirect, naming where to.
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL + "/hook"})
+		require.NoError(t, err)
+		err = wh.Notify(context.Background(), alerts)
+		require.Error(t, err, code)
+		assert.True(t, kanban.IsPermanent(err), code)
+		assert.Contains(t, err.Error(), "redirect to "+target.URL+"/… not followed", code)
+		assert.NotContains(t, err.Error(), "SECRET", code)
+		mu.Lock()
+		assert.Empty(t, methods, "%d: not followed", code)
+		mu.Unlock()
+
+		// A client that follows redirects: a GET does not count as sent.
+		wh, err = andon.NewWebhook(andon.WebhookOptions{URL: srv.URL + "/hook", Client: &http.Client{}})
+		require.NoError(t, err)
+		err = wh.Notify(context.Background(), alerts)
+		mu.Lock()
+		require.Len(t, methods, 1, code)
+		if methods[0] == http.MethodGet {
+			require.Error(t, err, code)
+			assert.True(t, kanban.IsPermanent(err), code)
+			assert.Contains(t, err.Error(), "redirected to "+target.URL+"/… as a GET", code)
+		} else {
+			assert.NoError(t, err, "%d: the POST is sent again", code)
+		}
+		methods = nil
+		mu.Unlock()
+		srv.Close()
+	}
+}
+
+// Errors name the URL by scheme and host: no password, no path token, no
+// query.
+func TestWebhookErrorsRedactURL(t *testing.T) {
+	const secret = "/services/T000/B000/XXXXSECRETTOKEN?token=abc"
+	check := func(host string) error {
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: "http://user:s3cr3tpw@" + host + secret})
+		require.NoError(t, err)
+		err = wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}})
+		require.Error(t, err)
+		for _, s := range []string{"user", "s3cr3tpw", "services", "XXXXSECRETTOKEN", "token", "abc"} {
+			assert.NotContains(t, err.Error(), s)
+		}
+		assert.Contains(t, err.Error(), "http://"+host+"/…")
+		return err
+	}
+	for _, code := range []int{http.StatusUnauthorized, http.StatusInternalServerError} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "nope", code)
+		}))
+		err := check(strings.TrimPrefix(srv.URL, "http://"))
+		assert.Contains(t, err.Error(), "nope")
+		srv.Close()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	host := l.Addr().String()
+	require.NoError(t, l.Close())
+	err = check(host)
+	assert.Contains(t, err.Error(), "refused")
+}
+
+// groupServer answers each alert name's message with the codes given for
+// it in turn, then 200, and counts the messages.
+type groupServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	codes map[string][]int
+	got   map[string]int
+}
+
+func newGroupServer(t *testing.T, codes map[string][]int) *groupServer {
+	s := &groupServer{codes: codes, got: map[string]int{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m andon.WebhookMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		name := m.GroupLabels["alertname"]
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.got[name]++
+		if cs := s.codes[name]; len(cs) > 0 {
+			s.codes[name] = cs[1:]
+			http.Error(w, name+" refused", cs[0])
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *groupServer) counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range s.got {
+		out[k] = v
+	}
+	return out
+}
+
+// One alert name's failure is permanent only for itself: the error of
+// several is permanent only if each is.
+func TestWebhookGroupErrors(t *testing.T) {
+	for _, tt := range []struct {
+		codes     map[string][]int
+		permanent bool
+	}{
+		{map[string][]int{"A": {400}, "B": {503}}, false},
+		{map[string][]int{"A": {503}, "B": {400}}, false},
+		{map[string][]int{"A": {400}, "B": {404}}, true},
+		{map[string][]int{"A": {500}, "B": {503}}, false},
+	} {
+		srv := newGroupServer(t, tt.codes)
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+		require.NoError(t, err)
+		err = wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}, {Name: "B", State: andon.Firing}})
+		require.Error(t, err)
+		assert.Equal(t, tt.permanent, kanban.IsPermanent(err), "%v", tt.codes)
+		assert.Contains(t, err.Error(), "A refused")
+		assert.Contains(t, err.Error(), "B refused")
+	}
+}
+
+// The evaluator retries only the alert names whose message may yet go
+// out: not those delivered, nor those refused for good.
+func TestWebhookRetriesOnlyFailedGroups(t *testing.T) {
+	srv := newGroupServer(t, map[string][]int{"A": {400}, "B": {503, 503}})
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	a, b, c := newSwitch(), newSwitch(), newSwitch()
+	var logs bytes.Buffer
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "B", Severity: andon.Page, Condition: b},
+			{Name: "C", Severity: andon.Page, Condition: c}}})
+	a.Set(true)
+	b.Set(true)
+	c.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	require.NoError(t, e.Flush(context.Background()))
+	assert.Equal(t, map[string]int{"A": 1, "B": 3, "C": 1}, srv.counts())
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 2, st.Sent, "B and C")
+	assert.EqualValues(t, 1, st.Failed, "A")
+	assert.EqualValues(t, 2, st.Retries)
+	assert.Contains(t, logs.String(), "400 Bad Request")
+	assert.Equal(t, 1, strings.Count(logs.String(), "level=ERROR"), logs.String())
+}
