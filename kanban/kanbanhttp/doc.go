@@ -15,23 +15,34 @@
 //	DELETE {prefix}/queues/{queue}/deadletters               delete those a filter in the query matches
 //	DELETE {prefix}/queues/{queue}/deadletters/{seq}         delete one
 //
-// A filter has the fields of kanban.DeadLetterFilter: seq, id, key,
-// reason (a substring), older_than (a Go duration, "1h30m") and all
-// (true: every dead letter; no other field with it). Redrive and delete
-// refuse an empty filter, so that acting on every dead letter is always
-// asked for with all=true. A page is limit dead letters (1 to 1000; 100
-// when not given), order "oldest" (the default) or "newest", continuing
-// after cursor — the next_cursor of the page before. Unknown query
-// parameters and JSON fields are refused, so a misspelt filter is an
-// error rather than a wider one.
+// A filter has the fields of kanban.DeadLetterFilter: seq, id, key, reason
+// (a substring), older_than (a Go duration, "1h30m") and all (true: every
+// dead letter; no other field with it). Redrive and delete refuse an empty
+// filter, so that acting on every dead letter is always asked for with
+// all=true. A field that selects every dead letter counts as not given:
+// older_than "0s" (every dead letter is older than 0) or an empty id, key
+// or reason. So ?older_than=0s alone is an empty filter, refused with 400
+// "empty_filter", and ?older_than=0s&all=true is all=true. A page is limit
+// dead letters (1 to 1000; 100 when not given), order "oldest" (the
+// default) or "newest", continuing after cursor — the next_cursor of the
+// page before; one dead letter is read with ?seq=N (a GET of deadletters/N
+// is a 405 that says so). Unknown query parameters and JSON fields are
+// refused, so a misspelt filter is an error rather than a wider one.
 //
 // Errors are JSON too: {"error": {"code": "...", "message": "..."}} with
 // 400 for bad input, 401 or 403 for a refused caller, 404 for an unknown
-// queue or dead letter, 413 for a body over MaxBodyBytes, 415 for a body
-// that is not JSON, 503 (with Retry-After) when a redrive finds the queue
-// full, 504 when the request's context ends first and 502 when the backend
-// fails. A redrive or delete that stopped partway says how many it did in
-// the same body ("redriven" or "deleted").
+// path, queue or dead letter, 405 (with Allow, and the same methods in
+// error.details.allow) for a method the path does not take, 413 for a body
+// over MaxBodyBytes, 415 for a body that is not JSON, 503 (with
+// Retry-After) when a redrive finds the queue full, 504 when the request's
+// context ends first and 502 when the backend fails. A redrive or delete
+// that stopped partway says how many it did in the same body ("redriven" or
+// "deleted"). The backend's error text may name servers or credentials, so
+// 5xx answers (and a backlog that cannot be read in GET /queues) carry a
+// fixed message and Options.Logger gets the detail.
+//
+// The token is presented as "Authorization: Bearer <token>"; the scheme
+// is case-insensitive ("bearer" too), as RFC 9110 has it.
 //
 // Mutations (redrive, delete) are refused with 403 unless Options.Token or
 // Options.Authorize is set: nothing can change a queue until the service

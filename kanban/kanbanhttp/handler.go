@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -32,8 +33,8 @@ type Options struct {
 	// means the root. It must start with "/" and not end with one.
 	Prefix string
 	// Token, if set, must be presented as "Authorization: Bearer <token>"
-	// on every mutation (and read, with AuthorizeReads); at least 16
-	// bytes.
+	// (the scheme in any case) on every mutation (and read, with
+	// AuthorizeReads); at least 16 bytes.
 	Token string
 	// Authorize, if set, decides each mutation (and read, with
 	// AuthorizeReads): a nil error allows it, an error refuses it with
@@ -135,11 +136,73 @@ func (h *Handler) AddQueue(name string, q kanban.DeadLetterStore) error {
 	return nil
 }
 
-// ServeHTTP serves the API.
+// ServeHTTP serves the API. A path it does not serve is answered 404
+// and a method its path does not take 405 (with Allow), in the JSON
+// error shape as every other error.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		// No route: the mux answers 404, 405 or a redirect to the
+		// cleaned path; the first two are answered as JSON here.
+		w = &routeErrorWriter{ResponseWriter: w, r: r}
+	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// routeErrorWriter answers the mux's plain-text 404 and 405 as JSON, and
+// passes any other answer (a redirect) as it is.
+type routeErrorWriter struct {
+	http.ResponseWriter
+	r        *http.Request
+	replaced bool
+}
+
+// WriteHeader writes a JSON error in place of a 404 or 405. A 405 lists
+// the methods the path takes in error.details.allow as well as in the
+// Allow header, and a GET of one dead letter points to the list's seq
+// filter.
+func (e *routeErrorWriter) WriteHeader(code int) {
+	var eb errorBody
+	switch code {
+	case http.StatusNotFound:
+		eb.Error.Code = "not_found"
+		eb.Error.Message = fmt.Sprintf("no route for %s %s", e.r.Method, clip(e.r.URL.Path))
+	case http.StatusMethodNotAllowed:
+		eb.Error.Code = "method_not_allowed"
+		eb.Error.Message = fmt.Sprintf("%s is not allowed on %s", e.r.Method, clip(e.r.URL.Path))
+		dir, seq := path.Split(e.r.URL.Path)
+		if n, err := strconv.ParseUint(seq, 10, 64); err == nil && n > 0 && strings.HasSuffix(dir, "/deadletters/") &&
+			(e.r.Method == http.MethodGet || e.r.Method == http.MethodHead) {
+			eb.Error.Message += fmt.Sprintf("; read one dead letter with GET %s?seq=%d", clip(strings.TrimSuffix(dir, "/")), n)
+		}
+		if allow := e.Header().Get("Allow"); allow != "" {
+			eb.Error.Details = map[string]any{"allow": strings.Split(allow, ", ")}
+		}
+	default:
+		e.ResponseWriter.WriteHeader(code)
+		return
+	}
+	e.replaced = true
+	e.Header().Del("Content-Length")
+	writeJSON(e.ResponseWriter, code, eb)
+}
+
+// Write drops the body of a replaced answer.
+func (e *routeErrorWriter) Write(b []byte) (int, error) {
+	if e.replaced {
+		return len(b), nil
+	}
+	return e.ResponseWriter.Write(b)
+}
+
+// clip bounds s, a path from a request, for a message.
+func clip(s string) string {
+	const limit = 200
+	if len(s) > limit {
+		return s[:limit] + "…"
+	}
+	return s
 }
 
 // apiError is an error answered with a status and a code.
@@ -157,8 +220,9 @@ func badRequest(format string, args ...any) *apiError {
 
 type errorBody struct {
 	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+		Code    string         `json:"code"`
+		Message string         `json:"message"`
+		Details map[string]any `json:"details,omitempty"`
 	} `json:"error"`
 }
 
@@ -169,22 +233,46 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// fail answers err as JSON, with extra fields (counts) if any.
-func fail(w http.ResponseWriter, err error, extra map[string]any) {
+// backendMessage answers every backend failure: the error's text may
+// name servers, streams or credentials in a URL, so it goes to the log
+// only.
+const backendMessage = "the queue's backend failed; the service's log has the detail"
+
+// asAPIError returns the status, code and message err is answered with.
+// An error from a backend is answered with a fixed message, never its
+// text, which may name servers or credentials.
+func asAPIError(err error) *apiError {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+		return ae
 	case errors.Is(err, kanban.ErrDeadLetterNotFound):
-		ae = &apiError{http.StatusNotFound, "dead_letter_not_found", err.Error()}
+		return &apiError{http.StatusNotFound, "dead_letter_not_found", "no such dead letter: redriven, deleted or never there"}
 	case errors.Is(err, kanban.ErrEmptyFilter):
-		ae = &apiError{http.StatusBadRequest, "empty_filter", err.Error()}
+		return &apiError{http.StatusBadRequest, "empty_filter", kanban.ErrEmptyFilter.Error()}
 	case errors.Is(err, kanban.ErrFull):
-		ae = &apiError{http.StatusServiceUnavailable, "queue_full", err.Error()}
-		w.Header().Set("Retry-After", "1")
+		return &apiError{http.StatusServiceUnavailable, "queue_full", "the queue is full; try again later"}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		ae = &apiError{http.StatusGatewayTimeout, "timeout", err.Error()}
-	default:
-		ae = &apiError{http.StatusBadGateway, "backend_error", err.Error()}
+		return &apiError{http.StatusGatewayTimeout, "timeout", "the request ended before the queue's backend answered"}
+	}
+	return &apiError{http.StatusBadGateway, "backend_error", backendMessage}
+}
+
+// fail answers err as JSON, with extra fields (counts) if any. A failure
+// of the backend (a 5xx answer) is logged with its detail, which the
+// answer leaves out, unless logged says the caller has logged it.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, extra map[string]any, logged bool) {
+	if !logged && asAPIError(err).status >= http.StatusInternalServerError {
+		h.log.Warn("kanbanhttp: request failed", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+	}
+	fail(w, err, extra)
+}
+
+// fail answers err as JSON, with extra fields (counts) if any.
+func fail(w http.ResponseWriter, err error, extra map[string]any) {
+	ae := asAPIError(err)
+	if ae.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
 	}
 	body := map[string]any{}
 	maps.Copy(body, extra)
@@ -211,9 +299,11 @@ func (h *Handler) authorize(r *http.Request, mutation bool) error {
 		return &apiError{http.StatusForbidden, "reads_disabled", "reads need Options.Token or Authorize with AuthorizeReads"}
 	}
 	if h.opts.Token != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// The scheme is case-insensitive (RFC 9110, section 11.1).
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		got = strings.TrimLeft(got, " ")
 		sum := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
 			return &apiError{http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"}
 		}
 	}
@@ -246,7 +336,7 @@ func (h *Handler) read(f func(w http.ResponseWriter, r *http.Request) error) htt
 			err = f(w, r)
 		}
 		if err != nil {
-			fail(w, err, nil)
+			h.fail(w, r, err, nil, false)
 		}
 	}
 }
@@ -267,7 +357,7 @@ func (h *Handler) mutate(f endpoint) http.HandlerFunc {
 			return
 		}
 		if err := f(w, r, name, q); err != nil {
-			fail(w, err, nil)
+			h.fail(w, r, err, nil, false)
 		}
 	}
 }
@@ -324,7 +414,9 @@ func (h *Handler) listQueues(w http.ResponseWriter, r *http.Request) error {
 		if br, ok := q.(kanban.BacklogReader); ok {
 			b, err := br.Backlog(r.Context())
 			if err != nil {
-				j.BacklogError = err.Error()
+				// Its text may name servers: the log has it.
+				h.log.Warn("kanbanhttp: reading a backlog", "queue", name, "err", err)
+				j.BacklogError = "the backlog could not be read; the service's log has the detail"
 			} else {
 				j.Backlog = toBacklogJSON(b)
 			}
@@ -466,7 +558,12 @@ func (f filterJSON) filter() (kanban.DeadLetterFilter, error) {
 		if err != nil || d < 0 {
 			return out, badRequest("invalid older_than %q: a duration such as 30m or 24h", f.OlderThan)
 		}
-		out.Before = time.Now().Add(-d)
+		// Every dead letter is older than 0: such a filter selects
+		// nothing out, so it counts as not given (and a redrive or
+		// delete with nothing else needs all=true).
+		if d > 0 {
+			out.Before = time.Now().Add(-d)
+		}
 	}
 	return out, nil
 }
@@ -603,7 +700,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, name, what string,
 	do func(context.Context, kanban.DeadLetterFilter) (int, error)) error {
 	if err := f.Validate(); err != nil {
 		if errors.Is(err, kanban.ErrEmptyFilter) {
-			return &apiError{http.StatusBadRequest, "empty_filter", "the filter names nothing: give seq, id, key, reason or older_than, or all=true for every dead letter"}
+			return &apiError{http.StatusBadRequest, "empty_filter", "the filter names nothing: give seq, id, key, reason or older_than (a positive duration), or all=true for every dead letter"}
 		}
 		return badRequest("%v", err)
 	}
@@ -612,7 +709,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, name, what string,
 	attrs := []any{"queue", name, "action", what, field, n, "filter", filterText(f), "remote", r.RemoteAddr}
 	if err != nil {
 		h.log.Warn("kanbanhttp: dead letters "+what+" failed", append(attrs, "err", err)...)
-		fail(w, err, map[string]any{field: n})
+		h.fail(w, r, err, map[string]any{field: n}, true)
 		return nil
 	}
 	h.log.Info("kanbanhttp: dead letters "+what, attrs...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -388,4 +389,164 @@ func TestNewAndAddQueueValidate(t *testing.T) {
 	assert.Error(t, h.AddQueue("orders", nil))
 	require.NoError(t, h.AddQueue("orders", q))
 	assert.ErrorContains(t, h.AddQueue("orders", q), "served already")
+}
+
+func TestVacuousFilterNeedsAll(t *testing.T) {
+	q, other := deadQueue(t, 0, 5), deadQueue(t, 0, 4)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q, "other": other})
+	for _, tc := range []struct{ method, target, body string }{
+		{"DELETE", "/queues/orders/deadletters?older_than=0s", ""},
+		{"DELETE", "/queues/orders/deadletters?older_than=0", ""},
+		{"DELETE", "/queues/orders/deadletters?older_than=-0s", ""},
+		{"DELETE", "/queues/orders/deadletters?older_than=0s&key=&reason=&id=", ""},
+		{"DELETE", "/queues/orders/deadletters?older_than=0s&all=false", ""},
+		{"POST", "/queues/orders/deadletters/redrive", `{"older_than":"0s"}`},
+		{"POST", "/queues/orders/deadletters/redrive", `{"older_than":"0h","key":"","all":false}`},
+	} {
+		r := s.do(tc.method, tc.target, tc.body, bearer...)
+		assert.Equal(t, http.StatusBadRequest, r.status, "%s %s %s: %s", tc.method, tc.target, tc.body, r.raw)
+		assert.Equal(t, "empty_filter", r.code(), "%s %s %s", tc.method, tc.target, tc.body)
+		assert.Contains(t, r.body["error"].(map[string]any)["message"], "all=true")
+	}
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 5, "nothing redriven or deleted")
+
+	// With all=true the vacuous field is no other field.
+	r := s.do("POST", "/queues/orders/deadletters/redrive", `{"older_than":"0s","all":true}`, bearer...)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 5, r.body["redriven"])
+	r = s.do("DELETE", "/queues/other/deadletters?older_than=0s&all=true", "", bearer...)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 4, r.body["deleted"])
+}
+
+func TestRouteErrorsAreJSON(t *testing.T) {
+	q := deadQueue(t, 0, 3)
+	_, s := newServer(t, kanbanhttp.Options{Prefix: "/ops", Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	for _, tc := range []struct {
+		method, target string
+		status         int
+		code, allow    string
+	}{
+		{"GET", "/nope", 404, "not_found", ""},
+		{"GET", "/queues", 404, "not_found", ""},
+		{"GET", "/ops/queues/orders", 404, "not_found", ""},
+		{"GET", "/ops/queues/orders/deadletters/1/redrive", 405, "method_not_allowed", "POST"},
+		{"GET", "/ops/queues/orders/deadletters/2", 405, "method_not_allowed", "DELETE"},
+		{"PUT", "/ops/queues/orders/deadletters", 405, "method_not_allowed", "DELETE, GET, HEAD"},
+		{"POST", "/ops/queues", 405, "method_not_allowed", "GET, HEAD"},
+		{"GET", "/ops/queues/orders/deadletters/redrive", 405, "method_not_allowed", "DELETE, POST"},
+	} {
+		r := s.do(tc.method, tc.target, "", bearer...)
+		assert.Equal(t, tc.status, r.status, "%s %s: %s", tc.method, tc.target, r.raw)
+		assert.Equal(t, "application/json", r.header.Get("Content-Type"), "%s %s", tc.method, tc.target)
+		assert.Equal(t, tc.code, r.code(), "%s %s: %s", tc.method, tc.target, r.raw)
+		assert.Contains(t, r.body["error"].(map[string]any)["message"], tc.target)
+		assert.Equal(t, tc.allow, r.header.Get("Allow"), "%s %s", tc.method, tc.target)
+		if tc.allow != "" {
+			details, _ := r.body["error"].(map[string]any)["details"].(map[string]any)
+			assert.Equal(t, tc.allow, strings.Join(toStrings(details["allow"]), ", "), "%s %s", tc.method, tc.target)
+		}
+		assert.Equal(t, "nosniff", r.header.Get("X-Content-Type-Options"))
+	}
+	r := s.do("GET", "/ops/queues/orders/deadletters/2", "")
+	assert.Contains(t, r.body["error"].(map[string]any)["message"], "read one dead letter with GET /ops/queues/orders/deadletters?seq=2")
+	r = s.do("GET", "/ops/queues/orders/deadletters?seq=2", "")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.Equal(t, []string{"o-2"}, r.ids())
+	r = s.do("GET", "/ops/queues/orders/deadletters/redrive", "")
+	assert.NotContains(t, r.body["error"].(map[string]any)["message"], "seq=")
+
+	// A path to clean is still redirected.
+	r = s.do("GET", "/ops//queues", "")
+	assert.Contains(t, []int{http.StatusMovedPermanently, http.StatusTemporaryRedirect}, r.status, "%s", r.raw)
+	assert.Equal(t, "/ops/queues", r.header.Get("Location"))
+}
+
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	q := deadQueue(t, 0, 3)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	for i, auth := range []string{"bearer " + token, "BEARER " + token, "bEaReR  " + token} {
+		r := s.do("DELETE", "/queues/orders/deadletters/"+strconv.Itoa(i+1), "", "Authorization", auth)
+		assert.Equal(t, http.StatusOK, r.status, "%q: %s", auth, r.raw)
+	}
+	for _, auth := range []string{"Basic " + token, "Bearer" + token, "Bearer", " Bearer " + token, "Bearer " + token + " "} {
+		r := s.do("POST", "/queues/orders/deadletters/1/redrive", "", "Authorization", auth)
+		assert.Equal(t, http.StatusUnauthorized, r.status, "%q", auth)
+	}
+}
+
+// secret is backend error text a caller must not see.
+const secret = "nats: dial nats://admin:hunter2@10.1.2.3:4222: connection refused"
+
+// brokenStore is a queue whose server fails with secret.
+type brokenStore struct{ err error }
+
+func (b brokenStore) ListDeadLetters(context.Context, kanban.DeadLetterQuery) (kanban.DeadLetterPage, error) {
+	return kanban.DeadLetterPage{}, b.err
+}
+
+func (b brokenStore) RedriveDeadLetters(context.Context, kanban.DeadLetterFilter) (int, error) {
+	return 0, b.err
+}
+
+func (b brokenStore) DeleteDeadLetters(context.Context, kanban.DeadLetterFilter) (int, error) {
+	return 0, b.err
+}
+
+func (b brokenStore) Backlog(context.Context) (kanban.Backlog, error) { return kanban.Backlog{}, b.err }
+
+func TestBackendErrorsAreNotEchoed(t *testing.T) {
+	var logged bytes.Buffer
+	_, s := newServer(t, kanbanhttp.Options{Token: token, Logger: slog.New(slog.NewTextHandler(&logged, nil))},
+		map[string]kanban.DeadLetterStore{
+			"broken":  brokenStore{errors.New(secret)},
+			"full":    brokenStore{fmt.Errorf("%w: %s", kanban.ErrFull, secret)},
+			"slow":    brokenStore{fmt.Errorf("%s: %w", secret, context.DeadlineExceeded)},
+			"missing": brokenStore{fmt.Errorf("%s: %w", secret, kanban.ErrDeadLetterNotFound)},
+		})
+	for _, tc := range []struct {
+		method, target, body string
+		status               int
+		code                 string
+	}{
+		{"GET", "/queues/broken/deadletters", "", 502, "backend_error"},
+		{"POST", "/queues/broken/deadletters/redrive", `{"key":"k"}`, 502, "backend_error"},
+		{"POST", "/queues/broken/deadletters/1/redrive", "", 502, "backend_error"},
+		{"DELETE", "/queues/broken/deadletters?all=true", "", 502, "backend_error"},
+		{"DELETE", "/queues/broken/deadletters/1", "", 502, "backend_error"},
+		{"POST", "/queues/full/deadletters/redrive", `{"all":true}`, 503, "queue_full"},
+		{"GET", "/queues/slow/deadletters", "", 504, "timeout"},
+		{"DELETE", "/queues/missing/deadletters/1", "", 404, "dead_letter_not_found"},
+	} {
+		logged.Reset()
+		r := s.do(tc.method, tc.target, tc.body, bearer...)
+		assert.Equal(t, tc.status, r.status, "%s %s: %s", tc.method, tc.target, r.raw)
+		assert.Equal(t, tc.code, r.code(), "%s %s", tc.method, tc.target)
+		assert.NotEmpty(t, r.body["error"].(map[string]any)["message"])
+		for _, leak := range []string{"hunter2", "10.1.2.3", "nats"} {
+			assert.NotContains(t, string(r.raw), leak, "%s %s", tc.method, tc.target)
+		}
+		if tc.status >= 500 {
+			assert.Contains(t, logged.String(), "hunter2", "%s %s: the log has the detail", tc.method, tc.target)
+			assert.Equal(t, 1, strings.Count(logged.String(), "hunter2"), "%s %s: logged once", tc.method, tc.target)
+		}
+	}
+	logged.Reset()
+	r := s.do("GET", "/queues", "")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.NotContains(t, string(r.raw), "hunter2")
+	assert.NotEmpty(t, r.body["queues"].([]any)[0].(map[string]any)["backlog_error"])
+	assert.Contains(t, logged.String(), "hunter2")
+}
+
+func toStrings(v any) []string {
+	out := []string{}
+	vs, _ := v.([]any)
+	for _, x := range vs {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
 }
