@@ -2,11 +2,8 @@ package main
 
 import (
 	"crypto/subtle"
-	"fmt"
 	"net/http"
-	"path"
 	"strconv"
-	"strings"
 
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/examples/internal/httpapi"
@@ -68,53 +65,6 @@ func (s *Service) requireAdmin(h http.Handler) http.Handler {
 func (s *Service) refuse(w http.ResponseWriter, e *requestError) {
 	s.badRequests.WithLabelValues(strconv.Itoa(e.Status)).Inc()
 	writeError(w, e)
-}
-
-// jsonRouteErrors wraps h, a handler with a router of its own (the
-// confirmation queue's kanbanhttp.Handler), so that the router's
-// plain-text 404 for an unknown path and 405 for a method the path does
-// not take are JSON in the error schema, as the service's own are. Its
-// JSON answers pass as they are.
-func jsonRouteErrors(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(&routeErrorWriter{ResponseWriter: w, r: r}, r)
-	})
-}
-
-// routeErrorWriter replaces a plain-text 404 or 405 written through it.
-type routeErrorWriter struct {
-	http.ResponseWriter
-	r        *http.Request
-	replaced bool
-}
-
-func (e *routeErrorWriter) WriteHeader(code int) {
-	plain := strings.HasPrefix(e.Header().Get("Content-Type"), "text/plain")
-	switch {
-	case plain && code == http.StatusNotFound:
-		e.replaced = true
-		writeError(e.ResponseWriter, httpapi.Errorf(code, "not_found", "no route for %s %s", e.r.Method, clip(e.r.URL.Path)))
-	case plain && code == http.StatusMethodNotAllowed:
-		e.replaced = true
-		err := httpapi.Errorf(code, "method_not_allowed", "%s is not allowed on %s", e.r.Method, clip(e.r.URL.Path))
-		// One dead letter is read through the list's filter.
-		if dir, seq := path.Split(e.r.URL.Path); e.r.Method == http.MethodGet && strings.HasSuffix(dir, "/deadletters/") {
-			err.Message += fmt.Sprintf("; read one dead letter with GET %s?seq=%s", clip(strings.TrimSuffix(dir, "/")), clip(seq))
-		}
-		if allow := e.Header().Get("Allow"); allow != "" {
-			err.Details = map[string]any{"allow": strings.Split(allow, ", ")}
-		}
-		writeError(e.ResponseWriter, err)
-	default:
-		e.ResponseWriter.WriteHeader(code)
-	}
-}
-
-func (e *routeErrorWriter) Write(b []byte) (int, error) {
-	if e.replaced {
-		return len(b), nil
-	}
-	return e.ResponseWriter.Write(b)
 }
 
 // withoutLinks returns p with its rows' links removed: the board of a

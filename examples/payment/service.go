@@ -727,7 +727,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", health)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("/andon/", s.boardHandler())
-	queues := s.requireAdmin(jsonRouteErrors(s.queueOps))
+	queues := s.requireAdmin(s.queueOps)
 	mux.Handle("/admin/queues", queues)
 	mux.Handle("/admin/queues/", queues)
 	return s.traceHTTP(mux, httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)))
