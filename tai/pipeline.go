@@ -58,7 +58,8 @@ func WithHoldOnReview() Option {
 }
 
 // WithLogger sets the logger for problems the pipeline cannot return to a
-// caller (a panicking Observer). Default: slog.Default().
+// caller: a panicking Observer, or a Span whose End panics after an
+// earlier panic already failed the signal. Default: slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
 }
@@ -67,8 +68,10 @@ func WithLogger(l *slog.Logger) Option {
 type Result[R any] struct {
 	// Value is the action's result; the zero R unless Outcome is Succeeded.
 	Value R
-	// Decision is the deciding decision of the policies (zero Verdict if
-	// the signal never reached them).
+	// Decision is the deciding decision of the policies. Its Verdict is
+	// zero when the signal did not reach a decision: it never reached the
+	// policies, or the policy failed (whatever verdict a policy returned
+	// with its error is dropped).
 	Decision Decision
 	// Outcome is how the signal ended, never the zero Outcome:
 	// OutcomeOf of the error Process returned.
@@ -187,17 +190,12 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 	var f flight
 	defer func() {
 		if v := recover(); v != nil {
-			err = newPanicError(f.stage, v)
-			f.endSpan(err)
-		}
-		if err == nil {
-			res.Outcome = Succeeded
-		} else {
-			var zero R
-			res.Value, res.Outcome = zero, OutcomeOf(err)
+			err = p.panicked(&f, v)
 		}
 		if f.root != nil || p.timed {
-			p.finish(ctx, &s, &res, err, &f)
+			err = p.finish(ctx, &s, &res, err, &f)
+		} else {
+			res.settle(err)
 		}
 	}()
 	if p.timed {
@@ -291,12 +289,87 @@ func (p *Pipeline[T, R]) startSpan(ctx context.Context, f *flight, st Stage, nam
 	return ctx
 }
 
-// endSpan ends the open stage span, if any.
+// endSpan ends the open stage span, if any. The span is forgotten before
+// End is called: should End panic, Process's recovery does not end it
+// again.
 func (f *flight) endSpan(err error) {
-	if f.span != nil {
-		f.span.End(err)
+	if sp := f.span; sp != nil {
 		f.span = nil
+		sp.End(err)
 	}
+}
+
+// settle sets the Outcome of r from err, the error Process returns, and
+// clears the Value unless the signal succeeded.
+func (r *Result[R]) settle(err error) {
+	if err == nil {
+		r.Outcome = Succeeded
+		return
+	}
+	var zero R
+	r.Value, r.Outcome = zero, OutcomeOf(err)
+}
+
+// panicked returns the *PanicError of the panic v, recovered in the stage
+// f is in, after ending that stage's span with it. Should that End panic
+// too, the second panic is logged: the first one is the signal's error.
+func (p *Pipeline[T, R]) panicked(f *flight, v any) error {
+	err := newPanicError(f.stage, v)
+	if sp := f.span; sp != nil {
+		f.span = nil
+		if pe := endSafely(sp, err, f.stage); pe != nil {
+			p.hookPanicked("span End", pe)
+		}
+	}
+	return err
+}
+
+// endSafely calls s.End(err) and returns a *PanicError of stage st if it
+// panicked.
+func endSafely(s Span, err error, st Stage) (pe *PanicError) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe = newPanicError(st, v)
+		}
+	}()
+	s.End(err)
+	return nil
+}
+
+// rootContext returns the SpanContext of s, or a *PanicError if it
+// panicked.
+func rootContext(s Span) (sc SpanContext, pe *PanicError) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe = newPanicError(StageSignal, v)
+		}
+	}()
+	return s.SpanContext(), nil
+}
+
+// endRoot copies the root span's SpanContext into res and ends the span
+// with err, once. It returns the signal's error: err, or a *PanicError of
+// StageSignal if the span panicked and err does not already hold a panic
+// (a later panic is logged; the first one is the signal's error).
+func (p *Pipeline[T, R]) endRoot(f *flight, res *Result[R], err error) error {
+	sc, pe := rootContext(f.root)
+	res.Span = sc
+	err = p.firstPanic(err, pe)
+	return p.firstPanic(err, endSafely(f.root, err, StageSignal))
+}
+
+// firstPanic returns pe in place of err, unless pe is nil or err already
+// holds a *PanicError; then it returns err and logs pe, if any.
+func (p *Pipeline[T, R]) firstPanic(err error, pe *PanicError) error {
+	if pe == nil {
+		return err
+	}
+	var prior *PanicError
+	if errors.As(err, &prior) {
+		p.hookPanicked("span", pe)
+		return err
+	}
+	return pe
 }
 
 // lap ends the time of the stage f is in; only a pipeline with a
@@ -309,12 +382,14 @@ func (f *flight) lap() {
 // judge turns a policy's answer that is not a plain Allow into the error
 // Process returns: a *PolicyError for an error or a missing verdict, a
 // *DeniedError for a Deny (or a Review when held). It returns nil for a
-// Review that proceeds.
+// Review that proceeds. A policy that failed reached no decision: judge
+// zeroes d's Verdict, so records and metrics never count it as one.
 func (p *Pipeline[T, R]) judge(d *Decision, err error) error {
 	if err == nil && !d.Verdict.Valid() {
 		err = errNoVerdict(d.Verdict)
 	}
 	if err != nil {
+		d.Verdict = 0
 		var pe *PolicyError
 		var pa *PanicError
 		if !errors.As(err, &pe) && !errors.As(err, &pa) {
@@ -504,20 +579,25 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	return r, err
 }
 
-// finish ends the root span and hands the Record of the signal to every
-// observer.
-func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R], err error, f *flight) {
-	if f.root != nil {
-		res.Span = f.root.SpanContext()
+// finish ends the root span, settles the Result and hands the Record of
+// the signal to every observer. It returns the signal's error: err, or a
+// *PanicError if the root span panicked (see endRoot).
+func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R], err error, f *flight) error {
+	var dur time.Duration
+	if p.timed {
+		dur = time.Since(f.start)
 	}
+	if f.root != nil {
+		err = p.endRoot(f, res, err)
+	}
+	res.settle(err)
 	if !p.timed {
-		EndSpan(f.root, err)
-		return
+		return err
 	}
 	rec := Record{
 		ID: s.ID, Kind: s.Kind, Key: s.Key,
 		Outcome: res.Outcome, Decision: res.Decision, Err: err,
-		Start: f.start, Duration: time.Since(f.start),
+		Start: f.start, Duration: dur,
 		Span: res.Span,
 	}
 	if p.stageTimed {
@@ -525,8 +605,8 @@ func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R
 		rec.Stages[f.stage] = rec.Duration - f.since
 	}
 	rec.Stages[StageSignal] = rec.Duration
-	EndSpan(f.root, err)
 	p.observe(ctx, &rec, 0)
+	return err
 }
 
 // observe hands rec to the observers from the i-th on. One that panics is
@@ -546,9 +626,18 @@ func (p *Pipeline[T, R]) observe(ctx context.Context, rec *Record, i int) {
 // observerPanicked logs the panic v of the i-th observer: a panicking
 // observer never changes the result of a signal.
 func (p *Pipeline[T, R]) observerPanicked(i int, v any, rec *Record) {
-	l := p.logger
-	if l == nil {
-		l = slog.Default()
+	p.log().Error("tai: observer panicked", "observer", fmt.Sprintf("%T", p.observers[i]), "panic", v, "signal_id", rec.ID)
+}
+
+// hookPanicked logs a panic that cannot become the signal's error because
+// an earlier panic already is.
+func (p *Pipeline[T, R]) hookPanicked(what string, pe *PanicError) {
+	p.log().Error("tai: "+what+" panicked", "stage", pe.Stage.String(), "panic", pe.Value)
+}
+
+func (p *Pipeline[T, R]) log() *slog.Logger {
+	if p.logger != nil {
+		return p.logger
 	}
-	l.Error("tai: observer panicked", "observer", fmt.Sprintf("%T", p.observers[i]), "panic", v, "signal_id", rec.ID)
+	return slog.Default()
 }

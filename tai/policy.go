@@ -194,19 +194,29 @@ func validateChildren[T any](ps []Policy[T]) error {
 }
 
 // evalChild evaluates one child of a combinator, in a span of its own when
-// the context carries a Tracer, and checks the verdict.
-func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (Decision, error) {
-	var span Span
+// the context carries a Tracer, and checks the verdict. A child that
+// panics ends its span with a *PanicError, and the panic goes on to
+// Process.
+func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d Decision, err error) {
 	if t := TracerFromContext(ctx); t != nil {
+		var span Span
 		ctx, span = t.Start(ctx, SpanInfo{Stage: StagePolicy, Name: nameOf(p, "policy"), Kind: s.Kind, SignalID: s.ID})
+		if span != nil {
+			defer func() {
+				if v := recover(); v != nil {
+					span.End(newPanicError(StagePolicy, v))
+					panic(v)
+				}
+				span.End(err)
+			}()
+		}
 	}
-	d, err := p.Evaluate(ctx, s)
+	d, err = p.Evaluate(ctx, s)
 	if err == nil && !d.Verdict.Valid() {
 		err = errNoVerdict(d.Verdict)
 	}
 	if err != nil {
 		err = &PolicyError{Policy: nameOf(p, fmt.Sprintf("#%d", i)), Err: err}
 	}
-	EndSpan(span, err)
 	return d, err
 }

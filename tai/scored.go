@@ -26,6 +26,13 @@ type Rule[T any] struct {
 	FailOpen bool
 }
 
+// ScoreTolerance is how far below a threshold of a Scored policy a score
+// may fall and still reach it. A sum of weighted risks carries rounding
+// errors of floating point (0.7 + 0.2 + 0.1 is 0.9999999999999999), far
+// smaller than this; a score that reaches a threshold only within the
+// tolerance is reported as the threshold itself.
+const ScoreTolerance = 1e-9
+
 // ScoredOptions names a Scored policy and sets its thresholds. The zero
 // value is useful: a policy named "scored" that denies at 0.5 and has no
 // review band.
@@ -33,15 +40,18 @@ type ScoredOptions struct {
 	// Name is the policy's name in decisions and spans. Default "scored".
 	Name string
 	// Deny is the score at or above which the verdict is Deny, in (0, 1].
-	// Zero means 0.5.
+	// Zero means 0.5. A score counts as reaching it when it falls short by
+	// no more than ScoreTolerance.
 	Deny float64
 	// Review is the score at or above which the verdict is Review, in
-	// (0, Deny]. Zero means no review band: below Deny is Allow.
+	// (0, Deny], within ScoreTolerance as Deny. Zero means no review band:
+	// below Deny is Allow.
 	Review float64
 }
 
 // Scored is a policy that adds weighted rule risks into a score in [0, 1]
-// and compares it with thresholds: how fraud scoring works. Every rule runs
+// and compares it with thresholds, within ScoreTolerance: how fraud
+// scoring works. Every rule runs
 // on every signal (rules may keep state, such as attempt counters), in
 // order. The decision lists the rules that contributed and how much; its
 // Reason is the reason of the largest contribution.
@@ -126,10 +136,10 @@ func (p *Scored[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error)
 	}
 	d.Score = min(d.Score, 1)
 	switch {
-	case d.Score >= p.deny:
-		d.Verdict = Deny
-	case d.Score >= p.review:
-		d.Verdict = Review
+	case d.Score >= p.deny-ScoreTolerance:
+		d.Score, d.Verdict = max(d.Score, p.deny), Deny
+	case d.Score >= p.review-ScoreTolerance:
+		d.Score, d.Verdict = max(d.Score, p.review), Review
 	default:
 		d.Verdict = Allow
 	}

@@ -1,0 +1,226 @@
+package tai_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// endTracer counts spans and their End calls; the span of stage panicAt
+// panics in End.
+type endTracer struct {
+	mu      sync.Mutex
+	panicAt tai.Stage
+	panics  bool
+	started int
+	ends    map[*endSpan]int
+}
+
+type endSpan struct {
+	t     *endTracer
+	stage tai.Stage
+}
+
+func (t *endTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.started++
+	if info.Stage == tai.StageSignal {
+		ctx = tai.ContextWithTracer(ctx, t)
+	}
+	return ctx, &endSpan{t: t, stage: info.Stage}
+}
+
+func (s *endSpan) End(error) {
+	s.t.mu.Lock()
+	if s.t.ends == nil {
+		s.t.ends = map[*endSpan]int{}
+	}
+	s.t.ends[s]++
+	s.t.mu.Unlock()
+	if s.t.panics && s.stage == s.t.panicAt {
+		panic("end " + s.stage.String())
+	}
+}
+
+func (s *endSpan) SpanContext() tai.SpanContext { return tai.SpanContext{} }
+
+func (t *endTracer) check(tb testing.TB) {
+	tb.Helper()
+	if len(t.ends) != t.started {
+		tb.Errorf("started=%d ended=%d", t.started, len(t.ends))
+	}
+	for s, n := range t.ends {
+		if n != 1 {
+			tb.Errorf("span of %s ended %d times", s.stage, n)
+		}
+	}
+}
+
+func TestSpanEndPanicGivesPanicError(t *testing.T) {
+	allow := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Allow}, nil
+	})
+	deny := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Deny}, nil
+	})
+	ok := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil })
+	boom := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { panic("action") })
+	gate := tai.GateFunc(func(context.Context, string) error { return nil })
+	for _, st := range []tai.Stage{tai.StageSignal, tai.StageGate, tai.StagePolicy, tai.StageAction} {
+		for _, c := range []struct {
+			name   string
+			policy tai.Policy[int]
+			action tai.Action[int, int]
+			want   tai.Stage // the stage of the *PanicError
+		}{
+			{"allowed", allow, ok, st},
+			{"denied", deny, ok, st},
+			{"action panics", allow, boom, st},
+		} {
+			t.Run(fmt.Sprintf("%s/%s", st, c.name), func(t *testing.T) {
+				tr := &endTracer{panicAt: st, panics: true}
+				var rec tai.Record
+				p, err := tai.New(c.policy, c.action, tai.WithTracer(tr), tai.WithGates(gate),
+					tai.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+					tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { rec = r })))
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+				reached := !(c.name == "denied" && st == tai.StageAction)
+				var pe *tai.PanicError
+				switch {
+				case !reached:
+					if tai.OutcomeOf(err) != tai.Denied {
+						t.Fatalf("err = %v", err)
+					}
+				case !errors.As(err, &pe):
+					t.Fatalf("err = %v, want a *PanicError", err)
+				case c.name == "action panics" && (st == tai.StageSignal || st == tai.StageAction):
+					if pe.Value != "action" {
+						t.Errorf("panic value %v, want the first panic", pe.Value)
+					}
+				case pe.Stage != c.want:
+					t.Errorf("panic in %s, want %s", pe.Stage, c.want)
+				}
+				if res.Outcome != tai.OutcomeOf(err) || rec.Outcome != res.Outcome || rec.Err != err {
+					t.Errorf("outcome %v, record %v %v; err %v", res.Outcome, rec.Outcome, rec.Err, err)
+				}
+				if res.Value != 0 && err != nil {
+					t.Errorf("value %d with an error", res.Value)
+				}
+				tr.check(t)
+			})
+		}
+	}
+}
+
+func TestPanickingChildPolicyEndsItsSpan(t *testing.T) {
+	panics := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) { panic("child") })
+	allow := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Allow}, nil
+	})
+	deny := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Deny}, nil
+	})
+	ok := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil })
+	for name, pol := range map[string]tai.Policy[int]{
+		"all": tai.All(allow, panics),
+		"any": tai.Any(deny, tai.All(panics)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			tr := &endTracer{}
+			p, err := tai.New(pol, ok, tai.WithTracer(tr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+			var pe *tai.PanicError
+			if !errors.As(err, &pe) || pe.Stage != tai.StagePolicy || pe.Value != "child" {
+				t.Fatalf("err = %v, want a *PanicError of the policy", err)
+			}
+			tr.check(t)
+		})
+	}
+}
+
+func TestFailedPolicyHasNoVerdict(t *testing.T) {
+	errStore := errors.New("store down")
+	ok := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil })
+	for name, pol := range map[string]tai.Policy[int]{
+		"deny with error": tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Deny, Policy: "p"}, errStore
+		}),
+		"invalid verdict": tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: 9, Policy: "p"}, nil
+		}),
+		"child of all": tai.All(tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow, Policy: "p"}, errStore
+		})),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var rec tai.Record
+			p, err := tai.New(pol, ok, tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { rec = r })))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+			if tai.OutcomeOf(err) != tai.Failed {
+				t.Fatalf("err = %v, want Failed", err)
+			}
+			if res.Decision.Verdict != 0 || rec.Decision.Verdict != 0 {
+				t.Errorf("verdict %v in result, %v in record; want none", res.Decision.Verdict, rec.Decision.Verdict)
+			}
+		})
+	}
+}
+
+func TestScoredThresholdBoundaries(t *testing.T) {
+	cases := []struct {
+		weights      []float64
+		review, deny float64
+		want         tai.Verdict
+	}{
+		{[]float64{0.7, 0.2, 0.1}, 0, 1, tai.Deny},
+		{[]float64{0.1, 0.2, 0.7}, 0, 1, tai.Deny},
+		{[]float64{0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1}, 0, 1, tai.Deny},
+		{[]float64{0.1, 0.2}, 0, 0.3, tai.Deny},
+		{[]float64{0.35, 0.2, 0.05}, 0.6, 0.9, tai.Review},
+		{[]float64{0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1}, 0.7, 0.9, tai.Review},
+		{[]float64{0.7, 0.2, 0.1}, 1, 1, tai.Deny},
+		{[]float64{0.3, 0.3, 0.1}, 0.5, 0.7, tai.Deny},
+		{[]float64{0.6, 0.1, 0.2}, 0.5, 0.9, tai.Deny},
+		{[]float64{0.3, 0.2}, 0.5, 0.9, tai.Review},
+		{[]float64{0.49999999}, 0.5, 0.9, tai.Allow}, // short by far more than the tolerance
+	}
+	for _, c := range cases {
+		var rules []tai.Rule[int]
+		sum := 0.0
+		for i, w := range c.weights {
+			sum += w
+			rules = append(rules, tai.Rule[int]{Name: fmt.Sprint(i), Weight: w,
+				Check: func(context.Context, tai.Signal[int]) (float64, string, error) { return 1, "", nil }})
+		}
+		p, err := tai.NewScored(tai.ScoredOptions{Review: c.review, Deny: c.deny}, rules...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := p.Evaluate(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Verdict != c.want {
+			t.Errorf("weights %v (sum %.17g), review %v, deny %v: verdict %v, want %v", c.weights, sum, c.review, c.deny, d.Verdict, c.want)
+		}
+		if th := map[tai.Verdict]float64{tai.Deny: c.deny, tai.Review: c.review}[d.Verdict]; d.Score < th {
+			t.Errorf("weights %v: score %.17g below the threshold %v of its verdict", c.weights, d.Score, th)
+		}
+	}
+}
