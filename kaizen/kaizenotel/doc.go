@@ -4,8 +4,9 @@
 //
 // NewTracer returns a tai.Tracer: a span per signal, a child per gate,
 // policy (and per combinator child or scored rule) and action. Failures
-// set status Error and error.type; denials record the verdict and are not
-// errors. No key, payload or (by default) ID is recorded.
+// set status Error and error.type; denials record the verdict and
+// rejections (load shed by a gate or guard) the outcome, and neither is an
+// error. No key, payload, error message or (by default) ID is recorded.
 //
 //	tracer := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})
 //	p, err := tai.New(policy, action, tai.WithTracer(tracer))

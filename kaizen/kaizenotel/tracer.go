@@ -40,11 +40,15 @@ type TracerOptions struct {
 // taikit.kind, taikit.stage, taikit.hook (the gate's or policy's name),
 // and on the root taikit.outcome.
 //
-// A failed or rejected stage ends with status Error, the error's message
-// as description and error.type set to the Go type of the most specific
-// error in its chain (or context.DeadlineExceeded, context.Canceled). A
-// denial is an answer, not an error: its span keeps status Unset and
-// records taikit.verdict and taikit.policy.
+// A failed stage ends with status Error and error.type set to the Go type
+// of the most specific error in its chain (or context.DeadlineExceeded,
+// context.Canceled); the status description is that same type name, not
+// the error's message, which can carry a key or payload. A denial is an
+// answer, not an error: its span keeps status Unset and records
+// taikit.verdict and taikit.policy. A rejection (a gate or guard shedding
+// load) is not a failure of the span either: it keeps status Unset and
+// records taikit.outcome "rejected" and taikit.rejection.type, the type of
+// the gate's or guard's error named as error.type would name it.
 type Tracer struct {
 	tracer   trace.Tracer
 	signalID bool
@@ -120,6 +124,7 @@ const (
 	attrVerdict  = attribute.Key("taikit.verdict")
 	attrPolicy   = attribute.Key("taikit.policy")
 	attrErrType  = attribute.Key("error.type")
+	attrRejected = attribute.Key("taikit.rejection.type")
 )
 
 // Start opens the span of a stage. The StageSignal span's context carries
@@ -230,9 +235,16 @@ func (s *span) End(err error) {
 		if errors.As(err, &de) {
 			s.span.SetAttributes(attrVerdict.String(de.Decision.Verdict.String()), attrPolicy.String(de.Decision.Policy))
 		}
+	case tai.Rejected:
+		if s.root {
+			s.span.SetAttributes(attrRejected.String(errorType(err)))
+		} else {
+			s.span.SetAttributes(attrOutcome.String(o.String()), attrRejected.String(errorType(err)))
+		}
 	default:
-		s.span.SetAttributes(attrErrType.String(errorType(err)))
-		s.span.SetStatus(codes.Error, err.Error())
+		t := errorType(err)
+		s.span.SetAttributes(attrErrType.String(t))
+		s.span.SetStatus(codes.Error, t)
 	}
 	s.span.End()
 }

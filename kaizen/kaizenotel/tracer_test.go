@@ -70,6 +70,7 @@ func TestTracerSpansThroughPipeline(t *testing.T) {
 		rootStatus codes.Code
 		errType    string
 		verdict    string
+		rejection  string
 	}{
 		{
 			name: "succeeded", sig: pipelinetest.Signals()[0], outcome: tai.Succeeded,
@@ -93,7 +94,7 @@ func TestTracerSpansThroughPipeline(t *testing.T) {
 		{
 			name: "rejected by gate", sig: pipelinetest.Signals()[3], outcome: tai.Rejected,
 			children:   map[string][]string{"payment": {"gate limit"}},
-			rootStatus: codes.Error, errType: "pipelinetest.ErrLimited",
+			rootStatus: codes.Unset, rejection: "pipelinetest.ErrLimited",
 		},
 		{
 			name: "action failed", sig: pipelinetest.Signals()[4], outcome: tai.Failed,
@@ -144,16 +145,27 @@ func TestTracerSpansThroughPipeline(t *testing.T) {
 				assert.Equal(t, codes.Unset, pol.Status().Code, "a denial is not an error")
 				assert.Equal(t, "deny", attrs(pol)["taikit.verdict"])
 			}
+			assert.Equal(t, c.rejection, ra["taikit.rejection.type"])
 			if c.rootStatus == codes.Error {
-				assert.Equal(t, err.Error(), root.Status().Description)
+				// The type, never the message: an error can carry a key or
+				// payload.
+				assert.Equal(t, c.errType, root.Status().Description)
+				assert.NotContains(t, root.Status().Description, c.sig.Key)
 			}
 			if c.outcome == tai.Rejected {
 				gate := byName(spans, "gate limit")
-				assert.Equal(t, codes.Error, gate.Status().Code)
-				assert.Equal(t, "limit", attrs(gate)["taikit.hook"])
+				assert.Equal(t, codes.Unset, gate.Status().Code, "shed load is not an error of the span")
+				ga := attrs(gate)
+				assert.Equal(t, "limit", ga["taikit.hook"])
+				assert.Equal(t, "rejected", ga["taikit.outcome"])
+				assert.Equal(t, c.rejection, ga["taikit.rejection.type"])
+				assert.NotContains(t, ga, attribute.Key("error.type"))
 			}
 			if c.outcome == tai.Failed {
-				assert.Equal(t, codes.Error, byName(spans, "action").Status().Code)
+				action := byName(spans, "action")
+				assert.Equal(t, codes.Error, action.Status().Code)
+				assert.Equal(t, c.errType, action.Status().Description)
+				assert.NotContains(t, action.Status().Description, pipelinetest.ErrGateway.Error())
 				assert.Equal(t, codes.Unset, byName(spans, "gate limit").Status().Code)
 			}
 
@@ -198,8 +210,6 @@ func TestTracerErrorTypes(t *testing.T) {
 		err  error
 		want string
 	}{
-		{&tai.RejectedError{Stage: tai.StageGate, Err: pipelinetest.ErrLimited{}}, "pipelinetest.ErrLimited"},
-		{&tai.RejectedError{Stage: tai.StageAction, Err: errors.New("open")}, "*tai.RejectedError"},
 		{&tai.StageError{Stage: tai.StageAction, Err: context.DeadlineExceeded}, "context.DeadlineExceeded"},
 		{context.Canceled, "context.Canceled"},
 		{&tai.PolicyError{Policy: "p", Err: errors.New("store down")}, "*tai.PolicyError"},
@@ -213,6 +223,32 @@ func TestTracerErrorTypes(t *testing.T) {
 		require.Len(t, ended, 1)
 		assert.Equal(t, c.want, attrs(ended[0])["error.type"], "%v", c.err)
 		assert.Equal(t, codes.Error, ended[0].Status().Code)
+		assert.Equal(t, c.want, ended[0].Status().Description)
+	}
+}
+
+func TestTracerRejectionIsNotAnError(t *testing.T) {
+	sr, tp := newRecorder(t)
+	tr := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{&tai.RejectedError{Stage: tai.StageGate, Err: pipelinetest.ErrLimited{}}, "pipelinetest.ErrLimited"},
+		{&tai.RejectedError{Stage: tai.StageAction, Err: errors.New("open")}, "*tai.RejectedError"},
+	}
+	for _, c := range cases {
+		sr.Reset()
+		_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageAction, Name: "action", Kind: "k"})
+		sp.End(c.err)
+		ended := sr.Ended()
+		require.Len(t, ended, 1)
+		a := attrs(ended[0])
+		assert.Equal(t, codes.Unset, ended[0].Status().Code, "%v", c.err)
+		assert.Empty(t, ended[0].Status().Description)
+		assert.Equal(t, "rejected", a["taikit.outcome"])
+		assert.Equal(t, c.want, a["taikit.rejection.type"], "%v", c.err)
+		assert.NotContains(t, a, attribute.Key("error.type"))
 	}
 }
 
