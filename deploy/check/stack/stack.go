@@ -183,7 +183,7 @@ func (cfg *Config) Components() []Component {
 				env = append(env, "FLEET=sim", "DEMO=true")
 			}
 			cs = append(cs, Component{
-				Name: n, URL: url(p[n]) + "/board",
+				Name: n, URL: url(p[n]) + "/andon/",
 				Bin:     filepath.Join(cfg.Bin, svc),
 				Env:     env,
 				Dirs:    []string{data(n)},
