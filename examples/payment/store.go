@@ -161,13 +161,24 @@ func (r *PaymentRecords) Create(ctx context.Context, id string, p storedPayment)
 		return p, err
 	}
 	_, err = r.kv.get().Create(ctx, id, val)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		got, _, found, gErr := r.get(ctx, id)
-		if gErr != nil {
-			return p, gErr
-		}
-		if found {
-			return got, nil
+	if isConflict(err) {
+		// Stored already. A read may reach a replica that has not caught
+		// up with the write that got in first (its confirmation's, on a
+		// cluster): it is read again for a while before that counts as
+		// an error.
+		for try := 0; ; try++ {
+			got, _, found, gErr := r.get(ctx, id)
+			switch {
+			case gErr != nil:
+				return p, gErr
+			case found:
+				return got, nil
+			case try == createReads-1:
+				return p, storeError("payments", err)
+			}
+			if pErr := pause(ctx, try+1); pErr != nil {
+				return p, storeError("payments", errors.Join(err, pErr))
+			}
 		}
 	}
 	if err != nil {
@@ -175,6 +186,10 @@ func (r *PaymentRecords) Create(ctx context.Context, id string, p storedPayment)
 	}
 	return p, nil
 }
+
+// createReads is how many times Create reads a payment it found stored
+// already, before its absence is an error.
+const createReads = 8
 
 // Get returns a stored payment; found is false for an ID it does not hold
 // (or that is not a transaction ID).

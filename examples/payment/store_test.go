@@ -112,6 +112,59 @@ func TestPaymentRecordsConfirmBeforeCreate(t *testing.T) {
 	assert.NotNil(t, got.ConfirmedAt, "the stored, confirmed payment stands")
 }
 
+// laggingKV is a replica of the payments bucket that has not caught up:
+// a create answers as a clustered bucket does when the key is there
+// (10071, not ErrKeyExists), and the first stale reads find nothing.
+type laggingKV struct {
+	jetstream.KeyValue
+	stale int
+}
+
+func (l *laggingKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	if _, err := l.KeyValue.Get(ctx, key); err == nil {
+		return 0, &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence,
+			Description: "wrong last sequence: 1: key exists"}
+	}
+	return l.KeyValue.Create(ctx, key, value, opts...)
+}
+
+func (l *laggingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if l.stale > 0 {
+		l.stale--
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return l.KeyValue.Get(ctx, key)
+}
+
+// A payment its confirmation stored first, read back from a replica that
+// is behind, is found once the replica catches up: the request's create
+// returns it rather than failing (the service answered such a charge 500
+// outcome_pending on a three-node cluster). A replica that never catches
+// up is an error.
+func TestPaymentRecordsCreateReadsAgainOnALaggingReplica(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	lag := &laggingKV{KeyValue: r.kv.kvs[0]}
+	r.kv = &kvPool{kvs: []jetstream.KeyValue{lag}}
+
+	id := "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	_, err := r.Confirm(ctx, id, time.Now(), charged)
+	require.NoError(t, err)
+	lag.stale = createReads - 1
+	got, err := r.Create(ctx, id, charged)
+	require.NoError(t, err)
+	assert.NotNil(t, got.ConfirmedAt, "the stored, confirmed payment stands")
+
+	id = "txn_" + tai.NewID()
+	charged = storedOf(t, id, StatusSuccess, 200)
+	_, err = r.Confirm(ctx, id, time.Now(), charged)
+	require.NoError(t, err)
+	lag.stale = createReads
+	_, err = r.Create(ctx, id, charged)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "payments: nats: API error: code=400 err_code=10071")
+}
+
 func TestPaymentRecordsConfirmOnlyCharges(t *testing.T) {
 	r, ctx := newRecords(t, RecordOptions{}), context.Background()
 	held := "txn_" + tai.NewID()
