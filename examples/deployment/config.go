@@ -106,7 +106,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var stages, freeze string
 	fs.StringVar(&c.CatalogFile, "catalog", env("CATALOG", ""), "catalog of services, versions, regions and what runs where (JSON); default: the demo catalog (CATALOG)")
 	fs.StringVar(&c.Fleet, "fleet", env("FLEET", "sim"), "what to deploy to: sim (a simulated fleet in this process) or local (demoapp processes on loopback ports behind a weighted proxy per service and region) (FLEET)")
-	fs.Float64Var(&c.LocalTraffic, "local-traffic", envFloat("LOCAL_TRAFFIC", 20), "with -fleet local, requests per second the service sends through each proxy itself so rollouts have traffic to judge; 0 for none (LOCAL_TRAFFIC)")
+	fs.Float64Var(&c.LocalTraffic, "local-traffic", envFloat("LOCAL_TRAFFIC", 200), "with -fleet local, requests per second the service sends through each proxy itself so rollouts have traffic to judge (a 5% canary then sees -min-requests within 2 s); 0 for none (LOCAL_TRAFFIC)")
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", env("PROMETHEUS_URL", ""), "read health from this Prometheus server (PromQL over the demoapp's metrics, labelled service, region and version) instead of from the fleet (PROMETHEUS_URL)")
 	demo := fs.Bool("demo", env("DEMO", "true") == "true", "demo profile: bakes of seconds (canary 5% 3s, staging 25% 5s, prod) and health every 500ms; -demo=false takes the production profile (canary 5m, staging 10m, health every 10s) (DEMO)")
 	fs.StringVar(&stages, "stages", env("STAGES", ""), "canary stages as name:percent:bake, comma separated; a name is 1 to 32 lower-case letters, digits, - or _, and not validation, preview, switch or batch-N (the service's own steps); default from the profile (STAGES)")
