@@ -37,8 +37,11 @@ func (s *Service) rules() []andon.Rule {
 			RunbookURL: runbook,
 		},
 		{
-			Name: alertFailed, Severity: andon.Page, KeepFiringFor: 10 * time.Minute,
-			Condition:  andon.OutcomeRate(s.stats, "deployment", 10*time.Minute, 0, tai.Denied),
+			// A refusal is a prerequisite doing its job, and most are a
+			// client's (an image that does not exist, a freeze): a ticket
+			// when many are refused, never a page for one.
+			Name: alertFailed, Severity: andon.Ticket, KeepFiringFor: 10 * time.Minute, MinSamples: 4,
+			Condition:  andon.OutcomeRate(s.stats, "deployment", 10*time.Minute, 0.2, tai.Denied),
 			Summary:    "{{ $value | humanizePercentage }} of deployments refused by a prerequisite over 10m",
 			RunbookURL: runbook,
 		},
