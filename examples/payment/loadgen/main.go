@@ -59,6 +59,10 @@ func main() {
 	flag.StringVar(&o.token, "token", os.Getenv("API_TOKEN"), "API token, if the service wants one")
 	flag.Float64Var(&o.rate, "rate", 0, "send this many payments per second in all, on a fixed schedule, and measure each latency from its scheduled start (0: each client sends its next payment as soon as the last is answered)")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "loadgen: unexpected arguments %q; every setting is a flag (-h lists them)\n", flag.Args())
+		os.Exit(2)
+	}
 	if o.clients < 1 || o.duration <= 0 || o.fraud < 0 || o.fraud > 1 || o.customers < 1 || o.rate < 0 || rounds < 1 {
 		fmt.Fprintln(os.Stderr, "loadgen: -c, -customers and -rounds must be at least 1, -d positive, -fraud in [0, 1], -rate not negative")
 		os.Exit(2)
@@ -140,6 +144,19 @@ type report struct {
 	// fraud blocked (or held for review), and normal payments blocked or
 	// held, among the payments answered with a decision (not 429 or 503).
 	fraudSent, fraudCaught, normalSent, normalFlagged int
+}
+
+// refused is an error when the service turned most of the run's requests
+// away for want of credentials: the figures would measure its 401s.
+func (r *report) refused() error {
+	n, denied := 0, r.statuses["HTTP 401"]+r.statuses["HTTP 403"]
+	for _, v := range r.statuses {
+		n += v
+	}
+	if denied > 0 && 2*denied >= n {
+		return fmt.Errorf("the service refused %d of %d requests with 401 or 403: pass its API token with -token (or API_TOKEN)", denied, n)
+	}
+	return nil
 }
 
 func (r *report) rate() float64 { return float64(len(r.latencies)) / r.elapsed.Seconds() }
@@ -281,7 +298,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 					rep.statuses[k] += v
 				}
 			}
-			return rep, nil
+			return rep, rep.refused()
 		case now := <-tick.C:
 			n := done.Load()
 			fmt.Fprintf(progress, "%5.0fs  %8d payments  %8.0f/s\n", now.Sub(start).Seconds(), n, float64(n-last)/now.Sub(lastAt).Seconds())

@@ -306,3 +306,26 @@ func TestCompareAlternatesServiceAndBaseline(t *testing.T) {
 		t.Errorf("order %v, want %v", calls.order, want)
 	}
 }
+
+// A run whose requests the service refuses for want of a token is an
+// error naming -token, not a report of 401s at full speed.
+func TestRunRefusedWithoutToken(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer t0ken" {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":{"code":"unauthorized","message":"a valid Bearer token is required"}}`))
+			return
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer srv.Close()
+	o := options{url: srv.URL, clients: 2, duration: 200 * time.Millisecond, customers: 10}
+	_, err := run(context.Background(), o, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "pass its API token with -token") {
+		t.Fatalf("run without the token: %v", err)
+	}
+	o.token = "t0ken"
+	if _, err := run(context.Background(), o, io.Discard); err != nil {
+		t.Fatalf("run with the token: %v", err)
+	}
+}
