@@ -40,11 +40,14 @@ type TransportOptions struct {
 	// would outlast the context's deadline. Nil: no pacing.
 	Limiter *heijunka.Limiter
 	// AttemptTimeout bounds each attempt, from when it is sent until its
-	// response's header has arrived; reading the body is bounded by the
-	// request's own context only. An attempt that times out is cancelled
-	// and fails with a *jidoka.TimeoutError (errors.Is ErrTimeout and
-	// context.DeadlineExceeded), which the Breaker counts and the Retry
-	// retries. Zero: no bound; it must not be negative.
+	// response's header has arrived, and, for a response that fails on
+	// its status and may be sent again, until its body (the 64 KiB kept
+	// of it) has been read too; reading the body of the response
+	// returned is bounded by the request's own context only. An attempt
+	// that times out is cancelled and fails with a *jidoka.TimeoutError
+	// (errors.Is ErrTimeout and context.DeadlineExceeded), which the
+	// Breaker counts and the Retry retries. Zero: no bound; it must not be
+	// negative.
 	AttemptTimeout time.Duration
 	// Breaker admits each attempt and counts its result: a transport
 	// error or a timeout is a failure, and so is a response whose status
@@ -284,6 +287,18 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		x.add(&a.expiry)
 	}
 	resp, err := rt.t.base.RoundTrip(req.WithContext(reqCtx))
+	failed := err == nil && rt.hold && rt.t.retryOn(resp.StatusCode)
+	if err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		a.ReadCloser = resp.Body
+		resp.Body = a
+	}
+	if failed {
+		// A response that failed on its status is read into memory
+		// while the attempt's timeout and context still bound it: a
+		// body that does not come must not hold up a retry, nor a hedge
+		// that has won.
+		buffer(resp)
+	}
 	intime := x == nil || x.done(&a.expiry)
 	if linked := stop(); err == nil && !(intime && linked) {
 		// The attempt ended (its timeout, a lost hedge) as the
@@ -309,14 +324,9 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	} else {
 		done(nil)
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		a.ReadCloser = resp.Body
-		resp.Body = a
-	}
-	if rt.hold && rt.t.retryOn(resp.StatusCode) {
+	if failed {
 		hint, _ := ParseRetryAfter(resp.Header.Get(headerRetryAfter), time.Now())
 		serr := &retryStatusError{status: resp.StatusCode, retryAfter: hint}
-		buffer(resp)
 		rt.keep(resp)
 		return serr
 	}

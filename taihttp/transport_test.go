@@ -588,3 +588,66 @@ func TestTransportConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// stalledBody is the body of a response whose header came but whose body
+// does not: a read waits until the request's context ends, as net/http's
+// bodies do.
+type stalledBody struct{ r *http.Request }
+
+func (b stalledBody) Read([]byte) (int, error) {
+	<-b.r.Context().Done()
+	return 0, b.r.Context().Err()
+}
+
+func (stalledBody) Close() error { return nil }
+
+func TestTransportStalledFailedBody(t *testing.T) {
+	stalled := func(r *http.Request) *http.Response {
+		resp := response(r, http.StatusServiceUnavailable, nil, "")
+		resp.Body = stalledBody{r}
+		return resp
+	}
+	t.Run("hedge", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var mu sync.Mutex
+			calls := 0
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				mu.Lock()
+				calls++
+				n := calls
+				mu.Unlock()
+				if n == 1 {
+					return stalled(r), nil
+				}
+				return response(r, http.StatusOK, nil, "hedge "+strconv.Itoa(n)), nil
+			})
+			hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+			require.NoError(t, err)
+			c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
+			start := time.Now()
+			resp, err := c.Get("http://example.test/")
+			require.NoError(t, err)
+			assert.Equal(t, "hedge 2", readAll(t, resp))
+			assert.Equal(t, 100*time.Millisecond, time.Since(start), "the hedge won; the stalled copy was cancelled")
+		})
+	})
+	t.Run("timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			calls := 0
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				calls++
+				if calls == 1 {
+					return stalled(r), nil
+				}
+				return response(r, http.StatusOK, nil, "ok"), nil
+			})
+			c := client(t, nil, taihttp.TransportOptions{Base: base, AttemptTimeout: time.Second,
+				Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, Jitter: func(time.Duration) time.Duration { return 0 }})})
+			start := time.Now()
+			resp, err := c.Get("http://example.test/")
+			require.NoError(t, err)
+			assert.Equal(t, "ok", readAll(t, resp))
+			assert.Equal(t, time.Second, time.Since(start), "the failed attempt's body was read within its timeout")
+		})
+	})
+}
