@@ -1,9 +1,11 @@
 package taihttp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -244,6 +246,28 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// FlushError flushes the underlying ResponseWriter, for
+// http.ResponseController. A flush sends the header, with status 200 if
+// none was written: the handler has answered.
+func (w *statusWriter) FlushError() error {
+	err := http.NewResponseController(w.ResponseWriter).Flush()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return err
+}
+
+// Hijack takes over the connection of the underlying ResponseWriter, for
+// http.ResponseController: the handler answers on it, and nothing more
+// is written to w.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, rw, err
+}
+
 // Unwrap returns the underlying ResponseWriter, for
-// http.ResponseController (Flush, deadlines, hijacking).
+// http.ResponseController (deadlines, full duplex).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,9 +1,11 @@
 package taihttp_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -288,4 +290,111 @@ func TestPipelineRunsTheHandlerOnce(t *testing.T) {
 	assert.Equal(t, "upstream down\n", rec.Body.String(), "one answer, the handler's")
 	assert.ErrorIs(t, got, jidoka.ErrPermanent)
 	assert.ErrorContains(t, got, "a guard called the handler a second time")
+}
+
+// strictWriter counts the WriteHeader calls made after its header was
+// sent, which net/http logs as superfluous.
+type strictWriter struct {
+	*httptest.ResponseRecorder
+	sent bool
+	late int
+}
+
+func (w *strictWriter) WriteHeader(code int) {
+	if w.sent {
+		w.late++
+		return
+	}
+	w.sent = true
+	w.ResponseRecorder.WriteHeader(code)
+}
+
+func (w *strictWriter) Write(b []byte) (int, error) {
+	w.sent = true
+	return w.ResponseRecorder.Write(b)
+}
+
+func (w *strictWriter) Flush() {
+	w.sent = true
+	w.ResponseRecorder.Flush()
+}
+
+// A handler that begins its response with a flush (a stream of server-sent
+// events, say) has answered: it succeeds, and nothing is written after it,
+// also when the client goes away as such a stream ends.
+func TestPipelineHandlerThatFlushesFirst(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		var rs records
+		var errs []error
+		ctx, cancel := context.WithCancel(context.Background())
+		h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { errs = append(errs, err) }},
+			tai.WithObservers(&rs))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			require.NoError(t, http.NewResponseController(w).Flush())
+			if gone { // the client goes away
+				cancel()
+				<-r.Context().Done()
+			}
+		}))
+		w := &strictWriter{ResponseRecorder: httptest.NewRecorder()}
+		h.ServeHTTP(w, get("192.0.2.1:1").WithContext(ctx))
+		cancel()
+		assert.Equal(t, http.StatusOK, w.Code)
+		assert.True(t, w.Flushed)
+		assert.Zero(t, w.late, "no WriteHeader after the flush sent the header")
+		assert.Equal(t, "text/event-stream", w.Header().Get("Content-Type"))
+		assert.Empty(t, w.Body.String())
+		assert.Empty(t, errs)
+		assert.Equal(t, tai.Succeeded, rs.last().Outcome)
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a server's error log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// A handler that takes over the connection answers on it: the pipeline
+// writes nothing more, which net/http would log as a misuse.
+func TestPipelineHandlerThatHijacks(t *testing.T) {
+	// The server does not wait for a hijacked connection's handler: the
+	// observer tells when the pipeline is done.
+	finished := make(chan tai.Record, 1)
+	observe := tai.ObserverFunc(func(_ context.Context, r tai.Record) { finished <- r })
+	h := pipelineMW(t, nil, taihttp.PipelineOptions{}, tai.WithObservers(observe))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if !assert.NoError(t, err) {
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		_ = rw.Flush()
+	}))
+	var logged syncBuffer
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(&logged, "", 0)
+	srv.Start()
+	resp, err := srv.Client().Get(srv.URL)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	rec := <-finished
+	srv.Close()
+	assert.Equal(t, "hijacked", string(body))
+	assert.Empty(t, logged.String())
+	assert.Equal(t, tai.Succeeded, rec.Outcome)
 }
