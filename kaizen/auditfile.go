@@ -10,6 +10,10 @@ import (
 	"runtime"
 )
 
+// ErrAuditFileInUse is wrapped by the error OpenAuditFile returns for a
+// file another Audit, in this process or another, is appending to.
+var ErrAuditFileInUse = errors.New("kaizen: audit trail file in use")
+
 // AuditFileState is what OpenAuditFile found in the file and what it
 // repaired before appending.
 type AuditFileState struct {
@@ -47,15 +51,23 @@ type AuditFileState struct {
 //
 // The file's directory is synced too, so that a new file's name is as
 // durable as its lines; the directory must be readable for that. The
-// Audit owns the file: Flush and Shutdown sync it, and Shutdown closes it. Audit.Last starts at the file's last hash and line count.
-// Only one Audit may append to a file at a time. A file is read in full
-// at open; rotate to a new file (with AuditOptions.Genesis set to the
-// last hash of the one before) to keep that short.
+// Audit owns the file: Flush and Shutdown sync it, and Shutdown closes
+// it. Audit.Last starts at the file's last hash and line count.
+//
+// Only one Audit may append to a file at a time: OpenAuditFile takes an
+// exclusive lock on the file (flock), which Shutdown releases as it closes
+// the file, and while another Audit, in this process or another, holds it,
+// fails with an error wrapping ErrAuditFileInUse and leaves the file as it
+// is. On a file system that cannot lock, the file is opened without a lock
+// and that is logged at level Warn; Windows and systems without flock have
+// no lock. A file is read in full at open; rotate to a new file (with
+// AuditOptions.Genesis set to the last hash of the one before) to keep
+// that short.
 //
 // It returns an error naming the first invalid option before touching the
-// file; a *AuditError; an *fs.PathError when the file or its directory
-// cannot be opened, read, repaired or synced; or an error saying path is
-// not a regular file.
+// file; an error wrapping ErrAuditFileInUse; a *AuditError; an
+// *fs.PathError when the file or its directory cannot be opened, read,
+// repaired or synced; or an error saying path is not a regular file.
 func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, error) {
 	a, err := newAudit(opts)
 	if err != nil {
@@ -64,6 +76,11 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+	}
+	held, lockErr := lockFile(f)
+	if held {
+		f.Close()
+		return nil, AuditFileState{}, fmt.Errorf("%w: %s is appended to by another Audit, in this process or another", ErrAuditFileInUse, path)
 	}
 	state, err := resume(f, path, opts, &a.prev)
 	if err == nil {
@@ -78,6 +95,10 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 		return nil, AuditFileState{}, err
 	}
 	log := auditLogger(opts)
+	if lockErr != nil {
+		log.Warn("kaizen: audit trail file cannot be locked; nothing keeps a second Audit from appending to it",
+			"file", path, "error", lockErr)
+	}
 	if state.Cut > 0 {
 		log.Warn("kaizen: audit trail ended in a line cut short; cut it off",
 			"file", path, "line", state.Lines+1, "bytes", state.Cut)
