@@ -45,9 +45,13 @@ type AuditFileState struct {
 //     *AuditError naming the file and line, and leaves the file as it is.
 //   - A last line cut short by a crash in the middle of a write is cut
 //     off, since it was never a complete record; a complete last line
-//     missing only its newline gets one. Both are synced to disk before
-//     the Audit starts, reported in the returned AuditFileState and
-//     logged at level Warn on opts.Logger.
+//     missing only its newline gets one. Both repairs are synced to disk
+//     before the Audit starts, reported in the returned AuditFileState
+//     and logged at level Warn on opts.Logger.
+//   - A last line without its newline that neither begins as an audit
+//     line begins ({"time":") nor is the NUL bytes a file system that
+//     lost a write reads back was not written by an Audit: it is refused
+//     as a line that does not verify, and the file left as it is.
 //
 // The file's directory is synced too, so that a new file's name is as
 // durable as its lines; the directory must be readable for that. The

@@ -187,6 +187,54 @@ func TestOpenAuditFileCutsATornLine(t *testing.T) {
 	}
 }
 
+// TestOpenAuditFileKeepsWhatIsNotATornLine: a last line without its
+// newline is cut off only when it begins as an audit line begins (or is
+// the NUL bytes a file system that lost a write leaves). A file that is
+// not a trail, such as a key written with printf, and a trail that ends
+// in something else, are refused and left as they are: they lost all of
+// it, cut off as a torn line.
+func TestOpenAuditFileKeepsWhatIsNotATornLine(t *testing.T) {
+	dir := t.TempDir()
+	trail := filepath.Join(dir, "trail.jsonl")
+	appendTrail(t, trail, kaizen.AuditOptions{}, ids("x", 2)...)
+	orig, err := os.ReadFile(trail)
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name    string
+		content []byte
+		line    int
+	}{
+		{"a key", []byte("\x8f\x02k\xe1 2\x9a\x00q7\xd0\xffS\x11\xb4\x04\x7f\xc3\x9e\x01\x15&\xa0w\x88\xee\x10\x93y\xfa\x06"), 1},
+		{"text", []byte("audit-key-file=/etc/taikit/key"), 1},
+		{"a trail, then text", append(bytes.Clone(orig), "# rotated"...), 3},
+		{"a trail, then a line's end", append(bytes.Clone(orig), `"time":"2026-03-01T12:00:00Z"`...), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+			require.NoError(t, os.WriteFile(path, tc.content, 0o600))
+			_, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{})
+			var ae *kaizen.AuditError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, kaizen.AuditError{File: path, Line: tc.line, Reason: "not an audit line (malformed or truncated)"}, *ae)
+			after, err := os.ReadFile(path)
+			require.NoError(t, err)
+			assert.Equal(t, tc.content, after, "left as it is")
+			_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, "not an audit line (malformed or truncated)", ae.Reason, "not said to be cut short by a crash")
+		})
+	}
+
+	for _, tail := range []string{"\x00\x00\x00\x00", `{"time":"2026-03`, "{\"ti\x00\x00\x00"} {
+		path := filepath.Join(dir, "zeros.jsonl")
+		require.NoError(t, os.WriteFile(path, append(bytes.Clone(orig), tail...), 0o600))
+		state, sum := appendTrail(t, path, kaizen.AuditOptions{}, "y")
+		assert.Equal(t, int64(len(tail)), state.Cut, "%q", tail)
+		assert.Equal(t, uint64(3), sum.Lines)
+	}
+}
+
 // TestOpenAuditFileEndsACompleteLine: a complete line that verifies is a
 // record even without its newline; OpenAuditFile keeps it and adds the
 // newline.

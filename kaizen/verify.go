@@ -230,8 +230,9 @@ func (t fileEnd) tornError() error {
 
 // read verifies the lines of one file, or of a reader, named file in
 // errors. A last line without its newline is verified when it is
-// complete JSON, since only a complete line is; anything else is the
-// start of a line cut short, returned as torn.
+// complete JSON, since only a complete line is; when it is not, but
+// looksTorn, it is the start of a line cut short, returned as torn;
+// anything else is verified, and fails, as a line.
 func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
 	c.before, c.file, c.line = c.file, file, 0
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -247,7 +248,7 @@ func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
 			return fileEnd{}, nil
 		}
 		n := c.line + 1
-		if rerr == io.EOF && !json.Valid(line) {
+		if rerr == io.EOF && !json.Valid(line) && looksTorn(line) {
 			return fileEnd{torn: len(line), file: file, line: n}, nil
 		}
 		if err := c.verify(bytes.TrimSuffix(line, []byte{'\n'}), file, n); err != nil {
@@ -258,6 +259,21 @@ func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
 			return fileEnd{unterminated: true}, nil
 		}
 	}
+}
+
+// lineStart is how every line an Audit writes begins.
+const lineStart = `{"time":"`
+
+// looksTorn reports whether b, a last line without its newline, can be
+// what a crash in the middle of its write left: the start of a line,
+// possibly followed by the NUL bytes a file system that lost the write's
+// data reads back, or those NUL bytes alone. Text that does not begin as
+// a line does was never written by an Audit (a file that is not a trail,
+// or something appended to one), and is not cut off as torn.
+func looksTorn(b []byte) bool {
+	b = bytes.TrimRight(b, "\x00")
+	n := min(len(b), len(lineStart))
+	return string(b[:n]) == lineStart[:n]
 }
 
 // end checks the trail as a whole once every line is read: it must not
