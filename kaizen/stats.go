@@ -51,7 +51,9 @@ type StatsOptions struct {
 // A record is placed in time when its signal finished: Record.Start plus
 // Record.Duration, read as wall time, or time.Now() when its Start is
 // zero. Snapshot and Window read the windows that end at time.Now(). Tests
-// control both with testing/synctest.
+// control both with testing/synctest. Records placed ahead of now, as a
+// wall clock that is then set back leaves them, give their slots up to
+// the records placed after the step.
 //
 // Memory is bounded: each window is a ring of 2×Resolution time slots (the
 // window and the one before it), each slot a set of counters and a

@@ -353,6 +353,38 @@ func TestStatsCountsRecordsStartedAtTimeNow(t *testing.T) {
 	})
 }
 
+// TestStatsCountsAfterTheClockIsSetBack: the records of a wall clock
+// that ran ahead, and was then set back (an NTP step, a VM resumed), lie
+// in slots ahead of now, which no window reads until the clock catches
+// up. They give their slots to the records stamped after the step: the
+// windows counted nothing for as long as the clock had been ahead (an
+// hour here), and an alert reading them saw no traffic.
+func TestStatsCountsAfterTheClockIsSetBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{})
+		require.NoError(t, err)
+		ahead := time.Now().Add(time.Hour)
+		for i := range 600 { // ten minutes of records, an hour ahead
+			s.Observe(context.Background(), rec("k", tai.Succeeded, tai.Allow, ahead.Add(time.Duration(i)*time.Second), time.Millisecond))
+		}
+		time.Sleep(time.Second)
+		for range 10 {
+			s.Observe(context.Background(), rec("k", tai.Failed, tai.Allow, time.Now(), time.Millisecond))
+		}
+		for _, d := range kaizen.DefaultWindows() {
+			w, ok := s.Window("k", d)
+			require.True(t, ok)
+			assert.Equal(t, uint64(10), w.Current.Total, "window %v", d)
+			assert.Equal(t, uint64(10), w.Current.Outcomes.Failed, "window %v", d)
+		}
+		// A record too old for a slot that holds the present is still
+		// ignored.
+		s.Observe(context.Background(), rec("k", tai.Failed, tai.Allow, time.Now().Add(-3*time.Hour), time.Millisecond))
+		w, _ := s.Window("k", time.Minute)
+		assert.Equal(t, uint64(10), w.Current.Total)
+	})
+}
+
 func TestStatsTooOldRecordsAreIgnored(t *testing.T) {
 	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
 	require.NoError(t, err)

@@ -68,7 +68,10 @@ func newRing(window time.Duration, n int) ring {
 }
 
 // slotAt returns the slot for time t (Unix nanoseconds), reset if it held
-// an older slot, or nil when t is too old for the ring.
+// an older slot, or nil when t is too old for the ring. A slot that holds
+// a later time than t but one ahead of now is reset too: its records were
+// stamped by a wall clock that has since been set back, and no window
+// reads them until the clock catches up, while t's is read now.
 func (r *ring) slotAt(t int64) *slot {
 	if t < 0 {
 		return nil
@@ -78,7 +81,7 @@ func (r *ring) slotAt(t int64) *slot {
 	switch {
 	case s.epoch == epoch:
 		return s
-	case s.epoch > epoch:
+	case s.epoch > epoch && s.epoch <= time.Now().UnixNano()/r.width:
 		return nil
 	}
 	s.reset(epoch)
