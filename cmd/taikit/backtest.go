@@ -54,6 +54,11 @@ that does not parse or compile, an -amount that does not compile, a file
 that cannot be read, a line that is not an audit trail entry, or no
 decision to replay at all.`
 
+// maxWorkers bounds -workers: each worker keeps up to four batches of
+// lines in memory, and far more than the CPUs only adds to that (a
+// number in the billions ran the command out of memory).
+const maxWorkers = 256
+
 // auditFiles collects the -audit flags, in order.
 type auditFiles []string
 
@@ -82,7 +87,7 @@ func backtestCommand() *command {
 			fs.StringVar(&opts.Kind, "kind", "", "replay only the signals of this `KIND`")
 			fs.StringVar(&opts.Policy, "policy", "", "replay only the decisions of this `POLICY` (default the rule file's name; * for any)")
 			fs.IntVar(&opts.Examples, "examples", 5, "the number of examples of each flip and of the errors")
-			fs.IntVar(&opts.Workers, "workers", 0, "decode and judge with `N` goroutines (default one per CPU)")
+			fs.IntVar(&opts.Workers, "workers", 0, "decode and judge with `N` goroutines, at most 256 (default one per CPU)")
 			asJSON := fs.Bool("json", false, "write the report as JSON")
 			return func(path string, args []string, stdout, stderr io.Writer) int {
 				switch {
@@ -96,6 +101,8 @@ func backtestCommand() *command {
 					return usageError(stderr, path, "-examples %d is negative", opts.Examples)
 				case opts.Workers < 0:
 					return usageError(stderr, path, "-workers %d is negative", opts.Workers)
+				case opts.Workers > maxWorkers:
+					return usageError(stderr, path, "-workers %d is more than %d", opts.Workers, maxWorkers)
 				}
 				if opts.Examples == 0 {
 					opts.Examples = -1 // none, not the library's default

@@ -284,6 +284,7 @@ func TestBacktestCommandErrors(t *testing.T) {
 		{"bad positive", append(base, "-positive", "allow"), `-positive "allow" is not deny or review`},
 		{"negative examples", append(base, "-examples", "-1"), "-examples -1 is negative"},
 		{"negative workers", append(base, "-workers", "-2"), "-workers -2 is negative"},
+		{"too many workers", append(base, "-workers", "4000000000"), "-workers 4000000000 is more than 256"},
 		{"bad flag", append(base, "-label", "x"), "flag provided but not defined: -label"},
 		{"rules missing", []string{"backtest", "-rules", missing, "-audit", f.trailA}, "taikit backtest: taicel: open " + missing + ": no such file or directory"},
 		{"rules do not compile", []string{"backtest", "-rules", broken, "-audit", f.trailA}, `taikit backtest: ` + broken + `: taicel: rule "blacklist"`},
