@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -474,6 +475,9 @@ func (b *Breaker) newPeriod(state State, gen uint64, reason string, now int64, o
 	case StateOpen:
 		d := b.s.openFor(b.trips)
 		p.until = now + d
+		if p.until < now { // a period too long to add: it ends at the farthest time
+			p.until = math.MaxInt64
+		}
 		p.reject = &OpenError{Breaker: b.s.name, State: StateOpen, Reason: reason, until: b.at(p.until)}
 		p.timer = time.AfterFunc(time.Duration(d), func() { b.expire(p) })
 	case StateForcedOpen:

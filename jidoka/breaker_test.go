@@ -1073,3 +1073,18 @@ func TestBreakerListenerPanicIsRecovered(t *testing.T) {
 		}
 	})
 }
+
+// An open period too long to add to the clock ends at the farthest time
+// there is: the refusal still tells callers to stay away, not to come back
+// at once.
+func TestBreakerLongestOpenPeriod(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: math.MaxInt64})
+		advance(time.Second)
+		require.ErrorIs(t, call(b, errBoom), errBoom)
+		err := call(b, nil)
+		require.ErrorIs(t, err, jidoka.ErrOpen)
+		assert.Greater(t, tai.RetryAfter(err), 200*365*24*time.Hour)
+		assert.True(t, b.Snapshot().NextProbe.After(time.Now()), "NextProbe %v", b.Snapshot().NextProbe)
+	})
+}
