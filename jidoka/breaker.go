@@ -259,6 +259,8 @@ func (b *Breaker) classify(err error) result {
 	switch {
 	case err == nil:
 		return resultSuccess
+	case err == errPanicked: // not the call's error: the classifiers judge errors
+		return resultFailure
 	case b.s.ignore(err):
 		return resultIgnored
 	case b.s.isFailure == nil || b.s.isFailure(err):

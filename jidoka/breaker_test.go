@@ -1088,3 +1088,25 @@ func TestBreakerLongestOpenPeriod(t *testing.T) {
 		assert.True(t, b.Snapshot().NextProbe.After(time.Now()), "NextProbe %v", b.Snapshot().NextProbe)
 	})
 }
+
+// A panic counts as a failure whatever IsFailure and Ignore say of errors:
+// they are asked about errors, and a panic returned none.
+func TestBreakerPanicIsAFailureWhateverTheClassifiers(t *testing.T) {
+	panicky := func(context.Context) error { panic("gateway exploded") }
+	for name, opts := range map[string]jidoka.BreakerOptions{
+		"IsFailure": {IsFailure: func(err error) bool { return errors.Is(err, errBoom) }},
+		"Ignore":    {Ignore: func(err error) bool { return !errors.Is(err, errBoom) }},
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts.ConsecutiveFailures = 1
+			b := newBreaker(t, opts)
+			assert.Panics(t, func() { _ = b.Do(context.Background(), panicky) })
+			assert.Equal(t, jidoka.StateOpen, b.State())
+			b.Reset()
+			done, err := b.Allow(context.Background())
+			require.NoError(t, err)
+			done(errBoom) // the classifiers work as before for errors
+			assert.Equal(t, jidoka.StateOpen, b.State())
+		})
+	}
+}
