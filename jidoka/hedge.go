@@ -33,8 +33,8 @@ type HedgeOptions struct {
 	// used. Zero means DefaultHedgeSamples (20).
 	Samples int
 	// Window is about how many recent latencies the quantile follows:
-	// the counts are halved every Window calls. Zero means
-	// DefaultHedgeWindow (1000).
+	// the counts are halved every Window calls, so it must be more than
+	// Samples. Zero means DefaultHedgeWindow (1000).
 	Window int
 	// MaxHedges is the most calls started besides the first. Zero means
 	// 1; at most MaxHedges (the constant).
@@ -97,6 +97,11 @@ func NewHedge(opts HedgeOptions) (*Hedge, error) {
 		window := opts.Window
 		if window == 0 {
 			window = DefaultHedgeWindow
+		}
+		if uint64(window) <= h.samples {
+			// The counts are halved as the Window-th call since the last
+			// halving is added: they may never hold Samples latencies.
+			return nil, fmt.Errorf("jidoka: HedgeOptions.Window is %d, want more than Samples (%d): the counts are halved every Window calls", window, h.samples)
 		}
 		h.lat = &latencies{window: uint64(window)}
 	}

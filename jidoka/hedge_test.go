@@ -34,6 +34,9 @@ func TestNewHedgeRejectsBadOptions(t *testing.T) {
 		{jidoka.HedgeOptions{Delay: 1, Window: -1}, "HedgeOptions.Window is -1"},
 		{jidoka.HedgeOptions{Delay: 1, MaxHedges: -1}, "HedgeOptions.MaxHedges is -1"},
 		{jidoka.HedgeOptions{Delay: 1, MaxHedges: jidoka.MaxHedges + 1}, "HedgeOptions.MaxHedges is 11"},
+		{jidoka.HedgeOptions{Quantile: 0.9, Window: 5}, "HedgeOptions.Window is 5, want more than Samples (20)"},
+		{jidoka.HedgeOptions{Quantile: 0.9, Samples: 1, Window: 1}, "HedgeOptions.Window is 1, want more than Samples (1)"},
+		{jidoka.HedgeOptions{Quantile: 0.9, Samples: 1000}, "HedgeOptions.Window is 1000, want more than Samples (1000)"},
 	} {
 		h, err := jidoka.NewHedge(tt.opts)
 		assert.Nil(t, h)
@@ -262,4 +265,20 @@ func TestRetryInAPipeline(t *testing.T) {
 	res, err = p2.Process(context.Background(), tai.Signal[int]{ID: "2", Kind: "k"})
 	assert.ErrorIs(t, err, errFlaky)
 	assert.Equal(t, tai.Failed, res.Outcome)
+}
+
+// The smallest Window NewHedge takes still lets the quantile be used.
+func TestHedgeSmallestWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Quantile: 0.9, Samples: 3, Window: 4})
+		require.NoError(t, err)
+		ctx := context.Background()
+		for i := range 100 {
+			require.NoError(t, h.Do(ctx, func(context.Context) error { time.Sleep(time.Duration(1+i%5) * time.Millisecond); return nil }))
+			if h.Delay() > 0 {
+				return
+			}
+		}
+		t.Fatal("the quantile was never used")
+	})
 }
