@@ -189,7 +189,7 @@ func fullJitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
-	return time.Duration(rand.Int64N(int64(d) + 1))
+	return time.Duration(rand.Uint64N(uint64(d) + 1)) // d+1 as an int64 overflows at math.MaxInt64
 }
 
 // Name returns RetryOptions.Name.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -100,6 +101,21 @@ func TestRetryFullJitterStaysWithinTheBackoff(t *testing.T) {
 			distinct[w] = true
 		}
 		assert.Greater(t, len(distinct), 10, "the waits are spread, not fixed")
+	})
+}
+
+// The default jitter takes the longest backoff there is: a wait drawn from
+// [0, math.MaxInt64].
+func TestRetryFullJitterOfTheLongestBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := jidoka.NewRetry(jidoka.RetryOptions{BaseDelay: math.MaxInt64, Budget: bigBudget(t)})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		calls := 0
+		err = r.Do(ctx, func(context.Context) error { calls++; return errFlaky })
+		require.ErrorIs(t, err, errFlaky)
+		assert.GreaterOrEqual(t, calls, 1)
 	})
 }
 
