@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -119,6 +120,9 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 	// time.Since reads only the monotonic clock, about half the cost of
 	// time.Now; Deadline makes a time.Time of it when asked.
 	deadline := time.Since(t.epoch) + t.d
+	if deadline < 0 { // too long to add: the farthest time there is
+		deadline = math.MaxInt64
+	}
 	if pd, ok := ctx.Deadline(); ok && pd.Sub(t.epoch) <= deadline {
 		// The caller's deadline comes first: it is the one that counts,
 		// and its expiry is the caller's, not this Timeout's.

@@ -3,6 +3,7 @@ package jidoka_test
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -283,5 +284,27 @@ func TestTimeoutDerivedContexts(t *testing.T) {
 		context.AfterFunc(kept, func() { late.Store(true) })
 		synctest.Wait()
 		assert.True(t, late.Load())
+	})
+}
+
+// A Duration too long to add to the clock gives a deadline at the farthest
+// time there is, not one in the past: a connection or a context made from
+// the call's deadline must not end at once.
+func TestTimeoutLongestDuration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: math.MaxInt64})
+		require.NoError(t, err)
+		time.Sleep(time.Second)
+		err = to.Do(context.Background(), func(ctx context.Context) error {
+			dl, ok := ctx.Deadline()
+			require.True(t, ok)
+			assert.True(t, dl.After(time.Now().Add(200*365*24*time.Hour)), "deadline %v", dl)
+			inner, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			dl, _ = inner.Deadline()
+			assert.Equal(t, time.Now().Add(time.Minute), dl, "a shorter deadline made from it")
+			return ctx.Err()
+		})
+		require.NoError(t, err)
 	})
 }
