@@ -141,7 +141,11 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 	c.timer = e.t
 	err := t.call(c, fn)
 	stopped := e.t.Stop()
-	if c.end() && err != nil {
+	expired := c.end()
+	// The timer's function may not have run yet when the deadline has
+	// passed, and an error the deadline caused (a connection's, set from
+	// ctx.Deadline) may come first: the clock tells.
+	if err != nil && (expired || c.Context.Err() == nil && time.Since(t.epoch) >= deadline) {
 		err = &TimeoutError{Timeout: t.name, Duration: t.d, Err: err}
 	}
 	if stopped {

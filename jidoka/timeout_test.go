@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -306,5 +308,28 @@ func TestTimeoutLongestDuration(t *testing.T) {
 			return ctx.Err()
 		})
 		require.NoError(t, err)
+	})
+}
+
+// A call that gives its deadline to a connection fails at that very
+// instant, as the Timeout's timer fires: it timed out, whichever of the two
+// the runtime runs first.
+func TestTimeoutErrorAtTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Name: "db", Duration: time.Second})
+		require.NoError(t, err)
+		for range 100 {
+			err := to.Do(context.Background(), func(ctx context.Context) error {
+				client, server := net.Pipe()
+				defer client.Close()
+				defer server.Close()
+				dl, _ := ctx.Deadline()
+				require.NoError(t, client.SetReadDeadline(dl))
+				_, err := client.Read(make([]byte, 1))
+				return err
+			})
+			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+			require.ErrorIs(t, err, jidoka.ErrTimeout)
+		}
 	})
 }
