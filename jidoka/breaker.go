@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taipattern/taikit/tai"
 )
 
 // Breaker is a circuit breaker: it stops calling a dependency that keeps
@@ -156,8 +158,10 @@ func Execute[R any](ctx context.Context, b *Breaker, fn func(context.Context) (R
 // Allow is the two-step form of Do, for calls that do not fit in a
 // function: it admits a call or returns an *OpenError, and the caller
 // reports the result with done exactly once (a half-open probe that never
-// reports gives its lease back after ProbeTimeout). When ctx is already done
-// it returns ctx.Err().
+// reports gives its lease back after ProbeTimeout). A *tai.PanicError given
+// to done, as a tai pipeline reports a panicking action, counts as a
+// failure whatever IsFailure and Ignore say. When ctx is already done it
+// returns ctx.Err().
 //
 // In the closed state without a slow-call rule done is made once per
 // generation, so Allow does not allocate.
@@ -259,7 +263,7 @@ func (b *Breaker) classify(err error) result {
 	switch {
 	case err == nil:
 		return resultSuccess
-	case err == errPanicked: // not the call's error: the classifiers judge errors
+	case err == errPanicked || isPanic(err): // a panic, not an error the classifiers judge
 		return resultFailure
 	case b.s.ignore(err):
 		return resultIgnored
@@ -267,6 +271,13 @@ func (b *Breaker) classify(err error) result {
 		return resultFailure
 	}
 	return resultSuccess
+}
+
+// isPanic reports whether err is a panic as a tai pipeline (or
+// tai.DoTwoStep) reports it to done.
+func isPanic(err error) bool {
+	_, ok := err.(*tai.PanicError)
+	return ok
 }
 
 // record counts the result of a call in the closed or metrics-only period p

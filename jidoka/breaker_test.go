@@ -1110,3 +1110,19 @@ func TestBreakerPanicIsAFailureWhateverTheClassifiers(t *testing.T) {
 		})
 	}
 }
+
+// In a tai pipeline the breaker hears of a panicking action through done,
+// as a *tai.PanicError: a failure too, whatever IsFailure says of errors.
+func TestBreakerPanicInAPipelineIsAFailure(t *testing.T) {
+	b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, IsFailure: func(err error) bool { return errors.Is(err, errBoom) }})
+	policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Allow}, nil
+	})
+	action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { panic("gateway exploded") })
+	p, err := tai.New(policy, action, tai.WithGuards(b))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "payment"})
+	var pe *tai.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, jidoka.StateOpen, b.State())
+}
