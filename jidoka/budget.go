@@ -45,7 +45,8 @@ type RetryBudgetOptions struct {
 // A RetryBudget is safe for concurrent use. One budget may be shared by the
 // Retry guards of every call to the same service (RetryOptions.Budget).
 // Deposit and Withdraw are one atomic operation each (none at all for a
-// deposit into a full bucket) and do not allocate.
+// deposit into a full bucket) and do not allocate. Make one with
+// NewRetryBudget; the zero RetryBudget holds no retry and never earns one.
 type RetryBudget struct {
 	micro   atomic.Int64 // tokens, in millionths
 	deposit int64

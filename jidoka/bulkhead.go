@@ -87,7 +87,8 @@ type BulkheadOptions struct {
 //
 // Taking and giving back a free slot is one atomic operation each, with no
 // lock and no allocation; a call that has to wait takes a lock and
-// allocates its place in line.
+// allocates its place in line. Make one with NewBulkhead; the zero
+// Bulkhead is not usable.
 type Bulkhead struct {
 	name     string
 	limit    int64

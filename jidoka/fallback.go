@@ -37,7 +37,7 @@ type FallbackOptions struct {
 // pipeline a guard inside it that refuses the call (an open breaker, a full
 // bulkhead) leaves the action unrun, and the signal is Rejected whatever
 // Func returns; to answer such a refusal too, use Fallback with Do inside
-// the action.
+// the action. Make one with NewFallback; the zero Fallback is not usable.
 type Fallback struct {
 	name string
 	when func(error) bool

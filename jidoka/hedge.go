@@ -61,7 +61,8 @@ type HedgeOptions struct {
 // read, or a write with an idempotency key. A call that returns before
 // the delay costs a context, a timer and Do's state (five allocations) and
 // no goroutine; each hedge costs a goroutine and a context. A panic in fn
-// is passed on to the caller of Do once every call has returned.
+// is passed on to the caller of Do once every call has returned. Make one
+// with NewHedge; the zero Hedge is not usable.
 type Hedge struct {
 	name     string
 	delay    time.Duration

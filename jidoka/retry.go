@@ -123,7 +123,8 @@ type RetryOptions struct {
 // Do returns nil on the first success, or else the error of the last call
 // of fn, unchanged, so that errors.Is and tai.OutcomeOf see what the call
 // saw. Do calls fn one call after another, never two at a time, on the
-// goroutine that called Do. Its success path does not allocate.
+// goroutine that called Do. Its success path does not allocate. Make one
+// with NewRetry; the zero Retry is not usable.
 type Retry struct {
 	name          string
 	attempts      int

@@ -73,7 +73,8 @@ type TimeoutOptions struct {
 // a context of its own, never reused, since a call may hand it on to work
 // that outlives it (context.WithoutCancel and context.WithValue keep
 // their parent without asking it anything); the timer that ends it is
-// kept for the next call when it did not fire.
+// kept for the next call when it did not fire. Make one with NewTimeout;
+// the zero Timeout is not usable.
 type Timeout struct {
 	name  string
 	d     time.Duration

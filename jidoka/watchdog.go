@@ -102,7 +102,8 @@ type WatchdogStatus struct {
 // the context given to Start ends or Shutdown is called; after Shutdown
 // returns nil that goroutine is gone. Time is read from the runtime
 // (time.Now and timers); a test controls it with testing/synctest. A
-// Watchdog is safe for concurrent use.
+// Watchdog is safe for concurrent use. Make one with NewWatchdog; the zero
+// Watchdog is not usable.
 type Watchdog struct {
 	name               string
 	check              func(context.Context) error
