@@ -236,9 +236,11 @@ func (w *Watchdog) probe(ctx context.Context) {
 	start := time.Now()
 	err := w.runCheck(cctx)
 	end := time.Now()
-	timedOut := cctx.Err() == context.DeadlineExceeded
-	cancel()
 	latency := end.Sub(start)
+	// The context's timer may not have run yet when the check returns at
+	// its deadline: the clock tells too.
+	timedOut := cctx.Err() == context.DeadlineExceeded || latency >= w.timeout
+	cancel()
 	switch {
 	case timedOut:
 		if err == nil { // it ignored its context and answered late

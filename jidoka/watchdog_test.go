@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -233,6 +235,38 @@ func TestWatchdogLateAnswerFails(t *testing.T) {
 		require.ErrorIs(t, res.Err, context.DeadlineExceeded)
 		assert.Equal(t, "jidoka: check timed out after 5s: context deadline exceeded", res.Err.Error())
 		assert.False(t, (<-r.fails).Healthy)
+	})
+}
+
+// A check still running when its Timeout ends has outlived it, whether or
+// not the context's timer has run by the time it returns: it fails, as a
+// check does that fails on a connection given the check's deadline.
+func TestWatchdogAnswerAtTheTimeoutFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: time.Minute, Timeout: 5 * time.Second,
+			Check: func(ctx context.Context) error { time.Sleep(5 * time.Second); return nil }})
+		for range 50 {
+			res := <-r.results
+			require.ErrorIs(t, res.Err, context.DeadlineExceeded)
+			assert.Equal(t, "jidoka: check timed out after 5s: context deadline exceeded", res.Err.Error())
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: time.Minute, Timeout: 5 * time.Second,
+			Check: func(ctx context.Context) error {
+				client, server := net.Pipe()
+				defer client.Close()
+				defer server.Close()
+				dl, _ := ctx.Deadline()
+				require.NoError(t, client.SetReadDeadline(dl))
+				_, err := client.Read(make([]byte, 1))
+				return err
+			}})
+		for range 50 {
+			res := <-r.results
+			require.ErrorIs(t, res.Err, os.ErrDeadlineExceeded)
+			assert.Equal(t, "jidoka: check timed out after 5s: read pipe: i/o timeout", res.Err.Error())
+		}
 	})
 }
 
