@@ -33,8 +33,11 @@ type HedgeOptions struct {
 	// used. Zero means DefaultHedgeSamples (20).
 	Samples int
 	// Window is about how many recent latencies the quantile follows:
-	// the counts are halved every Window calls, so it must be more than
-	// Samples. Zero means DefaultHedgeWindow (1000).
+	// the counts are halved every Window calls, so it must be at least
+	// twice Samples: then, however the halving rounds, the counts hold
+	// Samples again after at most Samples calls, and the quantile is used
+	// for at least half of every Window's calls. Zero means
+	// DefaultHedgeWindow (1000).
 	Window int
 	// MaxHedges is the most calls started besides the first. Zero means
 	// 1; at most MaxHedges (the constant).
@@ -99,10 +102,12 @@ func NewHedge(opts HedgeOptions) (*Hedge, error) {
 		if window == 0 {
 			window = DefaultHedgeWindow
 		}
-		if uint64(window) <= h.samples {
+		if uint64(window) < 2*h.samples {
 			// The counts are halved as the Window-th call since the last
-			// halving is added: they may never hold Samples latencies.
-			return nil, fmt.Errorf("jidoka: HedgeOptions.Window is %d, want more than Samples (%d): the counts are halved every Window calls", window, h.samples)
+			// halving is added, each bucket rounding down: a bucket of
+			// one is emptied. They may hold fewer than Samples for most
+			// of a Window, or all of it.
+			return nil, fmt.Errorf("jidoka: HedgeOptions.Window is %d, want at least twice Samples (%d): the counts are halved every Window calls", window, h.samples)
 		}
 		h.lat = &latencies{window: uint64(window)}
 	}

@@ -34,9 +34,10 @@ func TestNewHedgeRejectsBadOptions(t *testing.T) {
 		{jidoka.HedgeOptions{Delay: 1, Window: -1}, "HedgeOptions.Window is -1"},
 		{jidoka.HedgeOptions{Delay: 1, MaxHedges: -1}, "HedgeOptions.MaxHedges is -1"},
 		{jidoka.HedgeOptions{Delay: 1, MaxHedges: jidoka.MaxHedges + 1}, "HedgeOptions.MaxHedges is 11"},
-		{jidoka.HedgeOptions{Quantile: 0.9, Window: 5}, "HedgeOptions.Window is 5, want more than Samples (20)"},
-		{jidoka.HedgeOptions{Quantile: 0.9, Samples: 1, Window: 1}, "HedgeOptions.Window is 1, want more than Samples (1)"},
-		{jidoka.HedgeOptions{Quantile: 0.9, Samples: 1000}, "HedgeOptions.Window is 1000, want more than Samples (1000)"},
+		{jidoka.HedgeOptions{Quantile: 0.9, Window: 5}, "HedgeOptions.Window is 5, want at least twice Samples (20)"},
+		{jidoka.HedgeOptions{Quantile: 0.9, Samples: 1, Window: 1}, "HedgeOptions.Window is 1, want at least twice Samples (1)"},
+		{jidoka.HedgeOptions{Quantile: 0.9, Samples: 501}, "HedgeOptions.Window is 1000, want at least twice Samples (501)"},
+		{jidoka.HedgeOptions{Quantile: 0.9, Samples: 3, Window: 5}, "HedgeOptions.Window is 5, want at least twice Samples (3)"},
 	} {
 		h, err := jidoka.NewHedge(tt.opts)
 		assert.Nil(t, h)
@@ -267,18 +268,25 @@ func TestRetryInAPipeline(t *testing.T) {
 	assert.Equal(t, tai.Failed, res.Outcome)
 }
 
-// The smallest Window NewHedge takes still lets the quantile be used.
+// With the smallest Window NewHedge takes, the quantile is used for at
+// least half of the calls, even when every latency falls in a bucket of
+// its own and each halving empties them all.
 func TestHedgeSmallestWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Quantile: 0.9, Samples: 3, Window: 4})
+		const samples, window = 3, 6
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Quantile: 0.9, Samples: samples, Window: window})
 		require.NoError(t, err)
 		ctx := context.Background()
-		for i := range 100 {
-			require.NoError(t, h.Do(ctx, func(context.Context) error { time.Sleep(time.Duration(1+i%5) * time.Millisecond); return nil }))
+		used := 0
+		const calls = 20 * window
+		for i := range calls {
+			// 1, 2, 4, ... 2^19 µs: a bucket each, never two in one.
+			d := time.Duration(1<<(i%20)) * time.Microsecond
+			require.NoError(t, h.Do(ctx, func(context.Context) error { time.Sleep(d); return nil }))
 			if h.Delay() > 0 {
-				return
+				used++
 			}
 		}
-		t.Fatal("the quantile was never used")
+		assert.GreaterOrEqual(t, used, calls/2, "the quantile was used after %d of %d calls", used, calls)
 	})
 }
