@@ -49,7 +49,9 @@ type AuditOptions struct {
 	// Redact, if set, rewrites an entry before it is written and hashed:
 	// mask the Key, strip personal data from reasons and errors. It runs
 	// on the writer goroutine, one entry at a time. The entry's
-	// Contributions are a copy it may change.
+	// Contributions are a copy it may change. A record whose Redact (or
+	// whose Err's Error method) panics is not written: it goes to
+	// OnUnwritten with an error saying so, and the trail goes on.
 	Redact func(*AuditEntry)
 	// Genesis is the prev hash of the first line, in hex: the hash of
 	// the last line of a trail this one continues (Audit.Last of the
@@ -440,7 +442,10 @@ func (a *Audit) handle(it auditItem) {
 		a.lose(it.rec, err)
 		return
 	}
-	a.encode(&it.rec)
+	if err := a.encode(&it.rec); err != nil {
+		a.lose(it.rec, err)
+		return
+	}
 	a.pending = append(a.pending, pendingLine{rec: it.rec, end: len(a.buf), hash: a.prev})
 	if len(a.buf) >= a.batch {
 		a.write()
@@ -504,9 +509,18 @@ func (a *Audit) durable() {
 // fail stops the trail with err, unless it has stopped already.
 func (a *Audit) fail(err error) { a.err.CompareAndSwap(nil, &err) }
 
-// encode appends the line of r to buf and advances the chain.
-func (a *Audit) encode(r *tai.Record) {
-	e := AuditEntry{
+// entry makes the entry of r, redacted. The code it calls is the
+// caller's (Redact, and the Error method of r.Err), on the writer
+// goroutine: a panic there is returned as an error, and r is not written,
+// rather than ending the process or writing what Redact was to hide.
+func (a *Audit) entry(r *tai.Record) (e AuditEntry, err error) {
+	in := "the record's Err.Error"
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("kaizen: audit record not written: panic in %s: %v", in, v)
+		}
+	}()
+	e = AuditEntry{
 		Time: r.Start, ID: r.ID, Kind: r.Kind, Key: r.Key, Outcome: r.Outcome.String(),
 		Decision: r.Decision, Duration: r.Duration,
 		TraceID: r.Span.TraceID.String(), SpanID: r.Span.SpanID.String(),
@@ -518,7 +532,18 @@ func (a *Audit) encode(r *tai.Record) {
 		if len(e.Decision.Contributions) > 0 {
 			e.Decision.Contributions = append([]tai.Contribution(nil), e.Decision.Contributions...)
 		}
+		in = "AuditOptions.Redact"
 		a.redact(&e)
+	}
+	return e, nil
+}
+
+// encode appends the line of r to buf and advances the chain, or returns
+// the error of entry and leaves both as they were.
+func (a *Audit) encode(r *tai.Record) error {
+	e, err := a.entry(r)
+	if err != nil {
+		return err
 	}
 	start := len(a.buf)
 	b := a.buf
@@ -557,6 +582,7 @@ func (a *Audit) encode(r *tai.Record) {
 	b = hex.AppendEncode(b, a.prev[:])
 	b = append(b, "\"}\n"...)
 	a.buf = b
+	return nil
 }
 
 func appendDecision(b []byte, d *tai.Decision) []byte {

@@ -374,6 +374,55 @@ func TestAuditRedact(t *testing.T) {
 	require.NoError(t, kaizen.VerifyAudit(strings.NewReader(out)), "the redacted line is what is hashed")
 }
 
+// panickyError's Error method panics.
+type panickyError struct{}
+
+func (*panickyError) Error() string { panic("no message") }
+
+// A record whose Redact, or whose error's Error method, panics is handed
+// to OnUnwritten and not written; the process goes on, and so does the
+// trail.
+func TestAuditRedactPanics(t *testing.T) {
+	var buf syncBuffer
+	var mu sync.Mutex
+	unwritten := map[string]error{}
+	a := newAudit(t, &buf, kaizen.AuditOptions{
+		Redact: func(e *kaizen.AuditEntry) {
+			if e.Key == "cust_bad" {
+				panic("redact: unexpected key")
+			}
+			e.Key = "cust_***"
+		},
+		OnUnwritten: func(r tai.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			unwritten[r.ID] = err
+		},
+	})
+	ctx := context.Background()
+	a.Observe(ctx, tai.Record{ID: "1", Kind: "payment", Key: "cust_1", Outcome: tai.Succeeded})
+	a.Observe(ctx, tai.Record{ID: "2", Kind: "payment", Key: "cust_bad", Outcome: tai.Succeeded})
+	a.Observe(ctx, tai.Record{ID: "3", Kind: "payment", Key: "cust_3", Outcome: tai.Failed, Err: &panickyError{}})
+	a.Observe(ctx, tai.Record{ID: "4", Kind: "payment", Key: "cust_4", Outcome: tai.Succeeded})
+	require.NoError(t, a.Flush(ctx))
+	require.NoError(t, a.Err(), "the trail goes on")
+
+	out := string(buf.Bytes())
+	assert.NotContains(t, out, "cust_bad", "nothing Redact was to hide is written")
+	assert.Contains(t, out, `"id":"1"`)
+	assert.Contains(t, out, `"id":"4"`)
+	assert.Equal(t, 2, strings.Count(out, "\n"))
+	assert.EqualValues(t, 2, a.Written())
+	assert.EqualValues(t, 2, a.Unwritten())
+	require.NoError(t, kaizen.VerifyAudit(strings.NewReader(out)), "the lines written chain")
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, unwritten, 2)
+	assert.ErrorContains(t, unwritten["2"], "panic in AuditOptions.Redact: redact: unexpected key")
+	assert.ErrorContains(t, unwritten["3"], "panic in the record's Err.Error: no message")
+}
+
 // blockingWriter blocks every Write until release is closed.
 type blockingWriter struct {
 	release chan struct{}
