@@ -377,7 +377,7 @@ func (f *Fleet) fits(region string, more int) error {
 		return nil
 	}
 	r, _ := f.catalog.Region(region)
-	if used := f.inUse(region); used+more > r.Capacity {
+	if used := f.inUse(region); more > r.Capacity-used { // not used+more: it overflows for a count near math.MaxInt
 		return fmt.Errorf("%s runs %d of its %d instances, %d more do not fit", region, used, r.Capacity, more)
 	}
 	return nil

@@ -154,6 +154,23 @@ func TestCapacity(t *testing.T) {
 	assert.Equal(t, 200, f.InUse(west))
 }
 
+// TestCapacityHugeCounts: an instance count near math.MaxInt does not fit,
+// and leaves the region's count as it was.
+func TestCapacityHugeCounts(t *testing.T) {
+	ctx := context.Background()
+	f := sim.New(catalog.Demo())
+	before := f.InUse(west)
+	for _, n := range []int{math.MaxInt, math.MaxInt - before + 1, math.MaxInt - 1} {
+		err := f.Deploy(ctx, api, west, "v2.0.0", n)
+		require.ErrorIs(t, err, sim.ErrCapacity, "%d instances", n)
+		assert.Equal(t, before, f.InUse(west))
+	}
+	require.NoError(t, f.Deploy(ctx, api, west, "v2.0.0", 4))
+	assert.ErrorIs(t, f.Deploy(ctx, api, west, "v2.0.0", math.MaxInt), sim.ErrCapacity, "scaling up")
+	assert.Equal(t, before+4, f.InUse(west))
+	assert.ErrorIs(t, f.Deploy(ctx, "auth", west, "v1.1.0", 200), sim.ErrCapacity, "the region is still nearly full")
+}
+
 func TestRoute(t *testing.T) {
 	ctx := context.Background()
 	f := sim.New(catalog.Demo())
