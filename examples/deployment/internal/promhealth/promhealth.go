@@ -94,6 +94,7 @@ type Options struct {
 // concurrent use.
 type Health struct {
 	endpoint    string // the query API's URL
+	redacted    string // endpoint without its password, for messages
 	client      *http.Client
 	memoryLimit string
 	queries     [numReadings]*template.Template // nil: not read
@@ -130,8 +131,10 @@ func New(o Options) (*Health, error) {
 	if o.Queries == (Queries{}) {
 		o.Queries = DefaultQueries()
 	}
+	endpoint := u.JoinPath("api", "v1", "query")
 	h := &Health{
-		endpoint:    u.JoinPath("api", "v1", "query").String(),
+		endpoint:    endpoint.String(),
+		redacted:    endpoint.Redacted(),
 		client:      o.Client,
 		memoryLimit: strconv.FormatFloat(o.MemoryLimit, 'f', -1, 64),
 	}
@@ -315,7 +318,7 @@ func (h *Health) query(ctx context.Context, q string, at time.Time) (float64, ti
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("reading the answer from %s: %w", h.endpoint, err)
+		return 0, time.Time{}, fmt.Errorf("reading the answer from %s: %w", h.redacted, err)
 	}
 	var answer struct {
 		Status    string `json:"status"`
@@ -330,7 +333,7 @@ func (h *Health) query(ctx context.Context, q string, at time.Time) (float64, ti
 		if resp.StatusCode/100 != 2 {
 			return 0, time.Time{}, &APIError{Query: q, StatusCode: resp.StatusCode, Message: snippet(body)}
 		}
-		return 0, time.Time{}, fmt.Errorf("answer from %s is not Prometheus' JSON: %s", h.endpoint, snippet(body))
+		return 0, time.Time{}, fmt.Errorf("answer from %s is not Prometheus' JSON: %s", h.redacted, snippet(body))
 	}
 	if answer.Status != "success" || resp.StatusCode/100 != 2 {
 		return 0, time.Time{}, &APIError{Query: q, StatusCode: resp.StatusCode, Type: answer.ErrorType, Message: answer.Error}

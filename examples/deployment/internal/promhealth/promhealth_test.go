@@ -335,3 +335,22 @@ func TestAPIErrorMessage(t *testing.T) {
 	var apiErr *APIError
 	assert.True(t, errors.As(fmt.Errorf("wrapped: %w", err), &apiErr))
 }
+
+// TestErrorsHideURLPassword: a password in Options.URL never shows in an
+// error, which ends up in logs and in a deployment's failure reason.
+func TestErrorsHideURLPassword(t *testing.T) {
+	prom := newFakeProm(t, func(string) (int, string) { return 200, `not json` })
+	u := strings.Replace(prom.URL, "http://", "http://ops:s3cret@", 1)
+	_, err := newHealth(t, u).Sample(t.Context(), "web", "eu", "v2", time.Minute)
+	require.ErrorContains(t, err, "is not Prometheus' JSON")
+	assert.NotContains(t, err.Error(), "s3cret")
+	assert.ErrorContains(t, err, "http://ops:xxxxx@"+strings.TrimPrefix(prom.URL, "http://")+"/api/v1/query")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	_, err = newHealth(t, "http://ops:s3cret@"+addr).Sample(t.Context(), "web", "eu", "v2", time.Minute)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret")
+}
