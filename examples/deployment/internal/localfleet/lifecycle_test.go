@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -466,4 +467,30 @@ func TestDeployStopsWhenCanceled(t *testing.T) {
 	err = f.Deploy(ctx, "web", "eu", "v1", 1)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "signal: terminated", "the process was stopped")
+	assert.Contains(t, err.Error(), "no address before the deploy's context ended")
+	assert.NotContains(t, err.Error(), "within 10s", "the start timeout did not run out")
+}
+
+// TestDeployCanceledWhileStarting: a deploy whose context ends while an
+// instance is not yet healthy says so, not that the start timeout ran out.
+func TestDeployCanceledWhileStarting(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	// The instance's /healthz: the deploy is canceled while it waits for
+	// a 200.
+	healthz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cancel()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(healthz.Close)
+	f, err := New(Options{
+		Binary:    script(t, "echo listening on "+strings.TrimPrefix(healthz.URL, "http://")+"; exec sleep 60"),
+		StopGrace: time.Second,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, f.Shutdown(context.Background())) })
+	err = f.Deploy(ctx, "web", "eu", "v1", 1)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Contains(t, err.Error(), "not healthy before the deploy's context ended")
+	assert.NotContains(t, err.Error(), "within 10s")
 }

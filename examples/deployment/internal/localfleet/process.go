@@ -74,7 +74,7 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 		close(pr.done)
 	}()
 
-	ctx, cancel := context.WithTimeout(ctx, f.o.StartTimeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, f.o.StartTimeout, errStartTimeout)
 	defer cancel()
 	fail := func(err error) (*process, error) {
 		f.stop(pr, log)
@@ -91,7 +91,7 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 		}
 		pr.addr = addr
 	case <-ctx.Done():
-		return fail(fmt.Errorf("no address within %v: %w", f.o.StartTimeout, context.Cause(ctx)))
+		return fail(fmt.Errorf("no address %s: %w", f.waitEnded(ctx), waitErr(ctx)))
 	}
 	target := &url.URL{Scheme: "http", Host: pr.addr}
 	pr.proxy = &httputil.ReverseProxy{
@@ -124,10 +124,32 @@ func (f *Fleet) waitHealthy(ctx context.Context, pr *process) error {
 		case <-pr.done:
 			return errors.New("exited before it was healthy")
 		case <-ctx.Done():
-			return fmt.Errorf("not healthy within %v (%v): %w", f.o.StartTimeout, last, context.Cause(ctx))
+			return fmt.Errorf("not healthy %s (%v): %w", f.waitEnded(ctx), last, waitErr(ctx))
 		case <-tick.C:
 		}
 	}
+}
+
+// errStartTimeout is the cause of a starting process's context when
+// Options.StartTimeout ran out, rather than the deploy's own context.
+var errStartTimeout = errors.New("localfleet: start timeout")
+
+// waitEnded says why waiting for a starting process ended, ctx being the
+// start's context: its timeout, or the end of the deploy's context.
+func (f *Fleet) waitEnded(ctx context.Context) string {
+	if context.Cause(ctx) == errStartTimeout {
+		return fmt.Sprintf("within %v", f.o.StartTimeout)
+	}
+	return "before the deploy's context ended"
+}
+
+// waitErr is the error of a start's ended context: deadline exceeded for
+// the start timeout, else the deploy's context's cause.
+func waitErr(ctx context.Context) error {
+	if cause := context.Cause(ctx); cause != errStartTimeout {
+		return cause
+	}
+	return ctx.Err()
 }
 
 func (f *Fleet) checkHealth(ctx context.Context, url string) error {
