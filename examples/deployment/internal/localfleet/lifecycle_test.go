@@ -494,3 +494,64 @@ func TestDeployCanceledWhileStarting(t *testing.T) {
 	assert.Contains(t, err.Error(), "not healthy before the deploy's context ended")
 	assert.NotContains(t, err.Error(), "within 10s")
 }
+
+// TestShutdownDuringRetireDrain: Shutdown with a context that has ended
+// does not wait out the drain of a Retire in progress (an hour here): it
+// closes the proxy, which ends the requests the Retire waits for.
+func TestShutdownDuringRetireDrain(t *testing.T) {
+	f, err := New(Options{
+		Binary: binary,
+		Profile: func(service, version, region string) (AppProfile, error) {
+			if version == "v1" {
+				return AppProfile{Latency: time.Hour}, nil
+			}
+			return AppProfile{}, nil
+		},
+		Drain:     time.Hour,
+		StopGrace: time.Second,
+	})
+	require.NoError(t, err)
+	ctx := t.Context()
+	c := client(t)
+	c.Timeout = 0 // the request ends when the proxy closes, not before
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	url := proxyURL(t, f, "web", "eu")
+	pids := pidsOf(f)
+	got := make(chan error, 1)
+	go func() {
+		_, err := call(c, url+"/")
+		got <- err
+	}()
+	g, err := f.existingRegion("web", "eu")
+	require.NoError(t, err)
+	g.mu.RLock()
+	v1 := g.versions["v1"]
+	g.mu.RUnlock()
+	require.Eventually(t, func() bool { return v1.inflight.count() == 1 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 100))
+	retired := make(chan error, 1)
+	go func() { retired <- f.Retire(ctx, "web", "eu", "v1") }()
+	require.Eventually(t, func() bool { // the Retire waits for the request
+		v1.inflight.mu.Lock()
+		defer v1.inflight.mu.Unlock()
+		return v1.inflight.idle != nil
+	}, 10*time.Second, time.Millisecond)
+
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- f.Shutdown(ended) }()
+	select {
+	case err := <-shut:
+		assert.ErrorIs(t, err, context.Canceled)
+	case <-time.After(time.Minute): // a guard against a hang only
+		t.Fatal("Shutdown waits for the drain of a Retire in progress")
+	}
+	require.NoError(t, <-retired)
+	<-got
+	for _, pid := range pids {
+		assert.False(t, running(pid), "pid %d", pid)
+	}
+}

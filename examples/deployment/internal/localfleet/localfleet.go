@@ -401,12 +401,14 @@ func (f *Fleet) Shutdown(ctx context.Context) error {
 	var errs []error
 	var wg sync.WaitGroup
 	for _, g := range regions {
-		g.ops.Lock() // let a Deploy or Retire in progress finish
+		// The proxy first: a Retire in progress waits for the requests in
+		// flight through it, which closing it ends once ctx has.
 		if err := g.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("localfleet: proxy of %s in %s: %w", g.service, g.name, err))
 			_ = g.srv.Close()
 		}
 		<-g.served
+		g.ops.Lock() // let a Deploy or Retire in progress finish
 		g.mu.Lock()
 		var procs []*process
 		for _, v := range g.versions {
