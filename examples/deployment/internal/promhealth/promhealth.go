@@ -316,9 +316,13 @@ func (h *Health) query(ctx context.Context, q string, at time.Time) (float64, ti
 		return 0, time.Time{}, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("reading the answer from %s: %w", h.redacted, err)
+	}
+	truncated := len(body) > maxBody
+	if truncated {
+		body = body[:maxBody]
 	}
 	var answer struct {
 		Status    string `json:"status"`
@@ -332,6 +336,9 @@ func (h *Health) query(ctx context.Context, q string, at time.Time) (float64, ti
 	if err := json.Unmarshal(body, &answer); err != nil || answer.Status == "" {
 		if resp.StatusCode/100 != 2 {
 			return 0, time.Time{}, &APIError{Query: q, StatusCode: resp.StatusCode, Message: snippet(body)}
+		}
+		if truncated {
+			return 0, time.Time{}, fmt.Errorf("answer from %s is larger than %d MiB (aggregate with sum or avg); query: %s", h.redacted, maxBody>>20, q)
 		}
 		return 0, time.Time{}, fmt.Errorf("answer from %s is not Prometheus' JSON: %s", h.redacted, snippet(body))
 	}

@@ -354,3 +354,24 @@ func TestErrorsHideURLPassword(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "s3cret")
 }
+
+// TestSampleHugeAnswer: an answer too large to read, such as a query
+// that forgot to aggregate returning thousands of series, is an error
+// that says so, not a claim that the server does not speak Prometheus.
+func TestSampleHugeAnswer(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"status":"success","data":{"resultType":"vector","result":[`)
+	for i := 0; b.Len() <= maxBody; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"metric":{"instance":"10.0.%d.%d:8080"},"value":[1780000000,"0.01"]}`, i/256, i%256)
+	}
+	b.WriteString(`]}}`)
+	prom := newFakeProm(t, func(string) (int, string) { return 200, b.String() })
+	_, err := newHealth(t, prom.URL).Sample(t.Context(), "web", "eu", "v2", time.Minute)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "not Prometheus' JSON")
+	assert.ErrorContains(t, err, "is larger than 4 MiB (aggregate with sum or avg)")
+	assert.ErrorContains(t, err, "query: sum(increase(")
+}
