@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -15,9 +16,14 @@ import (
 // Parse reads a catalog in its JSON form and validates it (see Validate).
 // It reads strictly: an unknown field, a field given twice, a value of the
 // wrong type or anything after the catalog's object is an error naming
-// where it was found.
+// where it was found. A UTF-8 byte order mark at the very start, which
+// some editors write, is skipped, as RFC 8259 allows.
 func Parse(r io.Reader) (*Catalog, error) {
-	dec := json.NewDecoder(r)
+	br := bufio.NewReader(r)
+	if bom, err := br.Peek(len(byteOrderMark)); err == nil && string(bom) == byteOrderMark {
+		_, _ = br.Discard(len(byteOrderMark))
+	}
+	dec := json.NewDecoder(br)
 	dec.UseNumber()
 	rd := reader{dec: dec}
 	c, err := rd.catalog()
@@ -32,6 +38,8 @@ func Parse(r io.Reader) (*Catalog, error) {
 	}
 	return c, nil
 }
+
+const byteOrderMark = "\ufeff"
 
 // Load parses the catalog in the file at path.
 func Load(path string) (*Catalog, error) {

@@ -226,6 +226,24 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestParseByteOrderMark: a catalog saved by an editor that starts files
+// with a UTF-8 byte order mark parses (RFC 8259 lets a parser ignore it);
+// a mark anywhere else is still an error.
+func TestParseByteOrderMark(t *testing.T) {
+	c, err := Parse(strings.NewReader("\ufeff" + small))
+	require.NoError(t, err)
+	want, err := Parse(strings.NewReader(small))
+	require.NoError(t, err)
+	assert.Equal(t, want, c)
+
+	_, err = Parse(strings.NewReader("\ufeff"))
+	assert.EqualError(t, err, "catalog: empty input, want a JSON object")
+	_, err = Parse(strings.NewReader("\ufeff\ufeff" + small))
+	assert.Error(t, err)
+	_, err = Parse(strings.NewReader(strings.Replace(small, `"regions"`, "\ufeff"+`"regions"`, 1)))
+	assert.Error(t, err)
+}
+
 func TestNames(t *testing.T) {
 	for _, name := range []string{"a", "api-service", "9", "-", strings.Repeat("z", 63)} {
 		assert.NoError(t, CheckServiceName(name), name)
