@@ -49,7 +49,10 @@ type ExportOptions struct {
 //
 // Alerts keep For (for), KeepFiringFor (keep_firing_for), labels and
 // annotations; a rule without a Summary gets one that renders the value
-// with Prometheus's humanize functions. Prometheus evaluates the same
+// with Prometheus's humanize functions. Prometheus expands label values and
+// annotations as templates: Summary, Description and Annotations are
+// templates in process too, and the label values and RunbookURL, which are
+// not, are written so that they expand to themselves. Prometheus evaluates the same
 // conditions with its own semantics: quantiles are interpolated from
 // histogram buckets, and a rule whose series disappear resolves instead
 // of waiting for samples.
@@ -129,19 +132,21 @@ func PrometheusRules(w io.Writer, group string, rules []Rule, opts ExportOptions
 		case r.Summary != "":
 			ann["summary"] = r.Summary
 		default:
-			ann["summary"] = r.describe() + " is " + valueTemplate(unit) + thresholdText(r, unit)
+			ann["summary"] = templateText(r.describe()) + " is " + valueTemplate(unit) + thresholdText(r, unit)
 		}
 		if r.Description != "" {
 			ann["description"] = r.Description
 		}
 		if r.RunbookURL != "" {
-			ann["runbook_url"] = r.RunbookURL
+			ann["runbook_url"] = templateText(r.RunbookURL)
+		}
+		labels := r.labels()
+		delete(labels, "alertname") // Prometheus adds it
+		for k, v := range labels {
+			labels[k] = templateText(v)
 		}
 		alerts = append(alerts, promRule{alert: r.Name, expr: expr, forDur: r.For, keepFiring: r.KeepFiringFor,
-			labels: r.labels(), annotations: ann})
-	}
-	for _, a := range alerts {
-		delete(a.labels, "alertname")
+			labels: labels, annotations: ann})
 	}
 
 	var b bytes.Buffer
@@ -206,6 +211,14 @@ func yamlString(s string) string {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s) // a string always encodes
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// templateText writes s as a Prometheus template that expands to s.
+// Prometheus expands the labels and annotations of alerting rules as
+// templates, while the evaluator takes labels, runbook URLs and condition
+// descriptions as they are: "{{" in them would not parse, or would expand.
+func templateText(s string) string {
+	return strings.ReplaceAll(s, "{{", `{{ "{{" }}`)
 }
 
 // exporter turns conditions into PromQL.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/kaizen"
@@ -473,4 +474,48 @@ func TestPromtoolMinSamples(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
 	assert.Contains(t, string(out), "SUCCESS")
+}
+
+// promtoolLiteralTest proves that label values, a runbook URL and the
+// default summary reach Prometheus as the literal text they are in
+// process, although Prometheus expands templates in all of them.
+const promtoolLiteralTest = `rule_files:
+  - rules.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'taikit_signals_total{kind="pay{{ment",outcome="succeeded"}'
+        values: '0+6x10'
+      - series: 'taikit_signals_total{kind="pay{{ment",outcome="failed"}'
+        values: '0+6x10'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: Literal
+        exp_alerts:
+          - exp_labels:
+              severity: page
+              team: "{{ $value }}"
+            exp_annotations:
+              summary: "error rate of pay{{ment over 5m is 50% (threshold 5%)"
+              runbook_url: "https://runbooks.example/{{"
+`
+
+func TestPromtoolLiteralText(t *testing.T) {
+	rules := []andon.Rule{{Name: "Literal", Severity: andon.Page, Labels: map[string]string{"team": "{{ $value }}"},
+		RunbookURL: "https://runbooks.example/{{", Condition: andon.ErrorRate(exportStats(t), "pay{{ment", 5*time.Minute, 0.05)}}
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "g", rules, andon.ExportOptions{}))
+	assert.Contains(t, b.String(), `team: "{{ \"{{\" }} $value }}"`)
+
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolLiteralTest), 0o600))
+	out, err := exec.Command(promtool, "check", "rules", filepath.Join(dir, "rules.yml")).CombinedOutput()
+	require.NoError(t, err, "promtool check rules:\n%s\n%s", out, b.String())
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
 }
