@@ -21,6 +21,8 @@ type ExportOptions struct {
 	Namespace, Subsystem string
 	// Matchers are label matchers added to every selector, such as
 	// {"job": "payment"} when several services export the same families.
+	// Each matches its value as it is, like the signal kinds and the
+	// breaker and line names of the conditions.
 	Matchers map[string]string
 	// Interval is the group's evaluation interval. Zero leaves it to the
 	// Prometheus server's global setting.
@@ -239,19 +241,19 @@ func (x *exporter) expr(r *Rule) (string, []promRule, Unit, error) {
 	switch c := r.Condition.(type) {
 	case *outcomeRate:
 		unit = UnitRatio
-		total := x.rate("signals_total", c.window, "kind", c.kind)
-		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("signals_total", c.window, "kind", c.kind, "outcome", labelMatch(c.outcomes)), total, promFloat(c.threshold))
-		count = x.count("signals_total", c.window, "kind", c.kind)
+		total := x.rate("signals_total", c.window, eq("kind", c.kind))
+		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("signals_total", c.window, eq("kind", c.kind), labelMatch("outcome", c.outcomes)), total, promFloat(c.threshold))
+		count = x.count("signals_total", c.window, eq("kind", c.kind))
 	case *verdictRate:
 		unit = UnitRatio
-		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("decisions_total", c.window, "kind", c.kind, "verdict", labelMatch(c.verdicts)),
-			x.rate("decisions_total", c.window, "kind", c.kind), promFloat(c.threshold))
-		count = x.count("decisions_total", c.window, "kind", c.kind)
+		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("decisions_total", c.window, eq("kind", c.kind), labelMatch("verdict", c.verdicts)),
+			x.rate("decisions_total", c.window, eq("kind", c.kind)), promFloat(c.threshold))
+		count = x.count("decisions_total", c.window, eq("kind", c.kind))
 	case *latencyQuantile:
 		unit = UnitSeconds
 		expr = fmt.Sprintf("histogram_quantile(%s, sum by (le) (%s)) > %s", promFloat(c.q),
-			x.rate("signal_duration_seconds_bucket", c.window, "kind", c.kind), promFloat(c.threshold.Seconds()))
-		count = x.count("signal_duration_seconds_count", c.window, "kind", c.kind)
+			x.rate("signal_duration_seconds_bucket", c.window, eq("kind", c.kind)), promFloat(c.threshold.Seconds()))
+		count = x.count("signal_duration_seconds_count", c.window, eq("kind", c.kind))
 	case *burnRate:
 		unit = UnitFactor
 		expr, recs = x.burn(c)
@@ -259,14 +261,14 @@ func (x *exporter) expr(r *Rule) (string, []promRule, Unit, error) {
 		for _, p := range c.pairs {
 			longest = max(longest, p.Long)
 		}
-		count = x.count("signals_total", longest, "kind", c.slo.Kind)
+		count = x.count("signals_total", longest, eq("kind", c.slo.Kind))
 	case *breakerOpen:
 		// kaizen.JidokaCollector's gauge: 1 for the breaker's state.
 		unit = UnitState
-		expr = fmt.Sprintf("max(%s) > 0", x.collected("breaker_state", "breaker", c.b.Snapshot().Name, "state", "~open|forced-open|half-open"))
+		expr = fmt.Sprintf("max(%s) > 0", x.collected("breaker_state", eq("breaker", c.b.Snapshot().Name), matcher{"state", "=~", "open|forced-open|half-open"}))
 	case *lineStopped:
 		unit = UnitState
-		expr = fmt.Sprintf("max(%s) > 0", x.collected("line_stopped", "line", c.line.Name()))
+		expr = fmt.Sprintf("max(%s) > 0", x.collected("line_stopped", eq("line", c.line.Name())))
 	}
 	if r.Expr != "" {
 		return r.Expr, recs, unit, nil
@@ -292,9 +294,9 @@ func (x *exporter) burn(c *burnRate) (string, []promRule) {
 	// keeps the first of each record name and SLO.
 	record := func(w time.Duration) string {
 		name := "slo:sli_error:ratio_rate" + promDuration(w)
-		errs := x.rate("signals_total", w, "kind", c.slo.Kind, "outcome", labelMatch(c.slo.errors()))
+		errs := x.rate("signals_total", w, eq("kind", c.slo.Kind), labelMatch("outcome", c.slo.errors()))
 		recs = append(recs, promRule{record: name,
-			expr:   fmt.Sprintf("(sum(%s) or vector(0)) / sum(%s)", errs, x.rate("signals_total", w, "kind", c.slo.Kind)),
+			expr:   fmt.Sprintf("(sum(%s) or vector(0)) / sum(%s)", errs, x.rate("signals_total", w, eq("kind", c.slo.Kind))),
 			labels: map[string]string{"slo": slo, "kind": c.slo.Kind}})
 		return fmt.Sprintf("%s{slo=%s} / %s", name, strconv.Quote(slo), budget)
 	}
@@ -306,51 +308,54 @@ func (x *exporter) burn(c *burnRate) (string, []promRule) {
 	return strings.Join(alts, " or "), recs
 }
 
-// rate returns rate(metric{matchers}[window]); kv are label name, value
-// pairs, a value starting with "~" being a regexp.
-func (x *exporter) rate(metric string, window time.Duration, kv ...string) string {
-	return fmt.Sprintf("rate(%s[%s])", x.selector(metric, kv...), promDuration(window))
+// matcher is one label matcher of a selector: op is "=" or "=~".
+type matcher struct{ name, op, value string }
+
+// eq matches the label name with the value as it is: a signal kind, a
+// breaker's name.
+func eq(name, value string) matcher { return matcher{name, "=", value} }
+
+// rate returns rate(metric{matchers}[window]).
+func (x *exporter) rate(metric string, window time.Duration, ms ...matcher) string {
+	return fmt.Sprintf("rate(%s[%s])", x.selector(metric, ms...), promDuration(window))
 }
 
 // count returns the number of signals over window.
-func (x *exporter) count(metric string, window time.Duration, kv ...string) string {
-	return fmt.Sprintf("sum(increase(%s[%s]))", x.selector(metric, kv...), promDuration(window))
+func (x *exporter) count(metric string, window time.Duration, ms ...matcher) string {
+	return fmt.Sprintf("sum(increase(%s[%s]))", x.selector(metric, ms...), promDuration(window))
 }
 
 // collected is the selector of a family of kaizen's collectors, which
 // have a namespace but no subsystem.
-func (x *exporter) collected(metric string, kv ...string) string {
-	return x.ns + strings.TrimPrefix(x.selector(metric, kv...), x.prefix)
+func (x *exporter) collected(metric string, ms ...matcher) string {
+	return x.ns + strings.TrimPrefix(x.selector(metric, ms...), x.prefix)
 }
 
-func (x *exporter) selector(metric string, kv ...string) string {
-	m := maps.Clone(x.opts.Matchers)
-	if m == nil {
-		m = map[string]string{}
+// selector returns metric{matchers}, with ExportOptions.Matchers, sorted
+// by label name; ms replace an option's matcher of the same name.
+func (x *exporter) selector(metric string, ms ...matcher) string {
+	m := make(map[string]matcher, len(x.opts.Matchers)+len(ms))
+	for k, v := range x.opts.Matchers {
+		m[k] = eq(k, v)
 	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
+	for _, mt := range ms {
+		m[mt.name] = mt
 	}
 	parts := make([]string, 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		v := m[k]
-		op := "="
-		if strings.HasPrefix(v, "~") {
-			op, v = "=~", v[1:]
-		}
-		parts = append(parts, k+op+strconv.Quote(v))
+		parts = append(parts, k+m[k].op+strconv.Quote(m[k].value))
 	}
 	return x.prefix + metric + "{" + strings.Join(parts, ",") + "}"
 }
 
-// labelMatch returns the label value matching any of vs (outcomes or
-// verdicts): "failed", or "~failed|rejected" (a regexp) for several.
-func labelMatch[T fmt.Stringer](vs []T) string {
+// labelMatch matches the label name with any of vs (outcomes or
+// verdicts): name="failed", or name=~"failed|rejected" for several.
+func labelMatch[T fmt.Stringer](name string, vs []T) matcher {
 	names := uniqueNames(vs)
 	if len(names) == 1 {
-		return names[0]
+		return eq(name, names[0])
 	}
-	return "~" + strings.Join(names, "|")
+	return matcher{name, "=~", strings.Join(names, "|")}
 }
 
 // valueTemplate renders $value in unit with Prometheus's functions.

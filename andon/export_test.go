@@ -519,3 +519,47 @@ func TestPromtoolLiteralText(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
 }
+
+// promtoolTildeTest has a kind "~pay.*" that is healthy beside a kind
+// "payment" that fails: a regexp pay.* would fire the alert.
+const promtoolTildeTest = `rule_files:
+  - rules.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'taikit_signals_total{job="~x",kind="~pay.*",outcome="succeeded"}'
+        values: '0+6x10'
+      - series: 'taikit_signals_total{job="~x",kind="payment",outcome="failed"}'
+        values: '0+6x10'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: Tilde
+        exp_alerts: []
+`
+
+func TestPrometheusRulesValuesStartingWithTilde(t *testing.T) {
+	rules := []andon.Rule{
+		{Name: "Tilde", Severity: andon.Page, Condition: andon.ErrorRate(exportStats(t), "~pay.*", 5*time.Minute, 0.05)},
+		{Name: "Line", Severity: andon.Page, Condition: andon.LineStopped(newLine("~l"))},
+		{Name: "Breaker", Severity: andon.Page, Condition: andon.BreakerOpen(newBreaker(t, "~gw"))},
+	}
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "g", rules, andon.ExportOptions{Matchers: map[string]string{"job": "~x"}}))
+	for _, want := range []string{
+		`taikit_signals_total{job=\"~x\",kind=\"~pay.*\",outcome=\"failed\"}`,
+		`taikit_line_stopped{job=\"~x\",line=\"~l\"}`,
+		`taikit_breaker_state{breaker=\"~gw\",job=\"~x\",state=~\"open|forced-open|half-open\"}`,
+	} {
+		assert.Contains(t, b.String(), want)
+	}
+
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolTildeTest), 0o600))
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+}
