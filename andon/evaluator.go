@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -42,8 +43,8 @@ type EvaluatorOptions struct {
 	// board's sparklines. Zero means 60.
 	RecentValues int
 	// GeneratorURL is where the alerts are shown, usually the board's URL;
-	// each Alert's GeneratorURL is it with "#rule-" and the rule's name
-	// appended. Empty leaves GeneratorURL empty.
+	// each Alert's GeneratorURL is it with "#rule-" and the rule's name,
+	// escaped as a URL fragment, appended. Empty leaves GeneratorURL empty.
 	GeneratorURL string
 	// Logger receives dropped and failed notifications and the panics of
 	// hooks and conditions, with their stacks. Nil means slog.Default().
@@ -216,7 +217,9 @@ func (e *Evaluator) addRule(r Rule, hooks []Hook, recent int, genURL string) err
 		rs.alert.Annotations["runbook_url"] = r.RunbookURL
 	}
 	if genURL != "" {
-		rs.alert.GeneratorURL = genURL + "#rule-" + r.Name
+		// Escaped, as a name may hold spaces or a "%": Alertmanager refuses
+		// an alert whose generatorURL does not parse.
+		rs.alert.GeneratorURL = genURL + "#" + (&url.URL{Fragment: "rule-" + r.Name}).EscapedFragment()
 	}
 	e.rules = append(e.rules, rs)
 	e.byName[r.Name] = rs

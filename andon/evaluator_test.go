@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/kanban"
@@ -769,4 +771,15 @@ func TestSilencesAreCopies(t *testing.T) {
 	a, _ := e.Alert("R")
 	assert.True(t, a.Silenced, "the silence still matches R")
 	assert.Equal(t, "R", e.Silences()[0].Matchers[0].Value)
+}
+
+func TestGeneratorURLEscapesTheRuleName(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{GeneratorURL: "http://board.example/andon/",
+		Rules: []andon.Rule{{Name: "Errors above 5% für Zahlungen", Severity: andon.Page, Condition: newSwitch()}}})
+	a, ok := e.Alert("Errors above 5% für Zahlungen")
+	require.True(t, ok)
+	assert.Equal(t, "http://board.example/andon/#rule-Errors%20above%205%25%20f%C3%BCr%20Zahlungen", a.GeneratorURL)
+	u, err := url.Parse(a.GeneratorURL)
+	require.NoError(t, err, "Alertmanager refuses an alert whose generatorURL is not a URL")
+	assert.Equal(t, "rule-Errors above 5% für Zahlungen", u.Fragment)
 }
