@@ -48,7 +48,9 @@ type NotifyOptions struct {
 	// notifier falls behind, a re-send of a queued firing alert replaces
 	// the queued one (a resolution is queued after it, never in its
 	// place); a notification that finds the queue full is
-	// dropped, counted in NotifierStats.Dropped and logged. Zero means 256.
+	// dropped, counted in NotifierStats.Dropped and logged, and offered
+	// again at the next evaluation if the alert still fires (or stays
+	// resolved). Zero means 256.
 	QueueSize int
 	// Timeout bounds each Notify call. Zero means 10s.
 	Timeout time.Duration
@@ -183,27 +185,31 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			if firing && (!d.refresh || now.Sub(last) < d.opts.ResendInterval) {
 				continue
 			}
-			d.sent[a.Fingerprint] = now
 		case a.State == Resolved:
 			if !firing {
 				continue // it was never sent firing
 			}
-			delete(d.sent, a.Fingerprint)
 		default:
 			continue
 		}
 		if i, ok := d.index[a.Fingerprint]; ok && d.queue[i].State == a.State {
 			d.queue[i] = a // a newer re-send replaces the queued one
-			continue
-		}
-		if len(d.queue) >= d.opts.QueueSize {
+		} else if len(d.queue) >= d.opts.QueueSize {
+			// Not marked as sent: the next evaluation offers it again
+			// while the alert fires, or stays resolved.
 			d.stats.Dropped++
 			d.log.Warn("andon: notification dropped: queue full",
 				"notifier", d.name, "alertname", a.Name, "state", a.State.String(), "queue_size", d.opts.QueueSize)
 			continue
+		} else {
+			d.index[a.Fingerprint] = len(d.queue)
+			d.queue = append(d.queue, a)
 		}
-		d.index[a.Fingerprint] = len(d.queue)
-		d.queue = append(d.queue, a)
+		if a.State == Firing {
+			d.sent[a.Fingerprint] = now
+		} else {
+			delete(d.sent, a.Fingerprint)
+		}
 	}
 	if len(d.queue) > 0 {
 		select {

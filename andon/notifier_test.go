@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/kanban"
 )
@@ -882,5 +883,53 @@ func TestFlushWaitsForTheBatchInFlight(t *testing.T) {
 		close(n.release)
 		require.NoError(t, <-flushed)
 		assert.Equal(t, []string{"A firing"}, n.events())
+	})
+}
+
+func TestDroppedFiringAlertIsSentAtANextEvaluation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		rec := &recorder{}
+		slow := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return rec.Notify(ctx, a)
+		})
+		conds := []*switchCond{newSwitch(), newSwitch(), newSwitch()}
+		var rules []andon.Rule
+		for i, c := range conds {
+			rules = append(rules, andon.Rule{Name: "R" + string(rune('a'+i)), Severity: andon.Page, Condition: c})
+		}
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{slow}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{QueueSize: 1, Timeout: time.Hour}, Rules: rules})
+		ctx := context.Background()
+
+		conds[0].Set(true)
+		e.EvaluateAt(ctx, t0) // Ra goes to the worker, which blocks
+		synctest.Wait()
+		conds[1].Set(true)
+		conds[2].Set(true)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // Rb fills the queue, Rc is dropped
+		require.EqualValues(t, 1, e.NotifierStats()[0].Dropped)
+		close(release)
+		require.NoError(t, e.Flush(ctx))
+
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // Rc still fires, and there is room
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"Ra firing", "Rb firing", "Rc firing"}, rec.events())
+
+		for _, c := range conds {
+			c.Set(false)
+		}
+		// One resolution fits the queue at each evaluation; the others
+		// wait for the next.
+		for i := 3; i < 6; i++ {
+			e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
+			require.NoError(t, e.Flush(ctx))
+		}
+		assert.ElementsMatch(t, []string{"Ra firing", "Rb firing", "Rc firing", "Ra resolved", "Rb resolved", "Rc resolved"}, rec.events())
+		assert.EqualValues(t, 6, e.NotifierStats()[0].Sent)
 	})
 }
