@@ -783,3 +783,32 @@ func TestGeneratorURLEscapesTheRuleName(t *testing.T) {
 	require.NoError(t, err, "Alertmanager refuses an alert whose generatorURL is not a URL")
 	assert.Equal(t, "rule-Errors above 5% für Zahlungen", u.Fragment)
 }
+
+func TestParseMatcherReadsWhatStringWrites(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{`team="a\"b"`, `a"b`},
+		{`team="a\\b"`, `a\b`},
+		{`team="x\ny"`, "x\ny"},
+		{`alertname=~"High\.Rate"`, `High\.Rate`}, // a regexp's escape stays
+		{`team=a\"b`, `a\"b`},                     // unquoted: as written
+	} {
+		m, err := andon.ParseMatcher(tt.in)
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, m.Value, tt.in)
+	}
+	m, err := andon.ParseMatcher(`alertname=~"High\.Rate"`)
+	require.NoError(t, err)
+	assert.True(t, m.Matches(map[string]string{"alertname": "High.Rate"}))
+	assert.False(t, m.Matches(map[string]string{"alertname": "HighXRate"}))
+
+	for _, v := range []string{`a"b`, `a\b`, "x\ny", `High\.Rate`, `\`, `\\n`, "é\u200b", `say "hi"`} {
+		for _, typ := range []andon.MatchType{andon.MatchEqual, andon.MatchNotEqual} {
+			want := andon.Matcher{Name: "team", Type: typ, Value: v}
+			got, err := andon.ParseMatcher(want.String())
+			require.NoError(t, err, want.String())
+			assert.Equal(t, want.Value, got.Value, "%s", want.String())
+			assert.Equal(t, want.Type, got.Type)
+		}
+	}
+	assert.Equal(t, `team="say \"hi\" \\ \n"`, andon.Matcher{Name: "team", Value: "say \"hi\" \\ \n"}.String())
+}

@@ -55,7 +55,10 @@ type Matcher struct {
 }
 
 // ParseMatcher parses "name=value", "name!=value", "name=~regexp" or
-// "name!~regexp"; the value may be double-quoted.
+// "name!~regexp"; the value may be double-quoted. Within the quotes, as in
+// Alertmanager, \", \\ and \n are a quote, a backslash and a newline, and any
+// other backslash is itself (a regexp's \.): ParseMatcher reads back what
+// Matcher.String writes.
 func ParseMatcher(s string) (Matcher, error) {
 	i := strings.IndexAny(s, "=!")
 	if i <= 0 {
@@ -77,7 +80,7 @@ func ParseMatcher(s string) (Matcher, error) {
 	}
 	rest = strings.TrimSpace(rest)
 	if len(rest) >= 2 && rest[0] == '"' && rest[len(rest)-1] == '"' {
-		rest = rest[1 : len(rest)-1]
+		rest = unescapeValue(rest[1 : len(rest)-1])
 	}
 	m.Value = rest
 	if err := m.compile(); err != nil {
@@ -85,6 +88,35 @@ func ParseMatcher(s string) (Matcher, error) {
 	}
 	return m, nil
 }
+
+// unescapeValue undoes escapeValue: \", \\ and \n; any other backslash
+// stays.
+func unescapeValue(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			switch s[i+1] {
+			case '"', '\\':
+				b.WriteByte(s[i+1])
+				i++
+				continue
+			case 'n':
+				b.WriteByte('\n')
+				i++
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// escapeValue escapes a backslash, a quote and a newline, as
+// Alertmanager writes matcher values.
+var escapeValue = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace
 
 func (m *Matcher) compile() error {
 	if err := checkLabelName(m.Name); err != nil {
@@ -125,9 +157,11 @@ func (m Matcher) Matches(labels map[string]string) bool {
 	return re.MatchString(v) == (m.Type == MatchRegexp)
 }
 
-// String writes the matcher as `name="value"`.
+// String writes the matcher as `name="value"`, escaping a backslash, a
+// quote and a newline in the value as Alertmanager does; ParseMatcher
+// reads it back.
 func (m Matcher) String() string {
-	return fmt.Sprintf("%s%s%q", m.Name, m.Type, m.Value)
+	return m.Name + m.Type.String() + `"` + escapeValue(m.Value) + `"`
 }
 
 // Silence mutes the notifications of the alerts whose labels match every
