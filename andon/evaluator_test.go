@@ -386,6 +386,10 @@ func TestSilenceValidation(t *testing.T) {
 		{"negative duration", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, Duration: -time.Minute}, "Silence.Duration -1m0s is not positive"},
 		{"unknown type", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Type: 7, Value: "b"}}, Duration: time.Minute}, "Silence.Matchers[0]: match type 7 is unknown"},
 		{"ends before start", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, StartsAt: t0, EndsAt: t0.Add(-time.Second)}, "is not after StartsAt"},
+		// A silence over by the time it is made would mute nothing, yet
+		// had an ID and no error.
+		{"ended", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, StartsAt: time.Now().Add(-2 * time.Hour), Duration: time.Hour}, "has passed"},
+		{"ends in the past", andon.Silence{Matchers: []andon.Matcher{{Name: "a", Value: "b"}}, EndsAt: time.Now().Add(-time.Minute)}, "Silence.EndsAt"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

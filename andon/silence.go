@@ -173,7 +173,8 @@ type Silence struct {
 	Matchers []Matcher `json:"matchers"`
 	// StartsAt is when the silence begins; zero means now.
 	StartsAt time.Time `json:"starts_at"`
-	// EndsAt is when it ends; zero means StartsAt plus Duration.
+	// EndsAt is when it ends, later than now; zero means StartsAt plus
+	// Duration.
 	EndsAt time.Time `json:"ends_at"`
 	// Duration is used when EndsAt is zero; one of them is required.
 	Duration  time.Duration `json:"-"`
@@ -202,6 +203,9 @@ func (s *Silence) prepare(now time.Time) error {
 	}
 	if !s.EndsAt.After(s.StartsAt) {
 		return fmt.Errorf("andon: Silence.EndsAt %v is not after StartsAt %v", s.EndsAt, s.StartsAt)
+	}
+	if !s.EndsAt.After(now) {
+		return fmt.Errorf("andon: Silence.EndsAt %v has passed; the silence would mute nothing", s.EndsAt)
 	}
 	return nil
 }
