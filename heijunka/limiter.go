@@ -297,7 +297,8 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
 func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 
 // WaitN blocks until n events may pass and records them, or returns an
-// error: ctx's error if it ends first (the events are returned then); a
+// error: ctx's error if it ends first (the events are returned then), or
+// context.DeadlineExceeded when its deadline has passed already; a
 // *LimitedError at once when n exceeds Burst, the Limit is closed, or the
 // wait would outlast ctx's deadline (nothing is booked then).
 func (l *Limiter) WaitN(ctx context.Context, n int) error {
@@ -309,6 +310,11 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	maxDelay := maxAhead
 	if dl, ok := ctx.Deadline(); ok {
 		maxDelay = int64(dl.Sub(nowT))
+		if maxDelay < 0 {
+			// Passed, though ctx has not said so yet: its error is the
+			// one that will be, not a limit the events may never pass.
+			return context.DeadlineExceeded
+		}
 	}
 	var r Reservation
 	l.reserve(&r, now, n, maxDelay)

@@ -115,6 +115,23 @@ func TestLimiterReserve(t *testing.T) {
 	assert.Equal(t, time.Duration(0), r2.DelayFrom(t0.Add(time.Second)))
 }
 
+// pastDeadline is a context whose deadline has passed though it has not
+// ended yet: its timer has not run, or it is a Context of its own.
+type pastDeadline struct{ context.Context }
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// A WaitN whose context's deadline has passed fails with
+// context.DeadlineExceeded, not as a request that can never pass, and
+// books nothing.
+func TestLimiterWaitPastDeadline(t *testing.T) {
+	lim := newLimiter(t, heijunka.PerSecond(10))
+	err := lim.WaitN(pastDeadline{context.Background()}, 1)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NotErrorIs(t, err, heijunka.ErrLimited)
+	assert.True(t, lim.AllowN(time.Now(), 10), "nothing was booked: the whole burst is there")
+}
+
 // TestLimiterWaitNeverPasses: a WaitN that can never pass fails at once
 // with a RetryAfter of InfDuration.
 func TestLimiterWaitNeverPasses(t *testing.T) {
