@@ -138,8 +138,15 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 	if d.Allowed {
 		return true
 	}
+	// A denial without a hint (a KeyLimiter of the caller's) says 1 s in
+	// Retry-After, as RateLimit says t=1; RateLimitOptions.RetryAfter is
+	// for the 503s.
+	ra := d.RetryAfter
+	if ra <= 0 {
+		ra = time.Second
+	}
 	rl.fail(w, r, &heijunka.LimitedError{Name: rl.name, Decision: d}, Problem{Status: http.StatusTooManyRequests,
-		Code: "rate_limited", Message: "too many requests; retry later", RetryAfter: d.RetryAfter, Policy: rl.policy})
+		Code: "rate_limited", Message: "too many requests; retry later", RetryAfter: ra, Policy: rl.policy})
 	return false
 }
 

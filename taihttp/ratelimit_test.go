@@ -172,6 +172,28 @@ func TestRateLimitWithoutDecision(t *testing.T) {
 	assert.NotContains(t, rec.Body.String(), "store", "the error is not shown")
 }
 
+// denyAll is a KeyLimiter of a caller's that denies with no RetryAfter.
+type denyAll struct{}
+
+func (denyAll) Allow(context.Context, string) (heijunka.Decision, error) {
+	return heijunka.Decision{Limit: heijunka.PerMinute(1)}, nil
+}
+
+// A 429 without a hint says 1 s in Retry-After as in RateLimit, whatever
+// RateLimitOptions.RetryAfter, which is for the 503s, says.
+func TestRateLimitDenialWithoutAHint(t *testing.T) {
+	h := rateLimit(t, denyAll{}, taihttp.RateLimitOptions{RetryAfter: 30 * time.Second})(ok)
+	rec := serve(h, get("192.0.2.1:1"))
+	assert.Equal(t, http.StatusTooManyRequests, rec.Code)
+	assert.Equal(t, `"default";r=0;t=1`, rec.Header().Get("RateLimit"))
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+	var body struct {
+		RetryAfter int64 `json:"retry_after"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	assert.EqualValues(t, 1, body.RetryAfter, "the problem document says so too")
+}
+
 func TestRateLimitShared(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := rateLimit(t, taihttp.SharedLimiter(limiter(t, heijunka.PerSecond(1))), taihttp.RateLimitOptions{})(ok)
