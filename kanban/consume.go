@@ -21,7 +21,9 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // back-off on failure, DeadLetter after MaxAttempts, at once for a
 // Permanent error, and for a payload that cannot be decoded. A handler
 // that panics fails its attempt with a *PanicError (see PanicError).
-// Leases are extended every src.HeartbeatInterval while handlers run.
+// Leases are extended every src.HeartbeatInterval from when they are
+// pulled until they are settled: while their handler runs, and while they
+// wait for it (with PerKey, behind an earlier message of their key).
 //
 // When ctx ends Serve stops pulling, releases messages pulled and not yet
 // started, and waits up to DrainTimeout for running handlers; then it
@@ -88,7 +90,7 @@ type engine[T any] struct {
 	ready    ring[Lease[T]]
 	lanes    map[string]*lane[T] // a key is busy while it has a lane
 	workers  int
-	held     map[Lease[T]]time.Time // when each running lease was handed over, with heartbeats only
+	held     map[Lease[T]]time.Time // when each unsettled lease was pulled, with heartbeats only
 	wg       sync.WaitGroup
 	freed    chan struct{}
 	stopping chan struct{} // closed when the drain starts
@@ -146,6 +148,11 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) bool {
 	if ctx.Err() != nil {
 		e.mu.Unlock()
 		return false
+	}
+	if e.held != nil {
+		// Held from now, not from when its handler starts: a lease
+		// waiting behind its key (or for a worker) expires all the same.
+		e.held[l] = time.Now()
 	}
 	if e.o.PerKey {
 		if k := l.Key(); k != "" {
@@ -276,11 +283,6 @@ func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int, c *count
 
 // handle runs the handler on l and settles it.
 func (e *engine[T]) handle(l Lease[T], c *counterCell) {
-	if e.held != nil {
-		e.mu.Lock()
-		e.held[l] = time.Now()
-		e.mu.Unlock()
-	}
 	d := Delivery[T]{Attempt: l.Attempt()}
 	var err error
 	d.Message, err = l.Message()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -97,13 +98,14 @@ func (b *backend) recorded() []string {
 type lease struct {
 	b       *backend
 	id      string
+	key     string
 	attempt int
 	// err, when set, is what every settlement and Extend return.
 	err error
 }
 
 func (l *lease) ID() string   { return l.id }
-func (l *lease) Key() string  { return "" }
+func (l *lease) Key() string  { return l.key }
 func (l *lease) Attempt() int { return max(l.attempt, 1) }
 func (l *lease) Message() (kanban.Message[int], error) {
 	return kanban.Message[int]{ID: l.id}, nil
@@ -153,6 +155,31 @@ func TestServeExtendsRunningLeases(t *testing.T) {
 			"extend a@10s", "extend a@20s", "ack a", // a runs from 0 to 25s
 			"extend b@40s", "extend b@50s", "ack b", // b from 25s to 55s: at 30s it is fresh
 		}, b.recorded())
+	})
+}
+
+// TestServeExtendsLeasesWaitingForTheirKey: with PerKey, a lease waiting
+// behind a running message of its key is extended too, as it is held from
+// the moment it is pulled; left alone, its backend would deliver it again
+// (to this consumer, into the same key's line) once its lease ran out.
+func TestServeExtendsLeasesWaitingForTheirKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "a1", key: "k"}, &lease{id: "a2", key: "k"})
+		b.heartbeat = 10 * time.Second
+		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+			time.Sleep(24 * time.Second)
+			return nil
+		}, kanban.ConsumeOptions{WIP: 2, PerKey: true})
+		time.Sleep(time.Minute)
+		require.NoError(t, stop())
+		var a2 []string
+		for _, ev := range b.recorded() {
+			if strings.HasSuffix(ev, "a2") || strings.Contains(ev, "a2@") {
+				a2 = append(a2, ev)
+			}
+		}
+		// a2 waits from 0 to 24s, then runs until 48s.
+		assert.Equal(t, []string{"extend a2@10s", "extend a2@20s", "extend a2@30s", "extend a2@40s", "ack a2"}, a2)
 	})
 }
 

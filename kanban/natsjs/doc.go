@@ -43,8 +43,9 @@
 // A failed handler attempt is negatively acknowledged with a delay (the
 // back-off); after MaxAttempts the message is published to the
 // dead-letter stream, with the reason and attempts in headers, and
-// terminated. A running handler's lease is extended (InProgress) every
-// third of AckWait.
+// terminated. A message's lease is extended (InProgress) every third of
+// AckWait while its handler runs, and while it waits behind an earlier
+// message of its key (PerKey).
 //
 // The dead-letter stream is the queue's kanban.DeadLetterStore: listed,
 // redriven (each message published to the work stream under a dedup ID of

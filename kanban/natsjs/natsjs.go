@@ -73,7 +73,8 @@ type Options struct {
 	// Storage selects file (the zero value) or memory storage.
 	Storage Storage
 	// AckWait is how long a delivered message stays leased without an
-	// acknowledgement; running handlers extend it every third of it. 0
+	// acknowledgement; the consumer extends it every third of it while
+	// the message is handled or waits behind its key (PerKey). 0
 	// means 30s.
 	AckWait time.Duration
 	// FetchWait is how long one pull request waits on the server. It
