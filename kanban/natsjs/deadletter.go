@@ -30,17 +30,32 @@ func (q *Queue[T]) stream(ctx context.Context, name string) (jetstream.Stream, *
 // scanDeadLetters calls visit with every dead letter from seq from, in
 // order (backwards with newest), up to the last one there was when it
 // started, until visit returns false. Each dead letter is one request to
-// the server.
+// the server; oldest first, so is the gap of dead letters redriven or
+// deleted before the next one kept (the request asks for the next message
+// from a sequence number on), but newest first each number of the gap is
+// a request of its own, as the server has no such request backwards.
 func (q *Queue[T]) scanDeadLetters(ctx context.Context, s jetstream.Stream, st jetstream.StreamState, from uint64, newest bool,
 	visit func(m *jetstream.RawStreamMsg) bool) error {
 	if st.Msgs == 0 {
 		return nil
 	}
-	step := uint64(1)
-	if newest {
-		step = ^uint64(0) // -1
+	if !newest {
+		for seq := max(from, st.FirstSeq); seq <= st.LastSeq; {
+			m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.opts.DeadLetterStream))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil // none from seq on
+			}
+			if err != nil {
+				return fmt.Errorf("natsjs: reading dead letter %d: %w", seq, err)
+			}
+			if m.Sequence < seq || m.Sequence > st.LastSeq || !visit(m) {
+				return nil
+			}
+			seq = m.Sequence + 1
+		}
+		return nil
 	}
-	for seq := from; seq >= st.FirstSeq && seq <= st.LastSeq && seq != 0; seq += step {
+	for seq := min(from, st.LastSeq); seq >= st.FirstSeq && seq != 0; seq-- {
 		m, err := s.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
@@ -57,7 +72,9 @@ func (q *Queue[T]) scanDeadLetters(ctx context.Context, s jetstream.Stream, st j
 
 // ListDeadLetters returns a page of the dead letters query matches, read
 // from the dead-letter stream one request per dead letter examined: a
-// filter that matches few examines many, up to DeadLetterLimit.
+// filter that matches few examines many, up to DeadLetterLimit. Newest
+// first, a dead letter redriven or deleted from among those kept costs a
+// request too, until the ones older than it are gone.
 func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQuery) (kanban.DeadLetterPage, error) {
 	if err := query.Validate(); err != nil {
 		return kanban.DeadLetterPage{}, err
@@ -75,6 +92,8 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 		from = min(st.LastSeq, query.Cursor-1)
 	case query.Newest:
 		from = st.LastSeq
+	case query.Cursor >= st.LastSeq:
+		return page, nil // nothing after it
 	case query.Cursor != 0:
 		from = max(st.FirstSeq, query.Cursor+1)
 	}

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -186,4 +187,75 @@ func TestSameIDDeadTwiceIsKeptTwice(t *testing.T) {
 	assert.Equal(t, "1", string(dls[0].Payload))
 	assert.Equal(t, "2", string(dls[1].Payload))
 	assert.Less(t, time.Since(start), window+dls[0].Time.Sub(start), "the second death fell in the dead-letter stream's window")
+}
+
+// TestDeadLetterScansSkipDeletedOnes: reading the dead letters costs a
+// request per dead letter kept, not per sequence number the stream has
+// used: dead letters redriven or deleted from the middle (the oldest one
+// kept) are skipped in one request, however many there were.
+func TestDeadLetterScansSkipDeletedOnes(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	ctx := context.Background()
+	q, err := natsjs.New[int](ctx, nc, natsjs.Options{Stream: "GAPS"})
+	require.NoError(t, err)
+	dead := func(id, key string) {
+		_, err := q.JetStream().PublishMsg(ctx, &nats.Msg{Subject: "GAPS_DLQ", Data: []byte("1"), Header: nats.Header{
+			natsjs.HeaderID: {id}, natsjs.HeaderKey: {key}, natsjs.HeaderReason: {"no"},
+		}})
+		require.NoError(t, err)
+	}
+	dead("first", "kept")
+	for i := range 300 {
+		dead("gone"+strconv.Itoa(i), "gone")
+	}
+	dead("last", "kept")
+	n, err := q.DeleteDeadLetters(ctx, kanban.DeadLetterFilter{Key: "gone"})
+	require.NoError(t, err)
+	require.Equal(t, 300, n)
+
+	gets, err := nc.SubscribeSync("$JS.API.STREAM.MSG.GET.GAPS_DLQ")
+	require.NoError(t, err)
+	requests := func() int {
+		t.Helper()
+		require.NoError(t, nc.Flush())
+		n, _, err := gets.Pending()
+		require.NoError(t, err)
+		for range n {
+			_, err := gets.NextMsg(0)
+			require.NoError(t, err)
+		}
+		return n
+	}
+	dls, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dls, 2)
+	assert.Equal(t, []string{"first", "last"}, []string{dls[0].ID, dls[1].ID})
+	assert.LessOrEqual(t, requests(), 3, "DeadLetters")
+
+	page, err := q.ListDeadLetters(ctx, kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Key: "none"}})
+	require.NoError(t, err)
+	assert.Empty(t, page.Letters)
+	assert.LessOrEqual(t, requests(), 3, "ListDeadLetters")
+
+	page, err = q.ListDeadLetters(ctx, kanban.DeadLetterQuery{Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, page.Letters, 1)
+	assert.Equal(t, "first", page.Letters[0].ID)
+	assert.Equal(t, dls[1].Seq-1, page.Letters[0].Seq+300)
+	assert.Equal(t, page.Letters[0].Seq, page.Next, "the last dead letter comes next")
+	assert.LessOrEqual(t, requests(), 3, "a page")
+
+	n, err = q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{Reason: "none"})
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.LessOrEqual(t, requests(), 3, "RedriveDeadLetters")
+
+	// A cursor past the last dead letter, the largest one too, is the end.
+	for _, cursor := range []uint64{dls[1].Seq, math.MaxUint64} {
+		page, err = q.ListDeadLetters(ctx, kanban.DeadLetterQuery{Cursor: cursor})
+		require.NoError(t, err)
+		assert.Empty(t, page.Letters, "after %d", cursor)
+		assert.Zero(t, page.Next)
+	}
 }

@@ -540,31 +540,19 @@ func (q *Queue[T]) consumer(ctx context.Context, wip int) (jetstream.Consumer, e
 	}
 }
 
-// DeadLetters reads the dead-letter stream, oldest first.
+// DeadLetters reads the dead-letter stream, oldest first: a request per
+// dead letter.
 func (q *Queue[T]) DeadLetters(ctx context.Context) ([]kanban.DeadLetter, error) {
-	s, err := q.js.Stream(ctx, q.opts.DeadLetterStream)
+	s, info, err := q.stream(ctx, q.opts.DeadLetterStream)
 	if err != nil {
-		return nil, fmt.Errorf("natsjs: stream %s: %w", q.opts.DeadLetterStream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("natsjs: stream %s: %w", q.opts.DeadLetterStream, err)
+		return nil, err
 	}
 	var out []kanban.DeadLetter
-	if info.State.Msgs == 0 {
-		return out, nil
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return out, fmt.Errorf("natsjs: reading dead letter %d: %w", seq, err)
-		}
+	err = q.scanDeadLetters(ctx, s, info.State, info.State.FirstSeq, false, func(m *jetstream.RawStreamMsg) bool {
 		out = append(out, deadLetterOf(m))
-	}
-	return out, nil
+		return true
+	})
+	return out, err
 }
 
 func deadLetterOf(m *jetstream.RawStreamMsg) kanban.DeadLetter {
