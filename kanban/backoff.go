@@ -100,5 +100,11 @@ func (e Exponential) Delay(attempt int) time.Duration {
 		}
 		d *= 1 + jitter*(2*r()-1)
 	}
-	return time.Duration(math.Min(limit, math.Max(0, d)))
+	if d >= limit {
+		// Not time.Duration(limit): a Max near math.MaxInt64 is rounded
+		// up as a float64, past the largest Duration, and converts to a
+		// negative one.
+		return e.maxDelay()
+	}
+	return time.Duration(math.Max(0, d))
 }

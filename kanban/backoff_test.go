@@ -28,6 +28,11 @@ func TestExponentialDelay(t *testing.T) {
 		{"no jitter", kanban.Exponential{Initial: time.Second, Multiplier: 3, Jitter: -1}, 3, 9 * time.Second},
 		{"attempt 0 treated as 1", kanban.Exponential{Jitter: -1}, 0, 100 * time.Millisecond},
 		{"huge attempt does not overflow", kanban.Exponential{Jitter: -1}, 1 << 30, 30 * time.Second},
+		// float64(math.MaxInt64) is 2^63, one past the largest Duration.
+		{"capped at the largest Max", kanban.Exponential{Initial: time.Hour, Max: math.MaxInt64, Jitter: -1}, 100, math.MaxInt64},
+		{"the largest Initial", kanban.Exponential{Initial: math.MaxInt64, Max: math.MaxInt64, Jitter: -1}, 1, math.MaxInt64},
+		{"jittered up to the largest Max", kanban.Exponential{Initial: time.Hour, Max: math.MaxInt64, Rand: fixed(1)}, 100, math.MaxInt64},
+		{"jittered down from the largest Max", kanban.Exponential{Initial: time.Hour, Max: math.MaxInt64, Rand: fixed(0)}, 100, time.Duration(0.8 * float64(math.MaxInt64))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
