@@ -163,8 +163,12 @@ func (l *lease[T]) Release(context.Context) error { return l.m.Nak() }
 func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 
 // DeadLetter publishes the message to the dead-letter stream, then
-// terminates it. When the publish fails the message is released instead,
-// to be dead-lettered on its next delivery.
+// terminates it. When the publish fails the message is handed back, to be
+// dead-lettered on its next delivery, after a wait that grows with its
+// deliveries as the waits between PublishAsync's attempts do (from
+// AsyncRetryWait, doubling up to 2s): handed back at once, it came
+// straight back to fail again, as fast as the consumer could pull, while
+// the dead-letter stream was gone or the message too large for it.
 //
 // The dead letter's Nats-Msg-Id is that of the stored message it comes
 // from, "<id>.dead.<stream sequence>", with the message ID in Kanban-Id:
@@ -189,7 +193,7 @@ func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) 
 	pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 	defer cancel()
 	if _, err := q.js.PublishMsg(pctx, &nats.Msg{Subject: q.opts.DeadLetterStream, Data: l.m.Data(), Header: nh}); err != nil {
-		_ = l.m.Nak()
+		_ = l.m.NakWithDelay(q.backoff.Delay(attempts))
 		return fmt.Errorf("natsjs: dead-lettering message %s: %w", l.ID(), err)
 	}
 	return l.m.Term() // not TermWithReason: servers before 2.10 ignore it
