@@ -323,7 +323,9 @@ type BoardBreaker struct {
 func (b *Board) State() BoardState {
 	st := BoardState{Title: b.opts.Title, Time: time.Now(), ReadOnly: b.opts.ReadOnly,
 		Cord: BoardCord{Name: b.ev.CordName(), CordStatus: b.ev.Cord()}}
-	for _, a := range b.ev.Alerts() {
+	alerts := b.ev.Alerts()
+	st.Rules = make([]BoardRule, 0, len(alerts))
+	for _, a := range alerts {
 		br := BoardRule{Name: a.Name, Severity: a.Severity, State: a.State, Color: color(a), Value: finite(a.Value), Threshold: finite(a.Threshold),
 			Unit: a.Unit, ValueText: a.ValueText(), ThresholdText: a.ThresholdText(), Detail: a.Detail,
 			Summary: a.Annotations["summary"], RunbookURL: a.Annotations["runbook_url"], Since: a.Since(), LastEval: a.LastEval,
@@ -352,7 +354,9 @@ func (b *Board) State() BoardState {
 		st.Panels = append(st.Panels, b.show(p))
 	}
 	h := b.ev.History()
-	st.History = h[max(0, len(h)-b.opts.HistoryLength):]
+	// An empty list, not null, until a rule first changes state: the page
+	// reads it as a list.
+	st.History = append([]Transition{}, h[max(0, len(h)-b.opts.HistoryLength):]...)
 	return st
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/jidoka"
 )
@@ -125,6 +126,22 @@ func TestBoardState(t *testing.T) {
 	require.NoError(t, err)
 	nf.Body.Close()
 	assert.Equal(t, http.StatusNotFound, nf.StatusCode)
+}
+
+// TestBoardStateBeforeAnyChange reads the state of a board whose rules
+// have not changed state yet: every list is a JSON list, empty or not,
+// never null, which the page could not read.
+func TestBoardStateBeforeAnyChange(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{})
+	resp, err := http.Get(f.srv.URL + "/andon/api/state")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var st map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+	for _, field := range []string{"rules", "lines", "breakers", "panels", "history"} {
+		assert.IsType(t, []any{}, st[field], field)
+	}
+	assert.Empty(t, st["history"])
 }
 
 func TestBoardCordRequests(t *testing.T) {

@@ -9,13 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/internal/servers"
 	"github.com/taipattern/taikit/jidoka"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -48,7 +50,6 @@ func (s *switchCond) Measure(context.Context, time.Time) (andon.Measurement, err
 // shows it. It saves a screenshot to $ANDON_SCREENSHOT_DIR, or to a
 // temporary directory.
 func TestBoardInChromium(t *testing.T) {
-	bin := servers.Binary(t, "chromium", "chromium", "chromium-browser")
 	errorRate, slow := &switchCond{}, &switchCond{}
 	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
 	require.NoError(t, err)
@@ -93,24 +94,7 @@ func TestBoardInChromium(t *testing.T) {
 		eval()
 	}
 
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-	)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
+	ctx, _ := browser(t, 90*time.Second)
 
 	start := time.Now()
 	step := func(what string) { t.Logf("%6.2fs %s", time.Since(start).Seconds(), what) }
@@ -197,6 +181,77 @@ func TestBoardInChromium(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`[data-line="checkout"][data-stopped="false"]`)),
 	))
 	assert.False(t, line.Status().Stopped)
+}
+
+// TestFreshBoardInChromium opens the board of a program that has just
+// started: no rule has changed state yet, so there is no history. The
+// page goes live and shows the rules, with no error on the page.
+func TestFreshBoardInChromium(t *testing.T) {
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
+	require.NoError(t, err)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{})
+	require.NoError(t, err)
+	srv := httptest.NewServer(board)
+	t.Cleanup(func() {
+		require.NoError(t, board.Shutdown(context.Background()))
+		srv.Close()
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="HighErrorRate"]`))))
+	summary, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("summary").textContent`))
+	require.NoError(t, err)
+	assert.Equal(t, "0 firing · 0 pending · 1 rules", summary)
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// browser starts a headless Chromium for the test, bounded by timeout,
+// and returns its context and a function that lists the JavaScript
+// exceptions thrown on its pages so far.
+func browser(t *testing.T, timeout time.Duration) (context.Context, func() []string) {
+	t.Helper()
+	bin := servers.Binary(t, "chromium", "chromium", "chromium-browser")
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	t.Cleanup(cancelTimeout)
+	var (
+		mu     sync.Mutex
+		thrown []string
+	)
+	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			what := e.ExceptionDetails.Text
+			if e.ExceptionDetails.Exception != nil {
+				what += " " + e.ExceptionDetails.Exception.Description
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			thrown = append(thrown, what)
+		}
+	}))
+	return ctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), thrown...)
+	}
 }
 
 func splitFields(s string) []string {
