@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -26,7 +27,8 @@ var boardFiles embed.FS
 type BoardOptions struct {
 	// Prefix is the path the board is served under, such as "/andon":
 	// the page at Prefix+"/", its JSON at Prefix+"/api/state". Empty means
-	// the root. It must start with "/" and not end with one.
+	// the root. It must start with "/", not end with one, and be a clean
+	// path (no "//", "." or ".." segment).
 	Prefix string
 	// Title heads the page. Empty means "Andon".
 	Title string
@@ -114,6 +116,11 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/") ||
 		strings.ContainsAny(opts.Prefix, "{}# ?")) {
 		return nil, fmt.Errorf("andon: BoardOptions.Prefix %q must start with / and not end with one (e.g. /andon)", opts.Prefix)
+	}
+	if opts.Prefix != "" && path.Clean(opts.Prefix) != opts.Prefix {
+		// A request's path is cleaned before it is matched, so the board
+		// could never be reached there (and ServeMux panics on such a pattern).
+		return nil, fmt.Errorf("andon: BoardOptions.Prefix %q must be a clean path, without // or . or .. segments (e.g. /andon)", opts.Prefix)
 	}
 	for i, l := range opts.Lines {
 		if l == nil {

@@ -385,6 +385,10 @@ func TestBoardOptionsValidation(t *testing.T) {
 	}{
 		{andon.BoardOptions{Prefix: "andon"}, `BoardOptions.Prefix "andon" must start with /`},
 		{andon.BoardOptions{Prefix: "/andon/"}, `BoardOptions.Prefix "/andon/" must start with / and not end with one`},
+		{andon.BoardOptions{Prefix: "/ops//andon"}, `BoardOptions.Prefix "/ops//andon" must be a clean path`},
+		{andon.BoardOptions{Prefix: "/ops/../andon"}, `BoardOptions.Prefix "/ops/../andon" must be a clean path`},
+		{andon.BoardOptions{Prefix: "/ops/./andon"}, `BoardOptions.Prefix "/ops/./andon" must be a clean path`},
+		{andon.BoardOptions{Prefix: "/andon/."}, `BoardOptions.Prefix "/andon/." must be a clean path`},
 		{andon.BoardOptions{Refresh: time.Millisecond}, "BoardOptions.Refresh 1ms is below 100ms"},
 		{andon.BoardOptions{Lines: []andon.Line{nil}}, "BoardOptions.Lines[0] is nil"},
 		{andon.BoardOptions{TrustedOrigins: []string{"not a url"}}, "BoardOptions.TrustedOrigins"},
