@@ -3,6 +3,7 @@ package kaizenprom
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,8 +20,9 @@ type Queue interface {
 	Stats() kanban.QueueStats
 }
 
-// BacklogTimeout bounds the reading of one queue's Backlog at a scrape;
-// for natsjs it is three requests to the server.
+// BacklogTimeout bounds the reading of the queues' Backlogs at a scrape
+// (they are read at once); for natsjs each is three requests to the
+// server.
 const BacklogTimeout = 5 * time.Second
 
 // HandlerBuckets are the bounds, in seconds, of the handler duration
@@ -123,10 +125,31 @@ func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.durations.Describe(ch)
 }
 
-// Collect reads the stats and the backlog of every queue, one queue after
-// another, each backlog within BacklogTimeout.
+// Collect reads the stats and the backlog of every queue. The backlogs are
+// read at once, all within BacklogTimeout, so a server that does not
+// answer holds a scrape up for BacklogTimeout whatever the number of
+// queues on it, and the scrape reports their backlog_up as 0 within
+// Prometheus' scrape timeout.
 func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, q := range c.queues.list() {
+	queues := c.queues.list()
+	type backlog struct {
+		kanban.Backlog
+		err error
+	}
+	backlogs := make([]backlog, len(queues))
+	ctx, cancel := context.WithTimeout(context.Background(), BacklogTimeout)
+	var wg sync.WaitGroup
+	for i, q := range queues {
+		if r, ok := q.src.(kanban.BacklogReader); ok {
+			wg.Go(func() {
+				b, err := r.Backlog(ctx)
+				backlogs[i] = backlog{b, err}
+			})
+		}
+	}
+	wg.Wait()
+	cancel()
+	for i, q := range queues {
 		s := q.src.Stats()
 		send(ch, c.published, prometheus.CounterValue, float64(s.Published), q.name)
 		send(ch, c.duplicates, prometheus.CounterValue, float64(s.Duplicates), q.name)
@@ -138,7 +161,7 @@ func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 		send(ch, c.inFlight, prometheus.GaugeValue, float64(s.InFlight), q.name)
 		switch src := q.src.(type) {
 		case kanban.BacklogReader:
-			c.collectBacklog(ch, q.name, src)
+			c.sendBacklog(ch, q.name, backlogs[i].Backlog, backlogs[i].err)
 		case interface{ Len() int }:
 			send(ch, c.depth, prometheus.GaugeValue, float64(src.Len()), q.name)
 		}
@@ -146,10 +169,7 @@ func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	c.durations.Collect(ch)
 }
 
-func (c *KanbanCollector) collectBacklog(ch chan<- prometheus.Metric, name string, r kanban.BacklogReader) {
-	ctx, cancel := context.WithTimeout(context.Background(), BacklogTimeout)
-	b, err := r.Backlog(ctx)
-	cancel()
+func (c *KanbanCollector) sendBacklog(ch chan<- prometheus.Metric, name string, b kanban.Backlog, err error) {
 	if err != nil {
 		send(ch, c.backlogUp, prometheus.GaugeValue, 0, name)
 		return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -194,4 +195,37 @@ func TestKanbanCollectorBacklogUnknownOrFailing(t *testing.T) {
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	assert.Empty(t, problems)
+}
+
+// silentBacklog is a queue whose server does not answer: its Backlog
+// returns when ctx ends.
+type silentBacklog struct{ fakeQueue }
+
+func (silentBacklog) Backlog(ctx context.Context) (kanban.Backlog, error) {
+	<-ctx.Done()
+	return kanban.Backlog{}, ctx.Err()
+}
+
+// TestKanbanCollectorSilentServer reads the backlogs of queues on a server
+// that does not answer: a scrape takes BacklogTimeout, whatever the number
+// of queues, so it ends within Prometheus' scrape timeout (10s by default)
+// and reports each queue's backlog_up as 0.
+func TestKanbanCollectorSilentServer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+		require.NoError(t, err)
+		names := []string{"orders", "refunds", "confirmations", "emails"}
+		for _, name := range names {
+			require.NoError(t, c.AddQueue(name, silentBacklog{}))
+		}
+		start := time.Now()
+		families, err := reg.Gather()
+		require.NoError(t, err)
+		assert.Equal(t, kaizenprom.BacklogTimeout, time.Since(start), "the backlogs are read at once")
+		scraped := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return families, nil })
+		for _, name := range names {
+			assert.Equal(t, 0.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", map[string]string{"queue": name}), name)
+		}
+	})
 }
