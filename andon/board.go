@@ -38,7 +38,8 @@ type BoardOptions struct {
 	Breakers []Breaker
 	// Refresh is how often a live page is sent the state when nothing
 	// changed in the evaluator (lines and breakers change on their own).
-	// Zero means 2s; otherwise at least 100ms.
+	// Zero means 2s; otherwise at least 100ms. Whatever it is, a stream
+	// silent for 15s is sent a keep-alive comment.
 	Refresh time.Duration
 	// ReadOnly hides the cord and refuses POSTs with 403.
 	ReadOnly bool
@@ -419,6 +420,9 @@ func (b *Board) fail(w http.ResponseWriter, code int, msg string) {
 	b.writeJSON(w, code, map[string]string{"error": msg})
 }
 
+// keepAlive is the longest an event stream stays silent.
+const keepAlive = 15 * time.Second
+
 // events streams the state as server-sent events until the client goes
 // or the board shuts down.
 func (b *Board) events(w http.ResponseWriter, r *http.Request) {
@@ -436,6 +440,10 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	tick := time.NewTicker(b.refresh)
 	defer tick.Stop()
+	// A keep-alive is due keepAlive after the last write whatever Refresh
+	// is, so that a proxy does not take a quiet stream for a dead one.
+	quiet := time.NewTimer(keepAlive)
+	defer quiet.Stop()
 	var last []byte
 	lastWrite := time.Now()
 	for {
@@ -455,7 +463,7 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 			body, _ := json.Marshal(st) // it encoded a moment ago
 			msg = append(append([]byte("event: state\ndata: "), body...), "\n\n"...)
 			last = key
-		case time.Since(lastWrite) >= 15*time.Second:
+		case time.Since(lastWrite) >= keepAlive:
 			msg = []byte(": keep-alive\n\n")
 		}
 		if msg != nil {
@@ -472,6 +480,7 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			lastWrite = time.Now()
+			quiet.Reset(keepAlive)
 		}
 		select {
 		case <-r.Context().Done():
@@ -481,6 +490,7 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 		case <-poked:
 		case <-tick.C:
+		case <-quiet.C:
 		}
 	}
 }

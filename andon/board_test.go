@@ -469,15 +469,18 @@ func TestBoardEventTiming(t *testing.T) {
 		synctest.Wait()
 		assert.Equal(t, []string{"state", "state"}, w.kinds(), "at the refresh, two seconds after the last")
 
-		time.Sleep(14 * time.Second)
+		time.Sleep(15*time.Second - time.Nanosecond)
 		synctest.Wait()
 		assert.Equal(t, []string{"state", "state"}, w.kinds())
-		time.Sleep(2 * time.Second)
+		time.Sleep(time.Nanosecond)
 		synctest.Wait()
 		assert.Equal(t, []string{"state", "state", ": keep-alive"}, w.kinds(), "a keep-alive after 15s of silence")
-		time.Sleep(14 * time.Second)
+		time.Sleep(15*time.Second - time.Nanosecond)
 		synctest.Wait()
-		assert.Len(t, w.kinds(), 3, "the next keep-alive is 15s after the last write")
+		assert.Len(t, w.kinds(), 3)
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.Len(t, w.kinds(), 4, "the next keep-alive is 15s after the last write")
 	})
 }
 
@@ -494,6 +497,28 @@ func TestBoardKeepAliveAtFifteenSeconds(t *testing.T) {
 		time.Sleep(time.Nanosecond)
 		synctest.Wait()
 		assert.Equal(t, []string{"state", ": keep-alive"}, w.kinds(), "at the refresh 15s after the last write")
+	})
+}
+
+// TestBoardKeepAliveWithALongRefresh streams with a Refresh longer than
+// the keep-alive: the stream still says something every 15s, as a proxy
+// cuts a connection silent for longer (nginx after 60s).
+func TestBoardKeepAliveWithALongRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEvaluator(t, andon.EvaluatorOptions{})
+		b, err := andon.NewBoard(e, andon.BoardOptions{Refresh: time.Hour})
+		require.NoError(t, err)
+		w, stop := stream(b)
+		defer stop()
+		time.Sleep(15*time.Second - time.Nanosecond)
+		synctest.Wait()
+		assert.Equal(t, []string{"state"}, w.kinds())
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.Equal(t, []string{"state", ": keep-alive"}, w.kinds(), "15s after the last write")
+		time.Sleep(45 * time.Second)
+		synctest.Wait()
+		assert.Len(t, w.kinds(), 5, "every 15s")
 	})
 }
 
