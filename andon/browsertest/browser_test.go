@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -205,6 +206,52 @@ func TestFreshBoardInChromium(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "0 firing · 0 pending · 1 rules", summary)
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// TestBoardTextIsNeverHTML puts markup in every text the board shows (a
+// rule's name and summary, a line, a panel's title, headings and cells,
+// the cord's reason and who): the page shows it as text and runs none of it.
+func TestBoardTextIsNeverHTML(t *testing.T) {
+	const evil = `<img src=x onerror="window.pwned=1">"'&`
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "line " + evil})
+	require.NoError(t, err)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
+		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
+		Rules: []andon.Rule{{Name: "rule " + evil, Severity: andon.Page, Condition: &switchCond{}, Summary: "summary " + evil}}})
+	require.NoError(t, err)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Title: "title " + evil, Lines: []andon.Line{line},
+		Panels: []andon.Panel{{Title: "panel " + evil, Columns: []string{"column " + evil},
+			Rows: func() []andon.PanelRow {
+				return []andon.PanelRow{{Cells: []string{"cell " + evil}, Link: "/jobs/" + evil}}
+			}}}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(board)
+	t.Cleanup(func() {
+		require.NoError(t, board.Shutdown(context.Background()))
+		srv.Close()
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	ev.EvaluateAt(context.Background(), time.Now()) // the summary is expanded
+	ev.Pull(context.Background(), "reason "+evil, "who "+evil)
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#cord[data-pulled="true"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	require.NoError(t, err)
+	for _, want := range []string{"rule ", "summary ", "line ", "panel ", "column ", "cell ", "who " + evil + ": reason "} {
+		assert.Contains(t, strings.ToLower(text), strings.ToLower(want+evil), "shown as text")
+	}
+	title, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.title`))
+	require.NoError(t, err)
+	assert.Equal(t, "title "+evil, title)
+	imgs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("img").length`))
+	require.NoError(t, err)
+	assert.Zero(t, imgs, "no element made from the text")
+	pwned, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.pwned === 1`))
+	require.NoError(t, err)
+	assert.False(t, pwned)
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
