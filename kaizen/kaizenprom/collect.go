@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -137,8 +138,8 @@ type sources[T any] struct {
 
 // add adds src under name. what names the kind of thing in errors.
 func (s *sources[T]) add(what, name string, src T) error {
-	if name == "" {
-		return fmt.Errorf("kaizenprom: the %s has no name; the collector labels its series with it", what)
+	if err := checkLabel(what, name); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -154,6 +155,19 @@ func (s *sources[T]) list() []named[T] {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.items)
+}
+
+// checkLabel returns an error when name cannot label the series of the
+// what it names: empty, or not valid UTF-8, which would make every scrape
+// fail.
+func checkLabel(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("kaizenprom: the %s has no name; the collector labels its series with it", what)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("kaizenprom: the %s's name %q is not valid UTF-8; the collector labels its series with it", what, name)
+	}
+	return nil
 }
 
 // errNil is the error of an Add method given a nil source.

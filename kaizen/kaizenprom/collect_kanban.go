@@ -2,7 +2,7 @@ package kaizenprom
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -110,10 +110,10 @@ func (c *KanbanCollector) AddQueue(name string, q Queue) error {
 // HandlerObserver returns the kanban.HandlerObserver that records the
 // durations of the queue name's handler attempts, for
 // kanban.ConsumeOptions.Observer. Pass the name the queue is added under.
-// It returns an error for an empty name.
+// It returns an error for an empty name or one that is not valid UTF-8.
 func (c *KanbanCollector) HandlerObserver(name string) (kanban.HandlerObserver, error) {
-	if name == "" {
-		return nil, errors.New("kaizenprom: HandlerObserver: the queue has no name; the histogram labels its series with it")
+	if err := checkLabel("queue", name); err != nil {
+		return nil, fmt.Errorf("%w (HandlerObserver)", err)
 	}
 	h := c.durations.WithLabelValues(name)
 	return kanban.HandlerObserverFunc(func(d time.Duration, _ error) { h.Observe(d.Seconds()) }), nil

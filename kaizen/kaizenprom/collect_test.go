@@ -228,3 +228,25 @@ func mustLine(t *testing.T, name string) *jidoka.Line {
 	require.NoError(t, err)
 	return line
 }
+
+// A name that is not valid UTF-8 is refused when it is added: as a label
+// value it would make every scrape of the registry fail.
+func TestCollectorsRefuseNamesNotUTF8(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	jc, err := kaizenprom.NewJidokaCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gate\xffway"})
+	require.NoError(t, err)
+	require.ErrorContains(t, jc.AddBreaker(b), "not valid UTF-8")
+
+	kc, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{})
+	require.NoError(t, err)
+	require.ErrorContains(t, kc.AddQueue("ord\xffers", q), "not valid UTF-8")
+	_, err = kc.HandlerObserver("ord\xffers")
+	require.ErrorContains(t, err, "not valid UTF-8")
+
+	_, err = reg.Gather()
+	require.NoError(t, err, "the registry still gathers")
+}
