@@ -30,6 +30,13 @@ type ConsumeOptions struct {
 	PerKey bool
 	// MaxAttempts is the number of deliveries before a failing message is
 	// dead-lettered. 0 means 5.
+	//
+	// A Memory queue counts the deliveries that were handled; JetStream
+	// counts every one, so there a message handed back unstarted (pulled
+	// as its consumer stopped, or waiting behind its key at a drain) uses
+	// up an attempt: with a small MaxAttempts and a consumer that stops
+	// often with a backlog, a message can be dead-lettered having been
+	// handled fewer times.
 	MaxAttempts int
 	// Backoff spaces attempts. nil means Exponential{}.
 	Backoff Backoff

@@ -45,7 +45,9 @@
 // dead-letter stream, with the reason and attempts in headers, and
 // terminated. A message's lease is extended (InProgress) every third of
 // AckWait while its handler runs, and while it waits behind an earlier
-// message of its key (PerKey).
+// message of its key (PerKey). A message handed back unstarted when a
+// consumer stops is negatively acknowledged at once, and JetStream counts
+// that delivery among its attempts (see kanban.ConsumeOptions.MaxAttempts).
 //
 // The dead-letter stream is the queue's kanban.DeadLetterStore: listed,
 // redriven (each message published to the work stream under a dedup ID of
