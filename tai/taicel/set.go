@@ -25,7 +25,9 @@ import (
 // verdict rules in order — the first whose expression is true decides,
 // with its verdict and reason, and score 0 — and otherwise runs every
 // scored rule and adds Weight × risk into a score capped at 1, which the
-// thresholds turn into Allow, Review or Deny, exactly as tai.Scored does.
+// thresholds turn into Allow, Review or Deny, exactly as tai.Scored does
+// (within tai.ScoreTolerance: a score that reaches a threshold but for the
+// rounding of floating point reaches it, and is reported as it).
 // The decision lists the scored rules that contributed; its Reason is the
 // reason of the largest contribution. A set without scored rules allows
 // what no verdict rule decided. An expression that fails at evaluation (a
@@ -228,10 +230,10 @@ func (s *Set[T]) decide(ctx context.Context, act *activation) (tai.Decision, int
 	}
 	d.Score = min(d.Score, 1)
 	switch {
-	case d.Score >= s.deny:
-		d.Verdict = tai.Deny
-	case d.Score >= s.review:
-		d.Verdict = tai.Review
+	case d.Score >= s.deny-tai.ScoreTolerance:
+		d.Score, d.Verdict = max(d.Score, s.deny), tai.Deny
+	case d.Score >= s.review-tai.ScoreTolerance:
+		d.Score, d.Verdict = max(d.Score, s.review), tai.Review
 	default:
 		d.Verdict = tai.Allow
 	}

@@ -393,3 +393,42 @@ func FuzzCompileRule(f *testing.F) {
 		}
 	})
 }
+
+// TestScoreTolerance checks that a set turns scores into verdicts as
+// tai.Scored does: a sum of weights that reaches a threshold but for the
+// rounding of floating point reaches it.
+func TestScoreTolerance(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	spec := &taicel.Spec{Version: "1", Thresholds: taicel.Thresholds{Review: 0.6, Deny: 1}, Rules: []taicel.Rule{
+		{Name: "a", Weight: 0.7, Expr: "true"},
+		{Name: "b", Weight: 0.2, Expr: "payload.Items > 0"},
+		{Name: "c", Weight: 0.1, Expr: "payload.Items > 0"},
+	}}
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	rules := []tai.Rule[Order]{
+		{Name: "a", Weight: 0.7, Check: func(context.Context, tai.Signal[Order]) (float64, string, error) { return 1, "a", nil }},
+		{Name: "b", Weight: 0.2, Check: func(_ context.Context, s tai.Signal[Order]) (float64, string, error) {
+			return float64(min(s.Payload.Items, 1)), "b", nil
+		}},
+		{Name: "c", Weight: 0.1, Check: func(_ context.Context, s tai.Signal[Order]) (float64, string, error) {
+			return float64(min(s.Payload.Items, 1)), "c", nil
+		}},
+	}
+	scored, err := tai.NewScored(tai.ScoredOptions{Review: 0.6, Deny: 1}, rules...)
+	require.NoError(t, err)
+	for _, items := range []int{0, 1} {
+		s := tai.Signal[Order]{Payload: Order{Items: items}}
+		want, err := scored.Evaluate(t.Context(), s)
+		require.NoError(t, err)
+		got, err := set.Evaluate(t.Context(), s)
+		require.NoError(t, err)
+		assert.Equal(t, want.Verdict, got.Verdict, "items %d", items)
+		assert.Equal(t, want.Score, got.Score, "items %d", items)
+	}
+	d, err := set.Evaluate(t.Context(), tai.Signal[Order]{Payload: Order{Items: 1}})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, d.Verdict)
+	assert.Equal(t, 1.0, d.Score)
+}

@@ -33,9 +33,9 @@ type Spec struct {
 	Rules []Rule `yaml:"rules" json:"rules"`
 }
 
-// Thresholds are the scores from which a scored set reviews and denies.
-// The zero value denies at 0.5 and has no review band, as
-// tai.ScoredOptions.
+// Thresholds are the scores from which a scored set reviews and denies,
+// within tai.ScoreTolerance as tai.ScoredOptions. The zero value denies at
+// 0.5 and has no review band, as tai.ScoredOptions.
 type Thresholds struct {
 	// Review is the score at or above which the verdict is Review, in
 	// (0, Deny]. Zero means no review band.
