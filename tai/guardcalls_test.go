@@ -5,11 +5,13 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taitest"
 )
 
 // A guard may call the action more than once, one call after another or
@@ -140,4 +142,60 @@ func TestGuardedPathDoesNotAllocate(t *testing.T) {
 		}
 	})
 	assert.Zero(t, allocs)
+}
+
+// A guard outside one that refuses the call may turn the refusal into nil
+// (a fallback): the action did not run and the signal is Rejected, with
+// the refusal as its error, so that errors.Is and RetryAfter still find
+// what the refusing guard said.
+func TestRefusalSwallowedByAnOuterGuard(t *testing.T) {
+	refusal := retryErr{d: 5 * time.Second}
+	swallow := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		_ = fn(ctx)
+		return nil
+	})
+	refuse := namedGuard{name: "breaker", j: &journal{}, reject: refusal}
+	for _, guards := range [][]tai.Guard{
+		{swallow, refuse},
+		{swallow, swallow, refuse},
+		{swallow, refuse, taitest.NopGuard{}},
+	} {
+		p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithGuards(guards...))
+		require.NoError(t, err)
+		for range 3 {
+			res, err := p.Process(context.Background(), sig())
+			assert.Equal(t, tai.Rejected, res.Outcome)
+			require.ErrorIs(t, err, refusal)
+			assert.Equal(t, 5*time.Second, tai.RetryAfter(err))
+			var rej *tai.RejectedError
+			require.ErrorAs(t, err, &rej)
+			assert.Equal(t, "breaker", rej.Hook)
+		}
+	}
+	// A retry that is refused, then runs the action, succeeds.
+	var n int
+	flaky := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		if n++; n%2 == 1 {
+			return refusal
+		}
+		return fn(ctx)
+	})
+	retry := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		if err := fn(ctx); err == nil {
+			return nil
+		}
+		return fn(ctx)
+	})
+	p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithGuards(retry, flaky))
+	require.NoError(t, err)
+	for range 3 {
+		res, err := p.Process(context.Background(), sig())
+		require.NoError(t, err)
+		assert.Equal(t, tai.Succeeded, res.Outcome)
+	}
+	// A guard that skips the action without a reason still says so.
+	p, err = tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithGuards(swallow, tai.GuardFunc(func(context.Context, func(context.Context) error) error { return nil })))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), sig())
+	require.ErrorContains(t, err, "guard returned without running the action")
 }

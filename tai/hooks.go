@@ -37,7 +37,9 @@ func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, k
 // or it does not call fn at all and returns the reason (breaker open, too
 // many running). The pipeline tells the two apart: when fn was never
 // called the outcome is Rejected, otherwise it follows the error Do
-// returned.
+// returned. A rejection's error is the one Do returned, or, when a guard
+// outside the refusing one turned it into nil (a fallback), the refusing
+// guard's own, so errors.Is and RetryAfter still find it.
 //
 // Do may call fn more than once. A retry calls it again after a failure,
 // one call after another on Do's goroutine; a hedge calls it again while

@@ -490,9 +490,10 @@ type call[T, R any] struct {
 	runs    atomic.Uint64
 	reached atomic.Int32 // index of the innermost guard entered; the first link sets it to 0
 
-	mu  sync.Mutex
-	val R    // the kept value: see keep
-	won bool // val is the value of a call that succeeded
+	mu      sync.Mutex
+	val     R     // the kept value: see keep
+	won     bool  // val is the value of a call that succeeded
+	refusal error // the first error of a guard that did not call on; see link
 
 	links []func(context.Context) error
 }
@@ -510,10 +511,28 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 			if c.reached.Load() != int32(i) {
 				c.reached.Store(int32(i))
 			}
-			return g.Do(ctx, next)
+			before := c.runs.Load()
+			err := g.Do(ctx, next)
+			if err != nil && c.runs.Load() == before {
+				c.refused(err)
+			}
+			return err
 		}
 	}
 	return c
+}
+
+// refused keeps err, the error of a guard whose Do returned while no call
+// of the action started, unless an error was kept before: the innermost
+// guard returns first, and its error is the reason the action did not
+// run. A guard outside it may turn that error into nil (a fallback), and
+// the signal is then Rejected with the refusal all the same.
+func (c *call[T, R]) refused(err error) {
+	c.mu.Lock()
+	if c.refusal == nil {
+		c.refusal = err
+	}
+	c.mu.Unlock()
 }
 
 // run is the innermost link: the action itself. It recovers a panic into
@@ -562,6 +581,11 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 		// then find this signal, not another one. A rejection costs a
 		// fresh call; a call whose action returned is recycled.
 		if err == nil {
+			c.mu.Lock()
+			err = c.refusal
+			c.mu.Unlock()
+		}
+		if err == nil {
 			err = errors.New("guard returned without running the action")
 		}
 		return r, &RejectedError{Stage: StageAction, Hook: hook, Err: err}
@@ -574,7 +598,7 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	r = c.val
 	var zs Signal[T]
 	var zr R
-	c.sig, c.val, c.won = zs, zr, false
+	c.sig, c.val, c.won, c.refusal = zs, zr, false, nil
 	p.calls.Put(c)
 	return r, err
 }
