@@ -390,9 +390,7 @@ func (p *Pipeline[T, R]) judge(d *Decision, err error) error {
 	}
 	if err != nil {
 		d.Verdict = 0
-		var pe *PolicyError
-		var pa *PanicError
-		if !errors.As(err, &pe) && !errors.As(err, &pa) {
+		if !namesPolicy(err) {
 			err = &PolicyError{Policy: nameOrDecision(p.policyName, d.Policy), Err: err}
 		}
 		return err

@@ -912,6 +912,8 @@ func TestPolicyErrorNames(t *testing.T) {
 		}), "velocity", `tai: policy "velocity" failed: store down`},
 		{"inside All", tai.All(fixed(allow, nil), tai.Named("geo", failing(boom))), "geo", `tai: policy "geo" failed: store down`},
 		{"inside Any", tai.Any(fixed(deny, nil), failing(boom)), "#1", `tai: policy "#1" failed: store down`},
+		{"inside All inside All", tai.All(fixed(allow, nil), tai.All(tai.Named("geo", failing(boom)))), "geo", `tai: policy "geo" failed: store down`},
+		{"inside a named All inside Any", tai.Any(fixed(deny, nil), tai.Named("checks", tai.All(failing(boom)))), "#0", `tai: policy "#0" failed: store down`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -930,14 +932,16 @@ func TestPolicyErrorNames(t *testing.T) {
 		scored, err := tai.NewScored(tai.ScoredOptions{Name: "fraud"}, tai.Rule[int]{Name: "geo", Weight: 1,
 			Check: func(context.Context, tai.Signal[int]) (float64, string, error) { panic("rule bug") }})
 		require.NoError(t, err)
-		p, err := tai.New(scored, doubleAction(&journal{}))
-		require.NoError(t, err)
-		_, err = p.Process(context.Background(), sig())
-		var pa *tai.PanicError
-		require.ErrorAs(t, err, &pa)
-		assert.Equal(t, tai.StagePolicy, pa.Stage)
-		var pe *tai.PolicyError
-		assert.False(t, errors.As(err, &pe), "a panic is not wrapped as a policy error: %v", err)
+		for _, policy := range []tai.Policy[int]{scored, tai.All(fixed(allow, nil), scored), tai.Any(fixed(deny, nil), tai.All(scored))} {
+			p, err := tai.New(policy, doubleAction(&journal{}))
+			require.NoError(t, err)
+			_, err = p.Process(context.Background(), sig())
+			var pa *tai.PanicError
+			require.ErrorAs(t, err, &pa)
+			assert.Equal(t, tai.StagePolicy, pa.Stage)
+			var pe *tai.PolicyError
+			assert.False(t, errors.As(err, &pe), "a panic is not wrapped as a policy error: %v", err)
+		}
 	})
 }
 

@@ -215,8 +215,17 @@ func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d D
 	if err == nil && !d.Verdict.Valid() {
 		err = errNoVerdict(d.Verdict)
 	}
-	if err != nil {
+	if err != nil && !namesPolicy(err) {
 		err = &PolicyError{Policy: nameOf(p, fmt.Sprintf("#%d", i)), Err: err}
 	}
 	return d, err
+}
+
+// namesPolicy reports whether err already says which policy failed and
+// how, as Process returns it: a *PolicyError of a combinator nested in
+// another, which names the policy that failed, or a *PanicError.
+func namesPolicy(err error) bool {
+	var pe *PolicyError
+	var pa *PanicError
+	return errors.As(err, &pe) || errors.As(err, &pa)
 }
