@@ -82,6 +82,14 @@ func Parse(data []byte) (*Spec, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("taicel: rule file is empty")
 		}
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			// The decoder names the line of a value of the wrong type, but
+			// not that of a verdict Verdict.UnmarshalText refused.
+			if line := badVerdictLine(data); line > 0 {
+				return nil, fmt.Errorf("taicel: line %d: %w", line, err)
+			}
+		}
 		return nil, fmt.Errorf("taicel: %w", err)
 	}
 	var extra yaml.Node
@@ -138,6 +146,26 @@ func locateExprs(root *yaml.Node, rules []Rule) {
 			}
 		}
 	}
+}
+
+// badVerdictLine returns the line of the first rule's verdict that is not
+// one, or 0.
+func badVerdictLine(data []byte) int {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
+		return 0
+	}
+	seq := mappingValue(root.Content[0], "rules")
+	if seq == nil || seq.Kind != yaml.SequenceNode {
+		return 0
+	}
+	for _, item := range seq.Content {
+		var v tai.Verdict
+		if n := mappingValue(item, "verdict"); n != nil && n.Kind == yaml.ScalarNode && n.Tag != "!!null" && v.UnmarshalText([]byte(n.Value)) != nil {
+			return n.Line
+		}
+	}
+	return 0
 }
 
 func mappingValue(m *yaml.Node, key string) *yaml.Node {
