@@ -245,7 +245,12 @@ type batch struct {
 	out   []judged
 }
 
-const batchLines = 256
+// A batch holds batchLines lines, or fewer that add up to batchBytes, so
+// that the batches in flight hold a few MiB whatever the lines' length.
+const (
+	batchLines = 256
+	batchBytes = 1 << 20
+)
 
 // readTrail reads the sources' lines into batches, in order, until the
 // end, a read error (sent as the last batch's err) or stop.
@@ -276,12 +281,12 @@ func readTrail(srcs []trailSource, batches chan<- *batch, stop <-chan struct{}) 
 			line++
 			text := sc.Bytes()
 			if len(b.ends) == 0 {
-				b.data = make([]byte, 0, batchLines*(len(text)+16))
+				b.data = make([]byte, 0, min(batchLines*(len(text)+16), batchBytes))
 			}
 			b.data = append(b.data, text...)
 			b.ends = append(b.ends, len(b.data))
 			b.lines = append(b.lines, line)
-			if len(b.ends) == batchLines {
+			if len(b.ends) == batchLines || len(b.data) >= batchBytes {
 				if !send(b) {
 					rc.Close()
 					return

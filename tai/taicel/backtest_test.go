@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -596,4 +597,22 @@ func TestBacktestStopsWithItsContext(t *testing.T) {
 	stop()
 	_, err = taicel.Backtest(done, cand, bytes.NewReader(trail), taicel.BacktestOptions{})
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+// A long line costs its own length, not that of a batch of lines as long:
+// a trail whose first line holds a large payload (here 1 MiB of blanks)
+// is read in memory of the order of the line.
+func TestBacktestLongLine(t *testing.T) {
+	trail := writeTrail(t, stream(300))
+	long := append(bytes.Repeat([]byte{' '}, 1<<20), '\n')
+	in := append(append(long, trail...), long...)
+	set := candidateSet(t, nil)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rep, err := taicel.Backtest(context.Background(), set, bytes.NewReader(in), taicel.BacktestOptions{Workers: 1})
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
+	assert.Equal(t, 300, rep.Replayed)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(32<<20), "bytes allocated")
 }
