@@ -30,7 +30,10 @@ type Options[T any] struct {
 	// Lookup returns the values of Vars for a signal: per-customer state
 	// such as attempt counts, read from a store. It runs once per signal
 	// and set, before the rules. A variable an expression reads that the
-	// map lacks fails the evaluation; an error from Lookup fails it too.
+	// map lacks fails the evaluation; an error from Lookup fails it too,
+	// and so does a value that cannot be of its variable's declared type
+	// when that is a scalar (a string or a nil for an int; any Go number
+	// will do for int, uint and double).
 	// Required when Vars is not empty.
 	Lookup func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
 	// EnvOptions are added to the CEL environment: more extension

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -431,4 +432,56 @@ func TestScoreTolerance(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, tai.Deny, d.Verdict)
 	assert.Equal(t, 1.0, d.Score)
+}
+
+// A value Lookup returns for a declared variable that cannot be of its
+// type fails the signal: CEL trusts the declaration, and an inequality
+// with a string held for an int variable whatever its value.
+func TestLookupValueOfAnotherType(t *testing.T) {
+	type label string
+	var vars map[string]any
+	env, err := taicel.NewEnv(taicel.Options[Order]{
+		Vars: map[string]*cel.Type{"n": cel.IntType, "s": cel.StringType, "b": cel.BoolType, "at": cel.TimestampType, "tags": cel.ListType(cel.StringType)},
+		Lookup: func(context.Context, tai.Signal[Order]) (map[string]any, error) {
+			return vars, nil
+		},
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+		{Name: "not seven", Verdict: tai.Deny, Expr: "n != 7"},
+		{Name: "r", Weight: 1, Expr: `s == "x" || b`},
+	}})
+	require.NoError(t, err)
+	good := func() map[string]any {
+		return map[string]any{"n": 7, "s": "y", "b": false, "at": time.Unix(0, 0), "tags": []string{"a"}}
+	}
+	for _, v := range []map[string]any{
+		good(),
+		{"n": int32(7), "s": label("y"), "b": false},
+		{"n": uint8(7), "s": types.String("y"), "b": types.Bool(false)},
+		{"n": 7.0, "s": "y", "b": false, "tags": "not checked"},
+	} {
+		vars = v
+		d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
+		require.NoError(t, err, "%v", v)
+		assert.Equal(t, tai.Allow, d.Verdict, "%v", v)
+	}
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"n", "7", `taicel: lookup: variable "n" is a string; declared int`},
+		{"n", nil, `taicel: lookup: variable "n" is nil; declared int`},
+		{"s", 1, `variable "s" is a int; declared string`},
+		{"b", "false", `variable "b" is a string; declared bool`},
+		{"at", "2026-01-01T00:00:00Z", `variable "at" is a string; declared google.protobuf.Timestamp`},
+	} {
+		vars = good()
+		vars[tc.name] = tc.v
+		d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
+		require.Error(t, err, "%s=%#v", tc.name, tc.v)
+		assert.ErrorContains(t, err, tc.want)
+		assert.Zero(t, d.Verdict)
+	}
 }
