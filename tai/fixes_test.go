@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -222,5 +225,20 @@ func TestScoredThresholdBoundaries(t *testing.T) {
 		if th := map[tai.Verdict]float64{tai.Deny: c.deny, tai.Review: c.review}[d.Verdict]; d.Score < th {
 			t.Errorf("weights %v: score %.17g below the threshold %v of its verdict", c.weights, d.Score, th)
 		}
+	}
+}
+
+// A score of 0 reaches no threshold, however small: ScoreTolerance absorbs
+// rounding, and a score no rule added to has none.
+func TestScoredZeroScoreReachesNoThreshold(t *testing.T) {
+	none := tai.Rule[int]{Name: "quiet", Weight: 1,
+		Check: func(context.Context, tai.Signal[int]) (float64, string, error) { return 0, "", nil }}
+	for _, o := range []tai.ScoredOptions{{Deny: 1e-10}, {Review: 1e-12, Deny: 0.5}, {Review: tai.ScoreTolerance, Deny: tai.ScoreTolerance}} {
+		p, err := tai.NewScored(o, none)
+		require.NoError(t, err)
+		d, err := p.Evaluate(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+		require.NoError(t, err)
+		assert.Equal(t, tai.Allow, d.Verdict, "%+v", o)
+		assert.Zero(t, d.Score, "%+v", o)
 	}
 }

@@ -30,7 +30,8 @@ type Rule[T any] struct {
 // may fall and still reach it. A sum of weighted risks carries rounding
 // errors of floating point (0.7 + 0.2 + 0.1 is 0.9999999999999999), far
 // smaller than this; a score that reaches a threshold only within the
-// tolerance is reported as the threshold itself.
+// tolerance is reported as the threshold itself. A score of 0 reaches no
+// threshold.
 const ScoreTolerance = 1e-9
 
 // ScoredOptions names a Scored policy and sets its thresholds. The zero
@@ -136,9 +137,9 @@ func (p *Scored[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error)
 	}
 	d.Score = min(d.Score, 1)
 	switch {
-	case d.Score >= p.deny-ScoreTolerance:
+	case d.Score > 0 && d.Score >= p.deny-ScoreTolerance:
 		d.Score, d.Verdict = max(d.Score, p.deny), Deny
-	case d.Score >= p.review-ScoreTolerance:
+	case d.Score > 0 && d.Score >= p.review-ScoreTolerance:
 		d.Score, d.Verdict = max(d.Score, p.review), Review
 	default:
 		d.Verdict = Allow

@@ -233,9 +233,9 @@ func (s *Set[T]) decide(ctx context.Context, act *activation) (tai.Decision, int
 	}
 	d.Score = min(d.Score, 1)
 	switch {
-	case d.Score >= s.deny-tai.ScoreTolerance:
+	case d.Score > 0 && d.Score >= s.deny-tai.ScoreTolerance:
 		d.Score, d.Verdict = max(d.Score, s.deny), tai.Deny
-	case d.Score >= s.review-tai.ScoreTolerance:
+	case d.Score > 0 && d.Score >= s.review-tai.ScoreTolerance:
 		d.Score, d.Verdict = max(d.Score, s.review), tai.Review
 	default:
 		d.Verdict = tai.Allow

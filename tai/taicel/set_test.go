@@ -432,6 +432,16 @@ func TestScoreTolerance(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, tai.Deny, d.Verdict)
 	assert.Equal(t, 1.0, d.Score)
+
+	// A score of 0 reaches no threshold, however small.
+	spec.Thresholds = taicel.Thresholds{Review: 1e-12, Deny: 1e-10}
+	spec.Rules = spec.Rules[1:]
+	set, err = env.Compile(spec)
+	require.NoError(t, err)
+	d, err = set.Evaluate(t.Context(), tai.Signal[Order]{})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Allow, d.Verdict)
+	assert.Zero(t, d.Score)
 }
 
 // A value Lookup returns for a declared variable that cannot be of its
