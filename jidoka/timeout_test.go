@@ -319,17 +319,22 @@ func TestTimeoutErrorAtTheDeadline(t *testing.T) {
 		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Name: "db", Duration: time.Second})
 		require.NoError(t, err)
 		for range 100 {
-			err := to.Do(context.Background(), func(ctx context.Context) error {
-				client, server := net.Pipe()
-				defer client.Close()
-				defer server.Close()
-				dl, _ := ctx.Deadline()
-				require.NoError(t, client.SetReadDeadline(dl))
-				_, err := client.Read(make([]byte, 1))
-				return err
-			})
+			err := to.Do(context.Background(), func(ctx context.Context) error { return readUntilDeadline(t, ctx) })
 			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 			require.ErrorIs(t, err, jidoka.ErrTimeout)
 		}
 	})
+}
+
+// readUntilDeadline reads from a connection that never answers, with
+// ctx's deadline as its read deadline: it fails with
+// os.ErrDeadlineExceeded at that instant, as the timer of ctx fires.
+func readUntilDeadline(t *testing.T, ctx context.Context) error {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	dl, _ := ctx.Deadline()
+	require.NoError(t, client.SetReadDeadline(dl))
+	_, err := client.Read(make([]byte, 1))
+	return err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -253,15 +252,7 @@ func TestWatchdogAnswerAtTheTimeoutFails(t *testing.T) {
 	})
 	synctest.Test(t, func(t *testing.T) {
 		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: time.Minute, Timeout: 5 * time.Second,
-			Check: func(ctx context.Context) error {
-				client, server := net.Pipe()
-				defer client.Close()
-				defer server.Close()
-				dl, _ := ctx.Deadline()
-				require.NoError(t, client.SetReadDeadline(dl))
-				_, err := client.Read(make([]byte, 1))
-				return err
-			}})
+			Check: func(ctx context.Context) error { return readUntilDeadline(t, ctx) }})
 		for range 50 {
 			res := <-r.results
 			require.ErrorIs(t, res.Err, os.ErrDeadlineExceeded)
