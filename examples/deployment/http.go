@@ -71,7 +71,7 @@ func untraced(r *http.Request) bool {
 }
 
 func (s *Service) tokens() httpapi.Tokens {
-	return httpapi.Tokens{API: s.cfg.APIToken, Admin: s.cfg.AdminToken}
+	return httpapi.Tokens{API: s.cfg.APIToken, Admin: s.cfg.AdminToken, Realm: "deployment admin"}
 }
 
 // adminOnly guards h with the admin token.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -101,7 +102,11 @@ func TestBoardRoutes(t *testing.T) {
 
 	r = do(t, "POST", ts.URL+"/andon/api/cord", map[string]string{"action": "pull"}, "X-Andon-Board", "1")
 	assert.Equal(t, http.StatusUnauthorized, r.Code, "the board's cord needs the token: %s", r.Body)
-	r = do(t, "POST", ts.URL+"/andon/api/cord", map[string]string{"action": "pull", "reason": "test"}, append([]string{"X-Andon-Board", "1"}, auth...)...)
+	assert.Contains(t, r.Header.Values("WWW-Authenticate"), `Basic realm="deployment admin", charset="UTF-8"`,
+		"a browser on the board asks for the token")
+	// What a browser sends once it has asked: the token as the password.
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+admin))
+	r = do(t, "POST", ts.URL+"/andon/api/cord", map[string]string{"action": "pull", "reason": "test"}, "X-Andon-Board", "1", "Authorization", basic)
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 	require.Eventually(t, func() bool { stopped, _ := ts.line.Stopped(); return stopped }, 10*time.Second, 10*time.Millisecond, "the board's cord is the service's")
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"strconv"
 
@@ -15,56 +14,14 @@ import (
 // again, when it follows the board's links into the admin API.
 const adminRealm = "payment admin"
 
-// isAdmin reports whether r carries token, the admin token, as a Bearer
-// token or as the password of HTTP Basic (any user name), in constant
-// time. No request carries an empty token.
-func isAdmin(r *http.Request, token string) bool {
-	if token == "" {
-		return false
-	}
-	if httpapi.Matches(r, token) {
-		return true
-	}
-	_, pass, ok := r.BasicAuth()
-	return ok && subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1
-}
-
-// requireAdmin wraps h so that it needs the admin token, as isAdmin takes
-// it. Without an admin token configured it answers 403: the route is off.
-// A request without the token, or with a wrong one, gets 401 with a
-// challenge for both schemes (a browser asks for the Basic password).
-// Every refusal is counted in payment_invalid_requests_total. A change
-// (any method but GET, HEAD or OPTIONS) made by a browser from another
-// site is refused with 403: a browser sends a Basic password it knows on
-// its own, with any page's requests.
+// requireAdmin wraps h so that it needs the admin token (see
+// httpapi.Tokens.RequireAdmin); every refusal is counted in
+// payment_invalid_requests_total.
 func (s *Service) requireAdmin(h http.Handler) http.Handler {
-	token := s.cfg.AdminToken
-	csrf := http.NewCrossOriginProtection()
-	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		s.refuse(w, &requestError{Status: http.StatusForbidden, Code: "cross_origin",
-			Message: "a change from a page of another site is refused"})
-	}))
-	guarded := csrf.Handler(h)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case token == "":
-			s.refuse(w, &requestError{Status: http.StatusForbidden, Code: "forbidden",
-				Message: "this action needs the service to be started with an admin token (-admin-token)"})
-		case !isAdmin(r, token):
-			w.Header().Add("WWW-Authenticate", `Basic realm="`+adminRealm+`", charset="UTF-8"`)
-			w.Header().Add("WWW-Authenticate", `Bearer realm="`+adminRealm+`"`)
-			s.refuse(w, &requestError{Status: http.StatusUnauthorized, Code: "unauthorized",
-				Message: "a valid admin token is required: as a Bearer token, or as the HTTP Basic password (any user name)"})
-		default:
-			guarded.ServeHTTP(w, r)
-		}
+	t := httpapi.Tokens{Admin: s.cfg.AdminToken, Realm: adminRealm}
+	return t.RequireAdmin(h, func(_ *http.Request, e *httpapi.Error) {
+		s.badRequests.WithLabelValues(strconv.Itoa(e.Status)).Inc()
 	})
-}
-
-// refuse answers e and counts it by its status.
-func (s *Service) refuse(w http.ResponseWriter, e *requestError) {
-	s.badRequests.WithLabelValues(strconv.Itoa(e.Status)).Inc()
-	writeError(w, e)
 }
 
 // withoutLinks returns p with its rows' links removed: the board of a

@@ -592,7 +592,7 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		// request without the token itself; Authorize keeps them closed
 		// to a request that reaches them any other way.
 		Authorize: func(r *http.Request) error {
-			if !isAdmin(r, s.cfg.AdminToken) {
+			if !httpapi.MatchesAdmin(r, s.cfg.AdminToken) {
 				return errors.New("the queues need the admin token")
 			}
 			return nil

@@ -10,14 +10,19 @@ import (
 	"strings"
 )
 
-// Tokens are a service's bearer tokens. API guards the service's own API
-// when set; Admin guards what changes how the service runs (the andon cord,
-// chaos settings, abort and promote) and is required for it: without an
-// admin token those routes answer 403. The two must differ, so that a
-// client holding the API token cannot stop the line.
+// Tokens are a service's tokens. API guards the service's own API when
+// set, as a Bearer token; Admin guards what changes how the service runs
+// (the andon cord, chaos settings, abort and promote) and is required for
+// it: without an admin token those routes answer 403. The admin token is
+// taken as a Bearer token or as the password of HTTP Basic, so that a
+// browser on the board can send it. The two must differ, so that a client
+// holding the API token cannot stop the line.
 type Tokens struct {
 	API   string
 	Admin string
+	// Realm is the HTTP authentication realm of the admin routes, named
+	// in their challenges. Empty means "admin".
+	Realm string
 }
 
 // Validate reports tokens that must not be used.
@@ -52,6 +57,20 @@ func Matches(r *http.Request, token string) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
+// MatchesAdmin reports whether r carries token, an admin token, as a
+// Bearer token or as the password of HTTP Basic (any user name), in
+// constant time. No request carries an empty token.
+func MatchesAdmin(r *http.Request, token string) bool {
+	if token == "" {
+		return false
+	}
+	if Matches(r, token) {
+		return true
+	}
+	_, pass, ok := r.BasicAuth()
+	return ok && subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1
+}
+
 // RequireAPI wraps h so that, with an API token set, a request without it
 // gets 401. reject, if not nil, is told of each refusal (for a metric).
 func (t Tokens) RequireAPI(h http.Handler, reject func(*http.Request, *Error)) http.Handler {
@@ -67,23 +86,42 @@ func (t Tokens) RequireAPI(h http.Handler, reject func(*http.Request, *Error)) h
 	})
 }
 
-// RequireAdmin wraps h so that it needs the admin token; without an admin
-// token configured it answers 403.
+// RequireAdmin wraps h so that it needs the admin token, as MatchesAdmin
+// takes it; without an admin token configured it answers 403. A request
+// without the token, or with a wrong one, gets 401 with a challenge for
+// both schemes (a browser asks for the Basic password). A change (any
+// method but GET, HEAD or OPTIONS) a browser makes from a page of another
+// site is refused with 403: a browser sends a Basic password it knows on
+// its own, with any page's requests. reject, if not nil, is told of each
+// refusal.
 func (t Tokens) RequireAdmin(h http.Handler, reject func(*http.Request, *Error)) http.Handler {
+	refuse := func(w http.ResponseWriter, r *http.Request, e *Error) {
+		if reject != nil {
+			reject(r, e)
+		}
+		WriteError(w, e)
+	}
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refuse(w, r, Errorf(http.StatusForbidden, "cross_origin", "a change from a page of another site is refused"))
+	}))
+	guarded := csrf.Handler(h)
+	realm := t.Realm
+	if realm == "" {
+		realm = "admin"
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if t.Admin == "" {
-			e := Errorf(http.StatusForbidden, "forbidden", "this action needs the service to be started with an admin token")
-			if reject != nil {
-				reject(r, e)
-			}
-			WriteError(w, e)
-			return
+		switch {
+		case t.Admin == "":
+			refuse(w, r, Errorf(http.StatusForbidden, "forbidden", "this action needs the service to be started with an admin token (-admin-token)"))
+		case !MatchesAdmin(r, t.Admin):
+			w.Header().Add("WWW-Authenticate", `Basic realm="`+realm+`", charset="UTF-8"`)
+			w.Header().Add("WWW-Authenticate", `Bearer realm="`+realm+`"`)
+			refuse(w, r, Errorf(http.StatusUnauthorized, "unauthorized",
+				"a valid admin token is required: as a Bearer token, or as the HTTP Basic password (any user name)"))
+		default:
+			guarded.ServeHTTP(w, r)
 		}
-		if !Matches(r, t.Admin) {
-			unauthorized(w, r, "a valid admin Bearer token is required", reject)
-			return
-		}
-		h.ServeHTTP(w, r)
 	})
 }
 

@@ -215,7 +215,35 @@ func TestTokens(t *testing.T) {
 	assert.Equal(t, 204, call(tok.RequireAPI(ok, count), "bearer api"))
 	assert.Equal(t, 401, call(tok.RequireAdmin(ok, count), "Bearer api"), "the API token is not the admin token")
 	assert.Equal(t, 204, call(tok.RequireAdmin(ok, count), "Bearer adm"))
-	assert.Equal(t, []int{403, 401, 401, 401}, rejected)
+	basic := func(user, pass string) string {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.SetBasicAuth(user, pass)
+		return r.Header.Get("Authorization")
+	}
+	assert.Equal(t, 204, call(tok.RequireAdmin(ok, count), basic("", "adm")), "the admin token as the Basic password")
+	assert.Equal(t, 204, call(tok.RequireAdmin(ok, count), basic("ops", "adm")), "any user name")
+	assert.Equal(t, 401, call(tok.RequireAdmin(ok, count), basic("adm", "")), "the token is the password, not the user")
+	assert.Equal(t, 401, call(tok.RequireAPI(ok, count), basic("", "api")), "the API token is Bearer only")
+
+	rec := httptest.NewRecorder()
+	Tokens{Admin: "adm", Realm: "deployment admin"}.RequireAdmin(ok, nil).ServeHTTP(rec, httptest.NewRequest("POST", "/", nil))
+	assert.Equal(t, 401, rec.Code)
+	assert.Equal(t, []string{`Basic realm="deployment admin", charset="UTF-8"`, `Bearer realm="deployment admin"`},
+		rec.Header().Values("WWW-Authenticate"), "a browser asks for the password")
+
+	// A browser sends a Basic password it knows with any page's requests:
+	// a change from another site is refused, a read is not.
+	cross := func(method string) int {
+		r := httptest.NewRequest(method, "http://svc.example/", nil)
+		r.SetBasicAuth("", "adm")
+		r.Header.Set("Sec-Fetch-Site", "cross-site")
+		rec := httptest.NewRecorder()
+		tok.RequireAdmin(ok, count).ServeHTTP(rec, r)
+		return rec.Code
+	}
+	assert.Equal(t, 403, cross("POST"))
+	assert.Equal(t, 204, cross("GET"))
+	assert.Equal(t, []int{403, 401, 401, 401, 401, 401, 403}, rejected)
 
 	require.Error(t, Tokens{API: "x", Admin: "x"}.Validate())
 	require.Error(t, Tokens{API: "x "}.Validate())
