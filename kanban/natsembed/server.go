@@ -42,7 +42,8 @@ type Options struct {
 	Token string
 	// NoAuth listens on the port without a token: any process on the
 	// machine may connect, publish and read. For tests of clients that
-	// cannot present one.
+	// cannot present one. With a Token as well (and not InProcess) it is
+	// an error, as one of the two is a mistake.
 	NoAuth bool
 	// Logger receives the server's log at Info (notices), Warn and Error,
 	// and Debug. nil means silent.
@@ -67,6 +68,8 @@ func (o Options) Validate() error {
 		return errors.New("natsembed: invalid Token: must be valid UTF-8")
 	case bcryptHash.MatchString(o.Token):
 		return errors.New("natsembed: invalid Token: the server would take it for a bcrypt hash (\"$2a$10$...\")")
+	case o.Token != "" && o.NoAuth && !o.InProcess:
+		return errors.New("natsembed: invalid Token: set with NoAuth, which listens without one; drop one of the two")
 	}
 	return nil
 }

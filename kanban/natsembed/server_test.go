@@ -223,6 +223,23 @@ func TestTokenValidate(t *testing.T) {
 	assert.NoError(t, natsembed.Options{Token: "$2 dollars"}.Validate())
 }
 
+// A Token with NoAuth is refused: the server would listen open to every
+// process on the machine while its caller believes a secret guards it.
+func TestTokenWithNoAuth(t *testing.T) {
+	opts := natsembed.Options{Token: "a-secret-token-here", NoAuth: true}
+	err := opts.Validate()
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "natsembed: invalid Token: set with NoAuth")
+	assert.NotContains(t, err.Error(), opts.Token)
+	srv, err := natsembed.Start(context.Background(), opts)
+	if err == nil {
+		_ = srv.Shutdown(context.Background())
+	}
+	require.Error(t, err, "Start validates")
+	assert.NoError(t, natsembed.Options{NoAuth: true}.Validate())
+	assert.NoError(t, natsembed.Options{Token: "a-secret-token-here", InProcess: true}.Validate(), "InProcess ignores the Token")
+}
+
 // Two servers never run on one store: a second Start on a StoreDir in use
 // fails at once, leaving the first server serving, and succeeds once the
 // first has shut down.
