@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"mime"
 	"net/http"
 	"path"
 	"regexp"
@@ -593,7 +594,10 @@ func filterFromQuery(params map[string][]string) (kanban.DeadLetterFilter, error
 
 // readFilter decodes the JSON filter of a request body.
 func (h *Handler) readFilter(w http.ResponseWriter, r *http.Request) (kanban.DeadLetterFilter, error) {
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+	// A media type is case-insensitive and may carry parameters
+	// (RFC 9110, section 8.3.1); one that only begins with
+	// "application/json", such as application/jsonl, is another type.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return kanban.DeadLetterFilter{}, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)"}
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))

@@ -249,6 +249,34 @@ func TestBadRequests(t *testing.T) {
 	assert.Len(t, dl, 2, "no bad request changed anything")
 }
 
+// The body's media type is read as RFC 9110 has it: type and subtype in
+// any case, parameters after a semicolon; a type that only begins with
+// "application/json" is another type.
+func TestRedriveContentType(t *testing.T) {
+	for _, tc := range []struct {
+		contentType string
+		status      int
+	}{
+		{"application/json", 200},
+		{"Application/JSON", 200},
+		{"application/json; charset=utf-8", 200},
+		{"application/json ; charset=UTF-8", 200},
+		{"application/jsonl", 415},
+		{"application/json-seq", 415},
+		{"application/json5", 415},
+		{"", 415},
+		{"application/json; charset", 415},
+	} {
+		q := deadQueue(t, 0, 1)
+		_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+		r := s.do("POST", "/queues/orders/deadletters/redrive", `{"all":true}`, "Authorization", "Bearer "+token, "Content-Type", tc.contentType)
+		assert.Equal(t, tc.status, r.status, "%q: %s", tc.contentType, r.raw)
+		if tc.status == 415 {
+			assert.Equal(t, "unsupported_media_type", r.code(), "%q", tc.contentType)
+		}
+	}
+}
+
 func TestMutationsAreRefusedUnlessConfigured(t *testing.T) {
 	q := deadQueue(t, 0, 2)
 	_, s := newServer(t, kanbanhttp.Options{}, map[string]kanban.DeadLetterStore{"orders": q})
