@@ -38,8 +38,9 @@
 // context ends first and 502 when the backend fails. A redrive or delete
 // that stopped partway says how many it did in the same body ("redriven" or
 // "deleted"). The backend's error text may name servers or credentials, so
-// 5xx answers (and a backlog that cannot be read in GET /queues) carry a
-// fixed message and Options.Logger gets the detail.
+// 5xx answers (and a backlog that cannot be read in GET /queues, and a
+// queue the panels could not read) carry a fixed message and
+// Options.Logger gets the detail.
 //
 // The token is presented as "Authorization: Bearer <token>"; the scheme
 // is case-insensitive ("bearer" too), as RFC 9110 has it.

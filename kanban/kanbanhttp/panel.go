@@ -102,9 +102,16 @@ type PanelOptions struct {
 	DepthAmber int64
 }
 
+// unreadableCell is the dead letters cell of a queue Refresh could not
+// read.
+const unreadableCell = "unreadable; the service's log has the detail"
+
 // QueuePanel returns an andon.Panel with a row per queue: its name
 // (linked to its dead letters in the API), depth, the age of its oldest
-// waiting message and its dead letters, as the last Refresh read them.
+// waiting message and its dead letters, as the last Refresh read them. A
+// queue that could not be read says so, without the error's text, which
+// may name servers or credentials (Refresh returns it, and Watch logs it),
+// as GET /queues does.
 func (h *Handler) QueuePanel(opts PanelOptions) andon.Panel {
 	title := opts.Title
 	if title == "" {
@@ -125,7 +132,10 @@ func (h *Handler) QueuePanel(opts PanelOptions) andon.Panel {
 				case !polled:
 					row.Cells, row.Color = []string{name, "…", "…", "not read yet"}, "grey"
 				case s.err != nil:
-					row.Cells, row.Color = []string{name, "?", "?", "unreadable: " + s.err.Error()}, "red"
+					// The error's text may name servers or credentials, and
+					// a board is often open to read: Refresh's caller (Watch
+					// logs it) has the detail.
+					row.Cells, row.Color = []string{name, "?", "?", unreadableCell}, "red"
 				case !s.hasBacklog:
 					n := len(h.dlSeen[name])
 					row.Cells, row.Color = []string{name, "", "", deadCount(int64(n), n == PanelDeadLetters)}, color(int64(n), false)
