@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/taipattern/taikit/kanban"
 )
@@ -31,7 +32,8 @@ const DefaultMaxBodyBytes = 64 << 10
 // and refuses every mutation.
 type Options struct {
 	// Prefix is the path the API is served under, such as "/ops". Empty
-	// means the root. It must start with "/" and not end with one.
+	// means the root. It must start with "/", not end with one, and be a
+	// clean path (no "//", "." or ".." segment).
 	Prefix string
 	// Token, if set, must be presented as "Authorization: Bearer <token>"
 	// (the scheme in any case) on every mutation (and read, with
@@ -83,6 +85,11 @@ func New(opts Options) (*Handler, error) {
 	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/") ||
 		strings.ContainsAny(opts.Prefix, "{}# ?")) {
 		return nil, fmt.Errorf("kanbanhttp: Options.Prefix %q must start with / and not end with one (e.g. /ops)", opts.Prefix)
+	}
+	// A request's path is cleaned before it is matched, so an unclean
+	// Prefix could never match (and the ServeMux panics on it).
+	if opts.Prefix != "" && (path.Clean(opts.Prefix) != opts.Prefix || strings.ContainsFunc(opts.Prefix, unicode.IsControl)) {
+		return nil, fmt.Errorf("kanbanhttp: Options.Prefix %q must be a clean path: no empty, \".\" or \"..\" segment, no control character", opts.Prefix)
 	}
 	if opts.Token != "" && len(opts.Token) < 16 {
 		return nil, fmt.Errorf("kanbanhttp: Options.Token has %d bytes: at least 16 are needed", len(opts.Token))

@@ -409,9 +409,25 @@ func TestNewAndAddQueueValidate(t *testing.T) {
 		_, err := kanbanhttp.New(opts)
 		assert.Error(t, err, "%+v", opts)
 	}
-	h, err := kanbanhttp.New(kanbanhttp.Options{})
+	// A Prefix no request path can match, being unclean, or holding a
+	// control character, is an error, not a panic of the ServeMux.
+	for _, prefix := range []string{"/ops/../admin", "/ops//x", "/ops/.", "/.", "/a/..", "/o\tps", "/o\x00ps"} {
+		assert.NotPanics(t, func() {
+			_, err := kanbanhttp.New(kanbanhttp.Options{Prefix: prefix})
+			assert.ErrorContains(t, err, "kanbanhttp: Options.Prefix", "%q", prefix)
+		}, "%q", prefix)
+	}
+	h, err := kanbanhttp.New(kanbanhttp.Options{Prefix: "/ops/queue-admin"})
 	require.NoError(t, err)
 	q := deadQueue(t, 0, 0)
+	require.NoError(t, h.AddQueue("orders", q))
+	r := httptest.NewRequest("GET", "/ops/queue-admin/queues", nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	assert.Equal(t, http.StatusOK, w.Code, "a Prefix of two segments")
+
+	h, err = kanbanhttp.New(kanbanhttp.Options{})
+	require.NoError(t, err)
 	assert.Error(t, h.AddQueue("", q))
 	assert.Error(t, h.AddQueue("a/b", q))
 	assert.Error(t, h.AddQueue("orders", nil))
