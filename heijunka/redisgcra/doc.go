@@ -67,6 +67,17 @@
 // Redis has closed gets the fallback. Whatever the options, give each
 // call a ctx with a deadline.
 //
+// # Memory
+//
+// Give the limiter's Redis room, or a maxmemory-policy of noeviction.
+// Under an eviction policy a Redis at its maxmemory drops keys, and the
+// volatile-* policies choose among keys with an expiry, which every key
+// of a Store has: a dropped key is a key gone full, so its limit admits
+// a whole burst again, with no error for OnError to decide. Under
+// noeviction Redis refuses the script's write instead: a decision that
+// would record an event fails and gets the OnError fallback with Redis's
+// OOM error, while a denial, which writes nothing, is still decided.
+//
 // # Time
 //
 // The Store keeps times in whole microseconds since 1970. A Limit's

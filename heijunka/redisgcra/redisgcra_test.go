@@ -478,3 +478,34 @@ func TestScriptReloadsAfterFlush(t *testing.T) {
 	require.NoError(t, err, "EVALSHA falls back to EVAL")
 	assert.False(t, d.Allowed, "the state survived, the script was reloaded")
 }
+
+// A Redis at its maxmemory under noeviction refuses the write of an
+// admitted event: the OnError fallback decides it, with Redis's error,
+// while a denial, which writes nothing, is still Redis's.
+func TestRedisOutOfMemory(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	ctx := context.Background()
+	limit := heijunka.PerSecond(1)
+	now := time.Now()
+	closed := newStore(t, c, redisgcra.Options{OnError: redisgcra.FailClosed})
+	d, err := closed.Take(ctx, "full", limit, now, 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.NoError(t, c.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	require.NoError(t, c.ConfigSet(ctx, "maxmemory", "1").Err())
+	t.Cleanup(func() { _ = c.ConfigSet(ctx, "maxmemory", "0").Err() })
+
+	d, err = closed.Take(ctx, "new", limit, now, 1)
+	require.ErrorContains(t, err, "OOM")
+	assert.False(t, d.Allowed, "fail closed")
+	open := newStore(t, c, redisgcra.Options{OnError: redisgcra.FailOpen})
+	d, err = open.Take(ctx, "new", limit, now, 1)
+	require.ErrorContains(t, err, "OOM")
+	assert.True(t, d.Allowed && d.FailedOpen, "fail open")
+
+	d, err = open.Take(ctx, "full", limit, now, 1)
+	require.NoError(t, err, "a denial writes nothing")
+	assert.False(t, d.Allowed)
+	assert.False(t, d.FailedOpen)
+}
