@@ -400,7 +400,8 @@ func (s *Service) command(action string) http.HandlerFunc {
 		if body.Reason == "" {
 			body.Reason = action + " requested"
 		}
-		if err := s.store.SendCommand(r.Context(), d.ID, Command{Action: action, Reason: body.Reason, At: time.Now()}); err != nil {
+		c := Command{Action: action, Reason: body.Reason, At: time.Now(), Region: currentRegion(d)}
+		if err := s.store.SendCommand(r.Context(), d.ID, c); err != nil {
 			httpapi.WriteError(w, storeUnavailable(err))
 			return
 		}
@@ -410,6 +411,19 @@ func (s *Service) command(action string) http.HandlerFunc {
 		})
 		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"deployment_id": d.ID, "action": action, "status": "sent"})
 	}
+}
+
+// currentRegion is the region of a deployment in progress that a command
+// is for: the one rolling out, or else the next to.
+func currentRegion(d *Deployment) string {
+	for _, st := range []string{StatusInProgress, StatusPending} {
+		for _, rr := range d.Results {
+			if rr.Status == st {
+				return rr.Region
+			}
+		}
+	}
+	return ""
 }
 
 // setCord stores the cord's state for every replica and applies it here.

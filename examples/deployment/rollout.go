@@ -67,11 +67,17 @@ func (r *rollout) later(change func(d *Deployment, rr *RegionResult)) {
 
 // deliver hands a command to the rollout, once: the same command may come
 // from the store's watcher and from the read at the start. Commands over an
-// hour old are stale and dropped.
+// hour old are stale and dropped, and so is a promote or a resume sent to
+// another region of the wave: a command stays pending until the
+// deployment ends, and a promote of the first region's canary must not
+// skip the next region's.
 func (r *rollout) deliver(c Command) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c.Seq <= r.lastCmd || time.Since(c.At) > time.Hour {
+		return
+	}
+	if c.Action != "abort" && c.Region != "" && c.Region != r.region {
 		return
 	}
 	r.lastCmd = c.Seq

@@ -283,8 +283,12 @@ func (s *Store) StableAll(ctx context.Context) (map[string]string, error) {
 
 // Command is an instruction a person gives a running deployment.
 type Command struct {
-	Action string    `json:"action"` // abort, promote or resume
-	Reason string    `json:"reason,omitempty"`
+	Action string `json:"action"` // abort, promote or resume
+	Reason string `json:"reason,omitempty"`
+	// Region is the region whose rollout was running (or next to run)
+	// when the command was sent: a promote or a resume is for that
+	// region's rollout alone, where an abort ends the whole deployment.
+	Region string    `json:"region,omitempty"`
 	At     time.Time `json:"at"`
 	Seq    uint64    `json:"-"` // the store's revision: commands are told apart by it
 }

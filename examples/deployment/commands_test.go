@@ -1,0 +1,34 @@
+package main
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestPromoteStaysInItsRegion: a promote ends the bake of the region it
+// was sent to; the wave's next region bakes its canary in full.
+func TestPromoteStaysInItsRegion(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}},
+		"Prefer", "respond-async").deployment(t).ID
+	for _, stage := range []string{"canary", "staging"} {
+		waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == stage })
+		r := do(t, "POST", ts.URL+"/deploy/"+id+"/promote", nil, auth...)
+		require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	}
+	d := waitFor(t, ts.URL, id, func(d Deployment) bool { return len(d.Results[1].Stages) > 0 })
+	assert.Equal(t, StatusSuccess, d.Results[0].Status)
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "enough"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d = waitFor(t, ts.URL, id, ended)
+	require.NotEmpty(t, d.Results[1].Stages)
+	assert.Equal(t, "canary", d.Results[1].Stages[0].Name)
+	assert.Equal(t, "aborted", d.Results[1].Stages[0].Verdict,
+		"us-east-1's canary ended by the abort sent while it baked, not by the promote sent to us-west-2: %+v", d.Results[1].Stages)
+}
