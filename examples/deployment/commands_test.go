@@ -32,3 +32,23 @@ func TestPromoteStaysInItsRegion(t *testing.T) {
 	assert.Equal(t, "aborted", d.Results[1].Stages[0].Verdict,
 		"us-east-1's canary ended by the abort sent while it baked, not by the promote sent to us-west-2: %+v", d.Results[1].Stages)
 }
+
+// TestAbortWhilePaused: a rollout the cord paused and a person aborted
+// ends rolled back and no longer paused.
+func TestAbortWhilePaused(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 7"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	assert.False(t, d.Paused, "an ended deployment is not paused")
+}

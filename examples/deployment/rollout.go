@@ -650,9 +650,16 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 		s.log.Warn("new version not retired after rollback", "service", r.service, "region", r.region, "version", r.version, "err", err)
 	}
 	now := time.Now()
+	// A rollout the cord paused and then aborted (or failed, or cut off)
+	// is paused no longer: nothing of it is left to resume, and the next
+	// region of a wave starts unpaused.
+	r.mu.Lock()
+	r.paused = false
+	r.mu.Unlock()
 	err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
 		rr.Status, rr.ErrorMessage, rr.Percent, rr.Stage, rr.CompletedAt = StatusRolledBack, reason, 0, "", &now
 		rr.RecoveryMs = float64(recovery.Microseconds()) / 1000
+		d.Paused = false
 	})
 	s.auditEvent(r, "rollback", tai.Failed, reason, 0)
 	return err
