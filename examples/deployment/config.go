@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -169,8 +170,10 @@ func (c *Config) validate() error {
 	if c.Fleet != "sim" && c.Fleet != "local" {
 		errs = append(errs, fmt.Errorf("-fleet %q is not sim or local", c.Fleet))
 	}
-	if c.LocalTraffic < 0 || c.LocalTraffic > 10_000 {
-		errs = append(errs, fmt.Errorf("-local-traffic %v is not in [0, 10000]", c.LocalTraffic))
+	// A rate is 0 (none) or one whose interval between requests a ticker
+	// can hold; NaN fails every comparison.
+	if lt := c.LocalTraffic; lt != 0 && !(lt >= 0.001 && lt <= 10_000) {
+		errs = append(errs, fmt.Errorf("-local-traffic %v is not 0 or in [0.001, 10000]", lt))
 	}
 	if c.Interval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("-health-interval %v is below 1ms", c.Interval))
@@ -181,8 +184,8 @@ func (c *Config) validate() error {
 	if err := c.Analysis.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("analysis: %w", err))
 	}
-	if c.MinRequests < 0 {
-		errs = append(errs, fmt.Errorf("-min-requests %v is negative", c.MinRequests))
+	if !(c.MinRequests >= 0) || math.IsInf(c.MinRequests, 1) {
+		errs = append(errs, fmt.Errorf("-min-requests %v is not a number of requests (0 or more)", c.MinRequests))
 	}
 	if c.Rules != "" && c.Rules != rulesGo {
 		if fi, err := os.Stat(c.Rules); err != nil || !fi.IsDir() {

@@ -24,6 +24,16 @@ func TestParseConfigRefusals(t *testing.T) {
 		{nil, map[string]string{"WORKERS": "many"}, `WORKERS="many" is not an integer`},
 		{nil, map[string]string{"HEALTH_INTERVAL": "soon"}, `HEALTH_INTERVAL="soon" is not a duration`},
 		{[]string{"extra"}, nil, `unexpected arguments ["extra"]`},
+		// NaN passes every comparison: every sample, on no requests at
+		// all, would count. +Inf makes every sample inconclusive.
+		{[]string{"-min-requests", "NaN"}, nil, "-min-requests NaN is not a number of requests (0 or more)"},
+		{nil, map[string]string{"MIN_REQUESTS": "+Inf"}, "-min-requests +Inf is not a number of requests (0 or more)"},
+		{[]string{"-min-requests", "-1"}, nil, "-min-requests -1 is not a number of requests (0 or more)"},
+		// The traffic's ticker takes one request's interval: a rate so low
+		// that it overflows a time.Duration panicked at the start.
+		{[]string{"-local-traffic", "1e-12"}, nil, "-local-traffic 1e-12 is not 0 or in [0.001, 10000]"},
+		{[]string{"-local-traffic", "NaN"}, nil, "-local-traffic NaN is not 0 or in [0.001, 10000]"},
+		{[]string{"-local-traffic", "10001"}, nil, "-local-traffic 10001 is not 0 or in [0.001, 10000]"},
 		{nil, map[string]string{"LOG_LEVEL": "nonsense"}, `-log-level "nonsense" must be debug, info, warn or error`},
 		// A stage's name goes into region/stage, audit kinds and metric
 		// labels, and must not be that of a step of the service's own.
