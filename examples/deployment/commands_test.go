@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"net/http"
 	"testing"
 
@@ -51,4 +53,24 @@ func TestAbortWhilePaused(t *testing.T) {
 	d := waitFor(t, ts.URL, id, ended)
 	assert.Equal(t, StatusRolledBack, d.Status)
 	assert.False(t, d.Paused, "an ended deployment is not paused")
+}
+
+// TestFailureWinsOverPromoteAndPass: a stage with a failed analysis
+// waiting is rolled back, whatever else is ready with it: a promote, or
+// the end of its bake with samples passed before.
+func TestFailureWinsOverPromoteAndPass(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	for i := range 50 {
+		r := &rollout{s: ts.Service, service: "auth", version: "v2.0.0", region: "us-west-2",
+			cmds: make(chan Command, 8), failed: make(chan failure, 1), passed: 1}
+		r.failed <- failure{reason: "Error rate 7.20% exceeds threshold 5.00%"}
+		bake := time.Hour
+		if i%2 == 0 {
+			r.cmds <- Command{Action: "promote"}
+		} else {
+			bake = 0 // the last stage's: its bake is over at the first tick
+		}
+		verdict, reason, _ := r.bake(t.Context(), plannedStage{name: "prod", percent: 100, bake: bake})
+		require.Equal(t, "failed", verdict, "round %d: %s", i, reason)
+	}
 }

@@ -444,6 +444,9 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			case "abort":
 				return "aborted", c.Reason, time.Time{}
 			case "promote":
+				if f, ok := r.failedNow(); ok {
+					return "failed", f.reason, f.at
+				}
 				if !stopping && r.s.line.Admit(ctx, "") == nil {
 					r.setPaused(ctx, false)
 					return "promoted", "promoted by a person", time.Time{}
@@ -467,6 +470,9 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			passed := r.passed
 			r.mu.Unlock()
 			if passed > 0 {
+				if f, ok := r.failedNow(); ok {
+					return "failed", f.reason, f.at
+				}
 				return "passed", samplesPassed(passed), time.Time{}
 			}
 			// Past its bake (left is negative by as much) without a
@@ -475,6 +481,19 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 				return "failed", fmt.Sprintf("No health data for %s %s at %s", r.service, r.version, st.name), time.Now()
 			}
 		}
+	}
+}
+
+// failedNow returns the failed analysis waiting, if one is. A stage is
+// not passed nor promoted over one: select picks at random among the
+// cases ready, and a failure that came with the bake's end or a promote
+// would otherwise make a failing version the one serving.
+func (r *rollout) failedNow() (failure, bool) {
+	select {
+	case f := <-r.failed:
+		return f, true
+	default:
+		return failure{}, false
 	}
 }
 
