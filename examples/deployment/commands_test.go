@@ -74,3 +74,36 @@ func TestFailureWinsOverPromoteAndPass(t *testing.T) {
 		require.Equal(t, "failed", verdict, "round %d: %s", i, reason)
 	}
 }
+
+// TestStartOnStoppedLine: a deployment that was queued when the cord was
+// pulled, and comes to start while the line is stopped, moves no traffic:
+// it pauses before its first stage until a person resumes it.
+func TestStartOnStoppedLine(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-workers", "1", "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+	async := []string{"Prefer", "respond-async"}
+
+	first := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	queued := deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 9"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Paused })
+	// The one worker is free again: the queued deployment starts.
+	r = do(t, "POST", ts.URL+"/deploy/"+first+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, queued, func(d Deployment) bool { return d.Paused })
+	assert.Zero(t, d.Results[0].Percent, "no traffic moved on a stopped line")
+	assert.Empty(t, d.Results[0].Stages, "no stage began on a stopped line")
+
+	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	r = do(t, "POST", ts.URL+"/deploy/"+queued+"/resume", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d = waitFor(t, ts.URL, queued, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	assert.False(t, d.Paused)
+	r = do(t, "POST", ts.URL+"/deploy/"+queued+"/abort", map[string]string{"reason": "done"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	assert.Equal(t, "Aborted: done", *waitFor(t, ts.URL, queued, ended).ErrorMessage)
+}

@@ -282,6 +282,17 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	}
 	defer func() { _ = wd.Shutdown(context.WithoutCancel(ctx)) }()
 
+	// A rollout that comes to start on a stopped line (queued when the
+	// cord was pulled) moves no traffic until a person resumes it.
+	switch verdict, reason, at := r.holdStart(ctx); verdict {
+	case "interrupted":
+		return "", r.heldForShutdown(ctx)
+	case "failed":
+		return "", r.rolledBack(ctx, reason, at)
+	case "aborted":
+		return "", r.rolledBack(ctx, "Aborted: "+reason, time.Time{})
+	}
+
 	rampAt := -1
 	for i, st := range plan {
 		// No stage starts once the service is shutting down: no more
@@ -494,6 +505,42 @@ func (r *rollout) failedNow() (failure, bool) {
 		return f, true
 	default:
 		return failure{}, false
+	}
+}
+
+// holdStart keeps a rollout from its first stage while the line is
+// stopped: it pauses, as a running rollout does at the cord, until a
+// resume (or a promote) on a started line lets it go on (verdict ""), an
+// abort or a failed analysis of the new version on its preview traffic
+// ends it, or ctx ends (interrupted).
+func (r *rollout) holdStart(ctx context.Context) (verdict, reason string, at time.Time) {
+	for {
+		cord := r.s.cordChanged()
+		r.mu.Lock()
+		paused := r.paused
+		r.mu.Unlock()
+		if !paused {
+			if r.s.line.Admit(ctx, "") == nil {
+				return "", "", time.Time{}
+			}
+			r.setPaused(ctx, true)
+		}
+		select {
+		case <-ctx.Done():
+			return "interrupted", "", time.Time{}
+		case f := <-r.failed:
+			return "failed", f.reason, f.at
+		case c := <-r.cmds:
+			switch c.Action {
+			case "abort":
+				return "aborted", c.Reason, time.Time{}
+			case "promote", "resume":
+				if r.s.line.Admit(ctx, "") == nil {
+					r.setPaused(ctx, false)
+				}
+			}
+		case <-cord:
+		}
 	}
 }
 
