@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -261,7 +262,8 @@ func parseStages(s string) ([]heijunka.RampStage, error) {
 	return out, nil
 }
 
-// parseWindows reads "2026-12-24T00:00:00Z/2026-12-27T00:00:00Z,...".
+// parseWindows reads "2026-12-24T00:00:00Z/2026-12-27T00:00:00Z,...",
+// in order of their start, those that overlap or meet joined into one.
 func parseWindows(s string) ([]Window, error) {
 	var out []Window
 	for _, part := range strings.Split(s, ",") {
@@ -285,5 +287,18 @@ func parseWindows(s string) ([]Window, error) {
 		}
 		out = append(out, Window{From: f, To: t})
 	}
-	return out, nil
+	// Windows that overlap or meet are one freeze: a refusal says when
+	// the freeze ends, and the first window's end would not be it.
+	slices.SortFunc(out, func(a, b Window) int { return a.From.Compare(b.From) })
+	merged := out[:0]
+	for _, w := range out {
+		if n := len(merged); n > 0 && !w.From.After(merged[n-1].To) {
+			if w.To.After(merged[n-1].To) {
+				merged[n-1].To = w.To
+			}
+			continue
+		}
+		merged = append(merged, w)
+	}
+	return merged, nil
 }
