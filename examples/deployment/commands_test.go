@@ -107,3 +107,18 @@ func TestStartOnStoppedLine(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	assert.Equal(t, "Aborted: done", *waitFor(t, ts.URL, queued, ended).ErrorMessage)
 }
+
+// TestFailingSamplesBelowFailAfter: a stage whose samples all failed, too
+// few in a row for -fail-after, ends at its limit with the analysis that
+// failed as its reason, not as if it had no data.
+func TestFailingSamplesBelowFailAfter(t *testing.T) {
+	ts := startService(t, append([]string{"-fail-after", "100"}, fastArgs...)...)
+	r := deploy(t, ts.URL, map[string]any{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1"})
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := r.deployment(t)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Error rate 7.20% exceeds threshold 5.00%", *d.ErrorMessage)
+	require.NotEmpty(t, d.Results[0].Stages)
+	assert.Equal(t, "Error rate 7.20% exceeds threshold 5.00%", d.Results[0].Stages[0].Reason)
+}

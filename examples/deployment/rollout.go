@@ -52,8 +52,12 @@ type rollout struct {
 	st      plannedStage
 	since   time.Time // when the stage began
 	paused  bool
-	passed  int        // conclusive passing samples since the stage began
-	span    trace.Span // the stage's span, for the analyses to note their failures on
+	passed  int // conclusive passing samples since the stage began
+	// lastFailed is the stage's last failing analysis (reason "" if
+	// none): too few in a row for -fail-after, it is why the stage fails
+	// at its limit without a passing sample.
+	lastFailed failure
+	span       trace.Span // the stage's span, for the analyses to note their failures on
 }
 
 // later queues a change to be stored with the next update: a stage's
@@ -313,7 +317,7 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		}
 		start := time.Now()
 		r.mu.Lock()
-		r.stage, r.st, r.since, r.passed = i, st, start, 0
+		r.stage, r.st, r.since, r.passed, r.lastFailed = i, st, start, 0, failure{}
 		r.mu.Unlock()
 		if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
 			rr.Stage, rr.Percent = st.name, st.percent
@@ -478,7 +482,7 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 				continue
 			}
 			r.mu.Lock()
-			passed := r.passed
+			passed, lastFailed := r.passed, r.lastFailed
 			r.mu.Unlock()
 			if passed > 0 {
 				if f, ok := r.failedNow(); ok {
@@ -489,6 +493,9 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			// Past its bake (left is negative by as much) without a
 			// passing sample yet.
 			if -left > noDataLimit {
+				if lastFailed.reason != "" {
+					return "failed", lastFailed.reason, lastFailed.at
+				}
 				return "failed", fmt.Sprintf("No health data for %s %s at %s", r.service, r.version, st.name), time.Now()
 			}
 		}
@@ -628,6 +635,9 @@ func (r *rollout) check(ctx context.Context) error {
 	// A sample begun before the stage changed speaks for the stage before.
 	if hs.Verdict == "passed" && r.stage == stage {
 		r.passed++
+	}
+	if hs.Verdict == "failed" && r.stage == stage {
+		r.lastFailed = failure{reason: hs.Reason, at: hs.Time}
 	}
 	if hs.Verdict != "inconclusive" {
 		r.s.metrics.errorRate.WithLabelValues(r.service, r.region, r.version).Set(hs.ErrorRate)
