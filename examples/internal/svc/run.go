@@ -69,12 +69,18 @@ func Listen(dataDir, addr string) (*datadir.Lock, net.Listener, error) {
 	return lock, ln, nil
 }
 
-// ShutdownTimeout bounds a service's graceful stop.
+// ShutdownTimeout bounds a service's graceful stop: the wait for the
+// requests in flight (longer when the server's write timeout is), and
+// then, again, the service's close.
 const ShutdownTimeout = 30 * time.Second
 
 // Serve serves srv on ln until ctx ends or serving fails, then stops: the
 // server first (no new requests; those in flight finish), then the
-// service with closeService, both within ShutdownTimeout.
+// service with closeService. The requests in flight get ShutdownTimeout,
+// or srv.WriteTimeout when it is longer — a request may run as long as its
+// answer may still be written, and one cut short by the stop would leave
+// its client without one; closeService gets ShutdownTimeout of its own
+// after them, so slow requests never leave it no time to flush.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService func(context.Context) error, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -84,12 +90,14 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService 
 	case <-ctx.Done():
 		log.Info("shutting down")
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	requestsCtx, cancel := context.WithTimeout(context.Background(), max(ShutdownTimeout, srv.WriteTimeout))
 	defer cancel()
-	if sErr := srv.Shutdown(shutdownCtx); sErr != nil {
-		err = errors.Join(err, sErr)
+	if sErr := srv.Shutdown(requestsCtx); sErr != nil {
+		err = errors.Join(err, fmt.Errorf("requests in flight not finished: %w", sErr))
 	}
-	if cErr := closeService(shutdownCtx); cErr != nil {
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancelClose()
+	if cErr := closeService(closeCtx); cErr != nil {
 		err = errors.Join(err, cErr)
 	}
 	if errors.Is(err, http.ErrServerClosed) {

@@ -5,12 +5,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -224,4 +227,102 @@ func TestCheckLogLevel(t *testing.T) {
 	}
 	assert.EqualError(t, svc.CheckLogLevel("verbose"), `-log-level "verbose" must be debug, info, warn or error`)
 	assert.Error(t, svc.CheckLogLevel("INFO"), "as -h says it: lower case")
+}
+
+// pipeListener is an in-memory listener: each dial is one net.Pipe.
+type pipeListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func TestServeFinishesARequestLongerThanTheShutdownTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := newPipeListener()
+		started := make(chan struct{})
+		// A request may run as long as the server may write its answer:
+		// a stop in the middle of one waits for it, however long the
+		// service's close may take.
+		long := svc.ShutdownTimeout + 15*time.Second
+		srv := &http.Server{WriteTimeout: long + 10*time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(started)
+			time.Sleep(long)
+			_, _ = w.Write([]byte("answered"))
+		})}
+		ctx, cancel := context.WithCancel(context.Background())
+		var closeErr error
+		done := make(chan error, 1)
+		go func() {
+			done <- svc.Serve(ctx, srv, ln, func(ctx context.Context) error {
+				closeErr = ctx.Err()
+				return nil
+			}, svc.Logger(io.Discard, "error", "t"))
+		}()
+		client := &http.Client{Transport: &http.Transport{DialContext: ln.dial}}
+		type answer struct {
+			body string
+			err  error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			resp, err := client.Get("http://payment/")
+			if err != nil {
+				got <- answer{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got <- answer{string(b), err}
+		}()
+		<-started
+		cancel()
+		// Serve returning is the process exiting: the answer must be out
+		// by then.
+		serveErr := <-done
+		synctest.Wait()
+		select {
+		case a := <-got:
+			assert.NoError(t, a.err, "the request in flight is answered")
+			assert.Equal(t, "answered", a.body)
+		default:
+			t.Error("Serve returned before the request in flight was answered")
+			<-got
+		}
+		client.CloseIdleConnections()
+		_ = srv.Close()
+		assert.NoError(t, serveErr)
+		assert.NoError(t, closeErr, "the service's close has time of its own")
+	})
 }
