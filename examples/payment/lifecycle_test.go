@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/examples/internal/datadir"
+	"github.com/taipattern/taikit/examples/internal/svctest"
 )
 
 // dirDigest maps every file under dir but the embedded NATS store (which
@@ -87,4 +91,46 @@ func TestSecondStartChangesNothing(t *testing.T) {
 	got := ts.do(t, http.MethodGet, "/payment/"+first.str("transaction_id"), nil)
 	assert.Equal(t, http.StatusOK, got.Code, string(got.Raw))
 	assert.Equal(t, http.StatusOK, ts.pay(t, "cust_second", 10, nil).Code)
+}
+
+// TestSecondSignalStopsAtOnce stops the service while a payment waits on a
+// slow gateway, then signals it again: the first signal waits for the
+// payment, the second ends the process at once, as an operator pressing
+// Ctrl-C twice expects.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	child := svctest.StartChild(ctx, t, childArgsEnv,
+		"-data-dir "+t.TempDir()+" -addr 127.0.0.1:0 -instance second -request-timeout 5m -gateway-latency 1m", readyLine)
+	go func() {
+		body := strings.NewReader(`{"amount":10,"customer_id":"c1","currency":"USD","merchant_id":"m1"}`)
+		if resp, err := http.Post(child.URL+"/payment", "application/json", body); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	for !strings.Contains(get(ctx, t, child.URL+"/metrics"), "\ntaikit_signals_in_flight{kind=\"payment\"} 1\n") {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the payment never reached the gateway")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	require.NoError(t, child.Cmd.Process.Signal(syscall.SIGTERM))
+	child.WaitLog(ctx, t, `msg="shutting down"`)
+	err := child.Stop(ctx, t, os.Interrupt)
+	require.Error(t, err, "the second signal ends the process")
+	assert.NotContains(t, child.Logs.String(), "msg=stopped", "it did not wait for the payment")
+}
+
+// get returns the body at url.
+func get(ctx context.Context, t *testing.T, url string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
 }

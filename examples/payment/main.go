@@ -32,6 +32,7 @@ func main() {
 // run starts the service and blocks until SIGINT or SIGTERM (or ctx ends),
 // then shuts down gracefully: it stops accepting, finishes in-flight
 // requests, drains the confirmation consumer and flushes the audit trail.
+// A second SIGINT or SIGTERM during that ends the process at once.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv)
 	if err != nil {
@@ -44,6 +45,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal begins the graceful stop, which waits for the
+	// payments in flight; a second one ends the process at once (nothing
+	// answered is lost: every answer waits for its records), as the
+	// signals' default handling is back.
+	context.AfterFunc(ctx, stop)
 
 	// One process per data dir, and nothing touched before the port is
 	// ours: a second start on a directory in use, or on a busy port,
