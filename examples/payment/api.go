@@ -242,8 +242,14 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 
 // abandoned reports whether a claim without a record was left by a request
 // that can no longer finish: its lease ran out, or it was made by an
-// earlier run of this instance (which the data dir's lock proves dead).
+// earlier run of this instance (which the data dir's lock proves dead). A
+// claim whose payment this process is still storing in the background
+// (commitLater) is never abandoned, however long the store stays out of
+// reach: running it again would charge it again.
 func (s *Service) abandoned(e IdemEntry) bool {
+	if _, storing := s.committing.Load(e.TxnID); storing {
+		return false
+	}
 	if s.cfg.now().Sub(e.Started) >= inFlightLease {
 		return true
 	}
@@ -416,10 +422,12 @@ func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
 	s.pending.Add(1)
 	s.pendingGauge.Inc()
 	s.levels.inflight.Add(1) // its record still needs its place in the stores
+	s.committing.Store(txnID, struct{}{})
 	go func() {
 		defer s.pending.Done()
 		defer s.pendingGauge.Dec()
 		defer s.levels.inflight.Add(-1)
+		defer s.committing.Delete(txnID)
 		wait := 100 * time.Millisecond
 		for attempt := 1; ; attempt++ {
 			t := time.NewTimer(wait)

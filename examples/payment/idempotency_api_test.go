@@ -259,3 +259,45 @@ func TestIdempotencyKeyIsChecked(t *testing.T) {
 	assert.Empty(t, r.Header.Get("Idempotent-Replayed"))
 	assert.Equal(t, http.StatusOK, send(strings.Repeat("k", maxIdemKeyLen)).Code)
 }
+
+// TestKeyOfAPaymentStillBeingStoredIsNotTakenOver charges a payment whose
+// record the payments bucket refuses (it takes no message that large for
+// a while), so that it answers 500 outcome_pending and is stored in the
+// background; past the claim's lease the client retries with the key. The
+// retry waits for the payment being stored (409) and never charges it a
+// second time: the claim is this process's own, and alive.
+func TestKeyOfAPaymentStillBeingStoredIsNotTakenOver(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Idempotency = "memory"
+	cfg.RequestTimeout = 3 * time.Second // a commit waits 1 s
+	ts := startService(t, cfg)
+	ctx := context.Background()
+	bucket, err := ts.js.Stream(ctx, "KV_payments")
+	require.NoError(t, err)
+	limit := func(size int32) {
+		c := bucket.CachedInfo().Config
+		c.MaxMsgSize = size
+		_, err := ts.js.UpdateStream(ctx, c)
+		require.NoError(t, err)
+	}
+	limit(16) // no record fits
+
+	r := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-1")
+	require.Equal(t, http.StatusInternalServerError, r.Code, string(r.Raw))
+	require.Equal(t, "outcome_pending", r.errField("code"), string(r.Raw))
+
+	ts.clock.Advance(inFlightLease + time.Minute)
+	again := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-1")
+	assert.Equal(t, http.StatusConflict, again.Code, string(again.Raw))
+	assert.Equal(t, "idempotency_in_flight", again.errField("code"), string(again.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+
+	limit(-1)
+	var got reply
+	require.Eventually(t, func() bool {
+		got = ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-1")
+		return got.Code == http.StatusOK
+	}, 30*time.Second, 10*time.Millisecond, "the retry gets the payment once it is stored")
+	assert.Equal(t, "true", got.Header.Get("Idempotent-Replayed"), string(got.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+}

@@ -121,6 +121,9 @@ type Service struct {
 	bg      context.Context
 	stopBG  context.CancelFunc
 	pending sync.WaitGroup
+	// committing holds the transaction IDs being committed in the
+	// background: their idempotency claims are alive, however old.
+	committing sync.Map
 	// releasing counts idempotency releases retried in the background.
 	releasing sync.WaitGroup
 	lock      *datadir.Lock // the data directory, held until Close
