@@ -15,8 +15,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/taipattern/taikit/examples/internal/svc"
@@ -39,7 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := svc.Logger(stderr, cfg.LogLevel, cfg.Instance)
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := svc.StopOnSignal(ctx)
 	defer stop()
 
 	// One process per data dir, and nothing touched before the port is

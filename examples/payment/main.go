@@ -16,9 +16,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/taipattern/taikit/andon"
@@ -43,13 +41,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := svc.Logger(stderr, cfg.LogLevel, cfg.Instance)
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// A second signal ends the process at once: nothing answered is lost,
+	// as every answer waits for its records.
+	ctx, stop := svc.StopOnSignal(ctx)
 	defer stop()
-	// The first signal begins the graceful stop, which waits for the
-	// payments in flight; a second one ends the process at once (nothing
-	// answered is lost: every answer waits for its records), as the
-	// signals' default handling is back.
-	context.AfterFunc(ctx, stop)
 
 	// One process per data dir, and nothing touched before the port is
 	// ours: a second start on a directory in use, or on a busy port,

@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/taipattern/taikit/examples/internal/datadir"
@@ -67,6 +69,16 @@ func Listen(dataDir, addr string) (*datadir.Lock, net.Listener, error) {
 		return nil, nil, fmt.Errorf("cannot listen on -addr %s: %w", addr, err)
 	}
 	return lock, ln, nil
+}
+
+// StopOnSignal returns a context that ends at the first SIGINT or
+// SIGTERM, and its stop. The first signal begins a graceful stop, which may
+// wait for requests in flight for minutes; a second one ends the process at
+// once, as the signals' default handling is back once the first has come.
+func StopOnSignal(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }
 
 // ShutdownTimeout bounds a service's graceful stop: the wait for the
