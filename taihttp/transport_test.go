@@ -301,12 +301,7 @@ func TestTransportHedgeClosesLateResponses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var bodies []*trackedBody
-		calls := 0
-		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			mu.Lock()
-			calls++
-			n := calls
-			mu.Unlock()
+		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
 			if n == 1 {
 				time.Sleep(time.Second) // ignores its context: answers late all the same
 			} else {
@@ -335,7 +330,7 @@ func TestTransportHedgeClosesLateResponses(t *testing.T) {
 		resp, err = c.Do(req)
 		require.NoError(t, err)
 		assert.Equal(t, "copy 3", readAll(t, resp), "a POST waits for its one copy")
-		assert.Equal(t, 3, calls)
+		assert.Equal(t, 3, calls())
 	})
 }
 
@@ -478,6 +473,14 @@ func TestTransportValidation(t *testing.T) {
 }
 
 // roundTripFunc is an in-memory base transport, for tests under synctest.
+// numbered is a base transport that numbers its calls, from 1, for f,
+// and a func that says how many it has had.
+func numbered(f func(n int, r *http.Request) (*http.Response, error)) (roundTripFunc, func() int) {
+	var calls atomic.Int32
+	return func(r *http.Request) (*http.Response, error) { return f(int(calls.Add(1)), r) },
+		func() int { return int(calls.Load()) }
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -530,13 +533,7 @@ func waitFor(t *testing.T, ch <-chan struct{}, what string) {
 // retry is hedged; the hedge's response wins.
 func TestTransportRetryThenHedge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		calls := 0
-		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			mu.Lock()
-			calls++
-			n := calls
-			mu.Unlock()
+		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
 			switch n {
 			case 1:
 				return response(r, http.StatusServiceUnavailable, nil, "busy"), nil
@@ -559,7 +556,7 @@ func TestTransportRetryThenHedge(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "hedge 3", readAll(t, resp))
 		assert.Equal(t, 100*time.Millisecond, time.Since(start), "no backoff, then the hedge delay")
-		assert.Equal(t, 3, calls)
+		assert.Equal(t, 3, calls())
 	})
 }
 
@@ -620,13 +617,7 @@ func TestTransportStalledFailedBody(t *testing.T) {
 	}
 	t.Run("hedge", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			var mu sync.Mutex
-			calls := 0
-			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-				mu.Lock()
-				calls++
-				n := calls
-				mu.Unlock()
+			base, _ := numbered(func(n int, r *http.Request) (*http.Response, error) {
 				if n == 1 {
 					return stalled(r), nil
 				}
@@ -644,10 +635,8 @@ func TestTransportStalledFailedBody(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			calls := 0
-			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-				calls++
-				if calls == 1 {
+			base, _ := numbered(func(n int, r *http.Request) (*http.Response, error) {
+				if n == 1 {
 					return stalled(r), nil
 				}
 				return response(r, http.StatusOK, nil, "ok"), nil
