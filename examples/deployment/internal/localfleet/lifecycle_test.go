@@ -220,21 +220,7 @@ func TestRetireDrainIsBounded(t *testing.T) {
 		StopGrace: 100 * time.Millisecond,
 	})
 	c := client(t)
-	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
-	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
-	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
-	url := proxyURL(t, f, "web", "eu")
-	got := make(chan answer, 1)
-	go func() {
-		a, _ := call(c, url+"/")
-		got <- a
-	}()
-	g, err := f.existingRegion("web", "eu")
-	require.NoError(t, err)
-	g.mu.RLock()
-	v1 := g.versions["v1"]
-	g.mu.RUnlock()
-	require.Eventually(t, func() bool { return v1.inflight.count() == 1 }, 10*time.Second, time.Millisecond)
+	_, got := requestOnV1(t, f, c)
 
 	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 100))
 	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
@@ -514,22 +500,8 @@ func TestShutdownDuringRetireDrain(t *testing.T) {
 	ctx := t.Context()
 	c := client(t)
 	c.Timeout = 0 // the request ends when the proxy closes, not before
-	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
-	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
-	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
-	url := proxyURL(t, f, "web", "eu")
+	v1, got := requestOnV1(t, f, c)
 	pids := pidsOf(f)
-	got := make(chan error, 1)
-	go func() {
-		_, err := call(c, url+"/")
-		got <- err
-	}()
-	g, err := f.existingRegion("web", "eu")
-	require.NoError(t, err)
-	g.mu.RLock()
-	v1 := g.versions["v1"]
-	g.mu.RUnlock()
-	require.Eventually(t, func() bool { return v1.inflight.count() == 1 }, 10*time.Second, time.Millisecond)
 	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 100))
 	retired := make(chan error, 1)
 	go func() { retired <- f.Retire(ctx, "web", "eu", "v1") }()
@@ -554,4 +526,28 @@ func TestShutdownDuringRetireDrain(t *testing.T) {
 	for _, pid := range pids {
 		assert.False(t, running(pid), "pid %d", pid)
 	}
+}
+
+// requestOnV1 deploys v1 and v2 of web in eu, routes every request to v1
+// and sends one through the proxy with c; it returns once v1 handles it,
+// with v1 and the request's answer to come.
+func requestOnV1(t *testing.T, f *Fleet, c *http.Client) (*release, <-chan answer) {
+	t.Helper()
+	ctx := t.Context()
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	url := proxyURL(t, f, "web", "eu")
+	got := make(chan answer, 1)
+	go func() {
+		a, _ := call(c, url+"/")
+		got <- a
+	}()
+	g, err := f.existingRegion("web", "eu")
+	require.NoError(t, err)
+	g.mu.RLock()
+	v1 := g.versions["v1"]
+	g.mu.RUnlock()
+	require.Eventually(t, func() bool { return v1.inflight.count() == 1 }, 10*time.Second, time.Millisecond)
+	return v1, got
 }
