@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -88,8 +89,11 @@ type memShard struct {
 	hand   int    // sweep position
 	limit  int    // keys this shard may hold
 	maxTAT int64  // latest schedule written since the table was empty
-	bits   uint   // top bits of h1 that chose the shard: the home uses the others
-	_      [56]byte
+	// freshAt is at most the schedule of every key held (schedules only
+	// move later): under RejectNew a full shard has no fresh key before it.
+	freshAt int64
+	bits    uint // top bits of h1 that chose the shard: the home uses the others
+	_       [48]byte
 }
 
 // slot holds one key: h1 is never 0 in a used slot.
@@ -150,6 +154,7 @@ func NewMemoryStore(opts MemoryStoreOptions) (*MemoryStore, error) {
 			s.shards[i].limit++
 		}
 		s.shards[i].maxTAT = minTAT
+		s.shards[i].freshAt = math.MaxInt64
 		s.shards[i].bits = 64 - shift
 	}
 	return s, nil
@@ -255,6 +260,7 @@ func (sh *memShard) reset() {
 	sh.slots = nil
 	sh.n, sh.hand = 0, 0
 	sh.maxTAT = minTAT
+	sh.freshAt = math.MaxInt64
 }
 
 // find returns the slot holding (h1, h2), or the empty slot where it would
@@ -296,6 +302,18 @@ func (sh *memShard) next(i int) int {
 // shard is full, applying the policy.
 func (sh *memShard) insert(h1, h2 uint64, tat, now int64, policy FullPolicy) error {
 	sh.sweep(now, sweepSample)
+	if sh.n >= sh.limit && policy == RejectNew && sh.freshAt <= now {
+		// A fresh key may lie outside the few slots swept: look at them
+		// all. This finds the earliest schedule too, so a full shard is
+		// scanned again only once a key may have become fresh.
+		sh.sweep(now, len(sh.slots)+sh.n)
+		sh.freshAt = math.MaxInt64
+		for _, s := range sh.slots {
+			if s.h1 != 0 {
+				sh.freshAt = min(sh.freshAt, s.tat)
+			}
+		}
+	}
 	if sh.n >= sh.limit {
 		if policy == RejectNew {
 			return ErrStoreFull
@@ -309,6 +327,7 @@ func (sh *memShard) insert(h1, h2 uint64, tat, now int64, policy FullPolicy) err
 	sh.slots[i] = slot{h1: h1, h2: h2, tat: tat}
 	sh.n++
 	sh.maxTAT = max(sh.maxTAT, tat)
+	sh.freshAt = min(sh.freshAt, tat)
 	return nil
 }
 

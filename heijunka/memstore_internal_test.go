@@ -120,3 +120,48 @@ func TestMemoryStoreSweepsOnFromWhereItStopped(t *testing.T) {
 		t.Fatalf("after the second sweep: %d keys, want 1", sh.n)
 	}
 }
+
+// TestMemoryStoreRejectsNewOnlyWhenNoneIsFresh: under RejectNew a full
+// shard takes a new key when any key it holds is fresh, wherever that key
+// lies, not only when the few slots the new key sweeps hold one.
+func TestMemoryStoreRejectsNewOnlyWhenNoneIsFresh(t *testing.T) {
+	sh, key := oneShard(t, 12)
+	p, _ := Limit{Rate: 1.0 / 60, Burst: 12}.params()
+	for s := range 12 {
+		h1, h2 := key(s)
+		n := 10 // owes 10 minutes
+		if s == 0 {
+			n = 1 // fresh after a minute
+		}
+		owe(t, sh, h1, h2, n, 0)
+	}
+	// The position is at 12: a new key sweeps the empty slots 12 to 15,
+	// and the key at slot 0 is fresh at two minutes.
+	h1, h2 := key(13)
+	var d Decision
+	if err := sh.take(h1, h2, &p, int64(2*time.Minute), 1, RejectNew, &d); err != nil || !d.Allowed {
+		t.Fatalf("a new key with a fresh key held: %v, %+v", err, d)
+	}
+	if k1, k2 := key(0); sh.n != 12 {
+		t.Fatalf("%d keys held, want 12", sh.n)
+	} else if _, ok := sh.find(k1, k2); ok {
+		t.Fatal("the fresh key is still held")
+	}
+	// Half a minute later no key is fresh (the new one owes a minute): the
+	// next new key is turned away, and keeps being so, the shard left as
+	// it was, until one is.
+	g1, g2 := key(14)
+	for range 3 {
+		d = Decision{}
+		if err := sh.take(g1, g2, &p, int64(2*time.Minute+30*time.Second), 1, RejectNew, &d); err != ErrStoreFull || d.Allowed {
+			t.Fatalf("no key fresh: %v, %+v", err, d)
+		}
+	}
+	if sh.n != 12 {
+		t.Fatalf("%d keys held, want 12", sh.n)
+	}
+	d = Decision{}
+	if err := sh.take(g1, g2, &p, int64(10*time.Minute), 1, RejectNew, &d); err != nil || !d.Allowed {
+		t.Fatalf("at ten minutes: %v, %+v", err, d)
+	}
+}
