@@ -36,6 +36,9 @@ type RampOptions struct {
 	Name string
 	// Stages in order; nil means DefaultRampStages. Names must be unique
 	// and non-empty, percents strictly increasing in (0, 100], bakes >= 0.
+	// Shares are counted in steps of 0.0001% (a millionth of the keys):
+	// each percent must round to a step above the one before, so that
+	// every stage admits some keys, and more than the stage before.
 	Stages []RampStage
 	// Salt varies which keys fall in a share. Ramps with the same salt
 	// admit the same keys at the same percent (on every replica); give
@@ -170,8 +173,12 @@ func NewRamp(opts RampOptions) (*Ramp, error) {
 	}
 	r.stages = append([]RampStage(nil), r.stages...)
 	names := map[string]bool{}
-	prev := 0.0
+	prev, prevPPM := 0.0, uint64(0)
 	for i, s := range r.stages {
+		var ppm uint64
+		if s.Percent > 0 && s.Percent <= 100 {
+			ppm = uint64(math.Round(s.Percent * 1e4))
+		}
 		switch {
 		case s.Name == "":
 			return nil, fmt.Errorf("heijunka: ramp stage %d has no Name", i)
@@ -179,12 +186,17 @@ func NewRamp(opts RampOptions) (*Ramp, error) {
 			return nil, fmt.Errorf("heijunka: ramp stage Name %q is repeated", s.Name)
 		case math.IsNaN(s.Percent) || s.Percent <= prev || s.Percent > 100:
 			return nil, fmt.Errorf("heijunka: ramp stage %q Percent %v must be above %v and at most 100", s.Name, s.Percent, prev)
+		case ppm <= prevPPM:
+			// A share is counted in parts per million of the keys: a
+			// stage that does not rise by one would admit nobody new.
+			return nil, fmt.Errorf("heijunka: ramp stage %q Percent %v rounds to %v%%, not above %v%%: shares go in steps of 0.0001%%",
+				s.Name, s.Percent, float64(ppm)/1e4, float64(prevPPM)/1e4)
 		case s.Bake < 0:
 			return nil, fmt.Errorf("heijunka: ramp stage %q Bake %v is negative", s.Name, s.Bake)
 		}
 		names[s.Name] = true
-		prev = s.Percent
-		r.ppm = append(r.ppm, uint64(math.Round(s.Percent*1e4)))
+		prev, prevPPM = s.Percent, ppm
+		r.ppm = append(r.ppm, ppm)
 	}
 	r.since = time.Now()
 	r.share.Store(r.ppm[0])

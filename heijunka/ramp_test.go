@@ -292,6 +292,8 @@ func TestRampValidation(t *testing.T) {
 		{"over 100", []heijunka.RampStage{{Name: "a", Percent: 101}}, "at most 100"},
 		{"zero", []heijunka.RampStage{{Name: "a", Percent: 0}}, "Percent 0"},
 		{"NaN", []heijunka.RampStage{{Name: "a", Percent: math.NaN()}}, "Percent NaN"},
+		{"below the resolution", []heijunka.RampStage{{Name: "a", Percent: 1e-9}}, `"a" Percent 1e-09 rounds to 0%`},
+		{"same share", []heijunka.RampStage{{Name: "a", Percent: 50}, {Name: "b", Percent: 50.00001}}, `"b" Percent 50.00001 rounds to 50%, not above 50%`},
 		{"negative bake", []heijunka.RampStage{{Name: "a", Percent: 5, Bake: -time.Second}}, "Bake -1s is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
