@@ -84,7 +84,14 @@ func (k *Keyed) Limit() Limit { return k.p.Load().limit }
 func (k *Keyed) Store() Store { return k.store }
 
 // SetLimit changes the Limit for every key from the next call on. The
-// state of each key (its schedule) is kept as it is.
+// state of each key (its schedule: the time it is full again) is kept as
+// it is, not converted as Limiter.SetLimit converts its debt: the Store
+// holds only that time, and may serve other limits. So a key that had run
+// ahead waits until its schedule comes within the new Limit's refill time
+// (Burst intervals), even under a looser Limit: after PerHour(10) is
+// used up, SetLimit(PerSecond(10)) leaves the key denied for about an
+// hour, where PerHour(10) would have admitted it again after six
+// minutes. Reset the keys that should start afresh.
 func (k *Keyed) SetLimit(limit Limit) error {
 	p, err := limit.params()
 	if err != nil {
