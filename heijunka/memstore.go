@@ -25,7 +25,9 @@ const (
 	// full store is bounded and falls on the quietest keys.
 	EvictNearest FullPolicy = iota
 	// RejectNew denies new keys while the store is full and none is fresh
-	// (Take returns ErrStoreFull); tracked keys are never dropped early.
+	// (Take returns ErrStoreFull, with a Decision whose RetryAfter is the
+	// time until a key held becomes fresh); tracked keys are never dropped
+	// early.
 	// A flood of new keys then cannot loosen anyone's limit, but new
 	// callers are turned away until keys become fresh.
 	RejectNew
@@ -245,7 +247,8 @@ func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy Full
 	case next != tat:
 		if err := sh.insert(h1, h2, next, now, policy); err != nil {
 			sh.mu.Unlock()
-			*d = Decision{Limit: p.limit, RetryAfter: time.Duration(p.interval)}
+			// The shard takes a new key once one it holds is fresh.
+			*d = Decision{Limit: p.limit, RetryAfter: time.Duration(sh.freshAt - now)}
 			return err
 		}
 	case found && tat <= now:

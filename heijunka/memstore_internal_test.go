@@ -156,6 +156,9 @@ func TestMemoryStoreRejectsNewOnlyWhenNoneIsFresh(t *testing.T) {
 		if err := sh.take(g1, g2, &p, int64(2*time.Minute+30*time.Second), 1, RejectNew, &d); err != ErrStoreFull || d.Allowed {
 			t.Fatalf("no key fresh: %v, %+v", err, d)
 		}
+		if d.RetryAfter != 30*time.Second {
+			t.Fatalf("RetryAfter %v, want 30s: the new key is fresh at three minutes", d.RetryAfter)
+		}
 	}
 	if sh.n != 12 {
 		t.Fatalf("%d keys held, want 12", sh.n)
