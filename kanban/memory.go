@@ -240,6 +240,11 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		if err := q.waitForRoom(ctx); err != nil {
 			return err
 		}
+		if q.dedup != nil {
+			// The message is stored now, not when Publish began: its ID
+			// is remembered for a whole window from here.
+			now = int64(time.Since(q.epoch))
+		}
 	}
 	q.size++
 	if q.dedup != nil {

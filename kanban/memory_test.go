@@ -688,3 +688,30 @@ func TestPerKeyAttemptsInPlaceCountAfterADrain(t *testing.T) {
 		assert.Equal(t, 3, dead[0].Attempts)
 	})
 }
+
+// TestPublishAfterWaitingForRoomTimesTheWindowFromTheStore: a Publish that
+// waited for room longer than the dedup window records its ID as of when
+// it got in, so a repeat right after is a duplicate.
+func TestPublishAfterWaitingForRoomTimesTheWindowFromTheStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1, DedupWindow: time.Minute})
+		require.NoError(t, err)
+		ctx := context.Background()
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+		published := make(chan error, 1)
+		go func() { published <- q.Publish(ctx, kanban.Message[int]{ID: "b"}) }()
+		time.Sleep(2 * time.Minute)
+		cctx, stop := context.WithCancel(ctx)
+		err = q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.ID == "b" {
+				stop()
+			}
+			return nil
+		}, kanban.ConsumeOptions{})
+		require.NoError(t, err)
+		require.NoError(t, <-published)
+		require.NoError(t, q.TryPublish(ctx, kanban.Message[int]{ID: "b"}))
+		assert.Zero(t, q.Len(), "b again within the window of its store is a duplicate")
+		assert.Equal(t, kanban.QueueStats{Published: 2, Duplicates: 1, Handled: 2}, q.Stats())
+	})
+}
