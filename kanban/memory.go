@@ -216,7 +216,8 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	h := InjectHeaders(ctx, q.opts.Propagator, msg.Headers)
+	// A copy: the caller may reuse its Header for the next message.
+	h := injectHeaders(ctx, q.opts.Propagator, msg.Headers, true)
 	payload := msg.Payload
 	var data []byte
 	if q.opts.Codec != nil {

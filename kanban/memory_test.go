@@ -715,3 +715,45 @@ func TestPublishAfterWaitingForRoomTimesTheWindowFromTheStore(t *testing.T) {
 		assert.Equal(t, kanban.QueueStats{Published: 2, Duplicates: 1, Handled: 2}, q.Stats())
 	})
 }
+
+// TestMemoryKeepsEachMessagesHeaders: a Memory stores a message's headers
+// as they were at Publish, as a queue on a wire does: a caller that
+// reuses its Header for the next message does not change the one queued.
+func TestMemoryKeepsEachMessagesHeaders(t *testing.T) {
+	for _, name := range []string{"no Propagator", "a Propagator"} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				opts := kanban.MemoryOptions{}
+				if name == "a Propagator" {
+					opts.Propagator = nothingPropagator{}
+				}
+				q, err := kanban.NewMemory[int](opts)
+				require.NoError(t, err)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				h := kanban.Header{}
+				for _, tenant := range []string{"a", "b"} {
+					h.Set("Tenant", tenant)
+					require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: tenant, Headers: h}))
+				}
+				h.Set("Tenant", "changed after")
+				var got []string
+				err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					if got = append(got, d.ID+"="+d.Headers.Get("Tenant")); len(got) == 2 {
+						cancel()
+					}
+					return nil
+				}, kanban.ConsumeOptions{})
+				require.NoError(t, err)
+				assert.Equal(t, []string{"a=a", "b=b"}, got)
+			})
+		})
+	}
+}
+
+// nothingPropagator injects nothing.
+type nothingPropagator struct{}
+
+func (nothingPropagator) Inject(context.Context, kanban.Header) {}
+
+func (nothingPropagator) Extract(ctx context.Context, _ kanban.Header) context.Context { return ctx }

@@ -32,13 +32,26 @@ var injected = sync.Pool{New: func() any { return make(Header, 2) }}
 // backend's Publish. It never modifies h: it returns h itself when p is
 // nil or injects nothing, and a new Header otherwise.
 func InjectHeaders(ctx context.Context, p Propagator, h Header) Header {
+	return injectHeaders(ctx, p, h, false)
+}
+
+// injectHeaders is InjectHeaders; with own, it never returns h itself but
+// a copy, for a queue that keeps the headers it is given (Memory): the
+// caller may change or reuse its Header once Publish returns.
+func injectHeaders(ctx context.Context, p Propagator, h Header, own bool) Header {
 	if p == nil {
+		if own {
+			return h.Clone()
+		}
 		return h
 	}
 	add := injected.Get().(Header)
 	p.Inject(ctx, add)
 	if len(add) == 0 {
 		injected.Put(add)
+		if own {
+			return h.Clone()
+		}
 		return h
 	}
 	if len(h) == 0 {
