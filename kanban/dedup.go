@@ -36,14 +36,21 @@ func (d *dedupSet) rotate(now int64) {
 	d.start = now
 }
 
+// has reports whether id was recorded less than a window before now,
+// without recording it.
+func (d *dedupSet) has(id string, now int64) bool {
+	if at, ok := d.cur[id]; ok && now-at < d.window {
+		return true
+	}
+	at, ok := d.prev[id]
+	return ok && now-at < d.window
+}
+
 // add records id at now and reports false when id was already recorded
 // less than a window ago (a duplicate, not recorded again).
 func (d *dedupSet) add(id string, now int64) bool {
 	d.rotate(now)
-	if at, ok := d.cur[id]; ok && now-at < d.window {
-		return false
-	}
-	if at, ok := d.prev[id]; ok && now-at < d.window {
+	if d.has(id, now) {
 		return false
 	}
 	d.cur[id] = now

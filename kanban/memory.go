@@ -183,7 +183,8 @@ func NewMemory[T any](opts MemoryOptions) (*Memory[T], error) {
 // Waiting publishers are woken when a quarter of the capacity is free, so
 // a full queue refills in runs; each also looks again every 10 ms, so it
 // takes room that frees in smaller amounts (the consumers stopped, say)
-// within that time.
+// within that time. A repeat of an ID within the dedup window is dropped
+// at once, full or not.
 func (q *Memory[T]) Publish(ctx context.Context, msg Message[T]) error {
 	if q.opts.Tracer != nil {
 		return q.publishTraced(ctx, msg, true)
@@ -191,7 +192,8 @@ func (q *Memory[T]) Publish(ctx context.Context, msg Message[T]) error {
 	return q.publish(ctx, msg, true)
 }
 
-// TryPublish stores msg or returns ErrFull at once.
+// TryPublish stores msg or returns ErrFull at once. A repeat of an ID
+// within the dedup window is dropped, returning nil, full or not.
 func (q *Memory[T]) TryPublish(ctx context.Context, msg Message[T]) error {
 	if q.opts.Tracer != nil {
 		return q.publishTraced(ctx, msg, false)
@@ -234,6 +236,20 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	}
 	q.mu.Lock()
 	if q.size >= q.opts.Capacity {
+		if q.dedup != nil {
+			// A repeat of a stored ID is dropped, as JetStream drops it,
+			// full or not: it takes no room, so it neither fails for want
+			// of room nor waits for it (and is stored again if the wait
+			// outlasts the window).
+			q.dedupMu.Lock()
+			dup := q.dedup.has(msg.ID, now)
+			q.dedupMu.Unlock()
+			if dup {
+				q.mu.Unlock()
+				q.counters.AddDuplicates(1)
+				return nil
+			}
+		}
 		if !wait {
 			q.mu.Unlock()
 			return ErrFull
@@ -252,6 +268,7 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		// The ID is recorded only once room is reserved, so a duplicate is
 		// never dropped in favour of a publish that then fails. The set
 		// has its own lock: consumers need not wait for the map write.
+		// (q.mu is taken before dedupMu, never after it.)
 		q.mu.Unlock()
 		q.dedupMu.Lock()
 		fresh := q.dedup.add(msg.ID, now)

@@ -757,3 +757,23 @@ type nothingPropagator struct{}
 func (nothingPropagator) Inject(context.Context, kanban.Header) {}
 
 func (nothingPropagator) Extract(ctx context.Context, _ kanban.Header) context.Context { return ctx }
+
+// TestDuplicateOnAFullQueueIsDropped: a repeat of a stored ID is dropped
+// as a duplicate whether or not the queue has room, as JetStream does:
+// TryPublish returns nil, not ErrFull, and Publish does not wait for room
+// the message would not take.
+func TestDuplicateOnAFullQueueIsDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{Capacity: 1})
+		require.NoError(t, err)
+		ctx := context.Background()
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+		assert.NoError(t, q.TryPublish(ctx, kanban.Message[int]{ID: "a"}))
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		assert.NoError(t, q.Publish(pctx, kanban.Message[int]{ID: "a"}))
+		assert.ErrorIs(t, q.TryPublish(ctx, kanban.Message[int]{ID: "b"}), kanban.ErrFull)
+		assert.Equal(t, 1, q.Len())
+		assert.Equal(t, kanban.QueueStats{Published: 1, Duplicates: 2}, q.Stats())
+	})
+}
