@@ -777,3 +777,28 @@ func TestDuplicateOnAFullQueueIsDropped(t *testing.T) {
 		assert.Equal(t, kanban.QueueStats{Published: 1, Duplicates: 2}, q.Stats())
 	})
 }
+
+// TestConsumeStoppedBeforeItBeginsHandlesNothing: a Consume whose ctx has
+// already ended drains at once and runs no handler, with PerKey or not.
+// The consumer's workers raced its drain and now and then ran one.
+func TestConsumeStoppedBeforeItBeginsHandlesNothing(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			var handled atomic.Int32
+			for range 1000 { // the race, when there was one, was lost now and then
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "a", Key: "k"}))
+				err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+					handled.Add(1)
+					return nil
+				}, kanban.ConsumeOptions{PerKey: perKey})
+				require.NoError(t, err)
+				require.Equal(t, 1, q.Len())
+			}
+			assert.Zero(t, handled.Load(), "messages handled by stopped consumers")
+		})
+	}
+}

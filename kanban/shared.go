@@ -27,7 +27,11 @@ import "context"
 
 func (e *engine[T]) serveShared(ctx context.Context, q *Memory[T]) error {
 	e.onStop = func() { q.wakeStopped(&e.stopped) }
-	e.spawn(q)
+	if ctx.Err() == nil {
+		// A worker started for a consumer stopped already could take a
+		// message and start it before the drain below says stop.
+		e.spawn(q)
+	}
 	<-ctx.Done()
 	return e.drain()
 }
