@@ -1,6 +1,7 @@
 package kanban
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -506,7 +507,8 @@ func (q *Memory[T]) Consume(ctx context.Context, h Handler[T], opts ConsumeOptio
 	})
 }
 
-// DeadLetters returns a copy of the dead letters kept, oldest first.
+// DeadLetters returns a copy of the dead letters kept, oldest first, with
+// copies of their headers and payloads.
 func (q *Memory[T]) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -515,7 +517,10 @@ func (q *Memory[T]) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	defer q.mu.Unlock()
 	out := make([]DeadLetter, len(q.dead))
 	for i := range q.dead {
-		out[i] = q.dead[i].dl
+		d := &q.dead[i].dl
+		out[i] = *d
+		out[i].Headers = d.Headers.Clone()
+		out[i].Payload = bytes.Clone(d.Payload)
 	}
 	return out, nil
 }

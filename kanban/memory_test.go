@@ -802,3 +802,30 @@ func TestConsumeStoppedBeforeItBeginsHandlesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryDeadLettersAreCopies: DeadLetters returns copies, headers and
+// payloads too, as ListDeadLetters does: a caller that edits what it got
+// (redacting a header before logging it) leaves the dead letter as it was.
+func TestMemoryDeadLettersAreCopies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a", Payload: 7, Headers: kanban.Header{"Token": "secret"}}))
+		err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+			cancel()
+			return kanban.Permanent(errors.New("no"))
+		}, kanban.ConsumeOptions{})
+		require.NoError(t, err)
+		got, err := q.DeadLetters(context.Background())
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		got[0].Headers.Set("Token", "redacted")
+		got[0].Payload[0] = 'x'
+		page, err := q.ListDeadLetters(context.Background(), kanban.DeadLetterQuery{})
+		require.NoError(t, err)
+		require.Len(t, page.Letters, 1)
+		assert.Equal(t, "secret", page.Letters[0].Headers.Get("Token"))
+		assert.Equal(t, "7", string(page.Letters[0].Payload))
+	})
+}
