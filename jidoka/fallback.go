@@ -3,6 +3,8 @@ package jidoka
 import (
 	"context"
 	"errors"
+
+	"github.com/taipattern/taikit/tai"
 )
 
 // FallbackOptions configures a Fallback.
@@ -10,7 +12,11 @@ type FallbackOptions struct {
 	// Name names the fallback in tai hooks.
 	Name string
 	// When chooses the errors Fallback replaces. Nil means every error
-	// but context.Canceled: a caller that gave up wants no answer.
+	// but context.Canceled (a caller that gave up wants no answer) and a
+	// panic, a *tai.PanicError or a *PanicError (a defect to fix, not a
+	// failure to degrade from: a tai pipeline turns an action's panic into
+	// a *tai.PanicError, and the signal fails with it, as a panic goes on
+	// through Do alone).
 	When func(err error) bool
 	// Func is what the error is replaced by: its result is what Do
 	// returns, nil to make the call a success. It gets the context of the
@@ -52,12 +58,21 @@ func NewFallback(opts FallbackOptions) (*Fallback, error) {
 	}
 	when := opts.When
 	if when == nil {
-		when = notCanceled
+		when = degradable
 	}
 	return &Fallback{name: opts.Name, when: when, fn: opts.Func}, nil
 }
 
-func notCanceled(err error) bool { return !errors.Is(err, context.Canceled) }
+// degradable is the default When: every error but a cancellation and a
+// panic.
+func degradable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var tp *tai.PanicError
+	var jp *PanicError
+	return !errors.As(err, &tp) && !errors.As(err, &jp)
+}
 
 // Name returns FallbackOptions.Name.
 func (f *Fallback) Name() string { return f.name }

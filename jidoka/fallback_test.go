@@ -76,3 +76,32 @@ func TestFallbackInAPipeline(t *testing.T) {
 	assert.Empty(t, res.Value)
 	assert.Error(t, err)
 }
+
+// A panic is a defect, not a failure to degrade from: the default When
+// keeps it, so a pipeline's action that panics under a Fallback fails with
+// the *tai.PanicError, as it does with Do alone, where the panic goes on.
+func TestFallbackDefaultKeepsPanics(t *testing.T) {
+	called := false
+	f, err := jidoka.NewFallback(jidoka.FallbackOptions{Func: func(context.Context, error) error { called = true; return nil }})
+	require.NoError(t, err)
+	action := tai.ActionFunc[int, string](func(context.Context, tai.Signal[int]) (string, error) {
+		panic("nil map")
+	})
+	p, err := tai.New(allowAll, action, tai.WithGuards(f))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.Signal[int]{ID: "s", Kind: "k"})
+	var pe *tai.PanicError
+	require.ErrorAs(t, err, &pe, "the panic is the signal's error")
+	assert.Equal(t, "nil map", pe.Value)
+	assert.Equal(t, tai.Failed, res.Outcome)
+	assert.False(t, called, "Func is not asked to answer for a panic")
+
+	jp := &jidoka.PanicError{Where: "check", Value: "x"}
+	assert.Equal(t, jp, f.Do(context.Background(), func(context.Context) error { return jp }),
+		"a panic jidoka recovered is kept too")
+
+	assert.PanicsWithValue(t, "boom", func() {
+		_ = f.Do(context.Background(), func(context.Context) error { panic("boom") })
+	}, "with Do alone the panic goes on")
+	assert.False(t, called)
+}
