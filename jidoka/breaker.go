@@ -265,6 +265,10 @@ func (b *Breaker) classify(err error) result {
 		return resultSuccess
 	case err == errPanicked || isPanic(err): // a panic, not an error the classifiers judge
 		return resultFailure
+	case errors.Is(err, ErrBulkheadFull) || errors.Is(err, ErrOpen):
+		// A guard inside this breaker refused the call: it never reached
+		// the dependency, whose health is all the breaker counts.
+		return resultIgnored
 	case b.s.ignore(err):
 		return resultIgnored
 	case b.s.isFailure == nil || b.s.isFailure(err):

@@ -1126,3 +1126,58 @@ func TestBreakerPanicInAPipelineIsAFailure(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, jidoka.StateOpen, b.State())
 }
+
+// A bulkhead or another breaker inside the breaker that refuses a call
+// kept it from the dependency: the breaker counts nothing, and a probe it
+// admitted gives its lease back instead of reopening it. So it goes in
+// both the order the package recommends, Breaker(Bulkhead(action)), and
+// with a guard that makes the pipeline wrap them all.
+func TestBreakerIgnoresRefusalsOfGuardsInsideIt(t *testing.T) {
+	timeout, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Hour})
+	require.NoError(t, err)
+	for name, outer := range map[string][]tai.Guard{"two steps": nil, "wrapped": {timeout}} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(t, jidoka.BreakerOptions{Name: "br", ConsecutiveFailures: 1, OpenDuration: time.Minute, HalfOpenSuccesses: 1})
+				inner := newBreaker(t, jidoka.BreakerOptions{Name: "inner"})
+				bh, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{Name: "bh", MaxConcurrent: 1})
+				require.NoError(t, err)
+				action := tai.ActionFunc[int, string](func(context.Context, tai.Signal[int]) (string, error) { return "ok", nil })
+				p, err := tai.New(allowAll, action, tai.WithGuards(append(outer, b, inner, bh)...))
+				require.NoError(t, err)
+				ctx := context.Background()
+				sig := tai.Signal[int]{ID: "s", Kind: "k"}
+
+				hold, err := bh.Allow(ctx) // the only slot
+				require.NoError(t, err)
+				for range 3 {
+					res, err := p.Process(ctx, sig)
+					require.ErrorIs(t, err, jidoka.ErrBulkheadFull)
+					assert.Equal(t, tai.Rejected, res.Outcome)
+				}
+				assert.Equal(t, jidoka.StateClosed, b.State(), "a full bulkhead is no failure of the dependency")
+
+				inner.ForceOpen("maintenance")
+				_, err = p.Process(ctx, sig)
+				require.ErrorIs(t, err, jidoka.ErrOpen)
+				assert.Equal(t, jidoka.StateClosed, b.State(), "nor is another breaker's refusal")
+				inner.Reset()
+
+				b.Trip("test")
+				advance(time.Minute)
+				require.Equal(t, jidoka.StateHalfOpen, b.State())
+				_, err = p.Process(ctx, sig)
+				require.ErrorIs(t, err, jidoka.ErrBulkheadFull)
+				s := b.Snapshot()
+				assert.Equal(t, jidoka.StateHalfOpen, s.State, "a probe that never reached the dependency does not reopen the breaker")
+				assert.Zero(t, s.ProbesInFlight, "and gives its lease back")
+
+				hold(nil)
+				res, err := p.Process(ctx, sig)
+				require.NoError(t, err)
+				assert.Equal(t, "ok", res.Value)
+				assert.Equal(t, jidoka.StateClosed, b.State(), "the next probe reaches the dependency and closes it")
+			})
+		})
+	}
+}

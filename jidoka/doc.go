@@ -29,7 +29,8 @@
 // buckets), counted once the window holds MinimumCalls calls. Open periods
 // can back off exponentially on repeated trips. Half-open probes hold
 // leases; a probe that never reports gives its lease back after
-// ProbeTimeout. context.Canceled neither counts nor keeps a lease.
+// ProbeTimeout. context.Canceled neither counts nor keeps a lease, nor
+// does the refusal of a guard inside the breaker (a full Bulkhead).
 //
 // Every change of state starts a new generation, and results of calls that
 // began in an earlier one are ignored. State changes are delivered to
@@ -84,8 +85,8 @@
 // each retry gets a deadline of its own and asks the breaker anew (an open
 // breaker's RetryAfter sets the wait, or ends the retries when it is
 // longer than MaxRetryAfter); the breaker counts the calls that timed out
-// as failures; and the bulkhead holds a slot only while the action runs,
-// not while a retry waits. A Hedge goes where Retry would, or inside it;
+// as failures (and not the calls the bulkhead refused); and the bulkhead
+// holds a slot only while the action runs, not while a retry waits. A Hedge goes where Retry would, or inside it;
 // a Timeout outside a Hedge bounds the hedged calls together. Under Retry
 // the action runs several times for one signal, one after another; under
 // Hedge several at a time: it must allow that (see tai.Guard).

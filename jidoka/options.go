@@ -112,12 +112,15 @@ type BreakerOptions struct {
 
 	// IsFailure reports whether a non-nil error counts as a failure; an
 	// error for which it returns false counts as a success. A nil error is
-	// always a success, and a panic always a failure. Nil means every
-	// error is a failure.
+	// always a success, and a panic always a failure. A refusal by a guard
+	// inside the breaker (errors.Is ErrBulkheadFull or ErrOpen: a full
+	// Bulkhead, another Breaker) is never counted, whatever IsFailure and
+	// Ignore say: the call did not reach the dependency, and a probe so
+	// refused gives its lease back. Nil means every error is a failure.
 	IsFailure func(err error) bool
 	// Ignore reports whether an error is neither a success nor a failure:
 	// the call is not counted and gives back its probe lease. It is asked
-	// before IsFailure, and never about a panic. Nil means
+	// before IsFailure, and never about a panic or a refusal. Nil means
 	// errors.Is(err, context.Canceled); to ignore nothing, set a func that
 	// returns false.
 	Ignore func(err error) bool
