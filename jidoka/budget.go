@@ -42,6 +42,9 @@ type RetryBudgetOptions struct {
 //
 //	retries ≤ Ratio × calls + Burst.
 //
+// A Retry takes its token before it waits to retry, and gives it back if
+// its caller's context ends during the wait: that retry was not made.
+//
 // A RetryBudget is safe for concurrent use. One budget may be shared by the
 // Retry guards of every call to the same service (RetryOptions.Budget).
 // Deposit and Withdraw are one atomic operation each (none at all for a
@@ -99,6 +102,16 @@ func (b *RetryBudget) Withdraw() bool {
 		}
 		if b.micro.CompareAndSwap(n, n-tokenMicros) {
 			return true
+		}
+	}
+}
+
+// refund gives back a token Withdraw took for a retry that was not made.
+func (b *RetryBudget) refund() {
+	for {
+		n := b.micro.Load()
+		if b.micro.CompareAndSwap(n, min(n+tokenMicros, b.limit)) {
+			return
 		}
 	}
 }

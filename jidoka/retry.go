@@ -246,6 +246,7 @@ func (r *Retry) again(ctx context.Context, fn func(context.Context) error, err e
 			}
 			select {
 			case <-ctx.Done():
+				r.budget.refund() // the retry is not made
 				return err
 			case <-timer.C:
 			}

@@ -325,3 +325,30 @@ func bigBudget(t *testing.T) *jidoka.RetryBudget {
 	require.NoError(t, err)
 	return b
 }
+
+// A retry whose wait the caller's context ends is never made, and gives
+// its token back: callers that give up during an outage do not spend the
+// budget the retries of the others need.
+func TestRetryNotMadeGivesItsTokenBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		budget, err := jidoka.NewRetryBudget(jidoka.RetryBudgetOptions{Ratio: 0.001, Burst: 2})
+		require.NoError(t, err)
+		r, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 2, BaseDelay: time.Second, Jitter: noJitter, Budget: budget})
+		require.NoError(t, err)
+		for range 3 {
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() { time.Sleep(time.Second / 2); cancel() }()
+			calls := 0
+			err = r.Do(ctx, func(context.Context) error { calls++; return errFlaky })
+			assert.ErrorIs(t, err, errFlaky)
+			assert.Equal(t, 1, calls, "the caller left during the wait")
+			cancel()
+		}
+		assert.InDelta(t, 2.0, budget.Tokens(), 0.01, "no retry was made: the budget is still full")
+
+		calls := 0
+		err = r.Do(context.Background(), func(context.Context) error { calls++; return errFlaky })
+		assert.ErrorIs(t, err, errFlaky)
+		assert.Equal(t, 2, calls, "a caller that waits still gets its retry")
+	})
+}
