@@ -429,20 +429,25 @@ const maxSteps = 8
 // stepped runs the action between the guards' Allow and done, as their Do
 // would have run it (see TwoStepGuard). Should the action or a done panic,
 // the guards not yet told hear of it as a *PanicError, which stepped
-// returns.
+// returns; should one end the goroutine (runtime.Goexit), they hear of it
+// as DoTwoStep tells them, as a *PanicError with no value.
 func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T]) (r R, err error) {
 	var st stepState
+	returned := false
 	defer func() {
-		if v := recover(); v != nil {
-			var zero R
-			r, err = zero, newPanicError(StageAction, v)
-			st.report(err)
+		if returned {
+			return
 		}
+		v := recover() // nil when the goroutine is ending with runtime.Goexit
+		var zero R
+		r, err = zero, newPanicError(StageAction, v)
+		st.report(err)
 	}()
 	for i, g := range p.steps {
 		done, aerr := g.Allow(ctx)
 		if aerr != nil {
 			st.report(aerr)
+			returned = true
 			return r, &RejectedError{Stage: StageAction, Hook: p.guardNames[i], Err: aerr}
 		}
 		st.dones[st.n] = done
@@ -450,6 +455,7 @@ func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T]) (r R, err er
 	}
 	r, err = p.action.Execute(ctx, *s)
 	st.report(err)
+	returned = true
 	return r, err
 }
 

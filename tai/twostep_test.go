@@ -395,3 +395,38 @@ func TestPipelineKeepsNoSignal(t *testing.T) {
 		})
 	}
 }
+
+// An action that ends its goroutine with runtime.Goexit (t.FailNow in a
+// test's action) is reported to every two-step guard passed, as a panic,
+// as DoTwoStep reports it: a bulkhead's slot or a breaker's probe lease is
+// not left taken.
+func TestTwoStepGuardsHearOfGoexit(t *testing.T) {
+	for _, twoStep := range []bool{true, false} {
+		t.Run(fmt.Sprintf("two-step=%v", twoStep), func(t *testing.T) {
+			j := &journal{}
+			var guards []tai.Guard
+			for i := range 2 {
+				g := &stepGuard{name: "g" + strconv.Itoa(i), j: j}
+				if twoStep {
+					guards = append(guards, g)
+				} else {
+					guards = append(guards, wrapOnly{g})
+				}
+			}
+			action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+				j.add("action")
+				runtime.Goexit()
+				return 0, nil
+			})
+			p, err := tai.New(allowAll, action, tai.WithGuards(guards...))
+			require.NoError(t, err)
+			ended := make(chan struct{})
+			go func() {
+				defer close(ended)
+				_, _ = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+			}()
+			<-ended
+			assert.Equal(t, []string{"g0 allow", "g1 allow", "action", "g1 done *tai.PanicError", "g0 done *tai.PanicError"}, j.get())
+		})
+	}
+}
