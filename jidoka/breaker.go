@@ -277,11 +277,30 @@ func (b *Breaker) classify(err error) result {
 	return resultSuccess
 }
 
-// isPanic reports whether err is a panic as a tai pipeline (or
-// tai.DoTwoStep) reports it to done.
+// isPanic reports whether err is, or wraps, a panic as a tai pipeline (or
+// tai.DoTwoStep) reports it: a guard between the breaker and the action
+// (a Timeout whose deadline passed) may have wrapped it.
+// It walks the tree as errors.As would, without the allocation of a
+// target.
 func isPanic(err error) bool {
-	_, ok := err.(*tai.PanicError)
-	return ok
+	for err != nil {
+		switch e := err.(type) {
+		case *tai.PanicError:
+			return true
+		case interface{ Unwrap() error }:
+			err = e.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, err := range e.Unwrap() {
+				if isPanic(err) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // record counts the result of a call in the closed or metrics-only period p

@@ -1181,3 +1181,33 @@ func TestBreakerIgnoresRefusalsOfGuardsInsideIt(t *testing.T) {
 		})
 	}
 }
+
+// A panic reaches a breaker wrapped when a guard between them wraps the
+// action's error: a Timeout whose deadline passed before the action
+// panicked (a nil response dereferenced after the request timed out). It
+// is a failure all the same, whatever IsFailure says of errors.
+func TestBreakerWrappedPanicIsAFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, IsFailure: func(err error) bool { return errors.Is(err, errBoom) }})
+		timeout, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+		require.NoError(t, err)
+		action := tai.ActionFunc[int, int](func(ctx context.Context, _ tai.Signal[int]) (int, error) {
+			<-ctx.Done()
+			var resp *struct{ Status int }
+			return resp.Status, nil
+		})
+		p, err := tai.New(allowAll, action, tai.WithGuards(b, timeout))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "payment"})
+		var pe *tai.PanicError
+		require.ErrorAs(t, err, &pe)
+		require.ErrorIs(t, err, jidoka.ErrTimeout)
+		assert.Equal(t, jidoka.StateOpen, b.State())
+
+		counting := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1 << 30})
+		wrapped := fmt.Errorf("charge: %w", errBoom)
+		fail := func(context.Context) error { return wrapped }
+		assert.Zero(t, testing.AllocsPerRun(100, func() { _ = counting.Do(context.Background(), fail) }),
+			"telling a wrapped panic from an error costs a failure no allocation")
+	})
+}

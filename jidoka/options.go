@@ -112,7 +112,9 @@ type BreakerOptions struct {
 
 	// IsFailure reports whether a non-nil error counts as a failure; an
 	// error for which it returns false counts as a success. A nil error is
-	// always a success, and a panic always a failure. A refusal by a guard
+	// always a success, and a panic always a failure (a *tai.PanicError,
+	// as a tai pipeline reports an action's, even wrapped by a guard
+	// between them, such as a Timeout's *TimeoutError). A refusal by a guard
 	// inside the breaker (errors.Is ErrBulkheadFull or ErrOpen: a full
 	// Bulkhead, another Breaker) is never counted, whatever IsFailure and
 	// Ignore say: the call did not reach the dependency, and a probe so
