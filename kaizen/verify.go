@@ -308,8 +308,8 @@ func (c *chain) verify(line []byte, file string, n int) error {
 		return fail(malformed)
 	}
 	var stated [sha256.Size]byte
-	if _, err := hex.Decode(stated[:], suffix[len(`,"hash":"`):len(`,"hash":"`)+2*sha256.Size]); err != nil {
-		return fail(malformed)
+	if !decodeLowerHex(stated[:], suffix[len(`,"hash":"`):len(`,"hash":"`)+2*sha256.Size]) {
+		return fail(malformed + ": its hash is not 64 digits of lower-case hex, as an Audit writes it")
 	}
 	body := line[:cut]
 	ps := body[len(body)-prevSuffixLen:]
@@ -317,8 +317,8 @@ func (c *chain) verify(line []byte, file string, n int) error {
 		return fail(malformed)
 	}
 	var linked [sha256.Size]byte
-	if _, err := hex.Decode(linked[:], ps[len(`,"prev":"`):len(ps)-1]); err != nil {
-		return fail(malformed)
+	if !decodeLowerHex(linked[:], ps[len(`,"prev":"`):len(ps)-1]) {
+		return fail(malformed + ": its prev is not 64 digits of lower-case hex, as an Audit writes it")
 	}
 	actual := lineHash(c.mac, body)
 	if actual != stated {
@@ -341,6 +341,21 @@ func (c *chain) verify(line []byte, file string, n int) error {
 		c.expectMet = true
 	}
 	return nil
+}
+
+// decodeLowerHex decodes src, hex as an Audit writes it, into dst, and
+// reports whether it was. hex.Decode alone also reads upper-case digits:
+// a line whose hash was rewritten in upper case would verify, although it
+// is not the text the Audit wrote and no longer equals, as a string, the
+// prev of the line after it.
+func decodeLowerHex(dst, src []byte) bool {
+	for _, c := range src {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	_, err := hex.Decode(dst, src)
+	return err == nil
 }
 
 // mismatch explains a line whose hash does not match its content. At the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/tai"
 )
@@ -91,6 +92,18 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 			return l
 		}, 1, "malformed"},
 		{"truncated last line", func(l []string) []string { l[5] = l[5][:len(l[5])-1]; return l }, 6, "malformed"},
+		{"hash in upper case", func(l []string) []string {
+			// The same value, but not the text the Audit wrote.
+			cut := strings.LastIndex(l[2], `,"hash":"`) + len(`,"hash":"`)
+			l[2] = l[2][:cut] + strings.ToUpper(l[2][cut:])
+			return l
+		}, 3, "lower-case hex"},
+		{"prev in upper case, rehashed", func(l []string) []string {
+			start := strings.LastIndex(l[2], `,"prev":"`) + len(`,"prev":"`)
+			end := strings.LastIndex(l[2], `,"hash":"`)
+			l[2] = rehash(l[2][:start] + strings.ToUpper(l[2][start:end]) + l[2][end:])
+			return l
+		}, 3, "lower-case hex"},
 	}
 	for _, c := range cases {
 		for _, end := range []string{"\n", ""} { // with and without a final newline
