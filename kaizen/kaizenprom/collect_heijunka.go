@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/tai"
 )
@@ -86,17 +87,19 @@ func (c *HeijunkaCollector) AddKeyed(k *heijunka.Keyed) error {
 // error matches heijunka.ErrLimited) or error (any other rejection). The
 // wrapper keeps the gate's name for the pipeline's spans and errors, and
 // adds one atomic increment to Admit. Gates of the same name share their
-// counts.
+// counts. A name that is not valid UTF-8 is counted with U+FFFD in place
+// of its bad bytes, as Metrics does with a Kind.
 func (c *HeijunkaCollector) Gate(g tai.Gate) tai.Gate {
 	name := "gate"
 	if n, ok := g.(tai.Namer); ok && n.Name() != "" {
 		name = n.Name()
 	}
+	label := labelValue(name)
 	c.mu.Lock()
-	counts := c.gates[name]
+	counts := c.gates[label]
 	if counts == nil {
 		counts = new(gateCounts)
-		c.gates[name] = counts
+		c.gates[label] = counts
 	}
 	c.mu.Unlock()
 	return &countingGate{gate: g, name: name, counts: counts}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
@@ -247,6 +248,25 @@ func TestCollectorsRefuseNamesNotUTF8(t *testing.T) {
 	_, err = kc.HandlerObserver("ord\xffers")
 	require.ErrorContains(t, err, "not valid UTF-8")
 
+	// A gate is wrapped, not added, so its name cannot be refused: it is
+	// counted with U+FFFD in place of its bad bytes, as a Kind is.
+	hc, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	l, err := heijunka.NewLimiter(heijunka.PerSecond(5), heijunka.LimiterOptions{Name: "per\xffcustomer"})
+	require.NoError(t, err)
+	g := hc.Gate(l)
+	assert.Equal(t, "per\xffcustomer", g.(tai.Namer).Name(), "the gate keeps its name for spans and errors")
+	require.NoError(t, g.Admit(context.Background(), "cust"))
+	require.NoError(t, hc.Gate(namedGate("per\xfecustomer")).Admit(context.Background(), "cust"))
+
 	_, err = reg.Gather()
 	require.NoError(t, err, "the registry still gathers")
+	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_limiter_requests_total",
+		map[string]string{"limiter": "per\uFFFDcustomer", "result": "admitted"}), "names alike once repaired share their counts")
 }
+
+// namedGate is a gate that admits everything, named by its value.
+type namedGate string
+
+func (g namedGate) Name() string                        { return string(g) }
+func (g namedGate) Admit(context.Context, string) error { return nil }
