@@ -18,7 +18,9 @@ type CollectorOptions struct {
 	// Namespace prefixes every metric name. Empty means "taikit". It must
 	// be a valid Prometheus name.
 	Namespace string
-	// ConstLabels are added to every metric.
+	// ConstLabels are added to every metric. The KanbanCollector, which
+	// has a histogram, refuses "le": Prometheus keeps it for the bucket
+	// bounds.
 	ConstLabels prometheus.Labels
 }
 
@@ -32,6 +34,16 @@ var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
 func checkName(field, value string) error {
 	if !metricName.MatchString(value) {
 		return fmt.Errorf("%s %q is not a valid metric name", field, value)
+	}
+	return nil
+}
+
+// checkHistogramLabels returns an error naming field when labels, the
+// constant labels of a histogram, hold "le": Prometheus keeps it for the
+// bucket bounds, and client_golang panics at the first observation.
+func checkHistogramLabels(field string, labels prometheus.Labels) error {
+	if _, ok := labels["le"]; ok {
+		return fmt.Errorf("%s: %q is the bucket label of a histogram; it cannot be a constant label", field, "le")
 	}
 	return nil
 }

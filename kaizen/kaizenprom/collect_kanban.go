@@ -67,12 +67,15 @@ type KanbanCollector struct {
 }
 
 // NewKanbanCollector creates a KanbanCollector and registers it with reg.
-// A nil reg is an error. When reg already holds one with the same
-// options, that one is returned.
+// A nil reg is an error, and so is a constant label "le". When reg
+// already holds one with the same options, that one is returned.
 func NewKanbanCollector(reg prometheus.Registerer, opts CollectorOptions) (*KanbanCollector, error) {
 	f, err := newFamilies(reg, opts, "NewKanbanCollector")
 	if err != nil {
 		return nil, err
+	}
+	if err := checkHistogramLabels("CollectorOptions.ConstLabels", opts.ConstLabels); err != nil {
+		return nil, fmt.Errorf("kaizenprom: NewKanbanCollector: %w", err)
 	}
 	return register(reg, &KanbanCollector{
 		families:    f,

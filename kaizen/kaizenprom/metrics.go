@@ -37,6 +37,8 @@ type MetricsOptions struct {
 	// scrapes it with protobuf). Zero means classic buckets only.
 	NativeHistogramBucketFactor float64
 	// ConstLabels are added to every metric (for example the service).
+	// "le", which Prometheus keeps for the bucket bounds of a histogram,
+	// is refused.
 	ConstLabels prometheus.Labels
 	// NoStages keeps only the "signal" series of the duration histogram.
 	// By default Metrics is a tai.StageObserver and also times the gate,
@@ -131,6 +133,9 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 		if err := checkName("MetricsOptions.Subsystem", opts.Subsystem); err != nil {
 			return nil, fmt.Errorf("kaizenprom: %w", err)
 		}
+	}
+	if err := checkHistogramLabels("MetricsOptions.ConstLabels", opts.ConstLabels); err != nil {
+		return nil, fmt.Errorf("kaizenprom: %w", err)
 	}
 	buckets := slices.Clone(opts.Buckets)
 	if len(buckets) == 0 {

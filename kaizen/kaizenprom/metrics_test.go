@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
 	"github.com/taipattern/taikit/kaizen/kaizenprom"
 	"github.com/taipattern/taikit/tai"
@@ -35,6 +36,9 @@ func TestNewMetricsValidates(t *testing.T) {
 		{"bucket inf", kaizenprom.MetricsOptions{Buckets: []float64{1, math.Inf(1)}}, "Buckets[1] +Inf"},
 		{"bucket order", kaizenprom.MetricsOptions{Buckets: []float64{1, 0.5}}, "Buckets[1] 0.5 is not above"},
 		{"native factor", kaizenprom.MetricsOptions{NativeHistogramBucketFactor: 0.5}, "NativeHistogramBucketFactor 0.5"},
+		// Prometheus takes "le" for the bucket bounds of a histogram;
+		// client_golang panics at the first observation.
+		{"const label le", kaizenprom.MetricsOptions{ConstLabels: prometheus.Labels{"le": "x"}}, `ConstLabels: "le"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
