@@ -21,7 +21,7 @@
 // conventions name them: "send {queue}" around each publish and "process
 // {queue}" around each handler attempt, with the messaging.* attributes.
 // With a propagator too, each process span is a child of its message's
-// send span:
+// send span and links to it:
 //
 //	q, err := natsjs.New[Order](ctx, nc, natsjs.Options{
 //		Stream:     "ORDERS",

@@ -50,8 +50,11 @@ type TracerOptions struct {
 //
 // The send span is the parent of what the queue's Propagator injects, so
 // with a Propagator (TraceContext, say) each process span is a child of
-// its message's send span, in the publisher's trace; the handler's own
-// spans are children of the process span.
+// its message's send span, in the publisher's trace, and links to it, as
+// the conventions ask of a process span; the handler's own spans are
+// children of the process span. A message without a trace context, or with
+// one the Propagator cannot read (a malformed traceparent), gets a process
+// span without a link, a child of whatever span the consumer's ctx holds.
 func NewTracer(opts TracerOptions) kanban.Tracer {
 	return &tracer{opts: opts}
 }
@@ -84,7 +87,16 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	if op.Type == kanban.OpProcess {
 		attrs = append(attrs, AttemptKey.Int(op.Attempt))
 	}
-	ctx, span := tp.Tracer(instrumentation).Start(ctx, name+" "+op.Queue, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
+	if op.Type == kanban.OpProcess {
+		// The conventions ask a process span to link to its message's
+		// creation context, even when it is also its child: here the
+		// send span the Propagator extracted, a remote parent.
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && sc.IsRemote() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		}
+	}
+	ctx, span := tp.Tracer(instrumentation).Start(ctx, name+" "+op.Queue, opts...)
 	return ctx, func(err error) {
 		if err != nil {
 			typ := errorType(err)

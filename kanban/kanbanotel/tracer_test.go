@@ -96,6 +96,8 @@ func TestTracerRecordsMessagingSpans(t *testing.T) {
 		assert.Equal(t, trace.SpanKindConsumer, p.SpanKind())
 		assert.Equal(t, send.SpanContext().TraceID(), p.SpanContext().TraceID(), "in the publisher's trace")
 		assert.Equal(t, send.SpanContext().SpanID(), p.Parent().SpanID(), "a child of the send span, through the message")
+		require.Len(t, p.Links(), 1, "a process span links to its message's creation context")
+		assert.True(t, send.SpanContext().Equal(p.Links()[0].SpanContext.WithRemote(false)), "the link is the send span")
 		a := attrs(p)
 		assert.Equal(t, "process", a["messaging.operation.type"].AsString())
 		assert.Equal(t, "process", a["messaging.operation.name"].AsString())
@@ -170,4 +172,77 @@ func TestTracerFollowsTheGlobalProvider(t *testing.T) {
 	t.Cleanup(func() { otel.SetTracerProvider(prev) })
 	require.NoError(t, q.Publish(context.Background(), kanban.Message[string]{ID: "a"}))
 	assert.Len(t, byName(rec.Ended(), "send kanban"), 1, "a provider registered after the queue was made")
+}
+
+// A message without a trace context the Propagator can read gets a
+// process span without a link, a child of the span of the consumer's ctx.
+func TestTracerProcessWithoutCreationContext(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	// The headers come from a publisher that does not trace: no send
+	// span replaces them.
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{
+		Name: "ORDERS", Propagator: kanbanotel.TraceContext(),
+		Tracer: processOnly{kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp})},
+	})
+	require.NoError(t, err)
+	malformed := []string{
+		"",
+		"garbage",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01", // zero trace ID
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", // zero span ID
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", // upper case
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // version ff
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+		"\x00\xff\n",
+	}
+	for i, tp := range malformed {
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[string]{
+			ID: "m-" + string(rune('a'+i)), Payload: "x", Headers: kanban.Header{"traceparent": tp, "tracestate": "k=v"},
+		}))
+	}
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[string]{ID: "no-headers", Payload: "x"}))
+	const valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[string]{
+		ID: "valid", Payload: "x", Headers: kanban.Header{"traceparent": valid},
+	}))
+
+	ctx, consumer := tp.Tracer("test").Start(context.Background(), "consumer")
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	calls := 0
+	require.NoError(t, q.Consume(ctx, func(context.Context, kanban.Delivery[string]) error {
+		if calls++; calls == len(malformed)+2 {
+			cancel()
+		}
+		return nil
+	}, kanban.ConsumeOptions{}))
+	consumer.End()
+
+	procs := byName(rec.Ended(), "process ORDERS")
+	require.Len(t, procs, len(malformed)+2)
+	for _, p := range procs {
+		id := attrs(p)["messaging.message.id"].AsString()
+		if id == "valid" {
+			require.Len(t, p.Links(), 1, "the control message links to its creation context")
+			assert.Equal(t, valid, "00-"+p.Links()[0].SpanContext.TraceID().String()+"-"+p.Links()[0].SpanContext.SpanID().String()+"-01")
+			assert.Equal(t, p.Links()[0].SpanContext.SpanID(), p.Parent().SpanID(), "and is its child")
+			continue
+		}
+		assert.Empty(t, p.Links(), "%s: no creation context to link to", id)
+		assert.Equal(t, consumer.SpanContext().SpanID(), p.Parent().SpanID(), "%s: a child of the consumer's span", id)
+	}
+}
+
+// processOnly traces the handler attempts alone.
+type processOnly struct{ kanban.Tracer }
+
+func (p processOnly) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
+	if op.Type != kanban.OpProcess {
+		return ctx, func(error) {}
+	}
+	return p.Tracer.Start(ctx, op)
 }
