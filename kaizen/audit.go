@@ -49,9 +49,11 @@ type AuditOptions struct {
 	// Redact, if set, rewrites an entry before it is written and hashed:
 	// mask the Key, strip personal data from reasons and errors. It runs
 	// on the writer goroutine, one entry at a time. The entry's
-	// Contributions are a copy it may change. A record whose Redact (or
-	// whose Err's Error method) panics is not written: it goes to
-	// OnUnwritten with an error saying so, and the trail goes on.
+	// Contributions and Inputs are copies it may change in place: the
+	// record is the pipeline caller's, and other observers may keep it.
+	// A record whose Redact (or whose Err's Error method) panics is not
+	// written: it goes to OnUnwritten with an error saying so, and the
+	// trail goes on.
 	Redact func(*AuditEntry)
 	// Genesis is the prev hash of the first line, in hex: the hash of
 	// the last line of a trail this one continues (Audit.Last of the
@@ -531,6 +533,9 @@ func (a *Audit) entry(r *tai.Record) (e AuditEntry, err error) {
 	if a.redact != nil {
 		if len(e.Decision.Contributions) > 0 {
 			e.Decision.Contributions = append([]tai.Contribution(nil), e.Decision.Contributions...)
+		}
+		if len(e.Decision.Inputs) > 0 {
+			e.Decision.Inputs = bytes.Clone(e.Decision.Inputs)
 		}
 		in = "AuditOptions.Redact"
 		a.redact(&e)

@@ -23,10 +23,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
 	"github.com/taipattern/taikit/tai"
-	"go.uber.org/goleak"
 )
 
 // syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
@@ -372,6 +373,27 @@ func TestAuditRedact(t *testing.T) {
 	assert.Contains(t, out, `"reason":"card [card] listed"`)
 	assert.Equal(t, "card 4111111111111111 listed", contribs[0].Reason, "the record's contributions are not changed")
 	require.NoError(t, kaizen.VerifyAudit(strings.NewReader(out)), "the redacted line is what is hashed")
+}
+
+// Redact may mask a decision's inputs in place, as it may its
+// contributions: they are a copy, and the record, which the pipeline's
+// caller and other observers may keep, is not changed.
+func TestAuditRedactInputsInPlace(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{Redact: func(e *kaizen.AuditEntry) {
+		for i, c := range e.Decision.Inputs {
+			if c >= '0' && c <= '9' {
+				e.Decision.Inputs[i] = '0'
+			}
+		}
+	}})
+	inputs := json.RawMessage(`{"card":"4111111111111111"}`)
+	a.Observe(context.Background(), tai.Record{ID: "1", Kind: "payment", Outcome: tai.Denied,
+		Decision: tai.Decision{Verdict: tai.Deny, Inputs: inputs}})
+	require.NoError(t, a.Flush(context.Background()))
+	out := string(buf.Bytes())
+	assert.Contains(t, out, `"inputs":{"card":"0000000000000000"}`)
+	assert.JSONEq(t, `{"card":"4111111111111111"}`, string(inputs), "the record's inputs are not changed")
 }
 
 // panickyError's Error method panics.
