@@ -287,6 +287,11 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		x.add(&a.expiry)
 	}
 	resp, err := rt.t.base.RoundTrip(req.WithContext(reqCtx))
+	if err == nil && resp.Body == nil {
+		// A base transport may leave an empty body nil, as http.Client
+		// allows: the wrapper and the caller need one to read and close.
+		resp.Body = http.NoBody
+	}
 	failed := err == nil && rt.hold && rt.t.retryOn(resp.StatusCode)
 	if err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
 		a.ReadCloser = resp.Body

@@ -651,3 +651,27 @@ func TestTransportStalledFailedBody(t *testing.T) {
 		})
 	})
 }
+
+// A base transport may leave Body nil for an empty response, as
+// http.Client allows (many test doubles do): the response returned, or
+// held for a retry, has an empty body to read and close.
+func TestTransportNilResponseBody(t *testing.T) {
+	for _, status := range []int{http.StatusOK, http.StatusNoContent, http.StatusServiceUnavailable} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			base, calls := numbered(func(_ int, r *http.Request) (*http.Response, error) {
+				return &http.Response{StatusCode: status, Header: http.Header{}, Request: r}, nil
+			})
+			c := client(t, nil, taihttp.TransportOptions{Base: base,
+				Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, Jitter: func(time.Duration) time.Duration { return 0 }})})
+			resp, err := c.Get("http://example.test/")
+			require.NoError(t, err)
+			assert.Equal(t, status, resp.StatusCode)
+			assert.Empty(t, readAll(t, resp))
+			want := 1
+			if status == http.StatusServiceUnavailable {
+				want = 2
+			}
+			assert.Equal(t, want, calls())
+		})
+	}
+}
