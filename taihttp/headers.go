@@ -65,10 +65,11 @@ func appendPolicy(b []byte, name string, l heijunka.Limit) []byte {
 //	"default";r=50;t=30
 //
 // r is d.Remaining. t, the seconds until more quota is available, rounded
-// up: for a denied decision its RetryAfter (so t and Retry-After name the
-// same moment, as the draft asks), for an allowed one the time until the
-// next request's worth refills; t is left out when the quota is full, and
-// when the request can never pass (a closed limit). It returns "" for a
+// up: for a denied decision its RetryAfter, at most MaxRetryAfter (so t
+// and Retry-After name the same moment, as the draft asks), for an
+// allowed one the time until the next request's worth refills; t is left
+// out when the quota is full, and when the request can never pass (a
+// closed limit). It returns "" for a
 // decision under an Unlimited limit or one whose store failed open:
 // no quota was applied.
 func RateLimitField(name string, d heijunka.Decision) string {
@@ -117,8 +118,9 @@ func (li *limitInfo) refill(d *heijunka.Decision) time.Duration {
 			return 0
 		}
 		// At least a moment, as Retry-After is at least 1 s: a KeyLimiter
-		// of the caller's may deny with no RetryAfter.
-		return max(d.RetryAfter, 1)
+		// of the caller's may deny with no RetryAfter. At most what
+		// Retry-After says, MaxRetryAfter, so both name one moment.
+		return min(max(d.RetryAfter, 1), MaxRetryAfter)
 	}
 	if li.closed || d.Remaining >= li.limit.Burst {
 		return 0

@@ -1,6 +1,7 @@
 package taihttp_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -229,4 +230,32 @@ func FuzzParseRetryAfter(f *testing.F) {
 		assert.GreaterOrEqual(t, d, time.Duration(0))
 		assert.LessOrEqual(t, d, taihttp.MaxRetryAfter)
 	})
+}
+
+// A denial whose RetryAfter is longer than MaxRetryAfter (one request in
+// 48 hours, say) names in t the moment Retry-After names: MaxRetryAfter.
+func TestRateLimitFieldLongDenial(t *testing.T) {
+	lim := limiter(t, heijunka.Every(48*time.Hour))
+	require.True(t, lim.DecideN(t0, 1).Allowed)
+	d := lim.DecideN(t0.Add(time.Hour), 1)
+	require.False(t, d.Allowed)
+	require.Equal(t, 47*time.Hour, d.RetryAfter)
+	h := http.Header{}
+	taihttp.SetDecisionHeaders(h, "p", d)
+	assert.Equal(t, "86400", h.Get("Retry-After"))
+	assert.Equal(t, `"p";r=0;t=86400`, h.Get("RateLimit"))
+	assert.Equal(t, `"p";q=1;w=172800`, h.Get("RateLimit-Policy"))
+
+	rec := serve(rateLimit(t, denyFor(47*time.Hour), taihttp.RateLimitOptions{})(ok), get("192.0.2.1:1"))
+	assert.Equal(t, http.StatusTooManyRequests, rec.Code)
+	assert.Equal(t, "86400", rec.Header().Get("Retry-After"))
+	assert.Equal(t, `"default";r=0;t=86400`, rec.Header().Get("RateLimit"))
+}
+
+// denyFor is a KeyLimiter that denies every request, one a 48 hours, for
+// the given time.
+type denyFor time.Duration
+
+func (d denyFor) Allow(context.Context, string) (heijunka.Decision, error) {
+	return heijunka.Decision{Limit: heijunka.Every(48 * time.Hour), RetryAfter: time.Duration(d), ResetAfter: time.Duration(d)}, nil
 }
