@@ -221,6 +221,15 @@ func SetRetryAfter(h http.Header, d, fallback time.Duration) {
 // returns the delay, at most MaxRetryAfter (a date in the past gives 0),
 // and false for an empty or malformed value.
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	d, ok := parseRetryAfter(v, now)
+	return min(d, MaxRetryAfter), ok
+}
+
+// parseRetryAfter is ParseRetryAfter without the bound of MaxRetryAfter:
+// delay-seconds are read up to math.MaxUint32 (136 years), a date as far
+// as a Duration reaches. The Transport's Retry weighs the whole hint
+// against its own MaxRetryAfter.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
@@ -236,13 +245,13 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 				secs = secs*10 + uint64(c-'0')
 			}
 		}
-		return min(time.Duration(min(secs, math.MaxUint32))*time.Second, MaxRetryAfter), true
+		return time.Duration(min(secs, math.MaxUint32)) * time.Second, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
 		return 0, false
 	}
-	return min(max(t.Sub(now), 0), MaxRetryAfter), true
+	return max(t.Sub(now), 0), true
 }
 
 // ceilSeconds rounds d up to whole seconds.

@@ -330,7 +330,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		done(nil)
 	}
 	if failed {
-		hint, _ := ParseRetryAfter(resp.Header.Get(headerRetryAfter), time.Now())
+		hint, _ := parseRetryAfter(resp.Header.Get(headerRetryAfter), time.Now())
 		serr := &retryStatusError{status: resp.StatusCode, retryAfter: hint}
 		rt.keep(resp)
 		return serr

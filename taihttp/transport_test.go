@@ -675,3 +675,38 @@ func TestTransportNilResponseBody(t *testing.T) {
 		})
 	}
 }
+
+// A Retry-After longer than a day, within the Retry's MaxRetryAfter, is
+// waited for whole, in seconds or as a date: the retry is not sent before
+// the server asked.
+func TestTransportRetryAfterOverADay(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hint func(now time.Time) string
+	}{
+		{"seconds", func(time.Time) string { return "100000" }},
+		{"date", func(now time.Time) string { return now.Add(100000 * time.Second).UTC().Format(http.TimeFormat) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var sent []time.Time
+				base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					sent = append(sent, time.Now())
+					if len(sent) == 1 {
+						h := http.Header{}
+						h.Set("Retry-After", tc.hint(time.Now()))
+						return response(r, http.StatusServiceUnavailable, h, "wait"), nil
+					}
+					return response(r, http.StatusOK, nil, "ok"), nil
+				})
+				c := client(t, nil, taihttp.TransportOptions{Base: base,
+					Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, MaxRetryAfter: 48 * time.Hour})})
+				resp, err := c.Get("http://example.test/")
+				require.NoError(t, err)
+				assert.Equal(t, "ok", readAll(t, resp))
+				require.Len(t, sent, 2)
+				assert.Equal(t, 100000*time.Second, sent[1].Sub(sent[0]))
+			})
+		})
+	}
+}
