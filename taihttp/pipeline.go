@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -245,6 +246,26 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	}
 	return w.ResponseWriter.Write(b)
 }
+
+// ReadFrom copies src to the underlying ResponseWriter with its ReadFrom,
+// when it has one, so that a handler's io.Copy of a file is sent as it
+// would be without the middleware (net/http uses sendfile). A copy that
+// wrote something has answered, with status 200 if none was written.
+func (w *statusWriter) ReadFrom(src io.Reader) (int64, error) {
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(writerOnly{w}, src) // through Write, which notes the status
+	}
+	n, err := rf.ReadFrom(src)
+	if n > 0 && w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return n, err
+}
+
+// writerOnly hides every method of a writer but Write, so that io.Copy
+// to it does not come back to ReadFrom.
+type writerOnly struct{ io.Writer }
 
 // FlushError flushes the underlying ResponseWriter, for
 // http.ResponseController. A flush sends the header, with status 200 if

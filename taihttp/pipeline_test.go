@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -397,4 +398,45 @@ func TestPipelineHandlerThatHijacks(t *testing.T) {
 	assert.Equal(t, "hijacked", string(body))
 	assert.Empty(t, logged.String())
 	assert.Equal(t, tai.Succeeded, rec.Outcome)
+}
+
+// readFromRecorder is a ResponseRecorder with a ReadFrom method, as
+// net/http's ResponseWriter has one (it sends a file with sendfile).
+type readFromRecorder struct {
+	*httptest.ResponseRecorder
+	readFrom int // calls of ReadFrom
+}
+
+func (w *readFromRecorder) ReadFrom(src io.Reader) (int64, error) {
+	w.readFrom++
+	return io.Copy(w.ResponseRecorder, src)
+}
+
+// A handler's io.Copy to its ResponseWriter reaches the server's own
+// ReadFrom, as it does without the middleware, and the status is noted:
+// a copy that wrote something answered 200, one that wrote nothing did
+// not answer yet.
+func TestPipelineReadFrom(t *testing.T) {
+	for _, body := range []string{"a file", ""} {
+		var rs records
+		h := pipelineMW(t, nil, taihttp.PipelineOptions{}, tai.WithObservers(&rs))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			src := struct{ io.Reader }{strings.NewReader(body)} // no WriteTo: io.Copy asks w
+			_, err := io.Copy(w, src)
+			require.NoError(t, err)
+			if body == "" {
+				http.Error(w, "nothing to send", http.StatusBadGateway)
+			}
+		}))
+		w := &readFromRecorder{ResponseRecorder: httptest.NewRecorder()}
+		h.ServeHTTP(w, get("192.0.2.1:1"))
+		assert.Equal(t, 1, w.readFrom, "the server's ReadFrom sends the body")
+		if body == "" {
+			assert.Equal(t, http.StatusBadGateway, w.Code)
+			assert.Equal(t, tai.Failed, rs.last().Outcome)
+			continue
+		}
+		assert.Equal(t, http.StatusOK, w.Code)
+		assert.Equal(t, body, w.Body.String())
+		assert.Equal(t, tai.Succeeded, rs.last().Outcome)
+	}
 }
