@@ -335,16 +335,33 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		rt.keep(resp)
 		return serr
 	}
+	if a.ReadCloser == http.NoBody {
+		// Nothing to read (HEAD, 204, 304): the response is whole, and
+		// its request holds nothing more, as http.Transport's does not.
+		resp.Body = http.NoBody
+		a.cancel()
+	}
 	rt.claim(resp)
 	return nil
 }
 
 // attemptBody controls the context of an attempt's request, and becomes
-// the body of its response: closing the body ends the context.
+// the body of its response: reading it to its end, or closing it, ends
+// the context.
 type attemptBody struct {
 	io.ReadCloser
 	cancel context.CancelFunc
 	expiry expiry // its place among the Transport's expiries
+}
+
+// Read reads the body; at its end the request's context ends, so that
+// the caller's context does not keep it for a body read but not closed.
+func (a *attemptBody) Read(p []byte) (int, error) {
+	n, err := a.ReadCloser.Read(p)
+	if err == io.EOF {
+		a.cancel()
+	}
+	return n, err
 }
 
 func (a *attemptBody) Close() error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -709,4 +710,73 @@ func TestTransportRetryAfterOverADay(t *testing.T) {
 			})
 		})
 	}
+}
+
+// The context a Transport gives an attempt's request ends once its
+// response is whole: when the body has been read to its end, or at once
+// when there is none (HEAD, 204, 304), as http.Transport's own does. The
+// caller's context holds it till then: one that serves many requests
+// whose bodies are read but not closed, or never opened, would keep
+// every one of them.
+func TestTransportEndsTheAttemptWithTheResponse(t *testing.T) {
+	var ctxs []context.Context
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		ctxs = append(ctxs, r.Context())
+		if r.Method == http.MethodHead {
+			resp := response(r, http.StatusOK, nil, "")
+			resp.Body = http.NoBody
+			return resp, nil
+		}
+		return response(r, http.StatusOK, nil, "whole"), nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := client(t, nil, taihttp.TransportOptions{Base: base})
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://example.test/", nil)
+	require.NoError(t, err)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "whole", string(b))
+	assert.ErrorIs(t, ctxs[0].Err(), context.Canceled, "the body was read to its end")
+	require.NoError(t, resp.Body.Close())
+
+	req, err = http.NewRequestWithContext(ctx, http.MethodHead, "http://example.test/", nil)
+	require.NoError(t, err)
+	resp, err = c.Do(req)
+	require.NoError(t, err)
+	assert.Equal(t, http.NoBody, resp.Body)
+	assert.ErrorIs(t, ctxs[1].Err(), context.Canceled, "there is no body to read")
+	assert.NoError(t, ctx.Err())
+}
+
+// Reading each body to its end and closing it, sequential requests share
+// one connection.
+func TestTransportReusesConnections(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodHead && r.URL.Path != "/empty" {
+			_, _ = io.WriteString(w, strings.Repeat("x", 10000))
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := client(t, nil, taihttp.TransportOptions{Base: srv.Client().Transport})
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodGet, http.MethodGet} {
+		for _, path := range []string{"/", "/empty"} {
+			req, err := http.NewRequest(m, srv.URL+path, nil)
+			require.NoError(t, err)
+			resp, err := c.Do(req)
+			require.NoError(t, err)
+			readAll(t, resp)
+		}
+	}
+	assert.EqualValues(t, 1, conns.Load())
 }
