@@ -341,7 +341,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		resp.Body = http.NoBody
 		a.cancel()
 	}
-	rt.claim(resp)
+	rt.claim(resp, a)
 	return nil
 }
 
@@ -401,9 +401,12 @@ func (rt *roundTrip) request() (*http.Request, error) {
 	return &c, nil
 }
 
-// claim makes resp the response RoundTrip returns, unless another attempt
-// won first: then resp is drained and closed.
-func (rt *roundTrip) claim(resp *http.Response) {
+// claim makes resp, the response of the attempt of a, the response
+// RoundTrip returns, unless another attempt won first: then the attempt
+// is cancelled, and resp drained and closed. (Its header came before the
+// winner cancelled it: only its own cancel ends a body that may not come,
+// which the hedge waits for.)
+func (rt *roundTrip) claim(resp *http.Response, a *attemptBody) {
 	rt.mu.Lock()
 	if rt.won == nil && !rt.done {
 		rt.won = resp
@@ -411,6 +414,7 @@ func (rt *roundTrip) claim(resp *http.Response) {
 		return
 	}
 	rt.mu.Unlock()
+	a.cancel()
 	drain(resp)
 }
 

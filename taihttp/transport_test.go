@@ -780,3 +780,36 @@ func TestTransportReusesConnections(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, conns.Load())
 }
+
+// Two copies of a hedged request both succeed, the first one's header a
+// moment before the hedge wins: the first copy, the loser, is cancelled,
+// and its body, which does not come, does not hold up the winner. (A
+// FailureStatus that takes a second stands for the moment between the
+// loser's header and its claim.)
+func TestTransportHedgeLoserAfterItsHeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base, _ := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			if n == 1 {
+				time.Sleep(150 * time.Millisecond)
+				resp := response(r, http.StatusNonAuthoritativeInfo, nil, "")
+				resp.Body = stalledBody{r}
+				return resp, nil
+			}
+			time.Sleep(100 * time.Millisecond)
+			return response(r, http.StatusOK, nil, "hedge "+strconv.Itoa(n)), nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge,
+			FailureStatus: func(status int) bool {
+				if status == http.StatusNonAuthoritativeInfo {
+					time.Sleep(time.Second)
+				}
+				return status >= 500
+			}})
+		resp, err := c.Get("http://example.test/")
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "hedge 2", readAll(t, resp))
+	})
+}
