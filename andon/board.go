@@ -60,8 +60,9 @@ type BoardOptions struct {
 	// breakers (see Panel).
 	Panels []Panel
 	// MaxStreams caps the event streams served at once; past it a page is
-	// answered 503 with Retry-After and polls /api/state instead. Zero
-	// means 64.
+	// answered 503 with Retry-After and polls /api/state instead, asking
+	// for the stream again after 5s, then after twice as long each time
+	// (a minute at most). Zero means 64.
 	MaxStreams int
 	// WriteTimeout bounds the writing of each event to a stream; a client
 	// that does not read is dropped after it. It replaces the
@@ -202,8 +203,9 @@ func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handlers have returned, or ctx ends (it returns ctx.Err(); the handlers
 // still return on their own, once their writes do). Later requests for
 // events are answered 503 Service Unavailable, which makes the page poll
-// /api/state instead; the rest of the board is served as before. Shutdown
-// is idempotent.
+// /api/state instead and ask for the stream again from time to time, so
+// that a page left open follows the board of the restarted program; the
+// rest of the board is served as before. Shutdown is idempotent.
 func (b *Board) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	if !b.shutdown {

@@ -207,19 +207,29 @@
     pollTimer = setInterval(poll, 2000);
   }
 
+  // A stream refused (503: the board shut down, or too many live pages)
+  // is not retried by the browser: the page polls and asks for the
+  // stream again after followDelay, as the answer's Retry-After says,
+  // waiting twice as long after each refusal, up to a minute.
+  var followDelay = 5000;
+
   function follow() {
     if (!window.EventSource) { startPolling(); return; }
     var es = new EventSource("api/events");
     es.addEventListener("state", function (ev) {
       live = true;
+      followDelay = 5000;
       render(JSON.parse(ev.data));
       setConn("live", "live");
       if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
     });
     es.onerror = function () {
       live = false;
-      if (es.readyState === EventSource.CLOSED) startPolling();
-      else setConn("offline", "reconnecting…");
+      if (es.readyState === EventSource.CLOSED) {
+        startPolling();
+        setTimeout(follow, followDelay);
+        followDelay = Math.min(2 * followDelay, 60000);
+      } else setConn("offline", "reconnecting…");
     };
   }
 

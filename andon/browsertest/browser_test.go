@@ -2,6 +2,8 @@ package browsertest_test
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -252,6 +254,61 @@ func TestBoardTextIsNeverHTML(t *testing.T) {
 	pwned, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.pwned === 1`))
 	require.NoError(t, err)
 	assert.False(t, pwned)
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// TestBoardGoesLiveAgainAfterRestart shuts a board down while a page
+// follows it, so that the page's stream is refused and it polls, then
+// serves a new board at the same address, as a restarted program does:
+// the page follows the new board's event stream, not polling for ever.
+func TestBoardGoesLiveAgainAfterRestart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	// serve serves a board with one rule on ln until stop, which is also
+	// a cleanup of the test.
+	serve := func(ln net.Listener, rule string) (board *andon.Board, stop func()) {
+		ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+			{Name: rule, Severity: andon.Page, Condition: &switchCond{}}}})
+		require.NoError(t, err)
+		board, err = andon.NewBoard(ev, andon.BoardOptions{})
+		require.NoError(t, err)
+		srv := &http.Server{Handler: board}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			_ = srv.Serve(ln)
+		}()
+		var once sync.Once
+		stop = func() {
+			once.Do(func() {
+				require.NoError(t, board.Shutdown(context.Background()))
+				require.NoError(t, srv.Close())
+				<-served
+				require.NoError(t, ev.Shutdown(context.Background()))
+			})
+		}
+		t.Cleanup(stop)
+		return board, stop
+	}
+	board, stop := serve(ln, "BeforeRestart")
+	ctx, thrown := browser(t, 90*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("http://"+addr+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="BeforeRestart"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	// The board shuts down first while the server still answers: the
+	// page's stream ends, and its next one is refused with 503.
+	require.NoError(t, board.Shutdown(context.Background()))
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="polling"]`))))
+	stop()
+
+	// The program starts again at the same address.
+	ln, err = net.Listen("tcp", addr)
+	require.NoError(t, err)
+	serve(ln, "AfterRestart")
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="AfterRestart"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
