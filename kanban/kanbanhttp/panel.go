@@ -53,6 +53,10 @@ func (h *Handler) Refresh(ctx context.Context) error {
 		h.seen[name] = s
 		if err == nil {
 			h.dlSeen[name] = page.Letters
+		} else {
+			// Those read before may have been redriven or deleted
+			// since: DeadLetterPanel says the queue is unreadable.
+			delete(h.dlSeen, name)
 		}
 		h.mu.Unlock()
 	}
@@ -160,8 +164,11 @@ func (h *Handler) QueuePanel(opts PanelOptions) andon.Panel {
 // DeadLetterPanel returns an andon.Panel listing the newest dead letters
 // of the queue name (at most PanelDeadLetters), as the last Refresh read
 // them: each with its seq (linked to it in the API), when, ID, key,
-// attempts and reason. Payloads are not shown. Title empty means "Dead
-// letters: " and the name. It returns an error for a queue not added.
+// attempts and reason. Payloads are not shown. Before the first Refresh it
+// has one grey row saying so, and when the last Refresh could not read the
+// dead letters one red row saying that, without the error's text, as
+// QueuePanel does. Title empty means "Dead letters: " and the name. It
+// returns an error for a queue not added.
 func (h *Handler) DeadLetterPanel(name, title string) (andon.Panel, error) {
 	h.mu.Lock()
 	_, ok := h.queues[name]
@@ -179,7 +186,12 @@ func (h *Handler) DeadLetterPanel(name, title string) (andon.Panel, error) {
 		Rows: func() []andon.PanelRow {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			dls := h.dlSeen[name]
+			dls, read := h.dlSeen[name]
+			if _, polled := h.seen[name]; !polled {
+				return []andon.PanelRow{{Cells: []string{"…", "", "", "", "", "not read yet"}, Color: "grey"}}
+			} else if !read {
+				return []andon.PanelRow{{Cells: []string{"?", "", "", "", "", unreadableCell}, Color: "red"}}
+			}
 			rows := make([]andon.PanelRow, 0, len(dls))
 			for _, d := range dls {
 				rows = append(rows, andon.PanelRow{

@@ -109,3 +109,43 @@ func TestWatch(t *testing.T) {
 		assert.ErrorIs(t, <-done, context.Canceled)
 	})
 }
+
+// flakyStore is a queue whose dead letters cannot be read while failing is
+// set.
+type flakyStore struct {
+	*kanban.Memory[order]
+	failing atomic.Bool
+}
+
+func (f *flakyStore) ListDeadLetters(ctx context.Context, q kanban.DeadLetterQuery) (kanban.DeadLetterPage, error) {
+	if f.failing.Load() {
+		return kanban.DeadLetterPage{}, errors.New("nats: no servers available")
+	}
+	return f.Memory.ListDeadLetters(ctx, q)
+}
+
+func TestDeadLetterPanelShowsOnlyWhatTheLastRefreshRead(t *testing.T) {
+	q := &flakyStore{Memory: deadQueue(t, 0, 3)}
+	h, err := kanbanhttp.New(kanbanhttp.Options{Prefix: "/ops"})
+	require.NoError(t, err)
+	require.NoError(t, h.AddQueue("q", q))
+	dp, err := h.DeadLetterPanel("q", "")
+	require.NoError(t, err)
+	assert.Equal(t, []andon.PanelRow{{Cells: []string{"…", "", "", "", "", "not read yet"}, Color: "grey"}}, dp.Rows(),
+		"not \"no dead letters\" before the queue is read")
+
+	require.NoError(t, h.Refresh(context.Background()))
+	require.Len(t, dp.Rows(), 3)
+
+	// The queue cannot be read: the panel says so, and no longer lists
+	// dead letters that may have been redriven or deleted since.
+	q.failing.Store(true)
+	require.Error(t, h.Refresh(context.Background()))
+	rows := dp.Rows()
+	assert.Equal(t, []andon.PanelRow{{Cells: []string{"?", "", "", "", "", "unreadable; the service's log has the detail"}, Color: "red"}}, rows)
+
+	q.failing.Store(false)
+	require.NoError(t, h.Refresh(context.Background()))
+	require.Len(t, dp.Rows(), 3)
+	assert.Equal(t, "3", dp.Rows()[0].Cells[0])
+}
