@@ -60,9 +60,10 @@
 // (kanban/kanbanotel adapts OpenTelemetry's); the headers' names are kept
 // exactly as written. The ID and Key travel in headers too, so a message
 // arrives with the very ID, Key and headers it was published with: Publish
-// refuses, with ErrInvalidMessage, one that NATS headers would change (see
-// Queue.Publish). Options.Tracer records spans around publishes and
-// handler attempts.
+// refuses, with ErrInvalidMessage, one that NATS headers would change, and
+// a header named Kanban-... or Nats-..., which the queue and the server
+// read (see Queue.Publish). Options.Tracer records spans around publishes
+// and handler attempts.
 //
 // The Queue works against any nats-server with JetStream enabled (2.9 or
 // later); kanban/natsembed starts one in-process.

@@ -38,6 +38,12 @@ func TestPublishRefusesWhatHeadersWouldChange(t *testing.T) {
 		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"X-Split": "secret\r\nX-Injected: 1"}}, `natsjs: invalid message header "X-Split": its value holds CR or LF`},
 		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"X-Padded": " secret"}}, `natsjs: invalid message header "X-Padded": its value begins or ends with white space`},
 		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"X-Padded": "secret\t"}}, `natsjs: invalid message header "X-Padded"`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"Kanban-Id": "secret"}}, `natsjs: invalid message header "Kanban-Id": names beginning Kanban- or Nats- are the queue's and the server's`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"Kanban-Key": "secret"}}, `natsjs: invalid message header "Kanban-Key"`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"Kanban-Reason": "secret"}}, `natsjs: invalid message header "Kanban-Reason"`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"Nats-Msg-Id": "secret"}}, `natsjs: invalid message header "Nats-Msg-Id"`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"Nats-Expected-Stream": "secret"}}, `natsjs: invalid message header "Nats-Expected-Stream"`},
+		{kanban.Message[int]{ID: "id", Headers: kanban.Header{"Nats-TTL": "secret"}}, `natsjs: invalid message header "Nats-TTL"`},
 	}
 	for _, tc := range tests {
 		for name, publish := range map[string]func(context.Context, kanban.Message[int]) error{

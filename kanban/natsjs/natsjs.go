@@ -319,8 +319,12 @@ func (q *Queue[T]) Stats() kanban.QueueStats { return q.counters.Snapshot() }
 // PublishAsync return, without sending anything, for a message whose ID,
 // Key or headers would not arrive as written: NATS headers drop the white
 // space (space, tab) around a value, turn CR and LF into spaces and refuse
-// header names outside the HTTP token characters. The error names the
-// field or header.
+// header names outside the HTTP token characters; and a header named
+// Kanban-... (the queue's own: Kanban-Id would replace the message's ID,
+// Kanban-Key its Key) or Nats-... (the server's: Nats-Msg-Id is the dedup
+// ID, Nats-Expected-Stream and the like make it refuse or act). A Memory
+// queue takes every such header as a plain one. The error names the field
+// or header.
 var ErrInvalidMessage = errors.New("natsjs: invalid message")
 
 // checkIdentifier reports why the message's ID or Key v (field names
@@ -348,6 +352,9 @@ func checkHeader(name, value string) error {
 		if !isTokenChar(name[i]) {
 			return fmt.Errorf("%w header name %q: %q at byte %d; a name holds letters, digits and !#$%%&'*+-.^_`|~ only", ErrInvalidMessage, name, name[i], i)
 		}
+	}
+	if strings.HasPrefix(name, "Kanban-") || strings.HasPrefix(name, "Nats-") {
+		return fmt.Errorf("%w header %q: names beginning Kanban- or Nats- are the queue's and the server's", ErrInvalidMessage, name)
 	}
 	if strings.ContainsAny(value, "\r\n") {
 		return fmt.Errorf("%w header %q: its value holds CR or LF, which NATS headers turn into spaces", ErrInvalidMessage, name)
@@ -416,9 +423,11 @@ func isFull(err error) bool {
 // an ID or Key holding a control character (CR, LF, tab, NUL, ...) or
 // beginning or ending with a space. A header of msg.Headers is refused
 // the same way for a name that is empty or holds a character other than
-// an HTTP token's (letters, digits and !#$%&'*+-.^_`|~), and for a value
-// holding CR or LF or beginning or ending with a space or tab; the error
-// names the header but not its value. An empty ID is kanban.ErrNoID.
+// an HTTP token's (letters, digits and !#$%&'*+-.^_`|~) or beginning
+// Kanban- or Nats- (names the queue and the server read, matched with
+// their case, as NATS matches them), and for a value holding CR or LF or
+// beginning or ending with a space or tab; the error names the header but
+// not its value. An empty ID is kanban.ErrNoID.
 func (q *Queue[T]) Publish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, true)
 }
