@@ -124,8 +124,8 @@ func wake(signal *chan struct{}) {
 // Only the final failure of a message — reported as kanban.ErrFull for a
 // full stream — goes to OnPublishError and is returned by the next Flush.
 // An error returned by PublishAsync itself means msg was not sent: among
-// others, one wrapping ErrInvalidMessage, as Publish checks msg, and
-// ErrClosed after Shutdown.
+// others, one wrapping ErrInvalidMessage or ErrTooLarge, as Publish
+// checks msg, and ErrClosed after Shutdown.
 func (q *Queue[T]) PublishAsync(ctx context.Context, msg kanban.Message[T]) error {
 	if q.opts.Tracer != nil {
 		var end func(error)

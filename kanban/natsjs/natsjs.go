@@ -54,7 +54,9 @@ type Options struct {
 	Capacity int64
 	// MaxBytes, if positive, is the most bytes the work stream holds as
 	// well: beyond it Publish waits and TryPublish fails with kanban.ErrFull,
-	// as beyond Capacity. 0 means no byte limit besides Capacity.
+	// as beyond Capacity. A message that alone takes more (its payload,
+	// headers and subject, and a few bytes of framing) is refused at once
+	// with ErrTooLarge. 0 means no byte limit besides Capacity.
 	MaxBytes int64
 	// MaxAge, if positive, is how long the work stream keeps a message not
 	// yet acknowledged; older ones are dropped without being handled. 0
@@ -405,7 +407,44 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 	if msg.Key != "" {
 		nh[HeaderKey] = []string{msg.Key}
 	}
+	if q.opts.MaxBytes > 0 {
+		if n := q.storedSize(headerSize(nh), len(data)); n > q.opts.MaxBytes {
+			return nil, fmt.Errorf("%w: message %s takes %d bytes in the work stream, more than its MaxBytes %d", ErrTooLarge, msg.ID, n, q.opts.MaxBytes)
+		}
+	}
 	return &nats.Msg{Subject: q.opts.Stream, Data: data, Header: nh}, nil
+}
+
+// ErrTooLarge is wrapped by the error Publish, TryPublish and
+// PublishAsync return, without sending anything, for a message that
+// takes more room in the work stream than Options.MaxBytes: it would
+// never fit, so it is not a full stream (kanban.ErrFull) to wait for.
+var ErrTooLarge = errors.New("natsjs: message too large")
+
+// headerSize is the length of h as NATS sends it: a version line, a
+// line per value and an empty line. The values of a message Publish takes
+// hold no CR or LF, which NATS would rewrite.
+func headerSize(h nats.Header) int {
+	n := len("NATS/1.0\r\n") + len("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	return n
+}
+
+// storedSize is the room a message of hlen header and dlen data bytes
+// takes in the work stream, as the server counts it against MaxBytes:
+// with its subject, and in a file store the record's framing (length,
+// sequence, time, subject length, header length, hash), in memory its
+// sequence and time.
+func (q *Queue[T]) storedSize(hlen, dlen int) int64 {
+	n := int64(len(q.opts.Stream) + hlen + dlen)
+	if q.opts.Storage == MemoryStorage {
+		return n + 16
+	}
+	return n + 34
 }
 
 func isFull(err error) bool {
@@ -427,7 +466,8 @@ func isFull(err error) bool {
 // Kanban- or Nats- (names the queue and the server read, matched with
 // their case, as NATS matches them), and for a value holding CR or LF or
 // beginning or ending with a space or tab; the error names the header but
-// not its value. An empty ID is kanban.ErrNoID.
+// not its value. An empty ID is kanban.ErrNoID, and a message that alone
+// takes more than MaxBytes is refused with ErrTooLarge.
 func (q *Queue[T]) Publish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, true)
 }

@@ -437,3 +437,65 @@ func TestMaxBytesAndMaxAgeAreValidated(t *testing.T) {
 	assert.ErrorContains(t, natsjs.Options{MaxBytes: -1}.Validate(), "invalid MaxBytes -1")
 	assert.ErrorContains(t, natsjs.Options{MaxAge: -time.Second}.Validate(), "invalid MaxAge -1s")
 }
+
+// A message larger than MaxBytes on its own is refused at once with
+// ErrTooLarge, not taken for a full stream: it would never fit, so
+// Publish waited for room until its ctx ended and TryPublish said ErrFull.
+func TestMessageLargerThanMaxBytes(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	for _, storage := range []natsjs.Storage{natsjs.FileStorage, natsjs.MemoryStorage} {
+		q, err := natsjs.New[[]byte](ctx, connect(t, srv.Connect), natsjs.Options{
+			Stream: "HUGE" + strconv.Itoa(int(storage)), MaxBytes: 4096, Storage: storage,
+		})
+		require.NoError(t, err)
+		huge := kanban.Message[[]byte]{ID: "huge", Payload: make([]byte, 5000)}
+		for name, publish := range map[string]func(context.Context, kanban.Message[[]byte]) error{
+			"Publish": q.Publish, "TryPublish": q.TryPublish,
+		} {
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second) // bounds a Publish that waits for room
+			err := publish(pctx, huge)
+			cancel()
+			require.ErrorIs(t, err, natsjs.ErrTooLarge, name)
+			assert.NotErrorIs(t, err, kanban.ErrFull, name)
+			assert.ErrorContains(t, err, "message huge", name)
+		}
+		// One that fits waits for room as before.
+		require.NoError(t, q.Publish(ctx, kanban.Message[[]byte]{ID: "a", Payload: make([]byte, 3000)}))
+		err = q.TryPublish(ctx, kanban.Message[[]byte]{ID: "b", Payload: make([]byte, 3000)})
+		require.ErrorIs(t, err, kanban.ErrFull)
+		require.NoError(t, q.Shutdown(ctx))
+	}
+}
+
+// rawCodec stores a []byte payload as it is.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = append([]byte(nil), data...)
+	return nil
+}
+
+// ErrTooLarge is exact: a message that takes MaxBytes to the byte is
+// stored, and one a byte larger, which the server would refuse even on an
+// empty stream, is refused.
+func TestTooLargeIsExact(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	// The subject "EDGEn" (5), the header "NATS/1.0\r\nNats-Msg-Id: edge\r\n\r\n" (31)
+	// and the framing: 34 bytes in a file, 16 in memory.
+	for storage, payload := range map[natsjs.Storage]int{natsjs.FileStorage: 4096 - 70, natsjs.MemoryStorage: 4096 - 52} {
+		name := "EDGE" + strconv.Itoa(int(storage))
+		q, err := natsjs.New[[]byte](ctx, connect(t, srv.Connect), natsjs.Options{
+			Stream: name, MaxBytes: 4096, Storage: storage, Codec: rawCodec{},
+		})
+		require.NoError(t, err)
+		err = q.TryPublish(ctx, kanban.Message[[]byte]{ID: "edge", Payload: make([]byte, payload+1)})
+		require.ErrorIs(t, err, natsjs.ErrTooLarge, name)
+		_, err = q.JetStream().PublishMsg(ctx, &nats.Msg{Subject: name, Data: make([]byte, payload+1), Header: nats.Header{"Nats-Msg-Id": {"edge"}}})
+		require.ErrorContains(t, err, "maximum bytes exceeded", "%s: the server refuses it too", name)
+		require.NoError(t, q.TryPublish(ctx, kanban.Message[[]byte]{ID: "edge", Payload: make([]byte, payload)}), name)
+		require.NoError(t, q.Shutdown(ctx))
+	}
+}
