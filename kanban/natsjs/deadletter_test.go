@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,4 +260,68 @@ func TestDeadLetterScansSkipDeletedOnes(t *testing.T) {
 		assert.Empty(t, page.Letters, "after %d", cursor)
 		assert.Zero(t, page.Next)
 	}
+}
+
+// A message as large as Publish takes can be dead-lettered, with a reason
+// however long: its dead letter fits within the server's max_payload.
+// Before, one within the dead letter's headers of max_payload, or failing
+// with an error text of a megabyte, was refused by the dead-letter stream
+// at every delivery, and its handler ran again and again.
+func TestLargestMessageCanBeDeadLettered(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	nc := connect(t, srv.Connect)
+	// The largest payload Publish takes: TryPublish on a full stream
+	// refuses a larger one with ErrTooLarge, one that fits with ErrFull.
+	full, err := natsjs.New[[]byte](ctx, nc, natsjs.Options{Stream: "FULL", Capacity: 1, Codec: rawCodec{}, Storage: natsjs.MemoryStorage})
+	require.NoError(t, err)
+	require.NoError(t, full.Publish(ctx, kanban.Message[[]byte]{ID: "filler"}))
+	fits := func(n int) bool {
+		err := full.TryPublish(ctx, kanban.Message[[]byte]{ID: "largest", Key: "k", Payload: make([]byte, n)})
+		if errors.Is(err, kanban.ErrFull) {
+			return true
+		}
+		require.ErrorIs(t, err, natsjs.ErrTooLarge, "%d bytes", n)
+		return false
+	}
+	lo, hi := 0, int(nc.MaxPayload())
+	require.False(t, fits(hi))
+	for lo+1 < hi {
+		if mid := (lo + hi) / 2; fits(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	assert.Greater(t, lo, int(nc.MaxPayload())-2048, "the room kept for a dead letter is small")
+	require.NoError(t, full.Shutdown(ctx))
+
+	q, err := natsjs.New[[]byte](ctx, nc, natsjs.Options{Stream: "LARGEST", Codec: rawCodec{}, FetchWait: 50 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(ctx, kanban.Message[[]byte]{ID: "largest", Key: "k", Payload: make([]byte, lo)}))
+	long := strings.Repeat("é", 1<<20) // 2 MB of two-byte characters
+	var calls atomic.Int64
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(cctx, func(context.Context, kanban.Delivery[[]byte]) error {
+			calls.Add(1)
+			return kanban.Permanent(errors.New(long))
+		}, kanban.ConsumeOptions{})
+	}()
+	var dls []kanban.DeadLetter
+	for range 1000 {
+		if dls, err = q.DeadLetters(ctx); err != nil || len(dls) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // polling the server's state, not timing the test
+	}
+	cancel()
+	require.NoError(t, <-done)
+	require.NoError(t, err)
+	require.Len(t, dls, 1, "dead-lettered")
+	assert.Equal(t, int64(1), calls.Load(), "handled once")
+	assert.Len(t, dls[0].Payload, lo)
+	assert.Equal(t, strings.Repeat("é", 512), dls[0].Reason, "the first 1024 bytes, whole characters")
+	require.NoError(t, q.Shutdown(ctx))
 }

@@ -43,7 +43,11 @@
 // A failed handler attempt is negatively acknowledged with a delay (the
 // back-off); after MaxAttempts the message is published to the
 // dead-letter stream, with the reason and attempts in headers, and
-// terminated. A message's lease is extended (InProgress) every third of
+// terminated. The reason kept is the error text's first 1024 bytes, its
+// line breaks turned into spaces (a Memory queue keeps it whole), and
+// Publish refuses with ErrTooLarge a message too large for its dead letter
+// to fit within the server's max_payload, so that every message taken can
+// be dead-lettered. A message's lease is extended (InProgress) every third of
 // AckWait while its handler runs, and while it waits behind an earlier
 // message of its key (PerKey). A message handed back unstarted when a
 // consumer stops is negatively acknowledged at once, and JetStream counts

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -407,8 +408,14 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 	if msg.Key != "" {
 		nh[HeaderKey] = []string{msg.Key}
 	}
+	hlen := headerSize(nh)
+	if max := q.js.Conn().MaxPayload(); max > 0 {
+		if n := int64(hlen + len(data) + deadLetterRoom(msg.ID)); n > max {
+			return nil, fmt.Errorf("%w: message %s takes %d bytes with the headers of its dead letter, more than the %d the server takes", ErrTooLarge, msg.ID, n, max)
+		}
+	}
 	if q.opts.MaxBytes > 0 {
-		if n := q.storedSize(headerSize(nh), len(data)); n > q.opts.MaxBytes {
+		if n := q.storedSize(hlen, len(data)); n > q.opts.MaxBytes {
 			return nil, fmt.Errorf("%w: message %s takes %d bytes in the work stream, more than its MaxBytes %d", ErrTooLarge, msg.ID, n, q.opts.MaxBytes)
 		}
 	}
@@ -418,8 +425,40 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 // ErrTooLarge is wrapped by the error Publish, TryPublish and
 // PublishAsync return, without sending anything, for a message that
 // takes more room in the work stream than Options.MaxBytes: it would
-// never fit, so it is not a full stream (kanban.ErrFull) to wait for.
+// never fit, so it is not a full stream (kanban.ErrFull) to wait for. It
+// is also wrapped for a message that, with the headers its dead letter
+// adds (about 1.2 KB and its ID again), is larger than the server's
+// max_payload (1 MB by default): its dead letter could never be stored.
 var ErrTooLarge = errors.New("natsjs: message too large")
+
+// maxReason is the most bytes of a dead letter's reason kept in its
+// Kanban-Reason header.
+const maxReason = 1024
+
+// deadLetterRoom is the most a dead letter's headers add to those of a
+// message with ID id: Kanban-Id, the ".dead.<sequence>" of its
+// Nats-Msg-Id, and the reason, attempts and time.
+func deadLetterRoom(id string) int {
+	const line = len(": \r\n")
+	return len(HeaderMessageID) + line + len(id) +
+		len(".dead.") + 20 +
+		len(HeaderReason) + line + maxReason +
+		len(HeaderAttempts) + line + 20 +
+		len(HeaderTime) + line + len(time.RFC3339Nano)
+}
+
+// cutReason returns reason cut to its first maxReason bytes, at a
+// character boundary.
+func cutReason(reason string) string {
+	if len(reason) <= maxReason {
+		return reason
+	}
+	n := maxReason
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n]
+}
 
 // headerSize is the length of h as NATS sends it: a version line, a
 // line per value and an empty line. The values of a message Publish takes

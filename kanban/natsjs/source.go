@@ -163,7 +163,7 @@ func (l *lease[T]) Release(context.Context) error { return l.m.Nak() }
 func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 
 // DeadLetter publishes the message to the dead-letter stream, then
-// terminates it. When the publish fails the message is handed back, to be
+// terminates it. The reason kept is its first 1024 bytes (see ErrTooLarge). When the publish fails the message is handed back, to be
 // dead-lettered on its next delivery, after a wait that grows with its
 // deliveries as the waits between PublishAsync's attempts do (from
 // AsyncRetryWait, doubling up to 2s): handed back at once, it came
@@ -187,7 +187,7 @@ func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) 
 		nh[HeaderMessageID] = []string{id}
 		nh[HeaderID] = []string{id + ".dead." + strconv.FormatUint(md.Sequence.Stream, 10)}
 	}
-	nh[HeaderReason] = []string{reason}
+	nh[HeaderReason] = []string{cutReason(reason)}
 	nh[HeaderAttempts] = []string{fmt.Sprint(attempts)}
 	nh[HeaderTime] = []string{time.Now().UTC().Format(time.RFC3339Nano)}
 	pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
