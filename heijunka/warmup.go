@@ -95,8 +95,9 @@ func (w *WarmUp) newClimb(full Limit, start int64) (*climb, error) {
 		return nil, fmt.Errorf("heijunka: warm-up needs a finite limit, not %v", full)
 	}
 	c := &climb{full: full, from: w.from, start: start, stepLen: int64(w.over) / w.steps, steps: w.steps}
-	// The first step has the lowest rate and the longest refill: if it is
-	// valid, so is every later one.
+	// The first step has the lowest rate and the longest interval: if it
+	// is valid, so is every later one (limitAt keeps their Burst within
+	// the refill a Limit may take).
 	if err := c.limitAt(0).Validate(); err != nil {
 		return nil, fmt.Errorf("heijunka: warm-up From %v of %v: %w", w.from, full, err)
 	}
@@ -156,7 +157,19 @@ func (c *climb) limitAt(step int64) Limit {
 		return c.full
 	}
 	f := c.from + (1-c.from)*float64(step)/float64(c.steps)
-	return Limit{Rate: c.full.Rate * f, Burst: max(1, int(math.Round(float64(c.full.Burst)*f)))}
+	l := Limit{Rate: c.full.Rate * f, Burst: max(1, int(math.Round(float64(c.full.Burst)*f)))}
+	// Rounding Burst up lengthens the refill: for a full Limit close to
+	// the ten years a Limit may take to refill, a step's could pass them.
+	// Such a step keeps the largest Burst that refills in time (at least
+	// 1: the interval only shortens as the rate climbs, and the first
+	// step's fits).
+	if iv := math.Round(1e9 / l.Rate); iv*float64(l.Burst) > float64(maxTolerance) {
+		l.Burst = max(1, int(float64(maxTolerance)/iv))
+		for l.Burst > 1 && iv*float64(l.Burst) > float64(maxTolerance) {
+			l.Burst--
+		}
+	}
+	return l
 }
 
 // tick sets the limit of the step the climb c has reached at now, if it
@@ -177,6 +190,6 @@ func (l *Limiter) tick(c *climb, now int64) {
 	if s >= c.steps {
 		l.climb.Store(nil)
 	}
-	np, _ := c.limitAt(s).params() // no later than step 0, which is valid
+	np, _ := c.limitAt(s).params() // valid, as step 0's is: see limitAt
 	l.setParams(&np, now)
 }

@@ -193,3 +193,27 @@ func TestWarmUpBounds(t *testing.T) {
 	assert.Equal(t, heijunka.Limit{Rate: 5.5, Burst: 6}, w.LimitAt(t0.Add(1)), "a step each nanosecond")
 	assert.Equal(t, full, w.LimitAt(t0.Add(10)))
 }
+
+// TestWarmUpStepsOfASlowLimit climbs to a Limit that takes more than nine
+// years to refill. Rounding a step's Burst up can make the step's refill
+// longer than the first step's, past the ten years a Limit may take: every
+// step still gives a valid Limit, and the events it admits.
+func TestWarmUpStepsOfASlowLimit(t *testing.T) {
+	year := 365 * 24 * time.Hour
+	full := heijunka.Every(year * 95 / 100).WithBurst(10) // refills in 9.5 years
+	require.NoError(t, full.Validate())
+	t0 := time.Now()
+	for step := range 21 {
+		// A limiter of its own for each step, full when the step begins.
+		lim := newLimiter(t, full)
+		w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 20 * time.Second, Steps: 20})
+		require.NoError(t, err)
+		require.NoError(t, w.StartAt(t0))
+		at := t0.Add(time.Duration(step) * time.Second)
+		limit := w.LimitAt(at)
+		require.NoError(t, limit.Validate(), "step %d: %v", step, limit)
+		d := lim.DecideN(at, 1)
+		assert.True(t, d.Allowed, "step %d: %v", step, d)
+		assert.Equal(t, limit, d.Limit, "step %d", step)
+	}
+}
