@@ -1,0 +1,76 @@
+package redisgcra_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/heijunka/redisgcra"
+	"github.com/taipattern/taikit/internal/servers"
+)
+
+// TestDecidesAsMemoryStore drives a Store and a heijunka.MemoryStore with
+// the same pseudo-random calls and requires the same Decisions: several
+// limits on the same keys (a limit changed), bursts, batches of more
+// events than the burst, zero events, Resets, and a clock that stands
+// still, steps, or leaps past every schedule so that keys become fresh
+// and are forgotten. Times are whole multiples of ten seconds, and so are
+// the limits' intervals, so that the Store's microseconds lose nothing and
+// every key it writes lives (PX) for at least ten seconds of real time,
+// far longer than the test: the two stores forget a key only when the
+// test's clock makes it fresh. The clock does not go back, as a store may
+// forget a fresh key (the MemoryStore at once, Redis when the key
+// expires), and a clock going back then finds it full.
+func TestDecidesAsMemoryStore(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	ctx := context.Background()
+	limits := []heijunka.Limit{
+		heijunka.Every(10 * time.Second).WithBurst(3),
+		heijunka.Every(30 * time.Second),
+		heijunka.Every(20 * time.Second).WithBurst(10),
+		heijunka.Every(time.Minute).WithBurst(1000),
+		{}, // closed
+		heijunka.Unlimited(),
+	}
+	keys := []string{"a", "b", "{tag}c", "", "\x00\xff\n", "ключ", strings.Repeat("k", 4096)}
+	for seed := range uint64(10) {
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
+			rs := newStore(t, c, redisgcra.Options{Prefix: "diff" + strconv.FormatUint(seed, 10) + ":"})
+			// One shard: a key made fresh by the clock is forgotten with
+			// the rest of the shard, and a new key sweeps the others.
+			ms, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 16})
+			require.NoError(t, err)
+			rng := rand.New(rand.NewPCG(seed, 1))
+			now := time.Unix(1_900_000_000, 0)
+			for step := range 1500 {
+				switch r := rng.IntN(100); {
+				case r < 40: // the same instant
+				case r < 90:
+					now = now.Add(time.Duration(rng.IntN(10)) * 10 * time.Second)
+				default: // past every schedule
+					now = now.Add(time.Duration(rng.IntN(1000)) * 10 * time.Second)
+				}
+				key := keys[rng.IntN(len(keys))]
+				if rng.IntN(50) == 0 {
+					require.NoError(t, rs.Reset(ctx, key))
+					require.NoError(t, ms.Reset(ctx, key))
+					continue
+				}
+				limit := limits[rng.IntN(len(limits))]
+				n := rng.IntN(limit.Burst + 3)
+				want, err := ms.Take(ctx, key, limit, now, n)
+				require.NoError(t, err)
+				got, err := rs.Take(ctx, key, limit, now, n)
+				require.NoError(t, err)
+				require.Equal(t, want, got, "step %d: key %.20q, %v, n %d at %v", step, key, limit, n, now)
+			}
+		})
+	}
+}
