@@ -447,3 +447,40 @@ func TestKeyedConcurrentGrowth(t *testing.T) {
 	}
 	assert.Equal(t, keys, store.Len())
 }
+
+// TestMemoryStoreFullUnderContention: the Decision a full store gives with
+// ErrStoreFull while other calls empty and fill the shard says to retry
+// when the key held is fresh. (It was read after the shard's lock was
+// let go, and could find the shard emptied: a RetryAfter of 292 years.)
+func TestMemoryStoreFullUnderContention(t *testing.T) {
+	ctx := context.Background()
+	s, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 1, WhenFull: heijunka.RejectNew})
+	require.NoError(t, err)
+	slow := heijunka.PerHour(1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range 20000 {
+			// The key held comes and goes: the shard empties, and its
+			// earliest schedule is set again.
+			if err := s.Reset(ctx, "held"); err != nil {
+				t.Error(err)
+			}
+			if _, err := s.Take(ctx, "held", slow, t0, 1); err != nil && !errors.Is(err, heijunka.ErrStoreFull) {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Go(func() {
+		for range 20000 {
+			d, err := s.Take(ctx, "new", slow, t0, 1)
+			if err != nil {
+				assert.ErrorIs(t, err, heijunka.ErrStoreFull)
+				assert.False(t, d.Allowed)
+				assert.Equal(t, time.Hour, d.RetryAfter, "until the key held is fresh")
+			} else if err := s.Reset(ctx, "new"); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+}

@@ -246,9 +246,10 @@ func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy Full
 		sh.maxTAT = max(sh.maxTAT, next)
 	case next != tat:
 		if err := sh.insert(h1, h2, next, now, policy); err != nil {
-			sh.mu.Unlock()
-			// The shard takes a new key once one it holds is fresh.
+			// The shard takes a new key once one it holds is fresh. Read
+			// under the lock: another call may empty the shard meanwhile.
 			*d = Decision{Limit: p.limit, RetryAfter: time.Duration(sh.freshAt - now)}
+			sh.mu.Unlock()
 			return err
 		}
 	case found && tat <= now:
