@@ -101,4 +101,9 @@
 // than ten years ahead), counts as absent: the key is full, and the next
 // event recorded overwrites the value. A value in the past, negative
 // included, means full as usual; a fraction is cut to whole microseconds.
+//
+// A key of another type (a list, a hash, a set) is neither read nor
+// overwritten, as it may be another program's data: every Take on it gets
+// Redis's WRONGTYPE error and the OnError fallback, until the key is
+// deleted (Store.Reset deletes it). Give the Store a Prefix of its own.
 package redisgcra

@@ -509,3 +509,36 @@ func TestRedisOutOfMemory(t *testing.T) {
 	assert.False(t, d.Allowed)
 	assert.False(t, d.FailedOpen)
 }
+
+// TestKeyOfAnotherType: a key that holds a list or a hash is left alone;
+// Take gets Redis's error and the fallback, and Reset clears the way.
+func TestKeyOfAnotherType(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	ctx := context.Background()
+	now := time.Unix(1_900_000_000, 0)
+	limit := heijunka.PerSecond(10)
+	closed := newStore(t, c, redisgcra.Options{Prefix: "typed:", OnError: redisgcra.FailClosed})
+	open := newStore(t, c, redisgcra.Options{Prefix: "typed:", OnError: redisgcra.FailOpen})
+	require.NoError(t, c.RPush(ctx, "typed:list", "x").Err())
+	require.NoError(t, c.HSet(ctx, "typed:hash", "f", "1").Err())
+	for _, key := range []string{"list", "hash"} {
+		for _, n := range []int{0, 1} {
+			d, err := closed.Take(ctx, key, limit, now, n)
+			require.ErrorContains(t, err, "WRONGTYPE", "%s, n %d", key, n)
+			assert.Contains(t, err.Error(), "redisgcra: ")
+			assert.Equal(t, heijunka.Decision{Limit: limit}, d, "fail closed")
+			d, err = open.Take(ctx, key, limit, now, n)
+			require.ErrorContains(t, err, "WRONGTYPE")
+			assert.Equal(t, heijunka.Decision{Allowed: true, Limit: limit, FailedOpen: true}, d, "fail open")
+		}
+	}
+	typ, err := c.Type(ctx, "typed:hash").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "hash", typ, "not overwritten")
+
+	require.NoError(t, closed.Reset(ctx, "hash"))
+	d, err := closed.Take(ctx, "hash", limit, now, 1)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed)
+}
