@@ -42,7 +42,8 @@ type LevelerOptions[T any] struct {
 // own bounded backlog, and Push tells it so with ErrBacklogFull.
 //
 // Push and Pop never block; Next waits for an item. No goroutine runs in
-// the background. A Leveler is safe for concurrent use.
+// the background. Make one with NewLeveler; the zero Leveler is not
+// usable. A Leveler is safe for concurrent use.
 type Leveler[T any] struct {
 	backlog int
 	maxKeys int

@@ -73,7 +73,7 @@ type MemoryStoreOptions struct {
 // costs 30 to 45 bytes. Take allocates nothing for a key already held.
 //
 // The cost of a lookup in a large store is one cache miss on the key's
-// slot.
+// slot. Make one with NewMemoryStore; the zero MemoryStore is not usable.
 type MemoryStore struct {
 	epoch  time.Time
 	seed1  maphash.Seed

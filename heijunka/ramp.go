@@ -137,7 +137,8 @@ func (e *OutsideRampError) Is(target error) bool { return target == ErrOutsideRa
 // A Ramp starts at its first stage. Advance moves on once the stage has
 // baked; Rollback drops to 0% for good (start a new Ramp to try again).
 // A Ramp is a tai.Gate: Admit rejects keys outside the share with an
-// *OutsideRampError. It is safe for concurrent use; Admits takes no lock.
+// *OutsideRampError. Make one with NewRamp; the zero Ramp is not usable.
+// It is safe for concurrent use; Admits takes no lock.
 type Ramp struct {
 	name   string
 	stages []RampStage

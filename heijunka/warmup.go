@@ -35,7 +35,8 @@ type WarmUpOptions struct {
 //
 // Everything is a function of the time the Limiter's calls are made at, so
 // the explicit-time methods (AllowN, StartAt, ...) make a climb
-// deterministic. A WarmUp is safe for concurrent use.
+// deterministic. Make one with NewWarmUp; the zero WarmUp is not usable.
+// A WarmUp is safe for concurrent use.
 type WarmUp struct {
 	lim   *Limiter
 	from  float64

@@ -61,7 +61,8 @@ type Options struct {
 // including, 2200 unless Options.ServerClock is set.
 //
 // Take returns by ctx's deadline whatever the client's options; see the
-// package documentation. A Store is safe for concurrent use.
+// package documentation. Make one with New; the zero Store is not usable.
+// A Store is safe for concurrent use.
 type Store struct {
 	client      redis.UniversalClient
 	prefix      string
