@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -234,13 +235,19 @@ func (r *Ramp) point(key string) uint64 {
 }
 
 // Admit implements tai.Gate: nil for a key in the share, else an
-// *OutsideRampError.
+// *OutsideRampError naming the stage whose share turned the key away.
 func (r *Ramp) Admit(_ context.Context, key string) error {
-	if r.Admits(key) {
+	share := r.share.Load()
+	if r.point(key) < share {
 		return nil
 	}
-	st := r.Current()
-	return &OutsideRampError{Ramp: r.name, Stage: st.Stage.Name, Percent: st.Percent}
+	// The stage is the one of the share decided at, not the one the ramp
+	// may have moved to since: each stage has a share of its own.
+	err := &OutsideRampError{Ramp: r.name}
+	if i := slices.Index(r.ppm, share); i >= 0 {
+		err.Stage, err.Percent = r.stages[i].Name, r.stages[i].Percent
+	}
+	return err
 }
 
 // Current returns the ramp's position.

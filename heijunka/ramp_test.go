@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -327,4 +328,29 @@ func TestRampShareBoundary(t *testing.T) {
 	assert.True(t, two.Admits(onFivePercent), "one point more admits it")
 	require.NoError(t, r.Rollback("test"))
 	assert.False(t, r.Admits(onZero), "a rolled-back ramp admits nobody")
+}
+
+// TestRampAdmitNamesTheShareItDecidedAt: the *OutsideRampError of a key
+// turned away while the ramp advances names the stage whose share turned
+// it away, not the one entered meanwhile (at 100% no key is outside).
+func TestRampAdmitNamesTheShareItDecidedAt(t *testing.T) {
+	stages := []heijunka.RampStage{{Name: "few", Percent: 0.0001}, {Name: "all", Percent: 100}}
+	for i := range 5000 {
+		r, err := heijunka.NewRamp(heijunka.RampOptions{Stages: stages, Salt: "race"})
+		require.NoError(t, err)
+		key := "k" + strconv.Itoa(i)
+		if r.Admits(key) {
+			continue
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { assert.NoError(t, r.Advance()) })
+		err = r.Admit(context.Background(), key)
+		wg.Wait()
+		if err == nil {
+			continue
+		}
+		var out *heijunka.OutsideRampError
+		require.ErrorAs(t, err, &out)
+		require.Equal(t, heijunka.OutsideRampError{Ramp: "heijunka.ramp", Stage: "few", Percent: 0.0001}, *out, "%v", err)
+	}
 }
