@@ -172,7 +172,9 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scoped := s.keyScope(r) + key
-	entry := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_" + tai.NewID(), Owner: s.owner, Started: s.cfg.now()}
+	now := s.cfg.now()
+	entry := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_" + tai.NewID(), Owner: s.owner, Started: now,
+		Until: now.Add(claimLease(s.cfg.RequestTimeout))}
 	old, claimed, err := s.idem.Claim(ctx, scoped, entry)
 	if err != nil {
 		writeError(w, s.storeUnavailable("idempotency", err))
@@ -241,7 +243,8 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 }
 
 // abandoned reports whether a claim without a record was left by a request
-// that can no longer finish: its lease ran out, or it was made by an
+// that can no longer finish: its lease ran out (which outlasts the
+// request's deadline: claimLease), or it was made by an
 // earlier run of this instance (which the data dir's lock proves dead). A
 // claim whose payment this process is still storing in the background
 // (commitLater) is never abandoned, however long the store stays out of
@@ -250,7 +253,7 @@ func (s *Service) abandoned(e IdemEntry) bool {
 	if _, storing := s.committing.Load(e.TxnID); storing {
 		return false
 	}
-	if s.cfg.now().Sub(e.Started) >= inFlightLease {
+	if !s.cfg.now().Before(e.leaseEnd()) {
 		return true
 	}
 	instance, _, _ := strings.Cut(e.Owner, "/")
@@ -463,7 +466,7 @@ func (s *Service) releaseLater(scoped string, entry IdemEntry) {
 	s.releasing.Add(1)
 	go func() {
 		defer s.releasing.Done()
-		deadline := time.Now().Add(inFlightLease)
+		deadline := time.Now().Add(entry.leaseEnd().Sub(entry.Started))
 		wait := 100 * time.Millisecond
 		for attempt := 1; time.Now().Before(deadline); attempt++ {
 			t := time.NewTimer(wait)
@@ -482,7 +485,7 @@ func (s *Service) releaseLater(scoped string, entry IdemEntry) {
 			}
 			wait = min(2*wait, 5*time.Second)
 		}
-		s.log.Error("idempotency key not released; it is free again when its claim's lease runs out", "lease", inFlightLease)
+		s.log.Error("idempotency key not released; it is free again when its claim's lease runs out", "lease", entry.leaseEnd().Sub(entry.Started))
 	}()
 }
 

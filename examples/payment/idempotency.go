@@ -29,7 +29,8 @@ const (
 	idempotencyTTL = 24 * time.Hour
 	// inFlightLease bounds how long a claim without a record holds its
 	// key when the process that made it may still be working on it: after
-	// it (longer than any request may run) the key can be taken over.
+	// it the key can be taken over. A claim holds its key longer when its
+	// request may run longer (claimLease).
 	inFlightLease = 2 * time.Minute
 	maxIdemKeyLen = 255
 )
@@ -40,13 +41,35 @@ type IdemEntry struct {
 	TxnID       string    `json:"txn_id"`      // the payment this key makes
 	Owner       string    `json:"owner"`       // the run that claimed it: "instance/boot"
 	Started     time.Time `json:"started"`
+	// Until is when the claim's lease runs out: past it, a claim without
+	// a record was left by a request that can no longer finish. Zero in a
+	// claim stored without it: Started plus inFlightLease.
+	Until time.Time `json:"until,omitzero"`
 
 	rev uint64 // the store's revision of the entry, for compare-and-set
 }
 
 // same reports whether e and o are the same claim.
 func (e IdemEntry) same(o IdemEntry) bool {
-	return e.Fingerprint == o.Fingerprint && e.TxnID == o.TxnID && e.Owner == o.Owner && e.Started.Equal(o.Started)
+	return e.Fingerprint == o.Fingerprint && e.TxnID == o.TxnID && e.Owner == o.Owner && e.Started.Equal(o.Started) &&
+		e.Until.Equal(o.Until)
+}
+
+// leaseEnd is when e's lease runs out.
+func (e IdemEntry) leaseEnd() time.Time {
+	if e.Until.IsZero() {
+		return e.Started.Add(inFlightLease)
+	}
+	return e.Until
+}
+
+// claimLease is how long a claim made by a request that may run for
+// requestTimeout holds its key before it can be taken over: inFlightLease,
+// or the request's whole deadline and a minute to spare (for the clocks of
+// replicas that disagree) when that is longer. A claim taken over while its
+// request still runs would charge its payment twice.
+func claimLease(requestTimeout time.Duration) time.Duration {
+	return max(inFlightLease, requestTimeout+time.Minute)
 }
 
 // size is about what an entry costs the memory store, in bytes: its

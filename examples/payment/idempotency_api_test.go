@@ -301,3 +301,50 @@ func TestKeyOfAPaymentStillBeingStoredIsNotTakenOver(t *testing.T) {
 	assert.Equal(t, "true", got.Header.Get("Idempotent-Replayed"), string(got.Raw))
 	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
 }
+
+// stallingState is a customer state whose first Reserve waits until
+// release is closed: a payment that takes as long as the test wants.
+type stallingState struct {
+	CustomerState
+	once    atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *stallingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration) (int, int64, error) {
+	if s.once.CompareAndSwap(false, true) {
+		close(s.entered)
+		<-s.release
+	}
+	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w)
+}
+
+// TestKeyOfAPaymentLongerThanTheLeaseIsNotTakenOver: -request-timeout
+// lets a payment run for up to 5 minutes, longer than the 2-minute lease
+// of an idempotency claim. A retry with the key while its payment is still
+// running waits (409) instead of taking the claim over and charging the
+// payment a second time.
+func TestKeyOfAPaymentLongerThanTheLeaseIsNotTakenOver(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RequestTimeout = 5 * time.Minute
+	state := &stallingState{CustomerState: NewMemoryState(0), entered: make(chan struct{}), release: make(chan struct{})}
+	cfg.State = state
+	ts := startService(t, cfg)
+
+	first := make(chan reply, 1)
+	go func() { first <- ts.pay(t, "cust_slow", 10, nil, "Idempotency-Key", "slow-1") }()
+	<-state.entered
+	ts.clock.Advance(inFlightLease + time.Minute) // the payment has run for 3 minutes
+	again := ts.pay(t, "cust_slow", 10, nil, "Idempotency-Key", "slow-1")
+	close(state.release)
+	r := <-first
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, http.StatusConflict, again.Code, string(again.Raw))
+	assert.Equal(t, "idempotency_in_flight", again.errField("code"), string(again.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+
+	ts.clock.Advance(cfg.RequestTimeout)
+	replay := ts.pay(t, "cust_slow", 10, nil, "Idempotency-Key", "slow-1")
+	assert.Equal(t, string(r.Raw), string(replay.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+}
