@@ -102,7 +102,8 @@ func openPool(ctx context.Context, js []jetstream.JetStream, cfg jetstream.KeyVa
 
 // get returns the bucket through the next context.
 func (p *kvPool) get() jetstream.KeyValue {
-	return p.kvs[int(p.next.Add(1))%len(p.kvs)]
+	// In uint32: an int of 32 bits would turn negative past 2^31 calls.
+	return p.kvs[p.next.Add(1)%uint32(len(p.kvs))]
 }
 
 // NewPaymentRecords creates (or updates) the bucket, used through js in

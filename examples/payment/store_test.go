@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -222,5 +223,20 @@ func TestPaymentRecordsRefuseWhenFull(t *testing.T) {
 		_, ok, err := r.Get(ctx, id)
 		require.NoError(t, err)
 		assert.True(t, ok, "nothing stored is dropped to make room")
+	}
+}
+
+// TestKVPoolTurnsPastMaxInt32: the pool's counter of calls passes 2^31
+// after enough key-value calls; where int has 32 bits (386, arm) the index
+// it picks must stay in range.
+func TestKVPoolTurnsPastMaxInt32(t *testing.T) {
+	p := &kvPool{kvs: make([]jetstream.KeyValue, 3)}
+	p.next.Store(math.MaxInt32 - 1)
+	for range 4 {
+		assert.NotPanics(t, func() { p.get() })
+	}
+	p.next.Store(math.MaxUint32 - 1)
+	for range 4 {
+		assert.NotPanics(t, func() { p.get() })
 	}
 }
