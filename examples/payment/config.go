@@ -111,9 +111,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	envBytes := func(name string, def int64) *int64 {
 		n := def
 		if v := getenv(name); v != "" {
-			var err error
-			if n, err = parseBytes(v); err != nil {
+			// A value that does not parse is reported once: the
+			// default stays, rather than a 0 the checks would refuse too.
+			if got, err := parseBytes(v); err != nil {
 				e.Fail(fmt.Errorf("%s=%q: %w", name, v, err))
+			} else {
+				n = got
 			}
 		}
 		return &n

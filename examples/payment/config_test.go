@@ -88,6 +88,15 @@ func TestConfigErrorsSayOneThing(t *testing.T) {
 	_, err = parseConfig([]string{"-data-dir", ""}, noEnv)
 	require.Error(t, err)
 	assert.Equal(t, "-data-dir is empty: give the directory of the embedded NATS store and the audit trail", err.Error())
+	// A size the environment gives that does not parse is not also
+	// said to be a size of 0, too small.
+	for _, name := range []string{"PAYMENTS_MAX_BYTES", "IDEMPOTENCY_MAX_BYTES", "CONFIRM_MAX_BYTES", "CUSTOMER_STATE_MAX_BYTES"} {
+		_, err = parseConfig([]string{"-data-dir", t.TempDir()}, func(k string) string {
+			return map[string]string{name: "1XB"}[k]
+		})
+		require.Error(t, err)
+		assert.Equal(t, name+`="1XB": size "1XB" is not a number of bytes (like 512MiB)`, err.Error())
+	}
 }
 
 // The profiles are served without a token, so -debug-addr takes a
