@@ -107,7 +107,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	env, envDur, envInt, envFloat := e.String, e.Duration, e.Int, e.Float
 	var errs []error
 	c.Register(fs, e, 3001, svc.Usage{API: "POST /payment and GET /payment/{id}",
-		Admin: "the admin API (/admin/gateway, /admin/queues), the cord and the board (as a Bearer token, or as the HTTP Basic password with any user name)"})
+		Admin: "the admin API (/admin/gateway, /admin/queues), the cord and the board"})
 	envBytes := func(name string, def int64) *int64 {
 		n := def
 		if v := getenv(name); v != "" {

@@ -148,8 +148,9 @@ func TestBlacklistEntriesArePaymentValues(t *testing.T) {
 
 func longID() string { return strings.Repeat("c", 65) }
 
-// The README's flag table lists every flag -h prints.
-func TestREADMEListsEveryFlag(t *testing.T) {
+// usageText returns what -h prints.
+func usageText(t *testing.T) []byte {
+	t.Helper()
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	stderr := os.Stderr
@@ -164,6 +165,22 @@ func TestREADMEListsEveryFlag(t *testing.T) {
 	require.NoError(t, w.Close())
 	usage := <-read
 	require.ErrorIs(t, err, flag.ErrHelp)
+	return usage
+}
+
+// -h says once how the admin token is sent.
+func TestAdminTokenUsageSaysItOnce(t *testing.T) {
+	usage := string(usageText(t))
+	_, after, ok := strings.Cut(usage, "  -admin-token string\n")
+	require.True(t, ok, usage)
+	help, _, _ := strings.Cut(after, "\n  -")
+	assert.Equal(t, 1, strings.Count(help, "Bearer"), help)
+	assert.Contains(t, help, "any user name")
+}
+
+// The README's flag table lists every flag -h prints.
+func TestREADMEListsEveryFlag(t *testing.T) {
+	usage := usageText(t)
 
 	readme, err := os.ReadFile("README.md")
 	require.NoError(t, err)
