@@ -173,6 +173,14 @@ func (r *report) quantile(q float64) time.Duration {
 	return r.latencies[min(n-1, int(q*float64(n)))]
 }
 
+// After a transport error a closed-loop client waits minErrorPause before
+// its next payment, twice as long after each further error in a row, up
+// to maxErrorPause.
+const (
+	minErrorPause = 10 * time.Millisecond
+	maxErrorPause = 500 * time.Millisecond
+)
+
 func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 	target, err := parseTarget(o.url)
 	if err != nil {
@@ -221,6 +229,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			// ctx's timer fires: on a busy machine it fires late, and a
 			// schedule behind would send a burst meanwhile.
 			end := start.Add(o.duration)
+			pause := minErrorPause
 			for ctx.Err() == nil {
 				if interval > 0 && !next.Before(end) || interval == 0 && !time.Now().Before(end) {
 					return
@@ -251,8 +260,21 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 					if ctx.Err() == nil {
 						r.errors++
 					}
+					// A service that is down refuses a connection at once:
+					// wait before the next, longer while it stays down,
+					// rather than spin on the CPU it would restart on. With
+					// -rate the schedule paces the sends.
+					if interval == 0 {
+						select {
+						case <-time.After(pause):
+						case <-ctx.Done():
+							return
+						}
+						pause = min(2*pause, maxErrorPause)
+					}
 					continue
 				}
+				pause = minErrorPause
 				r.lat = append(r.lat, time.Since(t0))
 				status := statusOf(resp)
 				if status != "" {

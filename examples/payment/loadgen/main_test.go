@@ -329,3 +329,29 @@ func TestRunRefusedWithoutToken(t *testing.T) {
 		t.Fatalf("run with the token: %v", err)
 	}
 }
+
+// TestRunPausesWhileTheServiceIsDown: a service that drops every
+// connection (killed and not yet back) costs each closed-loop client a
+// few errors, with growing pauses, rather than a connection attempt
+// after another as fast as the machine goes.
+func TestRunPausesWhileTheServiceIsDown(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer srv.Close()
+	o := options{url: srv.URL, clients: 2, duration: 300 * time.Millisecond, customers: 10}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 10, 20, 40, 80, 160 ms: at most 6 errors a client in 300 ms.
+	if rep.errors > 12 {
+		t.Fatalf("%d transport errors from 2 clients in 300ms", rep.errors)
+	}
+}
