@@ -182,8 +182,10 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 	}
 	if !claimed {
 		if old.Fingerprint != entry.Fingerprint {
-			writeError(w, &requestError{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused",
-				Message: "this Idempotency-Key was used with a different request"})
+			e := &requestError{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused",
+				Message: "this Idempotency-Key was used with a different request"}
+			s.countRequestError(e)
+			writeError(w, e)
 			return
 		}
 		// The key's payment is decided once its record is stored: the

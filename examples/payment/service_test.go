@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -245,6 +246,7 @@ func TestIdempotency(t *testing.T) {
 	other := ts.pay(t, "cust_i", 26, nil, "Idempotency-Key", "order-1")
 	assert.Equal(t, http.StatusUnprocessableEntity, other.Code)
 	assert.Equal(t, "idempotency_key_reused", other.errField("code"))
+	assert.Equal(t, 1.0, testutil.ToFloat64(ts.badRequests.WithLabelValues("422")), "refused before processing, and counted")
 
 	// A payment the gateway declined moved no money: the key is released
 	// and the retry charges.
