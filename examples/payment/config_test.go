@@ -30,6 +30,12 @@ func TestParseConfigRejectsValuesOutOfRange(t *testing.T) {
 		{[]string{"-log-level", "loud"}, `-log-level "loud" must be debug, info, warn or error`},
 		{[]string{"-nats-replicas", "2"}, "-nats-replicas 2 is not 1, 3 or 5"},
 		{[]string{"-nats-replicas", "3"}, "-nats-replicas 3 needs a NATS cluster (-nats-url)"},
+		{[]string{"-instance", ""}, `-instance "" must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
+		{[]string{"-instance", "eu/1"}, `-instance "eu/1" must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
+		{[]string{"-instance", "../x"}, `-instance "../x" must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
+		{[]string{"-instance", ".."}, `-instance ".." must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
+		{[]string{"-instance", "a b"}, `-instance "a b" must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
+		{[]string{"-instance", strings.Repeat("a", 201)}, `-instance "aaaa`},
 	} {
 		_, err := parseConfig(append(tc.args, "-data-dir", t.TempDir()), noEnv)
 		require.Error(t, err, "%v", tc.args)
