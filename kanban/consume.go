@@ -176,8 +176,17 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) bool {
 
 // handBack releases dispatched leases that did not start, in their slots,
 // the last first: a backend that puts a released message at the front of
-// its queue (as the in-memory one does) keeps them in their order.
+// its queue keeps them in their order. The in-memory queue takes them back
+// all at once, so that a consumer waiting is not handed the last first.
 func (e *engine[T]) handBack(ls []Lease[T]) {
+	if ms, ok := e.src.(*memSource[T]); ok && len(ls) > 0 {
+		e.rt.Counters.base.addInFlight(-int64(len(ls)))
+		ms.q.releaseAll(ls)
+		for range ls {
+			e.release()
+		}
+		return
+	}
 	for i := len(ls) - 1; i >= 0; i-- {
 		e.settle(ls[i], settleRelease, 0, "", 0, &e.rt.Counters.base)
 		e.release()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -222,4 +223,70 @@ func TestKeyedRetryWaitingAsTheConsumerStops(t *testing.T) {
 		assert.Equal(t, []int{1, 2}, attempts)
 		assert.Equal(t, time.Hour, time.Since(start), "it came back after its back-off")
 	})
+}
+
+// TestDrainHandsBackInOrderToAWaitingConsumer stops a consumer holding
+// messages it has not started while another consumer of the queue waits:
+// the other gets them in their order, of one key with PerKey, in the order
+// published without.
+func TestDrainHandsBackInOrderToAWaitingConsumer(t *testing.T) {
+	// With PerKey the first consumer pulls 4 and runs one; without, its
+	// first worker takes 4 (half the 8 ready) and runs one, and its other
+	// worker handles the rest.
+	for _, c := range []struct {
+		perKey bool
+		wip    int
+	}{{true, 4}, {false, 2}} {
+		t.Run(fmt.Sprintf("PerKey=%v", c.perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				for i := range 8 {
+					require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: strconv.Itoa(i), Key: "k", Payload: i}))
+				}
+				// The first consumer takes messages and keeps some waiting
+				// behind the first, whose handler runs until let go.
+				letGo := make(chan struct{})
+				first, stopFirst := context.WithCancel(ctx)
+				firstDone := make(chan error)
+				go func() {
+					firstDone <- q.Consume(first, func(_ context.Context, d kanban.Delivery[int]) error {
+						if d.Payload == 0 {
+							<-letGo
+						}
+						return nil
+					}, kanban.ConsumeOptions{WIP: c.wip, PerKey: c.perKey})
+				}()
+				synctest.Wait()
+
+				var mu sync.Mutex
+				var seen []int
+				second, stopSecond := context.WithCancel(ctx)
+				secondDone := make(chan error)
+				go func() {
+					secondDone <- q.Consume(second, func(_ context.Context, d kanban.Delivery[int]) error {
+						mu.Lock()
+						seen = append(seen, d.Payload)
+						mu.Unlock()
+						return nil
+					}, kanban.ConsumeOptions{PerKey: c.perKey})
+				}()
+				synctest.Wait()
+				mu.Lock()
+				seen = nil // what it handled before the first consumer stopped
+				mu.Unlock()
+
+				stopFirst()
+				synctest.Wait()
+				close(letGo)
+				require.NoError(t, <-firstDone)
+				synctest.Wait()
+				stopSecond()
+				require.NoError(t, <-secondDone)
+				assert.Equal(t, []int{1, 2, 3}, seen)
+				assert.Zero(t, q.Len())
+			})
+		})
+	}
 }

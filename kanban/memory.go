@@ -326,6 +326,39 @@ func (q *Memory[T]) put(m *memMsg[T], front bool) {
 	q.mu.Unlock()
 }
 
+// putFront hands ms, messages taken before and not started, back first
+// in line in their order, in one locked step. Put back one at a time, the
+// last first, the last would go straight to a consumer waiting, ahead of
+// the others: out of their order, of one key's order with PerKey.
+func (q *Memory[T]) putFront(ms []*memMsg[T]) {
+	q.mu.Lock()
+	for i := len(ms) - 1; i >= 0; i-- {
+		*q.ready.addFront() = *ms[i]
+	}
+	// Consumers wait only while ready is empty: hand them the first.
+	for q.ready.len() > 0 {
+		w := q.popWaiter()
+		if w == nil {
+			break
+		}
+		q.ready.takeFront(&w.e.m)
+		w.ch <- w.e // a listed waiter has been handed nothing: never blocks
+	}
+	q.mu.Unlock()
+}
+
+// releaseAll releases ls, leases of Pull not started, as putFront does.
+func (q *Memory[T]) releaseAll(ls []Lease[T]) {
+	ms := make([]*memMsg[T], len(ls))
+	for i, l := range ls {
+		ms[i] = &l.(*memEntry[T]).m
+	}
+	q.putFront(ms)
+	for _, l := range ls {
+		l.(*memEntry[T]).recycle()
+	}
+}
+
 // entry returns a lease for Pull to fill: a settled one or a new one.
 // Called with q.mu held.
 func (q *Memory[T]) entry() *memEntry[T] {

@@ -110,11 +110,13 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 		}
 		if e.stopped.Load() {
 			// The drain started while these messages were taken: hand
-			// them back unstarted, the last first so they keep their
-			// order at the front, and acknowledge the ones handled.
-			for i := taken - 1; i >= next; i-- {
-				q.put(&leases[i].m, true)
+			// them back unstarted, first in line in their order, and
+			// acknowledge the ones handled.
+			var back [batchMax]*memMsg[T]
+			for i := next; i < taken; i++ {
+				back[i-next] = &leases[i].m
 			}
+			q.putFront(back[:taken-next])
 			q.takeBatch(acks, nil, share)
 			if busy {
 				c.addInFlight(-1)
