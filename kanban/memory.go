@@ -532,7 +532,9 @@ const publishRecheck = 10 * time.Millisecond
 // Without PerKey, a backlog is taken a few messages at a time (at most 4
 // per worker, and no more than ready/WIP): the messages a worker has
 // taken wait for the handler before them, as with a prefetch, and go back
-// to the front of the queue if the drain starts first.
+// to the front of the queue when that handler returns, if the drain has
+// started by then: until it returns, another consumer of the queue cannot
+// have them.
 func (q *Memory[T]) Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error {
 	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{
 		Propagator: q.opts.Propagator, Counters: &q.counters,
