@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,6 +24,7 @@ func TestParseConfigRefusals(t *testing.T) {
 		{[]string{"-addr", ":8080"}, nil, "-addr :8080 listens beyond loopback without -api-token"},
 		{nil, map[string]string{"WORKERS": "many"}, `WORKERS="many" is not an integer`},
 		{nil, map[string]string{"HEALTH_INTERVAL": "soon"}, `HEALTH_INTERVAL="soon" is not a duration`},
+		{nil, map[string]string{"DEMO": "yes"}, `DEMO="yes" is not a boolean (true or false, 1 or 0)`},
 		{[]string{"extra"}, nil, `unexpected arguments ["extra"]`},
 		// NaN passes every comparison: every sample, on no requests at
 		// all, would count. +Inf makes every sample inconclusive.
@@ -57,4 +59,18 @@ func TestParseConfigRefusals(t *testing.T) {
 	c, err = parseConfig([]string{"-data-dir", t.TempDir(), "-stages", "pre_check:1:1s,batch-b:5:1s,wave-2:50:1s,abcdefghijklmnopqrstuvwxyz012345:100:0s"}, func(string) string { return "" })
 	require.NoError(t, err)
 	assert.Len(t, c.Stages, 4)
+}
+
+// DEMO takes what strconv.ParseBool does, as -demo does: 1 is the demo
+// profile and 0 the production one.
+func TestDemoVariable(t *testing.T) {
+	for _, tc := range []struct {
+		value    string
+		interval time.Duration
+	}{{"", 500 * time.Millisecond}, {"true", 500 * time.Millisecond}, {"1", 500 * time.Millisecond}, {"TRUE", 500 * time.Millisecond},
+		{"false", 10 * time.Second}, {"0", 10 * time.Second}, {"F", 10 * time.Second}} {
+		c, err := parseConfig([]string{"-data-dir", t.TempDir()}, func(k string) string { return map[string]string{"DEMO": tc.value}[k] })
+		require.NoError(t, err, "DEMO=%q", tc.value)
+		assert.Equal(t, tc.interval, c.Interval, "DEMO=%q", tc.value)
+	}
 }

@@ -55,6 +55,13 @@ func (e *Env) Float(name string, def float64) float64 {
 	return parse(e, name, def, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }, "a number")
 }
 
+// Bool returns the variable name as a boolean, as strconv.ParseBool reads
+// it (1, t, true, TRUE, 0, f, false, ...), or def; anything else is an
+// error, not false.
+func (e *Env) Bool(name string, def bool) bool {
+	return parse(e, name, def, strconv.ParseBool, "a boolean (true or false, 1 or 0)")
+}
+
 func parse[T any](e *Env, name string, def T, conv func(string) (T, error), what string) T {
 	v := e.getenv(name)
 	if v == "" {
