@@ -104,7 +104,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("payment", flag.ContinueOnError)
 	e := svc.NewEnv(getenv)
-	env, envDur, envInt, envFloat := e.String, e.Duration, e.Int, e.Float
+	env, envDur, envInt, envFloat, envBool := e.String, e.Duration, e.Int, e.Float, e.Bool
 	var errs []error
 	c.Register(fs, e, 3001, svc.Usage{API: "POST /payment and GET /payment/{id}",
 		Admin: "the admin API (/admin/gateway, /admin/queues), the cord and the board"})
@@ -120,20 +120,6 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 			}
 		}
 		return &n
-	}
-	// A boolean variable takes what strconv.ParseBool does (1, t, true,
-	// TRUE, 0, f, false, ...); anything else is an error, not false.
-	envBool := func(name string, def bool) bool {
-		v := getenv(name)
-		if v == "" {
-			return def
-		}
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			e.Fail(fmt.Errorf("%s=%q is not a boolean (true or false, 1 or 0)", name, v))
-			return def
-		}
-		return b
 	}
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", envInt("NATS_REPLICAS", 1), "servers of a JetStream cluster that hold each stream and bucket: 1, or 3 to survive losing one (NATS_REPLICAS)")
