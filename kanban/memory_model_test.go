@@ -25,9 +25,9 @@ const (
 	outPanicPermanent
 )
 
-// modelOutcome returns the error a scripted call returns (or panics
-// with), and the reason a dead letter gets from it.
-func modelOutcome(out, call int) (err error, reason string) {
+// modelOutcome returns the reason a dead letter gets from a scripted
+// call, and the error the call returns (or panics with).
+func modelOutcome(out, call int) (reason string, err error) {
 	switch out {
 	case outFail:
 		err = errors.New("fail " + strconv.Itoa(call))
@@ -37,12 +37,12 @@ func modelOutcome(out, call int) (err error, reason string) {
 		err = errors.New("boom " + strconv.Itoa(call))
 	}
 	if out == outPanic || out == outPanicPermanent {
-		return err, (&kanban.PanicError{Value: err}).Error()
+		return (&kanban.PanicError{Value: err}).Error(), err
 	}
 	if err == nil {
-		return nil, ""
+		return "", nil
 	}
-	return err, err.Error()
+	return err.Error(), err
 }
 
 type modelAction struct {
@@ -303,7 +303,7 @@ func (m *memoryModel) handler(perKey bool) kanban.Handler[int] {
 			m.keys[d.Key]--
 		}
 		m.mu.Unlock()
-		err, _ := modelOutcome(out, idx)
+		_, err := modelOutcome(out, idx)
 		if out == outPanic || out == outPanicPermanent {
 			panic(err)
 		}
@@ -370,7 +370,7 @@ func (m *memoryModel) consume(a modelAction, interrupted bool) string {
 			if idx < len(mm.script) {
 				out = mm.script[idx]
 			}
-			err, reason := modelOutcome(out, idx)
+			reason, err := modelOutcome(out, idx)
 			if err == nil {
 				m.stats.Handled++
 				break
