@@ -1,10 +1,10 @@
 package main
 
 import (
-	"time"
-
 	"net/http"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -121,4 +121,57 @@ func TestFailingSamplesBelowFailAfter(t *testing.T) {
 	assert.Equal(t, "Error rate 7.20% exceeds threshold 5.00%", *d.ErrorMessage)
 	require.NotEmpty(t, d.Results[0].Stages)
 	assert.Equal(t, "Error rate 7.20% exceeds threshold 5.00%", d.Results[0].Stages[0].Reason)
+}
+
+// TestAbortIsFinal: an abort sent to a deployment still queued stands
+// when a promote or a resume follows it; the deployment starts, and is
+// rolled back, rather than rolling out as if it had never been aborted.
+func TestAbortIsFinal(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-workers", "1", "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+	async := []string{"Prefer", "respond-async"}
+
+	first := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	queued := deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	r := do(t, "POST", ts.URL+"/deploy/"+queued+"/abort", map[string]string{"reason": "wrong build"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	for _, action := range []string{"resume", "promote"} {
+		r = do(t, "POST", ts.URL+"/deploy/"+queued+"/"+action, nil, auth...)
+		require.Equal(t, http.StatusConflict, r.Code, "%s after an abort: %s", action, r.Body)
+		assert.Equal(t, "aborting", r.errorBody(t)["code"])
+	}
+	// The one worker is free again: the queued deployment starts, and
+	// takes the abort.
+	r = do(t, "POST", ts.URL+"/deploy/"+first+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, queued, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+}
+
+// TestCommandsAtOnce: a promote, an abort and a resume sent together to
+// a rollout end it rolled back by the abort, whatever their order.
+func TestCommandsAtOnce(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	var wg sync.WaitGroup
+	codes := make([]int, 3)
+	for i, action := range []string{"promote", "abort", "resume"} {
+		wg.Go(func() {
+			codes[i] = do(t, "POST", ts.URL+"/deploy/"+id+"/"+action, map[string]string{"reason": action}, auth...).Code
+		})
+	}
+	wg.Wait()
+	require.Equal(t, http.StatusAccepted, codes[1], "the abort was taken")
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Aborted: abort", *d.ErrorMessage)
+	assert.Zero(t, d.Results[0].Percent)
 }

@@ -401,7 +401,10 @@ func (s *Service) command(action string) http.HandlerFunc {
 			body.Reason = action + " requested"
 		}
 		c := Command{Action: action, Reason: body.Reason, At: time.Now(), Region: currentRegion(d)}
-		if err := s.store.SendCommand(r.Context(), d.ID, c); err != nil {
+		if err := s.store.SendCommand(r.Context(), d.ID, c); errors.Is(err, ErrAborting) {
+			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "aborting", "deployment %s is being aborted: an abort is final", d.ID))
+			return
+		} else if err != nil {
 			httpapi.WriteError(w, storeUnavailable(err))
 			return
 		}

@@ -293,15 +293,44 @@ type Command struct {
 	Seq    uint64    `json:"-"` // the store's revision: commands are told apart by it
 }
 
+// ErrAborting is SendCommand's error for a promote or a resume sent to a
+// deployment with an abort pending: the abort stands.
+var ErrAborting = errors.New("an abort is pending")
+
 // SendCommand stores a command for a deployment; the replica running it
-// picks it up.
+// picks it up. A deployment keeps one pending command, the last sent,
+// except that an abort is final: a promote or a resume sent after it is
+// refused with ErrAborting, so that a rollout which had not taken the
+// abort yet (one still queued, or a wave's next region) still ends.
 func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	_, err = s.control.Put(ctx, "cmd."+id, b)
-	return err
+	key := "cmd." + id
+	if c.Action == "abort" {
+		_, err = s.control.Put(ctx, key, b)
+		return err
+	}
+	for {
+		e, err := s.control.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = s.control.Create(ctx, key, b)
+		case err != nil:
+			return err
+		default:
+			var cur Command
+			if json.Unmarshal(e.Value(), &cur) == nil && cur.Action == "abort" {
+				return ErrAborting
+			}
+			_, err = s.control.Update(ctx, key, b, e.Revision())
+		}
+		if !isConflict(err) {
+			return err
+		}
+		// Another command came between the read and the write: read again.
+	}
 }
 
 // watchKeys calls fn with every value put under keys matching filter in
