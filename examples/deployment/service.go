@@ -160,7 +160,11 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	s.stableView = map[string]string{}
 	if err := s.store.WatchStable(s.watchCtx, func(key, version string) {
 		s.stableMu.Lock()
-		s.stableView[key] = version
+		if version == "" {
+			delete(s.stableView, key)
+		} else {
+			s.stableView[key] = version
+		}
 		s.stableMu.Unlock()
 	}); err != nil {
 		return nil, err
@@ -489,6 +493,16 @@ func (s *Service) recoverRegion(ctx context.Context, r *rollout) error {
 	rr := r.d.Results[r.index]
 	r.stable = rr.Previous
 	s.log.Warn("rolling back a rollout cut off by a restart", "deployment_id", r.d.ID, "region", r.region, "stage", rr.Stage)
+	// A rollout that passed its last stage records its version as the
+	// one serving before it stores its end; cut off between the two, the
+	// record would name a version the rollback retires.
+	if r.version != rr.Previous {
+		if err := s.retryStore(ctx, "stable version", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) error {
+			return s.store.RestoreStable(ctx, r.service, r.region, r.version, rr.Previous)
+		}); err != nil {
+			return err
+		}
+	}
 	return r.rollBack(ctx, fmt.Sprintf("Interrupted at stage %s by a restart of the service; rolled back to %s", nameOr(rr.Stage, "start"), nameOr(rr.Previous, "no version")), time.Time{})
 }
 

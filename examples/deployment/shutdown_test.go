@@ -1,6 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -41,4 +45,58 @@ func TestShutdownHoldsRollouts(t *testing.T) {
 		assert.True(t, st.StartedAt.Before(began), "stage %s started %v after the shutdown began", st.Name, st.StartedAt.Sub(began))
 	}
 	assert.Len(t, d.Results[0].Stages, 1, "the canary only")
+}
+
+// TestRestartAfterStableRecorded: a rollout cut off after it recorded its
+// version as the one serving, and before it stored its end, is rolled
+// back on the next start with the version serving recorded back (none
+// for a first deployment): the catalog names the version the traffic
+// went back to, and the next deployment rolls back to it.
+func TestRestartAfterStableRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		service, region, version, previous string
+	}{
+		{"api-service", "us-west-2", "v2.0.0", "v1.0.0"},
+		{"api-service", "eu-west-1", "v2.0.0", ""}, // a first deployment
+	} {
+		t.Run(tc.region, func(t *testing.T) {
+			dir := t.TempDir()
+			catalog := filepath.Join(t.TempDir(), "catalog.json")
+			require.NoError(t, os.WriteFile(catalog, []byte(`{
+  "regions": {"us-west-2": {"capacity": 20}, "eu-west-1": {"capacity": 20}},
+  "services": {"api-service": {"instances": 4, "running": {"us-west-2": "v1.0.0"}, "versions": {
+    "v1.0.0": {"error_rate": 0.006, "p99_ms": 150, "cpu": 0.35, "memory": 0.5},
+    "v2.0.0": {"error_rate": 0.007, "p99_ms": 180, "cpu": 0.4, "memory": 0.6}}}}
+}`), 0o600))
+			args := []string{"-catalog", catalog, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
+			ts := startServiceIn(t, dir, args...)
+			req := map[string]any{"service": tc.service, "version": tc.version, "target_region": tc.region, "first_deploy": tc.previous == ""}
+			id := deploy(t, ts.URL, req, "Prefer", "respond-async").deployment(t).ID
+			waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+			// What a rollout that passed its last stage writes before its end.
+			require.NoError(t, ts.store.SetStable(t.Context(), tc.service, tc.region, tc.version))
+			ts.shutdown()
+
+			ts = startServiceIn(t, dir, args...)
+			d := waitFor(t, ts.URL, id, ended)
+			assert.Equal(t, StatusRolledBack, d.Status)
+			require.NotNil(t, d.ErrorMessage)
+			assert.Contains(t, *d.ErrorMessage, "Interrupted at stage canary by a restart")
+			var cat CatalogView
+			require.NoError(t, json.Unmarshal(do(t, "GET", ts.URL+"/catalog", nil).Body, &cat))
+			serving, ok := cat.Services[tc.service].Serving[tc.region]
+			assert.Equal(t, tc.previous != "", ok, "a version serves after the rollback")
+			assert.Equal(t, tc.previous, serving, "the version serving after the rollback")
+
+			r := deploy(t, ts.URL, map[string]any{"service": tc.service, "version": tc.version, "target_region": tc.region}, "Prefer", "respond-async")
+			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+			if tc.previous == "" {
+				d = waitFor(t, ts.URL, r.deployment(t).ID, ended)
+				assert.Equal(t, StatusFailed, d.Status, "no rollback plan: no version serves")
+				return
+			}
+			d = waitFor(t, ts.URL, r.deployment(t).ID, func(d Deployment) bool { return d.Results[0].Previous != "" })
+			assert.Equal(t, tc.previous, d.Results[0].Previous)
+		})
+	}
 }

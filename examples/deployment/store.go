@@ -249,6 +249,29 @@ func (s *Store) SetStable(ctx context.Context, service, region, version string) 
 	return err
 }
 
+// RestoreStable records version as the one serving service in region
+// again (none when it is "") if unset is recorded now: a rollout cut off
+// between recording its version and storing its end is rolled back, and
+// the version it recorded serves no longer.
+func (s *Store) RestoreStable(ctx context.Context, service, region, unset, version string) error {
+	e, err := s.stable.Get(ctx, lockKey(service, region))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil || string(e.Value()) != unset {
+		return err
+	}
+	if version == "" {
+		err = s.stable.Delete(ctx, lockKey(service, region), jetstream.LastRevision(e.Revision()))
+	} else {
+		_, err = s.stable.Update(ctx, lockKey(service, region), []byte(version), e.Revision())
+	}
+	if isConflict(err) {
+		return nil // another writer moved it on
+	}
+	return err
+}
+
 // SeedStable records version for service in region unless a version is
 // recorded already: the catalog's starting point, which deployments then
 // move on.
@@ -385,9 +408,16 @@ func (s *Store) WatchDeployments(ctx context.Context, want func(id string) bool,
 }
 
 // WatchStable calls fn with every service.region → version recorded, those
-// there now first, until ctx ends.
+// there now first, and with version "" when one is no longer recorded,
+// until ctx ends.
 func (s *Store) WatchStable(ctx context.Context, fn func(key, version string)) error {
-	return watchKeys(ctx, s.stable, ">", func(k string, v []byte, _ uint64) { fn(k, string(v)) })
+	return watchEntries(ctx, s.stable, ">", func(e jetstream.KeyValueEntry) {
+		if e.Operation() == jetstream.KeyValuePut {
+			fn(e.Key(), string(e.Value()))
+		} else {
+			fn(e.Key(), "")
+		}
+	})
 }
 
 // WatchCommands calls fn with every command sent to any deployment, those
