@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -613,7 +614,9 @@ func (r *rollout) check(ctx context.Context) error {
 		hs.Verdict, hs.Reason = "inconclusive", err.Error()
 	case sample.Requests < r.s.cfg.MinRequests:
 		hs.Requests = sample.Requests
-		hs.Verdict, hs.Reason = "inconclusive", fmt.Sprintf("%.0f requests, fewer than %.0f", sample.Requests, r.s.cfg.MinRequests)
+		// Whole requests, rounded down: 9.6 rounded would read "10
+		// requests, fewer than 10".
+		hs.Verdict, hs.Reason = "inconclusive", fmt.Sprintf("%.0f requests, fewer than %s", math.Floor(sample.Requests), strconv.FormatFloat(r.s.cfg.MinRequests, 'f', -1, 64))
 	default:
 		hs.Requests, hs.ErrorRate, hs.CPU, hs.Memory = sample.Requests, sample.ErrorRate, sample.CPU, sample.Memory
 		hs.P99Ms = float64(sample.P99) / float64(time.Millisecond)
