@@ -126,12 +126,12 @@ func (s *Service) slowCanary(context.Context, time.Time) (andon.Measurement, err
 func (s *Service) startAlerts(ctx context.Context) error {
 	cordHook := andon.HookFuncs{
 		OnFire: func(ctx context.Context, a andon.Alert) {
-			if err := s.setCord(ctx, Cord{Stopped: true, Reason: "andon board: " + a.Annotations["summary"], At: time.Now().UTC()}); err != nil {
+			if _, err := s.setCord(ctx, Cord{Stopped: true, Reason: "andon board: " + a.Annotations["summary"], At: time.Now().UTC()}); err != nil {
 				s.log.Error("cord not stored", "err", err)
 			}
 		},
 		OnResolve: func(ctx context.Context, _ andon.Alert) {
-			if err := s.setCord(ctx, Cord{At: time.Now().UTC()}); err != nil {
+			if _, err := s.setCord(ctx, Cord{At: time.Now().UTC()}); err != nil {
 				s.log.Error("cord not stored", "err", err)
 			}
 		},

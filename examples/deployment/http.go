@@ -429,13 +429,16 @@ func currentRegion(d *Deployment) string {
 	return ""
 }
 
-// setCord stores the cord's state for every replica and applies it here.
-func (s *Service) setCord(ctx context.Context, c Cord) error {
-	if err := s.store.SetCord(ctx, c); err != nil {
-		return err
+// setCord stores the cord's state for every replica and applies it here,
+// and returns the state in force: the one stored before when the cord
+// was pulled (or released) already.
+func (s *Service) setCord(ctx context.Context, c Cord) (Cord, error) {
+	c, err := s.store.SetCord(ctx, c)
+	if err != nil {
+		return Cord{}, err
 	}
 	s.applyCord(c)
-	return nil
+	return c, nil
 }
 
 // handleCordGet answers GET /andon/cord with the cord's state as this
@@ -479,7 +482,10 @@ func (s *Service) handleCord(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, httpapi.Invalid("reason", "reason is %d bytes; at most 512", len(c.Reason)))
 		return
 	}
-	if err := s.setCord(r.Context(), c); err != nil {
+	// The answer is the state in force: a pull while the cord is pulled
+	// keeps the first reason and time.
+	inForce, err := s.setCord(r.Context(), c)
+	if err != nil {
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
@@ -487,7 +493,7 @@ func (s *Service) handleCord(w http.ResponseWriter, r *http.Request) {
 		ID: tai.NewID(), Kind: "deployment.cord", Key: "cord", Outcome: tai.Succeeded,
 		Decision: tai.Decision{Verdict: tai.Allow, Policy: "operator", Reason: body.Action + ": " + c.Reason}, Start: c.At,
 	})
-	httpapi.WriteJSON(w, http.StatusOK, c)
+	httpapi.WriteJSON(w, http.StatusOK, inForce)
 }
 
 // Kaizen is the body of GET /kaizen: the reference's fields, over every

@@ -136,3 +136,44 @@ func TestBoardRoutes(t *testing.T) {
 		assert.NotEmpty(t, body.Error.Message)
 	}
 }
+
+// TestCordPulledTwice: a second pull of a pulled cord answers the state in
+// force, and leaves it as stored: after a restart (or on another replica)
+// the cord still says the first reason and time. A release of a cord
+// never pulled leaves it untouched.
+func TestCordPulledTwice(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	dir := t.TempDir()
+	args := append(append([]string{}, fastArgs...), "-admin-token", admin)
+	ts := startServiceIn(t, dir, args...)
+	auth := []string{"Authorization", "Bearer " + admin}
+	cord := func(r reply) Cord {
+		t.Helper()
+		require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+		var c Cord
+		require.NoError(t, json.Unmarshal(r.Body, &c), "%s", r.Body)
+		return c
+	}
+
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	assert.JSONEq(t, `{"stopped":false}`, string(r.Body), "never pulled: nothing released")
+	r = do(t, "GET", ts.URL+"/andon/cord", nil)
+	assert.JSONEq(t, `{"stopped":false}`, string(r.Body))
+
+	pulled := cord(do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 42"}, auth...))
+	again := cord(do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 43"}, auth...))
+	assert.Equal(t, "incident 42", again.Reason, "the answer is the state in force")
+	assert.True(t, again.At.Equal(pulled.At), "pulled at %v, answered %v", pulled.At, again.At)
+
+	ts.shutdown()
+	ts = startServiceIn(t, dir, args...)
+	// The restarted service reads the stored cord as it starts.
+	var got Cord
+	require.Eventually(t, func() bool {
+		got = cord(do(t, "GET", ts.URL+"/andon/cord", nil))
+		return got.Stopped
+	}, 30*time.Second, 10*time.Millisecond)
+	assert.Equal(t, "incident 42", got.Reason, "the reason stored is the first")
+	assert.True(t, got.At.Equal(pulled.At), "pulled at %v, reported after a restart %v", pulled.At, got.At)
+}

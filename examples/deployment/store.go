@@ -456,14 +456,40 @@ type Cord struct {
 	At time.Time `json:"at,omitzero"`
 }
 
-// SetCord stores the cord's state.
-func (s *Store) SetCord(ctx context.Context, c Cord) error {
+// SetCord stores the cord's state and returns the state stored. A stop
+// while the cord is stopped, or a start while it is not, changes
+// nothing: the state stored is returned, with the first reason and time,
+// as every replica and the next start read it.
+func (s *Store) SetCord(ctx context.Context, c Cord) (Cord, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
-		return err
+		return Cord{}, err
 	}
-	_, err = s.control.Put(ctx, "cord", b)
-	return err
+	for {
+		e, err := s.control.Get(ctx, "cord")
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if !c.Stopped {
+				return Cord{}, nil // never pulled: nothing to release
+			}
+			_, err = s.control.Create(ctx, "cord", b)
+		case err != nil:
+			return Cord{}, err
+		default:
+			var cur Cord
+			if json.Unmarshal(e.Value(), &cur) == nil && cur.Stopped == c.Stopped {
+				return cur, nil
+			}
+			_, err = s.control.Update(ctx, "cord", b, e.Revision())
+		}
+		if err == nil {
+			return c, nil
+		}
+		if !isConflict(err) {
+			return Cord{}, err
+		}
+		// Another pull or release came between the read and the write.
+	}
 }
 
 // WatchCord calls fn with the cord's state, now and at every change,
