@@ -150,6 +150,32 @@ func TestAbortIsFinal(t *testing.T) {
 	assert.Equal(t, StatusRolledBack, d.Status)
 	require.NotNil(t, d.ErrorMessage)
 	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	assert.Empty(t, d.Results[0].Stages, "no traffic moved to the aborted version")
+	assert.Equal(t, []string{"v1.0.0"}, ts.target.(interface{ Versions(string, string) []string }).Versions("search", "us-west-2"),
+		"the aborted version never ran")
+}
+
+// TestAbortEndsTheWave: an abort ends a wave that goes on after a
+// failure (continue_on_failure): the regions after the one it stopped are
+// skipped, and none of them starts the aborted version or moves traffic
+// to it.
+func TestAbortEndsTheWave(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+	id := deploy(t, ts.URL, map[string]any{"service": "orders", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1", "eu-west-1"}, "continue_on_failure": true},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "bad idea"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	assert.Equal(t, StatusRolledBack, d.Results[0].Status)
+	for _, rr := range d.Results[1:] {
+		assert.Equal(t, StatusSkipped, rr.Status, "%s after the abort", rr.Region)
+		assert.Empty(t, rr.Stages, "%s: no traffic moved to the aborted version", rr.Region)
+	}
+	assert.Equal(t, []string{"us-west-2/validation"}, d.StagesCompleted)
 }
 
 // TestCommandsAtOnce: a promote, an abort and a resume sent together to

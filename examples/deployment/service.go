@@ -462,6 +462,14 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	// queued, or before a restart) is acted on; later ones come through
 	// the process's watcher (dispatchCommand).
 	if c, ok := s.pendingCommand(r.d.ID); ok {
+		// An abort before the region began ends it before the new
+		// version starts or takes any traffic.
+		if c.Action == "abort" {
+			r.mu.Lock()
+			r.lastCmd = c.Seq // taken: dropped at the deployment's end
+			r.mu.Unlock()
+			return r.abortedBeforeStart(ctx, c.Reason)
+		}
 		r.deliver(c)
 	}
 	s.metrics.active.Inc()
@@ -483,6 +491,28 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	default:
 		return err // retried: the queue delivers the job again
 	}
+}
+
+// abortedBeforeStart ends a region whose deployment was aborted before
+// its rollout began: nothing of the new version ran there, and the region
+// is recorded rolled back with the abort's reason.
+func (r *rollout) abortedBeforeStart(ctx context.Context, reason string) error {
+	now := time.Now()
+	reason = "Aborted: " + reason
+	if err := r.update(ctx, func(_ *Deployment, rr *RegionResult) {
+		rr.Status, rr.ErrorMessage, rr.CompletedAt = StatusRolledBack, reason, &now
+	}); err != nil {
+		return err
+	}
+	r.s.auditEvent(r, "rollback", tai.Failed, reason, 0)
+	return nil
+}
+
+// aborted reports whether deployment id has an abort pending: it does not
+// go on to its next region, whatever continue_on_failure says.
+func (s *Service) aborted(id string) bool {
+	c, ok := s.pendingCommand(id)
+	return ok && c.Action == "abort"
 }
 
 // recoverRegion ends a region whose rollout a crash or a shutdown cut
@@ -535,7 +565,7 @@ func (s *Service) continueWave(ctx context.Context, r *rollout) error {
 		}
 		rr := d.Results[r.index]
 		next := r.index + 1
-		if next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) {
+		if next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) && !s.aborted(d.ID) {
 			return s.queue.Publish(ctx, kanban.Message[Job]{
 				ID:      jobID(d.ID, next),
 				Key:     d.Service + "/" + d.Results[next].Region,
