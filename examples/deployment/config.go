@@ -182,8 +182,18 @@ func (c *Config) validate() error {
 	if c.FailAfter < 1 || c.FailAfter > 100 {
 		errs = append(errs, fmt.Errorf("-fail-after %d is not in [1, 100]", c.FailAfter))
 	}
-	if err := c.Analysis.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("analysis: %w", err))
+	// Each threshold named by its flag (analysis.Thresholds.Validate would
+	// name the Go field).
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"max-error-rate", c.Analysis.MaxErrorRate}, {"max-cpu", c.Analysis.MaxCPU}, {"max-memory", c.Analysis.MaxMemory}} {
+		if !(f.v > 0 && f.v <= 1) {
+			errs = append(errs, fmt.Errorf("-%s %v is not a share in (0, 1]", f.name, f.v))
+		}
+	}
+	if c.Analysis.MaxP99 <= 0 {
+		errs = append(errs, fmt.Errorf("-max-p99 %v must be positive", c.Analysis.MaxP99))
 	}
 	if !(c.MinRequests >= 0) || math.IsInf(c.MinRequests, 1) {
 		errs = append(errs, fmt.Errorf("-min-requests %v is not a number of requests (0 or more)", c.MinRequests))

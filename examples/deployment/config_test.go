@@ -47,6 +47,11 @@ func TestParseConfigRefusals(t *testing.T) {
 		{[]string{"-stages", "Canary Stage:5:1s,prod:100:0s"}, nil, `name "Canary Stage" is not 1 to 32`},
 		{[]string{"-stages", "abcdefghijklmnopqrstuvwxyz0123456:5:1s,prod:100:0s"}, nil, `is not 1 to 32`},
 		{[]string{"-stages", ":5:1s,prod:100:0s"}, nil, `name "" is not 1 to 32`},
+		// The analysis flags are named as given, not as the Go fields.
+		{[]string{"-max-cpu", "2"}, nil, "-max-cpu 2 is not a share in (0, 1]"},
+		{[]string{"-max-error-rate", "0"}, nil, "-max-error-rate 0 is not a share in (0, 1]"},
+		{nil, map[string]string{"MAX_MEMORY": "NaN"}, "-max-memory NaN is not a share in (0, 1]"},
+		{[]string{"-max-p99", "-1s"}, nil, "-max-p99 -1s must be positive"},
 	} {
 		_, err := parseConfig(append([]string{"-data-dir", t.TempDir()}, tc.args...), func(k string) string { return tc.env[k] })
 		require.Error(t, err, "%v %v", tc.args, tc.env)
