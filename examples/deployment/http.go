@@ -203,17 +203,22 @@ func preferAsync(r *http.Request) bool {
 	return false
 }
 
+// startingFor is how long a deployment that has taken its regions may
+// take to be stored: a holder not stored after it was cut off by a crash.
+const startingFor = time.Minute
+
 // lockRegions takes every service/region of d. A holder whose deployment
-// has ended or was never stored (a start cut off by a crash) is stale and
-// loses its lock.
+// has ended, or was never stored and took the lock over startingFor ago
+// (a start cut off by a crash), is stale and loses its lock; one not
+// stored yet is a request in flight, and holds it.
 func (s *Service) lockRegions(ctx context.Context, d *Deployment) error {
 	for i, reg := range d.Regions {
-		holder, err := s.store.Lock(ctx, d.Service, reg, d.ID)
+		holder, since, err := s.store.Lock(ctx, d.Service, reg, d.ID)
 		if err == nil && holder != "" {
 			hd, _, gerr := s.store.Get(ctx, holder)
-			if errors.Is(gerr, ErrNotFound) || (gerr == nil && terminal(hd.Status)) {
+			if errors.Is(gerr, ErrNotFound) && time.Since(since) > startingFor || (gerr == nil && terminal(hd.Status)) {
 				if err = s.store.Unlock(ctx, d.Service, reg, holder); err == nil {
-					holder, err = s.store.Lock(ctx, d.Service, reg, d.ID)
+					holder, _, err = s.store.Lock(ctx, d.Service, reg, d.ID)
 				}
 			}
 		}

@@ -471,3 +471,18 @@ func TestCrashMidRollout(t *testing.T) {
 	again := waitFor(t, c.URL, r.deployment(t).ID, func(d Deployment) bool { return d.Results[0].Previous != "" })
 	assert.Equal(t, "v1.0.0", again.Results[0].Previous)
 }
+
+// TestLockOfAStartingDeployment: a deployment that has taken its region
+// and is being stored holds it: another request for the region meanwhile
+// is refused with 409, not taken for the lock of a start a crash cut off.
+func TestLockOfAStartingDeployment(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	starting := newDeploymentID()
+	holder, _, err := ts.store.Lock(t.Context(), "auth", "us-west-2", starting)
+	require.NoError(t, err)
+	require.Empty(t, holder)
+	r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusConflict, r.Code, "%s", r.Body)
+	assert.Equal(t, "deployment_active", r.errorBody(t)["code"])
+	assert.Contains(t, r.errorBody(t)["message"], starting)
+}

@@ -188,27 +188,27 @@ func (s *Store) Watch(ctx context.Context, id string, fn func(*Deployment) bool)
 func lockKey(service, region string) string { return service + "." + region }
 
 // Lock takes service/region for deployment id. It returns the ID of the
-// deployment holding it, if another does.
-func (s *Store) Lock(ctx context.Context, service, region, id string) (holder string, err error) {
+// deployment holding it, if another does, and when that one took it.
+func (s *Store) Lock(ctx context.Context, service, region, id string) (holder string, since time.Time, err error) {
 	for {
 		_, err := s.locks.Create(ctx, lockKey(service, region), []byte(id))
 		if err == nil {
-			return "", nil
+			return "", time.Time{}, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return "", err
+			return "", time.Time{}, err
 		}
 		e, gerr := s.locks.Get(ctx, lockKey(service, region))
 		if errors.Is(gerr, jetstream.ErrKeyNotFound) {
 			continue // released in between
 		}
 		if gerr != nil {
-			return "", gerr
+			return "", time.Time{}, gerr
 		}
 		if string(e.Value()) == id {
-			return "", nil // ours already (a retried request)
+			return "", time.Time{}, nil // ours already (a retried request)
 		}
-		return string(e.Value()), nil
+		return string(e.Value()), e.Created(), nil
 	}
 }
 
