@@ -37,7 +37,8 @@ func (s *Store) writer() jetstream.KeyValue {
 	if len(s.writers) == 0 {
 		return s.deployments
 	}
-	return s.writers[int(s.next.Add(1))%len(s.writers)]
+	// In uint32: an int of 32 bits would turn negative past 2^31 calls.
+	return s.writers[s.next.Add(1)%uint32(len(s.writers))]
 }
 
 // StoreOptions bound the deployments bucket, and say how many servers of
