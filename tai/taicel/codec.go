@@ -24,7 +24,9 @@ import (
 // base64, as encoding/json writes it; a float that JSON cannot hold is the
 // string "NaN", "+Inf" or "-Inf".
 type codec struct {
-	enc func(b []byte, v reflect.Value) []byte
+	// enc appends v, which is inside depth values (pointers and
+	// interfaces count); one that holds others gives them deeper(depth).
+	enc func(b []byte, v reflect.Value, depth int) []byte
 	dec func(r *jsonReader, v reflect.Value) error
 }
 
@@ -190,12 +192,13 @@ func celReadable(t reflect.Type) bool {
 	return true
 }
 
-func structCodec(t reflect.Type, fields []structField) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
+func structCodec(t reflect.Type, fields []structField) (func([]byte, reflect.Value, int) []byte, func(*jsonReader, reflect.Value) error) {
 	byName := make(map[string]int, len(fields))
 	for i, f := range fields {
 		byName[f.name] = i
 	}
-	enc := func(b []byte, v reflect.Value) []byte {
+	enc := func(b []byte, v reflect.Value, depth int) []byte {
+		depth = deeper(depth)
 		b = append(b, '{')
 		first := true
 		for i := range fields {
@@ -208,7 +211,7 @@ func structCodec(t reflect.Type, fields []structField) (func([]byte, reflect.Val
 			}
 			first = false
 			b = append(b, f.key...)
-			b = f.codec.enc(b, v.Field(f.index))
+			b = f.codec.enc(b, v.Field(f.index), depth)
 		}
 		return append(b, '}')
 	}
@@ -232,12 +235,12 @@ func structCodec(t reflect.Type, fields []structField) (func([]byte, reflect.Val
 	return enc, dec
 }
 
-func ptrCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
-	enc := func(b []byte, v reflect.Value) []byte {
+func ptrCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value, int) []byte, func(*jsonReader, reflect.Value) error) {
+	enc := func(b []byte, v reflect.Value, depth int) []byte {
 		if v.IsNil() {
 			return append(b, "null"...)
 		}
-		return elem.enc(b, v.Elem())
+		return elem.enc(b, v.Elem(), deeper(depth))
 	}
 	dec := func(r *jsonReader, v reflect.Value) error {
 		if r.null() {
@@ -254,17 +257,18 @@ func ptrCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value) []byte, 
 	return enc, dec
 }
 
-func sliceCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
-	enc := func(b []byte, v reflect.Value) []byte {
+func sliceCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value, int) []byte, func(*jsonReader, reflect.Value) error) {
+	enc := func(b []byte, v reflect.Value, depth int) []byte {
 		if v.IsNil() {
 			return append(b, "null"...)
 		}
+		depth = deeper(depth)
 		b = append(b, '[')
 		for i := range v.Len() {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = elem.enc(b, v.Index(i))
+			b = elem.enc(b, v.Index(i), depth)
 		}
 		return append(b, ']')
 	}
@@ -290,14 +294,15 @@ func sliceCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value) []byte
 	return enc, dec
 }
 
-func arrayCodec(elem *codec) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
-	enc := func(b []byte, v reflect.Value) []byte {
+func arrayCodec(elem *codec) (func([]byte, reflect.Value, int) []byte, func(*jsonReader, reflect.Value) error) {
+	enc := func(b []byte, v reflect.Value, depth int) []byte {
+		depth = deeper(depth)
 		b = append(b, '[')
 		for i := range v.Len() {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = elem.enc(b, v.Index(i))
+			b = elem.enc(b, v.Index(i), depth)
 		}
 		return append(b, ']')
 	}
@@ -363,15 +368,16 @@ func mapKeyCodec(t reflect.Type) (keyCodec, error) {
 
 // mapCodec writes a map as an object with its keys sorted, leaving out the
 // keys in omit.
-func mapCodec(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) (func([]byte, reflect.Value) []byte, func(*jsonReader, reflect.Value) error) {
+func mapCodec(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) (func([]byte, reflect.Value, int) []byte, func(*jsonReader, reflect.Value) error) {
 	type entry struct {
 		key string
 		v   reflect.Value
 	}
-	enc := func(b []byte, v reflect.Value) []byte {
+	enc := func(b []byte, v reflect.Value, depth int) []byte {
 		if v.IsNil() {
 			return append(b, "null"...)
 		}
+		depth = deeper(depth)
 		entries := make([]entry, 0, v.Len())
 		var kb []byte
 		for it := v.MapRange(); it.Next(); {
@@ -389,7 +395,7 @@ func mapCodec(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) (
 			}
 			b = jsonw.AppendString(b, e.key)
 			b = append(b, ':')
-			b = elem.enc(b, e.v)
+			b = elem.enc(b, e.v, depth)
 		}
 		return append(b, '}')
 	}
@@ -431,9 +437,28 @@ func mapCodec(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) (
 	return enc, dec
 }
 
-func encNull(b []byte, _ reflect.Value) []byte { return append(b, "null"...) }
+// errTooDeep is what an encoder panics with when the value it writes is
+// nested deeper than a jsonReader reads (maxDepth): a value that holds
+// itself, through a pointer, a map, a slice or an interface, would be
+// written for ever. Env.appendInputs recovers it.
+type errTooDeep struct{}
 
-func encBool(b []byte, v reflect.Value) []byte { return strconv.AppendBool(b, v.Bool()) }
+func (errTooDeep) Error() string {
+	return fmt.Sprintf("nested more than %d deep; does it hold itself?", maxDepth)
+}
+
+// deeper returns depth+1, the depth of what a value at depth holds, and
+// panics with errTooDeep beyond maxDepth.
+func deeper(depth int) int {
+	if depth >= maxDepth {
+		panic(errTooDeep{})
+	}
+	return depth + 1
+}
+
+func encNull(b []byte, _ reflect.Value, _ int) []byte { return append(b, "null"...) }
+
+func encBool(b []byte, v reflect.Value, _ int) []byte { return strconv.AppendBool(b, v.Bool()) }
 
 func decBool(r *jsonReader, v reflect.Value) error {
 	x, err := r.bool()
@@ -441,7 +466,7 @@ func decBool(r *jsonReader, v reflect.Value) error {
 	return err
 }
 
-func encInt(b []byte, v reflect.Value) []byte { return strconv.AppendInt(b, v.Int(), 10) }
+func encInt(b []byte, v reflect.Value, _ int) []byte { return strconv.AppendInt(b, v.Int(), 10) }
 
 func decInt(r *jsonReader, v reflect.Value) error {
 	n, err := r.int(v.Type().Bits())
@@ -449,7 +474,7 @@ func decInt(r *jsonReader, v reflect.Value) error {
 	return err
 }
 
-func encUint(b []byte, v reflect.Value) []byte { return strconv.AppendUint(b, v.Uint(), 10) }
+func encUint(b []byte, v reflect.Value, _ int) []byte { return strconv.AppendUint(b, v.Uint(), 10) }
 
 func decUint(r *jsonReader, v reflect.Value) error {
 	n, err := r.uint(v.Type().Bits())
@@ -457,7 +482,9 @@ func decUint(r *jsonReader, v reflect.Value) error {
 	return err
 }
 
-func encFloat(b []byte, v reflect.Value) []byte { return appendFloat(b, v.Float(), v.Type().Bits()) }
+func encFloat(b []byte, v reflect.Value, _ int) []byte {
+	return appendFloat(b, v.Float(), v.Type().Bits())
+}
 
 func decFloat(r *jsonReader, v reflect.Value) error {
 	f, err := r.float(v.Type().Bits())
@@ -465,7 +492,7 @@ func decFloat(r *jsonReader, v reflect.Value) error {
 	return err
 }
 
-func encString(b []byte, v reflect.Value) []byte { return jsonw.AppendString(b, v.String()) }
+func encString(b []byte, v reflect.Value, _ int) []byte { return jsonw.AppendString(b, v.String()) }
 
 func decString(r *jsonReader, v reflect.Value) error {
 	s, err := r.string()
@@ -473,7 +500,7 @@ func decString(r *jsonReader, v reflect.Value) error {
 	return err
 }
 
-func encTime(b []byte, v reflect.Value) []byte {
+func encTime(b []byte, v reflect.Value, _ int) []byte {
 	return appendTime(b, v.Interface().(time.Time))
 }
 
@@ -483,7 +510,7 @@ func decTime(r *jsonReader, v reflect.Value) error {
 	return err
 }
 
-func encBytes(b []byte, v reflect.Value) []byte {
+func encBytes(b []byte, v reflect.Value, _ int) []byte {
 	if v.IsNil() {
 		return append(b, "null"...)
 	}
@@ -526,17 +553,17 @@ func dynCodec(t reflect.Type) *codec {
 	return c
 }
 
-func encInterface(b []byte, v reflect.Value) []byte {
+func encInterface(b []byte, v reflect.Value, depth int) []byte {
 	if v.IsNil() {
 		return append(b, "null"...)
 	}
-	return appendAny(b, v.Elem().Interface())
+	return appendAny(b, v.Elem().Interface(), deeper(depth))
 }
 
 // appendAny writes x: the usual types without reflection, a CEL value as
 // the Go value it holds, others through the codec of their type. A value
 // that has no codec is written as null.
-func appendAny(b []byte, x any) []byte {
+func appendAny(b []byte, x any, depth int) []byte {
 	switch x := x.(type) {
 	case nil:
 		return append(b, "null"...)
@@ -553,14 +580,14 @@ func appendAny(b []byte, x any) []byte {
 	case time.Time:
 		return appendTime(b, x)
 	case ref.Val:
-		return appendAny(b, x.Value())
+		return appendAny(b, x.Value(), depth)
 	}
 	v := reflect.ValueOf(x)
 	c := dynCodec(v.Type())
 	if c == nil {
 		return append(b, "null"...)
 	}
-	return c.enc(b, v)
+	return c.enc(b, v, depth)
 }
 
 func decInterface(r *jsonReader, v reflect.Value) error {

@@ -121,7 +121,9 @@
 // an exponent, an int never is, so the JSON read without a Go type still
 // tells an int from a double. Times are RFC 3339 strings with nanoseconds,
 // []byte is base64, NaN and the infinities are the strings "NaN", "+Inf"
-// and "-Inf".
+// and "-Inf". A payload or a variable nested more than 10000 deep (one
+// that holds itself) cannot be recorded: the signal fails with an error
+// naming it.
 //
 // [Env.DecodeInputs] reads such an object back, into T by field name and
 // the variables with the Go types of their CEL types, and [Set.Replay]

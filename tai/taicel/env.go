@@ -50,8 +50,11 @@ type Options[T any] struct {
 	// payload holds every exported field of T but those in Unrecorded,
 	// under its Go name; vars the variables Lookup returned that Vars
 	// declares (all of them, for a dynamic Env). Numbers keep their type: a float always has a '.' or an
-	// exponent ("5000.0"), an int never does. It costs one allocation and
-	// the encoding of the payload per decision; see the package doc.
+	// exponent ("5000.0"), an int never does. A value nested more than 10000
+	// deep, pointers and interfaces counted, fails the signal: it would
+	// not read back, and one that holds itself would never end. It costs
+	// one allocation and the encoding of the payload per decision; see
+	// the package doc.
 	RecordInputs bool
 	// Unrecorded names payload fields (Go names) that are never recorded,
 	// such as personal data. Fields of an embedded struct are left out

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,23 +42,40 @@ type Inputs[T any] struct {
 var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // inputs returns the inputs object of an evaluation whose verdict rule
-// (empty for the scored rules) decided.
-func (e *Env[T]) inputs(act *activation, rule string) json.RawMessage {
+// (empty for the scored rules) decided, or the error of a payload or a
+// variable that cannot be written.
+func (e *Env[T]) inputs(act *activation, rule string) (json.RawMessage, error) {
 	bp := bufs.Get().(*[]byte)
-	b := e.appendInputs((*bp)[:0], act)
-	out := closeInputs(b, rule)
+	b, err := e.appendInputs((*bp)[:0], act)
+	var out json.RawMessage
+	if err == nil {
+		out = closeInputs(b, rule)
+	}
 	*bp = b[:0]
 	bufs.Put(bp)
-	return out
+	return out, err
 }
 
 // appendInputs writes the inputs object of act without its closing brace:
-// what two sets judging the same activation share.
-func (e *Env[T]) appendInputs(b []byte, act *activation) []byte {
+// what two sets judging the same activation share. A payload or a
+// variable nested deeper than a jsonReader reads, as one that holds
+// itself would be, is an error naming it.
+func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
+	what := "payload"
+	defer func() {
+		if v := recover(); v != nil {
+			deep, ok := v.(errTooDeep)
+			if !ok {
+				panic(v)
+			}
+			err = fmt.Errorf("taicel: recording inputs: %s: %w", what, deep)
+		}
+	}()
+	// The inputs object is at depth 1, its payload and vars at 2.
 	b = append(b, `{"time":`...)
 	b = appendTime(b, act.time)
 	b = append(b, `,"payload":`...)
-	b = e.payload.enc(b, reflect.ValueOf(act.payload))
+	b = e.payload.enc(b, reflect.ValueOf(act.payload), 1)
 	b = append(b, `,"vars":{`...)
 	first := true
 	put := func(name string, v any) {
@@ -65,9 +83,10 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) []byte {
 			b = append(b, ',')
 		}
 		first = false
+		what = "variable " + strconv.Quote(name)
 		b = jsonw.AppendString(b, name)
 		b = append(b, ':')
-		b = appendAny(b, v)
+		b = appendAny(b, v, 2)
 	}
 	if e.dynamic {
 		names := make([]string, 0, len(act.vars))
@@ -85,7 +104,7 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) []byte {
 			}
 		}
 	}
-	return append(b, '}')
+	return append(b, '}'), nil
 }
 
 // closeInputs returns a copy of the open inputs object in b, closed, with

@@ -497,3 +497,68 @@ func TestDecodeDynamicInputsErrors(t *testing.T) {
 	require.NoError(t, err)
 	assert.Nil(t, in.Payload)
 }
+
+// node is a payload type that can hold itself.
+type node struct {
+	Amount float64
+	Next   *node
+}
+
+func TestRecordValueThatHoldsItself(t *testing.T) {
+	spec, err := taicel.Parse([]byte("version: '1'\nrules:\n  - name: big\n    verdict: deny\n    expr: payload.Amount > 100.0\n"))
+	require.NoError(t, err)
+
+	t.Run("struct", func(t *testing.T) {
+		env, err := taicel.NewEnv(taicel.Options[node]{RecordInputs: true})
+		require.NoError(t, err)
+		set, err := env.Compile(spec)
+		require.NoError(t, err)
+		ring := &node{Amount: 1}
+		ring.Next = &node{Amount: 2, Next: ring}
+		_, err = set.Evaluate(t.Context(), tai.Signal[node]{ID: "1", Payload: node{Amount: 5, Next: ring}})
+		require.ErrorContains(t, err, "taicel: recording inputs: payload: nested more than 10000 deep")
+
+		// A long chain that the reader takes is recorded and read back.
+		var chain *node
+		for i := range 500 {
+			chain = &node{Amount: float64(i), Next: chain}
+		}
+		d, err := set.Evaluate(t.Context(), tai.Signal[node]{ID: "1", Payload: *chain})
+		require.NoError(t, err)
+		in, err := env.DecodeInputs(d.Inputs)
+		require.NoError(t, err)
+		assert.Equal(t, *chain, in.Payload)
+	})
+
+	t.Run("dynamic", func(t *testing.T) {
+		env, err := taicel.NewEnv(taicel.Options[map[string]any]{RecordInputs: true})
+		require.NoError(t, err)
+		set, err := env.Compile(spec)
+		require.NoError(t, err)
+		m := map[string]any{"Amount": 5.0}
+		m["a"], m["b"] = m, []any{m} // twice, so that writing it would never end
+		_, err = set.Evaluate(t.Context(), tai.Signal[map[string]any]{ID: "1", Payload: m})
+		require.ErrorContains(t, err, "taicel: recording inputs: payload: nested more than 10000 deep")
+	})
+
+	t.Run("variable", func(t *testing.T) {
+		l := []any{1}
+		l[0] = l
+		env, err := taicel.NewEnv(taicel.Options[map[string]any]{RecordInputs: true,
+			Lookup: func(context.Context, tai.Signal[map[string]any]) (map[string]any, error) {
+				return map[string]any{"loop": l}, nil
+			}})
+		require.NoError(t, err)
+		set, err := env.Compile(spec)
+		require.NoError(t, err)
+		_, err = set.Evaluate(t.Context(), tai.Signal[map[string]any]{ID: "1", Payload: map[string]any{"Amount": 5.0}})
+		require.ErrorContains(t, err, `taicel: recording inputs: variable "loop": nested more than 10000 deep`)
+
+		// A Shadow records the live set's inputs: it fails the same way.
+		sh, err := taicel.NewShadow(set, set, taicel.ShadowOptions[map[string]any]{})
+		require.NoError(t, err)
+		_, err = sh.Evaluate(t.Context(), tai.Signal[map[string]any]{ID: "1", Payload: map[string]any{"Amount": 5.0}})
+		require.ErrorContains(t, err, `variable "loop": nested more than 10000 deep`)
+		assert.EqualValues(t, 1, sh.Stats().LiveErrors)
+	})
+}

@@ -137,7 +137,9 @@ func (s *Set[T]) judge(ctx context.Context, act *activation) (tai.Decision, erro
 		return tai.Decision{Policy: s.name}, err
 	}
 	if s.env.record {
-		d.Inputs = s.env.inputs(act, s.ruleName(rule))
+		if d.Inputs, err = s.env.inputs(act, s.ruleName(rule)); err != nil {
+			return tai.Decision{Policy: s.name}, err
+		}
 	}
 	return d, nil
 }

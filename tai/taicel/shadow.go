@@ -110,13 +110,19 @@ func (sh *Shadow[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decis
 	disagree := cerr == nil && ld.Verdict != cd.Verdict
 	if live.env.record {
 		bp := bufs.Get().(*[]byte)
-		b := live.env.appendInputs((*bp)[:0], act)
-		ld.Inputs = closeInputs(b, live.ruleName(lrule))
-		if disagree && sh.opts.OnDisagree != nil {
-			cd.Inputs = closeInputs(b, cand.ruleName(crule))
+		b, err := live.env.appendInputs((*bp)[:0], act)
+		if err == nil {
+			ld.Inputs = closeInputs(b, live.ruleName(lrule))
+			if disagree && sh.opts.OnDisagree != nil {
+				cd.Inputs = closeInputs(b, cand.ruleName(crule))
+			}
 		}
 		*bp = b[:0]
 		bufs.Put(bp)
+		if err != nil {
+			sh.liveErrs.Add(1)
+			return tai.Decision{Policy: live.name}, err
+		}
 	}
 	switch {
 	case cerr != nil:
