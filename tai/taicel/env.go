@@ -32,8 +32,11 @@ type Options[T any] struct {
 	// and set, before the rules. A variable an expression reads that the
 	// map lacks fails the evaluation; an error from Lookup fails it too,
 	// and so does a value that cannot be of its variable's declared type
-	// when that is a scalar (a string or a nil for an int; any Go number
-	// will do for int, uint and double).
+	// when that is a scalar (a string or a nil for an int). Any Go number
+	// will do for int, uint and double: it is judged, and recorded, as a
+	// value of the declared type (5 for a double is 5.0), and one that
+	// type cannot hold exactly (7.5 for an int, -1 for a uint) fails the
+	// evaluation. The map is not changed.
 	// Required when Vars is not empty.
 	Lookup func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
 	// EnvOptions are added to the CEL environment: more extension

@@ -163,10 +163,9 @@ func (e *Env[T]) activate(ctx context.Context, sig tai.Signal[T]) (*activation, 
 		if err != nil {
 			return nil, fmt.Errorf("taicel: lookup: %w", err)
 		}
-		if err := e.wrongVar(vars); err != nil {
+		if act.vars, err = e.typedVars(vars); err != nil {
 			return nil, err
 		}
-		act.vars = vars
 	}
 	return act, nil
 }

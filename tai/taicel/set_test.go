@@ -3,6 +3,8 @@ package taicel_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -488,6 +490,64 @@ func TestLookupValueOfAnotherType(t *testing.T) {
 		{"at", "2026-01-01T00:00:00Z", `variable "at" is a string; declared google.protobuf.Timestamp`},
 	} {
 		vars = good()
+		vars[tc.name] = tc.v
+		d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
+		require.Error(t, err, "%s=%#v", tc.name, tc.v)
+		assert.ErrorContains(t, err, tc.want)
+		assert.Zero(t, d.Verdict)
+	}
+}
+
+// A number Lookup returns for a numeric variable of another type is
+// judged, and recorded, as a value of the declared type; one that type
+// cannot hold fails the signal, naming the variable.
+func TestLookupNumberOfAnotherType(t *testing.T) {
+	type count int
+	var vars map[string]any
+	env, err := taicel.NewEnv(taicel.Options[Order]{
+		Vars: map[string]*cel.Type{"n": cel.IntType, "u": cel.UintType, "x": cel.DoubleType},
+		Lookup: func(context.Context, tai.Signal[Order]) (map[string]any, error) {
+			return vars, nil
+		},
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+		{Name: "sums", Verdict: tai.Deny, Expr: "x * 2.0 == 10.0 && n + 1 == 8 && u + 1u == 4u"},
+	}})
+	require.NoError(t, err)
+	for _, v := range []map[string]any{
+		{"n": 7, "u": uint(3), "x": 5.0},
+		{"n": 7.0, "u": 3, "x": 5},
+		{"n": uint64(7), "u": 3.0, "x": int32(5)},
+		{"n": types.Double(7), "u": types.Int(3), "x": types.Uint(5)},
+		{"n": count(7), "u": int8(3), "x": uint16(5)},
+	} {
+		vars = v
+		given := maps.Clone(v)
+		d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
+		require.NoError(t, err, "%#v", v)
+		assert.Equal(t, tai.Deny, d.Verdict, "%#v", v)
+		assert.Equal(t, given, v, "the map Lookup returned is left alone")
+		assert.Contains(t, string(d.Inputs), `"vars":{"n":7,"u":3,"x":5.0}`, "%#v", v)
+		in, err := env.DecodeInputs(d.Inputs)
+		require.NoError(t, err)
+		d2, err := set.Replay(tai.Signal[Order]{}, in.Vars)
+		require.NoError(t, err)
+		assert.Equal(t, d, d2)
+	}
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"n", 7.5, `taicel: lookup: variable "n" is 7.5; declared int: not an integer`},
+		{"n", math.Inf(1), `variable "n" is +Inf; declared int`},
+		{"n", uint64(math.MaxUint64), `variable "n" is 18446744073709551615; declared int: out of the range`},
+		{"u", -1, `variable "u" is -1; declared uint: negative`},
+		{"u", 0.5, `variable "u" is 0.5; declared uint: not an integer`},
+	} {
+		vars = map[string]any{"n": 7, "u": uint(3), "x": 5.0}
 		vars[tc.name] = tc.v
 		d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
 		require.Error(t, err, "%s=%#v", tc.name, tc.v)
