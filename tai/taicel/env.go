@@ -284,7 +284,8 @@ func (e *CompileError) Error() string {
 }
 
 // Compile checks and compiles spec into a Set, or returns an error naming
-// the first invalid threshold, set or rule; a rule that does not compile
+// the first invalid threshold, set or rule, and the line where the rule
+// begins when spec was parsed from a file; a rule that does not compile
 // gives a *CompileError.
 func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 	if spec == nil {
@@ -340,24 +341,28 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 	}
 	s.cel = env
 
-	seen := make(map[string]bool, len(spec.Rules))
+	seen := make(map[string]*Rule, len(spec.Rules))
 	for i := range spec.Rules {
 		r := &spec.Rules[i]
 		switch {
 		case r.Name == "":
-			return nil, fmt.Errorf("taicel: rule %d has no name", i)
-		case seen[r.Name]:
+			return nil, fmt.Errorf("taicel: rule %d%s has no name", i, r.fileLine())
+		case seen[r.Name] != nil:
+			first := seen[r.Name]
+			if r.start > 0 && first.start > 0 {
+				return nil, fmt.Errorf("taicel: rule name %q is used twice (file lines %d and %d)", r.Name, first.start, r.start)
+			}
 			return nil, fmt.Errorf("taicel: rule name %q is used twice", r.Name)
 		case r.Verdict != 0 && !r.Verdict.Valid():
-			return nil, fmt.Errorf("taicel: rule %q has invalid verdict %d", r.Name, uint8(r.Verdict))
+			return nil, fmt.Errorf("taicel: rule %q%s has invalid verdict %d", r.Name, r.fileLine(), uint8(r.Verdict))
 		case r.Verdict != 0 && r.Weight != 0:
-			return nil, fmt.Errorf("taicel: rule %q has both a verdict and a weight", r.Name)
+			return nil, fmt.Errorf("taicel: rule %q%s has both a verdict and a weight", r.Name, r.fileLine())
 		case r.Verdict == 0 && (!(r.Weight > 0) || math.IsInf(r.Weight, 0)):
-			return nil, fmt.Errorf("taicel: rule %q has weight %v and no verdict; want a verdict or a finite weight > 0", r.Name, r.Weight)
+			return nil, fmt.Errorf("taicel: rule %q%s has weight %v and no verdict; want a verdict or a finite weight > 0", r.Name, r.fileLine(), r.Weight)
 		case strings.TrimSpace(r.Expr) == "":
-			return nil, fmt.Errorf("taicel: rule %q has no expr", r.Name)
+			return nil, fmt.Errorf("taicel: rule %q%s has no expr", r.Name, r.fileLine())
 		}
-		seen[r.Name] = true
+		seen[r.Name] = r
 		cr, err := compileRule(env, r, e.dynamic, e.maxCost)
 		if err != nil {
 			return nil, err

@@ -65,9 +65,19 @@ type Rule struct {
 	// rule's name.
 	Reason string `yaml:"reason,omitempty" json:"reason,omitempty"`
 
-	// line and column of Expr in the file it was parsed from; zero when
-	// the rule was not parsed from a file.
-	line, column int
+	// line and column of Expr in the file it was parsed from, and the
+	// line where the rule begins; zero when the rule was not parsed from
+	// a file.
+	line, column, start int
+}
+
+// fileLine returns " (file line N)" with the line where r begins in the
+// file it was parsed from, or "".
+func (r *Rule) fileLine() string {
+	if r.start == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (file line %d)", r.start)
 }
 
 // Parse reads a Spec from YAML or JSON. Parsing is strict: a field the
@@ -124,7 +134,7 @@ func ParseFile(path string) (*Spec, error) {
 	return spec, nil
 }
 
-// locateExprs records the position of rules[i].expr from the document.
+// locateExprs records where each rule and its expr are in the document.
 func locateExprs(root *yaml.Node, rules []Rule) {
 	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
 		return
@@ -137,6 +147,7 @@ func locateExprs(root *yaml.Node, rules []Rule) {
 		if i >= len(rules) {
 			return
 		}
+		rules[i].start = item.Line
 		if v := mappingValue(item, "expr"); v != nil {
 			rules[i].line, rules[i].column = v.Line, v.Column
 			// A block scalar (| or >) starts on the line after its

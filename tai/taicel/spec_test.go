@@ -94,6 +94,32 @@ func TestCompileErrorFileLine(t *testing.T) {
 	}
 }
 
+// A rule refused before its expression is compiled is named with the
+// line where it begins in the file: "rule 1" alone, counted from 0, did
+// not say which of a long file's rules it was.
+func TestRuleErrorFileLine(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	const head = "version: 1\nrules:\n  - name: ok\n    weight: 1\n    expr: 'true'\n"
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"no name", head + "  - weight: 1\n    expr: 'true'\n", "taicel: rule 1 (file line 6) has no name"},
+		{"twice", head + "  # again\n  - name: ok\n    weight: 1\n    expr: 'true'\n", `taicel: rule name "ok" is used twice (file lines 3 and 7)`},
+		{"both", head + "  - name: x\n    weight: 1\n    verdict: deny\n    expr: 'true'\n", `taicel: rule "x" (file line 6) has both a verdict and a weight`},
+		{"no weight", head + "  - name: x\n    expr: 'true'\n", `taicel: rule "x" (file line 6) has weight 0 and no verdict`},
+		{"no expr", head + "  - name: x\n    weight: 1\n", `taicel: rule "x" (file line 6) has no expr`},
+		{"flow", `{"version": "1", "rules": [` + "\n" + `{"name": "x", "weight": -1, "expr": "true"}]}`, `taicel: rule "x" (file line 2) has weight -1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := taicel.Parse([]byte(tc.in))
+			require.NoError(t, err)
+			_, err = env.Compile(spec)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	seed, err := os.ReadFile("testdata/fraud.yaml")
 	require.NoError(f, err)
