@@ -253,7 +253,8 @@ type CompileError struct {
 	Rule string // the rule's name
 	// Line and Column locate the first error in the expression (or in the
 	// reason, when Reason is set), from 1. Zero when the error is about
-	// the expression as a whole, such as its result type.
+	// the expression as a whole: its result type, or its length or
+	// nesting over CEL's limits.
 	Line, Column int
 	// FileLine is the line of the rule's expression in the rule file it
 	// was parsed from; zero when it was not parsed from a file.
@@ -414,7 +415,9 @@ func compileExpr(env *cel.Env, expr, desc string, maxCost uint64) (*program, *ce
 	ast, iss := env.CompileSource(common.NewStringSource(expr, desc))
 	if iss.Err() != nil {
 		ce := &CompileError{Detail: iss.String()}
-		if errs := iss.Errors(); len(errs) > 0 {
+		// CEL locates an error about the expression as a whole, such as
+		// its size or nesting over CEL's limits, at line -1.
+		if errs := iss.Errors(); len(errs) > 0 && errs[0].Location.Line() > 0 {
 			ce.Line, ce.Column = errs[0].Location.Line(), errs[0].Location.Column()+1
 		}
 		return nil, nil, ce

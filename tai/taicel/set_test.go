@@ -239,6 +239,11 @@ func TestCompileErrors(t *testing.T) {
 			want: []string{`rule "why" reason at 1:8`, "undefined field 'Tota'"}, line: 1, col: 8},
 		{name: "reason unterminated", rule: taicel.Rule{Name: "why", Weight: 1, Expr: `true`, Reason: "total {{payload.Total"},
 			want: []string{`rule "why" reason`, "{{ without }}"}},
+		// CEL's limits on an expression as a whole have no position.
+		{name: "nested past the limit", rule: taicel.Rule{Name: "deep", Weight: 1, Expr: strings.Repeat("(", 300) + "true" + strings.Repeat(")", 300)},
+			want: []string{`rule "deep": ERROR`, "recursion limit exceeded"}},
+		{name: "longer than the limit", rule: taicel.Rule{Name: "long", Weight: 1, Expr: "true" + strings.Repeat(" && true", 20000)},
+			want: []string{`rule "long": ERROR`, "size exceeds limit"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -251,7 +256,7 @@ func TestCompileErrors(t *testing.T) {
 				assert.Contains(t, err.Error(), w)
 			}
 			assert.Equal(t, tt.line, ce.Line)
-			if tt.col > 0 {
+			if tt.col > 0 || tt.line == 0 {
 				assert.Equal(t, tt.col, ce.Column)
 			}
 		})
