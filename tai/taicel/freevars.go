@@ -45,41 +45,78 @@ func (e *Env[T]) freeVars(spec *Spec) []string {
 }
 
 // exprVars adds to found the identifiers expr reads that are neither
-// declared by e nor bound by a comprehension (the x of all(x, ...)) nor a
-// namespace of a function (math in math.greatest(...)).
+// declared by e nor bound by a comprehension around them (the x of
+// all(x, ...), inside it) nor a namespace of a function (math in
+// math.greatest(...)).
 func (e *Env[T]) exprVars(expr string, found map[string]bool) {
 	a, iss := e.env.Parse(expr)
 	if iss.Err() != nil {
 		return
 	}
 	root := a.NativeRep().Expr()
-	bound := map[string]bool{}
 	namespaces := map[int64]bool{}
 	celast.PreOrderVisit(root, celast.NewExprVisitor(func(x celast.Expr) {
-		switch x.Kind() {
-		case celast.ComprehensionKind:
-			c := x.AsComprehension()
-			bound[c.IterVar()], bound[c.AccuVar()] = true, true
-			if v := c.IterVar2(); v != "" {
-				bound[v] = true
-			}
-		case celast.CallKind:
+		if x.Kind() == celast.CallKind {
 			c := x.AsCall()
 			if t := c.Target(); c.IsMemberFunction() && t.Kind() == celast.IdentKind && e.env.HasFunction(t.AsIdent()+"."+c.FunctionName()) {
 				namespaces[t.ID()] = true
 			}
 		}
 	}))
-	celast.PreOrderVisit(root, celast.NewExprVisitor(func(x celast.Expr) {
-		if x.Kind() != celast.IdentKind || namespaces[x.ID()] {
-			return
-		}
+	e.freeIn(root, nil, namespaces, found)
+}
+
+// freeIn adds to found the identifiers x reads that are not in bound, the
+// variables of the comprehensions x is inside, nor declared. The parser
+// bounds the nesting of expressions, and so the recursion.
+func (e *Env[T]) freeIn(x celast.Expr, bound []string, namespaces map[int64]bool, found map[string]bool) {
+	switch x.Kind() {
+	case celast.IdentKind:
 		name := x.AsIdent()
 		switch {
-		case bound[name], typeIdents[name], e.vars[name] != nil,
+		case namespaces[x.ID()], slices.Contains(bound, name), typeIdents[name], e.vars[name] != nil,
 			name == varPayload, name == varSignal, name == varSets:
 			return
 		}
 		found[name] = true
-	}))
+	case celast.CallKind:
+		c := x.AsCall()
+		if c.IsMemberFunction() {
+			e.freeIn(c.Target(), bound, namespaces, found)
+		}
+		for _, arg := range c.Args() {
+			e.freeIn(arg, bound, namespaces, found)
+		}
+	case celast.SelectKind:
+		e.freeIn(x.AsSelect().Operand(), bound, namespaces, found)
+	case celast.ListKind:
+		for _, el := range x.AsList().Elements() {
+			e.freeIn(el, bound, namespaces, found)
+		}
+	case celast.MapKind:
+		for _, entry := range x.AsMap().Entries() {
+			me := entry.AsMapEntry()
+			e.freeIn(me.Key(), bound, namespaces, found)
+			e.freeIn(me.Value(), bound, namespaces, found)
+		}
+	case celast.StructKind:
+		for _, f := range x.AsStruct().Fields() {
+			e.freeIn(f.AsStructField().Value(), bound, namespaces, found)
+		}
+	case celast.ComprehensionKind:
+		// The range and the accumulator's start are outside the
+		// comprehension's scope; its loop sees the iteration variables
+		// and the accumulator, its result the accumulator.
+		c := x.AsComprehension()
+		e.freeIn(c.IterRange(), bound, namespaces, found)
+		e.freeIn(c.AccuInit(), bound, namespaces, found)
+		withAccu := append(slices.Clip(bound), c.AccuVar())
+		loop := append(slices.Clip(withAccu), c.IterVar())
+		if v := c.IterVar2(); v != "" {
+			loop = append(loop, v)
+		}
+		e.freeIn(c.LoopCondition(), loop, namespaces, found)
+		e.freeIn(c.LoopStep(), loop, namespaces, found)
+		e.freeIn(c.Result(), withAccu, namespaces, found)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/ext"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -561,4 +562,33 @@ func TestRecordValueThatHoldsItself(t *testing.T) {
 		require.ErrorContains(t, err, `variable "loop": nested more than 10000 deep`)
 		assert.EqualValues(t, 1, sh.Stats().LiveErrors)
 	})
+}
+
+// A dynamic Env declares a variable an expression reads outside a
+// comprehension whose variable has the same name: the comprehension binds
+// it only inside.
+func TestDynamicEnvVariableNamedLikeAComprehensions(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{
+		Lookup: func(context.Context, tai.Signal[map[string]any]) (map[string]any, error) {
+			return nil, nil
+		},
+		EnvOptions: []cel.EnvOption{ext.Bindings(), ext.TwoVarComprehensions()},
+	})
+	require.NoError(t, err)
+	for _, expr := range []string{
+		`x > 5 && [1, 2].all(x, x > 0)`,
+		`[1, 2].exists(x, x == 2) && x > 5`,
+		`[x].all(x, x == 7)`,                            // the range is outside the loop
+		`cel.bind(acc, acc + 1, acc == 3)`,              // so is the start of cel.bind's
+		`{"k": 1}.all(k, v, v == 1) && [k].size() == 1`, // a second iteration variable
+	} {
+		t.Run(expr, func(t *testing.T) {
+			lookup := map[string]any{"x": int64(7), "acc": int64(2), "k": "k", "v": 0}
+			set, err := env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{{Name: "r", Verdict: tai.Deny, Expr: expr}}})
+			require.NoError(t, err)
+			d, err := set.Replay(tai.Signal[map[string]any]{Payload: map[string]any{}}, lookup)
+			require.NoError(t, err)
+			assert.Equal(t, tai.Deny, d.Verdict)
+		})
+	}
 }
