@@ -50,10 +50,16 @@ type BacktestOptions struct {
 	// Examples is how many examples each flip and the errors keep, the
 	// first ones in trail order. Zero means 5; a negative value none.
 	Examples int
-	// Workers is how many goroutines decode and judge in parallel; the
-	// report does not depend on it. Zero means runtime.GOMAXPROCS(0).
+	// Workers is how many goroutines decode and judge in parallel, at
+	// most MaxBacktestWorkers; the report does not depend on it. Zero
+	// means runtime.GOMAXPROCS(0), or MaxBacktestWorkers if that is less.
 	Workers int
 }
+
+// MaxBacktestWorkers is the most BacktestOptions.Workers may be. Each
+// worker keeps up to four batches of lines (a few MiB) in memory, and
+// workers beyond the CPUs only add to that.
+const MaxBacktestWorkers = 256
 
 // maxLine is the longest line of a trail a backtest reads.
 const maxLine = 64 << 20
@@ -128,8 +134,11 @@ func backtest[T any](ctx context.Context, cand *Set[T], srcs []trailSource, opts
 	if opts.Workers < 0 {
 		return nil, fmt.Errorf("taicel: BacktestOptions.Workers %d is negative", opts.Workers)
 	}
+	if opts.Workers > MaxBacktestWorkers {
+		return nil, fmt.Errorf("taicel: BacktestOptions.Workers %d is more than %d (MaxBacktestWorkers)", opts.Workers, MaxBacktestWorkers)
+	}
 	if opts.Workers == 0 {
-		opts.Workers = runtime.GOMAXPROCS(0)
+		opts.Workers = min(runtime.GOMAXPROCS(0), MaxBacktestWorkers)
 	}
 	switch {
 	case opts.Examples == 0:

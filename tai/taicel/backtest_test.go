@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -437,6 +438,8 @@ func TestBacktestOptionsErrors(t *testing.T) {
 	}{
 		{taicel.BacktestOptions{Positive: 7}, "BacktestOptions.Positive 7 is not a verdict"},
 		{taicel.BacktestOptions{Workers: -1}, "BacktestOptions.Workers -1 is negative"},
+		{taicel.BacktestOptions{Workers: 257}, "BacktestOptions.Workers 257 is more than 256"},
+		{taicel.BacktestOptions{Workers: math.MaxInt}, fmt.Sprintf("BacktestOptions.Workers %d is more than 256", math.MaxInt)},
 		{taicel.BacktestOptions{Amount: "payload.Amont"}, `BacktestOptions.Amount "payload.Amont": ERROR: amount:1:8: undefined field 'Amont'`},
 		{taicel.BacktestOptions{Amount: "payload.Country"}, `BacktestOptions.Amount "payload.Country" returns string; want a double or an int`},
 	} {
