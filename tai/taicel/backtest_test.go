@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -618,4 +619,44 @@ func TestBacktestLongLine(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 300, rep.Replayed)
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(32<<20), "bytes allocated")
+}
+
+// The text report quotes the IDs, reasons and errors of the trail that
+// hold a character that is not printable: a newline forged a line of the
+// report, and an escape sequence reached the terminal.
+func TestReportTextQuotesWhatIsNotPrintable(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{RecordInputs: true})
+	require.NoError(t, err)
+	compile := func(limit string, rules ...taicel.Rule) *taicel.Set[map[string]any] {
+		set, err := env.Compile(&taicel.Spec{Version: "1", Name: "n", Rules: append([]taicel.Rule{
+			{Name: "big", Verdict: tai.Deny, Expr: "payload.Amount > " + limit, Reason: "{{payload.Note}}"},
+		}, rules...)})
+		require.NoError(t, err)
+		return set
+	}
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	p, err := tai.New(compile("100.0"), tai.ActionFunc[map[string]any, string](func(context.Context, tai.Signal[map[string]any]) (string, error) {
+		return "", nil
+	}), tai.WithObservers(audit))
+	require.NoError(t, err)
+	const forged = "\nchanged verdicts: 0 of 1\x1b[2K"
+	_, _ = p.Process(t.Context(), tai.Signal[map[string]any]{ID: "a" + forged, Kind: "k", Payload: map[string]any{"Amount": 50.0, "Note": "b" + forged}})
+	_, _ = p.Process(t.Context(), tai.Signal[map[string]any]{ID: "c" + forged, Kind: "k", Payload: map[string]any{"Amount": 5.0, "Note": 7}})
+	require.NoError(t, audit.Shutdown(t.Context()))
+
+	rep, err := taicel.Backtest(t.Context(), compile("10.0", taicel.Rule{Name: "note", Weight: 0.1, Expr: "payload.Note.size() > 0"}), bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Changed)
+	require.Equal(t, 1, rep.Errors)
+	var out bytes.Buffer
+	require.NoError(t, rep.WriteText(&out))
+	text := out.String()
+	t.Logf("\n%s", text)
+	assert.NotContains(t, text, "\x1b")
+	assert.Len(t, regexp.MustCompile(`(?m)^changed verdicts: `).FindAllString(text, -1), 1, "no line forged")
+	assert.Contains(t, text, `"a\nchanged verdicts: 0 of 1\x1b[2K"`)
+	assert.Contains(t, text, `now deny   0.00 "b\nchanged verdicts: 0 of 1\x1b[2K"`)
+	assert.Contains(t, text, `"c\nchanged verdicts: 0 of 1\x1b[2K": taicel: rule "note"`)
 }

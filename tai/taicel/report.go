@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/taipattern/taikit/tai"
 )
@@ -294,7 +297,9 @@ func (m *merger) report() *Report {
 
 // WriteText writes the report for people to read: the counts, each flip
 // with its examples, the rules involved, the errors and the labels'
-// scores.
+// scores. An ID, a reason or an error holding a character that is not
+// printable (a newline, a terminal's escape sequence) is written quoted,
+// with Go's escapes.
 func (r *Report) WriteText(w io.Writer) error {
 	ew := &errWriter{w: w}
 	p := func(format string, args ...any) { fmt.Fprintf(ew, format, args...) }
@@ -323,11 +328,11 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 			p("\n")
 			for _, ex := range f.Examples {
-				p("      %s %s", ex.ID, ex.Time.UTC().Format(time.RFC3339))
+				p("      %s %s", printable(ex.ID), ex.Time.UTC().Format(time.RFC3339))
 				if r.Amount != "" {
 					p("  %s", money(ex.Amount))
 				}
-				p("\n        was %-6s %.2f%s\n        now %-6s %.2f%s\n", f.From, ex.OldScore, spaced(ex.OldReason), f.To, ex.NewScore, spaced(ex.NewReason))
+				p("\n        was %-6s %.2f%s\n        now %-6s %.2f%s\n", f.From, ex.OldScore, spaced(printable(ex.OldReason)), f.To, ex.NewScore, spaced(printable(ex.NewReason)))
 			}
 		}
 	}
@@ -355,7 +360,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.ErrorExamples) > 0 {
 		p("\nerrors (the first %d of %d):\n", len(r.ErrorExamples), r.Errors)
 		for _, e := range r.ErrorExamples {
-			p("  %s %s: %s\n", where(e.File, e.Line), e.ID, e.Error)
+			p("  %s %s: %s\n", where(e.File, e.Line), printable(e.ID), printable(e.Error))
 		}
 	}
 
@@ -370,6 +375,18 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	return ew.err
+}
+
+// printable returns s, or s quoted with Go's escapes when it holds a
+// character that is not printable or is not UTF-8: IDs, reasons and
+// errors come from the trail, and a newline or a terminal's escape
+// sequence in one must not forge a line of the report or reach the
+// terminal it is read on.
+func printable(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && !unicode.IsPrint(r) }) {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 // spaced returns s after a space, or nothing for an empty s.
