@@ -64,7 +64,7 @@ func TestKubernetesManifests(t *testing.T) {
 		assert.Equal(t, "metadata.name", env["INSTANCE"].ValueFrom.FieldRef.FieldPath, "each replica's name is its pod's")
 		assert.True(t, strings.HasPrefix(env["ALLOWED_HOSTS"].Value, "$(POD_IP),"), "the kubelet's probes come with the pod's IP as Host")
 		require.NotNil(t, d.Spec.Template.Spec.TerminationGracePeriodSeconds)
-		assert.Greater(t, *d.Spec.Template.Spec.TerminationGracePeriodSeconds, int64(30), "a graceful stop takes up to 30s")
+		assert.Greater(t, *d.Spec.Template.Spec.TerminationGracePeriodSeconds, int64(30), "a graceful stop takes longer than 30s (TestStopGraceCoversTheGracefulStop)")
 	}
 }
 
