@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -101,8 +103,12 @@ func stripComments(b []byte) []byte {
 //   - every Deployment runs at least 2 replicas, as a user other than
 //     root without privilege escalation, on a read-only root filesystem;
 //     every container has CPU and memory requests and limits, a readiness
-//     probe on /readyz and a liveness probe on /healthz, each on a port
-//     the container declares;
+//     probe on /readyz and a liveness probe on /healthz (and a startup
+//     probe, if any, on /healthz), each on a port the container declares;
+//     GOMEMLIMIT, if set, is a byte count the Go runtime reads, below the
+//     memory limit; DATA_DIR is on a volume the container may write;
+//     the prometheus.io scrape annotations name a declared port and
+//     /metrics;
 //   - every ConfigMap and Secret a pod refers to (envFrom, env, volumes)
 //     is among the objects and has the keys used; every *_FILE variable
 //     names a file of a mounted volume;
@@ -166,6 +172,7 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 			checkKeys(p, where, "volume "+v.Name, "ConfigMap", d.Namespace, v.ConfigMap.Name, v.ConfigMap.Items, configMapKeys(configMaps[d.Namespace+"/"+v.ConfigMap.Name]))
 		}
 	}
+	checkScrape(p, where, d.Spec.Template)
 	for _, c := range pod.Containers {
 		cw := where + " container " + c.Name
 		sc := c.SecurityContext
@@ -206,6 +213,11 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 		}
 		checkProbe(p, cw, "readiness", c.ReadinessProbe, "/readyz", c.Ports)
 		checkProbe(p, cw, "liveness", c.LivenessProbe, "/healthz", c.Ports)
+		if c.StartupProbe != nil {
+			checkProbe(p, cw, "startup", c.StartupProbe, "/healthz", c.Ports)
+		}
+		checkMemoryLimit(p, cw, c)
+		checkDataDir(p, cw, c, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, volumes)
 		for _, ef := range c.EnvFrom {
 			switch {
 			case ef.ConfigMapRef != nil && configMaps[d.Namespace+"/"+ef.ConfigMapRef.Name] == nil:
@@ -233,6 +245,116 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 			}
 		}
 	}
+}
+
+// checkScrape checks the prometheus.io annotations a pod-discovering
+// Prometheus scrapes the pods by: the port is one a container declares,
+// the path the one the services serve their metrics on.
+func checkScrape(p *problems, where string, pod corev1.PodTemplateSpec) {
+	a := pod.Annotations
+	if a["prometheus.io/scrape"] != "true" {
+		return
+	}
+	if port, ok := a["prometheus.io/port"]; ok {
+		number, _ := strconv.Atoi(port)
+		declared := false
+		for _, c := range pod.Spec.Containers {
+			declared = declared || number > 0 && declaresPort(c.Ports, "", number)
+		}
+		if !declared {
+			p.add("%s: annotation prometheus.io/port %q is not a port the container declares", where, port)
+		}
+	}
+	if path, ok := a["prometheus.io/path"]; ok && path != "/metrics" {
+		p.add("%s: annotation prometheus.io/path %q is not /metrics", where, path)
+	}
+}
+
+// checkMemoryLimit checks GOMEMLIMIT against the container's memory limit:
+// the Go runtime refuses to start on a value it cannot read, and a limit at
+// or above the container's lets the kernel kill the process before the
+// collector works harder to stay under it.
+func checkMemoryLimit(p *problems, where string, c corev1.Container) {
+	for _, e := range c.Env {
+		if e.Name != "GOMEMLIMIT" || e.ValueFrom != nil {
+			continue
+		}
+		n, ok := goByteCount(e.Value)
+		if !ok {
+			p.add("%s: GOMEMLIMIT %q is not a byte count the Go runtime reads (a number with B, KiB, MiB, GiB or TiB, or off), and the runtime refuses to start on it", where, e.Value)
+			continue
+		}
+		lim, hasLim := c.Resources.Limits[corev1.ResourceMemory]
+		if hasLim && n >= lim.Value() {
+			p.add("%s: GOMEMLIMIT %s is not below the memory limit %s", where, e.Value, lim.String())
+		}
+	}
+}
+
+// goByteCount reads a byte count as the Go runtime reads GOMEMLIMIT
+// (runtime.parseByteCount): a decimal number with an optional B, KiB,
+// MiB, GiB or TiB suffix, at most math.MaxInt64 bytes, or "off".
+func goByteCount(v string) (int64, bool) {
+	if v == "off" {
+		return math.MaxInt64, true
+	}
+	num, unit := v, int64(1)
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}, {"B", 0}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			num, unit = n, int64(1)<<u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/unit {
+		return 0, false
+	}
+	return n * unit, true
+}
+
+// checkDataDir checks that, on a read-only root filesystem, DATA_DIR (the
+// audit trail and the data dir's lock; the embedded NATS store without
+// NATS_URL) lies on a mounted volume the container may write: without the
+// variable the service writes the image's /data, on the read-only root.
+func checkDataDir(p *problems, where string, c corev1.Container, readOnlyRoot bool, volumes map[string]corev1.Volume) {
+	if !readOnlyRoot {
+		return
+	}
+	var dir string
+	found := false
+	for _, e := range c.Env {
+		if e.Name == "DATA_DIR" {
+			dir, found = e.Value, true
+		}
+	}
+	if !found {
+		p.add("%s: no DATA_DIR, and the root filesystem is read-only", where)
+		return
+	}
+	if !writableDir(path.Clean(dir), c.VolumeMounts, volumes) {
+		p.add("%s: env DATA_DIR=%s lies on no writable volume, and the root filesystem is read-only", where, dir)
+	}
+}
+
+// writableDir reports whether dir is at or under the mount of a volume the
+// container may write: not mounted read-only, and not a Secret, ConfigMap,
+// downward API or projected volume (which the kubelet mounts read-only).
+// The deepest mount holding dir decides, as in the container.
+func writableDir(dir string, mounts []corev1.VolumeMount, volumes map[string]corev1.Volume) bool {
+	best, writable := -1, false
+	for _, vm := range mounts {
+		mp := path.Clean(vm.MountPath)
+		if dir != mp && !strings.HasPrefix(dir, strings.TrimSuffix(mp, "/")+"/") || len(mp) <= best {
+			continue
+		}
+		v := volumes[vm.Name]
+		best = len(mp)
+		writable = !vm.ReadOnly && v.Secret == nil && v.ConfigMap == nil && v.DownwardAPI == nil && v.Projected == nil
+	}
+	return writable
 }
 
 func checkProbe(p *problems, where, kind string, pr *corev1.Probe, wantPath string, ports []corev1.ContainerPort) {

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -116,6 +117,16 @@ func TestCheckManifestsFindsEachProblem(t *testing.T) {
 		{"a token file not mounted", "              value: /run/secrets/taikit/api-token", "              value: /run/secrets/api-token", "env API_TOKEN_FILE=/run/secrets/api-token names no file of a mounted volume"},
 		{"a ConfigMap volume of a missing key", "          emptyDir:\n            sizeLimit: 1Gi", "          configMap:\n            name: payment-config\n            items: [{key: NOPE, path: x}]", "ConfigMap payment-config has no key NOPE"},
 		{"a mount of no volume", "            - name: data\n              mountPath: /data", "            - name: date\n              mountPath: /data", "mounts volume date, which the pod does not have"},
+		{"a startup probe on a path not served", "          startupProbe:\n            httpGet:\n              path: /healthz", "          startupProbe:\n            httpGet:\n              path: /health", "the startup probe asks /health, not /healthz"},
+		{"a startup probe on a port not declared", "              path: /healthz\n              port: http\n            periodSeconds: 2", "              path: /healthz\n              port: 8080\n            periodSeconds: 2", "the startup probe's port 8080 is not a port the container declares"},
+		{"a scrape annotation on a port not declared", `prometheus.io/port: "3001"`, `prometheus.io/port: "9090"`, `annotation prometheus.io/port "9090" is not a port the container declares`},
+		{"a scrape annotation on a path not served", "prometheus.io/path: /metrics", "prometheus.io/path: /metric", `annotation prometheus.io/path "/metric" is not /metrics`},
+		{"a data dir on the read-only root", "              value: /data\n", "              value: /var/lib/payment\n", "env DATA_DIR=/var/lib/payment lies on no writable volume, and the root filesystem is read-only"},
+		{"a data dir on a Secret", "              value: /data\n", "              value: /run/secrets/taikit/data\n", "env DATA_DIR=/run/secrets/taikit/data lies on no writable volume"},
+		{"no data dir", "            - name: DATA_DIR\n              value: /data\n", "", "no DATA_DIR, and the root filesystem is read-only"},
+		{"GOMEMLIMIT at the memory limit", "              value: 460MiB", "              value: 512MiB", "GOMEMLIMIT 512MiB is not below the memory limit 512Mi"},
+		{"GOMEMLIMIT above the memory limit", "              value: 460MiB", "              value: 1GiB", "GOMEMLIMIT 1GiB is not below the memory limit 512Mi"},
+		{"GOMEMLIMIT in another syntax", "              value: 460MiB", "              value: 460Mi", `GOMEMLIMIT "460Mi" is not a byte count the Go runtime reads`},
 		{"a selector that misses its pods", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: payment\n  strategy", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: payments\n  strategy", "its selector does not select its own pods' labels"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,6 +164,27 @@ func TestIntOrPercent(t *testing.T) {
 		}
 		require.NoError(t, err, tc.v)
 		assert.Equal(t, tc.want, got, tc.v)
+	}
+}
+
+func TestGoByteCount(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want int64
+		ok   bool
+	}{
+		{"460MiB", 460 << 20, true}, {"1GiB", 1 << 30, true}, {"2KiB", 2048, true}, {"3TiB", 3 << 40, true},
+		{"123", 123, true}, {"123B", 123, true}, {"0", 0, true}, {"+5MiB", 5 << 20, true},
+		{"off", math.MaxInt64, true}, {"8388607TiB", 8388607 << 40, true},
+		{"", 0, false}, {"B", 0, false}, {"MiB", 0, false}, {"460Mi", 0, false}, {"460M", 0, false},
+		{"460mib", 0, false}, {"1.5GiB", 0, false}, {"-1MiB", 0, false}, {"8388608TiB", 0, false},
+		{"9223372036854775808", 0, false}, {" 460MiB", 0, false}, {"Off", 0, false},
+	} {
+		got, ok := goByteCount(tc.v)
+		assert.Equal(t, tc.ok, ok, "%q", tc.v)
+		if tc.ok {
+			assert.Equal(t, tc.want, got, "%q", tc.v)
+		}
 	}
 }
 
