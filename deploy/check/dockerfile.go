@@ -2,6 +2,7 @@ package check
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -197,6 +198,7 @@ type stageState struct {
 	produced map[string]bool   // paths a RUN made: go build outputs, mkdir directories
 	binaries map[string]bool   // the go build outputs among them
 	copied   map[string]bool   // paths COPY --from put here, true when the source was a binary
+	files    map[string]string // a file in the image → the repository file a COPY put there
 }
 
 // Check checks the Dockerfile against the repository at root, the build
@@ -206,6 +208,9 @@ type stageState struct {
 //   - every RUN go build builds ./ package paths that exist, hold a main
 //     package and, with GOWORK=off, lie in the module go build runs in;
 //     its directory was filled by a COPY . from the context;
+//   - every RUN go mod download or go build finds, where it runs, its
+//     module's go.mod and the go.mod of every directory the module's
+//     replace directives point at, put there by a COPY;
 //   - every COPY --from source was made in that stage (go build -o,
 //     mkdir);
 //   - the last stage sets a USER other than root, has no RUN (its image
@@ -218,7 +223,7 @@ func (d *Dockerfile) Check(root string) error {
 	states := map[string]*stageState{}
 	for i, st := range d.Stages {
 		s := &stageState{workdir: "/", env: map[string]string{}, repo: map[string]string{},
-			produced: map[string]bool{}, binaries: map[string]bool{}, copied: map[string]bool{}}
+			produced: map[string]bool{}, binaries: map[string]bool{}, copied: map[string]bool{}, files: map[string]string{}}
 		states[st.Name] = s
 		states[fmt.Sprint(i)] = s
 		for _, in := range st.Instructions {
@@ -265,6 +270,16 @@ func (d *Dockerfile) checkInstruction(p *problems, root string, states map[strin
 			}
 			if path.Clean(src) == "." {
 				s.repo[destAbs] = root
+			}
+			for _, m := range matches {
+				if fi, err := os.Stat(m); err != nil || fi.IsDir() {
+					continue
+				}
+				target := destAbs
+				if strings.HasSuffix(dest, "/") || len(srcs) > 1 || len(matches) > 1 {
+					target = path.Join(destAbs, filepath.Base(m))
+				}
+				s.files[target] = m
 			}
 		}
 	case "RUN":
@@ -338,6 +353,9 @@ func (d *Dockerfile) checkRun(p *problems, where, root string, s *stageState, in
 			}
 		case len(c) >= 2 && c[0] == "go" && c[1] == "build":
 			d.checkGoBuild(p, where, root, s, cwd, c[2:])
+			checkReplaces(p, where, s, cwd, "go build")
+		case len(c) >= 3 && c[0] == "go" && c[1] == "mod" && c[2] == "download":
+			checkReplaces(p, where, s, cwd, "go mod download")
 		}
 	}
 }
@@ -404,6 +422,89 @@ func (d *Dockerfile) checkGoBuild(p *problems, where, root string, s *stageState
 		abs := resolve(cwd, target)
 		s.produced[abs], s.binaries[abs] = true, true
 	}
+}
+
+// imageFile returns the repository file that a COPY put at file in the
+// image, one by one or with a COPY . of a directory holding it.
+func imageFile(s *stageState, file string) (string, bool) {
+	if f, ok := s.files[file]; ok {
+		return f, true
+	}
+	dir, ok := inRepo(s, path.Dir(file))
+	if !ok {
+		return "", false
+	}
+	f := filepath.Join(dir, path.Base(file))
+	if _, err := os.Stat(f); err != nil {
+		return "", false
+	}
+	return f, true
+}
+
+// checkReplaces checks that a go command run in cwd finds what its module
+// needs in the image: the go.mod governing cwd, and the go.mod of every
+// directory its replace directives point at (go mod download reads them
+// before anything is built).
+func checkReplaces(p *problems, where string, s *stageState, cwd, command string) {
+	modDir := ""
+	var gomod string
+	for d := cwd; ; d = path.Dir(d) {
+		if f, ok := imageFile(s, path.Join(d, "go.mod")); ok {
+			modDir, gomod = d, f
+			break
+		}
+		if d == "/" {
+			break
+		}
+	}
+	if modDir == "" {
+		p.add("%s: %s runs in %s, where no COPY has put a go.mod", where, command, cwd)
+		return
+	}
+	b, err := os.ReadFile(gomod)
+	if err != nil {
+		p.add("%s: %s: %v", where, command, err)
+		return
+	}
+	for _, target := range localReplaces(b) {
+		dir := resolve(modDir, target)
+		if _, ok := imageFile(s, path.Join(dir, "go.mod")); !ok {
+			p.add("%s: %s in %s: the module's replace points at %s, where no COPY has put its go.mod", where, command, cwd, dir)
+		}
+	}
+}
+
+// localReplaces returns the directories a go.mod's replace directives
+// point at (those replaced by a path, not by another module's version).
+func localReplaces(gomod []byte) []string {
+	var out []string
+	block := false
+	for line := range bytes.Lines(gomod) {
+		l, _, _ := strings.Cut(string(line), "//")
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 0:
+			continue
+		case block && f[0] == ")":
+			block = false
+			continue
+		case !block && f[0] == "replace" && len(f) == 2 && f[1] == "(":
+			block = true
+			continue
+		case !block && f[0] == "replace":
+			f = f[1:]
+		case !block:
+			continue
+		}
+		i := slices.Index(f, "=>")
+		if i < 0 || i+1 >= len(f) {
+			continue
+		}
+		if t := f[i+1]; strings.HasPrefix(t, "./") || strings.HasPrefix(t, "../") || path.IsAbs(t) || t == "." || t == ".." {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func (d *Dockerfile) checkFinal(p *problems, s *stageState, st Stage) {

@@ -103,6 +103,8 @@ func TestDockerfileCheckFindsEachProblem(t *testing.T) {
 		{"a module path", "./payment\n", "github.com/taipattern/taikit/examples/payment\n", "only ./ directory paths are checked"},
 		{"go build before the sources", "COPY . .\n", "COPY go.mod ./\n", "which no COPY . from the build context fills"},
 		{"an -o without its value", "-o /out/payment ./payment", "./payment -o", "go build -o without its value"},
+		{"a replaced module's go.mod not copied before go mod download", "COPY . .\n", "COPY examples/go.mod examples/go.sum ./examples/\nRUN cd examples && go mod download\nCOPY . .\n", "go mod download in /src/examples: the module's replace points at /src/heijunka/redisgcra, where no COPY has put its go.mod"},
+		{"go mod download without a go.mod", "COPY go.mod go.sum ./", "RUN cd /src/examples && go mod download\nCOPY go.mod go.sum ./", "go mod download runs in /src/examples, where no COPY has put a go.mod"},
 		{"copying what was not built", "COPY --from=build /out/payment /payment", "COPY --from=build /out/paymnet /payment", "source /out/paymnet is not made in that stage"},
 		{"copying from a stage that does not exist", "--from=build /out/payment", "--from=builder /out/payment", "COPY --from=builder names no earlier stage"},
 		{"an entrypoint nothing put there", `ENTRYPOINT ["/payment"]`, `ENTRYPOINT ["/deployment"]`, "ENTRYPOINT runs /deployment, which no COPY --from puts in the final image"},
@@ -157,4 +159,24 @@ func TestShellWords(t *testing.T) {
 		_, err := shellWords(bad)
 		assert.Error(t, err, bad)
 	}
+}
+
+func TestLocalReplaces(t *testing.T) {
+	gomod := `module example.com/m
+
+go 1.25.0
+
+replace example.com/a => ../a // a comment
+
+replace (
+	example.com/b => ./b
+	example.com/c v1.0.0 => example.com/c v1.1.0
+	// example.com/d => ../d
+	example.com/e => /abs/e
+)
+
+replace example.com/f v1.2.3 => ..
+require example.com/g v1.0.0 // replace example.com/g => ../g
+`
+	assert.Equal(t, []string{"../a", "./b", "/abs/e", ".."}, localReplaces([]byte(gomod)))
 }

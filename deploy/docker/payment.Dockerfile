@@ -21,6 +21,7 @@ COPY kaizen/kaizenprom/go.mod kaizen/kaizenprom/go.sum ./kaizen/kaizenprom/
 COPY kanban/kanbanotel/go.mod kanban/kanbanotel/go.sum ./kanban/kanbanotel/
 COPY kanban/natsembed/go.mod kanban/natsembed/go.sum ./kanban/natsembed/
 COPY kanban/natsjs/go.mod kanban/natsjs/go.sum ./kanban/natsjs/
+COPY tai/taicel/go.mod tai/taicel/go.sum ./tai/taicel/
 WORKDIR /src/examples
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 WORKDIR /src
