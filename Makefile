@@ -13,7 +13,8 @@ BIN ?= $(CURDIR)/bin
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {n[++i] = $$1; d[i] = $$2; if (length($$1) > w) w = length($$1)} \
+	  END {for (j = 1; j <= i; j++) printf "  %-" w "s  %s\n", n[j], d[j]}' $(MAKEFILE_LIST)
 
 .PHONY: test
 test: ## every module's tests (tests needing absent servers skip)
