@@ -325,6 +325,23 @@ func TestDashboardsQueryTheServices(t *testing.T) {
 	}
 	assert.Equal(t, 26, total, "queries evaluated")
 
+	// The rules' unit tests feed promtool series labelled as the services
+	// label theirs (deploy/prometheus/tests).
+	t.Run("rule unit tests' series", func(t *testing.T) {
+		files, err := filepath.Glob(deployPath(t, "prometheus", "tests", "*.yml"))
+		require.NoError(t, err)
+		require.Len(t, files, 2)
+		for _, p := range ruleSeriesProblems(t, promURL, files) {
+			t.Error(p)
+		}
+		// The check has teeth: an outcome the pipeline never records.
+		bad := filepath.Join(t.TempDir(), "bad.yml")
+		require.NoError(t, os.WriteFile(bad, []byte("tests:\n  - input_series:\n      - series: 'taikit_signals_total{kind=\"payment\",outcome=\"success\",instance=\"x:1\"}'\n        values: '0+1x5'\n"), 0o644))
+		problems := ruleSeriesProblems(t, promURL, []string{bad})
+		require.Len(t, problems, 1, "%q", problems)
+		assert.Contains(t, problems[0], `outcome="success" is not a value the services export`)
+	})
+
 	// The check has teeth: a misspelt metric, a label no series has and
 	// a query that does not parse are each reported.
 	bad := []PanelQuery{
