@@ -189,7 +189,11 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// The key's payment is decided once its record is stored: the
-		// record is the answer.
+		// record is the answer. Whether this process is storing it is
+		// read first: a commit stores the record before it stops
+		// counting as storing, so a record missing after that read was
+		// not stored by a commit of this process that ended meanwhile.
+		_, storing := s.committing.Load(old.TxnID)
 		rec, found, err := s.records.Get(ctx, old.TxnID)
 		if err != nil {
 			writeError(w, s.storeUnavailable("payments", err))
@@ -211,7 +215,10 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 			writeRaw(w, rec.Code, rec.Response)
 			return
 		}
-		if !s.abandoned(old) {
+		if s.recordLookedUp != nil {
+			s.recordLookedUp()
+		}
+		if storing || !s.abandoned(old) {
 			w.Header().Set("Retry-After", "1")
 			writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
 				Message: "a request with this Idempotency-Key is still being processed; retry later"})

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -299,6 +300,60 @@ func TestKeyOfAPaymentStillBeingStoredIsNotTakenOver(t *testing.T) {
 		return got.Code == http.StatusOK
 	}, 30*time.Second, 10*time.Millisecond, "the retry gets the payment once it is stored")
 	assert.Equal(t, "true", got.Header.Get("Idempotent-Replayed"), string(got.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+}
+
+// TestKeyOfAPaymentStoredMeanwhileIsNotTakenOver: a retry that finds no
+// record for its key's claim, whose payment a background commit then
+// stores before the retry decides, is not run again: it read, before
+// looking the record up, that the payment was being stored. It read it
+// after, found the commit ended, took the claim for abandoned (its lease
+// long run out) and charged the payment a second time.
+func TestKeyOfAPaymentStoredMeanwhileIsNotTakenOver(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Idempotency = "memory"
+	cfg.RequestTimeout = 3 * time.Second // a commit waits 1 s
+	ts := startService(t, cfg)
+	ctx := context.Background()
+	bucket, err := ts.js.Stream(ctx, "KV_payments")
+	require.NoError(t, err)
+	limit := func(size int32) {
+		c := bucket.CachedInfo().Config
+		c.MaxMsgSize = size
+		_, err := ts.js.UpdateStream(ctx, c)
+		require.NoError(t, err)
+	}
+	limit(16) // no record fits
+	r := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-2")
+	require.Equal(t, "outcome_pending", r.errField("code"), string(r.Raw))
+	ts.clock.Advance(inFlightLease + time.Minute)
+
+	storing := func() bool {
+		n := 0
+		ts.committing.Range(func(any, any) bool { n++; return true })
+		return n > 0
+	}
+	require.True(t, storing())
+	var once sync.Once
+	ts.recordLookedUp = func() {
+		once.Do(func() {
+			// Between the retry's lookup and its decision, the
+			// background commit stores the record and ends.
+			limit(-1)
+			deadline := time.Now().Add(30 * time.Second)
+			for storing() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			require.False(t, storing(), "the commit ends once the record fits")
+		})
+	}
+	again := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-2")
+	assert.Equal(t, http.StatusConflict, again.Code, string(again.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+
+	replay := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-2")
+	assert.Equal(t, http.StatusOK, replay.Code, string(replay.Raw))
+	assert.Equal(t, "true", replay.Header.Get("Idempotent-Replayed"), string(replay.Raw))
 	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
 }
 

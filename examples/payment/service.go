@@ -124,6 +124,9 @@ type Service struct {
 	// committing holds the transaction IDs being committed in the
 	// background: their idempotency claims are alive, however old.
 	committing sync.Map
+	// recordLookedUp, when set (by a test), runs after a retry with a
+	// claimed key looked its record up and found none.
+	recordLookedUp func()
 	// releasing counts idempotency releases retried in the background.
 	releasing sync.WaitGroup
 	lock      *datadir.Lock // the data directory, held until Close
