@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 )
@@ -32,8 +33,11 @@ type WatchdogOptions struct {
 	// MinWatchdogInterval (1 ms).
 	Interval time.Duration
 	// Timeout bounds a check: its context is cancelled when it runs
-	// longer, and the check fails even if it then returns nil. Zero means
-	// Interval.
+	// longer, and the check fails even if it then returns nil. A check
+	// that ignores its context and does not return fails when the next
+	// check is due (Timeout plus Interval after it began) and again every
+	// Interval until it returns; no other check starts meanwhile. Zero
+	// means Interval.
 	Timeout time.Duration
 	// LatencyLimit makes a check that returns nil but takes longer count
 	// as a failure (ErrSlowCheck). Zero: no limit besides Timeout.
@@ -230,17 +234,47 @@ func (w *Watchdog) run(ctx context.Context) {
 	}
 }
 
-// probe runs one check and acts on its result.
+// probe runs one check and acts on its result. The check runs on a
+// goroutine of its own, so that one that ignores its context and does not
+// return is still counted: as timed out when the next check is due, and
+// again every Interval until it returns. No other check starts meanwhile,
+// and probe returns only once the check has.
 func (w *Watchdog) probe(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
 	start := time.Now()
-	err := w.runCheck(cctx)
+	result := make(chan error, 1)
+	go func() { result <- w.runCheck(cctx) }()
+
+	hung := time.NewTimer(addSat(w.timeout, w.interval))
+	defer hung.Stop()
+	var err error
+	counted := false // as hung
+	for waiting := true; waiting; {
+		select {
+		case err = <-result:
+			waiting = false
+		case <-ctx.Done():
+			err = <-result // Shutdown waits for the check
+			waiting = false
+		case <-hung.C:
+			if ctx.Err() != nil {
+				continue // stopping: the case above waits for it
+			}
+			now := time.Now()
+			w.record(ctx, fmt.Errorf("jidoka: check timed out after %v: %w", w.timeout, context.DeadlineExceeded), now.Sub(start), now)
+			counted = true
+			hung.Reset(w.interval)
+		}
+	}
+	if counted {
+		return
+	}
 	end := time.Now()
 	latency := end.Sub(start)
 	// The context's timer may not have run yet when the check returns at
 	// its deadline: the clock tells too.
 	timedOut := cctx.Err() == context.DeadlineExceeded || latency >= w.timeout
-	cancel()
 	switch {
 	case timedOut:
 		if err == nil { // it ignored its context and answered late
@@ -253,7 +287,12 @@ func (w *Watchdog) probe(ctx context.Context) {
 	if err != nil && ctx.Err() != nil {
 		return // stopped mid-check: the failure is ours, not the service's
 	}
+	w.record(ctx, err, latency, end)
+}
 
+// record counts the result of a check that ended (or was given up on) at
+// end after latency, and calls the callbacks it calls for.
+func (w *Watchdog) record(ctx context.Context, err error, latency time.Duration, end time.Time) {
 	w.mu.Lock()
 	st := &w.status
 	st.Checks++
@@ -290,6 +329,15 @@ func (w *Watchdog) probe(ctx context.Context) {
 			w.onCheck(CheckResult{Watchdog: w.name, Err: err, Latency: latency, Time: end, Healthy: healthy})
 		})
 	}
+}
+
+// addSat returns a+b for non-negative durations, math.MaxInt64 where the
+// sum would overflow.
+func addSat(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // runCheck calls Check, turning a panic into a *PanicError.

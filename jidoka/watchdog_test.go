@@ -402,3 +402,42 @@ func TestWatchdogLifecycle(t *testing.T) {
 		})
 	})
 }
+
+// A check that ignores its context and never returns fails when the next
+// check is due, and again every Interval while it hangs: the watchdog turns
+// unhealthy and calls OnFail, with no second check started beside it. Once
+// it returns, checks go on as before.
+func TestWatchdogHungCheckFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var calls atomic.Int32
+		start := time.Now()
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Name: "db", Interval: 10 * time.Second, Timeout: 5 * time.Second,
+			FailAfter: 2, RecoverAfter: 1,
+			Check: func(context.Context) error {
+				if calls.Add(1) == 1 {
+					<-release // ignores its context
+				}
+				return nil
+			}})
+		for n := 1; n <= 3; n++ {
+			res := <-r.results
+			require.ErrorIs(t, res.Err, context.DeadlineExceeded, "report %d", n)
+			assert.Equal(t, "jidoka: check timed out after 5s: context deadline exceeded", res.Err.Error())
+			assert.Equal(t, time.Duration(5+10*n)*time.Second, res.Latency, "report %d: when the next check was due", n)
+			assert.Equal(t, start.Add(res.Latency), res.Time)
+			if n == 2 {
+				ev := <-r.fails
+				assert.False(t, ev.Healthy)
+				assert.Equal(t, 2, ev.Checks)
+			}
+		}
+		assert.False(t, r.w.Healthy())
+		assert.Equal(t, int32(1), calls.Load(), "no check started while the first hangs")
+		close(release)
+		res := <-r.results
+		require.NoError(t, res.Err)
+		assert.Equal(t, int32(2), calls.Load())
+		assert.True(t, (<-r.recovers).Healthy)
+	})
+}
