@@ -58,7 +58,9 @@ func (c *lineStopped) String() string { return "line " + c.line.Name() + " stopp
 // Give one StopLine hook to every rule that may stop the same line (share
 // the value, or put it in EvaluatorOptions.Hooks): it restarts the line only when
 // the last of those rules has resolved. Two separate hooks on one line do
-// not know about each other.
+// not know about each other. A line restarted by hand while some of those
+// rules fire stays running until another of them fires (or the cord is
+// pulled): that stops it again.
 func StopLine(line Line) Hook {
 	return &lineStopper{line: line, firing: map[string]struct{}{}}
 }
@@ -75,7 +77,10 @@ func (h *lineStopper) Fire(_ context.Context, a Alert) {
 	defer h.mu.Unlock()
 	h.firing[a.Name] = struct{}{}
 	if h.reason != "" {
-		return
+		if st := h.line.Status(); st.Stopped && st.Reason == h.reason {
+			return // the stop this hook made still holds
+		}
+		h.reason = "" // someone restarted the line since: stop it again
 	}
 	reason := "andon: " + a.Name
 	if s := a.Annotations["summary"]; s != "" {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/jidoka"
 )
@@ -250,4 +251,41 @@ func TestSlogNotifierDefaultLogger(t *testing.T) {
 	assert.Contains(t, logs.String(), `level=INFO msg="andon: alert resolved" alertname=A severity=page`, "a resolution is news, not an error")
 	assert.Contains(t, logs.String(), `level=INFO msg="andon: alert firing" alertname=B severity=info`)
 	assert.Equal(t, "state(4)", andon.AlertState(4).String())
+}
+
+// A shared StopLine hook whose stop someone has ended by hand stops the line
+// again when another rule fires, or the cord is pulled, and restarts it when
+// they resolve.
+func TestStopLineAfterARestartByHand(t *testing.T) {
+	ctx := context.Background()
+	line := newLine("checkout")
+	stop := andon.StopLine(line)
+	a, b := newSwitch(), newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Hooks: []andon.Hook{stop}, Rules: []andon.Rule{
+		{Name: "A", Severity: andon.Page, Condition: a},
+		{Name: "B", Severity: andon.Page, Condition: b},
+	}})
+	a.Set(true)
+	e.EvaluateAt(ctx, t0)
+	require.True(t, line.Status().Stopped)
+	require.True(t, line.Start(), "someone restarts it by hand while A fires")
+
+	b.Set(true)
+	e.EvaluateAt(ctx, t0.Add(time.Minute))
+	st := line.Status()
+	require.True(t, st.Stopped, "B fired")
+	assert.Contains(t, st.Reason, "andon: B")
+
+	require.True(t, line.Start(), "restarted by hand again")
+	require.True(t, e.Pull(ctx, "smoke", "alice"))
+	st = line.Status()
+	require.True(t, st.Stopped, "the cord was pulled")
+	assert.Equal(t, "andon: AndonCord: cord pulled by alice: smoke", st.Reason)
+
+	a.Set(false)
+	b.Set(false)
+	e.EvaluateAt(ctx, t0.Add(2*time.Minute))
+	assert.True(t, line.Status().Stopped, "the cord is still pulled")
+	require.True(t, e.Reset(ctx))
+	assert.False(t, line.Status().Stopped)
 }
