@@ -186,6 +186,11 @@ func (w *Watchdog) Start(ctx context.Context) error {
 // function it is in returns. Shutdown may be called before Start (the
 // watchdog then never starts) and more than once: every call after the
 // goroutine has ended returns nil.
+//
+// Called from Check, OnFail, OnRecover or OnCheck, Shutdown waits for the
+// goroutine it runs on, so it returns only when ctx ends: give it the
+// context the watchdog passed in, which it cancels (it then returns
+// context.Canceled at once), or call it on a goroutine of its own.
 func (w *Watchdog) Shutdown(ctx context.Context) error {
 	w.mu.Lock()
 	w.shut = true
@@ -196,6 +201,11 @@ func (w *Watchdog) Shutdown(ctx context.Context) error {
 	w.mu.Unlock()
 	if !started {
 		return nil
+	}
+	select {
+	case <-w.done: // ended already: nil, even with ctx ended
+		return nil
+	default:
 	}
 	select {
 	case <-w.done:

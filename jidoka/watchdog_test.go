@@ -441,3 +441,36 @@ func TestWatchdogHungCheckFails(t *testing.T) {
 		assert.True(t, (<-r.recovers).Healthy)
 	})
 }
+
+// Once the watchdog's goroutine has ended, Shutdown returns nil whatever
+// its context, as documented: even one already cancelled.
+func TestWatchdogShutdownAfterTheEndWithAnEndedContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ended, cancel := context.WithCancel(context.Background())
+		cancel()
+		for range 50 {
+			w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Check: okCheck})
+			require.NoError(t, err)
+			require.NoError(t, w.Start(context.Background()))
+			require.NoError(t, w.Shutdown(context.Background()))
+			require.NoError(t, w.Shutdown(ended), "the goroutine has ended")
+		}
+	})
+}
+
+// Shutdown called from OnFail with the context it was given returns at
+// once, and the watchdog ends after OnFail returns.
+func TestWatchdogShutdownFromOnFail(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var w *jidoka.Watchdog
+		got := make(chan error, 1)
+		w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{FailAfter: 1, Interval: time.Second,
+			Check:  func(context.Context) error { return errBoom },
+			OnFail: func(ctx context.Context, _ jidoka.WatchdogEvent) { got <- w.Shutdown(ctx) }})
+		require.NoError(t, err)
+		require.NoError(t, w.Start(context.Background()))
+		require.ErrorIs(t, <-got, context.Canceled)
+		require.NoError(t, w.Shutdown(context.Background()))
+		assert.Equal(t, 1, w.Status().Checks)
+	})
+}
