@@ -517,17 +517,29 @@ func (e *Evaluator) Shutdown(ctx context.Context) error {
 	}
 	e.mu.Unlock()
 	defer e.stop()
+	// Each wait looks first at what it waits for: a ctx that has ended
+	// does not fail a Shutdown that has nothing left to wait for.
 	select { // let an evaluation in progress finish queuing
 	case e.evalSlot <- struct{}{}:
 		<-e.evalSlot
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		select {
+		case e.evalSlot <- struct{}{}:
+			<-e.evalSlot
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if err := e.Flush(ctx); err != nil {
 		return err
 	}
 	e.stop()
 	for _, d := range e.dispatchers {
+		select {
+		case <-d.exited:
+			continue
+		default:
+		}
 		select {
 		case <-d.exited:
 		case <-ctx.Done():

@@ -933,3 +933,16 @@ func TestDroppedFiringAlertIsSentAtANextEvaluation(t *testing.T) {
 		assert.EqualValues(t, 6, e.NotifierStats()[0].Sent)
 	})
 }
+
+// Once nothing of the evaluator runs, Shutdown returns nil whatever its
+// context, as documented: even one already cancelled.
+func TestShutdownAgainWithAnEndedContext(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 50 {
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{&recorder{}, &recorder{}}})
+		require.NoError(t, err)
+		require.NoError(t, e.Shutdown(context.Background()))
+		require.NoError(t, e.Shutdown(ended), "nothing of the evaluator runs")
+	}
+}
