@@ -265,10 +265,14 @@ func (e *Evaluator) EvaluateAt(ctx context.Context, now time.Time) []Transition 
 // evaluate evaluates rules at now: measure, change states, run hooks,
 // queue notifications, wake the board.
 func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleState) []Transition {
-	select {
+	select { // a free slot is taken whatever ctx: it bounds only the wait
 	case e.evalSlot <- struct{}{}:
-	case <-ctx.Done():
-		return nil
+	default:
+		select {
+		case e.evalSlot <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	defer func() { <-e.evalSlot }()
 	if e.isClosed() {

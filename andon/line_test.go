@@ -289,3 +289,21 @@ func TestStopLineAfterARestartByHand(t *testing.T) {
 	require.True(t, e.Reset(ctx))
 	assert.False(t, line.Status().Stopped)
 }
+
+// A cord pulled with a context that has ended, while no other evaluation
+// runs, fires at once and stops the line, as its reset restarts it: the
+// context only bounds the wait for another evaluation.
+func TestPullWithAnEndedContext(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 50 {
+		line := newLine("checkout")
+		e := newEvaluator(t, andon.EvaluatorOptions{Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}}})
+		require.True(t, e.Pull(ended, "smoke", "alice"))
+		require.True(t, line.Status().Stopped, "the cord's alert fired")
+		a, _ := e.Alert("AndonCord")
+		require.Equal(t, andon.Firing, a.State)
+		require.True(t, e.Reset(ended))
+		require.False(t, line.Status().Stopped, "the cord's alert resolved")
+	}
+}
