@@ -25,7 +25,8 @@ type WatchdogOptions struct {
 	Name string
 	// Check probes health: nil means healthy. It gets a context that is
 	// cancelled after Timeout, or when the watchdog stops. A panic in it
-	// is recovered and fails the check with a *PanicError. Required.
+	// is recovered and fails the check with a *PanicError; a call of
+	// runtime.Goexit fails it too. Required.
 	Check func(ctx context.Context) error
 	// Interval is the pause between the end of one check and the start of
 	// the next; the first check runs at Start. Zero means
@@ -254,7 +255,11 @@ func (w *Watchdog) probe(ctx context.Context) {
 	defer cancel()
 	start := time.Now()
 	result := make(chan error, 1)
-	go func() { result <- w.runCheck(cctx) }()
+	go func() {
+		err := errCheckGoexit // unless runCheck returns
+		defer func() { result <- err }()
+		err = w.runCheck(cctx)
+	}()
 
 	hung := time.NewTimer(addSat(w.timeout, w.interval))
 	defer hung.Stop()
@@ -349,6 +354,10 @@ func addSat(a, b time.Duration) time.Duration {
 	}
 	return a + b
 }
+
+// errCheckGoexit fails a check that ended its goroutine with
+// runtime.Goexit instead of returning.
+var errCheckGoexit = errors.New("jidoka: watchdog Check called runtime.Goexit")
 
 // runCheck calls Check, turning a panic into a *PanicError.
 func (w *Watchdog) runCheck(ctx context.Context) (err error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -472,5 +473,20 @@ func TestWatchdogShutdownFromOnFail(t *testing.T) {
 		require.ErrorIs(t, <-got, context.Canceled)
 		require.NoError(t, w.Shutdown(context.Background()))
 		assert.Equal(t, 1, w.Status().Checks)
+	})
+}
+
+// A check that ends its goroutine with runtime.Goexit (t.FailNow in a test
+// helper does) fails, and the watchdog goes on checking.
+func TestWatchdogCheckGoexitFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newWatchdogRig(t, jidoka.WatchdogOptions{Interval: time.Second, FailAfter: 2,
+			Check: func(context.Context) error { runtime.Goexit(); return nil }})
+		for range 2 {
+			res := <-r.results
+			require.Error(t, res.Err)
+			assert.Equal(t, "jidoka: watchdog Check called runtime.Goexit", res.Err.Error())
+		}
+		assert.False(t, (<-r.fails).Healthy)
 	})
 }
