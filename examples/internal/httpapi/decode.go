@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // ReadBody checks that r's Content-Type is application/json and its body
@@ -58,15 +59,17 @@ func CheckContentType(ct string) error {
 // Decode decodes one JSON value from data into v, strictly: an object key
 // that appears twice, a key whose spelling differs from the field's only in
 // case (encoding/json would accept {"Amount": 7} for "amount"), a key no
-// field has, a value of the wrong type and anything after the value are
-// errors, each a 400 *Error naming the key — a map's key and an array's
-// index too (metadata.a, items[1]). Numbers are decoded as encoding/json
+// field has, a value of the wrong type, a string that is not UTF-8 or
+// holds half of a UTF-16 surrogate pair (\ud800), and anything after the
+// value are errors, each a 400 *Error naming the key — a map's key and an
+// array's index too (metadata.a, items[1]). Numbers are decoded as encoding/json
 // does (1000e-4 is 0.1 for a float64); one its field cannot hold (1e400,
 // 2.5 for an integer) is an error naming the field.
 func Decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber() // the first pass judges numbers against their fields
-	if err := checkValue(dec, reflect.TypeOf(v), ""); err != nil {
+	c := &checker{dec: dec, data: data}
+	if err := c.value(reflect.TypeOf(v), ""); err != nil {
 		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -80,14 +83,23 @@ func Decode(data []byte, v any) error {
 	return nil
 }
 
-// checkValue reads one value from dec, checking the keys of every object in
-// it against t (nil: any value). It reports syntax errors too.
-func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
-	tok, err := dec.Token()
-	if err != nil {
+// checker is the first pass of Decode over data, read by dec.
+type checker struct {
+	dec  *json.Decoder
+	data []byte
+}
+
+// value reads one value, checking the keys of every object in it against
+// t (nil: any value). It reports syntax errors too.
+func (c *checker) value(t reflect.Type, path string) error {
+	tok, err := c.token(path, false)
+	if err == io.EOF {
 		return decodeError(err)
 	}
-	return checkToken(dec, tok, t, path, 0)
+	if err != nil {
+		return err
+	}
+	return c.check(tok, t, path, 0)
 }
 
 // MaxDepth is how deeply objects and arrays may nest in a request body.
@@ -96,16 +108,81 @@ func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
 // in proportion to the square of its depth.
 const MaxDepth = 32
 
-// next reads the next token inside a value: the input may not end there.
-func next(dec *json.Decoder) (json.Token, error) {
-	tok, err := dec.Token()
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
+// token reads the next token. A string, a key of the object at path when
+// key is set, must be Unicode as written: encoding/json would turn bytes
+// that are not UTF-8, and a \u escape of half a surrogate pair, into
+// U+FFFD, so that two different strings would read alike. io.EOF is
+// returned as it is.
+func (c *checker) token(path string, key bool) (json.Token, error) {
+	start := c.dec.InputOffset()
+	tok, err := c.dec.Token()
+	if err != nil {
+		if err == io.EOF {
+			return nil, err
+		}
+		return nil, decodeError(err)
 	}
-	return tok, decodeError(err)
+	s, ok := tok.(string)
+	if !ok {
+		return tok, nil
+	}
+	// The string as written: after any ':' or ',' and white space, up to
+	// where the decoder stopped, its closing quote.
+	raw := c.data[start:c.dec.InputOffset()]
+	raw = raw[bytes.IndexByte(raw, '"')+1 : len(raw)-1]
+	what := orBody(path)
+	if key {
+		path = join(path, s)
+		what = "key " + path
+	}
+	if !utf8.Valid(raw) {
+		return nil, Invalid(path, "%s is not valid UTF-8: JSON is UTF-8 (RFC 8259)", what)
+	}
+	if esc := loneSurrogate(raw); esc != "" {
+		return nil, Invalid(path, "%s holds %s, half of a UTF-16 surrogate pair, which encodes no character", what, esc)
+	}
+	return tok, nil
 }
 
-func checkToken(dec *json.Decoder, tok json.Token, t reflect.Type, path string, depth int) error {
+// loneSurrogate returns the first \u escape in raw, a JSON string's
+// content, of a surrogate that is not part of a pair (high, then low), or "".
+func loneSurrogate(raw []byte) string {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if raw[i+1] != 'u' {
+			i++ // the escaped character
+			continue
+		}
+		r, _ := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return string(raw[i : i+6])
+		case r >= 0xD800 && r <= 0xDBFF:
+			if len(raw) < i+12 || raw[i+6] != '\\' || raw[i+7] != 'u' {
+				return string(raw[i : i+6])
+			}
+			if lo, _ := strconv.ParseUint(string(raw[i+8:i+12]), 16, 16); lo < 0xDC00 || lo > 0xDFFF {
+				return string(raw[i : i+6])
+			}
+			i += 6
+		}
+		i += 5
+	}
+	return ""
+}
+
+// next reads the next token inside a value: the input may not end there.
+func (c *checker) next(path string, key bool) (json.Token, error) {
+	tok, err := c.token(path, key)
+	if err == io.EOF {
+		err = decodeError(io.ErrUnexpectedEOF)
+	}
+	return tok, err
+}
+
+func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) error {
 	if (tok == json.Delim('{') || tok == json.Delim('[')) && depth == MaxDepth {
 		return Invalid(path, "%s nests objects and arrays deeper than %d levels", orBody(path), MaxDepth)
 	}
@@ -128,8 +205,8 @@ func checkToken(dec *json.Decoder, tok json.Token, t reflect.Type, path string, 
 			}
 		}
 		seen := map[string]bool{}
-		for dec.More() {
-			tok, err := next(dec)
+		for c.dec.More() {
+			tok, err := c.next(path, true)
 			if err != nil {
 				return err
 			}
@@ -152,31 +229,32 @@ func checkToken(dec *json.Decoder, tok json.Token, t reflect.Type, path string, 
 				}
 				typ = f.typ
 			}
-			tok, err = next(dec)
+			tok, err = c.next(at, false)
 			if err != nil {
 				return err
 			}
-			if err := checkToken(dec, tok, typ, at, depth+1); err != nil {
+			if err := c.check(tok, typ, at, depth+1); err != nil {
 				return err
 			}
 		}
-		_, err := next(dec) // '}'
+		_, err := c.next(path, false) // '}'
 		return err
 	case json.Delim('['):
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
-		for i := 0; dec.More(); i++ {
-			tok, err := next(dec)
+		for i := 0; c.dec.More(); i++ {
+			at := fmt.Sprintf("%s[%d]", path, i)
+			tok, err := c.next(at, false)
 			if err != nil {
 				return err
 			}
-			if err := checkToken(dec, tok, elem, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+			if err := c.check(tok, elem, at, depth+1); err != nil {
 				return err
 			}
 		}
-		_, err := next(dec) // ']'
+		_, err := c.next(path, false) // ']'
 		return err
 	}
 	return checkScalar(tok, t, path)

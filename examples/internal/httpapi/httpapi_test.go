@@ -78,6 +78,41 @@ func TestDecodeStrict(t *testing.T) {
 	}
 }
 
+// TestDecodeRefusesWhatIsNotUnicode: RFC 8259 requires UTF-8, and a
+// \u escape of half a surrogate pair encodes no character. encoding/json
+// turns both into U+FFFD, so two different keys or IDs would read alike.
+func TestDecodeRefusesWhatIsNotUnicode(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, field, msg string
+	}{
+		{"invalid byte", "{\"customer_id\":\"a\xff\"}", "customer_id", "customer_id is not valid UTF-8"},
+		{"truncated sequence", "{\"customer_id\":\"a\xc3\"}", "customer_id", "customer_id is not valid UTF-8"},
+		{"in a map value", "{\"metadata\":{\"k\":\"\xfe\"}}", "metadata.k", "metadata.k is not valid UTF-8"},
+		{"in a key", "{\"metadata\":{\"\xff\":\"1\",\"\xfe\":\"2\"}}", "metadata.\ufffd", "key metadata.\ufffd is not valid UTF-8"},
+		{"lone high surrogate", `{"customer_id":"a\ud800b"}`, "customer_id", `customer_id holds \ud800, half of a UTF-16 surrogate pair`},
+		{"lone low surrogate", `{"tags":["\uDC00"]}`, "tags[0]", `tags[0] holds \uDC00, half of a UTF-16 surrogate pair`},
+		{"pair reversed", `{"customer_id":"\udc00\ud800"}`, "customer_id", `holds \udc00`},
+		{"high then not low", `{"customer_id":"\ud800\u0041"}`, "customer_id", `holds \ud800`},
+		{"in an untyped value", `{"any":{"x":"\ud83d"}}`, "any.x", `any.x holds \ud83d`},
+		{"in a key of a struct", `{"\ud800":1}`, "\ufffd", `holds \ud800`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r request
+			err := Decode([]byte(tc.body), &r)
+			var e *Error
+			require.True(t, errors.As(err, &e), "got %v", err)
+			assert.Equal(t, http.StatusBadRequest, e.Status)
+			assert.Equal(t, tc.field, e.Field)
+			assert.Contains(t, e.Message, tc.msg)
+		})
+	}
+	var r request
+	require.NoError(t, Decode([]byte(`{"customer_id":"\ud83d\ude00 \u00e9 \ufffd \\ud800","metadata":{"k":"\"\\"}}`), &r))
+	assert.Equal(t, "\U0001F600 \u00e9 \ufffd \\ud800", r.Customer, "a pair, an escaped backslash before u, and U+FFFD itself are fine")
+	require.NoError(t, Decode([]byte("{\"customer_id\":\"caf\u00e9 \U0001F600\"}"), &r))
+	assert.Equal(t, "caf\u00e9 \U0001F600", r.Customer)
+}
+
 func TestDecodeDepth(t *testing.T) {
 	nested := func(n int) []byte {
 		return []byte(`{"any":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`)
@@ -337,7 +372,8 @@ func TestJSONErrors(t *testing.T) {
 // FuzzDecode: any input decodes or fails with a 400 *Error; never a panic
 // or another kind of error.
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{`{"amount":1}`, `{"amount":1,"Amount":2}`, `{"metadata":{"a":"b"}}`, `[`, `{"items":[{"country":1}]}`, `nul`, `{"location":null}`} {
+	for _, s := range []string{`{"amount":1}`, `{"amount":1,"Amount":2}`, `{"metadata":{"a":"b"}}`, `[`, `{"items":[{"country":1}]}`, `nul`, `{"location":null}`,
+		`{"customer_id":"\ud83d\ude00","any":{"x":"\ud800"}}`, "{\"tags\":[\"\xff\"]}", `{"a" : "\\u"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
