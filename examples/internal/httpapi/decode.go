@@ -202,6 +202,8 @@ func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) 
 				fields = fieldsOf(t)
 			case reflect.Map:
 				elem = t.Elem()
+			case reflect.Interface:
+				elem = untyped(t)
 			}
 		}
 		seen := map[string]bool{}
@@ -244,6 +246,9 @@ func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) 
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
+		if t != nil && t.Kind() == reflect.Interface {
+			elem = untyped(t)
+		}
 		for i := 0; c.dec.More(); i++ {
 			at := fmt.Sprintf("%s[%d]", path, i)
 			tok, err := c.next(at, false)
@@ -265,9 +270,14 @@ var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 // checkScalar reports a string, number or boolean that a value of type t
 // cannot hold, naming path: encoding/json names the struct field, but
 // neither a map's key nor an array's index, nor the field of a number out
-// of range. A type that decodes text itself, an interface and an unknown
-// type (nil) take anything here; null leaves any value as it is.
+// of range, and an interface's number out of a float64's range is "a
+// number" to it. A type that decodes text itself, an interface and an
+// unknown type (nil) take anything else here; null leaves any value as it
+// is.
 func checkScalar(tok json.Token, t reflect.Type, path string) error {
+	if n, ok := tok.(json.Number); ok && untyped(t) != nil {
+		return checkNumber(string(n), float64Type, path) // what encoding/json makes of it
+	}
 	if tok == nil || t == nil || t.Kind() == reflect.Interface ||
 		t.Implements(textUnmarshalerType) || reflect.PointerTo(t).Implements(textUnmarshalerType) {
 		return nil
@@ -295,7 +305,18 @@ func checkScalar(tok json.Token, t reflect.Type, path string) error {
 	return Invalid(path, "%s must be %s, not a JSON %s", orBody(path), kindName(t), got)
 }
 
+// untyped returns t if it is an interface without methods, which
+// encoding/json fills with a float64, string, bool, map[string]any or
+// []any, else nil.
+func untyped(t reflect.Type) reflect.Type {
+	if t != nil && t.Kind() == reflect.Interface && t.NumMethod() == 0 {
+		return t
+	}
+	return nil
+}
+
 var (
+	float64Type   = reflect.TypeFor[float64]()
 	numberType    = reflect.TypeFor[json.Number]()
 	errNotANumber = errors.New("not a number's type")
 )

@@ -113,6 +113,31 @@ func TestDecodeRefusesWhatIsNotUnicode(t *testing.T) {
 	assert.Equal(t, "caf\u00e9 \U0001F600", r.Customer)
 }
 
+// TestDecodeNumberOutOfRangeInAnUntypedValue: encoding/json decodes a
+// number in an interface as a float64, and names neither the key nor the
+// problem of one a float64 cannot hold.
+func TestDecodeNumberOutOfRangeInAnUntypedValue(t *testing.T) {
+	for _, tc := range []struct {
+		body, field string
+		v           any
+	}{
+		{`{"any":1e400}`, "any", new(request)},
+		{`{"any":{"x":[1,-1e400]}}`, "any.x[1]", new(request)},
+		{`{"a":{"b":1e400}}`, "a.b", new(map[string]any)},
+		{`[1e400]`, "[0]", new([]any)},
+		{`1e400`, "", new(any)},
+	} {
+		err := Decode([]byte(tc.body), tc.v)
+		var e *Error
+		require.True(t, errors.As(err, &e), "%s: got %v", tc.body, err)
+		assert.Equal(t, tc.field, e.Field, tc.body)
+		assert.Contains(t, e.Message, orBody(tc.field)+" is out of range for a number", tc.body)
+	}
+	var m map[string]any
+	require.NoError(t, Decode([]byte(`{"a":[1e308,-1e-400,"1e400"]}`), &m))
+	assert.Equal(t, map[string]any{"a": []any{1e308, -0.0, "1e400"}}, m)
+}
+
 func TestDecodeDepth(t *testing.T) {
 	nested := func(n int) []byte {
 		return []byte(`{"any":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`)
