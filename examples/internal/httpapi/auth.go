@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 )
@@ -157,26 +158,41 @@ func ReadToken(name, value, file string) (string, error) {
 // AllowHosts wraps h so that a request whose Host is not one of hosts (port
 // ignored, case-insensitive) gets 421 Misdirected Request. A browser tricked
 // by DNS rebinding sends the attacker's host name, so it cannot reach a
-// service listening on loopback. An entry "*" allows every host.
+// service listening on loopback. An entry "*" allows every host. Entries
+// are Host header values: a port in one is ignored too, a name is the same
+// with the root's dot at its end (ops.example.), and an IP address is the
+// same in any spelling ([::1], [0:0:0:0:0:0:0:1]).
 func AllowHosts(hosts []string, h http.Handler) http.Handler {
 	allowed := map[string]bool{}
 	for _, x := range hosts {
 		if x == "*" {
 			return h
 		}
-		allowed[strings.ToLower(strings.Trim(x, "[]"))] = true
+		if x = hostName(x); x != "" {
+			allowed[x] = true
+		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if hh, _, err := net.SplitHostPort(host); err == nil {
-			host = hh
-		}
-		if !allowed[strings.ToLower(strings.Trim(host, "[]"))] {
+		if !allowed[hostName(r.Host)] {
 			WriteError(w, Errorf(http.StatusMisdirectedRequest, "host_not_allowed", "host %q is not served here; see -allowed-hosts", clip(r.Host, 100)))
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// hostName is the host a Host header value names, as AllowHosts compares
+// it: without its port, brackets and the root's dot, in lower case, an IP
+// address in its shortest spelling.
+func hostName(host string) string {
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		host = hh
+	}
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.String()
+	}
+	return strings.TrimSuffix(host, ".")
 }
 
 // DefaultHosts are the names a service bound to addr answers to when no

@@ -353,6 +353,26 @@ func TestAllowHosts(t *testing.T) {
 	assert.Equal(t, 204, rec.Code)
 }
 
+// TestAllowHostsEntriesAsHostHeaders: -allowed-hosts takes Host header
+// values, which may carry a port; a name may end in the root's dot, and an
+// IPv6 address has more than one spelling.
+func TestAllowHostsEntriesAsHostHeaders(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	h := AllowHosts([]string{"pay.example:443", "[::1]:3001", "ops.example.", "[2001:DB8::1]", "0:0:0:0:0:0:0:2"}, ok)
+	for host, want := range map[string]int{
+		"pay.example": 204, "pay.example:443": 204, "PAY.EXAMPLE.:8443": 204,
+		"[::1]:3001": 204, "[0:0:0:0:0:0:0:1]": 204, "ops.example": 204, "ops.example.:80": 204,
+		"[2001:db8:0::1]:80": 204, "[::2]": 204,
+		"pay.example..": 421, "evil.example:443": 421, "[::3]": 421, ".": 421, "": 421,
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		assert.Equal(t, want, rec.Code, host)
+	}
+}
+
 func TestIsLoopback(t *testing.T) {
 	assert.True(t, IsLoopback("127.0.0.1:3001"))
 	assert.True(t, IsLoopback("[::1]:3001"))
