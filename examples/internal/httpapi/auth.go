@@ -4,11 +4,14 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Tokens are a service's tokens. API guards the service's own API when
@@ -26,14 +29,41 @@ type Tokens struct {
 	Realm string
 }
 
-// Validate reports tokens that must not be used.
+// MaxTokenLen is the longest token Validate accepts: servers and proxies
+// refuse headers much longer than a few kilobytes.
+const MaxTokenLen = 4096
+
+// Validate reports tokens that must not be used: an admin token equal to
+// the API token, and a token no request could carry, or none a client
+// would send as it is stored: longer than MaxTokenLen, not UTF-8, with
+// white space at either end, or with a character that is not printable
+// (a line break, a byte order mark).
 func (t Tokens) Validate() error {
 	if t.Admin != "" && t.Admin == t.API {
 		return errors.New("the admin token must differ from the API token")
 	}
-	for name, v := range map[string]string{"API": t.API, "admin": t.Admin} {
-		if v != "" && strings.TrimSpace(v) != v {
-			return fmt.Errorf("the %s token has leading or trailing white space", name)
+	for _, tok := range []struct{ name, v string }{{"API", t.API}, {"admin", t.Admin}} {
+		if err := checkToken(tok.v); err != nil {
+			return fmt.Errorf("the %s token %w", tok.name, err)
+		}
+	}
+	return nil
+}
+
+func checkToken(v string) error {
+	switch {
+	case v == "":
+		return nil
+	case len(v) > MaxTokenLen:
+		return fmt.Errorf("is %d bytes long; at most %d are taken", len(v), MaxTokenLen)
+	case !utf8.ValidString(v):
+		return errors.New("is not valid UTF-8")
+	case strings.TrimSpace(v) != v:
+		return errors.New("has leading or trailing white space")
+	}
+	for i, r := range v {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("holds %U at byte %d, which is not a printable character", r, i)
 		}
 	}
 	return nil
@@ -135,8 +165,13 @@ func unauthorized(w http.ResponseWriter, r *http.Request, msg string, reject fun
 	WriteError(w, e)
 }
 
+// maxTokenFile bounds what ReadToken reads of a token file.
+const maxTokenFile = 64 << 10
+
 // ReadToken returns a token given directly or, when file is set, read from
-// that file (trailing newlines removed). Setting both is an error.
+// that file (trailing newlines removed, CRLF too). Setting both is an
+// error, and so is a file of more than 64 KiB: it holds no token (or it
+// is /dev/zero, which would never end).
 func ReadToken(name, value, file string) (string, error) {
 	if file == "" {
 		return value, nil
@@ -144,9 +179,17 @@ func ReadToken(name, value, file string) (string, error) {
 	if value != "" {
 		return "", fmt.Errorf("-%s and -%s-file are both set; use one", name, name)
 	}
-	b, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return "", fmt.Errorf("-%s-file: %w", name, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return "", fmt.Errorf("-%s-file: %w", name, err)
+	}
+	if len(b) > maxTokenFile {
+		return "", fmt.Errorf("-%s-file %s holds more than %d bytes; it should hold the token alone", name, file, maxTokenFile)
 	}
 	tok := strings.TrimRight(string(b), "\r\n")
 	if tok == "" {

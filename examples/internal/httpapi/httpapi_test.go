@@ -330,6 +330,46 @@ func TestReadToken(t *testing.T) {
 	assert.ErrorContains(t, err, "is empty")
 }
 
+// TestTokenNoRequestCanCarry: a token with a character no header holds
+// (a line break inside, from a file of two lines), one invisible in any
+// client (a byte order mark, from a file saved by an editor that adds
+// one), or one longer than servers take headers, would refuse every
+// request with 401; the start refuses it instead.
+func TestTokenNoRequestCanCarry(t *testing.T) {
+	for _, tc := range []struct {
+		tokens Tokens
+		msg    string
+	}{
+		{Tokens{API: "abc\ndef"}, "the API token holds U+000A at byte 3"},
+		{Tokens{API: "abc\r\ndef"}, "the API token holds U+000D at byte 3"},
+		{Tokens{Admin: "\ufeffs3cret"}, "the admin token holds U+FEFF at byte 0"},
+		{Tokens{Admin: "s3\u200bcret"}, "the admin token holds U+200B at byte 2"},
+		{Tokens{API: "ok", Admin: "a\x00b"}, "the admin token holds U+0000 at byte 1"},
+		{Tokens{API: "a\xffb"}, "the API token is not valid UTF-8"},
+		{Tokens{API: strings.Repeat("a", 4097)}, "the API token is 4097 bytes long; at most 4096"},
+	} {
+		assert.ErrorContains(t, tc.tokens.Validate(), tc.msg)
+	}
+	require.NoError(t, Tokens{API: strings.Repeat("a", 4096), Admin: "s3cret with spaces, ünïcødé & !#$%"}.Validate())
+
+	dir := t.TempDir()
+	read := func(content string) (string, error) {
+		f := filepath.Join(dir, "tok")
+		require.NoError(t, os.WriteFile(f, []byte(content), 0o600))
+		return ReadToken("api-token", "", f)
+	}
+	got, err := read("s3cret\r\n")
+	require.NoError(t, err)
+	assert.Equal(t, "s3cret", got, "a file from Windows")
+	got, err = read("s3cret\n\n\n")
+	require.NoError(t, err)
+	assert.Equal(t, "s3cret", got)
+	_, err = read(strings.Repeat("a", 1<<20))
+	assert.ErrorContains(t, err, "-api-token-file "+filepath.Join(dir, "tok")+" holds more than 65536 bytes")
+	_, err = read("\r\n")
+	assert.ErrorContains(t, err, "is empty")
+}
+
 func TestAllowHosts(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
 	h := AllowHosts([]string{"localhost", "127.0.0.1", "::1", "Pay.Example"}, ok)
