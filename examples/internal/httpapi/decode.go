@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -72,8 +73,12 @@ func Decode(data []byte, v any) error {
 	if err := c.value(reflect.TypeOf(v), ""); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	end := dec.InputOffset()
+	switch _, err := dec.Token(); {
+	case err == nil:
 		return Invalid("", "request body holds more than one JSON value")
+	case err != io.EOF:
+		return trailing(data, end)
 	}
 	dec = json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -81,6 +86,21 @@ func Decode(data []byte, v any) error {
 		return decodeError(err)
 	}
 	return nil
+}
+
+// trailing describes what follows the value that ends at data[end], which
+// is neither white space nor another value.
+func trailing(data []byte, end int64) error {
+	at := int(end) + len(data[end:]) - len(bytes.TrimLeft(data[end:], " \t\r\n"))
+	r, size := utf8.DecodeRune(data[at:])
+	what := fmt.Sprintf("character %U", r)
+	switch {
+	case r == utf8.RuneError && size <= 1:
+		what = fmt.Sprintf("byte 0x%02x", data[at])
+	case r < utf8.RuneSelf && unicode.IsPrint(r):
+		what = fmt.Sprintf("character '%c'", r)
+	}
+	return Invalid("", "malformed JSON at byte %d: invalid %s after the request body's value", at, what)
 }
 
 // checker is the first pass of Decode over data, read by dec.

@@ -138,6 +138,28 @@ func TestDecodeNumberOutOfRangeInAnUntypedValue(t *testing.T) {
 	assert.Equal(t, map[string]any{"a": []any{1e308, -0.0, "1e400"}}, m)
 }
 
+// TestDecodeAfterTheValue: what follows the value is named for what it
+// is; only a second value is "more than one JSON value".
+func TestDecodeAfterTheValue(t *testing.T) {
+	for body, msg := range map[string]string{
+		`{"amount":1} {"amount":2}`: "request body holds more than one JSON value",
+		`{"amount":1} 2`:            "request body holds more than one JSON value",
+		`{"amount":1}}`:             "malformed JSON at byte 12: invalid character '}' after the request body's value",
+		`{"amount":1},`:             "malformed JSON at byte 12: invalid character ',' after the request body's value",
+		`{"amount":1}x`:             "malformed JSON at byte 12: invalid character 'x' after the request body's value",
+		"{\"amount\":1}\u00a0":      "malformed JSON at byte 12: invalid character U+00A0 after the request body's value",
+		"{\"amount\":1}\x00":        "malformed JSON at byte 12: invalid character U+0000 after the request body's value",
+		"{\"amount\":1}\xff":        "malformed JSON at byte 12: invalid byte 0xff after the request body's value",
+	} {
+		err := Decode([]byte(body), new(request))
+		var e *Error
+		require.True(t, errors.As(err, &e), "%q: got %v", body, err)
+		assert.Equal(t, http.StatusBadRequest, e.Status)
+		assert.Equal(t, msg, e.Message, body)
+	}
+	require.NoError(t, Decode([]byte("{\"amount\":1} \t\r\n"), new(request)), "JSON's own white space")
+}
+
 func TestDecodeDepth(t *testing.T) {
 	nested := func(n int) []byte {
 		return []byte(`{"any":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`)
