@@ -47,8 +47,15 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	return parse(e, name, def, time.ParseDuration, "a duration")
 }
 
-// Int returns the variable name as an integer, or def.
-func (e *Env) Int(name string, def int) int { return parse(e, name, def, strconv.Atoi, "an integer") }
+// Int returns the variable name as an integer, or def. It reads it as
+// flag.Int reads a flag, so that 0x40, 0o17 and 1_000 mean in a variable
+// what they mean in the flag it is the default of.
+func (e *Env) Int(name string, def int) int {
+	return parse(e, name, def, func(s string) (int, error) {
+		n, err := strconv.ParseInt(s, 0, strconv.IntSize)
+		return int(n), err
+	}, "an integer")
+}
 
 // Float returns the variable name as a number, or def.
 func (e *Env) Float(name string, def float64) float64 {
@@ -68,6 +75,10 @@ func parse[T any](e *Env, name string, def T, conv func(string) (T, error), what
 		return def
 	}
 	x, err := conv(v)
+	if errors.Is(err, strconv.ErrRange) {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q is out of range for %s", name, v, what))
+		return def
+	}
 	if err != nil {
 		e.errs = append(e.errs, fmt.Errorf("%s=%q is not %s", name, v, what))
 		return def

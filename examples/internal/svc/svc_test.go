@@ -100,6 +100,24 @@ func TestEnv(t *testing.T) {
 	assert.ErrorContains(t, err, `BAD_F="half" is not a number`)
 }
 
+// TestEnvIntAsTheFlag: a variable is the default of its flag, and means
+// what the flag would: -workers 0x40 and WORKERS=0x40 alike.
+func TestEnvIntAsTheFlag(t *testing.T) {
+	vars := map[string]string{"HEX": "0x40", "UNDERSCORES": "1_000", "OCTAL": "0o17", "HUGE": "99999999999999999999"}
+	e := svc.NewEnv(func(k string) string { return vars[k] })
+	for name, v := range vars {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		n := fs.Int("n", 0, "")
+		flagErr := fs.Parse([]string{"-n", v})
+		got := e.Int(name, -1)
+		if flagErr == nil {
+			assert.Equal(t, *n, got, name)
+		}
+	}
+	assert.EqualError(t, e.Err(), `HUGE="99999999999999999999" is out of range for an integer`)
+}
+
 func TestListenRefusesABusyDirAndPort(t *testing.T) {
 	dir := t.TempDir()
 	lock, ln, err := svc.Listen(dir, "127.0.0.1:0")
