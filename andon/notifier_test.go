@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -826,9 +825,13 @@ func TestNotifierOptionsAreCopied(t *testing.T) {
 		_, err := andon.NewWebhook(andon.WebhookOptions{URL: u})
 		assert.NoError(t, err, u)
 	}
-	for _, u := range []string{"http://", "http://[::1", "x.example"} {
+	for u, msg := range map[string]string{
+		"http://":     `andon: WebhookOptions.URL "http://" is not an http or https URL`,
+		"http://[::1": `andon: WebhookOptions.URL is not a URL: missing ']' in host`,
+		"x.example":   `andon: WebhookOptions.URL has no scheme; it must begin with http:// or https://`,
+	} {
 		_, err := andon.NewWebhook(andon.WebhookOptions{URL: u})
-		assert.ErrorContains(t, err, "andon: WebhookOptions.URL "+strconv.Quote(u), u)
+		assert.EqualError(t, err, msg, u)
 	}
 }
 

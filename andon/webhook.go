@@ -68,13 +68,24 @@ func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 	return &Webhook{opts: opts, client: c}, nil
 }
 
+// checkURL reports a URL that is not http or https. Its errors name the
+// URL as redactURL does, since a caller logs them: the password, path and
+// query of a webhook's URL may hold a token.
 func checkURL(field, s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		return fmt.Errorf("andon: %s %q: %w", field, s, err)
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err // the url.Error quotes the whole URL
+		}
+		return fmt.Errorf("andon: %s is not a URL: %w", field, err)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	switch {
+	case s == "":
 		return fmt.Errorf("andon: %s %q is not an http or https URL", field, s)
+	case u.Scheme == "":
+		return fmt.Errorf("andon: %s has no scheme; it must begin with http:// or https://", field)
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("andon: %s %q is not an http or https URL", field, redactURL(u))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/kanban"
 )
@@ -96,6 +97,33 @@ func TestWebhookErrorsRedactURL(t *testing.T) {
 	require.NoError(t, l.Close())
 	err = check(host)
 	assert.Contains(t, err.Error(), "refused")
+}
+
+// A URL the constructors refuse is named as errors name it, without the
+// password, path or query that may hold a token.
+func TestBadURLErrorsRedactURL(t *testing.T) {
+	for _, u := range []string{
+		"hooks.example.com/services/T000/XXXXSECRETTOKEN",
+		"ftp://user:s3cr3tpw@host/XXXXSECRETTOKEN?token=abc",
+		"http://user:s3cr3tpw@host:bad/XXXXSECRETTOKEN",
+		"http://user:s3cr3tpw@/XXXXSECRETTOKEN",
+		"http://ho st/XXXXSECRETTOKEN?token=abc",
+		"http://host/%zzXXXXSECRETTOKEN",
+	} {
+		_, err := andon.NewWebhook(andon.WebhookOptions{URL: u})
+		require.Error(t, err, u)
+		_, amErr := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: u})
+		require.Error(t, amErr, u)
+		for _, e := range []error{err, amErr} {
+			for _, s := range []string{"s3cr3tpw", "XXXXSECRETTOKEN", "token=abc"} {
+				assert.NotContains(t, e.Error(), s, u)
+			}
+		}
+	}
+	_, err := andon.NewWebhook(andon.WebhookOptions{URL: "ftp://user:s3cr3tpw@host/XXXXSECRETTOKEN"})
+	assert.EqualError(t, err, `andon: WebhookOptions.URL "ftp://host/…" is not an http or https URL`)
+	_, err = andon.NewWebhook(andon.WebhookOptions{URL: "http://host:bad/XXXXSECRETTOKEN"})
+	assert.EqualError(t, err, `andon: WebhookOptions.URL is not a URL: invalid port ":bad" after host`)
 }
 
 // groupServer answers each alert name's message with the codes given for
