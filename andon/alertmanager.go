@@ -3,14 +3,14 @@ package andon
 import (
 	"context"
 	"net/http"
-	"strings"
+	"net/url"
 	"time"
 )
 
 // AlertmanagerOptions configures an Alertmanager notifier.
 type AlertmanagerOptions struct {
 	// URL is the Alertmanager's base URL ("http://alertmanager:9093");
-	// alerts go to URL + "/api/v2/alerts". Required.
+	// alerts go to its path + "/api/v2/alerts", with its query. Required.
 	URL string
 	// Client sends the requests. Nil means a client of its own, which
 	// does not follow redirects; the evaluator bounds each request with
@@ -43,7 +43,12 @@ func NewAlertmanager(opts AlertmanagerOptions) (*Alertmanager, error) {
 	if c == nil {
 		c = newClient()
 	}
-	return &Alertmanager{url: strings.TrimSuffix(opts.URL, "/") + "/api/v2/alerts", header: opts.Header.Clone(), client: c}, nil
+	u, _ := url.Parse(opts.URL) // checked above
+	// The path goes after the base's path and before its query, which
+	// may hold a proxy's token.
+	u = u.JoinPath("api/v2/alerts")
+	u.Fragment, u.RawFragment = "", ""
+	return &Alertmanager{url: u.String(), header: opts.Header.Clone(), client: c}, nil
 }
 
 // Name returns "alertmanager".

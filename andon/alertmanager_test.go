@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/kanban"
 )
@@ -139,4 +140,23 @@ func TestAlertmanagerNotifyReturnsRefusal(t *testing.T) {
 		assert.Contains(t, err.Error(), strconv.Itoa(c.status))
 		assert.Equal(t, c.permanent, kanban.IsPermanent(err), "status %d", c.status)
 	}
+}
+
+// The API path goes after the base URL's path, before its query: a base
+// URL behind a proxy may carry a prefix and a token in the query.
+func TestAlertmanagerURLWithPathAndQuery(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.URL.Path+" ? "+r.URL.RawQuery)
+	}))
+	defer srv.Close()
+	for _, base := range []string{"", "/", "/am", "/am/", "/?token=abc", "/am?token=abc", "/am/?token=abc#frag"} {
+		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: srv.URL + base})
+		require.NoError(t, err)
+		require.NoError(t, am.Notify(context.Background(), []andon.Alert{{Name: "X", State: andon.Firing}}))
+	}
+	assert.Equal(t, []string{
+		"/api/v2/alerts ? ", "/api/v2/alerts ? ", "/am/api/v2/alerts ? ", "/am/api/v2/alerts ? ",
+		"/api/v2/alerts ? token=abc", "/am/api/v2/alerts ? token=abc", "/am/api/v2/alerts ? token=abc",
+	}, got)
 }
