@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,7 +49,8 @@ type NotifyOptions struct {
 	// notifier falls behind, a re-send of a queued firing alert replaces
 	// the queued one (a resolution is queued after it, never in its
 	// place); a notification that finds the queue full is
-	// dropped, counted in NotifierStats.Dropped and logged, and offered
+	// dropped, counted in NotifierStats.Dropped and logged (one line per
+	// evaluation, with the count and the first ten alert names), and offered
 	// again at the next evaluation if the alert still fires (or stays
 	// resolved). Zero means 256.
 	QueueSize int
@@ -173,6 +175,16 @@ func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, l
 // Refresher), a resolved alert once if it was sent firing. It never
 // blocks.
 func (d *dispatcher) offer(now time.Time, alerts []Alert) {
+	var dropped int
+	var names []string // of the alerts dropped, the first few
+	defer func() {
+		// One line for the offer, however many it dropped: while a
+		// receiver is down, every evaluation drops the same alerts.
+		if dropped > 0 {
+			d.log.Warn("andon: notification dropped: queue full", "notifier", d.name, "count", dropped,
+				"alertnames", names, "queue_size", d.opts.QueueSize)
+		}
+	}()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.ctx.Err() != nil { // shut down: the worker is gone or going
@@ -198,8 +210,10 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			// Not marked as sent: the next evaluation offers it again
 			// while the alert fires, or stays resolved.
 			d.stats.Dropped++
-			d.log.Warn("andon: notification dropped: queue full",
-				"notifier", d.name, "alertname", a.Name, "state", a.State.String(), "queue_size", d.opts.QueueSize)
+			dropped++
+			if len(names) < 10 && !slices.Contains(names, a.Name) {
+				names = append(names, a.Name)
+			}
 			continue
 		} else {
 			d.index[a.Fingerprint] = len(d.queue)

@@ -949,3 +949,70 @@ func TestShutdownAgainWithAnEndedContext(t *testing.T) {
 		require.NoError(t, e.Shutdown(ended), "nothing of the evaluator runs")
 	}
 }
+
+// While a receiver is down, a full queue drops the notifications of many
+// alerts at each evaluation: they are counted one by one and logged in
+// one line per evaluation, not one each.
+func TestDropsAreLoggedOncePerEvaluation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		blocked := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		})
+		var buf bytes.Buffer
+		var mu sync.Mutex
+		logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
+		var rules []andon.Rule
+		var conds []*switchCond
+		for i := range 10 {
+			c := newSwitch()
+			conds = append(conds, c)
+			rules = append(rules, andon.Rule{Name: fmt.Sprintf("R%d", i), Severity: andon.Page, Condition: c})
+		}
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{blocked}, Logger: logger,
+			Notify: andon.NotifyOptions{QueueSize: 1, Timeout: time.Hour}, Rules: rules})
+		ctx := context.Background()
+		conds[0].Set(true)
+		e.EvaluateAt(ctx, t0) // R0 goes to the worker, which blocks
+		synctest.Wait()
+		for _, c := range conds {
+			c.Set(true)
+		}
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // R1 fills the queue; 8 are dropped
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute))
+		require.EqualValues(t, 16, e.NotifierStats()[0].Dropped)
+		close(release)
+		require.NoError(t, e.Flush(ctx))
+
+		mu.Lock()
+		defer mu.Unlock()
+		var drops []map[string]any
+		for line := range strings.Lines(buf.String()) {
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(line), &m))
+			if strings.Contains(m["msg"].(string), "dropped") {
+				drops = append(drops, m)
+			}
+		}
+		require.Len(t, drops, 2, "one line per evaluation")
+		for _, m := range drops {
+			assert.EqualValues(t, 8, m["count"])
+			assert.EqualValues(t, 1, m["queue_size"])
+		}
+	})
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
