@@ -63,7 +63,10 @@ type NotifyOptions struct {
 	// Backoff says how long to wait before each retry. Nil means
 	// kanban.Exponential{Initial: 500 * time.Millisecond}: 500ms,
 	// doubling, capped at 30s, with 20% jitter. A kanban.Exponential is
-	// checked with its Validate method.
+	// checked with its Validate method. An error with a RetryAfter
+	// method (tai.RetryAfter), as a Webhook's or Alertmanager's is when a
+	// 429 or 5xx answer has a Retry-After header, waits that long instead
+	// when it is longer, up to 5 minutes.
 	Backoff kanban.Backoff
 	// ResendInterval is how often firing alerts are re-sent to a
 	// Refresher (Alertmanager). Alerts carry ValidUntil four intervals
@@ -307,7 +310,11 @@ func (d *dispatcher) send(batch []Alert) {
 		}
 		d.count(func(s *NotifierStats) { s.Retries++ })
 		d.log.Warn("andon: notification failed; retrying", "notifier", d.name, "attempt", attempt, "err", err)
-		t := time.NewTimer(max(0, d.opts.Backoff.Delay(attempt)))
+		delay := d.opts.Backoff.Delay(attempt)
+		if ra := min(tai.RetryAfter(err), maxRetryAfter); ra > delay {
+			delay = ra // the receiver asked for a longer wait
+		}
+		t := time.NewTimer(max(0, delay))
 		select {
 		case <-t.C:
 		case <-d.ctx.Done():

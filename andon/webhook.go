@@ -44,7 +44,8 @@ type WebhookOptions struct {
 // startsAt, endsAt, generatorURL and fingerprint.
 //
 // A 2xx answer is success; 5xx, 408, 425, 429 and transport errors are
-// retried; any other status, a 3xx redirect among them, is a permanent
+// retried, not before the answer's Retry-After (see NotifyOptions.Backoff);
+// any other status, a 3xx redirect among them, is a permanent
 // error (kanban.Permanent). Errors name the URL as scheme and host only,
 // with "/…" for a path or query, which may hold a token.
 type Webhook struct {
@@ -320,7 +321,43 @@ func postJSON(ctx context.Context, c *http.Client, rawURL string, header http.He
 		err = fmt.Errorf("%w (redirect to %s not followed)", err, redactURL(loc))
 	}
 	if retryable(resp.StatusCode) {
+		if d := retryAfter(resp.Header.Get("Retry-After")); d > 0 {
+			return &retryAfterError{err: err, after: d}
+		}
 		return err
 	}
 	return kanban.Permanent(err)
 }
+
+// retryAfter reads a Retry-After header, seconds or an HTTP date; 0 means
+// none (or a time that has passed).
+func retryAfter(h string) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(strings.TrimSpace(h), 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(0, time.Until(t))
+	}
+	return 0
+}
+
+// maxRetryAfter bounds the wait a receiver's Retry-After asks for.
+const maxRetryAfter = 5 * time.Minute
+
+// retryAfterError is a retryable answer that said when to ask again.
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter returns the wait the receiver's Retry-After header asked for.
+func (e *retryAfterError) RetryAfter() time.Duration { return e.after }

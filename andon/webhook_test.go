@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,12 +12,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/tai"
 )
 
 // A redirect is not followed: a 301, 302 or 303 would turn the POST into
@@ -213,4 +217,54 @@ func TestWebhookRetriesOnlyFailedGroups(t *testing.T) {
 	assert.EqualValues(t, 2, st.Retries)
 	assert.Contains(t, logs.String(), "400 Bad Request")
 	assert.Equal(t, 1, strings.Count(logs.String(), "level=ERROR"), logs.String())
+}
+
+// tooMany is a RoundTripper answering 429 Too Many Requests with a
+// Retry-After of after, then 200, noting when each request came.
+type tooMany struct {
+	after string
+	n     int
+	mu    sync.Mutex
+	at    []time.Time
+}
+
+func (tm *tooMany) RoundTrip(req *http.Request) (*http.Response, error) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	tm.at = append(tm.at, time.Now())
+	code, h := http.StatusOK, http.Header{}
+	if len(tm.at) <= tm.n {
+		code = http.StatusTooManyRequests
+		h.Set("Retry-After", tm.after)
+	}
+	return &http.Response{StatusCode: code, Status: http.StatusText(code), Header: h, Request: req,
+		Body: io.NopCloser(strings.NewReader(""))}, nil
+}
+
+// A receiver that answers 429 or 503 with Retry-After is not asked again
+// before then: the default back-off of 500ms, 1s, 2s would spend every
+// attempt within the wait a rate-limited receiver asked for.
+func TestWebhookWaitsForRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tm := &tooMany{after: "120", n: 2}
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: "http://hooks.example/x", Client: &http.Client{Transport: tm}})
+		require.NoError(t, err)
+		err = wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}})
+		require.Error(t, err)
+		assert.Equal(t, 120*time.Second, tai.RetryAfter(err))
+
+		tm = &tooMany{after: "90", n: 2}
+		wh, err = andon.NewWebhook(andon.WebhookOptions{URL: "http://hooks.example/x", Client: &http.Client{Transport: tm}})
+		require.NoError(t, err)
+		sw := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: sw}}})
+		sw.Set(true)
+		e.Evaluate(context.Background())
+		require.NoError(t, e.Flush(context.Background()))
+		assert.EqualValues(t, 1, e.NotifierStats()[0].Sent)
+		require.Len(t, tm.at, 3)
+		assert.GreaterOrEqual(t, tm.at[1].Sub(tm.at[0]), 90*time.Second)
+		assert.GreaterOrEqual(t, tm.at[2].Sub(tm.at[1]), 90*time.Second)
+	})
 }
