@@ -278,6 +278,10 @@ func (w *statusWriter) FlushError() error {
 	return err
 }
 
+// Flush is FlushError without its error, for a handler that asks its
+// writer for an http.Flusher, as streaming handlers do.
+func (w *statusWriter) Flush() { _ = w.FlushError() }
+
 // Hijack takes over the connection of the underlying ResponseWriter, for
 // http.ResponseController: the handler answers on it, and nothing more
 // is written to w.

@@ -440,3 +440,17 @@ func TestPipelineReadFrom(t *testing.T) {
 		assert.Equal(t, tai.Succeeded, rs.last().Outcome)
 	}
 }
+
+func TestPipelineFlusher(t *testing.T) {
+	// A handler that streams asks its writer for http.Flusher, as most
+	// do: the wrapped writer is one, and its Flush reaches the client.
+	h := pipelineMW(t, nil, taihttp.PipelineOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "a")
+		f, ok := w.(http.Flusher)
+		require.True(t, ok, "the writer is an http.Flusher")
+		f.Flush()
+	}))
+	rec := serve(h, get("192.0.2.1:1"))
+	assert.True(t, rec.Flushed)
+	assert.Equal(t, "a", rec.Body.String())
+}
