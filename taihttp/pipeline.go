@@ -78,7 +78,8 @@ type PipelineOptions struct {
 //     wrote nothing because it panicked, 500; because its context ended (a
 //     guard's deadline passed), 504, or 503 when it was canceled. A
 //     handler that panics after it began its response aborts it, as
-//     net/http does with http.ErrAbortHandler.
+//     net/http does with http.ErrAbortHandler; so does one that panics
+//     with http.ErrAbortHandler before it began.
 //
 // It returns an error for invalid options, or the error of tai.New (a nil
 // hook).
@@ -157,14 +158,16 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 	if err == nil {
 		return
 	}
-	if ex.w.status != 0 {
+	var pe *tai.PanicError
+	if ex.w.status != 0 || errors.As(err, &pe) && pe.Value == http.ErrAbortHandler {
 		// The handler answered (a failing status, say): its response
 		// stands. Should it have panicked after it began, the response
-		// cannot be replaced, only cut off, as net/http does.
+		// cannot be replaced, only cut off, as net/http does; and a
+		// handler that panicked with http.ErrAbortHandler asked for that
+		// cut, whether it began or not.
 		if pl.onError != nil {
 			pl.onError(r, err)
 		}
-		var pe *tai.PanicError
 		if errors.As(err, &pe) {
 			panic(http.ErrAbortHandler)
 		}

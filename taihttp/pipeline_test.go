@@ -454,3 +454,20 @@ func TestPipelineFlusher(t *testing.T) {
 	assert.True(t, rec.Flushed)
 	assert.Equal(t, "a", rec.Body.String())
 }
+
+func TestPipelineAbortHandler(t *testing.T) {
+	// A handler that panics with http.ErrAbortHandler before it wrote
+	// anything aborts the response, as net/http does without the
+	// middleware: the panic goes on, and no 500 is written.
+	var got error
+	opts := taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }}
+	h := pipelineMW(t, nil, opts)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic(http.ErrAbortHandler)
+	}))
+	rec := httptest.NewRecorder()
+	assert.PanicsWithValue(t, http.ErrAbortHandler, func() { h.ServeHTTP(rec, get("192.0.2.1:1")) })
+	assert.False(t, rec.Flushed)
+	assert.Empty(t, rec.Body.String(), "no 500 is written")
+	assert.Empty(t, rec.Header().Get("Content-Type"))
+	assert.ErrorIs(t, got, http.ErrAbortHandler)
+}
