@@ -65,6 +65,13 @@ type RateLimitOptions struct {
 //	RateLimit-Policy: "default";q=100;w=60
 //	RateLimit: "default";r=42;t=1
 //
+// Middlewares stacked on one route (a limit per minute around one per
+// hour) each add their policy to the fields, a list item of their own, so
+// give each its own Policy name:
+//
+//	RateLimit-Policy: "permin";q=50;w=60
+//	RateLimit-Policy: "perhr";q=1000;w=3600
+//
 // A request over its limit is answered 429 Too Many Requests with
 // Retry-After in whole seconds, rounded up and at least 1, and the next
 // handler does not see it. When l has no decision (its error) the
@@ -129,11 +136,18 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 	h := w.Header()
 	pv := rl.policyValue(d.Limit)
 	if pv.field != nil {
-		h[headerRateLimitPolicy] = pv.field
+		if old := h[headerRateLimitPolicy]; len(old) > 0 {
+			h[headerRateLimitPolicy] = append(old, pv.field[0])
+		} else {
+			h[headerRateLimitPolicy] = pv.field
+		}
 	}
 	var buf [64]byte
 	if v := pv.appendRateLimit(buf[:0], rl.policy, &d); len(v) > 0 {
-		h[headerRateLimit] = []string{string(v)}
+		// A RateLimit middleware around this one has its own policy in
+		// the fields: the lists get one item more (the draft lets a list
+		// span field lines).
+		h[headerRateLimit] = append(h[headerRateLimit], string(v))
 	}
 	if d.Allowed {
 		return true

@@ -284,3 +284,30 @@ func TestRateLimitHidesLimiterErrors(t *testing.T) {
 	assert.NotContains(t, rec.Body.String(), "10.0.0.7")
 	assert.Contains(t, rec.Body.String(), `"code":"unavailable"`)
 }
+
+func TestRateLimitStacked(t *testing.T) {
+	// Two limits on one route, as the draft's example has them
+	// ("permin";q=50;w=60,"perhr";q=1000;w=3600): each middleware adds
+	// its policy to the fields, and the client is told of both.
+	synctest.Test(t, func(t *testing.T) {
+		perMin := rateLimit(t, keyed(t, heijunka.PerMinute(50)), taihttp.RateLimitOptions{Policy: "permin"})
+		perHr := rateLimit(t, keyed(t, heijunka.PerHour(1000)), taihttp.RateLimitOptions{Policy: "perhr"})
+		h := perMin(perHr(ok))
+		rec := serve(h, get("192.0.2.1:1"))
+		require.Equal(t, http.StatusOK, rec.Code)
+		assert.Equal(t, []string{`"permin";q=50;w=60`, `"perhr";q=1000;w=3600`}, rec.Header().Values("RateLimit-Policy"))
+		assert.Equal(t, []string{`"permin";r=49;t=2`, `"perhr";r=999;t=4`}, rec.Header().Values("RateLimit"))
+		for _, f := range []string{"RateLimit-Policy", "RateLimit"} {
+			items, err := parseSFList(strings.Join(rec.Header().Values(f), ", "))
+			require.NoError(t, err)
+			require.Len(t, items, 2)
+			assert.Equal(t, "permin", items[0].Value)
+			assert.Equal(t, "perhr", items[1].Value)
+		}
+
+		// The same middlewares serve the next request afresh: a shared
+		// field value is not grown by the one before.
+		rec = serve(h, get("192.0.2.1:1"))
+		assert.Equal(t, []string{`"permin";q=50;w=60`, `"perhr";q=1000;w=3600`}, rec.Header().Values("RateLimit-Policy"))
+	})
+}
