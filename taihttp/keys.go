@@ -2,6 +2,7 @@ package taihttp
 
 import (
 	"net/http"
+	"net/netip"
 	"strings"
 )
 
@@ -20,7 +21,9 @@ type KeyFunc func(r *http.Request) string
 // overwrites), never one a client could choose.
 //
 // It returns the host net.SplitHostPort would return, and RemoteAddr
-// whole where SplitHostPort fails (no port, a malformed address).
+// whole where SplitHostPort fails (no port, a malformed address); an
+// IPv4-mapped IPv6 host, [::ffff:192.0.2.1]:443, gives the IPv4 address,
+// 192.0.2.1, the key of the same client seen through an IPv4 socket.
 func RemoteIP(r *http.Request) string {
 	a := r.RemoteAddr
 	i := strings.LastIndexByte(a, ':')
@@ -33,12 +36,41 @@ func RemoteIP(r *http.Request) string {
 		if hasBracket(host) {
 			return a
 		}
-		return host
+		return unmap(host)
 	}
 	if hasBracket(host) || strings.IndexByte(host, ':') >= 0 {
 		return a // an IPv6 address without a port, or a malformed one
 	}
 	return host
+}
+
+// unmap returns the IPv4 address of an IPv4-mapped IPv6 host
+// (::ffff:192.0.2.1), so that a client has one key whichever socket it
+// came through; any other host as it is. Only a host that spells ffff is
+// parsed: every mapped one does, and most others do not.
+func unmap(host string) string {
+	if !hasFFFF(host) {
+		return host
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is4In6() && ip.Zone() == "" {
+		return ip.Unmap().String()
+	}
+	return host
+}
+
+// hasFFFF reports whether s holds "ffff" in any case.
+func hasFFFF(s string) bool {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i]|0x20 == 'f' {
+			if n++; n == 4 {
+				return true
+			}
+		} else {
+			n = 0
+		}
+	}
+	return false
 }
 
 // hasBracket reports whether s holds '[' or ']'. A loop over the bytes:
