@@ -236,8 +236,11 @@ type statusWriter struct {
 	status int
 }
 
+// WriteHeader notes the first final status: 200 or more, or 101
+// Switching Protocols, which net/http takes as final too; the other 1xx
+// are informational and may come before it.
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)

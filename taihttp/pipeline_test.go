@@ -471,3 +471,31 @@ func TestPipelineAbortHandler(t *testing.T) {
 	assert.Empty(t, rec.Header().Get("Content-Type"))
 	assert.ErrorIs(t, got, http.ErrAbortHandler)
 }
+
+// A 101 Switching Protocols is a handler's final answer in net/http, as
+// any status of 200 or more: nothing is written after it, and a handler
+// whose context ends after it has answered all the same.
+func TestPipelineHandlerThatSwitchesProtocols(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		var rs records
+		var errs []error
+		ctx, cancel := context.WithCancel(context.Background())
+		h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { errs = append(errs, err) }},
+			tai.WithObservers(&rs))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Upgrade", "example/1")
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			if gone {
+				cancel()
+				<-r.Context().Done()
+			}
+		}))
+		w := &strictWriter{ResponseRecorder: httptest.NewRecorder()}
+		h.ServeHTTP(w, get("192.0.2.1:1").WithContext(ctx))
+		cancel()
+		assert.Equal(t, http.StatusSwitchingProtocols, w.Code)
+		assert.Zero(t, w.late, "no WriteHeader after the 101")
+		assert.Empty(t, w.Body.String())
+		assert.Empty(t, errs)
+		assert.Equal(t, tai.Succeeded, rs.last().Outcome)
+	}
+}
