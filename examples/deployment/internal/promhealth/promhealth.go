@@ -227,8 +227,8 @@ func promDuration(d time.Duration) string {
 
 // Sample runs the queries for version of service in region over window
 // and returns their values: P99 converted from seconds; CPU and Memory
-// held to [0, 1], as fleet.Sample has them (a process busy on two cores
-// reads 1). All queries are evaluated at the moment the server evaluated
+// held to at most 1, as fleet.Sample has them (a process busy on two cores
+// reads 1). A negative reading is an error: it cannot be a measurement. All queries are evaluated at the moment the server evaluated
 // the first one, which is the sample's Time.
 func (h *Health) Sample(ctx context.Context, service, region, version string, window time.Duration) (fleet.Sample, error) {
 	queries, err := h.render(service, region, version, window)
@@ -250,10 +250,17 @@ func (h *Health) Sample(ctx context.Context, service, region, version string, wi
 		}
 		values[i] = v
 	}
+	for i, v := range values {
+		// A negative reading is a broken query, not a healthy version:
+		// holding it to 0 would pass a check it must fail.
+		if v < 0 {
+			return fleet.Sample{}, fmt.Errorf("promhealth: %s of %s of %s in %s is %v, not a measurement: %s", readingNames[i], version, service, region, v, queries[i])
+		}
+	}
 	if h.queries[readRequests] != nil && values[readRequests] == 0 {
 		return fleet.Sample{}, fmt.Errorf("promhealth: no requests to %s of %s in %s in the last %v: %w", version, service, region, window, fleet.ErrNoData)
 	}
-	if r := values[readErrorRate]; math.IsInf(r, 0) || r < 0 || r > 1 {
+	if r := values[readErrorRate]; r > 1 { // +Inf too
 		return fleet.Sample{}, fmt.Errorf("promhealth: ErrorRate of %s of %s in %s is %v, not a share in [0, 1]: %s", version, service, region, r, queries[readErrorRate])
 	}
 	return fleet.Sample{

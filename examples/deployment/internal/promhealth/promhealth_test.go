@@ -152,6 +152,19 @@ func TestSampleValues(t *testing.T) {
 			assert.Equal(t, 1.0, s.CPU)
 			assert.Equal(t, 1.0, s.Memory)
 		}},
+		{"negative cpu", map[string]string{"CPU": "-0.4"}, func(t *testing.T, _ fleet.Sample, err error) {
+			assert.ErrorContains(t, err, "CPU of v2 of web in eu is -0.4, not a measurement")
+			assert.NotErrorIs(t, err, fleet.ErrNoData)
+		}},
+		{"negative memory", map[string]string{"Memory": "-1e-9"}, func(t *testing.T, _ fleet.Sample, err error) {
+			assert.ErrorContains(t, err, "Memory of v2 of web in eu is -1e-09, not a measurement")
+		}},
+		{"negative p99", map[string]string{"P99": "-Inf"}, func(t *testing.T, _ fleet.Sample, err error) {
+			assert.ErrorContains(t, err, "P99 of v2 of web in eu is -Inf, not a measurement")
+		}},
+		{"negative requests", map[string]string{"Requests": "-3"}, func(t *testing.T, _ fleet.Sample, err error) {
+			assert.ErrorContains(t, err, "Requests of v2 of web in eu is -3, not a measurement")
+		}},
 		{"not a number", map[string]string{"CPU": "lots"}, func(t *testing.T, _ fleet.Sample, err error) {
 			assert.ErrorContains(t, err, `sample value "lots"`)
 		}},
