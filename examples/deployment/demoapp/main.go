@@ -40,6 +40,7 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 func main() {
@@ -93,6 +94,13 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 func (p profile) validate() error {
 	if p.Service == "" || p.Version == "" || p.Region == "" {
 		return errors.New("-service, -version and -region must not be empty")
+	}
+	for _, name := range []struct{ flag, value string }{
+		{"-service", p.Service}, {"-version", p.Version}, {"-region", p.Region},
+	} {
+		if !utf8.ValidString(name.value) { // a metric label value must be
+			return fmt.Errorf("%s %q is not valid UTF-8", name.flag, name.value)
+		}
 	}
 	if !(p.ErrorRate >= 0 && p.ErrorRate <= 1) { // also catches NaN
 		return fmt.Errorf("-error-rate %v is not in [0, 1]", p.ErrorRate)

@@ -186,6 +186,9 @@ func TestBinaryRejectsBadFlags(t *testing.T) {
 	}{
 		{[]string{"-error-rate", "2"}, "-error-rate 2 is not in [0, 1]"},
 		{[]string{"-addr", "256.0.0.1:0"}, "cannot listen on -addr 256.0.0.1:0"},
+		// Metric label values must be UTF-8; the registry panicked.
+		{[]string{"-version", "v\xff"}, `-version "v\xff" is not valid UTF-8`},
+		{[]string{"-service", "\xc3", "-region", "eu"}, `-service "\xc3" is not valid UTF-8`},
 	} {
 		cmd := exec.Command(binary, tc.args...)
 		out, err := cmd.CombinedOutput()
