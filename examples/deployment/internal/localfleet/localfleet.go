@@ -513,6 +513,9 @@ func (f *Fleet) Sample(ctx context.Context, service, region, version string, win
 		P99:       r.p99,
 	}
 	for _, pr := range procs {
+		if pr.exited() {
+			continue // its pid may be another process's by now
+		}
 		if cpu, err := pr.cpuShare(now, window); err == nil {
 			s.CPU += min(cpu, 1)
 		}

@@ -380,3 +380,32 @@ func TestSchedule(t *testing.T) {
 	}
 	assert.Equal(t, 0, newRoute("a", "b", 0.004).weights[1], "rounded to a hundredth of a percent")
 }
+
+// An instance that has exited counts as using no CPU and no memory, even
+// once the kernel has given its pid to another process.
+func TestSampleSkipsExitedInstances(t *testing.T) {
+	f := newFleet(t, Options{})
+	g, err := f.region("web", "eu")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	close(done)
+	// The pid of the test itself stands for a process that took over the
+	// exited instance's pid: it has both CPU time and a resident set.
+	exited := &process{pid: os.Getpid(), started: time.Now().Add(-time.Minute), done: done}
+	v := &release{name: "v1", procs: []*process{exited}, stats: newWindow(time.Minute)}
+	v.stats.record(time.Now(), http.StatusOK, time.Millisecond)
+	g.mu.Lock()
+	g.versions["v1"] = v
+	g.mu.Unlock()
+	t.Cleanup(func() {
+		g.mu.Lock()
+		delete(g.versions, "v1")
+		g.mu.Unlock()
+	})
+
+	s, err := f.Sample(t.Context(), "web", "eu", "v1", time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, s.Requests)
+	assert.Zero(t, s.CPU)
+	assert.Zero(t, s.Memory)
+}
