@@ -7,6 +7,9 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -408,4 +411,45 @@ func TestSampleSkipsExitedInstances(t *testing.T) {
 	assert.Equal(t, 1.0, s.Requests)
 	assert.Zero(t, s.CPU)
 	assert.Zero(t, s.Memory)
+}
+
+// An instance that breaks off its answer midway has failed the request,
+// and the version's health says so.
+func TestSampleCountsAnAnswerBrokenOff(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{})
+	instance := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+		_ = buf.Flush()
+		_ = conn.Close()
+	}))
+	t.Cleanup(instance.Close)
+	g, err := f.region("web", "eu")
+	require.NoError(t, err)
+	pr := &process{pid: math.MaxInt32, done: make(chan struct{}), proxy: &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(&url.URL{Scheme: "http", Host: instance.Listener.Addr().String()})
+		},
+		Transport: f.transport,
+	}}
+	g.mu.Lock()
+	g.versions["v1"] = &release{name: "v1", procs: []*process{pr}, stats: newWindow(time.Minute)}
+	g.mu.Unlock()
+	t.Cleanup(func() {
+		g.mu.Lock()
+		delete(g.versions, "v1")
+		g.mu.Unlock()
+	})
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+
+	_, err = call(client(t), proxyURL(t, f, "web", "eu")+"/")
+	require.Error(t, err, "the client sees the answer cut short")
+	s, err := f.Sample(ctx, "web", "eu", "v1", time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, s.Requests)
+	assert.Equal(t, 1.0, s.ErrorRate)
 }

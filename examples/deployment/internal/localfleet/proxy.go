@@ -73,6 +73,19 @@ func (g *region) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer v.inflight.done()
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+	defer func() {
+		// The proxy panics with http.ErrAbortHandler when an answer breaks
+		// off midway: the request failed, whatever status it began with.
+		if p := recover(); p != nil {
+			code := http.StatusBadGateway
+			if r.Context().Err() != nil {
+				code = statusClientGone
+			}
+			end := time.Now()
+			v.stats.record(end, code, end.Sub(start))
+			panic(p)
+		}
+	}()
 	pr.proxy.ServeHTTP(rec, r)
 	end := time.Now()
 	v.stats.record(end, rec.code, end.Sub(start))
