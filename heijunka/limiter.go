@@ -180,6 +180,7 @@ type Reservation struct {
 	ok       bool
 	n        int
 	act      int64 // when the events may act, nanoseconds since the limiter's epoch
+	next     int64 // the schedule right after the booking
 	canceled atomic.Bool
 }
 
@@ -214,7 +215,10 @@ func (r *Reservation) delay(now int64) time.Duration {
 }
 
 // Cancel returns the reserved events to the limiter, as far as the
-// reservation is still in the future, so other callers may use them. Only
+// reservation is still in the future, so other callers may use them. As in
+// golang.org/x/time/rate, events booked after this reservation keep their
+// times, so only the part of it that nothing booked later queues behind
+// comes back: cancel the latest reservation first to return all. Only
 // the first Cancel or CancelAt does anything; so does nothing a Cancel on a
 // reservation that is not OK, whose time has come, or made before the Limit
 // changed (SetLimit, or a warm-up's step).
@@ -241,7 +245,17 @@ func (r *Reservation) cancel(now int64) {
 	if r.n == 0 || r.lim.p.Load() != r.p || r.act <= now {
 		return
 	}
-	r.lim.tat.Add(-int64(r.n) * r.p.interval)
+	// What was booked after r (the schedule beyond r.next) acts at times
+	// given already: returning r's share under it would let a new booking
+	// act with it, beyond the burst.
+	inc := int64(r.n) * r.p.interval
+	for {
+		tat := r.lim.tat.Load()
+		back := inc - max(tat-r.next, 0)
+		if back <= 0 || r.lim.tat.CompareAndSwap(tat, tat-back) {
+			return
+		}
+	}
 }
 
 // Reserve books one event now; see Reservation.
@@ -287,7 +301,7 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
 			return
 		}
 		if n == 0 || l.tat.CompareAndSwap(tat, next) {
-			r.ok, r.act = true, act
+			r.ok, r.act, r.next = true, act, next
 			return
 		}
 	}

@@ -115,6 +115,63 @@ func TestLimiterReserve(t *testing.T) {
 	assert.Equal(t, time.Duration(0), r2.DelayFrom(t0.Add(time.Second)))
 }
 
+// TestReservationCancelKeepsLaterBookings: a canceled reservation returns
+// only the part of its events that no later booking has queued behind, as
+// golang.org/x/time/rate does. The later bookings keep their times, so
+// returning the rest would let a new one act with them, beyond the burst.
+func TestReservationCancelKeepsLaterBookings(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 1})
+	require.True(t, lim.AllowN(t0, 1))
+	r1 := lim.ReserveN(t0, 1) // acts at t0+100ms
+	r2 := lim.ReserveN(t0, 1) // acts at t0+200ms
+	require.Equal(t, 200*time.Millisecond, r2.DelayFrom(t0))
+
+	r1.CancelAt(t0)
+	assert.Equal(t, 300*time.Millisecond, lim.ReserveN(t0, 1).DelayFrom(t0),
+		"r2 still acts at 200ms: the next booking comes after it, not with it")
+
+	// Partly overlapped: r4 (two events, acting at 200ms) has one event
+	// booked after it. It returns one; r5, the last booking, returns its
+	// own.
+	lim = newLimiter(t, heijunka.Limit{Rate: 10, Burst: 2})
+	require.True(t, lim.AllowN(t0, 2))
+	r4 := lim.ReserveN(t0, 2)
+	r5 := lim.ReserveN(t0, 1)
+	require.Equal(t, 300*time.Millisecond, r5.DelayFrom(t0))
+	require.Equal(t, 500*time.Millisecond, lim.DecideN(t0, 0).ResetAfter)
+	r4.CancelAt(t0)
+	assert.Equal(t, 400*time.Millisecond, lim.DecideN(t0, 0).ResetAfter, "one of r4's events came back")
+	r5.CancelAt(t0)
+	assert.Equal(t, 300*time.Millisecond, lim.DecideN(t0, 0).ResetAfter, "and r5's")
+}
+
+// TestLimiterWaitCanceledBeforeOthers: a wait cut short while later waits
+// queue behind it leaves them their times, and a new wait queues after
+// them, not beside the last.
+func TestLimiterWaitCanceledBeforeOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 1})
+		require.True(t, lim.Allow())
+		start := time.Now()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- lim.Wait(ctx) }() // due at 100ms
+		synctest.Wait()
+		later := make(chan time.Duration)
+		go func() {
+			assert.NoError(t, lim.Wait(context.Background())) // due at 200ms
+			later <- time.Since(start)
+		}()
+		synctest.Wait()
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+
+		require.NoError(t, lim.Wait(context.Background()))
+		assert.Equal(t, 200*time.Millisecond, <-later)
+		assert.Equal(t, 300*time.Millisecond, time.Since(start), "one event at a time, as the burst says")
+	})
+}
+
 // pastDeadline is a context whose deadline has passed though it has not
 // ended yet: its timer has not run, or it is a Context of its own.
 type pastDeadline struct{ context.Context }
