@@ -6,7 +6,8 @@
 // A Limit is a rate and a burst: PerSecond(100), PerMinute(5),
 // Every(200*time.Millisecond), Unlimited(), or Limit{Rate: 10, Burst: 30}.
 // Over any window of length w a limiter admits at most Burst + Rate·w
-// events. Invalid limits (NaN, negative, absurd) are errors, never panics.
+// events, the time between events rounded to a whole nanosecond (see
+// Limit). Invalid limits (NaN, negative, absurd) are errors, never panics.
 //
 // A Limiter is one bucket, run as the generic cell rate algorithm (GCRA)
 // in a single atomic word: no mutex, one clock read per call, no

@@ -33,6 +33,20 @@ type LimiterOptions struct {
 // the clock unless they come from the same source. (Tests that need the
 // clock itself to move use testing/synctest.)
 //
+// A time earlier than one used before counts as that much longer to wait:
+// going back never frees events.
+//
+// Code moving from golang.org/x/time/rate finds the same decisions for the
+// same calls and times, but for these differences: a Limit of Rate 0 admits
+// nothing (rate.Limiter spends what is left of its burst); a finite Rate
+// with Burst 0, or one whose Burst takes more than ten years to refill, is
+// an invalid Limit; n < 0 is refused (rate.Limiter takes it for events
+// given back); WaitN that cannot pass fails with a *LimitedError; SetLimitAt carries the events used, not the
+// tokens left, so raising Burst frees the added events at once and
+// lowering it still counts what was used; a time going back frees nothing
+// (rate.Limiter refills the stretch again); and the rate is rounded as
+// Limit says.
+//
 // A WarmUp may drive the Limit of a Limiter after a recovery; the Limiter
 // is used as before, and its calls raise the limit as the climb goes on.
 //
