@@ -41,11 +41,11 @@ type LimiterOptions struct {
 // nothing (rate.Limiter spends what is left of its burst); a finite Rate
 // with Burst 0, or one whose Burst takes more than ten years to refill, is
 // an invalid Limit; n < 0 is refused (rate.Limiter takes it for events
-// given back); WaitN that cannot pass fails with a *LimitedError; SetLimitAt carries the events used, not the
-// tokens left, so raising Burst frees the added events at once and
-// lowering it still counts what was used; a time going back frees nothing
-// (rate.Limiter refills the stretch again); and the rate is rounded as
-// Limit says.
+// given back); a WaitN that cannot pass fails with a *LimitedError;
+// SetLimitAt carries the events used, not the tokens left, so raising Burst
+// frees the added events at once and lowering it still counts what was
+// used; a time going back frees nothing (rate.Limiter refills the stretch
+// again); and the rate is rounded as Limit says.
 //
 // A WarmUp may drive the Limit of a Limiter after a recovery; the Limiter
 // is used as before, and its calls raise the limit as the climb goes on.
@@ -383,7 +383,10 @@ var errNotMade = errors.New("heijunka: Limiter not made by NewLimiter")
 
 // SetLimitAt changes the Limit at time now, and ends a warm-up under way.
 // Events admitted recently still count: the debt (events not yet refilled)
-// carries over to the new Limit, capped at its Burst. Switching from or to
+// carries over to the new Limit, capped at its Burst; events booked by
+// Reserve or Wait past the old Burst carry over whole, and still act at the
+// times given, which may be sooner or later than the new Limit would give
+// (as in golang.org/x/time/rate). Switching from or to
 // a closed or Unlimited Limit starts full. Calls racing with SetLimit are
 // decided under the old or the new Limit. An invalid limit returns an
 // error and changes nothing.
@@ -414,17 +417,29 @@ func (l *Limiter) setParams(np *params, now int64) {
 }
 
 // carry converts a schedule under old into one under np with the same debt
-// in events.
+// in events: the events used, up to np's burst, and whole those booked
+// past old's burst, which still act at their times.
 func carry(old, np *params, tat, now int64) int64 {
 	if old == nil || old.mode != modeFinite || np.mode != modeFinite || tat <= now {
 		return minTAT
+	}
+	var booked int64
+	if over := tat - now - old.tolerance; over > 0 {
+		tat -= over
+		if np.interval == old.interval {
+			booked = over
+		} else {
+			// At most maxAhead, as reserve allows: the sum below stays
+			// within int64.
+			booked = int64(min(float64(over)/float64(old.interval)*float64(np.interval), float64(maxAhead)))
+		}
 	}
 	debt := float64(tat-now) / float64(old.interval)
 	ahead := debt * float64(np.interval)
 	// float64(np.tolerance) may round above it: a debt that lands on it
 	// is the whole tolerance, not a nanosecond past.
 	if ahead >= float64(np.tolerance) {
-		return now + np.tolerance
+		return now + np.tolerance + booked
 	}
-	return now + int64(ahead)
+	return now + int64(ahead) + booked
 }

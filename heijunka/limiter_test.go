@@ -326,6 +326,43 @@ func TestLimiterSetLimitCarriesDebt(t *testing.T) {
 	assert.True(t, lim.AllowN(t0, 3), "reopened full")
 }
 
+// TestLimiterSetLimitKeepsBookings: events booked beyond the burst by
+// Reserve or Wait still act at their times after SetLimit, so the debt
+// they make carries over whole; only the events used up to the burst are
+// capped at the new one. A limit set again to the same value, or a
+// warm-up's step, let new bookings act with the old ones.
+func TestLimiterSetLimitKeepsBookings(t *testing.T) {
+	limit := heijunka.Limit{Rate: 10, Burst: 1}
+	lim := newLimiter(t, limit)
+	r := lim.ReserveN(t0, 1)
+	for range 4 {
+		r = lim.ReserveN(t0, 1)
+	}
+	require.Equal(t, 400*time.Millisecond, r.DelayFrom(t0))
+	require.NoError(t, lim.SetLimitAt(t0, limit))
+	assert.Equal(t, 500*time.Millisecond, lim.ReserveN(t0, 1).DelayFrom(t0),
+		"the same limit again: the next booking comes after the five")
+
+	// Two used and four booked past a burst of 2 (acting at 200ms and
+	// 400ms): the two used are capped at a new burst, the four booked
+	// count whole.
+	for _, tc := range []struct {
+		to    heijunka.Limit
+		reset time.Duration
+	}{
+		{heijunka.Limit{Rate: 10, Burst: 1}, 500 * time.Millisecond},
+		{heijunka.Limit{Rate: 10, Burst: 5}, 600 * time.Millisecond},
+		{heijunka.Limit{Rate: 100, Burst: 5}, 60 * time.Millisecond},
+	} {
+		lim = newLimiter(t, heijunka.Limit{Rate: 10, Burst: 2})
+		require.True(t, lim.AllowN(t0, 2))
+		require.True(t, lim.ReserveN(t0, 2).OK())
+		require.True(t, lim.ReserveN(t0, 2).OK())
+		require.NoError(t, lim.SetLimitAt(t0, tc.to))
+		assert.Equal(t, tc.reset, lim.DecideN(t0, 0).ResetAfter, "to %v", tc.to)
+	}
+}
+
 func TestLimiterConcurrent(t *testing.T) {
 	lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 1000})
 	var admitted atomic.Int64
