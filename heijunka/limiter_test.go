@@ -399,13 +399,20 @@ func TestLimiterWindowProperty(t *testing.T) {
 			t.Fatal(err)
 		}
 		var events []time.Time // when admitted events act
+		type booking struct {
+			r      *heijunka.Reservation
+			at     time.Time
+			n      int
+			active bool
+		}
+		var booked []*booking
 		now := t0
 		steps := rapid.IntRange(1, 200).Draw(t, "steps")
 		for range steps {
 			maxGap := int64(2 * float64(time.Second) / limit.Rate)
 			now = now.Add(time.Duration(rapid.Int64Range(0, maxGap).Draw(t, "gap")))
 			n := rapid.IntRange(0, limit.Burst+1).Draw(t, "n")
-			switch rapid.IntRange(0, 2).Draw(t, "op") {
+			switch rapid.IntRange(0, 4).Draw(t, "op") {
 			case 0:
 				if lim.AllowN(now, n) {
 					events = appendN(events, now, n)
@@ -422,8 +429,26 @@ func TestLimiterWindowProperty(t *testing.T) {
 				if rapid.Bool().Draw(t, "cancel") {
 					r.CancelAt(now)
 				} else {
-					events = appendN(events, now.Add(r.DelayFrom(now)), n)
+					booked = append(booked, &booking{r, now.Add(r.DelayFrom(now)), n, true})
 				}
+			case 3: // cancel a booking, not necessarily the latest
+				if len(booked) == 0 {
+					continue
+				}
+				b := booked[rapid.IntRange(0, len(booked)-1).Draw(t, "booking")]
+				if b.active && b.at.After(now) {
+					b.r.CancelAt(now)
+					b.active = false
+				}
+			case 4: // the same limit again: nothing changes
+				if err := lim.SetLimitAt(now, limit); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, b := range booked {
+			if b.active {
+				events = appendN(events, b.at, b.n)
 			}
 		}
 		sortTimes(events)
