@@ -31,7 +31,8 @@ type LimiterOptions struct {
 // time explicitly (AllowN, DecideN, ReserveN, SetLimitAt), a pure function
 // of that time. Do not mix explicit times with the Limiter's own reading of
 // the clock unless they come from the same source. (Tests that need the
-// clock itself to move use testing/synctest.)
+// clock itself to move use testing/synctest.) A time more than about 73
+// years from the Limiter's creation counts as that far, no further.
 //
 // A time earlier than one used before counts as that much longer to wait:
 // going back never frees events.
