@@ -630,15 +630,45 @@ func appendDecision(b []byte, d *tai.Decision) []byte {
 }
 
 // appendInputs writes a decision's inputs as the member "inputs": the
-// JSON compacted onto the line, or, when it is not valid JSON, as a string
-// holding it, so that a bad producer never breaks the trail's lines.
+// JSON compacted onto the line, or, when it is not valid JSON or nests too
+// deeply for the line to be, as a string holding it, so that a bad
+// producer never breaks the trail's lines.
 func appendInputs(b []byte, in []byte) []byte {
 	b = append(b, `,"inputs":`...)
 	buf := bytes.NewBuffer(b)
-	if err := json.Compact(buf, in); err == nil {
+	if err := json.Compact(buf, in); err == nil && nesting(buf.Bytes()[len(b):]) <= maxInputsNesting {
 		return buf.Bytes()
 	}
 	return jsonw.AppendString(b, string(in))
+}
+
+// maxInputsNesting is how deeply a decision's inputs may nest on a line:
+// encoding/json, whose json.Valid VerifyAudit uses, refuses text nested
+// more than 10000 levels, and the line and its decision are two of them.
+const maxInputsNesting = 10000 - 2
+
+// nesting returns how deeply the objects and arrays of the valid JSON js
+// nest.
+func nesting(js []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(js); i++ {
+		switch c := js[i]; {
+		case inString:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // appendFloat writes f as a JSON number; NaN and infinities, which JSON

@@ -350,6 +350,31 @@ func TestAuditWritesDecisionInputs(t *testing.T) {
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
 
+// Inputs nested as deeply as encoding/json allows, 10000 levels, make a
+// line nested two levels deeper, which json.Valid refuses: such inputs go
+// on the line as a string, and the line verifies.
+func TestAuditDeeplyNestedInputs(t *testing.T) {
+	for _, depth := range []int{9998, 9999, 10000} {
+		var buf syncBuffer
+		a := newAudit(t, &buf, kaizen.AuditOptions{})
+		in := strings.Repeat("[", depth-1) + `{"a":"]}\\\"["}` + strings.Repeat("]", depth-1)
+		a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Decision: tai.Decision{Verdict: tai.Allow, Inputs: []byte(in)}})
+		require.NoError(t, a.Flush(context.Background()))
+		require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())), "inputs %d deep", depth)
+		ls := lines(buf.Bytes())
+		require.Len(t, ls, 1)
+		var e kaizen.AuditEntry
+		require.NoError(t, json.Unmarshal([]byte(ls[0]), &e), "inputs %d deep", depth)
+		if depth <= 9998 {
+			assert.Equal(t, in, string(e.Decision.Inputs), "compacted onto the line")
+			continue
+		}
+		var s string
+		require.NoError(t, json.Unmarshal(e.Decision.Inputs, &s), "inputs %d deep are a string", depth)
+		assert.Equal(t, in, s)
+	}
+}
+
 func TestAuditRedact(t *testing.T) {
 	var buf syncBuffer
 	a := newAudit(t, &buf, kaizen.AuditOptions{Redact: func(e *kaizen.AuditEntry) {
