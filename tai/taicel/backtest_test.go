@@ -352,6 +352,7 @@ func TestBacktestMalformedLines(t *testing.T) {
 		{"wrong type", `{"id": 7}` + "\n", "not an audit trail entry: id: offset 7: want a string", 2},
 		{"bad verdict", `{"decision": {"verdict": "maybe"}}` + "\n", `not an audit trail entry: decision: verdict: tai: unknown verdict "maybe"`, 599},
 		{"trailing", lines[5][:len(lines[5])-1] + "}\n", "not an audit trail entry: offset", 6},
+		{"trailing NUL", lines[7][:len(lines[7])-1] + "\x00junk\n", `unexpected '\x00' after the value`, 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			edited := append([]string(nil), lines...)

@@ -248,6 +248,8 @@ func TestDecodeInputsErrors(t *testing.T) {
 		{`[]`, "want an object"},
 		{`{"time":"2026-01-01T00:00:00Z"}`, "no payload"},
 		{`{"payload":{}} x`, `unexpected 'x' after the value`},
+		{"{\"payload\":{}}\x00", `unexpected '\x00' after the value`},
+		{"{\"payload\":{}} \x00junk", `unexpected '\x00' after the value`},
 		{`{"payload":{"Nope":1}}`, `payload: taicel_test.Rich has no field "Nope"`},
 		{`{"payload":{"Count":1.5}}`, "payload: Count: 1.5 is not an int64"},
 		{`{"payload":{"Small":300}}`, "payload: Small: 300 does not fit an int8"},

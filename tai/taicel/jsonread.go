@@ -47,9 +47,11 @@ func (r *jsonReader) peek() byte {
 	return 0
 }
 
-// end reports an error unless only white space is left.
+// end reports an error unless only white space is left. (peek's 0 is no
+// proof of the end: a NUL byte reads as 0 too.)
 func (r *jsonReader) end() error {
-	if r.peek() != 0 {
+	r.ws()
+	if r.pos < len(r.data) {
 		return r.errorf("unexpected %q after the value", r.data[r.pos])
 	}
 	return nil
