@@ -506,10 +506,16 @@ type cordRequest struct {
 
 const maxCordText = 200
 
-// hasControl reports whether s holds a control character (C0, DEL, C1)
-// or is not valid UTF-8.
+// hasControl reports whether s holds a control character (C0, DEL, C1),
+// a character that changes how the text around it is laid out (a bidi
+// embedding, override or isolate, which can show "paynot" for the text
+// "pay\u202eton"; a line or paragraph separator), or is not valid UTF-8.
 func hasControl(s string) bool {
-	return !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl)
+	return !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) ||
+			r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069' || // bidi embeddings, overrides, isolates
+			r == '\u2028' || r == '\u2029' // line and paragraph separators
+	})
 }
 
 func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
@@ -542,7 +548,7 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 	}
 	if hasControl(req.Reason) || hasControl(req.Who) {
 		// They go to logs, alerts and other people's screens.
-		b.fail(w, http.StatusBadRequest, "andon: reason and who must not hold control characters")
+		b.fail(w, http.StatusBadRequest, "andon: reason and who must not hold control characters, bidi overrides or line separators")
 		return
 	}
 	if b.opts.Who != nil {

@@ -669,11 +669,15 @@ func TestBoardCordTextLimits(t *testing.T) {
 		`{"action":"pull","who":"x\u001b[31m"}`,
 		`{"action":"pull","reason":"line\nbreak"}`,
 		`{"action":"pull","reason":"\u0085"}`,
+		`{"action":"pull","reason":"pay\u202eton"}`, // right-to-left override: shows "paynot"
+		`{"action":"pull","who":"a\u2066b\u2069"}`,  // a direction isolate
+		`{"action":"pull","reason":"one\u2028two"}`, // a line separator
+		`{"action":"pull","reason":"one\u2029two"}`, // a paragraph separator
 		`{"action":"reset"}{"action":"pull"}`,
 		`{"action":"pull"} x`,
 	} {
 		assert.Equal(t, http.StatusBadRequest, post(f, body), body)
 		assert.False(t, f.ev.Cord().Pulled, body)
 	}
-	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"ünïcode ✓"} `), "trailing space is no second value")
+	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"ünïcode ✓ 👩\u200d💻"} `), "trailing space is no second value; a joiner in an emoji is no control")
 }
