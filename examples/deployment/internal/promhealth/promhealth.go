@@ -393,6 +393,12 @@ func parseSample(pair []json.RawMessage, q string) (float64, time.Time, error) {
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("sample value %q: %w", text, err)
 	}
+	// A time.Time of nanoseconds since 1970 reaches the years 1677 to
+	// 2262: beyond, the product below would wrap to another century.
+	const maxUnix = float64(math.MaxInt64 / int64(time.Second))
+	if !(math.Abs(unix) < maxUnix) {
+		return 0, time.Time{}, fmt.Errorf("sample time %s is not a time; query: %s", pair[0], q)
+	}
 	at := time.Unix(0, int64(math.Round(unix*1e3))*int64(time.Millisecond))
 	if math.IsNaN(v) {
 		return 0, at, fmt.Errorf("NaN: %w; query: %s", fleet.ErrNoData, q)

@@ -2,6 +2,7 @@ package promhealth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -387,4 +388,21 @@ func TestSampleHugeAnswer(t *testing.T) {
 	assert.NotContains(t, err.Error(), "not Prometheus' JSON")
 	assert.ErrorContains(t, err, "is larger than 4 MiB (aggregate with sum or avg)")
 	assert.ErrorContains(t, err, "query: sum(increase(")
+}
+
+// TestParseSampleTime: a sample's time that a time.Time of nanoseconds
+// cannot hold (beyond the year 2262, or not a number of seconds JSON can
+// carry) is an error, not a time wrapped around to another century.
+func TestParseSampleTime(t *testing.T) {
+	raw := func(ts string) []json.RawMessage {
+		return []json.RawMessage{json.RawMessage(ts), json.RawMessage(`"1"`)}
+	}
+	v, at, err := parseSample(raw("1700000000.123"), "q")
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, v)
+	assert.Equal(t, time.UnixMilli(1700000000123), at)
+	for _, ts := range []string{"1e19", "-1e19", "9300000000", "1e308"} {
+		_, _, err := parseSample(raw(ts), "q")
+		assert.ErrorContains(t, err, "is not a time", ts)
+	}
 }
