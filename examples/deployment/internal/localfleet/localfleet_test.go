@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -417,7 +417,8 @@ func TestSampleSkipsExitedInstances(t *testing.T) {
 // and the version's health says so.
 func TestSampleCountsAnAnswerBrokenOff(t *testing.T) {
 	ctx := t.Context()
-	f := newFleet(t, Options{})
+	var logs syncLog
+	f := newFleet(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	instance := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		conn, buf, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -430,12 +431,8 @@ func TestSampleCountsAnAnswerBrokenOff(t *testing.T) {
 	t.Cleanup(instance.Close)
 	g, err := f.region("web", "eu")
 	require.NoError(t, err)
-	pr := &process{pid: math.MaxInt32, done: make(chan struct{}), proxy: &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(&url.URL{Scheme: "http", Host: instance.Listener.Addr().String()})
-		},
-		Transport: f.transport,
-	}}
+	addr := instance.Listener.Addr().String()
+	pr := &process{pid: math.MaxInt32, done: make(chan struct{}), proxy: f.instanceProxy(addr, f.log)}
 	g.mu.Lock()
 	g.versions["v1"] = &release{name: "v1", procs: []*process{pr}, stats: newWindow(time.Minute)}
 	g.mu.Unlock()
@@ -452,4 +449,23 @@ func TestSampleCountsAnAnswerBrokenOff(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1.0, s.Requests)
 	assert.Equal(t, 1.0, s.ErrorRate)
+	assert.Contains(t, logs.String(), "instance="+addr, "the proxy's error goes to the fleet's Logger, not the standard logger")
+}
+
+// syncLog is a log for a test to read while the fleet writes it.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -93,20 +93,29 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 	case <-ctx.Done():
 		return fail(fmt.Errorf("no address %s: %w", f.waitEnded(ctx), waitErr(ctx)))
 	}
-	target := &url.URL{Scheme: "http", Host: pr.addr}
-	pr.proxy = &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(target)
-			r.SetXForwarded()
-		},
-		Transport:    f.transport,
-		ErrorHandler: proxyError(log.With("instance", pr.addr)),
-	}
+	pr.proxy = f.instanceProxy(pr.addr, log)
 	if err := f.waitHealthy(ctx, pr); err != nil {
 		return fail(err)
 	}
 	log.Info("instance ready", "instance", pr.addr, "pid", pr.pid)
 	return pr, nil
+}
+
+// instanceProxy returns the reverse proxy to the instance at addr. Its
+// errors, those of its requests and those it meets copying an answer (an
+// instance that breaks one off), go to log.
+func (f *Fleet) instanceProxy(addr string, log *slog.Logger) *httputil.ReverseProxy {
+	target := &url.URL{Scheme: "http", Host: addr}
+	log = log.With("instance", addr)
+	return &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.SetXForwarded()
+		},
+		Transport:    f.transport,
+		ErrorHandler: proxyError(log),
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // waitHealthy polls the process's /healthz until it answers 200.
