@@ -180,11 +180,13 @@ func (e *PolicyError) Error() string {
 // Unwrap returns the policy's error.
 func (e *PolicyError) Unwrap() error { return e.Err }
 
-// PanicError is a recovered panic from a gate, policy, guard or action. The
-// signal fails; the process keeps running.
+// PanicError is a recovered panic from a gate, policy, guard or action, or
+// one of them ending its goroutine with runtime.Goexit (which Process's
+// caller never sees return, but the observers do). The signal fails; the
+// process keeps running.
 type PanicError struct {
 	Stage Stage  // where the panic happened
-	Value any    // what was passed to panic
+	Value any    // what was passed to panic; nil for a runtime.Goexit
 	Stack []byte // the goroutine's stack where it panicked
 }
 

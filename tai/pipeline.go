@@ -188,8 +188,12 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 		return Result[R]{Outcome: Failed}, errNoKind
 	}
 	var f flight
+	returned := false
 	defer func() {
-		if v := recover(); v != nil {
+		// A hook that ended the goroutine with runtime.Goexit never
+		// returned, and recover gives nil: the signal failed all the same,
+		// and the observers and the root span are told so.
+		if v := recover(); v != nil || !returned {
 			err = p.panicked(&f, v)
 		}
 		if f.root != nil || p.timed {
@@ -205,6 +209,7 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 		ctx, f.root = p.tracer.Start(ctx, SpanInfo{Stage: StageSignal, Name: s.Kind, Kind: s.Kind, SignalID: s.ID})
 	}
 	err = p.run(ctx, &s, &res, &f)
+	returned = true
 	return res, err
 }
 

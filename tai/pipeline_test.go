@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1003,4 +1004,46 @@ func TestObserverSeesTheSignalSpan(t *testing.T) {
 	_, err = p.Process(context.Background(), sig())
 	require.NoError(t, err)
 	assert.Equal(t, "signal:test", got)
+}
+
+// A gate, policy or action that ends its goroutine with runtime.Goexit
+// (t.FailNow in a test's hook) never returns to Process, but the observers
+// still hear of the signal, as a failure: a *PanicError of that stage with
+// no value, as DoTwoStep reports it. Neither a metric nor an audit line
+// counts it as a success.
+func TestGoexitIsObservedAsAFailure(t *testing.T) {
+	for _, stage := range []tai.Stage{tai.StageGate, tai.StagePolicy, tai.StageAction} {
+		t.Run(stage.String(), func(t *testing.T) {
+			exitIn := func(st tai.Stage) {
+				if st == stage {
+					runtime.Goexit()
+				}
+			}
+			gate := tai.GateFunc(func(context.Context, string) error { exitIn(tai.StageGate); return nil })
+			policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+				exitIn(tai.StagePolicy)
+				return allow, nil
+			})
+			action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+				exitIn(tai.StageAction)
+				return 1, nil
+			})
+			recs := make(chan tai.Record, 1)
+			obs := tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs <- r })
+			p, err := tai.New(policy, action, tai.WithGates(gate), tai.WithObservers(obs))
+			require.NoError(t, err)
+			ended := make(chan struct{})
+			go func() {
+				defer close(ended)
+				_, _ = p.Process(context.Background(), sig())
+			}()
+			<-ended
+			rec := <-recs
+			assert.Equal(t, tai.Failed, rec.Outcome)
+			var pe *tai.PanicError
+			require.ErrorAs(t, rec.Err, &pe)
+			assert.Equal(t, stage, pe.Stage)
+			assert.Nil(t, pe.Value)
+		})
+	}
 }
