@@ -86,7 +86,12 @@ var (
 
 // OutcomeOf tells the Outcome an error from Process stands for: nil is
 // Succeeded, a *DeniedError is Denied, a *RejectedError is Rejected, any
-// other error is Failed. A caller maps outcomes to responses in one switch:
+// other error is Failed. The outermost of tai's errors in err's tree
+// decides: a *PolicyError, *PanicError or *StageError is Failed whatever
+// it wraps (a policy that errs with another pipeline's rejection failed),
+// and a *RejectedError is Rejected whatever its hook's error. Without one
+// of them, an error matching ErrDenied is Denied, ErrRejected Rejected.
+// A caller maps outcomes to responses in one switch:
 //
 //	switch tai.OutcomeOf(err) {
 //	case tai.Succeeded: // 200
@@ -95,9 +100,12 @@ var (
 //	case tai.Failed:    // 502
 //	}
 func OutcomeOf(err error) Outcome {
+	var o outcomer
 	switch {
 	case err == nil:
 		return Succeeded
+	case errors.As(err, &o):
+		return o.outcome()
 	case errors.Is(err, ErrDenied):
 		return Denied
 	case errors.Is(err, ErrRejected):
@@ -105,6 +113,18 @@ func OutcomeOf(err error) Outcome {
 	}
 	return Failed
 }
+
+// outcomer is implemented by tai's errors: each stands for one Outcome.
+type outcomer interface {
+	error
+	outcome() Outcome
+}
+
+func (*DeniedError) outcome() Outcome   { return Denied }
+func (*RejectedError) outcome() Outcome { return Rejected }
+func (*PolicyError) outcome() Outcome   { return Failed }
+func (*PanicError) outcome() Outcome    { return Failed }
+func (*StageError) outcome() Outcome    { return Failed }
 
 // DeniedError is returned when a policy denies a signal (or holds it for
 // review). It carries the Decision.

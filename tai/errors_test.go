@@ -3,6 +3,7 @@ package tai_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -84,4 +85,46 @@ func TestVerdictUnmarshalOverwrites(t *testing.T) {
 	o := tai.Failed
 	require.NoError(t, o.UnmarshalText([]byte("succeeded")))
 	assert.Equal(t, tai.Succeeded, o)
+}
+
+// A policy error, a panic and an ended context fail the signal whatever
+// error they carry: a policy that consults another pipeline, or a limiter
+// of its own, and errs with its rejection or denial has not been shed by
+// a gate or denied by the policy stage. OutcomeOf goes by the outermost
+// error of tai's, so a gate's or guard's rejection still wraps anything.
+func TestOutcomeOfGoesByTheOutermostError(t *testing.T) {
+	rejected := &tai.RejectedError{Stage: tai.StageGate, Err: errors.New("limited")}
+	denied := &tai.DeniedError{Decision: tai.Decision{Verdict: tai.Deny}}
+	tests := []struct {
+		err  error
+		want tai.Outcome
+	}{
+		{&tai.PolicyError{Policy: "velocity", Err: rejected}, tai.Failed},
+		{fmt.Errorf("wrapped: %w", &tai.PolicyError{Err: denied}), tai.Failed},
+		{&tai.PolicyError{Err: tai.ErrRejected}, tai.Failed},
+		{&tai.PanicError{Stage: tai.StageAction, Value: denied}, tai.Failed},
+		{&tai.StageError{Stage: tai.StagePolicy, Err: fmt.Errorf("x: %w", rejected)}, tai.Failed},
+		{&tai.RejectedError{Err: &tai.PolicyError{Err: errors.New("x")}}, tai.Rejected},
+		{&tai.RejectedError{Err: &tai.PanicError{Value: "x"}}, tai.Rejected},
+		{fmt.Errorf("wrapped: %w", tai.ErrDenied), tai.Denied},
+		{fmt.Errorf("wrapped: %w", tai.ErrRejected), tai.Rejected},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tai.OutcomeOf(tt.err), "%v", tt.err)
+	}
+
+	var rec tai.Record
+	obs := tai.ObserverFunc(func(_ context.Context, r tai.Record) { rec = r })
+	policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{}, rejected
+	})
+	action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil })
+	p, err := tai.New(tai.Named("velocity", policy), action, tai.WithObservers(obs))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+	var pe *tai.PolicyError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, tai.Failed, res.Outcome)
+	assert.Equal(t, tai.Failed, rec.Outcome)
+	assert.ErrorIs(t, err, rejected, "the policy's error is kept")
 }
