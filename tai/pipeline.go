@@ -44,7 +44,7 @@ func WithObservers(observers ...Observer) Option {
 }
 
 // WithTracer sets the Tracer that opens a span per signal and stage. The
-// last WithTracer wins; nil means no tracing.
+// last WithTracer wins; nil (or a nil pointer) means no tracing.
 func WithTracer(t Tracer) Option {
 	return func(o *options) { o.tracer = t }
 }
@@ -113,12 +113,14 @@ type Pipeline[T, R any] struct {
 
 // New returns a pipeline that evaluates policy and, when it allows, runs
 // action. It returns an error for a nil policy or action (or a nil policy
-// inside All, Any, Named or FailOpen) and for a nil hook, naming which.
+// inside All, Any, Named or FailOpen) and for a nil hook, naming which. A
+// nil function or pointer is nil here too: a PolicyFunc(nil), or a
+// *Scored whose NewScored error was ignored.
 func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipeline[T, R], error) {
 	if err := validatePolicy(policy); err != nil {
 		return nil, fmt.Errorf("tai.New: policy: %w", err)
 	}
-	if action == nil {
+	if isNil(action) {
 		return nil, errors.New("tai.New: action is nil")
 	}
 	var o options
@@ -134,19 +136,18 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 		gates:      o.gates,
 		guards:     o.guards,
 		observers:  o.observers,
-		tracer:     o.tracer,
 		hold:       o.hold,
 		logger:     o.logger,
 	}
 	for i, g := range p.gates {
-		if g == nil {
+		if isNil(g) {
 			return nil, fmt.Errorf("tai.New: gate %d is nil", i)
 		}
 		p.gateNames = append(p.gateNames, nameOf(g, ""))
 		p.gateSpans = append(p.gateSpans, nameOf(g, StageGate.String()))
 	}
 	for i, g := range p.guards {
-		if g == nil {
+		if isNil(g) {
 			return nil, fmt.Errorf("tai.New: guard %d is nil", i)
 		}
 		p.guardNames = append(p.guardNames, nameOf(g, ""))
@@ -158,12 +159,15 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 		p.steps = nil
 	}
 	for i, ob := range p.observers {
-		if ob == nil {
+		if isNil(ob) {
 			return nil, fmt.Errorf("tai.New: observer %d is nil", i)
 		}
 		if so, ok := ob.(StageObserver); ok && so.ObservesStages() {
 			p.stageTimed = true
 		}
+	}
+	if !isNil(o.tracer) {
+		p.tracer = o.tracer
 	}
 	p.timed = len(p.observers) > 0
 	p.calls.New = func() any { return p.newCall() }

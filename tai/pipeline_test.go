@@ -460,6 +460,18 @@ func TestNewValidation(t *testing.T) {
 		{"nil gate", func() error { _, err := tai.New(pol, act, tai.WithGates(nil)); return err }, "gate 0 is nil"},
 		{"nil guard", func() error { _, err := tai.New(pol, act, tai.WithGuards(taitest.NopGuard{}, nil)); return err }, "guard 1 is nil"},
 		{"nil observer", func() error { _, err := tai.New(pol, act, tai.WithObservers(nil)); return err }, "observer 0 is nil"},
+		// A nil function or pointer in a non-nil interface is nil all the
+		// same: every signal would panic on it, and a Namer's Name would
+		// panic in New itself (a *Scored whose NewScored error was ignored).
+		{"nil PolicyFunc", func() error { _, err := tai.New(tai.PolicyFunc[int](nil), act); return err }, "policy: tai: nil policy"},
+		{"nil *Scored", func() error { _, err := tai.New(nilScored, act); return err }, "policy: tai: nil policy"},
+		{"nil PolicyFunc in All", func() error { _, err := tai.New(tai.All(pol, tai.PolicyFunc[int](nil)), act); return err }, "policy 1: tai: nil policy"},
+		{"nil *Scored in Any", func() error { _, err := tai.New(tai.Any(nilScored), act); return err }, "policy 0: tai: nil policy"},
+		{"nil ActionFunc", func() error { _, err := tai.New(pol, tai.ActionFunc[int, int](nil)); return err }, "action is nil"},
+		{"nil GateFunc", func() error { _, err := tai.New(pol, act, tai.WithGates(tai.GateFunc(nil))); return err }, "gate 0 is nil"},
+		{"nil GuardFunc", func() error { _, err := tai.New(pol, act, tai.WithGuards(tai.GuardFunc(nil))); return err }, "guard 0 is nil"},
+		{"nil *wrapOnly guard", func() error { _, err := tai.New(pol, act, tai.WithGuards((*wrapOnly)(nil))); return err }, "guard 0 is nil"},
+		{"nil ObserverFunc", func() error { _, err := tai.New(pol, act, tai.WithObservers(tai.ObserverFunc(nil))); return err }, "observer 0 is nil"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -469,7 +481,16 @@ func TestNewValidation(t *testing.T) {
 	// A nil Option is ignored rather than crashing.
 	_, err := tai.New(pol, act, nil)
 	require.NoError(t, err)
+	// A nil *T tracer, as a nil Tracer, means no tracing.
+	var tracer *spanTracer
+	p, err := tai.New(pol, act, tai.WithTracer(tracer))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), sig())
+	require.NoError(t, err)
+	assert.Equal(t, tai.Succeeded, res.Outcome)
 }
+
+var nilScored *tai.Scored[int]
 
 func TestPanicsRecovered(t *testing.T) {
 	panicPolicy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) { panic("policy bug") })

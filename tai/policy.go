@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 )
 
 // A Policy decides whether a signal may go on to the action. It returns
@@ -46,13 +47,28 @@ type validator interface {
 var errNilPolicy = errors.New("tai: nil policy")
 
 func validatePolicy(p any) error {
-	if p == nil {
+	if isNil(p) {
 		return errNilPolicy
 	}
 	if v, ok := p.(validator); ok {
 		return v.validate()
 	}
 	return nil
+}
+
+// isNil reports whether v is nil, or holds a nil function or pointer: a
+// PolicyFunc(nil), or a *Scored whose constructor's error was ignored.
+// Either would panic on every signal, and a Namer's Name in New. (A nil
+// map or slice may be a working hook: reading one is allowed.)
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Func, reflect.Pointer:
+		return rv.IsNil()
+	}
+	return false
 }
 
 // Named gives p a name: spans and errors use it, and a decision of p
