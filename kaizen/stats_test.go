@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
 	"github.com/taipattern/taikit/tai"
@@ -228,25 +229,37 @@ func TestStatsTrendTolerance(t *testing.T) {
 		// Every latency of a window is the same, so its quantiles are
 		// exact: a change of exactly the tolerance is the Same.
 		{"change equal to the tolerance", kaizen.Tolerance{Rate: 0.25, Latency: 0.5}, 250, 500, 100 * time.Millisecond, 150 * time.Millisecond, kaizen.Same, kaizen.Same},
+		// A change of exactly the tolerance is the Same whatever the rates
+		// and latencies: 0.51-0.50 and 0.7×3s are not exact in floating
+		// point, and a rounding error must not make them Better or Worse.
+		{"one point from one half", kaizen.Tolerance{}, 500, 510, 100 * time.Millisecond, 100 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"one point down from one half", kaizen.Tolerance{}, 510, 500, 100 * time.Millisecond, 100 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"one point from a fifth", kaizen.Tolerance{}, 200, 210, 100 * time.Millisecond, 100 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"latency up by exactly 30%", kaizen.Tolerance{Latency: 0.3}, 100, 100, 100 * time.Millisecond, 130 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"latency down by exactly 30%", kaizen.Tolerance{Latency: 0.3}, 100, 100, 100 * time.Millisecond, 70 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"latency up by exactly 70%", kaizen.Tolerance{Latency: 0.7}, 100, 100, 3 * time.Second, 5100 * time.Millisecond, kaizen.Same, kaizen.Same},
+		{"just beyond one point", kaizen.Tolerance{}, 500, 511, 100 * time.Millisecond, 131 * time.Millisecond, kaizen.Worse, kaizen.Worse},
 	}
 	for _, c := range cases {
-		synctest.Test(t, func(t *testing.T) {
-			s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Tolerance: c.tol})
-			require.NoError(t, err)
-			fill := func(end time.Time, errs int, lat time.Duration) {
-				for i := range 1000 {
-					o := tai.Succeeded
-					if i < errs {
-						o = tai.Failed
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Tolerance: c.tol})
+				require.NoError(t, err)
+				fill := func(end time.Time, errs int, lat time.Duration) {
+					for i := range 1000 {
+						o := tai.Succeeded
+						if i < errs {
+							o = tai.Failed
+						}
+						s.Observe(context.Background(), rec("k", o, tai.Allow, end, lat))
 					}
-					s.Observe(context.Background(), rec("k", o, tai.Allow, end, lat))
 				}
-			}
-			fill(time.Now().Add(-90*time.Second), c.prevErr, c.prevLat)
-			fill(time.Now().Add(-time.Second), c.curErr, c.curLat)
-			w, _ := s.Window("k", time.Minute)
-			assert.Equal(t, c.wantErr, w.Trend.ErrorRate.Direction, c.name)
-			assert.Equal(t, c.wantP99, w.Trend.P99.Direction, c.name)
+				fill(time.Now().Add(-90*time.Second), c.prevErr, c.prevLat)
+				fill(time.Now().Add(-time.Second), c.curErr, c.curLat)
+				w, _ := s.Window("k", time.Minute)
+				assert.Equal(t, c.wantErr, w.Trend.ErrorRate.Direction, "error rate")
+				assert.Equal(t, c.wantP99, w.Trend.P99.Direction, "p99")
+			})
 		})
 	}
 }

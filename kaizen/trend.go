@@ -39,11 +39,12 @@ type Trends struct {
 
 // Tolerance sets how large a change must be to count as Better or Worse.
 type Tolerance struct {
-	// Rate is the absolute change of a rate below which it is the Same.
-	// Zero means 0.01 (one percentage point).
+	// Rate is the largest absolute change of a rate that is the Same; a
+	// change of exactly Rate is the Same. Zero means 0.01 (one percentage
+	// point).
 	Rate float64
-	// Latency is the change of a latency, relative to the previous
-	// window's, below which it is the Same. Zero means 0.1 (10%).
+	// Latency is the largest change of a latency, relative to the
+	// previous window's, that is the Same. Zero means 0.1 (10%).
 	Latency float64
 }
 
@@ -74,7 +75,7 @@ func trendsOf(cur, prev Period, tol Tolerance) Trends {
 func rateTrend(cur, prev, tol float64, higherIsBetter bool) Trend {
 	d := cur - prev
 	t := Trend{Direction: Same, Delta: d}
-	if math.Abs(d) > tol {
+	if beyond(math.Abs(d), tol) {
 		if (d > 0) == higherIsBetter {
 			t.Direction = Better
 		} else {
@@ -87,7 +88,7 @@ func rateTrend(cur, prev, tol float64, higherIsBetter bool) Trend {
 func latencyTrend(cur, prev time.Duration, tol float64) Trend {
 	d := cur - prev
 	t := Trend{Direction: Same, Delta: d.Seconds()}
-	if math.Abs(float64(d)) > tol*float64(prev) {
+	if beyond(math.Abs(float64(d)), tol*float64(prev)) {
 		if d < 0 {
 			t.Direction = Better
 		} else {
@@ -95,4 +96,12 @@ func latencyTrend(cur, prev time.Duration, tol float64) Trend {
 		}
 	}
 	return t
+}
+
+// beyond reports whether change exceeds limit by more than the rounding
+// of floating point: a change of exactly the tolerance, such as 0.51-0.50
+// against 0.01, is the Same, though its difference rounds a little above
+// the limit.
+func beyond(change, limit float64) bool {
+	return change > limit*(1+1e-9)
 }
