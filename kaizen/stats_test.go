@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -553,4 +554,24 @@ func TestStatsRecordsOutsideTheEnums(t *testing.T) {
 	assert.Equal(t, kaizen.OutcomeCounts{}, w.Current.Outcomes)
 	assert.Equal(t, kaizen.VerdictCounts{}, w.Current.Verdicts)
 	assert.Zero(t, w.Current.Ratio(tai.Succeeded, tai.Denied, tai.Rejected, tai.Failed))
+}
+
+// TestStatsMeanOfLongDurations: the sum of a window's durations can pass
+// what a time.Duration holds (292 years; signals lasting 30s at 3000 a
+// second over a 72h window sum to 740); the mean stays exact.
+func TestStatsMeanOfLongDurations(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Resolution: 1})
+		require.NoError(t, err)
+		for _, d := range []time.Duration{math.MaxInt64, math.MaxInt64 - 2, 3 * time.Second} {
+			s.Observe(context.Background(), tai.Record{Kind: "k", Outcome: tai.Succeeded, Duration: d})
+		}
+		w, ok := s.Window("k", time.Minute)
+		require.True(t, ok)
+		sum := new(big.Int).Mul(big.NewInt(math.MaxInt64), big.NewInt(2))
+		sum.Add(sum, big.NewInt(int64(3*time.Second-2)))
+		assert.Equal(t, time.Duration(sum.Div(sum, big.NewInt(3)).Int64()), w.Current.Mean)
+		assert.Equal(t, time.Duration(math.MaxInt64), w.Current.Max)
+		assert.Equal(t, 3*time.Second, w.Current.Min)
+	})
 }

@@ -1,6 +1,7 @@
 package kaizen
 
 import (
+	"math/bits"
 	"time"
 
 	"github.com/taipattern/taikit/tai"
@@ -15,7 +16,7 @@ type slot struct {
 	total    uint64
 	outcomes [numOutcomes]uint64
 	verdicts [tai.Deny + 1]uint64
-	sum      time.Duration
+	sum      sum128 // of the durations, which can pass what a time.Duration holds
 	lo, hi   time.Duration
 	hist     histogram
 }
@@ -25,7 +26,7 @@ func (s *slot) reset(epoch int64) {
 	s.total = 0
 	s.outcomes = [numOutcomes]uint64{}
 	s.verdicts = [tai.Deny + 1]uint64{}
-	s.sum, s.lo, s.hi = 0, 0, 0
+	s.sum, s.lo, s.hi = sum128{}, 0, 0
 	s.hist.reset()
 }
 
@@ -46,8 +47,26 @@ func (s *slot) add(o tai.Outcome, v tai.Verdict, d time.Duration, bin int) {
 	if int(v) < len(s.verdicts) {
 		s.verdicts[v]++
 	}
-	s.sum += d
+	s.sum.add(sum128{lo: uint64(d)})
 	s.hist.add(bin)
+}
+
+// sum128 is a sum of non-negative durations in 128 bits: 2^64 signals
+// of the longest time.Duration do not overflow it.
+type sum128 struct{ hi, lo uint64 }
+
+func (s *sum128) add(o sum128) {
+	var carry uint64
+	s.lo, carry = bits.Add64(s.lo, o.lo, 0)
+	s.hi, _ = bits.Add64(s.hi, o.hi, carry)
+}
+
+// mean returns the sum divided by n, n > 0 and the count of the durations
+// summed, rounded down. Each duration is below 2^63, so the quotient is
+// too.
+func (s sum128) mean(n uint64) time.Duration {
+	q, _ := bits.Div64(s.hi, s.lo, n)
+	return time.Duration(q)
 }
 
 // ring keeps the slots of one window: 2×n slots of width window/n, enough
@@ -95,7 +114,7 @@ func (r *ring) period(last int64) Period {
 		End:   time.Unix(0, (last+1)*r.width).UTC(),
 	}
 	h := new(histogram)
-	var sum time.Duration
+	var sum sum128
 	for i := range r.slots {
 		s := &r.slots[i]
 		if s.total == 0 || s.epoch > last || s.epoch <= last-r.n {
@@ -114,7 +133,7 @@ func (r *ring) period(last int64) Period {
 		p.Verdicts.Allow += s.verdicts[tai.Allow]
 		p.Verdicts.Review += s.verdicts[tai.Review]
 		p.Verdicts.Deny += s.verdicts[tai.Deny]
-		sum += s.sum
+		sum.add(s.sum)
 		h.merge(&s.hist)
 	}
 	p.hist = h
@@ -124,7 +143,7 @@ func (r *ring) period(last int64) Period {
 		p.DenyRate = float64(p.Outcomes.Denied) / t
 		p.RejectRate = float64(p.Outcomes.Rejected) / t
 		p.ErrorRate = float64(p.Outcomes.Failed) / t
-		p.Mean = sum / time.Duration(p.Total)
+		p.Mean = sum.mean(p.Total)
 		p.P50 = p.Quantile(0.5)
 		p.P90 = p.Quantile(0.9)
 		p.P99 = p.Quantile(0.99)
