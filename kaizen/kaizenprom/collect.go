@@ -76,6 +76,16 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return zero, fmt.Errorf("kaizenprom: registering metrics: %w", err)
 }
 
+// registerNew is register, and appends c to added when reg took it now
+// rather than returning a collector it already held.
+func registerNew[C prometheus.Collector](reg prometheus.Registerer, added *[]prometheus.Collector, c C) (C, error) {
+	got, err := register(reg, c)
+	if err == nil && prometheus.Collector(got) == prometheus.Collector(c) {
+		*added = append(*added, c)
+	}
+	return got, err
+}
+
 // families is the part every collector shares: it names the metric
 // families under the options' namespace, keeps their descriptors and
 // describes them.

@@ -38,7 +38,8 @@ type MetricsOptions struct {
 	NativeHistogramBucketFactor float64
 	// ConstLabels are added to every metric (for example the service).
 	// "le", which Prometheus keeps for the bucket bounds of a histogram,
-	// is refused.
+	// is refused, and so are the labels of the metrics: "kind",
+	// "outcome", "policy", "verdict" and "stage".
 	ConstLabels prometheus.Labels
 	// NoStages keeps only the "signal" series of the duration histogram.
 	// By default Metrics is a tai.StageObserver and also times the gate,
@@ -106,6 +107,9 @@ type kindMetrics struct {
 	mu        sync.Mutex // serializes the writers of policies
 }
 
+// metricsLabels are the variable labels of the families of Metrics.
+var metricsLabels = []string{"kind", "outcome", "policy", "verdict", "stage"}
+
 // numOutcomes sizes the outcome counters, indexed by tai.Outcome: slot 0,
 // the invalid zero Outcome, stays nil.
 const numOutcomes = int(tai.Failed) + 1
@@ -137,6 +141,14 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	if err := checkHistogramLabels("MetricsOptions.ConstLabels", opts.ConstLabels); err != nil {
 		return nil, fmt.Errorf("kaizenprom: %w", err)
 	}
+	// Checked before any family is registered: a registry keeps the label
+	// names of a family it once held, even once unregistered, so a family
+	// taken with a wrong one would refuse every later NewMetrics on it.
+	for _, l := range metricsLabels {
+		if _, ok := opts.ConstLabels[l]; ok {
+			return nil, fmt.Errorf("kaizenprom: MetricsOptions.ConstLabels: %q is a label of the metrics; it cannot be a constant label", l)
+		}
+	}
 	buckets := slices.Clone(opts.Buckets)
 	if len(buckets) == 0 {
 		buckets = DefaultBuckets()
@@ -154,45 +166,54 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	}
 
 	m := &Metrics{exemplars: !opts.NoExemplars, stages: !opts.NoStages}
+	// A family that fails to register unregisters those this call added,
+	// so a failed call leaves reg as it was and a corrected one can follow.
+	var added []prometheus.Collector
+	fail := func(err error) (*Metrics, error) {
+		for _, c := range added {
+			reg.Unregister(c)
+		}
+		return nil, err
+	}
 	var err error
-	m.signals, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.signals, err = registerNew(reg, &added, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: opts.Subsystem, Name: "signals_total", ConstLabels: opts.ConstLabels,
 		Help: "Signals that finished a pipeline, by kind and outcome (succeeded, denied, rejected, failed).",
 	}, []string{"kind", "outcome"}))
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	m.decisions, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.decisions, err = registerNew(reg, &added, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: opts.Subsystem, Name: "decisions_total", ConstLabels: opts.ConstLabels,
 		Help: "Deciding policy decisions, by kind, policy and verdict (allow, review, deny).",
 	}, []string{"kind", "policy", "verdict"}))
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	m.durations, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	m.durations, err = registerNew(reg, &added, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: ns, Subsystem: opts.Subsystem, Name: "signal_duration_seconds", ConstLabels: opts.ConstLabels,
 		Help:                        "Time signals took from start to result, by kind and outcome.",
 		Buckets:                     buckets,
 		NativeHistogramBucketFactor: opts.NativeHistogramBucketFactor,
 	}, []string{"kind", "outcome"}))
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	m.stageDurs, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	m.stageDurs, err = registerNew(reg, &added, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: ns, Subsystem: opts.Subsystem, Name: "stage_duration_seconds", ConstLabels: opts.ConstLabels,
 		Help:                        "Time signals spent in each stage of the pipeline (gate, policy, action), by kind and stage.",
 		Buckets:                     buckets,
 		NativeHistogramBucketFactor: opts.NativeHistogramBucketFactor,
 	}, []string{"kind", "stage"}))
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	m.inFlight, err = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.inFlight, err = registerNew(reg, &added, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Subsystem: opts.Subsystem, Name: "signals_in_flight", ConstLabels: opts.ConstLabels,
 		Help: "Signals started and not yet finished, by kind (counted by Metrics.Tracer).",
 	}, []string{"kind"}))
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	empty := map[string]*kindMetrics{}
 	m.kinds.Store(&empty)

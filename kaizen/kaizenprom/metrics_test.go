@@ -174,6 +174,37 @@ func TestMetricsDoubleRegistrationReuses(t *testing.T) {
 	require.ErrorContains(t, err, "kaizenprom: registering metrics")
 }
 
+// TestNewMetricsFailingRegistersNothing: NewMetrics that fails leaves the
+// registry as it found it, so the same registry takes a corrected
+// NewMetrics. A constant label that is one of the metrics' own is refused
+// before any family is registered: a registry keeps the label names of a
+// family even once it is unregistered.
+func TestNewMetricsFailingRegistersNothing(t *testing.T) {
+	for _, label := range []string{"kind", "outcome", "policy", "verdict", "stage"} {
+		t.Run(label, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			_, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{ConstLabels: prometheus.Labels{label: "x"}})
+			require.ErrorContains(t, err, `kaizenprom: MetricsOptions.ConstLabels: "`+label+`" is a label of the metrics`)
+			m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+			require.NoError(t, err, "a failed NewMetrics left families registered")
+			m.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Outcome: tai.Succeeded, Duration: time.Millisecond})
+			assert.Equal(t, 1.0, counterValue(t, reg, "taikit_signals_total", map[string]string{"kind": "k", "outcome": "succeeded"}))
+		})
+	}
+	// A family that fails to register for another reason unregisters
+	// those the call added; those that were there before it stay.
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "other_signals_in_flight", Help: "x"}))
+	_, err = kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{Namespace: "other"})
+	require.ErrorContains(t, err, "kaizenprom: registering metrics")
+	m.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Outcome: tai.Succeeded, Duration: time.Millisecond})
+	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_signals_total", map[string]string{"kind": "k", "outcome": "succeeded"}))
+	assert.False(t, reg.Unregister(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "other_signals_total"}, []string{"kind", "outcome"})),
+		"the failed call's families are unregistered")
+}
+
 func TestMetricsInFlight(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
