@@ -172,6 +172,15 @@ func (s *sources[T]) add(what, name string, src T) error {
 	return nil
 }
 
+// remove removes the source named name and reports whether there was one.
+func (s *sources[T]) remove(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.items)
+	s.items = slices.DeleteFunc(s.items, func(x named[T]) bool { return x.name == name })
+	return len(s.items) < n
+}
+
 // list returns the sources, to read without holding the lock.
 func (s *sources[T]) list() []named[T] {
 	s.mu.Lock()

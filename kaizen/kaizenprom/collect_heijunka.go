@@ -22,7 +22,8 @@ import (
 //	taikit_limiter_live_keys{limiter}           gauge, keys a Keyed limiter's in-memory store holds
 //	taikit_limiter_requests_total{limiter, result}  counter, result admitted, limited or error (needs Gate)
 //
-// Limiters need a unique Name: it is the label value.
+// Limiters need a unique Name: it is the label value. One that is
+// replaced is removed first, with RemoveLimiter.
 type HeijunkaCollector struct {
 	*families
 	rate, burst, liveKeys, requests *prometheus.Desc
@@ -80,6 +81,12 @@ func (c *HeijunkaCollector) AddKeyed(k *heijunka.Keyed) error {
 	}
 	return c.limiters.add("limiter", k.Name(), k)
 }
+
+// RemoveLimiter stops exporting the limit and live keys of the Limiter or
+// Keyed named name, whose series leave the next scrape, and frees the
+// name for another. It reports whether one was exported. The counts of a
+// Gate of that name go on.
+func (c *HeijunkaCollector) RemoveLimiter(name string) bool { return c.limiters.remove(name) }
 
 // Gate wraps a gate (a heijunka Limiter or Keyed, or any tai.Gate) so that
 // its decisions are counted in taikit_limiter_requests_total under the

@@ -2,6 +2,7 @@ package kaizenprom
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/taipattern/taikit/jidoka"
 )
 
@@ -19,7 +20,9 @@ import (
 //	taikit_watchdog_checks_total{watchdog}      counter, checks run
 //
 // Every breaker, line and watchdog needs a unique, non-empty Name: it is
-// the label value.
+// the label value. One that is replaced (on a configuration reload) is
+// removed first, with RemoveBreaker, RemoveLine or RemoveWatchdog: the
+// collector holds what it exports until then.
 type JidokaCollector struct {
 	*families
 	state, transitions, failureRatio, slowRatio *prometheus.Desc
@@ -84,6 +87,21 @@ func (c *JidokaCollector) AddWatchdog(w *jidoka.Watchdog) error {
 	}
 	return c.watchdogs.add("watchdog", w.Name(), w)
 }
+
+// RemoveBreaker stops exporting the breaker named name, whose series
+// leave the next scrape, and frees the name for another breaker. It
+// reports whether one was exported.
+func (c *JidokaCollector) RemoveBreaker(name string) bool { return c.breakers.remove(name) }
+
+// RemoveLine stops exporting the line named name, whose series leave the
+// next scrape, and frees the name for another line. It reports whether
+// one was exported.
+func (c *JidokaCollector) RemoveLine(name string) bool { return c.lines.remove(name) }
+
+// RemoveWatchdog stops exporting the watchdog named name, whose series
+// leave the next scrape, and frees the name for another watchdog. It
+// reports whether one was exported.
+func (c *JidokaCollector) RemoveWatchdog(name string) bool { return c.watchdogs.remove(name) }
 
 // Collect reads every breaker, line and watchdog.
 func (c *JidokaCollector) Collect(ch chan<- prometheus.Metric) {

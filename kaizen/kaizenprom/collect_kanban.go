@@ -110,6 +110,18 @@ func (c *KanbanCollector) AddQueue(name string, q Queue) error {
 	return c.queues.add("queue", name, q)
 }
 
+// RemoveQueue stops exporting the queue named name: its series, and those
+// of its handler durations, leave the next scrape, and the name is free
+// for another queue (whose handlers need a new HandlerObserver). It
+// reports whether a queue of that name was exported.
+func (c *KanbanCollector) RemoveQueue(name string) bool {
+	if !c.queues.remove(name) {
+		return false
+	}
+	c.durations.DeleteLabelValues(name)
+	return true
+}
+
 // HandlerObserver returns the kanban.HandlerObserver that records the
 // durations of the queue name's handler attempts, for
 // kanban.ConsumeOptions.Observer. Pass the name the queue is added under.

@@ -272,3 +272,59 @@ type namedGate string
 
 func (g namedGate) Name() string                        { return string(g) }
 func (g namedGate) Admit(context.Context, string) error { return nil }
+
+// TestCollectorsRemove: a service that rebuilds a breaker, a limiter or a
+// queue (on a configuration reload) removes the old one, whose series
+// leave the scrape, and adds the new one under the same name.
+func TestCollectorsRemove(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	jc, err := kaizenprom.NewJidokaCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	hc, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	kc, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+
+	old, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway"})
+	require.NoError(t, err)
+	require.NoError(t, jc.AddBreaker(old))
+	old.Trip("manual")
+	require.NoError(t, jc.AddLine(mustLine(t, "payments")))
+	wd, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Name: "eu-west", Check: func(context.Context) error { return nil }})
+	require.NoError(t, err)
+	require.NoError(t, jc.AddWatchdog(wd))
+	lim, err := heijunka.NewLimiter(heijunka.Limit{Rate: 5, Burst: 10}, heijunka.LimiterOptions{Name: "api"})
+	require.NoError(t, err)
+	require.NoError(t, hc.AddLimiter(lim))
+	require.NoError(t, kc.AddQueue("rollouts", fakeQueue{kanban.QueueStats{Published: 10}}))
+	obs, err := kc.HandlerObserver("rollouts")
+	require.NoError(t, err)
+	obs.ObserveHandler(time.Millisecond, nil)
+
+	assert.True(t, jc.RemoveBreaker("gateway"))
+	assert.False(t, jc.RemoveBreaker("gateway"), "removed already")
+	assert.True(t, jc.RemoveLine("payments"))
+	assert.True(t, jc.RemoveWatchdog("eu-west"))
+	assert.True(t, hc.RemoveLimiter("api"))
+	assert.True(t, kc.RemoveQueue("rollouts"))
+	assert.False(t, kc.RemoveQueue("nope"))
+	for name, labels := range map[string]map[string]string{
+		"taikit_breaker_state":                  {"breaker": "gateway", "state": "open"},
+		"taikit_line_stopped":                   {"line": "payments"},
+		"taikit_watchdog_healthy":               {"watchdog": "eu-west"},
+		"taikit_limiter_rate":                   {"limiter": "api"},
+		"taikit_queue_published_total":          {"queue": "rollouts"},
+		"taikit_queue_handler_duration_seconds": {"queue": "rollouts"},
+	} {
+		assert.Nil(t, series(t, reg, name, labels), "%s%v after its source was removed", name, labels)
+	}
+
+	// The new breaker takes the name; the scrape shows its state.
+	fresh, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway"})
+	require.NoError(t, err)
+	require.NoError(t, jc.AddBreaker(fresh))
+	assert.Equal(t, 1.0, gaugeValue(t, reg, "taikit_breaker_state", map[string]string{"breaker": "gateway", "state": "closed"}))
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
