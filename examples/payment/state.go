@@ -267,10 +267,14 @@ func (r *customerRecord) spent(currency string, now time.Time) int64 {
 }
 
 // addSpend adds minor to the spend in currency on now's day; a release
-// (minor < 0) of a day that has passed changes nothing.
+// (minor < 0) of a day that has passed changes nothing, and neither does
+// a payment booked late on a day before the one kept (a clock a little
+// behind, just after midnight): no rule reads that day's spend any more,
+// and today's must not be lost to it.
 func (r *customerRecord) addSpend(currency string, minor int64, now time.Time) {
 	if d := dayOf(now); r.day != d {
-		if minor < 0 {
+		booked := r.code != [3]byte{} || r.more != nil
+		if minor < 0 || booked && d < r.day {
 			return
 		}
 		r.day, r.code, r.minor, r.more = d, [3]byte{}, 0, nil

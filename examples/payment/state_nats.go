@@ -298,10 +298,13 @@ func (e *customerEntry) spent(currency string, now time.Time) int64 {
 }
 
 // addSpend adds minor to the spend in currency on now's day; a release
-// (minor < 0) of a day that has passed changes nothing.
+// (minor < 0) of a day that has passed changes nothing, and neither does
+// a payment booked late on a day before the one kept (another replica's
+// clock a little behind, just after midnight): today's spend must not be
+// lost to it. Days as dayKey writes them sort as they follow each other.
 func (e *customerEntry) addSpend(currency string, minor int64, now time.Time) {
 	if d := dayKey(now); e.Day != d {
-		if minor < 0 {
+		if minor < 0 || d < e.Day {
 			return
 		}
 		e.Day, e.Spend = d, map[string]int64{}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/internal/servers"
+)
+
+// customerStores opens each kind of customer state, empty.
+func customerStores(t *testing.T) map[string]CustomerState {
+	t.Helper()
+	opts, err := redis.ParseURL(servers.StartRedis(t).URL())
+	require.NoError(t, err)
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return map[string]CustomerState{
+		"memory": NewMemoryState(0),
+		"nats":   natsState(t, startJS(t)),
+		"redis":  NewRedisState(rdb, "test:"),
+	}
+}
+
+// stateStep is one call to a customer state, and what it answered.
+type stateStep func(ctx context.Context, s CustomerState) (string, error)
+
+func attemptStep(customer string, now time.Time, window time.Duration) stateStep {
+	return func(ctx context.Context, s CustomerState) (string, error) {
+		n, err := s.Attempt(ctx, customer, now, window)
+		return fmt.Sprintf("attempt %s %v: %d", customer, now.Format(time.RFC3339Nano), n), err
+	}
+}
+
+func reserveStep(customer, currency string, minor int64, now time.Time) stateStep {
+	return func(ctx context.Context, s CustomerState) (string, error) {
+		n, spent, err := s.Reserve(ctx, customer, currency, minor, now, time.Minute)
+		return fmt.Sprintf("reserve %s %s %d %v: %d attempts, %d spent", customer, currency, minor, now.Format(time.RFC3339Nano), n, spent), err
+	}
+}
+
+func addSpendStep(customer, currency string, minor int64, now time.Time) stateStep {
+	return func(ctx context.Context, s CustomerState) (string, error) {
+		return fmt.Sprintf("add %s %s %d %v", customer, currency, minor, now.Format(time.RFC3339Nano)), s.AddSpend(ctx, customer, currency, minor, now)
+	}
+}
+
+func spentStep(customer, currency string, now time.Time) stateStep {
+	return func(ctx context.Context, s CustomerState) (string, error) {
+		v, err := s.Spent(ctx, customer, currency, now)
+		return fmt.Sprintf("spent %s %s %v: %d", customer, currency, now.Format(time.RFC3339Nano), v), err
+	}
+}
+
+// Every customer state answers a sequence of calls alike: the in-memory
+// one, JetStream's and Redis's are interchangeable under the fraud rules.
+func TestCustomerStatesAnswerAlike(t *testing.T) {
+	stores := customerStores(t)
+	ctx := context.Background()
+	midnight := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	before := midnight.Add(-time.Nanosecond)
+
+	for _, tc := range []struct {
+		name  string
+		steps []stateStep
+	}{
+		{"the velocity window's edges", []stateStep{
+			attemptStep("v", midnight, time.Minute),
+			attemptStep("v", midnight.Add(30*time.Second), time.Minute),
+			attemptStep("v", midnight.Add(time.Minute), time.Minute), // the first is out: exactly a window ago
+			attemptStep("v", midnight.Add(time.Minute+30*time.Second-time.Microsecond), time.Minute),
+			attemptStep("v", midnight.Add(time.Minute+30*time.Second), time.Minute),
+		}},
+		{"currencies mixed", []stateStep{
+			reserveStep("m", "USD", 100, midnight),
+			reserveStep("m", "EUR", 200, midnight),
+			reserveStep("m", "JPY", 300, midnight),
+			addSpendStep("m", "USD", 50, midnight),
+			spentStep("m", "USD", midnight),
+			spentStep("m", "EUR", midnight),
+			spentStep("m", "JPY", midnight),
+			spentStep("m", "GBP", midnight),
+		}},
+		{"the UTC day boundary", []stateStep{
+			reserveStep("d", "USD", 400, before),
+			reserveStep("d", "USD", 100, midnight),
+			spentStep("d", "USD", midnight),
+			addSpendStep("d", "USD", -400, before),
+			spentStep("d", "USD", midnight.Add(time.Hour)),
+		}},
+		{"a day before 1970", []stateStep{
+			reserveStep("1969", "USD", 5, time.Date(1969, 7, 20, 20, 17, 0, 0, time.UTC)),
+			spentStep("1969", "USD", time.Date(1969, 7, 20, 23, 0, 0, 0, time.UTC)),
+		}},
+		{"a late write of the day before", []stateStep{
+			// Another replica, its clock a little behind, books a
+			// payment of the day before after one of today.
+			addSpendStep("late", "USD", 300, midnight),
+			addSpendStep("late", "EUR", 200, midnight),
+			addSpendStep("late", "USD", 100, before),
+			spentStep("late", "USD", midnight),
+			spentStep("late", "EUR", midnight),
+			reserveStep("late", "USD", 50, midnight),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			answers := map[string][]string{}
+			for name, s := range stores {
+				for _, step := range tc.steps {
+					got, err := step(ctx, s)
+					require.NoError(t, err, "%s: %s", name, got)
+					answers[name] = append(answers[name], got)
+				}
+			}
+			assert.Equal(t, answers["memory"], answers["redis"], "memory and redis")
+			assert.Equal(t, answers["memory"], answers["nats"], "memory and nats")
+		})
+	}
+}
+
+// Payments of one customer judged at once are each counted, in every
+// store, even at the same instant: the velocity limit cannot be passed by
+// racing requests.
+func TestCustomerStatesCountRacingAttempts(t *testing.T) {
+	const racers = 20
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for name, s := range customerStores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			seen := make([]int, racers)
+			for i := range racers {
+				wg.Go(func() {
+					n, _, err := s.Reserve(ctx, "race", "USD", 100, now, time.Minute)
+					assert.NoError(t, err)
+					seen[i] = n
+				})
+			}
+			wg.Wait()
+			n, err := s.Attempt(ctx, "race", now, time.Minute)
+			require.NoError(t, err)
+			assert.Equal(t, racers+1, n, "every attempt counted")
+			assert.ElementsMatch(t, seq(1, racers), seen, "each racer saw its own count")
+			spent, err := s.Spent(ctx, "race", "USD", now)
+			require.NoError(t, err)
+			assert.EqualValues(t, racers*100, spent)
+		})
+	}
+}
+
+func seq(from, to int) []int {
+	var s []int
+	for i := from; i <= to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
