@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -36,7 +37,9 @@ return redis.call('ZCARD', KEYS[1])
 
 // Attempt implements CustomerState.
 func (s *RedisState) Attempt(ctx context.Context, customer string, now time.Time, window time.Duration) (int, error) {
-	member := strconv.FormatInt(now.UnixNano(), 36) + ":" + strconv.FormatUint(uint64(time.Now().UnixNano()), 36)
+	// The member is unique by chance, not by the clock: attempts at one
+	// instant, on one replica or several, are all counted.
+	member := strconv.FormatInt(now.UnixNano(), 36) + ":" + strconv.FormatUint(rand.Uint64(), 36)
 	n, err := attemptScript.Run(ctx, s.rdb, []string{s.prefix + "attempts:" + customer},
 		now.UnixNano(), window.Nanoseconds(), member).Int()
 	if err != nil {

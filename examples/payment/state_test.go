@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -363,4 +364,23 @@ func TestReserveHoldsTheDaysSpend(t *testing.T) {
 			assert.EqualValues(t, 300, v, "the release of yesterday's hold took nothing from today")
 		})
 	}
+}
+
+// Attempts of one customer at the same instant are each counted in Redis,
+// even where the system clock reads the same for them (a coarse clock, or
+// time standing still as it does under synctest).
+func TestRedisStateCountsAttemptsOfOneInstant(t *testing.T) {
+	opts, err := redis.ParseURL(servers.StartRedis(t).URL())
+	require.NoError(t, err)
+	synctest.Test(t, func(t *testing.T) {
+		rdb := redis.NewClient(opts)
+		defer rdb.Close()
+		s := NewRedisState(rdb, "test:")
+		now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+		for i := range 3 {
+			n, err := s.Attempt(context.Background(), "same", now, time.Minute)
+			require.NoError(t, err)
+			assert.Equal(t, i+1, n)
+		}
+	})
 }
