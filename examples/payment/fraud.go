@@ -14,7 +14,7 @@ import (
 // the payment's currency (the service does not convert currencies).
 type FraudConfig struct {
 	Blacklist      Blacklist
-	VelocityLimit  int           // attempts per customer per VelocityWindow; more is fraud. Default 5.
+	VelocityLimit  int           // attempts per customer per VelocityWindow; more is fraud. Default 5; below 256, the attempts a customer's state counts.
 	VelocityWindow time.Duration // default one minute
 	MaxAmount      float64       // per payment; above is flagged (0.3), four times above is fraud. Default 5000.
 	MaxDaily       float64       // per customer and currency per UTC day; above is flagged (0.1). Default 5000.
@@ -94,6 +94,9 @@ func (c *FraudConfig) defaults() error {
 	switch {
 	case c.VelocityLimit < 1:
 		return fmt.Errorf("fraud: velocity limit %d must be at least 1", c.VelocityLimit)
+	case c.VelocityLimit >= maxAttemptsKept:
+		// The states count no further: a limit as high would never fire.
+		return fmt.Errorf("fraud: velocity limit %d must be below %d, the attempts a customer's state counts", c.VelocityLimit, maxAttemptsKept)
 	case c.VelocityWindow < time.Second:
 		return fmt.Errorf("fraud: velocity window %v must be at least 1s", c.VelocityWindow)
 	case !(c.MaxAmount > 0) || math.IsInf(c.MaxAmount, 0):

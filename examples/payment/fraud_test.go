@@ -190,6 +190,7 @@ func TestFraudConfigLimits(t *testing.T) {
 		want string
 	}{
 		{"velocity limit", FraudConfig{VelocityLimit: -1}, "fraud: velocity limit -1 must be at least 1"},
+		{"velocity limit past what the state counts", FraudConfig{VelocityLimit: maxAttemptsKept}, "fraud: velocity limit 256 must be below 256, the attempts a customer's state counts"},
 		{"velocity window", FraudConfig{VelocityWindow: time.Second - time.Nanosecond}, "fraud: velocity window 999.999999ms must be at least 1s"},
 		{"negative amount", FraudConfig{MaxAmount: -1}, "fraud: max amount -1 must be a positive number"},
 		{"infinite amount", FraudConfig{MaxAmount: math.Inf(1)}, "fraud: max amount +Inf must be a positive number"},
@@ -212,6 +213,16 @@ func TestFraudConfigLimits(t *testing.T) {
 
 	_, deny := pol.Thresholds()
 	assert.Equal(t, 0.5, deny, "the default deny threshold")
+
+	// The largest velocity limit fires on the attempt after it.
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	pol, err = NewFraudPolicy(FraudConfig{VelocityLimit: maxAttemptsKept - 1}, NewMemoryState(0), func() time.Time { return now })
+	require.NoError(t, err)
+	p := Payment{Amount: 1, Minor: 100, Currency: "USD", CustomerID: "c", MerchantID: "m"}
+	for range maxAttemptsKept - 1 {
+		require.Zero(t, fraudScore(t, pol, p))
+	}
+	assert.InDelta(t, 0.6, fraudScore(t, pol, p), 1e-9, "one attempt over the limit")
 	pol, err = NewFraudPolicy(FraudConfig{Deny: 0.7, Review: 0.2}, NewMemoryState(0), nil)
 	require.NoError(t, err)
 	review, deny := pol.Thresholds()

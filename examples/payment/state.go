@@ -19,7 +19,8 @@ type Point struct {
 // replicas.
 type CustomerState interface {
 	// Attempt records a payment attempt at now and returns the number of
-	// attempts in the window ending at now, this one included.
+	// attempts in the window ending at now, this one included, up to
+	// maxAttemptsKept (256).
 	Attempt(ctx context.Context, customer string, now time.Time, window time.Duration) (int, error)
 	// Spent returns what the customer has paid in currency (minor units)
 	// on the UTC day of now.
@@ -92,8 +93,9 @@ type customerRecord struct {
 	seen    int64 // Unix nanoseconds
 }
 
-// maxAttemptsKept bounds the attempts remembered per customer: enough to
-// count far past any velocity limit.
+// maxAttemptsKept bounds the attempts remembered per customer, in every
+// store: the count of attempts goes no higher, and a velocity limit must
+// be below it.
 const maxAttemptsKept = 256
 
 // NewMemoryState returns an empty MemoryState holding about maxBytes at

@@ -108,6 +108,13 @@ func TestCustomerStatesAnswerAlike(t *testing.T) {
 			spentStep("late", "EUR", midnight),
 			reserveStep("late", "USD", 50, midnight),
 		}},
+		{"past the attempts kept", func() []stateStep {
+			var steps []stateStep
+			for i := range maxAttemptsKept + 4 {
+				steps = append(steps, attemptStep("many", midnight.Add(time.Duration(i)*time.Millisecond), time.Minute))
+			}
+			return steps
+		}()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			answers := map[string][]string{}

@@ -25,12 +25,14 @@ func NewRedisState(rdb redis.UniversalClient, prefix string) *RedisState {
 }
 
 // attemptScript adds an attempt to a sorted set scored by time, drops the
-// ones outside the window and returns the count, atomically.
+// ones outside the window and all but the last ARGV[4] (maxAttemptsKept,
+// as the other stores keep), and returns the count, atomically.
 var attemptScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)
 redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000000))
 return redis.call('ZCARD', KEYS[1])
 `)
@@ -41,7 +43,7 @@ func (s *RedisState) Attempt(ctx context.Context, customer string, now time.Time
 	// instant, on one replica or several, are all counted.
 	member := strconv.FormatInt(now.UnixNano(), 36) + ":" + strconv.FormatUint(rand.Uint64(), 36)
 	n, err := attemptScript.Run(ctx, s.rdb, []string{s.prefix + "attempts:" + customer},
-		now.UnixNano(), window.Nanoseconds(), member).Int()
+		now.UnixNano(), window.Nanoseconds(), member, maxAttemptsKept).Int()
 	if err != nil {
 		return 0, fmt.Errorf("redis state: attempts: %w", err)
 	}
