@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -242,15 +243,23 @@ func (r *customerRecord) attempt(now time.Time, window time.Duration) int {
 }
 
 // addAttempt drops from attempts (Unix nanoseconds, oldest first) those
-// outside the window ending at now, appends now, and keeps the last
-// maxAttemptsKept.
+// outside the window ending at now, adds now in its place, and keeps the
+// last maxAttemptsKept. An attempt counted late (another replica's clock
+// a little behind) goes before the later ones, so that it leaves the
+// window in its turn and not only after them.
 func addAttempt(attempts []int64, now time.Time, window time.Duration) []int64 {
 	from := now.Add(-window).UnixNano()
 	cut := 0
 	for cut < len(attempts) && attempts[cut] <= from {
 		cut++
 	}
-	attempts = append(attempts[cut:], now.UnixNano())
+	attempts = attempts[cut:]
+	at := now.UnixNano()
+	i := len(attempts)
+	for i > 0 && attempts[i-1] > at {
+		i--
+	}
+	attempts = slices.Insert(attempts, i, at)
 	if len(attempts) > maxAttemptsKept {
 		attempts = attempts[len(attempts)-maxAttemptsKept:]
 	}

@@ -51,6 +51,13 @@ func addSpendStep(customer, currency string, minor int64, now time.Time) stateSt
 	}
 }
 
+func moveStep(customer string, p Point) stateStep {
+	return func(ctx context.Context, s CustomerState) (string, error) {
+		prev, ok, err := s.Move(ctx, customer, p)
+		return fmt.Sprintf("move %s to %v %v %d: from %v %v %v %d", customer, p.Lat, p.Lon, p.At.UnixNano(), ok, prev.Lat, prev.Lon, prev.At.UnixNano()), err
+	}
+}
+
 func spentStep(customer, currency string, now time.Time) stateStep {
 	return func(ctx context.Context, s CustomerState) (string, error) {
 		v, err := s.Spent(ctx, customer, currency, now)
@@ -76,6 +83,22 @@ func TestCustomerStatesAnswerAlike(t *testing.T) {
 			attemptStep("v", midnight.Add(time.Minute), time.Minute), // the first is out: exactly a window ago
 			attemptStep("v", midnight.Add(time.Minute+30*time.Second-time.Microsecond), time.Minute),
 			attemptStep("v", midnight.Add(time.Minute+30*time.Second), time.Minute),
+		}},
+		{"an attempt out of order", []stateStep{
+			// Another replica, its clock a little behind, counts an
+			// attempt after a later one.
+			attemptStep("o", midnight, time.Minute),
+			attemptStep("o", midnight.Add(50*time.Second), time.Minute),
+			attemptStep("o", midnight.Add(10*time.Second), time.Minute),
+			attemptStep("o", midnight.Add(65*time.Second), time.Minute),
+			attemptStep("o", midnight.Add(105*time.Second), time.Minute),
+			attemptStep("o", midnight.Add(111*time.Second), time.Minute),
+		}},
+		{"moves", []stateStep{
+			moveStep("g", Point{Lat: 48.8566, Lon: 2.3522, At: midnight}),
+			moveStep("g", Point{Lat: -33.8688, Lon: 151.2093, At: midnight.Add(time.Hour)}),
+			moveStep("g", Point{Lat: 0.1 + 0.2, Lon: -180, At: midnight.Add(-time.Hour)}),
+			moveStep("g", Point{Lat: 90, Lon: 180, At: midnight}),
 		}},
 		{"currencies mixed", []stateStep{
 			reserveStep("m", "USD", 100, midnight),
