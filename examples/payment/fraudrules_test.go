@@ -446,3 +446,21 @@ func TestAuditTrailReplaysThroughACandidate(t *testing.T) {
 		assert.Equal(t, 10500.0, f.Amount)
 	})
 }
+
+// The built-in file's sets take entries as the -blacklist flag does: a
+// country in any case, with spaces around it, blocks the payments from
+// it, as an upper-case one does.
+func TestFraudRuleSetsTakeCountriesInAnyCase(t *testing.T) {
+	env, err := NewFraudEnv(FraudConfig{}, NewMemoryState(0), nil)
+	require.NoError(t, err)
+	for _, entry := range []string{"KP", "kp", "Kp", `" kp "`} {
+		text := strings.Replace(string(defaultFraudRules), "  countries: []", "  countries: ["+entry+"]", 1)
+		set, err := compileFraudRules(env, []byte(text))
+		require.NoError(t, err)
+		d, err := set.Evaluate(context.Background(), tai.Signal[Payment]{ID: "t", Kind: "payment", Key: "c",
+			Payload: Payment{Amount: 1, Minor: 100, Currency: "USD", CustomerID: "c_" + entry, MerchantID: "m", Country: "KP"}})
+		require.NoError(t, err)
+		assert.Equal(t, tai.Deny, d.Verdict, "countries: [%s]", entry)
+		assert.Contains(t, d.Reason, "country KP is blacklisted", "countries: [%s]", entry)
+	}
+}
