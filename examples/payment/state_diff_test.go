@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/internal/servers"
+	"github.com/taipattern/taikit/tai"
 )
 
 // customerStores opens each kind of customer state, empty.
@@ -190,4 +192,106 @@ func seq(from, to int) []int {
 		s = append(s, i)
 	}
 	return s
+}
+
+// The fraud rules decide alike on every store: one sequence of payments
+// (at the velocity limit and past it, across a UTC midnight, in mixed
+// currencies, moving fast) judged by the Go rules and by the built-in
+// rule file, on each store, gives the same scores and reasons.
+func TestFraudRulesDecideAlikeOnEveryStore(t *testing.T) {
+	midnight := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	type payment struct {
+		after    time.Duration
+		customer string
+		minor    int64
+		currency string
+		lat, lon float64
+	}
+	var seqn []payment
+	for i := range 7 { // five is the limit: the sixth and seventh are over it
+		seqn = append(seqn, payment{-30*time.Second + time.Duration(i)*5*time.Second, "v", 100_00, "USD", 0, 0})
+	}
+	seqn = append(seqn,
+		payment{-time.Minute, "d", 4_900_00, "USD", 0, 0},
+		payment{-time.Second, "d", 200_00, "USD", 0, 0},
+		payment{-time.Second, "d", 200_00, "EUR", 0, 0},
+		payment{0, "d", 4_900_00, "USD", 0, 0},
+		payment{time.Second, "d", 200_00, "USD", 0, 0},
+		payment{2 * time.Second, "d", 900_000, "JPY", 0, 0},
+		payment{0, "g", 100, "USD", 48.8566, 2.3522},
+		payment{time.Hour, "g", 100, "USD", 51.5074, -0.1278},
+		payment{2 * time.Hour, "g", 100, "USD", 40.7128, -74.0060},
+	)
+	for _, rules := range []string{fraudRulesGo, fraudRulesEmbedded} {
+		t.Run(rules, func(t *testing.T) {
+			answers := map[string][]string{}
+			for name, state := range customerStores(t) {
+				now := midnight
+				clock := func() time.Time { return now }
+				var pol tai.Policy[Payment]
+				if rules == fraudRulesGo {
+					p, err := NewFraudPolicy(FraudConfig{}, state, clock)
+					require.NoError(t, err)
+					pol = p
+				} else {
+					env, err := NewFraudEnv(FraudConfig{}, state, clock)
+					require.NoError(t, err)
+					set, err := compileFraudRules(env, defaultFraudRules)
+					require.NoError(t, err)
+					pol = set
+				}
+				ctx := context.Background()
+				for i, p := range seqn {
+					now = midnight.Add(p.after)
+					pay := Payment{Amount: float64(p.minor) / math.Pow10(minorUnits[p.currency]), Minor: p.minor, Currency: p.currency,
+						CustomerID: p.customer, MerchantID: "m", HasCoords: p.lat != 0, Lat: p.lat, Lon: p.lon}
+					d, err := pol.Evaluate(ctx, tai.Signal[Payment]{ID: fmt.Sprint(i), Kind: "payment", Key: p.customer, Payload: pay})
+					require.NoError(t, err)
+					if rules == fraudRulesGo && d.Verdict == tai.Allow {
+						require.NoError(t, state.AddSpend(ctx, p.customer, p.currency, p.minor, now))
+					}
+					answers[name] = append(answers[name], fmt.Sprintf("%d %s: %v %.4f %s", i, p.customer, d.Verdict, d.Score, d.Reason))
+				}
+			}
+			assert.Equal(t, answers["memory"], answers["redis"], "memory and redis")
+			assert.Equal(t, answers["memory"], answers["nats"], "memory and nats")
+		})
+	}
+}
+
+// Replicas sharing a store count every attempt of one customer made at
+// once, half through each: the velocity limit holds across replicas.
+func TestSharedStatesCountRacingAttemptsAcrossReplicas(t *testing.T) {
+	const racers = 20
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	js := startJS(t)
+	opts, err := redis.ParseURL(servers.StartRedis(t).URL())
+	require.NoError(t, err)
+	redisReplica := func() CustomerState {
+		rdb := redis.NewClient(opts)
+		t.Cleanup(func() { _ = rdb.Close() })
+		return NewRedisState(rdb, "test:")
+	}
+	for name, replicas := range map[string][2]CustomerState{
+		"nats":  {natsState(t, js), natsState(t, js)},
+		"redis": {redisReplica(), redisReplica()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			seen := make([]int, racers)
+			for i := range racers {
+				wg.Go(func() {
+					n, _, err := replicas[i%2].Reserve(ctx, "race", "USD", 100, now, time.Minute)
+					assert.NoError(t, err)
+					seen[i] = n
+				})
+			}
+			wg.Wait()
+			assert.ElementsMatch(t, seq(1, racers), seen, "each racer saw its own count")
+			n, err := replicas[1].Attempt(ctx, "race", now, time.Minute)
+			require.NoError(t, err)
+			assert.Equal(t, racers+1, n, "every attempt counted")
+		})
+	}
 }
