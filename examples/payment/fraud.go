@@ -126,10 +126,14 @@ const (
 )
 
 // NewFraudPolicy returns the scored fraud policy: blacklist, velocity,
-// amount, daily amount and impossible travel over the customer state.
+// amount, daily amount and impossible travel over the customer state,
+// which is required, at the clock now (nil: the system clock).
 func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) (*tai.Scored[Payment], error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
+	}
+	if state == nil {
+		return nil, fmt.Errorf("fraud: no customer state")
 	}
 	if now == nil {
 		now = time.Now

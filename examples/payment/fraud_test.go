@@ -207,7 +207,11 @@ func TestFraudConfigLimits(t *testing.T) {
 		assert.Nil(t, pol, tc.name)
 	}
 
-	pol, err := NewFraudPolicy(FraudConfig{VelocityLimit: 1, VelocityWindow: time.Second, MaxAmount: 0.01, MaxDaily: 0.01, MaxSpeedKmh: 0.01, MinDistanceKm: 0.01}, NewMemoryState(0), nil)
+	pol, err := NewFraudPolicy(FraudConfig{}, nil, nil)
+	assert.EqualError(t, err, "fraud: no customer state", "a policy without state would fail on its first payment")
+	assert.Nil(t, pol)
+
+	pol, err = NewFraudPolicy(FraudConfig{VelocityLimit: 1, VelocityWindow: time.Second, MaxAmount: 0.01, MaxDaily: 0.01, MaxSpeedKmh: 0.01, MinDistanceKm: 0.01}, NewMemoryState(0), nil)
 	require.NoError(t, err, "the smallest values accepted")
 	require.NotNil(t, pol)
 
