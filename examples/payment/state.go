@@ -46,8 +46,9 @@ type CustomerState interface {
 func dayKey(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
 // MemoryState keeps customer state in this process, which forgets it on
-// restart. Memory is bounded twice: a customer not seen for a day is
-// forgotten by an incremental sweep, and past MaxBytes (an estimate of
+// restart. Memory is bounded twice: a customer not seen for 25 hours is
+// forgotten, by an incremental sweep or, if they come back first, then,
+// as the shared stores' entries expire; and past MaxBytes (an estimate of
 // what the records cost, map overhead included) the customers seen least
 // recently are forgotten first — approximately, as Redis does: the oldest
 // of a handful of customers picked at random. Evictions are counted
@@ -124,6 +125,11 @@ func (m *MemoryState) with(customer string, now time.Time, fn func(r *customerRe
 	r, known := sh.customers[customer]
 	if known {
 		sh.bytes -= recordBytes(customer, &r)
+		if r.seen < now.UnixNano()-int64(forgetAfter) {
+			// Idle too long: forgotten, as the sweep would have, and
+			// as the shared stores' entries expire.
+			r = customerRecord{}
+		}
 	}
 	if n := now.UnixNano(); n > r.seen {
 		r.seen = n

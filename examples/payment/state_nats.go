@@ -16,7 +16,7 @@ import (
 // NATSState keeps customer state in a JetStream key-value bucket, so
 // replicas that share a NATS server share it without Redis. Each customer
 // is one entry, changed by compare-and-set on its revision; entries expire
-// a day after their last change.
+// 25 hours after their last change.
 //
 // The entries this process read or wrote in the last cacheTTL are kept
 // with their revisions, so the rules of one payment — which read and

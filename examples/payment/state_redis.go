@@ -13,7 +13,8 @@ import (
 
 // RedisState keeps customer state in Redis so replicas share it. Keys
 // expire on their own: attempts after the window, spend after two days,
-// the last location after a day.
+// the last location after 25 hours, when the other stores forget an idle
+// customer too.
 type RedisState struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -102,7 +103,7 @@ func (s *RedisState) Reserve(ctx context.Context, customer, currency string, min
 // Move implements CustomerState.
 func (s *RedisState) Move(ctx context.Context, customer string, p Point) (Point, bool, error) {
 	v := strconv.FormatFloat(p.Lat, 'g', -1, 64) + " " + strconv.FormatFloat(p.Lon, 'g', -1, 64) + " " + strconv.FormatInt(p.At.UnixNano(), 10)
-	old, err := s.rdb.SetArgs(ctx, s.prefix+"location:"+customer, v, redis.SetArgs{Get: true, TTL: 24 * time.Hour}).Result()
+	old, err := s.rdb.SetArgs(ctx, s.prefix+"location:"+customer, v, redis.SetArgs{Get: true, TTL: forgetAfter}).Result()
 	if errors.Is(err, redis.Nil) {
 		return Point{}, false, nil
 	}

@@ -384,3 +384,32 @@ func TestRedisStateCountsAttemptsOfOneInstant(t *testing.T) {
 		}
 	})
 }
+
+// A customer back after forgetAfter is new to every store: the memory
+// one forgets them when they come back, whether or not its sweep has run
+// yet, and Redis keeps their last location as long as the others keep
+// theirs, so that a return between a day and forgetAfter is judged alike.
+func TestCustomerStatesForgetAfterAlike(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+
+	m := NewMemoryState(0)
+	_, _, err := m.Move(ctx, "back", Point{Lat: -33.8688, Lon: 151.2093, At: t0})
+	require.NoError(t, err)
+	_, ok, err := m.Move(ctx, "back", Point{Lat: 51.5074, Lon: -0.1278, At: t0.Add(forgetAfter - time.Second)})
+	require.NoError(t, err)
+	assert.True(t, ok, "within forgetAfter the last location is kept")
+	_, ok, err = m.Move(ctx, "back", Point{Lat: -33.8688, Lon: 151.2093, At: t0.Add(2*forgetAfter + time.Second)})
+	require.NoError(t, err)
+	assert.False(t, ok, "after forgetAfter the customer is new")
+
+	opts, err := redis.ParseURL(servers.StartRedis(t).URL())
+	require.NoError(t, err)
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	_, _, err = NewRedisState(rdb, "test:").Move(ctx, "back", Point{Lat: 1, Lon: 2, At: t0})
+	require.NoError(t, err)
+	ttl, err := rdb.PTTL(ctx, "test:location:back").Result()
+	require.NoError(t, err)
+	assert.Greater(t, ttl, forgetAfter-time.Minute, "the last location is kept for forgetAfter")
+}
