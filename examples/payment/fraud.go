@@ -15,7 +15,7 @@ import (
 type FraudConfig struct {
 	Blacklist      Blacklist
 	VelocityLimit  int           // attempts per customer per VelocityWindow; more is fraud. Default 5; below 256, the attempts a customer's state counts.
-	VelocityWindow time.Duration // default one minute
+	VelocityWindow time.Duration // default one minute; at most 25 hours, how long a customer's state is kept when idle.
 	MaxAmount      float64       // per payment; above is flagged (0.3), four times above is fraud. Default 5000.
 	MaxDaily       float64       // per customer and currency per UTC day; above is flagged (0.1). Default 5000.
 	MaxSpeedKmh    float64       // between consecutive payment locations; above is fraud, above half is reviewed. Default 900 (an airliner).
@@ -99,6 +99,10 @@ func (c *FraudConfig) defaults() error {
 		return fmt.Errorf("fraud: velocity limit %d must be below %d, the attempts a customer's state counts", c.VelocityLimit, maxAttemptsKept)
 	case c.VelocityWindow < time.Second:
 		return fmt.Errorf("fraud: velocity window %v must be at least 1s", c.VelocityWindow)
+	case c.VelocityWindow > forgetAfter:
+		// The memory and NATS states forget an idle customer's attempts
+		// then; Redis would remember them: the stores would disagree.
+		return fmt.Errorf("fraud: velocity window %v must be at most %v, how long a customer's state is kept when idle", c.VelocityWindow, forgetAfter)
 	case !(c.MaxAmount > 0) || math.IsInf(c.MaxAmount, 0):
 		return fmt.Errorf("fraud: max amount %v must be a positive number", c.MaxAmount)
 	case !(c.MaxDaily > 0) || math.IsInf(c.MaxDaily, 0):

@@ -192,6 +192,7 @@ func TestFraudConfigLimits(t *testing.T) {
 		{"velocity limit", FraudConfig{VelocityLimit: -1}, "fraud: velocity limit -1 must be at least 1"},
 		{"velocity limit past what the state counts", FraudConfig{VelocityLimit: maxAttemptsKept}, "fraud: velocity limit 256 must be below 256, the attempts a customer's state counts"},
 		{"velocity window", FraudConfig{VelocityWindow: time.Second - time.Nanosecond}, "fraud: velocity window 999.999999ms must be at least 1s"},
+		{"velocity window past what the state keeps", FraudConfig{VelocityWindow: forgetAfter + time.Second}, "fraud: velocity window 25h0m1s must be at most 25h0m0s, how long a customer's state is kept when idle"},
 		{"negative amount", FraudConfig{MaxAmount: -1}, "fraud: max amount -1 must be a positive number"},
 		{"infinite amount", FraudConfig{MaxAmount: math.Inf(1)}, "fraud: max amount +Inf must be a positive number"},
 		{"NaN amount", FraudConfig{MaxAmount: math.NaN()}, "fraud: max amount NaN must be a positive number"},
@@ -217,6 +218,9 @@ func TestFraudConfigLimits(t *testing.T) {
 
 	_, deny := pol.Thresholds()
 	assert.Equal(t, 0.5, deny, "the default deny threshold")
+
+	_, err = NewFraudPolicy(FraudConfig{VelocityWindow: forgetAfter}, NewMemoryState(0), nil)
+	require.NoError(t, err, "the longest velocity window accepted")
 
 	// The largest velocity limit fires on the attempt after it.
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
