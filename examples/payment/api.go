@@ -372,6 +372,9 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 	// The money may have moved and its record is not stored: keep
 	// trying in the background. The key stays claimed, so a retry with
 	// it waits for this payment instead of charging again.
+	for _, store := range fullStores(err) {
+		s.storeRefused.WithLabelValues(store).Inc()
+	}
 	s.log.Warn("payment charged but not recorded; retrying in the background", "transaction_id", sig.ID, "err", err)
 	s.commitLater(p, sig.ID, sp)
 	e := &requestError{Status: http.StatusInternalServerError, Code: "outcome_pending", RetryAfter: 5 * time.Second,

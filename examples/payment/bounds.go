@@ -31,8 +31,10 @@ import (
 // each JetStream store is shows in payment_store_bytes and
 // payment_store_limit_bytes.
 
-// StoreFullError is a payment refused before it ran because a store it
-// would be written to is (nearly) full. It matches ErrStoreFull.
+// StoreFullError names a store that is full: one a payment would be
+// written to, nearly full, when the payment is refused before it ran, or
+// one that refused a write because it holds its byte limit. It matches
+// ErrStoreFull.
 type StoreFullError struct{ Store string }
 
 func (e *StoreFullError) Error() string { return fmt.Sprintf("the %s store is full", e.Store) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -274,13 +275,37 @@ func isConflict(err error) bool {
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// storeError wraps err, as ErrStoreFull when JetStream refused the write
-// because the store holds its limit.
+// storeError wraps err, as a StoreFullError naming the store (which
+// matches ErrStoreFull) when JetStream refused the write because the store
+// holds its limit.
 func storeError(store string, err error) error {
 	if isFull(err) {
-		return fmt.Errorf("%s: %w (%v)", store, ErrStoreFull, err)
+		return fmt.Errorf("%w (%v)", &StoreFullError{Store: store}, err)
 	}
 	return fmt.Errorf("%s: %w", store, err)
+}
+
+// fullStores names the stores err says refused a write as full, each
+// once: a commit's error joins those of its record and its confirmation.
+func fullStores(err error) []string {
+	var names []string
+	var walk func(error)
+	walk = func(err error) {
+		var full *StoreFullError
+		switch e := err.(type) {
+		case nil:
+		case interface{ Unwrap() []error }:
+			for _, err := range e.Unwrap() {
+				walk(err)
+			}
+		default:
+			if errors.As(err, &full) && !slices.Contains(names, full.Store) {
+				names = append(names, full.Store)
+			}
+		}
+	}
+	walk(err)
+	return names
 }
 
 // isFull reports JetStream refusing a write to a stream at its limit

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// fillRecords stores unconfirmed charges in the payments bucket until it
+// takes not even a small one more.
+func fillRecords(t *testing.T, ts *testService) {
+	t.Helper()
+	ctx := context.Background()
+	for _, size := range []int{100 << 10, 10 << 10, 1 << 10, 64} {
+		for {
+			id := "txn_" + tai.NewID()
+			b, err := json.Marshal(PaymentResponse{TransactionID: id, Status: StatusSuccess, Reasons: []string{strings.Repeat("x", size)}})
+			require.NoError(t, err)
+			_, err = ts.records.Create(ctx, id, storedPayment{Code: http.StatusOK, Status: StatusSuccess, Response: b})
+			if errors.Is(err, ErrStoreFull) {
+				break
+			}
+			require.NoError(t, err)
+		}
+	}
+}
+
+// overrunCharge charges a payment whose record the payments bucket
+// refuses as full: another replica's payments filled it after this one
+// last read its level. It returns the payment's transaction ID, answered
+// 500 outcome_pending, and a function that gives the bucket room.
+func overrunCharge(t *testing.T) (ts *testService, id string, makeRoom func()) {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.PaymentsMaxBytes = 1 << 20
+	cfg.RequestTimeout = 3 * time.Second // a commit waits 1 s
+	ts = startService(t, cfg)
+	ctx := context.Background()
+	// The level as it was read before the others' payments: not read again.
+	require.NoError(t, ts.levels.refresh(ctx))
+	ts.levels.checked.Store(math.MaxInt64 / 2)
+	fillRecords(t, ts)
+
+	r := ts.pay(t, "cust_overrun", 10, nil, "Idempotency-Key", "overrun-1")
+	require.Equal(t, http.StatusInternalServerError, r.Code, string(r.Raw))
+	require.Equal(t, "outcome_pending", r.errField("code"), string(r.Raw))
+	details, _ := r.Body["error"].(map[string]any)["details"].(map[string]any)
+	id, _ = details["transaction_id"].(string)
+	require.NotEmpty(t, id, string(r.Raw))
+	return ts, id, func() {
+		bucket, err := ts.js.Stream(ctx, "KV_payments")
+		require.NoError(t, err)
+		c := bucket.CachedInfo().Config
+		c.MaxBytes = 4 << 20
+		_, err = ts.js.UpdateStream(ctx, c)
+		require.NoError(t, err)
+	}
+}
+
+// TestChargeRefusedByAFullStoreIsCounted: a charge whose record the
+// payments bucket refuses as full is counted in
+// payment_store_refused_total, and stored and confirmed, charged once, as
+// soon as the bucket has room.
+func TestChargeRefusedByAFullStoreIsCounted(t *testing.T) {
+	ts, id, makeRoom := overrunCharge(t)
+	assert.Equal(t, 1.0, testutil.ToFloat64(ts.storeRefused.WithLabelValues("payments")), "the refused record is counted")
+	assert.Zero(t, testutil.ToFloat64(ts.storeRefused.WithLabelValues("confirmations")), "the confirmation was stored")
+	makeRoom()
+	require.Eventually(t, func() bool { return ts.confirmed(t, id) }, 30*time.Second, 20*time.Millisecond,
+		"stored and confirmed once the bucket has room")
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+}
+
+// TestFullStoresNamesEachStore: a commit's error joins its record's and
+// its confirmation's; each store that refused a write as full is named
+// once, and a store that failed otherwise is not.
+func TestFullStoresNamesEachStore(t *testing.T) {
+	full := &jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "maximum bytes exceeded"}
+	down := errors.New("nats: timeout")
+	assert.Equal(t, []string{"payments", "confirmations"},
+		fullStores(errors.Join(storeError("payments", full), storeError("confirmations", full))))
+	assert.Equal(t, []string{"confirmations"}, fullStores(errors.Join(storeError("payments", down), storeError("confirmations", full))))
+	assert.Empty(t, fullStores(storeError("payments", down)))
+	assert.Empty(t, fullStores(nil))
+	assert.ErrorIs(t, storeError("payments", full), ErrStoreFull)
+}
