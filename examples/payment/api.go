@@ -528,9 +528,20 @@ func checkIdempotencyKey(keys []string) error {
 // handleGetPayment serves GET /payment/{id}.
 func (s *Service) handleGetPayment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	// Read before the record, as handlePayment does: a commit stores the
+	// record before it stops counting as storing.
+	_, storing := s.committing.Load(id)
 	p, ok, err := s.records.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, s.storeUnavailable("payments", err))
+		return
+	}
+	if !ok && storing {
+		// Charged, and its record still being stored in the background
+		// (its POST answered 500 outcome_pending): not "no payment".
+		writeError(w, &requestError{Status: http.StatusServiceUnavailable, Code: "outcome_pending", RetryAfter: 5 * time.Second,
+			Message: "payment " + id + " went to the gateway but is not recorded yet; retry later",
+			Details: map[string]any{"transaction_id": id}})
 		return
 	}
 	if !ok {

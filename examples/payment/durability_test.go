@@ -83,6 +83,23 @@ func TestChargeRefusedByAFullStoreIsCounted(t *testing.T) {
 	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
 }
 
+// TestPaymentBeingStoredIsNotNotFound: GET /payment/{id} of a charge whose
+// record is still being stored in the background says so (503
+// outcome_pending, with Retry-After), not 404 as if there were no such
+// payment; once stored, it is found.
+func TestPaymentBeingStoredIsNotNotFound(t *testing.T) {
+	ts, id, makeRoom := overrunCharge(t)
+	got := ts.do(t, http.MethodGet, "/payment/"+id, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, got.Code, string(got.Raw))
+	assert.Equal(t, "outcome_pending", got.errField("code"), string(got.Raw))
+	assert.Equal(t, "5", got.Header.Get("Retry-After"))
+	makeRoom()
+	require.Eventually(t, func() bool {
+		return ts.do(t, http.MethodGet, "/payment/"+id, nil).Code == http.StatusOK
+	}, 30*time.Second, 20*time.Millisecond, "found once stored")
+	assert.Equal(t, http.StatusNotFound, ts.do(t, http.MethodGet, "/payment/txn_"+tai.NewID(), nil).Code, "no such payment")
+}
+
 // TestFullStoresNamesEachStore: a commit's error joins its record's and
 // its confirmation's; each store that refused a write as full is named
 // once, and a store that failed otherwise is not.
