@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -112,4 +115,60 @@ func TestFullStoresNamesEachStore(t *testing.T) {
 	assert.Empty(t, fullStores(storeError("payments", down)))
 	assert.Empty(t, fullStores(nil))
 	assert.ErrorIs(t, storeError("payments", full), ErrStoreFull)
+}
+
+// TestChargesAdmittedWhileConfirmingLagsAreConfirmed: while the
+// confirmation consumer is behind, payments are charged until the storage
+// gate finds the payments bucket full. Every one of them is confirmed
+// once the consumer catches up: none is dead-lettered for want of room
+// for its mark.
+func TestChargesAdmittedWhileConfirmingLagsAreConfirmed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("thousands of payments")
+	}
+	cfg := testConfig(t)
+	cfg.PaymentsMaxBytes = 2 << 20
+	ts := startService(t, cfg)
+	ts.clock.Advance(1234567891 * time.Nanosecond) // confirmed_at as long as a real one
+	ts.stop()
+	ts.consumer.Wait()
+
+	var charged []string
+	for i := 0; ; i++ {
+		r := ts.pay(t, fmt.Sprintf("lag_%d", i), 1, nil)
+		if r.Code == http.StatusServiceUnavailable {
+			require.Equal(t, "store_full", r.errField("code"), string(r.Raw))
+			break
+		}
+		require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+		charged = append(charged, r.str("transaction_id"))
+	}
+	require.Greater(t, len(charged), 500)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = ts.queue.Consume(ctx, ts.confirm, kanban.ConsumeOptions{WIP: 64, MaxAttempts: 2,
+			Backoff: kanban.Exponential{Initial: time.Millisecond, Max: time.Millisecond}})
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	require.Eventually(t, func() bool {
+		s, err := ts.js.Stream(context.Background(), confirmStream)
+		require.NoError(t, err)
+		info, err := s.Info(context.Background())
+		require.NoError(t, err)
+		return info.State.Msgs == 0
+	}, 60*time.Second, 50*time.Millisecond, "the consumer caught up")
+	dead, err := ts.queue.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, dead, "no confirmation dead-lettered")
+	unconfirmed := 0
+	for _, id := range charged {
+		p, _, err := ts.records.Get(context.Background(), id)
+		require.NoError(t, err)
+		if p.ConfirmedAt == nil {
+			unconfirmed++
+		}
+	}
+	assert.Zero(t, unconfirmed, "of %d charges", len(charged))
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,40 @@ type storedPayment struct {
 	Status      string          `json:"status"`
 	Response    json.RawMessage `json:"response"`
 	ConfirmedAt *time.Time      `json:"confirmed_at,omitempty"`
+}
+
+// unconfirmedRecord is a charge as Create stores it, not yet confirmed:
+// padded (Room) by as many bytes as the mark of its confirmation will add,
+// so that Confirm replaces it with a record no larger. JetStream takes
+// such a replacement even in a bucket at its limit (it refuses only one
+// that grows the bucket), so a charge once stored is always confirmed,
+// however full the bucket has become meanwhile.
+type unconfirmedRecord struct {
+	storedPayment
+	Room string `json:"room,omitempty"`
+}
+
+// confirmRoom is the Room of an unconfirmed charge: the bytes its
+// confirmed_at adds, at its longest, less those of the room's own field;
+// and the digits by which the update's expected revision (a header stored
+// with the value) can be longer than the create's "0".
+var confirmRoom = func() string {
+	longest := time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+	with, _ := json.Marshal(storedPayment{ConfirmedAt: &longest})
+	without, _ := json.Marshal(storedPayment{})
+	field, _ := json.Marshal(unconfirmedRecord{Room: "-"})
+	mark := len(with) - len(without)
+	revision := len(strconv.FormatUint(math.MaxUint64, 10)) - len("0")
+	return strings.Repeat("-", mark+revision-(len(field)-len(without)-1))
+}()
+
+// encodeNew is the value Create stores for p: a charge not yet confirmed
+// with room for its confirmation.
+func encodeNew(p storedPayment) ([]byte, error) {
+	if p.Status != StatusSuccess || p.ConfirmedAt != nil {
+		return json.Marshal(p)
+	}
+	return json.Marshal(unconfirmedRecord{storedPayment: p, Room: confirmRoom})
 }
 
 // record returns what GET /payment/{id} shows of p.
@@ -158,7 +194,7 @@ func isTxnID(id string) bool {
 // rebuilt from its confirmation) it returns the one stored, which is the
 // answer that stands; otherwise p.
 func (r *PaymentRecords) Create(ctx context.Context, id string, p storedPayment) (storedPayment, error) {
-	val, err := json.Marshal(p)
+	val, err := encodeNew(p)
 	if err != nil {
 		return p, err
 	}

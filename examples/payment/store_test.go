@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -238,5 +239,35 @@ func TestKVPoolTurnsPastMaxInt32(t *testing.T) {
 	p.next.Store(math.MaxUint32 - 1)
 	for range 4 {
 		assert.NotPanics(t, func() { p.get() })
+	}
+}
+
+// TestPaymentRecordsConfirmInAFullBucket: charges stored until the bucket
+// takes no more are each confirmed all the same: marking one confirmed
+// does not grow it, so the full bucket takes the mark. It grew the record,
+// the bucket refused it as full, and the confirmation was dead-lettered
+// with its charge left unconfirmed.
+func TestPaymentRecordsConfirmInAFullBucket(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{MaxBytes: 64 << 10}), context.Background()
+	var ids []string
+	for {
+		id := "txn_" + tai.NewID()
+		_, err := r.Create(ctx, id, storedOf(t, id, StatusSuccess, 200))
+		if errors.Is(err, ErrStoreFull) {
+			break
+		}
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	require.Greater(t, len(ids), 10)
+	at := time.Date(2026, 6, 1, 12, 0, 1, 123456789, time.UTC)
+	for _, id := range ids {
+		first, err := r.Confirm(ctx, id, at, storedPayment{})
+		require.NoError(t, err, id)
+		assert.True(t, first, id)
+		p, _, err := r.Get(ctx, id)
+		require.NoError(t, err)
+		require.NotNil(t, p.ConfirmedAt, id)
+		assert.Equal(t, at, *p.ConfirmedAt, id)
 	}
 }
