@@ -172,3 +172,47 @@ func TestChargesAdmittedWhileConfirmingLagsAreConfirmed(t *testing.T) {
 	}
 	assert.Zero(t, unconfirmed, "of %d charges", len(charged))
 }
+
+// TestDeadLetteredConfirmationIsRedriven: a charge whose confirmation was
+// dead-lettered (the ledger refused it) shows unconfirmed, and a redrive
+// through the admin API confirms it and empties the dead letters.
+func TestDeadLetteredConfirmationIsRedriven(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	cfg := testConfig(t)
+	cfg.AdminToken = admin
+	ts := startService(t, cfg)
+	ts.stop()
+	ts.consumer.Wait()
+	r := ts.pay(t, "cust_dl", 10, nil)
+	require.Equal(t, http.StatusOK, r.Code)
+	id := r.str("transaction_id")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = ts.queue.Consume(ctx, func(context.Context, kanban.Delivery[Confirmation]) error {
+			return kanban.Permanent(errors.New("ledger down"))
+		}, kanban.ConsumeOptions{WIP: 1})
+	})
+	require.Eventually(t, func() bool {
+		d, err := ts.queue.DeadLetters(context.Background())
+		return err == nil && len(d) == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	wg.Wait()
+	got := ts.do(t, http.MethodGet, "/payment/"+id, nil)
+	require.Equal(t, http.StatusOK, got.Code, string(got.Raw))
+	assert.Equal(t, false, got.Body["confirmed"], "dead-lettered: not confirmed")
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	wg.Go(func() {
+		_ = ts.queue.Consume(ctx2, ts.confirm, kanban.ConsumeOptions{WIP: 4})
+	})
+	defer func() { cancel2(); wg.Wait() }()
+	rr := ts.do(t, http.MethodPost, "/admin/queues/confirmations/deadletters/redrive", `{"all":true}`, "Authorization", "Bearer "+admin)
+	require.Equal(t, http.StatusOK, rr.Code, string(rr.Raw))
+	require.Eventually(t, func() bool { return ts.confirmed(t, id) }, 10*time.Second, 10*time.Millisecond)
+	d, err := ts.queue.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, d)
+}
