@@ -261,21 +261,20 @@ func TestIdempotencyKeyIsChecked(t *testing.T) {
 	assert.Equal(t, http.StatusOK, send(strings.Repeat("k", maxIdemKeyLen)).Code)
 }
 
-// TestKeyOfAPaymentStillBeingStoredIsNotTakenOver charges a payment whose
-// record the payments bucket refuses (it takes no message that large for
-// a while), so that it answers 500 outcome_pending and is stored in the
-// background; past the claim's lease the client retries with the key. The
-// retry waits for the payment being stored (409) and never charges it a
-// second time: the claim is this process's own, and alive.
-func TestKeyOfAPaymentStillBeingStoredIsNotTakenOver(t *testing.T) {
+// chargeNotStored starts a service whose payments bucket takes no record
+// (limit sets the largest message it takes, -1 for any), charges a payment
+// with the Idempotency-Key key, which answers 500 outcome_pending and is
+// stored in the background, and moves the clock past the claim's lease.
+func chargeNotStored(t *testing.T, key string) (ts *testService, limit func(size int32)) {
+	t.Helper()
 	cfg := testConfig(t)
 	cfg.Idempotency = "memory"
 	cfg.RequestTimeout = 3 * time.Second // a commit waits 1 s
-	ts := startService(t, cfg)
+	ts = startService(t, cfg)
 	ctx := context.Background()
 	bucket, err := ts.js.Stream(ctx, "KV_payments")
 	require.NoError(t, err)
-	limit := func(size int32) {
+	limit = func(size int32) {
 		c := bucket.CachedInfo().Config
 		c.MaxMsgSize = size
 		_, err := ts.js.UpdateStream(ctx, c)
@@ -283,11 +282,21 @@ func TestKeyOfAPaymentStillBeingStoredIsNotTakenOver(t *testing.T) {
 	}
 	limit(16) // no record fits
 
-	r := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-1")
+	r := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", key)
 	require.Equal(t, http.StatusInternalServerError, r.Code, string(r.Raw))
 	require.Equal(t, "outcome_pending", r.errField("code"), string(r.Raw))
-
 	ts.clock.Advance(inFlightLease + time.Minute)
+	return ts, limit
+}
+
+// TestKeyOfAPaymentStillBeingStoredIsNotTakenOver charges a payment whose
+// record the payments bucket refuses (it takes no message that large for
+// a while), so that it answers 500 outcome_pending and is stored in the
+// background; past the claim's lease the client retries with the key. The
+// retry waits for the payment being stored (409) and never charges it a
+// second time: the claim is this process's own, and alive.
+func TestKeyOfAPaymentStillBeingStoredIsNotTakenOver(t *testing.T) {
+	ts, limit := chargeNotStored(t, "pending-1")
 	again := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-1")
 	assert.Equal(t, http.StatusConflict, again.Code, string(again.Raw))
 	assert.Equal(t, "idempotency_in_flight", again.errField("code"), string(again.Raw))
@@ -310,23 +319,7 @@ func TestKeyOfAPaymentStillBeingStoredIsNotTakenOver(t *testing.T) {
 // after, found the commit ended, took the claim for abandoned (its lease
 // long run out) and charged the payment a second time.
 func TestKeyOfAPaymentStoredMeanwhileIsNotTakenOver(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.Idempotency = "memory"
-	cfg.RequestTimeout = 3 * time.Second // a commit waits 1 s
-	ts := startService(t, cfg)
-	ctx := context.Background()
-	bucket, err := ts.js.Stream(ctx, "KV_payments")
-	require.NoError(t, err)
-	limit := func(size int32) {
-		c := bucket.CachedInfo().Config
-		c.MaxMsgSize = size
-		_, err := ts.js.UpdateStream(ctx, c)
-		require.NoError(t, err)
-	}
-	limit(16) // no record fits
-	r := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-2")
-	require.Equal(t, "outcome_pending", r.errField("code"), string(r.Raw))
-	ts.clock.Advance(inFlightLease + time.Minute)
+	ts, limit := chargeNotStored(t, "pending-2")
 
 	storing := func() bool {
 		n := 0
