@@ -295,6 +295,17 @@ func parseWindows(s string) ([]Window, error) {
 		if !t.After(f) {
 			return nil, fmt.Errorf("window %q ends before it starts", part)
 		}
+		// The rule files read the bounds as CEL timestamps, which hold
+		// the years 1 to 9999 in UTC: beyond them every deployment's
+		// validation would fail.
+		for _, b := range []struct {
+			text string
+			at   time.Time
+		}{{from, f}, {to, t}} {
+			if y := b.at.UTC().Year(); y < 1 || y > 9999 {
+				return nil, fmt.Errorf("window %q: %s is not between years 1 and 9999 in UTC", part, b.text)
+			}
+		}
 		out = append(out, Window{From: f, To: t})
 	}
 	// Windows that overlap or meet are one freeze: a refusal says when

@@ -38,3 +38,33 @@ func TestFreezeUntilTheEnd(t *testing.T) {
 		assert.Equal(t, "Change freeze until "+at(3*time.Hour), *d.ErrorMessage, "rules %q", rules)
 	}
 }
+
+// TestFreezeBeyondTheRules: a window the rule files cannot read (a bound
+// before year 1 or after 9999 in UTC) is refused at the start, naming
+// it; the service took it, and every deployment then failed its
+// validation for "timestamp overflow" and was retried without end. A
+// freeze until the last second of 9999 is read by both rules alike.
+func TestFreezeBeyondTheRules(t *testing.T) {
+	for _, tc := range []struct{ window, want string }{
+		{"2020-01-01T00:00:00Z/9999-12-31T23:59:59-01:00", `-freeze: window "2020-01-01T00:00:00Z/9999-12-31T23:59:59-01:00": 9999-12-31T23:59:59-01:00 is not between years 1 and 9999 in UTC`},
+		{"0000-01-01T00:00:00Z/2020-01-01T00:00:00Z", `-freeze: window "0000-01-01T00:00:00Z/2020-01-01T00:00:00Z": 0000-01-01T00:00:00Z is not between years 1 and 9999 in UTC`},
+		{"0001-01-01T00:30:00+01:00/2020-01-01T00:00:00Z", `0001-01-01T00:30:00+01:00 is not between years 1 and 9999 in UTC`},
+	} {
+		_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-freeze", tc.window}, func(string) string { return "" })
+		require.Error(t, err, tc.window)
+		assert.ErrorContains(t, err, tc.want)
+	}
+	window := "2020-01-01T00:00:00Z/9999-12-31T23:59:59Z"
+	for _, rules := range []string{"", rulesGo} {
+		args := append([]string{"-freeze", window}, fastArgs...)
+		if rules != "" {
+			args = append(args, "-rules", rules)
+		}
+		ts := startService(t, args...)
+		r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"})
+		require.Equal(t, http.StatusUnprocessableEntity, r.Code, "rules %q: %s", rules, r.Body)
+		d := r.deployment(t)
+		require.NotNil(t, d.ErrorMessage)
+		assert.Equal(t, "Change freeze until 9999-12-31T23:59:59Z", *d.ErrorMessage, "rules %q", rules)
+	}
+}
