@@ -300,7 +300,9 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 			*p.v = n
 		}
 	}
-	if status != "" && !terminal(status) && status != StatusInProgress {
+	switch status {
+	case "", StatusSuccess, StatusRolledBack, StatusFailed, StatusInProgress:
+	default: // SKIPPED is a region's status only
 		httpapi.WriteError(w, httpapi.Invalid("status", "status %q is not one of SUCCESS, ROLLED_BACK, FAILED, IN_PROGRESS", clip(status)))
 		return
 	}

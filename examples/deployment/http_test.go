@@ -51,7 +51,7 @@ func TestCordState(t *testing.T) {
 }
 
 // TestListAndNotFound: an empty page is [], a bad limit or offset is
-// refused with its true range, and a deployment not found is named alike
+// refused with its true range, a status no deployment can have is refused, and a deployment not found is named alike
 // whatever its form.
 func TestListAndNotFound(t *testing.T) {
 	ts := startService(t, fastArgs...)
@@ -65,6 +65,10 @@ func TestListAndNotFound(t *testing.T) {
 		"offset=x":          `offset "x" is not a number in [0, 1073741824]`,
 		"limit=0":           `limit "0" is not a number in [1, 500]`,
 		"limit=501":         `limit "501" is not a number in [1, 500]`,
+		// SKIPPED is a region's status, never a deployment's: a filter
+		// on it matched nothing, without a word.
+		"status=SKIPPED": `status "SKIPPED" is not one of SUCCESS, ROLLED_BACK, FAILED, IN_PROGRESS`,
+		"status=success": `status "success" is not one of SUCCESS, ROLLED_BACK, FAILED, IN_PROGRESS`,
 	} {
 		r := do(t, "GET", ts.URL+"/deployments?"+query, nil)
 		require.Equal(t, http.StatusBadRequest, r.Code, "%s: %s", query, r.Body)
