@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
+	"github.com/taipattern/taikit/examples/deployment/internal/catalog"
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 )
 
@@ -166,6 +168,29 @@ var (
 	versionRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
 	metaKeyRE      = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,63}$`)
 )
+
+// requestNames checks that a request can name every region, service and
+// version of c: the catalog takes names (a region of 63 letters, a
+// version v1.0.0~rc1) that validate refuses, and a deployment of them
+// could only be a 400.
+func requestNames(c *catalog.Catalog) error {
+	var errs []error
+	refuse := func(path, kind, name string, re *regexp.Regexp) {
+		if !re.MatchString(name) {
+			errs = append(errs, fmt.Errorf("catalog: %s: %s %q is not a name a request takes (%s)", path, kind, name, re))
+		}
+	}
+	for _, region := range c.RegionNames() {
+		refuse("regions."+region, "region", region, regionRE)
+	}
+	for _, service := range c.ServiceNames() {
+		refuse("services."+service, "service", service, serviceRE)
+		for _, version := range c.VersionNames(service) {
+			refuse("services."+service+".versions."+version, "version", version, versionRE)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // maxRegions bounds a wave.
 const maxRegions = 16

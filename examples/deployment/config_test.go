@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/internal/datadir"
 )
 
 // Bad flags and environment values are refused with a message naming
@@ -78,4 +85,36 @@ func TestDemoVariable(t *testing.T) {
 		require.NoError(t, err, "DEMO=%q", tc.value)
 		assert.Equal(t, tc.interval, c.Interval, "DEMO=%q", tc.value)
 	}
+}
+
+// TestCatalogNamesARequestTakes: a -catalog file whose service, region or
+// version names a request could not name is refused at the start, naming
+// each; the service took it, listed them in GET /catalog, and answered
+// every deployment of them 400 (a region of 40 letters, a version
+// v1.0.0~rc1, a service -svc).
+func TestCatalogNamesARequestTakes(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "catalog.json")
+	long := strings.Repeat("a", 40)
+	require.NoError(t, os.WriteFile(file, []byte(`{
+  "regions": {"us-west-2": {"capacity": 20}, "`+long+`": {"capacity": 20}},
+  "services": {
+    "api-service": {"running": {"us-west-2": "v1.0.0"}, "versions": {
+      "v1.0.0": {"error_rate": 0.006, "p99_ms": 150, "cpu": 0.35, "memory": 0.5},
+      "v1.0.0~rc1": {"error_rate": 0.007, "p99_ms": 180, "cpu": 0.4, "memory": 0.6}}},
+    "-svc": {"versions": {"v1": {"error_rate": 0.006, "p99_ms": 150, "cpu": 0.35, "memory": 0.5}}}}
+}`), 0o600))
+	dir := t.TempDir()
+	cfg, err := parseConfig([]string{"-data-dir", dir, "-instance", "test", "-catalog", file}, func(string) string { return "" })
+	require.NoError(t, err)
+	lock, err := datadir.Acquire(dir)
+	require.NoError(t, err)
+	defer lock.Release()
+	svc, err := newService(context.Background(), cfg, slog.New(slog.DiscardHandler), lock)
+	if err == nil {
+		require.NoError(t, svc.Close(context.Background()))
+	}
+	require.Error(t, err)
+	assert.ErrorContains(t, err, `regions.`+long+`: region "`+long+`" is not a name a request takes`)
+	assert.ErrorContains(t, err, `services.api-service.versions.v1.0.0~rc1: version "v1.0.0~rc1" is not a name a request takes`)
+	assert.ErrorContains(t, err, `services.-svc: service "-svc" is not a name a request takes`)
 }

@@ -125,6 +125,9 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 		if s.catalog, err = catalog.Load(cfg.CatalogFile); err != nil {
 			return nil, err
 		}
+		if err = requestNames(s.catalog); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.CatalogFile, err)
+		}
 	} else {
 		s.catalog = catalog.Demo()
 	}
