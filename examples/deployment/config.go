@@ -292,7 +292,10 @@ func parseWindows(s string) ([]Window, error) {
 		if err != nil {
 			return nil, fmt.Errorf("window %q: %w", part, err)
 		}
-		if !t.After(f) {
+		if t.Equal(f) {
+			return nil, fmt.Errorf("window %q is empty: it ends as it starts", part)
+		}
+		if t.Before(f) {
 			return nil, fmt.Errorf("window %q ends before it starts", part)
 		}
 		// The rule files read the bounds as CEL timestamps, which hold

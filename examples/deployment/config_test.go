@@ -59,6 +59,10 @@ func TestParseConfigRefusals(t *testing.T) {
 		{[]string{"-max-error-rate", "0"}, nil, "-max-error-rate 0 is not a share in (0, 1]"},
 		{nil, map[string]string{"MAX_MEMORY": "NaN"}, "-max-memory NaN is not a share in (0, 1]"},
 		{[]string{"-max-p99", "-1s"}, nil, "-max-p99 -1s must be positive"},
+		// A window that ends as it starts holds no instant; one whose
+		// end comes first is named as such.
+		{[]string{"-freeze", "2026-12-24T00:00:00Z/2026-12-24T01:00:00+01:00"}, nil, `-freeze: window "2026-12-24T00:00:00Z/2026-12-24T01:00:00+01:00" is empty: it ends as it starts`},
+		{[]string{"-freeze", "2026-12-24T00:00:00Z/2026-12-23T00:00:00Z"}, nil, `-freeze: window "2026-12-24T00:00:00Z/2026-12-23T00:00:00Z" ends before it starts`},
 	} {
 		_, err := parseConfig(append([]string{"-data-dir", t.TempDir()}, tc.args...), func(k string) string { return tc.env[k] })
 		require.Error(t, err, "%v %v", tc.args, tc.env)
