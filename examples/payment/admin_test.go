@@ -150,3 +150,36 @@ func TestQueueRouteErrorsAreJSON(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, r.Code, string(r.Raw))
 	assert.Equal(t, "dead_letter_not_found", r.errField("code"), "the queues' own JSON answers pass as they are: %s", r.Raw)
 }
+
+// The board's routes answer a path they do not have, or a method a path
+// does not take, in the one error schema, as the service's router does.
+func TestBoardRouteErrorsAreJSON(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	cfg := testConfig(t)
+	cfg.AdminToken = admin
+	ts := startService(t, cfg)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	for _, c := range []struct {
+		method, path string
+		code         int
+		errCode      string
+		allow        string
+	}{
+		{http.MethodGet, "/andon/nothing", http.StatusNotFound, "not_found", ""},
+		{http.MethodGet, "/andon/assets/nothing.js", http.StatusNotFound, "not_found", ""},
+		{http.MethodGet, "/andon/api/cord", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
+		{http.MethodPut, "/andon/api/cord", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
+		{http.MethodPost, "/andon/api/state", http.StatusMethodNotAllowed, "method_not_allowed", "GET, HEAD"},
+	} {
+		r := ts.do(t, c.method, c.path, nil, auth...)
+		require.Equal(t, c.code, r.Code, "%s %s: %s", c.method, c.path, r.Raw)
+		assert.Equal(t, "application/json", r.Header.Get("Content-Type"), "%s %s", c.method, c.path)
+		assert.Equal(t, c.errCode, r.errField("code"), "%s %s: %s", c.method, c.path, r.Raw)
+		assert.Equal(t, c.allow, r.Header.Get("Allow"), "%s %s", c.method, c.path)
+	}
+	r := ts.do(t, http.MethodGet, "/andon/api/state", nil, auth...)
+	assert.Equal(t, http.StatusOK, r.Code, "the board's own answers pass: %s", r.Raw)
+	r = ts.do(t, http.MethodPost, "/andon/api/cord", `{"action":"yank"}`, append(auth, "X-Andon-Board", "1")...)
+	assert.Equal(t, http.StatusBadRequest, r.Code, "the board's own JSON errors pass: %s", r.Raw)
+}
