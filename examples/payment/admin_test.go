@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
@@ -182,4 +183,46 @@ func TestBoardRouteErrorsAreJSON(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.Code, "the board's own answers pass: %s", r.Raw)
 	r = ts.do(t, http.MethodPost, "/andon/api/cord", `{"action":"yank"}`, append(auth, "X-Andon-Board", "1")...)
 	assert.Equal(t, http.StatusBadRequest, r.Code, "the board's own JSON errors pass: %s", r.Raw)
+}
+
+// POST /admin/gateway refuses what it cannot apply — a failure rate or a
+// latency out of range, a wrong type, an unknown field, a body not JSON
+// — with a 400 (415) naming the field, changes nothing, and counts each
+// refusal in payment_invalid_requests_total, as every route does.
+func TestGatewayAdminRefusesBadSettings(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	cfg := testConfig(t)
+	cfg.AdminToken = admin
+	ts := startService(t, cfg)
+	auth := []string{"Authorization", "Bearer " + admin}
+	require.Equal(t, http.StatusOK, ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 0.25, "latency_ms": 5}`, auth...).Code)
+
+	before400 := testutil.ToFloat64(ts.badRequests.WithLabelValues("400"))
+	before415 := testutil.ToFloat64(ts.badRequests.WithLabelValues("415"))
+	for _, c := range []struct{ body, field string }{
+		{`{"failure_rate": 1.5}`, "failure_rate"},
+		{`{"failure_rate": -1}`, "failure_rate"},
+		{`{"failure_rate": 1.5, "latency_ms": 1}`, "failure_rate"},
+		{`{"latency_ms": -1}`, "latency_ms"},
+		{`{"latency_ms": 1e30}`, "latency_ms"},
+		{`{"latency_ms": 60001}`, "latency_ms"},
+		{`{"failure_rate": "0.5"}`, "failure_rate"},
+		{`{"failure_rate": 1e400}`, "failure_rate"},
+		{`{"latency": 5}`, "latency"},
+		{`[]`, ""},
+		{`{"failure_rate": 0.5`, ""},
+	} {
+		r := ts.do(t, http.MethodPost, "/admin/gateway", c.body, auth...)
+		require.Equal(t, http.StatusBadRequest, r.Code, "%s: %s", c.body, r.Raw)
+		assert.Equal(t, "invalid_request", r.errField("code"), "%s: %s", c.body, r.Raw)
+		assert.Equal(t, c.field, r.errField("field"), "%s: %s", c.body, r.Raw)
+	}
+	r := ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 1}`, append(auth, "Content-Type", "text/plain")...)
+	assert.Equal(t, http.StatusUnsupportedMediaType, r.Code, string(r.Raw))
+
+	rate, latency := ts.gateway.Settings()
+	assert.Equal(t, 0.25, rate, "nothing changed")
+	assert.Equal(t, 5*time.Millisecond, latency, "nothing changed")
+	assert.Equal(t, before400+11, testutil.ToFloat64(ts.badRequests.WithLabelValues("400")), "every refusal counted")
+	assert.Equal(t, before415+1, testutil.ToFloat64(ts.badRequests.WithLabelValues("415")), "every refusal counted")
 }

@@ -566,13 +566,18 @@ type gatewaySettings struct {
 // gateway's failure rate and latency, for chaos tests.
 func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
+		// Every refusal is counted, as a payment's are.
+		refuse := func(err error) {
+			s.countRequestError(err)
+			writeError(w, err)
+		}
 		var in gatewaySettings
 		body, err := httpapi.ReadBody(w, r, 4096)
 		if err == nil {
 			err = httpapi.Decode(body, &in)
 		}
 		if err != nil {
-			writeError(w, err)
+			refuse(err)
 			return
 		}
 		rate, latency := s.gateway.Settings()
@@ -581,13 +586,13 @@ func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		if in.LatencyMS != nil {
 			if !(*in.LatencyMS >= 0 && *in.LatencyMS <= 60000) {
-				writeError(w, invalid("latency_ms", "latency_ms %v is outside [0, 60000]", *in.LatencyMS))
+				refuse(invalid("latency_ms", "latency_ms %v is outside [0, 60000]", *in.LatencyMS))
 				return
 			}
 			latency = time.Duration(*in.LatencyMS * float64(time.Millisecond))
 		}
 		if err := s.gateway.Set(rate, latency); err != nil {
-			writeError(w, invalid("failure_rate", "%v", err))
+			refuse(invalid("failure_rate", "%v", err))
 			return
 		}
 		s.log.Info("gateway simulation changed", "failure_rate", rate, "latency", latency)
