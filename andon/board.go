@@ -427,7 +427,21 @@ const keepAlive = 15 * time.Second
 
 // events streams the state as server-sent events until the client goes
 // or the board shuts down.
+// setStreamHeader sets the header of the event stream's answer.
+func setStreamHeader(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+}
+
 func (b *Board) events(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		// The GET pattern takes HEAD too: answer the stream's header
+		// and end, as a stream with no body to send would never end.
+		setStreamHeader(w.Header())
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if code, msg := b.openStream(); code != 0 {
 		w.Header().Set("Retry-After", "5")
 		b.fail(w, code, msg)
@@ -435,10 +449,7 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 	}
 	defer b.closeStream()
 	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
+	setStreamHeader(w.Header())
 	w.WriteHeader(http.StatusOK)
 	tick := time.NewTicker(b.refresh)
 	defer tick.Stop()

@@ -681,3 +681,28 @@ func TestBoardCordTextLimits(t *testing.T) {
 	}
 	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"ünïcode ✓ 👩\u200d💻"} `), "trailing space is no second value; a joiner in an emoji is no control")
 }
+
+// TestBoardEventsHead: a HEAD of the event stream is answered with the
+// stream's header and ends, without taking one of the MaxStreams places;
+// net/http sends no body for it, so a stream behind it ran, unseen, until
+// the board shut down.
+func TestBoardEventsHead(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{MaxStreams: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for range 3 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, f.srv.URL+"/andon/api/events", nil)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err, "HEAD returns")
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/andon/api/events", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the one stream's place is free")
+}
