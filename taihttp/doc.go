@@ -9,7 +9,8 @@
 // field, and gives a Middleware, a func(http.Handler) http.Handler:
 //
 //   - RateLimit asks a per-key limiter (heijunka.Keyed, or any
-//     KeyLimiter) about each request's key (KeyFunc: RemoteIP, Header)
+//     KeyLimiter) about each request's key (KeyFunc: RemoteNetwork, the
+//     default, RemoteIP, Header)
 //     and answers a request over its limit 429 Too Many Requests, with
 //     Retry-After in whole seconds, rounded up and never 0, and the fields
 //     of draft-ietf-httpapi-ratelimit-headers on every response, such as

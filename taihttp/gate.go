@@ -12,7 +12,7 @@ import (
 // GateOptions configures Gate. The zero value admits by client address
 // and answers with JSON problems.
 type GateOptions struct {
-	// Key picks the key handed to the gate's Admit. Default RemoteIP (a
+	// Key picks the key handed to the gate's Admit. Default RemoteNetwork (a
 	// jidoka.Line ignores it).
 	Key KeyFunc
 	// Errors writes the responses to refused requests. Default

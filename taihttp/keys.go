@@ -25,23 +25,67 @@ type KeyFunc func(r *http.Request) string
 // IPv4-mapped IPv6 host, [::ffff:192.0.2.1]:443, gives the IPv4 address,
 // 192.0.2.1, the key of the same client seen through an IPv4 socket.
 func RemoteIP(r *http.Request) string {
-	a := r.RemoteAddr
+	host, _ := remoteHost(r.RemoteAddr)
+	return host
+}
+
+// remoteHost returns RemoteIP's key for the RemoteAddr a, and whether it
+// may be an IPv6 address (it holds a colon); an IPv4 address or a name
+// says no without another look at it.
+func remoteHost(a string) (host string, colon bool) {
 	i := strings.LastIndexByte(a, ':')
 	if i < 0 || hasBracket(a[i+1:]) {
-		return a
+		return a, i >= 0
 	}
-	host := a[:i]
+	host = a[:i]
 	if len(host) >= 2 && host[0] == '[' && host[len(host)-1] == ']' {
 		host = host[1 : len(host)-1]
 		if hasBracket(host) {
-			return a
+			return a, true
 		}
-		return unmap(host)
+		host = unmap(host)
+		return host, strings.IndexByte(host, ':') >= 0
 	}
 	if hasBracket(host) || strings.IndexByte(host, ':') >= 0 {
-		return a // an IPv6 address without a port, or a malformed one
+		return a, true // an IPv6 address without a port, or a malformed one
 	}
-	return host
+	return host, false
+}
+
+// RemoteNetwork is the KeyFunc of the client's network: RemoteIP's key
+// for an IPv4 client (192.0.2.1), and for an IPv6 client the /64 prefix
+// of its address, "2001:db8:1:2::/64". It is the default key of
+// RateLimit, Gate and Pipeline.
+//
+// A limit keyed by IPv6 address counts nothing: a host is usually given a
+// /64 of its own and may send from any of its 2^64 addresses, each a fresh
+// quota (and, in a bounded store, a new key pushing the keys of other
+// clients out). The clients of one /64 share its quota, as the hosts behind
+// one IPv4 NAT share theirs. Use RemoteIP to count each address, or a
+// KeyFunc of your own for a wider prefix.
+//
+// A zoned address (fe80::1%eth0) keeps its zone, as the zone names the
+// link the client is on: "fe80::%eth0/64". Whatever RemoteIP returns
+// that is not an IPv6 address (a name, a malformed RemoteAddr) is the key
+// as it is.
+func RemoteNetwork(r *http.Request) string {
+	host, colon := remoteHost(r.RemoteAddr)
+	if !colon {
+		return host // IPv4 (mapped ones unmapped) or a name
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Is6() {
+		return host
+	}
+	zone := ip.Zone()
+	p, err := ip.WithZone("").Prefix(64)
+	if err != nil {
+		return host
+	}
+	if zone == "" {
+		return p.String()
+	}
+	return p.Addr().WithZone(zone).String() + "/64"
 }
 
 // unmap returns the IPv4 address of an IPv4-mapped IPv6 host

@@ -4,9 +4,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/taihttp"
 )
@@ -57,6 +59,50 @@ func FuzzRemoteIP(f *testing.F) {
 			}
 			assert.Equal(t, host, got)
 		}
+	})
+}
+
+func TestRemoteNetwork(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.1:1234":             "192.0.2.1",
+		"[::ffff:192.0.2.1]:1234":    "192.0.2.1", // an IPv4 client: its address
+		"[2001:db8:1:2::1]:443":      "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::9]:443": "2001:db8:1:2::/64", // the same host's other address
+		"[2001:DB8:1:3::1]:443":      "2001:db8:1:3::/64",
+		"[::1]:80":                   "::/64",
+		"[fe80::1%eth0]:80":          "fe80::%eth0/64", // the zone names the link
+		"[fe80::1%eth1]:80":          "fe80::%eth1/64",
+		"[::ffff:192.0.2.1%eth0]:80": "::%eth0/64",
+		"localhost:80":               "localhost",
+		"2001:db8::1":                "2001:db8::/64", // no port: RemoteAddr whole, an address still
+		"[2001:db8::1]":              "[2001:db8::1]", // RemoteAddr whole, not an address
+		"[x:y]:80":                   "x:y",           // not an address: as RemoteIP
+		"":                           "",
+	} {
+		got := taihttp.RemoteNetwork(&http.Request{RemoteAddr: addr})
+		assert.Equal(t, want, got, "%q", addr)
+	}
+}
+
+func FuzzRemoteNetwork(f *testing.F) {
+	for _, s := range []string{"192.0.2.1:1234", "[2001:db8::1]:443", "[fe80::1%eth0]:80", "[x]:1", "[::ffff:1.2.3.4]:5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		r := &http.Request{RemoteAddr: addr}
+		got, ip := taihttp.RemoteNetwork(r), taihttp.RemoteIP(r)
+		a, err := netip.ParseAddr(ip)
+		if err != nil || !a.Is6() {
+			assert.Equal(t, ip, got, "not an IPv6 address: RemoteIP's key")
+			return
+		}
+		// Every address of a /64 has the key of the /64, and no other
+		// address has it.
+		p, err := netip.ParsePrefix(strings.Replace(got, "%"+a.Zone()+"/", "/", 1))
+		require.NoError(t, err, "%q gave %q", addr, got)
+		assert.Equal(t, 64, p.Bits())
+		assert.True(t, p.Contains(a.WithZone("")), "%q gave %q", addr, got)
+		assert.Equal(t, p.Masked(), p)
 	})
 }
 

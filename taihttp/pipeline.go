@@ -22,7 +22,8 @@ import (
 type PipelineOptions struct {
 	// Kind is the Kind of every request's signal. Default "http".
 	Kind string
-	// Key picks the Key of a request's signal. Default RemoteIP.
+	// Key picks the Key of a request's signal. Default RemoteNetwork:
+	// the address of an IPv4 client, the /64 of an IPv6 one.
 	Key KeyFunc
 	// ID gives a request's signal its ID, such as a request-ID header.
 	// Default, and for a request it returns "" for: tai.NewID().

@@ -34,7 +34,9 @@ func (s sharedLimiter) Allow(context.Context, string) (heijunka.Decision, error)
 // RateLimitOptions configures RateLimit. The zero value limits by client
 // address under the policy "default" and answers with JSON problems.
 type RateLimitOptions struct {
-	// Key picks the key a request is counted under. Default RemoteIP.
+	// Key picks the key a request is counted under. Default
+	// RemoteNetwork: the address of an IPv4 client, the /64 of an IPv6
+	// one.
 	Key KeyFunc
 	// Policy names the quota policy in the RateLimit and RateLimit-Policy
 	// fields. It must be printable ASCII without '"' or '\'. Default
@@ -192,7 +194,7 @@ func newCommon(who string, key KeyFunc, errs ErrorWriter, fallback time.Duration
 	}
 	c := common{key: key, errs: errs, fallback: fallback, onError: onError}
 	if c.key == nil {
-		c.key = RemoteIP
+		c.key = RemoteNetwork
 	}
 	if c.errs == nil {
 		c.errs = JSONErrors

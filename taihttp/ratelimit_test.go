@@ -92,6 +92,22 @@ func TestRateLimitFields(t *testing.T) {
 	})
 }
 
+func TestRateLimitIPv6Network(t *testing.T) {
+	// By default an IPv6 client is counted by its /64: a host that may
+	// send from any address of its /64 does not get a fresh quota with
+	// each one.
+	h := rateLimit(t, keyed(t, heijunka.PerMinute(2)), taihttp.RateLimitOptions{})(ok)
+	assert.Equal(t, http.StatusOK, serve(h, get("[2001:db8:1:2::1]:1234")).Code)
+	assert.Equal(t, http.StatusOK, serve(h, get("[2001:db8:1:2::2]:1234")).Code)
+	assert.Equal(t, http.StatusTooManyRequests, serve(h, get("[2001:db8:1:2:a:b:c:d]:1234")).Code, "the same /64")
+	assert.Equal(t, http.StatusOK, serve(h, get("[2001:db8:1:3::1]:1234")).Code, "another /64 has its own limit")
+
+	// RemoteIP counts each address.
+	h = rateLimit(t, keyed(t, heijunka.PerMinute(1)), taihttp.RateLimitOptions{Key: taihttp.RemoteIP})(ok)
+	assert.Equal(t, http.StatusOK, serve(h, get("[2001:db8:1:2::1]:1234")).Code)
+	assert.Equal(t, http.StatusOK, serve(h, get("[2001:db8:1:2::2]:1234")).Code)
+}
+
 func TestRateLimitOptions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		k := keyed(t, heijunka.PerMinute(1), heijunka.KeyedOptions{Name: "per-key"})
