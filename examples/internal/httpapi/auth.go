@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -85,8 +86,20 @@ func Bearer(header string) (token string, ok bool) {
 // time.
 func Matches(r *http.Request, token string) bool {
 	got, ok := Bearer(r.Header.Get("Authorization"))
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+	return ok && sameSecret(got, token)
 }
+
+// sameSecret reports whether a and b are equal in a time that tells
+// nothing of either: it compares their SHA-256 digests, which have one
+// length, where comparing the secrets themselves returns at once when
+// their lengths differ and so tells a caller the token's length.
+func sameSecret(a, b string) bool {
+	da, db := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return constantTimeCompare(da[:], db[:]) == 1
+}
+
+// constantTimeCompare is subtle.ConstantTimeCompare; a test watches it.
+var constantTimeCompare = subtle.ConstantTimeCompare
 
 // MatchesAdmin reports whether r carries token, an admin token, as a
 // Bearer token or as the password of HTTP Basic (any user name), in
@@ -99,7 +112,7 @@ func MatchesAdmin(r *http.Request, token string) bool {
 		return true
 	}
 	_, pass, ok := r.BasicAuth()
-	return ok && subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1
+	return ok && sameSecret(pass, token)
 }
 
 // RequireAPI wraps h so that, with an API token set, a request without it

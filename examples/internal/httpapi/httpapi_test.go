@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"math"
@@ -271,6 +272,32 @@ func TestBearer(t *testing.T) {
 		got, ok := Bearer(h)
 		assert.Equal(t, want, got, h)
 		assert.Equal(t, want != "", ok, h)
+	}
+}
+
+func TestTokenComparisonHidesTheLength(t *testing.T) {
+	// Every comparison of a token sees two inputs of one length, whatever
+	// the lengths of the token and of what a request sent: a comparison
+	// of unequal lengths returns at once, and its time tells the length.
+	var lens [][2]int
+	constantTimeCompare = func(x, y []byte) int {
+		lens = append(lens, [2]int{len(x), len(y)})
+		return subtle.ConstantTimeCompare(x, y)
+	}
+	t.Cleanup(func() { constantTimeCompare = subtle.ConstantTimeCompare })
+
+	const token = "s3cret-admin-token"
+	for sent, want := range map[string]bool{token: true, "s3cret": false, token + "x": false, "x": false} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Authorization", "Bearer "+sent)
+		assert.Equal(t, want, Matches(r, token), "bearer %q", sent)
+		r = httptest.NewRequest(http.MethodGet, "/", nil)
+		r.SetBasicAuth("u", sent)
+		assert.Equal(t, want, MatchesAdmin(r, token), "basic %q", sent)
+	}
+	require.NotEmpty(t, lens)
+	for _, l := range lens {
+		assert.Equal(t, l[0], l[1], "compared inputs of different lengths")
 	}
 }
 
