@@ -59,9 +59,9 @@ type Line struct {
 	retryAfter time.Duration
 	logger     *slog.Logger
 
-	stop   atomic.Pointer[StoppedError] // nil while running
-	stops  atomic.Uint64
-	mu     sync.Mutex // serialises Stop and Start
+	stop   atomic.Pointer[StoppedError] // nil while running; written under mu
+	mu     sync.Mutex                   // serialises Stop and Start, and guards stops
+	stops  uint64
 	events queue[LineEvent]
 }
 
@@ -96,7 +96,7 @@ func (l *Line) Stop(reason string) bool {
 	}
 	now := time.Now()
 	l.stop.Store(&StoppedError{Line: l.name, Reason: reason, Since: now, retryAfter: l.retryAfter})
-	l.stops.Add(1)
+	l.stops++
 	if l.onChange != nil {
 		l.events.push(LineEvent{Line: l.name, Stopped: true, Reason: reason, Time: now})
 	}
@@ -130,12 +130,16 @@ func (l *Line) Stopped() (bool, string) {
 	return false, ""
 }
 
-// Status returns whether the line is stopped, why and since when.
+// Status returns whether the line is stopped, why, since when and how many
+// times it has been stopped, all as of one moment: a stopped line's Stops
+// is the number of its current stop.
 func (l *Line) Status() LineStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if s := l.stop.Load(); s != nil {
-		return LineStatus{Stopped: true, Reason: s.Reason, Since: s.Since, Stops: l.stops.Load()}
+		return LineStatus{Stopped: true, Reason: s.Reason, Since: s.Since, Stops: l.stops}
 	}
-	return LineStatus{Stops: l.stops.Load()}
+	return LineStatus{Stops: l.stops}
 }
 
 func (l *Line) deliver() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -210,4 +211,37 @@ func TestLineAdmitAllocs(t *testing.T) {
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = l.Admit(ctx, "k") }))
 	l.Stop("x")
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = l.Admit(ctx, "k") }))
+}
+
+// TestLineStatusIsOneMoment: a Status read while the line is stopped and
+// started shows one state the line was in: a stop's reason with the count
+// that stop made, never a stop without its count or a count ahead of it.
+func TestLineStatusIsOneMoment(t *testing.T) {
+	const cycles = 50000
+	l := newLine(t, jidoka.LineOptions{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range cycles {
+			l.Stop(strconv.Itoa(i + 1)) // the reason is the stop's number
+			l.Start()
+		}
+	}()
+	var last uint64
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		st := l.Status()
+		require.GreaterOrEqual(t, st.Stops, last, "the count went back")
+		last = st.Stops
+		if st.Stopped {
+			require.Equal(t, strconv.FormatUint(st.Stops, 10), st.Reason, "a stop with another stop's count")
+		} else {
+			require.Empty(t, st.Reason)
+		}
+	}
+	assert.Equal(t, jidoka.LineStatus{Stops: cycles}, l.Status())
 }
