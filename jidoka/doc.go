@@ -99,8 +99,10 @@
 // A Line is a stop-the-line switch and a tai.Gate: Stop(reason) makes Admit
 // refuse every signal with a *StoppedError (errors.Is(err,
 // ErrLineStopped)) naming the reason, and the retry hint of
-// LineOptions.RetryAfter, until Start. Changes are delivered to
-// LineOptions.OnChange like breaker events.
+// LineOptions.RetryAfter, until Start. EndStop(n) restarts it only if its
+// current stop is its n-th (LineStatus.Stops), so whoever stopped it can
+// end their own stop and leave one made since by someone else. Changes are
+// delivered to LineOptions.OnChange like breaker events.
 //
 // # Watchdog
 //

@@ -106,10 +106,32 @@ func (l *Line) Stop(reason string) bool {
 }
 
 // Start restarts the line and reports whether it was stopped.
-func (l *Line) Start() bool {
+func (l *Line) Start() bool { return l.start(0) }
+
+// EndStop restarts the line if it is still stopped by its n-th stop, n
+// being LineStatus.Stops as it was right after that Stop, and reports
+// whether it did. It ends one particular stop: once the line has been
+// started, and perhaps stopped again since (for any reason, even the same
+// one), EndStop(n) does nothing. A restart by EndStop is delivered to
+// OnChange as a Start is.
+//
+// Whoever stops a line and means to restart only that stop (an andon rule
+// that stopped it, say) takes n from Status after its Stop returned true;
+// if Stops has grown by more than one since before that Stop, someone else
+// stopped the line in between, and the current stop may not be theirs.
+func (l *Line) EndStop(n uint64) bool {
+	if n == 0 { // no stop has that number
+		return false
+	}
+	return l.start(n)
+}
+
+// start restarts the line if it is stopped and, unless n is 0, if the
+// current stop is its n-th; it reports whether it did.
+func (l *Line) start(n uint64) bool {
 	l.mu.Lock()
 	s := l.stop.Load()
-	if s == nil {
+	if s == nil || (n != 0 && l.stops != n) {
 		l.mu.Unlock()
 		return false
 	}

@@ -245,3 +245,43 @@ func TestLineStatusIsOneMoment(t *testing.T) {
 	}
 	assert.Equal(t, jidoka.LineStatus{Stops: cycles}, l.Status())
 }
+
+// TestLineEndStop: EndStop ends the stop it names and no other, and its
+// restart is an event like Start's.
+func TestLineEndStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []jidoka.LineEvent
+		l := newLine(t, jidoka.LineOptions{Name: "checkout", OnChange: func(ev jidoka.LineEvent) { got = append(got, ev) }})
+		at := time.Now()
+		assert.False(t, l.EndStop(0), "running")
+		assert.False(t, l.EndStop(1), "running, never stopped")
+
+		require.True(t, l.Stop("fraud spike"))
+		n := l.Status().Stops
+		require.EqualValues(t, 1, n)
+		assert.False(t, l.EndStop(0), "no stop has the number 0")
+		assert.False(t, l.EndStop(n+1), "a stop not made yet")
+		assert.True(t, l.Status().Stopped, "a wrong number leaves the line stopped")
+		assert.True(t, l.EndStop(n))
+		assert.Equal(t, jidoka.LineStatus{Stops: 1}, l.Status())
+		assert.False(t, l.EndStop(n), "already ended")
+
+		require.True(t, l.Stop("fraud spike"))
+		require.True(t, l.Start(), "someone restarts it")
+		require.True(t, l.Stop("fraud spike"), "and stops it again, for the same reason")
+		assert.False(t, l.EndStop(n+1), "that stop was ended by Start")
+		st := l.Status()
+		assert.Equal(t, jidoka.LineStatus{Stopped: true, Reason: "fraud spike", Since: at, Stops: 3}, st)
+		assert.True(t, l.EndStop(st.Stops))
+		assert.False(t, l.Start(), "EndStop restarted it")
+
+		assert.Equal(t, []jidoka.LineEvent{
+			{Line: "checkout", Stopped: true, Reason: "fraud spike", Time: at},
+			{Line: "checkout", Stopped: false, Reason: "fraud spike", Time: at},
+			{Line: "checkout", Stopped: true, Reason: "fraud spike", Time: at},
+			{Line: "checkout", Stopped: false, Reason: "fraud spike", Time: at},
+			{Line: "checkout", Stopped: true, Reason: "fraud spike", Time: at},
+			{Line: "checkout", Stopped: false, Reason: "fraud spike", Time: at},
+		}, got)
+	})
+}
