@@ -52,10 +52,11 @@
 // matchers, for a while.
 //
 // Hooks act on fire and resolve. StopLine(line) stops a jidoka Line when
-// a rule fires and restarts it when the rule resolves, unless someone else
-// stopped it. The cord is a rule of its own: Pull(ctx, reason, who) makes
-// it fire at once — with StopLine in CordOptions.Hooks, it stops the line
-// — and Reset resolves it.
+// a rule fires and restarts it when the rule resolves, if the line is
+// still stopped by that stop: a stop someone else made, even in the same
+// words after restarting the line, stays (see StopEnder). The cord is a
+// rule of its own: Pull(ctx, reason, who) makes it fire at once — with
+// StopLine in CordOptions.Hooks, it stops the line — and Reset resolves it.
 //
 // # Notifiers
 //

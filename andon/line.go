@@ -50,10 +50,22 @@ func (c *lineStopped) Measure(context.Context, time.Time) (Measurement, error) {
 // String describes the condition: "line checkout stopped".
 func (c *lineStopped) String() string { return "line " + c.line.Name() + " stopped" }
 
+// StopEnder is a Line that can end one particular stop: EndStop(n)
+// restarts the line only if it is still stopped by its n-th stop
+// (LineStatus.Stops as it was right after that Stop), and reports whether
+// it did. *jidoka.Line is one.
+type StopEnder interface {
+	EndStop(n uint64) bool
+}
+
 // StopLine returns a Hook that stops line when a rule fires and restarts
-// it when the rule resolves, only if the hook stopped it and the line is
-// still stopped for the reason the hook gave: a line stopped by someone
-// else, or stopped again since, stays stopped.
+// it when the rule resolves, only if the stop it ends is the one the hook
+// made: a line stopped by someone else, or restarted and stopped again
+// since (even for the same reason, by another hook), stays stopped. A
+// line that is a StopEnder, as *jidoka.Line is, is restarted with
+// EndStop, for the number of the hook's stop. Another Line is restarted
+// if its Status still gives the reason the hook stopped it with, and a
+// stop made since for that same reason is then ended too.
 //
 // Give one StopLine hook to every rule that may stop the same line (share
 // the value, or put it in EvaluatorOptions.Hooks): it restarts the line only when
@@ -62,14 +74,18 @@ func (c *lineStopped) String() string { return "line " + c.line.Name() + " stopp
 // rules fire stays running until another of them fires (or the cord is
 // pulled): that stops it again.
 func StopLine(line Line) Hook {
-	return &lineStopper{line: line, firing: map[string]struct{}{}}
+	h := &lineStopper{line: line, firing: map[string]struct{}{}}
+	h.ender, _ = line.(StopEnder)
+	return h
 }
 
 type lineStopper struct {
 	line   Line
+	ender  StopEnder // line, if it can end one particular stop
 	mu     sync.Mutex
 	firing map[string]struct{} // rules firing through this hook
-	reason string              // the reason this hook stopped the line with; "" if it did not
+	reason string              // the reason this hook stopped the line with; "" if it holds no stop
+	stop   uint64              // with ender: the line's Stops right after this hook's stop
 }
 
 func (h *lineStopper) Fire(_ context.Context, a Alert) {
@@ -77,7 +93,7 @@ func (h *lineStopper) Fire(_ context.Context, a Alert) {
 	defer h.mu.Unlock()
 	h.firing[a.Name] = struct{}{}
 	if h.reason != "" {
-		if st := h.line.Status(); st.Stopped && st.Reason == h.reason {
+		if h.holds() {
 			return // the stop this hook made still holds
 		}
 		h.reason = "" // someone restarted the line since: stop it again
@@ -86,9 +102,30 @@ func (h *lineStopper) Fire(_ context.Context, a Alert) {
 	if s := a.Annotations["summary"]; s != "" {
 		reason += ": " + s
 	}
-	if h.line.Stop(reason) {
-		h.reason = reason
+	if h.ender == nil {
+		if h.line.Stop(reason) {
+			h.reason = reason
+		}
+		return
 	}
+	before := h.line.Status().Stops
+	if !h.line.Stop(reason) {
+		return
+	}
+	// The stop is this hook's until someone starts the line. Stops grown
+	// by one since before it means no one else stopped the line meanwhile;
+	// grown by more, someone did (stopped and started it before this stop,
+	// or started and stopped it after), and the current stop cannot be
+	// told for this hook's: the hook leaves it stopped, for a person to end.
+	if st := h.line.Status(); st.Stopped && st.Reason == reason && st.Stops == before+1 {
+		h.reason, h.stop = reason, st.Stops
+	}
+}
+
+// holds reports whether the line is still stopped by this hook's stop.
+func (h *lineStopper) holds() bool {
+	st := h.line.Status()
+	return st.Stopped && st.Reason == h.reason && (h.ender == nil || st.Stops == h.stop)
 }
 
 func (h *lineStopper) Resolve(_ context.Context, a Alert) {
@@ -98,10 +135,12 @@ func (h *lineStopper) Resolve(_ context.Context, a Alert) {
 	if h.reason == "" || len(h.firing) > 0 {
 		return
 	}
-	if st := h.line.Status(); st.Stopped && st.Reason == h.reason {
+	if h.ender != nil {
+		h.ender.EndStop(h.stop)
+	} else if h.holds() {
 		h.line.Start()
 	}
-	h.reason = ""
+	h.reason, h.stop = "", 0
 }
 
 // Name names the hook in logs: "stop line checkout".

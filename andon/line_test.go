@@ -307,3 +307,96 @@ func TestPullWithAnEndedContext(t *testing.T) {
 		require.False(t, line.Status().Stopped, "the cord's alert resolved")
 	}
 }
+
+// A StopLine hook ends only the stop it made: a line restarted and stopped
+// again between the rule's fire and its resolve stays stopped, though the
+// new stop gives the very reason the hook's did (another hook for a rule
+// of the same name, or someone who copied the reason).
+func TestStopLineEndsOnlyItsOwnStop(t *testing.T) {
+	ctx := context.Background()
+	alert := andon.Alert{Name: "HighErrorRate", Annotations: map[string]string{"summary": "errors 9%"}}
+	const reason = "andon: HighErrorRate: errors 9%"
+	t.Run("a stop made by hand with the same reason", func(t *testing.T) {
+		line := newLine("checkout")
+		stop := andon.StopLine(line)
+		stop.Fire(ctx, alert)
+		require.Equal(t, reason, line.Status().Reason)
+		require.True(t, line.Start(), "someone restarts the line")
+		require.True(t, line.Stop(reason), "and stops it again, in the same words")
+		stop.Resolve(ctx, alert)
+		st := line.Status()
+		assert.True(t, st.Stopped, "the second stop is not the hook's")
+		assert.Equal(t, reason, st.Reason)
+	})
+	t.Run("a stop made by another hook for a rule of the same name", func(t *testing.T) {
+		line := newLine("checkout")
+		first, second := andon.StopLine(line), andon.StopLine(line)
+		first.Fire(ctx, alert)
+		require.True(t, line.Start(), "someone restarts the line")
+		second.Fire(ctx, alert)
+		require.Equal(t, reason, line.Status().Reason)
+		first.Resolve(ctx, alert)
+		assert.True(t, line.Status().Stopped, "the first hook leaves the second's stop")
+		first.Fire(ctx, alert)
+		first.Resolve(ctx, alert)
+		assert.True(t, line.Status().Stopped, "a stop the first hook did not make is not its to end")
+		second.Resolve(ctx, alert)
+		assert.False(t, line.Status().Stopped, "the second hook ends its own stop")
+	})
+}
+
+// restoppingLine is a jidoka.Line on which someone restarts and stops the
+// line again, for the same reason, the moment Stop stops it.
+type restoppingLine struct{ *jidoka.Line }
+
+func (l restoppingLine) Stop(reason string) bool {
+	if !l.Line.Stop(reason) {
+		return false
+	}
+	l.Line.Start()
+	l.Line.Stop(reason)
+	return true
+}
+
+// A stop that someone restarted and stopped again before the hook could
+// read the line's status is not taken for the hook's.
+func TestStopLineRestoppedBeforeItsStatus(t *testing.T) {
+	ctx := context.Background()
+	line := restoppingLine{newLine("checkout")}
+	stop := andon.StopLine(line)
+	alert := andon.Alert{Name: "R"}
+	stop.Fire(ctx, alert)
+	require.Equal(t, jidoka.LineStatus{Stopped: true, Reason: "andon: R", Since: line.Status().Since, Stops: 2}, line.Status())
+	stop.Resolve(ctx, alert)
+	assert.True(t, line.Status().Stopped, "the current stop may not be the hook's")
+}
+
+// plainLine is a Line that cannot end one particular stop: it has only
+// the methods of andon.Line.
+type plainLine struct{ l *jidoka.Line }
+
+func (p plainLine) Name() string              { return p.l.Name() }
+func (p plainLine) Stop(reason string) bool   { return p.l.Stop(reason) }
+func (p plainLine) Start() bool               { return p.l.Start() }
+func (p plainLine) Status() jidoka.LineStatus { return p.l.Status() }
+
+// A StopLine hook on a Line that is not a StopEnder restarts the line while
+// its status gives the hook's reason.
+func TestStopLineOnALineWithoutEndStop(t *testing.T) {
+	ctx := context.Background()
+	line := newLine("checkout")
+	var _ andon.StopEnder = line
+	stop := andon.StopLine(plainLine{line})
+	alert := andon.Alert{Name: "R"}
+
+	stop.Fire(ctx, alert)
+	require.Equal(t, "andon: R", line.Status().Reason)
+	stop.Resolve(ctx, alert)
+	assert.False(t, line.Status().Stopped)
+
+	stop.Fire(ctx, alert)
+	require.True(t, line.Start())
+	require.True(t, line.Stop("maintenance"))
+	stop.Resolve(ctx, alert)
+	assert.Equal(t, "maintenance", line.Status().Reason, "another reason: not the hook's stop")
+}
