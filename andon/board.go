@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
+	"mime"
 	"net/http"
 	"path"
 	"strings"
@@ -91,6 +91,26 @@ type BoardOptions struct {
 // http.CrossOriginProtection (Sec-Fetch-Site and Origin checks). It answers
 // with the new BoardState.
 //
+// Every error is answered with Content-Type application/json and the body
+// {"error": {"code": "...", "message": "..."}}: the message says what was
+// wrong, for people; the code, for programs, is one of
+//
+//	invalid_request         400  the cord's body: not one JSON object, an unknown
+//	                             field or action, a reason or who too long or
+//	                             holding control characters
+//	forbidden               403  the board is ReadOnly, or X-Andon-Board is missing
+//	cross_origin            403  refused by http.CrossOriginProtection
+//	not_found               404  no route or asset at the path
+//	method_not_allowed      405  the path takes other methods (see Allow)
+//	body_too_large          413  the cord's body is over 4096 bytes
+//	unsupported_media_type  415  the cord's Content-Type is not application/json
+//	internal                500  the state could not be encoded
+//	too_many_streams        503  MaxStreams event streams are served (Retry-After)
+//	shutting_down           503  the board is shut down; no more streams (Retry-After)
+//
+// A service that answers its own errors in the same shape can mount the
+// board as it is, and its clients see one error schema.
+//
 // Shutdown ends the event streams and waits for their handlers to return;
 // the evaluator stays as it is. Shut the board down before the
 // http.Server that serves it: the server's Shutdown waits for handlers,
@@ -100,6 +120,7 @@ type Board struct {
 	opts    BoardOptions
 	refresh time.Duration
 	mux     *http.ServeMux
+	csrf    *http.CrossOriginProtection
 	log     *slog.Logger
 	done    chan struct{} // closed by Shutdown
 
@@ -169,23 +190,19 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 	if b.log == nil {
 		b.log = slog.Default()
 	}
-	csrf := http.NewCrossOriginProtection()
+	b.csrf = http.NewCrossOriginProtection()
 	for _, o := range opts.TrustedOrigins {
-		if err := csrf.AddTrustedOrigin(o); err != nil {
+		if err := b.csrf.AddTrustedOrigin(o); err != nil {
 			return nil, fmt.Errorf("andon: BoardOptions.TrustedOrigins: %w", err)
 		}
-	}
-	assets, err := fs.Sub(boardFiles, "board")
-	if err != nil {
-		return nil, err
 	}
 	p := opts.Prefix
 	b.mux = http.NewServeMux()
 	b.mux.HandleFunc("GET "+p+"/{$}", b.page)
-	b.mux.Handle("GET "+p+"/assets/", http.StripPrefix(p+"/assets/", http.FileServerFS(assets)))
+	b.mux.HandleFunc("GET "+p+"/assets/{file}", b.asset)
 	b.mux.HandleFunc("GET "+p+"/api/state", b.state)
 	b.mux.HandleFunc("GET "+p+"/api/events", b.events)
-	b.mux.Handle("POST "+p+"/api/cord", csrf.Handler(http.HandlerFunc(b.cord)))
+	b.mux.HandleFunc("POST "+p+"/api/cord", b.cord)
 	return b, nil
 }
 
@@ -196,7 +213,57 @@ func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	if _, pattern := b.mux.Handler(r); pattern == "" {
+		// No route: the mux would answer 404, or 405 with the methods
+		// the path takes, in plain text. Keep its status and Allow, and
+		// answer in the board's error schema.
+		miss := &routeMiss{header: http.Header{}}
+		b.mux.ServeHTTP(miss, r)
+		if miss.code == http.StatusMethodNotAllowed {
+			if allow := miss.header.Get("Allow"); allow != "" {
+				h.Set("Allow", allow)
+			}
+			b.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", r.Method, clip(r.URL.Path)))
+			return
+		}
+		b.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, clip(r.URL.Path)))
+		return
+	}
 	b.mux.ServeHTTP(w, r)
+}
+
+// routeMiss takes the mux's answer for a request no route matched: its
+// status and header, without its body.
+type routeMiss struct {
+	header http.Header
+	code   int
+}
+
+func (m *routeMiss) Header() http.Header { return m.header }
+
+func (m *routeMiss) WriteHeader(code int) {
+	if m.code == 0 {
+		m.code = code
+	}
+}
+
+func (m *routeMiss) Write(p []byte) (int, error) {
+	m.WriteHeader(http.StatusOK)
+	return len(p), nil
+}
+
+// clip cuts a path from the request to at most 200 bytes for a message,
+// at a character boundary.
+func clip(s string) string {
+	const n = 200
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // Shutdown ends the event streams being served and waits until their
@@ -241,17 +308,17 @@ func (b *Board) poked() <-chan struct{} {
 
 // openStream counts an event stream. It refuses with the reason after
 // Shutdown and when MaxStreams are being served.
-func (b *Board) openStream() (code int, msg string) {
+func (b *Board) openStream() (code, msg string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
 	case b.shutdown:
-		return http.StatusServiceUnavailable, "andon: the board is shut down; poll api/state"
+		return "shutting_down", "the board is shut down; poll api/state"
 	case b.streams >= b.opts.MaxStreams:
-		return http.StatusServiceUnavailable, "andon: too many live pages; poll api/state"
+		return "too_many_streams", "too many live pages; poll api/state"
 	}
 	b.streams++
-	return 0, ""
+	return "", ""
 }
 
 // closeStream uncounts an event stream.
@@ -394,11 +461,27 @@ func color(a Alert) string {
 func (b *Board) page(w http.ResponseWriter, r *http.Request) {
 	body, err := boardFiles.ReadFile("board/index.html")
 	if err != nil {
-		http.Error(w, "andon: page missing", http.StatusInternalServerError)
+		b.fail(w, http.StatusInternalServerError, "internal", "the page is missing from the program")
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(body)
+}
+
+// asset serves a file the page loads (its script and style sheet).
+func (b *Board) asset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	// The name is one path segment; an escaped slash in it names no
+	// asset (and fs.ValidPath refuses a ".." the FS would see).
+	body, err := boardFiles.ReadFile("board/" + name)
+	if err != nil || strings.Contains(name, "/") {
+		b.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no asset %s", clip(name)))
+		return
+	}
+	if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
+		w.Header().Set("Content-Type", ct)
+	}
 	_, _ = w.Write(body)
 }
 
@@ -409,8 +492,8 @@ func (b *Board) state(w http.ResponseWriter, r *http.Request) {
 func (b *Board) writeJSON(w http.ResponseWriter, code int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		http.Error(w, "andon: encoding: "+err.Error(), http.StatusInternalServerError)
-		return
+		b.log.Error("andon: board: encoding an answer", "err", err)
+		code, body = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"the answer could not be encoded"}}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -418,8 +501,21 @@ func (b *Board) writeJSON(w http.ResponseWriter, code int, v any) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
-func (b *Board) fail(w http.ResponseWriter, code int, msg string) {
-	b.writeJSON(w, code, map[string]string{"error": msg})
+// boardError is the body of every error answer: {"error": {"code",
+// "message"}}, the shape the example services answer theirs in.
+type boardError struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// fail answers an error with the HTTP status, the code programs branch on
+// and a message for people.
+func (b *Board) fail(w http.ResponseWriter, status int, code, msg string) {
+	b.writeJSON(w, status, boardError{Error: errorDetail{Code: code, Message: msg}})
 }
 
 // keepAlive is the longest an event stream stays silent.
@@ -442,9 +538,9 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if code, msg := b.openStream(); code != 0 {
+	if code, msg := b.openStream(); code != "" {
 		w.Header().Set("Retry-After", "5")
-		b.fail(w, code, msg)
+		b.fail(w, http.StatusServiceUnavailable, code, msg)
 		return
 	}
 	defer b.closeStream()
@@ -515,7 +611,10 @@ type cordRequest struct {
 	Who    string `json:"who"`
 }
 
-const maxCordText = 200
+const (
+	maxCordText = 200  // bytes of a reason or who
+	maxCordBody = 4096 // bytes of the body of POST /api/cord
+)
 
 // hasControl reports whether s holds a control character (C0, DEL, C1),
 // a character that changes how the text around it is laid out (a bidi
@@ -530,36 +629,44 @@ func hasControl(s string) bool {
 }
 
 func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
+	if err := b.csrf.Check(r); err != nil {
+		b.fail(w, http.StatusForbidden, "cross_origin", err.Error())
+		return
+	}
 	if b.opts.ReadOnly {
-		b.fail(w, http.StatusForbidden, "andon: the board is read-only")
+		b.fail(w, http.StatusForbidden, "forbidden", "the board is read-only")
 		return
 	}
 	if r.Header.Get("X-Andon-Board") != "1" {
-		b.fail(w, http.StatusForbidden, "andon: missing header X-Andon-Board: 1")
+		b.fail(w, http.StatusForbidden, "forbidden", "missing header X-Andon-Board: 1")
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !strings.HasPrefix(ct, "application/json;") {
-		b.fail(w, http.StatusUnsupportedMediaType, "andon: Content-Type must be application/json")
+		b.fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		return
 	}
 	var req cordRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCordBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		b.fail(w, http.StatusBadRequest, "andon: bad cord request: "+err.Error())
+		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+			b.fail(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the cord's body is larger than %d bytes", maxCordBody))
+			return
+		}
+		b.fail(w, http.StatusBadRequest, "invalid_request", "bad cord request: "+err.Error())
 		return
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		b.fail(w, http.StatusBadRequest, "andon: bad cord request: more than one JSON value")
+		b.fail(w, http.StatusBadRequest, "invalid_request", "bad cord request: more than one JSON value")
 		return
 	}
 	if len(req.Reason) > maxCordText || len(req.Who) > maxCordText {
-		b.fail(w, http.StatusBadRequest, fmt.Sprintf("andon: reason and who must be at most %d bytes", maxCordText))
+		b.fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("reason and who must be at most %d bytes", maxCordText))
 		return
 	}
 	if hasControl(req.Reason) || hasControl(req.Who) {
 		// They go to logs, alerts and other people's screens.
-		b.fail(w, http.StatusBadRequest, "andon: reason and who must not hold control characters, bidi overrides or line separators")
+		b.fail(w, http.StatusBadRequest, "invalid_request", "reason and who must not hold control characters, bidi overrides or line separators")
 		return
 	}
 	if b.opts.Who != nil {
@@ -579,7 +686,7 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 			b.log.Info("andon: cord reset on the board", "who", req.Who)
 		}
 	default:
-		b.fail(w, http.StatusBadRequest, fmt.Sprintf("andon: cord action %q is not pull or reset", req.Action))
+		b.fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("cord action %q is not pull or reset", req.Action))
 		return
 	}
 	b.writeJSON(w, http.StatusOK, b.State())

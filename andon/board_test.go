@@ -706,3 +706,116 @@ func TestBoardEventsHead(t *testing.T) {
 	defer resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "the one stream's place is free")
 }
+
+// TestBoardErrorsAreJSON: every error the board answers, whatever the
+// route, is {"error": {"code": ..., "message": ...}} with Content-Type
+// application/json, the shape services mounting the board answer their
+// own errors in.
+func TestBoardErrorsAreJSON(t *testing.T) {
+	good := func(r *http.Request) {
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("X-Andon-Board", "1")
+	}
+	none := func(*http.Request) {}
+	tests := []struct {
+		name         string
+		method, path string
+		body         string
+		prepare      func(*http.Request)
+		opts         andon.BoardOptions
+		status       int
+		code         string
+		header       string // checked when not empty
+		value        string
+	}{
+		{"unknown path", http.MethodGet, "/andon/nothing", "", none, andon.BoardOptions{}, http.StatusNotFound, "not_found", "", ""},
+		{"path outside the prefix", http.MethodGet, "/elsewhere", "", none, andon.BoardOptions{}, http.StatusNotFound, "not_found", "", ""},
+		{"unknown asset", http.MethodGet, "/andon/assets/nothing.js", "", none, andon.BoardOptions{}, http.StatusNotFound, "not_found", "", ""},
+		{"asset in a folder", http.MethodGet, "/andon/assets/x/board.js", "", none, andon.BoardOptions{}, http.StatusNotFound, "not_found", "", ""},
+		{"get the cord", http.MethodGet, "/andon/api/cord", "", good, andon.BoardOptions{}, http.StatusMethodNotAllowed, "method_not_allowed", "Allow", "POST"},
+		{"post the state", http.MethodPost, "/andon/api/state", "{}", good, andon.BoardOptions{}, http.StatusMethodNotAllowed, "method_not_allowed", "Allow", "GET, HEAD"},
+		{"read-only", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, good, andon.BoardOptions{ReadOnly: true}, http.StatusForbidden, "forbidden", "", ""},
+		{"no custom header", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, func(r *http.Request) { r.Header.Set("Content-Type", "application/json") },
+			andon.BoardOptions{}, http.StatusForbidden, "forbidden", "", ""},
+		{"cross-site", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, func(r *http.Request) { good(r); r.Header.Set("Sec-Fetch-Site", "cross-site") },
+			andon.BoardOptions{}, http.StatusForbidden, "cross_origin", "", ""},
+		{"foreign origin", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, func(r *http.Request) { good(r); r.Header.Set("Origin", "https://evil.example") },
+			andon.BoardOptions{}, http.StatusForbidden, "cross_origin", "", ""},
+		{"form content type", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, func(r *http.Request) {
+			r.Header.Set("Content-Type", "text/plain")
+			r.Header.Set("X-Andon-Board", "1")
+		}, andon.BoardOptions{}, http.StatusUnsupportedMediaType, "unsupported_media_type", "", ""},
+		{"not JSON", http.MethodPost, "/andon/api/cord", `{"action":`, good, andon.BoardOptions{}, http.StatusBadRequest, "invalid_request", "", ""},
+		{"two values", http.MethodPost, "/andon/api/cord", `{"action":"reset"}{"action":"pull"}`, good, andon.BoardOptions{}, http.StatusBadRequest, "invalid_request", "", ""},
+		{"unknown action", http.MethodPost, "/andon/api/cord", `{"action":"yank"}`, good, andon.BoardOptions{}, http.StatusBadRequest, "invalid_request", "", ""},
+		{"control character", http.MethodPost, "/andon/api/cord", `{"action":"pull","reason":"a\u0000b"}`, good, andon.BoardOptions{}, http.StatusBadRequest, "invalid_request", "", ""},
+		{"reason too long", http.MethodPost, "/andon/api/cord", `{"action":"pull","reason":"` + strings.Repeat("x", 201) + `"}`, good, andon.BoardOptions{},
+			http.StatusBadRequest, "invalid_request", "", ""},
+		{"body too large", http.MethodPost, "/andon/api/cord", `{"action":"pull","reason":"` + strings.Repeat("x", 5000) + `"}`, good, andon.BoardOptions{},
+			http.StatusRequestEntityTooLarge, "body_too_large", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newBoardFixture(t, tt.opts)
+			req, err := http.NewRequest(tt.method, f.srv.URL+tt.path, strings.NewReader(tt.body))
+			require.NoError(t, err)
+			tt.prepare(req)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			assertErrorBody(t, resp, tt.status, tt.code)
+			if tt.header != "" {
+				assert.Equal(t, tt.value, resp.Header.Get(tt.header))
+			}
+			assert.False(t, f.ev.Cord().Pulled)
+		})
+	}
+
+	t.Run("too many streams", func(t *testing.T) {
+		f := newBoardFixture(t, andon.BoardOptions{MaxStreams: 1})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/andon/api/events", nil)
+		require.NoError(t, err)
+		stream, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer stream.Body.Close()
+		readEvent(t, bufio.NewReader(stream.Body))
+		resp, err := http.Get(f.srv.URL + "/andon/api/events")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		assertErrorBody(t, resp, http.StatusServiceUnavailable, "too_many_streams")
+		assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+	})
+	t.Run("shut down", func(t *testing.T) {
+		f := newBoardFixture(t, andon.BoardOptions{})
+		require.NoError(t, f.board.Shutdown(context.Background()))
+		resp, err := http.Get(f.srv.URL + "/andon/api/events")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		assertErrorBody(t, resp, http.StatusServiceUnavailable, "shutting_down")
+		assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+	})
+}
+
+// assertErrorBody checks that resp is an error answer with the status, in
+// the board's error schema with the code and a message.
+func assertErrorBody(t *testing.T, resp *http.Response, status int, code string) {
+	t.Helper()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, status, resp.StatusCode, "%s", body)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"), "%s", body)
+	var e struct {
+		Error map[string]json.RawMessage `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&e), "%s", body)
+	var got struct{ Code, Message string }
+	require.Len(t, e.Error, 2, "code and message: %s", body)
+	require.NoError(t, json.Unmarshal(e.Error["code"], &got.Code), "%s", body)
+	require.NoError(t, json.Unmarshal(e.Error["message"], &got.Message), "%s", body)
+	assert.Equal(t, code, got.Code, "%s", body)
+	assert.NotEmpty(t, got.Message, "%s", body)
+}

@@ -242,9 +242,13 @@
       headers: { "Content-Type": "application/json", "X-Andon-Board": "1" },
       body: JSON.stringify(body)
     }).then(function (r) {
+      // An error is {"error": {"code", "message"}}; one from something
+      // in front of the board (a proxy's page) may not be JSON at all.
       return r.json().then(function (j) {
-        if (!r.ok) throw new Error(j.error || r.status);
+        if (!r.ok) throw new Error((j && j.error && j.error.message) || r.status + " " + r.statusText);
         render(j);
+      }, function (e) {
+        throw r.ok ? e : new Error(r.status + " " + r.statusText);
       });
     }).catch(function (e) {
       err.textContent = "The cord did not respond: " + e.message;

@@ -257,6 +257,40 @@ func TestBoardTextIsNeverHTML(t *testing.T) {
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
+// TestBoardCordErrorInChromium pulls the cord from the page with a reason
+// the board refuses: the page shows the board's message for it, not
+// "[object Object]", and the line runs on.
+func TestBoardCordErrorInChromium(t *testing.T) {
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
+	require.NoError(t, err)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
+		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
+		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
+	require.NoError(t, err)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Lines: []andon.Line{line}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(board)
+	t.Cleanup(func() {
+		require.NoError(t, board.Shutdown(context.Background()))
+		srv.Close()
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`)),
+		// A right-to-left override, which the board refuses in a reason.
+		chromedp.SetValue(chromedp.CSS("#cord-reason"), "pay\u202eton"),
+		chromedp.Click(chromedp.CSS("#cord-pull")),
+		chromedp.WaitVisible(chromedp.CSS("#cord-error")),
+	))
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#cord-error")))
+	require.NoError(t, err)
+	assert.Equal(t, "The cord did not respond: reason and who must not hold control characters, bidi overrides or line separators", text)
+	assert.False(t, ev.Cord().Pulled)
+	assert.False(t, line.Status().Stopped)
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
 // TestBoardGoesLiveAgainAfterRestart shuts a board down while a page
 // follows it, so that the page's stream is refused and it polls, then
 // serves a new board at the same address, as a restarted program does:
