@@ -31,6 +31,12 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // ErrDrainTimeout. A clean drain returns nil. Nothing pulled is lost: every
 // lease is settled or released before Serve returns.
 //
+// A failed Pull is logged and tried again after a back-off of 10ms
+// doubling to 1s, until ctx ends, unless its error is marked Permanent
+// (see Source): then Serve stops and drains as when ctx ends, logs
+// nothing, and returns that error (joined with ErrDrainTimeout when the
+// drain timed out), which unwraps to the backend's cause.
+//
 // ctx is the consumer's shutdown: unlike the Shutdown(ctx) of types that
 // run in the background, Serve runs in its caller's goroutine, and when it
 // returns every goroutine it started (workers, heartbeats) has ended.
@@ -68,8 +74,14 @@ func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts Consume
 		go e.heartbeat(iv, stopHB, hbDone)
 		defer func() { close(stopHB); <-hbDone }()
 	}
-	e.pullLoop(ctx)
-	return e.drain()
+	err := e.pullLoop(ctx)
+	if derr := e.drain(); derr != nil {
+		if err == nil {
+			return derr
+		}
+		return errors.Join(err, derr)
+	}
+	return err
 }
 
 type lane[T any] struct{ waiting []Lease[T] }
@@ -103,7 +115,9 @@ type engine[T any] struct {
 	onStop func()
 }
 
-func (e *engine[T]) pullLoop(ctx context.Context) {
+// pullLoop pulls until ctx ends, or until Pull returns a Permanent error,
+// which it returns: the source can give nothing more.
+func (e *engine[T]) pullLoop(ctx context.Context) error {
 	errDelay := 10 * time.Millisecond
 	for ctx.Err() == nil {
 		e.mu.Lock()
@@ -116,17 +130,21 @@ func (e *engine[T]) pullLoop(ctx context.Context) {
 			case <-e.freed:
 				continue
 			case <-ctx.Done():
-				return
+				return nil
 			}
 		}
 		leases, err := e.src.Pull(ctx, n)
+		final := err != nil && IsPermanent(err)
 		var back []Lease[T]
 		for _, l := range leases {
-			if !e.dispatch(ctx, l) {
+			if !e.dispatch(ctx, l, final) {
 				back = append(back, l)
 			}
 		}
 		e.handBack(back)
+		if final {
+			return err
+		}
 		if err != nil && ctx.Err() == nil {
 			e.o.Logger.Warn("kanban: pull failed", "err", err, "retry_in", errDelay)
 			sleep(ctx, errDelay)
@@ -135,17 +153,18 @@ func (e *engine[T]) pullLoop(ctx context.Context) {
 			errDelay = 10 * time.Millisecond
 		}
 	}
+	return nil
 }
 
 // dispatch takes l, holding a WIP slot, to a worker or to its key's lane.
-// It returns false, and leaves l for handBack, when ctx has ended: a Pull
-// may return leases together with ctx's error, and the consumer starts
-// nothing once it stops.
-func (e *engine[T]) dispatch(ctx context.Context, l Lease[T]) bool {
+// It returns false, and leaves l for handBack, when ctx has ended or
+// stopping is set: a Pull may return leases together with ctx's error or
+// a Permanent one, and the consumer starts nothing once it stops.
+func (e *engine[T]) dispatch(ctx context.Context, l Lease[T], stopping bool) bool {
 	e.rt.Counters.base.addInFlight(1)
 	e.mu.Lock()
 	e.free--
-	if ctx.Err() != nil {
+	if stopping || ctx.Err() != nil {
 		e.mu.Unlock()
 		return false
 	}

@@ -27,7 +27,10 @@ type Queue[T any] interface {
 	// until ctx ends; then it drains (see Serve) and returns nil, or
 	// ErrDrainTimeout. ctx is how a consumer is shut down: every goroutine
 	// Consume started has ended when it returns. It returns an error at
-	// once for invalid options.
+	// once for invalid options, and after a drain when the backend can no
+	// longer deliver (its connection closed for good); that error is
+	// marked Permanent, as restarting Consume on the same queue cannot mend
+	// it.
 	Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error
 	// DeadLetters returns the dead letters kept, oldest first.
 	DeadLetters(ctx context.Context) ([]DeadLetter, error)
@@ -42,7 +45,10 @@ type Source[T any] interface {
 	// Pull waits until at least one message is available or ctx ends, and
 	// returns at most max leases. It may return leases together with an
 	// error (for instance ctx's, when a fetch in progress ended); the
-	// runtime settles every lease it gets.
+	// runtime settles every lease it gets. The runtime calls Pull again
+	// after an error, unless the error is marked with Permanent: that
+	// says no later Pull can succeed (the backend's connection is closed
+	// for good), and Serve drains and returns the error.
 	Pull(ctx context.Context, max int) ([]Lease[T], error)
 	// HeartbeatInterval is how often a lease must be extended to stay
 	// held; 0 means leases never expire.

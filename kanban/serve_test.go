@@ -208,6 +208,52 @@ func TestServeRetriesFailedPulls(t *testing.T) {
 	})
 }
 
+// TestServeStopsOnAPermanentPullError: a Pull error marked Permanent says
+// the backend can deliver nothing more (its connection closed for good):
+// Serve pulls no more, releases what came with the error, lets the running
+// handler finish, logs nothing and returns the error, without waiting for
+// ctx. A drain that times out returns ErrDrainTimeout as well.
+func TestServeStopsOnAPermanentPullError(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		work  time.Duration
+		drain time.Duration
+		want  []string
+	}{
+		{"drained", 5 * time.Second, time.Minute, []string{"release late", "ack a"}},
+		{"drain timed out", time.Hour, time.Second, []string{"release late", "release a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				closed := errors.New("connection closed")
+				b := newBackend()
+				b.script = []pull{{leases: []*lease{{id: "a"}}}, {leases: []*lease{{id: "late"}}, err: kanban.Permanent(closed)}}
+				var log logRecorder
+				var started []string
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				err := kanban.Serve(ctx, kanban.Source[int](b), func(ctx context.Context, d kanban.Delivery[int]) error {
+					started = append(started, d.ID)
+					select {
+					case <-time.After(tc.work):
+						return nil
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}, kanban.ConsumeOptions{WIP: 4, DrainTimeout: tc.drain, Logger: slog.New(&log)}, kanban.Runtime{})
+				require.Error(t, err)
+				assert.ErrorIs(t, err, closed)
+				assert.True(t, kanban.IsPermanent(err))
+				assert.Equal(t, tc.drain == time.Second, errors.Is(err, kanban.ErrDrainTimeout))
+				assert.Len(t, b.pulls, 2, "pulled again after a Permanent error")
+				assert.Equal(t, []string{"a"}, started)
+				assert.Equal(t, tc.want, b.recorded())
+				assert.Empty(t, log.records)
+			})
+		})
+	}
+}
+
 // TestServePullsFreeWIPInBatches: Serve never asks for more than its free
 // WIP, and waits until a quarter of the WIP is free before it pulls again.
 func TestServePullsFreeWIPInBatches(t *testing.T) {

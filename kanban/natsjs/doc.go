@@ -38,7 +38,9 @@
 // place replicas — both when it creates the durable and when it
 // pulls: it logs each failure and tries again, up to a second apart, until
 // its ctx ends. New does not: it returns the error, which Unreachable tells
-// apart from a refusal, so that the caller decides how long to wait.
+// apart from a refusal, so that the caller decides how long to wait. A
+// connection that is closed, not reconnecting, is not waited for: Consume
+// drains and returns an error matching nats.ErrConnectionClosed.
 //
 // A failed handler attempt is negatively acknowledged with a delay (the
 // back-off); after MaxAttempts the message is published to the

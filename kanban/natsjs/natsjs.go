@@ -576,6 +576,12 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // (see Unreachable) — a server restarting, a cluster electing a leader —
 // creating the durable is tried again, as pulling is, until ctx ends;
 // any other refusal is returned.
+//
+// A closed connection (nc.Close, or nats.go giving up after MaxReconnects)
+// never comes back: Consume then stops pulling — within FetchWait and a
+// second, when a pull request is open — drains as when ctx ends, and
+// returns an error marked kanban.Permanent that matches
+// nats.ErrConnectionClosed (errors.Is), without logging it.
 func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban.ConsumeOptions) error {
 	if err := opts.Validate(); err != nil {
 		return err

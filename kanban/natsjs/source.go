@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -33,6 +34,22 @@ func (s *source[T]) fetch(n int) error {
 	return nil
 }
 
+// fetchError wraps a failed pull request's err. A closed connection is
+// marked kanban.Permanent, so that Serve stops instead of pulling again:
+// nats.go never reopens a closed connection.
+func (s *source[T]) fetchError(err error) error {
+	closed := errors.Is(err, nats.ErrConnectionClosed)
+	if !closed && s.q.js.Conn().IsClosed() {
+		err = fmt.Errorf("%w: %w", nats.ErrConnectionClosed, err)
+		closed = true
+	}
+	err = fmt.Errorf("natsjs: fetch: %w", err)
+	if closed {
+		return kanban.Permanent(err)
+	}
+	return err
+}
+
 // end closes the open request and returns its error, if any.
 func (s *source[T]) end() error {
 	err := s.cur.Error()
@@ -58,7 +75,7 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 		// messages and break the stream's order.
 		if want := max - len(out); want > 0 && s.cur == nil {
 			if err := s.fetch(want); err != nil {
-				return out, fmt.Errorf("natsjs: fetch: %w", err)
+				return out, s.fetchError(err)
 			}
 		}
 		if s.cur == nil {
