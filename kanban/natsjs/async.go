@@ -125,7 +125,8 @@ func wake(signal *chan struct{}) {
 // full stream — goes to OnPublishError and is returned by the next Flush.
 // An error returned by PublishAsync itself means msg was not sent: among
 // others, one wrapping ErrInvalidMessage or ErrTooLarge, as Publish
-// checks msg, and ErrClosed after Shutdown.
+// checks msg, ErrClosed after Shutdown, and one matching
+// nats.ErrConnectionClosed on a closed connection.
 func (q *Queue[T]) PublishAsync(ctx context.Context, msg kanban.Message[T]) error {
 	if q.opts.Tracer != nil {
 		var end func(error)
@@ -160,7 +161,7 @@ func (q *Queue[T]) publishAsync(ctx context.Context, msg kanban.Message[T]) erro
 		a.mu.Lock()
 		a.settle(limit)
 		a.mu.Unlock()
-		return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, err)
+		return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, connError(q.js.Conn(), err))
 	}
 	return nil
 }

@@ -134,8 +134,9 @@ func TestConsumeFinishesHandlersWhenTheConnectionCloses(t *testing.T) {
 	assert.True(t, finished, "Consume returned before its handler did")
 }
 
-// TestPublishOnAClosedConnection: Publish and TryPublish fail at once on a
-// closed connection, without waiting for their ctx.
+// TestPublishOnAClosedConnection: Publish, TryPublish and PublishAsync fail
+// at once on a closed connection, without waiting for their ctx, with an
+// error matching nats.ErrConnectionClosed; so does Consume.
 func TestPublishOnAClosedConnection(t *testing.T) {
 	srv := startServer(t, natsembed.Options{InProcess: true})
 	nc := connect(t, srv.Connect)
@@ -145,7 +146,7 @@ func TestPublishOnAClosedConnection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for name, publish := range map[string]func(context.Context, kanban.Message[int]) error{
-		"Publish": q.Publish, "TryPublish": q.TryPublish,
+		"Publish": q.Publish, "TryPublish": q.TryPublish, "PublishAsync": q.PublishAsync,
 	} {
 		err := publish(ctx, kanban.Message[int]{ID: "a", Payload: 1})
 		require.NoError(t, ctx.Err(), name)

@@ -38,13 +38,8 @@ func (s *source[T]) fetch(n int) error {
 // marked kanban.Permanent, so that Serve stops instead of pulling again:
 // nats.go never reopens a closed connection.
 func (s *source[T]) fetchError(err error) error {
-	closed := errors.Is(err, nats.ErrConnectionClosed)
-	if !closed && s.q.js.Conn().IsClosed() {
-		err = fmt.Errorf("%w: %w", nats.ErrConnectionClosed, err)
-		closed = true
-	}
-	err = fmt.Errorf("natsjs: fetch: %w", err)
-	if closed {
+	err = fmt.Errorf("natsjs: fetch: %w", connError(s.q.js.Conn(), err))
+	if errors.Is(err, nats.ErrConnectionClosed) {
 		return kanban.Permanent(err)
 	}
 	return err

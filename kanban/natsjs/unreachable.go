@@ -51,3 +51,21 @@ func Unreachable(err error) bool {
 // consumer that no set of servers can hold; its description lists the
 // reasons.
 const errCodeNoPeers jetstream.ErrorCode = 10005
+
+// closedError is an error that nats.go gave on a closed connection but
+// reports the closure in its text alone (creating PublishAsync's reply
+// subscription, for one); it matches nats.ErrConnectionClosed as well.
+type closedError struct{ error }
+
+func (e closedError) Is(target error) bool { return target == nats.ErrConnectionClosed }
+func (e closedError) Unwrap() error        { return e.error }
+
+// connError returns err, made to match nats.ErrConnectionClosed when nc
+// is closed, so that callers can tell a connection that never comes back
+// from one that is re-established.
+func connError(nc *nats.Conn, err error) error {
+	if err == nil || errors.Is(err, nats.ErrConnectionClosed) || !nc.IsClosed() {
+		return err
+	}
+	return closedError{err}
+}
