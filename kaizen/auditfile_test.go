@@ -279,8 +279,14 @@ func TestOpenAuditFileErrors(t *testing.T) {
 }
 
 // TestOpenAuditFileShutdownSyncsAndCloses: Shutdown leaves nothing
-// running, and the file it closed can be reopened.
+// running, and the file it closed can be reopened. The writer goroutine
+// ends just after Shutdown returns; in a bubble, VerifyNone's waits end
+// only once it has, where on the real clock they gave up after 0.4s.
 func TestOpenAuditFileShutdownSyncsAndCloses(t *testing.T) {
+	synctest.Test(t, testOpenAuditFileShutdownSyncsAndCloses)
+}
+
+func testOpenAuditFileShutdownSyncsAndCloses(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	var late []string
