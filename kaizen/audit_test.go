@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"math"
 	"os"
@@ -704,13 +705,17 @@ func TestAuditUnwrittenAreLoggedByDefault(t *testing.T) {
 // TestAuditUnwrittenGoToTheDefaultLogger: without OnUnwritten and Logger,
 // a lost record is logged with slog.Default(), read when NewAudit runs.
 // The test sets the process's default logger, so it must not run in
-// parallel with others.
+// parallel with others. Setting slog's default back does not give the
+// log package its writer and flags back (it still wrote into logs, and
+// so did slog.Default() in every later test): the test restores them.
 func TestAuditUnwrittenGoToTheDefaultLogger(t *testing.T) {
 	var logs syncBuffer
-	old := slog.Default()
+	old, oldOut, oldFlags := slog.Default(), log.Writer(), log.Flags()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
 	a, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{})
 	slog.SetDefault(old)
+	log.SetOutput(oldOut)
+	log.SetFlags(oldFlags)
 	require.NoError(t, err)
 	require.NoError(t, a.Shutdown(context.Background()))
 	a.Observe(context.Background(), tai.Record{ID: "late-2", Kind: "payment", Outcome: tai.Denied})
