@@ -86,6 +86,15 @@ func TestCustomerStatesAnswerAlike(t *testing.T) {
 			attemptStep("v", midnight.Add(time.Minute+30*time.Second-time.Microsecond), time.Minute),
 			attemptStep("v", midnight.Add(time.Minute+30*time.Second), time.Minute),
 		}},
+		{"the velocity window's edge within a microsecond", []stateStep{
+			// Unix nanoseconds today need 61 bits: a float64 holds them
+			// to 256 ns, and these fall on either side of one rounding.
+			attemptStep("ns", midnight.Add(100*time.Nanosecond), time.Minute),
+			attemptStep("ns", midnight.Add(time.Minute+50*time.Nanosecond), time.Minute),   // the first is in, by 50 ns
+			attemptStep("ns", midnight.Add(time.Minute+100*time.Nanosecond), time.Minute),  // and out, exactly a window ago
+			attemptStep("ns", midnight.Add(2*time.Minute+49*time.Nanosecond), time.Minute), // the second is in, by 1 ns
+			attemptStep("ns", midnight.Add(2*time.Minute+100*time.Nanosecond), time.Minute),
+		}},
 		{"an attempt out of order", []stateStep{
 			// Another replica, its clock a little behind, counts an
 			// attempt after a later one.

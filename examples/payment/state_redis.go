@@ -25,26 +25,56 @@ func NewRedisState(rdb redis.UniversalClient, prefix string) *RedisState {
 	return &RedisState{rdb: rdb, prefix: prefix}
 }
 
-// attemptScript adds an attempt to a sorted set scored by time, drops the
-// ones outside the window and all but the last ARGV[4] (maxAttemptsKept,
-// as the other stores keep), and returns the count, atomically.
+// attemptScript adds an attempt to a sorted set, drops the ones outside
+// the window and all but the last ARGV[6] (maxAttemptsKept, as the other
+// stores keep), and returns the count, atomically.
+//
+// A member is the attempt's Unix nanoseconds in base 36, a colon and a
+// random suffix; its score is the same nanoseconds, which a float64 (a
+// score, and a Lua number) holds to 256 ns only at today's times (61
+// bits). So the scores only sort the set and find what is surely out of
+// the window (scores below ARGV[3]) or surely in it (above ARGV[4]); an
+// attempt between is judged on its member's exact time against the
+// window's start (ARGV[5], in base 36 too), as the other stores judge it:
+// out if at or before it. The bounds come from Go as strings, exact,
+// and no time goes through Lua arithmetic.
 var attemptScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)
-redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000000))
+-- at_or_before reports whether base-36 integer a is at most b.
+local function at_or_before(a, b)
+  local na, nb = a:sub(1, 1) == '-', b:sub(1, 1) == '-'
+  if na ~= nb then return na end
+  if #a ~= #b then return (#a < #b) ~= na end
+  if na then return a >= b end
+  return a <= b
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[4])) do
+  if at_or_before(string.match(m, '^[^:]*'), ARGV[5]) then
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[6]) - 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
 return redis.call('ZCARD', KEYS[1])
 `)
 
+// scoreSlack is beyond twice the rounding of a Unix nanosecond to a
+// float64 (512 ns at most, below 2^63): an attempt whose score is further
+// than this from the window's start is on the side its score says.
+const scoreSlack = 2048
+
 // Attempt implements CustomerState.
 func (s *RedisState) Attempt(ctx context.Context, customer string, now time.Time, window time.Duration) (int, error) {
+	at := now.UnixNano()
+	from := now.Add(-window).UnixNano()
 	// The member is unique by chance, not by the clock: attempts at one
 	// instant, on one replica or several, are all counted.
-	member := strconv.FormatInt(now.UnixNano(), 36) + ":" + strconv.FormatUint(rand.Uint64(), 36)
+	member := strconv.FormatInt(at, 36) + ":" + strconv.FormatUint(rand.Uint64(), 36)
 	n, err := attemptScript.Run(ctx, s.rdb, []string{s.prefix + "attempts:" + customer},
-		now.UnixNano(), window.Nanoseconds(), member, maxAttemptsKept).Int()
+		strconv.FormatInt(at, 10), member,
+		strconv.FormatInt(from-scoreSlack, 10), strconv.FormatInt(from+scoreSlack, 10), strconv.FormatInt(from, 36),
+		maxAttemptsKept, max((window+time.Millisecond-1).Milliseconds(), 1)).Int()
 	if err != nil {
 		return 0, fmt.Errorf("redis state: attempts: %w", err)
 	}
