@@ -3,7 +3,12 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,4 +230,51 @@ func TestGatewayAdminRefusesBadSettings(t *testing.T) {
 	assert.Equal(t, 5*time.Millisecond, latency, "nothing changed")
 	assert.Equal(t, before400+11, testutil.ToFloat64(ts.badRequests.WithLabelValues("400")), "every refusal counted")
 	assert.Equal(t, before415+1, testutil.ToFloat64(ts.badRequests.WithLabelValues("415")), "every refusal counted")
+}
+
+// POST /admin/gateway at once, some changing the failure rate, others the
+// latency, all take: none puts back another's setting as it was before.
+func TestGatewayAdminKeepsConcurrentChanges(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	cfg := testConfig(t)
+	cfg.AdminToken = admin
+	ts := startService(t, cfg)
+	h := ts.http.Config.Handler
+	post := func(body string) int {
+		req := httptest.NewRequest(http.MethodPost, "/admin/gateway", strings.NewReader(body))
+		req.RemoteAddr, req.Host = "127.0.0.1:1234", strings.TrimPrefix(ts.URL, "http://")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+admin)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code
+	}
+	// One writer changes only the failure rate, the other only the
+	// latency; each then finds its own setting as it left it.
+	var lostRate, lostLatency atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 2000 {
+			rate := float64(i%100+1) / 100
+			assert.Equal(t, http.StatusOK, post(fmt.Sprintf(`{"failure_rate": %v}`, rate)))
+			if got, _ := ts.gateway.Settings(); got != rate {
+				lostRate.Add(1)
+			}
+		}
+	})
+	wg.Go(func() {
+		for i := range 2000 {
+			latency := time.Duration(i%1000+1) * time.Millisecond
+			assert.Equal(t, http.StatusOK, post(fmt.Sprintf(`{"latency_ms": %d}`, latency.Milliseconds())))
+			if _, got := ts.gateway.Settings(); got != latency {
+				lostLatency.Add(1)
+			}
+		}
+	})
+	wg.Wait()
+	assert.Zero(t, lostRate.Load(), "failure rates put back by a change of the latency")
+	assert.Zero(t, lostLatency.Load(), "latencies put back by a change of the failure rate")
+	rate, latency := ts.gateway.Settings()
+	assert.Equal(t, 1.0, rate)
+	assert.Equal(t, time.Second, latency)
 }

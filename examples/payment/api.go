@@ -580,18 +580,19 @@ func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 			refuse(err)
 			return
 		}
-		rate, latency := s.gateway.Settings()
-		if in.FailureRate != nil {
-			rate = *in.FailureRate
-		}
+		var newLatency *time.Duration
 		if in.LatencyMS != nil {
 			if !(*in.LatencyMS >= 0 && *in.LatencyMS <= 60000) {
 				refuse(invalid("latency_ms", "latency_ms %v is outside [0, 60000]", *in.LatencyMS))
 				return
 			}
-			latency = time.Duration(*in.LatencyMS * float64(time.Millisecond))
+			l := time.Duration(*in.LatencyMS * float64(time.Millisecond))
+			newLatency = &l
 		}
-		if err := s.gateway.Set(rate, latency); err != nil {
+		// One change: a request setting one field leaves the other as
+		// it is, even as another request sets that one.
+		rate, latency, err := s.gateway.Change(in.FailureRate, newLatency)
+		if err != nil {
 			refuse(invalid("failure_rate", "%v", err))
 			return
 		}

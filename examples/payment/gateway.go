@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -29,6 +30,7 @@ var ErrGatewayDeclined = errors.New("gateway: processor unavailable")
 // SimulatedGateway stands in for a processor. Its failure rate and latency
 // change at run time (through the admin endpoint) for chaos tests.
 type SimulatedGateway struct {
+	mu          sync.Mutex    // held by changes, so that one does not undo another
 	failureRate atomic.Uint64 // float64 bits, in [0, 1]
 	latency     atomic.Int64  // nanoseconds
 	calls       atomic.Int64
@@ -42,15 +44,33 @@ func NewSimulatedGateway(rate float64, latency time.Duration) (*SimulatedGateway
 
 // Set changes the failure rate (in [0, 1]) and latency (≥ 0, ≤ 1 minute).
 func (g *SimulatedGateway) Set(rate float64, latency time.Duration) error {
-	if !(rate >= 0 && rate <= 1) {
-		return fmt.Errorf("failure rate %v is outside [0, 1]", rate)
+	_, _, err := g.Change(&rate, &latency)
+	return err
+}
+
+// Change sets the failure rate, the latency or both (as Set), leaving the
+// one that is nil as it is, and returns the settings then in force. Changes
+// at once take turns, so one changing the rate and another the latency
+// both take; with an error nothing changes.
+func (g *SimulatedGateway) Change(rate *float64, latency *time.Duration) (float64, time.Duration, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, l := g.Settings()
+	if rate != nil {
+		r = *rate
 	}
-	if latency < 0 || latency > time.Minute {
-		return fmt.Errorf("latency %v is outside [0, 1m]", latency)
+	if latency != nil {
+		l = *latency
 	}
-	g.failureRate.Store(math.Float64bits(rate))
-	g.latency.Store(int64(latency))
-	return nil
+	if !(r >= 0 && r <= 1) {
+		return 0, 0, fmt.Errorf("failure rate %v is outside [0, 1]", r)
+	}
+	if l < 0 || l > time.Minute {
+		return 0, 0, fmt.Errorf("latency %v is outside [0, 1m]", l)
+	}
+	g.failureRate.Store(math.Float64bits(r))
+	g.latency.Store(int64(l))
+	return r, l, nil
 }
 
 // Settings returns the failure rate and latency in force.
