@@ -304,3 +304,48 @@ func TestSharedStatesCountRacingAttemptsAcrossReplicas(t *testing.T) {
 		})
 	}
 }
+
+// Just after midnight a replica whose clock is a little behind another's
+// still reads and books the day before, in each shared store: the day's
+// spend it sees is that day's, not nothing, its payments and their
+// releases count on that day, and the new day's spend is left alone.
+func TestSharedStatesKeepTheDayBeforeForAClockBehind(t *testing.T) {
+	midnight := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	behind := midnight.Add(-time.Millisecond) // the clock of replica b
+	js := startJS(t)
+	opts, err := redis.ParseURL(servers.StartRedis(t).URL())
+	require.NoError(t, err)
+	redisReplica := func() CustomerState {
+		rdb := redis.NewClient(opts)
+		t.Cleanup(func() { _ = rdb.Close() })
+		return NewRedisState(rdb, "test:")
+	}
+	for name, replicas := range map[string][2]CustomerState{
+		"nats":  {natsState(t, js), natsState(t, js)},
+		"redis": {redisReplica(), redisReplica()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b, ctx := replicas[0], replicas[1], context.Background()
+			_, _, err := b.Reserve(ctx, "skew", "USD", 400, behind.Add(-time.Minute), time.Minute)
+			require.NoError(t, err)
+			_, spent, err := a.Reserve(ctx, "skew", "USD", 300, midnight, time.Minute)
+			require.NoError(t, err)
+			assert.Zero(t, spent, "a new day for a")
+
+			_, spent, err = b.Reserve(ctx, "skew", "USD", 200, behind, time.Minute)
+			require.NoError(t, err)
+			assert.EqualValues(t, 400, spent, "b's day is still the day before")
+			v, err := a.Spent(ctx, "skew", "USD", midnight.Add(time.Second))
+			require.NoError(t, err)
+			assert.EqualValues(t, 300, v, "b's payment is on b's day")
+
+			require.NoError(t, b.AddSpend(ctx, "skew", "USD", -200, behind))
+			v, err = b.Spent(ctx, "skew", "USD", behind)
+			require.NoError(t, err)
+			assert.EqualValues(t, 400, v, "the hold given back to the day it was taken on")
+			_, spent, err = a.Reserve(ctx, "skew", "USD", 50, midnight.Add(2*time.Second), time.Minute)
+			require.NoError(t, err)
+			assert.EqualValues(t, 300, spent, "the new day's spend is left alone")
+		})
+	}
+}

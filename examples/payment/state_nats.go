@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -70,12 +71,8 @@ const (
 func (e customerEntry) clone() customerEntry {
 	c := e
 	c.Attempts = append([]int64(nil), e.Attempts...)
-	if e.Spend != nil {
-		c.Spend = make(map[string]int64, len(e.Spend))
-		for k, v := range e.Spend {
-			c.Spend[k] = v
-		}
-	}
+	c.Spend = maps.Clone(e.Spend)
+	c.PrevSpend = maps.Clone(e.PrevSpend)
 	if e.Last != nil {
 		last := *e.Last
 		c.Last = &last
@@ -120,10 +117,16 @@ func (n *NATSState) keep(customer string, e customerEntry, rev uint64) {
 
 // customerEntry is a customer's stored state.
 type customerEntry struct {
-	Attempts []int64          `json:"attempts,omitempty"` // unix nanoseconds, oldest first
-	Day      string           `json:"day,omitempty"`
-	Spend    map[string]int64 `json:"spend,omitempty"`
-	Last     *Point           `json:"last,omitempty"`
+	Attempts []int64 `json:"attempts,omitempty"` // unix nanoseconds, oldest first
+	// Spend is the spend per currency on Day (as dayKey names it), the
+	// latest day booked; PrevSpend that of the day before it, which a
+	// replica whose clock is a little behind still reads and books, just
+	// after midnight, as Redis's keys per day let it.
+	Day       string           `json:"day,omitempty"`
+	Spend     map[string]int64 `json:"spend,omitempty"`
+	PrevDay   string           `json:"prev_day,omitempty"`
+	PrevSpend map[string]int64 `json:"prev_spend,omitempty"`
+	Last      *Point           `json:"last,omitempty"`
 }
 
 // NewNATSState creates (or reuses) the bucket on replicas servers of a
@@ -291,21 +294,38 @@ func (e *customerEntry) attempt(now time.Time, window time.Duration) int {
 
 // spent returns the spend in currency on now's day.
 func (e *customerEntry) spent(currency string, now time.Time) int64 {
-	if e.Day != dayKey(now) {
-		return 0
+	switch dayKey(now) {
+	case e.Day:
+		return e.Spend[currency]
+	case e.PrevDay:
+		return e.PrevSpend[currency]
 	}
-	return e.Spend[currency]
+	return 0
 }
 
-// addSpend adds minor to the spend in currency on now's day; a release
-// (minor < 0) of a day that has passed changes nothing, and neither does
-// a payment booked late on a day before the one kept (another replica's
-// clock a little behind, just after midnight): today's spend must not be
-// lost to it. Days as dayKey writes them sort as they follow each other.
+// addSpend adds minor to the spend in currency on now's day. A payment of
+// a new day starts it, and keeps the day before it (if it is the one
+// before) for a replica whose clock is a little behind, just after
+// midnight: its payments are booked on, and given back to, the day its
+// clock reads, as with Redis. A release (minor < 0) of a day not kept
+// changes nothing, and neither does a payment of an older day: today's
+// spend must not be lost to it. Days as dayKey writes them sort as they
+// follow each other.
 func (e *customerEntry) addSpend(currency string, minor int64, now time.Time) {
-	if d := dayKey(now); e.Day != d {
-		if minor < 0 || d < e.Day {
-			return
+	switch d := dayKey(now); {
+	case d == e.Day:
+	case d == e.PrevDay:
+		if e.PrevSpend == nil {
+			e.PrevSpend = map[string]int64{}
+		}
+		e.PrevSpend[currency] += minor
+		return
+	case minor < 0 || d < e.Day:
+		return
+	default:
+		e.PrevDay, e.PrevSpend = "", nil
+		if e.Day == dayKey(now.Add(-24*time.Hour)) {
+			e.PrevDay, e.PrevSpend = e.Day, e.Spend
 		}
 		e.Day, e.Spend = d, map[string]int64{}
 	}
