@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -280,10 +282,26 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// listParams are the query parameters of GET /deployments.
+var listParams = []string{"service", "region", "status", "limit", "offset"}
+
 // handleList answers GET /deployments?service=&region=&status=&limit=&offset=,
 // newest first.
 func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	// A parameter given twice, or one the list does not have, is refused:
+	// taking the first of two filters, or none for a misspelt one, would
+	// answer a list the client did not ask for, without a word.
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		if !slices.Contains(listParams, name) {
+			httpapi.WriteError(w, httpapi.Invalid(name, "query parameter %q is not one of %s", clip(name), strings.Join(listParams, ", ")))
+			return
+		}
+		if n := len(q[name]); n > 1 {
+			httpapi.WriteError(w, httpapi.Invalid(name, "query parameter %q is given %d times; give it once", name, n))
+			return
+		}
+	}
 	service, region, status := q.Get("service"), q.Get("region"), q.Get("status")
 	limit, offset := 50, 0
 	for _, p := range []struct {

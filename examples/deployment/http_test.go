@@ -181,3 +181,24 @@ func TestCordPulledTwice(t *testing.T) {
 	assert.Equal(t, "incident 42", got.Reason, "the reason stored is the first")
 	assert.True(t, got.At.Equal(pulled.At), "pulled at %v, reported after a restart %v", pulled.At, got.At)
 }
+
+// TestListRefusesRepeatedAndUnknownParameters: a filter given twice, or a
+// parameter the list does not have, is a 400 naming it; the list took the
+// first of two services and left the other out without a word, and a
+// misspelt filter (?staus=FAILED) answered every deployment.
+func TestListRefusesRepeatedAndUnknownParameters(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	for query, want := range map[string]string{
+		"service=orders&service=cart": `query parameter "service" is given 2 times; give it once`,
+		"limit=5&limit=abc":           `query parameter "limit" is given 2 times; give it once`,
+		"status=&status=FAILED":       `query parameter "status" is given 2 times; give it once`,
+		"staus=FAILED":                `query parameter "staus" is not one of service, region, status, limit, offset`,
+		"limit=5&page=2&x=1":          `query parameter "page" is not one of service, region, status, limit, offset`,
+	} {
+		r := do(t, "GET", ts.URL+"/deployments?"+query, nil)
+		require.Equal(t, http.StatusBadRequest, r.Code, "%s: %s", query, r.Body)
+		assert.Equal(t, want, r.errorBody(t)["message"], query)
+	}
+	r := do(t, "GET", ts.URL+"/deployments?service=orders&region=us-east-1&status=FAILED&limit=5&offset=0", nil)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+}
