@@ -284,13 +284,9 @@ func (r *DeployRequest) thresholds(base analysis.Thresholds) Thresholds {
 	return t
 }
 
-// clip shortens what a client sent before it goes into an error message.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
-}
+// clip shortens what a client sent before it goes into an error message,
+// to at most 64 bytes and whole characters.
+func clip(s string) string { return httpapi.Clip(s, 64) }
 
 // terminal reports whether a status is final.
 func terminal(status string) bool {

@@ -202,3 +202,18 @@ func TestListRefusesRepeatedAndUnknownParameters(t *testing.T) {
 	r := do(t, "GET", ts.URL+"/deployments?service=orders&region=us-east-1&status=FAILED&limit=5&offset=0", nil)
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 }
+
+// TestErrorsQuoteWholeCharacters: a long value an error message quotes
+// is shortened between characters; it was cut within one, and the
+// message named a byte the client never sent ("\xc3").
+func TestErrorsQuoteWholeCharacters(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	long := "a" + strings.Repeat("é", 150)
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-east-1", "rollout_strategy": long})
+	require.Equal(t, http.StatusBadRequest, r.Code, "%s", r.Body)
+	assert.Equal(t, `rollout_strategy "a`+strings.Repeat("é", 31)+`…" is not one of canary, blue-green, rolling`, r.errorBody(t)["message"])
+
+	r = do(t, "GET", ts.URL+"/ab"+strings.Repeat("é", 150), nil)
+	require.Equal(t, http.StatusNotFound, r.Code, "%s", r.Body)
+	assert.Equal(t, "no route for GET /ab"+strings.Repeat("é", 98)+"…", r.errorBody(t)["message"])
+}

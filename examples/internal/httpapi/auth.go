@@ -230,7 +230,7 @@ func AllowHosts(hosts []string, h http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !allowed[hostName(r.Host)] {
-			WriteError(w, Errorf(http.StatusMisdirectedRequest, "host_not_allowed", "host %q is not served here; see -allowed-hosts", clip(r.Host, 100)))
+			WriteError(w, Errorf(http.StatusMisdirectedRequest, "host_not_allowed", "host %q is not served here; see -allowed-hosts", Clip(r.Host, 100)))
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -279,9 +279,20 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func clip(s string, n int) string {
+// Clip shortens s to at most n bytes, followed by "…" when it was cut,
+// for an error message that quotes what a client sent. It cuts between
+// characters: cut within one, the message would quote a byte the client
+// never sent ("\xc3").
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "…"
+	i := n
+	for i > 0 && i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	if !utf8.RuneStart(s[i]) {
+		i = n // not UTF-8 here: the bytes are quoted as they are
+	}
+	return s[:i] + "…"
 }

@@ -27,7 +27,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	for _, ce := range r.Header.Values("Content-Encoding") {
 		if ce != "" && !strings.EqualFold(ce, "identity") {
 			return nil, Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type",
-				"Content-Encoding %q is not accepted; send the body uncompressed", clip(ce, 32))
+				"Content-Encoding %q is not accepted; send the body uncompressed", Clip(ce, 32))
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
@@ -49,10 +49,10 @@ func CheckContentType(ct string) error {
 	}
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
-		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type %q is not application/json", clip(ct, 64))
+		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type %q is not application/json", Clip(ct, 64))
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "charset %q is not accepted: JSON is UTF-8", clip(cs, 32))
+		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "charset %q is not accepted: JSON is UTF-8", Clip(cs, 32))
 	}
 	return nil
 }

@@ -47,11 +47,11 @@ func (e *errorWriter) WriteHeader(code int) {
 	switch code {
 	case http.StatusNotFound:
 		e.replaced = true
-		WriteError(e.ResponseWriter, Errorf(code, "not_found", "no route for %s %s", e.r.Method, clip(e.r.URL.Path, 200)))
+		WriteError(e.ResponseWriter, Errorf(code, "not_found", "no route for %s %s", e.r.Method, Clip(e.r.URL.Path, 200)))
 	case http.StatusMethodNotAllowed:
 		e.replaced = true
 		allow := e.ResponseWriter.Header().Get("Allow")
-		err := Errorf(code, "method_not_allowed", "%s is not allowed on %s", e.r.Method, clip(e.r.URL.Path, 200))
+		err := Errorf(code, "method_not_allowed", "%s is not allowed on %s", e.r.Method, Clip(e.r.URL.Path, 200))
 		if allow != "" {
 			err.Details = map[string]any{"allow": strings.Split(allow, ", ")}
 		}
