@@ -126,11 +126,17 @@ func (s *Service) slowCanary(context.Context, time.Time) (andon.Measurement, err
 func (s *Service) startAlerts(ctx context.Context) error {
 	cordHook := andon.HookFuncs{
 		OnFire: func(ctx context.Context, a andon.Alert) {
+			if s.andon.Cord().Who == cordFollower {
+				return // the board shows a pull stored already
+			}
 			if _, err := s.setCord(ctx, Cord{Stopped: true, Reason: "andon board: " + a.Annotations["summary"], At: time.Now().UTC()}); err != nil {
 				s.log.Error("cord not stored", "err", err)
 			}
 		},
 		OnResolve: func(ctx context.Context, _ andon.Alert) {
+			if s.boardReset.CompareAndSwap(true, false) {
+				return // the board shows a release stored already
+			}
 			if _, err := s.setCord(ctx, Cord{At: time.Now().UTC()}); err != nil {
 				s.log.Error("cord not stored", "err", err)
 			}
@@ -175,7 +181,40 @@ func (s *Service) startAlerts(ctx context.Context) error {
 			s.log.Error("alert evaluation stopped", "err", err)
 		}
 	}()
+	s.alerting.Add(1)
+	go func() {
+		defer s.alerting.Done()
+		s.followCord(actx)
+	}()
 	return nil
+}
+
+// cordFollower is who pulled the board's cord when followCord did.
+const cordFollower = "the deployment service"
+
+// followCord keeps the board's cord (the evaluator's) in the state of the
+// service's: a cord pulled or released with POST /andon/cord, on another
+// replica, or before a restart is shown on the board as it stands, and
+// the board's reset releases the pull the board shows. It returns when
+// ctx ends.
+func (s *Service) followCord(ctx context.Context) {
+	for {
+		c, shown := s.cordState(), s.andon.Cord()
+		switch {
+		case c.Stopped && !shown.Pulled:
+			s.andon.Pull(ctx, c.Reason, cordFollower)
+		case !c.Stopped && shown.Pulled:
+			s.boardReset.Store(true)
+			if !s.andon.Reset(ctx) {
+				s.boardReset.Store(false)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.cordSync:
+		}
+	}
 }
 
 // printRules writes the alert rules as a Prometheus rule file over the

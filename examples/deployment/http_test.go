@@ -217,3 +217,58 @@ func TestErrorsQuoteWholeCharacters(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, r.Code, "%s", r.Body)
 	assert.Equal(t, "no route for GET /ab"+strings.Repeat("é", 98)+"…", r.errorBody(t)["message"])
 }
+
+// TestBoardFollowsTheCord: the board shows the cord as the service holds
+// it, however it was pulled or released. A cord pulled with POST
+// /andon/cord was not shown on the board, one pulled on the board and
+// released with the API stayed pulled there, and the board's reset then
+// released a line the API had stopped for another reason.
+func TestBoardFollowsTheCord(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, append(append([]string{}, fastArgs...), "-admin-token", admin)...)
+	auth := []string{"Authorization", "Bearer " + admin}
+	board := func() (pulled bool, reason string) {
+		var st struct {
+			Cord struct {
+				Pulled bool   `json:"pulled"`
+				Reason string `json:"reason"`
+			} `json:"cord"`
+		}
+		r := do(t, "GET", ts.URL+"/andon/api/state", nil)
+		require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+		require.NoError(t, json.Unmarshal(r.Body, &st))
+		return st.Cord.Pulled, st.Cord.Reason
+	}
+	showsPulled := func(want bool) func() bool {
+		return func() bool { pulled, _ := board(); return pulled == want }
+	}
+
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 7"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	require.Eventually(t, showsPulled(true), 10*time.Second, 10*time.Millisecond, "a pull through the API is on the board")
+	_, reason := board()
+	assert.Contains(t, reason, "incident 7")
+	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	require.Eventually(t, showsPulled(false), 10*time.Second, 10*time.Millisecond, "a release through the API is on the board")
+
+	r = do(t, "POST", ts.URL+"/andon/api/cord", map[string]string{"action": "pull", "reason": "from the board"}, append([]string{"X-Andon-Board", "1"}, auth...)...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	require.Eventually(t, func() bool { stopped, _ := ts.line.Stopped(); return stopped }, 10*time.Second, 10*time.Millisecond)
+	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	require.Eventually(t, showsPulled(false), 10*time.Second, 10*time.Millisecond, "released through the API, the board's pull is released too")
+	stopped, _ := ts.line.Stopped()
+	assert.False(t, stopped, "following the release does not pull the cord again")
+
+	// The API stops the line for another reason; the board shows that
+	// pull, and its reset is the reset of that pull, not of the board's
+	// first.
+	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 8"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	require.Eventually(t, showsPulled(true), 10*time.Second, 10*time.Millisecond)
+	_, reason = board()
+	assert.Contains(t, reason, "incident 8")
+	r = do(t, "GET", ts.URL+"/andon/cord", nil)
+	assert.Contains(t, string(r.Body), `"stopped":true`)
+}

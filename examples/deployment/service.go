@@ -88,6 +88,11 @@ type Service struct {
 	cordMu sync.Mutex
 	cordCh chan struct{} // closed and replaced at every change of the cord
 	cord   Cord          // the stored state the line last changed for
+	// cordSync tells followCord the cord changed; boardReset is set while
+	// followCord resets the board's cord, so that the reset's hook does
+	// not store a release of its own.
+	cordSync   chan struct{}
+	boardReset atomic.Bool
 
 	runs sync.Map // deployment ID → *rollout running in this process
 
@@ -114,7 +119,7 @@ type Job struct {
 }
 
 func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir.Lock) (_ *Service, err error) {
-	s := &Service{cfg: cfg, log: log, lock: lock, cordCh: make(chan struct{}), closing: make(chan struct{})}
+	s := &Service{cfg: cfg, log: log, lock: lock, cordCh: make(chan struct{}), cordSync: make(chan struct{}, 1), closing: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			_ = s.Close(context.WithoutCancel(ctx))
@@ -659,6 +664,10 @@ func (s *Service) applyCord(c Cord) {
 	s.cord = c
 	close(s.cordCh)
 	s.cordCh = make(chan struct{})
+	select {
+	case s.cordSync <- struct{}{}:
+	default: // followCord has yet to read the last change, and reads this one with it
+	}
 }
 
 // cordState is the cord's state as this replica follows it: the stored
