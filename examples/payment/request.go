@@ -257,12 +257,7 @@ func parseAmount(s string, digits int) (int64, float64, error) {
 }
 
 // clip shortens a value quoted in an error message.
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
-}
+func clip(s string) string { return httpapi.Clip(s, 40) }
 
 // fingerprint identifies what a request asks for, from its parsed fields,
 // so that the same payment sent with other spacing, key order or number

@@ -102,6 +102,17 @@ func TestParsePaymentInvalid(t *testing.T) {
 	}
 }
 
+func TestParsePaymentQuotesWholeCharacters(t *testing.T) {
+	// A long value is shortened between characters before a message
+	// quotes it: cut within one, the message named a byte the client never
+	// sent ("\xc3").
+	body := `{"amount": 1, "customer_id": "c", "currency": "a` + strings.Repeat("é", 30) + `", "merchant_id": "m"}`
+	_, err := parsePayment([]byte(body))
+	var re *requestError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, `currency "a`+strings.Repeat("é", 19)+`…" is not an ISO 4217 currency code`, re.Message)
+}
+
 func FuzzParsePayment(f *testing.F) {
 	f.Add([]byte(`{"amount": 99.99, "customer_id": "cust_123", "currency": "USD", "merchant_id": "merc_456"}`))
 	f.Add([]byte(`{"amount": 1e-2, "customer_id": "c", "currency": "jpy", "merchant_id": "m", "metadata": {"a": "b"}}`))
