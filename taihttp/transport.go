@@ -449,8 +449,13 @@ func (rt *roundTrip) dropHeld() {
 const maxDrain = 64 << 10
 
 // drain reads what is left of resp's body, up to maxDrain, and closes it.
+// The body of a 101 Switching Protocols is the connection, which no other
+// request can use and whose peer may wait for this side to speak: it is
+// closed unread.
 func drain(resp *http.Response) {
-	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
+	}
 	_ = resp.Body.Close()
 }
 

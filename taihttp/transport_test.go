@@ -1,6 +1,7 @@
 package taihttp_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -812,4 +813,95 @@ func TestTransportHedgeLoserAfterItsHeader(t *testing.T) {
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 		assert.Equal(t, "hedge 2", readAll(t, resp))
 	})
+}
+
+// An upgrade (a WebSocket, say) hedged: both copies are switched to the
+// new protocol, whose server then waits for the client to speak. The
+// copy that loses is closed, not drained: its body is the connection, and
+// reading it waited for bytes that never come, so RoundTrip never
+// returned.
+func TestTransportHedgedUpgradeLoserIsClosed(t *testing.T) {
+	var arrived atomic.Int32
+	both := make(chan struct{})
+	var (
+		conns    sync.WaitGroup
+		mu       sync.Mutex
+		hijacked []net.Conn
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if arrived.Add(1) == 2 {
+			close(both)
+		}
+		<-both
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if !assert.NoError(t, err) {
+			return
+		}
+		mu.Lock()
+		hijacked = append(hijacked, conn)
+		mu.Unlock()
+		conns.Add(1)
+		defer conns.Done()
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_ = rw.Flush()
+		// Echo until the client closes the connection.
+		_, _ = io.Copy(conn, rw)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		mu.Lock()
+		for _, c := range hijacked {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		conns.Wait()
+	})
+
+	hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Millisecond})
+	require.NoError(t, err)
+	var first atomic.Bool
+	tr, err := taihttp.NewTransport(taihttp.TransportOptions{Base: srv.Client().Transport, Hedge: hedge,
+		FailureStatus: func(status int) bool {
+			if status == http.StatusSwitchingProtocols && !first.Swap(true) {
+				// The copy whose header came first stalls a moment,
+				// so that the other one wins while it holds its own.
+				time.Sleep(100 * time.Millisecond)
+			}
+			return status >= 500
+		}})
+	require.NoError(t, err)
+	c := &http.Client{Transport: tr}
+	t.Cleanup(c.CloseIdleConnections)
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := c.Do(req)
+		done <- result{resp, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("RoundTrip did not return: the losing copy's connection was read, not closed")
+	}
+	require.NoError(t, res.err)
+	require.Equal(t, http.StatusSwitchingProtocols, res.resp.StatusCode)
+	conn, ok := res.resp.Body.(io.ReadWriteCloser)
+	require.True(t, ok, "the body of a 101 is the connection")
+	_, err = io.WriteString(conn, "ping\n")
+	require.NoError(t, err)
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "ping\n", line)
+	require.NoError(t, conn.Close())
+	assert.EqualValues(t, 2, arrived.Load())
 }
