@@ -69,7 +69,8 @@ func Gate(g tai.Gate, opts GateOptions) (Middleware, error) {
 
 // refuse answers a request a gate or a pipeline turned away with err. A
 // rate limit's decision adds its RateLimit fields, under the limiter's
-// name, so that a 429 says the same as RateLimit's would.
+// name, so that a 429 says the same as RateLimit's would; the policies of
+// RateLimit middlewares around this one stay in the fields beside it.
 func (c *common) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemOf(err)
 	var le *heijunka.LimitedError
@@ -79,7 +80,7 @@ func (c *common) refuse(w http.ResponseWriter, r *http.Request, err error) {
 			name = DefaultPolicy
 		}
 		p.Policy = name
-		SetDecisionHeaders(w.Header(), name, le.Decision)
+		decisionHeaders(w.Header(), name, le.Decision, true)
 	}
 	c.fail(w, r, err, p)
 }

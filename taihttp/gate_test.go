@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -90,4 +91,21 @@ func TestGateOtherErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "taihttp.Gate: gate is nil")
 	_, err = taihttp.Gate(tai.GateFunc(func(context.Context, string) error { return nil }), taihttp.GateOptions{RetryAfter: -1})
 	assert.ErrorContains(t, err, "RetryAfter must not be negative")
+}
+
+// A limiter gate inside a RateLimit middleware: the 429 it answers adds
+// its policy to the outer one's fields, as stacked RateLimit middlewares
+// do, and the client is told of both limits.
+func TestGateLimiterInsideRateLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		perMin := rateLimit(t, keyed(t, heijunka.PerMinute(50)), taihttp.RateLimitOptions{Policy: "permin"})
+		perHr := gate(t, keyed(t, heijunka.PerHour(1), heijunka.KeyedOptions{Name: "perhr"}), taihttp.GateOptions{})
+		h := perMin(perHr(ok))
+		require.Equal(t, http.StatusOK, serve(h, get("192.0.2.1:1")).Code)
+		rec := serve(h, get("192.0.2.1:1"))
+		require.Equal(t, http.StatusTooManyRequests, rec.Code)
+		assert.Equal(t, []string{`"permin";q=50;w=60`, `"perhr";q=1;w=3600`}, rec.Header().Values("RateLimit-Policy"))
+		assert.Equal(t, []string{`"permin";r=48;t=2`, `"perhr";r=0;t=3600`}, rec.Header().Values("RateLimit"))
+		assert.Equal(t, "3600", rec.Header().Get("Retry-After"))
+	})
 }

@@ -168,18 +168,37 @@ func validPolicyName(name string) bool {
 // rounded up, never 0. It sets nothing for a decision under an Unlimited
 // limit or whose store failed open.
 func SetDecisionHeaders(h http.Header, name string, d heijunka.Decision) {
+	decisionHeaders(h, name, d, false)
+}
+
+// decisionHeaders is SetDecisionHeaders; with add, the RateLimit and
+// RateLimit-Policy fields get one list item more instead of being
+// replaced, so that the policies of RateLimit middlewares around the
+// caller stay in them.
+func decisionHeaders(h http.Header, name string, d heijunka.Decision, add bool) {
 	if name == "" {
 		name = DefaultPolicy
 	}
 	var buf [96]byte
 	if p := appendPolicy(buf[:0], name, d.Limit); len(p) > 0 {
-		h[headerRateLimitPolicy] = []string{string(p)}
+		setField(h, headerRateLimitPolicy, string(p), add)
 	}
 	if v := appendRateLimit(buf[:0], name, d); len(v) > 0 {
-		h[headerRateLimit] = []string{string(v)}
+		setField(h, headerRateLimit, string(v), add)
 	}
 	if !d.Allowed {
 		SetRetryAfter(h, d.RetryAfter, time.Second)
+	}
+}
+
+// setField sets the field name of h to v, or with add appends v to it.
+// (A RateLimit middleware's values may share their array: append to one
+// of length and capacity 1 copies it.)
+func setField(h http.Header, name, v string, add bool) {
+	if add {
+		h[name] = append(h[name], v)
+	} else {
+		h[name] = []string{v}
 	}
 }
 
