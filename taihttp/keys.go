@@ -22,8 +22,10 @@ type KeyFunc func(r *http.Request) string
 //
 // It returns the host net.SplitHostPort would return, and RemoteAddr
 // whole where SplitHostPort fails (no port, a malformed address); an
-// IPv4-mapped IPv6 host, [::ffff:192.0.2.1]:443, gives the IPv4 address,
-// 192.0.2.1, the key of the same client seen through an IPv4 socket.
+// IPv4-mapped IPv6 host, [::ffff:192.0.2.1]:443, or such an address
+// without a port, ::ffff:192.0.2.1 (as middleware that copies a proxy's
+// header into RemoteAddr leaves it), gives the IPv4 address, 192.0.2.1,
+// the key of the same client seen through an IPv4 socket.
 func RemoteIP(r *http.Request) string {
 	host, _ := remoteHost(r.RemoteAddr)
 	return host
@@ -47,7 +49,14 @@ func remoteHost(a string) (host string, colon bool) {
 		return host, strings.IndexByte(host, ':') >= 0
 	}
 	if hasBracket(host) || strings.IndexByte(host, ':') >= 0 {
-		return a, true // an IPv6 address without a port, or a malformed one
+		// An IPv6 address without a port (as a proxy's header gives
+		// it), or a malformed one: whole, but a mapped IPv4 address
+		// unmapped, or RemoteNetwork would put every IPv4 client in ::/64.
+		if hasBracket(a) {
+			return a, true
+		}
+		host = unmap(a)
+		return host, strings.IndexByte(host, ':') >= 0
 	}
 	return host, false
 }

@@ -41,6 +41,8 @@ func TestRemoteIPMapped(t *testing.T) {
 		"[0:0:0:0:0:FfFf:192.0.2.1]:80": "192.0.2.1",
 		"[::ffff:192.0.2.1%eth0]:80":    "::ffff:192.0.2.1%eth0", // zoned: not an IPv4 client
 		"[64:ff9b::192.0.2.1]:80":       "64:ff9b::192.0.2.1",    // NAT64 is another address
+		"::ffff:192.0.2.1":              "192.0.2.1",             // no port, as a proxy's header gives it
+		"::ffff:192.0.2.1%eth0":         "::ffff:192.0.2.1%eth0",
 	} {
 		got := taihttp.RemoteIP(&http.Request{RemoteAddr: addr})
 		assert.Equal(t, want, got, "%q", addr)
@@ -75,6 +77,8 @@ func TestRemoteNetwork(t *testing.T) {
 		"[::ffff:192.0.2.1%eth0]:80": "::%eth0/64",
 		"localhost:80":               "localhost",
 		"2001:db8::1":                "2001:db8::/64", // no port: RemoteAddr whole, an address still
+		"::ffff:192.0.2.1":           "192.0.2.1",     // no port, an IPv4 client still: not "::/64"
+		"::ffff:198.51.100.7":        "198.51.100.7",
 		"[2001:db8::1]":              "[2001:db8::1]", // RemoteAddr whole, not an address
 		"[x:y]:80":                   "x:y",           // not an address: as RemoteIP
 		"":                           "",
