@@ -335,10 +335,15 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		rt.keep(resp)
 		return serr
 	}
-	if a.ReadCloser == http.NoBody {
+	switch {
+	case a.ReadCloser == http.NoBody:
 		// Nothing to read (HEAD, 204, 304): the response is whole, and
 		// its request holds nothing more, as http.Transport's does not.
 		resp.Body = http.NoBody
+		a.cancel()
+	case resp.StatusCode == http.StatusSwitchingProtocols:
+		// The body is the connection, the caller's now: http.Transport
+		// no longer watches the request's context, nor need we.
 		a.cancel()
 	}
 	rt.claim(resp, a)

@@ -905,3 +905,53 @@ func TestTransportHedgedUpgradeLoserIsClosed(t *testing.T) {
 	require.NoError(t, conn.Close())
 	assert.EqualValues(t, 2, arrived.Load())
 }
+
+// An upgrade's response, 101 Switching Protocols, is whole when it comes:
+// the connection is the caller's now, and the context a Transport gave
+// the request ends at once (http.Transport's own has ended too), so the
+// caller's context does not keep one for each upgrade. The connection
+// stays open.
+func TestTransportEndsTheAttemptOfAnUpgrade(t *testing.T) {
+	var conns sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if !assert.NoError(t, err) {
+			return
+		}
+		conns.Add(1)
+		defer conns.Done()
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_ = rw.Flush()
+		_, _ = io.Copy(conn, rw) // until the client closes the connection
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(conns.Wait)
+	var reqCtx context.Context
+	inner := srv.Client().Transport
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		reqCtx = r.Context()
+		return inner.RoundTrip(r)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := client(t, nil, taihttp.TransportOptions{Base: base})
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	conn, ok := resp.Body.(io.ReadWriteCloser)
+	require.True(t, ok, "the body of a 101 is the connection")
+	defer conn.Close()
+	assert.ErrorIs(t, reqCtx.Err(), context.Canceled, "the attempt ended with its response")
+	assert.NoError(t, ctx.Err())
+
+	_, err = io.WriteString(conn, "ping\n")
+	require.NoError(t, err)
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "ping\n", line, "the connection outlives the attempt's context")
+}
