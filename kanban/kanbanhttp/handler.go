@@ -12,6 +12,7 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -407,7 +408,9 @@ func toBacklogJSON(b kanban.Backlog) *backlogJSON {
 }
 
 func (h *Handler) listQueues(w http.ResponseWriter, r *http.Request) error {
-	if len(r.URL.Query()) > 0 {
+	if params, err := queryOf(r); err != nil {
+		return err
+	} else if len(params) > 0 {
 		return badRequest("GET /queues takes no query parameters")
 	}
 	h.mu.Lock()
@@ -479,7 +482,10 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	params := r.URL.Query()
+	params, err := queryOf(r)
+	if err != nil {
+		return err
+	}
 	query := kanban.DeadLetterQuery{}
 	if err := onlyParams(params, "limit", "order", "cursor", "seq", "id", "key", "reason", "older_than"); err != nil {
 		return err
@@ -523,12 +529,23 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) error 
 		out.DeadLetters = append(out.DeadLetters, toDeadLetterJSON(d))
 	}
 	if page.Next != 0 {
-		next := r.URL.Query()
+		next := params
 		next.Set("cursor", strconv.FormatUint(page.Next, 10))
 		out.Next = h.deadLettersPath(name) + "?" + next.Encode()
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// queryOf parses the request's query. One that does not parse is
+// refused: url.URL.Query drops the pairs it cannot read (a bad escape,
+// a ';'), which would leave a filter wider than the one asked for.
+func queryOf(r *http.Request) (url.Values, error) {
+	params, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("invalid query: %v", err)
+	}
+	return params, nil
 }
 
 // onlyParams refuses a query parameter not in allowed.
@@ -657,7 +674,9 @@ func seqOf(r *http.Request) (uint64, error) {
 }
 
 func (h *Handler) redriveFiltered(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
-	if len(r.URL.Query()) > 0 {
+	if params, err := queryOf(r); err != nil {
+		return err
+	} else if len(params) > 0 {
 		return badRequest("the filter goes in the JSON body, not the query")
 	}
 	f, err := h.readFilter(w, r)
@@ -672,14 +691,19 @@ func (h *Handler) redriveOne(w http.ResponseWriter, r *http.Request, name string
 	if err != nil {
 		return err
 	}
-	if len(r.URL.Query()) > 0 {
+	if params, err := queryOf(r); err != nil {
+		return err
+	} else if len(params) > 0 {
 		return badRequest("redriving one dead letter takes no query parameters")
 	}
 	return h.act(w, r, name, "redrive", kanban.DeadLetterFilter{Seq: seq}, q.RedriveDeadLetters)
 }
 
 func (h *Handler) deleteFiltered(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
-	params := r.URL.Query()
+	params, err := queryOf(r)
+	if err != nil {
+		return err
+	}
 	if err := onlyParams(params, "all", "seq", "id", "key", "reason", "older_than"); err != nil {
 		return err
 	}
@@ -700,7 +724,9 @@ func (h *Handler) deleteOne(w http.ResponseWriter, r *http.Request, name string,
 	if err != nil {
 		return err
 	}
-	if len(r.URL.Query()) > 0 {
+	if params, err := queryOf(r); err != nil {
+		return err
+	} else if len(params) > 0 {
 		return badRequest("deleting one dead letter takes no query parameters")
 	}
 	return h.act(w, r, name, "delete", kanban.DeadLetterFilter{Seq: seq}, q.DeleteDeadLetters)

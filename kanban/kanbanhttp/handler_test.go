@@ -594,3 +594,27 @@ func toStrings(v any) []string {
 	}
 	return out
 }
+
+// A query that cannot be parsed is refused: the pair it spoils would be
+// dropped, and the filter left wider than the one asked for.
+func TestMalformedQueryIsRefused(t *testing.T) {
+	q := deadQueue(t, 0, 4)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	for _, tc := range []struct{ method, target string }{
+		{"DELETE", "/queues/orders/deadletters?reason=refused&key=k-1%zz"},
+		{"DELETE", "/queues/orders/deadletters?reason=refused&key=k-1;x"},
+		{"GET", "/queues/orders/deadletters?reason=refused&key=k-1%zz"},
+		{"GET", "/queues?%zz"},
+		{"POST", "/queues/orders/deadletters/1/redrive?%zz"},
+		{"DELETE", "/queues/orders/deadletters/1?a=%zz"},
+	} {
+		r := s.do(tc.method, tc.target, "", bearer...)
+		assert.Equal(t, http.StatusBadRequest, r.status, "%s %s: %s", tc.method, tc.target, r.raw)
+		assert.Equal(t, "bad_request", r.code(), "%s %s", tc.method, tc.target)
+	}
+	r := s.do("POST", "/queues/orders/deadletters/redrive?%zz", `{"key":"k-1"}`, bearer...)
+	assert.Equal(t, http.StatusBadRequest, r.status, "%s", r.raw)
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 4, "no malformed request changed anything")
+}
