@@ -38,7 +38,8 @@ type Options struct {
 	Prefix string
 	// Token, if set, must be presented as "Authorization: Bearer <token>"
 	// (the scheme in any case) on every mutation (and read, with
-	// AuthorizeReads); at least 16 bytes.
+	// AuthorizeReads); at least 16 bytes, with no white space at either
+	// end and no control character, which no header can carry.
 	Token string
 	// Authorize, if set, decides each mutation (and read, with
 	// AuthorizeReads): a nil error allows it, an error refuses it with
@@ -94,6 +95,13 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.Token != "" && len(opts.Token) < 16 {
 		return nil, fmt.Errorf("kanbanhttp: Options.Token has %d bytes: at least 16 are needed", len(opts.Token))
+	}
+	// A header's value reaches the handler without the spaces around it
+	// and can hold no control character: such a token would refuse every
+	// request (a token read from a file with its newline, say).
+	if opts.Token != "" && (strings.Trim(opts.Token, " \t") != opts.Token ||
+		strings.ContainsFunc(opts.Token, func(r rune) bool { return r < ' ' || r == 0x7f })) {
+		return nil, errors.New("kanbanhttp: Options.Token begins or ends with white space or holds a control character: no Authorization header can present it")
 	}
 	switch {
 	case opts.MaxBodyBytes == 0:

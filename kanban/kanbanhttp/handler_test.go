@@ -618,3 +618,21 @@ func TestMalformedQueryIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, dl, 4, "no malformed request changed anything")
 }
+
+// A Token no request can present (one read from a file with its
+// newline, say: a header's value loses the spaces around it and holds no
+// control character) is an error naming the field, without the token.
+func TestNewRefusesATokenNoRequestCanPresent(t *testing.T) {
+	for _, tok := range []string{token + "\n", " " + token, token + " ", token + "\t", "0123456789\x00abcdef", "0123456789\rabcdef"} {
+		_, err := kanbanhttp.New(kanbanhttp.Options{Token: tok})
+		if assert.ErrorContains(t, err, "kanbanhttp: Options.Token", "%q", tok) {
+			assert.NotContains(t, err.Error(), "0123456789", "the error does not show the token")
+		}
+	}
+	h, err := kanbanhttp.New(kanbanhttp.Options{Token: "0123456789 abcdef"})
+	require.NoError(t, err, "a space inside is sent as it is")
+	require.NoError(t, h.AddQueue("orders", deadQueue(t, 0, 1)))
+	s := &server{t: t, h: h}
+	r := s.do("DELETE", "/queues/orders/deadletters/1", "", "Authorization", "Bearer 0123456789 abcdef")
+	assert.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+}
