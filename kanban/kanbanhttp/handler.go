@@ -708,6 +708,9 @@ func (h *Handler) redriveOne(w http.ResponseWriter, r *http.Request, name string
 }
 
 func (h *Handler) deleteFiltered(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
+	if err := noBody(r); err != nil {
+		return err
+	}
 	params, err := queryOf(r)
 	if err != nil {
 		return err
@@ -728,6 +731,9 @@ func (h *Handler) deleteFiltered(w http.ResponseWriter, r *http.Request, name st
 }
 
 func (h *Handler) deleteOne(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
+	if err := noBody(r); err != nil {
+		return err
+	}
 	seq, err := seqOf(r)
 	if err != nil {
 		return err
@@ -738,6 +744,17 @@ func (h *Handler) deleteOne(w http.ResponseWriter, r *http.Request, name string,
 		return badRequest("deleting one dead letter takes no query parameters")
 	}
 	return h.act(w, r, name, "delete", kanban.DeadLetterFilter{Seq: seq}, q.DeleteDeadLetters)
+}
+
+// noBody refuses a delete with a body: its filter is in the query, and
+// one sent in a body as a redrive's is would be ignored, leaving the
+// query's filter, which may select more than both together.
+func noBody(r *http.Request) error {
+	var b [1]byte
+	if n, _ := io.ReadFull(r.Body, b[:]); n > 0 {
+		return badRequest("a delete takes no body: its filter goes in the query")
+	}
+	return nil
 }
 
 // act validates f, runs do with it, logs and answers.

@@ -636,3 +636,22 @@ func TestNewRefusesATokenNoRequestCanPresent(t *testing.T) {
 	r := s.do("DELETE", "/queues/orders/deadletters/1", "", "Authorization", "Bearer 0123456789 abcdef")
 	assert.Equal(t, http.StatusOK, r.status, "%s", r.raw)
 }
+
+// A delete takes its filter from the query alone: a body, where a
+// redrive takes its filter, is refused rather than ignored, since the
+// query's filter alone may select more than both together.
+func TestDeleteRefusesABody(t *testing.T) {
+	q := deadQueue(t, 0, 4)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	for _, target := range []string{"/queues/orders/deadletters?reason=refused", "/queues/orders/deadletters/1"} {
+		r := s.do("DELETE", target, `{"key":"k-1"}`, bearer...)
+		assert.Equal(t, http.StatusBadRequest, r.status, "%s: %s", target, r.raw)
+		assert.Equal(t, "bad_request", r.code(), target)
+	}
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 4, "nothing was deleted")
+	r := s.do("DELETE", "/queues/orders/deadletters?key=k-1", "", bearer...)
+	assert.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 2, r.body["deleted"])
+}
