@@ -1,7 +1,9 @@
 package kanban
 
 import (
+	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 )
 
@@ -54,6 +56,19 @@ type ConsumeOptions struct {
 
 type validator interface{ Validate() error }
 
+// isNilValue reports whether v holds a nil function or pointer (an
+// interface that is nil itself is left to the default).
+func isNilValue(v any) bool {
+	if v == nil {
+		return false
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Func, reflect.Pointer:
+		return rv.IsNil()
+	}
+	return false
+}
+
 // Validate reports the first field out of range, naming it.
 func (o ConsumeOptions) Validate() error {
 	switch {
@@ -63,6 +78,14 @@ func (o ConsumeOptions) Validate() error {
 		return optionError("kanban", "MaxAttempts", o.MaxAttempts, "must not be negative")
 	case o.DrainTimeout < 0:
 		return optionError("kanban", "DrainTimeout", o.DrainTimeout, "must not be negative")
+	}
+	// A nil function or pointer in an interface is not nil, and would
+	// panic in a worker, where nothing recovers it.
+	if isNilValue(o.Backoff) {
+		return fmt.Errorf("kanban: invalid Backoff: a nil %T", o.Backoff)
+	}
+	if isNilValue(o.Observer) {
+		return fmt.Errorf("kanban: invalid Observer: a nil %T", o.Observer)
 	}
 	if v, ok := o.Backoff.(validator); ok {
 		if err := v.Validate(); err != nil {

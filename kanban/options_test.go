@@ -28,6 +28,11 @@ func TestConsumeOptionsValidate(t *testing.T) {
 			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Jitter: 1.5}}, "kanban: invalid Exponential.Jitter 1.5"},
 			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: -1}}, "kanban: invalid Exponential.Initial -1ns"},
 			{kanban.ConsumeOptions{Backoff: kanban.Exponential{Initial: time.Minute, Max: time.Second}}, "kanban: invalid Exponential.Initial 1m0s"},
+			// A nil function or pointer would panic in a worker, where
+			// nothing recovers it, at the first failure (or handler).
+			{kanban.ConsumeOptions{Backoff: kanban.BackoffFunc(nil)}, "kanban: invalid Backoff: a nil kanban.BackoffFunc"},
+			{kanban.ConsumeOptions{Backoff: (*kanban.Exponential)(nil)}, "kanban: invalid Backoff: a nil *kanban.Exponential"},
+			{kanban.ConsumeOptions{Observer: kanban.HandlerObserverFunc(nil)}, "kanban: invalid Observer: a nil kanban.HandlerObserverFunc"},
 		}
 		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
 		require.NoError(t, err)
