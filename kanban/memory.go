@@ -53,6 +53,16 @@ func (o MemoryOptions) Validate() error {
 	case o.DeadLetterLimit < 0:
 		return optionError("kanban", "DeadLetterLimit", o.DeadLetterLimit, "must not be negative")
 	}
+	// A nil pointer in an interface is not nil: it would panic in
+	// Publish, or in a consumer's worker, where nothing recovers it.
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{"Codec", o.Codec}, {"Propagator", o.Propagator}, {"Tracer", o.Tracer}} {
+		if isNilValue(f.v) {
+			return fmt.Errorf("kanban: invalid %s: a nil %T", f.name, f.v)
+		}
+	}
 	return nil
 }
 

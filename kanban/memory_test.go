@@ -104,6 +104,11 @@ func TestMemoryOptionsValidate(t *testing.T) {
 	}{
 		{kanban.MemoryOptions{Capacity: -1}, "kanban: invalid Capacity -1"},
 		{kanban.MemoryOptions{DeadLetterLimit: -3}, "kanban: invalid DeadLetterLimit -3"},
+		// A nil pointer (a constructor's error ignored) would panic in
+		// Publish, or in a consumer's worker.
+		{kanban.MemoryOptions{Codec: (*kanban.JSON)(nil)}, "kanban: invalid Codec: a nil *kanban.JSON"},
+		{kanban.MemoryOptions{Propagator: (*nopPropagator)(nil)}, "kanban: invalid Propagator: a nil *kanban_test.nopPropagator"},
+		{kanban.MemoryOptions{Tracer: (*nopTracer)(nil)}, "kanban: invalid Tracer: a nil *kanban_test.nopTracer"},
 	}
 	for _, tc := range tests {
 		_, err := kanban.NewMemory[int](tc.cfg)
@@ -828,4 +833,15 @@ func TestMemoryDeadLettersAreCopies(t *testing.T) {
 		assert.Equal(t, "secret", page.Letters[0].Headers.Get("Token"))
 		assert.Equal(t, "7", string(page.Letters[0].Payload))
 	})
+}
+
+type nopPropagator struct{}
+
+func (*nopPropagator) Inject(context.Context, kanban.Header)                        {}
+func (*nopPropagator) Extract(ctx context.Context, _ kanban.Header) context.Context { return ctx }
+
+type nopTracer struct{}
+
+func (*nopTracer) Start(ctx context.Context, _ kanban.Operation) (context.Context, func(error)) {
+	return ctx, func(error) {}
 }
