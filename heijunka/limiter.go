@@ -119,7 +119,10 @@ func (l *Limiter) paramsAt(now int64) *params {
 func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1) }
 
 // AllowN reports whether n events may pass at time now, and records them if
-// so. AllowN with n = 0 reports true; n < 0 or n > Burst reports false.
+// so. AllowN with n = 0 records nothing and reports whether the limiter
+// is within its burst, as DecideN's Decision does: true unless Reserve or
+// Wait have booked events past the burst (and on the zero Limiter, which
+// admits nothing). n < 0 or n > Burst reports false.
 func (l *Limiter) AllowN(now time.Time, n int) bool { return l.allow(l.rel(now), n) }
 
 func (l *Limiter) allow(now int64, n int) bool {

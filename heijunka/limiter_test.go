@@ -606,3 +606,15 @@ func TestLimiterWaitUpToTheDeadline(t *testing.T) {
 		}
 	})
 }
+
+func TestLimiterAllowZeroWhileOverbooked(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 1})
+	require.True(t, lim.ReserveN(t0, 1).OK())
+	assert.True(t, lim.AllowN(t0, 0), "within the burst")
+	require.True(t, lim.ReserveN(t0, 1).OK(), "booked past the burst")
+	assert.False(t, lim.AllowN(t0, 0), "booked past the burst: zero events report it")
+	d := lim.DecideN(t0, 0)
+	assert.False(t, d.Allowed, "as the Decision does")
+	assert.Equal(t, time.Second, d.RetryAfter)
+	assert.True(t, lim.AllowN(t0.Add(time.Second), 0), "once the booking acts")
+}
