@@ -92,7 +92,8 @@ type memShard struct {
 	limit  int    // keys this shard may hold
 	maxTAT int64  // latest schedule written since the table was empty
 	// freshAt is at most the schedule of every key held (schedules only
-	// move later): under RejectNew a full shard has no fresh key before it.
+	// move later), and is the earliest one unless it lies in the past:
+	// under RejectNew a full shard has no fresh key before it.
 	freshAt int64
 	bits    uint // top bits of h1 that chose the shard: the home uses the others
 	_       [48]byte
@@ -244,6 +245,12 @@ func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy Full
 	case next != tat && found: // recorded n > 0 events: next lies after now
 		sh.slots[i].tat = next
 		sh.maxTAT = max(sh.maxTAT, next)
+		if tat == sh.freshAt {
+			// The earliest key may have moved on: a full shard under
+			// RejectNew looks for the earliest again, so that its
+			// RetryAfter is not a time at which no key is fresh.
+			sh.freshAt = math.MinInt64
+		}
 	case next != tat:
 		if err := sh.insert(h1, h2, next, now, policy); err != nil {
 			// The shard takes a new key once one it holds is fresh. Read
@@ -424,6 +431,9 @@ func (s *MemoryStore) Reset(_ context.Context, key string) error {
 // forget removes the key (h1, h2), if held.
 func (sh *memShard) forget(h1, h2 uint64) {
 	if i, found := sh.find(h1, h2); found {
+		if sh.slots[i].tat == sh.freshAt {
+			sh.freshAt = math.MinInt64 // the earliest key goes: see take
+		}
 		sh.remove(i)
 		sh.shrink()
 	}

@@ -231,3 +231,33 @@ func TestMemoryStoreShrinksAfterASweep(t *testing.T) {
 		assert.False(t, d.Allowed, "k%d kept its debt", i)
 	}
 }
+
+func TestMemoryStoreFullRetryAfterFollowsTheEarliestKey(t *testing.T) {
+	ctx := context.Background()
+	s, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 1, WhenFull: heijunka.RejectNew})
+	require.NoError(t, err)
+	lim := heijunka.Limit{Rate: 1, Burst: 5}
+	now := time.Now()
+	_, err = s.Take(ctx, "a", lim, now, 1) // fresh after 1s
+	require.NoError(t, err)
+	_, err = s.Take(ctx, "a", lim, now, 4) // now fresh after 5s
+	require.NoError(t, err)
+	d, err := s.Take(ctx, "b", lim, now, 1)
+	require.ErrorIs(t, err, heijunka.ErrStoreFull)
+	assert.Equal(t, 5*time.Second, d.RetryAfter, "until the key held is fresh")
+	_, err = s.Take(ctx, "b", lim, now.Add(d.RetryAfter), 1)
+	assert.NoError(t, err, "the store takes the key when told to retry")
+
+	s, err = heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 2, WhenFull: heijunka.RejectNew})
+	require.NoError(t, err)
+	_, err = s.Take(ctx, "a", lim, now, 1) // fresh after 1s
+	require.NoError(t, err)
+	_, err = s.Take(ctx, "b", lim, now, 3) // fresh after 3s
+	require.NoError(t, err)
+	require.NoError(t, s.Reset(ctx, "a"))
+	_, err = s.Take(ctx, "c", lim, now, 4) // fresh after 4s
+	require.NoError(t, err)
+	d, err = s.Take(ctx, "d", lim, now, 1)
+	require.ErrorIs(t, err, heijunka.ErrStoreFull)
+	assert.Equal(t, 3*time.Second, d.RetryAfter, "until the earliest key held is fresh, not one reset")
+}
