@@ -268,11 +268,9 @@ func TestFraudRulesDecideAlikeOnEveryStore(t *testing.T) {
 	}
 }
 
-// Replicas sharing a store count every attempt of one customer made at
-// once, half through each: the velocity limit holds across replicas.
-func TestSharedStatesCountRacingAttemptsAcrossReplicas(t *testing.T) {
-	const racers = 20
-	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+// sharedReplicas gives two replicas of each shared customer state, by
+// name: two NATSStates on one JetStream, two RedisStates on one Redis.
+func sharedReplicas(t *testing.T) map[string][2]CustomerState {
 	js := startJS(t)
 	opts, err := redis.ParseURL(servers.StartRedis(t).URL())
 	require.NoError(t, err)
@@ -281,10 +279,18 @@ func TestSharedStatesCountRacingAttemptsAcrossReplicas(t *testing.T) {
 		t.Cleanup(func() { _ = rdb.Close() })
 		return NewRedisState(rdb, "test:")
 	}
-	for name, replicas := range map[string][2]CustomerState{
+	return map[string][2]CustomerState{
 		"nats":  {natsState(t, js), natsState(t, js)},
 		"redis": {redisReplica(), redisReplica()},
-	} {
+	}
+}
+
+// Replicas sharing a store count every attempt of one customer made at
+// once, half through each: the velocity limit holds across replicas.
+func TestSharedStatesCountRacingAttemptsAcrossReplicas(t *testing.T) {
+	const racers = 20
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for name, replicas := range sharedReplicas(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			var wg sync.WaitGroup
@@ -312,18 +318,7 @@ func TestSharedStatesCountRacingAttemptsAcrossReplicas(t *testing.T) {
 func TestSharedStatesKeepTheDayBeforeForAClockBehind(t *testing.T) {
 	midnight := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
 	behind := midnight.Add(-time.Millisecond) // the clock of replica b
-	js := startJS(t)
-	opts, err := redis.ParseURL(servers.StartRedis(t).URL())
-	require.NoError(t, err)
-	redisReplica := func() CustomerState {
-		rdb := redis.NewClient(opts)
-		t.Cleanup(func() { _ = rdb.Close() })
-		return NewRedisState(rdb, "test:")
-	}
-	for name, replicas := range map[string][2]CustomerState{
-		"nats":  {natsState(t, js), natsState(t, js)},
-		"redis": {redisReplica(), redisReplica()},
-	} {
+	for name, replicas := range sharedReplicas(t) {
 		t.Run(name, func(t *testing.T) {
 			a, b, ctx := replicas[0], replicas[1], context.Background()
 			_, _, err := b.Reserve(ctx, "skew", "USD", 400, behind.Add(-time.Minute), time.Minute)
