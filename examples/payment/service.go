@@ -732,7 +732,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /health", health)
 	mux.HandleFunc("GET /healthz", health)
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("/andon/", httpapi.JSONErrorsOf(s.boardHandler()))
+	mux.Handle("/andon/", s.boardHandler()) // the board answers its errors in the schema
 	queues := s.requireAdmin(s.queueOps)
 	mux.Handle("/admin/queues", queues)
 	mux.Handle("/admin/queues/", queues)

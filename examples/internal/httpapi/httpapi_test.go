@@ -504,46 +504,6 @@ func TestJSONErrors(t *testing.T) {
 	assert.Equal(t, "/dir/", rec.Header().Get("Location"))
 }
 
-// JSONErrorsOf puts a wrapped handler's plain-text 404 and 405 into the
-// error schema, passes its JSON answers as they are, and leaves its
-// ResponseWriter's Flush reachable.
-func TestJSONErrorsOf(t *testing.T) {
-	inner := http.NewServeMux()
-	inner.HandleFunc("POST /cord", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, Errorf(http.StatusNotFound, "no_cord", "no cord here"))
-	})
-	inner.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
-		assert.NoError(t, http.NewResponseController(w).Flush())
-	})
-	h := JSONErrorsOf(inner)
-	do := func(method, path string) (*httptest.ResponseRecorder, ErrorBody) {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
-		var body ErrorBody
-		if rec.Code != http.StatusOK {
-			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), rec.Body.String())
-		}
-		return rec, body
-	}
-	rec, body := do("GET", "/nope")
-	assert.Equal(t, 404, rec.Code)
-	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
-	assert.Equal(t, "not_found", body.Error.Code)
-
-	rec, body = do("GET", "/cord")
-	assert.Equal(t, 405, rec.Code)
-	assert.Equal(t, "method_not_allowed", body.Error.Code)
-	assert.Equal(t, "POST", rec.Header().Get("Allow"))
-
-	rec, body = do("POST", "/cord")
-	assert.Equal(t, 404, rec.Code)
-	assert.Equal(t, "no_cord", body.Error.Code, "a JSON answer passes")
-
-	rec, _ = do("GET", "/events")
-	assert.Equal(t, 200, rec.Code)
-	assert.True(t, rec.Flushed)
-}
-
 // FuzzDecode: any input decodes or fails with a 400 *Error; never a panic
 // or another kind of error.
 func FuzzDecode(f *testing.F) {

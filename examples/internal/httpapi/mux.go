@@ -20,30 +20,14 @@ func JSONErrors(mux *http.ServeMux) http.Handler {
 	})
 }
 
-// JSONErrorsOf wraps h, a handler with routes of its own (a ServeMux
-// inside it, a file server), so that its plain-text answers for an unknown
-// path (404) and a method a path does not allow (405, with its Allow
-// header) are JSON in the error schema, as JSONErrors makes a mux's. Its
-// answers already in JSON pass as they are.
-func JSONErrorsOf(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(&errorWriter{ResponseWriter: w, r: r, keepJSON: true}, r)
-	})
-}
-
 // errorWriter replaces the mux's plain-text 404 and 405 bodies.
 type errorWriter struct {
 	http.ResponseWriter
 	r        *http.Request
-	keepJSON bool // an answer already JSON is not replaced
 	replaced bool
 }
 
 func (e *errorWriter) WriteHeader(code int) {
-	if e.keepJSON && strings.HasPrefix(e.ResponseWriter.Header().Get("Content-Type"), "application/json") {
-		e.ResponseWriter.WriteHeader(code)
-		return
-	}
 	switch code {
 	case http.StatusNotFound:
 		e.replaced = true
