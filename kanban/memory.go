@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taipattern/taikit/internal/typednil"
 )
 
 // MemoryOptions configure a Memory queue. The zero value is usable.
@@ -59,7 +61,7 @@ func (o MemoryOptions) Validate() error {
 		name string
 		v    any
 	}{{"Codec", o.Codec}, {"Propagator", o.Propagator}, {"Tracer", o.Tracer}} {
-		if isNilValue(f.v) {
+		if typednil.Holds(f.v) {
 			return fmt.Errorf("kanban: invalid %s: a nil %T", f.name, f.v)
 		}
 	}

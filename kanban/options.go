@@ -3,8 +3,9 @@ package kanban
 import (
 	"fmt"
 	"log/slog"
-	"reflect"
 	"time"
+
+	"github.com/taipattern/taikit/internal/typednil"
 )
 
 // MaxWIP bounds ConsumeOptions.WIP; larger values are rejected as a
@@ -56,19 +57,6 @@ type ConsumeOptions struct {
 
 type validator interface{ Validate() error }
 
-// isNilValue reports whether v holds a nil function or pointer (an
-// interface that is nil itself is left to the default).
-func isNilValue(v any) bool {
-	if v == nil {
-		return false
-	}
-	switch rv := reflect.ValueOf(v); rv.Kind() {
-	case reflect.Func, reflect.Pointer:
-		return rv.IsNil()
-	}
-	return false
-}
-
 // Validate reports the first field out of range, naming it.
 func (o ConsumeOptions) Validate() error {
 	switch {
@@ -81,10 +69,10 @@ func (o ConsumeOptions) Validate() error {
 	}
 	// A nil function or pointer in an interface is not nil, and would
 	// panic in a worker, where nothing recovers it.
-	if isNilValue(o.Backoff) {
+	if typednil.Holds(o.Backoff) {
 		return fmt.Errorf("kanban: invalid Backoff: a nil %T", o.Backoff)
 	}
-	if isNilValue(o.Observer) {
+	if typednil.Holds(o.Observer) {
 		return fmt.Errorf("kanban: invalid Observer: a nil %T", o.Observer)
 	}
 	if v, ok := o.Backoff.(validator); ok {

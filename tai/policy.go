@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
+
+	"github.com/taipattern/taikit/internal/typednil"
 )
 
 // A Policy decides whether a signal may go on to the action. It returns
@@ -60,16 +61,7 @@ func validatePolicy(p any) error {
 // PolicyFunc(nil), or a *Scored whose constructor's error was ignored.
 // Either would panic on every signal, and a Namer's Name in New. (A nil
 // map or slice may be a working hook: reading one is allowed.)
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	switch rv := reflect.ValueOf(v); rv.Kind() {
-	case reflect.Func, reflect.Pointer:
-		return rv.IsNil()
-	}
-	return false
-}
+func isNil(v any) bool { return v == nil || typednil.Holds(v) }
 
 // Named gives p a name: spans and errors use it, and a decision of p
 // without a Policy field gets it.
