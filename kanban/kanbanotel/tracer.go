@@ -3,6 +3,8 @@ package kanbanotel
 import (
 	"context"
 	"errors"
+	"strings"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -55,6 +57,10 @@ type TracerOptions struct {
 // children of the process span. A message without a trace context, or with
 // one the Propagator cannot read (a malformed traceparent), gets a process
 // span without a link, a child of whatever span the consumer's ctx holds.
+//
+// A message ID, queue or error text that is not UTF-8 is recorded with
+// U+FFFD in place of each run of bytes that is not: OTLP carries UTF-8
+// alone, and an exporter refuses a batch holding anything else.
 func NewTracer(opts TracerOptions) kanban.Tracer {
 	return &tracer{opts: opts}
 }
@@ -74,15 +80,16 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	}
 	name := op.Type.String()
 	attrs := make([]attribute.KeyValue, 0, 7)
+	queue := validUTF8(op.Queue)
 	attrs = append(attrs,
-		semconv.MessagingSystemKey.String(op.System),
-		semconv.MessagingDestinationName(op.Queue),
+		semconv.MessagingSystemKey.String(validUTF8(op.System)),
+		semconv.MessagingDestinationName(queue),
 		opType,
 		semconv.MessagingOperationName(name),
-		semconv.MessagingMessageID(op.MessageID),
+		semconv.MessagingMessageID(validUTF8(op.MessageID)),
 	)
 	if op.Consumer != "" {
-		attrs = append(attrs, semconv.MessagingConsumerGroupName(op.Consumer))
+		attrs = append(attrs, semconv.MessagingConsumerGroupName(validUTF8(op.Consumer)))
 	}
 	if op.Type == kanban.OpProcess {
 		attrs = append(attrs, AttemptKey.Int(op.Attempt))
@@ -96,14 +103,14 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 	}
-	ctx, span := tp.Tracer(instrumentation).Start(ctx, name+" "+op.Queue, opts...)
+	ctx, span := tp.Tracer(instrumentation).Start(ctx, name+" "+queue, opts...)
 	return ctx, func(err error) {
 		if err != nil {
 			typ := errorType(err)
 			span.SetAttributes(semconv.ErrorTypeKey.String(typ))
 			desc := typ
 			if t.opts.ErrorText {
-				desc = err.Error()
+				desc = validUTF8(err.Error())
 			}
 			span.SetStatus(codes.Error, desc)
 		}
@@ -127,4 +134,15 @@ func errorType(err error) string {
 		return "canceled"
 	}
 	return semconv.ErrorTypeOther.Value.AsString()
+}
+
+// validUTF8 returns s with each run of bytes that is not UTF-8 replaced by
+// U+FFFD. A message ID is the publisher's, any bytes; OTLP carries strings
+// as UTF-8 alone, and an exporter that meets one that is not refuses the
+// whole batch, so the spans of every other message went with it.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }

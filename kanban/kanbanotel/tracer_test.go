@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -245,4 +246,36 @@ func (p processOnly) Start(ctx context.Context, op kanban.Operation) (context.Co
 		return ctx, func(error) {}
 	}
 	return p.Tracer.Start(ctx, op)
+}
+
+// Every string a span holds is UTF-8, whatever bytes the message ID, the
+// queue's name or the handler's error held: an OTLP exporter refuses a
+// batch with one that is not, and with it the spans of other messages.
+func TestTracerRecordsUTF8Only(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{
+		Name: "ORD\xffERS", Tracer: kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp, ErrorText: true}),
+	})
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[string]{ID: "order-\xfe\xff1", Payload: "x"}))
+	consumeUntil(t, q, 1, func(context.Context, kanban.Delivery[string]) error {
+		return kanban.Permanent(errors.New("declined \xc3"))
+	})
+
+	spans := rec.Ended()
+	require.Len(t, spans, 2)
+	for _, s := range spans {
+		assert.True(t, utf8.ValidString(s.Name()), "%q", s.Name())
+		assert.True(t, utf8.ValidString(s.Status().Description), "%q", s.Status().Description)
+		for _, kv := range s.Attributes() {
+			assert.True(t, utf8.ValidString(kv.Value.Emit()), "%s: %q", kv.Key, kv.Value.Emit())
+		}
+		a := attrs(s)
+		assert.Equal(t, "order-\uFFFD1", a["messaging.message.id"].AsString(), "the valid bytes kept")
+		assert.Equal(t, "ORD\uFFFDERS", a["messaging.destination.name"].AsString())
+	}
+	assert.Equal(t, "send ORD\uFFFDERS", spans[0].Name())
+	assert.Equal(t, "declined \uFFFD", spans[1].Status().Description)
 }
