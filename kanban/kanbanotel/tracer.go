@@ -3,6 +3,7 @@ package kanbanotel
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -25,9 +26,10 @@ const AttemptKey = attribute.Key("kanban.delivery.attempt")
 // TracerOptions configure NewTracer. The zero value uses the global
 // TracerProvider and records no error text.
 type TracerOptions struct {
-	// Provider makes the spans. nil means OpenTelemetry's global provider
-	// as it is at each span (otel.GetTracerProvider), so one registered
-	// after the queue was made is used.
+	// Provider makes the spans. nil, or a nil pointer (a provider left
+	// unset), means OpenTelemetry's global provider as it is at each span
+	// (otel.GetTracerProvider), so one registered after the queue was made
+	// is used.
 	Provider trace.TracerProvider
 	// ErrorText puts an error's text in its span's status description.
 	// Off by default: a handler's error may quote what it was working on
@@ -62,6 +64,11 @@ type TracerOptions struct {
 // U+FFFD in place of each run of bytes that is not: OTLP carries UTF-8
 // alone, and an exporter refuses a batch holding anything else.
 func NewTracer(opts TracerOptions) kanban.Tracer {
+	if v := reflect.ValueOf(opts.Provider); v.Kind() == reflect.Pointer && v.IsNil() {
+		// It would panic at the first span, in a publisher or in a
+		// consumer's worker, where nothing recovers.
+		opts.Provider = nil
+	}
 	return &tracer{opts: opts}
 }
 

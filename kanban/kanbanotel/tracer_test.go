@@ -279,3 +279,24 @@ func TestTracerRecordsUTF8Only(t *testing.T) {
 	assert.Equal(t, "send ORD\uFFFDERS", spans[0].Name())
 	assert.Equal(t, "declined \uFFFD", spans[1].Status().Description)
 }
+
+// A Provider holding a nil pointer, a provider the program left unset, is
+// no provider: the global one makes the spans.
+func TestTracerNilPointerProviderIsTheGlobalOne(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+
+	var unset *sdktrace.TracerProvider
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{Tracer: kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: unset})})
+	require.NoError(t, err)
+	require.NotPanics(t, func() {
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[string]{ID: "a", Payload: "x"}))
+	})
+	consumeUntil(t, q, 1, func(context.Context, kanban.Delivery[string]) error { return nil })
+	assert.Len(t, byName(rec.Ended(), "send kanban"), 1)
+	assert.Len(t, byName(rec.Ended(), "process kanban"), 1)
+}
