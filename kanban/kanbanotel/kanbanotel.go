@@ -35,6 +35,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/kanban"
 )
@@ -68,7 +69,7 @@ type fixed struct{ p propagation.TextMapPropagator }
 func (f fixed) Inject(ctx context.Context, h kanban.Header) { f.p.Inject(ctx, h) }
 
 func (f fixed) Extract(ctx context.Context, h kanban.Header) context.Context {
-	return f.p.Extract(ctx, h)
+	return created(ctx, f.p.Extract(ctx, h))
 }
 
 type global struct{}
@@ -78,5 +79,22 @@ func (global) Inject(ctx context.Context, h kanban.Header) {
 }
 
 func (global) Extract(ctx context.Context, h kanban.Header) context.Context {
-	return otel.GetTextMapPropagator().Extract(ctx, h)
+	return created(ctx, otel.GetTextMapPropagator().Extract(ctx, h))
+}
+
+// createdKey holds, in the ctx a propagator of this package extracted
+// from a message, the trace context it extracted: the message's creation
+// context, which a process span links to (see NewTracer).
+type createdKey struct{}
+
+// created returns ctx, which a propagator extracted from a message into
+// parent, noting the span context it extracted, if it did. A span context
+// of parent's own, a remote parent the consumer's ctx held before, is not
+// the message's.
+func created(parent, ctx context.Context) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || sc.Equal(trace.SpanContextFromContext(parent)) {
+		return ctx
+	}
+	return context.WithValue(ctx, createdKey{}, sc)
 }

@@ -53,12 +53,15 @@ type TracerOptions struct {
 // "full", "timeout", "canceled" or "_OTHER".
 //
 // The send span is the parent of what the queue's Propagator injects, so
-// with a Propagator (TraceContext, say) each process span is a child of
-// its message's send span, in the publisher's trace, and links to it, as
-// the conventions ask of a process span; the handler's own spans are
-// children of the process span. A message without a trace context, or with
-// one the Propagator cannot read (a malformed traceparent), gets a process
-// span without a link, a child of whatever span the consumer's ctx holds.
+// with a Propagator of this package (TraceContext, say) each process span
+// is a child of its message's send span, in the publisher's trace, and
+// links to it, as the conventions ask of a process span; the handler's own
+// spans are children of the process span. A message without a trace
+// context, or with one the Propagator cannot read (a malformed
+// traceparent), gets a process span without a link, a child of whatever
+// span the consumer's ctx holds. A Propagator of another package gives
+// the parent but no link: the Tracer cannot tell the context it extracted
+// from one the consumer's ctx held already.
 //
 // A message ID, queue or error text that is not UTF-8 is recorded with
 // U+FFFD in place of each run of bytes that is not: OTLP carries UTF-8
@@ -105,8 +108,9 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	if op.Type == kanban.OpProcess {
 		// The conventions ask a process span to link to its message's
 		// creation context, even when it is also its child: here the
-		// send span the Propagator extracted, a remote parent.
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && sc.IsRemote() {
+		// send span the Propagator extracted, a remote parent. A remote
+		// parent the consumer's ctx held already is not the message's.
+		if sc, ok := ctx.Value(createdKey{}).(trace.SpanContext); ok && sc.Equal(trace.SpanContextFromContext(ctx)) {
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 	}
