@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
-	"github.com/taipattern/taikit/tai"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taipattern/taikit/tai"
 )
 
 // ScopeName is the OpenTelemetry instrumentation scope of the spans a
@@ -49,6 +51,11 @@ type TracerOptions struct {
 // load) is not a failure of the span either: it keeps status Unset and
 // records taikit.outcome "rejected" and taikit.rejection.type, the type of
 // the gate's or guard's error named as error.type would name it.
+//
+// A Kind, hook name, policy name or signal ID that is not UTF-8 is
+// recorded with U+FFFD in place of each run of bytes that is not: OTLP
+// carries UTF-8 alone, and an exporter refuses a batch holding anything
+// else.
 type Tracer struct {
 	tracer   trace.Tracer
 	signalID bool
@@ -146,7 +153,7 @@ func (t *Tracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context,
 	shape := t.shape(info)
 	opts := shape.opts
 	if t.signalID {
-		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attrSignalID.String(info.SignalID)))
+		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attrSignalID.String(validUTF8(info.SignalID))))
 	}
 	ctx, sp := t.tracer.Start(ctx, shape.name, opts...)
 	if !sp.IsRecording() {
@@ -178,13 +185,15 @@ func (t *Tracer) shape(info tai.SpanInfo) *spanShape {
 			return s
 		}
 	}
-	name := info.Kind
-	attrs := []attribute.KeyValue{attrKind.String(info.Kind), attrStage.String(info.Stage.String())}
+	kind := validUTF8(info.Kind)
+	name := kind
+	attrs := []attribute.KeyValue{attrKind.String(kind), attrStage.String(info.Stage.String())}
 	if info.Stage != tai.StageSignal {
 		name = info.Stage.String()
 		if info.Name != "" && info.Name != name {
-			name += " " + info.Name
-			attrs = append(attrs, attrHook.String(info.Name))
+			hook := validUTF8(info.Name)
+			name += " " + hook
+			attrs = append(attrs, attrHook.String(hook))
 		}
 	}
 	s := &spanShape{name: name, opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...)}}
@@ -233,7 +242,7 @@ func (s *span) End(err error) {
 	case tai.Denied:
 		var de *tai.DeniedError
 		if errors.As(err, &de) {
-			s.span.SetAttributes(attrVerdict.String(de.Decision.Verdict.String()), attrPolicy.String(de.Decision.Policy))
+			s.span.SetAttributes(attrVerdict.String(de.Decision.Verdict.String()), attrPolicy.String(validUTF8(de.Decision.Policy)))
 		}
 	case tai.Rejected:
 		if s.root {
@@ -287,4 +296,15 @@ func isTaiWrapper(err error) bool {
 		return true
 	}
 	return false
+}
+
+// validUTF8 returns s with each run of bytes that is not UTF-8 replaced by
+// U+FFFD. A signal's ID or Kind can come from a client; OTLP carries
+// strings as UTF-8 alone, and an exporter that meets one that is not
+// refuses the whole batch, with the spans of every other signal in it.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }

@@ -4,17 +4,19 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
-	"github.com/taipattern/taikit/kaizen/kaizenotel"
-	"github.com/taipattern/taikit/tai"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
+	"github.com/taipattern/taikit/kaizen/kaizenotel"
+	"github.com/taipattern/taikit/tai"
 )
 
 func newRecorder(t *testing.T) (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
@@ -266,4 +268,35 @@ func TestTracerSkipsStagesOfUnsampledSignals(t *testing.T) {
 	stage.End(errors.New("x"))
 	root.End(nil)
 	assert.Empty(t, rec.Ended())
+}
+
+// Every string a span holds is UTF-8, whatever bytes the signal's Kind and
+// ID or the names of its hooks held: an OTLP exporter refuses a batch with
+// one that is not, and with it the spans of other signals.
+func TestTracerRecordsUTF8Only(t *testing.T) {
+	sr, tp := newRecorder(t)
+	tr := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp, SignalID: true})
+	deny := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Deny, Policy: "black\xfflist"}, nil
+	})
+	act := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 0, nil })
+	p, err := tai.New(deny, act, tai.WithTracer(tr))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.Signal[int]{ID: "idem-\xfe\xff1", Kind: "pay\xc3ment", Key: "c-1"})
+	require.Equal(t, tai.Denied, tai.OutcomeOf(err))
+
+	spans := sr.Ended()
+	require.NotEmpty(t, spans)
+	for _, s := range spans {
+		assert.True(t, utf8.ValidString(s.Name()), "%q", s.Name())
+		for _, kv := range s.Attributes() {
+			assert.True(t, utf8.ValidString(kv.Value.Emit()), "%s: %q", kv.Key, kv.Value.Emit())
+		}
+		a := attrs(s)
+		assert.Equal(t, "pay\uFFFDment", a["taikit.kind"], "the valid bytes kept")
+		assert.Equal(t, "idem-\uFFFD1", a["taikit.signal.id"])
+	}
+	root := byName(spans, "pay\uFFFDment")
+	require.NotNil(t, root)
+	assert.Equal(t, "black\uFFFDlist", attrs(root)["taikit.policy"])
 }
