@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -26,8 +27,9 @@ const ScopeName = "github.com/taipattern/taikit/kaizen/kaizenotel"
 // TracerOptions configures a Tracer. The zero value uses the global
 // TracerProvider and records no signal IDs.
 type TracerOptions struct {
-	// Provider makes the tracer. Nil means otel.GetTracerProvider(), read
-	// once by NewTracer; the Tracer never sets a global.
+	// Provider makes the tracer. Nil, or a nil pointer (a provider left
+	// unset), means otel.GetTracerProvider(), read once by NewTracer; the
+	// Tracer never sets a global.
 	Provider trace.TracerProvider
 	// SignalID records the signal's ID on its spans as taikit.signal.id.
 	// Off by default: an ID can be an idempotency key a client chose. The
@@ -86,7 +88,7 @@ type spanShape struct {
 // this package.
 func NewTracer(opts TracerOptions) *Tracer {
 	tp := opts.Provider
-	if tp == nil {
+	if v := reflect.ValueOf(tp); tp == nil || v.Kind() == reflect.Pointer && v.IsNil() {
 		tp = otel.GetTracerProvider()
 	}
 	return &Tracer{

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -299,4 +300,21 @@ func TestTracerRecordsUTF8Only(t *testing.T) {
 	root := byName(spans, "pay\uFFFDment")
 	require.NotNil(t, root)
 	assert.Equal(t, "black\uFFFDlist", attrs(root)["taikit.policy"])
+}
+
+// A Provider holding a nil pointer, a provider the program left unset, is
+// no provider: the global one makes the spans.
+func TestTracerNilPointerProviderIsTheGlobalOne(t *testing.T) {
+	sr, tp := newRecorder(t)
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+
+	var unset *sdktrace.TracerProvider
+	var tr *kaizenotel.Tracer
+	require.NotPanics(t, func() { tr = kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: unset}) })
+	_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Kind: "payment"})
+	sp.End(nil)
+	require.Len(t, sr.Ended(), 1)
+	assert.Equal(t, "payment", sr.Ended()[0].Name())
 }
