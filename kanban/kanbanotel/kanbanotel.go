@@ -17,6 +17,10 @@
 //     none is registered it carries nothing.
 //   - New adapts any other propagation.TextMapPropagator.
 //
+// Each reads a delivered message's headers whatever the case of their
+// names ("Traceparent" as well as "traceparent"), as W3C Trace Context
+// asks of a receiver, and writes them in lower case.
+//
 // NewTracer records the queue's own spans, as OpenTelemetry's messaging
 // conventions name them: "send {queue}" around each publish and "process
 // {queue}" around each handler attempt, with the messaging.* attributes.
@@ -32,6 +36,7 @@ package kanbanotel
 
 import (
 	"context"
+	"strings"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -63,14 +68,43 @@ func TraceContext() kanban.Propagator { return fixed{propagation.TraceContext{}}
 func Global() kanban.Propagator { return global{} }
 
 // fixed carries with one propagator. kanban.Header has the methods of a
-// propagation.TextMapCarrier, so it is handed over as it is.
+// propagation.TextMapCarrier, so it is handed over as it is to Inject.
 type fixed struct{ p propagation.TextMapPropagator }
 
 func (f fixed) Inject(ctx context.Context, h kanban.Header) { f.p.Inject(ctx, h) }
 
 func (f fixed) Extract(ctx context.Context, h kanban.Header) context.Context {
-	return created(ctx, f.p.Extract(ctx, h))
+	return created(ctx, f.p.Extract(ctx, received(h)))
 }
+
+// received is the carrier of a delivered message's headers. Its Get finds
+// a name in any case, as W3C Trace Context asks of a receiver: a publisher
+// that is not a kanban queue may have written its headers through an
+// http.Header, which sends "Traceparent". It never writes the headers.
+type received kanban.Header
+
+// Get returns the value of key, or of the least (in byte order) of the
+// names equal to key in another case, so that the answer does not depend
+// on the map's order.
+func (r received) Get(key string) string {
+	if v, ok := r[key]; ok {
+		return v
+	}
+	var name, value string
+	for k, v := range r {
+		if strings.EqualFold(k, key) && (name == "" || k < name) {
+			name, value = k, v
+		}
+	}
+	return value
+}
+
+// Set does nothing: an extracting propagator does not write, and the
+// message's headers are not its to change.
+func (received) Set(string, string) {}
+
+// Keys returns the header names.
+func (r received) Keys() []string { return kanban.Header(r).Keys() }
 
 type global struct{}
 
@@ -79,7 +113,7 @@ func (global) Inject(ctx context.Context, h kanban.Header) {
 }
 
 func (global) Extract(ctx context.Context, h kanban.Header) context.Context {
-	return created(ctx, otel.GetTextMapPropagator().Extract(ctx, h))
+	return created(ctx, otel.GetTextMapPropagator().Extract(ctx, received(h)))
 }
 
 // createdKey holds, in the ctx a propagator of this package extracted

@@ -143,3 +143,27 @@ func TestNew(t *testing.T) {
 	assert.NotContains(t, got.headers, "traceparent", "the given propagator only")
 	assert.False(t, got.parent.IsValid())
 }
+
+// A delivered message's trace context is read whatever the case of its
+// header names, as W3C Trace Context asks of a receiver: a publisher that
+// is not a kanban queue may write them through an http.Header, which
+// sends "Traceparent".
+func TestTraceContextReadsHeaderNamesInAnyCase(t *testing.T) {
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	setGlobal(t, propagation.TraceContext{})
+	for _, h := range []kanban.Header{
+		{"Traceparent": parent, "Tracestate": "vendor=v1"},
+		{"TRACEPARENT": parent, "TraceState": "vendor=v1", "x-other": "y"},
+		// The exact name wins over another case, whatever the map's order.
+		{"traceparent": parent, "Traceparent": "00-11111111111111111111111111111111-1111111111111111-01", "tracestate": "vendor=v1"},
+	} {
+		for _, p := range []kanban.Propagator{kanbanotel.TraceContext(), kanbanotel.New(propagation.TraceContext{}), kanbanotel.Global()} {
+			ctx := p.Extract(context.Background(), h)
+			sc := trace.SpanContextFromContext(ctx)
+			assert.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", sc.TraceID().String(), "%v", h)
+			assert.Equal(t, "00f067aa0ba902b7", sc.SpanID().String(), "%v", h)
+			assert.True(t, sc.IsRemote())
+			assert.Equal(t, "vendor=v1", sc.TraceState().String(), "%v", h)
+		}
+	}
+}
