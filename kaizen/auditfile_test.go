@@ -17,10 +17,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/taipattern/taikit/kaizen"
-	"github.com/taipattern/taikit/tai"
 	"go.uber.org/goleak"
 	"pgregory.net/rapid"
+
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
 )
 
 // record returns the record of signal id.
@@ -350,6 +351,8 @@ func TestAuditFileChain(t *testing.T) {
 			"its prev hash is not the last hash of " + paths[0] + ": the files are out of order, one is missing between them, or " + paths[0] + " was cut short"},
 		{"file missing", vopts, []string{paths[0], paths[3]}, paths[3], 1, "last hash of " + paths[0]},
 		{"file twice", vopts, []string{paths[0], paths[0]}, paths[0], 1, "last hash of " + paths[0]},
+		{"file missing after an empty one", vopts, []string{paths[0], paths[2], paths[3]}, paths[3], 1,
+			"its prev hash is not the last hash of " + paths[0] + ": the files are out of order, one is missing between them, or " + paths[0] + " was cut short"},
 		{"expected hash cut from the end", kaizen.VerifyOptions{Key: testKey, Expect: lasts[3].Last}, paths[:3], paths[2], 1, "ends without the expected hash"},
 		{"wrong key", kaizen.VerifyOptions{Key: testKey[1:]}, paths, paths[0], 1, "the key is wrong"},
 	} {

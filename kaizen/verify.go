@@ -179,7 +179,8 @@ type chain struct {
 	expect    [sha256.Size]byte
 	expectMet bool
 	// file and line locate the last line read, for an error about the
-	// trail's end; before names the file before file, if any.
+	// trail's end; before names the last file before file that held a
+	// line, the one a first line of file links to, if any.
 	file, before string
 	line         int
 }
@@ -234,7 +235,10 @@ func (t fileEnd) tornError() error {
 // looksTorn, it is the start of a line cut short, returned as torn;
 // anything else is verified, and fails, as a line.
 func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
-	c.before, c.file, c.line = c.file, file, 0
+	if c.line > 0 { // an empty file holds no hash the next one links to
+		c.before = c.file
+	}
+	c.file, c.line = file, 0
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, rerr := br.ReadBytes('\n')
