@@ -347,10 +347,17 @@ func (a *Audit) Unwritten() uint64 { return a.unwritten.Load() }
 
 // Flush waits until every record observed before it is written and, when
 // the writer can be synced, synced to stable storage, and returns Err. It
-// returns ctx.Err() if ctx ends first.
+// returns ctx.Err() if ctx ends first. After Shutdown it waits, as a later
+// Shutdown does, for the drain to end.
 func (a *Audit) Flush(ctx context.Context) error {
 	if !a.enter() {
-		return a.Err()
+		// The records observed before are written by Shutdown's drain.
+		select {
+		case <-a.done:
+			return a.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	reply := make(chan error, 1)
 	select {

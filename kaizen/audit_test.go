@@ -538,6 +538,34 @@ func TestAuditShutdownHonoursContext(t *testing.T) {
 	})
 }
 
+// TestAuditFlushWaitsForAShutdownDrain: a Flush after a Shutdown that
+// gave up waiting returns once the drain has written the records observed
+// before it, not at once as if they were written.
+func TestAuditFlushWaitsForAShutdownDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &blockingWriter{release: make(chan struct{})}
+		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{})
+		require.NoError(t, err)
+		a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k"})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		require.ErrorIs(t, a.Shutdown(ctx), context.DeadlineExceeded)
+
+		fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
+		defer fcancel()
+		assert.ErrorIs(t, a.Flush(fctx), context.DeadlineExceeded, "the record is not written yet")
+		assert.Zero(t, a.Written())
+
+		flushed := make(chan error, 1)
+		go func() { flushed <- a.Flush(context.Background()) }()
+		synctest.Wait()
+		assert.Empty(t, flushed, "Flush waits for the drain")
+		close(w.release)
+		require.NoError(t, <-flushed)
+		assert.Equal(t, uint64(1), a.Written(), "the record observed before Flush is written")
+	})
+}
+
 func TestAuditShutdownStopsItsGoroutines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		before := goleak.IgnoreCurrent()
