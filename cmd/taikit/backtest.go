@@ -182,7 +182,9 @@ func compileRules(path string) (*taicel.Set[map[string]any], error) {
 	return set, nil
 }
 
-// readLabels reads a file of signal IDs, one per line.
+// readLabels reads a file of signal IDs, one per line. A UTF-8 byte order
+// mark at its start, which spreadsheets and Windows editors write, is not
+// part of the first ID.
 func readLabels(path string) (map[string]bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -191,8 +193,12 @@ func readLabels(path string) (map[string]bool, error) {
 	defer f.Close()
 	ids := map[string]bool{}
 	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		id := strings.TrimSpace(sc.Text())
+	for first := true; sc.Scan(); first = false {
+		line := sc.Text()
+		if first {
+			line = strings.TrimPrefix(line, "\ufeff")
+		}
+		id := strings.TrimSpace(line)
 		if id != "" && !strings.HasPrefix(id, "#") {
 			ids[id] = true
 		}

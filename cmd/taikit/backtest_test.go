@@ -342,3 +342,20 @@ func BenchmarkBacktestCommand(b *testing.B) {
 	}
 	b.ReportMetric(float64(*benchRecords*b.N)/b.Elapsed().Seconds(), "signals/s")
 }
+
+// TestReadLabelsSkipsAByteOrderMark: a labels file saved by a spreadsheet
+// or an editor on Windows begins with a UTF-8 byte order mark; it is not
+// part of the first ID, which would otherwise match no signal and count
+// a confirmed case as a negative.
+func TestReadLabelsSkipsAByteOrderMark(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "labels.txt")
+	require.NoError(t, os.WriteFile(path, []byte("\ufeffpay-1\r\npay-2\r\n"), 0o600))
+	ids, err := readLabels(path)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]bool{"pay-1": true, "pay-2": true}, ids)
+
+	require.NoError(t, os.WriteFile(path, []byte("\ufeff# confirmed\npay-1\n"), 0o600))
+	ids, err = readLabels(path)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]bool{"pay-1": true}, ids, "a comment on the first line is a comment")
+}
