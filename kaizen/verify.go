@@ -303,6 +303,11 @@ const (
 func (c *chain) verify(line []byte, file string, n int) error {
 	fail := func(reason string) error { return &AuditError{File: file, Line: n, Reason: reason} }
 	const malformed = "not an audit line (malformed or truncated)"
+	if bytes.HasSuffix(line, []byte{'\r'}) {
+		// An Audit never writes one: the file was rewritten with other
+		// line endings (a copy through Windows, git's autocrlf).
+		return fail(malformed + ": it ends in a carriage return, as a copy that changed its line endings to CRLF leaves it")
+	}
 	if len(line) < hashSuffixLen+prevSuffixLen+2 || !json.Valid(line) {
 		return fail(malformed)
 	}

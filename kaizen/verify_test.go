@@ -92,6 +92,12 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 			return l
 		}, 1, "malformed"},
 		{"truncated last line", func(l []string) []string { l[5] = l[5][:len(l[5])-1]; return l }, 6, "malformed"},
+		{"line endings changed to CRLF", func(l []string) []string {
+			for i := range l {
+				l[i] += "\r"
+			}
+			return l
+		}, 1, "not an audit line (malformed or truncated): it ends in a carriage return, as a copy that changed its line endings to CRLF leaves it"},
 		{"hash in upper case", func(l []string) []string {
 			// The same value, but not the text the Audit wrote.
 			cut := strings.LastIndex(l[2], `,"hash":"`) + len(`,"hash":"`)
