@@ -49,10 +49,10 @@ counted but is not a change.
 
 Exit status: 0 when the candidate decides every replayed decision as
 recorded; 1 when it changes a verdict or cannot judge a recorded decision;
-2 when the command is called wrongly or cannot run: a bad flag, a rule file
-that does not parse or compile, an -amount that does not compile, a file
-that cannot be read, a line that is not an audit trail entry, or no
-decision to replay at all.`
+2 when the command is called wrongly or cannot run: a bad flag, a trail
+file given twice, a rule file that does not parse or compile, an -amount
+that does not compile, a file that cannot be read, a line that is not an
+audit trail entry, or no decision to replay at all.`
 
 // maxWorkers bounds -workers: each worker keeps up to four batches of
 // lines in memory, and far more than the CPUs only adds to that (a
@@ -66,6 +66,30 @@ func (a *auditFiles) String() string { return strings.Join(*a, ",") }
 
 func (a *auditFiles) Set(v string) error {
 	*a = append(*a, v)
+	return nil
+}
+
+// distinct returns an error naming a file given twice, by the same name
+// or another (a link): its decisions would be counted twice. A file that
+// cannot be read is left to the backtest to report.
+func (a auditFiles) distinct() error {
+	seen := make([]os.FileInfo, len(a))
+	for i, path := range a {
+		fi, err := os.Stat(path)
+		if err != nil {
+			continue
+		}
+		for j, other := range seen[:i] {
+			switch {
+			case other == nil || !os.SameFile(fi, other):
+			case a[j] == path:
+				return fmt.Errorf("-audit %s is given twice: each trail is read once", path)
+			default:
+				return fmt.Errorf("-audit %s is the file %s given before: each trail is read once", path, a[j])
+			}
+		}
+		seen[i] = fi
+	}
 	return nil
 }
 
@@ -103,6 +127,9 @@ func backtestCommand() *command {
 					return usageError(stderr, path, "-workers %d is negative", opts.Workers)
 				case opts.Workers > maxWorkers:
 					return usageError(stderr, path, "-workers %d is more than %d", opts.Workers, maxWorkers)
+				}
+				if err := audits.distinct(); err != nil {
+					return usageError(stderr, path, "%v", err)
 				}
 				if opts.Examples == 0 {
 					opts.Examples = -1 // none, not the library's default

@@ -271,6 +271,8 @@ func TestBacktestCommandErrors(t *testing.T) {
 	require.NoError(t, os.WriteFile(torn, raw[:len(raw)-30], 0o600))
 	empty := filepath.Join(f.dir, "empty.txt")
 	require.NoError(t, os.WriteFile(empty, []byte("# nothing\n"), 0o600))
+	link := filepath.Join(f.dir, "link.jsonl")
+	require.NoError(t, os.Symlink(f.trailA, link))
 	base := []string{"backtest", "-rules", f.cand, "-audit", f.trailA}
 
 	for _, c := range []struct {
@@ -289,6 +291,8 @@ func TestBacktestCommandErrors(t *testing.T) {
 		{"rules missing", []string{"backtest", "-rules", missing, "-audit", f.trailA}, "taikit backtest: taicel: open " + missing + ": no such file or directory"},
 		{"rules do not compile", []string{"backtest", "-rules", broken, "-audit", f.trailA}, `taikit backtest: ` + broken + `: taicel: rule "blacklist"`},
 		{"trail missing", append(base, "-audit", missing), "open " + missing + ": no such file or directory"},
+		{"a trail twice", append(base, "-audit", f.trailB, "-audit", f.trailA), "-audit " + f.trailA + " is given twice: each trail is read once"},
+		{"a trail twice, through a link", append(base, "-audit", link), "-audit " + link + " is the file " + f.trailA + " given before: each trail is read once"},
 		{"trail torn", []string{"backtest", "-rules", f.cand, "-audit", torn}, "taikit backtest: taicel: backtest: " + torn + ":200: not an audit trail entry"},
 		{"labels missing", append(base, "-labels", missing), "taikit backtest: -labels: open " + missing},
 		{"labels empty", append(base, "-labels", empty), "taikit backtest: -labels: " + empty + ": no signal ID"},
