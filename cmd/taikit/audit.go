@@ -32,9 +32,9 @@ is wrong: edited, deleted, inserted or moved, cut short by a crash, hashed
 with another key, or missing because the trail ends before the -expect hash.
 
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
-2 when the command is called wrongly (no FILE, a bad flag, an unreadable
--key-file, a key that is too short, a -genesis or -expect that is not a
-hash).`
+2 when the command is called wrongly (no FILE, a FILE given twice, a bad
+flag, an unreadable -key-file, a key that is too short, a -genesis or
+-expect that is not a hash).`
 
 func auditVerifyCommand() *command {
 	return &command{
@@ -53,6 +53,9 @@ func auditVerifyCommand() *command {
 			return func(path string, files []string, stdout, stderr io.Writer) int {
 				if len(files) == 0 {
 					return usageError(stderr, path, "no FILE to verify")
+				}
+				if err := distinctFiles("", files); err != nil {
+					return usageError(stderr, path, "%v", err)
 				}
 				if *keyFile != "" {
 					key, err := os.ReadFile(*keyFile)

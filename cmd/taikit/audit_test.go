@@ -76,6 +76,8 @@ func TestAuditVerify(t *testing.T) {
 	otherKey := filepath.Join(f.dir, "other-key")
 	require.NoError(t, os.WriteFile(otherKey, append(testKey[1:], 'x'), 0o600))
 	missing := filepath.Join(f.dir, "missing.jsonl")
+	link := filepath.Join(f.dir, "link.jsonl")
+	require.NoError(t, os.Symlink(f.one, link))
 
 	runCLICases(t, []cliCase{
 		{"one file", slices.Concat(keyed, []string{f.one}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
@@ -96,6 +98,8 @@ func TestAuditVerify(t *testing.T) {
 		{"a directory", slices.Concat(keyed, []string{f.dir}), 1, "", f.dir + ": read " + f.dir + ": is a directory\n"},
 
 		{"no file", keyed, 2, "", "taikit audit verify: no FILE to verify\nRun \"taikit audit verify -h\" for help.\n"},
+		{"a file twice", slices.Concat(keyed, []string{f.one, f.two, f.one}), 2, "", "taikit audit verify: " + f.one + " is given twice: each trail is read once\n"},
+		{"a file twice, through a link", slices.Concat(keyed, []string{f.one, link}), 2, "", "taikit audit verify: " + link + " is the file " + f.one + " given before: each trail is read once\n"},
 		{"key file missing", slices.Concat(verify, []string{"-key-file", missing, f.one}), 2, "", "taikit audit verify: -key-file: open " + missing + ": no such file or directory"},
 		{"key too short", slices.Concat(verify, []string{"-key-file", f.shortKey, f.one}), 2, "", "taikit audit verify: kaizen: VerifyOptions.Key is 15 bytes; it must hold at least 16"},
 		{"key file empty", slices.Concat(verify, []string{"-key-file", f.emptyKey, f.one}), 2, "", "VerifyOptions.Key is 0 bytes"},

@@ -69,30 +69,6 @@ func (a *auditFiles) Set(v string) error {
 	return nil
 }
 
-// distinct returns an error naming a file given twice, by the same name
-// or another (a link): its decisions would be counted twice. A file that
-// cannot be read is left to the backtest to report.
-func (a auditFiles) distinct() error {
-	seen := make([]os.FileInfo, len(a))
-	for i, path := range a {
-		fi, err := os.Stat(path)
-		if err != nil {
-			continue
-		}
-		for j, other := range seen[:i] {
-			switch {
-			case other == nil || !os.SameFile(fi, other):
-			case a[j] == path:
-				return fmt.Errorf("-audit %s is given twice: each trail is read once", path)
-			default:
-				return fmt.Errorf("-audit %s is the file %s given before: each trail is read once", path, a[j])
-			}
-		}
-		seen[i] = fi
-	}
-	return nil
-}
-
 func backtestCommand() *command {
 	return &command{
 		name:    "backtest",
@@ -128,7 +104,7 @@ func backtestCommand() *command {
 				case opts.Workers > maxWorkers:
 					return usageError(stderr, path, "-workers %d is more than %d", opts.Workers, maxWorkers)
 				}
-				if err := audits.distinct(); err != nil {
+				if err := distinctFiles("-audit ", audits); err != nil {
 					return usageError(stderr, path, "%v", err)
 				}
 				if opts.Examples == 0 {

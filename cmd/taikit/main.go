@@ -168,3 +168,28 @@ func usageError(stderr io.Writer, path, format string, args ...any) int {
 	fmt.Fprintf(stderr, "%s: %s\nRun \"%s -h\" for help.\n", path, fmt.Sprintf(format, args...), path)
 	return exitUsage
 }
+
+// distinctFiles returns an error naming a file of paths given twice, by
+// the same name or another (a link), with prefix before its name: it
+// would be read twice. A file that cannot be read is left to the command
+// to report.
+func distinctFiles(prefix string, paths []string) error {
+	seen := make([]os.FileInfo, len(paths))
+	for i, path := range paths {
+		fi, err := os.Stat(path)
+		if err != nil {
+			continue
+		}
+		for j, other := range seen[:i] {
+			switch {
+			case other == nil || !os.SameFile(fi, other):
+			case paths[j] == path:
+				return fmt.Errorf("%s%s is given twice: each trail is read once", prefix, path)
+			default:
+				return fmt.Errorf("%s%s is the file %s given before: each trail is read once", prefix, path, paths[j])
+			}
+		}
+		seen[i] = fi
+	}
+	return nil
+}
