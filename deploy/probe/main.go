@@ -4,9 +4,10 @@
 //
 //	probe [-timeout 2s] http://127.0.0.1:3001/healthz
 //
-// It sends no credentials, follows no redirects and reads at most 4 KiB of
-// the answer, which it prints on failure (stderr) so `docker inspect`
-// shows why a container is unhealthy.
+// It sends no credentials (a URL with user information, which would be
+// sent as Basic credentials and printed, is refused), follows no redirects
+// and reads at most 4 KiB of the answer, which it prints on failure
+// (stderr) so `docker inspect` shows why a container is unhealthy.
 package main
 
 import (
@@ -65,11 +66,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// checkURL accepts an absolute http URL with a host.
+// checkURL accepts an absolute http URL with a host and no user
+// information: the HTTP client would send it as Basic credentials, and
+// the URL is printed. No error shows the user information.
 func checkURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("URL %q: %w", raw, err)
+		var uerr *url.Error
+		if errors.As(err, &uerr) { // its message quotes raw
+			err = uerr.Err
+		}
+		return "", fmt.Errorf("URL is not valid: %w", err)
+	}
+	if u.User != nil {
+		u.User = nil
+		return "", fmt.Errorf("URL %q carries credentials (user@ or user:password@): the probe sends none; drop them", u.String())
 	}
 	if u.Scheme != "http" || u.Host == "" {
 		return "", fmt.Errorf("URL %q is not http://host[:port]/path", raw)

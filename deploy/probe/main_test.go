@@ -52,6 +52,10 @@ func TestProbe(t *testing.T) {
 		{"not http", []string{"ftp://localhost/"}, 2, "", "is not http://host"},
 		{"no host", []string{"http:///healthz"}, 2, "", "is not http://host"},
 		{"bad URL", []string{"http://[::1"}, 2, "", "URL"},
+		{"credentials in the URL", []string{"http://admin:s3cret@" + srv.Listener.Addr().String() + "/ok"}, 2, "", "carries credentials"},
+		{"a token in the URL", []string{"http://t0ken@" + srv.Listener.Addr().String() + "/ok"}, 2, "", "carries credentials"},
+		{"credentials in a URL not http", []string{"https://admin:s3cret@localhost/ok"}, 2, "", "carries credentials"},
+		{"credentials in a bad URL", []string{"http://admin:s3cret@localhost:port/ok"}, 2, "", "URL is not valid: invalid port"},
 		{"bad timeout", []string{"-timeout", "0s", srv.URL + "/ok"}, 2, "", "must be positive"},
 		{"unknown flag", []string{"-x", srv.URL}, 2, "", "flag provided but not defined"},
 	} {
@@ -67,6 +71,11 @@ func TestProbe(t *testing.T) {
 			}
 			if !bytes.Contains(errOut.Bytes(), []byte(tc.stderr)) {
 				t.Errorf("stderr %q does not contain %q", errOut.String(), tc.stderr)
+			}
+			for _, secret := range []string{"s3cret", "t0ken"} {
+				if bytes.Contains(out.Bytes(), []byte(secret)) || bytes.Contains(errOut.Bytes(), []byte(secret)) {
+					t.Errorf("the output shows the secret %q: stdout %q, stderr %q", secret, out.String(), errOut.String())
+				}
 			}
 		})
 	}
