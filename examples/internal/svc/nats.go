@@ -107,11 +107,19 @@ func CloseConn(nc *nats.Conn) func(context.Context) error {
 
 // RedactURL hides a URL's password (and a user name alone, which a token
 // is in a nats:// URL); a string that is not a URL is hidden whole. NATS
-// takes a comma-separated list; each is redacted.
+// takes a comma-separated list; each is redacted. One without a scheme
+// ("user:pass@host:4222"), which nats.Connect reads as nats://, is
+// redacted as that URL, and shown without the scheme.
 func RedactURL(raw string) string {
 	var out []string
 	for _, one := range strings.Split(raw, ",") {
-		u, err := url.Parse(strings.TrimSpace(one))
+		one = strings.TrimSpace(one)
+		// url.Parse would take "user" for the scheme of "user:pass@host".
+		implicit := ""
+		if one != "" && !strings.Contains(one, "://") {
+			implicit = "nats://"
+		}
+		u, err := url.Parse(implicit + one)
 		if err != nil {
 			out = append(out, "(unparsable URL)")
 			continue
@@ -123,7 +131,7 @@ func RedactURL(raw string) string {
 				u.User = url.User("xxxxx")
 			}
 		}
-		out = append(out, u.String())
+		out = append(out, strings.TrimPrefix(u.String(), implicit))
 	}
 	return strings.Join(out, ",")
 }

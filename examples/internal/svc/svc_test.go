@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/examples/internal/svc"
+	"github.com/taipattern/taikit/kanban/natsembed"
 )
 
 func parse(t *testing.T, env map[string]string, args ...string) (svc.Serving, error) {
@@ -204,6 +205,32 @@ func TestPublicHostPort(t *testing.T) {
 func TestRedactURL(t *testing.T) {
 	assert.Equal(t, "redis://xxxxx@h:6379,nats://u:xxxxx@h", svc.RedactURL("redis://tok@h:6379,nats://u:p@h"))
 	assert.Equal(t, "(unparsable URL)", svc.RedactURL("nats://u:p@h:bad port"))
+}
+
+// A URL without a scheme, which nats.Connect takes as nats://, is
+// redacted as that URL would be; url.Parse read "user" as its scheme and
+// left the password in view.
+func TestRedactURLWithoutScheme(t *testing.T) {
+	for in, want := range map[string]string{
+		"user:s3cret@nats-1:4222": "user:xxxxx@nats-1:4222",
+		"s3cret@nats-1:4222":      "xxxxx@nats-1:4222",
+		"nats-1:4222":             "nats-1:4222",
+		"":                        "",
+		"nats://u:s3cret@a:4222, user:s3cret@b:1": "nats://u:xxxxx@a:4222,user:xxxxx@b:1",
+	} {
+		assert.Equal(t, want, svc.RedactURL(in), in)
+	}
+
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{Token: "s3cret-token-0123456789"})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, srv.Shutdown(context.Background())) }()
+	noScheme := strings.TrimPrefix(srv.ClientURL(), "nats://")
+	n, err := svc.StartNATS(context.Background(), noScheme, "", "test", svc.Logger(io.Discard, "info", "t"))
+	require.NoError(t, err)
+	nc, err := n.Connect()
+	require.NoError(t, err, "NATS takes a URL without a scheme")
+	nc.Close()
+	assert.NotContains(t, n.Location(), "s3cret")
 }
 
 func TestNATSEmbeddedAndExternal(t *testing.T) {
