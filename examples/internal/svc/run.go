@@ -53,8 +53,7 @@ func CheckLogLevel(level string) error {
 // else: a second start on a directory in use, or on a busy port, fails
 // here and changes nothing.
 func Listen(dataDir, addr string) (*datadir.Lock, net.Listener, error) {
-	_, err := os.Stat(dataDir)
-	fresh := errors.Is(err, fs.ErrNotExist)
+	made := missingDirs(dataDir)
 	lock, err := datadir.Acquire(dataDir)
 	if err != nil {
 		return nil, nil, err
@@ -62,13 +61,32 @@ func Listen(dataDir, addr string) (*datadir.Lock, net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		_ = lock.Release()
-		if fresh { // made by Acquire: take it away again, with its lock file
+		if len(made) > 0 { // made by Acquire: take them away again, with the lock file
 			_ = os.Remove(filepath.Join(dataDir, datadir.LockFile))
-			_ = os.Remove(dataDir)
+			for _, dir := range made {
+				_ = os.Remove(dir)
+			}
 		}
 		return nil, nil, fmt.Errorf("cannot listen on -addr %s: %w", addr, err)
 	}
 	return lock, ln, nil
+}
+
+// missingDirs returns dir and those of its parents that do not exist,
+// deepest first: what creating dir makes.
+func missingDirs(dir string) []string {
+	var missing []string
+	for {
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			return missing
+		}
+		missing = append(missing, dir)
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return missing
+		}
+		dir = parent
+	}
 }
 
 // StopOnSignal returns a context that ends at the first SIGINT or

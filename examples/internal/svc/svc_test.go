@@ -136,6 +136,14 @@ func TestListenRefusesABusyDirAndPort(t *testing.T) {
 	_, _, err = svc.Listen(fresh, ln.Addr().String())
 	assert.ErrorContains(t, err, "cannot listen on -addr")
 	assert.NoDirExists(t, fresh, "a failed start changes nothing")
+
+	// And so are the directories made above it, down to one that was there.
+	parent := t.TempDir()
+	nested := filepath.Join(parent, "a", "b", "data")
+	_, _, err = svc.Listen(nested, ln.Addr().String())
+	assert.ErrorContains(t, err, "cannot listen on -addr")
+	assert.NoDirExists(t, filepath.Join(parent, "a"), "a failed start changes nothing")
+	assert.DirExists(t, parent)
 }
 
 func TestMalformedAddr(t *testing.T) {
