@@ -36,9 +36,10 @@ type Options struct {
 	// Token is the secret a client must present on the port. Empty means
 	// one generated at random by Start: ClientURL carries it, Connect
 	// presents it, and nothing else on the machine can connect. Any valid
-	// UTF-8 text works, but for one in the form of a bcrypt hash
-	// ("$2a$10$..."), which the server would take for the hash of the
-	// token instead of the token. Ignored with InProcess.
+	// UTF-8 text of at most MaxTokenLen bytes works, but for one in the
+	// form of a bcrypt hash ("$2a$10$..."), which the server would take
+	// for the hash of the token instead of the token. Ignored with
+	// InProcess.
 	Token string
 	// NoAuth listens on the port without a token: any process on the
 	// machine may connect, publish and read. For tests of clients that
@@ -53,6 +54,11 @@ type Options struct {
 	ReadyTimeout time.Duration
 }
 
+// MaxTokenLen is the longest Options.Token, in bytes. A client sends the
+// token in its CONNECT line, JSON-encoded (up to six bytes a byte), which
+// the server caps at 4 KiB: with a longer token no client could connect.
+const MaxTokenLen = 512
+
 // bcryptHash is the form of token the server takes for a bcrypt hash.
 var bcryptHash = regexp.MustCompile(`^\$2[abxy]\$\d{2}\$`)
 
@@ -64,6 +70,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("natsembed: invalid Port %d: must be between 0 and 65535", o.Port)
 	case o.ReadyTimeout < 0:
 		return fmt.Errorf("natsembed: invalid ReadyTimeout %v: must not be negative", o.ReadyTimeout)
+	case len(o.Token) > MaxTokenLen:
+		return fmt.Errorf("natsembed: invalid Token: %d bytes long, more than %d", len(o.Token), MaxTokenLen)
 	case !utf8.ValidString(o.Token):
 		return errors.New("natsembed: invalid Token: must be valid UTF-8")
 	case bcryptHash.MatchString(o.Token):

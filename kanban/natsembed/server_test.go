@@ -195,6 +195,37 @@ func TestAnyTokenConnects(t *testing.T) {
 	}
 }
 
+// A Token is at most MaxTokenLen bytes: a client sends it in its CONNECT
+// line, which the server caps, and with a longer one no client could
+// connect. One at the limit connects even when every byte is one the
+// client's JSON writes as six ("\u003c").
+func TestTokenLength(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []string{"a", "<", "\x01"} {
+		token := strings.Repeat(c, natsembed.MaxTokenLen)
+		srv, err := natsembed.Start(ctx, natsembed.Options{Token: token})
+		require.NoError(t, err)
+		nc, err := srv.Connect(nats.MaxReconnects(0), nats.Name(strings.Repeat("n", 256)))
+		assert.NoError(t, err, "%q × MaxTokenLen through Connect", c)
+		if err == nil {
+			nc.Close()
+		}
+		nc, err = nats.Connect(srv.ClientURL(), nats.MaxReconnects(0))
+		assert.NoError(t, err, "%q × MaxTokenLen through ClientURL", c)
+		if err == nil {
+			nc.Close()
+		}
+		require.NoError(t, srv.Shutdown(ctx))
+	}
+	long := strings.Repeat("a", natsembed.MaxTokenLen+1)
+	err := natsembed.Options{Token: long}.Validate()
+	require.Error(t, err)
+	assert.ErrorContains(t, err, fmt.Sprintf("natsembed: invalid Token: %d bytes long, more than %d", natsembed.MaxTokenLen+1, natsembed.MaxTokenLen))
+	assert.NotContains(t, err.Error(), long)
+	_, err = natsembed.Start(ctx, natsembed.Options{Token: strings.Repeat("a", 5000)})
+	assert.ErrorContains(t, err, "natsembed: invalid Token", "Start validates")
+}
+
 // escapeAll is the token as ClientURL writes it.
 func escapeAll(s string) string {
 	var b strings.Builder
