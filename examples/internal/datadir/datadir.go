@@ -27,14 +27,16 @@ type Lock struct {
 }
 
 // Acquire creates dir if needed and takes its lock file (dir/LOCK) for this
-// process. If another process holds it, the error wraps ErrInUse and names
+// process; a LOCK that is a symbolic link is refused. If another process holds it, the error wraps ErrInUse and names
 // that process's PID when it can.
 func Acquire(dir string) (*Lock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// A symbolic link is not followed: one planted in a directory others
+	// may write to would have the file it points at truncated.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}

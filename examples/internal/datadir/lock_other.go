@@ -7,6 +7,9 @@ import (
 	"os"
 )
 
+// noFollow is no flag: Acquire fails on these systems anyway.
+const noFollow = 0
+
 // Without flock the directory cannot be locked safely; refuse rather than
 // risk two processes on one store.
 func lockFile(*os.File) error {
