@@ -7,6 +7,9 @@ import (
 	"syscall"
 )
 
+// noFollow makes opening the lock file fail on a symbolic link.
+const noFollow = syscall.O_NOFOLLOW
+
 // lockFile takes an exclusive lock on f without waiting; it fails while
 // another open file holds one, in this process or another.
 func lockFile(f *os.File) error {

@@ -8,6 +8,9 @@ import (
 	"golang.org/x/sys/windows"
 )
 
+// noFollow is no flag: os.OpenFile on Windows has no O_NOFOLLOW.
+const noFollow = 0
+
 // lockRegion is the byte range locked: one byte at 4 GiB, past the
 // file's content, which stays readable by the servers the lock turns
 // away.

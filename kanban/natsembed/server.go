@@ -89,7 +89,8 @@ var ErrStoreInUse = errors.New("natsembed: store directory in use")
 // LockFile is the name of the file in the StoreDir that a running server
 // holds an exclusive lock on (on Unix and Windows; other systems have no
 // lock). The lock is the operating system's: it goes with the process, so
-// one killed leaves no stale lock behind.
+// one killed leaves no stale lock behind. On Unix, a LockFile that is a
+// symbolic link fails Start.
 const LockFile = "natsembed.lock"
 
 // Server is a running embedded NATS server. Shutdown stops it.
@@ -197,7 +198,9 @@ func (s *Server) lockStore() error {
 		return fmt.Errorf("natsembed: store directory: %w", err)
 	}
 	path := filepath.Join(s.storeDir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// A symbolic link is not followed: one planted in a directory others
+	// may write to would have the file it points at truncated.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return fmt.Errorf("natsembed: store directory: %w", err)
 	}

@@ -59,3 +59,24 @@ func TestStoreLockFile(t *testing.T) {
 	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB), "released by Shutdown")
 	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_UN))
 }
+
+// A LockFile that is a symbolic link is not followed: a link planted in a
+// StoreDir others could write to would have had Start truncate the file it
+// points at.
+func TestLockFileSymlinkNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "precious")
+	require.NoError(t, os.WriteFile(target, []byte("keep me"), 0o600))
+	require.NoError(t, os.Symlink(target, filepath.Join(dir, natsembed.LockFile)))
+
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{StoreDir: dir, InProcess: true})
+	if err == nil {
+		_ = srv.Shutdown(context.Background())
+	}
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "natsembed: store directory")
+	assert.NotErrorIs(t, err, natsembed.ErrStoreInUse)
+	b, err := os.ReadFile(target)
+	require.NoError(t, err)
+	assert.Equal(t, "keep me", string(b))
+}
