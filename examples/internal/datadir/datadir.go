@@ -27,8 +27,9 @@ type Lock struct {
 }
 
 // Acquire creates dir if needed and takes its lock file (dir/LOCK) for this
-// process; a LOCK that is a symbolic link is refused. If another process holds it, the error wraps ErrInUse and names
-// that process's PID when it can.
+// process; a LOCK that is a symbolic link is refused. If another process
+// holds it, the error wraps ErrInUse and names that process's PID when it
+// can.
 func Acquire(dir string) (*Lock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
