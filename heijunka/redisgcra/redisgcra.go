@@ -215,7 +215,7 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 	if err != nil {
 		d.Allowed = s.onError == FailOpen
 		d.FailedOpen = d.Allowed
-		return d, fmt.Errorf("redisgcra: %w", err)
+		return d, wrapError(ctx, err)
 	}
 	allowed, base, at := res[0] == 1, res[1], res[2]
 	next := base + int64(n)*iv
@@ -296,9 +296,9 @@ func detach[T any](ctx context.Context, f func() (T, error)) (T, error) {
 }
 
 // Reset implements heijunka.Store: it deletes the key. Redis errors, and
-// ctx's when it is done first, are returned as they are; the failure
-// policy applies to decisions only. Like Take, Reset returns by ctx's
-// deadline.
+// ctx's when it is done first, are returned wrapped; the failure policy
+// applies to decisions only. Like Take, Reset returns by ctx's deadline,
+// with an error that wraps ctx's.
 func (s *Store) Reset(ctx context.Context, key string) error {
 	var err error
 	if s.clientDeadlines || ctx.Done() == nil {
@@ -307,7 +307,34 @@ func (s *Store) Reset(ctx context.Context, key string) error {
 		_, err = detach(ctx, func() (int64, error) { return s.client.Del(ctx, s.prefix+key).Result() })
 	}
 	if err != nil {
-		return fmt.Errorf("redisgcra: %w", err)
+		return wrapError(ctx, err)
+	}
+	return nil
+}
+
+// wrapError prefixes err with the package name and, when ctx has ended,
+// wraps ctx's error as well, so that errors.Is(err,
+// context.DeadlineExceeded) holds whatever the client returned: a client
+// that ends commands at ctx's deadline may answer with a network timeout
+// of its own (a *redis.ClusterClient does while it loads the cluster's
+// slots).
+func wrapError(ctx context.Context, err error) error {
+	if cerr := ended(ctx); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("redisgcra: %w: %w", cerr, err)
+	}
+	return fmt.Errorf("redisgcra: %w", err)
+}
+
+// ended returns ctx's error, or context.DeadlineExceeded once ctx's
+// deadline has passed though its timer has not yet fired: the client's
+// socket deadline and ctx's timer expire together, and either may be seen
+// first.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
 	}
 	return nil
 }
