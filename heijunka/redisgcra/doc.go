@@ -97,10 +97,12 @@
 //
 // A key holds the schedule as a decimal integer. A value the Store cannot
 // have written, because it is not a number (NaN and infinities included)
-// or lies more than twenty years after now (no schedule runs much more
-// than ten years ahead), counts as absent: the key is full, and the next
-// event recorded overwrites the value. A value in the past, negative
-// included, means full as usual; a fraction is cut to whole microseconds.
+// or lies more than twenty years after now (a schedule runs at most a
+// Limit's refill time ahead: ten years, or just under twenty once an
+// interval such as 1001 ns is rounded up to 2 µs), counts as absent: the
+// key is full, and the next event recorded overwrites the value. A value
+// in the past, negative included, means full as usual; a fraction is cut
+// to whole microseconds.
 //
 // A key of another type (a list, a hash, a set) is neither read nor
 // overwritten, as it may be another program's data: every Take on it gets

@@ -132,8 +132,9 @@ const (
 //
 // A stored value that is not a number (nil, NaN, infinite) or that lies
 // more than twenty years (631 152 000 000 000 µs) after now cannot have
-// been written by a Store, whose schedules run at most a tolerance, not
-// much more than ten years, ahead: it counts as absent. A value with a
+// been written by a Store, whose schedules run at most a tolerance ahead
+// (ten years of the Limit's interval, just under twenty once the interval
+// is rounded up to whole microseconds): it counts as absent. A value with a
 // fraction is cut to whole microseconds.
 var script = redis.NewScript(`
 local iv = tonumber(ARGV[1])

@@ -315,6 +315,31 @@ func TestCorruptStoredValues(t *testing.T) {
 	assert.Equal(t, 631_152_000_000_000*time.Microsecond, d.ResetAfter)
 }
 
+// TestLongestScheduleIsKept takes the whole burst of the Limit whose
+// schedule runs furthest ahead: ten years of 1001 ns intervals, each
+// rounded up to 2 µs, almost twenty years. The schedule is kept, not
+// taken for a value no Store writes.
+func TestLongestScheduleIsKept(t *testing.T) {
+	srv := servers.StartRedis(t)
+	s := newStore(t, redisClient(t, srv), redisgcra.Options{})
+	ctx := context.Background()
+	limit := heijunka.Every(1001 * time.Nanosecond).WithBurst(int(int64(10*365*24*time.Hour) / 1001))
+	require.NoError(t, limit.Validate())
+	now := time.Unix(1_900_000_000, 0)
+	d, err := s.Take(ctx, "k", limit, now, limit.Burst)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	ahead := 2 * time.Microsecond * time.Duration(limit.Burst)
+	assert.Equal(t, ahead, d.ResetAfter)
+	assert.Greater(t, ahead, 19*365*24*time.Hour)
+
+	d, err = s.Take(ctx, "k", limit, now, 1)
+	require.NoError(t, err)
+	assert.False(t, d.Allowed, "the schedule is kept")
+	assert.Equal(t, ahead, d.ResetAfter)
+	assert.Equal(t, 2*time.Microsecond, d.RetryAfter)
+}
+
 // TestCallerTimeOutOfRange checks that a time the Store cannot keep, such
 // as the zero time.Time, is refused with an error and a denied Decision
 // whatever OnError says, and writes nothing.
