@@ -2,6 +2,7 @@ package redisgcra_test
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -65,6 +66,76 @@ func TestDecidesAsMemoryStore(t *testing.T) {
 				}
 				limit := limits[rng.IntN(len(limits))]
 				n := rng.IntN(limit.Burst + 3)
+				want, err := ms.Take(ctx, key, limit, now, n)
+				require.NoError(t, err)
+				got, err := rs.Take(ctx, key, limit, now, n)
+				require.NoError(t, err)
+				require.Equal(t, want, got, "step %d: key %.20q, %v, n %d at %v", step, key, limit, n, now)
+			}
+		})
+	}
+}
+
+// TestDecidesAsMemoryStoreAtTheEdges is TestDecidesAsMemoryStore at the
+// edges: intervals that are whole microseconds but not whole seconds,
+// times a few microseconds either side of a schedule, a burst that takes
+// the whole ten years to refill, batches of exactly the burst, one more
+// and math.MaxInt, a clock that starts at 1970, and keys with spaces,
+// braces (Redis Cluster hash tags), the prefix itself, emoji and 80 000
+// bytes. Intervals stay at ten seconds or more, so that every key lives
+// (PX) far longer than the test, as there.
+func TestDecidesAsMemoryStoreAtTheEdges(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	ctx := context.Background()
+	limits := []heijunka.Limit{
+		heijunka.Every(10*time.Second + time.Microsecond),
+		heijunka.Every(10*time.Second + 7*time.Microsecond).WithBurst(2),
+		heijunka.Every(11 * time.Second).WithBurst(5),
+		heijunka.Every(10 * time.Second).WithBurst(31_536_000), // ten years
+		heijunka.Every(10 * 365 * 24 * time.Hour),
+	}
+	keys := []string{"a", "edge0:a", ":", " spaced key ", "😀", "{", "}", "{}", "{a}b", strings.Repeat("é", 40_000)}
+	for seed := range uint64(10) {
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
+			rs := newStore(t, c, redisgcra.Options{Prefix: "edge" + strconv.FormatUint(seed, 10) + ":"})
+			ms, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 16})
+			require.NoError(t, err)
+			rng := rand.New(rand.NewPCG(seed, 2))
+			now := time.Unix(1_000_000_000, 0)
+			if seed%2 == 1 {
+				now = time.Unix(0, 0)
+			}
+			for step := range 1500 {
+				switch r := rng.IntN(100); {
+				case r < 30: // the same instant
+				case r < 60:
+					now = now.Add(time.Duration(rng.IntN(5)) * time.Microsecond)
+				case r < 90: // near a schedule, never back
+					now = now.Add(max(0, time.Duration(rng.IntN(10))*10*time.Second+time.Duration(rng.IntN(20)-9)*time.Microsecond))
+				default: // past every schedule but the ten-year ones
+					now = now.Add(time.Duration(rng.IntN(1000)) * 10 * time.Second)
+				}
+				key := keys[rng.IntN(len(keys))]
+				if rng.IntN(50) == 0 {
+					require.NoError(t, rs.Reset(ctx, key))
+					require.NoError(t, ms.Reset(ctx, key))
+					continue
+				}
+				limit := limits[rng.IntN(len(limits))]
+				var n int
+				switch r := rng.IntN(10); r {
+				case 0:
+					n = math.MaxInt
+				case 1:
+					n = limit.Burst
+				case 2:
+					n = limit.Burst + 1
+				case 3:
+					n = limit.Burst - 1
+				default:
+					n = rng.IntN(min(limit.Burst, 5) + 2)
+				}
 				want, err := ms.Take(ctx, key, limit, now, n)
 				require.NoError(t, err)
 				got, err := rs.Take(ctx, key, limit, now, n)
