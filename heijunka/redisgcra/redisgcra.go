@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -77,6 +78,11 @@ type Store struct {
 func New(opts Options) (*Store, error) {
 	if opts.Client == nil {
 		return nil, errors.New("redisgcra: Client is nil")
+	}
+	// A nil pointer in the interface is not nil, and panics at the first
+	// use: here, or in Take for a client type New does not know.
+	if v := reflect.ValueOf(opts.Client); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, fmt.Errorf("redisgcra: Client is a nil %T", opts.Client)
 	}
 	if opts.OnError != FailOpen && opts.OnError != FailClosed {
 		return nil, fmt.Errorf("redisgcra: OnError %d is neither FailOpen nor FailClosed", opts.OnError)

@@ -55,6 +55,11 @@ func TestNewValidates(t *testing.T) {
 		want string
 	}{
 		{"no client", redisgcra.Options{OnError: redisgcra.FailOpen}, "Client is nil"},
+		// A nil pointer (a client left unset when no Redis is
+		// configured) would panic in New, or in Take.
+		{"nil *redis.Client", redisgcra.Options{Client: (*redis.Client)(nil), OnError: redisgcra.FailOpen}, "Client is a nil *redis.Client"},
+		{"nil *redis.ClusterClient", redisgcra.Options{Client: (*redis.ClusterClient)(nil), OnError: redisgcra.FailOpen}, "Client is a nil *redis.ClusterClient"},
+		{"nil *redis.Ring", redisgcra.Options{Client: (*redis.Ring)(nil), OnError: redisgcra.FailClosed}, "Client is a nil *redis.Ring"},
 		{"no policy", redisgcra.Options{Client: c}, "OnError 0"},
 		{"unknown policy", redisgcra.Options{Client: c, OnError: 7}, "OnError 7"},
 	} {
