@@ -90,7 +90,7 @@ func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
 	if !e.cord.set(CordStatus{Pulled: true, Reason: reason, Who: who, Since: now}) {
 		return false
 	}
-	e.evaluate(ctx, now, []*ruleState{e.cordRule})
+	e.evaluate(ctx, now, now, []*ruleState{e.cordRule})
 	return true
 }
 
@@ -104,7 +104,8 @@ func (e *Evaluator) Reset(ctx context.Context) bool {
 	if !e.cord.set(CordStatus{}) {
 		return false
 	}
-	e.evaluate(ctx, time.Now(), []*ruleState{e.cordRule})
+	now := time.Now()
+	e.evaluate(ctx, now, now, []*ruleState{e.cordRule})
 	return true
 }
 

@@ -246,7 +246,8 @@ func (e *Evaluator) Run(ctx context.Context) error {
 // Evaluate evaluates every rule at time.Now() and returns the transitions
 // it made.
 func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
-	return e.EvaluateAt(ctx, time.Now())
+	now := time.Now()
+	return e.evaluate(ctx, now, now, e.allRules())
 }
 
 // EvaluateAt evaluates every rule as of now and returns the transitions it
@@ -254,17 +255,22 @@ func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
 // another evaluation runs. The For and KeepFiringFor clocks run on the
 // times given here, for callers that replay or schedule evaluations
 // themselves; the conditions on kaizen Stats still read the Stats as it
-// is.
+// is, and silences are in force or not as of time.Now, as Silence and
+// Expire see them.
 func (e *Evaluator) EvaluateAt(ctx context.Context, now time.Time) []Transition {
+	return e.evaluate(ctx, now, time.Now(), e.allRules())
+}
+
+func (e *Evaluator) allRules() []*ruleState {
 	e.mu.Lock()
-	rules := e.rules
-	e.mu.Unlock()
-	return e.evaluate(ctx, now, rules)
+	defer e.mu.Unlock()
+	return e.rules
 }
 
 // evaluate evaluates rules at now: measure, change states, run hooks,
-// queue notifications, wake the board.
-func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleState) []Transition {
+// queue notifications, wake the board. Silences are checked at wall, the
+// time of the clock.
+func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*ruleState) []Transition {
 	select { // a free slot is taken whatever ctx: it bounds only the wait
 	case e.evalSlot <- struct{}{}:
 	default:
@@ -298,7 +304,7 @@ func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleSt
 		offers []Alert
 	)
 	e.mu.Lock()
-	e.pruneSilences(now)
+	e.pruneSilences(wall)
 	var panics []*PanicError
 	for i, rs := range rules {
 		from := rs.alert.State
@@ -306,7 +312,7 @@ func (e *Evaluator) evaluate(ctx context.Context, now time.Time, rules []*ruleSt
 			panics = append(panics, p) // logged once for a run of the same panic
 		}
 		rs.apply(now, results[i].m, results[i].err)
-		rs.alert.Silenced = e.silenced(rs.labels, now)
+		rs.alert.Silenced = e.silenced(rs.labels, wall)
 		rs.alert.ValidUntil = now.Add(e.validFor)
 		to := rs.alert.State
 		if to != from {

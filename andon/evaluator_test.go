@@ -816,3 +816,35 @@ func TestParseMatcherReadsWhatStringWrites(t *testing.T) {
 	}
 	assert.Equal(t, `team="say \"hi\" \\ \n"`, andon.Matcher{Name: "team", Value: "say \"hi\" \\ \n"}.String())
 }
+
+func TestSilencesReadTheClockUnderEvaluateAt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		rec := &recorder{}
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+		id, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Value: "R"}}, Duration: time.Hour})
+		require.NoError(t, err)
+		cond.Set(true)
+
+		// Times of the caller's, before the silence began and after it
+		// ends, neither lift it nor forget it: it is in force now.
+		for _, at := range []time.Time{time.Now().Add(-24 * time.Hour), time.Now().Add(24 * time.Hour)} {
+			e.EvaluateAt(ctx, at)
+			a, _ := e.Alert("R")
+			assert.True(t, a.Silenced, "evaluated at %v", at)
+			sil := e.Silences()
+			require.Len(t, sil, 1)
+			assert.Equal(t, id, sil[0].ID)
+		}
+		require.NoError(t, e.Flush(ctx))
+		assert.Empty(t, rec.events(), "the silenced alert is not sent")
+
+		time.Sleep(time.Hour)
+		e.EvaluateAt(ctx, t0)
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing"}, rec.events(), "sent once the silence ended")
+		assert.Empty(t, e.Silences())
+	})
+}
