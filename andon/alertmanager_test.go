@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,4 +161,49 @@ func TestAlertmanagerURLWithPathAndQuery(t *testing.T) {
 		"/api/v2/alerts ? ", "/api/v2/alerts ? ", "/am/api/v2/alerts ? ", "/am/api/v2/alerts ? ",
 		"/api/v2/alerts ? token=abc", "/am/api/v2/alerts ? token=abc", "/am/api/v2/alerts ? token=abc",
 	}, got)
+}
+
+// A resend interval or an evaluation interval too long to be multiplied by
+// four leaves endsAt as far ahead as a time goes, never before startsAt,
+// which Alertmanager refuses with a 400 or takes as resolved.
+func TestAlertmanagerEndsAtWithHugeIntervals(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		got []andon.PostableAlert
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var as []andon.PostableAlert
+		if err := json.NewDecoder(r.Body).Decode(&as); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, as...)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	for _, opts := range []andon.EvaluatorOptions{
+		{Notify: andon.NotifyOptions{ResendInterval: math.MaxInt64}},
+		{Interval: math.MaxInt64},
+		{Interval: 100 * 365 * 24 * time.Hour},
+		{Notify: andon.NotifyOptions{ResendInterval: math.MaxInt64 / 4}},
+	} {
+		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: srv.URL})
+		require.NoError(t, err)
+		cond := newSwitch()
+		cond.Set(true)
+		opts.Notifiers = []andon.Notifier{am}
+		opts.Rules = []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}
+		e := newEvaluator(t, opts)
+		ctx := context.Background()
+		e.EvaluateAt(ctx, t0)
+		require.NoError(t, e.Flush(ctx))
+		a, _ := e.Alert("R")
+		assert.True(t, a.ValidUntil.After(t0.Add(100*365*24*time.Hour)), "ValidUntil %v with Interval %v, ResendInterval %v", a.ValidUntil, opts.Interval, opts.Notify.ResendInterval)
+		mu.Lock()
+		require.Len(t, got, 1)
+		assert.True(t, got[0].EndsAt.After(got[0].StartsAt), "endsAt %v, startsAt %v with Interval %v, ResendInterval %v", got[0].EndsAt, got[0].StartsAt, opts.Interval, opts.Notify.ResendInterval)
+		got = nil
+		mu.Unlock()
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"slices"
 	"sync"
@@ -136,7 +137,13 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.validFor = 4 * max(notify.ResendInterval, e.interval)
+	// Four intervals, as Prometheus sets endsAt; an interval too long to
+	// multiply is as far ahead as a duration goes, not a wrapped one that
+	// ends before the alert fired.
+	e.validFor = math.MaxInt64
+	if d := max(notify.ResendInterval, e.interval); d <= math.MaxInt64/4 {
+		e.validFor = 4 * d
+	}
 	for i, h := range opts.Hooks {
 		if h == nil {
 			return nil, fmt.Errorf("andon: EvaluatorOptions.Hooks[%d] is nil", i)

@@ -97,7 +97,8 @@ type Alert struct {
 	LastEval time.Time `json:"last_eval,omitzero"`
 	// ValidUntil is how long a receiver may consider a Firing alert active
 	// without hearing again: four resend intervals after LastEval, as
-	// Prometheus sets the endsAt it sends to Alertmanager.
+	// Prometheus sets the endsAt it sends to Alertmanager, or the longest
+	// time.Duration after it when four intervals are longer.
 	ValidUntil time.Time `json:"valid_until,omitzero"`
 	// GeneratorURL links back to where the alert is shown (the board).
 	GeneratorURL string `json:"generator_url,omitempty"`
