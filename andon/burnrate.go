@@ -96,6 +96,11 @@ func BurnWindowsOf(pairs ...[]BurnWindow) []time.Duration {
 //
 //	kaizen.StatsOptions{Windows: andon.BurnWindowsOf(andon.PageBurnWindows(), andon.TicketBurnWindows())}
 //
+// A pair whose Factor times the budget is 1 or more could never hold, as
+// no more than every signal can fail: building the evaluator fails naming
+// it. The 14.4× page pair needs an objective above 1 − 1/14.4, about
+// 93.06%.
+//
 // Value is the burn rate over the long window of the first pair that
 // holds, or of the first pair when none does, and Threshold is that pair's
 // Factor; Detail lists every window. Samples is the number of signals in
@@ -135,6 +140,11 @@ func (c *burnRate) validate() error {
 		}
 		if !(p.Factor > 0) || math.IsInf(p.Factor, 0) {
 			return fmt.Errorf("burn window %d: Factor %v is not a positive number", i, p.Factor)
+		}
+		// The error ratio is at most 1, so the burn rate at most 1/budget.
+		if r := p.Factor * (1 - c.slo.Objective); r >= 1 {
+			return fmt.Errorf("burn window %d: Factor %v over an error budget of %.4g%% needs an error ratio above %.4g%%; it could never hold",
+				i, p.Factor, (1-c.slo.Objective)*100, r*100)
 		}
 		if err := checkWindows(c.stats, p.Long, p.Short); err != nil {
 			return err

@@ -294,7 +294,8 @@ func TestStatsConditionLimits(t *testing.T) {
 		andon.ErrorRate(stats, "payment", time.Minute, 0),
 		andon.ErrorRate(stats, "payment", time.Minute, 0.999),
 		andon.LatencyQuantile(stats, "payment", time.Minute, 1, time.Nanosecond),
-		andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.0001}, pair),
+		andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.0001}, andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: 1.0001}),
+		andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.931}, andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: 14.4}),
 	} {
 		assert.NoError(t, ok(c))
 	}
@@ -322,6 +323,9 @@ func TestStatsConditionLimits(t *testing.T) {
 		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99}, andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: math.Inf(1)}), "burn window 0: Factor +Inf is not a positive number"},
 		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99}, andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: math.NaN()}), "burn window 0: Factor NaN is not a positive number"},
 		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99}, andon.BurnWindow{Long: 5 * time.Minute, Short: 2 * time.Minute, Factor: 2}), "window 2m is not kept"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.0001}, pair), "burn window 0: Factor 2 over an error budget of 99.99% needs an error ratio above 200%; it could never hold"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.5}, andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: 2}), "burn window 0: Factor 2 over an error budget of 50% needs an error ratio above 100%; it could never hold"},
+		{andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.9}, pair, andon.BurnWindow{Long: 5 * time.Minute, Short: time.Minute, Factor: 14.4}), "burn window 1: Factor 14.4 over an error budget of 10% needs an error ratio above 144%; it could never hold"},
 	} {
 		assert.ErrorContains(t, ok(tt.c), tt.want)
 	}
