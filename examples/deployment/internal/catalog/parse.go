@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -11,19 +10,27 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Parse reads a catalog in its JSON form and validates it (see Validate).
 // It reads strictly: an unknown field, a field given twice, a value of the
 // wrong type or anything after the catalog's object is an error naming
 // where it was found. A UTF-8 byte order mark at the very start, which
-// some editors write, is skipped, as RFC 8259 allows.
+// some editors write, is skipped, as RFC 8259 allows. A byte that is not
+// UTF-8 is an error naming its line and offset: encoding/json would read
+// it as U+FFFD, and a name in the file would not be the name in the
+// catalog.
 func Parse(r io.Reader) (*Catalog, error) {
-	br := bufio.NewReader(r)
-	if bom, err := br.Peek(len(byteOrderMark)); err == nil && string(bom) == byteOrderMark {
-		_, _ = br.Discard(len(byteOrderMark))
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	dec := json.NewDecoder(br)
+	b = bytes.TrimPrefix(b, []byte(byteOrderMark))
+	if err := checkUTF8(b); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	rd := reader{dec: dec}
 	c, err := rd.catalog()
@@ -85,6 +92,9 @@ func (v *Version) UnmarshalJSON(b []byte) error {
 }
 
 func unmarshal(b []byte, read func(*reader) error) error {
+	if err := checkUTF8(b); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	rd := &reader{dec: dec}
@@ -373,6 +383,37 @@ func (rd *reader) end() error {
 		return errors.New("unexpected data after the end of the object")
 	}
 	return nil
+}
+
+// checkUTF8 returns a *utf8Error for the first byte of b that is not part
+// of UTF-8 text, naming its line; nil when b is UTF-8.
+func checkUTF8(b []byte) error {
+	if utf8.Valid(b) {
+		return nil
+	}
+	line := 1
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return &utf8Error{line: line, offset: int64(i), b: b[i]}
+		}
+		if r == '\n' {
+			line++
+		}
+		i += size
+	}
+	return nil
+}
+
+// utf8Error is a byte in a catalog that is not UTF-8.
+type utf8Error struct {
+	line   int
+	offset int64
+	b      byte
+}
+
+func (e *utf8Error) Error() string {
+	return fmt.Sprintf("line %d: byte %#x at offset %d is not UTF-8", e.line, e.b, e.offset)
 }
 
 func unknown(path, want string) error {

@@ -3,10 +3,12 @@ package catalog
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -242,6 +244,36 @@ func TestParseByteOrderMark(t *testing.T) {
 	assert.Error(t, err)
 	_, err = Parse(strings.NewReader(strings.Replace(small, `"regions"`, "\ufeff"+`"regions"`, 1)))
 	assert.Error(t, err)
+}
+
+// TestParseRefusesInvalidUTF8: a byte that is not UTF-8, in a name or
+// in free text, is an error naming where it is; it was read as U+FFFD, so
+// a version "v2\xff" in the file became "v2\ufffd" in the catalog, a name
+// nobody could ask for, and two such names were "given twice". Runes cut
+// between reads still parse.
+func TestParseRefusesInvalidUTF8(t *testing.T) {
+	for _, tt := range []struct{ name, in, want string }{
+		{"version name", strings.Replace(small, `"v2"`, "\"v2\xff\"", 1), "catalog: line 8: byte 0xff at offset 255 is not UTF-8"},
+		{"two version names", strings.Replace(strings.Replace(small, `"v2"`, "\"v\xfe\"", 1), `"v1"`, "\"v\xff\"", 1), "is not UTF-8"},
+		{"description", strings.Replace(small, `"api": {`, "\"api\": {\"description\": \"caf\xe9\",", 1), "is not UTF-8"},
+		{"cut short at the end", small + "\xe2\x82", "is not UTF-8"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, r := range []io.Reader{strings.NewReader(tt.in), iotest.OneByteReader(strings.NewReader(tt.in))} {
+				c, err := Parse(r)
+				require.Error(t, err)
+				assert.Nil(t, c)
+				assert.Contains(t, err.Error(), tt.want)
+			}
+		})
+	}
+	unicode := strings.Replace(strings.Replace(small, `"v2"`, `"v2-ünïcode-日本-😀"`, 1), `"api": {`, `"api": {"description": "café ☕",`, 1)
+	for _, r := range []io.Reader{strings.NewReader(unicode), iotest.OneByteReader(strings.NewReader(unicode))} {
+		c, err := Parse(r)
+		require.NoError(t, err)
+		assert.True(t, c.HasImage("api", "v2-ünïcode-日本-😀"))
+		assert.Equal(t, "café ☕", c.Services["api"].Description)
+	}
 }
 
 func TestNames(t *testing.T) {
