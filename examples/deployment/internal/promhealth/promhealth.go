@@ -220,8 +220,12 @@ func promDuration(d time.Duration) string {
 		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
 	case d%time.Second == 0:
 		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
-	default:
-		return strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10) + "ms"
+	default: // rounded up, without adding to d, which may be near math.MaxInt64
+		ms := d / time.Millisecond
+		if d%time.Millisecond != 0 {
+			ms++
+		}
+		return strconv.FormatInt(int64(ms), 10) + "ms"
 	}
 }
 

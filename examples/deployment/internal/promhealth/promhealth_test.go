@@ -338,6 +338,9 @@ func TestRender(t *testing.T) {
 		30 * time.Second:        "30s",
 		1500 * time.Millisecond: "1500ms",
 		time.Microsecond:        "1ms",
+		// The longest window: rounding up to a millisecond must not
+		// wrap around to a negative duration.
+		math.MaxInt64: "9223372036855ms",
 	} {
 		assert.Equal(t, want, promDuration(d), "%v", d)
 	}
