@@ -50,9 +50,10 @@
 // it: every expression, a rule's and each {{expr}} of its reason, has a
 // cost limit, Options.MaxCost (DefaultMaxCost, 100,000, unless set). The
 // cost is CEL's: about a unit per operation and per element a function
-// or a comprehension (all, exists, filter, map, cel.bind) goes through;
+// or a comprehension (all, exists, filter, map, cel.bind) goes through,
+// and a unit per character string.format and strings.quote write;
 // L.all(x, x < 10) costs 2 + 5 per element of L. The expressions of the
-// rule files of the payment and deployment examples cost at most 259
+// rule files of the payment and deployment examples cost at most 363
 // (a reason of the deployment analysis that tries five formats), their
 // freeze windows 14 each; an evaluation that reaches 100,000 has run
 // for a few milliseconds.
@@ -64,12 +65,13 @@
 // *CompileError: a Loader refuses the file and keeps the running set);
 // one whose bound is within it runs untracked, as fast as without a
 // limit. The cost of the others (a comprehension over a list variable,
-// two strings compared, most expressions over a dynamic payload) is
-// tracked as they run, for a few hundred nanoseconds per evaluation of
-// a small expression, and an evaluation that exceeds the limit stops
-// there: the signal fails with a *RuleError naming the rule and the
-// limit, wrapping ErrCostLimit. It is a policy error like any other: it
-// fails the signal, or allows it under tai.FailOpen.
+// two strings compared, a format or a quote, most expressions over a
+// dynamic payload) is tracked as they run, for a few hundred
+// nanoseconds per evaluation of a small expression, and an evaluation
+// that exceeds the limit stops there: the signal fails with a
+// *RuleError naming the rule and the limit, wrapping ErrCostLimit. It
+// is a policy error like any other: it fails the signal, or allows it
+// under tai.FailOpen.
 //
 // Evaluate stops a comprehension when its ctx ends, within a hundred
 // iterations: the *RuleError names the rule and wraps ctx's error

@@ -139,6 +139,7 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	}
 	celOpts = append(celOpts,
 		ext.Strings(),
+		stringsCostModels,
 		cel.Variable(varSignal+".id", cel.StringType),
 		cel.Variable(varSignal+".kind", cel.StringType),
 		cel.Variable(varSignal+".key", cel.StringType),

@@ -15,7 +15,7 @@ import (
 
 // DefaultMaxCost is the cost limit of an expression when Options.MaxCost
 // is zero. An expression of the rule files of the payment and deployment
-// examples costs at most 259 units; a comprehension with a simple
+// examples costs at most 363 units; a comprehension with a simple
 // predicate, such as L.all(x, x < 10), about 5 per element, so the
 // default lets one go through some 20,000 elements. An evaluation that
 // reaches it has run for a few milliseconds: a rule nested too deep or
@@ -137,6 +137,28 @@ func costBound(env *cel.Env, a *cel.Ast) (uint64, bool) {
 		return 0, false
 	}
 	return est.Max, true
+}
+
+// stringsCostModels prices the two functions of the strings extension
+// that CEL counts as one unit whatever they write, string.format and
+// strings.quote: each costs what it scans of its format or its string
+// and a unit per character it writes. The length of what they write
+// has no bound before they run, so an expression that calls one has its
+// cost tracked; otherwise a format of ten copies of a string, in a map
+// applied a few times over, wrote a string of gigabytes for a few units.
+var stringsCostModels = cel.CostModel(
+	cost.MemberOverload("string_format", writerCost(cost.Target())),
+	cost.Overload("strings_quote", writerCost(cost.Arg(0))),
+)
+
+// writerCost is the cost of a function that scans the string in and
+// writes its result.
+func writerCost(in cost.QuantityExpr) cost.OverloadModelOption {
+	return cost.EvalCost(cost.Sum(
+		cost.Const(cost.CallCost),
+		cost.StringScan(cost.Length(in)),
+		cost.Length(cost.Result()),
+	))
 }
 
 // noSizeHints is a cost.Estimator that knows nothing of the sizes of

@@ -249,3 +249,49 @@ func TestContextStopsTheBacktestWorkers(t *testing.T) {
 	// before it would have ended.
 	goleak.VerifyNone(t)
 }
+
+// growing applies step to a list of one string n times, each step in a
+// map over the list: each step costs a few units, and the string it
+// makes is several times the one it is given.
+func growing(start, step string, n int) string {
+	return "[" + start + "]" + strings.Repeat(".map(x, "+step+")", n) + "[0].size() > 0"
+}
+
+func TestCostLimitCountsTheStringsFormatAndQuoteMake(t *testing.T) {
+	// string.format and strings.quote make a string longer than what
+	// they are given, at a cost CEL counted as 1 whatever the length: six
+	// steps of ten made a string of 2,000,000 characters, nine would
+	// have made 2 GB, untracked and unbounded.
+	const tenfold = `"%s%s%s%s%s%s%s%s%s%s".format([x, x, x, x, x, x, x, x, x, x])`
+	env := listEnv(t, 0, 0)
+	for _, tc := range []struct{ name, expr string }{
+		{"format of a literal", growing(`"ab"`, tenfold, 6)},
+		{"format of a field", growing("payload.Country", tenfold, 6)},
+		{"quote", growing(`"\""`, "strings.quote(x)", 14)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set, err := env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+				{Name: "grow", Verdict: tai.Deny, Expr: tc.expr}}})
+			require.NoError(t, err)
+			_, err = set.Evaluate(t.Context(), signal(Payment{Country: "DE"}))
+			require.ErrorIs(t, err, taicel.ErrCostLimit)
+
+			// In a reason too.
+			set, err = env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+				{Name: "grow", Verdict: tai.Deny, Expr: "true", Reason: "{{" + tc.expr + "}}"}}})
+			require.NoError(t, err)
+			_, err = set.Evaluate(t.Context(), signal(Payment{Country: "DE"}))
+			require.ErrorIs(t, err, taicel.ErrCostLimit)
+			var re *taicel.RuleError
+			require.ErrorAs(t, err, &re)
+			assert.True(t, re.Reason)
+		})
+	}
+
+	// A format or a quote of a few characters costs what it writes.
+	set := compileRules(t, env, taicel.Rule{Name: "r", Verdict: tai.Deny, Expr: "true",
+		Reason: `{{"%.2f".format([payload.Amount])}} {{strings.quote(payload.Country)}}`})
+	d, err := set.Evaluate(t.Context(), signal(Payment{Country: "DE", Amount: 12.5}))
+	require.NoError(t, err)
+	assert.Equal(t, `12.50 "DE"`, d.Reason)
+}
