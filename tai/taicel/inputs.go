@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 
 	"github.com/taipattern/taikit/internal/jsonw"
@@ -27,10 +28,13 @@ type Inputs[T any] struct {
 	// Vars are the variables Lookup returned, each with the Go type of
 	// its declared CEL type: int64 for int, uint64 for uint, float64 for
 	// double, string, bool, []byte for bytes, time.Time for timestamp,
-	// time.Duration for duration. A variable declared otherwise (a list,
-	// a map, dyn) or not declared is read as JSON without a type: int64,
-	// float64 (for a number with a '.' or an exponent), string, bool,
-	// nil, []any, map[string]any.
+	// time.Duration for duration. A list is an []any and a map a map
+	// whose keys have the Go type of the map's key type (map[string]any,
+	// map[int64]any, ...), their elements with the Go types of their own
+	// declared type. A variable declared otherwise (dyn, a message) or
+	// not declared, and an element of type dyn, are read as JSON without
+	// a type: int64, float64 (for a number with a '.' or an exponent),
+	// string, bool, nil, []any, map[string]any.
 	Vars map[string]any
 	// VerdictRule names the verdict rule that decided; empty when the
 	// scored rules did.
@@ -187,6 +191,15 @@ func (e *Env[T]) decodeVar(r *jsonReader, name string) (any, error) {
 	if !ok {
 		return r.any()
 	}
+	return decodeAs(r, t)
+}
+
+// decodeAs reads a value with the Go type of the CEL type t (see
+// Inputs.Vars). The elements of a list and the values of a map are read
+// with the type of their own: JSON writes a double that is not finite,
+// a timestamp and bytes as strings and a duration as an int, which CEL
+// would not compare with a double, a timestamp, bytes or a duration.
+func decodeAs(r *jsonReader, t *cel.Type) (any, error) {
 	if r.null() {
 		return nil, nil
 	}
@@ -210,6 +223,49 @@ func (e *Env[T]) decodeVar(r *jsonReader, name string) (any, error) {
 		var b []byte
 		err := decBytes(r, reflect.ValueOf(&b).Elem())
 		return b, err
+	case types.ListKind:
+		elem := t.Parameters()[0]
+		l := []any{}
+		err := r.array(func(i int) error {
+			v, err := decodeAs(r, elem)
+			if err != nil {
+				return fmt.Errorf("[%d]: %w", i, err)
+			}
+			l = append(l, v)
+			return nil
+		})
+		return l, err
+	case types.MapKind:
+		key, val := t.Parameters()[0], t.Parameters()[1]
+		switch key.Kind() {
+		case types.IntKind:
+			return decodeMap(r, val, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
+		case types.UintKind:
+			return decodeMap(r, val, func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) })
+		case types.BoolKind:
+			return decodeMap(r, val, strconv.ParseBool)
+		}
+		return decodeMap(r, val, func(s string) (string, error) { return s, nil })
 	}
 	return r.any()
+}
+
+// decodeMap reads an object into a map whose keys key parses from the
+// members' names and whose values have the CEL type val.
+func decodeMap[K comparable](r *jsonReader, val *cel.Type, key func(string) (K, error)) (map[K]any, error) {
+	m := map[K]any{}
+	err := r.object(func(name []byte) error {
+		s := string(name)
+		k, err := key(s)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", s, err)
+		}
+		v, err := decodeAs(r, val)
+		if err != nil {
+			return fmt.Errorf("%q: %w", s, err)
+		}
+		m[k] = v
+		return nil
+	})
+	return m, err
 }

@@ -594,3 +594,56 @@ func TestDynamicEnvVariableNamedLikeAComprehensions(t *testing.T) {
 		})
 	}
 }
+
+// TestInputsRoundTripListAndMapVars checks that the elements of a list or
+// a map variable are read back with their declared type: a double that
+// is not finite, a uint, a timestamp, a duration and bytes, which JSON
+// writes as a string or a number of another type.
+func TestInputsRoundTripListAndMapVars(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	vars := map[string]any{
+		"scores": []float64{0.5, math.Inf(1), math.NaN()},
+		"counts": []uint64{3, math.MaxUint64},
+		"seen":   []time.Time{at},
+		"waits":  map[string]time.Duration{"p99": 2 * time.Second},
+		"keys":   map[int64][]byte{7: []byte("k")},
+		"grid":   [][]float64{{math.Inf(-1)}},
+	}
+	env, err := taicel.NewEnv(taicel.Options[Order]{
+		Vars: map[string]*cel.Type{
+			"scores": cel.ListType(cel.DoubleType),
+			"counts": cel.ListType(cel.UintType),
+			"seen":   cel.ListType(cel.TimestampType),
+			"waits":  cel.MapType(cel.StringType, cel.DurationType),
+			"keys":   cel.MapType(cel.IntType, cel.BytesType),
+			"grid":   cel.ListType(cel.ListType(cel.DoubleType)),
+		},
+		Lookup:       func(context.Context, tai.Signal[Order]) (map[string]any, error) { return vars, nil },
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "v", Rules: []taicel.Rule{
+		{Name: "inf", Weight: 0.1, Expr: `scores.exists(s, s > 1.0)`},
+		{Name: "nan", Weight: 0.1, Expr: `scores.exists(s, s != s)`},
+		{Name: "uint", Weight: 0.1, Expr: `counts.all(c, c + 0u > 2u)`},
+		{Name: "time", Weight: 0.1, Expr: `seen.exists(s, s > timestamp("2026-01-01T00:00:00Z"))`},
+		{Name: "duration", Weight: 0.1, Expr: `waits["p99"] > duration("1s")`},
+		{Name: "bytes", Weight: 0.1, Expr: `keys[7] == b"k"`},
+		{Name: "nested", Weight: 0.1, Expr: `grid[0][0] < 0.0`},
+	}})
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[Order]{Time: at})
+	require.NoError(t, err)
+	require.Len(t, d.Contributions, 7, "every rule fires: %+v", d.Contributions)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	again, err := set.Replay(tai.Signal[Order]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err, "inputs: %s", d.Inputs)
+	assert.Equal(t, d, again)
+	assert.Equal(t, string(d.Inputs), string(again.Inputs))
+	assert.Equal(t, []any{uint64(3), uint64(math.MaxUint64)}, in.Vars["counts"])
+	assert.Equal(t, []any{at}, in.Vars["seen"])
+	assert.Equal(t, map[string]any{"p99": 2 * time.Second}, in.Vars["waits"])
+	assert.Equal(t, map[int64]any{7: []byte("k")}, in.Vars["keys"])
+}
