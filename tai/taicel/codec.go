@@ -606,7 +606,14 @@ func decInterface(r *jsonReader, v reflect.Value) error {
 	return nil
 }
 
+// appendTime writes t in RFC 3339 with nanoseconds, in its own offset
+// unless that has seconds, which RFC 3339 cannot write (local mean times,
+// before the 1940s): such a time is written in UTC, so that it reads
+// back at the same instant.
 func appendTime(b []byte, t time.Time) []byte {
+	if _, offset := t.Zone(); offset%60 != 0 {
+		t = t.UTC()
+	}
 	b = append(b, '"')
 	b = t.AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"')

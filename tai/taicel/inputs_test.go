@@ -647,3 +647,32 @@ func TestInputsRoundTripListAndMapVars(t *testing.T) {
 	assert.Equal(t, map[string]any{"p99": 2 * time.Second}, in.Vars["waits"])
 	assert.Equal(t, map[int64]any{7: []byte("k")}, in.Vars["keys"])
 }
+
+// TestInputsKeepTheInstantOfATimeWithSecondsInItsOffset checks a time
+// whose zone's offset is not whole minutes, as local mean times before
+// the 1940s are (Amsterdam was 19 minutes 32 seconds ahead of UTC):
+// RFC 3339 writes an offset in minutes, and the seconds were lost.
+func TestInputsKeepTheInstantOfATimeWithSecondsInItsOffset(t *testing.T) {
+	lmt := time.FixedZone("LMT", 19*60+32)
+	at := time.Date(1930, 5, 1, 12, 0, 0, 5, lmt)
+	env, err := taicel.NewEnv(taicel.Options[Order]{
+		Vars:         map[string]*cel.Type{"at": cel.TimestampType},
+		Lookup:       func(context.Context, tai.Signal[Order]) (map[string]any, error) { return map[string]any{"at": at}, nil },
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "v", Rules: []taicel.Rule{
+		{Name: "r", Weight: 1, Expr: `signal.time == at && at >= timestamp("1930-05-01T11:40:28.000000005Z")`}}})
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[Order]{Time: at})
+	require.NoError(t, err)
+	require.Equal(t, tai.Deny, d.Verdict)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	assert.True(t, in.Time.Equal(at), "%v, recorded %s", in.Time, d.Inputs)
+	assert.True(t, in.Vars["at"].(time.Time).Equal(at), "%v, recorded %s", in.Vars["at"], d.Inputs)
+	again, err := set.Replay(tai.Signal[Order]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d, again)
+}
