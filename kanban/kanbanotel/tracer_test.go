@@ -271,7 +271,7 @@ func TestTracerRecordsUTF8Only(t *testing.T) {
 		assert.True(t, utf8.ValidString(s.Name()), "%q", s.Name())
 		assert.True(t, utf8.ValidString(s.Status().Description), "%q", s.Status().Description)
 		for _, kv := range s.Attributes() {
-			assert.True(t, utf8.ValidString(kv.Value.Emit()), "%s: %q", kv.Key, kv.Value.Emit())
+			assert.True(t, utf8.ValidString(kv.Value.String()), "%s: %q", kv.Key, kv.Value.String())
 		}
 		a := attrs(s)
 		assert.Equal(t, "order-\uFFFD1", a["messaging.message.id"].AsString(), "the valid bytes kept")
