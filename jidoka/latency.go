@@ -11,9 +11,11 @@ import (
 // two, so a quantile is at most 25% above the true value, from 1 µs to
 // about 25 days. Adding a latency is two atomic additions; every window
 // additions the counts are halved, so old calls fade and the histogram
-// follows the service as it speeds up or slows down.
+// follows the service as it speeds up or slows down. The counts are 64-bit:
+// a Window may be as long as an int, and a bucket may count more than 2^32
+// calls before it is halved.
 type latencies struct {
-	counts [latencyBuckets]atomic.Uint32
+	counts [latencyBuckets]atomic.Uint64
 	added  atomic.Uint64
 	window uint64
 }
@@ -71,11 +73,11 @@ func (l *latencies) decay() {
 // quantile returns the upper bound of the bucket holding the q-quantile,
 // and false when fewer than minCount latencies are held.
 func (l *latencies) quantile(q float64, minCount uint64) (time.Duration, bool) {
-	var snap [latencyBuckets]uint32
+	var snap [latencyBuckets]uint64
 	var total uint64
 	for i := range l.counts {
 		snap[i] = l.counts[i].Load()
-		total += uint64(snap[i])
+		total += snap[i]
 	}
 	if total == 0 || total < minCount {
 		return 0, false
@@ -84,7 +86,7 @@ func (l *latencies) quantile(q float64, minCount uint64) (time.Duration, bool) {
 	rank = min(max(rank, 1), total)
 	var seen uint64
 	for i, n := range snap {
-		seen += uint64(n)
+		seen += n
 		if seen >= rank {
 			return latencyUpper(i), true
 		}

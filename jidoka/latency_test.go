@@ -60,3 +60,19 @@ func TestLatencyQuantile(t *testing.T) {
 		t.Error("decay did not halve the counts")
 	}
 }
+
+// A Window of more than 2^32 calls lets a bucket count past 2^32 before
+// it is halved: the count must go on, not wrap around to nothing.
+func TestLatencyCountsPastUint32(t *testing.T) {
+	l := &latencies{window: 1 << 40}
+	fast, slow := time.Millisecond, time.Second
+	l.counts[latencyBucket(fast)].Store(1<<32 - 1)
+	l.add(fast) // the 2^32-th fast call
+	for range 10 {
+		l.add(slow)
+	}
+	got, ok := l.quantile(0.5, 1)
+	if !ok || got != latencyUpper(latencyBucket(fast)) {
+		t.Fatalf("median of 2^32 calls of %v and 10 of %v is %v, %v", fast, slow, got, ok)
+	}
+}
