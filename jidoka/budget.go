@@ -14,6 +14,7 @@ const (
 
 // Limits of RetryBudgetOptions.
 const (
+	MinBudgetRatio = 1e-6 // a retry per million calls: the budget counts millionths of a token
 	MaxBudgetRatio = 1000
 	MaxBudgetBurst = 1 << 30
 )
@@ -23,7 +24,8 @@ const (
 type RetryBudgetOptions struct {
 	// Ratio is how many retries each call earns: 0.2 lets retries add at
 	// most a fifth to the calls made. Zero means DefaultBudgetRatio (0.2);
-	// it must be in (0, MaxBudgetRatio].
+	// it must be in [MinBudgetRatio, MaxBudgetRatio]. It is kept to the
+	// millionth, rounded down.
 	Ratio float64
 	// Burst is the most retries the budget holds at once, and what it
 	// starts with: the retries allowed beyond Ratio, so that a quiet
@@ -68,15 +70,28 @@ func NewRetryBudget(opts RetryBudgetOptions) (*RetryBudget, error) {
 	if burst == 0 {
 		burst = DefaultBudgetBurst
 	}
-	if math.IsNaN(ratio) || ratio < 0 || ratio > MaxBudgetRatio {
-		return nil, fmt.Errorf("jidoka: RetryBudgetOptions.Ratio is %v, want a value in (0, %d]", opts.Ratio, MaxBudgetRatio)
+	if math.IsNaN(ratio) || ratio < MinBudgetRatio || ratio > MaxBudgetRatio {
+		return nil, fmt.Errorf("jidoka: RetryBudgetOptions.Ratio is %v, want a value in [%v, %d]", opts.Ratio, MinBudgetRatio, MaxBudgetRatio)
 	}
 	if burst < 1 || burst > MaxBudgetBurst {
 		return nil, fmt.Errorf("jidoka: RetryBudgetOptions.Burst is %d, want a value in [1, %d]", opts.Burst, MaxBudgetBurst)
 	}
-	b := &RetryBudget{deposit: max(int64(math.Round(ratio*tokenMicros)), 1), limit: int64(burst) * tokenMicros}
+	b := &RetryBudget{deposit: depositMicros(ratio), limit: int64(burst) * tokenMicros}
 	b.micro.Store(b.limit)
 	return b, nil
+}
+
+// depositMicros returns the millionths of a token a call earns at ratio,
+// rounded down: rounded to the nearest, a ratio such as 1.5e-6 earned a
+// third more retries than it allows, call after call. A product that the
+// float arithmetic left a few units of its last place below a whole
+// millionth (0.000249 × 10^6 is 248.99999999999997) is that millionth.
+func depositMicros(ratio float64) int64 {
+	x := ratio * tokenMicros
+	if r := math.Round(x); r > x && r-x <= x*1e-15 {
+		return int64(r)
+	}
+	return int64(x)
 }
 
 // Deposit credits the budget with one call.

@@ -99,3 +99,36 @@ func TestRetryBudgetConcurrent(t *testing.T) {
 	assert.LessOrEqual(t, retries, 8*1000/2+10)
 	assert.GreaterOrEqual(t, retries, 8*1000/2)
 }
+
+// Ratio is kept to the millionth of a token, rounded down: over a long run
+// the retries never exceed Ratio × calls + Burst, even for a Ratio that
+// rounding to the nearest millionth would raise.
+func TestRetryBudgetLongRunKeepsItsBound(t *testing.T) {
+	for _, ratio := range []float64{1.5e-6, 2.5e-6, 1e-6, 0.000249} {
+		b, err := jidoka.NewRetryBudget(jidoka.RetryBudgetOptions{Ratio: ratio, Burst: 1})
+		require.NoError(t, err)
+		var retries int
+		calls := 2_000_000
+		for range calls {
+			b.Deposit()
+			for b.Withdraw() {
+				retries++
+			}
+		}
+		assert.LessOrEqual(t, float64(retries), ratio*float64(calls)+1, "ratio %v", ratio)
+		assert.GreaterOrEqual(t, float64(retries), ratio*float64(calls)-1, "ratio %v", ratio)
+	}
+}
+
+// A Ratio below a millionth cannot be kept: it is refused, not raised to
+// a millionth.
+func TestNewRetryBudgetRefusesRatioBelowAMillionth(t *testing.T) {
+	for _, ratio := range []float64{1e-7, 9.99e-7, math.SmallestNonzeroFloat64} {
+		b, err := jidoka.NewRetryBudget(jidoka.RetryBudgetOptions{Ratio: ratio})
+		assert.Nil(t, b)
+		require.Error(t, err, "ratio %v", ratio)
+		assert.Contains(t, err.Error(), "RetryBudgetOptions.Ratio is")
+	}
+	_, err := jidoka.NewRetryBudget(jidoka.RetryBudgetOptions{Ratio: jidoka.MinBudgetRatio})
+	require.NoError(t, err)
+}
