@@ -445,7 +445,9 @@ func (b *Breaker) Trip(reason string) {
 }
 
 // Reset closes the breaker and clears its counts and back-off, from any
-// state, including the forced ones.
+// state, including the forced ones. It always starts a new generation: on
+// a closed breaker too, so that calls admitted before it do not count after
+// it, though no event is delivered (the state did not change).
 func (b *Breaker) Reset() { b.force(StateClosed, "reset") }
 
 // ForceOpen refuses every call until Reset, Trip, Disable or MetricsOnly.

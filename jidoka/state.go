@@ -54,7 +54,7 @@ type Event struct {
 	From, To   State     // the states before and after
 	Reason     string    // why: the rule that tripped, "reset", the reason given to Trip, ...
 	Time       time.Time // when
-	Generation uint64    // the generation the change started; it grows by one per change
+	Generation uint64    // the generation the change started; it grows by one per change, and per Reset of a closed breaker (no event)
 }
 
 // Snapshot is a consistent view of a Breaker at one moment.
@@ -66,9 +66,10 @@ type Snapshot struct {
 	// NextProbe is when the open period ends and probes are let through;
 	// zero unless State is StateOpen.
 	NextProbe time.Time
-	// Generation is 1 for a new breaker and grows by one per state change
-	// (so Generation-1 counts the changes); results of calls admitted in an
-	// earlier generation are ignored.
+	// Generation is 1 for a new breaker and grows by one per state change,
+	// and per Reset of a closed breaker, which changes no state but clears
+	// the counts; results of calls admitted in an earlier generation are
+	// ignored.
 	Generation uint64
 	// Trips counts the trips since the breaker last closed; it drives the
 	// back-off of the open duration.
