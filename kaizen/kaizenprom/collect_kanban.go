@@ -125,13 +125,14 @@ func (c *KanbanCollector) RemoveQueue(name string) bool {
 // HandlerObserver returns the kanban.HandlerObserver that records the
 // durations of the queue name's handler attempts, for
 // kanban.ConsumeOptions.Observer. Pass the name the queue is added under.
-// It returns an error for an empty name or one that is not valid UTF-8.
+// A negative duration is observed as zero. It returns an error for an
+// empty name or one that is not valid UTF-8.
 func (c *KanbanCollector) HandlerObserver(name string) (kanban.HandlerObserver, error) {
 	if err := checkLabel("queue", name); err != nil {
 		return nil, fmt.Errorf("%w (HandlerObserver)", err)
 	}
 	h := c.durations.WithLabelValues(name)
-	return kanban.HandlerObserverFunc(func(d time.Duration, _ error) { h.Observe(d.Seconds()) }), nil
+	return kanban.HandlerObserverFunc(func(d time.Duration, _ error) { h.Observe(seconds(d)) }), nil
 }
 
 // Describe sends the descriptors of every metric of the collector.

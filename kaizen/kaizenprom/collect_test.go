@@ -328,3 +328,18 @@ func TestCollectorsRemove(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, problems)
 }
+
+// A handler attempt timed as negative is observed as zero, as Metrics
+// does: the histogram's sum only grows.
+func TestKanbanCollectorNegativeHandlerDurationIsZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	kc, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	obs, err := kc.HandlerObserver("confirmations")
+	require.NoError(t, err)
+	obs.ObserveHandler(-time.Second, nil)
+	obs.ObserveHandler(time.Second, nil)
+	h := series(t, reg, "taikit_queue_handler_duration_seconds", map[string]string{"queue": "confirmations"}).GetHistogram()
+	assert.EqualValues(t, 2, h.GetSampleCount())
+	assert.Equal(t, 1.0, h.GetSampleSum())
+}

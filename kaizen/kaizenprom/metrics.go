@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -68,7 +69,8 @@ type MetricsOptions struct {
 //
 // signal_duration_seconds times the whole signal (Record.Duration), by
 // its outcome, so a latency objective can count only the signals that
-// succeeded and a sum over outcomes is every signal once.
+// succeeded and a sum over outcomes is every signal once. A negative
+// Duration is observed as zero, as kaizen.Stats counts it.
 // stage_duration_seconds times the stages inside it — "gate", "policy" and
 // "action" — in a family of its own, so no sum adds a stage to the signal
 // that contains it; a stage the signal did not reach is not observed.
@@ -238,7 +240,7 @@ func (m *Metrics) Observe(_ context.Context, r tai.Record) {
 	}
 	if r.Outcome.Valid() {
 		k.outcomes[r.Outcome].Inc()
-		k.durations[r.Outcome].Observe(r.Duration.Seconds())
+		k.durations[r.Outcome].Observe(seconds(r.Duration))
 	}
 	if v := r.Decision.Verdict; v.Valid() {
 		k.policy(r.Decision.Policy)[v].Inc()
@@ -267,9 +269,9 @@ func (m *Metrics) observeExemplar(k *kindMetrics, r *tai.Record) {
 			k.outcomes[r.Outcome].Inc()
 		}
 		if o, ok := k.durations[r.Outcome].(prometheus.ExemplarObserver); ok {
-			o.ObserveWithExemplar(r.Duration.Seconds(), ex)
+			o.ObserveWithExemplar(seconds(r.Duration), ex)
 		} else {
-			k.durations[r.Outcome].Observe(r.Duration.Seconds())
+			k.durations[r.Outcome].Observe(seconds(r.Duration))
 		}
 	}
 	if v := r.Decision.Verdict; v.Valid() {
@@ -313,6 +315,10 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 	m.kinds.Store(&next)
 	return k
 }
+
+// seconds is d in seconds, as a histogram observes it: a negative d is
+// zero, since the sum of a histogram must only grow.
+func seconds(d time.Duration) float64 { return max(d, 0).Seconds() }
 
 // labelValue is s as a label's value: Prometheus takes only valid UTF-8
 // (WithLabelValues panics on anything else), so bytes that are not are

@@ -502,3 +502,25 @@ func TestMetricsNoStages(t *testing.T) {
 	assert.EqualValues(t, 2, h.GetHistogram().GetSampleCount())
 	assert.Nil(t, family(t, reg, "taikit_stage_duration_seconds"), "no stage series")
 }
+
+// A negative Duration (a record made by hand, or timed across a step of
+// the wall clock) is observed as zero, as kaizen.Stats counts it: the sum
+// of a histogram only grows, and one that went down would read to
+// rate() as a reset and add its whole value again.
+func TestMetricsNegativeDurationIsZero(t *testing.T) {
+	for _, sampled := range []bool{false, true} {
+		reg := prometheus.NewRegistry()
+		m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{NativeHistogramBucketFactor: 1.1})
+		require.NoError(t, err)
+		for _, d := range []time.Duration{-3 * time.Second, 2 * time.Second} {
+			m.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Outcome: tai.Succeeded, Duration: d,
+				Span: tai.SpanContext{TraceID: tai.TraceID{1}, SpanID: tai.SpanID{2}, Sampled: sampled}})
+		}
+		h := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "outcome": "succeeded"}).GetHistogram()
+		assert.EqualValues(t, 2, h.GetSampleCount(), "sampled %v", sampled)
+		assert.Equal(t, 2.0, h.GetSampleSum(), "sampled %v", sampled)
+		assert.EqualValues(t, 1, h.GetBucket()[0].GetCumulativeCount(), "sampled %v", sampled)
+		assert.EqualValues(t, 1, h.GetZeroCount(), "sampled %v: in the native histogram's zero bucket", sampled)
+		assert.Empty(t, h.GetNegativeSpan(), "sampled %v", sampled)
+	}
+}
