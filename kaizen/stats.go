@@ -53,7 +53,10 @@ type StatsOptions struct {
 // zero. Snapshot and Window read the windows that end at time.Now(). Tests
 // control both with testing/synctest. Records placed ahead of now, as a
 // wall clock that is then set back leaves them, give their slots up to
-// the records placed after the step.
+// the records placed after the step; and a record placed more than a
+// slot ahead of now (a signal in flight when the clock was set back) is
+// left out rather than take the slot of records the windows ending now
+// still read.
 //
 // Memory is bounded: each window is a ring of 2×Resolution time slots (the
 // window and the one before it), each slot a set of counters and a

@@ -406,6 +406,64 @@ func TestStatsCountsAfterTheClockIsSetBack(t *testing.T) {
 	})
 }
 
+// TestStatsRecordAheadOfNowKeepsThePresent: a signal in flight while the
+// wall clock was set back finishes, by its Start and Duration, ahead of
+// now. Its slot in a ring is one that holds the last two windows; it
+// reset that slot, and the records of the present were lost: an hour
+// ahead falls on the current slot of the 1m and 5m windows, which then
+// counted nothing.
+func TestStatsRecordAheadOfNowKeepsThePresent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{})
+		require.NoError(t, err)
+		ctx := context.Background()
+		for range 10 {
+			s.Observe(ctx, rec("k", tai.Failed, tai.Allow, time.Now(), time.Millisecond))
+		}
+		time.Sleep(2 * time.Minute)
+		for range 5 {
+			s.Observe(ctx, rec("k", tai.Succeeded, tai.Allow, time.Now(), time.Millisecond))
+		}
+		for _, ahead := range []time.Duration{time.Hour, time.Hour + 2*time.Minute, time.Hour - 5*time.Second, 5 * time.Second, 6 * time.Minute} {
+			s.Observe(ctx, rec("k", tai.Succeeded, tai.Allow, time.Now().Add(ahead), time.Millisecond))
+		}
+		// At 00:02:00, 5s ahead is in the current slot of the 1h window
+		// (slots of 5m), so it counts there.
+		want := map[time.Duration]kaizen.OutcomeCounts{
+			time.Minute:     {Succeeded: 5},
+			5 * time.Minute: {Succeeded: 5, Failed: 10},
+			time.Hour:       {Succeeded: 6, Failed: 10},
+		}
+		for d, o := range want {
+			w, ok := s.Window("k", d)
+			require.True(t, ok)
+			assert.Equal(t, o, w.Current.Outcomes, "window %v", d)
+		}
+	})
+}
+
+// A record a little ahead of now, in the next slot (a signal timed across
+// a slot's end while the wall clock ran a little slow), is counted.
+func TestStatsRecordInTheNextSlotCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
+		require.NoError(t, err)
+		ctx := context.Background()
+		// The ring holds 24 slots of 5 s: the one at 00:00:05 is the slot
+		// 00:02:05 takes over, read as the oldest of the previous window
+		// until then.
+		time.Sleep(5 * time.Second)
+		s.Observe(ctx, rec("k", tai.Failed, tai.Allow, time.Now(), time.Millisecond))
+		// 1 ms before that slot ends, a record that ends in the next one.
+		time.Sleep(2*time.Minute - time.Millisecond)
+		s.Observe(ctx, rec("k", tai.Succeeded, tai.Allow, time.Now().Add(time.Millisecond), 2*time.Millisecond))
+		time.Sleep(5 * time.Millisecond)
+		w, ok := s.Window("k", time.Minute)
+		require.True(t, ok)
+		assert.Equal(t, kaizen.OutcomeCounts{Succeeded: 1}, w.Current.Outcomes)
+	})
+}
+
 func TestStatsTooOldRecordsAreIgnored(t *testing.T) {
 	s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
 	require.NoError(t, err)

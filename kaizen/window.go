@@ -90,17 +90,26 @@ func newRing(window time.Duration, n int) ring {
 // an older slot, or nil when t is too old for the ring. A slot that holds
 // a later time than t but one ahead of now is reset too: its records were
 // stamped by a wall clock that has since been set back, and no window
-// reads them until the clock catches up, while t's is read now.
+// reads them until the clock catches up, while t's is read now. For the
+// same reason a t more than a slot ahead of now does not take a slot that
+// a window reads now (the current window or the one before it): it gets
+// nil.
 func (r *ring) slotAt(t int64) *slot {
 	if t < 0 {
 		return nil
 	}
 	epoch := t / r.width
 	s := &r.slots[epoch%int64(len(r.slots))]
-	switch {
-	case s.epoch == epoch:
+	if s.epoch == epoch {
 		return s
-	case s.epoch > epoch && s.epoch <= time.Now().UnixNano()/r.width:
+	}
+	now := time.Now().UnixNano() / r.width
+	read := s.epoch >= 0 && s.epoch <= now && s.epoch > now-int64(len(r.slots)) // by the windows ending now
+	// The next slot is let through: a record timed across a slot's end
+	// while the wall clock ran a little slow (NTP slews it) lands there,
+	// and costs only the oldest slot, which the next slot's start drops
+	// anyway.
+	if s.epoch > epoch && s.epoch <= now || epoch > now+1 && read {
 		return nil
 	}
 	s.reset(epoch)
