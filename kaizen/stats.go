@@ -21,14 +21,18 @@ func DefaultWindows() []time.Duration {
 	return []time.Duration{time.Minute, 5 * time.Minute, time.Hour}
 }
 
+// maxWindow is the longest window a Stats keeps: the window before it
+// still starts at a time that Unix nanoseconds hold.
+const maxWindow = 100 * 365 * 24 * time.Hour
+
 // StatsOptions configures a Stats. The zero value is useful: the
 // DefaultWindows, 12 slots per window, up to 64 kinds and the default
 // Tolerance.
 type StatsOptions struct {
-	// Windows lists the window lengths to keep, each positive and at
-	// least Resolution milliseconds long, none twice. Empty means
-	// DefaultWindows. An SLO burn-rate rule needs every window it reads:
-	// for example 5m, 30m, 1h, 2h, 6h, 24h and 72h.
+	// Windows lists the window lengths to keep, each at least Resolution
+	// milliseconds and at most 100 years (876000h) long, none twice.
+	// Empty means DefaultWindows. An SLO burn-rate rule needs every window
+	// it reads: for example 5m, 30m, 1h, 2h, 6h, 24h and 72h.
 	Windows []time.Duration
 	// Resolution is the number of slots a window is cut into, from 1 to
 	// 1000. Zero means 12. A window of length W covers the last W rounded
@@ -108,6 +112,9 @@ func NewStats(opts StatsOptions) (*Stats, error) {
 	for i, w := range s.windows {
 		if w < minWindow {
 			return nil, fmt.Errorf("kaizen: StatsOptions.Windows[%d] %v is shorter than %v (Resolution × 1ms)", i, w, minWindow)
+		}
+		if w > maxWindow {
+			return nil, fmt.Errorf("kaizen: StatsOptions.Windows[%d] %v is longer than %v (100 years)", i, w, maxWindow)
 		}
 		if slices.Contains(s.windows[:i], w) {
 			return nil, fmt.Errorf("kaizen: StatsOptions.Windows[%d] %v is listed twice", i, w)

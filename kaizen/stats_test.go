@@ -42,6 +42,7 @@ func TestNewStatsValidates(t *testing.T) {
 		{"negative window", kaizen.StatsOptions{Windows: []time.Duration{-time.Second}}, "Windows[0] -1s"},
 		{"tiny window", kaizen.StatsOptions{Windows: []time.Duration{time.Minute, time.Millisecond}}, "Windows[1] 1ms"},
 		{"duplicate window", kaizen.StatsOptions{Windows: []time.Duration{time.Minute, time.Minute}}, "Windows[1] 1m0s is listed twice"},
+		{"window longer than 100 years", kaizen.StatsOptions{Windows: []time.Duration{time.Hour, math.MaxInt64}}, "Windows[1] 2562047h47m16.854775807s is longer than 876000h0m0s (100 years)"},
 		{"resolution", kaizen.StatsOptions{Resolution: -1}, "Resolution -1"},
 		{"resolution too high", kaizen.StatsOptions{Resolution: 5000}, "Resolution 5000"},
 		{"max kinds", kaizen.StatsOptions{MaxKinds: -2}, "MaxKinds -2"},
@@ -80,6 +81,8 @@ func TestNewStatsAcceptsTheBounds(t *testing.T) {
 		{Resolution: 12, Windows: []time.Duration{12 * time.Millisecond}},
 		{MaxKinds: 1},
 		{Tolerance: kaizen.Tolerance{Rate: 1, Latency: 100}},
+		{Windows: []time.Duration{100 * 365 * 24 * time.Hour}},
+		{Windows: []time.Duration{100 * 365 * 24 * time.Hour}, Resolution: 1},
 	} {
 		synctest.Test(t, func(t *testing.T) {
 			s, err := kaizen.NewStats(opts)
@@ -88,6 +91,9 @@ func TestNewStatsAcceptsTheBounds(t *testing.T) {
 			w, ok := s.Window("k", s.Windows()[0])
 			require.True(t, ok)
 			assert.Equal(t, uint64(1), w.Current.Total, "%+v", opts)
+			// The window before ends where the current one starts.
+			assert.True(t, w.Previous.Start.Before(w.Previous.End), "%+v: previous %v to %v", opts, w.Previous.Start, w.Previous.End)
+			assert.Equal(t, w.Current.Start, w.Previous.End, "%+v", opts)
 		})
 	}
 }
