@@ -42,7 +42,8 @@ const (
 // stream "KANBAN".
 type Options struct {
 	// Stream is the work stream's name; it is also its subject. ""
-	// means "KANBAN". Letters, digits, '-' and '_' only.
+	// means "KANBAN". Letters, digits, '-' and '_' only, and at most 255
+	// bytes, as the names made from it (Durable, DeadLetterStream).
 	Stream string
 	// Durable is the consumer every process shares. "" means
 	// Stream+"_WORKERS".
@@ -61,7 +62,8 @@ type Options struct {
 	MaxBytes int64
 	// MaxAge, if positive, is how long the work stream keeps a message not
 	// yet acknowledged; older ones are dropped without being handled. 0
-	// means messages stay until they are acknowledged or dead-lettered.
+	// means messages stay until they are acknowledged or dead-lettered;
+	// otherwise at least 100ms, as JetStream asks.
 	MaxAge time.Duration
 	// DeadLetterLimit is the most dead letters kept; the oldest go first.
 	// 0 means 10000.
@@ -71,7 +73,9 @@ type Options struct {
 	// loss of one server. 0 means 1. A single server accepts only 1.
 	Replicas int
 	// DedupWindow is how long the stream remembers message IDs. 0 means
-	// 2 minutes.
+	// 2 minutes, or MaxAge when that is shorter. Otherwise at least 100ms
+	// and, with a MaxAge, at most MaxAge, as JetStream asks: it remembers
+	// no ID longer than it keeps the message.
 	DedupWindow time.Duration
 	// Storage selects file (the zero value) or memory storage.
 	Storage Storage
@@ -136,6 +140,9 @@ type Options struct {
 
 var streamName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// maxNameLen is the longest stream or consumer name JetStream takes.
+const maxNameLen = 255
+
 // Validate reports the first field out of range, naming it.
 func (c Options) Validate() error {
 	for _, f := range []struct{ name, v string }{{"Stream", c.Stream}, {"Durable", c.Durable}, {"DeadLetterStream", c.DeadLetterStream}} {
@@ -148,14 +155,16 @@ func (c Options) Validate() error {
 		return fmt.Errorf("natsjs: invalid Capacity %d: must not be negative", c.Capacity)
 	case c.MaxBytes < 0:
 		return fmt.Errorf("natsjs: invalid MaxBytes %d: must not be negative", c.MaxBytes)
-	case c.MaxAge < 0:
-		return fmt.Errorf("natsjs: invalid MaxAge %v: must not be negative", c.MaxAge)
+	case c.MaxAge < 0 || (c.MaxAge > 0 && c.MaxAge < 100*time.Millisecond):
+		return fmt.Errorf("natsjs: invalid MaxAge %v: must be 0 or at least 100ms", c.MaxAge)
 	case c.DeadLetterLimit < 0:
 		return fmt.Errorf("natsjs: invalid DeadLetterLimit %d: must not be negative", c.DeadLetterLimit)
 	case c.Replicas < 0 || c.Replicas > 5:
 		return fmt.Errorf("natsjs: invalid Replicas %d: must be between 0 and 5", c.Replicas)
-	case c.DedupWindow < 0:
-		return fmt.Errorf("natsjs: invalid DedupWindow %v: must not be negative", c.DedupWindow)
+	case c.DedupWindow < 0 || (c.DedupWindow > 0 && c.DedupWindow < 100*time.Millisecond):
+		return fmt.Errorf("natsjs: invalid DedupWindow %v: must be 0 or at least 100ms", c.DedupWindow)
+	case c.MaxAge > 0 && c.DedupWindow > c.MaxAge:
+		return fmt.Errorf("natsjs: invalid DedupWindow %v: must not exceed MaxAge %v", c.DedupWindow, c.MaxAge)
 	case c.Storage > MemoryStorage:
 		return fmt.Errorf("natsjs: invalid Storage %d", c.Storage)
 	case c.AckWait < 0 || (c.AckWait > 0 && c.AckWait < 100*time.Millisecond):
@@ -171,12 +180,25 @@ func (c Options) Validate() error {
 	case c.AsyncRetryWait < 0 || (c.AsyncRetryWait > 0 && c.AsyncRetryWait < time.Millisecond):
 		return fmt.Errorf("natsjs: invalid AsyncRetryWait %v: must be 0 or at least 1ms", c.AsyncRetryWait)
 	}
-	if c.Stream != "" && c.DeadLetterStream == c.Stream {
-		return fmt.Errorf("natsjs: invalid DeadLetterStream %q: must differ from Stream", c.DeadLetterStream)
-	}
 	d := c.withDefaults()
+	for _, f := range []struct{ name, set, v string }{{"Stream", c.Stream, d.Stream}, {"Durable", c.Durable, d.Durable}, {"DeadLetterStream", c.DeadLetterStream, d.DeadLetterStream}} {
+		if len(f.v) > maxNameLen {
+			from := ""
+			if f.set == "" {
+				from = " (made from Stream)"
+			}
+			return fmt.Errorf("natsjs: invalid %s %q%s: %d bytes, more than the %d JetStream takes", f.name, f.v, from, len(f.v), maxNameLen)
+		}
+	}
+	if d.DeadLetterStream == d.Stream {
+		return fmt.Errorf("natsjs: invalid DeadLetterStream %q: must differ from Stream %q", c.DeadLetterStream, d.Stream)
+	}
 	if span := d.retrySpan(); span > d.DedupWindow {
-		return fmt.Errorf("natsjs: invalid AsyncAttempts %d: re-publishing may last up to %v, beyond DedupWindow %v", d.AsyncAttempts, span, d.DedupWindow)
+		window := ""
+		if c.DedupWindow == 0 && d.DedupWindow == c.MaxAge {
+			window = " (MaxAge)"
+		}
+		return fmt.Errorf("natsjs: invalid AsyncAttempts %d: re-publishing may last up to %v, beyond DedupWindow %v%s", d.AsyncAttempts, span, d.DedupWindow, window)
 	}
 	return nil
 }
@@ -199,6 +221,9 @@ func (c Options) withDefaults() Options {
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = 2 * time.Minute
+		if c.MaxAge > 0 {
+			c.DedupWindow = min(c.DedupWindow, c.MaxAge)
+		}
 	}
 	if c.AckWait == 0 {
 		c.AckWait = 30 * time.Second

@@ -438,6 +438,51 @@ func TestMaxBytesAndMaxAgeAreValidated(t *testing.T) {
 	assert.ErrorContains(t, natsjs.Options{MaxAge: -time.Second}.Validate(), "invalid MaxAge -1s")
 }
 
+// MaxAge and DedupWindow are checked as JetStream checks them, so that New
+// names the field instead of failing on the server's refusal; and a
+// MaxAge shorter than the default DedupWindow shortens it, as JetStream's
+// own default does, instead of making every New fail with "duplicates
+// window can not be larger then max age".
+func TestMaxAgeAndDedupWindowAsJetStreamTakesThem(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		opts natsjs.Options
+		want string
+	}{
+		{natsjs.Options{MaxAge: 50 * time.Millisecond}, "natsjs: invalid MaxAge 50ms: must be 0 or at least 100ms"},
+		{natsjs.Options{DedupWindow: 50 * time.Millisecond, AsyncAttempts: 1}, "natsjs: invalid DedupWindow 50ms: must be 0 or at least 100ms"},
+		{natsjs.Options{MaxAge: time.Hour, DedupWindow: 2 * time.Hour}, "natsjs: invalid DedupWindow 2h0m0s: must not exceed MaxAge 1h0m0s"},
+		{natsjs.Options{MaxAge: 30 * time.Second}, "natsjs: invalid AsyncAttempts 10: re-publishing may last up to 56.72s, beyond DedupWindow 30s (MaxAge)"},
+		{natsjs.Options{DeadLetterStream: "KANBAN"}, `natsjs: invalid DeadLetterStream "KANBAN": must differ from Stream "KANBAN"`},
+		{natsjs.Options{Stream: strings.Repeat("S", 256)}, `natsjs: invalid Stream "` + strings.Repeat("S", 256) + `": 256 bytes, more than the 255 JetStream takes`},
+		{natsjs.Options{Stream: strings.Repeat("S", 250)}, `natsjs: invalid Durable "` + strings.Repeat("S", 250) + `_WORKERS" (made from Stream): 258 bytes, more than the 255 JetStream takes`},
+		{natsjs.Options{Stream: strings.Repeat("S", 252), Durable: "W"}, `natsjs: invalid DeadLetterStream "` + strings.Repeat("S", 252) + `_DLQ" (made from Stream): 256 bytes, more than the 255 JetStream takes`},
+	} {
+		_, err := natsjs.New[int](ctx, nc, tc.opts)
+		assert.EqualError(t, err, tc.want, "%+v", tc.opts)
+	}
+	for i, tc := range []struct {
+		opts   natsjs.Options
+		window time.Duration
+	}{
+		{natsjs.Options{MaxAge: time.Minute}, time.Minute},
+		{natsjs.Options{MaxAge: time.Hour}, 2 * time.Minute},
+		{natsjs.Options{MaxAge: 100 * time.Millisecond, DedupWindow: 100 * time.Millisecond, AsyncAttempts: 1}, 100 * time.Millisecond},
+		{natsjs.Options{MaxAge: time.Second, AsyncAttempts: 1}, time.Second},
+	} {
+		tc.opts.Stream = "AGE" + strconv.Itoa(i)
+		q, err := natsjs.New[int](ctx, nc, tc.opts)
+		require.NoError(t, err, "%+v", tc.opts)
+		assert.Equal(t, tc.window, q.Options().DedupWindow)
+		s, err := q.JetStream().Stream(ctx, tc.opts.Stream)
+		require.NoError(t, err)
+		assert.Equal(t, tc.window, s.CachedInfo().Config.Duplicates)
+		assert.Equal(t, tc.opts.MaxAge, s.CachedInfo().Config.MaxAge)
+	}
+}
+
 // A message larger than MaxBytes on its own is refused at once with
 // ErrTooLarge, not taken for a full stream: it would never fit, so
 // Publish waited for room until its ctx ended and TryPublish said ErrFull.
