@@ -597,7 +597,10 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // Consume creates or updates the durable consumer with MaxAckPending set
 // to the WIP and runs h on the messages until ctx ends, then drains; see
 // kanban.Serve. Every process sharing the durable should use the same WIP:
-// the last one to start sets it for all. While JetStream is out of reach
+// the last one to start sets it for all. A durable that goes away while
+// Consume runs — deleted by an operator, or with its stream, which New
+// then creates again — is created again, with this call's WIP, at the
+// pull after its loss. While JetStream is out of reach
 // (see Unreachable) — a server restarting, a cluster electing a leader —
 // creating the durable is tried again, as pulling is, until ctx ends;
 // any other refusal is returned.
@@ -615,7 +618,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	if err != nil || cons == nil {
 		return err
 	}
-	src := &source[T]{q: q, cons: cons}
+	src := &source[T]{q: q, cons: cons, wip: opts.WithDefaults().WIP}
 	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{
 		Propagator: q.opts.Propagator, Counters: &q.counters,
 		Tracer: q.opts.Tracer, System: natsSystem, Queue: q.opts.Stream, Consumer: q.opts.Durable,
@@ -630,13 +633,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 func (q *Queue[T]) consumer(ctx context.Context, wip int) (jetstream.Consumer, error) {
 	wait := 10 * time.Millisecond
 	for {
-		cons, err := q.js.CreateOrUpdateConsumer(ctx, q.opts.Stream, jetstream.ConsumerConfig{
-			Durable:       q.opts.Durable,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       q.opts.AckWait,
-			MaxAckPending: wip,
-			MaxDeliver:    -1, // attempts are counted by the consumer runtime
-		})
+		cons, err := q.js.CreateOrUpdateConsumer(ctx, q.opts.Stream, q.consumerConfig(wip))
 		if err == nil {
 			return cons, nil
 		}
@@ -656,6 +653,17 @@ func (q *Queue[T]) consumer(ctx context.Context, wip int) (jetstream.Consumer, e
 		case <-t.C:
 		}
 		wait = min(2*wait, time.Second)
+	}
+}
+
+// consumerConfig is the durable's configuration for a WIP of wip.
+func (q *Queue[T]) consumerConfig(wip int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       q.opts.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       q.opts.AckWait,
+		MaxAckPending: wip,
+		MaxDeliver:    -1, // attempts are counted by the consumer runtime
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 type source[T any] struct {
 	q    *Queue[T]
 	cons jetstream.Consumer
+	wip  int
+	gone bool                   // the last pull found no durable: look for it before the next
 	cur  jetstream.MessageBatch // the open pull request, nil when none
 	msgs <-chan jetstream.Msg   // cur's messages, closed when it ends
 }
@@ -38,6 +40,7 @@ func (s *source[T]) fetch(n int) error {
 // marked kanban.Permanent, so that Serve stops instead of pulling again:
 // nats.go never reopens a closed connection.
 func (s *source[T]) fetchError(err error) error {
+	s.noteGone(err)
 	err = fmt.Errorf("natsjs: fetch: %w", connError(s.q.js.Conn(), err))
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		return kanban.Permanent(err)
@@ -49,7 +52,43 @@ func (s *source[T]) fetchError(err error) error {
 func (s *source[T]) end() error {
 	err := s.cur.Error()
 	s.cur, s.msgs = nil, nil
+	s.noteGone(err)
 	return err
+}
+
+// noteGone marks the durable as possibly gone when a pull request's err
+// says so: the server deleted it under an open request, or nothing
+// answers requests for it — a deleted durable, or a server not back yet.
+func (s *source[T]) noteGone(err error) {
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) {
+		s.gone = true
+	}
+}
+
+// revive creates the durable again when the server does not know it. A
+// durable that exists, or that another process created meanwhile, is
+// kept as it is.
+func (s *source[T]) revive(ctx context.Context) error {
+	q := s.q
+	_, err := q.js.Consumer(ctx, q.opts.Stream, q.opts.Durable)
+	if err == nil {
+		s.gone = false
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, connError(q.js.Conn(), err))
+	}
+	cons, err := q.js.CreateConsumer(ctx, q.opts.Stream, q.consumerConfig(s.wip))
+	switch {
+	case err == nil:
+		s.cons = cons
+		q.opts.Logger.Warn("natsjs: consumer was gone; created it again", "consumer", q.opts.Durable, "stream", q.opts.Stream)
+	case !errors.Is(err, jetstream.ErrConsumerExists):
+		return fmt.Errorf("natsjs: creating consumer %s again: %w", q.opts.Durable, connError(q.js.Conn(), err))
+	}
+	s.gone = false
+	return nil
 }
 
 // Pull is called by one goroutine (the runtime's pull loop).
@@ -64,6 +103,14 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 			return
 		}
 		out = append(out, s.lease(m))
+	}
+	if s.gone && s.cur == nil {
+		if err := s.revive(ctx); err != nil {
+			if errors.Is(err, nats.ErrConnectionClosed) {
+				err = kanban.Permanent(err)
+			}
+			return nil, err
+		}
 	}
 	for {
 		// One request at a time: two open requests would interleave their
