@@ -122,7 +122,9 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // What it guarantees: a dead letter is deleted only after its message is
 // stored, so a failed publish (a full stream — kanban.ErrFull —, a lost
 // connection) loses nothing; the dead letter stays and the error is
-// returned. The redrive's Nats-Msg-Id is the dead letter's own
+// returned. A message that, with the redrive's headers, takes more room
+// than MaxBytes on its own is not sent: the error wraps ErrTooLarge, as it
+// would never fit. The redrive's Nats-Msg-Id is the dead letter's own
 // ("<id>.redrive.<seq>"), so the work stream stores a dead letter's
 // message once within DedupWindow however often it is redriven — two
 // operators at once, or a redrive repeated after its delete failed — and
@@ -212,6 +214,14 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstr
 	nh[HeaderMessageID] = []string{d.ID}
 	if d.Key != "" {
 		nh[HeaderKey] = []string{d.Key}
+	}
+	if q.opts.MaxBytes > 0 {
+		// The redrive's Kanban-Id and longer Nats-Msg-Id can take a
+		// message Publish fitted to MaxBytes past it: not a full stream.
+		if n := q.storedSize(headerSize(nh), len(m.Data)); n > q.opts.MaxBytes {
+			return fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w: it takes %d bytes in the work stream with the headers of its redrive, more than its MaxBytes %d",
+				d.Seq, d.ID, ErrTooLarge, n, q.opts.MaxBytes)
+		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 	ack, err := q.js.PublishMsg(pctx, &nats.Msg{Subject: q.opts.Stream, Data: m.Data, Header: nh})

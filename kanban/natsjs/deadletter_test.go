@@ -325,3 +325,42 @@ func TestLargestMessageCanBeDeadLettered(t *testing.T) {
 	assert.Equal(t, strings.Repeat("é", 512), dls[0].Reason, "the first 1024 bytes, whole characters")
 	require.NoError(t, q.Shutdown(ctx))
 }
+
+// A dead letter whose message, with the headers of its redrive, takes more
+// than MaxBytes is refused with ErrTooLarge and kept: its message was
+// published within a few bytes of MaxBytes, and the redrive's Kanban-Id
+// and longer Nats-Msg-Id took it past. The server's refusal read as a
+// full stream, so RedriveDeadLetters said kanban.ErrFull of an empty one,
+// and waiting for room never helped.
+func TestRedriveLargerThanMaxBytes(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	q, err := natsjs.New[[]byte](ctx, connect(t, srv.Connect), natsjs.Options{
+		Stream: "EDGE", MaxBytes: 4096, Codec: rawCodec{}, FetchWait: 50 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	// 4096 to the byte in a file store (see TestTooLargeIsExact).
+	require.NoError(t, q.TryPublish(ctx, kanban.Message[[]byte]{ID: "edge", Payload: make([]byte, 4096-69)}))
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(cctx, func(context.Context, kanban.Delivery[[]byte]) error {
+			defer cancel()
+			return kanban.Permanent(errors.New("refused"))
+		}, kanban.ConsumeOptions{MaxAttempts: 1})
+	}()
+	require.NoError(t, <-done)
+	b, err := q.Backlog(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), b.DeadLetters)
+
+	n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{All: true})
+	assert.Zero(t, n)
+	require.ErrorIs(t, err, natsjs.ErrTooLarge)
+	assert.NotErrorIs(t, err, kanban.ErrFull)
+	assert.ErrorContains(t, err, "natsjs: redriving dead letter 1 (message edge): natsjs: message too large: it takes 4123 bytes in the work stream with the headers of its redrive, more than its MaxBytes 4096")
+	dead, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dead, 1, "the dead letter is kept")
+	require.NoError(t, q.Shutdown(ctx))
+}

@@ -454,6 +454,10 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 // is also wrapped for a message that, with the headers its dead letter
 // adds (about 1.2 KB and its ID again), is larger than the server's
 // max_payload (1 MB by default): its dead letter could never be stored.
+// RedriveDeadLetters wraps it for a dead letter whose message, with the
+// Kanban-Id and longer Nats-Msg-Id of its redrive, takes more than
+// MaxBytes (one Publish fitted within a few dozen bytes of it, or one
+// published before MaxBytes was lowered).
 var ErrTooLarge = errors.New("natsjs: message too large")
 
 // maxReason is the most bytes of a dead letter's reason kept in its
