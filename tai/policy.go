@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/taipattern/taikit/internal/typednil"
 )
@@ -126,9 +127,10 @@ func errNoVerdict(v Verdict) error {
 // the most severe one (Review over Allow), and among equally severe ones the
 // one with the highest score, so a scored policy's score survives the
 // combination. The first error stops the evaluation and is returned. All
-// of no policies allows.
+// of no policies allows. All keeps a copy of the list: a slice passed to it
+// may be reused.
 func All[T any](policies ...Policy[T]) Policy[T] {
-	return &all[T]{ps: policies}
+	return &all[T]{ps: slices.Clone(policies)}
 }
 
 type all[T any] struct{ ps []Policy[T] }
@@ -161,9 +163,9 @@ func (a *all[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
 // and is the decision. When none allows, the decision is a Review if any
 // said Review, else the Deny with the highest score (the first on a tie).
 // The first error stops the evaluation and is returned. Any of no policies
-// denies.
+// denies. Any keeps a copy of the list, as All does.
 func Any[T any](policies ...Policy[T]) Policy[T] {
-	return &anyOf[T]{ps: policies}
+	return &anyOf[T]{ps: slices.Clone(policies)}
 }
 
 type anyOf[T any] struct{ ps []Policy[T] }

@@ -488,3 +488,29 @@ func TestScoredSpans(t *testing.T) {
 		"end signal:test ok",
 	}, j.get())
 }
+
+// All and Any keep policies of their own: a slice reused to build another
+// combinator (one per region, say) changes neither the first one nor what
+// New checked of it.
+func TestCombinatorsCopyTheirPolicies(t *testing.T) {
+	for name, combine := range map[string]func(...tai.Policy[int]) tai.Policy[int]{
+		"all": tai.All[int], "any": tai.Any[int],
+	} {
+		t.Run(name, func(t *testing.T) {
+			ps := []tai.Policy[int]{fixed(review, nil)}
+			first := combine(ps...)
+			ps[0] = fixed(deny8, nil)
+			second := combine(ps...)
+			ps[0] = nil
+
+			d, err := first.Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, review, d)
+			d, err = second.Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, deny8, d)
+			_, err = tai.New(first, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil }))
+			assert.NoError(t, err)
+		})
+	}
+}
