@@ -214,8 +214,14 @@ func newPanicError(stage Stage, v any) *PanicError {
 	return &PanicError{Stage: stage, Value: v, Stack: debug.Stack()}
 }
 
-// Error returns "tai: panic in <stage>: <value>".
+// Error returns "tai: panic in <stage>: <value>", or "tai: runtime.Goexit
+// in <stage>" when Value is nil: since Go 1.21 a panic(nil) reaches
+// recover as a *runtime.PanicNilError, so only a goroutine that ended
+// has no value.
 func (e *PanicError) Error() string {
+	if e.Value == nil {
+		return "tai: runtime.Goexit in " + e.Stage.String()
+	}
 	return fmt.Sprintf("tai: panic in %s: %v", e.Stage, e.Value)
 }
 

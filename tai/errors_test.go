@@ -29,6 +29,7 @@ func TestErrorMessages(t *testing.T) {
 		{&tai.PolicyError{Err: base}, "tai: policy failed: store down"},
 		{&tai.PolicyError{Policy: "geo", Err: base}, `tai: policy "geo" failed: store down`},
 		{&tai.PanicError{Stage: tai.StageGate, Value: "bug"}, "tai: panic in gate: bug"},
+		{&tai.PanicError{Stage: tai.StageAction}, "tai: runtime.Goexit in action"},
 		{&tai.StageError{Stage: tai.StagePolicy, Err: context.Canceled}, "tai: before policy: context canceled"},
 	}
 	for _, tt := range tests {

@@ -1065,6 +1065,7 @@ func TestGoexitIsObservedAsAFailure(t *testing.T) {
 			require.ErrorAs(t, rec.Err, &pe)
 			assert.Equal(t, stage, pe.Stage)
 			assert.Nil(t, pe.Value)
+			assert.Equal(t, "tai: runtime.Goexit in "+stage.String(), rec.Err.Error(), "no panic(nil) to look for")
 		})
 	}
 }
