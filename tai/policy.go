@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/taipattern/taikit/internal/typednil"
@@ -125,8 +126,8 @@ func errNoVerdict(v Verdict) error {
 // All combines policies that must all allow. They run in order; the first
 // Deny stops the evaluation and is the decision. Otherwise the decision is
 // the most severe one (Review over Allow), and among equally severe ones the
-// one with the highest score, so a scored policy's score survives the
-// combination. The first error stops the evaluation and is returned. All
+// one with the highest score (a NaN score ranks below every number), so a
+// scored policy's score survives the combination. The first error stops the evaluation and is returned. All
 // of no policies allows. All keeps a copy of the list: a slice passed to it
 // may be reused.
 func All[T any](policies ...Policy[T]) Policy[T] {
@@ -151,7 +152,7 @@ func (a *all[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
 			d.FailedOpen = failedOpen
 			return d, nil
 		}
-		if i == 0 || d.Verdict > best.Verdict || (d.Verdict == best.Verdict && d.Score > best.Score) {
+		if i == 0 || d.Verdict > best.Verdict || (d.Verdict == best.Verdict && higher(d.Score, best.Score)) {
 			best = d
 		}
 	}
@@ -160,8 +161,9 @@ func (a *all[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
 }
 
 // Any combines alternative policies: the first Allow stops the evaluation
-// and is the decision. When none allows, the decision is a Review if any
-// said Review, else the Deny with the highest score (the first on a tie).
+// and is the decision. When none allows, the decision is the Review with
+// the highest score if any said Review, else the Deny with the highest
+// score: the first on a tie, and a NaN score ranks below every number.
 // The first error stops the evaluation and is returned. Any of no policies
 // denies. Any keeps a copy of the list, as All does.
 func Any[T any](policies ...Policy[T]) Policy[T] {
@@ -186,12 +188,18 @@ func (a *anyOf[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) 
 			d.FailedOpen = failedOpen
 			return d, nil
 		}
-		if i == 0 || d.Verdict < best.Verdict || (d.Verdict == best.Verdict && d.Score > best.Score) {
+		if i == 0 || d.Verdict < best.Verdict || (d.Verdict == best.Verdict && higher(d.Score, best.Score)) {
 			best = d
 		}
 	}
 	best.FailedOpen = failedOpen
 	return best, nil
+}
+
+// higher reports whether score a ranks above b: a NaN (a policy's 0/0) is
+// no score, below every number.
+func higher(a, b float64) bool {
+	return a > b || (math.IsNaN(b) && !math.IsNaN(a))
 }
 
 func validateChildren[T any](ps []Policy[T]) error {

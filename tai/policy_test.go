@@ -514,3 +514,33 @@ func TestCombinatorsCopyTheirPolicies(t *testing.T) {
 		})
 	}
 }
+
+// A score that is NaN (a policy's 0/0) is no score: among decisions of the
+// same verdict, All and Any keep the one with the highest number, and a
+// NaN wins only over another NaN.
+func TestCombinatorsRankANaNScoreLowest(t *testing.T) {
+	nan := math.NaN()
+	reviewNaN := tai.Decision{Verdict: tai.Review, Policy: "rn", Score: nan}
+	denyNaN := tai.Decision{Verdict: tai.Deny, Policy: "dn", Score: nan}
+	tests := []struct {
+		name    string
+		p       tai.Policy[int]
+		verdict tai.Verdict
+		policy  string
+	}{
+		{"all: NaN first", tai.All(fixed(reviewNaN, nil), fixed(review4, nil)), tai.Review, "r4"},
+		{"all: NaN last", tai.All(fixed(review4, nil), fixed(reviewNaN, nil)), tai.Review, "r4"},
+		{"all: only NaNs", tai.All(fixed(reviewNaN, nil), fixed(tai.Decision{Verdict: tai.Review, Policy: "rn2", Score: nan}, nil)), tai.Review, "rn"},
+		{"any: NaN first", tai.Any(fixed(denyNaN, nil), fixed(deny8, nil)), tai.Deny, "d8"},
+		{"any: NaN last", tai.Any(fixed(deny8, nil), fixed(denyNaN, nil)), tai.Deny, "d8"},
+		{"any: NaN review first", tai.Any(fixed(reviewNaN, nil), fixed(review, nil)), tai.Review, "r"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := tt.p.Evaluate(context.Background(), sig())
+			require.NoError(t, err)
+			assert.Equal(t, tt.verdict, d.Verdict)
+			assert.Equal(t, tt.policy, d.Policy)
+		})
+	}
+}
