@@ -201,3 +201,36 @@ func TestCommandsAtOnce(t *testing.T) {
 	assert.Equal(t, "Aborted: abort", *d.ErrorMessage)
 	assert.Zero(t, d.Results[0].Percent)
 }
+
+// TestPromoteBeforeTheRegionBegins: a promote sent to a deployment whose
+// region has no stage baking yet (it waits for a worker) is refused; it
+// would otherwise wait for the region and end its canary at the first
+// sample, before anyone saw it.
+func TestPromoteBeforeTheRegionBegins(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-workers", "1", "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+	async := []string{"Prefer", "respond-async"}
+
+	first := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	queued := deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	r := do(t, "POST", ts.URL+"/deploy/"+queued+"/promote", nil, auth...)
+	require.Equal(t, http.StatusConflict, r.Code, "a promote of a region not begun: %s", r.Body)
+	assert.Equal(t, "not_baking", r.errorBody(t)["code"])
+
+	// The one worker is free again: the queued deployment starts, and its
+	// canary bakes until a promote sent while it bakes.
+	r = do(t, "POST", ts.URL+"/deploy/"+first+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, queued, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	require.Len(t, d.Results[0].Stages, 1)
+	assert.Nil(t, d.Results[0].Stages[0].EndedAt, "the canary bakes: %+v", d.Results[0].Stages[0])
+	r = do(t, "POST", ts.URL+"/deploy/"+queued+"/promote", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d = waitFor(t, ts.URL, queued, func(d Deployment) bool { return d.Results[0].Stage == "staging" })
+	assert.Equal(t, "promoted", d.Results[0].Stages[0].Verdict)
+	r = do(t, "POST", ts.URL+"/deploy/"+queued+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, queued, ended)
+}

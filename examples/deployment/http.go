@@ -426,6 +426,20 @@ func (s *Service) command(action string) http.HandlerFunc {
 			body.Reason = action + " requested"
 		}
 		c := Command{Action: action, Reason: body.Reason, At: time.Now(), Region: currentRegion(d)}
+		// A promote ends the bake in progress, or a pause. Sent to a
+		// region that has begun neither (queued, or a wave's next), it
+		// would wait there and end its canary at its first sample, a
+		// stage no one has seen yet.
+		if action == "promote" && !d.Paused && !baking(d, c.Region) {
+			if aborting, err := s.store.Aborting(r.Context(), d.ID); err != nil {
+				httpapi.WriteError(w, storeUnavailable(err))
+			} else if aborting {
+				httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "aborting", "deployment %s is being aborted: an abort is final", d.ID))
+			} else {
+				httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "not_baking", "deployment %s has no stage baking in %s yet: nothing to promote", d.ID, c.Region))
+			}
+			return
+		}
 		if err := s.store.SendCommand(r.Context(), d.ID, c); errors.Is(err, ErrAborting) {
 			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "aborting", "deployment %s is being aborted: an abort is final", d.ID))
 			return
@@ -452,6 +466,16 @@ func currentRegion(d *Deployment) string {
 		}
 	}
 	return ""
+}
+
+// baking reports whether region of d has a stage in progress.
+func baking(d *Deployment, region string) bool {
+	for _, rr := range d.Results {
+		if rr.Region == region {
+			return rr.Status == StatusInProgress && rr.Stage != ""
+		}
+	}
+	return false
 }
 
 // setCord stores the cord's state for every replica and applies it here,

@@ -357,6 +357,19 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	}
 }
 
+// Aborting reports whether deployment id has an abort pending.
+func (s *Store) Aborting(ctx context.Context, id string) (bool, error) {
+	e, err := s.control.Get(ctx, "cmd."+id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var cur Command
+	return json.Unmarshal(e.Value(), &cur) == nil && cur.Action == "abort", nil
+}
+
 // watchKeys calls fn with every value put under keys matching filter in
 // kv, those there now first, until ctx ends. It runs on its own goroutine.
 func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(key string, value []byte, rev uint64)) error {
