@@ -234,3 +234,25 @@ func TestPromoteBeforeTheRegionBegins(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	waitFor(t, ts.URL, queued, ended)
 }
+
+// TestCommandOnStoppedLine: a promote or a resume on a stopped line is
+// refused with a message that names what was asked.
+func TestCommandOnStoppedLine(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 3"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	for action, want := range map[string]string{"promote": "start it before promoting", "resume": "start it before resuming"} {
+		r = do(t, "POST", ts.URL+"/deploy/"+id+"/"+action, nil, auth...)
+		require.Equal(t, http.StatusConflict, r.Code, "%s: %s", action, r.Body)
+		e := r.errorBody(t)
+		assert.Equal(t, "line_stopped", e["code"])
+		assert.Equal(t, "the line is stopped (incident 3): "+want, e["message"])
+	}
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, id, ended)
+}

@@ -418,7 +418,8 @@ func (s *Service) command(action string) http.HandlerFunc {
 		}
 		if action == "resume" || action == "promote" {
 			if stopped, reason := s.line.Stopped(); stopped {
-				httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "line_stopped", "the line is stopped (%s): start it before resuming", reason))
+				doing := map[string]string{"resume": "resuming", "promote": "promoting"}[action]
+				httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "line_stopped", "the line is stopped (%s): start it before %s", reason, doing))
 				return
 			}
 		}
