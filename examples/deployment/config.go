@@ -260,6 +260,11 @@ func parseStages(s string) ([]heijunka.RampStage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: bake %q is not a duration", part, fields[2])
 		}
+		// The Ramp would say the stage must send above 100% and at most
+		// 100%, a bound no number meets.
+		if n := len(out); n > 0 && out[n-1].Percent == 100 {
+			return nil, fmt.Errorf("stage %q comes after %q, which sends 100%% of traffic; a stage at 100%% is the last", part, out[n-1].Name)
+		}
 		out = append(out, heijunka.RampStage{Name: fields[0], Percent: pct, Bake: bake})
 	}
 	// The Ramp checks the rest (unique names, rising percents, ...).

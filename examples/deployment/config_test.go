@@ -54,6 +54,7 @@ func TestParseConfigRefusals(t *testing.T) {
 		{[]string{"-stages", "Canary Stage:5:1s,prod:100:0s"}, nil, `name "Canary Stage" is not 1 to 32`},
 		{[]string{"-stages", "abcdefghijklmnopqrstuvwxyz0123456:5:1s,prod:100:0s"}, nil, `is not 1 to 32`},
 		{[]string{"-stages", ":5:1s,prod:100:0s"}, nil, `name "" is not 1 to 32`},
+		{[]string{"-stages", "canary:5:1s,prod:100:0s,soak:100:1h"}, nil, `-stages: stage "soak:100:1h" comes after "prod", which sends 100% of traffic; a stage at 100% is the last`},
 		// The analysis flags are named as given, not as the Go fields.
 		{[]string{"-max-cpu", "2"}, nil, "-max-cpu 2 is not a share in (0, 1]"},
 		{[]string{"-max-error-rate", "0"}, nil, "-max-error-rate 0 is not a share in (0, 1]"},
