@@ -16,6 +16,7 @@ import (
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/examples/internal/svc"
+	"github.com/taipattern/taikit/heijunka"
 )
 
 // demoBlacklist is the blacklist of a service started without one: the
@@ -216,7 +217,12 @@ func (c *Config) validate() error {
 	check(c.GatewayFail >= 0 && c.GatewayFail <= 1, "-gateway-failure-rate %v is outside [0, 1]", c.GatewayFail)
 	check(c.GatewayDelay >= 0 && c.GatewayDelay <= time.Minute, "-gateway-latency %v is outside [0, 1m]", c.GatewayDelay)
 	check(c.BreakerOpen >= 100*time.Millisecond && c.BreakerOpen <= time.Hour, "-breaker-open %v is outside [100ms, 1h]", c.BreakerOpen)
-	check(c.CustomerLimit > 0 && !math.IsInf(c.CustomerLimit, 0), "-customer-limit %v must be a positive number", c.CustomerLimit)
+	if !(c.CustomerLimit > 0) || math.IsInf(c.CustomerLimit, 0) {
+		errs = append(errs, fmt.Errorf("-customer-limit %v must be a positive number", c.CustomerLimit))
+	} else if err := heijunka.PerMinute(c.CustomerLimit).Validate(); err != nil {
+		// Too few to refill within years, or more than one a nanosecond.
+		errs = append(errs, fmt.Errorf("-customer-limit %v: %w", c.CustomerLimit, err))
+	}
 	check(c.ConfirmWIP >= 1 && c.ConfirmWIP <= 10000, "-confirm-wip %d is outside [1, 10000]", c.ConfirmWIP)
 	check(c.AlertFraud > 0 && c.AlertFraud < 1, "-alert-fraud-rate %v is outside (0, 1)", c.AlertFraud)
 	check(c.AlertErrors > 0 && c.AlertErrors < 1, "-alert-error-rate %v is outside (0, 1)", c.AlertErrors)

@@ -36,6 +36,11 @@ func TestParseConfigRejectsValuesOutOfRange(t *testing.T) {
 		{[]string{"-instance", ".."}, `-instance ".." must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
 		{[]string{"-instance", "a b"}, `-instance "a b" must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
 		{[]string{"-instance", strings.Repeat("a", 201)}, `-instance "aaaa`},
+		// A limit the per-customer limiter cannot keep is refused here,
+		// naming the flag, not when the service is being built.
+		{[]string{"-customer-limit", "1e-300"}, "-customer-limit 1e-300: heijunka: limit Burst 1 at Rate"},
+		{[]string{"-customer-limit", "1e12"}, "-customer-limit 1e+12: heijunka: limit Rate"},
+		{[]string{"-customer-limit", "0"}, "-customer-limit 0 must be a positive number"},
 	} {
 		_, err := parseConfig(append(tc.args, "-data-dir", t.TempDir()), noEnv)
 		require.Error(t, err, "%v", tc.args)
