@@ -127,7 +127,11 @@ func (req *PaymentRequest) validate() (Payment, error) {
 	if req.Currency == "" {
 		return p, invalid("currency", "currency is required")
 	}
-	p.Currency = strings.ToUpper(req.Currency)
+	// Upper-cased only when it is three ASCII letters: strings.ToUpper
+	// would also make "USD" of "uſd" (a long s) and "INR" of "ıNR".
+	if len(req.Currency) == 3 && isAlpha(req.Currency) {
+		p.Currency = strings.ToUpper(req.Currency)
+	}
 	digits, ok := minorUnits[p.Currency]
 	if !ok {
 		return p, invalid("currency", "currency %q is not an ISO 4217 currency code", clip(req.Currency))

@@ -70,6 +70,8 @@ func TestParsePaymentInvalid(t *testing.T) {
 		{"merchant missing", `{"amount": 1, "customer_id": "c", "currency": "USD"}`, "merchant_id", "merchant_id is required"},
 		{"currency missing", `{"amount": 1, "customer_id": "c", "merchant_id": "m"}`, "currency", "currency is required"},
 		{"currency unknown", `{"amount": 1, "customer_id": "c", "currency": "XYZ", "merchant_id": "m"}`, "currency", `"XYZ" is not an ISO 4217`},
+		{"currency long s", `{"amount": 1, "customer_id": "c", "currency": "uſd", "merchant_id": "m"}`, "currency", `"uſd" is not an ISO 4217`},
+		{"currency dotless i", `{"amount": 1, "customer_id": "c", "currency": "ıNR", "merchant_id": "m"}`, "currency", `"ıNR" is not an ISO 4217`},
 		{"currency type", `{"amount": 1, "customer_id": "c", "currency": 840, "merchant_id": "m"}`, "currency", "currency must be a string"},
 		{"unknown field", `{"amount": 1, "card_number": "4242", ` + base + `}`, "card_number", `unknown field "card_number"`},
 		{"metadata type", `{"amount": 1, "metadata": [1], ` + base + `}`, "metadata", "metadata must be an object"},
