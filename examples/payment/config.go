@@ -178,6 +178,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("-alert-labels %q is not name=value with a Prometheus label name", kv))
 			continue
 		}
+		if _, twice := c.AlertLabels[k]; twice {
+			// One of the two would be dropped without a word.
+			errs = append(errs, fmt.Errorf("-alert-labels names %q twice", k))
+			continue
+		}
 		if c.AlertLabels == nil {
 			c.AlertLabels = map[string]string{}
 		}

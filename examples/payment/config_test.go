@@ -26,6 +26,7 @@ func TestParseConfigRejectsValuesOutOfRange(t *testing.T) {
 		{[]string{"-request-timeout", "10m"}, "-request-timeout 10m0s is outside [1s, 5m]"},
 		{[]string{"-alert-labels", "cluster=eu,bad-name=x"}, `-alert-labels "bad-name=x" is not name=value`},
 		{[]string{"-alert-labels", "cluster"}, `-alert-labels "cluster" is not name=value`},
+		{[]string{"-alert-labels", "team=a,cluster=eu,team=b"}, `-alert-labels names "team" twice`},
 		{[]string{"-confirm-wip", "0"}, "-confirm-wip 0 is outside [1, 10000]"},
 		{[]string{"-log-level", "loud"}, `-log-level "loud" must be debug, info, warn or error`},
 		{[]string{"-nats-replicas", "2"}, "-nats-replicas 2 is not 1, 3 or 5"},
