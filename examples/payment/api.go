@@ -162,7 +162,7 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 
 	keys := r.Header.Values("Idempotency-Key")
 	if len(keys) == 0 || len(keys) == 1 && keys[0] == "" {
-		s.answer(w, s.pay(ctx, p, "txn_"+tai.NewID(), start))
+		s.answer(w, s.pay(ctx, p, "txn_"+tai.NewID(), start, false))
 		return
 	}
 	key := keys[0]
@@ -240,7 +240,7 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	out := s.pay(ctx, p, entry.TxnID, start)
+	out := s.pay(ctx, p, entry.TxnID, start, true)
 	if !out.keep {
 		// Nothing was decided: the client may retry with the same key.
 		if err := s.idem.Release(context.WithoutCancel(ctx), scoped, entry); err != nil {
@@ -306,8 +306,9 @@ func (s *Service) answer(w http.ResponseWriter, out payOutcome) {
 }
 
 // pay runs one payment through the pipeline and stores what was decided
-// (commit) before it returns the answer.
-func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time) payOutcome {
+// (commit) before it returns the answer. keyed says whether the request
+// has an Idempotency-Key, with which a retry is safe.
+func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time, keyed bool) payOutcome {
 	s.levels.inflight.Add(1) // until its record is stored, or is not to be
 	defer s.levels.inflight.Add(-1)
 	sig := tai.Signal[Payment]{ID: txnID, Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
@@ -377,8 +378,13 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 	}
 	s.log.Warn("payment charged but not recorded; retrying in the background", "transaction_id", sig.ID, "err", err)
 	s.commitLater(p, sig.ID, sp)
+	// Without a key a retry is a new payment: it would charge again.
+	next := "retry with the same Idempotency-Key, or GET /payment/" + sig.ID + " later"
+	if !keyed {
+		next = "GET /payment/" + sig.ID + " later; do not send it again: without an Idempotency-Key that is a new payment"
+	}
 	e := &requestError{Status: http.StatusInternalServerError, Code: "outcome_pending", RetryAfter: 5 * time.Second,
-		Message: "payment " + sig.ID + " went to the gateway but is not recorded yet; retry with the same Idempotency-Key, or GET /payment/" + sig.ID + " later",
+		Message: "payment " + sig.ID + " went to the gateway but is not recorded yet; " + next,
 		Details: map[string]any{"transaction_id": sig.ID}}
 	return payOutcome{code: e.Status, retryAfter: httpapi.RetryAfterSeconds(e.RetryAfter), body: errorJSON(e), keep: true}
 }

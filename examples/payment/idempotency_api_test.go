@@ -396,3 +396,33 @@ func TestKeyOfAPaymentLongerThanTheLeaseIsNotTakenOver(t *testing.T) {
 	assert.Equal(t, string(r.Raw), string(replay.Raw))
 	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
 }
+
+// TestPendingWithoutAKeyDoesNotAskForARetry charges a payment sent without an
+// Idempotency-Key whose record the payments bucket refuses: its 500
+// outcome_pending points to GET /payment/{id} alone, as a retry without
+// a key would charge it again.
+func TestPendingWithoutAKeyDoesNotAskForARetry(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Idempotency = "memory"
+	cfg.RequestTimeout = 3 * time.Second // a commit waits 1 s
+	ts := startService(t, cfg)
+	ctx := context.Background()
+	bucket, err := ts.js.Stream(ctx, "KV_payments")
+	require.NoError(t, err)
+	c := bucket.CachedInfo().Config
+	c.MaxMsgSize = 16 // no record fits
+	_, err = ts.js.UpdateStream(ctx, c)
+	require.NoError(t, err)
+
+	r := ts.pay(t, "cust_pending", 10, nil)
+	require.Equal(t, http.StatusInternalServerError, r.Code, string(r.Raw))
+	require.Equal(t, "outcome_pending", r.errField("code"), string(r.Raw))
+	msg := r.errField("message")
+	assert.NotContains(t, msg, "retry", msg)
+	assert.Contains(t, msg, "GET /payment/txn_", msg)
+	assert.Contains(t, msg, "without an Idempotency-Key", msg)
+
+	c.MaxMsgSize = -1 // the record is stored in the background
+	_, err = ts.js.UpdateStream(ctx, c)
+	require.NoError(t, err)
+}
