@@ -588,6 +588,13 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 			if err := rc.Flush(); err != nil {
 				return
 			}
+			// The deadline bounds the write, not the wait for the next
+			// one: over HTTP/2 a deadline that passes resets the stream
+			// even with nothing being written, and over HTTP/1 it stays
+			// on a connection kept alive for the page's next request.
+			if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return
+			}
 			lastWrite = time.Now()
 			quiet.Reset(keepAlive)
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -818,4 +819,94 @@ func assertErrorBody(t *testing.T, resp *http.Response, status int, code string)
 	require.NoError(t, json.Unmarshal(e.Error["message"], &got.Message), "%s", body)
 	assert.Equal(t, code, got.Code, "%s", body)
 	assert.NotEmpty(t, got.Message, "%s", body)
+}
+
+// pipeListener hands the server the far ends of net.Pipe connections,
+// so that a real http.Server runs in a synctest bubble.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	c, s := net.Pipe()
+	select {
+	case l.conns <- s:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// TestBoardQuietStreamOverHTTP2 follows a board whose state does not
+// change over HTTP/2, as a browser does over https: the stream lives
+// past WriteTimeout to its keep-alive. The deadline of the last event,
+// left in place, reset the stream WriteTimeout after it.
+func TestBoardQuietStreamOverHTTP2(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEvaluator(t, andon.EvaluatorOptions{})
+		b, err := andon.NewBoard(e, andon.BoardOptions{}) // WriteTimeout 10s
+		require.NoError(t, err)
+		var h2 http.Protocols
+		h2.SetUnencryptedHTTP2(true)
+		srv := &http.Server{Handler: b, Protocols: &h2}
+		l := newPipeListener()
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		defer func() { <-served }()
+		defer srv.Close()
+		defer func() { _ = b.Shutdown(context.Background()) }()
+		tr := &http.Transport{Protocols: &h2, DialContext: l.dial}
+		defer tr.CloseIdleConnections()
+
+		resp, err := (&http.Client{Transport: tr}).Get("http://board/api/events")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, "HTTP/2.0", resp.Proto)
+		r := bufio.NewReader(resp.Body)
+		start := time.Now()
+		var got []string
+		for len(got) < 2 {
+			line, err := r.ReadString('\n')
+			require.NoError(t, err, "the stream was cut after %v", time.Since(start))
+			if strings.HasPrefix(line, "event: ") || strings.HasPrefix(line, ": ") {
+				got = append(got, strings.TrimSpace(line))
+			}
+		}
+		assert.Equal(t, []string{"event: state", ": keep-alive"}, got)
+		assert.Equal(t, 15*time.Second, time.Since(start))
+
+		require.NoError(t, b.Shutdown(context.Background()))
+		_, err = io.Copy(io.Discard, resp.Body)
+		require.NoError(t, err, "the stream ends cleanly")
+		require.NoError(t, srv.Shutdown(context.Background()))
+	})
 }
