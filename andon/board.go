@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,7 +34,9 @@ type BoardOptions struct {
 	// Title heads the page. Empty means "Andon".
 	Title string
 	// Lines and Breakers are shown with their states (*jidoka.Line and
-	// *jidoka.Breaker satisfy the interfaces).
+	// *jidoka.Breaker satisfy the interfaces). NewBoard keeps a copy of
+	// these slices, and of Panels: changing them afterwards leaves the
+	// board as it was.
 	Lines    []Line
 	Breakers []Breaker
 	// Refresh is how often a live page is sent the state when nothing
@@ -157,6 +160,13 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 	}
 	if err := validatePanels(opts.Panels); err != nil {
 		return nil, err
+	}
+	// The board keeps its own copies of what it checked: a caller that
+	// reuses its slices, to build another board, changes neither.
+	opts.Lines, opts.Breakers = slices.Clone(opts.Lines), slices.Clone(opts.Breakers)
+	opts.Panels = slices.Clone(opts.Panels)
+	for i := range opts.Panels {
+		opts.Panels[i].Columns = slices.Clone(opts.Panels[i].Columns)
 	}
 	b := &Board{ev: ev, opts: opts, refresh: opts.Refresh, log: opts.Logger, done: make(chan struct{}), drained: make(chan struct{}),
 		poke: make(chan struct{})}

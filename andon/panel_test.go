@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/andon"
 )
 
@@ -201,4 +202,31 @@ func TestBoardStreamOutlivesServerWriteTimeout(t *testing.T) {
 		events++
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestBoardKeepsACopyOfItsOptions builds a board and then changes the
+// slices its options were given, as a program building a board per
+// region from one set of slices does: the board shows what NewBoard
+// checked.
+func TestBoardKeepsACopyOfItsOptions(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{})
+	rows := func() []andon.PanelRow { return []andon.PanelRow{{Cells: []string{"1", "2"}}} }
+	lines := []andon.Line{newLine("checkout")}
+	breakers := []andon.Breaker{newBreaker(t, "gateway")}
+	columns := []string{"ID", "Stage"}
+	panels := []andon.Panel{{Title: "Jobs", Columns: columns, Rows: rows}}
+	b, err := andon.NewBoard(e, andon.BoardOptions{Lines: lines, Breakers: breakers, Panels: panels})
+	require.NoError(t, err)
+
+	lines[0], breakers[0] = nil, nil
+	panels[0] = andon.Panel{Title: "Other"}
+	columns[0] = "Changed"
+
+	st := boardState(t, b)
+	require.Len(t, st.Lines, 1)
+	assert.Equal(t, "checkout", st.Lines[0].Name)
+	require.Len(t, st.Breakers, 1)
+	assert.Equal(t, "gateway", st.Breakers[0].Name)
+	assert.Equal(t, []andon.BoardPanel{{Title: "Jobs", Columns: []string{"ID", "Stage"},
+		Rows: []andon.PanelRow{{Cells: []string{"1", "2"}}}, Empty: "none"}}, st.Panels)
 }
