@@ -139,9 +139,13 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 	if ev == nil {
 		return nil, errors.New("andon: NewBoard: nil Evaluator")
 	}
-	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/") ||
-		strings.ContainsAny(opts.Prefix, "{}# ?")) {
+	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/")) {
 		return nil, fmt.Errorf("andon: BoardOptions.Prefix %q must start with / and not end with one (e.g. /andon)", opts.Prefix)
+	}
+	if strings.ContainsAny(opts.Prefix, "{}# ?") {
+		// ServeMux would read them as a wildcard, a method or a host
+		// separator; a request path never holds a # or ?.
+		return nil, fmt.Errorf("andon: BoardOptions.Prefix %q must not hold any of {, }, #, ? or a space", opts.Prefix)
 	}
 	if opts.Prefix != "" && path.Clean(opts.Prefix) != opts.Prefix {
 		// A request's path is cleaned before it is matched, so the board

@@ -390,6 +390,8 @@ func TestBoardOptionsValidation(t *testing.T) {
 		{andon.BoardOptions{Prefix: "/ops/../andon"}, `BoardOptions.Prefix "/ops/../andon" must be a clean path`},
 		{andon.BoardOptions{Prefix: "/ops/./andon"}, `BoardOptions.Prefix "/ops/./andon" must be a clean path`},
 		{andon.BoardOptions{Prefix: "/andon/."}, `BoardOptions.Prefix "/andon/." must be a clean path`},
+		{andon.BoardOptions{Prefix: "/{team}"}, `BoardOptions.Prefix "/{team}" must not hold any of {, }, #, ? or a space`},
+		{andon.BoardOptions{Prefix: "/ops board"}, `BoardOptions.Prefix "/ops board" must not hold any of {, }, #, ? or a space`},
 		{andon.BoardOptions{Refresh: time.Millisecond}, "BoardOptions.Refresh 1ms is below 100ms"},
 		{andon.BoardOptions{Lines: []andon.Line{nil}}, "BoardOptions.Lines[0] is nil"},
 		{andon.BoardOptions{TrustedOrigins: []string{"not a url"}}, "BoardOptions.TrustedOrigins"},
