@@ -662,7 +662,10 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 		b.fail(w, http.StatusForbidden, "forbidden", "missing header X-Andon-Board: 1")
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !strings.HasPrefix(ct, "application/json;") {
+	// A media type's name is case-insensitive and may have parameters
+	// (RFC 9110, section 8.3.1); the body is JSON whatever they say.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" ||
+		err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
 		b.fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		return
 	}

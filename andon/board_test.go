@@ -169,6 +169,18 @@ func TestBoardCordRequests(t *testing.T) {
 			r.Header.Set("Content-Type", "text/plain")
 			r.Header.Set("X-Andon-Board", "1")
 		}, andon.BoardOptions{}, http.StatusUnsupportedMediaType, false},
+		{"media type in other case, with parameters", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
+			good(r)
+			r.Header.Set("Content-Type", "Application/JSON ; charset=UTF-8")
+		}, andon.BoardOptions{}, http.StatusOK, true},
+		{"media type with a parameter it cannot read", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
+			good(r)
+			r.Header.Set("Content-Type", "application/json;charset")
+		}, andon.BoardOptions{}, http.StatusOK, true},
+		{"json in a longer media type", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
+			good(r)
+			r.Header.Set("Content-Type", "application/jsonx")
+		}, andon.BoardOptions{}, http.StatusUnsupportedMediaType, false},
 		{"cross-site fetch", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
 			good(r)
 			r.Header.Set("Sec-Fetch-Site", "cross-site")
