@@ -257,6 +257,41 @@ func TestBoardTextIsNeverHTML(t *testing.T) {
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
+// TestBoardLongTextStaysInTheWindow shows a cord reason as long as the
+// cord takes, a summary and a panel cell of as many characters without a
+// space (a URL, a token, an ID): they wrap, and the page stays as wide as
+// the window, as a board on a wall screen must.
+func TestBoardLongTextStaysInTheWindow(t *testing.T) {
+	long := strings.Repeat("x", 200)
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
+	require.NoError(t, err)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
+		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
+		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}, Summary: long}}})
+	require.NoError(t, err)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Lines: []andon.Line{line},
+		Panels: []andon.Panel{{Title: "Jobs", Columns: []string{"ID", "Stage"},
+			Rows: func() []andon.PanelRow { return []andon.PanelRow{{Cells: []string{long, long}}} }}}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(board)
+	t.Cleanup(func() {
+		require.NoError(t, board.Shutdown(context.Background()))
+		srv.Close()
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	ev.EvaluateAt(context.Background(), time.Now()) // the summary is expanded
+	ev.Pull(context.Background(), long, "alice")
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#cord[data-pulled="true"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	widths, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
+	require.NoError(t, err)
+	require.Len(t, widths, 2)
+	assert.LessOrEqual(t, widths[0], widths[1], "the page is no wider than the window")
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
 // TestBoardCordErrorInChromium pulls the cord from the page with a reason
 // the board refuses: the page shows the board's message for it, not
 // "[object Object]", and the line runs on.
