@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,12 @@ type TransportOptions struct {
 // buffers it is given. Other requests are sent once, through the limiter,
 // the timeout and the breaker.
 //
+// A request that no server could be sent — a method that is not a token,
+// a header field name that is not one, a field value with a control
+// character such as CR or LF — fails at once with an error naming the
+// field, without an attempt: it is neither retried nor paced, and the
+// breaker does not count it, as it says nothing of the server.
+//
 // What RoundTrip returns: the response that succeeded, with a body that
 // stays readable until closed; when every attempt failed with a status
 // RetryStatus accepts, the last such response, as the server sent it (its
@@ -155,6 +162,12 @@ func (t *Transport) CloseIdleConnections() {
 
 // RoundTrip sends req as the Transport's guards allow; see Transport.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := checkRequest(req); err != nil {
+		if req.Body != nil {
+			_ = req.Body.Close() // a RoundTripper closes the body, sent or not
+		}
+		return nil, err
+	}
 	rt := &roundTrip{t: t, req: req}
 	rt.bodyUsed.Store(req.Body == nil || req.Body == http.NoBody)
 	repeatable := t.repeatable(req)
@@ -193,6 +206,60 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		err = errors.New("taihttp: no response")
 	}
 	return nil, err
+}
+
+// checkRequest returns an error for a request that cannot be sent as it
+// is, the checks net/http's Transport makes before it dials: a method and
+// header field names that are tokens, field values without control
+// characters other than HTAB. The base would fail each attempt with the
+// same error, and the breaker count a failure the server never saw. The
+// error names the field, not its value, which may be a secret.
+func checkRequest(req *http.Request) error {
+	if req.URL == nil {
+		return errors.New("taihttp: request has no URL")
+	}
+	if req.Method != "" && !isToken(req.Method) {
+		return fmt.Errorf("taihttp: invalid method %q", req.Method)
+	}
+	for k, vv := range req.Header {
+		if !isToken(k) {
+			return fmt.Errorf("taihttp: invalid header field name %q", k)
+		}
+		for _, v := range vv {
+			if !validFieldValue(v) {
+				return fmt.Errorf("taihttp: invalid header field value for %q", k)
+			}
+		}
+	}
+	return nil
+}
+
+// isToken reports whether s is an RFC 9110 token: one or more tchar.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether v holds no control character but HTAB
+// (RFC 9110, section 5.5), as net/http requires of a field value it sends.
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // repeatable reports whether req may be sent more than once.

@@ -469,6 +469,55 @@ func TestTransportClosesUnsentBodies(t *testing.T) {
 	assert.True(t, body.closed.Load(), "a RoundTripper closes the request body even when it sends nothing")
 }
 
+// A request no server could be sent fails at once: each attempt would
+// fail the same way before it left, and a breaker that counted them
+// opened for every request because of one bad header value.
+func TestTransportRefusesUnsendableRequests(t *testing.T) {
+	srv := newServer(t, func(int, http.ResponseWriter, *http.Request) {})
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{})
+	require.NoError(t, err)
+	c := client(t, srv, taihttp.TransportOptions{Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3}), Breaker: b,
+		Hedge: func() *jidoka.Hedge {
+			h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Hour})
+			require.NoError(t, err)
+			return h
+		}()})
+	for _, tc := range []struct {
+		name, want string
+		edit       func(r *http.Request)
+	}{
+		{"CRLF in a value", `invalid header field value for "X-Name"`, func(r *http.Request) { r.Header.Set("X-Name", "a\r\nX-Admin: 1") }},
+		{"NUL in a value", `invalid header field value for "X-Name"`, func(r *http.Request) { r.Header.Set("X-Name", "a\x00") }},
+		{"DEL in a value", `invalid header field value for "X-Name"`, func(r *http.Request) { r.Header.Set("X-Name", "a\x7f") }},
+		{"space in a name", `invalid header field name "X Name"`, func(r *http.Request) { r.Header["X Name"] = []string{"a"} }},
+		{"empty name", `invalid header field name ""`, func(r *http.Request) { r.Header[""] = []string{"a"} }},
+		{"method", `invalid method "GET /x"`, func(r *http.Request) { r.Method = "GET /x" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 10 {
+				body := &trackedBody{ReadCloser: io.NopCloser(strings.NewReader("x"))}
+				req, err := http.NewRequest(http.MethodPut, srv.URL, body)
+				require.NoError(t, err)
+				tc.edit(req)
+				_, err = c.Do(req)
+				require.ErrorContains(t, err, tc.want)
+				assert.NotContains(t, err.Error(), "X-Admin", "the value may be a secret")
+				assert.True(t, body.closed.Load(), "a RoundTripper closes the request body even when it sends nothing")
+			}
+		})
+	}
+	assert.Equal(t, jidoka.StateClosed, b.State(), "the breaker counted requests the server never saw")
+	assert.Zero(t, srv.hits.Load())
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Name", "tab\tand obs-text \xe9")
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
 func TestTransportValidation(t *testing.T) {
 	_, err := taihttp.NewTransport(taihttp.TransportOptions{AttemptTimeout: -time.Second})
 	assert.ErrorContains(t, err, "AttemptTimeout must not be negative, got -1s")
