@@ -26,7 +26,8 @@ type Problem struct {
 	// "denied", "timeout", "canceled", "unavailable", "failed", or
 	// "status_NNN" for an error carrying its own status (see ProblemOf).
 	Code string
-	// Message says the same to a person.
+	// Message says the same to a person: the problem document's detail
+	// (and the title of a 429's, see JSONErrors).
 	Message string
 	// RetryAfter is when to try again; sent as Retry-After when positive.
 	RetryAfter time.Duration
@@ -124,6 +125,7 @@ type problemJSON struct {
 	Type             string   `json:"type"`
 	Title            string   `json:"title"`
 	Status           int      `json:"status"`
+	Detail           string   `json:"detail,omitempty"`
 	Code             string   `json:"code,omitempty"`
 	RetryAfter       int64    `json:"retry_after,omitempty"`
 	ViolatedPolicies []string `json:"violated-policies,omitempty"`
@@ -138,15 +140,26 @@ const quotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exc
 //
 //	{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded",
 //	 "title":"too many requests; retry later","status":429,
+//	 "detail":"too many requests; retry later",
 //	 "code":"rate_limited","retry_after":12,"violated-policies":["default"]}
 //
+//	{"type":"about:blank","title":"Service Unavailable","status":503,
+//	 "detail":"the service is stopped; retry later","code":"line_stopped","retry_after":30}
+//
 // The type is the draft's quota-exceeded for a 429 and "about:blank"
-// otherwise; retry_after is Retry-After in seconds, when there is one.
+// otherwise, whose title is the status's reason phrase, as RFC 9457 asks
+// (section 4.2.1), so that it is the same for every problem of that
+// status; detail is p.Message, and code tells the problems of one
+// status apart. retry_after is Retry-After in seconds, when there is one.
 func JSONErrors(w http.ResponseWriter, _ *http.Request, p Problem) {
-	body := problemJSON{Type: "about:blank", Title: p.Message, Status: p.Status, Code: p.Code,
-		RetryAfter: RetryAfterSeconds(p.RetryAfter)}
+	body := problemJSON{Type: "about:blank", Title: http.StatusText(p.Status), Status: p.Status,
+		Detail: p.Message, Code: p.Code, RetryAfter: RetryAfterSeconds(p.RetryAfter)}
+	if body.Title == "" { // a status without a reason phrase
+		body.Title = p.Message
+	}
 	if p.Status == http.StatusTooManyRequests {
 		body.Type = quotaExceeded
+		body.Title = p.Message
 		if p.Policy != "" {
 			body.ViolatedPolicies = []string{p.Policy}
 		}

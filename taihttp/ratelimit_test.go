@@ -76,6 +76,7 @@ func TestRateLimitFields(t *testing.T) {
 			"type":              "https://iana.org/assignments/http-problem-types#quota-exceeded",
 			"title":             "too many requests; retry later",
 			"status":            float64(429),
+			"detail":            "too many requests; retry later",
 			"code":              "rate_limited",
 			"retry_after":       float64(30),
 			"violated-policies": []any{"default"},

@@ -1,0 +1,50 @@
+package taihttp_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/taihttp"
+)
+
+// An "about:blank" problem's title is the status's reason phrase (RFC
+// 9457, section 4.2.1), the same for every problem of that status; what
+// tells them apart is in detail and code.
+func TestJSONErrorsAboutBlankTitle(t *testing.T) {
+	for _, tc := range []struct {
+		err            error
+		status         int
+		title, code    string
+		detailContains string
+	}{
+		{jidoka.ErrLineStopped, 503, "Service Unavailable", "line_stopped", "stopped"},
+		{jidoka.ErrOpen, 503, "Service Unavailable", "breaker_open", "unavailable"},
+		{tai.ErrRejected, 503, "Service Unavailable", "rejected", "busy"},
+		{context.Canceled, 503, "Service Unavailable", "canceled", "canceled"},
+		{tai.ErrDenied, 403, "Forbidden", "denied", "denied"},
+		{context.DeadlineExceeded, 504, "Gateway Timeout", "timeout", "too long"},
+		{errors.New("boom"), 500, "Internal Server Error", "failed", "failed"},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			taihttp.WriteError(rec, httptest.NewRequest(http.MethodGet, "/", nil), tc.err)
+			require.Equal(t, tc.status, rec.Code)
+			var body map[string]any
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+			assert.Equal(t, "about:blank", body["type"])
+			assert.Equal(t, tc.title, body["title"])
+			assert.Equal(t, float64(tc.status), body["status"])
+			assert.Equal(t, tc.code, body["code"])
+			assert.Contains(t, body["detail"], tc.detailContains)
+		})
+	}
+}
