@@ -22,7 +22,10 @@
 //   - WIP caps the messages pulled and not yet settled, hence the handlers
 //     running at once. A consumer never pulls more than its free WIP.
 //   - PerKey handles the messages of one Key one at a time, in order; a
-//     failed one is retried in place so the order survives.
+//     failed one is retried in place so the order survives. The messages
+//     of its key pulled behind it hold WIP slots while they wait, so a key
+//     that keeps failing can hold back the others (see
+//     ConsumeOptions.PerKey).
 //   - A handler error retries the message after Backoff (Exponential with
 //     jitter by default) until MaxAttempts; then it goes to the dead
 //     letters with the error as reason. Permanent(err) dead-letters at

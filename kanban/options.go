@@ -25,11 +25,23 @@ type ConsumeOptions struct {
 	// (its key waits for it) so that order survives retries. Across
 	// processes sharing a JetStream durable, order holds per process.
 	//
-	// A drain that starts while a message waits to be retried in place
-	// hands it back to be delivered again later. A Memory queue counts the
-	// attempts made in place among its deliveries; JetStream counts only
-	// its own, so there a message interrupted so can be handled more than
-	// MaxAttempts times in all (at most MaxAttempts per delivery).
+	// The messages of a key pulled behind one being retried wait in the
+	// consumer, each holding a WIP slot: while they fill the WIP, the
+	// consumer pulls nothing, and the messages of every other key wait
+	// too, until the retries end (up to MaxAttempts back-offs). With a
+	// WIP of 1, every failure holds the consumer for its back-off.
+	//
+	// A drain that starts while a message waits to be retried in place,
+	// or whose handler then fails, hands it back to be delivered again
+	// after its back-off; the messages of its key pulled behind it are
+	// handed back at once, so the next consumer handles them before it:
+	// order holds across retries, not across a restart in the middle of
+	// them.
+	//
+	// A Memory queue counts the attempts made in place among its
+	// deliveries; JetStream counts only its own, so there a message
+	// interrupted so can be handled more than MaxAttempts times in all
+	// (at most MaxAttempts per delivery).
 	PerKey bool
 	// MaxAttempts is the number of deliveries before a failing message is
 	// dead-lettered. 0 means 5.
