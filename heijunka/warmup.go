@@ -3,6 +3,7 @@ package heijunka
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"sync/atomic"
 	"time"
 )
@@ -47,12 +48,12 @@ type WarmUp struct {
 // climb is a warm-up under way on a Limiter: its limit rises from a
 // fraction of full to full in even steps.
 type climb struct {
-	full    Limit
-	from    float64
-	start   int64 // nanoseconds since the limiter's epoch
-	stepLen int64 // nanoseconds, at least 1
-	steps   int64
-	step    atomic.Int64 // the step in force, 0..steps-1
+	full  Limit
+	from  float64
+	start int64 // nanoseconds since the limiter's epoch
+	over  int64 // nanoseconds, at least steps
+	steps int64
+	step  atomic.Int64 // the step in force, 0..steps-1
 }
 
 // NewWarmUp returns a WarmUp for lim, not yet started, or an error for
@@ -95,7 +96,7 @@ func (w *WarmUp) newClimb(full Limit, start int64) (*climb, error) {
 	if full.IsClosed() || full.IsUnlimited() {
 		return nil, fmt.Errorf("heijunka: warm-up needs a finite limit, not %v", full)
 	}
-	c := &climb{full: full, from: w.from, start: start, stepLen: int64(w.over) / w.steps, steps: w.steps}
+	c := &climb{full: full, from: w.from, start: start, over: int64(w.over), steps: w.steps}
 	// The first step has the lowest rate and the longest interval: if it
 	// is valid, so is every later one (limitAt keeps their Burst within
 	// the refill a Limit may take).
@@ -145,12 +146,21 @@ func (w *WarmUp) LimitAt(now time.Time) Limit {
 	return l.p.Load().limit
 }
 
+// stepAt returns the step in force at now: step s begins at s·Over/Steps
+// (rounded up to a nanosecond), so the steps share Over evenly and the
+// last one ends at Over, whether or not Steps divides it.
 func (c *climb) stepAt(now int64) int64 {
 	el := now - c.start
-	if el < 0 {
+	switch {
+	case el < 0:
 		return 0
+	case el >= c.over:
+		return c.steps
 	}
-	return min(el/c.stepLen, c.steps)
+	// el·steps < over² fits in 128 bits, and its high word is below over.
+	hi, lo := bits.Mul64(uint64(el), uint64(c.steps))
+	s, _ := bits.Div64(hi, lo, uint64(c.over))
+	return int64(s)
 }
 
 func (c *climb) limitAt(step int64) Limit {

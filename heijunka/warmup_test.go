@@ -2,6 +2,7 @@ package heijunka_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"testing/synctest"
@@ -215,5 +216,39 @@ func TestWarmUpStepsOfASlowLimit(t *testing.T) {
 		d := lim.DecideN(at, 1)
 		assert.True(t, d.Allowed, "step %d: %v", step, d)
 		assert.Equal(t, limit, d.Limit, "step %d", step)
+	}
+}
+
+// TestWarmUpTakesAllOfOver: a climb reaches full after Over, not before,
+// when Over does not divide into Steps whole nanoseconds; the steps share
+// Over as evenly as nanoseconds allow.
+func TestWarmUpTakesAllOfOver(t *testing.T) {
+	full := heijunka.Limit{Rate: 10, Burst: 10}
+	for _, tc := range []struct {
+		over  time.Duration
+		steps int
+	}{
+		{100, 51},
+		{100, 99},
+		{time.Minute, 7},
+		{10 * time.Second, 3},
+	} {
+		t.Run(fmt.Sprintf("%v in %d steps", tc.over, tc.steps), func(t *testing.T) {
+			w, err := heijunka.NewWarmUp(newLimiter(t, full), heijunka.WarmUpOptions{From: 0.5, Over: tc.over, Steps: tc.steps})
+			require.NoError(t, err)
+			require.NoError(t, w.StartAt(t0))
+			assert.NotEqual(t, full, w.LimitAt(t0.Add(tc.over-1)), "still climbing just before Over")
+			assert.Equal(t, full, w.LimitAt(t0.Add(tc.over)), "full at Over")
+			// Step s begins at s·Over/Steps, rounded up to a nanosecond.
+			changes := 0
+			for s := int64(1); s <= int64(tc.steps); s++ {
+				begins := (s*int64(tc.over) + int64(tc.steps) - 1) / int64(tc.steps)
+				before, at := w.LimitAt(t0.Add(time.Duration(begins-1))), w.LimitAt(t0.Add(time.Duration(begins)))
+				if assert.NotEqual(t, before, at, "step %d begins at %dns", s, begins) {
+					changes++
+				}
+			}
+			assert.Equal(t, tc.steps, changes, "a change at every step")
+		})
 	}
 }
