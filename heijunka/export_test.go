@@ -21,3 +21,17 @@ func ShardLimits(s *MemoryStore) []int {
 	}
 	return limits
 }
+
+// RetainedKeys returns how many keys that left the rotation l still holds
+// past the end of its active list.
+func RetainedKeys[T any](l *Leveler[T]) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, k := range l.active[len(l.active):cap(l.active)] {
+		if k != nil {
+			n++
+		}
+	}
+	return n
+}

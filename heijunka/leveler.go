@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -184,8 +185,9 @@ func (l *Leveler[T]) serve(k *levelKey[T], cost int) (string, T, bool) {
 	l.n--
 	if k.count == 0 {
 		// An idle key keeps no credit and no place: it leaves the rotation,
-		// and a later Push starts it afresh.
-		l.active = append(l.active[:l.head], l.active[l.head+1:]...)
+		// and a later Push starts it afresh. slices.Delete clears the slot
+		// freed at the end, which would keep the key and its buffer.
+		l.active = slices.Delete(l.active, l.head, l.head+1)
 		delete(l.keys, k.key)
 	}
 	return k.key, item, true

@@ -328,3 +328,20 @@ func pushAndPop(t *testing.T, l *heijunka.Leveler[*[1 << 10]byte]) weak.Pointer[
 	require.True(t, ok)
 	return weak.Make(item)
 }
+
+// TestLevelerForgetsDrainedKeys: a key whose items were all served leaves
+// the rotation and is not kept, with its buffer of Backlog items, once
+// every key has drained.
+func TestLevelerForgetsDrainedKeys(t *testing.T) {
+	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{})
+	require.NoError(t, err)
+	for i := range 100 {
+		require.NoError(t, l.Push("k"+strconv.Itoa(i), i))
+	}
+	for range 100 {
+		_, _, ok := l.Pop()
+		require.True(t, ok)
+	}
+	assert.Zero(t, l.KeysWaiting())
+	assert.Zero(t, heijunka.RetainedKeys(l))
+}
