@@ -218,23 +218,34 @@ func addCapped(a, b int) int {
 	return a + b
 }
 
-// Next waits for an item and returns it, or returns ctx's error.
+// Next waits for an item and returns it, or returns ctx's error. A ctx
+// done already returns its error even when items wait: they stay queued,
+// and a worker told to stop does not go on draining the backlog.
 func (l *Leveler[T]) Next(ctx context.Context) (string, T, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			// The wake-up this call may have taken is another waiter's.
+			l.wakeIfWaiting()
+			var zero T
+			return "", zero, err
+		}
 		if key, item, ok := l.Pop(); ok {
-			if l.Len() > 0 { // pass the wake-up on to another waiter
-				select {
-				case l.ready <- struct{}{}:
-				default:
-				}
-			}
+			l.wakeIfWaiting() // pass the wake-up on to another waiter
 			return key, item, nil
 		}
 		select {
 		case <-l.ready:
 		case <-ctx.Done():
-			var zero T
-			return "", zero, ctx.Err()
+		}
+	}
+}
+
+// wakeIfWaiting signals ready if items wait.
+func (l *Leveler[T]) wakeIfWaiting() {
+	if l.Len() > 0 {
+		select {
+		case l.ready <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -345,3 +345,63 @@ func TestLevelerForgetsDrainedKeys(t *testing.T) {
 	assert.Zero(t, l.KeysWaiting())
 	assert.Zero(t, heijunka.RetainedKeys(l))
 }
+
+// TestLevelerNextWithDoneContext: Next with a context already done returns
+// its error and leaves the items waiting, so a worker told to stop stops
+// instead of draining the backlog.
+func TestLevelerNextWithDoneContext(t *testing.T) {
+	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{})
+	require.NoError(t, err)
+	for i := range 3 {
+		require.NoError(t, l.Push("k", i))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, err = l.Next(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 3, l.Len(), "nothing taken")
+	_, v, err := l.Next(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, v, "the first item is still first")
+}
+
+// TestLevelerNextCanceledPassesTheWakeUpOn: a Next that took an item's
+// wake-up and then finds its context ended hands the wake-up to another
+// Next waiting, which gets the item. The bubble fails the test as a
+// deadlock should the item be left waiting.
+func TestLevelerNextCanceledPassesTheWakeUpOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for range 50 {
+			l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{})
+			require.NoError(t, err)
+			type result struct {
+				v   int
+				err error
+			}
+			next := func(ctx context.Context, out chan<- result) {
+				_, v, err := l.Next(ctx)
+				out <- result{v, err}
+			}
+			ctxA, cancelA := context.WithCancel(context.Background())
+			ctxB, cancelB := context.WithCancel(context.Background())
+			a, b := make(chan result, 1), make(chan result, 1)
+			go next(ctxA, a)
+			synctest.Wait() // a waits first, and takes the first wake-up
+			go next(ctxB, b)
+			synctest.Wait()
+			require.NoError(t, l.Push("k", 7))
+			cancelA()
+			if r := <-a; r.err == nil {
+				assert.Equal(t, 7, r.v, "a took the item before it saw its context end")
+				cancelB()
+				assert.ErrorIs(t, (<-b).err, context.Canceled)
+			} else {
+				assert.ErrorIs(t, r.err, context.Canceled)
+				r := <-b
+				require.NoError(t, r.err)
+				assert.Equal(t, 7, r.v, "b has the item a left")
+				cancelB()
+			}
+		}
+	})
+}
