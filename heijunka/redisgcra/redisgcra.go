@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"time"
+
+	"github.com/taipattern/taikit/internal/typednil"
 
 	"github.com/redis/go-redis/v9"
 
@@ -81,7 +82,7 @@ func New(opts Options) (*Store, error) {
 	}
 	// A nil pointer in the interface is not nil, and panics at the first
 	// use: here, or in Take for a client type New does not know.
-	if v := reflect.ValueOf(opts.Client); v.Kind() == reflect.Pointer && v.IsNil() {
+	if typednil.Holds(opts.Client) {
 		return nil, fmt.Errorf("redisgcra: Client is a nil %T", opts.Client)
 	}
 	if opts.OnError != FailOpen && opts.OnError != FailClosed {

@@ -5,12 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
+
+	"github.com/taipattern/taikit/internal/typednil"
+	"github.com/taipattern/taikit/internal/utf8text"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -88,7 +89,7 @@ type spanShape struct {
 // this package.
 func NewTracer(opts TracerOptions) *Tracer {
 	tp := opts.Provider
-	if v := reflect.ValueOf(tp); tp == nil || v.Kind() == reflect.Pointer && v.IsNil() {
+	if tp == nil || typednil.Holds(tp) {
 		tp = otel.GetTracerProvider()
 	}
 	return &Tracer{
@@ -155,7 +156,7 @@ func (t *Tracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context,
 	shape := t.shape(info)
 	opts := shape.opts
 	if t.signalID {
-		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attrSignalID.String(validUTF8(info.SignalID))))
+		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attrSignalID.String(utf8text.Clean(info.SignalID))))
 	}
 	ctx, sp := t.tracer.Start(ctx, shape.name, opts...)
 	if !sp.IsRecording() {
@@ -187,13 +188,13 @@ func (t *Tracer) shape(info tai.SpanInfo) *spanShape {
 			return s
 		}
 	}
-	kind := validUTF8(info.Kind)
+	kind := utf8text.Clean(info.Kind)
 	name := kind
 	attrs := []attribute.KeyValue{attrKind.String(kind), attrStage.String(info.Stage.String())}
 	if info.Stage != tai.StageSignal {
 		name = info.Stage.String()
 		if info.Name != "" && info.Name != name {
-			hook := validUTF8(info.Name)
+			hook := utf8text.Clean(info.Name)
 			name += " " + hook
 			attrs = append(attrs, attrHook.String(hook))
 		}
@@ -244,7 +245,7 @@ func (s *span) End(err error) {
 	case tai.Denied:
 		var de *tai.DeniedError
 		if errors.As(err, &de) {
-			s.span.SetAttributes(attrVerdict.String(de.Decision.Verdict.String()), attrPolicy.String(validUTF8(de.Decision.Policy)))
+			s.span.SetAttributes(attrVerdict.String(de.Decision.Verdict.String()), attrPolicy.String(utf8text.Clean(de.Decision.Policy)))
 		}
 	case tai.Rejected:
 		if s.root {
@@ -298,15 +299,4 @@ func isTaiWrapper(err error) bool {
 		return true
 	}
 	return false
-}
-
-// validUTF8 returns s with each run of bytes that is not UTF-8 replaced by
-// U+FFFD. A signal's ID or Kind can come from a client; OTLP carries
-// strings as UTF-8 alone, and an exporter that meets one that is not
-// refuses the whole batch, with the spans of every other signal in it.
-func validUTF8(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
 }

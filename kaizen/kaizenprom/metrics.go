@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taipattern/taikit/internal/utf8text"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -323,7 +324,7 @@ func seconds(d time.Duration) float64 { return max(d, 0).Seconds() }
 // labelValue is s as a label's value: Prometheus takes only valid UTF-8
 // (WithLabelValues panics on anything else), so bytes that are not are
 // replaced by U+FFFD.
-func labelValue(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+func labelValue(s string) string { return utf8text.Clean(s) }
 
 // policy returns the decision counters of a policy, indexed by Verdict.
 func (k *kindMetrics) policy(name string) *[tai.Deny + 1]prometheus.Counter {

@@ -3,9 +3,9 @@ package kanbanotel
 import (
 	"context"
 	"errors"
-	"reflect"
-	"strings"
-	"unicode/utf8"
+
+	"github.com/taipattern/taikit/internal/typednil"
+	"github.com/taipattern/taikit/internal/utf8text"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -67,7 +67,7 @@ type TracerOptions struct {
 // U+FFFD in place of each run of bytes that is not: OTLP carries UTF-8
 // alone, and an exporter refuses a batch holding anything else.
 func NewTracer(opts TracerOptions) kanban.Tracer {
-	if v := reflect.ValueOf(opts.Provider); v.Kind() == reflect.Pointer && v.IsNil() {
+	if typednil.Holds(opts.Provider) {
 		// It would panic at the first span, in a publisher or in a
 		// consumer's worker, where nothing recovers.
 		opts.Provider = nil
@@ -90,16 +90,16 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	}
 	name := op.Type.String()
 	attrs := make([]attribute.KeyValue, 0, 7)
-	queue := validUTF8(op.Queue)
+	queue := utf8text.Clean(op.Queue)
 	attrs = append(attrs,
-		semconv.MessagingSystemKey.String(validUTF8(op.System)),
+		semconv.MessagingSystemKey.String(utf8text.Clean(op.System)),
 		semconv.MessagingDestinationName(queue),
 		opType,
 		semconv.MessagingOperationName(name),
-		semconv.MessagingMessageID(validUTF8(op.MessageID)),
+		semconv.MessagingMessageID(utf8text.Clean(op.MessageID)),
 	)
 	if op.Consumer != "" {
-		attrs = append(attrs, semconv.MessagingConsumerGroupName(validUTF8(op.Consumer)))
+		attrs = append(attrs, semconv.MessagingConsumerGroupName(utf8text.Clean(op.Consumer)))
 	}
 	if op.Type == kanban.OpProcess {
 		attrs = append(attrs, AttemptKey.Int(op.Attempt))
@@ -121,7 +121,7 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 			span.SetAttributes(semconv.ErrorTypeKey.String(typ))
 			desc := typ
 			if t.opts.ErrorText {
-				desc = validUTF8(err.Error())
+				desc = utf8text.Clean(err.Error())
 			}
 			span.SetStatus(codes.Error, desc)
 		}
@@ -145,15 +145,4 @@ func errorType(err error) string {
 		return "canceled"
 	}
 	return semconv.ErrorTypeOther.Value.AsString()
-}
-
-// validUTF8 returns s with each run of bytes that is not UTF-8 replaced by
-// U+FFFD. A message ID is the publisher's, any bytes; OTLP carries strings
-// as UTF-8 alone, and an exporter that meets one that is not refuses the
-// whole batch, so the spans of every other message went with it.
-func validUTF8(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
 }
