@@ -108,6 +108,35 @@ func TestStartOnStoppedLine(t *testing.T) {
 	assert.Equal(t, "Aborted: done", *waitFor(t, ts.URL, queued, ended).ErrorMessage)
 }
 
+// TestHeldRolloutIsNotJudged: a rollout held before its first stage on a
+// stopped line has no stage to judge; the health probes taken meanwhile
+// neither fail it nor count, though its version, running and failing
+// (bad-service errs on 7.2% of requests), takes preview traffic. They
+// sampled five minutes of it, as if a stage had run that long, and
+// rolled the deployment back while it waited.
+func TestHeldRolloutIsNotJudged(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-workers", "1", "-stages", "canary:5:1h,prod:100:0s", "-health-interval", "25ms", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+	async := []string{"Prefer", "respond-async"}
+
+	first := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
+	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	queued := deploy(t, ts.URL, map[string]any{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1"}, async...).deployment(t).ID
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 10"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Paused })
+	r = do(t, "POST", ts.URL+"/deploy/"+first+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, queued, func(d Deployment) bool { return d.Paused })
+
+	time.Sleep(40 * 25 * time.Millisecond) // forty health intervals on hold
+	d := waitFor(t, ts.URL, queued, func(Deployment) bool { return true })
+	assert.Equal(t, StatusInProgress, d.Status, "%+v", d)
+	assert.Nil(t, d.ErrorMessage)
+	assert.Empty(t, d.Results[0].Stages, "no stage began on a stopped line")
+}
+
 // TestFailingSamplesBelowFailAfter: a stage whose samples all failed, too
 // few in a row for -fail-after, ends at its limit with the analysis that
 // failed as its reason, not as if it had no data.

@@ -38,7 +38,7 @@ func TestFewRequestsReason(t *testing.T) {
 	} {
 		ts.cfg.MinRequests = tc.min
 		ts.health = fixedHealth(tc.requests)
-		r := &rollout{s: ts.Service, service: "auth", version: "v2.0.0", region: "us-west-2",
+		r := &rollout{s: ts.Service, service: "auth", version: "v2.0.0", region: "us-west-2", since: time.Now(), // its first stage began
 			d: &Deployment{ID: "dpl_test", Results: []RegionResult{{Stages: []StageResult{{}}}}}}
 		require.NoError(t, r.check(t.Context()))
 		samples := r.d.Results[0].Stages[0].Samples

@@ -590,16 +590,22 @@ func (r *rollout) setPaused(ctx context.Context, p bool) {
 // analysed. No data is inconclusive and passes the probe. The sample
 // covers the stage so far (at least a second, at most five minutes), so
 // a small traffic share is judged on all its requests, not on the last
-// interval's few.
+// interval's few. Before the first stage begins (a rollout held on a
+// stopped line) there is nothing to judge, and the probe passes: its
+// window would have covered five minutes of a stage that never ran.
 func (r *rollout) check(ctx context.Context) error {
 	r.mu.Lock()
+	if r.since.IsZero() {
+		r.mu.Unlock()
+		return nil
+	}
 	window := min(max(time.Since(r.since), r.s.cfg.Interval, time.Second), 5*time.Minute)
 	stage := r.stage
 	parent := r.span
 	r.mu.Unlock()
 	// Each analysis is a span of its stage's, with its verdict and figures.
-	// One the watchdog takes before the first stage's span is open has no
-	// stage, and no span (a no-op one).
+	// One the watchdog takes as the first stage begins, before its span is
+	// open, has no span (a no-op one).
 	aspan := trace.SpanFromContext(context.Background())
 	if parent != nil {
 		ctx, aspan = r.s.startSpan(trace.ContextWithSpan(ctx, parent), "analysis", attribute.String("deployment.id", r.d.ID), attribute.String("deployment.region", r.region))
