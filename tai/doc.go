@@ -74,8 +74,13 @@
 //   - a policy error gives a *[PolicyError]; a panic anywhere in the
 //     pipeline gives a *[PanicError] with the stack (the line stops for that
 //     signal, the process keeps running); a context that ends between stages
-//     gives a *[StageError]; an action's error is returned as it is; all of
-//     them are Failed;
+//     gives a *[StageError]; all of them are Failed;
+//   - an action's error is returned as it is, and is Failed unless it is
+//     one of tai's own errors (or wraps one with %w): an action that calls
+//     another pipeline and returns its *[RejectedError] passes the shedding
+//     on, Rejected with its RetryAfter, and its *[DeniedError] Denied. An
+//     action that wants such an error to fail the signal returns an error
+//     of its own that does not wrap it;
 //   - a signal without an ID or a Kind is a programming error: Process
 //     returns an error matching [ErrInvalidSignal], Failed as well, and no
 //     hook sees the signal.

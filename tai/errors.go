@@ -91,6 +91,8 @@ var (
 // it wraps (a policy that errs with another pipeline's rejection failed),
 // and a *RejectedError is Rejected whatever its hook's error. Without one
 // of them, an error matching ErrDenied is Denied, ErrRejected Rejected.
+// An action's error is returned by Process as it is, so an action that
+// returns another pipeline's rejection or denial passes that outcome on.
 // A caller maps outcomes to responses in one switch:
 //
 //	switch tai.OutcomeOf(err) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -129,3 +130,45 @@ func TestOutcomeOfGoesByTheOutermostError(t *testing.T) {
 	assert.Equal(t, tai.Failed, rec.Outcome)
 	assert.ErrorIs(t, err, rejected, "the policy's error is kept")
 }
+
+// An action's error is returned as it is: one that is another pipeline's
+// rejection or denial keeps that outcome, in the Result, the Record and
+// OutcomeOf alike, with the downstream RetryAfter; one that does not wrap
+// it fails the signal.
+func TestActionErrorOfAnotherPipelineKeepsItsOutcome(t *testing.T) {
+	shed := &tai.RejectedError{Stage: tai.StageGate, Hook: "downstream", Err: retryAfterErr{3 * time.Second}}
+	denied := &tai.DeniedError{Decision: tai.Decision{Verdict: tai.Deny, Policy: "downstream"}}
+	tests := []struct {
+		err  error
+		want tai.Outcome
+	}{
+		{shed, tai.Rejected},
+		{fmt.Errorf("charge: %w", shed), tai.Rejected},
+		{denied, tai.Denied},
+		{fmt.Errorf("charge: %v", shed), tai.Failed},
+	}
+	for _, tt := range tests {
+		var rec tai.Record
+		obs := tai.ObserverFunc(func(_ context.Context, r tai.Record) { rec = r })
+		policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		})
+		action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 0, tt.err })
+		p, err := tai.New(policy, action, tai.WithObservers(obs))
+		require.NoError(t, err)
+		res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+		assert.Same(t, tt.err, err, "returned as it is: %v", tt.err)
+		assert.Equal(t, tt.want, res.Outcome, "%v", tt.err)
+		assert.Equal(t, tt.want, rec.Outcome, "%v", tt.err)
+		assert.Equal(t, tt.want, tai.OutcomeOf(err), "%v", tt.err)
+		if tt.want == tai.Rejected {
+			assert.Equal(t, 3*time.Second, tai.RetryAfter(err))
+		}
+	}
+}
+
+// retryAfterErr is a hook's error carrying a retry hint.
+type retryAfterErr struct{ after time.Duration }
+
+func (e retryAfterErr) Error() string             { return "limited" }
+func (e retryAfterErr) RetryAfter() time.Duration { return e.after }

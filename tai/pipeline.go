@@ -181,7 +181,9 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 //   - Rejected: a *RejectedError from a gate or guard;
 //   - Denied: a *DeniedError carrying the Decision;
 //   - Failed: a *PolicyError, a *PanicError, a *StageError when ctx ended
-//     between stages, the action's own error, or an error matching
+//     between stages, the action's own error (returned as it is, so one
+//     that is or wraps another pipeline's *RejectedError or *DeniedError
+//     keeps that outcome), or an error matching
 //     ErrInvalidSignal for a signal without an ID or a Kind (a programming
 //     error: such a signal reaches no hook, not even the observers).
 func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R], err error) {

@@ -544,3 +544,22 @@ func TestCombinatorsRankANaNScoreLowest(t *testing.T) {
 		})
 	}
 }
+
+// A rule error that is not FailOpen ends the evaluation: the rules after
+// it do not run, as Scored's doc says.
+func TestScoredStopsAtAFailingRule(t *testing.T) {
+	boom := errors.New("state store down")
+	var ran []string
+	rule := func(name string, err error) tai.Rule[int] {
+		return tai.Rule[int]{Name: name, Weight: 0.5, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+			ran = append(ran, name)
+			return 0.1, name, err
+		}}
+	}
+	p, err := tai.NewScored(tai.ScoredOptions{}, rule("first", nil), rule("broken", boom), rule("after", nil))
+	require.NoError(t, err)
+	_, err = p.Evaluate(context.Background(), sig())
+	require.ErrorIs(t, err, boom)
+	assert.ErrorContains(t, err, `rule "broken"`)
+	assert.Equal(t, []string{"first", "broken"}, ran)
+}

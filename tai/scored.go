@@ -54,7 +54,9 @@ type ScoredOptions struct {
 // and compares it with thresholds, within ScoreTolerance: how fraud
 // scoring works. Every rule runs
 // on every signal (rules may keep state, such as attempt counters), in
-// order. The decision lists the rules that contributed and how much; its
+// order, until one fails: an error from a rule not marked FailOpen ends
+// the evaluation, the rules after it do not run, and the policy errs
+// (the pipeline then fails the signal). The decision lists the rules that contributed and how much; its
 // Reason is the reason of the largest contribution.
 type Scored[T any] struct {
 	name   string
