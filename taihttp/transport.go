@@ -162,7 +162,7 @@ func (t *Transport) CloseIdleConnections() {
 
 // RoundTrip sends req as the Transport's guards allow; see Transport.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := checkRequest(req); err != nil {
+	if err := t.checkRequest(req); err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close() // a RoundTripper closes the body, sent or not
 		}
@@ -213,10 +213,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // header field names that are tokens, field values without control
 // characters other than HTAB. The base would fail each attempt with the
 // same error, and the breaker count a failure the server never saw. The
-// error names the field, not its value, which may be a secret.
-func checkRequest(req *http.Request) error {
+// error names the field, not its value, which may be a secret. Over a
+// base that is an *http.Transport, an http or https URL without a host
+// is refused as well; another base may know where to send it.
+func (t *Transport) checkRequest(req *http.Request) error {
 	if req.URL == nil {
 		return errors.New("taihttp: request has no URL")
+	}
+	if _, ok := t.base.(*http.Transport); ok && req.URL.Host == "" && (req.URL.Scheme == "http" || req.URL.Scheme == "https") {
+		return errors.New("taihttp: request URL has no host")
 	}
 	if req.Method != "" && !isToken(req.Method) {
 		return fmt.Errorf("taihttp: invalid method %q", req.Method)

@@ -506,6 +506,14 @@ func TestTransportRefusesUnsendableRequests(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no host", func(t *testing.T) {
+		for range 10 {
+			req, err := http.NewRequest(http.MethodGet, "http:///x", nil)
+			require.NoError(t, err)
+			_, err = c.Do(req)
+			require.ErrorContains(t, err, "request URL has no host")
+		}
+	})
 	assert.Equal(t, jidoka.StateClosed, b.State(), "the breaker counted requests the server never saw")
 	assert.Zero(t, srv.hits.Load())
 
