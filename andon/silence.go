@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MatchType is how a Matcher compares a label's value.
@@ -55,16 +56,19 @@ type Matcher struct {
 }
 
 // ParseMatcher parses "name=value", "name!=value", "name=~regexp" or
-// "name!~regexp"; the value may be double-quoted. Within the quotes, as in
-// Alertmanager, \", \\ and \n are a quote, a backslash and a newline, and any
-// other backslash is itself (a regexp's \.): ParseMatcher reads back what
-// Matcher.String writes.
+// "name!~regexp", as Alertmanager parses a matcher: spaces around the name,
+// the operator and the value are ignored, and the value may be
+// double-quoted. In the value, quoted or not, \", \\ and \n are a quote, a
+// backslash and a newline, and any other backslash is itself (a regexp's
+// \.): ParseMatcher reads back what Matcher.String writes. A quote not
+// escaped is an error anywhere but around the whole value, and so is an
+// opening quote without its closing one.
 func ParseMatcher(s string) (Matcher, error) {
 	i := strings.IndexAny(s, "=!")
 	if i <= 0 {
 		return Matcher{}, fmt.Errorf("andon: matcher %q has no label name and operator", s)
 	}
-	m := Matcher{Name: strings.TrimSpace(s[:i])}
+	m := Matcher{Name: strings.Trim(s[:i], matcherSpace)}
 	rest := s[i:]
 	switch {
 	case strings.HasPrefix(rest, "=~"):
@@ -78,40 +82,69 @@ func ParseMatcher(s string) (Matcher, error) {
 	default:
 		return Matcher{}, fmt.Errorf("andon: matcher %q has no operator (=, !=, =~, !~)", s)
 	}
-	rest = strings.TrimSpace(rest)
-	if len(rest) >= 2 && rest[0] == '"' && rest[len(rest)-1] == '"' {
-		rest = unescapeValue(rest[1 : len(rest)-1])
+	v, err := unescapeValue(strings.Trim(rest, matcherSpace))
+	if err != nil {
+		return Matcher{}, fmt.Errorf("andon: matcher %q: %w", s, err)
 	}
-	m.Value = rest
+	m.Value = v
 	if err := m.compile(); err != nil {
 		return Matcher{}, fmt.Errorf("andon: matcher %q: %w", s, err)
 	}
 	return m, nil
 }
 
-// unescapeValue undoes escapeValue: \", \\ and \n; any other backslash
-// stays.
-func unescapeValue(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
+// matcherSpace is the space Alertmanager trims around the parts of a
+// matcher (a regexp's \s).
+const matcherSpace = " \t\n\f\r"
+
+// unescapeValue undoes escapeValue, as Alertmanager reads a matcher's value
+// s: without its quotes, if it has them, and with \", \\ and \n unescaped;
+// any other backslash, and one that ends s, stays.
+func unescapeValue(s string) (string, error) {
+	quoted := strings.HasPrefix(s, `"`)
+	if quoted {
+		s = s[1:]
+	}
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("value %q is not valid UTF-8", s)
 	}
 	var b strings.Builder
+	escaped := false
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			switch s[i+1] {
-			case '"', '\\':
-				b.WriteByte(s[i+1])
-				i++
-				continue
+		c := s[i]
+		if escaped {
+			escaped = false
+			switch c {
 			case 'n':
 				b.WriteByte('\n')
-				i++
+			case '"', '\\':
+				b.WriteByte(c)
+			default:
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			}
+			continue
+		}
+		switch c {
+		case '\\':
+			if i < len(s)-1 {
+				escaped = true
 				continue
 			}
+			b.WriteByte(c)
+		case '"':
+			if !quoted || i < len(s)-1 {
+				return "", errors.New(`value has a quote that is not escaped; write \" for a quote in it`)
+			}
+			quoted = false
+		default:
+			b.WriteByte(c)
 		}
-		b.WriteByte(s[i])
 	}
-	return b.String()
+	if quoted {
+		return "", errors.New(`value has an opening quote and no closing one (\" does not close it)`)
+	}
+	return b.String(), nil
 }
 
 // escapeValue escapes a backslash, a quote and a newline, as

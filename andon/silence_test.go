@@ -1,0 +1,83 @@
+package andon_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/internal/servers"
+)
+
+// matcherQuoteTests are matchers whose value is quoted or escaped, with
+// the value Alertmanager reads, or the error it gives ("" for none).
+var matcherQuoteTests = []struct {
+	in, value, err string
+}{
+	{in: `alertname=Foo`, value: "Foo"},
+	{in: `alertname="Foo"`, value: "Foo"},
+	{in: ` team = " pay ments " `, value: " pay ments "},
+	{in: `a=`, value: ""},
+	{in: `a=""`, value: ""},
+	{in: `a="\""`, value: `"`},
+	{in: `a="x\.y"`, value: `x\.y`},
+	{in: `a="x\ny"`, value: "x\ny"},
+	{in: `a="foo\\"`, value: `foo\`},
+	{in: `a=foo\`, value: `foo\`},
+	{in: `a=b\"c`, value: `b"c`},
+	{in: `a=x\\y`, value: `x\y`},
+	{in: `a=x\ny`, value: "x\ny"},
+	{in: `alertname="Foo`, err: "opening quote and no closing one"},
+	{in: `a="`, err: "opening quote and no closing one"},
+	{in: `a="foo\"`, err: "opening quote and no closing one"},
+	{in: `a=Foo"`, err: "quote that is not escaped"},
+	{in: `a=b"c`, err: "quote that is not escaped"},
+	{in: `a="b"c"`, err: "quote that is not escaped"},
+	{in: `a="b" "c"`, err: "quote that is not escaped"},
+}
+
+func TestParseMatcherQuotes(t *testing.T) {
+	for _, tt := range matcherQuoteTests {
+		t.Run(tt.in, func(t *testing.T) {
+			m, err := andon.ParseMatcher(tt.in)
+			if tt.err != "" {
+				require.Error(t, err, "parsed as %+v", m)
+				assert.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.value, m.Value)
+			back, err := andon.ParseMatcher(m.String())
+			require.NoError(t, err, "reading back %s", m)
+			assert.Equal(t, m.Value, back.Value, "read back from %s", m)
+		})
+	}
+	_, err := andon.ParseMatcher("a=\"\xff\"")
+	assert.ErrorContains(t, err, "not valid UTF-8")
+}
+
+// TestParseMatcherAgreesWithAmtool checks with Alertmanager's amtool that
+// it takes and refuses the same matchers as ParseMatcher, in an
+// inhibition rule.
+func TestParseMatcherAgreesWithAmtool(t *testing.T) {
+	amtool := servers.Binary(t, "prometheus-alertmanager", "amtool")
+	dir := t.TempDir()
+	for _, tt := range matcherQuoteTests {
+		t.Run(tt.in, func(t *testing.T) {
+			in, err := json.Marshal(tt.in) // a JSON string is a YAML one
+			require.NoError(t, err)
+			config := "route:\n  receiver: r\nreceivers:\n  - name: r\ninhibit_rules:\n" +
+				"  - source_matchers: [" + string(in) + "]\n    target_matchers: [severity=info]\n"
+			path := filepath.Join(dir, "alertmanager.yml")
+			require.NoError(t, os.WriteFile(path, []byte(config), 0o600))
+			out, amErr := exec.Command(amtool, "check-config", path).CombinedOutput()
+			_, err = andon.ParseMatcher(tt.in)
+			assert.Equal(t, amErr == nil, err == nil, "amtool check-config: %v\n%s\nParseMatcher: %v", amErr, out, err)
+		})
+	}
+}
