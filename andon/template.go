@@ -5,8 +5,10 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
+	"time"
 	"unicode"
 )
 
@@ -29,9 +31,9 @@ const templateDefs = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels
 // templateFuncs are the Prometheus template functions annotations commonly
 // use, with Prometheus's formatting.
 var templateFuncs = template.FuncMap{
-	"humanize":           humanize,
-	"humanizePercentage": func(v float64) string { return fmt.Sprintf("%.4g%%", v*100) },
-	"humanizeDuration":   humanizeDuration,
+	"humanize":           acceptAny(humanize),
+	"humanizePercentage": acceptAny(func(v float64) string { return fmt.Sprintf("%.4g%%", v*100) }),
+	"humanizeDuration":   acceptAny(humanizeDuration),
 	"title":              title,
 	"toUpper":            strings.ToUpper,
 	"toLower":            strings.ToLower,
@@ -110,6 +112,44 @@ func (a *annotationTemplates) render(r *Rule, labels map[string]string, m Measur
 		out[k] = render(t, d)
 	}
 	return out
+}
+
+// acceptAny makes f take what Prometheus's template functions take in
+// place of a float64: a number (float64, int, int64, uint, uint64), a
+// time.Duration as seconds, or a string of a number ("1234", "NaN"), so
+// that {{ 1234 | humanize }} and {{ $labels.limit | humanize }} give in an
+// alert what they give in Prometheus, and fail with the same error on
+// anything else.
+func acceptAny(f func(float64) string) func(any) (string, error) {
+	return func(i any) (string, error) {
+		v, err := convertToFloat(i)
+		if err != nil {
+			return "", err
+		}
+		return f(v), nil
+	}
+}
+
+// convertToFloat converts i as Prometheus's template functions do, with
+// the same errors.
+func convertToFloat(i any) (float64, error) {
+	switch v := i.(type) {
+	case float64:
+		return v, nil
+	case string:
+		return strconv.ParseFloat(v, 64)
+	case int:
+		return float64(v), nil
+	case uint:
+		return float64(v), nil
+	case int64:
+		return float64(v), nil
+	case uint64:
+		return float64(v), nil
+	case time.Duration:
+		return v.Seconds(), nil
+	}
+	return 0, fmt.Errorf("can't convert %T to float", i)
 }
 
 // humanize writes v with an SI prefix and four significant digits, as

@@ -5,11 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
 	"github.com/taipattern/taikit/andon"
 )
 
@@ -229,4 +234,68 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// prometheusFuncTests are templates whose expansion Prometheus's own
+// template tests give: its functions take a number of any Go kind, or a
+// string of one, as well as a float64.
+var prometheusFuncTests = []struct{ tmpl, want string }{
+	{`{{ humanize "1234567.0" }}`, "1.235M"},
+	{`{{ humanize ".12" }}`, "120m"},
+	{`{{ humanize "0.0" }}`, "0"},
+	{`{{ humanize 1234567 }}`, "1.235M"},
+	{`{{ humanize -1 }}`, "-1"},
+	{`{{ "+Inf" | humanize }}:{{ "-Inf" | humanizeDuration }}:{{ "NaN" | humanize }}`, "+Inf:-Inf:NaN"},
+	{`{{ humanizeDuration "60" }}`, "1m 0s"},
+	{`{{ humanizeDuration "86400" }}`, "1d 0h 0m 0s"},
+	{`{{ humanizeDuration ".0001" }}`, "100us"},
+	{`{{ humanizeDuration "12.345" }}`, "12.35s"},
+	{`{{ humanizeDuration 1234567 }}`, "14d 6h 56m 7s"},
+	{`{{ humanizeDuration -1 }}`, "-1s"},
+	{`{{ "-0.22222" | humanizePercentage }}`, "-22.22%"},
+	{`{{ "0.1234567" | humanizePercentage }}`, "12.35%"},
+	{`{{ 1 | humanizePercentage }}`, "100%"},
+	{`{{ 0.0 | humanizePercentage }}`, "0%"},
+}
+
+func TestTemplateFunctionsTakeWhatPrometheusTakes(t *testing.T) {
+	for _, tt := range prometheusFuncTests {
+		t.Run(tt.tmpl, func(t *testing.T) {
+			assert.Equal(t, tt.want, renderSummary(t, tt.tmpl, 0))
+		})
+	}
+	// What Prometheus refuses fails with its error.
+	for _, tt := range []struct{ tmpl, want string }{
+		{`{{ humanize "one" }}`, `error calling humanize: strconv.ParseFloat: parsing "one": invalid syntax`},
+		{`{{ "one" | humanizePercentage }}`, `error calling humanizePercentage: strconv.ParseFloat: parsing "one": invalid syntax`},
+		{`{{ humanizeDuration "1m" }}`, `error calling humanizeDuration: strconv.ParseFloat: parsing "1m": invalid syntax`},
+		{`{{ $labels.team | humanize }}`, `error calling humanize: strconv.ParseFloat: parsing "payments": invalid syntax`},
+		{`{{ true | humanize }}`, `error calling humanize: can't convert bool to float`},
+		{`{{ .Labels | humanizeDuration }}`, `error calling humanizeDuration: can't convert map[string]string to float`},
+	} {
+		got := renderSummary(t, tt.tmpl, 0)
+		assert.True(t, strings.HasPrefix(got, "<error expanding template: "), "%s gave %q", tt.tmpl, got)
+		assert.Contains(t, got, tt.want, tt.tmpl)
+	}
+}
+
+// TestTemplateFunctionsAgreeWithPromtool expands prometheusFuncTests in
+// Prometheus, with promtool, and checks that it gives what andon does.
+func TestTemplateFunctionsAgreeWithPromtool(t *testing.T) {
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	var rules, want strings.Builder
+	rules.WriteString("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: vector(1)\n        annotations:\n")
+	want.WriteString("rule_files: [rules.yml]\ntests:\n  - alert_rule_test:\n      - eval_time: 0m\n        alertname: A\n" +
+		"        exp_alerts:\n          - exp_annotations:\n")
+	for i, tt := range prometheusFuncTests {
+		fmt.Fprintf(&rules, "          a%d: %s\n", i, must(json.Marshal(tt.tmpl)))
+		fmt.Fprintf(&want, "              a%d: %s\n", i, must(json.Marshal(renderSummary(t, tt.tmpl, 0))))
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), []byte(rules.String()), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(want.String()), 0o600))
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s\n%s\n%s", out, rules.String(), want.String())
 }
