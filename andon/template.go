@@ -10,6 +10,7 @@ import (
 	"text/template"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // templateData is what annotation templates see. Labels and Value are
@@ -217,14 +218,125 @@ func humanizeDuration(v float64) string {
 	return fmt.Sprintf("%.4g%ss", v, prefix)
 }
 
-// title upper-cases the first letter of every word.
+// title upper-cases the first cased letter of every word and leaves the
+// rest as it is, as Prometheus's title does (it is golang.org/x/text's
+// cases.Title(language.AmericanEnglish, cases.NoLower)). Words are told
+// apart as that package tells them, by an approximation of Unicode's word
+// breaks (UAX #29): "hello_world" is one word, and so are "don't" and
+// "a.b", but not "it”s"; a digit does not begin a word, so "3rd" is
+// "3Rd". A letter whose title case is more than one letter becomes them,
+// as ß becomes Ss.
 func title(s string) string {
-	prev := ' '
-	return strings.Map(func(r rune) rune {
-		defer func() { prev = r }()
-		if unicode.IsSpace(prev) || unicode.IsPunct(prev) {
-			return unicode.ToTitle(r)
+	var b strings.Builder
+	b.Grow(len(s))
+	inWord, wasMid := false, false
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		raw := s[i : i+size] // an invalid byte is copied, and breaks words
+		i += size
+		mid := isMidWord(r)
+		if wasMid && mid {
+			inWord = false // two in a row end the word
 		}
-		return r
-	}, s)
+		wasMid = mid
+		switch {
+		case !isCased(r):
+			b.WriteString(raw)
+			if !mid && !isWordPart(r) {
+				inWord = false
+			}
+		case inWord:
+			b.WriteString(raw)
+		default:
+			if t, ok := fullTitle[r]; ok {
+				b.WriteString(t)
+			} else {
+				b.WriteRune(unicode.ToTitle(r))
+			}
+			inWord = true
+		}
+	}
+	return b.String()
+}
+
+// isCased reports whether r has case: Unicode's Cased property.
+func isCased(r rune) bool {
+	return unicode.IsUpper(r) || unicode.IsLower(r) || unicode.IsTitle(r) ||
+		unicode.In(r, unicode.Other_Lowercase, unicode.Other_Uppercase)
+}
+
+// isMidWord reports whether r may join two parts of a word but not be
+// doubled in one: the word break classes MidLetter, MidNumLet and
+// Single_Quote.
+func isMidWord(r rune) bool {
+	switch r {
+	case '\'', '.', ':', 0x00B7, 0x0387, 0x055F, 0x05F4, 0x2018, 0x2019, 0x2024, 0x2027,
+		0xFE13, 0xFE52, 0xFE55, 0xFF07, 0xFF0E, 0xFF1A:
+		return true
+	}
+	return false
+}
+
+// isWordPart reports whether an uncased r continues a word: the word
+// break classes ALetter, Hebrew_Letter, Numeric, Extend, ExtendNumLet,
+// Format and ZWJ. Letters of scripts written without spaces (Han, kana,
+// Thai and others) break words, as in cases.Title.
+func isWordPart(r rune) bool {
+	switch {
+	case r == 0x200B: // zero width space
+		return false
+	case r == 0x202F: // narrow no-break space
+		return true
+	case unicode.In(r, unicode.Mn, unicode.Me, unicode.Mc, unicode.Cf, unicode.Pc, unicode.Nd, wordSymbols):
+		return true
+	case unicode.IsLetter(r) || unicode.Is(unicode.Nl, r):
+		return !unicode.In(r, breakingLetters...)
+	}
+	return false
+}
+
+var (
+	// wordSymbols are the symbols and punctuation that are ALetter or
+	// Extend in Unicode's word breaks.
+	wordSymbols = &unicode.RangeTable{
+		R16: []unicode.Range16{
+			{Lo: 0x02C2, Hi: 0x02C5, Stride: 1}, {Lo: 0x02D2, Hi: 0x02D7, Stride: 1},
+			{Lo: 0x02DE, Hi: 0x02DF, Stride: 1}, {Lo: 0x02E5, Hi: 0x02EB, Stride: 1},
+			{Lo: 0x02ED, Hi: 0x02ED, Stride: 1}, {Lo: 0x02EF, Hi: 0x02FF, Stride: 1},
+			{Lo: 0x055A, Hi: 0x055C, Stride: 1}, {Lo: 0x055E, Hi: 0x055E, Stride: 1},
+			{Lo: 0x058A, Hi: 0x058A, Stride: 1}, {Lo: 0x05F3, Hi: 0x05F3, Stride: 1},
+			{Lo: 0x066B, Hi: 0x066B, Stride: 1}, {Lo: 0xA708, Hi: 0xA716, Stride: 1},
+			{Lo: 0xA720, Hi: 0xA721, Stride: 1}, {Lo: 0xA789, Hi: 0xA78A, Stride: 1},
+			{Lo: 0xAB5B, Hi: 0xAB5B, Stride: 1},
+		},
+		R32: []unicode.Range32{{Lo: 0x1F3FB, Hi: 0x1F3FF, Stride: 1}}, // skin tones
+	}
+	// breakingLetters are the letters that are not ALetter in Unicode's
+	// word breaks.
+	breakingLetters = []*unicode.RangeTable{
+		unicode.Ideographic, unicode.Hiragana, unicode.Katakana, kanaMarks,
+		unicode.Thai, unicode.Lao, unicode.Myanmar, unicode.Khmer, unicode.Tai_Tham,
+		unicode.Tai_Viet, unicode.New_Tai_Lue, unicode.Tai_Le, unicode.Ahom,
+	}
+	kanaMarks = &unicode.RangeTable{R16: []unicode.Range16{
+		{Lo: 0x3031, Hi: 0x3035, Stride: 1}, {Lo: 0x30FC, Hi: 0x30FC, Stride: 1}, {Lo: 0xFF70, Hi: 0xFF70, Stride: 1},
+	}}
+)
+
+// fullTitle are the letters whose title case is more than one rune
+// (Unicode's SpecialCasing: ß is Ss, ﬁ is Fi), which unicode.ToTitle
+// leaves as they are.
+var fullTitle = map[rune]string{
+	'\u00df': "Ss", '\u0149': "\u02bcN", '\u01f0': "J\u030c", '\u0390': "\u0399\u0308\u0301",
+	'\u03b0': "\u03a5\u0308\u0301", '\u0587': "\u0535\u0582", '\u1e96': "H\u0331", '\u1e97': "T\u0308",
+	'\u1e98': "W\u030a", '\u1e99': "Y\u030a", '\u1e9a': "A\u02be", '\u1f50': "\u03a5\u0313",
+	'\u1f52': "\u03a5\u0313\u0300", '\u1f54': "\u03a5\u0313\u0301", '\u1f56': "\u03a5\u0313\u0342", '\u1fb2': "\u1fba\u0345",
+	'\u1fb4': "\u0386\u0345", '\u1fb6': "\u0391\u0342", '\u1fb7': "\u0391\u0342\u0345", '\u1fc2': "\u1fca\u0345",
+	'\u1fc4': "\u0389\u0345", '\u1fc6': "\u0397\u0342", '\u1fc7': "\u0397\u0342\u0345", '\u1fd2': "\u0399\u0308\u0300",
+	'\u1fd3': "\u0399\u0308\u0301", '\u1fd6': "\u0399\u0342", '\u1fd7': "\u0399\u0308\u0342", '\u1fe2': "\u03a5\u0308\u0300",
+	'\u1fe3': "\u03a5\u0308\u0301", '\u1fe4': "\u03a1\u0313", '\u1fe6': "\u03a5\u0342", '\u1fe7': "\u03a5\u0308\u0342",
+	'\u1ff2': "\u1ffa\u0345", '\u1ff4': "\u038f\u0345", '\u1ff6': "\u03a9\u0342", '\u1ff7': "\u03a9\u0342\u0345",
+	'\ufb00': "Ff", '\ufb01': "Fi", '\ufb02': "Fl", '\ufb03': "Ffi",
+	'\ufb04': "Ffl", '\ufb05': "St", '\ufb06': "St", '\ufb13': "\u0544\u0576",
+	'\ufb14': "\u0544\u0565", '\ufb15': "\u0544\u056b", '\ufb16': "\u054e\u0576", '\ufb17': "\u0544\u056d",
 }

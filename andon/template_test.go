@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -298,4 +299,33 @@ func TestTemplateFunctionsAgreeWithPromtool(t *testing.T) {
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "promtool test rules:\n%s\n%s\n%s", out, rules.String(), want.String())
+}
+
+func TestTemplateTitleBreaksWordsAsPrometheus(t *testing.T) {
+	// The expected texts are what Prometheus's title, golang.org/x/text's
+	// cases.Title(language.AmericanEnglish, cases.NoLower), gives.
+	for _, tt := range []struct{ in, want string }{
+		{"aa bb CC", "Aa Bb CC"},
+		{"hello_world", "Hello_world"},
+		{"x__y", "X__y"},
+		{"don't stop", "Don't Stop"},
+		{"it''s", "It''S"},
+		{"foo.bar.baz", "Foo.bar.baz"},
+		{"a.b c:d e-f g,h a/b", "A.b C:d E-F G,H A/B"},
+		{"3rd place", "3Rd Place"},
+		{"a1b", "A1b"},
+		{"(hi) [there]", "(Hi) [There]"},
+		{"é è", "É È"},
+		{"ǆemal", "ǅemal"},
+		{"ßtraße", "Sstraße"},
+		{"ﬁsh", "Fish"},
+		{"a·b", "A·b"},
+		{"漢a カa", "漢A カA"},
+		{"hello\u200bworld", "Hello\u200bWorld"},
+		{"x\u0301y", "X\u0301y"},
+		{"a\xffb", "A\xffB"},
+		{"", ""},
+	} {
+		assert.Equal(t, tt.want, renderSummary(t, "{{ "+strconv.Quote(tt.in)+" | title }}", 0), "%q", tt.in)
+	}
 }
