@@ -43,8 +43,9 @@ type Rule struct {
 	// ("deny rate of payment over 5m is 3.1% (threshold 2%)").
 	//
 	// Templates see .Value (float64), .Labels, and the variables $value
-	// and $labels, with Prometheus's functions humanize,
-	// humanizePercentage, humanizeDuration, title, toUpper and toLower, so
+	// and $labels, with Prometheus's functions humanize, humanize1024,
+	// humanizePercentage, humanizeDuration, humanizeTimestamp, title,
+	// toUpper and toLower, so
 	// the same text works in an exported Prometheus rule:
 	// "fraud rate {{ $value | humanizePercentage }}". They also see
 	// .Threshold and .Detail, which Prometheus does not have.

@@ -33,6 +33,8 @@ const templateDefs = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels
 // use, with Prometheus's formatting.
 var templateFuncs = template.FuncMap{
 	"humanize":           acceptAny(humanize),
+	"humanize1024":       acceptAny(humanize1024),
+	"humanizeTimestamp":  humanizeTimestamp,
 	"humanizePercentage": acceptAny(func(v float64) string { return fmt.Sprintf("%.4g%%", v*100) }),
 	"humanizeDuration":   acceptAny(humanizeDuration),
 	"title":              title,
@@ -172,6 +174,41 @@ func humanize(v float64) string {
 	}
 	v, prefix = smallPrefix(v)
 	return fmt.Sprintf("%.4g%s", v, prefix)
+}
+
+// humanize1024 writes v with a binary prefix ("ki" to "Yi") and four
+// significant digits, as Prometheus's humanize1024 does.
+func humanize1024(v float64) string {
+	if math.Abs(v) <= 1 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Sprintf("%.4g", v)
+	}
+	prefix := ""
+	for _, p := range []string{"ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"} {
+		if math.Abs(v) < 1024 {
+			break
+		}
+		prefix = p
+		v /= 1024
+	}
+	return fmt.Sprintf("%.4g%s", v, prefix)
+}
+
+// humanizeTimestamp writes i, seconds since the Unix epoch, as a UTC time
+// to the millisecond, as Prometheus's humanizeTimestamp does:
+// "2015-06-23 13:19:44.128 +0000 UTC".
+func humanizeTimestamp(i any) (string, error) {
+	v, err := convertToFloat(i)
+	if err != nil {
+		return "", err
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Sprintf("%.4g", v), nil
+	}
+	ns := v * 1e9
+	if ns > math.MaxInt64 || ns < math.MinInt64 {
+		return "", fmt.Errorf("%v cannot be represented as a nanoseconds timestamp since it overflows int64", v)
+	}
+	return time.UnixMilli(int64(ns) / 1e6).UTC().String(), nil
 }
 
 // smallPrefix scales a non-zero v below 1 into [1, 1000) and returns it with

@@ -257,6 +257,15 @@ var prometheusFuncTests = []struct{ tmpl, want string }{
 	{`{{ "0.1234567" | humanizePercentage }}`, "12.35%"},
 	{`{{ 1 | humanizePercentage }}`, "100%"},
 	{`{{ 0.0 | humanizePercentage }}`, "0%"},
+	{`{{ humanize1024 0.0 }}:{{ humanize1024 1 }}:{{ humanize1024 1048576.0 }}:{{ humanize1024 .12 }}`, "0:1:1Mi:0.12"},
+	{`{{ humanize1024 "1048576.0" }}:{{ humanize1024 -1 }}:{{ humanize1024 1234567 }}`, "1Mi:-1:1.177Mi"},
+	{`{{ "+Inf" | humanize1024 }}:{{ "NaN" | humanizeTimestamp }}`, "+Inf:NaN"},
+	{`{{ humanizeTimestamp 0 }}`, "1970-01-01 00:00:00 +0000 UTC"},
+	{`{{ humanizeTimestamp -1 }}`, "1969-12-31 23:59:59 +0000 UTC"},
+	{`{{ humanizeTimestamp 1234567 }}`, "1970-01-15 06:56:07 +0000 UTC"},
+	{`{{ humanizeTimestamp 9223372036 }}`, "2262-04-11 23:47:16 +0000 UTC"},
+	{`{{ 1435065584.128 | humanizeTimestamp }}`, "2015-06-23 13:19:44.128 +0000 UTC"},
+	{`{{ "1435065584.128" | humanizeTimestamp }}`, "2015-06-23 13:19:44.128 +0000 UTC"},
 }
 
 func TestTemplateFunctionsTakeWhatPrometheusTakes(t *testing.T) {
@@ -272,6 +281,10 @@ func TestTemplateFunctionsTakeWhatPrometheusTakes(t *testing.T) {
 		{`{{ humanizeDuration "1m" }}`, `error calling humanizeDuration: strconv.ParseFloat: parsing "1m": invalid syntax`},
 		{`{{ $labels.team | humanize }}`, `error calling humanize: strconv.ParseFloat: parsing "payments": invalid syntax`},
 		{`{{ true | humanize }}`, `error calling humanize: can't convert bool to float`},
+		{`{{ "one" | humanize1024 }}`, `error calling humanize1024: strconv.ParseFloat: parsing "one": invalid syntax`},
+		{`{{ true | humanizeTimestamp }}`, `error calling humanizeTimestamp: can't convert bool to float`},
+		{`{{ humanizeTimestamp 1.8446744073709552e19 }}`, `error calling humanizeTimestamp: 1.8446744073709552e+19 cannot be represented as a nanoseconds timestamp since it overflows int64`},
+		{`{{ humanizeTimestamp -9.3e18 }}`, `-9.3e+18 cannot be represented as a nanoseconds timestamp since it overflows int64`},
 		{`{{ .Labels | humanizeDuration }}`, `error calling humanizeDuration: can't convert map[string]string to float`},
 	} {
 		got := renderSummary(t, tt.tmpl, 0)
