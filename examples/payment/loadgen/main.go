@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -161,7 +162,9 @@ func (r *report) refused() error {
 
 func (r *report) rate() float64 { return float64(len(r.latencies)) / r.elapsed.Seconds() }
 
-// quantile returns the latency at q; r.latencies must be sorted or will be.
+// quantile returns the latency at q by nearest rank, the ceil(q·n)-th
+// smallest of n (the p99 of 100 is the 99th), and 0 without latencies;
+// it sorts r.latencies.
 func (r *report) quantile(q float64) time.Duration {
 	n := len(r.latencies)
 	if n == 0 {
@@ -170,7 +173,7 @@ func (r *report) quantile(q float64) time.Duration {
 	if !slices.IsSorted(r.latencies) {
 		slices.Sort(r.latencies)
 	}
-	return r.latencies[min(n-1, int(q*float64(n)))]
+	return r.latencies[min(n-1, max(0, int(math.Ceil(q*float64(n)))-1))]
 }
 
 // After a transport error a closed-loop client waits minErrorPause before
@@ -395,7 +398,7 @@ func (r *report) print(w io.Writer) {
 		return
 	}
 	q := r.quantile
-	fmt.Fprintf(w, "latency p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), r.latencies[n-1])
+	fmt.Fprintf(w, "latency p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
 	if r.fraudSent > 0 {
 		fmt.Fprintf(w, "fraud caught %d of %d (%.1f%%)", r.fraudCaught, r.fraudSent, 100*float64(r.fraudCaught)/float64(r.fraudSent))
 	}

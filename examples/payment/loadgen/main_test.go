@@ -355,3 +355,32 @@ func TestRunPausesWhileTheServiceIsDown(t *testing.T) {
 		t.Fatalf("%d transport errors from 2 clients in 300ms", rep.errors)
 	}
 }
+
+// TestQuantileIsTheNearestRank: the q-quantile of n latencies is the
+// ceil(q·n)-th smallest, so the p99 of 100 is the 99th, not the largest.
+func TestQuantileIsTheNearestRank(t *testing.T) {
+	hundred := make([]time.Duration, 0, 100)
+	for i := 100; i >= 1; i-- {
+		hundred = append(hundred, time.Duration(i)*time.Millisecond)
+	}
+	for _, tc := range []struct {
+		lat  []time.Duration
+		q    float64
+		want time.Duration
+	}{
+		{hundred, 0.50, 50 * time.Millisecond},
+		{hundred, 0.90, 90 * time.Millisecond},
+		{hundred, 0.99, 99 * time.Millisecond},
+		{hundred, 1, 100 * time.Millisecond},
+		{hundred, 0, time.Millisecond},
+		{[]time.Duration{2, 1}, 0.50, 1},
+		{[]time.Duration{2, 1}, 0.99, 2},
+		{[]time.Duration{7}, 0.99, 7},
+		{nil, 0.99, 0},
+	} {
+		r := &report{latencies: slices.Clone(tc.lat)}
+		if got := r.quantile(tc.q); got != tc.want {
+			t.Errorf("quantile(%v) of %d latencies = %v, want %v", tc.q, len(tc.lat), got, tc.want)
+		}
+	}
+}
