@@ -399,11 +399,15 @@ func (r *report) print(w io.Writer) {
 	}
 	q := r.quantile
 	fmt.Fprintf(w, "latency p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
+	var fraud []string
 	if r.fraudSent > 0 {
-		fmt.Fprintf(w, "fraud caught %d of %d (%.1f%%)", r.fraudCaught, r.fraudSent, 100*float64(r.fraudCaught)/float64(r.fraudSent))
+		fraud = append(fraud, fmt.Sprintf("fraud caught %d of %d (%.1f%%)", r.fraudCaught, r.fraudSent, 100*float64(r.fraudCaught)/float64(r.fraudSent)))
 	}
 	if r.normalSent > 0 {
-		fmt.Fprintf(w, "  false positives %d of %d (%.2f%%)\n", r.normalFlagged, r.normalSent, 100*float64(r.normalFlagged)/float64(r.normalSent))
+		fraud = append(fraud, fmt.Sprintf("false positives %d of %d (%.2f%%)", r.normalFlagged, r.normalSent, 100*float64(r.normalFlagged)/float64(r.normalSent)))
+	}
+	if len(fraud) > 0 {
+		fmt.Fprintln(w, strings.Join(fraud, "  "))
 	}
 	keys := make([]string, 0, len(r.statuses))
 	for k := range r.statuses {

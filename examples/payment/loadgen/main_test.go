@@ -384,3 +384,22 @@ func TestQuantileIsTheNearestRank(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintEndsTheFraudLine: with -fraud 1 no normal payment is sent, and
+// the fraud line still ends before the statuses begin.
+func TestPrintEndsTheFraudLine(t *testing.T) {
+	r := &report{elapsed: time.Second, latencies: []time.Duration{time.Millisecond, time.Millisecond},
+		statuses: map[string]int{"FRAUD_BLOCKED": 2}, fraudSent: 2, fraudCaught: 2}
+	var out bytes.Buffer
+	r.print(&out)
+	if !strings.Contains(out.String(), "fraud caught 2 of 2 (100.0%)\n  FRAUD_BLOCKED") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+	r = &report{elapsed: time.Second, latencies: []time.Duration{time.Millisecond},
+		statuses: map[string]int{"SUCCESS": 1}, normalSent: 1}
+	out.Reset()
+	r.print(&out)
+	if !strings.Contains(out.String(), "\nfalse positives 0 of 1 (0.00%)\n  SUCCESS") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+}
