@@ -30,16 +30,16 @@ type target struct {
 func parseTarget(raw string) (target, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return target{}, fmt.Errorf("-url %q: %w", raw, err)
+		return target{}, fmt.Errorf("%q: %w", raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return target{}, fmt.Errorf("-url %q: the scheme must be http or https", raw)
+		return target{}, fmt.Errorf("%q: the scheme must be http or https", raw)
 	}
 	if u.Host == "" {
-		return target{}, fmt.Errorf("-url %q has no host", raw)
+		return target{}, fmt.Errorf("%q has no host", raw)
 	}
 	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
-		return target{}, fmt.Errorf("-url %q: give the service's base URL, without a path or query", raw)
+		return target{}, fmt.Errorf("%q: give the base URL, without a path or query", raw)
 	}
 	t := target{addr: u.Host, host: u.Host, tls: u.Scheme == "https"}
 	if u.Port() == "" {

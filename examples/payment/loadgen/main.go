@@ -15,6 +15,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -42,6 +43,22 @@ type options struct {
 	idempotency bool
 	token       string
 	rate        float64 // payments per second in all; 0: as fast as the clients go
+	urlFlag     string  // the flag url came from, for errors; "-url" if empty
+}
+
+// reach parses o.url and checks that something answers there.
+func reach(o options) (target, error) {
+	flag := cmp.Or(o.urlFlag, "-url")
+	t, err := parseTarget(o.url)
+	if err != nil {
+		return target{}, fmt.Errorf("%s %w", flag, err)
+	}
+	probe, err := http.Get(strings.TrimSuffix(o.url, "/") + "/healthz")
+	if err != nil {
+		return target{}, fmt.Errorf("%s %s not reachable: %w", flag, o.url, err)
+	}
+	probe.Body.Close()
+	return t, nil
 }
 
 func main() {
@@ -93,15 +110,23 @@ func main() {
 // prints each round, then payments/s and p99 of each over all rounds and
 // the service's share of the baseline's.
 func compare(ctx context.Context, o options, baseline string, rounds int, w io.Writer) error {
+	bo := o
+	bo.url, bo.urlFlag = baseline, "-baseline"
+	// Both answer before either is driven: a mistyped -baseline is not
+	// found out a round later.
+	for _, oo := range []options{o, bo} {
+		if _, err := reach(oo); err != nil {
+			return err
+		}
+	}
 	var svc, base []*report
 	for i := range rounds {
 		for _, t := range []struct {
-			name, url string
-			into      *[]*report
-		}{{"service", o.url, &svc}, {"baseline", baseline, &base}} {
-			oo := o
-			oo.url = t.url
-			rep, err := run(ctx, oo, io.Discard)
+			name string
+			o    options
+			into *[]*report
+		}{{"service", o, &svc}, {"baseline", bo, &base}} {
+			rep, err := run(ctx, t.o, io.Discard)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -185,15 +210,10 @@ const (
 )
 
 func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
-	target, err := parseTarget(o.url)
+	target, err := reach(o)
 	if err != nil {
 		return nil, err
 	}
-	probe, err := http.Get(strings.TrimSuffix(o.url, "/") + "/healthz")
-	if err != nil {
-		return nil, fmt.Errorf("service not reachable at %s: %w", o.url, err)
-	}
-	probe.Body.Close()
 
 	ctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()

@@ -302,7 +302,8 @@ func TestCompareAlternatesServiceAndBaseline(t *testing.T) {
 	}
 	calls.Lock()
 	defer calls.Unlock()
-	if want := []string{"service", "baseline", "service", "baseline"}; !slices.Equal(calls.order, want) {
+	// Both are checked before the first round, then each round probes its target.
+	if want := []string{"service", "baseline", "service", "baseline", "service", "baseline"}; !slices.Equal(calls.order, want) {
 		t.Errorf("order %v, want %v", calls.order, want)
 	}
 }
@@ -401,5 +402,35 @@ func TestPrintEndsTheFraudLine(t *testing.T) {
 	r.print(&out)
 	if !strings.Contains(out.String(), "\nfalse positives 0 of 1 (0.00%)\n  SUCCESS") {
 		t.Fatalf("report:\n%s", out.String())
+	}
+}
+
+// TestCompareChecksTheBaselineFirst: a -baseline URL that is malformed or
+// answers nothing is an error naming -baseline before the service is
+// driven for a round.
+func TestCompareChecksTheBaselineFirst(t *testing.T) {
+	var payments atomic.Int64
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/payment" {
+			payments.Add(1)
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer svc.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "http://" + ln.Addr().String()
+	ln.Close()
+	o := options{url: svc.URL, clients: 1, duration: 200 * time.Millisecond, customers: 10}
+	for _, baseline := range []string{"ftp://x", "http://x/payment", gone} {
+		err := compare(context.Background(), o, baseline, 1, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-baseline") {
+			t.Errorf("compare with -baseline %s: %v", baseline, err)
+		}
+	}
+	if n := payments.Load(); n != 0 {
+		t.Errorf("the service was sent %d payments", n)
 	}
 }
