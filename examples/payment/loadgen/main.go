@@ -46,14 +46,22 @@ type options struct {
 	urlFlag     string  // the flag url came from, for errors; "-url" if empty
 }
 
-// reach parses o.url and checks that something answers there.
-func reach(o options) (target, error) {
+// reach parses o.url and checks that something answers there, waiting
+// for the answer no longer than a request may take or ctx lasts.
+func reach(ctx context.Context, o options) (target, error) {
 	flag := cmp.Or(o.urlFlag, "-url")
 	t, err := parseTarget(o.url)
 	if err != nil {
 		return target{}, fmt.Errorf("%s %w", flag, err)
 	}
-	probe, err := http.Get(strings.TrimSuffix(o.url, "/") + "/healthz")
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(o.url, "/")+"/healthz", nil)
+	if err != nil {
+		return target{}, fmt.Errorf("%s %w", flag, err)
+	}
+	req.Close = true // no idle connection left behind
+	probe, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return target{}, fmt.Errorf("%s %s not reachable: %w", flag, o.url, err)
 	}
@@ -115,7 +123,7 @@ func compare(ctx context.Context, o options, baseline string, rounds int, w io.W
 	// Both answer before either is driven: a mistyped -baseline is not
 	// found out a round later.
 	for _, oo := range []options{o, bo} {
-		if _, err := reach(oo); err != nil {
+		if _, err := reach(ctx, oo); err != nil {
 			return err
 		}
 	}
@@ -210,7 +218,7 @@ const (
 )
 
 func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
-	target, err := reach(o)
+	target, err := reach(ctx, o)
 	if err != nil {
 		return nil, err
 	}

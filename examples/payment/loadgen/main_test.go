@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -432,5 +433,33 @@ func TestCompareChecksTheBaselineFirst(t *testing.T) {
 	}
 	if n := payments.Load(); n != 0 {
 		t.Errorf("the service was sent %d payments", n)
+	}
+}
+
+// TestRunStopsWhileTheProbeHangs: a service that accepts the health probe
+// and never answers holds a run only until its context ends.
+func TestRunStopsWhileTheProbeHangs(t *testing.T) {
+	probed, release := make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case probed <- struct{}{}:
+		default:
+		}
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-probed; cancel() }()
+	o := options{url: srv.URL, clients: 1, duration: time.Second, customers: 10}
+	done := make(chan error, 1)
+	go func() { _, err := run(ctx, o, io.Discard); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("run: %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute): // a guard against hanging, not a measure
+		t.Fatal("run still waiting for the probe a minute after its context ended")
 	}
 }
