@@ -157,6 +157,7 @@ func merge(reps []*report) *report {
 		m.elapsed += r.elapsed
 		m.latencies = append(m.latencies, r.latencies...)
 		m.errors += r.errors
+		m.lastErr = cmp.Or(r.lastErr, m.lastErr)
 		m.fraudSent += r.fraudSent
 		m.fraudCaught += r.fraudCaught
 		m.normalSent += r.normalSent
@@ -174,10 +175,23 @@ type report struct {
 	latencies []time.Duration
 	statuses  map[string]int
 	errors    int
+	lastErr   error // the last transport error, if any
 	// The fraud the run sent and what the service made of it: labelled
 	// fraud blocked (or held for review), and normal payments blocked or
 	// held, among the payments answered with a decision (not 429 or 503).
 	fraudSent, fraudCaught, normalSent, normalFlagged int
+}
+
+// unanswered is an error when no request of the run was answered: the
+// service went down after the probe, or stalled for the whole run.
+func (r *report) unanswered() error {
+	if len(r.latencies) > 0 {
+		return nil
+	}
+	if r.lastErr != nil {
+		return fmt.Errorf("no payment was answered in %v: %d transport errors, the last: %w", r.elapsed.Round(time.Millisecond), r.errors, r.lastErr)
+	}
+	return fmt.Errorf("no payment was answered in %v", r.elapsed.Round(time.Millisecond))
 }
 
 // refused is an error when the service turned most of the run's requests
@@ -230,6 +244,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 		lat      []time.Duration
 		statuses map[string]int
 		errors   int
+		lastErr  error
 		// fraud accounting, as in report
 		fraudSent, fraudCaught, normalSent, normalFlagged int
 	}
@@ -290,6 +305,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 				if err != nil {
 					if ctx.Err() == nil {
 						r.errors++
+						r.lastErr = err
 					}
 					// A service that is down refuses a connection at once:
 					// wait before the next, longer while it stays down,
@@ -343,6 +359,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			for _, r := range results {
 				rep.latencies = append(rep.latencies, r.lat...)
 				rep.errors += r.errors
+				rep.lastErr = cmp.Or(r.lastErr, rep.lastErr)
 				rep.fraudSent += r.fraudSent
 				rep.fraudCaught += r.fraudCaught
 				rep.normalSent += r.normalSent
@@ -351,7 +368,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 					rep.statuses[k] += v
 				}
 			}
-			return rep, rep.refused()
+			return rep, cmp.Or(rep.unanswered(), rep.refused())
 		case now := <-tick.C:
 			n := done.Load()
 			fmt.Fprintf(progress, "%5.0fs  %8d payments  %8.0f/s\n", now.Sub(start).Seconds(), n, float64(n-last)/now.Sub(lastAt).Seconds())
