@@ -89,8 +89,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "loadgen: unexpected arguments %q; every setting is a flag (-h lists them)\n", flag.Args())
 		os.Exit(2)
 	}
-	if o.clients < 1 || o.duration <= 0 || o.fraud < 0 || o.fraud > 1 || o.customers < 1 || o.rate < 0 || rounds < 1 {
-		fmt.Fprintln(os.Stderr, "loadgen: -c, -customers and -rounds must be at least 1, -d positive, -fraud in [0, 1], -rate not negative")
+	if err := validate(o, rounds, baseline, serve); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -111,6 +111,31 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
+}
+
+// validate names the first flag out of its range, with its value.
+func validate(o options, rounds int, baseline, serve string) error {
+	switch {
+	case o.clients < 1:
+		return fmt.Errorf("-c %d: at least one client", o.clients)
+	case o.duration <= 0:
+		return fmt.Errorf("-d %v: the run must last a while", o.duration)
+	case rounds < 1:
+		return fmt.Errorf("-rounds %d: at least one round", rounds)
+	case o.customers < 1:
+		return fmt.Errorf("-customers %d: at least one customer", o.customers)
+	case !(o.fraud >= 0 && o.fraud <= 1): // NaN too
+		return fmt.Errorf("-fraud %v: a share between 0 and 1", o.fraud)
+	case !(o.rate >= 0) || math.IsInf(o.rate, 1):
+		return fmt.Errorf("-rate %v: payments a second, 0 (as fast as the clients go) or more", o.rate)
+	case o.rate > 0 && time.Duration(float64(o.clients)/o.rate*float64(time.Second)) == 0:
+		// Each client's interval would round to nothing: a closed loop
+		// reported as a fixed rate.
+		return fmt.Errorf("-rate %v: over a payment a nanosecond for each of -c %d clients", o.rate, o.clients)
+	case serve != "" && baseline != "":
+		return fmt.Errorf("-serve-baseline %s and -baseline %s: serve the baseline in one process and drive it from another", serve, baseline)
+	}
+	return nil
 }
 
 // compare drives the service and the baseline in turn, rounds times each

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -486,5 +488,47 @@ func TestRunWithNoAnswerIsAnError(t *testing.T) {
 	defer base.Close()
 	if err := compare(context.Background(), o, base.URL, 1, &out); err == nil || !strings.Contains(err.Error(), "no payment was answered") {
 		t.Errorf("compare: %v\n%s", err, out.String())
+	}
+}
+
+// TestMain runs main itself when LOADGEN_RUN_MAIN is set, so that a test
+// can see what the command does with its flags.
+func TestMain(m *testing.M) {
+	if os.Getenv("LOADGEN_RUN_MAIN") == "1" {
+		os.Args = append([]string{"loadgen"}, strings.Fields(os.Getenv("LOADGEN_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestFlagsRefusedByName: a flag out of its range exits 2 with a message
+// that names it and its value, before anything is dialled.
+func TestFlagsRefusedByName(t *testing.T) {
+	down := "-url http://127.0.0.1:1 " // nothing listens there
+	for _, tc := range []struct{ args, want string }{
+		{down + "-c 0", "-c 0"},
+		{down + "-d 0s", "-d 0s"},
+		{down + "-d -1s", "-d -1s"},
+		{down + "-rounds 0", "-rounds 0"},
+		{down + "-customers 0", "-customers 0"},
+		{down + "-fraud 1.5", "-fraud 1.5"},
+		{down + "-fraud NaN", "-fraud NaN"},
+		{down + "-rate -1", "-rate -1"},
+		{down + "-rate NaN", "-rate NaN"},
+		{down + "-rate +Inf", "-rate +Inf"},
+		{down + "-rate 1e300", "-rate 1e+300"},
+		{down + "-serve-baseline 127.0.0.1:0 -baseline http://127.0.0.1:1", "-serve-baseline"},
+	} {
+		// The timeout guards against a flag taken and a server served for good.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "LOADGEN_RUN_MAIN=1", "LOADGEN_ARGS="+tc.args)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("loadgen %s: %v\n%s", tc.args, err, out)
+		}
 	}
 }
