@@ -183,6 +183,8 @@ func merge(reps []*report) *report {
 		m.latencies = append(m.latencies, r.latencies...)
 		m.errors += r.errors
 		m.lastErr = cmp.Or(r.lastErr, m.lastErr)
+		m.owed += r.owed
+		m.oldestOwed = max(m.oldestOwed, r.oldestOwed)
 		m.fraudSent += r.fraudSent
 		m.fraudCaught += r.fraudCaught
 		m.normalSent += r.normalSent
@@ -201,6 +203,11 @@ type report struct {
 	statuses  map[string]int
 	errors    int
 	lastErr   error // the last transport error, if any
+	// With -rate, the payments scheduled before the run ended that were
+	// not answered (cut off in flight, or never sent for a stall), and
+	// how long the oldest of them had waited.
+	owed       int
+	oldestOwed time.Duration
 	// The fraud the run sent and what the service made of it: labelled
 	// fraud blocked (or held for review), and normal payments blocked or
 	// held, among the payments answered with a decision (not 429 or 503).
@@ -270,6 +277,9 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 		statuses map[string]int
 		errors   int
 		lastErr  error
+		// as in report
+		owed       int
+		oldestOwed time.Duration
 		// fraud accounting, as in report
 		fraudSent, fraudCaught, normalSent, normalFlagged int
 	}
@@ -300,6 +310,21 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			// ctx's timer fires: on a busy machine it fires late, and a
 			// schedule behind would send a burst meanwhile.
 			end := start.Add(o.duration)
+			if interval > 0 {
+				// The payments still owed when the client stops: left
+				// out of the latencies, a stall at the end of the run
+				// would leave no trace but a lower rate.
+				defer func() {
+					stopped := end
+					if now := time.Now(); now.Before(end) { // interrupted
+						stopped = now
+					}
+					if next.Before(stopped) {
+						r.owed = int((stopped.Sub(next) + interval - 1) / interval)
+						r.oldestOwed = stopped.Sub(next)
+					}
+				}()
+			}
 			pause := minErrorPause
 			for ctx.Err() == nil {
 				if interval > 0 && !next.Before(end) || interval == 0 && !time.Now().Before(end) {
@@ -331,6 +356,8 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 					if ctx.Err() == nil {
 						r.errors++
 						r.lastErr = err
+					} else if interval > 0 {
+						next = t0 // cut off by the end: still owed
 					}
 					// A service that is down refuses a connection at once:
 					// wait before the next, longer while it stays down,
@@ -385,6 +412,8 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 				rep.latencies = append(rep.latencies, r.lat...)
 				rep.errors += r.errors
 				rep.lastErr = cmp.Or(r.lastErr, rep.lastErr)
+				rep.owed += r.owed
+				rep.oldestOwed = max(rep.oldestOwed, r.oldestOwed)
 				rep.fraudSent += r.fraudSent
 				rep.fraudCaught += r.fraudCaught
 				rep.normalSent += r.normalSent
@@ -469,6 +498,9 @@ func (r *report) print(w io.Writer) {
 	}
 	q := r.quantile
 	fmt.Fprintf(w, "latency p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
+	if r.owed > 0 {
+		fmt.Fprintf(w, "%d scheduled payments not answered by the end, the oldest waiting %v: the latencies above leave them out\n", r.owed, r.oldestOwed.Round(time.Millisecond))
+	}
 	var fraud []string
 	if r.fraudSent > 0 {
 		fraud = append(fraud, fmt.Sprintf("fraud caught %d of %d (%.1f%%)", r.fraudCaught, r.fraudSent, 100*float64(r.fraudCaught)/float64(r.fraudSent)))

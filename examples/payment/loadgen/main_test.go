@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -530,5 +531,40 @@ func TestFlagsRefusedByName(t *testing.T) {
 		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
 			t.Errorf("loadgen %s: %v\n%s", tc.args, err, out)
 		}
+	}
+}
+
+// TestRunCountsPaymentsOwedAtTheEnd: at a fixed rate, a service that
+// stops answering before the end leaves payments cut off in flight and
+// payments never sent; the report counts them, where the latencies of the
+// answered ones alone would hide the stall.
+func TestRunCountsPaymentsOwedAtTheEnd(t *testing.T) {
+	var payments atomic.Int64
+	stalled := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/payment" && payments.Add(1) > 5 {
+			select {
+			case <-stalled:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer srv.Close()
+	defer close(stalled)
+	// 2 clients at 100/s for 300 ms: 30 payments scheduled, 10 ms apart.
+	o := options{url: srv.URL, clients: 2, duration: 300 * time.Millisecond, customers: 10, rate: 100}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rep.latencies); n > 5 || rep.errors != 0 {
+		t.Fatalf("%d answered, %d transport errors", n, rep.errors)
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	if want := fmt.Sprintf("%d scheduled payments not answered by the end", 30-len(rep.latencies)); !strings.Contains(out.String(), want) {
+		t.Fatalf("no %q in:\n%s", want, out.String())
 	}
 }
