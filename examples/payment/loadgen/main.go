@@ -141,7 +141,8 @@ func validate(o options, rounds int, baseline, serve string) error {
 // compare drives the service and the baseline in turn, rounds times each
 // for o.duration, so that both meet the machine in the same moods, and
 // prints each round, then payments/s and p99 of each over all rounds and
-// the service's share of the baseline's.
+// the service's share of the baseline's. An interrupt ends it with the
+// rounds complete by then.
 func compare(ctx context.Context, o options, baseline string, rounds int, w io.Writer) error {
 	bo := o
 	bo.url, bo.urlFlag = baseline, "-baseline"
@@ -153,6 +154,7 @@ func compare(ctx context.Context, o options, baseline string, rounds int, w io.W
 		}
 	}
 	var svc, base []*report
+rounds:
 	for i := range rounds {
 		for _, t := range []struct {
 			name string
@@ -160,6 +162,15 @@ func compare(ctx context.Context, o options, baseline string, rounds int, w io.W
 			into *[]*report
 		}{{"service", o, &svc}, {"baseline", bo, &base}} {
 			rep, err := run(ctx, t.o, io.Discard)
+			if ctx.Err() != nil {
+				// Interrupted: the round is cut short, and the complete
+				// ones are what there is to compare.
+				if len(base) == 0 {
+					return fmt.Errorf("interrupted in round 1: %w", ctx.Err())
+				}
+				svc = svc[:len(base)]
+				break rounds
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}

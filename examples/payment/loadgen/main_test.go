@@ -568,3 +568,39 @@ func TestRunCountsPaymentsOwedAtTheEnd(t *testing.T) {
 		t.Fatalf("no %q in:\n%s", want, out.String())
 	}
 }
+
+// TestCompareInterrupted: an interrupt during a round ends the comparison
+// with the rounds complete so far, the cut one left out, rather than
+// going on to report every remaining target unreachable.
+func TestCompareInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var probes atomic.Int64
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			probes.Add(1)
+			return
+		}
+		if probes.Load() >= 3 { // the check, round 1, round 2
+			cancel()
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer svc.Close()
+	base := httptest.NewServer(baselineHandler())
+	defer base.Close()
+	var out bytes.Buffer
+	o := options{url: svc.URL, clients: 2, duration: 150 * time.Millisecond, customers: 10}
+	if err := compare(ctx, o, base.URL, 3, &out); err != nil {
+		t.Fatalf("compare: %v\n%s", err, out.String())
+	}
+	if s := out.String(); !strings.Contains(s, "round 1 baseline") || strings.Contains(s, "round 2") || !strings.Contains(s, "service / baseline") {
+		t.Fatalf("output:\n%s", s)
+	}
+	// Interrupted before a round is complete, there is nothing to compare.
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	if err := compare(done, o, base.URL, 3, io.Discard); !errors.Is(err, context.Canceled) {
+		t.Fatalf("compare interrupted at once: %v", err)
+	}
+}
