@@ -409,8 +409,29 @@ func TestDeployFailsOnABadBinary(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 			assert.Empty(t, f.Instances("web", "eu", "v1"))
+			_, ok := f.ProxyURL("web", "eu")
+			assert.False(t, ok, "no proxy to curl: nothing is deployed")
 		})
 	}
+}
+
+// TestNoProxyURLAfterAFailedFirstDeploy: a first Deploy that fails leaves
+// nothing to curl; ProxyURL says so until a version is deployed.
+func TestNoProxyURLAfterAFailedFirstDeploy(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{Profile: func(service, version, region string) (AppProfile, error) {
+		if version == "bad" {
+			return AppProfile{}, errors.New("no profile")
+		}
+		return AppProfile{}, nil
+	}})
+	require.Error(t, f.Deploy(ctx, "web", "eu", "bad", 1))
+	_, ok := f.ProxyURL("web", "eu")
+	assert.False(t, ok, "no proxy after a failed first deploy")
+
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	assert.Equal(t, "v1", mustCall(t, client(t), proxyURL(t, f, "web", "eu")+"/").Version)
 }
 
 func TestStopReachesTheProcessGroup(t *testing.T) {

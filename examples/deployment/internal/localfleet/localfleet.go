@@ -427,11 +427,20 @@ func (f *Fleet) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ProxyURL returns the base URL of service's proxy in region, and false if
-// nothing of service was deployed there.
+// ProxyURL returns the base URL of service's proxy in region, and false
+// while no version of service is deployed there: before the first Deploy
+// there has succeeded, or after every version was retired.
 func (f *Fleet) ProxyURL(service, region string) (string, bool) {
 	g, err := f.existingRegion(service, region)
 	if err != nil {
+		return "", false
+	}
+	// A Deploy starts the proxy before its processes, and keeps it if
+	// they fail to start.
+	g.mu.RLock()
+	deployed := len(g.versions) > 0
+	g.mu.RUnlock()
+	if !deployed {
 		return "", false
 	}
 	return g.url, true
