@@ -3,12 +3,14 @@ package localfleet
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -571,4 +573,52 @@ func requestOnV1(t *testing.T, f *Fleet, c *http.Client) (*release, <-chan answe
 	g.mu.RUnlock()
 	require.Eventually(t, func() bool { return v1.inflight.count() == 1 }, 10*time.Second, time.Millisecond)
 	return v1, got
+}
+
+// TestInstanceOutlivesTheThreadThatDeployedIt: Linux sends a process's
+// parent-death signal when the thread that started it ends, not the
+// process. A Deploy from a goroutine locked to its thread, which ends with
+// the goroutine, must leave the instance running.
+func TestInstanceOutlivesTheThreadThatDeployedIt(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{})
+	var tid int
+	for tid == 0 {
+		type result struct {
+			tid int
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread()
+			if id := syscall.Gettid(); id != os.Getpid() {
+				// Never unlocked: the thread ends with this goroutine.
+				done <- result{id, f.Deploy(ctx, "web", "eu", "v1", 1)}
+				return
+			}
+			// The main thread is not ended, so it would prove nothing:
+			// try again on another.
+			runtime.UnlockOSThread()
+			done <- result{}
+		}()
+		r := <-done
+		require.NoError(t, r.err)
+		tid = r.tid
+	}
+	require.Eventually(t, func() bool {
+		_, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid))
+		return errors.Is(err, fs.ErrNotExist)
+	}, 10*time.Second, 10*time.Millisecond, "thread %d has not ended", tid)
+
+	// The signal was sent before the thread left /proc: a killed instance
+	// could not answer now.
+	addrs := f.Instances("web", "eu", "v1")
+	require.Len(t, addrs, 1)
+	resp, err := client(t).Get("http://" + addrs[0] + "/healthz")
+	require.NoError(t, err, "the instance was killed with the thread that started it")
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	for _, pid := range versionPIDs(t, f, "web", "eu", "v1") {
+		assert.True(t, alive(pid), "pid %d", pid)
+	}
 }

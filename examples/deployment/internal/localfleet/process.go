@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,13 +58,22 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("cannot start %s: %w", f.o.Binary, err)
-	}
-	pr.pid, pr.started = cmd.Process.Pid, time.Now()
-	pr.cpu.readings = make([]cpuReading, 0, int(f.o.Window/time.Second)+2)
+	started := make(chan error, 1)
 	first := make(chan string, 1)
 	go func() {
+		// Linux sends Pdeathsig when the thread that started the process
+		// ends, not when the fleet's process does: started on the
+		// caller's thread, a healthy instance would be killed once a
+		// goroutine that locked that thread ended without unlocking it.
+		// This goroutine keeps the thread that starts the process until
+		// the process has been reaped.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		lines := bufio.NewScanner(stdout)
 		if lines.Scan() {
 			first <- lines.Text()
@@ -73,6 +83,11 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 		_ = cmd.Wait()
 		close(pr.done)
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("cannot start %s: %w", f.o.Binary, err)
+	}
+	pr.pid, pr.started = cmd.Process.Pid, time.Now()
+	pr.cpu.readings = make([]cpuReading, 0, int(f.o.Window/time.Second)+2)
 
 	ctx, cancel := context.WithTimeoutCause(ctx, f.o.StartTimeout, errStartTimeout)
 	defer cancel()
