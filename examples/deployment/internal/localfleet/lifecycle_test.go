@@ -271,6 +271,9 @@ func TestDeployRestartsExitedInstances(t *testing.T) {
 	dead := g.versions["v1"].procs[0]
 	g.mu.RUnlock()
 	<-dead.done
+	// Its port is free for any process to take: it is no instance to
+	// scrape.
+	assert.Equal(t, before[1:], f.Instances("web", "eu", "v1"), "the dead instance is not listed")
 	// The proxy sends nothing to the dead instance while another runs.
 	for range 4 {
 		a := mustCall(t, c, url+"/")

@@ -446,8 +446,10 @@ func (f *Fleet) ProxyURL(service, region string) (string, bool) {
 	return g.url, true
 }
 
-// Instances returns the addresses (host:port) of version's processes of
-// service in region, for scraping their /metrics; none if not deployed.
+// Instances returns the addresses (host:port) of version's running
+// processes of service in region, for scraping their /metrics; none if not
+// deployed. A process that has exited is left out: its port may be another
+// process's by now.
 func (f *Fleet) Instances(service, region, version string) []string {
 	g, err := f.existingRegion(service, region)
 	if err != nil {
@@ -459,9 +461,11 @@ func (f *Fleet) Instances(service, region, version string) []string {
 	if v == nil {
 		return nil
 	}
-	addrs := make([]string, len(v.procs))
-	for i, pr := range v.procs {
-		addrs[i] = pr.addr
+	var addrs []string
+	for _, pr := range v.procs {
+		if !pr.exited() {
+			addrs = append(addrs, pr.addr)
+		}
 	}
 	return addrs
 }
