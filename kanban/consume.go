@@ -20,7 +20,9 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // per key with PerKey), and settles each: Ack on success, Retry with
 // back-off on failure, DeadLetter after MaxAttempts, at once for a
 // Permanent error, and for a payload that cannot be decoded. A handler
-// that panics fails its attempt with a *PanicError (see PanicError).
+// that panics fails its attempt with a *PanicError (see PanicError). A
+// Backoff, Observer or Tracer that panics is logged and does not stop the
+// consumer (see ConsumeOptions).
 // Leases are extended every src.HeartbeatInterval from when they are
 // pulled until they are settled: while their handler runs, and while they
 // wait for it (with PerKey, behind an earlier message of their key).
@@ -369,7 +371,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 			e.deadLetter(l, err.Error(), attempt, c)
 			return false
 		}
-		delay := e.o.Backoff.Delay(attempt)
+		delay := e.delay(d.ID, attempt)
 		c.addRetried()
 		if keyed && e.waitInPlace(delay) {
 			attempt++
@@ -381,6 +383,26 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 		e.settle(l, settleRetry, delay, "", 0, c)
 		return false
 	}
+}
+
+// delay returns the Backoff's delay after attempt number attempt of the
+// message id failed. A Backoff that panics is logged as a handler's panic
+// is, and the message waits what the default, Exponential{}, would.
+func (e *engine[T]) delay(id string, attempt int) (delay time.Duration) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.hookPanicked("Backoff", id, attempt, v)
+			delay = Exponential{}.Delay(attempt)
+		}
+	}()
+	return e.o.Backoff.Delay(attempt)
+}
+
+// hookPanicked logs the panic v of the hook named hook (Backoff,
+// Observer, Tracer) during attempt number attempt of the message id, as
+// call logs a handler's. The consumer goes on.
+func (e *engine[T]) hookPanicked(hook, id string, attempt int, v any) {
+	e.o.Logger.Error("kanban: "+hook+" panicked", "id", id, "attempt", attempt, "panic", v, "stack", string(debug.Stack()))
 }
 
 // attemptCounter is a Lease whose queue can be told how many attempts its
@@ -413,12 +435,12 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // callObserved is call with the attempt's span and its duration
-// observed.
+// observed. A Tracer or Observer that panics is logged (see hookPanicked)
+// and changes nothing else: the attempt's result is the handler's.
 func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T]) error {
 	end := endNothing
 	if e.rt.Tracer != nil {
-		ctx, end = e.rt.Tracer.Start(ctx, Operation{Type: OpProcess, System: e.rt.System, Queue: e.rt.Queue,
-			Consumer: e.rt.Consumer, MessageID: d.ID, Attempt: d.Attempt})
+		ctx, end = e.startSpan(ctx, d)
 	}
 	var start time.Time
 	if e.o.Observer != nil {
@@ -426,10 +448,42 @@ func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T]) error {
 	}
 	err := e.call(ctx, d)
 	if e.o.Observer != nil {
-		e.o.Observer.ObserveHandler(time.Since(start), err)
+		e.observe(d, time.Since(start), err)
 	}
-	end(err)
+	e.endSpan(d, end, err)
 	return err
+}
+
+// startSpan starts the span of the attempt of d.
+func (e *engine[T]) startSpan(ctx context.Context, d *Delivery[T]) (sctx context.Context, end func(error)) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.hookPanicked("Tracer", d.ID, d.Attempt, v)
+			sctx, end = ctx, endNothing
+		}
+	}()
+	return e.rt.Tracer.Start(ctx, Operation{Type: OpProcess, System: e.rt.System, Queue: e.rt.Queue,
+		Consumer: e.rt.Consumer, MessageID: d.ID, Attempt: d.Attempt})
+}
+
+// endSpan ends the span of the attempt of d with its error.
+func (e *engine[T]) endSpan(d *Delivery[T], end func(error), err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.hookPanicked("Tracer", d.ID, d.Attempt, v)
+		}
+	}()
+	end(err)
+}
+
+// observe tells the Observer how the attempt of d went.
+func (e *engine[T]) observe(d *Delivery[T], took time.Duration, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.hookPanicked("Observer", d.ID, d.Attempt, v)
+		}
+	}()
+	e.o.Observer.ObserveHandler(took, err)
 }
 
 // call runs the handler. A panic is recovered into a *PanicError, which

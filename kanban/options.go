@@ -53,7 +53,11 @@ type ConsumeOptions struct {
 	// often with a backlog, a message can be dead-lettered having been
 	// handled fewer times.
 	MaxAttempts int
-	// Backoff spaces attempts. nil means Exponential{}.
+	// Backoff spaces attempts. nil means Exponential{}. A Delay that
+	// panics is logged at Error level with its stack ("kanban: Backoff
+	// panicked"), as a handler's panic is, and the message is retried
+	// after the delay Exponential{} would give: a mistake in the back-off
+	// neither stops the consumer nor uses up the message's attempts.
 	Backoff Backoff
 	// DrainTimeout bounds the wait for in-flight handlers once ctx ends;
 	// when it passes their context is cancelled. 0 means 30s.
@@ -64,6 +68,10 @@ type ConsumeOptions struct {
 	// Observer, if not nil, is told the duration and error of every
 	// handler attempt (a histogram of handler durations, for one:
 	// kaizenprom.KanbanCollector.HandlerObserver). nil reads no clock.
+	// An ObserveHandler that panics is logged at Error level with its
+	// stack ("kanban: Observer panicked") and changes nothing else: the
+	// message is settled as its handler's result says. So is a panic in
+	// the queue's Tracer ("kanban: Tracer panicked").
 	Observer HandlerObserver
 }
 
@@ -79,8 +87,8 @@ func (o ConsumeOptions) Validate() error {
 	case o.DrainTimeout < 0:
 		return optionError("kanban", "DrainTimeout", o.DrainTimeout, "must not be negative")
 	}
-	// A nil function or pointer in an interface is not nil, and would
-	// panic in a worker, where nothing recovers it.
+	// A nil function or pointer in an interface is not nil: it would
+	// panic on every attempt.
 	if typednil.Holds(o.Backoff) {
 		return fmt.Errorf("kanban: invalid Backoff: a nil %T", o.Backoff)
 	}

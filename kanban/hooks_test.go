@@ -1,0 +1,141 @@
+package kanban_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// The tests of this file check that what a user hands a consumer besides
+// its handler — a Backoff, an Observer, a Tracer — cannot take the process
+// down by panicking.
+
+//go:noinline
+func panicInHook(v any) { panic(v) }
+
+// panickingTracer is a Tracer whose Start or end panics for a handler's
+// attempt.
+type panickingTracer struct{ inStart bool }
+
+func (p panickingTracer) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
+	if op.Type != kanban.OpProcess {
+		return ctx, func(error) {}
+	}
+	if p.inStart {
+		panicInHook("tracer start")
+	}
+	return ctx, func(error) { panicInHook("tracer end") }
+}
+
+// assertHookPanics checks the records logged for a hook's panics: one at
+// Error level for each message ids[i] on its attempt attempts[i], with the
+// panic value and its stack.
+func assertHookPanics(t *testing.T, log *logRecorder, hook string, value any, ids []string, attempts []int) {
+	t.Helper()
+	logged := log.attrs("kanban: " + hook + " panicked")
+	require.Len(t, logged, len(attempts), "each panic is logged")
+	for i, a := range logged {
+		assert.Equal(t, slog.LevelError, a["level"])
+		assert.Equal(t, ids[i], a["id"])
+		assert.EqualValues(t, attempts[i], a["attempt"])
+		assert.Equal(t, value, a["panic"])
+		assert.Contains(t, a["stack"], "kanban_test.panicInHook", "the stack is where the hook panicked")
+	}
+}
+
+// TestPanickingBackoff: a Backoff that panics is logged, and the message
+// is retried after the default back-off's delay (Exponential{}: 100ms
+// ±20% after the first attempt), then dead-lettered as usual.
+func TestPanickingBackoff(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "p", Key: "k"}))
+				var log logRecorder
+				ctx, cancel := context.WithCancel(context.Background())
+				var at []time.Time
+				err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					if at = append(at, time.Now()); len(at) == 3 {
+						defer cancel()
+					}
+					return errors.New("fail")
+				}, kanban.ConsumeOptions{
+					MaxAttempts: 3, PerKey: perKey, Logger: slog.New(&log),
+					Backoff: kanban.BackoffFunc(func(int) time.Duration { panicInHook("bad backoff"); return 0 }),
+				})
+				require.NoError(t, err)
+				require.Len(t, at, 3)
+				first := at[1].Sub(at[0])
+				assert.GreaterOrEqual(t, first, 80*time.Millisecond)
+				assert.LessOrEqual(t, first, 120*time.Millisecond)
+
+				dl, err := q.DeadLetters(context.Background())
+				require.NoError(t, err)
+				require.Len(t, dl, 1)
+				assert.Equal(t, "fail", dl[0].Reason)
+				assert.Equal(t, kanban.QueueStats{Published: 1, Retried: 2, Redelivered: 2, DeadLettered: 1}, q.Stats())
+				assertHookPanics(t, &log, "Backoff", "bad backoff", []string{"p", "p"}, []int{1, 2})
+			})
+		})
+	}
+}
+
+// TestPanickingObserverAndTracer: an Observer or a Tracer that panics is
+// logged, and the message is settled as its handler's result says: a
+// handled message is acknowledged, not handled again.
+func TestPanickingObserverAndTracer(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   kanban.ConsumeOptions
+		tracer kanban.Tracer
+		hook   string
+		value  any
+	}{
+		{name: "Observer", hook: "Observer", value: "bad observer", opts: kanban.ConsumeOptions{
+			Observer: kanban.HandlerObserverFunc(func(time.Duration, error) { panicInHook("bad observer") }),
+		}},
+		{name: "Tracer.Start", hook: "Tracer", value: "tracer start", tracer: panickingTracer{inStart: true}},
+		{name: "Tracer end", hook: "Tracer", value: "tracer end", tracer: panickingTracer{}},
+	}
+	for _, tc := range tests {
+		for _, perKey := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/PerKey=%v", tc.name, perKey), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					q, err := kanban.NewMemory[int](kanban.MemoryOptions{Tracer: tc.tracer})
+					require.NoError(t, err)
+					for _, id := range []string{"good", "bad"} {
+						require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id, Key: "k"}))
+					}
+					var log logRecorder
+					ctx, cancel := context.WithCancel(context.Background())
+					calls := 0
+					o := tc.opts
+					o.MaxAttempts, o.PerKey, o.Logger = 1, perKey, slog.New(&log)
+					err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+						calls++
+						if d.ID == "bad" {
+							defer cancel()
+							return errors.New("fail")
+						}
+						return nil
+					}, o)
+					require.NoError(t, err)
+					assert.Equal(t, 2, calls)
+					assert.Equal(t, kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, q.Stats())
+					assertHookPanics(t, &log, tc.hook, tc.value, []string{"good", "bad"}, []int{1, 1})
+				})
+			})
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package natsjs_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/kanban/natsembed"
+	"github.com/taipattern/taikit/kanban/natsjs"
+)
+
+// logCounts counts the records logged, by message.
+type logCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (l *logCounts) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCounts) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n == nil {
+		l.n = make(map[string]int)
+	}
+	l.n[r.Message]++
+	return nil
+}
+func (l *logCounts) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCounts) WithGroup(string) slog.Handler      { return l }
+
+func (l *logCounts) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n[msg]
+}
+
+// TestConsumeSurvivesHooks: on JetStream too, a consumer whose Backoff
+// and Observer panic keeps running: the failed message is retried after
+// the default back-off, and the messages are handled and acknowledged.
+func TestConsumeSurvivesHooks(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{Stream: "HOOKS", FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	for _, id := range []string{"fails once", "ok"} {
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id}))
+	}
+	var log logCounts
+	var mu sync.Mutex
+	handled := map[string]int{} // attempts that returned nil, by ID
+	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	consumed := make(chan error)
+	go func() {
+		consumed <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.ID == "fails once" && d.Attempt == 1 {
+				return errors.New("fail")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if handled[d.ID]++; len(handled) == 2 {
+				close(done)
+			}
+			return nil
+		}, kanban.ConsumeOptions{
+			WIP: 2, MaxAttempts: 2, Logger: slog.New(&log),
+			Backoff:  kanban.BackoffFunc(func(int) time.Duration { panic("bad backoff") }),
+			Observer: kanban.HandlerObserverFunc(func(time.Duration, error) { panic("bad observer") }),
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the handled messages were not all handled")
+	}
+	cancel()
+	require.NoError(t, <-consumed)
+
+	assert.Equal(t, map[string]int{"fails once": 1, "ok": 1}, handled)
+	s := q.Stats()
+	assert.Equal(t, int64(2), s.Handled)
+	assert.Equal(t, int64(1), s.Retried)
+	assert.Zero(t, s.InFlight)
+	assert.Equal(t, 1, log.count("kanban: Backoff panicked"))
+	assert.Equal(t, 3, log.count("kanban: Observer panicked"), "one for each attempt")
+}
