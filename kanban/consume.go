@@ -20,9 +20,10 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // per key with PerKey), and settles each: Ack on success, Retry with
 // back-off on failure, DeadLetter after MaxAttempts, at once for a
 // Permanent error, and for a payload that cannot be decoded. A handler
-// that panics fails its attempt with a *PanicError (see PanicError). A
-// Backoff, Observer or Tracer that panics is logged and does not stop the
-// consumer (see ConsumeOptions).
+// that panics, or ends its goroutine with runtime.Goexit, fails its
+// attempt with a *PanicError (see PanicError). A Backoff, Observer or
+// Tracer that panics is logged and does not stop the consumer (see
+// ConsumeOptions).
 // Leases are extended every src.HeartbeatInterval from when they are
 // pulled until they are settled: while their handler runs, and while they
 // wait for it (with PerKey, behind an earlier message of their key).
@@ -189,7 +190,7 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T], stopping bool) boo
 	if e.workers < e.o.WIP {
 		e.workers++
 		e.wg.Add(1)
-		go e.worker()
+		go e.worker(nil)
 	}
 	e.mu.Unlock()
 	return true
@@ -225,48 +226,64 @@ func (e *engine[T]) release() {
 	}
 }
 
-func (e *engine[T]) worker() {
-	defer e.wg.Done()
-	for {
-		e.mu.Lock()
-		if e.ready.len() == 0 {
-			e.workers--
-			e.mu.Unlock()
-			return
+// worker handles first, if not nil, then leases from ready until none is
+// left. Should a handler end its goroutine (runtime.Goexit), handleMessage
+// settles its lease, and another goroutine takes over this one's work.
+func (e *engine[T]) worker(l Lease[T]) {
+	var k string
+	handling := false
+	defer func() {
+		if handling {
+			next := e.handled(k)
+			e.wg.Add(1)
+			go e.worker(next)
 		}
-		l := e.ready.popFront()
-		e.mu.Unlock()
-		for l != nil {
-			// Read the key first: once settled, the lease may be reused by
-			// its backend.
-			var k string
-			if e.o.PerKey {
-				k = l.Key()
-			}
-			e.handle(l, &e.rt.Counters.base)
+		e.wg.Done()
+	}()
+	for {
+		if l == nil {
 			e.mu.Lock()
-			e.free++
-			var next Lease[T]
-			if e.o.PerKey {
-				if k != "" {
-					ln := e.lanes[k]
-					if len(ln.waiting) > 0 {
-						next = ln.waiting[0]
-						ln.waiting[0] = nil
-						ln.waiting = ln.waiting[1:]
-					} else {
-						delete(e.lanes, k)
-					}
-				}
+			if e.ready.len() == 0 {
+				e.workers--
+				e.mu.Unlock()
+				return
 			}
+			l = e.ready.popFront()
 			e.mu.Unlock()
-			select {
-			case e.freed <- struct{}{}:
-			default:
-			}
-			l = next
+		}
+		// Read the key first: once settled, the lease may be reused by its
+		// backend.
+		if e.o.PerKey {
+			k = l.Key()
+		}
+		handling = true
+		e.handle(l, &e.rt.Counters.base)
+		handling = false
+		l = e.handled(k)
+	}
+}
+
+// handled frees the slot of a lease of key k just handled, and returns the
+// next lease of k's lane, if any: the same worker handles it.
+func (e *engine[T]) handled(k string) (next Lease[T]) {
+	e.mu.Lock()
+	e.free++
+	if k != "" {
+		ln := e.lanes[k]
+		if len(ln.waiting) > 0 {
+			next = ln.waiting[0]
+			ln.waiting[0] = nil
+			ln.waiting = ln.waiting[1:]
+		} else {
+			delete(e.lanes, k)
 		}
 	}
+	e.mu.Unlock()
+	select {
+	case e.freed <- struct{}{}:
+	default:
+	}
+	return next
 }
 
 // How a lease is settled.
@@ -329,6 +346,11 @@ func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 // unless the handler succeeded: then it returns true, and the caller
 // acknowledges l, which is still counted in flight in c, and counts it as
 // handled (Serve's shared workers acknowledge several at once).
+//
+// A handler that ends its goroutine with runtime.Goexit (t.FailNow in a
+// test) never returns: handleMessage then logs it and settles l as failed
+// with a *PanicError of no value, and the goroutine ends; the caller's
+// own deferred check carries on its work in another.
 func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *counterCell) (succeeded bool) {
 	attempt := d.Attempt
 	if err != nil {
@@ -339,6 +361,12 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 		e.deadLetter(l, "kanban: delivered "+strconv.Itoa(attempt)+" times, more than MaxAttempts "+strconv.Itoa(e.o.MaxAttempts), attempt, c)
 		return false
 	}
+	var x exit
+	defer func() {
+		if !x.returned {
+			e.goexited(l, d, &x, c)
+		}
+	}()
 	ctx := e.hctx
 	if e.rt.Propagator != nil && len(d.Headers) > 0 {
 		ctx = e.rt.Propagator.Extract(ctx, d.Headers)
@@ -360,42 +388,87 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 		} else {
 			err = e.callObserved(ctx, d)
 		}
-		switch {
-		case err == nil:
+		if err == nil {
+			x.returned = true
 			return true
-		case e.hctx.Err() != nil:
-			// The drain deadline cancelled the handler: not its fault.
-			e.settle(l, settleRelease, 0, "", 0, c)
-			return false
-		case IsPermanent(err) || attempt >= e.o.MaxAttempts:
-			e.deadLetter(l, err.Error(), attempt, c)
+		}
+		if !e.failed(l, d, err, attempt, keyed, &x, c) {
+			x.returned = true
 			return false
 		}
-		delay := e.delay(d.ID, attempt)
-		c.addRetried()
-		if keyed && e.waitInPlace(delay) {
-			attempt++
-			continue
-		}
-		if a, ok := l.(attemptCounter); ok {
-			a.setAttempt(attempt) // the attempts made in place count
-		}
-		e.settle(l, settleRetry, delay, "", 0, c)
+		attempt++
+	}
+}
+
+// exit is what handleMessage's deferred check learns of a goroutine that
+// ended during its attempts.
+type exit struct {
+	returned  bool // handleMessage returned: the goroutine did not end
+	inBackoff bool // it ended in Backoff.Delay
+}
+
+// failed settles l after attempt number attempt of d failed with err:
+// it releases l when the drain deadline cancelled the handler (not its
+// fault), dead-letters it when err is Permanent or the attempts are used
+// up, and otherwise retries it after the back-off. With inPlace it waits
+// the back-off holding l instead (see PerKey), and returns true unless
+// the drain started meanwhile: the caller tries again.
+func (e *engine[T]) failed(l Lease[T], d *Delivery[T], err error, attempt int, inPlace bool, x *exit, c *counterCell) (again bool) {
+	switch {
+	case e.hctx.Err() != nil:
+		e.settle(l, settleRelease, 0, "", 0, c)
+		return false
+	case IsPermanent(err) || attempt >= e.o.MaxAttempts:
+		e.deadLetter(l, err.Error(), attempt, c)
 		return false
 	}
+	delay := e.delay(d.ID, attempt, x)
+	c.addRetried()
+	if inPlace && e.waitInPlace(delay) {
+		return true
+	}
+	if a, ok := l.(attemptCounter); ok {
+		a.setAttempt(attempt) // the attempts made in place count
+	}
+	e.settle(l, settleRetry, delay, "", 0, c)
+	return false
 }
 
 // delay returns the Backoff's delay after attempt number attempt of the
 // message id failed. A Backoff that panics is logged as a handler's panic
 // is, and the message waits what the default, Exponential{}, would.
-func (e *engine[T]) delay(id string, attempt int) (delay time.Duration) {
+func (e *engine[T]) delay(id string, attempt int, x *exit) (delay time.Duration) {
+	x.inBackoff = true // until Delay returns or panics
 	defer func() {
 		if v := recover(); v != nil {
+			x.inBackoff = false
 			e.hookPanicked("Backoff", id, attempt, v)
 			delay = Exponential{}.Delay(attempt)
 		}
 	}()
-	return e.o.Backoff.Delay(attempt)
+	delay = e.o.Backoff.Delay(attempt)
+	x.inBackoff = false
+	return delay
+}
+
+// goexited settles l as failed after its goroutine ended in its attempt
+// (see handleMessage): with the Backoff's delay, unless it was the Backoff
+// that ended it.
+func (e *engine[T]) goexited(l Lease[T], d *Delivery[T], x *exit, c *counterCell) {
+	if x.inBackoff {
+		// The attempt failed already; the retry waits the default delay.
+		e.o.Logger.Error("kanban: Backoff called runtime.Goexit", "id", d.ID, "attempt", d.Attempt, "stack", string(debug.Stack()))
+		delay := Exponential{}.Delay(d.Attempt)
+		c.addRetried()
+		if a, ok := l.(attemptCounter); ok {
+			a.setAttempt(d.Attempt)
+		}
+		e.settle(l, settleRetry, delay, "", 0, c)
+		return
+	}
+	p := &PanicError{Stack: debug.Stack()}
+	e.o.Logger.Error("kanban: handler called runtime.Goexit", "id", d.ID, "attempt", d.Attempt, "err", p, "stack", string(p.Stack))
+	e.failed(l, d, p, d.Attempt, false, x, c)
 }
 
 // hookPanicked logs the panic v of the hook named hook (Backoff,
@@ -437,7 +510,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // callObserved is call with the attempt's span and its duration
 // observed. A Tracer or Observer that panics is logged (see hookPanicked)
 // and changes nothing else: the attempt's result is the handler's.
-func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T]) error {
+func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T]) (err error) {
 	end := endNothing
 	if e.rt.Tracer != nil {
 		ctx, end = e.startSpan(ctx, d)
@@ -446,11 +519,20 @@ func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T]) error {
 	if e.o.Observer != nil {
 		start = time.Now()
 	}
-	err := e.call(ctx, d)
-	if e.o.Observer != nil {
-		e.observe(d, time.Since(start), err)
-	}
-	e.endSpan(d, end, err)
+	returned := false
+	defer func() {
+		if !returned {
+			// The handler ended the goroutine with runtime.Goexit: the
+			// observer and the span hear of it as of a panic.
+			err = &PanicError{}
+		}
+		if e.o.Observer != nil {
+			e.observe(d, time.Since(start), err)
+		}
+		e.endSpan(d, end, err)
+	}()
+	err = e.call(ctx, d)
+	returned = true
 	return err
 }
 

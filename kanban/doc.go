@@ -30,7 +30,8 @@
 //     jitter by default) until MaxAttempts; then it goes to the dead
 //     letters with the error as reason. Permanent(err) dead-letters at
 //     once, and so does a payload the Codec cannot decode. A handler that
-//     panics fails its attempt with a PanicError, logged with the stack.
+//     panics, or ends its goroutine with runtime.Goexit, fails its attempt
+//     with a PanicError, logged with the stack.
 //   - When ctx ends the consumer drains: it stops pulling, hands back what
 //     it pulled and did not start, lets running handlers finish within
 //     DrainTimeout, then cancels them and hands their messages back.

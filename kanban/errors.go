@@ -20,13 +20,24 @@ var (
 // handler error — retried after the back-off until MaxAttempts, then
 // dead-lettered with the PanicError's text as reason; at once when the
 // panic value is a Permanent error.
+//
+// A handler that ends its goroutine with runtime.Goexit (t.FailNow in a
+// test) fails its attempt the same way, with a PanicError whose Value is
+// nil, logged as "kanban: handler called runtime.Goexit"; the consumer
+// goes on in another goroutine.
 type PanicError struct {
-	Value any    // what was passed to panic
+	Value any    // what was passed to panic; nil for a runtime.Goexit
 	Stack []byte // the stack of the handler's goroutine where it panicked
 }
 
-// Error returns "kanban: panic in handler: " and the panic value.
+// Error returns "kanban: panic in handler: " and the panic value, or
+// "kanban: runtime.Goexit in handler" when Value is nil: since Go 1.21 a
+// panic(nil) is recovered as a *runtime.PanicNilError, so only a
+// goroutine that ended has no value.
 func (e *PanicError) Error() string {
+	if e.Value == nil {
+		return "kanban: runtime.Goexit in handler"
+	}
 	return fmt.Sprintf("kanban: panic in handler: %v", e.Value)
 }
 

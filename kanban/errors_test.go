@@ -34,6 +34,7 @@ func TestPanicError(t *testing.T) {
 		{"boom", "kanban: panic in handler: boom", nil},
 		{42, "kanban: panic in handler: 42", nil},
 		{base, "kanban: panic in handler: bad state", base},
+		{nil, "kanban: runtime.Goexit in handler", nil},
 	}
 	for _, tc := range tests {
 		p := &kanban.PanicError{Value: tc.value, Stack: []byte("stack")}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -17,7 +18,8 @@ import (
 
 // The tests of this file check that what a user hands a consumer besides
 // its handler — a Backoff, an Observer, a Tracer — cannot take the process
-// down by panicking.
+// down by panicking, and that a handler ending its goroutine with
+// runtime.Goexit (t.FailNow in a test's handler) fails its attempt.
 
 //go:noinline
 func panicInHook(v any) { panic(v) }
@@ -137,5 +139,90 @@ func TestPanickingObserverAndTracer(t *testing.T) {
 				})
 			})
 		}
+	}
+}
+
+// TestHandlerGoexit: a handler that ends its goroutine with runtime.Goexit
+// fails its attempt as a panic does, and the consumer goes on: the message
+// is retried after its back-off, then dead-lettered, and the messages
+// behind it are handled; nothing is left in flight.
+func TestHandlerGoexit(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		for _, wip := range []int{1, 3} {
+			t.Run(fmt.Sprintf("PerKey=%v/WIP=%d", perKey, wip), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+					require.NoError(t, err)
+					for _, id := range []string{"x", "a", "b"} {
+						require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id, Key: id}))
+					}
+					var log logRecorder
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					done := make(chan error)
+					handled := make(chan string, 10)
+					go func() {
+						done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+							if d.ID == "x" {
+								runtime.Goexit()
+							}
+							handled <- d.ID
+							return nil
+						}, kanban.ConsumeOptions{
+							WIP: wip, MaxAttempts: 2, PerKey: perKey, Logger: slog.New(&log),
+							Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second }),
+						})
+					}()
+					time.Sleep(time.Minute)
+					synctest.Wait()
+					assert.Equal(t, kanban.QueueStats{Published: 3, Handled: 2, Retried: 1, Redelivered: 1, DeadLettered: 1}, q.Stats())
+					cancel()
+					require.NoError(t, <-done)
+					assert.ElementsMatch(t, []string{"a", "b"}, []string{<-handled, <-handled})
+
+					dl, err := q.DeadLetters(context.Background())
+					require.NoError(t, err)
+					require.Len(t, dl, 1)
+					assert.Equal(t, "x", dl[0].ID)
+					assert.Equal(t, "kanban: runtime.Goexit in handler", dl[0].Reason)
+					assert.Equal(t, 2, dl[0].Attempts)
+					logged := log.attrs("kanban: handler called runtime.Goexit")
+					require.Len(t, logged, 2)
+					for i, a := range logged {
+						assert.Equal(t, slog.LevelError, a["level"])
+						assert.Equal(t, "x", a["id"])
+						assert.EqualValues(t, i+1, a["attempt"])
+						assert.Contains(t, a["stack"], "runtime.Goexit")
+					}
+				})
+			})
+		}
+	}
+}
+
+// TestServeHandlerGoexit: on a backend of its own, Serve settles the
+// message of a handler that called runtime.Goexit as failed, frees its WIP
+// slot for the next, and goes on; so it does with a panicking Backoff,
+// retrying after the default back-off.
+func TestServeHandlerGoexit(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBackend(&lease{id: "x", key: "k"}, &lease{id: "y", key: "k"}, &lease{id: "z", key: "k", attempt: 3})
+				stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+					if d.ID != "y" {
+						runtime.Goexit()
+					}
+					return nil
+				}, kanban.ConsumeOptions{
+					WIP: 1, PerKey: perKey, MaxAttempts: 3,
+					Backoff: kanban.BackoffFunc(func(n int) time.Duration { return time.Duration(n) * time.Second }),
+				})
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				require.NoError(t, stop())
+				assert.Equal(t, []string{"retry x 1s", "ack y", "dead z 3 kanban: runtime.Goexit in handler"}, b.recorded())
+			})
+		})
 	}
 }

@@ -48,7 +48,8 @@ type Delivery[T any] struct {
 // message; an error retries it with back-off until MaxAttempts, after
 // which it goes to the dead letters with the error text as reason. An
 // error made with Permanent dead-letters it at once. A panic is recovered
-// and counts as the error *PanicError.
+// and counts as the error *PanicError; so does a runtime.Goexit (t.FailNow
+// in a test's handler).
 //
 // ctx carries the trace context of the publisher, and is cancelled only
 // when the consumer's drain deadline passes.

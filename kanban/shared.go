@@ -77,6 +77,21 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 		buf  Delivery[T] // a decoded delivery, with a Codec
 	)
 	share := max(1, e.o.WIP)
+	handling := false
+	defer func() {
+		if !handling {
+			return
+		}
+		// A handler ended this goroutine (runtime.Goexit), and
+		// handleMessage settled its message and counted it out: hand back
+		// the messages taken and not started, acknowledge those handled,
+		// and let another worker take this one's place.
+		e.handBackShared(q, leases[next:taken], acks)
+		e.nworkers.Add(-1)
+		if !e.stopped.Load() {
+			e.spawn(q)
+		}
+	}()
 	for {
 		if next == taken {
 			n := q.takeBatch(acks, leases[:], share)
@@ -112,12 +127,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			// The drain started while these messages were taken: hand
 			// them back unstarted, first in line in their order, and
 			// acknowledge the ones handled.
-			var back [batchMax]*memMsg[T]
-			for i := next; i < taken; i++ {
-				back[i-next] = &leases[i].m
-			}
-			q.putFront(back[:taken-next])
-			q.takeBatch(acks, nil, share)
+			e.handBackShared(q, leases[next:taken], acks)
 			if busy {
 				c.addInFlight(-1)
 			}
@@ -130,10 +140,23 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			busy = true
 		}
 		d, err := l.delivery(&buf)
+		handling = true
 		if e.handleMessage(l, d, err, c) {
 			acks++
 		} else {
 			busy = false // settled, and counted out, by handleMessage
 		}
+		handling = false
 	}
+}
+
+// handBackShared puts the messages of ls, taken and not started, back
+// first in line in their order, and acknowledges acks handled ones.
+func (e *engine[T]) handBackShared(q *Memory[T], ls []*memEntry[T], acks int) {
+	var back [batchMax]*memMsg[T]
+	for i, l := range ls {
+		back[i] = &l.m
+	}
+	q.putFront(back[:len(ls)])
+	q.takeBatch(acks, nil, 1)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -41,14 +42,16 @@ func (l *logCounts) count(msg string) int {
 	return l.n[msg]
 }
 
-// TestConsumeSurvivesHooks: on JetStream too, a consumer whose Backoff
-// and Observer panic keeps running: the failed message is retried after
-// the default back-off, and the messages are handled and acknowledged.
-func TestConsumeSurvivesHooks(t *testing.T) {
+// TestConsumeSurvivesHooksAndGoexit: on JetStream too, a consumer whose
+// Backoff and Observer panic, and whose handler ends its goroutine with
+// runtime.Goexit, keeps running: the Goexit fails its attempt (the
+// message is retried, then dead-lettered), the failed message is retried
+// after the default back-off, and the others are handled and acknowledged.
+func TestConsumeSurvivesHooksAndGoexit(t *testing.T) {
 	srv := startServer(t, natsembed.Options{InProcess: true})
 	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{Stream: "HOOKS", FetchWait: 100 * time.Millisecond})
 	require.NoError(t, err)
-	for _, id := range []string{"fails once", "ok"} {
+	for _, id := range []string{"exits", "fails once", "ok"} {
 		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id}))
 	}
 	var log logCounts
@@ -60,7 +63,10 @@ func TestConsumeSurvivesHooks(t *testing.T) {
 	consumed := make(chan error)
 	go func() {
 		consumed <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			if d.ID == "fails once" && d.Attempt == 1 {
+			switch {
+			case d.ID == "exits":
+				runtime.Goexit()
+			case d.ID == "fails once" && d.Attempt == 1:
 				return errors.New("fail")
 			}
 			mu.Lock()
@@ -80,14 +86,23 @@ func TestConsumeSurvivesHooks(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the handled messages were not all handled")
 	}
+	var dl []kanban.DeadLetter
+	require.Eventually(t, func() bool {
+		dl, err = q.DeadLetters(context.Background())
+		return err == nil && len(dl) == 1
+	}, time.Minute, 10*time.Millisecond, "the exiting message is dead-lettered")
 	cancel()
 	require.NoError(t, <-consumed)
 
+	assert.Equal(t, "exits", dl[0].ID)
+	assert.Equal(t, "kanban: runtime.Goexit in handler", dl[0].Reason)
+	assert.Equal(t, 2, dl[0].Attempts)
 	assert.Equal(t, map[string]int{"fails once": 1, "ok": 1}, handled)
 	s := q.Stats()
 	assert.Equal(t, int64(2), s.Handled)
-	assert.Equal(t, int64(1), s.Retried)
+	assert.Equal(t, int64(2), s.Retried, "fails once, and exits")
 	assert.Zero(t, s.InFlight)
-	assert.Equal(t, 1, log.count("kanban: Backoff panicked"))
-	assert.Equal(t, 3, log.count("kanban: Observer panicked"), "one for each attempt")
+	assert.Equal(t, 2, log.count("kanban: handler called runtime.Goexit"))
+	assert.Equal(t, 2, log.count("kanban: Backoff panicked"))
+	assert.Equal(t, 5, log.count("kanban: Observer panicked"), "one for each attempt")
 }
