@@ -495,7 +495,7 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	query := kanban.DeadLetterQuery{}
-	if err := onlyParams(params, "limit", "order", "cursor", "seq", "id", "key", "reason", "older_than"); err != nil {
+	if err := onlyParams(params, "limit", "order", "cursor", "all", "seq", "id", "key", "reason", "older_than"); err != nil {
 		return err
 	}
 	if query.Filter, err = filterFromQuery(params); err != nil {

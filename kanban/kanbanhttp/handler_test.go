@@ -157,18 +157,26 @@ func TestListDeadLetters(t *testing.T) {
 	assert.Equal(t, []string{"o-5", "o-4", "o-3", "o-2", "o-1"}, got)
 
 	for query, want := range map[string][]string{
-		"key=k-2":         {"o-2", "o-4"},
-		"reason=d+k-1":    {"o-1", "o-3", "o-5"},
-		"id=o-3":          {"o-3"},
-		"seq=4":           {"o-4"},
-		"older_than=1h":   {},
-		"older_than=0s":   {"o-1", "o-2", "o-3", "o-4", "o-5"},
-		"key=k-2&limit=1": {"o-2"},
+		"key=k-2":                                {"o-2", "o-4"},
+		"reason=d+k-1":                           {"o-1", "o-3", "o-5"},
+		"id=o-3":                                 {"o-3"},
+		"seq=4":                                  {"o-4"},
+		"older_than=1h":                          {},
+		"older_than=0s":                          {"o-1", "o-2", "o-3", "o-4", "o-5"},
+		"key=k-2&limit=1":                        {"o-2"},
+		"all=true":                               {"o-1", "o-2", "o-3", "o-4", "o-5"},
+		"all=false":                              {"o-1", "o-2", "o-3", "o-4", "o-5"},
+		"all=true&limit=2&order=newest&cursor=4": {"o-3", "o-2"},
 	} {
 		r := s.do("GET", "/ops/queues/orders/deadletters?"+query, "")
 		require.Equal(t, http.StatusOK, r.status, "%s: %s", query, r.raw)
 		assert.Equal(t, want, r.ids(), query)
 	}
+
+	// all, as in a delete's query, takes no other field.
+	r = s.do("GET", "/ops/queues/orders/deadletters?all=true&key=k-2", "")
+	require.Equal(t, http.StatusBadRequest, r.status, "%s", r.raw)
+	assert.Contains(t, r.body["error"].(map[string]any)["message"], "All matches every dead letter")
 }
 
 func TestListQueues(t *testing.T) {
