@@ -125,11 +125,13 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // returned. A message that, with the redrive's headers, takes more room
 // than MaxBytes on its own is not sent: the error wraps ErrTooLarge, as it
 // would never fit. The redrive's Nats-Msg-Id is the dead letter's own
-// ("<id>.redrive.<seq>"), so the work stream stores a dead letter's
-// message once within DedupWindow however often it is redriven — two
-// operators at once, or a redrive repeated after its delete failed — and
-// a redrive is never mistaken for a duplicate of the message's first
-// publish. The one way to a second copy is a delete that failed (the error
+// ("<id>.redrive.<seq>.<ns>", with the Unix time in nanoseconds at which
+// the dead-letter stream stored it), so the work stream stores a dead
+// letter's message once within DedupWindow however often it is redriven —
+// two operators at once, or a redrive repeated after its delete failed —
+// and a redrive is never mistaken for a duplicate of the message's first
+// publish, nor of the redrive of a dead letter of the same message and
+// number in a dead-letter stream deleted and made again. The one way to a second copy is a delete that failed (the error
 // says so) followed by a redrive of the same dead letter after DedupWindow:
 // the message is then delivered twice, with the same ID, which handlers
 // idempotent on the ID (as at-least-once delivery asks anyway) absorb.
@@ -210,7 +212,10 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstr
 	for k, v := range hdr {
 		nh[k] = []string{v}
 	}
-	nh[HeaderID] = []string{d.ID + ".redrive." + strconv.FormatUint(d.Seq, 10)}
+	// The time the dead-letter stream stored it tells apart dead letters
+	// of the same number in a stream deleted and made again, which counts
+	// from 1 again.
+	nh[HeaderID] = []string{d.ID + ".redrive." + strconv.FormatUint(d.Seq, 10) + "." + strconv.FormatInt(m.Time.UnixNano(), 10)}
 	nh[HeaderMessageID] = []string{d.ID}
 	if d.Key != "" {
 		nh[HeaderKey] = []string{d.Key}

@@ -61,11 +61,16 @@ func TestRedriveRepeatedIsStoredOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
 	seq := dls[0].Seq
+	dlq, err := q.JetStream().Stream(ctx, q.Options().DeadLetterStream)
+	require.NoError(t, err)
+	stored, err := dlq.GetMsg(ctx, seq)
+	require.NoError(t, err)
 
 	// What a first redrive that died before deleting left: the message
 	// in the work stream under the redrive's dedup ID.
 	_, err = q.JetStream().PublishMsg(ctx, &nats.Msg{Subject: "REDRIVE_TWICE", Data: []byte("7"), Header: nats.Header{
-		natsjs.HeaderID: {"m.redrive." + strconv.FormatUint(seq, 10)}, natsjs.HeaderMessageID: {"m"}, natsjs.HeaderKey: {"k"},
+		natsjs.HeaderID:        {"m.redrive." + strconv.FormatUint(seq, 10) + "." + strconv.FormatInt(stored.Time.UnixNano(), 10)},
+		natsjs.HeaderMessageID: {"m"}, natsjs.HeaderKey: {"k"},
 	}})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return depth(q) == 1 }, time.Minute, time.Millisecond)
@@ -78,6 +83,47 @@ func TestRedriveRepeatedIsStoredOnce(t *testing.T) {
 	dls, err = q.DeadLetters(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, dls, "and the dead letter is gone")
+}
+
+// TestRedriveAfterDeadLetterStreamRecreated: a dead-letter stream deleted
+// and made again numbers its dead letters from 1 again; a redrive of one
+// within DedupWindow of the redrive of the dead letter of the same message
+// and number in the stream before is stored, not taken for a duplicate of
+// it (and the dead letter deleted, its message lost).
+func TestRedriveAfterDeadLetterStreamRecreated(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Options{Stream: "REDRIVE_RECREATED", FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 7}))
+	refuseAll(t, q, 1)
+	n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{All: true})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	// An operator deletes the dead-letter stream and makes it again.
+	js := q.JetStream()
+	dlq, err := js.Stream(ctx, q.Options().DeadLetterStream)
+	require.NoError(t, err)
+	info, err := dlq.Info(ctx)
+	require.NoError(t, err)
+	require.NoError(t, js.DeleteStream(ctx, info.Config.Name))
+	_, err = js.CreateStream(ctx, info.Config)
+	require.NoError(t, err)
+
+	refuseAll(t, q, 1) // the redriven message dies again
+	dls, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	require.Equal(t, uint64(1), dls[0].Seq, "numbered from 1 again, as the first")
+	require.Eventually(t, func() bool { return depth(q) == 0 }, time.Minute, time.Millisecond)
+
+	n, err = q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{All: true})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.Equal(t, int64(1), depth(q), "the second redrive is stored")
+	assert.Equal(t, int64(2), q.Stats().Redriven)
 }
 
 // TestRedrivenMessageDeadAgain: a redriven message keeps its ID through a
@@ -329,7 +375,8 @@ func TestLargestMessageCanBeDeadLettered(t *testing.T) {
 // A dead letter whose message, with the headers of its redrive, takes more
 // than MaxBytes is refused with ErrTooLarge and kept: its message was
 // published within a few bytes of MaxBytes, and the redrive's Kanban-Id
-// and longer Nats-Msg-Id took it past. The server's refusal read as a
+// and longer Nats-Msg-Id (with the dead letter's number and its time in
+// nanoseconds, 19 digits) took it past. The server's refusal read as a
 // full stream, so RedriveDeadLetters said kanban.ErrFull of an empty one,
 // and waiting for room never helped.
 func TestRedriveLargerThanMaxBytes(t *testing.T) {
@@ -358,7 +405,7 @@ func TestRedriveLargerThanMaxBytes(t *testing.T) {
 	assert.Zero(t, n)
 	require.ErrorIs(t, err, natsjs.ErrTooLarge)
 	assert.NotErrorIs(t, err, kanban.ErrFull)
-	assert.ErrorContains(t, err, "natsjs: redriving dead letter 1 (message edge): natsjs: message too large: it takes 4123 bytes in the work stream with the headers of its redrive, more than its MaxBytes 4096")
+	assert.ErrorContains(t, err, "natsjs: redriving dead letter 1 (message edge): natsjs: message too large: it takes 4143 bytes in the work stream with the headers of its redrive, more than its MaxBytes 4096")
 	dead, err := q.DeadLetters(ctx)
 	require.NoError(t, err)
 	require.Len(t, dead, 1, "the dead letter is kept")
