@@ -532,20 +532,21 @@ func (cfg *Config) running(c Component) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
+	// The path is the rest of the line: it may hold spaces.
+	id, path, ok := strings.Cut(strings.TrimSuffix(string(b), "\n"), " ")
+	if !ok || path == "" {
 		return 0, false
 	}
-	pid, err := strconv.Atoi(f[0])
+	pid, err := strconv.Atoi(id)
 	if err != nil || pid <= 0 {
 		return 0, false
 	}
-	exe, err := os.Readlink("/proc/" + f[0] + "/exe")
+	exe, err := os.Readlink("/proc/" + id + "/exe")
 	if err != nil {
 		return 0, false
 	}
 	// A binary replaced since (a rebuild) shows as "path (deleted)".
-	if strings.TrimSuffix(exe, " (deleted)") != f[1] {
+	if strings.TrimSuffix(exe, " (deleted)") != path {
 		return 0, false
 	}
 	return pid, alive(pid)

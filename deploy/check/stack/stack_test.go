@@ -221,3 +221,42 @@ func TestDownLeavesAReusedPIDAlone(t *testing.T) {
 	assert.NoError(t, other.Process.Signal(syscall.Signal(0)), "the other process still runs")
 	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "redis.pid"), "the stale PID file is gone")
 }
+
+// startSleep starts bin (a copy of sleep) as the stack would start the
+// component name, and stops and reaps it when the test ends.
+func startSleep(t *testing.T, cfg stack.Config, name, bin string) int {
+	t.Helper()
+	for _, d := range []string{"logs", "pids"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755))
+	}
+	pid, err := stack.Start(&cfg, stack.Component{Name: name, Bin: bin, Args: []string{"60"}})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_, _ = syscall.Wait4(pid, nil, 0, nil)
+	})
+	return pid
+}
+
+// copyBinary copies the program bin to dir and returns the copy's path.
+func copyBinary(t *testing.T, bin, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(bin)
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	p := filepath.Join(dir, filepath.Base(bin))
+	require.NoError(t, os.WriteFile(p, b, 0o755))
+	return p
+}
+
+// TestDownStopsABinaryWhosePathHasSpaces: bin/ under a directory whose
+// name holds a space is the stack's all the same.
+func TestDownStopsABinaryWhosePathHasSpaces(t *testing.T) {
+	cfg := testConfig(t)
+	bin := copyBinary(t, need(t, "sleep"), filepath.Join(t.TempDir(), "my projects", "bin"))
+	pid := startSleep(t, cfg, "sink", bin)
+	stopped, err := stack.Down(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"sink"}, stopped)
+	assert.False(t, running(pid), "sink (pid %d) is gone", pid)
+}
