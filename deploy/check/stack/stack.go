@@ -8,8 +8,9 @@
 // that started it, with its output in Dir/logs/NAME.log and its PID in
 // Dir/pids/NAME.pid; data lives under Dir/data. Down stops exactly the
 // processes whose PID files Up wrote (SIGTERM, then SIGKILL after a grace
-// period), after checking that each PID still runs the binary it started,
-// so a PID the system has since reused is left alone.
+// period), after checking that each PID still names the process it
+// started (the same start time, the same binary), so a PID the system has
+// since reused is left alone.
 //
 // The binaries are nats-server, redis-server, prometheus and
 // prometheus-alertmanager from Debian's packages, jaeger built from its Go
@@ -516,23 +517,33 @@ func (cfg *Config) start(c Component) (int, error) {
 		return 0, fmt.Errorf("stack: starting %s: %w", c.Name, err)
 	}
 	pid := cmd.Process.Pid
+	// Until this program ends, the process is its child, not reaped: its
+	// /proc entry stays, even if it has exited already.
+	since, err := startTime(pid)
 	// The stack does not wait for its processes: each outlives Up. Release
 	// lets the runtime forget it; Down finds it again by its PID file.
 	_ = cmd.Process.Release()
-	if err := os.WriteFile(cfg.pidPath(c.Name), []byte(strconv.Itoa(pid)+" "+real+"\n"), 0o644); err != nil {
+	if err != nil {
+		return pid, fmt.Errorf("stack: %s (pid %d): %w", c.Name, pid, err)
+	}
+	if err := os.WriteFile(cfg.pidPath(c.Name), []byte(strconv.Itoa(pid)+" "+since+" "+real+"\n"), 0o644); err != nil {
 		return pid, fmt.Errorf("stack: %s: %w", c.Name, err)
 	}
 	return pid, nil
 }
 
 // running returns the PID of c when its PID file names a process that
-// still runs c's binary.
+// still runs: the same PID, started at the same time, running the same
+// binary. A PID file reads "PID START PATH": START is the process's start
+// time (startTime), which tells it from a later process given the same
+// PID, even one running the same binary; PATH is the rest of the line (it
+// may hold spaces). A file of the earlier form "PID PATH" is checked by its
+// binary alone.
 func (cfg *Config) running(c Component) (int, bool) {
 	b, err := os.ReadFile(cfg.pidPath(c.Name))
 	if err != nil {
 		return 0, false
 	}
-	// The path is the rest of the line: it may hold spaces.
 	id, path, ok := strings.Cut(strings.TrimSuffix(string(b), "\n"), " ")
 	if !ok || path == "" {
 		return 0, false
@@ -540,6 +551,13 @@ func (cfg *Config) running(c Component) (int, bool) {
 	pid, err := strconv.Atoi(id)
 	if err != nil || pid <= 0 {
 		return 0, false
+	}
+	since, rest, ok := strings.Cut(path, " ")
+	if _, err := strconv.ParseUint(since, 10, 64); ok && err == nil {
+		if now, err := startTime(pid); err != nil || now != since {
+			return 0, false
+		}
+		path = rest
 	}
 	exe, err := os.Readlink("/proc/" + id + "/exe")
 	if err != nil {
@@ -550,6 +568,24 @@ func (cfg *Config) running(c Component) (int, bool) {
 		return 0, false
 	}
 	return pid, alive(pid)
+}
+
+// startTime returns when pid started, in clock ticks since the machine
+// booted (the 22nd field of /proc/PID/stat): a PID and its start time name
+// one process until the machine restarts.
+func startTime(pid int) (string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", err
+	}
+	// The fields after the command name in parentheses begin with the
+	// third, the state.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 20 {
+		return "", fmt.Errorf("/proc/%d/stat has no start time", pid)
+	}
+	return f[19], nil
 }
 
 // alive reports whether pid runs and is not a zombie.

@@ -260,3 +260,53 @@ func TestDownStopsABinaryWhosePathHasSpaces(t *testing.T) {
 	assert.Equal(t, []string{"sink"}, stopped)
 	assert.False(t, running(pid), "sink (pid %d) is gone", pid)
 }
+
+// TestDownLeavesAReusedPIDOfTheSameBinaryAlone: a component that died
+// left its PID file; the system gave its PID to another process of the
+// same binary, which down does not signal.
+func TestDownLeavesAReusedPIDOfTheSameBinaryAlone(t *testing.T) {
+	cfg := testConfig(t)
+	sleep := need(t, "sleep")
+	pid := startSleep(t, cfg, "redis", sleep)
+	started := procStart(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	_, err := syscall.Wait4(pid, nil, 0, nil)
+	require.NoError(t, err)
+
+	// The kernel cannot be made to hand out a PID again; the PID file is
+	// made to name another process, as it would after the PID's reuse.
+	// That process started later: a clock tick later at least.
+	var other *exec.Cmd
+	for other == nil || procStart(t, other.Process.Pid) == started {
+		if other != nil {
+			_ = other.Process.Kill()
+			_ = other.Wait()
+		}
+		other = exec.Command(sleep, "60")
+		require.NoError(t, other.Start())
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	path := filepath.Join(cfg.Dir, "pids", "redis.pid")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	rest, ok := strings.CutPrefix(string(b), strconv.Itoa(pid)+" ")
+	require.True(t, ok, "%q", b)
+	require.NoError(t, os.WriteFile(path, []byte(strconv.Itoa(other.Process.Pid)+" "+rest), 0o644))
+
+	stopped, err := stack.Down(cfg)
+	require.NoError(t, err)
+	assert.Empty(t, stopped)
+	assert.NoError(t, other.Process.Signal(syscall.Signal(0)), "the other process still runs")
+	assert.NoFileExists(t, path, "the stale PID file is gone")
+}
+
+// procStart returns pid's start time in clock ticks since boot, the 22nd
+// field of /proc/PID/stat.
+func procStart(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	require.NoError(t, err)
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	require.Greater(t, len(f), 19)
+	return f[19]
+}
