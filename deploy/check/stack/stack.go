@@ -114,6 +114,9 @@ type Component struct {
 	// Group, if set, names components that start together and are waited
 	// for together: the nodes of a cluster, none healthy alone.
 	Group string
+	// Ports are the loopback ports it listens on: Up starts nothing while
+	// another program holds one of them.
+	Ports []int
 }
 
 // Components returns the stack's processes in the order they start.
@@ -135,6 +138,7 @@ func (cfg *Config) Components() []Component {
 		conf := filepath.Join(data(n), "nats.conf")
 		cs = append(cs, Component{
 			Name: n, URL: url(p[n+"-monitor"]), Group: "nats",
+			Ports: []int{p[n], p[n+"-cluster"], p[n+"-monitor"]},
 			Bin:   "nats-server",
 			Args:  []string{"-c", conf},
 			Dirs:  []string{data(n)},
@@ -150,6 +154,7 @@ func (cfg *Config) Components() []Component {
 		Args: []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(p["redis"]), "--dir", data("redis"),
 			"--appendonly", "yes", "--maxmemory", "256mb", "--maxmemory-policy", "volatile-lru", "--save", ""},
 		Dirs:    []string{data("redis")},
+		Ports:   []int{p["redis"]},
 		Healthy: redisPing(loop(p["redis"])),
 	})
 	jaegerConf := filepath.Join(data("jaeger"), "jaeger.yaml")
@@ -159,12 +164,14 @@ func (cfg *Config) Components() []Component {
 		Args:    []string{"--config", jaegerConf},
 		Dirs:    []string{data("jaeger")},
 		Files:   map[string]string{jaegerConf: jaegerYAML(loop(p["jaeger-ui"]), loop(p["jaeger-otlp"]), loop(p["jaeger-otlp-grpc"]), loop(p["jaeger-health"]), loop(p["jaeger-metrics"]))},
+		Ports:   []int{p["jaeger-ui"], p["jaeger-otlp"], p["jaeger-otlp-grpc"], p["jaeger-health"], p["jaeger-metrics"]},
 		Healthy: httpOK(url(p["jaeger-health"]) + "/status"),
 	})
 	cs = append(cs, Component{
 		Name: "sink", URL: url(p["sink"]),
 		Bin:     cfg.Self,
 		Args:    []string{"sink", "-addr", loop(p["sink"])},
+		Ports:   []int{p["sink"]},
 		Healthy: httpOK(url(p["sink"]) + "/healthz"),
 	})
 	common := []string{
@@ -188,6 +195,7 @@ func (cfg *Config) Components() []Component {
 				Bin:     filepath.Join(cfg.Bin, svc),
 				Env:     env,
 				Dirs:    []string{data(n)},
+				Ports:   []int{p[n]},
 				Healthy: httpOK(url(p[n]) + "/readyz"),
 			})
 		}
@@ -200,6 +208,7 @@ func (cfg *Config) Components() []Component {
 		Name: "nats-exporter", URL: url(p["nats-exporter"]) + "/metrics",
 		Bin:     cfg.Self,
 		Args:    append([]string{"nats-exporter", "-addr", loop(p["nats-exporter"])}, monitors...),
+		Ports:   []int{p["nats-exporter"]},
 		Healthy: httpOK(url(p["nats-exporter"]) + "/healthz"),
 	})
 	amConf := filepath.Join(data("alertmanager"), "alertmanager.yml")
@@ -210,6 +219,7 @@ func (cfg *Config) Components() []Component {
 			"--web.listen-address=" + loop(p["alertmanager"]), "--cluster.listen-address=" + loop(p["alertmanager-cluster"])},
 		Dirs:    []string{data("alertmanager")},
 		Files:   map[string]string{amConf: "<alertmanager>"},
+		Ports:   []int{p["alertmanager"], p["alertmanager-cluster"]},
 		Healthy: httpOK(url(p["alertmanager"]) + "/-/ready"),
 	})
 	promConf := filepath.Join(data("prometheus"), "prometheus.yml")
@@ -220,6 +230,7 @@ func (cfg *Config) Components() []Component {
 			"--web.listen-address=" + loop(p["prometheus"]), "--storage.tsdb.retention.time=7d", "--web.enable-lifecycle"},
 		Dirs:    []string{data("prometheus")},
 		Files:   map[string]string{promConf: cfg.prometheusYAML(p)},
+		Ports:   []int{p["prometheus"]},
 		Healthy: httpOK(url(p["prometheus"]) + "/-/ready"),
 	})
 	return cs
@@ -406,7 +417,9 @@ func (cfg *Config) Missing() []string {
 }
 
 // Up starts every component that is not running, in order, each after
-// the ones before it are healthy. A component that does not become
+// the ones before it are healthy. It starts nothing while another program
+// listens on a port of a component it would start: that program would
+// answer the component's health check. A component that does not become
 // healthy stops Up with its error and the end of its log; what started
 // keeps running (Down stops it).
 func Up(ctx context.Context, cfg Config) error {
@@ -415,6 +428,9 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	if miss := cfg.Missing(); len(miss) > 0 {
 		return fmt.Errorf("stack: missing binaries: %s", strings.Join(miss, "; "))
+	}
+	if err := cfg.portsFree(); err != nil {
+		return err
 	}
 	for _, d := range []string{"logs", "pids", "data"} {
 		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
@@ -456,6 +472,29 @@ func Up(ctx context.Context, cfg Config) error {
 			}
 		}
 		i = j
+	}
+	return nil
+}
+
+// portsFree reports the ports of the components that do not run which
+// another program holds.
+func (cfg *Config) portsFree() error {
+	var busy []string
+	for _, c := range cfg.Components() {
+		if _, ok := cfg.running(c); ok {
+			continue
+		}
+		for _, port := range c.Ports {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+			if err != nil {
+				busy = append(busy, fmt.Sprintf("%d (%s)", port, c.Name))
+				continue
+			}
+			_ = l.Close()
+		}
+	}
+	if len(busy) > 0 {
+		return fmt.Errorf("stack: ports taken by other programs: %s; stop what listens on them (ss -ltnp shows it: a service a package started, a go run, a stack of an earlier checkout) and run up again", strings.Join(busy, ", "))
 	}
 	return nil
 }

@@ -310,3 +310,45 @@ func procStart(t *testing.T, pid int) string {
 	require.Greater(t, len(f), 19)
 	return f[19]
 }
+
+// fakeBinaries puts a shell script with body in place of every binary the
+// stack runs: the servers first in PATH, the services and jaeger in
+// cfg.Bin.
+func fakeBinaries(t *testing.T, cfg *stack.Config, body string) {
+	t.Helper()
+	path := t.TempDir()
+	for dir, names := range map[string][]string{
+		path:    {"nats-server", "redis-server", "prometheus", "prometheus-alertmanager"},
+		cfg.Bin: {"jaeger", "payment", "deployment"},
+	} {
+		for _, n := range names {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte("#!/bin/sh\n"+body+"\n"), 0o755))
+		}
+	}
+	t.Setenv("PATH", path+string(filepath.ListSeparator)+os.Getenv("PATH"))
+}
+
+// TestUpRefusesAPortTakenByAnotherProgram: another program listens where
+// nats-1's monitoring would and answers its health check; up starts
+// nothing and names the port, instead of taking that answer for nats-1's.
+func TestUpRefusesAPortTakenByAnotherProgram(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PortBase = freeBase(t)
+	cfg.Wait = 100 * time.Millisecond
+	fakeBinaries(t, &cfg, "exit 1")
+	monitor := cfg.Ports()["nats-1-monitor"]
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(monitor))
+	require.NoError(t, err)
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	other.Listener.Close()
+	other.Listener = l
+	other.Start()
+	defer other.Close()
+
+	err = stack.Up(context.Background(), cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), strconv.Itoa(monitor)+" (nats-1)")
+	assert.Contains(t, err.Error(), "ss -ltnp")
+	pids, _ := os.ReadDir(filepath.Join(cfg.Dir, "pids"))
+	assert.Empty(t, pids, "nothing started")
+}
