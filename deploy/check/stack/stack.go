@@ -417,7 +417,7 @@ func (cfg *Config) Missing() []string {
 }
 
 // Up starts every component that is not running, in order, each after
-// the ones before it are healthy. It starts nothing while another program
+// the ones before it (those running already too) are healthy. It starts nothing while another program
 // listens on a port of a component it would start: that program would
 // answer the component's health check. A component that does not become
 // healthy stops Up with its error and the end of its log; what started
@@ -451,8 +451,11 @@ func Up(ctx context.Context, cfg Config) error {
 		}
 		pids := map[string]int{}
 		for _, c := range cs[i:j] {
+			// One running already is waited for too: an up interrupted
+			// earlier may have left it starting.
 			if pid, ok := cfg.running(c); ok {
 				fmt.Fprintf(cfg.out(), "%-14s already running (pid %d)\n", c.Name, pid)
+				pids[c.Name] = pid
 				continue
 			}
 			pid, err := cfg.prepareAndStart(c, sink)
@@ -463,10 +466,7 @@ func Up(ctx context.Context, cfg Config) error {
 			fmt.Fprintf(cfg.out(), "%-14s started (pid %d)\n", c.Name, pid)
 		}
 		for _, c := range cs[i:j] {
-			pid, ok := pids[c.Name]
-			if !ok {
-				continue
-			}
+			pid := pids[c.Name]
 			if err := waitHealthy(ctx, c, wait, func() bool { return alive(pid) }); err != nil {
 				return fmt.Errorf("stack: %s is not healthy: %w\n%s", c.Name, err, tailFile(cfg.logPath(c.Name), 20))
 			}

@@ -352,3 +352,21 @@ func TestUpRefusesAPortTakenByAnotherProgram(t *testing.T) {
 	pids, _ := os.ReadDir(filepath.Join(cfg.Dir, "pids"))
 	assert.Empty(t, pids, "nothing started")
 }
+
+// TestUpWaitsForWhatRunsAlready: the NATS nodes run (an up interrupted
+// earlier started them) but are not healthy; up waits for them as for
+// those it starts, and starts nothing after them.
+func TestUpWaitsForWhatRunsAlready(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PortBase = freeBase(t)
+	cfg.Wait = 100 * time.Millisecond
+	fakeBinaries(t, &cfg, "exit 1")
+	sleep := copyBinary(t, need(t, "sleep"), t.TempDir())
+	for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
+		startSleep(t, cfg, n, sleep)
+	}
+	err := stack.Up(context.Background(), cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nats-1 is not healthy")
+	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "redis.pid"), "nothing after the nodes started")
+}
