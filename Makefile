@@ -118,26 +118,27 @@ deploy-check: ## check the files under deploy/ (compose-go, Kubernetes' types, p
 # The local stack from real binaries, no Docker (deploy/check/stack):
 # NATS x3, Redis, Jaeger, both services x2, Prometheus, Alertmanager.
 STACK_DIR ?= $(CURDIR)/.stack
-STACK := $(BIN)/stack -dir $(STACK_DIR) -bin $(BIN) -repo $(CURDIR)
+# Quoted: a checkout's path may hold spaces.
+STACK := "$(BIN)/stack" -dir "$(STACK_DIR)" -bin "$(BIN)" -repo "$(CURDIR)"
 
 .PHONY: up
 up: ## start the local stack from real binaries, no Docker (installs what is missing; STACK_DIR=.stack)
-	@BIN=$(BIN) GO=$(GO) bash deploy/local/install
+	@BIN="$(BIN)" GO=$(GO) bash deploy/local/install
 	@$(STACK) up
 
 .PHONY: status
 status: ## each component of the local stack: PID, health, URL
-	@$(GO) build -o $(BIN)/stack ./deploy/check/cmd/stack
+	@$(GO) build -o "$(BIN)/stack" ./deploy/check/cmd/stack
 	@$(STACK) status
 
 .PHONY: logs
 logs: ## the last lines of each log of the local stack (N=20)
-	@$(GO) build -o $(BIN)/stack ./deploy/check/cmd/stack
+	@$(GO) build -o "$(BIN)/stack" ./deploy/check/cmd/stack
 	@$(STACK) logs -n $(or $(N),20)
 
 .PHONY: down
 down: ## stop every process the local stack started, by PID (its data stays in STACK_DIR)
-	@$(GO) build -o $(BIN)/stack ./deploy/check/cmd/stack
+	@$(GO) build -o "$(BIN)/stack" ./deploy/check/cmd/stack
 	@$(STACK) down
 
 .PHONY: ci

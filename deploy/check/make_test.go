@@ -44,3 +44,21 @@ func TestMakeHelpListsEveryTarget(t *testing.T) {
 	}
 	assert.Equal(t, documented, listed)
 }
+
+// TestMakeStackTargetsTakePathsWithSpaces runs make up, status, logs and
+// down with the stack's directory and bin/ under names that hold a space,
+// as a checkout under "My Projects" has. GO=true builds nothing, and a
+// script in place of bin/stack prints the arguments it was given, one a
+// line: each path arrives whole.
+func TestMakeStackTargetsTakePathsWithSpaces(t *testing.T) {
+	mk := tool(t, "make", "make")
+	dir := filepath.Join(t.TempDir(), "my projects")
+	bin, data := filepath.Join(dir, "bin"), filepath.Join(dir, "stack data")
+	require.NoError(t, os.MkdirAll(bin, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "stack"), []byte("#!/bin/sh\nprintf '%s\\n' \"$@\"\n"), 0o755))
+	for _, target := range []string{"status", "logs", "down"} {
+		out, ok := runTool(t, repoRoot(t), nil, mk, "-s", target, "GO=true", "STACK_DIR="+data, "BIN="+bin)
+		require.True(t, ok, "make %s: %s", target, out)
+		assert.True(t, strings.HasPrefix(out, "-dir\n"+data+"\n-bin\n"+bin+"\n-repo\n"+repoRoot(t)+"\n"+target+"\n"), "make %s gave bin/stack:\n%s", target, out)
+	}
+}
