@@ -770,10 +770,13 @@ func WriteStatus(w io.Writer, states []State) error {
 }
 
 // Logs writes the last n lines of each component's log, each line
-// prefixed with the component's name.
+// prefixed with the component's name. n must be at least 1.
 func Logs(cfg Config, w io.Writer, n int) error {
 	if err := cfg.check(); err != nil {
 		return err
+	}
+	if n < 1 {
+		return fmt.Errorf("stack: %d lines of each log: give 1 or more", n)
 	}
 	for _, c := range cfg.Components() {
 		t := tailFile(cfg.logPath(c.Name), n)

@@ -370,3 +370,17 @@ func TestUpWaitsForWhatRunsAlready(t *testing.T) {
 	assert.Contains(t, err.Error(), "nats-1 is not healthy")
 	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "redis.pid"), "nothing after the nodes started")
 }
+
+func TestLogs(t *testing.T) {
+	cfg := testConfig(t)
+	require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, "logs"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(cfg.Dir, "logs", "redis.log"), []byte("one\ntwo\nthree\n"), 0o644))
+	var out strings.Builder
+	require.NoError(t, stack.Logs(cfg, &out, 2))
+	assert.Equal(t, "redis          | two\nredis          | three\n", out.String())
+	for _, n := range []int{-1, 0} {
+		err := stack.Logs(cfg, io.Discard, n)
+		require.Error(t, err, "n=%d", n)
+		assert.Contains(t, err.Error(), "give 1 or more")
+	}
+}
