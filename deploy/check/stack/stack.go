@@ -468,7 +468,10 @@ func Up(ctx context.Context, cfg Config) error {
 		for _, c := range cs[i:j] {
 			pid := pids[c.Name]
 			if err := waitHealthy(ctx, c, wait, func() bool { return alive(pid) }); err != nil {
-				return fmt.Errorf("stack: %s is not healthy: %w\n%s", c.Name, err, tailFile(cfg.logPath(c.Name), 20))
+				if ctx.Err() != nil {
+					return fmt.Errorf("stack: interrupted while waiting for %s: %w; what started keeps running: up again goes on from there, down stops it", c.Name, ctx.Err())
+				}
+				return fmt.Errorf("stack: %s is not healthy: %w; what started keeps running (down stops it); the end of %s:\n%s", c.Name, err, cfg.logPath(c.Name), tailFile(cfg.logPath(c.Name), 20))
 			}
 		}
 		i = j

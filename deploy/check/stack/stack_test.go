@@ -384,3 +384,23 @@ func TestLogs(t *testing.T) {
 		assert.Contains(t, err.Error(), "give 1 or more")
 	}
 }
+
+// TestUpSaysItWasInterrupted: up interrupted while it waits (Ctrl-C
+// cancels its context) says so, and what to do, rather than blaming the
+// component it waited for.
+func TestUpSaysItWasInterrupted(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PortBase = freeBase(t)
+	fakeBinaries(t, &cfg, "exit 1")
+	sleep := copyBinary(t, need(t, "sleep"), t.TempDir())
+	for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
+		startSleep(t, cfg, n, sleep)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := stack.Up(ctx, cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "interrupted while waiting for nats-1")
+	assert.Contains(t, err.Error(), "down stops it")
+	assert.NotContains(t, err.Error(), "not healthy")
+}
