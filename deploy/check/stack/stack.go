@@ -692,6 +692,9 @@ func Down(cfg Config) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
+	if len(stopped) == 0 && len(errs) == 0 {
+		fmt.Fprintf(cfg.out(), "nothing of the stack in %s was running\n", cfg.Dir)
+	}
 	return stopped, errors.Join(errs...)
 }
 

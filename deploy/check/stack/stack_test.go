@@ -215,9 +215,12 @@ func TestDownLeavesAReusedPIDAlone(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, "pids"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(cfg.Dir, "pids", "redis.pid"),
 		[]byte(strconv.Itoa(other.Process.Pid)+" /usr/bin/redis-server\n"), 0o644))
+	var out strings.Builder
+	cfg.Out = &out
 	stopped, err := stack.Down(cfg)
 	require.NoError(t, err)
 	assert.Empty(t, stopped)
+	assert.Equal(t, "nothing of the stack in "+cfg.Dir+" was running\n", out.String(), "down says it stopped nothing")
 	assert.NoError(t, other.Process.Signal(syscall.Signal(0)), "the other process still runs")
 	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "redis.pid"), "the stale PID file is gone")
 }
