@@ -5,12 +5,13 @@
 // the NATS nodes' monitoring endpoints into Prometheus metrics.
 //
 // Every process is started in its own session, so it outlives the command
-// that started it, with its output in Dir/logs/NAME.log and its PID in
-// Dir/pids/NAME.pid; data lives under Dir/data. Down stops exactly the
-// processes whose PID files Up wrote (SIGTERM, then SIGKILL after a grace
-// period), after checking that each PID still names the process it
-// started (the same start time, the same binary), so a PID the system has
-// since reused is left alone.
+// that started it and leads a process group of its own, with its output in
+// Dir/logs/NAME.log and its PID in Dir/pids/NAME.pid; data lives under
+// Dir/data. Down stops exactly the processes whose PID files Up wrote,
+// with what they forked (SIGTERM to each one's process group, then SIGKILL
+// after a grace period), after checking that each PID still names the
+// process it started (the same start time, the same binary), so a PID the
+// system has since reused is left alone, and its group too.
 //
 // The binaries are nats-server, redis-server, prometheus and
 // prometheus-alertmanager from Debian's packages, jaeger built from its Go
@@ -526,8 +527,9 @@ func (cfg *Config) prepareAndStart(c Component, sink string) (int, error) {
 func (cfg *Config) logPath(name string) string { return filepath.Join(cfg.Dir, "logs", name+".log") }
 func (cfg *Config) pidPath(name string) string { return filepath.Join(cfg.Dir, "pids", name+".pid") }
 
-// start starts c in its own session, its output appended to its log, and
-// writes its PID file.
+// start starts c in its own session, and so in a process group of its
+// own that Down signals whole, its output appended to its log, and writes
+// its PID file.
 func (cfg *Config) start(c Component) (int, error) {
 	bin, err := exec.LookPath(c.Bin)
 	if err != nil {
@@ -698,29 +700,69 @@ func Down(cfg Config) ([]string, error) {
 	return stopped, errors.Join(errs...)
 }
 
-// stop sends SIGTERM to pid and waits for it to end, then SIGKILL.
+// stop sends SIGTERM to pid's process group, so that what the process
+// forked (redis's append-only-file rewrite) ends with it, and waits for
+// every process of the group to end, then sends SIGKILL to those left.
+// pid leads its group: start made it a session's leader. The caller has
+// checked that pid still is the stack's process; while a process of the
+// group runs, the system gives the group's number to no other process, so
+// the group signalled is the one the stack started.
 func stop(pid int, grace time.Duration) error {
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err
 	}
-	deadline := time.Now().Add(grace)
-	for alive(pid) {
+	if waitGroup(pid, grace) {
+		return nil
+	}
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	if waitGroup(pid, 10*time.Second) {
+		return nil
+	}
+	return errors.New("still running after SIGKILL")
+}
+
+// waitGroup waits up to d for pid and every process of its group to end,
+// and reports whether they did.
+func waitGroup(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for alive(pid) || groupAlive(pid) {
 		if time.Now().After(deadline) {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-				return err
-			}
-			deadline = time.Now().Add(10 * time.Second)
-			for alive(pid) {
-				if time.Now().After(deadline) {
-					return errors.New("still running after SIGKILL")
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			return nil
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return nil
+	return true
+}
+
+// groupAlive reports whether a process of the process group pgid runs and
+// is not a zombie (the fifth field of /proc/PID/stat is the group).
+func groupAlive(pgid int) bool {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	want := strconv.Itoa(pgid)
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		// State, parent, group.
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) >= 3 && f[2] == want && f[0] != "Z" {
+			return true
+		}
+	}
+	return false
 }
 
 // State is one component's line of Status.

@@ -407,3 +407,41 @@ func TestUpSaysItWasInterrupted(t *testing.T) {
 	assert.Contains(t, err.Error(), "down stops it")
 	assert.NotContains(t, err.Error(), "not healthy")
 }
+
+// TestDownStopsWhatAComponentForked: a component's child (redis's
+// append-only-file rewrite) is in the component's process group, and down
+// stops it with the component instead of leaving it running.
+func TestDownStopsWhatAComponentForked(t *testing.T) {
+	cfg := testConfig(t)
+	sh := need(t, "sh")
+	need(t, "sleep")
+	for _, d := range []string{"logs", "pids"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755))
+	}
+	childFile := filepath.Join(t.TempDir(), "child")
+	// The shell ignores nothing: SIGTERM ends it while it waits, and the
+	// sleep it forked would outlive it if only the shell were signalled.
+	pid, err := stack.Start(&cfg, stack.Component{Name: "redis", Bin: sh,
+		Args: []string{"-c", "sleep 60 & echo $! >" + childFile + ".new && mv " + childFile + ".new " + childFile + "; wait"}})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_, _ = syscall.Wait4(pid, nil, 0, nil)
+	})
+	var child int
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(childFile)
+		if err != nil {
+			return false
+		}
+		child, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "the component forks its child")
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+
+	stopped, err := stack.Down(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"redis"}, stopped)
+	assert.False(t, running(pid), "redis (pid %d) is gone", pid)
+	assert.False(t, running(child), "the child redis forked (pid %d) is gone", child)
+}
