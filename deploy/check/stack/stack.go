@@ -422,7 +422,8 @@ func (cfg *Config) Missing() []string {
 // listens on a port of a component it would start: that program would
 // answer the component's health check. A component that does not become
 // healthy stops Up with its error and the end of its log; what started
-// keeps running (Down stops it).
+// keeps running (Down stops it). Up holds Dir's lock while it runs, and
+// fails at once when another Up or Down holds it.
 func Up(ctx context.Context, cfg Config) error {
 	if err := cfg.check(); err != nil {
 		return err
@@ -430,6 +431,11 @@ func Up(ctx context.Context, cfg Config) error {
 	if miss := cfg.Missing(); len(miss) > 0 {
 		return fmt.Errorf("stack: missing binaries: %s", strings.Join(miss, "; "))
 	}
+	unlock, err := cfg.lock("up")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := cfg.portsFree(); err != nil {
 		return err
 	}
@@ -522,6 +528,44 @@ func (cfg *Config) prepareAndStart(c Component, sink string) (int, error) {
 		}
 	}
 	return cfg.start(c)
+}
+
+// lockFile is the file in Dir that an up or a down holds locked while it
+// runs.
+const lockFile = "stack.lock"
+
+// lock takes the lock of cfg.Dir for the command what (up or down), or
+// fails at once, naming the directory and the process that holds it,
+// when another up or down holds it. The lock is released when the
+// returned function is called, or when the program ends however it ends.
+// The file is opened close-on-exec, so the components Up starts do not
+// hold it.
+func (cfg *Config) lock(what string) (func(), error) {
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	path := filepath.Join(cfg.Dir, lockFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		_ = f.Close()
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("stack: locking %s: %w", path, err)
+		}
+		who := ""
+		if h := strings.TrimSpace(string(holder)); h != "" {
+			who = " (" + h + ")"
+		}
+		return nil, fmt.Errorf("stack: another up or down runs in %s%s and holds %s; let it finish (or stop it with Ctrl-C) and run %s again", cfg.Dir, who, path, what)
+	}
+	// Who holds it, for the message of the one refused.
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(fmt.Sprintf("stack %s, pid %d\n", what, os.Getpid())), 0)
+	}
+	return func() { _ = f.Close() }, nil
 }
 
 func (cfg *Config) logPath(name string) string { return filepath.Join(cfg.Dir, "logs", name+".log") }
@@ -667,10 +711,19 @@ func waitHealthy(ctx context.Context, c Component, wait time.Duration, up func()
 
 // Down stops every process of the stack that its PID files name, in the
 // reverse of the starting order, and removes the PID files. It returns
-// the names it stopped.
+// the names it stopped. Down holds Dir's lock while it runs, and fails at
+// once when another Up or Down holds it.
 func Down(cfg Config) ([]string, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
+	}
+	// A directory that does not exist holds no stack to lock.
+	if _, err := os.Stat(cfg.Dir); err == nil {
+		unlock, err := cfg.lock("down")
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 	}
 	grace := cfg.Grace
 	if grace == 0 {

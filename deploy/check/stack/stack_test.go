@@ -445,3 +445,49 @@ func TestDownStopsWhatAComponentForked(t *testing.T) {
 	assert.False(t, running(pid), "redis (pid %d) is gone", pid)
 	assert.False(t, running(child), "the child redis forked (pid %d) is gone", child)
 }
+
+// holdLock takes the lock of cfg.Dir as a running up or down holds it, and
+// releases it when the test ends.
+func holdLock(t *testing.T, cfg stack.Config) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(cfg.Dir, 0o755))
+	f, err := os.OpenFile(filepath.Join(cfg.Dir, "stack.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
+}
+
+// TestUpAndDownRefuseWhileAnotherRuns: while another up or down holds the
+// stack's directory, up starts nothing and down stops nothing; each says
+// so at once, naming the directory. Each releases the lock when it
+// returns.
+func TestUpAndDownRefuseWhileAnotherRuns(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PortBase = freeBase(t)
+	cfg.Wait = 100 * time.Millisecond
+	fakeBinaries(t, &cfg, "exit 1")
+	sleep := copyBinary(t, need(t, "sleep"), t.TempDir())
+	pid := startSleep(t, cfg, "sink", sleep)
+
+	t.Run("held", func(t *testing.T) {
+		holdLock(t, cfg)
+		err := stack.Up(context.Background(), cfg)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "another up or down runs in "+cfg.Dir)
+		assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "nats-1.pid"), "nothing started")
+
+		_, err = stack.Down(cfg)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "another up or down runs in "+cfg.Dir)
+		assert.True(t, running(pid), "the sink still runs")
+	})
+	t.Run("released", func(t *testing.T) {
+		err := stack.Up(context.Background(), cfg)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "nats-1 is not healthy", "up ran")
+		stopped, err := stack.Down(cfg)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"sink"}, stopped)
+		holdLock(t, cfg) // neither kept it
+	})
+}
