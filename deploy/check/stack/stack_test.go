@@ -491,3 +491,58 @@ func TestUpAndDownRefuseWhileAnotherRuns(t *testing.T) {
 		holdLock(t, cfg) // neither kept it
 	})
 }
+
+// TestStatusChecksConcurrently: the health checks of the components run
+// at once, so a stack whose checks hang takes one check's time, not one
+// per component. Two running components each answer their health check
+// only once both checks have arrived: checked one after the other, the
+// first times out. The table keeps the stack's order.
+func TestStatusChecksConcurrently(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PortBase = freeBase(t)
+	sleep := copyBinary(t, need(t, "sleep"), t.TempDir())
+	names := []string{"sink", "nats-exporter"}
+	arrived := make(chan struct{}, len(names))
+	both := make(chan struct{})
+	go func() {
+		for range names {
+			<-arrived
+		}
+		close(both)
+	}()
+	for _, n := range names {
+		startSleep(t, cfg, n, sleep)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(cfg.Ports()[n]))
+		require.NoError(t, err)
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			arrived <- struct{}{}
+			select {
+			case <-both:
+			case <-r.Context().Done():
+				http.Error(w, "the other check never came", http.StatusServiceUnavailable)
+			}
+		}))
+		srv.Listener.Close()
+		srv.Listener = l
+		srv.Start()
+		t.Cleanup(srv.Close)
+	}
+
+	states, err := stack.Status(context.Background(), cfg)
+	require.NoError(t, err)
+	var order []string
+	for _, c := range cfg.Components() {
+		order = append(order, c.Name)
+	}
+	var got []string
+	for _, s := range states {
+		got = append(got, s.Name)
+		switch s.Name {
+		case "sink", "nats-exporter":
+			assert.True(t, s.Healthy, "%s: %s", s.Name, s.Problem)
+		default:
+			assert.Equal(t, "not running", s.Problem, s.Name)
+		}
+	}
+	assert.Equal(t, order, got, "the stack's order")
+}
