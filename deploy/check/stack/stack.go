@@ -569,6 +569,10 @@ func (cfg *Config) lock(what string) (func(), error) {
 	return func() { _ = f.Close() }, nil
 }
 
+// runMark begins the line start writes to a component's log before it
+// starts the component: "=== stack up TIME: starting NAME ===".
+const runMark = "=== stack up "
+
 func (cfg *Config) logPath(name string) string { return filepath.Join(cfg.Dir, "logs", name+".log") }
 func (cfg *Config) pidPath(name string) string { return filepath.Join(cfg.Dir, "pids", name+".pid") }
 
@@ -597,6 +601,11 @@ func (cfg *Config) start(c Component) (int, error) {
 		return 0, fmt.Errorf("stack: %s: %w", c.Name, err)
 	}
 	defer log.Close()
+	// The log keeps the runs before; this line begins the new one, and
+	// tailFile shows nothing before it.
+	if _, err := fmt.Fprintf(log, "%s%s: starting %s ===\n", runMark, time.Now().UTC().Format(time.RFC3339), c.Name); err != nil {
+		return 0, fmt.Errorf("stack: %s: %w", c.Name, err)
+	}
 	cmd := exec.Command(bin, c.Args...)
 	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -877,7 +886,8 @@ func WriteStatus(w io.Writer, states []State) error {
 	return tw.Flush()
 }
 
-// Logs writes the last n lines of each component's log, each line
+// Logs writes the last n lines of the current run of each component's log
+// (from the line Up wrote when it last started the component), each line
 // prefixed with the component's name. n must be at least 1.
 func Logs(cfg Config, w io.Writer, n int) error {
 	if err := cfg.check(); err != nil {
@@ -902,8 +912,9 @@ func Logs(cfg Config, w io.Writer, n int) error {
 	return nil
 }
 
-// tailFile returns the last n lines of a file, empty when it cannot be
-// read.
+// tailFile returns the last n lines of a log's current run, from the last
+// line that begins with runMark on (the whole file, its last 256 KiB, when
+// it has none), empty when it cannot be read.
 func tailFile(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
@@ -921,6 +932,12 @@ func tailFile(path string, n int) string {
 		return ""
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], runMark) {
+			lines = lines[i:]
+			break
+		}
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

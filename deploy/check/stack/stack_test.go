@@ -546,3 +546,37 @@ func TestStatusChecksConcurrently(t *testing.T) {
 	}
 	assert.Equal(t, order, got, "the stack's order")
 }
+
+// runOnce starts bin as the stack would start the component name, and
+// waits for it to end.
+func runOnce(t *testing.T, cfg stack.Config, name, bin string, args ...string) {
+	t.Helper()
+	for _, d := range []string{"logs", "pids"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755))
+	}
+	pid, err := stack.Start(&cfg, stack.Component{Name: name, Bin: bin, Args: args})
+	require.NoError(t, err)
+	_, err = syscall.Wait4(pid, nil, 0, nil)
+	require.NoError(t, err)
+}
+
+// TestLogsShowTheCurrentRun: a component's log keeps the runs before, each
+// begun by a line with its time; logs shows the lines of the current run.
+func TestLogsShowTheCurrentRun(t *testing.T) {
+	cfg := testConfig(t)
+	echo := need(t, "echo")
+	runOnce(t, cfg, "redis", echo, "from the first run")
+	runOnce(t, cfg, "redis", echo, "from the second run")
+
+	b, err := os.ReadFile(filepath.Join(cfg.Dir, "logs", "redis.log"))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "from the first run", "the log keeps the run before")
+	assert.Equal(t, 2, strings.Count(string(b), "=== stack up "), "each run begins with a line:\n%s", b)
+
+	var out strings.Builder
+	require.NoError(t, stack.Logs(cfg, &out, 20))
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	require.Len(t, lines, 2, "%s", out.String())
+	assert.Regexp(t, `^redis +\| === stack up \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*Z: starting `, lines[0])
+	assert.Equal(t, "redis          | from the second run", lines[1])
+}
