@@ -103,7 +103,9 @@ type Component struct {
 	Name string
 	// URL is where a person looks at it, empty if nowhere.
 	URL string
-	// Bin and Args start it; Env is added to the stack's environment.
+	// Bin and Args start it. Env is its environment, beside PATH, HOME,
+	// TZ and LANG from the stack's (componentEnv): nothing else of the
+	// user's environment reaches it.
 	Bin  string
 	Args []string
 	Env  []string
@@ -569,6 +571,25 @@ func (cfg *Config) lock(what string) (func(), error) {
 	return func() { _ = f.Close() }, nil
 }
 
+// inherited are the variables of the stack's environment its components
+// get: where to find programs, the user's home, the time zone and the
+// language. Every other variable stays out: a stray NATS_URL, REDIS_URL,
+// OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_ENDPOINT or a service's own flag
+// (PAYMENT_*, a token) would change what the stack runs.
+var inherited = []string{"PATH", "HOME", "TZ", "LANG"}
+
+// componentEnv is a component's environment: the inherited variables the
+// stack has, then env, which the stack sets.
+func componentEnv(env []string) []string {
+	var out []string
+	for _, k := range inherited {
+		if v, ok := os.LookupEnv(k); ok {
+			out = append(out, k+"="+v)
+		}
+	}
+	return append(out, env...)
+}
+
 // runMark begins the line start writes to a component's log before it
 // starts the component: "=== stack up TIME: starting NAME ===".
 const runMark = "=== stack up "
@@ -607,7 +628,7 @@ func (cfg *Config) start(c Component) (int, error) {
 		return 0, fmt.Errorf("stack: %s: %w", c.Name, err)
 	}
 	cmd := exec.Command(bin, c.Args...)
-	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Env = componentEnv(c.Env)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Dir = cfg.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -580,3 +580,45 @@ func TestLogsShowTheCurrentRun(t *testing.T) {
 	assert.Regexp(t, `^redis +\| === stack up \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*Z: starting `, lines[0])
 	assert.Equal(t, "redis          | from the second run", lines[1])
 }
+
+// TestComponentsGetACleanEnvironment: a component's environment is PATH,
+// HOME, TZ and LANG from the stack's, and what the stack sets for it; a
+// stray variable of the user's (a NATS_URL, an OTEL_SERVICE_NAME, a
+// service's own flag) does not reach it.
+func TestComponentsGetACleanEnvironment(t *testing.T) {
+	cfg := testConfig(t)
+	env := need(t, "env")
+	for k, v := range map[string]string{
+		"NATS_URL": "nats://stray:4222", "REDIS_URL": "redis://stray:6379/0",
+		"OTEL_SERVICE_NAME": "stray", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://stray:4318",
+		"PAYMENT_API_TOKEN": "stray", "HOME": "/home/someone", "TZ": "Europe/Paris", "LANG": "C.UTF-8",
+	} {
+		t.Setenv(k, v)
+	}
+	for _, d := range []string{"logs", "pids"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755))
+	}
+	pid, err := stack.Start(&cfg, stack.Component{Name: "payment-1", Bin: env, Env: []string{"NATS_URL=nats://127.0.0.1:20000", "INSTANCE=payment-1"}})
+	require.NoError(t, err)
+	_, err = syscall.Wait4(pid, nil, 0, nil)
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(cfg.Dir, "logs", "payment-1.log"))
+	require.NoError(t, err)
+	// Names only in a failure's message: the test's environment may hold
+	// secrets.
+	got := map[string]string{}
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "=== stack up ") {
+			got[k] = v
+			names = append(names, k)
+		}
+	}
+	assert.ElementsMatch(t, []string{"PATH", "HOME", "TZ", "LANG", "NATS_URL", "INSTANCE"}, names)
+	assert.True(t, got["PATH"] == os.Getenv("PATH"), "the stack's PATH")
+	assert.Equal(t, "/home/someone", got["HOME"])
+	assert.Equal(t, "Europe/Paris", got["TZ"])
+	assert.Equal(t, "C.UTF-8", got["LANG"])
+	assert.Equal(t, "nats://127.0.0.1:20000", got["NATS_URL"], "the stack's, not the user's")
+	assert.Equal(t, "payment-1", got["INSTANCE"])
+}
