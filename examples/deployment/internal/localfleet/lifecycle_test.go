@@ -625,3 +625,61 @@ func TestInstanceOutlivesTheThreadThatDeployedIt(t *testing.T) {
 		assert.True(t, alive(pid), "pid %d", pid)
 	}
 }
+
+// TestFailedFirstDeployClosesTheProxy: a first Deploy that fails leaves no
+// proxy listening, since nothing is deployed for it to send requests to.
+func TestFailedFirstDeployClosesTheProxy(t *testing.T) {
+	var (
+		f   *Fleet
+		url string
+	)
+	f = newFleet(t, Options{Profile: func(service, version, region string) (AppProfile, error) {
+		g, err := f.existingRegion(service, region)
+		if err != nil {
+			return AppProfile{}, err
+		}
+		url = g.url
+		return AppProfile{}, errors.New("no profile")
+	}})
+	require.Error(t, f.Deploy(t.Context(), "web", "eu", "v1", 1))
+	require.NotEmpty(t, url, "the deploy started a proxy")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err == nil {
+		conn.Close()
+	}
+	assert.Error(t, err, "the proxy %s still listens", url)
+	_, err = f.existingRegion("web", "eu")
+	assert.ErrorIs(t, err, ErrNotDeployed)
+}
+
+// TestFailedFirstDeployKeepsTheProxyForADeployWaiting: a Deploy waiting
+// for the region while the first fails finds the proxy open, and serves
+// through it.
+func TestFailedFirstDeployKeepsTheProxyForADeployWaiting(t *testing.T) {
+	ctx := t.Context()
+	var f *Fleet
+	waiting := func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		g := f.regions[regionKey{"web", "eu"}]
+		return g != nil && g.deploys == 2
+	}
+	deploying := make(chan struct{})
+	f = newFleet(t, Options{Profile: func(service, version, region string) (AppProfile, error) {
+		if version == "bad" {
+			close(deploying)
+			// Fail once the second Deploy holds the region, waiting for
+			// this one.
+			assert.Eventually(t, waiting, 10*time.Second, time.Millisecond)
+			return AppProfile{}, errors.New("no profile")
+		}
+		return AppProfile{}, nil
+	}})
+	failed := make(chan error, 1)
+	go func() { failed <- f.Deploy(ctx, "web", "eu", "bad", 1) }()
+	<-deploying
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.Error(t, <-failed)
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	assert.Equal(t, "v1", mustCall(t, client(t), proxyURL(t, f, "web", "eu")+"/").Version)
+}

@@ -231,6 +231,7 @@ func (f *Fleet) Deploy(ctx context.Context, service, region, version string, ins
 	}
 	g.ops.Lock()
 	defer g.ops.Unlock()
+	defer f.leave(g)
 	if f.isClosed() {
 		return ErrClosed
 	}
@@ -435,8 +436,9 @@ func (f *Fleet) ProxyURL(service, region string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	// A Deploy starts the proxy before its processes, and keeps it if
-	// they fail to start.
+	// A Deploy starts the proxy before its processes (and closes it if
+	// they fail to start and nothing else is deployed); every version may
+	// have been retired since.
 	g.mu.RLock()
 	deployed := len(g.versions) > 0
 	g.mu.RUnlock()
@@ -586,7 +588,8 @@ func (f *Fleet) processes() []*process {
 	return procs
 }
 
-// region returns service's region, starting its proxy if it is new.
+// region returns service's region for a Deploy, starting its proxy if it
+// is new. The Deploy must leave it.
 func (f *Fleet) region(service, name string) (*region, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -595,6 +598,7 @@ func (f *Fleet) region(service, name string) (*region, error) {
 	}
 	k := regionKey{service, name}
 	if g := f.regions[k]; g != nil {
+		g.deploys++
 		return g, nil
 	}
 	g := &region{
@@ -607,8 +611,31 @@ func (f *Fleet) region(service, name string) (*region, error) {
 		return nil, fmt.Errorf("localfleet: proxy of %s in %s: %w", service, name, err)
 	}
 	g.log.Info("proxy listening", "url", g.url)
+	g.deploys = 1
 	f.regions[k] = g
 	return g, nil
+}
+
+// leave ends a Deploy's hold on region g; the Deploy holds g.ops. The last
+// Deploy to leave a region where nothing is deployed (its first deploy
+// failed) closes its proxy, which nothing advertises and which would hold
+// a port and a goroutine until Shutdown. A Deploy waiting for g.ops still
+// holds g, so it never finds the proxy closed under it.
+func (f *Fleet) leave(g *region) {
+	// Only Deploy, Retire and Shutdown change versions, each holding ops.
+	g.mu.RLock()
+	empty := len(g.versions) == 0
+	g.mu.RUnlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g.deploys--
+	if g.deploys > 0 || !empty || f.closed {
+		return // Shutdown closes the proxy of a fleet shutting down
+	}
+	delete(f.regions, regionKey{g.service, g.name})
+	_ = g.srv.Close()
+	<-g.served
+	g.log.Info("proxy closed: nothing is deployed")
 }
 
 // existingRegion returns service's region if something was deployed there.

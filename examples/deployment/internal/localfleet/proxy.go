@@ -19,6 +19,11 @@ type region struct {
 	served        chan struct{} // closed when srv.Serve has returned
 	log           *slog.Logger
 
+	// deploys counts the Deploys that hold the region (running or
+	// waiting for ops), guarded by Fleet.mu: the last one to leave closes
+	// the proxy if nothing is deployed.
+	deploys int
+
 	// ops serializes Deploy and Retire here, which take long (starting
 	// processes, draining); the proxy and Route do not wait for it.
 	ops sync.Mutex
