@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -682,4 +683,67 @@ func TestFailedFirstDeployKeepsTheProxyForADeployWaiting(t *testing.T) {
 	require.Error(t, <-failed)
 	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
 	assert.Equal(t, "v1", mustCall(t, client(t), proxyURL(t, f, "web", "eu")+"/").Version)
+}
+
+// TestStopEndsWhatAnExitedInstanceLeft: an instance whose process exited
+// leaves nothing running of what it started in its process group.
+func TestStopEndsWhatAnExitedInstanceLeft(t *testing.T) {
+	ctx := t.Context()
+	pidFile := filepath.Join(t.TempDir(), "child")
+	// The instance starts a child in its group, then becomes the demoapp.
+	f := newFleet(t, Options{})
+	f.o.Binary = script(t, "sleep 60 >/dev/null 2>&1 & echo $! > "+pidFile+"; exec "+binary+` "$@"`)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	child, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	require.True(t, alive(child))
+
+	g, err := f.existingRegion("web", "eu")
+	require.NoError(t, err)
+	g.mu.RLock()
+	pr := g.versions["v1"].procs[0]
+	g.mu.RUnlock()
+	require.NoError(t, syscall.Kill(pr.pid, syscall.SIGKILL))
+	<-pr.done
+
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	require.Eventually(t, func() bool { return !alive(child) }, 5*time.Second, 10*time.Millisecond, "child %d still runs", child)
+}
+
+// TestStopSignalsNoGroupOnceReaped: once the process was reaped its pid
+// may be another process's, even another group's leader; stop signals
+// nothing then.
+func TestStopSignalsNoGroupOnceReaped(t *testing.T) {
+	f := newFleet(t, Options{StopGrace: time.Second})
+	// A group leader that took the reaped instance's pid.
+	other := exec.Command("sleep", "60")
+	other.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, other.Start())
+	ended := make(chan struct{})
+	go func() {
+		_ = other.Wait()
+		close(ended)
+	}()
+	t.Cleanup(func() {
+		_ = other.Process.Kill()
+		<-ended
+	})
+	// Reaped: its waiter has not yet said so by closing done.
+	reaped := &process{pid: other.Process.Pid, addr: "127.0.0.1:1", done: make(chan struct{})}
+	t.Cleanup(func() { close(reaped.done) })
+
+	stopped := make(chan struct{})
+	go func() {
+		f.stop(reaped, f.log)
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ended:
+		t.Fatalf("stop signalled the group of pid %d, no longer the instance's", other.Process.Pid)
+	}
+	assert.True(t, alive(other.Process.Pid))
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // process is one running demoapp.
@@ -31,6 +32,12 @@ type process struct {
 	done    chan struct{}          // closed once it exited and was reaped
 	stderr  *tailWriter
 	cpu     cpuHistory
+
+	// sig orders signals to the process group before the reaping of its
+	// leader: while the leader is not reaped its pid, and so its group's
+	// id, cannot be another process's.
+	sig      sync.Mutex
+	unreaped bool // from its start until its waiter reaps it
 }
 
 // startProcess runs the demoapp for version of service in region with
@@ -73,13 +80,30 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 			started <- err
 			return
 		}
+		pid := cmd.Process.Pid
+		pr.unreaped = true
 		started <- nil
-		lines := bufio.NewScanner(stdout)
-		if lines.Scan() {
-			first <- lines.Text()
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			lines := bufio.NewScanner(stdout)
+			if lines.Scan() {
+				first <- lines.Text()
+			}
+			close(first)
+			_, _ = io.Copy(io.Discard, stdout)
+		}()
+		exited := waitExit(pid)
+		pr.sig.Lock()
+		if exited == nil {
+			// The leader has exited and is not reaped, so its group's id
+			// is still its own: end whatever it left in the group, which
+			// would otherwise outlive it out of the fleet's reach.
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
 		}
-		close(first)
-		_, _ = io.Copy(io.Discard, stdout) // Wait must not run before stdout is read to the end
+		pr.unreaped = false
+		pr.sig.Unlock()
+		<-read // Wait must not run before stdout is read to the end
 		_ = cmd.Wait()
 		close(pr.done)
 	}()
@@ -93,6 +117,7 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 	defer cancel()
 	fail := func(err error) (*process, error) {
 		f.stop(pr, log)
+		<-pr.done // for its exit status
 		return nil, fmt.Errorf("%s of %s in %s (pid %d): %w (%s)", version, service, region, pr.pid, err, pr.exit())
 	}
 	select {
@@ -216,12 +241,13 @@ func (pr *process) exited() bool {
 
 // stop ends the process: SIGTERM, which lets it finish its requests, and
 // SIGKILL if it has not exited after the fleet's StopGrace. The signals go
-// to its process group, so whatever it started ends with it.
+// to its process group, so whatever it started ends with it. A process
+// already reaped is not signalled (its pid may be another's by now): what
+// it left in its group was killed when it exited.
 func (f *Fleet) stop(pr *process, log *slog.Logger) {
-	if pr.exited() {
+	if !pr.signal(syscall.SIGTERM) {
 		return
 	}
-	_ = syscall.Kill(-pr.pid, syscall.SIGTERM)
 	t := time.NewTimer(f.o.StopGrace)
 	defer t.Stop()
 	select {
@@ -230,9 +256,40 @@ func (f *Fleet) stop(pr *process, log *slog.Logger) {
 		return
 	case <-t.C:
 	}
-	_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
+	pr.signal(syscall.SIGKILL)
 	<-pr.done
 	log.Warn("instance killed: it did not stop after SIGTERM", "instance", pr.addr, "pid", pr.pid, "grace", f.o.StopGrace)
+}
+
+// signal sends sig to the process's group, and reports false, sending
+// nothing, if the process has been reaped.
+func (pr *process) signal(sig syscall.Signal) bool {
+	pr.sig.Lock()
+	defer pr.sig.Unlock()
+	if !pr.unreaped {
+		return false
+	}
+	_ = syscall.Kill(-pr.pid, sig)
+	return true
+}
+
+// waitExit returns once the child pid has exited, leaving it to be reaped
+// (waitid with WNOWAIT): until then its pid is not given to another
+// process.
+func waitExit(pid int) error {
+	const pPID = 1     // idtype_t P_PID
+	var info [128]byte // siginfo_t, which the kernel fills in
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid), uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
+		switch errno {
+		case 0:
+			return nil
+		case syscall.EINTR:
+			continue
+		default:
+			return fmt.Errorf("waitid %d: %w", pid, errno)
+		}
+	}
 }
 
 // stopAll stops the processes at once and returns when all have ended.
