@@ -529,15 +529,14 @@ func (f *Fleet) Sample(ctx context.Context, service, region, version string, win
 		P99:       r.p99,
 	}
 	for _, pr := range procs {
-		if pr.exited() {
-			continue // its pid may be another process's by now
-		}
-		if cpu, err := pr.cpuShare(now, window); err == nil {
-			s.CPU += min(cpu, 1)
-		}
-		if rss, err := residentBytes(pr.pid); err == nil {
-			s.Memory += min(rss/f.o.MemoryLimit, 1)
-		}
+		pr.whileUnreaped(func(pid int) {
+			if cpu, err := pr.cpuShare(now, window); err == nil {
+				s.CPU += min(cpu, 1)
+			}
+			if rss, err := residentBytes(pid); err == nil {
+				s.Memory += min(rss/f.o.MemoryLimit, 1)
+			}
+		})
 	}
 	if len(procs) > 0 {
 		s.CPU /= float64(len(procs))
@@ -559,12 +558,11 @@ func (f *Fleet) sampleCPU() {
 		case <-tick.C:
 		}
 		for _, pr := range f.processes() {
-			if pr.exited() {
-				continue
-			}
-			if used, err := cpuSeconds(pr.pid); err == nil {
-				pr.cpu.add(cpuReading{at: time.Now(), seconds: used})
-			}
+			pr.whileUnreaped(func(pid int) {
+				if used, err := cpuSeconds(pid); err == nil {
+					pr.cpu.add(cpuReading{at: time.Now(), seconds: used})
+				}
+			})
 		}
 	}
 }

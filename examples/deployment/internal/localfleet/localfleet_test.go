@@ -469,3 +469,45 @@ func (l *syncLog) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// An instance reaped a moment ago, whose done is not yet closed, counts as
+// using nothing: its pid may be another process's already.
+func TestSampleReadsNoReapedInstance(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{})
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	g, err := f.existingRegion("web", "eu")
+	require.NoError(t, err)
+	// The pid of the test itself stands for a process that took over the
+	// reaped instance's pid: it has both CPU time and a resident set.
+	reaped := &process{pid: os.Getpid(), started: time.Now().Add(-time.Minute), done: make(chan struct{})}
+	reaped.cpu.readings = make([]cpuReading, 0, 4)
+	v := &release{name: "v2", procs: []*process{reaped}, stats: newWindow(time.Minute)}
+	v.stats.record(time.Now(), http.StatusOK, time.Millisecond)
+	g.mu.Lock()
+	g.versions["v2"] = v
+	running := g.versions["v1"].procs[0]
+	g.mu.Unlock()
+	t.Cleanup(func() {
+		g.mu.Lock()
+		delete(g.versions, "v2")
+		g.mu.Unlock()
+	})
+
+	s, err := f.Sample(ctx, "web", "eu", "v2", time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, s.Requests)
+	assert.Zero(t, s.CPU)
+	assert.Zero(t, s.Memory)
+
+	// Once the sampler has read the running instance twice it has been
+	// past the reaped one at least once.
+	require.Eventually(t, func() bool {
+		running.cpu.mu.Lock()
+		defer running.cpu.mu.Unlock()
+		return len(running.cpu.readings) >= 2
+	}, 10*time.Second, 10*time.Millisecond)
+	reaped.cpu.mu.Lock()
+	defer reaped.cpu.mu.Unlock()
+	assert.Empty(t, reaped.cpu.readings, "the sampler read the pid of a reaped instance")
+}

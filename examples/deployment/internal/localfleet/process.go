@@ -33,9 +33,9 @@ type process struct {
 	stderr  *tailWriter
 	cpu     cpuHistory
 
-	// sig orders signals to the process group before the reaping of its
-	// leader: while the leader is not reaped its pid, and so its group's
-	// id, cannot be another process's.
+	// sig orders signals to the process group, and reads of /proc/<pid>,
+	// before the reaping of its leader: while the leader is not reaped its
+	// pid, and so its group's id, cannot be another process's.
 	sig      sync.Mutex
 	unreaped bool // from its start until its waiter reaps it
 }
@@ -273,6 +273,17 @@ func (pr *process) signal(sig syscall.Signal) bool {
 	return true
 }
 
+// whileUnreaped runs read with the process's pid, which stays the
+// process's while read runs, or does nothing once the process has been
+// reaped, when the pid may be another process's.
+func (pr *process) whileUnreaped(read func(pid int)) {
+	pr.sig.Lock()
+	defer pr.sig.Unlock()
+	if pr.unreaped {
+		read(pr.pid)
+	}
+}
+
 // waitExit returns once the child pid has exited, leaving it to be reaped
 // (waitid with WNOWAIT): until then its pid is not given to another
 // process.
@@ -417,7 +428,7 @@ func (h *cpuHistory) since(t time.Time) (cpuReading, bool) {
 }
 
 // cpuShare returns the share of one core the process used from now-span
-// to now. Without a reading that old it measures from the process's start,
+// to now; the caller makes sure the pid is still the process's. Without a reading that old it measures from the process's start,
 // when it had used none.
 func (pr *process) cpuShare(now time.Time, span time.Duration) (float64, error) {
 	used, err := cpuSeconds(pr.pid)
