@@ -242,6 +242,7 @@ func (s *Service) startFleet(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("building the demo app: %w", err)
 		}
+		targets := &discovered{s: s}
 		f, err := localfleet.New(localfleet.Options{
 			Binary: bin,
 			Profile: func(service, version, region string) (localfleet.AppProfile, error) {
@@ -254,13 +255,15 @@ func (s *Service) startFleet(ctx context.Context) error {
 				return localfleet.AppProfile{ErrorRate: p.ErrorRate, Latency: p.P99 / 20, SlowRate: 0.02, SlowLatency: p.P99}, nil
 			},
 			Logger: s.log,
+			OnExit: targets.exited,
 		})
 		if err != nil {
 			return err
 		}
 		s.closers = append(s.closers, f.Shutdown)
 		s.local, s.health = f, f
-		s.target = &discovered{Target: f, s: s}
+		targets.Target = f
+		s.target = targets
 		s.log.Info("local processes are listed for Prometheus", "file_sd", filepath.Join(s.cfg.DataDir, targetsFile))
 	default:
 		f := sim.New(s.catalog)

@@ -13,7 +13,7 @@ import (
 
 // targetsFile is the local fleet's instances in Prometheus's file-based
 // service discovery format (file_sd_configs), rewritten after every Deploy
-// and Retire: a Prometheus given the file scrapes every demoapp process,
+// and Retire, and whenever an instance exits: a Prometheus given the file scrapes every demoapp process,
 // and -prometheus-url can then judge rollouts from what it scraped.
 const targetsFile = "prometheus-targets.json"
 
@@ -40,6 +40,13 @@ func (t *discovered) Retire(ctx context.Context, service, region, version string
 	err := t.Target.Retire(ctx, service, region, version)
 	t.write()
 	return err
+}
+
+// exited takes an instance that exited, whatever ended it, off the file:
+// its port may be another process's by now. A Deploy that starts it again
+// writes it back. The local fleet's Options.OnExit.
+func (t *discovered) exited(service, region, version string) {
+	t.write()
 }
 
 // write rewrites the file with every running instance, by service, region

@@ -747,3 +747,35 @@ func TestStopSignalsNoGroupOnceReaped(t *testing.T) {
 	}
 	assert.True(t, alive(other.Process.Pid))
 }
+
+// TestOnExit: OnExit hears of every process that exits, crashed or
+// stopped, once Instances no longer lists it, and Shutdown waits for it.
+func TestOnExit(t *testing.T) {
+	ctx := t.Context()
+	type exit struct {
+		service, region, version string
+		listed                   int
+	}
+	exits := make(chan exit, 4)
+	var f *Fleet
+	f, err := New(Options{Binary: binary, OnExit: func(service, region, version string) {
+		exits <- exit{service, region, version, len(f.Instances(service, region, version))}
+	}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = f.Shutdown(context.Background()) })
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+
+	pids := versionPIDs(t, f, "web", "eu", "v1")
+	require.Len(t, pids, 1)
+	require.NoError(t, syscall.Kill(pids[0], syscall.SIGKILL))
+	assert.Equal(t, exit{"web", "eu", "v1", 0}, <-exits, "a crash")
+
+	require.NoError(t, f.Shutdown(ctx))
+	select {
+	case e := <-exits:
+		assert.Equal(t, exit{"web", "eu", "v2", 0}, e, "a stop")
+	default:
+		t.Fatal("Shutdown returned before OnExit was called")
+	}
+}

@@ -94,6 +94,11 @@ type Options struct {
 	// Logger receives process starts and stops, and proxy errors. Nil:
 	// discard.
 	Logger *slog.Logger
+	// OnExit, if set, is called when a process the fleet started has
+	// exited, whatever ended it (a crash, Retire, Shutdown, a Deploy it
+	// failed), once Instances no longer lists it. It is called from a
+	// goroutine of the process's own, and Shutdown waits for it.
+	OnExit func(service, region, version string)
 }
 
 // Fleet runs demoapp processes and the proxies in front of them. Its
@@ -108,9 +113,10 @@ type Fleet struct {
 	regions map[regionKey]*region
 	closed  bool
 
-	quit    chan struct{} // closed by Shutdown to stop the CPU sampler
-	sampled chan struct{} // closed when the sampler has stopped
-	down    chan struct{} // closed when Shutdown has finished
+	waiters sync.WaitGroup // a goroutine per process, until it is reaped and OnExit returned
+	quit    chan struct{}  // closed by Shutdown to stop the CPU sampler
+	sampled chan struct{}  // closed when the sampler has stopped
+	down    chan struct{}  // closed when Shutdown has finished
 }
 
 type regionKey struct{ service, region string }
@@ -424,6 +430,9 @@ func (f *Fleet) Shutdown(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	// Deploys start processes holding their region's ops, which Shutdown
+	// has held since: no process starts any more.
+	f.waiters.Wait()
 	f.transport.CloseIdleConnections()
 	return errors.Join(errs...)
 }

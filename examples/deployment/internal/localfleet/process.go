@@ -67,7 +67,9 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 	}
 	started := make(chan error, 1)
 	first := make(chan string, 1)
+	f.waiters.Add(1)
 	go func() {
+		defer f.waiters.Done()
 		// Linux sends Pdeathsig when the thread that started the process
 		// ends, not when the fleet's process does: started on the
 		// caller's thread, a healthy instance would be killed once a
@@ -106,6 +108,9 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 		<-read // Wait must not run before stdout is read to the end
 		_ = cmd.Wait()
 		close(pr.done)
+		if f.o.OnExit != nil {
+			f.o.OnExit(service, region, version)
+		}
 	}()
 	if err := <-started; err != nil {
 		return nil, fmt.Errorf("cannot start %s: %w", f.o.Binary, err)
