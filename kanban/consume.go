@@ -3,6 +3,7 @@ package kanban
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -21,9 +22,11 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // back-off on failure, DeadLetter after MaxAttempts, at once for a
 // Permanent error, and for a payload that cannot be decoded. A handler
 // that panics, or ends its goroutine with runtime.Goexit, fails its
-// attempt with a *PanicError (see PanicError). A Backoff, Observer or
-// Tracer that panics is logged and does not stop the consumer (see
-// ConsumeOptions).
+// attempt with a *PanicError (see PanicError). A Backoff, Observer,
+// Tracer or Propagator that panics is logged and does not stop the
+// consumer (see ConsumeOptions); neither does a Lease.Message (the
+// backend's Codec) that panics or calls runtime.Goexit: it is logged, and
+// its message dead-lettered as a payload that cannot be decoded.
 // Leases are extended every src.HeartbeatInterval from when they are
 // pulled until they are settled: while their handler runs, and while they
 // wait for it (with PerKey, behind an earlier message of their key).
@@ -227,8 +230,9 @@ func (e *engine[T]) release() {
 }
 
 // worker handles first, if not nil, then leases from ready until none is
-// left. Should a handler end its goroutine (runtime.Goexit), handleMessage
-// settles its lease, and another goroutine takes over this one's work.
+// left. Should a handler or the Codec end its goroutine (runtime.Goexit),
+// handleMessage or decode settles its lease, and another goroutine takes
+// over this one's work.
 func (e *engine[T]) worker(l Lease[T]) {
 	var k string
 	handling := false
@@ -332,12 +336,41 @@ func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int, c *count
 func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 	d := Delivery[T]{Attempt: l.Attempt()}
 	var err error
-	d.Message, err = l.Message()
+	d.Message, err = e.decode(l, d.Attempt, c)
 	if e.handleMessage(l, &d, err, c) {
 		c.addHandled()
 		e.settle(l, settleAck, 0, "", 0, c)
 	}
 }
+
+// decode returns l's message, decoded by l.Message (the backend's Codec).
+// A panic there is logged as a hook's (see hookPanicked) and returned as
+// the error decoding the message, which dead-letters it. Should decoding
+// end the goroutine (runtime.Goexit), decode logs it and dead-letters l
+// as a message it cannot decode, and the goroutine ends; the worker's own
+// deferred check carries on its work in another.
+func (e *engine[T]) decode(l Lease[T], attempt int, c *counterCell) (m Message[T], err error) {
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		if v := recover(); v != nil {
+			e.hookPanicked("Codec", l.ID(), attempt, v)
+			err = fmt.Errorf("Codec panicked: %v", v)
+			return
+		}
+		e.hookExited("Codec", l.ID(), attempt)
+		e.deadLetter(l, decodeFailed+"Codec called runtime.Goexit", attempt, c)
+	}()
+	m, err = l.Message()
+	returned = true
+	return m, err
+}
+
+// decodeFailed begins the reason of a message dead-lettered because it
+// could not be decoded.
+const decodeFailed = "kanban: cannot decode payload: "
 
 // handleMessage is handle once the delivery d is read from l: err is the
 // error decoding it. d is passed by reference, not copied on each call on
@@ -354,7 +387,7 @@ func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *counterCell) (succeeded bool) {
 	attempt := d.Attempt
 	if err != nil {
-		e.deadLetter(l, "kanban: cannot decode payload: "+err.Error(), attempt, c)
+		e.deadLetter(l, decodeFailed+err.Error(), attempt, c)
 		return false
 	}
 	if attempt > e.o.MaxAttempts {
@@ -369,7 +402,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 	}()
 	ctx := e.hctx
 	if e.rt.Propagator != nil && len(d.Headers) > 0 {
-		ctx = e.rt.Propagator.Extract(ctx, d.Headers)
+		ctx = e.extract(ctx, d)
 	}
 	keyed := e.o.PerKey && d.Key != ""
 	for {
@@ -405,6 +438,19 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 type exit struct {
 	returned  bool // handleMessage returned: the goroutine did not end
 	inBackoff bool // it ended in Backoff.Delay
+}
+
+// extract returns ctx with what the Propagator extracts from the headers
+// of d. A Propagator that panics is logged (see hookPanicked), and the
+// handler gets ctx.
+func (e *engine[T]) extract(ctx context.Context, d *Delivery[T]) (hctx context.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.hookPanicked("Propagator", d.ID, d.Attempt, v)
+			hctx = ctx
+		}
+	}()
+	return e.rt.Propagator.Extract(ctx, d.Headers)
 }
 
 // failed settles l after attempt number attempt of d failed with err:
@@ -469,6 +515,12 @@ func (e *engine[T]) goexited(l Lease[T], d *Delivery[T], x *exit, c *counterCell
 	p := &PanicError{Stack: debug.Stack()}
 	e.o.Logger.Error("kanban: handler called runtime.Goexit", "id", d.ID, "attempt", d.Attempt, "err", p, "stack", string(p.Stack))
 	e.failed(l, d, p, d.Attempt, false, x, c)
+}
+
+// hookExited logs that the hook named hook ended the goroutine with
+// runtime.Goexit during attempt number attempt of the message id.
+func (e *engine[T]) hookExited(hook, id string, attempt int) {
+	e.o.Logger.Error("kanban: "+hook+" called runtime.Goexit", "id", id, "attempt", attempt, "stack", string(debug.Stack()))
 }
 
 // hookPanicked logs the panic v of the hook named hook (Backoff,

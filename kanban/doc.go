@@ -29,9 +29,10 @@
 //   - A handler error retries the message after Backoff (Exponential with
 //     jitter by default) until MaxAttempts; then it goes to the dead
 //     letters with the error as reason. Permanent(err) dead-letters at
-//     once, and so does a payload the Codec cannot decode. A handler that
-//     panics, or ends its goroutine with runtime.Goexit, fails its attempt
-//     with a PanicError, logged with the stack.
+//     once, and so does a payload the Codec cannot decode, panics on, or
+//     ends the goroutine on (runtime.Goexit). A handler that panics, or
+//     ends its goroutine with runtime.Goexit, fails its attempt with a
+//     PanicError, logged with the stack.
 //   - When ctx ends the consumer drains: it stops pulling, hands back what
 //     it pulled and did not start, lets running handlers finish within
 //     DrainTimeout, then cancels them and hands their messages back.

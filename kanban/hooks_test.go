@@ -226,3 +226,134 @@ func TestServeHandlerGoexit(t *testing.T) {
 		})
 	}
 }
+
+// hookCodec is JSON, except that decoding the payload 13 panics and
+// decoding 14 calls runtime.Goexit.
+type hookCodec struct{ kanban.JSON }
+
+func (c hookCodec) Unmarshal(data []byte, v any) error {
+	switch string(data) {
+	case "13":
+		panicInHook("bad codec")
+	case "14":
+		runtime.Goexit()
+	}
+	return c.JSON.Unmarshal(data, v)
+}
+
+// panickingPropagator writes a header on Publish and panics extracting it.
+type panickingPropagator struct{}
+
+func (panickingPropagator) Inject(_ context.Context, h kanban.Header) { h.Set("trace", "t") }
+func (panickingPropagator) Extract(context.Context, kanban.Header) context.Context {
+	panicInHook("bad propagator")
+	return nil
+}
+
+// consumeAMinute consumes q with h and o for a minute of synctest's time,
+// until every goroutine waits, and returns the function that stops the
+// consumer and returns what Consume returned.
+func consumeAMinute(q *kanban.Memory[int], h kanban.Handler[int], o kanban.ConsumeOptions) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Consume(ctx, h, o) }()
+	time.Sleep(time.Minute)
+	synctest.Wait()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// TestPanickingCodecAndPropagator: a Codec that panics decoding a payload
+// is logged, and its message dead-lettered as one it cannot decode; a
+// Propagator that panics in Extract is logged, and the handler runs with
+// the consumer's ctx. The consumer goes on.
+func TestPanickingCodecAndPropagator(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Codec/PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: hookCodec{}})
+				require.NoError(t, err)
+				for _, m := range []kanban.Message[int]{{ID: "bad", Key: "k", Payload: 13}, {ID: "good", Key: "k", Payload: 1}} {
+					require.NoError(t, q.Publish(context.Background(), m))
+				}
+				var log logRecorder
+				var handled []int
+				stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
+					handled = append(handled, d.Payload)
+					return nil
+				}, kanban.ConsumeOptions{PerKey: perKey, Logger: slog.New(&log)})
+				require.NoError(t, stop())
+				assert.Equal(t, []int{1}, handled)
+				assert.Equal(t, kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, q.Stats())
+				dl, err := q.DeadLetters(context.Background())
+				require.NoError(t, err)
+				require.Len(t, dl, 1)
+				assert.Equal(t, "bad", dl[0].ID)
+				assert.Equal(t, "kanban: cannot decode payload: Codec panicked: bad codec", dl[0].Reason)
+				assert.Equal(t, 1, dl[0].Attempts)
+				assertHookPanics(t, &log, "Codec", "bad codec", []string{"bad"}, []int{1})
+			})
+		})
+		t.Run(fmt.Sprintf("Propagator/PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Propagator: panickingPropagator{}})
+				require.NoError(t, err)
+				for _, id := range []string{"a", "b"} {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id, Key: "k"}))
+				}
+				var log logRecorder
+				var handled []string
+				stop := consumeAMinute(q, func(ctx context.Context, d kanban.Delivery[int]) error {
+					require.NotNil(t, ctx)
+					handled = append(handled, d.ID)
+					return nil
+				}, kanban.ConsumeOptions{PerKey: perKey, Logger: slog.New(&log)})
+				require.NoError(t, stop())
+				assert.Equal(t, []string{"a", "b"}, handled)
+				assert.Equal(t, kanban.QueueStats{Published: 2, Handled: 2}, q.Stats())
+				assertHookPanics(t, &log, "Propagator", "bad propagator", []string{"a", "b"}, []int{1, 1})
+			})
+		})
+	}
+}
+
+// TestCodecGoexit: a Codec that calls runtime.Goexit decoding a payload
+// has its message dead-lettered as one it cannot decode, and the consumer
+// goes on in another goroutine: the messages behind it are handled, and
+// nothing is left in flight.
+func TestCodecGoexit(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		for _, wip := range []int{1, 3} {
+			t.Run(fmt.Sprintf("PerKey=%v/WIP=%d", perKey, wip), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: hookCodec{}})
+					require.NoError(t, err)
+					for _, m := range []kanban.Message[int]{{ID: "x", Key: "x", Payload: 14}, {ID: "a", Key: "a"}, {ID: "b", Key: "b"}} {
+						require.NoError(t, q.Publish(context.Background(), m))
+					}
+					var log logRecorder
+					handled := make(chan string, 10)
+					stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
+						handled <- d.ID
+						return nil
+					}, kanban.ConsumeOptions{WIP: wip, PerKey: perKey, Logger: slog.New(&log)})
+					assert.Equal(t, kanban.QueueStats{Published: 3, Handled: 2, DeadLettered: 1}, q.Stats())
+					require.NoError(t, stop())
+					assert.ElementsMatch(t, []string{"a", "b"}, []string{<-handled, <-handled})
+					dl, err := q.DeadLetters(context.Background())
+					require.NoError(t, err)
+					require.Len(t, dl, 1)
+					assert.Equal(t, "x", dl[0].ID)
+					assert.Equal(t, "kanban: cannot decode payload: Codec called runtime.Goexit", dl[0].Reason)
+					logged := log.attrs("kanban: Codec called runtime.Goexit")
+					require.Len(t, logged, 1)
+					assert.Equal(t, "x", logged[0]["id"])
+					assert.Contains(t, logged[0]["stack"], "runtime.Goexit")
+					assert.Empty(t, log.attrs("kanban: handler called runtime.Goexit"))
+				})
+			})
+		}
+	}
+}

@@ -30,8 +30,8 @@ type MemoryOptions struct {
 	// deleted or pushed out.
 	DeadLetterLimit int
 	// Codec, when set, encodes payloads on Publish and decodes them on
-	// delivery, as a queue on a wire would; a payload it cannot decode
-	// goes to the dead letters. nil passes values through unencoded (and
+	// delivery, as a queue on a wire would; a payload it cannot decode,
+	// or panics decoding, goes to the dead letters. nil passes values through unencoded (and
 	// uses JSON only to fill DeadLetter.Payload).
 	Codec Codec
 	// Propagator carries context (a trace) from Publish to the handler in
@@ -56,7 +56,7 @@ func (o MemoryOptions) Validate() error {
 		return optionError("kanban", "DeadLetterLimit", o.DeadLetterLimit, "must not be negative")
 	}
 	// A nil pointer in an interface is not nil: it would panic in
-	// Publish, or in a consumer's worker, where nothing recovers it.
+	// Publish, and in a consumer's worker on every message.
 	for _, f := range []struct {
 		name string
 		v    any
@@ -624,26 +624,14 @@ func (e *memEntry[T]) Key() string  { return e.m.d.Key }
 func (e *memEntry[T]) Attempt() int { return e.m.d.Attempt }
 
 func (e *memEntry[T]) Message() (Message[T], error) {
-	var buf Delivery[T]
-	d, err := e.delivery(&buf)
-	return d.Message, err
-}
-
-// delivery returns the delivery of e to hand a handler: e's own without a
-// Codec, else buf filled with the decoded payload, with the error decoding
-// it. The entry's is read in place: a Delivery returned by value and
-// copied again on the way to the handler is read back by wider loads than
-// the stores that wrote it, which stalls the processor until the stores
-// land (on the order of 10 ns a message).
-func (e *memEntry[T]) delivery(buf *Delivery[T]) (*Delivery[T], error) {
+	m := e.m.d.Message
 	if e.q.opts.Codec == nil {
-		return &e.m.d, nil
+		return m, nil
 	}
-	*buf = e.m.d
 	var p T
 	err := e.q.opts.Codec.Unmarshal(e.m.data, &p)
-	buf.Payload = p
-	return buf, err
+	m.Payload = p
+	return m, err
 }
 
 func (e *memEntry[T]) Ack(context.Context) error {

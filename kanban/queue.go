@@ -65,7 +65,8 @@ type Lease[T any] interface {
 	Key() string
 	// Attempt counts deliveries of the message, starting at 1.
 	Attempt() int
-	// Message decodes the message; an error sends it to the dead letters.
+	// Message decodes the message; an error sends it to the dead letters,
+	// and so does a panic or a runtime.Goexit.
 	Message() (Message[T], error)
 	// Ack settles the message as done.
 	Ack(ctx context.Context) error

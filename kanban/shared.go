@@ -82,8 +82,9 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 		if !handling {
 			return
 		}
-		// A handler ended this goroutine (runtime.Goexit), and
-		// handleMessage settled its message and counted it out: hand back
+		// A handler or the Codec ended this goroutine (runtime.Goexit),
+		// and handleMessage or decode settled its message and counted it
+		// out: hand back
 		// the messages taken and not started, acknowledge those handled,
 		// and let another worker take this one's place.
 		e.handBackShared(q, leases[next:taken], acks)
@@ -139,8 +140,18 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			c.addInFlight(1)
 			busy = true
 		}
-		d, err := l.delivery(&buf)
+		// Without a Codec the entry's delivery is read in place: one
+		// returned by value and copied again on the way to the handler is
+		// read back by wider loads than the stores that wrote it, which
+		// stalls the processor until the stores land (on the order of
+		// 10 ns a message).
+		d, err := &l.m.d, error(nil)
 		handling = true
+		if q.opts.Codec != nil {
+			buf.Attempt = l.m.d.Attempt
+			buf.Message, err = e.decode(l, buf.Attempt, c)
+			d = &buf
+		}
 		if e.handleMessage(l, d, err, c) {
 			acks++
 		} else {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -105,4 +106,79 @@ func TestConsumeSurvivesHooksAndGoexit(t *testing.T) {
 	assert.Equal(t, 2, log.count("kanban: handler called runtime.Goexit"))
 	assert.Equal(t, 2, log.count("kanban: Backoff panicked"))
 	assert.Equal(t, 5, log.count("kanban: Observer panicked"), "one for each attempt")
+}
+
+// hookCodec is JSON, except that decoding the payload 13 panics and
+// decoding 14 calls runtime.Goexit.
+type hookCodec struct{ kanban.JSON }
+
+func (c hookCodec) Unmarshal(data []byte, v any) error {
+	switch string(data) {
+	case "13":
+		panic("bad codec")
+	case "14":
+		runtime.Goexit()
+	}
+	return c.JSON.Unmarshal(data, v)
+}
+
+// panickingPropagator writes a header on Publish and panics extracting it.
+type panickingPropagator struct{}
+
+func (panickingPropagator) Inject(_ context.Context, h kanban.Header) { h.Set("trace", "t") }
+func (panickingPropagator) Extract(context.Context, kanban.Header) context.Context {
+	panic("bad propagator")
+}
+
+// TestConsumeSurvivesCodecAndPropagator: on JetStream too, a Codec that
+// panics or calls runtime.Goexit decoding a payload has its message
+// dead-lettered as one it cannot decode, a Propagator that panics in
+// Extract is logged, and the consumer goes on: the good message is
+// handled and acknowledged.
+func TestConsumeSurvivesCodecAndPropagator(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload int
+		reason  string
+		logged  string
+	}{
+		{"panic", 13, "kanban: cannot decode payload: Codec panicked: bad codec", "kanban: Codec panicked"},
+		{"Goexit", 14, "kanban: cannot decode payload: Codec called runtime.Goexit", "kanban: Codec called runtime.Goexit"},
+	}
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{
+				Stream: "CODEC" + strconv.Itoa(i), FetchWait: 100 * time.Millisecond,
+				Codec: hookCodec{}, Propagator: panickingPropagator{},
+			})
+			require.NoError(t, err)
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "bad", Payload: tc.payload}))
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "ok", Payload: 1}))
+			var log logCounts
+			handled := make(chan string, 10)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			consumed := make(chan error)
+			go func() {
+				consumed <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					handled <- d.ID
+					return nil
+				}, kanban.ConsumeOptions{WIP: 2, Logger: slog.New(&log)})
+			}()
+			var dl []kanban.DeadLetter
+			require.Eventually(t, func() bool {
+				dl, err = q.DeadLetters(context.Background())
+				return err == nil && len(dl) == 1 && q.Stats().Handled == 1 && q.Stats().InFlight == 0
+			}, 10*time.Second, 10*time.Millisecond, "the bad message is dead-lettered and the good one handled")
+			cancel()
+			require.NoError(t, <-consumed)
+			assert.Equal(t, "ok", <-handled)
+			assert.Empty(t, handled)
+			assert.Equal(t, "bad", dl[0].ID)
+			assert.Equal(t, tc.reason, dl[0].Reason)
+			assert.Equal(t, 1, log.count(tc.logged))
+			assert.Equal(t, 1, log.count("kanban: Propagator panicked"))
+		})
+	}
 }
