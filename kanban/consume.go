@@ -499,22 +499,35 @@ func (e *engine[T]) delay(id string, attempt int, x *exit) (delay time.Duration)
 
 // goexited settles l as failed after its goroutine ended in its attempt
 // (see handleMessage): with the Backoff's delay, unless it was the Backoff
-// that ended it.
+// that ended it; then, or should the Backoff end the goroutine again
+// while goexited settles the attempt, the retry waits the delay of the
+// default back-off.
 func (e *engine[T]) goexited(l Lease[T], d *Delivery[T], x *exit, c *counterCell) {
 	if x.inBackoff {
-		// The attempt failed already; the retry waits the default delay.
-		e.o.Logger.Error("kanban: Backoff called runtime.Goexit", "id", d.ID, "attempt", d.Attempt, "stack", string(debug.Stack()))
-		delay := Exponential{}.Delay(d.Attempt)
-		c.addRetried()
-		if a, ok := l.(attemptCounter); ok {
-			a.setAttempt(d.Attempt)
-		}
-		e.settle(l, settleRetry, delay, "", 0, c)
+		e.hookExited("Backoff", d.ID, d.Attempt)
+		e.retryDefault(l, d, c)
 		return
 	}
+	defer func() {
+		if x.inBackoff {
+			e.hookExited("Backoff", d.ID, d.Attempt)
+			e.retryDefault(l, d, c)
+		}
+	}()
 	p := &PanicError{Stack: debug.Stack()}
 	e.o.Logger.Error("kanban: handler called runtime.Goexit", "id", d.ID, "attempt", d.Attempt, "err", p, "stack", string(p.Stack))
 	e.failed(l, d, p, d.Attempt, false, x, c)
+}
+
+// retryDefault retries l after attempt number d.Attempt, which a hook's
+// runtime.Goexit cut short, after the delay of the default back-off.
+func (e *engine[T]) retryDefault(l Lease[T], d *Delivery[T], c *counterCell) {
+	delay := Exponential{}.Delay(d.Attempt)
+	c.addRetried()
+	if a, ok := l.(attemptCounter); ok {
+		a.setAttempt(d.Attempt)
+	}
+	e.settle(l, settleRetry, delay, "", 0, c)
 }
 
 // hookExited logs that the hook named hook ended the goroutine with

@@ -357,3 +357,38 @@ func TestCodecGoexit(t *testing.T) {
 		}
 	}
 }
+
+// TestHandlerAndBackoffGoexit: a handler and then its Backoff both calling
+// runtime.Goexit on the same attempt: each is logged, the message is
+// retried after the default back-off, then dead-lettered.
+func TestHandlerAndBackoffGoexit(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "x", Key: "k"}))
+				var log logRecorder
+				var at []time.Time
+				stop := consumeAMinute(q, func(context.Context, kanban.Delivery[int]) error {
+					at = append(at, time.Now())
+					runtime.Goexit()
+					return nil
+				}, kanban.ConsumeOptions{
+					MaxAttempts: 2, PerKey: perKey, Logger: slog.New(&log),
+					Backoff: kanban.BackoffFunc(func(int) time.Duration { runtime.Goexit(); return 0 }),
+				})
+				assert.Equal(t, kanban.QueueStats{Published: 1, Retried: 1, Redelivered: 1, DeadLettered: 1}, q.Stats())
+				require.NoError(t, stop())
+				require.Len(t, at, 2)
+				assert.InDelta(t, 100*time.Millisecond, at[1].Sub(at[0]), float64(20*time.Millisecond), "the default back-off")
+				dl, err := q.DeadLetters(context.Background())
+				require.NoError(t, err)
+				require.Len(t, dl, 1)
+				assert.Equal(t, "kanban: runtime.Goexit in handler", dl[0].Reason)
+				assert.Len(t, log.attrs("kanban: handler called runtime.Goexit"), 2)
+				assert.Len(t, log.attrs("kanban: Backoff called runtime.Goexit"), 1)
+			})
+		})
+	}
+}

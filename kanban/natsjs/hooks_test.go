@@ -182,3 +182,54 @@ func TestConsumeSurvivesCodecAndPropagator(t *testing.T) {
 		})
 	}
 }
+
+// TestConsumeHookGoexits: on JetStream too, a handler and its Backoff
+// both calling runtime.Goexit on an attempt have the message retried
+// after the default back-off, then dead-lettered, and the other message
+// is handled and acknowledged.
+func TestConsumeHookGoexits(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{Stream: "HOOKEXITS", FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	for _, id := range []string{"exits", "ok"} {
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id}))
+	}
+	var log logCounts
+	var mu sync.Mutex
+	handled := map[string]int{} // attempts that returned nil, by ID
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	consumed := make(chan error)
+	go func() {
+		consumed <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.ID == "exits" {
+				runtime.Goexit()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			handled[d.ID]++
+			return nil
+		}, kanban.ConsumeOptions{
+			WIP: 2, MaxAttempts: 2, Logger: slog.New(&log),
+			Backoff: kanban.BackoffFunc(func(int) time.Duration { runtime.Goexit(); return 0 }),
+		})
+	}()
+	var dl []kanban.DeadLetter
+	require.Eventually(t, func() bool {
+		dl, err = q.DeadLetters(context.Background())
+		s := q.Stats()
+		return err == nil && len(dl) == 1 && s.Handled == 1 && s.InFlight == 0
+	}, 10*time.Second, 10*time.Millisecond, "the exiting message is dead-lettered and the other handled")
+	cancel()
+	require.NoError(t, <-consumed)
+
+	assert.Equal(t, "exits", dl[0].ID)
+	assert.Equal(t, "kanban: runtime.Goexit in handler", dl[0].Reason)
+	assert.Equal(t, 2, dl[0].Attempts)
+	mu.Lock()
+	assert.Equal(t, map[string]int{"ok": 1}, handled)
+	mu.Unlock()
+	assert.Equal(t, int64(1), q.Stats().Retried)
+	assert.Equal(t, 2, log.count("kanban: handler called runtime.Goexit"))
+	assert.Equal(t, 1, log.count("kanban: Backoff called runtime.Goexit"))
+}
