@@ -23,10 +23,10 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // Permanent error, and for a payload that cannot be decoded. A handler
 // that panics, or ends its goroutine with runtime.Goexit, fails its
 // attempt with a *PanicError (see PanicError). A Backoff, Observer,
-// Tracer or Propagator that panics is logged and does not stop the
-// consumer (see ConsumeOptions); neither does a Lease.Message (the
-// backend's Codec) that panics or calls runtime.Goexit: it is logged, and
-// its message dead-lettered as a payload that cannot be decoded.
+// Tracer or Propagator that panics or calls runtime.Goexit is logged and
+// does not stop the consumer (see ConsumeOptions); neither does a
+// Lease.Message (the backend's Codec) that does: it is logged, and its
+// message dead-lettered as a payload that cannot be decoded.
 // Leases are extended every src.HeartbeatInterval from when they are
 // pulled until they are settled: while their handler runs, and while they
 // wait for it (with PerKey, behind an earlier message of their key).
@@ -402,7 +402,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 	}()
 	ctx := e.hctx
 	if e.rt.Propagator != nil && len(d.Headers) > 0 {
-		ctx = e.extract(ctx, d)
+		ctx = e.extract(ctx, d, &x)
 	}
 	keyed := e.o.PerKey && d.Key != ""
 	for {
@@ -419,7 +419,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 		if e.rt.Tracer == nil && e.o.Observer == nil {
 			err = e.call(ctx, d)
 		} else {
-			err = e.callObserved(ctx, d)
+			err = e.callObserved(ctx, d, &x)
 		}
 		if err == nil {
 			x.returned = true
@@ -438,19 +438,31 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 type exit struct {
 	returned  bool // handleMessage returned: the goroutine did not end
 	inBackoff bool // it ended in Backoff.Delay
+	// hook names the hook running (Propagator, Tracer, Observer): the
+	// goroutine ended in it, not in the handler.
+	hook string
+	// With an Observer or a Tracer, how the handler's attempt ended:
+	// ran, with err, or exited, by runtime.Goexit. Neither: it did not
+	// start.
+	ran, exited bool
+	err         error
 }
 
 // extract returns ctx with what the Propagator extracts from the headers
 // of d. A Propagator that panics is logged (see hookPanicked), and the
 // handler gets ctx.
-func (e *engine[T]) extract(ctx context.Context, d *Delivery[T]) (hctx context.Context) {
+func (e *engine[T]) extract(ctx context.Context, d *Delivery[T], x *exit) (hctx context.Context) {
+	x.hook = "Propagator" // until Extract returns or panics
 	defer func() {
 		if v := recover(); v != nil {
 			e.hookPanicked("Propagator", d.ID, d.Attempt, v)
 			hctx = ctx
+			x.hook = ""
 		}
 	}()
-	return e.rt.Propagator.Extract(ctx, d.Headers)
+	hctx = e.rt.Propagator.Extract(ctx, d.Headers)
+	x.hook = ""
+	return hctx
 }
 
 // failed settles l after attempt number attempt of d failed with err:
@@ -497,11 +509,13 @@ func (e *engine[T]) delay(id string, attempt int, x *exit) (delay time.Duration)
 	return delay
 }
 
-// goexited settles l as failed after its goroutine ended in its attempt
-// (see handleMessage): with the Backoff's delay, unless it was the Backoff
-// that ended it; then, or should the Backoff end the goroutine again
-// while goexited settles the attempt, the retry waits the delay of the
-// default back-off.
+// goexited settles l after its goroutine ended in its attempt (see
+// handleMessage). When the handler ended it, the attempt fails with a
+// *PanicError. When a hook did, the message is settled as the handler's
+// result says, once it has one; when the Backoff did, or a hook before
+// the handler ran, it is retried after the default delay. A Backoff
+// ending the goroutine again, while goexited settles a failed attempt,
+// has the same retry.
 func (e *engine[T]) goexited(l Lease[T], d *Delivery[T], x *exit, c *counterCell) {
 	if x.inBackoff {
 		e.hookExited("Backoff", d.ID, d.Attempt)
@@ -514,6 +528,22 @@ func (e *engine[T]) goexited(l Lease[T], d *Delivery[T], x *exit, c *counterCell
 			e.retryDefault(l, d, c)
 		}
 	}()
+	if x.hook != "" {
+		e.hookExited(x.hook, d.ID, d.Attempt)
+		switch {
+		case x.ran && x.err == nil:
+			c.addHandled()
+			e.settle(l, settleAck, 0, "", 0, c)
+			return
+		case x.ran:
+			e.failed(l, d, x.err, d.Attempt, false, x, c)
+			return
+		case !x.exited:
+			e.retryDefault(l, d, c)
+			return
+		}
+		// The handler ended the goroutine first: the hook heard of it.
+	}
 	p := &PanicError{Stack: debug.Stack()}
 	e.o.Logger.Error("kanban: handler called runtime.Goexit", "id", d.ID, "attempt", d.Attempt, "err", p, "stack", string(p.Stack))
 	e.failed(l, d, p, d.Attempt, false, x, c)
@@ -574,11 +604,16 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // callObserved is call with the attempt's span and its duration
 // observed. A Tracer or Observer that panics is logged (see hookPanicked)
-// and changes nothing else: the attempt's result is the handler's.
-func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T]) (err error) {
+// and changes nothing else: the attempt's result is the handler's. x
+// tells handleMessage's deferred check which of them ended the goroutine,
+// if one did, and how the handler's attempt went.
+func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T], x *exit) (err error) {
 	end := endNothing
+	x.ran, x.exited = false, false // an attempt in place starts afresh
 	if e.rt.Tracer != nil {
+		x.hook = "Tracer"
 		ctx, end = e.startSpan(ctx, d)
+		x.hook = ""
 	}
 	var start time.Time
 	if e.o.Observer != nil {
@@ -590,11 +625,17 @@ func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T]) (err error
 			// The handler ended the goroutine with runtime.Goexit: the
 			// observer and the span hear of it as of a panic.
 			err = &PanicError{}
+			x.exited = true
+		} else {
+			x.ran, x.err = true, err
 		}
 		if e.o.Observer != nil {
+			x.hook = "Observer"
 			e.observe(d, time.Since(start), err)
 		}
+		x.hook = "Tracer"
 		e.endSpan(d, end, err)
+		x.hook = ""
 	}()
 	err = e.call(ctx, d)
 	returned = true

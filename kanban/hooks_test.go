@@ -392,3 +392,99 @@ func TestHandlerAndBackoffGoexit(t *testing.T) {
 		})
 	}
 }
+
+// goexitingTracer is a Tracer whose Start or end calls runtime.Goexit for
+// a handler's attempt.
+type goexitingTracer struct{ inStart bool }
+
+func (g goexitingTracer) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
+	if op.Type != kanban.OpProcess {
+		return ctx, func(error) {}
+	}
+	if g.inStart {
+		runtime.Goexit()
+	}
+	return ctx, func(error) { runtime.Goexit() }
+}
+
+// goexitingPropagator writes a header on Publish and calls
+// runtime.Goexit extracting it.
+type goexitingPropagator struct{}
+
+func (goexitingPropagator) Inject(_ context.Context, h kanban.Header) { h.Set("trace", "t") }
+func (goexitingPropagator) Extract(context.Context, kanban.Header) context.Context {
+	runtime.Goexit()
+	return nil
+}
+
+// TestHookGoexit: an Observer, a Tracer or a Propagator that calls
+// runtime.Goexit is logged as the hook's, not the handler's. Once the
+// handler has returned, the message is settled as it says: a handled
+// message is acknowledged, a failed one dead-lettered with its error. A
+// Tracer.Start or a Propagator that ends the goroutine before the handler
+// runs has the message retried after the default back-off, as a Backoff
+// that does.
+func TestHookGoexit(t *testing.T) {
+	tests := []struct {
+		name       string
+		opts       kanban.ConsumeOptions
+		tracer     kanban.Tracer
+		propagator kanban.Propagator
+		hook       string
+		calls      int
+		stats      kanban.QueueStats
+		reason     map[string]string // dead letters by ID
+	}{
+		{name: "Observer", hook: "Observer", calls: 2, opts: kanban.ConsumeOptions{
+			Observer: kanban.HandlerObserverFunc(func(time.Duration, error) { runtime.Goexit() }),
+		}, stats: kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, reason: map[string]string{"bad": "fail"}},
+		{name: "Tracer end", hook: "Tracer", calls: 2, tracer: goexitingTracer{},
+			stats: kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, reason: map[string]string{"bad": "fail"}},
+		{name: "Tracer.Start", hook: "Tracer", calls: 0, tracer: goexitingTracer{inStart: true},
+			stats: kanban.QueueStats{Published: 2, Retried: 2, DeadLettered: 2}, reason: map[string]string{
+				"good": "kanban: delivered 2 times, more than MaxAttempts 1",
+				"bad":  "kanban: delivered 2 times, more than MaxAttempts 1",
+			}},
+		{name: "Propagator", hook: "Propagator", calls: 0, propagator: goexitingPropagator{},
+			stats: kanban.QueueStats{Published: 2, Retried: 2, DeadLettered: 2}, reason: map[string]string{
+				"good": "kanban: delivered 2 times, more than MaxAttempts 1",
+				"bad":  "kanban: delivered 2 times, more than MaxAttempts 1",
+			}},
+	}
+	for _, tc := range tests {
+		for _, perKey := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/PerKey=%v", tc.name, perKey), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					q, err := kanban.NewMemory[int](kanban.MemoryOptions{Tracer: tc.tracer, Propagator: tc.propagator})
+					require.NoError(t, err)
+					for _, id := range []string{"good", "bad"} {
+						require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id, Key: "k"}))
+					}
+					var log logRecorder
+					calls := 0
+					o := tc.opts
+					o.MaxAttempts, o.PerKey, o.Logger = 1, perKey, slog.New(&log)
+					stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
+						calls++
+						if d.ID == "bad" {
+							return errors.New("fail")
+						}
+						return nil
+					}, o)
+					assert.Equal(t, tc.stats, q.Stats())
+					require.NoError(t, stop())
+					assert.Equal(t, tc.calls, calls)
+					dl, err := q.DeadLetters(context.Background())
+					require.NoError(t, err)
+					reasons := map[string]string{}
+					for _, l := range dl {
+						reasons[l.ID] = l.Reason
+					}
+					assert.Equal(t, tc.reason, reasons)
+					assert.Len(t, log.attrs("kanban: "+tc.hook+" called runtime.Goexit"), 2)
+					assert.Empty(t, log.attrs("kanban: handler called runtime.Goexit"))
+				})
+			})
+		}
+	}
+}

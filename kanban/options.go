@@ -71,7 +71,12 @@ type ConsumeOptions struct {
 	// An ObserveHandler that panics is logged at Error level with its
 	// stack ("kanban: Observer panicked") and changes nothing else: the
 	// message is settled as its handler's result says. So is a panic in
-	// the queue's Tracer ("kanban: Tracer panicked").
+	// the queue's Tracer ("kanban: Tracer panicked"). One that calls
+	// runtime.Goexit is logged as such ("kanban: Observer called
+	// runtime.Goexit"), not as the handler's, and the message is settled
+	// as its handler's result says, or, when the goroutine ended before
+	// the handler ran (in the Tracer's Start, or the queue's Propagator),
+	// retried after the delay Exponential{} would give.
 	Observer HandlerObserver
 }
 

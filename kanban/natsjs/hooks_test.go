@@ -185,8 +185,9 @@ func TestConsumeSurvivesCodecAndPropagator(t *testing.T) {
 
 // TestConsumeHookGoexits: on JetStream too, a handler and its Backoff
 // both calling runtime.Goexit on an attempt have the message retried
-// after the default back-off, then dead-lettered, and the other message
-// is handled and acknowledged.
+// after the default back-off, then dead-lettered; an Observer that calls
+// runtime.Goexit is logged as the Observer's, and a message whose handler
+// succeeded is acknowledged.
 func TestConsumeHookGoexits(t *testing.T) {
 	srv := startServer(t, natsembed.Options{InProcess: true})
 	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{Stream: "HOOKEXITS", FetchWait: 100 * time.Millisecond})
@@ -211,7 +212,8 @@ func TestConsumeHookGoexits(t *testing.T) {
 			return nil
 		}, kanban.ConsumeOptions{
 			WIP: 2, MaxAttempts: 2, Logger: slog.New(&log),
-			Backoff: kanban.BackoffFunc(func(int) time.Duration { runtime.Goexit(); return 0 }),
+			Backoff:  kanban.BackoffFunc(func(int) time.Duration { runtime.Goexit(); return 0 }),
+			Observer: kanban.HandlerObserverFunc(func(time.Duration, error) { runtime.Goexit() }),
 		})
 	}()
 	var dl []kanban.DeadLetter
@@ -232,4 +234,5 @@ func TestConsumeHookGoexits(t *testing.T) {
 	assert.Equal(t, int64(1), q.Stats().Retried)
 	assert.Equal(t, 2, log.count("kanban: handler called runtime.Goexit"))
 	assert.Equal(t, 1, log.count("kanban: Backoff called runtime.Goexit"))
+	assert.Equal(t, 3, log.count("kanban: Observer called runtime.Goexit"), "one for each attempt")
 }
