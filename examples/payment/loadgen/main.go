@@ -1,7 +1,7 @@
 // Command loadgen drives the payment service with concurrent clients for a
 // while, with a mix of normal and fraudulent payments, prints progress
-// every second, then the throughput, latency percentiles and the count of
-// each status:
+// every second, then the payments decided a second, their latency
+// percentiles, and the count and rate of each answer:
 //
 //	go run ./examples/payment/loadgen -c 100 -d 30s
 //
@@ -175,15 +175,33 @@ rounds:
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 			*t.into = append(*t.into, rep)
-			fmt.Fprintf(w, "round %d %-8s %8.0f payments/s  p99 %v\n", i+1, t.name, rep.rate(), rep.quantile(0.99))
+			fmt.Fprintf(w, "round %d %-8s %s\n", i+1, t.name, rep.summary())
 		}
 	}
 	s, b := merge(svc), merge(base)
-	fmt.Fprintf(w, "\nservice   %8.0f payments/s  p99 %v\n", s.rate(), s.quantile(0.99))
-	fmt.Fprintf(w, "baseline  %8.0f payments/s  p99 %v\n", b.rate(), b.quantile(0.99))
-	fmt.Fprintf(w, "service / baseline: throughput %.2f×, p99 %.2f×\n", s.rate()/b.rate(), float64(s.quantile(0.99))/float64(b.quantile(0.99)))
+	fmt.Fprintf(w, "\nservice   %s\n", s.summary())
+	fmt.Fprintf(w, "baseline  %s\n", b.summary())
+	fmt.Fprintf(w, "service / baseline: throughput %.2f×", s.rate()/b.rate())
+	if len(s.latencies) > 0 && len(b.latencies) > 0 {
+		fmt.Fprintf(w, ", p99 %.2f×", float64(s.quantile(0.99))/float64(b.quantile(0.99)))
+	}
+	fmt.Fprintln(w, " (decided payments only)")
 	s.print(w)
 	return nil
+}
+
+// summary is a run's line in a comparison: payments decided a second and
+// their p99, and the rate of other answers if there were any.
+func (r *report) summary() string {
+	p99 := "none"
+	if len(r.latencies) > 0 {
+		p99 = r.quantile(0.99).String()
+	}
+	s := fmt.Sprintf("%8.0f payments/s  p99 %v", r.rate(), p99)
+	if len(r.other) > 0 {
+		s += fmt.Sprintf("  (and %.0f other answers/s)", float64(len(r.other))/r.elapsed.Seconds())
+	}
+	return s
 }
 
 // merge adds reports of several runs up.
@@ -192,6 +210,7 @@ func merge(reps []*report) *report {
 	for _, r := range reps {
 		m.elapsed += r.elapsed
 		m.latencies = append(m.latencies, r.latencies...)
+		m.other = append(m.other, r.other...)
 		m.errors += r.errors
 		m.lastErr = cmp.Or(r.lastErr, m.lastErr)
 		m.owed += r.owed
@@ -209,11 +228,16 @@ func merge(reps []*report) *report {
 
 // report is what a run measured.
 type report struct {
-	elapsed   time.Duration
-	latencies []time.Duration
-	statuses  map[string]int
-	errors    int
-	lastErr   error // the last transport error, if any
+	elapsed time.Duration
+	// The latencies of the answers that decided a payment (see decided),
+	// and of the other answers: errors, 429s, 503s.
+	latencies, other []time.Duration
+	// The count of each answer: a decided one by its status, another by
+	// its status and HTTP code ("FAILED 503"), or by its code alone
+	// ("HTTP 400") when it has no status.
+	statuses map[string]int
+	errors   int
+	lastErr  error // the last transport error, if any
 	// With -rate, the payments scheduled before the run ended that were
 	// not answered (cut off in flight, or never sent for a stall), and
 	// how long the oldest of them had waited.
@@ -228,7 +252,7 @@ type report struct {
 // unanswered is an error when no request of the run was answered: the
 // service went down after the probe, or stalled for the whole run.
 func (r *report) unanswered() error {
-	if len(r.latencies) > 0 {
+	if len(r.latencies)+len(r.other) > 0 {
 		return nil
 	}
 	if r.lastErr != nil {
@@ -250,20 +274,41 @@ func (r *report) refused() error {
 	return nil
 }
 
+// rate is the payments decided a second: errors answered fast are not
+// throughput.
 func (r *report) rate() float64 { return float64(len(r.latencies)) / r.elapsed.Seconds() }
 
-// quantile returns the latency at q by nearest rank, the ceil(q·n)-th
+// quantile returns the latency of decided payments at q, as nearestRank.
+func (r *report) quantile(q float64) time.Duration { return nearestRank(r.latencies, q) }
+
+// nearestRank returns the latency at q by nearest rank, the ceil(q·n)-th
 // smallest of n (the p99 of 100 is the 99th), and 0 without latencies;
-// it sorts r.latencies.
-func (r *report) quantile(q float64) time.Duration {
-	n := len(r.latencies)
+// it sorts lat.
+func nearestRank(lat []time.Duration, q float64) time.Duration {
+	n := len(lat)
 	if n == 0 {
 		return 0
 	}
-	if !slices.IsSorted(r.latencies) {
-		slices.Sort(r.latencies)
+	if !slices.IsSorted(lat) {
+		slices.Sort(lat)
 	}
-	return r.latencies[min(n-1, max(0, int(math.Ceil(q*float64(n)))-1))]
+	return lat[min(n-1, max(0, int(math.Ceil(q*float64(n)))-1))]
+}
+
+// decided reports whether an answer decided a payment, as the service
+// answers one: SUCCESS with 200, REVIEW with 202, FRAUD_BLOCKED with 402.
+// Anything else (FAILED with 502, 503 or 504, RATE_LIMITED with 429, an
+// error with 400) decided nothing.
+func decided(code int, status string) bool {
+	switch status {
+	case "SUCCESS":
+		return code == http.StatusOK
+	case "REVIEW":
+		return code == http.StatusAccepted
+	case "FRAUD_BLOCKED":
+		return code == http.StatusPaymentRequired
+	}
+	return false
 }
 
 // After a transport error a closed-loop client waits minErrorPause before
@@ -282,9 +327,10 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
-	var done atomic.Int64
+	var done, others atomic.Int64
 	type result struct {
 		lat      []time.Duration
+		other    []time.Duration
 		statuses map[string]int
 		errors   int
 		lastErr  error
@@ -385,14 +431,11 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 					continue
 				}
 				pause = minErrorPause
-				r.lat = append(r.lat, time.Since(t0))
-				status := statusOf(resp)
-				if status != "" {
+				lat, status := time.Since(t0), statusOf(resp)
+				switch {
+				case decided(code, status):
+					r.lat = append(r.lat, lat)
 					r.statuses[status]++
-				} else {
-					r.statuses["HTTP "+strconv.Itoa(code)]++
-				}
-				if decided := status == "SUCCESS" || status == "FRAUD_BLOCKED" || status == "REVIEW"; decided {
 					caught := status != "SUCCESS"
 					if fraud {
 						r.fraudSent++
@@ -405,8 +448,16 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 							r.normalFlagged++
 						}
 					}
+					done.Add(1)
+				default:
+					key := "HTTP " + strconv.Itoa(code)
+					if status != "" {
+						key = status + " " + strconv.Itoa(code)
+					}
+					r.other = append(r.other, lat)
+					r.statuses[key]++
+					others.Add(1)
 				}
-				done.Add(1)
 			}
 		})
 	}
@@ -414,13 +465,14 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 	defer tick.Stop()
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
-	last, lastAt := int64(0), start
+	last, lastAt := int64(0), start // decided payments
 	for {
 		select {
 		case <-finished:
 			rep := &report{elapsed: time.Since(start), statuses: map[string]int{}}
 			for _, r := range results {
 				rep.latencies = append(rep.latencies, r.lat...)
+				rep.other = append(rep.other, r.other...)
 				rep.errors += r.errors
 				rep.lastErr = cmp.Or(r.lastErr, rep.lastErr)
 				rep.owed += r.owed
@@ -436,7 +488,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			return rep, cmp.Or(rep.unanswered(), rep.refused())
 		case now := <-tick.C:
 			n := done.Load()
-			fmt.Fprintf(progress, "%5.0fs  %8d payments  %8.0f/s\n", now.Sub(start).Seconds(), n, float64(n-last)/now.Sub(lastAt).Seconds())
+			fmt.Fprintf(progress, "%5.0fs  %8d payments decided  %8.0f/s  %8d other answers\n", now.Sub(start).Seconds(), n, float64(n-last)/now.Sub(lastAt).Seconds(), others.Load())
 			last, lastAt = n, now
 		}
 	}
@@ -501,14 +553,22 @@ func statusOf(body []byte) string {
 	}
 }
 
+// print writes the report: the payments decided and their rate, the
+// other answers and theirs, the latency percentiles of each, then the
+// fraud caught and the count, share and rate of each answer.
 func (r *report) print(w io.Writer) {
-	n := len(r.latencies)
-	fmt.Fprintf(w, "\n%d payments in %v: %.0f payments/s, %d transport errors\n", n, r.elapsed.Round(time.Millisecond), float64(n)/r.elapsed.Seconds(), r.errors)
-	if n == 0 {
-		return
+	n, secs := len(r.latencies), r.elapsed.Seconds()
+	answers := n + len(r.other)
+	fmt.Fprintf(w, "\n%d payments decided in %v: %.0f payments/s; %d other answers, %.0f/s; %d transport errors\n",
+		n, r.elapsed.Round(time.Millisecond), r.rate(), len(r.other), float64(len(r.other))/secs, r.errors)
+	if n > 0 {
+		q := r.quantile
+		fmt.Fprintf(w, "latency of decided payments  p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
 	}
-	q := r.quantile
-	fmt.Fprintf(w, "latency p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
+	if len(r.other) > 0 {
+		q := func(q float64) time.Duration { return nearestRank(r.other, q) }
+		fmt.Fprintf(w, "latency of other answers     p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
+	}
 	if r.owed > 0 {
 		fmt.Fprintf(w, "%d scheduled payments not answered by the end, the oldest waiting %v: the latencies above leave them out\n", r.owed, r.oldestOwed.Round(time.Millisecond))
 	}
@@ -528,6 +588,6 @@ func (r *report) print(w io.Writer) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		fmt.Fprintf(w, "  %-14s %8d  %5.1f%%\n", k, r.statuses[k], 100*float64(r.statuses[k])/float64(n))
+		fmt.Fprintf(w, "  %-16s %8d  %5.1f%%  %8.0f/s\n", k, r.statuses[k], 100*float64(r.statuses[k])/float64(answers), float64(r.statuses[k])/secs)
 	}
 }

@@ -604,3 +604,72 @@ func TestCompareInterrupted(t *testing.T) {
 		t.Fatalf("compare interrupted at once: %v", err)
 	}
 }
+
+// TestRunCountsOnlyDecidedPayments: a service that answers half its
+// payments with a fast 503 makes half the payments/s of one that decides
+// them all, not the same; the 503s have a line of their own, with their
+// count and rate, and stay out of the percentiles.
+func TestRunCountsOnlyDecidedPayments(t *testing.T) {
+	var payments atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/payment" {
+			return
+		}
+		if payments.Add(1)%2 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"status":"FAILED","error":{"code":"line_stopped"}}`))
+			return
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer srv.Close()
+	o := options{url: srv.URL, clients: 2, duration: 200 * time.Millisecond, customers: 10}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decided := rep.statuses["SUCCESS"]
+	if decided == 0 || len(rep.latencies) != decided {
+		t.Fatalf("%d latencies for %d decided payments; statuses %v", len(rep.latencies), decided, rep.statuses)
+	}
+	if got, want := rep.rate(), float64(decided)/rep.elapsed.Seconds(); got != want {
+		t.Fatalf("rate %v, want %v (%d decided in %v)", got, want, decided, rep.elapsed)
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	for _, want := range []string{
+		fmt.Sprintf("%d payments decided in", decided),
+		"latency of decided payments",
+		"\n  FAILED 503",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestCompareCountsOnlyDecidedPayments: a service whose line is stopped
+// answers every payment with a fast 503; against the baseline, which
+// decides every payment, its throughput is nothing, not a ratio of 503s
+// to decisions, and it has no p99 to compare.
+func TestCompareCountsOnlyDecidedPayments(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/payment" {
+			return
+		}
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"status":"FAILED","error":{"code":"line_stopped"}}`))
+	}))
+	defer svc.Close()
+	base := httptest.NewServer(baselineHandler())
+	defer base.Close()
+	var out bytes.Buffer
+	o := options{url: svc.URL, clients: 2, duration: 100 * time.Millisecond, customers: 10}
+	if err := compare(context.Background(), o, base.URL, 1, &out); err != nil {
+		t.Fatalf("compare: %v\n%s", err, out.String())
+	}
+	if s := out.String(); !strings.Contains(s, "service / baseline: throughput 0.00× (decided payments only)\n") || !strings.Contains(s, "p99 none") {
+		t.Fatalf("output:\n%s", s)
+	}
+}
