@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -74,12 +75,13 @@ func appendRequest(b []byte, host string, body []byte, idempotencyKey, token str
 // again after an error. It is used by one goroutine; close may be called
 // from another to end a request in flight.
 type client struct {
-	target target
-	mu     sync.Mutex // guards conn against close
-	conn   net.Conn
-	closed bool
-	br     *bufio.Reader
-	body   []byte
+	target  target
+	timeout time.Duration // 0: requestTimeout
+	mu      sync.Mutex    // guards conn against close
+	conn    net.Conn
+	closed  bool
+	br      *bufio.Reader
+	body    []byte
 }
 
 // do sends req and returns the response's status code and body; the body
@@ -89,7 +91,7 @@ func (c *client) do(req []byte) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	conn.SetDeadline(time.Now().Add(requestTimeout))
+	conn.SetDeadline(time.Now().Add(cmp.Or(c.timeout, requestTimeout)))
 	if _, err := conn.Write(req); err != nil {
 		c.drop(conn)
 		return 0, nil, err
@@ -116,7 +118,7 @@ func (c *client) connect() (net.Conn, error) {
 	}
 	var conn net.Conn
 	var err error
-	d := net.Dialer{Timeout: requestTimeout}
+	d := net.Dialer{Timeout: cmp.Or(c.timeout, requestTimeout)}
 	if c.target.tls {
 		conn, err = tls.DialWithDialer(&d, "tcp", c.target.addr, &tls.Config{ServerName: hostOnly(c.target.host)})
 	} else {

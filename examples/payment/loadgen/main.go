@@ -17,11 +17,13 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -42,8 +44,9 @@ type options struct {
 	customers   int
 	idempotency bool
 	token       string
-	rate        float64 // payments per second in all; 0: as fast as the clients go
-	urlFlag     string  // the flag url came from, for errors; "-url" if empty
+	rate        float64       // payments per second in all; 0: as fast as the clients go
+	urlFlag     string        // the flag url came from, for errors; "-url" if empty
+	timeout     time.Duration // how long a payment may take; 0: requestTimeout
 }
 
 // reach parses o.url and checks that something answers there, waiting
@@ -182,8 +185,14 @@ rounds:
 	fmt.Fprintf(w, "\nservice   %s\n", s.summary())
 	fmt.Fprintf(w, "baseline  %s\n", b.summary())
 	fmt.Fprintf(w, "service / baseline: throughput %.2f×", s.rate()/b.rate())
-	if len(s.latencies) > 0 && len(b.latencies) > 0 {
-		fmt.Fprintf(w, ", p99 %.2f×", float64(s.quantile(0.99))/float64(b.quantile(0.99)))
+	switch ratio := float64(s.quantile(0.99)) / float64(b.quantile(0.99)); {
+	case len(s.latencies) == 0 || len(b.latencies) == 0:
+	case b.bound(0.99):
+		fmt.Fprint(w, ", p99 not known (the baseline's is a lower bound)")
+	case s.bound(0.99):
+		fmt.Fprintf(w, ", p99 >= %.2f×", ratio)
+	default:
+		fmt.Fprintf(w, ", p99 %.2f×", ratio)
 	}
 	fmt.Fprintln(w, " (decided payments only)")
 	s.print(w)
@@ -195,7 +204,7 @@ rounds:
 func (r *report) summary() string {
 	p99 := "none"
 	if len(r.latencies) > 0 {
-		p99 = r.quantile(0.99).String()
+		p99 = r.percentile(0.99)
 	}
 	s := fmt.Sprintf("%8.0f payments/s  p99 %v", r.rate(), p99)
 	if len(r.other) > 0 {
@@ -212,6 +221,11 @@ func merge(reps []*report) *report {
 		m.latencies = append(m.latencies, r.latencies...)
 		m.other = append(m.other, r.other...)
 		m.errors += r.errors
+		if r.timedOut > 0 && (m.timedOut == 0 || r.minTimedOut < m.minTimedOut) {
+			m.minTimedOut = r.minTimedOut
+		}
+		m.timedOut += r.timedOut
+		m.timeout = max(m.timeout, r.timeout)
 		m.lastErr = cmp.Or(r.lastErr, m.lastErr)
 		m.owed += r.owed
 		m.oldestOwed = max(m.oldestOwed, r.oldestOwed)
@@ -229,15 +243,22 @@ func merge(reps []*report) *report {
 // report is what a run measured.
 type report struct {
 	elapsed time.Duration
-	// The latencies of the answers that decided a payment (see decided),
-	// and of the other answers: errors, 429s, 503s.
+	// The latencies of the answers that decided a payment (see decided)
+	// and of the requests cut at the timeout, and of the other answers:
+	// errors, 429s, 503s.
 	latencies, other []time.Duration
 	// The count of each answer: a decided one by its status, another by
 	// its status and HTTP code ("FAILED 503"), or by its code alone
 	// ("HTTP 400") when it has no status.
 	statuses map[string]int
 	errors   int
-	lastErr  error // the last transport error, if any
+	// The requests cut at the timeout, among the latencies at how long
+	// each waited: each took at least that. A percentile at or above the
+	// shortest of their waits may be a lower bound.
+	timedOut    int
+	minTimedOut time.Duration
+	timeout     time.Duration
+	lastErr     error // the last transport error, if any
 	// With -rate, the payments scheduled before the run ended that were
 	// not answered (cut off in flight, or never sent for a stall), and
 	// how long the oldest of them had waited.
@@ -252,11 +273,11 @@ type report struct {
 // unanswered is an error when no request of the run was answered: the
 // service went down after the probe, or stalled for the whole run.
 func (r *report) unanswered() error {
-	if len(r.latencies)+len(r.other) > 0 {
+	if r.decisions()+len(r.other) > 0 {
 		return nil
 	}
 	if r.lastErr != nil {
-		return fmt.Errorf("no payment was answered in %v: %d transport errors, the last: %w", r.elapsed.Round(time.Millisecond), r.errors, r.lastErr)
+		return fmt.Errorf("no payment was answered in %v: %d transport errors, %d timed out, the last: %w", r.elapsed.Round(time.Millisecond), r.errors, r.timedOut, r.lastErr)
 	}
 	return fmt.Errorf("no payment was answered in %v", r.elapsed.Round(time.Millisecond))
 }
@@ -276,10 +297,28 @@ func (r *report) refused() error {
 
 // rate is the payments decided a second: errors answered fast are not
 // throughput.
-func (r *report) rate() float64 { return float64(len(r.latencies)) / r.elapsed.Seconds() }
+func (r *report) rate() float64 { return float64(r.decisions()) / r.elapsed.Seconds() }
 
-// quantile returns the latency of decided payments at q, as nearestRank.
+// decisions is the count of payments decided.
+func (r *report) decisions() int { return len(r.latencies) - r.timedOut }
+
+// quantile returns the latency of decided payments and timed-out
+// requests at q, as nearestRank.
 func (r *report) quantile(q float64) time.Duration { return nearestRank(r.latencies, q) }
+
+// bound reports whether the latency at q may be a lower bound: a request
+// that timed out waited no longer than it, and would have taken longer.
+func (r *report) bound(q float64) bool {
+	return r.timedOut > 0 && r.quantile(q) >= r.minTimedOut
+}
+
+// percentile formats the latency at q, ">= " before a lower bound.
+func (r *report) percentile(q float64) string {
+	if r.bound(q) {
+		return ">= " + r.quantile(q).String()
+	}
+	return r.quantile(q).String()
+}
 
 // nearestRank returns the latency at q by nearest rank, the ceil(q·n)-th
 // smallest of n (the p99 of 100 is the 99th), and 0 without latencies;
@@ -335,8 +374,10 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 		errors   int
 		lastErr  error
 		// as in report
-		owed       int
-		oldestOwed time.Duration
+		timedOut    int
+		minTimedOut time.Duration
+		owed        int
+		oldestOwed  time.Duration
 		// fraud accounting, as in report
 		fraudSent, fraudCaught, normalSent, normalFlagged int
 	}
@@ -348,7 +389,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			r := &results[i]
 			r.statuses = map[string]int{}
 			rng := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
-			c := &client{target: target}
+			c := &client{target: target, timeout: o.timeout}
 			defer c.close()
 			stop := context.AfterFunc(ctx, c.close) // unblocks a request in flight
 			defer stop()
@@ -409,6 +450,19 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 					next = next.Add(interval)
 				}
 				code, resp, err := c.do(req)
+				if err != nil && ctx.Err() == nil && isTimeout(err) {
+					// Cut at the timeout: slower than anything answered,
+					// so counted at its wait, a lower bound, not dropped
+					// as an error to make the percentiles look better.
+					waited := time.Since(t0)
+					if r.timedOut == 0 || waited < r.minTimedOut {
+						r.minTimedOut = waited
+					}
+					r.timedOut++
+					r.lat = append(r.lat, waited)
+					r.lastErr = err
+					continue
+				}
 				if err != nil {
 					if ctx.Err() == nil {
 						r.errors++
@@ -469,11 +523,15 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 	for {
 		select {
 		case <-finished:
-			rep := &report{elapsed: time.Since(start), statuses: map[string]int{}}
+			rep := &report{elapsed: time.Since(start), statuses: map[string]int{}, timeout: cmp.Or(o.timeout, requestTimeout)}
 			for _, r := range results {
 				rep.latencies = append(rep.latencies, r.lat...)
 				rep.other = append(rep.other, r.other...)
 				rep.errors += r.errors
+				if r.timedOut > 0 && (rep.timedOut == 0 || r.minTimedOut < rep.minTimedOut) {
+					rep.minTimedOut = r.minTimedOut
+				}
+				rep.timedOut += r.timedOut
 				rep.lastErr = cmp.Or(r.lastErr, rep.lastErr)
 				rep.owed += r.owed
 				rep.oldestOwed = max(rep.oldestOwed, r.oldestOwed)
@@ -557,17 +615,24 @@ func statusOf(body []byte) string {
 // other answers and theirs, the latency percentiles of each, then the
 // fraud caught and the count, share and rate of each answer.
 func (r *report) print(w io.Writer) {
-	n, secs := len(r.latencies), r.elapsed.Seconds()
+	n, secs := r.decisions(), r.elapsed.Seconds()
 	answers := n + len(r.other)
-	fmt.Fprintf(w, "\n%d payments decided in %v: %.0f payments/s; %d other answers, %.0f/s; %d transport errors\n",
-		n, r.elapsed.Round(time.Millisecond), r.rate(), len(r.other), float64(len(r.other))/secs, r.errors)
-	if n > 0 {
-		q := r.quantile
-		fmt.Fprintf(w, "latency of decided payments  p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
+	fmt.Fprintf(w, "\n%d payments decided in %v: %.0f payments/s; %d other answers, %.0f/s; %d timed out; %d transport errors\n",
+		n, r.elapsed.Round(time.Millisecond), r.rate(), len(r.other), float64(len(r.other))/secs, r.timedOut, r.errors)
+	if len(r.latencies) > 0 {
+		q := r.percentile
+		label := "latency of decided payments"
+		if r.timedOut > 0 {
+			label += " and timed-out requests"
+		}
+		fmt.Fprintf(w, "%s  p50 %v  p90 %v  p99 %v  max %v\n", label, q(0.50), q(0.90), q(0.99), q(1))
+		if r.timedOut > 0 {
+			fmt.Fprintf(w, "  >=: %d requests timed out after %v, each counted at its wait, a lower bound, and not as decided\n", r.timedOut, r.timeout)
+		}
 	}
 	if len(r.other) > 0 {
 		q := func(q float64) time.Duration { return nearestRank(r.other, q) }
-		fmt.Fprintf(w, "latency of other answers     p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
+		fmt.Fprintf(w, "latency of other answers  p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
 	}
 	if r.owed > 0 {
 		fmt.Fprintf(w, "%d scheduled payments not answered by the end, the oldest waiting %v: the latencies above leave them out\n", r.owed, r.oldestOwed.Round(time.Millisecond))
@@ -590,4 +655,11 @@ func (r *report) print(w io.Writer) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "  %-16s %8d  %5.1f%%  %8.0f/s\n", k, r.statuses[k], 100*float64(r.statuses[k])/float64(answers), float64(r.statuses[k])/secs)
 	}
+}
+
+// isTimeout reports whether err is the request's timeout, not a refusal
+// or a connection lost.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -673,3 +673,69 @@ func TestCompareCountsOnlyDecidedPayments(t *testing.T) {
 		t.Fatalf("output:\n%s", s)
 	}
 }
+
+// TestRunCountsTimeoutsAsLatencies: a service that answers one payment
+// and then none within the request timeout makes requests cut at the
+// timeout; they count in the percentiles at their wait, marked as a lower
+// bound, and not in payments/s, where leaving them out as transport
+// errors made the p99 that of the one fast answer.
+func TestRunCountsTimeoutsAsLatencies(t *testing.T) {
+	var payments atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/payment" && payments.Add(1) > 1 {
+			io.Copy(io.Discard, r.Body) // so that the server sees the client hang up
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer srv.Close()
+	defer close(release)
+	o := options{url: srv.URL, clients: 1, duration: time.Second, customers: 10, timeout: 100 * time.Millisecond}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.statuses["SUCCESS"] != 1 || rep.timedOut == 0 || len(rep.latencies) != 1+rep.timedOut || rep.errors != 0 {
+		t.Fatalf("statuses %v, %d timed out, %d latencies, %d transport errors", rep.statuses, rep.timedOut, len(rep.latencies), rep.errors)
+	}
+	if got, want := rep.rate(), 1/rep.elapsed.Seconds(); got != want {
+		t.Fatalf("rate %v, want %v: one payment decided in %v", got, want, rep.elapsed)
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	for _, want := range []string{
+		"1 payments decided in",
+		"p99 >= ",
+		"max >= ",
+		fmt.Sprintf("%d requests timed out after 100ms", rep.timedOut),
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestPercentileMarksLowerBounds: a percentile at or above the shortest
+// wait of a timed-out request may be a lower bound and says so; one below
+// it is exact.
+func TestPercentileMarksLowerBounds(t *testing.T) {
+	lat := make([]time.Duration, 0, 100)
+	for i := 1; i <= 100; i++ {
+		lat = append(lat, time.Duration(i)*time.Millisecond)
+	}
+	// The two slowest were cut at the timeout.
+	r := &report{latencies: lat, timedOut: 2, minTimedOut: 99 * time.Millisecond}
+	for q, want := range map[float64]string{0.50: "50ms", 0.98: "98ms", 0.99: ">= 99ms", 1: ">= 100ms"} {
+		if got := r.percentile(q); got != want {
+			t.Errorf("percentile(%v) = %q, want %q", q, got, want)
+		}
+	}
+	if r.decisions() != 98 {
+		t.Errorf("%d decisions, want 98", r.decisions())
+	}
+}
