@@ -228,6 +228,7 @@ func merge(reps []*report) *report {
 		m.timeout = max(m.timeout, r.timeout)
 		m.lastErr = cmp.Or(r.lastErr, m.lastErr)
 		m.owed += r.owed
+		m.paced = m.paced || r.paced
 		m.oldestOwed = max(m.oldestOwed, r.oldestOwed)
 		m.fraudSent += r.fraudSent
 		m.fraudCaught += r.fraudCaught
@@ -259,11 +260,13 @@ type report struct {
 	minTimedOut time.Duration
 	timeout     time.Duration
 	lastErr     error // the last transport error, if any
-	// With -rate, the payments scheduled before the run ended that were
-	// not answered (cut off in flight, or never sent for a stall), and
-	// how long the oldest of them had waited.
+	// The payments owed when the run ended, and how long the oldest of
+	// them had waited: with -rate (paced), those scheduled before the
+	// end and not answered (cut off in flight, or never sent for a
+	// stall); in a closed loop, those in flight, one a client at most.
 	owed       int
 	oldestOwed time.Duration
+	paced      bool
 	// The fraud the run sent and what the service made of it: labelled
 	// fraud blocked (or held for review), and normal payments blocked or
 	// held, among the payments answered with a decision (not 429 or 503).
@@ -469,6 +472,14 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 						r.lastErr = err
 					} else if interval > 0 {
 						next = t0 // cut off by the end: still owed
+					} else {
+						// In flight when the run ended: owed, as at a
+						// fixed rate, not dropped.
+						stopped := time.Now()
+						if stopped.After(end) {
+							stopped = end
+						}
+						r.owed, r.oldestOwed = 1, max(0, stopped.Sub(t0))
 					}
 					// A service that is down refuses a connection at once:
 					// wait before the next, longer while it stays down,
@@ -523,7 +534,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 	for {
 		select {
 		case <-finished:
-			rep := &report{elapsed: time.Since(start), statuses: map[string]int{}, timeout: cmp.Or(o.timeout, requestTimeout)}
+			rep := &report{elapsed: time.Since(start), statuses: map[string]int{}, timeout: cmp.Or(o.timeout, requestTimeout), paced: o.rate > 0}
 			for _, r := range results {
 				rep.latencies = append(rep.latencies, r.lat...)
 				rep.other = append(rep.other, r.other...)
@@ -634,8 +645,11 @@ func (r *report) print(w io.Writer) {
 		q := func(q float64) time.Duration { return nearestRank(r.other, q) }
 		fmt.Fprintf(w, "latency of other answers  p50 %v  p90 %v  p99 %v  max %v\n", q(0.50), q(0.90), q(0.99), q(1))
 	}
-	if r.owed > 0 {
+	switch {
+	case r.owed > 0 && r.paced:
 		fmt.Fprintf(w, "%d scheduled payments not answered by the end, the oldest waiting %v: the latencies above leave them out\n", r.owed, r.oldestOwed.Round(time.Millisecond))
+	case r.owed > 0:
+		fmt.Fprintf(w, "%d payments in flight when the run ended, not answered, the oldest waiting %v: the latencies above leave them out\n", r.owed, r.oldestOwed.Round(time.Millisecond))
 	}
 	var fraud []string
 	if r.fraudSent > 0 {

@@ -739,3 +739,38 @@ func TestPercentileMarksLowerBounds(t *testing.T) {
 		t.Errorf("%d decisions, want 98", r.decisions())
 	}
 }
+
+// TestRunCountsPaymentsInFlightAtTheEnd: in a closed loop, each client's
+// payment still unanswered when the run ends is counted, with how long
+// the oldest waited; dropped, a service that stopped answering for the
+// last part of the run left no trace but a lower rate.
+func TestRunCountsPaymentsInFlightAtTheEnd(t *testing.T) {
+	var payments atomic.Int64
+	stalled := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/payment" && payments.Add(1) > 4 {
+			io.Copy(io.Discard, r.Body)
+			select {
+			case <-stalled:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer srv.Close()
+	defer close(stalled)
+	o := options{url: srv.URL, clients: 2, duration: 200 * time.Millisecond, customers: 10}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.statuses["SUCCESS"] != 4 || rep.errors != 0 || rep.owed != 2 {
+		t.Fatalf("statuses %v, %d transport errors, %d owed", rep.statuses, rep.errors, rep.owed)
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	if want := "2 payments in flight when the run ended, not answered"; !strings.Contains(out.String(), want) {
+		t.Fatalf("no %q in:\n%s", want, out.String())
+	}
+}
