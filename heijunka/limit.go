@@ -134,6 +134,10 @@ const (
 	maxAhead = int64(1) << 62
 	// nowBound clamps epoch-relative times (about 73 years either way).
 	nowBound = int64(1) << 61
+	// maxSchedule bounds the schedule itself, whatever the time it was
+	// booked at: a schedule later than this, plus an interval, minus the
+	// earliest time, would overflow int64.
+	maxSchedule = math.MaxInt64 - nowBound - maxTolerance
 	// minTAT marks a state that has never been used: always full.
 	minTAT = math.MinInt64
 )

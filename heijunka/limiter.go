@@ -204,7 +204,9 @@ type Reservation struct {
 
 // OK reports whether the reservation was granted. It is false when n
 // exceeds Burst, the Limit is closed, or the wait would exceed the
-// limiter's horizon (about 146 years) or the caller's bound.
+// limiter's horizon (about 146 years ahead; less, down to about 136 years,
+// for a time more than 63 years after the limiter's creation) or the
+// caller's bound.
 func (r *Reservation) OK() bool { return r != nil && r.ok }
 
 // Delay returns how long to wait before acting, by the clock: 0 if the
@@ -314,7 +316,7 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
 		tat := l.tat.Load()
 		next := max(tat, now) + inc
 		act := max(next-p.tolerance, now)
-		if next-now > maxAhead || act-now > maxDelay {
+		if next-now > maxAhead || next > maxSchedule || act-now > maxDelay {
 			r.act = act
 			return
 		}
@@ -439,11 +441,12 @@ func carry(old, np *params, tat, now int64) int64 {
 		}
 	}
 	debt := float64(tat-now) / float64(old.interval)
-	ahead := debt * float64(np.interval)
+	ahead := np.tolerance
 	// float64(np.tolerance) may round above it: a debt that lands on it
 	// is the whole tolerance, not a nanosecond past.
-	if ahead >= float64(np.tolerance) {
-		return now + np.tolerance + booked
+	if a := debt * float64(np.interval); a < float64(np.tolerance) {
+		ahead = int64(a)
 	}
-	return now + int64(ahead) + booked
+	// What lies past maxSchedule could not have been booked either.
+	return min(now+ahead+booked, maxSchedule)
 }

@@ -587,6 +587,33 @@ func TestLimiterHorizon(t *testing.T) {
 	assert.Equal(t, 100*time.Millisecond, r.DelayFrom(far))
 }
 
+// TestLimiterFarApartTimes: a schedule booked to the horizon at a time
+// decades after the limiter's creation still holds at a time decades
+// before it: the earlier time waits longer, and nothing passes.
+func TestLimiterFarApartTimes(t *testing.T) {
+	limit := heijunka.Limit{Rate: 1e9 / (1 << 32), Burst: 1 << 26} // 2^58 ns per full reservation
+	century := 100 * 365 * 24 * time.Hour
+	late, early := time.Now().Add(century), time.Now().Add(-century) // counted as about 73 years
+	for _, change := range []bool{false, true} {
+		lim := newLimiter(t, limit)
+		booked := 0
+		for ; booked < 100 && lim.ReserveN(late, limit.Burst).OK(); booked++ {
+		}
+		require.Positive(t, booked)
+		require.Less(t, booked, 100, "the horizon ends the bookings")
+		if change {
+			require.NoError(t, lim.SetLimitAt(early, limit.WithBurst(limit.Burst/2)))
+		}
+		assert.False(t, lim.AllowN(early, 1), "change %v", change)
+		d := lim.DecideN(early, 1)
+		assert.False(t, d.Allowed, "change %v", change)
+		assert.Positive(t, d.RetryAfter, "change %v", change)
+		assert.Positive(t, d.ResetAfter, "change %v", change)
+		assert.False(t, lim.ReserveN(early, 1).OK(), "change %v", change)
+		assert.False(t, lim.AllowN(late, 1), "change %v", change)
+	}
+}
+
 // TestLimiterWaitUpToTheDeadline: a wait that ends exactly at ctx's
 // deadline does not outlast it: WaitN waits instead of failing at once.
 func TestLimiterWaitUpToTheDeadline(t *testing.T) {
