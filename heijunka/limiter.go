@@ -46,7 +46,10 @@ type LimiterOptions struct {
 // SetLimitAt carries the events used, not the tokens left, so raising Burst
 // frees the added events at once and lowering it still counts what was
 // used; a time going back frees nothing (rate.Limiter refills the stretch
-// again); and the rate is rounded as Limit says.
+// again); a Reservation canceled once its time has come (at once, for one
+// that need not wait) or after the Limit changed returns nothing
+// (rate.Limiter returns its tokens until that time has passed, a change of
+// Limit or not); and the rate is rounded as Limit says.
 //
 // A WarmUp may drive the Limit of a Limiter after a recovery; the Limiter
 // is used as before, and its calls raise the limit as the climb goes on.
@@ -202,11 +205,12 @@ type Reservation struct {
 	canceled atomic.Bool
 }
 
-// OK reports whether the reservation was granted. It is false when n
-// exceeds Burst, the Limit is closed, or the wait would exceed the
-// limiter's horizon (about 146 years ahead; less, down to about 136 years,
-// for a time more than 63 years after the limiter's creation) or the
-// caller's bound.
+// OK reports whether the reservation was granted. It is false when n is
+// negative or exceeds Burst (but for an Unlimited Limit, which grants any
+// n), when the Limit is closed and n is not 0, on the zero Limiter, and
+// when the wait would exceed the limiter's horizon (about 146 years
+// ahead; less, down to about 136 years, for a time more than 63 years
+// after the limiter's creation) or the caller's bound.
 func (r *Reservation) OK() bool { return r != nil && r.ok }
 
 // Delay returns how long to wait before acting, by the clock: 0 if the
