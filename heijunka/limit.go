@@ -113,7 +113,9 @@ func (l Limit) String() string {
 }
 
 // burstOf rounds n up to an int, at least 1, without converting NaN,
-// infinities or huge values (the conversion is undefined for them).
+// infinities or values past maxBurst (the conversion is undefined for
+// them). Those are rates above one event per nanosecond in every unit, so
+// the Limit is invalid whatever its Burst.
 func burstOf(n float64) int {
 	if !(n > 1) || n > maxBurst {
 		return 1
@@ -129,7 +131,10 @@ const (
 	// maxTolerance bounds Burst·interval so that sums of times never
 	// overflow int64 nanoseconds.
 	maxTolerance = int64(10 * 365 * 24 * time.Hour)
-	maxBurst     = 1 << 40
+	// maxBurst bounds the bursts the constructors derive from a count:
+	// half the largest int, so a count rounded up still is one, and far
+	// above the 3.6e12 of PerHour at one event per nanosecond.
+	maxBurst = math.MaxInt >> 1
 	// maxAhead bounds how far reservations may push the schedule.
 	maxAhead = int64(1) << 62
 	// nowBound clamps epoch-relative times (about 73 years either way).

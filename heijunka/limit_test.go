@@ -22,6 +22,8 @@ func TestLimitConstructors(t *testing.T) {
 		{"PerSecond fraction", heijunka.PerSecond(2.5), heijunka.Limit{Rate: 2.5, Burst: 3}, 400 * time.Millisecond},
 		{"PerMinute", heijunka.PerMinute(5), heijunka.Limit{Rate: 5.0 / 60, Burst: 5}, 12 * time.Second},
 		{"PerHour", heijunka.PerHour(1), heijunka.Limit{Rate: 1.0 / 3600, Burst: 1}, time.Hour},
+		{"PerHour at one event per nanosecond", heijunka.PerHour(3.6e12), heijunka.Limit{Rate: 1e9, Burst: 3.6e12}, time.Nanosecond},
+		{"PerHour past 2^40", heijunka.PerHour(1<<41 + 0.5), heijunka.Limit{Rate: (1<<41 + 0.5) / 3600, Burst: 1<<41 + 1}, 2 * time.Nanosecond},
 		{"Every", heijunka.Every(250 * time.Millisecond), heijunka.Limit{Rate: 4, Burst: 1}, 250 * time.Millisecond},
 		{"Every(0) is unlimited", heijunka.Every(0), heijunka.Unlimited(), 0},
 		{"WithBurst", heijunka.PerSecond(1).WithBurst(7), heijunka.Limit{Rate: 1, Burst: 7}, time.Second},
