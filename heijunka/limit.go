@@ -185,7 +185,10 @@ func (l Limit) params() (params, error) {
 		return p, fmt.Errorf("heijunka: limit Burst 0 with Rate %v/s admits nothing; set Burst to at least 1 or Rate to 0", l.Rate)
 	}
 	iv := math.Round(1e9 / l.Rate)
-	if iv*float64(l.Burst) > float64(maxTolerance) {
+	// The product in float64 bounds the one in int64, which cannot then
+	// overflow; a Burst past 2^53 is not exact in float64, so the bound
+	// itself is checked in whole nanoseconds.
+	if iv*float64(l.Burst) > 2*float64(maxTolerance) || int64(iv)*int64(l.Burst) > maxTolerance {
 		return p, fmt.Errorf("heijunka: limit Burst %d at Rate %v/s takes more than ten years to refill", l.Burst, l.Rate)
 	}
 	p.mode = modeFinite

@@ -100,6 +100,12 @@ func TestLimitBounds(t *testing.T) {
 	const tenYears = 10 * 365 * 24 * 3600 // seconds
 	require.NoError(t, heijunka.Limit{Rate: 1, Burst: tenYears}.Validate(), "a refill of exactly ten years")
 	assert.ErrorContains(t, heijunka.Limit{Rate: 1, Burst: tenYears + 1}.Validate(), "more than ten years")
+	// Past 2^53 a Burst is not exact as a float64: the bound holds in whole
+	// nanoseconds all the same.
+	thirds := heijunka.Limit{Rate: 1e9 / 3, Burst: tenYears * 1e9 / 3}
+	require.Equal(t, 3*time.Nanosecond, thirds.Interval())
+	require.NoError(t, thirds.Validate(), "a refill of exactly ten years")
+	assert.ErrorContains(t, thirds.WithBurst(thirds.Burst+1).Validate(), "more than ten years", "three nanoseconds more")
 	require.NoError(t, heijunka.PerSecond(1e9).Validate(), "one event per nanosecond")
 	assert.ErrorContains(t, heijunka.PerSecond(1e9+1).Validate(), "exceeds one event per nanosecond")
 }
