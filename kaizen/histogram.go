@@ -87,13 +87,23 @@ func (h *histogram) merge(o *histogram) {
 
 // quantile returns the value at rank ceil(q*total) (the nearest-rank
 // definition), clamped to [lo, hi], the smallest and largest values seen;
-// for q = 0, lo itself. It returns 0 for an empty histogram.
+// for q = 0, lo itself. It returns 0 for an empty histogram. A q*total
+// within floating-point rounding of a whole number is that number: 0.07
+// of 100 values is rank 7, though 0.07*100 is 7.000000000000001.
 func (h *histogram) quantile(q float64, total uint64, lo, hi time.Duration) time.Duration {
 	if total == 0 || math.IsNaN(q) {
 		return 0
 	}
 	q = min(max(q, 0), 1)
-	rank := uint64(math.Ceil(q * float64(total)))
+	x := q * float64(total)
+	r := math.Ceil(x)
+	// q is the nearest float64 to a decimal such as 0.07, and q*total is
+	// rounded again: together a few units in the last place, which
+	// 2^-50 of the rank covers.
+	if w := math.Round(x); math.Abs(x-w) <= w*0x1p-50 {
+		r = w
+	}
+	rank := uint64(r)
 	if rank == 0 { // q is 0: the smallest value seen, exactly
 		return lo
 	}

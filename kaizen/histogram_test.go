@@ -176,3 +176,32 @@ func TestQuantileNearestRank(t *testing.T) {
 	assert.Equal(t, lo, wide.quantile(0, 2, lo, hi))
 	assert.Equal(t, time.Duration(40), h.quantile(0.9, 10, 30, 40), "clamped to the largest value seen")
 }
+
+// TestQuantileRankOfDecimalQ checks that a quantile written as a decimal
+// reads the rank it names, though q×n lands a little above it in floating
+// point: 0.07 of 100 values is the 7th (0.07*100 is 7.000000000000001).
+func TestQuantileRankOfDecimalQ(t *testing.T) {
+	for _, n := range []int{100, 200, 250} {
+		var h histogram
+		for v := 1; v <= n; v++ { // below 256 ns, each value has a bin of its own
+			h.add(binOf(time.Duration(v)))
+		}
+		for k := 1; k <= n; k++ {
+			q := float64(k) / float64(n)
+			require.Equal(t, time.Duration(k), h.quantile(q, uint64(n), 1, time.Duration(n)), "n=%d q=%v", n, q)
+		}
+	}
+	var h histogram
+	for v := 1; v <= 100; v++ {
+		h.add(binOf(time.Duration(v)))
+	}
+	assert.Equal(t, time.Duration(7), h.quantile(0.07, 100, 1, 100))
+	assert.Equal(t, time.Duration(14), h.quantile(0.14, 100, 1, 100))
+	assert.Equal(t, time.Duration(1), h.quantile(1e-300, 100, 1, 100), "a q above 0 reads at least the first value")
+
+	var two histogram
+	two.add(binOf(1))
+	two.add(binOf(2))
+	assert.Equal(t, time.Duration(1), two.quantile(0.5+0x1p-51, 2, 1, 2), "q*n = 1+2^-50 is within rounding of rank 1")
+	assert.Equal(t, time.Duration(2), two.quantile(0.5+0x1p-49, 2, 1, 2), "q*n = 1+2^-48 is past rank 1")
+}
