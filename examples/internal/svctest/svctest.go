@@ -90,15 +90,24 @@ func LaunchChild(t testing.TB, env, args string, ready *regexp.Regexp) *Child {
 	}
 	c := &Child{Cmd: cmd, Done: make(chan struct{}), Logs: &SyncBuffer{}, ready: make(chan string, 1)}
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			_, _ = c.Logs.Write([]byte(line + "\n"))
-			if m := ready.FindStringSubmatch(line); len(m) > 1 {
-				select {
-				case c.ready <- m[1]:
-				default:
+		// A line of any length is read whole: a bufio.Scanner stops at
+		// one longer than its buffer, and the child, its standard error
+		// no longer read, would block on its next write.
+		lines := bufio.NewReader(stderr)
+		for {
+			line, err := lines.ReadString('\n')
+			if line != "" {
+				line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+				_, _ = c.Logs.Write([]byte(line + "\n"))
+				if m := ready.FindStringSubmatch(line); len(m) > 1 {
+					select {
+					case c.ready <- m[1]:
+					default:
+					}
 				}
+			}
+			if err != nil {
+				break
 			}
 		}
 		c.Err = cmd.Wait()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,6 +26,10 @@ func TestMain(m *testing.M) {
 		if len(args) > 0 && args[0] == "fail" {
 			return fmt.Errorf("told to fail")
 		}
+		if len(args) > 0 && args[0] == "long" {
+			// A log line longer than any line buffer of 64 KiB.
+			fmt.Fprintln(os.Stderr, `msg="big" body=`+strings.Repeat("x", 1<<20))
+		}
 		fmt.Fprintln(os.Stderr, `msg="toy ready" url=http://127.0.0.1:1/`+args[0])
 		time.Sleep(time.Minute)
 		return nil
@@ -42,6 +47,16 @@ func TestStartChildAndStop(t *testing.T) {
 	err := c.Stop(ctx, t, syscall.SIGKILL)
 	assert.ErrorContains(t, err, "killed")
 	assert.Contains(t, c.Logs.String(), "toy ready")
+}
+
+func TestStartChildAfterALongLogLine(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ready := regexp.MustCompile(`msg="toy ready" url=(\S+)`)
+	c := svctest.StartChild(ctx, t, childEnv, "long", ready)
+	assert.Equal(t, "http://127.0.0.1:1/long", c.URL)
+	assert.True(t, strings.Contains(c.Logs.String(), `msg="big" body=`+strings.Repeat("x", 1<<20)+"\n"),
+		"the long line is in the logs whole")
 }
 
 func TestSyncBuffer(t *testing.T) {
