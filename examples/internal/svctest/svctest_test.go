@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 			// A log line longer than any line buffer of 64 KiB.
 			fmt.Fprintln(os.Stderr, `msg="big" body=`+strings.Repeat("x", 1<<20))
 		}
+		if len(args) > 0 && args[0] == "brief" {
+			fmt.Fprintln(os.Stderr, `msg="toy ready" url=http://127.0.0.1:1/brief`)
+			return nil
+		}
 		fmt.Fprintln(os.Stderr, `msg="toy ready" url=http://127.0.0.1:1/`+args[0])
 		time.Sleep(time.Minute)
 		return nil
@@ -57,6 +61,21 @@ func TestStartChildAfterALongLogLine(t *testing.T) {
 	assert.Equal(t, "http://127.0.0.1:1/long", c.URL)
 	assert.True(t, strings.Contains(c.Logs.String(), `msg="big" body=`+strings.Repeat("x", 1<<20)+"\n"),
 		"the long line is in the logs whole")
+}
+
+func TestWaitReadyAfterTheChildExited(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ready := regexp.MustCompile(`msg="toy ready" url=(\S+)`)
+	// Once the child has exited, its ready line and its exit are both
+	// there to see; the ready line must win every time.
+	for range 8 {
+		c := svctest.LaunchChild(t, childEnv, "brief", ready)
+		<-c.Done
+		require.NoError(t, c.Err)
+		c.WaitReady(ctx, t)
+		assert.Equal(t, "http://127.0.0.1:1/brief", c.URL)
+	}
 }
 
 func TestSyncBuffer(t *testing.T) {
