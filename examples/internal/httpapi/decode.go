@@ -92,15 +92,59 @@ func Decode(data []byte, v any) error {
 // is neither white space nor another value.
 func trailing(data []byte, end int64) error {
 	at := int(end) + len(data[end:]) - len(bytes.TrimLeft(data[end:], " \t\r\n"))
+	return Invalid("", "malformed JSON at byte %d: invalid %s after the request body's value", at, charAt(data, at))
+}
+
+// charAt names the character that starts at data[at], or the byte there
+// when it starts none.
+func charAt(data []byte, at int) string {
 	r, size := utf8.DecodeRune(data[at:])
-	what := fmt.Sprintf("character %U", r)
 	switch {
 	case r == utf8.RuneError && size <= 1:
-		what = fmt.Sprintf("byte 0x%02x", data[at])
+		return fmt.Sprintf("byte 0x%02x", data[at])
 	case r < utf8.RuneSelf && unicode.IsPrint(r):
-		what = fmt.Sprintf("character '%c'", r)
+		return fmt.Sprintf("character '%c'", r)
 	}
-	return Invalid("", "malformed JSON at byte %d: invalid %s after the request body's value", at, what)
+	return fmt.Sprintf("character %U", r)
+}
+
+var bom = []byte("\ufeff")
+
+// syntaxError describes err, a syntax error of the decoder in data, at
+// the byte where it is and naming the character there: the decoder's
+// offset is not always that byte's (a value's error is counted from
+// where the value began to be buffered), and it names a byte alone as if
+// it were a character of Latin-1 ('Ã' for the first byte of é).
+// Unmarshal's scan of the whole of data meets the same error first, at
+// its exact offset.
+func syntaxError(data []byte, err error) error {
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		return decodeError(err)
+	}
+	if bytes.HasPrefix(data, bom) {
+		return Invalid("", "malformed JSON at byte 0: the request body starts with a byte order mark (U+FEFF): JSON between systems is sent without one (RFC 8259)")
+	}
+	var raw json.RawMessage
+	if errors.As(json.Unmarshal(data, &raw), &se) && se.Offset > 0 && se.Offset <= int64(len(data)) {
+		at := int(se.Offset) - 1
+		if context, ok := strings.CutPrefix(se.Error(), "invalid character "+quoteChar(data[at])+" "); ok {
+			return Invalid("", "malformed JSON at byte %d: invalid %s %s", at, charAt(data, at), context)
+		}
+	}
+	return decodeError(err)
+}
+
+// quoteChar is how encoding/json quotes the byte c in a syntax error.
+func quoteChar(c byte) string {
+	switch c {
+	case '\'':
+		return `'\''`
+	case '"':
+		return `'"'`
+	}
+	s := strconv.Quote(string(rune(c)))
+	return "'" + s[1:len(s)-1] + "'"
 }
 
 // checker is the first pass of Decode over data, read by dec.
@@ -140,7 +184,7 @@ func (c *checker) token(path string, key bool) (json.Token, error) {
 		if err == io.EOF {
 			return nil, err
 		}
-		return nil, decodeError(err)
+		return nil, syntaxError(c.data, err)
 	}
 	s, ok := tok.(string)
 	if !ok {

@@ -162,6 +162,29 @@ func TestDecodeAfterTheValue(t *testing.T) {
 	require.NoError(t, Decode([]byte("{\"amount\":1} \t\r\n"), new(request)), "JSON's own white space")
 }
 
+// TestDecodeSyntaxErrorAt: a syntax error names the byte where it is, as
+// what follows the value does, and the character the client sent there,
+// not one of its bytes read as Latin-1 ('Ã' for é).
+func TestDecodeSyntaxErrorAt(t *testing.T) {
+	for body, msg := range map[string]string{
+		`{"amount":}`:                           "malformed JSON at byte 10: invalid character '}' looking for beginning of value",
+		`{"amount" 1}`:                          "malformed JSON at byte 10: invalid character '1' after object key",
+		`{"amount":01}`:                         "malformed JSON at byte 11: invalid character '1' after object key:value pair",
+		"{\"amount\":\u00e9}":                   "malformed JSON at byte 10: invalid character U+00E9 looking for beginning of value",
+		"{\"amount\":\xff}":                     "malformed JSON at byte 10: invalid byte 0xff looking for beginning of value",
+		"{\"amount\":1,\u00a0}":                 "malformed JSON at byte 12: invalid character U+00A0 looking for beginning of object key string",
+		"{\"items\":[{},\x01]}":                 "malformed JSON at byte 13: invalid character U+0001 looking for beginning of value",
+		"\ufeff{\"amount\":1}":                  "malformed JSON at byte 0: the request body starts with a byte order mark (U+FEFF): JSON between systems is sent without one (RFC 8259)",
+		"{\"amount\":1,\"tags\":[\"a\" \"b\"]}": "malformed JSON at byte 24: invalid character '\"' after array element",
+	} {
+		err := Decode([]byte(body), new(request))
+		var e *Error
+		require.True(t, errors.As(err, &e), "%q: got %v", body, err)
+		assert.Equal(t, http.StatusBadRequest, e.Status)
+		assert.Equal(t, msg, e.Message, "%q", body)
+	}
+}
+
 func TestDecodeDepth(t *testing.T) {
 	nested := func(n int) []byte {
 		return []byte(`{"any":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`)
