@@ -1,6 +1,7 @@
 package svctest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -139,7 +140,8 @@ func (n *NATSNode) Kill() {
 	n.cmd = nil
 }
 
-// WaitHealthy waits until the node's /healthz answers 200.
+// WaitHealthy waits until the node's /healthz answers 200, and fails the
+// test when it has not within the time given.
 func (n *NATSNode) WaitHealthy(t testing.TB, within time.Duration) {
 	t.Helper()
 	if err := n.waitHealthy(within); err != nil {
@@ -149,8 +151,16 @@ func (n *NATSNode) WaitHealthy(t testing.TB, within time.Duration) {
 
 func (n *NATSNode) waitHealthy(within time.Duration) error {
 	deadline := time.Now().Add(within)
+	// Each request ends at the deadline too: a monitor that takes it and
+	// never answers would hold the wait forever.
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	for {
-		resp, err := http.Get(n.MonitorURL + "/healthz")
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.MonitorURL+"/healthz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -3,6 +3,8 @@ package svctest_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -75,6 +77,37 @@ func TestWaitReadyAfterTheChildExited(t *testing.T) {
 		require.NoError(t, c.Err)
 		c.WaitReady(ctx, t)
 		assert.Equal(t, "http://127.0.0.1:1/brief", c.URL)
+	}
+}
+
+// fatalTB records a failure instead of ending the test.
+type fatalTB struct {
+	testing.TB
+	failed chan string
+}
+
+func (f fatalTB) Fatalf(format string, args ...any) { f.failed <- fmt.Sprintf(format, args...) }
+
+func TestWaitHealthyGivesUpOnAHungMonitor(t *testing.T) {
+	hung := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hung:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(hung)
+	n := &svctest.NATSNode{Name: "n1", MonitorURL: srv.URL, Logs: &svctest.SyncBuffer{}}
+	tb := fatalTB{TB: t, failed: make(chan string, 1)}
+	// A monitor that accepts the request and never answers fails the
+	// wait when its time is up; it waited for the answer forever.
+	n.WaitHealthy(tb, 100*time.Millisecond)
+	select {
+	case msg := <-tb.failed:
+		assert.Contains(t, msg, "n1 not healthy within 100ms")
+	default:
+		t.Fatal("WaitHealthy returned without failing")
 	}
 }
 
