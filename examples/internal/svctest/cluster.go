@@ -183,29 +183,50 @@ func Logs(nodes []*NATSNode) string {
 	return b.String()
 }
 
+// jszTimeout bounds each node's /jsz request in StreamLeader, answer
+// included.
+var jszTimeout = 5 * time.Second
+
+type jszStreams struct {
+	AccountDetails []struct {
+		Streams []struct {
+			Name    string `json:"name"`
+			Cluster struct {
+				Leader string `json:"leader"`
+			} `json:"cluster"`
+		} `json:"stream_detail"`
+	} `json:"account_details"`
+}
+
+// jsz returns the node's /jsz with its streams. The request ends after
+// jszTimeout: a monitor that takes it and never answers would hold the
+// caller forever.
+func (n *NATSNode) jsz() (jszStreams, error) {
+	var jsz jszStreams
+	ctx, cancel := context.WithTimeout(context.Background(), jszTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.MonitorURL+"/jsz?streams=true", nil)
+	if err != nil {
+		return jsz, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return jsz, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&jsz)
+	return jsz, err
+}
+
 // StreamLeader returns the running node that leads the named stream's
-// group, as the nodes' /jsz reports it, or nil when none says.
+// group, as the nodes' /jsz reports it, or nil when none says. A node
+// whose monitor does not answer within a few seconds is passed over.
 func StreamLeader(nodes []*NATSNode, stream string) *NATSNode {
 	for _, n := range nodes {
 		if !n.Running() {
 			continue
 		}
-		resp, err := http.Get(n.MonitorURL + "/jsz?streams=true")
-		if err != nil {
-			continue
-		}
-		var jsz struct {
-			AccountDetails []struct {
-				Streams []struct {
-					Name    string `json:"name"`
-					Cluster struct {
-						Leader string `json:"leader"`
-					} `json:"cluster"`
-				} `json:"stream_detail"`
-			} `json:"account_details"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&jsz)
-		resp.Body.Close()
+		jsz, err := n.jsz()
 		if err != nil {
 			continue
 		}
