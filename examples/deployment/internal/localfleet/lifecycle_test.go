@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -778,4 +779,73 @@ func TestOnExit(t *testing.T) {
 	default:
 		t.Fatal("Shutdown returned before OnExit was called")
 	}
+}
+
+// TestRetiringTheLastVersionClosesTheProxy: once nothing is deployed in a
+// region its proxy no longer listens; a later Deploy starts another.
+func TestRetiringTheLastVersionClosesTheProxy(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{})
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	url := proxyURL(t, f, "web", "eu")
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err == nil {
+		conn.Close()
+	}
+	assert.Error(t, err, "the proxy %s still listens", url)
+	_, ok := f.ProxyURL("web", "eu")
+	assert.False(t, ok)
+	_, err = f.existingRegion("web", "eu")
+	assert.ErrorIs(t, err, ErrNotDeployed)
+	assert.ErrorIs(t, f.Route(ctx, "web", "eu", "", "v1", 100), ErrNotDeployed)
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v2", 100))
+	assert.Equal(t, "v2", mustCall(t, client(t), proxyURL(t, f, "web", "eu")+"/").Version)
+}
+
+// hookHandler calls fn on each record whose message is msg.
+type hookHandler struct {
+	msg string
+	fn  func()
+}
+
+func (h hookHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h hookHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.fn()
+	}
+	return nil
+}
+func (h hookHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h hookHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestRetiringTheLastVersionKeepsTheProxyForADeployWaiting: a Deploy
+// waiting for the region while its last version is retired finds the proxy
+// open, at the same URL, and serves through it.
+func TestRetiringTheLastVersionKeepsTheProxyForADeployWaiting(t *testing.T) {
+	ctx := t.Context()
+	var f *Fleet
+	deployed := make(chan error, 1)
+	waiting := func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		g := f.regions[regionKey{"web", "eu"}]
+		return g != nil && g.deploys == 1
+	}
+	// v1 is stopped, and Retire still holds the region: a Deploy comes
+	// and waits for it.
+	f = newFleet(t, Options{Logger: slog.New(hookHandler{msg: "retired", fn: func() {
+		go func() { deployed <- f.Deploy(ctx, "web", "eu", "v2", 1) }()
+		assert.Eventually(t, waiting, 10*time.Second, time.Millisecond)
+	}})})
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	url := proxyURL(t, f, "web", "eu")
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	require.NoError(t, <-deployed)
+	assert.Equal(t, url, proxyURL(t, f, "web", "eu"))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v2", 100))
+	assert.Equal(t, "v2", mustCall(t, client(t), url+"/").Version)
 }

@@ -335,8 +335,10 @@ func (f *Fleet) Route(ctx context.Context, service, region, stable, next string,
 // Retire stops version of service in region. The route must no longer send
 // it anything. It waits for the requests in flight to it through the proxy
 // to finish, up to Options.Drain or until ctx ends, then stops its
-// processes: SIGTERM, and SIGKILL after Options.StopGrace. Retiring what is
-// not deployed does nothing.
+// processes: SIGTERM, and SIGKILL after Options.StopGrace. Retiring the
+// last version of the region closes its proxy, unless a Deploy there is
+// in progress or waiting; a later Deploy starts a new one, on another
+// port. Retiring what is not deployed does nothing.
 func (f *Fleet) Retire(ctx context.Context, service, region, version string) error {
 	if err := checkNames(service, region, version); err != nil {
 		return err
@@ -344,14 +346,13 @@ func (f *Fleet) Retire(ctx context.Context, service, region, version string) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	g, err := f.existingRegion(service, region)
+	g, err := f.lockRegion(service, region)
 	if errors.Is(err, ErrNotDeployed) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	g.ops.Lock()
 	defer g.ops.Unlock()
 	g.mu.Lock()
 	v := g.versions[version]
@@ -377,6 +378,9 @@ func (f *Fleet) Retire(ctx context.Context, service, region, version string) err
 	}
 	f.stopAll(v.procs, g.log.With("version", version))
 	g.log.Info("retired", "version", version)
+	f.mu.Lock()
+	f.closeIfUnused(g)
+	f.mu.Unlock()
 	return nil
 }
 
@@ -445,9 +449,8 @@ func (f *Fleet) ProxyURL(service, region string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	// A Deploy starts the proxy before its processes (and closes it if
-	// they fail to start and nothing else is deployed); every version may
-	// have been retired since.
+	// A Deploy starts the proxy before its processes, and closes it if
+	// they fail to start and nothing else is deployed.
 	g.mu.RLock()
 	deployed := len(g.versions) > 0
 	g.mu.RUnlock()
@@ -625,24 +628,56 @@ func (f *Fleet) region(service, name string) (*region, error) {
 
 // leave ends a Deploy's hold on region g; the Deploy holds g.ops. The last
 // Deploy to leave a region where nothing is deployed (its first deploy
-// failed) closes its proxy, which nothing advertises and which would hold
-// a port and a goroutine until Shutdown. A Deploy waiting for g.ops still
-// holds g, so it never finds the proxy closed under it.
+// failed, or a Retire took the last version while it waited) closes its
+// proxy.
 func (f *Fleet) leave(g *region) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g.deploys--
+	f.closeIfUnused(g)
+}
+
+// closeIfUnused closes g's proxy and forgets g when nothing is deployed
+// there and no Deploy holds it: the proxy, which nothing advertises then,
+// would hold a port and a goroutine until Shutdown. A Deploy waiting for
+// g.ops holds g, so it never finds the proxy closed under it. The caller
+// holds f.mu and g.ops.
+func (f *Fleet) closeIfUnused(g *region) {
+	if g.deploys > 0 || f.closed || g.gone {
+		return // Shutdown closes the proxy of a fleet shutting down
+	}
 	// Only Deploy, Retire and Shutdown change versions, each holding ops.
 	g.mu.RLock()
 	empty := len(g.versions) == 0
 	g.mu.RUnlock()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	g.deploys--
-	if g.deploys > 0 || !empty || f.closed {
-		return // Shutdown closes the proxy of a fleet shutting down
+	if !empty {
+		return
 	}
+	g.gone = true
 	delete(f.regions, regionKey{g.service, g.name})
 	_ = g.srv.Close()
 	<-g.served
 	g.log.Info("proxy closed: nothing is deployed")
+}
+
+// lockRegion returns service's region with its ops held, for a Retire.
+func (f *Fleet) lockRegion(service, name string) (*region, error) {
+	for {
+		g, err := f.existingRegion(service, name)
+		if err != nil {
+			return nil, err
+		}
+		g.ops.Lock()
+		f.mu.Lock()
+		gone := g.gone
+		f.mu.Unlock()
+		if !gone {
+			return g, nil
+		}
+		// Its last version was retired while this waited: what is
+		// deployed now is in the region a Deploy made since, if any.
+		g.ops.Unlock()
+	}
 }
 
 // existingRegion returns service's region if something was deployed there.

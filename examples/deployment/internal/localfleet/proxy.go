@@ -23,6 +23,9 @@ type region struct {
 	// waiting for ops), guarded by Fleet.mu: the last one to leave closes
 	// the proxy if nothing is deployed.
 	deploys int
+	// gone is set, guarded by Fleet.mu, once the proxy is closed and the
+	// region forgotten because nothing is deployed there any more.
+	gone bool
 
 	// ops serializes Deploy and Retire here, which take long (starting
 	// processes, draining); the proxy and Route do not wait for it.
