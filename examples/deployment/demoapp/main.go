@@ -23,7 +23,10 @@
 // floor(n*rate) fail (or are slow), spread evenly.
 //
 // SIGINT or SIGTERM shuts it down gracefully: it stops accepting and
-// finishes the requests in flight (up to -shutdown-timeout).
+// finishes the requests in flight (up to -shutdown-timeout). A second
+// SIGINT or SIGTERM during that stops it at once, the requests in flight
+// cut, with exit status 128 plus the signal's number (130 for a second
+// Ctrl-C).
 package main
 
 import (
@@ -44,9 +47,19 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Room for both signals: the second must not be dropped while the
+	// first is being handled.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-sigs
+		cancel() // shut down gracefully
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "demoapp: %v during the shutdown: stopping at once\n", sig)
+		os.Exit(128 + int(sig.(syscall.Signal)))
+	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demoapp:", err)
 		os.Exit(1)
@@ -158,6 +171,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("serving: %w", err)
 	case <-ctx.Done():
 	}
+	log.Info("demoapp shutting down", "timeout", c.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(shutdownCtx)

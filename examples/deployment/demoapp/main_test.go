@@ -168,6 +168,39 @@ func TestBinaryShutsDownGracefully(t *testing.T) {
 	}
 }
 
+// TestBinaryStopsAtOnceOnASecondSignal: a second SIGTERM or SIGINT during
+// the graceful shutdown ends the process at once, though a request is
+// still in flight, with 128 plus the signal's number; it was ignored, the
+// shutdown waiting out -shutdown-timeout.
+func TestBinaryStopsAtOnceOnASecondSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			p := start(t, "-latency", "10m", "-shutdown-timeout", "10m")
+			failed := make(chan error, 1)
+			go func() {
+				resp, err := http.Get("http://" + p.addr + "/")
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				failed <- err
+			}()
+			require.Eventually(t, func() bool { return inFlight(p.addr) }, 5*time.Second, 5*time.Millisecond)
+			require.NoError(t, p.cmd.Process.Signal(sig))
+			// The second signal once the first is being handled: the
+			// runtime merges a signal into one still pending.
+			require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "demoapp shutting down") },
+				5*time.Second, 5*time.Millisecond)
+			require.NoError(t, p.cmd.Process.Signal(sig))
+
+			assert.Equal(t, 128+int(sig), p.wait(t), "stderr: %s", p.stderr)
+			assert.Contains(t, p.stderr.String(), "during the shutdown: stopping at once")
+			assert.NotContains(t, p.stderr.String(), "demoapp stopped")
+			assert.Error(t, <-failed, "the request in flight is cut")
+		})
+	}
+}
+
 // inFlight reports whether the app at addr is answering a request to /.
 func inFlight(addr string) bool {
 	resp, err := http.Get("http://" + addr + "/metrics")
