@@ -710,8 +710,9 @@ func (r *rollout) ensureStable(ctx context.Context) error {
 	return nil
 }
 
-// rollBack sends all traffic back to the version that served before (none
-// for a first deployment), retires the new one and records the rollback.
+// rollBack sends all traffic back to the version that served before (for
+// a first deployment, none: the region then serves nothing), retires the
+// new one and records the rollback.
 // failedAt is when the failing sample was taken, for the time to recover.
 func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Time) error {
 	s := r.s
@@ -725,6 +726,10 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 				return fmt.Errorf("rollback of %s in %s: %w", r.service, r.region, err)
 			}
 		}
+	} else if err := s.target.Route(ctx, r.service, r.region, "", "", 0); err != nil {
+		// A first deployment has nothing to return to: its traffic goes
+		// nowhere, so that it can be retired.
+		return fmt.Errorf("rollback of %s in %s: %w", r.service, r.region, err)
 	}
 	var recovery time.Duration
 	if !failedAt.IsZero() {

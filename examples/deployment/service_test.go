@@ -486,3 +486,30 @@ func TestLockOfAStartingDeployment(t *testing.T) {
 	assert.Equal(t, "deployment_active", r.errorBody(t)["code"])
 	assert.Contains(t, r.errorBody(t)["message"], starting)
 }
+
+// TestFirstDeploymentRolledBackServesNothing: a first deployment has no
+// version to return to, so its rollback takes the new version out of the
+// region, traffic and all: it served every request of the region, as a
+// deployment said rolled back, until a later deployment replaced it.
+func TestFirstDeploymentRolledBackServesNothing(t *testing.T) {
+	catalog := filepath.Join(t.TempDir(), "catalog.json")
+	require.NoError(t, os.WriteFile(catalog, []byte(`{
+  "regions": {"us-west-2": {"capacity": 20}, "eu-west-1": {"capacity": 20}},
+  "services": {"api-service": {"instances": 4, "running": {"us-west-2": "v1.0.0"}, "versions": {
+    "v1.0.0": {"error_rate": 0.006, "p99_ms": 150, "cpu": 0.35, "memory": 0.5},
+    "v2.0.0": {"error_rate": 0.5, "p99_ms": 180, "cpu": 0.4, "memory": 0.6}}}}
+}`), 0o600))
+	ts := startService(t, "-catalog", catalog, "-stages", "canary:5:150ms,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "eu-west-1", "first_deploy": true})
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := r.deployment(t)
+	require.Equal(t, StatusRolledBack, d.Status, "%s", r.Body)
+	sim := ts.target.(interface {
+		Split(string, string) (string, string, float64)
+		Versions(string, string) []string
+	})
+	assert.Empty(t, sim.Versions("api-service", "eu-west-1"), "the rolled-back version still runs")
+	stable, next, pct := sim.Split("api-service", "eu-west-1")
+	assert.Equal(t, [3]any{"", "", 0.0}, [3]any{stable, next, pct}, "the rolled-back version still takes traffic")
+	assert.NotContains(t, ts.logs.String(), "not retired")
+}

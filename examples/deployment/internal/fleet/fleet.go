@@ -37,7 +37,8 @@ type Target interface {
 	Deploy(ctx context.Context, service, region, version string, instances int) error
 	// Route sends percent (0 to 100) of service's traffic in region to
 	// next and the rest to stable. With stable == "" (a first deployment)
-	// all traffic goes to next.
+	// all traffic goes to next; with both empty (a first deployment rolled
+	// back) none goes anywhere, and the region serves nothing.
 	Route(ctx context.Context, service, region, stable, next string, percent float64) error
 	// Retire stops version's instances of service in region.
 	Retire(ctx context.Context, service, region, version string) error

@@ -849,3 +849,25 @@ func TestRetiringTheLastVersionKeepsTheProxyForADeployWaiting(t *testing.T) {
 	require.NoError(t, f.Route(ctx, "web", "eu", "", "v2", 100))
 	assert.Equal(t, "v2", mustCall(t, client(t), url+"/").Version)
 }
+
+// A first deployment rolled back routes nothing: the proxy answers 503
+// and the version, no longer given traffic, can be retired.
+func TestRouteNothing(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{})
+	c := client(t)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	url := proxyURL(t, f, "web", "eu")
+	a, err := call(c, url+"/")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, a.Code)
+
+	require.ErrorContains(t, f.Retire(ctx, "web", "eu", "v1"), "route it away first")
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "", 0))
+	a, err = call(c, url+"/")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, a.Code)
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	assert.NoError(t, f.Route(ctx, "web", "eu", "", "", 0), "nothing deployed there: nothing to route")
+}

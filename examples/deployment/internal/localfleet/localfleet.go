@@ -291,10 +291,26 @@ func (f *Fleet) Deploy(ctx context.Context, service, region, version string, ins
 // deterministic: requests take turns by smooth weighted round robin, so at
 // 25% every fourth request goes to next, and after any whole period each
 // version has had precisely its share. stable == "" or stable == next
-// sends everything to next. A version given a share must be deployed.
+// sends everything to next, and stable == next == "" nothing (a first
+// deployment rolled back): the proxy answers 503. A version given a share
+// must be deployed.
 func (f *Fleet) Route(ctx context.Context, service, region, stable, next string, percent float64) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if stable == "" && next == "" && service != "" && region != "" {
+		g, err := f.existingRegion(service, region)
+		if errors.Is(err, ErrNotDeployed) {
+			return nil // nothing there to route
+		}
+		if err != nil {
+			return err
+		}
+		g.mu.Lock()
+		g.route = nil
+		g.mu.Unlock()
+		g.log.Info("route", "stable", "", "next", "", "percent", 0)
+		return nil
 	}
 	if err := checkNames(service, region, next); err != nil {
 		return err

@@ -212,12 +212,18 @@ func (f *Fleet) Route(ctx context.Context, service, region, stable, next string,
 	if !(percent >= 0 && percent <= 100) {
 		return fmt.Errorf("sim: route %s in %s: percent must be in [0,100], got %v", service, region, percent)
 	}
-	if next == "" {
+	if next == "" && stable != "" {
 		return fmt.Errorf("sim: route %s in %s: next version is empty", service, region)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.places[place{service, region}]
+	if next == "" { // nothing serves: a first deployment rolled back
+		if st != nil {
+			st.stable, st.next, st.percent = "", "", 0
+		}
+		return nil
+	}
 	for _, v := range []string{stable, next} {
 		if v == "" || (v == next && percent == 0 && stable != "") {
 			// A next version given no traffic need not run: a rollback

@@ -294,6 +294,15 @@ func TestRetire(t *testing.T) {
 	assert.Equal(t, base, f.InUse(west))
 	assert.EqualError(t, f.Retire(ctx, api, west, "v2.0.0"), "sim: retire api-service v2.0.0 in us-west-2: it still takes 100% of the traffic")
 
+	// A first deployment rolled back routes nothing, and then retires.
+	require.NoError(t, f.Deploy(ctx, api, "ap-south-1", "v2.0.0", 2))
+	require.NoError(t, f.Route(ctx, api, "ap-south-1", "", "v2.0.0", 100))
+	require.NoError(t, f.Route(ctx, api, "ap-south-1", "", "", 0))
+	stable, next, percent = f.Split(api, "ap-south-1")
+	assert.Equal(t, [3]any{"", "", 0.0}, [3]any{stable, next, percent})
+	require.NoError(t, f.Retire(ctx, api, "ap-south-1", "v2.0.0"))
+	assert.Empty(t, f.Versions(api, "ap-south-1"))
+
 	assert.EqualError(t, f.Retire(ctx, "nope", west, "v1.0.0"), `sim: unknown service "nope"`)
 	assert.EqualError(t, f.Retire(ctx, api, "mars-1", "v1.0.0"), `sim: unknown region "mars-1"`)
 	cancelled, cancel := context.WithCancel(ctx)
