@@ -161,19 +161,28 @@ func humanize(v float64) string {
 	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Sprintf("%.4g", v)
 	}
-	prefix := ""
+	var prefix string
 	if math.Abs(v) >= 1 {
-		for _, p := range []string{"k", "M", "G", "T", "P", "E", "Z", "Y"} {
-			if math.Abs(v) < 1000 {
-				break
-			}
-			prefix = p
-			v /= 1000
-		}
-		return fmt.Sprintf("%.4g%s", v, prefix)
+		v, prefix = largePrefix(v, 1000, "k", "M", "G", "T", "P", "E", "Z", "Y")
+	} else {
+		v, prefix = smallPrefix(v)
 	}
-	v, prefix = smallPrefix(v)
 	return fmt.Sprintf("%.4g%s", v, prefix)
+}
+
+// largePrefix divides v by base while it is at least base, up to the
+// last of prefixes, and returns it with the prefix of its scale ("" if
+// it was below base).
+func largePrefix(v, base float64, prefixes ...string) (float64, string) {
+	prefix := ""
+	for _, p := range prefixes {
+		if math.Abs(v) < base {
+			break
+		}
+		prefix = p
+		v /= base
+	}
+	return v, prefix
 }
 
 // humanize1024 writes v with a binary prefix ("ki" to "Yi") and four
@@ -182,14 +191,7 @@ func humanize1024(v float64) string {
 	if math.Abs(v) <= 1 || math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Sprintf("%.4g", v)
 	}
-	prefix := ""
-	for _, p := range []string{"ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"} {
-		if math.Abs(v) < 1024 {
-			break
-		}
-		prefix = p
-		v /= 1024
-	}
+	v, prefix := largePrefix(v, 1024, "ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi")
 	return fmt.Sprintf("%.4g%s", v, prefix)
 }
 
