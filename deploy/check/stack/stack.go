@@ -693,29 +693,36 @@ func (cfg *Config) running(c Component) (int, bool) {
 // booted (the 22nd field of /proc/PID/stat): a PID and its start time name
 // one process until the machine restarts.
 func startTime(pid int) (string, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	f, err := statFields(strconv.Itoa(pid))
 	if err != nil {
 		return "", err
 	}
-	// The fields after the command name in parentheses begin with the
-	// third, the state.
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 20 {
+	if len(f) < 20 {
 		return "", fmt.Errorf("/proc/%d/stat has no start time", pid)
 	}
 	return f[19], nil
 }
 
+// statFields returns the fields of /proc/pid/stat after the command name
+// in parentheses, which may hold spaces: the first is the state, the
+// second the parent, the third the process group, the twentieth the
+// start time.
+func statFields(pid string) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%s/stat has no command name", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
+}
+
 // alive reports whether pid runs and is not a zombie.
 func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
+	f, err := statFields(strconv.Itoa(pid))
+	return err == nil && len(f) > 0 && f[0] != "Z"
 }
 
 func waitHealthy(ctx context.Context, c Component, wait time.Duration, up func() bool) error {
@@ -832,17 +839,8 @@ func groupAlive(pgid int) bool {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
 		// State, parent, group.
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) >= 3 && f[2] == want && f[0] != "Z" {
+		if f, err := statFields(e.Name()); err == nil && len(f) >= 3 && f[2] == want && f[0] != "Z" {
 			return true
 		}
 	}

@@ -539,20 +539,7 @@ func TestFlagsRefusedByName(t *testing.T) {
 // payments never sent; the report counts them, where the latencies of the
 // answered ones alone would hide the stall.
 func TestRunCountsPaymentsOwedAtTheEnd(t *testing.T) {
-	var payments atomic.Int64
-	stalled := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/payment" && payments.Add(1) > 5 {
-			select {
-			case <-stalled:
-			case <-r.Context().Done():
-			}
-			return
-		}
-		w.Write([]byte(`{"status":"SUCCESS"}`))
-	}))
-	defer srv.Close()
-	defer close(stalled)
+	srv := stallingServer(t, 5)
 	// 2 clients at 100/s for 300 ms: 30 payments scheduled, 10 ms apart.
 	o := options{url: srv.URL, clients: 2, duration: 300 * time.Millisecond, customers: 10, rate: 100}
 	rep, err := run(context.Background(), o, io.Discard)
@@ -745,21 +732,7 @@ func TestPercentileMarksLowerBounds(t *testing.T) {
 // the oldest waited; dropped, a service that stopped answering for the
 // last part of the run left no trace but a lower rate.
 func TestRunCountsPaymentsInFlightAtTheEnd(t *testing.T) {
-	var payments atomic.Int64
-	stalled := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/payment" && payments.Add(1) > 4 {
-			io.Copy(io.Discard, r.Body)
-			select {
-			case <-stalled:
-			case <-r.Context().Done():
-			}
-			return
-		}
-		w.Write([]byte(`{"status":"SUCCESS"}`))
-	}))
-	defer srv.Close()
-	defer close(stalled)
+	srv := stallingServer(t, 4)
 	o := options{url: srv.URL, clients: 2, duration: 200 * time.Millisecond, customers: 10}
 	rep, err := run(context.Background(), o, io.Discard)
 	if err != nil {
@@ -773,4 +746,25 @@ func TestRunCountsPaymentsInFlightAtTheEnd(t *testing.T) {
 	if want := "2 payments in flight when the run ended, not answered"; !strings.Contains(out.String(), want) {
 		t.Fatalf("no %q in:\n%s", want, out.String())
 	}
+}
+
+// stallingServer answers SUCCESS to the first n payments and holds every
+// later one unanswered until its client gives up or the test ends.
+func stallingServer(t *testing.T, n int64) *httptest.Server {
+	var payments atomic.Int64
+	stalled := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/payment" && payments.Add(1) > n {
+			io.Copy(io.Discard, r.Body)
+			select {
+			case <-stalled:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(stalled) }) // runs first: the held requests end
+	return srv
 }
