@@ -3,6 +3,7 @@ package heijunka
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -441,15 +442,19 @@ func carry(old, np *params, tat, now int64) int64 {
 		} else {
 			// At most maxAhead, as reserve allows: the sum below stays
 			// within int64.
-			booked = int64(min(float64(over)/float64(old.interval)*float64(np.interval), float64(maxAhead)))
+			booked = int64(min(math.Ceil(float64(over)/float64(old.interval)*float64(np.interval)), float64(maxAhead)))
 		}
 	}
-	debt := float64(tat-now) / float64(old.interval)
-	ahead := np.tolerance
-	// float64(np.tolerance) may round above it: a debt that lands on it
-	// is the whole tolerance, not a nanosecond past.
-	if a := debt * float64(np.interval); a < float64(np.tolerance) {
-		ahead = int64(a)
+	ahead := min(tat-now, np.tolerance)
+	if np.interval != old.interval {
+		// Rounded up: a conversion never frees a nanosecond of the debt.
+		// float64(np.tolerance) may round above it: a debt that lands on
+		// it is the whole tolerance, not a nanosecond past.
+		debt := float64(tat-now) / float64(old.interval)
+		ahead = np.tolerance
+		if a := math.Ceil(debt * float64(np.interval)); a < float64(np.tolerance) {
+			ahead = int64(a)
+		}
 	}
 	// What lies past maxSchedule could not have been booked either.
 	return min(now+ahead+booked, maxSchedule)

@@ -645,3 +645,24 @@ func TestLimiterAllowZeroWhileOverbooked(t *testing.T) {
 	assert.Equal(t, time.Second, d.RetryAfter)
 	assert.True(t, lim.AllowN(t0.Add(time.Second), 0), "once the booking acts")
 }
+
+// TestLimiterSetSameLimitChangesNothing: setting the Limit in force again
+// leaves the schedule where it was. The debt was carried through a
+// float64 and truncated, a nanosecond or so each time, and a reservation
+// made after two such calls acted 2 ns before the burst plus one interval
+// allows (found by TestLimiterWindowProperty).
+func TestLimiterSetSameLimitChangesNothing(t *testing.T) {
+	limit := heijunka.Limit{Rate: 641.00048828125, Burst: 9}
+	lim, err := heijunka.NewLimiter(limit, heijunka.LimiterOptions{})
+	require.NoError(t, err)
+	for _, s := range []struct{ at, n int }{{0, 1}, {9, 1}, {11, 1}, {13, 3}, {15, 3}} {
+		require.True(t, lim.AllowN(t0.Add(time.Duration(s.at)), s.n))
+	}
+	require.NoError(t, lim.SetLimitAt(t0.Add(23), limit))
+	require.NoError(t, lim.SetLimitAt(t0.Add(31), limit))
+	now := t0.Add(31)
+	r := lim.ReserveN(now, 1)
+	require.True(t, r.OK())
+	assert.Equal(t, limit.Interval(), now.Add(r.DelayFrom(now)).Sub(t0), "the tenth event acts one interval after the first")
+
+}
