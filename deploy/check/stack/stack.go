@@ -10,8 +10,8 @@
 // Dir/data. Down stops exactly the processes whose PID files Up wrote,
 // with what they forked (SIGTERM to each one's process group, then SIGKILL
 // after a grace period), after checking that each PID still names the
-// process it started (the same start time, the same binary), so a PID the
-// system has since reused is left alone, and its group too.
+// process it started (the same start time), so a PID the system has since
+// reused is left alone, and its group too.
 //
 // The binaries are nats-server, redis-server, prometheus and
 // prometheus-alertmanager from Debian's packages, jaeger built from its Go
@@ -652,11 +652,11 @@ func (cfg *Config) start(c Component) (int, error) {
 }
 
 // running returns the PID of c when its PID file names a process that
-// still runs: the same PID, started at the same time, running the same
-// binary. A PID file reads "PID START PATH": START is the process's start
-// time (startTime), which tells it from a later process given the same
-// PID, even one running the same binary; PATH is the rest of the line (it
-// may hold spaces). A file of the earlier form "PID PATH" is checked by its
+// still runs: the same PID, started at the same time. A PID file reads
+// "PID START PATH": START is the process's start time (startTime), which
+// tells it from a later process given the same PID, even one running the
+// same binary; PATH, the binary started, is the rest of the line (it may
+// hold spaces). A file of the earlier form "PID PATH" is checked by its
 // binary alone.
 func (cfg *Config) running(c Component) (int, bool) {
 	b, err := os.ReadFile(cfg.pidPath(c.Name))
@@ -671,12 +671,15 @@ func (cfg *Config) running(c Component) (int, bool) {
 	if err != nil || pid <= 0 {
 		return 0, false
 	}
-	since, rest, ok := strings.Cut(path, " ")
-	if _, err := strconv.ParseUint(since, 10, 64); ok && err == nil {
+	if since, ok := pidStart(path); ok {
+		// A PID and its start time name one process: the binary is not
+		// compared, for a component whose binary is a script runs as its
+		// interpreter (/proc/PID/exe names sh), and a wrapper may exec
+		// another program.
 		if now, err := startTime(pid); err != nil || now != since {
 			return 0, false
 		}
-		path = rest
+		return pid, alive(pid)
 	}
 	exe, err := os.Readlink("/proc/" + id + "/exe")
 	if err != nil {
@@ -687,6 +690,16 @@ func (cfg *Config) running(c Component) (int, bool) {
 		return 0, false
 	}
 	return pid, alive(pid)
+}
+
+// pidStart returns the start time that begins rest, what follows the PID
+// in a PID file, and false for a file of the earlier form "PID PATH".
+func pidStart(rest string) (string, bool) {
+	since, _, ok := strings.Cut(rest, " ")
+	if _, err := strconv.ParseUint(since, 10, 64); !ok || err != nil {
+		return "", false
+	}
+	return since, true
 }
 
 // startTime returns when pid started, in clock ticks since the machine

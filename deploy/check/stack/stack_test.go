@@ -622,3 +622,27 @@ func TestComponentsGetACleanEnvironment(t *testing.T) {
 	assert.Equal(t, "nats://127.0.0.1:20000", got["NATS_URL"], "the stack's, not the user's")
 	assert.Equal(t, "payment-1", got["INSTANCE"])
 }
+
+// TestAScriptComponentCountsAsRunning: a component whose binary is a
+// script runs as its interpreter (/proc/PID/exe names sh, not the
+// script); status shows it running and down stops it.
+func TestAScriptComponentCountsAsRunning(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PortBase = freeBase(t)
+	need(t, "sleep")
+	wrapper := filepath.Join(t.TempDir(), "wrapper")
+	require.NoError(t, os.WriteFile(wrapper, []byte("#!/bin/sh\nsleep 60\n"), 0o755))
+	pid := startSleep(t, cfg, "sink", wrapper)
+
+	states, err := stack.Status(context.Background(), cfg)
+	require.NoError(t, err)
+	for _, s := range states {
+		if s.Name == "sink" {
+			assert.Equal(t, pid, s.PID, "the sink runs: %s", s.Problem)
+		}
+	}
+	stopped, err := stack.Down(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"sink"}, stopped)
+	require.Eventually(t, func() bool { return !running(pid) }, 10*time.Second, 10*time.Millisecond, "the sink (pid %d) still runs", pid)
+}
