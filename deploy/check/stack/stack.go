@@ -11,7 +11,9 @@
 // with what they forked (SIGTERM to each one's process group, then SIGKILL
 // after a grace period), after checking that each PID still names the
 // process it started (the same start time), so a PID the system has since
-// reused is left alone, and its group too.
+// reused is left alone, and its group too. A component that has exited
+// but left processes in its group (a child that outlived it) has that
+// group stopped all the same.
 //
 // The binaries are nats-server, redis-server, prometheus and
 // prometheus-alertmanager from Debian's packages, jaeger built from its Go
@@ -702,6 +704,37 @@ func pidStart(rest string) (string, bool) {
 	return since, true
 }
 
+// leftGroup returns the process group c led when c has died but left
+// processes in it: its PID file names a process that is gone (or a zombie
+// of the same start time) while processes of the group that PID led
+// still run. The system gives no new process a PID that still numbers a
+// group, so they are the ones c left, and the group is the stack's to
+// stop. A PID since given to another process
+// (another start time) is left alone, and so is its group.
+func (cfg *Config) leftGroup(c Component) (int, bool) {
+	b, err := os.ReadFile(cfg.pidPath(c.Name))
+	if err != nil {
+		return 0, false
+	}
+	id, rest, _ := strings.Cut(strings.TrimSuffix(string(b), "\n"), " ")
+	pid, err := strconv.Atoi(id)
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	since, ok := pidStart(rest)
+	if !ok {
+		return 0, false
+	}
+	if f, err := statFields(id); err == nil {
+		if len(f) < 20 || f[0] != "Z" || f[19] != since {
+			return 0, false
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, false
+	}
+	return pid, groupAlive(pid)
+}
+
 // startTime returns when pid started, in clock ticks since the machine
 // booted (the 22nd field of /proc/PID/stat): a PID and its start time name
 // one process until the machine restarts.
@@ -761,8 +794,9 @@ func waitHealthy(ctx context.Context, c Component, wait time.Duration, up func()
 }
 
 // Down stops every process of the stack that its PID files name, in the
-// reverse of the starting order, and removes the PID files. It returns
-// the names it stopped. Down holds Dir's lock while it runs, and fails at
+// reverse of the starting order, and removes the PID files; of a
+// component that has exited, it stops what the component left in its
+// process group. It returns the names it stopped. Down holds Dir's lock while it runs, and fails at
 // once when another Up or Down holds it.
 func Down(cfg Config) ([]string, error) {
 	if err := cfg.check(); err != nil {
@@ -785,14 +819,20 @@ func Down(cfg Config) ([]string, error) {
 	var errs []error
 	for i := len(cs) - 1; i >= 0; i-- {
 		c := cs[i]
-		pid, ok := cfg.running(c)
-		if ok {
+		if pid, ok := cfg.running(c); ok {
 			if err := stop(pid, grace); err != nil {
 				errs = append(errs, fmt.Errorf("stack: stopping %s (pid %d): %w", c.Name, pid, err))
 				continue
 			}
 			stopped = append(stopped, c.Name)
 			fmt.Fprintf(cfg.out(), "%-14s stopped (pid %d)\n", c.Name, pid)
+		} else if pgid, ok := cfg.leftGroup(c); ok {
+			if err := stop(pgid, grace); err != nil {
+				errs = append(errs, fmt.Errorf("stack: stopping what %s (pid %d, exited) left in its process group: %w", c.Name, pgid, err))
+				continue
+			}
+			stopped = append(stopped, c.Name)
+			fmt.Fprintf(cfg.out(), "%-14s had exited; stopped what it left in its process group %d\n", c.Name, pgid)
 		}
 		if err := os.Remove(cfg.pidPath(c.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)

@@ -623,6 +623,40 @@ func TestComponentsGetACleanEnvironment(t *testing.T) {
 	assert.Equal(t, "payment-1", got["INSTANCE"])
 }
 
+// TestDownStopsWhatADeadComponentLeft: a component that died left a child
+// in its process group; down stops the child, found by the group the
+// component led, though the component itself is gone.
+func TestDownStopsWhatADeadComponentLeft(t *testing.T) {
+	cfg := testConfig(t)
+	sh := need(t, "sh")
+	need(t, "sleep")
+	for _, d := range []string{"logs", "pids"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755))
+	}
+	childFile := filepath.Join(t.TempDir(), "child")
+	pid, err := stack.Start(&cfg, stack.Component{Name: "redis", Bin: sh,
+		Args: []string{"-c", "sleep 60 >/dev/null 2>&1 & echo $! >" + childFile + ".new && mv " + childFile + ".new " + childFile}})
+	require.NoError(t, err)
+	// The component exits once it has forked; reaped, it is gone.
+	_, err = syscall.Wait4(pid, nil, 0, nil)
+	require.NoError(t, err)
+	b, err := os.ReadFile(childFile)
+	require.NoError(t, err)
+	child, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	require.True(t, running(child))
+
+	var out strings.Builder
+	cfg.Out = &out
+	stopped, err := stack.Down(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"redis"}, stopped, "%s", out.String())
+	require.Eventually(t, func() bool { return !running(child) }, 10*time.Second, 10*time.Millisecond,
+		"the child the dead redis (pid %d) left (pid %d) still runs", pid, child)
+	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "redis.pid"))
+}
+
 // TestAScriptComponentCountsAsRunning: a component whose binary is a
 // script runs as its interpreter (/proc/PID/exe names sh, not the
 // script); status shows it running and down stops it.
