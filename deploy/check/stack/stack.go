@@ -105,9 +105,10 @@ type Component struct {
 	Name string
 	// URL is where a person looks at it, empty if nowhere.
 	URL string
-	// Bin and Args start it. Env is its environment, beside PATH, HOME,
-	// TZ and LANG from the stack's (componentEnv): nothing else of the
-	// user's environment reaches it.
+	// Bin and Args start it. Env is its environment, beside what it
+	// inherits of the stack's (PATH, HOME, TZ, the locale, TMPDIR, the
+	// certificates' place and the Go runtime's settings; componentEnv):
+	// nothing else of the user's environment reaches it.
 	Bin  string
 	Args []string
 	Env  []string
@@ -574,19 +575,32 @@ func (cfg *Config) lock(what string) (func(), error) {
 }
 
 // inherited are the variables of the stack's environment its components
-// get: where to find programs, the user's home, the time zone and the
-// language. Every other variable stays out: a stray NATS_URL, REDIS_URL,
-// OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_ENDPOINT or a service's own flag
-// (PAYMENT_*, a token) would change what the stack runs.
-var inherited = []string{"PATH", "HOME", "TZ", "LANG"}
+// get, which a process needs and which change nothing of what the stack
+// runs: where to find programs, the user's home, the time zone, the
+// locale (LANG, LANGUAGE and every LC_*, inheritedPrefix), where temporary
+// files go, where the certificates are, and the Go runtime's own settings
+// (a small machine's GOMAXPROCS or GOMEMLIMIT). Every other variable stays
+// out: a stray NATS_URL, REDIS_URL, OTEL_SERVICE_NAME,
+// OTEL_EXPORTER_OTLP_ENDPOINT or a service's own flag (ADDR, PAYMENT_*, a
+// token) would change what the stack runs.
+var inherited = map[string]bool{
+	"PATH": true, "HOME": true, "TZ": true, "LANG": true, "LANGUAGE": true, "TMPDIR": true,
+	"SSL_CERT_FILE": true, "SSL_CERT_DIR": true,
+	"GOMAXPROCS": true, "GOMEMLIMIT": true, "GOGC": true, "GOTRACEBACK": true, "GODEBUG": true,
+}
+
+// inheritedPrefix begins the locale's categories, LC_ALL, LC_CTYPE and
+// the others, which components get too.
+const inheritedPrefix = "LC_"
 
 // componentEnv is a component's environment: the inherited variables the
 // stack has, then env, which the stack sets.
 func componentEnv(env []string) []string {
 	var out []string
-	for _, k := range inherited {
-		if v, ok := os.LookupEnv(k); ok {
-			out = append(out, k+"="+v)
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if inherited[k] || strings.HasPrefix(k, inheritedPrefix) {
+			out = append(out, kv)
 		}
 	}
 	return append(out, env...)

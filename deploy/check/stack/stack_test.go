@@ -581,13 +581,27 @@ func TestLogsShowTheCurrentRun(t *testing.T) {
 	assert.Equal(t, "redis          | from the second run", lines[1])
 }
 
-// TestComponentsGetACleanEnvironment: a component's environment is PATH,
-// HOME, TZ and LANG from the stack's, and what the stack sets for it; a
-// stray variable of the user's (a NATS_URL, an OTEL_SERVICE_NAME, a
-// service's own flag) does not reach it.
+// clearEnv empties the test's environment; t.Setenv puts it back when the
+// test ends.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+		require.NoError(t, os.Unsetenv(k))
+	}
+}
+
+// TestComponentsGetACleanEnvironment: of an environment of PATH, HOME, TZ,
+// LANG and stray variables, a component gets PATH, HOME, TZ and LANG, and
+// what the stack sets for it; a stray variable of the user's (a NATS_URL,
+// an OTEL_SERVICE_NAME, a service's own flag) does not reach it.
 func TestComponentsGetACleanEnvironment(t *testing.T) {
 	cfg := testConfig(t)
 	env := need(t, "env")
+	path := os.Getenv("PATH")
+	clearEnv(t)
+	t.Setenv("PATH", path)
 	for k, v := range map[string]string{
 		"NATS_URL": "nats://stray:4222", "REDIS_URL": "redis://stray:6379/0",
 		"OTEL_SERVICE_NAME": "stray", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://stray:4318",
@@ -615,7 +629,7 @@ func TestComponentsGetACleanEnvironment(t *testing.T) {
 		}
 	}
 	assert.ElementsMatch(t, []string{"PATH", "HOME", "TZ", "LANG", "NATS_URL", "INSTANCE"}, names)
-	assert.True(t, got["PATH"] == os.Getenv("PATH"), "the stack's PATH")
+	assert.True(t, got["PATH"] == path, "the stack's PATH")
 	assert.Equal(t, "/home/someone", got["HOME"])
 	assert.Equal(t, "Europe/Paris", got["TZ"])
 	assert.Equal(t, "C.UTF-8", got["LANG"])
@@ -679,4 +693,42 @@ func TestAScriptComponentCountsAsRunning(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"sink"}, stopped)
 	require.Eventually(t, func() bool { return !running(pid) }, 10*time.Second, 10*time.Millisecond, "the sink (pid %d) still runs", pid)
+}
+
+// TestComponentsKeepTheHarmlessEnvironment: the locale, TMPDIR, the
+// certificates' place and the Go runtime's settings reach a component;
+// what would change what the stack runs still does not.
+func TestComponentsKeepTheHarmlessEnvironment(t *testing.T) {
+	cfg := testConfig(t)
+	env := need(t, "env")
+	path := os.Getenv("PATH")
+	clearEnv(t)
+	keep := map[string]string{
+		"PATH": path, "HOME": "/home/someone", "TZ": "UTC", "LANG": "C.UTF-8",
+		"LC_ALL": "C.UTF-8", "LC_TIME": "en_GB.UTF-8", "LANGUAGE": "en_GB:en", "TMPDIR": "/var/tmp",
+		"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt", "SSL_CERT_DIR": "/etc/ssl/certs",
+		"GOMAXPROCS": "2", "GOMEMLIMIT": "512MiB", "GOGC": "50", "GOTRACEBACK": "all", "GODEBUG": "http2debug=0",
+	}
+	drop := map[string]string{
+		"NATS_URL": "nats://stray:4222", "REDIS_URL": "redis://stray:6379/0", "NATS_REPLICAS": "1",
+		"OTEL_SERVICE_NAME": "stray", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://stray:4318", "OTEL_SDK_DISABLED": "true",
+		"PAYMENT_API_TOKEN": "stray", "DEPLOYMENT_ADMIN_TOKEN": "stray", "ADDR": ":1", "DATA_DIR": "/stray",
+		"LOG_LEVEL": "debug", "GOFLAGS": "-race", "LC": "stray",
+	}
+	for k, v := range keep {
+		t.Setenv(k, v)
+	}
+	for k, v := range drop {
+		t.Setenv(k, v)
+	}
+	runOnce(t, cfg, "payment-1", env)
+	b, err := os.ReadFile(filepath.Join(cfg.Dir, "logs", "payment-1.log"))
+	require.NoError(t, err)
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "=== stack up ") {
+			got[k] = v
+		}
+	}
+	assert.Equal(t, keep, got)
 }
