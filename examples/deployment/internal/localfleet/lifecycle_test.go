@@ -871,3 +871,43 @@ func TestRouteNothing(t *testing.T) {
 	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
 	assert.NoError(t, f.Route(ctx, "web", "eu", "", "", 0), "nothing deployed there: nothing to route")
 }
+
+// TestExitedInstanceWhoseLeftoverKeepsItsOutput: an instance started a
+// process that left its group (setsid) and holds the instance's output
+// open. Once the instance exits, the fleet still reaps it and says it
+// ended, and Retire returns, instead of waiting for that output to close.
+func TestExitedInstanceWhoseLeftoverKeepsItsOutput(t *testing.T) {
+	setsid, err := exec.LookPath("setsid")
+	if err != nil {
+		t.Skip("setsid not found")
+	}
+	ctx := t.Context()
+	pidFile := filepath.Join(t.TempDir(), "escaped")
+	f := newFleet(t, Options{StopGrace: time.Second})
+	f.o.Binary = script(t, setsid+` sh -c 'echo $$ > `+pidFile+`.new && mv `+pidFile+`.new `+pidFile+`; exec sleep 60' & exec `+binary+` "$@"`)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	var escaped int
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return false
+		}
+		escaped, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond)
+	t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) })
+
+	g, err := f.existingRegion("web", "eu")
+	require.NoError(t, err)
+	g.mu.RLock()
+	pr := g.versions["v1"].procs[0]
+	g.mu.RUnlock()
+	require.NoError(t, syscall.Kill(pr.pid, syscall.SIGKILL))
+	select {
+	case <-pr.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the instance (pid %d) exited, but the fleet still waits for the output pid %d holds", pr.pid, escaped)
+	}
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	assert.True(t, alive(escaped), "a process outside the group is not the fleet's to stop")
+}

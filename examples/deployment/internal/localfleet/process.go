@@ -59,6 +59,10 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 	// directly; and SIGKILL should the fleet's process die without a
 	// Shutdown.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// A process the instance started that left its group (setsid) is out
+	// of the fleet's reach and may hold the output pipes open long after
+	// the instance has exited: Wait gives up on them after outputDelay.
+	cmd.WaitDelay = outputDelay
 	pr := &process{cmd: cmd, done: make(chan struct{}), stderr: &tailWriter{log: log}}
 	cmd.Stderr = pr.stderr
 	stdout, err := cmd.StdoutPipe()
@@ -105,8 +109,17 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 		}
 		pr.unreaped = false
 		pr.sig.Unlock()
-		<-read // Wait must not run before stdout is read to the end
+		// Wait closes stdout, so it runs once stdout is read to the end,
+		// or after outputDelay, when what holds stdout open is not the
+		// instance: Wait's closing it then ends read.
+		drained := time.NewTimer(outputDelay)
+		select {
+		case <-read:
+		case <-drained.C:
+		}
+		drained.Stop()
 		_ = cmd.Wait()
+		<-read
 		close(pr.done)
 		if f.o.OnExit != nil {
 			f.o.OnExit(service, region, version)
@@ -145,6 +158,11 @@ func (f *Fleet) startProcess(ctx context.Context, service, region, version strin
 	log.Info("instance ready", "instance", pr.addr, "pid", pr.pid)
 	return pr, nil
 }
+
+// outputDelay is how long the fleet reads an exited instance's output
+// before it closes the pipes: what still holds them open then is a
+// process the instance left outside its group, not the instance.
+const outputDelay = 2 * time.Second
 
 // instanceProxy returns the reverse proxy to the instance at addr. Its
 // errors, those of its requests and those it meets copying an answer (an
