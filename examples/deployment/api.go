@@ -115,7 +115,7 @@ type RegionResult struct {
 	Previous     string        `json:"previous_version,omitempty"` // the version rolled back to
 	Stage        string        `json:"stage,omitempty"`            // the stage in progress
 	Percent      float64       `json:"traffic_percent"`            // share of traffic on the new version now
-	ProxyURL     string        `json:"proxy_url,omitempty"`        // with -fleet local: where to curl the service
+	ProxyURL     string        `json:"proxy_url,omitempty"`        // with -fleet local: where to curl the service; none once nothing is deployed there
 	Stages       []StageResult `json:"stages"`
 	Decision     string        `json:"validation,omitempty"` // why the prerequisites failed
 	ErrorMessage string        `json:"error_message,omitempty"`

@@ -176,3 +176,47 @@ func orEmpty(s *string) *string {
 	}
 	return s
 }
+
+// TestLocalFleetFirstDeploymentRolledBack: a first deployment to a region
+// (nothing ran there before) aborted at its canary is rolled back, and its
+// version retired, which closes the region's proxy. The deployment then
+// names no proxy_url: one it named would refuse connections, where a
+// proxy it names answers.
+func TestLocalFleetFirstDeploymentRolledBack(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the local fleet reads /proc: Linux only")
+	}
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	const admin = "admin-token-0123456789"
+	catalog := filepath.Join(t.TempDir(), "catalog.json")
+	require.NoError(t, os.WriteFile(catalog, []byte(`{
+  "regions": {"us-west-2": {"capacity": 20}, "eu-west-1": {"capacity": 20}},
+  "services": {"api-service": {"instances": 1, "running": {"us-west-2": "v1.0.0"}, "versions": {
+    "v1.0.0": {"error_rate": 0, "p99_ms": 10, "cpu": 0.1, "memory": 0.1},
+    "v2.0.0": {"error_rate": 0, "p99_ms": 10, "cpu": 0.1, "memory": 0.1}}}}
+}`), 0o600))
+	ts := startService(t, "-catalog", catalog, "-fleet", "local", "-local-traffic", "0", "-admin-token", admin,
+		"-stages", "canary:20:1h,prod:100:0s", "-health-interval", "100ms", "-min-requests", "0")
+	// api-service runs nowhere in eu-west-1.
+	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "eu-west-1", "first_deploy": true},
+		"Prefer", "respond-async").deployment(t).ID
+	d := waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" || ended(d) })
+	require.Equal(t, "canary", d.Results[0].Stage, "%+v", d)
+	require.NotEmpty(t, d.Results[0].ProxyURL, "the proxy is named while the version serves")
+	resp, err := http.Get(d.Results[0].ProxyURL + "/")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "first try"}, "Authorization", "Bearer "+admin)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d = waitFor(t, ts.URL, id, ended)
+	require.Equal(t, StatusRolledBack, d.Status)
+	if url := d.Results[0].ProxyURL; url != "" {
+		resp, err := http.Get(url + "/")
+		require.NoError(t, err, "the rolled-back deployment names the proxy %s", url)
+		_ = resp.Body.Close()
+	}
+	assert.Empty(t, d.Results[0].ProxyURL, "nothing is deployed in the region: no proxy")
+}

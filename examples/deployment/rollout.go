@@ -739,6 +739,13 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 	if err := s.target.Retire(ctx, r.service, r.region, r.version); err != nil {
 		s.log.Warn("new version not retired after rollback", "service", r.service, "region", r.region, "version", r.version, "err", err)
 	}
+	// Retiring a first deployment's version, the region's last, closes
+	// the region's proxy: the deployment names a proxy only while there
+	// is one, not an address that refuses connections.
+	proxyURL := ""
+	if s.local != nil {
+		proxyURL, _ = s.local.ProxyURL(r.service, r.region)
+	}
 	now := time.Now()
 	// A rollout the cord paused and then aborted (or failed, or cut off)
 	// is paused no longer: nothing of it is left to resume, and the next
@@ -749,6 +756,9 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 	err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
 		rr.Status, rr.ErrorMessage, rr.Percent, rr.Stage, rr.CompletedAt = StatusRolledBack, reason, 0, "", &now
 		rr.RecoveryMs = float64(recovery.Microseconds()) / 1000
+		if s.local != nil {
+			rr.ProxyURL = proxyURL
+		}
 		d.Paused = false
 	})
 	s.auditEvent(r, "rollback", tai.Failed, reason, 0)
