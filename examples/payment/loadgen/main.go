@@ -11,6 +11,18 @@
 // than through net/http's client: the load generator shares the machine
 // with the service, and net/http's client spends two goroutine hand-offs
 // and several allocations on every request.
+//
+// Without -rate each client is a closed loop: it sends its next payment
+// once the last is answered. An answer that turns a payment away (429,
+// 503) is an answer: the next payment goes at once, Retry-After
+// notwithstanding, so that the service meets the load it is given, and
+// the report counts such answers and their rate apart from the payments
+// decided. A transport error (a connection refused or dropped: the
+// service is down) is not: the client waits 10ms before its next
+// payment, twice as long after each further error in a row, up to
+// 500ms, rather than spin on the CPU the service would restart on, and
+// the report says how long the clients waited so in all. With -rate the
+// schedule alone paces the sends.
 package main
 
 import (
@@ -87,6 +99,10 @@ func main() {
 	flag.BoolVar(&o.idempotency, "idempotency", false, "send an Idempotency-Key with every request")
 	flag.StringVar(&o.token, "token", os.Getenv("API_TOKEN"), "API token, if the service wants one")
 	flag.Float64Var(&o.rate, "rate", 0, "send this many payments per second in all, on a fixed schedule, and measure each latency from its scheduled start (0: each client sends its next payment as soon as the last is answered)")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), usage, minErrorPause, maxErrorPause)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "loadgen: unexpected arguments %q; every setting is a flag (-h lists them)\n", flag.Args())
@@ -115,6 +131,22 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// usage begins -h: what a client does with an answer that turns a
+// payment away and with a transport error, as the package's doc says.
+const usage = `usage: loadgen [flags]
+
+Drives the payment service with concurrent clients and reports the payments
+decided a second, their latency and every answer's count and rate.
+
+Without -rate each client sends its next payment once the last is answered.
+A 429 or 503 is an answer: the next payment goes at once (Retry-After is not
+heeded), and such answers are counted apart from the payments decided. After
+a transport error (the service down) a client waits %v, twice as long after
+each further error in a row, up to %v; the report says how long the
+clients waited so. With -rate the schedule alone paces the sends.
+
+`
 
 // validate names the first flag out of its range, with its value.
 func validate(o options, rounds int, baseline, serve string) error {
@@ -221,6 +253,7 @@ func merge(reps []*report) *report {
 		m.latencies = append(m.latencies, r.latencies...)
 		m.other = append(m.other, r.other...)
 		m.errors += r.errors
+		m.paused += r.paused
 		if r.timedOut > 0 && (m.timedOut == 0 || r.minTimedOut < m.minTimedOut) {
 			m.minTimedOut = r.minTimedOut
 		}
@@ -253,6 +286,10 @@ type report struct {
 	// ("HTTP 400") when it has no status.
 	statuses map[string]int
 	errors   int
+	// How long the closed-loop clients waited in all after transport
+	// errors (minErrorPause, doubling to maxErrorPause): time the run
+	// lasted, and its payments a second count, but sent nothing.
+	paused time.Duration
 	// The requests cut at the timeout, among the latencies at how long
 	// each waited: each took at least that. A percentile at or above the
 	// shortest of their waits may be a lower bound.
@@ -377,6 +414,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 		errors   int
 		lastErr  error
 		// as in report
+		paused      time.Duration
 		timedOut    int
 		minTimedOut time.Duration
 		owed        int
@@ -486,9 +524,12 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 					// rather than spin on the CPU it would restart on. With
 					// -rate the schedule paces the sends.
 					if interval == 0 {
+						began := time.Now()
 						select {
 						case <-time.After(pause):
+							r.paused += time.Since(began)
 						case <-ctx.Done():
+							r.paused += time.Since(began)
 							return
 						}
 						pause = min(2*pause, maxErrorPause)
@@ -539,6 +580,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 				rep.latencies = append(rep.latencies, r.lat...)
 				rep.other = append(rep.other, r.other...)
 				rep.errors += r.errors
+				rep.paused += r.paused
 				if r.timedOut > 0 && (rep.timedOut == 0 || r.minTimedOut < rep.minTimedOut) {
 					rep.minTimedOut = r.minTimedOut
 				}
@@ -630,6 +672,10 @@ func (r *report) print(w io.Writer) {
 	answers := n + len(r.other)
 	fmt.Fprintf(w, "\n%d payments decided in %v: %.0f payments/s; %d other answers, %.0f/s; %d timed out; %d transport errors\n",
 		n, r.elapsed.Round(time.Millisecond), r.rate(), len(r.other), float64(len(r.other))/secs, r.timedOut, r.errors)
+	if r.paused > 0 {
+		fmt.Fprintf(w, "  clients waited %v in all after transport errors (%v, doubled after each further error in a row up to %v), sending nothing: the payments a second count that time\n",
+			r.paused.Round(time.Millisecond), minErrorPause, maxErrorPause)
+	}
 	if len(r.latencies) > 0 {
 		q := r.percentile
 		label := "latency of decided payments"

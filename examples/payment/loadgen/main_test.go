@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -767,4 +768,32 @@ func stallingServer(t *testing.T, n int64) *httptest.Server {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(stalled) }) // runs first: the held requests end
 	return srv
+}
+
+// TestRunReportsItsPauses: the time closed-loop clients spent waiting
+// after transport errors is not the service's: the report says how long
+// it was, beside the payments a second it lowered.
+func TestRunReportsItsPauses(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
+	}))
+	defer srv.Close()
+	o := options{url: srv.URL, clients: 2, duration: 200 * time.Millisecond, customers: 10}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "no payment was answered") {
+		t.Fatalf("run: %v", err)
+	}
+	if rep.errors == 0 {
+		t.Fatal("no transport error")
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	if !regexp.MustCompile(`clients waited [0-9.]+m?s in all after transport errors`).MatchString(out.String()) {
+		t.Errorf("the report does not say how long the clients paused:\n%s", out.String())
+	}
 }
