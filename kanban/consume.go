@@ -26,7 +26,10 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // Tracer or Propagator that panics or calls runtime.Goexit is logged and
 // does not stop the consumer (see ConsumeOptions); neither does a
 // Lease.Message (the backend's Codec) that does: it is logged, and its
-// message dead-lettered as a payload that cannot be decoded.
+// message dead-lettered as a payload that cannot be decoded. A
+// settlement (the lease's Ack, Retry, Release or DeadLetter) that panics
+// or calls runtime.Goexit is logged, as one that fails is, and the
+// message is not settled again.
 // Leases are extended every src.HeartbeatInterval from when they are
 // pulled until they are settled: while their handler runs, and while they
 // wait for it (with PerKey, behind an earlier message of their key).
@@ -303,6 +306,11 @@ const (
 // settle settles l as how says and logs a failure: the message then comes
 // back after the backend's lease expires, so it is not lost. The lease is
 // not touched afterwards, so a backend may reuse it.
+//
+// A settlement that panics (a backend's own hook, say) is logged, as a
+// failure is. One that ends the goroutine (runtime.Goexit) is logged
+// too, and the goroutine ends: the message counts as settled, once, and
+// the worker's deferred check carries on its work in another goroutine.
 func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reason string, attempts int, c *counterCell) {
 	if e.held != nil {
 		e.mu.Lock()
@@ -311,6 +319,17 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 	}
 	c.addInFlight(-1)
 	id := l.ID()
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		if v := recover(); v != nil {
+			e.o.Logger.Error("kanban: settling a message panicked", "id", id, "panic", v, "stack", string(debug.Stack()))
+			return
+		}
+		e.o.Logger.Error("kanban: settling a message called runtime.Goexit", "id", id, "stack", string(debug.Stack()))
+	}()
 	var err error
 	switch how {
 	case settleAck:
@@ -323,6 +342,7 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 		c.addDeadLettered()
 		err = l.DeadLetter(e.sctx, reason, attempts)
 	}
+	returned = true
 	if err != nil {
 		e.o.Logger.Warn("kanban: settling a message failed", "id", id, "err", err)
 	}
@@ -396,7 +416,8 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 	}
 	var x exit
 	defer func() {
-		if !x.returned {
+		// A settlement that ended the goroutine has settled l already.
+		if !x.returned && !x.settling {
 			e.goexited(l, d, &x, c)
 		}
 	}()
@@ -438,6 +459,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 type exit struct {
 	returned  bool // handleMessage returned: the goroutine did not end
 	inBackoff bool // it ended in Backoff.Delay
+	settling  bool // it ended in settle, which logged it (see settle)
 	// hook names the hook running (Propagator, Tracer, Observer): the
 	// goroutine ended in it, not in the handler.
 	hook string
@@ -474,9 +496,11 @@ func (e *engine[T]) extract(ctx context.Context, d *Delivery[T], x *exit) (hctx 
 func (e *engine[T]) failed(l Lease[T], d *Delivery[T], err error, attempt int, inPlace bool, x *exit, c *counterCell) (again bool) {
 	switch {
 	case e.hctx.Err() != nil:
+		x.settling = true
 		e.settle(l, settleRelease, 0, "", 0, c)
 		return false
 	case IsPermanent(err) || attempt >= e.o.MaxAttempts:
+		x.settling = true
 		e.deadLetter(l, err.Error(), attempt, c)
 		return false
 	}
@@ -488,6 +512,7 @@ func (e *engine[T]) failed(l Lease[T], d *Delivery[T], err error, attempt int, i
 	if a, ok := l.(attemptCounter); ok {
 		a.setAttempt(attempt) // the attempts made in place count
 	}
+	x.settling = true
 	e.settle(l, settleRetry, delay, "", 0, c)
 	return false
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -102,6 +103,9 @@ type lease struct {
 	attempt int
 	// err, when set, is what every settlement and Extend return.
 	err error
+	// settling, when set, runs in every settlement once it is recorded,
+	// as a backend's own hook would: it may panic or call runtime.Goexit.
+	settling func()
 }
 
 func (l *lease) ID() string   { return l.id }
@@ -110,14 +114,21 @@ func (l *lease) Attempt() int { return max(l.attempt, 1) }
 func (l *lease) Message() (kanban.Message[int], error) {
 	return kanban.Message[int]{ID: l.id}, nil
 }
-func (l *lease) Ack(context.Context) error { l.b.record("ack %s", l.id); return l.err }
+func (l *lease) Ack(context.Context) error { return l.settle("ack %s", l.id) }
 func (l *lease) Retry(_ context.Context, d time.Duration) error {
-	l.b.record("retry %s %v", l.id, d)
-	return l.err
+	return l.settle("retry %s %v", l.id, d)
 }
-func (l *lease) Release(context.Context) error { l.b.record("release %s", l.id); return l.err }
+func (l *lease) Release(context.Context) error { return l.settle("release %s", l.id) }
 func (l *lease) DeadLetter(_ context.Context, reason string, attempts int) error {
-	l.b.record("dead %s %d %s", l.id, attempts, reason)
+	return l.settle("dead %s %d %s", l.id, attempts, reason)
+}
+
+// settle records a settlement, runs l.settling and returns l.err.
+func (l *lease) settle(format string, args ...any) error {
+	l.b.record(format, args...)
+	if l.settling != nil {
+		l.settling()
+	}
 	return l.err
 }
 func (l *lease) Extend(context.Context) error {
@@ -396,4 +407,60 @@ func TestServeCountsIntoRuntimeCounters(t *testing.T) {
 		require.NoError(t, <-done)
 		assert.Equal(t, kanban.QueueStats{Handled: 1, DeadLettered: 1}, c.Snapshot())
 	})
+}
+
+// TestServeSettlementPanicOrGoexit: a backend's settlement (Ack, Retry,
+// DeadLetter) that panics or calls runtime.Goexit, running a hook of its
+// own, is logged as such and not taken for the handler's: the message is
+// settled once, not again as a failed attempt, its WIP slot is freed, and
+// the consumer goes on to the next message.
+func TestServeSettlementPanicOrGoexit(t *testing.T) {
+	for _, how := range []string{"panicked", "called runtime.Goexit"} {
+		for _, tc := range []struct {
+			name    string
+			result  error
+			settled string
+		}{
+			{"Ack", nil, "ack x"},
+			{"Retry", errors.New("again"), "retry x 1s"},
+			{"DeadLetter", kanban.Permanent(errors.New("no")), "dead x 1 no"},
+		} {
+			t.Run(tc.name+" "+how, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					x := &lease{id: "x", settling: func() {
+						if how == "panicked" {
+							panicInHook("bad backend")
+						}
+						runtime.Goexit()
+					}}
+					b := newBackend(x, &lease{id: "y"})
+					var log logRecorder
+					stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+						if d.ID == "x" {
+							return tc.result
+						}
+						return nil
+					}, kanban.ConsumeOptions{
+						WIP: 1, MaxAttempts: 3, Logger: slog.New(&log),
+						Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second }),
+					})
+					time.Sleep(time.Minute)
+					synctest.Wait()
+					require.NoError(t, stop())
+					assert.Equal(t, []string{tc.settled, "ack y"}, b.recorded())
+					logged := log.attrs("kanban: settling a message " + how)
+					require.Len(t, logged, 1)
+					assert.Equal(t, slog.LevelError, logged[0]["level"])
+					assert.Equal(t, "x", logged[0]["id"])
+					if how == "panicked" {
+						assert.Equal(t, "bad backend", logged[0]["panic"])
+						assert.Contains(t, logged[0]["stack"], "panicInHook")
+					} else {
+						assert.Contains(t, logged[0]["stack"], "runtime.Goexit")
+					}
+					assert.Empty(t, log.attrs("kanban: handler called runtime.Goexit"))
+				})
+			})
+		}
+	}
 }
