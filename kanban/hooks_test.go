@@ -488,3 +488,74 @@ func TestHookGoexit(t *testing.T) {
 		}
 	}
 }
+
+// hookJSON is a payload whose MarshalJSON panics for 13 and calls
+// runtime.Goexit for 14.
+type hookJSON int
+
+func (h hookJSON) MarshalJSON() ([]byte, error) {
+	switch h {
+	case 13:
+		panicInHook("bad payload")
+	case 14:
+		runtime.Goexit()
+	}
+	return []byte("0"), nil
+}
+
+// TestDeadLetterPayloadPanicOrGoexit: a queue without a Codec keeps the
+// JSON of a dead letter's payload as best it can: a MarshalJSON that
+// panics or calls runtime.Goexit leaves the dead letter's Payload empty,
+// and the message is dead-lettered once all the same, its room freed;
+// the consumer goes on.
+func TestDeadLetterPayloadPanicOrGoexit(t *testing.T) {
+	for _, payload := range []hookJSON{13, 14} {
+		for _, perKey := range []bool{false, true} {
+			for _, wip := range []int{1, 3} {
+				t.Run(fmt.Sprintf("Payload=%d/PerKey=%v/WIP=%d", payload, perKey, wip), func(t *testing.T) {
+					synctest.Test(t, func(t *testing.T) {
+						q, err := kanban.NewMemory[hookJSON](kanban.MemoryOptions{})
+						require.NoError(t, err)
+						for _, m := range []kanban.Message[hookJSON]{{ID: "x", Key: "x", Payload: payload}, {ID: "a", Key: "a"}} {
+							require.NoError(t, q.Publish(context.Background(), m))
+						}
+						var log logRecorder
+						ctx, cancel := context.WithCancel(context.Background())
+						done := make(chan error, 1)
+						handled := make(chan string, 10)
+						go func() {
+							done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[hookJSON]) error {
+								if d.ID == "x" {
+									return kanban.Permanent(errors.New("no"))
+								}
+								handled <- d.ID
+								return nil
+							}, kanban.ConsumeOptions{WIP: wip, PerKey: perKey, Logger: slog.New(&log)})
+						}()
+						time.Sleep(time.Minute)
+						synctest.Wait()
+						assert.Equal(t, kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, q.Stats())
+						assert.Equal(t, 0, q.Len())
+						cancel()
+						require.NoError(t, <-done)
+						assert.Equal(t, "a", <-handled)
+						dl, err := q.DeadLetters(context.Background())
+						require.NoError(t, err)
+						require.Len(t, dl, 1)
+						assert.Equal(t, "x", dl[0].ID)
+						assert.Equal(t, "no", dl[0].Reason)
+						assert.Empty(t, dl[0].Payload)
+						assert.Empty(t, log.attrs("kanban: handler called runtime.Goexit"))
+						assert.Empty(t, log.attrs("kanban: settling a message panicked"))
+						if payload == 14 {
+							// The goroutine ended: the consumer says so.
+							logged := log.attrs("kanban: settling a message called runtime.Goexit")
+							require.Len(t, logged, 1)
+							assert.Equal(t, "x", logged[0]["id"])
+						}
+					})
+				})
+			}
+		}
+	}
+}

@@ -668,16 +668,39 @@ func (e *memEntry[T]) Retry(_ context.Context, delay time.Duration) error {
 	return nil
 }
 
+// DeadLetter keeps the message among the dead letters. Without a Codec
+// the dead letter's Payload is the JSON of the value, as best it can be
+// had: empty when it cannot be encoded, or its MarshalJSON panics or
+// calls runtime.Goexit. The message is dead-lettered all the same, even
+// when the goroutine ends, so that it is neither lost nor holds its room.
 func (e *memEntry[T]) DeadLetter(_ context.Context, reason string, attempts int) error {
-	q := e.q
-	payload := e.m.data
-	if q.opts.Codec == nil {
-		payload, _ = JSON{}.Marshal(e.m.d.Payload) // best effort: the value itself is not bytes
-	}
 	d := memDead[T]{dl: DeadLetter{
 		ID: e.m.d.ID, Key: e.m.d.Key, Headers: e.m.d.Headers.Clone(),
-		Payload: payload, Reason: reason, Attempts: attempts, Time: time.Now(),
+		Payload: e.m.data, Reason: reason, Attempts: attempts, Time: time.Now(),
 	}, m: e.m}
+	defer e.storeDead(&d) // also when MarshalJSON ends the goroutine
+	if e.q.opts.Codec == nil {
+		d.dl.Payload = jsonOf(e.m.d.Payload)
+	}
+	return nil
+}
+
+// jsonOf returns the JSON of v, or nil when it cannot be had: v cannot be
+// encoded, or its MarshalJSON panics.
+func jsonOf(v any) (b []byte) {
+	defer func() {
+		if recover() != nil {
+			b = nil
+		}
+	}()
+	b, _ = JSON{}.Marshal(v)
+	return b
+}
+
+// storeDead adds d, the dead letter of e's message, to the queue's and
+// settles e.
+func (e *memEntry[T]) storeDead(d *memDead[T]) {
+	q := e.q
 	e.m = memMsg[T]{}
 	q.mu.Lock()
 	if len(q.dead) >= q.opts.DeadLetterLimit {
@@ -686,11 +709,10 @@ func (e *memEntry[T]) DeadLetter(_ context.Context, reason string, attempts int)
 	}
 	q.deadSeq++
 	d.dl.Seq = q.deadSeq
-	q.dead = append(q.dead, d)
+	q.dead = append(q.dead, *d)
 	q.settled(1)
 	q.keep(e)
 	q.mu.Unlock()
-	return nil
 }
 
 // recycle clears a lease whose message has gone back to the queue and
