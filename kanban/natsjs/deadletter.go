@@ -261,7 +261,8 @@ func deleteDeadLetter(ctx context.Context, s jetstream.Stream, seq uint64) error
 // waiting, being handled, and waiting for a retry: it removes a message
 // once it is acknowledged or dead-lettered. Oldest is the age of the
 // stream's first message, whichever of those it is, from the time the
-// stream stored it (a redriven message's redrive).
+// stream stored it (a redriven message's redrive); when that message is
+// settled between the two reads, of the first message after it.
 func (q *Queue[T]) Backlog(ctx context.Context) (kanban.Backlog, error) {
 	ws, wi, err := q.stream(ctx, q.opts.Stream)
 	if err != nil {
@@ -273,11 +274,14 @@ func (q *Queue[T]) Backlog(ctx context.Context) (kanban.Backlog, error) {
 	}
 	b := kanban.Backlog{Depth: int64(wi.State.Msgs), DeadLetters: int64(di.State.Msgs), OldestKnown: true}
 	if wi.State.Msgs > 0 {
-		m, err := ws.GetMsg(ctx, wi.State.FirstSeq)
+		// The first message from FirstSeq on: the first one itself may
+		// have been settled since the state was read, on a busy queue
+		// often, and then its age is the next one's, not 0.
+		m, err := ws.GetMsg(ctx, wi.State.FirstSeq, jetstream.WithGetMsgSubject(q.opts.Stream))
 		switch {
 		case err == nil:
 			b.Oldest = max(0, time.Since(m.Time))
-		case !errors.Is(err, jetstream.ErrMsgNotFound): // settled meanwhile: the next read finds the new first
+		case !errors.Is(err, jetstream.ErrMsgNotFound): // all settled meanwhile
 			return kanban.Backlog{}, fmt.Errorf("natsjs: reading the oldest message of %s: %w", q.opts.Stream, err)
 		}
 	}
