@@ -78,6 +78,7 @@ func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts Consume
 	}
 	if iv := src.HeartbeatInterval(); iv > 0 {
 		e.held = make(map[Lease[T]]time.Time)
+		e.extended.L = &e.mu
 		hbDone := make(chan struct{})
 		stopHB := make(chan struct{})
 		go e.heartbeat(iv, stopHB, hbDone)
@@ -106,16 +107,20 @@ type engine[T any] struct {
 	// sctx is for settling calls: hctx without its cancellation.
 	sctx context.Context
 
-	mu       sync.Mutex
-	free     int // WIP slots not held by a lease
-	ready    ring[Lease[T]]
-	lanes    map[string]*lane[T] // a key is busy while it has a lane
-	workers  int
-	held     map[Lease[T]]time.Time // when each unsettled lease was pulled, with heartbeats only
-	wg       sync.WaitGroup
-	freed    chan struct{}
-	stopping chan struct{} // closed when the drain starts
-	stopped  atomic.Bool   // set just before stopping closes
+	mu      sync.Mutex
+	free    int // WIP slots not held by a lease
+	ready   ring[Lease[T]]
+	lanes   map[string]*lane[T] // a key is busy while it has a lane
+	workers int
+	held    map[Lease[T]]time.Time // when each unsettled lease was pulled, with heartbeats only
+	// extending is the lease the heartbeat is extending, if any; settle
+	// waits on extended until it is done with it.
+	extending Lease[T]
+	extended  sync.Cond // on mu
+	wg        sync.WaitGroup
+	freed     chan struct{}
+	stopping  chan struct{} // closed when the drain starts
+	stopped   atomic.Bool   // set just before stopping closes
 
 	nworkers atomic.Int64 // shared mode: workers started
 	idle     atomic.Int64 // shared mode: workers waiting for a message
@@ -315,6 +320,11 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 	if e.held != nil {
 		e.mu.Lock()
 		delete(e.held, l)
+		// Never while the heartbeat extends l: the extension could reach
+		// the message settled, or the lease reused by its backend.
+		for e.extending == l {
+			e.extended.Wait()
+		}
 		e.mu.Unlock()
 	}
 	c.addInFlight(-1)
@@ -734,10 +744,29 @@ func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<
 		}
 		e.mu.Unlock()
 		for _, l := range due {
-			if err := l.Extend(e.hctx); err != nil {
-				e.o.Logger.Warn("kanban: extending a lease failed", "id", l.ID(), "err", err)
-			}
+			e.extend(l)
 		}
+	}
+}
+
+// extend extends l, unless it has been settled since the heartbeat found
+// it due; settle waits meanwhile.
+func (e *engine[T]) extend(l Lease[T]) {
+	e.mu.Lock()
+	if _, ok := e.held[l]; !ok {
+		e.mu.Unlock()
+		return
+	}
+	e.extending = l
+	e.mu.Unlock()
+	defer func() { // even should Extend end the goroutine
+		e.mu.Lock()
+		e.extending = nil
+		e.mu.Unlock()
+		e.extended.Broadcast()
+	}()
+	if err := l.Extend(e.hctx); err != nil {
+		e.o.Logger.Warn("kanban: extending a lease failed", "id", l.ID(), "err", err)
 	}
 }
 

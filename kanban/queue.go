@@ -79,6 +79,8 @@ type Lease[T any] interface {
 	// dead letters, then removes it from the queue.
 	DeadLetter(ctx context.Context, reason string, attempts int) error
 	// Extend keeps the lease held while a handler is still working.
+	// Serve calls it from a goroutine of its own, but never once a
+	// settlement has begun: one waits for an Extend under way to return.
 	Extend(ctx context.Context) error
 }
 

@@ -106,6 +106,8 @@ type lease struct {
 	// settling, when set, runs in every settlement once it is recorded,
 	// as a backend's own hook would: it may panic or call runtime.Goexit.
 	settling func()
+	// extending, when set, runs in Extend once it is recorded.
+	extending func()
 }
 
 func (l *lease) ID() string   { return l.id }
@@ -133,6 +135,9 @@ func (l *lease) settle(format string, args ...any) error {
 }
 func (l *lease) Extend(context.Context) error {
 	l.b.record("extend %s@%v", l.id, time.Since(l.b.start))
+	if l.extending != nil {
+		l.extending()
+	}
 	return l.err
 }
 
@@ -166,6 +171,35 @@ func TestServeExtendsRunningLeases(t *testing.T) {
 			"extend a@10s", "extend a@20s", "ack a", // a runs from 0 to 25s
 			"extend b@40s", "extend b@50s", "ack b", // b from 25s to 55s: at 30s it is fresh
 		}, b.recorded())
+	})
+}
+
+// TestServeSettlesNoLeaseWhileExtendingIt: a lease whose handler returns
+// while the heartbeat is extending it is settled once the extension has
+// returned, not during it: a backend may reuse a settled lease, and an
+// extension racing the settlement could reach a message settled already.
+func TestServeSettlesNoLeaseWhileExtendingIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		extending, release := make(chan struct{}), make(chan struct{})
+		a := &lease{id: "a"}
+		a.extending = func() {
+			close(extending)
+			<-release
+			a.b.record("extended a")
+		}
+		b := newBackend(a)
+		b.heartbeat = time.Second
+		stop := serve(t, b, func(context.Context, kanban.Delivery[int]) error {
+			<-extending
+			return nil
+		}, kanban.ConsumeOptions{})
+		<-extending
+		synctest.Wait()
+		assert.Equal(t, []string{"extend a@1s"}, b.recorded(), "not settled while being extended")
+		close(release)
+		synctest.Wait()
+		require.NoError(t, stop())
+		assert.Equal(t, []string{"extend a@1s", "extended a", "ack a"}, b.recorded())
 	})
 }
 
