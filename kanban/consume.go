@@ -32,7 +32,9 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // message is not settled again.
 // Leases are extended every src.HeartbeatInterval from when they are
 // pulled until they are settled: while their handler runs, and while they
-// wait for it (with PerKey, behind an earlier message of their key).
+// wait for it (with PerKey, behind an earlier message of their key). An
+// Extend that panics or calls runtime.Goexit is logged, and the
+// extensions go on.
 //
 // When ctx ends Serve stops pulling, releases messages pulled and not yet
 // started, and waits up to DrainTimeout for running handlers; then it
@@ -723,13 +725,24 @@ func (e *engine[T]) call(ctx context.Context, d *Delivery[T]) (err error) {
 	return e.h(ctx, *d)
 }
 
+// heartbeat extends the leases held every iv until stop closes, then
+// closes done. Should an Extend end its goroutine (runtime.Goexit), it
+// goes on in another.
 func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
+	stopped := false
+	defer func() {
+		if !stopped {
+			go e.heartbeat(iv, stop, done)
+			return
+		}
+		close(done)
+	}()
 	tick := time.NewTicker(iv)
 	defer tick.Stop()
 	for {
 		select {
 		case <-stop:
+			stopped = true
 			return
 		case <-tick.C:
 		}
@@ -750,7 +763,8 @@ func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<
 }
 
 // extend extends l, unless it has been settled since the heartbeat found
-// it due; settle waits meanwhile.
+// it due; settle waits meanwhile. An Extend that fails is logged; so is
+// one that panics, or ends the goroutine (runtime.Goexit).
 func (e *engine[T]) extend(l Lease[T]) {
 	e.mu.Lock()
 	if _, ok := e.held[l]; !ok {
@@ -759,14 +773,26 @@ func (e *engine[T]) extend(l Lease[T]) {
 	}
 	e.extending = l
 	e.mu.Unlock()
-	defer func() { // even should Extend end the goroutine
+	id := l.ID() // once extended, l may be settled and reused
+	returned := false
+	defer func() {
 		e.mu.Lock()
 		e.extending = nil
 		e.mu.Unlock()
 		e.extended.Broadcast()
+		if returned {
+			return
+		}
+		if v := recover(); v != nil {
+			e.o.Logger.Error("kanban: extending a lease panicked", "id", id, "panic", v, "stack", string(debug.Stack()))
+			return
+		}
+		e.o.Logger.Error("kanban: extending a lease called runtime.Goexit", "id", id, "stack", string(debug.Stack()))
 	}()
-	if err := l.Extend(e.hctx); err != nil {
-		e.o.Logger.Warn("kanban: extending a lease failed", "id", l.ID(), "err", err)
+	err := l.Extend(e.hctx)
+	returned = true
+	if err != nil {
+		e.o.Logger.Warn("kanban: extending a lease failed", "id", id, "err", err)
 	}
 }
 

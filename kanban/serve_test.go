@@ -203,6 +203,38 @@ func TestServeSettlesNoLeaseWhileExtendingIt(t *testing.T) {
 	})
 }
 
+// TestServeExtendPanicOrGoexit: a backend's Extend that panics or calls
+// runtime.Goexit is logged as such, and the heartbeat goes on extending
+// the leases held.
+func TestServeExtendPanicOrGoexit(t *testing.T) {
+	for _, how := range []string{"panicked", "called runtime.Goexit"} {
+		t.Run(how, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := &lease{id: "a", extending: func() {
+					if how == "panicked" {
+						panicInHook("bad extend")
+					}
+					runtime.Goexit()
+				}}
+				b := newBackend(a)
+				b.heartbeat = time.Second
+				var log logRecorder
+				stop := serve(t, b, func(context.Context, kanban.Delivery[int]) error {
+					time.Sleep(3500 * time.Millisecond)
+					return nil
+				}, kanban.ConsumeOptions{Logger: slog.New(&log)})
+				time.Sleep(time.Minute)
+				require.NoError(t, stop())
+				assert.Equal(t, []string{"extend a@1s", "extend a@2s", "extend a@3s", "ack a"}, b.recorded())
+				logged := log.attrs("kanban: extending a lease " + how)
+				require.Len(t, logged, 3)
+				assert.Equal(t, "a", logged[0]["id"])
+				assert.Equal(t, slog.LevelError, logged[0]["level"])
+			})
+		})
+	}
+}
+
 // TestServeExtendsLeasesWaitingForTheirKey: with PerKey, a lease waiting
 // behind a running message of its key is extended too, as it is held from
 // the moment it is pulled; left alone, its backend would deliver it again
