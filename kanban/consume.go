@@ -135,13 +135,20 @@ type engine[T any] struct {
 // which it returns: the source can give nothing more.
 func (e *engine[T]) pullLoop(ctx context.Context) error {
 	errDelay := 10 * time.Millisecond
+	// short says the last Pull returned fewer leases than it was asked
+	// for: the source may still be delivering what it pulled for them
+	// (a JetStream pull request stays open), and what comes must be
+	// taken, and its lease extended, at once.
+	short := false
 	for ctx.Err() == nil {
 		e.mu.Lock()
 		n := e.free
 		e.mu.Unlock()
 		// Pull once a quarter of the WIP is free rather than for every
-		// freed slot: fewer, larger pulls.
-		if n == 0 || 4*n < e.o.WIP {
+		// freed slot: fewer, larger pulls. Not after a short one: what
+		// it has still to deliver would wait, not extended, for as long
+		// as the running handlers take, and outlive its lease.
+		if n == 0 || (!short && 4*n < e.o.WIP) {
 			select {
 			case <-e.freed:
 				continue
@@ -150,6 +157,7 @@ func (e *engine[T]) pullLoop(ctx context.Context) error {
 			}
 		}
 		leases, err := e.src.Pull(ctx, n)
+		short = len(leases) < n
 		final := err != nil && IsPermanent(err)
 		var back []Lease[T]
 		for _, l := range leases {

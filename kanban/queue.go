@@ -49,6 +49,11 @@ type Source[T any] interface {
 	// after an error, unless the error is marked with Permanent: that
 	// says no later Pull can succeed (the backend's connection is closed
 	// for good), and Serve drains and returns the error.
+	//
+	// The runtime pulls once a quarter of the WIP is free, for all the
+	// free slots; but after a Pull that returned fewer than max leases,
+	// as soon as one slot is free: a source may go on delivering what it
+	// pulled for (a pull request still open), and that is taken at once.
 	Pull(ctx context.Context, max int) ([]Lease[T], error)
 	// HeartbeatInterval is how often a lease must be extended to stay
 	// held; 0 means leases never expire.

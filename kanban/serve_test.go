@@ -354,6 +354,31 @@ func TestServePullsFreeWIPInBatches(t *testing.T) {
 	})
 }
 
+// TestServePullsAgainAfterAShortPull: after a Pull that returned fewer
+// leases than asked for, the next Pull comes as soon as a slot is free,
+// not once a quarter of the WIP is: the source may still be delivering
+// what it pulled for (a JetStream request stays open), and a message it
+// delivers must not wait there, its lease not extended, for the running
+// handlers to finish.
+func TestServePullsAgainAfterAShortPull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var ls []*lease
+		for i := range 7 {
+			ls = append(ls, &lease{id: fmt.Sprint(i)})
+		}
+		b := newBackend(ls...)
+		stop := serve(t, b, func(context.Context, kanban.Delivery[int]) error {
+			time.Sleep(10 * time.Second)
+			return nil
+		}, kanban.ConsumeOptions{WIP: 8})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.NoError(t, stop())
+		assert.Equal(t, []int{8, 1}, b.maxes)
+		assert.Equal(t, []time.Duration{0, 0}, b.pulls)
+	})
+}
+
 // TestServeReleasesLeasesPulledAsItStops: leases a Pull returns together
 // with ctx's error are released, not handled, the last first.
 func TestServeReleasesLeasesPulledAsItStops(t *testing.T) {
