@@ -290,3 +290,48 @@ func TestDrainHandsBackInOrderToAWaitingConsumer(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyedOrderAcrossAStopDuringARetry pins what ConsumeOptions.PerKey
+// says of a drain in the middle of a key's retries: the message waiting
+// for its retry comes back after its back-off, while the messages of its
+// key pulled behind it are handed back at once, so the next consumer
+// handles them first.
+func TestKeyedOrderAcrossAStopDuringARetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		for _, id := range []string{"1", "2", "3"} {
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id, Key: "k"}))
+		}
+		opts := kanban.ConsumeOptions{WIP: 3, PerKey: true, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })}
+		var seen []string
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+				seen = append(seen, fmt.Sprintf("%s@%d", d.ID, d.Attempt))
+				return errors.New("failing")
+			}, opts)
+		}()
+		synctest.Wait() // 1 failed and waits in place; 2 and 3 wait behind it
+		cancel()
+		require.NoError(t, <-done)
+		assert.Equal(t, []string{"1@1"}, seen)
+
+		start := time.Now()
+		ctx, cancel = context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+				seen = append(seen, fmt.Sprintf("%s@%d@%v", d.ID, d.Attempt, time.Since(start)))
+				return nil
+			}, opts)
+		}()
+		time.Sleep(2 * time.Hour)
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-done)
+		assert.Equal(t, []string{"1@1", "2@1@0s", "3@1@0s", "1@2@1h0m0s"}, seen)
+		assert.Zero(t, q.Len())
+	})
+}
