@@ -665,6 +665,16 @@ func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T], x *exit) (
 		start = time.Now()
 	}
 	returned := false
+	if e.rt.Tracer != nil {
+		// Deferred first, so run last: the span ends even when the
+		// Observer ends the goroutine, which stays the Observer's doing.
+		defer func() {
+			hook := x.hook
+			x.hook = "Tracer"
+			e.endSpan(d, end, err)
+			x.hook = hook
+		}()
+	}
 	defer func() {
 		if !returned {
 			// The handler ended the goroutine with runtime.Goexit: the
@@ -677,10 +687,8 @@ func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T], x *exit) (
 		if e.o.Observer != nil {
 			x.hook = "Observer"
 			e.observe(d, time.Since(start), err)
+			x.hook = ""
 		}
-		x.hook = "Tracer"
-		e.endSpan(d, end, err)
-		x.hook = ""
 	}()
 	err = e.call(ctx, d)
 	returned = true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -557,5 +558,62 @@ func TestDeadLetterPayloadPanicOrGoexit(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// spanCounter is a Tracer that counts the process spans started and
+// ended, and the errors they ended with.
+type spanCounter struct {
+	mu     sync.Mutex
+	starts int
+	ends   []error
+}
+
+func (s *spanCounter) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
+	if op.Type != kanban.OpProcess {
+		return ctx, func(error) {}
+	}
+	s.mu.Lock()
+	s.starts++
+	s.mu.Unlock()
+	return ctx, func(err error) {
+		s.mu.Lock()
+		s.ends = append(s.ends, err)
+		s.mu.Unlock()
+	}
+}
+
+// TestObserverGoexitEndsTheSpan: an Observer that calls runtime.Goexit
+// does not leave the attempt's span open: it ends, with the handler's
+// error.
+func TestObserverGoexitEndsTheSpan(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var spans spanCounter
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Tracer: &spans})
+				require.NoError(t, err)
+				for _, id := range []string{"good", "bad"} {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id, Key: "k"}))
+				}
+				fail := errors.New("fail")
+				var log logRecorder
+				stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
+					if d.ID == "bad" {
+						return fail
+					}
+					return nil
+				}, kanban.ConsumeOptions{
+					MaxAttempts: 1, PerKey: perKey, Logger: slog.New(&log),
+					Observer: kanban.HandlerObserverFunc(func(time.Duration, error) { runtime.Goexit() }),
+				})
+				require.NoError(t, stop())
+				assert.Equal(t, kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, q.Stats())
+				assert.Equal(t, 2, spans.starts)
+				assert.ElementsMatch(t, []error{nil, fail}, spans.ends)
+				assert.Len(t, log.attrs("kanban: Observer called runtime.Goexit"), 2)
+				assert.Empty(t, log.attrs("kanban: Tracer called runtime.Goexit"))
+			})
+		})
 	}
 }
