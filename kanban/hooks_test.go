@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -615,5 +616,83 @@ func TestObserverGoexitEndsTheSpan(t *testing.T) {
 				assert.Empty(t, log.attrs("kanban: Tracer called runtime.Goexit"))
 			})
 		})
+	}
+}
+
+// sendFailingTracer is a Tracer whose send spans, once armed, panic or
+// call runtime.Goexit in Start or in their end.
+type sendFailingTracer struct {
+	armed    *atomic.Bool
+	inStart  bool
+	goexit   bool
+	failures *atomic.Int64
+}
+
+func (s sendFailingTracer) fail() {
+	s.failures.Add(1)
+	if s.goexit {
+		runtime.Goexit()
+	}
+	panicInHook("bad tracer")
+}
+
+func (s sendFailingTracer) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
+	if op.Type != kanban.OpSend || !s.armed.Load() {
+		return ctx, func(error) {}
+	}
+	if s.inStart {
+		s.fail()
+	}
+	return ctx, func(error) { s.fail() }
+}
+
+// TestRedriveWithAFailingTracer: a Memory queue's redrive whose Tracer
+// panics or calls runtime.Goexit on the first message it re-publishes
+// loses none: every dead letter it took is in the queue, once.
+func TestRedriveWithAFailingTracer(t *testing.T) {
+	for _, inStart := range []bool{true, false} {
+		for _, goexit := range []bool{false, true} {
+			t.Run(fmt.Sprintf("inStart=%v/goexit=%v", inStart, goexit), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					var armed atomic.Bool
+					var failures atomic.Int64
+					q, err := kanban.NewMemory[int](kanban.MemoryOptions{Tracer: sendFailingTracer{&armed, inStart, goexit, &failures}})
+					require.NoError(t, err)
+					ids := []string{"a", "b", "c"}
+					for _, id := range ids {
+						require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id}))
+					}
+					stop := consumeAMinute(q, func(context.Context, kanban.Delivery[int]) error {
+						return kanban.Permanent(errors.New("no"))
+					}, kanban.ConsumeOptions{})
+					require.NoError(t, stop())
+					armed.Store(true)
+					done := make(chan any)
+					go func() {
+						defer func() { done <- recover() }()
+						_, _ = q.RedriveDeadLetters(context.Background(), kanban.DeadLetterFilter{All: true})
+					}()
+					v := <-done
+					if !goexit {
+						assert.Equal(t, "bad tracer", v)
+					}
+					assert.Equal(t, int64(1), failures.Load())
+					armed.Store(false)
+					dl, err := q.DeadLetters(context.Background())
+					require.NoError(t, err)
+					assert.Empty(t, dl)
+					assert.Equal(t, 3, q.Len())
+					var seen []string
+					stop = consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
+						seen = append(seen, d.ID)
+						return nil
+					}, kanban.ConsumeOptions{})
+					require.NoError(t, stop())
+					assert.Equal(t, ids, seen)
+					assert.Zero(t, q.Len())
+					assert.Equal(t, int64(3), q.Stats().Redriven)
+				})
+			})
+		}
 	}
 }

@@ -53,7 +53,9 @@ func (q *Memory[T]) ListDeadLetters(ctx context.Context, query DeadLetterQuery) 
 // and the message comes in one locked step, so a redrive is exactly once:
 // nothing is lost or doubled. The move skips the deduplication window (the
 // ID was stored before). It fails with ErrFull, leaving the dead letters
-// not moved, once the queue has no room: it never waits for it.
+// not moved, once the queue has no room: it never waits for it. A Tracer
+// or Propagator that panics (the panic goes on to the caller) or calls
+// runtime.Goexit loses no message: those moved go to the queue.
 func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error) {
 	if err := f.Validate(); err != nil {
 		return 0, err
@@ -93,14 +95,24 @@ func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) 
 	clear(q.dead[len(kept):])
 	q.dead = kept
 	q.mu.Unlock()
-	for i := range moved {
+	q.counters.AddRedriven(int64(len(moved)))
+	i := 0
+	defer func() {
+		// The Tracer or the Propagator panicked or ended the goroutine
+		// (runtime.Goexit): the messages moved and not yet in the queue
+		// go in all the same, untraced, as their room is taken.
+		for ; i < len(moved); i++ {
+			q.put(&moved[i], false)
+		}
+	}()
+	for i < len(moved) {
 		m := &moved[i]
 		sctx, end := StartSend(ctx, q.opts.Tracer, memorySystem, q.opts.Name, m.d.ID)
 		m.d.Headers = InjectHeaders(sctx, q.opts.Propagator, m.d.Headers)
+		i++
 		q.put(m, false)
 		end(nil)
 	}
-	q.counters.AddRedriven(int64(len(moved)))
 	if err == nil && f.Seq != 0 && !found {
 		err = fmt.Errorf("kanban: redriving dead letter %d: %w", f.Seq, ErrDeadLetterNotFound)
 	}
