@@ -16,21 +16,26 @@ import (
 var ErrBulkheadFull = errors.New("jidoka: bulkhead full")
 
 // BulkheadFullError is the rejection of a Bulkhead: every slot was taken
-// and the call could not wait for one (no room in the queue, or its wait
-// ran out). One value is made per Bulkhead and reason, and returned to
-// every call refused for that reason, so a rejection costs no allocation;
-// treat it as read-only.
+// and the call could not wait for one (no room in the queue), or waited in
+// vain (its MaxWait ran out, or its context ended). One value is made per
+// Bulkhead and reason, and returned to every call refused for that reason,
+// so a rejection costs no allocation; treat it as read-only.
 type BulkheadFullError struct {
 	Bulkhead string // the bulkhead's Name
 	Limit    int    // BulkheadOptions.MaxConcurrent
 	// Waited is true when the call queued for a slot and its MaxWait ran
-	// out, false when it was refused at once.
+	// out or its context ended, false when it was refused at once.
 	Waited bool
+	// Err is the error of the call's context when it ended while the call
+	// waited (context.Canceled or context.DeadlineExceeded), and nil
+	// otherwise. Unwrap returns it, so that errors.Is finds it too.
+	Err error
 
 	retryAfter time.Duration
 }
 
-// Error names the bulkhead and its limit, and says whether the call waited.
+// Error names the bulkhead and its limit, says whether the call waited,
+// and why the wait ended when its context ended it.
 func (e *BulkheadFullError) Error() string {
 	msg := "jidoka: bulkhead"
 	if e.Bulkhead != "" {
@@ -40,11 +45,17 @@ func (e *BulkheadFullError) Error() string {
 	if e.Waited {
 		msg += ", no slot freed in time"
 	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
 	return msg
 }
 
 // Is reports whether target is ErrBulkheadFull.
 func (e *BulkheadFullError) Is(target error) bool { return target == ErrBulkheadFull }
+
+// Unwrap returns Err: the context's error when it ended the wait.
+func (e *BulkheadFullError) Unwrap() error { return e.Err }
 
 // RetryAfter returns BulkheadOptions.RetryAfter, the wait a refused caller
 // is told to take (0 when none was set). RetryAfter and tai.RetryAfter find
@@ -83,7 +94,12 @@ type BulkheadOptions struct {
 // — first come, first served — if MaxWaiting allows it, for at most
 // MaxWait; otherwise, or when its wait runs out, it is refused with a
 // *BulkheadFullError (errors.Is ErrBulkheadFull, with the RetryAfter hint
-// of the options). A waiting call whose context ends gets ctx.Err().
+// of the options). A waiting call whose context ends is refused too, with
+// a *BulkheadFullError that wraps ctx.Err(), so that errors.Is finds
+// context.Canceled or context.DeadlineExceeded as well as ErrBulkheadFull:
+// the call never reached the dependency, and a Breaker around the
+// bulkhead does not count it, whatever ended the wait (a Timeout's
+// deadline, say, during a burst the line absorbs).
 //
 // Taking and giving back a free slot is one atomic operation each, with no
 // lock and no allocation; a call that has to wait takes a lock and
@@ -96,6 +112,8 @@ type Bulkhead struct {
 	waitFor  time.Duration
 	full     *BulkheadFullError // refused at once
 	timedOut *BulkheadFullError // waited MaxWait in vain
+	canceled *BulkheadFullError // waited until ctx was canceled
+	deadline *BulkheadFullError // waited until ctx's deadline passed
 	doneFn   func(error)        // b.release, bound once
 
 	running atomic.Int64 // slots taken
@@ -128,6 +146,8 @@ func NewBulkhead(opts BulkheadOptions) (*Bulkhead, error) {
 		maxWait: int64(opts.MaxWaiting), waitFor: opts.MaxWait,
 		full:     &BulkheadFullError{Bulkhead: opts.Name, Limit: opts.MaxConcurrent, retryAfter: opts.RetryAfter},
 		timedOut: &BulkheadFullError{Bulkhead: opts.Name, Limit: opts.MaxConcurrent, Waited: true, retryAfter: opts.RetryAfter},
+		canceled: &BulkheadFullError{Bulkhead: opts.Name, Limit: opts.MaxConcurrent, Waited: true, Err: context.Canceled, retryAfter: opts.RetryAfter},
+		deadline: &BulkheadFullError{Bulkhead: opts.Name, Limit: opts.MaxConcurrent, Waited: true, Err: context.DeadlineExceeded, retryAfter: opts.RetryAfter},
 	}
 	b.doneFn = b.release
 	return b, nil
@@ -154,7 +174,8 @@ func (b *Bulkhead) Do(ctx context.Context, fn func(context.Context) error) error
 
 // Allow takes a slot, waiting for one if the options allow it, and returns
 // done, which gives it back; call done exactly once. It returns a
-// *BulkheadFullError, or ctx.Err() if ctx ends first or has ended.
+// *BulkheadFullError, one that wraps ctx.Err() when ctx ends while it
+// waits, or ctx.Err() itself when ctx has ended before the call.
 func (b *Bulkhead) Allow(ctx context.Context) (done func(error), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -208,7 +229,7 @@ func (b *Bulkhead) wait(ctx context.Context) (func(error), error) {
 	case <-w.ready:
 		return b.doneFn, nil
 	case <-ctx.Done():
-		err = ctx.Err()
+		err = b.ended(ctx.Err())
 	case <-expire:
 		err = b.timedOut
 	}
@@ -225,6 +246,21 @@ func (b *Bulkhead) wait(ctx context.Context) (func(error), error) {
 		b.release(nil)
 	}
 	return nil, err
+}
+
+// ended returns the refusal of a call whose context ended with err while
+// it waited.
+func (b *Bulkhead) ended(err error) *BulkheadFullError {
+	switch err {
+	case context.Canceled:
+		return b.canceled
+	case context.DeadlineExceeded:
+		return b.deadline
+	}
+	// A Context of the caller's own making may end with another error.
+	e := *b.canceled
+	e.Err = err
+	return &e
 }
 
 // release gives a slot back, and hands free slots to the calls in line.

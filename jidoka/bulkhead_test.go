@@ -340,3 +340,90 @@ func TestBulkheadErrorsAreComparable(t *testing.T) {
 	assert.Same(t, e1, e2, "one value per reason: no allocation per refusal")
 	d(nil)
 }
+
+// A call whose context ends while it waits for a slot never reached the
+// dependency: its error matches ErrBulkheadFull as well as the context's
+// error, so that a breaker around the bulkhead does not count it, as it
+// counts neither a call refused at once nor one whose MaxWait ran out. A
+// burst that fills the line must not open the breaker of a dependency
+// that answers every call it gets.
+func TestBulkheadWaitEndedByItsContextIsARefusal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bh, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{Name: "db", MaxConcurrent: 1, MaxWaiting: 10, RetryAfter: time.Second})
+		require.NoError(t, err)
+		br := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 2, OpenDuration: time.Minute, HalfOpenSuccesses: 1})
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+		require.NoError(t, err)
+		ctx := context.Background()
+		hold, err := bh.Allow(ctx) // the only slot, held by a call that takes long
+		require.NoError(t, err)
+
+		// In the order the package recommends: Timeout(Breaker(Bulkhead(action))).
+		call := func() error {
+			return to.Do(ctx, func(ctx context.Context) error {
+				return br.Do(ctx, func(ctx context.Context) error {
+					return bh.Do(ctx, func(context.Context) error { return nil })
+				})
+			})
+		}
+		for range 3 {
+			err := call()
+			assert.ErrorIs(t, err, jidoka.ErrTimeout)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.ErrorIs(t, err, jidoka.ErrBulkheadFull)
+			var full *jidoka.BulkheadFullError
+			if assert.ErrorAs(t, err, &full) {
+				assert.True(t, full.Waited)
+				assert.Equal(t, "db", full.Bulkhead)
+			}
+			assert.Equal(t, time.Second, jidoka.RetryAfter(err))
+		}
+		assert.Equal(t, jidoka.StateClosed, br.State(), "waits that outlived their deadline opened the breaker")
+		assert.Zero(t, br.Snapshot().ConsecutiveFailures)
+
+		// In a pipeline, tai.WithGuards(breaker, bulkhead), whose Allow the
+		// pipeline calls in turn, on a request's context with a deadline.
+		p, err := tai.New(allowAll, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil }),
+			tai.WithGuards(br, bh))
+		require.NoError(t, err)
+		for range 3 {
+			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			res, err := p.Process(dctx, tai.Signal[int]{ID: "s", Kind: "k"})
+			cancel()
+			assert.Equal(t, tai.Rejected, res.Outcome)
+			assert.ErrorIs(t, err, jidoka.ErrBulkheadFull)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+		}
+		assert.Equal(t, jidoka.StateClosed, br.State(), "waits that outlived their deadline opened the breaker")
+
+		// A half-open probe that waited in vain gives its lease back and
+		// leaves the breaker half-open.
+		br.Trip("test")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.Equal(t, jidoka.StateHalfOpen, br.State())
+		err = call()
+		assert.ErrorIs(t, err, jidoka.ErrBulkheadFull)
+		s := br.Snapshot()
+		assert.Equal(t, jidoka.StateHalfOpen, s.State, "a probe that never reached the dependency reopened the breaker")
+		assert.Zero(t, s.ProbesInFlight)
+
+		// A caller that gives up while it waits: context.Canceled, which
+		// Retry does not retry.
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			synctest.Wait()
+			cancel()
+		}()
+		_, err = bh.Allow(cctx)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.ErrorIs(t, err, jidoka.ErrBulkheadFull)
+		assert.Equal(t, `jidoka: bulkhead "db" is full (1 calls running), no slot freed in time: context canceled`, err.Error())
+		assert.False(t, jidoka.Retryable(err))
+		assert.Zero(t, bh.Waiting())
+
+		hold(nil)
+		require.NoError(t, call())
+		assert.Equal(t, jidoka.StateClosed, br.State())
+	})
+}
