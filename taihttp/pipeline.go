@@ -219,6 +219,10 @@ func serve(ctx context.Context, s tai.Signal[*http.Request]) (struct{}, error) {
 // StatusError is the error of a request whose handler answered with a
 // status PipelineOptions.IsFailure counts as a failure (5xx by default):
 // breakers and observers see it, the client gets the handler's response.
+// In a Transport it is the error of an attempt whose response had a
+// failing status: the Breaker is told one for a status FailureStatus
+// accepts, and the error a Retry's RetryOn is asked about wraps one for a
+// status RetryStatus accepts.
 type StatusError struct {
 	Status int
 }

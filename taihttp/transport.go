@@ -25,7 +25,10 @@ type TransportOptions struct {
 	Base http.RoundTripper
 	// Retry sends a request again after an attempt that failed: a
 	// transport error, a per-attempt timeout, or a status RetryStatus
-	// accepts. Its backoff, jitter, budget and RetryOn apply; a failed
+	// accepts. Its backoff, jitter, budget and RetryOn apply; an attempt
+	// that failed on its status fails with an error in which errors.As
+	// finds a *StatusError with the status, so that a RetryOn can tell
+	// the statuses apart from one another and from other errors. A failed
 	// response's Retry-After (seconds or an HTTP date) is the attempt's
 	// retry hint, so the wait is at least that long, and a hint longer
 	// than the Retry's MaxRetryAfter ends the retries. Nil: no retries.
@@ -300,16 +303,20 @@ type roundTrip struct {
 }
 
 // retryStatusError fails an attempt whose response had a status
-// RetryStatus accepts. Its RetryAfter is the response's Retry-After, the
-// hint jidoka.Retry waits for.
+// RetryStatus accepts. It unwraps to a *StatusError with the status, which
+// a Retry's RetryOn can look for; its RetryAfter is the response's
+// Retry-After, the hint jidoka.Retry waits for.
 type retryStatusError struct {
-	status     int
+	status     StatusError
 	retryAfter time.Duration
 }
 
 func (e *retryStatusError) Error() string {
-	return "taihttp: response status " + strconv.Itoa(e.status) + " " + http.StatusText(e.status)
+	return "taihttp: response status " + strconv.Itoa(e.status.Status) + " " + http.StatusText(e.status.Status)
 }
+
+// Unwrap returns the status as a *StatusError.
+func (e *retryStatusError) Unwrap() error { return &e.status }
 
 func (e *retryStatusError) RetryAfter() time.Duration { return e.retryAfter }
 
@@ -403,7 +410,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	}
 	if failed {
 		hint, _ := parseRetryAfter(resp.Header.Get(headerRetryAfter), time.Now())
-		serr := &retryStatusError{status: resp.StatusCode, retryAfter: hint}
+		serr := &retryStatusError{status: StatusError{Status: resp.StatusCode}, retryAfter: hint}
 		rt.keep(resp)
 		return serr
 	}

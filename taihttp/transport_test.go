@@ -1012,3 +1012,45 @@ func TestTransportEndsTheAttemptOfAnUpgrade(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "ping\n", line, "the connection outlives the attempt's context")
 }
+
+// A Retry's RetryOn sees an attempt that failed on its status as a
+// *StatusError with that status, so that it can pick which statuses and
+// which other errors are worth another attempt.
+func TestTransportRetryOnSeesTheStatus(t *testing.T) {
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/flaky":
+			if n%2 == 1 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+		case "/broken":
+			http.Error(w, "bug", http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	var seen []int
+	retry := newRetry(t, jidoka.RetryOptions{MaxAttempts: 3, RetryOn: func(err error) bool {
+		var se *taihttp.StatusError
+		if !errors.As(err, &se) {
+			return errors.Is(err, jidoka.ErrTimeout)
+		}
+		seen = append(seen, se.Status)
+		return se.Status == http.StatusServiceUnavailable // not a 500: a bug will not mend
+	}})
+	c := client(t, srv, taihttp.TransportOptions{Retry: retry})
+
+	resp, err := c.Get(srv.URL + "/flaky")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "a 503 is retried")
+	assert.Equal(t, "ok", readAll(t, resp))
+	assert.EqualValues(t, 2, srv.hits.Load())
+
+	resp, err = c.Get(srv.URL + "/broken")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	assert.Equal(t, "bug\n", readAll(t, resp))
+	assert.EqualValues(t, 3, srv.hits.Load(), "a 500 is not retried")
+	assert.Equal(t, []int{http.StatusServiceUnavailable, http.StatusInternalServerError}, seen)
+}
