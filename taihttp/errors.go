@@ -43,6 +43,7 @@ type Problem struct {
 //	heijunka.ErrLimited            429 rate_limited, Retry-After: the limiter's hint
 //	jidoka.ErrLineStopped          503 line_stopped, Retry-After: the line's hint
 //	jidoka.ErrOpen                 503 breaker_open, Retry-After: the rest of the open period
+//	jidoka.ErrBulkheadFull         503 rejected, Retry-After: the bulkhead's hint, if any
 //	an error with HTTPStatus() int that status, when it is 400–599
 //	tai.ErrRejected (other)        503 rejected, Retry-After: the hook's hint, if any
 //	tai.ErrDenied                  403 denied
@@ -70,6 +71,12 @@ func ProblemOf(err error) Problem {
 	case errors.Is(err, jidoka.ErrOpen):
 		return Problem{Status: http.StatusServiceUnavailable, Code: "breaker_open",
 			Message: "a service this request needs is unavailable; retry later", RetryAfter: ra}
+	case errors.Is(err, jidoka.ErrBulkheadFull):
+		// Load shed, as a pipeline's guard rejects it (tai.ErrRejected
+		// below): the call never ran, whether it was refused at once or
+		// its deadline passed while it waited for a slot.
+		return Problem{Status: http.StatusServiceUnavailable, Code: "rejected",
+			Message: "the service is busy; retry later", RetryAfter: ra}
 	case errors.As(err, &hs) && hs.HTTPStatus() >= 400 && hs.HTTPStatus() <= 599:
 		s := hs.HTTPStatus()
 		return Problem{Status: s, Code: "status_" + strconv.Itoa(s), Message: http.StatusText(s), RetryAfter: ra}

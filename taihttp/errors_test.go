@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -47,4 +49,36 @@ func TestJSONErrorsAboutBlankTitle(t *testing.T) {
 			assert.Contains(t, body["detail"], tc.detailContains)
 		})
 	}
+}
+
+// A handler that runs a guard itself answers its refusal as a pipeline
+// does: a full Bulkhead sheds load, 503 with the bulkhead's Retry-After,
+// whether the call was refused at once or waited in vain until its
+// deadline; it is no failure of the server's (500).
+func TestWriteErrorOfAFullBulkhead(t *testing.T) {
+	for _, waiting := range []int{0, 1} {
+		bh, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{Name: "db", MaxConcurrent: 1, MaxWaiting: waiting, RetryAfter: 3 * time.Second})
+		require.NoError(t, err)
+		hold, err := bh.Allow(context.Background())
+		require.NoError(t, err)
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), time.Millisecond)
+			defer cancel()
+			if err := bh.Do(ctx, func(context.Context) error { return nil }); err != nil {
+				taihttp.WriteError(w, r, err)
+			}
+		})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, "MaxWaiting %d", waiting)
+		assert.Equal(t, "3", rec.Header().Get("Retry-After"), "MaxWaiting %d", waiting)
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		assert.Equal(t, "rejected", body["code"], "MaxWaiting %d", waiting)
+		assert.Equal(t, float64(3), body["retry_after"], "MaxWaiting %d", waiting)
+		hold(nil)
+	}
+	status, retryAfter := taihttp.StatusOf(fmt.Errorf("wrapped: %w", jidoka.ErrBulkheadFull))
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.Zero(t, retryAfter)
 }
