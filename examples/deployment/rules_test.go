@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -422,4 +424,54 @@ func TestPrerequisitesBacktest(t *testing.T) {
 	require.Len(t, rep.Rules, 1)
 	assert.Equal(t, "change_freeze.eu", rep.Rules[0].Rule)
 	assert.Equal(t, 1, rep.Rules[0].OnlyNew)
+}
+
+// TestPrerequisiteRuleThatErrs: a prerequisite rule that fails at
+// evaluation — here one that reads the first freeze window when there is
+// none — fails the deployment's validation at once, naming the rule, as
+// a failing analysis rule fails its sample: the same rule would fail
+// every retry, and a deployment left in progress would hold its region.
+func TestPrerequisiteRuleThatErrs(t *testing.T) {
+	rules := rulesDir(t)
+	erring := strings.Replace(string(defaultPrerequisites), "  - name: change_freeze\n", `  - name: change_freeze.first
+    verdict: deny
+    expr: timestamp(freeze_windows[0].from) <= signal.time
+    reason: "Frozen"
+  - name: change_freeze
+`, 1)
+	require.NotEqual(t, string(defaultPrerequisites), erring)
+	writeRules(t, rules, prerequisitesFile, erring)
+	ts := startService(t, append(fastArgs, "-rules", rules)...)
+
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, r.deployment(t).ID, ended)
+	assert.Equal(t, StatusFailed, d.Status, "%+v", d)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Contains(t, *d.ErrorMessage, "Prerequisite rules failed: ")
+	assert.Contains(t, *d.ErrorMessage, `rule "change_freeze.first"`)
+	assert.Equal(t, "change_freeze", d.Results[0].Decision, "the prerequisite of the rule that failed")
+	assert.Empty(t, d.Results[0].Stages, "no traffic moved")
+	assert.Equal(t, "v1.0.0", stableOf(t, ts, "api-service", "us-west-2"))
+
+	// The region is free again, and a waiting request is answered 422.
+	again := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"})
+	assert.Equal(t, http.StatusUnprocessableEntity, again.Code, "%s", again.Body)
+}
+
+// TestRuleFailure: a rule of the prerequisites file that failed is told
+// from a lookup that failed, even one that failed in the analysis rules
+// judging the region's health: the lookup's failures are retried.
+func TestRuleFailure(t *testing.T) {
+	rerr := &taicel.RuleError{Rule: "change_freeze.first", Err: errors.New("no such key: 0")}
+	policy, got, ok := ruleFailure(&tai.PolicyError{Policy: "prerequisites", Err: &tai.PolicyError{Policy: "change_freeze", Err: rerr}})
+	assert.True(t, ok)
+	assert.Equal(t, "change_freeze", policy)
+	assert.Same(t, rerr, got)
+
+	inLookup := fmt.Errorf("taicel: lookup: health of api-service v1.0.0 in us-west-2: %w", &taicel.RuleError{Rule: "error_rate", Err: taicel.ErrCostLimit})
+	_, _, ok = ruleFailure(&tai.PolicyError{Policy: "prerequisites", Err: &tai.PolicyError{Policy: "image_exists", Err: inLookup}})
+	assert.False(t, ok, "a lookup that failed is retried")
+	_, _, ok = ruleFailure(&tai.PolicyError{Policy: "prerequisites", Err: errors.New("store down")})
+	assert.False(t, ok)
 }

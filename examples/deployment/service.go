@@ -33,6 +33,7 @@ import (
 	"github.com/taipattern/taikit/kanban/kanbanotel"
 	"github.com/taipattern/taikit/kanban/natsjs"
 	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
 )
 
 // Service is the deployment service: the API, the queue of region
@@ -499,9 +500,36 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 		return r.update(ctx, func(_ *Deployment, rr *RegionResult) {
 			rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, res.Decision.Reason, res.Decision.Policy, &now
 		})
-	default:
-		return err // retried: the queue delivers the job again
 	}
+	if policy, rerr, ok := ruleFailure(err); ok && ctx.Err() == nil {
+		// A prerequisite rule that fails at evaluation would fail every
+		// retry: the validation fails now, as a failing analysis rule
+		// fails its sample, rather than leave the deployment in progress
+		// and its regions taken.
+		now := time.Now()
+		return r.update(ctx, func(_ *Deployment, rr *RegionResult) {
+			rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, "Prerequisite rules failed: "+rerr.Error(), policy, &now
+		})
+	}
+	return err // retried: the queue delivers the job again
+}
+
+// ruleFailure finds, in a pipeline's error, a rule of the prerequisites
+// file that failed at evaluation (a missing key, a division by zero, its
+// cost limit), and the prerequisite it belongs to: the innermost policy
+// that failed, whose error the rule's is. A lookup that failed (the
+// store, the health source, the analysis rules judging the region's
+// health) is not one: it is retried.
+func ruleFailure(err error) (policy string, rerr *taicel.RuleError, ok bool) {
+	var inner *tai.PolicyError
+	for pe := (*tai.PolicyError)(nil); errors.As(err, &pe); err = pe.Err {
+		inner = pe
+	}
+	if inner == nil {
+		return "", nil, false
+	}
+	rerr, ok = inner.Err.(*taicel.RuleError)
+	return inner.Policy, rerr, ok
 }
 
 // abortedBeforeStart ends a region whose deployment was aborted before
