@@ -18,6 +18,7 @@ import (
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
 	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/kanban"
 )
 
 // Config is the service's configuration: flags, each with an environment
@@ -75,6 +76,10 @@ type Config struct {
 
 	// Set by tests, not by flags: also receives every span.
 	TraceProcessor sdktrace.SpanProcessor
+	// Set by tests, not by flags: the delays between the attempts of a
+	// region's rollout that failed (nil: kanban's default, from 100 ms
+	// doubling to 30 s).
+	JobBackoff kanban.Backoff
 }
 
 // Window is a time window, [From, To).

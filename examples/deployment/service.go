@@ -378,7 +378,8 @@ func (s *Service) startConsumer(ctx context.Context) error {
 			WIP: s.cfg.Workers,
 			// One rollout per service and region at a time, in order.
 			PerKey:      true,
-			MaxAttempts: 10,
+			MaxAttempts: jobAttempts,
+			Backoff:     s.cfg.JobBackoff,
 			// A rollout cut off by shutdown is taken up after the restart:
 			// waiting for it to end could take the whole bake. From the
 			// shutdown's start it holds its stage (see stopping), and at
@@ -441,10 +442,41 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 		return r.heldForShutdown(ctx)
 	default:
 		if err := s.runRegion(ctx, r); err != nil {
-			return err
+			if m.Attempt < jobAttempts || ctx.Err() != nil || !r.notStarted(ctx, err) {
+				return err
+			}
 		}
 	}
 	return s.continueWave(ctx, r)
+}
+
+// jobAttempts is how many times the queue delivers a region's rollout
+// before it dead-letters it.
+const jobAttempts = 10
+
+// notStarted ends a region whose last attempt failed before its rollout
+// began (its validation could not judge: the store or the health source
+// out of reach) as FAILED with the error, and reports whether it did. The
+// queue would dead-letter the job, and the deployment would stay in
+// progress with its regions taken, which no abort could end. A region
+// whose rollout began is left to the retry, which rolls it back.
+func (r *rollout) notStarted(ctx context.Context, err error) bool {
+	r.mu.Lock()
+	pending := r.d.Results[r.index].Status == StatusPending
+	r.mu.Unlock()
+	if !pending {
+		return false
+	}
+	msg := fmt.Sprintf("Not started after %d attempts: %v", jobAttempts, err)
+	now := time.Now()
+	if uerr := r.update(ctx, func(_ *Deployment, rr *RegionResult) {
+		rr.Status, rr.ErrorMessage, rr.CompletedAt = StatusFailed, msg, &now
+	}); uerr != nil {
+		r.s.log.Error("region not ended after its last attempt", "deployment_id", r.d.ID, "region", r.region, "err", uerr)
+		return false
+	}
+	r.s.log.Error("rollout job failed on its last attempt; the region ends FAILED", "deployment_id", r.d.ID, "region", r.region, "err", err)
+	return true
 }
 
 // stopping reports whether the service has begun to shut down.

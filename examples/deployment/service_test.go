@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/kanban"
 )
 
 // TestQuickStart runs the reference's two deployment scenarios as written,
@@ -512,4 +515,44 @@ func TestFirstDeploymentRolledBackServesNothing(t *testing.T) {
 	stable, next, pct := sim.Split("api-service", "eu-west-1")
 	assert.Equal(t, [3]any{"", "", 0.0}, [3]any{stable, next, pct}, "the rolled-back version still takes traffic")
 	assert.NotContains(t, ts.logs.String(), "not retired")
+}
+
+// TestValidationThatNeverSucceeds: a region whose validation fails on
+// every attempt (the health source out of reach: no Prometheus answers)
+// ends FAILED with the last error when the queue gives up on it, instead
+// of staying in progress forever with its region taken, which no abort
+// could end.
+func TestValidationThatNeverSucceeds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	for _, rules := range []string{"", rulesGo} {
+		t.Run("rules="+nameOr(rules, "built-in"), func(t *testing.T) {
+			args := append(slices.Clone(fastArgs), "-prometheus-url", down)
+			if rules != "" {
+				args = append(args, "-rules", rules)
+			}
+			quick := func(c *Config) {
+				c.JobBackoff = kanban.BackoffFunc(func(int) time.Duration { return time.Millisecond })
+			}
+			ts := startServiceWith(t, t.TempDir(), quick, args...)
+			r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}}, "Prefer", "respond-async")
+			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+			d := waitFor(t, ts.URL, r.deployment(t).ID, ended)
+			assert.Equal(t, StatusFailed, d.Status, "%+v", d)
+			require.NotNil(t, d.ErrorMessage)
+			assert.Contains(t, *d.ErrorMessage, "us-west-2: Not started after 10 attempts: ")
+			assert.Contains(t, *d.ErrorMessage, "health of api-service v1.0.0 in us-west-2: ")
+			assert.Contains(t, *d.ErrorMessage, "connection refused")
+			assert.Equal(t, []string{StatusFailed, StatusSkipped}, []string{d.Results[0].Status, d.Results[1].Status})
+			assert.Empty(t, d.StagesCompleted)
+			assert.Equal(t, "v1.0.0", stableOf(t, ts, "api-service", "us-west-2"))
+
+			// The regions are free again: the next deployment is judged,
+			// not refused as a conflict.
+			again := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-east-1"})
+			assert.Equal(t, http.StatusUnprocessableEntity, again.Code, "%s", again.Body)
+		})
+	}
 }
