@@ -100,10 +100,14 @@ func thresholdsOf(t analysis.Thresholds) Thresholds {
 	return Thresholds{t.MaxErrorRate, float64(t.MaxP99) / float64(time.Millisecond), t.MaxCPU, t.MaxMemory}
 }
 
+// analysis is t in the analysis' units. The p99's milliseconds are
+// rounded to the nanosecond: truncated, a threshold such as 4.1 ms
+// (4.0999999… in a float64) would be 4.099999 ms, and a reading exactly at
+// the threshold asked for would fail.
 func (t Thresholds) analysis() analysis.Thresholds {
 	return analysis.Thresholds{
 		MaxErrorRate: t.MaxErrorRate,
-		MaxP99:       time.Duration(t.MaxP99Ms * float64(time.Millisecond)),
+		MaxP99:       time.Duration(math.Round(t.MaxP99Ms * float64(time.Millisecond))),
 		MaxCPU:       t.MaxCPU, MaxMemory: t.MaxMemory,
 	}
 }
@@ -248,6 +252,11 @@ func (r *DeployRequest) validate() (regions []string, strategy string, err error
 			if math.IsNaN(f.v) || f.v < 0 || f.v > f.max {
 				return nil, "", httpapi.Invalid("analysis."+f.name, "analysis.%s %v is not in [0, %v] (0 keeps the service's)", f.name, f.v, f.max)
 			}
+		}
+		// Under half a nanosecond the p99's threshold would be 0, which
+		// every reading but 0 exceeds.
+		if a.MaxP99Ms > 0 && a.MaxP99Ms < 1e-6 {
+			return nil, "", httpapi.Invalid("analysis.max_p99_ms", "analysis.max_p99_ms %v is under a nanosecond (0 keeps the service's)", a.MaxP99Ms)
 		}
 	}
 	if len(r.Metadata) > 32 {

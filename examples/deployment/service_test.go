@@ -373,6 +373,7 @@ func TestBadInput(t *testing.T) {
 		{"region twice", `{"service": "api-service", "version": "v2.0.0", "target_regions": ["us-west-2", "us-west-2"]}`, 400},
 		{"first region differs", `{"service": "api-service", "version": "v2.0.0", "target_region": "us-east-1", "target_regions": ["us-west-2"]}`, 400},
 		{"bad threshold", `{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "analysis": {"max_error_rate": 2}}`, 400},
+		{"p99 under a nanosecond", `{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "analysis": {"max_p99_ms": 1e-7}}`, 400},
 		{"100 kB field", `{"service": "` + long + `", "version": "v2.0.0", "target_region": "us-west-2"}`, 413},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -555,4 +556,34 @@ func TestValidationThatNeverSucceeds(t *testing.T) {
 			assert.Equal(t, http.StatusUnprocessableEntity, again.Code, "%s", again.Body)
 		})
 	}
+}
+
+// TestRequestThresholdExactlyMet: a request's analysis threshold is the
+// one the samples are judged against, to the nanosecond: a version whose
+// p99 is exactly the max_p99_ms asked for passes, as a reading exactly at
+// its threshold does (max_p99_ms 4.1 was 4.099999 ms, truncated through a
+// float64, and the rollout failed on "4.1ms exceeds threshold 4.099999ms").
+func TestRequestThresholdExactlyMet(t *testing.T) {
+	catalog := filepath.Join(t.TempDir(), "catalog.json")
+	require.NoError(t, os.WriteFile(catalog, []byte(`{
+  "regions": {"us-west-2": {"capacity": 20}},
+  "services": {"api-service": {"instances": 4, "running": {"us-west-2": "v1.0.0"}, "versions": {
+    "v1.0.0": {"error_rate": 0.006, "p99_ms": 2, "cpu": 0.35, "memory": 0.5},
+    "v2.0.0": {"error_rate": 0.006, "p99_ms": 4.1, "cpu": 0.4, "memory": 0.6}}}}
+}`), 0o600))
+	for _, rules := range []string{"", rulesGo} {
+		t.Run("rules="+nameOr(rules, "built-in"), func(t *testing.T) {
+			args := append(slices.Clone(fastArgs), "-catalog", catalog)
+			if rules != "" {
+				args = append(args, "-rules", rules)
+			}
+			ts := startService(t, args...)
+			r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "analysis": map[string]any{"max_p99_ms": 4.1}})
+			d := r.deployment(t)
+			require.Equal(t, StatusSuccess, d.Status, "%s", r.Body)
+			assert.Equal(t, 4.1, d.Analysis.MaxP99Ms)
+		})
+	}
+	assert.Equal(t, 4100*time.Microsecond, Thresholds{MaxP99Ms: 4.1}.analysis().MaxP99)
+	assert.Equal(t, 250300*time.Microsecond, Thresholds{MaxP99Ms: 250.3}.analysis().MaxP99)
 }
