@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -141,7 +142,10 @@ type StageResult struct {
 	Samples   []HealthSample `json:"health_samples"`
 }
 
-// HealthSample is one health reading during a bake, with its analysis.
+// HealthSample is one health reading during a bake, with its analysis. A
+// reading that is not a finite number (NaN or ±Inf, from a broken health
+// source: the analysis fails it, or judges it as it is) is written as
+// null in JSON, which holds no such number, and read back as NaN.
 type HealthSample struct {
 	Time      time.Time `json:"time"`
 	Requests  float64   `json:"requests"`
@@ -152,6 +156,52 @@ type HealthSample struct {
 	// Verdict is passed, failed or inconclusive (no data).
 	Verdict string `json:"verdict"`
 	Reason  string `json:"reason,omitempty"`
+}
+
+// MarshalJSON writes the sample, each reading that is not a finite
+// number as null: a record holding one could not be stored at all.
+func (h HealthSample) MarshalJSON() ([]byte, error) {
+	type plain HealthSample // the fields, without this method
+	finite := func(f float64) *float64 {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil
+		}
+		return &f
+	}
+	return json.Marshal(struct {
+		plain
+		Requests  *float64 `json:"requests"`
+		ErrorRate *float64 `json:"error_rate"`
+		P99Ms     *float64 `json:"p99_ms"`
+		CPU       *float64 `json:"cpu"`
+		Memory    *float64 `json:"memory"`
+	}{plain(h), finite(h.Requests), finite(h.ErrorRate), finite(h.P99Ms), finite(h.CPU), finite(h.Memory)})
+}
+
+// UnmarshalJSON reads a sample as MarshalJSON writes it: a reading that
+// is null is NaN.
+func (h *HealthSample) UnmarshalJSON(b []byte) error {
+	type plain HealthSample
+	var v struct {
+		plain
+		Requests  *float64 `json:"requests"`
+		ErrorRate *float64 `json:"error_rate"`
+		P99Ms     *float64 `json:"p99_ms"`
+		CPU       *float64 `json:"cpu"`
+		Memory    *float64 `json:"memory"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	reading := func(p *float64) float64 {
+		if p == nil {
+			return math.NaN()
+		}
+		return *p
+	}
+	*h = HealthSample(v.plain)
+	h.Requests, h.ErrorRate, h.P99Ms, h.CPU, h.Memory = reading(v.Requests), reading(v.ErrorRate), reading(v.P99Ms), reading(v.CPU), reading(v.Memory)
+	return nil
 }
 
 // maxSamplesKept bounds the samples a stage keeps in its record (the

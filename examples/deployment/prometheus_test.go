@@ -1,12 +1,18 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -65,4 +71,44 @@ scrape_configs:
       - files: [%q]
         refresh_interval: 1s
 `, sd))
+}
+
+// TestReadingsJSONCannotHold: a health reading that is not a finite
+// number (here a Prometheus answering +Inf requests) is judged and
+// recorded, as null, like any other: the deployment's record, which JSON
+// holds, is still written. It could not be, and the rollout of a healthy
+// version was rolled back as if cut off by a restart.
+func TestReadingsJSONCannotHold(t *testing.T) {
+	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.FormValue("query")
+		v := "0.01" // the error rate
+		switch {
+		case strings.HasPrefix(q, "sum(increase("):
+			v = "+Inf"
+		case strings.HasPrefix(q, "histogram_quantile"):
+			v = "0.1"
+		case strings.Contains(q, "process_"):
+			v = "0.3"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,%q]}]}}`, time.Now().Unix(), v)
+	}))
+	defer prom.Close()
+	ts := startService(t, append(slices.Clone(fastArgs), "-prometheus-url", prom.URL)...)
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"})
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	assert.Contains(t, string(r.Body), `"requests":null`)
+	d := r.deployment(t)
+	assert.Equal(t, StatusSuccess, d.Status)
+	assert.NotContains(t, ts.logs.String(), "rollout job failed")
+
+	// Read back, a null reading is NaN, and written again null.
+	b, err := json.Marshal(HealthSample{Requests: math.Inf(1), ErrorRate: math.NaN(), P99Ms: 12.5, Verdict: "failed"})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"time":"0001-01-01T00:00:00Z","requests":null,"error_rate":null,"p99_ms":12.5,"cpu":0,"memory":0,"verdict":"failed"}`, string(b))
+	var back HealthSample
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.True(t, math.IsNaN(back.Requests) && math.IsNaN(back.ErrorRate), "%+v", back)
+	assert.Equal(t, [3]float64{12.5, 0, 0}, [3]float64{back.P99Ms, back.CPU, back.Memory})
+	assert.Equal(t, "failed", back.Verdict)
 }
