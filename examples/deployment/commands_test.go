@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -284,4 +287,52 @@ func TestCommandOnStoppedLine(t *testing.T) {
 	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	waitFor(t, ts.URL, id, ended)
+}
+
+// TestAbortDuringValidation: an abort sent while the region's
+// prerequisites are being judged (here the health of the version serving,
+// read from a slow Prometheus) ends the region before any traffic moves
+// to the new version: no stage starts.
+func TestAbortDuringValidation(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	validating, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.FormValue("query")
+		if strings.Contains(q, `version="v1.0.0"`) {
+			once.Do(func() { close(validating) })
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		v := "0.01"
+		if strings.HasPrefix(q, "sum(increase(") {
+			v = "100"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,%q]}]}}`, time.Now().Unix(), v)
+	}))
+	defer prom.Close()
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	defer releaseAll()
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0",
+		"-admin-token", admin, "-prometheus-url", prom.URL)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	<-validating
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	require.Eventually(t, func() bool { return ts.aborted(id) }, 10*time.Second, time.Millisecond, "the abort never reached the rollout's process")
+	releaseAll()
+
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	assert.Empty(t, d.Results[0].Stages, "a stage started, and traffic moved to the new version, after the abort")
+	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-west-2"))
 }

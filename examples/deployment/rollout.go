@@ -236,6 +236,17 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		rr.Status, rr.Previous, rr.StartedAt = StatusInProgress, r.stable, &now
 	})
 	s.auditEvent(r, "validation", tai.Succeeded, "prerequisites passed", 0)
+	// An abort that came while the prerequisites were judged ends the
+	// region here, before the new version starts or takes any traffic.
+	if c, ok := s.pendingCommand(r.d.ID); ok && c.Action == "abort" {
+		r.mu.Lock()
+		r.lastCmd = max(r.lastCmd, c.Seq) // taken: dropped at the deployment's end
+		r.mu.Unlock()
+		if err := r.abortedBeforeStart(ctx, c.Reason); err != nil {
+			return "", err
+		}
+		return "", &errRolledBack{"Aborted: " + c.Reason}
+	}
 	if err := r.ensureStable(ctx); err != nil {
 		return "", err
 	}

@@ -565,8 +565,9 @@ func ruleFailure(err error) (policy string, rerr *taicel.RuleError, ok bool) {
 }
 
 // abortedBeforeStart ends a region whose deployment was aborted before
-// its rollout began: nothing of the new version ran there, and the region
-// is recorded rolled back with the abort's reason.
+// its rollout began (while it was queued, or while its prerequisites were
+// judged): nothing of the new version ran there, and the region is
+// recorded rolled back with the abort's reason.
 func (r *rollout) abortedBeforeStart(ctx context.Context, reason string) error {
 	now := time.Now()
 	reason = "Aborted: " + reason
