@@ -475,3 +475,31 @@ func TestRuleFailure(t *testing.T) {
 	_, _, ok = ruleFailure(&tai.PolicyError{Policy: "prerequisites", Err: errors.New("store down")})
 	assert.False(t, ok)
 }
+
+// TestPrerequisiteReviewRefuses: a prerequisite rule whose verdict is
+// review refuses the deployment, as the first rule that fires does: the
+// service has no one to review it, and a rollout that went on would make
+// the rule's hold a note no one reads.
+func TestPrerequisiteReviewRefuses(t *testing.T) {
+	rules := rulesDir(t)
+	review := strings.Replace(string(defaultPrerequisites), "  - name: change_freeze\n", `  - name: change_freeze.eu
+    verdict: review
+    expr: payload.Region == "eu-west-1"
+    reason: "A change in {{payload.Region}} needs a second pair of eyes"
+  - name: change_freeze
+`, 1)
+	require.NotEqual(t, string(defaultPrerequisites), review)
+	writeRules(t, rules, prerequisitesFile, review)
+	ts := startService(t, append(fastArgs, "-rules", rules)...)
+
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "eu-west-1"})
+	require.Equal(t, http.StatusUnprocessableEntity, r.Code, "%s", r.Body)
+	d := r.deployment(t)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "A change in eu-west-1 needs a second pair of eyes", *d.ErrorMessage)
+	assert.Equal(t, "change_freeze", d.Results[0].Decision)
+	assert.Equal(t, "v1.0.0", stableOf(t, ts, "api-service", "eu-west-1"))
+
+	r = deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"})
+	assert.Equal(t, http.StatusOK, r.Code, "the rule reviews eu-west-1 only: %s", r.Body)
+}

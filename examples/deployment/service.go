@@ -213,6 +213,9 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	}
 	if s.pipeline, err = tai.New[*rollout, string](prerequisites, tai.ActionFunc[*rollout, string](s.rollOut),
 		tai.WithObservers(s.stats, s.audit, s.metrics.pipeline),
+		// A prerequisite that asks for a review refuses: there is no one
+		// here to review a deployment before it rolls out.
+		tai.WithHoldOnReview(),
 		tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing})),
 		tai.WithLogger(log),
 	); err != nil {
