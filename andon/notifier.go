@@ -57,8 +57,12 @@ type NotifyOptions struct {
 	// Timeout bounds each Notify call. Zero means 10s.
 	Timeout time.Duration
 	// MaxAttempts is how many times a batch is tried before it is given
-	// up (counted in NotifierStats.Failed and logged). Zero means 4; 1
-	// means no retries.
+	// up (counted in NotifierStats.Failed and logged). Alerts given up
+	// after a failure worth a retry are offered again at the next
+	// evaluation, as dropped ones are: a firing alert while it still
+	// fires, a resolution while the alert stays resolved. Alerts that
+	// failed for good (a permanent error, a panic) are not. Zero means 4;
+	// 1 means no retries.
 	MaxAttempts int
 	// Backoff says how long to wait before each retry. Nil means
 	// kanban.Exponential{Initial: 500 * time.Millisecond}: 500ms,
@@ -306,6 +310,9 @@ func (d *dispatcher) send(batch []Alert) {
 		}
 		if kanban.IsPermanent(err) || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
 			d.fail(batch, attempt, err)
+			if !kanban.IsPermanent(err) {
+				d.unsend(batch)
+			}
 			return
 		}
 		d.count(func(s *NotifierStats) { s.Retries++ })
@@ -331,6 +338,32 @@ func (d *dispatcher) fail(alerts []Alert, attempt int, err error) {
 		attrs = append(attrs, "stack", string(p.Stack))
 	}
 	d.log.Error("andon: notification failed", attrs...)
+}
+
+// unsend forgets that the alerts of a batch given up were sent, so that
+// the next evaluation offers them again: a firing alert while it still
+// fires, a resolution while the alert stays resolved, as for a
+// notification dropped from a full queue. An alert queued again since,
+// in a newer state, is left to that notification.
+func (d *dispatcher) unsend(batch []Alert) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range batch {
+		if _, queued := d.index[a.Fingerprint]; queued {
+			continue
+		}
+		switch a.State {
+		case Firing:
+			delete(d.sent, a.Fingerprint)
+		case Resolved:
+			if _, firing := d.sent[a.Fingerprint]; !firing {
+				// The receiver still has it firing: offer the
+				// resolution again, and for a Refresher, a firing
+				// alert at once.
+				d.sent[a.Fingerprint] = time.Time{}
+			}
+		}
+	}
 }
 
 // notify calls the notifier, turning a panic into a permanent

@@ -1016,3 +1016,58 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A receiver that was down for every attempt of a batch hears of the
+// alerts at a later evaluation, as a dropped notification does: a firing
+// alert while it still fires, a resolution while the alert stays
+// resolved. A permanent error is not offered again.
+func TestGivenUpNotificationIsOfferedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		var down atomic.Bool
+		flaky := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			if down.Load() {
+				return errors.New("connection refused")
+			}
+			return rec.Notify(ctx, a)
+		})
+		bad := &recorder{}
+		var badCalls atomic.Int32
+		permanent := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			badCalls.Add(1)
+			_ = bad.Notify(ctx, a)
+			return kanban.Permanent(errors.New("400 Bad Request"))
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky, permanent}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{MaxAttempts: 2, Backoff: kanban.Exponential{Initial: time.Second, Jitter: -1}},
+			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+
+		down.Store(true)
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0) // fires; every attempt fails
+		require.NoError(t, e.Flush(ctx))
+		require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
+		down.Store(false)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // still firing: sent now
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing"}, rec.events())
+
+		down.Store(true)
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // resolves; every attempt fails
+		require.NoError(t, e.Flush(ctx))
+		require.EqualValues(t, 2, e.NotifierStats()[0].Failed)
+		down.Store(false)
+		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // still resolved: sent now
+		require.NoError(t, e.Flush(ctx))
+		e.EvaluateAt(ctx, t0.Add(4*time.Minute)) // and only once
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing", "R resolved"}, rec.events())
+		assert.EqualValues(t, 2, e.NotifierStats()[0].Sent)
+
+		assert.Equal(t, []string{"R firing", "R resolved"}, bad.events(), "a permanent error is given up for good")
+		assert.EqualValues(t, 2, badCalls.Load())
+	})
+}
