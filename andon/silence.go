@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -198,7 +199,9 @@ func (m Matcher) String() string {
 }
 
 // Silence mutes the notifications of the alerts whose labels match every
-// Matcher, from StartsAt until EndsAt. The board shows silenced alerts as
+// Matcher, from StartsAt until EndsAt. At least one Matcher must not match
+// the empty value, as Alertmanager requires: {team!="payments"} alone
+// would mute every alert without a team. The board shows silenced alerts as
 // such; hooks still run.
 type Silence struct {
 	// ID is set by Evaluator.Silence.
@@ -224,6 +227,12 @@ func (s *Silence) prepare(now time.Time) error {
 		if err := s.Matchers[i].compile(); err != nil {
 			return fmt.Errorf("andon: Silence.Matchers[%d]: %w", i, err)
 		}
+	}
+	if !slices.ContainsFunc(s.Matchers, func(m Matcher) bool { return !m.Matches(nil) }) {
+		// As Alertmanager refuses it: {team!="payments"} alone would
+		// mute every alert without a team, the cord's among them.
+		return errors.New("andon: Silence.Matchers all match an empty value, so the silence would mute every alert " +
+			"without their labels; at least one matcher must need a value, as in Alertmanager")
 	}
 	if s.StartsAt.IsZero() {
 		s.StartsAt = now

@@ -1,11 +1,13 @@
 package andon_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -80,4 +82,31 @@ func TestParseMatcherAgreesWithAmtool(t *testing.T) {
 			assert.Equal(t, amErr == nil, err == nil, "amtool check-config: %v\n%s\nParseMatcher: %v", amErr, out, err)
 		})
 	}
+}
+
+// A silence whose every matcher matches an empty value is refused, as
+// Alertmanager refuses it: {team!="payments"} alone would mute every
+// alert without a team, the cord's among them. One matcher that needs a
+// value is enough.
+func TestSilenceMatchingTheEmptyValueIsRefused(t *testing.T) {
+	e, err := andon.NewEvaluator(andon.EvaluatorOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	for _, ms := range [][]andon.Matcher{
+		{{Name: "team", Type: andon.MatchNotEqual, Value: "payments"}},
+		{{Name: "team", Type: andon.MatchEqual, Value: ""}},
+		{{Name: "team", Type: andon.MatchRegexp, Value: ".*"}},
+		{{Name: "team", Type: andon.MatchNotRegexp, Value: "pay.*"}, {Name: "env", Type: andon.MatchRegexp, Value: "prod|"}},
+	} {
+		_, err := e.Silence(andon.Silence{Matchers: ms, Duration: time.Hour})
+		require.Error(t, err, "%v", ms)
+		assert.Contains(t, err.Error(), "andon: Silence.Matchers all match an empty value")
+	}
+	assert.Empty(t, e.Silences())
+
+	_, err = e.Silence(andon.Silence{Duration: time.Hour, Matchers: []andon.Matcher{
+		{Name: "team", Type: andon.MatchNotEqual, Value: "payments"}, {Name: "alertname", Value: "HighErrorRate"}}})
+	require.NoError(t, err)
+	_, err = e.Silence(andon.Silence{Duration: time.Hour, Matchers: []andon.Matcher{{Name: "team", Type: andon.MatchRegexp, Value: ".+"}}})
+	require.NoError(t, err)
 }
