@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/taipattern/taikit/internal/jsonw"
 	"github.com/taipattern/taikit/tai"
@@ -639,14 +640,38 @@ func appendDecision(b []byte, d *tai.Decision) []byte {
 // appendInputs writes a decision's inputs as the member "inputs": the
 // JSON compacted onto the line, or, when it is not valid JSON or nests too
 // deeply for the line to be, as a string holding it, so that a bad
-// producer never breaks the trail's lines.
+// producer never breaks the trail's lines. Bytes that are not UTF-8, which
+// json.Compact lets through inside strings, are written as \ufffd, as in
+// every other field, so the trail stays valid UTF-8.
 func appendInputs(b []byte, in []byte) []byte {
 	b = append(b, `,"inputs":`...)
 	buf := bytes.NewBuffer(b)
 	if err := json.Compact(buf, in); err == nil && nesting(buf.Bytes()[len(b):]) <= maxInputsNesting {
-		return buf.Bytes()
+		out := buf.Bytes()
+		if js := out[len(b):]; !utf8.Valid(js) {
+			out = append(b, replaceInvalidUTF8(js)...)
+		}
+		return out
 	}
 	return jsonw.AppendString(b, string(in))
+}
+
+// replaceInvalidUTF8 returns the valid JSON js with every byte that is not
+// part of a UTF-8 sequence written as the escape \ufffd. Outside its
+// strings JSON is ASCII, so every such byte is inside a string, where the
+// escape reads back as encoding/json reads the byte: U+FFFD.
+func replaceInvalidUTF8(js []byte) []byte {
+	out := make([]byte, 0, len(js)+16)
+	for i := 0; i < len(js); {
+		r, size := utf8.DecodeRune(js[i:])
+		if r == utf8.RuneError && size == 1 {
+			out = append(out, `\ufffd`...)
+		} else {
+			out = append(out, js[i:i+size]...)
+		}
+		i += size
+	}
+	return out
 }
 
 // maxInputsNesting is how deeply a decision's inputs may nest on a line:

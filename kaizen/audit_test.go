@@ -351,6 +351,32 @@ func TestAuditWritesDecisionInputs(t *testing.T) {
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
 
+// TestAuditWritesInputsAsValidUTF8: inputs that are valid JSON but hold
+// bytes that are not UTF-8 in a string (a policy that builds its inputs
+// by hand) are written with each bad byte as the escape \ufffd, as the
+// other fields are, so the trail stays valid UTF-8 for every reader, and
+// read back they are what encoding/json makes of them.
+func TestAuditWritesInputsAsValidUTF8(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{})
+	in := []byte("{\"name\": \"bad \xff utf8\", \"cut\": \"\xe2\x82\", \"ok\": \"é ✓\"}")
+	require.True(t, json.Valid(in))
+	a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Decision: tai.Decision{Verdict: tai.Allow, Inputs: in}})
+	require.NoError(t, a.Flush(context.Background()))
+	raw := buf.Bytes()
+	require.True(t, utf8.Valid(raw), "the trail is valid UTF-8: %q", raw)
+	ls := lines(raw)
+	require.Len(t, ls, 1)
+	assert.Contains(t, ls[0], `"inputs":{"name":"bad \ufffd utf8","cut":"\ufffd\ufffd","ok":"é ✓"}}`)
+	var e kaizen.AuditEntry
+	require.NoError(t, json.Unmarshal([]byte(ls[0]), &e))
+	var got, want any
+	require.NoError(t, json.Unmarshal(e.Decision.Inputs, &got))
+	require.NoError(t, json.Unmarshal(in, &want))
+	assert.Equal(t, want, got, "read back as encoding/json reads the inputs given")
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(raw)))
+}
+
 // Inputs nested as deeply as encoding/json allows, 10000 levels, make a
 // line nested two levels deeper, which json.Valid refuses: such inputs go
 // on the line as a string, and the line verifies.
