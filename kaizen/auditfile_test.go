@@ -614,3 +614,19 @@ func TestAuditFileReopenProperty(t *testing.T) {
 		assert.Equal(rt, kaizen.AuditSummary{Lines: want, Last: lastHash}, sum)
 	})
 }
+
+// TestVerifyAuditFilesNamesAFileThatBeginsATrail: a file whose first line
+// links to the genesis hash rather than to the files before it was written
+// without AuditOptions.Genesis set to their last hash; the reason says so.
+func TestVerifyAuditFilesNamesAFileThatBeginsATrail(t *testing.T) {
+	dir := t.TempDir()
+	one, two := filepath.Join(dir, "1.jsonl"), filepath.Join(dir, "2.jsonl")
+	appendTrail(t, one, kaizen.AuditOptions{}, ids("a", 2)...)
+	appendTrail(t, two, kaizen.AuditOptions{}, ids("b", 2)...) // no Genesis: a trail of its own
+	_, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, one, two)
+	var ae *kaizen.AuditError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, kaizen.AuditError{File: two, Line: 1, Reason: "its prev hash is not the last hash of " + one +
+		": the files are out of order, one is missing between them, or " + one + " was cut short; " +
+		"it is the genesis hash: " + two + " begins a trail of its own, as a file written without AuditOptions.Genesis set to the last hash of the one before does"}, *ae)
+}

@@ -81,8 +81,10 @@ type AuditSummary struct {
 // GenesisHash and checks every line: that it is a well-formed audit line,
 // that its hash matches its content (so it was not edited), and that its
 // prev is the hash of the line before it (so no line was deleted, inserted
-// or moved). It returns a *AuditError naming the first line that fails, or
-// an I/O error from r. It is VerifyAuditWith with the zero VerifyOptions.
+// or moved). It returns a *AuditError naming the first line that fails and
+// why, saying so when that line is a copy of the one before it or links to
+// the genesis hash (a trail begun again by a writer that did not continue
+// this one), or an I/O error from r. It is VerifyAuditWith with the zero VerifyOptions.
 //
 // A chain cannot tell that lines were cut from its end: keep the hash of
 // the last line (Audit.Last) somewhere the trail's writer cannot change,
@@ -172,9 +174,10 @@ func (c *chain) readFile(path string, end *fileEnd) error {
 
 // chain checks audit lines one after the other.
 type chain struct {
-	prev  [sha256.Size]byte
-	mac   hash.Hash // HMAC-SHA256 with the key; nil without a key
-	lines uint64    // verified so far, in every file
+	prev    [sha256.Size]byte
+	genesis [sha256.Size]byte // the prev of the trail's first line
+	mac     hash.Hash         // HMAC-SHA256 with the key; nil without a key
+	lines   uint64            // verified so far, in every file
 	// expect is the hash that must be seen; expectMet once it is.
 	expect    [sha256.Size]byte
 	expectMet bool
@@ -191,6 +194,7 @@ func newChain(opts VerifyOptions) (*chain, error) {
 		if err := decodeHash(opts.Genesis, &c.prev); err != nil {
 			return nil, fmt.Errorf("kaizen: VerifyOptions.Genesis %q: %w", opts.Genesis, err)
 		}
+		c.genesis = c.prev
 	}
 	if opts.Key != nil {
 		if len(opts.Key) < MinAuditKeyLen {
@@ -337,12 +341,7 @@ func (c *chain) verify(line []byte, file string, n int) error {
 		if c.lines == 0 {
 			return fail("its prev hash is not the genesis hash: the trail does not start here")
 		}
-		if n == 1 {
-			return fail("its prev hash is not the last hash of " + c.before +
-				": the files are out of order, one is missing between them, or " + c.before + " was cut short")
-		}
-		return fail("its prev hash is not the hash of line " + strconv.Itoa(n-1) +
-			": a line was deleted, inserted or moved before it, or line " + strconv.Itoa(n-1) + " was edited and rehashed")
+		return fail(c.unlinked(linked, actual, file, n))
 	}
 	c.prev = actual
 	c.lines++
@@ -350,6 +349,36 @@ func (c *chain) verify(line []byte, file string, n int) error {
 		c.expectMet = true
 	}
 	return nil
+}
+
+// unlinked explains line n of file, which verified on its own but whose
+// prev hash linked is not the hash of the line before it, after a first
+// line that verified. The causes the chain cannot tell apart are named;
+// then, when the line shows which it is, that one: a prev that is a
+// genesis hash (a trail begun again, by a writer that did not continue
+// this one), or a line that is a copy of the one before it.
+func (c *chain) unlinked(linked, actual [sha256.Size]byte, file string, n int) string {
+	var reason, before string
+	if n == 1 {
+		reason = "its prev hash is not the last hash of " + c.before +
+			": the files are out of order, one is missing between them, or " + c.before + " was cut short"
+		before = "the last line of " + c.before
+	} else {
+		reason = "its prev hash is not the hash of line " + strconv.Itoa(n-1) +
+			": a line was deleted, inserted or moved before it, or line " + strconv.Itoa(n-1) + " was edited and rehashed"
+		before = "line " + strconv.Itoa(n-1)
+	}
+	switch {
+	case actual == c.prev:
+		reason += "; it is a copy of " + before
+	case (linked == c.genesis || linked == [sha256.Size]byte{}) && n == 1:
+		reason += "; it is the genesis hash: " + file + " begins a trail of its own, " +
+			"as a file written without AuditOptions.Genesis set to the last hash of the one before does"
+	case linked == c.genesis || linked == [sha256.Size]byte{}:
+		reason += "; it is the genesis hash, which only a trail's first line links to: a trail begins again here, " +
+			"as one written by an Audit that did not continue this one (NewAudit on a file that held a trail, rather than OpenAuditFile) begins"
+	}
+	return reason
 }
 
 // decodeLowerHex decodes src, hex as an Audit writes it, into dst, and

@@ -340,3 +340,37 @@ func TestAuditErrorNamesTheFile(t *testing.T) {
 	assert.Equal(t, "kaizen: audit audit-1.jsonl:7: edited", err.Error())
 	assert.ErrorIs(t, err, kaizen.ErrAuditTampered)
 }
+
+// TestVerifyAuditNamesATrailBegunAgain: a line whose prev is the genesis
+// hash in the middle of a trail is a second trail begun there, as an Audit
+// that did not continue the file (NewAudit on a file that already held a
+// trail, or a new file without AuditOptions.Genesis) writes it, and a line
+// that repeats the one before it is a copy. The reason says which, not
+// only that a line was deleted, inserted or moved, which reads as
+// tampering.
+func TestVerifyAuditNamesATrailBegunAgain(t *testing.T) {
+	first, _ := trailWith(t, kaizen.AuditOptions{}, 3)
+	second, _ := trailWith(t, kaizen.AuditOptions{}, 2)
+	var ae *kaizen.AuditError
+	_, err := kaizen.VerifyAuditWith(strings.NewReader(strings.Join(append(first, second...), "\n")), kaizen.VerifyOptions{})
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, 4, ae.Line)
+	assert.Equal(t, "its prev hash is not the hash of line 3: a line was deleted, inserted or moved before it, or line 3 was edited and rehashed; "+
+		"it is the genesis hash, which only a trail's first line links to: a trail begins again here, as one written by an Audit that did not continue "+
+		"this one (NewAudit on a file that held a trail, rather than OpenAuditFile) begins", ae.Reason)
+
+	g := first[0][strings.LastIndex(first[0], `"hash":"`)+len(`"hash":"`) : len(first[0])-2]
+	later, _ := trailWith(t, kaizen.AuditOptions{Genesis: g}, 2)
+	restarted, _ := trailWith(t, kaizen.AuditOptions{Genesis: g}, 1)
+	_, err = kaizen.VerifyAuditWith(strings.NewReader(strings.Join(append(later, restarted...), "\n")), kaizen.VerifyOptions{Genesis: g})
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, 3, ae.Line)
+	assert.Contains(t, ae.Reason, "it is the genesis hash", "the genesis of VerifyOptions too")
+
+	l := slices.Insert(slices.Clone(first), 2, first[1])
+	_, err = kaizen.VerifyAuditWith(strings.NewReader(strings.Join(l, "\n")), kaizen.VerifyOptions{})
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, 3, ae.Line)
+	assert.Equal(t, "its prev hash is not the hash of line 2: a line was deleted, inserted or moved before it, or line 2 was edited and rehashed; "+
+		"it is a copy of line 2", ae.Reason)
+}

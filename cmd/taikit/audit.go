@@ -28,8 +28,10 @@ file.
 On success it prints the number of lines and the hash of the last line,
 which is the -genesis of the file that will continue the trail. Otherwise
 it prints FILE:LINE: and why that line, the first one that does not verify,
-is wrong: edited, deleted, inserted or moved, cut short by a crash, hashed
-with another key, or missing because the trail ends before the -expect hash.
+is wrong: edited, deleted, inserted, copied or moved, cut short by a crash,
+the start of a trail begun again by a writer that did not continue the one
+before, hashed with another key, or missing because the trail ends before
+the -expect hash.
 
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
 2 when the command is called wrongly (no FILE, a FILE given twice, a bad

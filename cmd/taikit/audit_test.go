@@ -78,6 +78,10 @@ func TestAuditVerify(t *testing.T) {
 	missing := filepath.Join(f.dir, "missing.jsonl")
 	link := filepath.Join(f.dir, "link.jsonl")
 	require.NoError(t, os.Symlink(f.one, link))
+	again := filepath.Join(f.dir, "begun-again.jsonl") // a trail of its own, not continuing f.one
+	raw, err := os.ReadFile(f.one)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(again, raw, 0o600))
 
 	runCLICases(t, []cliCase{
 		{"one file", slices.Concat(keyed, []string{f.one}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
@@ -91,6 +95,9 @@ func TestAuditVerify(t *testing.T) {
 		{"tampered alone", slices.Concat(keyed, []string{f.tampered}), 1, "", f.tampered + ":2: edited: its hash does not match its content\n"},
 		{"torn last line", slices.Concat(keyed, []string{f.torn}), 1, "", f.torn + ":3: not an audit line (malformed or truncated): the last line is cut short"},
 		{"out of order", slices.Concat(keyed, []string{f.two, f.one}), 1, "", f.two + ":1: its prev hash is not the genesis hash: the trail does not start here\n"},
+		{"a file begun at the genesis", slices.Concat(keyed, []string{f.one, again}), 1, "", again + ":1: its prev hash is not the last hash of " + f.one +
+			": the files are out of order, one is missing between them, or " + f.one + " was cut short; it is the genesis hash: " + again +
+			" begins a trail of its own, as a file written without AuditOptions.Genesis set to the last hash of the one before does\n"},
 		{"wrong key", slices.Concat(verify, []string{"-key-file", otherKey, f.one}), 1, "", f.one + ":1: its hash does not match its content under the given key: the key is wrong"},
 		{"no key", slices.Concat(verify, []string{f.one}), 1, "", f.one + ":1: edited: its hash does not match its content (or the trail was written with a key"},
 		{"expected hash cut off", slices.Concat(keyed, []string{"-expect", f.last2, f.one}), 1, "", f.one + ":4: the trail ends without the expected hash " + f.last2},
