@@ -23,9 +23,12 @@ type AuditFileState struct {
 	AuditSummary
 	// Cut is the number of bytes cut from the end of the file: a last
 	// line without its newline that is not a complete line, which a
-	// crash in the middle of a write leaves. It was never a complete
+	// crash in the middle of a write leaves; it was never a complete
 	// record (a line is written whole or the Audit reports it unwritten).
-	// Zero when the file ended with a complete line.
+	// Or the NUL bytes that follow a complete last line in place of its
+	// newline, as a file system that lost the end of a write leaves
+	// them; the line is kept, and NewlineAdded set. Zero when the file
+	// ended with a complete line.
 	Cut int64
 	// NewlineAdded reports that the last line was complete and verified
 	// but had no newline; OpenAuditFile added one.
@@ -45,9 +48,11 @@ type AuditFileState struct {
 //     *AuditError naming the file and line, and leaves the file as it is.
 //   - A last line cut short by a crash in the middle of a write is cut
 //     off, since it was never a complete record; a complete last line
-//     missing only its newline gets one. Both repairs are synced to disk
-//     before the Audit starts, reported in the returned AuditFileState
-//     and logged at level Warn on opts.Logger.
+//     missing only its newline gets one, and one followed by NUL bytes
+//     instead (a file system that lost the end of a write) has them cut
+//     off and gets one. The repairs are synced to disk before the Audit
+//     starts, reported in the returned AuditFileState and logged at level
+//     Warn on opts.Logger.
 //   - A last line without its newline that neither begins as an audit
 //     line begins ({"time":") nor is the NUL bytes a file system that
 //     lost a write reads back was not written by an Audit: it is refused
@@ -103,11 +108,14 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 		log.Warn("kaizen: audit trail file cannot be locked; nothing keeps a second Audit from appending to it",
 			"file", path, "error", lockErr)
 	}
-	if state.Cut > 0 {
+	switch {
+	case state.Cut > 0 && state.NewlineAdded:
+		log.Warn("kaizen: audit trail's last line was followed by NUL bytes; cut them off",
+			"file", path, "line", state.Lines, "bytes", state.Cut)
+	case state.Cut > 0:
 		log.Warn("kaizen: audit trail ended in a line cut short; cut it off",
 			"file", path, "line", state.Lines+1, "bytes", state.Cut)
-	}
-	if state.NewlineAdded {
+	case state.NewlineAdded:
 		log.Warn("kaizen: audit trail's last line had no newline; added one", "file", path, "line", state.Lines)
 	}
 	a.start(f, f, state.Lines)
@@ -137,6 +145,9 @@ func resume(f *os.File, path string, opts AuditOptions, last *[sha256.Size]byte)
 	}
 	*last = c.prev
 	state := AuditFileState{AuditSummary: c.summary()}
+	if end.torn == 0 && !end.unterminated {
+		return state, nil
+	}
 	if end.torn > 0 {
 		state.Cut = int64(end.torn)
 		size, err := f.Seek(0, io.SeekEnd)
@@ -146,13 +157,12 @@ func resume(f *os.File, path string, opts AuditOptions, last *[sha256.Size]byte)
 		if err != nil {
 			return AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: cutting off the torn last line: %w", err)
 		}
-	} else if end.unterminated {
+	}
+	if end.unterminated {
 		state.NewlineAdded = true
 		if _, err := f.Write([]byte{'\n'}); err != nil {
 			return AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
 		}
-	} else {
-		return state, nil
 	}
 	if err := f.Sync(); err != nil {
 		return AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)

@@ -630,3 +630,36 @@ func TestVerifyAuditFilesNamesAFileThatBeginsATrail(t *testing.T) {
 		": the files are out of order, one is missing between them, or " + one + " was cut short; " +
 		"it is the genesis hash: " + two + " begins a trail of its own, as a file written without AuditOptions.Genesis set to the last hash of the one before does"}, *ae)
 }
+
+// TestOpenAuditFileKeepsACompleteLineBeforeNULs: a file system that lost
+// the end of a write reads it back as NUL bytes, and the loss can begin
+// just after a line's closing brace, with its newline. The line is whole
+// and verifies: OpenAuditFile cuts off the NUL bytes only, ends the line,
+// and the chain goes on from it; VerifyAudit says what is wrong, not that
+// the line was cut short.
+func TestOpenAuditFileKeepsACompleteLineBeforeNULs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	_, last := appendTrail(t, path, kaizen.AuditOptions{Key: testKey}, ids("x", 2)...)
+	orig, err := os.ReadFile(path)
+	require.NoError(t, err)
+	zeros := bytes.Repeat([]byte{0}, 512)
+	require.NoError(t, os.WriteFile(path, append(bytes.TrimSuffix(orig, []byte("\n")), zeros...), 0o600))
+
+	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: testKey}, path)
+	var ae *kaizen.AuditError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, kaizen.AuditError{File: path, Line: 2, Reason: "NUL bytes follow the last line in place of its newline, " +
+		"as a file system that lost the end of a write leaves them (OpenAuditFile cuts them off)"}, *ae)
+
+	var logs syncBuffer
+	state, sum := appendTrail(t, path, kaizen.AuditOptions{Key: testKey, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, "y")
+	assert.Equal(t, kaizen.AuditFileState{AuditSummary: last, Cut: int64(len(zeros)), NewlineAdded: true}, state, "the line is kept")
+	assert.Equal(t, uint64(3), sum.Lines)
+	assert.Contains(t, string(logs.Bytes()), fmt.Sprintf(`level=WARN msg="kaizen: audit trail's last line was followed by NUL bytes; cut them off" file=%s line=2 bytes=%d`, path, len(zeros)))
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, bytes.HasPrefix(after, orig), "the line is kept whole")
+	got, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: testKey}, path)
+	require.NoError(t, err)
+	assert.Equal(t, sum, got)
+}

@@ -226,9 +226,16 @@ type fileEnd struct {
 	// unterminated is set when the last line, complete and verified,
 	// has no newline.
 	unterminated bool
+	// nulAfter is set when torn counts the NUL bytes that follow the
+	// last line, complete and verified, in place of its newline.
+	nulAfter bool
 }
 
 func (t fileEnd) tornError() error {
+	if t.nulAfter {
+		return &AuditError{File: t.file, Line: t.line, Reason: "NUL bytes follow the last line in place of its newline, " +
+			"as a file system that lost the end of a write leaves them (OpenAuditFile cuts them off)"}
+	}
 	return &AuditError{File: t.file, Line: t.line, Reason: "not an audit line (malformed or truncated): " +
 		"the last line is cut short, as a crash in the middle of a write leaves it (OpenAuditFile cuts it off)"}
 }
@@ -236,8 +243,11 @@ func (t fileEnd) tornError() error {
 // read verifies the lines of one file, or of a reader, named file in
 // errors. A last line without its newline is verified when it is
 // complete JSON, since only a complete line is; when it is not, but
-// looksTorn, it is the start of a line cut short, returned as torn;
-// anything else is verified, and fails, as a line.
+// looksTorn, it is the start of a line cut short, returned as torn, or,
+// when it is complete JSON but for the NUL bytes after it, a complete
+// line, verified, whose newline and what followed a file system lost,
+// returned with those bytes as torn; anything else is verified, and
+// fails, as a line.
 func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
 	if c.line > 0 { // an empty file holds no hash the next one links to
 		c.before = c.file
@@ -257,7 +267,15 @@ func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
 		}
 		n := c.line + 1
 		if rerr == io.EOF && !json.Valid(line) && looksTorn(line) {
-			return fileEnd{torn: len(line), file: file, line: n}, nil
+			whole := bytes.TrimRight(line, "\x00")
+			if len(whole) == len(line) || !json.Valid(whole) {
+				return fileEnd{torn: len(line), file: file, line: n}, nil
+			}
+			if err := c.verify(whole, file, n); err != nil {
+				return fileEnd{}, err
+			}
+			c.line = n
+			return fileEnd{torn: len(line) - len(whole), file: file, line: n, unterminated: true, nulAfter: true}, nil
 		}
 		if err := c.verify(bytes.TrimSuffix(line, []byte{'\n'}), file, n); err != nil {
 			return fileEnd{}, err
