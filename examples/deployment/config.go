@@ -16,6 +16,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/kanban"
@@ -80,6 +81,11 @@ type Config struct {
 	// region's rollout that failed (nil: kanban's default, from 100 ms
 	// doubling to 30 s).
 	JobBackoff kanban.Backoff
+	// Set by tests, not by flags, to inject faults: WrapTarget wraps what
+	// the service deploys to, and PublishFault is called before each
+	// region's job is queued, an error it returns failing the publish.
+	WrapTarget   func(fleet.Target) fleet.Target
+	PublishFault func(Job) error
 }
 
 // Window is a time window, [From, To).

@@ -18,7 +18,6 @@ import (
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/examples/internal/svc"
-	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -151,15 +150,14 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
-	err = s.queue.Publish(ctx, kanban.Message[Job]{
-		ID: jobID(d.ID, 0), Key: d.Service + "/" + regions[0],
-		Payload: Job{ID: d.ID, Index: 0, Region: regions[0]},
-	})
-	if err != nil {
+	if err := s.publishJob(ctx, d, 0); err != nil {
 		// The deployment is stored but will not run: end it as failed so
-		// its regions are free again.
-		msg := "not queued: " + err.Error()
-		d.Results[0].Status, d.Results[0].ErrorMessage = StatusFailed, msg
+		// its regions are free again. The wave's other regions are never
+		// reached: skipped, as after a region that failed.
+		d.Results[0].Status, d.Results[0].ErrorMessage = StatusFailed, "Not queued: "+err.Error()
+		for i := 1; i < len(d.Results); i++ {
+			d.Results[i].Status = StatusSkipped
+		}
 		d.finish(time.Now())
 		if d2, rev, gerr := s.store.Get(context.WithoutCancel(ctx), d.ID); gerr == nil {
 			*d2 = *d

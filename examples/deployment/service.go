@@ -302,6 +302,9 @@ func (s *Service) startFleet(ctx context.Context) error {
 		}
 		s.health = h
 	}
+	if s.cfg.WrapTarget != nil {
+		s.target = s.cfg.WrapTarget(s.target)
+	}
 	return nil
 }
 
@@ -641,11 +644,7 @@ func (s *Service) continueWave(ctx context.Context, r *rollout) error {
 		rr := d.Results[r.index]
 		next := r.index + 1
 		if next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) && !s.aborted(d.ID) {
-			return s.queue.Publish(ctx, kanban.Message[Job]{
-				ID:      jobID(d.ID, next),
-				Key:     d.Service + "/" + d.Results[next].Region,
-				Payload: Job{ID: d.ID, Index: next, Region: d.Results[next].Region},
-			})
+			return s.publishJob(ctx, d, next)
 		}
 		for i := next; i < len(d.Results); i++ {
 			d.Results[i].Status = StatusSkipped
@@ -675,6 +674,17 @@ func (s *Service) continueWave(ctx context.Context, r *rollout) error {
 }
 
 func jobID(id string, index int) string { return fmt.Sprintf("%s.%d", id, index) }
+
+// publishJob queues the rollout of deployment d in its index-th region.
+func (s *Service) publishJob(ctx context.Context, d *Deployment, index int) error {
+	job := Job{ID: d.ID, Index: index, Region: d.Results[index].Region}
+	if s.cfg.PublishFault != nil {
+		if err := s.cfg.PublishFault(job); err != nil {
+			return err
+		}
+	}
+	return s.queue.Publish(ctx, kanban.Message[Job]{ID: jobID(d.ID, index), Key: d.Service + "/" + job.Region, Payload: job})
+}
 
 // countEnd counts a finished deployment in the metrics and the audit trail.
 func (s *Service) countEnd(d *Deployment) {

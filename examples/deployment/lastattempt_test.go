@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
+	"github.com/taipattern/taikit/kanban"
+)
+
+// faultyTarget is a fleet whose Route fails when route says so; route
+// is called under the target's lock, so it may keep state.
+type faultyTarget struct {
+	fleet.Target
+	mu    sync.Mutex
+	route func(percent float64) error
+}
+
+func (f *faultyTarget) Route(ctx context.Context, service, region, stable, next string, percent float64) error {
+	f.mu.Lock()
+	err := f.route(percent)
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.Target.Route(ctx, service, region, stable, next, percent)
+}
+
+// withFaults starts the service with quick retries, its fleet's routing
+// decided by route (nil: no fault) and its publishes by publish.
+func withFaults(t *testing.T, route func(percent float64) error, publish func(Job) error) *testService {
+	return startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.JobBackoff = kanban.BackoffFunc(func(int) time.Duration { return time.Millisecond })
+		c.PublishFault = publish
+		if route != nil {
+			c.WrapTarget = func(t fleet.Target) fleet.Target { return &faultyTarget{Target: t, route: route} }
+		}
+	}, fastArgs...)
+}
+
+// TestDeploymentNotQueued: a deployment whose first region cannot be
+// queued ends FAILED, and the wave's other regions, never reached, are
+// SKIPPED, as after a region that failed; they stayed PENDING under a
+// deployment that had ended.
+func TestDeploymentNotQueued(t *testing.T) {
+	ts := withFaults(t, nil, func(j Job) error { return errors.New("queue unavailable") })
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1", "eu-west-1"}})
+	require.Equal(t, http.StatusServiceUnavailable, r.Code, "%s", r.Body)
+	list := do(t, "GET", ts.URL+"/deployments?service=api-service", nil)
+	var page struct{ Deployments []Deployment }
+	require.NoError(t, json.Unmarshal(list.Body, &page), "%s", list.Body)
+	require.Len(t, page.Deployments, 1)
+	d := page.Deployments[0]
+	assert.Equal(t, StatusFailed, d.Status)
+	assert.Equal(t, []string{StatusFailed, StatusSkipped, StatusSkipped}, regionStatuses(d))
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "us-west-2: Not queued: queue unavailable", *d.ErrorMessage)
+}
+
+func regionStatuses(d Deployment) []string {
+	var out []string
+	for _, r := range d.Results {
+		out = append(out, r.Status)
+	}
+	return out
+}
