@@ -65,6 +65,32 @@ func TestDeploymentNotQueued(t *testing.T) {
 	assert.Equal(t, "us-west-2: Not queued: queue unavailable", *d.ErrorMessage)
 }
 
+// TestWaveNotQueued: a wave whose next region cannot be queued, however
+// often its job is tried, ends that region FAILED and skips the rest,
+// freeing their regions; the queue dead-lettered the job and the
+// deployment stayed in progress, its regions taken.
+func TestWaveNotQueued(t *testing.T) {
+	ts := withFaults(t, nil, func(j Job) error {
+		if j.Index == 1 {
+			return errors.New("queue unavailable")
+		}
+		return nil
+	})
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1", "eu-west-1"}}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, r.deployment(t).ID, ended)
+	assert.Equal(t, StatusFailed, d.Status)
+	assert.Equal(t, []string{StatusSuccess, StatusFailed, StatusSkipped}, regionStatuses(d))
+	assert.Equal(t, []string{"us-west-2"}, d.RegionsDone)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "us-east-1: Not queued after 10 attempts: queue unavailable", *d.ErrorMessage)
+	assert.Equal(t, "v2.0.0", stableOf(t, ts, "api-service", "us-west-2"))
+
+	// The regions are free again: the next deployment is not refused as
+	// a conflict.
+	assert.Equal(t, http.StatusOK, deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "eu-west-1"}).Code)
+}
+
 func regionStatuses(d Deployment) []string {
 	var out []string
 	for _, r := range d.Results {

@@ -453,7 +453,7 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 			}
 		}
 	}
-	return s.continueWave(ctx, r)
+	return s.continueWave(ctx, r, m.Attempt >= jobAttempts && ctx.Err() == nil)
 }
 
 // jobAttempts is how many times the queue delivers a region's rollout
@@ -624,8 +624,11 @@ func nameOr(s, def string) string {
 // continueWave moves a deployment on after one of its regions ended: the
 // next region's job, or the deployment's end. It is idempotent: a
 // redelivered job calls it again, and the next job's ID makes a second
-// publish a duplicate the stream drops.
-func (s *Service) continueWave(ctx context.Context, r *rollout) error {
+// publish a duplicate the stream drops. On the job's last attempt
+// (last), a next region that cannot be queued ends FAILED with the error
+// and the rest are skipped: the queue would dead-letter the job, and the
+// deployment would stay in progress with its regions taken.
+func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error {
 	// The rollout's copy is the stored one unless another writer came
 	// between (a replica that took the job over): then read it again.
 	r.mu.Lock()
@@ -644,7 +647,15 @@ func (s *Service) continueWave(ctx context.Context, r *rollout) error {
 		rr := d.Results[r.index]
 		next := r.index + 1
 		if next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) && !s.aborted(d.ID) {
-			return s.publishJob(ctx, d, next)
+			err := s.publishJob(ctx, d, next)
+			if err == nil || !last {
+				return err
+			}
+			s.log.Error("next region not queued on the last attempt; the deployment ends", "deployment_id", d.ID, "region", d.Results[next].Region, "err", err)
+			now := time.Now()
+			nr := &d.Results[next]
+			nr.Status, nr.ErrorMessage, nr.CompletedAt = StatusFailed, fmt.Sprintf("Not queued after %d attempts: %v", jobAttempts, err), &now
+			next++
 		}
 		for i := next; i < len(d.Results); i++ {
 			d.Results[i].Status = StatusSkipped
