@@ -46,6 +46,8 @@ func withFaults(t *testing.T, route func(percent float64) error, publish func(Jo
 	}, fastArgs...)
 }
 
+var errRouting = errors.New("routing unavailable")
+
 // TestDeploymentNotQueued: a deployment whose first region cannot be
 // queued ends FAILED, and the wave's other regions, never reached, are
 // SKIPPED, as after a region that failed; they stayed PENDING under a
@@ -89,6 +91,81 @@ func TestWaveNotQueued(t *testing.T) {
 	// The regions are free again: the next deployment is not refused as
 	// a conflict.
 	assert.Equal(t, http.StatusOK, deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "eu-west-1"}).Code)
+}
+
+// TestRollbackThatNeverSucceeds: a rollout whose routing breaks after its
+// first stage cannot be rolled back on any attempt; at the last it ends
+// FAILED, saying the new version may still take traffic, and its regions
+// are free. The queue dead-lettered the job and the deployment stayed in
+// progress, its regions taken.
+func TestRollbackThatNeverSucceeds(t *testing.T) {
+	broken := false
+	ts := withFaults(t, func(percent float64) error {
+		if percent >= 25 {
+			broken = true // from the second stage on
+		}
+		if broken {
+			return errRouting
+		}
+		return nil
+	}, nil)
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, r.deployment(t).ID, ended)
+	assert.Equal(t, StatusFailed, d.Status)
+	assert.Equal(t, []string{StatusFailed, StatusSkipped}, regionStatuses(d))
+	require.NotNil(t, d.ErrorMessage)
+	assert.Contains(t, *d.ErrorMessage, "us-west-2: Not rolled back after 10 attempts: ")
+	assert.Contains(t, *d.ErrorMessage, "routing unavailable")
+	assert.Contains(t, *d.ErrorMessage, "; v2.0.0 may still take traffic")
+	assert.Equal(t, 5.0, d.Results[0].Percent, "the share the new version was left with")
+
+	heal(ts)
+	again := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}})
+	assert.Equal(t, http.StatusOK, again.Code, "%s", again.Body)
+}
+
+// TestStartedOnLastAttempt: a rollout that could not start on nine
+// attempts starts on its last, moves traffic, then fails with an error
+// (its routing, then its rollback, failing for a moment): the region is
+// rolled back there, and ends ROLLED_BACK with the error. The queue
+// dead-lettered the job and the deployment stayed in progress.
+func TestStartedOnLastAttempt(t *testing.T) {
+	starts, failing := 0, 0
+	ts := withFaults(t, func(percent float64) error {
+		switch {
+		case failing > 0:
+			failing--
+			return errRouting
+		case percent == 0 && starts < jobAttempts-1:
+			starts++ // the stable version's routing, before the rollout starts
+			return errRouting
+		case percent >= 25:
+			failing = 2 // the rollback, and its second try
+			return errRouting
+		}
+		return nil
+	}, nil)
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, r.deployment(t).ID, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Contains(t, *d.ErrorMessage, "Not finished after 10 attempts: ")
+	assert.Contains(t, *d.ErrorMessage, "routing unavailable")
+	assert.Contains(t, *d.ErrorMessage, "; rolled back to v1.0.0")
+	assert.Equal(t, 0.0, d.Results[0].Percent)
+	assert.Equal(t, "v1.0.0", stableOf(t, ts, "api-service", "us-west-2"))
+	heal(ts)
+	assert.Equal(t, http.StatusOK, deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}).Code)
+}
+
+// heal ends the faults of the service's fleet.
+func heal(ts *testService) {
+	ft := ts.target.(*faultyTarget)
+	ft.mu.Lock()
+	ft.route = func(float64) error { return nil }
+	ft.mu.Unlock()
 }
 
 func regionStatuses(d Deployment) []string {

@@ -437,18 +437,24 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 	if s.analysisRules != nil {
 		r.limits = thresholdVars(r.thresholds)
 	}
+	// On the last attempt a region that failed is ended here (see
+	// lastAttempt) rather than left to the queue, which would dead-letter
+	// the job. A conflict is not ended: another replica writes the record.
+	last := func(err error) bool { return m.Attempt >= jobAttempts && ctx.Err() == nil && !isConflict(err) }
 	switch rr := &d.Results[job.Index]; {
 	case terminal(rr.Status):
 	case rr.Status == StatusInProgress:
 		if err := s.recoverRegion(ctx, r); err != nil {
-			return err
+			if !last(err) || !r.lastAttempt(ctx, err, true) {
+				return err
+			}
 		}
 	case s.stopping():
 		// No rollout starts once the service is shutting down.
 		return r.heldForShutdown(ctx)
 	default:
 		if err := s.runRegion(ctx, r); err != nil {
-			if m.Attempt < jobAttempts || ctx.Err() != nil || !r.notStarted(ctx, err) {
+			if !last(err) || !r.lastAttempt(ctx, err, false) {
 				return err
 			}
 		}
@@ -460,19 +466,89 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 // before it dead-letters it.
 const jobAttempts = 10
 
-// notStarted ends a region whose last attempt failed before its rollout
-// began (its validation could not judge: the store or the health source
-// out of reach) as FAILED with the error, and reports whether it did. The
-// queue would dead-letter the job, and the deployment would stay in
-// progress with its regions taken, which no abort could end. A region
-// whose rollout began is left to the retry, which rolls it back.
-func (r *rollout) notStarted(ctx context.Context, err error) bool {
+// lastAttempt ends a region whose job failed on its last attempt, and
+// reports whether it did: the queue would dead-letter the job, and the
+// deployment would stay in progress with its regions taken, which no
+// abort could end.
+//   - A region whose rollout had not begun ends FAILED (notStarted).
+//   - One ended in the run whose record could not be stored then (the
+//     store out of reach) is stored now.
+//   - One whose rollout began and failed with an error (its record not
+//     written, its fleet not answering) is rolled back now, and ends
+//     ROLLED_BACK with the error when its traffic is back on the version
+//     before.
+//   - One whose rollback failed (recovering: the rollback of a rollout
+//     cut off, tried on every attempt) ends FAILED, saying that the new
+//     version may still take traffic (notRolledBack).
+func (r *rollout) lastAttempt(ctx context.Context, err error, recovering bool) bool {
+	status := r.status()
+	switch {
+	case status == StatusPending:
+		return r.notStarted(ctx, err)
+	case terminal(status):
+		return r.storeEnd(ctx)
+	case !recovering:
+		r.s.log.Error("rollout failed on its last attempt; it is rolled back", "deployment_id", r.d.ID, "region", r.region, "err", err)
+		r.mu.Lock()
+		previous := r.d.Results[r.index].Previous
+		r.mu.Unlock()
+		rerr := r.s.restoreRegion(ctx, r, fmt.Sprintf("Not finished after %d attempts: %v; rolled back to %s", jobAttempts, err, nameOr(previous, "no version")))
+		if rerr == nil {
+			return true
+		}
+		if isConflict(rerr) {
+			return false
+		}
+		if terminal(r.status()) {
+			return r.storeEnd(ctx) // rolled back, its record not stored
+		}
+		err = rerr
+	}
+	return r.notRolledBack(ctx, err)
+}
+
+// status is the region's status in the run's copy of the record.
+func (r *rollout) status() string {
 	r.mu.Lock()
-	pending := r.d.Results[r.index].Status == StatusPending
-	r.mu.Unlock()
-	if !pending {
+	defer r.mu.Unlock()
+	return r.d.Results[r.index].Status
+}
+
+// storeEnd stores the run's copy of the record, whose region has ended
+// but whose write failed, and reports whether it is stored.
+func (r *rollout) storeEnd(ctx context.Context) bool {
+	if err := r.update(ctx, func(*Deployment, *RegionResult) {}); err != nil {
+		r.s.log.Error("region's end not stored after its last attempt", "deployment_id", r.d.ID, "region", r.region, "err", err)
 		return false
 	}
+	return true
+}
+
+// notRolledBack ends a region whose rollback failed on its job's last
+// attempt as FAILED, with the error: the new version may still take the
+// share of traffic the record shows. It reports whether it did.
+func (r *rollout) notRolledBack(ctx context.Context, err error) bool {
+	msg := fmt.Sprintf("Not rolled back after %d attempts: %v; %s may still take traffic", jobAttempts, err, r.version)
+	now := time.Now()
+	r.mu.Lock()
+	r.paused = false // nothing of it is left to resume
+	r.mu.Unlock()
+	if uerr := r.update(ctx, func(d *Deployment, rr *RegionResult) {
+		rr.Status, rr.ErrorMessage, rr.CompletedAt = StatusFailed, msg, &now
+		d.Paused = false
+	}); uerr != nil {
+		r.s.log.Error("region not ended after its last attempt", "deployment_id", r.d.ID, "region", r.region, "err", uerr)
+		return false
+	}
+	r.s.log.Error("rollback failed on its last attempt; the region ends FAILED", "deployment_id", r.d.ID, "region", r.region, "err", err)
+	r.s.auditEvent(r, "rollback", tai.Failed, msg, 0)
+	return true
+}
+
+// notStarted ends a region whose last attempt failed before its rollout
+// began (its validation could not judge: the store or the health source
+// out of reach) as FAILED with the error, and reports whether it did.
+func (r *rollout) notStarted(ctx context.Context, err error) bool {
 	msg := fmt.Sprintf("Not started after %d attempts: %v", jobAttempts, err)
 	now := time.Now()
 	if uerr := r.update(ctx, func(_ *Deployment, rr *RegionResult) {
@@ -599,8 +675,18 @@ func (s *Service) aborted(id string) bool {
 // the state known to be good. The new version's stage is in the record.
 func (s *Service) recoverRegion(ctx context.Context, r *rollout) error {
 	rr := r.d.Results[r.index]
-	r.stable = rr.Previous
 	s.log.Warn("rolling back a rollout cut off by a restart", "deployment_id", r.d.ID, "region", r.region, "stage", rr.Stage)
+	return s.restoreRegion(ctx, r, fmt.Sprintf("Interrupted at stage %s by a restart of the service; rolled back to %s", nameOr(rr.Stage, "start"), nameOr(rr.Previous, "no version")))
+}
+
+// restoreRegion rolls back a region whose rollout began (its record says
+// so, and names the version before) and records it ROLLED_BACK with
+// reason.
+func (s *Service) restoreRegion(ctx context.Context, r *rollout, reason string) error {
+	r.mu.Lock()
+	rr := r.d.Results[r.index]
+	r.mu.Unlock()
+	r.stable = rr.Previous
 	// A rollout that passed its last stage records its version as the
 	// one serving before it stores its end; cut off between the two, the
 	// record would name a version the rollback retires.
@@ -611,7 +697,7 @@ func (s *Service) recoverRegion(ctx context.Context, r *rollout) error {
 			return err
 		}
 	}
-	return r.rollBack(ctx, fmt.Sprintf("Interrupted at stage %s by a restart of the service; rolled back to %s", nameOr(rr.Stage, "start"), nameOr(rr.Previous, "no version")), time.Time{})
+	return r.rollBack(ctx, reason, time.Time{})
 }
 
 func nameOr(s, def string) string {
