@@ -25,10 +25,15 @@ type LoaderOptions struct {
 	// is called.
 	Interval time.Duration
 	// OnReload, if set, receives every load: the first one, each new set
-	// swapped in, and each file refused. It runs on the goroutine that
-	// loaded (the Loader's own, or Reload's caller) with no lock held.
+	// swapped in, and each file refused. Reports are delivered one at a
+	// time, in the order the loads happened, with no lock held. Each runs
+	// on the goroutine that loaded (the Loader's own, or Reload's caller)
+	// unless loads overlap: then the goroutine already delivering a report
+	// delivers the later ones after it, so a Reload may return before its
+	// own report has been delivered.
 	OnReload func(Reload)
-	// Observer, if set, receives each load as a tai.Record, so a
+	// Observer, if set, receives each load as a tai.Record, after
+	// OnReload and in the same order, so a
 	// kaizen.Audit writes it into the audit trail: Kind ReloadKind, Key
 	// the file's path, Outcome Succeeded (Decision.Verdict Allow) for a
 	// set swapped in and Failed (with Err) for a file refused, and
@@ -69,6 +74,14 @@ type Loader[T any] struct {
 	cur      atomic.Pointer[Set[T]]
 	mu       sync.Mutex // serialises loads
 	lastHash string     // of the last file loaded or refused
+
+	// Reports wait in pending, in load order, for the one goroutine
+	// delivering them (reporting), so that a later load's report never
+	// overtakes an earlier one's.
+	repMu     sync.Mutex
+	pending   []pendingReload
+	reporting bool
+
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
@@ -119,18 +132,69 @@ func (l *Loader[T]) Reload() (bool, error) {
 	if !changed {
 		return false, nil
 	}
-	if l.opts.OnReload != nil {
-		l.opts.OnReload(rep)
-	}
-	if l.opts.Observer != nil {
-		l.opts.Observer.Observe(context.Background(), l.record(rep))
-	}
+	l.report()
 	return rep.Err == nil, rep.Err
+}
+
+// pendingReload is a load waiting to be reported, with the name of the
+// set in force right after it.
+type pendingReload struct {
+	rep    Reload
+	policy string
+}
+
+// report delivers the pending reports in order, unless another goroutine
+// is already doing so: that one delivers them after its own.
+func (l *Loader[T]) report() {
+	l.repMu.Lock()
+	if l.reporting {
+		l.repMu.Unlock()
+		return
+	}
+	l.reporting = true
+	drained := false
+	defer func() {
+		if !drained { // a callback panicked: let the next load report
+			l.repMu.Lock()
+			l.reporting = false
+			l.repMu.Unlock()
+		}
+	}()
+	for {
+		if len(l.pending) == 0 {
+			l.pending = nil
+			l.reporting = false
+			drained = true
+			l.repMu.Unlock()
+			return
+		}
+		p := l.pending[0]
+		l.pending = l.pending[1:]
+		l.repMu.Unlock()
+		if l.opts.OnReload != nil {
+			l.opts.OnReload(p.rep)
+		}
+		if l.opts.Observer != nil {
+			l.opts.Observer.Observe(context.Background(), l.record(p))
+		}
+		l.repMu.Lock()
+	}
 }
 
 func (l *Loader[T]) load() (rep Reload, changed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer func() {
+		if changed {
+			p := pendingReload{rep: rep}
+			if set := l.cur.Load(); set != nil {
+				p.policy = set.Name()
+			}
+			l.repMu.Lock()
+			l.pending = append(l.pending, p)
+			l.repMu.Unlock()
+		}
+	}()
 	rep = Reload{Path: l.path, Time: time.Now()}
 	data, err := os.ReadFile(l.path)
 	if err != nil {
@@ -163,7 +227,8 @@ func (l *Loader[T]) load() (rep Reload, changed bool) {
 	return rep, true
 }
 
-func (l *Loader[T]) record(rep Reload) tai.Record {
+func (l *Loader[T]) record(p pendingReload) tai.Record {
+	rep := p.rep
 	r := tai.Record{
 		ID:      tai.NewID(),
 		Kind:    ReloadKind,
@@ -173,9 +238,7 @@ func (l *Loader[T]) record(rep Reload) tai.Record {
 		Err:     rep.Err,
 	}
 	r.Decision.Reason = "version " + rep.Version + " sha256 " + rep.Hash
-	if set := l.cur.Load(); set != nil {
-		r.Decision.Policy = set.Name()
-	}
+	r.Decision.Policy = p.policy
 	if rep.Err != nil {
 		r.Outcome = tai.Failed
 	} else {

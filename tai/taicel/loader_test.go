@@ -2,6 +2,7 @@ package taicel_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -263,4 +264,63 @@ func TestLoaderNeverMixesSets(t *testing.T) {
 	seen.Range(func(any, any) bool { versions++; return true })
 	assert.Greater(t, versions, 1, "evaluations saw more than one set")
 	t.Logf("%d decisions over %d sets", decisions.Load(), versions)
+}
+
+// A Reload that swaps a newer set in while another Reload is still
+// reporting an older one must not have its report overtaken: an audit
+// trail read in order ends with the set in force, and each record names
+// the set it reports.
+func TestLoaderReportsInLoadOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, uniformRules(1))
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var onReload []string
+	var records []tai.Record
+	opts := taicel.LoaderOptions{
+		Interval: -1,
+		OnReload: func(rep taicel.Reload) {
+			mu.Lock()
+			onReload = append(onReload, rep.Version)
+			mu.Unlock()
+			if rep.Version == "2" {
+				close(entered)
+				<-release
+			}
+		},
+		Observer: tai.ObserverFunc(func(_ context.Context, r tai.Record) {
+			mu.Lock()
+			records = append(records, r)
+			mu.Unlock()
+		}),
+	}
+	l, err := taicel.NewLoader(env, path, opts)
+	require.NoError(t, err)
+
+	writeFile(t, path, uniformRules(2))
+	first := make(chan error, 1)
+	go func() {
+		_, err := l.Reload()
+		first <- err
+	}()
+	<-entered // version 2 is in force and being reported
+	writeFile(t, path, uniformRules(3))
+	changed, err := l.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed)
+	close(release)
+	require.NoError(t, <-first)
+	assert.Equal(t, "3", l.Current().Version())
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"1", "2", "3"}, onReload)
+	var got []string
+	for _, r := range records {
+		got = append(got, r.Decision.Policy+" "+strings.Fields(r.Decision.Reason)[1])
+	}
+	assert.Equal(t, []string{"v1 1", "v2 2", "v3 3"}, got, "records in load order, each naming its own set")
 }
