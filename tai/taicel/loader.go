@@ -61,9 +61,10 @@ type Reload struct {
 // new set in atomically. A signal is judged with whichever set is current
 // when its evaluation begins, from start to end.
 //
-// Write a rule file by renaming a complete file over it: a file caught
-// half written does not compile and is refused, and the whole one is
-// loaded on the next check.
+// Write a rule file by renaming a complete file over it. A file written in
+// place may be read half written: cut inside a rule it is refused, but cut
+// at the end of one it is a valid set with the later rules missing, and
+// the Loader runs it until the next check reads the whole file.
 //
 // Shutdown stops the polling goroutine; the Loader still evaluates
 // afterwards, with the last set.

@@ -324,3 +324,35 @@ func TestLoaderReportsInLoadOrder(t *testing.T) {
 	}
 	assert.Equal(t, []string{"v1 1", "v2 2", "v3 3"}, got, "records in load order, each naming its own set")
 }
+
+// A rule file written in place can be read when only part of it is
+// written. Cut at the end of a rule, that part is a valid, smaller set:
+// the Loader has no way to tell, and loads it until the next check reads
+// the whole file. That is why a file should be renamed over the old one.
+func TestLoaderTakesAFileCutAtARule(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, uniformRules(1))
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: -1})
+	require.NoError(t, err)
+
+	whole := uniformRules(2)
+	lines := strings.SplitAfter(whole, "\n")
+	part := strings.Join(lines[:len(lines)-3], "") // two of its four rules
+	require.NoError(t, os.WriteFile(path, []byte(part), 0o600))
+	changed, err := l.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed, "the part written is a valid set")
+	d, err := l.Evaluate(t.Context(), tai.Signal[Order]{Payload: Order{Items: 1}})
+	require.NoError(t, err)
+	assert.Len(t, d.Contributions, 2, "judged with the rules written so far")
+
+	require.NoError(t, os.WriteFile(path, []byte(whole), 0o600))
+	changed, err = l.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed)
+	d, err = l.Evaluate(t.Context(), tai.Signal[Order]{Payload: Order{Items: 1}})
+	require.NoError(t, err)
+	assert.Len(t, d.Contributions, 4)
+}
