@@ -155,6 +155,11 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// The server's write timeout runs from the end of the headers, and a
+	// slow body may have used most of it: the answer gets the payment's
+	// deadline and the slack from now, so that a payment that runs is
+	// heard. (A writer that cannot move its deadline keeps the server's.)
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.RequestTimeout + writeSlack))
 	// A client that hangs up does not stop a payment half-way: it runs
 	// to its decision within the request deadline, and its commit after.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout-s.commitTimeout())

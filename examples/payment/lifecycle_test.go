@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -133,4 +135,48 @@ func get(ctx context.Context, t *testing.T, url string) string {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// TestSlowBodyStillHearsTheAnswer sends a payment whose body arrives late,
+// as from a client on a slow link: the server's write timeout runs from the
+// end of the request's headers, so a body that took most of it left too
+// little for the payment, and the client was cut off without an answer
+// from a payment that ran. The answer's deadline counts from the body.
+func TestSlowBodyStillHearsTheAnswer(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RequestTimeout = time.Second
+	cfg.GatewayDelay = 400 * time.Millisecond
+	ts := startService(t, cfg)
+	srv := newHTTPServer(cfg, ts.Service, slog.New(slog.DiscardHandler))
+	// The body and the payment together outlast this write timeout; the
+	// service's own (-request-timeout and 10 s) would take a body 10 s
+	// late to show the same.
+	srv.WriteTimeout = 800 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		require.NoError(t, srv.Close())
+		require.ErrorIs(t, <-served, http.ErrServerClosed)
+	})
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	body := `{"amount": 3, "customer_id": "slow_link", "currency": "USD", "merchant_id": "m"}`
+	_, err = io.WriteString(conn, "POST /payment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"+
+		"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n")
+	require.NoError(t, err)
+	time.Sleep(600 * time.Millisecond) // the client's slow link, not a wait for the server
+	_, err = io.WriteString(conn, body)
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(time.Minute)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "the payment ran, and its answer must reach the client")
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(raw))
+	require.Contains(t, string(raw), `"status":"SUCCESS"`)
 }

@@ -81,6 +81,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return svc.Serve(ctx, srv, ln, service.Close, log)
 }
 
+// writeSlack is how much longer than a payment's deadline its answer may
+// take to write: the server's write timeout is -request-timeout and this,
+// and a payment moves its answer's deadline to the same from the moment
+// its body has been read.
+const writeSlack = 10 * time.Second
+
 // newHTTPServer is the service's HTTP server. A payment has its own
 // deadline (-request-timeout), below the write timeout, so a client
 // always hears how its payment ended; the board's event streams set a
@@ -90,7 +96,7 @@ func newHTTPServer(cfg Config, svc *Service, log *slog.Logger) *http.Server {
 		Handler:           svc.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
+		WriteTimeout:      cfg.RequestTimeout + writeSlack,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
