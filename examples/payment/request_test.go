@@ -35,6 +35,9 @@ func TestParsePaymentValid(t *testing.T) {
 		`{"amount": 0.0001e4, "customer_id": "c", "currency": "JPY", "merchant_id": "m"}`:   1,
 		`{"amount": 120e-1, "customer_id": "c", "currency": "JPY", "merchant_id": "m"}`:     12,
 		`{"amount": 1, "customer_id": "a.b-c_D", "currency": "USD", "merchant_id": "m.1"}`:  100,
+		// The Caribbean guilder, ISO 4217 since 2025, in place of the
+		// Netherlands Antillean guilder.
+		`{"amount": 2.50, "customer_id": "c", "currency": "XCG", "merchant_id": "m"}`: 250,
 	} {
 		p, err := parsePayment([]byte(body))
 		require.NoError(t, err, body)
