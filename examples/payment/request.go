@@ -212,26 +212,22 @@ func isAlpha(s string) bool {
 
 // parseAmount parses a JSON number exactly: the amount in minor units of a
 // currency with the given number of decimal places, and as a float. Any
-// spelling of a value is accepted (10, 10.00, 1e1, 1000e-2): what counts is
-// the value's own decimal places.
+// spelling of a value is accepted (10, 10.00, 1e1, 1000e-2,
+// 0.00000000000000000000000000001e31): what counts is the value's own
+// decimal places.
 func parseAmount(s string, digits int) (int64, float64, error) {
 	if strings.HasPrefix(s, "-") {
 		return 0, 0, errors.New("must be greater than zero")
 	}
-	mant, exp := s, 0
+	mant, expText := s, ""
 	if i := strings.IndexAny(s, "eE"); i >= 0 {
-		e, err := strconv.Atoi(s[i+1:])
-		if err != nil || e > 30 || e < -30 {
-			return 0, 0, errors.New("has an absurd exponent")
-		}
-		mant, exp = s[:i], e
+		mant, expText = s[:i], s[i+1:]
 	}
 	// The value is the digit string d × 10^exp, d without leading or
 	// trailing zeros.
 	intPart, frac, _ := strings.Cut(mant, ".")
-	d := intPart + frac
-	exp -= len(frac)
-	d = strings.TrimLeft(d, "0")
+	d := strings.TrimLeft(intPart+frac, "0")
+	exp := -len(frac)
 	for len(d) > 0 && d[len(d)-1] == '0' {
 		d = d[:len(d)-1]
 		exp++
@@ -239,12 +235,28 @@ func parseAmount(s string, digits int) (int64, float64, error) {
 	if d == "" {
 		return 0, 0, errors.New("must be greater than zero")
 	}
+	tooLarge := fmt.Errorf("is larger than %g", float64(maxAmount))
+	tooPrecise := fmt.Errorf("has more than %d decimal places", digits)
+	if expText != "" {
+		// The body holds at most maxBody digits, so an exponent beyond
+		// twice that (or beyond an int) puts the value far above any
+		// amount, or far below a minor unit; within it, exp cannot
+		// overflow.
+		e, err := strconv.Atoi(expText)
+		switch {
+		case (err != nil || e > 2*maxBody) && !strings.HasPrefix(expText, "-"):
+			return 0, 0, tooLarge
+		case err != nil || e < -2*maxBody:
+			return 0, 0, tooPrecise
+		}
+		exp += e
+	}
 	if -exp > digits {
-		return 0, 0, fmt.Errorf("has more than %d decimal places", digits)
+		return 0, 0, tooPrecise
 	}
 	shift := digits + exp // ≥ 0: the places d moves left in minor units
 	if len(d)+shift > 18 {
-		return 0, 0, fmt.Errorf("is larger than %g", float64(maxAmount))
+		return 0, 0, tooLarge
 	}
 	minor, err := strconv.ParseInt(d, 10, 64)
 	if err != nil {
@@ -255,7 +267,7 @@ func parseAmount(s string, digits int) (int64, float64, error) {
 	}
 	amount := float64(minor) / math.Pow10(digits)
 	if amount > maxAmount {
-		return 0, 0, fmt.Errorf("is larger than %g", float64(maxAmount))
+		return 0, 0, tooLarge
 	}
 	return minor, amount, nil
 }

@@ -35,6 +35,9 @@ func TestParsePaymentValid(t *testing.T) {
 		`{"amount": 0.0001e4, "customer_id": "c", "currency": "JPY", "merchant_id": "m"}`:   1,
 		`{"amount": 120e-1, "customer_id": "c", "currency": "JPY", "merchant_id": "m"}`:     12,
 		`{"amount": 1, "customer_id": "a.b-c_D", "currency": "USD", "merchant_id": "m.1"}`:  100,
+		// Any spelling of a value: the exponent only shifts the digits.
+		`{"amount": 0.0000000000000000000000000000000001e34, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`: 100,
+		`{"amount": 100000000000000000000000000000000e-32, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`:   100,
 		// The Caribbean guilder, ISO 4217 since 2025, in place of the
 		// Netherlands Antillean guilder.
 		`{"amount": 2.50, "customer_id": "c", "currency": "XCG", "merchant_id": "m"}`: 250,
@@ -63,7 +66,11 @@ func TestParsePaymentInvalid(t *testing.T) {
 		{"amount decimals", `{"amount": 1.001, ` + base + `}`, "amount", "more than 2 decimal places"},
 		{"amount decimals exponent", `{"amount": 1e-3, ` + base + `}`, "amount", "more than 2 decimal places"},
 		{"yen decimals", `{"amount": 1.5, "customer_id": "c", "currency": "JPY", "merchant_id": "m"}`, "amount", "more than 0 decimal places"},
-		{"amount huge", `{"amount": 1e300, ` + base + `}`, "amount", "absurd exponent"},
+		{"amount huge", `{"amount": 1e300, ` + base + `}`, "amount", "is larger than 1e+09"},
+		{"amount exponent past an int", `{"amount": 1e99999999999999999999, ` + base + `}`, "amount", "is larger than 1e+09"},
+		{"amount tiny", `{"amount": 1e-300, ` + base + `}`, "amount", "more than 2 decimal places"},
+		{"amount negative exponent past an int", `{"amount": 1e-99999999999999999999, ` + base + `}`, "amount", "more than 2 decimal places"},
+		{"amount zero, huge exponent", `{"amount": 0e99999999999999999999, ` + base + `}`, "amount", "greater than zero"},
 		{"amount large", `{"amount": 1000000001, ` + base + `}`, "amount", "larger than 1e+09"},
 		{"amount long", `{"amount": 123456789012345678901234567890, ` + base + `}`, "amount", "larger than"},
 		{"customer type", `{"amount": 1, "customer_id": 5, "currency": "USD", "merchant_id": "m"}`, "customer_id", "customer_id must be a string, not a JSON number"},
