@@ -173,6 +173,13 @@ func (req *PaymentRequest) validate() (Payment, error) {
 			if !(lon >= -180 && lon <= 180) {
 				return p, invalid("location.longitude", "location.longitude %v is outside [-180, 180]", lon)
 			}
+			// -0 is 0: one place, and one request to an idempotency key.
+			if lat == 0 {
+				lat = 0
+			}
+			if lon == 0 {
+				lon = 0
+			}
 			p.HasCoords, p.Lat, p.Lon = true, lat, lon
 		}
 	}

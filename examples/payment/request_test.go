@@ -150,3 +150,21 @@ func FuzzParsePayment(f *testing.F) {
 		}
 	})
 }
+
+// TestFingerprintReadsMinusZeroAsZero: -0 and 0 are one latitude and one
+// longitude, however they are spelled, so an Idempotency-Key sent again
+// with either is the same request, not a 422.
+func TestFingerprintReadsMinusZeroAsZero(t *testing.T) {
+	const base = `"amount": 10, "customer_id": "c", "currency": "USD", "merchant_id": "m"`
+	want, err := parsePayment([]byte(`{` + base + `, "location": {"latitude": 0, "longitude": 0}}`))
+	require.NoError(t, err)
+	for _, loc := range []string{
+		`{"latitude": -0, "longitude": 0}`,
+		`{"latitude": 0, "longitude": -0.0}`,
+		`{"latitude": -0e3, "longitude": -0.000}`,
+	} {
+		p, err := parsePayment([]byte(`{` + base + `, "location": ` + loc + `}`))
+		require.NoError(t, err, loc)
+		assert.Equal(t, want.fingerprint(), p.fingerprint(), loc)
+	}
+}
