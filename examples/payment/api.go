@@ -434,11 +434,21 @@ func (s *Service) commit(ctx context.Context, p Payment, txnID string, sp stored
 	return stored, errors.Join(err, <-published)
 }
 
-// confirmation is the outbox message of a charge.
+// confirmation is the outbox message of a charge. It is charged at its
+// answer's timestamp: a confirmation stored again later (by a commit
+// retried in the background, or a replay of the payment's key) says when
+// the payment was charged, not when it was stored again.
 func (s *Service) confirmation(p Payment, txnID string, sp storedPayment) kanban.Message[Confirmation] {
+	var answer struct {
+		Timestamp time.Time `json:"timestamp"`
+	}
+	at := s.cfg.now()
+	if json.Unmarshal(sp.Response, &answer) == nil && !answer.Timestamp.IsZero() {
+		at = answer.Timestamp
+	}
 	return kanban.Message[Confirmation]{ID: txnID, Key: p.CustomerID, Payload: Confirmation{
 		TransactionID: txnID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,
-		Minor: p.Minor, Currency: p.Currency, ChargedAt: s.cfg.now().UTC(), Payment: sp,
+		Minor: p.Minor, Currency: p.Currency, ChargedAt: at.UTC(), Payment: sp,
 	}}
 }
 

@@ -426,3 +426,21 @@ func TestPendingWithoutAKeyDoesNotAskForARetry(t *testing.T) {
 	_, err = ts.js.UpdateStream(ctx, c)
 	require.NoError(t, err)
 }
+
+// A charge's confirmation stored again later — when its key is replayed,
+// or by a commit retried in the background — says when the payment was
+// charged, as its answer does, not when it was stored again: the ledger
+// posts it at that time.
+func TestConfirmationCarriesTheChargeTime(t *testing.T) {
+	clock := newManualClock()
+	s := &Service{cfg: Config{Clock: clock}}
+	charged := clock.Now()
+	b, err := json.Marshal(PaymentResponse{TransactionID: "txn_" + strings.Repeat("cd", 16), Status: StatusSuccess, Timestamp: charged})
+	require.NoError(t, err)
+	rec := storedPayment{Code: http.StatusOK, Status: StatusSuccess, Response: b}
+	p := Payment{Amount: 9, Minor: 900, Currency: "USD", CustomerID: "c", MerchantID: "m"}
+
+	clock.Advance(3 * time.Hour)
+	m := s.confirmation(p, "txn_"+strings.Repeat("cd", 16), rec)
+	assert.True(t, m.Payload.ChargedAt.Equal(charged), "charged at %v, not %v", charged, m.Payload.ChargedAt)
+}

@@ -54,7 +54,7 @@ type Confirmation struct {
 	MerchantID    string        `json:"merchant_id"`
 	Minor         int64         `json:"amount_minor"`
 	Currency      string        `json:"currency"`
-	ChargedAt     time.Time     `json:"charged_at"`
+	ChargedAt     time.Time     `json:"charged_at"` // its answer's timestamp
 	Payment       storedPayment `json:"payment"`
 }
 
