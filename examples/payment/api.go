@@ -155,6 +155,16 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if s.draining.Load() {
+		// The server is shutting down: it waits for the payments in
+		// flight only so long, and one begun now could outlast that
+		// and be cut off as the stores close, charged and not
+		// recorded. Nothing was charged; another replica, or this one
+		// restarted, takes the retry.
+		writeError(w, &requestError{Status: http.StatusServiceUnavailable, Code: "shutting_down", RetryAfter: time.Second,
+			Message: "the service is shutting down; nothing was charged; retry"})
+		return
+	}
 	// The server's write timeout runs from the end of the headers, and a
 	// slow body may have used most of it: the answer gets the payment's
 	// deadline and the slack from now, so that a payment that runs is

@@ -180,3 +180,53 @@ func TestSlowBodyStillHearsTheAnswer(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(raw))
 	require.Contains(t, string(raw), `"status":"SUCCESS"`)
 }
+
+// TestPaymentBegunAfterShutdownIsRefused sends a payment whose body
+// arrives after the server began to shut down: it is refused with 503 and
+// nothing is charged. Run, it could outlast the server's wait for the
+// requests in flight, and be cut off as the service closed its stores,
+// charged and never recorded.
+func TestPaymentBegunAfterShutdownIsRefused(t *testing.T) {
+	cfg := testConfig(t)
+	ts := startService(t, cfg)
+	srv := newHTTPServer(cfg, ts.Service, slog.New(slog.DiscardHandler))
+	entered := make(chan struct{}, 1)
+	handler := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		handler.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	body := `{"amount": 3, "customer_id": "late", "currency": "USD", "merchant_id": "m"}`
+	_, err = io.WriteString(conn, "POST /payment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"+
+		"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n")
+	require.NoError(t, err)
+	// The request is being served, its body awaited: Shutdown waits for
+	// it.
+	<-entered
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(context.Background()) }()
+	require.Eventually(t, ts.draining.Load, 10*time.Second, time.Millisecond, "the server began to shut down")
+
+	_, err = io.WriteString(conn, body)
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(time.Minute)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(raw))
+	assert.Contains(t, string(raw), `"code":"shutting_down"`)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.Zero(t, ts.gateway.Calls(), "nothing charged")
+	require.NoError(t, <-shutdown)
+	require.ErrorIs(t, <-served, http.ErrServerClosed)
+}

@@ -111,7 +111,10 @@ type Service struct {
 	stopAlerts context.CancelFunc
 	alerting   sync.WaitGroup
 
-	ready    atomic.Bool
+	ready atomic.Bool
+	// draining is set when the HTTP server begins to shut down: a
+	// payment whose body arrives after it is refused.
+	draining atomic.Bool
 	consumer sync.WaitGroup
 	stop     context.CancelFunc // stops the consumer
 	heads    *auditHeads        // publishes the audit trail's head
@@ -739,11 +742,13 @@ func (s *Service) Handler() http.Handler {
 	return s.traceHTTP(mux, httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)))
 }
 
-// ConfigureServer sets srv up for the service: the board's event streams
-// end as soon as srv begins to shut down (they would hold its Shutdown
-// until their clients left).
+// ConfigureServer sets srv up for the service: as soon as srv begins to
+// shut down, payments not yet begun are refused (draining) and the board's
+// event streams end (they would hold its Shutdown until their clients
+// left).
 func (s *Service) ConfigureServer(srv *http.Server) {
 	srv.RegisterOnShutdown(func() {
+		s.draining.Store(true)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.board.Shutdown(ctx); err != nil {
