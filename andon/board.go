@@ -355,7 +355,10 @@ type BoardState struct {
 	Lines    []BoardLine    `json:"lines"`
 	Breakers []BoardBreaker `json:"breakers"`
 	Panels   []BoardPanel   `json:"panels"`
-	History  []Transition   `json:"history"`
+	// History holds the most recent transitions, oldest first. A
+	// transition's Value is 0 where the condition measured NaN or an
+	// infinity, which JSON cannot carry.
+	History []Transition `json:"history"`
 }
 
 // BoardCord is the cord on the board: its alertname and status.
@@ -448,6 +451,9 @@ func (b *Board) State() BoardState {
 	// An empty list, not null, until a rule first changes state: the page
 	// reads it as a list.
 	st.History = append([]Transition{}, h[max(0, len(h)-b.opts.HistoryLength):]...)
+	for i := range st.History {
+		st.History[i].Value = finite(st.History[i].Value)
+	}
 	return st
 }
 

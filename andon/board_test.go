@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -923,4 +924,36 @@ func TestBoardQuietStreamOverHTTP2(t *testing.T) {
 		require.NoError(t, err, "the stream ends cleanly")
 		require.NoError(t, srv.Shutdown(context.Background()))
 	})
+}
+
+func TestBoardHistoryWithValuesJSONCannotCarry(t *testing.T) {
+	var value atomic.Pointer[float64]
+	inf := math.Inf(1)
+	value.Store(&inf)
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{
+		{Name: "Latency", Severity: andon.Page, Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			v := *value.Load()
+			return andon.Measurement{Value: v, Threshold: 1, Active: v > 1, Samples: 1}, nil
+		})},
+	}})
+	b, err := andon.NewBoard(e, andon.BoardOptions{})
+	require.NoError(t, err)
+	e.EvaluateAt(context.Background(), t0) // fires at +Inf
+	nan := math.NaN()
+	value.Store(&nan)
+	e.EvaluateAt(context.Background(), t0.Add(time.Minute)) // resolves at NaN
+
+	st := b.State()
+	require.Len(t, st.History, 2)
+	assert.Zero(t, st.History[0].Value)
+	assert.Zero(t, st.History[1].Value)
+	rec := httptest.NewRecorder()
+	b.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/state", nil))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Contains(t, rec.Body.String(), `"to":"firing"`)
+
+	w, stop := stream(b)
+	defer stop()
+	require.Eventually(t, func() bool { return slices.Contains(w.kinds(), "state") }, 10*time.Second, time.Millisecond,
+		"the event stream sends the state")
 }
