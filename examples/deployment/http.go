@@ -145,25 +145,14 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	if _, err := s.store.Create(ctx, d); err != nil {
+	rev, err := s.store.Create(ctx, d)
+	if err != nil {
 		s.unlockRegions(d)
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
 	if err := s.publishJob(ctx, d, 0); err != nil {
-		// The deployment is stored but will not run: end it as failed so
-		// its regions are free again. The wave's other regions are never
-		// reached: skipped, as after a region that failed.
-		d.Results[0].Status, d.Results[0].ErrorMessage = StatusFailed, "Not queued: "+err.Error()
-		for i := 1; i < len(d.Results); i++ {
-			d.Results[i].Status = StatusSkipped
-		}
-		d.finish(time.Now())
-		if d2, rev, gerr := s.store.Get(context.WithoutCancel(ctx), d.ID); gerr == nil {
-			*d2 = *d
-			_, _ = s.store.Update(context.WithoutCancel(ctx), d2, rev)
-		}
-		s.unlockRegions(d)
+		s.notQueued(ctx, d, rev, err)
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
@@ -189,6 +178,30 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		break
 	}
 	httpapi.WriteJSON(w, last.httpStatus(), last)
+}
+
+// notQueued ends deployment d, stored at rev, whose first region could not
+// be queued (err): it will not run. It ends FAILED as any other, counted
+// and in the audit trail, and its regions are free again. The wave's
+// other regions are never reached: skipped, as after a region that
+// failed. It is written over rev, the revision created: a job published
+// despite the error, and running, would have written since, and its
+// record is left as it is. Should the write fail, the error is logged,
+// and the deployment is not counted as ended: its record does not say so.
+func (s *Service) notQueued(ctx context.Context, d *Deployment, rev uint64, err error) {
+	ctx = context.WithoutCancel(ctx)
+	s.log.Error("first region not queued; the deployment ends", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err)
+	d.Results[0].Status, d.Results[0].ErrorMessage = StatusFailed, "Not queued: "+err.Error()
+	for i := 1; i < len(d.Results); i++ {
+		d.Results[i].Status = StatusSkipped
+	}
+	d.finish(time.Now())
+	if _, uerr := s.store.Update(ctx, d, rev); uerr != nil {
+		s.log.Error("deployment's end not stored", "deployment_id", d.ID, "err", uerr)
+	} else {
+		s.countEnd(d)
+	}
+	s.unlockRegions(d)
 }
 
 // preferAsync reports a Prefer: respond-async header (RFC 7240).

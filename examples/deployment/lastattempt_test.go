@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -51,7 +52,9 @@ var errRouting = errors.New("routing unavailable")
 // TestDeploymentNotQueued: a deployment whose first region cannot be
 // queued ends FAILED, and the wave's other regions, never reached, are
 // SKIPPED, as after a region that failed; they stayed PENDING under a
-// deployment that had ended.
+// deployment that had ended. It is counted in deployment_failed_total and
+// ends in the audit trail, as every FAILED deployment does; it was
+// neither.
 func TestDeploymentNotQueued(t *testing.T) {
 	ts := withFaults(t, nil, func(j Job) error { return errors.New("queue unavailable") })
 	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1", "eu-west-1"}})
@@ -65,6 +68,20 @@ func TestDeploymentNotQueued(t *testing.T) {
 	assert.Equal(t, []string{StatusFailed, StatusSkipped, StatusSkipped}, regionStatuses(d))
 	require.NotNil(t, d.ErrorMessage)
 	assert.Equal(t, "us-west-2: Not queued: queue unavailable", *d.ErrorMessage)
+
+	// It ends as every FAILED deployment does: counted, and in the audit
+	// trail. It was neither.
+	m := do(t, "GET", ts.URL+"/metrics", nil)
+	assert.Contains(t, string(m.Body), `deployment_failed_total{strategy="canary"} 1`+"\n")
+	assert.Contains(t, string(m.Body), `deployment_duration_seconds_count{status="FAILED"} 1`+"\n")
+	require.NoError(t, ts.audit.Flush(t.Context()))
+	var ends []string
+	for _, line := range auditLines(t, filepath.Join(ts.cfg.DataDir, "audit-test.jsonl")) {
+		if line.Kind == "deployment.end" {
+			ends = append(ends, line.ID)
+		}
+	}
+	assert.Equal(t, []string{d.ID}, ends)
 }
 
 // TestWaveNotQueued: a wave whose next region cannot be queued, however
