@@ -24,9 +24,10 @@ const (
 )
 
 // rules are the service's alert rules. The first two and the last read
-// the pipeline's records (one per region rollout: a rollback is a failed
-// signal, a refused prerequisite a denied one); the others read the health
-// of the rollouts running now.
+// the pipeline's records of kind deployment (one per region rollout: a
+// rollback is a failed signal, a refused prerequisite a denied one; an
+// attempt that failed with an error is of kind deployment.attempt, see
+// outcomes); the others read the health of the rollouts running now.
 func (s *Service) rules() []andon.Rule {
 	runbook := "https://github.com/taipattern/taikit/tree/main/examples/deployment#alerts"
 	return []andon.Rule{

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 	"github.com/taipattern/taikit/kanban"
 )
@@ -173,6 +176,7 @@ func TestStartedOnLastAttempt(t *testing.T) {
 	assert.Contains(t, *d.ErrorMessage, "; rolled back to v1.0.0")
 	assert.Equal(t, 0.0, d.Results[0].Percent)
 	assert.Equal(t, "v1.0.0", stableOf(t, ts, "api-service", "us-west-2"))
+	assert.True(t, rolledBackAlert(t, ts).Active, "%s does not fire after the rollback", alertRolledBack)
 	heal(ts)
 	assert.Equal(t, http.StatusOK, deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}).Code)
 }
@@ -191,4 +195,66 @@ func regionStatuses(d Deployment) []string {
 		out = append(out, r.Status)
 	}
 	return out
+}
+
+// TestValidationOutageIsNotARollback: a deployment whose validation
+// cannot judge the region's health on any attempt (Prometheus out of
+// reach) ends FAILED, and nothing was rolled back: DeploymentRolledBack,
+// a page, does not fire, and the attempts are counted apart from the
+// rollouts' outcomes. Each failed attempt counted as a rolled-back
+// rollout, and the page fired during the outage.
+func TestValidationOutageIsNotARollback(t *testing.T) {
+	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+	}))
+	defer prom.Close()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.JobBackoff = kanban.BackoffFunc(func(int) time.Duration { return time.Millisecond })
+		c.PrometheusURL = prom.URL
+	}, fastArgs...)
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, r.deployment(t).ID, ended)
+	require.Equal(t, StatusFailed, d.Status)
+	assert.False(t, rolledBackAlert(t, ts).Active, "%s fires, and nothing was rolled back", alertRolledBack)
+	m := do(t, "GET", ts.URL+"/metrics", nil).Body
+	failed := `taikit_signals_total{kind="deployment",outcome="failed"}`
+	assert.Contains(t, []string{"", failed + " 0"}, sampleLine(m, failed), "none, or 0")
+	assert.Equal(t, `taikit_signals_total{kind="deployment.attempt",outcome="failed"} 10`, sampleLine(m, `taikit_signals_total{kind="deployment.attempt",outcome="failed"}`))
+
+}
+
+// TestRollbackPages: a rollout rolled back on its analysis fires
+// DeploymentRolledBack.
+func TestRollbackPages(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	assert.False(t, rolledBackAlert(t, ts).Active)
+	r := deploy(t, ts.URL, map[string]any{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1"})
+	require.Equal(t, StatusRolledBack, r.deployment(t).Status, "%s", r.Body)
+	assert.True(t, rolledBackAlert(t, ts).Active, "%s does not fire after a rollback", alertRolledBack)
+}
+
+// rolledBackAlert measures the DeploymentRolledBack rule of ts now.
+func rolledBackAlert(t *testing.T, ts *testService) andon.Measurement {
+	t.Helper()
+	for _, rule := range ts.rules() {
+		if rule.Name == alertRolledBack {
+			m, err := rule.Condition.Measure(t.Context(), time.Now())
+			require.NoError(t, err)
+			return m
+		}
+	}
+	t.Fatalf("no rule %s", alertRolledBack)
+	return andon.Measurement{}
+}
+
+// sampleLine is the line of an exposition that begins with series, or
+// "" when there is none.
+func sampleLine(exposition []byte, series string) string {
+	for line := range strings.Lines(string(exposition)) {
+		if strings.HasPrefix(line, series+" ") {
+			return strings.TrimSuffix(line, "\n")
+		}
+	}
+	return ""
 }

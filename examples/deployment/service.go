@@ -212,7 +212,9 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 		prerequisites = s.prerequisites()
 	}
 	if s.pipeline, err = tai.New[*rollout, string](prerequisites, tai.ActionFunc[*rollout, string](s.rollOut),
-		tai.WithObservers(s.stats, s.audit, s.metrics.pipeline),
+		// The alert rules and the metrics count outcomes: an attempt
+		// that failed with an error is counted apart (see outcomes).
+		tai.WithObservers(outcomes{s.stats}, s.audit, outcomes{s.metrics.pipeline}),
 		// A prerequisite that asks for a review refuses: there is no one
 		// here to review a deployment before it rolls out.
 		tai.WithHoldOnReview(),
@@ -494,6 +496,7 @@ func (r *rollout) lastAttempt(ctx context.Context, err error, recovering bool) b
 		r.mu.Unlock()
 		rerr := r.s.restoreRegion(ctx, r, fmt.Sprintf("Not finished after %d attempts: %v; rolled back to %s", jobAttempts, err, nameOr(previous, "no version")))
 		if rerr == nil {
+			r.s.countRolledBack(r, err)
 			return true
 		}
 		if isConflict(rerr) {
@@ -807,6 +810,44 @@ func (s *Service) countEnd(d *Deployment) {
 		Decision: tai.Decision{Verdict: tai.Allow, Policy: d.Strategy, Reason: reason},
 		Start:    d.StartedAt, Duration: time.Duration(d.DurationSecs * float64(time.Second)),
 	})
+}
+
+// kindAttempt is the kind under which the alert rules' stats and the
+// metrics count a region's rollout that failed with an error (see
+// outcomes).
+const kindAttempt = "deployment.attempt"
+
+// outcomes passes the pipeline's records on to the stats the alert rules
+// read and to the metrics, with a region rollout's outcome under the kind
+// deployment: succeeded, denied (refused by a prerequisite) or failed
+// (rolled back, or aborted). An attempt that failed with an error (the
+// store or the health source out of reach, the fleet not answering, a
+// prerequisite rule failing at evaluation, the shutdown) is under the kind
+// deployment.attempt: it is retried, or ended on its last attempt, and
+// nothing was rolled back. Counted as a failed rollout, each attempt during
+// an outage of Prometheus fired DeploymentRolledBack, a page.
+type outcomes struct{ next tai.Observer }
+
+// Observe passes r on to the next observer, under kindAttempt when it is
+// a failed attempt.
+func (o outcomes) Observe(ctx context.Context, r tai.Record) {
+	var rb *errRolledBack
+	if r.Outcome == tai.Failed && !errors.As(r.Err, &rb) {
+		r.Kind = kindAttempt
+	}
+	o.next.Observe(ctx, r)
+}
+
+// countRolledBack counts, as the pipeline's record of a rollback would
+// be, a region rolled back after its last attempt failed with err: that
+// attempt's record is under kindAttempt.
+func (s *Service) countRolledBack(r *rollout, err error) {
+	rec := tai.Record{
+		ID: r.d.ID + "/" + r.region, Kind: "deployment", Key: r.service + "/" + r.region,
+		Outcome: tai.Failed, Err: &errRolledBack{err.Error()}, Start: time.Now(),
+	}
+	s.stats.Observe(context.Background(), rec)
+	s.metrics.pipeline.Observe(context.Background(), rec)
 }
 
 // auditEvent writes one step of a rollout to the audit trail: a stage's
