@@ -218,13 +218,12 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 			// A charge whose record is stored may not have its
 			// confirmation yet (the two are written together, and the
 			// process that wrote them may have died in between): store
-			// it again before answering — the stream's deduplication, or
-			// else the consumer, keeps it from counting twice.
+			// it again — the stream's deduplication, or else the
+			// consumer, keeps it from counting twice. The answer was
+			// given already and is given again whether or not the
+			// queue takes the confirmation now.
 			if rec.Status == StatusSuccess && rec.ConfirmedAt == nil {
-				if err := s.publishConfirmation(ctx, s.confirmation(p, old.TxnID, rec)); err != nil {
-					writeError(w, s.storeUnavailable("confirmations", err))
-					return
-				}
+				s.confirmAgain(ctx, s.confirmation(p, old.TxnID, rec))
 			}
 			w.Header().Set("Idempotent-Replayed", "true")
 			writeRaw(w, rec.Code, rec.Response)
@@ -493,6 +492,52 @@ func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
 				return
 			}
 			s.log.Warn("payment not recorded yet; retrying", "transaction_id", txnID, "err", err)
+			wait = min(2*wait, 5*time.Second)
+		}
+	}()
+}
+
+// confirmAgain stores the confirmation of a charge whose key is replayed
+// while the charge is unconfirmed. It tries once without waiting for room
+// in the queue; when the queue is full or out of reach it keeps trying in
+// the background, with growing waits, until the confirmation is stored,
+// the charge is confirmed meanwhile (by a confirmation queued before), or
+// the service closes — one such retry per charge however often its key is
+// replayed.
+func (s *Service) confirmAgain(ctx context.Context, msg kanban.Message[Confirmation]) {
+	err := s.sendConfirmation(ctx, msg, s.queue.TryPublish)
+	if err == nil {
+		return
+	}
+	if _, retrying := s.republishing.LoadOrStore(msg.ID, struct{}{}); retrying {
+		return
+	}
+	s.log.Warn("confirmation of a replayed charge not stored again yet; retrying in the background", "transaction_id", msg.ID, "err", err)
+	s.republishes.Add(1)
+	go func() {
+		defer s.republishes.Done()
+		defer s.republishing.Delete(msg.ID)
+		wait := 100 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			t := time.NewTimer(wait)
+			select {
+			case <-s.bg.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(s.bg, s.commitTimeout())
+			rec, found, err := s.records.Get(ctx, msg.ID)
+			if err == nil && found && rec.ConfirmedAt != nil {
+				cancel()
+				return
+			}
+			err = s.publishConfirmation(ctx, msg)
+			cancel()
+			if err == nil {
+				s.log.Info("confirmation of a replayed charge stored after retrying", "transaction_id", msg.ID, "attempts", attempt)
+				return
+			}
 			wait = min(2*wait, 5*time.Second)
 		}
 	}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
 )
 
 // failingState is a customer state whose every call fails while failing is
@@ -443,4 +446,65 @@ func TestConfirmationCarriesTheChargeTime(t *testing.T) {
 	clock.Advance(3 * time.Hour)
 	m := s.confirmation(p, "txn_"+strings.Repeat("cd", 16), rec)
 	assert.True(t, m.Payload.ChargedAt.Equal(charged), "charged at %v, not %v", charged, m.Payload.ChargedAt)
+}
+
+// TestReplayWhileConfirmationsAreFullGetsItsAnswer: a replay of a charge
+// whose confirmation is still queued, unprocessed, gets the charge's stored
+// answer while the confirmation queue is full — after the stream has
+// forgotten the confirmation's ID, so that storing it again is refused as
+// full, not taken as a duplicate. The answer was given once and is not
+// refused now; the confirmation queued first still confirms the charge.
+func TestReplayWhileConfirmationsAreFullGetsItsAnswer(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ConfirmMaxBytes = 1 << 20
+	cfg.RequestTimeout = 3 * time.Second
+	ts := startService(t, cfg)
+	ts.stop() // the consumer: confirmations stay queued
+	ts.consumer.Wait()
+	ctx := context.Background()
+	st, err := ts.js.Stream(ctx, confirmStream)
+	require.NoError(t, err)
+	c := st.CachedInfo().Config
+	c.Duplicates = 100 * time.Millisecond // the default 2 minutes, shortened
+	_, err = ts.js.UpdateStream(ctx, c)
+	require.NoError(t, err)
+
+	first := ts.pay(t, "cust_replay_full", 10, nil, "Idempotency-Key", "replay-full-1")
+	require.Equal(t, http.StatusOK, first.Code, string(first.Raw))
+	id := first.str("transaction_id")
+
+	// Other charges' confirmations fill the queue; the last one sent
+	// again is a duplicate until the stream forgets its ID, and the
+	// charge's, sent before it, is forgotten by then too.
+	fill := func(i, size int) error {
+		id := fmt.Sprintf("txn_fill_%d", i)
+		return ts.queue.TryPublish(ctx, kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
+			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill", Payment: storedPayment{Status: strings.Repeat("x", size)}}})
+	}
+	last := 0
+	for _, size := range []int{32 << 10, 1 << 10, 1} {
+		for ; ; last++ {
+			err := fill(last, size)
+			if errors.Is(err, kanban.ErrFull) {
+				break
+			}
+			require.NoError(t, err)
+			require.Less(t, last, 2000, "the queue never filled")
+		}
+	}
+	require.Eventually(t, func() bool { return errors.Is(fill(last-1, 1), kanban.ErrFull) }, 30*time.Second, 20*time.Millisecond,
+		"the stream forgets the IDs it stored")
+
+	again := ts.pay(t, "cust_replay_full", 10, nil, "Idempotency-Key", "replay-full-1")
+	require.Equal(t, http.StatusOK, again.Code, string(again.Raw))
+	assert.Equal(t, "true", again.Header.Get("Idempotent-Replayed"))
+	assert.JSONEq(t, string(first.Raw), string(again.Raw), "the stored answer")
+
+	// The confirmation queued first still confirms the charge.
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = ts.queue.Consume(cctx, ts.confirm, kanban.ConsumeOptions{WIP: 64}) })
+	defer func() { cancel(); wg.Wait() }()
+	require.Eventually(t, func() bool { return ts.confirmed(t, id) }, 30*time.Second, 20*time.Millisecond, "confirmed")
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
 }

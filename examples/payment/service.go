@@ -132,7 +132,12 @@ type Service struct {
 	recordLookedUp func()
 	// releasing counts idempotency releases retried in the background.
 	releasing sync.WaitGroup
-	lock      *datadir.Lock // the data directory, held until Close
+	// republishing holds the transaction IDs whose confirmations are
+	// stored again in the background (confirmAgain), each once;
+	// republishes counts them.
+	republishing sync.Map
+	republishes  sync.WaitGroup
+	lock         *datadir.Lock // the data directory, held until Close
 }
 
 // NewService builds the service from cfg: it takes the data directory for
@@ -533,10 +538,17 @@ func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, 
 // the stream's deduplication window is stored once, and one that comes
 // later finds its payment confirmed already.
 func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Confirmation]) error {
+	return s.sendConfirmation(ctx, msg, s.queue.Publish)
+}
+
+// sendConfirmation stores msg with publish (the queue's Publish, which
+// waits for room, or TryPublish, which does not), in a span of its own.
+func (s *Service) sendConfirmation(ctx context.Context, msg kanban.Message[Confirmation],
+	publish func(context.Context, kanban.Message[Confirmation]) error) error {
 	ctx, span := s.tracer.Start(ctx, "send "+confirmStream, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(messagingAttrs("send", msg.ID)...))
 	defer span.End()
-	if err := s.queue.Publish(ctx, msg); err != nil {
+	if err := publish(ctx, msg); err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		return storeError("confirmations", err)
 	}
@@ -824,6 +836,7 @@ func (s *Service) Close(ctx context.Context) error {
 		s.stopBG()
 		s.pending.Wait()
 		s.releasing.Wait()
+		s.republishes.Wait()
 	}
 	if s.stop != nil {
 		s.stop()
