@@ -30,17 +30,20 @@ const (
 
 // PaymentResponse is the answer to POST /payment.
 type PaymentResponse struct {
-	TransactionID    string           `json:"transaction_id"`
-	Status           string           `json:"status"`
-	Amount           float64          `json:"amount"`
-	Currency         string           `json:"currency"`
-	CustomerID       string           `json:"customer_id"`
-	MerchantID       string           `json:"merchant_id"`
-	Timestamp        time.Time        `json:"timestamp"`
-	ProcessingTimeMS float64          `json:"processing_time_ms"`
-	FraudScore       float64          `json:"fraud_score"`
-	GatewayResponse  *GatewayResponse `json:"gateway_response,omitempty"`
-	Reasons          []string         `json:"reasons,omitempty"`
+	TransactionID string  `json:"transaction_id"`
+	Status        string  `json:"status"`
+	Amount        float64 `json:"amount"`
+	Currency      string  `json:"currency"`
+	CustomerID    string  `json:"customer_id"`
+	MerchantID    string  `json:"merchant_id"`
+	// Metadata is the request's metadata, as sent, kept with the
+	// payment; absent when none was sent.
+	Metadata         map[string]string `json:"metadata,omitempty"`
+	Timestamp        time.Time         `json:"timestamp"`
+	ProcessingTimeMS float64           `json:"processing_time_ms"`
+	FraudScore       float64           `json:"fraud_score"`
+	GatewayResponse  *GatewayResponse  `json:"gateway_response,omitempty"`
+	Reasons          []string          `json:"reasons,omitempty"`
 	// Error says why a payment was not charged, in the error schema of
 	// every error answer; nil for SUCCESS and REVIEW.
 	Error   *requestError `json:"error,omitempty"`
@@ -338,6 +341,7 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 		Currency:      p.Currency,
 		CustomerID:    p.CustomerID,
 		MerchantID:    p.MerchantID,
+		Metadata:      p.Metadata,
 		Timestamp:     s.cfg.now().UTC(),
 		FraudScore:    math.Round(res.Decision.Score*1000) / 1000,
 		Error:         outcomeError(status, err),

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 )
@@ -154,6 +155,15 @@ func (req *PaymentRequest) validate() (Payment, error) {
 		if len(v) > maxMetadataValue {
 			return p, invalid("metadata", "metadata value of %q is longer than %d bytes", clip(k), maxMetadataValue)
 		}
+		// Kept with the payment and answered back: no control characters
+		// (NUL, escapes, line breaks), which a log or terminal that shows
+		// them later would act on or cut at.
+		if hasControl(k) {
+			return p, invalid("metadata", "metadata key %q holds a control character", clip(k))
+		}
+		if hasControl(v) {
+			return p, invalid("metadata", "metadata value of %q holds a control character", clip(k))
+		}
 	}
 	if loc := req.Location; loc != nil {
 		if loc.Country != "" {
@@ -206,6 +216,11 @@ func checkID(field, v string) error {
 		return invalid(field, "%s %q may not begin or end with '.' nor hold \"..\"", field, clip(v))
 	}
 	return nil
+}
+
+// hasControl reports whether s holds a control character: C0, DEL or C1.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
 }
 
 func isAlpha(s string) bool {

@@ -37,6 +37,23 @@ func TestHappyPath(t *testing.T) {
 	assert.EqualValues(t, 1, ts.gateway.Calls())
 }
 
+// A payment's metadata is kept with it: its answer and GET /payment/{id}
+// return it as sent.
+func TestMetadataIsStoredAndReturned(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	meta := map[string]any{"order": "A-1", "note": "gift — wrap it"}
+	r := ts.pay(t, "cust_meta", 12.5, map[string]any{"metadata": meta})
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, meta, r.Body["metadata"], "in the answer")
+	got := ts.do(t, http.MethodGet, "/payment/"+r.str("transaction_id"), nil)
+	require.Equal(t, http.StatusOK, got.Code, string(got.Raw))
+	assert.Equal(t, meta, got.Body["metadata"], "in the stored payment")
+
+	none := ts.pay(t, "cust_meta", 1, nil)
+	require.Equal(t, http.StatusOK, none.Code, string(none.Raw))
+	assert.NotContains(t, none.Body, "metadata", "none sent, none answered")
+}
+
 // The fraud rules through the service, with the built-in CEL rules and
 // with the Go rules: the same answers.
 func TestFraudRules(t *testing.T) {
