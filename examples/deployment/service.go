@@ -920,7 +920,7 @@ func (s *Service) newMetrics() error {
 	m := &deployMetrics{
 		success:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deployment_success_total", Help: "Deployments that succeeded in every region."}, []string{"strategy"}),
 		rollback:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deployment_rollback_total", Help: "Deployments rolled back in at least one region."}, []string{"strategy"}),
-		failed:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deployment_failed_total", Help: "Deployments refused by a prerequisite."}, []string{"strategy"}),
+		failed:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deployment_failed_total", Help: "Deployments that ended FAILED: refused by a prerequisite, or not started or not finished in a region."}, []string{"strategy"}),
 		duration:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "deployment_duration_seconds", Help: "Time from request to the end of a deployment.", Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 14)}, []string{"status"}),
 		stage:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "deployment_stage_duration_seconds", Help: "Time spent in a rollout stage.", Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 14)}, []string{"strategy", "stage", "verdict"}),
 		analysis:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deployment_analysis_checks_total", Help: "Health analysis checks, by check and result."}, []string{"check", "result"}),
