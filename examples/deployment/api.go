@@ -158,38 +158,38 @@ type HealthSample struct {
 	Reason  string `json:"reason,omitempty"`
 }
 
+// healthSampleJSON is a HealthSample as JSON holds it: each reading a
+// pointer, nil (null) for one that is not a finite number, which JSON
+// cannot carry.
+type healthSampleJSON struct {
+	healthSampleFields
+	Requests  *float64 `json:"requests"`
+	ErrorRate *float64 `json:"error_rate"`
+	P99Ms     *float64 `json:"p99_ms"`
+	CPU       *float64 `json:"cpu"`
+	Memory    *float64 `json:"memory"`
+}
+
+// healthSampleFields is HealthSample without its JSON methods.
+type healthSampleFields HealthSample
+
 // MarshalJSON writes the sample, each reading that is not a finite
 // number as null: a record holding one could not be stored at all.
 func (h HealthSample) MarshalJSON() ([]byte, error) {
-	type plain HealthSample // the fields, without this method
 	finite := func(f float64) *float64 {
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return nil
 		}
 		return &f
 	}
-	return json.Marshal(struct {
-		plain
-		Requests  *float64 `json:"requests"`
-		ErrorRate *float64 `json:"error_rate"`
-		P99Ms     *float64 `json:"p99_ms"`
-		CPU       *float64 `json:"cpu"`
-		Memory    *float64 `json:"memory"`
-	}{plain(h), finite(h.Requests), finite(h.ErrorRate), finite(h.P99Ms), finite(h.CPU), finite(h.Memory)})
+	return json.Marshal(healthSampleJSON{healthSampleFields(h),
+		finite(h.Requests), finite(h.ErrorRate), finite(h.P99Ms), finite(h.CPU), finite(h.Memory)})
 }
 
 // UnmarshalJSON reads a sample as MarshalJSON writes it: a reading that
 // is null is NaN.
 func (h *HealthSample) UnmarshalJSON(b []byte) error {
-	type plain HealthSample
-	var v struct {
-		plain
-		Requests  *float64 `json:"requests"`
-		ErrorRate *float64 `json:"error_rate"`
-		P99Ms     *float64 `json:"p99_ms"`
-		CPU       *float64 `json:"cpu"`
-		Memory    *float64 `json:"memory"`
-	}
+	var v healthSampleJSON
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ func (h *HealthSample) UnmarshalJSON(b []byte) error {
 		}
 		return *p
 	}
-	*h = HealthSample(v.plain)
+	*h = HealthSample(v.healthSampleFields)
 	h.Requests, h.ErrorRate, h.P99Ms, h.CPU, h.Memory = reading(v.Requests), reading(v.ErrorRate), reading(v.P99Ms), reading(v.CPU), reading(v.Memory)
 	return nil
 }
