@@ -477,26 +477,18 @@ func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
 		defer s.pendingGauge.Dec()
 		defer s.levels.inflight.Add(-1)
 		defer s.committing.Delete(txnID)
-		wait := 100 * time.Millisecond
-		for attempt := 1; ; attempt++ {
-			t := time.NewTimer(wait)
-			select {
-			case <-s.bg.Done():
-				t.Stop()
-				s.log.Error("payment not recorded at shutdown", "transaction_id", txnID)
-				return
-			case <-t.C:
-			}
-			ctx, cancel := context.WithTimeout(s.bg, s.commitTimeout())
+		recorded := s.retryLater(time.Time{}, func(ctx context.Context, attempt int) bool {
 			stored, err := s.commit(ctx, p, txnID, sp)
-			cancel()
-			if err == nil {
-				s.countPayment(stored.Status)
-				s.log.Info("payment recorded after retrying", "transaction_id", txnID, "attempts", attempt)
-				return
+			if err != nil {
+				s.log.Warn("payment not recorded yet; retrying", "transaction_id", txnID, "err", err)
+				return false
 			}
-			s.log.Warn("payment not recorded yet; retrying", "transaction_id", txnID, "err", err)
-			wait = min(2*wait, 5*time.Second)
+			s.countPayment(stored.Status)
+			s.log.Info("payment recorded after retrying", "transaction_id", txnID, "attempts", attempt)
+			return true
+		})
+		if !recorded {
+			s.log.Error("payment not recorded at shutdown", "transaction_id", txnID)
 		}
 	}()
 }
@@ -521,29 +513,17 @@ func (s *Service) confirmAgain(ctx context.Context, msg kanban.Message[Confirmat
 	go func() {
 		defer s.republishes.Done()
 		defer s.republishing.Delete(msg.ID)
-		wait := 100 * time.Millisecond
-		for attempt := 1; ; attempt++ {
-			t := time.NewTimer(wait)
-			select {
-			case <-s.bg.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			ctx, cancel := context.WithTimeout(s.bg, s.commitTimeout())
+		s.retryLater(time.Time{}, func(ctx context.Context, attempt int) bool {
 			rec, found, err := s.records.Get(ctx, msg.ID)
 			if err == nil && found && rec.ConfirmedAt != nil {
-				cancel()
-				return
+				return true
 			}
-			err = s.publishConfirmation(ctx, msg)
-			cancel()
-			if err == nil {
-				s.log.Info("confirmation of a replayed charge stored after retrying", "transaction_id", msg.ID, "attempts", attempt)
-				return
+			if err := s.publishConfirmation(ctx, msg); err != nil {
+				return false
 			}
-			wait = min(2*wait, 5*time.Second)
-		}
+			s.log.Info("confirmation of a replayed charge stored after retrying", "transaction_id", msg.ID, "attempts", attempt)
+			return true
+		})
 	}()
 }
 
@@ -559,26 +539,43 @@ func (s *Service) releaseLater(scoped string, entry IdemEntry) {
 	go func() {
 		defer s.releasing.Done()
 		deadline := time.Now().Add(entry.leaseEnd().Sub(entry.Started))
-		wait := 100 * time.Millisecond
-		for attempt := 1; time.Now().Before(deadline); attempt++ {
-			t := time.NewTimer(wait)
-			select {
-			case <-s.bg.Done():
-				t.Stop()
-				return
-			case <-t.C:
+		released := s.retryLater(deadline, func(ctx context.Context, attempt int) bool {
+			if err := s.idem.Release(ctx, scoped, entry); err != nil {
+				return false
 			}
-			ctx, cancel := context.WithTimeout(s.bg, s.commitTimeout())
-			err := s.idem.Release(ctx, scoped, entry)
-			cancel()
-			if err == nil {
-				s.log.Info("idempotency key released after retrying", "attempts", attempt)
-				return
-			}
-			wait = min(2*wait, 5*time.Second)
+			s.log.Info("idempotency key released after retrying", "attempts", attempt)
+			return true
+		})
+		if !released && s.bg.Err() == nil {
+			s.log.Error("idempotency key not released; it is free again when its claim's lease runs out", "lease", entry.leaseEnd().Sub(entry.Started))
 		}
-		s.log.Error("idempotency key not released; it is free again when its claim's lease runs out", "lease", entry.leaseEnd().Sub(entry.Started))
 	}()
+}
+
+// retryLater calls try, with a context bounded by commitTimeout, after
+// waits doubling from 100 ms to at most 5 s, until try reports success,
+// the service closes, or deadline passes (a zero deadline: never). It
+// reports whether try succeeded. The background retries of a commit, of a
+// replayed charge's confirmation and of a key's release run on it.
+func (s *Service) retryLater(deadline time.Time, try func(ctx context.Context, attempt int) bool) bool {
+	wait := 100 * time.Millisecond
+	for attempt := 1; deadline.IsZero() || time.Now().Before(deadline); attempt++ {
+		t := time.NewTimer(wait)
+		select {
+		case <-s.bg.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.bg, s.commitTimeout())
+		ok := try(ctx, attempt)
+		cancel()
+		if ok {
+			return true
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+	return false
 }
 
 // commitTimeout bounds one commit: a third of the request deadline, at
