@@ -45,7 +45,15 @@ func stopBound(t *testing.T, service string, requestTimeout string) time.Duratio
 			rt, err = time.ParseDuration(requestTimeout)
 			require.NoError(t, err, "REQUEST_TIMEOUT")
 		}
-		write = rt + sourceSeconds(t, "examples/payment/main.go", regexp.MustCompile(`WriteTimeout:\s+cfg\.RequestTimeout \+ (\d+)\*time\.Second`))
+		// WriteTimeout is the request timeout and writeSlack; a payment
+		// begun before the stop moves its answer's deadline to the same
+		// from when its body was read, which is before the stop (one
+		// whose body comes later is refused at once).
+		main := "examples/payment/main.go"
+		b, err := os.ReadFile(filepath.Join(repoRoot(t), filepath.FromSlash(main)))
+		require.NoError(t, err)
+		require.Regexp(t, `WriteTimeout:\s+cfg\.RequestTimeout \+ writeSlack,`, string(b), "%s: update stopBound to what the code does now", main)
+		write = rt + sourceSeconds(t, main, regexp.MustCompile(`const writeSlack = (\d+) \* time\.Second`))
 	case "deployment":
 		write = sourceSeconds(t, "examples/deployment/main.go", regexp.MustCompile(`WriteTimeout:\s+(\d+),`))
 	default:
