@@ -62,8 +62,19 @@ func TestWriteErrorOfAFullBulkhead(t *testing.T) {
 		hold, err := bh.Allow(context.Background())
 		require.NoError(t, err)
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx, cancel := context.WithTimeout(r.Context(), time.Millisecond)
-			defer cancel()
+			// The call's deadline passes once it waits for a slot (with
+			// MaxWaiting 0 it is refused before): not before it is made.
+			ctx := &deadlineAfter{Context: r.Context(), done: make(chan struct{})}
+			if waiting > 0 {
+				go func() {
+					for bh.Waiting() == 0 {
+						time.Sleep(time.Millisecond)
+					}
+					close(ctx.done)
+				}()
+			} else {
+				defer close(ctx.done)
+			}
 			if err := bh.Do(ctx, func(context.Context) error { return nil }); err != nil {
 				taihttp.WriteError(w, r, err)
 			}
@@ -81,4 +92,21 @@ func TestWriteErrorOfAFullBulkhead(t *testing.T) {
 	status, retryAfter := taihttp.StatusOf(fmt.Errorf("wrapped: %w", jidoka.ErrBulkheadFull))
 	assert.Equal(t, http.StatusServiceUnavailable, status)
 	assert.Zero(t, retryAfter)
+}
+
+// deadlineAfter is a context whose deadline passes when done is closed.
+type deadlineAfter struct {
+	context.Context
+	done chan struct{}
+}
+
+func (c *deadlineAfter) Done() <-chan struct{} { return c.done }
+
+func (c *deadlineAfter) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
 }
