@@ -82,10 +82,12 @@ type Config struct {
 	// doubling to 30 s).
 	JobBackoff kanban.Backoff
 	// Set by tests, not by flags, to inject faults: WrapTarget wraps what
-	// the service deploys to, and PublishFault is called before each
-	// region's job is queued, an error it returns failing the publish.
+	// the service deploys to, and PublishFault queues each region's job in
+	// place of the service, with publish, which queues it: an error it
+	// returns fails the publish, whether it called publish (an
+	// acknowledgement lost) or not.
 	WrapTarget   func(fleet.Target) fleet.Target
-	PublishFault func(Job) error
+	PublishFault func(j Job, publish func() error) error
 }
 
 // Window is a time window, [From, To).

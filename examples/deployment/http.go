@@ -151,8 +151,7 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
-	if err := s.publishJob(ctx, d, 0); err != nil {
-		s.notQueued(ctx, d, rev, err)
+	if err := s.publishJob(ctx, d, 0); err != nil && s.notQueued(ctx, d, rev, err) {
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
@@ -184,24 +183,40 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 // be queued (err): it will not run. It ends FAILED as any other, counted
 // and in the audit trail, and its regions are free again. The wave's
 // other regions are never reached: skipped, as after a region that
-// failed. It is written over rev, the revision created: a job published
-// despite the error, and running, would have written since, and its
-// record is left as it is. Should the write fail, the error is logged,
-// and the deployment is not counted as ended: its record does not say so.
-func (s *Service) notQueued(ctx context.Context, d *Deployment, rev uint64, err error) {
+// failed. It is written over rev, the revision created, and reports
+// whether the deployment ended.
+//
+// A publish whose acknowledgement was lost may have queued the job all the
+// same, and the job may have written the record since: it runs, and the
+// write over rev is refused. notQueued then leaves the deployment to it,
+// its regions taken until it ends, and reports false: the request is
+// answered as a queued one. Should the write fail otherwise, the error is
+// logged, the deployment is not counted as ended (its record does not say
+// so), and its regions are freed.
+func (s *Service) notQueued(ctx context.Context, d *Deployment, rev uint64, err error) (ended bool) {
 	ctx = context.WithoutCancel(ctx)
-	s.log.Error("first region not queued; the deployment ends", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err)
-	d.Results[0].Status, d.Results[0].ErrorMessage = StatusFailed, "Not queued: "+err.Error()
-	for i := 1; i < len(d.Results); i++ {
-		d.Results[i].Status = StatusSkipped
+	// The end is written from a copy: d stays the deployment in progress
+	// should the job run after all.
+	f := *d
+	f.Results = slices.Clone(d.Results)
+	f.RegionsDone = []string{}
+	f.Results[0].Status, f.Results[0].ErrorMessage = StatusFailed, "Not queued: "+err.Error()
+	for i := 1; i < len(f.Results); i++ {
+		f.Results[i].Status = StatusSkipped
 	}
-	d.finish(time.Now())
-	if _, uerr := s.store.Update(ctx, d, rev); uerr != nil {
-		s.log.Error("deployment's end not stored", "deployment_id", d.ID, "err", uerr)
-	} else {
-		s.countEnd(d)
+	f.finish(time.Now())
+	switch _, uerr := s.store.Update(ctx, &f, rev); {
+	case uerr == nil:
+		s.log.Error("first region not queued; the deployment ends", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err)
+		s.countEnd(&f)
+	case isConflict(uerr):
+		s.log.Warn("first region queued although its publish failed; the deployment runs", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err)
+		return false
+	default:
+		s.log.Error("first region not queued, and the deployment's end not stored", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err, "store_err", uerr)
 	}
 	s.unlockRegions(d)
+	return true
 }
 
 // preferAsync reports a Prefer: respond-async header (RFC 7240).

@@ -39,8 +39,9 @@ func (f *faultyTarget) Route(ctx context.Context, service, region, stable, next 
 }
 
 // withFaults starts the service with quick retries, its fleet's routing
-// decided by route (nil: no fault) and its publishes by publish.
-func withFaults(t *testing.T, route func(percent float64) error, publish func(Job) error) *testService {
+// decided by route (nil: no fault) and its publishes by publish (see
+// Config.PublishFault).
+func withFaults(t *testing.T, route func(percent float64) error, publish func(Job, func() error) error) *testService {
 	return startServiceWith(t, t.TempDir(), func(c *Config) {
 		c.JobBackoff = kanban.BackoffFunc(func(int) time.Duration { return time.Millisecond })
 		c.PublishFault = publish
@@ -59,7 +60,7 @@ var errRouting = errors.New("routing unavailable")
 // ends in the audit trail, as every FAILED deployment does; it was
 // neither.
 func TestDeploymentNotQueued(t *testing.T) {
-	ts := withFaults(t, nil, func(j Job) error { return errors.New("queue unavailable") })
+	ts := withFaults(t, nil, func(Job, func() error) error { return errors.New("queue unavailable") })
 	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1", "eu-west-1"}})
 	require.Equal(t, http.StatusServiceUnavailable, r.Code, "%s", r.Body)
 	list := do(t, "GET", ts.URL+"/deployments?service=api-service", nil)
@@ -87,16 +88,66 @@ func TestDeploymentNotQueued(t *testing.T) {
 	assert.Equal(t, []string{d.ID}, ends)
 }
 
+// TestQueuedDespiteError: a first region's job queued although its
+// publish failed (its acknowledgement lost), and running by the time the
+// deployment would be ended for it, runs: the request is answered as
+// queued, and the deployment's regions stay taken until it ends. The
+// request was answered 503 and the regions freed while the rollout ran, so
+// that a second deployment of the same service and region started beside it.
+func TestQueuedDespiteError(t *testing.T) {
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	var ts *testService
+	ts = withFaults(t, func(percent float64) error {
+		if percent == 25 {
+			<-hold // the rollout waits at its second stage
+		}
+		return nil
+	}, func(j Job, publish func() error) error {
+		if err := publish(); err != nil || j.Index > 0 {
+			return err
+		}
+		// The job runs before the publish's error is known.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			d, _, err := ts.store.Get(context.Background(), j.ID)
+			if err == nil && d.Results[0].Status != StatusPending {
+				break
+			}
+			if time.Now().After(deadline) {
+				return errors.New("the job did not start within 30 s")
+			}
+		}
+		return errors.New("acknowledgement lost")
+	})
+	t.Cleanup(release) // before the service's shutdown
+	req := map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}
+	r := deploy(t, ts.URL, req, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	id := r.deployment(t).ID
+
+	second := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v3.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	assert.Equal(t, http.StatusConflict, second.Code, "a second deployment of the region while the first runs: %s", second.Body)
+
+	release()
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusSuccess, d.Status)
+	// Free once it has ended; the request that waits for its deployment is
+	// answered at the end too.
+	again := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v3.0.0", "target_region": "us-west-2"})
+	require.Equal(t, http.StatusOK, again.Code, "%s", again.Body)
+	assert.Equal(t, StatusSuccess, again.deployment(t).Status)
+}
+
 // TestWaveNotQueued: a wave whose next region cannot be queued, however
 // often its job is tried, ends that region FAILED and skips the rest,
 // freeing their regions; the queue dead-lettered the job and the
 // deployment stayed in progress, its regions taken.
 func TestWaveNotQueued(t *testing.T) {
-	ts := withFaults(t, nil, func(j Job) error {
+	ts := withFaults(t, nil, func(j Job, publish func() error) error {
 		if j.Index == 1 {
 			return errors.New("queue unavailable")
 		}
-		return nil
+		return publish()
 	})
 	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1", "eu-west-1"}}, "Prefer", "respond-async")
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)

@@ -778,12 +778,13 @@ func jobID(id string, index int) string { return fmt.Sprintf("%s.%d", id, index)
 // publishJob queues the rollout of deployment d in its index-th region.
 func (s *Service) publishJob(ctx context.Context, d *Deployment, index int) error {
 	job := Job{ID: d.ID, Index: index, Region: d.Results[index].Region}
-	if s.cfg.PublishFault != nil {
-		if err := s.cfg.PublishFault(job); err != nil {
-			return err
-		}
+	publish := func() error {
+		return s.queue.Publish(ctx, kanban.Message[Job]{ID: jobID(d.ID, index), Key: d.Service + "/" + job.Region, Payload: job})
 	}
-	return s.queue.Publish(ctx, kanban.Message[Job]{ID: jobID(d.ID, index), Key: d.Service + "/" + job.Region, Payload: job})
+	if s.cfg.PublishFault != nil {
+		return s.cfg.PublishFault(job, publish)
+	}
+	return publish()
 }
 
 // countEnd counts a finished deployment in the metrics and the audit trail.
