@@ -233,6 +233,8 @@
     };
   }
 
+  // postCord sends the cord's action and renders the answer; it resolves
+  // true when the board took it, false when it was refused or unanswered.
   function postCord(body) {
     var err = $("cord-error");
     err.hidden = true;
@@ -247,12 +249,14 @@
       return r.json().then(function (j) {
         if (!r.ok) throw new Error((j && j.error && j.error.message) || r.status + " " + r.statusText);
         render(j);
+        return true;
       }, function (e) {
         throw r.ok ? e : new Error(r.status + " " + r.statusText);
       });
     }).catch(function (e) {
       err.textContent = "The cord did not respond: " + e.message;
       err.hidden = false;
+      return false;
     });
   }
 
@@ -262,8 +266,10 @@
     $("cord-form").addEventListener("submit", function (ev) {
       ev.preventDefault();
       try { localStorage.setItem("andon.who", who.value); } catch (e) { /* storage disabled */ }
-      postCord({ action: "pull", reason: $("cord-reason").value, who: who.value }).then(function () {
-        $("cord-reason").value = "";
+      // The reason is cleared once the board took it; one refused stays
+      // in the field, to be corrected rather than typed again.
+      postCord({ action: "pull", reason: $("cord-reason").value, who: who.value }).then(function (ok) {
+        if (ok) $("cord-reason").value = "";
       });
     });
     $("cord-reset").addEventListener("click", function () { postCord({ action: "reset" }); });
