@@ -99,8 +99,8 @@ type BoardOptions struct {
 // wrong, for people; the code, for programs, is one of
 //
 //	invalid_request         400  the cord's body: not one JSON object, an unknown
-//	                             field or action, a reason or who too long or
-//	                             holding control characters
+//	                             field or action, a reason or who over 200
+//	                             characters or holding control characters
 //	forbidden               403  the board is ReadOnly, or X-Andon-Board is missing
 //	cross_origin            403  refused by http.CrossOriginProtection
 //	not_found               404  no route or asset at the path
@@ -639,7 +639,7 @@ type cordRequest struct {
 }
 
 const (
-	maxCordText = 200  // bytes of a reason or who
+	maxCordText = 200  // characters of a reason or who, as the page's fields take
 	maxCordBody = 4096 // bytes of the body of POST /api/cord
 )
 
@@ -690,8 +690,10 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 		b.fail(w, http.StatusBadRequest, "invalid_request", "bad cord request: more than one JSON value")
 		return
 	}
-	if len(req.Reason) > maxCordText || len(req.Who) > maxCordText {
-		b.fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("reason and who must be at most %d bytes", maxCordText))
+	// Characters, not bytes: the page's fields hold 200 of them, and a
+	// reason in a script of three bytes a character is as short.
+	if utf8.RuneCountInString(req.Reason) > maxCordText || utf8.RuneCountInString(req.Who) > maxCordText {
+		b.fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("reason and who must be at most %d characters", maxCordText))
 		return
 	}
 	if hasControl(req.Reason) || hasControl(req.Who) {

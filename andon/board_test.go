@@ -671,7 +671,7 @@ func TestBoardCordTextLimits(t *testing.T) {
 	long := strings.Repeat("x", 200)
 	assert.Equal(t, http.StatusBadRequest, post(f, `{"action":"pull","who":"`+long+`x"}`))
 	assert.False(t, f.ev.Cord().Pulled)
-	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"`+long+`","who":"  "}`), "200 bytes is the limit")
+	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"`+long+`","who":"  "}`), "200 characters is the limit")
 	cs := f.ev.Cord()
 	assert.Equal(t, long, cs.Reason)
 	assert.Equal(t, "board", cs.Who, "no name given")
@@ -696,6 +696,41 @@ func TestBoardCordTextLimits(t *testing.T) {
 		assert.False(t, f.ev.Cord().Pulled, body)
 	}
 	assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"ünïcode ✓ 👩\u200d💻"} `), "trailing space is no second value; a joiner in an emoji is no control")
+}
+
+// TestBoardCordTextLimitInCharacters: the limit of a reason and a who is
+// 200 characters, as the page's fields take, whatever bytes each takes in
+// UTF-8; the board refused a reason of 70 characters in a script of three
+// bytes a character, which the page had let the user type.
+func TestBoardCordTextLimitInCharacters(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{})
+	post := func(body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Andon-Board", "1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	smoke, hill := strings.Repeat("煙", 200), strings.Repeat("山", 199)+"👩"
+	code, body := post(`{"action":"pull","reason":"` + smoke + `","who":"` + hill + `"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	cs := f.ev.Cord()
+	assert.Equal(t, smoke, cs.Reason)
+	assert.Equal(t, hill, cs.Who)
+	code, body = post(`{"action":"reset"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	for _, req := range []string{
+		`{"action":"pull","reason":"` + smoke + `煙"}`,
+		`{"action":"pull","who":"` + hill + `山"}`,
+	} {
+		code, body = post(req)
+		assert.Equal(t, http.StatusBadRequest, code, body)
+		assert.Contains(t, body, "at most 200 characters")
+		assert.False(t, f.ev.Cord().Pulled)
+	}
 }
 
 // TestBoardEventsHead: a HEAD of the event stream is answered with the

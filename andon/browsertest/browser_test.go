@@ -329,6 +329,55 @@ func TestBoardCordErrorInChromium(t *testing.T) {
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
+// TestBoardCordReasonOfAnyScript pulls the cord from the page with a
+// reason and a name as long as the page's fields take, in a script of
+// three bytes a character: the board takes them, and the page shows the
+// cord pulled with them.
+func TestBoardCordReasonOfAnyScript(t *testing.T) {
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
+	require.NoError(t, err)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
+		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
+		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
+	require.NoError(t, err)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Lines: []andon.Line{line}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(board)
+	t.Cleanup(func() {
+		require.NoError(t, board.Shutdown(context.Background()))
+		srv.Close()
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	fits, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](
+		`[document.getElementById("cord-reason").maxLength, document.getElementById("cord-who").maxLength]`))
+	require.NoError(t, err)
+	require.Len(t, fits, 2)
+	reason := strings.Repeat("煙", fits[0]) // smoke
+	who := strings.Repeat("山", fits[1])
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#cord-reason"), reason),
+		chromedp.SetValue(chromedp.CSS("#cord-who"), who),
+		chromedp.Click(chromedp.CSS("#cord-pull")),
+		// The cord pulled, or the board's refusal shown.
+		chromedp.WaitVisible(chromedp.CSS(`#cord[data-pulled="true"] #cord-text, #cord-error:not([hidden])`)),
+	))
+	refused, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`document.getElementById("cord-error").hidden ? "" : document.getElementById("cord-error").textContent`))
+	require.NoError(t, err)
+	require.Empty(t, refused, "the board refused the page's own fields")
+	cs := ev.Cord()
+	assert.Equal(t, reason, cs.Reason)
+	assert.Equal(t, who, cs.Who)
+	assert.True(t, line.Status().Stopped)
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#cord-text")))
+	require.NoError(t, err)
+	assert.Contains(t, text, "PULLED by "+who+": "+reason)
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
 // TestBoardGoesLiveAgainAfterRestart shuts a board down while a page
 // follows it, so that the page's stream is refused and it polls, then
 // serves a new board at the same address, as a restarted program does:
