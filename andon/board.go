@@ -99,8 +99,10 @@ type BoardOptions struct {
 // wrong, for people; the code, for programs, is one of
 //
 //	invalid_request         400  the cord's body: not one JSON object, an unknown
-//	                             field or action, a reason or who over 200
-//	                             characters or holding control characters
+//	                             field (names are exact: "Action" is unknown) or
+//	                             one given twice, an unknown action, a reason or
+//	                             who over 200 characters or holding control
+//	                             characters
 //	forbidden               403  the board is ReadOnly, or X-Andon-Board is missing
 //	cross_origin            403  refused by http.CrossOriginProtection
 //	not_found               404  no route or asset at the path
@@ -655,6 +657,40 @@ func hasControl(s string) bool {
 	})
 }
 
+// exactCordKeys reports a key of the cord's object that is not one of
+// its fields spelled exactly so, or that appears twice. encoding/json
+// takes {"Action": "pull"} for "action", and the last of two "action"
+// keys, while a proxy or log in front may read the first: the action on
+// the line would not be the one they saw. A body that is not an object,
+// or not JSON, is left for the decoding to refuse.
+func exactCordKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	var seen [3]bool
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := t.(string) // an object's keys are strings
+		i := slices.Index([]string{"action", "reason", "who"}, key)
+		switch {
+		case i < 0:
+			return fmt.Errorf("unknown field %q", key)
+		case seen[i]:
+			return fmt.Errorf("field %q given twice", key)
+		}
+		seen[i] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
 func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 	if err := b.csrf.Check(r); err != nil {
 		b.fail(w, http.StatusForbidden, "cross_origin", err.Error())
@@ -675,14 +711,23 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 		b.fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		return
 	}
-	var req cordRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCordBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCordBody))
+	if err != nil {
 		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
 			b.fail(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the cord's body is larger than %d bytes", maxCordBody))
 			return
 		}
+		b.fail(w, http.StatusBadRequest, "invalid_request", "bad cord request: "+err.Error())
+		return
+	}
+	if err := exactCordKeys(body); err != nil {
+		b.fail(w, http.StatusBadRequest, "invalid_request", "bad cord request: "+err.Error())
+		return
+	}
+	var req cordRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
 		b.fail(w, http.StatusBadRequest, "invalid_request", "bad cord request: "+err.Error())
 		return
 	}

@@ -733,6 +733,49 @@ func TestBoardCordTextLimitInCharacters(t *testing.T) {
 	}
 }
 
+// TestBoardCordKeysAreExact: the cord's body names each field once, in
+// the case documented. A key twice ({"action":"pull","action":"reset"})
+// or one spelled in another case ({"Action":"reset"}) left the action to
+// the last key encoding/json read, which a proxy or log that reads the
+// first sees otherwise; the board acted on it.
+func TestBoardCordKeysAreExact(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{})
+	post := func(body string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Andon-Board", "1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		return resp
+	}
+	for _, c := range []struct {
+		pulled bool
+		body   string
+	}{
+		{false, `{"action":"reset","action":"pull"}`},
+		{true, `{"action":"pull","action":"reset"}`},
+		{false, `{"Action":"pull"}`},
+		{true, `{"ACTION":"reset"}`},
+		{false, `{"action":"pull","reason":"a","reason":"b"}`},
+		{false, `{"action":"pull","Who":"mallory"}`},
+	} {
+		if c.pulled {
+			require.True(t, f.ev.Pull(context.Background(), "smoke", "alice") || f.ev.Cord().Pulled)
+		} else {
+			f.ev.Reset(context.Background())
+		}
+		resp := post(c.body)
+		assertErrorBody(t, resp, http.StatusBadRequest, "invalid_request")
+		resp.Body.Close()
+		assert.Equal(t, c.pulled, f.ev.Cord().Pulled, "%s changed nothing", c.body)
+	}
+	f.ev.Reset(context.Background())
+	resp := post(`{"action":"pull","reason":"smoke","who":"alice"}`)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "smoke", f.ev.Cord().Reason)
+}
+
 // TestBoardEventsHead: a HEAD of the event stream is answered with the
 // stream's header and ends, without taking one of the MaxStreams places;
 // net/http sends no body for it, so a stream behind it ran, unseen, until
