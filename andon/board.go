@@ -322,9 +322,10 @@ func (b *Board) poked() <-chan struct{} {
 	return b.poke
 }
 
-// openStream counts an event stream. It refuses with the reason after
-// Shutdown and when MaxStreams are being served.
-func (b *Board) openStream() (code, msg string) {
+// openStream counts an event stream, unless count is false (for a HEAD,
+// which gets the answer a GET would without a stream). It refuses with
+// the reason after Shutdown and when MaxStreams are being served.
+func (b *Board) openStream(count bool) (code, msg string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
@@ -333,7 +334,9 @@ func (b *Board) openStream() (code, msg string) {
 	case b.streams >= b.opts.MaxStreams:
 		return "too_many_streams", "too many live pages; poll api/state"
 	}
-	b.streams++
+	if count {
+		b.streams++
+	}
 	return "", ""
 }
 
@@ -553,16 +556,18 @@ func setStreamHeader(h http.Header) {
 }
 
 func (b *Board) events(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodHead {
-		// The GET pattern takes HEAD too: answer the stream's header
-		// and end, as a stream with no body to send would never end.
-		setStreamHeader(w.Header())
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	if code, msg := b.openStream(); code != "" {
+	// The GET pattern takes HEAD too: it gets the status and header a
+	// GET would get now, and ends, as a stream with no body to send would
+	// never end.
+	head := r.Method == http.MethodHead
+	if code, msg := b.openStream(!head); code != "" {
 		w.Header().Set("Retry-After", "5")
 		b.fail(w, http.StatusServiceUnavailable, code, msg)
+		return
+	}
+	if head {
+		setStreamHeader(w.Header())
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	defer b.closeStream()

@@ -801,6 +801,40 @@ func TestBoardEventsHead(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "the one stream's place is free")
 }
 
+// TestBoardEventsHeadAnswersAsGet: a HEAD of the event stream gets the
+// status a GET would, 503 while MaxStreams are served and after
+// Shutdown, as a check of the board's health by HEAD expects; it was
+// answered 200 while every GET was refused.
+func TestBoardEventsHeadAnswersAsGet(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{MaxStreams: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	head := func() *http.Response {
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, f.srv.URL+"/andon/api/events", nil)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/andon/api/events", nil)
+	require.NoError(t, err)
+	stream, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer stream.Body.Close()
+	require.Equal(t, http.StatusOK, stream.StatusCode)
+
+	resp := head()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "the one stream's place is taken")
+	assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+
+	require.NoError(t, f.board.Shutdown(ctx))
+	resp = head()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "shut down")
+	assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+}
+
 // TestBoardErrorsAreJSON: every error the board answers, whatever the
 // route, is {"error": {"code": ..., "message": ...}} with Content-Type
 // application/json, the shape services mounting the board answer their
