@@ -54,10 +54,14 @@ func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, k
 // hedges it must also be safe to run concurrently with itself, and should
 // honour its context, which the hedge cancels for the calls that lose.
 //
-// Do must not return before every call of fn it started has returned. A
-// guard that abandons fn (runs it on another goroutine and stops waiting)
-// breaks that contract; the pipeline detects it, fails the signal and
-// discards the late result.
+// Do must not return before every call of fn it started has returned,
+// and must not call fn after it returned. A guard that abandons fn (runs
+// it on another goroutine and stops waiting) breaks that contract; when
+// the call is still running as Do returns, the pipeline detects it, fails
+// the signal and discards the late result. A call that begins after Do
+// returned cannot be detected: the signal has ended as Do said, and the
+// pipeline reuses what fn runs for the next signals, so the late call runs
+// the action with another signal's data, or with the zero Signal.
 //
 // The guards of a pipeline nest in the order given to WithGuards, the
 // first outermost. A usual order, outermost first, is fallback, retry,

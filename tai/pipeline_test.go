@@ -1069,3 +1069,37 @@ func TestGoexitIsObservedAsAFailure(t *testing.T) {
 		})
 	}
 }
+
+// A guard that keeps fn and calls it after its Do returned breaks its
+// contract in a way the pipeline cannot see: the signal has ended as the
+// guard's Do said, and the late call runs the action with the state the
+// pipeline reuses, never with the signal that ended.
+func TestCallOfTheActionAfterTheGuardReturned(t *testing.T) {
+	release := make(chan struct{})
+	finished := make(chan struct{})
+	var once sync.Once
+	keep := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		once.Do(func() {
+			go func() {
+				defer close(finished)
+				<-release
+				_ = fn(ctx)
+			}()
+		})
+		return fn(ctx)
+	})
+	seen := make(chan string, 2)
+	action := tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+		seen <- s.ID
+		return s.Payload * 2, nil
+	})
+	p, err := tai.New(fixed(allow, nil), action, tai.WithGuards(keep))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.Signal[int]{ID: "first", Kind: "k", Payload: 21})
+	require.NoError(t, err, "a call made after Do returned cannot be detected")
+	assert.Equal(t, 42, res.Value)
+	assert.Equal(t, "first", <-seen)
+	close(release)
+	<-finished
+	assert.NotEqual(t, "first", <-seen, "the late call ran the action with the signal that had ended")
+}
