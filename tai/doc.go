@@ -73,8 +73,9 @@
 //     (errors.Is(err, ErrDenied));
 //   - a policy error gives a *[PolicyError]; a panic anywhere in the
 //     pipeline gives a *[PanicError] with the stack (the line stops for that
-//     signal, the process keeps running); a context that ends between stages
-//     gives a *[StageError]; all of them are Failed;
+//     signal, the process keeps running); a context that has ended before
+//     a stage (the gates, the policy, the action) gives a *[StageError];
+//     all of them are Failed;
 //   - an action's error is returned as it is, and is Failed unless it is
 //     one of tai's own errors (or wraps one with %w): an action that calls
 //     another pipeline and returns its *[RejectedError] passes the shedding

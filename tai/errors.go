@@ -233,7 +233,8 @@ func (e *PanicError) Unwrap() error {
 	return err
 }
 
-// StageError is returned when the context ends between stages.
+// StageError is returned when the context has ended before a stage: the
+// gates (when the pipeline has any), the policy or the action.
 type StageError struct {
 	Stage Stage // the stage that was about to run
 	Err   error // ctx.Err()

@@ -180,8 +180,10 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 //
 //   - Rejected: a *RejectedError from a gate or guard;
 //   - Denied: a *DeniedError carrying the Decision;
-//   - Failed: a *PolicyError, a *PanicError, a *StageError when ctx ended
-//     between stages, the action's own error (returned as it is, so one
+//   - Failed: a *PolicyError, a *PanicError, a *StageError when ctx had
+//     ended before a stage (the gates, the policy or the action; so a
+//     gate never sees a signal whose caller gave up before Process
+//     began), the action's own error (returned as it is, so one
 //     that is or wraps another pipeline's *RejectedError or *DeniedError
 //     keeps that outcome), or an error matching
 //     ErrInvalidSignal for a signal without an ID or a Kind (a programming
@@ -235,6 +237,14 @@ type flight struct {
 // the signal.
 func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], f *flight) (err error) {
 	f.stage = StageGate
+	if len(p.gates) > 0 {
+		// A gate that admits a signal may spend a token of its key's
+		// budget, and one whose store sees the ended context would
+		// reject it: the signal of a caller who gave up is neither.
+		if err = ctx.Err(); err != nil {
+			return &StageError{Stage: StageGate, Err: err}
+		}
+	}
 	for i, g := range p.gates {
 		gctx := ctx
 		if p.tracer != nil {

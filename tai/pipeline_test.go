@@ -1103,3 +1103,38 @@ func TestCallOfTheActionAfterTheGuardReturned(t *testing.T) {
 	<-finished
 	assert.NotEqual(t, "first", <-seen, "the late call ran the action with the signal that had ended")
 }
+
+// A context that ended before Process began ends the signal before its
+// gates as before its policy: no gate spends a token of the key's budget
+// on it, and a gate that would have answered with the context's error (a
+// store's round trip) does not turn the signal into a Rejected one, the
+// outcome that says the line shed load.
+func TestCancellationBeforeTheGates(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for name, opts := range map[string]func(j *journal) []tai.Option{
+		"a gate": func(j *journal) []tai.Option { return []tai.Option{tai.WithGates(namedGate{name: "limit", j: j})} },
+		"a gate that asks a store": func(j *journal) []tai.Option {
+			return []tai.Option{tai.WithGates(tai.GateFunc(func(ctx context.Context, key string) error {
+				j.add("gate " + key)
+				return ctx.Err()
+			}))}
+		},
+		"hooked": func(j *journal) []tai.Option {
+			return []tai.Option{tai.WithGates(namedGate{name: "limit", j: j}), tai.WithObservers(taitest.NopObserver{})}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			j := &journal{}
+			p, err := tai.New(allowPolicy(j), doubleAction(j), opts(j)...)
+			require.NoError(t, err)
+			res, err := p.Process(ctx, sig())
+			require.ErrorIs(t, err, context.Canceled)
+			assert.Equal(t, tai.Failed, res.Outcome)
+			var se *tai.StageError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, tai.StageGate, se.Stage)
+			assert.Empty(t, j.get(), "no gate, policy or action ran")
+		})
+	}
+}
