@@ -235,8 +235,11 @@ type flight struct {
 // run is the stage sequence: gates, policy, guards around the action. It
 // returns the error Process returns; Process's deferred function finishes
 // the signal.
+//
+// A stage is entered (f.stage set) only once the context check before it
+// passed: a stage the context ended before was not reached, and has no
+// time in the Record.
 func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], f *flight) (err error) {
-	f.stage = StageGate
 	if len(p.gates) > 0 {
 		// A gate that admits a signal may spend a token of its key's
 		// budget, and one whose store sees the ended context would
@@ -244,6 +247,7 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 		if err = ctx.Err(); err != nil {
 			return &StageError{Stage: StageGate, Err: err}
 		}
+		f.stage = StageGate
 	}
 	for i, g := range p.gates {
 		gctx := ctx
@@ -262,10 +266,10 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 		f.lap()
 	}
 
-	f.stage = StagePolicy
 	if err = ctx.Err(); err != nil {
 		return &StageError{Stage: StagePolicy, Err: err}
 	}
+	f.stage = StagePolicy
 	pctx := ctx
 	if p.tracer != nil {
 		pctx = p.startSpan(ctx, f, StagePolicy, p.policyName, s)
@@ -282,10 +286,10 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 		f.lap()
 	}
 
-	f.stage = StageAction
 	if err = ctx.Err(); err != nil {
 		return &StageError{Stage: StageAction, Err: err}
 	}
+	f.stage = StageAction
 	actx := ctx
 	if p.tracer != nil {
 		actx = p.startSpan(ctx, f, StageAction, "action", s)
@@ -650,8 +654,11 @@ func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R
 		Span: res.Span,
 	}
 	if p.stageTimed {
+		// The time since the last lap goes to the stage the signal
+		// ended in, or to the last one timed when the context ended
+		// before the next.
 		rec.Stages = f.stages
-		rec.Stages[f.stage] = rec.Duration - f.since
+		rec.Stages[f.stage] += rec.Duration - f.since
 	}
 	rec.Stages[StageSignal] = rec.Duration
 	p.observe(ctx, &rec, 0)

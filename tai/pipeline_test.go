@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1135,6 +1136,60 @@ func TestCancellationBeforeTheGates(t *testing.T) {
 			require.ErrorAs(t, err, &se)
 			assert.Equal(t, tai.StageGate, se.Stage)
 			assert.Empty(t, j.get(), "no gate, policy or action ran")
+		})
+	}
+}
+
+// A stage the context ended before has no time in Record.Stages: a
+// histogram per stage (kaizenprom's) counts only the stages that ran. The
+// time from the end of the last stage to the check goes to that stage, so
+// the stages still add up to the Duration.
+func TestStageTimesOfACanceledSignal(t *testing.T) {
+	gate := tai.GateFunc(func(context.Context, string) error { return nil })
+	for _, c := range []struct {
+		name   string
+		cancel tai.Stage // the stage whose hook cancels; StageSignal before Process
+		opts   []tai.Option
+		ran    []tai.Stage
+	}{
+		{"before the gates", tai.StageSignal, []tai.Option{tai.WithGates(gate)}, nil},
+		{"before the policy", tai.StageSignal, nil, nil},
+		{"in a gate", tai.StageGate, nil, []tai.Stage{tai.StageGate}},
+		{"in the policy", tai.StagePolicy, nil, []tai.Stage{tai.StagePolicy}},
+		{"in the policy, after gates", tai.StagePolicy, []tai.Option{tai.WithGates(gate)}, []tai.Stage{tai.StageGate, tai.StagePolicy}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if c.cancel == tai.StageSignal {
+				cancel()
+			}
+			policy := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+				if c.cancel == tai.StagePolicy {
+					cancel()
+				}
+				return allow, nil
+			})
+			opts := c.opts
+			if c.cancel == tai.StageGate {
+				opts = []tai.Option{tai.WithGates(tai.GateFunc(func(context.Context, string) error { cancel(); return nil }))}
+			}
+			obs := &recObserver{j: &journal{}, stages: true}
+			p, err := tai.New(policy, doubleAction(&journal{}), append(opts, tai.WithObservers(obs))...)
+			require.NoError(t, err)
+			_, err = p.Process(ctx, sig())
+			require.ErrorIs(t, err, context.Canceled)
+			r := obs.last(t)
+			var sum time.Duration
+			for _, st := range []tai.Stage{tai.StageGate, tai.StagePolicy, tai.StageAction} {
+				sum += r.Stages[st]
+				if !slices.Contains(c.ran, st) {
+					assert.Zero(t, r.Stages[st], "the %s stage did not run", st)
+				}
+			}
+			if len(c.ran) > 0 {
+				assert.Equal(t, r.Duration, sum, "the stages add up to the Duration")
+			}
 		})
 	}
 }
