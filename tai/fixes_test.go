@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 
@@ -240,5 +242,51 @@ func TestScoredZeroScoreReachesNoThreshold(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tai.Allow, d.Verdict, "%+v", o)
 		assert.Zero(t, d.Score, "%+v", o)
+	}
+}
+
+// A child policy or a scored rule that ends its goroutine with
+// runtime.Goexit (t.FailNow in a test's policy) ends its span as a
+// failure, as the pipeline ends the policy's and the signal's: the trace
+// shows where the signal stopped, not a child that succeeded.
+func TestGoexitInAChildPolicyEndsItsSpanAsAFailure(t *testing.T) {
+	exits := tai.Named("exits", tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		runtime.Goexit()
+		return tai.Decision{}, nil
+	}))
+	scored, err := tai.NewScored(tai.ScoredOptions{Name: "fraud"}, tai.Rule[int]{Name: "exits", Weight: 1,
+		Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+			runtime.Goexit()
+			return 0, "", nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil })
+	for name, c := range map[string]struct {
+		policy tai.Policy[int]
+		span   string
+	}{
+		"all":    {tai.All(exits), "end policy:exits failed"},
+		"any":    {tai.Any(exits), "end policy:exits failed"},
+		"scored": {scored, "end policy:fraud/exits failed"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			j := &journal{}
+			p, err := tai.New(c.policy, ok, tai.WithTracer(&spanTracer{j: j, withCtx: true}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+			}()
+			<-done
+			got := j.get()
+			if !slices.Contains(got, c.span) {
+				t.Errorf("spans %q, want %q", got, c.span)
+			}
+		})
 	}
 }

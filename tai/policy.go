@@ -213,23 +213,29 @@ func validateChildren[T any](ps []Policy[T]) error {
 
 // evalChild evaluates one child of a combinator, in a span of its own when
 // the context carries a Tracer, and checks the verdict. A child that
-// panics ends its span with a *PanicError, and the panic goes on to
-// Process.
+// panics, or ends its goroutine with runtime.Goexit, ends its span with a
+// *PanicError, and the panic goes on to Process.
 func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d Decision, err error) {
+	returned := false
 	if t := TracerFromContext(ctx); t != nil {
 		var span Span
 		ctx, span = t.Start(ctx, SpanInfo{Stage: StagePolicy, Name: nameOf(p, "policy"), Kind: s.Kind, SignalID: s.ID})
 		if span != nil {
 			defer func() {
-				if v := recover(); v != nil {
-					span.End(newPanicError(StagePolicy, v))
+				if returned {
+					span.End(err)
+					return
+				}
+				v := recover() // nil when the child called runtime.Goexit
+				span.End(newPanicError(StagePolicy, v))
+				if v != nil {
 					panic(v)
 				}
-				span.End(err)
 			}()
 		}
 	}
 	d, err = p.Evaluate(ctx, s)
+	returned = true
 	if err == nil && !d.Verdict.Valid() {
 		err = errNoVerdict(d.Verdict)
 	}

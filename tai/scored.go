@@ -154,13 +154,17 @@ func (p *Scored[T]) check(ctx context.Context, r *Rule[T], s Signal[T]) (risk fl
 	if t := TracerFromContext(ctx); t != nil {
 		ctx, span = t.Start(ctx, SpanInfo{Stage: StagePolicy, Name: p.name + "/" + r.Name, Kind: s.Kind, SignalID: s.ID})
 	}
+	returned := false
 	defer func() {
-		if v := recover(); v != nil {
-			err = newPanicError(StagePolicy, v)
+		if !returned {
+			// A panic becomes the rule's error; a runtime.Goexit
+			// (recover gives nil) goes on. Either way the rule failed.
+			err = newPanicError(StagePolicy, recover())
 		}
 		EndSpan(span, err)
 	}()
 	risk, reason, err = r.Check(ctx, s)
+	returned = true
 	if err == nil && math.IsNaN(risk) {
 		err = errors.New("risk is NaN")
 	}
