@@ -36,7 +36,7 @@ the -expect hash.
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
 2 when the command is called wrongly (no FILE, a FILE given twice, a bad
 flag, an unreadable -key-file, a key that is too short, a -genesis or
--expect that is not a hash).`
+-expect that is not a hash) or cannot write its result.`
 
 func auditVerifyCommand() *command {
 	return &command{
@@ -79,7 +79,12 @@ func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdout,
 	var pe *fs.PathError
 	switch {
 	case err == nil:
-		fmt.Fprintf(stdout, "ok: %d lines in %d %s; last hash %s\n", sum.Lines, len(files), plural(len(files), "file"), sum.Last)
+		if _, err := fmt.Fprintf(stdout, "ok: %d lines in %d %s; last hash %s\n", sum.Lines, len(files), plural(len(files), "file"), sum.Last); err != nil {
+			// The last hash is what a script keeps: without it the
+			// command did not do its job.
+			fmt.Fprintf(stderr, "%s: writing the result: %v\n", path, err)
+			return exitUsage
+		}
 		return exitOK
 	case errors.As(err, &ae):
 		fmt.Fprintf(stderr, "%s:%d: %s\n", ae.File, ae.Line, ae.Reason)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -159,4 +160,20 @@ func runCLICases(t *testing.T, cases []cliCase) {
 			assert.NotContains(t, stderr, string(testKey), "the key is never printed")
 		})
 	}
+}
+
+// failWriter fails every write, as a full disk or a closed pipe does.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// A result that cannot be written is not a success: a script that keeps
+// the last hash as the -genesis of the next file would get nothing, and
+// exit status 0.
+func TestAuditVerifyResultNotWritten(t *testing.T) {
+	f := newFixture(t)
+	var stderr strings.Builder
+	code := run([]string{"audit", "verify", "-key-file", f.keyFile, f.one}, failWriter{}, &stderr)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, "taikit audit verify: writing the result: no space left on device\n", stderr.String())
 }

@@ -17,7 +17,8 @@
 // "taikit audit verify -h". The exit status is 0 on success, 1 when the
 // command ran and found a problem (an audit trail that does not verify, a
 // rule file that changes decisions), and 2 when it was called wrongly (an
-// unknown command, a bad flag) or, for backtest, could not run.
+// unknown command, a bad flag), could not write its result or, for
+// backtest, could not run.
 //
 // In a clone of the repository, run it with "go run ./cmd/taikit" or
 // install it with "go install ./cmd/taikit". Its go.mod points at the
