@@ -32,15 +32,17 @@ type flight struct{ gauge prometheus.Gauge }
 func (f *flight) End(error)                    { f.gauge.Dec() }
 func (f *flight) SpanContext() tai.SpanContext { return tai.SpanContext{} }
 
-// flightSpan ends the next tracer's span and counts the signal out.
+// flightSpan ends the next tracer's span and counts the signal out, even
+// when that span's End panics: the pipeline recovers the panic and ends
+// the signal, which is then no longer in flight.
 type flightSpan struct {
 	tai.Span
 	f *flight
 }
 
 func (s *flightSpan) End(err error) {
+	defer s.f.gauge.Dec()
 	s.Span.End(err)
-	s.f.gauge.Dec()
 }
 
 type noSpan struct{}
@@ -57,11 +59,15 @@ func (t *inFlightTracer) Start(ctx context.Context, info tai.SpanInfo) (context.
 		return ctx, noSpan{}
 	}
 	f := t.m.flightOf(info.Kind)
-	f.gauge.Inc()
 	if t.next == nil {
+		f.gauge.Inc()
 		return ctx, f
 	}
+	// Counted in once the next tracer has started its span: should Start
+	// panic, the pipeline has no span to end, and nothing would count the
+	// signal out.
 	ctx, sp := t.next.Start(ctx, info)
+	f.gauge.Inc()
 	if sp == nil {
 		return ctx, f
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"os"
 	"os/exec"
@@ -524,3 +525,54 @@ func TestMetricsNegativeDurationIsZero(t *testing.T) {
 		assert.Empty(t, h.GetNegativeSpan(), "sampled %v", sampled)
 	}
 }
+
+// TestMetricsInFlightNextTracerPanics runs signals through a pipeline whose
+// next tracer panics in Start or in a span's End: the pipeline recovers the
+// panic and fails the signal, which is then no longer in flight.
+func TestMetricsInFlightNextTracerPanics(t *testing.T) {
+	for _, where := range []string{"start", "end"} {
+		t.Run(where, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+			require.NoError(t, err)
+			allow := tai.PolicyFunc[pipelinetest.Order](func(context.Context, tai.Signal[pipelinetest.Order]) (tai.Decision, error) {
+				return tai.Decision{Verdict: tai.Allow}, nil
+			})
+			action := tai.ActionFunc[pipelinetest.Order, string](func(context.Context, tai.Signal[pipelinetest.Order]) (string, error) {
+				return "ok", nil
+			})
+			p, err := tai.New(allow, action, tai.WithObservers(m), tai.WithTracer(m.Tracer(panicTracer{where: where})),
+				tai.WithLogger(slog.New(slog.DiscardHandler)))
+			require.NoError(t, err)
+			_, err = p.Process(context.Background(), tai.Signal[pipelinetest.Order]{ID: "1", Kind: "payment"})
+			var pe *tai.PanicError
+			require.ErrorAs(t, err, &pe, "the pipeline recovers the tracer's panic")
+			assert.Equal(t, 0.0, gaugeValue(t, reg, "taikit_signals_in_flight", map[string]string{"kind": "payment"}),
+				"a signal whose tracer panicked is not left in flight")
+		})
+	}
+}
+
+// panicTracer is a tai.Tracer that panics when it starts a signal's span
+// (where "start") or when that span ends (where "end").
+type panicTracer struct{ where string }
+
+type panicSpan struct{}
+
+func (panicSpan) End(error)                    { panic("span end") }
+func (panicSpan) SpanContext() tai.SpanContext { return tai.SpanContext{} }
+
+func (t panicTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage != tai.StageSignal {
+		return ctx, noopSpan{}
+	}
+	if t.where == "start" {
+		panic("span start")
+	}
+	return ctx, panicSpan{}
+}
+
+type noopSpan struct{}
+
+func (noopSpan) End(error)                    {}
+func (noopSpan) SpanContext() tai.SpanContext { return tai.SpanContext{} }
