@@ -11,13 +11,18 @@ import (
 // scrape, not only after a change). With namespace "taikit":
 //
 //	taikit_breaker_state{breaker, state}        gauge, 1 for the current state, 0 for the others
-//	taikit_breaker_transitions_total{breaker}   counter, state changes (Snapshot.Generation - 1)
+//	taikit_breaker_transitions_total{breaker}   counter, state changes and Resets (Snapshot.Generation - 1)
 //	taikit_breaker_failure_ratio{breaker}       gauge, failures / calls in the window
 //	taikit_breaker_slow_call_ratio{breaker}     gauge, slow calls / calls in the window
 //	taikit_line_stopped{line}                   gauge, 1 while the line is stopped
 //	taikit_line_stops_total{line}               counter, stops
 //	taikit_watchdog_healthy{watchdog}           gauge, 1 while healthy
 //	taikit_watchdog_checks_total{watchdog}      counter, checks run
+//
+// breaker_transitions_total reads the breaker's generation, which a Reset
+// of a closed breaker also starts (it clears the counts, and changes no
+// state): it counts such a Reset as one, though the breaker delivers no
+// Event for it.
 //
 // Every breaker, line and watchdog needs a unique, non-empty Name: it is
 // the label value. One that is replaced (on a configuration reload) is
@@ -51,7 +56,7 @@ func NewJidokaCollector(reg prometheus.Registerer, opts CollectorOptions) (*Jido
 	return register(reg, &JidokaCollector{
 		families:     f,
 		state:        f.desc("breaker_state", "State of a circuit breaker: 1 for the current state, 0 for the others.", "breaker", "state"),
-		transitions:  f.desc("breaker_transitions_total", "State changes of a circuit breaker.", "breaker"),
+		transitions:  f.desc("breaker_transitions_total", "State changes of a circuit breaker, and Resets of a closed one (which clear its counts).", "breaker"),
 		failureRatio: f.desc("breaker_failure_ratio", "Failed calls over calls in the breaker's window.", "breaker"),
 		slowRatio:    f.desc("breaker_slow_call_ratio", "Slow calls over calls in the breaker's window.", "breaker"),
 		stopped:      f.desc("line_stopped", "1 while the line is stopped, 0 while it runs.", "line"),

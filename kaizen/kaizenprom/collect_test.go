@@ -75,6 +75,13 @@ func TestJidokaCollector(t *testing.T) {
 	b.Reset()
 	assert.Equal(t, 1.0, state("closed"))
 	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_breaker_transitions_total", map[string]string{"breaker": "gateway"}))
+	// A Reset of a closed breaker changes no state but starts a new
+	// generation (it clears the counts), and the family, which reads the
+	// generation, counts it: its help says so.
+	b.Reset()
+	assert.Equal(t, 3.0, counterValue(t, reg, "taikit_breaker_transitions_total", map[string]string{"breaker": "gateway"}))
+	assert.Equal(t, "State changes of a circuit breaker, and Resets of a closed one (which clear its counts).",
+		family(t, reg, "taikit_breaker_transitions_total").GetHelp())
 
 	line.Stop("fraud spike")
 	line.Start()
