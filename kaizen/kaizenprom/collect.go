@@ -16,7 +16,9 @@ import (
 // uses namespace "taikit" and no constant labels.
 type CollectorOptions struct {
 	// Namespace prefixes every metric name. Empty means "taikit". It must
-	// be a valid Prometheus name.
+	// be a valid Prometheus name without a colon, which Prometheus keeps
+	// for recording rules: letters, digits and underscores, not starting
+	// with a digit.
 	Namespace string
 	// ConstLabels are added to every metric. The KanbanCollector, which
 	// has a histogram, refuses "le": Prometheus keeps it for the bucket
@@ -27,13 +29,16 @@ type CollectorOptions struct {
 // defaultNamespace prefixes the metric names when no Namespace is given.
 const defaultNamespace = "taikit"
 
-var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+// metricName matches the part of a metric name a program may choose:
+// the Prometheus name syntax without colons, which Prometheus keeps for
+// the names of recording rules (promtool check metrics refuses them).
+var metricName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // checkName returns an error naming field when value is not a valid
-// metric name.
+// metric name, or holds a colon.
 func checkName(field, value string) error {
 	if !metricName.MatchString(value) {
-		return fmt.Errorf("%s %q is not a valid metric name", field, value)
+		return fmt.Errorf("%s %q is not a valid metric name (letters, digits and underscores, not starting with a digit)", field, value)
 	}
 	return nil
 }

@@ -36,6 +36,8 @@ func TestCollectorsNeedARegisterer(t *testing.T) {
 	require.ErrorContains(t, err, "NewKanbanCollector: nil prometheus.Registerer")
 	_, err = kaizenprom.NewKanbanCollector(prometheus.NewRegistry(), kaizenprom.CollectorOptions{Namespace: "a-b"})
 	require.ErrorContains(t, err, `CollectorOptions.Namespace "a-b"`)
+	_, err = kaizenprom.NewJidokaCollector(prometheus.NewRegistry(), kaizenprom.CollectorOptions{Namespace: "job:taikit"})
+	require.ErrorContains(t, err, `CollectorOptions.Namespace "job:taikit"`, "colons are kept for recording rules")
 	_, err = kaizenprom.NewKanbanCollector(prometheus.NewRegistry(), kaizenprom.CollectorOptions{ConstLabels: prometheus.Labels{"le": "x"}})
 	require.ErrorContains(t, err, `kaizenprom: NewKanbanCollector: CollectorOptions.ConstLabels: "le"`)
 }

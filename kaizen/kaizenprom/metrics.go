@@ -27,9 +27,12 @@ func DefaultBuckets() []float64 {
 // "taikit", the DefaultBuckets, exemplars on sampled signals.
 type MetricsOptions struct {
 	// Namespace prefixes every metric name. Empty means "taikit". It must
-	// be a valid Prometheus name.
+	// be a valid Prometheus name without a colon, which Prometheus keeps
+	// for recording rules: letters, digits and underscores, not starting
+	// with a digit.
 	Namespace string
-	// Subsystem, if set, goes between the namespace and the name.
+	// Subsystem, if set, goes between the namespace and the name. It
+	// follows the rules of Namespace.
 	Subsystem string
 	// Buckets are the upper bounds in seconds of the duration histogram:
 	// positive, finite, strictly increasing. Empty means DefaultBuckets.

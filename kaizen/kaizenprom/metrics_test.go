@@ -33,6 +33,10 @@ func TestNewMetricsValidates(t *testing.T) {
 	}{
 		{"namespace", kaizenprom.MetricsOptions{Namespace: "my-app"}, `Namespace "my-app"`},
 		{"subsystem", kaizenprom.MetricsOptions{Subsystem: "1x"}, `Subsystem "1x"`},
+		// Prometheus keeps colons for the names of recording rules;
+		// promtool check metrics refuses a metric name holding one.
+		{"namespace colon", kaizenprom.MetricsOptions{Namespace: "job:taikit"}, `Namespace "job:taikit"`},
+		{"subsystem colon", kaizenprom.MetricsOptions{Subsystem: "pay:ments"}, `Subsystem "pay:ments"`},
 		{"bucket zero", kaizenprom.MetricsOptions{Buckets: []float64{0, 1}}, "Buckets[0] 0"},
 		{"bucket inf", kaizenprom.MetricsOptions{Buckets: []float64{1, math.Inf(1)}}, "Buckets[1] +Inf"},
 		{"bucket order", kaizenprom.MetricsOptions{Buckets: []float64{1, 0.5}}, "Buckets[1] 0.5 is not above"},
