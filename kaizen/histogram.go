@@ -87,7 +87,7 @@ func (h *histogram) merge(o *histogram) {
 
 // quantile returns the value at rank ceil(q*total) (the nearest-rank
 // definition), clamped to [lo, hi], the smallest and largest values seen;
-// for q = 0, lo itself. It returns 0 for an empty histogram. A q*total
+// for q = 0 and rank 1, lo itself, and for the last rank, hi itself. It returns 0 for an empty histogram. A q*total
 // within floating-point rounding of a whole number is that number: 0.07
 // of 100 values is rank 7, though 0.07*100 is 7.000000000000001.
 func (h *histogram) quantile(q float64, total uint64, lo, hi time.Duration) time.Duration {
@@ -103,9 +103,14 @@ func (h *histogram) quantile(q float64, total uint64, lo, hi time.Duration) time
 	if w := math.Round(x); math.Abs(x-w) <= w*0x1p-50 {
 		r = w
 	}
+	// The first rank is the smallest value seen and the last the largest,
+	// both known exactly: a bin's middle would be up to 0.4% off.
 	rank := uint64(r)
-	if rank == 0 { // q is 0: the smallest value seen, exactly
+	switch {
+	case rank <= 1: // q is 0 too
 		return lo
+	case rank >= total:
+		return hi
 	}
 	var seen uint64
 	for i, c := range h.chunks {

@@ -205,3 +205,27 @@ func TestQuantileRankOfDecimalQ(t *testing.T) {
 	assert.Equal(t, time.Duration(1), two.quantile(0.5+0x1p-51, 2, 1, 2), "q*n = 1+2^-50 is within rounding of rank 1")
 	assert.Equal(t, time.Duration(2), two.quantile(0.5+0x1p-49, 2, 1, 2), "q*n = 1+2^-48 is past rank 1")
 }
+
+// TestQuantileOfTheFirstAndLastRankIsExact: the value at rank 1 is the
+// smallest value seen and the value at the last rank the largest, both
+// known exactly, so a quantile reading either is that value, not the
+// middle of its bin: Quantile(1) is Max, and so is the p99 of fewer than
+// 100 values.
+func TestQuantileOfTheFirstAndLastRankIsExact(t *testing.T) {
+	// Two values at the edges of wide bins: lo at the bottom of its bin,
+	// whose middle is above it, hi at the top of its bin, whose middle is
+	// below it.
+	lo := time.Duration(1 << 30)
+	hi := time.Duration(5<<30 - 1)
+	require.Greater(t, binValue(binOf(lo)), float64(lo), "the test needs lo below its bin's middle")
+	require.Less(t, binValue(binOf(hi)), float64(hi), "the test needs hi above its bin's middle")
+	var h histogram
+	h.add(binOf(lo))
+	h.add(binOf(hi))
+	for _, q := range []float64{1, 0.99, 0.51} {
+		assert.Equal(t, hi, h.quantile(q, 2, lo, hi), "q=%v reads rank 2 of 2: the largest value", q)
+	}
+	for _, q := range []float64{0, 1e-9, 0.5} {
+		assert.Equal(t, lo, h.quantile(q, 2, lo, hi), "q=%v reads rank 1: the smallest value", q)
+	}
+}

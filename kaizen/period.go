@@ -111,8 +111,9 @@ func containsOutcome(os []tai.Outcome, o tai.Outcome) bool {
 // using the nearest-rank definition, within 0.4% of the exact value: the
 // value at rank ceil(q×Total), where a q×Total within floating-point
 // rounding of a whole number is that number (Quantile(0.07) of 100
-// signals is the 7th). It is zero when Total is zero or q is NaN. q
-// outside [0, 1] is clamped.
+// signals is the 7th). The first rank is Min and the last Max, exactly:
+// Quantile(1) is Max, and so is the P99 of fewer than 100 signals. It is
+// zero when Total is zero or q is NaN. q outside [0, 1] is clamped.
 func (p Period) Quantile(q float64) time.Duration {
 	if p.hist == nil {
 		return 0

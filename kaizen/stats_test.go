@@ -646,3 +646,25 @@ func TestStatsMeanOfLongDurations(t *testing.T) {
 		assert.Equal(t, 3*time.Second, w.Current.Min)
 	})
 }
+
+// TestStatsP99OfFewSignalsIsTheMax: of fewer than 100 signals the p99 is
+// the slowest, whose latency Stats knows exactly; it was the middle of
+// its histogram bin, a little below Max.
+func TestStatsP99OfFewSignalsIsTheMax(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{})
+		require.NoError(t, err)
+		slowest := 5*time.Second + 368709119 // at the top of its histogram bin
+		now := time.Now()
+		for _, d := range []time.Duration{time.Second, 2 * time.Second, slowest} {
+			s.Observe(context.Background(), rec("payment", tai.Succeeded, tai.Allow, now, d))
+		}
+		w, ok := s.Window("payment", time.Minute)
+		require.True(t, ok)
+		p := w.Current
+		assert.Equal(t, slowest, p.Max)
+		assert.Equal(t, slowest, p.P99)
+		assert.Equal(t, slowest, p.Quantile(1))
+		assert.Equal(t, time.Second, p.Quantile(0.01), "the first rank is Min")
+	})
+}
