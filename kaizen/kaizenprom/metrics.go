@@ -23,6 +23,15 @@ func DefaultBuckets() []float64 {
 	return []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 }
 
+// MaxNativeHistogramBuckets bounds the buckets of each native histogram
+// series of Metrics (see MetricsOptions.NativeHistogramBucketFactor):
+// latencies spread over many powers of two, as a slow client or a timeout
+// makes them, would otherwise give it a bucket for each, in memory and in
+// every scrape. When a series has more, its buckets are made wider, which
+// loses resolution but no observation; the series is never reset, so its
+// counts only grow.
+const MaxNativeHistogramBuckets = 160
+
 // MetricsOptions configures Metrics. The zero value is useful: namespace
 // "taikit", the DefaultBuckets, exemplars on sampled signals.
 type MetricsOptions struct {
@@ -39,7 +48,9 @@ type MetricsOptions struct {
 	Buckets []float64
 	// NativeHistogramBucketFactor, when above 1, adds a native histogram
 	// with that growth factor to the classic buckets (Prometheus 2.40+
-	// scrapes it with protobuf). Zero means classic buckets only.
+	// scrapes it with protobuf). Zero means classic buckets only. Each
+	// series keeps at most MaxNativeHistogramBuckets buckets: past that,
+	// its buckets are made wider (its growth factor squared), never reset.
 	NativeHistogramBucketFactor float64
 	// ConstLabels are added to every metric (for example the service).
 	// "le", which Prometheus keeps for the bucket bounds of a histogram,
@@ -198,18 +209,20 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	}
 	m.durations, err = registerNew(reg, &added, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: ns, Subsystem: opts.Subsystem, Name: "signal_duration_seconds", ConstLabels: opts.ConstLabels,
-		Help:                        "Time signals took from start to result, by kind and outcome.",
-		Buckets:                     buckets,
-		NativeHistogramBucketFactor: opts.NativeHistogramBucketFactor,
+		Help:                           "Time signals took from start to result, by kind and outcome.",
+		Buckets:                        buckets,
+		NativeHistogramBucketFactor:    opts.NativeHistogramBucketFactor,
+		NativeHistogramMaxBucketNumber: MaxNativeHistogramBuckets,
 	}, []string{"kind", "outcome"}))
 	if err != nil {
 		return fail(err)
 	}
 	m.stageDurs, err = registerNew(reg, &added, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: ns, Subsystem: opts.Subsystem, Name: "stage_duration_seconds", ConstLabels: opts.ConstLabels,
-		Help:                        "Time signals spent in each stage of the pipeline (gate, policy, action), by kind and stage.",
-		Buckets:                     buckets,
-		NativeHistogramBucketFactor: opts.NativeHistogramBucketFactor,
+		Help:                           "Time signals spent in each stage of the pipeline (gate, policy, action), by kind and stage.",
+		Buckets:                        buckets,
+		NativeHistogramBucketFactor:    opts.NativeHistogramBucketFactor,
+		NativeHistogramMaxBucketNumber: MaxNativeHistogramBuckets,
 	}, []string{"kind", "stage"}))
 	if err != nil {
 		return fail(err)

@@ -580,3 +580,41 @@ type noopSpan struct{}
 
 func (noopSpan) End(error)                    {}
 func (noopSpan) SpanContext() tai.SpanContext { return tai.SpanContext{} }
+
+// TestMetricsNativeHistogramIsBounded: latencies spread over many powers
+// of two (a slow client, a timeout) would give a native histogram a
+// bucket for each, without bound; the histogram keeps at most
+// MaxNativeHistogramBuckets by widening its buckets, and loses no
+// observation doing so.
+func TestMetricsNativeHistogramIsBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{NativeHistogramBucketFactor: 1.01})
+	require.NoError(t, err)
+	var n uint64
+	for e := range 40 { // 1ns to 18 minutes
+		for j := 0; j < 128; j += 8 {
+			d := time.Duration(1)<<e + time.Duration(j)*(time.Duration(1)<<e)/128
+			m.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Outcome: tai.Succeeded, Duration: d,
+				Stages: [tai.StageAction + 1]time.Duration{tai.StageAction: d}})
+			n++
+		}
+	}
+	for name, labels := range map[string]map[string]string{
+		"taikit_signal_duration_seconds": {"kind": "k", "outcome": "succeeded"},
+		"taikit_stage_duration_seconds":  {"kind": "k", "stage": "action"},
+	} {
+		h := series(t, reg, name, labels).GetHistogram()
+		require.NotNil(t, h, name)
+		// The populated buckets: the spans may hold a few empty ones
+		// between them, each with a delta that brings its count to 0.
+		var buckets, count int64
+		for _, delta := range h.GetPositiveDelta() {
+			if count += delta; count > 0 {
+				buckets++
+			}
+		}
+		assert.Positive(t, buckets, "%s has a native histogram", name)
+		assert.LessOrEqual(t, buckets, int64(kaizenprom.MaxNativeHistogramBuckets), name)
+		assert.Equal(t, n, h.GetSampleCount(), "%s lost no observation", name)
+	}
+}
