@@ -234,8 +234,11 @@ func (*unrecorded) End(error) {}
 
 func (u *unrecorded) SpanContext() tai.SpanContext { return spanContextOf(u.sc) }
 
-// End records the outcome and closes the span.
+// End records the outcome and closes the span. The span is closed even
+// when reading err panics (a typed nil whose Unwrap reads its receiver):
+// the pipeline recovers the panic, and the span is not left open.
 func (s *span) End(err error) {
+	defer s.span.End()
 	o := tai.OutcomeOf(err)
 	if s.root {
 		s.span.SetAttributes(attrOutcome.String(o.String()))
@@ -258,7 +261,6 @@ func (s *span) End(err error) {
 		s.span.SetAttributes(attrErrType.String(t))
 		s.span.SetStatus(codes.Error, t)
 	}
-	s.span.End()
 }
 
 // SpanContext returns the span's trace and span IDs.

@@ -318,3 +318,26 @@ func TestTracerNilPointerProviderIsTheGlobalOne(t *testing.T) {
 	require.Len(t, sr.Ended(), 1)
 	assert.Equal(t, "payment", sr.Ended()[0].Name())
 }
+
+// chainErr is an error whose Unwrap reads its receiver: a nil *chainErr
+// returned as an error (a typed nil) panics when its chain is walked.
+type chainErr struct{ err error }
+
+func (e *chainErr) Error() string { return "chain" }
+func (e *chainErr) Unwrap() error { return e.err }
+
+// TestTracerEndsTheSpanWhenTheErrorPanics: a stage that ends with an error
+// whose chain cannot be walked (a typed nil) makes End panic, which the
+// pipeline recovers; the span is ended all the same, not left open and
+// lost from the trace.
+func TestTracerEndsTheSpanWhenTheErrorPanics(t *testing.T) {
+	sr, tp := newRecorder(t)
+	tr := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})
+	for _, stage := range []tai.Stage{tai.StageSignal, tai.StageAction} {
+		sr.Reset()
+		_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: stage, Name: "payment", Kind: "payment"})
+		var typedNil *chainErr
+		require.Panics(t, func() { sp.End(typedNil) }, "the error's chain cannot be walked")
+		assert.Len(t, sr.Ended(), 1, "the %v span is ended", stage)
+	}
+}
