@@ -116,6 +116,10 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	}
 	ctx, span := tp.Tracer(instrumentation).Start(ctx, name+" "+queue, opts...)
 	return ctx, func(err error) {
+		// Ended even when reading err panics (a typed nil whose Unwrap
+		// reads its receiver): the queue recovers the panic, and the
+		// span is not left open.
+		defer span.End()
 		if err != nil {
 			typ := errorType(err)
 			span.SetAttributes(semconv.ErrorTypeKey.String(typ))
@@ -125,7 +129,6 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 			}
 			span.SetStatus(codes.Error, desc)
 		}
-		span.End()
 	}
 }
 

@@ -363,3 +363,28 @@ func TestTracerLinksOnlyTheMessagesCreationContext(t *testing.T) {
 		})
 	}
 }
+
+// chainErr is an error whose Unwrap reads its receiver: a nil *chainErr
+// returned as an error (a typed nil) panics when its chain is walked.
+type chainErr struct{ err error }
+
+func (e *chainErr) Error() string { return "chain" }
+func (e *chainErr) Unwrap() error { return e.err }
+
+// TestTracerEndsTheSpanWhenTheErrorPanics: an operation that ends with an
+// error whose chain cannot be walked (a typed nil) makes the end function
+// panic, which the queue recovers; the span is ended all the same, not
+// left open and lost from the trace.
+func TestTracerEndsTheSpanWhenTheErrorPanics(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tr := kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp})
+	for _, op := range []kanban.OperationType{kanban.OpSend, kanban.OpProcess} {
+		rec.Reset()
+		_, end := tr.Start(context.Background(), kanban.Operation{Type: op, System: "kanban", Queue: "orders", MessageID: "m1", Attempt: 1})
+		var typedNil *chainErr
+		require.Panics(t, func() { end(typedNil) }, "the error's chain cannot be walked")
+		assert.Len(t, rec.Ended(), 1, "the %v span is ended", op)
+	}
+}
