@@ -87,9 +87,10 @@ func (h *histogram) merge(o *histogram) {
 
 // quantile returns the value at rank ceil(q*total) (the nearest-rank
 // definition), clamped to [lo, hi], the smallest and largest values seen;
-// for q = 0 and rank 1, lo itself, and for the last rank, hi itself. It returns 0 for an empty histogram. A q*total
-// within floating-point rounding of a whole number is that number: 0.07
-// of 100 values is rank 7, though 0.07*100 is 7.000000000000001.
+// for q = 0 and rank 1, lo itself, and for the last rank, hi itself. It
+// returns 0 for an empty histogram. A q*total within floating-point
+// rounding of a whole number is that number: 0.07 of 100 values is rank
+// 7, though 0.07*100 is 7.000000000000001.
 func (h *histogram) quantile(q float64, total uint64, lo, hi time.Duration) time.Duration {
 	if total == 0 || math.IsNaN(q) {
 		return 0
