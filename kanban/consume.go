@@ -729,16 +729,41 @@ func (e *engine[T]) observe(d *Delivery[T], took time.Duration, err error) {
 
 // call runs the handler. A panic is recovered into a *PanicError, which
 // is logged with its stack and then settles the message as any handler
-// error does.
+// error does; so is an error that panics when read (see readable).
 func (e *engine[T]) call(ctx context.Context, d *Delivery[T]) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			p := &PanicError{Value: v, Stack: debug.Stack()}
-			e.o.Logger.Error("kanban: handler panicked", "id", d.ID, "attempt", d.Attempt, "err", p, "stack", string(p.Stack))
-			err = p
+			err = e.panicked(d, v)
 		}
 	}()
-	return e.h(ctx, *d)
+	if err = e.h(ctx, *d); err != nil {
+		err = e.readable(d, err)
+	}
+	return err
+}
+
+// readable returns err, the handler's, or a *PanicError when reading it
+// panics: a typed nil whose Error or Unwrap reads its receiver. The
+// engine reads a handler's error to settle its message (whether it is
+// Permanent, its text for a dead letter), outside the handler's
+// recovery, where a panic would end the process.
+func (e *engine[T]) readable(d *Delivery[T], err error) (out error) {
+	defer func() {
+		if v := recover(); v != nil {
+			out = e.panicked(d, fmt.Sprintf("reading its error %T: %v", err, v))
+		}
+	}()
+	_ = err.Error()
+	IsPermanent(err)
+	return err
+}
+
+// panicked logs the handler's panic v with its stack and returns it as a
+// *PanicError.
+func (e *engine[T]) panicked(d *Delivery[T], v any) *PanicError {
+	p := &PanicError{Value: v, Stack: debug.Stack()}
+	e.o.Logger.Error("kanban: handler panicked", "id", d.ID, "attempt", d.Attempt, "err", p, "stack", string(p.Stack))
+	return p
 }
 
 // heartbeat extends the leases held every iv until stop closes, then

@@ -335,3 +335,53 @@ func TestKeyedOrderAcrossAStopDuringARetry(t *testing.T) {
 		assert.Zero(t, q.Len())
 	})
 }
+
+// unreadableErr is an error whose methods read their receiver: returned
+// as a nil *unreadableErr (a typed nil), its Error and Unwrap panic.
+type unreadableErr struct{ cause error }
+
+func (e *unreadableErr) Error() string { return "unreadable: " + e.cause.Error() }
+func (e *unreadableErr) Unwrap() error { return e.cause }
+
+// TestUnreadableHandlerError: a handler error that panics when read (a
+// typed nil whose Error and Unwrap read their receiver) fails the attempt
+// as a panic in the handler does: logged, retried, then dead-lettered. The
+// queue read it outside the handler's recovery, to learn whether it was
+// Permanent and for its text, and the panic ended the process.
+func TestUnreadableHandlerError(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+				require.NoError(t, err)
+				require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "p", Key: "k"}))
+				var log logRecorder
+				ctx, cancel := context.WithCancel(context.Background())
+				calls := 0
+				err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+					if calls++; calls == 2 {
+						defer cancel()
+					}
+					var typedNil *unreadableErr
+					return typedNil
+				}, kanban.ConsumeOptions{
+					MaxAttempts: 2, PerKey: perKey, Logger: slog.New(&log),
+					Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second }),
+				})
+				require.NoError(t, err)
+				assert.Equal(t, 2, calls)
+
+				dl, err := q.DeadLetters(context.Background())
+				require.NoError(t, err)
+				require.Len(t, dl, 1)
+				assert.Contains(t, dl[0].Reason, "kanban: panic in handler: reading its error *kanban_test.unreadableErr: ")
+				assert.Equal(t, 2, dl[0].Attempts)
+				logged := log.attrs("kanban: handler panicked")
+				require.Len(t, logged, 2, "each attempt is logged")
+				var p *kanban.PanicError
+				require.ErrorAs(t, logged[0]["err"].(error), &p)
+				assert.Contains(t, string(p.Stack), "unreadableErr", "the stack is where reading the error panicked")
+			})
+		})
+	}
+}
