@@ -17,7 +17,9 @@ import (
 type ExportOptions struct {
 	// Namespace and Subsystem are those of kaizenprom.MetricsOptions: the
 	// rules read <namespace>_<subsystem>_signals_total and the other
-	// families. Empty Namespace means "taikit".
+	// families. Empty Namespace means "taikit". Each is letters, digits
+	// and underscores, not starting with a digit, as kaizenprom takes
+	// them.
 	Namespace, Subsystem string
 	// Matchers are label matchers added to every selector, such as
 	// {"job": "payment"} when several services export the same families.

@@ -66,8 +66,11 @@ type Rule struct {
 }
 
 var (
-	labelName  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-	metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+	// metricName matches the part of a metric name a program chooses, as
+	// kaizenprom takes it: without the colons Prometheus keeps for the
+	// names of recording rules.
+	metricName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 )
 
 // validate checks the rule's fields; errors name the field.
