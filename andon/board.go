@@ -44,8 +44,13 @@ type BoardOptions struct {
 	// Zero means 2s; otherwise at least 100ms. Whatever it is, a stream
 	// silent for 15s is sent a keep-alive comment.
 	Refresh time.Duration
-	// ReadOnly hides the cord and refuses POSTs with 403.
-	ReadOnly bool
+	// AllowCord shows the cord on the page and takes its pulls and resets
+	// (POST api/cord). A pull stops lines, so the zero value leaves the
+	// cord out: the board is read-only, the cord hidden and its POSTs
+	// refused with 403, and a board mounted with nothing in front of it
+	// shows the state and changes nothing. Set it when the board is served
+	// behind your authentication (Who can name the person from it).
+	AllowCord bool
 	// Who names the person pulling the cord from the request (from your
 	// authentication). Nil means the name typed on the page, or "board".
 	Who func(r *http.Request) string
@@ -103,7 +108,7 @@ type BoardOptions struct {
 //	                             one given twice, an unknown action, a reason or
 //	                             who over 200 characters or holding control
 //	                             characters
-//	forbidden               403  the board is ReadOnly, or X-Andon-Board is missing
+//	forbidden               403  the board is read-only (no AllowCord), or X-Andon-Board is missing
 //	cross_origin            403  refused by http.CrossOriginProtection
 //	not_found               404  no route or asset at the path
 //	method_not_allowed      405  the path takes other methods (see Allow)
@@ -420,7 +425,7 @@ type BoardBreaker struct {
 
 // State returns what the board shows now.
 func (b *Board) State() BoardState {
-	st := BoardState{Title: b.opts.Title, Time: time.Now(), ReadOnly: b.opts.ReadOnly,
+	st := BoardState{Title: b.opts.Title, Time: time.Now(), ReadOnly: !b.opts.AllowCord,
 		Cord: BoardCord{Name: b.ev.CordName(), CordStatus: b.ev.Cord()}}
 	alerts := b.ev.Alerts()
 	st.Rules = make([]BoardRule, 0, len(alerts))
@@ -701,7 +706,7 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 		b.fail(w, http.StatusForbidden, "cross_origin", err.Error())
 		return
 	}
-	if b.opts.ReadOnly {
+	if !b.opts.AllowCord {
 		b.fail(w, http.StatusForbidden, "forbidden", "the board is read-only")
 		return
 	}

@@ -160,45 +160,45 @@ func TestBoardCordRequests(t *testing.T) {
 		code    int
 		pulled  bool
 	}{
-		{"pull", http.MethodPost, `{"action":"pull","reason":"smoke","who":"alice"}`, good, andon.BoardOptions{}, http.StatusOK, true},
+		{"pull", http.MethodPost, `{"action":"pull","reason":"smoke","who":"alice"}`, good, andon.BoardOptions{AllowCord: true}, http.StatusOK, true},
 		{"same-origin browser", http.MethodPost, `{"action":"pull","reason":"smoke"}`, func(r *http.Request) {
 			good(r)
 			r.Header.Set("Sec-Fetch-Site", "same-origin")
-		}, andon.BoardOptions{}, http.StatusOK, true},
-		{"no custom header", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) { r.Header.Set("Content-Type", "application/json") }, andon.BoardOptions{}, http.StatusForbidden, false},
+		}, andon.BoardOptions{AllowCord: true}, http.StatusOK, true},
+		{"no custom header", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) { r.Header.Set("Content-Type", "application/json") }, andon.BoardOptions{AllowCord: true}, http.StatusForbidden, false},
 		{"form content type", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
 			r.Header.Set("Content-Type", "text/plain")
 			r.Header.Set("X-Andon-Board", "1")
-		}, andon.BoardOptions{}, http.StatusUnsupportedMediaType, false},
+		}, andon.BoardOptions{AllowCord: true}, http.StatusUnsupportedMediaType, false},
 		{"media type in other case, with parameters", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
 			good(r)
 			r.Header.Set("Content-Type", "Application/JSON ; charset=UTF-8")
-		}, andon.BoardOptions{}, http.StatusOK, true},
+		}, andon.BoardOptions{AllowCord: true}, http.StatusOK, true},
 		{"media type with a parameter it cannot read", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
 			good(r)
 			r.Header.Set("Content-Type", "application/json;charset")
-		}, andon.BoardOptions{}, http.StatusOK, true},
+		}, andon.BoardOptions{AllowCord: true}, http.StatusOK, true},
 		{"json in a longer media type", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
 			good(r)
 			r.Header.Set("Content-Type", "application/jsonx")
-		}, andon.BoardOptions{}, http.StatusUnsupportedMediaType, false},
+		}, andon.BoardOptions{AllowCord: true}, http.StatusUnsupportedMediaType, false},
 		{"cross-site fetch", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
 			good(r)
 			r.Header.Set("Sec-Fetch-Site", "cross-site")
-		}, andon.BoardOptions{}, http.StatusForbidden, false},
+		}, andon.BoardOptions{AllowCord: true}, http.StatusForbidden, false},
 		{"foreign origin", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
 			good(r)
 			r.Header.Set("Origin", "https://evil.example")
-		}, andon.BoardOptions{}, http.StatusForbidden, false},
+		}, andon.BoardOptions{AllowCord: true}, http.StatusForbidden, false},
 		{"trusted origin", http.MethodPost, `{"action":"pull"}`, func(r *http.Request) {
 			good(r)
 			r.Header.Set("Origin", "https://ops.example")
-		}, andon.BoardOptions{TrustedOrigins: []string{"https://ops.example"}}, http.StatusOK, true},
-		{"get is not allowed", http.MethodGet, ``, good, andon.BoardOptions{}, http.StatusMethodNotAllowed, false},
-		{"read-only", http.MethodPost, `{"action":"pull"}`, good, andon.BoardOptions{ReadOnly: true}, http.StatusForbidden, false},
-		{"unknown action", http.MethodPost, `{"action":"yank"}`, good, andon.BoardOptions{}, http.StatusBadRequest, false},
-		{"unknown field", http.MethodPost, `{"action":"pull","force":true}`, good, andon.BoardOptions{}, http.StatusBadRequest, false},
-		{"reason too long", http.MethodPost, `{"action":"pull","reason":"` + strings.Repeat("x", 201) + `"}`, good, andon.BoardOptions{}, http.StatusBadRequest, false},
+		}, andon.BoardOptions{AllowCord: true, TrustedOrigins: []string{"https://ops.example"}}, http.StatusOK, true},
+		{"get is not allowed", http.MethodGet, ``, good, andon.BoardOptions{AllowCord: true}, http.StatusMethodNotAllowed, false},
+		{"read-only", http.MethodPost, `{"action":"pull"}`, good, andon.BoardOptions{}, http.StatusForbidden, false},
+		{"unknown action", http.MethodPost, `{"action":"yank"}`, good, andon.BoardOptions{AllowCord: true}, http.StatusBadRequest, false},
+		{"unknown field", http.MethodPost, `{"action":"pull","force":true}`, good, andon.BoardOptions{AllowCord: true}, http.StatusBadRequest, false},
+		{"reason too long", http.MethodPost, `{"action":"pull","reason":"` + strings.Repeat("x", 201) + `"}`, good, andon.BoardOptions{AllowCord: true}, http.StatusBadRequest, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,7 +223,7 @@ func TestBoardCordRequests(t *testing.T) {
 
 func TestBoardCordWhoAndReset(t *testing.T) {
 	var logs bytes.Buffer
-	f := newBoardFixture(t, andon.BoardOptions{Who: func(r *http.Request) string { return "sso:" + r.Header.Get("X-User") },
+	f := newBoardFixture(t, andon.BoardOptions{AllowCord: true, Who: func(r *http.Request) string { return "sso:" + r.Header.Get("X-User") },
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	post := func(body string) *http.Response {
 		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
@@ -256,7 +256,7 @@ func TestBoardLogsToTheDefault(t *testing.T) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
 	defer slog.SetDefault(prev)
 	e := newEvaluator(t, andon.EvaluatorOptions{})
-	b, err := andon.NewBoard(e, andon.BoardOptions{})
+	b, err := andon.NewBoard(e, andon.BoardOptions{AllowCord: true})
 	require.NoError(t, err)
 	req := httptest.NewRequest(http.MethodPost, "/api/cord", strings.NewReader(`{"action":"pull","who":"dave"}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -608,7 +608,7 @@ func TestBoardOptionsAndState(t *testing.T) {
 		e.EvaluateAt(context.Background(), t0.Add(time.Duration(i+1)*time.Minute))
 	}
 	assert.Len(t, b.State().History, 20, "20 by default")
-	short, err := andon.NewBoard(e, andon.BoardOptions{HistoryLength: 3, ReadOnly: true, Title: "Ops",
+	short, err := andon.NewBoard(e, andon.BoardOptions{HistoryLength: 3, Title: "Ops",
 		Lines: []andon.Line{line}, Breakers: []andon.Breaker{breaker}})
 	require.NoError(t, err)
 	breaker.Trip("gateway timeouts")
@@ -667,7 +667,7 @@ func TestBoardCordTextLimits(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	f := newBoardFixture(t, andon.BoardOptions{})
+	f := newBoardFixture(t, andon.BoardOptions{AllowCord: true})
 	long := strings.Repeat("x", 200)
 	assert.Equal(t, http.StatusBadRequest, post(f, `{"action":"pull","who":"`+long+`x"}`))
 	assert.False(t, f.ev.Cord().Pulled)
@@ -703,7 +703,7 @@ func TestBoardCordTextLimits(t *testing.T) {
 // UTF-8; the board refused a reason of 70 characters in a script of three
 // bytes a character, which the page had let the user type.
 func TestBoardCordTextLimitInCharacters(t *testing.T) {
-	f := newBoardFixture(t, andon.BoardOptions{})
+	f := newBoardFixture(t, andon.BoardOptions{AllowCord: true})
 	post := func(body string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -739,7 +739,7 @@ func TestBoardCordTextLimitInCharacters(t *testing.T) {
 // the last key encoding/json read, which a proxy or log that reads the
 // first sees otherwise; the board acted on it.
 func TestBoardCordKeysAreExact(t *testing.T) {
-	f := newBoardFixture(t, andon.BoardOptions{})
+	f := newBoardFixture(t, andon.BoardOptions{AllowCord: true})
 	post := func(body string) *http.Response {
 		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -856,30 +856,30 @@ func TestBoardErrorsAreJSON(t *testing.T) {
 		header       string // checked when not empty
 		value        string
 	}{
-		{"unknown path", http.MethodGet, "/andon/nothing", "", none, andon.BoardOptions{}, http.StatusNotFound, "not_found", "", ""},
-		{"path outside the prefix", http.MethodGet, "/elsewhere", "", none, andon.BoardOptions{}, http.StatusNotFound, "not_found", "", ""},
-		{"unknown asset", http.MethodGet, "/andon/assets/nothing.js", "", none, andon.BoardOptions{}, http.StatusNotFound, "not_found", "", ""},
-		{"asset in a folder", http.MethodGet, "/andon/assets/x/board.js", "", none, andon.BoardOptions{}, http.StatusNotFound, "not_found", "", ""},
-		{"get the cord", http.MethodGet, "/andon/api/cord", "", good, andon.BoardOptions{}, http.StatusMethodNotAllowed, "method_not_allowed", "Allow", "POST"},
-		{"post the state", http.MethodPost, "/andon/api/state", "{}", good, andon.BoardOptions{}, http.StatusMethodNotAllowed, "method_not_allowed", "Allow", "GET, HEAD"},
-		{"read-only", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, good, andon.BoardOptions{ReadOnly: true}, http.StatusForbidden, "forbidden", "", ""},
+		{"unknown path", http.MethodGet, "/andon/nothing", "", none, andon.BoardOptions{AllowCord: true}, http.StatusNotFound, "not_found", "", ""},
+		{"path outside the prefix", http.MethodGet, "/elsewhere", "", none, andon.BoardOptions{AllowCord: true}, http.StatusNotFound, "not_found", "", ""},
+		{"unknown asset", http.MethodGet, "/andon/assets/nothing.js", "", none, andon.BoardOptions{AllowCord: true}, http.StatusNotFound, "not_found", "", ""},
+		{"asset in a folder", http.MethodGet, "/andon/assets/x/board.js", "", none, andon.BoardOptions{AllowCord: true}, http.StatusNotFound, "not_found", "", ""},
+		{"get the cord", http.MethodGet, "/andon/api/cord", "", good, andon.BoardOptions{AllowCord: true}, http.StatusMethodNotAllowed, "method_not_allowed", "Allow", "POST"},
+		{"post the state", http.MethodPost, "/andon/api/state", "{}", good, andon.BoardOptions{AllowCord: true}, http.StatusMethodNotAllowed, "method_not_allowed", "Allow", "GET, HEAD"},
+		{"read-only", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, good, andon.BoardOptions{}, http.StatusForbidden, "forbidden", "", ""},
 		{"no custom header", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, func(r *http.Request) { r.Header.Set("Content-Type", "application/json") },
-			andon.BoardOptions{}, http.StatusForbidden, "forbidden", "", ""},
+			andon.BoardOptions{AllowCord: true}, http.StatusForbidden, "forbidden", "", ""},
 		{"cross-site", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, func(r *http.Request) { good(r); r.Header.Set("Sec-Fetch-Site", "cross-site") },
-			andon.BoardOptions{}, http.StatusForbidden, "cross_origin", "", ""},
+			andon.BoardOptions{AllowCord: true}, http.StatusForbidden, "cross_origin", "", ""},
 		{"foreign origin", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, func(r *http.Request) { good(r); r.Header.Set("Origin", "https://evil.example") },
-			andon.BoardOptions{}, http.StatusForbidden, "cross_origin", "", ""},
+			andon.BoardOptions{AllowCord: true}, http.StatusForbidden, "cross_origin", "", ""},
 		{"form content type", http.MethodPost, "/andon/api/cord", `{"action":"pull"}`, func(r *http.Request) {
 			r.Header.Set("Content-Type", "text/plain")
 			r.Header.Set("X-Andon-Board", "1")
-		}, andon.BoardOptions{}, http.StatusUnsupportedMediaType, "unsupported_media_type", "", ""},
-		{"not JSON", http.MethodPost, "/andon/api/cord", `{"action":`, good, andon.BoardOptions{}, http.StatusBadRequest, "invalid_request", "", ""},
-		{"two values", http.MethodPost, "/andon/api/cord", `{"action":"reset"}{"action":"pull"}`, good, andon.BoardOptions{}, http.StatusBadRequest, "invalid_request", "", ""},
-		{"unknown action", http.MethodPost, "/andon/api/cord", `{"action":"yank"}`, good, andon.BoardOptions{}, http.StatusBadRequest, "invalid_request", "", ""},
-		{"control character", http.MethodPost, "/andon/api/cord", `{"action":"pull","reason":"a\u0000b"}`, good, andon.BoardOptions{}, http.StatusBadRequest, "invalid_request", "", ""},
-		{"reason too long", http.MethodPost, "/andon/api/cord", `{"action":"pull","reason":"` + strings.Repeat("x", 201) + `"}`, good, andon.BoardOptions{},
+		}, andon.BoardOptions{AllowCord: true}, http.StatusUnsupportedMediaType, "unsupported_media_type", "", ""},
+		{"not JSON", http.MethodPost, "/andon/api/cord", `{"action":`, good, andon.BoardOptions{AllowCord: true}, http.StatusBadRequest, "invalid_request", "", ""},
+		{"two values", http.MethodPost, "/andon/api/cord", `{"action":"reset"}{"action":"pull"}`, good, andon.BoardOptions{AllowCord: true}, http.StatusBadRequest, "invalid_request", "", ""},
+		{"unknown action", http.MethodPost, "/andon/api/cord", `{"action":"yank"}`, good, andon.BoardOptions{AllowCord: true}, http.StatusBadRequest, "invalid_request", "", ""},
+		{"control character", http.MethodPost, "/andon/api/cord", `{"action":"pull","reason":"a\u0000b"}`, good, andon.BoardOptions{AllowCord: true}, http.StatusBadRequest, "invalid_request", "", ""},
+		{"reason too long", http.MethodPost, "/andon/api/cord", `{"action":"pull","reason":"` + strings.Repeat("x", 201) + `"}`, good, andon.BoardOptions{AllowCord: true},
 			http.StatusBadRequest, "invalid_request", "", ""},
-		{"body too large", http.MethodPost, "/andon/api/cord", `{"action":"pull","reason":"` + strings.Repeat("x", 5000) + `"}`, good, andon.BoardOptions{},
+		{"body too large", http.MethodPost, "/andon/api/cord", `{"action":"pull","reason":"` + strings.Repeat("x", 5000) + `"}`, good, andon.BoardOptions{AllowCord: true},
 			http.StatusRequestEntityTooLarge, "body_too_large", "", ""},
 	}
 	for _, tt := range tests {

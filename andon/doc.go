@@ -82,9 +82,13 @@
 // when, and a sparkline; the lines and breakers; the cord with a button.
 // Its assets are embedded; it updates through server-sent events (or
 // polling), and the cord's POST cannot be forged from another origin.
+// The cord stops lines, so it is off unless BoardOptions.AllowCord is
+// set: serve a board that takes pulls behind your authentication.
 //
 //	board, _ := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Lines: []andon.Line{line}})
-//	http.Handle("/andon/", board)
+//	http.Handle("/andon/", board) // read-only: the state, no cord
+//	ops, _ := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/ops/andon", AllowCord: true})
+//	http.Handle("/ops/andon/", requireOperator(ops)) // your authentication
 //
 // Before the server stops, board.Shutdown(ctx) ends the event streams,
 // which would otherwise last as long as their clients; ev.Shutdown(ctx)

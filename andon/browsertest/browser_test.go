@@ -71,7 +71,7 @@ func TestBoardInChromium(t *testing.T) {
 		jobsMu sync.Mutex
 		jobs   []andon.PanelRow
 	)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Title: "Payments andon", Refresh: time.Hour,
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon", Title: "Payments andon", Refresh: time.Hour, AllowCord: true,
 		Lines: []andon.Line{line}, Breakers: []andon.Breaker{breaker},
 		Panels: []andon.Panel{{Title: "Active rollouts", Columns: []string{"Deployment", "Stage", "Traffic"}, Empty: "no rollout running",
 			Rows: func() []andon.PanelRow {
@@ -188,7 +188,8 @@ func TestBoardInChromium(t *testing.T) {
 
 // TestFreshBoardInChromium opens the board of a program that has just
 // started: no rule has changed state yet, so there is no history. The
-// page goes live and shows the rules, with no error on the page.
+// page goes live and shows the rules, with no error on the page, and,
+// the board made with no options, no cord to pull.
 func TestFreshBoardInChromium(t *testing.T) {
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
@@ -208,6 +209,9 @@ func TestFreshBoardInChromium(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "0 firing · 0 pending · 1 rules", summary)
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[[]bool](`[document.getElementById("cord-form").hidden, document.getElementById("cord-reset").hidden]`))
+	require.NoError(t, err)
+	assert.Equal(t, []bool{true, true}, hidden, "a board without AllowCord shows no cord to pull or reset")
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
@@ -302,7 +306,7 @@ func TestBoardCordErrorInChromium(t *testing.T) {
 		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
 		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{Lines: []andon.Line{line}})
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Lines: []andon.Line{line}, AllowCord: true})
 	require.NoError(t, err)
 	srv := httptest.NewServer(board)
 	t.Cleanup(func() {
@@ -340,7 +344,7 @@ func TestBoardCordReasonOfAnyScript(t *testing.T) {
 		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
 		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{Lines: []andon.Line{line}})
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Lines: []andon.Line{line}, AllowCord: true})
 	require.NoError(t, err)
 	srv := httptest.NewServer(board)
 	t.Cleanup(func() {

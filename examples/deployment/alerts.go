@@ -156,9 +156,9 @@ func (s *Service) startAlerts(ctx context.Context) error {
 	}
 	s.board, err = andon.NewBoard(s.andon, andon.BoardOptions{
 		Prefix: "/andon", Title: "Deployments",
-		Lines:    []andon.Line{s.line},
-		ReadOnly: s.cfg.AdminToken == "",
-		Logger:   s.log,
+		Lines:     []andon.Line{s.line},
+		AllowCord: s.cfg.AdminToken != "",
+		Logger:    s.log,
 		Panels: []andon.Panel{{
 			Title:   "Active rollouts on this replica",
 			Columns: []string{"Deployment", "Service", "Version", "Region", "Strategy", "Stage", "Traffic", "In stage", "Last health samples"},

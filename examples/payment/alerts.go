@@ -116,8 +116,8 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 		Prefix: "/andon", Title: "Payments",
 		Lines: []andon.Line{s.line}, Breakers: []andon.Breaker{s.breaker},
 		// The cord stops every payment: only with an admin token to guard it.
-		ReadOnly: s.cfg.AdminToken == "",
-		Logger:   s.log,
+		AllowCord: s.cfg.AdminToken != "",
+		Logger:    s.log,
 		// At most this many live pages (beyond, 503 and the page polls);
 		// a page that stops reading is dropped after the write timeout.
 		MaxStreams:   maxBoardStreams,
