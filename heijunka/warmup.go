@@ -173,11 +173,15 @@ func (c *climb) limitAt(step int64) Limit {
 	// the ten years a Limit may take to refill, a step's could pass them.
 	// Such a step keeps the largest Burst that refills in time (at least
 	// 1: the interval only shortens as the rate climbs, and the first
-	// step's fits).
-	if iv := math.Round(1e9 / l.Rate); iv*float64(l.Burst) > float64(maxTolerance) {
-		l.Burst = max(1, int(float64(maxTolerance)/iv))
-		for l.Burst > 1 && iv*float64(l.Burst) > float64(maxTolerance) {
-			l.Burst--
+	// step's fits). The refill is counted in whole nanoseconds, as Limit
+	// counts it: in floating point a Burst one too many can seem to fit.
+	// Once the product in float64 is within twice the bound, the one in
+	// int64 cannot overflow.
+	iv := math.Round(1e9 / l.Rate)
+	if iv*float64(l.Burst) > 2*float64(maxTolerance) || int64(iv)*int64(l.Burst) > maxTolerance {
+		l.Burst = 1
+		if iv <= float64(maxTolerance) {
+			l.Burst = max(1, int(maxTolerance/int64(iv)))
 		}
 	}
 	return l

@@ -219,6 +219,36 @@ func TestWarmUpStepsOfASlowLimit(t *testing.T) {
 	}
 }
 
+// TestWarmUpStepsOfAFastLongLimit climbs to a fast Limit whose Burst takes
+// the whole ten years to refill. A step whose Burst, rounded, would refill
+// past them keeps the largest Burst that refills in time, counted in whole
+// nanoseconds as Limit counts it: a Burst chosen by floating-point division
+// may be one too many, and the step's Limit then invalid, which a climb
+// must never install (the Limiter would admit nothing, or divide by a zero
+// interval).
+func TestWarmUpStepsOfAFastLongLimit(t *testing.T) {
+	tenYears := int64(10 * 365 * 24 * time.Hour)
+	full := heijunka.Limit{Rate: 1e9, Burst: int(tenYears)} // one event a nanosecond
+	require.NoError(t, full.Validate())
+	t0 := time.Now()
+	for _, steps := range []int{23, 1, 61} {
+		for _, from := range []float64{0.01, 0.016, 0.017, 0.024, 0.25} {
+			for step := range steps + 1 {
+				lim := newLimiter(t, full)
+				w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: from, Over: time.Duration(steps) * time.Second, Steps: steps})
+				require.NoError(t, err, "From %v, %d steps", from, steps)
+				require.NoError(t, w.StartAt(t0))
+				at := t0.Add(time.Duration(step) * time.Second)
+				limit := w.LimitAt(at)
+				require.NoError(t, limit.Validate(), "From %v, step %d of %d: %v", from, step, steps, limit)
+				d := lim.DecideN(at, 1)
+				assert.True(t, d.Allowed, "From %v, step %d of %d: %v", from, step, steps, d)
+				assert.Equal(t, limit, d.Limit, "From %v, step %d of %d", from, step, steps)
+			}
+		}
+	}
+}
+
 // TestWarmUpTakesAllOfOver: a climb reaches full after Over, not before,
 // when Over does not divide into Steps whole nanoseconds; the steps share
 // Over as evenly as nanoseconds allow.
