@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/taipattern/taikit/internal/typednil"
 )
 
 // KeyedOptions configures a Keyed limiter. The zero value is ready to use:
@@ -17,6 +19,7 @@ type KeyedOptions struct {
 	// Store keeps the per-key state. Default (nil): a new MemoryStore made
 	// with MemoryStoreOptions{}; make one yourself to set its MaxKeys or
 	// WhenFull. Give a redisgcra.Store to share limits across replicas.
+	// A Store holding a nil pointer is an error.
 	Store Store
 	// OnStoreError, if set, is called with the key and the error each time
 	// the Store could not decide but failed open, so the request passed
@@ -46,9 +49,10 @@ type Keyed struct {
 }
 
 // NewKeyed returns a Keyed limiter for limit, or an error for an invalid
-// limit. The options are optional: NewKeyed(limit) is a limiter with the
-// defaults of the zero KeyedOptions, NewKeyed(limit, KeyedOptions{...})
-// one configured by them. More than one KeyedOptions is an error.
+// limit or a Store option holding a nil pointer. The options are optional:
+// NewKeyed(limit) is a limiter with the defaults of the zero KeyedOptions,
+// NewKeyed(limit, KeyedOptions{...}) one configured by them. More than one
+// KeyedOptions is an error.
 func NewKeyed(limit Limit, options ...KeyedOptions) (*Keyed, error) {
 	p, err := limit.params()
 	if err != nil {
@@ -61,6 +65,11 @@ func NewKeyed(limit Limit, options ...KeyedOptions) (*Keyed, error) {
 		opts = options[0]
 	default:
 		return nil, fmt.Errorf("heijunka: NewKeyed takes at most one KeyedOptions, got %d", len(options))
+	}
+	// A nil pointer in the interface is not nil, and would panic at the
+	// first decision.
+	if typednil.Holds(opts.Store) {
+		return nil, fmt.Errorf("heijunka: KeyedOptions Store is a nil %T", opts.Store)
 	}
 	k := &Keyed{name: opts.Name, store: opts.Store, onErr: opts.OnStoreError}
 	if k.name == "" {

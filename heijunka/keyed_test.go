@@ -109,6 +109,21 @@ func TestKeyedOptions(t *testing.T) {
 	assert.Equal(t, heijunka.PerSecond(2), d.Limit, "decided under the new limit")
 }
 
+// TestNewKeyedRefusesANilStore: a Store option holding a nil pointer (a
+// store left unset when none is configured) is not nil itself, and would
+// panic at the first decision; NewKeyed names it instead.
+func TestNewKeyedRefusesANilStore(t *testing.T) {
+	var mem *heijunka.MemoryStore
+	_, err := heijunka.NewKeyed(heijunka.PerSecond(1), heijunka.KeyedOptions{Store: mem})
+	require.ErrorContains(t, err, "Store is a nil *heijunka.MemoryStore")
+	var other *nilStore
+	_, err = heijunka.NewKeyed(heijunka.PerSecond(1), heijunka.KeyedOptions{Store: other})
+	require.ErrorContains(t, err, "Store is a nil *heijunka_test.nilStore")
+}
+
+// nilStore is a Store of a type of the caller's own.
+type nilStore struct{ heijunka.Store }
+
 func TestNewKeyedWithoutOptions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		k, err := heijunka.NewKeyed(heijunka.PerMinute(2))
