@@ -21,7 +21,8 @@ type LimiterOptions struct {
 // the instant at which the bucket would be full again. A call reads the
 // clock once, computes the next state and installs it with a
 // compare-and-swap; there is no mutex on the hot path, and a denied call
-// writes nothing.
+// writes nothing. (A call that meets a change of Limit under way waits for
+// it to finish, and is then decided under the new Limit.)
 //
 // A new Limiter starts full: Burst events may pass at once. A request for
 // more events than Burst can never pass (AllowN reports false, ReserveN is
@@ -58,18 +59,28 @@ type LimiterOptions struct {
 // Use NewLimiter; the zero Limiter admits nothing. A Limiter is safe for
 // concurrent use.
 type Limiter struct {
-	p     atomic.Pointer[params]
+	st    atomic.Pointer[state]
 	climb atomic.Pointer[climb] // a warm-up under way, if any
-	// tat sits on its own cache line: it is written by every admitted
-	// call, p only by SetLimit.
-	_   [48]byte
-	tat atomic.Int64
-	_   [56]byte
-
 	epoch time.Time
 	name  string
 	mu    sync.Mutex // serializes changes of the limit
 }
+
+// state is a Limit in force and the schedule kept under it: the
+// theoretical arrival time, in nanoseconds since the limiter's epoch. A
+// change of Limit retires the state, setting its schedule to retired so
+// that no call can book under it any more, and installs a new state with
+// the schedule converted. A schedule and the Limit it is counted in thus
+// change together: a call that read one Limit cannot book on a schedule
+// counted in another, nor book after the conversion has read it.
+type state struct {
+	p   params
+	tat atomic.Int64
+}
+
+// retired is the schedule of a state that a change of Limit has replaced.
+// No schedule reaches it (they stay within maxSchedule).
+const retired = math.MaxInt64
 
 // NewLimiter returns a full Limiter for limit, or an error if limit is
 // invalid (see Limit).
@@ -82,8 +93,9 @@ func NewLimiter(limit Limit, opts LimiterOptions) (*Limiter, error) {
 	if l.name == "" {
 		l.name = "heijunka.limiter"
 	}
-	l.p.Store(&p)
-	l.tat.Store(minTAT)
+	st := &state{p: p}
+	st.tat.Store(minTAT)
+	l.st.Store(st)
 	return l, nil
 }
 
@@ -96,8 +108,8 @@ func (l *Limiter) Limit() Limit {
 	if c := l.climb.Load(); c != nil {
 		l.tick(c, l.nanos())
 	}
-	if p := l.p.Load(); p != nil {
-		return p.limit
+	if st := l.st.Load(); st != nil {
+		return st.p.limit
 	}
 	return Limit{}
 }
@@ -107,16 +119,23 @@ func (l *Limiter) nanos() int64 { return clampNow(time.Since(l.epoch)) }
 
 func (l *Limiter) rel(t time.Time) int64 { return clampNow(t.Sub(l.epoch)) }
 
-func (l *Limiter) timeOf(nanos int64) time.Time { return l.epoch.Add(time.Duration(nanos)) }
-
-// paramsAt returns the limit in force at now, after raising a warm-up's
+// stateAt returns the state in force at now, after raising a warm-up's
 // limit if the climb has reached a new step. Outside a warm-up it costs one
-// atomic load more than reading p.
-func (l *Limiter) paramsAt(now int64) *params {
+// atomic load more than reading st.
+func (l *Limiter) stateAt(now int64) *state {
 	if c := l.climb.Load(); c != nil {
 		l.tick(c, now)
 	}
-	return l.p.Load()
+	return l.st.Load()
+}
+
+// awaitChange waits for the change of Limit under way, which holds l.mu
+// from retiring the old state to installing the new, and returns the new
+// state.
+func (l *Limiter) awaitChange() *state {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.Load()
 }
 
 // Allow reports whether one event may pass now, and records it if so.
@@ -130,22 +149,29 @@ func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1) }
 func (l *Limiter) AllowN(now time.Time, n int) bool { return l.allow(l.rel(now), n) }
 
 func (l *Limiter) allow(now int64, n int) bool {
-	p := l.paramsAt(now)
-	if p == nil || p.mode != modeFinite {
-		return p != nil && n >= 0 && (n == 0 || p.mode == modeUnlimited)
-	}
-	if uint(n) > uint(p.burst) {
-		return false
-	}
-	inc := int64(n) * p.interval
-	for {
-		tat := l.tat.Load()
-		next := max(tat, now) + inc
-		if next-now > p.tolerance {
+	// A state retired by a change of Limit ends the inner loop; the outer
+	// one starts again under the new state.
+	for st := l.stateAt(now); ; st = l.awaitChange() {
+		if st == nil || st.p.mode != modeFinite {
+			return st != nil && n >= 0 && (n == 0 || st.p.mode == modeUnlimited)
+		}
+		p := &st.p
+		if uint(n) > uint(p.burst) {
 			return false
 		}
-		if n == 0 || l.tat.CompareAndSwap(tat, next) {
-			return true
+		inc := int64(n) * p.interval
+		for {
+			tat := st.tat.Load()
+			if tat == retired {
+				break
+			}
+			next := max(tat, now) + inc
+			if next-now > p.tolerance {
+				return false
+			}
+			if n == 0 || st.tat.CompareAndSwap(tat, next) {
+				return true
+			}
 		}
 	}
 }
@@ -159,18 +185,22 @@ func (l *Limiter) Decide() Decision { return l.decide(l.nanos(), 1) }
 func (l *Limiter) DecideN(now time.Time, n int) Decision { return l.decide(l.rel(now), n) }
 
 func (l *Limiter) decide(now int64, n int) Decision {
-	p := l.paramsAt(now)
-	if p == nil || n < 0 {
+	st := l.stateAt(now)
+	if st == nil || n < 0 {
 		d := Decision{RetryAfter: InfDuration}
-		if p != nil {
-			d.Limit = p.limit
+		if st != nil {
+			d.Limit = st.p.limit
 		}
 		return d
 	}
 	for {
-		tat := l.tat.Load()
-		next, d := p.decide(tat, now, n)
-		if next == tat || l.tat.CompareAndSwap(tat, next) {
+		tat := st.tat.Load()
+		if tat == retired { // the Limit changed: decide under the new one
+			st = l.awaitChange()
+			continue
+		}
+		next, d := st.p.decide(tat, now, n)
+		if next == tat || st.tat.CompareAndSwap(tat, next) {
 			return d
 		}
 	}
@@ -198,7 +228,7 @@ func (l *Limiter) Admit(_ context.Context, _ string) error {
 // copy the Reservation value itself (go vet reports copies).
 type Reservation struct {
 	lim      *Limiter
-	p        *params
+	st       *state // the state booked under
 	ok       bool
 	n        int
 	act      int64 // when the events may act, nanoseconds since the limiter's epoch
@@ -267,17 +297,21 @@ func (r *Reservation) cancel(now int64) {
 	// A reservation under an Unlimited Limit has an interval of 0, and
 	// one under a closed Limit is OK only for no events: both return
 	// nothing, as one of no events does.
-	if r.n == 0 || r.lim.p.Load() != r.p || r.act <= now {
+	if r.n == 0 || r.act <= now {
 		return
 	}
 	// What was booked after r (the schedule beyond r.next) acts at times
 	// given already: returning r's share under it would let a new booking
-	// act with it, beyond the burst.
-	inc := int64(r.n) * r.p.interval
+	// act with it, beyond the burst. A state retired since, by a change
+	// of Limit, takes nothing back.
+	inc := int64(r.n) * r.st.p.interval
 	for {
-		tat := r.lim.tat.Load()
+		tat := r.st.tat.Load()
+		if tat == retired {
+			return
+		}
 		back := inc - max(tat-r.next, 0)
-		if back <= 0 || r.lim.tat.CompareAndSwap(tat, tat-back) {
+		if back <= 0 || r.st.tat.CompareAndSwap(tat, tat-back) {
 			return
 		}
 	}
@@ -300,34 +334,40 @@ func (l *Limiter) ReserveN(now time.Time, n int) *Reservation {
 // reserve books n events into r, which must be zero, unless they could
 // not act within maxDelay.
 func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
-	p := l.paramsAt(now)
-	r.lim, r.p, r.n, r.act = l, p, n, now
-	if p == nil || n < 0 {
-		return
-	}
-	switch p.mode {
-	case modeUnlimited:
-		r.ok = true
-		return
-	case modeClosed:
-		r.ok = n == 0
-		return
-	}
-	if n > p.burst {
-		return
-	}
-	inc := int64(n) * p.interval
-	for {
-		tat := l.tat.Load()
-		next := max(tat, now) + inc
-		act := max(next-p.tolerance, now)
-		if next-now > maxAhead || next > maxSchedule || act-now > maxDelay {
-			r.act = act
+	// As in allow, a retired state starts the booking again under the new.
+	for st := l.stateAt(now); ; st = l.awaitChange() {
+		r.lim, r.st, r.n, r.act = l, st, n, now
+		if st == nil || n < 0 {
 			return
 		}
-		if n == 0 || l.tat.CompareAndSwap(tat, next) {
-			r.ok, r.act, r.next = true, act, next
+		p := &st.p
+		switch p.mode {
+		case modeUnlimited:
+			r.ok = true
 			return
+		case modeClosed:
+			r.ok = n == 0
+			return
+		}
+		if n > p.burst {
+			return
+		}
+		inc := int64(n) * p.interval
+		for {
+			tat := st.tat.Load()
+			if tat == retired {
+				break
+			}
+			next := max(tat, now) + inc
+			act := max(next-p.tolerance, now)
+			if next-now > maxAhead || next > maxSchedule || act-now > maxDelay {
+				r.act = act
+				return
+			}
+			if n == 0 || st.tat.CompareAndSwap(tat, next) {
+				r.ok, r.act, r.next = true, act, next
+				return
+			}
 		}
 	}
 }
@@ -359,9 +399,9 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	l.reserve(&r, now, n, maxDelay)
 	if !r.ok {
 		d := Decision{RetryAfter: InfDuration}
-		if r.p != nil {
-			d.Limit = r.p.limit
-			if r.act > now && n <= r.p.burst {
+		if r.st != nil {
+			d.Limit = r.st.p.limit
+			if r.act > now && n <= r.st.p.burst {
 				d.RetryAfter = time.Duration(r.act - now)
 			}
 		}
@@ -382,12 +422,24 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	}
 }
 
-// SetLimit changes the Limit now. See SetLimitAt.
+// SetLimit changes the Limit now. See SetLimitAt. Now is read once no
+// call can book under the old Limit any more, so that the events of a
+// call that read the clock a moment later count as used, not as booked
+// ahead.
 func (l *Limiter) SetLimit(limit Limit) error {
+	np, err := limit.params()
+	if err != nil {
+		return err
+	}
 	if l.epoch.IsZero() {
 		return errNotMade
 	}
-	return l.SetLimitAt(l.timeOf(l.nanos()), limit)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.climb.Store(nil)
+	old, tat := l.retire()
+	l.install(old, tat, &np, l.nanos())
+	return nil
 }
 
 var errNotMade = errors.New("heijunka: Limiter not made by NewLimiter")
@@ -418,13 +470,24 @@ func (l *Limiter) SetLimitAt(now time.Time, limit Limit) error {
 
 // setParams installs np at now, carrying the debt over. l.mu must be held.
 func (l *Limiter) setParams(np *params, now int64) {
-	old := l.p.Swap(np)
-	for {
-		tat := l.tat.Load()
-		if l.tat.CompareAndSwap(tat, carry(old, np, tat, now)) {
-			return
-		}
-	}
+	old, tat := l.retire()
+	l.install(old, tat, np, now)
+}
+
+// retire ends the bookings under the state in force and returns it with
+// its schedule. Calls that meet the retired state wait for l.mu, which
+// must be held from retire to install.
+func (l *Limiter) retire() (*state, int64) {
+	old := l.st.Load()
+	return old, old.tat.Swap(retired)
+}
+
+// install makes np the limit in force, with the schedule tat of the
+// retired state old carried over at now. l.mu must be held.
+func (l *Limiter) install(old *state, tat int64, np *params, now int64) {
+	st := &state{p: *np}
+	st.tat.Store(carry(&old.p, np, tat, now))
+	l.st.Store(st)
 }
 
 // carry converts a schedule under old into one under np with the same debt

@@ -2,6 +2,7 @@ package heijunka_test
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -383,6 +384,39 @@ func TestLimiterConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, int64(1000), admitted.Load(), "4000 calls at one instant admit exactly the burst")
+}
+
+// TestLimiterSetLimitWhileInUse changes the Limit while other goroutines
+// take events, from one event a nanosecond (nearly always full) to one a
+// minute. However the calls interleave with the change, the debt carried
+// over is at most the new Burst: a minute of waiting. A call that read the
+// new Limit but booked on the schedule not yet converted must not have its
+// booking converted again as if it were under the old one (a minute in
+// nanoseconds counted as sixty billion events of the old Limit, years of
+// waiting under the new).
+func TestLimiterSetLimitWhileInUse(t *testing.T) {
+	for i := range 200 {
+		lim := newLimiter(t, heijunka.Limit{Rate: 1e9, Burst: 1000})
+		var stop atomic.Bool
+		var calls atomic.Int64
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				for !stop.Load() {
+					lim.Allow()
+					calls.Add(1)
+				}
+			})
+		}
+		for calls.Load() < 100 {
+			runtime.Gosched()
+		}
+		require.NoError(t, lim.SetLimit(heijunka.Every(time.Minute)))
+		stop.Store(true)
+		wg.Wait()
+		d := lim.DecideN(time.Now().Add(3*time.Minute), 1)
+		require.True(t, d.Allowed, "iteration %d: %+v", i, d)
+	}
 }
 
 // TestLimiterWindowProperty: over any window of length w, a limiter admits

@@ -109,8 +109,9 @@ func (w *WarmUp) newClimb(full Limit, start int64) (*climb, error) {
 // Limiter returns the Limiter the warm-up drives.
 func (w *WarmUp) Limiter() *Limiter { return w.lim }
 
-// Start begins a climb now. See StartAt.
-func (w *WarmUp) Start() error { return w.StartAt(time.Now()) }
+// Start begins a climb now. See StartAt. Now is read once no call can
+// book under the Limiter's old limit any more, as SetLimit reads it.
+func (w *WarmUp) Start() error { return w.start(func() int64 { return w.lim.nanos() }) }
 
 // StartAt begins a climb at time now: the limit drops to From of full and
 // climbs back over Over. Full is the Limiter's limit, or, when a climb is
@@ -118,21 +119,28 @@ func (w *WarmUp) Start() error { return w.StartAt(time.Now()) }
 // the climb, it does not lower its goal). It returns an error, and changes
 // nothing, when the Limiter's limit is not finite.
 func (w *WarmUp) StartAt(now time.Time) error {
+	return w.start(func() int64 { return w.lim.rel(now) })
+}
+
+// start begins a climb at the time now returns, read once the Limiter's
+// old limit is retired.
+func (w *WarmUp) start(now func() int64) error {
 	l := w.lim
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	full := l.p.Load().limit
+	full := l.st.Load().p.limit
 	if c := l.climb.Load(); c != nil {
 		full = c.full
 	}
-	t := l.rel(now)
-	c, err := w.newClimb(full, t)
+	c, err := w.newClimb(full, 0)
 	if err != nil {
 		return err
 	}
 	np, _ := c.limitAt(0).params() // valid: newClimb checked it
+	old, tat := l.retire()
+	c.start = now()
 	l.climb.Store(c)
-	l.setParams(&np, t)
+	l.install(old, tat, &np, c.start)
 	return nil
 }
 
@@ -143,7 +151,7 @@ func (w *WarmUp) LimitAt(now time.Time) Limit {
 	if c := l.climb.Load(); c != nil {
 		return c.limitAt(c.stepAt(l.rel(now)))
 	}
-	return l.p.Load().limit
+	return l.st.Load().p.limit
 }
 
 // stepAt returns the step in force at now: step s begins at s·Over/Steps
