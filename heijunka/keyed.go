@@ -2,6 +2,7 @@ package heijunka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -19,7 +20,8 @@ type KeyedOptions struct {
 	// Store keeps the per-key state. Default (nil): a new MemoryStore made
 	// with MemoryStoreOptions{}; make one yourself to set its MaxKeys or
 	// WhenFull. Give a redisgcra.Store to share limits across replicas.
-	// A Store holding a nil pointer is an error.
+	// A Store holding a nil pointer, or a MemoryStore not made by
+	// NewMemoryStore, is an error.
 	Store Store
 	// OnStoreError, if set, is called with the key and the error each time
 	// the Store could not decide but failed open, so the request passed
@@ -49,10 +51,10 @@ type Keyed struct {
 }
 
 // NewKeyed returns a Keyed limiter for limit, or an error for an invalid
-// limit or a Store option holding a nil pointer. The options are optional:
-// NewKeyed(limit) is a limiter with the defaults of the zero KeyedOptions,
-// NewKeyed(limit, KeyedOptions{...}) one configured by them. More than one
-// KeyedOptions is an error.
+// limit, a Store option holding a nil pointer, or a zero MemoryStore. The
+// options are optional: NewKeyed(limit) is a limiter with the defaults of
+// the zero KeyedOptions, NewKeyed(limit, KeyedOptions{...}) one configured
+// by them. More than one KeyedOptions is an error.
 func NewKeyed(limit Limit, options ...KeyedOptions) (*Keyed, error) {
 	p, err := limit.params()
 	if err != nil {
@@ -79,6 +81,10 @@ func NewKeyed(limit Limit, options ...KeyedOptions) (*Keyed, error) {
 		k.store, _ = NewMemoryStore(MemoryStoreOptions{}) // the zero options are valid
 	}
 	k.mem, _ = k.store.(*MemoryStore)
+	if k.mem != nil && len(k.mem.shards) == 0 {
+		// The zero MemoryStore has nowhere to keep a key.
+		return nil, errors.New("heijunka: KeyedOptions Store is a MemoryStore not made by NewMemoryStore")
+	}
 	k.p.Store(&p)
 	return k, nil
 }

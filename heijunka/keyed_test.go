@@ -121,6 +121,13 @@ func TestNewKeyedRefusesANilStore(t *testing.T) {
 	require.ErrorContains(t, err, "Store is a nil *heijunka_test.nilStore")
 }
 
+// TestNewKeyedRefusesAZeroMemoryStore: the zero MemoryStore has no shards
+// and would panic at the first decision; NewKeyed says so instead.
+func TestNewKeyedRefusesAZeroMemoryStore(t *testing.T) {
+	_, err := heijunka.NewKeyed(heijunka.PerSecond(1), heijunka.KeyedOptions{Store: &heijunka.MemoryStore{}})
+	require.ErrorContains(t, err, "MemoryStore not made by NewMemoryStore")
+}
+
 // nilStore is a Store of a type of the caller's own.
 type nilStore struct{ heijunka.Store }
 
