@@ -145,7 +145,8 @@ func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1) }
 // so. AllowN with n = 0 records nothing and reports whether the limiter
 // is within its burst, as DecideN's Decision does: true unless Reserve or
 // Wait have booked events past the burst (and on the zero Limiter, which
-// admits nothing). n < 0 or n > Burst reports false.
+// admits nothing). n < 0 reports false, and so does n > Burst under a
+// finite Limit; an Unlimited one admits any n.
 func (l *Limiter) AllowN(now time.Time, n int) bool { return l.allow(l.rel(now), n) }
 
 func (l *Limiter) allow(now int64, n int) bool {
@@ -378,8 +379,10 @@ func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 // WaitN blocks until n events may pass and records them, or returns an
 // error: ctx's error if it ends first (the events are returned then), or
 // context.DeadlineExceeded when its deadline has passed already; a
-// *LimitedError at once when n exceeds Burst, the Limit is closed, or the
-// wait would outlast ctx's deadline (nothing is booked then).
+// *LimitedError at once when n is negative, n exceeds the Burst of a
+// finite Limit, the Limit is closed, or the wait would outlast ctx's
+// deadline (nothing is booked then). An Unlimited Limit passes any n at
+// once.
 func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	if err := ctx.Err(); err != nil {
 		return err

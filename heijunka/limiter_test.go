@@ -75,6 +75,13 @@ func TestLimiterSpecialLimits(t *testing.T) {
 			assert.True(t, lim.AllowN(t0, 0), "zero events always pass")
 			assert.True(t, lim.DecideN(t0, 0).Allowed, "also when decided")
 			assert.False(t, lim.AllowN(t0, -1), "negative events never do")
+			err := lim.WaitN(context.Background(), 1000)
+			if tc.allow {
+				assert.NoError(t, err, "an Unlimited Limit passes more events than its Burst")
+			} else {
+				assert.ErrorIs(t, err, heijunka.ErrLimited)
+			}
+			assert.ErrorIs(t, lim.WaitN(context.Background(), -1), heijunka.ErrLimited, "negative events never pass")
 		})
 	}
 	var zero heijunka.Limiter
