@@ -53,7 +53,9 @@ type RampOptions struct {
 	// listener runs at a time. A panic in OnEvent is recovered: the call
 	// delivering returns it as a *PanicError (errors.Join of them if there
 	// were several; the transition stands), and later events are delivered
-	// as usual.
+	// as usual. A listener that ends its goroutine (runtime.Goexit) ends the
+	// call delivering; the events still queued are delivered by the next
+	// Advance or Rollback.
 	OnEvent func(RampEvent)
 }
 
@@ -345,6 +347,16 @@ func (r *Ramp) deliver() error {
 		return nil
 	}
 	r.delivering = true
+	returned := false
+	defer func() {
+		if !returned {
+			// OnEvent ended the goroutine (runtime.Goexit), with r.evMu
+			// unlocked: the next Advance or Rollback delivers the rest.
+			r.evMu.Lock()
+			r.delivering = false
+			r.evMu.Unlock()
+		}
+	}()
 	for len(r.queue) > 0 {
 		ev := r.queue[0]
 		r.queue = r.queue[1:]
@@ -356,6 +368,7 @@ func (r *Ramp) deliver() error {
 	}
 	r.delivering = false
 	r.evMu.Unlock()
+	returned = true
 	if len(panics) == 1 {
 		return panics[0]
 	}

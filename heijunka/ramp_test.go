@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,6 +205,40 @@ func TestRampEventsInOrderFromCallbacks(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.Advance())
 	assert.Equal(t, []string{"begin advanced", "end advanced", "begin completed", "end completed"}, calls)
+}
+
+// TestRampListenerEndingItsGoroutine: a listener that ends its goroutine
+// with runtime.Goexit (t.FailNow in a test) ends the call delivering, not
+// the delivery of later events: the next transition delivers them.
+func TestRampListenerEndingItsGoroutine(t *testing.T) {
+	events := make(chan string, 4)
+	r, err := heijunka.NewRamp(heijunka.RampOptions{
+		Stages: []heijunka.RampStage{{Name: "a", Percent: 1}, {Name: "b", Percent: 2}, {Name: "c", Percent: 3}},
+		OnEvent: func(e heijunka.RampEvent) {
+			events <- e.To.Name
+			if e.To.Name == "b" {
+				runtime.Goexit()
+			}
+		}})
+	require.NoError(t, err)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		_ = r.Advance()
+		t.Error("Advance returned from a listener that ended its goroutine")
+	}()
+	<-ended
+	require.Equal(t, "b", <-events)
+	assert.Equal(t, "b", r.Current().Stage.Name, "the transition stands")
+
+	require.NoError(t, r.Advance())
+	require.NoError(t, r.Rollback("late"))
+	close(events)
+	var later []string
+	for name := range events {
+		later = append(later, name)
+	}
+	assert.Equal(t, []string{"c", ""}, later, "the events after the listener's Goexit are delivered")
 }
 
 // TestRampPanickingListener: a listener that panics does not stop the
