@@ -182,11 +182,13 @@ func (w *Watchdog) Start(ctx context.Context) error {
 
 // Shutdown stops the watchdog: it cancels the context of the check or
 // callback in progress, if any, and waits until the watchdog's goroutine
-// has ended. A check stopped this way is not counted. If ctx ends first,
-// Shutdown returns ctx.Err(); the goroutine still ends on its own once the
-// function it is in returns. Shutdown may be called before Start (the
-// watchdog then never starts) and more than once: every call after the
-// goroutine has ended returns nil.
+// has ended. A check stopped this way (or by the end of the context
+// given to Start) is not counted, whatever it returns, and no callback
+// hears of it. If ctx ends first, Shutdown returns ctx.Err(); the
+// goroutine still ends on its own once the function it is in returns.
+// Shutdown may be called before Start (the watchdog then never starts)
+// and more than once: every call after the goroutine has ended returns
+// nil.
 //
 // Called from Check, OnFail, OnRecover or OnCheck, Shutdown waits for the
 // goroutine it runs on, so it returns only when ctx ends: give it the
@@ -299,8 +301,11 @@ func (w *Watchdog) probe(ctx context.Context) {
 	case err == nil && w.limit > 0 && latency > w.limit:
 		err = fmt.Errorf("%w: took %v, limit %v", ErrSlowCheck, latency, w.limit)
 	}
-	if err != nil && ctx.Err() != nil {
-		return // stopped mid-check: the failure is ours, not the service's
+	if ctx.Err() != nil {
+		// Stopped mid-check: a failure is ours, not the service's, and
+		// a pass may be a check that took its cancellation for an
+		// answer. Neither is counted, nor reported.
+		return
 	}
 	w.record(ctx, err, latency, end)
 }

@@ -490,3 +490,36 @@ func TestWatchdogCheckGoexitFails(t *testing.T) {
 		assert.False(t, (<-r.fails).Healthy)
 	})
 }
+
+// A check that Shutdown stopped is not counted, whatever it returns: one
+// that answers nil once its context is cancelled (a probe that treats a
+// cancelled request as "no error seen") neither counts as a pass nor
+// turns an unhealthy watchdog healthy, and no callback hears of it.
+func TestWatchdogCheckStoppedByShutdownIsNotCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		var recovered, reported atomic.Int32
+		w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Interval: time.Second, FailAfter: 1, RecoverAfter: 1,
+			Check: func(ctx context.Context) error {
+				if calls.Add(1) == 1 {
+					return errBoom
+				}
+				<-ctx.Done()
+				return nil
+			},
+			OnRecover: func(context.Context, jidoka.WatchdogEvent) { recovered.Add(1) },
+			OnCheck:   func(jidoka.CheckResult) { reported.Add(1) },
+		})
+		require.NoError(t, err)
+		require.NoError(t, w.Start(context.Background()))
+		time.Sleep(1500 * time.Millisecond) // the first check failed; the second waits
+		synctest.Wait()
+		require.False(t, w.Healthy())
+		require.Equal(t, int32(2), calls.Load())
+		require.NoError(t, w.Shutdown(context.Background()))
+		assert.False(t, w.Healthy(), "a check stopped by Shutdown made the watchdog healthy")
+		assert.Equal(t, 1, w.Status().Checks, "a check stopped by Shutdown was counted")
+		assert.Zero(t, recovered.Load(), "OnRecover called for a check stopped by Shutdown")
+		assert.Equal(t, int32(1), reported.Load(), "OnCheck called for a check stopped by Shutdown")
+	})
+}
