@@ -26,8 +26,8 @@ type HedgeOptions struct {
 	// not be negative.
 	Delay time.Duration
 	// Quantile in (0, 1) hedges after that quantile of the latencies of
-	// recent successful calls: 0.95 starts a hedge for the 5% slowest
-	// calls. Zero: a fixed Delay.
+	// recent successful calls (the nearest rank): 0.95 starts a hedge for
+	// at most the 5% slowest calls. Zero: a fixed Delay.
 	Quantile float64
 	// Samples is how many latencies must be known before Quantile is
 	// used. Zero means DefaultHedgeSamples (20).

@@ -1,6 +1,7 @@
 package jidoka
 
 import (
+	"math"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -71,7 +72,12 @@ func (l *latencies) decay() {
 }
 
 // quantile returns the upper bound of the bucket holding the q-quantile,
-// and false when fewer than minCount latencies are held.
+// and false when fewer than minCount latencies are held. The q-quantile
+// is the latency at rank ceil(q×total) (the nearest-rank definition, as
+// kaizen's): at least a share q of the latencies held are at or below it,
+// so a hedge after it doubles at most a share 1-q of the calls. A q×total
+// within floating-point rounding of a whole number is that number: 0.07
+// of 100 latencies is rank 7, though 0.07*100 is 7.000000000000001.
 func (l *latencies) quantile(q float64, minCount uint64) (time.Duration, bool) {
 	var snap [latencyBuckets]uint64
 	var total uint64
@@ -82,8 +88,12 @@ func (l *latencies) quantile(q float64, minCount uint64) (time.Duration, bool) {
 	if total == 0 || total < minCount {
 		return 0, false
 	}
-	rank := uint64(q*float64(total) + 0.5)
-	rank = min(max(rank, 1), total)
+	x := q * float64(total)
+	r := math.Ceil(x)
+	if w := math.Round(x); math.Abs(x-w) <= w*0x1p-50 {
+		r = w
+	}
+	rank := min(max(uint64(r), 1), total)
 	var seen uint64
 	for i, n := range snap {
 		seen += n

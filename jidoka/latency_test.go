@@ -76,3 +76,38 @@ func TestLatencyCountsPastUint32(t *testing.T) {
 		t.Fatalf("median of 2^32 calls of %v and 10 of %v is %v, %v", fast, slow, got, ok)
 	}
 }
+
+// The quantile is the nearest rank, ceil(q×total): 0.95 of 32 latencies is
+// the 31st, so that at most 5% of calls are slower than the hedge delay.
+// Rounded to the nearest, 30.4 was the 30th, and 2 calls of 32 (6.25%)
+// were slower. A q×total within floating-point rounding of a whole number
+// is that number: 0.07 of 100 latencies is the 7th, though 0.07×100 is
+// 7.000000000000001.
+func TestLatencyQuantileIsTheNearestRank(t *testing.T) {
+	fast, slow := time.Millisecond, 100*time.Millisecond
+	for _, tt := range []struct {
+		q          float64
+		fast, slow int
+		want       time.Duration
+	}{
+		{0.95, 30, 2, slow}, // rank 31 (30.4 rounded up)
+		{0.95, 31, 1, fast}, // rank 31
+		{0.5, 1, 2, slow},   // rank 2 (1.5)
+		{0.9, 9, 1, fast},   // rank 9
+		{0.07, 7, 93, fast}, // rank 7, not 8
+		{0.07, 6, 94, slow},
+		{0.01, 1, 1, fast}, // rank 1 (0.02)
+	} {
+		l := &latencies{window: 1 << 40}
+		for range tt.fast {
+			l.add(fast)
+		}
+		for range tt.slow {
+			l.add(slow)
+		}
+		got, ok := l.quantile(tt.q, 1)
+		if want := latencyUpper(latencyBucket(tt.want)); !ok || got != want {
+			t.Errorf("quantile(%v) of %d × %v and %d × %v = %v, %v; want %v", tt.q, tt.fast, fast, tt.slow, slow, got, ok, want)
+		}
+	}
+}
