@@ -126,8 +126,13 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 	}
 	if pd, ok := ctx.Deadline(); ok && pd.Sub(t.epoch) <= deadline {
 		// The caller's deadline comes first: it is the one that counts,
-		// and its expiry is the caller's, not this Timeout's.
-		return fn(ctx)
+		// and its expiry is the caller's, not this Timeout's. The call
+		// still gets a context of its own, with no timer, that ends when
+		// it returns.
+		c := &deadlineCtx{Context: ctx, inherited: true}
+		err := t.call(c, fn)
+		c.end()
+		return err
 	}
 	c := &deadlineCtx{Context: ctx, epoch: t.epoch, deadline: deadline}
 	e, _ := t.pool.Get().(*expiryTimer)
@@ -163,7 +168,9 @@ func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err erro
 	ok := false
 	defer func() {
 		if !ok {
-			c.timer.Stop()
+			if c.timer != nil {
+				c.timer.Stop()
+			}
 			c.end()
 		}
 	}()
@@ -179,6 +186,7 @@ type deadlineCtx struct {
 	epoch           time.Time     // the Timeout's
 	deadline        time.Duration // since epoch
 	timer           *time.Timer   // the expiryTimer's, set for this context
+	inherited       bool          // the deadline is the caller's; no timer
 
 	mu      sync.Mutex
 	done    chan struct{} // made by Done, closed when the context ends
@@ -192,7 +200,12 @@ type deadlineCtx struct {
 // for.
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.epoch.Add(c.deadline), true }
+func (c *deadlineCtx) Deadline() (time.Time, bool) {
+	if c.inherited {
+		return c.Context.Deadline()
+	}
+	return c.epoch.Add(c.deadline), true
+}
 
 func (c *deadlineCtx) Done() <-chan struct{} {
 	c.mu.Lock()

@@ -144,6 +144,40 @@ func TestTimeoutCallerDeadlineFirst(t *testing.T) {
 	})
 }
 
+// When the caller's deadline comes before the Timeout's, the call still
+// gets a context that ends when it returns, as the Timeout's doc and a
+// context.WithTimeout with its deferred cancel promise: work the call
+// handed its context to (a goroutine, an AfterFunc) is released then, not
+// at the caller's deadline. Its deadline is the caller's.
+func TestTimeoutCallerDeadlineFirstContextEndsOnReturn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		want, _ := ctx.Deadline()
+		var kept context.Context
+		var released atomic.Bool
+		require.NoError(t, to.Do(ctx, func(ctx context.Context) error {
+			kept = ctx
+			dl, ok := ctx.Deadline()
+			assert.True(t, ok)
+			assert.Equal(t, want, dl, "the caller's deadline")
+			context.AfterFunc(ctx, func() { released.Store(true) })
+			return nil
+		}))
+		synctest.Wait()
+		assert.True(t, released.Load(), "the call's context did not end when it returned")
+		assert.ErrorIs(t, kept.Err(), context.Canceled)
+		select {
+		case <-kept.Done():
+		default:
+			t.Fatal("the context's Done is open after the call returned")
+		}
+		assert.NoError(t, ctx.Err(), "the caller's own context goes on")
+	})
+}
+
 func TestTimeoutCallerCancels(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
