@@ -218,7 +218,11 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 		return c.done
 	}
 	if err := c.Context.Err(); err != nil {
-		c.err, c.done = err, closedChan
+		// The caller's context ended before its watch told c: end c
+		// now, and run what AfterFunc arranged, which the watch, seeing
+		// c ended, will not.
+		c.cancelLocked(err, false)
+		c.done = closedChan
 		return c.done
 	}
 	c.done = make(chan struct{})

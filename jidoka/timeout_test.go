@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -371,4 +372,76 @@ func readUntilDeadline(t *testing.T, ctx context.Context) error {
 	require.NoError(t, client.SetReadDeadline(dl))
 	_, err := client.Read(make([]byte, 1))
 	return err
+}
+
+// heldParent is a caller's context that ends when told to and runs the
+// functions given to its AfterFunc only when released: the stdlib's
+// contexts run them on goroutines of their own, some time after they end.
+type heldParent struct {
+	context.Context
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+	fns  []func()
+}
+
+func newHeldParent() *heldParent {
+	return &heldParent{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (p *heldParent) Done() <-chan struct{} { return p.done }
+
+func (p *heldParent) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+func (p *heldParent) AfterFunc(f func()) func() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fns = append(p.fns, f)
+	return func() bool { return false }
+}
+
+func (p *heldParent) cancel() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = context.Canceled
+	close(p.done)
+}
+
+func (p *heldParent) release() {
+	p.mu.Lock()
+	fns := p.fns
+	p.fns = nil
+	p.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
+}
+
+// A function given to the AfterFunc of a Timeout's context runs when the
+// context ends, even when Done is first asked for after the caller's
+// context ended and before the context learned of it: Done then ends the
+// context, and runs what AfterFunc arranged, as context.AfterFunc does.
+func TestTimeoutAfterFuncRunsWhenDoneSeesTheCallerEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+		require.NoError(t, err)
+		parent := newHeldParent()
+		var ran atomic.Bool
+		err = to.Do(parent, func(ctx context.Context) error {
+			af, ok := ctx.(interface{ AfterFunc(func()) func() bool })
+			require.True(t, ok, "the context has an AfterFunc")
+			af.AfterFunc(func() { ran.Store(true) })
+			parent.cancel()
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		require.ErrorIs(t, err, context.Canceled)
+		parent.release()
+		synctest.Wait()
+		assert.True(t, ran.Load(), "the function given to AfterFunc never ran")
+	})
 }
