@@ -27,7 +27,12 @@ type HedgeOptions struct {
 	Delay time.Duration
 	// Quantile in (0, 1) hedges after that quantile of the latencies of
 	// recent successful calls (the nearest rank): 0.95 starts a hedge for
-	// at most the 5% slowest calls. Zero: a fixed Delay.
+	// at most the 5% slowest calls. A call's latency is what its caller
+	// saw, from Do to the first success: a call a hedge answered counts
+	// as slow as the hedge delay and the hedge made it, since timing the
+	// hedge alone would drop the slow calls from the latencies, and the
+	// quantile would sink until every slow call was hedged. Zero: a fixed
+	// Delay.
 	Quantile float64
 	// Samples is how many latencies must be known before Quantile is
 	// used. Zero means DefaultHedgeSamples (20).
@@ -154,6 +159,9 @@ func (h *Hedge) Do(ctx context.Context, fn func(context.Context) error) error {
 	// hedge on a goroutine of its own. A call that returns before the
 	// delay costs no goroutine.
 	r := &hedging{h: h, ctx: ctx, fn: fn, delay: delay}
+	if h.lat != nil {
+		r.begin = time.Now()
+	}
 	pctx, cancel := context.WithCancel(ctx)
 	r.cancels[0], r.started = cancel, 1
 	r.mu.Lock() // the timer's function reads r.timer
@@ -188,6 +196,7 @@ type hedging struct {
 	ctx   context.Context
 	fn    func(context.Context) error
 	delay time.Duration
+	begin time.Time // when Do began, with a Quantile
 	timer *time.Timer
 	wg    sync.WaitGroup // the hedges running
 
@@ -202,10 +211,6 @@ type hedging struct {
 
 // first runs the first call.
 func (r *hedging) first(ctx context.Context) (pv any, panicked bool, err error) {
-	var begin time.Time
-	if r.h.lat != nil {
-		begin = time.Now()
-	}
 	defer func() {
 		if panicked {
 			pv = recover()
@@ -214,9 +219,6 @@ func (r *hedging) first(ctx context.Context) (pv any, panicked bool, err error) 
 	panicked = true
 	err = r.fn(ctx)
 	panicked = false
-	if err == nil && r.h.lat != nil {
-		r.h.lat.add(time.Since(begin))
-	}
 	return nil, false, err
 }
 
@@ -239,10 +241,6 @@ func (r *hedging) hedge() {
 	r.mu.Unlock()
 	defer r.wg.Done()
 
-	var begin time.Time
-	if r.h.lat != nil {
-		begin = time.Now()
-	}
 	panicked := true
 	defer func() {
 		if panicked {
@@ -255,9 +253,6 @@ func (r *hedging) hedge() {
 	err := r.fn(ctx)
 	panicked = false
 	if err == nil {
-		if r.h.lat != nil {
-			r.h.lat.add(time.Since(begin))
-		}
 		r.mu.Lock()
 		r.win()
 		r.mu.Unlock()
@@ -265,12 +260,15 @@ func (r *hedging) hedge() {
 }
 
 // win records a success and cancels the other calls: the first success
-// wins.
+// wins, and its time since Do began is the latency the quantile learns.
 func (r *hedging) win() {
 	if r.won || r.panicked {
 		return
 	}
 	r.won, r.closed = true, true
+	if r.h.lat != nil {
+		r.h.lat.add(time.Since(r.begin))
+	}
 	r.cancelAll()
 }
 

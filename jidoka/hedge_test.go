@@ -290,3 +290,43 @@ func TestHedgeSmallestWindow(t *testing.T) {
 		assert.GreaterOrEqual(t, used, calls/2, "the quantile was used after %d of %d calls", used, calls)
 	})
 }
+
+// The quantile follows the latencies callers see. A call that a hedge
+// answered counts as slow as its caller found it (the time from Do to the
+// answer), not as fast as the hedge alone: timed by the hedge, the slow
+// calls vanished from the latencies, the quantile sank below them, and
+// every slow call was hedged, 30% of the calls here where 0.8 allows 20%.
+func TestHedgeQuantileKeepsTheHedgedCallsSlow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Quantile: 0.8, Samples: 20, Window: 1000})
+		require.NoError(t, err)
+		ctx := context.Background()
+		// The first call of a Do takes 1 ms seven times in ten, and 1 s,
+		// 2 s or 3 s the other three, spread so that the 0.8 quantile of
+		// every run of calls from the first is at least 1 s; a hedge
+		// takes 1 ms.
+		firsts := []time.Duration{1, 1000, 1, 1, 2000, 1, 1, 3000, 1, 1}
+		hedged := 0
+		const dos = 300
+		for i := range dos {
+			var calls atomic.Int32
+			require.NoError(t, h.Do(ctx, func(ctx context.Context) error {
+				d := time.Millisecond
+				if calls.Add(1) == 1 {
+					d = firsts[i%len(firsts)] * time.Millisecond
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(d):
+					return nil
+				}
+			}))
+			if i >= dos/2 && calls.Load() > 1 {
+				hedged++
+			}
+		}
+		assert.GreaterOrEqual(t, h.Delay(), time.Second, "the 0.8 quantile of what callers saw is at least 1 s")
+		assert.LessOrEqual(t, hedged, dos/2/5, "hedged %d of %d calls at 0.8", hedged, dos/2)
+	})
+}
