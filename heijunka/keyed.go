@@ -51,7 +51,8 @@ type Keyed struct {
 }
 
 // NewKeyed returns a Keyed limiter for limit, or an error for an invalid
-// limit, a Store option holding a nil pointer, or a zero MemoryStore. The
+// limit or one the Store cannot apply (see LimitChecker), a Store option
+// holding a nil pointer, or a zero MemoryStore. The
 // options are optional: NewKeyed(limit) is a limiter with the defaults of
 // the zero KeyedOptions, NewKeyed(limit, KeyedOptions{...}) one configured
 // by them. More than one KeyedOptions is an error.
@@ -85,8 +86,22 @@ func NewKeyed(limit Limit, options ...KeyedOptions) (*Keyed, error) {
 		// The zero MemoryStore has nowhere to keep a key.
 		return nil, errors.New("heijunka: KeyedOptions Store is a MemoryStore not made by NewMemoryStore")
 	}
+	if err := k.checkLimit(limit); err != nil {
+		return nil, err
+	}
 	k.p.Store(&p)
 	return k, nil
+}
+
+// checkLimit asks a Store that is a LimitChecker whether it can apply
+// limit.
+func (k *Keyed) checkLimit(limit Limit) error {
+	if c, ok := k.store.(LimitChecker); ok {
+		if err := c.CheckLimit(limit); err != nil {
+			return fmt.Errorf("heijunka: %s: %w", strconv.Quote(k.name), err)
+		}
+	}
+	return nil
 }
 
 // Name returns the limiter's name.
@@ -107,9 +122,15 @@ func (k *Keyed) Store() Store { return k.store }
 // used up, SetLimit(PerSecond(10)) leaves the key denied for about an
 // hour, where PerHour(10) would have admitted it again after six
 // minutes. Reset the keys that should start afresh.
+//
+// An invalid limit, or one the Store cannot apply (see LimitChecker), is
+// an error, and the Limit stays as it was.
 func (k *Keyed) SetLimit(limit Limit) error {
 	p, err := limit.params()
 	if err != nil {
+		return err
+	}
+	if err := k.checkLimit(limit); err != nil {
 		return err
 	}
 	k.p.Store(&p)

@@ -131,6 +131,36 @@ func TestNewKeyedRefusesAZeroMemoryStore(t *testing.T) {
 // nilStore is a Store of a type of the caller's own.
 type nilStore struct{ heijunka.Store }
 
+// coarseStore is a MemoryStore that, as a store of a coarser resolution
+// would, applies no Limit faster than one event a second.
+type coarseStore struct{ *heijunka.MemoryStore }
+
+func (coarseStore) CheckLimit(l heijunka.Limit) error {
+	if l.Rate > 1 && !l.IsUnlimited() {
+		return errors.New("faster than one event a second")
+	}
+	return nil
+}
+
+// TestKeyedAsksTheStoreAboutItsLimit: a Store that is a LimitChecker is
+// asked about the Limit of NewKeyed and SetLimit, and one it cannot
+// apply is refused there, the Limit unchanged, rather than failing every
+// decision.
+func TestKeyedAsksTheStoreAboutItsLimit(t *testing.T) {
+	mem, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{})
+	require.NoError(t, err)
+	store := coarseStore{mem}
+	_, err = heijunka.NewKeyed(heijunka.PerSecond(10), heijunka.KeyedOptions{Name: "api", Store: store})
+	require.EqualError(t, err, `heijunka: "api": faster than one event a second`)
+
+	k, err := heijunka.NewKeyed(heijunka.PerMinute(10), heijunka.KeyedOptions{Name: "api", Store: store})
+	require.NoError(t, err)
+	require.EqualError(t, k.SetLimit(heijunka.PerSecond(10)), `heijunka: "api": faster than one event a second`)
+	assert.Equal(t, heijunka.PerMinute(10), k.Limit(), "a limit the store refuses changes nothing")
+	require.NoError(t, k.SetLimit(heijunka.Unlimited()))
+	assert.Equal(t, heijunka.Unlimited(), k.Limit())
+}
+
 func TestNewKeyedWithoutOptions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		k, err := heijunka.NewKeyed(heijunka.PerMinute(2))

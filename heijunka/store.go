@@ -27,3 +27,15 @@ type Store interface {
 	// Reset forgets key: its next request finds it full.
 	Reset(ctx context.Context, key string) error
 }
+
+// LimitChecker is a Store that takes only some of the valid Limits: one
+// with a resolution of its own, such as redisgcra.Store, which refuses a
+// Rate above one event per microsecond. NewKeyed and Keyed.SetLimit ask
+// a Store that is one about their Limit, and refuse one it cannot apply,
+// which would otherwise fail every decision, even a store's that fails
+// open.
+type LimitChecker interface {
+	// CheckLimit returns an error saying why limit, a valid Limit, cannot
+	// be applied by the store; nil if it can.
+	CheckLimit(limit Limit) error
+}

@@ -85,7 +85,9 @@
 // is rounded up to a whole microsecond, so the Store never admits more
 // than the Limit allows and may admit less: Limit{Rate: 7e5, Burst: 1} has
 // a 2 µs interval here, 500 000 events a second. A Limit faster than one
-// event per microsecond (Rate above 1e6) is refused with an error.
+// event per microsecond (Rate above 1e6) is refused with an error: by
+// heijunka.NewKeyed and Keyed.SetLimit, which ask the Store (it is a
+// heijunka.LimitChecker), and by Take.
 //
 // Without Options.ServerClock the time passed to Take must lie from
 // 1970-01-01 up to, not including, 2200-01-01 (UTC); another time, such as

@@ -168,6 +168,18 @@ end
 return {1, base, now}
 `)
 
+// CheckLimit implements heijunka.LimitChecker: it refuses a finite Limit
+// faster than one event per microsecond (Rate above 1e6), the Store's
+// resolution, so that heijunka.NewKeyed and Keyed.SetLimit refuse it
+// rather than every decision failing. Unlimited and closed Limits need no
+// schedule and are taken.
+func (s *Store) CheckLimit(limit heijunka.Limit) error {
+	if limit.IsUnlimited() || limit.IsClosed() || limit.Rate <= maxRate {
+		return nil
+	}
+	return fmt.Errorf("redisgcra: limit Rate %v/s is faster than one event per microsecond, the store's resolution", limit.Rate)
+}
+
 // Take implements heijunka.Store. Errors from Redis, and a ctx that is
 // done before Redis answers, return the OnError fallback with the error:
 // for FailOpen a Decision that is Allowed and FailedOpen, for FailClosed a
@@ -200,9 +212,9 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 		}
 		return d, nil
 	}
-	if limit.Rate > maxRate {
+	if err := s.CheckLimit(limit); err != nil {
 		d.RetryAfter = heijunka.InfDuration
-		return d, fmt.Errorf("redisgcra: limit Rate %v/s is faster than one event per microsecond, the store's resolution", limit.Rate)
+		return d, err
 	}
 	// The interval in whole microseconds, rounded up: at least 1, as
 	// Rate ≤ 1e6 makes Interval at least 1000 ns.

@@ -220,7 +220,19 @@ func TestRefusesSubMicrosecondRates(t *testing.T) {
 		assert.Contains(t, err.Error(), "microsecond")
 		assert.False(t, d.Allowed, "refused, not the fallback")
 		assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
+
+		// A Keyed limiter refuses the limit when it is set, rather than
+		// failing every decision (even failing open).
+		_, err = heijunka.NewKeyed(heijunka.Limit{Rate: rate, Burst: 1}, heijunka.KeyedOptions{Store: s})
+		require.Error(t, err, "Rate %v", rate)
+		assert.Contains(t, err.Error(), "microsecond")
+		k, err := heijunka.NewKeyed(heijunka.Limit{Rate: 1e6, Burst: 1}, heijunka.KeyedOptions{Store: s})
+		require.NoError(t, err, "one event per microsecond is taken")
+		require.Error(t, k.SetLimit(heijunka.Limit{Rate: rate, Burst: 1}), "Rate %v", rate)
+		assert.Equal(t, heijunka.Limit{Rate: 1e6, Burst: 1}, k.Limit())
 	}
+	require.NoError(t, s.CheckLimit(heijunka.Unlimited()))
+	require.NoError(t, s.CheckLimit(heijunka.Limit{Burst: 1}), "closed")
 }
 
 // TestIntervalRoundsUp checks that an interval that is not a whole number
