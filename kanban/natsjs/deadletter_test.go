@@ -411,3 +411,34 @@ func TestRedriveLargerThanMaxBytes(t *testing.T) {
 	require.Len(t, dead, 1, "the dead letter is kept")
 	require.NoError(t, q.Shutdown(ctx))
 }
+
+// TestDeadLetterAfterWorkStreamRecreated: a work stream deleted and made
+// again numbers its messages from 1 again; a message of the same ID
+// stored at the same number and dead-lettered within the dead-letter
+// stream's DedupWindow is kept, not dropped as a duplicate of the dead
+// letter of the message before (and, terminated, lost).
+func TestDeadLetterAfterWorkStreamRecreated(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	opts := natsjs.Options{Stream: "DEAD_RECREATED", FetchWait: 100 * time.Millisecond}
+	q, err := natsjs.New[int](context.Background(), nc, opts)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+	refuseAll(t, q, 1)
+
+	// An operator deletes the work stream; New makes it again.
+	require.NoError(t, q.JetStream().DeleteStream(ctx, opts.Stream))
+	q, err = natsjs.New[int](context.Background(), nc, opts)
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 2}))
+	refuseAll(t, q, 1)
+	require.Eventually(t, func() bool { return depth(q) == 0 }, time.Minute, time.Millisecond, "the second is settled")
+
+	dls, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dls, 2, "both deaths kept")
+	assert.Equal(t, "1", string(dls[0].Payload))
+	assert.Equal(t, "2", string(dls[1].Payload))
+	assert.Equal(t, "m", dls[1].ID)
+}

@@ -63,3 +63,26 @@ func TestDeadLetterFailureHandsBackWithADelay(t *testing.T) {
 	assert.Less(t, delays[0], delays[1])
 	assert.LessOrEqual(t, delays[2], maxRetryWait)
 }
+
+// TestDeadLetterTwiceIsStoredOnce: a delivery dead-lettered a second time
+// (its Term lost, so it came back) is stored once in the dead-letter
+// stream: its dead letter's dedup ID is the same on every delivery.
+func TestDeadLetterTwiceIsStoredOnce(t *testing.T) {
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, srv.Shutdown(context.Background())) })
+	nc, err := srv.Connect()
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	ctx := context.Background()
+	q, err := New[int](ctx, nc, Options{Stream: "DEAD_TWICE"})
+	require.NoError(t, err)
+	for range 2 {
+		m := &settledMsg{}
+		require.NoError(t, (&lease[int]{q: q, m: m, attempt: 6}).DeadLetter(ctx, "no", 6))
+		assert.Equal(t, []string{"term"}, m.settled)
+	}
+	b, err := q.Backlog(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), b.DeadLetters)
+}

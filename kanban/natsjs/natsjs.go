@@ -465,12 +465,12 @@ var ErrTooLarge = errors.New("natsjs: message too large")
 const maxReason = 1024
 
 // deadLetterRoom is the most a dead letter's headers add to those of a
-// message with ID id: Kanban-Id, the ".dead.<sequence>" of its
+// message with ID id: Kanban-Id, the ".dead.<sequence>.<ns>" of its
 // Nats-Msg-Id, and the reason, attempts and time.
 func deadLetterRoom(id string) int {
 	const line = len(": \r\n")
 	return len(HeaderMessageID) + line + len(id) +
-		len(".dead.") + 20 +
+		len(".dead.") + 20 + len(".") + 20 +
 		len(HeaderReason) + line + maxReason +
 		len(HeaderAttempts) + line + 20 +
 		len(HeaderTime) + line + len(time.RFC3339Nano)

@@ -230,11 +230,14 @@ func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 // the dead-letter stream was gone or the message too large for it.
 //
 // The dead letter's Nats-Msg-Id is that of the stored message it comes
-// from, "<id>.dead.<stream sequence>", with the message ID in Kanban-Id:
-// a delivery dead-lettered twice (its Term lost) is stored once, while a
-// message published again with the same ID — once the work stream's
-// window has passed — and dead-lettered within the dead-letter stream's
-// window is stored, not dropped as a duplicate and lost.
+// from, "<id>.dead.<stream sequence>.<ns>", with the Unix time in
+// nanoseconds at which the work stream stored it, and the message ID in
+// Kanban-Id: a delivery dead-lettered twice (its Term lost) is stored
+// once, while a message published again with the same ID — once the work
+// stream's window has passed, or into a work stream deleted and made
+// again, which numbers from 1 again — and dead-lettered within the
+// dead-letter stream's window is stored, not dropped as a duplicate and
+// lost.
 func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) error {
 	q := l.q
 	nh := make(nats.Header, len(l.m.Headers())+4)
@@ -244,7 +247,7 @@ func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) 
 	if md, err := l.m.Metadata(); err == nil {
 		id := l.ID()
 		nh[HeaderMessageID] = []string{id}
-		nh[HeaderID] = []string{id + ".dead." + strconv.FormatUint(md.Sequence.Stream, 10)}
+		nh[HeaderID] = []string{id + ".dead." + strconv.FormatUint(md.Sequence.Stream, 10) + "." + strconv.FormatInt(md.Timestamp.UnixNano(), 10)}
 	}
 	nh[HeaderReason] = []string{cutReason(reason)}
 	nh[HeaderAttempts] = []string{fmt.Sprint(attempts)}
