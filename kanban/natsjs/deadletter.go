@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -135,24 +136,31 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // says so) followed by a redrive of the same dead letter after DedupWindow:
 // the message is then delivered twice, with the same ID, which handlers
 // idempotent on the ID (as at-least-once delivery asks anyway) absorb.
+// A dead letter that another call redrove or deleted after this one read
+// it is not counted (and one named by Seq is kanban.ErrDeadLetterNotFound),
+// so that two operators at once count each dead letter once between them.
 // Dead letters arriving during the call are left for the next.
 func (q *Queue[T]) RedriveDeadLetters(ctx context.Context, f kanban.DeadLetterFilter) (int, error) {
 	return q.eachDeadLetter(ctx, f, "redriving", q.redrive)
 }
 
 // DeleteDeadLetters deletes the dead letters f matches from the
-// dead-letter stream. Dead letters arriving during the call are left.
+// dead-letter stream. A dead letter that another call deleted or redrove
+// after this one read it is not counted (and one named by Seq is
+// kanban.ErrDeadLetterNotFound). Dead letters arriving during the call
+// are left.
 func (q *Queue[T]) DeleteDeadLetters(ctx context.Context, f kanban.DeadLetterFilter) (int, error) {
-	return q.eachDeadLetter(ctx, f, "deleting", func(ctx context.Context, s jetstream.Stream, _ *jetstream.RawStreamMsg, d *kanban.DeadLetter) error {
+	return q.eachDeadLetter(ctx, f, "deleting", func(ctx context.Context, s jetstream.Stream, _ *jetstream.RawStreamMsg, d *kanban.DeadLetter) (bool, error) {
 		return deleteDeadLetter(ctx, s, d.Seq)
 	})
 }
 
 // eachDeadLetter runs act on every dead letter f matches, oldest first,
-// and returns how many it ran on without an error. It stops at the first
-// error.
+// and returns how many act did (reported true) without an error: a dead
+// letter another caller redrove or deleted meanwhile is not counted, and
+// one named by f.Seq is not found. It stops at the first error.
 func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter, what string,
-	act func(context.Context, jetstream.Stream, *jetstream.RawStreamMsg, *kanban.DeadLetter) error) (int, error) {
+	act func(context.Context, jetstream.Stream, *jetstream.RawStreamMsg, *kanban.DeadLetter) (bool, error)) (int, error) {
 	if err := f.Validate(); err != nil {
 		return 0, err
 	}
@@ -173,8 +181,12 @@ func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter
 		if !f.Match(&d) {
 			return 0, fmt.Errorf("natsjs: %s dead letter %d: %w", what, f.Seq, kanban.ErrDeadLetterNotFound)
 		}
-		if err := act(ctx, s, m, &d); err != nil {
+		done, err := act(ctx, s, m, &d)
+		switch {
+		case err != nil:
 			return 0, err
+		case !done:
+			return 0, fmt.Errorf("natsjs: %s dead letter %d: %w", what, f.Seq, kanban.ErrDeadLetterNotFound)
 		}
 		return 1, nil
 	}
@@ -184,10 +196,13 @@ func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter
 		if !f.Match(&d) {
 			return true
 		}
-		if actErr = act(ctx, s, m, &d); actErr != nil {
+		var done bool
+		if done, actErr = act(ctx, s, m, &d); actErr != nil {
 			return false
 		}
-		n++
+		if done {
+			n++
+		}
 		return true
 	})
 	if actErr != nil {
@@ -197,16 +212,18 @@ func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter
 }
 
 // redrive publishes one dead letter's message to the work stream, then
-// deletes the dead letter.
-func (q *Queue[T]) redrive(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) error {
+// deletes the dead letter. It reports whether it redrove it: not when the
+// stream took the message for a duplicate and the dead letter was gone,
+// as another redrive of it stored the message and deleted it.
+func (q *Queue[T]) redrive(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (bool, error) {
 	var end func(error)
 	ctx, end = kanban.StartSend(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, d.ID)
-	err := q.redriveMsg(ctx, s, m, d)
+	done, err := q.redriveMsg(ctx, s, m, d)
 	end(err)
-	return err
+	return done, err
 }
 
-func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) error {
+func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (bool, error) {
 	hdr := kanban.InjectHeaders(ctx, q.opts.Propagator, d.Headers)
 	nh := make(nats.Header, len(hdr)+3)
 	for k, v := range hdr {
@@ -224,7 +241,7 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstr
 		// The redrive's Kanban-Id and longer Nats-Msg-Id can take a
 		// message Publish fitted to MaxBytes past it: not a full stream.
 		if n := q.storedSize(headerSize(nh), len(m.Data)); n > q.opts.MaxBytes {
-			return fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w: it takes %d bytes in the work stream with the headers of its redrive, more than its MaxBytes %d",
+			return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w: it takes %d bytes in the work stream with the headers of its redrive, more than its MaxBytes %d",
 				d.Seq, d.ID, ErrTooLarge, n, q.opts.MaxBytes)
 		}
 	}
@@ -233,27 +250,47 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstr
 	cancel()
 	switch {
 	case isFull(err):
-		return fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, kanban.ErrFull)
+		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, kanban.ErrFull)
 	case err != nil:
-		return fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, err)
+		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, err)
 	}
 	if !ack.Duplicate {
 		q.counters.AddRedriven(1)
 	}
-	if err := deleteDeadLetter(ctx, s, d.Seq); err != nil {
-		return fmt.Errorf("natsjs: dead letter %d (message %s) redriven but not deleted; redriving it again within DedupWindow stores it once: %w", d.Seq, d.ID, err)
+	deleted, err := deleteDeadLetter(ctx, s, d.Seq)
+	if err != nil {
+		return false, fmt.Errorf("natsjs: dead letter %d (message %s) redriven but not deleted; redriving it again within DedupWindow stores it once: %w", d.Seq, d.ID, err)
 	}
-	return nil
+	return deleted || !ack.Duplicate, nil
 }
 
-// deleteDeadLetter deletes the dead letter seq; one deleted already (by
-// another redrive or delete) is not an error.
-func deleteDeadLetter(ctx context.Context, s jetstream.Stream, seq uint64) error {
+// deleteDeadLetter deletes the dead letter seq and reports whether it
+// did; one deleted already (by another redrive or delete, or dropped
+// beyond DeadLetterLimit) is not an error.
+func deleteDeadLetter(ctx context.Context, s jetstream.Stream, seq uint64) (bool, error) {
 	err := s.DeleteMsg(ctx, seq)
-	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil
+	switch {
+	case err == nil:
+		return true, nil
+	case deletedAlready(err):
+		return false, nil
 	}
-	return fmt.Errorf("natsjs: deleting dead letter %d: %w", seq, err)
+	return false, fmt.Errorf("natsjs: deleting dead letter %d: %w", seq, err)
+}
+
+// deletedAlready reports whether err, from DeleteMsg, says there was no
+// message of that number. nats.go keeps the server's answer as text
+// alone: "no message found" (err_code 10057) from a stream's store, or
+// err_code 10043, "sequence N not found".
+func deletedAlready(err error) bool {
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true
+	}
+	if !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return false
+	}
+	text := err.Error()
+	return strings.Contains(text, "description=no message found") || strings.Contains(text, "err_code=10043 ")
 }
 
 // Backlog reads the work stream's and the dead-letter stream's state: three
