@@ -134,11 +134,12 @@ func New(opts Options) (*Handler, error) {
 }
 
 // AddQueue serves q under name: letters, digits, '.', '-' and '_', at
-// most 128. A queue that is also a kanban.BacklogReader has its backlog
+// most 128, but not "." or "..", which a request's path loses when it is
+// cleaned. A queue that is also a kanban.BacklogReader has its backlog
 // shown, one with a Stats() kanban.QueueStats method its counts.
 func (h *Handler) AddQueue(name string, q kanban.DeadLetterStore) error {
-	if !queueName.MatchString(name) {
-		return fmt.Errorf("kanbanhttp: AddQueue: invalid queue name %q: 1 to 128 letters, digits, '.', '-' or '_'", name)
+	if !queueName.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("kanbanhttp: AddQueue: invalid queue name %q: 1 to 128 letters, digits, '.', '-' or '_', and not \".\" or \"..\"", name)
 	}
 	if q == nil {
 		return errors.New("kanbanhttp: AddQueue: nil queue")

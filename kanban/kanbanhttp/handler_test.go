@@ -663,3 +663,26 @@ func TestDeleteRefusesABody(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.status, "%s", r.raw)
 	assert.EqualValues(t, 2, r.body["deleted"])
 }
+
+// TestAddQueueServesEveryNameItTakes: a queue AddQueue takes is served
+// at the path GET /queues and the panels link to; "." and "..", which a
+// request's path loses when it is cleaned (the ServeMux redirects it
+// elsewhere), are refused.
+func TestAddQueueServesEveryNameItTakes(t *testing.T) {
+	q := deadQueue(t, 0, 1)
+	for _, name := range []string{".", "..", "...", ".a", "a..", "v1.2", "-", "_"} {
+		h, s := newServer(t, kanbanhttp.Options{Prefix: "/ops"}, nil)
+		if err := h.AddQueue(name, q); err != nil {
+			assert.Contains(t, []string{".", ".."}, name, "%q refused: %v", name, err)
+			continue
+		}
+		assert.NotContains(t, []string{".", ".."}, name, "%q taken", name)
+		r := s.do("GET", "/ops/queues", "")
+		require.Equal(t, http.StatusOK, r.status)
+		path := r.body["queues"].([]any)[0].(map[string]any)["dead_letters"].(string)
+		r = s.do("GET", path, "")
+		if assert.Equal(t, http.StatusOK, r.status, "%q at %s: %s", name, path, r.raw) {
+			assert.Equal(t, []string{"o-1"}, r.ids(), "%q", name)
+		}
+	}
+}
