@@ -73,9 +73,10 @@ func (q *Queue[T]) scanDeadLetters(ctx context.Context, s jetstream.Stream, st j
 
 // ListDeadLetters returns a page of the dead letters query matches, read
 // from the dead-letter stream one request per dead letter examined: a
-// filter that matches few examines many, up to DeadLetterLimit. Newest
-// first, a dead letter redriven or deleted from among those kept costs a
-// request too, until the ones older than it are gone.
+// filter that matches few examines many, up to DeadLetterLimit, except
+// one with a Seq, which reads that dead letter alone. Newest first, a dead
+// letter redriven or deleted from among those kept costs a request too,
+// until the ones older than it are gone.
 func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQuery) (kanban.DeadLetterPage, error) {
 	if err := query.Validate(); err != nil {
 		return kanban.DeadLetterPage{}, err
@@ -87,6 +88,22 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 	}
 	st := info.State
 	page := kanban.DeadLetterPage{Letters: []kanban.DeadLetter{}, Total: int(st.Msgs)}
+	if seq := query.Filter.Seq; seq != 0 {
+		if !query.After(seq) {
+			return page, nil
+		}
+		m, err := s.GetMsg(ctx, seq)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return page, nil
+		case err != nil:
+			return kanban.DeadLetterPage{}, fmt.Errorf("natsjs: reading dead letter %d: %w", seq, err)
+		}
+		if d := deadLetterOf(m); query.Filter.Match(&d) {
+			page.Letters = append(page.Letters, d)
+		}
+		return page, nil
+	}
 	from := st.FirstSeq
 	switch {
 	case query.Newest && query.Cursor != 0:

@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -126,5 +127,67 @@ func TestRedriveDeadLettersCountsOnlyItsOwn(t *testing.T) {
 			assert.Equal(t, int64(3), other.Stats().Redriven)
 			assert.Zero(t, q.Stats().Redriven)
 		})
+	}
+}
+
+// countingJS is a JetStream that counts the messages read from its
+// stream name.
+type countingJS struct {
+	jetstream.JetStream
+	name  string
+	reads *atomic.Int64
+}
+
+func (j countingJS) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	s, err := j.JetStream.Stream(ctx, name)
+	if err != nil || name != j.name {
+		return s, err
+	}
+	return countingStream{s, j.reads}, nil
+}
+
+type countingStream struct {
+	jetstream.Stream
+	reads *atomic.Int64
+}
+
+func (s countingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
+	s.reads.Add(1)
+	return s.Stream.GetMsg(ctx, seq, opts...)
+}
+
+// TestListOneDeadLetterReadsOnlyIt: listing the dead letter a Seq names
+// (the board's links to a dead letter do) reads that one, not every dead
+// letter kept.
+func TestListOneDeadLetterReadsOnlyIt(t *testing.T) {
+	ctx := context.Background()
+	q, _, meanwhile := racedQueues(t, "LIST_ONE", FileStorage, 9)
+	*meanwhile = func(uint64) {}
+	var reads atomic.Int64
+	q.js = countingJS{JetStream: q.js, name: q.opts.DeadLetterStream, reads: &reads}
+	for _, c := range []struct {
+		query kanban.DeadLetterQuery
+		want  []string
+	}{
+		{kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Seq: 4}}, []string{"d4"}},
+		{kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Seq: 4}, Newest: true}, []string{"d4"}},
+		{kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Seq: 4, Key: "k"}}, nil},
+		{kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Seq: 4, ID: "d4"}, Cursor: 3}, []string{"d4"}},
+		{kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Seq: 4}, Cursor: 4}, nil},
+		{kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Seq: 4}, Cursor: 4, Newest: true}, nil},
+		{kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Seq: 4}, Cursor: 5, Newest: true}, []string{"d4"}},
+		{kanban.DeadLetterQuery{Filter: kanban.DeadLetterFilter{Seq: 99}}, nil},
+	} {
+		reads.Store(0)
+		page, err := q.ListDeadLetters(ctx, c.query)
+		require.NoError(t, err)
+		var ids []string
+		for _, d := range page.Letters {
+			ids = append(ids, d.ID)
+		}
+		assert.Equal(t, c.want, ids, "%+v", c.query)
+		assert.Zero(t, page.Next, "%+v", c.query)
+		assert.Equal(t, 9, page.Total, "%+v", c.query)
+		assert.LessOrEqual(t, reads.Load(), int64(1), "%+v", c.query)
 	}
 }
