@@ -16,6 +16,7 @@ import (
 type snapshot struct {
 	backlog    kanban.Backlog
 	hasBacklog bool
+	dead       int // the dead letters kept, as the listing's Total says
 	err        error
 }
 
@@ -43,6 +44,7 @@ func (h *Handler) Refresh(ctx context.Context) error {
 			s.backlog, s.err = br.Backlog(ctx)
 		}
 		page, err := queues[i].ListDeadLetters(ctx, kanban.DeadLetterQuery{Newest: true, Limit: PanelDeadLetters})
+		s.dead = page.Total
 		if s.err == nil {
 			s.err = err
 		}
@@ -112,8 +114,10 @@ const unreadableCell = "unreadable; the service's log has the detail"
 
 // QueuePanel returns an andon.Panel with a row per queue: its name
 // (linked to its dead letters in the API), depth, the age of its oldest
-// waiting message and its dead letters, as the last Refresh read them. A
-// queue that could not be read says so, without the error's text, which
+// waiting message and its dead letters, as the last Refresh read them (a
+// queue that is no kanban.BacklogReader has no depth or age, and the
+// number of dead letters its listing counts). A queue that could not be
+// read says so, without the error's text, which
 // may name servers or credentials (Refresh returns it, and Watch logs it),
 // as GET /queues does.
 func (h *Handler) QueuePanel(opts PanelOptions) andon.Panel {
@@ -141,8 +145,8 @@ func (h *Handler) QueuePanel(opts PanelOptions) andon.Panel {
 					// logs it) has the detail.
 					row.Cells, row.Color = []string{name, "?", "?", unreadableCell}, "red"
 				case !s.hasBacklog:
-					n := len(h.dlSeen[name])
-					row.Cells, row.Color = []string{name, "", "", deadCount(int64(n), n == PanelDeadLetters)}, color(int64(n), false)
+					n := int64(s.dead)
+					row.Cells, row.Color = []string{name, "", "", strconv.FormatInt(n, 10)}, color(n, false)
 				default:
 					b := s.backlog
 					oldest := "unknown"
@@ -151,7 +155,7 @@ func (h *Handler) QueuePanel(opts PanelOptions) andon.Panel {
 					}
 					amber := (opts.OldestAmber > 0 && b.OldestKnown && b.Oldest >= opts.OldestAmber) ||
 						(opts.DepthAmber > 0 && b.Depth >= opts.DepthAmber)
-					row.Cells = []string{name, strconv.FormatInt(b.Depth, 10), oldest, deadCount(b.DeadLetters, false)}
+					row.Cells = []string{name, strconv.FormatInt(b.Depth, 10), oldest, strconv.FormatInt(b.DeadLetters, 10)}
 					row.Color = color(b.DeadLetters, amber)
 				}
 				rows = append(rows, row)
@@ -214,14 +218,6 @@ func color(dead int64, amber bool) string {
 		return "amber"
 	}
 	return "green"
-}
-
-func deadCount(n int64, more bool) string {
-	s := strconv.FormatInt(n, 10)
-	if more {
-		s += "+"
-	}
-	return s
 }
 
 // age formats d to the second, or to the millisecond below one.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -148,4 +149,23 @@ func TestDeadLetterPanelShowsOnlyWhatTheLastRefreshRead(t *testing.T) {
 	require.NoError(t, h.Refresh(context.Background()))
 	require.Len(t, dp.Rows(), 3)
 	assert.Equal(t, "3", dp.Rows()[0].Cells[0])
+}
+
+// storeOnly is a queue that is a DeadLetterStore alone: no backlog.
+type storeOnly struct{ kanban.DeadLetterStore }
+
+// TestQueuePanelCountsDeadLettersWithoutABacklog: a queue with no
+// backlog shows the number of dead letters it keeps, as its listing's
+// total says, not those the panel read: 20 were shown as "20+", and 25
+// as "20+" too.
+func TestQueuePanelCountsDeadLettersWithoutABacklog(t *testing.T) {
+	for _, n := range []int{0, 3, kanbanhttp.PanelDeadLetters, kanbanhttp.PanelDeadLetters + 5} {
+		h, err := kanbanhttp.New(kanbanhttp.Options{})
+		require.NoError(t, err)
+		require.NoError(t, h.AddQueue("q", storeOnly{deadQueue(t, 0, n)}))
+		require.NoError(t, h.Refresh(context.Background()))
+		rows := h.QueuePanel(kanbanhttp.PanelOptions{}).Rows()
+		require.Len(t, rows, 1)
+		assert.Equal(t, []string{"q", "", "", strconv.Itoa(n)}, rows[0].Cells, "%d dead letters", n)
+	}
 }
