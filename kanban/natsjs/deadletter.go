@@ -149,10 +149,14 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // two operators at once, or a redrive repeated after its delete failed —
 // and a redrive is never mistaken for a duplicate of the message's first
 // publish, nor of the redrive of a dead letter of the same message and
-// number in a dead-letter stream deleted and made again. The one way to a second copy is a delete that failed (the error
-// says so) followed by a redrive of the same dead letter after DedupWindow:
-// the message is then delivered twice, with the same ID, which handlers
-// idempotent on the ID (as at-least-once delivery asks anyway) absorb.
+// number in a dead-letter stream deleted and made again. A second copy
+// comes only from a redrive that stored the message but left its dead
+// letter — its delete failed (the error says so), or its publish's
+// acknowledgement was lost to a timeout or a broken connection after the
+// stream stored it (the error says the redrive failed) — followed by a
+// redrive of the same dead letter after DedupWindow: the message is then
+// delivered twice, with the same ID, which handlers idempotent on the ID
+// (as at-least-once delivery asks anyway) absorb.
 // A dead letter that another call redrove or deleted after this one read
 // it is not counted (and one named by Seq is kanban.ErrDeadLetterNotFound),
 // so that two operators at once count each dead letter once between them.
