@@ -348,6 +348,9 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 			e.o.Logger.Error("kanban: settling a message panicked", "id", id, "panic", v, "stack", string(debug.Stack()))
 			return
 		}
+		if how == settleDeadLetter {
+			c.addDeadLettered() // it counts as settled, as said above
+		}
 		e.o.Logger.Error("kanban: settling a message called runtime.Goexit", "id", id, "stack", string(debug.Stack()))
 	}()
 	var err error
@@ -359,8 +362,11 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 	case settleRelease:
 		err = l.Release(e.sctx)
 	case settleDeadLetter:
-		c.addDeadLettered()
-		err = l.DeadLetter(e.sctx, reason, attempts)
+		// Not counted when the backend failed to store it: the message
+		// stays in the queue, to be delivered again.
+		if err = l.DeadLetter(e.sctx, reason, attempts); err == nil {
+			c.addDeadLettered()
+		}
 	}
 	returned = true
 	if err != nil {

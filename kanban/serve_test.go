@@ -555,3 +555,25 @@ func TestServeSettlementPanicOrGoexit(t *testing.T) {
 		}
 	}
 }
+
+// TestServeCountsOnlyStoredDeadLetters: a dead letter the backend failed
+// to store is not counted in DeadLettered: the message stays in the
+// queue, to be delivered again, and was counted once more each time.
+func TestServeCountsOnlyStoredDeadLetters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "a", err: errors.New("dead-letter stream unavailable")}, &lease{id: "b"})
+		var c kanban.Counters
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- kanban.Serve(ctx, kanban.Source[int](b), func(context.Context, kanban.Delivery[int]) error {
+				return kanban.Permanent(errors.New("corrupt"))
+			}, kanban.ConsumeOptions{Logger: slog.New(slog.DiscardHandler)}, kanban.Runtime{Counters: &c})
+		}()
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-done)
+		assert.ElementsMatch(t, []string{"dead a 1 corrupt", "dead b 1 corrupt"}, b.recorded())
+		assert.EqualValues(t, 1, c.Snapshot().DeadLettered, "b's dead letter alone was stored")
+	})
+}
