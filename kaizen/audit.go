@@ -121,6 +121,10 @@ type AuditEntry struct {
 //     is counted by Unwritten. A trail ends at its first failure and never
 //     has a gap in the middle.
 //
+// A record whose line would be longer than MaxAuditLineLen, which no
+// verifier reads, is not written either: it goes to OnUnwritten with an
+// error saying so, and the trail goes on.
+//
 // Lines reach the writer as soon as the writer goroutine is idle, but
 // reach stable storage only at Flush and Shutdown: when the io.Writer has
 // a Sync method (an *os.File that is a regular file, or any other writer
@@ -552,7 +556,8 @@ func (a *Audit) entry(r *tai.Record) (e AuditEntry, err error) {
 }
 
 // encode appends the line of r to buf and advances the chain, or returns
-// the error of entry and leaves both as they were.
+// the error of entry, or one saying the line would be longer than
+// MaxAuditLineLen, and leaves both as they were.
 func (a *Audit) encode(r *tai.Record) error {
 	e, err := a.entry(r)
 	if err != nil {
@@ -583,6 +588,10 @@ func (a *Audit) encode(r *tai.Record) error {
 	b = append(b, `,"prev":"`...)
 	b = hex.AppendEncode(b, a.prev[:])
 	b = append(b, `"}`...)
+	if n := len(b) - start - 1 + len(`,"hash":"`) + hex.EncodedLen(sha256.Size) + len(`"}`); n > MaxAuditLineLen {
+		// a.buf and a.prev are unchanged: b only ran past a.buf's end.
+		return fmt.Errorf("kaizen: audit record not written: its line would be %d bytes, longer than %d bytes (MaxAuditLineLen)", n, MaxAuditLineLen)
+	}
 	if a.mac == nil {
 		a.prev = sha256.Sum256(b[start:])
 	} else {

@@ -253,29 +253,35 @@ func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
 		c.before = c.file
 	}
 	c.file, c.line = file, 0
-	br := bufio.NewReaderSize(r, 64<<10)
+	lr := lineReader{br: bufio.NewReaderSize(r, 64<<10)}
 	for {
-		line, rerr := br.ReadBytes('\n')
+		line, nuls, rerr := lr.next()
+		n := c.line + 1
+		if errors.Is(rerr, errLineTooLong) {
+			return fileEnd{}, c.tooLong(file, n)
+		}
 		if rerr != nil && rerr != io.EOF {
 			if file != "" {
 				return fileEnd{}, rerr // an *fs.PathError naming the file
 			}
 			return fileEnd{}, fmt.Errorf("kaizen: reading audit trail: %w", rerr)
 		}
-		if len(line) == 0 {
+		if len(line) == 0 && nuls == 0 {
 			return fileEnd{}, nil
 		}
-		n := c.line + 1
-		if rerr == io.EOF && !json.Valid(line) && looksTorn(line) {
+		if rerr == io.EOF && (nuls > 0 || !json.Valid(line)) && looksTorn(line) {
 			whole := bytes.TrimRight(line, "\x00")
-			if len(whole) == len(line) || !json.Valid(whole) {
-				return fileEnd{torn: len(line), file: file, line: n}, nil
+			if len(whole) == len(line)+nuls || !json.Valid(whole) {
+				return fileEnd{torn: len(line) + nuls, file: file, line: n}, nil
 			}
 			if err := c.verify(whole, file, n); err != nil {
 				return fileEnd{}, err
 			}
 			c.line = n
-			return fileEnd{torn: len(line) - len(whole), file: file, line: n, unterminated: true, nulAfter: true}, nil
+			return fileEnd{torn: len(line) + nuls - len(whole), file: file, line: n, unterminated: true, nulAfter: true}, nil
+		}
+		if nuls > 0 { // not what a crash leaves: a line too long, its end NULs
+			return fileEnd{}, c.tooLong(file, n)
 		}
 		if err := c.verify(bytes.TrimSuffix(line, []byte{'\n'}), file, n); err != nil {
 			return fileEnd{}, err
@@ -285,6 +291,101 @@ func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
 			return fileEnd{unterminated: true}, nil
 		}
 	}
+}
+
+// tooLong is the error of line n of file, longer than MaxAuditLineLen.
+func (c *chain) tooLong(file string, n int) error {
+	return &AuditError{File: file, Line: n, Reason: fmt.Sprintf("not an audit line: it is longer than %d bytes (MaxAuditLineLen), the most an Audit writes", MaxAuditLineLen)}
+}
+
+// errLineTooLong is what lineReader.next returns for a line longer than
+// MaxAuditLineLen.
+var errLineTooLong = errors.New("kaizen: audit line too long")
+
+// lineReader reads the lines of a trail, holding at most MaxAuditLineLen
+// bytes of one, so that a file holding one line of gigabytes (corrupt, or
+// made to exhaust memory) is refused at its limit instead of read whole.
+type lineReader struct {
+	br  *bufio.Reader
+	buf []byte
+}
+
+// next returns the next line, its newline included when it has one, and
+// io.EOF at the end of the trail, as bufio.Reader.ReadBytes does; or
+// errLineTooLong for a line longer than MaxAuditLineLen, of which it read
+// a little more than that. NUL bytes that would take the last line over
+// the limit, and that run to the end of the trail, are not held but
+// counted in nuls: a file system that lost the end of a long write reads
+// it back as NUL bytes, which OpenAuditFile cuts off whatever their
+// number.
+func (lr *lineReader) next() (line []byte, nuls int, err error) {
+	lr.buf = lr.buf[:0]
+	for {
+		chunk, err := lr.br.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
+			if nuls > 0 || len(lr.buf) > 0 || len(chunk) > 0 {
+				if nuls > 0 && !allNUL(chunk) {
+					return nil, 0, errLineTooLong
+				}
+				if nuls > 0 {
+					nuls += len(chunk)
+				} else if err := lr.hold(chunk, &nuls); err != nil {
+					return nil, 0, err
+				}
+			}
+			return lr.buf, nuls, err
+		}
+		if nuls > 0 {
+			if err == nil || !allNUL(chunk) { // more than NULs after the limit
+				return nil, 0, errLineTooLong
+			}
+			nuls += len(chunk)
+			continue
+		}
+		if err == nil { // the chunk ends in the line's newline
+			if len(lr.buf)+len(chunk)-1 > MaxAuditLineLen {
+				return nil, 0, errLineTooLong
+			}
+			lr.buf = append(lr.buf, chunk...)
+			return lr.buf, 0, nil
+		}
+		if err := lr.hold(chunk, &nuls); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// hold appends chunk, a part of a line without its newline, to the line;
+// when that takes it over MaxAuditLineLen, it holds the line without its
+// trailing NUL bytes and counts them in nuls, or returns errLineTooLong
+// when the line is too long without them.
+func (lr *lineReader) hold(chunk []byte, nuls *int) error {
+	if len(lr.buf)+len(chunk) <= MaxAuditLineLen {
+		lr.buf = append(lr.buf, chunk...)
+		return nil
+	}
+	text := bytes.TrimRight(chunk, "\x00")
+	if len(text) == 0 {
+		n := len(lr.buf)
+		lr.buf = bytes.TrimRight(lr.buf, "\x00")
+		*nuls += n - len(lr.buf)
+	}
+	if len(lr.buf)+len(text) > MaxAuditLineLen {
+		return errLineTooLong
+	}
+	lr.buf = append(lr.buf, text...)
+	*nuls += len(chunk) - len(text)
+	return nil
+}
+
+// allNUL reports whether b holds only NUL bytes.
+func allNUL(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // lineStart is how every line an Audit writes begins.
@@ -448,3 +549,12 @@ func lineHash(mac hash.Hash, body []byte) [sha256.Size]byte {
 	mac.Sum(sum[:0])
 	return sum
 }
+
+// MaxAuditLineLen is the most bytes a line of an audit trail holds, its
+// newline not counted: an Audit does not write a longer line (the record
+// goes to AuditOptions.OnUnwritten), and VerifyAudit, VerifyAuditFiles and
+// OpenAuditFile refuse one as a line that does not verify, having held no
+// more than this much of it in memory. A line is a few hundred bytes, a few
+// KiB with a decision's inputs; the limit leaves room for inputs far
+// larger, and is the longest line taicel.Backtest reads.
+const MaxAuditLineLen = 64 << 20

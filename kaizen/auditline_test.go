@@ -1,0 +1,160 @@
+package kaizen_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+)
+
+// endlessLine reads as the start of an audit line that never ends, and
+// fails the read once more than limit bytes have been taken from it.
+type endlessLine struct {
+	head  []byte
+	read  int
+	limit int
+}
+
+var errReadTooFar = errors.New("read past the longest line an audit trail may hold")
+
+func (r *endlessLine) Read(p []byte) (int, error) {
+	if r.read > r.limit {
+		return 0, errReadTooFar
+	}
+	n := 0
+	for n < len(p) {
+		if r.read < len(r.head) {
+			c := copy(p[n:], r.head[r.read:])
+			n += c
+			r.read += c
+			continue
+		}
+		p[n] = 'x'
+		n++
+		r.read++
+	}
+	return n, nil
+}
+
+func overlongReason() string {
+	return fmt.Sprintf("not an audit line: it is longer than %d bytes (MaxAuditLineLen), the most an Audit writes", kaizen.MaxAuditLineLen)
+}
+
+func TestVerifyAuditRefusesALineLongerThanTheLimit(t *testing.T) {
+	l := trail(t, 2)
+	head := []byte(l[0] + "\n" + l[1] + "\n" + `{"time":"`)
+	r := &endlessLine{head: head, limit: len(head) + kaizen.MaxAuditLineLen + 1<<20}
+	err := kaizen.VerifyAudit(r)
+	var ae *kaizen.AuditError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, kaizen.AuditError{Line: 3, Reason: overlongReason()}, *ae)
+}
+
+func TestVerifyAuditFilesRefusesALineLongerThanTheLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	appendTrail(t, path, kaizen.AuditOptions{}, "a")
+	// A line of MaxAuditLineLen bytes and more: NUL bytes (a sparse
+	// file) between its start and its end.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"time":"`)
+	require.NoError(t, err)
+	fi, err := f.Stat()
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(fi.Size()+int64(kaizen.MaxAuditLineLen)))
+	_, err = f.WriteString("\"}\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
+	var ae *kaizen.AuditError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, kaizen.AuditError{File: path, Line: 2, Reason: overlongReason()}, *ae)
+
+	_, _, err = kaizen.OpenAuditFile(path, kaizen.AuditOptions{})
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, kaizen.AuditError{File: path, Line: 2, Reason: overlongReason()}, *ae)
+}
+
+func TestOpenAuditFileCutsNULsLongerThanTheLineLimit(t *testing.T) {
+	// A file system that lost a long write reads it back as NUL bytes,
+	// more of them than a line may hold: they are still cut off.
+	for _, complete := range []bool{true, false} {
+		t.Run(fmt.Sprintf("complete=%v", complete), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			_, last := appendTrail(t, path, kaizen.AuditOptions{}, "a", "b")
+			orig, err := os.ReadFile(path)
+			require.NoError(t, err)
+			keep := orig
+			if complete {
+				keep = bytes.TrimSuffix(orig, []byte("\n"))
+			} else {
+				keep = append(bytes.Clone(orig), `{"time":"2026`...)
+			}
+			require.NoError(t, os.WriteFile(path, keep, 0o600))
+			cut := int64(kaizen.MaxAuditLineLen) + 10
+			require.NoError(t, os.Truncate(path, int64(len(keep))+cut))
+
+			state, sum := appendTrail(t, path, kaizen.AuditOptions{}, "c")
+			if complete {
+				assert.Equal(t, kaizen.AuditFileState{AuditSummary: last, Cut: cut, NewlineAdded: true}, state)
+			} else {
+				assert.Equal(t, kaizen.AuditFileState{AuditSummary: last, Cut: cut + int64(len(`{"time":"2026`))}, state)
+			}
+			assert.Equal(t, uint64(3), sum.Lines)
+			got, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
+			require.NoError(t, err)
+			assert.Equal(t, sum, got)
+		})
+	}
+}
+
+func TestAuditDoesNotWriteALineLongerThanTheLimit(t *testing.T) {
+	var buf syncBuffer
+	var mu sync.Mutex
+	var lost []string
+	var lostErr error
+	a := newAudit(t, &buf, kaizen.AuditOptions{OnUnwritten: func(r tai.Record, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		lost = append(lost, r.ID)
+		lostErr = err
+	}})
+	a.Observe(context.Background(), record("a"))
+	require.NoError(t, a.Flush(context.Background()))
+	short := len(buf.Bytes()) - 1 // the line of record a, without a reason
+	// Record b's line is MaxAuditLineLen bytes long; c's one more.
+	fits, over := record("b"), record("c")
+	fits.Decision.Reason = strings.Repeat("r", kaizen.MaxAuditLineLen-short)
+	over.Decision.Reason = strings.Repeat("r", kaizen.MaxAuditLineLen-short+1)
+	a.Observe(context.Background(), fits)
+	a.Observe(context.Background(), over)
+	a.Observe(context.Background(), record("d"))
+	require.NoError(t, a.Shutdown(context.Background()))
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"c"}, lost)
+	require.Error(t, lostErr)
+	assert.Equal(t, fmt.Sprintf("kaizen: audit record not written: its line would be %d bytes, longer than %d bytes (MaxAuditLineLen)",
+		kaizen.MaxAuditLineLen+1, kaizen.MaxAuditLineLen), lostErr.Error())
+	require.NoError(t, a.Err(), "the trail goes on")
+	assert.Equal(t, uint64(3), a.Written())
+	ls := bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n"))
+	require.Len(t, ls, 3)
+	assert.Len(t, ls[1], kaizen.MaxAuditLineLen)
+	sum, err := kaizen.VerifyAuditWith(bytes.NewReader(buf.Bytes()), kaizen.VerifyOptions{})
+	require.NoError(t, err, "a line of MaxAuditLineLen bytes verifies")
+	assert.Equal(t, uint64(3), sum.Lines)
+}
