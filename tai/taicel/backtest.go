@@ -36,7 +36,9 @@ type BacktestOptions struct {
 	// Amount is a CEL expression over the same variables as the rules
 	// ("payload.Amount"), evaluated with the candidate for each replayed
 	// decision and summed per flip and per rule: what a change is worth.
-	// It returns a double or an int. Empty means no amounts.
+	// It returns a double or an int. An amount that is NaN, infinite or
+	// beyond ±1e280, which the sums could not hold, fails the decision's
+	// replay (counted in Report.Errors). Empty means no amounts.
 	Amount string
 	// Labels holds the IDs of the signals known to be positive: fraud
 	// confirmed later, deployments rolled back. With labels, the report
@@ -560,8 +562,18 @@ func evalAmount(ctx context.Context, prg *program, act *activation) (float64, er
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, fmt.Errorf("taicel: amount: %v", f)
 	}
+	if math.Abs(f) > maxAmount {
+		return 0, fmt.Errorf("taicel: amount: %g is beyond ±%g, more than the report's sums can hold", f, maxAmount)
+	}
 	return f, nil
 }
+
+// maxAmount is the largest amount, in absolute value, a backtest sums.
+// Fewer than 1e19 decisions (an int's worth) of at most 1e280 each sum to
+// less than 1e299, which a float64 holds: a sum never overflows to an
+// infinity, which the report could not hold as JSON, and no money comes
+// near the limit.
+const maxAmount = 1e280
 
 // member names the member of an object whose value err is about.
 func member(name string, err error) error {

@@ -661,3 +661,41 @@ func TestReportTextQuotesWhatIsNotPrintable(t *testing.T) {
 	assert.Contains(t, text, `now deny   0.00 "b\nchanged verdicts: 0 of 1\x1b[2K"`)
 	assert.Contains(t, text, `"c\nchanged verdicts: 0 of 1\x1b[2K": taicel: rule "note"`)
 }
+
+// Amounts that no sum can hold are refused one by one, as a NaN or an
+// infinity is: two amounts of 1e308 summed to +Inf, and the report, which
+// encodes as JSON, no longer did.
+func TestBacktestAmountsTheSumsCanHold(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{RecordInputs: true})
+	require.NoError(t, err)
+	compile := func(limit string) *taicel.Set[map[string]any] {
+		set, err := env.Compile(&taicel.Spec{Version: "1", Name: "n", Rules: []taicel.Rule{
+			{Name: "big", Verdict: tai.Deny, Expr: "payload.Amount > " + limit},
+		}})
+		require.NoError(t, err)
+		return set
+	}
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	p, err := tai.New(compile("1.7e308"), tai.ActionFunc[map[string]any, string](func(context.Context, tai.Signal[map[string]any]) (string, error) {
+		return "", nil
+	}), tai.WithObservers(audit))
+	require.NoError(t, err)
+	for i, amount := range []float64{1e308, 1e308, -1e308, 1e200, 1e280} {
+		_, _ = p.Process(t.Context(), tai.Signal[map[string]any]{ID: fmt.Sprint("s", i), Kind: "k", Payload: map[string]any{"Amount": amount}})
+	}
+	require.NoError(t, audit.Shutdown(t.Context()))
+
+	rep, err := taicel.Backtest(t.Context(), compile("100.0"), bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{Amount: "payload.Amount"})
+	require.NoError(t, err)
+	js, err := json.Marshal(rep)
+	require.NoError(t, err, "the report encodes as JSON")
+	assert.True(t, json.Valid(js))
+	assert.Equal(t, 3, rep.Errors)
+	require.NotEmpty(t, rep.ErrorExamples)
+	assert.Equal(t, "taicel: amount: 1e+308 is beyond ±1e+280, more than the report's sums can hold", rep.ErrorExamples[0].Error)
+	assert.Equal(t, 2, rep.Changed, "1e200 and 1e280 are summed")
+	require.Len(t, rep.Flips, 1)
+	assert.Equal(t, 1e200+1e280, rep.Flips[0].Amount)
+}
