@@ -63,7 +63,8 @@ type BacktestOptions struct {
 // workers beyond the CPUs only add to that.
 const MaxBacktestWorkers = 256
 
-// maxLine is the longest line of a trail a backtest reads.
+// maxLine is the longest line of a trail a backtest reads, its newline
+// not counted: kaizen.MaxAuditLineLen, the longest a kaizen.Audit writes.
 const maxLine = 64 << 20
 
 // Backtest replays an audit trail through a candidate set and reports
@@ -286,7 +287,9 @@ func readTrail(srcs []trailSource, batches chan<- *batch, stop <-chan struct{}) 
 			return
 		}
 		sc := bufio.NewScanner(rc)
-		sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+		// The buffer holds the line and its newline: a Scanner refuses
+		// a line that fills its largest buffer.
+		sc.Buffer(make([]byte, 0, 64<<10), maxLine+1)
 		line := 0
 		for sc.Scan() {
 			line++
@@ -307,6 +310,9 @@ func readTrail(srcs []trailSource, batches chan<- *batch, stop <-chan struct{}) 
 		}
 		rc.Close()
 		if err := sc.Err(); err != nil {
+			if errors.Is(err, bufio.ErrTooLong) {
+				err = fmt.Errorf("%w (the line is longer than %d bytes, the most a kaizen.Audit writes)", err, maxLine)
+			}
 			b.err = fmt.Errorf("taicel: backtest: %s: %w", where(src.name, line+1), err)
 			send(b)
 			return

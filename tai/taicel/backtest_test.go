@@ -1,6 +1,7 @@
 package taicel_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -698,4 +699,51 @@ func TestBacktestAmountsTheSumsCanHold(t *testing.T) {
 	assert.Equal(t, 2, rep.Changed, "1e200 and 1e280 are summed")
 	require.Len(t, rep.Flips, 1)
 	assert.Equal(t, 1e200+1e280, rep.Flips[0].Amount)
+}
+
+// A backtest reads every line kaizen.Audit writes: one of
+// kaizen.MaxAuditLineLen bytes too, which the reader took for one byte too
+// long.
+func TestBacktestReadsTheLongestAuditLine(t *testing.T) {
+	trail := writeTrail(t, stream(10))
+	var buf bytes.Buffer
+	audit, err := kaizen.NewAudit(&buf, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	rec := tai.Record{ID: "long", Kind: "payment", Outcome: tai.Succeeded, Decision: tai.Decision{Verdict: tai.Allow, Policy: "other"}}
+	audit.Observe(t.Context(), rec)
+	require.NoError(t, audit.Flush(t.Context()))
+	short := buf.Len() - 1 // the line without a reason
+	rec.Decision.Reason = strings.Repeat("r", kaizen.MaxAuditLineLen-short)
+	audit.Observe(t.Context(), rec)
+	require.NoError(t, audit.Shutdown(t.Context()))
+	require.Zero(t, audit.Unwritten())
+	long := buf.Bytes()[short+1:]
+	require.Len(t, long, kaizen.MaxAuditLineLen+1, "a line of MaxAuditLineLen bytes and its newline")
+
+	rep, err := taicel.Backtest(t.Context(), candidateSet(t, nil), io.MultiReader(bytes.NewReader(long), bytes.NewReader(trail)), taicel.BacktestOptions{Workers: 1})
+	require.NoError(t, err)
+	assert.Equal(t, 10, rep.Replayed)
+	assert.Equal(t, bytes.Count(trail, []byte("\n"))+1, rep.Read)
+}
+
+// A line longer than kaizen.MaxAuditLineLen is refused, naming it and the
+// limit, having read little more of it than the limit.
+func TestBacktestRefusesALineLongerThanAnAuditWrites(t *testing.T) {
+	trail := writeTrail(t, stream(3))
+	long := io.MultiReader(bytes.NewReader(trail), strings.NewReader(`{"time":"`), io.LimitReader(zeros{}, int64(kaizen.MaxAuditLineLen)))
+	rep, err := taicel.Backtest(t.Context(), candidateSet(t, nil), long, taicel.BacktestOptions{Workers: 1})
+	assert.Nil(t, rep)
+	require.ErrorIs(t, err, bufio.ErrTooLong)
+	assert.EqualError(t, err, fmt.Sprintf("taicel: backtest: line %d: bufio.Scanner: token too long (the line is longer than %d bytes, the most a kaizen.Audit writes)",
+		bytes.Count(trail, []byte("\n"))+1, kaizen.MaxAuditLineLen))
+}
+
+// zeros reads as an endless run of '0'.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = '0'
+	}
+	return len(p), nil
 }
