@@ -158,3 +158,34 @@ func TestAuditDoesNotWriteALineLongerThanTheLimit(t *testing.T) {
 	require.NoError(t, err, "a line of MaxAuditLineLen bytes verifies")
 	assert.Equal(t, uint64(3), sum.Lines)
 }
+
+// The first line of each file of a chain may be the first written with a
+// key, without one or with another: the reason says so there, as it does
+// at the trail's first line, instead of calling the line edited.
+func TestVerifyAuditFilesNamesAFileWrittenWithAnotherKey(t *testing.T) {
+	dir := t.TempDir()
+	otherKey := []byte("fedcba9876543210fedcba9876543210")
+	for _, c := range []struct {
+		name         string
+		first, later []byte // the keys the files were written with
+		reason       string
+	}{
+		{"a key added", nil, testKey, "edited: its hash does not match its content (or this file was written with a key: verify it with that key)"},
+		{"a key dropped", testKey, nil, "its hash is plain SHA-256, not an HMAC: this file was written without a key, but a key was given"},
+		{"another key", testKey, otherKey, "its hash does not match its content under the given key: the key is wrong, or the line was edited"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			first, later := filepath.Join(dir, c.name+"-1.jsonl"), filepath.Join(dir, c.name+"-2.jsonl")
+			_, last := appendTrail(t, first, kaizen.AuditOptions{Key: c.first}, "a", "b")
+			appendTrail(t, later, kaizen.AuditOptions{Key: c.later, Genesis: last.Last}, "c", "d")
+
+			_, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: c.first}, first, later)
+			var ae *kaizen.AuditError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, kaizen.AuditError{File: later, Line: 1, Reason: c.reason}, *ae)
+
+			_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: c.later, Genesis: last.Last}, later)
+			require.NoError(t, err, "the later file verifies with its own key")
+		})
+	}
+}

@@ -454,7 +454,7 @@ func (c *chain) verify(line []byte, file string, n int) error {
 	}
 	actual := lineHash(c.mac, body)
 	if actual != stated {
-		return fail(c.mismatch(body, stated))
+		return fail(c.mismatch(body, stated, n))
 	}
 	if linked != c.prev {
 		if c.lines == 0 {
@@ -515,19 +515,26 @@ func decodeLowerHex(dst, src []byte) bool {
 	return err == nil
 }
 
-// mismatch explains a line whose hash does not match its content. At the
-// trail's first line, a wrong key or a missing one looks the same as an
-// edit, so the reason says so.
-func (c *chain) mismatch(body []byte, stated [sha256.Size]byte) string {
+// mismatch explains line n of a file whose hash does not match its
+// content. At the first line of a file, a wrong key or a missing one looks
+// the same as an edit, so the reason says so: at the trail's first line,
+// and at that of a later file, which may have been written with another
+// key than the files before it (a key added, changed or dropped when the
+// file was begun).
+func (c *chain) mismatch(body []byte, stated [sha256.Size]byte, n int) string {
 	const edited = "edited: its hash does not match its content"
-	if c.lines > 0 { // an earlier line verified, so the key is right
+	if n > 1 { // an earlier line of the file verified, so the key is right
 		return edited
 	}
+	written := "the trail was"
+	if c.lines > 0 {
+		written = "this file was"
+	}
 	if c.mac == nil {
-		return edited + " (or the trail was written with a key: verify it with that key)"
+		return edited + " (or " + written + " written with a key: verify it with that key)"
 	}
 	if lineHash(nil, body) == stated {
-		return "its hash is plain SHA-256, not an HMAC: the trail was written without a key, but a key was given"
+		return "its hash is plain SHA-256, not an HMAC: " + written + " written without a key, but a key was given"
 	}
 	return "its hash does not match its content under the given key: the key is wrong, or the line was edited"
 }
