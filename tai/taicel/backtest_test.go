@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -746,4 +747,40 @@ func (zeros) Read(p []byte) (int, error) {
 		p[i] = '0'
 	}
 	return len(p), nil
+}
+
+// Rule names come from the trail too (the rule that decided, the rules
+// that contributed): the text report quotes one that is not printable,
+// as it does IDs, reasons and errors.
+func TestReportTextQuotesRuleNames(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{RecordInputs: true})
+	require.NoError(t, err)
+	compile := func(rule, limit string) *taicel.Set[map[string]any] {
+		set, err := env.Compile(&taicel.Spec{Version: "1", Name: "n", Rules: []taicel.Rule{
+			{Name: rule, Verdict: tai.Deny, Expr: "payload.Amount > " + limit},
+		}})
+		require.NoError(t, err)
+		return set
+	}
+	const forged = "big\nchanged verdicts: 0 of 1\x1b[2K"
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	p, err := tai.New(compile(forged, "10.0"), tai.ActionFunc[map[string]any, string](func(context.Context, tai.Signal[map[string]any]) (string, error) {
+		return "", nil
+	}), tai.WithObservers(audit))
+	require.NoError(t, err)
+	_, _ = p.Process(t.Context(), tai.Signal[map[string]any]{ID: "a", Kind: "k", Payload: map[string]any{"Amount": 50.0}})
+	require.NoError(t, audit.Shutdown(t.Context()))
+
+	rep, err := taicel.Backtest(t.Context(), compile("big", "100.0"), bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Changed)
+	var out bytes.Buffer
+	require.NoError(t, rep.WriteText(&out))
+	text := out.String()
+	t.Logf("\n%s", text)
+	assert.NotContains(t, text, "\x1b")
+	assert.Len(t, regexp.MustCompile(`(?m)^changed verdicts: `).FindAllString(text, -1), 1, "no line forged")
+	assert.Contains(t, text, "  "+strconv.Quote(forged)+" ")
 }

@@ -297,9 +297,9 @@ func (m *merger) report() *Report {
 
 // WriteText writes the report for people to read: the counts, each flip
 // with its examples, the rules involved, the errors and the labels'
-// scores. An ID, a reason or an error holding a character that is not
-// printable (a newline, a terminal's escape sequence) is written quoted,
-// with Go's escapes.
+// scores. An ID, a reason, a rule's name or an error holding a character
+// that is not printable (a newline, a terminal's escape sequence) is
+// written quoted, with Go's escapes.
 func (r *Report) WriteText(w io.Writer) error {
 	ew := &errWriter{w: w}
 	p := func(format string, args ...any) { fmt.Fprintf(ew, format, args...) }
@@ -341,7 +341,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		p("\nrules in the changed decisions:\n")
 		w := len("rule")
 		for _, rc := range r.Rules {
-			w = max(w, len(rc.Rule))
+			w = max(w, len(printable(rc.Rule)))
 		}
 		p("  %-*s  only old  only new  different  errors", w, "rule")
 		if r.Amount != "" {
@@ -349,7 +349,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		p("\n")
 		for _, rc := range r.Rules {
-			p("  %-*s  %8d  %8d  %9d  %6d", w, rc.Rule, rc.OnlyOld, rc.OnlyNew, rc.Different, rc.Errors)
+			p("  %-*s  %8d  %8d  %9d  %6d", w, printable(rc.Rule), rc.OnlyOld, rc.OnlyNew, rc.Different, rc.Errors)
 			if r.Amount != "" {
 				p("  %15s  %15s  %16s", money(rc.OnlyOldAmount), money(rc.OnlyNewAmount), money(rc.DifferentAmount))
 			}
@@ -378,9 +378,9 @@ func (r *Report) WriteText(w io.Writer) error {
 }
 
 // printable returns s, or s quoted with Go's escapes when it holds a
-// character that is not printable or is not UTF-8: IDs, reasons and
-// errors come from the trail, and a newline or a terminal's escape
-// sequence in one must not forge a line of the report or reach the
+// character that is not printable or is not UTF-8: IDs, reasons, rule
+// names and errors come from the trail, and a newline or a terminal's
+// escape sequence in one must not forge a line of the report or reach the
 // terminal it is read on.
 func printable(s string) string {
 	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && !unicode.IsPrint(r) }) {
