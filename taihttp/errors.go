@@ -123,8 +123,11 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p Problem, ew ErrorWri
 
 // An ErrorWriter writes the body of an error response, its Content-Type
 // and its status (p.Status). Retry-After and the RateLimit fields are set
-// on w before it is called. JSONErrors and PlainErrors are the two this
-// package offers; a function of yours can write any other shape.
+// on w before it is called; a Content-Length a handler set before it
+// failed may be there too, which the writer deletes (as JSONErrors and
+// PlainErrors do) unless it sets its own. JSONErrors and PlainErrors are
+// the two this package offers; a function of yours can write any other
+// shape.
 type ErrorWriter func(w http.ResponseWriter, r *http.Request, p Problem)
 
 // problemJSON is the body JSONErrors writes.
@@ -158,6 +161,10 @@ const quotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exc
 // (section 4.2.1), so that it is the same for every problem of that
 // status; detail is p.Message, and code tells the problems of one
 // status apart. retry_after is Retry-After in seconds, when there is one.
+//
+// As http.Error does, it deletes a Content-Length field a handler set for
+// the body it meant to send: sent with the problem, it would cut the
+// problem short.
 func JSONErrors(w http.ResponseWriter, _ *http.Request, p Problem) {
 	body := problemJSON{Type: "about:blank", Title: http.StatusText(p.Status), Status: p.Status,
 		Detail: p.Message, Code: p.Code, RetryAfter: RetryAfterSeconds(p.RetryAfter)}
@@ -176,6 +183,7 @@ func JSONErrors(w http.ResponseWriter, _ *http.Request, p Problem) {
 		b = []byte(`{"type":"about:blank","status":` + strconv.Itoa(p.Status) + `}`)
 	}
 	h := w.Header()
+	h.Del("Content-Length")
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
@@ -183,9 +191,10 @@ func JSONErrors(w http.ResponseWriter, _ *http.Request, p Problem) {
 }
 
 // PlainErrors writes p's Message as text/plain, one line, as http.Error
-// does.
+// does, deleting a Content-Length field set for another body as it does.
 func PlainErrors(w http.ResponseWriter, _ *http.Request, p Problem) {
 	h := w.Header()
+	h.Del("Content-Length")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)

@@ -499,3 +499,25 @@ func TestPipelineHandlerThatSwitchesProtocols(t *testing.T) {
 		assert.Equal(t, tai.Succeeded, rs.last().Outcome)
 	}
 }
+
+// A handler that set up the header of the body it meant to send, then
+// panicked before it wrote, is answered with a problem whose own length
+// is sent: the Content-Length it set, for another body, would cut the
+// problem short over a real connection, as http.Error knows.
+func TestPipelineProblemDropsTheHandlersContentLength(t *testing.T) {
+	for _, errs := range []taihttp.ErrorWriter{taihttp.JSONErrors, taihttp.PlainErrors} {
+		h := pipelineMW(t, nil, taihttp.PipelineOptions{Errors: errs})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "2")
+			panic("failed before the body")
+		}))
+		srv := httptest.NewServer(h)
+		resp, err := srv.Client().Get(srv.URL)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		srv.Close()
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+		assert.Contains(t, string(body), "the request failed", "the whole problem, not its first bytes")
+	}
+}
