@@ -62,9 +62,11 @@ func PageBurnWindows() []BurnWindow {
 	}
 }
 
-// TicketBurnWindows returns the ticket windows of the same recipe: 10% of
-// the budget spent in a day (3× over 1d and 2h) or in three days (1× over
-// 3d and 6h). The slice is new at each call.
+// TicketBurnWindows returns the ticket windows: the workbook's, 10% of
+// the budget spent in three days (1× over 3d and 6h), after a pair the
+// workbook's table does not have, 10% spent in a day (3× over 1d and 2h).
+// For the workbook's table alone, keep the last pair. The slice is new at
+// each call.
 func TicketBurnWindows() []BurnWindow {
 	return []BurnWindow{
 		{Long: 24 * time.Hour, Short: 2 * time.Hour, Factor: 3},

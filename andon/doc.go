@@ -34,7 +34,8 @@
 // evaluator fails, naming the window, when the Stats does not keep it.
 // BurnRate implements the multiwindow, multi-burn-rate alerts of the SRE
 // workbook: PageBurnWindows() (1h and 5m at 14.4×, 6h and 30m at 6×) and
-// TicketBurnWindows() (1d and 2h at 3×, 3d and 6h at 1×).
+// TicketBurnWindows() (the workbook's 3d and 6h at 1×, with 1d and 2h at
+// 3× before it, which the workbook's table does not have).
 //
 // MinSamples guards against deciding on too little data: while a
 // condition's value rests on fewer signals, the rule neither fires nor
