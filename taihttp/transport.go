@@ -68,8 +68,8 @@ type TransportOptions struct {
 	// RetryNonIdempotent lets Retry and Hedge send again requests whose
 	// method is not idempotent (POST, PATCH, CONNECT): only the
 	// idempotent methods of RFC 9110 (GET, HEAD, OPTIONS, TRACE, PUT,
-	// DELETE) and requests with an Idempotency-Key header are sent more
-	// than once otherwise.
+	// DELETE) are sent more than once otherwise, and requests with an
+	// Idempotency-Key header are retried but not hedged.
 	RetryNonIdempotent bool
 }
 
@@ -83,11 +83,14 @@ type TransportOptions struct {
 // breaker counts attempts that timed out.
 //
 // Only requests that are safe to send twice are retried or hedged: an
-// idempotent method or an Idempotency-Key header (or any request, with
-// RetryNonIdempotent), and a body that can be sent again — none, or one
-// with GetBody, which http.NewRequest sets for the bytes, strings and
-// buffers it is given. Other requests are sent once, through the limiter,
-// the timeout and the breaker.
+// idempotent method (or any request, with RetryNonIdempotent), and a body
+// that can be sent again — none, or one with GetBody, which
+// http.NewRequest sets for the bytes, strings and buffers it is given. A
+// request of another method with an Idempotency-Key header is retried
+// but not hedged: a server that keeps the key answers a copy sent while
+// the first is in progress with 409 Conflict, which would win the race.
+// Other requests are sent once, through the limiter, the timeout and the
+// breaker.
 //
 // A request that no server could be sent — a method that is not a token,
 // a header field name that is not one, a field value with a control
@@ -173,16 +176,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	rt := &roundTrip{t: t, req: req}
 	rt.bodyUsed.Store(req.Body == nil || req.Body == http.NoBody)
-	repeatable := t.repeatable(req)
+	retry, hedge := t.repeatable(req)
+	retry, hedge = retry && t.retry != nil, hedge && t.hedge != nil
 	var err error
 	switch {
-	case repeatable && t.retry != nil && t.hedge != nil:
+	case retry && hedge:
 		rt.hold = true
 		err = t.retry.Do(req.Context(), func(ctx context.Context) error { return t.hedge.Do(ctx, rt.call) })
-	case repeatable && t.retry != nil:
+	case retry:
 		rt.hold = true
 		err = t.retry.Do(req.Context(), rt.call)
-	case repeatable && t.hedge != nil:
+	case hedge:
 		rt.hold = true
 		err = t.hedge.Do(req.Context(), rt.call)
 	default:
@@ -270,20 +274,25 @@ func validFieldValue(v string) bool {
 	return true
 }
 
-// repeatable reports whether req may be sent more than once.
-func (t *Transport) repeatable(req *http.Request) bool {
+// repeatable reports whether req may be sent again after an attempt
+// that failed (retry), and while an attempt is in progress (hedge). An
+// Idempotency-Key allows the retry only: a server that keeps the key
+// answers a copy that comes while the first is in progress with 409
+// Conflict (draft-ietf-httpapi-idempotency-key-header), and that quick
+// answer would win the hedge.
+func (t *Transport) repeatable(req *http.Request) (retry, hedge bool) {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
-		return false
+		return false, false
 	}
 	if t.anyMethod {
-		return true
+		return true, true
 	}
 	switch req.Method {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
+		return true, true
 	}
 	_, keyed := req.Header["Idempotency-Key"]
-	return keyed
+	return keyed, false
 }
 
 // roundTrip is the state of one RoundTrip: the attempts' responses.

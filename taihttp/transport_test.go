@@ -1054,3 +1054,53 @@ func TestTransportRetryOnSeesTheStatus(t *testing.T) {
 	assert.EqualValues(t, 3, srv.hits.Load(), "a 500 is not retried")
 	assert.Equal(t, []int{http.StatusServiceUnavailable, http.StatusInternalServerError}, seen)
 }
+
+// A POST with an Idempotency-Key is retried but not hedged: a server
+// keeping the key (draft-ietf-httpapi-idempotency-key-header) answers a
+// copy sent while the first is still in progress with 409 Conflict, which
+// would win the race, and the caller would get it in place of the first
+// copy's answer.
+func TestTransportDoesNotHedgeKeyedPOST(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			if n > 1 {
+				return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
+			}
+			time.Sleep(time.Second)
+			return response(r, http.StatusCreated, nil, "charged"), nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
+		req, err := http.NewRequest(http.MethodPost, "http://payments.test/charges", strings.NewReader("charge"))
+		require.NoError(t, err)
+		req.Header.Set("Idempotency-Key", "key-1")
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusCreated, resp.StatusCode)
+		assert.Equal(t, "charged", readAll(t, resp))
+		assert.Equal(t, 1, calls(), "sent once")
+	})
+	// With a Retry as well, the keyed POST is retried after its first
+	// attempt fails, and that retry is not hedged either.
+	synctest.Test(t, func(t *testing.T) {
+		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			time.Sleep(time.Second)
+			if n == 1 {
+				return response(r, http.StatusServiceUnavailable, nil, "busy"), nil
+			}
+			return response(r, http.StatusCreated, nil, "charged"), nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
+		req, err := http.NewRequest(http.MethodPost, "http://payments.test/charges", strings.NewReader("charge"))
+		require.NoError(t, err)
+		req.Header.Set("Idempotency-Key", "key-1")
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusCreated, resp.StatusCode)
+		assert.Equal(t, "charged", readAll(t, resp))
+		assert.Equal(t, 2, calls(), "sent twice, one after the other")
+	})
+}
