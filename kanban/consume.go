@@ -739,7 +739,9 @@ func (e *engine[T]) observe(d *Delivery[T], took time.Duration, err error) {
 func (e *engine[T]) call(ctx context.Context, d *Delivery[T]) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = e.panicked(d, v)
+			// A PanicError unwraps to an error it holds, which may be
+			// one that panics when read.
+			err = e.readable(d, e.panicked(d, v))
 		}
 	}()
 	if err = e.h(ctx, *d); err != nil {

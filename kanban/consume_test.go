@@ -349,8 +349,9 @@ func (e *unreadableErr) Unwrap() error { return e.cause }
 // queue read it outside the handler's recovery, to learn whether it was
 // Permanent and for its text, and the panic ended the process.
 func TestUnreadableHandlerError(t *testing.T) {
-	for _, perKey := range []bool{false, true} {
-		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+	for _, tc := range []struct{ perKey, panics bool }{{false, false}, {true, false}, {false, true}} {
+		perKey, panics := tc.perKey, tc.panics
+		t.Run(fmt.Sprintf("PerKey=%v/panics=%v", perKey, panics), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
 				require.NoError(t, err)
@@ -363,6 +364,9 @@ func TestUnreadableHandlerError(t *testing.T) {
 						defer cancel()
 					}
 					var typedNil *unreadableErr
+					if panics {
+						panic(typedNil) // the PanicError unwraps to it
+					}
 					return typedNil
 				}, kanban.ConsumeOptions{
 					MaxAttempts: 2, PerKey: perKey, Logger: slog.New(&log),
@@ -374,9 +378,18 @@ func TestUnreadableHandlerError(t *testing.T) {
 				dl, err := q.DeadLetters(context.Background())
 				require.NoError(t, err)
 				require.Len(t, dl, 1)
-				assert.Contains(t, dl[0].Reason, "kanban: panic in handler: reading its error *kanban_test.unreadableErr: ")
+				read := "*kanban_test.unreadableErr"
+				if panics {
+					read = "*kanban.PanicError" // which unwraps to the typed nil
+				}
+				assert.Contains(t, dl[0].Reason, "kanban: panic in handler: reading its error "+read+": ")
 				assert.Equal(t, 2, dl[0].Attempts)
 				logged := log.attrs("kanban: handler panicked")
+				if panics {
+					// The panic, then reading the PanicError, each attempt.
+					require.Len(t, logged, 4)
+					return
+				}
 				require.Len(t, logged, 2, "each attempt is logged")
 				var p *kanban.PanicError
 				require.ErrorAs(t, logged[0]["err"].(error), &p)
