@@ -129,6 +129,22 @@ func TestCordStopsPayments(t *testing.T) {
 	assert.Equal(t, http.StatusOK, ts.pay(t, "c", 10, nil).Code)
 }
 
+// A payment refused by a stopped line spends nothing of its customer's
+// limit: a customer who retried through a stop can pay once the line runs
+// again, and is told the line is stopped, not that they pay too often.
+func TestStoppedLineSpendsNoCustomerLimit(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ts.line.Stop("maintenance")
+	for i := range 2 * int(ts.cfg.CustomerLimit) {
+		r := ts.pay(t, "cust_wait", 10, nil)
+		require.Equal(t, http.StatusServiceUnavailable, r.Code, "attempt %d: %s", i+1, r.Raw)
+		require.Equal(t, "line_stopped", r.errField("code"), "attempt %d", i+1)
+	}
+	ts.line.Start()
+	r := ts.pay(t, "cust_wait", 10, nil)
+	assert.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+}
+
 // The log tells a stop from a restart: a restart is not logged with the
 // reason of the stop it ends as if it were the line's reason now.
 func TestLineStopAndRestartAreLogged(t *testing.T) {

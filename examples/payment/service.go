@@ -476,8 +476,13 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 		interval: time.Second,
 		bytes:    s.storeBytes, limit: s.storeLimit, refused: s.storeRefused,
 	}
+	// The line first: a payment refused while it is stopped takes
+	// nothing — not a place in the stores, nor one of its customer's
+	// payments a minute, which would leave a customer who retried through
+	// a stop rate limited once the line runs again. The customer's limit
+	// last, so that a payment the stores refuse does not spend it either.
 	s.pipeline, err = tai.New[Payment, Charge](s.rules.policy, tai.ActionFunc[Payment, Charge](s.charge),
-		tai.WithGates(storeGate{s.levels}, hc.Gate(customerGate{s.limiter, s.cfg.now}), s.line),
+		tai.WithGates(s.line, storeGate{s.levels}, hc.Gate(customerGate{s.limiter, s.cfg.now})),
 		tai.WithGuards(s.breaker),
 		tai.WithObservers(metrics, s.stats, s.audit),
 		tai.WithTracer(metrics.Tracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing}))),
