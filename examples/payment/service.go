@@ -479,10 +479,11 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	// The line first: a payment refused while it is stopped takes
 	// nothing — not a place in the stores, nor one of its customer's
 	// payments a minute, which would leave a customer who retried through
-	// a stop rate limited once the line runs again. The customer's limit
-	// last, so that a payment the stores refuse does not spend it either.
+	// a stop rate limited once the line runs again. So does one the open
+	// breaker would refuse (breakerGate). The customer's limit last, so
+	// that a payment the stores refuse does not spend it either.
 	s.pipeline, err = tai.New[Payment, Charge](s.rules.policy, tai.ActionFunc[Payment, Charge](s.charge),
-		tai.WithGates(s.line, storeGate{s.levels}, hc.Gate(customerGate{s.limiter, s.cfg.now})),
+		tai.WithGates(s.line, breakerGate{s.breaker}, storeGate{s.levels}, hc.Gate(customerGate{s.limiter, s.cfg.now})),
 		tai.WithGuards(s.breaker),
 		tai.WithObservers(metrics, s.stats, s.audit),
 		tai.WithTracer(metrics.Tracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: s.tracing}))),
@@ -724,6 +725,34 @@ func (g customerGate) Admit(ctx context.Context, key string) error {
 		return nil
 	}
 	return &heijunka.LimitedError{Name: g.limiter.Name(), Decision: d}
+}
+
+// breakerGate refuses a payment while the gateway's breaker is open, as the
+// breaker itself would once the payment reached the gateway call: before
+// the customer's limit and the fraud rules, so that a payment that cannot
+// reach the gateway spends nothing of its customer's payments a minute and
+// is no attempt the velocity rule counts. A customer who retried through
+// an outage is then neither rate limited nor blocked as too fast when the
+// gateway is back. A half-open or closed breaker admits: the guard around
+// the gateway call decides, and counts, as before.
+type breakerGate struct{ breaker *jidoka.Breaker }
+
+func (g breakerGate) Name() string { return g.breaker.Name() }
+
+func (g breakerGate) Admit(ctx context.Context, _ string) error {
+	if st := g.breaker.State(); st != jidoka.StateOpen && st != jidoka.StateForcedOpen {
+		return nil
+	}
+	// Allow returns the open period's rejection (with its Retry-After).
+	// Should the breaker have begun probing meanwhile, the probe's lease
+	// is given back uncounted (a refusal, ErrOpen, is never counted) and
+	// the guard takes the payment.
+	done, err := g.breaker.Allow(ctx)
+	if err != nil {
+		return err
+	}
+	done(jidoka.ErrOpen)
+	return nil
 }
 
 // Handler returns the service's HTTP API. With an API token, the payment

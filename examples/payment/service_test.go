@@ -208,6 +208,40 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	assert.EqualValues(t, 8, ts.gateway.Calls())
 }
 
+// A payment the open breaker refuses never reached the gateway: it spends
+// nothing of its customer's limit and is no attempt the fraud rules count,
+// so a customer who retried through a gateway outage is neither rate
+// limited nor blocked for velocity once the gateway is back.
+func TestOpenBreakerSpendsNoCustomerLimit(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ts.breaker.ForceOpen("gateway outage")
+	for i := range 2 * int(ts.cfg.CustomerLimit) {
+		r := ts.pay(t, "cust_outage", 10, nil)
+		require.Equal(t, http.StatusServiceUnavailable, r.Code, "attempt %d: %s", i+1, r.Raw)
+		require.Equal(t, "gateway_unavailable", r.errField("code"), "attempt %d", i+1)
+	}
+	ts.breaker.Reset()
+	for i := range int(ts.cfg.CustomerLimit) {
+		r := ts.pay(t, "cust_outage", 10, nil)
+		require.Equal(t, http.StatusOK, r.Code, "payment %d after the outage: %s", i+1, r.Raw)
+	}
+	assert.EqualValues(t, ts.cfg.CustomerLimit, ts.gateway.Calls())
+
+	// With a limit that lets more through, the refused payments are no
+	// attempts: the first payment after the outage is not the sixth in a
+	// minute.
+	cfg := testConfig(t)
+	cfg.CustomerLimit = 100
+	ts = startService(t, cfg)
+	ts.breaker.ForceOpen("gateway outage")
+	for range 5 {
+		require.Equal(t, http.StatusServiceUnavailable, ts.pay(t, "cust_outage", 10, nil).Code)
+	}
+	ts.breaker.Reset()
+	r := ts.pay(t, "cust_outage", 10, nil)
+	assert.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+}
+
 func TestCustomerFloodIsLimitedOthersSucceed(t *testing.T) {
 	ts := startService(t, testConfig(t))
 	codes := map[int]int{}
