@@ -186,12 +186,15 @@ type deadlineCtx struct {
 	epoch           time.Time     // the Timeout's
 	deadline        time.Duration // since epoch
 	timer           *time.Timer   // the expiryTimer's, set for this context
-	inherited       bool          // the deadline is the caller's; no timer
+	// inherited, set when c is made, says the deadline is the caller's
+	// and there is no timer. It sits beside expired so that the context
+	// keeps to 128 bytes, the size class of one allocation per call.
+	inherited bool
 
+	expired bool // it ended at its deadline; the fields from here on are mu's
 	mu      sync.Mutex
 	done    chan struct{} // made by Done, closed when the context ends
 	err     error         // set when the context ends
-	expired bool          // it ended at its deadline
 	stop    func() bool   // stops the watch on the caller's context
 	afters  []*func()     // functions of AfterFunc, to run when it ends
 }
