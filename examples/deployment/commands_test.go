@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 )
 
 // TestPromoteStaysInItsRegion: a promote ends the bake of the region it
@@ -335,4 +338,56 @@ func TestAbortDuringValidation(t *testing.T) {
 	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
 	assert.Empty(t, d.Results[0].Stages, "a stage started, and traffic moved to the new version, after the abort")
 	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-west-2"))
+}
+
+// retireGate is a fleet whose first Retire waits until the test lets it
+// go: the rollout is then past its last stage, its region about to end
+// SUCCESS.
+type retireGate struct {
+	fleet.Target
+	once              sync.Once
+	retiring, release chan struct{}
+}
+
+func (g *retireGate) Retire(ctx context.Context, service, region, version string) error {
+	g.once.Do(func() {
+		close(g.retiring)
+		<-g.release
+	})
+	return g.Target.Retire(ctx, service, region, version)
+}
+
+// TestAbortBetweenRegions: an abort that comes once a region's last stage
+// has passed, before the wave's next region is queued, ends the
+// deployment ROLLED_BACK with the next region aborted before it began.
+// It ended SUCCESS, the abort answered 202 and then lost, with the rest
+// of the wave SKIPPED under a deployment that said every region had
+// succeeded.
+func TestAbortBetweenRegions(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	gate := &retireGate{retiring: make(chan struct{}), release: make(chan struct{})}
+	releaseAll := sync.OnceFunc(func() { close(gate.release) })
+	defer releaseAll()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+	}, append(fastArgs, "-admin-token", admin)...)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "orders", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1", "eu-west-1"}},
+		"Prefer", "respond-async").deployment(t).ID
+	<-gate.retiring
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "stop the wave"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	require.Eventually(t, func() bool { return ts.aborted(id) }, 10*time.Second, time.Millisecond, "the abort never reached the rollout's process")
+	releaseAll()
+
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status, "a deployment aborted before its wave ended")
+	assert.Equal(t, []string{StatusSuccess, StatusRolledBack, StatusSkipped}, regionStatuses(d))
+	assert.Equal(t, []string{"us-west-2"}, d.RegionsDone)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "us-east-1: Aborted: stop the wave", *d.ErrorMessage)
+	assert.Empty(t, d.Results[1].Stages, "no traffic moved to the aborted version in us-east-1")
+	assert.NotNil(t, d.Results[1].CompletedAt)
+	assert.Equal(t, "v1.0.0", stableOf(t, ts, "orders", "us-east-1"))
 }

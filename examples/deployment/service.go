@@ -723,6 +723,7 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 	r.mu.Lock()
 	d, rev := r.d, r.rev
 	r.mu.Unlock()
+	abortedNext := -1 // the next region, when an abort ends it before it began
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			var err error
@@ -735,7 +736,25 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 		}
 		rr := d.Results[r.index]
 		next := r.index + 1
-		if next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) && !s.aborted(d.ID) {
+		c, ok := s.pendingCommand(d.ID)
+		aborted := ok && c.Action == "abort"
+		abortedNext = -1
+		switch {
+		case next < len(d.Results) && rr.Status == StatusSuccess && aborted:
+			// The abort came after this region's last stage passed and
+			// before the next began: the next is aborted before it
+			// began, as a queued one is (abortedBeforeStart), and the
+			// deployment ends rolled back, not SUCCESS with the rest of
+			// its wave skipped.
+			r.mu.Lock()
+			r.lastCmd = max(r.lastCmd, c.Seq) // taken: dropped below
+			r.mu.Unlock()
+			now := time.Now()
+			nr := &d.Results[next]
+			nr.Status, nr.ErrorMessage, nr.CompletedAt = StatusRolledBack, "Aborted: "+c.Reason, &now
+			abortedNext = next
+			next++
+		case next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) && !aborted:
 			err := s.publishJob(ctx, d, next)
 			if err == nil || !last {
 				return err
@@ -758,6 +777,13 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 			return err
 		}
 		break
+	}
+	if abortedNext >= 0 {
+		nr := d.Results[abortedNext]
+		s.audit.Observe(context.Background(), tai.Record{
+			ID: d.ID, Kind: "deployment.rollback", Key: d.Service + "/" + nr.Region, Outcome: tai.Failed,
+			Decision: tai.Decision{Verdict: tai.Allow, Policy: d.Version, Reason: nr.ErrorMessage}, Start: time.Now(),
+		})
 	}
 	s.countEnd(d)
 	var errs []error
