@@ -278,11 +278,17 @@ func (r *DeployRequest) validate() (regions []string, strategy string, err error
 		return nil, "", httpapi.Invalid("target_regions", "%d regions; at most %d", len(regions), maxRegions)
 	}
 	for i, reg := range regions {
+		// The field that gave the region: target_region alone, or an
+		// element of target_regions, named as the decoder names one.
+		field := fmt.Sprintf("target_regions[%d]", i)
+		if len(r.TargetRegions) == 0 {
+			field = "target_region"
+		}
 		if !regionRE.MatchString(reg) {
-			return nil, "", httpapi.Invalid("target_regions", "region %q is not a region name (lowercase letters, digits and '-')", clip(reg))
+			return nil, "", httpapi.Invalid(field, "region %q is not a region name (lowercase letters, digits and '-', at most 32)", clip(reg))
 		}
 		if slices.Index(regions, reg) != i {
-			return nil, "", httpapi.Invalid("target_regions", "region %q is listed twice", reg)
+			return nil, "", httpapi.Invalid(field, "region %q is listed twice", reg)
 		}
 	}
 	strategy = r.RolloutStrategy

@@ -272,3 +272,21 @@ func TestBoardFollowsTheCord(t *testing.T) {
 	r = do(t, "GET", ts.URL+"/andon/cord", nil)
 	assert.Contains(t, string(r.Body), `"stopped":true`)
 }
+
+// TestInvalidRegionNamesItsField: a region name refused is named by the
+// field that gave it: target_region when the request gave one region
+// alone, target_regions[i] in a wave, as the decoder names an array's
+// element. A bad target_region was answered as target_regions, a field
+// the request did not have.
+func TestInvalidRegionNamesItsField(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	for _, tc := range []struct{ body, field string }{
+		{`{"service": "api-service", "version": "v2.0.0", "target_region": "US-WEST-2"}`, "target_region"},
+		{`{"service": "api-service", "version": "v2.0.0", "target_regions": ["us-west-2", "US-EAST-1"]}`, "target_regions[1]"},
+		{`{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "target_regions": ["us-west-2", "eu-west-1", "us-west-2"]}`, "target_regions[2]"},
+	} {
+		r := do(t, "POST", ts.URL+"/deploy", tc.body)
+		require.Equal(t, http.StatusBadRequest, r.Code, "%s", r.Body)
+		assert.Equal(t, tc.field, r.errorBody(t)["field"], "%s: %s", tc.body, r.Body)
+	}
+}
