@@ -377,6 +377,7 @@ func (d *Deployment) httpStatus() int {
 
 // finish sets the deployment's status from its regions' and closes it.
 func (d *Deployment) finish(now time.Time) {
+	now = now.UTC()
 	status, msg := StatusSuccess, ""
 	d.RegionsDone = d.RegionsDone[:0]
 	for _, r := range d.Results {
@@ -409,6 +410,13 @@ func (d *Deployment) finish(now time.Time) {
 	}
 	d.CompletedAt = &now
 	d.DurationSecs = now.Sub(d.StartedAt).Seconds()
+}
+
+// utc is t in UTC, as every time of a deployment is written: a time in
+// the machine's zone would be written with its offset.
+func utc(t time.Time) *time.Time {
+	t = t.UTC()
+	return &t
 }
 
 // stageName is how a region's stage is listed in stages_completed: the

@@ -230,7 +230,7 @@ func (s *Service) plan(strategy, service string) []plannedStage {
 func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string, error) {
 	r := sig.Payload
 	plan := s.plan(r.strategy, r.service)
-	now := time.Now()
+	now := time.Now().UTC()
 	r.later(func(d *Deployment, rr *RegionResult) {
 		d.StagesCompleted = appendOnce(d.StagesCompleted, d.stageName(r.region, "validation"))
 		rr.Status, rr.Previous, rr.StartedAt = StatusInProgress, r.stable, &now
@@ -333,7 +333,7 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		r.mu.Unlock()
 		if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
 			rr.Stage, rr.Percent = st.name, st.percent
-			rr.Stages = append(rr.Stages, StageResult{Name: st.name, Percent: st.percent, StartedAt: start, Samples: []HealthSample{}})
+			rr.Stages = append(rr.Stages, StageResult{Name: st.name, Percent: st.percent, StartedAt: start.UTC(), Samples: []HealthSample{}})
 		}); err != nil {
 			return "", err
 		}
@@ -355,7 +355,7 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		s.metrics.stage.WithLabelValues(r.strategy, st.name, verdict).Observe(end.Sub(start).Seconds())
 		r.later(func(d *Deployment, rr *RegionResult) {
 			sr := &rr.Stages[len(rr.Stages)-1]
-			sr.EndedAt, sr.Verdict, sr.Reason = &end, verdict, reason
+			sr.EndedAt, sr.Verdict, sr.Reason = utc(end), verdict, reason
 			if verdict == "passed" || verdict == "promoted" {
 				d.StagesCompleted = append(d.StagesCompleted, d.stageName(r.region, st.name))
 			}
@@ -386,7 +386,7 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	}); err != nil {
 		return "", err
 	}
-	done := time.Now()
+	done := time.Now().UTC()
 	return StatusSuccess, r.update(ctx, func(d *Deployment, rr *RegionResult) {
 		rr.Status, rr.Stage, rr.Percent, rr.CompletedAt = StatusSuccess, "", 100, &done
 	})
@@ -623,7 +623,8 @@ func (r *rollout) check(ctx context.Context) error {
 	}
 	defer aspan.End()
 	sample, err := r.s.health.Sample(ctx, r.service, r.region, r.version, window)
-	hs := HealthSample{Time: time.Now()}
+	sampled := time.Now()
+	hs := HealthSample{Time: sampled.UTC()}
 	switch {
 	case errors.Is(err, fleet.ErrNoData):
 		hs.Verdict, hs.Reason = "inconclusive", "no data"
@@ -657,7 +658,7 @@ func (r *rollout) check(ctx context.Context) error {
 		r.passed++
 	}
 	if hs.Verdict == "failed" && r.stage == stage {
-		r.lastFailed = failure{reason: hs.Reason, at: hs.Time}
+		r.lastFailed = failure{reason: hs.Reason, at: sampled}
 	}
 	if hs.Verdict != "inconclusive" {
 		r.s.metrics.errorRate.WithLabelValues(r.service, r.region, r.version).Set(hs.ErrorRate)
@@ -757,7 +758,7 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 	if s.local != nil {
 		proxyURL, _ = s.local.ProxyURL(r.service, r.region)
 	}
-	now := time.Now()
+	now := time.Now().UTC()
 	// A rollout the cord paused and then aborted (or failed, or cut off)
 	// is paused no longer: nothing of it is left to resume, and the next
 	// region of a wave starts unpaused.

@@ -532,7 +532,7 @@ func (r *rollout) storeEnd(ctx context.Context) bool {
 // share of traffic the record shows. It reports whether it did.
 func (r *rollout) notRolledBack(ctx context.Context, err error) bool {
 	msg := fmt.Sprintf("Not rolled back after %d attempts: %v; %s may still take traffic", jobAttempts, err, r.version)
-	now := time.Now()
+	now := time.Now().UTC()
 	r.mu.Lock()
 	r.paused = false // nothing of it is left to resume
 	r.mu.Unlock()
@@ -553,7 +553,7 @@ func (r *rollout) notRolledBack(ctx context.Context, err error) bool {
 // out of reach) as FAILED with the error, and reports whether it did.
 func (r *rollout) notStarted(ctx context.Context, err error) bool {
 	msg := fmt.Sprintf("Not started after %d attempts: %v", jobAttempts, err)
-	now := time.Now()
+	now := time.Now().UTC()
 	if uerr := r.update(ctx, func(_ *Deployment, rr *RegionResult) {
 		rr.Status, rr.ErrorMessage, rr.CompletedAt = StatusFailed, msg, &now
 	}); uerr != nil {
@@ -613,7 +613,7 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	case errors.As(err, &rb):
 		return nil // recorded by the rollout
 	case res.Outcome == tai.Denied:
-		now := time.Now()
+		now := time.Now().UTC()
 		return r.update(ctx, func(_ *Deployment, rr *RegionResult) {
 			rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, res.Decision.Reason, res.Decision.Policy, &now
 		})
@@ -623,7 +623,7 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 		// retry: the validation fails now, as a failing analysis rule
 		// fails its sample, rather than leave the deployment in progress
 		// and its regions taken.
-		now := time.Now()
+		now := time.Now().UTC()
 		return r.update(ctx, func(_ *Deployment, rr *RegionResult) {
 			rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, "Prerequisite rules failed: "+rerr.Error(), policy, &now
 		})
@@ -654,7 +654,7 @@ func ruleFailure(err error) (policy string, rerr *taicel.RuleError, ok bool) {
 // judged): nothing of the new version ran there, and the region is
 // recorded rolled back with the abort's reason.
 func (r *rollout) abortedBeforeStart(ctx context.Context, reason string) error {
-	now := time.Now()
+	now := time.Now().UTC()
 	reason = "Aborted: " + reason
 	if err := r.update(ctx, func(_ *Deployment, rr *RegionResult) {
 		rr.Status, rr.ErrorMessage, rr.CompletedAt = StatusRolledBack, reason, &now
@@ -749,7 +749,7 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 			r.mu.Lock()
 			r.lastCmd = max(r.lastCmd, c.Seq) // taken: dropped below
 			r.mu.Unlock()
-			now := time.Now()
+			now := time.Now().UTC()
 			nr := &d.Results[next]
 			nr.Status, nr.ErrorMessage, nr.CompletedAt = StatusRolledBack, "Aborted: "+c.Reason, &now
 			abortedNext = next
@@ -760,7 +760,7 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 				return err
 			}
 			s.log.Error("next region not queued on the last attempt; the deployment ends", "deployment_id", d.ID, "region", d.Results[next].Region, "err", err)
-			now := time.Now()
+			now := time.Now().UTC()
 			nr := &d.Results[next]
 			nr.Status, nr.ErrorMessage, nr.CompletedAt = StatusFailed, fmt.Sprintf("Not queued after %d attempts: %v", jobAttempts, err), &now
 			next++

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -586,4 +587,34 @@ func TestRequestThresholdExactlyMet(t *testing.T) {
 	}
 	assert.Equal(t, 4100*time.Microsecond, Thresholds{MaxP99Ms: 4.1}.analysis().MaxP99)
 	assert.Equal(t, 250300*time.Microsecond, Thresholds{MaxP99Ms: 250.3}.analysis().MaxP99)
+}
+
+// TestTimesInUTC: every time in a deployment is in UTC, whatever the
+// zone of the machine the service runs on: started_at was, but
+// completed_at, each region's and stage's times and the health samples'
+// were in the machine's zone (2026-12-04T21:19:29+05:30).
+func TestTimesInUTC(t *testing.T) {
+	const zone = "Asia/Kolkata"
+	if _, err := time.LoadLocation(zone); err != nil {
+		t.Skipf("no time zone database: %v", err)
+	}
+	t.Setenv("TZ", zone) // read by the service's process at its start
+	c := startChild(t, t.TempDir(), fastArgs...)
+	times := regexp.MustCompile(`"(started_at|completed_at|ended_at|time)":"([^"]+)"`)
+	for _, req := range []map[string]any{
+		{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}},
+		{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1"},
+		{"service": "api-service", "version": "v9.9.9", "target_region": "eu-west-1"},
+	} {
+		r := deploy(t, c.URL, req)
+		require.True(t, terminal(r.deployment(t).Status), "%s", r.Body)
+		got := do(t, "GET", c.URL+"/deploy/"+r.deployment(t).ID, nil)
+		for _, body := range [][]byte{r.Body, got.Body} {
+			found := times.FindAllStringSubmatch(string(body), -1)
+			require.NotEmpty(t, found, "%s", body)
+			for _, m := range found {
+				assert.True(t, strings.HasSuffix(m[2], "Z"), "%s %s is not in UTC", m[1], m[2])
+			}
+		}
+	}
 }
