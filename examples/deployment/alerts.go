@@ -49,7 +49,7 @@ func (s *Service) rules() []andon.Rule {
 		{
 			Name: alertMarginal, Severity: andon.Ticket,
 			Condition:  andon.ConditionFunc(s.marginalHealth),
-			Expr:       `max(deployment_health_error_rate) >= 0.05 and max(deployment_health_error_rate) <= 0.10`,
+			Expr:       `max(deployment_health_error_rate >= 0.05 <= 0.10)`,
 			Summary:    "a rollout's error rate is marginal: {{ $value | humanizePercentage }}",
 			RunbookURL: runbook,
 		},
@@ -111,9 +111,25 @@ func (h *rolloutHealth) max(m func(*rolloutHealth) map[string]float64) (float64,
 	return top, uint64(len(vals))
 }
 
+// marginalHealth is active when any running rollout's last error rate is
+// in [5%, 10%], with the highest such rate as its value (the highest of
+// all when none is): a rollout over 10% must not hide another that is
+// marginal.
 func (s *Service) marginalHealth(context.Context, time.Time) (andon.Measurement, error) {
-	v, n := s.rollouts.max(func(h *rolloutHealth) map[string]float64 { return h.latest })
-	return andon.Measurement{Active: v >= 0.05 && v <= 0.10, Value: v, Threshold: 0.05, Unit: andon.UnitRatio, Samples: n}, nil
+	s.rollouts.mu.Lock()
+	defer s.rollouts.mu.Unlock()
+	var top, marginal float64
+	found := false
+	for _, v := range s.rollouts.latest {
+		top = max(top, v)
+		if v >= 0.05 && v <= 0.10 {
+			marginal, found = max(marginal, v), true
+		}
+	}
+	if found {
+		top = marginal
+	}
+	return andon.Measurement{Active: found, Value: top, Threshold: 0.05, Unit: andon.UnitRatio, Samples: uint64(len(s.rollouts.latest))}, nil
 }
 
 func (s *Service) slowCanary(context.Context, time.Time) (andon.Measurement, error) {
