@@ -391,3 +391,69 @@ func TestAbortBetweenRegions(t *testing.T) {
 	assert.NotNil(t, d.Results[1].CompletedAt)
 	assert.Equal(t, "v1.0.0", stableOf(t, ts, "orders", "us-east-1"))
 }
+
+// routeGate is a fleet whose Route to percent waits, once, until the test
+// lets it go: the rollout has then passed the stage before, and its
+// record still shows that stage baking.
+type routeGate struct {
+	fleet.Target
+	percent          float64
+	once             sync.Once
+	routing, release chan struct{}
+}
+
+func (g *routeGate) Route(ctx context.Context, service, region, stable, next string, percent float64) error {
+	if percent == g.percent {
+		g.once.Do(func() {
+			close(g.routing)
+			<-g.release
+		})
+	}
+	return g.Target.Route(ctx, service, region, stable, next, percent)
+}
+
+// TestPromoteEndsTheStageItWasSentFor: a promote sent while the record
+// shows the canary baking, and taken by the rollout once the canary has
+// passed, does not end the next stage: staging bakes (here until an
+// abort). It ended staging's bake before it had begun, a stage no one
+// had seen, and the rollout went on to prod.
+func TestPromoteEndsTheStageItWasSentFor(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	gate := &routeGate{percent: 25, routing: make(chan struct{}), release: make(chan struct{})}
+	releaseAll := sync.OnceFunc(func() { close(gate.release) })
+	defer releaseAll()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+	}, "-stages", "canary:5:100ms,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	<-gate.routing // the canary passed; staging is about to begin
+	d := do(t, "GET", ts.URL+"/deploy/"+id, nil).deployment(t)
+	require.Equal(t, "canary", d.Results[0].Stage, "the record shows the canary baking")
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/promote", map[string]string{"reason": "canary looks good"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	require.Eventually(t, func() bool {
+		c, ok := ts.pendingCommand(id)
+		v, running := ts.runs.Load(id)
+		if !ok || !running {
+			return false
+		}
+		ro := v.(*rollout)
+		ro.mu.Lock()
+		defer ro.mu.Unlock()
+		return ro.lastCmd == c.Seq
+	}, 10*time.Second, time.Millisecond, "the promote never reached the rollout")
+	releaseAll()
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage != "canary" })
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "enough"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+
+	d = waitFor(t, ts.URL, id, ended)
+	require.Len(t, d.Results[0].Stages, 2, "%+v", d.Results[0].Stages)
+	assert.Equal(t, "passed", d.Results[0].Stages[0].Verdict)
+	assert.Equal(t, "staging", d.Results[0].Stages[1].Name)
+	assert.Equal(t, "aborted", d.Results[0].Stages[1].Verdict, "staging was ended by the promote sent for the canary")
+	assert.Equal(t, StatusRolledBack, d.Status)
+}

@@ -453,6 +453,9 @@ func (s *Service) command(action string) http.HandlerFunc {
 			body.Reason = action + " requested"
 		}
 		c := Command{Action: action, Reason: body.Reason, At: time.Now(), Region: currentRegion(d)}
+		if action == "promote" {
+			c.Stage = stageOf(d, c.Region)
+		}
 		// A promote ends the bake in progress, or a pause. Sent to a
 		// region that has begun neither (queued, or a wave's next), it
 		// would wait there and end its canary at its first sample, a
@@ -495,15 +498,18 @@ func currentRegion(d *Deployment) string {
 	return ""
 }
 
-// baking reports whether region of d has a stage in progress.
-func baking(d *Deployment, region string) bool {
+// stageOf is the stage in progress in region of d, "" if none.
+func stageOf(d *Deployment, region string) string {
 	for _, rr := range d.Results {
-		if rr.Region == region {
-			return rr.Status == StatusInProgress && rr.Stage != ""
+		if rr.Region == region && rr.Status == StatusInProgress {
+			return rr.Stage
 		}
 	}
-	return false
+	return ""
 }
+
+// baking reports whether region of d has a stage in progress.
+func baking(d *Deployment, region string) bool { return stageOf(d, region) != "" }
 
 // setCord stores the cord's state for every replica and applies it here,
 // and returns the state in force: the one stored before when the cord

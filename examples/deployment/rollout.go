@@ -471,6 +471,12 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			case "abort":
 				return "aborted", c.Reason, time.Time{}
 			case "promote":
+				if c.Stage != "" && c.Stage != st.name {
+					// Sent for a stage that has passed since: the
+					// person saw that stage, not this one.
+					r.s.log.Info("promote of a stage that has ended is dropped", "deployment_id", r.d.ID, "region", r.region, "sent_for", c.Stage, "stage", st.name)
+					continue
+				}
 				if f, ok := r.failedNow(); ok {
 					return "failed", f.reason, f.at
 				}

@@ -312,9 +312,14 @@ type Command struct {
 	// Region is the region whose rollout was running (or next to run)
 	// when the command was sent: a promote or a resume is for that
 	// region's rollout alone, where an abort ends the whole deployment.
-	Region string    `json:"region,omitempty"`
-	At     time.Time `json:"at"`
-	Seq    uint64    `json:"-"` // the store's revision: commands are told apart by it
+	Region string `json:"region,omitempty"`
+	// Stage is, for a promote, the stage the region's record showed
+	// baking when it was sent: the promote ends that stage's bake, not
+	// the next one's should the stage pass before the promote reaches
+	// the rollout. "" for a promote of a pause before the first stage.
+	Stage string    `json:"stage,omitempty"`
+	At    time.Time `json:"at"`
+	Seq   uint64    `json:"-"` // the store's revision: commands are told apart by it
 }
 
 // ErrAborting is SendCommand's error for a promote or a resume sent to a
