@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -456,4 +458,26 @@ func TestPromoteEndsTheStageItWasSentFor(t *testing.T) {
 	assert.Equal(t, "staging", d.Results[0].Stages[1].Name)
 	assert.Equal(t, "aborted", d.Results[0].Stages[1].Verdict, "staging was ended by the promote sent for the canary")
 	assert.Equal(t, StatusRolledBack, d.Status)
+}
+
+// TestCommandsDroppedAtTheEnd: a command sent to one region of a wave is
+// forgotten when the deployment ends in another: every replica kept it
+// among the pending ones, and the store kept it, for ever.
+func TestCommandsDroppedAtTheEnd(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:300ms,staging:25:150ms,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/resume", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, id, ended)
+	require.Equal(t, StatusSuccess, d.Status)
+	require.Eventually(t, func() bool {
+		_, pending := ts.pendingCommand(id)
+		_, err := ts.store.control.Get(t.Context(), "cmd."+id)
+		return !pending && errors.Is(err, jetstream.ErrKeyNotFound)
+	}, 10*time.Second, 10*time.Millisecond, "the command was kept after the deployment's end")
 }

@@ -790,10 +790,13 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 	for _, res := range d.Results {
 		errs = append(errs, s.store.Unlock(ctx, d.Service, res.Region, d.ID))
 	}
+	// The deployment's command is dropped if this region took one, or
+	// one is pending: a command sent to an earlier region of the wave,
+	// which this region's rollout does not take, would be kept for ever.
 	r.mu.Lock()
 	commanded := r.lastCmd > 0
 	r.mu.Unlock()
-	if commanded {
+	if _, pending := s.pendingCommand(d.ID); commanded || pending {
 		errs = append(errs, s.store.DropCommands(ctx, d.ID))
 	}
 	return errors.Join(errs...)
