@@ -141,17 +141,24 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	d.TraceID = span.SpanContext().TraceID().String()
 	done := s.wait(d.ID)
 	defer s.unwait(d.ID, done)
-	if err := s.lockRegions(ctx, d); err != nil {
+	// The deployment's start (its regions taken, its record stored, its
+	// first region queued) goes on if the client leaves: cut off between
+	// two steps it would be stored and never queued, in progress for
+	// ever, or end FAILED for a publish its client's leaving interrupted.
+	// It has startingFor, after which its regions' locks count as stale.
+	start, cancel := context.WithTimeout(context.WithoutCancel(ctx), startingFor)
+	defer cancel()
+	if err := s.lockRegions(start, d); err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
-	rev, err := s.store.Create(ctx, d)
+	rev, err := s.store.Create(start, d)
 	if err != nil {
 		s.unlockRegions(d)
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
-	if err := s.publishJob(ctx, d, 0); err != nil && s.notQueued(ctx, d, rev, err) {
+	if err := s.publishJob(start, d, 0); err != nil && s.notQueued(start, d, rev, err) {
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}

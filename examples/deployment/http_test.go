@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // TestCordState: GET /andon/cord says when the cord was pulled, as the
@@ -289,4 +291,67 @@ func TestInvalidRegionNamesItsField(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, r.Code, "%s", r.Body)
 		assert.Equal(t, tc.field, r.errorBody(t)["field"], "%s: %s", tc.body, r.Body)
 	}
+}
+
+// requestContexts hands on the context of each POST /deploy, as its
+// deploy span starts under it.
+type requestContexts struct{ ch chan context.Context }
+
+func (p requestContexts) OnStart(parent context.Context, s sdktrace.ReadWriteSpan) {
+	if strings.HasPrefix(s.Name(), "deploy ") {
+		p.ch <- parent
+	}
+}
+func (requestContexts) OnEnd(sdktrace.ReadOnlySpan)      {}
+func (requestContexts) Shutdown(context.Context) error   { return nil }
+func (requestContexts) ForceFlush(context.Context) error { return nil }
+
+// TestClientLeavesWhileQueued: a client that leaves while its deployment
+// is being stored and queued does not end it: it is queued and rolls
+// out, as one whose client leaves while it waits for the end does. Its
+// publish was cut off with the request, and the deployment ended FAILED,
+// "Not queued: context canceled".
+func TestClientLeavesWhileQueued(t *testing.T) {
+	reqs := requestContexts{make(chan context.Context, 1)}
+	queueing := make(chan struct{})
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.TraceProcessor = reqs
+		c.PublishFault = func(_ Job, publish func() error) error {
+			rctx := <-reqs.ch
+			close(queueing)
+			<-rctx.Done() // the client has left
+			return publish()
+		}
+	}, fastArgs...)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, "POST", ts.URL+"/deploy",
+		strings.NewReader(`{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	gone := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		gone <- err
+	}()
+	<-queueing
+	cancel()
+	require.ErrorIs(t, <-gone, context.Canceled)
+
+	var list struct {
+		Deployments []Deployment `json:"deployments"`
+	}
+	require.Eventually(t, func() bool {
+		r := do(t, "GET", ts.URL+"/deployments", nil)
+		return json.Unmarshal(r.Body, &list) == nil && len(list.Deployments) == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	d := waitFor(t, ts.URL, list.Deployments[0].ID, ended)
+	msg := ""
+	if d.ErrorMessage != nil {
+		msg = *d.ErrorMessage
+	}
+	assert.Equal(t, StatusSuccess, d.Status, "error_message: %s", msg)
 }
