@@ -296,10 +296,9 @@ func TestBoardLongTextStaysInTheWindow(t *testing.T) {
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
-// TestBoardCordErrorInChromium pulls the cord from the page with a reason
-// the board refuses: the page shows the board's message for it, not
-// "[object Object]", and the line runs on.
-func TestBoardCordErrorInChromium(t *testing.T) {
+// cordBoard serves a board whose cord stops line, served at srv until the
+// test ends.
+func cordBoard(t *testing.T) (*jidoka.Line, *andon.Evaluator, *httptest.Server) {
 	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
 	require.NoError(t, err)
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
@@ -314,6 +313,14 @@ func TestBoardCordErrorInChromium(t *testing.T) {
 		srv.Close()
 		require.NoError(t, ev.Shutdown(context.Background()))
 	})
+	return line, ev, srv
+}
+
+// TestBoardCordErrorInChromium pulls the cord from the page with a reason
+// the board refuses: the page shows the board's message for it, not
+// "[object Object]", and the line runs on.
+func TestBoardCordErrorInChromium(t *testing.T) {
+	line, ev, srv := cordBoard(t)
 	ctx, thrown := browser(t, 60*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`)),
@@ -338,20 +345,7 @@ func TestBoardCordErrorInChromium(t *testing.T) {
 // three bytes a character: the board takes them, and the page shows the
 // cord pulled with them.
 func TestBoardCordReasonOfAnyScript(t *testing.T) {
-	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
-	require.NoError(t, err)
-	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{
-		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
-		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
-	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{Lines: []andon.Line{line}, AllowCord: true})
-	require.NoError(t, err)
-	srv := httptest.NewServer(board)
-	t.Cleanup(func() {
-		require.NoError(t, board.Shutdown(context.Background()))
-		srv.Close()
-		require.NoError(t, ev.Shutdown(context.Background()))
-	})
+	line, ev, srv := cordBoard(t)
 	ctx, thrown := browser(t, 60*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
