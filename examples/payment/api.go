@@ -180,7 +180,7 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 
 	keys := r.Header.Values("Idempotency-Key")
 	if len(keys) == 0 || len(keys) == 1 && keys[0] == "" {
-		s.answer(w, s.pay(ctx, p, "txn_"+tai.NewID(), start, false))
+		s.answer(w, s.pay(ctx, p, "txn_"+tai.NewID(), start, nil))
 		return
 	}
 	key := keys[0]
@@ -257,7 +257,7 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	out := s.pay(ctx, p, entry.TxnID, start, true)
+	out := s.pay(ctx, p, entry.TxnID, start, &keyClaim{scoped: scoped, entry: entry})
 	if !out.keep {
 		// Nothing was decided: the client may retry with the same key.
 		if err := s.idem.Release(context.WithoutCancel(ctx), scoped, entry); err != nil {
@@ -322,10 +322,17 @@ func (s *Service) answer(w http.ResponseWriter, out payOutcome) {
 	writeRaw(w, out.code, out.body)
 }
 
+// keyClaim is the idempotency claim a payment runs under: its scoped key
+// and the entry stored for it.
+type keyClaim struct {
+	scoped string
+	entry  IdemEntry
+}
+
 // pay runs one payment through the pipeline and stores what was decided
-// (commit) before it returns the answer. keyed says whether the request
-// has an Idempotency-Key, with which a retry is safe.
-func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time, keyed bool) payOutcome {
+// (commit) before it returns the answer. claim is the request's
+// Idempotency-Key claim, with which a retry is safe; nil without a key.
+func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time, claim *keyClaim) payOutcome {
 	s.levels.inflight.Add(1) // until its record is stored, or is not to be
 	defer s.levels.inflight.Add(-1)
 	sig := tai.Signal[Payment]{ID: txnID, Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
@@ -395,10 +402,10 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 		s.storeRefused.WithLabelValues(store).Inc()
 	}
 	s.log.Warn("payment charged but not recorded; retrying in the background", "transaction_id", sig.ID, "err", err)
-	s.commitLater(p, sig.ID, sp)
+	s.commitLater(p, sig.ID, sp, claim)
 	// Without a key a retry is a new payment: it would charge again.
 	next := "retry with the same Idempotency-Key, or GET /payment/" + sig.ID + " later"
-	if !keyed {
+	if claim == nil {
 		next = "GET /payment/" + sig.ID + " later; do not send it again: without an Idempotency-Key that is a new payment"
 	}
 	e := &requestError{Status: http.StatusInternalServerError, Code: "outcome_pending", RetryAfter: 5 * time.Second,
@@ -467,7 +474,12 @@ func (s *Service) confirmation(p Payment, txnID string, sp storedPayment) kanban
 
 // commitLater retries a commit that failed after the money may have
 // moved, with growing waits, until it is stored or the service closes.
-func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
+// While it retries it keeps the payment's idempotency claim (claim, nil
+// without a key) alive, renewing its lease before half of it is left:
+// this process never takes over a claim it is storing (committing), but
+// another replica knows only the lease, and past it would run the payment
+// again and charge it a second time.
+func (s *Service) commitLater(p Payment, txnID string, sp storedPayment, claim *keyClaim) {
 	s.pending.Add(1)
 	s.pendingGauge.Inc()
 	s.levels.inflight.Add(1) // its record still needs its place in the stores
@@ -477,7 +489,14 @@ func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
 		defer s.pendingGauge.Dec()
 		defer s.levels.inflight.Add(-1)
 		defer s.committing.Delete(txnID)
+		var held IdemEntry
+		if claim != nil {
+			held = claim.entry
+		}
 		recorded := s.retryLater(time.Time{}, func(ctx context.Context, attempt int) bool {
+			if claim != nil {
+				held = s.renewClaim(ctx, claim.scoped, held)
+			}
 			stored, err := s.commit(ctx, p, txnID, sp)
 			if err != nil {
 				s.log.Warn("payment not recorded yet; retrying", "transaction_id", txnID, "err", err)
@@ -491,6 +510,26 @@ func (s *Service) commitLater(p Payment, txnID string, sp storedPayment) {
 			s.log.Error("payment not recorded at shutdown", "transaction_id", txnID)
 		}
 	}()
+}
+
+// renewClaim moves the lease of e, the claim of a payment being stored in
+// the background, to a whole claimLease from now once less than half of it
+// is left, and returns the claim as it then stands. A renewal that fails is
+// tried again at the next attempt.
+func (s *Service) renewClaim(ctx context.Context, scoped string, e IdemEntry) IdemEntry {
+	lease := claimLease(s.cfg.RequestTimeout)
+	now := s.cfg.now()
+	if e.leaseEnd().Sub(now) >= lease/2 {
+		return e
+	}
+	renewed, ok, err := s.idem.Renew(ctx, scoped, e, now.Add(lease))
+	switch {
+	case err != nil:
+		s.log.Warn("idempotency claim of a payment being stored not renewed yet", "transaction_id", e.TxnID, "err", err)
+	case !ok:
+		s.log.Warn("idempotency claim of a payment being stored changed meanwhile; not renewed", "transaction_id", e.TxnID)
+	}
+	return renewed
 }
 
 // confirmAgain stores the confirmation of a charge whose key is replayed

@@ -92,6 +92,12 @@ type IdempotencyStore interface {
 	// Release deletes e, the claim of a request that decided nothing, so
 	// the client may retry. A key claimed anew meanwhile is left alone.
 	Release(ctx context.Context, key string, e IdemEntry) error
+	// Renew moves the lease of e, the claim of a payment still being
+	// stored, to until, unless the key changed since: it returns the claim
+	// as it is now stored and whether it did. Another replica takes a
+	// claim over only once its lease has run out, so renewing it keeps
+	// the payment from being run (and charged) again there.
+	Renew(ctx context.Context, key string, e IdemEntry, until time.Time) (IdemEntry, bool, error)
 }
 
 // MemoryIdempotency keeps keys in this process, which forgets them on
@@ -203,6 +209,19 @@ func (m *MemoryIdempotency) Release(_ context.Context, key string, e IdemEntry) 
 		m.drop(key, cur)
 	}
 	return nil
+}
+
+// Renew implements IdempotencyStore.
+func (m *MemoryIdempotency) Renew(_ context.Context, key string, e IdemEntry, until time.Time) (IdemEntry, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.entries[key]
+	if !ok || !cur.same(e) {
+		return e, false, nil
+	}
+	cur.Until = until // its size is unchanged
+	m.entries[key] = cur
+	return cur, true, nil
 }
 
 // Len returns the number of keys held.
@@ -334,4 +353,35 @@ func (n *NATSIdempotency) Release(ctx context.Context, key string, e IdemEntry) 
 		return fmt.Errorf("idempotency release: %w", err)
 	}
 	return nil
+}
+
+// Renew implements IdempotencyStore, by compare-and-set on the revision
+// it read.
+func (n *NATSIdempotency) Renew(ctx context.Context, key string, e IdemEntry, until time.Time) (IdemEntry, bool, error) {
+	k := kvKey(key)
+	got, err := n.kv.get().Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return e, false, nil
+	}
+	if err != nil {
+		return e, false, fmt.Errorf("idempotency renew: %w", err)
+	}
+	var cur IdemEntry
+	if json.Unmarshal(got.Value(), &cur) != nil || !cur.same(e) {
+		return e, false, nil
+	}
+	cur.Until = until
+	val, err := json.Marshal(cur)
+	if err != nil {
+		return e, false, err
+	}
+	rev, err := n.kv.get().Update(ctx, k, val, got.Revision())
+	switch {
+	case err == nil:
+		cur.rev = rev
+		return cur, true, nil
+	case isConflict(err):
+		return e, false, nil
+	}
+	return e, false, storeError("idempotency", err)
 }

@@ -656,3 +656,43 @@ func TestNATSIdempotencyFailures(t *testing.T) {
 		assert.Equal(t, "txn_taker", held.TxnID)
 	})
 }
+
+// TestIdempotencyStoresRenew: Renew moves the lease of the claim it is
+// given, as many times as asked, and leaves alone a key claimed anew or
+// released meanwhile.
+func TestIdempotencyStoresRenew(t *testing.T) {
+	for name, newStore := range idemStores {
+		t.Run(name, func(t *testing.T) {
+			clock := newManualClock()
+			s, ctx := newStore(t, clock.Now, 0), context.Background()
+			first := claimOf("txn_1", clock.Now())
+			_, claimed, err := s.Claim(ctx, "k", first)
+			require.NoError(t, err)
+			require.True(t, claimed)
+			held := first
+			for i := range 3 {
+				until := clock.Now().Add(time.Duration(i+3) * time.Minute)
+				renewed, ok, err := s.Renew(ctx, "k", held, until)
+				require.NoError(t, err)
+				require.True(t, ok, "renewal %d", i+1)
+				assert.True(t, renewed.leaseEnd().Equal(until), "renewal %d: %+v", i+1, renewed)
+				held = renewed
+			}
+			old, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+			require.NoError(t, err)
+			require.False(t, claimed)
+			assert.True(t, old.same(held), "the renewed claim is stored: %+v", old)
+
+			_, ok, err := s.Renew(ctx, "k", first, clock.Now().Add(time.Hour))
+			require.NoError(t, err)
+			assert.False(t, ok, "a claim that is no longer stored is not renewed")
+			require.NoError(t, s.Release(ctx, "k", held))
+			_, ok, err = s.Renew(ctx, "k", held, clock.Now().Add(time.Hour))
+			require.NoError(t, err)
+			assert.False(t, ok, "a released key is not renewed")
+			_, claimed, err = s.Claim(ctx, "k", claimOf("txn_3", clock.Now()))
+			require.NoError(t, err)
+			assert.True(t, claimed, "nor claimed again by the renewal")
+		})
+	}
+}

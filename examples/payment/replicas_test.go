@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -226,4 +227,74 @@ func TestReplicasShareFraudStateThroughNATS(t *testing.T) {
 	assert.Equal(t, StatusSuccess, r.str("status"), "the daily limit flags, it does not block: %s", r.Raw)
 	assert.Equal(t, 0.1, r.Body["fraud_score"])
 	assert.Contains(t, string(r.Raw), "5500.00 USD today would exceed 5000.00", "the day's spend at the other replica counts")
+}
+
+// TestReplicaDoesNotTakeOverAPaymentBeingStored: replica a charges a
+// payment whose record the shared payments bucket refuses (it takes no
+// message that large for a while), answers 500 outcome_pending and keeps
+// storing it in the background. Past the claim's first lease the client
+// retries with the key at replica b, which must wait (409) rather than
+// take the claim for abandoned and charge the payment a second time: a
+// keeps the claim alive while it stores the payment. Once the record fits,
+// either replica replays it.
+func TestReplicaDoesNotTakeOverAPaymentBeingStored(t *testing.T) {
+	natsSrv := startNATS(t, t.TempDir(), 0)
+	t.Cleanup(func() { stopNATS(t, natsSrv) })
+	clock := newManualClock()
+	replica := func(name string) *testService {
+		cfg := testConfig(t)
+		cfg.NATSURL = natsSrv.ClientURL()
+		cfg.Instance = name
+		cfg.Clock = clock
+		cfg.RequestTimeout = 3 * time.Second // a commit waits 1 s
+		return startService(t, cfg)
+	}
+	a, b := replica("a"), replica("b")
+	ctx := context.Background()
+	bucket, err := a.js.Stream(ctx, "KV_payments")
+	require.NoError(t, err)
+	limit := func(size int32) {
+		c := bucket.CachedInfo().Config
+		c.MaxMsgSize = size
+		_, err := a.js.UpdateStream(ctx, c)
+		require.NoError(t, err)
+	}
+	limit(16) // no record fits
+
+	r := a.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-replicas")
+	require.Equal(t, http.StatusInternalServerError, r.Code, string(r.Raw))
+	require.Equal(t, "outcome_pending", r.errField("code"), string(r.Raw))
+
+	// The clock runs past the claim's first lease in steps, each giving
+	// the background commit time to see it.
+	kv, err := a.js.KeyValue(ctx, "payment_idempotency")
+	require.NoError(t, err)
+	leaseEnd := func() time.Time {
+		e, err := kv.Get(ctx, kvKey("pending-replicas"))
+		require.NoError(t, err)
+		var claim IdemEntry
+		require.NoError(t, json.Unmarshal(e.Value(), &claim))
+		return claim.leaseEnd()
+	}
+	for range 2 {
+		clock.Advance(claimLease(3*time.Second) - 30*time.Second)
+		deadline := time.Now().Add(10 * time.Second)
+		for leaseEnd().Sub(clock.Now()) < claimLease(3*time.Second)/2 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	again := b.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-replicas")
+	assert.Equal(t, http.StatusConflict, again.Code, string(again.Raw))
+	assert.Equal(t, "idempotency_in_flight", again.errField("code"), string(again.Raw))
+	assert.EqualValues(t, 1, a.gateway.Calls()+b.gateway.Calls(), "charged once")
+
+	limit(-1)
+	var got reply
+	require.Eventually(t, func() bool {
+		got = b.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-replicas")
+		return got.Code == http.StatusOK
+	}, 30*time.Second, 10*time.Millisecond, "the retry gets the payment once it is stored")
+	assert.Equal(t, "true", got.Header.Get("Idempotent-Replayed"), string(got.Raw))
+	assert.EqualValues(t, 1, a.gateway.Calls()+b.gateway.Calls(), "charged once")
 }
