@@ -109,7 +109,12 @@ func CloseConn(nc *nats.Conn) func(context.Context) error {
 // is in a nats:// URL); a string that is not a URL is hidden whole. NATS
 // takes a comma-separated list; each is redacted. One without a scheme
 // ("user:pass@host:4222"), which nats.Connect reads as nats://, is
-// redacted as that URL, and shown without the scheme.
+// redacted as that URL, and shown without the scheme. The user
+// information hidden is all that comes before the last "@", as written:
+// a secret with a '/', '?' or '#' in it (a base64 token has '/'), not
+// escaped, ends the host part for url.Parse, which then sees no user
+// information at all, but it is still a secret (an "@" in a path or
+// query hides what comes before it too).
 func RedactURL(raw string) string {
 	var out []string
 	for _, one := range strings.Split(raw, ",") {
@@ -119,17 +124,21 @@ func RedactURL(raw string) string {
 		if one != "" && !strings.Contains(one, "://") {
 			implicit = "nats://"
 		}
-		u, err := url.Parse(implicit + one)
+		one = implicit + one
+		scheme, rest, _ := strings.Cut(one, "://")
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			shown := "xxxxx"
+			// A user name, before a ':', is shown when it is one that
+			// url.Parse reads as such.
+			if user, _, hasPass := strings.Cut(rest[:at], ":"); hasPass && !strings.ContainsAny(user, "/?#") {
+				shown = user + ":xxxxx"
+			}
+			one = scheme + "://" + shown + rest[at:]
+		}
+		u, err := url.Parse(one)
 		if err != nil {
 			out = append(out, "(unparsable URL)")
 			continue
-		}
-		if u.User != nil {
-			if _, hasPass := u.User.Password(); hasPass {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			} else {
-				u.User = url.User("xxxxx")
-			}
 		}
 		out = append(out, strings.TrimPrefix(u.String(), implicit))
 	}

@@ -241,6 +241,30 @@ func TestRedactURLWithoutScheme(t *testing.T) {
 	assert.NotContains(t, n.Location(), "s3cret")
 }
 
+// A secret written into a URL unescaped, with a character that ends the
+// host part ('/', '?' or '#': a base64 token has '/'), put the "@" where
+// url.Parse no longer sees user information: the URL parsed, and the
+// secret was shown whole, in the start-up log and in every connect error.
+func TestRedactURLSecretWithReservedCharacters(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://Zm9v/YmFy@nats-1:4222":        "nats://xxxxx@nats-1:4222",
+		"Zm9v/YmFy@nats-1:4222":               "xxxxx@nats-1:4222",
+		"redis://default:1234?abcd@h:6379/0":  "redis://default:xxxxx@h:6379/0",
+		"redis://u:99#abcd@h:6379":            "redis://u:xxxxx@h:6379",
+		"redis://u:p@ss/w@rd@h:6379":          "redis://u:xxxxx@h:6379",
+		"nats://a:b@h1:4222,nats://tok/en@h2": "nats://a:xxxxx@h1:4222,nats://xxxxx@h2",
+		"nats://nats-1:4222/":                 "nats://nats-1:4222/",
+	} {
+		got := svc.RedactURL(in)
+		assert.Equal(t, want, got, in)
+		for _, secret := range []string{"Zm9v", "YmFy", "1234", "abcd", "ss/w", "rd", "tok", "en@"} {
+			if strings.Contains(in, secret) {
+				assert.NotContains(t, got, secret, in)
+			}
+		}
+	}
+}
+
 func TestNATSEmbeddedAndExternal(t *testing.T) {
 	var logs bytes.Buffer
 	log := svc.Logger(&logs, "info", "t")
