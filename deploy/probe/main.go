@@ -5,7 +5,8 @@
 //	probe [-timeout 2s] http://127.0.0.1:3001/healthz
 //
 // It sends no credentials (a URL with user information, which would be
-// sent as Basic credentials and printed, is refused), follows no redirects
+// sent as Basic credentials and printed, is refused, and so is any URL
+// with an '@': one of a path is written %40), follows no redirects
 // and reads at most 4 KiB of the answer, which it prints on failure
 // (stderr) so `docker inspect` shows why a container is unhealthy.
 package main
@@ -68,24 +69,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // checkURL accepts an absolute http URL with a host and no user
 // information: the HTTP client would send it as Basic credentials, and
-// the URL is printed. No error shows the user information.
+// the URL is printed. No error shows the user information, even one with
+// a '/', '?' or '#' in it, not escaped, which url.Parse reads as the end
+// of the host and so not as user information at all: a URL with an '@'
+// is refused (one of a path is written %40), and what comes before its
+// last '@' is never shown.
 func checkURL(raw string) (string, error) {
-	u, err := url.Parse(raw)
+	shown, userinfo := hideUserInfo(raw)
+	u, err := url.Parse(shown)
 	if err != nil {
 		var uerr *url.Error
-		if errors.As(err, &uerr) { // its message quotes raw
+		if errors.As(err, &uerr) { // its message quotes the URL
 			err = uerr.Err
 		}
 		return "", fmt.Errorf("URL is not valid: %w", err)
 	}
-	if u.User != nil {
+	if userinfo {
 		u.User = nil
-		return "", fmt.Errorf("URL %q carries credentials (user@ or user:password@): the probe sends none; drop them", u.String())
+		return "", fmt.Errorf("URL %q carries credentials (user@ or user:password@): the probe sends none; drop them (an '@' of the path is written %%40)", u.String())
 	}
 	if u.Scheme != "http" || u.Host == "" {
 		return "", fmt.Errorf("URL %q is not http://host[:port]/path", raw)
 	}
 	return u.String(), nil
+}
+
+// hideUserInfo returns raw with what it holds before its last '@' (after
+// the scheme's "//") replaced by "xxxxx", and whether it holds an '@'.
+func hideUserInfo(raw string) (string, bool) {
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
+		return raw, false
+	}
+	start := 0
+	if i := strings.Index(raw, "//"); i >= 0 && i < at {
+		start = i + 2
+	}
+	return raw[:start] + "xxxxx" + raw[at:], true
 }
 
 // probe GETs target within timeout and returns the status and the start

@@ -80,3 +80,31 @@ func TestProbe(t *testing.T) {
 		})
 	}
 }
+
+// A password or token with a '/', '?' or '#' in it, not escaped, ends the
+// host part for url.Parse: the URL parsed without user information and
+// was asked, or failed on the "port" and quoted it; either way the output
+// showed the secret, or a part of it.
+func TestSecretWithReservedCharactersRefused(t *testing.T) {
+	for _, raw := range []string{
+		"http://admin:pw12/XYZW@127.0.0.1:1/healthz",
+		"http://admin:1234?XYZW@127.0.0.1:1/healthz",
+		"http://admin:1234#XYZW@127.0.0.1:1/healthz",
+		"http://pw12/XYZW@127.0.0.1:1/healthz",
+		"admin:pw12/XYZW@127.0.0.1:1/healthz",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if got := run(ctx, []string{"-timeout", "1s", raw}, &out, &errOut); got != 2 {
+				t.Errorf("exit code %d, want 2 (stderr %q)", got, errOut.String())
+			}
+			for _, secret := range []string{"pw12", "1234", "XYZW"} {
+				if bytes.Contains(out.Bytes(), []byte(secret)) || bytes.Contains(errOut.Bytes(), []byte(secret)) {
+					t.Errorf("the output shows %q, of the secret: stdout %q, stderr %q", secret, out.String(), errOut.String())
+				}
+			}
+		})
+	}
+}
