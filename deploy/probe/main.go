@@ -1,6 +1,7 @@
 // Command probe asks a URL over HTTP and exits 0 when it answers 2xx, 1
-// otherwise: the container images' HEALTHCHECK, where the final image
-// (distroless) has no shell and no curl.
+// when it answers otherwise or not at all, and 2 for bad arguments (-h
+// prints the usage and exits 0): the container images' HEALTHCHECK, where
+// the final image (distroless) has no shell and no curl.
 //
 //	probe [-timeout 2s] http://127.0.0.1:3001/healthz
 //
@@ -29,7 +30,8 @@ func main() {
 }
 
 // run probes the URL of args and returns the exit code: 0 for a 2xx
-// answer, 1 for any other answer or none, 2 for bad arguments.
+// answer (and for -h, which prints the usage), 1 for any other answer or
+// none, 2 for bad arguments.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -39,6 +41,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) { // -h: the usage was asked for, and printed
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() != 1 {

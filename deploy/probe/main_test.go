@@ -108,3 +108,18 @@ func TestSecretWithReservedCharactersRefused(t *testing.T) {
 		})
 	}
 }
+
+// -h prints the usage and exits 0, as it does for the services and for
+// the flag package's own ExitOnError: asking for help is not a bad
+// argument.
+func TestHelpExitsZero(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		var out, errOut bytes.Buffer
+		if got := run(context.Background(), []string{arg}, &out, &errOut); got != 0 {
+			t.Errorf("%s: exit code %d, want 0 (stderr %q)", arg, got, errOut.String())
+		}
+		if !bytes.Contains(errOut.Bytes(), []byte("usage: probe")) {
+			t.Errorf("%s: stderr %q holds no usage", arg, errOut.String())
+		}
+	}
+}
