@@ -13,6 +13,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // Tokens are a service's tokens. API guards the service's own API when
@@ -217,14 +219,22 @@ func ReadToken(name, value, file string) (string, error) {
 // service listening on loopback. An entry "*" allows every host. Entries
 // are Host header values: a port in one is ignored too, a name is the same
 // with the root's dot at its end (ops.example.), and an IP address is the
-// same in any spelling ([::1], [0:0:0:0:0:0:0:1]).
+// same in any spelling ([::1], [0:0:0:0:0:0:0:1]). An internationalized
+// name (bücher.example) is taken in the ASCII form a browser sends in the
+// Host header (xn--bcher-kva.example).
 func AllowHosts(hosts []string, h http.Handler) http.Handler {
 	allowed := map[string]bool{}
 	for _, x := range hosts {
 		if x == "*" {
 			return h
 		}
-		if x = hostName(x); x != "" {
+		x = hostName(x)
+		if !isASCII(x) {
+			if a, err := idna.Lookup.ToASCII(x); err == nil {
+				x = a
+			}
+		}
+		if x != "" {
 			allowed[x] = true
 		}
 	}
@@ -249,6 +259,15 @@ func hostName(host string) string {
 		return ip.String()
 	}
 	return strings.TrimSuffix(host, ".")
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultHosts are the names a service bound to addr answers to when no

@@ -486,6 +486,26 @@ func TestAllowHostsEntriesAsHostHeaders(t *testing.T) {
 	}
 }
 
+// An entry of an internationalized domain name, written as people write
+// it, allows its Host header: a browser sends the name in its ASCII form
+// (xn--...), and a Host header of any other byte is refused by net/http
+// before it gets here, so such an entry allowed nothing and every request
+// for the name was answered 421.
+func TestAllowHostsInternationalizedName(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	h := AllowHosts([]string{"Bücher.example", "пример.рф:443"}, ok)
+	for host, want := range map[string]int{
+		"xn--bcher-kva.example": 204, "XN--BCHER-KVA.EXAMPLE.:3001": 204, "xn--e1afmkfd.xn--p1ai": 204,
+		"bucher.example": 421, "xn--bcher-kva.example.evil": 421,
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		assert.Equal(t, want, rec.Code, host)
+	}
+}
+
 func TestIsLoopback(t *testing.T) {
 	assert.True(t, IsLoopback("127.0.0.1:3001"))
 	assert.True(t, IsLoopback("[::1]:3001"))
