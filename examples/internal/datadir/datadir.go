@@ -35,12 +35,34 @@ func Acquire(dir string) (*Lock, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	path := filepath.Join(dir, LockFile)
+	for {
+		f, err := lockOnce(dir, path)
+		if err != nil {
+			return nil, err
+		}
+		if f == nil {
+			continue // the file locked had been removed: take the new one
+		}
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		}
+		return &Lock{dir: dir, f: f}, nil
+	}
+}
+
+// lockOnce opens and locks path. It returns no file and no error when the
+// file it locked is no longer the one at path: one removed after it was
+// opened (a process giving back a directory it made removes it), whose
+// lock would lock nothing, as the next process creates and locks a new
+// LOCK. The caller tries again.
+func lockOnce(dir, path string) (*os.File, error) {
 	// A symbolic link is not followed: one planted in a directory others
 	// may write to would have the file it points at truncated.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	opened()
 	if err := lockFile(f); err != nil {
 		b := make([]byte, 32)
 		n, _ := f.ReadAt(b, 0)
@@ -51,11 +73,22 @@ func Acquire(dir string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("%w: %s is locked by another process (%v); stop it or choose another -data-dir", ErrInUse, dir, err)
 	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	locked, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	return &Lock{dir: dir, f: f}, nil
+	if now, err := os.Lstat(path); err == nil && os.SameFile(locked, now) {
+		return f, nil
+	}
+	_ = unlockFile(f)
+	f.Close()
+	return nil, nil
 }
+
+// opened is called between the opening of the lock file and its locking;
+// a test makes another process's moves there.
+var opened = func() {}
 
 // Dir is the locked directory.
 func (l *Lock) Dir() string { return l.dir }

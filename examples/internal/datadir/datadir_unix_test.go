@@ -30,3 +30,29 @@ func TestLockFileSymlinkNotFollowed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "keep me", string(b))
 }
+
+// A process that opened LOCK just before its holder gave the directory
+// back and removed the file (as svc.Listen does with a directory it made)
+// locks the removed file. A third process then creates a new LOCK and
+// locks that: two processes held the directory at once.
+func TestLockOnARemovedFileIsNotHeld(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Acquire(dir)
+	require.NoError(t, err)
+	var c *Lock
+	var cErr error
+	opened = func() {
+		opened = func() {}
+		require.NoError(t, a.Release())
+		require.NoError(t, os.Remove(filepath.Join(dir, LockFile)))
+		c, cErr = Acquire(dir)
+	}
+	t.Cleanup(func() { opened = func() {} })
+	b, bErr := Acquire(dir)
+	require.NoError(t, cErr)
+	defer c.Release()
+	if bErr == nil {
+		_ = b.Release()
+	}
+	require.ErrorIs(t, bErr, ErrInUse, "the directory is held by the process that took it after it was given back")
+}
