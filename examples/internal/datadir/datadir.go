@@ -106,3 +106,21 @@ func (l *Lock) Release() error {
 	l.f = nil
 	return err
 }
+
+// Discard removes the lock file and gives the directory back: for a
+// process that took a directory and used nothing of it, to leave it as it
+// found it. The file is removed while still locked, so that no process
+// holds a lock on it once it is gone: one that opened it meanwhile finds,
+// when it gets the lock, that the file is no longer LOCK, and takes the
+// new one (Acquire). It is safe to call after Release, and then does
+// nothing.
+func (l *Lock) Discard() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := os.Remove(filepath.Join(l.dir, LockFile))
+	if rerr := l.Release(); err == nil {
+		err = rerr
+	}
+	return err
+}

@@ -56,3 +56,23 @@ func TestLockOnARemovedFileIsNotHeld(t *testing.T) {
 	}
 	require.ErrorIs(t, bErr, ErrInUse, "the directory is held by the process that took it after it was given back")
 }
+
+// Discard removes LOCK while it still holds it: a process that opened the
+// file meanwhile takes the new one, and holds the directory alone.
+func TestDiscardRemovesTheLockFile(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Acquire(dir)
+	require.NoError(t, err)
+	opened = func() {
+		opened = func() {}
+		require.NoError(t, a.Discard())
+	}
+	t.Cleanup(func() { opened = func() {} })
+	b, err := Acquire(dir)
+	require.NoError(t, err, "the directory given back is taken")
+	_, err = Acquire(dir)
+	require.ErrorIs(t, err, ErrInUse, "and held")
+	require.NoError(t, b.Discard())
+	require.NoError(t, b.Discard(), "a second Discard is harmless")
+	require.NoFileExists(t, filepath.Join(dir, LockFile))
+}

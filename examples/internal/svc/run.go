@@ -51,21 +51,25 @@ func CheckLogLevel(level string) error {
 
 // Listen takes the data dir's lock, then the address, and touches nothing
 // else: a second start on a directory in use, or on a busy port, fails
-// here and changes nothing.
+// here and changes nothing (the lock file and directories it made are
+// taken away again).
 func Listen(dataDir, addr string) (*datadir.Lock, net.Listener, error) {
 	made := missingDirs(dataDir)
+	_, err := os.Lstat(filepath.Join(dataDir, datadir.LockFile))
+	madeLockFile := errors.Is(err, fs.ErrNotExist)
 	lock, err := datadir.Acquire(dataDir)
 	if err != nil {
 		return nil, nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		_ = lock.Release()
-		if len(made) > 0 { // made by Acquire: take them away again, with the lock file
-			_ = os.Remove(filepath.Join(dataDir, datadir.LockFile))
-			for _, dir := range made {
-				_ = os.Remove(dir)
-			}
+		if madeLockFile {
+			_ = lock.Discard()
+		} else {
+			_ = lock.Release()
+		}
+		for _, dir := range made { // made by Acquire: take them away again
+			_ = os.Remove(dir)
 		}
 		return nil, nil, fmt.Errorf("cannot listen on -addr %s: %w", addr, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/examples/internal/datadir"
 	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kanban/natsembed"
 )
@@ -144,6 +145,30 @@ func TestListenRefusesABusyDirAndPort(t *testing.T) {
 	assert.ErrorContains(t, err, "cannot listen on -addr")
 	assert.NoDirExists(t, filepath.Join(parent, "a"), "a failed start changes nothing")
 	assert.DirExists(t, parent)
+}
+
+// A start that fails on its port leaves an existing data dir as it found
+// it: the lock file it created there is taken away, as it is from a
+// directory it made; one that was there stays.
+func TestListenOnABusyPortLeavesNoLockFile(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	dir := t.TempDir()
+	_, _, err = svc.Listen(dir, ln.Addr().String())
+	require.ErrorContains(t, err, "cannot listen on -addr")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "a failed start changes nothing")
+
+	kept := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(kept, datadir.LockFile), nil, 0o600))
+	_, _, err = svc.Listen(kept, ln.Addr().String())
+	require.ErrorContains(t, err, "cannot listen on -addr")
+	assert.FileExists(t, filepath.Join(kept, datadir.LockFile), "the lock file of an earlier run stays")
+	lock, err := datadir.Acquire(kept)
+	require.NoError(t, err, "the directory is free again")
+	require.NoError(t, lock.Release())
 }
 
 func TestMalformedAddr(t *testing.T) {
