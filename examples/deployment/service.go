@@ -732,7 +732,17 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 			}
 		}
 		if terminal(d.Status) {
-			return nil
+			if attempt > 0 {
+				return nil // ended by another consumer, which releases it
+			}
+			// Ended before this delivery: by a run cut off (killed)
+			// between storing the end and releasing the regions and the
+			// command, which are released here. Both are idempotent.
+			var errs []error
+			for _, res := range d.Results {
+				errs = append(errs, s.store.Unlock(ctx, d.Service, res.Region, d.ID))
+			}
+			return errors.Join(append(errs, s.store.DropCommands(ctx, d.ID))...)
 		}
 		rr := d.Results[r.index]
 		next := r.index + 1
