@@ -52,10 +52,10 @@ type Keyed struct {
 
 // NewKeyed returns a Keyed limiter for limit, or an error for an invalid
 // limit or one the Store cannot apply (see LimitChecker), a Store option
-// holding a nil pointer, or a zero MemoryStore. The
-// options are optional: NewKeyed(limit) is a limiter with the defaults of
-// the zero KeyedOptions, NewKeyed(limit, KeyedOptions{...}) one configured
-// by them. More than one KeyedOptions is an error.
+// holding a nil pointer, or a zero MemoryStore. The options are optional:
+// NewKeyed(limit) is a limiter with the defaults of the zero
+// KeyedOptions, NewKeyed(limit, KeyedOptions{...}) one configured by
+// them. More than one KeyedOptions is an error.
 func NewKeyed(limit Limit, options ...KeyedOptions) (*Keyed, error) {
 	p, err := limit.params()
 	if err != nil {
