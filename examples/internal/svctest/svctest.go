@@ -141,12 +141,18 @@ func (c *Child) WaitReady(ctx context.Context, t testing.TB) {
 }
 
 // WaitLog waits, until ctx ends, for the child's standard error to
-// contain s. The test fails if the process exits first.
+// contain s. The test fails if the process exits without having logged
+// it.
 func (c *Child) WaitLog(ctx context.Context, t testing.TB, s string) {
 	t.Helper()
 	for !strings.Contains(c.Logs.String(), s) {
 		select {
 		case <-c.Done:
+			// Its logs are whole once Done is closed: it may have logged
+			// s, and exited, since the look above.
+			if strings.Contains(c.Logs.String(), s) {
+				return
+			}
 			t.Fatalf("the service exited before it logged %q: %v\n%s", s, c.Err, c.Logs.String())
 		case <-ctx.Done():
 			t.Fatalf("the service did not log %q in time\n%s", s, c.Logs.String())

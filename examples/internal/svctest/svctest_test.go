@@ -80,6 +80,22 @@ func TestWaitReadyAfterTheChildExited(t *testing.T) {
 	}
 }
 
+// TestWaitLogAfterTheChildExited: a child that logs the line waited for
+// and exits at once has logged it; WaitLog, meeting its exit, looks at the
+// logs once more. It failed when the exit came between its look and its
+// wait.
+func TestWaitLogAfterTheChildExited(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ready := regexp.MustCompile(`msg="toy ready" url=(\S+)`)
+	for range 8 {
+		// Launched and waited for at once: the child logs and exits
+		// while WaitLog waits between two looks.
+		c := svctest.LaunchChild(t, childEnv, "brief", ready)
+		c.WaitLog(ctx, t, "/brief")
+	}
+}
+
 // fatalTB records a failure instead of ending the test.
 type fatalTB struct {
 	testing.TB
