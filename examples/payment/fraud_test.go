@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,11 +55,11 @@ func (s stateFailing) Spent(ctx context.Context, c, cur string, now time.Time) (
 	return s.CustomerState.Spent(ctx, c, cur, now)
 }
 
-func (s stateFailing) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration) (int, int64, error) {
+func (s stateFailing) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
 	if s.method == "Reserve" {
-		return 0, 0, errStateDown
+		return Reservation{}, errStateDown
 	}
-	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w)
+	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w, at)
 }
 
 func (s stateFailing) Move(ctx context.Context, c string, p Point) (Point, bool, error) {
@@ -401,22 +403,81 @@ func TestDaysSpendCountsChargesOnce(t *testing.T) {
 }
 
 // The CEL rules fail closed too: a customer state that cannot take the
-// attempt and its hold, or move the customer, fails the evaluation.
+// attempt, its hold and the location fails the evaluation.
 func TestFraudCELFailsClosedOnState(t *testing.T) {
 	spec, err := parseDefaultRules()
 	require.NoError(t, err)
-	for _, method := range []string{"Reserve", "Move"} {
-		t.Run(method, func(t *testing.T) {
-			env, err := NewFraudEnv(FraudConfig{}, stateFailing{NewMemoryState(0), method}, nil)
+	for _, coords := range []bool{false, true} {
+		t.Run(fmt.Sprintf("coordinates=%v", coords), func(t *testing.T) {
+			env, err := NewFraudEnv(FraudConfig{}, stateFailing{NewMemoryState(0), "Reserve"}, nil)
 			require.NoError(t, err)
 			set, err := env.Compile(spec)
 			require.NoError(t, err)
-			p := Payment{Amount: 10, Minor: 1000, Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: true, Lat: 1, Lon: 2}
+			p := Payment{Amount: 10, Minor: 1000, Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: coords, Lat: 1, Lon: 2}
 			_, err = set.Evaluate(context.Background(), tai.Signal[Payment]{ID: "txn", Kind: "payment", Key: "c", Payload: p})
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, errStateDown), "%v", err)
 		})
 	}
+}
+
+// countingState counts the changes made to a customer state.
+type countingState struct {
+	CustomerState
+	changes atomic.Int64
+}
+
+func (s *countingState) Attempt(ctx context.Context, c string, now time.Time, w time.Duration) (int, error) {
+	s.changes.Add(1)
+	return s.CustomerState.Attempt(ctx, c, now, w)
+}
+
+func (s *countingState) AddSpend(ctx context.Context, c, cur string, minor int64, now time.Time) error {
+	s.changes.Add(1)
+	return s.CustomerState.AddSpend(ctx, c, cur, minor, now)
+}
+
+func (s *countingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
+	s.changes.Add(1)
+	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w, at)
+}
+
+func (s *countingState) Move(ctx context.Context, c string, p Point) (Point, bool, error) {
+	s.changes.Add(1)
+	return s.CustomerState.Move(ctx, c, p)
+}
+
+// The CEL rules change the customer's state once per payment, with
+// coordinates or without — each change is a write to a shared store —
+// and see the location it moved from.
+func TestFraudCELChangesTheStateOnce(t *testing.T) {
+	spec, err := parseDefaultRules()
+	require.NoError(t, err)
+	state := &countingState{CustomerState: NewMemoryState(0)}
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return at }
+	env, err := NewFraudEnv(FraudConfig{}, state, clock)
+	require.NoError(t, err)
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	pay := func(p Payment) map[string]any {
+		t.Helper()
+		before := state.changes.Load()
+		p.Amount, p.Minor, p.Currency, p.CustomerID, p.MerchantID = 10, 1000, "USD", "c", "m"
+		rec, err := set.Evaluate(context.Background(), tai.Signal[Payment]{ID: "txn", Kind: "payment", Key: "c", Payload: p})
+		require.NoError(t, err)
+		assert.EqualValues(t, 1, state.changes.Load()-before, "changes of one payment")
+		var in struct{ Vars map[string]any }
+		require.NoError(t, json.Unmarshal(rec.Inputs, &in))
+		return in.Vars
+	}
+	pay(Payment{})
+	in := pay(Payment{HasCoords: true, Lat: 48.8566, Lon: 2.3522})
+	assert.InDelta(t, 0.0, in["moved_km"], 0, "no location before")
+	at = at.Add(time.Hour)
+	in = pay(Payment{HasCoords: true, Lat: 51.5074, Lon: -0.1278})
+	assert.InDelta(t, 343.5, in["moved_km"], 1, "Paris to London")
+	assert.InDelta(t, 1.0, in["moved_hours"], 1e-9)
 }
 
 // movedFor shows the time between two locations precisely enough to agree

@@ -73,9 +73,10 @@ func NewFraudEnv(cfg FraudConfig, state CustomerState, now func() time.Time) (*t
 // fraudLookup reads what the rules need from the customer state, with the
 // side effects the Go rules have: the attempt is counted and the
 // customer's location moved, once per payment. The day's spend is held
-// for the payment as it is judged (Reserve), where the Go rules' is booked
-// once it is charged: one write to the state instead of two, and payments
-// of one customer judged at once see each other. A state that fails fails
+// for the payment as it is judged (Reserve, which moves the location in
+// the same change), where the Go rules' is booked once it is charged: one
+// write to the state instead of three, and payments of one customer judged
+// at once see each other. A state that fails fails
 // the payment (the rules do not run blind), as with the Go rules.
 func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) func(context.Context, tai.Signal[Payment]) (map[string]any, error) {
 	bl := cfg.Blacklist
@@ -83,35 +84,33 @@ func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) fun
 	return func(ctx context.Context, s tai.Signal[Payment]) (map[string]any, error) {
 		p := &s.Payload
 		t := now()
-		// The attempt and a hold on the day's spend, in one change of the
-		// customer's state; the service gives the hold back if the
-		// payment is not charged.
-		n, spent, err := state.Reserve(ctx, p.CustomerID, p.Currency, p.Minor, t, window)
+		// The attempt, a hold on the day's spend and the location, in one
+		// change of the customer's state; the service gives the hold back
+		// if the payment is not charged.
+		var at *Point
+		if p.HasCoords {
+			at = &Point{Lat: p.Lat, Lon: p.Lon, At: t}
+		}
+		res, err := state.Reserve(ctx, p.CustomerID, p.Currency, p.Minor, t, window, at)
 		if err != nil {
-			return nil, fmt.Errorf("attempts and day's spend: %w", err)
+			return nil, fmt.Errorf("attempts, day's spend and location: %w", err)
 		}
 		if h, ok := ctx.Value(spendHoldKey{}).(*spendHold); ok {
 			h.set(p.CustomerID, p.Currency, p.Minor, t)
 		}
 		// As the Go rule adds them: exact minor units, then one division.
-		total := (float64(spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
+		total := (float64(res.Spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
 		// The speed is the rules' to work out, moved_km / moved_hours, as
 		// the Go rule does: a variable is recorded with each decision, and
 		// the infinite speed of no time passing is no JSON number.
 		km, hours, moved := 0.0, 0.0, "0s"
-		if p.HasCoords {
-			prev, ok, err := state.Move(ctx, p.CustomerID, Point{Lat: p.Lat, Lon: p.Lon, At: t})
-			if err != nil {
-				return nil, fmt.Errorf("location: %w", err)
-			}
-			if ok {
-				km = haversineKm(prev.Lat, prev.Lon, p.Lat, p.Lon)
-				d := t.Sub(prev.At)
-				hours, moved = d.Hours(), movedFor(d)
-			}
+		if res.HasPrev {
+			km = haversineKm(res.Prev.Lat, res.Prev.Lon, p.Lat, p.Lon)
+			d := t.Sub(res.Prev.At)
+			hours, moved = d.Hours(), movedFor(d)
 		}
 		return map[string]any{
-			"attempts":             int64(n),
+			"attempts":             int64(res.Attempts),
 			"day_total":            total,
 			"moved_km":             km,
 			"moved_hours":          hours,

@@ -42,11 +42,11 @@ func (f *failingState) Spent(ctx context.Context, c, cur string, now time.Time) 
 	return f.CustomerState.Spent(ctx, c, cur, now)
 }
 
-func (f *failingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration) (int, int64, error) {
+func (f *failingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
 	if f.failing.Load() {
-		return 0, 0, errStateDown
+		return Reservation{}, errStateDown
 	}
-	return f.CustomerState.Reserve(ctx, c, cur, minor, now, w)
+	return f.CustomerState.Reserve(ctx, c, cur, minor, now, w, at)
 }
 
 // TestIdempotencyReleasesWhatAsksForRetry: an answer that tells the client
@@ -362,12 +362,12 @@ type stallingState struct {
 	release chan struct{}
 }
 
-func (s *stallingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration) (int, int64, error) {
+func (s *stallingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
 	if s.once.CompareAndSwap(false, true) {
 		close(s.entered)
 		<-s.release
 	}
-	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w)
+	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w, at)
 }
 
 // TestKeyOfAPaymentLongerThanTheLeaseIsNotTakenOver: -request-timeout

@@ -36,8 +36,10 @@ type CustomerState interface {
 	// now's day before the hold. A payment that is then not charged gives
 	// the hold back (AddSpend with -minor at the same now); one that is
 	// charged keeps it, and books nothing more. Payments of a customer
-	// judged at the same time see each other's holds.
-	Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (attempts int, spent int64, err error)
+	// judged at the same time see each other's holds. With at not nil it
+	// is Move to *at too, in the same change, and returns the location
+	// before it: a payment with coordinates makes one write, not two.
+	Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration, at *Point) (Reservation, error)
 	// Move records the customer's location and returns the previous one.
 	Move(ctx context.Context, customer string, p Point) (prev Point, ok bool, err error)
 }
@@ -218,10 +220,23 @@ func (m *MemoryState) AddSpend(_ context.Context, customer, currency string, min
 	return nil
 }
 
+// Reservation is what Reserve read and changed for one payment.
+type Reservation struct {
+	// Attempts counts the attempts in the window ending at now, this one
+	// included.
+	Attempts int
+	// Spent is the spend of now's day before the hold, in minor units.
+	Spent int64
+	// Prev is the customer's location before the one Reserve recorded,
+	// when HasPrev is set.
+	Prev    Point
+	HasPrev bool
+}
+
 // Reserve implements CustomerState.
-func (m *MemoryState) Reserve(_ context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (n int, spent int64, _ error) {
-	m.with(customer, now, func(r *customerRecord) { n, spent = reserve(r, currency, minor, now, window) })
-	return n, spent, nil
+func (m *MemoryState) Reserve(_ context.Context, customer, currency string, minor int64, now time.Time, window time.Duration, at *Point) (res Reservation, _ error) {
+	m.with(customer, now, func(r *customerRecord) { res = reserve(r, currency, minor, now, window, at) })
+	return res, nil
 }
 
 // customerBook is one customer's state as Reserve changes it, in each
@@ -230,15 +245,18 @@ type customerBook interface {
 	attempt(now time.Time, window time.Duration) int
 	spent(currency string, now time.Time) int64
 	addSpend(currency string, minor int64, now time.Time)
+	move(p Point) (prev Point, ok bool)
 }
 
-// reserve counts an attempt at now and holds minor of the day's spend in
-// b, and returns the attempts in the window and the spend before the hold.
-func reserve(b customerBook, currency string, minor int64, now time.Time, window time.Duration) (attempts int, spent int64) {
-	attempts = b.attempt(now, window)
-	spent = b.spent(currency, now)
+// reserve counts an attempt at now, holds minor of the day's spend in b
+// and, with at not nil, moves the customer to *at.
+func reserve(b customerBook, currency string, minor int64, now time.Time, window time.Duration, at *Point) Reservation {
+	r := Reservation{Attempts: b.attempt(now, window), Spent: b.spent(currency, now)}
 	b.addSpend(currency, minor, now)
-	return attempts, spent
+	if at != nil {
+		r.Prev, r.HasPrev = b.move(*at)
+	}
+	return r
 }
 
 // attempt records an attempt at now and returns the attempts in the
@@ -312,13 +330,17 @@ func (r *customerRecord) addSpend(currency string, minor int64, now time.Time) {
 
 // Move implements CustomerState.
 func (m *MemoryState) Move(_ context.Context, customer string, p Point) (prev Point, ok bool, _ error) {
-	m.with(customer, p.At, func(r *customerRecord) {
-		if ok = r.hasLast; ok {
-			prev = Point{Lat: r.lastLat, Lon: r.lastLon, At: time.Unix(0, r.lastAt).UTC()}
-		}
-		r.lastLat, r.lastLon, r.lastAt, r.hasLast = p.Lat, p.Lon, p.At.UnixNano(), true
-	})
+	m.with(customer, p.At, func(r *customerRecord) { prev, ok = r.move(p) })
 	return prev, ok, nil
+}
+
+// move records p as the customer's location and returns the one before.
+func (r *customerRecord) move(p Point) (prev Point, ok bool) {
+	if ok = r.hasLast; ok {
+		prev = Point{Lat: r.lastLat, Lon: r.lastLon, At: time.Unix(0, r.lastAt).UTC()}
+	}
+	r.lastLat, r.lastLon, r.lastAt, r.hasLast = p.Lat, p.Lon, p.At.UnixNano(), true
+	return prev, ok
 }
 
 // Len returns the number of customers remembered.
@@ -368,10 +390,10 @@ func (b boundedState) AddSpend(ctx context.Context, customer, currency string, m
 	return b.CustomerState.AddSpend(ctx, customer, currency, minor, now)
 }
 
-func (b boundedState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (int, int64, error) {
+func (b boundedState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration, at *Point) (Reservation, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
-	return b.CustomerState.Reserve(ctx, customer, currency, minor, now, window)
+	return b.CustomerState.Reserve(ctx, customer, currency, minor, now, window, at)
 }
 
 func (b boundedState) Move(ctx context.Context, customer string, p Point) (Point, bool, error) {

@@ -41,9 +41,18 @@ func attemptStep(customer string, now time.Time, window time.Duration) stateStep
 }
 
 func reserveStep(customer, currency string, minor int64, now time.Time) stateStep {
+	return reserveAtStep(customer, currency, minor, now, nil)
+}
+
+// reserveAtStep is reserveStep moving the customer to at as well.
+func reserveAtStep(customer, currency string, minor int64, now time.Time, at *Point) stateStep {
 	return func(ctx context.Context, s CustomerState) (string, error) {
-		n, spent, err := s.Reserve(ctx, customer, currency, minor, now, time.Minute)
-		return fmt.Sprintf("reserve %s %s %d %v: %d attempts, %d spent", customer, currency, minor, now.Format(time.RFC3339Nano), n, spent), err
+		r, err := s.Reserve(ctx, customer, currency, minor, now, time.Minute, at)
+		got := fmt.Sprintf("reserve %s %s %d %v: %d attempts, %d spent", customer, currency, minor, now.Format(time.RFC3339Nano), r.Attempts, r.Spent)
+		if at != nil {
+			got += fmt.Sprintf(", moved to %v %v %d from %v %v %v %d", at.Lat, at.Lon, at.At.UnixNano(), r.HasPrev, r.Prev.Lat, r.Prev.Lon, r.Prev.At.UnixNano())
+		}
+		return got, err
 	}
 }
 
@@ -110,6 +119,15 @@ func TestCustomerStatesAnswerAlike(t *testing.T) {
 			moveStep("g", Point{Lat: -33.8688, Lon: 151.2093, At: midnight.Add(time.Hour)}),
 			moveStep("g", Point{Lat: 0.1 + 0.2, Lon: -180, At: midnight.Add(-time.Hour)}),
 			moveStep("g", Point{Lat: 90, Lon: 180, At: midnight}),
+		}},
+		{"reserves with locations", []stateStep{
+			reserveAtStep("l", "USD", 100, midnight, nil),
+			reserveAtStep("l", "USD", 100, midnight.Add(time.Second), &Point{Lat: 48.8566, Lon: 2.3522, At: midnight.Add(time.Second)}),
+			reserveAtStep("l", "USD", 100, midnight.Add(2*time.Second), nil), // no coordinates: the location stays
+			moveStep("l", Point{Lat: -33.8688, Lon: 151.2093, At: midnight.Add(time.Hour)}),
+			reserveAtStep("l", "EUR", 200, midnight.Add(2*time.Hour), &Point{Lat: 0.1 + 0.2, Lon: -180, At: midnight.Add(2 * time.Hour)}),
+			moveStep("l", Point{Lat: 90, Lon: 180, At: midnight.Add(3 * time.Hour)}),
+			spentStep("l", "USD", midnight.Add(3*time.Hour)),
 		}},
 		{"currencies mixed", []stateStep{
 			reserveStep("m", "USD", 100, midnight),
@@ -178,9 +196,9 @@ func TestCustomerStatesCountRacingAttempts(t *testing.T) {
 			seen := make([]int, racers)
 			for i := range racers {
 				wg.Go(func() {
-					n, _, err := s.Reserve(ctx, "race", "USD", 100, now, time.Minute)
+					r, err := s.Reserve(ctx, "race", "USD", 100, now, time.Minute, nil)
 					assert.NoError(t, err)
-					seen[i] = n
+					seen[i] = r.Attempts
 				})
 			}
 			wg.Wait()
@@ -297,9 +315,9 @@ func TestSharedStatesCountRacingAttemptsAcrossReplicas(t *testing.T) {
 			seen := make([]int, racers)
 			for i := range racers {
 				wg.Go(func() {
-					n, _, err := replicas[i%2].Reserve(ctx, "race", "USD", 100, now, time.Minute)
+					r, err := replicas[i%2].Reserve(ctx, "race", "USD", 100, now, time.Minute, nil)
 					assert.NoError(t, err)
-					seen[i] = n
+					seen[i] = r.Attempts
 				})
 			}
 			wg.Wait()
@@ -321,15 +339,15 @@ func TestSharedStatesKeepTheDayBeforeForAClockBehind(t *testing.T) {
 	for name, replicas := range sharedReplicas(t) {
 		t.Run(name, func(t *testing.T) {
 			a, b, ctx := replicas[0], replicas[1], context.Background()
-			_, _, err := b.Reserve(ctx, "skew", "USD", 400, behind.Add(-time.Minute), time.Minute)
+			_, err := b.Reserve(ctx, "skew", "USD", 400, behind.Add(-time.Minute), time.Minute, nil)
 			require.NoError(t, err)
-			_, spent, err := a.Reserve(ctx, "skew", "USD", 300, midnight, time.Minute)
+			r, err := a.Reserve(ctx, "skew", "USD", 300, midnight, time.Minute, nil)
 			require.NoError(t, err)
-			assert.Zero(t, spent, "a new day for a")
+			assert.Zero(t, r.Spent, "a new day for a")
 
-			_, spent, err = b.Reserve(ctx, "skew", "USD", 200, behind, time.Minute)
+			r, err = b.Reserve(ctx, "skew", "USD", 200, behind, time.Minute, nil)
 			require.NoError(t, err)
-			assert.EqualValues(t, 400, spent, "b's day is still the day before")
+			assert.EqualValues(t, 400, r.Spent, "b's day is still the day before")
 			v, err := a.Spent(ctx, "skew", "USD", midnight.Add(time.Second))
 			require.NoError(t, err)
 			assert.EqualValues(t, 300, v, "b's payment is on b's day")
@@ -338,9 +356,9 @@ func TestSharedStatesKeepTheDayBeforeForAClockBehind(t *testing.T) {
 			v, err = b.Spent(ctx, "skew", "USD", behind)
 			require.NoError(t, err)
 			assert.EqualValues(t, 400, v, "the hold given back to the day it was taken on")
-			_, spent, err = a.Reserve(ctx, "skew", "USD", 50, midnight.Add(2*time.Second), time.Minute)
+			r, err = a.Reserve(ctx, "skew", "USD", 50, midnight.Add(2*time.Second), time.Minute, nil)
 			require.NoError(t, err)
-			assert.EqualValues(t, 300, spent, "the new day's spend is left alone")
+			assert.EqualValues(t, 300, r.Spent, "the new day's spend is left alone")
 		})
 	}
 }

@@ -21,8 +21,8 @@ import (
 //
 // The entries this process read or wrote in the last cacheTTL are kept
 // with their revisions, so the rules of one payment — which read and
-// change one customer up to four times (the Go rules), or once or twice
-// (the CEL rules' lookup: Reserve, and Move with coordinates) — make one
+// change one customer up to four times (the Go rules), or once (the CEL
+// rules' lookup: Reserve, the location with it) — make one
 // read and their writes, not a read before each. A write still compares and sets: if
 // another replica changed the entry meanwhile, the write is refused, the
 // kept copy dropped, and the change made again on what the store holds.
@@ -278,11 +278,11 @@ func (n *NATSState) AddSpend(ctx context.Context, customer, currency string, min
 	return n.update(ctx, customer, func(e *customerEntry) { e.addSpend(currency, minor, now) })
 }
 
-// Reserve implements CustomerState: one compare-and-set for the attempt
-// and the hold.
-func (n *NATSState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (count int, spent int64, err error) {
-	err = n.update(ctx, customer, func(e *customerEntry) { count, spent = reserve(e, currency, minor, now, window) })
-	return count, spent, err
+// Reserve implements CustomerState: one compare-and-set for the attempt,
+// the hold and the location.
+func (n *NATSState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration, at *Point) (res Reservation, err error) {
+	err = n.update(ctx, customer, func(e *customerEntry) { res = reserve(e, currency, minor, now, window, at) })
+	return res, err
 }
 
 // attempt records an attempt at now and returns the attempts in the
@@ -337,14 +337,18 @@ func (e *customerEntry) addSpend(currency string, minor int64, now time.Time) {
 
 // Move implements CustomerState.
 func (n *NATSState) Move(ctx context.Context, customer string, p Point) (prev Point, ok bool, err error) {
-	err = n.update(ctx, customer, func(e *customerEntry) {
-		if e.Last != nil {
-			prev, ok = *e.Last, true
-		} else {
-			prev, ok = Point{}, false
-		}
-		last := p
-		e.Last = &last
-	})
+	err = n.update(ctx, customer, func(e *customerEntry) { prev, ok = e.move(p) })
 	return prev, ok, err
+}
+
+// move records p as the customer's location and returns the one before.
+// A change tried again starts from the entry as stored, so prev is set on
+// every call.
+func (e *customerEntry) move(p Point) (prev Point, ok bool) {
+	if e.Last != nil {
+		prev, ok = *e.Last, true
+	}
+	last := p
+	e.Last = &last
+	return prev, ok
 }

@@ -112,38 +112,60 @@ func (s *RedisState) AddSpend(ctx context.Context, customer, currency string, mi
 }
 
 // Reserve implements CustomerState: the attempt, then the hold, whose
-// new total less minor is the spend before it.
-func (s *RedisState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration) (int, int64, error) {
+// new total less minor is the spend before it, and the location, in one
+// transaction.
+func (s *RedisState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration, at *Point) (Reservation, error) {
 	n, err := s.Attempt(ctx, customer, now, window)
 	if err != nil {
-		return 0, 0, err
+		return Reservation{}, err
 	}
 	key := s.spendKey(customer, currency, now)
 	var total *redis.IntCmd
+	var old *redis.StatusCmd
 	if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		total = p.IncrBy(ctx, key, minor)
 		p.Expire(ctx, key, 48*time.Hour)
+		if at != nil {
+			old = s.setLocation(ctx, p, customer, *at)
+		}
 		return nil
-	}); err != nil {
-		return 0, 0, fmt.Errorf("redis state: hold spend: %w", err)
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return Reservation{}, fmt.Errorf("redis state: hold spend: %w", err)
 	}
-	return n, total.Val() - minor, nil
+	res := Reservation{Attempts: n, Spent: total.Val() - minor}
+	if old != nil {
+		res.Prev, res.HasPrev = parseLocation(old.Val(), old.Err())
+	}
+	return res, nil
 }
 
 // Move implements CustomerState.
 func (s *RedisState) Move(ctx context.Context, customer string, p Point) (Point, bool, error) {
-	v := strconv.FormatFloat(p.Lat, 'g', -1, 64) + " " + strconv.FormatFloat(p.Lon, 'g', -1, 64) + " " + strconv.FormatInt(p.At.UnixNano(), 10)
-	old, err := s.rdb.SetArgs(ctx, s.prefix+"location:"+customer, v, redis.SetArgs{Get: true, TTL: forgetAfter}).Result()
-	if errors.Is(err, redis.Nil) {
-		return Point{}, false, nil
-	}
-	if err != nil {
+	old := s.setLocation(ctx, s.rdb, customer, p)
+	if err := old.Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return Point{}, false, fmt.Errorf("redis state: location: %w", err)
+	}
+	prev, ok := parseLocation(old.Val(), old.Err())
+	return prev, ok, nil
+}
+
+// setLocation sets the customer's location to p with c, asking for the
+// one before.
+func (s *RedisState) setLocation(ctx context.Context, c redis.Cmdable, customer string, p Point) *redis.StatusCmd {
+	v := strconv.FormatFloat(p.Lat, 'g', -1, 64) + " " + strconv.FormatFloat(p.Lon, 'g', -1, 64) + " " + strconv.FormatInt(p.At.UnixNano(), 10)
+	return c.SetArgs(ctx, s.prefix+"location:"+customer, v, redis.SetArgs{Get: true, TTL: forgetAfter})
+}
+
+// parseLocation reads a location setLocation stored, as its GET answered
+// (err redis.Nil: there was none).
+func parseLocation(old string, err error) (Point, bool) {
+	if err != nil {
+		return Point{}, false
 	}
 	var lat, lon float64
 	var at int64
 	if _, err := fmt.Sscanf(old, "%g %g %d", &lat, &lon, &at); err != nil {
-		return Point{}, false, nil // a value this service did not write: start afresh
+		return Point{}, false // a value this service did not write: start afresh
 	}
-	return Point{Lat: lat, Lon: lon, At: time.Unix(0, at)}, true, nil
+	return Point{Lat: lat, Lon: lon, At: time.Unix(0, at)}, true
 }
