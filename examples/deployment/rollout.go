@@ -38,9 +38,12 @@ type rollout struct {
 	limits           map[string]any // thresholds as the analysis rules read them
 	stable           string         // the version serving before; set by the policy
 
-	mu     sync.Mutex
-	d      *Deployment
-	rev    uint64
+	mu  sync.Mutex
+	d   *Deployment
+	rev uint64
+	// revAt is when the record was last read or written at rev; under
+	// writeMu.
+	revAt  time.Time
 	queued []func(d *Deployment, rr *RegionResult) // changes stored with the next update
 	// writeMu serializes the record's writes (update), which run without
 	// mu held.
@@ -125,10 +128,49 @@ func (r *rollout) update(ctx context.Context, change func(d *Deployment, rr *Reg
 	if err != nil {
 		return fmt.Errorf("store deployment %s: %w", r.d.ID, err)
 	}
-	r.rev = rev
+	r.rev, r.revAt = rev, time.Now()
 	r.s.notifyBoard()
 	return nil
 }
+
+// stillOurs returns errMovedOn when the record has moved on from the
+// revision this run last read or wrote: another consumer took the job up
+// (its lease lapsed while this process was cut off from NATS, or stalled)
+// and rolled the region back. A run asks before a move of the fleet that
+// follows a wait, so that it stops rather than send traffic to a version
+// rolled back. Within recheckAfter of the run's last read or write of the
+// record it goes on without reading: a lease lapses only after its holder
+// has been silent for the queue's AckWait (10 s), and the read costs as
+// much as a write in a rollout with no bake. A server behind answers an
+// earlier revision, which passes, as a write just before the other run's
+// would. The read is retried as a write is while the store is out of
+// reach.
+func (r *rollout) stillOurs(ctx context.Context) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	if time.Since(r.revAt) < recheckAfter {
+		return nil
+	}
+	var rev uint64
+	err := svc.Retry(ctx, r.s.log, storeRetryFor, "reading the deployment record", []any{"deployment_id", r.d.ID}, func(ctx context.Context) (err error) {
+		rev, err = r.s.store.Revision(ctx, r.d.ID)
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("deployment %s: record gone: %w", r.d.ID, errMovedOn)
+	case err != nil:
+		return fmt.Errorf("read deployment %s: %w", r.d.ID, err)
+	case rev > r.rev:
+		return fmt.Errorf("deployment %s at revision %d, written at %d here: %w", r.d.ID, rev, r.rev, errMovedOn)
+	}
+	r.revAt = time.Now()
+	return nil
+}
+
+// recheckAfter is how long after reading or writing its record a rollout
+// moves the fleet without reading it again (stillOurs).
+const recheckAfter = time.Second
 
 // storeRetryFor bounds how long a rollout retries a write (its record,
 // the stable version) while the store is out of reach: a NATS node lost
@@ -250,6 +292,11 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	if err := r.ensureStable(ctx); err != nil {
 		return "", err
 	}
+	// A run whose job another consumer took up meanwhile stops here,
+	// before the new version starts (see the stages below).
+	if err := r.stillOurs(ctx); err != nil {
+		return "", err
+	}
 	if err := s.target.Deploy(ctx, r.service, r.region, r.version, s.catalog.Instances(r.service)); err != nil {
 		return "", r.rolledBack(ctx, fmt.Sprintf("Deploy of %s %s failed: %v", r.service, r.version, err), time.Time{})
 	}
@@ -324,6 +371,15 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 			}
 			rampAt++
 		}
+		if i > 0 {
+			// A run whose job another consumer took up while the stage
+			// before baked finds here that the region was rolled back,
+			// and stops before it sends traffic to the version rolled
+			// back.
+			if err := r.stillOurs(ctx); err != nil {
+				return "", err
+			}
+		}
 		if err := s.target.Route(ctx, r.service, r.region, r.stable, r.version, st.percent); err != nil {
 			return "", r.rolledBack(ctx, fmt.Sprintf("Routing %v%% to %s failed: %v", st.percent, r.version, err), time.Time{})
 		}
@@ -375,11 +431,11 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		}
 	}
 
-	// Every stage passed: the new version serves alone.
-	if r.stable != "" {
-		if err := s.target.Retire(ctx, r.service, r.region, r.stable); err != nil {
-			s.log.Warn("old version not retired", "service", r.service, "region", r.region, "version", r.stable, "err", err)
-		}
+	// Every stage passed. A run whose region another consumer rolled
+	// back meanwhile stops here, before it records its version as the
+	// one serving (see above).
+	if err := r.stillOurs(ctx); err != nil {
+		return "", err
 	}
 	if err := s.retryStore(ctx, "stable version", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) error {
 		return s.store.SetStable(ctx, r.service, r.region, r.version)
@@ -387,9 +443,35 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		return "", err
 	}
 	done := time.Now().UTC()
-	return StatusSuccess, r.update(ctx, func(d *Deployment, rr *RegionResult) {
+	if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
 		rr.Status, rr.Stage, rr.Percent, rr.CompletedAt = StatusSuccess, "", 100, &done
-	})
+	}); err != nil {
+		if isConflict(err) {
+			// Rolled back by another consumer after the write before:
+			// the version serving is the one the traffic went back to.
+			if rerr := s.store.RestoreStable(context.WithoutCancel(ctx), r.service, r.region, r.version, r.stable); rerr != nil {
+				s.log.Error("version serving not put back after the region was rolled back", "deployment_id", r.d.ID, "region", r.region, "err", rerr)
+			}
+		}
+		return "", err
+	}
+	// The new version serves alone. The old one is retired once the
+	// region's success is stored, not before: until then another
+	// consumer may roll the region back to it.
+	r.s.retireOld(ctx, r.service, r.region, r.stable)
+	return StatusSuccess, nil
+}
+
+// retireOld retires the version that served before a region's rollout
+// succeeded, if there was one; a failure is logged, as the new version
+// serves all the same.
+func (s *Service) retireOld(ctx context.Context, service, region, old string) {
+	if old == "" {
+		return
+	}
+	if err := s.target.Retire(ctx, service, region, old); err != nil {
+		s.log.Warn("old version not retired", "service", service, "region", region, "version", old, "err", err)
+	}
 }
 
 // heldForShutdown keeps a rollout the service's shutdown stopped until

@@ -434,7 +434,7 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 	r := &rollout{
 		s: s, service: d.Service, version: d.Version, region: job.Region, index: job.Index,
 		strategy: d.Strategy, firstDeploy: d.FirstDeploy, thresholds: d.Analysis.analysis(),
-		d: d, rev: rev, cmds: make(chan Command, 8), failed: make(chan failure, 1), stage: -1,
+		d: d, rev: rev, revAt: time.Now(), cmds: make(chan Command, 8), failed: make(chan failure, 1), stage: -1,
 	}
 	if s.analysisRules != nil {
 		r.limits = thresholdVars(r.thresholds)
@@ -445,6 +445,13 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 	last := func(err error) bool { return m.Attempt >= jobAttempts && ctx.Err() == nil && !isConflict(err) }
 	switch rr := &d.Results[job.Index]; {
 	case terminal(rr.Status):
+		// A run cut off between storing its region's success and
+		// retiring the version before left that one running (idle):
+		// it is retired here, while the deployment still holds the
+		// region.
+		if rr.Status == StatusSuccess && !terminal(d.Status) && rr.Previous != d.Version {
+			s.retireOld(ctx, d.Service, rr.Region, rr.Previous)
+		}
 	case rr.Status == StatusInProgress:
 		if err := s.recoverRegion(ctx, r); err != nil {
 			if !last(err) || !r.lastAttempt(ctx, err, true) {

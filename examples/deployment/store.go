@@ -102,6 +102,19 @@ func (s *Store) Get(ctx context.Context, id string) (*Deployment, uint64, error)
 	return &d, e.Revision(), nil
 }
 
+// Revision returns the revision a deployment's record is at, read from
+// any of the bucket's servers: one that is behind answers an earlier one.
+func (s *Store) Revision(ctx context.Context, id string) (uint64, error) {
+	e, err := s.writer().Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	return e.Revision(), nil
+}
+
 // Create stores a new deployment.
 func (s *Store) Create(ctx context.Context, d *Deployment) (uint64, error) {
 	b, err := json.Marshal(d)
@@ -522,10 +535,14 @@ func (s *Store) WatchCord(ctx context.Context, fn func(Cord)) error {
 	})
 }
 
+// errMovedOn is a rollout's record found changed by another run since
+// this one last wrote it.
+var errMovedOn = errors.New("the record was changed by another run")
+
 // isConflict reports a write refused because the key changed since the
-// revision given.
+// revision given, or a record found changed since (errMovedOn).
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) ||
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, errMovedOn) ||
 		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
