@@ -343,8 +343,10 @@ func (d *dispatcher) fail(alerts []Alert, attempt int, err error) {
 // unsend forgets that the alerts of a batch given up were sent, so that
 // the next evaluation offers them again: a firing alert while it still
 // fires, a resolution while the alert stays resolved, as for a
-// notification dropped from a full queue. An alert queued again since,
-// in a newer state, is left to that notification.
+// notification dropped from a full queue. A Refresher may hold a firing
+// alert from an earlier send, so it is still told of the resolution. An
+// alert queued again since, in a newer state, is left to that
+// notification.
 func (d *dispatcher) unsend(batch []Alert) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -354,7 +356,14 @@ func (d *dispatcher) unsend(batch []Alert) {
 		}
 		switch a.State {
 		case Firing:
-			delete(d.sent, a.Fingerprint)
+			if d.refresh {
+				// A re-send: the receiver may hold the alert from an
+				// earlier one, so it must still hear of the resolution.
+				// Offer the alert again at once while it fires.
+				d.sent[a.Fingerprint] = time.Time{}
+			} else {
+				delete(d.sent, a.Fingerprint)
+			}
 		case Resolved:
 			if _, firing := d.sent[a.Fingerprint]; !firing {
 				// The receiver still has it firing: offer the

@@ -1071,3 +1071,47 @@ func TestGivenUpNotificationIsOfferedAgain(t *testing.T) {
 		assert.EqualValues(t, 2, badCalls.Load())
 	})
 }
+
+// flakyRefresher is a Refresher that records what it was told and fails
+// while down is set, as an Alertmanager that cannot be reached.
+type flakyRefresher struct {
+	recorder
+	down atomic.Bool
+}
+
+func (r *flakyRefresher) Notify(ctx context.Context, alerts []andon.Alert) error {
+	if r.down.Load() {
+		return errors.New("connection refused")
+	}
+	return r.recorder.Notify(ctx, alerts)
+}
+
+func (*flakyRefresher) Refreshes() bool { return true }
+
+func TestRefresherHearsTheResolutionAfterAFailedResend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &flakyRefresher{}
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Interval: time.Minute, Notify: andon.NotifyOptions{MaxAttempts: 1, ResendInterval: time.Minute},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0) // fires: delivered
+		require.NoError(t, e.Flush(ctx))
+		n.down.Store(true)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // the re-send fails and is given up
+		require.NoError(t, e.Flush(ctx))
+		require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
+		n.down.Store(false)
+
+		// The receiver still holds the alert firing, from the first send:
+		// it must hear of the resolution, or it keeps the alert until its
+		// endsAt.
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(90*time.Second))
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing", "R resolved"}, n.events())
+	})
+}
