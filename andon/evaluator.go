@@ -292,12 +292,14 @@ func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*
 		return nil
 	}
 	type result struct {
-		m   Measurement
-		err error
+		m           Measurement
+		annotations map[string]string
+		err         error
 	}
 	results := make([]result, len(rules))
 	for i, rs := range rules {
-		results[i].m, results[i].err = measure(ctx, rs, now)
+		r := &results[i]
+		r.m, r.annotations, r.err = measure(ctx, rs, now)
 	}
 
 	type hookCall struct {
@@ -318,7 +320,7 @@ func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*
 		if p := (*PanicError)(nil); errors.As(results[i].err, &p) && rs.alert.LastError != p.Error() {
 			panics = append(panics, p) // logged once for a run of the same panic
 		}
-		rs.apply(now, results[i].m, results[i].err)
+		rs.apply(now, results[i].m, results[i].annotations, results[i].err)
 		rs.alert.Silenced = e.silenced(rs.labels, wall)
 		rs.alert.ValidUntil = now.Add(e.validFor)
 		to := rs.alert.State
@@ -356,15 +358,19 @@ func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*
 	return trs
 }
 
-// measure calls the rule's condition, turning a panic into a
-// *PanicError.
-func measure(ctx context.Context, rs *ruleState, now time.Time) (m Measurement, err error) {
+// measure calls the rule's condition and renders the annotations with
+// what it measured, with no lock held, turning a panic into a
+// *PanicError: the default summary calls the condition's String method.
+func measure(ctx context.Context, rs *ruleState, now time.Time) (m Measurement, annotations map[string]string, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = newPanicError("condition of rule "+rs.rule.Name, v)
+			m, annotations, err = Measurement{}, nil, newPanicError("condition of rule "+rs.rule.Name, v)
 		}
 	}()
-	return rs.rule.Condition.Measure(ctx, now)
+	if m, err = rs.rule.Condition.Measure(ctx, now); err != nil {
+		return m, nil, err
+	}
+	return m, rs.tmpl.render(&rs.rule, rs.labels, m), nil
 }
 
 // runHook calls a hook, logging a panic with its stack.
@@ -386,9 +392,9 @@ func (e *Evaluator) runHook(ctx context.Context, h Hook, a Alert, fire bool) {
 	}
 }
 
-// apply moves the rule's state with a new measurement, as Prometheus's
-// alerting rules do.
-func (rs *ruleState) apply(now time.Time, m Measurement, err error) {
+// apply moves the rule's state with a new measurement and the annotations
+// rendered from it, as Prometheus's alerting rules do.
+func (rs *ruleState) apply(now time.Time, m Measurement, annotations map[string]string, err error) {
 	a := &rs.alert
 	a.LastEval = now
 	if err != nil {
@@ -397,7 +403,7 @@ func (rs *ruleState) apply(now time.Time, m Measurement, err error) {
 	}
 	a.LastError = ""
 	a.Value, a.Threshold, a.Unit, a.Samples, a.Detail = m.Value, m.Threshold, m.Unit, m.Samples, m.Detail
-	a.Annotations = rs.tmpl.render(&rs.rule, rs.labels, m)
+	a.Annotations = annotations
 	rs.recent.push(Point{Time: now, Value: m.Value})
 	if a.InsufficientData = m.Samples < rs.rule.MinSamples; a.InsufficientData {
 		return

@@ -848,3 +848,40 @@ func TestSilencesReadTheClockUnderEvaluateAt(t *testing.T) {
 		assert.Empty(t, e.Silences())
 	})
 }
+
+// describedCond is a condition that describes itself, and whose
+// description panics once broken is set.
+type describedCond struct {
+	switchCond
+	broken atomic.Bool
+}
+
+func (c *describedCond) String() string {
+	if c.broken.Load() {
+		panic("description broken")
+	}
+	return "described"
+}
+
+func TestConditionDescriptionPanicIsAnError(t *testing.T) {
+	var logs bytes.Buffer
+	cond := &describedCond{switchCond: switchCond{samples: 100}}
+	cond.Set(true)
+	e, err := andon.NewEvaluator(andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	require.NoError(t, err)
+	cond.broken.Store(true) // the default summary is made from the description
+	require.NotPanics(t, func() { e.EvaluateAt(context.Background(), t0) })
+
+	// The evaluator is still usable: its lock was not left held.
+	a, _ := e.Alert("R")
+	assert.Equal(t, andon.Inactive, a.State, "a failed evaluation leaves the state as it was")
+	assert.Equal(t, "andon: panic in condition of rule R: description broken", a.LastError)
+	assert.Contains(t, logs.String(), `msg="andon: condition panicked"`)
+	cond.broken.Store(false)
+	e.EvaluateAt(context.Background(), t0.Add(time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, andon.Firing, a.State)
+	assert.Equal(t, "described is 10% (threshold 5%)", a.Annotations["summary"])
+	require.NoError(t, e.Shutdown(context.Background()))
+}
