@@ -73,8 +73,10 @@ type NotifyOptions struct {
 	// when it is longer, up to 5 minutes.
 	Backoff kanban.Backoff
 	// ResendInterval is how often firing alerts are re-sent to a
-	// Refresher (Alertmanager). Alerts carry ValidUntil four intervals
-	// ahead. Zero means one minute.
+	// Refresher (Alertmanager); they are re-sent no more often than the
+	// rules are evaluated. Alerts carry ValidUntil four times the longer of
+	// ResendInterval and EvaluatorOptions.Interval ahead, as Prometheus
+	// sets endsAt. Zero means one minute.
 	ResendInterval time.Duration
 }
 

@@ -666,6 +666,23 @@ func TestDefaultResendInterval(t *testing.T) {
 	assert.Equal(t, t0.Add(5*time.Minute), a.ValidUntil, "four resend intervals ahead")
 }
 
+func TestValidUntilFollowsTheLongerInterval(t *testing.T) {
+	cond := newSwitch()
+	cond.Set(true)
+	for _, c := range []struct {
+		interval, resend, want time.Duration
+	}{
+		{15 * time.Second, time.Minute, 4 * time.Minute},
+		{5 * time.Minute, time.Minute, 20 * time.Minute}, // evaluated less often than re-sent
+	} {
+		e := newEvaluator(t, andon.EvaluatorOptions{Interval: c.interval, Notify: andon.NotifyOptions{ResendInterval: c.resend},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		e.EvaluateAt(context.Background(), t0)
+		a, _ := e.Alert("R")
+		assert.Equal(t, t0.Add(c.want), a.ValidUntil, "Interval %v, ResendInterval %v", c.interval, c.resend)
+	}
+}
+
 // namedNotifier has a Name method that may return "".
 type namedNotifier struct {
 	recorder

@@ -96,9 +96,10 @@ type Alert struct {
 	// LastEval is the time of the last evaluation; zero before the first.
 	LastEval time.Time `json:"last_eval,omitzero"`
 	// ValidUntil is how long a receiver may consider a Firing alert active
-	// without hearing again: four resend intervals after LastEval, as
-	// Prometheus sets the endsAt it sends to Alertmanager, or the longest
-	// time.Duration after it when four intervals are longer.
+	// without hearing again: four times the longer of
+	// NotifyOptions.ResendInterval and EvaluatorOptions.Interval after
+	// LastEval, as Prometheus sets the endsAt it sends to Alertmanager, or
+	// the longest time.Duration after it when that is longer.
 	ValidUntil time.Time `json:"valid_until,omitzero"`
 	// GeneratorURL links back to where the alert is shown (the board).
 	GeneratorURL string `json:"generator_url,omitempty"`
