@@ -50,7 +50,7 @@
 // after KeepFiringFor, if set. Alerts carry Prometheus's timestamps
 // (ActiveAt, FiredAt, ResolvedAt, KeepFiringSince); History keeps the last
 // transitions. Silences mute the notifications of alerts that match label
-// matchers, for a while.
+// matchers, for a while; an alert sent firing before is still resolved.
 //
 // Hooks act on fire and resolve. StopLine(line) stops a jidoka Line when
 // a rule fires and restarts it when the rule resolves, if the line is

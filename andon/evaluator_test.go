@@ -347,6 +347,31 @@ func TestSilences(t *testing.T) {
 	})
 }
 
+func TestSilencedResolutionOfAnAlertSentFiringIsSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		rec := &recorder{}
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+		step := func(active bool) {
+			t.Helper()
+			cond.Set(active)
+			e.Evaluate(ctx)
+			require.NoError(t, e.Flush(ctx))
+			time.Sleep(time.Minute)
+		}
+		step(true) // sent firing
+		_, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Value: "A"}}, Duration: time.Hour})
+		require.NoError(t, err)
+		step(false) // the receiver holds it firing: it hears of the resolution
+		assert.Equal(t, []string{"A firing", "A resolved"}, rec.events())
+		step(true)  // fires, silenced: not sent
+		step(false) // nor is its resolution
+		assert.Equal(t, []string{"A firing", "A resolved"}, rec.events())
+	})
+}
+
 func TestSilenceIDsAreUnique(t *testing.T) {
 	// IDs name silences to people and to Expire: one that two silences
 	// share would expire the wrong one. Two evaluators (two replicas, or

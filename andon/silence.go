@@ -199,7 +199,9 @@ func (m Matcher) String() string {
 }
 
 // Silence mutes the notifications of the alerts whose labels match every
-// Matcher, from StartsAt until EndsAt. At least one Matcher must not match
+// Matcher, from StartsAt until EndsAt: they are not sent while they fire,
+// but the resolution of one sent firing before is, so that its receiver
+// does not hold it firing for good. At least one Matcher must not match
 // the empty value, as Alertmanager requires: {team!="payments"} alone
 // would mute every alert without a team. The board shows silenced alerts as
 // such; hooks still run.

@@ -77,8 +77,10 @@ type Alert struct {
 	Samples          uint64 `json:"samples"`
 	MinSamples       uint64 `json:"min_samples"`
 	InsufficientData bool   `json:"insufficient_data"`
-	// Silenced is true while a Silence matches the labels: the alert is
-	// not sent to notifiers (hooks still run).
+	// Silenced is true while a Silence matches the labels: a firing alert
+	// is not sent to notifiers (hooks still run). The resolution of an
+	// alert that was sent firing is sent all the same, as the receiver
+	// would otherwise hold it firing for good.
 	Silenced bool `json:"silenced"`
 	// LastError is the error of the last evaluation of the condition; the
 	// state did not change on it. Empty when the evaluation succeeded.
