@@ -18,7 +18,10 @@ type Decision struct {
 	Remaining int
 	// RetryAfter is, for a denied request, how long until the same request
 	// would pass if nothing else happened; InfDuration when it never can
-	// (more events than the burst, or a closed Limit). It is 0 when Allowed.
+	// (more events than the burst, or a closed Limit). During a Limiter's
+	// warm-up, more events than the step's Burst but no more than the full
+	// Burst can pass once the climb takes them: RetryAfter says when. It is
+	// 0 when Allowed.
 	RetryAfter time.Duration
 	// ResetAfter is how long until the key is full again; the key carries
 	// no information after it, so stores forget it then.

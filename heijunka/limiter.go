@@ -26,8 +26,11 @@ type LimiterOptions struct {
 //
 // A new Limiter starts full: Burst events may pass at once. A request for
 // more events than Burst can never pass (AllowN reports false, ReserveN is
-// not OK, WaitN fails at once). A closed Limit (Rate 0) admits nothing; an
-// Unlimited one admits everything.
+// not OK, WaitN fails at once), but during a warm-up: then one for no more
+// than the full Burst passes once the climb reaches a step whose Burst
+// takes it, a Decision's RetryAfter says when, and WaitN waits for that
+// step. A closed Limit (Rate 0) admits nothing; an Unlimited one admits
+// everything.
 //
 // The methods without a time read time.Now; each has a form taking the
 // time explicitly (AllowN, DecideN, ReserveN, SetLimitAt), a pure function
@@ -202,6 +205,15 @@ func (l *Limiter) decide(now int64, n int) Decision {
 		}
 		next, d := st.p.decide(tat, now, n)
 		if next == tat || st.tat.CompareAndSwap(tat, next) {
+			if d.RetryAfter == InfDuration && st.p.mode == modeFinite {
+				// More events than the Burst: a warm-up under way may
+				// reach a step that takes them.
+				if c := l.climb.Load(); c != nil {
+					if wait, _, ok := c.retryFor(&st.p, tat, now, n); ok {
+						d.RetryAfter = time.Duration(wait)
+					}
+				}
+			}
 			return d
 		}
 	}
@@ -381,46 +393,89 @@ func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 // context.DeadlineExceeded when its deadline has passed already; a
 // *LimitedError at once when n is negative, n exceeds the Burst of a
 // finite Limit, the Limit is closed, or the wait would outlast ctx's
-// deadline (nothing is booked then). An Unlimited Limit passes any n at
-// once.
+// deadline (nothing is booked then). During a warm-up, n above the
+// Burst of the step in force but not above the full Burst waits for the
+// step that takes n events, then books them under it. An Unlimited Limit
+// passes any n at once.
 func (l *Limiter) WaitN(ctx context.Context, n int) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	nowT := time.Now()
-	now := l.rel(nowT)
-	maxDelay := maxAhead
-	if dl, ok := ctx.Deadline(); ok {
-		maxDelay = int64(dl.Sub(nowT))
-		if maxDelay < 0 {
-			// Passed, though ctx has not said so yet: its error is the
-			// one that will be, not a limit the events may never pass.
-			return context.DeadlineExceeded
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-	}
-	var r Reservation
-	l.reserve(&r, now, n, maxDelay)
-	if !r.ok {
+		nowT := time.Now()
+		now := l.rel(nowT)
+		maxDelay := maxAhead
+		if dl, ok := ctx.Deadline(); ok {
+			maxDelay = int64(dl.Sub(nowT))
+			if maxDelay < 0 {
+				// Passed, though ctx has not said so yet: its error is the
+				// one that will be, not a limit the events may never pass.
+				return context.DeadlineExceeded
+			}
+		}
+		var r Reservation
+		l.reserve(&r, now, n, maxDelay)
+		if r.ok {
+			return r.wait(ctx, now)
+		}
 		d := Decision{RetryAfter: InfDuration}
 		if r.st != nil {
-			d.Limit = r.st.p.limit
-			if r.act > now && n <= r.st.p.burst {
+			p := &r.st.p
+			d.Limit = p.limit
+			switch {
+			case r.act > now && n <= p.burst:
 				d.RetryAfter = time.Duration(r.act - now)
+			case p.mode == modeFinite && n > p.burst:
+				// More events than the Burst: a warm-up under way may
+				// reach a step that takes them. Wait for that step, then
+				// book under it.
+				c := l.climb.Load()
+				if c == nil {
+					break
+				}
+				tat := r.st.tat.Load()
+				if tat == retired {
+					continue // the Limit changed: book under the new one
+				}
+				wait, begin, ok := c.retryFor(p, tat, now, n)
+				if !ok {
+					break
+				}
+				d.RetryAfter = time.Duration(wait)
+				if wait <= maxDelay && begin > now {
+					if err := sleep(ctx, time.Duration(begin-now)); err != nil {
+						return err
+					}
+					continue
+				}
 			}
 		}
 		return &LimitedError{Name: l.name, Decision: d}
 	}
+}
+
+// wait waits for the events of r, booked at now, to act, or cancels them
+// when ctx ends first and returns its error.
+func (r *Reservation) wait(ctx context.Context, now int64) error {
 	delay := r.delay(now)
 	if delay == 0 {
 		return nil
 	}
-	t := time.NewTimer(delay)
+	if err := sleep(ctx, delay); err != nil {
+		r.Cancel()
+		return err
+	}
+	return nil
+}
+
+// sleep waits for d to pass, or returns ctx's error when it ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		r.Cancel()
 		return ctx.Err()
 	}
 }

@@ -32,7 +32,10 @@ type WarmUpOptions struct {
 // of the Limiter checks whether the climb has reached a new step and, if
 // so, sets that step's limit (as SetLimit does: recent events still
 // count). Outside a climb this costs one atomic load per call. A climb ends
-// at full, or when SetLimit sets a limit of its own.
+// at full, or when SetLimit sets a limit of its own. A request for more
+// events than a step's Burst, but no more than the full Burst, passes once
+// the climb reaches a step that takes it: DecideN's RetryAfter says when,
+// and WaitN waits for it.
 //
 // Everything is a function of the time the Limiter's calls are made at, so
 // the explicit-time methods (AllowN, StartAt, ...) make a climb
@@ -193,6 +196,79 @@ func (c *climb) limitAt(step int64) Limit {
 		}
 	}
 	return l
+}
+
+// retryFor is, for a request of n events more than the Burst of the Limit
+// p in force at now, with the schedule tat, how long until the climb lets
+// it pass if nothing else happens; and when the first step whose Burst
+// takes n events begins. ok is false when no step takes them (more than
+// the full Burst), or not before the Limiter's clock stops (nowBound).
+func (c *climb) retryFor(p *params, tat, now int64, n int) (wait, begin int64, ok bool) {
+	if n > c.full.Burst {
+		return 0, 0, false
+	}
+	// A call at t reaches the step of t and converts the schedule to it
+	// then: whether it passes rises with t, as the debt falls and the
+	// Burst climbs. It passes once the climb is over and the schedule
+	// has run out, if not before: the first t that passes is found by
+	// bisection.
+	end := nowBound
+	if c.over <= nowBound-c.start {
+		end = c.start + c.over
+	}
+	hi := min(max(end, tat, now), nowBound)
+	if !c.passesAt(p, tat, hi, n) {
+		return 0, 0, false
+	}
+	lo := now
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if c.passesAt(p, tat, mid, n) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	wait = lo - now
+	// The steps' Bursts rise with the steps (see limitAt), and the last
+	// step's is the full Burst.
+	first, last := int64(0), c.steps
+	for first < last {
+		mid := first + (last-first)/2
+		if c.limitAt(mid).Burst >= n {
+			last = mid
+		} else {
+			first = mid + 1
+		}
+	}
+	begin, ok = c.begins(first)
+	return wait, begin, ok
+}
+
+// passesAt reports whether n events would pass at t, the first call since
+// the schedule tat under p was booked: the call sets the limit of the step
+// the climb has reached at t, carrying the debt over.
+func (c *climb) passesAt(p *params, tat, t int64, n int) bool {
+	np, err := c.limitAt(c.stepAt(t)).params()
+	if err != nil {
+		return false // not reached: every step's Limit is valid
+	}
+	_, d := np.decide(carry(p, &np, tat, t), t, n)
+	return d.Allowed
+}
+
+// begins returns when step s begins: the first nanosecond stepAt places in
+// it, s·Over/Steps rounded up. ok is false when that is past nowBound,
+// which the Limiter's clock never passes.
+func (c *climb) begins(s int64) (at int64, ok bool) {
+	// s·over + steps - 1 < steps·2^64: the quotient fits in 64 bits.
+	hi, lo := bits.Mul64(uint64(s), uint64(c.over))
+	lo, cy := bits.Add64(lo, uint64(c.steps-1), 0)
+	q, _ := bits.Div64(hi+cy, lo, uint64(c.steps))
+	if q > uint64(nowBound-c.start) {
+		return 0, false
+	}
+	return c.start + int64(q), true
 }
 
 // tick sets the limit of the step the climb c has reached at now, if it

@@ -282,3 +282,80 @@ func TestWarmUpTakesAllOfOver(t *testing.T) {
 		})
 	}
 }
+
+// TestWarmUpRetryAfterForMoreThanTheStepsBurst: during a climb, a request
+// for more events than the step's Burst but no more than the full Burst
+// passes once the climb reaches a step whose Burst takes it. Its Decision
+// says when, not that it never can, and WaitN waits for that step.
+func TestWarmUpRetryAfterForMoreThanTheStepsBurst(t *testing.T) {
+	full := heijunka.Limit{Rate: 100, Burst: 100}
+	start := func(t *testing.T) *heijunka.Limiter {
+		lim := newLimiter(t, full)
+		// Step s begins at s seconds, with a Burst of 10+9s: 20 events
+		// fit from step 2 on.
+		w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+		require.NoError(t, err)
+		require.NoError(t, w.StartAt(t0))
+		return lim
+	}
+
+	t.Run("full", func(t *testing.T) {
+		d := start(t).DecideN(t0, 20)
+		assert.False(t, d.Allowed)
+		assert.Equal(t, 2*time.Second, d.RetryAfter, "when step 2 begins")
+
+		lim := start(t)
+		assert.False(t, lim.AllowN(t0.Add(2*time.Second-1), 20), "not before")
+		assert.True(t, lim.AllowN(t0.Add(2*time.Second), 20), "then")
+	})
+
+	t.Run("in debt", func(t *testing.T) {
+		// Three reservations of 10 at 10/s: the schedule is 3 s ahead, and
+		// 1 s of it (10 events) is still owed when step 2 begins.
+		book := func(lim *heijunka.Limiter) {
+			for range 3 {
+				require.True(t, lim.ReserveN(t0, 10).OK())
+			}
+		}
+		lim := start(t)
+		book(lim)
+		d := lim.DecideN(t0, 20)
+		assert.False(t, d.Allowed)
+		require.Greater(t, d.RetryAfter, 2*time.Second, "step 2, then the debt")
+		require.Less(t, d.RetryAfter, 3*time.Second, "refilled at step 2's rate")
+
+		lim = start(t)
+		book(lim)
+		assert.False(t, lim.AllowN(t0.Add(d.RetryAfter-1), 20), "not before")
+		lim = start(t)
+		book(lim)
+		assert.True(t, lim.AllowN(t0.Add(d.RetryAfter), 20), "then")
+	})
+
+	t.Run("more than full", func(t *testing.T) {
+		d := start(t).DecideN(t0, 101)
+		assert.Equal(t, heijunka.InfDuration, d.RetryAfter, "no step takes more than the full Burst")
+	})
+
+	t.Run("WaitN", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			lim := newLimiter(t, full)
+			w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+			require.NoError(t, err)
+			require.NoError(t, w.Start())
+			begin := time.Now()
+
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err = lim.WaitN(ctx, 20)
+			cancel()
+			var le *heijunka.LimitedError
+			require.ErrorAs(t, err, &le, "step 2 comes after the deadline")
+			assert.Equal(t, 2*time.Second, le.RetryAfter())
+			assert.Equal(t, begin, time.Now(), "and WaitN said so at once")
+
+			require.NoError(t, lim.WaitN(context.Background(), 20))
+			assert.Equal(t, 2*time.Second, time.Since(begin), "WaitN waited for step 2")
+			assert.Equal(t, 28, lim.Limit().Burst)
+		})
+	})
+}
