@@ -38,9 +38,10 @@ type LevelerOptions[T any] struct {
 // Leveler interleaves work from many keys fairly, by deficit round robin:
 // each key with waiting items takes its turn, and a turn serves items
 // until their cost uses up the key's credit (its weight per round, plus
-// what it did not use last time it was served). A key sending a hundred
-// times more than the others does not slow them down: it only fills its
-// own bounded backlog, and Push tells it so with ErrBacklogFull.
+// what it did not use last time it was served). A key that starts waiting
+// takes its first turn after the keys waiting already. A key sending a
+// hundred times more than the others does not slow them down: it only
+// fills its own bounded backlog, and Push tells it so with ErrBacklogFull.
 //
 // Push and Pop never block; Next waits for an item. No goroutine runs in
 // the background. Make one with NewLeveler; the zero Leveler is not
@@ -53,7 +54,7 @@ type Leveler[T any] struct {
 
 	mu     sync.Mutex
 	keys   map[string]*levelKey[T]
-	active []*levelKey[T] // keys with items, in turn order; active[head] is served
+	active []*levelKey[T] // keys with items, in turn order from head, round and round; active[head] is served
 	head   int
 	n      int
 	ready  chan struct{} // signalled when items arrive
@@ -127,7 +128,16 @@ func (l *Leveler[T]) Push(key string, item T) error {
 	k.items[(k.first+k.count)%len(k.items)] = levelItem[T]{item, c}
 	k.count++
 	if k.count == 1 {
-		l.active = append(l.active, k)
+		// A key that starts waiting takes its turn after every key waiting
+		// already, including those whose turn came this round: it goes
+		// last in the rotation, just before the key whose turn is next.
+		// (Put at the end of the slice, it went first whenever the turn
+		// had come to the end, and keys new at each Pop starved the rest.)
+		if l.head >= len(l.active) {
+			l.head = 0
+		}
+		l.active = slices.Insert(l.active, l.head, k)
+		l.head++
 	}
 	l.n++
 	l.mu.Unlock()

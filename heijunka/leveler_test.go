@@ -405,3 +405,101 @@ func TestLevelerNextCanceledPassesTheWakeUpOn(t *testing.T) {
 		}
 	})
 }
+
+// TestLevelerNewKeysDoNotStarveAWaitingKey: a key that starts waiting
+// takes its turn after the keys waiting already. Here one key has a
+// backlog and every Pop is followed by a Push of a key new to the
+// Leveler, as many customers sending one request each do: the waiting key
+// is still served every other item or so. A new key put at the end of the
+// rotation's slice, where the turn had just come to, went before it every
+// time, and it was never served again.
+func TestLevelerNewKeysDoNotStarveAWaitingKey(t *testing.T) {
+	l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{})
+	require.NoError(t, err)
+	for i := range 3 {
+		require.NoError(t, l.Push("waiting", i))
+	}
+	var order []string
+	for i := range 12 {
+		key, _, ok := l.Pop()
+		require.True(t, ok)
+		order = append(order, key)
+		require.NoError(t, l.Push("new"+strconv.Itoa(i), i))
+	}
+	assert.Equal(t, []string{"waiting", "new0", "waiting", "new1", "new2", "waiting", "new3", "new4", "new5", "new6", "new7", "new8"}, order)
+}
+
+// TestLevelerTurnsInArrivalOrder: keys becoming active while others are
+// served, by Pops and Pushes in a drawn order, take their turns in the
+// order of a deficit round robin whose active list is a queue: a key whose
+// turn ends goes to its back, and so does a key that starts waiting.
+func TestLevelerTurnsInArrivalOrder(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		weights := map[string]int{}
+		l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{
+			Weight: func(key string) int { return weights[key] },
+			Cost:   func(c int) int { return c },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type mkey struct {
+			name   string
+			items  []int
+			credit int
+			inTurn bool
+		}
+		var queue []*mkey // the model's active list; queue[0]'s turn is now
+		byName := map[string]*mkey{}
+		for step := range rapid.IntRange(1, 60).Draw(t, "steps") {
+			if rapid.Bool().Draw(t, "push") {
+				key := "k" + strconv.Itoa(rapid.IntRange(0, 5).Draw(t, "key"))
+				if _, ok := weights[key]; !ok {
+					weights[key] = rapid.IntRange(1, 3).Draw(t, "weight")
+				}
+				cost := rapid.IntRange(1, 6).Draw(t, "cost")
+				if err := l.Push(key, cost); err != nil {
+					t.Fatal(err)
+				}
+				k := byName[key]
+				if k == nil {
+					k = &mkey{name: key}
+					byName[key] = k
+					queue = append(queue, k)
+				}
+				k.items = append(k.items, cost)
+				continue
+			}
+			key, cost, ok := l.Pop()
+			if len(queue) == 0 {
+				if ok {
+					t.Fatalf("step %d: Pop found %s:%d in an empty Leveler", step, key, cost)
+				}
+				continue
+			}
+			var want *mkey
+			for want == nil {
+				k := queue[0]
+				if !k.inTurn {
+					k.credit += weights[k.name]
+					k.inTurn = true
+				}
+				if k.items[0] <= k.credit {
+					want = k
+					break
+				}
+				k.inTurn = false
+				queue = append(queue[1:], k)
+			}
+			if !ok || key != want.name || cost != want.items[0] {
+				t.Fatalf("step %d: Pop gave %s:%d (%v), want %s:%d", step, key, cost, ok, want.name, want.items[0])
+			}
+			want.credit -= cost
+			want.items = want.items[1:]
+			if len(want.items) == 0 {
+				queue = queue[1:]
+				delete(byName, want.name)
+			}
+		}
+	})
+}
