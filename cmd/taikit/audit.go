@@ -35,8 +35,9 @@ the -expect hash.
 
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
 2 when the command is called wrongly (no FILE, a FILE given twice, a bad
-flag, an unreadable -key-file, a key that is too short, a -genesis or
--expect that is not a hash) or cannot write its result.`
+flag, a flag given an empty value, an unreadable -key-file, a key that is
+too short, a -genesis or -expect that is not a hash) or cannot write its
+result.`
 
 func auditVerifyCommand() *command {
 	return &command{
@@ -53,6 +54,9 @@ func auditVerifyCommand() *command {
 			fs.StringVar(&opts.Expect, "expect", "", "a `HASH` that must be in the files: one the service published from\n"+
 				"kaizen.Audit.Last; when it is missing, lines were cut from the end")
 			return func(path string, files []string, stdout, stderr io.Writer) int {
+				if err := emptyFlag(fs, "key-file", "genesis", "expect"); err != nil {
+					return usageError(stderr, path, "%v", err)
+				}
 				if len(files) == 0 {
 					return usageError(stderr, path, "no FILE to verify")
 				}

@@ -177,3 +177,17 @@ func TestAuditVerifyResultNotWritten(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Equal(t, "taikit audit verify: writing the result: no space left on device\n", stderr.String())
 }
+
+// An empty value given to -key-file or -expect, as "-key-file $KEY" gives
+// with KEY unset, is refused, not taken for the flag left out: a trail
+// rewritten without the key, or cut short, verified as if neither had
+// been asked for.
+func TestAuditVerifyRefusesEmptyFlagValues(t *testing.T) {
+	f := newFixture(t)
+	runCLICases(t, []cliCase{
+		{"empty key file", []string{"audit", "verify", "-key-file", "", f.plain}, 2, "", "taikit audit verify: -key-file: empty FILE\n"},
+		{"empty key file, with =", []string{"audit", "verify", "-key-file=", f.plain}, 2, "", "taikit audit verify: -key-file: empty FILE\n"},
+		{"empty expect", []string{"audit", "verify", "-key-file", f.keyFile, f.one, "-expect", ""}, 2, "", "taikit audit verify: -expect: empty HASH\n"},
+		{"empty genesis", []string{"audit", "verify", "-key-file", f.keyFile, "-genesis", "", f.one}, 2, "", "taikit audit verify: -genesis: empty HASH\n"},
+	})
+}

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -168,6 +169,22 @@ func (c *command) leafHelp(w io.Writer, path string, fs *flag.FlagSet) {
 func usageError(stderr io.Writer, path, format string, args ...any) int {
 	fmt.Fprintf(stderr, "%s: %s\nRun \"%s -h\" for help.\n", path, fmt.Sprintf(format, args...), path)
 	return exitUsage
+}
+
+// emptyFlag returns an error naming the first of the flags names that
+// was given an empty value, as "-key-file $KEY" gives with KEY unset, and
+// nil if none was. Their default is the empty string, the flag left out:
+// taken for it, an empty value would silently skip what was asked for,
+// such as the key a trail was written with.
+func emptyFlag(fs *flag.FlagSet, names ...string) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err == nil && f.Value.String() == "" && slices.Contains(names, f.Name) {
+			name, _ := flag.UnquoteUsage(f)
+			err = fmt.Errorf("-%s: empty %s", f.Name, name)
+		}
+	})
+	return err
 }
 
 // distinctFiles returns an error naming a file of paths given twice, by
