@@ -167,6 +167,10 @@ func validate(o options, rounds int, baseline, serve string) error {
 		// Each client's interval would round to nothing: a closed loop
 		// reported as a fixed rate.
 		return fmt.Errorf("-rate %v: over a payment a nanosecond for each of -c %d clients", o.rate, o.clients)
+	case o.rate > 0 && float64(o.clients)/o.rate*float64(time.Second) >= math.MaxInt64:
+		// Each client's interval would overflow a time.Duration, which
+		// wraps to a negative one: a closed loop reported as a fixed rate.
+		return fmt.Errorf("-rate %v: each of -c %d clients would send less than a payment in 292 years", o.rate, o.clients)
 	case serve != "" && baseline != "":
 		return fmt.Errorf("-serve-baseline %s and -baseline %s: serve the baseline in one process and drive it from another", serve, baseline)
 	}

@@ -520,6 +520,10 @@ func TestFlagsRefusedByName(t *testing.T) {
 		{down + "-rate NaN", "-rate NaN"},
 		{down + "-rate +Inf", "-rate +Inf"},
 		{down + "-rate 1e300", "-rate 1e+300"},
+		// A client's interval would overflow a time.Duration and wrap to
+		// a negative one: a closed loop, reported as a fixed rate.
+		{down + "-rate 1e-9", "-rate 1e-09"},
+		{down + "-c 1 -rate 1e-10", "-rate 1e-10"},
 		{down + "-serve-baseline 127.0.0.1:0 -baseline http://127.0.0.1:1", "-serve-baseline"},
 	} {
 		// The timeout guards against a flag taken and a server served for good.
