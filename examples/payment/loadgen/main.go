@@ -220,9 +220,16 @@ rounds:
 	s, b := merge(svc), merge(base)
 	fmt.Fprintf(w, "\nservice   %s\n", s.summary())
 	fmt.Fprintf(w, "baseline  %s\n", b.summary())
+	if b.decisions() == 0 {
+		// Nothing to divide by: a baseline that turns every payment
+		// away, or is not the baseline at all.
+		fmt.Fprintln(w, "service / baseline: throughput not known: the baseline decided no payment")
+		s.print(w)
+		return nil
+	}
 	fmt.Fprintf(w, "service / baseline: throughput %.2f×", s.rate()/b.rate())
 	switch ratio := float64(s.quantile(0.99)) / float64(b.quantile(0.99)); {
-	case len(s.latencies) == 0 || len(b.latencies) == 0:
+	case len(s.latencies) == 0:
 	case b.bound(0.99):
 		fmt.Fprint(w, ", p99 not known (the baseline's is a lower bound)")
 	case s.bound(0.99):

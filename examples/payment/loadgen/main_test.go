@@ -801,3 +801,39 @@ func TestRunReportsItsPauses(t *testing.T) {
 		t.Errorf("the report does not say how long the clients paused:\n%s", out.String())
 	}
 }
+
+// TestCompareWithABaselineThatDecidesNothing: a -baseline that answers
+// every payment with a fast 503 (or a 404: not the baseline at all) has no
+// throughput to divide by; the ratio is not known, not +Inf or NaN.
+func TestCompareWithABaselineThatDecidesNothing(t *testing.T) {
+	refusing := func(code int) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/payment" {
+				return
+			}
+			w.WriteHeader(code)
+			w.Write([]byte(`{"status":"FAILED","error":{"code":"line_stopped"}}`))
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	for _, tc := range []struct {
+		name string
+		svc  string
+	}{
+		{"the service decides", httptest.NewServer(fraudAware()).URL},
+		{"neither decides", refusing(http.StatusServiceUnavailable).URL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			o := options{url: tc.svc, clients: 2, duration: 100 * time.Millisecond, customers: 10}
+			if err := compare(context.Background(), o, refusing(http.StatusServiceUnavailable).URL, 1, &out); err != nil {
+				t.Fatalf("compare: %v\n%s", err, out.String())
+			}
+			s := out.String()
+			if !strings.Contains(s, "service / baseline: throughput not known: the baseline decided no payment\n") || strings.Contains(s, "Inf") || strings.Contains(s, "NaN") {
+				t.Fatalf("output:\n%s", s)
+			}
+		})
+	}
+}
