@@ -515,12 +515,11 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 					r.lastErr = err
 					continue
 				}
-				if err != nil {
-					if ctx.Err() == nil {
-						r.errors++
-						r.lastErr = err
-					} else if interval > 0 {
-						next = t0 // cut off by the end: still owed
+				if err != nil && ctx.Err() != nil {
+					// Cut off by the end of the run, not a transport
+					// error: owed, and no pause follows.
+					if interval > 0 {
+						next = t0 // still owed, counted as the client stops
 					} else {
 						// In flight when the run ended: owed, as at a
 						// fixed rate, not dropped.
@@ -530,6 +529,11 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 						}
 						r.owed, r.oldestOwed = 1, max(0, stopped.Sub(t0))
 					}
+					return
+				}
+				if err != nil {
+					r.errors++
+					r.lastErr = err
 					// A service that is down refuses a connection at once:
 					// wait before the next, longer while it stays down,
 					// rather than spin on the CPU it would restart on. With

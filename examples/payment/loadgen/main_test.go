@@ -837,3 +837,24 @@ func TestCompareWithABaselineThatDecidesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestRunEndsWithoutAPause: a payment cut off in flight by the end of the
+// run is owed, not a transport error, and is followed by no pause; counted
+// as one, the report said the clients waited after transport errors in a
+// run that had none.
+func TestRunEndsWithoutAPause(t *testing.T) {
+	srv := stallingServer(t, 2)
+	o := options{url: srv.URL, clients: 2, duration: 100 * time.Millisecond, customers: 10}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.errors != 0 || rep.owed != 2 || rep.paused != 0 {
+		t.Fatalf("%d transport errors, %d owed, paused %v", rep.errors, rep.owed, rep.paused)
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	if strings.Contains(out.String(), "clients waited") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+}
