@@ -49,10 +49,11 @@ counted but is not a change.
 
 Exit status: 0 when the candidate decides every replayed decision as
 recorded; 1 when it changes a verdict or cannot judge a recorded decision;
-2 when the command is called wrongly or cannot run: a bad flag, a trail
-file given twice, a rule file that does not parse or compile, an -amount
-that does not compile, a file that cannot be read, a line that is not an
-audit trail entry, or no decision to replay at all.`
+2 when the command is called wrongly or cannot run: a bad flag, a flag
+given an empty value, a trail file given twice, a rule file that does not
+parse or compile, an -amount that does not compile, a file that cannot be
+read, a line that is not an audit trail entry, or no decision to replay
+at all.`
 
 // maxWorkers bounds -workers: each worker keeps up to four batches of
 // lines in memory, and far more than the CPUs only adds to that (a
@@ -90,6 +91,9 @@ func backtestCommand() *command {
 			fs.IntVar(&opts.Workers, "workers", 0, "decode and judge with `N` goroutines, at most 256 (default one per CPU)")
 			asJSON := fs.Bool("json", false, "write the report as JSON")
 			return func(path string, args []string, stdout, stderr io.Writer) int {
+				if err := emptyFlag(fs, "labels", "amount", "kind", "policy"); err != nil {
+					return usageError(stderr, path, "%v", err)
+				}
 				switch {
 				case len(args) > 0:
 					return usageError(stderr, path, "unexpected argument %q; trail files are given with -audit", args[0])

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -362,4 +363,23 @@ func TestReadLabelsSkipsAByteOrderMark(t *testing.T) {
 	ids, err = readLabels(path)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]bool{"pay-1": true}, ids, "a comment on the first line is a comment")
+}
+
+// An empty value given to a flag, as "-labels $LABELS" gives with LABELS
+// unset, is refused, not taken for the flag left out: the report left out
+// the precision and recall asked for, or replayed every kind or policy,
+// and said nothing of it.
+func TestBacktestRefusesEmptyFlagValues(t *testing.T) {
+	f := newBacktestFixture(t)
+	base := []string{"backtest", "-rules", f.cand, "-audit", f.trailA}
+	for _, c := range []struct {
+		flag, name string
+	}{{"-labels", "FILE"}, {"-amount", "EXPR"}, {"-kind", "KIND"}, {"-policy", "POLICY"}} {
+		t.Run(c.flag, func(t *testing.T) {
+			code, stdout, stderr := runCLI(append(slices.Clone(base), c.flag, "")...)
+			assert.Equal(t, 2, code)
+			assert.Empty(t, stdout)
+			assert.Equal(t, "taikit backtest: "+c.flag+": empty "+c.name+"\nRun \"taikit backtest -h\" for help.\n", stderr)
+		})
+	}
 }
