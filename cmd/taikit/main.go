@@ -17,8 +17,8 @@
 // "taikit audit verify -h". The exit status is 0 on success, 1 when the
 // command ran and found a problem (an audit trail that does not verify, a
 // rule file that changes decisions), and 2 when it was called wrongly (an
-// unknown command, a bad flag), could not write its result or, for
-// backtest, could not run.
+// unknown command, a bad flag), could not write its result (or the help
+// asked for) or, for backtest, could not run.
 //
 // In a clone of the repository, run it with "go run ./cmd/taikit" or
 // install it with "go install ./cmd/taikit". Its go.mod points at the
@@ -96,8 +96,7 @@ func (c *command) run(parent string, args []string, stdout, stderr io.Writer) in
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
-		c.groupHelp(stdout, path)
-		return exitOK
+		return helpWritten(stderr, path, c.groupHelp(stdout, path))
 	}
 	for _, sub := range c.subs {
 		if sub.name == args[0] {
@@ -109,12 +108,43 @@ func (c *command) run(parent string, args []string, stdout, stderr io.Writer) in
 	return exitUsage
 }
 
-func (c *command) groupHelp(w io.Writer, path string) {
-	fmt.Fprintf(w, "%s: %s\n\nusage: %s <command> ...\n\ncommands:\n", path, c.summary, path)
+// groupHelp writes the help of a group to w, and returns the first error
+// writing it.
+func (c *command) groupHelp(w io.Writer, path string) error {
+	ew := &errWriter{w: w}
+	fmt.Fprintf(ew, "%s: %s\n\nusage: %s <command> ...\n\ncommands:\n", path, c.summary, path)
 	for _, sub := range c.subs {
-		fmt.Fprintf(w, "  %-10s %s\n", sub.name, sub.summary)
+		fmt.Fprintf(ew, "  %-10s %s\n", sub.name, sub.summary)
 	}
-	fmt.Fprintf(w, "\nRun \"%s <command> -h\" for the help of a command.\n", path)
+	fmt.Fprintf(ew, "\nRun \"%s <command> -h\" for the help of a command.\n", path)
+	return ew.err
+}
+
+// helpWritten returns the exit status of help asked for, written with
+// err: exitOK, or exitUsage after saying on stderr that it could not be
+// written, as for a result.
+func helpWritten(stderr io.Writer, path string, err error) int {
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: writing the help: %v\n", path, err)
+		return exitUsage
+	}
+	return exitOK
+}
+
+// errWriter writes to w and keeps the first error; after it, it writes
+// nothing more.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
 }
 
 func (c *command) runLeaf(path string, args []string, stdout, stderr io.Writer) int {
@@ -124,8 +154,7 @@ func (c *command) runLeaf(path string, args []string, stdout, stderr io.Writer) 
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			c.leafHelp(stdout, path, fs)
-			return exitOK
+			return helpWritten(stderr, path, c.leafHelp(stdout, path, fs))
 		}
 		return usageError(stderr, path, "%v", err)
 	}
@@ -156,12 +185,16 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func (c *command) leafHelp(w io.Writer, path string, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: %s %s\n\n%s\n", path, c.args, c.doc)
-	fmt.Fprintln(w, "\nflags:")
-	fs.SetOutput(w)
+// leafHelp writes the help of a leaf to w, and returns the first error
+// writing it.
+func (c *command) leafHelp(w io.Writer, path string, fs *flag.FlagSet) error {
+	ew := &errWriter{w: w}
+	fmt.Fprintf(ew, "usage: %s %s\n\n%s\n", path, c.args, c.doc)
+	fmt.Fprintln(ew, "\nflags:")
+	fs.SetOutput(ew)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
+	return ew.err
 }
 
 // usageError prints what was wrong with how command path was called and

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -61,6 +62,20 @@ func TestCommandTree(t *testing.T) {
 			if c.noStdout {
 				assert.Empty(t, stdout)
 			}
+		})
+	}
+}
+
+// Help asked for and not written (a full disk, a closed pipe) is not a
+// success either: exit status 2, as for a result not written.
+func TestHelpNotWritten(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"audit", "help"}, {"audit", "verify", "-h"}, {"backtest", "-help"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var stderr strings.Builder
+			code := run(args, failWriter{}, &stderr)
+			assert.Equal(t, 2, code)
+			path := strings.Join(append([]string{"taikit"}, args[:len(args)-1]...), " ")
+			assert.Equal(t, path+": writing the help: no space left on device\n", stderr.String())
 		})
 	}
 }
