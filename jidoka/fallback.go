@@ -12,11 +12,16 @@ type FallbackOptions struct {
 	// Name names the fallback in tai hooks.
 	Name string
 	// When chooses the errors Fallback replaces. Nil means every error
-	// but context.Canceled (a caller that gave up wants no answer) and a
-	// panic, a *tai.PanicError or a *PanicError (a defect to fix, not a
-	// failure to degrade from: a tai pipeline turns an action's panic into
-	// a *tai.PanicError, and the signal fails with it, as a panic goes on
-	// through Do alone).
+	// but two kinds. The errors of a caller that gave up, which wants no
+	// answer: context.Canceled, and any error once the context given to
+	// Do has been canceled (a Retry inside the Fallback returns the last
+	// call's error when the caller cancels its wait, and an action may
+	// answer a cancellation with an error of its own); a deadline that
+	// passed is a failure to degrade from. And a panic, a *tai.PanicError
+	// or a *PanicError (a defect to fix, not a failure to degrade from: a
+	// tai pipeline turns an action's panic into a *tai.PanicError, and
+	// the signal fails with it, as a panic goes on through Do alone). A
+	// When of your own is asked about every error, whatever the context.
 	When func(err error) bool
 	// Func is what the error is replaced by: its result is what Do
 	// returns, nil to make the call a success. It gets the context of the
@@ -46,7 +51,7 @@ type FallbackOptions struct {
 // the action. Make one with NewFallback; the zero Fallback is not usable.
 type Fallback struct {
 	name string
-	when func(error) bool
+	when func(error) bool // nil: the default, which asks the context too
 	fn   func(context.Context, error) error
 }
 
@@ -56,17 +61,13 @@ func NewFallback(opts FallbackOptions) (*Fallback, error) {
 	if opts.Func == nil {
 		return nil, errors.New("jidoka: FallbackOptions.Func is nil")
 	}
-	when := opts.When
-	if when == nil {
-		when = degradable
-	}
-	return &Fallback{name: opts.Name, when: when, fn: opts.Func}, nil
+	return &Fallback{name: opts.Name, when: opts.When, fn: opts.Func}, nil
 }
 
-// degradable is the default When: every error but a cancellation and a
-// panic.
-func degradable(err error) bool {
-	if errors.Is(err, context.Canceled) {
+// degradable is the default When: every error but a cancellation, one
+// that ends a call whose ctx was canceled, and a panic.
+func degradable(ctx context.Context, err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
 		return false
 	}
 	var tp *tai.PanicError
@@ -81,8 +82,17 @@ func (f *Fallback) Name() string { return f.name }
 // chooses.
 func (f *Fallback) Do(ctx context.Context, fn func(context.Context) error) error {
 	err := fn(ctx)
-	if err != nil && f.when(err) {
-		return f.fn(ctx, err)
+	if err == nil {
+		return nil
 	}
-	return err
+	var replace bool
+	if f.when != nil {
+		replace = f.when(err)
+	} else {
+		replace = degradable(ctx, err)
+	}
+	if !replace {
+		return err
+	}
+	return f.fn(ctx, err)
 }

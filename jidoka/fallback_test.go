@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -49,6 +51,44 @@ func TestFallbackDefaultKeepsCancellation(t *testing.T) {
 	ctx := context.Background()
 	assert.NoError(t, f.Do(ctx, func(context.Context) error { return errFlaky }))
 	assert.ErrorIs(t, f.Do(ctx, func(context.Context) error { return context.Canceled }), context.Canceled)
+}
+
+// A caller that gave up gets no fallback, whatever error is left when it
+// did: a Retry inside the Fallback, as the guards are usually ordered,
+// returns the last call's error when the caller cancels during its wait,
+// and an action may answer a cancellation with an error of its own.
+func TestFallbackDefaultKeepsTheCallOfACallerThatGaveUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		called := 0
+		f, err := jidoka.NewFallback(jidoka.FallbackOptions{Func: func(context.Context, error) error { called++; return nil }})
+		require.NoError(t, err)
+		r, err := jidoka.NewRetry(jidoka.RetryOptions{
+			MaxAttempts: 3, BaseDelay: time.Second,
+			Jitter: func(d time.Duration) time.Duration { return d },
+		})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		time.AfterFunc(500*time.Millisecond, cancel) // during the wait before the first retry
+		calls := 0
+		err = f.Do(ctx, func(ctx context.Context) error {
+			return r.Do(ctx, func(context.Context) error { calls++; return errFlaky })
+		})
+		assert.Equal(t, 1, calls, "the retry was not made")
+		assert.Equal(t, errFlaky, err, "the error is returned as it is")
+		assert.Zero(t, called, "Func is not asked to answer a caller that gave up")
+
+		ctx, cancel = context.WithCancel(context.Background())
+		err = f.Do(ctx, func(context.Context) error { cancel(); return errFlaky })
+		assert.Equal(t, errFlaky, err)
+		assert.Zero(t, called)
+
+		ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		assert.NoError(t, f.Do(ctx, func(ctx context.Context) error { <-ctx.Done(); return errFlaky }),
+			"a caller's deadline that passed is a failure to degrade from")
+		assert.Equal(t, 1, called)
+	})
 }
 
 // In a pipeline the fallback turns the action's failure into a success
