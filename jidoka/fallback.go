@@ -12,16 +12,22 @@ type FallbackOptions struct {
 	// Name names the fallback in tai hooks.
 	Name string
 	// When chooses the errors Fallback replaces. Nil means every error
-	// but two kinds. The errors of a caller that gave up, which wants no
-	// answer: context.Canceled, and any error once the context given to
-	// Do has been canceled (a Retry inside the Fallback returns the last
-	// call's error when the caller cancels its wait, and an action may
-	// answer a cancellation with an error of its own); a deadline that
-	// passed is a failure to degrade from. And a panic, a *tai.PanicError
-	// or a *PanicError (a defect to fix, not a failure to degrade from: a
-	// tai pipeline turns an action's panic into a *tai.PanicError, and
-	// the signal fails with it, as a panic goes on through Do alone). A
-	// When of your own is asked about every error, whatever the context.
+	// but three kinds. The errors of a caller that gave up, which wants
+	// no answer: context.Canceled, and any error once the context given
+	// to Do has been canceled (a Retry inside the Fallback returns the
+	// last call's error when the caller cancels its wait, and an action
+	// may answer a cancellation with an error of its own); a deadline that
+	// passed is a failure to degrade from. A denial (tai.ErrDenied, as an
+	// action that asks another pipeline returns its *tai.DeniedError): a
+	// decision, not a failure, which a pipeline keeps as the outcome
+	// Denied. And a defect to fix, not a failure to degrade from: an
+	// invalid signal (tai.ErrInvalidSignal) or a panic, a *tai.PanicError
+	// or a *PanicError (a tai pipeline turns an action's panic into a
+	// *tai.PanicError, and the signal fails with it, as a panic goes on
+	// through Do alone). These are what Retryable does not retry either,
+	// but for ErrPermanent: a permanent failure may still be degraded
+	// from. A When of your own is asked about every error, whatever the
+	// context.
 	When func(err error) bool
 	// Func is what the error is replaced by: its result is what Do
 	// returns, nil to make the call a success. It gets the context of the
@@ -65,9 +71,11 @@ func NewFallback(opts FallbackOptions) (*Fallback, error) {
 }
 
 // degradable is the default When: every error but a cancellation, one
-// that ends a call whose ctx was canceled, and a panic.
+// that ends a call whose ctx was canceled, a denial, an invalid signal and
+// a panic.
 func degradable(ctx context.Context, err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
+	if errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) ||
+		errors.Is(err, tai.ErrDenied) || errors.Is(err, tai.ErrInvalidSignal) {
 		return false
 	}
 	var tp *tai.PanicError

@@ -91,6 +91,43 @@ func TestFallbackDefaultKeepsTheCallOfACallerThatGaveUp(t *testing.T) {
 	})
 }
 
+// A denial is a decision, not a failure to degrade from: an action that
+// asks another pipeline, whose policy denies, keeps the Denied outcome
+// under a Fallback without When, as it does without one. A signal that
+// pipeline found invalid is a defect to fix, and fails.
+func TestFallbackDefaultKeepsDenials(t *testing.T) {
+	called := false
+	f, err := jidoka.NewFallback(jidoka.FallbackOptions{Func: func(context.Context, error) error { called = true; return nil }})
+	require.NoError(t, err)
+	deny := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Deny, Policy: "fraud", Reason: "blacklisted"}, nil
+	})
+	charge := tai.ActionFunc[int, string](func(context.Context, tai.Signal[int]) (string, error) { return "charged", nil })
+	fraud, err := tai.New(deny, charge)
+	require.NoError(t, err)
+	action := tai.ActionFunc[int, string](func(ctx context.Context, s tai.Signal[int]) (string, error) {
+		res, err := fraud.Process(ctx, s)
+		return res.Value, err
+	})
+	p, err := tai.New(allowAll, action, tai.WithGuards(f))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.Signal[int]{ID: "s", Kind: "k"})
+	require.ErrorIs(t, err, tai.ErrDenied)
+	assert.Equal(t, tai.Denied, res.Outcome)
+	assert.False(t, called, "Func is not asked to answer a denial")
+
+	action = tai.ActionFunc[int, string](func(ctx context.Context, s tai.Signal[int]) (string, error) {
+		res, err := fraud.Process(ctx, tai.Signal[int]{ID: s.ID}) // no Kind
+		return res.Value, err
+	})
+	p, err = tai.New(allowAll, action, tai.WithGuards(f))
+	require.NoError(t, err)
+	res, err = p.Process(context.Background(), tai.Signal[int]{ID: "s", Kind: "k"})
+	require.ErrorIs(t, err, tai.ErrInvalidSignal)
+	assert.Equal(t, tai.Failed, res.Outcome)
+	assert.False(t, called, "Func is not asked to answer an invalid signal")
+}
+
 // In a pipeline the fallback turns the action's failure into a success
 // with the value the action returned along with its error; a guard inside
 // it that refuses the call leaves the signal Rejected.
