@@ -821,7 +821,11 @@ func TestCompareWithABaselineThatDecidesNothing(t *testing.T) {
 		name string
 		svc  string
 	}{
-		{"the service decides", httptest.NewServer(fraudAware()).URL},
+		{"the service decides", func() string {
+			srv := httptest.NewServer(fraudAware())
+			t.Cleanup(srv.Close)
+			return srv.URL
+		}()},
 		{"neither decides", refusing(http.StatusServiceUnavailable).URL},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
