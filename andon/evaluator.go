@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taipattern/taikit/tai"
@@ -88,8 +89,12 @@ type Evaluator struct {
 	cordRule *ruleState
 
 	dispatchers []*dispatcher
-	stop        context.CancelFunc // cancels the notifier workers
-	done        chan struct{}      // closed by Shutdown
+	// owed counts the resolutions the dispatchers dropped or gave up and
+	// hold until they go out; while it is zero, evaluations offer them
+	// only the firing and resolved alerts.
+	owed atomic.Int64
+	stop context.CancelFunc // cancels the notifier workers
+	done chan struct{}      // closed by Shutdown
 }
 
 // ruleState is a rule with its compiled parts and its current Alert.
@@ -183,7 +188,7 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
 	for i, n := range opts.Notifiers {
-		d := newDispatcher(ctx, n, i, notify, e.log)
+		d := newDispatcher(ctx, n, i, notify, e.log, &e.owed)
 		e.dispatchers = append(e.dispatchers, d)
 		go d.run()
 	}
@@ -312,6 +317,10 @@ func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*
 		calls  []hookCall
 		offers []Alert
 	)
+	// A notifier owed a resolution is offered the alert in every state:
+	// once the alert is pending or inactive again, no resolved alert
+	// comes to send it with.
+	owed := e.owed.Load() > 0
 	e.mu.Lock()
 	e.pruneSilences(wall)
 	var panics []*PanicError
@@ -337,6 +346,10 @@ func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*
 		}
 		if to == Firing || to == Resolved {
 			offers = append(offers, rs.alert.clone())
+		} else if owed {
+			// The state alone, without the maps: a notifier sends the
+			// resolution it holds, not this.
+			offers = append(offers, Alert{Name: rs.alert.Name, Fingerprint: rs.alert.Fingerprint, State: to})
 		}
 	}
 	e.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taipattern/taikit/kanban"
@@ -51,8 +52,9 @@ type NotifyOptions struct {
 	// place); a notification that finds the queue full is
 	// dropped, counted in NotifierStats.Dropped and logged (one line per
 	// evaluation, with the count and the first ten alert names), and offered
-	// again at the next evaluation if the alert still fires (or stays
-	// resolved). Zero means 256.
+	// again at the next evaluation if the alert still fires; a resolution
+	// is offered again while the alert does not fire, resolved, pending or
+	// inactive. Zero means 256.
 	QueueSize int
 	// Timeout bounds each Notify call. Zero means 10s.
 	Timeout time.Duration
@@ -60,7 +62,7 @@ type NotifyOptions struct {
 	// up (counted in NotifierStats.Failed and logged). Alerts given up
 	// after a failure worth a retry are offered again at the next
 	// evaluation, as dropped ones are: a firing alert while it still
-	// fires, a resolution while the alert stays resolved. Alerts that
+	// fires, a resolution while the alert does not fire. Alerts that
 	// failed for good (a permanent error, a panic) are not. Zero means 4;
 	// 1 means no retries.
 	MaxAttempts int
@@ -155,18 +157,23 @@ type dispatcher struct {
 	queue []Alert
 	index map[string]int       // fingerprint → position in queue
 	sent  map[string]time.Time // fingerprint of a firing alert queued → when
+	owed  map[string]Alert     // fingerprint → a resolution dropped or given up
 	busy  bool
 	idle  []chan struct{}
 	stats NotifierStats
+
+	// owedAll counts the entries of owed of every dispatcher of the
+	// evaluator: it asks evaluations to offer pending and inactive alerts.
+	owedAll *atomic.Int64
 
 	wake   chan struct{}
 	exited chan struct{}
 }
 
-func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, log *slog.Logger) *dispatcher {
+func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, log *slog.Logger, owed *atomic.Int64) *dispatcher {
 	d := &dispatcher{
 		n: n, name: fmt.Sprintf("notifier %d", i), opts: opts, log: log, ctx: ctx,
-		index: map[string]int{}, sent: map[string]time.Time{},
+		index: map[string]int{}, sent: map[string]time.Time{}, owed: map[string]Alert{}, owedAll: owed,
 		wake: make(chan struct{}, 1), exited: make(chan struct{}),
 	}
 	if nm, ok := n.(tai.Namer); ok && nm.Name() != "" {
@@ -181,8 +188,10 @@ func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, l
 
 // offer queues the alerts this notifier has not heard of in their present
 // state: a firing alert once (and again every ResendInterval for a
-// Refresher), a resolved alert once if it was sent firing. It never
-// blocks.
+// Refresher), a resolved alert once if it was sent firing. A resolution
+// that was dropped or given up is queued again while the alert does not
+// fire, Pending or Inactive as well as Resolved: the receiver holds the
+// alert firing until it hears of it. It never blocks.
 func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 	var dropped int
 	var names []string // of the alerts dropped, the first few
@@ -201,6 +210,12 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 	}
 	for _, a := range alerts {
 		last, firing := d.sent[a.Fingerprint]
+		if a.State == Firing && len(d.owed) > 0 {
+			// Firing again: the resolution owed is out of date, and the
+			// receiver, which still holds the alert firing, hears of
+			// the next one.
+			d.forgive(a.Fingerprint)
+		}
 		switch {
 		case a.State == Firing && !a.Silenced:
 			if firing && (!d.refresh || now.Sub(last) < d.opts.ResendInterval) {
@@ -210,6 +225,14 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			if !firing {
 				continue // it was never sent firing
 			}
+		case a.State != Firing && firing:
+			// Pending or Inactive again since a resolution that did
+			// not go out: send that one.
+			r, ok := d.owed[a.Fingerprint]
+			if !ok {
+				continue
+			}
+			a = r
 		default:
 			continue
 		}
@@ -217,11 +240,15 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			d.queue[i] = a // a newer re-send replaces the queued one
 		} else if len(d.queue) >= d.opts.QueueSize {
 			// Not marked as sent: the next evaluation offers it again
-			// while the alert fires, or stays resolved.
+			// while the alert fires; a resolution, kept as owed, while
+			// the alert does not fire.
 			d.stats.Dropped++
 			dropped++
 			if len(names) < 10 && !slices.Contains(names, a.Name) {
 				names = append(names, a.Name)
+			}
+			if a.State == Resolved {
+				d.owe(a)
 			}
 			continue
 		} else {
@@ -232,6 +259,7 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			d.sent[a.Fingerprint] = now
 		} else {
 			delete(d.sent, a.Fingerprint)
+			d.forgive(a.Fingerprint)
 		}
 	}
 	if len(d.queue) > 0 {
@@ -344,7 +372,7 @@ func (d *dispatcher) fail(alerts []Alert, attempt int, err error) {
 
 // unsend forgets that the alerts of a batch given up were sent, so that
 // the next evaluation offers them again: a firing alert while it still
-// fires, a resolution while the alert stays resolved, as for a
+// fires, a resolution while the alert does not fire, as for a
 // notification dropped from a full queue. A Refresher may hold a firing
 // alert from an earlier send, so it is still told of the resolution. An
 // alert queued again since, in a newer state, is left to that
@@ -372,8 +400,27 @@ func (d *dispatcher) unsend(batch []Alert) {
 				// resolution again, and for a Refresher, a firing
 				// alert at once.
 				d.sent[a.Fingerprint] = time.Time{}
+				d.owe(a)
 			}
 		}
+	}
+}
+
+// owe keeps a resolution that did not go out until it does, or the alert
+// fires again; d.mu is held.
+func (d *dispatcher) owe(a Alert) {
+	if _, ok := d.owed[a.Fingerprint]; !ok {
+		d.owedAll.Add(1)
+	}
+	d.owed[a.Fingerprint] = a
+}
+
+// forgive forgets the resolution owed for fingerprint, if any; d.mu is
+// held.
+func (d *dispatcher) forgive(fingerprint string) {
+	if _, ok := d.owed[fingerprint]; ok {
+		delete(d.owed, fingerprint)
+		d.owedAll.Add(-1)
 	}
 }
 

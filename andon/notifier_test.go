@@ -1132,3 +1132,86 @@ func TestRefresherHearsTheResolutionAfterAFailedResend(t *testing.T) {
 		assert.Equal(t, []string{"R firing", "R resolved"}, n.events())
 	})
 }
+
+func TestGivenUpResolutionIsSentOnceTheAlertIsPendingAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		var down atomic.Bool
+		flaky := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			if down.Load() {
+				return errors.New("connection refused")
+			}
+			return rec.Notify(ctx, a)
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{MaxAttempts: 1},
+			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, For: time.Minute, Condition: cond}}})
+		ctx := context.Background()
+		step := func(at time.Duration, active bool, want andon.AlertState) {
+			t.Helper()
+			cond.Set(active)
+			e.EvaluateAt(ctx, t0.Add(at))
+			require.NoError(t, e.Flush(ctx))
+			a, _ := e.Alert("R")
+			require.Equal(t, want, a.State)
+		}
+
+		step(0, true, andon.Pending)
+		step(time.Minute, true, andon.Firing) // delivered
+		down.Store(true)
+		step(2*time.Minute, false, andon.Resolved) // given up
+		require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
+		down.Store(false)
+		// The condition holds again, not long enough to fire, and stops:
+		// the receiver, which holds the alert firing, must still hear of
+		// its resolution.
+		step(3*time.Minute, true, andon.Pending)
+		step(4*time.Minute, false, andon.Inactive)
+		step(5*time.Minute, false, andon.Inactive)
+		assert.Equal(t, []string{"R firing", "R resolved"}, rec.events())
+		if ev := rec.events(); len(ev) == 2 {
+			rec.mu.Lock()
+			assert.Equal(t, t0.Add(2*time.Minute), rec.alerts[1].ResolvedAt, "the resolution as it was made")
+			rec.mu.Unlock()
+		}
+	})
+}
+
+func TestDroppedResolutionIsSentOnceTheAlertIsPendingAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		hold := make(chan struct{})
+		held := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			<-hold
+			return rec.Notify(ctx, a)
+		})
+		cond, other := newSwitch(), newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{held}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{QueueSize: 1},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, For: time.Minute, Condition: cond},
+				{Name: "S", Severity: andon.Page, Condition: other}}})
+		ctx := context.Background()
+
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // R fires; the held worker takes it
+		synctest.Wait()
+		other.Set(true)
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // S fires and fills the queue
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // R's resolution is dropped
+		require.EqualValues(t, 1, e.NotifierStats()[0].Dropped)
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0.Add(4*time.Minute)) // R pending again
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(5*time.Minute)) // and inactive
+		close(hold)
+		require.NoError(t, e.Flush(ctx))
+		e.EvaluateAt(ctx, t0.Add(6*time.Minute))
+		require.NoError(t, e.Flush(ctx))
+		e.EvaluateAt(ctx, t0.Add(7*time.Minute))
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing", "S firing", "R resolved"}, rec.events())
+	})
+}
