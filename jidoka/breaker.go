@@ -26,9 +26,10 @@ import (
 //
 // Every state change starts a new generation; results of calls admitted in
 // an earlier generation are ignored. In the closed state a call touches no
-// lock: with only a consecutive-failure rule a success reads one shared word
-// and reads no clock; a count window adds two atomic operations; a time
-// window takes a short lock. The end of the open period is a time.Timer,
+// lock but a time window's: with only a consecutive-failure rule a success
+// reads two shared words (the period and the failure count) and no clock;
+// a count window adds two atomic operations; a time window takes a short
+// lock. The end of the open period is a time.Timer,
 // so a refused call reads no clock either.
 //
 // The breaker reads the time itself (the monotonic clock, through

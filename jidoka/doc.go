@@ -39,9 +39,10 @@
 // ForceOpen, Disable and MetricsOnly set the state by hand; Snapshot shows
 // the state, counts, rates and the next probe time.
 //
-// The closed path is built for speed: no lock, no allocation, and with
-// count-based rules no clock read; a refused call reads one atomic word and
-// returns an error made once per open period.
+// The closed path is built for speed: no allocation, no lock but a time
+// window's short one, and with count-based rules no clock read; a refused
+// call reads one atomic word and returns an error made once per open
+// period.
 //
 // # Guards
 //
