@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -96,7 +97,14 @@ func (c *HeijunkaCollector) RemoveLimiter(name string) bool { return c.limiters.
 // adds one atomic increment to Admit. Gates of the same name share their
 // counts. A name that is not valid UTF-8 is counted with U+FFFD in place
 // of its bad bytes, as Metrics does with a Kind.
+//
+// A nil g, or a nil pointer or func in it (a limiter left unset), is
+// returned as it is, unwrapped, so that tai.New refuses it as a nil gate:
+// wrapped, it would pass for a gate and fail every signal.
 func (c *HeijunkaCollector) Gate(g tai.Gate) tai.Gate {
+	if g == nil || typednil.Holds(g) {
+		return g
+	}
 	name := "gate"
 	if n, ok := g.(tai.Namer); ok && n.Name() != "" {
 		name = n.Name()

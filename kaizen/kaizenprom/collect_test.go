@@ -352,3 +352,25 @@ func TestKanbanCollectorNegativeHandlerDurationIsZero(t *testing.T) {
 	assert.EqualValues(t, 2, h.GetSampleCount())
 	assert.Equal(t, 1.0, h.GetSampleSum())
 }
+
+// TestHeijunkaGateOfNilIsRefusedByThePipeline: a nil gate, or a nil
+// limiter (a limiter left unset when rate limiting is off), is refused
+// by tai.New. Wrapped, the nil Limiter panicked in Gate on its name, and
+// a nil gate became a wrapper that tai.New took, to panic at every
+// signal's Admit.
+func TestHeijunkaGateOfNilIsRefusedByThePipeline(t *testing.T) {
+	hc, err := kaizenprom.NewHeijunkaCollector(prometheus.NewRegistry(), kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	var limiter *heijunka.Limiter
+	var keyed *heijunka.Keyed
+	var fn tai.GateFunc
+	for name, g := range map[string]tai.Gate{"nil": nil, "nil Limiter": limiter, "nil Keyed": keyed, "nil GateFunc": fn} {
+		t.Run(name, func(t *testing.T) {
+			var wrapped tai.Gate
+			require.NotPanics(t, func() { wrapped = hc.Gate(g) })
+			_, err := pipelinetest.New(tai.WithGates(wrapped))
+			require.Error(t, err)
+			assert.Regexp(t, `^tai\.New: gate \d+ is nil$`, err.Error())
+		})
+	}
+}
