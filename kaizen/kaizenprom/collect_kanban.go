@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/kanban"
 )
 
@@ -101,10 +102,11 @@ func NewKanbanCollector(reg prometheus.Registerer, opts CollectorOptions) (*Kanb
 	})
 }
 
-// AddQueue exports q under name. It returns an error for a nil queue, an
-// empty name or a name exported already.
+// AddQueue exports q under name. It returns an error for a nil queue
+// (nil itself or a nil pointer, such as a *kanban.Memory left unset, which
+// would panic at every scrape), an empty name or a name exported already.
 func (c *KanbanCollector) AddQueue(name string, q Queue) error {
-	if q == nil {
+	if q == nil || typednil.Holds(q) {
 		return errNil("AddQueue", "queue")
 	}
 	return c.queues.add("queue", name, q)

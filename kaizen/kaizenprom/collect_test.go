@@ -374,3 +374,17 @@ func TestHeijunkaGateOfNilIsRefusedByThePipeline(t *testing.T) {
 		})
 	}
 }
+
+// TestKanbanCollectorRefusesANilQueuePointer: a nil *kanban.Memory is a
+// nil queue as much as a nil interface is. Taken, it panicked at every
+// scrape, reading its backlog in a goroutine of Collect, which no HTTP
+// server recovers: the process died.
+func TestKanbanCollectorRefusesANilQueuePointer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	var mem *kanban.Memory[string]
+	require.ErrorContains(t, c.AddQueue("orders", mem), "nil queue")
+	_, err = reg.Gather()
+	require.NoError(t, err)
+}
