@@ -40,7 +40,9 @@ const (
 // an Unlimited or invalid limit, which has no quota to advertise.
 //
 // The name is sent as a structured-field String: quotes and backslashes
-// are escaped and bytes outside printable ASCII are dropped.
+// are escaped and bytes outside printable ASCII are dropped. A number
+// longer than the 15 digits of a structured-field Integer is sent as the
+// largest one, 999999999999999.
 func PolicyField(name string, l heijunka.Limit) string {
 	return string(appendPolicy(nil, name, l))
 }
@@ -54,9 +56,9 @@ func appendPolicy(b []byte, name string, l heijunka.Limit) []byte {
 		return append(b, ";q=0"...)
 	}
 	b = append(b, ";q="...)
-	b = strconv.AppendInt(b, int64(l.Burst), 10)
+	b = appendSFInteger(b, int64(l.Burst))
 	b = append(b, ";w="...)
-	return strconv.AppendInt(b, ceilSeconds(l.Interval()*time.Duration(l.Burst)), 10)
+	return appendSFInteger(b, ceilSeconds(l.Interval()*time.Duration(l.Burst)))
 }
 
 // RateLimitField returns the value of the RateLimit field for the quota
@@ -64,7 +66,8 @@ func appendPolicy(b []byte, name string, l heijunka.Limit) []byte {
 //
 //	"default";r=50;t=30
 //
-// r is d.Remaining. t, the seconds until more quota is available, rounded
+// r is d.Remaining (at most 999999999999999, the largest
+// structured-field Integer). t, the seconds until more quota is available, rounded
 // up: for a denied decision its RetryAfter, at most MaxRetryAfter (so t
 // and Retry-After name the same moment, as the draft asks), for an
 // allowed one the time until the next request's worth refills; t is left
@@ -102,12 +105,25 @@ func (li *limitInfo) appendRateLimit(b []byte, name string, d *heijunka.Decision
 	}
 	b = appendSFString(b, name)
 	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, int64(max(d.Remaining, 0)), 10)
+	b = appendSFInteger(b, int64(max(d.Remaining, 0)))
 	if t := li.refill(d); t > 0 {
 		b = append(b, ";t="...)
-		b = strconv.AppendInt(b, ceilSeconds(t), 10)
+		b = appendSFInteger(b, ceilSeconds(t))
 	}
 	return b
+}
+
+// maxSFInteger is the largest structured-field Integer: 15 digits (RFC
+// 9651, section 3.3.1). A longer number makes a parser reject the whole
+// field.
+const maxSFInteger = 999_999_999_999_999
+
+// appendSFInteger appends the non-negative n as a structured-field
+// Integer, at most maxSFInteger: a quota or a remaining count past it
+// (a Burst of 10^15, a KeyLimiter of the caller's that says math.MaxInt
+// remain) is as good as endless to a client.
+func appendSFInteger(b []byte, n int64) []byte {
+	return strconv.AppendInt(b, min(n, maxSFInteger), 10)
 }
 
 // refill is how long until the key of d has more quota; 0 when it is full

@@ -2,6 +2,7 @@ package taihttp_test
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -258,4 +259,46 @@ type denyFor time.Duration
 
 func (d denyFor) Allow(context.Context, string) (heijunka.Decision, error) {
 	return heijunka.Decision{Limit: heijunka.Every(48 * time.Hour), RetryAfter: time.Duration(d), ResetAfter: time.Duration(d)}, nil
+}
+
+// A structured-field Integer has at most 15 digits (RFC 9651, section
+// 3.3.1): a quota or a remaining count past that is sent as the largest
+// Integer, so that the fields still parse.
+func TestFieldsIntegersFitAStructuredField(t *testing.T) {
+	const most = int64(999_999_999_999_999)
+	huge := heijunka.Limit{Rate: 1e9, Burst: 1e15} // a valid limit: ten years' refill at most
+	require.NoError(t, huge.Validate())
+	allowed := heijunka.Decision{Allowed: true, Limit: huge, Remaining: 1e15 - 1, ResetAfter: 2 * time.Nanosecond}
+	// A KeyLimiter of the caller's may say anything remains, a key it
+	// exempts from the limit, say.
+	exempt := heijunka.Decision{Allowed: true, Limit: heijunka.PerSecond(10), Remaining: math.MaxInt}
+
+	h := http.Header{}
+	taihttp.SetDecisionHeaders(h, "big", allowed)
+	for name, tc := range map[string]struct {
+		field, param string
+		want         int64
+	}{
+		"policy":    {taihttp.PolicyField("big", huge), "q", most},
+		"header":    {h.Get("RateLimit-Policy"), "q", most},
+		"remaining": {taihttp.RateLimitField("big", allowed), "r", most},
+		"exempt":    {taihttp.RateLimitField("free", exempt), "r", most},
+	} {
+		items, err := parseSFList(tc.field)
+		require.NoError(t, err, "%s: %s", name, tc.field)
+		require.Len(t, items, 1, name)
+		assert.Equal(t, tc.want, items[0].Params[tc.param], "%s: %s", name, tc.field)
+	}
+
+	rec := serve(rateLimit(t, decide(exempt), taihttp.RateLimitOptions{})(ok), get("192.0.2.1:1"))
+	items, err := parseSFList(rec.Header().Get("RateLimit"))
+	require.NoError(t, err, rec.Header().Get("RateLimit"))
+	assert.Equal(t, most, items[0].Params["r"])
+}
+
+// decide is a KeyLimiter that answers every request with its decision.
+type decide heijunka.Decision
+
+func (d decide) Allow(context.Context, string) (heijunka.Decision, error) {
+	return heijunka.Decision(d), nil
 }
