@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -41,9 +42,10 @@ type GateOptions struct {
 //	stop, _ := taihttp.Gate(line, taihttp.GateOptions{})
 //	http.Handle("/pay", stop(payHandler))
 //
-// It returns an error for a nil g or invalid options.
+// It returns an error for a nil g (or one holding a nil pointer, as
+// tai.New does) or invalid options.
 func Gate(g tai.Gate, opts GateOptions) (Middleware, error) {
-	if g == nil {
+	if g == nil || typednil.Holds(g) {
 		return nil, errors.New("taihttp.Gate: gate is nil")
 	}
 	c, err := newCommon("taihttp.Gate", opts.Key, opts.Errors, opts.RetryAfter, opts.OnError)

@@ -109,3 +109,17 @@ func TestGateLimiterInsideRateLimit(t *testing.T) {
 		assert.Equal(t, "3600", rec.Header().Get("Retry-After"))
 	})
 }
+
+// A gate that holds a nil pointer is refused when the middleware is made,
+// as a nil one is, instead of panicking there.
+func TestGateNilPointer(t *testing.T) {
+	var line *jidoka.Line
+	var k *heijunka.Keyed
+	for name, g := range map[string]tai.Gate{"line": line, "keyed": k} {
+		var mw taihttp.Middleware
+		var err error
+		require.NotPanics(t, func() { mw, err = taihttp.Gate(g, taihttp.GateOptions{}) }, name)
+		assert.Nil(t, mw, name)
+		assert.ErrorContains(t, err, "gate is nil", name)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/internal/typednil"
 )
 
 // A KeyLimiter decides on one request of a key and records it if it is
@@ -80,9 +81,11 @@ type RateLimitOptions struct {
 // request is answered 503 with opts.RetryAfter. See PolicyField and
 // RateLimitField for what the fields say.
 //
-// It returns an error naming the field for invalid options or a nil l.
+// It returns an error naming the field for invalid options, or for a nil
+// l: nil itself, one holding a nil pointer (a *heijunka.Keyed whose
+// constructor failed), or SharedLimiter of a nil *heijunka.Limiter.
 func RateLimit(l KeyLimiter, opts RateLimitOptions) (Middleware, error) {
-	if l == nil {
+	if s, ok := l.(sharedLimiter); l == nil || typednil.Holds(l) || ok && s.l == nil {
 		return nil, errors.New("taihttp.RateLimit: limiter is nil")
 	}
 	if opts.Policy == "" {

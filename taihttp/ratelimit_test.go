@@ -328,3 +328,21 @@ func TestRateLimitStacked(t *testing.T) {
 		assert.Equal(t, []string{`"permin";q=50;w=60`, `"perhr";q=1000;w=3600`}, rec.Header().Values("RateLimit-Policy"))
 	})
 }
+
+// A limiter that holds a nil pointer (a constructor's error not checked)
+// is refused when the middleware is made, as a nil one is: it neither
+// panics there nor on every request later.
+func TestRateLimitNilPointerLimiter(t *testing.T) {
+	var k *heijunka.Keyed
+	var l *heijunka.Limiter
+	for name, lim := range map[string]taihttp.KeyLimiter{
+		"keyed":  k,
+		"shared": taihttp.SharedLimiter(l),
+	} {
+		var mw taihttp.Middleware
+		var err error
+		require.NotPanics(t, func() { mw, err = taihttp.RateLimit(lim, taihttp.RateLimitOptions{}) }, name)
+		assert.Nil(t, mw, name)
+		assert.ErrorContains(t, err, "limiter is nil", name)
+	}
+}
