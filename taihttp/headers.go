@@ -182,7 +182,9 @@ func validPolicyName(name string) bool {
 // the limiter's decision d under the policy name (DefaultPolicy when
 // empty), and for a denied decision Retry-After too, in whole seconds,
 // rounded up, never 0. It sets nothing for a decision under an Unlimited
-// limit or whose store failed open.
+// limit. For one whose store failed open it sets RateLimit-Policy alone,
+// as the RateLimit middleware does: the policy stands, but this request
+// was not counted, so there is no RateLimit to tell.
 func SetDecisionHeaders(h http.Header, name string, d heijunka.Decision) {
 	decisionHeaders(h, name, d, false)
 }

@@ -302,3 +302,19 @@ type decide heijunka.Decision
 func (d decide) Allow(context.Context, string) (heijunka.Decision, error) {
 	return heijunka.Decision(d), nil
 }
+
+// A decision whose store failed open was not counted: it has no RateLimit
+// field, yet the policy it was not counted under is still advertised, by
+// SetDecisionHeaders as by the middleware.
+func TestSetDecisionHeadersFailedOpen(t *testing.T) {
+	d := heijunka.Decision{Allowed: true, FailedOpen: true, Limit: heijunka.PerSecond(1)}
+	h := http.Header{}
+	taihttp.SetDecisionHeaders(h, "p", d)
+	assert.Equal(t, []string{`"p";q=1;w=1`}, h.Values("RateLimit-Policy"))
+	assert.Empty(t, h.Values("RateLimit"))
+	assert.Empty(t, h.Values("Retry-After"))
+
+	rec := serve(rateLimit(t, decide(d), taihttp.RateLimitOptions{Policy: "p"})(ok), get("192.0.2.1:1"))
+	assert.Equal(t, h.Values("RateLimit-Policy"), rec.Header().Values("RateLimit-Policy"))
+	assert.Empty(t, rec.Header().Values("RateLimit"))
+}
