@@ -74,7 +74,9 @@ func appendPolicy(b []byte, name string, l heijunka.Limit) []byte {
 // out when the quota is full, and when the request can never pass (a
 // closed limit). It returns "" for a
 // decision under an Unlimited limit or one whose store failed open:
-// no quota was applied.
+// no quota was applied; and for a decision a closed limit cannot make (an
+// allowed one, or a denial that ends), which comes from a KeyLimiter of
+// the caller's that left Limit zero: it says nothing of a quota.
 func RateLimitField(name string, d heijunka.Decision) string {
 	return string(appendRateLimit(nil, name, d))
 }
@@ -100,7 +102,7 @@ func limitOf(l heijunka.Limit) limitInfo {
 // appendRateLimit appends the RateLimit field for d, decided under the
 // limit of li.
 func (li *limitInfo) appendRateLimit(b []byte, name string, d *heijunka.Decision) []byte {
-	if d.FailedOpen || !li.quota {
+	if d.FailedOpen || !li.quota || !li.made(d) {
 		return b
 	}
 	b = appendSFString(b, name)
@@ -124,6 +126,14 @@ const maxSFInteger = 999_999_999_999_999
 // remain) is as good as endless to a client.
 func appendSFInteger(b []byte, n int64) []byte {
 	return strconv.AppendInt(b, min(n, maxSFInteger), 10)
+}
+
+// made reports whether d may have been decided under the limit of li. A
+// closed limit admits nothing and never refills: an allowed decision
+// under it, or a denial that ends, is of a KeyLimiter that left
+// Decision.Limit zero, and tells nothing of a quota, not a quota of 0.
+func (li *limitInfo) made(d *heijunka.Decision) bool {
+	return !li.closed || !d.Allowed && d.RetryAfter == heijunka.InfDuration
 }
 
 // refill is how long until the key of d has more quota; 0 when it is full
@@ -181,10 +191,12 @@ func validPolicyName(name string) bool {
 // SetDecisionHeaders sets the RateLimit-Policy and RateLimit fields for
 // the limiter's decision d under the policy name (DefaultPolicy when
 // empty), and for a denied decision Retry-After too, in whole seconds,
-// rounded up, never 0. It sets nothing for a decision under an Unlimited
-// limit. For one whose store failed open it sets RateLimit-Policy alone,
-// as the RateLimit middleware does: the policy stands, but this request
-// was not counted, so there is no RateLimit to tell.
+// rounded up, never 0. It sets no field but Retry-After for a decision
+// under an Unlimited limit, nor for one a closed limit cannot make (see
+// RateLimitField). For one whose store failed open it sets
+// RateLimit-Policy alone, as the RateLimit middleware does: the policy
+// stands, but this request was not counted, so there is no RateLimit to
+// tell.
 func SetDecisionHeaders(h http.Header, name string, d heijunka.Decision) {
 	decisionHeaders(h, name, d, false)
 }
@@ -198,10 +210,13 @@ func decisionHeaders(h http.Header, name string, d heijunka.Decision, add bool) 
 		name = DefaultPolicy
 	}
 	var buf [96]byte
-	if p := appendPolicy(buf[:0], name, d.Limit); len(p) > 0 {
+	li := limitOf(d.Limit)
+	// A decision no closed limit makes is of a limiter that left Limit
+	// zero: it gets Retry-After alone.
+	if p := appendPolicy(buf[:0], name, d.Limit); len(p) > 0 && li.made(&d) {
 		setField(h, headerRateLimitPolicy, string(p), add)
 	}
-	if v := appendRateLimit(buf[:0], name, d); len(v) > 0 {
+	if v := li.appendRateLimit(buf[:0], name, &d); len(v) > 0 {
 		setField(h, headerRateLimit, string(v), add)
 	}
 	if !d.Allowed {

@@ -17,7 +17,11 @@ import (
 // heijunka.Limiter.
 //
 // An error means there is no decision (a store that cannot decide and
-// does not fail open); the request is then answered 503.
+// does not fail open); the request is then answered 503. The RateLimit
+// fields are made of the Decision's Limit, Remaining, RetryAfter and
+// ResetAfter: a KeyLimiter that leaves Limit zero (a closed limit) gets
+// no fields but Retry-After, unless its decision is a closed limit's (a
+// denial with RetryAfter heijunka.InfDuration).
 type KeyLimiter interface {
 	Allow(ctx context.Context, key string) (heijunka.Decision, error)
 }
@@ -140,7 +144,7 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 	}
 	h := w.Header()
 	pv := rl.policyValue(d.Limit)
-	if pv.field != nil {
+	if pv.field != nil && pv.made(&d) {
 		if old := h[headerRateLimitPolicy]; len(old) > 0 {
 			h[headerRateLimitPolicy] = append(old, pv.field[0])
 		} else {

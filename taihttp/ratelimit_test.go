@@ -346,3 +346,42 @@ func TestRateLimitNilPointerLimiter(t *testing.T) {
 		assert.ErrorContains(t, err, "limiter is nil", name)
 	}
 }
+
+// A KeyLimiter of the caller's that fills in only Allowed (one wrapping
+// an x/time/rate limiter, say) leaves Limit zero, which is a closed
+// limit: no quota at all. The fields would tell the client its quota is
+// 0 and nothing remains, on every response that passed. A decision a
+// closed limit cannot make (an allowed one, a denial that ends) says
+// nothing of a quota, and the middleware sends no fields for it.
+func TestRateLimitDecisionWithoutALimit(t *testing.T) {
+	allowed := heijunka.Decision{Allowed: true}
+	denied := heijunka.Decision{}
+	h := rateLimit(t, decide(allowed), taihttp.RateLimitOptions{})(ok)
+	rec := serve(h, get("192.0.2.1:1"))
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Empty(t, rec.Header().Values("RateLimit-Policy"), "no quota is known, not a quota of 0")
+	assert.Empty(t, rec.Header().Values("RateLimit"), "a request passed: not r=0")
+
+	h = rateLimit(t, decide(denied), taihttp.RateLimitOptions{})(ok)
+	rec = serve(h, get("192.0.2.1:1"))
+	assert.Equal(t, http.StatusTooManyRequests, rec.Code)
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+	assert.Empty(t, rec.Header().Values("RateLimit-Policy"), "no quota is known, not a quota of 0")
+	assert.Empty(t, rec.Header().Values("RateLimit"))
+
+	for _, d := range []heijunka.Decision{allowed, denied} {
+		hdr := http.Header{}
+		taihttp.SetDecisionHeaders(hdr, "p", d)
+		assert.Empty(t, hdr.Values("RateLimit-Policy"), "%+v", d)
+		assert.Empty(t, hdr.Values("RateLimit"), "%+v", d)
+		assert.Empty(t, taihttp.RateLimitField("p", d), "%+v", d)
+	}
+
+	// A closed limit's own denial is told as it is: a quota of 0 that
+	// never refills.
+	closed := heijunka.Decision{RetryAfter: heijunka.InfDuration}
+	rec = serve(rateLimit(t, decide(closed), taihttp.RateLimitOptions{})(ok), get("192.0.2.1:1"))
+	assert.Equal(t, `"default";q=0`, rec.Header().Get("RateLimit-Policy"))
+	assert.Equal(t, `"default";r=0`, rec.Header().Get("RateLimit"))
+	assert.Equal(t, "86400", rec.Header().Get("Retry-After"))
+}
