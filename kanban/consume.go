@@ -532,8 +532,14 @@ func (e *engine[T]) failed(l Lease[T], d *Delivery[T], err error, attempt int, i
 	}
 	delay := e.delay(d.ID, attempt, x)
 	c.addRetried()
-	if inPlace && e.waitInPlace(delay) {
-		return true
+	if inPlace {
+		again, rest := e.waitInPlace(delay)
+		if again {
+			return true
+		}
+		// The drain started during the wait: the backend waits only the
+		// rest of the back-off, which counts from the failure.
+		delay = rest
 	}
 	if a, ok := l.(attemptCounter); ok {
 		a.setAttempt(attempt) // the attempts made in place count
@@ -630,16 +636,17 @@ func (e *engine[T]) hookPanicked(hook, id string, attempt int, v any) {
 type attemptCounter interface{ setAttempt(n int) }
 
 // waitInPlace sleeps delay holding the key, so a keyed message keeps its
-// place. It gives up (false) when the drain starts, so that no attempt
-// starts after it.
-func (e *engine[T]) waitInPlace(delay time.Duration) bool {
+// place. It gives up (again false) when the drain starts, so that no
+// attempt starts after it, and returns the part of delay still to wait.
+func (e *engine[T]) waitInPlace(delay time.Duration) (again bool, rest time.Duration) {
+	start := time.Now()
 	t := time.NewTimer(delay) // at once for a delay of 0 or less
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return !e.stopped.Load()
+		return !e.stopped.Load(), 0
 	case <-e.stopping:
-		return false
+		return false, max(0, delay-time.Since(start))
 	}
 }
 

@@ -398,3 +398,38 @@ func TestUnreadableHandlerError(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyedRetryStoppedPartWayThroughItsBackoff: a keyed message that has
+// waited in place for part of its back-off when the consumer stops comes
+// back once the rest of it has passed: the back-off counts from the
+// failure, not from the stop.
+func TestKeyedRetryStoppedPartWayThroughItsBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m", Key: "k"}))
+		opts := kanban.ConsumeOptions{PerKey: true, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })}
+		ctx, cancel := context.WithCancel(context.Background())
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+				return errors.New("failing")
+			}, opts)
+		}()
+		time.Sleep(50 * time.Minute) // the retry waits in place
+		cancel()
+		require.NoError(t, <-done)
+
+		var came time.Duration
+		ctx, cancel = context.WithCancel(context.Background())
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			came = time.Since(start)
+			assert.Equal(t, 2, d.Attempt)
+			cancel()
+			return nil
+		}, opts)
+		require.NoError(t, err)
+		assert.Equal(t, time.Hour, came, "it came back an hour after it failed")
+	})
+}
