@@ -66,3 +66,50 @@ func TestMemoryBacklog(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled)
 	})
 }
+
+// TestMemoryBacklogCountsMessagesTakenAhead: messages a consumer's worker
+// took together with the one it runs, and has not started, are waiting:
+// the age is that of the oldest of them while a handler holds them up.
+func TestMemoryBacklogCountsMessagesTakenAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[string](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		ctx := context.Background()
+		for _, id := range []string{"a", "b", "c"} {
+			require.NoError(t, q.Publish(ctx, kanban.Message[string]{ID: id}))
+			time.Sleep(time.Second)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		unblock := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+		done := make(chan error, 1)
+		go func() {
+			done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[string]) error {
+				if ch := unblock[d.ID]; ch != nil {
+					<-ch // a hung call
+				}
+				return nil
+			}, kanban.ConsumeOptions{})
+		}()
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		b, err := q.Backlog(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, kanban.Backlog{Depth: 3, Oldest: time.Minute + 2*time.Second, OldestKnown: true}, b,
+			"b waits behind a, published a minute and 2s ago")
+
+		close(unblock["a"])
+		synctest.Wait()
+		b, err = q.Backlog(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, kanban.Backlog{Depth: 3, Oldest: time.Minute + time.Second, OldestKnown: true}, b,
+			"c waits behind b (a is handled, and acknowledged with the next take)")
+
+		close(unblock["b"])
+		synctest.Wait()
+		b, err = q.Backlog(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, kanban.Backlog{OldestKnown: true}, b, "nothing waits")
+		cancel()
+		require.NoError(t, <-done)
+	})
+}

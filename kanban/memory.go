@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,6 +107,70 @@ type Memory[T any] struct {
 
 	dedupMu sync.Mutex
 	dedup   *dedupSet // nil without deduplication
+
+	// ahead holds, for each of Serve's shared workers, when the oldest
+	// of the messages it took ahead of its handler and has not started
+	// was stored: they wait, as the ready ones do (see Backlog). Listed
+	// under mu, with deduplication only, which times messages.
+	ahead []*aheadSlot
+}
+
+// aheadSlot is a shared worker's entry in Memory.ahead: the at of the
+// oldest message it holds and has not started, or noneAhead. On a cache
+// line of its own: the worker writes it as it starts each message of a
+// batch.
+type aheadSlot struct {
+	at atomic.Int64
+	_  [56]byte
+}
+
+// noneAhead is an aheadSlot's value while its worker holds no message it
+// has not started.
+const noneAhead = math.MaxInt64
+
+// addAhead lists a slot for a shared worker, or returns nil without
+// deduplication; dropAhead must follow.
+func (q *Memory[T]) addAhead() *aheadSlot {
+	if q.dedup == nil {
+		return nil
+	}
+	s := new(aheadSlot)
+	s.at.Store(noneAhead)
+	q.mu.Lock()
+	q.ahead = append(q.ahead, s)
+	q.mu.Unlock()
+	return s
+}
+
+// dropAhead takes the slot s of addAhead off the list.
+func (q *Memory[T]) dropAhead(s *aheadSlot) {
+	if s == nil {
+		return
+	}
+	q.mu.Lock()
+	for i, o := range q.ahead {
+		if o == s {
+			last := len(q.ahead) - 1
+			q.ahead[i] = q.ahead[last]
+			q.ahead[last] = nil
+			q.ahead = q.ahead[:last]
+			break
+		}
+	}
+	q.mu.Unlock()
+}
+
+// setAhead stores in s, if not nil, the at of the oldest message of ls,
+// messages taken and not started, or noneAhead when ls is empty.
+func setAhead[T any](s *aheadSlot, ls []*memEntry[T]) {
+	if s == nil {
+		return
+	}
+	at := int64(noneAhead)
+	for _, l := range ls {
+		at = min(at, l.m.at)
+	}
+	s.at.Store(at)
 }
 
 // pad puts mu at the start of a cache line (see TestMemoryLayout).
@@ -443,8 +508,9 @@ func (q *Memory[T]) takeMore(out []Lease[T]) int {
 // copies ready messages into out's leases and returns how many: one, or
 // more while the ready messages are many per consumer (share is their
 // number), so that a consumer taking a few leaves plenty for the others.
-// One lock for all of it.
-func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int) {
+// The messages after the first wait in the worker: ahead, its slot (nil
+// without deduplication), says since when. One lock for all of it.
+func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int, ahead *aheadSlot) (n int) {
 	q.mu.Lock()
 	q.acked += int64(acked)
 	q.settled(acked)
@@ -452,6 +518,11 @@ func (q *Memory[T]) takeBatch(acked int, out []*memEntry[T], share int) (n int) 
 	n = min(len(out), max(1, r/share), r)
 	for i := range n {
 		q.ready.takeFront(&out[i].m)
+	}
+	if n > 1 {
+		// In the same locked step: Backlog sees them either in ready or
+		// here.
+		setAhead(ahead, out[1:n])
 	}
 	q.mu.Unlock()
 	return n

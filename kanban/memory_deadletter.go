@@ -146,12 +146,15 @@ func (q *Memory[T]) DeleteDeadLetters(ctx context.Context, f DeadLetterFilter) (
 
 // Backlog returns the messages held (Len), the dead letters kept, and the
 // age of the message at the head of the line: the next to be delivered,
-// timed from when it was published. That is the oldest waiting message
-// unless a retried one, which goes to the back of the line, is older;
-// messages being handled or waiting for their retry's delay are not
-// counted. The age is known only with deduplication on (the default),
-// which reads the clock at each publish anyway: with a negative
-// DedupWindow OldestKnown is false, and publishing reads no clock for it.
+// timed from when it was published; or of an older one that a worker of
+// Consume took ahead of the handler it runs (see Consume) and has not
+// started, as it waits too. That is the oldest waiting message unless a
+// retried one, which goes to the back of the line, is older; messages
+// being handled or waiting for their retry's delay are not counted, nor,
+// with PerKey, those a consumer pulled that wait in it behind their key.
+// The age is known only with deduplication on (the default), which reads
+// the clock at each publish anyway: with a negative DedupWindow
+// OldestKnown is false, and publishing reads no clock for it.
 func (q *Memory[T]) Backlog(ctx context.Context) (Backlog, error) {
 	if err := ctx.Err(); err != nil {
 		return Backlog{}, err
@@ -163,8 +166,18 @@ func (q *Memory[T]) Backlog(ctx context.Context) (Backlog, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	b := Backlog{Depth: int64(q.size), DeadLetters: int64(len(q.dead)), OldestKnown: q.dedup != nil}
-	if b.OldestKnown && q.ready.len() > 0 {
-		b.Oldest = time.Duration(max(0, now-q.ready.front().at))
+	if !b.OldestKnown {
+		return b, nil
+	}
+	at := int64(noneAhead)
+	if q.ready.len() > 0 {
+		at = q.ready.front().at
+	}
+	for _, s := range q.ahead {
+		at = min(at, s.at.Load())
+	}
+	if at != noneAhead {
+		b.Oldest = time.Duration(max(0, now-at))
 	}
 	return b, nil
 }

@@ -63,6 +63,10 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	// This worker's own counts: see Counters.
 	c := e.rt.Counters.newCell()
 	defer e.rt.Counters.dropCell(c)
+	// Since when the messages it took ahead of its handler wait: see
+	// Memory.Backlog.
+	ahead := q.addAhead()
+	defer q.dropAhead(ahead)
 	var (
 		// acks counts the messages handled successfully; the next take
 		// acknowledges them.
@@ -87,7 +91,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 		// out: hand back
 		// the messages taken and not started, acknowledge those handled,
 		// and let another worker take this one's place.
-		e.handBackShared(q, leases[next:taken], acks)
+		e.handBackShared(q, leases[next:taken], acks, ahead)
 		e.nworkers.Add(-1)
 		if !e.stopped.Load() {
 			e.spawn(q)
@@ -95,7 +99,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	}()
 	for {
 		if next == taken {
-			n := q.takeBatch(acks, leases[:], share)
+			n := q.takeBatch(acks, leases[:], share, ahead)
 			acks = 0
 			// Keep no handled message alive: the leases this take did not
 			// fill again still hold the last batch's (all of them when the
@@ -128,7 +132,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			// The drain started while these messages were taken: hand
 			// them back unstarted, first in line in their order, and
 			// acknowledge the ones handled.
-			e.handBackShared(q, leases[next:taken], acks)
+			e.handBackShared(q, leases[next:taken], acks, ahead)
 			if busy {
 				c.addInFlight(-1)
 			}
@@ -136,6 +140,10 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 		}
 		l := leases[next]
 		next++
+		if next > 1 {
+			// l waited behind the last: the ones after it wait now.
+			setAhead(ahead, leases[next:taken])
+		}
 		if !busy {
 			c.addInFlight(1)
 			busy = true
@@ -162,12 +170,14 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 }
 
 // handBackShared puts the messages of ls, taken and not started, back
-// first in line in their order, and acknowledges acks handled ones.
-func (e *engine[T]) handBackShared(q *Memory[T], ls []*memEntry[T], acks int) {
+// first in line in their order, and acknowledges acks handled ones. The
+// worker's slot ahead then says it holds none.
+func (e *engine[T]) handBackShared(q *Memory[T], ls []*memEntry[T], acks int, ahead *aheadSlot) {
 	var back [batchMax]*memMsg[T]
 	for i, l := range ls {
 		back[i] = &l.m
 	}
 	q.putFront(back[:len(ls)])
-	q.takeBatch(acks, nil, 1)
+	setAhead[T](ahead, nil)
+	q.takeBatch(acks, nil, 1, nil)
 }
