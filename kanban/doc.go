@@ -1,6 +1,6 @@
 // Package kanban pulls work with bounded work in progress: a Queue that
-// producers Publish to and consumers pull from, never holding more than
-// their WIP at once.
+// producers Publish to and consumers pull from, never working on more
+// than their WIP at once.
 //
 // # Publishing
 //
@@ -20,7 +20,11 @@
 // ConsumeOptions say:
 //
 //   - WIP caps the messages pulled and not yet settled, hence the handlers
-//     running at once. A consumer never pulls more than its free WIP.
+//     running at once. A consumer never pulls more than its free WIP;
+//     but a consumer of a Memory queue without PerKey takes a backlog a
+//     few messages at a time, as a prefetch: it holds up to four per
+//     handler, and still runs no more than WIP handlers (see
+//     Memory.Consume).
 //   - PerKey handles the messages of one Key one at a time, in order; a
 //     failed one is retried in place so the order survives. The messages
 //     of its key pulled behind it hold WIP slots while they wait, so a key

@@ -845,3 +845,51 @@ type nopTracer struct{}
 func (*nopTracer) Start(ctx context.Context, _ kanban.Operation) (context.Context, func(error)) {
 	return ctx, func(error) {}
 }
+
+// TestMemoryConsumerTakesAheadOfItsWIP: without PerKey, a consumer of a
+// Memory queue takes a backlog a few messages at a time, so it holds more
+// messages than its WIP (though it runs no more handlers): another
+// consumer of the queue cannot have them while its handler runs.
+func TestMemoryConsumerTakesAheadOfItsWIP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{DedupWindow: -1})
+		require.NoError(t, err)
+		for i := range 3 {
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "m" + strconv.Itoa(i), Payload: i}))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		unblock := make(chan struct{})
+		var mu sync.Mutex
+		handled := map[string][]int{}
+		consume := func(name string) chan error {
+			done := make(chan error, 1)
+			go func() {
+				done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					mu.Lock()
+					handled[name] = append(handled[name], d.Payload)
+					mu.Unlock()
+					if d.Payload == 0 {
+						<-unblock
+					}
+					return nil
+				}, kanban.ConsumeOptions{WIP: 1})
+			}()
+			return done
+		}
+		first := consume("first")
+		synctest.Wait()
+		second := consume("second")
+		synctest.Wait()
+		mu.Lock()
+		assert.Equal(t, map[string][]int{"first": {0}}, handled, "1 and 2 wait in the first consumer")
+		mu.Unlock()
+		assert.Equal(t, int64(1), q.Stats().InFlight, "one handler runs")
+		close(unblock)
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-first)
+		require.NoError(t, <-second)
+		assert.Equal(t, map[string][]int{"first": {0, 1, 2}}, handled)
+	})
+}

@@ -18,7 +18,10 @@ type ConsumeOptions struct {
 	// WIP caps the messages pulled and not yet settled by this consumer,
 	// hence the handlers running at once. 0 means 1. On JetStream the
 	// durable consumer's MaxAckPending is set to it, so the cap holds
-	// across every process sharing the durable.
+	// across every process sharing the durable. A consumer of a Memory
+	// queue without PerKey caps its handlers alone: it takes a backlog a
+	// few messages at a time, up to four per handler, and another
+	// consumer cannot have those it holds (see Memory.Consume).
 	WIP int
 	// PerKey handles messages with the same non-empty Key one at a time,
 	// in the order they were pulled. A failed message is retried in place

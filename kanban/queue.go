@@ -6,10 +6,10 @@ import (
 )
 
 // Queue is a pull-based work queue of payloads of type T. Producers
-// Publish; consumers pull with Consume, never more than their WIP at once.
-// Delivery is at least once: a handler may see a message again after a
-// crash or a lost acknowledgement, so handlers should be idempotent on the
-// message ID.
+// Publish; consumers pull with Consume, handling no more than their WIP
+// at once. Delivery is at least once: a handler may see a message again
+// after a crash or a lost acknowledgement, so handlers should be
+// idempotent on the message ID.
 //
 // Every backend passes the conformance suite in package
 // kanban/queuetest.
