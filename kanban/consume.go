@@ -30,11 +30,13 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // settlement (the lease's Ack, Retry, Release or DeadLetter) that panics
 // or calls runtime.Goexit is logged, as one that fails is, and the
 // message is not settled again.
-// Leases are extended every src.HeartbeatInterval from when they are
-// pulled until they are settled: while their handler runs, and while they
-// wait for it (with PerKey, behind an earlier message of their key). An
-// Extend that panics or calls runtime.Goexit is logged, and the
-// extensions go on.
+// Leases are extended from when they are pulled until they are settled:
+// while their handler runs, and while they wait for it (with PerKey,
+// behind an earlier message of their key). A heartbeat ticks every
+// src.HeartbeatInterval and extends each lease held for an interval or
+// more: a lease is extended first between one and two intervals after it
+// was pulled, then every interval. An Extend that panics or calls
+// runtime.Goexit is logged, and the extensions go on.
 //
 // When ctx ends Serve stops pulling, releases messages pulled and not yet
 // started, and waits up to DrainTimeout for running handlers; then it

@@ -55,8 +55,12 @@ type Source[T any] interface {
 	// as soon as one slot is free: a source may go on delivering what it
 	// pulled for (a pull request still open), and that is taken at once.
 	Pull(ctx context.Context, max int) ([]Lease[T], error)
-	// HeartbeatInterval is how often a lease must be extended to stay
-	// held; 0 means leases never expire.
+	// HeartbeatInterval is how often the runtime extends the leases it
+	// holds; 0 means leases never expire, and none is extended. A lease
+	// is extended first at the first tick an interval or more after its
+	// pull, up to two intervals after it (see Serve): return at most half
+	// the time a lease stays held without an extension (natsjs returns a
+	// third of its AckWait).
 	HeartbeatInterval() time.Duration
 }
 

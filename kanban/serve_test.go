@@ -174,6 +174,29 @@ func TestServeExtendsRunningLeases(t *testing.T) {
 	})
 }
 
+// TestServeExtendsALeaseFirstWithinTwoIntervals: the heartbeat ticks
+// every interval from the start of Serve and extends the leases held for
+// an interval or more, so a lease pulled just after a tick is extended
+// first almost two intervals after its pull, as Source.HeartbeatInterval
+// warns.
+func TestServeExtendsALeaseFirstWithinTwoIntervals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "a"}, &lease{id: "b"})
+		b.heartbeat = 10 * time.Second
+		work := map[string]time.Duration{"a": time.Second, "b": 35 * time.Second}
+		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
+			time.Sleep(work[d.ID])
+			return nil
+		}, kanban.ConsumeOptions{})
+		time.Sleep(time.Minute)
+		require.NoError(t, stop())
+		assert.Equal(t, []string{
+			"ack a",
+			"extend b@20s", "extend b@30s", "ack b", // b runs from 1s to 36s: at 10s it is fresh
+		}, b.recorded())
+	})
+}
+
 // TestServeSettlesNoLeaseWhileExtendingIt: a lease whose handler returns
 // while the heartbeat is extending it is settled once the extension has
 // returned, not during it: a backend may reuse a settled lease, and an
