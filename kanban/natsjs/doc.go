@@ -50,8 +50,9 @@
 // Publish refuses with ErrTooLarge a message too large for its dead letter
 // to fit within the server's max_payload, so that every message taken can
 // be dead-lettered. A message's lease is extended (InProgress) every third of
-// AckWait while its handler runs, and while it waits behind an earlier
-// message of its key (PerKey). A message handed back unstarted when a
+// AckWait, the first time within two thirds of it from the pull, while its
+// handler runs, and while it waits behind an earlier message of its key
+// (PerKey). A message handed back unstarted when a
 // consumer stops is negatively acknowledged at once, and JetStream counts
 // that delivery among its attempts (see kanban.ConsumeOptions.MaxAttempts).
 //

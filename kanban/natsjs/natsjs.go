@@ -80,9 +80,9 @@ type Options struct {
 	// Storage selects file (the zero value) or memory storage.
 	Storage Storage
 	// AckWait is how long a delivered message stays leased without an
-	// acknowledgement; the consumer extends it every third of it while
-	// the message is handled or waits behind its key (PerKey). 0
-	// means 30s.
+	// acknowledgement; the consumer extends it every third of it (the
+	// first time within two thirds of it from the pull) while the
+	// message is handled or waits behind its key (PerKey). 0 means 30s.
 	AckWait time.Duration
 	// FetchWait is how long one pull request waits on the server. It
 	// bounds how soon a drain can start releasing messages. 0 means 1s.
