@@ -34,6 +34,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/taipattern/taikit/internal/firsterr"
 )
 
 func main() {
@@ -111,13 +113,13 @@ func (c *command) run(parent string, args []string, stdout, stderr io.Writer) in
 // groupHelp writes the help of a group to w, and returns the first error
 // writing it.
 func (c *command) groupHelp(w io.Writer, path string) error {
-	ew := &errWriter{w: w}
+	ew := &firsterr.Writer{W: w}
 	fmt.Fprintf(ew, "%s: %s\n\nusage: %s <command> ...\n\ncommands:\n", path, c.summary, path)
 	for _, sub := range c.subs {
 		fmt.Fprintf(ew, "  %-10s %s\n", sub.name, sub.summary)
 	}
 	fmt.Fprintf(ew, "\nRun \"%s <command> -h\" for the help of a command.\n", path)
-	return ew.err
+	return ew.Err
 }
 
 // helpWritten returns the exit status of help asked for, written with
@@ -129,22 +131,6 @@ func helpWritten(stderr io.Writer, path string, err error) int {
 		return exitUsage
 	}
 	return exitOK
-}
-
-// errWriter writes to w and keeps the first error; after it, it writes
-// nothing more.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	n, err := e.w.Write(p)
-	e.err = err
-	return n, err
 }
 
 func (c *command) runLeaf(path string, args []string, stdout, stderr io.Writer) int {
@@ -188,13 +174,13 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 // leafHelp writes the help of a leaf to w, and returns the first error
 // writing it.
 func (c *command) leafHelp(w io.Writer, path string, fs *flag.FlagSet) error {
-	ew := &errWriter{w: w}
+	ew := &firsterr.Writer{W: w}
 	fmt.Fprintf(ew, "usage: %s %s\n\n%s\n", path, c.args, c.doc)
 	fmt.Fprintln(ew, "\nflags:")
 	fs.SetOutput(ew)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
-	return ew.err
+	return ew.Err
 }
 
 // usageError prints what was wrong with how command path was called and

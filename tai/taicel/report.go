@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/taipattern/taikit/internal/firsterr"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -301,7 +302,7 @@ func (m *merger) report() *Report {
 // that is not printable (a newline, a terminal's escape sequence) is
 // written quoted, with Go's escapes.
 func (r *Report) WriteText(w io.Writer) error {
-	ew := &errWriter{w: w}
+	ew := &firsterr.Writer{W: w}
 	p := func(format string, args ...any) { fmt.Fprintf(ew, format, args...) }
 	p("candidate %s version %s against the decisions of policy %q", r.Candidate, r.Version, r.Policy)
 	if r.Kind != "" {
@@ -374,7 +375,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			p("  %-9s  %6d  %6d  %6d  %6d  %9.3f  %6.3f\n", row.name, row.c.TP, row.c.FP, row.c.FN, row.c.TN, row.c.Precision, row.c.Recall)
 		}
 	}
-	return ew.err
+	return ew.Err
 }
 
 // printable returns s, or s quoted with Go's escapes when it holds a
@@ -405,18 +406,3 @@ func percent(n, of int) string {
 }
 
 func money(f float64) string { return fmt.Sprintf("%.2f", f) }
-
-// errWriter keeps the first write error and writes nothing after it.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	n, err := e.w.Write(p)
-	e.err = err
-	return n, err
-}
