@@ -10,8 +10,9 @@
 // Dir/data. Down stops exactly the processes whose PID files Up wrote,
 // with what they forked (SIGTERM to each one's process group, then SIGKILL
 // after a grace period), after checking that each PID still names the
-// process it started (the same start time), so a PID the system has since
-// reused is left alone, and its group too. A component that has exited
+// process it started (the same start time, in the same boot of the
+// machine), so a PID the system has since reused, or numbered afresh after
+// a restart, is left alone, and its group too. A component that has exited
 // but left processes in its group (a child that outlived it) has that
 // group stopped all the same.
 //
@@ -661,25 +662,67 @@ func (cfg *Config) start(c Component) (int, error) {
 	if err != nil {
 		return pid, fmt.Errorf("stack: %s (pid %d): %w", c.Name, pid, err)
 	}
-	if err := os.WriteFile(cfg.pidPath(c.Name), []byte(strconv.Itoa(pid)+" "+since+" "+real+"\n"), 0o644); err != nil {
+	line := strconv.Itoa(pid) + " " + since + " " + real + "\n"
+	if boot := bootID(); boot != "" {
+		line += "boot " + boot + "\n"
+	}
+	if err := os.WriteFile(cfg.pidPath(c.Name), []byte(line), 0o644); err != nil {
 		return pid, fmt.Errorf("stack: %s: %w", c.Name, err)
 	}
 	return pid, nil
 }
 
-// running returns the PID of c when its PID file names a process that
-// still runs: the same PID, started at the same time. A PID file reads
-// "PID START PATH": START is the process's start time (startTime), which
-// tells it from a later process given the same PID, even one running the
-// same binary; PATH, the binary started, is the rest of the line (it may
-// hold spaces). A file of the earlier form "PID PATH" is checked by its
-// binary alone.
-func (cfg *Config) running(c Component) (int, bool) {
+// bootIDPath holds an identifier the system draws afresh at every boot.
+const bootIDPath = "/proc/sys/kernel/random/boot_id"
+
+// bootID returns the identifier of the running boot, empty when the
+// system does not say.
+func bootID() string {
+	b, err := os.ReadFile(bootIDPath)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// pidLine returns the first line of c's PID file, "PID START PATH",
+// without its newline, and false when there is none or when the file was
+// written before the machine last booted. The second line, "boot ID",
+// names the boot start wrote the file in: after a restart the system
+// numbers its processes afresh, and a PID file that a crash or a power
+// cut left names a process of the new boot by chance, even one with the
+// start time it holds (clock ticks since boot), or the group such a
+// process leads. A file without the line (of an earlier version) is taken
+// to be of this boot.
+func (cfg *Config) pidLine(c Component) (string, bool) {
 	b, err := os.ReadFile(cfg.pidPath(c.Name))
 	if err != nil {
+		return "", false
+	}
+	first, rest, _ := strings.Cut(string(b), "\n")
+	for _, l := range strings.Split(rest, "\n") {
+		if id, ok := strings.CutPrefix(l, "boot "); ok {
+			if now := bootID(); now != "" && id != now {
+				return "", false
+			}
+		}
+	}
+	return first, first != ""
+}
+
+// running returns the PID of c when its PID file names a process that
+// still runs: the same PID, started at the same time, in the same boot
+// (pidLine). A PID file's first line reads "PID START PATH": START is the
+// process's start time (startTime), which tells it from a later process
+// given the same PID, even one running the same binary; PATH, the binary
+// started, is the rest of the line (it may hold spaces). A file of the
+// earlier form "PID PATH" is checked by its binary alone.
+func (cfg *Config) running(c Component) (int, bool) {
+	line, ok := cfg.pidLine(c)
+	if !ok {
 		return 0, false
 	}
-	id, path, ok := strings.Cut(strings.TrimSuffix(string(b), "\n"), " ")
+	id, path, ok := strings.Cut(line, " ")
 	if !ok || path == "" {
 		return 0, false
 	}
@@ -724,13 +767,14 @@ func pidStart(rest string) (string, bool) {
 // still run. The system gives no new process a PID that still numbers a
 // group, so they are the ones c left, and the group is the stack's to
 // stop. A PID since given to another process
-// (another start time) is left alone, and so is its group.
+// (another start time) is left alone, and so is its group, and so is the
+// group of a PID file of an earlier boot (pidLine).
 func (cfg *Config) leftGroup(c Component) (int, bool) {
-	b, err := os.ReadFile(cfg.pidPath(c.Name))
-	if err != nil {
+	line, ok := cfg.pidLine(c)
+	if !ok {
 		return 0, false
 	}
-	id, rest, _ := strings.Cut(strings.TrimSuffix(string(b), "\n"), " ")
+	id, rest, _ := strings.Cut(line, " ")
 	pid, err := strconv.Atoi(id)
 	if err != nil || pid <= 0 {
 		return 0, false

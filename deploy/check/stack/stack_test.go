@@ -732,3 +732,70 @@ func TestComponentsKeepTheHarmlessEnvironment(t *testing.T) {
 	}
 	assert.Equal(t, keep, got)
 }
+
+// asOfAnotherBoot rewrites the PID file of the component name as a stack
+// would have written it before the machine restarted: the same PID and
+// start time, another boot's identifier. After a restart the system
+// numbers its processes afresh, and a PID file left by a crash or a power
+// cut may name a process of the new boot, or the group one leads.
+func asOfAnotherBoot(t *testing.T, cfg stack.Config, name string) {
+	t.Helper()
+	path := filepath.Join(cfg.Dir, "pids", name+".pid")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	first, _, _ := strings.Cut(string(b), "\n")
+	require.NoError(t, os.WriteFile(path, []byte(first+"\nboot 00000000-0000-4000-8000-000000000000\n"), 0o644))
+}
+
+// TestAPIDFileOfAnotherBootNamesNothing: a PID file written before the
+// machine restarted names no process of this boot, even one given the same
+// PID and start time: status shows the component not running, and down
+// signals neither that process nor the process group a PID of the file
+// numbers now.
+func TestAPIDFileOfAnotherBootNamesNothing(t *testing.T) {
+	cfg := testConfig(t)
+	sh := need(t, "sh")
+	need(t, "sleep")
+
+	// A process of this boot with the PID and the start time the file
+	// holds.
+	pid := startSleep(t, cfg, "sink", need(t, "sleep"))
+	b, err := os.ReadFile(filepath.Join(cfg.Dir, "pids", "sink.pid"))
+	require.NoError(t, err)
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "\nboot "+strings.TrimSpace(string(boot))+"\n", "the PID file names this boot")
+	asOfAnotherBoot(t, cfg, "sink")
+
+	// A process group of this boot whose leader has exited, numbered as
+	// the PID the file holds.
+	childFile := filepath.Join(t.TempDir(), "child")
+	leader, err := stack.Start(&cfg, stack.Component{Name: "redis", Bin: sh,
+		Args: []string{"-c", "sleep 60 >/dev/null 2>&1 & echo $! >" + childFile + ".new && mv " + childFile + ".new " + childFile}})
+	require.NoError(t, err)
+	_, err = syscall.Wait4(leader, nil, 0, nil)
+	require.NoError(t, err)
+	b, err = os.ReadFile(childFile)
+	require.NoError(t, err)
+	child, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	asOfAnotherBoot(t, cfg, "redis")
+
+	states, err := stack.Status(context.Background(), cfg)
+	require.NoError(t, err)
+	for _, s := range states {
+		if s.Name == "sink" {
+			assert.Zero(t, s.PID, "status takes the process of this boot for the sink")
+		}
+	}
+	var out strings.Builder
+	cfg.Out = &out
+	stopped, err := stack.Down(cfg)
+	require.NoError(t, err)
+	assert.Empty(t, stopped, "%s", out.String())
+	assert.True(t, running(pid), "down stopped pid %d, not the stack's", pid)
+	assert.True(t, running(child), "down stopped pid %d in group %d, not the stack's", child, leader)
+	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "sink.pid"), "the stale PID file is gone")
+	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "redis.pid"), "the stale PID file is gone")
+}
