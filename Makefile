@@ -66,12 +66,12 @@ payment: ## run the payment service on :3001 (embedded NATS, no setup)
 
 .PHONY: stress-payment
 stress-payment: ## start the payment service, drive it with 100 clients for 30s (CLIENTS=, DURATION=, LOADGEN_FLAGS=)
-	@$(GO) build -o $(BIN)/payment ./examples/payment
-	@$(GO) build -o $(BIN)/loadgen ./examples/payment/loadgen
-	@data=$$(mktemp -d); $(BIN)/payment -addr 127.0.0.1:3001 -data-dir $$data -blacklist country:KP -log-level warn & pid=$$!; \
-	  trap "kill -INT $$pid; wait $$pid; rm -rf $$data" EXIT; \
+	@$(GO) build -o "$(BIN)/payment" ./examples/payment
+	@$(GO) build -o "$(BIN)/loadgen" ./examples/payment/loadgen
+	@data=$$(mktemp -d); "$(BIN)/payment" -addr 127.0.0.1:3001 -data-dir "$$data" -blacklist country:KP -log-level warn & pid=$$!; \
+	  trap 'kill -INT $$pid; wait $$pid; rm -rf "$$data"' EXIT; \
 	  for i in $$(seq 50); do curl -sf 127.0.0.1:3001/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
-	  $(BIN)/loadgen -url http://127.0.0.1:3001 -c $(or $(CLIENTS),100) -d $(or $(DURATION),30s) $(LOADGEN_FLAGS)
+	  "$(BIN)/loadgen" -url http://127.0.0.1:3001 -c $(or $(CLIENTS),100) -d $(or $(DURATION),30s) $(LOADGEN_FLAGS)
 
 .PHONY: deployment
 deployment: ## run the deployment service on :3002 (embedded NATS, demo catalog, no setup)
@@ -79,12 +79,12 @@ deployment: ## run the deployment service on :3002 (embedded NATS, demo catalog,
 
 .PHONY: stress-deployment
 stress-deployment: ## start the deployment service, send 50 concurrent deployments, print how they ended (N=)
-	@$(GO) build -o $(BIN)/deployment ./examples/deployment
-	@$(GO) build -o $(BIN)/stress-deployment ./examples/deployment/stress
-	@data=$$(mktemp -d); $(BIN)/deployment -addr 127.0.0.1:3002 -data-dir $$data -log-level warn & pid=$$!; \
-	  trap "kill -INT $$pid; wait $$pid; rm -rf $$data" EXIT; \
+	@$(GO) build -o "$(BIN)/deployment" ./examples/deployment
+	@$(GO) build -o "$(BIN)/stress-deployment" ./examples/deployment/stress
+	@data=$$(mktemp -d); "$(BIN)/deployment" -addr 127.0.0.1:3002 -data-dir "$$data" -log-level warn & pid=$$!; \
+	  trap 'kill -INT $$pid; wait $$pid; rm -rf "$$data"' EXIT; \
 	  for i in $$(seq 100); do curl -sf 127.0.0.1:3002/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
-	  $(BIN)/stress-deployment -url http://127.0.0.1:3002 -n $(or $(N),50)
+	  "$(BIN)/stress-deployment" -url http://127.0.0.1:3002 -n $(or $(N),50)
 
 # The operations files under deploy/ (docs/operations.md).
 DEPLOY_SECRETS ?= $(CURDIR)/deploy/secrets
@@ -92,11 +92,11 @@ SECRET_FILES := payment_api_token payment_admin_token payment_audit_key deployme
 
 .PHONY: deploy-secrets
 deploy-secrets: ## random tokens and audit keys for deploy/compose.yaml in deploy/secrets (DEPLOY_SECRETS=dir); existing ones are kept
-	@mkdir -p $(DEPLOY_SECRETS)
+	@mkdir -p "$(DEPLOY_SECRETS)"
 	@for f in $(SECRET_FILES); do \
-	  if [ -s $(DEPLOY_SECRETS)/$$f ]; then echo "kept $(DEPLOY_SECRETS)/$$f"; continue; fi; \
-	  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(DEPLOY_SECRETS)/$$f.tmp && \
-	  chmod 0644 $(DEPLOY_SECRETS)/$$f.tmp && mv $(DEPLOY_SECRETS)/$$f.tmp $(DEPLOY_SECRETS)/$$f && \
+	  if [ -s "$(DEPLOY_SECRETS)/$$f" ]; then echo "kept $(DEPLOY_SECRETS)/$$f"; continue; fi; \
+	  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$(DEPLOY_SECRETS)/$$f.tmp" && \
+	  chmod 0644 "$(DEPLOY_SECRETS)/$$f.tmp" && mv "$(DEPLOY_SECRETS)/$$f.tmp" "$(DEPLOY_SECRETS)/$$f" && \
 	  echo "wrote $(DEPLOY_SECRETS)/$$f"; \
 	done
 

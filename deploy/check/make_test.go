@@ -132,3 +132,85 @@ exit 0
 	}
 	assert.ElementsMatch(t, []string{"jaeger", "payment", "deployment", "stack"}, names, "nothing else is left in bin/")
 }
+
+// TestMakeDeploySecretsTakesAPathWithSpaces runs make deploy-secrets with
+// its directory under a name that holds a space, as the default
+// (deploy/secrets of a checkout under "My Projects") has: the six files
+// are written there, and nothing beside it.
+func TestMakeDeploySecretsTakesAPathWithSpaces(t *testing.T) {
+	mk := tool(t, "make", "make")
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "my projects", "secrets")
+	out, ok := runTool(t, repoRoot(t), nil, mk, "-s", "deploy-secrets", "DEPLOY_SECRETS="+secrets)
+	require.True(t, ok, "make deploy-secrets: %s", out)
+	for _, f := range []string{"payment_api_token", "payment_admin_token", "payment_audit_key",
+		"deployment_api_token", "deployment_admin_token", "deployment_audit_key"} {
+		b, err := os.ReadFile(filepath.Join(secrets, f))
+		if assert.NoError(t, err, out) {
+			assert.Regexp(t, `^[0-9a-f]{64}$`, string(b), f)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.Equal(t, []string{"my projects"}, names, "what make deploy-secrets made beside the directory")
+}
+
+// TestMakeStressTargetsTakePathsWithSpaces runs make stress-payment and
+// stress-deployment with bin/ and the temporary directory under names that
+// hold a space. Stand-ins for go, curl and the programs built record what
+// each was given: each binary is built and run at its whole path, and the
+// service's data directory, given whole, is removed at the end, and only
+// it.
+func TestMakeStressTargetsTakePathsWithSpaces(t *testing.T) {
+	mk := tool(t, "make", "make")
+	dir := t.TempDir()
+	bin, stubs, tmp := filepath.Join(dir, "my projects", "bin"), filepath.Join(dir, "stubs"), filepath.Join(dir, "my tmp")
+	for _, d := range []string{bin, stubs, tmp} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+	}
+	// The data directory's path holds a space too: its parent, "my", must
+	// outlive the run, as rm -rf of the path split at the space would not.
+	keep := filepath.Join(dir, "my")
+	require.NoError(t, os.MkdirAll(keep, 0o755))
+	log := filepath.Join(dir, "log")
+	// go build -o OUT PACKAGE writes a program that logs its arguments,
+	// one a line, and, for the service, the data directory's existence.
+	require.NoError(t, os.WriteFile(filepath.Join(stubs, "go"), []byte(`#!/bin/sh
+[ "$1 $2 $#" = "build -o 4" ] || { echo "go $*" >>"$LOG"; exit 1; }
+printf '#!/bin/sh\nprintf "%%s\\n" "$0" "$@" >>"$LOG"\n' >"$3"
+chmod +x "$3"
+`), 0o755))
+	// The service is healthy once it has run: a service stopped before
+	// then would log nothing.
+	require.NoError(t, os.WriteFile(filepath.Join(stubs, "curl"), []byte("#!/bin/sh\ngrep -q -- -data-dir \"$LOG\"\n"), 0o755))
+	env := []string{"PATH=" + stubs + string(filepath.ListSeparator) + os.Getenv("PATH"), "LOG=" + log, "TMPDIR=" + tmp}
+	for target, want := range map[string][]string{
+		"stress-payment":    {filepath.Join(bin, "payment"), filepath.Join(bin, "loadgen")},
+		"stress-deployment": {filepath.Join(bin, "deployment"), filepath.Join(bin, "stress-deployment")},
+	} {
+		require.NoError(t, os.RemoveAll(log))
+		out, ok := runTool(t, repoRoot(t), env, mk, "-s", target, "GO=go", "BIN="+bin)
+		b, _ := os.ReadFile(log)
+		require.True(t, ok, "make %s: %s\nlog:\n%s", target, out, b)
+		lines := strings.Split(string(b), "\n")
+		for _, w := range want {
+			assert.Contains(t, lines, w, "make %s ran %s", target, w)
+		}
+		// The service got -data-dir DIR: a fresh directory in TMPDIR, gone
+		// once the target ends.
+		data := ""
+		for i, l := range lines {
+			if l == "-data-dir" && i+1 < len(lines) {
+				data = lines[i+1]
+			}
+		}
+		assert.True(t, strings.HasPrefix(data, tmp+string(filepath.Separator)), "make %s gave -data-dir %q\nlog:\n%s", target, data, b)
+		assert.NoDirExists(t, data, "make %s left the service's data", target)
+		assert.DirExists(t, keep, "make %s removed what was not its", target)
+		assert.DirExists(t, tmp, "make %s removed what was not its", target)
+	}
+}
