@@ -68,7 +68,9 @@ payment: ## run the payment service on :3001 (embedded NATS, no setup)
 stress-payment: ## start the payment service, drive it with 100 clients for 30s (CLIENTS=, DURATION=, LOADGEN_FLAGS=)
 	@$(GO) build -o "$(BIN)/payment" ./examples/payment
 	@$(GO) build -o "$(BIN)/loadgen" ./examples/payment/loadgen
-	@data=$$(mktemp -d); "$(BIN)/payment" -addr 127.0.0.1:3001 -data-dir "$$data" -blacklist country:KP -log-level warn & pid=$$!; \
+	@if curl -sf 127.0.0.1:3001/healthz >/dev/null 2>&1; then \
+	  echo "another server answers on 127.0.0.1:3001 (the local stack's payment-1? make down stops it); stop it first" >&2; exit 1; fi; \
+	  data=$$(mktemp -d); "$(BIN)/payment" -addr 127.0.0.1:3001 -data-dir "$$data" -blacklist country:KP -log-level warn & pid=$$!; \
 	  trap 'kill -INT $$pid; wait $$pid; rm -rf "$$data"' EXIT; \
 	  for i in $$(seq 50); do curl -sf 127.0.0.1:3001/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
 	  "$(BIN)/loadgen" -url http://127.0.0.1:3001 -c $(or $(CLIENTS),100) -d $(or $(DURATION),30s) $(LOADGEN_FLAGS)
@@ -81,7 +83,9 @@ deployment: ## run the deployment service on :3002 (embedded NATS, demo catalog,
 stress-deployment: ## start the deployment service, send 50 concurrent deployments, print how they ended (N=)
 	@$(GO) build -o "$(BIN)/deployment" ./examples/deployment
 	@$(GO) build -o "$(BIN)/stress-deployment" ./examples/deployment/stress
-	@data=$$(mktemp -d); "$(BIN)/deployment" -addr 127.0.0.1:3002 -data-dir "$$data" -log-level warn & pid=$$!; \
+	@if curl -sf 127.0.0.1:3002/healthz >/dev/null 2>&1; then \
+	  echo "another server answers on 127.0.0.1:3002 (the local stack's deployment-1? make down stops it); stop it first" >&2; exit 1; fi; \
+	  data=$$(mktemp -d); "$(BIN)/deployment" -addr 127.0.0.1:3002 -data-dir "$$data" -log-level warn & pid=$$!; \
 	  trap 'kill -INT $$pid; wait $$pid; rm -rf "$$data"' EXIT; \
 	  for i in $$(seq 100); do curl -sf 127.0.0.1:3002/healthz >/dev/null 2>&1 && break; sleep 0.1; done; \
 	  "$(BIN)/stress-deployment" -url http://127.0.0.1:3002 -n $(or $(N),50)

@@ -214,3 +214,33 @@ chmod +x "$3"
 		assert.DirExists(t, tmp, "make %s removed what was not its", target)
 	}
 }
+
+// TestMakeStressTargetsRefuseAPortTaken runs make stress-payment and
+// stress-deployment while another server answers on the service's port,
+// as the local stack's payment-1 and deployment-1 do: the service started
+// could not listen, and the load would go to that other server. The target
+// fails, naming the address, and starts nothing.
+func TestMakeStressTargetsRefuseAPortTaken(t *testing.T) {
+	mk := tool(t, "make", "make")
+	dir := t.TempDir()
+	bin, stubs := filepath.Join(dir, "bin"), filepath.Join(dir, "stubs")
+	for _, d := range []string{bin, stubs} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+	}
+	log := filepath.Join(dir, "log")
+	require.NoError(t, os.WriteFile(filepath.Join(stubs, "go"), []byte(`#!/bin/sh
+printf '#!/bin/sh\necho "$0" >>"$LOG"\nexit 1\n' >"$3"
+chmod +x "$3"
+`), 0o755))
+	// Another server answers every health check.
+	require.NoError(t, os.WriteFile(filepath.Join(stubs, "curl"), []byte("#!/bin/sh\nexit 0\n"), 0o755))
+	env := []string{"PATH=" + stubs + string(filepath.ListSeparator) + os.Getenv("PATH"), "LOG=" + log}
+	for target, addr := range map[string]string{"stress-payment": "127.0.0.1:3001", "stress-deployment": "127.0.0.1:3002"} {
+		require.NoError(t, os.RemoveAll(log))
+		out, ok := runTool(t, repoRoot(t), env, mk, "-s", target, "GO=go", "BIN="+bin)
+		assert.False(t, ok, "make %s drove another server: %s", target, out)
+		assert.Contains(t, out, "another server answers on "+addr, "make %s", target)
+		b, _ := os.ReadFile(log)
+		assert.Empty(t, string(b), "make %s ran", target)
+	}
+}
