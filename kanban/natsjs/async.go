@@ -121,8 +121,8 @@ func wake(signal *chan struct{}) {
 // failed send is repeated, up to AsyncAttempts times in all, with waits
 // starting at AsyncRetryWait; a full stream is retried the same way, as
 // consumers make room; a closed connection ends the attempts at once.
-// Only the final failure of a message — reported as kanban.ErrFull for a
-// full stream — goes to OnPublishError and is returned by the next Flush.
+// Only the final failure of a message — wrapping kanban.ErrFull, and the
+// server's answer, for a full stream — goes to OnPublishError and is returned by the next Flush.
 // An error returned by PublishAsync itself means msg was not sent: among
 // others, one wrapping ErrInvalidMessage or ErrTooLarge, as Publish
 // checks msg, ErrClosed after Shutdown, and one matching
@@ -250,7 +250,7 @@ func (q *Queue[T]) republish(m *nats.Msg) {
 func (q *Queue[T]) giveUp(m *nats.Msg, r *retryState, cause error) {
 	id, last := msgID(m), r.last
 	if isFull(last) {
-		last = fmt.Errorf("%w: %v", kanban.ErrFull, last)
+		last = fullError(last)
 	}
 	var err error
 	switch {

@@ -520,6 +520,13 @@ func isFull(err error) bool {
 		strings.Contains(err.Error(), "maximum bytes exceeded"))
 }
 
+// fullError returns err, the server's refusal of a message for a full
+// stream, as kanban.ErrFull that still wraps it: the server's API error
+// (its code, and which limit was reached) stays readable with errors.As.
+func fullError(err error) error {
+	return fmt.Errorf("%w: %w", kanban.ErrFull, err)
+}
+
 // Publish stores msg and waits for the stream's acknowledgement. While
 // the stream is at Capacity it retries, backing off up to 100ms, until
 // there is room or ctx ends.
@@ -540,8 +547,9 @@ func (q *Queue[T]) Publish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, true)
 }
 
-// TryPublish stores msg or returns kanban.ErrFull when the stream is at
-// Capacity. It checks msg as Publish does.
+// TryPublish stores msg or returns an error wrapping kanban.ErrFull when
+// the stream is at Capacity (or MaxBytes); the error wraps the server's
+// answer too (a *jetstream.APIError). It checks msg as Publish does.
 func (q *Queue[T]) TryPublish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, false)
 }
@@ -577,7 +585,7 @@ func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], wait b
 		case !isFull(err):
 			return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, err)
 		case !wait:
-			return kanban.ErrFull
+			return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, fullError(err))
 		}
 		t := time.NewTimer(poll)
 		select {

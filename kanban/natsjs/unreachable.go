@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/taipattern/taikit/kanban"
 )
 
 // Unreachable reports whether err says that JetStream was out of reach,
@@ -25,7 +27,8 @@ import (
 // mends only if assets are removed. A server or account without
 // JetStream is not out of reach, nor is a placement that fails for any
 // other reason (too little storage, tags that match no server): waiting
-// does not mend them.
+// does not mend them. Nor is a full stream (kanban.ErrFull), which the
+// server also answers with 503.
 func Unreachable(err error) bool {
 	if err == nil {
 		return false
@@ -37,6 +40,9 @@ func Unreachable(err error) bool {
 	}
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 		return false
+	}
+	if errors.Is(err, kanban.ErrFull) || isFull(err) {
+		return false // answered 503, but the stream is there, and full
 	}
 	var api *jetstream.APIError
 	if !errors.As(err, &api) {
