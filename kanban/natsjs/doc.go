@@ -53,8 +53,11 @@
 // AckWait, the first time within two thirds of it from the pull, while its
 // handler runs, and while it waits behind an earlier message of its key
 // (PerKey). A message handed back unstarted when a
-// consumer stops is negatively acknowledged at once, and JetStream counts
-// that delivery among its attempts (see kanban.ConsumeOptions.MaxAttempts).
+// consumer stops is negatively acknowledged at once — one that the open
+// pull request delivers after the stop, once the request has ended
+// (within FetchWait), its lease extended meanwhile, so that it does not
+// come back into the same request — and JetStream counts that delivery
+// among its attempts (see kanban.ConsumeOptions.MaxAttempts).
 //
 // The dead-letter stream is the queue's kanban.DeadLetterStore: listed,
 // redriven (each message published to the work stream under a dedup ID of

@@ -127,12 +127,11 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 		case m, ok := <-s.msgs:
 			take(m, ok)
 		case <-ctx.Done():
-			// The open request delivers until it expires; collect
-			// everything so the runtime can release it.
-			for s.cur != nil {
-				m, ok := <-s.msgs
-				take(m, ok)
-			}
+			// The open request delivers until it expires: collect
+			// everything, for the runtime to release once the request
+			// has ended (released before, a message would come straight
+			// back into it).
+			s.collect(take, &out)
 			return out, ctx.Err()
 		}
 		for more := true; more && s.cur != nil; {
@@ -149,16 +148,40 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 	}
 }
 
-// wait hands back what the open request still delivers, once Serve has
-// returned and nothing pulls any more.
-func (s *source[T]) wait() {
+// collect takes what the open request delivers, with take, until it
+// ends. Meanwhile it extends the leases in *held, where take puts them,
+// every HeartbeatInterval: the request may stay open longer than AckWait
+// (FetchWait), and a message held unextended until then came again into
+// the same request, each copy using up an attempt.
+func (s *source[T]) collect(take func(jetstream.Msg, bool), held *[]kanban.Lease[T]) {
+	tick := time.NewTicker(s.HeartbeatInterval())
+	defer tick.Stop()
 	for s.cur != nil {
-		m, ok := <-s.msgs
+		select {
+		case m, ok := <-s.msgs:
+			take(m, ok)
+		case <-tick.C:
+			for _, l := range *held {
+				_ = l.Extend(context.Background())
+			}
+		}
+	}
+}
+
+// wait hands back what the open request still delivers, once Serve has
+// returned and nothing pulls any more: it collects the messages until the
+// request ends, then negatively acknowledges them in their order.
+func (s *source[T]) wait() {
+	var out []kanban.Lease[T]
+	s.collect(func(m jetstream.Msg, ok bool) {
 		if !ok {
 			_ = s.end()
 			return
 		}
-		_ = m.Nak()
+		out = append(out, s.lease(m))
+	}, &out)
+	for _, l := range out {
+		_ = l.Release(context.Background())
 	}
 }
 
