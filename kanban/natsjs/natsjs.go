@@ -83,6 +83,11 @@ type Options struct {
 	// acknowledgement; the consumer extends it every third of it (the
 	// first time within two thirds of it from the pull) while the
 	// message is handled or waits behind its key (PerKey). 0 means 30s.
+	// It is the durable's, which every process shares: Consume sets it,
+	// so the last process to start sets it for all, and one whose own
+	// AckWait is more than half as long again extends its leases too
+	// late — the server delivers its messages again while they are
+	// handled. Give every process sharing the durable the same AckWait.
 	AckWait time.Duration
 	// FetchWait is how long one pull request waits on the server. It
 	// bounds how soon a drain can start releasing messages. 0 means 1s.
@@ -608,8 +613,9 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 
 // Consume creates or updates the durable consumer with MaxAckPending set
 // to the WIP and runs h on the messages until ctx ends, then drains; see
-// kanban.Serve. Every process sharing the durable should use the same WIP:
-// the last one to start sets it for all. A durable that goes away while
+// kanban.Serve. Every process sharing the durable should use the same WIP
+// and AckWait: the last one to start sets them for all (see
+// Options.AckWait). A durable that goes away while
 // Consume runs — deleted by an operator, or with its stream, which New
 // then creates again — is created again, with this call's WIP, at the
 // pull after its loss. While JetStream is out of reach
