@@ -71,7 +71,11 @@ func (t Tracing) TracerProvider() (*sdktrace.TracerProvider, error) {
 // carries a traceparent header, except for the requests skip reports
 // (scrapes, probes, event streams). Spans are named by mux's route, as the
 // conventions say ("GET /payment/{id}", with http.route), or by method
-// alone for a path no route serves: never by a path a client chose.
+// alone for a path no route serves: never by a path a client chose. A
+// method other than the nine of RFC 9110 and RFC 5789 (GET, POST, ...,
+// PATCH), in upper case, is named HTTP ("HTTP /payment/{id}"), as the
+// conventions say: a client may send any word as the method, and a name of
+// its choosing per span would fill a tracing backend with names.
 // otelhttp's metrics go nowhere: the services export their own.
 func TraceHTTP(mux *http.ServeMux, next http.Handler, tp trace.TracerProvider, prop propagation.TextMapPropagator, skip func(*http.Request) bool) http.Handler {
 	routed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -86,12 +90,24 @@ func TraceHTTP(mux *http.ServeMux, next http.Handler, tp trace.TracerProvider, p
 		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
 		otelhttp.WithFilter(func(r *http.Request) bool { return !skip(r) }),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			method := spanMethod(r.Method)
 			if route := routeOf(mux, r); route != "" {
-				return r.Method + " " + route
+				return method + " " + route
 			}
-			return r.Method
+			return method
 		}),
 	)
+}
+
+// spanMethod is method as a span's name gives it: a method HTTP defines
+// as it is, any other "HTTP".
+func spanMethod(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "HTTP"
 }
 
 // routeOf is the route of mux that serves r ("/payment/{id}"), or "".

@@ -1,0 +1,43 @@
+package svc_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/taipattern/taikit/examples/internal/svc"
+)
+
+// A span's name is the route's, or the method's alone: a method a client
+// made up is named HTTP, as the conventions say, so that clients cannot
+// fill a tracing backend with names of their choosing.
+func TestTraceHTTPSpanNames(t *testing.T) {
+	mux := http.NewServeMux()
+	ok := func(w http.ResponseWriter, r *http.Request) {}
+	mux.HandleFunc("GET /payment/{id}", ok)
+	mux.HandleFunc("/any", ok)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	h := svc.TraceHTTP(mux, mux, tp, propagation.TraceContext{}, func(*http.Request) bool { return false })
+
+	for _, c := range []struct{ method, path, want string }{
+		{"GET", "/payment/p-1", "GET /payment/{id}"},
+		{"POST", "/nowhere", "POST"},
+		{"XYZZY-1", "/nowhere", "HTTP"},
+		{"get", "/nowhere", "HTTP"},
+		{"XYZZY-2", "/any", "HTTP /any"},
+	} {
+		rec.Reset()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, c.path, nil))
+		spans := rec.Ended()
+		require.Len(t, spans, 1, c.method+" "+c.path)
+		assert.Equal(t, c.want, spans[0].Name(), c.method+" "+c.path)
+	}
+}
