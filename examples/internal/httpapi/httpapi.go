@@ -82,8 +82,12 @@ func WriteError(w http.ResponseWriter, err error) {
 }
 
 // RetryAfterSeconds rounds d up to whole seconds, at least 1, as the
-// Retry-After header needs.
+// Retry-After header needs. It divides before rounding: adding a second
+// less a nanosecond first would overflow for the longest durations.
 func RetryAfterSeconds(d time.Duration) int {
-	s := int((d + time.Second - 1) / time.Second)
-	return max(s, 1)
+	s := d / time.Second
+	if d%time.Second > 0 {
+		s++
+	}
+	return max(int(s), 1)
 }

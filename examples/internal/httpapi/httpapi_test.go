@@ -248,6 +248,15 @@ func TestRetryAfterSeconds(t *testing.T) {
 	assert.Equal(t, 2, RetryAfterSeconds(time.Second+time.Nanosecond))
 }
 
+// A wait within a second of the longest duration is rounded up too: the
+// sum that rounded it overflowed, and a client was told to come back in a
+// second.
+func TestRetryAfterSecondsOfTheLongestWait(t *testing.T) {
+	assert.Equal(t, math.MaxInt64/int(time.Second)+1, RetryAfterSeconds(math.MaxInt64))
+	assert.Equal(t, math.MaxInt64/int(time.Second), RetryAfterSeconds(math.MaxInt64/time.Second*time.Second))
+	assert.Equal(t, 1, RetryAfterSeconds(math.MinInt64))
+}
+
 func TestReadBody(t *testing.T) {
 	req := func(ct, body string) *http.Request {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
