@@ -114,7 +114,10 @@ const ShutdownTimeout = 30 * time.Second
 // or srv.WriteTimeout when it is longer — a request may run as long as its
 // answer may still be written, and one cut short by the stop would leave
 // its client without one; closeService gets ShutdownTimeout of its own
-// after them, so slow requests never leave it no time to flush.
+// after them, so slow requests never leave it no time to flush. Requests
+// still running when their time is up are cut off (srv.Close closes their
+// connections, which ends their contexts), so that their handlers stop
+// rather than run on against the service as it closes.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService func(context.Context) error, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -127,6 +130,7 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService 
 	requestsCtx, cancel := context.WithTimeout(context.Background(), max(ShutdownTimeout, srv.WriteTimeout))
 	defer cancel()
 	if sErr := srv.Shutdown(requestsCtx); sErr != nil {
+		_ = srv.Close()
 		err = errors.Join(err, fmt.Errorf("requests in flight not finished: %w", sErr))
 	}
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), ShutdownTimeout)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -426,5 +427,47 @@ func TestServeFinishesARequestLongerThanTheShutdownTimeout(t *testing.T) {
 		_ = srv.Close()
 		assert.NoError(t, serveErr)
 		assert.NoError(t, closeErr, "the service's close has time of its own")
+	})
+}
+
+// Requests still running when their time is up are cut off before the
+// service closes: none runs on against a closed service.
+func TestServeCutsOffRequestsPastTheShutdownTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := newPipeListener()
+		started := make(chan struct{})
+		var handlerDone atomic.Bool
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(started)
+			<-r.Context().Done() // a request that would run for ever
+			handlerDone.Store(true)
+		})}
+		ctx, cancel := context.WithCancel(context.Background())
+		var endedBeforeClose bool
+		done := make(chan error, 1)
+		go func() {
+			done <- svc.Serve(ctx, srv, ln, func(context.Context) error {
+				synctest.Wait()
+				endedBeforeClose = handlerDone.Load()
+				return nil
+			}, svc.Logger(io.Discard, "error", "t"))
+		}()
+		client := &http.Client{Transport: &http.Transport{DialContext: ln.dial}}
+		got := make(chan error, 1)
+		go func() {
+			resp, err := client.Get("http://payment/")
+			if err == nil {
+				resp.Body.Close()
+			}
+			got <- err
+		}()
+		<-started
+		cancel()
+		serveErr := <-done
+		assert.ErrorContains(t, serveErr, "requests in flight not finished")
+		assert.True(t, endedBeforeClose, "the request was still running when the service closed")
+		_ = srv.Close()
+		assert.Error(t, <-got, "the request cut off has no answer")
+		client.CloseIdleConnections()
 	})
 }
