@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -116,7 +117,7 @@ func (s *Serving) Register(fs *flag.FlagSet, env *Env, port int, u Usage) {
 	fs.StringVar(&s.apiTokenFile, "api-token-file", env.String("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
 	fs.StringVar(&s.AdminToken, "admin-token", env.String("ADMIN_TOKEN", ""), "token of "+u.Admin+", as a Bearer token or the HTTP Basic password (any user name); must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
 	fs.StringVar(&s.adminTokenFile, "admin-token-file", env.String("ADMIN_TOKEN_FILE", ""), "read the admin token from this file (ADMIN_TOKEN_FILE)")
-	fs.StringVar(&s.auditKeyFile, "audit-key-file", env.String("AUDIT_KEY_FILE", ""), "make the audit trail's hashes HMAC-SHA256 with the key in this file (at least 16 bytes, used as stored); verify with go run ./cmd/taikit audit verify -key-file (AUDIT_KEY_FILE)")
+	fs.StringVar(&s.auditKeyFile, "audit-key-file", env.String("AUDIT_KEY_FILE", ""), "make the audit trail's hashes HMAC-SHA256 with the key in this file (16 bytes to 64 KiB, used as stored); verify with go run ./cmd/taikit audit verify -key-file (AUDIT_KEY_FILE)")
 	fs.StringVar(&s.allowed, "allowed-hosts", env.String("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any (a defence against DNS rebinding); default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")
 }
 
@@ -133,9 +134,11 @@ func (s *Serving) Finish() error {
 		errs = append(errs, err)
 	}
 	if s.auditKeyFile != "" {
-		switch key, err := os.ReadFile(s.auditKeyFile); {
+		switch key, err := readKeyFile(s.auditKeyFile); {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("-audit-key-file: %w", err))
+		case len(key) > maxKeyFile:
+			errs = append(errs, fmt.Errorf("-audit-key-file %s holds more than %d bytes; it should hold the key alone", s.auditKeyFile, maxKeyFile))
 		case len(key) < kaizen.MinAuditKeyLen:
 			errs = append(errs, fmt.Errorf("-audit-key-file %s holds %d bytes; the key needs at least %d", s.auditKeyFile, len(key), kaizen.MinAuditKeyLen))
 		default:
@@ -165,4 +168,19 @@ func (s *Serving) Finish() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// maxKeyFile bounds what Finish reads of the audit key file, as
+// httpapi.ReadToken bounds a token file: a longer file holds no key (or it
+// is /dev/zero, which would never end).
+const maxKeyFile = 64 << 10
+
+// readKeyFile reads file, at most one byte more than maxKeyFile.
+func readKeyFile(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 }

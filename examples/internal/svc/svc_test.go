@@ -85,6 +85,22 @@ func TestServingRefusals(t *testing.T) {
 	assert.Len(t, s.AuditKey, 32)
 }
 
+// An audit key file is read no further than a key can be long, as a
+// token file is: -audit-key-file /dev/zero would never end.
+func TestServingRefusesAnAuditKeyFileHoldingMoreThanAKey(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big")
+	require.NoError(t, os.WriteFile(big, bytes.Repeat([]byte("k"), 64<<10+1), 0o600))
+	s, err := parse(t, nil, "-audit-key-file", big)
+	assert.ErrorContains(t, err, "-audit-key-file "+big+" holds more than 65536 bytes")
+	assert.Zero(t, len(s.AuditKey), "no key is taken")
+
+	most := filepath.Join(t.TempDir(), "most")
+	require.NoError(t, os.WriteFile(most, bytes.Repeat([]byte("k"), 64<<10), 0o600))
+	s, err = parse(t, nil, "-audit-key-file", most)
+	require.NoError(t, err)
+	assert.Len(t, s.AuditKey, 64<<10)
+}
+
 func TestEnv(t *testing.T) {
 	e := svc.NewEnv(func(k string) string {
 		return map[string]string{"D": "2s", "N": "7", "F": "0.5", "BAD_D": "soon", "BAD_N": "many", "BAD_F": "half"}[k]
