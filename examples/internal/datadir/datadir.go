@@ -29,7 +29,8 @@ type Lock struct {
 // Acquire creates dir if needed and takes its lock file (dir/LOCK) for this
 // process; a LOCK that is a symbolic link is refused. If another process
 // holds it, the error wraps ErrInUse and names that process's PID when it
-// can.
+// can; a lock the system refuses for another reason (a file system without
+// locks) is an error that says so, not ErrInUse.
 func Acquire(dir string) (*Lock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -64,6 +65,10 @@ func lockOnce(dir, path string) (*os.File, error) {
 	}
 	opened()
 	if err := lockFile(f); err != nil {
+		if !heldElsewhere(err) {
+			f.Close()
+			return nil, fmt.Errorf("data directory: cannot lock %s: %w", path, err)
+		}
 		b := make([]byte, 32)
 		n, _ := f.ReadAt(b, 0)
 		f.Close()

@@ -5,6 +5,7 @@ package datadir
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -75,4 +76,24 @@ func TestDiscardRemovesTheLockFile(t *testing.T) {
 	require.NoError(t, b.Discard())
 	require.NoError(t, b.Discard(), "a second Discard is harmless")
 	require.NoFileExists(t, filepath.Join(dir, LockFile))
+}
+
+// A lock the file system refuses (one without locks, as some network
+// file systems are) is not another process's: the error says what failed
+// and is not ErrInUse, which would send the user looking for a process
+// that does not exist.
+func TestAcquireOnAFileSystemWithoutLocks(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Acquire(dir) // a holder's PID is left in LOCK, as after kill -9
+	require.NoError(t, err)
+	require.NoError(t, l.f.Close())
+	lock := lockFile
+	lockFile = func(*os.File) error { return syscall.ENOLCK }
+	t.Cleanup(func() { lockFile = lock })
+
+	_, err = Acquire(dir)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrInUse)
+	require.ErrorIs(t, err, syscall.ENOLCK)
+	require.NotContains(t, err.Error(), "process")
 }

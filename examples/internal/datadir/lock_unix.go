@@ -3,6 +3,7 @@
 package datadir
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -10,10 +11,16 @@ import (
 // noFollow makes opening the lock file fail on a symbolic link.
 const noFollow = syscall.O_NOFOLLOW
 
-func lockFile(f *os.File) error {
+// lockFile takes f's lock without waiting for it; a test makes it fail
+// as a file system without locks does.
+var lockFile = func(f *os.File) error {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 }
 
 func unlockFile(f *os.File) error {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
+
+// heldElsewhere reports whether err, lockFile's, says that another open
+// file holds the lock.
+func heldElsewhere(err error) bool { return errors.Is(err, syscall.EWOULDBLOCK) }
