@@ -143,7 +143,11 @@ func locateExprs(root *yaml.Node, rules []Rule) {
 	if seq == nil || seq.Kind != yaml.SequenceNode {
 		return
 	}
-	for i, item := range seq.Content {
+	i := 0
+	for _, item := range seq.Content {
+		if isNull(item) {
+			continue // the decoder leaves an empty item out of Rules
+		}
 		if i >= len(rules) {
 			return
 		}
@@ -156,7 +160,18 @@ func locateExprs(root *yaml.Node, rules []Rule) {
 				rules[i].line, rules[i].column = v.Line+1, 0
 			}
 		}
+		i++
 	}
+}
+
+// isNull reports whether n is a null ("", "~", "null"), or an alias of
+// one: an item of a sequence that the decoder does not decode into a
+// struct.
+func isNull(n *yaml.Node) bool {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
 // badVerdictLine returns the line of the first rule's verdict that is not

@@ -1,6 +1,7 @@
 package taicel_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -137,4 +138,37 @@ func FuzzParse(f *testing.F) {
 		}
 		require.NotEmpty(t, spec.Version)
 	})
+}
+
+// An empty item in the rules (a "-" whose rule was commented out, a
+// null) is no rule: the decoder leaves it out. The rules after it were
+// located one item off, so an error named the lines of the rule before.
+func TestFileLineAfterAnEmptyRuleItem(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	const ok = "  - name: ok\n    weight: 1\n    expr: payload.Total > 1.0\n"
+	const bad = "  - name: bad\n    weight: 1\n    expr: payload.Totl > 1.0\n"
+	for _, tc := range []struct {
+		name, in                    string
+		okStart, badStart, exprLine int
+	}{
+		{"dash alone", "version: 1\nrules:\n  -\n  # - name: old\n" + ok + bad, 5, 8, 10},
+		{"null", "version: 1\nrules:\n  - null\n  - ~\n" + ok + bad, 5, 8, 10},
+		{"flow", "version: 1\nrules: [null,\n  {name: ok, weight: 1, expr: 'true'},\n  {name: bad, weight: 1, expr: 'payload.X'}]\n", 3, 4, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := taicel.Parse([]byte(tc.in))
+			require.NoError(t, err)
+			require.Len(t, spec.Rules, 2)
+			_, err = env.Compile(spec)
+			var ce *taicel.CompileError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, "bad", ce.Rule)
+			assert.Equal(t, tc.exprLine, ce.FileLine)
+
+			spec.Rules[1].Name = "ok"
+			_, err = env.Compile(spec)
+			assert.ErrorContains(t, err, fmt.Sprintf(`rule name "ok" is used twice (file lines %d and %d)`, tc.okStart, tc.badStart))
+		})
+	}
 }
