@@ -25,7 +25,7 @@ type Options[T any] struct {
 	// Vars declares the variables the caller supplies for each signal, by
 	// name and CEL type: {"attempts": cel.IntType, "spent_today":
 	// cel.DoubleType}. A name is a CEL identifier other than payload,
-	// signal and sets.
+	// signal and sets, and not a word CEL reserves (in, if, let, ...).
 	Vars map[string]*cel.Type
 	// Lookup returns the values of Vars for a signal: per-customer state
 	// such as attempt counts, read from a store. It runs once per signal
@@ -155,6 +155,8 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 		switch {
 		case !isIdent(name):
 			return nil, fmt.Errorf("taicel: Options.Vars: %q is not an identifier", name)
+		case celReserved[name]:
+			return nil, fmt.Errorf("taicel: Options.Vars: %q is a word CEL reserves; no expression could read it", name)
 		case name == varPayload || name == varSignal || name == varSets:
 			return nil, fmt.Errorf("taicel: Options.Vars: %q is a name taicel declares", name)
 		case t == nil:
@@ -231,6 +233,18 @@ func nativeName(t reflect.Type) string {
 	}
 	return pkg + "." + t.Name()
 }
+
+// celReserved are the words CEL reserves: none can name a variable.
+var celReserved = map[string]bool{
+	"false": true, "in": true, "null": true, "true": true,
+	"as": true, "break": true, "const": true, "continue": true, "else": true, "for": true,
+	"function": true, "if": true, "import": true, "let": true, "loop": true, "package": true,
+	"namespace": true, "return": true, "var": true, "void": true, "while": true,
+}
+
+// celKeywords are the reserved words CEL does not read as a name even
+// after a dot: sets.in is a syntax error, sets.if a set.
+var celKeywords = map[string]bool{"false": true, "in": true, "null": true, "true": true}
 
 func isIdent(s string) bool {
 	if s == "" {
@@ -326,6 +340,9 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 		for name, items := range spec.Sets {
 			if !isIdent(name) {
 				return nil, fmt.Errorf("taicel: set name %q is not an identifier", name)
+			}
+			if celKeywords[name] {
+				return nil, fmt.Errorf("taicel: set name %q is a word CEL reserves; sets.%s cannot be read", name, name)
 			}
 			m := make(map[string]bool, len(items))
 			for _, it := range items {

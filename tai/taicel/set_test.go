@@ -3,6 +3,7 @@ package taicel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"strings"
@@ -559,4 +560,30 @@ func TestLookupNumberOfAnotherType(t *testing.T) {
 		assert.ErrorContains(t, err, tc.want)
 		assert.Zero(t, d.Verdict)
 	}
+}
+
+// A word CEL reserves is no identifier: a variable so named could not be
+// read by any expression, nor a set named in, true, false or null (the
+// words that cannot follow "sets."), yet both were accepted and every
+// rule reading them failed with a syntax error at the rule.
+func TestNamesCELReserves(t *testing.T) {
+	lookup := func(context.Context, tai.Signal[Order]) (map[string]any, error) { return nil, nil }
+	for _, name := range []string{"in", "true", "false", "null", "as", "let", "if", "while", "namespace"} {
+		_, err := taicel.NewEnv(taicel.Options[Order]{Vars: map[string]*cel.Type{name: cel.IntType}, Lookup: lookup})
+		assert.ErrorContains(t, err, fmt.Sprintf("taicel: Options.Vars: %q is a word CEL reserves", name))
+	}
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	rules := []taicel.Rule{{Name: "r", Weight: 1, Expr: "true"}}
+	for _, name := range []string{"in", "true", "false", "null"} {
+		_, err := env.Compile(&taicel.Spec{Version: "1", Sets: map[string][]string{name: {"x"}}, Rules: rules})
+		assert.ErrorContains(t, err, fmt.Sprintf("taicel: set name %q is a word CEL reserves", name))
+	}
+	// A reserved word that CEL reads after a dot still names a set.
+	set, err := env.Compile(&taicel.Spec{Version: "1", Sets: map[string][]string{"if": {"x"}},
+		Rules: []taicel.Rule{{Name: "r", Weight: 1, Expr: "payload.ID in sets.if"}}})
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[Order]{Payload: Order{ID: "x"}})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, d.Verdict)
 }

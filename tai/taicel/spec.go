@@ -26,7 +26,7 @@ type Spec struct {
 	// sets.NAME, a map whose keys are the list's items, so that
 	// `x in sets.NAME` is a constant-time test. A set name is a CEL
 	// identifier: a letter or underscore, then letters, digits or
-	// underscores.
+	// underscores, other than in, true, false and null.
 	Sets map[string][]string `yaml:"sets,omitempty" json:"sets,omitempty"`
 	// Rules run in order: the verdict rules first, the first true one
 	// deciding; then every scored rule. At least one rule.
