@@ -121,11 +121,17 @@ func (s *Set[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decision,
 // Replay judges sig with the variables given instead of those Lookup
 // would return: a decision recorded with Options.RecordInputs, read back
 // with Env.DecodeInputs, is judged again with the set's rules. The same
-// set decides as it did then, inputs included. Replay has no context to
-// stop it: Options.MaxCost bounds each of its evaluations.
+// set decides as it did then, inputs included. The variables are checked
+// and converted as those Lookup returns are (see Options.Lookup): a value
+// that cannot be of its variable's declared type is an error. Replay has
+// no context to stop it: Options.MaxCost bounds each of its evaluations.
 func (s *Set[T]) Replay(sig tai.Signal[T], vars map[string]any) (tai.Decision, error) {
 	if err := s.env.checkPayload(sig); err != nil {
 		return tai.Decision{Policy: s.name}, err
+	}
+	vars, err := s.env.typedVars(vars)
+	if err != nil {
+		return tai.Decision{Policy: s.name}, fmt.Errorf("taicel: replay: %w", err)
 	}
 	return s.judge(context.Background(), newActivation(sig, vars))
 }
@@ -164,7 +170,7 @@ func (e *Env[T]) activate(ctx context.Context, sig tai.Signal[T]) (*activation, 
 			return nil, fmt.Errorf("taicel: lookup: %w", err)
 		}
 		if act.vars, err = e.typedVars(vars); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("taicel: lookup: %w", err)
 		}
 	}
 	return act, nil

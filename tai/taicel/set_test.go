@@ -587,3 +587,33 @@ func TestNamesCELReserves(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, tai.Deny, d.Verdict)
 }
+
+// Replay checks and converts the variables it is given as Evaluate does
+// those Lookup returns: a string held for an int variable made n != 7
+// true whatever its value, and an int held for a double failed the
+// arithmetic of the rule that read it.
+func TestReplayVariablesOfAnotherType(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{
+		Vars: map[string]*cel.Type{"n": cel.IntType, "x": cel.DoubleType},
+		Lookup: func(context.Context, tai.Signal[Order]) (map[string]any, error) {
+			return nil, errors.New("not called")
+		},
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+		{Name: "not seven", Verdict: tai.Deny, Expr: "n != 7"},
+		{Name: "double", Weight: 1, Expr: "x * 2.0 > 9.0"},
+	}})
+	require.NoError(t, err)
+
+	d, err := set.Replay(tai.Signal[Order]{}, map[string]any{"n": 7, "x": 5})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, d.Verdict)
+	assert.Equal(t, "double", d.Reason)
+
+	d, err = set.Replay(tai.Signal[Order]{}, map[string]any{"n": "7", "x": 1.0})
+	assert.EqualError(t, err, `taicel: replay: variable "n" is a string; declared int`)
+	assert.Zero(t, d.Verdict)
+	_, err = set.Replay(tai.Signal[Order]{}, map[string]any{"n": 7.5, "x": 1.0})
+	assert.ErrorContains(t, err, `taicel: replay: variable "n" is 7.5; declared int`)
+}

@@ -34,13 +34,13 @@ func (e *Env[T]) typedVars(vars map[string]any) (map[string]any, error) {
 		want := e.vars[name]
 		if !fitsScalar(want, v) {
 			if v == nil {
-				return nil, fmt.Errorf("taicel: lookup: variable %q is nil; declared %s", name, want)
+				return nil, fmt.Errorf("variable %q is nil; declared %s", name, want)
 			}
-			return nil, fmt.Errorf("taicel: lookup: variable %q is a %T; declared %s", name, v, want)
+			return nil, fmt.Errorf("variable %q is a %T; declared %s", name, v, want)
 		}
 		n, changed, err := asNumber(want.Kind(), v)
 		if err != nil {
-			return nil, fmt.Errorf("taicel: lookup: variable %q is %v; declared %s: %w", name, v, want, err)
+			return nil, fmt.Errorf("variable %q is %v; declared %s: %w", name, v, want, err)
 		}
 		if !changed {
 			continue
