@@ -31,8 +31,11 @@
 // native types): its exported fields, under their Go names, are the fields
 // an expression can read. An expression that names a field T does not have,
 // compares a string with a number, or returns something other than a bool
-// (or a double, for a scored rule) fails when the set is compiled, with the
-// rule's name and the line:column in the expression, never at evaluation.
+// (or a double, for a scored rule) fails when the set is compiled, never
+// at evaluation, with a [*CompileError] naming the rule, the line of its
+// expression in the rule file, and the line:column in the expression of
+// an error inside it (a result of the wrong type is about the expression
+// as a whole, and has none).
 //
 // # Compile once, evaluate often
 //

@@ -81,6 +81,7 @@ func TestCompileErrorFileLine(t *testing.T) {
 		{"plain", "version: 1\nrules:\n  - name: ok\n    weight: 1\n    expr: payload.Total > 1.0\n  - name: bad\n    weight: 1\n    expr: payload.Totl > 1.0\n", 8},
 		{"block", "version: 1\nrules:\n  - name: bad\n    weight: 1\n    expr: |\n      payload.Total > 1.0 &&\n      payload.Itms > 2\n", 6},
 		{"flow", "version: 1\nrules: [{name: bad, weight: 1, expr: 'payload.X'}]\n", 2},
+		{"result type", "version: 1\nrules:\n  - name: bad\n    weight: 1\n    expr: payload.Items\n", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec, err := taicel.Parse([]byte(tc.in))
@@ -91,6 +92,11 @@ func TestCompileErrorFileLine(t *testing.T) {
 			assert.Equal(t, "bad", ce.Rule)
 			assert.Equal(t, tc.line, ce.FileLine)
 			assert.Contains(t, err.Error(), "(file line")
+			if tc.name == "result type" {
+				// about the expression as a whole: no line:column in it
+				assert.Zero(t, ce.Line)
+				assert.Equal(t, `taicel: rule "bad" (file line 5): expression returns int; want bool or double`, err.Error())
+			}
 		})
 	}
 }
