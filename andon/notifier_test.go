@@ -1040,14 +1040,8 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // resolved. A permanent error is not offered again.
 func TestGivenUpNotificationIsOfferedAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rec := &recorder{}
-		var down atomic.Bool
-		flaky := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-			if down.Load() {
-				return errors.New("connection refused")
-			}
-			return rec.Notify(ctx, a)
-		})
+		flaky := &flakyNotifier{}
+		rec, down := &flaky.recorder, &flaky.down
 		bad := &recorder{}
 		var badCalls atomic.Int32
 		permanent := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
@@ -1089,19 +1083,23 @@ func TestGivenUpNotificationIsOfferedAgain(t *testing.T) {
 	})
 }
 
-// flakyRefresher is a Refresher that records what it was told and fails
-// while down is set, as an Alertmanager that cannot be reached.
-type flakyRefresher struct {
+// flakyNotifier records what it was told and fails while down is set, as
+// a receiver that cannot be reached.
+type flakyNotifier struct {
 	recorder
 	down atomic.Bool
 }
 
-func (r *flakyRefresher) Notify(ctx context.Context, alerts []andon.Alert) error {
-	if r.down.Load() {
+func (n *flakyNotifier) Notify(ctx context.Context, alerts []andon.Alert) error {
+	if n.down.Load() {
 		return errors.New("connection refused")
 	}
-	return r.recorder.Notify(ctx, alerts)
+	return n.recorder.Notify(ctx, alerts)
 }
+
+// flakyRefresher is a flakyNotifier that is a Refresher, as an
+// Alertmanager that cannot be reached.
+type flakyRefresher struct{ flakyNotifier }
 
 func (*flakyRefresher) Refreshes() bool { return true }
 
@@ -1135,14 +1133,8 @@ func TestRefresherHearsTheResolutionAfterAFailedResend(t *testing.T) {
 
 func TestGivenUpResolutionIsSentOnceTheAlertIsPendingAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rec := &recorder{}
-		var down atomic.Bool
-		flaky := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-			if down.Load() {
-				return errors.New("connection refused")
-			}
-			return rec.Notify(ctx, a)
-		})
+		flaky := &flakyNotifier{}
+		rec, down := &flaky.recorder, &flaky.down
 		cond := newSwitch()
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky}, Logger: discardLogger(),
 			Notify: andon.NotifyOptions{MaxAttempts: 1},
