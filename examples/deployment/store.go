@@ -88,10 +88,7 @@ var ErrNotFound = errors.New("deployment not found")
 
 // Get returns a deployment and its revision.
 func (s *Store) Get(ctx context.Context, id string) (*Deployment, uint64, error) {
-	e, err := s.writer().Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, ErrNotFound
-	}
+	e, err := s.entry(ctx, id)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -105,14 +102,20 @@ func (s *Store) Get(ctx context.Context, id string) (*Deployment, uint64, error)
 // Revision returns the revision a deployment's record is at, read from
 // any of the bucket's servers: one that is behind answers an earlier one.
 func (s *Store) Revision(ctx context.Context, id string) (uint64, error) {
-	e, err := s.writer().Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, ErrNotFound
-	}
+	e, err := s.entry(ctx, id)
 	if err != nil {
 		return 0, err
 	}
 	return e.Revision(), nil
+}
+
+// entry reads a deployment's record as stored, or ErrNotFound.
+func (s *Store) entry(ctx context.Context, id string) (jetstream.KeyValueEntry, error) {
+	e, err := s.writer().Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	return e, err
 }
 
 // Create stores a new deployment.
