@@ -20,8 +20,10 @@ type Decision struct {
 	// would pass if nothing else happened; InfDuration when it never can
 	// (more events than the burst, or a closed Limit). During a Limiter's
 	// warm-up, more events than the step's Burst but no more than the full
-	// Burst can pass once the climb takes them: RetryAfter says when. It is
-	// 0 when Allowed.
+	// Burst can pass once the climb takes them: RetryAfter says when; and
+	// for a request within the step's Burst it counts the higher rate of
+	// the steps that begin before the request passes. It is 0 when
+	// Allowed.
 	RetryAfter time.Duration
 	// ResetAfter is how long until the key is full again; the key carries
 	// no information after it, so stores forget it then.

@@ -205,12 +205,16 @@ func (l *Limiter) decide(now int64, n int) Decision {
 		}
 		next, d := st.p.decide(tat, now, n)
 		if next == tat || st.tat.CompareAndSwap(tat, next) {
-			if d.RetryAfter == InfDuration && st.p.mode == modeFinite {
-				// More events than the Burst: a warm-up under way may
-				// reach a step that takes them.
+			if !d.Allowed && st.p.mode == modeFinite {
 				if c := l.climb.Load(); c != nil {
-					if wait, _, ok := c.retryFor(&st.p, tat, now, n); ok {
-						d.RetryAfter = time.Duration(wait)
+					if d.RetryAfter == InfDuration {
+						// More events than the Burst: a warm-up under
+						// way may reach a step that takes them.
+						if wait, _, ok := c.retryFor(&st.p, tat, now, n); ok {
+							d.RetryAfter = time.Duration(wait)
+						}
+					} else {
+						d.RetryAfter = time.Duration(c.sooner(&st.p, tat, now, n, int64(d.RetryAfter)))
 					}
 				}
 			}
@@ -389,14 +393,17 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
 func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 
 // WaitN blocks until n events may pass and records them, or returns an
-// error: ctx's error if it ends first (the events are returned then), or
+// error: ctx's error if it ends first (the events are returned then, as
+// Reservation.Cancel returns them: not once the Limit has changed), or
 // context.DeadlineExceeded when its deadline has passed already; a
 // *LimitedError at once when n is negative, n exceeds the Burst of a
 // finite Limit, the Limit is closed, or the wait would outlast ctx's
 // deadline (nothing is booked then). During a warm-up, n above the
 // Burst of the step in force but not above the full Burst waits for the
-// step that takes n events, then books them under it. An Unlimited Limit
-// passes any n at once.
+// step that takes n events, then books them under it; and n within it
+// that a later step lets pass sooner than the step in force would waits
+// for that time, as RetryAfter counts it, then books them. An Unlimited
+// Limit passes any n at once.
 func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	for {
 		if err := ctx.Err(); err != nil {
@@ -412,6 +419,18 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 				// one that will be, not a limit the events may never pass.
 				return context.DeadlineExceeded
 			}
+		}
+		if wait, ok := l.climbWait(now, n); ok {
+			// A step of the warm-up lets the events pass sooner than the
+			// step in force would: wait for it, then book under it.
+			if wait > maxDelay {
+				st := l.st.Load()
+				return &LimitedError{Name: l.name, Decision: Decision{Limit: st.p.limit, RetryAfter: time.Duration(wait)}}
+			}
+			if err := sleep(ctx, time.Duration(wait)); err != nil {
+				return err
+			}
+			continue
 		}
 		var r Reservation
 		l.reserve(&r, now, n, maxDelay)
@@ -452,6 +471,31 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 		}
 		return &LimitedError{Name: l.name, Decision: d}
 	}
+}
+
+// climbWait returns, during a warm-up, how long n events within the Burst
+// of the step in force must wait at now, when a later step lets them pass
+// sooner than that step would (see climb.sooner); ok is false otherwise:
+// no warm-up, no wait, or the step's own wait, which is exact.
+func (l *Limiter) climbWait(now int64, n int) (wait int64, ok bool) {
+	c := l.climb.Load()
+	if c == nil {
+		return 0, false
+	}
+	st := l.stateAt(now)
+	if st == nil || st.p.mode != modeFinite || n < 0 || n > st.p.burst {
+		return 0, false
+	}
+	tat := st.tat.Load()
+	if tat == retired {
+		return 0, false // the Limit is changing: reserve waits for it
+	}
+	own := max(tat, now) + int64(n)*st.p.interval - now - st.p.tolerance
+	if own <= 0 {
+		return 0, false
+	}
+	wait = c.sooner(&st.p, tat, now, n, own)
+	return wait, wait < own
 }
 
 // wait waits for the events of r, booked at now, to act, or cancels them
@@ -495,6 +539,9 @@ func (l *Limiter) SetLimit(limit Limit) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.climb.Store(nil)
+	if l.st.Load().p.limit == limit {
+		return nil // see SetLimitAt
+	}
 	old, tat := l.retire()
 	l.install(old, tat, &np, l.nanos())
 	return nil
@@ -508,7 +555,9 @@ var errNotMade = errors.New("heijunka: Limiter not made by NewLimiter")
 // Reserve or Wait past the old Burst carry over whole, and still act at the
 // times given, which may be sooner or later than the new Limit would give
 // (as in golang.org/x/time/rate). Switching from or to
-// a closed or Unlimited Limit starts full. Calls racing with SetLimit are
+// a closed or Unlimited Limit starts full. Setting the Limit in force
+// again changes nothing but ending a warm-up: reservations made before
+// still return their events when canceled. Calls racing with SetLimit are
 // decided under the old or the new Limit. An invalid limit returns an
 // error and changes nothing.
 func (l *Limiter) SetLimitAt(now time.Time, limit Limit) error {
@@ -522,6 +571,11 @@ func (l *Limiter) SetLimitAt(now time.Time, limit Limit) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.climb.Store(nil)
+	if l.st.Load().p.limit == limit {
+		// The schedule would carry over unchanged: keeping the state
+		// keeps the reservations made under it cancelable.
+		return nil
+	}
 	l.setParams(&np, l.rel(now))
 	return nil
 }

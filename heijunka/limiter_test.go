@@ -707,3 +707,25 @@ func TestLimiterSetSameLimitChangesNothing(t *testing.T) {
 	assert.Equal(t, limit.Interval(), now.Add(r.DelayFrom(now)).Sub(t0), "the tenth event acts one interval after the first")
 
 }
+
+// TestLimiterWaitCanceledAfterSameLimitSet: setting the Limit in force
+// again, as a configuration reload does, changes nothing, so a wait cut
+// short afterwards still returns its event: the next caller passes at
+// once, not an interval later.
+func TestLimiterWaitCanceledAfterSameLimitSet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		limit := heijunka.Limit{Rate: 10, Burst: 1}
+		lim := newLimiter(t, limit)
+		require.True(t, lim.Allow())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- lim.Wait(ctx) }() // due at 100ms
+		synctest.Wait()
+		require.NoError(t, lim.SetLimit(limit))
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+
+		time.Sleep(100 * time.Millisecond)
+		assert.True(t, lim.Allow(), "the canceled wait returned its event")
+	})
+}

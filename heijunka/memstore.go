@@ -48,11 +48,14 @@ type MemoryStoreOptions struct {
 
 // MemoryStore is the in-process Store. It needs no goroutine. Keys are
 // spread over a fixed set of shards, each a mutex and an open-addressing
-// table of 24-byte slots: two independent 64-bit hashes of the key and its
-// schedule. The key itself is not kept: two distinct keys are confused only
-// if both 64-bit hashes (seeded at random per store) collide, a chance of
-// about 2^-127 per pair, and in exchange the store copies and retains
-// nothing of the caller's strings, and a lookup touches one slot.
+// table of 16-byte slots: a 64-bit hash of the key and its schedule. The
+// key itself is not kept: two distinct keys are confused only if their
+// hashes (seeded at random per store, so they cannot be chosen to collide)
+// are equal in the 63 bits the table keeps, a chance of about 2^-63 per
+// pair: among the million keys a default store may hold at once, about one
+// in seventeen million that any two share a schedule. In exchange the store
+// copies and retains nothing of the caller's strings, and a lookup touches
+// one slot.
 //
 // A key whose schedule lies in the past is full again and carries no
 // information, so the store forgets it:
@@ -70,14 +73,13 @@ type MemoryStoreOptions struct {
 //
 // Tables grow by half when more than four fifths full and shrink when they
 // fall to an eighth, so memory is returned, not just reused: a live key
-// costs 30 to 45 bytes. Take allocates nothing for a key already held.
+// costs 20 to 30 bytes. Take allocates nothing for a key already held.
 //
 // The cost of a lookup in a large store is one cache miss on the key's
 // slot. Make one with NewMemoryStore; the zero MemoryStore is not usable.
 type MemoryStore struct {
 	epoch  time.Time
-	seed1  maphash.Seed
-	seed2  maphash.Seed
+	seed   maphash.Seed
 	shift  uint
 	policy FullPolicy
 	shards []memShard
@@ -99,10 +101,10 @@ type memShard struct {
 	_       [48]byte
 }
 
-// slot holds one key: h1 is never 0 in a used slot.
+// slot holds one key, by its hash h1, never 0 in a used slot.
 type slot struct {
-	h1, h2 uint64
-	tat    int64
+	h1  uint64
+	tat int64
 }
 
 const (
@@ -145,8 +147,7 @@ func NewMemoryStore(opts MemoryStoreOptions) (*MemoryStore, error) {
 	}
 	s := &MemoryStore{
 		epoch:  time.Now(),
-		seed1:  maphash.MakeSeed(),
-		seed2:  maphash.MakeSeed(),
+		seed:   maphash.MakeSeed(),
 		shift:  shift,
 		policy: opts.WhenFull,
 		shards: make([]memShard, n),
@@ -163,17 +164,11 @@ func NewMemoryStore(opts MemoryStoreOptions) (*MemoryStore, error) {
 	return s, nil
 }
 
-// hash returns the shard and the two hashes that identify key.
-func (s *MemoryStore) hash(key string) (*memShard, uint64, uint64) {
-	sh, h1 := s.hash1(key)
-	return sh, h1, maphash.String(s.seed2, key)
-}
-
-// hash1 returns the shard of key and its first hash, which places it in the
-// shard's table.
-func (s *MemoryStore) hash1(key string) (*memShard, uint64) {
-	h1 := maphash.String(s.seed1, key)
-	return &s.shards[h1>>s.shift&uint64(len(s.shards)-1)], h1 | 1
+// hash returns the shard of key and the hash that identifies it there and
+// places it in the shard's table.
+func (s *MemoryStore) hash(key string) (*memShard, uint64) {
+	h := maphash.String(s.seed, key)
+	return &s.shards[h>>s.shift&uint64(len(s.shards)-1)], h | 1
 }
 
 func (s *MemoryStore) rel(t time.Time) int64 { return clampNow(t.Sub(s.epoch)) }
@@ -214,8 +209,8 @@ func (s *MemoryStore) take(key string, p *params, now int64, n int, d *Decision)
 		p.decideInto(minTAT, now, n, d)
 		return nil
 	}
-	sh, h1, h2 := s.hash(key)
-	return sh.take(h1, h2, p, now, n, s.policy, d)
+	sh, h1 := s.hash(key)
+	return sh.take(h1, p, now, n, s.policy, d)
 }
 
 // takeNow is take for one event at the current time of the store's clock.
@@ -224,18 +219,18 @@ func (s *MemoryStore) takeNow(key string, p *params, d *Decision) error {
 		p.decideInto(minTAT, clampNow(time.Since(s.epoch)), 1, d)
 		return nil
 	}
-	sh, h1, h2 := s.hash(key)
-	return sh.take(h1, h2, p, clampNow(time.Since(s.epoch)), 1, s.policy, d)
+	sh, h1 := s.hash(key)
+	return sh.take(h1, p, clampNow(time.Since(s.epoch)), 1, s.policy, d)
 }
 
-// take decides for the key (h1, h2) of this shard at now and writes the
+// take decides for the key h1 of this shard at now and writes the
 // Decision to d, which must be zero.
-func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy FullPolicy, d *Decision) error {
+func (sh *memShard) take(h1 uint64, p *params, now int64, n int, policy FullPolicy, d *Decision) error {
 	sh.mu.Lock()
 	if sh.maxTAT <= now && sh.n > 0 {
 		sh.reset() // every key of the shard is fresh
 	}
-	i, found := sh.find(h1, h2)
+	i, found := sh.find(h1)
 	tat := int64(minTAT)
 	if found {
 		tat = sh.slots[i].tat
@@ -252,7 +247,7 @@ func (sh *memShard) take(h1, h2 uint64, p *params, now int64, n int, policy Full
 			sh.freshAt = math.MinInt64
 		}
 	case next != tat:
-		if err := sh.insert(h1, h2, next, now, policy); err != nil {
+		if err := sh.insert(h1, next, now, policy); err != nil {
 			// The shard takes a new key once one it holds is fresh. Read
 			// under the lock: another call may empty the shard meanwhile.
 			*d = Decision{Limit: p.limit, RetryAfter: time.Duration(sh.freshAt - now)}
@@ -274,15 +269,15 @@ func (sh *memShard) reset() {
 	sh.freshAt = math.MaxInt64
 }
 
-// find returns the slot holding (h1, h2), or the empty slot where it would
+// find returns the slot holding h1, or the empty slot where it would
 // go (-1 when the table is not allocated).
-func (sh *memShard) find(h1, h2 uint64) (int, bool) {
+func (sh *memShard) find(h1 uint64) (int, bool) {
 	if len(sh.slots) == 0 {
 		return -1, false
 	}
 	for i := sh.home(h1); ; i = sh.next(i) {
 		s := &sh.slots[i]
-		if s.h1 == h1 && s.h2 == h2 {
+		if s.h1 == h1 {
 			return i, true
 		}
 		if s.h1 == 0 {
@@ -311,7 +306,7 @@ func (sh *memShard) next(i int) int {
 
 // insert adds a key after sweeping a few slots for fresh keys and, when the
 // shard is full, applying the policy.
-func (sh *memShard) insert(h1, h2 uint64, tat, now int64, policy FullPolicy) error {
+func (sh *memShard) insert(h1 uint64, tat, now int64, policy FullPolicy) error {
 	sh.sweep(now, sweepSample)
 	if sh.n >= sh.limit && policy == RejectNew && sh.freshAt <= now {
 		// A fresh key may lie outside the few slots swept: look at them
@@ -334,8 +329,8 @@ func (sh *memShard) insert(h1, h2 uint64, tat, now int64, policy FullPolicy) err
 	if len(sh.slots) == 0 || (sh.n+1)*maxLoadDen > len(sh.slots)*maxLoadNum {
 		sh.resize(max(minSlots, len(sh.slots)+len(sh.slots)/2))
 	}
-	i, _ := sh.find(h1, h2)
-	sh.slots[i] = slot{h1: h1, h2: h2, tat: tat}
+	i, _ := sh.find(h1)
+	sh.slots[i] = slot{h1: h1, tat: tat}
 	sh.n++
 	sh.maxTAT = max(sh.maxTAT, tat)
 	sh.freshAt = min(sh.freshAt, tat)
@@ -421,16 +416,16 @@ func (sh *memShard) resize(size int) {
 
 // Reset implements Store: it forgets key.
 func (s *MemoryStore) Reset(_ context.Context, key string) error {
-	sh, h1, h2 := s.hash(key)
+	sh, h1 := s.hash(key)
 	sh.mu.Lock()
-	sh.forget(h1, h2)
+	sh.forget(h1)
 	sh.mu.Unlock()
 	return nil
 }
 
-// forget removes the key (h1, h2), if held.
-func (sh *memShard) forget(h1, h2 uint64) {
-	if i, found := sh.find(h1, h2); found {
+// forget removes the key h1, if held.
+func (sh *memShard) forget(h1 uint64) {
+	if i, found := sh.find(h1); found {
 		if sh.slots[i].tat == sh.freshAt {
 			sh.freshAt = math.MinInt64 // the earliest key goes: see take
 		}

@@ -36,10 +36,10 @@ func TestMemoryStoreMatchesScheduleModel(t *testing.T) {
 		now := start
 		model := map[string]int64{} // key: schedule, for the keys that owe or may
 		held := func(key string) (int64, bool) {
-			sh, h1, h2 := s.hash(key)
+			sh, h1 := s.hash(key)
 			sh.mu.Lock()
 			defer sh.mu.Unlock()
-			if i, ok := sh.find(h1, h2); ok {
+			if i, ok := sh.find(h1); ok {
 				return sh.slots[i].tat, true
 			}
 			return 0, false

@@ -84,7 +84,7 @@ func TestMemoryStoreForgetsOnlyWhatItRemoves(t *testing.T) {
 
 // TestMemoryStoreTableSizes checks what the MemoryStore promises of its
 // memory: while keys are added a table stays between about 53% and 80%
-// full (30 to 45 bytes a key), and as keys go it shrinks once it falls to
+// full (20 to 30 bytes a key), and as keys go it shrinks once it falls to
 // an eighth, down to no table at all.
 func TestMemoryStoreTableSizes(t *testing.T) {
 	ctx := context.Background()

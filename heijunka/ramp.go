@@ -55,7 +55,9 @@ type RampOptions struct {
 	// were several; the transition stands), and later events are delivered
 	// as usual. A listener that ends its goroutine (runtime.Goexit) ends the
 	// call delivering; the events still queued are delivered by the next
-	// Advance or Rollback.
+	// Advance or Rollback, even one that is refused (a rolled-back or
+	// completed ramp makes no transition again), which returns the panics
+	// of OnEvent joined to its error.
 	OnEvent func(RampEvent)
 }
 
@@ -274,21 +276,22 @@ func (r *Ramp) Current() RampState {
 // the time left) before the current stage has baked, ErrRampDone at the
 // last stage and ErrRolledBack after a rollback. Having advanced, it
 // returns a *PanicError if OnEvent panicked on an event it delivered.
+// Refused or not, it delivers the events queued (see RampOptions.OnEvent).
 func (r *Ramp) Advance() error {
 	r.mu.Lock()
 	now := time.Now()
 	switch {
 	case r.rolledBack:
 		r.mu.Unlock()
-		return ErrRolledBack
+		return r.refused(ErrRolledBack)
 	case r.index == len(r.stages)-1:
 		r.mu.Unlock()
-		return ErrRampDone
+		return r.refused(ErrRampDone)
 	}
 	from := r.stages[r.index]
 	if left := r.since.Add(from.Bake).Sub(now); left > 0 {
 		r.mu.Unlock()
-		return fmt.Errorf("%w: %q needs %v more", ErrBaking, from.Name, left)
+		return r.refused(fmt.Errorf("%w: %q needs %v more", ErrBaking, from.Name, left))
 	}
 	r.index++
 	r.since = now
@@ -305,12 +308,13 @@ func (r *Ramp) Advance() error {
 // Rollback drops the share to 0% for good, with a reason for the event. It
 // returns ErrRolledBack if the ramp was rolled back already. Having rolled
 // back, it returns a *PanicError if OnEvent panicked on an event it
-// delivered.
+// delivered. Refused or not, it delivers the events queued (see
+// RampOptions.OnEvent).
 func (r *Ramp) Rollback(reason string) error {
 	r.mu.Lock()
 	if r.rolledBack {
 		r.mu.Unlock()
-		return ErrRolledBack
+		return r.refused(ErrRolledBack)
 	}
 	now := time.Now()
 	r.rolledBack = true
@@ -319,6 +323,17 @@ func (r *Ramp) Rollback(reason string) error {
 	r.since = now
 	r.mu.Unlock()
 	return r.deliver()
+}
+
+// refused returns err, the refusal of an Advance or Rollback, once it has
+// delivered the events a listener that ended its goroutine left queued:
+// after the last transition a refused call is the only one to come. The
+// panics of OnEvent, if any, are joined to err.
+func (r *Ramp) refused(err error) error {
+	if perr := r.deliver(); perr != nil {
+		return errors.Join(err, perr)
+	}
+	return err
 }
 
 // enqueue records an event under r.mu, so the queue is in transition

@@ -241,6 +241,48 @@ func TestRampListenerEndingItsGoroutine(t *testing.T) {
 	assert.Equal(t, []string{"c", ""}, later, "the events after the listener's Goexit are delivered")
 }
 
+// TestRampEventQueuedBeforeGoexitOfARefusedCall: a listener that rolls the
+// ramp back and then ends its goroutine leaves the rollback's event queued;
+// the next Advance or Rollback delivers it, though it is refused, for no
+// transition will ever come again to deliver it.
+func TestRampEventQueuedBeforeGoexitOfARefusedCall(t *testing.T) {
+	for name, next := range map[string]func(*heijunka.Ramp) error{
+		"Advance":  (*heijunka.Ramp).Advance,
+		"Rollback": func(r *heijunka.Ramp) error { return r.Rollback("again") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			events := make(chan heijunka.RampEventKind, 4)
+			var r *heijunka.Ramp
+			r, err := heijunka.NewRamp(heijunka.RampOptions{
+				Stages: []heijunka.RampStage{{Name: "a", Percent: 1}, {Name: "b", Percent: 2}},
+				OnEvent: func(e heijunka.RampEvent) {
+					events <- e.Kind
+					if e.Kind == heijunka.RampCompleted {
+						_ = r.Rollback("bad") // queued: this goroutine is delivering
+						runtime.Goexit()
+					}
+				}})
+			require.NoError(t, err)
+			ended := make(chan struct{})
+			go func() {
+				defer close(ended)
+				_ = r.Advance()
+			}()
+			<-ended
+			require.Equal(t, heijunka.RampCompleted, <-events)
+			require.True(t, r.Current().RolledBack)
+
+			require.ErrorIs(t, next(r), heijunka.ErrRolledBack)
+			close(events)
+			var later []heijunka.RampEventKind
+			for k := range events {
+				later = append(later, k)
+			}
+			assert.Equal(t, []heijunka.RampEventKind{heijunka.RampRolledBack}, later, "the rollback's event is delivered")
+		})
+	}
+}
+
 // TestRampPanickingListener: a listener that panics does not stop the
 // events after it; the call that delivered the event returns the panic
 // with the stack where it happened.

@@ -35,7 +35,10 @@ type WarmUpOptions struct {
 // at full, or when SetLimit sets a limit of its own. A request for more
 // events than a step's Burst, but no more than the full Burst, passes once
 // the climb reaches a step that takes it: DecideN's RetryAfter says when,
-// and WaitN waits for it.
+// and WaitN waits for it. The RetryAfter of any denied request counts the
+// steps that begin before it passes, each paying the debt off at its own
+// rate, as the Limiter's calls at those times would: it is exact, if
+// nothing else happens, to the nanosecond.
 //
 // Everything is a function of the time the Limiter's calls are made at, so
 // the explicit-time methods (AllowN, StartAt, ...) make a climb
@@ -243,6 +246,39 @@ func (c *climb) retryFor(p *params, tat, now int64, n int) (wait, begin int64, o
 	}
 	begin, ok = c.begins(first)
 	return wait, begin, ok
+}
+
+// sooner returns how long until n events, no more than the Burst of the
+// Limit p in force at now, pass with the schedule tat, given wait, the
+// time p alone would take. When that wait reaches into a later step, the
+// step's higher rate pays the debt off sooner: the first time that passes
+// is found by bisection, as retryFor finds it. A wait within the step is
+// exact already and costs a few multiplications, as does one under a p
+// that is not the step of now (a time before one used already).
+func (c *climb) sooner(p *params, tat, now int64, n int, wait int64) int64 {
+	s := c.stepAt(now)
+	if s >= c.steps || p.limit != c.limitAt(s) {
+		return wait
+	}
+	next, ok := c.begins(s + 1)
+	if !ok || wait > nowBound-now || now+wait < next {
+		return wait
+	}
+	// Under p, nothing passes before now+wait; a later step may let it
+	// pass from its beginning on.
+	lo, hi := next, now+wait
+	if !c.passesAt(p, tat, hi, n) {
+		return wait // not reached: a later step passes whatever p passes
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if c.passesAt(p, tat, mid, n) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo - now
 }
 
 // passesAt reports whether n events would pass at t, the first call since

@@ -359,3 +359,73 @@ func TestWarmUpRetryAfterForMoreThanTheStepsBurst(t *testing.T) {
 		})
 	})
 }
+
+// TestWarmUpRetryAfterAcrossSteps: a request within the step's Burst that
+// is denied waits for the debt to be paid, and a step that begins on the
+// way pays it at its higher rate: RetryAfter counts that, to the
+// nanosecond, where the step's own rate alone would give too long a wait.
+func TestWarmUpRetryAfterAcrossSteps(t *testing.T) {
+	start := func(t *testing.T) *heijunka.Limiter {
+		// Step s begins at s seconds, with a Rate of 1+0.9s and a Burst
+		// of round(1+0.9s).
+		lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 10})
+		w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+		require.NoError(t, err)
+		require.NoError(t, w.StartAt(t0))
+		return lim
+	}
+	for _, tc := range []struct {
+		name   string
+		booked int // events booked at t0 at step 0 (1/s, Burst 1)
+		at     time.Duration
+		n      int
+	}{
+		{"one step", 2, 0, 1},
+		{"several steps", 5, 0, 1},
+		{"within a step", 1, 500 * time.Millisecond, 1},
+		{"more than one event", 4, 1500 * time.Millisecond, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The same calls each time: a step's limit is set by the
+			// first call in it, and the debt converted then.
+			now := t0.Add(tc.at)
+			decide := func() (*heijunka.Limiter, heijunka.Decision) {
+				lim := start(t)
+				for range tc.booked {
+					require.True(t, lim.ReserveN(t0, 1).OK())
+				}
+				return lim, lim.DecideN(now, tc.n)
+			}
+			lim, d := decide()
+			require.False(t, d.Allowed)
+			require.Less(t, d.RetryAfter, heijunka.InfDuration)
+			assert.False(t, lim.AllowN(now.Add(d.RetryAfter-1), tc.n), "not a nanosecond before RetryAfter %v", d.RetryAfter)
+			lim, _ = decide()
+			assert.True(t, lim.AllowN(now.Add(d.RetryAfter), tc.n), "at RetryAfter %v", d.RetryAfter)
+		})
+	}
+}
+
+// TestWarmUpWaitNAcrossSteps: WaitN for events within the step's Burst
+// counts the steps that begin while it waits, as RetryAfter does: it does
+// not give up on a deadline the climb lets it meet, and passes when the
+// climb lets it.
+func TestWarmUpWaitNAcrossSteps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Step s begins at s seconds, with a Rate of 1+0.9s and a Burst
+		// of round(1+0.9s).
+		lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 10})
+		w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+		require.NoError(t, err)
+		require.NoError(t, w.Start())
+		begin := time.Now()
+		require.True(t, lim.Allow())
+		require.True(t, lim.Reserve().OK()) // step 0 would pass the next event at 2 s, step 1 does at 1 s
+		require.Equal(t, time.Second, lim.Decide().RetryAfter)
+
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		require.NoError(t, lim.WaitN(ctx, 1), "the event passes before the deadline")
+		assert.Equal(t, time.Second, time.Since(begin), "when step 1 lets it")
+	})
+}
