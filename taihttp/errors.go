@@ -108,15 +108,19 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // writeProblem sets Retry-After (with fallback for a 429 or 503 without a
-// hint) and hands p to ew.
+// hint), deletes the cache fields (see ErrorWriter) and hands p to ew.
 func writeProblem(w http.ResponseWriter, r *http.Request, p Problem, ew ErrorWriter, fallback time.Duration) {
+	h := w.Header()
+	for _, f := range cacheFields {
+		delete(h, f)
+	}
 	if p.Status == http.StatusTooManyRequests || p.Status == http.StatusServiceUnavailable {
-		SetRetryAfter(w.Header(), p.RetryAfter, fallback)
+		SetRetryAfter(h, p.RetryAfter, fallback)
 		if p.RetryAfter <= 0 {
 			p.RetryAfter = fallback
 		}
 	} else if p.RetryAfter > 0 {
-		SetRetryAfter(w.Header(), p.RetryAfter, 0)
+		SetRetryAfter(h, p.RetryAfter, 0)
 	}
 	ew(w, r, p)
 }
@@ -125,10 +129,19 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p Problem, ew ErrorWri
 // and its status (p.Status). Retry-After and the RateLimit fields are set
 // on w before it is called; a Content-Length a handler set before it
 // failed may be there too, which the writer deletes (as JSONErrors and
-// PlainErrors do) unless it sets its own. JSONErrors and PlainErrors are
+// PlainErrors do) unless it sets its own. The fields that let a cache
+// keep a response and tell its version — Cache-Control, Expires, ETag and
+// Last-Modified — are deleted before it is called, as net/http's
+// ServeContent does for its errors: set by a handler, or by middleware
+// around it, for the response it meant to send, they would let a shared
+// cache serve the problem to every client in its place. A writer may set
+// its own. JSONErrors and PlainErrors are
 // the two this package offers; a function of yours can write any other
 // shape.
 type ErrorWriter func(w http.ResponseWriter, r *http.Request, p Problem)
+
+// cacheFields are the fields writeProblem deletes, in canonical form.
+var cacheFields = [...]string{"Cache-Control", "Expires", "Etag", "Last-Modified"}
 
 // problemJSON is the body JSONErrors writes.
 type problemJSON struct {

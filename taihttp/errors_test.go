@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/taihttp"
@@ -108,5 +110,55 @@ func (c *deadlineAfter) Err() error {
 		return context.DeadlineExceeded
 	default:
 		return nil
+	}
+}
+
+// The fields a handler, or middleware around it, set for the response it
+// meant to send — how long a cache may keep it, its validators — do not
+// go out with the problem sent in its place: with them a shared cache
+// would serve a 429, or a 500, to every client for as long as they say.
+func TestProblemsDropCacheFields(t *testing.T) {
+	cacheable := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := w.Header()
+			h.Set("Cache-Control", "public, max-age=3600")
+			h.Set("Expires", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+			h.Set("ETag", `"v1"`)
+			h.Set("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+			next.ServeHTTP(w, r)
+		})
+	}
+	limit, err := heijunka.NewKeyed(heijunka.PerHour(1))
+	require.NoError(t, err)
+	rl, err := taihttp.RateLimit(limit, taihttp.RateLimitOptions{})
+	require.NoError(t, err)
+	pl, err := taihttp.Pipeline(nil, taihttp.PipelineOptions{})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/catalog", cacheable(rl(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("catalog"))
+	}))))
+	mux.Handle("/report", pl(cacheable(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic("report failed")
+	}))))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	fetch := func(path string) *http.Response {
+		resp, err := srv.Client().Get(srv.URL + path)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp
+	}
+
+	resp := fetch("/catalog")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "public, max-age=3600", resp.Header.Get("Cache-Control"), "the handler's response keeps them")
+	for path, status := range map[string]int{"/catalog": http.StatusTooManyRequests, "/report": http.StatusInternalServerError} {
+		resp := fetch(path)
+		require.Equal(t, status, resp.StatusCode, path)
+		for _, f := range []string{"Cache-Control", "Expires", "Etag", "Last-Modified"} {
+			assert.Empty(t, resp.Header.Values(f), "%s: %s", path, f)
+		}
 	}
 }

@@ -21,8 +21,10 @@ type KeyFunc func(r *http.Request) string
 // overwrites), never one a client could choose.
 //
 // It returns the host net.SplitHostPort would return, and RemoteAddr
-// whole where SplitHostPort fails (no port, a malformed address); an
-// IPv4-mapped IPv6 host, [::ffff:192.0.2.1]:443, or such an address
+// whole where SplitHostPort fails (no port, a malformed address), except
+// for an IPv6 address in brackets without a port, [2001:db8::1] (as RFC
+// 7239's Forwarded header writes it), which is the address, 2001:db8::1;
+// an IPv4-mapped IPv6 host, [::ffff:192.0.2.1]:443, or such an address
 // without a port, ::ffff:192.0.2.1 (as middleware that copies a proxy's
 // header into RemoteAddr leaves it), gives the IPv4 address, 192.0.2.1,
 // the key of the same client seen through an IPv4 socket.
@@ -35,6 +37,17 @@ func RemoteIP(r *http.Request) string {
 // may be an IPv6 address (it holds a colon); an IPv4 address or a name
 // says no without another look at it.
 func remoteHost(a string) (host string, colon bool) {
+	if host, ok := ipv4Host(a); ok {
+		return host, false
+	}
+	if n := len(a); n > 2 && a[0] == '[' && a[n-1] == ']' && !hasBracket(a[1:n-1]) && strings.IndexByte(a, ':') >= 0 {
+		// An IPv6 address in brackets without a port, as RFC 7239's
+		// Forwarded header writes one and middleware that copies it
+		// into RemoteAddr leaves it: the address, or RemoteNetwork would
+		// give each address of a /64 a key of its own.
+		host = unmap(a[1 : n-1])
+		return host, strings.IndexByte(host, ':') >= 0
+	}
 	i := strings.LastIndexByte(a, ':')
 	if i < 0 || hasBracket(a[i+1:]) {
 		return a, i >= 0
@@ -59,6 +72,28 @@ func remoteHost(a string) (host string, colon bool) {
 		return host, strings.IndexByte(host, ':') >= 0
 	}
 	return host, false
+}
+
+// ipv4Host returns the host of a when a is what the net/http server sets
+// for an IPv4 client, digits and dots, a colon and a port in digits
+// ("192.0.2.1:1234"), and false for anything else, which remoteHost parses
+// in full. It is one pass over a's bytes, the whole cost of the key for
+// most requests; SplitHostPort gives the same host for every address it
+// accepts.
+func ipv4Host(a string) (string, bool) {
+	i := 0
+	for i < len(a) && (a[i] >= '0' && a[i] <= '9' || a[i] == '.') {
+		i++
+	}
+	if i == 0 || i >= len(a)-1 || a[i] != ':' {
+		return "", false
+	}
+	for j := i + 1; j < len(a); j++ {
+		if a[j] < '0' || a[j] > '9' {
+			return "", false
+		}
+	}
+	return a[:i], true
 }
 
 // RemoteNetwork is the KeyFunc of the client's network: RemoteIP's key

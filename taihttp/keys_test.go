@@ -21,6 +21,8 @@ func TestRemoteIP(t *testing.T) {
 		want := addr
 		if host, _, err := net.SplitHostPort(addr); err == nil {
 			want = host
+		} else if addr == "[::1]" {
+			want = "::1" // an IPv6 address in brackets: the address
 		}
 		got := taihttp.RemoteIP(&http.Request{RemoteAddr: addr})
 		assert.Equal(t, want, got, "%q: as net.SplitHostPort", addr)
@@ -35,7 +37,7 @@ func TestRemoteIPMapped(t *testing.T) {
 		"[::ffff:192.0.2.1]:1234":       "192.0.2.1",
 		"[::FFFF:192.0.2.1]:1234":       "192.0.2.1",
 		"[::ffff:c000:201]:1234":        "192.0.2.1",
-		"[::ffff:192.0.2.1]":            "[::ffff:192.0.2.1]", // no port: RemoteAddr whole
+		"[::ffff:192.0.2.1]":            "192.0.2.1", // no port, in brackets as RFC 7239 writes it
 		"[::ffff]:80":                   "::ffff",
 		"[::ffff:1:2:3]:80":             "::ffff:1:2:3",
 		"[0:0:0:0:0:FfFf:192.0.2.1]:80": "192.0.2.1",
@@ -50,7 +52,7 @@ func TestRemoteIPMapped(t *testing.T) {
 }
 
 func FuzzRemoteIP(f *testing.F) {
-	for _, s := range []string{"192.0.2.1:1234", "[2001:db8::1]:443", "::1", "[x]:1", "[::ffff:1.2.3.4]:5"} {
+	for _, s := range []string{"192.0.2.1:1234", "[2001:db8::1]:443", "::1", "[x]:1", "[::ffff:1.2.3.4]:5", "[2001:db8::1]"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, addr string) {
@@ -60,6 +62,16 @@ func FuzzRemoteIP(f *testing.F) {
 				host = a.Unmap().String()
 			}
 			assert.Equal(t, host, got)
+		} else if n := len(addr); n > 2 && addr[0] == '[' && addr[n-1] == ']' {
+			// In brackets without a port: the address, when it is an
+			// IPv6 one.
+			if a, err := netip.ParseAddr(addr[1 : n-1]); err == nil && a.Is6() {
+				want := addr[1 : n-1]
+				if a.Is4In6() && a.Zone() == "" {
+					want = a.Unmap().String()
+				}
+				assert.Equal(t, want, got, "%q", addr)
+			}
 		}
 	})
 }
@@ -79,8 +91,10 @@ func TestRemoteNetwork(t *testing.T) {
 		"2001:db8::1":                "2001:db8::/64", // no port: RemoteAddr whole, an address still
 		"::ffff:192.0.2.1":           "192.0.2.1",     // no port, an IPv4 client still: not "::/64"
 		"::ffff:198.51.100.7":        "198.51.100.7",
-		"[2001:db8::1]":              "[2001:db8::1]", // RemoteAddr whole, not an address
-		"[x:y]:80":                   "x:y",           // not an address: as RemoteIP
+		"[2001:db8::1]":              "2001:db8::/64",     // no port, in brackets as RFC 7239 writes it
+		"[2001:db8::1]:80]":          "[2001:db8::1]:80]", // RemoteAddr whole, not an address
+		"[x]":                        "[x]",
+		"[x:y]:80":                   "x:y", // not an address: as RemoteIP
 		"":                           "",
 	} {
 		got := taihttp.RemoteNetwork(&http.Request{RemoteAddr: addr})

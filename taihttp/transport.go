@@ -68,8 +68,9 @@ type TransportOptions struct {
 	// RetryNonIdempotent lets Retry and Hedge send again requests whose
 	// method is not idempotent (POST, PATCH, CONNECT): only the
 	// idempotent methods of RFC 9110 (GET, HEAD, OPTIONS, TRACE, PUT,
-	// DELETE) are sent more than once otherwise, and requests with an
-	// Idempotency-Key header are retried but not hedged.
+	// DELETE) are sent more than once otherwise. Such a request with an
+	// Idempotency-Key header is retried but not hedged, with
+	// RetryNonIdempotent or without.
 	RetryNonIdempotent bool
 }
 
@@ -87,8 +88,9 @@ type TransportOptions struct {
 // that can be sent again — none, or one with GetBody, which
 // http.NewRequest sets for the bytes, strings and buffers it is given. A
 // request of another method with an Idempotency-Key header is retried
-// but not hedged: a server that keeps the key answers a copy sent while
-// the first is in progress with 409 Conflict, which would win the race.
+// but not hedged, even with RetryNonIdempotent: a server that keeps the
+// key answers a copy sent while the first is in progress with 409
+// Conflict, which would win the race.
 // Other requests are sent once, through the limiter, the timeout and the
 // breaker.
 //
@@ -284,15 +286,14 @@ func (t *Transport) repeatable(req *http.Request) (retry, hedge bool) {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return false, false
 	}
-	if t.anyMethod {
-		return true, true
-	}
 	switch req.Method {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true, true
 	}
+	// A key stops the hedge with RetryNonIdempotent too: the copy would
+	// meet the key in progress all the same.
 	_, keyed := req.Header["Idempotency-Key"]
-	return keyed, false
+	return keyed || t.anyMethod, !keyed && t.anyMethod
 }
 
 // roundTrip is the state of one RoundTrip: the attempts' responses.

@@ -1104,3 +1104,45 @@ func TestTransportDoesNotHedgeKeyedPOST(t *testing.T) {
 		assert.Equal(t, 2, calls(), "sent twice, one after the other")
 	})
 }
+
+// RetryNonIdempotent lets a POST without a key be sent again, but a keyed
+// one is still not hedged: a server that keeps the key answers the copy
+// sent while the first is in progress with 409 Conflict, which would win
+// the race although the first goes through.
+func TestTransportDoesNotHedgeKeyedPOSTWithRetryNonIdempotent(t *testing.T) {
+	var mu sync.Mutex
+	inProgress := map[string]chan struct{}{} // closed when a copy of the key came
+	srv := newServer(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("Idempotency-Key")
+		mu.Lock()
+		copied, busy := inProgress[key]
+		if busy {
+			mu.Unlock()
+			close(copied)
+			http.Error(w, "a request with this key is in progress", http.StatusConflict)
+			return
+		}
+		copied = make(chan struct{})
+		inProgress[key] = copied
+		mu.Unlock()
+		// The charge takes a while: long past the hedge's delay, or
+		// until a copy came and was turned away.
+		select {
+		case <-copied:
+		case <-time.After(300 * time.Millisecond):
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "charged")
+	})
+	hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 5 * time.Millisecond})
+	require.NoError(t, err)
+	c := client(t, srv, taihttp.TransportOptions{Hedge: hedge, RetryNonIdempotent: true})
+	req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("charge"))
+	require.NoError(t, err)
+	req.Header.Set("Idempotency-Key", "key-1")
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	assert.Equal(t, "charged", readAll(t, resp))
+	assert.EqualValues(t, 1, srv.hits.Load(), "sent once")
+}
