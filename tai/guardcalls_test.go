@@ -3,7 +3,9 @@ package tai_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,4 +200,47 @@ func TestRefusalSwallowedByAnOuterGuard(t *testing.T) {
 	require.NoError(t, err)
 	_, err = p.Process(context.Background(), sig())
 	require.ErrorContains(t, err, "guard returned without running the action")
+}
+
+// A call of the action that ends its goroutine with runtime.Goexit, on a
+// goroutine a guard started for it (as a hedge does), did not succeed:
+// the Result keeps the value of a call that did.
+func TestGoexitInACallOnAGuardsGoroutineIsNoSuccess(t *testing.T) {
+	var n atomic.Int32
+	action := tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+		if n.Add(1)%2 == 1 {
+			runtime.Goexit()
+		}
+		return 2 * s.Payload, nil
+	})
+	// aside runs a first call on a goroutine of its own and waits for it
+	// to end, then a second call on Do's goroutine.
+	aside := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		ended := make(chan error, 1)
+		go func() {
+			returned := false
+			defer func() {
+				if !returned {
+					ended <- errors.New("the call ended its goroutine")
+				}
+			}()
+			err := fn(ctx)
+			returned = true
+			ended <- err
+		}()
+		first := <-ended
+		if err := fn(ctx); err != nil {
+			return errors.Join(first, err)
+		}
+		return nil
+	})
+	p, err := tai.New(fixed(allow, nil), action, tai.WithGuards(aside))
+	require.NoError(t, err)
+	for i := range 3 { // recycled calls too
+		s := sig()
+		s.Payload = 10 + i
+		res, err := p.Process(context.Background(), s)
+		require.NoError(t, err)
+		assert.Equal(t, 2*s.Payload, res.Value, "signal %d", i)
+	}
 }

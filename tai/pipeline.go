@@ -454,8 +454,9 @@ const maxSteps = 8
 // stepped runs the action between the guards' Allow and done, as their Do
 // would have run it (see TwoStepGuard). Should the action or a done panic,
 // the guards not yet told hear of it as a *PanicError, which stepped
-// returns; should one end the goroutine (runtime.Goexit), they hear of it
-// as DoTwoStep tells them, as a *PanicError with no value.
+// returns (the last one, when several dones panic, as nested Do calls
+// would have it); should one end the goroutine (runtime.Goexit), they
+// hear of it as DoTwoStep tells them, as a *PanicError with no value.
 func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T]) (r R, err error) {
 	var st stepState
 	returned := false
@@ -466,20 +467,28 @@ func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T]) (r R, err er
 		v := recover() // nil when the goroutine is ending with runtime.Goexit
 		var zero R
 		r, err = zero, newPanicError(StageAction, v)
-		st.report(err)
+		if pe := st.report(err); pe != nil {
+			err = pe
+		}
 	}()
 	for i, g := range p.steps {
 		done, aerr := g.Allow(ctx)
 		if aerr != nil {
-			st.report(aerr)
+			err = &RejectedError{Stage: StageAction, Hook: p.guardNames[i], Err: aerr}
+			if pe := st.report(aerr); pe != nil {
+				err = pe
+			}
 			returned = true
-			return r, &RejectedError{Stage: StageAction, Hook: p.guardNames[i], Err: aerr}
+			return r, err
 		}
 		st.dones[st.n] = done
 		st.n++
 	}
 	r, err = p.action.Execute(ctx, *s)
-	st.report(err)
+	if pe := st.report(err); pe != nil {
+		var zero R
+		r, err = zero, pe
+	}
 	returned = true
 	return r, err
 }
@@ -490,15 +499,34 @@ type stepState struct {
 	n     int
 }
 
-// report tells err to the guards passed, innermost first, each once: a
-// done that panics is not called again.
-func (st *stepState) report(err error) {
+// report tells err to the guards passed, innermost first, each once. A
+// done that panics is not called again, and does not keep the guards
+// outside it from being told: they hear of its panic as a *PanicError, as
+// their Do would have seen the panic come back from fn. report returns
+// the *PanicError of the last done that panicked, nil when none did.
+func (st *stepState) report(err error) (last *PanicError) {
 	for st.n > 0 {
 		st.n--
 		if done := st.dones[st.n]; done != nil {
-			done(err)
+			if pe := tell(done, err); pe != nil {
+				err, last = pe, pe
+			}
 		}
 	}
+	return last
+}
+
+// tell calls done(err) and returns a *PanicError if it panicked. A done
+// that ends its goroutine (runtime.Goexit) does not come back here:
+// stepped's deferred function tells the guards left.
+func tell(done func(error), err error) (pe *PanicError) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe = newPanicError(StageAction, v)
+		}
+	}()
+	done(err)
+	return nil
 }
 
 // call is the per-signal state of a guarded action. Its links are closures
@@ -565,18 +593,24 @@ func (c *call[T, R]) refused(err error) {
 }
 
 // run is the innermost link: the action itself. It recovers a panic into
-// an error, so the guard (a breaker) counts it as a failure.
+// an error, so the guard (a breaker) counts it as a failure. An action
+// that ends its goroutine with runtime.Goexit (recover gives nil) cannot
+// be stopped from ending it, but its call is kept as a failure too: on a
+// goroutine a guard started for it (a hedge), the signal may still
+// succeed by another call, whose value the Result must keep.
 func (c *call[T, R]) run(ctx context.Context) (err error) {
 	c.runs.Add(runStarted + 1)
 	var v R
+	returned := false
 	defer func() {
-		if r := recover(); r != nil {
+		if !returned {
 			var zero R
-			v, err = zero, newPanicError(StageAction, r)
+			v, err = zero, newPanicError(StageAction, recover())
 		}
 		c.keep(v, err)
 	}()
 	v, err = c.p.action.Execute(ctx, c.sig)
+	returned = true
 	return err
 }
 

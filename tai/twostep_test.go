@@ -77,25 +77,7 @@ func TestTwoStepGuardsDoWhatTheirDoWould(t *testing.T) {
 		for _, twoStep := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/two-step=%v", c.name, twoStep), func(t *testing.T) {
 				j := &journal{}
-				var guards []tai.Guard
-				for i := range 2 {
-					g := &stepGuard{name: "g" + strconv.Itoa(i), j: j}
-					if i == c.refuse {
-						g.refuse = errRefused
-					}
-					if twoStep {
-						guards = append(guards, g)
-					} else {
-						guards = append(guards, wrapOnly{g})
-					}
-				}
-				action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
-					j.add("action")
-					return c.action()
-				})
-				p, err := tai.New(allowAll, action, tai.WithGuards(guards...))
-				require.NoError(t, err)
-				res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+				res, err := processStepped(t, j, make([]bool, 2), c.refuse, twoStep, c.action)
 				assert.Equal(t, c.want, j.get())
 				assert.Equal(t, c.outcome, res.Outcome)
 				assert.Equal(t, c.outcome, tai.OutcomeOf(err))
@@ -150,6 +132,44 @@ func TestTwoStepDoneThatPanics(t *testing.T) {
 	assert.Equal(t, tai.StageAction, pe.Stage)
 	assert.Equal(t, []string{"outer allow", "inner allow", "inner done <nil>", "outer done *tai.PanicError"}, j.get(),
 		"the panicking done is not called again, and the guard outside it is told the panic")
+}
+
+// Every done a two-step guard gave is called once, as its Do would have
+// been told, however many of them panic and whether or not the action
+// panicked before them: the guards outside a done that panicked hear of
+// the panic.
+func TestEveryDoneIsToldWhenDonesPanic(t *testing.T) {
+	cases := []struct {
+		name   string
+		refuse int          // index of the refusing guard, -1 for none
+		panics map[int]bool // the guards whose done panics
+		action func() (int, error)
+		want   []string
+	}{
+		{"the action and a done panic", -1, map[int]bool{2: true}, func() (int, error) { panic("boom") },
+			[]string{"g0 allow", "g1 allow", "g2 allow", "g3 allow", "action",
+				"g3 done *tai.PanicError", "g2 done *tai.PanicError", "g1 done *tai.PanicError", "g0 done *tai.PanicError"}},
+		{"two dones panic", -1, map[int]bool{3: true, 2: true}, func() (int, error) { return 7, nil },
+			[]string{"g0 allow", "g1 allow", "g2 allow", "g3 allow", "action",
+				"g3 done <nil>", "g2 done *tai.PanicError", "g1 done *tai.PanicError", "g0 done *tai.PanicError"}},
+		{"a refusal, then two dones panic", 3, map[int]bool{2: true, 1: true}, func() (int, error) { return 7, nil },
+			[]string{"g0 allow", "g1 allow", "g2 allow", "g3 allow",
+				"g2 done *errors.errorString", "g1 done *tai.PanicError", "g0 done *tai.PanicError"}},
+	}
+	for _, c := range cases {
+		for _, twoStep := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/two-step=%v", c.name, twoStep), func(t *testing.T) {
+				j := &journal{}
+				res, err := processStepped(t, j, []bool{c.panics[0], c.panics[1], c.panics[2], c.panics[3]}, c.refuse, twoStep, c.action)
+				assert.Equal(t, c.want, j.get())
+				var pe *tai.PanicError
+				require.ErrorAs(t, err, &pe)
+				assert.Equal(t, tai.StageAction, pe.Stage)
+				assert.Equal(t, tai.Failed, res.Outcome)
+				assert.Zero(t, res.Value)
+			})
+		}
+	}
 }
 
 func TestManyTwoStepGuardsAreWrapped(t *testing.T) {
@@ -429,4 +449,32 @@ func TestTwoStepGuardsHearOfGoexit(t *testing.T) {
 			assert.Equal(t, []string{"g0 allow", "g1 allow", "action", "g1 done *tai.PanicError", "g0 done *tai.PanicError"}, j.get())
 		})
 	}
+}
+
+// processStepped processes one signal through a guard per element of
+// panics, g0 outermost, each a stepGuard that writes to j and panics in
+// its done when its element says so; the guard refuse refuses. With
+// twoStep false the guards can only wrap. The action writes to j and
+// returns what action does.
+func processStepped(t *testing.T, j *journal, panics []bool, refuse int, twoStep bool, action func() (int, error)) (tai.Result[int], error) {
+	t.Helper()
+	var guards []tai.Guard
+	for i, panicDone := range panics {
+		g := &stepGuard{name: "g" + strconv.Itoa(i), j: j, panicDone: panicDone}
+		if i == refuse {
+			g.refuse = errRefused
+		}
+		if twoStep {
+			guards = append(guards, g)
+		} else {
+			guards = append(guards, wrapOnly{g})
+		}
+	}
+	act := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+		j.add("action")
+		return action()
+	})
+	p, err := tai.New(allowAll, act, tai.WithGuards(guards...))
+	require.NoError(t, err)
+	return p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
 }

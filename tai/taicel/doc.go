@@ -105,7 +105,8 @@
 // running set stays. Each signal is judged with one whole set, never a mix
 // of two. Every reload and every refusal is reported to a callback and, if
 // given, to a tai.Observer such as a kaizen.Audit, as a record carrying the
-// set's version and the file's SHA-256.
+// set's version and the file's SHA-256. A panic in either is recovered and
+// logged as a [*PanicError]; the Loader keeps watching.
 //
 // # Recording inputs
 //
@@ -147,7 +148,8 @@
 // (Lookup runs once). [Shadow.Stats] counts agreements, disagreements
 // (different verdicts), the rules whose firing differs in them and the
 // candidate's errors, which are never returned; ShadowOptions.OnDisagree
-// sees each disagreement with both decisions. Either set may be a Loader
+// sees each disagreement with both decisions (a panic there is logged,
+// never the live signal's). Either set may be a Loader
 // (both are a [Source]), so a candidate file can be edited while it runs
 // in the shadow. Both must come from the same Env. Two sets cost about
 // twice one: 4.8 µs for the ten-rule benchmark.

@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,12 +17,18 @@ import (
 // ReloadKind is the Kind of the records a Loader hands to its Observer.
 const ReloadKind = "taicel.reload"
 
+// MinLoaderInterval is the shortest LoaderOptions.Interval a Loader
+// accepts: a shorter one would read and hash the file almost without
+// pause, and a rule file is not changed that often.
+const MinLoaderInterval = 10 * time.Millisecond
+
 // LoaderOptions configures a Loader. The zero value is useful: the file is
-// checked every 5 seconds and reloads are not reported.
+// checked every 5 seconds, reloads are not reported, and problems are
+// logged on slog.Default().
 type LoaderOptions struct {
-	// Interval is how often the file is read and hashed. Zero means 5s; a
-	// negative value means never: the file is read again only when Reload
-	// is called.
+	// Interval is how often the file is read and hashed, at least
+	// MinLoaderInterval. Zero means 5s; a negative value means never: the
+	// file is read again only when Reload is called.
 	Interval time.Duration
 	// OnReload, if set, receives every load: the first one, each new set
 	// swapped in, and each file refused. Reports are delivered one at a
@@ -30,7 +36,9 @@ type LoaderOptions struct {
 	// on the goroutine that loaded (the Loader's own, or Reload's caller)
 	// unless loads overlap: then the goroutine already delivering a report
 	// delivers the later ones after it, so a Reload may return before its
-	// own report has been delivered.
+	// own report has been delivered. A panic in OnReload is recovered and
+	// logged on Logger as a *PanicError; the Observer still receives the
+	// load.
 	OnReload func(Reload)
 	// Observer, if set, receives each load as a tai.Record, after
 	// OnReload and in the same order, so a
@@ -38,8 +46,13 @@ type LoaderOptions struct {
 	// the file's path, Outcome Succeeded (Decision.Verdict Allow) for a
 	// set swapped in and Failed (with Err) for a file refused, and
 	// Decision.Reason "version V sha256 H" with the set's version and the
-	// file's SHA-256.
+	// file's SHA-256. A panic in Observe is recovered and logged on
+	// Logger as a *PanicError, as a tai pipeline does with its observers.
 	Observer tai.Observer
+	// Logger receives what the Loader cannot return to a caller: a panic
+	// of OnReload or the Observer, as a *PanicError with its stack. Nil
+	// means slog.Default().
+	Logger *slog.Logger
 }
 
 // Reload reports one load of a rule file.
@@ -59,7 +72,8 @@ type Reload struct {
 // when the file's SHA-256 differs from the last one it loaded or refused,
 // it parses and compiles the file and, only if that succeeds, swaps the
 // new set in atomically. A signal is judged with whichever set is current
-// when its evaluation begins, from start to end.
+// when its evaluation begins, from start to end. A file larger than
+// MaxRuleFileBytes is refused without being read whole.
 //
 // Write a rule file by renaming a complete file over it. A file written in
 // place may be read half written: cut inside a rule it is refused, but cut
@@ -75,6 +89,7 @@ type Loader[T any] struct {
 	cur      atomic.Pointer[Set[T]]
 	mu       sync.Mutex // serialises loads
 	lastHash string     // of the last file loaded or refused
+	lastErr  error      // why that file was refused; nil if it was loaded
 
 	// Reports wait in pending, in load order, for the one goroutine
 	// delivering them (reporting), so that a later load's report never
@@ -90,11 +105,14 @@ type Loader[T any] struct {
 
 // NewLoader loads the rule file at path with env and, unless
 // opts.Interval is negative, starts watching it. It returns an error when
-// env is nil or the file cannot be read, parsed or compiled: a Loader
-// always has a set.
+// env is nil, opts.Interval is above zero and below MinLoaderInterval, or
+// the file cannot be read, parsed or compiled: a Loader always has a set.
 func NewLoader[T any](env *Env[T], path string, opts LoaderOptions) (*Loader[T], error) {
 	if env == nil {
 		return nil, errors.New("taicel: NewLoader: nil Env")
+	}
+	if opts.Interval > 0 && opts.Interval < MinLoaderInterval {
+		return nil, fmt.Errorf("taicel: LoaderOptions.Interval %v is shorter than %v (MinLoaderInterval)", opts.Interval, MinLoaderInterval)
 	}
 	if opts.Interval == 0 {
 		opts.Interval = 5 * time.Second
@@ -127,11 +145,16 @@ func (l *Loader[T]) run() {
 
 // Reload reads the file now. It reports whether a new set was swapped in,
 // and the error when the file was refused. A file whose SHA-256 is that of
-// the last one loaded or refused is left alone: (false, nil).
+// the last one loaded or refused is left alone, and not reported again:
+// Reload answers (false, nil) when that file was loaded and (false, the
+// error it was refused with) when it was refused, by this Reload's caller
+// or by the Loader's own check. A file that still cannot be read, with the
+// same error, is refused again the same way. So a non-nil error always
+// means the file as it is now is not the set in force.
 func (l *Loader[T]) Reload() (bool, error) {
 	rep, changed := l.load()
 	if !changed {
-		return false, nil
+		return false, rep.Err
 	}
 	l.report()
 	return rep.Err == nil, rep.Err
@@ -155,7 +178,7 @@ func (l *Loader[T]) report() {
 	l.reporting = true
 	drained := false
 	defer func() {
-		if !drained { // a callback panicked: let the next load report
+		if !drained { // a callback ended the goroutine (runtime.Goexit): let the next load report
 			l.repMu.Lock()
 			l.reporting = false
 			l.repMu.Unlock()
@@ -173,10 +196,11 @@ func (l *Loader[T]) report() {
 		l.pending = l.pending[1:]
 		l.repMu.Unlock()
 		if l.opts.OnReload != nil {
-			l.opts.OnReload(p.rep)
+			callSafely(l.opts.Logger, "OnReload", func() { l.opts.OnReload(p.rep) }, "path", p.rep.Path, "version", p.rep.Version)
 		}
 		if l.opts.Observer != nil {
-			l.opts.Observer.Observe(context.Background(), l.record(p))
+			callSafely(l.opts.Logger, "Observer", func() { l.opts.Observer.Observe(context.Background(), l.record(p)) },
+				"path", p.rep.Path, "version", p.rep.Version)
 		}
 		l.repMu.Lock()
 	}
@@ -186,18 +210,21 @@ func (l *Loader[T]) load() (rep Reload, changed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	defer func() {
-		if changed {
-			p := pendingReload{rep: rep}
-			if set := l.cur.Load(); set != nil {
-				p.policy = set.Name()
-			}
-			l.repMu.Lock()
-			l.pending = append(l.pending, p)
-			l.repMu.Unlock()
+		if !changed {
+			rep.Err = l.lastErr
+			return
 		}
+		l.lastErr = rep.Err
+		p := pendingReload{rep: rep}
+		if set := l.cur.Load(); set != nil {
+			p.policy = set.Name()
+		}
+		l.repMu.Lock()
+		l.pending = append(l.pending, p)
+		l.repMu.Unlock()
 	}()
 	rep = Reload{Path: l.path, Time: time.Now()}
-	data, err := os.ReadFile(l.path)
+	data, err := readRuleFile(l.path)
 	if err != nil {
 		rep.Err = fmt.Errorf("taicel: %w", err)
 		key := "error: " + err.Error()

@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,16 +102,17 @@ func TestLoaderReload(t *testing.T) {
 	assert.Equal(t, 6, ce.FileLine)
 	assert.Equal(t, "2", l.Current().Version(), "the old set keeps running")
 	assert.Equal(t, "v2: over 10.0", judge().Reason)
-	changed, err = l.Reload() // refused once, not again and again
+	refusal := err
+	changed, err = l.Reload() // reported once, not again and again, but still refused
 	assert.False(t, changed)
-	assert.NoError(t, err)
+	assert.Equal(t, refusal, err)
 
 	require.NoError(t, os.Remove(path))
 	changed, err = l.Reload()
 	assert.False(t, changed)
 	assert.ErrorIs(t, err, os.ErrNotExist)
 	_, err = l.Reload()
-	assert.NoError(t, err)
+	assert.ErrorIs(t, err, os.ErrNotExist)
 
 	writeFile(t, path, v1)
 	changed, err = l.Reload()
@@ -167,15 +170,31 @@ func TestNewLoaderErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "at least one rule")
 }
 
+// An Interval above zero and below MinLoaderInterval would read and hash
+// the file without pause; NewLoader refuses it, naming the field, and
+// starts nothing. MinLoaderInterval itself, zero and -1 are accepted.
+func TestNewLoaderRefusesATooShortInterval(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, orderRules(1, "100.0"))
+	for _, d := range []time.Duration{time.Nanosecond, time.Millisecond, taicel.MinLoaderInterval - 1} {
+		l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: d})
+		assert.ErrorContains(t, err, "taicel: LoaderOptions.Interval "+d.String()+" is shorter than 10ms", "Interval %v", d)
+		if l != nil {
+			require.NoError(t, l.Shutdown(t.Context()))
+		}
+	}
+	for _, d := range []time.Duration{taicel.MinLoaderInterval, 0, -1} {
+		l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: d})
+		require.NoError(t, err, "Interval %v", d)
+		require.NoError(t, l.Shutdown(t.Context()))
+	}
+}
+
 func TestLoaderPolls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "rules.yaml")
-		writeFile(t, path, orderRules(1, "100.0"))
-		env, err := taicel.NewEnv(taicel.Options[Order]{})
-		require.NoError(t, err)
-		var reps reports
-		l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: time.Second, OnReload: reps.add})
-		require.NoError(t, err)
+		path, l, reps := pollingLoader(t)
 
 		writeFile(t, path, orderRules(2, "10.0"))
 		time.Sleep(999 * time.Millisecond)
@@ -201,7 +220,7 @@ func TestLoaderPolls(t *testing.T) {
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		assert.Equal(t, "2", l.Current().Version(), "no reload after Shutdown")
-		_, err = l.Evaluate(t.Context(), tai.Signal[Order]{})
+		_, err := l.Evaluate(t.Context(), tai.Signal[Order]{})
 		assert.NoError(t, err, "still evaluates after Shutdown")
 	})
 }
@@ -355,4 +374,211 @@ func TestLoaderTakesAFileCutAtARule(t *testing.T) {
 	d, err = l.Evaluate(t.Context(), tai.Signal[Order]{Payload: Order{Items: 1}})
 	require.NoError(t, err)
 	assert.Len(t, d.Contributions, 4)
+}
+
+// A panic in OnReload or in the Observer, on the Loader's own goroutine,
+// is recovered and logged as a *PanicError; the other callback still
+// hears of the load, and later loads are still reported.
+func TestLoaderRecoversCallbackPanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "rules.yaml")
+		writeFile(t, path, orderRules(1, "100.0"))
+		env, err := taicel.NewEnv(taicel.Options[Order]{})
+		require.NoError(t, err)
+		var logs logRecords
+		var reps reports
+		var mu sync.Mutex
+		var observed []string
+		l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{
+			Interval: time.Second,
+			Logger:   slog.New(&logs),
+			OnReload: func(rep taicel.Reload) {
+				reps.add(rep)
+				if rep.Version == "2" {
+					panic("OnReload fails on 2")
+				}
+			},
+			Observer: tai.ObserverFunc(func(_ context.Context, r tai.Record) {
+				v := strings.Fields(r.Decision.Reason)[1]
+				mu.Lock()
+				observed = append(observed, v)
+				mu.Unlock()
+				if v == "3" {
+					panic(errors.New("observer fails on 3"))
+				}
+			}),
+		})
+		require.NoError(t, err)
+		defer func() { assert.NoError(t, l.Shutdown(t.Context())) }()
+
+		for v := 2; v <= 4; v++ {
+			writeFile(t, path, orderRules(v, "10.0"))
+			time.Sleep(time.Second)
+			synctest.Wait()
+			assert.Equal(t, fmt.Sprint(v), l.Current().Version())
+		}
+		var versions []string
+		for _, rep := range reps.get() {
+			versions = append(versions, rep.Version)
+		}
+		assert.Equal(t, []string{"1", "2", "3", "4"}, versions, "OnReload after the Observer panicked")
+		mu.Lock()
+		assert.Equal(t, []string{"1", "2", "3", "4"}, observed, "the Observer after OnReload panicked")
+		mu.Unlock()
+
+		panics := logs.panics()
+		require.Len(t, panics, 2)
+		assert.Equal(t, "OnReload", panics[0].Where)
+		assert.Equal(t, "OnReload fails on 2", panics[0].Value)
+		assert.NotEmpty(t, panics[0].Stack)
+		assert.Equal(t, "Observer", panics[1].Where)
+		assert.EqualError(t, panics[1], "taicel: panic in Observer: observer fails on 3")
+		assert.EqualError(t, errors.Unwrap(panics[1]), "observer fails on 3")
+	})
+}
+
+// A panic in OnReload on the goroutine that calls Reload (or NewLoader)
+// is recovered too: Reload returns how the load went.
+func TestLoaderReloadRecoversCallbackPanics(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, orderRules(1, "100.0"))
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	var logs logRecords
+	l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{
+		Interval: -1,
+		Logger:   slog.New(&logs),
+		OnReload: func(taicel.Reload) { panic("always") },
+	})
+	require.NoError(t, err)
+	writeFile(t, path, orderRules(2, "10.0"))
+	changed, err := l.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed)
+	assert.Len(t, logs.panics(), 2)
+}
+
+// logRecords is a slog.Handler that keeps the records it handles.
+type logRecords struct {
+	mu   sync.Mutex
+	list []slog.Record
+}
+
+func (h *logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecords) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.list = append(h.list, r.Clone())
+	h.mu.Unlock()
+	return nil
+}
+func (h *logRecords) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logRecords) WithGroup(string) slog.Handler      { return h }
+
+// panics returns the *PanicError of each record that has one.
+func (h *logRecords) panics() []*taicel.PanicError {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*taicel.PanicError
+	for _, r := range h.list {
+		r.Attrs(func(a slog.Attr) bool {
+			if pe, ok := a.Value.Any().(*taicel.PanicError); ok {
+				out = append(out, pe)
+			}
+			return true
+		})
+	}
+	return out
+}
+
+// A Reload of a file refused before, by the Loader's own check or an
+// earlier Reload, answers that refusal again, without reporting it again:
+// the caller can tell a refused file from one already loaded.
+func TestLoaderReloadAnswersARefusal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path, l, reps := pollingLoader(t)
+		defer func() { assert.NoError(t, l.Shutdown(t.Context())) }()
+
+		writeFile(t, path, "version: 2\nrules: [")
+		time.Sleep(time.Second) // the Loader's check refuses it
+		synctest.Wait()
+		require.Len(t, reps.get(), 2)
+		refusal := reps.get()[1].Err
+		require.Error(t, refusal)
+
+		changed, err := l.Reload()
+		assert.False(t, changed)
+		assert.Equal(t, refusal, err, "the refusal of the file as it is")
+		changed, err = l.Reload()
+		assert.False(t, changed)
+		assert.Equal(t, refusal, err)
+		assert.Equal(t, "1", l.Current().Version(), "the old set keeps running")
+
+		require.NoError(t, os.Remove(path))
+		changed, err = l.Reload()
+		assert.False(t, changed)
+		assert.ErrorIs(t, err, os.ErrNotExist)
+		changed, err = l.Reload()
+		assert.False(t, changed)
+		assert.ErrorIs(t, err, os.ErrNotExist, "still missing")
+
+		writeFile(t, path, orderRules(3, "100.0"))
+		changed, err = l.Reload()
+		require.NoError(t, err)
+		assert.True(t, changed)
+		changed, err = l.Reload()
+		assert.NoError(t, err, "the file loaded is not refused")
+		assert.False(t, changed)
+		assert.Len(t, reps.get(), 4, "each refusal reported once")
+	})
+}
+
+// TestRuleFileTooLarge: a file larger than MaxRuleFileBytes is refused
+// by ParseFile, by NewLoader and by a running Loader, which keeps its set;
+// a file of exactly that size is read and loaded.
+func TestRuleFileTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	// A valid set padded with a comment to one byte over the bound.
+	rules := orderRules(2, "100.0")
+	over := rules + "#" + strings.Repeat("x", taicel.MaxRuleFileBytes-len(rules))
+	writeFile(t, big, over)
+	_, err := taicel.ParseFile(big)
+	require.ErrorContains(t, err, "MaxRuleFileBytes")
+
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	_, err = taicel.NewLoader(env, big, taicel.LoaderOptions{Interval: -1})
+	require.ErrorContains(t, err, "MaxRuleFileBytes")
+
+	path := filepath.Join(dir, "rules.yaml")
+	writeFile(t, path, orderRules(1, "100.0"))
+	l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: -1})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, l.Shutdown(t.Context())) }()
+	writeFile(t, path, over)
+	changed, err := l.Reload()
+	assert.False(t, changed)
+	require.ErrorContains(t, err, "MaxRuleFileBytes")
+	assert.Equal(t, "1", l.Current().Version(), "the old set keeps running")
+
+	// At the bound exactly the file is read and parsed.
+	writeFile(t, path, over[:taicel.MaxRuleFileBytes])
+	changed, err = l.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed)
+	assert.Equal(t, "2", l.Current().Version())
+}
+
+// pollingLoader returns a Loader of a rule file of version 1 that checks
+// it every second, and the reports of its loads.
+func pollingLoader(t *testing.T) (string, *taicel.Loader[Order], *reports) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, orderRules(1, "100.0"))
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	reps := &reports{}
+	l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: time.Second, OnReload: reps.add})
+	require.NoError(t, err)
+	return path, l, reps
 }

@@ -3,6 +3,7 @@ package taicel
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,10 @@ type ShadowOptions[T any] struct {
 	// judging a signal, also called synchronously. Such errors are never
 	// returned.
 	OnError func(sig tai.Signal[T], err error)
+	// Logger receives a panic of OnDisagree or OnError, as a *PanicError
+	// with its stack: the panic is recovered, so that a faulty callback
+	// never fails the live signal. Nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Shadow runs a candidate rule set beside the live one, on live traffic.
@@ -136,7 +141,7 @@ func (sh *Shadow[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decis
 		})
 		sh.mu.Unlock()
 		if sh.opts.OnDisagree != nil {
-			sh.opts.OnDisagree(sig, ld, cd)
+			callSafely(sh.opts.Logger, "OnDisagree", func() { sh.opts.OnDisagree(sig, ld, cd) }, "signal_id", sig.ID)
 		}
 	}
 	return ld, nil
@@ -145,7 +150,7 @@ func (sh *Shadow[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decis
 func (sh *Shadow[T]) candidateFailed(sig tai.Signal[T], err error) {
 	sh.errs.Add(1)
 	if sh.opts.OnError != nil {
-		sh.opts.OnError(sig, err)
+		callSafely(sh.opts.Logger, "OnError", func() { sh.opts.OnError(sig, err) }, "signal_id", sig.ID)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -372,4 +373,46 @@ func TestShadowInPipeline(t *testing.T) {
 	assert.Equal(t, tai.Allow, res.Decision.Verdict)
 	assert.Equal(t, int64(1), ran.Load())
 	assert.Equal(t, uint64(1), sh.Stats().Disagreements, "the candidate would have denied")
+}
+
+// A panic in OnDisagree or OnError is logged, never the live signal's:
+// Evaluate returns what the live set alone would.
+func TestShadowCallbackPanicsNeverReachTheLiveSignal(t *testing.T) {
+	var lookups atomic.Int64
+	env := shadowEnv(t, &lookups, false)
+	live := compileFraud(t, env, nil)
+	denyAll, err := env.Compile(&taicel.Spec{Version: "deny", Rules: []taicel.Rule{{Name: "all", Verdict: tai.Deny, Expr: "true"}}})
+	require.NoError(t, err)
+	failing, err := env.Compile(&taicel.Spec{Version: "fail", Rules: []taicel.Rule{{Name: "div", Weight: 1, Expr: "attempts / (attempts - attempts) > 1"}}})
+	require.NoError(t, err)
+	p := Payment{CustomerID: "cust_1", MerchantID: "merc_2", Country: "DE", Currency: "EUR", Amount: 120}
+	ctx := context.WithValue(t.Context(), stateKey{}, state{})
+	want, err := live.Evaluate(ctx, signal(p))
+	require.NoError(t, err)
+	require.Equal(t, tai.Allow, want.Verdict)
+
+	for _, cand := range []*taicel.Set[Payment]{denyAll, failing} {
+		t.Run(cand.Version(), func(t *testing.T) {
+			var logs logRecords
+			sh, err := taicel.NewShadow[Payment](live, cand, taicel.ShadowOptions[Payment]{
+				Logger:     slog.New(&logs),
+				OnDisagree: func(tai.Signal[Payment], tai.Decision, tai.Decision) { panic("disagree") },
+				OnError:    func(tai.Signal[Payment], error) { panic("error") },
+			})
+			require.NoError(t, err)
+			var got tai.Decision
+			require.NotPanics(t, func() { got, err = sh.Evaluate(ctx, signal(p)) })
+			require.NoError(t, err)
+			assert.Equal(t, want, got)
+			panics := logs.panics()
+			require.Len(t, panics, 1)
+			if cand == denyAll {
+				assert.Equal(t, "OnDisagree", panics[0].Where)
+				assert.Equal(t, uint64(1), sh.Stats().Disagreements)
+			} else {
+				assert.Equal(t, "OnError", panics[0].Where)
+				assert.Equal(t, uint64(1), sh.Stats().Errors)
+			}
+		})
+	}
 }

@@ -121,9 +121,33 @@ func Parse(data []byte) (*Spec, error) {
 	return &spec, nil
 }
 
-// ParseFile reads and parses the rule file at path.
+// MaxRuleFileBytes is the largest rule file ParseFile and a Loader read:
+// a file larger is refused without being read whole (a path given by
+// mistake, a log or a device, is not read into memory every Interval).
+// A rule file of a thousand rules is far smaller.
+const MaxRuleFileBytes = 4 << 20
+
+// readRuleFile reads the rule file at path, at most MaxRuleFileBytes.
+func readRuleFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxRuleFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxRuleFileBytes {
+		return nil, fmt.Errorf("%s holds more than %d bytes (MaxRuleFileBytes)", path, MaxRuleFileBytes)
+	}
+	return data, nil
+}
+
+// ParseFile reads and parses the rule file at path; a file larger than
+// MaxRuleFileBytes is an error.
 func ParseFile(path string) (*Spec, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRuleFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("taicel: %w", err)
 	}
