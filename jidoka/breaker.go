@@ -109,7 +109,10 @@ func (b *Breaker) State() State { return b.cur.Load().state }
 // Do calls fn if the breaker admits a call and counts its result; it returns
 // fn's error, or an *OpenError (errors.Is ErrOpen) without calling fn. When
 // ctx is already done it returns ctx.Err() without calling fn or counting.
-// A panic in fn counts as a failure and is passed on.
+// A panic in fn counts as a failure and is passed on. Without an Ignore of
+// one's own, the error of a call whose ctx was canceled by the time fn
+// returned is not counted, whatever it is: the caller gave up, and the
+// dependency is not to blame (see BreakerOptions.Ignore).
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -135,12 +138,14 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 	ok := false
 	defer func() {
 		if !ok {
-			b.finish(p, id, start, errPanicked)
+			b.finish(p, id, start, errPanicked, false)
 		}
 	}()
 	err := fn(ctx)
 	ok = true
-	b.finish(p, id, start, err)
+	// Only a failure asks the context: a success costs nothing more.
+	gaveUp := err != nil && b.s.ignoreCanceledCalls && errors.Is(ctx.Err(), context.Canceled)
+	b.finish(p, id, start, err, gaveUp)
 	return err
 }
 
@@ -162,7 +167,13 @@ func Execute[R any](ctx context.Context, b *Breaker, fn func(context.Context) (R
 // reports gives its lease back after ProbeTimeout). A *tai.PanicError given
 // to done, as a tai pipeline reports a panicking action, counts as a
 // failure whatever IsFailure and Ignore say. When ctx is already done it
-// returns ctx.Err().
+// returns ctx.Err(). done is told the error only, not ctx: unlike Do, it
+// cannot tell that the caller canceled ctx while the call ran, and counts
+// the error as the classifiers judge it. A caller that gives up reports
+// context.Canceled, or an error that wraps it, to have the call ignored
+// (a tai pipeline reports the action's error: an action that returns
+// ctx.Err(), or an error wrapping it, when its ctx is canceled is not
+// counted).
 //
 // In the closed state without a slow-call rule done is made once per
 // generation, so Allow does not allocate.
@@ -184,7 +195,7 @@ func (b *Breaker) Allow(ctx context.Context) (done func(err error), err error) {
 	if b.s.timing {
 		start = b.now()
 	}
-	return func(err error) { b.finish(p, id, start, err) }, nil
+	return func(err error) { b.finish(p, id, start, err, false) }, nil
 }
 
 func ignoreResult(error) {}
@@ -241,12 +252,13 @@ func (b *Breaker) acquire(p *period) (uint64, error) {
 	return b.lastLease, nil
 }
 
-// finish reports the result of a call admitted in p.
-func (b *Breaker) finish(p *period, id uint64, start int64, err error) {
+// finish reports the result of a call admitted in p. gaveUp: the caller
+// canceled the call's context, and the default Ignore applies.
+func (b *Breaker) finish(p *period, id uint64, start int64, err error, gaveUp bool) {
 	if id != 0 {
-		b.release(p, id, start, err)
+		b.release(p, id, start, err, gaveUp)
 	} else if p.state == StateClosed || p.state == StateMetricsOnly {
-		b.record(p, start, err)
+		b.record(p, start, err, gaveUp)
 	}
 }
 
@@ -259,8 +271,8 @@ const (
 	resultIgnored // neither: the call is not counted
 )
 
-// classify tells what err counts as.
-func (b *Breaker) classify(err error) result {
+// classify tells what err counts as; gaveUp as for finish.
+func (b *Breaker) classify(err error, gaveUp bool) result {
 	switch {
 	case err == nil:
 		return resultSuccess
@@ -270,7 +282,7 @@ func (b *Breaker) classify(err error) result {
 		// A guard inside this breaker refused the call: it never reached
 		// the dependency, whose health is all the breaker counts.
 		return resultIgnored
-	case b.s.ignore(err):
+	case gaveUp || b.s.ignore(err):
 		return resultIgnored
 	case b.s.isFailure == nil || b.s.isFailure(err):
 		return resultFailure
@@ -306,14 +318,14 @@ func isPanic(err error) bool {
 
 // record counts the result of a call in the closed or metrics-only period p
 // and trips the breaker when a rule holds.
-func (b *Breaker) record(p *period, start int64, err error) {
+func (b *Breaker) record(p *period, start int64, err error, gaveUp bool) {
 	if err == nil && b.s.plain {
 		if p.consec.Load() != 0 { // write only when there is something to reset
 			p.consec.Store(0)
 		}
 		return
 	}
-	r := b.classify(err)
+	r := b.classify(err, gaveUp)
 	if r == resultIgnored {
 		return
 	}
@@ -369,8 +381,8 @@ func (b *Breaker) rateCause(t tally) cause {
 }
 
 // release reports the result of a half-open probe holding lease id.
-func (b *Breaker) release(p *period, id uint64, start int64, err error) {
-	r := b.classify(err)
+func (b *Breaker) release(p *period, id uint64, start int64, err error, gaveUp bool) {
+	r := b.classify(err, gaveUp)
 	var now int64
 	if b.s.timing {
 		now = b.now()
@@ -452,6 +464,8 @@ func (b *Breaker) Trip(reason string) {
 func (b *Breaker) Reset() { b.force(StateClosed, "reset") }
 
 // ForceOpen refuses every call until Reset, Trip, Disable or MetricsOnly.
+// It keeps the back-off: a Trip after it opens the breaker for longer, as
+// after a failed half-open period.
 func (b *Breaker) ForceOpen(reason string) {
 	if reason == "" {
 		reason = "forced open"
@@ -460,11 +474,14 @@ func (b *Breaker) ForceOpen(reason string) {
 }
 
 // Disable lets every call through and counts nothing until Reset, Trip,
-// ForceOpen or MetricsOnly.
+// ForceOpen or MetricsOnly. Like Reset, it clears the back-off: a trip
+// after it opens the breaker for OpenDuration.
 func (b *Breaker) Disable() { b.force(StateDisabled, "disabled") }
 
 // MetricsOnly lets every call through and counts the results (Snapshot shows
-// them) but never trips, until Reset, Trip, ForceOpen or Disable.
+// them) but never trips, until Reset, Trip, ForceOpen or Disable. Like
+// Reset, it clears the back-off: a trip after it opens the breaker for
+// OpenDuration.
 func (b *Breaker) MetricsOnly() { b.force(StateMetricsOnly, "metrics only") }
 
 func (b *Breaker) force(to State, reason string) {
@@ -477,7 +494,9 @@ func (b *Breaker) force(to State, reason string) {
 	switch to {
 	case StateOpen:
 		b.trips++
-	case StateClosed:
+	case StateClosed, StateDisabled, StateMetricsOnly:
+		// Every call goes through, as when closed: the run of trips ends,
+		// and a trip after this opens for OpenDuration.
 		b.trips = 0
 	}
 	b.enter(p, to, reason)
@@ -509,7 +528,7 @@ func (b *Breaker) newPeriod(state State, gen uint64, reason string, now int64, o
 			p.window = newTimeWindow(b.s.windowDur, b.s.buckets)
 		}
 		if !b.s.timing {
-			p.done = func(err error) { b.record(p, 0, err) }
+			p.done = func(err error) { b.record(p, 0, err, false) }
 		}
 	case StateOpen:
 		d := b.s.openFor(b.trips)

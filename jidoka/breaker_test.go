@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -1210,4 +1211,149 @@ func TestBreakerWrappedPanicIsAFailure(t *testing.T) {
 		assert.Zero(t, testing.AllocsPerRun(100, func() { _ = counting.Do(context.Background(), fail) }),
 			"telling a wrapped panic from an error costs a failure no allocation")
 	})
+}
+
+// A caller that gives up does not count against the dependency: by default
+// Do ignores whatever error a call returns once the caller canceled its
+// context (an RPC client's own "canceled" error, say), in the closed state
+// and as a half-open probe, which gives its lease back. A deadline that
+// passed is the dependency's slowness and counts; a panic still counts;
+// an Ignore of one's own is asked about every error, whatever the context.
+func TestBreakerCallerCancellationIsNotCounted(t *testing.T) {
+	errRPCCanceled := errors.New("rpc error: code = Canceled") // does not wrap context.Canceled
+	canceledCall := func(b *jidoka.Breaker) error {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		return b.Do(ctx, func(context.Context) error { cancel(); return errRPCCanceled })
+	}
+	t.Run("closed", func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, FailureRate: 0.5, WindowSize: 4, MinimumCalls: 1})
+		require.ErrorIs(t, canceledCall(b), errRPCCanceled)
+		s := b.Snapshot()
+		assert.Equal(t, jidoka.StateClosed, s.State)
+		assert.Equal(t, 0, s.Calls, "the call is not counted at all")
+	})
+	t.Run("half-open", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1})
+			calls(t, b, 1, errBoom)
+			advance(time.Second)
+			require.ErrorIs(t, canceledCall(b), errRPCCanceled)
+			s := b.Snapshot()
+			assert.Equal(t, jidoka.StateHalfOpen, s.State)
+			assert.Equal(t, 0, s.ProbesInFlight, "the probe gave its lease back")
+			require.NoError(t, call(b, nil))
+			assert.Equal(t, jidoka.StateClosed, b.State())
+		})
+	})
+	t.Run("deadline counts", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			err := b.Do(ctx, func(ctx context.Context) error { <-ctx.Done(); return errRPCCanceled })
+			require.ErrorIs(t, err, errRPCCanceled)
+			assert.Equal(t, jidoka.StateOpen, b.State())
+		})
+	})
+	t.Run("a Timeout's deadline outside counts", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1})
+			to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+			require.NoError(t, err)
+			err = to.Do(context.Background(), func(ctx context.Context) error {
+				return b.Do(ctx, func(ctx context.Context) error { <-ctx.Done(); return errRPCCanceled })
+			})
+			require.ErrorIs(t, err, jidoka.ErrTimeout)
+			assert.Equal(t, jidoka.StateOpen, b.State())
+		})
+	})
+	t.Run("panic counts", func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		err := b.Do(ctx, func(context.Context) error { cancel(); return &tai.PanicError{Value: "boom"} })
+		require.Error(t, err)
+		assert.Equal(t, jidoka.StateOpen, b.State())
+	})
+	t.Run("own Ignore", func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, Ignore: func(error) bool { return false }})
+		require.ErrorIs(t, canceledCall(b), errRPCCanceled)
+		assert.Equal(t, jidoka.StateOpen, b.State())
+	})
+	t.Run("Allow judges the error alone", func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1})
+		ctx, cancel := context.WithCancel(context.Background())
+		done, err := b.Allow(ctx)
+		require.NoError(t, err)
+		cancel()
+		done(errRPCCanceled)
+		assert.Equal(t, jidoka.StateOpen, b.State(), "done is not told the context")
+	})
+}
+
+// Disable and MetricsOnly let every call through, as the closed state does,
+// and end the run of trips as closing does: a trip after them opens for
+// OpenDuration, not for the back-off the trips before them had reached.
+// ForceOpen keeps the run: the dependency has not been seen to recover.
+func TestBreakerManualStatesAndBackoff(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		manual func(*jidoka.Breaker)
+		trips  int
+		open   time.Duration
+	}{
+		{"Disable", (*jidoka.Breaker).Disable, 1, 10 * time.Second},
+		{"MetricsOnly", (*jidoka.Breaker).MetricsOnly, 1, 10 * time.Second},
+		{"ForceOpen", func(b *jidoka.Breaker) { b.ForceOpen("") }, 4, 80 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, HalfOpenSuccesses: 1,
+					OpenDuration: 10 * time.Second, MaxOpenDuration: 100 * time.Second})
+				calls(t, b, 1, errBoom)
+				for _, d := range []time.Duration{10, 20} {
+					advance(d * time.Second)
+					calls(t, b, 1, errBoom) // the probe fails
+				}
+				require.Equal(t, 3, b.Snapshot().Trips)
+				tt.manual(b)
+				for range 2 {
+					_ = call(b, nil) // refused when forced open
+				}
+				b.Trip("by hand")
+				s := b.Snapshot()
+				assert.Equal(t, tt.trips, s.Trips)
+				assert.Equal(t, time.Now().Add(tt.open), s.NextProbe)
+			})
+		})
+	}
+}
+
+// TestBreakerListenerEndingItsGoroutine: an OnStateChange that ends its
+// goroutine with runtime.Goexit (t.FailNow in a test) ends the call that
+// was delivering, not the delivery: the events queued behind its own, here
+// a Reset it made, are delivered before that goroutine ends, not at the
+// breaker's next change of state.
+func TestBreakerListenerEndingItsGoroutine(t *testing.T) {
+	events := make(chan jidoka.State, 4)
+	var b *jidoka.Breaker
+	b = newBreaker(t, jidoka.BreakerOptions{Name: "gw", OnStateChange: func(ev jidoka.Event) {
+		events <- ev.To
+		if ev.To == jidoka.StateOpen {
+			b.Reset() // queued behind this event
+			runtime.Goexit()
+		}
+	}})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		b.Trip("by hand")
+		t.Error("Trip returned from a listener that ended its goroutine")
+	}()
+	<-ended
+	require.Equal(t, jidoka.StateClosed, b.State())
+	require.Len(t, events, 2, "the reset was not delivered")
+	assert.Equal(t, jidoka.StateOpen, <-events)
+	assert.Equal(t, jidoka.StateClosed, <-events)
 }

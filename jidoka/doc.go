@@ -29,8 +29,10 @@
 // buckets), counted once the window holds MinimumCalls calls. Open periods
 // can back off exponentially on repeated trips. Half-open probes hold
 // leases; a probe that never reports gives its lease back after
-// ProbeTimeout. context.Canceled neither counts nor keeps a lease, nor
-// does the refusal of a guard inside the breaker (a full Bulkhead).
+// ProbeTimeout. A caller that gave up (context.Canceled, or through Do any
+// error once the caller canceled the call's context) neither counts nor
+// keeps a lease, nor does the refusal of a guard inside the breaker (a
+// full Bulkhead); a deadline that passed counts as a failure.
 //
 // Every change of state starts a new generation, and results of calls that
 // began in an earlier one are ignored. State changes are delivered to
@@ -123,6 +125,12 @@
 // the panic is a *PanicError carrying the value and the stack. A panic in
 // the function given to Breaker.Do counts as a failure and is passed on to
 // the caller.
+//
+// One that ends its goroutine with runtime.Goexit (t.FailNow in a test)
+// does not either: a Check doing so fails its check; a listener doing so
+// ends the call that was delivering to it, but the events after its own
+// are delivered before that goroutine ends; a Watchdog's callback runs on
+// a goroutine of its own, so the Goexit is logged and checks go on.
 //
 // # Time
 //

@@ -139,6 +139,17 @@ func logPanic(l *slog.Logger, owner, name string, e *PanicError) {
 	l.Error("jidoka: recovered a panic", owner, name, "where", e.Where, "panic", fmt.Sprint(e.Value), "stack", string(e.Stack))
 }
 
+// logGoexit logs, on l or on slog.Default() when l is nil, that the
+// callback named where ended its goroutine with runtime.Goexit, with the
+// stack of that goroutine; call it in a deferred function of that
+// goroutine. owner names the watchdog.
+func logGoexit(l *slog.Logger, owner, name, where string) {
+	if l == nil {
+		l = slog.Default()
+	}
+	l.Error("jidoka: a callback called runtime.Goexit", owner, name, "where", where, "stack", string(debug.Stack()))
+}
+
 // RetryAfter returns the retry hint of err: the RetryAfter() of the first
 // error in its tree that has such a method (*OpenError, *StoppedError,
 // *BulkheadFullError, heijunka's rejections, or an error of your own), or

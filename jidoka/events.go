@@ -41,20 +41,42 @@ func (q *queue[E]) drain(fn func(E)) {
 	q.mu.Unlock()
 }
 
-// deliver calls fn with each event of batch, in order. If fn panics, the
-// events after the one that panicked go back to the front of the queue and
-// delivery is released for the next drain; then the panic goes on.
+// deliver calls fn with each event of batch, in order. If fn does not
+// return, the events after the one it was given go back to the front of
+// the queue and delivery is released. If it panicked, the panic goes on and
+// the next drain delivers them. If it ended its goroutine (runtime.Goexit:
+// t.FailNow in a test), they are delivered before the goroutine ends: the
+// events queued behind its own may have been pushed by goroutines that
+// left their delivery to this one, and there may be no next drain for a
+// long time (a stopped line stays stopped until someone starts it).
 func (q *queue[E]) deliver(batch []E, fn func(E)) {
 	i := 0
+	panicked := false
 	defer func() {
-		if i < len(batch) { // fn panicked at batch[i]
+		if i < len(batch) { // fn did not return from batch[i]
 			q.mu.Lock()
 			q.pending = append(batch[i+1:len(batch):len(batch)], q.pending...)
 			q.delivering = false
 			q.mu.Unlock()
+			if !panicked {
+				q.drain(fn)
+			}
 		}
 	}()
 	for ; i < len(batch); i++ {
-		fn(batch[i])
+		call(fn, batch[i], &panicked)
 	}
+}
+
+// call calls fn(e), setting *panicked if fn panics. recover returns nil
+// when fn ends its goroutine with runtime.Goexit, which tells one from
+// the other.
+func call[E any](fn func(E), e E, panicked *bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			*panicked = true
+			panic(v)
+		}
+	}()
+	fn(e)
 }

@@ -131,8 +131,11 @@ func ExampleWatchdog() {
 	checks := 0
 	rolledBack := make(chan struct{})
 	w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{
-		Name:      "checkout v2.3.1",
-		Interval:  time.Millisecond,
+		Name:     "checkout v2.3.1",
+		Interval: time.Millisecond,
+		// A check may take longer than the interval on a loaded machine:
+		// bound it apart, or it times out and fails for that reason.
+		Timeout:   time.Second,
 		FailAfter: 2,
 		Check: func(context.Context) error {
 			checks++

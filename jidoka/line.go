@@ -17,7 +17,10 @@ type LineOptions struct {
 	// OnChange is called after every stop and start, in order, with no
 	// lock held: it may call the line. A panic in it is recovered and
 	// logged on Logger as a *PanicError; the line keeps its state and the
-	// events after it are still delivered. Nil: no events.
+	// events after it are still delivered. One that ends its goroutine
+	// (runtime.Goexit: t.FailNow in a test) ends the Stop or Start that was
+	// delivering, which does not return; the events after its own are
+	// delivered on that goroutine before it ends. Nil: no events.
 	OnChange func(LineEvent)
 	// RetryAfter is the hint a stopped line gives the signals it refuses:
 	// StoppedError.RetryAfter returns it, and tai.RetryAfter finds it (an

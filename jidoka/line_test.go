@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -284,4 +285,33 @@ func TestLineEndStop(t *testing.T) {
 			{Line: "checkout", Stopped: false, Reason: "fraud spike", Time: at},
 		}, got)
 	})
+}
+
+// TestLineListenerEndingItsGoroutine: an OnChange that ends its goroutine
+// with runtime.Goexit (t.FailNow in a test) ends the call that was
+// delivering, not the delivery: the events queued behind its own, here a
+// Start it made, are delivered before that goroutine ends, not at some
+// later stop or start.
+func TestLineListenerEndingItsGoroutine(t *testing.T) {
+	events := make(chan jidoka.LineEvent, 4)
+	var l *jidoka.Line
+	l = newLine(t, jidoka.LineOptions{Name: "checkout", OnChange: func(ev jidoka.LineEvent) {
+		events <- ev
+		if ev.Stopped {
+			l.Start() // queued behind this event
+			runtime.Goexit()
+		}
+	}})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		l.Stop("cord")
+		t.Error("Stop returned from a listener that ended its goroutine")
+	}()
+	<-ended
+	stopped, _ := l.Stopped()
+	require.False(t, stopped)
+	require.Len(t, events, 2, "the start was not delivered")
+	assert.True(t, (<-events).Stopped)
+	assert.False(t, (<-events).Stopped)
 }

@@ -91,7 +91,8 @@ type BreakerOptions struct {
 	// MaxOpenDuration turns on exponential back-off: each trip that
 	// follows a failed half-open period multiplies the open duration by
 	// BackoffFactor, up to MaxOpenDuration. Zero: every open period lasts
-	// OpenDuration. The back-off resets when the breaker closes.
+	// OpenDuration. The back-off resets when the breaker closes, and on
+	// Disable and MetricsOnly.
 	MaxOpenDuration time.Duration
 	// BackoffFactor is the multiplier of the back-off, at least 1. Zero
 	// means DefaultBackoffFactor (2).
@@ -122,9 +123,16 @@ type BreakerOptions struct {
 	IsFailure func(err error) bool
 	// Ignore reports whether an error is neither a success nor a failure:
 	// the call is not counted and gives back its probe lease. It is asked
-	// before IsFailure, and never about a panic or a refusal. Nil means
-	// errors.Is(err, context.Canceled); to ignore nothing, set a func that
-	// returns false.
+	// before IsFailure, and never about a panic or a refusal; it is asked
+	// about every other error, whatever the call's context. Nil means the
+	// errors of a caller that gave up: errors.Is(err, context.Canceled),
+	// and, through Do, any error of a call whose context was canceled by
+	// the time it returned (an RPC client's own "canceled" error, the last
+	// error of a Retry inside the breaker whose wait the caller canceled);
+	// done of Allow sees the error alone (see Allow). A deadline that
+	// passed (context.DeadlineExceeded, a Timeout's *TimeoutError) is
+	// counted: the dependency did not answer in the time it was given. To
+	// ignore nothing, set a func that returns false.
 	Ignore func(err error) bool
 
 	// OnStateChange is called after every change of state, in the order of
@@ -134,7 +142,10 @@ type BreakerOptions struct {
 	// goroutine is delivering events is delivered by that goroutine, after
 	// the events before it. A panic in it is recovered and logged on
 	// Logger as a *PanicError: it never reaches the call that caused the
-	// change, and the events after it are still delivered. Nil: no events.
+	// change, and the events after it are still delivered. One that ends
+	// its goroutine (runtime.Goexit: t.FailNow in a test) ends the call
+	// that was delivering, which does not return; the events after its own
+	// are delivered on that goroutine before it ends. Nil: no events.
 	OnStateChange func(Event)
 
 	// Logger receives what the breaker cannot return to a caller: a panic
@@ -162,8 +173,9 @@ type settings struct {
 	onChange             func(Event)
 	logger               *slog.Logger
 
-	timing bool // slow-call rule: clock read before and after each call
-	plain  bool // no window and no slow rule: a success only resets the consecutive count
+	ignoreCanceledCalls bool // Ignore is the default: Do ignores a call whose ctx was canceled
+	timing              bool // slow-call rule: clock read before and after each call
+	plain               bool // no window and no slow rule: a success only resets the consecutive count
 }
 
 func isCanceled(err error) bool { return errors.Is(err, context.Canceled) }
@@ -173,7 +185,7 @@ func badRate(r float64) bool { return math.IsNaN(r) || r < 0 || r > 1 }
 func (c *BreakerOptions) settings() (settings, error) {
 	s := settings{name: c.Name, isFailure: c.IsFailure, ignore: c.Ignore, onChange: c.OnStateChange, logger: c.Logger}
 	if s.ignore == nil {
-		s.ignore = isCanceled
+		s.ignore, s.ignoreCanceledCalls = isCanceled, true
 	}
 	switch {
 	case c.ConsecutiveFailures < 0:

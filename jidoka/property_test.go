@@ -76,7 +76,7 @@ func (m *model) force(to jidoka.State) {
 	switch to {
 	case jidoka.StateOpen:
 		m.trips++
-	case jidoka.StateClosed:
+	case jidoka.StateClosed, jidoka.StateDisabled, jidoka.StateMetricsOnly:
 		m.trips = 0
 	}
 	m.enter(to)

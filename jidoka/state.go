@@ -71,8 +71,9 @@ type Snapshot struct {
 	// the counts; results of calls admitted in an earlier generation are
 	// ignored.
 	Generation uint64
-	// Trips counts the trips since the breaker last closed; it drives the
-	// back-off of the open duration.
+	// Trips counts the trips since the breaker last closed, or was
+	// disabled or made metrics-only; it drives the back-off of the open
+	// duration.
 	Trips int
 
 	// ConsecutiveFailures is the current run of failures (closed and

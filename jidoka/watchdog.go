@@ -50,22 +50,26 @@ type WatchdogOptions struct {
 	// watchdog healthy again and call OnRecover. Zero means
 	// DefaultRecoverAfter (3).
 	RecoverAfter int
-	// OnFail is called once each time the watchdog turns unhealthy, on the
-	// watchdog's goroutine with its context (cancelled by Shutdown);
-	// checks wait until it returns. A deployment rolls back here. A panic
-	// in it is recovered and logged on Logger as a *PanicError, and the
-	// watchdog keeps running. Nil: nothing is called.
+	// OnFail is called once each time the watchdog turns unhealthy, with
+	// the watchdog's context (cancelled by Shutdown); checks wait until it
+	// returns. A deployment rolls back here. A panic in it is recovered
+	// and logged on Logger as a *PanicError, and the watchdog keeps
+	// running. So it does if OnFail ends its goroutine with runtime.Goexit
+	// (t.FailNow in a test): each callback runs on a goroutine of its own,
+	// which the watchdog waits for, and the Goexit is logged with its
+	// stack. Nil: nothing is called.
 	OnFail func(ctx context.Context, ev WatchdogEvent)
 	// OnRecover is called once each time the watchdog turns healthy again,
 	// like OnFail.
 	OnRecover func(ctx context.Context, ev WatchdogEvent)
-	// OnCheck is called after every check, after OnFail or OnRecover, on
-	// the watchdog's goroutine: for metrics and logs. A panic in it is
-	// recovered and logged like one of OnFail. Nil: nothing.
+	// OnCheck is called after every check, after OnFail or OnRecover
+	// (even one that panicked or ended its goroutine): for metrics and
+	// logs. A panic or a runtime.Goexit in it is logged like one of
+	// OnFail. Nil: nothing.
 	OnCheck func(r CheckResult)
 	// Logger receives what the watchdog cannot return to a caller: a panic
-	// of OnFail, OnRecover or OnCheck. Nil means slog.Default() at the
-	// time of logging.
+	// or runtime.Goexit of OnFail, OnRecover or OnCheck. Nil means
+	// slog.Default() at the time of logging.
 	Logger *slog.Logger
 }
 
@@ -191,7 +195,8 @@ func (w *Watchdog) Start(ctx context.Context) error {
 // nil.
 //
 // Called from Check, OnFail, OnRecover or OnCheck, Shutdown waits for the
-// goroutine it runs on, so it returns only when ctx ends: give it the
+// watchdog's goroutine, which waits for the function that called it, so it
+// returns only when ctx ends: give it the
 // context the watchdog passed in, which it cancels (it then returns
 // context.Canceled at once), or call it on a goroutine of its own.
 func (w *Watchdog) Shutdown(ctx context.Context) error {
@@ -374,13 +379,24 @@ func (w *Watchdog) runCheck(ctx context.Context) (err error) {
 	return w.check(ctx)
 }
 
-// callback calls fn, which runs the callback named where, recovering and
-// logging a panic: the watchdog keeps running.
+// callback calls fn, which runs the callback named where, and waits for it.
+// fn runs on a goroutine of its own, so that one ending with runtime.Goexit
+// ends that goroutine and not the watchdog's; a panic or a Goexit is
+// logged, and the watchdog keeps running.
 func (w *Watchdog) callback(where string, fn func()) {
-	defer func() {
-		if v := recover(); v != nil {
-			logPanic(w.logger, "watchdog", w.name, newPanicError(where, v))
-		}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		returned := false
+		defer func() {
+			if v := recover(); v != nil {
+				logPanic(w.logger, "watchdog", w.name, newPanicError(where, v))
+			} else if !returned {
+				logGoexit(w.logger, "watchdog", w.name, where)
+			}
+		}()
+		fn()
+		returned = true
 	}()
-	fn()
+	<-done
 }

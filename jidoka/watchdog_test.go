@@ -294,32 +294,12 @@ func TestWatchdogPanicValues(t *testing.T) {
 // logged with its stack and the watchdog keeps checking.
 func TestWatchdogCallbackPanics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logs := &logRecorder{}
-		var healthy atomic.Bool // written by the test, read by the check
-		checks := 0
-		w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{
-			Name: "eu", Interval: time.Second, FailAfter: 1, RecoverAfter: 1, Logger: logs.logger(),
-			Check: func(context.Context) error {
-				checks++
-				if healthy.Load() {
-					return nil
-				}
-				return errBoom
-			},
+		logs, w, checks := failThenRecover(t, jidoka.WatchdogOptions{
 			OnFail:    func(context.Context, jidoka.WatchdogEvent) { panic("rollback bug") },
 			OnRecover: func(context.Context, jidoka.WatchdogEvent) { panic(errors.New("recover bug")) },
 			OnCheck:   func(jidoka.CheckResult) { panic("metrics bug") },
 		})
-		require.NoError(t, err)
-		require.NoError(t, w.Start(context.Background()))
-		synctest.Wait()
-		assert.False(t, w.Healthy())
-		healthy.Store(true)
-		time.Sleep(time.Second)
-		synctest.Wait()
-		assert.True(t, w.Healthy(), "the watchdog kept checking")
-		require.NoError(t, w.Shutdown(context.Background()))
-		assert.Equal(t, 2, checks)
+		assert.Equal(t, int32(2), checks)
 		assert.Equal(t, 2, w.Status().Checks)
 
 		recs := logs.records()
@@ -336,6 +316,37 @@ func TestWatchdogCallbackPanics(t *testing.T) {
 			assert.Equal(t, want.panic, recs[i].attrs["panic"])
 			assert.Contains(t, recs[i].attrs["stack"], "TestWatchdogCallbackPanics")
 		}
+	})
+}
+
+// TestWatchdogCallbackGoexit: an OnFail, OnRecover or OnCheck that ends
+// its goroutine with runtime.Goexit (t.FailNow in a test) is logged with
+// its stack, as a panic is, and the watchdog keeps checking; the OnCheck
+// of a check whose OnFail ended its goroutine is still called.
+func TestWatchdogCallbackGoexit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var reported atomic.Int32
+		logs, _, checks := failThenRecover(t, jidoka.WatchdogOptions{
+			OnFail:    func(context.Context, jidoka.WatchdogEvent) { runtime.Goexit() },
+			OnRecover: func(context.Context, jidoka.WatchdogEvent) { runtime.Goexit() },
+			OnCheck: func(jidoka.CheckResult) {
+				reported.Add(1)
+				runtime.Goexit()
+			},
+		})
+		assert.Equal(t, int32(2), checks)
+		assert.Equal(t, int32(2), reported.Load(), "OnCheck was called after every check")
+
+		recs := logs.records()
+		var wheres []string
+		for _, rec := range recs {
+			assert.Equal(t, slog.LevelError, rec.Level)
+			assert.Equal(t, "jidoka: a callback called runtime.Goexit", rec.Msg)
+			assert.Equal(t, "eu", rec.attrs["watchdog"])
+			assert.Contains(t, rec.attrs["stack"], "TestWatchdogCallbackGoexit")
+			wheres = append(wheres, rec.attrs["where"])
+		}
+		assert.Equal(t, []string{"watchdog OnFail", "watchdog OnCheck", "watchdog OnRecover", "watchdog OnCheck"}, wheres)
 	})
 }
 
@@ -522,4 +533,34 @@ func TestWatchdogCheckStoppedByShutdownIsNotCounted(t *testing.T) {
 		assert.Zero(t, recovered.Load(), "OnRecover called for a check stopped by Shutdown")
 		assert.Equal(t, int32(1), reported.Load(), "OnCheck called for a check stopped by Shutdown")
 	})
+}
+
+// failThenRecover runs, in a synctest bubble, a watchdog with the
+// callbacks of opts whose first check fails and second passes: it turns
+// unhealthy, keeps checking and turns healthy again, then is shut down.
+// It returns what the watchdog logged, the watchdog and the checks made.
+func failThenRecover(t *testing.T, opts jidoka.WatchdogOptions) (*logRecorder, *jidoka.Watchdog, int32) {
+	t.Helper()
+	logs := &logRecorder{}
+	var healthy atomic.Bool // written by the test, read by the check
+	var checks atomic.Int32
+	opts.Name, opts.Interval, opts.FailAfter, opts.RecoverAfter, opts.Logger = "eu", time.Second, 1, 1, logs.logger()
+	opts.Check = func(context.Context) error {
+		checks.Add(1)
+		if healthy.Load() {
+			return nil
+		}
+		return errBoom
+	}
+	w, err := jidoka.NewWatchdog(opts)
+	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
+	synctest.Wait()
+	assert.False(t, w.Healthy())
+	healthy.Store(true)
+	time.Sleep(time.Second)
+	synctest.Wait()
+	assert.True(t, w.Healthy(), "the watchdog kept checking")
+	require.NoError(t, w.Shutdown(context.Background()))
+	return logs, w, checks.Load()
 }
