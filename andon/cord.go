@@ -72,13 +72,13 @@ func (c *cord) set(st CordStatus) bool {
 // notifiers hear of it) and stays firing until Reset. reason says what is
 // wrong and who who pulled it; empty values read "no reason given" and
 // "someone". Pull reports whether the cord was pulled by this call: a cord
-// already pulled keeps its first reason, as a stopped line does. It returns
-// false after Shutdown. Should ctx end while another evaluation holds the
-// evaluator, the cord stays pulled and fires at the next evaluation.
+// already pulled keeps its first reason, as a stopped line does. It
+// returns false, and leaves the cord as it was, once Shutdown has been
+// called, even while Pull waits for an evaluation in progress: a true
+// result means the cord's alert fired and its hooks ran. Should ctx end
+// while another evaluation holds the evaluator, the cord is pulled all the
+// same (Pull returns true) and fires at the next evaluation.
 func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
-	if e.isClosed() {
-		return false
-	}
 	reason, who = strings.TrimSpace(reason), strings.TrimSpace(who)
 	if reason == "" {
 		reason = "no reason given"
@@ -86,26 +86,43 @@ func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
 	if who == "" {
 		who = "someone"
 	}
-	now := time.Now()
-	if !e.cord.set(CordStatus{Pulled: true, Reason: reason, Who: who, Since: now}) {
-		return false
-	}
-	e.evaluate(ctx, now, now, []*ruleState{e.cordRule})
-	return true
+	return e.pullOrReset(ctx, func(now time.Time) CordStatus {
+		return CordStatus{Pulled: true, Reason: reason, Who: who, Since: now}
+	})
 }
 
 // Reset releases the andon cord: its alert resolves at once and its hooks'
 // Resolve runs (StopLine restarts a line the cord stopped). It reports
-// whether the cord was pulled.
+// whether the cord was pulled and is released by this call; like Pull, it
+// returns false and leaves the cord as it was once Shutdown has been
+// called, and releases the cord for the next evaluation to resolve should
+// ctx end while another evaluation holds the evaluator.
 func (e *Evaluator) Reset(ctx context.Context) bool {
+	return e.pullOrReset(ctx, func(time.Time) CordStatus { return CordStatus{} })
+}
+
+// pullOrReset sets the cord to status(now) and evaluates the cord's rule.
+// The cord changes only with the evaluation slot held and the evaluator
+// open, so that Shutdown, which closes the evaluator and then waits for
+// the slot, either waits for the evaluation or sees no change.
+func (e *Evaluator) pullOrReset(ctx context.Context, status func(now time.Time) CordStatus) bool {
 	if e.isClosed() {
 		return false
 	}
-	if !e.cord.set(CordStatus{}) {
+	if !e.acquire(ctx) {
+		// Another evaluation holds the evaluator past ctx: change the
+		// cord for the next evaluation to act on.
+		return !e.isClosed() && e.cord.set(status(time.Now()))
+	}
+	defer e.release()
+	if e.isClosed() {
 		return false
 	}
 	now := time.Now()
-	e.evaluate(ctx, now, now, []*ruleState{e.cordRule})
+	if !e.cord.set(status(now)) {
+		return false
+	}
+	e.evaluateHeld(ctx, now, now, []*ruleState{e.cordRule})
 	return true
 }
 

@@ -107,7 +107,9 @@ type ruleState struct {
 	recent ring[Point]
 }
 
-// Point is one value of a rule at one evaluation, for sparklines.
+// Point is one value of a rule at one evaluation, for sparklines. In its
+// JSON form, a Value that is NaN or an infinity is the string "NaN",
+// "+Inf" or "-Inf", as an Alert's is.
 type Point struct {
 	Time  time.Time `json:"t"`
 	Value float64   `json:"v"`
@@ -283,19 +285,38 @@ func (e *Evaluator) allRules() []*ruleState {
 // queue notifications, wake the board. Silences are checked at wall, the
 // time of the clock.
 func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*ruleState) []Transition {
-	select { // a free slot is taken whatever ctx: it bounds only the wait
-	case e.evalSlot <- struct{}{}:
-	default:
-		select {
-		case e.evalSlot <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
+	if !e.acquire(ctx) {
+		return nil
 	}
-	defer func() { <-e.evalSlot }()
+	defer e.release()
 	if e.isClosed() {
 		return nil
 	}
+	return e.evaluateHeld(ctx, now, wall, rules)
+}
+
+// acquire takes the evaluation slot, and reports false if ctx ends while
+// another evaluation holds it. A free slot is taken whatever ctx: ctx
+// bounds only the wait.
+func (e *Evaluator) acquire(ctx context.Context) bool {
+	select {
+	case e.evalSlot <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case e.evalSlot <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// release gives the evaluation slot back.
+func (e *Evaluator) release() { <-e.evalSlot }
+
+// evaluateHeld is evaluate with the slot held and the evaluator open.
+func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules []*ruleState) []Transition {
 	type result struct {
 		m           Measurement
 		annotations map[string]string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,10 @@ import (
 // Alertmanager. The evaluator calls Notify from a worker goroutine of its
 // own per notifier, never from evaluation, with a batch of alerts that
 // changed: State Firing for alerts that fired (or are re-sent), Resolved
-// for alerts that resolved. The context carries NotifyOptions.Timeout.
+// for alerts that resolved. The context's deadline is
+// NotifyOptions.Timeout after the call, for each attempt (a Webhook,
+// which sends a request per alert name, is given it for each request
+// instead).
 //
 // An error is retried with NotifyOptions.Backoff up to
 // NotifyOptions.MaxAttempts times, unless it is marked with
@@ -56,7 +60,11 @@ type NotifyOptions struct {
 	// is offered again while the alert does not fire, resolved, pending or
 	// inactive. Zero means 256.
 	QueueSize int
-	// Timeout bounds each Notify call. Zero means 10s.
+	// Timeout bounds each Notify call; each retry has the whole of it
+	// again. A Webhook, which sends one request per alert name, gives it
+	// to each request, so that a slow answer for one name leaves the next
+	// request its whole time, as Alertmanager's per-receiver timeouts do.
+	// Zero means 10s.
 	Timeout time.Duration
 	// MaxAttempts is how many times a batch is tried before it is given
 	// up (counted in NotifierStats.Failed and logged). Alerts given up
@@ -69,10 +77,14 @@ type NotifyOptions struct {
 	// Backoff says how long to wait before each retry. Nil means
 	// kanban.Exponential{Initial: 500 * time.Millisecond}: 500ms,
 	// doubling, capped at 30s, with 20% jitter. A kanban.Exponential is
-	// checked with its Validate method. An error with a RetryAfter
+	// checked with its Validate method. A Backoff that panics gives the
+	// batch up, as its last attempt would (the panic is logged as a
+	// *PanicError). An error with a RetryAfter
 	// method (tai.RetryAfter), as a Webhook's or Alertmanager's is when a
 	// 429 or 5xx answer has a Retry-After header, waits that long instead
-	// when it is longer, up to 5 minutes.
+	// when it is longer, up to 5 minutes; when the batch failed with
+	// several such errors (a Webhook sends a request per alert name), the
+	// longest wait counts.
 	Backoff kanban.Backoff
 	// ResendInterval is how often firing alerts are re-sent to a
 	// Refresher (Alertmanager); they are re-sent no more often than the
@@ -144,14 +156,49 @@ type NotifierStats struct {
 	Queued int `json:"queued"`
 }
 
+// requestTimer is a Notifier that sends several requests in one Notify
+// call and bounds each with NotifyOptions.Timeout itself (a Webhook),
+// taking it from the context with requestContext: the evaluator then
+// gives the call the Timeout once per alert name of the batch.
+type requestTimer interface {
+	Notifier
+	timesRequests()
+}
+
+// countNames returns the number of alert names in alerts, at least 1.
+func countNames(alerts []Alert) int {
+	names := make(map[string]struct{}, len(alerts))
+	for _, a := range alerts {
+		names[a.Name] = struct{}{}
+	}
+	return max(1, len(names))
+}
+
+// requestTimeoutKey is the context key of the timeout a requestTimer
+// gives each request.
+type requestTimeoutKey struct{}
+
+// requestContext returns the context of one request of a requestTimer:
+// ctx with the evaluator's NotifyOptions.Timeout when it carries one, ctx
+// as it is otherwise (a notifier called directly).
+func requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Value(requestTimeoutKey{}).(time.Duration); ok {
+		return context.WithTimeout(ctx, d)
+	}
+	return context.WithCancel(ctx)
+}
+
 // dispatcher owns the queue and the worker goroutine of one notifier.
 type dispatcher struct {
 	n       Notifier
 	name    string
 	refresh bool
-	opts    NotifyOptions
-	log     *slog.Logger
-	ctx     context.Context // canceled by the evaluator's Shutdown
+	// perRequest is set for a notifier that bounds each of its requests
+	// with the timeout (a Webhook): its Notify call has no deadline.
+	perRequest bool
+	opts       NotifyOptions
+	log        *slog.Logger
+	ctx        context.Context // canceled by the evaluator's Shutdown
 
 	mu    sync.Mutex
 	queue []Alert
@@ -182,6 +229,7 @@ func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, l
 	if r, ok := n.(Refresher); ok {
 		d.refresh = r.Refreshes()
 	}
+	_, d.perRequest = n.(requestTimer)
 	d.stats.Name = d.name
 	return d
 }
@@ -319,7 +367,20 @@ func (d *dispatcher) wakeIdle() {
 // send delivers a batch, retrying with back-off.
 func (d *dispatcher) send(batch []Alert) {
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(d.ctx, d.opts.Timeout)
+		var ctx context.Context
+		var cancel context.CancelFunc
+		if d.perRequest {
+			// Each request has the Timeout; the call, which sends one
+			// request per alert name, has as many of them, however the
+			// notifier (a type embedding a Webhook) spends them.
+			whole := time.Duration(math.MaxInt64)
+			if n := time.Duration(countNames(batch)); d.opts.Timeout <= whole/n {
+				whole = d.opts.Timeout * n
+			}
+			ctx, cancel = context.WithTimeout(context.WithValue(d.ctx, requestTimeoutKey{}, d.opts.Timeout), whole)
+		} else {
+			ctx, cancel = context.WithTimeout(d.ctx, d.opts.Timeout)
+		}
 		err := d.notify(ctx, batch)
 		cancel()
 		if err == nil {
@@ -345,11 +406,18 @@ func (d *dispatcher) send(batch []Alert) {
 			}
 			return
 		}
+		delay, perr := d.delay(attempt)
+		if perr != nil {
+			// No wait to retry after: give the batch up as after the
+			// last attempt, to be offered again at the next evaluation.
+			d.fail(batch, attempt, errors.Join(err, perr))
+			d.unsend(batch)
+			return
+		}
 		d.count(func(s *NotifierStats) { s.Retries++ })
 		d.log.Warn("andon: notification failed; retrying", "notifier", d.name, "attempt", attempt, "err", err)
-		delay := d.opts.Backoff.Delay(attempt)
-		if ra := min(tai.RetryAfter(err), maxRetryAfter); ra > delay {
-			delay = ra // the receiver asked for a longer wait
+		if ra := min(longestRetryAfter(err), maxRetryAfter); ra > delay {
+			delay = ra // a receiver asked for a longer wait
 		}
 		t := time.NewTimer(max(0, delay))
 		select {
@@ -358,6 +426,39 @@ func (d *dispatcher) send(batch []Alert) {
 			t.Stop()
 		}
 	}
+}
+
+// longestRetryAfter returns the longest wait asked for by an error in
+// err's tree with a RetryAfter method (as tai.RetryAfter finds one), or 0
+// when none asks. A Webhook sends a batch as one request per alert name,
+// and each failed request may carry its own Retry-After: a retry sooner
+// than the longest would ask that receiver again before it said to.
+func longestRetryAfter(err error) time.Duration {
+	switch e := err.(type) {
+	case nil:
+		return 0
+	case interface{ RetryAfter() time.Duration }:
+		return e.RetryAfter()
+	case interface{ Unwrap() error }:
+		return longestRetryAfter(e.Unwrap())
+	case interface{ Unwrap() []error }:
+		var d time.Duration
+		for _, err := range e.Unwrap() {
+			d = max(d, longestRetryAfter(err))
+		}
+		return d
+	}
+	return tai.RetryAfter(err) // an error with an As method may find one
+}
+
+// delay calls NotifyOptions.Backoff, turning a panic into a *PanicError.
+func (d *dispatcher) delay(attempt int) (delay time.Duration, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError("backoff of notifier "+d.name, v)
+		}
+	}()
+	return d.opts.Backoff.Delay(attempt), nil
 }
 
 // fail counts and logs alerts given up on after attempt attempts.

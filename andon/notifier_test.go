@@ -1207,3 +1207,41 @@ func TestDroppedResolutionIsSentOnceTheAlertIsPendingAgain(t *testing.T) {
 		assert.Equal(t, []string{"R firing", "S firing", "R resolved"}, rec.events())
 	})
 }
+
+// A Backoff that panics gives the batch up, as the last attempt would,
+// with the panic and its stack logged; the worker goes on, and the alert
+// is offered again at the next evaluation.
+func TestBackoffPanicGivesTheBatchUp(t *testing.T) {
+	flaky := &flakyNotifier{}
+	flaky.down.Store(true)
+	var delays atomic.Int32
+	backoff := kanban.BackoffFunc(func(int) time.Duration {
+		delays.Add(1)
+		panic("backoff bug")
+	})
+	cond := newSwitch()
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky}, Notify: andon.NotifyOptions{Backoff: backoff},
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil)),
+		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	ctx := context.Background()
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	require.NoError(t, e.Flush(ctx))
+	assert.EqualValues(t, 1, delays.Load())
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 1, st.Failed, "the batch is given up")
+	assert.EqualValues(t, 0, st.Retries)
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	assert.Contains(t, out, "andon: panic in backoff of notifier notifier 0: backoff bug")
+	assert.Contains(t, out, "connection refused", "the failure that asked for a retry is logged too")
+	assert.Contains(t, out, "notifier_test.go", "the stack is where it panicked")
+
+	flaky.down.Store(false)
+	e.EvaluateAt(ctx, t0.Add(time.Minute)) // still firing: offered again
+	require.NoError(t, e.Flush(ctx))
+	assert.Equal(t, []string{"R firing"}, flaky.events())
+}

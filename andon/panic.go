@@ -6,13 +6,15 @@ import (
 )
 
 // PanicError is a panic recovered from a user callback: a rule's
-// Condition, a Hook or a Notifier. The evaluator keeps running: a
-// condition's panic is an evaluation error (Alert.LastError, the state
-// unchanged), a hook's is logged, a notifier's fails the batch without
-// retries. Each is logged with its Stack.
+// Condition, a Hook, a Notifier or NotifyOptions.Backoff. The evaluator
+// keeps running: a condition's panic is an evaluation error
+// (Alert.LastError, the state unchanged), a hook's is logged, a
+// notifier's fails the batch without retries, a Backoff's gives the batch
+// up as its last attempt would. Each is logged with its Stack.
 type PanicError struct {
 	// Where names the callback: "condition of rule HighErrorRate",
-	// "hook stop line checkout", "notifier webhook".
+	// "hook stop line checkout", "notifier webhook", "backoff of notifier
+	// webhook".
 	Where string
 	// Value is what was passed to panic.
 	Value any

@@ -1,8 +1,10 @@
 package andon
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -67,6 +69,10 @@ type Alert struct {
 
 	// Value and Threshold are what the condition measured and compares
 	// with, in Unit; Detail says it in words where a number does not.
+	// Either may be NaN or an infinity (a quantile past a histogram's
+	// last bucket is +Inf, as in Prometheus): in the Alert's JSON form,
+	// which has no number for them, they are the strings "NaN", "+Inf"
+	// and "-Inf", as Prometheus's HTTP API writes sample values.
 	Value     float64 `json:"value"`
 	Threshold float64 `json:"threshold"`
 	Unit      Unit    `json:"unit"`
@@ -139,12 +145,144 @@ func (a Alert) clone() Alert {
 	return a
 }
 
+// MarshalJSON encodes the alert with its field tags, with a Value or
+// Threshold that is NaN or an infinity as the string "NaN", "+Inf" or
+// "-Inf": encoding/json refuses those numbers, and a notifier of one's own
+// that encodes alerts would lose them.
+func (a Alert) MarshalJSON() ([]byte, error) {
+	type plain Alert
+	if finiteJSON(a.Value) && finiteJSON(a.Threshold) {
+		return json.Marshal(plain(a))
+	}
+	return json.Marshal(struct {
+		plain
+		Value     jsonFloat `json:"value"`
+		Threshold jsonFloat `json:"threshold"`
+	}{plain(a), jsonFloat(a.Value), jsonFloat(a.Threshold)})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes: a Value or Threshold
+// may be a number or one of the strings "NaN", "+Inf" and "-Inf".
+func (a *Alert) UnmarshalJSON(b []byte) error {
+	type plain Alert
+	w := struct {
+		*plain
+		Value     jsonFloat `json:"value"`
+		Threshold jsonFloat `json:"threshold"`
+	}{(*plain)(a), jsonFloat(a.Value), jsonFloat(a.Threshold)}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	a.Value, a.Threshold = float64(w.Value), float64(w.Threshold)
+	return nil
+}
+
 // Transition is a change of a rule's state, kept in the evaluator's
-// History.
+// History. In its JSON form, a Value that is NaN or an infinity is the
+// string "NaN", "+Inf" or "-Inf", as an Alert's is.
 type Transition struct {
 	Rule  string     `json:"rule"`
 	From  AlertState `json:"from"`
 	To    AlertState `json:"to"`
 	At    time.Time  `json:"at"`
 	Value float64    `json:"value"`
+}
+
+// MarshalJSON encodes the transition with its field tags, with a Value
+// that is NaN or an infinity as the string "NaN", "+Inf" or "-Inf".
+func (t Transition) MarshalJSON() ([]byte, error) {
+	type plain Transition
+	if finiteJSON(t.Value) {
+		return json.Marshal(plain(t))
+	}
+	return json.Marshal(struct {
+		plain
+		Value jsonFloat `json:"value"`
+	}{plain(t), jsonFloat(t.Value)})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes.
+func (t *Transition) UnmarshalJSON(b []byte) error {
+	type plain Transition
+	w := struct {
+		*plain
+		Value jsonFloat `json:"value"`
+	}{(*plain)(t), jsonFloat(t.Value)}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	t.Value = float64(w.Value)
+	return nil
+}
+
+// MarshalJSON encodes the point with its field tags, with a Value that
+// is NaN or an infinity as the string "NaN", "+Inf" or "-Inf".
+func (p Point) MarshalJSON() ([]byte, error) {
+	type plain Point
+	if finiteJSON(p.Value) {
+		return json.Marshal(plain(p))
+	}
+	return json.Marshal(struct {
+		plain
+		Value jsonFloat `json:"v"`
+	}{plain(p), jsonFloat(p.Value)})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes.
+func (p *Point) UnmarshalJSON(b []byte) error {
+	type plain Point
+	w := struct {
+		*plain
+		Value jsonFloat `json:"v"`
+	}{(*plain)(p), jsonFloat(p.Value)}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	p.Value = float64(w.Value)
+	return nil
+}
+
+// finiteJSON reports whether encoding/json can write v as a number.
+func finiteJSON(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// jsonFloat is a float64 whose JSON form is a number, or for NaN and the
+// infinities, which JSON has no number for, the string "NaN", "+Inf" or
+// "-Inf", as Prometheus's HTTP API writes them.
+type jsonFloat float64
+
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if finiteJSON(v) {
+		return json.Marshal(v)
+	}
+	return []byte(`"` + strconv.FormatFloat(v, 'g', -1, 64) + `"`), nil
+}
+
+func (f *jsonFloat) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil // as encoding/json leaves a number
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		switch s {
+		case "NaN":
+			*f = jsonFloat(math.NaN())
+		case "+Inf", "Inf":
+			*f = jsonFloat(math.Inf(1))
+		case "-Inf":
+			*f = jsonFloat(math.Inf(-1))
+		default:
+			return fmt.Errorf("andon: value %q is not a number, NaN, +Inf or -Inf", s)
+		}
+		return nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = jsonFloat(v)
+	return nil
 }

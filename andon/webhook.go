@@ -94,6 +94,10 @@ func checkURL(field, s string) error {
 // Name returns "webhook".
 func (*Webhook) Name() string { return "webhook" }
 
+// timesRequests marks a Webhook as bounding each of its requests with
+// NotifyOptions.Timeout (see requestTimer).
+func (*Webhook) timesRequests() {}
+
 // WebhookMessage is the body a Webhook POSTs, as Alertmanager's webhook
 // receiver does.
 type WebhookMessage struct {
@@ -129,13 +133,18 @@ func status(a Alert) string {
 	return "firing"
 }
 
-// Notify POSTs one message per alert name. When some messages fail, the
+// Notify POSTs one message per alert name, one after the other. Called by
+// the evaluator, each request is bounded by NotifyOptions.Timeout; called
+// directly, all are bounded by ctx alone. When some messages fail, the
 // error joins their errors and is permanent only if every failure is; the
-// evaluator then retries only the alert names whose failure is not.
+// evaluator then retries only the alert names whose failure is not. Its
+// retry hint (tai.RetryAfter) is the longest Retry-After among them.
 func (w *Webhook) Notify(ctx context.Context, alerts []Alert) error {
 	p := &partialError{}
 	for _, group := range groupByName(alerts) {
-		err := w.post(ctx, w.message(group))
+		rctx, cancel := requestContext(ctx)
+		err := w.post(rctx, w.message(group))
+		cancel()
 		switch {
 		case err == nil:
 			p.sent += len(group)
@@ -172,6 +181,17 @@ type partialError struct {
 
 // Error returns the failures' texts, one a line.
 func (e *partialError) Error() string { return errors.Join(e.errs...).Error() }
+
+// RetryAfter returns the longest wait the answers worth a retry asked for
+// with Retry-After, 0 if none did: retrying sooner would ask one of those
+// receivers again before it said it could answer.
+func (e *partialError) RetryAfter() time.Duration {
+	var d time.Duration
+	for _, err := range e.retryErrs {
+		d = max(d, longestRetryAfter(err))
+	}
+	return d
+}
 
 // Unwrap returns the failures with any kanban.PermanentError taken off, so
 // that kanban.IsPermanent reports on the whole: a partialError is wrapped
@@ -305,7 +325,7 @@ func postJSON(ctx context.Context, c *http.Client, rawURL string, header http.He
 	if err != nil {
 		return fmt.Errorf("andon: POST %s: %w", where, redactError(err, where))
 	}
-	defer resp.Body.Close()
+	defer drainClose(resp.Body)
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.Request != nil && resp.Request.Method != http.MethodPost {
 		// The client followed a 301, 302 or 303 and sent a GET: the
@@ -327,6 +347,19 @@ func postJSON(ctx context.Context, c *http.Client, rawURL string, header http.He
 		return err
 	}
 	return kanban.Permanent(err)
+}
+
+// maxDrain bounds how much of an answer drainClose reads past what an
+// error quotes, as net/http's server bounds what it reads of a request
+// body a handler left unread.
+const maxDrain = 256 << 10
+
+// drainClose reads what is left of an answer's body, up to maxDrain bytes,
+// and closes it. A body closed before its end closes its connection too:
+// every notification would then open a new one (and a TLS handshake).
+func drainClose(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, maxDrain)
+	_ = body.Close()
 }
 
 // retryAfter reads a Retry-After header, seconds or an HTTP date; 0 means

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -268,3 +270,196 @@ func TestWebhookWaitsForRetryAfter(t *testing.T) {
 		assert.GreaterOrEqual(t, tm.at[2].Sub(tm.at[1]), 90*time.Second)
 	})
 }
+
+// A batch a Webhook sends as several requests, one per alert name, may get
+// several answers with Retry-After: the retry waits for the longest, so
+// that no receiver is asked again before it said it could answer.
+func TestWebhookWaitsForTheLongestRetryAfter(t *testing.T) {
+	after := map[string]string{"A": "1", "B": "2"} // seconds
+	var mu sync.Mutex
+	at := map[string][]time.Time{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m andon.WebhookMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		name := m.GroupLabels["alertname"]
+		mu.Lock()
+		defer mu.Unlock()
+		at[name] = append(at[name], time.Now())
+		if len(at[name]) == 1 {
+			w.Header().Set("Retry-After", after[name])
+			http.Error(w, name+" rate-limited", http.StatusTooManyRequests)
+		}
+	}))
+	defer srv.Close()
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	a, b := newSwitch(), newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait, Logger: discardLogger(),
+		Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "B", Severity: andon.Page, Condition: b}}})
+	a.Set(true)
+	b.Set(true)
+	e.EvaluateAt(context.Background(), t0) // both fire: one batch, a request for A, then one for B
+	require.NoError(t, e.Flush(context.Background()))
+	assert.EqualValues(t, 2, e.NotifierStats()[0].Sent)
+	mu.Lock()
+	require.Len(t, at["A"], 2)
+	require.Len(t, at["B"], 2)
+	assert.GreaterOrEqual(t, at["A"][1].Sub(at["B"][0]), 2*time.Second, "A was asked again before B's Retry-After")
+	assert.GreaterOrEqual(t, at["B"][1].Sub(at["B"][0]), 2*time.Second, "B was asked again before its Retry-After")
+	clear(at)
+	mu.Unlock()
+
+	// Called directly, Notify's error tells the longest wait too.
+	err = wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}, {Name: "B", State: andon.Firing}})
+	require.Error(t, err)
+	assert.Equal(t, 2*time.Second, tai.RetryAfter(err))
+}
+
+// A receiver's answer longer than what an error quotes of it is read on,
+// within a bound, so that the connection goes back to the pool: one
+// connection carries every request of a Webhook.
+func TestWebhookReusesConnections(t *testing.T) {
+	for _, code := range []int{http.StatusOK, http.StatusServiceUnavailable} {
+		t.Run(http.StatusText(code), func(t *testing.T) {
+			answer := strings.Repeat("x", 8<<10)
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(code)
+				_, _ = io.WriteString(w, answer)
+			}))
+			var conns atomic.Int32
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+			require.NoError(t, err)
+			for range 3 {
+				err := wh.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}, {Name: "B", State: andon.Firing}})
+				if code == http.StatusOK {
+					require.NoError(t, err)
+				} else {
+					require.Error(t, err)
+					assert.Less(t, len(err.Error()), 2<<10, "an error quotes only the start of the answer")
+				}
+			}
+			assert.EqualValues(t, 1, conns.Load(), "connections opened for 6 requests")
+		})
+	}
+}
+
+// deadlineTransport records the deadline of each request's context, by
+// the alert name of the message it carries.
+type deadlineTransport struct {
+	base      http.RoundTripper
+	mu        sync.Mutex
+	deadlines map[string]time.Time
+}
+
+func (d *deadlineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	var m andon.WebhookMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	dl, ok := req.Context().Deadline()
+	if !ok {
+		return nil, errors.New("the request has no deadline")
+	}
+	d.mu.Lock()
+	d.deadlines[m.GroupLabels["alertname"]] = dl
+	d.mu.Unlock()
+	return d.base.RoundTrip(req)
+}
+
+// NotifyOptions.Timeout bounds each request of a Webhook, which sends one
+// per alert name: a slow answer for one name does not eat into the time
+// the next request has.
+func TestWebhookTimeoutIsPerRequest(t *testing.T) {
+	const hold = 200 * time.Millisecond
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m andon.WebhookMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		if m.GroupLabels["alertname"] == "A" {
+			time.Sleep(hold) // a slow answer
+		}
+	}))
+	defer srv.Close()
+	tr := &deadlineTransport{base: srv.Client().Transport, deadlines: map[string]time.Time{}}
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL, Client: &http.Client{Transport: tr}})
+	require.NoError(t, err)
+	a, b := newSwitch(), newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Logger: discardLogger(),
+		Notify: andon.NotifyOptions{Timeout: time.Minute, MaxAttempts: 1},
+		Rules:  []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "B", Severity: andon.Page, Condition: b}}})
+	a.Set(true)
+	b.Set(true)
+	e.EvaluateAt(context.Background(), t0) // both fire: one batch, a request for A, then one for B
+	require.NoError(t, e.Flush(context.Background()))
+	st := e.NotifierStats()[0]
+	require.EqualValues(t, 2, st.Sent, "%+v", st)
+
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	require.Len(t, tr.deadlines, 2)
+	// B's request began after A's answer, which took hold: with a
+	// deadline of its own, B's is at least hold after A's.
+	assert.GreaterOrEqual(t, tr.deadlines["B"].Sub(tr.deadlines["A"]), hold,
+		"each request has the whole Timeout; A's deadline %v, B's %v", tr.deadlines["A"], tr.deadlines["B"])
+}
+
+// embeddedWebhook embeds a Webhook and reports the time its Notify call
+// has.
+type embeddedWebhook struct {
+	*andon.Webhook
+	deadline chan time.Duration
+}
+
+func (w embeddedWebhook) Notify(ctx context.Context, alerts []andon.Alert) error {
+	var left time.Duration // none: no deadline
+	if d, ok := ctx.Deadline(); ok {
+		left = time.Until(d)
+	}
+	w.deadline <- left
+	return w.Webhook.Notify(ctx, alerts)
+}
+
+// A notifier that embeds a Webhook still has its call bounded: by the
+// Timeout once per alert name of the batch.
+func TestWebhookEmbeddedCallIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: "http://receiver.invalid",
+			Client: &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+				return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
+			})}})
+		require.NoError(t, err)
+		n := embeddedWebhook{Webhook: wh, deadline: make(chan time.Duration, 1)}
+		a, b := newSwitch(), newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{Timeout: time.Second},
+			Rules:  []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "B", Severity: andon.Page, Condition: b}}})
+		a.Set(true)
+		b.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		require.NoError(t, e.Flush(context.Background()))
+		assert.Equal(t, 2*time.Second, <-n.deadline, "two alert names, a second each")
+		assert.EqualValues(t, 2, e.NotifierStats()[0].Sent)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
