@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,7 +46,9 @@ type AuditOptions struct {
 	// BatchBytes is how many encoded bytes are gathered into one Write.
 	// The writer also writes whenever its queue is empty, so a line
 	// waits in memory only while later lines are being encoded. Zero
-	// means 64 KiB; it must be from 1 to 64 MiB.
+	// means 64 KiB; it must be from 1 to 64 MiB. Between writes the
+	// writer keeps a buffer of BatchBytes plus at most 1 MiB: a longer
+	// line's memory is let go once it is written.
 	BatchBytes int
 	// Redact, if set, rewrites an entry before it is written and hashed:
 	// mask the Key, strip personal data from reasons and errors. It runs
@@ -73,9 +76,11 @@ type AuditOptions struct {
 	// the reason: the write error (also returned by Err), or
 	// ErrAuditClosed after Shutdown. It runs on the writer goroutine or on
 	// the goroutine calling Observe. Nil means each is logged at level
-	// Error on Logger.
+	// Error on Logger. A panic in OnUnwritten is recovered and logged on
+	// Logger, and the trail goes on as it would have.
 	OnUnwritten func(r tai.Record, err error)
-	// Logger logs unwritten records when OnUnwritten is nil, and what
+	// Logger logs unwritten records when OnUnwritten is nil, a panic of
+	// OnUnwritten or of the io.Writer's Write or Sync, and what
 	// OpenAuditFile repairs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -130,7 +135,9 @@ type AuditEntry struct {
 // a Sync method (an *os.File that is a regular file, or any other writer
 // with Sync() error), they call it after writing, and a failed Sync stops
 // the trail as a failed Write does. Last reports the last line so made
-// durable.
+// durable. A panic in the io.Writer's Write or Sync is recovered, logged
+// with its stack on AuditOptions.Logger, and stops the trail as a failed
+// call does (for Write, as one that wrote nothing).
 //
 // Shutdown drains the queue, writes what is left, syncs, and stops the
 // goroutine. The Audit does not close the io.Writer given to NewAudit
@@ -141,6 +148,7 @@ type Audit struct {
 	closer   io.Closer                 // the file OpenAuditFile opened; nil otherwise
 	redact   func(*AuditEntry)
 	onUnwrit func(tai.Record, error)
+	log      *slog.Logger
 	batch    int
 	queue    chan auditItem
 	done     chan struct{}
@@ -224,6 +232,7 @@ func newAudit(opts AuditOptions) (*Audit, error) {
 		done:     make(chan struct{}),
 		idle:     make(chan struct{}),
 		buf:      make([]byte, 0, batch+4096),
+		log:      auditLogger(opts),
 	}
 	if opts.Genesis != "" {
 		if err := decodeHash(opts.Genesis, &a.prev); err != nil {
@@ -237,7 +246,7 @@ func newAudit(opts AuditOptions) (*Audit, error) {
 		a.mac = hmac.New(sha256.New, bytes.Clone(opts.Key))
 	}
 	if a.onUnwrit == nil {
-		log := auditLogger(opts)
+		log := a.log
 		a.onUnwrit = func(r tai.Record, err error) {
 			log.Error("kaizen: audit record not written", "signal_id", r.ID, "kind", r.Kind,
 				"outcome", r.Outcome.String(), "error", err)
@@ -404,8 +413,16 @@ func (a *Audit) Shutdown(ctx context.Context) error {
 	}
 }
 
+// lose hands r to OnUnwritten. A panic there is logged rather than let
+// through: on the writer goroutine it would end the process.
 func (a *Audit) lose(r tai.Record, err error) {
 	a.unwritten.Add(1)
+	defer func() {
+		if v := recover(); v != nil {
+			a.log.Error("kaizen: AuditOptions.OnUnwritten panicked", "signal_id", r.ID, "panic", fmt.Sprint(v),
+				"stack", string(debug.Stack()))
+		}
+	}()
 	a.onUnwrit(r, err)
 }
 
@@ -466,13 +483,18 @@ func (a *Audit) handle(it auditItem) {
 	}
 }
 
+// auditBufSlack is how far the writer's buffer may grow past BatchBytes
+// and be kept for the next batch: room for lines with large decision
+// inputs, without keeping the megabytes of a rare huge one.
+const auditBufSlack = 1 << 20
+
 // write writes the batch. On failure the lines not written in full are
 // handed to OnUnwritten.
 func (a *Audit) write() {
 	if len(a.buf) == 0 {
 		return
 	}
-	n, err := a.w.Write(a.buf)
+	n, err := a.writeBuf()
 	if err == nil && n < len(a.buf) {
 		err = io.ErrShortWrite
 	}
@@ -492,6 +514,11 @@ func (a *Audit) write() {
 		p.rec = tai.Record{} // let the GC have what it refers to
 	}
 	a.buf = a.buf[:0]
+	if cap(a.buf) > a.batch+auditBufSlack {
+		// A line far longer than usual grew buf: let that memory go
+		// rather than hold it for the rest of the Audit's life.
+		a.buf = make([]byte, 0, a.batch+4096)
+	}
 	a.pending = a.pending[:0]
 	if a.syncer == nil {
 		a.durable()
@@ -506,11 +533,42 @@ func (a *Audit) sync() {
 		return
 	}
 	a.unsynced = false
-	if err := a.syncer.Sync(); err != nil {
+	if err := a.syncWriter(); err != nil {
 		a.fail(fmt.Errorf("kaizen: syncing audit trail: %w", err))
 		return
 	}
 	a.durable()
+}
+
+// writeBuf writes buf to the io.Writer. A panic in its Write is returned
+// as an error, with nothing written, rather than end the process from the
+// writer goroutine: the trail stops as it does on a failed Write.
+func (a *Audit) writeBuf() (n int, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			n, err = 0, a.writerPanicked("Write", v)
+		}
+	}()
+	return a.w.Write(a.buf)
+}
+
+// syncWriter syncs the io.Writer. A panic in its Sync is returned as an
+// error, as writeBuf does for Write.
+func (a *Audit) syncWriter() (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = a.writerPanicked("Sync", v)
+		}
+	}()
+	return a.syncer.Sync()
+}
+
+// writerPanicked logs a panic v in the io.Writer's method, with the stack
+// that raised it, and returns it as an error.
+func (a *Audit) writerPanicked(method string, v any) error {
+	a.log.Error("kaizen: audit trail's io.Writer panicked", "method", method, "panic", fmt.Sprint(v),
+		"stack", string(debug.Stack()))
+	return fmt.Errorf("panic in the io.Writer's %s: %v", method, v)
 }
 
 // durable records the last line written as the last durable one.

@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -837,4 +838,141 @@ func TestAuditOutputThroughBufio(t *testing.T) {
 	require.NoError(t, a.Shutdown(context.Background()))
 	require.NoError(t, w.Flush())
 	require.NoError(t, kaizen.VerifyAudit(&sink))
+}
+
+// brokenWriter fails every Write.
+type brokenWriter struct{}
+
+func (brokenWriter) Write([]byte) (int, error) { return 0, errors.New("disk gone") }
+
+// A panic in OnUnwritten, on the writer goroutine or on Observe's caller,
+// is logged on Logger: the process goes on, and so do the later records'
+// reports and Shutdown.
+func TestAuditOnUnwrittenPanics(t *testing.T) {
+	var logs syncBuffer
+	var calls atomic.Int64
+	a, err := kaizen.NewAudit(brokenWriter{}, kaizen.AuditOptions{
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		OnUnwritten: func(r tai.Record, err error) {
+			calls.Add(1)
+			panic("unwritten " + r.ID)
+		},
+	})
+	require.NoError(t, err)
+	ctx := context.Background()
+	a.Observe(ctx, tai.Record{ID: "1", Kind: "payment"}) // lost on the writer goroutine
+	require.ErrorContains(t, a.Flush(ctx), "disk gone")
+	a.Observe(ctx, tai.Record{ID: "2", Kind: "payment"}) // lost on this one
+	require.ErrorContains(t, a.Shutdown(ctx), "disk gone")
+	a.Observe(ctx, tai.Record{ID: "3", Kind: "payment"}) // closed
+
+	assert.EqualValues(t, 3, calls.Load())
+	assert.EqualValues(t, 3, a.Unwritten())
+	out := string(logs.Bytes())
+	for _, id := range []string{"1", "2", "3"} {
+		assert.Contains(t, out, `msg="kaizen: AuditOptions.OnUnwritten panicked" signal_id=`+id+` panic="unwritten `+id+`"`)
+	}
+}
+
+// panickingWriter panics in Write, or in Sync, as a writer with a bug does.
+type panickingWriter struct {
+	inSync bool // panic in Sync; Write takes the bytes
+	buf    syncBuffer
+}
+
+func (w *panickingWriter) Write(p []byte) (int, error) {
+	if !w.inSync {
+		panic("write bug")
+	}
+	return w.buf.Write(p)
+}
+
+func (w *panickingWriter) Sync() error {
+	if w.inSync {
+		panic("sync bug")
+	}
+	return nil
+}
+
+// A panic in the io.Writer's Write or Sync, on the writer goroutine, stops
+// the trail as a failed Write or Sync does: Err says so, the records not
+// written go to OnUnwritten, and the panic is logged with its stack. It
+// ended the process.
+func TestAuditWriterPanicStopsTheTrail(t *testing.T) {
+	for _, method := range []string{"Write", "Sync"} {
+		t.Run(method, func(t *testing.T) {
+			var logs syncBuffer
+			var mu sync.Mutex
+			var lost []string
+			w := &panickingWriter{inSync: method == "Sync"}
+			a, err := kaizen.NewAudit(w, kaizen.AuditOptions{
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+				OnUnwritten: func(r tai.Record, err error) {
+					mu.Lock()
+					defer mu.Unlock()
+					lost = append(lost, r.ID+": "+err.Error())
+				},
+			})
+			require.NoError(t, err)
+			ctx := context.Background()
+			a.Observe(ctx, tai.Record{ID: "1", Kind: "payment"})
+			want := "panic in the io.Writer's " + method + ": " + strings.ToLower(method) + " bug"
+			require.ErrorContains(t, a.Flush(ctx), want)
+			require.ErrorContains(t, a.Err(), want)
+			a.Observe(ctx, tai.Record{ID: "2", Kind: "payment"})
+			require.ErrorContains(t, a.Shutdown(ctx), want)
+
+			_, durable := a.Last()
+			assert.Zero(t, durable, "no line is known to be durable")
+			mu.Lock()
+			defer mu.Unlock()
+			if method == "Write" {
+				assert.Zero(t, a.Written())
+				assert.Equal(t, []string{"1: kaizen: writing audit trail: " + want, "2: kaizen: writing audit trail: " + want}, lost)
+			} else {
+				assert.EqualValues(t, 1, a.Written(), "the line was written, then Sync panicked")
+				assert.Equal(t, []string{"2: kaizen: syncing audit trail: " + want}, lost)
+			}
+			assert.EqualValues(t, len(lost), a.Unwritten())
+			out := string(logs.Bytes())
+			assert.Contains(t, out, `msg="kaizen: audit trail's io.Writer panicked" method=`+method)
+			assert.Contains(t, out, "panickingWriter).", "the stack is logged")
+		})
+	}
+}
+
+// lenWriter counts the bytes written to it and keeps none.
+type lenWriter struct{ n atomic.Int64 }
+
+func (w *lenWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// The writer's buffer grows to hold a line far longer than BatchBytes,
+// such as one with megabytes of decision inputs; once the line is
+// written, the Audit lets that memory go rather than keep it for the rest
+// of its life.
+func TestAuditLetsGoOfAHugeLine(t *testing.T) {
+	ctx := context.Background()
+	var w lenWriter
+	a := newAudit(t, &w, kaizen.AuditOptions{})
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	a.Observe(ctx, tai.Record{ID: "0", Kind: "k"})
+	require.NoError(t, a.Flush(ctx))
+	before := heap()
+	inputs := `["` + strings.Repeat("x", 8<<20) + `"]`
+	a.Observe(ctx, tai.Record{ID: "1", Kind: "k", Decision: tai.Decision{Inputs: []byte(inputs)}})
+	inputs = ""
+	a.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
+	require.NoError(t, a.Flush(ctx))
+	require.Greater(t, w.n.Load(), int64(8<<20), "the huge line was written")
+	after := heap()
+	assert.Less(t, int64(after)-int64(before), int64(4<<20), "heap kept after the line was written: %d bytes", int64(after)-int64(before))
+	runtime.KeepAlive(a)
 }

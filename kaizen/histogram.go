@@ -3,6 +3,7 @@ package kaizen
 import (
 	"math"
 	"math/bits"
+	"slices"
 	"time"
 )
 
@@ -14,7 +15,8 @@ import (
 //
 // Bins are stored in chunks of 128, allocated the first time a value falls
 // in them and kept when the histogram is reset, so a histogram that is
-// reused allocates nothing once warm. Histograms merge by adding bins.
+// reused allocates nothing once warm. Histograms merge by adding bins,
+// into latencies, which keep only the bins in use.
 type histogram struct {
 	chunks [numChunks]*[chunkBins]uint64
 }
@@ -68,31 +70,75 @@ func (h *histogram) reset() {
 	}
 }
 
-// merge adds the bins of o to h.
-func (h *histogram) merge(o *histogram) {
-	for i, oc := range o.chunks {
-		if oc == nil {
-			continue
-		}
-		c := h.chunks[i]
-		if c == nil {
-			c = new([chunkBins]uint64)
-			h.chunks[i] = c
-		}
-		for j, n := range oc {
-			c[j] += n
+// latencies is the merged latency histogram of a period, kept as the
+// bins its values fell into, in order, with the running count of values up
+// to each: 10 bytes per bin in use, at most one per value, where a dense
+// merged histogram would take 1 KiB for each power of two its slots have
+// ever held.
+type latencies struct {
+	bins []uint16 // bins in use, ascending; numChunks×chunkBins fits
+	cum  []uint64 // cum[i] counts the values in bins[0] to bins[i]
+}
+
+// mergeLatencies merges hists into the bins in use, or returns nil when
+// they hold no values. It allocates only the two slices of the result,
+// sized exactly.
+func mergeLatencies(hists []*histogram) *latencies {
+	var sum [chunkBins]uint64
+	n := 0
+	for i := range numChunks {
+		if sumChunk(hists, i, &sum) {
+			for _, c := range sum {
+				if c != 0 {
+					n++
+				}
+			}
 		}
 	}
+	if n == 0 {
+		return nil
+	}
+	l := &latencies{bins: make([]uint16, 0, n), cum: make([]uint64, 0, n)}
+	var seen uint64
+	for i := range numChunks {
+		if !sumChunk(hists, i, &sum) {
+			continue
+		}
+		for j, c := range sum {
+			if c != 0 {
+				seen += c
+				l.bins = append(l.bins, uint16(i*chunkBins+j))
+				l.cum = append(l.cum, seen)
+			}
+		}
+	}
+	return l
+}
+
+// sumChunk sets sum to the sum of chunk i of hists, and reports whether
+// any of them has that chunk.
+func sumChunk(hists []*histogram, i int, sum *[chunkBins]uint64) bool {
+	*sum = [chunkBins]uint64{}
+	found := false
+	for _, h := range hists {
+		if c := h.chunks[i]; c != nil {
+			found = true
+			for j, n := range c {
+				sum[j] += n
+			}
+		}
+	}
+	return found
 }
 
 // quantile returns the value at rank ceil(q*total) (the nearest-rank
 // definition), clamped to [lo, hi], the smallest and largest values seen;
 // for q = 0 and rank 1, lo itself, and for the last rank, hi itself. It
-// returns 0 for an empty histogram. A q*total within floating-point
-// rounding of a whole number is that number: 0.07 of 100 values is rank
-// 7, though 0.07*100 is 7.000000000000001.
-func (h *histogram) quantile(q float64, total uint64, lo, hi time.Duration) time.Duration {
-	if total == 0 || math.IsNaN(q) {
+// returns 0 for an empty histogram (nil l or zero total). A q*total
+// within floating-point rounding of a whole number is that number: 0.07
+// of 100 values is rank 7, though 0.07*100 is 7.000000000000001.
+func (l *latencies) quantile(q float64, total uint64, lo, hi time.Duration) time.Duration {
+	if l == nil || total == 0 || math.IsNaN(q) {
 		return 0
 	}
 	q = min(max(q, 0), 1)
@@ -113,18 +159,10 @@ func (h *histogram) quantile(q float64, total uint64, lo, hi time.Duration) time
 	case rank >= total:
 		return hi
 	}
-	var seen uint64
-	for i, c := range h.chunks {
-		if c == nil {
-			continue
-		}
-		for j, n := range c {
-			seen += n
-			if seen >= rank {
-				v := time.Duration(math.Round(binValue(i*chunkBins + j)))
-				return min(max(v, lo), hi)
-			}
-		}
+	i, _ := slices.BinarySearch(l.cum, rank) // the first bin whose running count reaches rank
+	if i == len(l.cum) {
+		return hi
 	}
-	return hi
+	v := time.Duration(math.Round(binValue(int(l.bins[i]))))
+	return min(max(v, lo), hi)
 }

@@ -4,13 +4,22 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/tai"
 )
+
+// quantile reads the quantile of h alone, as a period of one slot does.
+func (h *histogram) quantile(q float64, total uint64, lo, hi time.Duration) time.Duration {
+	return mergeLatencies([]*histogram{h}).quantile(q, total, lo, hi)
+}
 
 func TestBinOfIsMonotoneAndTight(t *testing.T) {
 	values := []time.Duration{0, 1, 2, 255, 256, 257, 511, 512, 1000, 123456, time.Millisecond, time.Second,
@@ -98,11 +107,13 @@ func TestHistogramMergeAndReset(t *testing.T) {
 			b.add(binOf(d))
 		}
 	}
-	var m histogram
-	m.merge(&a)
-	m.merge(&b)
+	m := mergeLatencies([]*histogram{&a, &b})
 	for _, q := range []float64{0.1, 0.5, 0.99} {
 		assert.Equal(t, all.quantile(q, 5000, 0, time.Second), m.quantile(q, 5000, 0, time.Second))
+	}
+	for k := range 1001 {
+		q := float64(k) / 1000
+		require.Equal(t, all.quantile(q, 5000, 0, time.Second), m.quantile(q, 5000, 0, time.Second), "q=%v", q)
 	}
 	chunks := a.chunks
 	a.reset()
@@ -228,4 +239,62 @@ func TestQuantileOfTheFirstAndLastRankIsExact(t *testing.T) {
 	for _, q := range []float64{0, 1e-9, 0.5} {
 		assert.Equal(t, lo, h.quantile(q, 2, lo, hi), "q=%v reads rank 1: the smallest value", q)
 	}
+}
+
+// A slot's histogram allocates a chunk of 128 counters (1 KiB) for each
+// power of two its latencies fall into: 57 chunks when they fall into
+// every one a time.Duration holds (the last of the 58 would be for 2^63
+// ns and up), and the slot takes about 59 KB, as StatsOptions documents;
+// at the defaults (64 kinds, 3 windows of 2×12 slots) about 272 MB.
+func TestSlotMemoryBound(t *testing.T) {
+	chunkBytes := int(unsafe.Sizeof([chunkBins]uint64{}))
+	require.Equal(t, 1024, chunkBytes)
+	// TotalAlloc counts what every goroutine allocates: the least of a few
+	// tries is what the observations took.
+	var chunks int
+	allocated := uint64(math.MaxUint64)
+	for range 5 {
+		s, err := NewStats(StatsOptions{Windows: []time.Duration{time.Hour}, Resolution: 1, MaxKinds: 1})
+		require.NoError(t, err)
+		now := time.Now()
+		observe := func(d time.Duration) {
+			s.Observe(t.Context(), tai.Record{Kind: "k", Start: now.Add(-d), Duration: d})
+		}
+		observe(0) // makes the kind and its first chunk
+
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for e := range 63 {
+			observe(1 << e)
+		}
+		observe(math.MaxInt64)
+		runtime.ReadMemStats(&after)
+		allocated = min(allocated, after.TotalAlloc-before.TotalAlloc)
+
+		k := (*s.kinds.Load())["k"]
+		sl := &k.rings[0].slots[(now.UnixNano()/k.rings[0].width)%2]
+		chunks = 0
+		for _, c := range sl.hist.chunks {
+			if c != nil {
+				chunks++
+			}
+		}
+	}
+	require.Equal(t, numChunks-1, chunks, "a chunk for each power of two")
+	require.Equal(t, numChunks-2, binOf(math.MaxInt64)>>subBits, "the last chunk")
+	t.Logf("measured: %d bytes for %d chunks", allocated, chunks-1)
+	assert.Equal(t, uint64((chunks-1)*chunkBytes), allocated, "measured")
+
+	slotBytes := int(unsafe.Sizeof(slot{})) + chunks*chunkBytes
+	t.Logf("a slot takes up to %d bytes", slotBytes)
+	assert.InDelta(t, 59_000, slotBytes, 500, "about 59 KB")
+	defaults := 64 * 3 * 2 * 12 * slotBytes
+	assert.InDelta(t, 272e6, float64(defaults), 1e6, "about 272 MB at the defaults")
+
+	// Latencies from 1µs to 10s fall into 25 chunks.
+	typical := (binOf(10*time.Second)>>subBits - binOf(time.Microsecond)>>subBits + 1)
+	assert.Equal(t, 25, typical)
+	typicalBytes := int(unsafe.Sizeof(slot{})) + typical*chunkBytes
+	assert.InDelta(t, 26_000, typicalBytes, 500, "about 26 KB")
+	assert.InDelta(t, 120e6, float64(64*3*2*12*typicalBytes), 1e6, "about 120 MB at the defaults")
 }

@@ -69,8 +69,16 @@ type Period struct {
 	DenyRate    float64 // Denied / Total
 	RejectRate  float64 // Rejected / Total
 	ErrorRate   float64 // Failed / Total
-	// Throughput is Total divided by the length of the period, in signals
-	// per second.
+	// Throughput is Total divided by the time the period has covered, in
+	// signals per second: its length less the part of it still to come
+	// (the rest of the slot that holds now, in a current window) and the
+	// part before the statistics began (when the Stats was made, or the
+	// earliest record it kept, if earlier). So a process that has run for
+	// 10 seconds at 10 signals a second reports 10 in every window, not
+	// 100 signals over the 3600 seconds of an hour. The time covered is
+	// counted as at least a second (or the whole period, if shorter), so
+	// that one signal in the first millisecond reads as 1 a second, not a
+	// thousand.
 	Throughput float64
 
 	// Latencies of whole signals (Record.Duration). Quantiles are within
@@ -78,7 +86,7 @@ type Period struct {
 	P50, P90, P99  time.Duration
 	Min, Max, Mean time.Duration
 
-	hist *histogram
+	lat *latencies // nil when Total is zero
 }
 
 // Ratio returns the fraction of signals whose outcome is one of outcomes:
@@ -115,10 +123,7 @@ func containsOutcome(os []tai.Outcome, o tai.Outcome) bool {
 // Quantile(1) is Max, and so is the P99 of fewer than 100 signals. It is
 // zero when Total is zero or q is NaN. q outside [0, 1] is clamped.
 func (p Period) Quantile(q float64) time.Duration {
-	if p.hist == nil {
-		return 0
-	}
-	return p.hist.quantile(q, p.Total, p.Min, p.Max)
+	return p.lat.quantile(q, p.Total, p.Min, p.Max)
 }
 
 type periodJSON struct {

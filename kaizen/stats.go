@@ -28,6 +28,21 @@ const maxWindow = 100 * 365 * 24 * time.Hour
 // StatsOptions configures a Stats. The zero value is useful: the
 // DefaultWindows, 12 slots per window, up to 64 kinds and the default
 // Tolerance.
+//
+// Windows, Resolution and MaxKinds bound the memory a Stats takes. Each
+// kind seen keeps 2×Resolution slots per window. A slot is about 600
+// bytes of counters and a latency histogram that grows by 1 KiB for each
+// power of two of nanoseconds its latencies have fallen into, and keeps
+// that memory when the slot is reused: up to 57 KiB, when latencies span
+// every power of two a time.Duration holds. A slot so takes at most about
+// 59 KB, and about 26 KB when latencies run from 1µs to 10s (25 powers of
+// two). The bound is MaxKinds × len(Windows) × 2×Resolution slots: at
+// the defaults 64 × 3 × 24 = 4608 slots, at most about 272 MB, about 120
+// MB with latencies from 1µs to 10s, and 1/64 of that per kind actually
+// seen. Snapshot and Window also copy each period's latencies, as the
+// histogram bins its signals fell into: 10 bytes a bin in use, at most
+// one per signal and 128 per power of two, kept with the Period for its
+// Quantile.
 type StatsOptions struct {
 	// Windows lists the window lengths to keep, each at least Resolution
 	// milliseconds and at most 100 years (876000h) long, none twice.
@@ -37,11 +52,14 @@ type StatsOptions struct {
 	// Resolution is the number of slots a window is cut into, from 1 to
 	// 1000. Zero means 12. A window of length W covers the last W rounded
 	// to its slot width W/Resolution: between W-W/Resolution and W of
-	// history. Memory per kind grows with len(Windows) × Resolution.
+	// history. Memory per kind grows with len(Windows) × Resolution: up to
+	// about 59 KB per slot (see above).
 	Resolution int
 	// MaxKinds bounds the number of signal kinds kept. Records of further
 	// kinds are counted in StatsSnapshot.Dropped and not kept. Zero means
-	// 64; it must not be negative.
+	// 64; it must not be negative. Each kind takes up to
+	// len(Windows) × 2×Resolution × about 59 KB (see above): about 4.2 MB
+	// at the default windows and Resolution.
 	MaxKinds int
 	// Tolerance decides when a trend is Same.
 	Tolerance Tolerance
@@ -64,9 +82,9 @@ type StatsOptions struct {
 //
 // Memory is bounded: each window is a ring of 2×Resolution time slots (the
 // window and the one before it), each slot a set of counters and a
-// log-linear latency histogram. Observing a record costs a map lookup, a
-// mutex and one slot update per window, and allocates nothing once the
-// slots are warm.
+// log-linear latency histogram; StatsOptions gives the figures. Observing
+// a record costs a map lookup, a mutex, one slot update per window and an
+// atomic read, and allocates nothing once the slots are warm.
 type Stats struct {
 	windows []time.Duration
 	res     int
@@ -76,6 +94,10 @@ type Stats struct {
 	kinds   atomic.Pointer[map[string]*kindStats] // copy on write
 	mu      sync.Mutex                            // serializes writers of kinds
 	dropped atomic.Uint64
+	// since is when the statistics begin (Unix nanoseconds): when the
+	// Stats was made, or the time of the earliest record kept, if earlier.
+	// A window's Throughput counts no time before it.
+	since atomic.Int64
 }
 
 type kindStats struct {
@@ -123,6 +145,7 @@ func NewStats(opts StatsOptions) (*Stats, error) {
 	slices.Sort(s.windows)
 	empty := map[string]*kindStats{}
 	s.kinds.Store(&empty)
+	s.since.Store(time.Now().UnixNano())
 	return s, nil
 }
 
@@ -145,13 +168,21 @@ func (s *Stats) Observe(_ context.Context, r tai.Record) {
 		t = r.Start.UnixNano() + int64(r.Duration)
 	}
 	bin := binOf(r.Duration)
+	kept := false
 	k.mu.Lock()
 	for i := range k.rings {
 		if sl := k.rings[i].slotAt(t); sl != nil {
 			sl.add(r.Outcome, r.Decision.Verdict, r.Duration, bin)
+			kept = true
 		}
 	}
 	k.mu.Unlock()
+	for kept {
+		since := s.since.Load()
+		if t >= since || s.since.CompareAndSwap(since, t) {
+			break
+		}
+	}
 }
 
 // addKind returns the stats of kind, creating them, or nil when MaxKinds
@@ -241,8 +272,9 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	now := time.Now()
 	kinds := *s.kinds.Load()
 	snap := StatsSnapshot{Time: now, Kinds: make(map[string]KindStats, len(kinds)), Dropped: s.dropped.Load()}
+	since := s.since.Load()
 	for name, k := range kinds {
-		snap.Kinds[name] = k.snapshot(now.UnixNano(), s.tol)
+		snap.Kinds[name] = k.snapshot(now.UnixNano(), since, s.tol)
 	}
 	return snap
 }
@@ -259,15 +291,15 @@ func (s *Stats) Window(kind string, d time.Duration) (w WindowStats, ok bool) {
 	now := time.Now().UnixNano()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.rings[i].stats(now, s.tol), true
+	return k.rings[i].stats(now, s.since.Load(), s.tol), true
 }
 
-func (k *kindStats) snapshot(now int64, tol Tolerance) KindStats {
+func (k *kindStats) snapshot(now, since int64, tol Tolerance) KindStats {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	ks := KindStats{Windows: make([]WindowStats, len(k.rings))}
 	for i := range k.rings {
-		ks.Windows[i] = k.rings[i].stats(now, tol)
+		ks.Windows[i] = k.rings[i].stats(now, since, tol)
 	}
 	return ks
 }

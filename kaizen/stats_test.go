@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -145,7 +146,10 @@ func testStatsCountsRatesAndWindows(t *testing.T) {
 	assert.Zero(t, p.ErrorRate)
 	assert.InDelta(t, 2.0/8, p.Ratio(tai.Denied, tai.Rejected), 1e-12)
 	assert.InDelta(t, 2.0/8, p.Ratio(tai.Denied, tai.Rejected, tai.Denied), 1e-12, "an outcome listed twice counts once")
-	assert.InDelta(t, 8.0/60, p.Throughput, 1e-12)
+	// The window runs from 50s before the Stats was made (the records 30
+	// minutes ago moved its start back) to the end of the slot holding
+	// now, 3s from now: 57s of it have passed.
+	assert.InDelta(t, 8.0/57, p.Throughput, 1e-12)
 	assert.Equal(t, time.Millisecond, p.Min)
 	assert.Equal(t, 20*time.Millisecond, p.Max)
 	assert.Equal(t, (6*10+20+1)*time.Millisecond/8, p.Mean)
@@ -666,5 +670,102 @@ func TestStatsP99OfFewSignalsIsTheMax(t *testing.T) {
 		assert.Equal(t, slowest, p.P99)
 		assert.Equal(t, slowest, p.Quantile(1))
 		assert.Equal(t, time.Second, p.Quantile(0.01), "the first rank is Min")
+	})
+}
+
+// Throughput divides the signals of a window by the time it has covered:
+// for a fresh Stats, the time since it was made (at least a second), not
+// the whole window; in the current window, up to now, not to the end of
+// the slot that holds now.
+func TestStatsThroughputIsPerSecondCovered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{})
+		require.NoError(t, err)
+		ctx := context.Background()
+		throughput := func(w time.Duration) (cur, prev float64) {
+			ws, ok := s.Window("payment", w)
+			require.True(t, ok)
+			return ws.Current.Throughput, ws.Previous.Throughput
+		}
+
+		time.Sleep(100 * time.Millisecond)
+		s.Observe(ctx, rec("payment", tai.Succeeded, tai.Allow, time.Now(), 0))
+		cur, _ := throughput(time.Minute)
+		assert.InDelta(t, 1.0, cur, 1e-9, "one signal in the first 100ms is counted over a second, not 0.1s")
+
+		// 10 signals a second from then on.
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		signals := 1
+		observeUntil := func(d time.Duration) {
+			end := time.Now().Add(d)
+			for time.Now().Before(end) {
+				<-tick.C
+				s.Observe(ctx, rec("payment", tai.Succeeded, tai.Allow, time.Now(), 0))
+				signals++
+			}
+		}
+		observeUntil(9900 * time.Millisecond) // 10s after the Stats was made
+		require.Equal(t, 100, signals)
+		for _, w := range kaizen.DefaultWindows() {
+			cur, prev := throughput(w)
+			assert.InDelta(t, 10.0, cur, 1e-9, "window %v", w)
+			assert.Zero(t, prev, "window %v", w)
+		}
+
+		// Two minutes later, halfway through a 5s slot of the 1m window.
+		observeUntil(112500 * time.Millisecond)
+		cur, prev := throughput(time.Minute)
+		assert.InDelta(t, 576/57.5, cur, 1e-9, "the signals from 65s to 122.5s, over the 57.5s of the window that have passed")
+		assert.InDelta(t, 10.0, prev, 1e-9)
+		cur, prev = throughput(5 * time.Minute)
+		assert.InDelta(t, 10.0, cur, 1e-9)
+		assert.Zero(t, prev)
+	})
+}
+
+// TestStatsSnapshotAllocatesForTheBinsInUse: a period's latencies are
+// kept as the histogram bins its signals fell into, not as a whole merged
+// histogram of 1 KiB per power of two that any of its slots has ever seen.
+// Latencies spread over 55 powers of two, and later one signal in a slot
+// that once held them, cost a few hundred bytes per Snapshot, not 55 KiB
+// per period.
+func TestStatsSnapshotAllocatesForTheBinsInUse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Resolution: 1})
+		require.NoError(t, err)
+		ctx := context.Background()
+		// allocated returns the bytes one call of f allocates: the least of
+		// a few tries, as TotalAlloc counts every goroutine's allocations.
+		allocated := func(f func()) uint64 {
+			least := uint64(math.MaxUint64)
+			for range 5 {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				f()
+				runtime.ReadMemStats(&after)
+				least = min(least, after.TotalAlloc-before.TotalAlloc)
+			}
+			return least
+		}
+		for e := 8; e < 63; e++ {
+			s.Observe(ctx, tai.Record{Kind: "k", Outcome: tai.Succeeded, Duration: 1 << e})
+		}
+		w, ok := s.Window("k", time.Minute)
+		require.True(t, ok)
+		require.Equal(t, uint64(55), w.Current.Total)
+		assert.Equal(t, time.Duration(1<<62), w.Current.Max)
+		assert.Equal(t, time.Duration(1<<35+1<<27), w.Current.P50, "the 28th of 2^8 to 2^62: 2^35, at its bin's middle")
+		assert.Less(t, allocated(func() { _ = s.Snapshot() }), uint64(4096), "Snapshot, latencies over 55 powers of two")
+		assert.Less(t, allocated(func() { _, _ = s.Window("k", time.Minute) }), uint64(2048), "Window, latencies over 55 powers of two")
+
+		time.Sleep(2 * time.Minute) // the ring's length: the same slot again
+		s.Observe(ctx, tai.Record{Kind: "k", Outcome: tai.Succeeded, Duration: time.Millisecond})
+		w, ok = s.Window("k", time.Minute)
+		require.True(t, ok)
+		require.Equal(t, uint64(1), w.Current.Total)
+		assert.Equal(t, time.Millisecond, w.Current.Quantile(0.5))
+		assert.Less(t, allocated(func() { _ = s.Snapshot() }), uint64(2048), "Snapshot, one signal in a slot that held many")
+		assert.Less(t, allocated(func() { _, _ = s.Window("k", time.Minute) }), uint64(1024), "Window, one signal in a slot that held many")
 	})
 }

@@ -76,6 +76,9 @@ type ring struct {
 	width  int64 // nanoseconds
 	n      int64 // slots per window
 	slots  []slot
+	// merge lists the histograms of the slots a period merges: scratch
+	// space of period, kept to be reused, under the kind's mutex.
+	merge []*histogram
 }
 
 func newRing(window time.Duration, n int) ring {
@@ -116,14 +119,15 @@ func (r *ring) slotAt(t int64) *slot {
 	return s
 }
 
-// period merges the n slots that end with the slot of epoch last.
-func (r *ring) period(last int64) Period {
+// period merges the n slots that end with the slot of epoch last. Its
+// Throughput is per second of the time it covers up to now, from since on.
+func (r *ring) period(last, now, since int64) Period {
 	p := Period{
 		Start: time.Unix(0, (last-r.n+1)*r.width).UTC(),
 		End:   time.Unix(0, (last+1)*r.width).UTC(),
 	}
-	h := new(histogram)
 	var sum sum128
+	r.merge = r.merge[:0]
 	for i := range r.slots {
 		s := &r.slots[i]
 		if s.total == 0 || s.epoch > last || s.epoch <= last-r.n {
@@ -143,10 +147,10 @@ func (r *ring) period(last int64) Period {
 		p.Verdicts.Review += s.verdicts[tai.Review]
 		p.Verdicts.Deny += s.verdicts[tai.Deny]
 		sum.add(s.sum)
-		h.merge(&s.hist)
+		r.merge = append(r.merge, &s.hist)
 	}
-	p.hist = h
 	if p.Total > 0 {
+		p.lat = mergeLatencies(r.merge)
 		t := float64(p.Total)
 		p.SuccessRate = float64(p.Outcomes.Succeeded) / t
 		p.DenyRate = float64(p.Outcomes.Denied) / t
@@ -157,13 +161,20 @@ func (r *ring) period(last int64) Period {
 		p.P90 = p.Quantile(0.9)
 		p.P99 = p.Quantile(0.99)
 	}
-	p.Throughput = float64(p.Total) / time.Duration(r.n*r.width).Seconds()
+	length := r.n * r.width
+	covered := min((last+1)*r.width, now) - max((last-r.n+1)*r.width, since)
+	// At least a second (or the whole period, if shorter): one signal in
+	// the first millisecond is not a thousand a second.
+	covered = max(covered, min(int64(time.Second), length))
+	p.Throughput = float64(p.Total) / time.Duration(min(covered, length)).Seconds()
 	return p
 }
 
-// stats returns the window ending at now and the one before it.
-func (r *ring) stats(now int64, tol Tolerance) WindowStats {
+// stats returns the window ending at now and the one before it. since is
+// when the statistics begin: a window's Throughput counts no time before
+// it.
+func (r *ring) stats(now, since int64, tol Tolerance) WindowStats {
 	last := now / r.width
-	cur, prev := r.period(last), r.period(last-r.n)
+	cur, prev := r.period(last, now, since), r.period(last-r.n, now, since)
 	return WindowStats{Window: r.window, Current: cur, Previous: prev, Trend: trendsOf(cur, prev, tol)}
 }

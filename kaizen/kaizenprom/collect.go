@@ -3,8 +3,10 @@ package kaizenprom
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -20,9 +22,11 @@ type CollectorOptions struct {
 	// for recording rules: letters, digits and underscores, not starting
 	// with a digit.
 	Namespace string
-	// ConstLabels are added to every metric. The KanbanCollector, which
-	// has a histogram, refuses "le": Prometheus keeps it for the bucket
-	// bounds.
+	// ConstLabels are added to every metric. Each name must be a
+	// Prometheus label name, [a-zA-Z_][a-zA-Z0-9_]* ("service_name", not
+	// "service-name"), not starting with "__", which Prometheus reserves;
+	// each value must be valid UTF-8. The KanbanCollector, which has a
+	// histogram, refuses "le": Prometheus keeps it for the bucket bounds.
 	ConstLabels prometheus.Labels
 }
 
@@ -34,11 +38,36 @@ const defaultNamespace = "taikit"
 // the names of recording rules (promtool check metrics refuses them).
 var metricName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
+// labelName matches a Prometheus label name in the classic syntax, which
+// every version of Prometheus and of the exposition formats takes as it is.
+var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
 // checkName returns an error naming field when value is not a valid
 // metric name, or holds a colon.
 func checkName(field, value string) error {
 	if !metricName.MatchString(value) {
 		return fmt.Errorf("%s %q is not a valid metric name (letters, digits and underscores, not starting with a digit)", field, value)
+	}
+	return nil
+}
+
+// checkConstLabels returns an error naming field when a constant label's
+// name is not a Prometheus label name or is reserved, or its value is not
+// valid UTF-8. client_golang takes any UTF-8 name, but the text exposition
+// escapes one such as "service-name" to "service_name", where it meets a
+// label of that name; older Prometheus servers and promtool refuse it
+// unescaped. Names starting with "__" are Prometheus' own (__name__).
+func checkConstLabels(field string, labels prometheus.Labels) error {
+	for _, name := range slices.Sorted(maps.Keys(labels)) {
+		if strings.HasPrefix(name, "__") {
+			return fmt.Errorf("%s: %q is not a label name a program may choose: names starting with \"__\" are reserved for Prometheus", field, name)
+		}
+		if !labelName.MatchString(name) {
+			return fmt.Errorf("%s: %q is not a valid label name: letters, digits and underscores, not starting with a digit ([a-zA-Z_][a-zA-Z0-9_]*)", field, name)
+		}
+		if !utf8.ValidString(labels[name]) {
+			return fmt.Errorf("%s: the value of %q, %q, is not valid UTF-8", field, name, labels[name])
+		}
 	}
 	return nil
 }
@@ -113,6 +142,9 @@ func newFamilies(reg prometheus.Registerer, opts CollectorOptions, who string) (
 	if err := checkName("CollectorOptions.Namespace", ns); err != nil {
 		return nil, fmt.Errorf("kaizenprom: %s: %w", who, err)
 	}
+	if err := checkConstLabels("CollectorOptions.ConstLabels", opts.ConstLabels); err != nil {
+		return nil, fmt.Errorf("kaizenprom: %s: %w", who, err)
+	}
 	return &families{namespace: ns, labels: opts.ConstLabels}, nil
 }
 
@@ -184,6 +216,13 @@ func (s *sources[T]) remove(name string) bool {
 	n := len(s.items)
 	s.items = slices.DeleteFunc(s.items, func(x named[T]) bool { return x.name == name })
 	return len(s.items) < n
+}
+
+// has reports whether a source named name is held.
+func (s *sources[T]) has(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.items, func(x named[T]) bool { return x.name == name })
 }
 
 // list returns the sources, to read without holding the lock.

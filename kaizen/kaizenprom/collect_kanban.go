@@ -3,6 +3,7 @@ package kaizenprom
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,7 +28,11 @@ type Queue interface {
 const BacklogTimeout = 5 * time.Second
 
 // HandlerBuckets are the bounds, in seconds, of the handler duration
-// histogram: from half a millisecond to a minute.
+// histogram: from half a millisecond to a minute. NewKanbanCollector
+// copies them, so a change (setting other bounds before it, or slicing
+// and appending to them) never moves the bounds of a collector made
+// already; bounds that are not positive, finite and strictly increasing
+// are its error.
 var HandlerBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 // KanbanCollector exports the counts and the backlog of kanban queues,
@@ -63,19 +68,30 @@ type KanbanCollector struct {
 	published, duplicates, handled, retried, redelivered, dead, redriven, inFlight *prometheus.Desc
 	depth, oldest, deadLetters, backlogUp                                          *prometheus.Desc
 
+	// handlers serializes HandlerObserver and RemoveQueue, so that a
+	// handler series is never made for a queue as it is being removed.
+	handlers  sync.Mutex
 	durations *prometheus.HistogramVec
 	queues    sources[Queue]
 }
 
 // NewKanbanCollector creates a KanbanCollector and registers it with reg.
-// A nil reg is an error, and so is a constant label "le". When reg
-// already holds one with the same options, that one is returned.
+// A nil reg is an error, and so are a constant label "le" and
+// HandlerBuckets that cannot be the bounds of a histogram. When reg
+// already holds one with the same options, that one is returned, with the
+// bounds it was made with.
 func NewKanbanCollector(reg prometheus.Registerer, opts CollectorOptions) (*KanbanCollector, error) {
 	f, err := newFamilies(reg, opts, "NewKanbanCollector")
 	if err != nil {
 		return nil, err
 	}
 	if err := checkHistogramLabels("CollectorOptions.ConstLabels", opts.ConstLabels); err != nil {
+		return nil, fmt.Errorf("kaizenprom: NewKanbanCollector: %w", err)
+	}
+	// A copy: client_golang keeps the slice it is given as the bounds of
+	// every series it makes, and HandlerBuckets is the program's to change.
+	buckets := slices.Clone(HandlerBuckets)
+	if err := checkBuckets("HandlerBuckets", buckets); err != nil {
 		return nil, fmt.Errorf("kaizenprom: NewKanbanCollector: %w", err)
 	}
 	return register(reg, &KanbanCollector{
@@ -97,7 +113,7 @@ func NewKanbanCollector(reg prometheus.Registerer, opts CollectorOptions) (*Kanb
 			Name:        "queue_handler_duration_seconds",
 			Help:        "Duration of each handler attempt.",
 			ConstLabels: f.labels,
-			Buckets:     HandlerBuckets,
+			Buckets:     buckets,
 		}, []string{"queue"}),
 	})
 }
@@ -117,6 +133,8 @@ func (c *KanbanCollector) AddQueue(name string, q Queue) error {
 // for another queue (whose handlers need a new HandlerObserver). It
 // reports whether a queue of that name was exported.
 func (c *KanbanCollector) RemoveQueue(name string) bool {
+	c.handlers.Lock()
+	defer c.handlers.Unlock()
 	if !c.queues.remove(name) {
 		return false
 	}
@@ -126,12 +144,22 @@ func (c *KanbanCollector) RemoveQueue(name string) bool {
 
 // HandlerObserver returns the kanban.HandlerObserver that records the
 // durations of the queue name's handler attempts, for
-// kanban.ConsumeOptions.Observer. Pass the name the queue is added under.
-// A negative duration is observed as zero. It returns an error for an
-// empty name or one that is not valid UTF-8.
+// kanban.ConsumeOptions.Observer. A negative duration is observed as zero.
+//
+// The queue must be added (AddQueue) under name first: HandlerObserver
+// returns an error for a name no queue is exported under (a typo, or a
+// queue removed), whose series nothing would remove, and for an empty
+// name or one that is not valid UTF-8. An observer taken before its
+// queue's RemoveQueue may still be called (by a consumer draining), but
+// its observations are no longer exported.
 func (c *KanbanCollector) HandlerObserver(name string) (kanban.HandlerObserver, error) {
 	if err := checkLabel("queue", name); err != nil {
 		return nil, fmt.Errorf("%w (HandlerObserver)", err)
+	}
+	c.handlers.Lock()
+	defer c.handlers.Unlock()
+	if !c.queues.has(name) {
+		return nil, fmt.Errorf("kaizenprom: HandlerObserver: no queue named %q is collected; add it with AddQueue first", name)
 	}
 	h := c.durations.WithLabelValues(name)
 	return kanban.HandlerObserverFunc(func(d time.Duration, _ error) { h.Observe(seconds(d)) }), nil

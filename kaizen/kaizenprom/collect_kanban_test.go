@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -228,4 +230,129 @@ func TestKanbanCollectorSilentServer(t *testing.T) {
 			assert.Equal(t, 0.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", map[string]string{"queue": name}), name)
 		}
 	})
+}
+
+// TestKanbanCollectorHandlerObserverNeedsTheQueue: the handler durations
+// are series of a queue the collector exports. A HandlerObserver asked for
+// a name no queue is added under (a typo, or a queue removed) is refused,
+// naming it; it made a series that no RemoveQueue would ever remove.
+func TestKanbanCollectorHandlerObserverNeedsTheQueue(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	q := func(name string) map[string]string { return map[string]string{"queue": name} }
+	require.NoError(t, c.AddQueue("orders", fakeQueue{}))
+
+	_, err = c.HandlerObserver("ordres")
+	require.ErrorContains(t, err, `kaizenprom: HandlerObserver: no queue named "ordres" is collected; add it with AddQueue first`)
+	assert.Nil(t, series(t, reg, "taikit_queue_handler_duration_seconds", q("ordres")), "no series for a queue not collected")
+
+	obs, err := c.HandlerObserver("orders")
+	require.NoError(t, err)
+	obs.ObserveHandler(time.Second, nil)
+	require.True(t, c.RemoveQueue("orders"))
+	_, err = c.HandlerObserver("orders")
+	require.ErrorContains(t, err, `no queue named "orders" is collected`, "removed queues are refused too")
+	// A consumer still draining with the observer it was given keeps
+	// observing; the removed queue's series stays gone.
+	obs.ObserveHandler(time.Second, nil)
+	assert.Nil(t, series(t, reg, "taikit_queue_handler_duration_seconds", q("orders")))
+
+	// Added again, the queue starts a histogram of its own.
+	require.NoError(t, c.AddQueue("orders", fakeQueue{}))
+	again, err := c.HandlerObserver("orders")
+	require.NoError(t, err)
+	again.ObserveHandler(2*time.Second, nil)
+	h := series(t, reg, "taikit_queue_handler_duration_seconds", q("orders")).GetHistogram()
+	assert.EqualValues(t, 1, h.GetSampleCount())
+	assert.Equal(t, 2.0, h.GetSampleSum())
+}
+
+// TestKanbanCollectorHandlerObserverRacingRemoveQueue: a HandlerObserver
+// asked for while its queue is removed either fails or made its series
+// before the removal took it; no series outlives its queue.
+func TestKanbanCollectorHandlerObserverRacingRemoveQueue(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	for range 200 {
+		require.NoError(t, c.AddQueue("orders", fakeQueue{}))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			<-start
+			_, _ = c.HandlerObserver("orders")
+		})
+		wg.Go(func() {
+			<-start
+			c.RemoveQueue("orders")
+		})
+		close(start)
+		wg.Wait()
+		require.Nil(t, series(t, reg, "taikit_queue_handler_duration_seconds", map[string]string{"queue": "orders"}),
+			"the handler series of a removed queue")
+	}
+}
+
+// restoreHandlerBuckets puts HandlerBuckets back, in place and as a
+// variable, when the test ends.
+func restoreHandlerBuckets(t *testing.T) {
+	t.Helper()
+	saved := slices.Clone(kaizenprom.HandlerBuckets)
+	orig := kaizenprom.HandlerBuckets
+	t.Cleanup(func() {
+		copy(orig, saved)
+		kaizenprom.HandlerBuckets = orig
+	})
+}
+
+// TestKanbanCollectorKeepsItsBuckets: a collector's histogram keeps the
+// bounds HandlerBuckets had when the collector was made. It shared the
+// slice, so a program that built bounds of its own from it (an append to
+// a prefix of it writes into it) moved the bounds of live histograms.
+func TestKanbanCollectorKeepsItsBuckets(t *testing.T) {
+	restoreHandlerBuckets(t)
+	want := slices.Clone(kaizenprom.HandlerBuckets)
+	reg := prometheus.NewRegistry()
+	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	require.NoError(t, c.AddQueue("orders", fakeQueue{}))
+	obs, err := c.HandlerObserver("orders")
+	require.NoError(t, err)
+
+	mine := append(kaizenprom.HandlerBuckets[:4], 0.02) // up to 5 ms, then 20 ms
+	require.Len(t, mine, 5)
+	obs.ObserveHandler(15*time.Millisecond, nil)
+
+	h := series(t, reg, "taikit_queue_handler_duration_seconds", map[string]string{"queue": "orders"}).GetHistogram()
+	var bounds []float64
+	for _, b := range h.GetBucket() {
+		bounds = append(bounds, b.GetUpperBound())
+	}
+	assert.Equal(t, want, bounds)
+	assert.EqualValues(t, 1, h.GetBucket()[5].GetCumulativeCount(), "15 ms is at most 25 ms")
+	assert.EqualValues(t, 0, h.GetBucket()[4].GetCumulativeCount(), "15 ms is above 10 ms")
+}
+
+// TestNewKanbanCollectorChecksHandlerBuckets: HandlerBuckets set to bounds
+// a histogram cannot have is an error of NewKanbanCollector; it was
+// taken, and HandlerObserver panicked.
+func TestNewKanbanCollectorChecksHandlerBuckets(t *testing.T) {
+	restoreHandlerBuckets(t)
+	for _, c := range []struct {
+		buckets []float64
+		want    string
+	}{
+		{[]float64{0.1, 0.05}, "kaizenprom: NewKanbanCollector: HandlerBuckets[1] 0.05 is not above the bucket before it (0.1)"},
+		{[]float64{0, 1}, "kaizenprom: NewKanbanCollector: HandlerBuckets[0] 0 is not a positive finite number"},
+		{nil, "kaizenprom: NewKanbanCollector: HandlerBuckets is empty"},
+	} {
+		kaizenprom.HandlerBuckets = c.buckets
+		kc, err := kaizenprom.NewKanbanCollector(prometheus.NewRegistry(), kaizenprom.CollectorOptions{})
+		if err == nil {
+			require.NoError(t, kc.AddQueue("orders", fakeQueue{}))
+			require.NotPanics(t, func() { _, _ = kc.HandlerObserver("orders") })
+		}
+		require.EqualError(t, err, c.want)
+	}
 }

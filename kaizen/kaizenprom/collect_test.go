@@ -3,6 +3,8 @@ package kaizenprom_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -344,6 +346,7 @@ func TestKanbanCollectorNegativeHandlerDurationIsZero(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	kc, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
 	require.NoError(t, err)
+	require.NoError(t, kc.AddQueue("confirmations", fakeQueue{}))
 	obs, err := kc.HandlerObserver("confirmations")
 	require.NoError(t, err)
 	obs.ObserveHandler(-time.Second, nil)
@@ -387,4 +390,100 @@ func TestKanbanCollectorRefusesANilQueuePointer(t *testing.T) {
 	require.ErrorContains(t, c.AddQueue("orders", mem), "nil queue")
 	_, err = reg.Gather()
 	require.NoError(t, err)
+}
+
+// constructors builds, on a new registry, each of the package's families
+// with the constant labels given, and returns the constructor's error.
+var constructors = map[string]func(reg prometheus.Registerer, labels prometheus.Labels) error{
+	"NewMetrics": func(reg prometheus.Registerer, labels prometheus.Labels) error {
+		_, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{ConstLabels: labels})
+		return err
+	},
+	"NewJidokaCollector": func(reg prometheus.Registerer, labels prometheus.Labels) error {
+		_, err := kaizenprom.NewJidokaCollector(reg, kaizenprom.CollectorOptions{ConstLabels: labels})
+		return err
+	},
+	"NewHeijunkaCollector": func(reg prometheus.Registerer, labels prometheus.Labels) error {
+		_, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{ConstLabels: labels})
+		return err
+	},
+	"NewKanbanCollector": func(reg prometheus.Registerer, labels prometheus.Labels) error {
+		_, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{ConstLabels: labels})
+		return err
+	},
+}
+
+// TestConstLabelNamesAreChecked: a constant label whose name is not a
+// Prometheus label name is refused by every constructor, with an error
+// naming the label and the rule. Taken, client_golang's UTF-8 names let
+// "service-name" through, and the exposition renamed it "service_name",
+// where it met a label of that name.
+func TestConstLabelNamesAreChecked(t *testing.T) {
+	for _, name := range []string{"service-name", "1abc", "a.b", "ünï", "", "__reserved", "__name__"} {
+		for who, build := range constructors {
+			t.Run(who+"/"+name, func(t *testing.T) {
+				reg := prometheus.NewRegistry()
+				err := build(reg, prometheus.Labels{"service": "payments", name: "x"})
+				require.Error(t, err)
+				field := "MetricsOptions.ConstLabels"
+				if who != "NewMetrics" {
+					field = who + ": CollectorOptions.ConstLabels"
+				}
+				assert.Contains(t, err.Error(), fmt.Sprintf("kaizenprom: %s: %q", field, name))
+				if strings.HasPrefix(name, "__") {
+					assert.Contains(t, err.Error(), `names starting with "__" are reserved`)
+				} else {
+					assert.Contains(t, err.Error(), "[a-zA-Z_][a-zA-Z0-9_]*")
+				}
+				// Refused before anything was registered: the same
+				// registry takes the corrected labels.
+				require.NoError(t, build(reg, prometheus.Labels{"service": "payments"}))
+			})
+		}
+	}
+}
+
+// TestConstLabelValuesAreChecked: a constant label's value must be valid
+// UTF-8; every constructor refuses one that is not, naming the label.
+func TestConstLabelValuesAreChecked(t *testing.T) {
+	for who, build := range constructors {
+		t.Run(who, func(t *testing.T) {
+			err := build(prometheus.NewRegistry(), prometheus.Labels{"service": "pay\xffments"})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), `ConstLabels: the value of "service"`)
+			assert.Contains(t, err.Error(), "not valid UTF-8")
+		})
+	}
+}
+
+// TestConstLabelsPromtool: label names at the edges of the rule (a
+// leading underscore, capitals, digits) are taken by every constructor,
+// and the exposition of all the families passes promtool.
+func TestConstLabelsPromtool(t *testing.T) {
+	labels := prometheus.Labels{"_shard": "1", "Service_2": "payments", "region": "eu-west"}
+	reg := prometheus.NewRegistry()
+	for who, build := range constructors {
+		require.NoError(t, build(reg, labels), who)
+	}
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{ConstLabels: labels})
+	require.NoError(t, err)
+	jc, err := kaizenprom.NewJidokaCollector(reg, kaizenprom.CollectorOptions{ConstLabels: labels})
+	require.NoError(t, err)
+	require.NoError(t, jc.AddLine(mustLine(t, "payments")))
+	kc, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{ConstLabels: labels})
+	require.NoError(t, err)
+	require.NoError(t, kc.AddQueue("confirmations", fakeQueue{}))
+	hc, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{ConstLabels: labels})
+	require.NoError(t, err)
+	lim, err := heijunka.NewLimiter(heijunka.PerSecond(5), heijunka.LimiterOptions{Name: "api"})
+	require.NoError(t, err)
+	require.NoError(t, hc.AddLimiter(lim))
+	p, err := pipelinetest.New(tai.WithObservers(m), tai.WithTracer(m.Tracer(nil)), tai.WithGates(hc.Gate(lim)))
+	require.NoError(t, err)
+	for _, s := range pipelinetest.Signals() {
+		_, _ = p.Process(context.Background(), s)
+	}
+	text := exposition(t, reg)
+	assert.Contains(t, string(text), `taikit_line_stopped{Service_2="payments",_shard="1",line="payments",region="eu-west"} 0`)
+	promtoolCheck(t, text)
 }

@@ -4,19 +4,27 @@ import (
 	"context"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/tai"
 )
 
 // Tracer returns a tai.Tracer that counts signals in flight in the
-// signals_in_flight gauge and passes every span on to next (nil: no
-// tracing). An Observer sees only finished signals; a Tracer sees each
-// signal start (its StageSignal span) and end, so it is where in-flight is
-// measured:
+// signals_in_flight gauge and passes every span on to next. A nil next,
+// or one holding a nil pointer or func (a tracer left unset), means no
+// tracing, as tai.WithTracer takes it. An Observer sees only finished
+// signals; a Tracer sees each signal start (its StageSignal span) and
+// end, so it is where in-flight is measured:
 //
 //	tai.WithTracer(metrics.Tracer(tracer)) // or metrics.Tracer(nil)
 //
 // Without next it allocates nothing and hands combinators no tracer.
 func (m *Metrics) Tracer(next tai.Tracer) tai.Tracer {
+	if typednil.Holds(next) {
+		// Called, it would panic at the start of every signal, failing
+		// each; tai.WithTracer takes such a tracer for none.
+		next = nil
+	}
 	return &inFlightTracer{m: m, next: next}
 }
 

@@ -53,9 +53,12 @@ type MetricsOptions struct {
 	// its buckets are made wider (its growth factor squared), never reset.
 	NativeHistogramBucketFactor float64
 	// ConstLabels are added to every metric (for example the service).
-	// "le", which Prometheus keeps for the bucket bounds of a histogram,
-	// is refused, and so are the labels of the metrics: "kind",
-	// "outcome", "policy", "verdict" and "stage".
+	// Each name must be a Prometheus label name, [a-zA-Z_][a-zA-Z0-9_]*
+	// ("service_name", not "service-name"), not starting with "__", which
+	// Prometheus reserves; each value must be valid UTF-8. "le", which
+	// Prometheus keeps for the bucket bounds of a histogram, is refused,
+	// and so are the labels of the metrics: "kind", "outcome", "policy",
+	// "verdict" and "stage".
 	ConstLabels prometheus.Labels
 	// NoStages keeps only the "signal" series of the duration histogram.
 	// By default Metrics is a tai.StageObserver and also times the gate,
@@ -155,6 +158,9 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 			return nil, fmt.Errorf("kaizenprom: %w", err)
 		}
 	}
+	if err := checkConstLabels("MetricsOptions.ConstLabels", opts.ConstLabels); err != nil {
+		return nil, fmt.Errorf("kaizenprom: %w", err)
+	}
 	if err := checkHistogramLabels("MetricsOptions.ConstLabels", opts.ConstLabels); err != nil {
 		return nil, fmt.Errorf("kaizenprom: %w", err)
 	}
@@ -170,13 +176,8 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	if len(buckets) == 0 {
 		buckets = DefaultBuckets()
 	}
-	for i, b := range buckets {
-		if !(b > 0) || math.IsInf(b, 0) {
-			return nil, fmt.Errorf("kaizenprom: MetricsOptions.Buckets[%d] %v is not a positive finite number", i, b)
-		}
-		if i > 0 && b <= buckets[i-1] {
-			return nil, fmt.Errorf("kaizenprom: MetricsOptions.Buckets[%d] %v is not above the bucket before it (%v)", i, b, buckets[i-1])
-		}
+	if err := checkBuckets("MetricsOptions.Buckets", buckets); err != nil {
+		return nil, fmt.Errorf("kaizenprom: %w", err)
 	}
 	if f := opts.NativeHistogramBucketFactor; f != 0 && !(f > 1 && f <= 2) {
 		return nil, fmt.Errorf("kaizenprom: MetricsOptions.NativeHistogramBucketFactor %v is outside (1, 2]", f)
@@ -331,6 +332,24 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 	next[kind] = k
 	m.kinds.Store(&next)
 	return k
+}
+
+// checkBuckets returns an error naming field when buckets are not the
+// upper bounds of a histogram: positive, finite and strictly increasing.
+// client_golang panics on such bounds when it makes a series.
+func checkBuckets(field string, buckets []float64) error {
+	if len(buckets) == 0 {
+		return fmt.Errorf("%s is empty", field)
+	}
+	for i, b := range buckets {
+		if !(b > 0) || math.IsInf(b, 0) {
+			return fmt.Errorf("%s[%d] %v is not a positive finite number", field, i, b)
+		}
+		if i > 0 && b <= buckets[i-1] {
+			return fmt.Errorf("%s[%d] %v is not above the bucket before it (%v)", field, i, b, buckets[i-1])
+		}
+	}
+	return nil
 }
 
 // seconds is d in seconds, as a histogram observes it: a negative d is

@@ -618,3 +618,29 @@ func TestMetricsNativeHistogramIsBounded(t *testing.T) {
 		assert.Equal(t, n, h.GetSampleCount(), "%s lost no observation", name)
 	}
 }
+
+// A next tracer that is a nil pointer (one left unset) is no tracer, as
+// tai.WithTracer takes it: the in-flight gauge still counts, and no signal
+// fails on it.
+func TestMetricsInFlightNextTracerNilPointer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	allow := tai.PolicyFunc[pipelinetest.Order](func(context.Context, tai.Signal[pipelinetest.Order]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Allow}, nil
+	})
+	var during float64
+	action := tai.ActionFunc[pipelinetest.Order, string](func(context.Context, tai.Signal[pipelinetest.Order]) (string, error) {
+		during = gaugeValue(t, reg, "taikit_signals_in_flight", map[string]string{"kind": "payment"})
+		return "ok", nil
+	})
+	var unset *recTracer
+	p, err := tai.New(allow, action, tai.WithObservers(m), tai.WithTracer(m.Tracer(unset)))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.Signal[pipelinetest.Order]{ID: "1", Kind: "payment"})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Succeeded, res.Outcome)
+	assert.Equal(t, tai.SpanContext{}, res.Span, "no tracer, no span")
+	assert.Equal(t, 1.0, during, "one signal in flight during its action")
+	assert.Equal(t, 0.0, gaugeValue(t, reg, "taikit_signals_in_flight", map[string]string{"kind": "payment"}))
+}
