@@ -39,10 +39,16 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // runtime.Goexit is logged, and the extensions go on.
 //
 // When ctx ends Serve stops pulling, releases messages pulled and not yet
-// started, and waits up to DrainTimeout for running handlers; then it
+// started — in the order that has them delivered again in the order they
+// were pulled, as the Source's ReleaseOrder says (see ReleaseOrderer) —
+// and waits up to DrainTimeout for running handlers; then it
 // cancels their context, waits for them to return, and returns
 // ErrDrainTimeout. A clean drain returns nil. Nothing pulled is lost: every
-// lease is settled or released before Serve returns.
+// lease is settled or released before Serve returns. To a Source that
+// releases in turn (ReleaseInTurn), the messages of a key waiting behind
+// its running one (PerKey) go back once that one is settled, not at once:
+// released when the drain deadline cancels it, it comes again before
+// them.
 //
 // A failed Pull is logged and tried again after a back-off of 10ms
 // doubling to 1s, until ctx ends, unless its error is marked Permanent
@@ -80,6 +86,9 @@ func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts Consume
 	if ms, ok := src.(*memSource[T]); ok && !o.PerKey {
 		return e.serveShared(ctx, ms.q)
 	}
+	if ro, ok := src.(ReleaseOrderer); ok {
+		e.releaseInTurn = ro.ReleaseOrder() == ReleaseInTurn
+	}
 	if iv := src.HeartbeatInterval(); iv > 0 {
 		e.held = make(map[Lease[T]]time.Time)
 		e.extended.L = &e.mu
@@ -88,8 +97,8 @@ func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts Consume
 		go e.heartbeat(iv, stopHB, hbDone)
 		defer func() { close(stopHB); <-hbDone }()
 	}
-	err := e.pullLoop(ctx)
-	if derr := e.drain(); derr != nil {
+	back, err := e.pullLoop(ctx)
+	if derr := e.drain(back); derr != nil {
 		if err == nil {
 			return derr
 		}
@@ -125,6 +134,9 @@ type engine[T any] struct {
 	freed     chan struct{}
 	stopping  chan struct{} // closed when the drain starts
 	stopped   atomic.Bool   // set just before stopping closes
+	// releaseInTurn says the source delivers released messages again in
+	// the order they were released (ReleaseInTurn).
+	releaseInTurn bool
 
 	nworkers atomic.Int64 // shared mode: workers started
 	idle     atomic.Int64 // shared mode: workers waiting for a message
@@ -134,8 +146,11 @@ type engine[T any] struct {
 }
 
 // pullLoop pulls until ctx ends, or until Pull returns a Permanent error,
-// which it returns: the source can give nothing more.
-func (e *engine[T]) pullLoop(ctx context.Context) error {
+// which it returns: the source can give nothing more. It returns too the
+// leases its last Pull returned as it stopped, dispatched and not
+// started, for the drain to hand back after those waiting in the lanes,
+// which were pulled before them.
+func (e *engine[T]) pullLoop(ctx context.Context) (back []Lease[T], err error) {
 	errDelay := 10 * time.Millisecond
 	// short says the last Pull returned fewer leases than it was asked
 	// for: the source may still be delivering what it pulled for them
@@ -155,21 +170,19 @@ func (e *engine[T]) pullLoop(ctx context.Context) error {
 			case <-e.freed:
 				continue
 			case <-ctx.Done():
-				return nil
+				return back, nil
 			}
 		}
 		leases, err := e.src.Pull(ctx, n)
 		short = len(leases) < n
 		final := err != nil && IsPermanent(err)
-		var back []Lease[T]
 		for _, l := range leases {
 			if !e.dispatch(ctx, l, final) {
 				back = append(back, l)
 			}
 		}
-		e.handBack(back)
 		if final {
-			return err
+			return back, err
 		}
 		if err != nil && ctx.Err() == nil {
 			e.o.Logger.Warn("kanban: pull failed", "err", err, "retry_in", errDelay)
@@ -179,11 +192,11 @@ func (e *engine[T]) pullLoop(ctx context.Context) error {
 			errDelay = 10 * time.Millisecond
 		}
 	}
-	return nil
+	return back, nil
 }
 
 // dispatch takes l, holding a WIP slot, to a worker or to its key's lane.
-// It returns false, and leaves l for handBack, when ctx has ended or
+// It returns false, and leaves l to be handed back, when ctx has ended or
 // stopping is set: a Pull may return leases together with ctx's error or
 // a Permanent one, and the consumer starts nothing once it stops.
 func (e *engine[T]) dispatch(ctx context.Context, l Lease[T], stopping bool) bool {
@@ -220,8 +233,11 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T], stopping bool) boo
 }
 
 // handBack releases dispatched leases that did not start, in their slots,
-// the last first: a backend that puts a released message at the front of
-// its queue keeps them in their order. The in-memory queue takes them back
+// so that the source delivers them again in the order of ls (each key's
+// in the order they were pulled). A source that delivers released
+// messages in turn (ReleaseInTurn, JetStream) has them released in that
+// order; one that puts a released message at the front of its queue
+// (ReleaseToFront), the last first. The in-memory queue takes them back
 // all at once, so that a consumer waiting is not handed the last first.
 func (e *engine[T]) handBack(ls []Lease[T]) {
 	if ms, ok := e.src.(*memSource[T]); ok && len(ls) > 0 {
@@ -232,7 +248,10 @@ func (e *engine[T]) handBack(ls []Lease[T]) {
 		}
 		return
 	}
-	for i := len(ls) - 1; i >= 0; i-- {
+	for i := range ls {
+		if !e.releaseInTurn {
+			i = len(ls) - 1 - i
+		}
 		e.settle(ls[i], settleRelease, 0, "", 0, &e.rt.Counters.base)
 		e.release()
 	}
@@ -256,13 +275,16 @@ func (e *engine[T]) release() {
 func (e *engine[T]) worker(l Lease[T]) {
 	var k string
 	handling := false
+	// Done in a defer of its own: handled may settle leases (see handled),
+	// and a settlement that ends the goroutine would skip the rest of
+	// this one.
+	defer e.wg.Done()
 	defer func() {
 		if handling {
 			next := e.handled(k)
 			e.wg.Add(1)
 			go e.worker(next)
 		}
-		e.wg.Done()
 	}()
 	for {
 		if l == nil {
@@ -288,21 +310,31 @@ func (e *engine[T]) worker(l Lease[T]) {
 }
 
 // handled frees the slot of a lease of key k just handled, and returns the
-// next lease of k's lane, if any: the same worker handles it.
+// next lease of k's lane, if any: the same worker handles it. Once the
+// drain has begun, with a source that releases in turn, it hands back the
+// lane's leases instead (see drain).
 func (e *engine[T]) handled(k string) (next Lease[T]) {
+	var back []Lease[T]
 	e.mu.Lock()
 	e.free++
 	if k != "" {
 		ln := e.lanes[k]
-		if len(ln.waiting) > 0 {
+		switch {
+		case e.releaseInTurn && e.stopped.Load():
+			back = ln.waiting
+			delete(e.lanes, k)
+		case len(ln.waiting) > 0:
 			next = ln.waiting[0]
 			ln.waiting[0] = nil
 			ln.waiting = ln.waiting[1:]
-		} else {
+		default:
 			delete(e.lanes, k)
 		}
 	}
 	e.mu.Unlock()
+	if len(back) > 0 {
+		e.handBack(back)
+	}
 	select {
 	case e.freed <- struct{}{}:
 	default:
@@ -854,7 +886,10 @@ func (e *engine[T]) extend(l Lease[T]) {
 	}
 }
 
-func (e *engine[T]) drain() error {
+// drain stops the consumer: it hands back the leases waiting in the lanes,
+// then back (pulled after them, see pullLoop), and waits for the running
+// handlers.
+func (e *engine[T]) drain(back []Lease[T]) error {
 	e.mu.Lock()
 	e.stopped.Store(true)
 	close(e.stopping)
@@ -862,9 +897,26 @@ func (e *engine[T]) drain() error {
 		e.onStop()
 	}
 	var unstarted []Lease[T]
-	for _, ln := range e.lanes {
-		unstarted = append(unstarted, ln.waiting...)
-		ln.waiting = nil
+	if e.releaseInTurn {
+		// A key's messages waiting behind a running one go back once it
+		// is settled (see handled): released before it, they would be
+		// delivered again before it, when the drain deadline releases it.
+		for _, l := range back {
+			if ln, busy := e.lanes[l.Key()]; busy && e.o.PerKey {
+				ln.waiting = append(ln.waiting, l)
+				if e.held != nil {
+					e.held[l] = time.Now()
+				}
+				continue
+			}
+			unstarted = append(unstarted, l)
+		}
+	} else {
+		for _, ln := range e.lanes {
+			unstarted = append(unstarted, ln.waiting...)
+			ln.waiting = nil
+		}
+		unstarted = append(unstarted, back...)
 	}
 	e.mu.Unlock()
 	e.handBack(unstarted)

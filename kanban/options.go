@@ -38,9 +38,9 @@ type ConsumeOptions struct {
 	// or whose handler then fails, hands it back to be delivered again
 	// once its back-off, counted from the failure, has passed (what is
 	// left of it, not the whole again); the messages of its key pulled
-	// behind it are handed back at once, so the next consumer handles
-	// them before it: order holds across retries, not across a restart in
-	// the middle of them.
+	// behind it are handed back at once (to JetStream, once it has been),
+	// so the next consumer handles them before it: order holds across
+	// retries, not across a restart in the middle of them.
 	//
 	// A Memory queue counts the attempts made in place among its
 	// deliveries; JetStream counts only its own, so there a message

@@ -40,7 +40,8 @@ type Queue[T any] interface {
 
 // Source is the seam between the consumer runtime (Serve) and a backend:
 // where messages are pulled from. Backends implement it; users do not
-// need it.
+// need it. A Source may implement ReleaseOrderer too, to say in which
+// order its backend delivers released messages again.
 type Source[T any] interface {
 	// Pull waits until at least one message is available or ctx ends, and
 	// returns at most max leases. It may return leases together with an
@@ -62,6 +63,37 @@ type Source[T any] interface {
 	// the time a lease stays held without an extension (natsjs returns a
 	// third of its AckWait).
 	HeartbeatInterval() time.Duration
+}
+
+// ReleaseOrder is the order in which a backend delivers again the
+// messages released to it (see Lease.Release), among themselves. Serve
+// hands back the messages it pulled and did not start, when it stops, in
+// the order that has them delivered again in the order they were pulled,
+// so that with PerKey the next consumer handles each key's messages in
+// their order.
+type ReleaseOrder uint8
+
+const (
+	// ReleaseToFront: a released message is put at the front of the
+	// queue, ahead of the messages released before it, so the last
+	// released comes first. Serve releases the last pulled first. The
+	// in-memory queue orders releases so, and so does a Source that does
+	// not say (see ReleaseOrderer).
+	ReleaseToFront ReleaseOrder = iota
+	// ReleaseInTurn: released messages are delivered again in the order
+	// they were released, the first released first. Serve releases the
+	// first pulled first, and a key's messages waiting behind a running
+	// one (PerKey) once that one is settled (see Serve). JetStream orders
+	// negative acknowledgements so (natsjs).
+	ReleaseInTurn
+)
+
+// ReleaseOrderer is an optional interface of a Source: ReleaseOrder says
+// how its backend orders released messages. Serve asks once, as it
+// starts. A Source that does not implement it is taken to release to the
+// front (ReleaseToFront).
+type ReleaseOrderer interface {
+	ReleaseOrder() ReleaseOrder
 }
 
 // Lease is one pulled message, held until it is settled by exactly one of

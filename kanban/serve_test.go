@@ -420,6 +420,93 @@ func TestServeReleasesLeasesPulledAsItStops(t *testing.T) {
 	})
 }
 
+// inTurnBackend is a backend that delivers released messages again in the
+// order they were released, as JetStream does.
+type inTurnBackend struct{ *backend }
+
+func (inTurnBackend) ReleaseOrder() kanban.ReleaseOrder { return kanban.ReleaseInTurn }
+
+// TestServeHandsBackInTheSourcesReleaseOrder: as it stops, Serve hands
+// back a key's messages not started — those waiting behind the running
+// one, then those a Pull returned with ctx's error — in the order that
+// has the backend deliver them again in their order: the last first to a
+// backend that releases to the front (by default), the first first to
+// one that releases in turn. To the latter, once the running one is
+// settled: the drain deadline releases it, and it must come again first.
+func TestServeHandsBackInTheSourcesReleaseOrder(t *testing.T) {
+	front := func(b *backend) kanban.Source[int] { return b }
+	inTurn := func(b *backend) kanban.Source[int] { return inTurnBackend{b} }
+	for _, tc := range []struct {
+		name    string
+		src     func(*backend) kanban.Source[int]
+		timeout bool // the running handler outlasts the drain
+		want    []string
+	}{
+		{"to front", front, false, []string{"release a3", "release a2", "ack a1"}},
+		{"to front, drain timeout", front, true, []string{"release a3", "release a2", "release a1"}},
+		{"in turn", inTurn, false, []string{"ack a1", "release a2", "release a3"}},
+		{"in turn, drain timeout", inTurn, true, []string{"release a1", "release a2", "release a3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBackend()
+				b.script = []pull{{leases: []*lease{{id: "a1", key: "a"}, {id: "a2", key: "a"}}}}
+				b.onCtxEnd = []*lease{{id: "a3", key: "a"}}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() {
+					done <- kanban.Serve(ctx, tc.src(b), func(hctx context.Context, _ kanban.Delivery[int]) error {
+						if tc.timeout {
+							<-hctx.Done()
+							return hctx.Err()
+						}
+						time.Sleep(10 * time.Second)
+						return nil
+					}, kanban.ConsumeOptions{WIP: 4, PerKey: true, DrainTimeout: time.Minute}, kanban.Runtime{})
+				}()
+				time.Sleep(time.Second)
+				synctest.Wait()
+				cancel()
+				if err := <-done; tc.timeout {
+					require.ErrorIs(t, err, kanban.ErrDrainTimeout)
+				} else {
+					require.NoError(t, err)
+				}
+				assert.Equal(t, tc.want, b.recorded())
+			})
+		})
+	}
+}
+
+// TestServeExtendsLeasesHeldBackInTheDrain: to a backend that releases in
+// turn, a key's messages wait in the drain for the running one to be
+// settled, and their leases are extended meanwhile: those waiting behind
+// it, and one a Pull returned with ctx's error, from then.
+func TestServeExtendsLeasesHeldBackInTheDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend()
+		b.heartbeat = 10 * time.Second
+		b.script = []pull{{leases: []*lease{{id: "a1", key: "a"}, {id: "a2", key: "a"}}}}
+		b.onCtxEnd = []*lease{{id: "a3", key: "a"}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- kanban.Serve(ctx, inTurnBackend{b}, func(context.Context, kanban.Delivery[int]) error {
+				time.Sleep(25 * time.Second)
+				return nil
+			}, kanban.ConsumeOptions{WIP: 4, PerKey: true, DrainTimeout: time.Minute}, kanban.Runtime{})
+		}()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-done)
+		assert.ElementsMatch(t, []string{
+			"extend a1@10s", "extend a2@10s", "extend a1@20s", "extend a2@20s", "extend a3@20s",
+		}, b.recorded()[:5])
+		assert.Equal(t, []string{"ack a1", "release a2", "release a3"}, b.recorded()[5:])
+	})
+}
+
 // TestServeLogsSettleFailures: a failed settlement or lease extension is
 // logged with the message ID; the message comes back when the backend's
 // lease expires.

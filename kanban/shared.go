@@ -33,7 +33,7 @@ func (e *engine[T]) serveShared(ctx context.Context, q *Memory[T]) error {
 		e.spawn(q)
 	}
 	<-ctx.Done()
-	return e.drain()
+	return e.drain(nil)
 }
 
 // spawn starts a worker unless WIP of them run already.

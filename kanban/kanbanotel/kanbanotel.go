@@ -42,13 +42,16 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/kanban"
 )
 
 // New returns a kanban.Propagator that injects and extracts with p. It
-// returns nil, which carries nothing, for a nil p.
+// returns nil, which carries nothing, for a nil p, or one holding a nil
+// pointer or func (a propagator left unset): wrapped, that would pass
+// for a Propagator and panic in every Publish.
 func New(p propagation.TextMapPropagator) kanban.Propagator {
-	if p == nil {
+	if p == nil || typednil.Holds(p) {
 		return nil
 	}
 	return fixed{p}

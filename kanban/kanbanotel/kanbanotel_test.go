@@ -167,3 +167,31 @@ func TestTraceContextReadsHeaderNamesInAnyCase(t *testing.T) {
 		}
 	}
 }
+
+// unsetPropagator is a propagator whose methods read its fields, as most
+// do: a nil *unsetPropagator panics when called.
+type unsetPropagator struct{ fields []string }
+
+func (p *unsetPropagator) Inject(context.Context, propagation.TextMapCarrier) { _ = p.fields }
+
+func (p *unsetPropagator) Extract(ctx context.Context, _ propagation.TextMapCarrier) context.Context {
+	_ = p.fields
+	return ctx
+}
+
+func (p *unsetPropagator) Fields() []string { return p.fields }
+
+// A nil pointer given to New (a propagator left unset) carries nothing, as
+// nil does: wrapped, it passed kanban's check for a nil Propagator and
+// panicked in every Publish.
+func TestNewNilPointerCarriesNothing(t *testing.T) {
+	var unset *unsetPropagator
+	p := kanbanotel.New(unset)
+	assert.Nil(t, p)
+	tracer, _ := newTracer(t)
+	pctx, pub := tracer.Start(context.Background(), "publish")
+	pub.End()
+	got := roundTrip(t, p, pctx, tracer)
+	assert.Empty(t, got.headers)
+	assert.False(t, got.parent.IsValid())
+}

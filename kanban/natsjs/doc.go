@@ -57,7 +57,12 @@
 // pull request delivers after the stop, once the request has ended
 // (within FetchWait), its lease extended meanwhile, so that it does not
 // come back into the same request — and JetStream counts that delivery
-// among its attempts (see kanban.ConsumeOptions.MaxAttempts).
+// among its attempts (see kanban.ConsumeOptions.MaxAttempts). The
+// messages handed back are negatively acknowledged in the order they were
+// pulled, and with PerKey those waiting behind a running message of their
+// key once it is settled, not at once: JetStream delivers such messages
+// again in the order it is told of them, so the next consumer gets each
+// key's in their order (see kanban.ReleaseOrder).
 //
 // The dead-letter stream is the queue's kanban.DeadLetterStore: listed,
 // redriven (each message published to the work stream under a dedup ID of

@@ -27,6 +27,11 @@ type source[T any] struct {
 
 func (s *source[T]) HeartbeatInterval() time.Duration { return s.q.opts.AckWait / 3 }
 
+// ReleaseOrder implements kanban.ReleaseOrderer: the server delivers
+// messages negatively acknowledged again in the order it got the
+// acknowledgements, ahead of those it has not delivered yet.
+func (s *source[T]) ReleaseOrder() kanban.ReleaseOrder { return kanban.ReleaseInTurn }
+
 func (s *source[T]) fetch(n int) error {
 	b, err := s.cons.Fetch(n, jetstream.FetchMaxWait(s.q.opts.FetchWait))
 	if err != nil {
