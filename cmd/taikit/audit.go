@@ -36,8 +36,8 @@ the -expect hash.
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
 2 when the command is called wrongly (no FILE, a FILE given twice, a bad
 flag, a flag given an empty value, an unreadable -key-file, a key that is
-too short, a -genesis or -expect that is not a hash) or cannot write its
-result.`
+too short, a -key-file of more than 64 KiB, a -genesis or -expect that is
+not a hash) or cannot write its result.`
 
 func auditVerifyCommand() *command {
 	return &command{
@@ -47,7 +47,7 @@ func auditVerifyCommand() *command {
 		doc:     auditVerifyDoc,
 		flags: func(fs *flag.FlagSet) runFunc {
 			keyFile := fs.String("key-file", "", "read the HMAC key the trail was written with (kaizen.AuditOptions.Key) from `FILE`:\n"+
-				"its bytes exactly, a final newline included (write it with printf, not echo)")
+				"its bytes exactly, a final newline included (write it with printf, not echo); at most 64 KiB")
 			var opts kaizen.VerifyOptions
 			fs.StringVar(&opts.Genesis, "genesis", "", "the prev `HASH` of the first line: the last hash of the trail the files continue\n"+
 				"(default the genesis hash, 64 zeros)")
@@ -64,9 +64,12 @@ func auditVerifyCommand() *command {
 					return usageError(stderr, path, "%v", err)
 				}
 				if *keyFile != "" {
-					key, err := os.ReadFile(*keyFile)
-					if err != nil {
+					key, err := readKeyFile(*keyFile)
+					switch {
+					case err != nil:
 						return usageError(stderr, path, "-key-file: %v", err)
+					case len(key) > maxKeyFile:
+						return usageError(stderr, path, "-key-file %s holds more than %d bytes; it should hold the key alone", *keyFile, maxKeyFile)
 					}
 					opts.Key = key
 				}
@@ -74,6 +77,22 @@ func auditVerifyCommand() *command {
 			}
 		},
 	}
+}
+
+// maxKeyFile bounds what is read of a -key-file, as the services bound
+// their audit key file: a key is 32 random bytes, and a file given by
+// mistake (the trail itself, or /dev/zero) is refused instead of read
+// whole into memory.
+const maxKeyFile = 64 << 10
+
+// readKeyFile reads file, at most one byte more than maxKeyFile.
+func readKeyFile(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 }
 
 // auditVerify verifies files and reports as the help says.

@@ -191,3 +191,20 @@ func TestAuditVerifyRefusesEmptyFlagValues(t *testing.T) {
 		{"empty genesis", []string{"audit", "verify", "-key-file", f.keyFile, "-genesis", "", f.one}, 2, "", "taikit audit verify: -genesis: empty HASH\n"},
 	})
 }
+
+// A -key-file holds the key alone, at most maxKeyFile bytes, as the
+// services read theirs: a larger file (the trail itself, given by
+// mistake) is refused, not read whole into memory and tried as a key.
+func TestAuditVerifyKeyFileIsBounded(t *testing.T) {
+	f := newFixture(t)
+	big := filepath.Join(f.dir, "big-key")
+	require.NoError(t, os.WriteFile(big, []byte(strings.Repeat("k", maxKeyFile+1)), 0o600))
+	atMost := filepath.Join(f.dir, "key-at-the-bound")
+	require.NoError(t, os.WriteFile(atMost, []byte(strings.Repeat("k", maxKeyFile)), 0o600))
+	runCLICases(t, []cliCase{
+		{"a key file over the bound", []string{"audit", "verify", "-key-file", big, f.one}, 2, "",
+			fmt.Sprintf("taikit audit verify: -key-file %s holds more than %d bytes; it should hold the key alone\n", big, maxKeyFile)},
+		{"a key file at the bound is read", []string{"audit", "verify", "-key-file", atMost, f.one}, 1, "",
+			f.one + ":1: its hash does not match its content under the given key"},
+	})
+}
