@@ -34,7 +34,7 @@ type auditHeads struct {
 func (s *Service) startAuditHeads(ctx context.Context) error {
 	var kv jetstream.KeyValue
 	if err := svc.Setup(ctx, s.log, "opening the audit heads bucket", func(ctx context.Context) (err error) {
-		kv, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err = svc.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 			Bucket: auditHeadsBucket, Description: "the last durable line of each instance's audit trail",
 			History: 1, MaxBytes: 1 << 20, Storage: jetstream.FileStorage, Replicas: max(s.cfg.NATSReplicas, 1),
 		})

@@ -199,6 +199,49 @@ func TestMemoryIdempotencyFloodStaysUnderItsCap(t *testing.T) {
 	assert.Less(t, after-before, 3.0*(limit>>20), "the heap grows with the limit, not with the flood")
 }
 
+// Keys whose requests asked for a retry (429, 503) are released, and a
+// flood of them — unique keys, or one key retried through a rate limit —
+// stays within the store's limit too: a released key leaves nothing behind
+// for the day its claim would have lasted.
+func TestMemoryIdempotencyReleasedFloodStaysUnderItsCap(t *testing.T) {
+	const limit = 1 << 20
+	clock := newManualClock()
+	s, ctx := NewMemoryIdempotency(limit, clock.Now), context.Background()
+	before := heapMiB()
+	for i := range 300_000 {
+		key := fmt.Sprintf("flood-key-%d", i)
+		if i%2 == 1 {
+			key = "retried-key" // a client retrying one key through 429s
+		}
+		e := claimOf("txn_"+tai.NewID(), clock.Now())
+		_, claimed, err := s.Claim(ctx, key, e)
+		require.NoError(t, err)
+		require.True(t, claimed, "a released key is free again")
+		if i%1000 == 0 {
+			clock.Advance(time.Second) // within the day the claims last
+			continue                   // decided: kept
+		}
+		require.NoError(t, s.Release(ctx, key, e))
+	}
+	after := heapMiB()
+	t.Logf("300k claims released by a %d MiB store: heap %.1f → %.1f MiB", limit>>20, before, after)
+	assert.Less(t, after-before, 3.0*(limit>>20), "the heap grows with the limit, not with the flood")
+
+	// The keys kept are still held, and forgotten a day after their claim.
+	require.Equal(t, 300, s.Len())
+	_, claimed, err := s.Claim(ctx, "flood-key-1000", claimOf("txn_again", clock.Now()))
+	require.NoError(t, err)
+	assert.False(t, claimed, "a kept key is held")
+	clock.Advance(idempotencyTTL)
+	for i := 0; s.Len() > 0 && i < 1000; i++ {
+		e := claimOf(fmt.Sprintf("txn_%d", i), clock.Now())
+		_, _, err := s.Claim(ctx, fmt.Sprintf("later-%d", i), e)
+		require.NoError(t, err)
+		require.NoError(t, s.Release(ctx, fmt.Sprintf("later-%d", i), e))
+	}
+	assert.Zero(t, s.Len(), "a day later every kept key is forgotten")
+}
+
 // Only the W3C trace context goes into a confirmation: a caller's baggage
 // stays out of the messages.
 func TestBaggageStaysOutOfMessages(t *testing.T) {

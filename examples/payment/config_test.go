@@ -35,6 +35,8 @@ func TestParseConfigRejectsValuesOutOfRange(t *testing.T) {
 		{[]string{"-instance", "eu/1"}, `-instance "eu/1" must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
 		{[]string{"-instance", "../x"}, `-instance "../x" must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
 		{[]string{"-instance", ".."}, `-instance ".." must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
+		{[]string{"-instance", "eu."}, `-instance "eu." must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.', nor ending with one or holding ".."`},
+		{[]string{"-instance", "eu..1"}, `-instance "eu..1" must be 1 to 200 letters`},
 		{[]string{"-instance", "a b"}, `-instance "a b" must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
 		{[]string{"-instance", strings.Repeat("a", 201)}, `-instance "aaaa`},
 		// A limit the per-customer limiter cannot keep is refused here,

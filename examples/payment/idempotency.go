@@ -33,6 +33,11 @@ const (
 	// request may run longer (claimLease).
 	inFlightLease = 2 * time.Minute
 	maxIdemKeyLen = 255
+	// releaseMarkerTTL is how long the marker a released key leaves in
+	// the NATS bucket is kept: the shortest time JetStream takes. Kept
+	// for the key's whole day, the markers of a flood of refused keys
+	// would fill the bucket and crowd out the keys of payments.
+	releaseMarkerTTL = time.Second
 )
 
 // IdemEntry is a claimed idempotency key.
@@ -175,6 +180,31 @@ func (m *MemoryIdempotency) sweep(now time.Time) {
 		m.order = append(m.order[:0], m.order[m.head:]...)
 		m.head = 0
 	}
+	// A key released (or taken over) leaves its place in the order
+	// behind until the sweep reaches it a day later, and a flood of keys
+	// released at once (their requests rate limited) would grow the order
+	// past the limit: once most places are left behind, keep only those
+	// of the keys held. That happens after as many claims as keys held at
+	// least, so each claim pays for it a bounded share.
+	if pending := len(m.order) - m.head; pending > 1024 && pending > 2*len(m.entries) {
+		m.compact()
+	}
+}
+
+// compact drops from the claim order the places of keys no longer held,
+// keeping one place per key held.
+func (m *MemoryIdempotency) compact() {
+	kept := make([]orderedKey, 0, 2*len(m.entries))
+	seen := make(map[string]struct{}, len(m.entries))
+	for _, k := range m.order[m.head:] {
+		if e, ok := m.entries[k.key]; ok && e.Started.Equal(k.started) {
+			if _, dup := seen[k.key]; !dup {
+				seen[k.key] = struct{}{}
+				kept = append(kept, k)
+			}
+		}
+	}
+	m.order, m.head = kept, 0
 }
 
 func (m *MemoryIdempotency) put(key string, e IdemEntry) {
@@ -236,10 +266,27 @@ func (m *MemoryIdempotency) Len() int {
 // shared by the replicas on one NATS. Claims are atomic (Create fails when
 // the key exists); Replace and Release compare revisions. The bucket holds
 // at most MaxBytes: JetStream refuses new keys beyond (ErrStoreFull).
+//
+// A released key leaves a marker in place of its claim, which JetStream
+// removes a second later (releaseMarkerTTL), so released keys hold no
+// room in the bucket. That takes per-message TTLs (nats-server 2.11 or
+// later), which the bucket allows from its first use by this version on;
+// JetStream refuses to turn them off again, so a replica of an earlier
+// version, which asks for the bucket without them, no longer opens it. On
+// an older server the bucket has no per-message TTLs and a released key is
+// deleted, its marker kept the bucket's day (ShortMarkers says which).
 type NATSIdempotency struct {
 	kv  *kvPool
 	now func() time.Time
+	// markerTTL is releaseMarkerTTL, or 0 on a server without
+	// per-message TTLs.
+	markerTTL time.Duration
 }
+
+// ShortMarkers reports whether a released key's marker expires after
+// releaseMarkerTTL (nats-server 2.11 or later), not after the bucket's
+// day.
+func (n *NATSIdempotency) ShortMarkers() bool { return n.markerTTL > 0 }
 
 // IdemOptions configure a NATSIdempotency.
 type IdemOptions struct {
@@ -260,18 +307,28 @@ func NewNATSIdempotency(ctx context.Context, js []jetstream.JetStream, o IdemOpt
 	if now == nil {
 		now = time.Now
 	}
-	kv, err := openPool(ctx, js, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:   o.Bucket,
 		TTL:      idempotencyTTL,
 		History:  1,
 		MaxBytes: o.MaxBytes,
 		Storage:  jetstream.FileStorage,
 		Replicas: max(o.Replicas, 1),
-	})
+		// Allows the marker TTL of Release; it is also how long the
+		// marker of a claim that expires after its day is kept.
+		LimitMarkerTTL: releaseMarkerTTL,
+	}
+	kv, err := openPool(ctx, js, cfg)
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		// A server before 2.11: no per-message TTLs, and a released
+		// key's marker stays the bucket's day.
+		cfg.LimitMarkerTTL = 0
+		kv, err = openPool(ctx, js, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("idempotency bucket %q: %w", o.Bucket, err)
 	}
-	return &NATSIdempotency{kv: kv, now: now}, nil
+	return &NATSIdempotency{kv: kv, now: now, markerTTL: cfg.LimitMarkerTTL}, nil
 }
 
 // kvKey maps any idempotency key to a valid KV key.
@@ -292,7 +349,10 @@ func (n *NATSIdempotency) Claim(ctx context.Context, key string, e IdemEntry) (I
 		if err == nil {
 			return IdemEntry{}, true, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		// A conflict: the key is held, or Create read the marker of a
+		// released key that expired before its write (which a replicated
+		// bucket answers with a code that is not ErrKeyExists).
+		if !isConflict(err) {
 			return IdemEntry{}, false, storeError("idempotency", err)
 		}
 		got, err := n.kv.get().Get(ctx, k)
@@ -334,8 +394,13 @@ func (n *NATSIdempotency) Replace(ctx context.Context, key string, old, e IdemEn
 	return false, storeError("idempotency", err)
 }
 
-// Release implements IdempotencyStore. It deletes the key only while it
-// holds e: a claim released after it was taken over stays.
+// Release implements IdempotencyStore. It purges the key only while it
+// holds e: a claim released after it was taken over stays. The purge
+// leaves a marker that expires after releaseMarkerTTL, where a delete's
+// would stay the bucket's whole TTL, a day: a flood of keys released
+// (their requests refused) would fill the bucket with markers, and keys
+// of payments would be refused as the store full, though it held none.
+// The key can be claimed again at once, over the marker.
 func (n *NATSIdempotency) Release(ctx context.Context, key string, e IdemEntry) error {
 	k := kvKey(key)
 	got, err := n.kv.get().Get(ctx, k)
@@ -349,7 +414,12 @@ func (n *NATSIdempotency) Release(ctx context.Context, key string, e IdemEntry) 
 	if json.Unmarshal(got.Value(), &cur) != nil || !cur.same(e) {
 		return nil
 	}
-	if err := n.kv.get().Delete(ctx, k, jetstream.LastRevision(got.Revision())); err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if n.markerTTL > 0 {
+		err = n.kv.get().Purge(ctx, k, jetstream.LastRevision(got.Revision()), jetstream.PurgeTTL(n.markerTTL))
+	} else {
+		err = n.kv.get().Delete(ctx, k, jetstream.LastRevision(got.Revision()))
+	}
+	if err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("idempotency release: %w", err)
 	}
 	return nil

@@ -231,6 +231,65 @@ func TestIdempotencyRefusalClaimsNothing(t *testing.T) {
 	}
 }
 
+// Keys claimed and released — requests refused (429, 503, a request that
+// fails validation after its claim) — hold no room in the store for long:
+// a client sending a flood of new keys that are all refused cannot fill it
+// and so crowd out the keys of payments. A key held through the flood is
+// kept.
+func TestIdempotencyReleasedKeysHoldNoRoom(t *testing.T) {
+	for name, newStore := range idemStores {
+		t.Run(name, func(t *testing.T) {
+			clock := newManualClock()
+			s, ctx := newStore(t, clock.Now, 64<<10), context.Background()
+			held := claimOf("txn_held", clock.Now())
+			_, claimed, err := s.Claim(ctx, "held", held)
+			require.NoError(t, err)
+			require.True(t, claimed)
+			// 3,000 keys: many times what the store holds at once.
+			released := 0
+			for n := range 3_000 {
+				key, e := fmt.Sprintf("refused-%d", n), claimOf(fmt.Sprintf("txn_%d", n), clock.Now())
+				_, claimed, err := s.Claim(ctx, key, e)
+				if errors.Is(err, ErrStoreFull) {
+					continue // full for the moment: nothing to release
+				}
+				require.NoError(t, err)
+				require.True(t, claimed)
+				require.NoError(t, s.Release(ctx, key, e))
+				released++
+			}
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
+				_, claimed, err := s.Claim(ctx, "payment", claimOf("txn_payment", clock.Now()))
+				require.NoError(c, err)
+				assert.True(c, claimed)
+			}, 10*time.Second, 20*time.Millisecond, "a new key is claimed after %d released", released)
+			old, claimed, err := s.Claim(ctx, "held", claimOf("txn_again", clock.Now()))
+			require.NoError(t, err)
+			assert.False(t, claimed)
+			assert.True(t, old.same(held), "the key held is kept: %+v", old)
+
+			// A key released from a full store makes room for another.
+			var last IdemEntry
+			for n := 0; ; n++ {
+				require.Less(t, n, 10_000, "the store never filled")
+				e := claimOf(fmt.Sprintf("txn_full_%d", n), clock.Now())
+				_, _, err := s.Claim(ctx, fmt.Sprintf("full-%d", n), e)
+				if err != nil {
+					require.ErrorIs(t, err, ErrStoreFull)
+					require.NoError(t, s.Release(ctx, fmt.Sprintf("full-%d", n-1), last))
+					break
+				}
+				last = e
+			}
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
+				_, claimed, err := s.Claim(ctx, "after", claimOf("txn_after", clock.Now()))
+				require.NoError(c, err)
+				assert.True(c, claimed)
+			}, 10*time.Second, 20*time.Millisecond, "a new key is claimed in the room released")
+		})
+	}
+}
+
 // A memory store of MaxBytes holds entries up to exactly that size.
 func TestMemoryIdempotencyHoldsExactlyMaxBytes(t *testing.T) {
 	clock := newManualClock()
@@ -405,6 +464,8 @@ func TestNATSIdempotencyBucket(t *testing.T) {
 	assert.Equal(t, idempotencyTTL, info.Config.MaxAge)
 	assert.Equal(t, int64(1), info.Config.MaxMsgsPerSubject, "history 1")
 	assert.Equal(t, jetstream.FileStorage, info.Config.Storage)
+	assert.True(t, info.Config.AllowMsgTTL, "released keys' markers expire")
+	assert.Equal(t, releaseMarkerTTL, info.Config.SubjectDeleteMarkerTTL)
 
 	// Without a clock, entries are dated by time.Now.
 	first := claimOf("txn_1", time.Now())
@@ -420,6 +481,34 @@ func TestNATSIdempotencyBucket(t *testing.T) {
 	assert.EqualError(t, err, `idempotency bucket "idem": no JetStream context`)
 }
 
+// A bucket made before released keys' markers expired (without message
+// TTLs) is updated to allow them, and a key released in it holds no room.
+func TestNATSIdempotencyUpdatesAnOlderBucket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := startJS(t)
+	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "payment_idempotency", TTL: idempotencyTTL, History: 1, MaxBytes: 64 << 10, Storage: jetstream.FileStorage,
+	})
+	require.NoError(t, err)
+	s, err := NewNATSIdempotency(ctx, []jetstream.JetStream{js}, IdemOptions{MaxBytes: 64 << 10}, nil)
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, "KV_payment_idempotency")
+	require.NoError(t, err)
+	assert.True(t, stream.CachedInfo().Config.AllowMsgTTL)
+
+	e := claimOf("txn_1", time.Now())
+	_, claimed, err := s.Claim(ctx, "k", e)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	require.NoError(t, s.Release(ctx, "k", e))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		info, err := stream.Info(ctx)
+		require.NoError(c, err)
+		assert.Zero(c, info.State.Bytes, "the released key's marker is gone")
+	}, 10*time.Second, 20*time.Millisecond)
+}
+
 // kvFaults is a JetStream bucket some of whose calls fail or race with
 // another writer: a hook set for a method runs instead of it.
 type kvFaults struct {
@@ -427,7 +516,7 @@ type kvFaults struct {
 	create func(ctx context.Context, key string, val []byte) (uint64, error)
 	get    func(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
 	update func(ctx context.Context, key string, val []byte, rev uint64) (uint64, error)
-	delete func(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
+	purge  func(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
 }
 
 func (f *kvFaults) Create(ctx context.Context, key string, val []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
@@ -451,11 +540,11 @@ func (f *kvFaults) Update(ctx context.Context, key string, val []byte, rev uint6
 	return f.KeyValue.Update(ctx, key, val, rev)
 }
 
-func (f *kvFaults) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
-	if f.delete != nil {
-		return f.delete(ctx, key, opts...)
+func (f *kvFaults) Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	if f.purge != nil {
+		return f.purge(ctx, key, opts...)
 	}
-	return f.KeyValue.Delete(ctx, key, opts...)
+	return f.KeyValue.Purge(ctx, key, opts...)
 }
 
 // faultyNATSIdempotency returns a NATS store on a fresh bucket whose calls
@@ -473,7 +562,7 @@ func faultyNATSIdempotency(t *testing.T, now func() time.Time) (*NATSIdempotency
 
 // A compare-and-set conflict as a replicated (R>1) bucket reports it: error
 // code 10164, not the 10071 of ErrKeyExists; Update wraps it in
-// ErrKeyRevisionMismatch, Delete returns it as it is.
+// ErrKeyRevisionMismatch, Purge returns it as it is.
 var (
 	errWrongLastSequenceR3 = &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence: 7"}
 	errRevisionMismatchR3  = fmt.Errorf("%w: %w", errWrongLastSequenceR3, jetstream.ErrKeyRevisionMismatch)
@@ -495,6 +584,22 @@ func TestNATSIdempotencyFailures(t *testing.T) {
 		_, claimed, err = s.Claim(ctx, "k", claimOf("txn_1", clock.Now()))
 		assert.ErrorIs(t, err, errDown)
 		assert.False(t, claimed)
+	})
+
+	// Create claims a released key over its marker, by the marker's
+	// revision: when the marker expires between its read and that write,
+	// a replicated bucket answers with a conflict of code 10164, not
+	// ErrKeyExists. The key is free: the claim tries again.
+	t.Run("a released key whose marker expires under a claim", func(t *testing.T) {
+		clock := newManualClock()
+		s, f := faultyNATSIdempotency(t, clock.Now)
+		f.create = func(context.Context, string, []byte) (uint64, error) {
+			f.create = nil
+			return 0, errWrongLastSequenceR3
+		}
+		_, claimed, err := s.Claim(ctx, "k", claimOf("txn_1", clock.Now()))
+		require.NoError(t, err)
+		assert.True(t, claimed)
 	})
 
 	t.Run("a held claim that cannot be read", func(t *testing.T) {
@@ -622,17 +727,17 @@ func TestNATSIdempotencyFailures(t *testing.T) {
 		f.get = func(context.Context, string) (jetstream.KeyValueEntry, error) { return nil, errDown }
 		assert.ErrorIs(t, s.Release(ctx, "k", mine), errDown)
 		f.get = nil
-		f.delete = func(context.Context, string, ...jetstream.KVDeleteOpt) error { return errDown }
+		f.purge = func(context.Context, string, ...jetstream.KVDeleteOpt) error { return errDown }
 		err = s.Release(ctx, "k", mine)
 		assert.ErrorIs(t, err, errDown)
 		assert.ErrorContains(t, err, "idempotency release")
-		f.delete = func(context.Context, string, ...jetstream.KVDeleteOpt) error { return jetstream.ErrKeyNotFound }
+		f.purge = func(context.Context, string, ...jetstream.KVDeleteOpt) error { return jetstream.ErrKeyNotFound }
 		assert.NoError(t, s.Release(ctx, "k", mine), "gone already: nothing to release")
-		f.delete = func(context.Context, string, ...jetstream.KVDeleteOpt) error { return errWrongLastSequenceR3 }
+		f.purge = func(context.Context, string, ...jetstream.KVDeleteOpt) error { return errWrongLastSequenceR3 }
 		assert.NoError(t, s.Release(ctx, "k", mine), "taken over meanwhile in a replicated bucket: left alone")
 	})
 
-	// A key taken over between the release's read and its delete stays
+	// A key taken over between the release's read and its purge stays
 	// with its new holder.
 	t.Run("a release that races a takeover", func(t *testing.T) {
 		clock := newManualClock()
@@ -640,14 +745,14 @@ func TestNATSIdempotencyFailures(t *testing.T) {
 		mine := claimOf("txn_1", clock.Now())
 		_, _, err := s.Claim(ctx, "k", mine)
 		require.NoError(t, err)
-		f.delete = func(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
-			f.delete = nil
+		f.purge = func(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+			f.purge = nil
 			entry, err := f.KeyValue.Get(ctx, key)
 			require.NoError(t, err)
 			taker, _ := json.Marshal(claimOf("txn_taker", clock.Now()))
 			_, err = f.KeyValue.Update(ctx, key, taker, entry.Revision())
 			require.NoError(t, err)
-			return f.KeyValue.Delete(ctx, key, opts...)
+			return f.KeyValue.Purge(ctx, key, opts...)
 		}
 		require.NoError(t, s.Release(ctx, "k", mine))
 		held, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))

@@ -359,3 +359,27 @@ func TestAuditHeadPublished(t *testing.T) {
 	_, err = kaizen.VerifyAuditWith(strings.NewReader(string(cut)), kaizen.VerifyOptions{Expect: hash})
 	require.ErrorIs(t, err, kaizen.ErrAuditTampered, "the cut trail lacks the published head")
 }
+
+// Every instance name the configuration takes names an audit head the
+// service can publish: a name the heads bucket cannot key (a '.' at its
+// end, "..") is refused at the start, not found out at every publication
+// and by a shutdown that fails.
+func TestEveryInstanceTakenNamesAnAuditHead(t *testing.T) {
+	for _, name := range []string{"eu.west-1", "a.", "a..b", "eu_1.", "x.y..z"} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := parseConfig([]string{"-data-dir", t.TempDir(), "-instance", name}, func(string) string { return "" })
+			if err != nil {
+				require.NotEqual(t, "eu.west-1", name, "a name of dot-separated parts is taken")
+				assert.ErrorContains(t, err, "-instance")
+				return
+			}
+			cfg.Clock = newManualClock()
+			svc, err := NewService(context.Background(), cfg, slog.New(slog.DiscardHandler))
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			assert.NoError(t, svc.publishAuditHead(ctx), "the head of instance %q", name)
+			assert.NoError(t, svc.Close(ctx), "the shutdown of instance %q", name)
+		})
+	}
+}

@@ -508,6 +508,9 @@ func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error
 	}); err != nil {
 		return nil, err
 	}
+	if !st.ShortMarkers() {
+		s.log.Warn("the NATS server has no per-message TTLs (nats-server 2.11 or later has): a released idempotency key holds room in its bucket for a day")
+	}
 	return st, nil
 }
 

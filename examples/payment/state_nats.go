@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
 // NATSState keeps customer state in a JetStream key-value bucket, so
@@ -137,7 +139,7 @@ func NewNATSState(ctx context.Context, js jetstream.JetStream, bucket string, ma
 	if maxBytes <= 0 {
 		maxBytes = 256 << 20
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := svc.KeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:   bucket,
 		TTL:      forgetAfter,
 		History:  1,

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
 // PaymentRecord is what GET /payment/{id} returns: the response given to
@@ -125,7 +127,7 @@ func openPool(ctx context.Context, js []jetstream.JetStream, cfg jetstream.KeyVa
 		var kv jetstream.KeyValue
 		var err error
 		if i == 0 {
-			kv, err = j.CreateOrUpdateKeyValue(ctx, cfg)
+			kv, err = svc.KeyValue(ctx, j, cfg)
 		} else {
 			kv, err = j.KeyValue(ctx, cfg.Bucket)
 		}

@@ -1,6 +1,7 @@
 package svc_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -24,7 +25,7 @@ func TestTraceHTTPSpanNames(t *testing.T) {
 	mux.HandleFunc("/any", ok)
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) }) // t.Context() is canceled by now
 	h := svc.TraceHTTP(mux, mux, tp, propagation.TraceContext{}, func(*http.Request) bool { return false })
 
 	for _, c := range []struct{ method, path, want string }{
