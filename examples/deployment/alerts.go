@@ -75,17 +75,30 @@ func (s *Service) rules() []andon.Rule {
 // same.
 type rolloutHealth struct {
 	mu      sync.Mutex
-	latest  map[string]float64 // run → last sampled error rate
+	latest  map[string]float64 // run → last error rate sampled with data
 	overdue map[string]float64 // run → time in stage / bake, canary stages only
 }
 
-func (h *rolloutHealth) set(key string, errorRate float64, overdue float64, canary bool) {
+// setErrorRate records a run's error rate, sampled with data: a sample
+// without (too few requests, none) leaves the last one, as it leaves the
+// exported gauge, so that the rule here and the exported one agree.
+func (h *rolloutHealth) setErrorRate(key string, errorRate float64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.latest == nil {
-		h.latest, h.overdue = map[string]float64{}, map[string]float64{}
+		h.latest = map[string]float64{}
 	}
 	h.latest[key] = errorRate
+}
+
+// setOverdue records how far past its bake a run's stage is, for a
+// canary's first stage; another stage has none.
+func (h *rolloutHealth) setOverdue(key string, overdue float64, canary bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.overdue == nil {
+		h.overdue = map[string]float64{}
+	}
 	if canary {
 		h.overdue[key] = overdue
 	} else {

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 	"github.com/taipattern/taikit/internal/servers"
 )
 
@@ -20,9 +24,9 @@ import (
 // threshold raised) hid another's 7%.
 func TestMarginalHealthOfAnyRollout(t *testing.T) {
 	s := &Service{}
-	s.rollouts.set("dpl_a/us-west-2", 0.07, 0, false)
-	s.rollouts.set("dpl_b/us-east-1", 0.15, 0, false)
-	s.rollouts.set("dpl_c/eu-west-1", 0.01, 0, false)
+	s.rollouts.setErrorRate("dpl_a/us-west-2", 0.07)
+	s.rollouts.setErrorRate("dpl_b/us-east-1", 0.15)
+	s.rollouts.setErrorRate("dpl_c/eu-west-1", 0.01)
 	m, err := s.marginalHealth(t.Context(), time.Now())
 	require.NoError(t, err)
 	assert.True(t, m.Active, "%+v", m)
@@ -32,6 +36,64 @@ func TestMarginalHealthOfAnyRollout(t *testing.T) {
 	m, err = s.marginalHealth(t.Context(), time.Now())
 	require.NoError(t, err)
 	assert.False(t, m.Active, "no rollout is marginal: %+v", m)
+}
+
+// switchedHealth is a health source whose readings of the new version
+// are marginal, until noData is set: from then on it has none.
+type switchedHealth struct {
+	fleet.Health
+	noData atomic.Bool
+}
+
+func (h *switchedHealth) Sample(ctx context.Context, service, region, version string, window time.Duration) (fleet.Sample, error) {
+	if version != "v2.0.0" {
+		return h.Health.Sample(ctx, service, region, version, window)
+	}
+	if h.noData.Load() {
+		return fleet.Sample{}, fleet.ErrNoData
+	}
+	return fleet.Sample{Time: time.Now(), Requests: 100, ErrorRate: 0.07, P99: 50 * time.Millisecond, CPU: 0.3, Memory: 0.3}, nil
+}
+
+// TestMarginalHealthOverAnInconclusiveSample: a rollout whose error rate
+// was marginal stays so, for the rule evaluated in the process, when its
+// next sample has no data, as it does for the exported rule, which reads
+// the last error rate sampled. The sample with no data counted as an
+// error rate of 0 in the process, which resolved the alert while
+// Prometheus's went on firing.
+func TestMarginalHealthOverAnInconclusiveSample(t *testing.T) {
+	h := &switchedHealth{}
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapHealth = func(inner fleet.Health) fleet.Health { h.Health = inner; return h }
+	}, "-stages", "canary:5:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-max-error-rate", "0.2")
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	v, ok := ts.runs.Load(id)
+	require.True(t, ok, "the rollout runs here")
+	run := v.(*rollout)
+	lastVerdict := func() string {
+		run.mu.Lock()
+		defer run.mu.Unlock()
+		st := run.d.Results[0].Stages
+		if len(st) == 0 || len(st[len(st)-1].Samples) == 0 {
+			return ""
+		}
+		samples := st[len(st)-1].Samples
+		return samples[len(samples)-1].Verdict
+	}
+	require.Eventually(t, func() bool { return lastVerdict() == "passed" }, 10*time.Second, time.Millisecond)
+	m, err := ts.marginalHealth(t.Context(), time.Now())
+	require.NoError(t, err)
+	require.True(t, m.Active, "%+v", m)
+
+	h.noData.Store(true)
+	require.Eventually(t, func() bool { return lastVerdict() == "inconclusive" }, 10*time.Second, time.Millisecond)
+	m, err = ts.marginalHealth(t.Context(), time.Now())
+	require.NoError(t, err)
+	assert.True(t, m.Active, "a sample with no data resolved the marginal rollout: %+v", m)
+	assert.Equal(t, 0.07, m.Value)
+	assert.Equal(t, 0.07, testutil.ToFloat64(ts.metrics.errorRate.WithLabelValues("auth", "us-west-2", "v2.0.0")), "the exported error rate")
 }
 
 // TestMarginalHealthRuleInPrometheus: the exported rule fires as the

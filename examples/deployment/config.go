@@ -20,6 +20,7 @@ import (
 	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/tai/taicel"
 )
 
 // Config is the service's configuration: flags, each with an environment
@@ -82,11 +83,12 @@ type Config struct {
 	// doubling to 30 s).
 	JobBackoff kanban.Backoff
 	// Set by tests, not by flags, to inject faults: WrapTarget wraps what
-	// the service deploys to, and PublishFault queues each region's job in
-	// place of the service, with publish, which queues it: an error it
-	// returns fails the publish, whether it called publish (an
-	// acknowledgement lost) or not.
+	// the service deploys to, WrapHealth what it reads health from, and
+	// PublishFault queues each region's job in place of the service, with
+	// publish, which queues it: an error it returns fails the publish,
+	// whether it called publish (an acknowledgement lost) or not.
 	WrapTarget   func(fleet.Target) fleet.Target
+	WrapHealth   func(fleet.Health) fleet.Health
 	PublishFault func(j Job, publish func() error) error
 }
 
@@ -125,7 +127,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", env("PROMETHEUS_URL", ""), "read health from this Prometheus server (PromQL over the demoapp's metrics, labelled service, region and version) instead of from the fleet (PROMETHEUS_URL)")
 	demo := fs.Bool("demo", e.Bool("DEMO", true), "demo profile: bakes of seconds (canary 5% 3s, staging 25% 5s, prod) and health every 500ms; -demo=false takes the production profile (canary 5m, staging 10m, health every 10s) (DEMO)")
 	fs.StringVar(&stages, "stages", env("STAGES", ""), "canary stages as name:percent:bake, comma separated; a name is 1 to 32 lower-case letters, digits, - or _, and not validation, preview, switch or batch-N (the service's own steps); default from the profile (STAGES)")
-	fs.DurationVar(&c.Interval, "health-interval", envDur("HEALTH_INTERVAL", 0), "how often health is sampled during a bake; default from the profile (HEALTH_INTERVAL)")
+	fs.DurationVar(&c.Interval, "health-interval", envDur("HEALTH_INTERVAL", 0), "how often health is sampled during a bake, 1ms to 1h; default from the profile (HEALTH_INTERVAL)")
 	fs.IntVar(&c.FailAfter, "fail-after", envInt("FAIL_AFTER", 1), "failing health samples in a row that roll a deployment back (FAIL_AFTER)")
 	c.Analysis = analysis.Default()
 	fs.Float64Var(&c.Analysis.MaxErrorRate, "max-error-rate", envFloat("MAX_ERROR_RATE", c.Analysis.MaxErrorRate), "analysis: highest error rate, as a share (MAX_ERROR_RATE)")
@@ -189,8 +191,12 @@ func (c *Config) validate() error {
 	if lt := c.LocalTraffic; lt != 0 && !(lt >= 0.001 && lt <= 10_000) {
 		errs = append(errs, fmt.Errorf("-local-traffic %v is not 0 or in [0.001, 10000]", lt))
 	}
+	// A stage without health data waits ten intervals for it, which an
+	// interval of decades overflowed into a negative wait.
 	if c.Interval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("-health-interval %v is below 1ms", c.Interval))
+	} else if c.Interval > maxInterval {
+		errs = append(errs, fmt.Errorf("-health-interval %v is above %v", c.Interval, maxInterval))
 	}
 	if c.FailAfter < 1 || c.FailAfter > 100 {
 		errs = append(errs, fmt.Errorf("-fail-after %d is not in [1, 100]", c.FailAfter))
@@ -216,8 +222,8 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("-rules %q is not a directory (nor \"go\")", c.Rules))
 		}
 	}
-	if c.RulesInterval < time.Millisecond {
-		errs = append(errs, fmt.Errorf("-rules-interval %v is below 1ms", c.RulesInterval))
+	if c.RulesInterval < taicel.MinLoaderInterval {
+		errs = append(errs, fmt.Errorf("-rules-interval %v is below %v", c.RulesInterval, taicel.MinLoaderInterval))
 	}
 	if c.Workers < 1 || c.Workers > 10_000 {
 		errs = append(errs, fmt.Errorf("-workers %d is not in [1, 10000]", c.Workers))
@@ -228,6 +234,11 @@ func (c *Config) validate() error {
 	errs = append(errs, svc.CheckLogLevel(c.LogLevel))
 	return errors.Join(errs...)
 }
+
+// maxInterval bounds -health-interval. A sample covers at most five
+// minutes of its stage, so an hour between samples already leaves most
+// of the traffic unjudged.
+const maxInterval = time.Hour
 
 // stageNameRE is what a stage's name may be: it is joined into
 // region/stage in a wave's stages_completed, audit kinds
@@ -265,13 +276,22 @@ func parseStages(s string) ([]heijunka.RampStage, error) {
 		default:
 			seen[name] = true
 		}
+		// A percent too large for a float64 (1e400) is out of range, not
+		// "not a number": ParseFloat gives ±Inf for it, refused below.
 		pct, err := strconv.ParseFloat(fields[1], 64)
-		if err != nil {
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
 			return nil, fmt.Errorf("stage %q: percent %q is not a number", part, fields[1])
+		}
+		// Said here in the flag's words; the Ramp would name its fields.
+		if !(pct > 0 && pct <= 100) {
+			return nil, fmt.Errorf("stage %q: percent %q is not in (0, 100]", part, fields[1])
 		}
 		bake, err := time.ParseDuration(fields[2])
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: bake %q is not a duration", part, fields[2])
+		}
+		if bake < 0 {
+			return nil, fmt.Errorf("stage %q: bake %v is negative", part, bake)
 		}
 		// The Ramp would say the stage must send above 100% and at most
 		// 100%, a bound no number meets.

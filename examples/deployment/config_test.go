@@ -55,6 +55,20 @@ func TestParseConfigRefusals(t *testing.T) {
 		{[]string{"-stages", "abcdefghijklmnopqrstuvwxyz0123456:5:1s,prod:100:0s"}, nil, `is not 1 to 32`},
 		{[]string{"-stages", ":5:1s,prod:100:0s"}, nil, `name "" is not 1 to 32`},
 		{[]string{"-stages", "canary:5:1s,prod:100:0s,soak:100:1h"}, nil, `-stages: stage "soak:100:1h" comes after "prod", which sends 100% of traffic; a stage at 100% is the last`},
+		// A stage's percent and bake are named as the flag gives them,
+		// not as the Ramp's fields.
+		{[]string{"-stages", "canary:5:-1s,prod:100:0s"}, nil, `-stages: stage "canary:5:-1s": bake -1s is negative`},
+		{[]string{"-stages", "canary:5:1s,prod:100:-1ms"}, nil, `-stages: stage "prod:100:-1ms": bake -1ms is negative`},
+		{[]string{"-stages", "canary:0:1s,prod:100:0s"}, nil, `-stages: stage "canary:0:1s": percent "0" is not in (0, 100]`},
+		{[]string{"-stages", "canary:-5:1s,prod:100:0s"}, nil, `-stages: stage "canary:-5:1s": percent "-5" is not in (0, 100]`},
+		{[]string{"-stages", "canary:NaN:1s,prod:100:0s"}, nil, `-stages: stage "canary:NaN:1s": percent "NaN" is not in (0, 100]`},
+		{[]string{"-stages", "prod:150:1s"}, nil, `-stages: stage "prod:150:1s": percent "150" is not in (0, 100]`},
+		{[]string{"-stages", "canary:5:1s,prod:1e400:0s"}, nil, `-stages: stage "prod:1e400:0s": percent "1e400" is not in (0, 100]`},
+		{[]string{"-stages", "canary:5:1s,prod:five:0s"}, nil, `-stages: stage "prod:five:0s": percent "five" is not a number`},
+		{[]string{"-stages", "canary:5:1s,,prod:100:0s"}, nil, `-stages: stage "" is not name:percent:bake`},
+		// Ten intervals, how long a stage waits for health data, must
+		// not overflow a time.Duration: that made the wait negative.
+		{[]string{"-health-interval", "300000h"}, nil, "-health-interval 300000h0m0s is above 1h0m0s"},
 		// The analysis flags are named as given, not as the Go fields.
 		{[]string{"-max-cpu", "2"}, nil, "-max-cpu 2 is not a share in (0, 1]"},
 		{[]string{"-max-error-rate", "0"}, nil, "-max-error-rate 0 is not a share in (0, 1]"},

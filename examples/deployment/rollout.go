@@ -168,9 +168,43 @@ func (r *rollout) stillOurs(ctx context.Context) error {
 	return nil
 }
 
+// movedOn returns errMovedOn when a successful read finds the record
+// moved on from the revision this run last read or wrote: another run took the region up and ended it, and a new deployment may
+// have begun there since. A rollback asks before it moves the fleet, so
+// that a stale run does not take the traffic off a new deployment's
+// canary or retire a version that now serves. Unlike stillOurs it reads
+// once, for at most movedOnReadFor, and a read that fails (or finds no
+// record: a server behind may answer so) counts as not moved on: the
+// rollback of a failing version goes on rather than wait for the store,
+// and at worst repeats the other run's. Within recheckAfter of the run's
+// last read or write it reads nothing (see stillOurs).
+func (r *rollout) movedOn(ctx context.Context) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	if time.Since(r.revAt) < recheckAfter {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, movedOnReadFor)
+	defer cancel()
+	rev, err := r.s.store.Revision(ctx, r.d.ID)
+	if err != nil {
+		r.s.log.Warn("deployment record not read before the rollback; rolling back", "deployment_id", r.d.ID, "region", r.region, "err", err)
+		return nil
+	}
+	if rev > r.rev {
+		return fmt.Errorf("deployment %s at revision %d, written at %d here: %w", r.d.ID, rev, r.rev, errMovedOn)
+	}
+	r.revAt = time.Now()
+	return nil
+}
+
 // recheckAfter is how long after reading or writing its record a rollout
-// moves the fleet without reading it again (stillOurs).
+// moves the fleet without reading it again (stillOurs, movedOn).
 const recheckAfter = time.Second
+
+// movedOnReadFor bounds the read of a rollback's movedOn: a rollback does
+// not wait for a store out of reach.
+const movedOnReadFor = 2 * time.Second
 
 // storeRetryFor bounds how long a rollout retries a write (its record,
 // the stable version) while the store is out of reach: a NATS node lost
@@ -289,6 +323,14 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		}
 		return "", &errRolledBack{"Aborted: " + c.Reason}
 	}
+	// A run whose job another consumer took up while the prerequisites
+	// were judged stops here, before it makes sure of the version
+	// serving: the other may have rolled the region out and retired that
+	// version, which ensureStable would start again and send all traffic
+	// to. Within recheckAfter of the job's start this reads nothing.
+	if err := r.stillOurs(ctx); err != nil {
+		return "", err
+	}
 	if err := r.ensureStable(ctx); err != nil {
 		return "", err
 	}
@@ -347,13 +389,13 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 
 	// A rollout that comes to start on a stopped line (queued when the
 	// cord was pulled) moves no traffic until a person resumes it.
-	switch verdict, reason, at := r.holdStart(ctx); verdict {
+	switch verdict, reason := r.holdStart(ctx); verdict {
 	case "interrupted":
 		return "", r.heldForShutdown(ctx)
-	case "failed":
-		return "", r.rolledBack(ctx, reason, at)
 	case "aborted":
 		return "", r.rolledBack(ctx, "Aborted: "+reason, time.Time{})
+	case movedOnVerdict:
+		return "", fmt.Errorf("%s: %w", reason, errMovedOn)
 	}
 
 	rampAt := -1
@@ -404,8 +446,11 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 			span.SetStatus(codes.Error, reason)
 		}
 		span.End()
-		if verdict == "interrupted" {
+		switch verdict {
+		case "interrupted":
 			return "", r.heldForShutdown(ctx)
+		case movedOnVerdict:
+			return "", fmt.Errorf("%s: %w", reason, errMovedOn)
 		}
 		end := time.Now()
 		s.metrics.stage.WithLabelValues(r.strategy, st.name, verdict).Observe(end.Sub(start).Seconds())
@@ -491,12 +536,13 @@ func (r *rollout) heldForShutdown(ctx context.Context) error {
 // bake holds a stage for its bake time while the watchdog samples health.
 // It ends with passed (the bake is over and at least one sample passed),
 // failed (the analysis failed: at says when it was sampled), aborted,
-// promoted, or interrupted (ctx ended: the process stops, and the
-// deployment is taken up again after a restart). While paused (the cord)
-// the bake's clock stops and the traffic share is held. Once the service
-// is shutting down the stage holds as when paused, and neither passes nor
-// is promoted, so that no next stage starts; a failed analysis or an
-// abort still rolls back.
+// promoted, interrupted (ctx ended: the process stops, and the
+// deployment is taken up again after a restart), or moved on (a pause or
+// a resume not stored over another run's write: see setPaused). While
+// paused (the cord) the bake's clock stops and the traffic share is
+// held. Once the service is shutting down the stage holds as when paused,
+// and neither passes nor is promoted, so that no next stage starts; a
+// failed analysis or an abort still rolls back.
 func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason string, at time.Time) {
 	left := st.bake
 	// A stage needs a passing sample of its own; without enough traffic
@@ -512,7 +558,9 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 		paused := r.paused
 		r.mu.Unlock()
 		if !paused && r.s.line.Admit(ctx, "") != nil {
-			r.setPaused(ctx, true)
+			if err := r.setPaused(ctx, true); err != nil {
+				return movedOnVerdict, err.Error(), time.Time{}
+			}
 			paused = true
 		}
 		stopping := r.s.stopping()
@@ -563,12 +611,16 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 					return "failed", f.reason, f.at
 				}
 				if !stopping && r.s.line.Admit(ctx, "") == nil {
-					r.setPaused(ctx, false)
+					if err := r.setPaused(ctx, false); err != nil {
+						return movedOnVerdict, err.Error(), time.Time{}
+					}
 					return "promoted", "promoted by a person", time.Time{}
 				}
 			case "resume":
 				if r.s.line.Admit(ctx, "") == nil {
-					r.setPaused(ctx, false)
+					if err := r.setPaused(ctx, false); err != nil {
+						return movedOnVerdict, err.Error(), time.Time{}
+					}
 				}
 			}
 		case <-cord:
@@ -618,9 +670,10 @@ func (r *rollout) failedNow() (failure, bool) {
 // holdStart keeps a rollout from its first stage while the line is
 // stopped: it pauses, as a running rollout does at the cord, until a
 // resume (or a promote) on a started line lets it go on (verdict ""), an
-// abort or a failed analysis of the new version on its preview traffic
-// ends it, or ctx ends (interrupted).
-func (r *rollout) holdStart(ctx context.Context) (verdict, reason string, at time.Time) {
+// abort ends it, or ctx ends (interrupted). The new version's health is
+// not judged meanwhile: no stage has begun, and check passes until one
+// does, so that no failed analysis ends the hold.
+func (r *rollout) holdStart(ctx context.Context) (verdict, reason string) {
 	for {
 		cord := r.s.cordChanged()
 		r.mu.Lock()
@@ -628,22 +681,24 @@ func (r *rollout) holdStart(ctx context.Context) (verdict, reason string, at tim
 		r.mu.Unlock()
 		if !paused {
 			if r.s.line.Admit(ctx, "") == nil {
-				return "", "", time.Time{}
+				return "", ""
 			}
-			r.setPaused(ctx, true)
+			if err := r.setPaused(ctx, true); err != nil {
+				return movedOnVerdict, err.Error()
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return "interrupted", "", time.Time{}
-		case f := <-r.failed:
-			return "failed", f.reason, f.at
+			return "interrupted", ""
 		case c := <-r.cmds:
 			switch c.Action {
 			case "abort":
-				return "aborted", c.Reason, time.Time{}
+				return "aborted", c.Reason
 			case "promote", "resume":
 				if r.s.line.Admit(ctx, "") == nil {
-					r.setPaused(ctx, false)
+					if err := r.setPaused(ctx, false); err != nil {
+						return movedOnVerdict, err.Error()
+					}
 				}
 			}
 		case <-cord:
@@ -666,24 +721,39 @@ func stopTimer(t *time.Timer) {
 	}
 }
 
-// setPaused pauses or resumes the run and records it.
-func (r *rollout) setPaused(ctx context.Context, p bool) {
+// setPaused pauses or resumes the run and records it. A write refused
+// as a conflict means that another consumer took the job up and wrote the
+// record (see update): the run is no longer the region's, and setPaused
+// returns the error for it to stop at once (movedOnVerdict), rather than
+// hold a stage, or bake one, for a deployment another run has ended. A
+// write that fails otherwise (the store out of reach) is logged, and the
+// run goes on, paused or not, as the line says.
+func (r *rollout) setPaused(ctx context.Context, p bool) error {
 	r.mu.Lock()
 	changed := r.paused != p
 	r.paused = p
 	r.mu.Unlock()
 	if !changed {
-		return
-	}
-	if err := r.update(ctx, func(d *Deployment, _ *RegionResult) { d.Paused = p }); err != nil {
-		r.s.log.Warn("pause not stored", "deployment_id", r.d.ID, "err", err)
+		return nil
 	}
 	what := "resumed"
 	if p {
 		what = "paused"
 	}
+	if err := r.update(ctx, func(d *Deployment, _ *RegionResult) { d.Paused = p }); err != nil {
+		if isConflict(err) {
+			return fmt.Errorf("not %s: %w", what, err)
+		}
+		r.s.log.Warn("pause not stored", "deployment_id", r.d.ID, "err", err)
+	}
 	r.s.auditEvent(r, what, tai.Succeeded, what, 0)
+	return nil
 }
+
+// movedOnVerdict is the verdict of a bake, or of a hold at the start,
+// whose run found its record moved on when it stored a pause or a resume
+// (setPaused): its reason is the write's error.
+const movedOnVerdict = "moved on"
 
 // check is the watchdog's probe: one health sample of the new version,
 // analysed. No data is inconclusive and passes the probe. The sample
@@ -750,6 +820,7 @@ func (r *rollout) check(ctx context.Context) error {
 	}
 	if hs.Verdict != "inconclusive" {
 		r.s.metrics.errorRate.WithLabelValues(r.service, r.region, r.version).Set(hs.ErrorRate)
+		r.s.rollouts.setErrorRate(r.d.ID+"/"+r.region, hs.ErrorRate)
 	}
 	aspan.SetAttributes(attribute.String("deployment.analysis.verdict", hs.Verdict),
 		attribute.Float64("deployment.analysis.requests", hs.Requests), attribute.Float64("deployment.analysis.error_rate", hs.ErrorRate),
@@ -766,7 +837,7 @@ func (r *rollout) check(ctx context.Context) error {
 	if canary {
 		r.s.metrics.overdue.WithLabelValues(r.service, r.region, r.st.name).Set(overdue)
 	}
-	r.s.rollouts.set(r.d.ID+"/"+r.region, hs.ErrorRate, overdue, canary)
+	r.s.rollouts.setOverdue(r.d.ID+"/"+r.region, overdue, canary)
 	rr := &r.d.Results[r.index]
 	if n := len(rr.Stages); n > 0 {
 		st := &rr.Stages[n-1]
@@ -812,12 +883,19 @@ func (r *rollout) ensureStable(ctx context.Context) error {
 
 // rollBack sends all traffic back to the version that served before (for
 // a first deployment, none: the region then serves nothing), retires the
-// new one and records the rollback.
+// new one and records the rollback. A run whose record has moved on
+// (movedOn: another run took the region up and ended it) leaves the fleet
+// as it is and returns errMovedOn: a new deployment may have begun in the
+// region since, whose canary the rollback would take the traffic off.
 // failedAt is when the failing sample was taken, for the time to recover.
 func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Time) error {
 	s := r.s
 	// The rollback must finish even when the run's context is ending.
 	ctx = context.WithoutCancel(ctx)
+	if err := r.movedOn(ctx); err != nil {
+		s.log.Warn("rollback left to the run that took the region up", "deployment_id", r.d.ID, "region", r.region, "reason", reason, "err", err)
+		return err
+	}
 	if r.stable != "" {
 		if err := s.target.Route(ctx, r.service, r.region, r.stable, r.version, 0); err != nil {
 			// The fleet may have lost the stable version (local processes

@@ -365,7 +365,8 @@ func TestRulesFlagRefusals(t *testing.T) {
 	}{
 		{[]string{"-rules", file}, `-rules "` + file + `" is not a directory (nor "go")`},
 		{[]string{"-rules", "/nonexistent"}, `-rules "/nonexistent" is not a directory`},
-		{[]string{"-rules-interval", "0s"}, "-rules-interval 0s is below 1ms"},
+		{[]string{"-rules-interval", "0s"}, "-rules-interval 0s is below 10ms"},
+		{[]string{"-rules-interval", "9ms"}, "-rules-interval 9ms is below 10ms"},
 	} {
 		_, err := parseConfig(append([]string{"-data-dir", t.TempDir()}, tc.args...), func(string) string { return "" })
 		assert.ErrorContains(t, err, tc.want)

@@ -307,6 +307,9 @@ func (s *Service) startFleet(ctx context.Context) error {
 	if s.cfg.WrapTarget != nil {
 		s.target = s.cfg.WrapTarget(s.target)
 	}
+	if s.cfg.WrapHealth != nil {
+		s.health = s.cfg.WrapHealth(s.health)
+	}
 	return nil
 }
 
@@ -691,8 +694,16 @@ func (s *Service) recoverRegion(ctx context.Context, r *rollout) error {
 
 // restoreRegion rolls back a region whose rollout began (its record says
 // so, and names the version before) and records it ROLLED_BACK with
-// reason.
+// reason. A run whose record has moved on (movedOn) touches neither the
+// version recorded serving nor the fleet, and returns errMovedOn: the
+// run that took the region up ended it, and a deployment of the same
+// version may have rolled it out since and recorded it serving, which
+// RestoreStable would put back to the version before.
 func (s *Service) restoreRegion(ctx context.Context, r *rollout, reason string) error {
+	if err := r.movedOn(context.WithoutCancel(ctx)); err != nil {
+		s.log.Warn("rollback left to the run that took the region up", "deployment_id", r.d.ID, "region", r.region, "reason", reason, "err", err)
+		return err
+	}
 	r.mu.Lock()
 	rr := r.d.Results[r.index]
 	r.mu.Unlock()

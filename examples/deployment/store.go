@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
 // Store keeps the service's state in JetStream key-value buckets, shared by
@@ -53,7 +55,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, more []jetstream.Jet
 	open := func(cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		cfg.Storage = jetstream.FileStorage
 		cfg.Replicas = max(o.Replicas, 1)
-		kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+		kv, err := svc.KeyValue(ctx, js, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 		}

@@ -1,6 +1,7 @@
 package promhealth
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -57,7 +58,14 @@ func TestAgainstPrometheus(t *testing.T) {
 		},
 	})
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, f.Shutdown(t.Context())) })
+	t.Cleanup(func() {
+		// Not t.Context(): it is canceled before cleanups run, and the
+		// proxy's Shutdown then fails while the traffic's last
+		// connection is still open.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, f.Shutdown(ctx))
+	})
 	for _, v := range []string{"v1", "v2"} {
 		require.NoError(t, f.Deploy(ctx, "web", "eu", v, 1))
 	}
