@@ -416,7 +416,7 @@ func (d *dispatcher) send(batch []Alert) {
 		}
 		d.count(func(s *NotifierStats) { s.Retries++ })
 		d.log.Warn("andon: notification failed; retrying", "notifier", d.name, "attempt", attempt, "err", err)
-		if ra := min(longestRetryAfter(err), maxRetryAfter); ra > delay {
+		if ra := min(tai.RetryAfter(err), maxRetryAfter); ra > delay {
 			delay = ra // a receiver asked for a longer wait
 		}
 		t := time.NewTimer(max(0, delay))
@@ -426,29 +426,6 @@ func (d *dispatcher) send(batch []Alert) {
 			t.Stop()
 		}
 	}
-}
-
-// longestRetryAfter returns the longest wait asked for by an error in
-// err's tree with a RetryAfter method (as tai.RetryAfter finds one), or 0
-// when none asks. A Webhook sends a batch as one request per alert name,
-// and each failed request may carry its own Retry-After: a retry sooner
-// than the longest would ask that receiver again before it said to.
-func longestRetryAfter(err error) time.Duration {
-	switch e := err.(type) {
-	case nil:
-		return 0
-	case interface{ RetryAfter() time.Duration }:
-		return e.RetryAfter()
-	case interface{ Unwrap() error }:
-		return longestRetryAfter(e.Unwrap())
-	case interface{ Unwrap() []error }:
-		var d time.Duration
-		for _, err := range e.Unwrap() {
-			d = max(d, longestRetryAfter(err))
-		}
-		return d
-	}
-	return tai.RetryAfter(err) // an error with an As method may find one
 }
 
 // delay calls NotifyOptions.Backoff, turning a panic into a *PanicError.

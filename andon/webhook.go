@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/tai"
 )
 
 // WebhookOptions configures a Webhook.
@@ -186,11 +187,7 @@ func (e *partialError) Error() string { return errors.Join(e.errs...).Error() }
 // with Retry-After, 0 if none did: retrying sooner would ask one of those
 // receivers again before it said it could answer.
 func (e *partialError) RetryAfter() time.Duration {
-	var d time.Duration
-	for _, err := range e.retryErrs {
-		d = max(d, longestRetryAfter(err))
-	}
-	return d
+	return tai.RetryAfter(errors.Join(e.retryErrs...))
 }
 
 // Unwrap returns the failures with any kanban.PermanentError taken off, so

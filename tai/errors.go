@@ -176,10 +176,34 @@ func (e *RejectedError) Unwrap() error { return e.Err }
 // RetryAfter returns the retry hint of the error, if any error in its tree
 // has a method RetryAfter() time.Duration (heijunka and jidoka errors do).
 // It returns 0 when there is none.
+//
+// An error with the method answers for what it wraps. Of the errors joined
+// by errors.Join (or any error with Unwrap() []error) the longest hint
+// wins: a call refused by two limits is refused until both let it through,
+// and a retry at the shorter hint would be refused again.
 func RetryAfter(err error) time.Duration {
-	var ra interface{ RetryAfter() time.Duration }
-	if errors.As(err, &ra) {
-		return ra.RetryAfter()
+	type hinted = interface{ RetryAfter() time.Duration }
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(hinted); ok {
+		return e.RetryAfter()
+	}
+	if e, ok := err.(interface{ As(any) bool }); ok {
+		var h hinted
+		if e.As(&h) && h != nil {
+			return h.RetryAfter()
+		}
+	}
+	switch e := err.(type) {
+	case interface{ Unwrap() error }:
+		return RetryAfter(e.Unwrap())
+	case interface{ Unwrap() []error }:
+		var d time.Duration
+		for _, err := range e.Unwrap() {
+			d = max(d, RetryAfter(err))
+		}
+		return d
 	}
 	return 0
 }

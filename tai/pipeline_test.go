@@ -427,6 +427,47 @@ func TestRetryAfter(t *testing.T) {
 	assert.Zero(t, tai.RetryAfter(nil))
 }
 
+// hintAs is an error that stands for a retryErr through its As method.
+type hintAs struct{ d time.Duration }
+
+func (e hintAs) Error() string { return "stands for a hint" }
+
+func (e hintAs) As(target any) bool {
+	if p, ok := target.(*interface{ RetryAfter() time.Duration }); ok {
+		*p = retryErr(e)
+		return true
+	}
+	return false
+}
+
+func TestRetryAfterOfATree(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"wrapped", fmt.Errorf("call: %w", retryErr{2 * time.Second}), 2 * time.Second},
+		{"joined: the longest", errors.Join(retryErr{time.Second}, errors.New("plain"), fmt.Errorf("x: %w", retryErr{5 * time.Second}), retryErr{3 * time.Second}), 5 * time.Second},
+		{"one wrap of several", fmt.Errorf("%w and %w", retryErr{4 * time.Second}, retryErr{time.Second}), 4 * time.Second},
+		{"joined inside a wrap", fmt.Errorf("both: %w", errors.Join(retryErr{time.Second}, retryErr{7 * time.Second})), 7 * time.Second},
+		{"a hint answers for what it wraps", wrapHint{retryErr{time.Second}, 9 * time.Second}, time.Second},
+		{"an As method", fmt.Errorf("via As: %w", hintAs{6 * time.Second}), 6 * time.Second},
+		{"no hint joined", errors.Join(errors.New("a"), errors.New("b")), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, tai.RetryAfter(tc.err))
+		})
+	}
+}
+
+// wrapHint has a hint of its own and wraps an error with another.
+type wrapHint struct {
+	retryErr
+	inner time.Duration
+}
+
+func (e wrapHint) Unwrap() error { return retryErr{e.inner} }
+
 func TestInvalidSignal(t *testing.T) {
 	j := &journal{}
 	obs := &recObserver{j: j}
