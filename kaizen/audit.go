@@ -57,7 +57,8 @@ type AuditOptions struct {
 	// record is the pipeline caller's, and other observers may keep it.
 	// A record whose Redact (or whose Err's Error method) panics is not
 	// written: it goes to OnUnwritten with an error saying so, and the
-	// trail goes on.
+	// trail goes on. Redact must not call the Audit's Flush or Shutdown:
+	// they wait for the writer goroutine, which waits for Redact.
 	Redact func(*AuditEntry)
 	// Genesis is the prev hash of the first line, in hex: the hash of
 	// the last line of a trail this one continues (Audit.Last of the
@@ -77,7 +78,9 @@ type AuditOptions struct {
 	// ErrAuditClosed after Shutdown. It runs on the writer goroutine or on
 	// the goroutine calling Observe. Nil means each is logged at level
 	// Error on Logger. A panic in OnUnwritten is recovered and logged on
-	// Logger, and the trail goes on as it would have.
+	// Logger, and the trail goes on as it would have. Like Redact, it
+	// must not call Flush or Shutdown, which on the writer goroutine wait
+	// for themselves.
 	OnUnwritten func(r tai.Record, err error)
 	// Logger logs unwritten records when OnUnwritten is nil, a panic of
 	// OnUnwritten or of the io.Writer's Write or Sync, and what
