@@ -79,6 +79,14 @@ type Limiter struct {
 type state struct {
 	p   params
 	tat atomic.Int64
+
+	// The reservations booked under this state, as far as a cancel needs
+	// them (see Reservation.cancel); guarded by resMu. Allow and Decide
+	// book without it: their events act when they are booked.
+	resMu   sync.Mutex
+	seq     uint64 // reservations of events booked
+	top     uint64 // the latest of them not canceled in full; 0 for none
+	lastAct int64  // when the latest events of the others act (top's included)
 }
 
 // retired is the schedule of a state that a change of Limit has replaced.
@@ -251,6 +259,11 @@ type Reservation struct {
 	act      int64 // when the events may act, nanoseconds since the limiter's epoch
 	next     int64 // the schedule right after the booking
 	canceled atomic.Bool
+	// seq numbers the booking among the state's reservations; prevTop and
+	// prevLast are the state's top and lastAct before it, put back when
+	// it is canceled in full as the latest.
+	seq, prevTop uint64
+	prevLast     int64
 }
 
 // OK reports whether the reservation was granted. It is false when n is
@@ -317,20 +330,38 @@ func (r *Reservation) cancel(now int64) {
 	if r.n == 0 || r.act <= now {
 		return
 	}
-	// What was booked after r (the schedule beyond r.next) acts at times
-	// given already: returning r's share under it would let a new booking
-	// act with it, beyond the burst. A state retired since, by a change
-	// of Limit, takes nothing back.
-	inc := int64(r.n) * r.st.p.interval
+	// What was booked after r acts at times given already: returning r's
+	// share under it would let a new booking act with it, beyond the
+	// burst. The bookings after r may move down into r's place in the
+	// schedule only as far as none comes before its own time: by r's
+	// events' share less the time from r's act to the latest act booked
+	// after r. Events allowed at once act by now; the reservations after
+	// r act by the state's lastAct, unless every one of them was canceled
+	// in full (r is the top again). A state retired since, by a change of
+	// Limit, takes nothing back.
+	st := r.st
+	inc := int64(r.n) * st.p.interval
+	st.resMu.Lock()
+	defer st.resMu.Unlock()
+	later := now
+	if st.top != r.seq {
+		later = max(later, st.lastAct)
+	}
+	back := inc - max(later-r.act, 0)
+	if back <= 0 {
+		return
+	}
 	for {
-		tat := r.st.tat.Load()
+		tat := st.tat.Load()
 		if tat == retired {
 			return
 		}
-		back := inc - max(tat-r.next, 0)
-		if back <= 0 || r.st.tat.CompareAndSwap(tat, tat-back) {
-			return
+		if st.tat.CompareAndSwap(tat, tat-back) {
+			break
 		}
+	}
+	if back == inc && st.top == r.seq {
+		st.top, st.lastAct = r.prevTop, r.prevLast
 	}
 }
 
@@ -381,12 +412,30 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
 				r.act = act
 				return
 			}
-			if n == 0 || st.tat.CompareAndSwap(tat, next) {
+			if n == 0 {
 				r.ok, r.act, r.next = true, act, next
+				return
+			}
+			if st.book(r, tat, next, act) {
 				return
 			}
 		}
 	}
+}
+
+// book records the reservation r of the schedule from tat to next, acting
+// at act, unless the schedule is no longer tat.
+func (st *state) book(r *Reservation, tat, next, act int64) bool {
+	st.resMu.Lock()
+	defer st.resMu.Unlock()
+	if !st.tat.CompareAndSwap(tat, next) {
+		return false
+	}
+	st.seq++
+	r.ok, r.act, r.next = true, act, next
+	r.seq, r.prevTop, r.prevLast = st.seq, st.top, st.lastAct
+	st.top, st.lastAct = st.seq, max(st.lastAct, act)
+	return true
 }
 
 // Wait blocks until one event may pass, or ctx ends.

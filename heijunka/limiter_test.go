@@ -153,6 +153,39 @@ func TestReservationCancelKeepsLaterBookings(t *testing.T) {
 	assert.Equal(t, 300*time.Millisecond, lim.DecideN(t0, 0).ResetAfter, "and r5's")
 }
 
+// TestReservationCancelsOutOfOrder: canceling an earlier reservation lets
+// the later ones move down into its place only as far as none comes before
+// its own time. Canceling first a reservation with one event booked after
+// it, then the one before, returned the second's events whole, as if the
+// later event had moved down too: a new booking then acted with it, eight
+// events at once under a burst of seven.
+func TestReservationCancelsOutOfOrder(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 7})
+	require.True(t, lim.AllowN(t0, 1))
+	first := lim.ReserveN(t0, 7)  // acts at 1s
+	second := lim.ReserveN(t0, 7) // acts at 8s
+	last := lim.ReserveN(t0, 1)   // acts at 9s
+	require.Equal(t, 9*time.Second, last.DelayFrom(t0))
+	second.CancelAt(t0)
+	first.CancelAt(t0)
+
+	at := t0.Add(2 * time.Second)
+	lim.AllowN(at, 3)
+	r := lim.ReserveN(at, 7)
+	require.True(t, r.OK())
+	assert.Greater(t, r.DelayFrom(at)+2*time.Second, 9*time.Second,
+		"seven new events must not act with the one that acts at 9s")
+
+	// Canceled latest first, reservations return all their events.
+	lim = newLimiter(t, heijunka.Limit{Rate: 10, Burst: 1})
+	require.True(t, lim.AllowN(t0, 1))
+	r1, r2, r3 := lim.ReserveN(t0, 1), lim.ReserveN(t0, 1), lim.ReserveN(t0, 1)
+	r3.CancelAt(t0)
+	r2.CancelAt(t0)
+	r1.CancelAt(t0)
+	assert.Equal(t, 100*time.Millisecond, lim.DecideN(t0, 0).ResetAfter, "back to the first event's schedule")
+}
+
 // TestLimiterWaitCanceledBeforeOthers: a wait cut short while later waits
 // queue behind it leaves them their times, and a new wait queues after
 // them, not beside the last.
