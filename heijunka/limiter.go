@@ -86,7 +86,7 @@ type state struct {
 	resMu   sync.Mutex
 	seq     uint64 // reservations of events booked
 	top     uint64 // the latest of them not canceled in full; 0 for none
-	lastAct int64  // when the latest events of the others act (top's included)
+	lastAct int64  // when the latest events of those up to top act; unset while top is 0
 }
 
 // retired is the schedule of a state that a change of Limit has replaced.
@@ -434,7 +434,12 @@ func (st *state) book(r *Reservation, tat, next, act int64) bool {
 	st.seq++
 	r.ok, r.act, r.next = true, act, next
 	r.seq, r.prevTop, r.prevLast = st.seq, st.top, st.lastAct
-	st.top, st.lastAct = st.seq, max(st.lastAct, act)
+	if st.top == 0 { // none booked, or every one canceled as the latest
+		st.lastAct = act
+	} else {
+		st.lastAct = max(st.lastAct, act)
+	}
+	st.top = st.seq
 	return true
 }
 

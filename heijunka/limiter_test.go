@@ -160,30 +160,47 @@ func TestReservationCancelKeepsLaterBookings(t *testing.T) {
 // later event had moved down too: a new booking then acted with it, eight
 // events at once under a burst of seven.
 func TestReservationCancelsOutOfOrder(t *testing.T) {
-	lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 7})
-	require.True(t, lim.AllowN(t0, 1))
-	first := lim.ReserveN(t0, 7)  // acts at 1s
-	second := lim.ReserveN(t0, 7) // acts at 8s
-	last := lim.ReserveN(t0, 1)   // acts at 9s
-	require.Equal(t, 9*time.Second, last.DelayFrom(t0))
-	second.CancelAt(t0)
-	first.CancelAt(t0)
+	// Times after the limiter's creation and before it: the limiter
+	// counts them from its creation, so the latter are negative.
+	for _, origin := range []time.Time{t0, time.Unix(1_000_000_000, 0)} {
+		t.Run(origin.Format(time.DateOnly), func(t *testing.T) {
+			lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 7})
+			require.True(t, lim.AllowN(origin, 1))
+			first := lim.ReserveN(origin, 7)  // acts at 1s
+			second := lim.ReserveN(origin, 7) // acts at 8s
+			last := lim.ReserveN(origin, 1)   // acts at 9s
+			require.Equal(t, 9*time.Second, last.DelayFrom(origin))
+			second.CancelAt(origin)
+			first.CancelAt(origin)
 
-	at := t0.Add(2 * time.Second)
-	lim.AllowN(at, 3)
-	r := lim.ReserveN(at, 7)
-	require.True(t, r.OK())
-	assert.Greater(t, r.DelayFrom(at)+2*time.Second, 9*time.Second,
-		"seven new events must not act with the one that acts at 9s")
+			at := origin.Add(2 * time.Second)
+			lim.AllowN(at, 3)
+			r := lim.ReserveN(at, 7)
+			require.True(t, r.OK())
+			assert.Greater(t, r.DelayFrom(at)+2*time.Second, 9*time.Second,
+				"seven new events must not act with the one that acts at 9s")
 
-	// Canceled latest first, reservations return all their events.
-	lim = newLimiter(t, heijunka.Limit{Rate: 10, Burst: 1})
-	require.True(t, lim.AllowN(t0, 1))
-	r1, r2, r3 := lim.ReserveN(t0, 1), lim.ReserveN(t0, 1), lim.ReserveN(t0, 1)
-	r3.CancelAt(t0)
-	r2.CancelAt(t0)
-	r1.CancelAt(t0)
-	assert.Equal(t, 100*time.Millisecond, lim.DecideN(t0, 0).ResetAfter, "back to the first event's schedule")
+			// Canceled latest first, reservations return all their
+			// events.
+			lim = newLimiter(t, heijunka.Limit{Rate: 10, Burst: 1})
+			require.True(t, lim.AllowN(origin, 1))
+			r1, r2, r3 := lim.ReserveN(origin, 1), lim.ReserveN(origin, 1), lim.ReserveN(origin, 1)
+			r3.CancelAt(origin)
+			r2.CancelAt(origin)
+			r1.CancelAt(origin)
+			assert.Equal(t, 100*time.Millisecond, lim.DecideN(origin, 0).ResetAfter, "back to the first event's schedule")
+
+			// One canceled with a later one behind it returns what the
+			// later one leaves free: r5 acts at 300ms, so r4's second
+			// event comes back, as in golang.org/x/time/rate.
+			lim = newLimiter(t, heijunka.Limit{Rate: 10, Burst: 2})
+			require.True(t, lim.AllowN(origin, 2))
+			r4 := lim.ReserveN(origin, 2) // acts at 200ms
+			lim.ReserveN(origin, 1)       // acts at 300ms
+			r4.CancelAt(origin)
+			assert.Equal(t, 300*time.Millisecond, lim.ReserveN(origin, 1).DelayFrom(origin))
+		})
+	}
 }
 
 // TestLimiterWaitCanceledBeforeOthers: a wait cut short while later waits
@@ -480,7 +497,8 @@ func TestLimiterWindowProperty(t *testing.T) {
 			active bool
 		}
 		var booked []*booking
-		now := t0
+		// From the limiter's creation or before it (negative times).
+		now := rapid.SampledFrom([]time.Time{t0, time.Unix(1_000_000_000, 0)}).Draw(t, "origin")
 		steps := rapid.IntRange(1, 200).Draw(t, "steps")
 		for range steps {
 			maxGap := int64(2 * float64(time.Second) / limit.Rate)
