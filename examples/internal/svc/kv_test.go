@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,8 +45,7 @@ func TestKeyValueReadsEveryWriteOnACluster(t *testing.T) {
 	missing := 0
 	for i := range 2000 {
 		k := "k" + strconv.Itoa(i)
-		_, err := kvs[i%3].Create(ctx, k, []byte("v"))
-		require.NoError(t, err)
+		require.NoError(t, createLanded(ctx, kvs[i%3], k))
 		for r := range 3 {
 			_, err := kvs[(i+r)%3].Get(ctx, k)
 			if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -56,6 +56,27 @@ func TestKeyValueReadsEveryWriteOnACluster(t *testing.T) {
 		}
 	}
 	assert.Zero(t, missing, "keys read as missing right after they were created, of 6000 reads")
+}
+
+// createLanded creates key in kv, sending it again while the bucket's
+// stream cannot be reached: on a cluster just formed, a server may not yet
+// know where the stream listens (no responders), or its leader may move
+// under a loaded machine. A create sent again that finds the key landed
+// the first time.
+func createLanded(ctx context.Context, kv jetstream.KeyValue, key string) error {
+	for try := 1; ; try++ {
+		_, err := kv.Create(ctx, key, []byte("v"))
+		switch {
+		case err == nil:
+			return nil
+		case try > 1 && errors.Is(err, jetstream.ErrKeyExists):
+			return nil
+		case try < 50 && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout)):
+			time.Sleep(100 * time.Millisecond)
+		default:
+			return err
+		}
+	}
 }
 
 // TestKeyValueOnOneServerReadsDirectly: a bucket on one server keeps

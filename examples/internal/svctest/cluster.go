@@ -84,7 +84,76 @@ func StartNATSCluster(t testing.TB, bin string, n int) []*NATSNode {
 			t.Fatalf("%v\n%s", err, Logs(nodes))
 		}
 	}
+	if err := waitWhole(nodes, time.Minute); err != nil {
+		t.Fatalf("%v\n%s", err, Logs(nodes))
+	}
 	return nodes
+}
+
+// waitWhole waits until the cluster's metadata group is whole: every node
+// follows one leader in a group of all the nodes, with nothing pending,
+// and the leader finds every other node current. A node is healthy once
+// it has heard from a leader, which can be before the group has stored
+// who its members are: a cluster killed then and restarted without a node
+// could elect no leader at all.
+func waitWhole(nodes []*NATSNode, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		state, err := metaState(nodes)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster not whole within %v: %v (last: %s)", within, err, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type jszMeta struct {
+	Meta struct {
+		Leader   string `json:"leader"`
+		Size     int    `json:"cluster_size"`
+		Pending  int    `json:"pending"`
+		Replicas []struct {
+			Name    string `json:"name"`
+			Current bool   `json:"current"`
+		} `json:"replicas"`
+	} `json:"meta_cluster"`
+}
+
+// metaState returns nil when the nodes' metadata group is whole (see
+// waitWhole), and what it read.
+func metaState(nodes []*NATSNode) (string, error) {
+	var b strings.Builder
+	leaders := map[string]bool{}
+	for _, n := range nodes {
+		var m jszMeta
+		if err := n.getJSON("/jsz", &m); err != nil {
+			return b.String(), err
+		}
+		fmt.Fprintf(&b, "%s: %+v; ", n.Name, m.Meta)
+		if m.Meta.Leader == "" || m.Meta.Size != len(nodes) || m.Meta.Pending != 0 {
+			return b.String(), fmt.Errorf("%s: leader %q, %d members, %d pending", n.Name, m.Meta.Leader, m.Meta.Size, m.Meta.Pending)
+		}
+		leaders[m.Meta.Leader] = true
+		if m.Meta.Leader != n.Name {
+			continue
+		}
+		current := 0
+		for _, r := range m.Meta.Replicas {
+			if r.Current {
+				current++
+			}
+		}
+		if current != len(nodes)-1 {
+			return b.String(), fmt.Errorf("leader %s finds %d of %d others current", n.Name, current, len(nodes)-1)
+		}
+	}
+	if len(leaders) != 1 {
+		return b.String(), fmt.Errorf("the nodes name %d leaders", len(leaders))
+	}
+	return b.String(), nil
 }
 
 // RestartWithout kills every node, then starts them again but the last
@@ -203,19 +272,28 @@ type jszStreams struct {
 // caller forever.
 func (n *NATSNode) jsz() (jszStreams, error) {
 	var jsz jszStreams
+	err := n.getJSON("/jsz?streams=true", &jsz)
+	return jsz, err
+}
+
+// getJSON decodes the node's monitoring answer at path into v. The
+// request ends after jszTimeout.
+func (n *NATSNode) getJSON(path string, v any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), jszTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.MonitorURL+"/jsz?streams=true", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.MonitorURL+path, nil)
 	if err != nil {
-		return jsz, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return jsz, err
+		return err
 	}
 	defer resp.Body.Close()
-	err = json.NewDecoder(resp.Body).Decode(&jsz)
-	return jsz, err
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s%s: %s", n.Name, path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // StreamLeader returns the running node that leads the named stream's
