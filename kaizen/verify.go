@@ -46,6 +46,34 @@ func (e *AuditError) Is(target error) bool { return target == ErrAuditTampered }
 // VerifyOptions.Key accept, in bytes. Use 32 random bytes.
 const MinAuditKeyLen = 16
 
+// MaxAuditKeyFile is the most ReadAuditKeyFile reads of a key file, in
+// bytes.
+const MaxAuditKeyFile = 64 << 10
+
+// ReadAuditKeyFile reads the HMAC key of an audit trail (AuditOptions.Key,
+// VerifyOptions.Key) from the file name, used as stored: every byte is
+// the key's, a trailing newline included. It returns an error when the
+// file cannot be read, holds fewer than MinAuditKeyLen bytes, or holds
+// more than MaxAuditKeyFile: a file given by mistake (the trail itself, or
+// /dev/zero) is refused without being read whole.
+func ReadAuditKeyFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	key, err := io.ReadAll(io.LimitReader(f, MaxAuditKeyFile+1))
+	switch {
+	case err != nil:
+		return nil, err
+	case len(key) > MaxAuditKeyFile:
+		return nil, fmt.Errorf("kaizen: audit key file %s holds more than %d bytes; it should hold the key alone", name, MaxAuditKeyFile)
+	case len(key) < MinAuditKeyLen:
+		return nil, fmt.Errorf("kaizen: audit key file %s holds %d bytes; the key needs at least %d", name, len(key), MinAuditKeyLen)
+	}
+	return key, nil
+}
+
 // VerifyOptions says how to verify an audit trail. The zero value verifies
 // a trail written without a key that starts at GenesisHash, and does not
 // look for an expected hash.

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -373,4 +375,36 @@ func TestVerifyAuditNamesATrailBegunAgain(t *testing.T) {
 	assert.Equal(t, 3, ae.Line)
 	assert.Equal(t, "its prev hash is not the hash of line 2: a line was deleted, inserted or moved before it, or line 2 was edited and rehashed; "+
 		"it is a copy of line 2", ae.Reason)
+}
+
+// ReadAuditKeyFile takes a key as stored, from MinAuditKeyLen bytes to
+// MaxAuditKeyFile, and refuses the rest with the file's name and size.
+func TestReadAuditKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, n int) string {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, bytes.Repeat([]byte{'k'}, n), 0o600))
+		return path
+	}
+	for _, n := range []int{kaizen.MinAuditKeyLen, 33, kaizen.MaxAuditKeyFile} {
+		key, err := kaizen.ReadAuditKeyFile(write("ok", n))
+		require.NoError(t, err, "%d bytes", n)
+		assert.Len(t, key, n)
+	}
+	withNewline := filepath.Join(dir, "newline")
+	require.NoError(t, os.WriteFile(withNewline, []byte("0123456789abcdef0123456789abcdef\n"), 0o600))
+	key, err := kaizen.ReadAuditKeyFile(withNewline)
+	require.NoError(t, err)
+	assert.Equal(t, "0123456789abcdef0123456789abcdef\n", string(key), "used as stored")
+
+	short := write("short", kaizen.MinAuditKeyLen-1)
+	_, err = kaizen.ReadAuditKeyFile(short)
+	assert.EqualError(t, err, fmt.Sprintf("kaizen: audit key file %s holds 15 bytes; the key needs at least 16", short))
+	big := write("big", kaizen.MaxAuditKeyFile+1)
+	_, err = kaizen.ReadAuditKeyFile(big)
+	assert.EqualError(t, err, fmt.Sprintf("kaizen: audit key file %s holds more than 65536 bytes; it should hold the key alone", big))
+	_, err = kaizen.ReadAuditKeyFile(filepath.Join(dir, "missing"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	_, err = kaizen.ReadAuditKeyFile("/dev/zero")
+	assert.ErrorContains(t, err, "holds more than 65536 bytes", "an endless file is not read whole")
 }

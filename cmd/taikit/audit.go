@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 
 	"github.com/taipattern/taikit/kaizen"
 )
@@ -64,12 +63,9 @@ func auditVerifyCommand() *command {
 					return usageError(stderr, path, "%v", err)
 				}
 				if *keyFile != "" {
-					key, err := readKeyFile(*keyFile)
-					switch {
-					case err != nil:
+					key, err := kaizen.ReadAuditKeyFile(*keyFile)
+					if err != nil {
 						return usageError(stderr, path, "-key-file: %v", err)
-					case len(key) > maxKeyFile:
-						return usageError(stderr, path, "-key-file %s holds more than %d bytes; it should hold the key alone", *keyFile, maxKeyFile)
 					}
 					opts.Key = key
 				}
@@ -77,22 +73,6 @@ func auditVerifyCommand() *command {
 			}
 		},
 	}
-}
-
-// maxKeyFile bounds what is read of a -key-file, as the services bound
-// their audit key file: a key is 32 random bytes, and a file given by
-// mistake (the trail itself, or /dev/zero) is refused instead of read
-// whole into memory.
-const maxKeyFile = 64 << 10
-
-// readKeyFile reads file, at most one byte more than maxKeyFile.
-func readKeyFile(file string) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 }
 
 // auditVerify verifies files and reports as the help says.

@@ -109,8 +109,8 @@ func TestAuditVerify(t *testing.T) {
 		{"a file twice", slices.Concat(keyed, []string{f.one, f.two, f.one}), 2, "", "taikit audit verify: " + f.one + " is given twice: each trail is read once\n"},
 		{"a file twice, through a link", slices.Concat(keyed, []string{f.one, link}), 2, "", "taikit audit verify: " + link + " is the file " + f.one + " given before: each trail is read once\n"},
 		{"key file missing", slices.Concat(verify, []string{"-key-file", missing, f.one}), 2, "", "taikit audit verify: -key-file: open " + missing + ": no such file or directory"},
-		{"key too short", slices.Concat(verify, []string{"-key-file", f.shortKey, f.one}), 2, "", "taikit audit verify: kaizen: VerifyOptions.Key is 15 bytes; it must hold at least 16"},
-		{"key file empty", slices.Concat(verify, []string{"-key-file", f.emptyKey, f.one}), 2, "", "VerifyOptions.Key is 0 bytes"},
+		{"key too short", slices.Concat(verify, []string{"-key-file", f.shortKey, f.one}), 2, "", "taikit audit verify: -key-file: kaizen: audit key file " + f.shortKey + " holds 15 bytes; the key needs at least 16"},
+		{"key file empty", slices.Concat(verify, []string{"-key-file", f.emptyKey, f.one}), 2, "", "audit key file " + f.emptyKey + " holds 0 bytes; the key needs at least 16"},
 		{"bad genesis", slices.Concat(keyed, []string{"-genesis", "abc", f.one}), 2, "", `taikit audit verify: kaizen: VerifyOptions.Genesis "abc": want 64 hex digits, got 3 characters`},
 		{"bad expect", slices.Concat(keyed, []string{"-expect", strings.Repeat("g", 64), f.one}), 2, "", `VerifyOptions.Expect "` + strings.Repeat("g", 64) + `"`},
 	})
@@ -192,18 +192,18 @@ func TestAuditVerifyRefusesEmptyFlagValues(t *testing.T) {
 	})
 }
 
-// A -key-file holds the key alone, at most maxKeyFile bytes, as the
+// A -key-file holds the key alone, at most kaizen.MaxAuditKeyFile bytes, as the
 // services read theirs: a larger file (the trail itself, given by
 // mistake) is refused, not read whole into memory and tried as a key.
 func TestAuditVerifyKeyFileIsBounded(t *testing.T) {
 	f := newFixture(t)
 	big := filepath.Join(f.dir, "big-key")
-	require.NoError(t, os.WriteFile(big, []byte(strings.Repeat("k", maxKeyFile+1)), 0o600))
+	require.NoError(t, os.WriteFile(big, []byte(strings.Repeat("k", kaizen.MaxAuditKeyFile+1)), 0o600))
 	atMost := filepath.Join(f.dir, "key-at-the-bound")
-	require.NoError(t, os.WriteFile(atMost, []byte(strings.Repeat("k", maxKeyFile)), 0o600))
+	require.NoError(t, os.WriteFile(atMost, []byte(strings.Repeat("k", kaizen.MaxAuditKeyFile)), 0o600))
 	runCLICases(t, []cliCase{
 		{"a key file over the bound", []string{"audit", "verify", "-key-file", big, f.one}, 2, "",
-			fmt.Sprintf("taikit audit verify: -key-file %s holds more than %d bytes; it should hold the key alone\n", big, maxKeyFile)},
+			fmt.Sprintf("taikit audit verify: -key-file: kaizen: audit key file %s holds more than %d bytes; it should hold the key alone\n", big, kaizen.MaxAuditKeyFile)},
 		{"a key file at the bound is read", []string{"audit", "verify", "-key-file", atMost, f.one}, 1, "",
 			f.one + ":1: its hash does not match its content under the given key"},
 	})

@@ -8,9 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -134,14 +132,9 @@ func (s *Serving) Finish() error {
 		errs = append(errs, err)
 	}
 	if s.auditKeyFile != "" {
-		switch key, err := readKeyFile(s.auditKeyFile); {
-		case err != nil:
+		if key, err := kaizen.ReadAuditKeyFile(s.auditKeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("-audit-key-file: %w", err))
-		case len(key) > maxKeyFile:
-			errs = append(errs, fmt.Errorf("-audit-key-file %s holds more than %d bytes; it should hold the key alone", s.auditKeyFile, maxKeyFile))
-		case len(key) < kaizen.MinAuditKeyLen:
-			errs = append(errs, fmt.Errorf("-audit-key-file %s holds %d bytes; the key needs at least %d", s.auditKeyFile, len(key), kaizen.MinAuditKeyLen))
-		default:
+		} else {
 			s.AuditKey = key
 		}
 	}
@@ -168,19 +161,4 @@ func (s *Serving) Finish() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// maxKeyFile bounds what Finish reads of the audit key file, as
-// httpapi.ReadToken bounds a token file: a longer file holds no key (or it
-// is /dev/zero, which would never end).
-const maxKeyFile = 64 << 10
-
-// readKeyFile reads file, at most one byte more than maxKeyFile.
-func readKeyFile(file string) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 }

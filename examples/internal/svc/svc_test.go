@@ -91,7 +91,7 @@ func TestServingRefusesAnAuditKeyFileHoldingMoreThanAKey(t *testing.T) {
 	big := filepath.Join(t.TempDir(), "big")
 	require.NoError(t, os.WriteFile(big, bytes.Repeat([]byte("k"), 64<<10+1), 0o600))
 	s, err := parse(t, nil, "-audit-key-file", big)
-	assert.ErrorContains(t, err, "-audit-key-file "+big+" holds more than 65536 bytes")
+	assert.ErrorContains(t, err, "-audit-key-file: kaizen: audit key file "+big+" holds more than 65536 bytes")
 	assert.Zero(t, len(s.AuditKey), "no key is taken")
 
 	most := filepath.Join(t.TempDir(), "most")
