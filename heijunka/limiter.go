@@ -252,18 +252,17 @@ func (l *Limiter) Admit(_ context.Context, _ string) error {
 // however often they cancel, the events are returned at most once. Do not
 // copy the Reservation value itself (go vet reports copies).
 type Reservation struct {
-	lim      *Limiter
-	st       *state // the state booked under
-	ok       bool
-	n        int
-	act      int64 // when the events may act, nanoseconds since the limiter's epoch
-	next     int64 // the schedule right after the booking
-	canceled atomic.Bool
+	lim *Limiter
+	st  *state // the state booked under
+	n   int
+	act int64 // when the events may act, nanoseconds since the limiter's epoch
 	// seq numbers the booking among the state's reservations; prevTop and
 	// prevLast are the state's top and lastAct before it, put back when
 	// it is canceled in full as the latest.
 	seq, prevTop uint64
 	prevLast     int64
+	canceled     atomic.Bool
+	ok           bool
 }
 
 // OK reports whether the reservation was granted. It is false when n is
@@ -413,7 +412,7 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
 				return
 			}
 			if n == 0 {
-				r.ok, r.act, r.next = true, act, next
+				r.ok, r.act = true, act
 				return
 			}
 			if st.book(r, tat, next, act) {
@@ -432,7 +431,7 @@ func (st *state) book(r *Reservation, tat, next, act int64) bool {
 		return false
 	}
 	st.seq++
-	r.ok, r.act, r.next = true, act, next
+	r.ok, r.act = true, act
 	r.seq, r.prevTop, r.prevLast = st.seq, st.top, st.lastAct
 	if st.top == 0 { // none booked, or every one canceled as the latest
 		st.lastAct = act
