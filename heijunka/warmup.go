@@ -223,16 +223,7 @@ func (c *climb) retryFor(p *params, tat, now int64, n int) (wait, begin int64, o
 	if !c.passesAt(p, tat, hi, n) {
 		return 0, 0, false
 	}
-	lo := now
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		if c.passesAt(p, tat, mid, n) {
-			hi = mid
-		} else {
-			lo = mid + 1
-		}
-	}
-	wait = lo - now
+	wait = c.firstPass(p, tat, n, now, hi) - now
 	// The steps' Bursts rise with the steps (see limitAt), and the last
 	// step's is the full Burst.
 	first, last := int64(0), c.steps
@@ -266,10 +257,16 @@ func (c *climb) sooner(p *params, tat, now int64, n int, wait int64) int64 {
 	}
 	// Under p, nothing passes before now+wait; a later step may let it
 	// pass from its beginning on.
-	lo, hi := next, now+wait
-	if !c.passesAt(p, tat, hi, n) {
+	if !c.passesAt(p, tat, now+wait, n) {
 		return wait // not reached: a later step passes whatever p passes
 	}
+	return c.firstPass(p, tat, n, next, now+wait) - now
+}
+
+// firstPass returns the first time from lo to hi at which n events pass
+// with the schedule tat under p (see passesAt), by bisection: whether they
+// pass rises with the time. They must pass at hi.
+func (c *climb) firstPass(p *params, tat int64, n int, lo, hi int64) int64 {
 	for lo < hi {
 		mid := lo + (hi-lo)/2
 		if c.passesAt(p, tat, mid, n) {
@@ -278,7 +275,7 @@ func (c *climb) sooner(p *params, tat, now int64, n int, wait int64) int64 {
 			lo = mid + 1
 		}
 	}
-	return lo - now
+	return lo
 }
 
 // passesAt reports whether n events would pass at t, the first call since
