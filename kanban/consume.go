@@ -248,11 +248,38 @@ func (e *engine[T]) handBack(ls []Lease[T]) {
 		}
 		return
 	}
-	for i := range ls {
-		if !e.releaseInTurn {
-			i = len(ls) - 1 - i
+	// Released in a goroutine of their own: a Release that ends its
+	// goroutine (runtime.Goexit) would end the caller's, Serve's caller's
+	// in the drain, and leave the rest unreleased. It counts as settled
+	// (see settle), and another goroutine releases the rest.
+	for n := 0; n < len(ls); {
+		done := make(chan int, 1)
+		go e.releaseFrom(ls, n, done)
+		n = <-done
+	}
+}
+
+// releaseFrom releases ls from the nth in handBack's order, freeing
+// their slots, and sends done how many of ls are settled when it returns
+// or a Release ends its goroutine.
+func (e *engine[T]) releaseFrom(ls []Lease[T], n int, done chan<- int) {
+	settling := false
+	defer func() {
+		if settling {
+			// Its Release ended the goroutine: settled all the same.
+			e.release()
+			n++
 		}
+		done <- n
+	}()
+	for ; n < len(ls); n++ {
+		i := n
+		if !e.releaseInTurn {
+			i = len(ls) - 1 - n
+		}
+		settling = true
 		e.settle(ls[i], settleRelease, 0, "", 0, &e.rt.Counters.base)
+		settling = false
 		e.release()
 	}
 }

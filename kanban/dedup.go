@@ -5,8 +5,8 @@ package kanban
 // the window after it was stored. Memory is reclaimed by generations
 // rather than by sweeping each ID: IDs go into cur; once cur is a window
 // old it becomes prev and the old prev, whose IDs are all older than a
-// window, is dropped whole. So at most two windows of IDs are held, and
-// recording one costs a single map write.
+// window, is dropped whole, its memory with it. So at most two windows of
+// IDs are held, and recording one costs a single map write.
 type dedupSet struct {
 	window    int64 // nanoseconds, > 0
 	cur, prev map[string]int64
@@ -26,13 +26,16 @@ func (d *dedupSet) rotate(now int64) {
 		return
 	}
 	// Every ID in prev predates d.start, hence is more than a window old
-	// now; so is every ID in cur when cur itself is two windows old.
-	clear(d.prev)
+	// now; so is every ID in cur when cur itself is two windows old. A
+	// generation dropped is replaced by a new map, not cleared: a cleared
+	// map keeps the room of the most IDs it held, and a burst would hold
+	// its memory for good.
 	if age >= 2*d.window {
-		clear(d.cur)
+		d.prev = make(map[string]int64)
 	} else {
-		d.prev, d.cur = d.cur, d.prev
+		d.prev = d.cur
 	}
+	d.cur = make(map[string]int64)
 	d.start = now
 }
 

@@ -1,6 +1,8 @@
 package kanban
 
 import (
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -63,4 +65,41 @@ func TestDedupSetDropsOldGenerations(t *testing.T) {
 	}
 	// 1000 IDs over ten windows: only the last two generations remain.
 	assert.LessOrEqual(t, len(d.cur)+len(d.prev), 200)
+}
+
+// TestDedupSetReleasesExpiredGenerations: the memory of IDs older than
+// the window is released once the set rotates past them, after a burst
+// as well: a map only cleared would keep the room of its most entries.
+func TestDedupSetReleasesExpiredGenerations(t *testing.T) {
+	const w, n = int64(time.Minute), 200_000
+	heap := func() int64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	for _, tc := range []struct {
+		name string
+		// quiet is when the set is next used, after the burst at 0.
+		quiet []int64
+	}{
+		{"quiet for two windows", []int64{2 * w}},
+		{"used once a window", []int64{w, 2 * w, 3 * w}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDedupSet(w)
+			base := heap()
+			for i := range n {
+				require.True(t, d.add("id-"+strconv.Itoa(i), 0))
+			}
+			burst := heap() - base
+			require.Greater(t, burst, int64(n*16), "the burst's IDs are held")
+			for i, at := range tc.quiet {
+				require.True(t, d.add("late-"+strconv.Itoa(i), at))
+			}
+			left := heap() - base
+			assert.Less(t, left, burst/10, "memory kept of %d IDs out of the window: %d bytes of %d", n, left, burst)
+			runtime.KeepAlive(d)
+		})
+	}
 }

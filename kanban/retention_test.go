@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -79,6 +80,58 @@ func TestSettledMessagesAreNotKeptAlive(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, 1, deleted)
 				assert.Empty(t, alive(), "a deleted dead letter's payload kept alive")
+				runtime.KeepAlive(q)
+			})
+		})
+	}
+}
+
+// TestDecodedPayloadsAreNotKeptAlive: with a Codec, the payloads decoded
+// for the handler are not kept alive once their messages are settled,
+// while the consumer waits for more and after it has stopped.
+func TestDecodedPayloadsAreNotKeptAlive(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const n = 8
+				q, err := kanban.NewMemory[*blob](kanban.MemoryOptions{Codec: kanban.JSON{}})
+				require.NoError(t, err)
+				for i := range n {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[*blob]{ID: strconv.Itoa(i), Key: "k", Payload: new(blob)}))
+				}
+				var (
+					mu      sync.Mutex
+					watched []weak.Pointer[blob]
+				)
+				alive := func() (count int) {
+					runtime.GC()
+					mu.Lock()
+					defer mu.Unlock()
+					for _, w := range watched {
+						if w.Value() != nil {
+							count++
+						}
+					}
+					return count
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				done := make(chan error, 1)
+				go func() {
+					done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[*blob]) error {
+						mu.Lock()
+						watched = append(watched, weak.Make(d.Payload))
+						mu.Unlock()
+						return nil
+					}, kanban.ConsumeOptions{WIP: 3, PerKey: perKey})
+				}()
+				time.Sleep(time.Minute) // every message handled; the consumer waits for more
+				synctest.Wait()
+				require.EqualValues(t, n, q.Stats().Handled)
+				assert.Zero(t, alive(), "decoded payloads kept alive while the consumer waits")
+				cancel()
+				require.NoError(t, <-done)
+				assert.Zero(t, alive(), "decoded payloads kept alive after the consumer stopped")
 				runtime.KeepAlive(q)
 			})
 		})

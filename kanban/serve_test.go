@@ -687,3 +687,64 @@ func TestServeCountsOnlyStoredDeadLetters(t *testing.T) {
 		assert.EqualValues(t, 1, c.Snapshot().DeadLettered, "b's dead letter alone was stored")
 	})
 }
+
+// TestServeReleaseGoexitInTheDrain: a Release that calls runtime.Goexit
+// as the drain hands back the messages not started is logged, counts as
+// settled, and stops neither the drain nor Serve: the other messages are
+// released all the same and Serve returns, in its caller's goroutine. To
+// a backend that releases in turn, the messages of a key handed back once
+// its running one is settled go back all the same.
+func TestServeReleaseGoexitInTheDrain(t *testing.T) {
+	goexit := func() { runtime.Goexit() }
+	for _, tc := range []struct {
+		name string
+		// goexits names the lease whose Release calls runtime.Goexit.
+		goexits string
+		inTurn  bool
+		want    []string
+	}{
+		{"to front, first", "a3", false, []string{"release a3", "release a2", "ack a1"}},
+		{"to front, last", "a2", false, []string{"release a3", "release a2", "ack a1"}},
+		{"in turn", "a2", true, []string{"ack a1", "release a2", "release a3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBackend()
+				ls := map[string]*lease{"a1": {id: "a1", key: "a"}, "a2": {id: "a2", key: "a"}, "a3": {id: "a3", key: "a"}}
+				ls[tc.goexits].settling = goexit
+				b.script = []pull{{leases: []*lease{ls["a1"], ls["a2"]}}}
+				b.onCtxEnd = []*lease{ls["a3"]}
+				var src kanban.Source[int] = b
+				if tc.inTurn {
+					src = inTurnBackend{b}
+				}
+				var log logRecorder
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				exited := make(chan struct{})
+				go func() {
+					defer close(exited)
+					done <- kanban.Serve(ctx, src, func(context.Context, kanban.Delivery[int]) error {
+						time.Sleep(10 * time.Second)
+						return nil
+					}, kanban.ConsumeOptions{WIP: 4, PerKey: true, DrainTimeout: time.Minute, Logger: slog.New(&log)},
+						kanban.Runtime{})
+				}()
+				time.Sleep(time.Second)
+				synctest.Wait()
+				cancel()
+				<-exited
+				select {
+				case err := <-done:
+					require.NoError(t, err)
+				default:
+					t.Fatal("Serve did not return: its caller's goroutine ended")
+				}
+				assert.Equal(t, tc.want, b.recorded())
+				logged := log.attrs("kanban: settling a message called runtime.Goexit")
+				require.Len(t, logged, 1)
+				assert.Equal(t, tc.goexits, logged[0]["id"])
+			})
+		})
+	}
+}

@@ -108,6 +108,8 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 				l.m = memMsg[T]{}
 			}
 			if n == 0 {
+				// Nor the payload last decoded, with a Codec.
+				buf = Delivery[T]{}
 				if busy {
 					c.addInFlight(-1)
 					busy = false
