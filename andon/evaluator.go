@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +47,8 @@ type EvaluatorOptions struct {
 	RecentValues int
 	// GeneratorURL is where the alerts are shown, usually the board's URL;
 	// each Alert's GeneratorURL is it with "#rule-" and the rule's name,
-	// escaped as a URL fragment, appended. Empty leaves GeneratorURL empty.
+	// escaped as a URL fragment, appended, so it must be a URL without a
+	// fragment. Empty leaves GeneratorURL empty.
 	GeneratorURL string
 	// Logger receives dropped and failed notifications and the panics of
 	// hooks and conditions, with their stacks. Nil means slog.Default().
@@ -150,6 +152,16 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	e.validFor = math.MaxInt64
 	if d := max(notify.ResendInterval, e.interval); d <= math.MaxInt64/4 {
 		e.validFor = 4 * d
+	}
+	if opts.GeneratorURL != "" {
+		// Alertmanager refuses an alert whose generatorURL does not parse:
+		// every notification to it would fail for good.
+		if _, err := url.Parse(opts.GeneratorURL); err != nil {
+			return nil, fmt.Errorf("andon: EvaluatorOptions.GeneratorURL %q is not a URL", opts.GeneratorURL)
+		}
+		if strings.Contains(opts.GeneratorURL, "#") {
+			return nil, fmt.Errorf("andon: EvaluatorOptions.GeneratorURL %q has a fragment; each alert's, #rule- and its name, is appended", opts.GeneratorURL)
+		}
 	}
 	for i, h := range opts.Hooks {
 		if h == nil {

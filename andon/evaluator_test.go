@@ -656,6 +656,8 @@ func TestOptionsValidation(t *testing.T) {
 		{"attempts", andon.EvaluatorOptions{Notify: andon.NotifyOptions{MaxAttempts: -2}}, "NotifyOptions.MaxAttempts -2 is outside [1, 100]"},
 		{"queue", andon.EvaluatorOptions{Notify: andon.NotifyOptions{QueueSize: -2}}, "NotifyOptions.QueueSize -2 is outside"},
 		{"cord severity", andon.EvaluatorOptions{Cord: andon.CordOptions{Severity: "loud"}}, `EvaluatorOptions.Cord: Rule.Severity "loud"`},
+		{"generator URL", andon.EvaluatorOptions{GeneratorURL: "http://board.example/%zz/"}, `EvaluatorOptions.GeneratorURL "http://board.example/%zz/" is not a URL`},
+		{"generator URL fragment", andon.EvaluatorOptions{GeneratorURL: "http://board.example/andon/#top"}, `EvaluatorOptions.GeneratorURL "http://board.example/andon/#top" has a fragment`},
 		{"min samples on a state", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: andon.LineStopped(newLine("l")), MinSamples: 5}}}, "Rule.MinSamples 5 is above 1"},
 	}
 	for _, tt := range tests {

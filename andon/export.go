@@ -53,7 +53,11 @@ type ExportOptions struct {
 //
 // Alerts keep For (for), KeepFiringFor (keep_firing_for), labels and
 // annotations; a rule without a Summary gets one that renders the value
-// with Prometheus's humanize functions. Prometheus expands label values and
+// with Prometheus's humanize functions. Prometheus gives annotation
+// templates only the labels of the expression's result, so the expression
+// of a rule whose annotations read $labels (or .Labels) is wrapped in
+// label_replace calls that add the rule's labels, alertname and severity,
+// which the templates see in process. Prometheus expands label values and
 // annotations as templates: Summary, Description and Annotations are
 // templates in process too, and the label values and RunbookURL, which are
 // not, are written so that they expand to themselves. Prometheus evaluates the same
@@ -145,6 +149,9 @@ func PrometheusRules(w io.Writer, group string, rules []Rule, opts ExportOptions
 			ann["runbook_url"] = templateText(r.RunbookURL)
 		}
 		labels := r.labels()
+		if readsLabels(r) {
+			expr = withLabels(expr, labels)
+		}
 		delete(labels, "alertname") // Prometheus adds it
 		for k, v := range labels {
 			labels[k] = templateText(v)
@@ -223,6 +230,28 @@ func yamlString(s string) string {
 // descriptions as they are: "{{" in them would not parse, or would expand.
 func templateText(s string) string {
 	return strings.ReplaceAll(s, "{{", `{{ "{{" }}`)
+}
+
+// readsLabels reports whether an annotation template of r reads the
+// labels ($labels or .Labels).
+func readsLabels(r *Rule) bool {
+	texts := append([]string{r.Summary, r.Description}, slices.Collect(maps.Values(r.Annotations))...)
+	return slices.ContainsFunc(texts, func(s string) bool {
+		return strings.Contains(s, "$labels") || strings.Contains(s, ".Labels")
+	})
+}
+
+// withLabels wraps expr in label_replace calls that give each of its
+// results the labels, with their values as they are. Prometheus gives
+// annotation templates only the labels of the expression's result, which
+// lacks the rule's labels, alertname and severity that the evaluator's
+// templates see; a "$" in a value is doubled, as label_replace expands
+// $1 and ${name} in its replacement.
+func withLabels(expr string, labels map[string]string) string {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		expr = fmt.Sprintf(`label_replace(%s, %s, %s, "", "")`, expr, strconv.Quote(k), strconv.Quote(strings.ReplaceAll(labels[k], "$", "$$")))
+	}
+	return expr
 }
 
 // exporter turns conditions into PromQL.

@@ -298,7 +298,7 @@ const exportAllText = `groups:
           kind: "payment"
           slo: "payment"
       - alert: "Shed"
-        expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"rejected|failed\"}[1h30m])) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) > 0.1) and on() sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) >= 100"
+        expr: "label_replace(label_replace(label_replace((sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"rejected|failed\"}[1h30m])) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) > 0.1) and on() sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) >= 100, \"alertname\", \"Shed\", \"\", \"\"), \"severity\", \"ticket\", \"\", \"\"), \"team\", \"payments\", \"\", \"\")"
         keep_firing_for: 1h30m
         labels:
           severity: "ticket"
@@ -566,5 +566,64 @@ func TestPrometheusRulesValuesStartingWithTilde(t *testing.T) {
 	cmd := exec.Command(promtool, "test", "rules", "test.yml")
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+}
+
+// promtoolLabelsTest proves that annotation templates reading $labels
+// render the rule's labels, alertname and severity in Prometheus as they
+// do in process: Prometheus gives its templates only the labels of the
+// expression's result, which has none of them.
+const promtoolLabelsTest = `rule_files:
+  - rules.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'taikit_signals_total{kind="payment",outcome="succeeded"}'
+        values: '0+6x10'
+      - series: 'taikit_signals_total{kind="payment",outcome="failed"}'
+        values: '0+6x10'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: Labelled
+        exp_alerts:
+          - exp_labels:
+              severity: ticket
+              team: "pay$1ments"
+            exp_annotations:
+              summary: "Labelled ticket pay$1ments 50%"
+              description: "team pay$1ments"
+              owner: "pay$1ments"
+`
+
+func TestPromtoolTemplatesSeeTheRuleLabels(t *testing.T) {
+	rule := andon.Rule{Name: "Labelled", Severity: andon.Ticket, Labels: map[string]string{"team": "pay$1ments"},
+		Condition:   andon.ErrorRate(exportStats(t), "payment", 5*time.Minute, 0.05),
+		Summary:     "{{ $labels.alertname }} {{ $labels.severity }} {{ $labels.team }} {{ $value | humanizePercentage }}",
+		Description: "team {{ .Labels.team }}", Annotations: map[string]string{"owner": `{{ index $labels "team" }}`}}
+
+	// In process.
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: rule.Name, Severity: rule.Severity, Labels: rule.Labels,
+		Summary: rule.Summary, Description: rule.Description, Annotations: rule.Annotations,
+		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			return andon.Measurement{Active: true, Value: 0.5, Samples: 100}, nil
+		})}}})
+	e.EvaluateAt(context.Background(), t0)
+	a, _ := e.Alert(rule.Name)
+	assert.Equal(t, map[string]string{"summary": "Labelled ticket pay$1ments 50%", "description": "team pay$1ments", "owner": "pay$1ments"},
+		a.Annotations)
+
+	// In Prometheus.
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "g", []andon.Rule{rule}, andon.ExportOptions{}))
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolLabelsTest), 0o600))
+	out, err := exec.Command(promtool, "check", "rules", filepath.Join(dir, "rules.yml")).CombinedOutput()
+	require.NoError(t, err, "promtool check rules:\n%s\n%s", out, b.String())
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
 }

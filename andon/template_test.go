@@ -198,6 +198,12 @@ func TestUnitFormatEdges(t *testing.T) {
 		{andon.UnitSeconds, 0.0000000025, "2.5ns"},
 		{andon.UnitSeconds, -0.25, "-250ms"},
 		{andon.UnitSeconds, 90, "90s"},
+		// Rounded up to the next prefix's one, it is shown in that prefix.
+		{andon.UnitSeconds, 0.9996, "1s"},
+		{andon.UnitSeconds, -0.9996, "-1s"},
+		{andon.UnitSeconds, 0.0009996, "1ms"},
+		{andon.UnitSeconds, 0.0000009996, "1µs"},
+		{andon.UnitSeconds, 0.9994, "999ms"},
 		{andon.UnitState, 0.5, "on"},
 		{andon.UnitState, 0.49, "off"},
 		{andon.UnitNone, 1.5, "1.5"},

@@ -59,7 +59,10 @@ func (u Unit) Format(v float64) string {
 	case UnitRatio:
 		return sig3(v*100) + "%"
 	case UnitSeconds:
-		switch a := math.Abs(v); {
+		// The prefix is chosen for the value as it is shown, rounded to
+		// three digits: 0.9996 is "1s", not "1000ms".
+		a, _ := strconv.ParseFloat(strconv.FormatFloat(math.Abs(v), 'g', 3, 64), 64)
+		switch {
 		case a == 0 || a >= 1:
 			return sig3(v) + "s"
 		case a >= 1e-3:

@@ -178,6 +178,27 @@
       el("b", { text: String(pending) }), document.createTextNode(" pending · " + rules.length + " rules")
     ]);
     tick();
+    showLinked(s);
+  }
+
+  // An alert links to its rule on the board: the board's URL with
+  // "#rule-" and the rule's name. The rules are not on the page when the
+  // browser looks for that fragment, so the first render brings the rule
+  // (or the cord, for the cord's alert) into view; later ones leave the
+  // scrolling to the reader.
+  var linkShown = false;
+  function showLinked(s) {
+    if (linkShown) return;
+    linkShown = true;
+    var id = location.hash.slice(1);
+    if (!id) return;
+    var e = document.getElementById(id);
+    if (!e) {
+      try { id = decodeURIComponent(id); } catch (err) { return; }
+      e = document.getElementById(id);
+    }
+    if (!e && id === "rule-" + s.cord.name) e = $("cord");
+    if (e) e.scrollIntoView();
   }
 
   function tick() {

@@ -2,6 +2,7 @@ package browsertest_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -293,6 +294,41 @@ func TestBoardLongTextStaysInTheWindow(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, widths, 2)
 	assert.LessOrEqual(t, widths[0], widths[1], "the page is no wider than the window")
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// TestBoardOpensAtTheLinkedRule follows an alert's GeneratorURL, the
+// board's URL with "#rule-" and the rule's name: the page, whose rules
+// are not there yet when the browser looks for the fragment, brings that
+// rule into view once it has drawn it, a name that needs escaping too.
+func TestBoardOpensAtTheLinkedRule(t *testing.T) {
+	const base = "http://board.example/andon/"
+	var rules []andon.Rule
+	for i := range 40 {
+		rules = append(rules, andon.Rule{Name: fmt.Sprintf("Rule %02d", i), Severity: andon.Page, Condition: &switchCond{}})
+	}
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: rules, GeneratorURL: base})
+	require.NoError(t, err)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon"})
+	require.NoError(t, err)
+	srv := httptest.NewServer(board)
+	t.Cleanup(func() {
+		require.NoError(t, board.Shutdown(context.Background()))
+		srv.Close()
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	a, ok := ev.Alert("Rule 35")
+	require.True(t, ok)
+	require.Equal(t, base+"#rule-Rule%2035", a.GeneratorURL)
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+strings.TrimPrefix(a.GeneratorURL, "http://board.example")),
+		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="Rule 35"]`))))
+	view, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](
+		`[document.querySelector('article[data-rule="Rule 35"]').getBoundingClientRect().top, window.innerHeight]`))
+	require.NoError(t, err)
+	require.Len(t, view, 2)
+	assert.GreaterOrEqual(t, view[0], 0.0, "the linked rule is in view")
+	assert.Less(t, view[0], view[1], "the linked rule is in view")
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
