@@ -102,24 +102,33 @@ func StatusOf(err error) (status int, retryAfter time.Duration) {
 // WriteError answers r with the Problem err maps to (ProblemOf), as
 // JSONErrors writes it, with Retry-After on a 429 or 503 (one second when
 // err has no hint). It is what the middleware does, for a handler that
-// runs a pipeline or a guard itself.
+// runs a pipeline or a guard itself. Like the middleware's, its
+// Retry-After is never sooner than the effective window (t) of a quota
+// policy that the RateLimit field on w already says is spent (r=0), as a
+// RateLimit middleware around the handler writes it: a retry before then
+// would meet that limit.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	writeProblem(w, r, ProblemOf(err), JSONErrors, time.Second)
 }
 
 // writeProblem sets Retry-After (with fallback for a 429 or 503 without a
-// hint), deletes the cache fields (see ErrorWriter) and hands p to ew.
+// hint, and at least the window of a spent quota in the RateLimit field),
+// deletes the cache fields (see ErrorWriter) and hands p to ew.
 func writeProblem(w http.ResponseWriter, r *http.Request, p Problem, ew ErrorWriter, fallback time.Duration) {
 	h := w.Header()
 	for _, f := range cacheFields {
 		delete(h, f)
 	}
-	if p.Status == http.StatusTooManyRequests || p.Status == http.StatusServiceUnavailable {
-		SetRetryAfter(h, p.RetryAfter, fallback)
-		if p.RetryAfter <= 0 {
-			p.RetryAfter = fallback
-		}
-	} else if p.RetryAfter > 0 {
+	if p.RetryAfter <= 0 && (p.Status == http.StatusTooManyRequests || p.Status == http.StatusServiceUnavailable) {
+		p.RetryAfter = fallback
+	}
+	if p.RetryAfter > 0 {
+		// A RateLimit middleware around this one counted the request and
+		// may have said its quota is spent: a retry before that quota
+		// refills would be turned away there, and the draft asks that
+		// Retry-After name no time before the end of the effective
+		// window.
+		p.RetryAfter = max(p.RetryAfter, spentQuotaWindow(h[headerRateLimit]))
 		SetRetryAfter(h, p.RetryAfter, 0)
 	}
 	ew(w, r, p)
@@ -127,9 +136,11 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p Problem, ew ErrorWri
 
 // An ErrorWriter writes the body of an error response, its Content-Type
 // and its status (p.Status). Retry-After and the RateLimit fields are set
-// on w before it is called; a Content-Length a handler set before it
-// failed may be there too, which the writer deletes (as JSONErrors and
-// PlainErrors do) unless it sets its own. The fields that let a cache
+// on w before it is called (p.RetryAfter is the Retry-After sent: the
+// error's hint or the fallback, raised to the effective window of a quota
+// the RateLimit field says is spent); a Content-Length a handler set
+// before it failed may be there too, which the writer deletes (as
+// JSONErrors and PlainErrors do) unless it sets its own. The fields that let a cache
 // keep a response and tell its version — Cache-Control, Expires, ETag and
 // Last-Modified — are deleted before it is called, as net/http's
 // ServeContent does for its errors: set by a handler, or by middleware

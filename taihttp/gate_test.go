@@ -123,3 +123,51 @@ func TestGateNilPointer(t *testing.T) {
 		assert.ErrorContains(t, err, "gate is nil", name)
 	}
 }
+
+// A refusal behind a RateLimit middleware whose quota the request used up
+// says to come back no sooner than that quota refills: the outer limit
+// would turn away a retry at the inner hint. RateLimit said r=0;t=30 for
+// the outer policy; Retry-After, which a client must follow first, says
+// 30 too, not the line's 5 or the inner limit's 1 (the draft: Retry-After
+// SHOULD NOT name a time before the end of the effective window).
+func TestRetryAfterCoversAQuotaSpentOutside(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout", RetryAfter: 5 * time.Second})
+		require.NoError(t, err)
+		line.Stop("maintenance")
+		perMin := rateLimit(t, keyed(t, heijunka.PerMinute(2)), taihttp.RateLimitOptions{Policy: "permin"})
+		h := perMin(gate(t, line, taihttp.GateOptions{})(ok))
+
+		rec := serve(h, get("192.0.2.1:1"))
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		assert.Equal(t, `"permin";r=1;t=30`, rec.Header().Get("RateLimit"))
+		assert.Equal(t, "5", rec.Header().Get("Retry-After"), "quota left outside: the line's hint")
+
+		rec = serve(h, get("192.0.2.1:1"))
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		assert.Equal(t, `"permin";r=0;t=30`, rec.Header().Get("RateLimit"))
+		assert.Equal(t, "30", rec.Header().Get("Retry-After"))
+		assert.Contains(t, rec.Body.String(), `"retry_after":30`)
+
+		// An inner limit that refuses for a second, inside the spent outer one.
+		perMin = rateLimit(t, keyed(t, heijunka.PerMinute(2)), taihttp.RateLimitOptions{Policy: "permin"})
+		perSec := rateLimit(t, keyed(t, heijunka.PerSecond(1)), taihttp.RateLimitOptions{Policy: "persec"})
+		h = perMin(perSec(ok))
+		require.Equal(t, http.StatusOK, serve(h, get("192.0.2.1:1")).Code)
+		rec = serve(h, get("192.0.2.1:1"))
+		require.Equal(t, http.StatusTooManyRequests, rec.Code)
+		assert.Equal(t, []string{`"permin";r=0;t=30`, `"persec";r=0;t=1`}, rec.Header().Values("RateLimit"))
+		assert.Equal(t, "30", rec.Header().Get("Retry-After"))
+		assert.Contains(t, rec.Body.String(), `"retry_after":30`)
+
+		// A handler that writes the error itself, behind the spent limit.
+		perMin = rateLimit(t, keyed(t, heijunka.PerMinute(1)), taihttp.RateLimitOptions{Policy: "permin"})
+		h = perMin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			taihttp.WriteError(w, r, jidoka.ErrOpen)
+		}))
+		rec = serve(h, get("192.0.2.1:1"))
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		assert.Equal(t, `"permin";r=0;t=60`, rec.Header().Get("RateLimit"))
+		assert.Equal(t, "60", rec.Header().Get("Retry-After"))
+	})
+}

@@ -314,3 +314,134 @@ func ceilSeconds(d time.Duration) int64 {
 	}
 	return s
 }
+
+// spentQuotaWindow returns the longest effective window (t) of the items
+// of the RateLimit field lines vs whose available quota (r) is 0, at most
+// MaxRetryAfter: the time before which a request would be refused under
+// one of those policies. An item without t, and what cannot be parsed as a
+// List of Items with Integer parameters (RFC 9651), are passed over; the
+// fields are the server's own, but a handler may have set them.
+func spentQuotaWindow(vs []string) time.Duration {
+	var most int64
+	for _, v := range vs {
+		most = max(most, spentQuotaSeconds(v))
+	}
+	return time.Duration(min(most, int64(MaxRetryAfter/time.Second))) * time.Second
+}
+
+// spentQuotaSeconds is spentQuotaWindow of one field line, in seconds; it
+// stops at the first thing it cannot parse.
+func spentQuotaSeconds(v string) int64 {
+	var most int64
+	i := 0
+	for {
+		i = skipOWS(v, i)
+		if i == len(v) {
+			return most
+		}
+		// The bare item: a String (a policy name), or a Token.
+		if i = skipBareItem(v, i); i < 0 {
+			return most
+		}
+		r, t := int64(-1), int64(-1)
+		for i < len(v) && v[i] == ';' {
+			i++
+			for i < len(v) && v[i] == ' ' {
+				i++
+			}
+			k := i
+			for i < len(v) && v[i] != '=' && v[i] != ';' && v[i] != ',' {
+				i++
+			}
+			key := v[k:i]
+			// A value that is not an Integer replaces one before it
+			// under the same key, as the last parameter of a name wins.
+			if key == "r" {
+				r = -1
+			} else if key == "t" {
+				t = -1
+			}
+			if i == len(v) || v[i] != '=' {
+				continue // a Boolean true parameter
+			}
+			i++
+			n, j := parseSFInteger(v, i)
+			switch {
+			case j == i: // not an Integer: another parameter's value
+				if j = skipBareItem(v, i); j < 0 {
+					return most
+				}
+			case j < len(v) && v[j] != ';' && v[j] != ',' && v[j] != ' ' && v[j] != '\t':
+				return most // a Decimal, or worse
+			case key == "r":
+				r = n
+			case key == "t":
+				t = n
+			}
+			i = j
+		}
+		if r == 0 && t > 0 {
+			most = max(most, t)
+		}
+		i = skipOWS(v, i)
+		if i == len(v) {
+			return most
+		}
+		if v[i] != ',' {
+			return most
+		}
+		i++
+	}
+}
+
+// skipBareItem returns the index after the bare item at v[i:]: a String,
+// with its escapes, or anything else up to the next ';' or ','; -1 for a
+// String without its closing quote.
+func skipBareItem(v string, i int) int {
+	if i == len(v) || v[i] != '"' {
+		for i < len(v) && v[i] != ';' && v[i] != ',' {
+			i++
+		}
+		return i
+	}
+	for i++; i < len(v); i++ {
+		switch v[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// parseSFInteger reads a structured-field Integer (an optional '-' and
+// one to 15 digits) at v[i:] and returns it and the index after it; j == i
+// when there is none.
+func parseSFInteger(v string, i int) (n int64, j int) {
+	j = i
+	neg := j < len(v) && v[j] == '-'
+	if neg {
+		j++
+	}
+	d := j
+	for j < len(v) && j-d < 15 && v[j] >= '0' && v[j] <= '9' {
+		n = n*10 + int64(v[j]-'0')
+		j++
+	}
+	if j == d || j < len(v) && v[j] >= '0' && v[j] <= '9' { // none, or longer than an Integer
+		return 0, i
+	}
+	if neg {
+		n = -n
+	}
+	return n, j
+}
+
+// skipOWS skips spaces and tabs at v[i:].
+func skipOWS(v string, i int) int {
+	for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+		i++
+	}
+	return i
+}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/taihttp"
 )
 
@@ -317,4 +319,41 @@ func TestSetDecisionHeadersFailedOpen(t *testing.T) {
 	rec := serve(rateLimit(t, decide(d), taihttp.RateLimitOptions{Policy: "p"})(ok), get("192.0.2.1:1"))
 	assert.Equal(t, h.Values("RateLimit-Policy"), rec.Header().Values("RateLimit-Policy"))
 	assert.Empty(t, rec.Header().Values("RateLimit"))
+}
+
+// The Retry-After of an error response is at least the effective window of
+// every item the RateLimit field already on it says is spent (r=0), read as
+// a structured-field List; whatever the field holds, it neither panics nor
+// gives a Retry-After outside 1 s..MaxRetryAfter.
+func FuzzRetryAfterOfASpentQuota(f *testing.F) {
+	for _, s := range []string{
+		`"permin";r=0;t=30`, `"permin";r=0;t=30, "perhr";r=5;t=3000`, `"a";r=1;t=9, "b";r=0;t=7`,
+		`"a\";r=0;t=99";r=3;t=5`, `a;r=0;t=12;pk=:cHsdsRa894==:`, `"x";t=40;r=0`, `"x";r=0;t=1.5`,
+		`"x";r=0;t=999999999999999`, `"x";r=0;t=9999999999999999`, `"x";r=-0;t=5`, `"x";r;t=5`,
+		`"x";r=0;r="a";t=50`, `"x";r=0;t=50;t=2`, `,`, `"`, `"x";r=0;t=5,`, ``,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		rec := httptest.NewRecorder()
+		rec.Header()["Ratelimit"] = []string{v}
+		taihttp.WriteError(rec, httptest.NewRequest(http.MethodGet, "/", nil), jidoka.ErrOpen)
+		got, err := strconv.ParseInt(rec.Header().Get("Retry-After"), 10, 64)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, got, int64(1))
+		require.LessOrEqual(t, got, int64(taihttp.MaxRetryAfter/time.Second))
+		items, err := parseSFList(v)
+		if err != nil {
+			return
+		}
+		want := int64(1)
+		for _, it := range items {
+			if r, t := it.Params["r"], it.Params["t"]; r == int64(0) {
+				if t, ok := t.(int64); ok && t > 0 {
+					want = max(want, min(t, int64(taihttp.MaxRetryAfter/time.Second)))
+				}
+			}
+		}
+		assert.Equal(t, want, got, "%q", v)
+	})
 }

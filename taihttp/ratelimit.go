@@ -85,6 +85,12 @@ type RateLimitOptions struct {
 // request is answered 503 with opts.RetryAfter. See PolicyField and
 // RateLimitField for what the fields say.
 //
+// A request that a middleware or handler inside turns away (a 429 of an
+// inner limit, a Gate's 503, WriteError) after this one counted it gets a
+// Retry-After no sooner than the effective window this one gives when it
+// says the quota is spent (r=0): a retry before then would be refused
+// here.
+//
 // It returns an error naming the field for invalid options, or for a nil
 // l: nil itself, one holding a nil pointer (a *heijunka.Keyed whose
 // constructor failed), or SharedLimiter of a nil *heijunka.Limiter.
