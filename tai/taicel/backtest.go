@@ -543,7 +543,7 @@ func (bt *backtester[T]) judgeLine(ctx context.Context, line []byte, j *judged) 
 	if j.changed {
 		j.oldScore, j.newScore = e.Decision.Score, d.Score
 		j.oldReason, j.newReason = e.Decision.Reason, d.Reason
-		diffFirings(in.VerdictRule, e.Decision.Contributions, bt.cand.ruleName(rule), d.Contributions, func(rule string, d firingDiff) {
+		diffFirings(firing{in.VerdictRule, e.Decision.Verdict, e.Decision.Contributions}, firing{bt.cand.ruleName(rule), d.Verdict, d.Contributions}, func(rule string, d firingDiff) {
 			j.diffs = append(j.diffs, ruleDiff{rule, d})
 		})
 	}

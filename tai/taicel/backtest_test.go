@@ -784,3 +784,28 @@ func TestReportTextQuotesRuleNames(t *testing.T) {
 	assert.Len(t, regexp.MustCompile(`(?m)^changed verdicts: `).FindAllString(text, -1), 1, "no line forged")
 	assert.Contains(t, text, "  "+strconv.Quote(forged)+" ")
 }
+
+// A candidate that changes a verdict rule's verdict flips the decisions
+// that rule decided, and the report names the rule as firing in both
+// differently.
+func TestBacktestVerdictRuleWhoseVerdictDiffers(t *testing.T) {
+	gs := stream(300)
+	trail := writeTrail(t, gs)
+	cand := candidateSet(t, func(s string) string { return strings.Replace(s, "verdict: deny", "verdict: review", 1) })
+	rep, err := taicel.Backtest(context.Background(), cand, bytes.NewReader(trail), taicel.BacktestOptions{Amount: "payload.Amount"})
+	require.NoError(t, err)
+	blacklisted, amount := 0, 0.0
+	for _, g := range gs {
+		if g.sig.Payload.Country == "KP" {
+			blacklisted++
+			amount += g.sig.Payload.Amount
+		}
+	}
+	require.Positive(t, blacklisted)
+	assert.Equal(t, blacklisted, rep.Changed)
+	require.Len(t, rep.Flips, 1)
+	assert.Equal(t, tai.Deny, rep.Flips[0].From)
+	assert.Equal(t, tai.Review, rep.Flips[0].To)
+	require.Len(t, rep.Rules, 1)
+	assert.Equal(t, taicel.RuleChange{Rule: "blacklist", Different: blacklisted, DifferentAmount: amount}, rep.Rules[0])
+}

@@ -33,9 +33,10 @@
 // compares a string with a number, or returns something other than a bool
 // (or a double, for a scored rule) fails when the set is compiled, never
 // at evaluation, with a [*CompileError] naming the rule, the line of its
-// expression in the rule file, and the line:column in the expression of
-// an error inside it (a result of the wrong type is about the expression
-// as a whole, and has none).
+// expression (or of its reason, for an error in a {{expr}}) in the rule
+// file, and the line:column in the expression of an error inside it (a
+// result of the wrong type is about the expression as a whole, and has
+// none).
 //
 // # Compile once, evaluate often
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -272,7 +273,9 @@ type CompileError struct {
 	// nesting over CEL's limits.
 	Line, Column int
 	// FileLine is the line of the rule's expression in the rule file it
-	// was parsed from; zero when it was not parsed from a file.
+	// was parsed from or, when Reason is set, the line of the reason (of
+	// the {{expr}} in error, in a literal block); zero when it was not
+	// parsed from a file.
 	FileLine int
 	// Reason reports that the error is in a {{expr}} of the rule's
 	// Reason, not in its Expr.
@@ -337,7 +340,10 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 		}
 	}
 	if len(spec.Sets) > 0 {
-		for name, items := range spec.Sets {
+		// In name order, so that of several invalid names the error
+		// names the same one each time.
+		for _, name := range slices.Sorted(maps.Keys(spec.Sets)) {
+			items := spec.Sets[name]
 			if !isIdent(name) {
 				return nil, fmt.Errorf("taicel: set name %q is not an identifier", name)
 			}
@@ -455,7 +461,7 @@ func compileReason(env *cel.Env, r *Rule, maxCost uint64) ([]segment, error) {
 		return []segment{{text: r.Name}}, nil
 	}
 	var segs []segment
-	for text != "" {
+	for at := 0; text != ""; {
 		i := strings.Index(text, "{{")
 		if i < 0 {
 			segs = append(segs, segment{text: text})
@@ -466,15 +472,16 @@ func compileReason(env *cel.Env, r *Rule, maxCost uint64) ([]segment, error) {
 		}
 		j := strings.Index(text[i+2:], "}}")
 		if j < 0 {
-			return nil, &CompileError{Rule: r.Name, FileLine: r.line, Reason: true, Detail: "{{ without }} in reason " + fmt.Sprintf("%q", r.Reason)}
+			return nil, &CompileError{Rule: r.Name, FileLine: r.reasonFileLine(at + i), Reason: true, Detail: "{{ without }} in reason " + fmt.Sprintf("%q", r.Reason)}
 		}
 		expr := text[i+2 : i+2+j]
 		prg, _, cerr := compileExpr(env, expr, "reason", maxCost)
 		if cerr != nil {
-			cerr.Rule, cerr.FileLine, cerr.Reason = r.Name, r.line, true
+			cerr.Rule, cerr.FileLine, cerr.Reason = r.Name, r.reasonFileLine(at+i+2), true
 			return nil, cerr
 		}
 		segs = append(segs, segment{prg: prg})
+		at += i + 2 + j + 2
 		text = text[i+2+j+2:]
 	}
 	return segs, nil

@@ -95,7 +95,8 @@ type FlipExample struct {
 // RuleChange tells how one rule took part in the changed decisions: it
 // fired (decided, for a verdict rule; contributed, for a scored rule) in
 // the recorded decision only, in the candidate's only, or in both with a
-// different contribution; with the sums of the Amount of each.
+// different contribution (another verdict, or another score); with the
+// sums of the Amount of each.
 type RuleChange struct {
 	Rule            string  `json:"rule"`
 	OnlyOld         int     `json:"only_old"`

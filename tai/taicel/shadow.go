@@ -136,7 +136,7 @@ func (sh *Shadow[T]) Evaluate(ctx context.Context, sig tai.Signal[T]) (tai.Decis
 	default:
 		sh.disagreements.Add(1)
 		sh.mu.Lock()
-		diffFirings(live.ruleName(lrule), ld.Contributions, cand.ruleName(crule), cd.Contributions, func(rule string, _ firingDiff) {
+		diffFirings(firing{live.ruleName(lrule), ld.Verdict, ld.Contributions}, firing{cand.ruleName(crule), cd.Verdict, cd.Contributions}, func(rule string, _ firingDiff) {
 			sh.byRule[rule]++
 		})
 		sh.mu.Unlock()
@@ -173,8 +173,9 @@ type ShadowStats struct {
 	LiveErrors uint64
 	// ByRule counts, per rule, the disagreements in which its firing
 	// differs between the sets: a verdict rule that decided in one and
-	// not the other, a scored rule that contributed in one and not the
-	// other or contributed a different score.
+	// not the other, or in both with different verdicts; a scored rule
+	// that contributed in one and not the other or contributed a
+	// different score.
 	ByRule map[string]uint64
 }
 
@@ -216,24 +217,36 @@ const (
 	firedBoth                    // in both, differently
 )
 
-// diffFirings calls fn with each rule whose firing differs between two
-// decisions, each given as the verdict rule that decided (or "") and the
-// scored contributions: first the first decision's rules in order, then
-// the second's.
-func diffFirings(aRule string, a []tai.Contribution, bRule string, b []tai.Contribution, fn func(rule string, d firingDiff)) {
-	find := func(rule string, cs []tai.Contribution, name string) (verdict bool, score float64, ok bool) {
-		if rule != "" && rule == name {
-			return true, 0, true
-		}
-		for i := range cs {
-			if cs[i].Rule == name {
-				return false, cs[i].Score, true
-			}
-		}
-		return false, 0, false
+// firing is how a decision came about: the verdict rule that decided
+// (or "") with the verdict, and the scored rules' contributions.
+type firing struct {
+	rule    string
+	verdict tai.Verdict
+	cs      []tai.Contribution
+}
+
+// find returns how the rule name fired in f: the verdict it decided, or
+// the score it contributed; ok is false when it did neither.
+func (f *firing) find(name string) (verdict tai.Verdict, score float64, ok bool) {
+	if f.rule != "" && f.rule == name {
+		return f.verdict, 0, true
 	}
-	check := func(name string, verdict bool, score float64) {
-		v, s, ok := find(bRule, b, name)
+	for i := range f.cs {
+		if f.cs[i].Rule == name {
+			return 0, f.cs[i].Score, true
+		}
+	}
+	return 0, 0, false
+}
+
+// diffFirings calls fn with each rule whose firing differs between two
+// decisions: a verdict rule that decided in one only, or in both with
+// different verdicts; a scored rule that contributed to one only, or to
+// both with different scores. It names the first decision's rules in
+// order, then the second's.
+func diffFirings(a, b firing, fn func(rule string, d firingDiff)) {
+	check := func(name string, verdict tai.Verdict, score float64) {
+		v, s, ok := b.find(name)
 		switch {
 		case !ok:
 			fn(name, firedOnlyA)
@@ -241,20 +254,20 @@ func diffFirings(aRule string, a []tai.Contribution, bRule string, b []tai.Contr
 			fn(name, firedBoth)
 		}
 	}
-	if aRule != "" {
-		check(aRule, true, 0)
+	if a.rule != "" {
+		check(a.rule, a.verdict, 0)
 	}
-	for i := range a {
-		check(a[i].Rule, false, a[i].Score)
+	for i := range a.cs {
+		check(a.cs[i].Rule, 0, a.cs[i].Score)
 	}
-	if bRule != "" {
-		if _, _, ok := find(aRule, a, bRule); !ok {
-			fn(bRule, firedOnlyB)
+	if b.rule != "" {
+		if _, _, ok := a.find(b.rule); !ok {
+			fn(b.rule, firedOnlyB)
 		}
 	}
-	for i := range b {
-		if _, _, ok := find(aRule, a, b[i].Rule); !ok {
-			fn(b[i].Rule, firedOnlyB)
+	for i := range b.cs {
+		if _, _, ok := a.find(b.cs[i].Rule); !ok {
+			fn(b.cs[i].Rule, firedOnlyB)
 		}
 	}
 }

@@ -416,3 +416,24 @@ func TestShadowCallbackPanicsNeverReachTheLiveSignal(t *testing.T) {
 		})
 	}
 }
+
+// A verdict rule that decides in both sets with different verdicts (the
+// candidate reviews what the live set denies) is the rule the
+// disagreement is about: ByRule counts it, as it counts a scored rule
+// whose contribution differs.
+func TestShadowCountsAVerdictRuleWhoseVerdictDiffers(t *testing.T) {
+	var lookups atomic.Int64
+	env := shadowEnv(t, &lookups, false)
+	live := compileFraud(t, env, nil)
+	cand := compileFraud(t, env, func(s string) string {
+		return strings.Replace(s, "verdict: deny", "verdict: review", 1)
+	})
+	sh, err := taicel.NewShadow[Payment](live, cand, taicel.ShadowOptions[Payment]{})
+	require.NoError(t, err)
+	d, err := sh.Evaluate(t.Context(), signal(Payment{CustomerID: "cust_1", MerchantID: "merc_2", Country: "KP", Amount: 10}))
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, d.Verdict)
+	st := sh.Stats()
+	assert.Equal(t, uint64(1), st.Disagreements)
+	assert.Equal(t, map[string]uint64{"blacklist": 1}, st.ByRule)
+}

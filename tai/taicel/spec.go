@@ -2,10 +2,14 @@ package taicel
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -69,6 +73,25 @@ type Rule struct {
 	// line where the rule begins; zero when the rule was not parsed from
 	// a file.
 	line, column, start int
+	// reasonLine is the line where Reason begins in the file, zero when
+	// unknown; reasonLiteral reports a literal block (|), whose lines
+	// are the file's.
+	reasonLine    int
+	reasonLiteral bool
+}
+
+// reasonFileLine returns the line in the file of the byte at offset i of
+// r.Reason: exact in a literal block, whose lines are the file's, and
+// the line where the reason begins otherwise (a folded or quoted reason
+// joins its lines). Zero when the rule was not parsed from a file.
+func (r *Rule) reasonFileLine(i int) int {
+	if r.reasonLine == 0 {
+		return 0
+	}
+	if r.reasonLiteral {
+		return r.reasonLine + strings.Count(r.Reason[:i], "\n")
+	}
+	return r.reasonLine
 }
 
 // fileLine returns " (file line N)" with the line where r begins in the
@@ -82,9 +105,12 @@ func (r *Rule) fileLine() string {
 
 // Parse reads a Spec from YAML or JSON. Parsing is strict: a field the
 // Spec does not have, a key given twice, a value of the wrong type, or a
-// second document is an error naming the line. Parse checks the shape of
-// the file only; Env.Compile checks the rules.
+// second document is an error naming the line. The strings of a JSON
+// document read as encoding/json reads them, escaped slashes and UTF-16
+// surrogate pairs included, which YAML alone refuses. Parse checks the
+// shape of the file only; Env.Compile checks the rules.
 func Parse(data []byte) (*Spec, error) {
+	data = yamlOfJSON(data)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var spec Spec
@@ -119,6 +145,111 @@ func Parse(data []byte) (*Spec, error) {
 		return nil, errors.New("taicel: rule file has no version")
 	}
 	return &spec, nil
+}
+
+// yamlOfJSON returns data, a JSON document, with the strings YAML reads
+// otherwise than JSON written as YAML reads them as JSON does: an escaped
+// slash unescaped; a UTF-16 surrogate pair as the one \U escape of its
+// character and a lone surrogate as U+FFFD, as encoding/json reads it;
+// and the characters YAML takes for line breaks (U+0085, U+2028,
+// U+2029) or refuses (DEL, C1 controls, U+FEFF, U+FFFE, U+FFFF)
+// escaped. No line
+// changes, so errors name the lines of the file. Data that is not JSON,
+// or needs none of this, is returned as it is.
+func yamlOfJSON(data []byte) []byte {
+	if !json.Valid(data) || !needsYAMLEscapes(data) {
+		return data
+	}
+	out := make([]byte, 0, len(data)+len(data)/8)
+	in := false // inside a string
+	for i := 0; i < len(data); {
+		c := data[i]
+		switch {
+		case !in:
+			in = c == '"'
+		case c == '"':
+			in = false
+		case c == '\\':
+			switch data[i+1] {
+			case '/':
+				out = append(out, '/')
+				i += 2
+				continue
+			case 'u':
+				r := hex4(data[i+2 : i+6])
+				if !utf16.IsSurrogate(r) {
+					break
+				}
+				n := 6
+				if i+12 <= len(data) && data[i+6] == '\\' && data[i+7] == 'u' {
+					if pair := utf16.DecodeRune(r, hex4(data[i+8:i+12])); pair != utf8.RuneError {
+						r, n = pair, 12
+					}
+				}
+				if n == 6 {
+					r = utf8.RuneError
+				}
+				out = fmt.Appendf(out, "\\U%08X", r)
+				i += n
+				continue
+			}
+			out = append(out, data[i:i+2]...)
+			i += 2
+			continue
+		case c >= 0x7f:
+			r, n := utf8.DecodeRune(data[i:])
+			if yamlBreakOrRefused(r) {
+				out = fmt.Appendf(out, "\\u%04X", r)
+			} else {
+				out = append(out, data[i:i+n]...)
+			}
+			i += n
+			continue
+		}
+		out = append(out, c)
+		i++
+	}
+	return out
+}
+
+// needsYAMLEscapes reports whether JSON data holds what yamlOfJSON
+// rewrites, or may: an escaped slash or surrogate, or a byte outside
+// ASCII.
+func needsYAMLEscapes(data []byte) bool {
+	for i, c := range data {
+		if c >= 0x7f || c == '\\' && i+1 < len(data) && (data[i+1] == '/' || data[i+1] == 'u') {
+			return true
+		}
+	}
+	return false
+}
+
+// yamlBreakOrRefused reports whether YAML reads r, written as it is in a
+// double-quoted scalar, as a line break or refuses it as not printable.
+func yamlBreakOrRefused(r rune) bool {
+	switch {
+	case r == 0x85, r == 0x2028, r == 0x2029, r == 0xfeff:
+		return true
+	case r >= 0x7f && r <= 0x9f, r == 0xfffe, r == 0xffff:
+		return true
+	}
+	return false
+}
+
+// hex4 returns the value of four hex digits, which json.Valid checked.
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		default:
+			r = r<<4 | rune(c-'A'+10)
+		}
+	}
+	return r
 }
 
 // MaxRuleFileBytes is the largest rule file ParseFile and a Loader read:
@@ -182,6 +313,13 @@ func locateExprs(root *yaml.Node, rules []Rule) {
 			// indicator.
 			if v.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
 				rules[i].line, rules[i].column = v.Line+1, 0
+			}
+		}
+		if v := mappingValue(item, "reason"); v != nil {
+			rules[i].reasonLine = v.Line
+			if v.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+				rules[i].reasonLine = v.Line + 1
+				rules[i].reasonLiteral = v.Style&yaml.LiteralStyle != 0
 			}
 		}
 		i++

@@ -1,6 +1,7 @@
 package taicel_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -177,4 +178,87 @@ func TestFileLineAfterAnEmptyRuleItem(t *testing.T) {
 			assert.ErrorContains(t, err, fmt.Sprintf(`rule name "ok" is used twice (file lines %d and %d)`, tc.okStart, tc.badStart))
 		})
 	}
+}
+
+// An error in a rule's reason names the line of the reason in the file,
+// not that of the expression: "reason at 1:8 (file line 4)" sent the
+// reader to the rule's expr.
+func TestReasonCompileErrorFileLine(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	const head = "version: 1\nrules:\n  - name: ok\n    weight: 1\n    expr: 'true'\n    reason: '{{payload.Total}}'\n  - name: bad\n    weight: 1\n    expr: 'true'\n"
+	for _, tc := range []struct {
+		name, in string
+		line     int
+	}{
+		{"plain", head + "\n    reason: 'total {{payload.Totl}}'\n", 11},
+		{"before the expr", "version: 1\nrules:\n  - name: bad\n    reason: 'total {{payload.Totl}}'\n    weight: 1\n    expr: 'true'\n", 4},
+		{"block", head + "    reason: |\n      total\n      {{payload.Totl}}\n", 12},
+		{"folded", head + "    reason: >\n      total\n      {{payload.Totl}}\n", 11},
+		{"unterminated", head + "    reason: 'total {{payload.Total'\n", 10},
+		{"flow", "version: 1\nrules: [{name: bad, weight: 1, expr: 'true',\n  reason: '{{payload.X}}'}]\n", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := taicel.Parse([]byte(tc.in))
+			require.NoError(t, err)
+			_, err = env.Compile(spec)
+			var ce *taicel.CompileError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, "bad", ce.Rule)
+			assert.True(t, ce.Reason)
+			assert.Equal(t, tc.line, ce.FileLine)
+			assert.Contains(t, err.Error(), fmt.Sprintf("(file line %d)", tc.line))
+		})
+	}
+}
+
+// Of several invalid set names, Compile names the first in name order,
+// the same one each time: the sets are a map, and the error named
+// whichever its iteration met first.
+func TestCompileNamesTheFirstInvalidSet(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	spec := &taicel.Spec{Version: "1",
+		Sets:  map[string][]string{"ok": nil, "z-z": nil, "b-b": nil, "in": nil, "a-a": nil, "c c": nil},
+		Rules: []taicel.Rule{{Name: "r", Weight: 1, Expr: "true"}}}
+	for range 50 {
+		_, err := env.Compile(spec)
+		require.EqualError(t, err, `taicel: set name "a-a" is not an identifier`)
+	}
+}
+
+// A rule file is JSON as any encoder writes it: escaped slashes (PHP,
+// many Java libraries), non-BMP characters as UTF-16 surrogate pairs
+// (Python's json.dumps), and raw characters YAML reads as line breaks or
+// refuses (U+2028, DEL). Parse reads each as encoding/json does, and
+// still names the file's lines.
+func TestParseJSONAsEncodersWriteIt(t *testing.T) {
+	const in = "{\"version\": \"2026\\/12\\/02\",\n" +
+		"  \"sets\": {\"paths\": [\"\\/api\\/pay\", \"caf\\u00e9\", \"\\ud83d\\ude00\", \"C:\\\\u00e9\\\\\"]},\n" +
+		"  \"rules\": [\n" +
+		"    {\"name\": \"per\\/hour\", \"weight\": 1, \"expr\": \"payload.Total \\/ 2.0 > 1.0\",\n" +
+		"     \"reason\": \"\\ud83d\\udcb8 {{payload.Total}} \\u2014 x\u2028y\x7f \\ud800 lone\"},\n" +
+		"    {\"name\": \"bad\", \"weight\": 1, \"expr\": \"payload.Totl \\/ 2.0 > 1.0\"}\n" +
+		"  ]}\n"
+	var want taicel.Spec
+	require.NoError(t, json.Unmarshal([]byte(in), &want))
+	spec, err := taicel.Parse([]byte(in))
+	require.NoError(t, err)
+	assert.Equal(t, want.Version, spec.Version)
+	assert.Equal(t, want.Sets, spec.Sets)
+	require.Len(t, spec.Rules, 2)
+	for i := range want.Rules {
+		assert.Equal(t, want.Rules[i].Name, spec.Rules[i].Name)
+		assert.Equal(t, want.Rules[i].Expr, spec.Rules[i].Expr)
+		assert.Equal(t, want.Rules[i].Reason, spec.Rules[i].Reason)
+	}
+	assert.Equal(t, "\U0001F4B8 {{payload.Total}} \u2014 x\u2028y\x7f \uFFFD lone", spec.Rules[0].Reason)
+
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	_, err = env.Compile(spec)
+	var ce *taicel.CompileError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "bad", ce.Rule)
+	assert.Equal(t, 6, ce.FileLine)
 }
