@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -33,13 +34,22 @@ func (c Options) retryBackoff() kanban.Exponential {
 
 // retrySpan bounds how long after its first send a PublishAsync message
 // may be sent again: every attempt waiting out PublishTimeout, every wait
-// at its most jittered. c has its defaults filled in.
+// at its most jittered. It saturates at the largest Duration instead of
+// wrapping round to a negative one. c has its defaults filled in.
 func (c Options) retrySpan() time.Duration {
 	worst := c.retryBackoff()
 	worst.Rand = func() float64 { return 1 }
-	span := time.Duration(c.AsyncAttempts-1) * c.PublishTimeout
+	var span time.Duration
+	add := func(d time.Duration) {
+		if d > math.MaxInt64-span {
+			span = math.MaxInt64
+		} else {
+			span += d
+		}
+	}
 	for n := 1; n < c.AsyncAttempts; n++ {
-		span += worst.Delay(n)
+		add(c.PublishTimeout)
+		add(worst.Delay(n))
 	}
 	return span
 }
@@ -317,19 +327,22 @@ func (q *Queue[T]) takeErrors() error {
 // message still waiting for a re-publish fails at once with ErrClosed
 // (reported to OnPublishError), a later failure of a message still
 // awaiting its acknowledgement is final, and PublishAsync returns
-// ErrClosed. Last it waits, until ctx ends, for re-publishes already
-// under way. It returns Flush's result joined with the failures it
-// caused, or with ctx's error when ctx ended first; then what is still
-// under way finishes on its own.
+// ErrClosed (one running alongside Shutdown is either accepted before
+// the wait ends, and waited for, or returns ErrClosed). Last it waits,
+// until ctx ends, for re-publishes already under way. It returns Flush's
+// result joined with the failures it caused, or with ctx's error when
+// ctx ended first; then what is still under way finishes on its own.
 //
 // After a nil return no goroutine of the queue remains. A second call
 // waits for what the first left under way, and returns nil once nothing
 // is. Publish and Consume are not affected (a consumer stops with the ctx
 // of Consume), and the connection stays open.
 func (q *Queue[T]) Shutdown(ctx context.Context) error {
-	err := q.Flush(ctx)
 	a := &q.async
 	a.mu.Lock()
+	// Closed in the same hold of a.mu as the wait ends: a PublishAsync
+	// taking a slot in between would be accepted and left unsettled.
+	err := a.await(ctx, func() bool { return a.held > 0 }, &a.idle)
 	a.closed = true
 	wake(&a.room) // PublishAsync calls waiting for a slot return ErrClosed
 	var stopped []*nats.Msg
@@ -346,8 +359,10 @@ func (q *Queue[T]) Shutdown(ctx context.Context) error {
 	for i, m := range stopped {
 		q.giveUp(m, rs[i], ErrClosed)
 	}
-	if err != nil || len(stopped) > 0 {
-		err = errors.Join(err, q.takeErrors())
+	if ferr := q.takeErrors(); err == nil {
+		err = ferr
+	} else {
+		err = errors.Join(err, ferr)
 	}
 	a.mu.Lock()
 	werr := a.await(ctx, func() bool { return a.timers > 0 }, &a.stopped)

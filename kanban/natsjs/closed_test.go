@@ -157,3 +157,22 @@ func TestPublishOnAClosedConnection(t *testing.T) {
 	require.NoError(t, ctx.Err())
 	assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 }
+
+// TestConsumeOnAClosedConnectionIsPermanent: Consume started on a closed
+// connection returns at once an error marked kanban.Permanent, as one
+// whose connection closes while it runs does: a supervisor that starts
+// Consume again on any other error would otherwise start it again and
+// again, though a closed connection never comes back.
+func TestConsumeOnAClosedConnectionIsPermanent(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Options{Stream: "CONSUMECLOSED"})
+	require.NoError(t, err)
+	nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error { return nil }, kanban.ConsumeOptions{})
+	require.NoError(t, ctx.Err())
+	assert.ErrorIs(t, err, nats.ErrConnectionClosed)
+	assert.True(t, kanban.IsPermanent(err), "not marked Permanent: %v", err)
+}

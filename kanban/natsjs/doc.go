@@ -77,7 +77,8 @@
 // arrives with the very ID, Key and headers it was published with: Publish
 // refuses, with ErrInvalidMessage, one that NATS headers would change, and
 // a header named Kanban-... or Nats-..., which the queue and the server
-// read (see Queue.Publish). Options.Tracer records spans around publishes
+// read, or Status on a message without payload bytes, which the client
+// reads (see Queue.Publish). Options.Tracer records spans around publishes
 // and handler attempts.
 //
 // The Queue works against any nats-server with JetStream enabled (2.9 or

@@ -2,6 +2,7 @@ package natsjs_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -97,6 +98,59 @@ func TestPublishedArrivesAsWritten(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("message not delivered")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// TestEmptyPayloadWithAStatusHeader: a message whose payload encodes to
+// nothing and that has a header named Status is refused. nats.go reads
+// such a delivery as the server's status message (a 404, a 409, a
+// heartbeat): it ended the pull request with an error, or dropped the
+// message, which never reached a handler, was never dead-lettered, and
+// came back every AckWait holding a WIP slot — with a WIP of 1, the queue
+// handled nothing more. With a payload, or without the header, it
+// arrives as written.
+func TestEmptyPayloadWithAStatusHeader(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	q, err := natsjs.New[[]byte](ctx, connect(t, srv.Connect), natsjs.Options{Stream: "STATUS", Codec: rawCodec{}, FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	for name, publish := range map[string]func(context.Context, kanban.Message[[]byte]) error{
+		"Publish": q.Publish, "TryPublish": q.TryPublish, "PublishAsync": q.PublishAsync,
+	} {
+		err := publish(ctx, kanban.Message[[]byte]{ID: "refused", Headers: kanban.Header{"Status": "secret"}})
+		assert.ErrorIs(t, err, natsjs.ErrInvalidMessage, name)
+		assert.ErrorContains(t, err, `natsjs: invalid message header "Status"`, name)
+		assert.NotContains(t, fmt.Sprint(err), "secret", "%s: a header's value is not shown", name)
+	}
+	require.NoError(t, q.Flush(ctx))
+	sent := map[string]kanban.Message[[]byte]{
+		"with payload":   {ID: "with payload", Payload: []byte("x"), Headers: kanban.Header{"Status": "shipped"}},
+		"without header": {ID: "without header", Headers: kanban.Header{"X-Status": "shipped"}},
+		"empty status":   {ID: "empty status", Headers: kanban.Header{"Status": ""}},
+	}
+	for _, m := range sent {
+		require.NoError(t, q.Publish(ctx, m))
+	}
+	got := make(chan kanban.Delivery[[]byte], len(sent))
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[[]byte]) error {
+			got <- d
+			return nil
+		}, kanban.ConsumeOptions{WIP: 1})
+	}()
+	for range sent {
+		select {
+		case d := <-got:
+			m := sent[d.ID]
+			assert.Equal(t, len(m.Payload), len(d.Payload), d.ID)
+			assert.Equal(t, m.Headers, d.Headers, d.ID)
+		case <-time.After(30 * time.Second):
+			t.Fatal("a message was not delivered")
+		}
 	}
 	cancel()
 	require.NoError(t, <-done)

@@ -355,9 +355,11 @@ func (q *Queue[T]) Stats() kanban.QueueStats { return q.counters.Snapshot() }
 // header names outside the HTTP token characters; and a header named
 // Kanban-... (the queue's own: Kanban-Id would replace the message's ID,
 // Kanban-Key its Key) or Nats-... (the server's: Nats-Msg-Id is the dedup
-// ID, Nats-Expected-Stream and the like make it refuse or act). A Memory
-// queue takes every such header as a plain one. The error names the field
-// or header.
+// ID, Nats-Expected-Stream and the like make it refuse or act); and a
+// header named Status, not empty, on a message whose payload encodes to
+// no bytes, which nats.go takes for the server's status reply and never
+// delivers. A Memory queue takes every such header as a plain one. The
+// error names the field or header.
 var ErrInvalidMessage = errors.New("natsjs: invalid message")
 
 // checkIdentifier reports why the message's ID or Key v (field names
@@ -398,6 +400,11 @@ func checkHeader(name, value string) error {
 	return nil
 }
 
+// statusHeader is the header nats.go reads the status of a server's
+// reply from, in a message without a payload: a pull request's "no
+// messages", "request timeout", heartbeat and the like.
+const statusHeader = "Status"
+
 // isTokenChar reports whether c may appear in a header name: an HTTP
 // token character (RFC 9110), as nats.go accepts.
 func isTokenChar(c byte) bool {
@@ -429,6 +436,9 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 	data, err := q.opts.Codec.Marshal(msg.Payload)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: encoding message %s: %w", msg.ID, err)
+	}
+	if len(data) == 0 && hdr[statusHeader] != "" {
+		return nil, fmt.Errorf("%w header %q: on a message whose payload encodes to nothing, NATS clients read it as the server's status and never deliver the message", ErrInvalidMessage, statusHeader)
 	}
 	nh := make(nats.Header, len(hdr)+2)
 	for k, v := range hdr {
@@ -545,9 +555,12 @@ func fullError(err error) error {
 // an HTTP token's (letters, digits and !#$%&'*+-.^_`|~) or beginning
 // Kanban- or Nats- (names the queue and the server read, matched with
 // their case, as NATS matches them), and for a value holding CR or LF or
-// beginning or ending with a space or tab; the error names the header but
-// not its value. An empty ID is kanban.ErrNoID, and a message that alone
-// takes more than MaxBytes is refused with ErrTooLarge.
+// beginning or ending with a space or tab, and a header named Status (not
+// empty) when the payload encodes to no bytes: nats.go reads such a
+// delivery as the server's status reply, not as a message. The error
+// names the header but not its value. An empty ID is kanban.ErrNoID, and
+// a message that alone takes more than MaxBytes is refused with
+// ErrTooLarge.
 func (q *Queue[T]) Publish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, true)
 }
@@ -627,7 +640,8 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // never comes back: Consume then stops pulling — within FetchWait and a
 // second, when a pull request is open — drains as when ctx ends, and
 // returns an error marked kanban.Permanent that matches
-// nats.ErrConnectionClosed (errors.Is), without logging it.
+// nats.ErrConnectionClosed (errors.Is), without logging it; so does a
+// Consume started on a closed connection, at once.
 func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban.ConsumeOptions) error {
 	if err := opts.Validate(); err != nil {
 		return err
@@ -647,7 +661,8 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 
 // consumer creates or updates the durable, again while JetStream is out
 // of reach, 10 ms doubling to 1 s apart. It returns nil and no error when
-// ctx ends first: the consumer stopped before it pulled anything.
+// ctx ends first: the consumer stopped before it pulled anything. The
+// error of a closed connection is marked kanban.Permanent.
 func (q *Queue[T]) consumer(ctx context.Context, wip int) (jetstream.Consumer, error) {
 	wait := 10 * time.Millisecond
 	for {
@@ -658,7 +673,10 @@ func (q *Queue[T]) consumer(ctx context.Context, wip int) (jetstream.Consumer, e
 		if ctx.Err() != nil {
 			return nil, nil
 		}
-		err = fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, err)
+		err = fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, connError(q.js.Conn(), err))
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil, kanban.Permanent(err) // never reopened: see Consume
+		}
 		if !Unreachable(err) {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -359,6 +360,21 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	_, err := natsjs.New[int](context.Background(), nil, natsjs.Options{})
 	assert.EqualError(t, err, "natsjs: nil connection")
+}
+
+// TestOptionsValidateHugeRetrySpan: re-publishing that would last past
+// the largest time.Duration is refused as lasting beyond DedupWindow. The
+// span was summed without bound, wrapped round to a negative duration and
+// passed, so that re-publishes outlasted the dedup window and could store
+// a message twice.
+func TestOptionsValidateHugeRetrySpan(t *testing.T) {
+	for _, opts := range []natsjs.Options{
+		{AsyncAttempts: 5, PublishTimeout: math.MaxInt64 / 4},
+		{AsyncAttempts: 3, PublishTimeout: math.MaxInt64 / 2, DedupWindow: time.Hour},
+		{AsyncAttempts: 1000, AsyncRetryWait: math.MaxInt64 / 500, DedupWindow: 24 * time.Hour},
+	} {
+		assert.ErrorContains(t, opts.Validate(), "natsjs: invalid AsyncAttempts", "%+v", opts)
+	}
 }
 
 func TestConsumeRejectsBadOptions(t *testing.T) {
