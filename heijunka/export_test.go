@@ -1,7 +1,7 @@
 package heijunka
 
 // Slots returns how many slots the tables of s hold, for tests of its
-// memory use (a slot is 24 bytes).
+// memory use (a slot is 16 bytes).
 func Slots(s *MemoryStore) int {
 	n := 0
 	for i := range s.shards {

@@ -73,7 +73,8 @@ type MemoryStoreOptions struct {
 //
 // Tables grow by half when more than four fifths full and shrink when they
 // fall to an eighth, so memory is returned, not just reused: a live key
-// costs 20 to 30 bytes. Take allocates nothing for a key already held.
+// costs 20 to 30 bytes (32 in a table just shrunk, half full). Take
+// allocates nothing for a key already held.
 //
 // The cost of a lookup in a large store is one cache miss on the key's
 // slot. Make one with NewMemoryStore; the zero MemoryStore is not usable.

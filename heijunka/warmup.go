@@ -104,10 +104,16 @@ func (w *WarmUp) newClimb(full Limit, start int64) (*climb, error) {
 	}
 	c := &climb{full: full, from: w.from, start: start, over: int64(w.over), steps: w.steps}
 	// The first step has the lowest rate and the longest interval: if it
-	// is valid, so is every later one (limitAt keeps their Burst within
-	// the refill a Limit may take).
-	if err := c.limitAt(0).Validate(); err != nil {
+	// is valid and finite, so is every later one (limitAt keeps their
+	// Burst within the refill a Limit may take). A From so small that
+	// From·Rate rounds to 0 gives a closed first step, valid but no
+	// bound on the later steps' intervals.
+	first := c.limitAt(0)
+	if err := first.Validate(); err != nil {
 		return nil, fmt.Errorf("heijunka: warm-up From %v of %v: %w", w.from, full, err)
+	}
+	if first.IsClosed() {
+		return nil, fmt.Errorf("heijunka: warm-up From %v of %v rounds to a Rate of 0", w.from, full)
 	}
 	return c, nil
 }

@@ -429,3 +429,14 @@ func TestWarmUpWaitNAcrossSteps(t *testing.T) {
 		assert.Equal(t, time.Second, time.Since(begin), "when step 1 lets it")
 	})
 }
+
+// TestWarmUpFromThatRoundsToClosed: a From so small that From·Rate rounds
+// to 0 would start the climb at a closed Limit, which admits nothing and
+// tells callers they never pass; its next steps could be invalid Limits,
+// and deciding under them divided by zero. NewWarmUp refuses it.
+func TestWarmUpFromThatRoundsToClosed(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 0.5, Burst: 1})
+	_, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 5e-324, Over: 1000 * time.Second, Steps: 1e12})
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "heijunka: warm-up From 5e-324 of 30/min burst 1 rounds to a Rate of 0")
+}
