@@ -382,12 +382,28 @@ func (b *Breaker) rateCause(t tally) cause {
 
 // release reports the result of a half-open probe holding lease id.
 func (b *Breaker) release(p *period, id uint64, start int64, err error, gaveUp bool) {
+	judged := false
+	defer func() {
+		if !judged {
+			// Ignore or IsFailure panicked: the probe is not counted, as
+			// in the closed state, and its lease is given back before
+			// the panic goes on.
+			b.settle(p, id, resultIgnored, false)
+		}
+	}()
 	r := b.classify(err, gaveUp)
+	judged = true
 	var now int64
 	if b.s.timing {
 		now = b.now()
 	}
-	slow := b.s.timing && now-start > b.s.slowDur // an ignored result is never slow: see the switch
+	slow := b.s.timing && now-start > b.s.slowDur // an ignored result is never slow: see settle
+	b.settle(p, id, r, slow)
+}
+
+// settle gives back lease id of the half-open period p and acts on the
+// probe's result r.
+func (b *Breaker) settle(p *period, id uint64, r result, slow bool) {
 	b.mu.Lock()
 	if b.cur.Load() != p {
 		b.mu.Unlock()

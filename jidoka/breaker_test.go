@@ -1112,6 +1112,43 @@ func TestBreakerPanicIsAFailureWhateverTheClassifiers(t *testing.T) {
 	}
 }
 
+// An IsFailure or Ignore that panics passes its panic on, and the call is
+// not counted. A half-open probe so judged gives its lease back: it kept
+// it, and the breaker refused every call as half-open with every probe in
+// flight until ProbeTimeout.
+func TestBreakerClassifierPanicGivesTheProbeLeaseBack(t *testing.T) {
+	bad := func(error) bool { panic("bad classifier") }
+	for name, opts := range map[string]jidoka.BreakerOptions{
+		"IsFailure": {IsFailure: bad},
+		"Ignore":    {Ignore: bad},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				opts.ConsecutiveFailures = 1
+				opts.OpenDuration = time.Second
+				b := newBreaker(t, opts)
+				assert.PanicsWithValue(t, "bad classifier", func() { _ = call(b, errBoom) })
+				assert.Equal(t, jidoka.StateClosed, b.State(), "closed: the call is not counted")
+
+				b.Trip("by hand")
+				advance(time.Second)
+				require.Equal(t, jidoka.StateHalfOpen, b.State())
+				assert.PanicsWithValue(t, "bad classifier", func() { _ = call(b, errBoom) })
+				s := b.Snapshot()
+				assert.Equal(t, jidoka.StateHalfOpen, s.State)
+				assert.Zero(t, s.ProbesInFlight, "the probe's lease is back")
+
+				done, err := b.Allow(context.Background())
+				require.NoError(t, err, "another probe is let through")
+				assert.PanicsWithValue(t, "bad classifier", func() { done(errBoom) })
+				assert.Zero(t, b.Snapshot().ProbesInFlight, "through Allow too")
+				calls(t, b, 1, nil) // the classifiers are not asked about a success
+				assert.Equal(t, 1, b.Snapshot().ProbeSuccesses)
+			})
+		})
+	}
+}
+
 // In a tai pipeline the breaker hears of a panicking action through done,
 // as a *tai.PanicError: a failure too, whatever IsFailure says of errors.
 func TestBreakerPanicInAPipelineIsAFailure(t *testing.T) {
@@ -1296,6 +1333,30 @@ func TestBreakerCallerCancellationIsNotCounted(t *testing.T) {
 // and end the run of trips as closing does: a trip after them opens for
 // OpenDuration, not for the back-off the trips before them had reached.
 // ForceOpen keeps the run: the dependency has not been seen to recover.
+// The back-off compounds: open periods grow by BackoffFactor per trip even
+// when one step adds less than a nanosecond, which truncating each step to
+// whole nanoseconds lost, keeping every period at OpenDuration. Here
+// 5 ns × 1.1^(k-1): 5 ns for the first trips, then 6 ns, 7 ns, ... 11 ns.
+func TestBreakerBackoffCompoundsBelowANanosecondAStep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, HalfOpenSuccesses: 1,
+			OpenDuration: 5, MaxOpenDuration: time.Second, BackoffFactor: 1.1})
+		calls(t, b, 1, errBoom)
+		var got []time.Duration
+		for range 10 {
+			d := time.Until(b.Snapshot().NextProbe)
+			got = append(got, d)
+			advance(d)
+			calls(t, b, 1, errBoom) // the probe fails
+		}
+		want := make([]time.Duration, 10)
+		for k := range want {
+			want[k] = time.Duration(5 * math.Pow(1.1, float64(k)))
+		}
+		assert.Equal(t, want, got)
+	})
+}
+
 func TestBreakerManualStatesAndBackoff(t *testing.T) {
 	for _, tt := range []struct {
 		name   string

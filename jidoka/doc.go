@@ -124,7 +124,8 @@
 // OnRecover, OnCheck) is logged on the Logger of the options. Either way
 // the panic is a *PanicError carrying the value and the stack. A panic in
 // the function given to Breaker.Do counts as a failure and is passed on to
-// the caller.
+// the caller. One in BreakerOptions.IsFailure or Ignore is passed on too,
+// and the call is not counted: a half-open probe gives its lease back.
 //
 // One that ends its goroutine with runtime.Goexit (t.FailNow in a test)
 // does not either: a Check doing so fails its check; a listener doing so

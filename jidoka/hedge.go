@@ -69,8 +69,10 @@ type HedgeOptions struct {
 // read, or a write with an idempotency key. A call that returns before
 // the delay costs a context, a timer and Do's state (five allocations) and
 // no goroutine; each hedge costs a goroutine and a context. A panic in fn
-// is passed on to the caller of Do once every call has returned. Make one
-// with NewHedge; the zero Hedge is not usable.
+// is passed on to the caller of Do once every call has returned. A call
+// that ends its goroutine with runtime.Goexit did not succeed; when the
+// first call does so, the hedges are cancelled and waited for before Do's
+// goroutine ends. Make one with NewHedge; the zero Hedge is not usable.
 type Hedge struct {
 	name     string
 	delay    time.Duration
@@ -209,11 +211,21 @@ type hedging struct {
 	pv       any
 }
 
-// first runs the first call.
+// first runs the first call. Should it end the goroutine (runtime.Goexit:
+// t.FailNow in a test), Do does not come back to cancel and wait for the
+// hedges: first does so before the goroutine ends.
 func (r *hedging) first(ctx context.Context) (pv any, panicked bool, err error) {
 	defer func() {
-		if panicked {
-			pv = recover()
+		if !panicked {
+			return
+		}
+		if pv = recover(); pv == nil { // runtime.Goexit
+			r.mu.Lock()
+			r.closed = true
+			r.cancelAll()
+			r.mu.Unlock()
+			r.timer.Stop()
+			r.wg.Wait()
 		}
 	}()
 	panicked = true
@@ -243,8 +255,13 @@ func (r *hedging) hedge() {
 
 	panicked := true
 	defer func() {
-		if panicked {
-			v := recover()
+		if !panicked {
+			return
+		}
+		// recover gives nil when fn ended the goroutine with
+		// runtime.Goexit: a call that did not succeed, and no panic to
+		// pass on (panic(nil) would be one of the runtime's own).
+		if v := recover(); v != nil {
 			r.mu.Lock()
 			r.fail(v)
 			r.mu.Unlock()

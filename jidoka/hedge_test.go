@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -331,5 +332,61 @@ func TestHedgeQuantileKeepsTheHedgedCallsSlow(t *testing.T) {
 		}
 		assert.GreaterOrEqual(t, h.Delay(), time.Second, "the 0.8 quantile of what callers saw is at least 1 s")
 		assert.LessOrEqual(t, hedged, dos/2/5, "hedged %d of %d calls at 0.8", hedged, dos/2)
+	})
+}
+
+// A first call that ends Do's goroutine with runtime.Goexit (t.FailNow in
+// a test) leaves no call behind: the hedges started are cancelled and
+// have returned by the time that goroutine ends, and none starts after.
+func TestHedgeGoexitInTheFirstCallLeavesNoCallBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Second, MaxHedges: 3})
+		require.NoError(t, err)
+		var calls, running atomic.Int32
+		release := make(chan struct{})
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			_ = h.Do(context.Background(), func(ctx context.Context) error {
+				if calls.Add(1) == 1 {
+					time.Sleep(1500 * time.Millisecond) // one hedge has started
+					runtime.Goexit()
+				}
+				running.Add(1)
+				defer running.Add(-1)
+				select {
+				case <-ctx.Done():
+				case <-release:
+				}
+				return ctx.Err()
+			})
+		}()
+		<-ended
+		assert.Equal(t, int32(0), running.Load(), "a hedge still runs after Do's goroutine ended")
+		close(release)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		assert.Equal(t, int32(2), calls.Load(), "a hedge started after Do's goroutine ended")
+	})
+}
+
+// A hedge that ends its goroutine with runtime.Goexit did not succeed,
+// and is no panic: the first call's success is Do's result.
+func TestHedgeGoexitInAHedgeIsNoSuccessAndNoPanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Second})
+		require.NoError(t, err)
+		var calls atomic.Int32
+		assert.NotPanics(t, func() {
+			err = h.Do(context.Background(), func(ctx context.Context) error {
+				if calls.Add(1) == 2 {
+					runtime.Goexit()
+				}
+				time.Sleep(2 * time.Second)
+				return nil
+			})
+		})
+		assert.NoError(t, err)
+		assert.Equal(t, int32(2), calls.Load())
 	})
 }

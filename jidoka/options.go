@@ -119,7 +119,9 @@ type BreakerOptions struct {
 	// inside the breaker (errors.Is ErrBulkheadFull or ErrOpen: a full
 	// Bulkhead, another Breaker) is never counted, whatever IsFailure and
 	// Ignore say: the call did not reach the dependency, and a probe so
-	// refused gives its lease back. Nil means every error is a failure.
+	// refused gives its lease back. A panic in IsFailure or Ignore goes on
+	// to the caller of Do, or of done; the call is not counted, and a
+	// probe gives its lease back. Nil means every error is a failure.
 	IsFailure func(err error) bool
 	// Ignore reports whether an error is neither a success nor a failure:
 	// the call is not counted and gives back its probe lease. It is asked
@@ -271,20 +273,20 @@ func (c *BreakerOptions) settings() (settings, error) {
 	return s, nil
 }
 
-// openFor returns the length of the open period after trips trips in a row.
+// openFor returns the length of the open period after trips trips in a row:
+// OpenDuration × BackoffFactor^(trips-1), at most MaxOpenDuration. It is
+// computed at once, not a step per trip: a step truncated to whole
+// nanoseconds would lose a growth of less than one, and the steps would
+// add up to a loop as long as the run of trips.
 func (s *settings) openFor(trips int) int64 {
-	d := s.openDur
-	if s.maxOpenDur == 0 || s.factor == 1 {
-		return d
+	if s.maxOpenDur == 0 || s.factor == 1 || trips <= 1 {
+		return s.openDur
 	}
-	for i := 1; i < trips; i++ {
-		next := float64(d) * s.factor
-		if next >= float64(s.maxOpenDur) {
-			return s.maxOpenDur
-		}
-		d = int64(next)
+	d := float64(s.openDur) * math.Pow(s.factor, float64(trips-1))
+	if d >= float64(s.maxOpenDur) {
+		return s.maxOpenDur
 	}
-	return d
+	return int64(d)
 }
 
 func orDuration(d, def time.Duration) time.Duration {
