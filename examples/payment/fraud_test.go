@@ -402,6 +402,27 @@ func TestDaysSpendCountsChargesOnce(t *testing.T) {
 	}
 }
 
+// A charge the gateway made is booked in the day's spend (the Go rules
+// book it after the charge) even when the payment's deadline ran out as
+// the gateway answered: the money moved, and a booking cut short by the
+// deadline let the customer's later payments that day pass the daily
+// limit as if it had not.
+func TestChargeAtItsDeadlineIsBooked(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.FraudRules = fraudRulesGo
+	cfg.CustomerState = "nats"
+	ts := startService(t, cfg)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+	defer cancel()
+	sig := tai.Signal[Payment]{ID: "txn_" + tai.NewID(), Kind: "payment", Key: "c_late",
+		Payload: Payment{Amount: 12.34, Minor: 1234, Currency: "USD", CustomerID: "c_late", MerchantID: "m"}}
+	_, err := ts.charge(ctx, sig) // the simulated gateway, without latency, answers whatever the deadline
+	require.NoError(t, err)
+	spent, err := ts.state.Spent(context.Background(), "c_late", "USD", ts.clock.Now())
+	require.NoError(t, err)
+	assert.EqualValues(t, 1234, spent, "the charge is in the day's spend")
+}
+
 // The CEL rules fail closed too: a customer state that cannot take the
 // attempt, its hold and the location fails the evaluation.
 func TestFraudCELFailsClosedOnState(t *testing.T) {

@@ -535,7 +535,10 @@ func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, 
 			return Charge{Gateway: gr}, nil // the day's spend was held as it was judged
 		}
 	}
-	if err := s.state.AddSpend(ctx, p.CustomerID, p.Currency, p.Minor, s.cfg.now()); err != nil {
+	// The money moved: book it however little of the payment's deadline
+	// is left (a shared store's call gets a deadline of its own:
+	// boundedState).
+	if err := s.state.AddSpend(context.WithoutCancel(ctx), p.CustomerID, p.Currency, p.Minor, s.cfg.now()); err != nil {
 		s.log.Error("daily spend not recorded", "transaction_id", sig.ID, "err", err)
 	}
 	return Charge{Gateway: gr}, nil
@@ -777,7 +780,7 @@ func (s *Service) Handler() http.Handler {
 	mux.Handle("GET /admin/gateway", admin(s.handleGatewayAdmin))
 	mux.Handle("POST /admin/gateway", admin(s.handleGatewayAdmin))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{EnableOpenMetrics: true}))
-	mux.Handle("GET /kaizen", s.stats)
+	mux.Handle("GET /kaizen", statsHandler(s.stats))
 	health := func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
@@ -789,6 +792,49 @@ func (s *Service) Handler() http.Handler {
 	mux.Handle("/admin/queues", queues)
 	mux.Handle("/admin/queues/", queues)
 	return s.traceHTTP(mux, httpapi.AllowHosts(s.cfg.AllowedHosts, httpapi.JSONErrors(mux)))
+}
+
+// statsHandler serves the rolling statistics (h: the Stats), with its
+// refusals in the one error schema: kaizen answers a kind it has no
+// statistics of (none yet, or never) with a plain-text 404.
+func statsHandler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&statsErrorWriter{ResponseWriter: w, r: r}, r)
+	})
+}
+
+// statsErrorWriter replaces a plain-text error answer of the statistics
+// with one in the error schema.
+type statsErrorWriter struct {
+	http.ResponseWriter
+	r        *http.Request
+	replaced bool
+}
+
+func (e *statsErrorWriter) WriteHeader(code int) {
+	if code < http.StatusBadRequest {
+		e.ResponseWriter.WriteHeader(code)
+		return
+	}
+	e.replaced = true
+	var err *requestError
+	switch code {
+	case http.StatusNotFound:
+		err = &requestError{Status: code, Code: "not_found", Field: "kind",
+			Message: fmt.Sprintf("no statistics of kind %q here (yet)", clip(e.r.URL.Query().Get("kind")))}
+	case http.StatusMethodNotAllowed:
+		err = &requestError{Status: code, Code: "method_not_allowed", Message: e.r.Method + " is not allowed on " + e.r.URL.Path}
+	default:
+		err = &requestError{Status: code, Code: "internal", Message: "internal error"}
+	}
+	writeError(e.ResponseWriter, err)
+}
+
+func (e *statsErrorWriter) Write(b []byte) (int, error) {
+	if e.replaced {
+		return len(b), nil
+	}
+	return e.ResponseWriter.Write(b)
 }
 
 // ConfigureServer sets srv up for the service: as soon as srv begins to

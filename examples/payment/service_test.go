@@ -434,6 +434,27 @@ func TestHealthAndReady(t *testing.T) {
 	_ = context.Background()
 }
 
+// The rolling statistics answer a kind they have no statistics of in the
+// one error schema, as every other route does: a 404 not_found naming the
+// kind, not kaizen's plain text. A kind they have answers as before.
+func TestStatisticsErrorsAreJSON(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	for _, kind := range []string{"nope", "payment"} { // no payment yet: no statistics of it either
+		r := ts.do(t, http.MethodGet, "/kaizen?kind="+kind, nil)
+		require.Equal(t, http.StatusNotFound, r.Code, string(r.Raw))
+		assert.Equal(t, "application/json", r.Header.Get("Content-Type"))
+		assert.Equal(t, "not_found", r.errField("code"), string(r.Raw))
+		assert.Equal(t, "kind", r.errField("field"), string(r.Raw))
+		assert.Contains(t, r.errField("message"), `"`+kind+`"`)
+	}
+	require.Equal(t, http.StatusOK, ts.pay(t, "cust_k", 1, nil).Code)
+	r := ts.do(t, http.MethodGet, "/kaizen?kind=payment", nil)
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	kinds, _ := r.Body["kinds"].(map[string]any)
+	assert.Contains(t, kinds, "payment", string(r.Raw))
+	assert.Equal(t, http.StatusOK, ts.do(t, http.MethodGet, "/kaizen", nil).Code)
+}
+
 // IDs that NATS cannot take as subjects or keys are client errors: 400,
 // never a 5xx from a store that refuses them (which would feed the error
 // rate alert).
