@@ -55,10 +55,11 @@ type AuditOptions struct {
 	// on the writer goroutine, one entry at a time. The entry's
 	// Contributions and Inputs are copies it may change in place: the
 	// record is the pipeline caller's, and other observers may keep it.
-	// A record whose Redact (or whose Err's Error method) panics is not
-	// written: it goes to OnUnwritten with an error saying so, and the
-	// trail goes on. Redact must not call the Audit's Flush or Shutdown:
-	// they wait for the writer goroutine, which waits for Redact.
+	// A record whose Redact (or whose Err's Error method) panics or calls
+	// runtime.Goexit is not written: it goes to OnUnwritten with an error
+	// saying so, and the trail goes on. Redact must not call the Audit's
+	// Flush or Shutdown: they wait for the writer goroutine, which waits
+	// for Redact.
 	Redact func(*AuditEntry)
 	// Genesis is the prev hash of the first line, in hex: the hash of
 	// the last line of a trail this one continues (Audit.Last of the
@@ -78,9 +79,10 @@ type AuditOptions struct {
 	// ErrAuditClosed after Shutdown. It runs on the writer goroutine or on
 	// the goroutine calling Observe. Nil means each is logged at level
 	// Error on Logger. A panic in OnUnwritten is recovered and logged on
-	// Logger, and the trail goes on as it would have. Like Redact, it
-	// must not call Flush or Shutdown, which on the writer goroutine wait
-	// for themselves.
+	// Logger, and so is a runtime.Goexit, and the trail goes on as it
+	// would have. Like Redact, it must not call Flush or Shutdown, which
+	// on the writer goroutine wait for themselves; on the goroutine
+	// calling Observe it may.
 	OnUnwritten func(r tai.Record, err error)
 	// Logger logs unwritten records when OnUnwritten is nil, a panic of
 	// OnUnwritten or of the io.Writer's Write or Sync, and what
@@ -127,7 +129,9 @@ type AuditEntry struct {
 //     full — those of the failed write, those queued, and those observed
 //     later — goes to OnUnwritten (by default logged at level Error) and
 //     is counted by Unwritten. A trail ends at its first failure and never
-//     has a gap in the middle.
+//     has a gap in the middle. A line the failed Write wrote all but its
+//     newline did reach it: it verifies as the trail's last line (and
+//     OpenAuditFile ends it), so it counts as written.
 //
 // A record whose line would be longer than MaxAuditLineLen, which no
 // verifier reads, is not written either: it goes to OnUnwritten with an
@@ -140,7 +144,9 @@ type AuditEntry struct {
 // the trail as a failed Write does. Last reports the last line so made
 // durable. A panic in the io.Writer's Write or Sync is recovered, logged
 // with its stack on AuditOptions.Logger, and stops the trail as a failed
-// call does (for Write, as one that wrote nothing).
+// call does (for Write, as one that wrote nothing); so does a
+// runtime.Goexit there. (Goexit ends the writer goroutine whatever
+// recovers: another takes its place and goes on where it stopped.)
 //
 // Shutdown drains the queue, writes what is left, syncs, and stops the
 // goroutine. The Audit does not close the io.Writer given to NewAudit
@@ -183,7 +189,31 @@ type Audit struct {
 	pending  []pendingLine
 	wrote    [sha256.Size]byte // hash of the last line written in full
 	unsynced bool              // lines were written since the last Sync
+	flushing chan error        // the reply of the Flush being answered
+	// lost holds the records of a failed write not yet handed to
+	// OnUnwritten, with the error they are handed with.
+	lost    []tai.Record
+	lostErr error
+	// After a runtime.Goexit in the caller's code had the writer
+	// goroutine end, resumed tells the next one to finish first what it
+	// was doing (see takeOver): exit says where it was, and for Redact,
+	// exitRec is the record and exitErr its error.
+	resumed bool
+	exit    goexitAt
+	exitRec tai.Record
+	exitErr error
 }
+
+// goexitAt says where a runtime.Goexit ended the writer goroutine, for
+// what its successor has to finish.
+type goexitAt uint8
+
+const (
+	goexitElsewhere goexitAt = iota // OnUnwritten: its record was handed over
+	goexitEntry                     // Redact or the record's Err.Error
+	goexitWrite                     // the io.Writer's Write
+	goexitSync                      // its Sync
+)
 
 type auditItem struct {
 	rec   tai.Record
@@ -302,11 +332,14 @@ func (a *Audit) Observe(_ context.Context, r tai.Record) {
 		a.lose(r, ErrAuditClosed)
 		return
 	}
-	defer a.leave()
 	if err := a.Err(); err != nil {
+		// Counted out first: OnUnwritten may call Shutdown, which waits
+		// for every sender to leave.
+		a.leave()
 		a.lose(r, err)
 		return
 	}
+	defer a.leave()
 	a.queue <- auditItem{rec: r}
 }
 
@@ -420,20 +453,75 @@ func (a *Audit) Shutdown(ctx context.Context) error {
 // through: on the writer goroutine it would end the process.
 func (a *Audit) lose(r tai.Record, err error) {
 	a.unwritten.Add(1)
+	returned := false
 	defer func() {
 		if v := recover(); v != nil {
 			a.log.Error("kaizen: AuditOptions.OnUnwritten panicked", "signal_id", r.ID, "panic", fmt.Sprint(v),
 				"stack", string(debug.Stack()))
+		} else if !returned {
+			a.log.Error("kaizen: AuditOptions.OnUnwritten called runtime.Goexit", "signal_id", r.ID,
+				"stack", string(debug.Stack()))
 		}
 	}()
 	a.onUnwrit(r, err)
+	returned = true
 }
 
 // run is the writer goroutine: it encodes records as they come and writes
 // a batch when it is full or the queue is empty. Once Shutdown is called
 // and no sender is left, it writes what is queued and returns.
+//
+// The caller's code it runs (Redact, the io.Writer, OnUnwritten) may call
+// runtime.Goexit, which ends the goroutine whatever recovers: then another
+// takes its place and, before anything else, finishes what this one was
+// doing, so that no record is lost silently and no Flush waits for good.
 func (a *Audit) run() {
-	defer close(a.done)
+	returned := false
+	defer func() {
+		if !returned {
+			a.resumed = true
+			go a.run()
+			return
+		}
+		close(a.done)
+	}()
+	if a.resumed {
+		a.takeOver()
+	}
+	a.loop()
+	returned = true
+}
+
+// takeOver finishes what the writer goroutine was doing when a
+// runtime.Goexit ended it, as the call that ended so would have, where
+// it stopped: the record whose Redact ended it is handed to OnUnwritten;
+// a Write or a Sync that ended it fails as one that panicked does; the
+// rest of a failed write's records are handed over; the Flush being
+// answered is answered; and the queue is drained and written.
+func (a *Audit) takeOver() {
+	a.resumed = false
+	at := a.exit
+	a.exit = goexitElsewhere
+	switch at {
+	case goexitEntry:
+		r, err := a.exitRec, a.exitErr
+		a.exitRec, a.exitErr = tai.Record{}, nil
+		a.lose(r, err)
+	case goexitWrite:
+		a.settle(0, errors.New("runtime.Goexit in the io.Writer's Write"))
+	case goexitSync:
+		a.fail(errors.New("kaizen: syncing audit trail: runtime.Goexit in the io.Writer's Sync"))
+	}
+	a.handLost()
+	if a.flushing != nil {
+		a.flush()
+	}
+	a.drain()
+}
+
+// loop handles the queue until Shutdown, then drains it, syncs and
+// closes the file OpenAuditFile opened.
+func (a *Audit) loop() {
 	for {
 		select {
 		case it := <-a.queue:
@@ -467,9 +555,8 @@ func (a *Audit) drain() {
 
 func (a *Audit) handle(it auditItem) {
 	if it.flush != nil {
-		a.write()
-		a.sync()
-		it.flush <- a.Err()
+		a.flushing = it.flush
+		a.flush()
 		return
 	}
 	if err := a.Err(); err != nil {
@@ -491,6 +578,15 @@ func (a *Audit) handle(it auditItem) {
 // inputs, without keeping the megabytes of a rare huge one.
 const auditBufSlack = 1 << 20
 
+// flush writes the batch, syncs, and answers the Flush of a.flushing.
+func (a *Audit) flush() {
+	a.write()
+	a.sync()
+	reply := a.flushing
+	a.flushing = nil
+	reply <- a.Err()
+}
+
 // write writes the batch. On failure the lines not written in full are
 // handed to OnUnwritten.
 func (a *Audit) write() {
@@ -498,17 +594,28 @@ func (a *Audit) write() {
 		return
 	}
 	n, err := a.writeBuf()
+	a.settle(n, err)
+}
+
+// settle counts the lines of the batch that a Write of it, which wrote n
+// bytes and returned err, wrote in full, and empties the batch. On failure
+// it stops the trail and hands the lines not written in full to
+// OnUnwritten, once the batch is settled.
+func (a *Audit) settle(n int, err error) {
 	if err == nil && n < len(a.buf) {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
 		err = fmt.Errorf("kaizen: writing audit trail: %w", err)
 		a.fail(err)
+		a.lostErr = err
 	}
 	for i := range a.pending {
 		p := &a.pending[i]
-		if err != nil && p.end > n {
-			a.lose(p.rec, err)
+		// A line written all but its newline is written: it verifies
+		// as the trail's last line, and OpenAuditFile ends it.
+		if err != nil && p.end-1 > n {
+			a.lost = append(a.lost, p.rec)
 		} else {
 			a.written.Add(1)
 			a.wrote = p.hash
@@ -526,6 +633,20 @@ func (a *Audit) write() {
 	if a.syncer == nil {
 		a.durable()
 	}
+	a.handLost()
+}
+
+// handLost hands the records of a failed write to OnUnwritten, each
+// taken off the list before, so that after a runtime.Goexit in
+// OnUnwritten the next writer goroutine hands over the rest.
+func (a *Audit) handLost() {
+	for len(a.lost) > 0 {
+		r := a.lost[0]
+		a.lost[0] = tai.Record{}
+		a.lost = a.lost[1:]
+		a.lose(r, a.lostErr)
+	}
+	a.lost = nil
 }
 
 // sync makes the lines written so far durable, when the writer can be
@@ -547,23 +668,33 @@ func (a *Audit) sync() {
 // as an error, with nothing written, rather than end the process from the
 // writer goroutine: the trail stops as it does on a failed Write.
 func (a *Audit) writeBuf() (n int, err error) {
+	returned := false
 	defer func() {
 		if v := recover(); v != nil {
 			n, err = 0, a.writerPanicked("Write", v)
+		} else if !returned {
+			a.writerGoexit("Write", goexitWrite)
 		}
 	}()
-	return a.w.Write(a.buf)
+	n, err = a.w.Write(a.buf)
+	returned = true
+	return n, err
 }
 
 // syncWriter syncs the io.Writer. A panic in its Sync is returned as an
 // error, as writeBuf does for Write.
 func (a *Audit) syncWriter() (err error) {
+	returned := false
 	defer func() {
 		if v := recover(); v != nil {
 			err = a.writerPanicked("Sync", v)
+		} else if !returned {
+			a.writerGoexit("Sync", goexitSync)
 		}
 	}()
-	return a.syncer.Sync()
+	err = a.syncer.Sync()
+	returned = true
+	return err
 }
 
 // writerPanicked logs a panic v in the io.Writer's method, with the stack
@@ -572,6 +703,14 @@ func (a *Audit) writerPanicked(method string, v any) error {
 	a.log.Error("kaizen: audit trail's io.Writer panicked", "method", method, "panic", fmt.Sprint(v),
 		"stack", string(debug.Stack()))
 	return fmt.Errorf("panic in the io.Writer's %s: %v", method, v)
+}
+
+// writerGoexit logs a runtime.Goexit in the io.Writer's method, with the
+// stack that called it, and tells the next writer goroutine where it was.
+func (a *Audit) writerGoexit(method string, at goexitAt) {
+	a.log.Error("kaizen: audit trail's io.Writer called runtime.Goexit", "method", method,
+		"stack", string(debug.Stack()))
+	a.exit = at
 }
 
 // durable records the last line written as the last durable one.
@@ -587,12 +726,18 @@ func (a *Audit) fail(err error) { a.err.CompareAndSwap(nil, &err) }
 // entry makes the entry of r, redacted. The code it calls is the
 // caller's (Redact, and the Error method of r.Err), on the writer
 // goroutine: a panic there is returned as an error, and r is not written,
-// rather than ending the process or writing what Redact was to hide.
+// rather than ending the process or writing what Redact was to hide; a
+// runtime.Goexit there leaves r to the next writer goroutine (see run).
 func (a *Audit) entry(r *tai.Record) (e AuditEntry, err error) {
 	in := "the record's Err.Error"
+	returned := false
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("kaizen: audit record not written: panic in %s: %v", in, v)
+		} else if !returned {
+			// runtime.Goexit: the next writer goroutine hands r over.
+			a.exit, a.exitRec = goexitEntry, *r
+			a.exitErr = fmt.Errorf("kaizen: audit record not written: runtime.Goexit in %s", in)
 		}
 	}()
 	e = AuditEntry{
@@ -613,6 +758,7 @@ func (a *Audit) entry(r *tai.Record) (e AuditEntry, err error) {
 		in = "AuditOptions.Redact"
 		a.redact(&e)
 	}
+	returned = true
 	return e, nil
 }
 

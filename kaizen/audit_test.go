@@ -718,6 +718,50 @@ func testAuditWriteFailure(t *testing.T, cut int) {
 	assert.Len(t, lines(w.buf.Bytes()), 4)
 }
 
+// A failed Write that wrote a line all but its newline wrote the record:
+// the line verifies as the trail's last (OpenAuditFile ends it), so the
+// Audit counts it written, and Last includes it, rather than hand over as
+// unwritten a record that the trail holds.
+func TestAuditWriteFailureJustBeforeANewline(t *testing.T) {
+	ctx := context.Background()
+	var probe syncBuffer
+	pa := newAudit(t, &probe, kaizen.AuditOptions{})
+	pa.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
+	require.NoError(t, pa.Flush(ctx))
+	lineLen := len(probe.Bytes())
+
+	var mu sync.Mutex
+	var lost []string
+	// The failing write takes line 2 and line 3 but its newline.
+	w := &failingWriter{partial: 2*lineLen - 1, entered: make(chan struct{}), release: make(chan struct{})}
+	a := newAudit(t, w, kaizen.AuditOptions{OnUnwritten: func(r tai.Record, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		lost = append(lost, r.ID)
+	}})
+	a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+	require.NoError(t, a.Flush(ctx))
+	a.Observe(ctx, tai.Record{ID: "1b", Kind: "k"})
+	<-w.entered
+	a.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
+	a.Observe(ctx, tai.Record{ID: "3", Kind: "k"})
+	close(w.release)
+	require.ErrorIs(t, a.Flush(ctx), errDiskFull)
+	a.Observe(ctx, tai.Record{ID: "4", Kind: "k"})
+	require.ErrorIs(t, a.Shutdown(ctx), errDiskFull)
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"4"}, lost)
+	assert.Equal(t, uint64(4), a.Written(), "lines 1, 1b, 2 and 3")
+	assert.Equal(t, uint64(1), a.Unwritten())
+	sum, err := kaizen.VerifyAuditWith(bytes.NewReader(w.buf.Bytes()), kaizen.VerifyOptions{})
+	require.NoError(t, err)
+	last, n := a.Last()
+	assert.Equal(t, sum.Lines, n, "Last counts every line the trail holds")
+	assert.Equal(t, sum.Last, last)
+}
+
 // TestAuditFlushHonoursContext: Flush gives up when its context ends,
 // whether it waits for room in the queue or for the writer.
 func TestAuditFlushHonoursContext(t *testing.T) {
@@ -975,4 +1019,191 @@ func TestAuditLetsGoOfAHugeLine(t *testing.T) {
 	after := heap()
 	assert.Less(t, int64(after)-int64(before), int64(4<<20), "heap kept after the line was written: %d bytes", int64(after)-int64(before))
 	runtime.KeepAlive(a)
+}
+
+// goexitWriter calls runtime.Goexit in its Write or its Sync, as a writer
+// that calls t.FailNow does, and takes the bytes otherwise.
+type goexitWriter struct {
+	inSync bool
+	buf    syncBuffer
+}
+
+func (w *goexitWriter) Write(p []byte) (int, error) {
+	if !w.inSync {
+		runtime.Goexit()
+	}
+	return w.buf.Write(p)
+}
+
+func (w *goexitWriter) Sync() error {
+	if w.inSync {
+		runtime.Goexit()
+	}
+	return nil
+}
+
+// The caller's code that the writer goroutine runs (Redact, the io.Writer,
+// OnUnwritten) may end it with runtime.Goexit, which no recover stops:
+// another goroutine goes on where it stopped, so that no record is lost
+// silently, Flush does not wait for good, and Shutdown does not report a
+// trail written in full. A Goexit in Redact loses its record, as a panic
+// does, and the trail goes on.
+func TestAuditRedactGoexit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf syncBuffer
+		var mu sync.Mutex
+		unwritten := map[string]error{}
+		a, err := kaizen.NewAudit(&buf, kaizen.AuditOptions{
+			Redact: func(e *kaizen.AuditEntry) {
+				if e.ID == "2" || e.ID == "5" {
+					runtime.Goexit()
+				}
+			},
+			OnUnwritten: func(r tai.Record, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				unwritten[r.ID] = err
+			},
+		})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, id := range []string{"1", "2", "3"} {
+			a.Observe(ctx, tai.Record{ID: id, Kind: "payment", Outcome: tai.Succeeded})
+		}
+		require.NoError(t, a.Flush(ctx))
+		a.Observe(ctx, tai.Record{ID: "4", Kind: "payment", Outcome: tai.Succeeded})
+		a.Observe(ctx, tai.Record{ID: "5", Kind: "payment", Outcome: tai.Succeeded}) // in Shutdown's drain, maybe
+		a.Observe(ctx, tai.Record{ID: "6", Kind: "payment", Outcome: tai.Succeeded})
+		require.NoError(t, a.Shutdown(ctx), "the trail goes on")
+
+		out := string(buf.Bytes())
+		assert.Equal(t, 4, strings.Count(out, "\n"))
+		assert.NotContains(t, out, `"id":"2"`)
+		assert.NotContains(t, out, `"id":"5"`)
+		assert.Contains(t, out, `"id":"6"`)
+		assert.EqualValues(t, 4, a.Written())
+		assert.EqualValues(t, 2, a.Unwritten())
+		require.NoError(t, kaizen.VerifyAudit(strings.NewReader(out)), "the lines written chain")
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, unwritten, 2)
+		assert.ErrorContains(t, unwritten["2"], "kaizen: audit record not written: runtime.Goexit in AuditOptions.Redact")
+		assert.ErrorContains(t, unwritten["5"], "kaizen: audit record not written: runtime.Goexit in AuditOptions.Redact")
+	})
+}
+
+// A runtime.Goexit in the io.Writer's Write or Sync stops the trail as a
+// panic there does.
+func TestAuditWriterGoexitStopsTheTrail(t *testing.T) {
+	for _, method := range []string{"Write", "Sync"} {
+		t.Run(method, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var logs syncBuffer
+				var mu sync.Mutex
+				var lost []string
+				a, err := kaizen.NewAudit(&goexitWriter{inSync: method == "Sync"}, kaizen.AuditOptions{
+					Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+					OnUnwritten: func(r tai.Record, err error) {
+						mu.Lock()
+						defer mu.Unlock()
+						lost = append(lost, r.ID+": "+err.Error())
+					},
+				})
+				require.NoError(t, err)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				a.Observe(ctx, tai.Record{ID: "1", Kind: "payment"})
+				want := "runtime.Goexit in the io.Writer's " + method
+				require.ErrorContains(t, a.Flush(ctx), want)
+				require.ErrorContains(t, a.Err(), want)
+				a.Observe(ctx, tai.Record{ID: "2", Kind: "payment"})
+				require.ErrorContains(t, a.Shutdown(ctx), want)
+
+				_, durable := a.Last()
+				assert.Zero(t, durable, "no line is known to be durable")
+				mu.Lock()
+				defer mu.Unlock()
+				if method == "Write" {
+					assert.Zero(t, a.Written())
+					assert.Equal(t, []string{"1: kaizen: writing audit trail: " + want, "2: kaizen: writing audit trail: " + want}, lost)
+				} else {
+					assert.EqualValues(t, 1, a.Written(), "the line was written, then Sync called Goexit")
+					assert.Equal(t, []string{"2: kaizen: syncing audit trail: " + want}, lost)
+				}
+				assert.EqualValues(t, len(lost), a.Unwritten())
+				assert.Contains(t, string(logs.Bytes()), `msg="kaizen: audit trail's io.Writer called runtime.Goexit" method=`+method)
+			})
+		})
+	}
+}
+
+// A runtime.Goexit in OnUnwritten, on the writer goroutine, is logged, and
+// the records after it are handed over all the same: those of the same
+// failed write and those queued behind it.
+func TestAuditOnUnwrittenGoexit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		var mu sync.Mutex
+		var lost []string
+		entered, release := make(chan struct{}), make(chan struct{})
+		a, err := kaizen.NewAudit(brokenWriter{}, kaizen.AuditOptions{
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Redact: func(e *kaizen.AuditEntry) {
+				if e.ID == "1" { // hold the writer until 2 and 3 are queued: one batch
+					close(entered)
+					<-release
+				}
+			},
+			OnUnwritten: func(r tai.Record, err error) {
+				mu.Lock()
+				lost = append(lost, r.ID)
+				mu.Unlock()
+				if r.ID != "4" { // 4 is handed over on the test's goroutine
+					runtime.Goexit()
+				}
+			},
+		})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		a.Observe(ctx, tai.Record{ID: "1", Kind: "payment"})
+		<-entered
+		a.Observe(ctx, tai.Record{ID: "2", Kind: "payment"})
+		a.Observe(ctx, tai.Record{ID: "3", Kind: "payment"})
+		close(release)
+		require.ErrorContains(t, a.Flush(ctx), "disk gone")
+		a.Observe(ctx, tai.Record{ID: "4", Kind: "payment"})
+		require.ErrorContains(t, a.Shutdown(ctx), "disk gone")
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Equal(t, []string{"1", "2", "3", "4"}, lost, "each once, in order")
+		assert.EqualValues(t, 4, a.Unwritten())
+		assert.Contains(t, string(logs.Bytes()), `msg="kaizen: AuditOptions.OnUnwritten called runtime.Goexit" signal_id=1`)
+	})
+}
+
+// OnUnwritten, on the goroutine calling Observe, may shut the trail down
+// once it has failed: Shutdown does not wait for the Observe that calls
+// it.
+func TestAuditOnUnwrittenMayShutDownAFailedTrail(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var a *kaizen.Audit
+		shutdown := make(chan error, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		a, err := kaizen.NewAudit(brokenWriter{}, kaizen.AuditOptions{
+			OnUnwritten: func(r tai.Record, err error) {
+				if r.ID == "2" { // observed after the failure, on the test's goroutine
+					shutdown <- a.Shutdown(ctx)
+				}
+			},
+		})
+		require.NoError(t, err)
+		a.Observe(ctx, tai.Record{ID: "1", Kind: "payment"})
+		require.ErrorContains(t, a.Flush(ctx), "disk gone")
+		a.Observe(ctx, tai.Record{ID: "2", Kind: "payment"})
+		require.ErrorContains(t, <-shutdown, "disk gone", "not context.DeadlineExceeded: Shutdown waited for its own caller")
+		assert.EqualValues(t, 2, a.Unwritten())
+	})
 }

@@ -56,7 +56,9 @@ type AuditFileState struct {
 //   - A last line without its newline that neither begins as an audit
 //     line begins ({"time":") nor is the NUL bytes a file system that
 //     lost a write reads back was not written by an Audit: it is refused
-//     as a line that does not verify, and the file left as it is.
+//     as a line that does not verify, and the file left as it is. So is
+//     one that holds a whole line and then more than NUL bytes: a crash
+//     cuts a line short, and never writes past its end.
 //
 // The file's directory is synced too, so that a new file's name is as
 // durable as its lines; the directory must be readable for that. The

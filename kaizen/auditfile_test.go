@@ -210,6 +210,11 @@ func TestOpenAuditFileKeepsWhatIsNotATornLine(t *testing.T) {
 		{"text", []byte("audit-key-file=/etc/taikit/key"), 1},
 		{"a trail, then text", append(bytes.Clone(orig), "# rotated"...), 3},
 		{"a trail, then a line's end", append(bytes.Clone(orig), `"time":"2026-03-01T12:00:00Z"`...), 3},
+		// The last line is complete and something follows it where its
+		// newline was: not a line cut short, whose record a cut would
+		// lose, but a line that does not verify.
+		{"a trail, then text on its last line", append(bytes.Clone(orig[:len(orig)-1]), " # rotated"...), 2},
+		{"a trail, then a line's start on its last line", append(bytes.Clone(orig[:len(orig)-1]), `{"time":"2026-03`...), 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))

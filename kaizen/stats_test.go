@@ -769,3 +769,24 @@ func TestStatsSnapshotAllocatesForTheBinsInUse(t *testing.T) {
 		assert.Less(t, allocated(func() { _, _ = s.Window("k", time.Minute) }), uint64(1024), "Window, one signal in a slot that held many")
 	})
 }
+
+// TestStatsTooOldRecordDoesNotMoveTheStart: a record too old for every
+// window is left out, and leaves out the time it names too: the
+// statistics still begin when the Stats was made, so a window's
+// Throughput counts only the time since then.
+func TestStatsTooOldRecordDoesNotMoveTheStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
+		require.NoError(t, err)
+		ctx := context.Background()
+		time.Sleep(10 * time.Second)
+		s.Observe(ctx, rec("k", tai.Succeeded, tai.Allow, time.Now(), 0))
+		// Far older than either window the ring keeps, in a slot not used yet.
+		s.Observe(ctx, rec("k", tai.Failed, tai.Allow, time.Now().Add(-time.Hour-30*time.Second), time.Millisecond))
+		w, ok := s.Window("k", time.Minute)
+		require.True(t, ok)
+		assert.Equal(t, uint64(1), w.Current.Total)
+		assert.Zero(t, w.Previous.Total)
+		assert.InDelta(t, 0.1, w.Current.Throughput, 1e-9, "one signal in the 10s since the Stats was made")
+	})
+}

@@ -274,8 +274,8 @@ func (t fileEnd) tornError() error {
 // looksTorn, it is the start of a line cut short, returned as torn, or,
 // when it is complete JSON but for the NUL bytes after it, a complete
 // line, verified, whose newline and what followed a file system lost,
-// returned with those bytes as torn; anything else is verified, and
-// fails, as a line.
+// returned with those bytes as torn; anything else, a whole JSON value
+// with more after it among them, is verified, and fails, as a line.
 func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
 	if c.line > 0 { // an empty file holds no hash the next one links to
 		c.before = c.file
@@ -299,14 +299,19 @@ func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
 		}
 		if rerr == io.EOF && (nuls > 0 || !json.Valid(line)) && looksTorn(line) {
 			whole := bytes.TrimRight(line, "\x00")
-			if len(whole) == len(line)+nuls || !json.Valid(whole) {
+			if len(whole) < len(line)+nuls && json.Valid(whole) {
+				if err := c.verify(whole, file, n); err != nil {
+					return fileEnd{}, err
+				}
+				c.line = n
+				return fileEnd{torn: len(line) + nuls - len(whole), file: file, line: n, unterminated: true, nulAfter: true}, nil
+			}
+			if !beginsWithValue(whole) {
 				return fileEnd{torn: len(line) + nuls, file: file, line: n}, nil
 			}
-			if err := c.verify(whole, file, n); err != nil {
-				return fileEnd{}, err
-			}
-			c.line = n
-			return fileEnd{torn: len(line) + nuls - len(whole), file: file, line: n, unterminated: true, nulAfter: true}, nil
+			// A whole JSON value with more after it: not the start of a
+			// line cut short, which a cut would lose with its record,
+			// but a line that does not verify.
 		}
 		if nuls > 0 { // not what a crash leaves: a line too long, its end NULs
 			return fileEnd{}, c.tooLong(file, n)
@@ -414,6 +419,33 @@ func allNUL(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// beginsWithValue reports whether b, which begins as a line does, begins
+// with a whole JSON object. A line whose write was cut short does not: the
+// object it begins ends only with the line. It reads b once and holds
+// nothing of it.
+func beginsWithValue(b []byte) bool {
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inString:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			if depth--; depth == 0 {
+				return json.Valid(b[:i+1])
+			}
+		}
+	}
+	return false
 }
 
 // lineStart is how every line an Audit writes begins.

@@ -90,13 +90,13 @@ func newRing(window time.Duration, n int) ring {
 }
 
 // slotAt returns the slot for time t (Unix nanoseconds), reset if it held
-// an older slot, or nil when t is too old for the ring. A slot that holds
-// a later time than t but one ahead of now is reset too: its records were
-// stamped by a wall clock that has since been set back, and no window
-// reads them until the clock catches up, while t's is read now. For the
-// same reason a t more than a slot ahead of now does not take a slot that
-// a window reads now (the current window or the one before it): it gets
-// nil.
+// an older slot, or nil when t is too old for the ring: before the window
+// that ends now and the one before it. A slot that holds a later time
+// than t but one ahead of now is reset too: its records were stamped by a
+// wall clock that has since been set back, and no window reads them until
+// the clock catches up, while t's is read now. For the same reason a t
+// more than a slot ahead of now does not take a slot that a window reads
+// now (the current window or the one before it): it gets nil.
 func (r *ring) slotAt(t int64) *slot {
 	if t < 0 {
 		return nil
@@ -107,6 +107,12 @@ func (r *ring) slotAt(t int64) *slot {
 		return s
 	}
 	now := time.Now().UnixNano() / r.width
+	if epoch <= now-int64(len(r.slots)) {
+		// No window ending now reads t: the slot would keep a record
+		// nobody counts, and Stats would take its time for when the
+		// statistics began.
+		return nil
+	}
 	read := s.epoch >= 0 && s.epoch <= now && s.epoch > now-int64(len(r.slots)) // by the windows ending now
 	// The next slot is let through: a record timed across a slot's end
 	// while the wall clock ran a little slow (NTP slews it) lands there,

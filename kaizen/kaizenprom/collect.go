@@ -25,7 +25,10 @@ type CollectorOptions struct {
 	// ConstLabels are added to every metric. Each name must be a
 	// Prometheus label name, [a-zA-Z_][a-zA-Z0-9_]* ("service_name", not
 	// "service-name"), not starting with "__", which Prometheus reserves;
-	// each value must be valid UTF-8. The KanbanCollector, which has a
+	// each value must be valid UTF-8. A collector refuses the labels of its
+	// own metrics: "breaker", "state", "line" and "watchdog" the
+	// JidokaCollector, "limiter" and "result" the HeijunkaCollector,
+	// "queue" the KanbanCollector; and the KanbanCollector, which has a
 	// histogram, refuses "le": Prometheus keeps it for the bucket bounds.
 	ConstLabels prometheus.Labels
 }
@@ -67,6 +70,19 @@ func checkConstLabels(field string, labels prometheus.Labels) error {
 		}
 		if !utf8.ValidString(labels[name]) {
 			return fmt.Errorf("%s: the value of %q, %q, is not valid UTF-8", field, name, labels[name])
+		}
+	}
+	return nil
+}
+
+// checkNotVariable returns an error naming field when labels, constant
+// labels, hold one of variable, the labels of the metrics they are added
+// to: client_golang refuses the descriptor, with an error that names
+// neither the field nor the label.
+func checkNotVariable(field string, labels prometheus.Labels, variable []string) error {
+	for _, l := range variable {
+		if _, ok := labels[l]; ok {
+			return fmt.Errorf("%s: %q is a label of the metrics; it cannot be a constant label", field, l)
 		}
 	}
 	return nil
@@ -130,8 +146,9 @@ type families struct {
 }
 
 // newFamilies checks what the constructor who was given and returns the
-// families of a collector to build.
-func newFamilies(reg prometheus.Registerer, opts CollectorOptions, who string) (*families, error) {
+// families of a collector to build, whose metrics have the variable
+// labels named labels.
+func newFamilies(reg prometheus.Registerer, opts CollectorOptions, who string, labels ...string) (*families, error) {
 	if err := checkRegisterer(reg, who); err != nil {
 		return nil, err
 	}
@@ -143,6 +160,9 @@ func newFamilies(reg prometheus.Registerer, opts CollectorOptions, who string) (
 		return nil, fmt.Errorf("kaizenprom: %s: %w", who, err)
 	}
 	if err := checkConstLabels("CollectorOptions.ConstLabels", opts.ConstLabels); err != nil {
+		return nil, fmt.Errorf("kaizenprom: %s: %w", who, err)
+	}
+	if err := checkNotVariable("CollectorOptions.ConstLabels", opts.ConstLabels, labels); err != nil {
 		return nil, fmt.Errorf("kaizenprom: %s: %w", who, err)
 	}
 	return &families{namespace: ns, labels: opts.ConstLabels}, nil

@@ -48,7 +48,7 @@ type gateCounts struct {
 // reg. A nil reg is an error. When reg already holds one with the same
 // options, that one is returned.
 func NewHeijunkaCollector(reg prometheus.Registerer, opts CollectorOptions) (*HeijunkaCollector, error) {
-	f, err := newFamilies(reg, opts, "NewHeijunkaCollector")
+	f, err := newFamilies(reg, opts, "NewHeijunkaCollector", "limiter", "result")
 	if err != nil {
 		return nil, err
 	}

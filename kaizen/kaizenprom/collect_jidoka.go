@@ -49,7 +49,7 @@ var breakerStates = []jidoka.State{
 // same options, that one is returned, so breakers added through either
 // are exported once.
 func NewJidokaCollector(reg prometheus.Registerer, opts CollectorOptions) (*JidokaCollector, error) {
-	f, err := newFamilies(reg, opts, "NewJidokaCollector")
+	f, err := newFamilies(reg, opts, "NewJidokaCollector", "breaker", "state", "line", "watchdog")
 	if err != nil {
 		return nil, err
 	}

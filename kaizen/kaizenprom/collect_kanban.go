@@ -81,7 +81,7 @@ type KanbanCollector struct {
 // already holds one with the same options, that one is returned, with the
 // bounds it was made with.
 func NewKanbanCollector(reg prometheus.Registerer, opts CollectorOptions) (*KanbanCollector, error) {
-	f, err := newFamilies(reg, opts, "NewKanbanCollector")
+	f, err := newFamilies(reg, opts, "NewKanbanCollector", "queue")
 	if err != nil {
 		return nil, err
 	}

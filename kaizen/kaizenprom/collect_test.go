@@ -487,3 +487,30 @@ func TestConstLabelsPromtool(t *testing.T) {
 	assert.Contains(t, string(text), `taikit_line_stopped{Service_2="payments",_shard="1",line="payments",region="eu-west"} 0`)
 	promtoolCheck(t, text)
 }
+
+// TestCollectorConstLabelsAreNotItsLabels: a constant label that is one of
+// a collector's own labels is refused, naming the field, as NewMetrics
+// refuses one of its labels; and the same registry then takes corrected
+// labels.
+func TestCollectorConstLabelsAreNotItsLabels(t *testing.T) {
+	cases := map[string][]string{
+		"NewJidokaCollector":   {"breaker", "state", "line", "watchdog"},
+		"NewHeijunkaCollector": {"limiter", "result"},
+		"NewKanbanCollector":   {"queue"},
+		"NewMetrics":           {"kind", "outcome", "policy", "verdict", "stage"},
+	}
+	for who, labels := range cases {
+		for _, label := range labels {
+			t.Run(who+"/"+label, func(t *testing.T) {
+				reg := prometheus.NewRegistry()
+				err := constructors[who](reg, prometheus.Labels{"service": "payments", label: "x"})
+				field := "MetricsOptions.ConstLabels"
+				if who != "NewMetrics" {
+					field = who + ": CollectorOptions.ConstLabels"
+				}
+				require.ErrorContains(t, err, fmt.Sprintf("kaizenprom: %s: %q is a label of the metrics; it cannot be a constant label", field, label))
+				require.NoError(t, constructors[who](reg, prometheus.Labels{"service": "payments"}))
+			})
+		}
+	}
+}

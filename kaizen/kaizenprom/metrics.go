@@ -167,10 +167,8 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	// Checked before any family is registered: a registry keeps the label
 	// names of a family it once held, even once unregistered, so a family
 	// taken with a wrong one would refuse every later NewMetrics on it.
-	for _, l := range metricsLabels {
-		if _, ok := opts.ConstLabels[l]; ok {
-			return nil, fmt.Errorf("kaizenprom: MetricsOptions.ConstLabels: %q is a label of the metrics; it cannot be a constant label", l)
-		}
+	if err := checkNotVariable("MetricsOptions.ConstLabels", opts.ConstLabels, metricsLabels); err != nil {
+		return nil, fmt.Errorf("kaizenprom: %w", err)
 	}
 	buckets := slices.Clone(opts.Buckets)
 	if len(buckets) == 0 {
