@@ -220,3 +220,28 @@ func TestLocalFleetFirstDeploymentRolledBack(t *testing.T) {
 	}
 	assert.Empty(t, d.Results[0].ProxyURL, "nothing is deployed in the region: no proxy")
 }
+
+// TestLocalFleetBlueGreen: a blue-green deployment on local processes
+// has its new set analysed on the simulated users' preview requests
+// while it takes no share of their traffic, then switches. The preview
+// had no requests to judge: every sample was inconclusive, and each
+// blue-green deployment on the local fleet was rolled back with "No
+// health data ... at preview".
+func TestLocalFleetBlueGreen(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the local fleet reads /proc: Linux only")
+	}
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	ts := startService(t, "-fleet", "local", "-local-traffic", "100",
+		"-stages", "canary:20:1s,prod:100:200ms", "-health-interval", "100ms", "-min-requests", "10")
+	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "rollout_strategy": "blue-green"},
+		"Prefer", "respond-async").deployment(t).ID
+	d := waitFor(t, ts.URL, id, ended)
+	require.Equal(t, StatusSuccess, d.Status, "%s", *orEmpty(d.ErrorMessage))
+	preview := d.Results[0].Stages[0]
+	require.Equal(t, "preview", preview.Name)
+	assert.Equal(t, "passed", preview.Verdict, preview.Reason)
+	assert.Zero(t, preview.Percent)
+}

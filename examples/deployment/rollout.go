@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -43,8 +44,13 @@ type rollout struct {
 	rev uint64
 	// revAt is when the record was last read or written at rev; under
 	// writeMu.
-	revAt  time.Time
-	queued []func(d *Deployment, rr *RegionResult) // changes stored with the next update
+	revAt time.Time
+	// unanswered are the digests of the records this run sent in writes
+	// that failed without an answer (a timeout) since its last write
+	// answered, the latest maxUnanswered; under writeMu. Such a write may
+	// be stored all the same, over rev: see landed.
+	unanswered [][sha256.Size]byte
+	queued     []func(d *Deployment, rr *RegionResult) // changes stored with the next update
 	// writeMu serializes the record's writes (update), which run without
 	// mu held.
 	writeMu sync.Mutex
@@ -143,17 +149,18 @@ func (r *rollout) update(ctx context.Context, change func(d *Deployment, rr *Reg
 // has been silent for the queue's AckWait (10 s), and the read costs as
 // much as a write in a rollout with no bake. A server behind answers an
 // earlier revision, which passes, as a write just before the other run's
-// would. The read is retried as a write is while the store is out of
-// reach.
+// would; a record that holds a write of this run given up unanswered,
+// stored after all, is the run's own (see landed). The read is retried
+// as a write is while the store is out of reach.
 func (r *rollout) stillOurs(ctx context.Context) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	if time.Since(r.revAt) < recheckAfter {
 		return nil
 	}
-	var rev uint64
+	var e jetstream.KeyValueEntry
 	err := svc.Retry(ctx, r.s.log, storeRetryFor, "reading the deployment record", []any{"deployment_id", r.d.ID}, func(ctx context.Context) (err error) {
-		rev, err = r.s.store.Revision(ctx, r.d.ID)
+		e, err = r.s.store.entry(ctx, r.d.ID)
 		return err
 	})
 	switch {
@@ -161,8 +168,8 @@ func (r *rollout) stillOurs(ctx context.Context) error {
 		return fmt.Errorf("deployment %s: record gone: %w", r.d.ID, errMovedOn)
 	case err != nil:
 		return fmt.Errorf("read deployment %s: %w", r.d.ID, err)
-	case rev > r.rev:
-		return fmt.Errorf("deployment %s at revision %d, written at %d here: %w", r.d.ID, rev, r.rev, errMovedOn)
+	case e.Revision() > r.rev && !r.landed(e):
+		return fmt.Errorf("deployment %s at revision %d, written at %d here: %w", r.d.ID, e.Revision(), r.rev, errMovedOn)
 	}
 	r.revAt = time.Now()
 	return nil
@@ -177,7 +184,9 @@ func (r *rollout) stillOurs(ctx context.Context) error {
 // record: a server behind may answer so) counts as not moved on: the
 // rollback of a failing version goes on rather than wait for the store,
 // and at worst repeats the other run's. Within recheckAfter of the run's
-// last read or write it reads nothing (see stillOurs).
+// last read or write it reads nothing, and a record that holds a write of
+// this run stored after it was given up is the run's own (see
+// stillOurs).
 func (r *rollout) movedOn(ctx context.Context) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
@@ -186,13 +195,13 @@ func (r *rollout) movedOn(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, movedOnReadFor)
 	defer cancel()
-	rev, err := r.s.store.Revision(ctx, r.d.ID)
+	e, err := r.s.store.entry(ctx, r.d.ID)
 	if err != nil {
 		r.s.log.Warn("deployment record not read before the rollback; rolling back", "deployment_id", r.d.ID, "region", r.region, "err", err)
 		return nil
 	}
-	if rev > r.rev {
-		return fmt.Errorf("deployment %s at revision %d, written at %d here: %w", r.d.ID, rev, r.rev, errMovedOn)
+	if e.Revision() > r.rev && !r.landed(e) {
+		return fmt.Errorf("deployment %s at revision %d, written at %d here: %w", r.d.ID, e.Revision(), r.rev, errMovedOn)
 	}
 	r.revAt = time.Now()
 	return nil
@@ -214,12 +223,14 @@ const storeRetryFor = 30 * time.Second
 // store writes r.d over revision r.rev, retried by retryStore while the
 // store is out of reach: giving up fails the job, whose redelivery finds
 // the region in progress and rolls it back as cut off by a restart. A
-// write that timed out may have landed: when the next try finds the
-// revision moved on, the record is read back, and if it holds what was
-// written its revision is taken.
+// write that failed unanswered (timed out) may have landed, in this call
+// or in one given up before: when a try is refused with the revision
+// moved on, the record is read back, and if it holds one of those writes
+// (landed) its revision is taken and what changed since is written over
+// it. The health checks add samples to the record between the tries, so
+// that the write that landed need not be the last sent.
 func (r *rollout) store(ctx context.Context) (uint64, error) {
 	var rev uint64
-	var tried []byte // the record as last sent, when that try failed
 	err := r.s.retryStore(ctx, "deployment record", []any{"deployment_id", r.d.ID}, func(ctx context.Context) error {
 		for {
 			r.mu.Lock()
@@ -229,24 +240,52 @@ func (r *rollout) store(ctx context.Context) (uint64, error) {
 				return err
 			}
 			if rev, err = r.s.store.UpdateRaw(ctx, r.d.ID, b, r.rev); err == nil {
+				r.unanswered = r.unanswered[:0]
 				return nil
 			}
-			if tried != nil && isConflict(err) {
-				if cur, curRev, gerr := r.s.store.Get(ctx, r.d.ID); gerr == nil {
-					if cb, merr := json.Marshal(cur); merr == nil && bytes.Equal(cb, tried) {
-						r.rev = curRev // the last try landed; write what changed since over it
-						tried = nil
-						continue
-					}
-				}
+			if !isConflict(err) {
+				r.sentUnanswered(b)
 				return err
 			}
-			tried = b
-			return err
+			if len(r.unanswered) == 0 {
+				return err // another run wrote the record
+			}
+			if e, gerr := r.s.store.entry(ctx, r.d.ID); gerr != nil || !r.landed(e) {
+				return err
+			}
 		}
 	})
 	return rev, err
 }
+
+// sentUnanswered notes record b as sent in a write that failed without
+// an answer: it may be stored all the same. Under writeMu.
+func (r *rollout) sentUnanswered(b []byte) {
+	if len(r.unanswered) == maxUnanswered {
+		r.unanswered = slices.Delete(r.unanswered, 0, 1)
+	}
+	r.unanswered = append(r.unanswered, sha256.Sum256(b))
+}
+
+// landed reports whether e, the record as read, is at a revision past
+// r.rev and holds a record this run sent in a write that failed
+// unanswered (sentUnanswered): that write was stored after all, not
+// another run's, and its revision becomes the run's. Every such write was
+// sent over r.rev, so that no other of them can be stored since. Under
+// writeMu.
+func (r *rollout) landed(e jetstream.KeyValueEntry) bool {
+	if e.Revision() <= r.rev || len(r.unanswered) == 0 || !slices.Contains(r.unanswered, sha256.Sum256(e.Value())) {
+		return false
+	}
+	r.rev, r.revAt, r.unanswered = e.Revision(), time.Now(), r.unanswered[:0]
+	return true
+}
+
+// maxUnanswered bounds the writes failed unanswered a rollout keeps the
+// digests of (sentUnanswered); a write older than these, stored after
+// all, counts as another run's: the run stops, and the region is rolled
+// back when its job is delivered again.
+const maxUnanswered = 64
 
 // retryStore calls write until it succeeds or fails for a reason other
 // than the store being out of reach, for storeRetryFor (svc.Retry): a
@@ -413,14 +452,15 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 			}
 			rampAt++
 		}
-		if i > 0 {
-			// A run whose job another consumer took up while the stage
-			// before baked finds here that the region was rolled back,
-			// and stops before it sends traffic to the version rolled
-			// back.
-			if err := r.stillOurs(ctx); err != nil {
-				return "", err
-			}
+		// A run whose job another consumer took up while the stage
+		// before baked finds here that the region was rolled back, and
+		// stops before it sends traffic to the version rolled back; one
+		// taken up while it started the new version (which may take
+		// minutes) or was held at its start finds that the other rolled
+		// the region out and retired the version before, which the
+		// first stage's route would send the rest of the traffic to.
+		if err := r.stillOurs(ctx); err != nil {
+			return "", err
 		}
 		if err := s.target.Route(ctx, r.service, r.region, r.stable, r.version, st.percent); err != nil {
 			return "", r.rolledBack(ctx, fmt.Sprintf("Routing %v%% to %s failed: %v", st.percent, r.version, err), time.Time{})

@@ -101,17 +101,9 @@ func (s *Store) Get(ctx context.Context, id string) (*Deployment, uint64, error)
 	return &d, e.Revision(), nil
 }
 
-// Revision returns the revision a deployment's record is at, read from
-// any of the bucket's servers: one that is behind answers an earlier one.
-func (s *Store) Revision(ctx context.Context, id string) (uint64, error) {
-	e, err := s.entry(ctx, id)
-	if err != nil {
-		return 0, err
-	}
-	return e.Revision(), nil
-}
-
-// entry reads a deployment's record as stored, or ErrNotFound.
+// entry reads a deployment's record as stored, or ErrNotFound, from any
+// of the bucket's servers: one that is behind answers an earlier
+// revision.
 func (s *Store) entry(ctx context.Context, id string) (jetstream.KeyValueEntry, error) {
 	e, err := s.writer().Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -181,14 +181,16 @@ func TestRedeliveredEndReleasesTheRegions(t *testing.T) {
 }
 
 // startGate is a fleet log that holds a rollout at its start until the
-// test lets it go: in the prerequisites, at its first health sample (its
-// Health), or else at its first Route, after that went through. It
-// records the starts asked of it once armed.
+// test lets it go: at is "prerequisites" to hold it in the prerequisites,
+// at its first health sample (its Health), "start" to hold it as it
+// starts the new version (its first Deploy of one that does not serve
+// yet), after that was recorded, or else at its first Route, after that
+// went through. It records the starts asked of it once armed.
 type startGate struct {
 	*fleetLog
-	inPrerequisites bool
-	first           atomic.Bool
-	held, release   chan struct{}
+	at            string
+	first         atomic.Bool
+	held, release chan struct{}
 }
 
 func (g *startGate) hold() {
@@ -200,7 +202,7 @@ func (g *startGate) hold() {
 
 func (g *startGate) Route(ctx context.Context, service, region, stable, next string, percent float64) error {
 	err := g.fleetLog.Route(ctx, service, region, stable, next, percent)
-	if !g.inPrerequisites {
+	if g.at != "prerequisites" && g.at != "start" {
 		g.hold()
 	}
 	return err
@@ -208,6 +210,9 @@ func (g *startGate) Route(ctx context.Context, service, region, stable, next str
 
 func (g *startGate) Deploy(ctx context.Context, service, region, version string, instances int) error {
 	g.record(fmt.Sprintf("deploy %s %s in %s", service, version, region))
+	if g.at == "start" && version != "v1.0.0" {
+		g.hold()
+	}
 	return g.fleetLog.Deploy(ctx, service, region, version, instances)
 }
 
@@ -220,7 +225,7 @@ type heldHealth struct {
 }
 
 func (h heldHealth) Sample(ctx context.Context, service, region, version string, window time.Duration) (fleet.Sample, error) {
-	if h.g.inPrerequisites {
+	if h.g.at == "prerequisites" {
 		h.g.hold()
 	}
 	return h.Health.Sample(ctx, service, region, version, window)
@@ -228,16 +233,19 @@ func (h heldHealth) Sample(ctx context.Context, service, region, version string,
 
 // TestRunTakenOverAtItsStartLeavesTheFleet: a rollout whose job was taken
 // up by another consumer at its start (its lease lapsed while it judged
-// the prerequisites, or made sure of the version serving) finds, before
-// it moves the fleet, that the record has moved on, and stops. The other
-// consumer rolled the region out in full meanwhile and retired the
-// version before. The first run started the version retired again and
-// sent all traffic back to it, or, past that, started the new version
-// again and sent the first stage's traffic back to the version retired.
+// the prerequisites, made sure of the version serving, or started the
+// new version) finds, before it moves the fleet, that the record has
+// moved on, and stops. The other consumer rolled the region out in full
+// meanwhile and retired the version before. The first run started the
+// version retired again and sent all traffic back to it, or, past that,
+// started the new version again and sent the first stage's traffic back
+// to the version retired; one cut off while it started the new version
+// read nothing before its first stage, and sent that stage's traffic to
+// the version retired.
 func TestRunTakenOverAtItsStartLeavesTheFleet(t *testing.T) {
-	for _, at := range []string{"prerequisites", "deploy"} {
+	for _, at := range []string{"prerequisites", "deploy", "start"} {
 		t.Run(at, func(t *testing.T) {
-			gate := &startGate{fleetLog: &fleetLog{}, inPrerequisites: at == "prerequisites", held: make(chan struct{}), release: make(chan struct{})}
+			gate := &startGate{fleetLog: &fleetLog{}, at: at, held: make(chan struct{}), release: make(chan struct{})}
 			releaseAll := sync.OnceFunc(func() { close(gate.release) })
 			defer releaseAll()
 			ts := startServiceWith(t, t.TempDir(), func(c *Config) {
@@ -249,7 +257,8 @@ func TestRunTakenOverAtItsStartLeavesTheFleet(t *testing.T) {
 			// The first run judges the region's health before the change
 			// (prerequisites), or has made sure of the version serving
 			// (its route of all traffic to it) and has not started the
-			// new version (deploy).
+			// new version (deploy), or is starting the new version
+			// (start).
 			<-gate.held
 
 			// The job, redelivered as when its lease lapsed, is taken up

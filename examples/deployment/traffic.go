@@ -6,12 +6,18 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/localfleet"
 )
 
 // traffic sends requests through every local proxy a rollout has used, at
 // -local-traffic requests per second each: simulated users, so that a
 // rollout on local processes has traffic to judge without anyone running
-// a load generator. A person's curl goes through the same proxies.
+// a load generator. Each version deployed there that takes no share of
+// their traffic (a blue-green deployment's new set in its preview) gets
+// as many preview requests of its own (localfleet.PreviewHeader), as a
+// blue-green set is tried before it takes any user's request. A
+// person's curl goes through the same proxies.
 type traffic struct {
 	mu    sync.Mutex
 	pairs map[[2]string]bool // service, region
@@ -55,25 +61,31 @@ func (s *Service) runTraffic(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			select {
-			case sem <- struct{}{}:
-			default:
-				continue // the proxies are slower than the rate: skip a beat
+			// "" is a user's request, which the route sends on.
+			for _, preview := range append([]string{""}, s.local.Previews(p[0], p[1])...) {
+				select {
+				case sem <- struct{}{}:
+				default:
+					continue // the proxies are slower than the rate: skip a beat
+				}
+				wg.Add(1)
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
+					if err != nil {
+						return
+					}
+					if preview != "" {
+						req.Header.Set(localfleet.PreviewHeader, preview)
+					}
+					resp, err := client.Do(req)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+				}()
 			}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
-				if err != nil {
-					return
-				}
-				resp, err := client.Do(req)
-				if err != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-			}()
 		}
 	}
 }

@@ -55,7 +55,7 @@ func BenchmarkPick(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			v, _ := g.pick()
+			v, _ := g.pick("")
 			v.inflight.done()
 		}
 	})

@@ -476,6 +476,28 @@ func (f *Fleet) ProxyURL(service, region string) (string, bool) {
 	return g.url, true
 }
 
+// Previews returns the versions of service deployed in region, in order,
+// that the route gives no share of the traffic: a blue-green
+// deployment's new set while it is analysed, a version between its Deploy
+// and its first share, or one between losing its share and its Retire.
+// Requests to the proxy that name one in PreviewHeader reach it.
+func (f *Fleet) Previews(service, region string) []string {
+	g, err := f.existingRegion(service, region)
+	if err != nil {
+		return nil
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	var out []string
+	for name := range g.versions {
+		if g.route == nil || g.route.weight(name) == 0 {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Instances returns the addresses (host:port) of version's running
 // processes of service in region, for scraping their /metrics; none if not
 // deployed. A process that has exited is left out: its port may be another

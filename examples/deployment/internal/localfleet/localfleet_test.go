@@ -196,6 +196,64 @@ func TestDeployRouteAndSplit(t *testing.T) {
 	assert.Empty(t, f.Instances("web", "us", "v1"))
 }
 
+// TestPreviewOfAVersionWithNoShare: a version deployed that the route
+// gives no share of the traffic (a blue-green deployment's new set while
+// it is analysed) answers the requests that name it in PreviewHeader,
+// and Sample counts them: with none, its analysis had no data for as
+// long as its preview lasted, and every blue-green deployment on local
+// processes was rolled back. Requests without the header follow the
+// route; one naming a version not deployed is answered 404.
+func TestPreviewOfAVersionWithNoShare(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{})
+	c := client(t)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	url := proxyURL(t, f, "web", "eu")
+	assert.Empty(t, f.Previews("web", "eu"), "v1 takes all the traffic")
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v2", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 0))
+	assert.Equal(t, []string{"v2"}, f.Previews("web", "eu"))
+	assert.Empty(t, f.Previews("web", "us"))
+
+	get := func(version string) answer {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
+		require.NoError(t, err)
+		if version != "" {
+			req.Header.Set(PreviewHeader, version)
+		}
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		a := answer{Code: resp.StatusCode}
+		if resp.StatusCode == http.StatusOK {
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&a))
+		}
+		return a
+	}
+	for range 4 {
+		assert.Equal(t, "v1", get("").Version, "the users' traffic follows the route")
+		assert.Equal(t, "v2", get("v2").Version)
+	}
+	assert.Equal(t, "v1", get("v1").Version)
+	assert.Equal(t, http.StatusNotFound, get("v9").Code)
+
+	s, err := f.Sample(ctx, "web", "eu", "v2", time.Minute)
+	require.NoError(t, err, "the preview's requests are counted")
+	assert.InDelta(t, 4, s.Requests, 0.001)
+	s, err = f.Sample(ctx, "web", "eu", "v1", time.Minute)
+	require.NoError(t, err)
+	assert.InDelta(t, 5, s.Requests, 0.001)
+
+	// Routed all to v2, v1 is the one with no share, until retired.
+	require.NoError(t, f.Route(ctx, "web", "eu", "v1", "v2", 100))
+	assert.Equal(t, []string{"v1"}, f.Previews("web", "eu"))
+	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
+	assert.Empty(t, f.Previews("web", "eu"))
+	assert.Equal(t, http.StatusNotFound, get("v1").Code, "retired")
+}
+
 func TestRegionsAreSeparate(t *testing.T) {
 	ctx := t.Context()
 	f := newFleet(t, Options{})

@@ -70,11 +70,25 @@ func (g *region) listen() error {
 	return nil
 }
 
+// PreviewHeader, in a request to a proxy, names a version of the
+// region's service for the request to go to, whatever the route gives
+// that version: a version that takes no share of the traffic (a
+// blue-green deployment's new set while it is analysed) is tried on
+// such requests, which Sample counts as the version's. A request that
+// names a version not deployed in the region is answered 404.
+const PreviewHeader = "Preview-Version"
+
 // ServeHTTP forwards the request to an instance of the version the route
-// picks, and records how it went.
+// picks, or of the one it names in PreviewHeader, and records how it
+// went.
 func (g *region) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	v, pr := g.pick()
+	version := r.Header.Get(PreviewHeader)
+	v, pr := g.pick(version)
 	if v == nil {
+		if version != "" {
+			http.Error(w, "version "+version+" of "+g.service+" is not deployed in "+g.name, http.StatusNotFound)
+			return
+		}
 		http.Error(w, "no version of "+g.service+" is routed in "+g.name, http.StatusServiceUnavailable)
 		return
 	}
@@ -99,16 +113,20 @@ func (g *region) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v.stats.record(end, rec.code, end.Sub(start))
 }
 
-// pick chooses the version by the route and an instance of it round robin
-// (skipping exited ones while others run), counting the request in flight
-// for the version. It returns nil if the route sends traffic nowhere.
-func (g *region) pick() (*release, *process) {
+// pick chooses the version, version if not "" and else by the route, and
+// an instance of it round robin (skipping exited ones while others run),
+// counting the request in flight for the version. It returns nil if the
+// route sends traffic nowhere, or version is not deployed.
+func (g *region) pick(version string) (*release, *process) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	if g.route == nil {
-		return nil, nil
+	var v *release
+	switch {
+	case version != "":
+		v = g.versions[version]
+	case g.route != nil:
+		v = g.route.pick()
 	}
-	v := g.route.pick()
 	if v == nil || len(v.procs) == 0 {
 		return nil, nil
 	}
