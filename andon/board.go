@@ -509,10 +509,22 @@ func (b *Board) asset(w http.ResponseWriter, r *http.Request) {
 		b.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no asset %s", clip(name)))
 		return
 	}
-	if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
-		w.Header().Set("Content-Type", ct)
+	ct, ok := assetTypes[path.Ext(name)]
+	if !ok {
+		ct = "application/octet-stream"
 	}
+	w.Header().Set("Content-Type", ct)
 	_, _ = w.Write(body)
+}
+
+// assetTypes are the Content-Types of the page's files, by extension. They
+// are fixed here rather than read from mime.TypeByExtension, which takes
+// the machine's MIME tables: one that maps .js to text/plain would have
+// the browser, told nosniff, refuse the script.
+var assetTypes = map[string]string{
+	".css":  "text/css; charset=utf-8",
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
 }
 
 func (b *Board) state(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -128,6 +129,32 @@ func TestBoardState(t *testing.T) {
 	require.NoError(t, err)
 	nf.Body.Close()
 	assert.Equal(t, http.StatusNotFound, nf.StatusCode)
+}
+
+// The board's script and style sheet carry their exact types whatever the
+// machine's MIME tables say: with nosniff, a browser refuses a script
+// served as text/plain, which some systems map .js to.
+func TestBoardAssetTypesIgnoreTheSystemTable(t *testing.T) {
+	for ext, wrong := range map[string]string{".js": "text/plain", ".css": "application/octet-stream", ".html": "text/plain"} {
+		orig := mime.TypeByExtension(ext)
+		require.NoError(t, mime.AddExtensionType(ext, wrong))
+		t.Cleanup(func() { require.NoError(t, mime.AddExtensionType(ext, orig)) })
+	}
+	e := newEvaluator(t, andon.EvaluatorOptions{})
+	b, err := andon.NewBoard(e, andon.BoardOptions{})
+	require.NoError(t, err)
+	for path, want := range map[string]string{
+		"/assets/board.js":   "text/javascript; charset=utf-8",
+		"/assets/board.css":  "text/css; charset=utf-8",
+		"/assets/index.html": "text/html; charset=utf-8",
+		"/":                  "text/html; charset=utf-8",
+	} {
+		w := httptest.NewRecorder()
+		b.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		assert.Equal(t, http.StatusOK, w.Code, path)
+		assert.Equal(t, want, w.Header().Get("Content-Type"), path)
+		assert.Equal(t, "nosniff", w.Header().Get("X-Content-Type-Options"), path)
+	}
 }
 
 // TestBoardStateBeforeAnyChange reads the state of a board whose rules

@@ -102,17 +102,25 @@ func (e *Evaluator) Reset(ctx context.Context) bool {
 }
 
 // pullOrReset sets the cord to status(now) and evaluates the cord's rule.
-// The cord changes only with the evaluation slot held and the evaluator
-// open, so that Shutdown, which closes the evaluator and then waits for
-// the slot, either waits for the evaluation or sees no change.
+// The cord changes only while the evaluator is open: with the evaluation
+// slot held, so that Shutdown, which closes the evaluator and then waits
+// for the slot, waits for the evaluation; or, when ctx ends before the
+// slot is free, with e.mu held across the closed check and the change, so
+// that Shutdown either sees the change or prevents it.
 func (e *Evaluator) pullOrReset(ctx context.Context, status func(now time.Time) CordStatus) bool {
 	if e.isClosed() {
 		return false
 	}
 	if !e.acquire(ctx) {
 		// Another evaluation holds the evaluator past ctx: change the
-		// cord for the next evaluation to act on.
-		return !e.isClosed() && e.cord.set(status(time.Now()))
+		// cord for the next evaluation to act on, if the evaluator is
+		// still open. The check and the change are one step under e.mu,
+		// which Shutdown takes to close the evaluator, so a Shutdown
+		// cannot come between them and return with the cord changed.
+		st := status(time.Now())
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return !e.closed && e.cord.set(st)
 	}
 	defer e.release()
 	if e.isClosed() {

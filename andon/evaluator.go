@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -33,7 +34,8 @@ type EvaluatorOptions struct {
 	// resolves, before the rule's own hooks.
 	Hooks []Hook
 	// Notifiers hear of alerts that fire and resolve, each through its
-	// own bounded queue and worker goroutine.
+	// own bounded queue and worker goroutine. A nil one, or one that
+	// holds a nil pointer or function, is refused.
 	Notifiers []Notifier
 	// Notify configures delivery to Notifiers.
 	Notify NotifyOptions
@@ -87,7 +89,7 @@ type Evaluator struct {
 	changed  chan struct{} // closed and replaced on every change
 	closed   bool          // Shutdown was called
 
-	cord     *cord
+	cord     *cord // its own lock, taken under mu or alone, never the other way
 	cordRule *ruleState
 
 	dispatchers []*dispatcher
@@ -171,6 +173,10 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	for i, n := range opts.Notifiers {
 		if n == nil {
 			return nil, fmt.Errorf("andon: EvaluatorOptions.Notifiers[%d] is nil", i)
+		}
+		if typednil.Holds(n) {
+			// Every Notify call would panic, failing each batch for good.
+			return nil, fmt.Errorf("andon: EvaluatorOptions.Notifiers[%d] is a nil %T", i, n)
 		}
 	}
 

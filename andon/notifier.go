@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
@@ -29,7 +30,9 @@ import (
 // kanban.Permanent (a receiver that answered 400 Bad Request will answer
 // it again). A Webhook, which sends one request per alert name, has only
 // the names whose request failed and is worth retrying sent again. A panic
-// fails the batch at once, as a *PanicError. A Notifier
+// fails the batch at once, as a *PanicError, and so does one in the
+// methods of the error returned (Unwrap, As, RetryAfter), as a nil pointer
+// returned as an error may panic in them. A Notifier
 // that also has a Name() method (tai.Namer) is named by it in logs and
 // NotifierStats.
 type Notifier interface {
@@ -52,7 +55,8 @@ type Refresher interface {
 type NotifyOptions struct {
 	// QueueSize bounds the alerts waiting for each notifier. When a
 	// notifier falls behind, a re-send of a queued firing alert replaces
-	// the queued one (a resolution is queued after it, never in its
+	// the queued one, and one of a firing alert waiting for a retry is
+	// sent in its place (a resolution is queued after it, never in its
 	// place); a notification that finds the queue full is
 	// dropped, counted in NotifierStats.Dropped and logged (one line per
 	// evaluation, with the count and the first ten alert names), and offered
@@ -77,9 +81,10 @@ type NotifyOptions struct {
 	// Backoff says how long to wait before each retry. Nil means
 	// kanban.Exponential{Initial: 500 * time.Millisecond}: 500ms,
 	// doubling, capped at 30s, with 20% jitter. A kanban.Exponential is
-	// checked with its Validate method. A Backoff that panics gives the
-	// batch up, as its last attempt would (the panic is logged as a
-	// *PanicError). An error with a RetryAfter
+	// checked with its Validate method; a nil function or pointer (a nil
+	// kanban.BackoffFunc or *kanban.Exponential) is refused. A Backoff
+	// that panics gives the batch up, as its last attempt would (the
+	// panic is logged as a *PanicError). An error with a RetryAfter
 	// method (tai.RetryAfter), as a Webhook's or Alertmanager's is when a
 	// 429 or 5xx answer has a Retry-After header, waits that long instead
 	// when it is longer, up to 5 minutes; when the batch failed with
@@ -111,6 +116,11 @@ func (o NotifyOptions) withDefaults() (NotifyOptions, error) {
 		case c.v < 0:
 			return o, fmt.Errorf("andon: NotifyOptions.%s %v is negative", c.name, c.v)
 		}
+	}
+	if typednil.Holds(o.Backoff) {
+		// Not nil as an interface, yet every retry would panic in it (a
+		// nil *kanban.Exponential already in its Validate).
+		return o, fmt.Errorf("andon: NotifyOptions.Backoff is a nil %T", o.Backoff)
 	}
 	switch b := o.Backoff.(type) {
 	case nil:
@@ -387,7 +397,8 @@ func (d *dispatcher) send(batch []Alert) {
 			d.count(func(s *NotifierStats) { s.Sent += uint64(len(batch)) })
 			return
 		}
-		if p := (*partialError)(nil); errors.As(err, &p) {
+		f := d.classify(err)
+		if p := f.partial; p != nil {
 			// Some requests of the batch went out, or failed for good:
 			// count them now and retry only the others.
 			d.count(func(s *NotifierStats) { s.Sent += uint64(p.sent) })
@@ -397,11 +408,12 @@ func (d *dispatcher) send(batch []Alert) {
 			if len(p.retry) == 0 {
 				return
 			}
-			batch, err = p.retry, errors.Join(p.retryErrs...)
+			batch = p.retry
 		}
-		if kanban.IsPermanent(err) || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
+		err = f.err
+		if f.permanent || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
 			d.fail(batch, attempt, err)
-			if !kanban.IsPermanent(err) {
+			if !f.permanent {
 				d.unsend(batch)
 			}
 			return
@@ -416,7 +428,7 @@ func (d *dispatcher) send(batch []Alert) {
 		}
 		d.count(func(s *NotifierStats) { s.Retries++ })
 		d.log.Warn("andon: notification failed; retrying", "notifier", d.name, "attempt", attempt, "err", err)
-		if ra := min(tai.RetryAfter(err), maxRetryAfter); ra > delay {
+		if ra := min(f.retryAfter, maxRetryAfter); ra > delay {
 			delay = ra // a receiver asked for a longer wait
 		}
 		t := time.NewTimer(max(0, delay))
@@ -425,7 +437,63 @@ func (d *dispatcher) send(batch []Alert) {
 		case <-d.ctx.Done():
 			t.Stop()
 		}
+		if batch = d.unreplaced(batch); len(batch) == 0 {
+			return
+		}
 	}
+}
+
+// unreplaced returns the alerts of a batch about to be retried that no
+// notification queued since replaces: a firing alert whose next queued
+// notification is a firing one too (a newer re-send to a Refresher) is
+// left to it, as a queued one would be replaced by it. Its ValidUntil may
+// have passed during the wait, and Alertmanager, given an endsAt in the
+// past, resolves an alert that still fires. A resolution, and a firing
+// alert a queued resolution follows, are retried as they are.
+func (d *dispatcher) unreplaced(batch []Alert) []Alert {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.queue) == 0 {
+		return batch
+	}
+	next := make(map[string]AlertState, len(d.queue))
+	for _, a := range d.queue {
+		if _, ok := next[a.Fingerprint]; !ok {
+			next[a.Fingerprint] = a.State
+		}
+	}
+	return slices.DeleteFunc(batch, func(a Alert) bool {
+		s, ok := next[a.Fingerprint]
+		return ok && a.State == Firing && s == Firing
+	})
+}
+
+// failure is what the error of a failed Notify call says.
+type failure struct {
+	err        error         // the error the batch (what is left of it) failed with
+	partial    *partialError // of a notifier that sends several requests
+	permanent  bool          // kanban.IsPermanent
+	retryAfter time.Duration // tai.RetryAfter
+}
+
+// classify reads err through its methods (Unwrap, As, RetryAfter), which
+// the notifier's error type defines and which may panic, as a nil
+// pointer's do: a panic fails the batch for good, as one in Notify does,
+// rather than the worker and the program with it.
+func (d *dispatcher) classify(err error) (f failure) {
+	defer func() {
+		if v := recover(); v != nil {
+			f = failure{err: kanban.Permanent(newPanicError("error of notifier "+d.name, v)), permanent: true}
+		}
+	}()
+	f.err = err
+	if p := (*partialError)(nil); errors.As(err, &p) {
+		f.partial = p
+		f.err = errors.Join(p.retryErrs...)
+	}
+	f.permanent = kanban.IsPermanent(f.err)
+	f.retryAfter = tai.RetryAfter(f.err)
+	return f
 }
 
 // delay calls NotifyOptions.Backoff, turning a panic into a *PanicError.

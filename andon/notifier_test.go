@@ -549,6 +549,43 @@ func TestNotifierPanicFailsTheBatch(t *testing.T) {
 	assert.Contains(t, logs.String(), "notifier_test.go", "the stack is where it panicked")
 }
 
+// hintedError is an error type with a retry hint that does not guard
+// against a nil receiver.
+type hintedError struct{ after time.Duration }
+
+func (e *hintedError) Error() string             { return "hinted" }
+func (e *hintedError) RetryAfter() time.Duration { return e.after }
+
+// A notifier whose error panics when asked for its retry hint (a nil
+// pointer returned as an error) fails the batch as a panic in Notify
+// does, and takes no process down with the worker.
+func TestNotifierErrorPanicFailsTheBatch(t *testing.T) {
+	var calls atomic.Int32
+	nilErr := notifierFunc(func(context.Context, []andon.Alert) error {
+		calls.Add(1)
+		var err *hintedError
+		return err
+	})
+	cond := newSwitch()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{nilErr}, Notify: noWait,
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil)),
+		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	require.NoError(t, e.Flush(context.Background()))
+	assert.EqualValues(t, 1, calls.Load(), "a panic is not retried")
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 1, st.Failed)
+	assert.EqualValues(t, 0, st.Retries)
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	assert.Contains(t, out, "andon: panic in error of notifier notifier 0: runtime error: invalid memory address or nil pointer dereference")
+	assert.Contains(t, out, "notifier_test.go", "the stack is where it panicked")
+}
+
 func TestNotificationsCarryTheRunbook(t *testing.T) {
 	srv := newWebhookServer(t, 0, 0)
 	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
@@ -1244,4 +1281,56 @@ func TestBackoffPanicGivesTheBatchUp(t *testing.T) {
 	e.EvaluateAt(ctx, t0.Add(time.Minute)) // still firing: offered again
 	require.NoError(t, e.Flush(ctx))
 	assert.Equal(t, []string{"R firing"}, flaky.events())
+}
+
+// slowRefresher is a Refresher whose first call fails with a Retry-After,
+// as an Alertmanager that answers 503 does; it records each call's alerts.
+type slowRefresher struct {
+	mu    sync.Mutex
+	calls [][]andon.Alert
+}
+
+func (n *slowRefresher) Notify(_ context.Context, alerts []andon.Alert) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.calls = append(n.calls, alerts)
+	if len(n.calls) == 1 {
+		return &hintedError{after: 5 * time.Minute}
+	}
+	return nil
+}
+
+func (*slowRefresher) Refreshes() bool { return true }
+
+// A retry does not send a firing alert that a newer re-send, queued while
+// the retry waited, replaces: its ValidUntil, Alertmanager's endsAt, may
+// have passed by then, and Alertmanager would resolve the alert while it
+// still fires.
+func TestRetryLeavesAFiringAlertToTheNewerReSend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &slowRefresher{}
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{ResendInterval: time.Minute},
+			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0) // fires; the send is answered "retry in 5m"
+		synctest.Wait()
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // a re-send is queued
+		require.NoError(t, e.Flush(ctx))
+
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		var validUntil []time.Time
+		for _, c := range n.calls[1:] {
+			for _, a := range c {
+				validUntil = append(validUntil, a.ValidUntil)
+			}
+		}
+		assert.Equal(t, []time.Time{t0.Add(6 * time.Minute)}, validUntil, "only the newer re-send is delivered")
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 1, st.Sent)
+		assert.EqualValues(t, 0, st.Failed)
+	})
 }
