@@ -3,6 +3,7 @@
 package natsembed
 
 import (
+	"errors"
 	"os"
 
 	"golang.org/x/sys/windows"
@@ -25,3 +26,7 @@ func lockFile(f *os.File) error {
 func unlockFile(f *os.File) error {
 	return windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, lockRegion())
 }
+
+// heldElsewhere reports whether err, lockFile's, says that another open
+// file holds the lock.
+func heldElsewhere(err error) bool { return errors.Is(err, windows.ERROR_LOCK_VIOLATION) }

@@ -90,7 +90,8 @@ var ErrStoreInUse = errors.New("natsembed: store directory in use")
 // holds an exclusive lock on (on Unix and Windows; other systems have no
 // lock). The lock is the operating system's: it goes with the process, so
 // one killed leaves no stale lock behind. On Unix, a LockFile that is a
-// symbolic link fails Start.
+// symbolic link fails Start, and so does a file system that refuses the
+// lock (one without locks), with an error that is not ErrStoreInUse.
 const LockFile = "natsembed.lock"
 
 // Server is a running embedded NATS server. Shutdown stops it.
@@ -100,6 +101,7 @@ type Server struct {
 	ownsStore bool
 	lock      *os.File // LockFile in storeDir, locked; nil once released
 	inProcess bool
+	port      int    // listened on; 0 with InProcess
 	token     string // "" with InProcess or NoAuth
 	fatal     fatalLog
 
@@ -178,6 +180,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, err
 		}
 		if ns.ReadyForConnections(50 * time.Millisecond) {
+			if a, ok := ns.Addr().(*net.TCPAddr); ok && !s.inProcess {
+				s.port = a.Port
+			}
 			return s, nil
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
@@ -205,6 +210,10 @@ func (s *Server) lockStore() error {
 		return fmt.Errorf("natsembed: store directory: %w", err)
 	}
 	if err := lockFile(f); err != nil {
+		if !heldElsewhere(err) { // a file system without locks, say
+			_ = f.Close()
+			return fmt.Errorf("natsembed: store directory: cannot lock %s: %w", path, err)
+		}
 		b := make([]byte, 32)
 		n, _ := f.ReadAt(b, 0)
 		_ = f.Close()
@@ -352,16 +361,10 @@ func (s *Server) RedactedURL() string {
 func (s *Server) Token() string { return s.token }
 
 // Port returns the TCP port the server listens on, 0 for an in-process
-// server.
-func (s *Server) Port() int {
-	if s.inProcess {
-		return 0
-	}
-	if a, ok := s.ns.Addr().(*net.TCPAddr); ok {
-		return a.Port
-	}
-	return 0
-}
+// server. After Shutdown it is still the port the server listened on, as
+// ClientURL is still its URL: a server started again on that Port is
+// where the clients reconnect.
+func (s *Server) Port() int { return s.port }
 
 // Connect opens a client connection to the server: in memory for an
 // in-process server, over loopback TCP otherwise, presenting the token

@@ -301,3 +301,24 @@ func TestStoreDirLocked(t *testing.T) {
 	require.NoError(t, err, "Shutdown releases the store")
 	require.NoError(t, again.Shutdown(ctx))
 }
+
+// Port is the port the server listened on after Shutdown too, as
+// ClientURL is: a restart on the same Port, which the clients reconnect
+// to, reads it from the server it replaces.
+func TestPortAfterShutdown(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir})
+	require.NoError(t, err)
+	port := srv.Port()
+	require.NotZero(t, port)
+	url := srv.ClientURL()
+	require.NoError(t, srv.Shutdown(ctx))
+	assert.Equal(t, port, srv.Port(), "the port it listened on")
+	assert.Equal(t, url, srv.ClientURL())
+
+	again, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir, Port: srv.Port(), Token: srv.Token()})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, again.Shutdown(ctx)) }()
+	assert.Equal(t, url, again.ClientURL(), "the clients' URL serves again")
+}
