@@ -60,12 +60,15 @@ func CheckContentType(ct string) error {
 // Decode decodes one JSON value from data into v, strictly: an object key
 // that appears twice, a key whose spelling differs from the field's only in
 // case (encoding/json would accept {"Amount": 7} for "amount"), a key no
-// field has, a value of the wrong type, a string that is not UTF-8 or
+// field has, a value of the wrong type, more elements than a fixed-size
+// array holds (encoding/json drops them), a string that is not UTF-8 or
 // holds half of a UTF-16 surrogate pair (\ud800), and anything after the
 // value are errors, each a 400 *Error naming the key — a map's key and an
 // array's index too (metadata.a, items[1]). Numbers are decoded as encoding/json
 // does (1000e-4 is 0.1 for a float64); one its field cannot hold (1e400,
-// 2.5 for an integer) is an error naming the field.
+// 2.5 for an integer) is an error naming the field. A field tagged
+// ",string" takes its value inside a JSON string ("5"), as encoding/json
+// reads it.
 func Decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber() // the first pass judges numbers against their fields
@@ -299,6 +302,12 @@ func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) 
 			if err != nil {
 				return err
 			}
+			if fields != nil && fields[key].quoted {
+				if err := checkQuoted(tok, typ, at); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := c.check(tok, typ, at, depth+1); err != nil {
 				return err
 			}
@@ -315,6 +324,13 @@ func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) 
 		}
 		for i := 0; c.dec.More(); i++ {
 			at := fmt.Sprintf("%s[%d]", path, i)
+			if t != nil && t.Kind() == reflect.Array && i == t.Len() {
+				noun := "elements"
+				if t.Len() == 1 {
+					noun = "element"
+				}
+				return Invalid(at, "%s holds at most %d %s", orBody(path), t.Len(), noun)
+			}
 			tok, err := c.next(at, false)
 			if err != nil {
 				return err
@@ -423,7 +439,13 @@ func join(path, key string) string {
 
 var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 
-type field struct{ typ reflect.Type }
+// field is a struct field as the first pass of Decode sees it: its type,
+// and whether it is tagged ",string" where encoding/json heeds it (a
+// boolean, number or string, or a pointer to one).
+type field struct {
+	typ    reflect.Type
+	quoted bool
+}
 
 var fieldCache sync.Map // reflect.Type → map[string]field
 
@@ -440,7 +462,7 @@ func fieldsOf(t reflect.Type) map[string]field {
 		if tag == "-" {
 			continue
 		}
-		name, _, _ := strings.Cut(tag, ",")
+		name, opts, _ := strings.Cut(tag, ",")
 		if sf.Anonymous && name == "" {
 			ft := sf.Type
 			if ft.Kind() == reflect.Pointer {
@@ -461,10 +483,72 @@ func fieldsOf(t reflect.Type) map[string]field {
 		if name == "" {
 			name = sf.Name
 		}
-		m[name] = field{typ: sf.Type}
+		m[name] = field{typ: sf.Type, quoted: quotable(sf.Type) && hasOption(opts, "string")}
 	}
 	fieldCache.Store(t, m)
 	return m
+}
+
+// quotable reports whether encoding/json reads a field of type t tagged
+// ",string" from inside a JSON string.
+func quotable(t reflect.Type) bool {
+	if t.Name() == "" && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return true
+	}
+	return false
+}
+
+func hasOption(opts, want string) bool {
+	for opts != "" {
+		var o string
+		o, opts, _ = strings.Cut(opts, ",")
+		if o == want {
+			return true
+		}
+	}
+	return false
+}
+
+// checkQuoted reports a value of a field tagged ",string" (of type t) that
+// encoding/json refuses: it must be null, or a string holding the field's
+// value as JSON writes it (5 as "5", true as "true", "x" as "\"x\"").
+func checkQuoted(tok json.Token, t reflect.Type, path string) error {
+	s, isString := tok.(string)
+	if tok == nil || isString && s == "null" {
+		return nil
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if !isString {
+		return Invalid(path, "%s must be %s inside a JSON string, as its field is tagged \",string\"", path, kindName(t))
+	}
+	if t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType) ||
+		t.Implements(textUnmarshalerType) || reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		return nil // decodes itself
+	}
+	switch t.Kind() {
+	case reflect.String:
+		var inner string
+		if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' && json.Unmarshal([]byte(s), &inner) == nil {
+			return nil
+		}
+	case reflect.Bool:
+		if s == "true" || s == "false" {
+			return nil
+		}
+	default:
+		if s != "" && (s[0] == '-' || '0' <= s[0] && s[0] <= '9') && strings.TrimSpace(s) == s && json.Valid([]byte(s)) {
+			return checkNumber(s, t, path)
+		}
+	}
+	return Invalid(path, "%s must be %s inside a JSON string, as its field is tagged \",string\", not %q", path, kindName(t), Clip(s, 64))
 }
 
 // decodeError turns an encoding/json error into a 400 naming the field.

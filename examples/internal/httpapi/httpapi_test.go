@@ -575,3 +575,61 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A fixed-size array holds no more elements than its length: encoding/json
+// drops those beyond it without a word, and the client's value would be
+// taken cut short.
+func TestDecodeArrayLongerThanItsType(t *testing.T) {
+	var v struct {
+		Pair [2]int `json:"pair"`
+	}
+	err := Decode([]byte(`{"pair":[1,2,3]}`), &v)
+	var e *Error
+	require.True(t, errors.As(err, &e), "got %v", err)
+	assert.Equal(t, http.StatusBadRequest, e.Status)
+	assert.Equal(t, "pair[2]", e.Field)
+	assert.Equal(t, "pair holds at most 2 elements", e.Message)
+	require.NoError(t, Decode([]byte(`{"pair":[1,2]}`), &v))
+	assert.Equal(t, [2]int{1, 2}, v.Pair)
+	require.NoError(t, Decode([]byte(`{"pair":[3]}`), &v), "fewer is fine, as for encoding/json")
+	assert.Equal(t, [2]int{3, 0}, v.Pair)
+}
+
+// A field tagged ",string" takes its value inside a JSON string, as
+// encoding/json reads it; a bare value or a quoted one of the wrong form
+// is an error naming the field.
+func TestDecodeQuotedField(t *testing.T) {
+	type quoted struct {
+		N int64    `json:"n,string"`
+		F *float64 `json:"f,string,omitempty"`
+		B bool     `json:"b,string"`
+		S string   `json:"s,string"`
+	}
+	var v quoted
+	require.NoError(t, Decode([]byte(`{"n":"-5","f":"2.5e1","b":"true","s":"\"x\""}`), &v))
+	assert.Equal(t, int64(-5), v.N)
+	assert.Equal(t, 25.0, *v.F)
+	assert.True(t, v.B)
+	assert.Equal(t, "x", v.S)
+	require.NoError(t, Decode([]byte(`{"n":null,"f":"null","b":null,"s":"null"}`), new(quoted)), "null, bare or quoted")
+	for body, field := range map[string]string{
+		`{"n":"x"}`:     "n",
+		`{"n":5}`:       "n",
+		`{"n":"1.5"}`:   "n",
+		`{"n":" 5"}`:    "n",
+		`{"n":"+5"}`:    "n",
+		`{"n":"1e99"}`:  "n",
+		`{"n":{}}`:      "n",
+		`{"f":"1e400"}`: "f",
+		`{"b":"1"}`:     "b",
+		`{"s":"x"}`:     "s",
+		`{"s":"\"x"}`:   "s",
+	} {
+		err := Decode([]byte(body), new(quoted))
+		var e *Error
+		require.True(t, errors.As(err, &e), "%s: got %v", body, err)
+		assert.Equal(t, http.StatusBadRequest, e.Status, body)
+		assert.Equal(t, field, e.Field, body)
+		assert.Error(t, json.Unmarshal([]byte(body), new(quoted)), "encoding/json refuses %s too", body)
+	}
+}

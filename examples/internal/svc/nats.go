@@ -45,7 +45,9 @@ func StartNATS(ctx context.Context, url, dataDir, name string, log *slog.Logger)
 				log.Warn("nats disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// ConnectedUrlRedacted hides a password only: a token given as
+		// the URL's user would be logged.
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", RedactURL(nc.ConnectedUrl())) }),
 	}}
 	if url != "" {
 		return n, nil

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -116,9 +117,12 @@ const ShutdownTimeout = 30 * time.Second
 // its client without one; closeService gets ShutdownTimeout of its own
 // after them, so slow requests never leave it no time to flush. Requests
 // still running when their time is up are cut off (srv.Close closes their
-// connections, which ends their contexts), so that their handlers stop
-// rather than run on against the service as it closes.
+// connections, which ends their contexts), and the service closes once
+// their handlers have returned (or after CutOffGrace), so that none runs
+// on against the service as it closes. Serve wraps srv.Handler to see
+// them return.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService func(context.Context) error, log *slog.Logger) error {
+	handlers := trackHandlers(srv)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	var err error
@@ -132,6 +136,10 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService 
 	if sErr := srv.Shutdown(requestsCtx); sErr != nil {
 		_ = srv.Close()
 		err = errors.Join(err, fmt.Errorf("requests in flight not finished: %w", sErr))
+		// srv.Close does not wait for the handlers it cut off.
+		if !handlers.wait(CutOffGrace) {
+			log.Warn("requests cut off still running as the service closes", "requests", handlers.running())
+		}
 	}
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancelClose()
@@ -143,6 +151,73 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService 
 	}
 	log.Info("stopped")
 	return err
+}
+
+// CutOffGrace bounds Serve's wait for the handlers of requests cut off at
+// the end of their time: their contexts have ended, and a handler that
+// heeds its context returns well within it.
+const CutOffGrace = 5 * time.Second
+
+// handlerCount counts the handlers running.
+type handlerCount struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n falls to 0 while waited for
+}
+
+// trackHandlers wraps srv's handler (http.DefaultServeMux when nil) so
+// that the count returned sees each call to it begin and end.
+func trackHandlers(srv *http.Server) *handlerCount {
+	c := &handlerCount{}
+	h := srv.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.add(1)
+		defer c.add(-1)
+		h.ServeHTTP(w, r)
+	})
+	return c
+}
+
+func (c *handlerCount) add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += d
+	if c.n == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+}
+
+func (c *handlerCount) running() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// wait waits up to d for no handler to be running, and reports whether
+// none is.
+func (c *handlerCount) wait(d time.Duration) bool {
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		return true
+	}
+	if c.idle == nil {
+		c.idle = make(chan struct{})
+	}
+	idle := c.idle
+	c.mu.Unlock()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-timer.C:
+		return c.running() == 0
+	}
 }
 
 // PublicHostPort turns a listen address into one a person can open: an

@@ -487,3 +487,45 @@ func TestServeCutsOffRequestsPastTheShutdownTimeout(t *testing.T) {
 		client.CloseIdleConnections()
 	})
 }
+
+// A request cut off at the end of its time may take a moment to stop
+// once its context has ended (a write to undo, a lock to give back): the
+// service closes only after it has, not under it.
+func TestServeClosesTheServiceAfterTheRequestsCutOffHaveEnded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := newPipeListener()
+		started := make(chan struct{})
+		var handlerDone atomic.Bool
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(started)
+			<-r.Context().Done()
+			time.Sleep(time.Second) // what the handler does on its way out
+			handlerDone.Store(true)
+		})}
+		ctx, cancel := context.WithCancel(context.Background())
+		var endedBeforeClose bool
+		done := make(chan error, 1)
+		go func() {
+			done <- svc.Serve(ctx, srv, ln, func(context.Context) error {
+				endedBeforeClose = handlerDone.Load()
+				return nil
+			}, svc.Logger(io.Discard, "error", "t"))
+		}()
+		client := &http.Client{Transport: &http.Transport{DialContext: ln.dial}}
+		got := make(chan error, 1)
+		go func() {
+			resp, err := client.Get("http://payment/")
+			if err == nil {
+				resp.Body.Close()
+			}
+			got <- err
+		}()
+		<-started
+		cancel()
+		serveErr := <-done
+		assert.ErrorContains(t, serveErr, "requests in flight not finished")
+		assert.True(t, endedBeforeClose, "the request cut off was still running when the service closed")
+		assert.Error(t, <-got, "the request cut off has no answer")
+		client.CloseIdleConnections()
+	})
+}
