@@ -70,11 +70,11 @@ func TestFailureWinsOverPromoteAndPass(t *testing.T) {
 	ts := startService(t, fastArgs...)
 	for i := range 50 {
 		r := &rollout{s: ts.Service, service: "auth", version: "v2.0.0", region: "us-west-2",
-			cmds: make(chan Command, 8), failed: make(chan failure, 1), passed: 1}
+			cmdReady: make(chan struct{}, 1), failed: make(chan failure, 1), passed: 1}
 		r.failed <- failure{reason: "Error rate 7.20% exceeds threshold 5.00%"}
 		bake := time.Hour
 		if i%2 == 0 {
-			r.cmds <- Command{Action: "promote"}
+			r.deliver(Command{Action: "promote", Stage: "prod", At: time.Now(), Seq: 1})
 		} else {
 			bake = 0 // the last stage's: its bake is over at the first tick
 		}
@@ -480,4 +480,274 @@ func TestCommandsDroppedAtTheEnd(t *testing.T) {
 		_, err := ts.store.control.Get(t.Context(), "cmd."+id)
 		return !pending && errors.Is(err, jetstream.ErrKeyNotFound)
 	}, 10*time.Second, 10*time.Millisecond, "the command was kept after the deployment's end")
+}
+
+// deployGate is a fleet whose Deploy of version waits, once, until the
+// test lets it go: the rollout is then starting its new version, and
+// reads no command.
+type deployGate struct {
+	fleet.Target
+	version            string
+	once               sync.Once
+	deploying, release chan struct{}
+	mu                 sync.Mutex
+	deployed           []string // the versions deployed, in order
+}
+
+func (g *deployGate) Deploy(ctx context.Context, service, region, version string, instances int) error {
+	g.mu.Lock()
+	g.deployed = append(g.deployed, version)
+	g.mu.Unlock()
+	if version == g.version {
+		g.once.Do(func() {
+			close(g.deploying)
+			<-g.release
+		})
+	}
+	return g.Target.Deploy(ctx, service, region, version, instances)
+}
+
+// TestAbortAfterManyCommands: an abort sent after more commands than a
+// rollout holds, while it starts its new version and reads none, ends
+// the rollout once it reads them. The abort was dropped, though answered
+// 202, and the deployment rolled out in full.
+func TestAbortAfterManyCommands(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	gate := &deployGate{version: "v2.0.0", deploying: make(chan struct{}), release: make(chan struct{})}
+	releaseAll := sync.OnceFunc(func() { close(gate.release) })
+	defer releaseAll()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+	}, append(fastArgs, "-admin-token", admin)...)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	<-gate.deploying
+	for range 12 {
+		r := do(t, "POST", ts.URL+"/deploy/"+id+"/resume", nil, auth...)
+		require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	}
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	// Every command has reached the rollout before it reads one.
+	require.Eventually(t, func() bool {
+		c, ok := ts.pendingCommand(id)
+		v, running := ts.runs.Load(id)
+		if !ok || !running || c.Action != "abort" {
+			return false
+		}
+		run := v.(*rollout)
+		run.mu.Lock()
+		defer run.mu.Unlock()
+		return run.lastCmd == c.Seq
+	}, 10*time.Second, time.Millisecond, "the abort never reached the rollout")
+	releaseAll()
+
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-west-2"))
+}
+
+// TestAbortWhileTheNewVersionStarts: an abort that reaches the rollout
+// while it starts the new version ends the region before any traffic
+// moves to that version: no stage starts. The canary took its share of
+// the traffic first, and was rolled back at its bake's first read of a
+// command.
+func TestAbortWhileTheNewVersionStarts(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	gate := &deployGate{version: "v2.0.0", deploying: make(chan struct{}), release: make(chan struct{})}
+	releaseAll := sync.OnceFunc(func() { close(gate.release) })
+	defer releaseAll()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+	}, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	<-gate.deploying
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	require.Eventually(t, func() bool {
+		c, ok := ts.pendingCommand(id)
+		v, running := ts.runs.Load(id)
+		if !ok || !running || c.Action != "abort" {
+			return false
+		}
+		run := v.(*rollout)
+		run.mu.Lock()
+		defer run.mu.Unlock()
+		return run.lastCmd == c.Seq
+	}, 10*time.Second, time.Millisecond, "the abort never reached the rollout")
+	releaseAll()
+
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	assert.Empty(t, d.Results[0].Stages, "a stage started, and traffic moved to the new version, after the abort")
+	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-west-2"))
+}
+
+// TestAbortWhileTheVersionServingStarts: an abort sent while the
+// rollout makes sure of the version serving (which a fleet that starts
+// empty starts then) ends the region before the new version starts. The
+// new version was started, to be retired at once.
+func TestAbortWhileTheVersionServingStarts(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	gate := &deployGate{version: "v1.0.0", deploying: make(chan struct{}), release: make(chan struct{})}
+	releaseAll := sync.OnceFunc(func() { close(gate.release) })
+	defer releaseAll()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+	}, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	<-gate.deploying
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	require.Eventually(t, func() bool { return ts.aborted(id) }, 10*time.Second, time.Millisecond, "the abort never reached the rollout's process")
+	releaseAll()
+
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	assert.Empty(t, d.Results[0].Stages)
+	gate.mu.Lock()
+	defer gate.mu.Unlock()
+	assert.NotContains(t, gate.deployed, "v2.0.0", "the new version started after the abort")
+}
+
+// TestResumeBeforeTheLineStartsHere: a resume stored after the stop that
+// paused a rollout, and read while the line is stopped on the rollout's
+// replica (another replica, on a started line, answered it: one that
+// started the line, which this one has yet to follow), resumes the
+// rollout once the line starts here. It was read on a stopped line and
+// dropped: the rollout stayed paused, though the resume was answered 202.
+func TestResumeBeforeTheLineStartsHere(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 11"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
+
+	// The resume, as another replica on a started line stores it; then a
+	// promote of a stage passed, whose drop, logged, says that the
+	// rollout has read the resume before it.
+	now := time.Now()
+	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "resume", Reason: "go on", Region: "us-west-2", At: now}))
+	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "promote", Region: "us-west-2", Stage: "staging", At: now}))
+	require.Eventually(t, func() bool {
+		return strings.Contains(ts.logs.String(), `msg="promote of a stage that has ended is dropped"`)
+	}, 10*time.Second, time.Millisecond, "the commands never reached the rollout")
+
+	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	d := waitFor(t, ts.URL, id, func(d Deployment) bool { return !d.Paused })
+	assert.Equal(t, StatusInProgress, d.Status)
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, id, ended)
+}
+
+// TestPromoteOfThePauseAtStart: a promote sent while the rollout was
+// held before its first stage, and read once a stage bakes (another
+// promote, or a resume, ended the hold before it), ends no bake: the
+// canary bakes on, here until an abort. It ended the canary's bake at
+// once, a stage no one had seen.
+func TestPromoteOfThePauseAtStart(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	r := &rollout{s: ts.Service, service: "auth", version: "v2.0.0", region: "us-west-2",
+		cmdReady: make(chan struct{}, 1), failed: make(chan failure, 1), passed: 1}
+	r.deliver(Command{Action: "promote", At: time.Now(), Seq: 1})
+	verdict, reason := "", ""
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		verdict, reason, _ = r.bake(t.Context(), plannedStage{name: "canary", percent: 5, bake: time.Hour})
+	}()
+	require.Eventually(t, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.inbox) == 0
+	}, 10*time.Second, time.Millisecond, "the promote was not read")
+	r.deliver(Command{Action: "abort", Reason: "enough", At: time.Now(), Seq: 2})
+	<-done
+	assert.Equal(t, "aborted", verdict, reason)
+}
+
+// TestInboxKeepsEveryKind: the commands a rollout has not read yet are
+// kept however many come, the latest of each kind in the order sent, and
+// an abort takes the place of them all.
+func TestInboxKeepsEveryKind(t *testing.T) {
+	r := &rollout{region: "us-west-2", cmdReady: make(chan struct{}, 1)}
+	seq := uint64(0)
+	send := func(action, stage string) {
+		seq++
+		r.deliver(Command{Action: action, Stage: stage, At: time.Now(), Seq: seq})
+	}
+	take := func() []string {
+		var got []string
+		for {
+			select {
+			case <-r.cmdReady:
+			default:
+				return got
+			}
+			c, ok := r.nextCommand()
+			require.True(t, ok, "ready with no command")
+			got = append(got, c.Action+":"+c.Stage)
+		}
+	}
+	for i := range 20 {
+		send("resume", "")
+		send("promote", fmt.Sprint("stage-", i))
+	}
+	send("resume", "")
+	assert.Equal(t, []string{"promote:stage-19", "resume:"}, take())
+	for range 20 {
+		send("resume", "")
+	}
+	send("abort", "")
+	send("resume", "")
+	assert.Equal(t, []string{"abort:"}, take(), "an abort is final")
+}
+
+// TestCommandsHeldForTheLine: a resume or a promote read on a line
+// stopped here waits for the line's next change if it was stored after
+// the stop, and is dropped if the stop came after it.
+func TestCommandsHeldForTheLine(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	ts.applyCord(Cord{Stopped: true, Reason: "incident 12", Rev: 10})
+	defer ts.applyCord(Cord{Rev: 13})
+	r := &rollout{s: ts.Service, region: "us-west-2", cmdReady: make(chan struct{}, 1)}
+	assert.False(t, r.waitForLine(Command{Action: "resume", Seq: 9}), "a resume the stop came after")
+	assert.True(t, r.waitForLine(Command{Action: "resume", Seq: 11}))
+	assert.True(t, r.waitForLine(Command{Action: "promote", Stage: "canary", Seq: 12}))
+	select {
+	case <-r.cmdReady:
+		t.Fatal("a command held for the line is read before it changes")
+	default:
+	}
+	r.releaseHeld()
+	var got []uint64
+	for range 2 {
+		<-r.cmdReady
+		c, ok := r.nextCommand()
+		require.True(t, ok)
+		got = append(got, c.Seq)
+	}
+	assert.Equal(t, []uint64{11, 12}, got)
+	assert.Empty(t, r.held)
 }

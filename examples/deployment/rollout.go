@@ -55,7 +55,17 @@ type rollout struct {
 	// mu held.
 	writeMu sync.Mutex
 
-	cmds    chan Command
+	// inbox holds the commands delivered and not yet acted on, in the
+	// order sent, under mu. It is bounded without dropping one a person
+	// was told was sent: an abort, which ends the run, takes the place of
+	// every other, and a promote or a resume the place of one of its
+	// kind before it. cmdReady holds a value when one came to read.
+	inbox    []Command
+	cmdReady chan struct{}
+	// held are the resume and the promote read on a line stopped here
+	// that were stored after its stop: sent on a line started elsewhere,
+	// they wait for the line's next change here (waitForLine), under mu.
+	held    []Command
 	lastCmd uint64 // the store revision of the last command taken
 	failed  chan failure
 	stage   int // index of the stage in progress in the plan; -1 before the first
@@ -84,7 +94,9 @@ func (r *rollout) later(change func(d *Deployment, rr *RegionResult)) {
 // hour old are stale and dropped, and so is a promote or a resume sent to
 // another region of the wave: a command stays pending until the
 // deployment ends, and a promote of the first region's canary must not
-// skip the next region's.
+// skip the next region's. The command waits in the inbox until the run
+// reads it (nextCommand), however long it is busy elsewhere (starting
+// the new version, writing its record) and however many come meanwhile.
 func (r *rollout) deliver(c Command) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -95,10 +107,91 @@ func (r *rollout) deliver(c Command) {
 		return
 	}
 	r.lastCmd = c.Seq
-	select {
-	case r.cmds <- c:
-	default: // a full queue of commands: this one is dropped, as a person would retry
+	switch {
+	case c.Action == "abort":
+		r.inbox, r.held = append(r.inbox[:0], c), nil
+	case len(r.inbox) > 0 && r.inbox[0].Action == "abort":
+		return // an abort is final
+	default:
+		r.inbox = append(slices.DeleteFunc(r.inbox, func(q Command) bool { return q.Action == c.Action }), c)
 	}
+	select {
+	case r.cmdReady <- struct{}{}:
+	default: // the run has not read the one before yet
+	}
+}
+
+// takeAbort takes the abort waiting in the inbox, if one does (it is
+// then the inbox's only command).
+func (r *rollout) takeAbort() (Command, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.inbox) == 0 || r.inbox[0].Action != "abort" {
+		return Command{}, false
+	}
+	c := r.inbox[0]
+	r.inbox = r.inbox[:0]
+	return c, true
+}
+
+// waitForLine keeps c, a resume or a promote read while the line is
+// stopped here, for the line's next change (releaseHeld), if it was
+// stored after the stop in force here: it was sent on a line started
+// since by another replica, which this one has yet to follow, and is not
+// dropped. One stored before the stop is (false): the stop came after it.
+// A line found started again is one that changed since the caller took
+// the cord's channel: c is kept for that change, read at once.
+func (r *rollout) waitForLine(c Command) bool {
+	if cord := r.s.cordState(); cord.Stopped && c.Seq <= cord.Rev {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.held = append(slices.DeleteFunc(r.held, func(h Command) bool { return h.Action == c.Action }), c)
+	return true
+}
+
+// releaseHeld puts the commands held for the line's change (waitForLine)
+// back before the inbox's, at a change of the line: one of a kind that
+// came since, or an abort, takes its place.
+func (r *rollout) releaseHeld() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	held := r.held
+	r.held = nil
+	if len(r.inbox) > 0 && r.inbox[0].Action == "abort" {
+		return
+	}
+	held = slices.DeleteFunc(held, func(h Command) bool {
+		return slices.ContainsFunc(r.inbox, func(q Command) bool { return q.Action == h.Action })
+	})
+	if len(held) == 0 {
+		return
+	}
+	r.inbox = append(held, r.inbox...)
+	select {
+	case r.cmdReady <- struct{}{}:
+	default:
+	}
+}
+
+// nextCommand takes the inbox's first command, once cmdReady said that
+// one came; false if none waits.
+func (r *rollout) nextCommand() (Command, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.inbox) == 0 {
+		return Command{}, false
+	}
+	c := r.inbox[0]
+	r.inbox = slices.Delete(r.inbox, 0, 1)
+	if len(r.inbox) > 0 {
+		select {
+		case r.cmdReady <- struct{}{}:
+		default:
+		}
+	}
+	return c, true
 }
 
 // failure is a health analysis that failed, with when it was sampled.
@@ -353,14 +446,8 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	s.auditEvent(r, "validation", tai.Succeeded, "prerequisites passed", 0)
 	// An abort that came while the prerequisites were judged ends the
 	// region here, before the new version starts or takes any traffic.
-	if c, ok := s.pendingCommand(r.d.ID); ok && c.Action == "abort" {
-		r.mu.Lock()
-		r.lastCmd = max(r.lastCmd, c.Seq) // taken: dropped at the deployment's end
-		r.mu.Unlock()
-		if err := r.abortedBeforeStart(ctx, c.Reason); err != nil {
-			return "", err
-		}
-		return "", &errRolledBack{"Aborted: " + c.Reason}
+	if aborted, err := r.abortedEarly(ctx); aborted {
+		return "", err
 	}
 	// A run whose job another consumer took up while the prerequisites
 	// were judged stops here, before it makes sure of the version
@@ -376,6 +463,11 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	// A run whose job another consumer took up meanwhile stops here,
 	// before the new version starts (see the stages below).
 	if err := r.stillOurs(ctx); err != nil {
+		return "", err
+	}
+	// So does one aborted meanwhile: starting the version serving may
+	// take as long as starting the new one.
+	if aborted, err := r.abortedEarly(ctx); aborted {
 		return "", err
 	}
 	if err := s.target.Deploy(ctx, r.service, r.region, r.version, s.catalog.Instances(r.service)); err != nil {
@@ -443,6 +535,13 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		// traffic moves to the new version.
 		if s.stopping() {
 			return "", r.heldForShutdown(ctx)
+		}
+		// An abort that came while the run read no command (it started
+		// the new version, or stored the stage before's end) ends the
+		// region here, before more traffic moves to the new version.
+		if c, ok := r.takeAbort(); ok {
+			_ = ramp.Rollback(c.Reason)
+			return "", r.rolledBack(ctx, "Aborted: "+c.Reason, time.Time{})
 		}
 		if st.percent > 0 {
 			if rampAt >= 0 {
@@ -632,16 +731,34 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			if !held {
 				left -= time.Since(began)
 			}
-		case c := <-r.cmds:
+		case <-r.cmdReady:
 			stopTimer(t)
 			if !held {
 				left -= time.Since(began)
+			}
+			c, ok := r.nextCommand()
+			if !ok {
+				continue
 			}
 			switch c.Action {
 			case "abort":
 				return "aborted", c.Reason, time.Time{}
 			case "promote":
-				if c.Stage != "" && c.Stage != st.name {
+				if c.Stage == "" {
+					// Sent for the pause before the first stage, and
+					// read once that pause had ended (a second promote,
+					// or a resume, came before it): it ends a pause as
+					// a resume does, not a bake no one has seen.
+					if r.s.line.Admit(ctx, "") == nil {
+						if err := r.setPaused(ctx, false); err != nil {
+							return movedOnVerdict, err.Error(), time.Time{}
+						}
+					} else {
+						r.waitForLine(c)
+					}
+					continue
+				}
+				if c.Stage != st.name {
 					// Sent for a stage that has passed since: the
 					// person saw that stage, not this one.
 					r.s.log.Info("promote of a stage that has ended is dropped", "deployment_id", r.d.ID, "region", r.region, "sent_for", c.Stage, "stage", st.name)
@@ -650,20 +767,26 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 				if f, ok := r.failedNow(); ok {
 					return "failed", f.reason, f.at
 				}
-				if !stopping && r.s.line.Admit(ctx, "") == nil {
-					if err := r.setPaused(ctx, false); err != nil {
-						return movedOnVerdict, err.Error(), time.Time{}
-					}
-					return "promoted", "promoted by a person", time.Time{}
+				if stopping {
+					continue
 				}
+				if r.s.line.Admit(ctx, "") != nil {
+					r.waitForLine(c)
+					continue
+				}
+				if err := r.setPaused(ctx, false); err != nil {
+					return movedOnVerdict, err.Error(), time.Time{}
+				}
+				return "promoted", "promoted by a person", time.Time{}
 			case "resume":
-				if r.s.line.Admit(ctx, "") == nil {
-					if err := r.setPaused(ctx, false); err != nil {
-						return movedOnVerdict, err.Error(), time.Time{}
-					}
+				if r.s.line.Admit(ctx, "") != nil {
+					r.waitForLine(c)
+				} else if err := r.setPaused(ctx, false); err != nil {
+					return movedOnVerdict, err.Error(), time.Time{}
 				}
 			}
 		case <-cord:
+			r.releaseHeld()
 			stopTimer(t)
 			if !held {
 				left -= time.Since(began)
@@ -730,18 +853,23 @@ func (r *rollout) holdStart(ctx context.Context) (verdict, reason string) {
 		select {
 		case <-ctx.Done():
 			return "interrupted", ""
-		case c := <-r.cmds:
+		case <-r.cmdReady:
+			c, ok := r.nextCommand()
+			if !ok {
+				continue
+			}
 			switch c.Action {
 			case "abort":
 				return "aborted", c.Reason
 			case "promote", "resume":
-				if r.s.line.Admit(ctx, "") == nil {
-					if err := r.setPaused(ctx, false); err != nil {
-						return movedOnVerdict, err.Error()
-					}
+				if r.s.line.Admit(ctx, "") != nil {
+					r.waitForLine(c)
+				} else if err := r.setPaused(ctx, false); err != nil {
+					return movedOnVerdict, err.Error()
 				}
 			}
 		case <-cord:
+			r.releaseHeld()
 		}
 	}
 }

@@ -437,7 +437,7 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 	r := &rollout{
 		s: s, service: d.Service, version: d.Version, region: job.Region, index: job.Index,
 		strategy: d.Strategy, firstDeploy: d.FirstDeploy, thresholds: d.Analysis.analysis(),
-		d: d, rev: rev, revAt: time.Now(), cmds: make(chan Command, 8), failed: make(chan failure, 1), stage: -1,
+		d: d, rev: rev, revAt: time.Now(), cmdReady: make(chan struct{}, 1), failed: make(chan failure, 1), stage: -1,
 	}
 	if s.analysisRules != nil {
 		r.limits = thresholdVars(r.thresholds)
@@ -673,6 +673,24 @@ func (r *rollout) abortedBeforeStart(ctx context.Context, reason string) error {
 	}
 	r.s.auditEvent(r, "rollback", tai.Failed, reason, 0)
 	return nil
+}
+
+// abortedEarly ends the region, as aborted before it began
+// (abortedBeforeStart), if its deployment has an abort pending: it reports
+// whether it did, with the rollout's error. It is asked before the new
+// version starts.
+func (r *rollout) abortedEarly(ctx context.Context) (bool, error) {
+	c, ok := r.s.pendingCommand(r.d.ID)
+	if !ok || c.Action != "abort" {
+		return false, nil
+	}
+	r.mu.Lock()
+	r.lastCmd = max(r.lastCmd, c.Seq) // taken: dropped at the deployment's end
+	r.mu.Unlock()
+	if err := r.abortedBeforeStart(ctx, c.Reason); err != nil {
+		return true, err
+	}
+	return true, &errRolledBack{"Aborted: " + c.Reason}
 }
 
 // aborted reports whether deployment id has an abort pending: it does not

@@ -483,6 +483,9 @@ type Cord struct {
 	// At is when the cord was pulled or released; a cord never touched
 	// has none.
 	At time.Time `json:"at,omitzero"`
+	// Rev is the store's revision of the state: a command stored after a
+	// stop (a larger Seq) was sent on a line started since.
+	Rev uint64 `json:"-"`
 }
 
 // SetCord stores the cord's state and returns the state stored. A stop
@@ -501,15 +504,16 @@ func (s *Store) SetCord(ctx context.Context, c Cord) (Cord, error) {
 			if !c.Stopped {
 				return Cord{}, nil // never pulled: nothing to release
 			}
-			_, err = s.control.Create(ctx, "cord", b)
+			c.Rev, err = s.control.Create(ctx, "cord", b)
 		case err != nil:
 			return Cord{}, err
 		default:
 			var cur Cord
 			if json.Unmarshal(e.Value(), &cur) == nil && cur.Stopped == c.Stopped {
+				cur.Rev = e.Revision()
 				return cur, nil
 			}
-			_, err = s.control.Update(ctx, "cord", b, e.Revision())
+			c.Rev, err = s.control.Update(ctx, "cord", b, e.Revision())
 		}
 		if err == nil {
 			return c, nil
@@ -524,9 +528,10 @@ func (s *Store) SetCord(ctx context.Context, c Cord) (Cord, error) {
 // WatchCord calls fn with the cord's state, now and at every change,
 // until ctx ends.
 func (s *Store) WatchCord(ctx context.Context, fn func(Cord)) error {
-	return watchKeys(ctx, s.control, "cord", func(_ string, v []byte, _ uint64) {
+	return watchKeys(ctx, s.control, "cord", func(_ string, v []byte, rev uint64) {
 		var c Cord
 		if json.Unmarshal(v, &c) == nil {
+			c.Rev = rev
 			fn(c)
 		}
 	})
