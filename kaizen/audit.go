@@ -898,24 +898,11 @@ const maxInputsNesting = 10000 - 2
 // nesting returns how deeply the objects and arrays of the valid JSON js
 // nest.
 func nesting(js []byte) int {
-	depth, deepest, inString := 0, 0, false
-	for i := 0; i < len(js); i++ {
-		switch c := js[i]; {
-		case inString:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
-			depth--
-		}
-	}
+	deepest := 0
+	walkNesting(js, func(_, depth int) bool {
+		deepest = max(deepest, depth)
+		return true
+	})
 	return deepest
 }
 

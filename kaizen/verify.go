@@ -426,6 +426,21 @@ func allNUL(b []byte) bool {
 // object it begins ends only with the line. It reads b once and holds
 // nothing of it.
 func beginsWithValue(b []byte) bool {
+	end := -1
+	walkNesting(b, func(i, depth int) bool {
+		if depth == 0 {
+			end = i
+			return false
+		}
+		return true
+	})
+	return end >= 0 && json.Valid(b[:end+1])
+}
+
+// walkNesting calls f at each bracket of JSON text b outside its strings
+// ('{', '[', '}', ']'), with its index and the depth of nesting after it,
+// until f returns false.
+func walkNesting(b []byte, f func(i, depth int) bool) {
 	depth, inString := 0, false
 	for i := 0; i < len(b); i++ {
 		switch c := b[i]; {
@@ -439,13 +454,16 @@ func beginsWithValue(b []byte) bool {
 			inString = true
 		case c == '[' || c == '{':
 			depth++
+			if !f(i, depth) {
+				return
+			}
 		case c == ']' || c == '}':
-			if depth--; depth == 0 {
-				return json.Valid(b[:i+1])
+			depth--
+			if !f(i, depth) {
+				return
 			}
 		}
 	}
-	return false
 }
 
 // lineStart is how every line an Audit writes begins.
