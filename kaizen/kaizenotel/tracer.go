@@ -59,6 +59,10 @@ type TracerOptions struct {
 // recorded with U+FFFD in place of each run of bytes that is not: OTLP
 // carries UTF-8 alone, and an exporter refuses a batch holding anything
 // else.
+//
+// The zero Tracer is ready to use: it makes its spans with the global
+// TracerProvider as it is at each span (otel.GetTracerProvider) and
+// records no signal IDs, as NewTracer does with zero TracerOptions.
 type Tracer struct {
 	tracer   trace.Tracer
 	signalID bool
@@ -92,10 +96,12 @@ func NewTracer(opts TracerOptions) *Tracer {
 	if tp == nil || typednil.Holds(tp) {
 		tp = otel.GetTracerProvider()
 	}
-	return &Tracer{
-		tracer:   tp.Tracer(ScopeName, trace.WithInstrumentationVersion(moduleVersion())),
-		signalID: opts.SignalID,
-	}
+	return &Tracer{tracer: tracerOf(tp), signalID: opts.SignalID}
+}
+
+// tracerOf returns tp's tracer under the scope ScopeName.
+func tracerOf(tp trace.TracerProvider) trace.Tracer {
+	return tp.Tracer(ScopeName, trace.WithInstrumentationVersion(moduleVersion()))
 }
 
 // moduleVersion is the version, in the running binary, of the module
@@ -158,7 +164,12 @@ func (t *Tracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context,
 	if t.signalID {
 		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attrSignalID.String(utf8text.Clean(info.SignalID))))
 	}
-	ctx, sp := t.tracer.Start(ctx, shape.name, opts...)
+	tr := t.tracer
+	if tr == nil {
+		// The zero Tracer: the global provider, as it is now.
+		tr = tracerOf(otel.GetTracerProvider())
+	}
+	ctx, sp := tr.Start(ctx, shape.name, opts...)
 	if !sp.IsRecording() {
 		// Not sampled: ending it records nothing, and its stages and
 		// combinator children open no spans either (see above); they

@@ -341,3 +341,32 @@ func TestTracerEndsTheSpanWhenTheErrorPanics(t *testing.T) {
 		assert.Len(t, sr.Ended(), 1, "the %v span is ended", stage)
 	}
 }
+
+// TestZeroTracerUsesTheGlobalProvider: a Tracer declared, not made with
+// NewTracer, traces with the global provider instead of failing every
+// signal with a nil pointer panic.
+func TestZeroTracerUsesTheGlobalProvider(t *testing.T) {
+	sr, tp := newRecorder(t)
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+
+	var tr kaizenotel.Tracer
+	p, err := tai.New(
+		tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		}),
+		tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil }),
+		tai.WithTracer(&tr))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.Signal[int]{ID: "s-1", Kind: "payment"})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Succeeded, res.Outcome)
+	spans := sr.Ended()
+	require.Len(t, spans, 3, "signal, policy and action")
+	root := byName(spans, "payment")
+	require.NotNil(t, root)
+	assert.Equal(t, kaizenotel.ScopeName, root.InstrumentationScope().Name)
+	assert.NotContains(t, attrs(root), attribute.Key("taikit.signal.id"), "no IDs by default")
+	assert.Equal(t, tai.TraceID(root.SpanContext().TraceID()), res.Span.TraceID)
+}

@@ -19,7 +19,10 @@
 //
 // Each reads a delivered message's headers whatever the case of their
 // names ("Traceparent" as well as "traceparent"), as W3C Trace Context
-// asks of a receiver, and writes them in lower case.
+// asks of a receiver, and writes them in lower case. A traceparent is
+// always written with its tracestate, empty when the trace has none, so
+// that one already in the message's headers (a dead letter redriven in
+// another trace) is replaced and not read as the new trace's.
 //
 // NewTracer records the queue's own spans, as OpenTelemetry's messaging
 // conventions name them: "send {queue}" around each publish and "process
@@ -74,7 +77,31 @@ func Global() kanban.Propagator { return global{} }
 // propagation.TextMapCarrier, so it is handed over as it is to Inject.
 type fixed struct{ p propagation.TextMapPropagator }
 
-func (f fixed) Inject(ctx context.Context, h kanban.Header) { f.p.Inject(ctx, h) }
+func (f fixed) Inject(ctx context.Context, h kanban.Header) {
+	f.p.Inject(ctx, h)
+	pairTracestate(h)
+}
+
+// pairTracestate writes an empty tracestate into h, the headers a
+// propagator injected, when it wrote a traceparent without one. The queue
+// merges h into the message's own headers, and those may hold the
+// tracestate of another trace — a dead letter redriven in a new trace,
+// headers copied from a delivery — which would otherwise travel beside
+// the new traceparent and be read as its state.
+func pairTracestate(h kanban.Header) {
+	if _, ok := h[traceparentHeader]; !ok {
+		return
+	}
+	if _, ok := h[tracestateHeader]; !ok {
+		h[tracestateHeader] = ""
+	}
+}
+
+// The W3C Trace Context headers, as propagation.TraceContext writes them.
+const (
+	traceparentHeader = "traceparent"
+	tracestateHeader  = "tracestate"
+)
 
 func (f fixed) Extract(ctx context.Context, h kanban.Header) context.Context {
 	return created(ctx, f.p.Extract(ctx, received(h)))
@@ -113,6 +140,7 @@ type global struct{}
 
 func (global) Inject(ctx context.Context, h kanban.Header) {
 	otel.GetTextMapPropagator().Inject(ctx, h)
+	pairTracestate(h)
 }
 
 func (global) Extract(ctx context.Context, h kanban.Header) context.Context {

@@ -2,6 +2,7 @@ package kanbanotel_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -194,4 +195,55 @@ func TestNewNilPointerCarriesNothing(t *testing.T) {
 	got := roundTrip(t, p, pctx, tracer)
 	assert.Empty(t, got.headers)
 	assert.False(t, got.parent.IsValid())
+}
+
+// TestRedriveInNewTraceDropsTheOldTracestate: a dead letter redriven in
+// another trace carries that trace's traceparent and not the tracestate
+// of the trace it was first published in, which belongs to another trace
+// (W3C Trace Context keeps the two together).
+func TestRedriveInNewTraceDropsTheOldTracestate(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		p    kanban.Propagator
+	}{
+		{"TraceContext", kanbanotel.TraceContext()},
+		{"New", kanbanotel.New(propagation.TraceContext{})},
+		{"Global", kanbanotel.Global()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			setGlobal(t, propagation.TraceContext{})
+			ts, err := trace.ParseTraceState("vendor=v1")
+			require.NoError(t, err)
+			first := trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled, TraceState: ts,
+			})
+			second := trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: trace.TraceID{3}, SpanID: trace.SpanID{4}, TraceFlags: trace.FlagsSampled,
+			})
+			q, err := kanban.NewMemory[string](kanban.MemoryOptions{Propagator: c.p})
+			require.NoError(t, err)
+			require.NoError(t, q.Publish(trace.ContextWithSpanContext(context.Background(), first), kanban.NewMessage("", "x")))
+			consume := func() (trace.SpanContext, kanban.Header) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				var sc trace.SpanContext
+				var h kanban.Header
+				err := q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[string]) error {
+					defer cancel()
+					sc, h = trace.SpanContextFromContext(hctx), d.Headers
+					return kanban.Permanent(errors.New("refused"))
+				}, kanban.ConsumeOptions{})
+				require.NoError(t, err)
+				return sc, h
+			}
+			sc, _ := consume()
+			require.Equal(t, "vendor=v1", sc.TraceState().String())
+			n, err := q.RedriveDeadLetters(trace.ContextWithSpanContext(context.Background(), second), kanban.DeadLetterFilter{All: true})
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			sc, h := consume()
+			assert.Equal(t, second.TraceID(), sc.TraceID(), "the redrive's trace")
+			assert.Empty(t, sc.TraceState().String(), "no tracestate of the first trace: headers %v", h)
+		})
+	}
 }
