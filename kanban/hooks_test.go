@@ -696,3 +696,76 @@ func TestRedriveWithAFailingTracer(t *testing.T) {
 		}
 	}
 }
+
+// sendSpans records the send spans a queue starts and how they end.
+type sendSpans struct {
+	mu     sync.Mutex
+	starts int
+	ends   []error
+}
+
+func (s *sendSpans) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
+	if op.Type != kanban.OpSend {
+		return ctx, func(error) {}
+	}
+	s.mu.Lock()
+	s.starts++
+	s.mu.Unlock()
+	return ctx, func(err error) {
+		s.mu.Lock()
+		s.ends = append(s.ends, err)
+		s.mu.Unlock()
+	}
+}
+
+// marshalFailingCodec panics, or calls runtime.Goexit, encoding 13.
+type marshalFailingCodec struct {
+	kanban.JSON
+	goexit bool
+}
+
+func (c marshalFailingCodec) Marshal(v any) ([]byte, error) {
+	if v == 13 {
+		if c.goexit {
+			runtime.Goexit()
+		}
+		panicInHook("bad marshal")
+	}
+	return c.JSON.Marshal(v)
+}
+
+// TestSendSpanEndsWhenThePublishIsInterrupted: a Codec that panics or
+// calls runtime.Goexit encoding a published payload goes on to the
+// publisher, and the publish's span is ended all the same, with
+// ErrPublishInterrupted; a publish that returns ends its span with its
+// error, as before.
+func TestSendSpanEndsWhenThePublishIsInterrupted(t *testing.T) {
+	for _, goexit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("goexit=%v", goexit), func(t *testing.T) {
+			var spans sendSpans
+			q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: marshalFailingCodec{goexit: goexit}, Tracer: &spans})
+			require.NoError(t, err)
+			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "good", Payload: 1}))
+			done := make(chan any)
+			go func() {
+				returned := false
+				defer func() {
+					if !returned {
+						done <- recover()
+					}
+				}()
+				_ = q.TryPublish(context.Background(), kanban.Message[int]{ID: "bad", Payload: 13})
+				returned = true
+				done <- "returned"
+			}()
+			v := <-done
+			if goexit {
+				assert.Nil(t, v, "the Goexit goes on")
+			} else {
+				assert.NotNil(t, v, "the panic goes on")
+			}
+			assert.Equal(t, 2, spans.starts)
+			assert.Equal(t, []error{nil, kanban.ErrPublishInterrupted}, spans.ends)
+		})
+	}
+}

@@ -280,10 +280,9 @@ func (q *Memory[T]) TryPublish(ctx context.Context, msg Message[T]) error {
 }
 
 func (q *Memory[T]) publishTraced(ctx context.Context, msg Message[T], wait bool) error {
-	ctx, end := StartSend(ctx, q.opts.Tracer, memorySystem, q.opts.Name, msg.ID)
-	err := q.publish(ctx, msg, wait)
-	end(err)
-	return err
+	return SendTraced(ctx, q.opts.Tracer, memorySystem, q.opts.Name, msg.ID, func(ctx context.Context) error {
+		return q.publish(ctx, msg, wait)
+	})
 }
 
 // memorySystem is a Memory queue's messaging.system in spans.

@@ -2,6 +2,7 @@ package kanban
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -88,3 +89,29 @@ func StartSend(ctx context.Context, t Tracer, system, queue, id string) (context
 }
 
 func endNothing(error) {}
+
+// SendTraced runs publish, a backend's publish of message id to queue,
+// inside the span StartSend starts, and ends the span however publish
+// ends: with its error, or with ErrPublishInterrupted when it panics (a
+// Codec's Marshal, say) or calls runtime.Goexit, which then goes on. With
+// a nil t it calls publish alone.
+func SendTraced(ctx context.Context, t Tracer, system, queue, id string, publish func(context.Context) error) error {
+	if t == nil {
+		return publish(ctx)
+	}
+	ctx, end := StartSend(ctx, t, system, queue, id)
+	returned := false
+	defer func() {
+		if !returned {
+			end(ErrPublishInterrupted)
+		}
+	}()
+	err := publish(ctx)
+	returned = true
+	end(err)
+	return err
+}
+
+// ErrPublishInterrupted ends the span of a publish that panicked or
+// called runtime.Goexit (SendTraced).
+var ErrPublishInterrupted = errors.New("kanban: publish interrupted by a panic or runtime.Goexit")

@@ -139,11 +139,9 @@ func wake(signal *chan struct{}) {
 // nats.ErrConnectionClosed on a closed connection.
 func (q *Queue[T]) PublishAsync(ctx context.Context, msg kanban.Message[T]) error {
 	if q.opts.Tracer != nil {
-		var end func(error)
-		ctx, end = kanban.StartSend(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, msg.ID)
-		err := q.publishAsync(ctx, msg)
-		end(err)
-		return err
+		return kanban.SendTraced(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, msg.ID, func(ctx context.Context) error {
+			return q.publishAsync(ctx, msg)
+		})
 	}
 	return q.publishAsync(ctx, msg)
 }

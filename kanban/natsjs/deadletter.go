@@ -236,11 +236,11 @@ func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter
 // deletes the dead letter. It reports whether it redrove it: not when the
 // stream took the message for a duplicate and the dead letter was gone,
 // as another redrive of it stored the message and deleted it.
-func (q *Queue[T]) redrive(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (bool, error) {
-	var end func(error)
-	ctx, end = kanban.StartSend(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, d.ID)
-	done, err := q.redriveMsg(ctx, s, m, d)
-	end(err)
+func (q *Queue[T]) redrive(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (done bool, err error) {
+	err = kanban.SendTraced(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, d.ID, func(ctx context.Context) (err error) {
+		done, err = q.redriveMsg(ctx, s, m, d)
+		return err
+	})
 	return done, err
 }
 

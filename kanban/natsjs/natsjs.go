@@ -577,11 +577,9 @@ const natsSystem = "nats"
 
 func (q *Queue[T]) publish(ctx context.Context, msg kanban.Message[T], wait bool) error {
 	if q.opts.Tracer != nil {
-		var end func(error)
-		ctx, end = kanban.StartSend(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, msg.ID)
-		err := q.publishMsg(ctx, msg, wait)
-		end(err)
-		return err
+		return kanban.SendTraced(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, msg.ID, func(ctx context.Context) error {
+			return q.publishMsg(ctx, msg, wait)
+		})
 	}
 	return q.publishMsg(ctx, msg, wait)
 }
