@@ -50,11 +50,13 @@ type LimiterOptions struct {
 // given back); a WaitN that cannot pass fails with a *LimitedError;
 // SetLimitAt carries the events used, not the tokens left, so raising Burst
 // frees the added events at once and lowering it still counts what was
-// used; a time going back frees nothing (rate.Limiter refills the stretch
-// again); a Reservation canceled once its time has come (at once, for one
-// that need not wait) or after the Limit changed returns nothing
-// (rate.Limiter returns its tokens until that time has passed, a change of
-// Limit or not); and the rate is rounded as Limit says.
+// used, and switching from or to a closed or Unlimited Limit starts full
+// (rate.Limiter keeps its tokens, or its deficit); a time going back
+// frees nothing (rate.Limiter refills the stretch again); a Reservation
+// canceled once its time has come (at once, for one that need not wait)
+// or after the Limit changed returns nothing (rate.Limiter returns its
+// tokens until that time has passed, a change of Limit or not); and the
+// rate is rounded as Limit says.
 //
 // A WarmUp may drive the Limit of a Limiter after a recovery; the Limiter
 // is used as before, and its calls raise the limit as the climb goes on.

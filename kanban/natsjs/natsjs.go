@@ -69,8 +69,10 @@ type Options struct {
 	// 0 means 10000.
 	DeadLetterLimit int64
 	// Replicas is how many servers of a JetStream cluster hold each of
-	// the queue's streams (and its consumer): 1, 3 or 5 — 3 survives the
-	// loss of one server. 0 means 1. A single server accepts only 1.
+	// the queue's streams (and its consumer), at most 5; usually 3, which
+	// survives the loss of one server (as 5 does of two; an even count
+	// survives no more than the odd count below it). 0 means 1. A single
+	// server accepts only 1.
 	Replicas int
 	// DedupWindow is how long the stream remembers message IDs. 0 means
 	// 2 minutes, or MaxAge when that is shorter. Otherwise at least 100ms
