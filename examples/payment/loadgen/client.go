@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -82,19 +83,44 @@ type client struct {
 	closed  bool
 	br      *bufio.Reader
 	body    []byte
+	// When the last answer on conn was read: how long conn has idled.
+	answered time.Time
 }
+
+// redialAfterIdle is how long a kept connection must have idled for a
+// request that finds it closed to go again on a new one. A connection in
+// use without a pause (a closed loop) that fails was not closed for
+// idling: the server gave up on the request (its write timeout, under
+// load), and sending it again would only add to the load.
+const redialAfterIdle = time.Second
 
 // do sends req and returns the response's status code and body; the body
 // is valid until the next call.
+//
+// A kept connection the server closed while it was idle (its idle
+// timeout, met by a client at a low -rate) fails the request before any
+// byte of an answer: then, if the connection had idled redialAfterIdle or
+// longer, req goes again, once, on a new connection, as net/http's client
+// does with a request it may send again. A request that fails so on a new
+// connection, or on one in use without a pause, is an error.
 func (c *client) do(req []byte) (int, []byte, error) {
-	conn, err := c.connect()
+	conn, reused, err := c.connect()
 	if err != nil {
 		return 0, nil, err
 	}
-	conn.SetDeadline(time.Now().Add(cmp.Or(c.timeout, requestTimeout)))
-	if _, err := conn.Write(req); err != nil {
+	idled := time.Since(c.answered)
+	if err := c.send(conn, req); err != nil {
 		c.drop(conn)
-		return 0, nil, err
+		if !reused || idled < redialAfterIdle || !closedByPeer(err) {
+			return 0, nil, err
+		}
+		if conn, _, err = c.connect(); err != nil {
+			return 0, nil, err
+		}
+		if err := c.send(conn, req); err != nil {
+			c.drop(conn)
+			return 0, nil, err
+		}
 	}
 	code, keep, err := c.readResponse()
 	if err != nil {
@@ -104,20 +130,38 @@ func (c *client) do(req []byte) (int, []byte, error) {
 	if !keep {
 		c.drop(conn)
 	}
+	c.answered = time.Now()
 	return code, c.body, nil
 }
 
-func (c *client) connect() (net.Conn, error) {
+// send writes req on conn, under the request's deadline, and waits for
+// the first byte of the answer.
+func (c *client) send(conn net.Conn, req []byte) error {
+	conn.SetDeadline(time.Now().Add(cmp.Or(c.timeout, requestTimeout)))
+	if _, err := conn.Write(req); err != nil {
+		return err
+	}
+	_, err := c.br.Peek(1)
+	return err
+}
+
+// closedByPeer reports whether err is the peer's closing of the
+// connection: an end of file, a reset or a broken pipe.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// connect returns the client's connection, dialling one if it has none,
+// and whether it had one already.
+func (c *client) connect() (conn net.Conn, reused bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, net.ErrClosed
+		return nil, false, net.ErrClosed
 	}
 	if c.conn != nil {
-		return c.conn, nil
+		return c.conn, true, nil
 	}
-	var conn net.Conn
-	var err error
 	d := net.Dialer{Timeout: cmp.Or(c.timeout, requestTimeout)}
 	if c.target.tls {
 		conn, err = tls.DialWithDialer(&d, "tcp", c.target.addr, &tls.Config{ServerName: hostOnly(c.target.host)})
@@ -125,7 +169,7 @@ func (c *client) connect() (net.Conn, error) {
 		conn, err = d.Dial("tcp", c.target.addr)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	c.conn = conn
 	if c.br == nil {
@@ -133,7 +177,7 @@ func (c *client) connect() (net.Conn, error) {
 	} else {
 		c.br.Reset(conn)
 	}
-	return conn, nil
+	return conn, false, nil
 }
 
 func hostOnly(hostport string) string {

@@ -10,7 +10,9 @@
 // writes its requests and reads its responses itself, as wrk does, rather
 // than through net/http's client: the load generator shares the machine
 // with the service, and net/http's client spends two goroutine hand-offs
-// and several allocations on every request.
+// and several allocations on every request. A connection the service
+// closed while it idled (a second or more, at a low -rate) is dialled
+// again and the payment sent on the new one, as net/http's client does.
 //
 // Without -rate each client is a closed loop: it sends its next payment
 // once the last is answered. An answer that turns a payment away (429,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -860,5 +861,53 @@ func TestRunEndsWithoutAPause(t *testing.T) {
 	rep.print(&out)
 	if strings.Contains(out.String(), "clients waited") {
 		t.Fatalf("report:\n%s", out.String())
+	}
+}
+
+// TestRunRedialsAConnectionClosedWhileIdle: at a low -rate each client's
+// connection idles between payments, and a server (or a proxy) closes it
+// after its idle timeout. The next payment goes on a new connection, as
+// net/http's client does, rather than fail as a transport error each
+// time: the service was up all along.
+func TestRunRedialsAConnectionClosedWhileIdle(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	srv.Config.IdleTimeout = 20 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	// A payment every 2s, the second after the server closed the
+	// connection of the first.
+	o := options{url: srv.URL, clients: 1, duration: 2500 * time.Millisecond, customers: 10, rate: 0.5}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.errors != 0 || rep.statuses["SUCCESS"] != 2 {
+		t.Fatalf("statuses %v, %d transport errors (the last: %v)", rep.statuses, rep.errors, rep.lastErr)
+	}
+}
+
+// TestRunDoesNotResendOnABusyConnection: a connection in use without a
+// pause that the server drops without an answer (it gave up on the
+// payment, as at its write timeout under load) is a transport error; the
+// payment does not go again, which would only add to the load.
+func TestRunDoesNotResendOnABusyConnection(t *testing.T) {
+	var payments atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/payment" && payments.Add(1) == 2 {
+			panic(http.ErrAbortHandler) // the connection closed, no answer
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	defer srv.Close()
+	o := options{url: srv.URL, clients: 1, duration: 300 * time.Millisecond, customers: 10}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.errors != 1 || int64(rep.statuses["SUCCESS"]+rep.errors+rep.owed) != payments.Load() {
+		t.Fatalf("statuses %v, %d transport errors, %d owed, %d payments served", rep.statuses, rep.errors, rep.owed, payments.Load())
 	}
 }
