@@ -3,6 +3,7 @@ package check
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -179,4 +180,90 @@ replace example.com/f v1.2.3 => ..
 require example.com/g v1.0.0 // replace example.com/g => ../g
 `
 	assert.Equal(t, []string{"../a", "./b", "/abs/e", ".."}, localReplaces([]byte(gomod)))
+}
+
+// dockerignored reports whether a .dockerignore's patterns (the lines of
+// b) leave path, relative to the build context, out of it: the last
+// pattern that matches it or a directory above it decides, a "!" pattern
+// taking it back in. Patterns are matched as Docker does: "*" and "?"
+// within one path element, "**" across any number of them.
+func dockerignored(t *testing.T, b []byte, path string) bool {
+	t.Helper()
+	out := false
+	for line := range strings.Lines(string(b)) {
+		p := strings.TrimSpace(line)
+		if p == "" || strings.HasPrefix(p, "#") {
+			continue
+		}
+		keep := strings.HasPrefix(p, "!")
+		// Docker reads a pattern cleaned, relative to the context's root.
+		p = strings.TrimPrefix(filepath.ToSlash(filepath.Clean(strings.TrimPrefix(p, "!"))), "/")
+		var re strings.Builder
+		re.WriteString("^")
+		for i := 0; i < len(p); i++ {
+			switch {
+			case strings.HasPrefix(p[i:], "**/"):
+				re.WriteString("(.*/)?")
+				i += 2
+			case strings.HasPrefix(p[i:], "**"):
+				re.WriteString(".*")
+				i++
+			case p[i] == '*':
+				re.WriteString("[^/]*")
+			case p[i] == '?':
+				re.WriteString("[^/]")
+			default:
+				re.WriteString(regexp.QuoteMeta(p[i : i+1]))
+			}
+		}
+		re.WriteString("(/.*)?$")
+		if regexp.MustCompile(re.String()).MatchString(path) {
+			out = !keep
+		}
+	}
+	return out
+}
+
+func TestDockerignored(t *testing.T) {
+	b := []byte("# c\n.git\nbin\n**/*.test\n**/testdata/rapid\n/.stack/\n!bin/keep\n")
+	for path, want := range map[string]bool{
+		".git": true, ".git/HEAD": true, "bin/x": true, "bin/keep": false, ".stack/data/js": true,
+		"a/b/c.test": true, "c.test": true, "x/testdata/rapid/f": true, "x/testdata/other": false,
+		"binary": false, "deploy/bin2": false, "go.mod": false,
+	} {
+		assert.Equal(t, want, dockerignored(t, b, path), path)
+	}
+}
+
+// TestDockerignoreLeavesOutWhatGitIgnores holds each image's .dockerignore
+// to what the repository's .gitignore ignores at its root — the local
+// stack's data (make up's .stack: JetStream stores, Prometheus's TSDB,
+// Redis's append-only file, logs), bin/, binaries go build leaves in a
+// package's folder, coverage files: none is source, and COPY . . would
+// send them with the context (gigabytes of a stack's data) and rebuild
+// the image whenever they change.
+func TestDockerignoreLeavesOutWhatGitIgnores(t *testing.T) {
+	gi, err := os.ReadFile(filepath.Join(repoRoot(t), ".gitignore"))
+	require.NoError(t, err)
+	var paths []string
+	for line := range strings.Lines(string(gi)) {
+		p := strings.TrimSpace(line)
+		if !strings.HasPrefix(p, "/") {
+			continue
+		}
+		// A path the entry ignores: "/coverage.*" ignores coverage.x.
+		paths = append(paths, strings.ReplaceAll(strings.Trim(p, "/"), "*", "x"))
+	}
+	require.Contains(t, paths, ".stack")
+	files, err := filepath.Glob(deployPath(t, "docker", "*.Dockerfile"))
+	require.NoError(t, err)
+	require.Len(t, files, 3)
+	for _, f := range files {
+		b, err := os.ReadFile(f + ".dockerignore")
+		require.NoError(t, err)
+		for _, p := range paths {
+			assert.True(t, dockerignored(t, b, p), "%s.dockerignore sends %s with the build context", filepath.Base(f), p)
+		}
+		assert.False(t, dockerignored(t, b, "examples/payment/main.go"), "%s.dockerignore leaves out the sources", filepath.Base(f))
+	}
 }

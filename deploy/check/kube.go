@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -100,7 +101,9 @@ func stripComments(b []byte) []byte {
 // CheckManifests checks that the objects agree with each other and with
 // how taikit's services must run:
 //
-//   - every Deployment runs at least 2 replicas, as a user other than
+//   - every Deployment runs at least 2 replicas, spread across nodes (a
+//     topology spread constraint or a pod anti-affinity on
+//     kubernetes.io/hostname that selects its own pods), as a user other than
 //     root without privilege escalation, on a read-only root filesystem;
 //     every container has CPU and memory requests and limits, a readiness
 //     probe on /readyz and a liveness probe on /healthz (and a startup
@@ -156,6 +159,9 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 		p.add("%s: selector: %v", where, err)
 	} else if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 		p.add("%s: its selector does not select its own pods' labels", where)
+	}
+	if !spreadAcrossNodes(d) {
+		p.add("%s: nothing spreads its replicas across nodes (a topologySpreadConstraint or podAntiAffinity on %s selecting its pods): one node's failure may take them all", where, corev1.LabelHostname)
 	}
 	pod := d.Spec.Template.Spec
 	psc := pod.SecurityContext
@@ -524,4 +530,34 @@ func checkPDB(p *problems, b *policyv1.PodDisruptionBudget, deps []*appsv1.Deplo
 			p.add("%s: neither minAvailable nor maxUnavailable", where)
 		}
 	}
+}
+
+// spreadAcrossNodes reports whether d's pods ask to run on different
+// nodes: a topology spread constraint or a pod anti-affinity term
+// (required or preferred) on the node's host name whose selector selects
+// the pods' own labels.
+func spreadAcrossNodes(d *appsv1.Deployment) bool {
+	own := labels.Set(d.Spec.Template.Labels)
+	selects := func(s *metav1.LabelSelector) bool {
+		sel, err := metaSelector(s)
+		return err == nil && sel.Matches(own)
+	}
+	pod := d.Spec.Template.Spec
+	for _, c := range pod.TopologySpreadConstraints {
+		if c.TopologyKey == corev1.LabelHostname && selects(c.LabelSelector) {
+			return true
+		}
+	}
+	if a := pod.Affinity; a != nil && a.PodAntiAffinity != nil {
+		terms := slices.Clone(a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution)
+		for _, w := range a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			terms = append(terms, w.PodAffinityTerm)
+		}
+		for _, t := range terms {
+			if t.TopologyKey == corev1.LabelHostname && selects(t.LabelSelector) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -97,6 +97,8 @@ func TestCheckManifestsFindsEachProblem(t *testing.T) {
 	require.NoError(t, err)
 	for _, tc := range []struct{ name, old, new, want string }{
 		{"one replica", "  replicas: 2\n", "  replicas: 1\n", "fewer than 2 replicas"},
+		{"no spread across nodes", "          topologyKey: kubernetes.io/hostname\n", "          topologyKey: topology.kubernetes.io/zone\n", "nothing spreads its replicas across nodes"},
+		{"a spread that selects other pods", "          labelSelector:\n            matchLabels:\n              app.kubernetes.io/name: payment\n", "          labelSelector:\n            matchLabels:\n              app.kubernetes.io/name: paymnet\n", "nothing spreads its replicas across nodes"},
 		{"root", "        runAsUser: 65532\n", "        runAsUser: 0\n", "runs as user 0"},
 		{"not non-root", "        runAsNonRoot: true\n", "", "runAsNonRoot is not true"},
 		{"a writable root", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "the root filesystem is not read-only"},

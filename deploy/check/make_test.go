@@ -244,3 +244,35 @@ chmod +x "$3"
 		assert.Empty(t, string(b), "make %s ran", target)
 	}
 }
+
+// TestInstallTakesARelativeBin runs deploy/local/install with BIN given
+// relative to the repository's root, as make up BIN=bin gives it: jaeger,
+// built from deploy/tools, lands in that BIN beside the services, where
+// the stack looks for it, and not in a BIN under deploy/tools. A stand-in
+// for go writes each binary.
+func TestInstallTakesARelativeBin(t *testing.T) {
+	bash := tool(t, "bash", "bash")
+	dir := t.TempDir()
+	bin, stubs := filepath.Join(dir, "bin"), filepath.Join(dir, "stubs")
+	require.NoError(t, os.MkdirAll(stubs, 0o755))
+	// The servers install looks for are there already.
+	for _, p := range []string{"nats-server", "redis-server", "prometheus", "prometheus-alertmanager"} {
+		require.NoError(t, os.WriteFile(filepath.Join(stubs, p), []byte("#!/bin/sh\n"), 0o755))
+	}
+	// go build -o OUT PACKAGE
+	goStub := filepath.Join(stubs, "go")
+	require.NoError(t, os.WriteFile(goStub, []byte("#!/bin/sh\nprintf '#!/bin/sh\\necho built %s\\n' \"${4##*/}\" >\"$3\" && chmod +x \"$3\"\n"), 0o755))
+	rel, err := filepath.Rel(repoRoot(t), bin)
+	require.NoError(t, err)
+	require.False(t, filepath.IsAbs(rel))
+	env := []string{"PATH=" + stubs + string(filepath.ListSeparator) + os.Getenv("PATH"), "BIN=" + rel, "GO=" + goStub}
+	out, ok := runTool(t, filepath.Join(repoRoot(t), "deploy"), env, bash, filepath.Join(repoRoot(t), "deploy", "local", "install"))
+	require.True(t, ok, "install: %s", out)
+	for _, name := range []string{"jaeger", "payment", "deployment", "stack"} {
+		got, err := exec.Command(filepath.Join(bin, name)).Output()
+		if assert.NoError(t, err, "%s in BIN=%s\n%s", name, rel, out) {
+			assert.Equal(t, "built "+name+"\n", string(got))
+		}
+	}
+	assert.NoDirExists(t, filepath.Join(repoRoot(t), "deploy", "tools", rel), "install wrote a BIN under deploy/tools")
+}

@@ -1,13 +1,17 @@
 package check
 
 import (
+	"maps"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // TestMakeDeploySecrets runs the Makefile's deploy-secrets into a temporary
@@ -47,4 +51,50 @@ func TestMakeDeploySecrets(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "a second run keeps the tokens")
 	assert.Contains(t, out, "kept")
+}
+
+// TestSecretPlaceholdersAreRefused runs each service with the values of
+// deploy/k8s/secrets.yaml as its tokens and audit key: applied unchanged
+// (kubectl apply -f deploy/k8s/ applies it with the rest), the
+// placeholders, published in this repository, must not become the
+// service's tokens, so the service refuses to start on them. With values
+// of its own in their place it starts (-print-rules runs after the
+// settings are checked, and exits).
+func TestSecretPlaceholdersAreRefused(t *testing.T) {
+	n := 0
+	for _, m := range manifests(t) {
+		s, ok := m.Object.(*corev1.Secret)
+		if !ok {
+			continue
+		}
+		service, ok := strings.CutSuffix(s.Name, "-tokens")
+		require.True(t, ok, "Secret %s", s.Name)
+		n++
+		values := map[string]string{}
+		for k, v := range s.Data {
+			values[k] = string(v)
+		}
+		maps.Copy(values, s.StringData)
+		bin := buildService(t, service)
+		run := func(values map[string]string) (string, error) {
+			dir := t.TempDir()
+			env := []string{"ADDR=127.0.0.1:0", "DATA_DIR=" + t.TempDir(), "LOG_LEVEL=warn"}
+			for key, variable := range map[string]string{"api-token": "API_TOKEN_FILE", "admin-token": "ADMIN_TOKEN_FILE", "audit-key": "AUDIT_KEY_FILE"} {
+				v, ok := values[key]
+				require.True(t, ok, "Secret %s has no key %s", s.Name, key)
+				f := filepath.Join(dir, key)
+				require.NoError(t, os.WriteFile(f, []byte(v), 0o600))
+				env = append(env, variable+"="+f)
+			}
+			cmd := exec.Command(bin, "-print-rules")
+			cmd.Env = append(os.Environ(), env...)
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		out, err := run(values)
+		assert.Error(t, err, "%s starts with the placeholders of Secret %s as its tokens:\n%s", service, s.Name, tail(out, 5))
+		out, err = run(map[string]string{"api-token": "api-" + strings.Repeat("a", 32), "admin-token": "admin-" + strings.Repeat("b", 32), "audit-key": strings.Repeat("k", 32)})
+		assert.NoError(t, err, "%s with tokens of its own:\n%s", service, tail(out, 5))
+	}
+	assert.Equal(t, 2, n, "a Secret for each service")
 }

@@ -5,11 +5,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/deploy/check/stack"
 	appsv1 "k8s.io/api/apps/v1"
 )
 
@@ -110,6 +112,35 @@ func TestStopGraceCoversTheGracefulStop(t *testing.T) {
 		need := stopBound(t, service, requestTimeout)
 		require.NotNil(t, s.StopGracePeriod, "%s: no stop_grace_period, and Compose's default is 10s", name)
 		assert.Greater(t, time.Duration(*s.StopGracePeriod), need, "compose service %s: stop_grace_period %s does not cover a graceful stop (%s)", name, time.Duration(*s.StopGracePeriod), need)
+	}
+	assert.Equal(t, 4, n, "both services' replicas")
+}
+
+// TestStackDownCoversTheGracefulStop holds the time make down (the local
+// stack's Down, with no -grace given) gives each service replica between
+// SIGTERM and SIGKILL to the services' own bound on a graceful stop, as
+// TestStopGraceCoversTheGracefulStop holds Kubernetes and Compose to it.
+func TestStackDownCoversTheGracefulStop(t *testing.T) {
+	cfg := stack.Config{Dir: t.TempDir(), Repo: repoRoot(t), Bin: t.TempDir(), Self: "stack"}
+	n := 0
+	for _, c := range cfg.Components() {
+		service, _, ok := strings.Cut(c.Name, "-")
+		if !ok || (service != "payment" && service != "deployment") {
+			continue
+		}
+		n++
+		requestTimeout := ""
+		for _, e := range c.Env {
+			if v, ok := strings.CutPrefix(e, "REQUEST_TIMEOUT="); ok {
+				requestTimeout = v
+			}
+		}
+		need := stopBound(t, service, requestTimeout)
+		grace := c.StopGrace
+		if grace == 0 {
+			grace = 30 * time.Second // Down's default
+		}
+		assert.Greater(t, grace, need, "stack component %s: down sends SIGKILL after %s, before a graceful stop may end (%s)", c.Name, grace, need)
 	}
 	assert.Equal(t, 4, n, "both services' replicas")
 }

@@ -62,7 +62,8 @@ type Config struct {
 	// the default one.
 	PortBase int
 	// Grace is how long Down waits for a process after SIGTERM before it
-	// sends SIGKILL. Zero means 30s.
+	// sends SIGKILL. Zero means each component's StopGrace, or 30s for one
+	// without.
 	Grace time.Duration
 	// Wait bounds how long Up waits for each component to be healthy.
 	// Zero means 60s.
@@ -125,6 +126,11 @@ type Component struct {
 	// Ports are the loopback ports it listens on: Up starts nothing while
 	// another program holds one of them.
 	Ports []int
+	// StopGrace is how long Down waits for it after SIGTERM before it
+	// sends SIGKILL, when Config.Grace is zero: a service's graceful stop
+	// (the requests in flight, then the queue consumer and the audit
+	// trail). Zero means 30s.
+	StopGrace time.Duration
 }
 
 // Components returns the stack's processes in the order they start.
@@ -189,6 +195,11 @@ func (cfg *Config) Components() []Component {
 		"ALERTMANAGER_URL=" + url(p["alertmanager"]),
 		"LOG_LEVEL=info",
 	}
+	// How long a replica's graceful stop may take, as compose.yaml's
+	// stop_grace_period: the payment's requests in flight get up to 40s (a
+	// 30s deadline and 10s to write the answer), the deployment's up to
+	// 30s, then the queue consumer and the audit trail up to 30s.
+	stopGrace := map[string]time.Duration{"payment": 75 * time.Second, "deployment": 65 * time.Second}
 	for _, svc := range []string{"payment", "deployment"} {
 		for i := 1; i <= 2; i++ {
 			n := svc + "-" + strconv.Itoa(i)
@@ -200,11 +211,12 @@ func (cfg *Config) Components() []Component {
 			}
 			cs = append(cs, Component{
 				Name: n, URL: url(p[n]) + "/andon/",
-				Bin:     filepath.Join(cfg.Bin, svc),
-				Env:     env,
-				Dirs:    []string{data(n)},
-				Ports:   []int{p[n]},
-				Healthy: httpOK(url(p[n]) + "/readyz"),
+				Bin:       filepath.Join(cfg.Bin, svc),
+				Env:       env,
+				Dirs:      []string{data(n)},
+				Ports:     []int{p[n]},
+				Healthy:   httpOK(url(p[n]) + "/readyz"),
+				StopGrace: stopGrace[svc],
 			})
 		}
 	}
@@ -868,15 +880,18 @@ func Down(cfg Config) ([]string, error) {
 		}
 		defer unlock()
 	}
-	grace := cfg.Grace
-	if grace == 0 {
-		grace = 30 * time.Second
-	}
 	cs := cfg.Components()
 	var stopped []string
 	var errs []error
 	for i := len(cs) - 1; i >= 0; i-- {
 		c := cs[i]
+		grace := cfg.Grace
+		if grace == 0 {
+			grace = c.StopGrace
+		}
+		if grace == 0 {
+			grace = 30 * time.Second
+		}
 		if pid, ok := cfg.running(c); ok {
 			if err := stop(pid, grace); err != nil {
 				errs = append(errs, fmt.Errorf("stack: stopping %s (pid %d): %w", c.Name, pid, err))
