@@ -562,16 +562,21 @@ func TestDeadLetterPayloadPanicOrGoexit(t *testing.T) {
 	}
 }
 
-// spanCounter is a Tracer that counts the process spans started and
-// ended, and the errors they ended with.
+// spanCounter is a Tracer that counts the process spans (the send spans,
+// with send) started and ended, and the errors they ended with.
 type spanCounter struct {
+	send   bool
 	mu     sync.Mutex
 	starts int
 	ends   []error
 }
 
 func (s *spanCounter) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
-	if op.Type != kanban.OpProcess {
+	want := kanban.OpProcess
+	if s.send {
+		want = kanban.OpSend
+	}
+	if op.Type != want {
 		return ctx, func(error) {}
 	}
 	s.mu.Lock()
@@ -697,27 +702,6 @@ func TestRedriveWithAFailingTracer(t *testing.T) {
 	}
 }
 
-// sendSpans records the send spans a queue starts and how they end.
-type sendSpans struct {
-	mu     sync.Mutex
-	starts int
-	ends   []error
-}
-
-func (s *sendSpans) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
-	if op.Type != kanban.OpSend {
-		return ctx, func(error) {}
-	}
-	s.mu.Lock()
-	s.starts++
-	s.mu.Unlock()
-	return ctx, func(err error) {
-		s.mu.Lock()
-		s.ends = append(s.ends, err)
-		s.mu.Unlock()
-	}
-}
-
 // marshalFailingCodec panics, or calls runtime.Goexit, encoding 13.
 type marshalFailingCodec struct {
 	kanban.JSON
@@ -742,7 +726,7 @@ func (c marshalFailingCodec) Marshal(v any) ([]byte, error) {
 func TestSendSpanEndsWhenThePublishIsInterrupted(t *testing.T) {
 	for _, goexit := range []bool{false, true} {
 		t.Run(fmt.Sprintf("goexit=%v", goexit), func(t *testing.T) {
-			var spans sendSpans
+			spans := spanCounter{send: true}
 			q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: marshalFailingCodec{goexit: goexit}, Tracer: &spans})
 			require.NoError(t, err)
 			require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "good", Payload: 1}))
