@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -507,41 +508,32 @@ func (g *deployGate) Deploy(ctx context.Context, service, region, version string
 	return g.Target.Deploy(ctx, service, region, version, instances)
 }
 
-// TestAbortAfterManyCommands: an abort sent after more commands than a
-// rollout holds, while it starts its new version and reads none, ends
-// the rollout once it reads them. The abort was dropped, though answered
-// 202, and the deployment rolled out in full.
-func TestAbortAfterManyCommands(t *testing.T) {
+// abortWhileStarting starts a service, with args, whose fleet holds the
+// start of version gated; deploys v2.0.0 to us-west-2; once that start
+// has begun sends resumes resumes, then an abort, each answered 202; waits
+// until reached says the abort came where the test wants it; lets the
+// start go on, and returns the deployment as it ended, rolled back by the
+// abort, and the fleet's gate.
+func abortWhileStarting(t *testing.T, gated string, resumes int, reached func(ts *testService, id string) bool, args ...string) (Deployment, *deployGate) {
 	const admin = "admin-token-0123456789"
-	gate := &deployGate{version: "v2.0.0", deploying: make(chan struct{}), release: make(chan struct{})}
+	gate := &deployGate{version: gated, deploying: make(chan struct{}), release: make(chan struct{})}
 	releaseAll := sync.OnceFunc(func() { close(gate.release) })
 	defer releaseAll()
 	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
 		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
-	}, append(fastArgs, "-admin-token", admin)...)
+	}, slices.Concat(args, []string{"-admin-token", admin})...)
 	auth := []string{"Authorization", "Bearer " + admin}
 
 	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
 		"Prefer", "respond-async").deployment(t).ID
 	<-gate.deploying
-	for range 12 {
+	for range resumes {
 		r := do(t, "POST", ts.URL+"/deploy/"+id+"/resume", nil, auth...)
 		require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	}
 	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-	// Every command has reached the rollout before it reads one.
-	require.Eventually(t, func() bool {
-		c, ok := ts.pendingCommand(id)
-		v, running := ts.runs.Load(id)
-		if !ok || !running || c.Action != "abort" {
-			return false
-		}
-		run := v.(*rollout)
-		run.mu.Lock()
-		defer run.mu.Unlock()
-		return run.lastCmd == c.Seq
-	}, 10*time.Second, time.Millisecond, "the abort never reached the rollout")
+	require.Eventually(t, func() bool { return reached(ts, id) }, 10*time.Second, time.Millisecond, "the abort never reached where it was sent for")
 	releaseAll()
 
 	d := waitFor(t, ts.URL, id, ended)
@@ -549,6 +541,29 @@ func TestAbortAfterManyCommands(t *testing.T) {
 	require.NotNil(t, d.ErrorMessage)
 	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
 	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-west-2"))
+	return d, gate
+}
+
+// abortTaken reports whether the rollout of deployment id has taken the
+// abort pending for it (and every command sent before).
+func abortTaken(ts *testService, id string) bool {
+	c, ok := ts.pendingCommand(id)
+	v, running := ts.runs.Load(id)
+	if !ok || !running || c.Action != "abort" {
+		return false
+	}
+	run := v.(*rollout)
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	return run.lastCmd == c.Seq
+}
+
+// TestAbortAfterManyCommands: an abort sent after more commands than a
+// rollout holds, while it starts its new version and reads none, ends
+// the rollout once it reads them. The abort was dropped, though answered
+// 202, and the deployment rolled out in full.
+func TestAbortAfterManyCommands(t *testing.T) {
+	abortWhileStarting(t, "v2.0.0", 12, abortTaken, fastArgs...)
 }
 
 // TestAbortWhileTheNewVersionStarts: an abort that reaches the rollout
@@ -557,39 +572,8 @@ func TestAbortAfterManyCommands(t *testing.T) {
 // the traffic first, and was rolled back at its bake's first read of a
 // command.
 func TestAbortWhileTheNewVersionStarts(t *testing.T) {
-	const admin = "admin-token-0123456789"
-	gate := &deployGate{version: "v2.0.0", deploying: make(chan struct{}), release: make(chan struct{})}
-	releaseAll := sync.OnceFunc(func() { close(gate.release) })
-	defer releaseAll()
-	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
-		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
-	}, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
-	auth := []string{"Authorization", "Bearer " + admin}
-
-	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
-		"Prefer", "respond-async").deployment(t).ID
-	<-gate.deploying
-	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
-	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-	require.Eventually(t, func() bool {
-		c, ok := ts.pendingCommand(id)
-		v, running := ts.runs.Load(id)
-		if !ok || !running || c.Action != "abort" {
-			return false
-		}
-		run := v.(*rollout)
-		run.mu.Lock()
-		defer run.mu.Unlock()
-		return run.lastCmd == c.Seq
-	}, 10*time.Second, time.Millisecond, "the abort never reached the rollout")
-	releaseAll()
-
-	d := waitFor(t, ts.URL, id, ended)
-	assert.Equal(t, StatusRolledBack, d.Status)
-	require.NotNil(t, d.ErrorMessage)
-	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	d, _ := abortWhileStarting(t, "v2.0.0", 0, abortTaken, slowArgs...)
 	assert.Empty(t, d.Results[0].Stages, "a stage started, and traffic moved to the new version, after the abort")
-	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-west-2"))
 }
 
 // TestAbortWhileTheVersionServingStarts: an abort sent while the
@@ -597,32 +581,16 @@ func TestAbortWhileTheNewVersionStarts(t *testing.T) {
 // empty starts then) ends the region before the new version starts. The
 // new version was started, to be retired at once.
 func TestAbortWhileTheVersionServingStarts(t *testing.T) {
-	const admin = "admin-token-0123456789"
-	gate := &deployGate{version: "v1.0.0", deploying: make(chan struct{}), release: make(chan struct{})}
-	releaseAll := sync.OnceFunc(func() { close(gate.release) })
-	defer releaseAll()
-	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
-		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
-	}, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
-	auth := []string{"Authorization", "Bearer " + admin}
-
-	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
-		"Prefer", "respond-async").deployment(t).ID
-	<-gate.deploying
-	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
-	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-	require.Eventually(t, func() bool { return ts.aborted(id) }, 10*time.Second, time.Millisecond, "the abort never reached the rollout's process")
-	releaseAll()
-
-	d := waitFor(t, ts.URL, id, ended)
-	assert.Equal(t, StatusRolledBack, d.Status)
-	require.NotNil(t, d.ErrorMessage)
-	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	d, gate := abortWhileStarting(t, "v1.0.0", 0, func(ts *testService, id string) bool { return ts.aborted(id) }, slowArgs...)
 	assert.Empty(t, d.Results[0].Stages)
 	gate.mu.Lock()
 	defer gate.mu.Unlock()
 	assert.NotContains(t, gate.deployed, "v2.0.0", "the new version started after the abort")
 }
+
+// slowArgs bake each stage an hour: a rollout reads commands only in a
+// bake or held at its start, and these tests have it end by an abort.
+var slowArgs = []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
 
 // TestResumeBeforeTheLineStartsHere: a resume stored after the stop that
 // paused a rollout, and read while the line is stopped on the rollout's
