@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/kanban"
-	"github.com/taipattern/taikit/kanban/natsembed"
 )
 
 // ackingJS is a JetStream whose work stream, name, has its first
@@ -44,12 +43,7 @@ func (s ackingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.
 // the stream holds messages: a busy queue's oldest age dropped to 0 on
 // many reads, and an alert on it never fired.
 func TestBacklogOldestAfterTheFirstIsAcknowledged(t *testing.T) {
-	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, srv.Shutdown(context.Background())) })
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc := inProcessConn(t)
 	ctx := context.Background()
 	q, err := New[int](ctx, nc, Options{Stream: "ACKED_FIRST"})
 	require.NoError(t, err)

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/kanban"
-	"github.com/taipattern/taikit/kanban/natsembed"
 )
 
 // racedJS is a JetStream whose dead-letter stream, name, runs meanwhile
@@ -53,13 +52,9 @@ var storages = map[string]Storage{"file": FileStorage, "memory": MemoryStorage}
 // meanwhile, which the test sets to act through the second.
 func racedQueues(t *testing.T, stream string, storage Storage, n int) (q, other *Queue[int], meanwhile *func(seq uint64)) {
 	t.Helper()
-	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, srv.Shutdown(context.Background())) })
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc := inProcessConn(t)
 	ctx := context.Background()
+	var err error
 	q, err = New[int](ctx, nc, Options{Stream: stream, Storage: storage})
 	require.NoError(t, err)
 	other, err = New[int](ctx, nc, Options{Stream: stream, Storage: storage})

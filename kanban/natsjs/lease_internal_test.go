@@ -39,12 +39,7 @@ func (m *settledMsg) NakWithDelay(d time.Duration) error {
 // deliveries, not at once: the consumer would take it straight back,
 // fail again and spin, logging each turn.
 func TestDeadLetterFailureHandsBackWithADelay(t *testing.T) {
-	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, srv.Shutdown(context.Background())) })
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc := inProcessConn(t)
 	ctx := context.Background()
 	q, err := New[int](ctx, nc, Options{Stream: "NODLQ"})
 	require.NoError(t, err)
@@ -68,12 +63,7 @@ func TestDeadLetterFailureHandsBackWithADelay(t *testing.T) {
 // (its Term lost, so it came back) is stored once in the dead-letter
 // stream: its dead letter's dedup ID is the same on every delivery.
 func TestDeadLetterTwiceIsStoredOnce(t *testing.T) {
-	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, srv.Shutdown(context.Background())) })
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc := inProcessConn(t)
 	ctx := context.Background()
 	q, err := New[int](ctx, nc, Options{Stream: "DEAD_TWICE"})
 	require.NoError(t, err)
@@ -85,4 +75,17 @@ func TestDeadLetterTwiceIsStoredOnce(t *testing.T) {
 	b, err := q.Backlog(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), b.DeadLetters)
+}
+
+// inProcessConn starts an embedded server, connected in process, and
+// returns a connection to it; both end with the test.
+func inProcessConn(t *testing.T) *nats.Conn {
+	t.Helper()
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, srv.Shutdown(context.Background())) })
+	nc, err := srv.Connect()
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/kanban"
-	"github.com/taipattern/taikit/kanban/natsembed"
 )
 
 // TestShutdownRacingPublishAsyncLeavesNothingUnsettled: a PublishAsync
@@ -25,12 +24,7 @@ import (
 // and never reached Shutdown's error. Each round races publishers against
 // Shutdown; the window is narrow, so there are many rounds.
 func TestShutdownRacingPublishAsyncLeavesNothingUnsettled(t *testing.T) {
-	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, srv.Shutdown(context.Background())) })
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc := inProcessConn(t)
 	ctx := context.Background()
 	const rounds = 1000
 	unsettled := 0
