@@ -19,10 +19,12 @@
 //
 // Each reads a delivered message's headers whatever the case of their
 // names ("Traceparent" as well as "traceparent"), as W3C Trace Context
-// asks of a receiver, and writes them in lower case. A traceparent is
-// always written with its tracestate, empty when the trace has none, so
-// that one already in the message's headers (a dead letter redriven in
-// another trace) is replaced and not read as the new trace's.
+// asks of a receiver, and writes them in lower case. A propagator that
+// injects anything has every field it names (its Fields) written, empty
+// when it has no value for it — a tracestate beside a traceparent, when
+// the trace has none — so that one already in the message's headers (a
+// dead letter redriven in another trace) is replaced and not read as the
+// new trace's.
 //
 // NewTracer records the queue's own spans, as OpenTelemetry's messaging
 // conventions name them: "send {queue}" around each publish and "process
@@ -79,29 +81,26 @@ type fixed struct{ p propagation.TextMapPropagator }
 
 func (f fixed) Inject(ctx context.Context, h kanban.Header) {
 	f.p.Inject(ctx, h)
-	pairTracestate(h)
+	ownFields(h, f.p.Fields())
 }
 
-// pairTracestate writes an empty tracestate into h, the headers a
-// propagator injected, when it wrote a traceparent without one. The queue
-// merges h into the message's own headers, and those may hold the
-// tracestate of another trace — a dead letter redriven in a new trace,
-// headers copied from a delivery — which would otherwise travel beside
-// the new traceparent and be read as its state.
-func pairTracestate(h kanban.Header) {
-	if _, ok := h[traceparentHeader]; !ok {
-		return
+// ownFields writes an empty value into h, the headers a propagator
+// injected, for each of its fields (TextMapPropagator.Fields) it left
+// out, once it injected any: the queue merges h into the message's own
+// headers, and those may hold values of another trace — a dead letter
+// redriven in a new trace, headers copied from a delivery — which would
+// otherwise travel beside the new ones (a tracestate beside a fresh
+// traceparent) and be read as theirs.
+func ownFields(h kanban.Header, fields []string) {
+	if len(h) == 0 {
+		return // nothing to carry: the message keeps its own
 	}
-	if _, ok := h[tracestateHeader]; !ok {
-		h[tracestateHeader] = ""
+	for _, f := range fields {
+		if _, ok := h[f]; !ok {
+			h[f] = ""
+		}
 	}
 }
-
-// The W3C Trace Context headers, as propagation.TraceContext writes them.
-const (
-	traceparentHeader = "traceparent"
-	tracestateHeader  = "tracestate"
-)
 
 func (f fixed) Extract(ctx context.Context, h kanban.Header) context.Context {
 	return created(ctx, f.p.Extract(ctx, received(h)))
@@ -139,8 +138,9 @@ func (r received) Keys() []string { return kanban.Header(r).Keys() }
 type global struct{}
 
 func (global) Inject(ctx context.Context, h kanban.Header) {
-	otel.GetTextMapPropagator().Inject(ctx, h)
-	pairTracestate(h)
+	p := otel.GetTextMapPropagator()
+	p.Inject(ctx, h)
+	ownFields(h, p.Fields())
 }
 
 func (global) Extract(ctx context.Context, h kanban.Header) context.Context {
