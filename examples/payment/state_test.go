@@ -248,6 +248,59 @@ func (c *refusingKV) count(err error) {
 	}
 }
 
+// The entries kept between a customer's calls are dropped a generation at
+// a time once stale, so a stream of new customers keeps only those of the
+// last two generations, not every customer seen until a cap.
+func TestNATSStateKeepsOnlyFreshEntries(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := t0
+	n := &NATSState{clock: func() time.Time { return now }}
+	kept := func(customer string) bool {
+		_, _, ok := n.kept(customer)
+		return ok
+	}
+	n.keep("a", customerEntry{Day: "d"}, 1)
+	n.keep("b", customerEntry{}, 2)
+	now = t0.Add(cacheTTL * 3 / 4)
+	n.keep("c", customerEntry{}, 3)
+	if !kept("a") || !kept("c") {
+		t.Fatal("entries kept less than cacheTTL ago are not found")
+	}
+	if e, rev, _ := n.kept("a"); e.Day != "d" || rev != 1 {
+		t.Fatalf("kept a = %+v at %d, want its entry at revision 1", e, rev)
+	}
+	now = t0.Add(cacheTTL + time.Millisecond)
+	if kept("a") || kept("b") {
+		t.Error("entries kept cacheTTL ago are still found")
+	}
+	if !kept("c") {
+		t.Error("an entry of the generation before, kept less than cacheTTL ago, is not found")
+	}
+	n.keep("b", customerEntry{}, 0) // forgets b wherever it is
+	if _, ok := n.old["b"]; ok {
+		t.Error("keep at revision 0 left the old generation's copy")
+	}
+	now = now.Add(cacheTTL)
+	n.keep("d", customerEntry{}, 4)
+	if got := len(n.cache) + len(n.old); got != 1 {
+		t.Errorf("%d entries kept two generations on, want 1 (d): the stale ones stay", got)
+	}
+	now = now.Add(2 * cacheTTL)
+	if kept("d") || len(n.cache)+len(n.old) != 0 {
+		t.Errorf("after two idle generations %d entries are kept, want none", len(n.cache)+len(n.old))
+	}
+	for i := range cacheEntries + 1 {
+		n.keep("x"+strconv.Itoa(i), customerEntry{}, 1)
+	}
+	if len(n.cache) != 1 || len(n.old) != cacheEntries {
+		t.Errorf("a full generation: %d kept in the current one and %d in the old, want 1 and %d",
+			len(n.cache), len(n.old), cacheEntries)
+	}
+	if !kept("x0") || !kept("x"+strconv.Itoa(cacheEntries)) {
+		t.Error("entries of a generation turned old by its size are not found")
+	}
+}
+
 // Requests of one replica changing one customer at once take turns: none
 // is refused by the store for another's change, and every change is made.
 // (Racing each other through the store, these 512 changes had 226 to 803
