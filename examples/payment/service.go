@@ -591,6 +591,18 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		MaxAge:           s.cfg.PaymentsMaxAge,
 		Durable:          "confirmer",
 		DeadLetterStream: "PAYMENT_CONFIRMATIONS_DEAD",
+		// Message IDs are remembered 10 s, not the default 2 minutes. A
+		// confirmation sent again after the window finds its payment
+		// confirmed (confirm counts it a duplicate), so the window
+		// saves only that work; and at thousands of payments a second a
+		// 2-minute window holds hundreds of thousands of IDs, tens of
+		// megabytes of the embedded server's heap that every garbage
+		// collection walks, which lengthens the latency tail.
+		DedupWindow: 10 * time.Second,
+		// Confirmations are published and waited for (Publish,
+		// TryPublish), never with PublishAsync, whose re-publishing
+		// would have to end within DedupWindow.
+		AsyncAttempts: 1,
 		// The W3C trace context alone: a caller's baggage stays out of
 		// the messages.
 		Propagator: kanbanotel.TraceContext(),
