@@ -509,25 +509,40 @@ func (e *Evaluator) isClosed() bool {
 }
 
 // Alerts returns the state of every rule, in rule order, the cord last.
+// Silenced is as of now: a silence that began or ended since the last
+// evaluation shows at once.
 func (e *Evaluator) Alerts() []Alert {
+	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := make([]Alert, len(e.rules))
 	for i, rs := range e.rules {
-		out[i] = rs.alert.clone()
+		out[i] = e.alertAt(rs, now)
 	}
 	return out
 }
 
-// Alert returns the state of the rule named name.
+// Alert returns the state of the rule named name, Silenced as of now, as
+// Alerts does.
 func (e *Evaluator) Alert(name string) (Alert, bool) {
+	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rs, ok := e.byName[name]
 	if !ok {
 		return Alert{}, false
 	}
-	return rs.alert.clone(), true
+	return e.alertAt(rs, now), true
+}
+
+// alertAt returns a copy of the rule's alert with Silenced as of now;
+// e.mu is held. The silences are checked, not taken from the last
+// evaluation, so that one that ends on its own does not show the alert
+// silenced until the next.
+func (e *Evaluator) alertAt(rs *ruleState, now time.Time) Alert {
+	a := rs.alert.clone()
+	a.Silenced = e.silenced(rs.labels, now)
+	return a
 }
 
 // Recent returns the last values of the rule named name, oldest first
@@ -638,7 +653,7 @@ func (e *Evaluator) Silence(s Silence) (string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.silences = append(e.silences, s)
-	e.remark(now)
+	e.broadcast() // the board shows it at once: reads check the silences
 	return s.ID, nil
 }
 
@@ -653,7 +668,7 @@ func (e *Evaluator) Expire(id string) bool {
 		return false
 	}
 	e.silences = slices.Delete(e.silences, i, i+1)
-	e.remark(time.Now())
+	e.broadcast()
 	return true
 }
 
@@ -668,14 +683,6 @@ func (e *Evaluator) Silences() []Silence {
 		out[i].Matchers = slices.Clone(out[i].Matchers)
 	}
 	return out
-}
-
-// remark updates the Silenced flag of every alert; e.mu is held.
-func (e *Evaluator) remark(now time.Time) {
-	for _, rs := range e.rules {
-		rs.alert.Silenced = e.silenced(rs.labels, now)
-	}
-	e.broadcast()
 }
 
 // silenced reports whether a silence in force at now matches labels; e.mu

@@ -915,3 +915,45 @@ func TestConditionDescriptionPanicIsAnError(t *testing.T) {
 	assert.Equal(t, "described is 10% (threshold 5%)", a.Annotations["summary"])
 	require.NoError(t, e.Shutdown(context.Background()))
 }
+
+// A silence that ends, or begins, on its own shows at once in the
+// alert's state and on the board, without waiting for an evaluation.
+func TestSilenceEndingOnItsOwnShowsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: cond}}})
+		b, err := andon.NewBoard(e, andon.BoardOptions{})
+		require.NoError(t, err)
+		silenced := func() []bool {
+			t.Helper()
+			a, ok := e.Alert("A")
+			require.True(t, ok)
+			st := b.State()
+			require.Equal(t, "A", st.Rules[0].Name)
+			return []bool{a.Silenced, e.Alerts()[0].Silenced, st.Rules[0].Silenced}
+		}
+		ctx := context.Background()
+		cond.Set(true)
+		e.Evaluate(ctx)
+		start := time.Now().Add(time.Minute)
+		_, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Value: "A"}},
+			StartsAt: start, EndsAt: start.Add(10 * time.Minute)})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false, false, false}, silenced(), "not begun")
+		time.Sleep(time.Minute)
+		assert.Equal(t, []bool{true, true, true}, silenced(), "begun at StartsAt")
+		e.Evaluate(ctx)
+		time.Sleep(10 * time.Minute)
+		assert.Equal(t, []bool{false, false, false}, silenced(), "ended at EndsAt")
+
+		_, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Value: "A"}}, Duration: time.Hour})
+		require.NoError(t, err)
+		e.Evaluate(ctx)
+		assert.Equal(t, []bool{true, true, true}, silenced())
+		time.Sleep(time.Hour)
+		assert.Equal(t, []bool{false, false, false}, silenced(), "ended after its Duration")
+		assert.Empty(t, e.Silences())
+		assert.Equal(t, []bool{false, false, false}, silenced(), "ended, and forgotten by Silences")
+	})
+}

@@ -75,8 +75,11 @@ type NotifyOptions struct {
 	// after a failure worth a retry are offered again at the next
 	// evaluation, as dropped ones are: a firing alert while it still
 	// fires, a resolution while the alert does not fire. Alerts that
-	// failed for good (a permanent error, a panic) are not. Zero means 4;
-	// 1 means no retries.
+	// failed for good (a permanent error, a panic) are not. A resolution
+	// goes only to a receiver that took the alert firing: one whose
+	// firing alert was given up (or refused for good) and never delivered
+	// is not told, nor kept owed, of its resolution. Zero means 4; 1
+	// means no retries.
 	MaxAttempts int
 	// Backoff says how long to wait before each retry. Nil means
 	// kanban.Exponential{Initial: 500 * time.Millisecond}: 500ms,
@@ -198,6 +201,15 @@ func requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithCancel(ctx)
 }
 
+// firingSent is what a dispatcher knows of a firing alert it queued,
+// by fingerprint, until the alert's resolution is queued.
+type firingSent struct {
+	at time.Time // when it was queued; zero to offer a re-send at once
+	// refused is set when the receiver, which did not hold the alert
+	// firing, refused it for good: no resolution is owed for it.
+	refused bool
+}
+
 // dispatcher owns the queue and the worker goroutine of one notifier.
 type dispatcher struct {
 	n       Notifier
@@ -212,9 +224,13 @@ type dispatcher struct {
 
 	mu    sync.Mutex
 	queue []Alert
-	index map[string]int       // fingerprint → position in queue
-	sent  map[string]time.Time // fingerprint of a firing alert queued → when
-	owed  map[string]Alert     // fingerprint → a resolution dropped or given up
+	index map[string]int // fingerprint → position in queue
+	sent  map[string]firingSent
+	// held holds the fingerprints of the alerts the receiver took firing
+	// and has not taken the resolution of since: it holds them firing,
+	// so it is owed their resolutions, and only it is.
+	held  map[string]struct{}
+	owed  map[string]Alert // fingerprint → a resolution dropped or given up
 	busy  bool
 	idle  []chan struct{}
 	stats NotifierStats
@@ -230,7 +246,7 @@ type dispatcher struct {
 func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, log *slog.Logger, owed *atomic.Int64) *dispatcher {
 	d := &dispatcher{
 		n: n, name: fmt.Sprintf("notifier %d", i), opts: opts, log: log, ctx: ctx,
-		index: map[string]int{}, sent: map[string]time.Time{}, owed: map[string]Alert{}, owedAll: owed,
+		index: map[string]int{}, sent: map[string]firingSent{}, held: map[string]struct{}{}, owed: map[string]Alert{}, owedAll: owed,
 		wake: make(chan struct{}, 1), exited: make(chan struct{}),
 	}
 	if nm, ok := n.(tai.Namer); ok && nm.Name() != "" {
@@ -246,10 +262,11 @@ func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, l
 
 // offer queues the alerts this notifier has not heard of in their present
 // state: a firing alert once (and again every ResendInterval for a
-// Refresher), a resolved alert once if it was sent firing. A resolution
-// that was dropped or given up is queued again while the alert does not
-// fire, Pending or Inactive as well as Resolved: the receiver holds the
-// alert firing until it hears of it. It never blocks.
+// Refresher), a resolved alert once if it was sent firing, unless the
+// receiver refused that for good. A resolution that was dropped or given
+// up is queued again while the alert does not fire, Pending or Inactive
+// as well as Resolved: the receiver holds the alert firing until it hears
+// of it. It never blocks.
 func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 	var dropped int
 	var names []string // of the alerts dropped, the first few
@@ -267,7 +284,7 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		return
 	}
 	for _, a := range alerts {
-		last, firing := d.sent[a.Fingerprint]
+		s, firing := d.sent[a.Fingerprint]
 		if a.State == Firing && len(d.owed) > 0 {
 			// Firing again: the resolution owed is out of date, and the
 			// receiver, which still holds the alert firing, hears of
@@ -276,12 +293,17 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		}
 		switch {
 		case a.State == Firing && !a.Silenced:
-			if firing && (!d.refresh || now.Sub(last) < d.opts.ResendInterval) {
+			if firing && (!d.refresh || now.Sub(s.at) < d.opts.ResendInterval) {
 				continue
 			}
 		case a.State == Resolved:
 			if !firing {
 				continue // it was never sent firing
+			}
+			if s.refused {
+				// The receiver refused it firing: it does not hold it.
+				delete(d.sent, a.Fingerprint)
+				continue
 			}
 		case a.State != Firing && firing:
 			// Pending or Inactive again since a resolution that did
@@ -314,7 +336,7 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			d.queue = append(d.queue, a)
 		}
 		if a.State == Firing {
-			d.sent[a.Fingerprint] = now
+			d.sent[a.Fingerprint] = firingSent{at: now}
 		} else {
 			delete(d.sent, a.Fingerprint)
 			d.forgive(a.Fingerprint)
@@ -394,16 +416,17 @@ func (d *dispatcher) send(batch []Alert) {
 		err := d.notify(ctx, batch)
 		cancel()
 		if err == nil {
-			d.count(func(s *NotifierStats) { s.Sent += uint64(len(batch)) })
+			d.delivered(batch)
 			return
 		}
 		f := d.classify(err)
 		if p := f.partial; p != nil {
 			// Some requests of the batch went out, or failed for good:
 			// count them now and retry only the others.
-			d.count(func(s *NotifierStats) { s.Sent += uint64(p.sent) })
+			d.delivered(p.delivered(batch))
 			if len(p.failed) > 0 {
 				d.fail(p.failed, attempt, errors.Join(p.failedErrs...))
+				d.refuse(p.failed)
 			}
 			if len(p.retry) == 0 {
 				return
@@ -413,7 +436,9 @@ func (d *dispatcher) send(batch []Alert) {
 		err = f.err
 		if f.permanent || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
 			d.fail(batch, attempt, err)
-			if !f.permanent {
+			if f.permanent {
+				d.refuse(batch)
+			} else {
 				d.unsend(batch)
 			}
 			return
@@ -516,39 +541,120 @@ func (d *dispatcher) fail(alerts []Alert, attempt int, err error) {
 	d.log.Error("andon: notification failed", attrs...)
 }
 
+// delivered counts the alerts a Notify call delivered and notes which
+// the receiver now holds firing.
+func (d *dispatcher) delivered(alerts []Alert) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.Sent += uint64(len(alerts))
+	for _, a := range alerts {
+		if a.State == Firing {
+			d.held[a.Fingerprint] = struct{}{}
+		} else {
+			delete(d.held, a.Fingerprint)
+		}
+	}
+}
+
 // unsend forgets that the alerts of a batch given up were sent, so that
 // the next evaluation offers them again: a firing alert while it still
 // fires, a resolution while the alert does not fire, as for a
-// notification dropped from a full queue. A Refresher may hold a firing
-// alert from an earlier send, so it is still told of the resolution. An
-// alert queued again since, in a newer state, is left to that
-// notification.
+// notification dropped from a full queue. Only a receiver that holds the
+// alert firing, from an earlier send, is owed its resolution (a
+// Refresher is offered the firing alert again at once); one that never
+// took it firing is owed none. An alert queued again since, in a newer
+// state, is left to that notification.
 func (d *dispatcher) unsend(batch []Alert) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, a := range batch {
-		if _, queued := d.index[a.Fingerprint]; queued {
-			continue
+	for i, a := range batch {
+		if notLast(batch, i) {
+			continue // the batch's last notification of the alert says where it stands
 		}
-		switch a.State {
-		case Firing:
-			if d.refresh {
-				// A re-send: the receiver may hold the alert from an
-				// earlier one, so it must still hear of the resolution.
-				// Offer the alert again at once while it fires.
-				d.sent[a.Fingerprint] = time.Time{}
-			} else {
-				delete(d.sent, a.Fingerprint)
-			}
-		case Resolved:
+		_, held := d.held[a.Fingerprint]
+		switch {
+		case a.State == Firing && !held:
+			d.unhear(a.Fingerprint, false)
+		case d.queued(a.Fingerprint):
+		case a.State == Firing:
+			d.sent[a.Fingerprint] = firingSent{}
+		case a.State == Resolved && held:
 			if _, firing := d.sent[a.Fingerprint]; !firing {
 				// The receiver still has it firing: offer the
 				// resolution again, and for a Refresher, a firing
 				// alert at once.
-				d.sent[a.Fingerprint] = time.Time{}
+				d.sent[a.Fingerprint] = firingSent{}
 				d.owe(a)
 			}
 		}
+	}
+}
+
+// refuse notes the alerts of a batch that failed for good: a firing
+// alert the receiver does not hold firing is owed no resolution, and it
+// is not offered again before it resolves (a Refresher's is, after
+// ResendInterval).
+func (d *dispatcher) refuse(batch []Alert) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, a := range batch {
+		if notLast(batch, i) || a.State != Firing {
+			continue
+		}
+		if _, held := d.held[a.Fingerprint]; !held {
+			d.unhear(a.Fingerprint, true)
+		}
+	}
+}
+
+// notLast reports whether a notification of the same alert follows
+// batch[i] in batch.
+func notLast(batch []Alert, i int) bool {
+	return slices.ContainsFunc(batch[i+1:], func(a Alert) bool { return a.Fingerprint == batch[i].Fingerprint })
+}
+
+// queued reports whether a notification of the alert is queued; d.mu is
+// held.
+func (d *dispatcher) queued(fingerprint string) bool {
+	_, ok := d.index[fingerprint]
+	return ok
+}
+
+// unhear forgets a firing alert that was given up and that the receiver
+// does not hold firing: the receiver is owed no resolution for it, and
+// one queued since is taken back, unless a firing alert queued after it
+// may yet be delivered. If no firing alert is queued, the alert is
+// offered again while it fires, or, refused, not before a Refresher's
+// ResendInterval; d.mu is held.
+func (d *dispatcher) unhear(fingerprint string, refused bool) {
+	d.forgive(fingerprint)
+	firing := false
+	kept := d.queue[:0]
+	for _, a := range d.queue {
+		if a.Fingerprint == fingerprint && !firing {
+			if a.State == Resolved {
+				continue
+			}
+			firing = true
+		}
+		kept = append(kept, a)
+	}
+	if len(kept) < len(d.queue) {
+		clear(d.queue[len(kept):])
+		d.queue = kept
+		clear(d.index)
+		for i, a := range d.queue {
+			d.index[a.Fingerprint] = i
+		}
+	}
+	if firing {
+		return // to the firing alert queued
+	}
+	if s, ok := d.sent[fingerprint]; ok && refused {
+		s.refused = true
+		d.sent[fingerprint] = s
+	} else {
+		delete(d.sent, fingerprint)
 	}
 }
 

@@ -1115,8 +1115,10 @@ func TestGivenUpNotificationIsOfferedAgain(t *testing.T) {
 		assert.Equal(t, []string{"R firing", "R resolved"}, rec.events())
 		assert.EqualValues(t, 2, e.NotifierStats()[0].Sent)
 
-		assert.Equal(t, []string{"R firing", "R resolved"}, bad.events(), "a permanent error is given up for good")
-		assert.EqualValues(t, 2, badCalls.Load())
+		// A permanent error is given up for good, and the receiver, which
+		// refused the alert firing, is not told of its resolution.
+		assert.Equal(t, []string{"R firing"}, bad.events(), "a permanent error is given up for good")
+		assert.EqualValues(t, 1, badCalls.Load())
 	})
 }
 
@@ -1333,4 +1335,237 @@ func TestRetryLeavesAFiringAlertToTheNewerReSend(t *testing.T) {
 		assert.EqualValues(t, 1, st.Sent)
 		assert.EqualValues(t, 0, st.Failed)
 	})
+}
+
+// A firing alert given up while its resolution waits in the queue takes
+// the resolution with it: the receiver never heard the alert fire.
+func TestResolutionOfAFiringAlertGivenUpInFlightIsNotSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		hold := make(chan struct{})
+		var calls atomic.Int32
+		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			if calls.Add(1) == 1 {
+				<-hold
+				return errors.New("connection refused")
+			}
+			return rec.Notify(ctx, a)
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{MaxAttempts: 1},
+			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0) // fires; the worker holds the send
+		synctest.Wait()
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // resolves: queued behind it
+		close(hold)                            // the firing alert is given up
+		require.NoError(t, e.Flush(ctx))
+		for i := 2; i <= 4; i++ {
+			e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
+			require.NoError(t, e.Flush(ctx))
+		}
+		assert.Empty(t, rec.events(), "no resolution for an alert the receiver never heard fire")
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 1, st.Failed)
+		assert.EqualValues(t, 0, st.Sent)
+	})
+}
+
+// A batch that holds a firing alert and its resolution, given up, leaves
+// no resolution owed: the receiver heard of neither.
+func TestFiringAndResolutionGivenUpTogetherOweNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		hold := make(chan struct{})
+		var calls atomic.Int32
+		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			switch calls.Add(1) {
+			case 1:
+				<-hold
+			case 2:
+				return errors.New("connection refused")
+			}
+			return rec.Notify(ctx, a)
+		})
+		cond, other := newSwitch(), newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{MaxAttempts: 1},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond},
+				{Name: "S", Severity: andon.Page, Condition: other}}})
+		ctx := context.Background()
+
+		other.Set(true)
+		e.EvaluateAt(ctx, t0) // S fires; the worker holds its send
+		synctest.Wait()
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // R fires
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // and resolves, in the same batch
+		close(hold)
+		require.NoError(t, e.Flush(ctx)) // that batch is given up
+		require.EqualValues(t, 2, e.NotifierStats()[0].Failed)
+		for i := 3; i <= 5; i++ {
+			e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
+			require.NoError(t, e.Flush(ctx))
+		}
+		assert.Equal(t, []string{"S firing"}, rec.events())
+		assert.EqualValues(t, 2, e.NotifierStats()[0].Failed)
+	})
+}
+
+// A Refresher whose first send of a firing alert is given up never held
+// the alert: it does not hear of its resolution, and, while it cannot be
+// reached, no resolution is kept and retried at every evaluation.
+func TestRefresherThatNeverHeardTheAlertGetsNoResolution(t *testing.T) {
+	for _, recovers := range []bool{true, false} {
+		t.Run(fmt.Sprint("recovers=", recovers), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := &flakyRefresher{}
+				cond := newSwitch()
+				e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+					Interval: time.Minute, Notify: andon.NotifyOptions{MaxAttempts: 1, ResendInterval: time.Minute},
+					Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+				ctx := context.Background()
+
+				n.down.Store(true)
+				cond.Set(true)
+				e.EvaluateAt(ctx, t0) // fires: given up
+				require.NoError(t, e.Flush(ctx))
+				n.down.Store(!recovers)
+				cond.Set(false)
+				for i := 1; i <= 4; i++ {
+					e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
+					require.NoError(t, e.Flush(ctx))
+				}
+				assert.Empty(t, n.events())
+				st := e.NotifierStats()[0]
+				assert.EqualValues(t, 1, st.Failed)
+				assert.EqualValues(t, 0, st.Sent)
+			})
+		})
+	}
+}
+
+// A receiver that refused a firing alert for good (400 Bad Request) never
+// held it: it does not hear of the resolution either.
+func TestRefusedFiringAlertGetsNoResolution(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		var calls atomic.Int32
+		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			if calls.Add(1) == 1 {
+				return kanban.Permanent(errors.New("400 Bad Request"))
+			}
+			return rec.Notify(ctx, a)
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0) // refused
+		require.NoError(t, e.Flush(ctx))
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // not offered again
+		require.NoError(t, e.Flush(ctx))
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute))
+		require.NoError(t, e.Flush(ctx))
+		assert.Empty(t, rec.events())
+		assert.EqualValues(t, 1, calls.Load())
+
+		cond.Set(true) // fires again: a new alert, sent
+		e.EvaluateAt(ctx, t0.Add(3*time.Minute))
+		require.NoError(t, e.Flush(ctx))
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(4*time.Minute))
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing", "R resolved"}, rec.events())
+	})
+}
+
+// A Webhook whose receiver refuses one alert name for good and takes the
+// other is told of the resolution of the one it took only.
+func TestWebhookRefusedNameGetsNoResolution(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m andon.WebhookMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		name := m.GroupLabels["alertname"]
+		if name == "A" && m.Status == "firing" {
+			http.Error(w, "refused", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, name+" "+m.Status)
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait, Logger: discardLogger(),
+		Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: cond}, {Name: "B", Severity: andon.Page, Condition: cond}}})
+	ctx := context.Background()
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	require.NoError(t, e.Flush(ctx))
+	cond.Set(false)
+	e.EvaluateAt(ctx, t0.Add(time.Minute))
+	require.NoError(t, e.Flush(ctx))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"B firing", "B resolved"}, got)
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 2, st.Sent)
+	assert.EqualValues(t, 1, st.Failed)
+}
+
+// A Refresher that holds an alert firing, from an earlier send, still
+// hears of its resolution after a re-send it refused for good.
+func TestRefresherHoldingTheAlertHearsTheResolutionAfterARefusedResend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &flakyRefresher{}
+		var refuse atomic.Bool
+		r := &refusingRefresher{flakyRefresher: n, refuse: &refuse}
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{r}, Logger: discardLogger(),
+			Interval: time.Minute, Notify: andon.NotifyOptions{ResendInterval: time.Minute},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0) // delivered
+		require.NoError(t, e.Flush(ctx))
+		refuse.Store(true)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // the re-send is refused
+		require.NoError(t, e.Flush(ctx))
+		require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
+		refuse.Store(false)
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute))
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing", "R resolved"}, n.events())
+	})
+}
+
+// refusingRefresher refuses every notification for good while refuse is
+// set.
+type refusingRefresher struct {
+	*flakyRefresher
+	refuse *atomic.Bool
+}
+
+func (n *refusingRefresher) Notify(ctx context.Context, alerts []andon.Alert) error {
+	if n.refuse.Load() {
+		return kanban.Permanent(errors.New("400 Bad Request"))
+	}
+	return n.flakyRefresher.Notify(ctx, alerts)
 }

@@ -148,7 +148,6 @@ func (w *Webhook) Notify(ctx context.Context, alerts []Alert) error {
 		cancel()
 		switch {
 		case err == nil:
-			p.sent += len(group)
 			continue
 		case kanban.IsPermanent(err):
 			p.failed = append(p.failed, group...)
@@ -172,12 +171,24 @@ func (w *Webhook) Notify(ctx context.Context, alerts []Alert) error {
 // requests: it tells the evaluator's retry loop which alerts went out,
 // which failed for good and which are worth sending again.
 type partialError struct {
-	sent       int     // alerts delivered
 	failed     []Alert // alerts whose request failed for good
 	failedErrs []error
 	retry      []Alert // alerts whose request may succeed if retried
 	retryErrs  []error
 	errs       []error // every failure, in order
+}
+
+// delivered returns the alerts of batch, the alerts of the Notify call,
+// whose requests went out.
+func (e *partialError) delivered(batch []Alert) []Alert {
+	undelivered := make(map[string]struct{}, len(e.failed)+len(e.retry))
+	for _, a := range slices.Concat(e.failed, e.retry) {
+		undelivered[a.Fingerprint] = struct{}{}
+	}
+	return slices.DeleteFunc(slices.Clone(batch), func(a Alert) bool {
+		_, ok := undelivered[a.Fingerprint]
+		return ok
+	})
 }
 
 // Error returns the failures' texts, one a line.
