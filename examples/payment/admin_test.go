@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/kanban"
 )
 
 func basicAuth(user, pass string) string {
@@ -277,4 +279,39 @@ func TestGatewayAdminKeepsConcurrentChanges(t *testing.T) {
 	rate, latency := ts.gateway.Settings()
 	assert.Equal(t, 1.0, rate)
 	assert.Equal(t, time.Second, latency)
+}
+
+// Without an admin token the board is open to whoever reaches the
+// service, who could not read the dead letters through the admin API:
+// it shows the confirmation queue's depth, oldest message and count of
+// dead letters, but not the dead letters themselves, whose transaction
+// and customer IDs (and reasons, which name transactions) are the
+// payments' personal data.
+func TestBoardWithoutAdminTokenHidesDeadLetters(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.APIToken = "api-token-0123456789"
+	ts := startService(t, cfg)
+	require.NoError(t, ts.queue.Publish(context.Background(), kanban.Message[Confirmation]{
+		ID: "txn_forged", Key: "cust_private", Payload: Confirmation{TransactionID: "txn_other"}}))
+
+	var st andon.BoardState
+	var raw []byte
+	require.Eventually(t, func() bool {
+		r := ts.do(t, http.MethodGet, "/andon/api/state", nil)
+		require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+		require.NoError(t, json.Unmarshal(r.Raw, &st))
+		raw = r.Raw
+		for _, p := range st.Panels {
+			if p.Title == "Queues" && len(p.Rows) == 1 && len(p.Rows[0].Cells) == 4 {
+				return p.Rows[0].Cells[3] == "1"
+			}
+		}
+		return false
+	}, 10*time.Second, 50*time.Millisecond, "the board counts the dead letter")
+	for _, secret := range []string{"cust_private", "txn_forged", "txn_other"} {
+		assert.False(t, strings.Contains(string(raw), secret), "the board without the admin token shows %s: %+v", secret, st.Panels)
+	}
+	page := ts.do(t, http.MethodGet, "/andon/", nil)
+	require.Equal(t, http.StatusOK, page.Code)
+	assert.NotContains(t, string(page.Raw), "cust_private")
 }

@@ -99,17 +99,22 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 	if err != nil {
 		return err
 	}
-	deadLetters, err := s.queueOps.DeadLetterPanel("confirmations", "Confirmation dead letters")
-	if err != nil {
-		return err
-	}
-	queues := []andon.Panel{s.queueOps.QueuePanel(kanbanhttp.PanelOptions{}), deadLetters}
+	queues := []andon.Panel{s.queueOps.QueuePanel(kanbanhttp.PanelOptions{})}
 	if s.cfg.AdminToken == "" {
-		// The queue panels link to the dead letters in the admin API,
-		// which is off.
-		for i := range queues {
-			queues[i] = withoutLinks(queues[i])
+		// The board is open to whoever reaches the service, and the
+		// dead letters are not: their IDs and keys are transactions and
+		// customers, and their reasons name transactions. The queue's
+		// row counts them, without its link into the admin API, which
+		// is off.
+		queues[0] = withoutLinks(queues[0])
+	} else {
+		// The board needs the admin token, as the dead letters do in
+		// the admin API.
+		deadLetters, err := s.queueOps.DeadLetterPanel("confirmations", "Confirmation dead letters")
+		if err != nil {
+			return err
 		}
+		queues = append(queues, deadLetters)
 	}
 	panels := append(queues, s.rules.Panels()...)
 	s.board, err = andon.NewBoard(s.andon, andon.BoardOptions{

@@ -194,6 +194,12 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 	entry := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_" + tai.NewID(), Owner: s.owner, Started: now,
 		Until: now.Add(claimLease(s.cfg.RequestTimeout))}
 	old, claimed, err := s.idem.Claim(ctx, scoped, entry)
+	if errors.Is(err, ErrKeyContended) {
+		// Requests with this key, sent at once, claim and release it in
+		// turn: the key is in flight, and the store is up.
+		writeInFlight(w)
+		return
+	}
 	if err != nil {
 		writeError(w, s.storeUnavailable("idempotency", err))
 		return
@@ -236,9 +242,7 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 			s.recordLookedUp()
 		}
 		if storing || !s.abandoned(old) {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
-				Message: "a request with this Idempotency-Key is still being processed; retry later"})
+			writeInFlight(w)
 			return
 		}
 		// Its request died before deciding (its process was killed):
@@ -251,9 +255,7 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !ok {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
-				Message: "a request with this Idempotency-Key is still being processed; retry later"})
+			writeInFlight(w)
 			return
 		}
 	}
@@ -266,6 +268,14 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.answer(w, out)
+}
+
+// writeInFlight answers a request whose Idempotency-Key another request
+// holds: 409, retry in a second.
+func writeInFlight(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	writeError(w, &requestError{Status: http.StatusConflict, Code: "idempotency_in_flight",
+		Message: "a request with this Idempotency-Key is still being processed; retry later"})
 }
 
 // abandoned reports whether a claim without a record was left by a request

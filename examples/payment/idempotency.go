@@ -40,6 +40,12 @@ const (
 	releaseMarkerTTL = time.Second
 )
 
+// ErrKeyContended is returned by NATSIdempotency.Claim when its
+// compare-and-sets on a key lost to other writers every time: requests
+// with the key sent at once, claiming and releasing it in turn. The
+// store is up; the key is in flight.
+var ErrKeyContended = errors.New("idempotency: key is contended")
+
 // IdemEntry is a claimed idempotency key.
 type IdemEntry struct {
 	Fingerprint string    `json:"fingerprint"` // of the parsed request
@@ -89,7 +95,8 @@ func (e IdemEntry) size(key string) int64 {
 type IdempotencyStore interface {
 	// Claim stores e under key unless an entry younger than a day is
 	// there, which it returns instead with claimed false. A store that
-	// holds its byte limit refuses new keys with ErrStoreFull.
+	// holds its byte limit refuses new keys with ErrStoreFull; one whose
+	// writes on the key kept losing to others' returns ErrKeyContended.
 	Claim(ctx context.Context, key string, e IdemEntry) (existing IdemEntry, claimed bool, err error)
 	// Replace puts e in place of old, which Claim returned, unless the
 	// key changed since: it reports whether it did.
@@ -375,7 +382,7 @@ func (n *NATSIdempotency) Claim(ctx context.Context, key string, e IdemEntry) (I
 			return IdemEntry{}, false, storeError("idempotency", err)
 		}
 	}
-	return IdemEntry{}, false, errors.New("idempotency: key is contended")
+	return IdemEntry{}, false, ErrKeyContended
 }
 
 // Replace implements IdempotencyStore.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -507,4 +508,25 @@ func TestReplayWhileConfirmationsAreFullGetsItsAnswer(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 	require.Eventually(t, func() bool { return ts.confirmed(t, id) }, 30*time.Second, 20*time.Millisecond, "confirmed")
 	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+}
+
+// A key whose claim loses its compare-and-set every time — requests with
+// it sent at once, claiming and releasing it in turn — is a client's
+// doing, not an outage: the request gets 409 idempotency_in_flight with
+// Retry-After, as when the key is held by another request, and the
+// service logs no store as unavailable.
+func TestIdempotencyContendedKeyIsInFlight(t *testing.T) {
+	cfg := testConfig(t)
+	ts := startService(t, cfg)
+	idem, f := faultyNATSIdempotency(t, ts.clock.Now)
+	f.create = func(context.Context, string, []byte) (uint64, error) { return 0, jetstream.ErrKeyExists }
+	f.get = func(context.Context, string) (jetstream.KeyValueEntry, error) { return nil, jetstream.ErrKeyNotFound }
+	ts.idem = idem
+
+	r := ts.pay(t, "c1", 10, nil, "Idempotency-Key", "k-contended")
+	require.Equal(t, http.StatusConflict, r.Code, string(r.Raw))
+	assert.Equal(t, "idempotency_in_flight", r.errField("code"), string(r.Raw))
+	assert.Equal(t, "1", r.Header.Get("Retry-After"))
+	assert.Zero(t, ts.gateway.Calls(), "nothing charged")
+	assert.NotContains(t, ts.logs.String(), "store unavailable", "a client's concurrent requests are no outage")
 }

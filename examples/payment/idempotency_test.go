@@ -676,6 +676,7 @@ func TestNATSIdempotencyFailures(t *testing.T) {
 		}
 		_, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
 		assert.EqualError(t, err, "idempotency: key is contended")
+		assert.ErrorIs(t, err, ErrKeyContended, "told apart from a store that failed")
 		assert.False(t, claimed)
 		assert.Equal(t, 3, tries)
 	})

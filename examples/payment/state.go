@@ -28,7 +28,10 @@ type CustomerState interface {
 	Spent(ctx context.Context, customer, currency string, now time.Time) (int64, error)
 	// AddSpend adds a successful payment to the day's spend. A negative
 	// minor releases a hold Reserve took on the day of now; once that day
-	// has passed there is nothing to release, and it changes nothing.
+	// has passed there is nothing to release, and it changes nothing. A
+	// release never takes the day's spend below zero: a hold the store
+	// has forgotten since (the customer evicted or expired) is not given
+	// back twice, as a credit on the daily limit.
 	AddSpend(ctx context.Context, customer, currency string, minor int64, now time.Time) error
 	// Reserve is Attempt and Spent in one change, and holds minor of the
 	// day's spend for the payment being judged: it returns the attempts
@@ -305,7 +308,8 @@ func (r *customerRecord) spent(currency string, now time.Time) int64 {
 // (minor < 0) of a day that has passed changes nothing, and neither does
 // a payment booked late on a day before the one kept (a clock a little
 // behind, just after midnight): no rule reads that day's spend any more,
-// and today's must not be lost to it.
+// and today's must not be lost to it. A release takes the spend to zero
+// at most (addSpent).
 func (r *customerRecord) addSpend(currency string, minor int64, now time.Time) {
 	if d := dayOf(now); r.day != d {
 		booked := r.code != [3]byte{} || r.more != nil
@@ -316,16 +320,28 @@ func (r *customerRecord) addSpend(currency string, minor int64, now time.Time) {
 	}
 	switch {
 	case len(currency) == len(r.code) && string(r.code[:]) == currency:
-		r.minor += minor
+		r.minor = addSpent(r.minor, minor)
 	case r.code == [3]byte{} && len(currency) == len(r.code):
 		copy(r.code[:], currency)
-		r.minor = minor
+		r.minor = addSpent(0, minor)
 	default:
 		if r.more == nil {
 			r.more = make(map[string]int64)
 		}
-		r.more[currency] += minor
+		r.more[currency] = addSpent(r.more[currency], minor)
 	}
+}
+
+// addSpent returns the spend v with minor added, and no less than zero
+// after a release (minor < 0): a release of more than is booked gives
+// back a hold the store forgot since (its customer evicted or expired,
+// then back), and a negative spend would let the customer pay that much
+// beyond the daily limit.
+func addSpent(v, minor int64) int64 {
+	if minor < 0 && v+minor < 0 {
+		return 0
+	}
+	return v + minor
 }
 
 // Move implements CustomerState.

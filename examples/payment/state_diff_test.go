@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sync"
 	"testing"
@@ -359,6 +360,83 @@ func TestSharedStatesKeepTheDayBeforeForAClockBehind(t *testing.T) {
 			r, err = a.Reserve(ctx, "skew", "USD", 50, midnight.Add(2*time.Second), time.Minute, nil)
 			require.NoError(t, err)
 			assert.EqualValues(t, 300, r.Spent, "the new day's spend is left alone")
+		})
+	}
+}
+
+// forgetCustomer makes s forget the customer, as each store does on its
+// own: the memory state past its byte limit, the JetStream bucket
+// dropping its oldest entries, Redis evicting or expiring a key.
+func forgetCustomer(t *testing.T, s CustomerState, customer, currency string, day time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	switch s := s.(type) {
+	case *MemoryState:
+		sh := &s.shards[maphash.String(s.seed, customer)%uint64(len(s.shards))]
+		sh.mu.Lock()
+		delete(sh.customers, customer)
+		sh.mu.Unlock()
+	case *NATSState:
+		require.NoError(t, s.kv.Delete(ctx, customerKey(customer)))
+		s.keep(customer, customerEntry{}, 0)
+	case *RedisState:
+		require.NoError(t, s.rdb.Del(ctx, s.spendKey(customer, currency, day)).Err())
+	default:
+		t.Fatalf("no way to forget a customer of %T", s)
+	}
+}
+
+// A hold given back after its customer was forgotten (evicted, expired)
+// never takes the day's spend below zero, in any store: a negative spend
+// would let the customer pay that much more than the daily limit.
+func TestCustomerStatesReleaseNoSpendBelowZero(t *testing.T) {
+	day := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	for name, s := range customerStores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			spent := func(customer string) int64 {
+				t.Helper()
+				v, err := s.Spent(ctx, customer, "USD", day.Add(time.Minute))
+				require.NoError(t, err)
+				return v
+			}
+
+			// Forgotten between the hold and its release.
+			_, err := s.Reserve(ctx, "gone", "USD", 400_000, day, time.Minute, nil)
+			require.NoError(t, err)
+			forgetCustomer(t, s, "gone", "USD", day)
+			require.NoError(t, s.AddSpend(ctx, "gone", "USD", -400_000, day))
+			assert.Zero(t, spent("gone"), "a release of a hold forgotten")
+			r, err := s.Reserve(ctx, "gone", "USD", 100, day.Add(time.Second), time.Minute, nil)
+			require.NoError(t, err)
+			assert.Zero(t, r.Spent, "the next payment sees no credit")
+
+			// Forgotten, then held again, then the first hold released.
+			_, err = s.Reserve(ctx, "back", "USD", 400_000, day, time.Minute, nil)
+			require.NoError(t, err)
+			forgetCustomer(t, s, "back", "USD", day)
+			_, err = s.Reserve(ctx, "back", "USD", 100, day.Add(time.Second), time.Minute, nil)
+			require.NoError(t, err)
+			require.NoError(t, s.AddSpend(ctx, "back", "USD", -400_000, day))
+			assert.GreaterOrEqual(t, spent("back"), int64(0), "a release after the customer came back")
+
+			// A release in another currency than the one kept inline.
+			_, err = s.Reserve(ctx, "two", "EUR", 100, day, time.Minute, nil)
+			require.NoError(t, err)
+			_, err = s.Reserve(ctx, "two", "USD", 50, day, time.Minute, nil)
+			require.NoError(t, err)
+			require.NoError(t, s.AddSpend(ctx, "two", "USD", -500, day))
+			require.NoError(t, s.AddSpend(ctx, "two", "EUR", -500, day))
+			assert.Zero(t, spent("two"))
+			v, err := s.Spent(ctx, "two", "EUR", day)
+			require.NoError(t, err)
+			assert.Zero(t, v)
+
+			// A release that fits leaves the rest.
+			_, err = s.Reserve(ctx, "kept", "USD", 700, day, time.Minute, nil)
+			require.NoError(t, err)
+			require.NoError(t, s.AddSpend(ctx, "kept", "USD", -200, day))
+			assert.EqualValues(t, 500, spent("kept"))
 		})
 	}
 }

@@ -350,8 +350,9 @@ func (e *customerEntry) spent(currency string, now time.Time) int64 {
 // midnight: its payments are booked on, and given back to, the day its
 // clock reads, as with Redis. A release (minor < 0) of a day not kept
 // changes nothing, and neither does a payment of an older day: today's
-// spend must not be lost to it. Days as dayKey writes them sort as they
-// follow each other.
+// spend must not be lost to it; a release takes a day's spend to zero at
+// most (addSpent). Days as dayKey writes them sort as they follow each
+// other.
 func (e *customerEntry) addSpend(currency string, minor int64, now time.Time) {
 	switch d := dayKey(now); {
 	case d == e.Day:
@@ -359,7 +360,7 @@ func (e *customerEntry) addSpend(currency string, minor int64, now time.Time) {
 		if e.PrevSpend == nil {
 			e.PrevSpend = map[string]int64{}
 		}
-		e.PrevSpend[currency] += minor
+		e.PrevSpend[currency] = addSpent(e.PrevSpend[currency], minor)
 		return
 	case minor < 0 || d < e.Day:
 		return
@@ -373,7 +374,7 @@ func (e *customerEntry) addSpend(currency string, minor int64, now time.Time) {
 	if e.Spend == nil {
 		e.Spend = map[string]int64{}
 	}
-	e.Spend[currency] += minor
+	e.Spend[currency] = addSpent(e.Spend[currency], minor)
 }
 
 // Move implements CustomerState.

@@ -97,9 +97,33 @@ func (s *RedisState) Spent(ctx context.Context, customer, currency string, now t
 	return v, nil
 }
 
+// releaseScript gives back ARGV[1] (minor units) of the day's spend at
+// KEYS[1], taking it to zero at most, and leaves a key that is not there
+// (expired, evicted) alone: INCRBY would create it negative, a credit on
+// the daily limit for a hold the store no longer held. The key keeps its
+// expiry. Only Redis integers are compared: no amount goes through a Lua
+// number.
+var releaseScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local v = redis.call('DECRBY', KEYS[1], ARGV[1])
+if v < 0 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  redis.call('SET', KEYS[1], '0')
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+  return 0
+end
+return v
+`)
+
 // AddSpend implements CustomerState.
 func (s *RedisState) AddSpend(ctx context.Context, customer, currency string, minor int64, now time.Time) error {
 	key := s.spendKey(customer, currency, now)
+	if minor < 0 {
+		if err := releaseScript.Run(ctx, s.rdb, []string{key}, strconv.FormatInt(-minor, 10)).Err(); err != nil {
+			return fmt.Errorf("redis state: release spend: %w", err)
+		}
+		return nil
+	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.IncrBy(ctx, key, minor)
 		p.Expire(ctx, key, 48*time.Hour)
