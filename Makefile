@@ -94,9 +94,14 @@ stress-deployment: ## start the deployment service, send 50 concurrent deploymen
 DEPLOY_SECRETS ?= $(CURDIR)/deploy/secrets
 SECRET_FILES := payment_api_token payment_admin_token payment_audit_key deployment_api_token deployment_admin_token deployment_audit_key
 
+# The directory is its owner's alone (0700), an existing one (a checkout's
+# deploy/secrets is 0755) made so too: the files are 0644, for Compose
+# mounts them as they are and the containers' user must read them, and
+# the directory keeps every other local user out.
 .PHONY: deploy-secrets
 deploy-secrets: ## random tokens and audit keys for deploy/compose.yaml in deploy/secrets (DEPLOY_SECRETS=dir); existing ones are kept
 	@mkdir -p "$(DEPLOY_SECRETS)"
+	@chmod 0700 "$(DEPLOY_SECRETS)" || { echo "cannot make $(DEPLOY_SECRETS) private (0700): the tokens would be readable by every local user; use a directory of your own (DEPLOY_SECRETS=dir)" >&2; exit 1; }
 	@for f in $(SECRET_FILES); do \
 	  if [ -s "$(DEPLOY_SECRETS)/$$f" ]; then echo "kept $(DEPLOY_SECRETS)/$$f"; continue; fi; \
 	  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$(DEPLOY_SECRETS)/$$f.tmp" && \
@@ -141,7 +146,7 @@ logs: ## the last lines of each log of the local stack (N=20)
 	@$(STACK) logs -n $(or $(N),20)
 
 .PHONY: down
-down: ## stop every process the local stack started, by PID (its data stays in STACK_DIR)
+down: ## stop every process the local stack started, by PID (its data stays in STACK_DIR; Ctrl-C kills what still runs at once)
 	@$(GO) build -o "$(BIN)/stack" ./deploy/check/cmd/stack
 	@$(STACK) down
 

@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -179,6 +180,7 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 		}
 	}
 	checkScrape(p, where, d.Spec.Template)
+	checkEmptyDirs(p, where, pod)
 	for _, c := range pod.Containers {
 		cw := where + " container " + c.Name
 		sc := c.SecurityContext
@@ -319,6 +321,34 @@ func goByteCount(v string) (int64, bool) {
 		return 0, false
 	}
 	return n * unit, true
+}
+
+// checkEmptyDirs checks that every emptyDir on the node's disk is bounded
+// (a sizeLimit; past it the kubelet evicts the pod, and the volume goes
+// with it) and that the containers request as much ephemeral storage as
+// those limits add up to: the scheduler counts requests, not sizeLimits,
+// and would place the pod on a node without room for its volumes. An
+// emptyDir in memory counts against the memory limit instead.
+func checkEmptyDirs(p *problems, where string, pod corev1.PodSpec) {
+	var limits, requests resource.Quantity
+	for _, v := range pod.Volumes {
+		if v.EmptyDir == nil || v.EmptyDir.Medium == corev1.StorageMediumMemory {
+			continue
+		}
+		if v.EmptyDir.SizeLimit == nil {
+			p.add("%s: emptyDir %s has no sizeLimit: what is written there may fill the node's disk", where, v.Name)
+			continue
+		}
+		limits.Add(*v.EmptyDir.SizeLimit)
+	}
+	for _, c := range pod.Containers {
+		if r, ok := c.Resources.Requests[corev1.ResourceEphemeralStorage]; ok {
+			requests.Add(r)
+		}
+	}
+	if requests.Cmp(limits) < 0 {
+		p.add("%s: its emptyDir volumes may hold %s, but its containers request %s of ephemeral-storage: the scheduler does not count the rest", where, limits.String(), requests.String())
+	}
 }
 
 // checkDataDir checks that, on a read-only root filesystem, DATA_DIR (the

@@ -118,6 +118,8 @@ func TestCheckManifestsFindsEachProblem(t *testing.T) {
 		{"a missing Secret key", "              - key: audit-key\n", "              - key: audit-keys\n", "Secret payment-tokens has no key audit-keys"},
 		{"a token file not mounted", "              value: /run/secrets/taikit/api-token", "              value: /run/secrets/api-token", "env API_TOKEN_FILE=/run/secrets/api-token names no file of a mounted volume"},
 		{"a ConfigMap volume of a missing key", "          emptyDir:\n            sizeLimit: 1Gi", "          configMap:\n            name: payment-config\n            items: [{key: NOPE, path: x}]", "ConfigMap payment-config has no key NOPE"},
+		{"an emptyDir without a bound", "          emptyDir:\n            sizeLimit: 1Gi", "          emptyDir: {}", "emptyDir data has no sizeLimit"},
+		{"an emptyDir the scheduler does not count", "              ephemeral-storage: 1152Mi\n", "", "its emptyDir volumes may hold 1Gi, but its containers request 0 of ephemeral-storage"},
 		{"a mount of no volume", "            - name: data\n              mountPath: /data", "            - name: date\n              mountPath: /data", "mounts volume date, which the pod does not have"},
 		{"a startup probe on a path not served", "          startupProbe:\n            httpGet:\n              path: /healthz", "          startupProbe:\n            httpGet:\n              path: /health", "the startup probe asks /health, not /healthz"},
 		{"a startup probe on a port not declared", "              path: /healthz\n              port: http\n            periodSeconds: 2", "              path: /healthz\n              port: 8080\n            periodSeconds: 2", "the startup probe's port 8080 is not a port the container declares"},

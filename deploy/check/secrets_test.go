@@ -53,6 +53,38 @@ func TestMakeDeploySecrets(t *testing.T) {
 	assert.Contains(t, out, "kept")
 }
 
+// TestMakeDeploySecretsKeepsTheDirectoryPrivate runs make deploy-secrets
+// into a new directory and into one that exists already open to every
+// user (deploy/secrets as a checkout creates it, 0755, holding files an
+// earlier run wrote): either way the directory ends 0700, so no other
+// local user reaches the tokens, while the files keep the mode the
+// containers' user needs, and the files there are kept.
+func TestMakeDeploySecretsKeepsTheDirectoryPrivate(t *testing.T) {
+	mk := tool(t, "make", "make")
+	fresh := filepath.Join(t.TempDir(), "new", "secrets")
+	old := filepath.Join(t.TempDir(), "secrets")
+	require.NoError(t, os.Mkdir(old, 0o755))
+	require.NoError(t, os.Chmod(old, 0o755))
+	token := strings.Repeat("ab", 32)
+	require.NoError(t, os.WriteFile(filepath.Join(old, "payment_api_token"), []byte(token), 0o644))
+	for _, dir := range []string{fresh, old} {
+		out, ok := runTool(t, repoRoot(t), nil, mk, "-s", "deploy-secrets", "DEPLOY_SECRETS="+dir)
+		require.True(t, ok, out)
+		st, err := os.Stat(dir)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o700), st.Mode().Perm(), "%s: the directory of the tokens is its owner's alone", dir)
+		for _, f := range madeSecrets {
+			st, err := os.Stat(filepath.Join(dir, path.Base(f)))
+			if assert.NoError(t, err) {
+				assert.Equal(t, os.FileMode(0o644), st.Mode().Perm(), "%s: Compose mounts it as it is", f)
+			}
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(old, "payment_api_token"))
+	require.NoError(t, err)
+	assert.Equal(t, token, string(b), "the token an earlier run wrote is kept")
+}
+
 // TestSecretPlaceholdersAreRefused runs each service with the values of
 // deploy/k8s/secrets.yaml as its tokens and audit key: applied unchanged
 // (kubectl apply -f deploy/k8s/ applies it with the rest), the

@@ -9,7 +9,7 @@
 // Dir/logs/NAME.log and its PID in Dir/pids/NAME.pid; data lives under
 // Dir/data. Down stops exactly the processes whose PID files Up wrote,
 // with what they forked (SIGTERM to each one's process group, then SIGKILL
-// after a grace period), after checking that each PID still names the
+// after a grace period, or at once when Down is interrupted), after checking that each PID still names the
 // process it started (the same start time, in the same boot of the
 // machine), so a PID the system has since reused, or numbered afresh after
 // a restart, is left alone, and its group too. A component that has exited
@@ -62,8 +62,8 @@ type Config struct {
 	// the default one.
 	PortBase int
 	// Grace is how long Down waits for a process after SIGTERM before it
-	// sends SIGKILL. Zero means each component's StopGrace, or 30s for one
-	// without.
+	// sends SIGKILL, unless its context is done first. Zero means each
+	// component's StopGrace, or 30s for one without.
 	Grace time.Duration
 	// Wait bounds how long Up waits for each component to be healthy.
 	// Zero means 60s.
@@ -866,9 +866,15 @@ func waitHealthy(ctx context.Context, c Component, wait time.Duration, up func()
 // Down stops every process of the stack that its PID files name, in the
 // reverse of the starting order, and removes the PID files; of a
 // component that has exited, it stops what the component left in its
-// process group. It returns the names it stopped. Down holds Dir's lock while it runs, and fails at
-// once when another Up or Down holds it.
-func Down(cfg Config) ([]string, error) {
+// process group. It returns the names it stopped. Down holds Dir's lock
+// while it runs, and fails at once when another Up or Down holds it.
+//
+// Each component gets SIGTERM and its grace (Config.Grace, or its
+// StopGrace) to stop. When ctx is done (the operator's Ctrl-C), Down waits
+// no longer: the component it waits for and every one still to stop is
+// killed at once (SIGKILL to its process group), as a crash or a power cut
+// would end it, and their PID files are removed as usual.
+func Down(ctx context.Context, cfg Config) ([]string, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -883,6 +889,19 @@ func Down(cfg Config) ([]string, error) {
 	cs := cfg.Components()
 	var stopped []string
 	var errs []error
+	said := false
+	interrupted := func() {
+		if ctx.Err() != nil && !said {
+			said = true
+			fmt.Fprintln(cfg.out(), "interrupted: killing (SIGKILL) what still runs, without waiting for its graceful stop")
+		}
+	}
+	how := func(killed bool) string {
+		if killed {
+			return "killed (SIGKILL, "
+		}
+		return "stopped ("
+	}
 	for i := len(cs) - 1; i >= 0; i-- {
 		c := cs[i]
 		grace := cfg.Grace
@@ -893,19 +912,25 @@ func Down(cfg Config) ([]string, error) {
 			grace = 30 * time.Second
 		}
 		if pid, ok := cfg.running(c); ok {
-			if err := stop(pid, grace); err != nil {
+			killed, err := stop(ctx, pid, grace, interrupted)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("stack: stopping %s (pid %d): %w", c.Name, pid, err))
 				continue
 			}
 			stopped = append(stopped, c.Name)
-			fmt.Fprintf(cfg.out(), "%-14s stopped (pid %d)\n", c.Name, pid)
+			fmt.Fprintf(cfg.out(), "%-14s %spid %d)\n", c.Name, how(killed), pid)
 		} else if pgid, ok := cfg.leftGroup(c); ok {
-			if err := stop(pgid, grace); err != nil {
+			killed, err := stop(ctx, pgid, grace, interrupted)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("stack: stopping what %s (pid %d, exited) left in its process group: %w", c.Name, pgid, err))
 				continue
 			}
 			stopped = append(stopped, c.Name)
-			fmt.Fprintf(cfg.out(), "%-14s had exited; stopped what it left in its process group %d\n", c.Name, pgid)
+			verb := "stopped"
+			if killed {
+				verb = "killed (SIGKILL)"
+			}
+			fmt.Fprintf(cfg.out(), "%-14s had exited; %s what it left in its process group %d\n", c.Name, verb, pgid)
 		}
 		if err := os.Remove(cfg.pidPath(c.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
@@ -919,36 +944,49 @@ func Down(cfg Config) ([]string, error) {
 
 // stop sends SIGTERM to pid's process group, so that what the process
 // forked (redis's append-only-file rewrite) ends with it, and waits for
-// every process of the group to end, then sends SIGKILL to those left.
-// pid leads its group: start made it a session's leader. The caller has
-// checked that pid still is the stack's process; while a process of the
-// group runs, the system gives the group's number to no other process, so
-// the group signalled is the one the stack started.
-func stop(pid int, grace time.Duration) error {
-	if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return err
+// every process of the group to end, then sends SIGKILL to those left. It
+// reports whether it sent SIGKILL. When ctx is done, before or during the
+// wait, it waits no longer: it calls interrupted and sends SIGKILL at
+// once (no SIGTERM when ctx was done before). pid leads its group: start
+// made it a session's leader. The caller has checked that pid still is
+// the stack's process; while a process of the group runs, the system
+// gives the group's number to no other process, so the group signalled
+// is the one the stack started.
+func stop(ctx context.Context, pid int, grace time.Duration, interrupted func()) (bool, error) {
+	if ctx.Err() == nil {
+		if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return false, err
+		}
+		if waitGroup(ctx, pid, grace) {
+			return false, nil
+		}
 	}
-	if waitGroup(pid, grace) {
-		return nil
+	// Gone meanwhile: its number may be another's by now.
+	if !alive(pid) && !groupAlive(pid) {
+		return false, nil
 	}
+	interrupted()
 	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return err
+		return true, err
 	}
-	if waitGroup(pid, 10*time.Second) {
-		return nil
+	if waitGroup(context.Background(), pid, 10*time.Second) {
+		return true, nil
 	}
-	return errors.New("still running after SIGKILL")
+	return true, errors.New("still running after SIGKILL")
 }
 
 // waitGroup waits up to d for pid and every process of its group to end,
-// and reports whether they did.
-func waitGroup(pid int, d time.Duration) bool {
+// and reports whether they did; it stops waiting when ctx is done.
+func waitGroup(ctx context.Context, pid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for alive(pid) || groupAlive(pid) {
-		if time.Now().After(deadline) {
+		if ctx.Err() != nil || time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	return true
 }

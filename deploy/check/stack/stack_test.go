@@ -60,7 +60,7 @@ func TestConfigValidates(t *testing.T) {
 		"bad ports": {Dir: "d", Repo: "r", Bin: "b", Self: "s", PortBase: 65530},
 	} {
 		assert.Error(t, stack.Up(ctx, cfg), name)
-		_, err := stack.Down(cfg)
+		_, err := stack.Down(context.Background(), cfg)
 		assert.Error(t, err, name)
 		_, err = stack.Status(ctx, cfg)
 		assert.Error(t, err, name)
@@ -217,7 +217,7 @@ func TestDownLeavesAReusedPIDAlone(t *testing.T) {
 		[]byte(strconv.Itoa(other.Process.Pid)+" /usr/bin/redis-server\n"), 0o644))
 	var out strings.Builder
 	cfg.Out = &out
-	stopped, err := stack.Down(cfg)
+	stopped, err := stack.Down(context.Background(), cfg)
 	require.NoError(t, err)
 	assert.Empty(t, stopped)
 	assert.Equal(t, "nothing of the stack in "+cfg.Dir+" was running\n", out.String(), "down says it stopped nothing")
@@ -258,7 +258,7 @@ func TestDownStopsABinaryWhosePathHasSpaces(t *testing.T) {
 	cfg := testConfig(t)
 	bin := copyBinary(t, need(t, "sleep"), filepath.Join(t.TempDir(), "my projects", "bin"))
 	pid := startSleep(t, cfg, "sink", bin)
-	stopped, err := stack.Down(cfg)
+	stopped, err := stack.Down(context.Background(), cfg)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"sink"}, stopped)
 	assert.False(t, running(pid), "sink (pid %d) is gone", pid)
@@ -296,7 +296,7 @@ func TestDownLeavesAReusedPIDOfTheSameBinaryAlone(t *testing.T) {
 	require.True(t, ok, "%q", b)
 	require.NoError(t, os.WriteFile(path, []byte(strconv.Itoa(other.Process.Pid)+" "+rest), 0o644))
 
-	stopped, err := stack.Down(cfg)
+	stopped, err := stack.Down(context.Background(), cfg)
 	require.NoError(t, err)
 	assert.Empty(t, stopped)
 	assert.NoError(t, other.Process.Signal(syscall.Signal(0)), "the other process still runs")
@@ -439,7 +439,7 @@ func TestDownStopsWhatAComponentForked(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "the component forks its child")
 	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
 
-	stopped, err := stack.Down(cfg)
+	stopped, err := stack.Down(context.Background(), cfg)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"redis"}, stopped)
 	assert.False(t, running(pid), "redis (pid %d) is gone", pid)
@@ -476,7 +476,7 @@ func TestUpAndDownRefuseWhileAnotherRuns(t *testing.T) {
 		assert.Contains(t, err.Error(), "another up or down runs in "+cfg.Dir)
 		assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "nats-1.pid"), "nothing started")
 
-		_, err = stack.Down(cfg)
+		_, err = stack.Down(context.Background(), cfg)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "another up or down runs in "+cfg.Dir)
 		assert.True(t, running(pid), "the sink still runs")
@@ -485,7 +485,7 @@ func TestUpAndDownRefuseWhileAnotherRuns(t *testing.T) {
 		err := stack.Up(context.Background(), cfg)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "nats-1 is not healthy", "up ran")
-		stopped, err := stack.Down(cfg)
+		stopped, err := stack.Down(context.Background(), cfg)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"sink"}, stopped)
 		holdLock(t, cfg) // neither kept it
@@ -663,7 +663,7 @@ func TestDownStopsWhatADeadComponentLeft(t *testing.T) {
 
 	var out strings.Builder
 	cfg.Out = &out
-	stopped, err := stack.Down(cfg)
+	stopped, err := stack.Down(context.Background(), cfg)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"redis"}, stopped, "%s", out.String())
 	require.Eventually(t, func() bool { return !running(child) }, 10*time.Second, 10*time.Millisecond,
@@ -689,7 +689,7 @@ func TestAScriptComponentCountsAsRunning(t *testing.T) {
 			assert.Equal(t, pid, s.PID, "the sink runs: %s", s.Problem)
 		}
 	}
-	stopped, err := stack.Down(cfg)
+	stopped, err := stack.Down(context.Background(), cfg)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"sink"}, stopped)
 	require.Eventually(t, func() bool { return !running(pid) }, 10*time.Second, 10*time.Millisecond, "the sink (pid %d) still runs", pid)
@@ -791,11 +791,81 @@ func TestAPIDFileOfAnotherBootNamesNothing(t *testing.T) {
 	}
 	var out strings.Builder
 	cfg.Out = &out
-	stopped, err := stack.Down(cfg)
+	stopped, err := stack.Down(context.Background(), cfg)
 	require.NoError(t, err)
 	assert.Empty(t, stopped, "%s", out.String())
 	assert.True(t, running(pid), "down stopped pid %d, not the stack's", pid)
 	assert.True(t, running(child), "down stopped pid %d in group %d, not the stack's", child, leader)
 	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "sink.pid"), "the stale PID file is gone")
 	assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", "redis.pid"), "the stale PID file is gone")
+}
+
+// TestDownKillsWhatRunsWhenInterrupted: an interrupt (Ctrl-C during make
+// down) while Down waits out a component's graceful stop ends the wait:
+// the component is killed (SIGKILL) at once, and so is every component
+// still to stop, without a grace of its own. Each component here ignores
+// SIGTERM, as a service busy with a long graceful stop seems to, and
+// notes that it got it; the grace is an hour.
+func TestDownKillsWhatRunsWhenInterrupted(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Grace = time.Hour
+	sh := need(t, "sh")
+	need(t, "sleep")
+	for _, d := range []string{"logs", "pids"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755))
+	}
+	notes := t.TempDir()
+	start := func(name string) int {
+		pid, err := stack.Start(&cfg, stack.Component{Name: name, Bin: sh,
+			Args: []string{"-c", "trap 'touch " + filepath.Join(notes, name) + "' TERM; touch " + filepath.Join(notes, name+".ready") + "; while :; do sleep 0.1; done"}})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			_, _ = syscall.Wait4(pid, nil, 0, nil)
+		})
+		require.Eventually(t, func() bool {
+			_, err := os.Stat(filepath.Join(notes, name+".ready"))
+			return err == nil
+		}, 10*time.Second, 10*time.Millisecond, "%s sets its trap", name)
+		return pid
+	}
+	// Down stops them in the reverse of the starting order: the
+	// exporter first, then the sink.
+	sink, exporter := start("sink"), start("nats-exporter")
+
+	var out strings.Builder
+	cfg.Out = &out
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		stopped []string
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		stopped, err := stack.Down(ctx, cfg)
+		done <- result{stopped, err}
+	}()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(notes, "nats-exporter"))
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "down sends the exporter SIGTERM")
+	cancel()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("down still waits out the exporter's grace (an hour) after the interrupt")
+	}
+	require.NoError(t, r.err)
+	assert.Equal(t, []string{"nats-exporter", "sink"}, r.stopped)
+	assert.False(t, running(exporter), "the exporter (pid %d) is gone", exporter)
+	assert.False(t, running(sink), "the sink (pid %d) is gone", sink)
+	assert.NoFileExists(t, filepath.Join(notes, "sink"), "after the interrupt the sink is killed, not asked to stop")
+	assert.Contains(t, out.String(), "nats-exporter  killed (SIGKILL, pid ")
+	assert.Contains(t, out.String(), "sink           killed (SIGKILL, pid ")
+	assert.Contains(t, out.String(), "interrupted")
+	for _, n := range []string{"sink", "nats-exporter"} {
+		assert.NoFileExists(t, filepath.Join(cfg.Dir, "pids", n+".pid"))
+	}
 }

@@ -9,7 +9,9 @@
 //	stack up       start what is not running; wait until each is healthy
 //	stack status   each component's PID, health and URL
 //	stack logs     the last lines of every log (-n lines)
-//	stack down     stop every process the stack started, by PID
+//	stack down     stop every process the stack started, by PID; Ctrl-C
+//	               kills (SIGKILL) what still runs instead of waiting
+//	               out its graceful stop
 //
 // Flags (before the command): -dir (default .stack), -bin (default bin),
 // -repo (default .), -port-base (0: the standard ports).
@@ -72,8 +74,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return a
 	}
 	cfg := stack.Config{Dir: abs(*dir), Bin: abs(*bin), Repo: abs(*repo), Self: self, PortBase: *base, Out: stdout}
+	// The first Ctrl-C (or SIGTERM) cancels ctx: up stops waiting, down
+	// kills what still runs instead of waiting out its graceful stop, a
+	// helper server shuts down. A second one ends the program at once.
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
+	context.AfterFunc(ctx, stopSignals)
 
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	switch cmd {
@@ -92,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "down":
-		if _, err := stack.Down(cfg); err != nil {
+		if _, err := stack.Down(ctx, cfg); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}

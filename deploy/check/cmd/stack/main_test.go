@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDownEndsOnInterrupt: the operator's Ctrl-C during make down reaches
+// the command as SIGINT while down waits out a component's graceful stop
+// (the sink's, 30s); down then kills the component (SIGKILL) instead of
+// waiting on. The component ignores SIGTERM and notes that it got it.
+func TestDownEndsOnInterrupt(t *testing.T) {
+	dir, notes := t.TempDir(), t.TempDir()
+	for _, d := range []string{"logs", "pids"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	sh, err := exec.LookPath("sh")
+	require.NoError(t, err)
+	cmd := exec.Command(sh, "-c", "trap 'touch "+filepath.Join(notes, "term")+"' TERM; touch "+filepath.Join(notes, "ready")+"; while :; do sleep 0.1; done")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	require.NoError(t, cmd.Start())
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	exists := func(name string) func() bool {
+		return func() bool { _, err := os.Stat(filepath.Join(notes, name)); return err == nil }
+	}
+	require.Eventually(t, exists("ready"), 10*time.Second, 10*time.Millisecond, "the component sets its trap")
+	// The PID file as up writes it: "PID START PATH", START the 22nd
+	// field of /proc/PID/stat.
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	require.NoError(t, err)
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pids", "sink.pid"), []byte(strconv.Itoa(pid)+" "+f[19]+" "+sh+"\n"), 0o644))
+
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-dir", dir, "-bin", t.TempDir(), "-repo", ".", "-port-base", "20000", "down"}, &stdout, &stderr)
+	}()
+	require.Eventually(t, exists("term"), 10*time.Second, 10*time.Millisecond, "down sends the sink SIGTERM")
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGINT))
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code, "stderr: %s", stderr.String())
+	case <-time.After(2 * time.Minute):
+		t.Fatal("down does not end")
+	}
+	assert.Contains(t, stdout.String(), "interrupted")
+	assert.Contains(t, stdout.String(), "sink           killed (SIGKILL, pid "+strconv.Itoa(pid)+")")
+	assert.NoFileExists(t, filepath.Join(dir, "pids", "sink.pid"))
+}
