@@ -74,6 +74,7 @@ type asyncState struct {
 type retryState struct {
 	attempts int         // sends that failed
 	last     error       // the latest failure
+	unsure   bool        // an attempt failed after the stream may have stored it
 	stop     func() bool // cancels the scheduled re-publish; nil when none is
 }
 
@@ -133,6 +134,10 @@ func wake(signal *chan struct{}) {
 // consumers make room; a closed connection ends the attempts at once.
 // Only the final failure of a message — wrapping kanban.ErrFull, and the
 // server's answer, for a full stream — goes to OnPublishError and is returned by the next Flush.
+// A repeat that the stream answers as a duplicate after an attempt whose
+// acknowledgement was lost (timed out, or cut off by a disconnect) is
+// counted in Stats as published, not as a duplicate: the stream most
+// likely stored that attempt, and the message once.
 // An error returned by PublishAsync itself means msg was not sent: among
 // others, one wrapping ErrInvalidMessage or ErrTooLarge, as Publish
 // checks msg, ErrClosed after Shutdown, and one matching
@@ -174,12 +179,22 @@ func (q *Queue[T]) publishAsync(ctx context.Context, msg kanban.Message[T]) erro
 	return nil
 }
 
+// onAsyncAck counts m published or a duplicate, then settles it: counted
+// before Flush can return. A duplicate answering a re-publish of m after
+// an attempt whose outcome is unknown is most likely that attempt's own
+// copy — stored, its acknowledgement lost — so it counts as published: m
+// was stored once.
 func (q *Queue[T]) onAsyncAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
-	q.countAck(ack)
 	a := &q.async
 	a.mu.Lock()
-	if len(a.retries) > 0 {
+	r := a.retries[m]
+	if r != nil {
 		delete(a.retries, m)
+	}
+	if ack.Duplicate && r != nil && r.unsure {
+		q.counters.AddPublished(1)
+	} else {
+		q.countAck(ack)
 	}
 	a.settle(q.opts.MaxPublishPending)
 	a.mu.Unlock()
@@ -188,13 +203,24 @@ func (q *Queue[T]) onAsyncAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream
 // onAsyncErr runs on a client goroutine, sometimes under the client's
 // publisher lock: it must not publish, so a re-publish runs on a timer.
 func (q *Queue[T]) onAsyncErr(_ jetstream.JetStream, m *nats.Msg, err error) {
-	q.failed(m, err)
+	q.failed(m, err, outcomeUnknown(err))
+}
+
+// outcomeUnknown reports whether err, the failure of a send whose message
+// reached the connection, leaves open that the stream stored it: its
+// acknowledgement timed out, was lost to a disconnect or could not be
+// read. A refusal from the server (an API error), or no stream listening,
+// means it stored nothing.
+func outcomeUnknown(err error) bool {
+	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, jetstream.ErrInvalidJSAck)
 }
 
 // failed handles a failed send of m: it schedules the next attempt, or
 // settles m as failed when the attempts are spent, the queue is closed or
-// the connection is.
-func (q *Queue[T]) failed(m *nats.Msg, err error) {
+// the connection is. unsure says the stream may have stored m all the
+// same (see outcomeUnknown).
+func (q *Queue[T]) failed(m *nats.Msg, err error, unsure bool) {
 	a := &q.async
 	a.mu.Lock()
 	r := a.retries[m]
@@ -207,6 +233,7 @@ func (q *Queue[T]) failed(m *nats.Msg, err error) {
 	}
 	r.attempts++
 	r.last = err
+	r.unsure = r.unsure || unsure
 	if a.closed || r.attempts >= q.opts.AsyncAttempts || hopeless(err) {
 		delete(a.retries, m)
 		a.mu.Unlock()
@@ -248,7 +275,7 @@ func (q *Queue[T]) republish(m *nats.Msg) {
 	}
 	a.mu.Unlock()
 	if _, err := q.js.PublishMsgAsync(m); err != nil {
-		q.failed(m, err)
+		q.failed(m, err, false) // not sent
 	}
 }
 

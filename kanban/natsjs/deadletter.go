@@ -261,7 +261,7 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstr
 	if q.opts.MaxBytes > 0 {
 		// The redrive's Kanban-Id and longer Nats-Msg-Id can take a
 		// message Publish fitted to MaxBytes past it: not a full stream.
-		if n := q.storedSize(headerSize(nh), len(m.Data)); n > q.opts.MaxBytes {
+		if n := q.storedSize(q.opts.Stream, headerSize(nh), len(m.Data)); n > q.opts.MaxBytes {
 			return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w: it takes %d bytes in the work stream with the headers of its redrive, more than its MaxBytes %d",
 				d.Seq, d.ID, ErrTooLarge, n, q.opts.MaxBytes)
 		}

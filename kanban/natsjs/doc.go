@@ -64,7 +64,9 @@
 // again in the order it is told of them, so the next consumer gets each
 // key's in their order (see kanban.ReleaseOrder).
 //
-// The dead-letter stream is the queue's kanban.DeadLetterStore: listed,
+// The dead-letter stream keeps the newest DeadLetterLimit dead letters,
+// and, when DeadLetterMaxBytes is set, no more bytes than that: the
+// oldest go first. It is the queue's kanban.DeadLetterStore: listed,
 // redriven (each message published to the work stream under a dedup ID of
 // its own, and its dead letter deleted once the stream has stored it; see
 // RedriveDeadLetters for what that guarantees) and deleted. Backlog reads

@@ -68,6 +68,23 @@ type Options struct {
 	// DeadLetterLimit is the most dead letters kept; the oldest go first.
 	// 0 means 10000.
 	DeadLetterLimit int64
+	// DeadLetterMaxBytes, if positive, is the most bytes the dead-letter
+	// stream holds as well; beyond it the oldest dead letters go first, as
+	// beyond DeadLetterLimit: dropped by the server, neither counted nor
+	// logged. A count alone bounds the stream's size only by
+	// DeadLetterLimit times the largest message (up to the server's
+	// max_payload, 1 MB by default, each). Publish refuses with
+	// ErrTooLarge a message whose dead letter alone would take more (see
+	// ErrTooLarge), so that every message taken can be dead-lettered;
+	// one taken before the bound was set or lowered whose dead letter does
+	// not fit is not dead-lettered but handed back, as when the
+	// dead-letter stream is out of reach (see the consumer's DeadLetter),
+	// since the server would store it only to drop it at once with every
+	// dead letter kept. Lowering the bound drops the oldest dead letters
+	// beyond it when New updates the stream. 0 means no byte limit
+	// besides DeadLetterLimit: a default bound would drop dead letters,
+	// which wait for a person's decision, that a count keeps.
+	DeadLetterMaxBytes int64
 	// Replicas is how many servers of a JetStream cluster hold each of
 	// the queue's streams (and its consumer), at most 5; usually 3, which
 	// survives the loss of one server (as 5 does of two; an even count
@@ -166,6 +183,8 @@ func (c Options) Validate() error {
 		return fmt.Errorf("natsjs: invalid MaxAge %v: must be 0 or at least 100ms", c.MaxAge)
 	case c.DeadLetterLimit < 0:
 		return fmt.Errorf("natsjs: invalid DeadLetterLimit %d: must not be negative", c.DeadLetterLimit)
+	case c.DeadLetterMaxBytes < 0:
+		return fmt.Errorf("natsjs: invalid DeadLetterMaxBytes %d: must not be negative", c.DeadLetterMaxBytes)
 	case c.Replicas < 0 || c.Replicas > 5:
 		return fmt.Errorf("natsjs: invalid Replicas %d: must be between 0 and 5", c.Replicas)
 	case c.DedupWindow < 0 || (c.DedupWindow > 0 && c.DedupWindow < 100*time.Millisecond):
@@ -306,11 +325,12 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 }
 
 // streams returns the configurations of the work stream and the
-// dead-letter stream. They differ in name, retention and limit alone:
+// dead-letter stream. They differ in name, retention and limits alone:
 // the work stream removes a message once it is acknowledged and refuses
 // new ones when full (backpressure); the dead-letter stream keeps
-// messages and drops the oldest beyond its limit. c has its defaults
-// filled in.
+// messages and drops the oldest beyond its limits. A byte limit not set
+// is -1, not left out, so that New removes one set before. c has its
+// defaults filled in.
 func (c Options) streams() [2]jetstream.StreamConfig {
 	storage := jetstream.FileStorage
 	if c.Storage == MemoryStorage {
@@ -330,15 +350,18 @@ func (c Options) streams() [2]jetstream.StreamConfig {
 	}
 	work := stream(c.Stream, jetstream.WorkQueuePolicy, jetstream.DiscardNew, c.Capacity)
 	work.MaxAge = c.MaxAge
-	if c.MaxBytes > 0 {
-		work.MaxBytes = c.MaxBytes
-	} else {
-		work.MaxBytes = -1
+	work.MaxBytes = byteLimit(c.MaxBytes)
+	dead := stream(c.DeadLetterStream, jetstream.LimitsPolicy, jetstream.DiscardOld, c.DeadLetterLimit)
+	dead.MaxBytes = byteLimit(c.DeadLetterMaxBytes)
+	return [2]jetstream.StreamConfig{work, dead}
+}
+
+// byteLimit is a stream's MaxBytes for an option's n: -1, no limit, for 0.
+func byteLimit(n int64) int64 {
+	if n > 0 {
+		return n
 	}
-	return [2]jetstream.StreamConfig{
-		work,
-		stream(c.DeadLetterStream, jetstream.LimitsPolicy, jetstream.DiscardOld, c.DeadLetterLimit),
-	}
+	return -1
 }
 
 // JetStream returns the JetStream context the queue publishes with.
@@ -457,8 +480,13 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 		}
 	}
 	if q.opts.MaxBytes > 0 {
-		if n := q.storedSize(hlen, len(data)); n > q.opts.MaxBytes {
+		if n := q.storedSize(q.opts.Stream, hlen, len(data)); n > q.opts.MaxBytes {
 			return nil, fmt.Errorf("%w: message %s takes %d bytes in the work stream, more than its MaxBytes %d", ErrTooLarge, msg.ID, n, q.opts.MaxBytes)
+		}
+	}
+	if q.opts.DeadLetterMaxBytes > 0 {
+		if n := q.storedSize(q.opts.DeadLetterStream, hlen+deadLetterRoom(msg.ID), len(data)); n > q.opts.DeadLetterMaxBytes {
+			return nil, fmt.Errorf("%w: message %s takes %d bytes as a dead letter, more than DeadLetterMaxBytes %d", ErrTooLarge, msg.ID, n, q.opts.DeadLetterMaxBytes)
 		}
 	}
 	return &nats.Msg{Subject: q.opts.Stream, Data: data, Header: nh}, nil
@@ -470,7 +498,11 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 // never fit, so it is not a full stream (kanban.ErrFull) to wait for. It
 // is also wrapped for a message that, with the headers its dead letter
 // adds (about 1.2 KB and its ID again), is larger than the server's
-// max_payload (1 MB by default): its dead letter could never be stored.
+// max_payload (1 MB by default), or takes more room in the dead-letter
+// stream than Options.DeadLetterMaxBytes: its dead letter could never be
+// stored. A consumer's dead-lettering of a message wraps it, and hands
+// the message back, when its dead letter takes more than
+// DeadLetterMaxBytes.
 // RedriveDeadLetters wraps it for a dead letter whose message, with the
 // Kanban-Id and longer Nats-Msg-Id of its redrive, takes more than
 // MaxBytes (one Publish fitted within a few dozen bytes of it, or one
@@ -520,12 +552,12 @@ func headerSize(h nats.Header) int {
 }
 
 // storedSize is the room a message of hlen header and dlen data bytes
-// takes in the work stream, as the server counts it against MaxBytes:
-// with its subject, and in a file store the record's framing (length,
-// sequence, time, subject length, header length, hash), in memory its
-// sequence and time.
-func (q *Queue[T]) storedSize(hlen, dlen int) int64 {
-	n := int64(len(q.opts.Stream) + hlen + dlen)
+// takes in the queue's stream named stream (its subject), as the server
+// counts it against the stream's MaxBytes: with its subject, and in a
+// file store the record's framing (length, sequence, time, subject
+// length, header length, hash), in memory its sequence and time.
+func (q *Queue[T]) storedSize(stream string, hlen, dlen int) int64 {
+	n := int64(len(stream) + hlen + dlen)
 	if q.opts.Storage == MemoryStorage {
 		return n + 16
 	}
@@ -561,8 +593,8 @@ func fullError(err error) error {
 // empty) when the payload encodes to no bytes: nats.go reads such a
 // delivery as the server's status reply, not as a message. The error
 // names the header but not its value. An empty ID is kanban.ErrNoID, and
-// a message that alone takes more than MaxBytes is refused with
-// ErrTooLarge.
+// a message that alone takes more than MaxBytes, or whose dead letter
+// would take more than DeadLetterMaxBytes, is refused with ErrTooLarge.
 func (q *Queue[T]) Publish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, true)
 }

@@ -328,6 +328,7 @@ func TestOptionsValidate(t *testing.T) {
 		{natsjs.Options{Stream: "S", DeadLetterStream: "S"}, `natsjs: invalid DeadLetterStream "S"`},
 		{natsjs.Options{Capacity: -1}, "natsjs: invalid Capacity -1"},
 		{natsjs.Options{DeadLetterLimit: -1}, "natsjs: invalid DeadLetterLimit -1"},
+		{natsjs.Options{DeadLetterMaxBytes: -1}, "natsjs: invalid DeadLetterMaxBytes -1: must not be negative"},
 		{natsjs.Options{Replicas: -1}, "natsjs: invalid Replicas -1: must be between 0 and 5"},
 		{natsjs.Options{Replicas: 6}, "natsjs: invalid Replicas 6"},
 		{natsjs.Options{DedupWindow: -1}, "natsjs: invalid DedupWindow -1ns"},

@@ -250,9 +250,11 @@ func (l *lease[T]) Release(context.Context) error { return l.m.Nak() }
 func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 
 // DeadLetter publishes the message to the dead-letter stream, then
-// terminates it. The reason kept is its first 1024 bytes (see ErrTooLarge). When the publish fails the message is handed back, to be
-// dead-lettered on its next delivery, after a wait that grows with its
-// deliveries as the waits between PublishAsync's attempts do (from
+// terminates it. The reason kept is its first 1024 bytes (see
+// ErrTooLarge). When the publish fails, or the dead letter alone takes
+// more than DeadLetterMaxBytes (a message published before that bound was
+// set or lowered), the message is handed back, to be dead-lettered on its
+// next delivery, after a wait that grows with its deliveries as the waits between PublishAsync's attempts do (from
 // AsyncRetryWait, doubling up to 2s): handed back at once, it came
 // straight back to fail again, as fast as the consumer could pull, while
 // the dead-letter stream was gone or the message too large for it.
@@ -280,6 +282,13 @@ func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) 
 	nh[HeaderReason] = []string{cutReason(reason)}
 	nh[HeaderAttempts] = []string{fmt.Sprint(attempts)}
 	nh[HeaderTime] = []string{time.Now().UTC().Format(time.RFC3339Nano)}
+	if q.opts.DeadLetterMaxBytes > 0 {
+		// Stored, it would be dropped at once with every dead letter kept.
+		if n := q.storedSize(q.opts.DeadLetterStream, headerSize(nh), len(l.m.Data())); n > q.opts.DeadLetterMaxBytes {
+			_ = l.m.NakWithDelay(q.backoff.Delay(attempts))
+			return fmt.Errorf("natsjs: dead-lettering message %s: %w: its dead letter takes %d bytes, more than DeadLetterMaxBytes %d", l.ID(), ErrTooLarge, n, q.opts.DeadLetterMaxBytes)
+		}
+	}
 	pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 	defer cancel()
 	if _, err := q.js.PublishMsg(pctx, &nats.Msg{Subject: q.opts.DeadLetterStream, Data: l.m.Data(), Header: nh}); err != nil {
