@@ -207,7 +207,10 @@ type SpanInfo struct {
 // evaluate when they find a Tracer in their context. A Tracer that wants
 // this returns, from its StageSignal Start, a context made with
 // ContextWithTracer. A Tracer that does not (or a no-op one) costs the
-// combinators nothing.
+// combinators nothing. The span of a combinator's child ends with the
+// child's error when it failed, with a *DeniedError holding the child's
+// decision when it denied (even when the combinator then allows, as Any
+// may), and with nil when it allowed or asked for review.
 type Tracer interface {
 	Start(ctx context.Context, info SpanInfo) (context.Context, Span)
 }

@@ -91,9 +91,12 @@ type Result[R any] struct {
 // once at the start of a signal (time.Now, wall and monotonic time) and
 // once at its end; with a StageObserver, at each stage boundary too.
 type Pipeline[T, R any] struct {
-	policy     Policy[T]
-	action     Action[T, R]
-	policyName string
+	policy Policy[T]
+	action Action[T, R]
+	// namer is the policy when it has a name. Its Name is asked at each
+	// signal, not once: a policy's name may change (a taicel Loader
+	// takes the name of the rule set in force).
+	namer Namer
 
 	gates      []Gate
 	gateNames  []string
@@ -130,14 +133,13 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 		}
 	}
 	p := &Pipeline[T, R]{
-		policy:     policy,
-		action:     action,
-		policyName: nameOf(policy, "policy"),
-		gates:      o.gates,
-		guards:     o.guards,
-		observers:  o.observers,
-		hold:       o.hold,
-		logger:     o.logger,
+		policy:    policy,
+		action:    action,
+		gates:     o.gates,
+		guards:    o.guards,
+		observers: o.observers,
+		hold:      o.hold,
+		logger:    o.logger,
 	}
 	for i, g := range p.gates {
 		if isNil(g) {
@@ -169,6 +171,7 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 	if !isNil(o.tracer) {
 		p.tracer = o.tracer
 	}
+	p.namer, _ = policy.(Namer)
 	p.timed = len(p.observers) > 0
 	p.calls.New = func() any { return p.newCall() }
 	return p, nil
@@ -272,7 +275,7 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 	f.stage = StagePolicy
 	pctx := ctx
 	if p.tracer != nil {
-		pctx = p.startSpan(ctx, f, StagePolicy, p.policyName, s)
+		pctx = p.startSpan(ctx, f, StagePolicy, p.policyName(), s)
 	}
 	res.Decision, err = p.policy.Evaluate(pctx, *s)
 	if err != nil || res.Decision.Verdict != Allow {
@@ -416,7 +419,7 @@ func (p *Pipeline[T, R]) judge(d *Decision, err error) error {
 	if err != nil {
 		d.Verdict = 0
 		if !namesPolicy(err) {
-			err = &PolicyError{Policy: nameOrDecision(p.policyName, d.Policy), Err: err}
+			err = &PolicyError{Policy: nameOrDecision(p.policyName(), d.Policy), Err: err}
 		}
 		return err
 	}
@@ -424,6 +427,17 @@ func (p *Pipeline[T, R]) judge(d *Decision, err error) error {
 		return &DeniedError{Decision: *d}
 	}
 	return nil
+}
+
+// policyName returns the name of the policy as it is now: its Name, or
+// "policy".
+func (p *Pipeline[T, R]) policyName() string {
+	if p.namer != nil {
+		if name := p.namer.Name(); name != "" {
+			return name
+		}
+	}
+	return "policy"
 }
 
 // The errors of an invalid signal, made once: Process returns them without

@@ -1234,3 +1234,44 @@ func TestStageTimesOfACanceledSignal(t *testing.T) {
 		})
 	}
 }
+
+// renamedPolicy is a policy whose name can change, as a taicel Loader's
+// does when it loads a renamed rule set; it fails when err is set.
+type renamedPolicy struct {
+	name atomic.Pointer[string]
+	err  error
+}
+
+func (p *renamedPolicy) Name() string { return *p.name.Load() }
+func (p *renamedPolicy) Evaluate(context.Context, tai.Signal[int]) (tai.Decision, error) {
+	if p.err != nil {
+		return tai.Decision{}, p.err
+	}
+	return tai.Decision{Verdict: tai.Allow}, nil
+}
+
+// The pipeline asks its policy for its name at each signal: a policy
+// renamed after New names the policy span, and the *PolicyError of a
+// failure, with its name of the moment.
+func TestPolicyRenamedAfterNew(t *testing.T) {
+	pol := &renamedPolicy{}
+	first, second := "orders", "payments"
+	pol.name.Store(&first)
+	j := &journal{}
+	p, err := tai.New[int, int](pol, doubleAction(&journal{}), tai.WithTracer(&spanTracer{j: j}))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
+	require.NoError(t, err)
+	pol.name.Store(&second)
+	_, err = p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
+	require.NoError(t, err)
+	assert.Contains(t, j.get(), "start policy:orders parent signal:payment")
+	assert.Contains(t, j.get(), "start policy:payments parent signal:payment")
+	assert.NotContains(t, j.get()[len(j.get())/2:], "start policy:orders parent signal:payment")
+
+	pol.err = errors.New("store down")
+	_, err = p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
+	var pe *tai.PolicyError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "payments", pe.Policy)
+}

@@ -26,7 +26,11 @@ func (f PolicyFunc[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, err
 }
 
 // Namer is implemented by hooks and policies that have a name. The pipeline
-// uses it to name spans and errors.
+// uses it to name spans and errors. It asks a gate or guard for its name
+// once, in New, and a policy (and each child of All and Any) at each
+// signal, so a policy whose name changes, as a rule set reloaded under a
+// new name does, names each signal's span and errors with the name it has
+// then. An empty name is no name: the pipeline uses a default.
 type Namer interface {
 	Name() string
 }
@@ -212,9 +216,12 @@ func validateChildren[T any](ps []Policy[T]) error {
 }
 
 // evalChild evaluates one child of a combinator, in a span of its own when
-// the context carries a Tracer, and checks the verdict. A child that
-// panics, or ends its goroutine with runtime.Goexit, ends its span with a
-// *PanicError, and the panic goes on to Process.
+// the context carries a Tracer, and checks the verdict. The span ends as
+// the policy stage's span does: with the child's error, with a
+// *DeniedError holding its decision when it denied (whatever the
+// combinator then decides), nil otherwise. A child that panics, or ends
+// its goroutine with runtime.Goexit, ends its span with a *PanicError,
+// and the panic goes on to Process.
 func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d Decision, err error) {
 	returned := false
 	if t := TracerFromContext(ctx); t != nil {
@@ -223,6 +230,10 @@ func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d D
 		if span != nil {
 			defer func() {
 				if returned {
+					if err == nil && d.Verdict == Deny {
+						span.End(&DeniedError{Decision: d})
+						return
+					}
 					span.End(err)
 					return
 				}

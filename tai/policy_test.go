@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -562,4 +563,78 @@ func TestScoredStopsAtAFailingRule(t *testing.T) {
 	require.ErrorIs(t, err, boom)
 	assert.ErrorContains(t, err, `rule "broken"`)
 	assert.Equal(t, []string{"first", "broken"}, ran)
+}
+
+// endErrTracer keeps the error each span ended with, by span name.
+type endErrTracer struct {
+	mu   sync.Mutex
+	ends map[string]error
+}
+
+type endErrSpan struct {
+	t    *endErrTracer
+	name string
+}
+
+func (t *endErrTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == tai.StageSignal {
+		ctx = tai.ContextWithTracer(ctx, t)
+	}
+	return ctx, &endErrSpan{t: t, name: info.Stage.String() + ":" + info.Name}
+}
+
+func (s *endErrSpan) End(err error) {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	if s.t.ends == nil {
+		s.t.ends = map[string]error{}
+	}
+	s.t.ends[s.name] = err
+}
+
+func (s *endErrSpan) SpanContext() tai.SpanContext { return tai.SpanContext{} }
+
+// TestChildSpanRecordsDeny: the span of a combinator's child that denied
+// ends with a *DeniedError holding the child's decision, as the policy
+// stage's span does, even when the combinator as a whole allows; a child
+// that allowed or asked for review ends with nil.
+func TestChildSpanRecordsDeny(t *testing.T) {
+	denyBlack := tai.Decision{Verdict: tai.Deny, Reason: "on the blacklist", Score: 0.7}
+	tests := []struct {
+		name    string
+		policy  tai.Policy[int]
+		outcome tai.Outcome // of the signal
+		denied  []string    // spans that end denied
+		ok      []string    // spans that end with nil
+	}{
+		{"any allows", tai.Any(tai.Named("blacklist", fixed(denyBlack, nil)), tai.Named("velocity", fixed(allow, nil))),
+			tai.Succeeded, []string{"policy:blacklist"}, []string{"policy:velocity", "policy:any"}},
+		{"all denies", tai.All(tai.Named("velocity", fixed(review, nil)), tai.Named("blacklist", fixed(denyBlack, nil))),
+			tai.Denied, []string{"policy:blacklist", "policy:all"}, []string{"policy:velocity"}},
+		{"nested", tai.Any(tai.All(tai.Named("blacklist", fixed(denyBlack, nil))), tai.Named("velocity", fixed(allow, nil))),
+			tai.Succeeded, []string{"policy:blacklist", "policy:all"}, []string{"policy:velocity", "policy:any"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &endErrTracer{}
+			p, err := tai.New(tt.policy, tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil }),
+				tai.WithTracer(tr))
+			require.NoError(t, err)
+			res, _ := p.Process(context.Background(), sig())
+			assert.Equal(t, tt.outcome, res.Outcome)
+			for _, name := range tt.denied {
+				require.Contains(t, tr.ends, name)
+				var de *tai.DeniedError
+				require.ErrorAs(t, tr.ends[name], &de, name)
+				assert.Equal(t, tai.Deny, de.Decision.Verdict, name)
+				assert.Equal(t, "blacklist", de.Decision.Policy, name)
+				assert.Equal(t, "on the blacklist", de.Decision.Reason, name)
+				assert.Equal(t, 0.7, de.Decision.Score, name)
+			}
+			for _, name := range tt.ok {
+				require.Contains(t, tr.ends, name)
+				assert.NoError(t, tr.ends[name], name)
+			}
+		})
+	}
 }

@@ -280,7 +280,9 @@ func (l *Loader[T]) Current() *Set[T] { return l.cur.Load() }
 
 var _ Source[struct{}] = (*Loader[struct{}])(nil)
 
-// Name returns the name of the set in force.
+// Name returns the name of the set in force. A tai pipeline asks it at
+// each signal, so the spans of the signals judged after a reload that
+// renamed the set carry the new name.
 func (l *Loader[T]) Name() string { return l.cur.Load().Name() }
 
 // Evaluate judges the signal with the set in force when it is called.

@@ -582,3 +582,59 @@ func pollingLoader(t *testing.T) (string, *taicel.Loader[Order], *reports) {
 	require.NoError(t, err)
 	return path, l, reps
 }
+
+// nameTracer keeps the name of every policy span it opens.
+type nameTracer struct {
+	mu    sync.Mutex
+	names []string
+}
+
+type nopSpan struct{}
+
+func (nopSpan) End(error)                    {}
+func (nopSpan) SpanContext() tai.SpanContext { return tai.SpanContext{} }
+
+func (t *nameTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == tai.StagePolicy {
+		t.mu.Lock()
+		t.names = append(t.names, info.Name)
+		t.mu.Unlock()
+	}
+	return ctx, nopSpan{}
+}
+
+// A pipeline whose policy is a Loader names its policy span after the
+// set in force: a reloaded file that renamed its set names the spans of
+// the signals after it with the new name, as their decisions and errors
+// are named.
+func TestLoaderRenameNamesPolicySpan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, orderRules(1, "10.0"))
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: -1})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, l.Shutdown(t.Context())) }()
+
+	tr := &nameTracer{}
+	p, err := tai.New[Order, int](l, tai.ActionFunc[Order, int](func(context.Context, tai.Signal[Order]) (int, error) { return 1, nil }),
+		tai.WithTracer(tr))
+	require.NoError(t, err)
+	_, err = p.Process(t.Context(), tai.Signal[Order]{ID: "1", Kind: "order", Payload: Order{Total: 50}})
+	var de *tai.DeniedError
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, "orders", de.Decision.Policy)
+
+	writeFile(t, path, strings.Replace(orderRules(2, "10.0"), "name: orders", "name: payments", 1))
+	swapped, err := l.Reload()
+	require.NoError(t, err)
+	require.True(t, swapped)
+	require.Equal(t, "payments", l.Name())
+	_, err = p.Process(t.Context(), tai.Signal[Order]{ID: "2", Kind: "order", Payload: Order{Total: 50}})
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, "payments", de.Decision.Policy)
+
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	assert.Equal(t, []string{"orders", "payments"}, tr.names)
+}
