@@ -719,3 +719,91 @@ func TestCommandsHeldForTheLine(t *testing.T) {
 	assert.Equal(t, []uint64{11, 12}, got)
 	assert.Empty(t, r.held)
 }
+
+// TestAbortWhileTheLastRegionEnds: an abort sent once the last region's
+// last stage has passed, while the rollout stores its success, is refused
+// with a 409 that says the rollout succeeded and there is nothing to
+// abort, and the deployment ends SUCCESS; a promote or a resume then is
+// refused alike. The abort was answered 202 "sent", and then ignored: the
+// deployment ended SUCCESS.
+func TestAbortWhileTheLastRegionEnds(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	gate := &retireGate{retiring: make(chan struct{}), release: make(chan struct{})}
+	releaseAll := sync.OnceFunc(func() { close(gate.release) })
+	defer releaseAll()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+	}, append(fastArgs, "-admin-token", admin)...)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	<-gate.retiring // the region's success is stored; the deployment's is not
+	require.Equal(t, StatusInProgress, do(t, "GET", ts.URL+"/deploy/"+id, nil).deployment(t).Status)
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "too late"}, auth...)
+	require.Equal(t, http.StatusConflict, r.Code, "an abort that lost the race to the rollout's end: %s", r.Body)
+	assert.Equal(t, "already_succeeded", r.errorBody(t)["code"])
+	assert.Contains(t, r.errorBody(t)["message"], "nothing to abort")
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/resume", nil, auth...)
+	require.Equal(t, http.StatusConflict, r.Code, "%s", r.Body)
+	assert.Equal(t, "already_succeeded", r.errorBody(t)["code"])
+	releaseAll()
+
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusSuccess, d.Status)
+	assert.Equal(t, "v2.0.0", stableOf(t, ts, "auth", "us-west-2"))
+	require.Eventually(t, func() bool {
+		_, pending := ts.pendingCommand(id)
+		_, err := ts.store.control.Get(t.Context(), "cmd."+id)
+		return !pending && errors.Is(err, jetstream.ErrKeyNotFound)
+	}, 10*time.Second, 10*time.Millisecond, "a command was kept after the deployment's end")
+}
+
+// TestAbortAfterTheEnd: an abort stored once the deployment has ended
+// SUCCESS (the request read it in progress, and the run ended it and
+// dropped its commands before the abort was stored) is refused, and not
+// kept: it was stored, answered 202, and kept for ever by the store and
+// every replica.
+func TestAbortAfterTheEnd(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}).deployment(t).ID
+	d := waitFor(t, ts.URL, id, ended)
+	require.Equal(t, StatusSuccess, d.Status)
+	require.Eventually(t, func() bool {
+		_, err := ts.store.control.Get(t.Context(), "cmd."+id)
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	}, 10*time.Second, 10*time.Millisecond, "the deployment's commands were not dropped at its end")
+	err := ts.store.SendCommand(t.Context(), id, Command{Action: "abort", Reason: "too late", Region: "us-west-2", At: time.Now()})
+	require.ErrorIs(t, err, ErrSucceeded)
+	_, err = ts.store.control.Get(t.Context(), "cmd."+id)
+	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the abort was kept")
+}
+
+// TestAbortBeforeTheEndWins: an abort stored before the last region's
+// run closes the deployment's commands at its end is the run's to act
+// on; one sent after is refused.
+func TestAbortBeforeTheEndWins(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	ctx := t.Context()
+	require.NoError(t, ts.store.SendCommand(ctx, "d-1", Command{Action: "resume", At: time.Now()}))
+	require.NoError(t, ts.store.SendCommand(ctx, "d-1", Command{Action: "abort", Reason: "first", At: time.Now()}))
+	c, aborted, _, err := ts.store.EndCommands(ctx, "d-1")
+	require.NoError(t, err)
+	require.True(t, aborted, "an abort stored before the end")
+	assert.Equal(t, "first", c.Reason)
+	assert.NotZero(t, c.Seq)
+
+	require.NoError(t, ts.store.SendCommand(ctx, "d-2", Command{Action: "resume", At: time.Now()}))
+	_, aborted, rev, err := ts.store.EndCommands(ctx, "d-2")
+	require.NoError(t, err)
+	require.False(t, aborted)
+	assert.NotZero(t, rev)
+	_, aborted, again, err := ts.store.EndCommands(ctx, "d-2")
+	require.NoError(t, err)
+	assert.False(t, aborted)
+	assert.Equal(t, rev, again, "closed twice (a retry of a write that landed)")
+	for _, action := range []string{"abort", "promote", "resume"} {
+		err := ts.store.SendCommand(ctx, "d-2", Command{Action: action, At: time.Now()})
+		assert.ErrorIs(t, err, ErrSucceeded, action)
+	}
+}

@@ -480,6 +480,11 @@ func (s *Service) command(action string) http.HandlerFunc {
 		if err := s.store.SendCommand(r.Context(), d.ID, c); errors.Is(err, ErrAborting) {
 			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "aborting", "deployment %s is being aborted: an abort is final", d.ID))
 			return
+		} else if errors.Is(err, ErrSucceeded) {
+			// Its last region passed its last stage before the command
+			// was stored: the run takes no command any more.
+			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "already_succeeded", "deployment %s: the rollout already succeeded; nothing to %s", d.ID, action))
+			return
 		} else if err != nil {
 			httpapi.WriteError(w, storeUnavailable(err))
 			return

@@ -103,6 +103,9 @@ func (r *rollout) deliver(c Command) {
 	if c.Seq <= r.lastCmd || time.Since(c.At) > time.Hour {
 		return
 	}
+	if c.Action != "abort" && c.Action != "promote" && c.Action != "resume" {
+		return // the end of the commands (EndCommands): no command
+	}
 	if c.Action != "abort" && c.Region != "" && c.Region != r.region {
 		return
 	}
@@ -119,6 +122,13 @@ func (r *rollout) deliver(c Command) {
 	case r.cmdReady <- struct{}{}:
 	default: // the run has not read the one before yet
 	}
+}
+
+// lastRegion reports whether the run's region is its deployment's last.
+func (r *rollout) lastRegion() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.index == len(r.d.Results)-1
 }
 
 // takeAbort takes the abort waiting in the inbox, if one does (it is
@@ -620,6 +630,30 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	// one serving (see above).
 	if err := r.stillOurs(ctx); err != nil {
 		return "", err
+	}
+	// The last region's last stage passed: the deployment ends with the
+	// region. Its commands are closed first, in the store, before the
+	// version is recorded serving: an abort stored before wins, and the
+	// region is rolled back; one sent after is refused as too late
+	// (ErrSucceeded), not taken and then ignored while the deployment
+	// ends SUCCESS.
+	if r.lastRegion() {
+		var c Command
+		var aborted bool
+		var rev uint64
+		if err := s.retryStore(ctx, "end of the commands", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) (err error) {
+			c, aborted, rev, err = s.store.EndCommands(ctx, r.d.ID)
+			return err
+		}); err != nil {
+			return "", err
+		}
+		r.mu.Lock()
+		r.lastCmd = max(r.lastCmd, c.Seq, rev) // taken: dropped at the deployment's end
+		r.mu.Unlock()
+		if aborted {
+			_ = ramp.Rollback(c.Reason)
+			return "", r.rolledBack(ctx, "Aborted: "+c.Reason, time.Time{})
+		}
 	}
 	if err := s.retryStore(ctx, "stable version", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) error {
 		return s.store.SetStable(ctx, r.service, r.region, r.version)

@@ -336,21 +336,31 @@ type Command struct {
 // deployment with an abort pending: the abort stands.
 var ErrAborting = errors.New("an abort is pending")
 
+// ErrSucceeded is SendCommand's error for a command sent to a deployment
+// whose last region has passed its last stage (EndCommands), or that has
+// ended SUCCESS: the rollout succeeded, and nothing is left to abort,
+// promote or resume.
+var ErrSucceeded = errors.New("the rollout has succeeded")
+
+// endAction is the action of the value EndCommands stores in place of a
+// deployment's command: no command is taken after it.
+const endAction = "end"
+
 // SendCommand stores a command for a deployment; the replica running it
 // picks it up. A deployment keeps one pending command, the last sent,
 // except that an abort is final: a promote or a resume sent after it is
 // refused with ErrAborting, so that a rollout which had not taken the
-// abort yet (one still queued, or a wave's next region) still ends.
+// abort yet (one still queued, or a wave's next region) still ends. A
+// command sent once the deployment's last region has passed its last
+// stage (EndCommands), or once it has ended SUCCESS, is refused with
+// ErrSucceeded and not kept: no run would take it. An abort stored
+// before EndCommands is the run's to act on.
 func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
 	key := "cmd." + id
-	if c.Action == "abort" {
-		_, err = s.control.Put(ctx, key, b)
-		return err
-	}
 	for {
 		e, err := s.control.Get(ctx, key)
 		switch {
@@ -360,15 +370,77 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 			return err
 		default:
 			var cur Command
-			if json.Unmarshal(e.Value(), &cur) == nil && cur.Action == "abort" {
-				return ErrAborting
+			if json.Unmarshal(e.Value(), &cur) == nil {
+				switch {
+				case cur.Action == endAction:
+					return ErrSucceeded
+				case cur.Action == "abort" && c.Action != "abort":
+					return ErrAborting
+				}
 			}
 			_, err = s.control.Update(ctx, key, b, e.Revision())
 		}
-		if !isConflict(err) {
+		if isConflict(err) {
+			continue // another command came between the read and the write: read again
+		}
+		if err != nil {
 			return err
 		}
-		// Another command came between the read and the write: read again.
+		break
+	}
+	// Stored with no end in the way: the deployment's end may have come
+	// before, its commands dropped. Such a command is no one's; it is
+	// dropped, and an abort sent after a SUCCESS is refused (an abort
+	// taken by a run never ends SUCCESS). A record that cannot be read
+	// leaves the command as stored.
+	d, _, err := s.Get(ctx, id)
+	if err != nil || !terminal(d.Status) {
+		return nil
+	}
+	if err := s.DropCommands(ctx, id); err != nil {
+		return nil
+	}
+	if c.Action == "abort" && d.Status == StatusSuccess {
+		return ErrSucceeded
+	}
+	return nil
+}
+
+// EndCommands closes the commands of deployment id, whose last region has
+// passed its last stage: from then on SendCommand refuses every command
+// with ErrSucceeded. An abort stored before is returned (aborted), with
+// its revision as Seq, and the commands stay open: the run acts on it.
+// rev is the revision of the end stored; closing twice (a retry of a
+// write that landed) returns the first's.
+func (s *Store) EndCommands(ctx context.Context, id string) (abort Command, aborted bool, rev uint64, err error) {
+	b, err := json.Marshal(Command{Action: endAction, At: time.Now().UTC()})
+	if err != nil {
+		return Command{}, false, 0, err
+	}
+	key := "cmd." + id
+	for {
+		e, err := s.control.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			rev, err = s.control.Create(ctx, key, b)
+		case err != nil:
+			return Command{}, false, 0, err
+		default:
+			var cur Command
+			if json.Unmarshal(e.Value(), &cur) == nil {
+				switch cur.Action {
+				case "abort":
+					cur.Seq = e.Revision()
+					return cur, true, 0, nil
+				case endAction:
+					return Command{}, false, e.Revision(), nil
+				}
+			}
+			rev, err = s.control.Update(ctx, key, b, e.Revision())
+		}
+		if !isConflict(err) {
+			return Command{}, false, rev, err
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -171,7 +172,12 @@ func TestRedeliveredEndReleasesTheRegions(t *testing.T) {
 	holder, _, err := ts.store.Lock(t.Context(), "auth", "us-west-2", id)
 	require.NoError(t, err)
 	require.Empty(t, holder)
-	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "abort", Reason: "too late", At: time.Now()}))
+	// An abort the run took as it ended (SendCommand refuses one once
+	// the deployment has ended, and drops it).
+	left, err := json.Marshal(Command{Action: "abort", Reason: "too late", At: time.Now()})
+	require.NoError(t, err)
+	_, err = ts.store.control.Put(t.Context(), "cmd."+id, left)
+	require.NoError(t, err)
 
 	takeUp(t, ts, id, "auth")
 	_, err = ts.store.locks.Get(t.Context(), lockKey("auth", "us-west-2"))
