@@ -204,9 +204,12 @@ func requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // firingSent is what a dispatcher knows of a firing alert it queued,
 // by fingerprint, until the alert's resolution is queued.
 type firingSent struct {
-	at time.Time // when it was queued; zero to offer a re-send at once
+	at      time.Time // when it was queued; zero to offer a re-send at once
+	firedAt time.Time // the FiredAt of the alert queued
 	// refused is set when the receiver, which did not hold the alert
-	// firing, refused it for good: no resolution is owed for it.
+	// firing, refused it for good: no resolution is owed for it, and it
+	// is not offered again while it fires (the alert firing again, with
+	// another FiredAt, is a new alert).
 	refused bool
 }
 
@@ -293,6 +296,12 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		}
 		switch {
 		case a.State == Firing && !a.Silenced:
+			if firing && s.refused && !a.FiredAt.Equal(s.firedAt) {
+				// Fired again since the refused one, which resolved
+				// while the alert was not offered (pending or inactive
+				// with no resolution owed): a new alert.
+				firing = false
+			}
 			if firing && (!d.refresh || now.Sub(s.at) < d.opts.ResendInterval) {
 				continue
 			}
@@ -336,7 +345,7 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			d.queue = append(d.queue, a)
 		}
 		if a.State == Firing {
-			d.sent[a.Fingerprint] = firingSent{at: now}
+			d.sent[a.Fingerprint] = firingSent{at: now, firedAt: a.FiredAt}
 		} else {
 			delete(d.sent, a.Fingerprint)
 			d.forgive(a.Fingerprint)
@@ -474,7 +483,8 @@ func (d *dispatcher) send(batch []Alert) {
 // left to it, as a queued one would be replaced by it. Its ValidUntil may
 // have passed during the wait, and Alertmanager, given an endsAt in the
 // past, resolves an alert that still fires. A resolution, and a firing
-// alert a queued resolution follows, are retried as they are.
+// alert a resolution follows, queued or in the batch, are retried as they
+// are: the resolution goes only with the firing alert it resolves.
 func (d *dispatcher) unreplaced(batch []Alert) []Alert {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -487,10 +497,16 @@ func (d *dispatcher) unreplaced(batch []Alert) []Alert {
 			next[a.Fingerprint] = a.State
 		}
 	}
-	return slices.DeleteFunc(batch, func(a Alert) bool {
-		s, ok := next[a.Fingerprint]
-		return ok && a.State == Firing && s == Firing
-	})
+	kept := batch[:0]
+	for i, a := range batch {
+		// batch[i+1:] is read before it is written over.
+		if s, ok := next[a.Fingerprint]; ok && a.State == Firing && s == Firing && !notLast(batch, i) {
+			continue
+		}
+		kept = append(kept, a)
+	}
+	clear(batch[len(kept):])
+	return kept
 }
 
 // failure is what the error of a failed Notify call says.
@@ -623,11 +639,12 @@ func (d *dispatcher) queued(fingerprint string) bool {
 // unhear forgets a firing alert that was given up and that the receiver
 // does not hold firing: the receiver is owed no resolution for it, and
 // one queued since is taken back, unless a firing alert queued after it
-// may yet be delivered. If no firing alert is queued, the alert is
-// offered again while it fires, or, refused, not before a Refresher's
-// ResendInterval; d.mu is held.
+// may yet be delivered. If no firing alert is queued, a resolution owed
+// is forgotten and the alert is offered again while it fires, or,
+// refused, not before a Refresher's ResendInterval; d.mu is held. With a
+// firing alert queued, a resolution owed is that alert's (the alert
+// firing again forgives an older one): it is kept.
 func (d *dispatcher) unhear(fingerprint string, refused bool) {
-	d.forgive(fingerprint)
 	firing := false
 	kept := d.queue[:0]
 	for _, a := range d.queue {
@@ -650,6 +667,7 @@ func (d *dispatcher) unhear(fingerprint string, refused bool) {
 	if firing {
 		return // to the firing alert queued
 	}
+	d.forgive(fingerprint)
 	if s, ok := d.sent[fingerprint]; ok && refused {
 		s.refused = true
 		d.sent[fingerprint] = s

@@ -1569,3 +1569,141 @@ func (n *refusingRefresher) Notify(ctx context.Context, alerts []andon.Alert) er
 	}
 	return n.flakyRefresher.Notify(ctx, alerts)
 }
+
+// A firing alert given up in flight, with the alert fired again and
+// queued since, leaves the resolution owed for that newer firing alert:
+// the receiver takes the newer one, so it must hear of its resolution,
+// even once the alert is pending again instead of resolved.
+func TestGivenUpFiringAlertKeepsTheResolutionOwedForTheNewerOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		hold := make(chan struct{})
+		var calls atomic.Int32
+		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			if calls.Add(1) == 1 {
+				<-hold
+				return errors.New("connection refused")
+			}
+			return rec.Notify(ctx, a)
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{MaxAttempts: 1, QueueSize: 2},
+			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, For: time.Minute, Condition: cond}}})
+		ctx := context.Background()
+		step := func(at time.Duration, active bool, want andon.AlertState) {
+			t.Helper()
+			cond.Set(active)
+			e.EvaluateAt(ctx, t0.Add(at))
+			synctest.Wait()
+			a, _ := e.Alert("R")
+			require.Equal(t, want, a.State)
+		}
+
+		step(0, true, andon.Pending)
+		step(time.Minute, true, andon.Firing)      // the worker holds the send
+		step(2*time.Minute, false, andon.Resolved) // queued
+		step(3*time.Minute, true, andon.Pending)
+		step(4*time.Minute, true, andon.Firing)    // fires again: queued
+		step(5*time.Minute, false, andon.Resolved) // the queue is full: dropped, owed
+		require.EqualValues(t, 1, e.NotifierStats()[0].Dropped)
+		close(hold) // the first firing alert is given up
+		require.NoError(t, e.Flush(ctx))
+		require.Equal(t, []string{"R firing"}, rec.events(), "the newer firing alert is delivered")
+
+		step(6*time.Minute, true, andon.Pending)
+		require.NoError(t, e.Flush(ctx))
+		step(7*time.Minute, false, andon.Inactive)
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"R firing", "R resolved"}, rec.events())
+		if ev := rec.events(); len(ev) == 2 {
+			rec.mu.Lock()
+			assert.Equal(t, t0.Add(4*time.Minute), rec.alerts[0].FiredAt)
+			assert.Equal(t, t0.Add(5*time.Minute), rec.alerts[1].ResolvedAt)
+			rec.mu.Unlock()
+		}
+	})
+}
+
+// A retried batch that holds a firing alert and its resolution keeps the
+// firing alert, even when the alert fired again and was queued during the
+// wait: the receiver, which never took it firing, is not sent the
+// resolution alone.
+func TestRetryKeepsTheFiringAlertItsResolutionFollows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		hold := make(chan struct{})
+		var calls atomic.Int32
+		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			switch calls.Add(1) {
+			case 1:
+				<-hold
+			case 2:
+				return errors.New("connection refused")
+			}
+			return rec.Notify(ctx, a)
+		})
+		cond, other := newSwitch(), newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{MaxAttempts: 2, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Minute })},
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: cond},
+				{Name: "S", Severity: andon.Page, Condition: other}}})
+		ctx := context.Background()
+
+		other.Set(true)
+		e.EvaluateAt(ctx, t0) // S fires; the worker holds its send
+		synctest.Wait()
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // A fires
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // and resolves, in the same batch
+		close(hold)
+		synctest.Wait() // that batch failed and waits for its retry
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // A fires again: queued
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []string{"S firing", "A firing", "A resolved", "A firing"}, rec.events())
+	})
+}
+
+// A firing alert refused for good is not offered again while it fires;
+// the alert firing again later, after it resolved and was pending while
+// the refused send was in flight, is a new alert, and is sent.
+func TestAlertFiringAgainAfterARefusedOneIsSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		hold := make(chan struct{})
+		var calls atomic.Int32
+		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			if calls.Add(1) == 1 {
+				<-hold
+				return kanban.Permanent(errors.New("400 Bad Request"))
+			}
+			return rec.Notify(ctx, a)
+		})
+		cond, other := newSwitch(), newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{QueueSize: 1},
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, For: time.Minute, Condition: cond},
+				{Name: "S", Severity: andon.Page, Condition: other}}})
+		ctx := context.Background()
+
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // A fires; the worker holds the send
+		synctest.Wait()
+		other.Set(true)
+		e.EvaluateAt(ctx, t0.Add(90*time.Second)) // S fires and fills the queue
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // A resolves: dropped
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // A pending again
+		close(hold)                              // A's firing alert is refused
+		require.NoError(t, e.Flush(ctx))
+		e.EvaluateAt(ctx, t0.Add(4*time.Minute)) // A fires again
+		require.NoError(t, e.Flush(ctx))
+		a, _ := e.Alert("A")
+		require.Equal(t, andon.Firing, a.State)
+		assert.Equal(t, []string{"S firing", "A firing"}, rec.events())
+	})
+}
