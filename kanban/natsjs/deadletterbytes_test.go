@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,4 +122,99 @@ func TestDeadLetterLargerThanDeadLetterMaxBytes(t *testing.T) {
 	assert.Equal(t, "small", dead[0].ID)
 	require.NoError(t, q.Shutdown(ctx))
 	require.NoError(t, unbounded.Shutdown(ctx))
+}
+
+// baggageKey carries, in a ctx, the value baggageProp injects.
+type baggageKey struct{}
+
+// baggageProp injects the baggage a ctx carries, if any.
+type baggageProp struct{}
+
+func (baggageProp) Inject(ctx context.Context, h kanban.Header) {
+	if v, ok := ctx.Value(baggageKey{}).(string); ok {
+		h.Set("baggage", v)
+	}
+}
+func (baggageProp) Extract(ctx context.Context, _ kanban.Header) context.Context { return ctx }
+
+// RedriveDeadLetters takes a message back into the work stream as Publish
+// does, so it refuses with ErrTooLarge, keeping the dead letter, one whose
+// dead letter would not fit DeadLetterMaxBytes: here a message Publish
+// took at the very bound, redriven with a larger trace context than it
+// was published with. Redriven, it could not be dead-lettered again, and
+// its handler ran again and again. Redriven with the headers it was
+// published with, the same message is taken, and dead-lettered again
+// with a reason however long.
+func TestRedriveLargerThanDeadLetterMaxBytes(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	nc := connect(t, srv.Connect)
+	const bound = 4096
+	opts := natsjs.Options{
+		Stream: "DLREDRIVE", Codec: rawCodec{}, FetchWait: 50 * time.Millisecond, AsyncRetryWait: time.Millisecond,
+		DeadLetterMaxBytes: bound, Propagator: baggageProp{},
+	}
+	msg := func(n int) kanban.Message[[]byte] {
+		return kanban.Message[[]byte]{ID: "edge", Key: "k", Headers: kanban.Header{"h": "v"}, Payload: make([]byte, n)}
+	}
+	// The largest payload Publish takes: TryPublish on a full stream
+	// refuses a larger one with ErrTooLarge, one that fits with ErrFull.
+	fullOpts := opts
+	fullOpts.Stream, fullOpts.DeadLetterStream, fullOpts.Capacity = "DLREDRIVE_FULL", "DLREDRIVE_DLQ", 1
+	full, err := natsjs.New[[]byte](ctx, nc, fullOpts)
+	require.NoError(t, err)
+	require.NoError(t, full.Publish(ctx, kanban.Message[[]byte]{ID: "filler"}))
+	lo, hi := 0, bound
+	for lo+1 < hi {
+		mid := (lo + hi) / 2
+		err := full.TryPublish(ctx, msg(mid))
+		if errors.Is(err, kanban.ErrFull) {
+			lo = mid
+			continue
+		}
+		require.ErrorIs(t, err, natsjs.ErrTooLarge, "%d bytes", mid)
+		hi = mid
+	}
+	require.NoError(t, full.Shutdown(ctx))
+
+	q, err := natsjs.New[[]byte](ctx, nc, opts)
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(ctx, msg(lo)))
+	long := strings.Repeat("é", 4000)
+	refuseLong := func(dead int64) {
+		cctx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() {
+			errc <- q.Consume(cctx, func(context.Context, kanban.Delivery[[]byte]) error {
+				return kanban.Permanent(errors.New(long))
+			}, kanban.ConsumeOptions{MaxAttempts: 1})
+		}()
+		require.Eventually(t, func() bool { return q.Stats().DeadLettered == dead }, 30*time.Second, 5*time.Millisecond) // polls the queue's state
+		cancel()
+		require.NoError(t, <-errc)
+	}
+	refuseLong(1)
+
+	traced := context.WithValue(ctx, baggageKey{}, strings.Repeat("b", 2000))
+	n, err := q.RedriveDeadLetters(traced, kanban.DeadLetterFilter{All: true})
+	assert.Zero(t, n)
+	require.ErrorIs(t, err, natsjs.ErrTooLarge)
+	assert.ErrorContains(t, err, "natsjs: redriving dead letter 1 (message edge): natsjs: message too large: its dead letter would take")
+	assert.ErrorContains(t, err, "more than DeadLetterMaxBytes 4096")
+	b, err := q.Backlog(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, b.Depth, "not redriven")
+	assert.EqualValues(t, 1, b.DeadLetters, "the dead letter is kept")
+
+	n, err = q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{All: true})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	refuseLong(2)
+	dead, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, "edge", dead[0].ID)
+	assert.Len(t, dead[0].Payload, lo)
+	assert.Equal(t, strings.Repeat("é", 512), dead[0].Reason)
+	require.NoError(t, q.Shutdown(ctx))
 }

@@ -73,9 +73,10 @@ type Options struct {
 	// beyond DeadLetterLimit: dropped by the server, neither counted nor
 	// logged. A count alone bounds the stream's size only by
 	// DeadLetterLimit times the largest message (up to the server's
-	// max_payload, 1 MB by default, each). Publish refuses with
-	// ErrTooLarge a message whose dead letter alone would take more (see
-	// ErrTooLarge), so that every message taken can be dead-lettered;
+	// max_payload, 1 MB by default, each). Publish, and
+	// RedriveDeadLetters, refuse with ErrTooLarge a message whose dead
+	// letter alone would take more (see ErrTooLarge), so that every
+	// message taken can be dead-lettered;
 	// one taken before the bound was set or lowered whose dead letter does
 	// not fit is not dead-lettered but handed back, as when the
 	// dead-letter stream is out of reach (see the consumer's DeadLetter),
@@ -506,7 +507,9 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 // RedriveDeadLetters wraps it for a dead letter whose message, with the
 // Kanban-Id and longer Nats-Msg-Id of its redrive, takes more than
 // MaxBytes (one Publish fitted within a few dozen bytes of it, or one
-// published before MaxBytes was lowered).
+// published before MaxBytes was lowered), or whose dead letter, as
+// Publish counts it with the trace context of the redrive, would take
+// more than DeadLetterMaxBytes.
 var ErrTooLarge = errors.New("natsjs: message too large")
 
 // maxReason is the most bytes of a dead letter's reason kept in its

@@ -252,9 +252,10 @@ func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 // DeadLetter publishes the message to the dead-letter stream, then
 // terminates it. The reason kept is its first 1024 bytes (see
 // ErrTooLarge). When the publish fails, or the dead letter alone takes
-// more than DeadLetterMaxBytes (a message published before that bound was
-// set or lowered), the message is handed back, to be dead-lettered on its
-// next delivery, after a wait that grows with its deliveries as the waits between PublishAsync's attempts do (from
+// more than DeadLetterMaxBytes (a message published or redriven before
+// that bound was set or lowered), the message is handed back, to be
+// dead-lettered on its next delivery, after a wait that grows with its
+// deliveries as the waits between PublishAsync's attempts do (from
 // AsyncRetryWait, doubling up to 2s): handed back at once, it came
 // straight back to fail again, as fast as the consumer could pull, while
 // the dead-letter stream was gone or the message too large for it.
