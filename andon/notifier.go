@@ -20,7 +20,9 @@ import (
 // Alertmanager. The evaluator calls Notify from a worker goroutine of its
 // own per notifier, never from evaluation, with a batch of alerts that
 // changed: State Firing for alerts that fired (or are re-sent), Resolved
-// for alerts that resolved. The context's deadline is
+// for alerts that resolved. The slice is the notifier's own, to reorder
+// or keep; the alerts' maps (Labels, Annotations) are shared and must not
+// be changed. The context's deadline is
 // NotifyOptions.Timeout after the call, for each attempt (a Webhook,
 // which sends a request per alert name, is given it for each request
 // instead).
@@ -702,7 +704,10 @@ func (d *dispatcher) notify(ctx context.Context, batch []Alert) (err error) {
 			err = kanban.Permanent(newPanicError("notifier "+d.name, v))
 		}
 	}()
-	return d.n.Notify(ctx, batch)
+	// A copy: the notifier may sort the batch, or keep it, and the
+	// dispatcher reads the batch's order after the call (which alerts
+	// went out, which notification of an alert is its last).
+	return d.n.Notify(ctx, slices.Clone(batch))
 }
 
 func (d *dispatcher) count(f func(*NotifierStats)) {

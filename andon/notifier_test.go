@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1628,8 +1629,15 @@ func TestGivenUpFiringAlertKeepsTheResolutionOwedForTheNewerOne(t *testing.T) {
 // A retried batch that holds a firing alert and its resolution keeps the
 // firing alert, even when the alert fired again and was queued during the
 // wait: the receiver, which never took it firing, is not sent the
-// resolution alone.
+// resolution alone. A notifier that reorders the batch it is given (sorts
+// it, say) changes none of that: the batch is its own.
 func TestRetryKeepsTheFiringAlertItsResolutionFollows(t *testing.T) {
+	for _, reorder := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reorder=%v", reorder), func(t *testing.T) { testRetryKeepsTheFiringAlert(t, reorder) })
+	}
+}
+
+func testRetryKeepsTheFiringAlert(t *testing.T, reorder bool) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		hold := make(chan struct{})
@@ -1639,6 +1647,9 @@ func TestRetryKeepsTheFiringAlertItsResolutionFollows(t *testing.T) {
 			case 1:
 				<-hold
 			case 2:
+				if reorder {
+					slices.Reverse(a)
+				}
 				return errors.New("connection refused")
 			}
 			return rec.Notify(ctx, a)
