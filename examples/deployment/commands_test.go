@@ -807,3 +807,81 @@ func TestAbortBeforeTheEndWins(t *testing.T) {
 		assert.ErrorIs(t, err, ErrSucceeded, action)
 	}
 }
+
+// controlMessages counts the messages the control bucket's stream holds
+// for deployment id's commands: a key's value, or the marker its purge
+// left.
+func controlMessages(t *testing.T, ts *testService, id string) uint64 {
+	t.Helper()
+	st, err := ts.js.Stream(t.Context(), "KV_deploy_control")
+	require.NoError(t, err)
+	info, err := st.Info(t.Context(), jetstream.WithSubjectFilter("$KV.deploy_control.cmd."+id))
+	require.NoError(t, err)
+	return info.State.Msgs
+}
+
+// TestTheEndOfCommandsLeavesNothing: a deployment that ends SUCCESS with
+// no command sent leaves nothing in the control bucket. The end of its
+// commands (EndCommands), stored by every deployment that passes its last
+// stage, was purged, and the purge's marker kept for good: one for every
+// deployment, until the bucket (64 MiB, shared with the cord) refused
+// every write, the cord's and every rollout's end among them.
+func TestTheEndOfCommandsLeavesNothing(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}).deployment(t).ID
+	require.Equal(t, StatusSuccess, waitFor(t, ts.URL, id, ended).Status)
+	require.Eventually(t, func() bool {
+		_, pending := ts.pendingCommand(id)
+		return !pending && controlMessages(t, ts, id) == 0
+	}, 10*time.Second, 10*time.Millisecond, "the deployment left %d messages in the control bucket", controlMessages(t, ts, id))
+}
+
+// TestRedeliveredEndDropsTheEndOfCommands: a run cut off after its
+// region's success was stored, before it ended the deployment, leaves the
+// end of the commands it stored; the job delivered again (which did not
+// store it, and may run on a replica that has not seen it yet) drops it
+// as it ends the deployment.
+func TestRedeliveredEndDropsTheEndOfCommands(t *testing.T) {
+	gate := &firstRetireGate{retiring: make(chan struct{}), release: make(chan struct{})}
+	releaseAll := sync.OnceFunc(func() { close(gate.release) })
+	defer releaseAll()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+	}, fastArgs...)
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	<-gate.retiring // the region's success is stored; the deployment's is not
+	_, err := ts.store.control.Get(t.Context(), "cmd."+id)
+	require.NoError(t, err, "the end of the commands is stored")
+	// The replica the job is delivered again to has not seen it.
+	ts.dropCommand(id)
+
+	takeUp(t, ts, id, "auth")
+	require.Equal(t, StatusSuccess, do(t, "GET", ts.URL+"/deploy/"+id, nil).deployment(t).Status)
+	_, err = ts.store.control.Get(t.Context(), "cmd."+id)
+	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the end of the commands is still kept")
+	assert.Zero(t, controlMessages(t, ts, id))
+	releaseAll()
+	require.Eventually(t, func() bool { _, running := ts.runs.Load(id); return !running },
+		10*time.Second, time.Millisecond, "the first run never stopped")
+}
+
+// TestPromoteAfterTheEnd: a promote or a resume stored once the
+// deployment has ended SUCCESS (the request read it in progress) is
+// refused with ErrSucceeded, as an abort is, and not kept. It was
+// answered 202 "sent", for a rollout that had nothing left to promote.
+func TestPromoteAfterTheEnd(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}).deployment(t).ID
+	require.Equal(t, StatusSuccess, waitFor(t, ts.URL, id, ended).Status)
+	require.Eventually(t, func() bool {
+		_, err := ts.store.control.Get(t.Context(), "cmd."+id)
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	}, 10*time.Second, 10*time.Millisecond, "the deployment's commands were not dropped at its end")
+	for _, action := range []string{"promote", "resume"} {
+		err := ts.store.SendCommand(t.Context(), id, Command{Action: action, Region: "us-west-2", Stage: "canary", At: time.Now()})
+		require.ErrorIs(t, err, ErrSucceeded, action)
+		_, err = ts.store.control.Get(t.Context(), "cmd."+id)
+		assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the %s was kept", action)
+	}
+}

@@ -836,16 +836,14 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 	for _, res := range d.Results {
 		errs = append(errs, s.store.Unlock(ctx, d.Service, res.Region, d.ID))
 	}
-	// The deployment's command is dropped if this region took one, or
-	// one is pending: a command sent to an earlier region of the wave,
-	// which this region's rollout does not take, would be kept for ever.
-	r.mu.Lock()
-	commanded := r.lastCmd > 0
-	r.mu.Unlock()
-	if _, pending := s.pendingCommand(d.ID); commanded || pending {
-		errs = append(errs, s.store.DropCommands(ctx, d.ID))
-	}
-	return errors.Join(errs...)
+	// The deployment's command, or the end of its commands (EndCommands),
+	// is dropped: a command sent to an earlier region of the wave, which
+	// this region's rollout does not take, would be kept for ever, and so
+	// would the end stored by a run cut off before it ended the
+	// deployment (this run, delivered again, did not store it).
+	// DropCommands reads before it writes: a deployment with nothing
+	// stored costs no write.
+	return errors.Join(append(errs, s.store.DropCommands(ctx, d.ID))...)
 }
 
 func jobID(id string, index int) string { return fmt.Sprintf("%s.%d", id, index) }

@@ -27,6 +27,9 @@ import (
 //     resume), and the cord.
 type Store struct {
 	deployments, locks, stable, control jetstream.KeyValue
+	// controlStream is the control bucket's stream: DropCommands removes
+	// an end of the commands from it without a trace.
+	controlStream jetstream.Stream
 	// writers are the deployments bucket over further connections: one
 	// connection's writes go one at a time, so the records' writes are
 	// spread over several.
@@ -81,6 +84,9 @@ func openStore(ctx context.Context, js jetstream.JetStream, more []jetstream.Jet
 	}
 	if s.control, err = open(jetstream.KeyValueConfig{Bucket: "deploy_control", MaxBytes: 64 << 20, History: 1}); err != nil {
 		return nil, err
+	}
+	if s.controlStream, err = js.Stream(ctx, "KV_deploy_control"); err != nil {
+		return nil, fmt.Errorf("bucket deploy_control: %w", err)
 	}
 	return &s, nil
 }
@@ -343,8 +349,16 @@ var ErrAborting = errors.New("an abort is pending")
 var ErrSucceeded = errors.New("the rollout has succeeded")
 
 // endAction is the action of the value EndCommands stores in place of a
-// deployment's command: no command is taken after it.
-const endAction = "end"
+// deployment's command: no command is taken after it. endOverCommand is
+// the same, stored over a command (which the replicas hold as pending):
+// DropCommands tells the two apart.
+const (
+	endAction      = "end"
+	endOverCommand = "end-over-command"
+)
+
+// isEnd reports whether action is that of an end of the commands.
+func isEnd(action string) bool { return action == endAction || action == endOverCommand }
 
 // SendCommand stores a command for a deployment; the replica running it
 // picks it up. A deployment keeps one pending command, the last sent,
@@ -372,7 +386,7 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 			var cur Command
 			if json.Unmarshal(e.Value(), &cur) == nil {
 				switch {
-				case cur.Action == endAction:
+				case isEnd(cur.Action):
 					return ErrSucceeded
 				case cur.Action == "abort" && c.Action != "abort":
 					return ErrAborting
@@ -391,7 +405,8 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	// Stored with no end in the way: the deployment's end may have come
 	// before, its commands dropped. Such a command is no one's; it is
 	// dropped, and an abort sent after a SUCCESS is refused (an abort
-	// taken by a run never ends SUCCESS). A record that cannot be read
+	// taken by a run never ends SUCCESS), as are a promote and a resume:
+	// nothing is left to promote or resume. A record that cannot be read
 	// leaves the command as stored.
 	d, _, err := s.Get(ctx, id)
 	if err != nil || !terminal(d.Status) {
@@ -400,7 +415,7 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	if err := s.DropCommands(ctx, id); err != nil {
 		return nil
 	}
-	if c.Action == "abort" && d.Status == StatusSuccess {
+	if d.Status == StatusSuccess {
 		return ErrSucceeded
 	}
 	return nil
@@ -413,7 +428,12 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 // rev is the revision of the end stored; closing twice (a retry of a
 // write that landed) returns the first's.
 func (s *Store) EndCommands(ctx context.Context, id string) (abort Command, aborted bool, rev uint64, err error) {
-	b, err := json.Marshal(Command{Action: endAction, At: time.Now().UTC()})
+	at := time.Now().UTC()
+	alone, err := json.Marshal(Command{Action: endAction, At: at})
+	if err != nil {
+		return Command{}, false, 0, err
+	}
+	over, err := json.Marshal(Command{Action: endOverCommand, At: at})
 	if err != nil {
 		return Command{}, false, 0, err
 	}
@@ -422,7 +442,7 @@ func (s *Store) EndCommands(ctx context.Context, id string) (abort Command, abor
 		e, err := s.control.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
-			rev, err = s.control.Create(ctx, key, b)
+			rev, err = s.control.Create(ctx, key, alone)
 		case err != nil:
 			return Command{}, false, 0, err
 		default:
@@ -432,11 +452,11 @@ func (s *Store) EndCommands(ctx context.Context, id string) (abort Command, abor
 				case "abort":
 					cur.Seq = e.Revision()
 					return cur, true, 0, nil
-				case endAction:
+				case endAction, endOverCommand:
 					return Command{}, false, e.Revision(), nil
 				}
 			}
-			rev, err = s.control.Update(ctx, key, b, e.Revision())
+			rev, err = s.control.Update(ctx, key, over, e.Revision())
 		}
 		if !isConflict(err) {
 			return Command{}, false, rev, err
@@ -523,7 +543,8 @@ func (s *Store) WatchStable(ctx context.Context, fn func(key, version string)) e
 
 // WatchCommands calls fn with every command sent to any deployment, those
 // pending now first, with the deployment's ID, and gone with each command
-// dropped, until ctx ends.
+// dropped or closed by the end of the deployment's commands
+// (EndCommands), until ctx ends.
 func (s *Store) WatchCommands(ctx context.Context, fn func(id string, c Command), gone func(id string)) error {
 	return watchEntries(ctx, s.control, "cmd.*", func(e jetstream.KeyValueEntry) {
 		id := strings.TrimPrefix(e.Key(), "cmd.")
@@ -532,16 +553,44 @@ func (s *Store) WatchCommands(ctx context.Context, fn func(id string, c Command)
 			return
 		}
 		var c Command
-		if json.Unmarshal(e.Value(), &c) == nil {
-			c.Seq = e.Revision()
-			fn(id, c)
+		if json.Unmarshal(e.Value(), &c) != nil {
+			return
 		}
+		if isEnd(c.Action) {
+			gone(id) // no command is taken after it
+			return
+		}
+		c.Seq = e.Revision()
+		fn(id, c)
 	})
 }
 
-// DropCommands forgets a finished deployment's commands.
+// DropCommands forgets a finished deployment's commands. A command is
+// purged: the replicas' watchers see it go (WatchCommands), and the
+// bucket keeps the purge's marker. An end of the commands stored where
+// no command was (EndCommands), as every deployment that passes its last
+// stage has, is removed from the bucket's stream and leaves nothing: no
+// replica holds a command of the deployment, and a marker for every such
+// deployment would fill the bucket (bounded by bytes, and shared with the
+// cord) until it refused every write. A deployment with nothing stored
+// is left as it is.
 func (s *Store) DropCommands(ctx context.Context, id string) error {
-	err := s.control.Purge(ctx, "cmd."+id)
+	key := "cmd." + id
+	e, err := s.control.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var cur Command
+	if json.Unmarshal(e.Value(), &cur) == nil && cur.Action == endAction {
+		// The end, stored once and never replaced (SendCommand refuses
+		// every command after it): nothing can come between the read
+		// and the purge.
+		return s.controlStream.Purge(ctx, jetstream.WithPurgeSubject("$KV.deploy_control."+key))
+	}
+	err = s.control.Purge(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
