@@ -111,7 +111,8 @@ func (n *NATSState) kept(customer string) (customerEntry, uint64, bool) {
 	return c.e.clone(), c.rev, true
 }
 
-// keep remembers the customer's entry at rev (0 forgets it).
+// keep remembers the customer's entry at rev (0 forgets it), unless a
+// newer revision is kept.
 func (n *NATSState) keep(customer string, e customerEntry, rev uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -120,6 +121,16 @@ func (n *NATSState) keep(customer string, e customerEntry, rev uint64) {
 	if rev == 0 {
 		delete(n.cache, customer)
 		delete(n.old, customer)
+		return
+	}
+	// A read (Spent, which does not take the customer's lane) that raced
+	// a change of this process may come to keep what it read after the
+	// change kept its newer revision: the newer one stays, for the
+	// bucket's revisions only grow.
+	if c, ok := n.cache[customer]; ok && c.rev > rev {
+		return
+	}
+	if c, ok := n.old[customer]; ok && c.rev > rev {
 		return
 	}
 	if len(n.cache) >= cacheEntries {

@@ -474,3 +474,48 @@ func TestCustomerStatesForgetAfterAlike(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, ttl, forgetAfter-time.Minute, "the last location is kept for forgetAfter")
 }
+
+// racingReadKV runs during, once, the next read of the bucket, after the
+// store answered it and before the answer reaches the reader.
+type racingReadKV struct {
+	jetstream.KeyValue
+	during func()
+}
+
+func (c *racingReadKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	got, err := c.KeyValue.Get(ctx, key)
+	if f := c.during; f != nil {
+		c.during = nil
+		f()
+	}
+	return got, err
+}
+
+// A read of the day's spend that loses the race to this replica's own
+// change of the customer does not keep what it read over the change: the
+// change's newer revision stays kept, and the next read sees the spend
+// (it missed it for up to cacheTTL, and each change on the old copy was
+// refused by the store and made again).
+func TestNATSStateReadRacingAChangeKeepsTheChange(t *testing.T) {
+	ctx := context.Background()
+	st := natsState(t, startJS(t))
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	require.NoError(t, st.AddSpend(ctx, "cust_r", "USD", 100, now))
+	st.keep("cust_r", customerEntry{}, 0) // the next read goes to the store
+	racing := &racingReadKV{KeyValue: st.kv}
+	st.kv = racing
+	racing.during = func() {
+		require.NoError(t, st.AddSpend(ctx, "cust_r", "USD", 400, now))
+	}
+	spent, err := st.Spent(ctx, "cust_r", "USD", now)
+	require.NoError(t, err)
+	assert.EqualValues(t, 100, spent, "the read answers what the store held when it read")
+	_, rev, ok := st.kept("cust_r")
+	require.True(t, ok)
+	got, err := st.kv.Get(ctx, customerKey("cust_r"))
+	require.NoError(t, err)
+	assert.Equal(t, got.Revision(), rev, "the kept copy is the store's newest")
+	spent, err = st.Spent(ctx, "cust_r", "USD", now)
+	require.NoError(t, err)
+	assert.EqualValues(t, 500, spent, "the replica's own change is read back")
+}
