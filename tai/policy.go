@@ -65,7 +65,7 @@ func validatePolicy(p any) error {
 
 // isNil reports whether v is nil, or holds a nil function or pointer: a
 // PolicyFunc(nil), or a *Scored whose constructor's error was ignored.
-// Either would panic on every signal, and a Namer's Name in New. (A nil
+// Either would panic on every signal, and in a Namer's Name. (A nil
 // map or slice may be a working hook: reading one is allowed.)
 func isNil(v any) bool { return v == nil || typednil.Holds(v) }
 
