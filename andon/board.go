@@ -40,8 +40,9 @@ type BoardOptions struct {
 	Lines    []Line
 	Breakers []Breaker
 	// Refresh is how often a live page is sent the state when nothing
-	// changed in the evaluator (lines and breakers change on their own).
-	// Zero means 2s; otherwise at least 100ms. Whatever it is, a stream
+	// changed in the evaluator (lines and breakers change on their own,
+	// and so does an alert's Silenced when a silence begins or ends at its
+	// time, which the page shows at the next refresh). Zero means 2s; otherwise at least 100ms. Whatever it is, a stream
 	// silent for 15s is sent a keep-alive comment.
 	Refresh time.Duration
 	// AllowCord shows the cord on the page and takes its pulls and resets
