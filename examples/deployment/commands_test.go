@@ -885,3 +885,82 @@ func TestPromoteAfterTheEnd(t *testing.T) {
 		assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the %s was kept", action)
 	}
 }
+
+// TestCommandToAFailedDeployment: a command sent to a deployment that
+// has ended FAILED is refused with a 409 that names the status and says
+// there is nothing to abort, promote or resume.
+func TestCommandToAFailedDeployment(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, append(fastArgs, "-admin-token", admin)...)
+	auth := []string{"Authorization", "Bearer " + admin}
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v9.9.9", "target_region": "us-west-2"})
+	require.Equal(t, http.StatusUnprocessableEntity, r.Code, "%s", r.Body)
+	id := r.deployment(t).ID
+	for _, action := range []string{"abort", "promote", "resume"} {
+		r := do(t, "POST", ts.URL+"/deploy/"+id+"/"+action, nil, auth...)
+		require.Equal(t, http.StatusConflict, r.Code, "%s: %s", action, r.Body)
+		assert.Equal(t, "not_in_progress", r.errorBody(t)["code"], action)
+		assert.Contains(t, r.errorBody(t)["message"], "has ended FAILED; nothing to "+action)
+	}
+}
+
+// TestCommandAfterAFailedEnd: a command stored once the deployment has
+// ended FAILED (the request read it in progress, and the run ended it
+// and dropped its commands before the command was stored) is refused
+// with ErrEnded, naming the status, and not kept. It was dropped, and
+// answered 202 "sent": a command no run would ever take.
+func TestCommandAfterAFailedEnd(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v9.9.9", "target_region": "us-west-2"})
+	require.Equal(t, http.StatusUnprocessableEntity, r.Code, "%s", r.Body)
+	id := r.deployment(t).ID
+	for _, action := range []string{"abort", "promote", "resume"} {
+		err := ts.store.SendCommand(t.Context(), id, Command{Action: action, Reason: "too late", Region: "us-west-2", At: time.Now()})
+		require.ErrorIs(t, err, ErrEnded, action)
+		var ended *EndedError
+		require.ErrorAs(t, err, &ended, action)
+		assert.Equal(t, StatusFailed, ended.Status, action)
+		assert.NotErrorIs(t, err, ErrSucceeded, action)
+		_, err = ts.store.control.Get(t.Context(), "cmd."+id)
+		assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the %s was kept", action)
+	}
+}
+
+// TestCommandAfterAnAbortedEnd: once an abort has rolled the deployment
+// back, the same abort stored again (the run took it and ended the
+// deployment before SendCommand read the record) stands as sent; another
+// abort, a promote or a resume is refused with ErrEnded, naming
+// ROLLED_BACK. None is kept.
+func TestCommandAfterAnAbortedEnd(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "bad canary"}, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	require.Equal(t, StatusRolledBack, waitFor(t, ts.URL, id, ended).Status)
+	require.Eventually(t, func() bool {
+		_, err := ts.store.control.Get(t.Context(), "cmd."+id)
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	}, 10*time.Second, 10*time.Millisecond, "the deployment's commands were not dropped at its end")
+
+	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "abort", Reason: "bad canary", Region: "us-west-2", At: time.Now()}),
+		"the abort the rollback names")
+	_, err := ts.store.control.Get(t.Context(), "cmd."+id)
+	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the abort was kept")
+	for _, c := range []Command{{Action: "abort", Reason: "another"}, {Action: "promote", Stage: "canary"}, {Action: "resume"}} {
+		c.Region, c.At = "us-west-2", time.Now()
+		err := ts.store.SendCommand(t.Context(), id, c)
+		var ended *EndedError
+		require.ErrorAs(t, err, &ended, c.Action)
+		assert.Equal(t, StatusRolledBack, ended.Status, c.Action)
+		_, err = ts.store.control.Get(t.Context(), "cmd."+id)
+		assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the %s was kept", c.Action)
+	}
+	r = do(t, "POST", ts.URL+"/deploy/"+id+"/resume", nil, auth...)
+	require.Equal(t, http.StatusConflict, r.Code, "%s", r.Body)
+	assert.Equal(t, "not_in_progress", r.errorBody(t)["code"])
+	assert.Contains(t, r.errorBody(t)["message"], "has ended ROLLED_BACK; nothing to resume")
+}

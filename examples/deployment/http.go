@@ -446,7 +446,11 @@ func (s *Service) command(action string) http.HandlerFunc {
 			return
 		}
 		if d.Status != StatusInProgress {
-			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "not_in_progress", "deployment %s is %s", d.ID, d.Status))
+			if terminal(d.Status) {
+				httpapi.WriteError(w, endedError(d.ID, d.Status, action))
+			} else {
+				httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "not_in_progress", "deployment %s is %s", d.ID, d.Status))
+			}
 			return
 		}
 		if action == "resume" || action == "promote" {
@@ -485,6 +489,11 @@ func (s *Service) command(action string) http.HandlerFunc {
 			// was stored: the run takes no command any more.
 			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "already_succeeded", "deployment %s: the rollout already succeeded; nothing to %s", d.ID, action))
 			return
+		} else if ended := (*EndedError)(nil); errors.As(err, &ended) {
+			// It ended between the read above and the store: answered as
+			// a deployment read ended is.
+			httpapi.WriteError(w, endedError(d.ID, ended.Status, action))
+			return
 		} else if err != nil {
 			httpapi.WriteError(w, storeUnavailable(err))
 			return
@@ -495,6 +504,13 @@ func (s *Service) command(action string) http.HandlerFunc {
 		})
 		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"deployment_id": d.ID, "action": action, "status": "sent"})
 	}
+}
+
+// endedError is the answer to a command (action) sent to deployment id,
+// which has ended with status: a 409 not_in_progress that names the
+// status.
+func endedError(id, status, action string) error {
+	return httpapi.Errorf(http.StatusConflict, "not_in_progress", "deployment %s has ended %s; nothing to %s", id, status, action)
 }
 
 // currentRegion is the region of a deployment in progress that a command

@@ -348,6 +348,23 @@ var ErrAborting = errors.New("an abort is pending")
 // promote or resume.
 var ErrSucceeded = errors.New("the rollout has succeeded")
 
+// ErrEnded is SendCommand's error for a command sent to a deployment that
+// has ended other than SUCCESS (FAILED or ROLLED_BACK): no run takes it,
+// and nothing is left to abort, promote or resume. The error SendCommand
+// returns is an *EndedError, which names the status; errors.Is matches it
+// with ErrEnded.
+var ErrEnded = errors.New("the deployment has ended")
+
+// EndedError is the error of a command refused because its deployment
+// has ended with Status.
+type EndedError struct{ Status string }
+
+// Error names the status the deployment ended with.
+func (e *EndedError) Error() string { return "the deployment has ended " + e.Status }
+
+// Is reports whether target is ErrEnded.
+func (e *EndedError) Is(target error) bool { return target == ErrEnded }
+
 // endAction is the action of the value EndCommands stores in place of a
 // deployment's command: no command is taken after it. endOverCommand is
 // the same, stored over a command (which the replicas hold as pending):
@@ -367,8 +384,10 @@ func isEnd(action string) bool { return action == endAction || action == endOver
 // abort yet (one still queued, or a wave's next region) still ends. A
 // command sent once the deployment's last region has passed its last
 // stage (EndCommands), or once it has ended SUCCESS, is refused with
-// ErrSucceeded and not kept: no run would take it. An abort stored
-// before EndCommands is the run's to act on.
+// ErrSucceeded and not kept: no run would take it; one sent once it has
+// ended otherwise (FAILED, ROLLED_BACK) is refused alike with an
+// *EndedError (ErrEnded). An abort stored before EndCommands is the
+// run's to act on.
 func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -406,8 +425,12 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	// before, its commands dropped. Such a command is no one's; it is
 	// dropped, and an abort sent after a SUCCESS is refused (an abort
 	// taken by a run never ends SUCCESS), as are a promote and a resume:
-	// nothing is left to promote or resume. A record that cannot be read
-	// leaves the command as stored.
+	// nothing is left to promote or resume. A command sent to a
+	// deployment that ended otherwise is refused as well (ErrEnded),
+	// except an abort the rollback names (a region rolled back
+	// "Aborted: " with its reason): the run took it, or one just like it,
+	// before it ended. A record that cannot be read leaves the command as
+	// stored.
 	d, _, err := s.Get(ctx, id)
 	if err != nil || !terminal(d.Status) {
 		return nil
@@ -415,10 +438,24 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	if err := s.DropCommands(ctx, id); err != nil {
 		return nil
 	}
-	if d.Status == StatusSuccess {
+	switch {
+	case d.Status == StatusSuccess:
 		return ErrSucceeded
+	case c.Action == "abort" && abortedWith(d, c.Reason):
+		return nil
 	}
-	return nil
+	return &EndedError{Status: d.Status}
+}
+
+// abortedWith reports whether a region of d rolled back for an abort
+// sent with reason.
+func abortedWith(d *Deployment, reason string) bool {
+	for _, rr := range d.Results {
+		if rr.Status == StatusRolledBack && rr.ErrorMessage == "Aborted: "+reason {
+			return true
+		}
+	}
+	return false
 }
 
 // EndCommands closes the commands of deployment id, whose last region has
