@@ -267,6 +267,21 @@ func TestDefaultBackoff(t *testing.T) {
 	})
 }
 
+// firstCallFails is a notifier whose first call waits for hold to close
+// (unless hold is nil) and fails with err; later calls go to rec.
+func firstCallFails(rec *recorder, hold <-chan struct{}, err error) andon.Notifier {
+	var calls atomic.Int32
+	return notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+		if calls.Add(1) == 1 {
+			if hold != nil {
+				<-hold
+			}
+			return err
+		}
+		return rec.Notify(ctx, a)
+	})
+}
+
 type notifierFunc func(context.Context, []andon.Alert) error
 
 func (f notifierFunc) Notify(ctx context.Context, a []andon.Alert) error { return f(ctx, a) }
@@ -1344,14 +1359,7 @@ func TestResolutionOfAFiringAlertGivenUpInFlightIsNotSent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		hold := make(chan struct{})
-		var calls atomic.Int32
-		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-			if calls.Add(1) == 1 {
-				<-hold
-				return errors.New("connection refused")
-			}
-			return rec.Notify(ctx, a)
-		})
+		n := firstCallFails(rec, hold, errors.New("connection refused"))
 		cond := newSwitch()
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
 			Notify: andon.NotifyOptions{MaxAttempts: 1},
@@ -1579,14 +1587,7 @@ func TestGivenUpFiringAlertKeepsTheResolutionOwedForTheNewerOne(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		hold := make(chan struct{})
-		var calls atomic.Int32
-		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-			if calls.Add(1) == 1 {
-				<-hold
-				return errors.New("connection refused")
-			}
-			return rec.Notify(ctx, a)
-		})
+		n := firstCallFails(rec, hold, errors.New("connection refused"))
 		cond := newSwitch()
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
 			Notify: andon.NotifyOptions{MaxAttempts: 1, QueueSize: 2},
@@ -1684,14 +1685,7 @@ func TestAlertFiringAgainAfterARefusedOneIsSent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		hold := make(chan struct{})
-		var calls atomic.Int32
-		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-			if calls.Add(1) == 1 {
-				<-hold
-				return kanban.Permanent(errors.New("400 Bad Request"))
-			}
-			return rec.Notify(ctx, a)
-		})
+		n := firstCallFails(rec, hold, kanban.Permanent(errors.New("400 Bad Request")))
 		cond, other := newSwitch(), newSwitch()
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
 			Notify: andon.NotifyOptions{QueueSize: 1},
