@@ -44,6 +44,14 @@ func TestPromoteStaysInItsRegion(t *testing.T) {
 		"us-east-1's canary ended by the abort sent while it baked, not by the promote sent to us-west-2: %+v", d.Results[1].Stages)
 }
 
+// stopLine pulls the cord with reason, as the admin (auth), and
+// requires it taken.
+func stopLine(t *testing.T, url, reason string, auth ...string) {
+	t.Helper()
+	r := do(t, "POST", url+"/andon/cord", map[string]string{"action": "stop", "reason": reason}, auth...)
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+}
+
 // TestAbortWhilePaused: a rollout the cord paused and a person aborted
 // ends rolled back and no longer paused.
 func TestAbortWhilePaused(t *testing.T) {
@@ -54,10 +62,9 @@ func TestAbortWhilePaused(t *testing.T) {
 	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
 		"Prefer", "respond-async").deployment(t).ID
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
-	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 7"}, auth...)
-	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	stopLine(t, ts.URL, "incident 7", auth...)
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
-	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	d := waitFor(t, ts.URL, id, ended)
 	assert.Equal(t, StatusRolledBack, d.Status)
@@ -96,11 +103,10 @@ func TestStartOnStoppedLine(t *testing.T) {
 	first := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
 	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
 	queued := deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
-	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 9"}, auth...)
-	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	stopLine(t, ts.URL, "incident 9", auth...)
 	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Paused })
 	// The one worker is free again: the queued deployment starts.
-	r = do(t, "POST", ts.URL+"/deploy/"+first+"/abort", nil, auth...)
+	r := do(t, "POST", ts.URL+"/deploy/"+first+"/abort", nil, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	d := waitFor(t, ts.URL, queued, func(d Deployment) bool { return d.Paused })
 	assert.Zero(t, d.Results[0].Percent, "no traffic moved on a stopped line")
@@ -132,10 +138,9 @@ func TestHeldRolloutIsNotJudged(t *testing.T) {
 	first := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, async...).deployment(t).ID
 	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
 	queued := deploy(t, ts.URL, map[string]any{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1"}, async...).deployment(t).ID
-	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 10"}, auth...)
-	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	stopLine(t, ts.URL, "incident 10", auth...)
 	waitFor(t, ts.URL, first, func(d Deployment) bool { return d.Paused })
-	r = do(t, "POST", ts.URL+"/deploy/"+first+"/abort", nil, auth...)
+	r := do(t, "POST", ts.URL+"/deploy/"+first+"/abort", nil, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	waitFor(t, ts.URL, queued, func(d Deployment) bool { return d.Paused })
 
@@ -281,16 +286,15 @@ func TestCommandOnStoppedLine(t *testing.T) {
 	auth := []string{"Authorization", "Bearer " + admin}
 	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
-	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 3"}, auth...)
-	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	stopLine(t, ts.URL, "incident 3", auth...)
 	for action, want := range map[string]string{"promote": "start it before promoting", "resume": "start it before resuming"} {
-		r = do(t, "POST", ts.URL+"/deploy/"+id+"/"+action, nil, auth...)
+		r := do(t, "POST", ts.URL+"/deploy/"+id+"/"+action, nil, auth...)
 		require.Equal(t, http.StatusConflict, r.Code, "%s: %s", action, r.Body)
 		e := r.errorBody(t)
 		assert.Equal(t, "line_stopped", e["code"])
 		assert.Equal(t, "the line is stopped (incident 3): "+want, e["message"])
 	}
-	r = do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	waitFor(t, ts.URL, id, ended)
 }
@@ -606,8 +610,7 @@ func TestResumeBeforeTheLineStartsHere(t *testing.T) {
 	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
 		"Prefer", "respond-async").deployment(t).ID
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
-	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 11"}, auth...)
-	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	stopLine(t, ts.URL, "incident 11", auth...)
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
 
 	// The resume, as another replica on a started line stores it; then a
@@ -620,7 +623,7 @@ func TestResumeBeforeTheLineStartsHere(t *testing.T) {
 		return strings.Contains(ts.logs.String(), `msg="promote of a stage that has ended is dropped"`)
 	}, 10*time.Second, time.Millisecond, "the commands never reached the rollout")
 
-	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 	d := waitFor(t, ts.URL, id, func(d Deployment) bool { return !d.Paused })
 	assert.Equal(t, StatusInProgress, d.Status)

@@ -245,12 +245,11 @@ func TestBoardFollowsTheCord(t *testing.T) {
 		return func() bool { pulled, _ := board(); return pulled == want }
 	}
 
-	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "stop", "reason": "incident 7"}, auth...)
-	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	stopLine(t, ts.URL, "incident 7", auth...)
 	require.Eventually(t, showsPulled(true), 10*time.Second, 10*time.Millisecond, "a pull through the API is on the board")
 	_, reason := board()
 	assert.Contains(t, reason, "incident 7")
-	r = do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 	require.Eventually(t, showsPulled(false), 10*time.Second, 10*time.Millisecond, "a release through the API is on the board")
 
