@@ -845,12 +845,7 @@ func TestTheEndOfCommandsLeavesNothing(t *testing.T) {
 // store it, and may run on a replica that has not seen it yet) drops it
 // as it ends the deployment.
 func TestRedeliveredEndDropsTheEndOfCommands(t *testing.T) {
-	gate := &firstRetireGate{retiring: make(chan struct{}), release: make(chan struct{})}
-	releaseAll := sync.OnceFunc(func() { close(gate.release) })
-	defer releaseAll()
-	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
-		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
-	}, fastArgs...)
+	ts, gate, releaseAll := startWithRetireGate(t)
 	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
 		"Prefer", "respond-async").deployment(t).ID
 	<-gate.retiring // the region's success is stored; the deployment's is not

@@ -125,6 +125,19 @@ type firstRetireGate struct {
 	retiring, release chan struct{}
 }
 
+// startWithRetireGate starts the service on a fleet whose first Retire
+// waits for release (called when the test ends, before the service
+// stops, at the latest).
+func startWithRetireGate(t *testing.T) (ts *testService, gate *firstRetireGate, release func()) {
+	gate = &firstRetireGate{retiring: make(chan struct{}), release: make(chan struct{})}
+	release = sync.OnceFunc(func() { close(gate.release) })
+	ts = startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+	}, fastArgs...)
+	t.Cleanup(release) // before the service's own clean-up, which waits for the rollout
+	return ts, gate, release
+}
+
 func (g *firstRetireGate) Retire(ctx context.Context, service, region, version string) error {
 	if g.first.CompareAndSwap(false, true) {
 		close(g.retiring)
@@ -138,12 +151,7 @@ func (g *firstRetireGate) Retire(ctx context.Context, service, region, version s
 // crash between the two), has that version retired when its job is
 // delivered again: it would run, idle, for as long as the region does.
 func TestRedeliveredSuccessRetiresTheOldVersion(t *testing.T) {
-	gate := &firstRetireGate{retiring: make(chan struct{}), release: make(chan struct{})}
-	releaseAll := sync.OnceFunc(func() { close(gate.release) })
-	defer releaseAll()
-	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
-		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
-	}, fastArgs...)
+	ts, gate, releaseAll := startWithRetireGate(t)
 	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}},
 		"Prefer", "respond-async").deployment(t).ID
 	<-gate.retiring
