@@ -29,8 +29,11 @@ import (
 // lock but a time window's: with only a consecutive-failure rule a success
 // reads two shared words (the period and the failure count) and no clock;
 // a count window adds two atomic operations; a time window takes a short
-// lock. The end of the open period is a time.Timer,
-// so a refused call reads no clock either.
+// lock. A call refused while the breaker is open reads one atomic word
+// more, and in the last second of the open period (its last half, if it is
+// shorter) the clock: a call that comes when the period has ended is let
+// through even if the timer that turns the breaker half-open has not run
+// yet, as a caller that waited for the RetryAfter hint does.
 //
 // The breaker reads the time itself (the monotonic clock, through
 // time.Since); a test controls it with testing/synctest.
@@ -67,6 +70,7 @@ type period struct {
 	reject *OpenError
 	until  int64
 	timer  *time.Timer
+	ending atomic.Bool // the open period ends within openLead: refusals read the clock
 
 	// half-open, guarded by Breaker.mu
 	leases    []lease
@@ -120,7 +124,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 	p := b.cur.Load()
 	var id uint64
 	if p.state != StateClosed {
-		if p.state == StateOpen || p.state == StateForcedOpen {
+		if p.state == StateForcedOpen || p.state == StateOpen && !p.ending.Load() {
 			return p.reject
 		}
 		var err error
@@ -207,8 +211,18 @@ func (b *Breaker) admit(p *period) (*period, uint64, error) {
 		switch p.state {
 		case StateClosed, StateMetricsOnly, StateDisabled:
 			return p, 0, nil
-		case StateOpen, StateForcedOpen:
+		case StateForcedOpen:
 			return nil, 0, p.reject
+		case StateOpen:
+			if !p.ending.Load() || b.now() < p.until {
+				return nil, 0, p.reject
+			}
+			// The open period has ended and its timer has not run yet:
+			// a caller that waited for the RetryAfter hint comes at that
+			// very moment, and is let through as the hint promised.
+			b.expire(p)
+			p = b.cur.Load()
+			continue
 		}
 		id, err := b.acquire(p)
 		if id != 0 || err != nil {
@@ -450,6 +464,34 @@ func (b *Breaker) trip(p *period, c cause) {
 	b.deliver()
 }
 
+// openLead is how long before the end of an open period (at most half
+// of it) the calls it refuses start to read the clock.
+const openLead = time.Second
+
+// openTimer is the function of the timer of the open period p. It runs
+// first openLead before the period ends, and from then on a refused call
+// reads the clock, so that one that comes when the period has ended is let
+// through even if the timer has not run again by then; and again at the
+// end, when it turns the breaker half-open.
+func (b *Breaker) openTimer(p *period) {
+	b.mu.Lock()
+	if b.cur.Load() != p {
+		b.mu.Unlock()
+		return
+	}
+	if !p.ending.Load() {
+		p.ending.Store(true)
+		if rest := p.until - b.now(); rest > 0 {
+			p.timer.Reset(time.Duration(rest))
+			b.mu.Unlock()
+			return
+		}
+	}
+	b.expireLocked(p)
+	b.mu.Unlock()
+	b.deliver()
+}
+
 // expire ends the open period p: the breaker turns half-open.
 func (b *Breaker) expire(p *period) {
 	b.mu.Lock()
@@ -457,9 +499,15 @@ func (b *Breaker) expire(p *period) {
 		b.mu.Unlock()
 		return
 	}
-	b.enter(p, StateHalfOpen, "open period of "+time.Duration(p.until-p.since).String()+" ended")
+	b.expireLocked(p)
 	b.mu.Unlock()
 	b.deliver()
+}
+
+// expireLocked turns the breaker half-open at the end of the current open
+// period p. Called with b.mu held.
+func (b *Breaker) expireLocked(p *period) {
+	b.enter(p, StateHalfOpen, "open period of "+time.Duration(p.until-p.since).String()+" ended")
 }
 
 // Trip opens the breaker now, as if a rule had tripped it: calls are
@@ -553,7 +601,8 @@ func (b *Breaker) newPeriod(state State, gen uint64, reason string, now int64, o
 			p.until = math.MaxInt64
 		}
 		p.reject = &OpenError{Breaker: b.s.name, State: StateOpen, Reason: reason, until: b.at(p.until)}
-		p.timer = time.AfterFunc(time.Duration(d), func() { b.expire(p) })
+		lead := min(time.Duration(d)/2, openLead)
+		p.timer = time.AfterFunc(time.Duration(d)-lead, func() { b.openTimer(p) })
 	case StateForcedOpen:
 		p.reject = &OpenError{Breaker: b.s.name, State: StateForcedOpen, Reason: reason}
 	case StateHalfOpen:

@@ -794,6 +794,29 @@ func TestBreakerForcedStates(t *testing.T) {
 	})
 }
 
+// A call that comes when the open period ends is a probe, whether or not
+// the timer that ends the period has run by then.
+func TestBreakerLetsAProbeThroughWhenTheOpenPeriodEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := jidoka.NewBreaker(jidoka.BreakerOptions{OpenDuration: time.Second, HalfOpenSuccesses: 1})
+		require.NoError(t, err)
+		ctx := context.Background()
+		// The sleep and the breaker's timer end at the same instant, and
+		// either may run first: try many times.
+		for range 50 {
+			b.Trip("down")
+			_, err := b.Allow(ctx)
+			hint := jidoka.RetryAfter(err)
+			require.Equal(t, time.Second, hint)
+			time.Sleep(hint)
+			done, err := b.Allow(ctx)
+			require.NoError(t, err, "refused when the hint said to come back")
+			done(nil)
+			require.Equal(t, jidoka.StateClosed, b.State())
+		}
+	})
+}
+
 func TestBreakerOpenError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBreaker(t, jidoka.BreakerOptions{Name: "gateway", ConsecutiveFailures: 2, OpenDuration: 30 * time.Second})

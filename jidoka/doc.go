@@ -43,8 +43,8 @@
 //
 // The closed path is built for speed: no allocation, no lock but a time
 // window's short one, and with count-based rules no clock read; a refused
-// call reads one atomic word and returns an error made once per open
-// period.
+// call reads two atomic words (and the clock in the last second of the
+// open period) and returns an error made once per open period.
 //
 // # Guards
 //

@@ -173,6 +173,35 @@ func TestRetryAnOpenBreaker(t *testing.T) {
 	})
 }
 
+// A retry that waits out an open breaker's RetryAfter hint is let
+// through: the breaker's open period ends at its time, whether or not the
+// timer that ends it has run by then.
+func TestRetryAfterTheOpenPeriodIsLetThrough(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1})
+		require.NoError(t, err)
+		r, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxRetryAfter: 2 * time.Second, Budget: bigBudget(t)})
+		require.NoError(t, err)
+		// The retry and the breaker's timer are due at the same instant,
+		// and either may run first: try many times.
+		for range 50 {
+			b.Trip("down")
+			calls := 0
+			start := time.Now()
+			err = r.Do(context.Background(), func(ctx context.Context) error {
+				return b.Do(ctx, func(context.Context) error {
+					calls++
+					return nil
+				})
+			})
+			require.NoError(t, err, "the one retry, made when the hint said, was refused")
+			require.Equal(t, 1, calls)
+			require.Equal(t, time.Second, time.Since(start))
+			require.Equal(t, jidoka.StateClosed, b.State())
+		}
+	})
+}
+
 func TestRetryStopsAtTheCallersDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 10, BaseDelay: time.Second, Jitter: noJitter, Budget: bigBudget(t)})
