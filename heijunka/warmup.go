@@ -314,15 +314,16 @@ func (c *climb) begins(s int64) (at int64, ok bool) {
 // is a later step than the one in force; at the last step the climb ends
 // at full.
 func (l *Limiter) tick(c *climb, now int64) {
-	cur := c.step.Load()
 	s := c.stepAt(now)
-	if s <= cur {
+	if s <= c.step.Load() {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.climb.Load() != c || c.step.Load() != cur {
-		return // the climb ended, restarted or moved on meanwhile
+	// Another call may have set a step meanwhile: an earlier one than s
+	// leaves s to set here, or this call would be decided under it.
+	if l.climb.Load() != c || c.step.Load() >= s {
+		return // the climb ended, restarted or reached s meanwhile
 	}
 	c.step.Store(s)
 	if s >= c.steps {
