@@ -2,9 +2,11 @@ package kaizenprom
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,8 +25,8 @@ type Queue interface {
 }
 
 // BacklogTimeout bounds the reading of the queues' Backlogs at a scrape
-// (they are read at once); for natsjs each is three requests to the
-// server.
+// (they are read at once, and a read not back by then has failed); for
+// natsjs each is three requests to the server.
 const BacklogTimeout = 5 * time.Second
 
 // HandlerBuckets are the bounds, in seconds, of the handler duration
@@ -58,7 +60,9 @@ var HandlerBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 // The depth, oldest age and dead letters are the queue's own state (its
 // Backlog), the same from every process: take one process's (max, not
 // sum). A read of it that fails sets backlog_up to 0 and leaves the three
-// out of that scrape rather than report a made-up value. What "oldest"
+// out of that scrape rather than report a made-up value: one that returns
+// an error, or does not return within BacklogTimeout, or panics (see
+// Collect). What "oldest"
 // means, and whether it is known, depends on the backend (see
 // kanban.Memory.Backlog and natsjs.Queue.Backlog); where it is not known
 // the series is absent. A queue with a Len method and no Backlog exports
@@ -72,7 +76,15 @@ type KanbanCollector struct {
 	// handler series is never made for a queue as it is being removed.
 	handlers  sync.Mutex
 	durations *prometheus.HistogramVec
-	queues    sources[Queue]
+	queues    sources[*queueSource]
+}
+
+// queueSource is a queue the collector reads.
+type queueSource struct {
+	q Queue
+	// reading is set while a read of the queue's Backlog has not
+	// returned: no other is started until it does.
+	reading atomic.Bool
 }
 
 // NewKanbanCollector creates a KanbanCollector and registers it with reg.
@@ -125,7 +137,7 @@ func (c *KanbanCollector) AddQueue(name string, q Queue) error {
 	if q == nil || typednil.Holds(q) {
 		return errNil("AddQueue", "queue")
 	}
-	return c.queues.add("queue", name, q)
+	return c.queues.add("queue", name, &queueSource{q: q})
 }
 
 // RemoveQueue stops exporting the queue named name: its series, and those
@@ -172,31 +184,18 @@ func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect reads the stats and the backlog of every queue. The backlogs are
-// read at once, all within BacklogTimeout, so a server that does not
-// answer holds a scrape up for BacklogTimeout whatever the number of
-// queues on it, and the scrape reports their backlog_up as 0 within
-// Prometheus' scrape timeout.
+// read at once, and waited for no longer than BacklogTimeout, so a server
+// that does not answer holds a scrape up for BacklogTimeout whatever the
+// number of queues on it, and the scrape reports their backlog_up as 0
+// within Prometheus' scrape timeout. A read that has not returned by then
+// (a backend that does not heed its context), that panics or that calls
+// runtime.Goexit has failed; while such a read still runs, later scrapes
+// start no other read of that queue and report its backlog_up as 0.
 func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	queues := c.queues.list()
-	type backlog struct {
-		kanban.Backlog
-		err error
-	}
-	backlogs := make([]backlog, len(queues))
-	ctx, cancel := context.WithTimeout(context.Background(), BacklogTimeout)
-	var wg sync.WaitGroup
+	backlogs := readBacklogs(queues)
 	for i, q := range queues {
-		if r, ok := q.src.(kanban.BacklogReader); ok {
-			wg.Go(func() {
-				b, err := r.Backlog(ctx)
-				backlogs[i] = backlog{b, err}
-			})
-		}
-	}
-	wg.Wait()
-	cancel()
-	for i, q := range queues {
-		s := q.src.Stats()
+		s := q.src.q.Stats()
 		send(ch, c.published, prometheus.CounterValue, float64(s.Published), q.name)
 		send(ch, c.duplicates, prometheus.CounterValue, float64(s.Duplicates), q.name)
 		send(ch, c.handled, prometheus.CounterValue, float64(s.Handled), q.name)
@@ -205,7 +204,7 @@ func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 		send(ch, c.dead, prometheus.CounterValue, float64(s.DeadLettered), q.name)
 		send(ch, c.redriven, prometheus.CounterValue, float64(s.Redriven), q.name)
 		send(ch, c.inFlight, prometheus.GaugeValue, float64(s.InFlight), q.name)
-		switch src := q.src.(type) {
+		switch src := q.src.q.(type) {
 		case kanban.BacklogReader:
 			c.sendBacklog(ch, q.name, backlogs[i].Backlog, backlogs[i].err)
 		case interface{ Len() int }:
@@ -213,6 +212,73 @@ func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c.durations.Collect(ch)
+}
+
+// backlogRead is the result of reading the Backlog of queue i of a scrape.
+type backlogRead struct {
+	kanban.Backlog
+	err error
+	i   int
+}
+
+// The errors of backlog reads that did not return a result.
+var (
+	errBacklogLate    = errors.New("kaizenprom: the backlog read did not return within BacklogTimeout")
+	errBacklogRunning = errors.New("kaizenprom: the backlog read of an earlier scrape has not returned yet")
+	errBacklogGoexit  = errors.New("kaizenprom: the backlog read called runtime.Goexit")
+)
+
+// readBacklogs reads, at once, the backlogs of the queues that have one,
+// and returns them indexed as queues. It waits no longer than
+// BacklogTimeout: a read still running then has failed, and runs on
+// alone, with its context cancelled; its queue is not read again until it
+// returns. A read that panics or calls runtime.Goexit has failed too,
+// rather than end the process or pass for a read of an empty queue.
+func readBacklogs(queues []named[*queueSource]) []backlogRead {
+	reads := make([]backlogRead, len(queues))
+	ctx, cancel := context.WithTimeout(context.Background(), BacklogTimeout)
+	defer cancel()
+	results := make(chan backlogRead, len(queues)) // never blocks a late read
+	running := 0
+	for i, q := range queues {
+		r, ok := q.src.q.(kanban.BacklogReader)
+		if !ok {
+			continue
+		}
+		if !q.src.reading.CompareAndSwap(false, true) {
+			reads[i].err = errBacklogRunning
+			continue
+		}
+		reads[i].err = errBacklogLate // until its result comes
+		running++
+		go func() {
+			res := backlogRead{i: i, err: errBacklogGoexit}
+			defer func() {
+				if v := recover(); v != nil {
+					res = backlogRead{i: i, err: fmt.Errorf("kaizenprom: the backlog read panicked: %v", v)}
+				}
+				q.src.reading.Store(false)
+				results <- res
+			}()
+			res.Backlog, res.err = r.Backlog(ctx)
+		}()
+	}
+	for ; running > 0; running-- {
+		select {
+		case res := <-results:
+			reads[res.i] = res
+		case <-ctx.Done():
+			for { // those back already count; the others are late
+				select {
+				case res := <-results:
+					reads[res.i] = res
+				default:
+					return reads
+				}
+			}
+		}
+	}
+	return reads
 }
 
 func (c *KanbanCollector) sendBacklog(ch chan<- prometheus.Metric, name string, b kanban.Backlog, err error) {

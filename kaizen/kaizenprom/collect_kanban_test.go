@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -230,6 +232,100 @@ func TestKanbanCollectorSilentServer(t *testing.T) {
 			assert.Equal(t, 0.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", map[string]string{"queue": name}), name)
 		}
 	})
+}
+
+// deafBacklog is a queue on a backend that does not heed the context of
+// its Backlog: a read returns only once release is closed.
+type deafBacklog struct {
+	fakeQueue
+	release chan struct{}
+	calls   *atomic.Int32
+}
+
+func (q deafBacklog) Backlog(context.Context) (kanban.Backlog, error) {
+	q.calls.Add(1)
+	<-q.release
+	return kanban.Backlog{Depth: 7}, nil
+}
+
+// TestKanbanCollectorBacklogThatIgnoresItsContext: a backend whose Backlog
+// does not return when its context ends holds a scrape up no longer than
+// BacklogTimeout, and is reported down; the other queues are read as
+// usual. While that read still hangs, a scrape starts no other read of
+// the queue (they would pile up, one per scrape) and reports it down at
+// once; once it returns, the queue is read again.
+func TestKanbanCollectorBacklogThatIgnoresItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+		require.NoError(t, err)
+		deaf := deafBacklog{release: make(chan struct{}), calls: new(atomic.Int32)}
+		require.NoError(t, c.AddQueue("deaf", deaf))
+		require.NoError(t, c.AddQueue("ageless", unknownAge{}))
+		q := func(name string) map[string]string { return map[string]string{"queue": name} }
+		scrape := func() prometheus.Gatherer {
+			families, err := reg.Gather()
+			require.NoError(t, err)
+			return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return families, nil })
+		}
+
+		start := time.Now()
+		scraped := scrape()
+		assert.Equal(t, kaizenprom.BacklogTimeout, time.Since(start), "the scrape ends at BacklogTimeout")
+		assert.Equal(t, 0.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", q("deaf")))
+		assert.Nil(t, series(t, scraped, "taikit_queue_depth", q("deaf")))
+		assert.Equal(t, 1.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", q("ageless")))
+		assert.Equal(t, 3.0, gaugeValue(t, scraped, "taikit_queue_depth", q("ageless")))
+
+		start = time.Now()
+		scraped = scrape()
+		assert.Zero(t, time.Since(start), "no new read of a queue whose last one has not returned")
+		assert.Equal(t, 0.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", q("deaf")))
+		assert.Equal(t, int32(1), deaf.calls.Load())
+
+		close(deaf.release)
+		synctest.Wait()
+		scraped = scrape()
+		assert.Equal(t, 1.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", q("deaf")))
+		assert.Equal(t, 7.0, gaugeValue(t, scraped, "taikit_queue_depth", q("deaf")))
+		assert.Equal(t, int32(2), deaf.calls.Load())
+	})
+}
+
+// goexitBacklog is a queue whose Backlog calls runtime.Goexit, as
+// t.FailNow in a test double does.
+type goexitBacklog struct{ fakeQueue }
+
+func (goexitBacklog) Backlog(context.Context) (kanban.Backlog, error) {
+	runtime.Goexit()
+	return kanban.Backlog{Depth: 5}, nil
+}
+
+// panicBacklog is a queue whose Backlog panics.
+type panicBacklog struct{ fakeQueue }
+
+func (panicBacklog) Backlog(context.Context) (kanban.Backlog, error) { panic("backend bug") }
+
+// TestKanbanCollectorBacklogThatPanicsOrExits: a Backlog that panics or
+// calls runtime.Goexit is a read that failed: the queue is reported down,
+// with no made-up depth, and the scrape and the process go on.
+func TestKanbanCollectorBacklogThatPanicsOrExits(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	require.NoError(t, c.AddQueue("exits", goexitBacklog{}))
+	require.NoError(t, c.AddQueue("panics", panicBacklog{}))
+	require.NoError(t, c.AddQueue("ageless", unknownAge{}))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	scraped := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return families, nil })
+	for _, name := range []string{"exits", "panics"} {
+		q := map[string]string{"queue": name}
+		assert.Equal(t, 0.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", q), name)
+		assert.Nil(t, series(t, scraped, "taikit_queue_depth", q), name)
+		assert.Nil(t, series(t, scraped, "taikit_queue_dead_letters", q), name)
+	}
+	assert.Equal(t, 1.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", map[string]string{"queue": "ageless"}))
 }
 
 // TestKanbanCollectorHandlerObserverNeedsTheQueue: the handler durations

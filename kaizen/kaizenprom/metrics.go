@@ -60,8 +60,9 @@ type MetricsOptions struct {
 	// and so are the labels of the metrics: "kind", "outcome", "policy",
 	// "verdict" and "stage".
 	ConstLabels prometheus.Labels
-	// NoStages keeps only the "signal" series of the duration histogram.
-	// By default Metrics is a tai.StageObserver and also times the gate,
+	// NoStages turns off stage_duration_seconds, which then has no
+	// series; signal_duration_seconds still times the whole signal. By
+	// default Metrics is a tai.StageObserver and also times the gate,
 	// policy and action stages, which makes the pipeline read the clock
 	// at each stage boundary.
 	NoStages bool
