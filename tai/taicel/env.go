@@ -53,7 +53,9 @@ type Options[T any] struct {
 	// with "verdict_rule":"<name>" added when a verdict rule decided. The
 	// payload holds every exported field of T but those in Unrecorded,
 	// under its Go name; vars the variables Lookup returned that Vars
-	// declares (all of them, for a dynamic Env). Numbers keep their type: a float always has a '.' or an
+	// declares (all of them, for a dynamic Env); a variable that is a nil
+	// slice or map, which CEL reads as empty, is written empty ([], {}).
+	// Numbers keep their type: a float always has a '.' or an
 	// exponent ("5000.0"), an int never does. A value nested more than 10000
 	// deep, pointers and interfaces counted, fails the signal: it would
 	// not read back, and one that holds itself would never end. It costs

@@ -90,7 +90,7 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 		what = "variable " + strconv.Quote(name)
 		b = jsonw.AppendString(b, name)
 		b = append(b, ':')
-		b = appendAny(b, v, 2)
+		b = appendVar(b, v)
 	}
 	if e.dynamic {
 		names := make([]string, 0, len(act.vars))
@@ -109,6 +109,28 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// appendVar writes the value of a variable, at depth 2. A nil slice or
+// map, which CEL reads as empty, is written empty ([], {}, "" for bytes),
+// not null: a reader that knows no type for the variable (a dynamic Env,
+// the taikit backtest command) would read null as CEL's null, which no
+// rule reading a list or a map can judge.
+func appendVar(b []byte, v any) []byte {
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Slice:
+		if rv.IsNil() {
+			if rv.Type().Elem().Kind() == reflect.Uint8 {
+				return append(b, `""`...)
+			}
+			return append(b, "[]"...)
+		}
+	case reflect.Map:
+		if rv.IsNil() {
+			return append(b, "{}"...)
+		}
+	}
+	return appendAny(b, v, 2)
 }
 
 // closeInputs returns a copy of the open inputs object in b, closed, with
@@ -201,7 +223,7 @@ func (e *Env[T]) decodeVar(r *jsonReader, name string) (any, error) {
 // would not compare with a double, a timestamp, bytes or a duration.
 func decodeAs(r *jsonReader, t *cel.Type) (any, error) {
 	if r.null() {
-		return nil, nil
+		return nilOf(t), nil
 	}
 	switch t.Kind() {
 	case types.IntKind:
@@ -248,6 +270,30 @@ func decodeAs(r *jsonReader, t *cel.Type) (any, error) {
 		return decodeMap(r, val, func(s string) (string, error) { return s, nil })
 	}
 	return r.any()
+}
+
+// nilOf returns what a null reads as for the CEL type t: for a list, a
+// map or bytes, the nil of the Go type decodeAs reads it into, which CEL
+// reads as empty, as it read the nil slice or map written as null (one
+// inside a list or a map is); nil otherwise.
+func nilOf(t *cel.Type) any {
+	switch t.Kind() {
+	case types.ListKind:
+		return []any(nil)
+	case types.MapKind:
+		switch t.Parameters()[0].Kind() {
+		case types.IntKind:
+			return map[int64]any(nil)
+		case types.UintKind:
+			return map[uint64]any(nil)
+		case types.BoolKind:
+			return map[bool]any(nil)
+		}
+		return map[string]any(nil)
+	case types.BytesKind:
+		return []byte(nil)
+	}
+	return nil
 }
 
 // decodeMap reads an object into a map whose keys key parses from the

@@ -676,3 +676,90 @@ func TestInputsKeepTheInstantOfATimeWithSecondsInItsOffset(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, d, again)
 }
+
+// TestInputsRoundTripEmptyListMapAndBytesVars checks variables a store
+// returns as nil slices and maps, which CEL reads as empty: JSON writes
+// them as null, which read back as nil was CEL's null, and a rule that
+// read them (size(l), x in m) failed on replay though it had decided.
+func TestInputsRoundTripEmptyListMapAndBytesVars(t *testing.T) {
+	vars := map[string]any{
+		"countries": []string(nil),
+		"limits":    map[string]float64(nil),
+		"by_id":     map[int64]string(nil),
+		"token":     []byte(nil),
+		"grid":      [][]int64{nil},
+	}
+	env, err := taicel.NewEnv(taicel.Options[Order]{
+		Vars: map[string]*cel.Type{
+			"countries": cel.ListType(cel.StringType),
+			"limits":    cel.MapType(cel.StringType, cel.DoubleType),
+			"by_id":     cel.MapType(cel.IntType, cel.StringType),
+			"token":     cel.BytesType,
+			"grid":      cel.ListType(cel.ListType(cel.IntType)),
+		},
+		Lookup:       func(context.Context, tai.Signal[Order]) (map[string]any, error) { return vars, nil },
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "v", Rules: []taicel.Rule{
+		{Name: "list", Weight: 0.1, Expr: `size(countries) == 0`},
+		{Name: "map", Weight: 0.1, Expr: `!("DE" in limits)`},
+		{Name: "int_map", Weight: 0.1, Expr: `size(by_id) == 0`},
+		{Name: "bytes", Weight: 0.1, Expr: `size(token) == 0`},
+		{Name: "nested", Weight: 0.1, Expr: `size(grid[0]) == 0`},
+	}})
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
+	require.NoError(t, err)
+	require.Len(t, d.Contributions, 5, "every rule fires: %+v", d.Contributions)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	again, err := set.Replay(tai.Signal[Order]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err, "inputs: %s", d.Inputs)
+	assert.Equal(t, d, again)
+	assert.Equal(t, string(d.Inputs), string(again.Inputs))
+
+	// A trail written when they were recorded as null.
+	in, err = env.DecodeInputs([]byte(`{"time":"0001-01-01T00:00:00Z","payload":{},` +
+		`"vars":{"by_id":null,"countries":null,"grid":[null],"limits":null,"token":null}}`))
+	require.NoError(t, err)
+	again, err = set.Replay(tai.Signal[Order]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d.Contributions, again.Contributions)
+}
+
+// TestDynamicEnvReadsEmptyListAndMapVars checks variables a store returns
+// as nil slices and maps, recorded by a typed Env and replayed by a
+// dynamic one, as the taikit backtest command does: written as null, they
+// read back as CEL's null there, which knows no type to read them as, and
+// every rule reading them failed on decisions the set had made.
+func TestDynamicEnvReadsEmptyListAndMapVars(t *testing.T) {
+	vars := map[string]any{"countries": []string(nil), "limits": map[string]float64(nil)}
+	env, err := taicel.NewEnv(taicel.Options[Order]{
+		Vars:         map[string]*cel.Type{"countries": cel.ListType(cel.StringType), "limits": cel.MapType(cel.StringType, cel.DoubleType)},
+		Lookup:       func(context.Context, tai.Signal[Order]) (map[string]any, error) { return vars, nil },
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	spec := &taicel.Spec{Version: "v", Rules: []taicel.Rule{
+		{Name: "list", Weight: 0.5, Expr: `size(countries) == 0`},
+		{Name: "map", Weight: 0.5, Expr: `!("DE" in limits)`},
+	}}
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
+	require.NoError(t, err)
+	require.Equal(t, tai.Deny, d.Verdict)
+
+	dyn, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	dset, err := dyn.Compile(spec)
+	require.NoError(t, err)
+	in, err := dyn.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	again, err := dset.Replay(tai.Signal[map[string]any]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err, "inputs: %s", d.Inputs)
+	assert.Equal(t, d.Verdict, again.Verdict)
+	assert.Equal(t, d.Contributions, again.Contributions)
+}

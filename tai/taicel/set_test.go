@@ -562,6 +562,32 @@ func TestLookupNumberOfAnotherType(t *testing.T) {
 	}
 }
 
+// A float32 Lookup returns for a double is judged as the double it
+// holds (0.7 is 0.699999988079071), and must be recorded as that double:
+// recorded as the float32's shortest form, 0.7, it read back as another
+// double, and the set replaying the decision it had made flipped it.
+func TestLookupFloat32ReplaysAsJudged(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{
+		Vars: map[string]*cel.Type{"risk": cel.DoubleType},
+		Lookup: func(context.Context, tai.Signal[Order]) (map[string]any, error) {
+			return map[string]any{"risk": float32(0.7)}, nil
+		},
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "1", Thresholds: taicel.Thresholds{Deny: 0.7},
+		Rules: []taicel.Rule{{Name: "risk", Weight: 1, Expr: "risk"}}})
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Allow, d.Verdict, "float32(0.7) is below 0.7")
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	again, err := set.Replay(tai.Signal[Order]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d, again, "inputs: %s", d.Inputs)
+}
+
 // A word CEL reserves is no identifier: a variable so named could not be
 // read by any expression, nor a set named in, true, false or null (the
 // words that cannot follow "sets."), yet both were accepted and every

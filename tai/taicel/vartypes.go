@@ -69,6 +69,7 @@ func asNumber(k types.Kind, v any) (ref.Val, bool, error) {
 		u    uint64
 		f    float64
 		kind reflect.Kind // Int64, Uint64 or Float64: which of i, u, f holds v
+		f32  bool         // v is a float32, which CEL reads as the double f
 	)
 	switch x := v.(type) {
 	case types.Int:
@@ -85,10 +86,15 @@ func asNumber(k types.Kind, v any) (ref.Val, bool, error) {
 		case rv.CanUint():
 			u, kind = rv.Uint(), reflect.Uint64
 		default:
-			f, kind = rv.Float(), reflect.Float64
+			f, kind, f32 = rv.Float(), reflect.Float64, rv.Kind() == reflect.Float32
 		}
 	}
 	switch {
+	case k == types.DoubleKind && f32:
+		// Judged as the double it holds (0.699999988079071 for 0.7), and
+		// so recorded: written as a float32, in its shortest form, it
+		// would read back as another double.
+		return types.Double(f), true, nil
 	case k == types.IntKind && kind == reflect.Int64,
 		k == types.UintKind && kind == reflect.Uint64,
 		k == types.DoubleKind && kind == reflect.Float64:
