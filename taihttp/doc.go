@@ -42,8 +42,9 @@
 //
 // Only requests that can safely be sent twice are retried or hedged: an
 // idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE), or any
-// method with RetryNonIdempotent, or an Idempotency-Key header (retried
-// only: a copy sent while the first is in progress would meet the key);
+// method with RetryNonIdempotent, or an Idempotency-Key header with a
+// key in it, one and not blank (retried only: a copy sent while the first
+// is in progress would meet the key);
 // and a body that can be sent again (GetBody). A response with a status of
 // RetryStatus (408, 429, 500, 502, 503, 504) fails its attempt, and its
 // Retry-After (seconds or an HTTP date, see ParseRetryAfter) is the

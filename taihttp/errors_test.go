@@ -1,6 +1,7 @@
 package taihttp_test
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -162,3 +163,78 @@ func TestProblemsDropCacheFields(t *testing.T) {
 		}
 	}
 }
+
+// Behind Pipeline, a handler that declared its body's coding (gzip, as
+// one that compresses its own output does) and then failed before it
+// wrote has the middleware's problem sent without that coding: the
+// problem is plain JSON, and a client that decodes the coding it was told
+// of (Go's http.Client does) could not read it. Middleware around it that
+// set the coding encodes what is written through it, the problem too, and
+// keeps its field.
+func TestPipelineProblemDropsTheHandlersContentEncoding(t *testing.T) {
+	pl, err := taihttp.Pipeline(nil, taihttp.PipelineOptions{})
+	require.NoError(t, err)
+	limit, err := heijunka.NewKeyed(heijunka.PerHour(1))
+	require.NoError(t, err)
+	rl, err := taihttp.RateLimit(limit, taihttp.RateLimitOptions{})
+	require.NoError(t, err)
+	failing := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Encoding", "gzip")
+		panic("export failed")
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/export", pl(failing))
+	mux.Handle("/outer/export", gzipped(pl(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("export failed") }))))
+	mux.Handle("/outer/limited", gzipped(rl(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	get := func(path string) (*http.Response, map[string]any) {
+		t.Helper()
+		resp, err := srv.Client().Get(srv.URL + path)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		require.NoError(t, err, "%s: the problem is readable", path)
+		var p map[string]any
+		require.NoError(t, json.Unmarshal(body, &p), "%s: %s", path, body)
+		return resp, p
+	}
+	resp, p := get("/export")
+	require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	assert.Empty(t, resp.Header.Values("Content-Encoding"))
+	assert.EqualValues(t, http.StatusInternalServerError, p["status"])
+
+	resp, p = get("/outer/export")
+	require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	assert.True(t, resp.Uncompressed, "the outer coding stays, and the problem was encoded in it")
+	assert.EqualValues(t, http.StatusInternalServerError, p["status"])
+
+	first, err := srv.Client().Get(srv.URL + "/outer/limited") // spends the quota
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, first.Body)
+	_ = first.Body.Close()
+	require.Equal(t, http.StatusOK, first.StatusCode)
+	resp, p = get("/outer/limited")
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.True(t, resp.Uncompressed, "the outer coding stays, and the problem was encoded in it")
+	assert.EqualValues(t, http.StatusTooManyRequests, p["status"])
+}
+
+// gzipped compresses every response, setting Content-Encoding before it
+// calls next, as gorilla/handlers' CompressHandler does.
+func gzipped(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Del("Content-Length")
+		gz := gzip.NewWriter(w)
+		defer gz.Close()
+		next.ServeHTTP(gzipWriter{ResponseWriter: w, w: gz}, r)
+	})
+}
+
+type gzipWriter struct {
+	http.ResponseWriter
+	w io.Writer
+}
+
+func (g gzipWriter) Write(b []byte) (int, error) { return g.w.Write(b) }

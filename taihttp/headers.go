@@ -25,6 +25,7 @@ const (
 	headerRetryAfter      = "Retry-After"
 	headerRateLimit       = "Ratelimit"
 	headerRateLimitPolicy = "Ratelimit-Policy"
+	headerContentEncoding = "Content-Encoding"
 )
 
 // PolicyField returns the value of the RateLimit-Policy field

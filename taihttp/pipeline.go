@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,11 @@ type PipelineOptions struct {
 //     guard's deadline passed), 504, or 503 when it was canceled. A
 //     handler that panics after it began its response aborts it, as
 //     net/http does with http.ErrAbortHandler; so does one that panics
-//     with http.ErrAbortHandler before it began.
+//     with http.ErrAbortHandler before it began. A problem the middleware
+//     writes in place of the handler's response goes without the
+//     Content-Encoding the handler set for the body it meant to send (a
+//     coding set by middleware around this one, which encodes what is
+//     written here, stays).
 //
 // It returns an error for invalid options, or the error of tai.New (a nil
 // hook).
@@ -145,6 +150,9 @@ var errRanTwice = jidoka.Permanent(errors.New("taihttp: a guard called the handl
 type exchangeKey struct{}
 
 func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	// The coding the response has on its way in: middleware around this
+	// one that set it encodes what is written here.
+	encoding := w.Header()[headerContentEncoding]
 	ex := &exchange{w: statusWriter{ResponseWriter: w}, next: next, isFailure: pl.opts.IsFailure}
 	ex.ctx = context.WithValue(r.Context(), exchangeKey{}, ex)
 	id := ""
@@ -173,6 +181,18 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 			panic(http.ErrAbortHandler)
 		}
 		return
+	}
+	// The problem is written to w, past any writer the handler's own
+	// middleware made: a Content-Encoding set inside (a handler that
+	// compresses its body and failed before it wrote) would label the
+	// plain problem as compressed, and a client that decodes it would
+	// lose it. The coding set around this middleware stays.
+	if !slices.Equal(w.Header()[headerContentEncoding], encoding) {
+		if encoding == nil {
+			delete(w.Header(), headerContentEncoding)
+		} else {
+			w.Header()[headerContentEncoding] = encoding
+		}
 	}
 	switch tai.OutcomeOf(err) {
 	case tai.Rejected:

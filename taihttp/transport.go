@@ -70,7 +70,9 @@ type TransportOptions struct {
 	// idempotent methods of RFC 9110 (GET, HEAD, OPTIONS, TRACE, PUT,
 	// DELETE) are sent more than once otherwise. Such a request with an
 	// Idempotency-Key header is retried but not hedged, with
-	// RetryNonIdempotent or without.
+	// RetryNonIdempotent or without; a header with no key in it (empty,
+	// blank, or given twice), which a server takes for no key, does not
+	// count.
 	RetryNonIdempotent bool
 }
 
@@ -90,7 +92,9 @@ type TransportOptions struct {
 // request of another method with an Idempotency-Key header is retried
 // but not hedged, even with RetryNonIdempotent: a server that keeps the
 // key answers a copy sent while the first is in progress with 409
-// Conflict, which would win the race.
+// Conflict, which would win the race. The header must hold one key, not
+// empty or blank: a server reads such a value as no key, and the request
+// as a new one each time it comes.
 // Other requests are sent once, through the limiter, the timeout and the
 // breaker.
 //
@@ -292,8 +296,18 @@ func (t *Transport) repeatable(req *http.Request) (retry, hedge bool) {
 	}
 	// A key stops the hedge with RetryNonIdempotent too: the copy would
 	// meet the key in progress all the same.
-	_, keyed := req.Header["Idempotency-Key"]
+	keyed := hasIdempotencyKey(req.Header)
 	return keyed || t.anyMethod, !keyed && t.anyMethod
+}
+
+// hasIdempotencyKey reports whether h holds one Idempotency-Key field
+// with a key in it. A server reads an empty or blank value (its spaces
+// trimmed) as no key, and a field given twice is no single key either
+// (draft-ietf-httpapi-idempotency-key-header makes it an Item): a request
+// with one of those is a new request each time it is sent.
+func hasIdempotencyKey(h http.Header) bool {
+	vs := h["Idempotency-Key"]
+	return len(vs) == 1 && strings.Trim(vs[0], " \t") != ""
 }
 
 // roundTrip is the state of one RoundTrip: the attempts' responses.

@@ -157,6 +157,29 @@ func TestTransportNeverRetriesPOSTUnlessTold(t *testing.T) {
 	assert.EqualValues(t, 1, post(c, "key-2", io.MultiReader(strings.NewReader("one-shot"))))
 }
 
+// An Idempotency-Key field without one key in it (empty, or white space,
+// which a server reads as empty; or given twice, which is no key either:
+// the field is a single Item) makes nothing safe: a server takes such a
+// request as one without a key, as examples/payment does with an empty
+// one, and a retry is a second charge. The POST is sent once.
+func TestTransportDoesNotRetryPOSTWithABlankKey(t *testing.T) {
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	})
+	c := client(t, srv, taihttp.TransportOptions{Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
+	for _, values := range [][]string{{""}, {" "}, {"\t "}, {"key-1", ""}, {"key-1", "key-2"}, {}} {
+		before := srv.hits.Load()
+		req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("charge"))
+		require.NoError(t, err)
+		req.Header["Idempotency-Key"] = values
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		readAll(t, resp)
+		assert.EqualValues(t, 1, srv.hits.Load()-before, "Idempotency-Key %q: sent once", values)
+	}
+}
+
 func TestTransportHonoursRetryAfter(t *testing.T) {
 	var first, gap atomic.Int64
 	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
