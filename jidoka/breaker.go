@@ -465,7 +465,8 @@ func (b *Breaker) trip(p *period, c cause) {
 }
 
 // openLead is how long before the end of an open period (at most half
-// of it) the calls it refuses start to read the clock.
+// of it, rounded up to a whole nanosecond) the calls it refuses start to
+// read the clock.
 const openLead = time.Second
 
 // openTimer is the function of the timer of the open period p. It runs
@@ -601,7 +602,9 @@ func (b *Breaker) newPeriod(state State, gen uint64, reason string, now int64, o
 			p.until = math.MaxInt64
 		}
 		p.reject = &OpenError{Breaker: b.s.name, State: StateOpen, Reason: reason, until: b.at(p.until)}
-		lead := min(time.Duration(d)/2, openLead)
+		// The lead is at most half the period, rounded up, so that a period
+		// of one nanosecond has one too: its timer runs first at once.
+		lead := min(time.Duration(d-d/2), openLead)
 		p.timer = time.AfterFunc(time.Duration(d)-lead, func() { b.openTimer(p) })
 	case StateForcedOpen:
 		p.reject = &OpenError{Breaker: b.s.name, State: StateForcedOpen, Reason: reason}

@@ -817,6 +817,31 @@ func TestBreakerLetsAProbeThroughWhenTheOpenPeriodEnds(t *testing.T) {
 	})
 }
 
+// So it is, too, when the open period is very short: one of a nanosecond
+// has no last half of whole nanoseconds before its end.
+func TestBreakerLetsAProbeThroughWhenAShortOpenPeriodEnds(t *testing.T) {
+	for _, d := range []time.Duration{time.Nanosecond, 2 * time.Nanosecond, 3 * time.Nanosecond, 1500 * time.Millisecond} {
+		t.Run(d.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b, err := jidoka.NewBreaker(jidoka.BreakerOptions{OpenDuration: d, HalfOpenSuccesses: 1})
+				require.NoError(t, err)
+				ctx := context.Background()
+				for range 50 {
+					b.Trip("down")
+					_, err := b.Allow(ctx)
+					hint := jidoka.RetryAfter(err)
+					require.Equal(t, d, hint)
+					time.Sleep(hint)
+					done, err := b.Allow(ctx)
+					require.NoError(t, err, "refused when the hint said to come back")
+					done(nil)
+					require.Equal(t, jidoka.StateClosed, b.State())
+				}
+			})
+		})
+	}
+}
+
 func TestBreakerOpenError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBreaker(t, jidoka.BreakerOptions{Name: "gateway", ConsecutiveFailures: 2, OpenDuration: 30 * time.Second})
