@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +25,7 @@ type Queue interface {
 
 // BacklogTimeout bounds the reading of the queues' Backlogs at a scrape
 // (they are read at once, and a read not back by then has failed); for
-// natsjs each is three requests to the server.
+// natsjs each is three or four requests to the server.
 const BacklogTimeout = 5 * time.Second
 
 // HandlerBuckets are the bounds, in seconds, of the handler duration
@@ -81,10 +80,23 @@ type KanbanCollector struct {
 
 // queueSource is a queue the collector reads.
 type queueSource struct {
-	q Queue
-	// reading is set while a read of the queue's Backlog has not
-	// returned: no other is started until it does.
-	reading atomic.Bool
+	q  Queue
+	mu sync.Mutex
+	// read is the read of the queue's Backlog that has not returned, if
+	// any: no other is started until it does. A scrape that meets it in
+	// time waits for it, as the scrape that started it does.
+	read *backlogCall
+}
+
+// backlogCall is a read of a queue's Backlog, started by one scrape and
+// shared by those that meet it in time.
+type backlogCall struct {
+	// ctx is the context of the read, that of the scrape that started it:
+	// the read is late once it ends.
+	ctx  context.Context
+	done chan struct{} // closed when b and err are set
+	b    kanban.Backlog
+	err  error
 }
 
 // NewKanbanCollector creates a KanbanCollector and registers it with reg.
@@ -191,6 +203,9 @@ func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
 // (a backend that does not heed its context), that panics or that calls
 // runtime.Goexit has failed; while such a read still runs, later scrapes
 // start no other read of that queue and report its backlog_up as 0.
+// Scrapes at the same time (two Prometheus servers) share a read: one
+// that meets a read another started, and that is not late yet, waits for
+// it and reports what it returns.
 func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	queues := c.queues.list()
 	backlogs := readBacklogs(queues)
@@ -214,11 +229,10 @@ func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	c.durations.Collect(ch)
 }
 
-// backlogRead is the result of reading the Backlog of queue i of a scrape.
+// backlogRead is the result of reading the Backlog of a queue.
 type backlogRead struct {
 	kanban.Backlog
 	err error
-	i   int
 }
 
 // The errors of backlog reads that did not return a result.
@@ -233,52 +247,73 @@ var (
 // BacklogTimeout: a read still running then has failed, and runs on
 // alone, with its context cancelled; its queue is not read again until it
 // returns. A read that panics or calls runtime.Goexit has failed too,
-// rather than end the process or pass for a read of an empty queue.
+// rather than end the process or pass for a read of an empty queue. A
+// read another scrape started, and that is not late yet, is waited for
+// until it returns or is late, and its result shared.
 func readBacklogs(queues []named[*queueSource]) []backlogRead {
 	reads := make([]backlogRead, len(queues))
 	ctx, cancel := context.WithTimeout(context.Background(), BacklogTimeout)
 	defer cancel()
-	results := make(chan backlogRead, len(queues)) // never blocks a late read
-	running := 0
+	calls := make([]*backlogCall, len(queues))
 	for i, q := range queues {
-		r, ok := q.src.q.(kanban.BacklogReader)
-		if !ok {
-			continue
-		}
-		if !q.src.reading.CompareAndSwap(false, true) {
-			reads[i].err = errBacklogRunning
-			continue
-		}
-		reads[i].err = errBacklogLate // until its result comes
-		running++
-		go func() {
-			res := backlogRead{i: i, err: errBacklogGoexit}
-			defer func() {
-				if v := recover(); v != nil {
-					res = backlogRead{i: i, err: fmt.Errorf("kaizenprom: the backlog read panicked: %v", v)}
-				}
-				q.src.reading.Store(false)
-				results <- res
-			}()
-			res.Backlog, res.err = r.Backlog(ctx)
-		}()
-	}
-	for ; running > 0; running-- {
-		select {
-		case res := <-results:
-			reads[res.i] = res
-		case <-ctx.Done():
-			for { // those back already count; the others are late
-				select {
-				case res := <-results:
-					reads[res.i] = res
-				default:
-					return reads
-				}
+		if r, ok := q.src.q.(kanban.BacklogReader); ok {
+			calls[i] = q.src.readBacklog(ctx, r)
+			if calls[i] == nil {
+				reads[i].err = errBacklogRunning
 			}
 		}
 	}
+	// A call this scrape started ends with ctx, and one it met, sooner:
+	// waiting for each in turn takes no longer than BacklogTimeout.
+	for i, call := range calls {
+		if call == nil {
+			continue
+		}
+		select {
+		case <-call.done:
+		case <-call.ctx.Done():
+			select { // one back at the same moment counts
+			case <-call.done:
+			default:
+				reads[i].err = errBacklogLate
+				continue
+			}
+		}
+		reads[i] = backlogRead{call.b, call.err}
+	}
 	return reads
+}
+
+// readBacklog returns the read of q's Backlog under way, if it is not
+// late, or else a read started with ctx; nil when the read under way is
+// late.
+func (q *queueSource) readBacklog(ctx context.Context, r kanban.BacklogReader) *backlogCall {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if call := q.read; call != nil {
+		if call.ctx.Err() != nil {
+			return nil
+		}
+		return call
+	}
+	call := &backlogCall{ctx: ctx, done: make(chan struct{}), err: errBacklogGoexit}
+	q.read = call
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				call.b, call.err = kanban.Backlog{}, fmt.Errorf("kaizenprom: the backlog read panicked: %v", v)
+			}
+			// Cleared before done is closed, so before the scrape that
+			// started the read returns and cancels ctx: a read still
+			// found here with its ctx ended is late.
+			q.mu.Lock()
+			q.read = nil
+			q.mu.Unlock()
+			close(call.done)
+		}()
+		call.b, call.err = r.Backlog(ctx)
+	}()
+	return call
 }
 
 func (c *KanbanCollector) sendBacklog(ch chan<- prometheus.Metric, name string, b kanban.Backlog, err error) {

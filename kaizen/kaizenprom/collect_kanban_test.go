@@ -292,6 +292,58 @@ func TestKanbanCollectorBacklogThatIgnoresItsContext(t *testing.T) {
 	})
 }
 
+// slowBacklog is a queue on a server that answers a while after it is
+// asked: a read returns once answer is closed, or when its context ends.
+type slowBacklog struct {
+	fakeQueue
+	answer chan struct{}
+	calls  *atomic.Int32
+}
+
+func (q slowBacklog) Backlog(ctx context.Context) (kanban.Backlog, error) {
+	q.calls.Add(1)
+	select {
+	case <-q.answer:
+		return kanban.Backlog{Depth: 4}, nil
+	case <-ctx.Done():
+		return kanban.Backlog{}, ctx.Err()
+	}
+}
+
+// TestKanbanCollectorConcurrentScrapes: two scrapes at once (two
+// Prometheus servers, or a scrape and a Gather of the program's own) both
+// report a backlog read in time, whichever of them started it: the second
+// waits for the read under way rather than report the queue down.
+func TestKanbanCollectorConcurrentScrapes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+		require.NoError(t, err)
+		slow := slowBacklog{answer: make(chan struct{}), calls: new(atomic.Int32)}
+		require.NoError(t, c.AddQueue("slow", slow))
+		scrapes := make(chan []*dto.MetricFamily, 2)
+		scrape := func() {
+			families, err := reg.Gather()
+			assert.NoError(t, err)
+			scrapes <- families
+		}
+		go scrape()
+		synctest.Wait() // the first scrape's read waits for the server
+		go scrape()
+		synctest.Wait()
+		time.Sleep(time.Second)
+		close(slow.answer)
+		q := map[string]string{"queue": "slow"}
+		for range 2 {
+			families := <-scrapes
+			scraped := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return families, nil })
+			assert.Equal(t, 1.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", q))
+			assert.Equal(t, 4.0, gaugeValue(t, scraped, "taikit_queue_depth", q))
+		}
+		assert.Equal(t, int32(1), slow.calls.Load(), "one read serves both scrapes")
+	})
+}
+
 // goexitBacklog is a queue whose Backlog calls runtime.Goexit, as
 // t.FailNow in a test double does.
 type goexitBacklog struct{ fakeQueue }
