@@ -304,10 +304,21 @@ func (t *Transport) repeatable(req *http.Request) (retry, hedge bool) {
 // with a key in it. A server reads an empty or blank value (its spaces
 // trimmed) as no key, and a field given twice is no single key either
 // (draft-ietf-httpapi-idempotency-key-header makes it an Item): a request
-// with one of those is a new request each time it is sent.
+// with one of those is a new request each time it is sent. The field
+// counts under any spelling of its name: one assigned to the map under
+// another (h["idempotency-key"]) is sent as it is, and a server, for
+// which field names are case-insensitive, reads it as the key.
 func hasIdempotencyKey(h http.Header) bool {
-	vs := h["Idempotency-Key"]
-	return len(vs) == 1 && strings.Trim(vs[0], " \t") != ""
+	const name = "Idempotency-Key"
+	var key string
+	n := 0
+	for k, vs := range h {
+		if len(k) == len(name) && len(vs) > 0 && strings.EqualFold(k, name) {
+			n += len(vs)
+			key = vs[0]
+		}
+	}
+	return n == 1 && strings.Trim(key, " \t") != ""
 }
 
 // roundTrip is the state of one RoundTrip: the attempts' responses.

@@ -1169,3 +1169,66 @@ func TestTransportDoesNotHedgeKeyedPOSTWithRetryNonIdempotent(t *testing.T) {
 	assert.Equal(t, "charged", readAll(t, resp))
 	assert.EqualValues(t, 1, srv.hits.Load(), "sent once")
 }
+
+// An Idempotency-Key set under another spelling of its name, as a direct
+// assignment to the header map can (h["idempotency-key"]), is sent as
+// it is, and a server reads it as the key, field names being
+// case-insensitive: such a POST is retried, and not hedged. Under two
+// spellings at once it is two fields on the wire, no key: sent once.
+func TestTransportReadsIdempotencyKeyUnderAnySpelling(t *testing.T) {
+	var seen sync.Map // attempt number → the keys the server read
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		seen.Store(n, r.Header.Values("Idempotency-Key"))
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	})
+	c := client(t, srv, taihttp.TransportOptions{Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
+	for _, tc := range []struct {
+		header http.Header
+		server []string // the keys the server reads
+		sent   int32
+	}{
+		{http.Header{"idempotency-key": {"key-1"}}, []string{"key-1"}, 3},
+		{http.Header{"IDEMPOTENCY-KEY": {"key-1"}}, []string{"key-1"}, 3},
+		{http.Header{"Idempotency-Key": {"key-1"}, "idempotency-key": {"key-2"}}, nil, 1},
+		{http.Header{"idempotency-key": {"key-1"}, "IDEMPOTENCY-KEY": {"key-2"}}, nil, 1},
+		{http.Header{"Idempotency-Key": {"key-1"}, "idempotency-key": {}}, []string{"key-1"}, 3},
+		{http.Header{"idempotency-key": {" "}}, []string{""}, 1},
+	} {
+		before := srv.hits.Load()
+		req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("charge"))
+		require.NoError(t, err)
+		req.Header = tc.header
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		readAll(t, resp)
+		got, _ := seen.Load(int(before) + 1)
+		if tc.server != nil {
+			assert.Equal(t, tc.server, got, "%v: the server reads the key", tc.header)
+		} else {
+			assert.Len(t, got, 2, "%v: the server reads two fields", tc.header)
+		}
+		assert.Equal(t, tc.sent, srv.hits.Load()-before, "%v", tc.header)
+	}
+
+	// With RetryNonIdempotent and a Hedge, the keyed POST is not hedged.
+	synctest.Test(t, func(t *testing.T) {
+		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			if n > 1 {
+				return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
+			}
+			time.Sleep(time.Second)
+			return response(r, http.StatusCreated, nil, "charged"), nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, RetryNonIdempotent: true})
+		req, err := http.NewRequest(http.MethodPost, "http://payments.test/charges", strings.NewReader("charge"))
+		require.NoError(t, err)
+		req.Header["idempotency-key"] = []string{"key-1"}
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusCreated, resp.StatusCode)
+		assert.Equal(t, "charged", readAll(t, resp))
+		assert.Equal(t, 1, calls(), "sent once")
+	})
+}

@@ -41,6 +41,10 @@ var (
 type codecBuilder struct {
 	m     map[reflect.Type]*codec
 	order []reflect.Type // the keys of m, as they were added
+	// emptyNil makes the codecs write a nil slice or map as an empty one
+	// ([], {}, "" for bytes), as CEL reads it: for values read back
+	// without their Go type, to whose reader null would be CEL's null.
+	emptyNil bool
 }
 
 // errNoCodec is the error of a type that cannot be written as JSON: a
@@ -101,7 +105,7 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		c.enc, c.dec = ptrCodec(t, elem)
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
-			c.enc, c.dec = encBytes, decBytes
+			c.enc, c.dec = cb.nilAs(encBytes, `""`), decBytes
 			return nil
 		}
 		elem, err := cb.of(t.Elem())
@@ -109,6 +113,7 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 			return err
 		}
 		c.enc, c.dec = sliceCodec(t, elem)
+		c.enc = cb.nilAs(c.enc, "[]")
 	case reflect.Array:
 		elem, err := cb.of(t.Elem())
 		if err != nil {
@@ -125,6 +130,7 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 			return err
 		}
 		c.enc, c.dec = mapCodec(t, key, elem, nil)
+		c.enc = cb.nilAs(c.enc, "{}")
 	case reflect.Struct:
 		fields, err := cb.fields(t, nil)
 		if err != nil {
@@ -135,6 +141,20 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		return errNoCodec{t}
 	}
 	return nil
+}
+
+// nilAs returns enc, the encoder of a slice or a map type, or with
+// emptyNil one that writes a nil value as empty instead.
+func (cb *codecBuilder) nilAs(enc func([]byte, reflect.Value, int) []byte, empty string) func([]byte, reflect.Value, int) []byte {
+	if !cb.emptyNil {
+		return enc
+	}
+	return func(b []byte, v reflect.Value, depth int) []byte {
+		if v.IsNil() {
+			return append(b, empty...)
+		}
+		return enc(b, v, depth)
+	}
 }
 
 // structField is one exported field of a struct codec.
@@ -482,8 +502,13 @@ func decUint(r *jsonReader, v reflect.Value) error {
 	return err
 }
 
+// encFloat writes a float32 as the double it holds (0.699999988079071
+// for float32(0.7)), which is what CEL judges: in its float32 form, 0.7,
+// it would read back as another double wherever no float32 reads it (a
+// list or a map variable, a dyn one, a dynamic Env's payload). A float32
+// reads it back as the float32 it was.
 func encFloat(b []byte, v reflect.Value, _ int) []byte {
-	return appendFloat(b, v.Float(), v.Type().Bits())
+	return appendFloat(b, v.Float())
 }
 
 func decFloat(r *jsonReader, v reflect.Value) error {
@@ -537,14 +562,16 @@ func decBytes(r *jsonReader, v reflect.Value) error {
 }
 
 // Interfaces hold values of any type: their codecs are built when a value
-// of a type is first seen, and kept.
+// of a type is first seen, and kept. Such a value (a variable, an
+// interface field of the payload) reads back without its Go type, so a
+// nil slice or map in it, which CEL reads as empty, is written empty.
 var dynCodecs sync.Map // reflect.Type -> *codec, or nil when the type has none
 
 func dynCodec(t reflect.Type) *codec {
 	if c, ok := dynCodecs.Load(t); ok {
 		return c.(*codec)
 	}
-	var cb codecBuilder
+	cb := codecBuilder{emptyNil: true}
 	c, err := cb.of(t)
 	if err != nil {
 		c = nil
@@ -574,7 +601,7 @@ func appendAny(b []byte, x any, depth int) []byte {
 	case int:
 		return strconv.AppendInt(b, int64(x), 10)
 	case float64:
-		return appendFloat(b, x, 64)
+		return appendFloat(b, x)
 	case bool:
 		return strconv.AppendBool(b, x)
 	case time.Time:
@@ -622,7 +649,7 @@ func appendTime(b []byte, t time.Time) []byte {
 // appendFloat writes f so that it reads back as a float: with a '.' or an
 // exponent, as encoding/json would write it otherwise; NaN and the
 // infinities, which JSON numbers cannot hold, as strings.
-func appendFloat(b []byte, f float64, bits int) []byte {
+func appendFloat(b []byte, f float64) []byte {
 	switch {
 	case math.IsNaN(f):
 		return append(b, `"NaN"`...)
@@ -634,10 +661,10 @@ func appendFloat(b []byte, f float64, bits int) []byte {
 	start := len(b)
 	abs := math.Abs(f)
 	format := byte('f')
-	if abs != 0 && (bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21)) {
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		format = 'e'
 	}
-	b = strconv.AppendFloat(b, f, format, -1, bits)
+	b = strconv.AppendFloat(b, f, format, -1, 64)
 	if format == 'e' {
 		// clean up e-09 to e-9, as encoding/json does
 		if n := len(b); n-start >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {

@@ -33,7 +33,8 @@ type Options[T any] struct {
 	// and set, before the rules. A variable an expression reads that the
 	// map lacks fails the evaluation; an error from Lookup fails it too,
 	// and so does a value that cannot be of its variable's declared type
-	// when that is a scalar (a string or a nil for an int). Any Go number
+	// when that is a scalar (a string or a nil for an int), and a nil for
+	// a list or a map (a nil slice or map is empty). Any Go number
 	// will do for int, uint and double: it is judged, and recorded, as a
 	// value of the declared type (5 for a double is 5.0), and one that
 	// type cannot hold exactly (7.5 for an int, -1 for a uint) fails the
@@ -53,10 +54,13 @@ type Options[T any] struct {
 	// with "verdict_rule":"<name>" added when a verdict rule decided. The
 	// payload holds every exported field of T but those in Unrecorded,
 	// under its Go name; vars the variables Lookup returned that Vars
-	// declares (all of them, for a dynamic Env); a variable that is a nil
-	// slice or map, which CEL reads as empty, is written empty ([], {}).
+	// declares (all of them, for a dynamic Env). A nil slice or map in a
+	// variable or in an interface field of the payload (the values that
+	// read back without their Go type), which CEL reads as empty, is
+	// written empty ([], {}, "" for bytes).
 	// Numbers keep their type: a float always has a '.' or an
-	// exponent ("5000.0"), an int never does. A value nested more than 10000
+	// exponent ("5000.0"), an int never does; a float32 is written as the
+	// double CEL judges it as (0.699999988079071 for 0.7). A value nested more than 10000
 	// deep, pointers and interfaces counted, fails the signal: it would
 	// not read back, and one that holds itself would never end. It costs
 	// one allocation and the encoding of the payload per decision; see

@@ -90,7 +90,7 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 		what = "variable " + strconv.Quote(name)
 		b = jsonw.AppendString(b, name)
 		b = append(b, ':')
-		b = appendVar(b, v)
+		b = appendAny(b, v, 2) // a nil slice or map empty, as CEL reads it
 	}
 	if e.dynamic {
 		names := make([]string, 0, len(act.vars))
@@ -109,28 +109,6 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 		}
 	}
 	return append(b, '}'), nil
-}
-
-// appendVar writes the value of a variable, at depth 2. A nil slice or
-// map, which CEL reads as empty, is written empty ([], {}, "" for bytes),
-// not null: a reader that knows no type for the variable (a dynamic Env,
-// the taikit backtest command) would read null as CEL's null, which no
-// rule reading a list or a map can judge.
-func appendVar(b []byte, v any) []byte {
-	switch rv := reflect.ValueOf(v); rv.Kind() {
-	case reflect.Slice:
-		if rv.IsNil() {
-			if rv.Type().Elem().Kind() == reflect.Uint8 {
-				return append(b, `""`...)
-			}
-			return append(b, "[]"...)
-		}
-	case reflect.Map:
-		if rv.IsNil() {
-			return append(b, "{}"...)
-		}
-	}
-	return appendAny(b, v, 2)
 }
 
 // closeInputs returns a copy of the open inputs object in b, closed, with
@@ -274,8 +252,8 @@ func decodeAs(r *jsonReader, t *cel.Type) (any, error) {
 
 // nilOf returns what a null reads as for the CEL type t: for a list, a
 // map or bytes, the nil of the Go type decodeAs reads it into, which CEL
-// reads as empty, as it read the nil slice or map written as null (one
-// inside a list or a map is); nil otherwise.
+// reads as empty, as it read the nil slice or map that earlier versions
+// wrote as null; nil otherwise.
 func nilOf(t *cel.Type) any {
 	switch t.Kind() {
 	case types.ListKind:

@@ -763,3 +763,43 @@ func TestDynamicEnvReadsEmptyListAndMapVars(t *testing.T) {
 	assert.Equal(t, d.Verdict, again.Verdict)
 	assert.Equal(t, d.Contributions, again.Contributions)
 }
+
+// TestInputsRoundTripNestedEmptyListsAndMaps checks nil slices and maps
+// inside a dyn variable and inside an interface field of the payload,
+// which CEL reads as empty: written as null, they read back as CEL's
+// null, which no type declared tells to read as empty, and a rule that
+// read them (size(m.a)) failed on replay though it had decided.
+func TestInputsRoundTripNestedEmptyListsAndMaps(t *testing.T) {
+	type Box struct {
+		Extra any
+	}
+	vars := map[string]any{
+		"m": map[string][]string{"a": nil},
+		"l": []map[string]int{nil},
+		"b": [][]byte{nil},
+	}
+	env, err := taicel.NewEnv(taicel.Options[Box]{
+		Vars:         map[string]*cel.Type{"m": cel.DynType, "l": cel.DynType, "b": cel.DynType},
+		Lookup:       func(context.Context, tai.Signal[Box]) (map[string]any, error) { return vars, nil },
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	spec := &taicel.Spec{Version: "v", Rules: []taicel.Rule{
+		{Name: "map", Weight: 0.1, Expr: `size(m.a) == 0`},
+		{Name: "list", Weight: 0.1, Expr: `size(l[0]) == 0`},
+		{Name: "bytes", Weight: 0.1, Expr: `size(b[0]) == 0`},
+		{Name: "payload", Weight: 0.1, Expr: `size(payload.Extra) == 0`},
+	}}
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[Box]{Payload: Box{Extra: []int(nil)}})
+	require.NoError(t, err)
+	require.Len(t, d.Contributions, 4, "every rule fires: %+v", d.Contributions)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	again, err := set.Replay(tai.Signal[Box]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err, "inputs: %s", d.Inputs)
+	assert.Equal(t, d.Contributions, again.Contributions)
+	assert.Equal(t, string(d.Inputs), string(again.Inputs))
+}

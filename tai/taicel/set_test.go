@@ -643,3 +643,91 @@ func TestReplayVariablesOfAnotherType(t *testing.T) {
 	_, err = set.Replay(tai.Signal[Order]{}, map[string]any{"n": 7.5, "x": 1.0})
 	assert.ErrorContains(t, err, `taicel: replay: variable "n" is 7.5; declared int`)
 }
+
+// A nil Lookup returns for a list or a map variable is CEL's null, which
+// no list or map is: a rule comparing it (l == [], l != []) decided on
+// it, and its decision, recorded with null, replayed with an empty list
+// and flipped. It fails the signal, as a nil for a scalar does.
+func TestLookupNilForAListOrAMap(t *testing.T) {
+	var vars map[string]any
+	env, err := taicel.NewEnv(taicel.Options[Order]{
+		Vars: map[string]*cel.Type{"l": cel.ListType(cel.StringType), "m": cel.MapType(cel.StringType, cel.IntType)},
+		Lookup: func(context.Context, tai.Signal[Order]) (map[string]any, error) {
+			return vars, nil
+		},
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+		{Name: "r", Verdict: tai.Deny, Expr: "l != [] || m != {}"},
+	}})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		vars map[string]any
+		want string
+	}{
+		{map[string]any{"l": nil, "m": map[string]int{}}, `taicel: lookup: variable "l" is nil; declared list(string)`},
+		{map[string]any{"l": []string(nil), "m": nil}, `taicel: lookup: variable "m" is nil; declared map(string, int)`},
+	} {
+		vars = tc.vars
+		d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
+		if err == nil {
+			in, err := env.DecodeInputs(d.Inputs)
+			require.NoError(t, err)
+			again, err := set.Replay(tai.Signal[Order]{}, in.Vars)
+			require.NoError(t, err)
+			assert.Equal(t, d.Verdict, again.Verdict, "inputs: %s", d.Inputs)
+		}
+		require.Error(t, err, "%#v", tc.vars)
+		assert.ErrorContains(t, err, tc.want)
+		assert.Zero(t, d.Verdict)
+	}
+	// Nil slices and maps are empty.
+	vars = map[string]any{"l": []string(nil), "m": map[string]int(nil)}
+	d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Allow, d.Verdict)
+}
+
+// A float32 in a list, a map or a dyn variable, or in the payload, is
+// judged as the double it holds, as one for a double variable is, and
+// must be recorded as that double: recorded in its float32 form (0.7),
+// the list's and the map's replay judged another number, and so did the
+// dyn variable's and the payload's in a dynamic Env (taikit backtest).
+func TestFloat32ElementsReplayAsJudged(t *testing.T) {
+	type Reading struct{ Ratio float32 }
+	env, err := taicel.NewEnv(taicel.Options[Reading]{
+		Vars: map[string]*cel.Type{"l": cel.ListType(cel.DoubleType), "m": cel.MapType(cel.StringType, cel.DoubleType), "x": cel.DynType},
+		Lookup: func(context.Context, tai.Signal[Reading]) (map[string]any, error) {
+			return map[string]any{"l": []float32{0.7}, "m": map[string]float32{"a": 0.7}, "x": float32(0.7)}, nil
+		},
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	spec := &taicel.Spec{Version: "1", Rules: []taicel.Rule{
+		{Name: "l", Weight: 0.1, Expr: "l[0] < 0.7"},
+		{Name: "m", Weight: 0.1, Expr: "m.a < 0.7"},
+		{Name: "x", Weight: 0.1, Expr: "x < 0.7"},
+		{Name: "p", Weight: 0.1, Expr: "payload.Ratio < 0.7"},
+	}}
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[Reading]{Payload: Reading{Ratio: 0.7}})
+	require.NoError(t, err)
+	require.Len(t, d.Contributions, 4, "float32(0.7) is below 0.7")
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	again, err := set.Replay(tai.Signal[Reading]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d, again, "inputs: %s", d.Inputs)
+
+	dyn, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	dset, err := dyn.Compile(spec)
+	require.NoError(t, err)
+	din, err := dyn.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	dagain, err := dset.Replay(tai.Signal[map[string]any]{Time: din.Time, Payload: din.Payload}, din.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d.Contributions, dagain.Contributions, "inputs: %s", d.Inputs)
+}

@@ -22,8 +22,11 @@ import (
 // that reads it: an equality with it is false, so n != 7 held for any
 // string n; a number of another type compares as one, but fails
 // arithmetic (x * 2.0 with an int x), and a double in an int variable
-// was recorded as one and could not be read back. Lists, maps, objects
-// and dyn are not checked.
+// was recorded as one and could not be read back. A list or a map may be
+// of any Go type but nil: CEL reads that as null, which l != [] holds
+// for, and which a record of it, read back as an empty list (as a nil
+// slice, recorded null by earlier versions, must be), would not judge
+// as it was judged. Their elements, objects and dyn are not checked.
 func (e *Env[T]) typedVars(vars map[string]any) (map[string]any, error) {
 	out, copied := vars, false
 	for _, name := range e.varNames {
@@ -69,7 +72,6 @@ func asNumber(k types.Kind, v any) (ref.Val, bool, error) {
 		u    uint64
 		f    float64
 		kind reflect.Kind // Int64, Uint64 or Float64: which of i, u, f holds v
-		f32  bool         // v is a float32, which CEL reads as the double f
 	)
 	switch x := v.(type) {
 	case types.Int:
@@ -86,15 +88,10 @@ func asNumber(k types.Kind, v any) (ref.Val, bool, error) {
 		case rv.CanUint():
 			u, kind = rv.Uint(), reflect.Uint64
 		default:
-			f, kind, f32 = rv.Float(), reflect.Float64, rv.Kind() == reflect.Float32
+			f, kind = rv.Float(), reflect.Float64
 		}
 	}
 	switch {
-	case k == types.DoubleKind && f32:
-		// Judged as the double it holds (0.699999988079071 for 0.7), and
-		// so recorded: written as a float32, in its shortest form, it
-		// would read back as another double.
-		return types.Double(f), true, nil
 	case k == types.IntKind && kind == reflect.Int64,
 		k == types.UintKind && kind == reflect.Uint64,
 		k == types.DoubleKind && kind == reflect.Float64:
@@ -127,9 +124,11 @@ func asNumber(k types.Kind, v any) (ref.Val, bool, error) {
 }
 
 // fitsScalar reports whether v can be a value of the scalar CEL type t;
-// true for a type that is not a scalar.
+// for a list or a map, whether v is not nil; true for another type.
 func fitsScalar(t *cel.Type, v any) bool {
 	switch t.Kind() {
+	case types.ListKind, types.MapKind:
+		return v != nil
 	case types.IntKind, types.UintKind, types.DoubleKind:
 		switch v.(type) {
 		case int, int64, float64, types.Int, types.Uint, types.Double:
