@@ -153,11 +153,9 @@ func TestChargesAdmittedWhileConfirmingLagsAreConfirmed(t *testing.T) {
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	require.Eventually(t, func() bool {
-		s, err := ts.js.Stream(context.Background(), confirmStream)
+		b, err := ts.queue.Backlog(context.Background())
 		require.NoError(t, err)
-		info, err := s.Info(context.Background())
-		require.NoError(t, err)
-		return info.State.Msgs == 0
+		return b.Depth == 0
 	}, 60*time.Second, 50*time.Millisecond, "the consumer caught up")
 	dead, err := ts.queue.DeadLetters(context.Background())
 	require.NoError(t, err)

@@ -176,6 +176,7 @@ func (q *Queue[T]) publishAsync(ctx context.Context, msg kanban.Message[T]) erro
 		a.mu.Unlock()
 		return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, connError(q.js.Conn(), err))
 	}
+	q.published(len(nm.Data))
 	return nil
 }
 

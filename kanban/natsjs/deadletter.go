@@ -292,6 +292,7 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstr
 	}
 	if !ack.Duplicate {
 		q.counters.AddRedriven(1)
+		q.published(len(m.Data))
 	}
 	deleted, err := deleteDeadLetter(ctx, s, d.Seq)
 	if err != nil {
@@ -330,7 +331,8 @@ func deletedAlready(err error) bool {
 }
 
 // Backlog reads the work stream's and the dead-letter stream's state: three
-// requests to the server. Depth is the messages in the work stream —
+// requests to the server, four with file storage, whose keeper (see
+// Options.Storage) is not counted. Depth is the messages in the work stream —
 // waiting, being handled, and waiting for a retry: it removes a message
 // once it is acknowledged or dead-lettered. Oldest is the age of the
 // stream's first message, whichever of those it is, from the time the
@@ -345,8 +347,15 @@ func (q *Queue[T]) Backlog(ctx context.Context) (kanban.Backlog, error) {
 	if err != nil {
 		return kanban.Backlog{}, err
 	}
-	b := kanban.Backlog{Depth: int64(wi.State.Msgs), DeadLetters: int64(di.State.Msgs), OldestKnown: true}
-	if wi.State.Msgs > 0 {
+	depth := wi.State.Msgs
+	if q.opts.keeps() {
+		// Less the keeper, when it is there.
+		if depth, err = q.workDepth(ctx, ws); err != nil {
+			return kanban.Backlog{}, err
+		}
+	}
+	b := kanban.Backlog{Depth: int64(depth), DeadLetters: int64(di.State.Msgs), OldestKnown: true}
+	if depth > 0 {
 		// The first message from FirstSeq on: the first one itself may
 		// have been settled since the state was read, on a busy queue
 		// often, and then its age is the next one's, not 0.

@@ -6,7 +6,12 @@
 // MaxAckPending is the WIP, so the server holds the cap across all
 // processes; each process also never asks for more messages than its free
 // WIP (a fetch past it leaves messages waiting in a buffer while their
-// AckWait runs out, and they come back as duplicates).
+// AckWait runs out, and they come back as duplicates). A file-stored
+// work stream also holds a keeper, a small message of the queue's own on
+// the subject Stream+".keeper" that the durable never delivers: a work
+// queue whose consumer keeps up empties its stream with nearly every
+// acknowledgement, and the server replaces an emptied last block file
+// with a new one each time (see Options.Storage).
 //
 //	nc, _ := nats.Connect(url)
 //	q, err := natsjs.New[Order](ctx, nc, natsjs.Options{Stream: "ORDERS"})

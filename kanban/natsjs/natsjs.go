@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -97,7 +98,14 @@ type Options struct {
 	// and, with a MaxAge, at most MaxAge, as JetStream asks: it remembers
 	// no ID longer than it keeps the message.
 	DedupWindow time.Duration
-	// Storage selects file (the zero value) or memory storage.
+	// Storage selects file (the zero value) or memory storage. A
+	// file-stored work stream holds one message of the queue's own
+	// besides, the keeper, on the subject Stream+".keeper": never
+	// delivered, not counted in Backlog's Depth or against Capacity, and
+	// about 60 bytes more in the stream's MaxBytes. It keeps the server
+	// from replacing the stream's last block file each time the consumer
+	// catches up and the stream empties, which without it cost a file
+	// created and one deleted for nearly every message.
 	Storage Storage
 	// AckWait is how long a delivered message stays leased without an
 	// acknowledgement; the consumer extends it every third of it (the
@@ -291,6 +299,8 @@ type Queue[T any] struct {
 	counters kanban.Counters
 	async    asyncState
 	backoff  kanban.Exponential // waits between re-publishes
+	// sinceKeeper counts the bytes published since the last keeper.
+	sinceKeeper atomic.Int64
 }
 
 var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
@@ -322,6 +332,10 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 			return nil, fmt.Errorf("natsjs: stream %s: %w", sc.Name, err)
 		}
 	}
+	if err := q.firstKeeper(ctx); err != nil {
+		// It saves work; the queue works without it.
+		c.Logger.Warn("natsjs: the work stream's keeper not stored", "stream", c.Stream, "err", err)
+	}
 	return q, nil
 }
 
@@ -352,6 +366,9 @@ func (c Options) streams() [2]jetstream.StreamConfig {
 	work := stream(c.Stream, jetstream.WorkQueuePolicy, jetstream.DiscardNew, c.Capacity)
 	work.MaxAge = c.MaxAge
 	work.MaxBytes = byteLimit(c.MaxBytes)
+	if c.keeps() {
+		c.withKeeper(&work)
+	}
 	dead := stream(c.DeadLetterStream, jetstream.LimitsPolicy, jetstream.DiscardOld, c.DeadLetterLimit)
 	dead.MaxBytes = byteLimit(c.DeadLetterMaxBytes)
 	return [2]jetstream.StreamConfig{work, dead}
@@ -567,9 +584,13 @@ func (q *Queue[T]) storedSize(stream string, hlen, dlen int) int64 {
 	return n + 34
 }
 
+// isFull reports the server refusing a message for a stream at its limit:
+// its messages, its bytes, or (a work stream with a keeper) the messages
+// of the work subject.
 func isFull(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "maximum messages exceeded") ||
-		strings.Contains(err.Error(), "maximum bytes exceeded"))
+		strings.Contains(err.Error(), "maximum bytes exceeded") ||
+		strings.Contains(err.Error(), "maximum messages per subject exceeded"))
 }
 
 // fullError returns err, the server's refusal of a message for a full
@@ -634,6 +655,7 @@ func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], wait b
 		switch {
 		case err == nil:
 			q.countAck(ack)
+			q.published(len(nm.Data))
 			return nil
 		case !isFull(err):
 			return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, err)
@@ -729,13 +751,17 @@ func (q *Queue[T]) consumer(ctx context.Context, wip int) (jetstream.Consumer, e
 
 // consumerConfig is the durable's configuration for a WIP of wip.
 func (q *Queue[T]) consumerConfig(wip int) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       q.opts.Durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       q.opts.AckWait,
 		MaxAckPending: wip,
 		MaxDeliver:    -1, // attempts are counted by the consumer runtime
 	}
+	if q.opts.keeps() {
+		cfg.FilterSubject = q.opts.Stream // not the keeper
+	}
+	return cfg
 }
 
 // DeadLetters reads the dead-letter stream, oldest first: a request per

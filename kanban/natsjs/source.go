@@ -107,6 +107,10 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 			}
 			return
 		}
+		if s.q.isKeeper(m) {
+			_ = m.Ack() // a durable made before keepers were filtered out
+			return
+		}
 		out = append(out, s.lease(m))
 	}
 	if s.gone && s.cur == nil {
@@ -181,6 +185,10 @@ func (s *source[T]) wait() {
 	s.collect(func(m jetstream.Msg, ok bool) {
 		if !ok {
 			_ = s.end()
+			return
+		}
+		if s.q.isKeeper(m) {
+			_ = m.Ack()
 			return
 		}
 		out = append(out, s.lease(m))

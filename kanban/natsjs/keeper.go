@@ -1,0 +1,117 @@
+package natsjs
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A file-stored work stream holds, besides the queue's messages, one
+// small message of its own: the keeper, on the subject Stream+".keeper",
+// never delivered and not counted in Backlog's Depth.
+//
+// JetStream's file store replaces the stream's last block file whenever
+// the last message in it is removed: it creates a new file, writes a
+// marker of the last sequence number into it, and deletes the old one. A
+// work queue whose consumer keeps up empties its stream with nearly every
+// acknowledgement, so each message cost a file created and a file deleted
+// — at a few thousand messages a second, about a tenth of the process's
+// CPU with the server embedded, and as much file-system churn. A message
+// that stays in the last block keeps it from emptying.
+//
+// The keeper is published when the queue is made and again after every
+// keeperEvery bytes a Queue value has published (a block holds 4 MiB, so
+// each new block soon gets one); each replaces the one before (a subject
+// roll-up). The stream's MaxMsgs and MaxBytes leave room for it, and its
+// subject limit keeps the work subject at Capacity exactly.
+
+// keeperEvery is how many bytes a Queue publishes between keepers.
+const keeperEvery = 64 << 10
+
+// keeperHeader rolls the keeper's subject up: the one before is removed.
+var keeperHeader = nats.Header{"Nats-Rollup": {"sub"}}
+
+// keeperSubject is the subject of a work stream's keeper.
+func keeperSubject(stream string) string { return stream + ".keeper" }
+
+// keeps reports whether the queue's work stream holds a keeper: when it is
+// kept in files.
+func (c Options) keeps() bool { return c.Storage == FileStorage }
+
+// keeperSize is the room the keeper takes in the work stream, as the
+// server counts it against MaxBytes (see storedSize).
+func (c Options) keeperSize() int64 {
+	return int64(len(keeperSubject(c.Stream))+headerSize(keeperHeader)) + 34
+}
+
+// withKeeper makes room in the work stream's configuration for the keeper.
+func (c Options) withKeeper(work *jetstream.StreamConfig) {
+	work.Subjects = append(work.Subjects, keeperSubject(c.Stream))
+	work.AllowRollup = true
+	// The work subject alone is held to Capacity, as without a keeper;
+	// the stream to one more, the keeper.
+	work.MaxMsgsPerSubject = c.Capacity
+	work.DiscardNewPerSubject = true
+	if c.Capacity < math.MaxInt64 {
+		work.MaxMsgs = c.Capacity + 1
+	}
+	if c.MaxBytes > 0 && c.MaxBytes <= math.MaxInt64-c.keeperSize() {
+		work.MaxBytes = c.MaxBytes + c.keeperSize()
+	}
+}
+
+// keep publishes a keeper, without waiting for the server: a keeper lost
+// (the stream is full, the connection down) costs only the files it would
+// have saved until the next one.
+func (q *Queue[T]) keep() {
+	_ = q.js.Conn().PublishMsg(&nats.Msg{Subject: keeperSubject(q.opts.Stream), Header: keeperHeader})
+}
+
+// published notes a message of n payload bytes published, and publishes a
+// keeper when keeperEvery bytes have been since the last. A message counts
+// its payload and about what its headers and framing take.
+func (q *Queue[T]) published(n int) {
+	if !q.opts.keeps() {
+		return
+	}
+	if q.sinceKeeper.Add(int64(n)+128) < keeperEvery {
+		return
+	}
+	if q.sinceKeeper.Swap(0) >= keeperEvery { // one of the callers that crossed it
+		q.keep()
+	}
+}
+
+// firstKeeper publishes the keeper of a new Queue and waits for the
+// server to store it, so that the stream holds one from the start. A
+// refusal (the stream is full) is no error: the keeper before is still
+// there.
+func (q *Queue[T]) firstKeeper(ctx context.Context) error {
+	if !q.opts.keeps() {
+		return nil
+	}
+	_, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: keeperSubject(q.opts.Stream), Header: keeperHeader})
+	if err != nil && !isFull(err) {
+		return err
+	}
+	return nil
+}
+
+// isKeeper reports whether m is a keeper, delivered to a durable made
+// before keepers were filtered out.
+func (q *Queue[T]) isKeeper(m jetstream.Msg) bool {
+	return m.Subject() == keeperSubject(q.opts.Stream)
+}
+
+// workDepth is the count of messages on the work subject of s, the work
+// stream: its messages less the keeper. One request to the server.
+func (q *Queue[T]) workDepth(ctx context.Context, s jetstream.Stream) (uint64, error) {
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(q.opts.Stream))
+	if err != nil {
+		return 0, fmt.Errorf("natsjs: stream %s: %w", q.opts.Stream, err)
+	}
+	return info.State.Subjects[q.opts.Stream], nil
+}
