@@ -25,8 +25,9 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // attempt with a *PanicError (see PanicError). A Backoff, Observer,
 // Tracer or Propagator that panics or calls runtime.Goexit is logged and
 // does not stop the consumer (see ConsumeOptions); neither does a
-// Lease.Message (the backend's Codec) that does: it is logged, and its
-// message dead-lettered as a payload that cannot be decoded. A
+// Lease.Message (the backend's Codec) that does, or fails with an error
+// that panics when read: it is logged, and its message dead-lettered as
+// a payload that cannot be decoded. A
 // settlement (the lease's Ack, Retry, Release or DeadLetter) that panics
 // or calls runtime.Goexit is logged, as one that fails is, and the
 // message is not settled again.
@@ -455,22 +456,32 @@ func (e *engine[T]) handle(l Lease[T], c *counterCell) {
 // the error decoding the message, which dead-letters it. Should decoding
 // end the goroutine (runtime.Goexit), decode logs it and dead-letters l
 // as a message it cannot decode, and the goroutine ends; the worker's own
-// deferred check carries on its work in another.
+// deferred check carries on its work in another. An error that panics
+// when read (a typed nil whose Error reads its receiver) is the Codec's
+// panic too: the dead letter's reason reads it, outside any recovery.
 func (e *engine[T]) decode(l Lease[T], attempt int, c *counterCell) (m Message[T], err error) {
-	returned := false
+	returned, reading := false, false
 	defer func() {
 		if returned {
 			return
 		}
 		if v := recover(); v != nil {
 			e.hookPanicked("Codec", l.ID(), attempt, v)
-			err = fmt.Errorf("Codec panicked: %v", v)
+			if reading {
+				err = fmt.Errorf("Codec panicked: reading its error %T: %v", err, v)
+			} else {
+				err = fmt.Errorf("Codec panicked: %v", v)
+			}
 			return
 		}
 		e.hookExited("Codec", l.ID(), attempt)
 		e.deadLetter(l, decodeFailed+"Codec called runtime.Goexit", attempt, c)
 	}()
 	m, err = l.Message()
+	if err != nil {
+		reading = true
+		_ = err.Error()
+	}
 	returned = true
 	return m, err
 }

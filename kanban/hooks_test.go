@@ -360,6 +360,56 @@ func TestCodecGoexit(t *testing.T) {
 	}
 }
 
+// unreadableCodec is JSON, except that decoding the payload 15 fails with
+// a nil *unreadableErr: an error that panics when read.
+type unreadableCodec struct{ kanban.JSON }
+
+func (c unreadableCodec) Unmarshal(data []byte, v any) error {
+	if string(data) == "15" {
+		var typedNil *unreadableErr
+		return typedNil
+	}
+	return c.JSON.Unmarshal(data, v)
+}
+
+// TestUnreadableCodecError: a Codec whose decoding error panics when read
+// (a typed nil whose Error reads its receiver) has its message
+// dead-lettered as one it cannot decode, the panic logged as the Codec's,
+// and the consumer goes on. The queue read the error outside any
+// recovery, for the dead letter's reason, and the panic ended the
+// process.
+func TestUnreadableCodecError(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: unreadableCodec{}})
+				require.NoError(t, err)
+				for _, m := range []kanban.Message[int]{{ID: "bad", Key: "k", Payload: 15}, {ID: "good", Key: "k", Payload: 1}} {
+					require.NoError(t, q.Publish(context.Background(), m))
+				}
+				var log logRecorder
+				var handled []int
+				stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
+					handled = append(handled, d.Payload)
+					return nil
+				}, kanban.ConsumeOptions{PerKey: perKey, Logger: slog.New(&log)})
+				require.NoError(t, stop())
+				assert.Equal(t, []int{1}, handled)
+				assert.Equal(t, kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, q.Stats())
+				dl, err := q.DeadLetters(context.Background())
+				require.NoError(t, err)
+				require.Len(t, dl, 1)
+				assert.Equal(t, "bad", dl[0].ID)
+				assert.Contains(t, dl[0].Reason, "kanban: cannot decode payload: Codec panicked: reading its error *kanban_test.unreadableErr: ")
+				assert.Equal(t, 1, dl[0].Attempts)
+				logged := log.attrs("kanban: Codec panicked")
+				require.Len(t, logged, 1)
+				assert.Equal(t, "bad", logged[0]["id"])
+			})
+		})
+	}
+}
+
 // TestHandlerAndBackoffGoexit: a handler and then its Backoff both calling
 // runtime.Goexit on the same attempt: each is logged, the message is
 // retried after the default back-off, then dead-lettered.

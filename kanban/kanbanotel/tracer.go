@@ -48,9 +48,12 @@ type TracerOptions struct {
 // messaging.destination.name (the queue or stream), messaging.operation.type
 // and messaging.operation.name ("send" or "process"),
 // messaging.message.id, messaging.consumer.group.name (the JetStream
-// durable) and kanban.delivery.attempt on process spans. A failed
-// operation's span has status Error and error.type: "permanent", "panic",
-// "full", "timeout", "canceled" or "_OTHER".
+// durable) and kanban.delivery.attempt on process spans. An empty queue
+// name or message ID is left out, and the span of an operation on a queue
+// without a name is named "send" or "process" alone, as the conventions
+// ask when the destination is not known. A failed operation's span has
+// status Error and error.type: "permanent", "panic", "full", "timeout",
+// "canceled" or "_OTHER".
 //
 // The send span is the parent of what the queue's Propagator injects, so
 // with a Propagator of this package (TraceContext, say) each process span
@@ -90,14 +93,23 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	}
 	name := op.Type.String()
 	attrs := make([]attribute.KeyValue, 0, 7)
-	queue := utf8text.Clean(op.Queue)
 	attrs = append(attrs,
 		semconv.MessagingSystemKey.String(utf8text.Clean(op.System)),
-		semconv.MessagingDestinationName(queue),
 		opType,
 		semconv.MessagingOperationName(name),
-		semconv.MessagingMessageID(utf8text.Clean(op.MessageID)),
 	)
+	spanName := name
+	// A queue or message without a name is left out, of the span's name
+	// too, as the conventions ask of what is not known; an empty value
+	// would read as a name.
+	if op.Queue != "" {
+		queue := utf8text.Clean(op.Queue)
+		attrs = append(attrs, semconv.MessagingDestinationName(queue))
+		spanName += " " + queue
+	}
+	if op.MessageID != "" {
+		attrs = append(attrs, semconv.MessagingMessageID(utf8text.Clean(op.MessageID)))
+	}
 	if op.Consumer != "" {
 		attrs = append(attrs, semconv.MessagingConsumerGroupName(utf8text.Clean(op.Consumer)))
 	}
@@ -114,7 +126,7 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 	}
-	ctx, span := tp.Tracer(instrumentation).Start(ctx, name+" "+queue, opts...)
+	ctx, span := tp.Tracer(instrumentation).Start(ctx, spanName, opts...)
 	return ctx, func(err error) {
 		// Ended even when reading err panics (a typed nil whose Unwrap
 		// reads its receiver): the queue recovers the panic, and the

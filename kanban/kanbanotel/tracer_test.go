@@ -388,3 +388,28 @@ func TestTracerEndsTheSpanWhenTheErrorPanics(t *testing.T) {
 		assert.Len(t, rec.Ended(), 1, "the %v span is ended", op)
 	}
 }
+
+// TestTracerOmitsAnEmptyDestination: an operation on a queue without a
+// name (a backend's Runtime that names none) has a span named for its
+// operation alone, without a messaging.destination.name, as the messaging
+// conventions ask when the destination is not known; and a publish of a
+// message without an ID (refused) has no messaging.message.id.
+func TestTracerOmitsAnEmptyDestination(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tr := kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp})
+	for _, op := range []kanban.OperationType{kanban.OpSend, kanban.OpProcess} {
+		rec.Reset()
+		_, end := tr.Start(context.Background(), kanban.Operation{Type: op, System: "custom", Attempt: 1})
+		end(nil)
+		ended := rec.Ended()
+		require.Len(t, ended, 1)
+		assert.Equal(t, op.String(), ended[0].Name(), "no trailing destination")
+		a := attrs(ended[0])
+		assert.NotContains(t, a, attribute.Key("messaging.destination.name"))
+		assert.NotContains(t, a, attribute.Key("messaging.message.id"))
+		assert.Equal(t, "custom", a["messaging.system"].AsString())
+		assert.Equal(t, op.String(), a["messaging.operation.name"].AsString())
+	}
+}
