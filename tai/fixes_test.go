@@ -1,6 +1,7 @@
 package tai_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -289,4 +290,30 @@ func TestGoexitInAChildPolicyEndsItsSpanAsAFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An observer that ends its goroutine with runtime.Goexit (t.FailNow in a
+// test's observer) cannot be stopped from ending it, but the observers
+// after it still see the signal, as they do after one that panics, and
+// the logger says which observer ended it.
+func TestObserversAfterOneThatCallsGoexitStillRun(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	exits := tai.ObserverFunc(func(context.Context, tai.Record) { runtime.Goexit() })
+	first, after := &recObserver{j: &journal{}}, &recObserver{j: &journal{}}
+	p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}),
+		tai.WithObservers(first, exits, panicObserver{}, exits, after), tai.WithLogger(logger))
+	require.NoError(t, err)
+	s := sig()
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		_, _ = p.Process(context.Background(), s)
+	}()
+	<-ended
+	assert.Equal(t, s.ID, first.last(t).ID)
+	assert.Equal(t, s.ID, after.last(t).ID, "the observers after the one that ended its goroutine still run")
+	assert.Len(t, after.records, 1, "once")
+	assert.Contains(t, buf.String(), "runtime.Goexit")
+	assert.Contains(t, buf.String(), "observer panicked", "the panicking observer after it is logged too")
 }

@@ -143,7 +143,9 @@ func (f GuardFunc) Do(ctx context.Context, fn func(context.Context) error) error
 // ctx is the context given to Process, carrying the signal's span when the
 // pipeline has a Tracer. The Record is passed by value and may be kept. A
 // panic in Observe is recovered and logged; it never changes the result of
-// the signal.
+// the signal, and the observers after it still run. So they do after an
+// Observe that ends its goroutine with runtime.Goexit, which is logged
+// too and then goes on ending the goroutine that called Process.
 type Observer interface {
 	Observe(ctx context.Context, r Record)
 }

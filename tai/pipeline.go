@@ -58,8 +58,9 @@ func WithHoldOnReview() Option {
 }
 
 // WithLogger sets the logger for problems the pipeline cannot return to a
-// caller: a panicking Observer, or a Span whose End panics after an
-// earlier panic already failed the signal. Default: slog.Default().
+// caller: a panicking Observer (or one that calls runtime.Goexit), or a
+// Span whose End panics after an earlier panic already failed the signal.
+// Default: slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
 }
@@ -714,10 +715,13 @@ func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R
 }
 
 // observe hands rec to the observers from the i-th on. One that panics is
-// logged, and the ones after it still run.
+// logged, and the ones after it still run. So do they after one that ends
+// the goroutine with runtime.Goexit, which goes on ending it once they
+// have run: the loop stops short of the end only when an observer did
+// not return.
 func (p *Pipeline[T, R]) observe(ctx context.Context, rec *Record, i int) {
 	defer func() {
-		if v := recover(); v != nil {
+		if v := recover(); v != nil || i < len(p.observers) {
 			p.observerPanicked(i, v, rec)
 			p.observe(ctx, rec, i+1)
 		}
@@ -727,9 +731,14 @@ func (p *Pipeline[T, R]) observe(ctx context.Context, rec *Record, i int) {
 	}
 }
 
-// observerPanicked logs the panic v of the i-th observer: a panicking
-// observer never changes the result of a signal.
+// observerPanicked logs the panic v of the i-th observer, or its
+// runtime.Goexit when v is nil: a panicking observer never changes the
+// result of a signal.
 func (p *Pipeline[T, R]) observerPanicked(i int, v any, rec *Record) {
+	if v == nil {
+		p.log().Error("tai: observer called runtime.Goexit", "observer", fmt.Sprintf("%T", p.observers[i]), "signal_id", rec.ID)
+		return
+	}
 	p.log().Error("tai: observer panicked", "observer", fmt.Sprintf("%T", p.observers[i]), "panic", v, "signal_id", rec.ID)
 }
 
