@@ -19,6 +19,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/taipattern/taikit/internal/typednil"
 )
 
 //go:embed board
@@ -34,7 +36,8 @@ type BoardOptions struct {
 	// Title heads the page. Empty means "Andon".
 	Title string
 	// Lines and Breakers are shown with their states (*jidoka.Line and
-	// *jidoka.Breaker satisfy the interfaces). NewBoard keeps a copy of
+	// *jidoka.Breaker satisfy the interfaces); a nil one, or a nil
+	// pointer, is refused. NewBoard keeps a copy of
 	// these slices, and of Panels: changing them afterwards leaves the
 	// board as it was.
 	Lines    []Line
@@ -160,14 +163,21 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 		// could never be reached there (and ServeMux panics on such a pattern).
 		return nil, fmt.Errorf("andon: BoardOptions.Prefix %q must be a clean path, without // or . or .. segments (e.g. /andon)", opts.Prefix)
 	}
+	// A nil pointer would panic in every answer that shows the state.
 	for i, l := range opts.Lines {
 		if l == nil {
 			return nil, fmt.Errorf("andon: BoardOptions.Lines[%d] is nil", i)
+		}
+		if typednil.Holds(l) {
+			return nil, fmt.Errorf("andon: BoardOptions.Lines[%d] is a nil %T", i, l)
 		}
 	}
 	for i, br := range opts.Breakers {
 		if br == nil {
 			return nil, fmt.Errorf("andon: BoardOptions.Breakers[%d] is nil", i)
+		}
+		if typednil.Holds(br) {
+			return nil, fmt.Errorf("andon: BoardOptions.Breakers[%d] is a nil %T", i, br)
 		}
 	}
 	if err := validatePanels(opts.Panels); err != nil {

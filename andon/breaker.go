@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/jidoka"
 )
 
@@ -27,6 +28,9 @@ func (*breakerOpen) onState() {}
 func (c *breakerOpen) validate() error {
 	if c.b == nil {
 		return errors.New("the Breaker is nil")
+	}
+	if typednil.Holds(c.b) {
+		return fmt.Errorf("the Breaker is a nil %T", c.b)
 	}
 	return nil
 }

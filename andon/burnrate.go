@@ -119,8 +119,8 @@ type burnRate struct {
 }
 
 func (c *burnRate) validate() error {
-	if c.stats == nil {
-		return errors.New("the StatsSource is nil")
+	if err := checkStats(c.stats); err != nil {
+		return err
 	}
 	if c.slo.Kind == "" {
 		return errors.New("SLO.Kind is empty")

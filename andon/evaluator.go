@@ -31,7 +31,8 @@ type EvaluatorOptions struct {
 	// least 1ms.
 	Interval time.Duration
 	// Hooks run for every rule (the cord included) when it fires and
-	// resolves, before the rule's own hooks.
+	// resolves, before the rule's own hooks. A nil one, one that holds a
+	// nil pointer or function, or StopLine of a nil line, is refused.
 	Hooks []Hook
 	// Notifiers hear of alerts that fire and resolve, each through its
 	// own bounded queue and worker goroutine. A nil one, or one that
@@ -166,8 +167,8 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 		}
 	}
 	for i, h := range opts.Hooks {
-		if h == nil {
-			return nil, fmt.Errorf("andon: EvaluatorOptions.Hooks[%d] is nil", i)
+		if err := checkHook(h); err != nil {
+			return nil, fmt.Errorf("andon: EvaluatorOptions.Hooks[%d] %w", i, err)
 		}
 	}
 	for i, n := range opts.Notifiers {
@@ -233,8 +234,8 @@ func (e *Evaluator) addRule(r Rule, hooks []Hook, recent int, genURL string) err
 		return fmt.Errorf("Rule.Name %q is used by another rule", r.Name)
 	}
 	for i, h := range r.Hooks {
-		if h == nil {
-			return fmt.Errorf("Rule.Hooks[%d] is nil", i)
+		if err := checkHook(h); err != nil {
+			return fmt.Errorf("Rule.Hooks[%d] %w", i, err)
 		}
 	}
 	tmpl, err := compileAnnotations(&r)
@@ -255,6 +256,22 @@ func (e *Evaluator) addRule(r Rule, hooks []Hook, recent int, genURL string) err
 	}
 	e.rules = append(e.rules, rs)
 	e.byName[r.Name] = rs
+	return nil
+}
+
+// checkHook reports a hook that would panic each time it ran: nil, a nil
+// pointer or function, or StopLine of a nil line. Its error follows the
+// field's name.
+func checkHook(h Hook) error {
+	switch {
+	case h == nil:
+		return errors.New("is nil")
+	case typednil.Holds(h):
+		return fmt.Errorf("is a nil %T", h)
+	}
+	if ls, ok := h.(*lineStopper); ok && (ls.line == nil || typednil.Holds(ls.line)) {
+		return fmt.Errorf("is StopLine of a nil line (%T)", ls.line)
+	}
 	return nil
 }
 

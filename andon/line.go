@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/jidoka"
 )
 
@@ -33,6 +34,9 @@ func (*lineStopped) onState() {}
 func (c *lineStopped) validate() error {
 	if c.line == nil {
 		return errors.New("the Line is nil")
+	}
+	if typednil.Holds(c.line) {
+		return fmt.Errorf("the Line is a nil %T", c.line)
 	}
 	return nil
 }

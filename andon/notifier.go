@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,9 @@ import (
 // the names whose request failed and is worth retrying sent again. A panic
 // fails the batch at once, as a *PanicError, and so does one in the
 // methods of the error returned (Unwrap, As, RetryAfter), as a nil pointer
-// returned as an error may panic in them. A Notifier
+// returned as an error may panic in them. A runtime.Goexit in any of them
+// (t.FailNow in a test's notifier) fails the batch for good too, and the
+// worker goes on in a new goroutine. A Notifier
 // that also has a Name() method (tai.Namer) is named by it in logs and
 // NotifierStats.
 type Notifier interface {
@@ -364,7 +367,23 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 // run is the worker: it sends what is queued, in batches, until the
 // evaluator's Shutdown cancels ctx.
 func (d *dispatcher) run() {
-	defer close(d.exited)
+	stopped := false
+	defer func() {
+		if stopped {
+			close(d.exited)
+			return
+		}
+		// A callback (the notifier, its error's methods, the Backoff)
+		// ended this goroutine with runtime.Goexit, and send failed its
+		// batch: the worker goes on in a new goroutine, woken to send
+		// what is queued and to release Flush, so that Shutdown does not
+		// wait for a worker that is gone.
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+		go d.run()
+	}()
 	for {
 		select {
 		case <-d.wake:
@@ -381,6 +400,7 @@ func (d *dispatcher) run() {
 				clear(d.index)
 				d.wakeIdle()
 				d.mu.Unlock()
+				stopped = true
 				return
 			}
 			batch := d.queue
@@ -407,76 +427,94 @@ func (d *dispatcher) wakeIdle() {
 	d.idle = nil
 }
 
-// send delivers a batch, retrying with back-off.
+// send delivers a batch, retrying with back-off. Should a callback end
+// the goroutine with runtime.Goexit, as t.FailNow in a test's notifier
+// does, the batch fails for good, as for a panic, and run carries on in
+// a new goroutine.
 func (d *dispatcher) send(batch []Alert) {
-	for attempt := 1; ; attempt++ {
-		var ctx context.Context
-		var cancel context.CancelFunc
-		if d.perRequest {
-			// Each request has the Timeout; the call, which sends one
-			// request per alert name, has as many of them, however the
-			// notifier (a type embedding a Webhook) spends them.
-			whole := time.Duration(math.MaxInt64)
-			if n := time.Duration(countNames(batch)); d.opts.Timeout <= whole/n {
-				whole = d.opts.Timeout * n
-			}
-			ctx, cancel = context.WithTimeout(context.WithValue(d.ctx, requestTimeoutKey{}, d.opts.Timeout), whole)
-		} else {
-			ctx, cancel = context.WithTimeout(d.ctx, d.opts.Timeout)
+	attempt := 0
+	goexit := true
+	defer func() {
+		if goexit && len(batch) > 0 {
+			err := kanban.Permanent(fmt.Errorf("andon: notifier %s ended its goroutine with runtime.Goexit", d.name))
+			d.fail(batch, attempt, err, "stack", string(debug.Stack()))
+			d.refuse(batch)
 		}
-		err := d.notify(ctx, batch)
-		cancel()
-		if err == nil {
-			d.delivered(batch)
-			return
-		}
-		f := d.classify(err)
-		if p := f.partial; p != nil {
-			// Some requests of the batch went out, or failed for good:
-			// count them now and retry only the others.
-			d.delivered(p.delivered(batch))
-			if len(p.failed) > 0 {
-				d.fail(p.failed, attempt, errors.Join(p.failedErrs...))
-				d.refuse(p.failed)
+	}()
+	// The loop reads and sets batch and attempt, which the deferred
+	// function reports should the goroutine end in it.
+	func() {
+		for {
+			attempt++
+			var ctx context.Context
+			var cancel context.CancelFunc
+			if d.perRequest {
+				// Each request has the Timeout; the call, which sends one
+				// request per alert name, has as many of them, however the
+				// notifier (a type embedding a Webhook) spends them.
+				whole := time.Duration(math.MaxInt64)
+				if n := time.Duration(countNames(batch)); d.opts.Timeout <= whole/n {
+					whole = d.opts.Timeout * n
+				}
+				ctx, cancel = context.WithTimeout(context.WithValue(d.ctx, requestTimeoutKey{}, d.opts.Timeout), whole)
+			} else {
+				ctx, cancel = context.WithTimeout(d.ctx, d.opts.Timeout)
 			}
-			if len(p.retry) == 0 {
+			err := d.notify(ctx, batch)
+			cancel()
+			if err == nil {
+				d.delivered(batch)
 				return
 			}
-			batch = p.retry
-		}
-		err = f.err
-		if f.permanent || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
-			d.fail(batch, attempt, err)
-			if f.permanent {
-				d.refuse(batch)
-			} else {
-				d.unsend(batch)
+			f := d.classify(err)
+			if p := f.partial; p != nil {
+				// Some requests of the batch went out, or failed for good:
+				// count them now and retry only the others.
+				d.delivered(p.delivered(batch))
+				if len(p.failed) > 0 {
+					d.fail(p.failed, attempt, errors.Join(p.failedErrs...))
+					d.refuse(p.failed)
+				}
+				if len(p.retry) == 0 {
+					return
+				}
+				batch = p.retry
 			}
-			return
+			err = f.err
+			if f.permanent || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
+				d.fail(batch, attempt, err)
+				if f.permanent {
+					d.refuse(batch)
+				} else {
+					d.unsend(batch)
+				}
+				return
+			}
+			delay, perr := d.delay(attempt)
+			if perr != nil {
+				// No wait to retry after: give the batch up as after the
+				// last attempt, to be offered again at the next evaluation.
+				d.fail(batch, attempt, errors.Join(err, perr))
+				d.unsend(batch)
+				return
+			}
+			d.count(func(s *NotifierStats) { s.Retries++ })
+			d.log.Warn("andon: notification failed; retrying", "notifier", d.name, "attempt", attempt, "err", err)
+			if ra := min(f.retryAfter, maxRetryAfter); ra > delay {
+				delay = ra // a receiver asked for a longer wait
+			}
+			t := time.NewTimer(max(0, delay))
+			select {
+			case <-t.C:
+			case <-d.ctx.Done():
+				t.Stop()
+			}
+			if batch = d.unreplaced(batch); len(batch) == 0 {
+				return
+			}
 		}
-		delay, perr := d.delay(attempt)
-		if perr != nil {
-			// No wait to retry after: give the batch up as after the
-			// last attempt, to be offered again at the next evaluation.
-			d.fail(batch, attempt, errors.Join(err, perr))
-			d.unsend(batch)
-			return
-		}
-		d.count(func(s *NotifierStats) { s.Retries++ })
-		d.log.Warn("andon: notification failed; retrying", "notifier", d.name, "attempt", attempt, "err", err)
-		if ra := min(f.retryAfter, maxRetryAfter); ra > delay {
-			delay = ra // a receiver asked for a longer wait
-		}
-		t := time.NewTimer(max(0, delay))
-		select {
-		case <-t.C:
-		case <-d.ctx.Done():
-			t.Stop()
-		}
-		if batch = d.unreplaced(batch); len(batch) == 0 {
-			return
-		}
-	}
+	}()
+	goexit = false
 }
 
 // unreplaced returns the alerts of a batch about to be retried that no
@@ -549,10 +587,11 @@ func (d *dispatcher) delay(attempt int) (delay time.Duration, err error) {
 	return d.opts.Backoff.Delay(attempt), nil
 }
 
-// fail counts and logs alerts given up on after attempt attempts.
-func (d *dispatcher) fail(alerts []Alert, attempt int, err error) {
+// fail counts and logs alerts given up on after attempt attempts, with
+// more attributes to log, if any.
+func (d *dispatcher) fail(alerts []Alert, attempt int, err error, more ...any) {
 	d.count(func(s *NotifierStats) { s.Failed += uint64(len(alerts)) })
-	attrs := []any{"notifier", d.name, "alerts", len(alerts), "attempts", attempt, "err", err}
+	attrs := append([]any{"notifier", d.name, "alerts", len(alerts), "attempts", attempt, "err", err}, more...)
 	if p := (*PanicError)(nil); errors.As(err, &p) {
 		attrs = append(attrs, "stack", string(p.Stack))
 	}

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/taipattern/taikit/internal/typednil"
 )
 
 // Rule says what is wrong, how loudly and for how long before anyone is
@@ -21,7 +23,9 @@ type Rule struct {
 	Name string
 	// Severity is Page, Ticket or Info. Required.
 	Severity Severity
-	// Condition measures and decides. Required.
+	// Condition measures and decides. Required; a nil pointer or function
+	// (a nil ConditionFunc), or a built-in condition over a nil
+	// *kaizen.Stats, *jidoka.Breaker or *jidoka.Line, is refused.
 	Condition Condition
 	// For is how long the condition must hold before the rule fires. Zero
 	// fires at the first evaluation that sees it hold.
@@ -56,7 +60,9 @@ type Rule struct {
 	RunbookURL string
 	// Annotations are further annotations, each a template like Summary.
 	Annotations map[string]string
-	// Hooks run when this rule fires and resolves, after EvaluatorOptions.Hooks.
+	// Hooks run when this rule fires and resolves, after
+	// EvaluatorOptions.Hooks. A nil one, one that holds a nil pointer or
+	// function, or StopLine of a nil line, is refused.
 	Hooks []Hook
 	// Expr is the PromQL of the condition for PrometheusRules, which
 	// writes "Expr" as the alert's expr. Required to export a rule whose
@@ -83,6 +89,10 @@ func (r *Rule) validate() error {
 	}
 	if r.Condition == nil {
 		return errors.New("Rule.Condition is nil")
+	}
+	if typednil.Holds(r.Condition) {
+		// Measure, and String for the default summary, would panic.
+		return fmt.Errorf("Rule.Condition is a nil %T", r.Condition)
 	}
 	if v, ok := r.Condition.(validator); ok {
 		if err := v.validate(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/tai"
 )
@@ -55,13 +56,25 @@ type statsCond struct {
 }
 
 func (c *statsCond) validate() error {
-	if c.stats == nil {
-		return errors.New("the StatsSource is nil")
+	if err := checkStats(c.stats); err != nil {
+		return err
 	}
 	if c.kind == "" {
 		return errors.New("the signal kind is empty")
 	}
 	return checkWindows(c.stats, c.window)
+}
+
+// checkStats reports a StatsSource that is nil or holds a nil pointer (a
+// nil *kaizen.Stats), which would panic when read.
+func checkStats(s StatsSource) error {
+	if s == nil {
+		return errors.New("the StatsSource is nil")
+	}
+	if typednil.Holds(s) {
+		return fmt.Errorf("the StatsSource is a nil %T", s)
+	}
+	return nil
 }
 
 // checkWindows returns an error naming the first window the Stats does not
