@@ -139,8 +139,10 @@
 // (time.Now, time.Since, timers): there is no clock to inject (Retry's
 // Jitter may be, to make its waits exact). Tests control time with
 // testing/synctest, where a sleep moves a fake clock at once. Make the
-// breaker, line or watchdog inside the bubble, so that its timers and the
-// instant it counts from belong to the bubble's clock:
+// breaker, line, watchdog or Timeout inside the bubble, so that its timers
+// and the instant it counts from belong to the bubble's clock (a Timeout
+// made outside keeps timers from outside for its calls, which a bubble
+// cannot wait for):
 //
 //	synctest.Test(t, func(t *testing.T) {
 //		b, _ := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Minute})
