@@ -348,7 +348,7 @@ func (q *Queue[T]) Backlog(ctx context.Context) (kanban.Backlog, error) {
 		return kanban.Backlog{}, err
 	}
 	depth := wi.State.Msgs
-	if q.opts.keeps() {
+	if q.keeper {
 		// Less the keeper, when it is there.
 		if depth, err = q.workDepth(ctx, ws); err != nil {
 			return kanban.Backlog{}, err

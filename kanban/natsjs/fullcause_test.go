@@ -33,9 +33,7 @@ func TestFullStreamErrorKeepsTheServersAnswer(t *testing.T) {
 		var api *jetstream.APIError
 		if assert.True(t, errors.As(err, &api), "%s: %v wraps no *jetstream.APIError", name, err) {
 			assert.Equal(t, jetstream.ErrorCode(10077), api.ErrorCode, name)
-			// The work subject's limit: the file-stored stream holds a
-			// keeper besides, and limits the work subject to Capacity.
-			assert.Contains(t, api.Description, "maximum messages per subject exceeded", name)
+			assert.Contains(t, api.Description, "maximum messages exceeded", name)
 		}
 		// The server answers 503, but a full stream is not out of reach.
 		assert.False(t, natsjs.Unreachable(err), name)

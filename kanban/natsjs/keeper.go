@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -24,9 +25,15 @@ import (
 //
 // The keeper is published when the queue is made and again after every
 // keeperEvery bytes a Queue value has published (a block holds 4 MiB, so
-// each new block soon gets one); each replaces the one before (a subject
-// roll-up). The stream's MaxMsgs and MaxBytes leave room for it, and its
-// subject limit keeps the work subject at Capacity exactly.
+// each new block soon gets one; with a MaxBytes under about 128 KB it
+// holds 32 KB, and about half the messages still cost a block); each
+// replaces the one before (a subject roll-up). The stream's MaxMsgs and
+// MaxBytes leave room for it: with the keeper in it, the work subject
+// holds Capacity messages and MaxBytes bytes exactly. The stream sets no limit of messages per subject, which
+// would hold the work subject to Capacity without a keeper too: the
+// server enforces such a limit, when it is set or lowered, by deleting
+// the oldest messages beyond it, refusing new ones or not, and a New with
+// a lower Capacity than the messages in the stream would lose them.
 
 // keeperEvery is how many bytes a Queue publishes between keepers.
 const keeperEvery = 64 << 10
@@ -37,9 +44,22 @@ var keeperHeader = nats.Header{"Nats-Rollup": {"sub"}}
 // keeperSubject is the subject of a work stream's keeper.
 func keeperSubject(stream string) string { return stream + ".keeper" }
 
-// keeps reports whether the queue's work stream holds a keeper: when it is
-// kept in files.
+// keeps reports whether the queue's work stream is to hold a keeper: when
+// it is kept in files. New makes it without one when another stream takes
+// the keeper's subject (see subjectsOverlap).
 func (c Options) keeps() bool { return c.Storage == FileStorage }
+
+// errSubjectsOverlap is the server's error code for a stream whose
+// subjects another stream of the account takes.
+const errSubjectsOverlap jetstream.ErrorCode = 10065
+
+// subjectsOverlap reports whether err is the server's refusal of a stream
+// whose subjects overlap another stream's: one on "<Stream>.>", say, takes
+// the keeper's.
+func subjectsOverlap(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errSubjectsOverlap
+}
 
 // keeperSize is the room the keeper takes in the work stream, as the
 // server counts it against MaxBytes (see storedSize).
@@ -49,12 +69,8 @@ func (c Options) keeperSize() int64 {
 
 // withKeeper makes room in the work stream's configuration for the keeper.
 func (c Options) withKeeper(work *jetstream.StreamConfig) {
-	work.Subjects = append(work.Subjects, keeperSubject(c.Stream))
+	work.Subjects = []string{c.Stream, keeperSubject(c.Stream)}
 	work.AllowRollup = true
-	// The work subject alone is held to Capacity, as without a keeper;
-	// the stream to one more, the keeper.
-	work.MaxMsgsPerSubject = c.Capacity
-	work.DiscardNewPerSubject = true
 	if c.Capacity < math.MaxInt64 {
 		work.MaxMsgs = c.Capacity + 1
 	}
@@ -74,7 +90,7 @@ func (q *Queue[T]) keep() {
 // keeper when keeperEvery bytes have been since the last. A message counts
 // its payload and about what its headers and framing take.
 func (q *Queue[T]) published(n int) {
-	if !q.opts.keeps() {
+	if !q.keeper {
 		return
 	}
 	if q.sinceKeeper.Add(int64(n)+128) < keeperEvery {
@@ -90,7 +106,7 @@ func (q *Queue[T]) published(n int) {
 // refusal (the stream is full) is no error: the keeper before is still
 // there.
 func (q *Queue[T]) firstKeeper(ctx context.Context) error {
-	if !q.opts.keeps() {
+	if !q.keeper {
 		return nil
 	}
 	_, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: keeperSubject(q.opts.Stream), Header: keeperHeader})

@@ -271,3 +271,124 @@ func TestKeeperAddedToAStreamMadeBefore(t *testing.T) {
 	wg.Wait()
 	require.NoError(t, q.Shutdown(ctx))
 }
+
+// TestLoweredCapacityDropsNoMessage: a queue made with a lower Capacity
+// than the work stream's messages — Capacity lowered, or a process
+// configured with less than another sharing the stream — leaves every
+// message in it to be handled, and refuses new ones until the stream is
+// below the new Capacity, as a memory-stored queue does. A limit on the
+// work subject's messages would make the server delete the oldest beyond
+// it when New lowers it, refusing new messages or not. (A 2.9 server
+// deletes the oldest beyond a lowered MaxMsgs too, of any stream.)
+func TestLoweredCapacityDropsNoMessage(t *testing.T) {
+	ctx := context.Background()
+	nc := connect(t, startServer(t, natsembed.Options{InProcess: true}).Connect)
+	opts := natsjs.Options{Stream: "LOWERED", Capacity: 5, FetchWait: 100 * time.Millisecond}
+	q, err := natsjs.New[int](ctx, nc, opts)
+	require.NoError(t, err)
+	want := make([]string, 5)
+	for i := range want {
+		want[i] = strconv.Itoa(i)
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: want[i], Payload: i}))
+	}
+	opts.Capacity = 3
+	lowered, err := natsjs.New[int](ctx, nc, opts)
+	require.NoError(t, err)
+	b, err := lowered.Backlog(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(5), b.Depth, "no message dropped")
+	require.ErrorIs(t, lowered.TryPublish(ctx, kanban.Message[int]{ID: "over", Payload: 9}), kanban.ErrFull)
+
+	var mu sync.Mutex
+	var ids []string
+	cctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		assert.NoError(t, lowered.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			mu.Lock()
+			ids = append(ids, d.ID)
+			mu.Unlock()
+			return nil
+		}, kanban.ConsumeOptions{WIP: 1}))
+	})
+	drained(t, lowered)
+	stop()
+	wg.Wait()
+	assert.Equal(t, want, ids)
+	for i := range 3 {
+		require.NoError(t, lowered.TryPublish(ctx, kanban.Message[int]{ID: "new" + strconv.Itoa(i), Payload: i}))
+	}
+	require.ErrorIs(t, lowered.TryPublish(ctx, kanban.Message[int]{ID: "over", Payload: 9}), kanban.ErrFull, "the new Capacity")
+	require.NoError(t, q.Shutdown(ctx))
+	require.NoError(t, lowered.Shutdown(ctx))
+}
+
+// TestKeeperRotatesAtCapacityOne: with Capacity 1 a keeper still
+// replaces the one before, on a server (2.9) that holds a roll-up to the
+// stream's limit of messages per subject as any other message.
+func TestKeeperRotatesAtCapacityOne(t *testing.T) {
+	ctx := context.Background()
+	nc := connect(t, debianServer(t))
+	opts := natsjs.Options{Stream: "CAPACITY_ONE", Capacity: 1}
+	q, err := natsjs.New[int](ctx, nc, opts)
+	require.NoError(t, err)
+	again, err := natsjs.New[int](ctx, nc, opts)
+	require.NoError(t, err)
+	s, err := q.JetStream().Stream(ctx, "CAPACITY_ONE")
+	require.NoError(t, err)
+	state := s.CachedInfo().State
+	assert.Equal(t, uint64(1), state.Msgs, "one keeper")
+	assert.Equal(t, uint64(2), state.LastSeq, "the second New's keeper replaced the first")
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a", Payload: 1}))
+	require.ErrorIs(t, q.TryPublish(ctx, kanban.Message[int]{ID: "b", Payload: 2}), kanban.ErrFull)
+	require.NoError(t, q.Shutdown(ctx))
+	require.NoError(t, again.Shutdown(ctx))
+}
+
+// TestKeeperSubjectOfAnotherStream: a work stream whose keeper's subject
+// another stream takes already (one on "<Stream>.>") is made without a
+// keeper, as a memory-stored one: New does not fail, and no keeper goes
+// into the other stream.
+func TestKeeperSubjectOfAnotherStream(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	nc := connect(t, srv.Connect)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	events, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"ORDERS.>"}})
+	require.NoError(t, err)
+
+	q, err := natsjs.New[[]byte](ctx, nc, natsjs.Options{Stream: "ORDERS", Capacity: 2, Codec: rawCodec{}, FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	s, err := js.Stream(ctx, "ORDERS")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ORDERS"}, s.CachedInfo().Config.Subjects)
+	assert.Equal(t, int64(2), s.CachedInfo().Config.MaxMsgs)
+	for i := range 2 {
+		require.NoError(t, q.Publish(ctx, kanban.Message[[]byte]{ID: strconv.Itoa(i), Payload: make([]byte, 40<<10)}))
+	}
+	require.ErrorIs(t, q.TryPublish(ctx, kanban.Message[[]byte]{ID: "over", Payload: []byte("x")}), kanban.ErrFull)
+	require.NoError(t, nc.Flush())
+	info, err := events.Info(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, info.State.Msgs, "no keeper in the other stream")
+
+	handled := make(chan string, 2)
+	cctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		assert.NoError(t, q.Consume(cctx, func(_ context.Context, d kanban.Delivery[[]byte]) error {
+			handled <- d.ID
+			return nil
+		}, kanban.ConsumeOptions{WIP: 1}))
+	})
+	assert.Equal(t, "0", next(t, handled))
+	assert.Equal(t, "1", next(t, handled))
+	require.Eventually(t, func() bool {
+		b, err := q.Backlog(ctx)
+		return err == nil && b.Depth == 0
+	}, 10*time.Second, time.Millisecond)
+	stop()
+	wg.Wait()
+	require.NoError(t, q.Shutdown(ctx))
+}

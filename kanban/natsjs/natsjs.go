@@ -53,7 +53,11 @@ type Options struct {
 	DeadLetterStream string
 	// Capacity is the most messages the work stream holds (including
 	// those being handled); Publish waits and TryPublish fails with
-	// kanban.ErrFull beyond it. 0 means 100000.
+	// kanban.ErrFull beyond it. 0 means 100000. A file-stored stream
+	// holds one more while its keeper is missing (see Storage). New with
+	// a lower Capacity than the messages in the stream keeps them all and
+	// refuses new ones until they are fewer (a 2.9 server deletes the
+	// oldest beyond it instead).
 	Capacity int64
 	// MaxBytes, if positive, is the most bytes the work stream holds as
 	// well: beyond it Publish waits and TryPublish fails with kanban.ErrFull,
@@ -102,10 +106,16 @@ type Options struct {
 	// file-stored work stream holds one message of the queue's own
 	// besides, the keeper, on the subject Stream+".keeper": never
 	// delivered, not counted in Backlog's Depth or against Capacity, and
-	// about 60 bytes more in the stream's MaxBytes. It keeps the server
-	// from replacing the stream's last block file each time the consumer
-	// catches up and the stream empties, which without it cost a file
-	// created and one deleted for nearly every message.
+	// its size (71 bytes and the length of Stream) more in the stream's
+	// MaxBytes. It keeps the server from replacing the stream's last
+	// block file each time the consumer catches up and the stream
+	// empties, which without it cost a file created and one deleted for
+	// nearly every message. The stream's limits count the keeper: while
+	// it is missing — expired by MaxAge before a Queue published 64 KiB
+	// more, which publishes the next — the stream takes one message more
+	// than Capacity, and the keeper's size more than MaxBytes. New makes
+	// the work stream without a keeper when another stream of the account
+	// takes its subject (one on Stream+".>", say), and logs it.
 	Storage Storage
 	// AckWait is how long a delivered message stays leased without an
 	// acknowledgement; the consumer extends it every third of it (the
@@ -299,7 +309,10 @@ type Queue[T any] struct {
 	counters kanban.Counters
 	async    asyncState
 	backoff  kanban.Exponential // waits between re-publishes
-	// sinceKeeper counts the bytes published since the last keeper.
+	// keeper is whether the work stream holds a keeper (see
+	// Options.Storage); sinceKeeper counts the bytes published since the
+	// last one.
+	keeper      bool
 	sinceKeeper atomic.Int64
 }
 
@@ -327,7 +340,24 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 		return nil, fmt.Errorf("natsjs: %w", err)
 	}
 	q.js = js
-	for _, sc := range c.streams() {
+	q.keeper = c.keeps()
+	for i, sc := range c.streams() {
+		if i == 0 && q.keeper {
+			kept := sc
+			c.withKeeper(&kept)
+			_, err := js.CreateOrUpdateStream(ctx, kept)
+			if !subjectsOverlap(err) {
+				if err != nil {
+					return nil, fmt.Errorf("natsjs: stream %s: %w", sc.Name, err)
+				}
+				continue
+			}
+			// Another stream takes the keeper's subject: the work stream
+			// goes without one, as a memory-stored one.
+			c.Logger.Warn("natsjs: the work stream's keeper subject is another stream's; the work stream has no keeper",
+				"stream", c.Stream, "subject", keeperSubject(c.Stream), "err", err)
+			q.keeper = false
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return nil, fmt.Errorf("natsjs: stream %s: %w", sc.Name, err)
 		}
@@ -366,9 +396,6 @@ func (c Options) streams() [2]jetstream.StreamConfig {
 	work := stream(c.Stream, jetstream.WorkQueuePolicy, jetstream.DiscardNew, c.Capacity)
 	work.MaxAge = c.MaxAge
 	work.MaxBytes = byteLimit(c.MaxBytes)
-	if c.keeps() {
-		c.withKeeper(&work)
-	}
 	dead := stream(c.DeadLetterStream, jetstream.LimitsPolicy, jetstream.DiscardOld, c.DeadLetterLimit)
 	dead.MaxBytes = byteLimit(c.DeadLetterMaxBytes)
 	return [2]jetstream.StreamConfig{work, dead}
@@ -758,7 +785,7 @@ func (q *Queue[T]) consumerConfig(wip int) jetstream.ConsumerConfig {
 		MaxAckPending: wip,
 		MaxDeliver:    -1, // attempts are counted by the consumer runtime
 	}
-	if q.opts.keeps() {
+	if q.keeper {
 		cfg.FilterSubject = q.opts.Stream // not the keeper
 	}
 	return cfg

@@ -70,6 +70,15 @@ func TestConformanceEmbedded(t *testing.T) {
 }
 
 func TestConformanceDebianServer(t *testing.T) {
+	queuetest.Run(t, factory(debianServer(t)))
+}
+
+// debianServer starts the nats-server binary the system has (2.9 on
+// Debian 12), with JetStream, and returns a dial to it once it answers
+// JetStream requests. It skips the test when there is none, unless
+// TAIKIT_REQUIRE_SERVERS=1.
+func debianServer(t *testing.T) func(...nats.Option) (*nats.Conn, error) {
+	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nats-server"); serr == nil {
@@ -104,7 +113,7 @@ func TestConformanceDebianServer(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // waiting for an external process, not timing a test
 	}
 	require.True(t, ready, "nats-server did not answer")
-	queuetest.Run(t, factory(dial))
+	return dial
 }
 
 func freePort(t *testing.T) int {
