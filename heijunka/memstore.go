@@ -78,6 +78,13 @@ type MemoryStoreOptions struct {
 //
 // The cost of a lookup in a large store is one cache miss on the key's
 // slot. Make one with NewMemoryStore; the zero MemoryStore is not usable.
+//
+// Times are kept relative to the store's creation, on the monotonic
+// clock when the time given has a reading of it (time.Now does; a time
+// made otherwise, or stripped by UTC or Round(0), is read on the wall
+// clock), and within about 73 years of it either way: a time beyond is
+// taken as that bound. Keep to one clock source per store, as a Limiter
+// asks: a wall-clock step sets the two apart.
 type MemoryStore struct {
 	epoch  time.Time
 	seed   maphash.Seed
