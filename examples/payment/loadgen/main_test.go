@@ -907,7 +907,12 @@ func TestRunDoesNotResendOnABusyConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.errors != 1 || int64(rep.statuses["SUCCESS"]+rep.errors+rep.owed) != payments.Load() {
-		t.Fatalf("statuses %v, %d transport errors, %d owed, %d payments served", rep.statuses, rep.errors, rep.owed, payments.Load())
+	// Every payment answered or dropped reached the server once; the one
+	// in flight when the run ended (owed) may have reached it or not, as
+	// the end of the run closes its connection. A payment sent again
+	// would be served on top of those.
+	sent := int64(rep.statuses["SUCCESS"] + rep.errors)
+	if served := payments.Load(); rep.errors != 1 || served < sent || served > sent+int64(rep.owed) {
+		t.Fatalf("statuses %v, %d transport errors, %d owed, %d payments served", rep.statuses, rep.errors, rep.owed, served)
 	}
 }
