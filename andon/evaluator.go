@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -363,11 +364,6 @@ func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules
 		r.m, r.annotations, r.err = measure(ctx, rs, now)
 	}
 
-	type hookCall struct {
-		hooks []Hook
-		alert Alert
-		fire  bool
-	}
 	var (
 		trs    []Transition
 		calls  []hookCall
@@ -413,18 +409,56 @@ func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules
 	for _, p := range panics {
 		e.log.Error("andon: condition panicked", "where", p.Where, "panic", fmt.Sprint(p.Value), "stack", string(p.Stack))
 	}
-	for _, c := range calls {
-		for _, h := range c.hooks {
-			e.runHook(ctx, h, c.alert, c.fire)
+	// The notifiers hear of the alerts, and the board of the evaluation,
+	// even if a hook ends the goroutine with runtime.Goexit.
+	defer func() {
+		for _, d := range e.dispatchers {
+			d.offer(now, offers)
+		}
+		e.mu.Lock()
+		e.broadcast()
+		e.mu.Unlock()
+	}()
+	e.runHooks(ctx, calls, 0, 0)
+	return trs
+}
+
+// hookCall is a rule's hooks to call with its alert, which fired or
+// resolved.
+type hookCall struct {
+	hooks []Hook
+	alert Alert
+	fire  bool
+}
+
+// runHooks runs the hooks of calls, from the j-th hook of the i-th call
+// on. One that ends the goroutine with runtime.Goexit is logged, and the
+// ones after it still run; the goroutine goes on ending once they have.
+func (e *Evaluator) runHooks(ctx context.Context, calls []hookCall, i, j int) {
+	defer func() {
+		if i < len(calls) {
+			// The loop stopped short: a hook did not return (runHook
+			// recovers a panic).
+			h := calls[i].hooks[j]
+			e.log.Error("andon: hook called runtime.Goexit", "hook", hookName(h), "alertname", calls[i].alert.Name,
+				"stack", string(debug.Stack()))
+			e.runHooks(ctx, calls, i, j+1)
+		}
+	}()
+	for ; i < len(calls); i, j = i+1, 0 {
+		for ; j < len(calls[i].hooks); j++ {
+			e.runHook(ctx, calls[i].hooks[j], calls[i].alert, calls[i].fire)
 		}
 	}
-	for _, d := range e.dispatchers {
-		d.offer(now, offers)
+}
+
+// hookName names a hook in logs: by its Name method (tai.Namer), or its
+// type.
+func hookName(h Hook) string {
+	if n, ok := h.(tai.Namer); ok {
+		return n.Name()
 	}
-	e.mu.Lock()
-	e.broadcast()
-	e.mu.Unlock()
-	return trs
+	return fmt.Sprintf("%T", h)
 }
 
 // measure calls the rule's condition and renders the annotations with
@@ -446,10 +480,7 @@ func measure(ctx context.Context, rs *ruleState, now time.Time) (m Measurement, 
 func (e *Evaluator) runHook(ctx context.Context, h Hook, a Alert, fire bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			name := fmt.Sprintf("%T", h)
-			if n, ok := h.(tai.Namer); ok {
-				name = n.Name()
-			}
+			name := hookName(h)
 			p := newPanicError("hook "+name, v)
 			e.log.Error("andon: hook panicked", "hook", name, "alertname", a.Name, "panic", fmt.Sprint(v), "stack", string(p.Stack))
 		}

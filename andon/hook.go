@@ -9,7 +9,10 @@ import "context"
 // evaluate: Evaluate, Pull, Reset and Shutdown wait for the evaluation that
 // runs the hook. A hook must return soon: slow work belongs in a Notifier,
 // which has a queue. A panic in a hook is recovered and logged with its
-// stack (see PanicError).
+// stack (see PanicError). A hook that ends the goroutine with
+// runtime.Goexit (t.FailNow in a test's hook) is logged too, and the
+// hooks after it still run and the notifiers still hear of the
+// evaluation's alerts before the goroutine goes on ending.
 //
 // Hooks run whether or not the alert is silenced: a silence mutes
 // notifications, not the line's protection.

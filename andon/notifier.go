@@ -430,19 +430,31 @@ func (d *dispatcher) wakeIdle() {
 // send delivers a batch, retrying with back-off. Should a callback end
 // the goroutine with runtime.Goexit, as t.FailNow in a test's notifier
 // does, the batch fails for good, as for a panic, and run carries on in
-// a new goroutine.
+// a new goroutine. A batch already counted, delivered or failed, when the
+// goroutine ends (in the error's Error method, read by the log line of
+// its failure) is not counted again: it keeps the fate it was given.
 func (d *dispatcher) send(batch []Alert) {
 	attempt := 0
 	goexit := true
+	// in names the callback running, for a runtime.Goexit in it, as a
+	// *PanicError names it. settled is set once batch is counted, as
+	// delivered or failed, and its state noted: a Goexit after that (in
+	// the error's Error method, read by the log) fails nothing twice.
+	in, settled := "notifier "+d.name, false
 	defer func() {
-		if goexit && len(batch) > 0 {
-			err := kanban.Permanent(fmt.Errorf("andon: notifier %s ended its goroutine with runtime.Goexit", d.name))
-			d.fail(batch, attempt, err, "stack", string(debug.Stack()))
+		switch {
+		case !goexit:
+		case settled || len(batch) == 0:
+			d.log.Error("andon: notifier goroutine ended with runtime.Goexit", "notifier", d.name,
+				"in", in, "stack", string(debug.Stack()))
+		default:
+			err := kanban.Permanent(fmt.Errorf("andon: %s ended its goroutine with runtime.Goexit", in))
 			d.refuse(batch)
+			d.fail(batch, attempt, err, "stack", string(debug.Stack()))
 		}
 	}()
-	// The loop reads and sets batch and attempt, which the deferred
-	// function reports should the goroutine end in it.
+	// The loop reads and sets batch, attempt, in and settled, which the
+	// deferred function reports should the goroutine end in it.
 	func() {
 		for {
 			attempt++
@@ -460,42 +472,50 @@ func (d *dispatcher) send(batch []Alert) {
 			} else {
 				ctx, cancel = context.WithTimeout(d.ctx, d.opts.Timeout)
 			}
+			in = "notifier " + d.name
 			err := d.notify(ctx, batch)
 			cancel()
 			if err == nil {
+				settled = true
 				d.delivered(batch)
 				return
 			}
+			in = "error of notifier " + d.name
 			f := d.classify(err)
 			if p := f.partial; p != nil {
 				// Some requests of the batch went out, or failed for good:
-				// count them now and retry only the others.
+				// count them now and retry only the others. The state of
+				// those failed is noted before the log reads their errors.
 				d.delivered(p.delivered(batch))
+				batch = p.retry
 				if len(p.failed) > 0 {
-					d.fail(p.failed, attempt, errors.Join(p.failedErrs...))
 					d.refuse(p.failed)
+					d.fail(p.failed, attempt, errors.Join(p.failedErrs...))
 				}
-				if len(p.retry) == 0 {
+				if len(batch) == 0 {
 					return
 				}
-				batch = p.retry
 			}
 			err = f.err
 			if f.permanent || attempt >= d.opts.MaxAttempts || d.ctx.Err() != nil {
-				d.fail(batch, attempt, err)
+				settled = true
 				if f.permanent {
 					d.refuse(batch)
 				} else {
 					d.unsend(batch)
 				}
+				d.fail(batch, attempt, err)
 				return
 			}
+			in = "backoff of notifier " + d.name
 			delay, perr := d.delay(attempt)
+			in = "error of notifier " + d.name
 			if perr != nil {
 				// No wait to retry after: give the batch up as after the
 				// last attempt, to be offered again at the next evaluation.
-				d.fail(batch, attempt, errors.Join(err, perr))
+				settled = true
 				d.unsend(batch)
+				d.fail(batch, attempt, errors.Join(err, perr))
 				return
 			}
 			d.count(func(s *NotifierStats) { s.Retries++ })
