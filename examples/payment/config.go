@@ -122,9 +122,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		}
 		return &n
 	}
-	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
+	svc.URLVar(fs, &c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", envInt("NATS_REPLICAS", 1), "servers of a JetStream cluster that hold each stream and bucket: 1, or 3 to survive losing one (NATS_REPLICAS)")
-	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
+	svc.URLVar(fs, &c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-payment")), "embedded NATS store and audit trail (DATA_DIR)")
 	fs.StringVar(&c.Idempotency, "idempotency", env("IDEMPOTENCY_STORE", "nats"), "where idempotency keys live: nats (JetStream, kept through restarts and shared by replicas) or memory (this process only: a restart forgets every key, and a request retried after it charges again) (IDEMPOTENCY_STORE)")
 	fs.StringVar(&c.CustomerState, "customer-state", env("CUSTOMER_STATE", "auto"), "fraud rules' per-customer state: nats (a JetStream key-value bucket, kept through restarts and shared by replicas), redis, memory (this process only: a restart forgets every customer's velocity and daily spend), or auto (redis with -redis-url, else nats) (CUSTOMER_STATE)")
@@ -151,7 +151,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
 	var alertLabels string
 	fs.StringVar(&alertLabels, "alert-labels", env("ALERT_LABELS", ""), "labels added to every alert, as name=value,name=value (cluster=eu-1,team=payments) (ALERT_LABELS)")
-	fs.StringVar(&c.Alertmanager, "alertmanager-url", env("ALERTMANAGER_URL", ""), "push alerts to this Alertmanager (ALERTMANAGER_URL)")
+	svc.URLVar(fs, &c.Alertmanager, "alertmanager-url", env("ALERTMANAGER_URL", ""), "push alerts to this Alertmanager (ALERTMANAGER_URL)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint; off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.Float64Var(&c.TraceSample, "trace-sample", envFloat("TRACE_SAMPLE", -1), "share of payments whose spans are recorded, in [0, 1]; -1: all when traces are exported, none otherwise (trace IDs are made either way) (TRACE_SAMPLE)")
 	paymentsMax, idemMax := envBytes("PAYMENTS_MAX_BYTES", 2<<30), envBytes("IDEMPOTENCY_MAX_BYTES", 256<<20)

@@ -111,9 +111,9 @@ type Usage struct {
 func (s *Serving) Register(fs *flag.FlagSet, env *Env, port int, u Usage) {
 	s.port = port
 	fs.StringVar(&s.Addr, "addr", env.String("ADDR", ""), fmt.Sprintf("listen address; default 127.0.0.1:%d (loopback only) without -api-token, :%[1]d with one. Without a token only a loopback address is accepted (ADDR)", port))
-	fs.StringVar(&s.APIToken, "api-token", env.String("API_TOKEN", ""), "require Authorization: Bearer <token> on "+u.API+"; prefer -api-token-file, as a flag shows in the process list (API_TOKEN)")
+	SecretVar(fs, &s.APIToken, "api-token", env.String("API_TOKEN", ""), "require Authorization: Bearer <token> on "+u.API+"; prefer -api-token-file, as a flag shows in the process list (API_TOKEN)")
 	fs.StringVar(&s.apiTokenFile, "api-token-file", env.String("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
-	fs.StringVar(&s.AdminToken, "admin-token", env.String("ADMIN_TOKEN", ""), "token of "+u.Admin+", as a Bearer token or the HTTP Basic password (any user name); must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
+	SecretVar(fs, &s.AdminToken, "admin-token", env.String("ADMIN_TOKEN", ""), "token of "+u.Admin+", as a Bearer token or the HTTP Basic password (any user name); must differ from the API token; without it they are off and the board is read-only (ADMIN_TOKEN)")
 	fs.StringVar(&s.adminTokenFile, "admin-token-file", env.String("ADMIN_TOKEN_FILE", ""), "read the admin token from this file (ADMIN_TOKEN_FILE)")
 	fs.StringVar(&s.auditKeyFile, "audit-key-file", env.String("AUDIT_KEY_FILE", ""), "make the audit trail's hashes HMAC-SHA256 with the key in this file (16 bytes to 64 KiB, used as stored); verify with go run ./cmd/taikit audit verify -key-file (AUDIT_KEY_FILE)")
 	fs.StringVar(&s.allowed, "allowed-hosts", env.String("ALLOWED_HOSTS", ""), "Host header values served, comma separated, \"*\" for any (a defence against DNS rebinding); default: localhost, the loopback addresses, this machine's name and -addr's host (ALLOWED_HOSTS)")

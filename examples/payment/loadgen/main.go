@@ -99,7 +99,8 @@ func main() {
 	flag.Float64Var(&o.fraud, "fraud", 0.05, "share of fraudulent payments (amounts over four times the service's limit, a blacklisted country)")
 	flag.IntVar(&o.customers, "customers", 10_000_000, "distinct customers to spread payments over (the service limits each customer)")
 	flag.BoolVar(&o.idempotency, "idempotency", false, "send an Idempotency-Key with every request")
-	flag.StringVar(&o.token, "token", os.Getenv("API_TOKEN"), "API token, if the service wants one")
+	flag.StringVar(&o.token, "token", os.Getenv("API_TOKEN"), "API token, if the service wants one (API_TOKEN)")
+	flag.Lookup("token").DefValue = "" // -h does not show the token
 	flag.Float64Var(&o.rate, "rate", 0, "send this many payments per second in all, on a fixed schedule, and measure each latency from its scheduled start (0: each client sends its next payment as soon as the last is answered)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), usage, minErrorPause, maxErrorPause)

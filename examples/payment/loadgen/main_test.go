@@ -916,3 +916,20 @@ func TestRunDoesNotResendOnABusyConnection(t *testing.T) {
 		t.Fatalf("statuses %v, %d transport errors, %d owed, %d payments served", rep.statuses, rep.errors, rep.owed, served)
 	}
 }
+
+// TestHelpHidesTheToken: -h lists the flags without the API token taken
+// from API_TOKEN, which would otherwise print as the -token flag's default.
+func TestHelpHidesTheToken(t *testing.T) {
+	const secret = "sekrit-token-4711"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "LOADGEN_RUN_MAIN=1", "LOADGEN_ARGS=-h", "API_TOKEN="+secret)
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "-token") {
+		t.Fatalf("loadgen -h does not list -token:\n%s", out)
+	}
+	if strings.Contains(string(out), secret) {
+		t.Errorf("loadgen -h prints the API token:\n%s", out)
+	}
+}

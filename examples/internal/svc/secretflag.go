@@ -1,0 +1,20 @@
+package svc
+
+import "flag"
+
+// SecretVar defines a string flag, value its default (from the
+// environment, say), as fs.StringVar does, but whose help does not show
+// the default: it may be a token, and -h output lands in terminals, logs
+// and issue reports.
+func SecretVar(fs *flag.FlagSet, p *string, name, value, usage string) {
+	fs.StringVar(p, name, value, usage)
+	fs.Lookup(name).DefValue = "" // what -h shows
+}
+
+// URLVar defines a string flag holding a URL (or NATS's comma-separated
+// list of them), value its default, as fs.StringVar does, but whose help
+// shows the default with passwords and tokens redacted, as RedactURL does.
+func URLVar(fs *flag.FlagSet, p *string, name, value, usage string) {
+	fs.StringVar(p, name, value, usage)
+	fs.Lookup(name).DefValue = RedactURL(value)
+}
