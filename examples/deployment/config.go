@@ -117,14 +117,14 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	env, envDur, envInt, envFloat := e.String, e.Duration, e.Int, e.Float
 	var errs []error
 	c.Register(fs, e, 3002, svc.Usage{API: "the deploy API", Admin: "abort, promote, resume and the cord"})
-	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one; replicas on one NATS share the queue and the state (NATS_URL)")
+	svc.URLVar(fs, &c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one; replicas on one NATS share the queue and the state (NATS_URL)")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", envInt("NATS_REPLICAS", 1), "servers of a JetStream cluster that hold each stream and bucket: 1, or 3 to survive losing one (NATS_REPLICAS)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", filepath.Join(os.TempDir(), "taikit-deployment")), "embedded NATS store and audit trail (DATA_DIR)")
 	var stages, freeze string
 	fs.StringVar(&c.CatalogFile, "catalog", env("CATALOG", ""), "catalog of services, versions, regions and what runs where (JSON); default: the demo catalog (CATALOG)")
 	fs.StringVar(&c.Fleet, "fleet", env("FLEET", "sim"), "what to deploy to: sim (a simulated fleet in this process) or local (demoapp processes on loopback ports behind a weighted proxy per service and region) (FLEET)")
 	fs.Float64Var(&c.LocalTraffic, "local-traffic", envFloat("LOCAL_TRAFFIC", 200), "with -fleet local, requests per second the service sends through each proxy itself so rollouts have traffic to judge (a 5% canary then sees -min-requests within 2 s); 0 for none (LOCAL_TRAFFIC)")
-	fs.StringVar(&c.PrometheusURL, "prometheus-url", env("PROMETHEUS_URL", ""), "read health from this Prometheus server (PromQL over the demoapp's metrics, labelled service, region and version) instead of from the fleet (PROMETHEUS_URL)")
+	svc.URLVar(fs, &c.PrometheusURL, "prometheus-url", env("PROMETHEUS_URL", ""), "read health from this Prometheus server (PromQL over the demoapp's metrics, labelled service, region and version) instead of from the fleet (PROMETHEUS_URL)")
 	demo := fs.Bool("demo", e.Bool("DEMO", true), "demo profile: bakes of seconds (canary 5% 3s, staging 25% 5s, prod) and health every 500ms; -demo=false takes the production profile (canary 5m, staging 10m, health every 10s) (DEMO)")
 	fs.StringVar(&stages, "stages", env("STAGES", ""), "canary stages as name:percent:bake, comma separated; a name is 1 to 32 lower-case letters, digits, - or _, and not validation, preview, switch or batch-N (the service's own steps); default from the profile (STAGES)")
 	fs.DurationVar(&c.Interval, "health-interval", envDur("HEALTH_INTERVAL", 0), "how often health is sampled during a bake, 1ms to 1h; default from the profile (HEALTH_INTERVAL)")
@@ -140,7 +140,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.RulesInterval, "rules-interval", envDur("RULES_INTERVAL", 5*time.Second), "how often the -rules files are read for changes (RULES_INTERVAL)")
 	fs.IntVar(&c.Workers, "workers", envInt("WORKERS", 64), "rollouts running at once in this process, never two for one service and region (WORKERS)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDur("REQUEST_TIMEOUT", 5*time.Minute), "how long POST /deploy waits for the end before answering 202 IN_PROGRESS (REQUEST_TIMEOUT)")
-	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint (a Jaeger or a collector); off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
+	svc.URLVar(fs, &c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint (a Jaeger or a collector); off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Instance, "instance", env("INSTANCE", host), "this replica's name in logs and alerts (INSTANCE)")

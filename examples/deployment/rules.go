@@ -254,8 +254,11 @@ func (f *ruleFile[T]) refuse(rep taicel.Reload) {
 	args := []any{"rules", f.name, "path", rep.Path, "version", rep.Version, "sha256", rep.Hash, "err", rep.Err}
 	if rs := f.cur.Load(); rs != nil {
 		args = append(args, "running_version", rs.whole.Version())
+		f.log.Error("rules refused; the rules in force keep running", args...)
+	} else {
+		// The first load: openRuleFile fails, and the service with it.
+		f.log.Error("rules refused; no rules in force, the service does not start", args...)
 	}
-	f.log.Error("rules refused; the rules in force keep running", args...)
 	if f.notify != nil {
 		f.notify()
 	}

@@ -130,6 +130,23 @@ func TestRuleFileRefusals(t *testing.T) {
 	assert.ErrorContains(t, err, "dany")
 }
 
+// TestRuleFileRefusedAtStartIsNotSaidToKeepRunning: a -rules file that
+// does not compile at start is logged as refused with nothing in force,
+// not with "the rules in force keep running": there are none, and the
+// service does not start.
+func TestRuleFileRefusedAtStartIsNotSaidToKeepRunning(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[ruleProbe]{})
+	require.NoError(t, err)
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	dir := t.TempDir()
+	writeRules(t, dir, "probe.yaml", "version: 1\nrules:\n  - {name: x, verdict: deny, expr: payload.D}\n")
+	_, err = openRuleFile(env, ruleFileOptions{Name: "probe", Dir: dir, Interval: -1, Logger: log})
+	require.ErrorContains(t, err, `rule "x"`)
+	assert.NotContains(t, logs.String(), "keep running")
+	assert.Contains(t, logs.String(), `msg="rules refused; no rules in force, the service does not start" rules=probe`)
+}
+
 // writeRules replaces a rule file whole, as a person should: a new file
 // renamed over the old.
 func writeRules(t *testing.T, dir, name, text string) {
