@@ -29,18 +29,12 @@ func TestNotifierGoexitFailsTheBatch(t *testing.T) {
 
 func testNotifierGoexitFailsTheBatch(t *testing.T) {
 	var calls atomic.Int32
-	var mu sync.Mutex
-	var got []string
-	n := notifierFunc(func(_ context.Context, alerts []andon.Alert) error {
+	rec := &recorder{}
+	n := notifierFunc(func(ctx context.Context, alerts []andon.Alert) error {
 		if calls.Add(1) == 1 {
 			runtime.Goexit()
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, a := range alerts {
-			got = append(got, a.Name+" "+a.State.String())
-		}
-		return nil
+		return rec.Notify(ctx, alerts)
 	})
 	a, b := newSwitch(), newSwitch()
 	var logs bytes.Buffer
@@ -60,9 +54,7 @@ func testNotifierGoexitFailsTheBatch(t *testing.T) {
 	require.NoError(t, e.Flush(ctx))
 	require.NoError(t, e.Shutdown(ctx), "Shutdown finds no worker gone missing")
 
-	mu.Lock()
-	assert.Equal(t, []string{"B firing"}, got, "the worker goes on after the Goexit")
-	mu.Unlock()
+	assert.Equal(t, []string{"B firing"}, rec.events(), "the worker goes on after the Goexit")
 	st := e.NotifierStats()[0]
 	assert.EqualValues(t, 1, st.Failed, "the batch that ended in Goexit is failed")
 	assert.EqualValues(t, 1, st.Sent)
@@ -97,20 +89,8 @@ func TestNotifierErrorGoexitCountsTheBatchOnce(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var calls atomic.Int32
-				var mu sync.Mutex
-				var got []string
-				n := notifierFunc(func(_ context.Context, alerts []andon.Alert) error {
-					if calls.Add(1) == 1 {
-						return c.err
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					for _, a := range alerts {
-						got = append(got, a.Name+" "+a.State.String())
-					}
-					return nil
-				})
+				rec := &recorder{}
+				n := firstCallFails(rec, nil, c.err)
 				a, b := newSwitch(), newSwitch()
 				var logs bytes.Buffer
 				var lmu sync.Mutex
@@ -129,10 +109,9 @@ func TestNotifierErrorGoexitCountsTheBatchOnce(t *testing.T) {
 				require.NoError(t, e.Shutdown(ctx))
 				st := e.NotifierStats()[0]
 				assert.EqualValues(t, 1, st.Failed, "the batch of A is counted as failed once")
-				mu.Lock()
+				got := rec.events()
 				slices.Sort(got)
 				assert.Equal(t, c.want, got, "the worker goes on")
-				mu.Unlock()
 				assert.EqualValues(t, len(c.want), st.Sent)
 				lmu.Lock()
 				assert.Contains(t, logs.String(), "runtime.Goexit")
@@ -178,21 +157,14 @@ func TestNotifierBackoffGoexitIsNamed(t *testing.T) {
 func TestHooksAfterOneThatCallsGoexitStillRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
-		var fired, got []string
+		var fired []string
 		record := andon.HookFuncs{OnFire: func(_ context.Context, a andon.Alert) {
 			mu.Lock()
 			defer mu.Unlock()
 			fired = append(fired, a.Name)
 		}}
 		exits := andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { runtime.Goexit() }}
-		n := notifierFunc(func(_ context.Context, alerts []andon.Alert) error {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, a := range alerts {
-				got = append(got, a.Name+" "+a.State.String())
-			}
-			return nil
-		})
+		n := &recorder{}
 		a, b := newSwitch(), newSwitch()
 		var logs bytes.Buffer
 		var lmu sync.Mutex
@@ -216,9 +188,10 @@ func TestHooksAfterOneThatCallsGoexitStillRun(t *testing.T) {
 		require.NoError(t, e.Shutdown(ctx))
 		mu.Lock()
 		assert.Equal(t, []string{"A", "A", "B"}, fired, "the hooks after the one that ended its goroutine still run, once")
+		mu.Unlock()
+		got := n.events()
 		slices.Sort(got)
 		assert.Equal(t, []string{"A firing", "B firing"}, got, "the notifier hears of the evaluation's alerts")
-		mu.Unlock()
 		lmu.Lock()
 		assert.Contains(t, logs.String(), "runtime.Goexit")
 		lmu.Unlock()

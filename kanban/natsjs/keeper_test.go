@@ -37,7 +37,7 @@ func lastBlock(t *testing.T, storeDir, name string) int {
 }
 
 // drained waits until the work stream of q holds no message to handle.
-func drained(t *testing.T, q *natsjs.Queue[int]) {
+func drained[T any](t *testing.T, q *natsjs.Queue[T]) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		b, err := q.Backlog(context.Background())
@@ -57,6 +57,36 @@ func next(t *testing.T, handled <-chan string) string {
 	}
 }
 
+// runConsumer runs q's consumer with opts until the returned stop is
+// called; each message handled sends its ID on handled.
+func runConsumer[T any](t *testing.T, q *natsjs.Queue[T], opts kanban.ConsumeOptions) (handled <-chan string, stop func()) {
+	t.Helper()
+	ids := make(chan string, 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		assert.NoError(t, q.Consume(ctx, func(_ context.Context, d kanban.Delivery[T]) error {
+			ids <- d.ID
+			return nil
+		}, opts))
+	})
+	return ids, func() { cancel(); wg.Wait() }
+}
+
+// handleAll consumes q until it is drained and returns the IDs handled,
+// in their order.
+func handleAll[T any](t *testing.T, q *natsjs.Queue[T], wip int) []string {
+	t.Helper()
+	handled, stop := runConsumer(t, q, kanban.ConsumeOptions{WIP: wip})
+	drained(t, q)
+	stop()
+	var ids []string
+	for len(handled) > 0 {
+		ids = append(ids, <-handled)
+	}
+	return ids
+}
+
 // TestKeeperSavesBlockFiles: a file-stored queue whose consumer keeps up,
 // its stream emptied by every acknowledgement, keeps writing to the block
 // file it has. Without the keeper the server made a new block file (and
@@ -67,15 +97,7 @@ func TestKeeperSavesBlockFiles(t *testing.T) {
 	ctx := context.Background()
 	q, err := natsjs.New[int](ctx, connect(t, srv.Connect), natsjs.Options{Stream: "KEPT", FetchWait: 100 * time.Millisecond})
 	require.NoError(t, err)
-	handled := make(chan string, 1)
-	cctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		assert.NoError(t, q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			handled <- d.ID
-			return nil
-		}, kanban.ConsumeOptions{WIP: 1}))
-	})
+	handled, stop := runConsumer(t, q, kanban.ConsumeOptions{WIP: 1})
 	const n = 40
 	for i := range n {
 		id := strconv.Itoa(i)
@@ -84,7 +106,6 @@ func TestKeeperSavesBlockFiles(t *testing.T) {
 		drained(t, q)
 	}
 	stop()
-	wg.Wait()
 	assert.LessOrEqual(t, lastBlock(t, dir, "KEPT"), 2, "block files made for %d messages handled one at a time", n)
 	require.NoError(t, q.Shutdown(ctx))
 }
@@ -113,22 +134,7 @@ func TestKeeperIsNotWork(t *testing.T) {
 	assert.Equal(t, int64(3), b.Depth)
 	assert.Equal(t, int64(3), q.Stats().Published)
 
-	var mu sync.Mutex
-	var ids []string
-	cctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		assert.NoError(t, q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			mu.Lock()
-			ids = append(ids, d.ID)
-			mu.Unlock()
-			return nil
-		}, kanban.ConsumeOptions{WIP: 4}))
-	})
-	drained(t, q)
-	stop()
-	wg.Wait()
-	assert.ElementsMatch(t, []string{"0", "1", "2"}, ids)
+	assert.ElementsMatch(t, []string{"0", "1", "2"}, handleAll(t, q, 4))
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter("NOT_WORK.keeper"))
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), info.State.Subjects["NOT_WORK.keeper"], "the keeper stays")
@@ -171,15 +177,7 @@ func TestKeeperDeliveredIsDropped(t *testing.T) {
 	nc := connect(t, srv.Connect)
 	q, err := natsjs.New[int](ctx, nc, natsjs.Options{Stream: "OLD_DURABLE", FetchWait: 100 * time.Millisecond})
 	require.NoError(t, err)
-	handled := make(chan string, 4)
-	cctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		assert.NoError(t, q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			handled <- d.ID
-			return nil
-		}, kanban.ConsumeOptions{WIP: 1, MaxAttempts: 1}))
-	})
+	handled, stop := runConsumer(t, q, kanban.ConsumeOptions{WIP: 1, MaxAttempts: 1})
 	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a", Payload: 1}))
 	require.Equal(t, "a", next(t, handled))
 
@@ -203,7 +201,6 @@ func TestKeeperDeliveredIsDropped(t *testing.T) {
 		return err == nil && info.State.Msgs == 0
 	}, 10*time.Second, time.Millisecond, "the keeper delivered was acknowledged")
 	stop()
-	wg.Wait()
 	b, err := q.Backlog(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, b.DeadLetters)
@@ -255,20 +252,7 @@ func TestKeeperAddedToAStreamMadeBefore(t *testing.T) {
 	assert.Equal(t, int64(2), b.Depth)
 	require.ErrorIs(t, q.TryPublish(ctx, kanban.Message[int]{ID: "c", Payload: 1}), kanban.ErrFull)
 
-	handled := make(chan string, 2)
-	cctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		assert.NoError(t, q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			handled <- d.ID
-			return nil
-		}, kanban.ConsumeOptions{WIP: 1}))
-	})
-	assert.Equal(t, "a", next(t, handled))
-	assert.Equal(t, "b", next(t, handled))
-	drained(t, q)
-	stop()
-	wg.Wait()
+	assert.Equal(t, []string{"a", "b"}, handleAll(t, q, 1))
 	require.NoError(t, q.Shutdown(ctx))
 }
 
@@ -299,22 +283,7 @@ func TestLoweredCapacityDropsNoMessage(t *testing.T) {
 	assert.Equal(t, int64(5), b.Depth, "no message dropped")
 	require.ErrorIs(t, lowered.TryPublish(ctx, kanban.Message[int]{ID: "over", Payload: 9}), kanban.ErrFull)
 
-	var mu sync.Mutex
-	var ids []string
-	cctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		assert.NoError(t, lowered.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			mu.Lock()
-			ids = append(ids, d.ID)
-			mu.Unlock()
-			return nil
-		}, kanban.ConsumeOptions{WIP: 1}))
-	})
-	drained(t, lowered)
-	stop()
-	wg.Wait()
-	assert.Equal(t, want, ids)
+	assert.Equal(t, want, handleAll(t, lowered, 1))
 	for i := range 3 {
 		require.NoError(t, lowered.TryPublish(ctx, kanban.Message[int]{ID: "new" + strconv.Itoa(i), Payload: i}))
 	}
@@ -373,22 +342,6 @@ func TestKeeperSubjectOfAnotherStream(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, info.State.Msgs, "no keeper in the other stream")
 
-	handled := make(chan string, 2)
-	cctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		assert.NoError(t, q.Consume(cctx, func(_ context.Context, d kanban.Delivery[[]byte]) error {
-			handled <- d.ID
-			return nil
-		}, kanban.ConsumeOptions{WIP: 1}))
-	})
-	assert.Equal(t, "0", next(t, handled))
-	assert.Equal(t, "1", next(t, handled))
-	require.Eventually(t, func() bool {
-		b, err := q.Backlog(ctx)
-		return err == nil && b.Depth == 0
-	}, 10*time.Second, time.Millisecond)
-	stop()
-	wg.Wait()
+	assert.Equal(t, []string{"0", "1"}, handleAll(t, q, 1))
 	require.NoError(t, q.Shutdown(ctx))
 }
