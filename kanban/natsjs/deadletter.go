@@ -348,8 +348,9 @@ func (q *Queue[T]) Backlog(ctx context.Context) (kanban.Backlog, error) {
 		return kanban.Backlog{}, err
 	}
 	depth := wi.State.Msgs
-	if q.keeper {
-		// Less the keeper, when it is there.
+	if q.opts.keeps() {
+		// Less the keeper, when it is there: also when this Queue made
+		// the stream without one, as another may have added it since.
 		if depth, err = q.workDepth(ctx, ws); err != nil {
 			return kanban.Backlog{}, err
 		}

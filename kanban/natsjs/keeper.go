@@ -46,7 +46,9 @@ func keeperSubject(stream string) string { return stream + ".keeper" }
 
 // keeps reports whether the queue's work stream is to hold a keeper: when
 // it is kept in files. New makes it without one when another stream takes
-// the keeper's subject (see subjectsOverlap).
+// the keeper's subject (see subjectsOverlap), and the Queue publishes none
+// (Queue.keeper); its durable and Backlog still leave the keeper out,
+// because a Queue made after that stream is gone adds the keeper.
 func (c Options) keeps() bool { return c.Storage == FileStorage }
 
 // errSubjectsOverlap is the server's error code for a stream whose

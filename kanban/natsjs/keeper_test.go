@@ -345,3 +345,78 @@ func TestKeeperSubjectOfAnotherStream(t *testing.T) {
 	assert.Equal(t, []string{"0", "1"}, handleAll(t, q, 1))
 	require.NoError(t, q.Shutdown(ctx))
 }
+
+// TestKeeperAddedWhileAQueueWithoutOneRuns: a Queue made without a keeper
+// (another stream took the keeper's subject then) and one made with it
+// after that stream was deleted share the work stream: both leave the
+// keeper out of Backlog's Depth, and the durable filters it out whichever
+// of them creates it last, so that no consumer is handed the keeper and
+// removes it.
+func TestKeeperAddedWhileAQueueWithoutOneRuns(t *testing.T) {
+	for name, dial := range map[string]func(...nats.Option) (*nats.Conn, error){
+		"embedded": startServer(t, natsembed.Options{InProcess: true}).Connect,
+		"debian":   debianServer(t),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			nc := connect(t, dial)
+			js, err := jetstream.New(nc)
+			require.NoError(t, err)
+			_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"MIXED.>"}})
+			require.NoError(t, err)
+			opts := natsjs.Options{Stream: "MIXED", Capacity: 3, FetchWait: 100 * time.Millisecond}
+			without, err := natsjs.New[int](ctx, nc, opts)
+			require.NoError(t, err)
+			require.NoError(t, js.DeleteStream(ctx, "EVENTS"))
+			with, err := natsjs.New[int](ctx, nc, opts)
+			require.NoError(t, err)
+			s, err := js.Stream(ctx, "MIXED")
+			require.NoError(t, err)
+			require.Equal(t, uint64(1), s.CachedInfo().State.Msgs, "the keeper")
+
+			for _, q := range []*natsjs.Queue[int]{without, with} {
+				b, err := q.Backlog(ctx)
+				require.NoError(t, err)
+				assert.Zero(t, b.Depth, "the keeper is not counted")
+			}
+			// The one with the keeper creates the durable first, the one
+			// without it after.
+			for i, q := range []*natsjs.Queue[int]{with, without} {
+				handled, stop := runConsumer(t, q, kanban.ConsumeOptions{WIP: 1})
+				id := strconv.Itoa(i)
+				require.NoError(t, with.Publish(ctx, kanban.Message[int]{ID: id, Payload: i}))
+				assert.Equal(t, id, next(t, handled))
+				stop()
+				c, err := js.Consumer(ctx, "MIXED", with.Options().Durable)
+				require.NoError(t, err)
+				assert.Equal(t, "MIXED", c.CachedInfo().Config.FilterSubject, "the keeper filtered out")
+			}
+			require.NoError(t, without.Shutdown(ctx))
+			require.NoError(t, with.Shutdown(ctx))
+		})
+	}
+}
+
+// TestWorkSubjectOfAnotherStreamLogsNoKeeperFallback: when another stream
+// takes the work subject itself, New fails, and does not log first that
+// it made the work stream without a keeper; it logs that when it made it.
+func TestWorkSubjectOfAnotherStreamLogsNoKeeperFallback(t *testing.T) {
+	ctx := context.Background()
+	nc := connect(t, startServer(t, natsembed.Options{InProcess: true}).Connect)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"TAKEN", "TAKEN.>"}})
+	require.NoError(t, err)
+	log := newMsgLog("natsjs: the work stream's keeper subject is another stream's; the work stream has no keeper")
+	_, err = natsjs.New[int](ctx, nc, natsjs.Options{Stream: "TAKEN", Logger: log.logger()})
+	require.Error(t, err)
+	assert.Zero(t, log.count(), "no work stream was made")
+
+	// The keeper's subject alone taken: New makes the stream and says so.
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"FREE.>"}})
+	require.NoError(t, err)
+	q, err := natsjs.New[int](ctx, nc, natsjs.Options{Stream: "FREE", Logger: log.logger()})
+	require.NoError(t, err)
+	assert.Equal(t, 1, log.count())
+	require.NoError(t, q.Shutdown(ctx))
+}

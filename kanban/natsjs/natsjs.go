@@ -115,7 +115,9 @@ type Options struct {
 	// more, which publishes the next — the stream takes one message more
 	// than Capacity, and the keeper's size more than MaxBytes. New makes
 	// the work stream without a keeper when another stream of the account
-	// takes its subject (one on Stream+".>", say), and logs it.
+	// takes its subject (one on Stream+".>", say), and logs it. A client
+	// restricted by publish permissions needs Stream+".keeper" as well as
+	// Stream.
 	Storage Storage
 	// AckWait is how long a delivered message stays leased without an
 	// acknowledgement; the consumer extends it every third of it (the
@@ -309,9 +311,9 @@ type Queue[T any] struct {
 	counters kanban.Counters
 	async    asyncState
 	backoff  kanban.Exponential // waits between re-publishes
-	// keeper is whether the work stream holds a keeper (see
-	// Options.Storage); sinceKeeper counts the bytes published since the
-	// last one.
+	// keeper is whether this Queue publishes keepers (see
+	// Options.Storage): New made the work stream with the keeper's
+	// subject. sinceKeeper counts the bytes published since the last one.
 	keeper      bool
 	sinceKeeper atomic.Int64
 }
@@ -341,6 +343,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 	}
 	q.js = js
 	q.keeper = c.keeps()
+	var overlap error // the keeper's subject refused
 	for i, sc := range c.streams() {
 		if i == 0 && q.keeper {
 			kept := sc
@@ -353,13 +356,17 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 				continue
 			}
 			// Another stream takes the keeper's subject: the work stream
-			// goes without one, as a memory-stored one.
-			c.Logger.Warn("natsjs: the work stream's keeper subject is another stream's; the work stream has no keeper",
-				"stream", c.Stream, "subject", keeperSubject(c.Stream), "err", err)
+			// goes without one, as a memory-stored one. (Or it takes the
+			// work subject too, and the stream is refused again.)
 			q.keeper = false
+			overlap = err
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return nil, fmt.Errorf("natsjs: stream %s: %w", sc.Name, err)
+		}
+		if i == 0 && overlap != nil {
+			c.Logger.Warn("natsjs: the work stream's keeper subject is another stream's; the work stream has no keeper",
+				"stream", c.Stream, "subject", keeperSubject(c.Stream), "err", overlap)
 		}
 	}
 	if err := q.firstKeeper(ctx); err != nil {
@@ -785,8 +792,10 @@ func (q *Queue[T]) consumerConfig(wip int) jetstream.ConsumerConfig {
 		MaxAckPending: wip,
 		MaxDeliver:    -1, // attempts are counted by the consumer runtime
 	}
-	if q.keeper {
-		cfg.FilterSubject = q.opts.Stream // not the keeper
+	if q.opts.keeps() {
+		// Not the keeper. Also when this Queue made the stream without
+		// one: another may have added it since, and the durable is shared.
+		cfg.FilterSubject = q.opts.Stream
 	}
 	return cfg
 }
