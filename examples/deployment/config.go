@@ -17,6 +17,7 @@ import (
 
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
 	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
+	"github.com/taipattern/taikit/examples/deployment/internal/promhealth"
 	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/kanban"
@@ -182,6 +183,11 @@ func (c *Config) validate() error {
 	}
 	if c.NATSReplicas > 1 && c.NATSURL == "" {
 		errs = append(errs, fmt.Errorf("-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas))
+	}
+	if c.PrometheusURL != "" {
+		if _, err := promhealth.CheckURL(c.PrometheusURL); err != nil {
+			errs = append(errs, fmt.Errorf("-prometheus-url %w (http://prometheus:9090)", err))
+		}
 	}
 	if c.Fleet != "sim" && c.Fleet != "local" {
 		errs = append(errs, fmt.Errorf("-fleet %q is not sim or local", c.Fleet))

@@ -137,3 +137,25 @@ func TestCatalogNamesARequestTakes(t *testing.T) {
 	assert.ErrorContains(t, err, `services.api-service.versions.v1.0.0~rc1: version "v1.0.0~rc1" is not a name a request takes`)
 	assert.ErrorContains(t, err, `services.-svc: service "-svc" is not a name a request takes`)
 }
+
+// A -prometheus-url the health reader cannot use is refused at the start
+// with the URL named redacted: the password in it, or a token in its
+// query, was printed whole in the error the service stopped with.
+func TestPrometheusURLRefusedWithoutItsSecret(t *testing.T) {
+	for _, bad := range []string{
+		"ftp://reader:s3cret@prom:9090",
+		"http://reader:s3cret@prom:port",
+		"prom:s3cret@prom:9090",
+		"http:///?token=s3cret",
+	} {
+		_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-prometheus-url", bad}, func(string) string { return "" })
+		require.Error(t, err, bad)
+		assert.ErrorContains(t, err, "-prometheus-url", bad)
+		assert.NotContains(t, err.Error(), "s3cret", bad)
+	}
+	c, err := parseConfig([]string{"-data-dir", t.TempDir()}, func(k string) string {
+		return map[string]string{"PROMETHEUS_URL": "https://reader:s3cret@prom:9090/prometheus?token=s3cret"}[k]
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "https://reader:s3cret@prom:9090/prometheus?token=s3cret", c.PrometheusURL)
+}

@@ -9,6 +9,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +24,9 @@ import (
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h: the usage is printed
+		}
 		fmt.Fprintln(os.Stderr, "stress:", err)
 		os.Exit(1)
 	}
@@ -47,9 +51,11 @@ type outcome struct {
 
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("stress", flag.ContinueOnError)
+	fs.SetOutput(out)
 	url := fs.String("url", "http://127.0.0.1:3002", "deployment service base URL")
 	n := fs.Int("n", 50, "deployments sent at once")
-	token := fs.String("token", os.Getenv("API_TOKEN"), "API token, if the service wants one")
+	token := fs.String("token", os.Getenv("API_TOKEN"), "API token, if the service wants one (API_TOKEN)")
+	fs.Lookup("token").DefValue = "" // -h does not show the token
 	skip := fs.String("skip", "bad-service,slow-service,degrading-service,hungry-service,regional-service", "services left out (the demo catalog's unhealthy ones)")
 	if err := fs.Parse(args); err != nil {
 		return err

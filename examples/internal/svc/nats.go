@@ -108,7 +108,8 @@ func CloseConn(nc *nats.Conn) func(context.Context) error {
 }
 
 // RedactURL hides a URL's password (and a user name alone, which a token
-// is in a nats:// URL); a string that is not a URL is hidden whole. NATS
+// is in a nats:// URL) and the values of its query, where a proxy's token
+// may be ("?token=..."); a string that is not a URL is hidden whole. NATS
 // takes a comma-separated list; each is redacted. One without a scheme
 // ("user:pass@host:4222"), which nats.Connect reads as nats://, is
 // redacted as that URL, and shown without the scheme. The user
@@ -116,10 +117,12 @@ func CloseConn(nc *nats.Conn) func(context.Context) error {
 // a secret with a '/', '?' or '#' in it (a base64 token has '/'), not
 // escaped, ends the host part for url.Parse, which then sees no user
 // information at all, but it is still a secret (an "@" in a path or
-// query hides what comes before it too).
+// query hides what comes before it too). A URL of another scheme
+// (redis://, http://) is one URL, not a list, unless every part names its
+// scheme: a password may hold a ',' unescaped.
 func RedactURL(raw string) string {
 	var out []string
-	for _, one := range strings.Split(raw, ",") {
+	for _, one := range splitURLs(raw) {
 		one = strings.TrimSpace(one)
 		// url.Parse would take "user" for the scheme of "user:pass@host".
 		implicit := ""
@@ -142,7 +145,48 @@ func RedactURL(raw string) string {
 			out = append(out, "(unparsable URL)")
 			continue
 		}
+		u.RawQuery = redactQuery(u.RawQuery)
 		out = append(out, strings.TrimPrefix(u.String(), implicit))
 	}
 	return strings.Join(out, ",")
+}
+
+// splitURLs splits raw into the URLs of a NATS server list. A URL whose
+// scheme is not one of NATS's is one URL, commas and all, unless every
+// part of the list has a scheme of its own.
+func splitURLs(raw string) []string {
+	parts := strings.Split(raw, ",")
+	scheme, _, found := strings.Cut(strings.TrimSpace(parts[0]), "://")
+	switch strings.ToLower(scheme) {
+	case "nats", "tls", "ws", "wss":
+		return parts
+	}
+	if !found {
+		return parts
+	}
+	for _, p := range parts[1:] {
+		if !strings.Contains(p, "://") {
+			return []string{raw}
+		}
+	}
+	return parts
+}
+
+// redactQuery keeps a query's names and hides their values, and a part
+// with no '=' whole.
+func redactQuery(q string) string {
+	if q == "" {
+		return q
+	}
+	parts := strings.Split(q, "&")
+	for i, p := range parts {
+		name, value, hasValue := strings.Cut(p, "=")
+		switch {
+		case !hasValue && p != "":
+			parts[i] = "xxxxx"
+		case value != "":
+			parts[i] = name + "=xxxxx"
+		}
+	}
+	return strings.Join(parts, "&")
 }

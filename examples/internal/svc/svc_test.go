@@ -529,3 +529,46 @@ func TestServeClosesTheServiceAfterTheRequestsCutOffHaveEnded(t *testing.T) {
 		client.CloseIdleConnections()
 	})
 }
+
+// A token may ride in a URL's query (an Alertmanager behind a proxy that
+// checks ?token=, a Prometheus one that checks ?password=): its value is
+// as secret as a password, and was shown whole, in -h among others.
+func TestRedactURLHidesTheQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://am:9093/?token=s3cret":                     "http://am:9093/?token=xxxxx",
+		"https://u:pw@prom:9090/prom?password=s3cret&db=1": "https://u:xxxxx@prom:9090/prom?password=xxxxx&db=xxxxx",
+		"http://am:9093/?s3cret":                           "http://am:9093/?xxxxx",
+		"http://am:9093/?a=&token=s3cret%zz":               "http://am:9093/?a=&token=xxxxx",
+		"nats://h1:4222?token=s3cret,nats://h2:4222":       "nats://h1:4222?token=xxxxx,nats://h2:4222",
+		"http://am:9093/path?":                             "http://am:9093/path?",
+		"http://am:9093/#section":                          "http://am:9093/#section",
+	} {
+		got := svc.RedactURL(in)
+		assert.Equal(t, want, got, in)
+		assert.NotContains(t, got, "s3cret", in)
+	}
+}
+
+// A password with a comma in it (which a URL may hold unescaped) made the
+// URL a list of two for RedactURL, NATS's way: what came before the comma
+// had no "@", and was shown.
+func TestRedactURLPasswordWithComma(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		secrets  []string
+	}{
+		{"redis://u:1234,abcd@h:6379", "redis://u:xxxxx@h:6379", []string{"1234", "abcd"}},
+		{"https://1234,abcd@am:9093", "https://xxxxx@am:9093", []string{"1234", "abcd"}},
+		{"rediss://:12,34@h:6379/0", "rediss://:xxxxx@h:6379/0", []string{"12,34"}},
+		// NATS takes a list: the first is a server, its port shown.
+		{"nats://h1:1234,abcd@h2:4222", "nats://h1:1234,xxxxx@h2:4222", []string{"abcd"}},
+		{"tls://h1:4222, wss://abcd@h2:443", "tls://h1:4222,wss://xxxxx@h2:443", []string{"abcd"}},
+		{"redis://t@h:6379,nats://u:p@h", "redis://xxxxx@h:6379,nats://u:xxxxx@h", nil},
+	} {
+		got := svc.RedactURL(c.in)
+		assert.Equal(t, c.want, got, c.in)
+		for _, secret := range c.secrets {
+			assert.NotContains(t, got, secret, c.in)
+		}
+	}
+}

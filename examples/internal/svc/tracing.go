@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -53,7 +54,13 @@ func (t Tracing) TracerProvider() (*sdktrace.TracerProvider, error) {
 	if endpoint := t.Endpoint; endpoint != "" {
 		var eopts []otlptracehttp.Option
 		if strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "https://") {
-			eopts = append(eopts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(endpoint, "/")+"/v1/traces"))
+			full := strings.TrimSuffix(endpoint, "/") + "/v1/traces"
+			// The exporter logs a URL it cannot parse whole and sends to
+			// its default, localhost:4318, instead.
+			if u, err := url.Parse(full); err != nil || u.Host == "" {
+				return nil, fmt.Errorf("OTLP endpoint %s is not a URL with a host (http://collector:4318)", RedactURL(endpoint))
+			}
+			eopts = append(eopts, otlptracehttp.WithEndpointURL(full))
 		} else {
 			eopts = append(eopts, otlptracehttp.WithEndpoint(endpoint), otlptracehttp.WithInsecure())
 		}

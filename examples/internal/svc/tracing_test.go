@@ -42,3 +42,21 @@ func TestTraceHTTPSpanNames(t *testing.T) {
 		assert.Equal(t, c.want, spans[0].Name(), c.method+" "+c.path)
 	}
 }
+
+// An endpoint URL that does not parse was logged whole, password and all,
+// by the OTLP exporter, which then sent the spans to its default,
+// localhost:4318, instead: it is refused, named redacted.
+func TestTracerProviderRefusesABadEndpointURL(t *testing.T) {
+	for _, bad := range []string{"http://u:s3cret@collector:port", "https://collector:4318/%zz?token=s3cret", "http:///v1"} {
+		tp, err := svc.Tracing{Service: "t", Instance: "i", Endpoint: bad}.TracerProvider()
+		if tp != nil {
+			assert.NoError(t, tp.Shutdown(context.Background()))
+		}
+		require.Error(t, err, bad)
+		assert.ErrorContains(t, err, "OTLP endpoint", bad)
+		assert.NotContains(t, err.Error(), "s3cret", bad)
+	}
+	tp, err := svc.Tracing{Service: "t", Instance: "i", Endpoint: "http://collector:4318"}.TracerProvider()
+	require.NoError(t, err)
+	assert.NoError(t, tp.Shutdown(context.Background()))
+}

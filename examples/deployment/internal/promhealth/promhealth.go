@@ -112,15 +112,29 @@ const (
 
 var readingNames = [numReadings]string{"Requests", "ErrorRate", "P99", "CPU", "Memory"}
 
+// CheckURL parses raw as the base URL of a Prometheus server: http or
+// https, with a host. Its error does not quote raw, which may hold a
+// password or a token in its query: it names the scheme and host alone.
+func CheckURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		return nil, fmt.Errorf("does not parse: %w", ue.Err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("does not parse: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("is not an http(s) URL with a host (scheme %q, host %q)", u.Scheme, u.Host)
+	}
+	return u, nil
+}
+
 // New returns a Health for the server at o.URL. It checks the URL and that
 // every query template parses and executes.
 func New(o Options) (*Health, error) {
-	u, err := url.Parse(o.URL)
+	u, err := CheckURL(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("promhealth: Options.URL: %w", err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("promhealth: Options.URL %q is not an http(s) URL with a host", o.URL)
+		return nil, fmt.Errorf("promhealth: Options.URL %w", err)
 	}
 	if o.MemoryLimit == 0 {
 		o.MemoryLimit = 256 << 20

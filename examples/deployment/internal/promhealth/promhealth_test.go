@@ -285,7 +285,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{Options{}, `Options.URL "" is not an http(s) URL with a host`},
+		{Options{}, `Options.URL is not an http(s) URL with a host (scheme "", host "")`},
 		{Options{URL: "localhost:9090"}, "is not an http(s) URL with a host"},
 		{Options{URL: "ftp://prom:21"}, "is not an http(s) URL with a host"},
 		{Options{URL: "http://"}, "is not an http(s) URL with a host"},
@@ -407,5 +407,19 @@ func TestParseSampleTime(t *testing.T) {
 	for _, ts := range []string{"1e19", "-1e19", "9300000000", "1e308"} {
 		_, _, err := parseSample(raw(ts), "q")
 		assert.ErrorContains(t, err, "is not a time", ts)
+	}
+}
+
+// TestNewErrorsHideThePassword: a URL refused by New, unparsable or not
+// http(s), is not quoted with its password.
+func TestNewErrorsHideThePassword(t *testing.T) {
+	for _, raw := range []string{"ftp://reader:pw-s3cret@prom:9090", "http://reader:pw-s3cret@prom:port/", "reader:pw-s3cret@prom:9090", "http:///?token=pw-s3cret"} {
+		_, err := New(Options{URL: raw})
+		if err == nil {
+			t.Fatalf("New(%q) took it", raw)
+		}
+		if strings.Contains(err.Error(), "pw-s3cret") {
+			t.Errorf("New(%q): %v", raw, err)
+		}
 	}
 }
