@@ -159,3 +159,14 @@ func TestPrometheusURLRefusedWithoutItsSecret(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "https://reader:s3cret@prom:9090/prometheus?token=s3cret", c.PrometheusURL)
 }
+
+// A -prometheus-url whose password holds a '/', '?' or '#', not escaped,
+// is refused without a piece of the password, which url.Parse reads as
+// the port or the host.
+func TestPrometheusURLRefusedWithoutAPasswordPiece(t *testing.T) {
+	for _, bad := range []string{"http://reader:s3cret/x@prom:9090", "ftp://reader:s3cret?x@prom:9090"} {
+		_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-prometheus-url", bad}, func(string) string { return "" })
+		require.ErrorContains(t, err, "-prometheus-url", bad)
+		assert.NotContains(t, err.Error(), "s3cret", bad)
+	}
+}

@@ -119,7 +119,8 @@ func CloseConn(nc *nats.Conn) func(context.Context) error {
 // information at all, but it is still a secret (an "@" in a path or
 // query hides what comes before it too). A URL of another scheme
 // (redis://, http://) is one URL, not a list, unless every part names its
-// scheme: a password may hold a ',' unescaped.
+// scheme and none but the last has a query or a fragment: a password, or a
+// query's value, may hold a ',' unescaped.
 func RedactURL(raw string) string {
 	var out []string
 	for _, one := range splitURLs(raw) {
@@ -153,7 +154,8 @@ func RedactURL(raw string) string {
 
 // splitURLs splits raw into the URLs of a NATS server list. A URL whose
 // scheme is not one of NATS's is one URL, commas and all, unless every
-// part of the list has a scheme of its own.
+// part of the list has a scheme of its own and none but the last has a
+// query or a fragment.
 func splitURLs(raw string) []string {
 	parts := strings.Split(raw, ",")
 	scheme, _, found := strings.Cut(strings.TrimSpace(parts[0]), "://")
@@ -164,8 +166,9 @@ func splitURLs(raw string) []string {
 	if !found {
 		return parts
 	}
-	for _, p := range parts[1:] {
-		if !strings.Contains(p, "://") {
+	for i, p := range parts[1:] {
+		// A query or a fragment runs to the end of its URL, commas and all.
+		if !strings.Contains(p, "://") || strings.ContainsAny(parts[i], "?#") {
 			return []string{raw}
 		}
 	}

@@ -572,3 +572,17 @@ func TestRedactURLPasswordWithComma(t *testing.T) {
 		}
 	}
 }
+
+// A query runs to the end of a URL, commas and all: one whose value is a
+// list of URLs ("?next=https://a,https://b&token=...") is not a list of
+// URLs, and the token after the comma is hidden as the rest of the query.
+func TestRedactURLQueryWithACommaList(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://am:9093/?next=https://a,https://b&token=s3cret": "http://am:9093/?next=xxxxx&token=xxxxx",
+		"http://am:9093/?token=s3,cr://et":                      "http://am:9093/?token=xxxxx",
+		// A list is still one.
+		"redis://t@h:6379,nats://u:p@h?token=s3cret": "redis://xxxxx@h:6379,nats://u:xxxxx@h?token=xxxxx",
+	} {
+		assert.Equal(t, want, svc.RedactURL(in), in)
+	}
+}

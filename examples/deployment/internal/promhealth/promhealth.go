@@ -94,7 +94,7 @@ type Options struct {
 // concurrent use.
 type Health struct {
 	endpoint    string // the query API's URL
-	redacted    string // endpoint without its password, for messages
+	redacted    string // endpoint without its password and query, for messages
 	client      *http.Client
 	memoryLimit string
 	queries     [numReadings]*template.Template // nil: not read
@@ -115,18 +115,43 @@ var readingNames = [numReadings]string{"Requests", "ErrorRate", "P99", "CPU", "M
 // CheckURL parses raw as the base URL of a Prometheus server: http or
 // https, with a host. Its error does not quote raw, which may hold a
 // password or a token in its query: it names the scheme and host alone.
+// A user name or password with a '/', '?' or '#' in it, not escaped, ends
+// the host part for url.Parse, which then reads a piece of it as the host
+// or the port: when an '@' follows that end, the error names neither and
+// says how to write those characters.
 func CheckURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
+	if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+		return u, nil
+	}
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		if end := strings.IndexAny(rest, "/?#"); end >= 0 && strings.Contains(rest[end:], "@") {
+			const hint = "a '/', '?' or '#' in a user name or password is written %2F, %3F or %23"
+			if err != nil {
+				return nil, errors.New("does not parse (" + hint + ")")
+			}
+			if u.Host != "" {
+				return nil, fmt.Errorf("is not an http(s) URL with a host (scheme %q; %s)", u.Scheme, hint)
+			}
+		}
+	}
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		return nil, fmt.Errorf("does not parse: %w", ue.Err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("does not parse: %w", err)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("is not an http(s) URL with a host (scheme %q, host %q)", u.Scheme, u.Host)
+	return nil, fmt.Errorf("is not an http(s) URL with a host (scheme %q, host %q)", u.Scheme, u.Host)
+}
+
+// redacted returns u as messages name it: without its password, and with
+// its query, where a proxy's token may be, hidden whole.
+func redacted(u *url.URL) string {
+	r := *u
+	if r.RawQuery != "" {
+		r.RawQuery = "xxxxx"
 	}
-	return u, nil
+	return r.Redacted()
 }
 
 // New returns a Health for the server at o.URL. It checks the URL and that
@@ -148,7 +173,7 @@ func New(o Options) (*Health, error) {
 	endpoint := u.JoinPath("api", "v1", "query")
 	h := &Health{
 		endpoint:    endpoint.String(),
-		redacted:    endpoint.Redacted(),
+		redacted:    redacted(endpoint),
 		client:      o.Client,
 		memoryLimit: strconv.FormatFloat(o.MemoryLimit, 'f', -1, 64),
 	}
@@ -338,6 +363,10 @@ func (h *Health) query(ctx context.Context, q string, at time.Time) (float64, ti
 	req.Header.Set("Accept", "application/json")
 	resp, err := h.client.Do(req)
 	if err != nil {
+		// net/http names the URL with its query, which may hold a token.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			ue.URL = h.redacted
+		}
 		return 0, time.Time{}, err
 	}
 	defer resp.Body.Close()

@@ -423,3 +423,50 @@ func TestNewErrorsHideThePassword(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckURLHidesAPasswordWithAReservedCharacter: a password (or a token
+// as the user name) with a '/', '?' or '#' in it, not escaped, ends the
+// host part for url.Parse, which then reads a piece of it as the host or
+// the port; CheckURL's error quotes neither.
+func TestCheckURLHidesAPasswordWithAReservedCharacter(t *testing.T) {
+	for raw, secret := range map[string]string{
+		"http://reader:s3cret/x@prom:9090":   "s3cret",
+		"https://reader:s3cret?x@prom:9090":  "s3cret",
+		"http://reader:s3cret#x@prom:9090":   "s3cret",
+		"http://s3cret:x/y@prom:9090":        "s3cret",
+		"ftp://reader:4711/s3cret@prom:9090": "4711",
+		"ftp://s3cret/x@prom:9090":           "s3cret",
+	} {
+		_, err := CheckURL(raw)
+		require.Error(t, err, raw)
+		assert.NotContains(t, err.Error(), secret, raw)
+		assert.ErrorContains(t, err, "%2F", raw) // says how to write it
+	}
+	// Where url.Parse reads the user information as written, the error
+	// names what is wrong after it.
+	_, err := CheckURL("http://reader:s3cret@prom:port")
+	assert.EqualError(t, err, `does not parse: invalid port ":port" after host`)
+	_, err = CheckURL("ftp://reader:s3cret@prom:21")
+	assert.EqualError(t, err, `is not an http(s) URL with a host (scheme "ftp", host "prom:21")`)
+	_, err = CheckURL("http:///x@prom")
+	assert.EqualError(t, err, `is not an http(s) URL with a host (scheme "http", host "")`)
+}
+
+// TestErrorsHideTheQuery: a token in Options.URL's query, which a proxy in
+// front of Prometheus may check, never shows in an error either.
+func TestErrorsHideTheQuery(t *testing.T) {
+	prom := newFakeProm(t, func(string) (int, string) { return 200, `not json` })
+	_, err := newHealth(t, prom.URL+"/?token=s3cret").Sample(t.Context(), "web", "eu", "v2", time.Minute)
+	require.ErrorContains(t, err, "is not Prometheus' JSON")
+	assert.NotContains(t, err.Error(), "s3cret")
+	assert.ErrorContains(t, err, prom.URL+"/api/v1/query?xxxxx")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	_, err = newHealth(t, "http://"+addr+"/?token=s3cret").Sample(t.Context(), "web", "eu", "v2", time.Minute)
+	require.ErrorContains(t, err, "connection refused")
+	assert.NotContains(t, err.Error(), "s3cret")
+	assert.ErrorContains(t, err, "http://"+addr+"/api/v1/query?xxxxx")
+}
