@@ -3,6 +3,8 @@ package check
 import (
 	"context"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -59,6 +61,7 @@ type ComposeFiles []string
 //   - a service told to listen beyond loopback (ADDR) has an API token,
 //     and every *_FILE variable under /run/secrets/ names a secret the
 //     service mounts;
+//   - a service given ALLOWED_HOSTS allows the host its health check asks;
 //   - a service with DATA_DIR mounts a volume there that no other service
 //     mounts, and services of one image have distinct INSTANCE names.
 //
@@ -116,6 +119,9 @@ func CheckCompose(p *types.Project, root string, made ComposeFiles) error {
 				return *v
 			}
 			return ""
+		}
+		if allowed, ok := s.Environment["ALLOWED_HOSTS"]; ok && allowed != nil && *allowed != "" {
+			checkAllowedHosts(&pr, where, root, s, *allowed)
 		}
 		if addr := env("ADDR"); addr != "" && !loopback(addr) && env("API_TOKEN") == "" && env("API_TOKEN_FILE") == "" {
 			pr.add("%s: ADDR %s listens beyond loopback without API_TOKEN_FILE: the service refuses to start", where, addr)
@@ -212,11 +218,22 @@ func checkBuild(pr *problems, where, root string, b *types.BuildConfig) {
 // healthChecked reports whether s has a health check: its own, or its
 // image's Dockerfile's HEALTHCHECK when it builds one.
 func healthChecked(root string, s types.ServiceConfig) bool {
+	test := healthTest(root, s)
+	return len(test) > 0 && test[0] != "NONE"
+}
+
+// healthTest returns the command of s's health check: its own, or the
+// HEALTHCHECK of the Dockerfile it builds; nil when it has none or turns
+// it off.
+func healthTest(root string, s types.ServiceConfig) []string {
 	if s.HealthCheck != nil {
-		return !s.HealthCheck.Disable && len(s.HealthCheck.Test) > 0 && s.HealthCheck.Test[0] != "NONE"
+		if s.HealthCheck.Disable {
+			return nil
+		}
+		return s.HealthCheck.Test
 	}
 	if s.Build == nil || !inside(root, s.Build.Context) {
-		return false
+		return nil
 	}
 	df := s.Build.Dockerfile
 	if df == "" {
@@ -224,20 +241,59 @@ func healthChecked(root string, s types.ServiceConfig) bool {
 	}
 	f, err := os.Open(filepath.Join(s.Build.Context, df))
 	if err != nil {
-		return false
+		return nil
 	}
 	defer f.Close()
 	d, err := ParseDockerfile(df, f)
 	if err != nil {
-		return false
+		return nil
 	}
 	last := d.Stages[len(d.Stages)-1]
 	for _, in := range slices.Backward(last.Instructions) {
 		if in.Cmd == "HEALTHCHECK" {
-			return len(in.Args) > 0
+			return in.Args
 		}
 	}
-	return false
+	return nil
+}
+
+// checkAllowedHosts checks that a service given ALLOWED_HOSTS still
+// answers its own health check: the services answer a Host outside the
+// list with 421, and the image's HEALTHCHECK asks http://127.0.0.1:PORT,
+// which the default list holds but a list given in its place must name
+// too, or the container is never healthy.
+func checkAllowedHosts(pr *problems, where, root string, s types.ServiceConfig, allowed string) {
+	hosts := map[string]bool{}
+	for _, h := range strings.Split(allowed, ",") {
+		if h = allowedHost(strings.TrimSpace(h)); h == "*" {
+			return
+		} else if h != "" {
+			hosts[h] = true
+		}
+	}
+	for _, arg := range healthTest(root, s) {
+		u, err := url.Parse(arg)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			continue
+		}
+		if h := allowedHost(u.Host); !hosts[h] {
+			pr.add("%s: ALLOWED_HOSTS %s leaves out %s, which its health check asks (%s): the service answers it 421 and the container is never healthy", where, allowed, h, arg)
+		}
+	}
+}
+
+// allowedHost is a Host value as the services compare it: without its
+// port, brackets and the root's dot, in lower case, an IP address in its
+// shortest spelling.
+func allowedHost(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.String()
+	}
+	return strings.TrimSuffix(host, ".")
 }
 
 // loopback reports whether a listen address is on loopback only.

@@ -112,6 +112,7 @@ func TestCheckComposeFindsEachProblem(t *testing.T) {
 		{"two replicas on one data dir", "volumes: [payment-2-data:/data]", "volumes: [payment-1-data:/data]", "its DATA_DIR volume volume:payment-1-data is payment-1's as well"},
 		{"a data dir in the container", "volumes: [deployment-2-data:/data]", "volumes: [deployment-2-data:/var/data]", "DATA_DIR /data is not a mounted volume"},
 		{"two replicas of one name", "INSTANCE: deployment-2", "INSTANCE: deployment-1", "INSTANCE deployment-1 is deployment-1's as well"},
+		{"an allow-list without the health check's host", "      INSTANCE: payment-1\n", "      INSTANCE: payment-1\n      ALLOWED_HOSTS: payment-1,payment.example\n", "service payment-1: ALLOWED_HOSTS payment-1,payment.example leaves out 127.0.0.1, which its health check asks"},
 		{"a secret file nothing makes", "{file: ./secrets/payment_audit_key}", "{file: ./secrets/payment_audit.key}", "secret payment_audit_key: file deploy/secrets/payment_audit.key does not exist, and nothing makes it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,6 +127,10 @@ func TestCheckComposeFindsEachProblem(t *testing.T) {
 	err := load(t, "  alert-sink:\n    image: mendhak/http-https-echo:37\n", "  alert-sink:\n    build: {context: .., dockerfile: go.mod}\n    depends_on: {payment-1: {condition: service_healthy}}\n  sink-2:\n    image: mendhak/http-https-echo:37\n    depends_on: {alert-sink: {condition: service_healthy}}\n")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "sink-2 waits for alert-sink to be healthy, but alert-sink has no health check")
+	// An allow-list that names the health check's host, in any spelling,
+	// or allows every host, keeps the container healthy.
+	require.NoError(t, load(t, "      INSTANCE: payment-1\n", "      INSTANCE: payment-1\n      ALLOWED_HOSTS: payment-1, 127.0.0.1:3001\n"))
+	require.NoError(t, load(t, "      INSTANCE: deployment-2\n", "      INSTANCE: deployment-2\n      ALLOWED_HOSTS: \"*\"\n"))
 	// The healthy case, through the same path.
 	require.NoError(t, load(t, "    DEMO: \"true\"\n    LOG_LEVEL: info", "    DEMO: \"true\"\n    LOG_LEVEL: debug"))
 }

@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/taipattern/taikit/deploy/check/stack"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -56,10 +58,11 @@ func serviceVariables(t *testing.T, service string) []string {
 	return append(vars, "GOMEMLIMIT", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES")
 }
 
-// TestServicesReadEveryVariableGiven holds the Compose stack and the
-// Kubernetes manifests to the services' flags: every variable they set is
-// one the service reads, so a misspelt one (REDIS_ULR) cannot be ignored
-// in silence.
+// TestServicesReadEveryVariableGiven holds the Compose stack, the
+// Kubernetes manifests and the local stack (make up) to the services'
+// flags: every variable they set is one the service reads, so a misspelt
+// one (REDIS_ULR), or one a service has no flag for, cannot be ignored in
+// silence.
 func TestServicesReadEveryVariableGiven(t *testing.T) {
 	p, err := loadStack(t)
 	require.NoError(t, err)
@@ -113,6 +116,19 @@ func TestServicesReadEveryVariableGiven(t *testing.T) {
 				}
 			}
 			assert.True(t, found, "a Deployment %s", svc)
+			cfg := stack.Config{Dir: t.TempDir(), Repo: repoRoot(t), Bin: t.TempDir(), Self: "stack"}
+			n = 0
+			for _, c := range cfg.Components() {
+				if filepath.Base(c.Bin) != svc {
+					continue
+				}
+				n++
+				for _, e := range c.Env {
+					k, _, _ := strings.Cut(e, "=")
+					assert.Contains(t, reads, k, "the local stack's %s sets %s, which %s does not read", c.Name, k, svc)
+				}
+			}
+			assert.Equal(t, 2, n, "two replicas of %s in the local stack", svc)
 		})
 	}
 }

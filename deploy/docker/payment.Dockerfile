@@ -44,8 +44,10 @@ VOLUME ["/data"]
 EXPOSE 3001
 # Liveness only (/healthz): readiness (/readyz, NATS and Redis reachable) is
 # for the orchestrator, which takes a replica out of rotation rather than
-# restart it while a dependency is down. The probe asks localhost, which
-# the Host allow-list always accepts.
+# restart it while a dependency is down. The probe asks 127.0.0.1, which
+# the default Host allow-list accepts; an ALLOWED_HOSTS given in its place
+# must name 127.0.0.1 too, or the service answers the probe 421 and the
+# container is never healthy (check.CheckCompose reports it).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["/probe", "-timeout", "2s", "http://127.0.0.1:3001/healthz"]
 ENTRYPOINT ["/payment"]

@@ -192,7 +192,6 @@ func (cfg *Config) Components() []Component {
 		"NATS_URL=" + strings.Join(natsURLs, ","),
 		"NATS_REPLICAS=3",
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + url(p["jaeger-otlp"]),
-		"ALERTMANAGER_URL=" + url(p["alertmanager"]),
 		"LOG_LEVEL=info",
 	}
 	// How long a replica's graceful stop may take, as compose.yaml's
@@ -205,7 +204,9 @@ func (cfg *Config) Components() []Component {
 			n := svc + "-" + strconv.Itoa(i)
 			env := append([]string{"ADDR=" + loop(p[n]), "DATA_DIR=" + data(n), "INSTANCE=" + n}, common...)
 			if svc == "payment" {
-				env = append(env, "REDIS_URL=redis://"+loop(p["redis"])+"/0")
+				// Only the payment service pushes its in-process alerts;
+				// the deployment service has no Alertmanager to send to.
+				env = append(env, "REDIS_URL=redis://"+loop(p["redis"])+"/0", "ALERTMANAGER_URL="+url(p["alertmanager"]))
 			} else {
 				env = append(env, "FLEET=sim", "DEMO=true")
 			}
