@@ -29,17 +29,22 @@ import (
 // holds 32 KB, and about half the messages still cost a block); each
 // replaces the one before (a subject roll-up). The stream's MaxMsgs and
 // MaxBytes leave room for it: with the keeper in it, the work subject
-// holds Capacity messages and MaxBytes bytes exactly. The stream sets no limit of messages per subject, which
-// would hold the work subject to Capacity without a keeper too: the
-// server enforces such a limit, when it is set or lowered, by deleting
-// the oldest messages beyond it, refusing new ones or not, and a New with
-// a lower Capacity than the messages in the stream would lose them.
+// holds Capacity messages and MaxBytes bytes exactly. The stream sets no
+// limit of messages per subject, which would hold the work subject to
+// Capacity without a keeper too: the server enforces such a limit, when
+// it is set or lowered, by deleting the oldest messages beyond it,
+// refusing new ones or not, and a New with a lower Capacity than the
+// messages in the stream would lose them.
 
 // keeperEvery is how many bytes a Queue publishes between keepers.
 const keeperEvery = 64 << 10
 
-// keeperHeader rolls the keeper's subject up: the one before is removed.
-var keeperHeader = nats.Header{"Nats-Rollup": {"sub"}}
+// keeperMsg returns a keeper of stream. Its header rolls the keeper's
+// subject up (the one before is removed); each keeper has a header of its
+// own, as the client may add to a message's header as it sends it.
+func keeperMsg(stream string) *nats.Msg {
+	return &nats.Msg{Subject: keeperSubject(stream), Header: nats.Header{"Nats-Rollup": {"sub"}}}
+}
 
 // keeperSubject is the subject of a work stream's keeper.
 func keeperSubject(stream string) string { return stream + ".keeper" }
@@ -66,7 +71,8 @@ func subjectsOverlap(err error) bool {
 // keeperSize is the room the keeper takes in the work stream, as the
 // server counts it against MaxBytes (see storedSize).
 func (c Options) keeperSize() int64 {
-	return int64(len(keeperSubject(c.Stream))+headerSize(keeperHeader)) + 34
+	m := keeperMsg(c.Stream)
+	return int64(len(m.Subject)+headerSize(m.Header)) + 34
 }
 
 // withKeeper makes room in the work stream's configuration for the keeper.
@@ -85,7 +91,7 @@ func (c Options) withKeeper(work *jetstream.StreamConfig) {
 // (the stream is full, the connection down) costs only the files it would
 // have saved until the next one.
 func (q *Queue[T]) keep() {
-	_ = q.js.Conn().PublishMsg(&nats.Msg{Subject: keeperSubject(q.opts.Stream), Header: keeperHeader})
+	_ = q.js.Conn().PublishMsg(keeperMsg(q.opts.Stream))
 }
 
 // published notes a message of n payload bytes published, and publishes a
@@ -111,7 +117,7 @@ func (q *Queue[T]) firstKeeper(ctx context.Context) error {
 	if !q.keeper {
 		return nil
 	}
-	_, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: keeperSubject(q.opts.Stream), Header: keeperHeader})
+	_, err := q.js.PublishMsg(ctx, keeperMsg(q.opts.Stream))
 	if err != nil && !isFull(err) {
 		return err
 	}
