@@ -267,6 +267,35 @@ func consumeAMinute(q *kanban.Memory[int], h kanban.Handler[int], o kanban.Consu
 	}
 }
 
+// deadLetterOfBadCodec publishes a message of payload bad (which codec
+// cannot decode) and one of 1, both of key "k", on a Memory queue with
+// codec, consumes them for a minute (PerKey or not), checks that the
+// second alone was handled and the first dead-lettered after one attempt,
+// and returns its dead letter and what the consumer logged.
+func deadLetterOfBadCodec(t *testing.T, codec kanban.Codec, bad int, perKey bool) (kanban.DeadLetter, *logRecorder) {
+	t.Helper()
+	q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: codec})
+	require.NoError(t, err)
+	for _, m := range []kanban.Message[int]{{ID: "bad", Key: "k", Payload: bad}, {ID: "good", Key: "k", Payload: 1}} {
+		require.NoError(t, q.Publish(context.Background(), m))
+	}
+	log := &logRecorder{}
+	var handled []int
+	stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
+		handled = append(handled, d.Payload)
+		return nil
+	}, kanban.ConsumeOptions{PerKey: perKey, Logger: slog.New(log)})
+	require.NoError(t, stop())
+	assert.Equal(t, []int{1}, handled)
+	assert.Equal(t, kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, q.Stats())
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dl, 1)
+	assert.Equal(t, "bad", dl[0].ID)
+	assert.Equal(t, 1, dl[0].Attempts)
+	return dl[0], log
+}
+
 // TestPanickingCodecAndPropagator: a Codec that panics decoding a payload
 // is logged, and its message dead-lettered as one it cannot decode; a
 // Propagator that panics in Extract is logged, and the handler runs with
@@ -275,27 +304,9 @@ func TestPanickingCodecAndPropagator(t *testing.T) {
 	for _, perKey := range []bool{false, true} {
 		t.Run(fmt.Sprintf("Codec/PerKey=%v", perKey), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: hookCodec{}})
-				require.NoError(t, err)
-				for _, m := range []kanban.Message[int]{{ID: "bad", Key: "k", Payload: 13}, {ID: "good", Key: "k", Payload: 1}} {
-					require.NoError(t, q.Publish(context.Background(), m))
-				}
-				var log logRecorder
-				var handled []int
-				stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
-					handled = append(handled, d.Payload)
-					return nil
-				}, kanban.ConsumeOptions{PerKey: perKey, Logger: slog.New(&log)})
-				require.NoError(t, stop())
-				assert.Equal(t, []int{1}, handled)
-				assert.Equal(t, kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, q.Stats())
-				dl, err := q.DeadLetters(context.Background())
-				require.NoError(t, err)
-				require.Len(t, dl, 1)
-				assert.Equal(t, "bad", dl[0].ID)
-				assert.Equal(t, "kanban: cannot decode payload: Codec panicked: bad codec", dl[0].Reason)
-				assert.Equal(t, 1, dl[0].Attempts)
-				assertHookPanics(t, &log, "Codec", "bad codec", []string{"bad"}, []int{1})
+				dl, log := deadLetterOfBadCodec(t, hookCodec{}, 13, perKey)
+				assert.Equal(t, "kanban: cannot decode payload: Codec panicked: bad codec", dl.Reason)
+				assertHookPanics(t, log, "Codec", "bad codec", []string{"bad"}, []int{1})
 			})
 		})
 		t.Run(fmt.Sprintf("Propagator/PerKey=%v", perKey), func(t *testing.T) {
@@ -382,26 +393,8 @@ func TestUnreadableCodecError(t *testing.T) {
 	for _, perKey := range []bool{false, true} {
 		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Codec: unreadableCodec{}})
-				require.NoError(t, err)
-				for _, m := range []kanban.Message[int]{{ID: "bad", Key: "k", Payload: 15}, {ID: "good", Key: "k", Payload: 1}} {
-					require.NoError(t, q.Publish(context.Background(), m))
-				}
-				var log logRecorder
-				var handled []int
-				stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
-					handled = append(handled, d.Payload)
-					return nil
-				}, kanban.ConsumeOptions{PerKey: perKey, Logger: slog.New(&log)})
-				require.NoError(t, stop())
-				assert.Equal(t, []int{1}, handled)
-				assert.Equal(t, kanban.QueueStats{Published: 2, Handled: 1, DeadLettered: 1}, q.Stats())
-				dl, err := q.DeadLetters(context.Background())
-				require.NoError(t, err)
-				require.Len(t, dl, 1)
-				assert.Equal(t, "bad", dl[0].ID)
-				assert.Contains(t, dl[0].Reason, "kanban: cannot decode payload: Codec panicked: reading its error *kanban_test.unreadableErr: ")
-				assert.Equal(t, 1, dl[0].Attempts)
+				dl, log := deadLetterOfBadCodec(t, unreadableCodec{}, 15, perKey)
+				assert.Contains(t, dl.Reason, "kanban: cannot decode payload: Codec panicked: reading its error *kanban_test.unreadableErr: ")
 				logged := log.attrs("kanban: Codec panicked")
 				require.Len(t, logged, 1)
 				assert.Equal(t, "bad", logged[0]["id"])

@@ -347,23 +347,6 @@ func TestAbortDuringValidation(t *testing.T) {
 	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-west-2"))
 }
 
-// retireGate is a fleet whose first Retire waits until the test lets it
-// go: the rollout is then past its last stage, its region about to end
-// SUCCESS.
-type retireGate struct {
-	fleet.Target
-	once              sync.Once
-	retiring, release chan struct{}
-}
-
-func (g *retireGate) Retire(ctx context.Context, service, region, version string) error {
-	g.once.Do(func() {
-		close(g.retiring)
-		<-g.release
-	})
-	return g.Target.Retire(ctx, service, region, version)
-}
-
 // TestAbortBetweenRegions: an abort that comes once a region's last stage
 // has passed, before the wave's next region is queued, ends the
 // deployment ROLLED_BACK with the next region aborted before it began.
@@ -372,12 +355,7 @@ func (g *retireGate) Retire(ctx context.Context, service, region, version string
 // succeeded.
 func TestAbortBetweenRegions(t *testing.T) {
 	const admin = "admin-token-0123456789"
-	gate := &retireGate{retiring: make(chan struct{}), release: make(chan struct{})}
-	releaseAll := sync.OnceFunc(func() { close(gate.release) })
-	defer releaseAll()
-	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
-		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
-	}, append(fastArgs, "-admin-token", admin)...)
+	ts, gate, releaseAll := startWithRetireGate(t, "-admin-token", admin)
 	auth := []string{"Authorization", "Bearer " + admin}
 
 	id := deploy(t, ts.URL, map[string]any{"service": "orders", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1", "eu-west-1"}},
@@ -731,12 +709,7 @@ func TestCommandsHeldForTheLine(t *testing.T) {
 // deployment ended SUCCESS.
 func TestAbortWhileTheLastRegionEnds(t *testing.T) {
 	const admin = "admin-token-0123456789"
-	gate := &retireGate{retiring: make(chan struct{}), release: make(chan struct{})}
-	releaseAll := sync.OnceFunc(func() { close(gate.release) })
-	defer releaseAll()
-	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
-		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
-	}, append(fastArgs, "-admin-token", admin)...)
+	ts, gate, releaseAll := startWithRetireGate(t, "-admin-token", admin)
 	auth := []string{"Authorization", "Bearer " + admin}
 
 	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},

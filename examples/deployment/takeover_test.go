@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,15 +126,15 @@ type firstRetireGate struct {
 	retiring, release chan struct{}
 }
 
-// startWithRetireGate starts the service on a fleet whose first Retire
-// waits for release (called when the test ends, before the service
-// stops, at the latest).
-func startWithRetireGate(t *testing.T) (ts *testService, gate *firstRetireGate, release func()) {
+// startWithRetireGate starts the service, with args besides fastArgs, on
+// a fleet whose first Retire waits for release (called when the test
+// ends, before the service stops, at the latest).
+func startWithRetireGate(t *testing.T, args ...string) (ts *testService, gate *firstRetireGate, release func()) {
 	gate = &firstRetireGate{retiring: make(chan struct{}), release: make(chan struct{})}
 	release = sync.OnceFunc(func() { close(gate.release) })
 	ts = startServiceWith(t, t.TempDir(), func(c *Config) {
 		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
-	}, fastArgs...)
+	}, append(slices.Clip(fastArgs), args...)...)
 	t.Cleanup(release) // before the service's own clean-up, which waits for the rollout
 	return ts, gate, release
 }

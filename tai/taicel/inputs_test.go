@@ -456,10 +456,7 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		d, err := set.Evaluate(context.WithValue(t.Context(), stateKey{}, vars), tai.Signal[Rich]{Payload: p})
 		require.NoError(t, err)
 		require.True(t, json.Valid(d.Inputs), "%s", d.Inputs)
-		in, err := env.DecodeInputs(d.Inputs)
-		require.NoError(t, err)
-		again, err := set.Replay(tai.Signal[Rich]{Time: in.Time, Payload: in.Payload}, in.Vars)
-		require.NoError(t, err)
+		in, again := replay(t, env, set, d)
 		require.Equal(t, d.Verdict, again.Verdict)
 		if utf8.ValidString(name) && utf8.ValidString(tag) {
 			// Invalid UTF-8 is recorded as U+FFFD, which reads back as itself.
@@ -636,10 +633,7 @@ func TestInputsRoundTripListAndMapVars(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, d.Contributions, 7, "every rule fires: %+v", d.Contributions)
 
-	in, err := env.DecodeInputs(d.Inputs)
-	require.NoError(t, err)
-	again, err := set.Replay(tai.Signal[Order]{Time: in.Time, Payload: in.Payload}, in.Vars)
-	require.NoError(t, err, "inputs: %s", d.Inputs)
+	in, again := replay(t, env, set, d)
 	assert.Equal(t, d, again)
 	assert.Equal(t, string(d.Inputs), string(again.Inputs))
 	assert.Equal(t, []any{uint64(3), uint64(math.MaxUint64)}, in.Vars["counts"])
@@ -713,10 +707,7 @@ func TestInputsRoundTripEmptyListMapAndBytesVars(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, d.Contributions, 5, "every rule fires: %+v", d.Contributions)
 
-	in, err := env.DecodeInputs(d.Inputs)
-	require.NoError(t, err)
-	again, err := set.Replay(tai.Signal[Order]{Time: in.Time, Payload: in.Payload}, in.Vars)
-	require.NoError(t, err, "inputs: %s", d.Inputs)
+	in, again := replay(t, env, set, d)
 	assert.Equal(t, d, again)
 	assert.Equal(t, string(d.Inputs), string(again.Inputs))
 
@@ -796,10 +787,18 @@ func TestInputsRoundTripNestedEmptyListsAndMaps(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, d.Contributions, 4, "every rule fires: %+v", d.Contributions)
 
-	in, err := env.DecodeInputs(d.Inputs)
-	require.NoError(t, err)
-	again, err := set.Replay(tai.Signal[Box]{Time: in.Time, Payload: in.Payload}, in.Vars)
-	require.NoError(t, err, "inputs: %s", d.Inputs)
+	_, again := replay(t, env, set, d)
 	assert.Equal(t, d.Contributions, again.Contributions)
 	assert.Equal(t, string(d.Inputs), string(again.Inputs))
+}
+
+// replay decodes the inputs d recorded and replays them on set: the
+// decision again, and the inputs it was made from.
+func replay[T any](t *testing.T, env *taicel.Env[T], set *taicel.Set[T], d tai.Decision) (taicel.Inputs[T], tai.Decision) {
+	t.Helper()
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err, "inputs: %s", d.Inputs)
+	again, err := set.Replay(tai.Signal[T]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err, "inputs: %s", d.Inputs)
+	return in, again
 }

@@ -581,10 +581,7 @@ func TestLookupFloat32ReplaysAsJudged(t *testing.T) {
 	d, err := set.Evaluate(t.Context(), tai.Signal[Order]{})
 	require.NoError(t, err)
 	assert.Equal(t, tai.Allow, d.Verdict, "float32(0.7) is below 0.7")
-	in, err := env.DecodeInputs(d.Inputs)
-	require.NoError(t, err)
-	again, err := set.Replay(tai.Signal[Order]{Time: in.Time, Payload: in.Payload}, in.Vars)
-	require.NoError(t, err)
+	_, again := replay(t, env, set, d)
 	assert.Equal(t, d, again, "inputs: %s", d.Inputs)
 }
 
@@ -715,10 +712,7 @@ func TestFloat32ElementsReplayAsJudged(t *testing.T) {
 	d, err := set.Evaluate(t.Context(), tai.Signal[Reading]{Payload: Reading{Ratio: 0.7}})
 	require.NoError(t, err)
 	require.Len(t, d.Contributions, 4, "float32(0.7) is below 0.7")
-	in, err := env.DecodeInputs(d.Inputs)
-	require.NoError(t, err)
-	again, err := set.Replay(tai.Signal[Reading]{Time: in.Time, Payload: in.Payload}, in.Vars)
-	require.NoError(t, err)
+	_, again := replay(t, env, set, d)
 	assert.Equal(t, d, again, "inputs: %s", d.Inputs)
 
 	dyn, err := taicel.NewEnv(taicel.Options[map[string]any]{})
