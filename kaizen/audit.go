@@ -85,9 +85,21 @@ type AuditOptions struct {
 	// calling Observe it may.
 	OnUnwritten func(r tai.Record, err error)
 	// Logger logs unwritten records when OnUnwritten is nil, a panic of
-	// OnUnwritten or of the io.Writer's Write or Sync, and what
-	// OpenAuditFile repairs. Nil means slog.Default().
+	// OnUnwritten or of the io.Writer's Write or Sync, what
+	// OpenAuditFile repairs, and its rotations. Nil means slog.Default().
 	Logger *slog.Logger
+	// RotateBytes, for OpenAuditFile only, bounds the trail's files: once
+	// a write leaves the current file holding at least RotateBytes bytes,
+	// the Audit syncs it and goes on in a new one, the next of the series
+	// path, path.000001, path.000002, ... (the number is at least six
+	// digits, so that the names sort in the trail's order), whose first
+	// line continues the chain from the last line of the file before.
+	// Files once rotated out are never written again: they may be
+	// archived or deleted, the last one before the current file best
+	// kept (see OpenAuditFile). Zero means one file that grows without
+	// bound; it must not be negative, and NewAudit refuses any other
+	// value.
+	RotateBytes int64
 }
 
 // AuditEntry is one line of an audit trail, as written and as read back
@@ -175,8 +187,12 @@ type Audit struct {
 	unwritten atomic.Uint64
 
 	// base is the number of lines the file held before this Audit
-	// (OpenAuditFile); Last counts them.
-	base uint64
+	// (OpenAuditFile); Last counts them. fileStart is the number of lines
+	// this Audit had written when the current file began (rotation).
+	base, fileStart uint64
+	// rot is the rotation of OpenAuditFile's files (RotateBytes); its
+	// every is zero without one. Owned by the writer goroutine.
+	rot rotation
 	// durable is the last line on stable storage, for Last.
 	durableMu    sync.Mutex
 	durableHash  [sha256.Size]byte
@@ -233,6 +249,9 @@ func NewAudit(w io.Writer, opts AuditOptions) (*Audit, error) {
 	if w == nil {
 		return nil, errors.New("kaizen: NewAudit: nil io.Writer")
 	}
+	if opts.RotateBytes != 0 {
+		return nil, errors.New("kaizen: NewAudit: AuditOptions.RotateBytes is for OpenAuditFile, which owns the files it rotates")
+	}
 	a, err := newAudit(opts)
 	if err != nil {
 		return nil, err
@@ -249,6 +268,9 @@ func newAudit(opts AuditOptions) (*Audit, error) {
 	}
 	if size < 1 || size > 1<<20 {
 		return nil, fmt.Errorf("kaizen: AuditOptions.Buffer %d is outside [1, 1048576]", opts.Buffer)
+	}
+	if opts.RotateBytes < 0 {
+		return nil, fmt.Errorf("kaizen: AuditOptions.RotateBytes %d is negative", opts.RotateBytes)
 	}
 	batch := opts.BatchBytes
 	if batch == 0 {
@@ -376,7 +398,8 @@ func (a *Audit) Written() uint64 { return a.written.Load() }
 
 // Last returns the hash, in hex, of the last line known to be durable, and
 // the number of lines up to and including it: those this Audit wrote plus,
-// for OpenAuditFile, those the file held before. A line is durable once a
+// for OpenAuditFile, those the file held before (with RotateBytes, the
+// lines of the file that holds it, from its first). A line is durable once a
 // Flush or Shutdown has synced it (or, for a writer that cannot be synced,
 // once it is written). Before any, Last returns the genesis, or the file's
 // last hash, and that base count.
@@ -595,6 +618,12 @@ func (a *Audit) write() {
 	}
 	n, err := a.writeBuf()
 	a.settle(n, err)
+	if a.rot.every > 0 && err == nil {
+		a.rot.size += int64(n)
+		if a.rot.size >= a.rot.next {
+			a.rotate()
+		}
+	}
 }
 
 // settle counts the lines of the batch that a Write of it, which wrote n
@@ -716,7 +745,7 @@ func (a *Audit) writerGoexit(method string, at goexitAt) {
 // durable records the last line written as the last durable one.
 func (a *Audit) durable() {
 	a.durableMu.Lock()
-	a.durableHash, a.durableLines = a.wrote, a.base+a.written.Load()
+	a.durableHash, a.durableLines = a.wrote, a.base+a.written.Load()-a.fileStart
 	a.durableMu.Unlock()
 }
 

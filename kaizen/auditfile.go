@@ -1,13 +1,20 @@
 package kaizen
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // ErrAuditFileInUse is wrapped by the error OpenAuditFile returns for a
@@ -71,9 +78,19 @@ type AuditFileState struct {
 // fails with an error wrapping ErrAuditFileInUse and leaves the file as it
 // is. On a file system that cannot lock, the file is opened without a lock
 // and that is logged at level Warn; Windows and systems without flock have
-// no lock. A file is read in full at open; rotate to a new file (with
-// AuditOptions.Genesis set to the last hash of the one before) to keep
-// that short.
+// no lock.
+//
+// A file is read in full at open. To keep that short, set
+// AuditOptions.RotateBytes: the trail then goes on in a series of files,
+// path, path.000001, path.000002, ..., each begun once the one before
+// holds RotateBytes, and OpenAuditFile appends to the last of the series
+// that exists, verifying it alone, from the last hash of the file before
+// (or, when that one has been archived away, from the prev of its own
+// first line). VerifyAuditFiles, or `taikit audit verify path*` (the
+// names sort in the trail's order), verifies the series as one chain. A
+// trail of one file that grows past RotateBytes goes on in path.000001.
+// Without RotateBytes, rotate by hand: a new file, with
+// AuditOptions.Genesis set to the last hash of the one before.
 //
 // It returns an error naming the first invalid option before touching the
 // file; an error wrapping ErrAuditFileInUse; a *AuditError; an
@@ -83,6 +100,13 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 	a, err := newAudit(opts)
 	if err != nil {
 		return nil, AuditFileState{}, err
+	}
+	var rot rotation
+	if opts.RotateBytes > 0 {
+		rot = rotation{first: path, every: opts.RotateBytes, next: opts.RotateBytes}
+		if path, opts.Genesis, rot.n, err = seriesHead(path, opts.Genesis); err != nil {
+			return nil, AuditFileState{}, err
+		}
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
@@ -120,8 +144,213 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 	case state.NewlineAdded:
 		log.Warn("kaizen: audit trail's last line had no newline; added one", "file", path, "line", state.Lines)
 	}
+	if rot.every > 0 {
+		if rot.size, err = f.Seek(0, io.SeekEnd); err != nil {
+			f.Close()
+			return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+		}
+		a.rot = rot
+	}
 	a.start(f, f, state.Lines)
 	return a, state, nil
+}
+
+// rotation is where an Audit of OpenAuditFile with RotateBytes stands in
+// its series of files.
+type rotation struct {
+	first string // the series' first file, the path given
+	n     int    // the current file's number; 0 for first
+	every int64  // RotateBytes
+	size  int64  // bytes the current file holds
+	next  int64  // the size at which the next rotation is tried
+}
+
+// seriesName is the name of file n of the series that begins with first.
+func seriesName(first string, n int) string {
+	if n == 0 {
+		return first
+	}
+	return fmt.Sprintf("%s.%06d", first, n)
+}
+
+// seriesNumbers returns the numbers of the files of first's series that
+// exist, in order: 0 for first itself, then path.000001 and on.
+func seriesNumbers(first string) ([]int, error) {
+	dir, base := filepath.Split(first)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("kaizen: OpenAuditFile: listing the trail's files: %w", err)
+	}
+	var ns []int
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() {
+			continue
+		}
+		if name == base {
+			ns = append(ns, 0)
+			continue
+		}
+		digits, ok := strings.CutPrefix(name, base+".")
+		if !ok || len(digits) < 6 || strings.Trim(digits, "0123456789") != "" {
+			continue
+		}
+		// Only the spelling seriesName gives: path.0000001 is not file 1.
+		if n, err := strconv.Atoi(digits); err == nil && n > 0 && filepath.Base(seriesName(first, n)) == name {
+			ns = append(ns, n)
+		}
+	}
+	slices.Sort(ns)
+	return ns, nil
+}
+
+// seriesHead returns the file of first's series to append to, the last
+// one, with the hash its first line continues from, and its number. That
+// hash is the last hash of the file before it; when that file is gone
+// (archived away), the prev of the current file's own first line; for
+// first itself, genesis.
+func seriesHead(first, genesis string) (path, from string, n int, err error) {
+	ns, err := seriesNumbers(first)
+	if err != nil || len(ns) == 0 || ns[len(ns)-1] == 0 {
+		return first, genesis, 0, err
+	}
+	n = ns[len(ns)-1]
+	path = seriesName(first, n)
+	if len(ns) > 1 {
+		before := seriesName(first, ns[len(ns)-2])
+		if from, found, err := edgeHash(before, false); err != nil || found {
+			return path, from, n, err
+		}
+	}
+	from, found, err := edgeHash(path, true)
+	if err != nil {
+		return "", "", 0, err
+	}
+	if !found {
+		return "", "", 0, fmt.Errorf("kaizen: OpenAuditFile: %s is empty and no file of the trail before it holds a line: "+
+			"the hash its first line continues from is unknown", path)
+	}
+	return path, from, n, nil
+}
+
+// edgeHash reads, from the trail file at path, the hash of its last
+// complete line or, with first, the prev of its first line; found is
+// false for a file without a complete line. Lines are not verified: the
+// file's own verification (OpenAuditFile's of the file after it, or
+// VerifyAuditFiles) does that.
+func edgeHash(path string, first bool) (hash string, found bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+	}
+	defer f.Close()
+	var line []byte
+	if first {
+		line, err = bufio.NewReaderSize(f, 64<<10).ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			return "", false, nil
+		}
+	} else {
+		line, err = lastLine(f)
+	}
+	if err != nil || line == nil {
+		return "", false, err
+	}
+	var e struct{ Prev, Hash string }
+	if err := json.Unmarshal(line, &e); err != nil {
+		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %s: a line that is not an audit line: %w", path, err)
+	}
+	hash = e.Hash
+	if first {
+		hash = e.Prev
+	}
+	var h [sha256.Size]byte
+	if err := decodeHash(hash, &h); err != nil {
+		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %s: a line's hash %q: %w", path, hash, err)
+	}
+	return hash, true, nil
+}
+
+// lastLine returns the last complete line of f, read backwards from its
+// end, or nil when it has none.
+func lastLine(f *os.File) ([]byte, error) {
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+	}
+	var tail []byte
+	for chunk := int64(64 << 10); ; chunk *= 2 {
+		from := max(end-chunk, 0)
+		tail = make([]byte, end-from)
+		if _, err := f.ReadAt(tail, from); err != nil {
+			return nil, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+		}
+		// The last complete line ends at the last newline and begins
+		// after the one before it.
+		stop := bytes.LastIndexByte(tail, '\n')
+		if stop < 0 && from == 0 {
+			return nil, nil
+		}
+		if stop >= 0 {
+			if start := bytes.LastIndexByte(tail[:stop], '\n'); start >= 0 || from == 0 {
+				return tail[start+1 : stop], nil
+			}
+		}
+		if from == 0 || chunk > MaxAuditLineLen {
+			return nil, fmt.Errorf("kaizen: OpenAuditFile: %s: no line end in its last %d bytes", f.Name(), len(tail))
+		}
+	}
+}
+
+// rotate, once the current file holds RotateBytes, syncs it and goes on
+// in the next file of the series. A next file that cannot be made is
+// logged, and the Audit goes on in the current one and tries again once
+// it holds as much again: the trail never has a gap.
+func (a *Audit) rotate() {
+	a.sync()
+	if a.Err() != nil {
+		return
+	}
+	cur, next := seriesName(a.rot.first, a.rot.n), seriesName(a.rot.first, a.rot.n+1)
+	f, err := createNext(next)
+	if err != nil {
+		a.rot.next = a.rot.size + a.rot.every
+		a.log.Warn("kaizen: audit trail not rotated; appending to the current file", "file", cur, "next", next, "error", err)
+		return
+	}
+	old := a.closer
+	a.w, a.syncer, a.closer = f, f, f
+	a.rot.n++
+	a.rot.size, a.rot.next = 0, a.rot.every
+	a.base, a.fileStart = 0, a.written.Load()
+	if err := old.Close(); err != nil { // its lines are synced already
+		a.log.Warn("kaizen: closing a rotated audit trail file", "file", cur, "error", err)
+	}
+	a.log.Info("kaizen: audit trail rotated", "file", next, "previous", cur, "continues_from", hex.EncodeToString(a.prev[:]))
+}
+
+// createNext creates the next file of a series, locked, with its name
+// made durable.
+func createNext(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if held, _ := lockFile(f); held {
+		f.Close() // another Audit's now, which appends to it
+		return nil, fmt.Errorf("%w: %s", ErrAuditFileInUse, path)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		// Not left behind empty: the next try makes it again, and a
+		// restart would take it for the trail's last file.
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return f, nil
 }
 
 // resume verifies the trail in f and repairs its end, as OpenAuditFile

@@ -20,7 +20,9 @@ func auditCommand() *command {
 
 const auditVerifyDoc = `Verify audit trail files written by kaizen.Audit (kaizen.OpenAuditFile), as
 one hash chain in the order given: the first line of each file continues
-from the last line of the file before. It is kaizen.VerifyAuditFiles. The
+from the last line of the file before. It is kaizen.VerifyAuditFiles. A
+trail kaizen.AuditOptions.RotateBytes spread over files (PATH, PATH.000001,
+PATH.000002, ...) is given as PATH*: the names sort in the trail's order. The
 flags may come before or after the files; after "--" every argument is a
 file.
 

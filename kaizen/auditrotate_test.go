@@ -1,0 +1,254 @@
+package kaizen_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kaizen"
+)
+
+// series returns the files of the trail that begins at first, in the
+// order their names sort, as `taikit audit verify first*` takes them.
+func series(t *testing.T, first string) []string {
+	t.Helper()
+	files, err := filepath.Glob(first + "*")
+	require.NoError(t, err)
+	return files
+}
+
+// observeFlushed appends a line per id to a, each flushed on its own, so
+// that every write is a line and rotations fall between lines.
+func observeFlushed(t *testing.T, a *kaizen.Audit, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		a.Observe(context.Background(), record(id))
+		require.NoError(t, a.Flush(context.Background()))
+	}
+}
+
+func TestOpenAuditFileRotates(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	var logs bytes.Buffer
+	opts := kaizen.AuditOptions{RotateBytes: 600, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	a, _, err := kaizen.OpenAuditFile(path, opts)
+	require.NoError(t, err)
+	observeFlushed(t, a, ids("a", 9)...)
+	last, lines := a.Last()
+	require.NoError(t, a.Shutdown(context.Background()))
+
+	files := series(t, path)
+	require.Greater(t, len(files), 2, "a line is about 400 bytes: two to a file")
+	assert.Equal(t, path, files[0])
+	assert.Equal(t, path+".000001", files[1])
+	var total uint64
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		require.NoError(t, err)
+		assert.Positive(t, fi.Size(), "%s holds no line", f)
+		assert.Less(t, fi.Size(), int64(600+1000), "%s passed RotateBytes by more than a line", f)
+		got, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, f)
+		if f == path {
+			require.NoError(t, err)
+		} else {
+			require.Error(t, err, "%s verifies alone: it does not continue the file before", f)
+		}
+		total += got.Lines
+	}
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, files...)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(9), sum.Lines)
+	assert.Equal(t, sum.Last, last)
+	assert.Less(t, lines, uint64(9), "Last counts the lines of the file holding the last one")
+	assert.Contains(t, logs.String(), "audit trail rotated")
+}
+
+func TestOpenAuditFileRotatedGoesOnInTheLastFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	key := bytes.Repeat([]byte("k"), kaizen.MinAuditKeyLen)
+	opts := kaizen.AuditOptions{RotateBytes: 900, Key: key}
+	a, _, err := kaizen.OpenAuditFile(path, opts)
+	require.NoError(t, err)
+	observeFlushed(t, a, ids("a", 7)...)
+	require.NoError(t, a.Shutdown(context.Background()))
+	before := series(t, path)
+	require.Greater(t, len(before), 1)
+	lastFile := before[len(before)-1]
+	held, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: key}, before...)
+	require.NoError(t, err)
+
+	// A restart appends to the last file, verifying it alone from the
+	// last hash of the one before.
+	a, state, err := kaizen.OpenAuditFile(path, opts)
+	require.NoError(t, err)
+	inLast, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: key, Genesis: lastHashOf(t, before[len(before)-2], key)}, lastFile)
+	require.NoError(t, err)
+	assert.Equal(t, inLast.Lines, state.Lines, "the state is the last file's")
+	assert.Equal(t, held.Last, state.Last)
+	observeFlushed(t, a, "b-1")
+	require.NoError(t, a.Shutdown(context.Background()))
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: key}, series(t, path)...)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(8), sum.Lines)
+}
+
+// lastHashOf returns the last hash of the trail file f, which begins a
+// trail or not: it is read line by line without verification.
+func lastHashOf(t *testing.T, f string, key []byte) string {
+	t.Helper()
+	b, err := os.ReadFile(f)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	last := lines[len(lines)-1]
+	i := strings.Index(last, `"hash":"`)
+	require.GreaterOrEqual(t, i, 0)
+	return last[i+8 : i+8+64]
+}
+
+func TestOpenAuditFileRotatedAfterACrashBetweenFiles(t *testing.T) {
+	// A crash right after the next file was made leaves it empty: a
+	// restart goes on in it, from the last hash of the file before.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	opts := kaizen.AuditOptions{RotateBytes: 1 << 20}
+	_, _ = appendTrail(t, path, opts, ids("a", 3)...)
+	require.NoError(t, os.WriteFile(path+".000001", nil, 0o600))
+	state, _ := appendTrail(t, path, opts, ids("b", 2)...)
+	assert.Zero(t, state.Lines)
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, series(t, path)...)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(5), sum.Lines)
+	b, err := os.ReadFile(path + ".000001")
+	require.NoError(t, err)
+	assert.Equal(t, 2, bytes.Count(b, []byte("\n")))
+}
+
+func TestOpenAuditFileRotatedAfterTheFilesBeforeAreArchived(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	opts := kaizen.AuditOptions{RotateBytes: 600}
+	a, _, err := kaizen.OpenAuditFile(path, opts)
+	require.NoError(t, err)
+	observeFlushed(t, a, ids("a", 7)...)
+	require.NoError(t, a.Shutdown(context.Background()))
+	files := series(t, path)
+	require.Greater(t, len(files), 2)
+	// Every file but the last taken away: the last goes on from the prev
+	// of its own first line.
+	for _, f := range files[:len(files)-1] {
+		require.NoError(t, os.Remove(f))
+	}
+	state, _ := appendTrail(t, path, opts, "b-1")
+	assert.Positive(t, state.Lines)
+	rest := series(t, path)
+	require.Equal(t, files[len(files)-1:], rest[:1])
+	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Genesis: firstPrevOf(t, rest[0])}, rest...)
+	require.NoError(t, err)
+}
+
+// firstPrevOf returns the prev of the first line of the trail file f.
+func firstPrevOf(t *testing.T, f string) string {
+	t.Helper()
+	b, err := os.ReadFile(f)
+	require.NoError(t, err)
+	i := bytes.Index(b, []byte(`"prev":"`))
+	require.GreaterOrEqual(t, i, 0)
+	return string(b[i+8 : i+8+64])
+}
+
+func TestOpenAuditFileRotatedRefusesABrokenLink(t *testing.T) {
+	// The last file must continue the one before: one whose first line
+	// links elsewhere is refused, and nothing is changed.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	opts := kaizen.AuditOptions{RotateBytes: 1 << 20}
+	_, _ = appendTrail(t, path, opts, ids("a", 2)...)
+	other := filepath.Join(dir, "other.jsonl")
+	_, _ = appendTrail(t, other, kaizen.AuditOptions{}, ids("x", 2)...)
+	b, err := os.ReadFile(other)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path+".000001", b, 0o600))
+
+	_, _, err = kaizen.OpenAuditFile(path, opts)
+	var ae *kaizen.AuditError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, path+".000001", ae.File)
+	assert.Equal(t, 1, ae.Line)
+	after, err := os.ReadFile(path + ".000001")
+	require.NoError(t, err)
+	assert.Equal(t, b, after)
+}
+
+func TestOpenAuditFileRotationFailureKeepsTheTrail(t *testing.T) {
+	// The next file cannot be made (a directory holds its name): the
+	// Audit goes on in the current file, warns, and tries again once the
+	// file holds RotateBytes more.
+	dir := t.TempDir()
+	scratch := filepath.Join(dir, "scratch.jsonl")
+	_, _ = appendTrail(t, scratch, kaizen.AuditOptions{}, "a-1")
+	fi, err := os.Stat(scratch)
+	require.NoError(t, err)
+	line := fi.Size() // every line of this test is as long
+
+	path := filepath.Join(dir, "audit.jsonl")
+	require.NoError(t, os.Mkdir(path+".000001", 0o700))
+	var logs bytes.Buffer
+	opts := kaizen.AuditOptions{RotateBytes: line + 1, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	a, _, err := kaizen.OpenAuditFile(path, opts)
+	require.NoError(t, err)
+	// Tried after the second line (2 lines >= RotateBytes), and not
+	// again before the file holds 3 lines + 1 byte.
+	observeFlushed(t, a, ids("a", 3)...)
+	require.NoError(t, a.Err())
+	assert.Equal(t, 1, strings.Count(logs.String(), "audit trail not rotated"), logs.String())
+	require.NoError(t, os.Remove(path+".000001"))
+	observeFlushed(t, a, "a-4")
+	require.NoError(t, a.Shutdown(context.Background()))
+	assert.Equal(t, 1, strings.Count(logs.String(), "audit trail not rotated"), logs.String())
+	assert.Contains(t, logs.String(), "audit trail rotated")
+	fi, err = os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, 4*line, fi.Size(), "the lines went on in the current file")
+	assert.Equal(t, []string{path, path + ".000001"}, series(t, path))
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, series(t, path)...)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), sum.Lines)
+}
+
+func TestOpenAuditFileRotatedIgnoresOtherNames(t *testing.T) {
+	// Only path.NNNNNN, as rotation spells it, is a file of the series.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	for _, name := range []string{"audit.jsonl.1", "audit.jsonl.0000002", "audit.jsonl.00000x", "audit.jsonl.000000", "audit.jsonl.bak"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("not a trail\n"), 0o600))
+	}
+	state, _ := appendTrail(t, path, kaizen.AuditOptions{RotateBytes: 1 << 20}, "a-1")
+	assert.Zero(t, state.Lines)
+	_, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
+	require.NoError(t, err)
+}
+
+func TestAuditRotateBytesErrors(t *testing.T) {
+	_, err := kaizen.NewAudit(&bytes.Buffer{}, kaizen.AuditOptions{RotateBytes: 1})
+	require.ErrorContains(t, err, "RotateBytes is for OpenAuditFile")
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	_, _, err = kaizen.OpenAuditFile(path, kaizen.AuditOptions{RotateBytes: -1})
+	require.ErrorContains(t, err, "RotateBytes -1 is negative")
+	_, statErr := os.Stat(path)
+	assert.True(t, errors.Is(statErr, os.ErrNotExist), "the file is not made for a bad option")
+	// An empty last file with no line before it anywhere cannot say
+	// where it continues from.
+	require.NoError(t, os.WriteFile(path+".000003", nil, 0o600))
+	_, _, err = kaizen.OpenAuditFile(path, kaizen.AuditOptions{RotateBytes: 100})
+	require.ErrorContains(t, err, "the hash its first line continues from is unknown")
+}
