@@ -24,6 +24,9 @@ var ErrAuditFileInUse = errors.New("kaizen: audit trail file in use")
 // AuditFileState is what OpenAuditFile found in the file and what it
 // repaired before appending.
 type AuditFileState struct {
+	// File is the file appended to: the path given, or with
+	// AuditOptions.RotateBytes the last file of its series.
+	File string
 	// AuditSummary holds the number of lines the file held and the
 	// hash of the last one (AuditOptions.Genesis, or GenesisHash, for a
 	// file with none): the new lines continue from it.
@@ -152,6 +155,7 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 		a.rot = rot
 	}
 	a.start(f, f, state.Lines)
+	state.File = path
 	return a, state, nil
 }
 

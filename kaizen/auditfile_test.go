@@ -64,14 +64,14 @@ func TestOpenAuditFileContinuesTheChain(t *testing.T) {
 	var logs syncBuffer
 	opts := kaizen.AuditOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	state, last := appendTrail(t, path, opts, ids("run1", 3)...)
-	assert.Equal(t, kaizen.AuditFileState{AuditSummary: kaizen.AuditSummary{Lines: 0, Last: kaizen.GenesisHash}}, state, "a new file")
+	assert.Equal(t, kaizen.AuditFileState{File: path, AuditSummary: kaizen.AuditSummary{Lines: 0, Last: kaizen.GenesisHash}}, state, "a new file")
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm(), "created readable by its owner only")
 	assert.Equal(t, uint64(3), last.Lines)
 
 	state2, last2 := appendTrail(t, path, opts, ids("run2", 2)...)
-	assert.Equal(t, kaizen.AuditFileState{AuditSummary: last}, state2, "the file as the first run left it")
+	assert.Equal(t, kaizen.AuditFileState{File: path, AuditSummary: last}, state2, "the file as the first run left it")
 	assert.Equal(t, uint64(5), last2.Lines, "Last counts the lines the file held")
 
 	state3, last3 := appendTrail(t, path, opts)
@@ -170,7 +170,7 @@ func TestOpenAuditFileCutsATornLine(t *testing.T) {
 			opts := kaizen.AuditOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			a, state, err := kaizen.OpenAuditFile(path, opts)
 			require.NoError(t, err)
-			assert.Equal(t, kaizen.AuditFileState{AuditSummary: kaizen.AuditSummary{Lines: 2, Last: hashOf(ls[1])}, Cut: int64(keep)}, state)
+			assert.Equal(t, kaizen.AuditFileState{File: path, AuditSummary: kaizen.AuditSummary{Lines: 2, Last: hashOf(ls[1])}, Cut: int64(keep)}, state)
 			assert.Contains(t, string(logs.Bytes()), fmt.Sprintf(`level=WARN msg="kaizen: audit trail ended in a line cut short; cut it off" file=%s line=3 bytes=%d`, path, keep))
 			last, n := a.Last()
 			assert.Equal(t, hashOf(ls[1]), last)
@@ -253,7 +253,7 @@ func TestOpenAuditFileEndsACompleteLine(t *testing.T) {
 
 	var logs syncBuffer
 	state, _ := appendTrail(t, path, kaizen.AuditOptions{Key: testKey, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, "y")
-	assert.Equal(t, kaizen.AuditFileState{AuditSummary: last, NewlineAdded: true}, state)
+	assert.Equal(t, kaizen.AuditFileState{File: path, AuditSummary: last, NewlineAdded: true}, state)
 	assert.Contains(t, string(logs.Bytes()), `level=WARN msg="kaizen: audit trail's last line had no newline; added one" file=`+path+" line=2")
 	after, err := os.ReadFile(path)
 	require.NoError(t, err)
@@ -658,7 +658,7 @@ func TestOpenAuditFileKeepsACompleteLineBeforeNULs(t *testing.T) {
 
 	var logs syncBuffer
 	state, sum := appendTrail(t, path, kaizen.AuditOptions{Key: testKey, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, "y")
-	assert.Equal(t, kaizen.AuditFileState{AuditSummary: last, Cut: int64(len(zeros)), NewlineAdded: true}, state, "the line is kept")
+	assert.Equal(t, kaizen.AuditFileState{File: path, AuditSummary: last, Cut: int64(len(zeros)), NewlineAdded: true}, state, "the line is kept")
 	assert.Equal(t, uint64(3), sum.Lines)
 	assert.Contains(t, string(logs.Bytes()), fmt.Sprintf(`level=WARN msg="kaizen: audit trail's last line was followed by NUL bytes; cut them off" file=%s line=2 bytes=%d`, path, len(zeros)))
 	after, err := os.ReadFile(path)

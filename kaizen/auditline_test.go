@@ -108,9 +108,9 @@ func TestOpenAuditFileCutsNULsLongerThanTheLineLimit(t *testing.T) {
 
 			state, sum := appendTrail(t, path, kaizen.AuditOptions{}, "c")
 			if complete {
-				assert.Equal(t, kaizen.AuditFileState{AuditSummary: last, Cut: cut, NewlineAdded: true}, state)
+				assert.Equal(t, kaizen.AuditFileState{File: path, AuditSummary: last, Cut: cut, NewlineAdded: true}, state)
 			} else {
-				assert.Equal(t, kaizen.AuditFileState{AuditSummary: last, Cut: cut + int64(len(`{"time":"2026`))}, state)
+				assert.Equal(t, kaizen.AuditFileState{File: path, AuditSummary: last, Cut: cut + int64(len(`{"time":"2026`))}, state)
 			}
 			assert.Equal(t, uint64(3), sum.Lines)
 			got, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)

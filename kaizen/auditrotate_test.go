@@ -94,6 +94,7 @@ func TestOpenAuditFileRotatedGoesOnInTheLastFile(t *testing.T) {
 	inLast, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: key, Genesis: lastHashOf(t, before[len(before)-2], key)}, lastFile)
 	require.NoError(t, err)
 	assert.Equal(t, inLast.Lines, state.Lines, "the state is the last file's")
+	assert.Equal(t, lastFile, state.File)
 	assert.Equal(t, held.Last, state.Last)
 	observeFlushed(t, a, "b-1")
 	require.NoError(t, a.Shutdown(context.Background()))

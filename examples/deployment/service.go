@@ -1016,12 +1016,12 @@ func (s *Service) newMetrics() error {
 // openAudit continues the audit trail in the data dir.
 func (s *Service) openAudit() error {
 	path := filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl")
-	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey})
+	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey, RotateBytes: svc.AuditFileBytes})
 	if err != nil {
 		return fmt.Errorf("audit trail: %w", err)
 	}
 	s.audit = audit
-	s.log.Info("audit trail opened", "path", path, "lines", state.Lines, "keyed", len(s.cfg.AuditKey) > 0)
+	s.log.Info("audit trail opened", "path", state.File, "lines", state.Lines, "keyed", len(s.cfg.AuditKey) > 0)
 	return nil
 }
 

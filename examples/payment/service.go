@@ -391,15 +391,16 @@ func (s *Service) measure() error {
 
 	// The trail continues across restarts: OpenAuditFile checks the lines
 	// already there, cuts a line a crash left half written, and goes on
-	// with the chain. A trail that fails its check stops the start, and the
-	// file is left as it is for inspection.
+	// with the chain, in a new file every svc.AuditFileBytes, so that a
+	// start checks one file of bounded size. A trail that fails its check
+	// stops the start, and the file is left as it is for inspection.
 	path := filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl")
-	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey})
+	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey, RotateBytes: svc.AuditFileBytes})
 	if err != nil {
 		return fmt.Errorf("audit trail: %w", err)
 	}
 	s.audit = audit
-	s.log.Info("audit trail opened", "path", path, "lines", state.Lines, "cut_bytes", state.Cut, "keyed", len(s.cfg.AuditKey) > 0)
+	s.log.Info("audit trail opened", "path", state.File, "lines", state.Lines, "cut_bytes", state.Cut, "keyed", len(s.cfg.AuditKey) > 0)
 	return nil
 }
 

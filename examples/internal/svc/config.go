@@ -85,6 +85,14 @@ func parse[T any](e *Env, name string, def T, conv func(string) (T, error), what
 	return x
 }
 
+// AuditFileBytes is the size past which a service's audit trail goes on
+// in a new file (kaizen.AuditOptions.RotateBytes): audit-<instance>.jsonl,
+// then audit-<instance>.jsonl.000001 and on, each continuing the chain of
+// the one before. A start verifies the last file alone, so it reads at
+// most this much however long the service has run; files rotated out may
+// be archived.
+const AuditFileBytes = 128 << 20
+
 // Serving is how a service serves: where it listens, who may call it, the
 // hosts it answers for, and the key of its audit trail.
 type Serving struct {
