@@ -107,8 +107,25 @@ func (b *Breaker) at(n int64) time.Time { return b.epoch.Add(time.Duration(n)) }
 // Name returns BreakerOptions.Name.
 func (b *Breaker) Name() string { return b.s.name }
 
-// State returns the current state. It reads one atomic word.
-func (b *Breaker) State() State { return b.cur.Load().state }
+// State returns the state the next call finds. It reads one atomic word,
+// and the clock when the breaker is open. Once the open period has ended
+// the breaker is half-open, whether or not the timer that turns it
+// half-open has run yet: State then makes that change itself, as a call
+// would, with its event.
+func (b *Breaker) State() State {
+	p := b.cur.Load()
+	if b.ended(p) {
+		b.expire(p)
+		p = b.cur.Load()
+	}
+	return p.state
+}
+
+// ended reports whether p is an open period that has ended, its timer not
+// having turned the breaker half-open yet.
+func (b *Breaker) ended(p *period) bool {
+	return p.state == StateOpen && b.now() >= p.until
+}
 
 // Do calls fn if the breaker admits a call and counts its result; it returns
 // fn's error, or an *OpenError (errors.Is ErrOpen) without calling fn. When
@@ -214,7 +231,7 @@ func (b *Breaker) admit(p *period) (*period, uint64, error) {
 		case StateForcedOpen:
 			return nil, 0, p.reject
 		case StateOpen:
-			if !p.ending.Load() || b.now() < p.until {
+			if !p.ending.Load() || !b.ended(p) {
 				return nil, 0, p.reject
 			}
 			// The open period has ended and its timer has not run yet:
@@ -514,7 +531,8 @@ func (b *Breaker) expireLocked(p *period) {
 // Trip opens the breaker now, as if a rule had tripped it: calls are
 // refused for the open period (with back-off), then probes decide. The
 // reason shows in events, errors and Snapshot. A breaker already open stays
-// in its current open period.
+// in its current open period; one whose open period has ended is half-open
+// (see State), and opens again.
 func (b *Breaker) Trip(reason string) {
 	if reason == "" {
 		reason = "tripped"
@@ -552,6 +570,12 @@ func (b *Breaker) MetricsOnly() { b.force(StateMetricsOnly, "metrics only") }
 func (b *Breaker) force(to State, reason string) {
 	b.mu.Lock()
 	p := b.cur.Load()
+	if b.ended(p) {
+		// The open period has ended: the breaker is half-open, whether or
+		// not the timer has made it so, and a Trip opens it again.
+		b.expireLocked(p)
+		p = b.cur.Load()
+	}
 	if p.state == to && to != StateClosed {
 		b.mu.Unlock()
 		return
@@ -636,10 +660,24 @@ func (b *Breaker) notify(ev Event) {
 }
 
 // Snapshot returns the state, counts and rates of the breaker at one moment.
+// Its State is what State returns: an open period that has ended is turned
+// half-open, as State does, and the event delivered.
 func (b *Breaker) Snapshot() Snapshot {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	p := b.cur.Load()
+	if b.ended(p) {
+		b.expireLocked(p)
+		p = b.cur.Load()
+	}
+	s := b.snapshotLocked(p)
+	b.mu.Unlock()
+	b.deliver()
+	return s
+}
+
+// snapshotLocked returns the Snapshot of the current period p. Called with
+// b.mu held.
+func (b *Breaker) snapshotLocked(p *period) Snapshot {
 	s := Snapshot{
 		Name:                b.s.name,
 		State:               p.state,

@@ -1466,3 +1466,72 @@ func TestBreakerListenerEndingItsGoroutine(t *testing.T) {
 	assert.Equal(t, jidoka.StateOpen, <-events)
 	assert.Equal(t, jidoka.StateClosed, <-events)
 }
+
+// Once the open period has ended, State and Snapshot report what the next
+// call sees: a half-open breaker, whether or not the timer that ends the
+// period has run by then, counted in the generation, with one event of the
+// change.
+func TestBreakerStateWhenTheOpenPeriodEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var events []jidoka.Event
+		b := newBreaker(t, jidoka.BreakerOptions{OpenDuration: time.Second, OnStateChange: func(ev jidoka.Event) {
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+		}})
+		// The sleep and the breaker's timer end at the same instant, and
+		// either may run first: try many times.
+		for i := range 50 {
+			b.Trip("down")
+			opened := b.Snapshot()
+			require.Equal(t, jidoka.StateOpen, opened.State)
+			mu.Lock()
+			events = nil
+			mu.Unlock()
+			time.Sleep(time.Second)
+			if i%2 == 0 {
+				require.Equal(t, jidoka.StateHalfOpen, b.State(), "round %d", i)
+			} else {
+				s := b.Snapshot()
+				require.Equal(t, jidoka.StateHalfOpen, s.State, "round %d", i)
+				require.Equal(t, opened.Generation+1, s.Generation)
+				require.Equal(t, time.Now(), s.Since)
+				require.Zero(t, s.NextProbe)
+			}
+			synctest.Wait() // the timer's goroutine may be delivering the event
+			mu.Lock()
+			got := events
+			mu.Unlock()
+			require.Len(t, got, 1, "round %d", i)
+			require.Equal(t, jidoka.StateOpen, got[0].From)
+			require.Equal(t, jidoka.StateHalfOpen, got[0].To)
+			require.Equal(t, opened.Generation+1, got[0].Generation)
+			b.Reset()
+		}
+	})
+}
+
+// Trip when the open period has ended opens the breaker for a new period,
+// as it does a half-open breaker, whether or not the timer that ends the
+// period has run by then: the trip is not lost to the half-open state the
+// timer would turn the breaker to next.
+func TestBreakerTripWhenTheOpenPeriodEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, jidoka.BreakerOptions{OpenDuration: time.Second, MaxOpenDuration: time.Minute, BackoffFactor: 2})
+		ctx := context.Background()
+		for i := range 50 {
+			b.Trip("down")
+			time.Sleep(time.Second)
+			b.Trip("still down")
+			synctest.Wait() // the old period's timer has run, if it was to
+			_, err := b.Allow(ctx)
+			require.ErrorIs(t, err, jidoka.ErrOpen, "round %d", i)
+			assert.Equal(t, 2*time.Second, jidoka.RetryAfter(err), "round %d: the back-off of a second trip", i)
+			s := b.Snapshot()
+			assert.Equal(t, jidoka.StateOpen, s.State)
+			assert.Equal(t, "still down", s.Reason)
+			b.Reset()
+		}
+	})
+}

@@ -148,7 +148,6 @@
 //		b, _ := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Minute})
 //		_ = b.Do(ctx, fail)
 //		time.Sleep(time.Minute) // the open period ends
-//		synctest.Wait()         // and the breaker's timer has run
-//		// b.State() == jidoka.StateHalfOpen
+//		// b.State() == jidoka.StateHalfOpen, as the next call finds it
 //	})
 package jidoka

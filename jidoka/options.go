@@ -140,11 +140,12 @@ type BreakerOptions struct {
 	// OnStateChange is called after every change of state, in the order of
 	// the changes, with no lock held: it may call the breaker (State,
 	// Snapshot, Trip, Reset, ...). It runs on a goroutine that caused a
-	// change (a call, Trip, the open timer); a change made while another
-	// goroutine is delivering events is delivered by that goroutine, after
-	// the events before it. A panic in it is recovered and logged on
-	// Logger as a *PanicError: it never reaches the call that caused the
-	// change, and the events after it are still delivered. One that ends
+	// change (a call, Trip, the open timer, State or Snapshot when the
+	// open period has ended); a change made while another goroutine is
+	// delivering events is delivered by that goroutine, after the events
+	// before it. A panic in it is recovered and logged on Logger as a
+	// *PanicError: it never reaches the call that caused the change, and
+	// the events after it are still delivered. One that ends
 	// its goroutine (runtime.Goexit: t.FailNow in a test) ends the call
 	// that was delivering, which does not return; the events after its own
 	// are delivered on that goroutine before it ends. Nil: no events.
