@@ -57,8 +57,8 @@ type MemoryStoreOptions struct {
 // copies and retains nothing of the caller's strings, and a lookup touches
 // one slot.
 //
-// A key whose schedule lies in the past is full again and carries no
-// information, so the store forgets it:
+// A key whose schedule lies in the past is full again and, as long as
+// time does not go back, carries no information, so the store forgets it:
 //
 //   - on access, when the key is found fresh and the request records
 //     nothing;
@@ -70,6 +70,19 @@ type MemoryStoreOptions struct {
 //     accumulate;
 //   - Sweep drops every fresh key, for callers that want memory back
 //     without waiting for traffic.
+//
+// A time going back to before the schedule of a key forgotten so finds it
+// full, where a key still held counts the time gone back as that much
+// longer to wait (as a Limiter does): the store cannot tell it from a key
+// never seen. Times read by time.Now, as Keyed.Allow reads them, do not go
+// back but for calls racing each other. Times read otherwise may: a wall
+// clock stepped forward and back, or times out of order, may let a key
+// forgotten at the later time pass up to a burst more than its Limit allows
+// at the earlier one (Every(time.Minute).WithBurst(5) passes 5 events at t,
+// forgets the key at a request at t+1h, and passes 5 more at t+1m). The
+// redisgcra store forgets a key when it expires in Redis's own time,
+// whatever the time passed to Take, so a caller's time running ahead does
+// not make it forget.
 //
 // Tables grow by half when more than four fifths full and shrink when they
 // fall to an eighth, so memory is returned, not just reused: a live key

@@ -261,3 +261,35 @@ func TestMemoryStoreFullRetryAfterFollowsTheEarliestKey(t *testing.T) {
 	require.ErrorIs(t, err, heijunka.ErrStoreFull)
 	assert.Equal(t, 3*time.Second, d.RetryAfter, "until the earliest key held is fresh, not one reset")
 }
+
+// TestMemoryStoreTimeGoingBackAfterForgetting: what the MemoryStore
+// documents of a time going back. A key still held counts the time gone
+// back as longer to wait; a key forgotten at a later time (here by a
+// request of no events, when it is fresh) is full at the earlier one.
+func TestMemoryStoreTimeGoingBackAfterForgetting(t *testing.T) {
+	ctx := context.Background()
+	limit := heijunka.Every(time.Minute).WithBurst(5)
+	at := time.Unix(1_900_000_000, 0)
+	// A store for each key: a key the other's request made forget could
+	// share its shard, and be forgotten with it.
+	held, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{})
+	require.NoError(t, err)
+	forgetting, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{})
+	require.NoError(t, err)
+	take := func(s *heijunka.MemoryStore, now time.Time, n int) heijunka.Decision {
+		t.Helper()
+		d, err := s.Take(ctx, "k", limit, now, n)
+		require.NoError(t, err)
+		return d
+	}
+
+	require.True(t, take(held, at, 5).Allowed)
+	require.True(t, take(forgetting, at, 5).Allowed)
+	assert.Equal(t, 5, take(forgetting, at.Add(time.Hour), 0).Remaining)
+	assert.Equal(t, 0, forgetting.Len(), "the fresh key is forgotten")
+
+	back := at.Add(time.Minute)
+	assert.False(t, take(held, back, 2).Allowed, "one event refilled in a minute")
+	assert.True(t, take(held, back, 1).Allowed)
+	assert.True(t, take(forgetting, back, 5).Allowed, "a key forgotten starts full")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -76,16 +77,27 @@ type KanbanCollector struct {
 	handlers  sync.Mutex
 	durations *prometheus.HistogramVec
 	queues    sources[*queueSource]
+	reads     backlogReads
 }
 
 // queueSource is a queue the collector reads.
 type queueSource struct {
-	q  Queue
-	mu sync.Mutex
-	// read is the read of the queue's Backlog that has not returned, if
-	// any: no other is started until it does. A scrape that meets it in
-	// time waits for it, as the scrape that started it does.
-	read *backlogCall
+	q Queue
+	// key identifies the queue among the collector's reads: the queue
+	// value itself, so that it is read once however many names it has or
+	// however often it is added again, or the source when the value
+	// cannot be compared.
+	key   any
+	reads *backlogReads
+}
+
+// backlogReads are a collector's reads of Backlogs that have not
+// returned, by queue: no other read of a queue is started until its read
+// does. A scrape that meets a read in time waits for it, as the scrape
+// that started it does.
+type backlogReads struct {
+	mu    sync.Mutex
+	calls map[any]*backlogCall
 }
 
 // backlogCall is a read of a queue's Backlog, started by one scrape and
@@ -149,7 +161,11 @@ func (c *KanbanCollector) AddQueue(name string, q Queue) error {
 	if q == nil || typednil.Holds(q) {
 		return errNil("AddQueue", "queue")
 	}
-	return c.queues.add("queue", name, &queueSource{q: q})
+	src := &queueSource{q: q, key: q, reads: &c.reads}
+	if !reflect.ValueOf(q).Comparable() {
+		src.key = src // a map key of it would panic
+	}
+	return c.queues.add("queue", name, src)
 }
 
 // RemoveQueue stops exporting the queue named name: its series, and those
@@ -202,10 +218,12 @@ func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
 // within Prometheus' scrape timeout. A read that has not returned by then
 // (a backend that does not heed its context), that panics or that calls
 // runtime.Goexit has failed; while such a read still runs, later scrapes
-// start no other read of that queue and report its backlog_up as 0.
-// Scrapes at the same time (two Prometheus servers) share a read: one
-// that meets a read another started, and that is not late yet, waits for
-// it and reports what it returns.
+// start no other read of that queue, also when it has been removed and
+// added again or is added under other names, and report its backlog_up
+// as 0. Scrapes at the same time (two Prometheus servers) share a read,
+// and so do the names of one queue: one that meets a read another
+// started, and that is not late yet, waits for it and reports what it
+// returns.
 func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	queues := c.queues.list()
 	backlogs := readBacklogs(queues)
@@ -288,16 +306,20 @@ func readBacklogs(queues []named[*queueSource]) []backlogRead {
 // late, or else a read started with ctx; nil when the read under way is
 // late.
 func (q *queueSource) readBacklog(ctx context.Context, r kanban.BacklogReader) *backlogCall {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if call := q.read; call != nil {
+	reads := q.reads
+	reads.mu.Lock()
+	defer reads.mu.Unlock()
+	if call := reads.calls[q.key]; call != nil {
 		if call.ctx.Err() != nil {
 			return nil
 		}
 		return call
 	}
 	call := &backlogCall{ctx: ctx, done: make(chan struct{}), err: errBacklogGoexit}
-	q.read = call
+	if reads.calls == nil {
+		reads.calls = make(map[any]*backlogCall)
+	}
+	reads.calls[q.key] = call
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
@@ -306,9 +328,9 @@ func (q *queueSource) readBacklog(ctx context.Context, r kanban.BacklogReader) *
 			// Cleared before done is closed, so before the scrape that
 			// started the read returns and cancels ctx: a read still
 			// found here with its ctx ended is late.
-			q.mu.Lock()
-			q.read = nil
-			q.mu.Unlock()
+			reads.mu.Lock()
+			delete(reads.calls, q.key)
+			reads.mu.Unlock()
 			close(call.done)
 		}()
 		call.b, call.err = r.Backlog(ctx)

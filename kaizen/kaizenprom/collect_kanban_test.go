@@ -504,3 +504,79 @@ func TestNewKanbanCollectorChecksHandlerBuckets(t *testing.T) {
 		require.EqualError(t, err, c.want)
 	}
 }
+
+// TestKanbanCollectorHungReadOfAQueueAddedAgain: while a read of a queue's
+// Backlog hangs, the same queue removed and added again, or added under
+// another name too, starts no other read of it: hung reads do not pile up,
+// one for each time it is added. Once the read returns, the queue is read
+// again, once for all its names.
+func TestKanbanCollectorHungReadOfAQueueAddedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+		require.NoError(t, err)
+		deaf := deafBacklog{release: make(chan struct{}), calls: new(atomic.Int32)}
+		require.NoError(t, c.AddQueue("deaf", deaf))
+		scrape := func() prometheus.Gatherer {
+			families, err := reg.Gather()
+			require.NoError(t, err)
+			return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return families, nil })
+		}
+		up := func(g prometheus.Gatherer, name string) float64 {
+			return gaugeValue(t, g, "taikit_queue_backlog_up", map[string]string{"queue": name})
+		}
+
+		assert.Equal(t, 0.0, up(scrape(), "deaf"), "the read hangs past BacklogTimeout")
+		for range 3 {
+			require.True(t, c.RemoveQueue("deaf"))
+			require.NoError(t, c.AddQueue("deaf", deaf))
+			start := time.Now()
+			scraped := scrape()
+			assert.Zero(t, time.Since(start), "no new read of a queue whose last one has not returned")
+			assert.Equal(t, 0.0, up(scraped, "deaf"))
+		}
+		require.NoError(t, c.AddQueue("deaf-too", deaf))
+		scraped := scrape()
+		assert.Equal(t, 0.0, up(scraped, "deaf-too"))
+		assert.Equal(t, int32(1), deaf.calls.Load(), "one hung read of the queue, however often it is added")
+
+		close(deaf.release)
+		synctest.Wait()
+		scraped = scrape()
+		for _, name := range []string{"deaf", "deaf-too"} {
+			assert.Equal(t, 1.0, up(scraped, name), name)
+			assert.Equal(t, 7.0, gaugeValue(t, scraped, "taikit_queue_depth", map[string]string{"queue": name}), name)
+		}
+		assert.Equal(t, int32(2), deaf.calls.Load(), "one read serves both names")
+	})
+}
+
+// sliceQueue is a queue whose value cannot be compared (a map key of it
+// panics).
+type sliceQueue struct {
+	fakeQueue
+	depths []int64
+}
+
+func (q sliceQueue) Backlog(context.Context) (kanban.Backlog, error) {
+	return kanban.Backlog{Depth: q.depths[0]}, nil
+}
+
+// TestKanbanCollectorQueueValueNotComparable: a queue whose value cannot
+// be compared is read as any other, under each of its names.
+func TestKanbanCollectorQueueValueNotComparable(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	q := sliceQueue{depths: []int64{2}}
+	require.NoError(t, c.AddQueue("a", q))
+	require.NoError(t, c.AddQueue("b", q))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	scraped := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return families, nil })
+	for _, name := range []string{"a", "b"} {
+		labels := map[string]string{"queue": name}
+		assert.Equal(t, 1.0, gaugeValue(t, scraped, "taikit_queue_backlog_up", labels), name)
+		assert.Equal(t, 2.0, gaugeValue(t, scraped, "taikit_queue_depth", labels), name)
+	}
+}
