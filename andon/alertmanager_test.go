@@ -207,3 +207,35 @@ func TestAlertmanagerEndsAtWithHugeIntervals(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// An alert Alertmanager took firing stays active there while a silence
+// of the evaluator's mutes it: the evaluator goes on re-sending it, as
+// Prometheus does, rather than letting its endsAt pass, which
+// Alertmanager takes as the alert's resolution and tells its receivers.
+func TestAlertmanagerKeepsASilencedAlertFiring(t *testing.T) {
+	url := startAlertmanager(t)
+	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: url})
+	require.NoError(t, err)
+	cond := newSwitch()
+	// endsAt is four ResendIntervals ahead: 4s.
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{am}, Interval: 100 * time.Millisecond,
+		Notify: andon.NotifyOptions{ResendInterval: time.Second},
+		Rules:  []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond}}})
+	ctx := context.Background()
+	cond.Set(true)
+	e.Evaluate(ctx)
+	require.NoError(t, e.Flush(ctx))
+	require.Eventually(t, func() bool { return len(getAlerts(t, url)) == 1 }, 10*time.Second, 20*time.Millisecond)
+
+	_, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Value: "HighErrorRate"}}, Duration: time.Hour})
+	require.NoError(t, err)
+	for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); {
+		e.Evaluate(ctx)
+		require.NoError(t, e.Flush(ctx))
+		time.Sleep(100 * time.Millisecond)
+	}
+	got := getAlerts(t, url)
+	require.Len(t, got, 1, "Alertmanager resolved the alert, which still fires")
+	assert.Equal(t, "active", got[0].Status.State)
+	assert.True(t, got[0].EndsAt.After(time.Now()), "endsAt %v", got[0].EndsAt)
+}

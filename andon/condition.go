@@ -10,7 +10,8 @@ import (
 // A Condition measures something and says whether it is wrong. The
 // evaluator calls Measure once per evaluation, with the evaluation time, and
 // never concurrently for one rule. An error leaves the rule's state as it
-// was and is shown in Alert.LastError.
+// was and is shown in Alert.LastError; so does a panic, and a
+// runtime.Goexit, as a *PanicError.
 //
 // The built-in conditions read kaizen Stats (OutcomeRate, ErrorRate,
 // VerdictRate, LatencyQuantile, BurnRate) or jidoka state (BreakerOpen,

@@ -50,7 +50,9 @@
 // after KeepFiringFor, if set. Alerts carry Prometheus's timestamps
 // (ActiveAt, FiredAt, ResolvedAt, KeepFiringSince); History keeps the last
 // transitions. Silences mute the notifications of alerts that match label
-// matchers, for a while; an alert sent firing before is still resolved.
+// matchers, for a while; an alert sent firing before is still resolved,
+// and still re-sent to Alertmanager, which would take it as resolved
+// otherwise.
 //
 // Hooks act on fire and resolve. StopLine(line) stops a jidoka Line when
 // a rule fires and restarts it when the rule resolves, if the line is
@@ -74,7 +76,10 @@
 // delivery; Shutdown delivers what is queued and stops the workers.
 //
 // A panic in a condition, a hook or a notifier is recovered: it becomes a
-// *PanicError, logged with its stack.
+// *PanicError, logged with its stack. One that ends its goroutine with
+// runtime.Goexit (t.FailNow in a test) is logged too; the evaluation or
+// the batch it was part of is finished first, and Run, which evaluates on
+// a goroutine of its own, and the notifier's worker go on.
 //
 // # Board
 //

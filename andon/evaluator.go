@@ -277,12 +277,20 @@ func checkHook(h Hook) error {
 }
 
 // Run evaluates every Interval, starting at once, until ctx ends (it
-// returns ctx.Err()) or Shutdown is called (ErrClosed).
+// returns ctx.Err()) or Shutdown is called (ErrClosed). Each evaluation
+// runs on a goroutine of its own, which Run waits for: a condition or
+// hook that ends it with runtime.Goexit (t.FailNow in a test's callback)
+// is logged, as a panic is, and does not end Run.
 func (e *Evaluator) Run(ctx context.Context) error {
 	t := time.NewTicker(e.interval)
 	defer t.Stop()
 	for {
-		e.Evaluate(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.Evaluate(ctx)
+		}()
+		<-done
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -351,19 +359,52 @@ func (e *Evaluator) acquire(ctx context.Context) bool {
 // release gives the evaluation slot back.
 func (e *Evaluator) release() { <-e.evalSlot }
 
-// evaluateHeld is evaluate with the slot held and the evaluator open.
-func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules []*ruleState) []Transition {
-	type result struct {
-		m           Measurement
-		annotations map[string]string
-		err         error
-	}
-	results := make([]result, len(rules))
-	for i, rs := range rules {
-		r := &results[i]
-		r.m, r.annotations, r.err = measure(ctx, rs, now)
-	}
+// result is what a rule's condition measured.
+type result struct {
+	m           Measurement
+	annotations map[string]string
+	err         error
+}
 
+// evaluateHeld is evaluate with the slot held and the evaluator open.
+// Should a condition end the goroutine with runtime.Goexit, the
+// evaluation is finished, that condition's Goexit its rule's error, before
+// the goroutine goes on ending.
+func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules []*ruleState) []Transition {
+	results := make([]result, len(rules))
+	measured := false
+	defer func() {
+		if !measured {
+			e.settle(ctx, now, wall, rules, results)
+		}
+	}()
+	measureFrom(ctx, rules, now, results, 0)
+	measured = true
+	return e.settle(ctx, now, wall, rules, results)
+}
+
+// measureFrom measures the rules from the i-th on into results. A
+// condition that ends the goroutine with runtime.Goexit has it as its
+// error, a *PanicError with no Value, and the rules after it are still
+// measured before the goroutine goes on ending.
+func measureFrom(ctx context.Context, rules []*ruleState, now time.Time, results []result, i int) {
+	defer func() {
+		if i < len(rules) {
+			// The loop stopped short: a condition did not return
+			// (measure recovers a panic).
+			results[i] = result{err: newPanicError("condition of rule "+rules[i].rule.Name, nil)}
+			measureFrom(ctx, rules, now, results, i+1)
+		}
+	}()
+	for ; i < len(rules); i++ {
+		r := &results[i]
+		r.m, r.annotations, r.err = measure(ctx, rules[i], now)
+	}
+}
+
+// settle changes the states of rules with what their conditions measured,
+// runs the hooks and offers the alerts to the notifiers.
+func (e *Evaluator) settle(ctx context.Context, now, wall time.Time, rules []*ruleState, results []result) []Transition {
 	var (
 		trs    []Transition
 		calls  []hookCall
@@ -407,6 +448,10 @@ func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules
 	e.mu.Unlock()
 
 	for _, p := range panics {
+		if p.Value == nil {
+			e.log.Error("andon: condition called runtime.Goexit", "where", p.Where, "stack", string(p.Stack))
+			continue
+		}
 		e.log.Error("andon: condition panicked", "where", p.Where, "panic", fmt.Sprint(p.Value), "stack", string(p.Stack))
 	}
 	// The notifiers hear of the alerts, and the board of the evaluation,

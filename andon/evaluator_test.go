@@ -957,3 +957,57 @@ func TestSilenceEndingOnItsOwnShowsAtOnce(t *testing.T) {
 		assert.Equal(t, []bool{false, false, false}, silenced(), "ended, and forgotten by Silences")
 	})
 }
+
+// An alert a Refresher (Alertmanager) took firing before a silence began
+// is still re-sent to it while silenced: the silence mutes what the
+// receiver is told anew, not what it holds. Otherwise the alert's
+// ValidUntil (Alertmanager's endsAt) passes and Alertmanager resolves it,
+// telling its receivers it resolved while it still fires. An alert that
+// fires under the silence is not sent until the silence ends.
+func TestSilenceKeepsRefreshingAnAlertTheRefresherHolds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &refresher{}
+		a, b := newSwitch(), newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n},
+			Notify: andon.NotifyOptions{ResendInterval: time.Minute}, Interval: 15 * time.Second,
+			Rules: []andon.Rule{
+				{Name: "A", Severity: andon.Page, Condition: a, Labels: map[string]string{"team": "payments"}},
+				{Name: "B", Severity: andon.Page, Condition: b, Labels: map[string]string{"team": "payments"}},
+			}})
+		ctx := context.Background()
+		a.Set(true)
+		e.Evaluate(ctx)
+		require.NoError(t, e.Flush(ctx))
+		require.Equal(t, []string{"A firing"}, n.events())
+
+		_, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}}, Duration: 30 * time.Minute})
+		require.NoError(t, err)
+		// B fires under the silence; every 15s until the silence ends, A
+		// is still held firing by the refresher, and B is not sent.
+		b.Set(true)
+		for range 30*4 - 1 {
+			time.Sleep(15 * time.Second)
+			e.Evaluate(ctx)
+			require.NoError(t, e.Flush(ctx))
+			n.mu.Lock()
+			var last andon.Alert
+			for _, x := range n.alerts {
+				if x.Name == "A" {
+					last = x
+				}
+			}
+			names := map[string]bool{}
+			for _, x := range n.alerts {
+				names[x.Name] = true
+			}
+			n.mu.Unlock()
+			require.Equal(t, andon.Firing, last.State)
+			require.True(t, last.ValidUntil.After(time.Now()), "at %v Alertmanager holds A until %v: it takes it as resolved", time.Now(), last.ValidUntil)
+			require.False(t, names["B"], "B fired under the silence and is not sent")
+		}
+		time.Sleep(15 * time.Second) // the silence has ended
+		e.Evaluate(ctx)
+		require.NoError(t, e.Flush(ctx))
+		assert.Contains(t, n.events(), "B firing")
+	})
+}

@@ -197,3 +197,112 @@ func TestHooksAfterOneThatCallsGoexitStillRun(t *testing.T) {
 		lmu.Unlock()
 	})
 }
+
+// A hook or a condition that ends its goroutine with runtime.Goexit (a
+// t.FailNow in a test's callback) does not end Run, as a panic does not:
+// the Goexit is logged and Run goes on evaluating every Interval until
+// its context ends, and then returns.
+func TestRunGoesOnAfterAGoexit(t *testing.T) {
+	for _, in := range []string{"hook", "condition"} {
+		t.Run(in, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var exited atomic.Bool // the callback calls Goexit once
+				exitOnce := func() {
+					if !exited.Swap(true) {
+						runtime.Goexit()
+					}
+				}
+				a := newSwitch()
+				rule := andon.Rule{Name: "A", Severity: andon.Page, Condition: a}
+				switch in {
+				case "hook":
+					rule.Hooks = []andon.Hook{andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { exitOnce() }}}
+				case "condition":
+					rule.Condition = andon.ConditionFunc(func(ctx context.Context, now time.Time) (andon.Measurement, error) {
+						exitOnce()
+						return a.Measure(ctx, now)
+					})
+				}
+				var logs bytes.Buffer
+				var lmu sync.Mutex
+				e := newEvaluator(t, andon.EvaluatorOptions{Interval: time.Minute, Rules: []andon.Rule{rule},
+					Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &lmu}, nil))})
+				a.Set(true)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- e.Run(ctx) }()
+				synctest.Wait()
+				require.True(t, exited.Load())
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				st, _ := e.Alert("A")
+				assert.Equal(t, andon.Firing, st.State, "Run evaluates after the Goexit")
+				a.Set(false)
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				st, _ = e.Alert("A")
+				assert.Equal(t, andon.Resolved, st.State, "Run goes on evaluating")
+				cancel()
+				synctest.Wait()
+				select {
+				case err := <-done:
+					assert.ErrorIs(t, err, context.Canceled)
+				default:
+					t.Fatal("Run did not return when its context ended")
+				}
+				lmu.Lock()
+				assert.Contains(t, logs.String(), "runtime.Goexit")
+				lmu.Unlock()
+			})
+		})
+	}
+}
+
+// A condition that ends the evaluating goroutine with runtime.Goexit is
+// an error of its rule, as a panic is: the evaluation it was part of is
+// finished before the goroutine goes on ending, so the other rules are
+// evaluated, their hooks run and the notifiers hear of them.
+func TestConditionGoexitIsAnError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		exits := andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			runtime.Goexit()
+			return andon.Measurement{}, nil
+		})
+		var fired atomic.Int32
+		rec := &recorder{}
+		b := newSwitch()
+		b.Set(true)
+		var logs bytes.Buffer
+		var lmu sync.Mutex
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &lmu}, nil)),
+			Rules: []andon.Rule{
+				{Name: "A", Severity: andon.Page, Condition: exits},
+				{Name: "B", Severity: andon.Page, Condition: b,
+					Hooks: []andon.Hook{andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { fired.Add(1) }}}},
+				{Name: "C", Severity: andon.Page, Condition: exits},
+			}})
+		ctx := context.Background()
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			e.EvaluateAt(ctx, t0)
+			t.Error("EvaluateAt returned after a condition's runtime.Goexit")
+		}()
+		<-ended
+		require.NoError(t, e.Flush(ctx))
+		for _, name := range []string{"A", "C"} {
+			a, _ := e.Alert(name)
+			assert.Equal(t, t0, a.LastEval, name)
+			assert.Equal(t, "andon: runtime.Goexit in condition of rule "+name, a.LastError)
+		}
+		b2, _ := e.Alert("B")
+		assert.Equal(t, andon.Firing, b2.State, "the rules after it are evaluated")
+		assert.EqualValues(t, 1, fired.Load(), "their hooks run")
+		assert.Equal(t, []string{"B firing"}, rec.events(), "the notifiers hear of them")
+		assert.Len(t, e.History(), 1)
+		lmu.Lock()
+		assert.Contains(t, logs.String(), "andon: condition called runtime.Goexit")
+		lmu.Unlock()
+	})
+}

@@ -12,7 +12,8 @@ import "context"
 // stack (see PanicError). A hook that ends the goroutine with
 // runtime.Goexit (t.FailNow in a test's hook) is logged too, and the
 // hooks after it still run and the notifiers still hear of the
-// evaluation's alerts before the goroutine goes on ending.
+// evaluation's alerts before the goroutine goes on ending; Run evaluates
+// on a goroutine of its own, so it goes on.
 //
 // Hooks run whether or not the alert is silenced: a silence mutes
 // notifications, not the line's protection.

@@ -300,7 +300,16 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			d.forgive(a.Fingerprint)
 		}
 		switch {
-		case a.State == Firing && !a.Silenced:
+		case a.State == Firing && a.Silenced:
+			// A silence mutes what the receiver is told anew, not what
+			// it holds: a Refresher that holds the alert firing is
+			// still re-sent it, or its ValidUntil passes and
+			// Alertmanager tells its receivers the alert resolved.
+			if _, held := d.held[a.Fingerprint]; !d.refresh || !firing || s.refused || !held ||
+				now.Sub(s.at) < d.opts.ResendInterval {
+				continue
+			}
+		case a.State == Firing:
 			if firing && s.refused && !a.FiredAt.Equal(s.firedAt) {
 				// Fired again since the refused one, which resolved
 				// while the alert was not offered (pending or inactive

@@ -1233,34 +1233,49 @@ func TestDroppedResolutionIsSentOnceTheAlertIsPendingAgain(t *testing.T) {
 			<-hold
 			return rec.Notify(ctx, a)
 		})
-		cond, other := newSwitch(), newSwitch()
-		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{held}, Logger: discardLogger(),
-			Notify: andon.NotifyOptions{QueueSize: 1},
-			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, For: time.Minute, Condition: cond},
-				{Name: "S", Severity: andon.Page, Condition: other}}})
+		e, cond := dropResolutionBehindAHeldSend(t, held)
 		ctx := context.Background()
-
-		cond.Set(true)
-		e.EvaluateAt(ctx, t0)
-		e.EvaluateAt(ctx, t0.Add(time.Minute)) // R fires; the held worker takes it
-		synctest.Wait()
-		other.Set(true)
-		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // S fires and fills the queue
 		cond.Set(false)
-		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // R's resolution is dropped
-		require.EqualValues(t, 1, e.NotifierStats()[0].Dropped)
-		cond.Set(true)
-		e.EvaluateAt(ctx, t0.Add(4*time.Minute)) // R pending again
-		cond.Set(false)
-		e.EvaluateAt(ctx, t0.Add(5*time.Minute)) // and inactive
+		e.EvaluateAt(ctx, t0.Add(4*time.Minute)) // and inactive
 		close(hold)
+		require.NoError(t, e.Flush(ctx))
+		e.EvaluateAt(ctx, t0.Add(5*time.Minute))
 		require.NoError(t, e.Flush(ctx))
 		e.EvaluateAt(ctx, t0.Add(6*time.Minute))
 		require.NoError(t, e.Flush(ctx))
-		e.EvaluateAt(ctx, t0.Add(7*time.Minute))
-		require.NoError(t, e.Flush(ctx))
-		assert.Equal(t, []string{"R firing", "S firing", "R resolved"}, rec.events())
+		assert.Equal(t, []string{"A firing", "S firing", "A resolved"}, rec.events())
 	})
+}
+
+// dropResolutionBehindAHeldSend makes an evaluator with n, whose first
+// call the caller holds, as its notifier, with a queue of one, and leaves
+// its alert A pending again after a resolution that was dropped: A fires
+// and n takes it (at t0+1m), S fires and fills the queue, A resolves
+// (dropped) and is pending again at t0+3m. It returns the evaluator and
+// A's condition.
+func dropResolutionBehindAHeldSend(t *testing.T, n andon.Notifier) (*andon.Evaluator, *switchCond) {
+	t.Helper()
+	cond, other := newSwitch(), newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+		Notify: andon.NotifyOptions{QueueSize: 1},
+		Rules: []andon.Rule{{Name: "A", Severity: andon.Page, For: time.Minute, Condition: cond},
+			{Name: "S", Severity: andon.Page, Condition: other}}})
+	ctx := context.Background()
+
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0)
+	e.EvaluateAt(ctx, t0.Add(time.Minute)) // A fires; the worker holds the send
+	synctest.Wait()
+	other.Set(true)
+	e.EvaluateAt(ctx, t0.Add(90*time.Second)) // S fires and fills the queue
+	cond.Set(false)
+	e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // A's resolution is dropped
+	require.EqualValues(t, 1, e.NotifierStats()[0].Dropped)
+	cond.Set(true)
+	e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // A pending again
+	a, _ := e.Alert("A")
+	require.Equal(t, andon.Pending, a.State)
+	return e, cond
 }
 
 // A Backoff that panics gives the batch up, as the last attempt would,
@@ -1685,25 +1700,9 @@ func TestAlertFiringAgainAfterARefusedOneIsSent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		hold := make(chan struct{})
-		n := firstCallFails(rec, hold, kanban.Permanent(errors.New("400 Bad Request")))
-		cond, other := newSwitch(), newSwitch()
-		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
-			Notify: andon.NotifyOptions{QueueSize: 1},
-			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, For: time.Minute, Condition: cond},
-				{Name: "S", Severity: andon.Page, Condition: other}}})
+		e, _ := dropResolutionBehindAHeldSend(t, firstCallFails(rec, hold, kanban.Permanent(errors.New("400 Bad Request"))))
 		ctx := context.Background()
-
-		cond.Set(true)
-		e.EvaluateAt(ctx, t0)
-		e.EvaluateAt(ctx, t0.Add(time.Minute)) // A fires; the worker holds the send
-		synctest.Wait()
-		other.Set(true)
-		e.EvaluateAt(ctx, t0.Add(90*time.Second)) // S fires and fills the queue
-		cond.Set(false)
-		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // A resolves: dropped
-		cond.Set(true)
-		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // A pending again
-		close(hold)                              // A's firing alert is refused
+		close(hold) // A's firing alert is refused
 		require.NoError(t, e.Flush(ctx))
 		e.EvaluateAt(ctx, t0.Add(4*time.Minute)) // A fires again
 		require.NoError(t, e.Flush(ctx))

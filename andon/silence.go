@@ -201,7 +201,12 @@ func (m Matcher) String() string {
 // Silence mutes the notifications of the alerts whose labels match every
 // Matcher, from StartsAt until EndsAt: they are not sent while they fire,
 // but the resolution of one sent firing before is, so that its receiver
-// does not hold it firing for good. At least one Matcher must not match
+// does not hold it firing for good. One that a Refresher (Alertmanager)
+// took firing before is still re-sent to it every
+// NotifyOptions.ResendInterval, as Prometheus re-sends whatever the
+// silences: otherwise its endsAt would pass and Alertmanager would tell
+// its receivers that the alert resolved while it fires (mute it there
+// with a silence of Alertmanager's). At least one Matcher must not match
 // the empty value, as Alertmanager requires: {team!="payments"} alone
 // would mute every alert without a team. The board shows silenced alerts as
 // such; hooks still run.

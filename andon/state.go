@@ -86,7 +86,8 @@ type Alert struct {
 	// Silenced is true while a Silence matches the labels: a firing alert
 	// is not sent to notifiers (hooks still run). The resolution of an
 	// alert that was sent firing is sent all the same, as the receiver
-	// would otherwise hold it firing for good.
+	// would otherwise hold it firing for good, and a Refresher
+	// (Alertmanager) that holds it firing is still re-sent it.
 	Silenced bool `json:"silenced"`
 	// LastError is the error of the last evaluation of the condition; the
 	// state did not change on it. Empty when the evaluation succeeded.
