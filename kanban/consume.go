@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -73,29 +74,15 @@ func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts Consume
 	if rt.Counters == nil {
 		rt.Counters = new(Counters)
 	}
-	o := opts.WithDefaults()
-	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHandlers()
-	e := &engine[T]{
-		src: src, h: h, o: o, rt: rt, hctx: hctx, cancelHandlers: cancelHandlers,
-		sctx:     context.WithoutCancel(hctx),
-		free:     o.WIP,
-		lanes:    make(map[string]*lane[T]),
-		freed:    make(chan struct{}, 1),
-		stopping: make(chan struct{}),
-	}
-	if ms, ok := src.(*memSource[T]); ok && !o.PerKey {
+	e := newEngine(ctx, src, h, opts.WithDefaults(), rt)
+	defer e.cancelHandlers()
+	if ms, ok := src.(*memSource[T]); ok && !e.o.PerKey {
 		return e.serveShared(ctx, ms.q)
 	}
-	if ro, ok := src.(ReleaseOrderer); ok {
-		e.releaseInTurn = ro.ReleaseOrder() == ReleaseInTurn
-	}
-	if iv := src.HeartbeatInterval(); iv > 0 {
-		e.held = make(map[Lease[T]]time.Time)
-		e.extended.L = &e.mu
+	if e.held != nil {
 		hbDone := make(chan struct{})
 		stopHB := make(chan struct{})
-		go e.heartbeat(iv, stopHB, hbDone)
+		go e.heartbeat(e.beat, stopHB, hbDone)
 		defer func() { close(stopHB); <-hbDone }()
 	}
 	back, err := e.pullLoop(ctx)
@@ -106,6 +93,29 @@ func Serve[T any](ctx context.Context, src Source[T], h Handler[T], opts Consume
 		return errors.Join(err, derr)
 	}
 	return err
+}
+
+// newEngine returns Serve's engine for src, h, the options o with their
+// defaults, and rt with its Counters. The caller cancels its handlers'
+// context (cancelHandlers) when done.
+func newEngine[T any](ctx context.Context, src Source[T], h Handler[T], o ConsumeOptions, rt Runtime) *engine[T] {
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	e := &engine[T]{
+		src: src, h: h, o: o, rt: rt, hctx: hctx, cancelHandlers: cancelHandlers,
+		sctx:     context.WithoutCancel(hctx),
+		free:     o.WIP,
+		lanes:    make(map[string]*lane[T]),
+		freed:    make(chan struct{}, 1),
+		stopping: make(chan struct{}),
+	}
+	if ro, ok := src.(ReleaseOrderer); ok {
+		e.releaseInTurn = ro.ReleaseOrder() == ReleaseInTurn
+	}
+	if e.beat = src.HeartbeatInterval(); e.beat > 0 {
+		e.held = make(map[Lease[T]]time.Time)
+		e.extended.L = &e.mu
+	}
+	return e
 }
 
 type lane[T any] struct{ waiting []Lease[T] }
@@ -120,13 +130,17 @@ type engine[T any] struct {
 	cancelHandlers context.CancelFunc
 	// sctx is for settling calls: hctx without its cancellation.
 	sctx context.Context
+	// beat is the Source's HeartbeatInterval.
+	beat time.Duration
 
 	mu      sync.Mutex
 	free    int // WIP slots not held by a lease
 	ready   ring[Lease[T]]
 	lanes   map[string]*lane[T] // a key is busy while it has a lane
 	workers int
-	held    map[Lease[T]]time.Time // when each unsettled lease was pulled, with heartbeats only
+	// held says when each unsettled lease was pulled, with heartbeats
+	// only. Its keys are pointers (see identified).
+	held map[Lease[T]]time.Time
 	// extending is the lease the heartbeat is extending, if any; settle
 	// waits on extended until it is done with it.
 	extending Lease[T]
@@ -178,6 +192,9 @@ func (e *engine[T]) pullLoop(ctx context.Context) (back []Lease[T], err error) {
 		short = len(leases) < n
 		final := err != nil && IsPermanent(err)
 		for _, l := range leases {
+			if e.held != nil {
+				l = identified(l)
+			}
 			if !e.dispatch(ctx, l, final) {
 				back = append(back, l)
 			}
@@ -194,6 +211,21 @@ func (e *engine[T]) pullLoop(ctx context.Context) (back []Lease[T], err error) {
 		}
 	}
 	return back, nil
+}
+
+// heldLease gives a lease that is not a pointer an identity of its own.
+// With heartbeats the engine keys the leases it holds by their value (see
+// engine.held): a struct holding a slice or a map cannot be a map key nor
+// be compared (either panics), and two equal structs would be taken for
+// one lease.
+type heldLease[T any] struct{ Lease[T] }
+
+// identified returns l, or l in a heldLease when it is not a pointer.
+func identified[T any](l Lease[T]) Lease[T] {
+	if t := reflect.TypeOf(l); t == nil || t.Kind() == reflect.Pointer {
+		return l
+	}
+	return &heldLease[T]{l}
 }
 
 // dispatch takes l, holding a WIP slot, to a worker or to its key's lane.
@@ -924,9 +956,10 @@ func (e *engine[T]) extend(l Lease[T]) {
 	}
 }
 
-// drain stops the consumer: it hands back the leases waiting in the lanes,
-// then back (pulled after them, see pullLoop), and waits for the running
-// handlers.
+// drain stops the consumer: it hands back the leases dispatched and not
+// taken by a worker, those waiting in the lanes, then back (pulled after
+// them, see pullLoop), and waits for the running handlers. A worker takes
+// no lease once the drain has begun.
 func (e *engine[T]) drain(back []Lease[T]) error {
 	e.mu.Lock()
 	e.stopped.Store(true)
@@ -934,7 +967,23 @@ func (e *engine[T]) drain(back []Lease[T]) error {
 	if e.onStop != nil {
 		e.onStop()
 	}
+	// The leases dispatched that no worker has taken yet start no more:
+	// they go back first, each before its key's leases in its lane and in
+	// back, pulled after it.
 	var unstarted []Lease[T]
+	for e.ready.len() > 0 {
+		l := e.ready.popFront()
+		unstarted = append(unstarted, l)
+		if e.releaseInTurn && e.o.PerKey {
+			// Its lane's leases, held for it to be settled (see
+			// handled), go back behind it, and back's after them.
+			k := l.Key()
+			if ln, ok := e.lanes[k]; ok {
+				unstarted = append(unstarted, ln.waiting...)
+				delete(e.lanes, k)
+			}
+		}
+	}
 	if e.releaseInTurn {
 		// A key's messages waiting behind a running one go back once it
 		// is settled (see handled): released before it, they would be

@@ -25,6 +25,8 @@ import (
 type pull struct {
 	leases []*lease
 	err    error
+	// after, when set, is closed before Pull answers: it waits for it.
+	after <-chan struct{}
 }
 
 // backend is a kanban.Source whose Pull answers as scripted, then hands
@@ -62,6 +64,9 @@ func (b *backend) Pull(ctx context.Context, max int) ([]kanban.Lease[int], error
 		p := b.script[0]
 		b.script = b.script[1:]
 		b.mu.Unlock()
+		if p.after != nil {
+			<-p.after
+		}
 		return b.leases(p.leases), p.err
 	}
 	if n := min(max, len(b.ready)); n > 0 {
@@ -327,13 +332,17 @@ func TestServeStopsOnAPermanentPullError(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				closed := errors.New("connection closed")
 				b := newBackend()
-				b.script = []pull{{leases: []*lease{{id: "a"}}}, {leases: []*lease{{id: "late"}}, err: kanban.Permanent(closed)}}
+				// The error comes once a has started: a message not
+				// started when the consumer stops is released instead.
+				running := make(chan struct{})
+				b.script = []pull{{leases: []*lease{{id: "a"}}}, {leases: []*lease{{id: "late"}}, err: kanban.Permanent(closed), after: running}}
 				var log logRecorder
 				var started []string
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				err := kanban.Serve(ctx, kanban.Source[int](b), func(ctx context.Context, d kanban.Delivery[int]) error {
 					started = append(started, d.ID)
+					close(running)
 					select {
 					case <-time.After(tc.work):
 						return nil
@@ -748,3 +757,75 @@ func TestServeReleaseGoexitInTheDrain(t *testing.T) {
 		})
 	}
 }
+
+// valueLease is a lease held as a struct value that cannot be compared
+// (it holds a slice), as a backend may hand out.
+type valueLease struct {
+	*lease
+	tags []string
+}
+
+// valueSource is a backend whose leases are valueLease values.
+type valueSource struct{ *backend }
+
+func (s valueSource) Pull(ctx context.Context, max int) ([]kanban.Lease[int], error) {
+	ls, err := s.backend.Pull(ctx, max)
+	for i, l := range ls {
+		ls[i] = valueLease{lease: l.(*lease), tags: []string{"t"}}
+	}
+	return ls, err
+}
+
+// TestServeExtendsLeasesThatAreNotComparable: a Lease that is a struct
+// value holding a slice, which cannot be a map key nor be compared, is
+// extended and settled as a pointer is, and Serve does not panic: also
+// as it waits for its key in the drain, and is released in the drain.
+func TestServeExtendsLeasesThatAreNotComparable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "a"}, &lease{id: "b"})
+		b.heartbeat = 10 * time.Second
+		work := map[string]time.Duration{"a": 25 * time.Second, "b": 30 * time.Second}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- kanban.Serve(ctx, valueSource{b}, func(_ context.Context, d kanban.Delivery[int]) error {
+				time.Sleep(work[d.ID])
+				return nil
+			}, kanban.ConsumeOptions{}, kanban.Runtime{})
+		}()
+		time.Sleep(time.Minute)
+		cancel()
+		require.NoError(t, <-done)
+		assert.Equal(t, []string{
+			"extend a@10s", "extend a@20s", "ack a",
+			"extend b@40s", "extend b@50s", "ack b",
+		}, b.recorded())
+	})
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend()
+		b.heartbeat = 10 * time.Second
+		b.script = []pull{{leases: []*lease{{id: "a1", key: "a"}, {id: "a2", key: "a"}}}}
+		b.onCtxEnd = []*lease{{id: "a3", key: "a"}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- kanban.Serve(ctx, inTurnValueSource{valueSource{b}}, func(context.Context, kanban.Delivery[int]) error {
+				time.Sleep(25 * time.Second)
+				return nil
+			}, kanban.ConsumeOptions{WIP: 4, PerKey: true, DrainTimeout: time.Minute}, kanban.Runtime{})
+		}()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-done)
+		assert.ElementsMatch(t, []string{
+			"extend a1@10s", "extend a2@10s", "extend a1@20s", "extend a2@20s", "extend a3@20s",
+		}, b.recorded()[:5])
+		assert.Equal(t, []string{"ack a1", "release a2", "release a3"}, b.recorded()[5:])
+	})
+}
+
+// inTurnValueSource is a valueSource that releases in turn.
+type inTurnValueSource struct{ valueSource }
+
+func (inTurnValueSource) ReleaseOrder() kanban.ReleaseOrder { return kanban.ReleaseInTurn }

@@ -1,0 +1,127 @@
+package kanban
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// recordingSource is a Source whose leases record how they are settled;
+// Pull is never called (the tests dispatch by hand).
+type recordingSource struct {
+	inTurn bool
+	mu     sync.Mutex
+	events []string
+}
+
+func (s *recordingSource) Pull(ctx context.Context, _ int) ([]Lease[int], error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+func (s *recordingSource) HeartbeatInterval() time.Duration { return 0 }
+func (s *recordingSource) ReleaseOrder() ReleaseOrder {
+	if s.inTurn {
+		return ReleaseInTurn
+	}
+	return ReleaseToFront
+}
+
+func (s *recordingSource) record(ev string) {
+	s.mu.Lock()
+	s.events = append(s.events, ev)
+	s.mu.Unlock()
+}
+
+func (s *recordingSource) recorded() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.events...)
+}
+
+type recordingLease struct {
+	s       *recordingSource
+	id, key string
+}
+
+func (l *recordingLease) ID() string   { return l.id }
+func (l *recordingLease) Key() string  { return l.key }
+func (l *recordingLease) Attempt() int { return 1 }
+func (l *recordingLease) Message() (Message[int], error) {
+	return Message[int]{ID: l.id, Key: l.key}, nil
+}
+func (l *recordingLease) Ack(context.Context) error { l.s.record("ack " + l.id); return nil }
+func (l *recordingLease) Retry(context.Context, time.Duration) error {
+	l.s.record("retry " + l.id)
+	return nil
+}
+func (l *recordingLease) Release(context.Context) error { l.s.record("release " + l.id); return nil }
+func (l *recordingLease) DeadLetter(context.Context, string, int) error {
+	l.s.record("dead " + l.id)
+	return nil
+}
+func (l *recordingLease) Extend(context.Context) error { return nil }
+
+// TestDrainReleasesLeasesNoWorkerTookYet: a lease dispatched to the
+// workers that none of them has taken when the drain starts is released,
+// not started: here the consumer's one worker (WIP 1) has handled its
+// message and freed its slot, the pull loop has pulled the next and
+// dispatched it, and the worker takes work again only once the drain has
+// begun. Released in the order that has the source deliver each key's
+// messages again in their order: with PerKey the one dispatched comes
+// before those waiting behind it in its key's lane and those a Pull
+// returned as the consumer stopped.
+func TestDrainReleasesLeasesNoWorkerTookYet(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inTurn bool
+		perKey bool
+		want   []string
+	}{
+		{"to front", false, false, []string{"release a1"}},
+		{"in turn", true, false, []string{"release a1"}},
+		{"to front, per key", false, true, []string{"release a3", "release a2", "release a1"}},
+		{"in turn, per key", true, true, []string{"release a1", "release a2", "release a3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				src := &recordingSource{inTurn: tc.inTurn}
+				handled := false
+				o := ConsumeOptions{WIP: 1, PerKey: tc.perKey}.WithDefaults()
+				e := newEngine[int](ctx, src, func(context.Context, Delivery[int]) error {
+					handled = true
+					return nil
+				}, o, Runtime{Counters: new(Counters)})
+				defer e.cancelHandlers()
+				// The one worker, between its last message and the next.
+				e.workers = 1
+				e.wg.Add(1)
+				ls := []*recordingLease{{src, "a1", "a"}, {src, "a2", "a"}, {src, "a3", "a"}}
+				require.True(t, e.dispatch(ctx, ls[0], false))
+				var back []Lease[int]
+				if tc.perKey {
+					e.free++ // a2 waits in a's lane, in a slot of a larger WIP
+					require.True(t, e.dispatch(ctx, ls[1], false))
+					cancel()
+					e.free++
+					require.False(t, e.dispatch(ctx, ls[2], false), "pulled as the consumer stopped")
+					back = []Lease[int]{ls[2]}
+				}
+				cancel()
+				done := make(chan error, 1)
+				go func() { done <- e.drain(back) }()
+				synctest.Wait() // the drain has begun, and waits for the worker
+				go e.worker(nil)
+				require.NoError(t, <-done)
+				assert.False(t, handled, "no message starts once the drain has begun")
+				assert.Equal(t, tc.want, src.recorded())
+				assert.Zero(t, e.rt.Counters.Snapshot().InFlight)
+			})
+		})
+	}
+}
