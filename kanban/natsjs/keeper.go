@@ -2,9 +2,13 @@ package natsjs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
+	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -109,17 +113,94 @@ func (q *Queue[T]) published(n int) {
 	}
 }
 
-// firstKeeper publishes the keeper of a new Queue and waits for the
-// server to store it, so that the stream holds one from the start. A
-// refusal (the stream is full) is no error: the keeper before is still
-// there.
+// firstKeeper publishes the keeper of a new Queue and waits, at most
+// PublishTimeout, for the server to store it, so that the stream holds
+// one from the start. A refusal (the stream is full) is no error: the
+// keeper before is still there.
+//
+// A connection not permitted to publish to the keeper's subject is
+// answered by nothing but the server's permissions violation, an error on
+// the connection: a request would wait out its timeout. So the keeper goes
+// out followed by a ping, and the server's error, which comes before the
+// pong, is looked for before the acknowledgement is waited for. The error
+// returned then is errKeeperDenied, and the Queue publishes no keeper.
 func (q *Queue[T]) firstKeeper(ctx context.Context) error {
 	if !q.keeper {
 		return nil
 	}
-	_, err := q.js.PublishMsg(ctx, keeperMsg(q.opts.Stream))
-	if err != nil && !isFull(err) {
+	ctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
+	defer cancel()
+	nc := q.js.Conn()
+	sub, err := nc.SubscribeSync(nc.NewInbox())
+	if err != nil {
 		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	m := keeperMsg(q.opts.Stream)
+	m.Reply = sub.Subject
+	before := nc.LastError()
+	if err := nc.PublishMsg(m); err != nil {
+		return err
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return err
+	}
+	if err := nc.LastError(); !sameError(err, before) && keeperDenied(err, q.opts.Stream) {
+		q.keeper = false
+		return fmt.Errorf("%w: %w", errKeeperDenied, err)
+	}
+	ack, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return err
+	}
+	if err := pubAckError(ack); err != nil && !isFull(err) {
+		return err
+	}
+	return nil
+}
+
+// errKeeperDenied is firstKeeper's error for a connection not permitted
+// to publish to the keeper's subject.
+var errKeeperDenied = errors.New("natsjs: publishing the keeper not permitted")
+
+// keeperDenied reports whether err, a connection's last error, is the
+// server's refusal of a publish to the keeper's subject of stream.
+func keeperDenied(err error, stream string) bool {
+	return errors.Is(err, nats.ErrPermissionViolation) &&
+		strings.Contains(err.Error(), "Publish to "+strconv.Quote(keeperSubject(stream)))
+}
+
+// sameError reports whether a and b are the same error value: the
+// connection's last error unchanged. Values of a type that cannot be
+// compared are taken as different.
+func sameError(a, b error) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if t := reflect.TypeOf(a); t != reflect.TypeOf(b) || !t.Comparable() {
+		return false
+	}
+	return a == b
+}
+
+// pubAckError returns the error a stream's reply to a publish holds: none
+// for an acknowledgement, the server's refusal (a *jetstream.APIError),
+// or no stream listening.
+func pubAckError(reply *nats.Msg) error {
+	if len(reply.Data) == 0 && reply.Header.Get(statusHeader) == "503" {
+		return jetstream.ErrNoStreamResponse
+	}
+	var ack struct {
+		Error  *jetstream.APIError `json:"error"`
+		Stream string              `json:"stream"`
+	}
+	switch err := json.Unmarshal(reply.Data, &ack); {
+	case err != nil:
+		return jetstream.ErrInvalidJSAck
+	case ack.Error != nil:
+		return fmt.Errorf("nats: %w", ack.Error)
+	case ack.Stream == "":
+		return jetstream.ErrInvalidJSAck
 	}
 	return nil
 }

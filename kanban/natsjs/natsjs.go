@@ -115,9 +115,13 @@ type Options struct {
 	// more, which publishes the next — the stream takes one message more
 	// than Capacity, and the keeper's size more than MaxBytes. New makes
 	// the work stream without a keeper when another stream of the account
-	// takes its subject (one on Stream+".>", say), and logs it. A client
-	// restricted by publish permissions needs Stream+".keeper" as well as
-	// Stream.
+	// takes its subject (one on Stream+".>", say), and logs it. A
+	// connection whose publish permissions leave out Stream+".keeper"
+	// (one allowed Stream alone) gets a Queue that publishes no keeper:
+	// New sees the server's refusal at once and logs it, once, at Warn.
+	// Such a Queue works as one with a keeper, only without the saving;
+	// while no process publishes the keeper the stream takes one message
+	// more than Capacity, as above. Allow Stream+".keeper" for the saving.
 	Storage Storage
 	// AckWait is how long a delivered message stays leased without an
 	// acknowledgement; the consumer extends it every third of it (the
@@ -313,7 +317,8 @@ type Queue[T any] struct {
 	backoff  kanban.Exponential // waits between re-publishes
 	// keeper is whether this Queue publishes keepers (see
 	// Options.Storage): New made the work stream with the keeper's
-	// subject. sinceKeeper counts the bytes published since the last one.
+	// subject, and the connection may publish to it. sinceKeeper counts
+	// the bytes published since the last one.
 	keeper      bool
 	sinceKeeper atomic.Int64
 }
@@ -321,7 +326,11 @@ type Queue[T any] struct {
 var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
 
 // New creates (or updates) the work stream and the dead-letter stream and
-// returns the queue, or an error naming a bad field of opts.
+// returns the queue, or an error naming a bad field of opts. For a
+// file-stored work stream it publishes the keeper and waits, at most
+// PublishTimeout, for the stream to store it; a keeper not stored (the
+// connection not permitted to publish it, say) is logged at Warn and
+// fails nothing (see Options.Storage).
 func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -369,7 +378,11 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 				"stream", c.Stream, "subject", keeperSubject(c.Stream), "err", overlap)
 		}
 	}
-	if err := q.firstKeeper(ctx); err != nil {
+	switch err := q.firstKeeper(ctx); {
+	case errors.Is(err, errKeeperDenied):
+		c.Logger.Warn("natsjs: the connection may not publish to the work stream's keeper subject; the queue publishes no keeper",
+			"stream", c.Stream, "subject", keeperSubject(c.Stream), "err", err)
+	case err != nil:
 		// It saves work; the queue works without it.
 		c.Logger.Warn("natsjs: the work stream's keeper not stored", "stream", c.Stream, "err", err)
 	}
