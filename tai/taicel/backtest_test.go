@@ -809,3 +809,134 @@ func TestBacktestVerdictRuleWhoseVerdictDiffers(t *testing.T) {
 	require.Len(t, rep.Rules, 1)
 	assert.Equal(t, taicel.RuleChange{Rule: "blacklist", Different: blacklisted, DifferentAmount: amount}, rep.Rules[0])
 }
+
+// Cart is a typed payload whose collections may be nil, as a Go struct's
+// often are.
+type Cart struct {
+	Amount float64
+	Items  []string
+	Meta   map[string]string
+	Token  []byte
+	Lines  []CartLine
+	Ship   CartLine
+}
+
+// CartLine is a struct nested in Cart.
+type CartLine struct {
+	SKU  string
+	Tags []string
+}
+
+// A typed payload's nil slices, maps and []byte, which CEL reads as empty,
+// were recorded as null, which a backtest without the Go type (the
+// taikit command's, with a dynamic Env) reads as CEL's null: every rule
+// that had read them (size(payload.Items) == 0, "k" in payload.Meta)
+// failed or decided otherwise there. A dynamic backtest of the trail now
+// decides each signal as it was decided, as a typed one does.
+func TestBacktestDynamicReadsNilCollectionsOfATypedPayload(t *testing.T) {
+	spec := &taicel.Spec{Version: "v", Rules: []taicel.Rule{
+		{Name: "items", Weight: 0.2, Expr: `size(payload.Items) == 0`},
+		{Name: "meta", Weight: 0.2, Expr: `!("k" in payload.Meta) && payload.Meta == {}`},
+		{Name: "token", Weight: 0.2, Expr: `size(payload.Token) == 0`},
+		{Name: "lines", Weight: 0.2, Expr: `payload.Lines.all(l, size(l.Tags) == 0) && payload.Items == []`},
+		{Name: "ship", Weight: 0.2, Expr: `!payload.Ship.Tags.exists(t, t == "x")`},
+	}, Thresholds: taicel.Thresholds{Review: 0.3, Deny: 0.9}}
+	env, err := taicel.NewEnv(taicel.Options[Cart]{RecordInputs: true})
+	require.NoError(t, err)
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	p, err := tai.New(set, tai.ActionFunc[Cart, string](func(context.Context, tai.Signal[Cart]) (string, error) {
+		return "", nil
+	}), tai.WithObservers(audit))
+	require.NoError(t, err)
+	carts := []Cart{
+		{Amount: 1},
+		{Amount: 2, Lines: []CartLine{{SKU: "a"}}},
+		{Amount: 3, Items: []string{"a"}, Meta: map[string]string{"k": "v"}, Token: []byte("t"), Ship: CartLine{Tags: []string{"x"}}},
+		{Amount: 4, Items: []string{}, Meta: map[string]string{}, Token: []byte{}, Lines: []CartLine{{Tags: []string{}}}},
+	}
+	var verdicts []tai.Verdict
+	for i, c := range carts {
+		res, _ := p.Process(t.Context(), tai.Signal[Cart]{ID: strconv.Itoa(i), Kind: "cart", Payload: c})
+		verdicts = append(verdicts, res.Decision.Verdict)
+	}
+	require.NoError(t, audit.Shutdown(t.Context()))
+	assert.Equal(t, []tai.Verdict{tai.Deny, tai.Deny, tai.Allow, tai.Deny}, verdicts)
+
+	typed, err := taicel.Backtest(t.Context(), set, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, len(carts), typed.Replayed)
+	assert.Zero(t, typed.Errors)
+	assert.Zero(t, typed.Changed)
+	assert.Zero(t, typed.ScoreChanged)
+
+	denv, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	dset, err := denv.Compile(spec)
+	require.NoError(t, err)
+	rep, err := taicel.Backtest(t.Context(), dset, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, len(carts), rep.Replayed)
+	assert.Zero(t, rep.Errors, "%+v", rep.ErrorExamples)
+	assert.Zero(t, rep.Changed, "%+v", rep.Flips)
+	assert.Zero(t, rep.ScoreChanged)
+}
+
+// A nil collection in a struct field is recorded empty, as CEL reads it,
+// and with its path in "nil": has(), which tells a nil from an empty one,
+// decides on replay as it did live, wherever the field is (in a struct,
+// behind a pointer, in a slice's or a map's element), and the inputs
+// read back are the payload recorded.
+func TestReplayTellsNilFromEmptyCollections(t *testing.T) {
+	type Box struct {
+		Cart  *Cart
+		Carts []Cart
+		ByID  map[int]Cart
+	}
+	rules := []taicel.Rule{
+		{Name: "cart_items", Weight: 0.01, Expr: `has(payload.Cart.Items)`},
+		{Name: "cart_meta", Weight: 0.02, Expr: `has(payload.Cart.Meta)`},
+		{Name: "cart_token", Weight: 0.04, Expr: `has(payload.Cart.Token)`},
+		{Name: "ship_tags", Weight: 0.08, Expr: `has(payload.Cart.Ship.Tags)`},
+		{Name: "carts", Weight: 0.16, Expr: `payload.Carts.exists(c, has(c.Items))`},
+		{Name: "lines", Weight: 0.32, Expr: `payload.Carts.exists(c, c.Lines.exists(l, has(l.Tags)))`},
+		{Name: "by_id", Weight: 0.01, Expr: `has(payload.ByID[7].Meta)`},
+		{Name: "carts_nil", Weight: 0.01, Expr: `has(payload.Carts)`},
+	}
+	env, err := taicel.NewEnv(taicel.Options[Box]{RecordInputs: true})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "v", Rules: rules})
+	require.NoError(t, err)
+	for i, box := range []Box{
+		{Cart: &Cart{}, ByID: map[int]Cart{7: {}}},
+		{Cart: &Cart{Items: []string{}, Meta: map[string]string{}, Token: []byte{}, Ship: CartLine{Tags: []string{}}},
+			Carts: []Cart{{}, {Lines: []CartLine{{}, {Tags: []string{}}}}}, ByID: map[int]Cart{7: {Meta: map[string]string{}}, 8: {}}},
+		{Cart: &Cart{Ship: CartLine{Tags: []string{}}}, Carts: []Cart{{Items: []string{}}, {Lines: []CartLine{{}}}}, ByID: map[int]Cart{-1: {}, 7: {}}},
+	} {
+		d, err := set.Evaluate(t.Context(), tai.Signal[Box]{Payload: box})
+		require.NoError(t, err)
+		in, again := replay(t, env, set, d)
+		assert.Equal(t, box, in.Payload, "%d: %s", i, d.Inputs)
+		assert.Equal(t, d, again, "%d: %s", i, d.Inputs)
+	}
+
+	// Paths that lead nowhere, or to what is not empty, are errors.
+	for _, bad := range []string{
+		`"nil":[["Cart","Nope"]]`, `"nil":[["Cart","Amount"]]`, `"nil":[["Carts",1,"Items"]]`, `"nil":[["Carts",-1,"Items"]]`,
+		`"nil":[["ByID","8","Meta"]]`, `"nil":[["ByID","x","Meta"]]`, `"nil":[["ByID"]]`, `"nil":[["Carts",0,"Items"]]`,
+		`"nil":[[]]`, `"nil":["Carts"]`, `"nil":{}`, `"nil":[[true]]`, `"nil":[["Carts","0"]]`,
+	} {
+		_, err := env.DecodeInputs([]byte(`{"payload":{"Carts":[{"Items":["a"]}],"ByID":{"7":{}}},` + bad + `}`))
+		assert.ErrorContains(t, err, "nil: ", bad)
+	}
+	// A map payload holds no struct: "nil" there is left alone.
+	dyn, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	in, err := dyn.DecodeInputs([]byte(`{"payload":{"Items":[]},"nil":[["Items"]]}`))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"Items": []any{}}, in.Payload)
+}

@@ -2,6 +2,7 @@ package taicel
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -22,12 +23,23 @@ import (
 // type (a dynamic Env) gets an int64 back for an int and a float64 for a
 // float. time.Time is an RFC 3339 string with nanoseconds; []byte is
 // base64, as encoding/json writes it; a float that JSON cannot hold is the
-// string "NaN", "+Inf" or "-Inf".
+// string "NaN", "+Inf" or "-Inf". A nil slice or map is written empty
+// ([], {}, "" for bytes), as CEL reads it: null would read back, where no
+// Go type is known (a dynamic Env, the taikit command's backtest), as
+// CEL's null, which a rule that read an empty list (size(l) == 0) fails
+// on or judges otherwise. It reads back empty; nils tells where a struct
+// field, for which has() tells nil from empty, held such a nil.
 type codec struct {
 	// enc appends v, which is inside depth values (pointers and
 	// interfaces count); one that holds others gives them deeper(depth).
 	enc func(b []byte, v reflect.Value, depth int) []byte
 	dec func(r *jsonReader, v reflect.Value) error
+	// nils, unless nil, appends to b the path of each nil slice or map
+	// in a struct field within v (not within an interface, which reads
+	// back without its Go type), each as `,[path"Field"]`: path is the
+	// segments that lead to v, each followed by a comma, a segment being
+	// a field's name, an index or a map key, as JSON. setNil follows one.
+	nils func(b, path []byte, v reflect.Value) []byte
 }
 
 var (
@@ -41,10 +53,6 @@ var (
 type codecBuilder struct {
 	m     map[reflect.Type]*codec
 	order []reflect.Type // the keys of m, as they were added
-	// emptyNil makes the codecs write a nil slice or map as an empty one
-	// ([], {}, "" for bytes), as CEL reads it: for values read back
-	// without their Go type, to whose reader null would be CEL's null.
-	emptyNil bool
 }
 
 // errNoCodec is the error of a type that cannot be written as JSON: a
@@ -103,9 +111,10 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 			return err
 		}
 		c.enc, c.dec = ptrCodec(t, elem)
+		c.nils = ptrNils(elem)
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
-			c.enc, c.dec = cb.nilAs(encBytes, `""`), decBytes
+			c.enc, c.dec = encBytes, decBytes
 			return nil
 		}
 		elem, err := cb.of(t.Elem())
@@ -113,13 +122,14 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 			return err
 		}
 		c.enc, c.dec = sliceCodec(t, elem)
-		c.enc = cb.nilAs(c.enc, "[]")
+		c.nils = elemNils(elem)
 	case reflect.Array:
 		elem, err := cb.of(t.Elem())
 		if err != nil {
 			return err
 		}
 		c.enc, c.dec = arrayCodec(elem)
+		c.nils = elemNils(elem)
 	case reflect.Map:
 		key, err := mapKeyCodec(t.Key())
 		if err != nil {
@@ -130,31 +140,18 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 			return err
 		}
 		c.enc, c.dec = mapCodec(t, key, elem, nil)
-		c.enc = cb.nilAs(c.enc, "{}")
+		c.nils = mapNils(key, elem)
 	case reflect.Struct:
 		fields, err := cb.fields(t, nil)
 		if err != nil {
 			return fmt.Errorf("%v: %w", t, err)
 		}
 		c.enc, c.dec = structCodec(t, fields)
+		c.nils = structNils(fields)
 	default:
 		return errNoCodec{t}
 	}
 	return nil
-}
-
-// nilAs returns enc, the encoder of a slice or a map type, or with
-// emptyNil one that writes a nil value as empty instead.
-func (cb *codecBuilder) nilAs(enc func([]byte, reflect.Value, int) []byte, empty string) func([]byte, reflect.Value, int) []byte {
-	if !cb.emptyNil {
-		return enc
-	}
-	return func(b []byte, v reflect.Value, depth int) []byte {
-		if v.IsNil() {
-			return append(b, empty...)
-		}
-		return enc(b, v, depth)
-	}
 }
 
 // structField is one exported field of a struct codec.
@@ -162,6 +159,7 @@ type structField struct {
 	name  string
 	index int
 	key   []byte // `"Name":`
+	seg   []byte // `"Name",`, a segment of a nils path
 	codec *codec
 	omit  bool // Options.Unrecorded: read back, never written
 }
@@ -182,6 +180,8 @@ func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structFi
 		sf := structField{name: f.Name, index: i, omit: omit[f.Name]}
 		sf.key = jsonw.AppendString(nil, f.Name)
 		sf.key = append(sf.key, ':')
+		sf.seg = jsonw.AppendString(nil, f.Name)
+		sf.seg = append(sf.seg, ',')
 		c, err := cb.of(f.Type)
 		if err != nil {
 			if !sf.omit && first == nil {
@@ -255,6 +255,147 @@ func structCodec(t reflect.Type, fields []structField) (func([]byte, reflect.Val
 	return enc, dec
 }
 
+// structNils is the nils of a struct with fields.
+func structNils(fields []structField) func(b, path []byte, v reflect.Value) []byte {
+	return func(b, path []byte, v reflect.Value) []byte {
+		for i := range fields {
+			f := &fields[i]
+			if f.omit {
+				continue
+			}
+			fv := v.Field(f.index)
+			if k := fv.Kind(); (k == reflect.Slice || k == reflect.Map) && fv.IsNil() {
+				b = append(b, ",["...)
+				b = append(b, path...)
+				b = append(b, f.seg[:len(f.seg)-1]...)
+				b = append(b, ']')
+				continue
+			}
+			if f.codec.nils != nil {
+				b = f.codec.nils(b, append(path, f.seg...), fv)
+			}
+		}
+		return b
+	}
+}
+
+// ptrNils is the nils of a pointer to what elem writes. Like the
+// others that hold values, it reads elem.nils when called: elem may be
+// a type that holds this pointer, whose codec is not yet built.
+func ptrNils(elem *codec) func(b, path []byte, v reflect.Value) []byte {
+	return func(b, path []byte, v reflect.Value) []byte {
+		if v.IsNil() || elem.nils == nil {
+			return b
+		}
+		return elem.nils(b, path, v.Elem())
+	}
+}
+
+// elemNils is the nils of a slice or an array of what elem writes.
+func elemNils(elem *codec) func(b, path []byte, v reflect.Value) []byte {
+	return func(b, path []byte, v reflect.Value) []byte {
+		if elem.nils == nil {
+			return b
+		}
+		for i := range v.Len() {
+			p := strconv.AppendInt(path, int64(i), 10)
+			b = elem.nils(b, append(p, ','), v.Index(i))
+		}
+		return b
+	}
+}
+
+// mapNils is the nils of a map of what elem writes, its keys in order.
+func mapNils(key keyCodec, elem *codec) func(b, path []byte, v reflect.Value) []byte {
+	return func(b, path []byte, v reflect.Value) []byte {
+		if elem.nils == nil || v.Len() == 0 {
+			return b
+		}
+		type entry struct {
+			key string
+			v   reflect.Value
+		}
+		entries := make([]entry, 0, v.Len())
+		var kb []byte
+		for it := v.MapRange(); it.Next(); {
+			kb = key.enc(kb[:0], it.Key())
+			entries = append(entries, entry{string(kb), it.Value()})
+		}
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
+		for _, e := range entries {
+			p := jsonw.AppendString(path, e.key)
+			b = elem.nils(b, append(p, ','), e.v)
+		}
+		return b
+	}
+}
+
+// setNil sets to nil the slice or the map at path within v, a path a
+// nils wrote (as jsonReader.any reads it), where the decoder read an
+// empty one.
+func setNil(v reflect.Value, path []any) error {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return errors.New("a nil pointer on the path")
+		}
+		v = v.Elem()
+	}
+	if len(path) == 0 {
+		return errors.New("an empty path")
+	}
+	var next reflect.Value
+	switch v.Kind() {
+	case reflect.Struct:
+		name, _ := path[0].(string)
+		f, ok := v.Type().FieldByName(name)
+		if !ok || !f.IsExported() || len(f.Index) != 1 {
+			return fmt.Errorf("%v has no field %q", v.Type(), path[0])
+		}
+		next = v.Field(f.Index[0])
+		if len(path) == 1 {
+			if k := next.Kind(); (k != reflect.Slice && k != reflect.Map) || next.Len() != 0 {
+				return fmt.Errorf("field %s is not an empty slice or map", name)
+			}
+			next.SetZero()
+			return nil
+		}
+	case reflect.Slice, reflect.Array:
+		i, ok := path[0].(int64)
+		if !ok || i < 0 || i >= int64(v.Len()) {
+			return fmt.Errorf("no index %v in %v", path[0], v.Type())
+		}
+		next = v.Index(int(i))
+	case reflect.Map:
+		s, _ := path[0].(string)
+		kc, err := mapKeyCodec(v.Type().Key())
+		if err != nil {
+			return err
+		}
+		k := reflect.New(v.Type().Key()).Elem()
+		if err := kc.dec(s, k); err != nil {
+			return fmt.Errorf("key %q: %w", s, err)
+		}
+		e := v.MapIndex(k)
+		if !e.IsValid() {
+			return fmt.Errorf("no key %q in %v", s, v.Type())
+		}
+		// A map's values cannot be set in place: a copy is, and stored.
+		e2 := reflect.New(e.Type()).Elem()
+		e2.Set(e)
+		if err := setNil(e2, path[1:]); err != nil {
+			return fmt.Errorf("%q: %w", s, err)
+		}
+		v.SetMapIndex(k, e2)
+		return nil
+	default:
+		return fmt.Errorf("%v holds no %v", v.Type(), path[0])
+	}
+	if err := setNil(next, path[1:]); err != nil {
+		return fmt.Errorf("%v: %w", path[0], err)
+	}
+	return nil
+}
+
 func ptrCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value, int) []byte, func(*jsonReader, reflect.Value) error) {
 	enc := func(b []byte, v reflect.Value, depth int) []byte {
 		if v.IsNil() {
@@ -280,7 +421,7 @@ func ptrCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value, int) []b
 func sliceCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value, int) []byte, func(*jsonReader, reflect.Value) error) {
 	enc := func(b []byte, v reflect.Value, depth int) []byte {
 		if v.IsNil() {
-			return append(b, "null"...)
+			return append(b, "[]"...)
 		}
 		depth = deeper(depth)
 		b = append(b, '[')
@@ -395,7 +536,7 @@ func mapCodec(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) (
 	}
 	enc := func(b []byte, v reflect.Value, depth int) []byte {
 		if v.IsNil() {
-			return append(b, "null"...)
+			return append(b, "{}"...)
 		}
 		depth = deeper(depth)
 		entries := make([]entry, 0, v.Len())
@@ -536,9 +677,6 @@ func decTime(r *jsonReader, v reflect.Value) error {
 }
 
 func encBytes(b []byte, v reflect.Value, _ int) []byte {
-	if v.IsNil() {
-		return append(b, "null"...)
-	}
 	b = append(b, '"')
 	b = base64.StdEncoding.AppendEncode(b, v.Bytes())
 	return append(b, '"')
@@ -562,16 +700,14 @@ func decBytes(r *jsonReader, v reflect.Value) error {
 }
 
 // Interfaces hold values of any type: their codecs are built when a value
-// of a type is first seen, and kept. Such a value (a variable, an
-// interface field of the payload) reads back without its Go type, so a
-// nil slice or map in it, which CEL reads as empty, is written empty.
+// of a type is first seen, and kept.
 var dynCodecs sync.Map // reflect.Type -> *codec, or nil when the type has none
 
 func dynCodec(t reflect.Type) *codec {
 	if c, ok := dynCodecs.Load(t); ok {
 		return c.(*codec)
 	}
-	cb := codecBuilder{emptyNil: true}
+	var cb codecBuilder
 	c, err := cb.of(t)
 	if err != nil {
 		c = nil

@@ -128,7 +128,12 @@
 // an exponent, an int never is, so the JSON read without a Go type still
 // tells an int from a double. Times are RFC 3339 strings with nanoseconds,
 // []byte is base64, NaN and the infinities are the strings "NaN", "+Inf"
-// and "-Inf". A payload or a variable nested more than 10000 deep (one
+// and "-Inf". A nil slice, map or []byte is written empty ([], {}, ""),
+// as CEL reads it, so that a reader without the Go type (the taikit
+// command's backtest) reads it as CEL did; "nil" lists the paths of those
+// in the payload's struct fields (["Items"], ["Lines",0,"Tags"]), where
+// has() tells nil from empty, and Env.DecodeInputs reads them back nil. A
+// payload or a variable nested more than 10000 deep (one
 // that holds itself) cannot be recorded: the signal fails with an error
 // naming it.
 //

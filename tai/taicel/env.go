@@ -221,10 +221,10 @@ func payloadCodec(rt reflect.Type, dynamic bool, unrecorded []string, record boo
 			return nil, fmt.Errorf("taicel: Options.Unrecorded: %v has no exported field %q", st, name)
 		}
 	}
-	c := &codec{}
+	c := &codec{nils: structNils(fields)}
 	c.enc, c.dec = structCodec(st, fields)
 	if rt.Kind() == reflect.Pointer {
-		p := &codec{}
+		p := &codec{nils: ptrNils(c)}
 		p.enc, p.dec = ptrCodec(rt, c)
 		return p, nil
 	}

@@ -80,6 +80,9 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 	b = appendTime(b, act.time)
 	b = append(b, `,"payload":`...)
 	b = e.payload.enc(b, reflect.ValueOf(act.payload), 1)
+	if e.payload.nils != nil {
+		b = appendNils(b, e.payload, reflect.ValueOf(act.payload))
+	}
 	b = append(b, `,"vars":{`...)
 	first := true
 	put := func(name string, v any) {
@@ -109,6 +112,23 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// appendNils writes the member "nil": the paths of the nil slices and
+// maps in the struct fields of the payload v, which are written empty,
+// as CEL reads them, and read back nil, as has() tells them from empty
+// ones. It writes nothing when there is none.
+func appendNils(b []byte, c *codec, v reflect.Value) []byte {
+	mark := len(b)
+	b = append(b, `,"nil":[`...)
+	start := len(b)
+	b = c.nils(b, nil, v)
+	if len(b) == start {
+		return b[:mark]
+	}
+	// Each path came with a comma before it: the first one's goes.
+	b = append(b[:start], b[start+1:]...)
+	return append(b, ']')
 }
 
 // closeInputs returns a copy of the open inputs object in b, closed, with
@@ -142,6 +162,7 @@ func (e *Env[T]) DecodeInputs(data []byte) (Inputs[T], error) {
 func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 	r := jsonReader{data: data}
 	var payload bool
+	var nils []any
 	err := r.object(func(key []byte) error {
 		switch string(key) {
 		case "time":
@@ -165,6 +186,16 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 				in.Vars[name] = v
 				return nil
 			})
+		case "nil":
+			if e.dynamic {
+				break // a map payload holds no struct: empty is empty
+			}
+			if r.peek() != '[' {
+				return r.errorf("nil: want an array")
+			}
+			x, err := r.any()
+			nils, _ = x.([]any)
+			return err
 		case "verdict_rule":
 			s, err := r.string()
 			in.VerdictRule = s
@@ -177,6 +208,19 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 	}
 	if err == nil && !payload {
 		err = errors.New("no payload")
+	}
+	for _, p := range nils {
+		if err != nil {
+			break
+		}
+		path, ok := p.([]any)
+		if !ok {
+			err = fmt.Errorf("nil: %v is not a path", p)
+			break
+		}
+		if err = setNil(reflect.ValueOf(&in.Payload).Elem(), path); err != nil {
+			err = fmt.Errorf("nil: %v: %w", path, err)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("taicel: inputs: %w", err)
