@@ -22,7 +22,9 @@ type Tracing struct {
 	Service  string // the service's name; OTEL_SERVICE_NAME overrides it
 	Instance string // the replica's name
 	// Endpoint exports spans over OTLP/HTTP: a URL ("http://jaeger:4318",
-	// "/v1/traces" added) or host:port (plain HTTP). Empty exports nothing.
+	// "/v1/traces" added to its path) without a query or user info, or
+	// host:port (plain HTTP). Credentials go in headers
+	// (OTEL_EXPORTER_OTLP_HEADERS). Empty exports nothing.
 	Endpoint string
 	// Processor, if set, also receives every span (tests).
 	Processor sdktrace.SpanProcessor
@@ -54,14 +56,18 @@ func (t Tracing) TracerProvider() (*sdktrace.TracerProvider, error) {
 	if endpoint := t.Endpoint; endpoint != "" {
 		var eopts []otlptracehttp.Option
 		if strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "https://") {
-			full := strings.TrimSuffix(endpoint, "/") + "/v1/traces"
-			// The exporter logs a URL it cannot parse whole and sends to
-			// its default, localhost:4318, instead.
-			if u, err := url.Parse(full); err != nil || u.Host == "" {
-				return nil, fmt.Errorf("OTLP endpoint %s is not a URL with a host (http://collector:4318)", RedactURL(endpoint))
+			full, err := endpointURL(endpoint)
+			if err != nil {
+				return nil, err
 			}
 			eopts = append(eopts, otlptracehttp.WithEndpointURL(full))
 		} else {
+			// The exporter puts host:port in a URL of its own: anything
+			// more (a path, a query, user info) made every export fail,
+			// logged with that URL, token and all.
+			if u, err := url.Parse("http://" + endpoint); err != nil || u.Host != endpoint {
+				return nil, fmt.Errorf("OTLP endpoint %s is neither a URL (http://collector:4318) nor host:port (collector:4318)", RedactURL(endpoint))
+			}
 			eopts = append(eopts, otlptracehttp.WithEndpoint(endpoint), otlptracehttp.WithInsecure())
 		}
 		exp, err := otlptracehttp.New(context.Background(), eopts...)
@@ -71,6 +77,26 @@ func (t Tracing) TracerProvider() (*sdktrace.TracerProvider, error) {
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	}
 	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+// endpointURL is the URL spans are sent to for an endpoint given as a URL:
+// its path with /v1/traces added. The exporter sends to the scheme, host
+// and path alone, so an endpoint with a query or user info, which it would
+// drop, is refused; a fragment, which HTTP never sends, is dropped.
+func endpointURL(endpoint string) (string, error) {
+	u, err := url.Parse(endpoint)
+	// The exporter logs a URL it cannot parse whole and sends to its
+	// default, localhost:4318, instead.
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("OTLP endpoint %s is not a URL with a host (http://collector:4318)", RedactURL(endpoint))
+	}
+	if u.RawQuery != "" || u.User != nil {
+		return "", fmt.Errorf("OTLP endpoint %s has a query or user info, which OTLP/HTTP does not send: give the collector's credentials as headers in OTEL_EXPORTER_OTLP_HEADERS (Authorization=Bearer%%20...)", RedactURL(endpoint))
+	}
+	u.ForceQuery, u.Fragment, u.RawFragment = false, "", ""
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/traces"
+	u.RawPath = ""
+	return u.String(), nil
 }
 
 // TraceHTTP opens a server span per request with otelhttp (the current

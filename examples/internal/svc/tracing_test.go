@@ -60,3 +60,90 @@ func TestTracerProviderRefusesABadEndpointURL(t *testing.T) {
 	require.NoError(t, err)
 	assert.NoError(t, tp.Shutdown(context.Background()))
 }
+
+// Spans reach the collector at the endpoint's path with /v1/traces added,
+// whatever follows the path: a fragment, which HTTP never sends, is
+// dropped, not read as the end of a URL that /v1/traces is then appended
+// to (which sent the spans to the collector's root, where it answers 404).
+func TestTracerProviderExportsToTheEndpointPath(t *testing.T) {
+	for _, c := range []struct{ suffix, want string }{
+		{"", "/v1/traces"},
+		{"/", "/v1/traces"},
+		{"/otlp/", "/otlp/v1/traces"},
+		{"#frag", "/v1/traces"},
+		{"/otlp#frag", "/otlp/v1/traces"},
+		{"?", "/v1/traces"},
+	} {
+		got := make(chan string, 10)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got <- r.URL.RequestURI()
+		}))
+		tp, err := svc.Tracing{Service: "t", Instance: "i", Endpoint: srv.URL + c.suffix}.TracerProvider()
+		require.NoError(t, err, c.suffix)
+		_, span := tp.Tracer("t").Start(context.Background(), "s")
+		span.End()
+		require.NoError(t, tp.ForceFlush(context.Background()), c.suffix)
+		require.NoError(t, tp.Shutdown(context.Background()), c.suffix)
+		srv.Close()
+		require.Len(t, got, 1, c.suffix)
+		assert.Equal(t, c.want, <-got, c.suffix)
+	}
+}
+
+// OTLP/HTTP sends no query and no user info: an endpoint with either is
+// refused, without its values, rather than exported to without them (the
+// exporter dropped both, and a query before /v1/traces left the spans at
+// the collector's root).
+func TestTracerProviderRefusesAQueryOrUserInfo(t *testing.T) {
+	for _, bad := range []string{
+		"http://collector:4318?token=s3cret",
+		"http://collector:4318/v1?token=s3cret",
+		"https://collector:4318/?token=s3cret#frag",
+		"http://user:s3cret@collector:4318",
+	} {
+		tp, err := svc.Tracing{Service: "t", Instance: "i", Endpoint: bad}.TracerProvider()
+		if tp != nil {
+			assert.NoError(t, tp.Shutdown(context.Background()))
+		}
+		require.Error(t, err, bad)
+		assert.ErrorContains(t, err, "OTLP endpoint", bad)
+		assert.ErrorContains(t, err, "OTEL_EXPORTER_OTLP_HEADERS", bad)
+		assert.NotContains(t, err.Error(), "s3cret", bad)
+	}
+}
+
+// An endpoint given as host:port is only that: one with a path, query,
+// fragment or user info made a URL the exporter could not parse, so that
+// every export failed and was logged with the URL, token and all. It is
+// refused at start, without its values; host:port itself exports.
+func TestTracerProviderHostPortEndpoint(t *testing.T) {
+	for _, bad := range []string{
+		"collector:4318?token=s3cret",
+		"collector:4318/v1/traces",
+		"collector:4318#frag",
+		"u:s3cret@collector:4318",
+		"collector:4318 s3cret",
+	} {
+		tp, err := svc.Tracing{Service: "t", Instance: "i", Endpoint: bad}.TracerProvider()
+		if tp != nil {
+			assert.NoError(t, tp.Shutdown(context.Background()))
+		}
+		require.Error(t, err, bad)
+		assert.ErrorContains(t, err, "OTLP endpoint", bad)
+		assert.NotContains(t, err.Error(), "s3cret", bad)
+	}
+
+	got := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.RequestURI()
+	}))
+	defer srv.Close()
+	tp, err := svc.Tracing{Service: "t", Instance: "i", Endpoint: srv.Listener.Addr().String()}.TracerProvider()
+	require.NoError(t, err)
+	_, span := tp.Tracer("t").Start(context.Background(), "s")
+	span.End()
+	require.NoError(t, tp.ForceFlush(context.Background()))
+	require.NoError(t, tp.Shutdown(context.Background()))
+	require.Len(t, got, 1)
+	assert.Equal(t, "/v1/traces", <-got)
+}
