@@ -263,12 +263,14 @@ type statusWriter struct {
 
 // WriteHeader notes the first final status: 200 or more, or 101
 // Switching Protocols, which net/http takes as final too; the other 1xx
-// are informational and may come before it.
+// are informational and may come before it. The status is noted once the
+// underlying writer took it: net/http panics at a code outside 100–999
+// before it writes anything, and the handler has then answered nothing.
 func (w *statusWriter) WriteHeader(code int) {
+	w.ResponseWriter.WriteHeader(code)
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}
-	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -252,6 +253,28 @@ func TestPipelinePanics(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "partial", string(body))
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the response is aborted")
+}
+
+// A handler that panics in WriteHeader, as net/http's does at a code
+// outside 100–999, has written nothing: it gets the 500 of a handler that
+// panicked before it answered, not a connection cut off.
+func TestPipelineHandlerWithAnInvalidStatus(t *testing.T) {
+	var got error
+	opts := taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }}
+	srv := httptest.NewServer(pipelineMW(t, nil, opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(1000)
+	})))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	assert.Contains(t, string(body), `"code":"failed"`)
+	var pe *tai.PanicError
+	require.ErrorAs(t, got, &pe)
+	assert.Contains(t, fmt.Sprint(pe.Value), "invalid WriteHeader code 1000")
 }
 
 func TestPipelineFlushes(t *testing.T) {

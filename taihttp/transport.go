@@ -70,9 +70,10 @@ type TransportOptions struct {
 	// idempotent methods of RFC 9110 (GET, HEAD, OPTIONS, TRACE, PUT,
 	// DELETE) are sent more than once otherwise. Such a request with an
 	// Idempotency-Key header is retried but not hedged, with
-	// RetryNonIdempotent or without; a header with no key in it (empty,
-	// blank, or given twice), which a server takes for no key, does not
-	// count.
+	// RetryNonIdempotent or without, and a request of an idempotent
+	// method with one is not hedged either; a header with no key in it
+	// (empty, blank, or given twice), which a server takes for no key,
+	// does not count.
 	RetryNonIdempotent bool
 }
 
@@ -88,13 +89,18 @@ type TransportOptions struct {
 // Only requests that are safe to send twice are retried or hedged: an
 // idempotent method (or any request, with RetryNonIdempotent), and a body
 // that can be sent again — none, or one with GetBody, which
-// http.NewRequest sets for the bytes, strings and buffers it is given. A
-// request of another method with an Idempotency-Key header is retried
-// but not hedged, even with RetryNonIdempotent: a server that keeps the
-// key answers a copy sent while the first is in progress with 409
-// Conflict, which would win the race. The header must hold one key, not
-// empty or blank: a server reads such a value as no key, and the request
-// as a new one each time it comes.
+// http.NewRequest sets for the bytes, strings and buffers it is given.
+// Should GetBody fail, the request is not sent again: the attempt fails
+// with GetBody's error marked jidoka.Permanent, which ends the retries
+// (every one of them would fail so), unless a RetryOn of yours retries
+// it. A request of another method with an Idempotency-Key header is
+// retried but not hedged, even with RetryNonIdempotent: a server that
+// keeps the key answers a copy sent while the first is in progress with
+// 409 Conflict, which would win the race. For that reason a request of
+// an idempotent method with the header (a keyed PUT) is retried but not
+// hedged either. The header must hold one key, not empty or blank: a
+// server reads such a value as no key, and the request as a new one each
+// time it comes.
 // Other requests are sent once, through the limiter, the timeout and the
 // breaker.
 //
@@ -109,8 +115,10 @@ type TransportOptions struct {
 // RetryStatus accepts, the last such response, as the server sent it (its
 // body buffered, up to 64 KiB); otherwise the error of the last attempt —
 // a transport error, a *jidoka.TimeoutError, a *jidoka.OpenError, a
-// *heijunka.LimitedError. The responses of attempts that failed or lost
-// a hedge are drained and closed.
+// *heijunka.LimitedError, GetBody's error. (An attempt not made because
+// GetBody failed does not count: the last response that failed on its
+// status is returned all the same.) The responses of attempts that failed
+// or lost a hedge are drained and closed.
 //
 // A Transport is safe for concurrent use. Use NewTransport.
 type Transport struct {
@@ -208,8 +216,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rt.dropHeld()
 		return rt.won, nil
 	}
+	// An attempt that could not be made (its body) sent nothing: the
+	// last response that failed on its status is still the answer.
 	var se *retryStatusError
-	if errors.As(err, &se) && rt.held != nil {
+	var be *bodyError
+	if (errors.As(err, &se) || errors.As(err, &be)) && rt.held != nil {
 		resp := rt.held
 		rt.held = nil
 		return resp, nil
@@ -282,17 +293,21 @@ func validFieldValue(v string) bool {
 
 // repeatable reports whether req may be sent again after an attempt
 // that failed (retry), and while an attempt is in progress (hedge). An
-// Idempotency-Key allows the retry only: a server that keeps the key
-// answers a copy that comes while the first is in progress with 409
-// Conflict (draft-ietf-httpapi-idempotency-key-header), and that quick
-// answer would win the hedge.
+// Idempotency-Key allows the retry only, and stops the hedge of any
+// method: a server that keeps the key answers a copy that comes while
+// the first is in progress with 409 Conflict
+// (draft-ietf-httpapi-idempotency-key-header), and that quick answer
+// would win the hedge.
 func (t *Transport) repeatable(req *http.Request) (retry, hedge bool) {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return false, false
 	}
 	switch req.Method {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true, true
+		// A server that keeps keys may keep them for a PUT or a DELETE
+		// too: a keyed copy would meet the key in progress as a POST's
+		// does. The header is looked for only when there is a hedge.
+		return true, t.hedge == nil || !hasIdempotencyKey(req.Header)
 	}
 	// A key stops the hedge with RetryNonIdempotent too: the copy would
 	// meet the key in progress all the same.
@@ -513,12 +528,25 @@ func (rt *roundTrip) request() (*http.Request, error) {
 	}
 	body, err := req.GetBody()
 	if err != nil {
-		return nil, fmt.Errorf("taihttp: request body for another attempt: %w", err)
+		// Each retry would fail so, after its backoff and at the cost of
+		// the retry budget: the request is not sent again.
+		return nil, jidoka.Permanent(&bodyError{err: err})
 	}
 	c := *req // a shallow copy: WithContext copies it again, with the attempt's context
 	c.Body = body
 	return &c, nil
 }
+
+// bodyError is the error of an attempt that was not made because GetBody
+// failed: the request cannot be sent again.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string {
+	return "taihttp: request body for another attempt: " + e.err.Error()
+}
+
+// Unwrap returns GetBody's error.
+func (e *bodyError) Unwrap() error { return e.err }
 
 // claim makes resp, the response of the attempt of a, the response
 // RoundTrip returns, unless another attempt won first: then the attempt

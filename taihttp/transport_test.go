@@ -492,6 +492,50 @@ func TestTransportClosesUnsentBodies(t *testing.T) {
 	assert.True(t, body.closed.Load(), "a RoundTripper closes the request body even when it sends nothing")
 }
 
+// A body GetBody cannot give again ends the retries: each would fail the
+// same way after its backoff, spending the retry budget, and the caller
+// gets the server's answer, not an error of the client's that hides it.
+func TestTransportBodyThatCannotBeReplayed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			if n == 1 {
+				return response(r, http.StatusServiceUnavailable, http.Header{"Retry-After": {"1"}}, "busy"), nil
+			}
+			return response(r, http.StatusOK, nil, "stored"), nil
+		})
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 5})})
+		req, err := http.NewRequest(http.MethodPut, "http://store.test/items/1", strings.NewReader("item"))
+		require.NoError(t, err)
+		gets := 0
+		req.GetBody = func() (io.ReadCloser, error) {
+			gets++
+			return nil, errors.New("the file is gone")
+		}
+		start := time.Now()
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+		assert.Equal(t, "busy", readAll(t, resp))
+		assert.Equal(t, 1, calls(), "sent once")
+		assert.Equal(t, 1, gets, "GetBody asked once")
+		assert.Equal(t, time.Second, time.Since(start), "one wait, for the Retry-After")
+	})
+	// With no answer to return, the error says why it was not sent again.
+	synctest.Test(t, func(t *testing.T) {
+		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			return nil, errors.New("connection reset")
+		})
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 5})})
+		req, err := http.NewRequest(http.MethodPut, "http://store.test/items/1", strings.NewReader("item"))
+		require.NoError(t, err)
+		req.GetBody = func() (io.ReadCloser, error) { return nil, errors.New("the file is gone") }
+		_, err = c.Do(req)
+		require.ErrorContains(t, err, "taihttp: request body for another attempt: the file is gone")
+		assert.Equal(t, 1, calls())
+	})
+}
+
 // A request no server could be sent fails at once: each attempt would
 // fail the same way before it left, and a breaker that counted them
 // opened for every request because of one bad header value.
@@ -1125,6 +1169,71 @@ func TestTransportDoesNotHedgeKeyedPOST(t *testing.T) {
 		assert.Equal(t, http.StatusCreated, resp.StatusCode)
 		assert.Equal(t, "charged", readAll(t, resp))
 		assert.Equal(t, 2, calls(), "sent twice, one after the other")
+	})
+}
+
+// A server that keeps idempotency keys may keep them for a PUT too: a
+// keyed PUT is not hedged either, or the copy's 409 Conflict would win
+// over the first's answer. It is still retried, and a PUT without a key
+// is hedged.
+func TestTransportDoesNotHedgeKeyedPUT(t *testing.T) {
+	for _, method := range []string{http.MethodPut, http.MethodDelete, http.MethodGet} {
+		synctest.Test(t, func(t *testing.T) {
+			base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+				if n > 1 {
+					return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
+				}
+				time.Sleep(time.Second)
+				return response(r, http.StatusOK, nil, "stored"), nil
+			})
+			hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+			require.NoError(t, err)
+			c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
+			req, err := http.NewRequest(method, "http://store.test/items/1", strings.NewReader("item"))
+			require.NoError(t, err)
+			req.Header.Set("Idempotency-Key", "key-1")
+			resp, err := c.Do(req)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, method)
+			assert.Equal(t, "stored", readAll(t, resp))
+			assert.Equal(t, 1, calls(), "%s sent once", method)
+		})
+	}
+	synctest.Test(t, func(t *testing.T) {
+		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			if n == 1 {
+				return response(r, http.StatusServiceUnavailable, nil, "busy"), nil
+			}
+			return response(r, http.StatusOK, nil, "stored"), nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
+		req, err := http.NewRequest(http.MethodPut, "http://store.test/items/1", strings.NewReader("item"))
+		require.NoError(t, err)
+		req.Header.Set("Idempotency-Key", "key-1")
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		assert.Equal(t, "stored", readAll(t, resp))
+		assert.Equal(t, 2, calls(), "retried")
+	})
+	synctest.Test(t, func(t *testing.T) {
+		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			if n == 1 {
+				time.Sleep(time.Second)
+				return response(r, http.StatusOK, nil, "slow"), nil
+			}
+			return response(r, http.StatusOK, nil, "hedged"), nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
+		req, err := http.NewRequest(http.MethodPut, "http://store.test/items/1", strings.NewReader("item"))
+		require.NoError(t, err)
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		assert.Equal(t, "hedged", readAll(t, resp), "a PUT without a key is hedged")
+		assert.Equal(t, 2, calls())
 	})
 }
 
