@@ -1,6 +1,7 @@
 package kanbanhttp
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -21,6 +22,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/taipattern/taikit/kanban"
 )
@@ -34,7 +36,7 @@ const DefaultMaxBodyBytes = 64 << 10
 type Options struct {
 	// Prefix is the path the API is served under, such as "/ops". Empty
 	// means the root. It must start with "/", not end with one, and be a
-	// clean path (no "//", "." or ".." segment).
+	// clean path (no "//", "." or ".." segment), unescaped (no '%').
 	Prefix string
 	// Token, if set, must be presented as "Authorization: Bearer <token>"
 	// (the scheme in any case) on every mutation (and read, with
@@ -87,6 +89,12 @@ func New(opts Options) (*Handler, error) {
 	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/") ||
 		strings.ContainsAny(opts.Prefix, "{}# ?")) {
 		return nil, fmt.Errorf("kanbanhttp: Options.Prefix %q must start with / and not end with one (e.g. /ops)", opts.Prefix)
+	}
+	// The ServeMux reads an escape in a pattern as the character it
+	// stands for ("/ops%20x" would serve "/ops x"), and a bare '%' makes
+	// the links of the answers no URL.
+	if strings.Contains(opts.Prefix, "%") {
+		return nil, fmt.Errorf("kanbanhttp: Options.Prefix %q holds a '%%': give the path unescaped", opts.Prefix)
 	}
 	// A request's path is cleaned before it is matched, so an unclean
 	// Prefix could never match (and the ServeMux panics on it).
@@ -214,14 +222,22 @@ func (e *routeErrorWriter) Write(b []byte) (int, error) {
 	return e.ResponseWriter.Write(b)
 }
 
-// clip bounds s, a path from a request, for a message.
+// clip bounds s, a path or value from a request, for a message: a
+// request of megabytes is not answered with as many.
 func clip(s string) string {
 	const limit = 200
 	if len(s) > limit {
-		return s[:limit] + "…"
+		cut := limit
+		for cut > limit-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+			cut-- // not inside a character
+		}
+		return s[:cut] + "…"
 	}
 	return s
 }
+
+// quote quotes v, a value from a request, clipped, for a message.
+func quote(v string) string { return strconv.Quote(clip(v)) }
 
 // apiError is an error answered with a status and a code.
 type apiError struct {
@@ -340,7 +356,7 @@ func (h *Handler) queue(r *http.Request) (string, kanban.DeadLetterStore, error)
 	q, ok := h.queues[name]
 	h.mu.Unlock()
 	if !ok {
-		return "", nil, &apiError{http.StatusNotFound, "queue_not_found", fmt.Sprintf("no queue named %q", name)}
+		return "", nil, &apiError{http.StatusNotFound, "queue_not_found", fmt.Sprintf("no queue named %s", quote(name))}
 	}
 	return name, q, nil
 }
@@ -456,7 +472,7 @@ func (h *Handler) deadLettersPath(name string) string {
 }
 
 // deadLetterJSON is a dead letter as the API shows it: the payload as
-// JSON when it is JSON, else in base64.
+// JSON when it is JSON (in UTF-8), else in base64.
 type deadLetterJSON struct {
 	Seq           uint64          `json:"seq"`
 	ID            string          `json:"id"`
@@ -471,7 +487,10 @@ type deadLetterJSON struct {
 
 func toDeadLetterJSON(d kanban.DeadLetter) deadLetterJSON {
 	j := deadLetterJSON{Seq: d.Seq, ID: d.ID, Key: d.Key, Reason: d.Reason, Attempts: d.Attempts, Time: d.Time.UTC(), Headers: d.Headers}
-	if json.Valid(d.Payload) {
+	// JSON is UTF-8 (RFC 8259), which json.Valid does not check inside
+	// strings: such a payload, embedded, would make the answer no JSON
+	// and lose its bytes to a client's decoder.
+	if json.Valid(d.Payload) && utf8.Valid(d.Payload) {
 		j.Payload = d.Payload
 	} else {
 		j.PayloadBase64 = d.Payload
@@ -505,7 +524,7 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) error 
 	if v, ok := single(params, "limit"); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > kanban.MaxDeadLetterPage {
-			return badRequest("invalid limit %q: a number from 1 to %d", v, kanban.MaxDeadLetterPage)
+			return badRequest("invalid limit %s: a number from 1 to %d", quote(v), kanban.MaxDeadLetterPage)
 		}
 		query.Limit = n
 	}
@@ -514,11 +533,11 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) error 
 	case "newest":
 		query.Newest = true
 	default:
-		return badRequest(`invalid order %q: "oldest" or "newest"`, v)
+		return badRequest(`invalid order %s: "oldest" or "newest"`, quote(v))
 	}
 	if v, ok := single(params, "cursor"); ok {
 		if query.Cursor, err = strconv.ParseUint(v, 10, 64); err != nil || query.Cursor == 0 {
-			return badRequest("invalid cursor %q: the next_cursor of a page", v)
+			return badRequest("invalid cursor %s: the next_cursor of a page", quote(v))
 		}
 	}
 	for k, vs := range params {
@@ -561,7 +580,7 @@ func queryOf(r *http.Request) (url.Values, error) {
 func onlyParams(params map[string][]string, allowed ...string) error {
 	for k := range params {
 		if !slices.Contains(allowed, k) {
-			return badRequest("unknown query parameter %q; known: %s", k, strings.Join(allowed, ", "))
+			return badRequest("unknown query parameter %s; known: %s", quote(k), strings.Join(allowed, ", "))
 		}
 	}
 	return nil
@@ -590,7 +609,7 @@ func (f filterJSON) filter() (kanban.DeadLetterFilter, error) {
 	if f.OlderThan != "" {
 		d, err := time.ParseDuration(f.OlderThan)
 		if err != nil || d < 0 {
-			return out, badRequest("invalid older_than %q: a duration such as 30m or 24h", f.OlderThan)
+			return out, badRequest("invalid older_than %s: a duration such as 30m or 24h", quote(f.OlderThan))
 		}
 		// Every dead letter is older than 0: such a filter selects
 		// nothing out, so it counts as not given (and a redrive or
@@ -607,14 +626,14 @@ func filterFromQuery(params map[string][]string) (kanban.DeadLetterFilter, error
 	if v, ok := single(params, "all"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return kanban.DeadLetterFilter{}, badRequest("invalid all %q: true or false", v)
+			return kanban.DeadLetterFilter{}, badRequest("invalid all %s: true or false", quote(v))
 		}
 		f.All = b
 	}
 	if v, ok := single(params, "seq"); ok {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n == 0 {
-			return kanban.DeadLetterFilter{}, badRequest("invalid seq %q: a dead letter's number", v)
+			return kanban.DeadLetterFilter{}, badRequest("invalid seq %s: a dead letter's number", quote(v))
 		}
 		f.Seq = n
 	}
@@ -633,15 +652,22 @@ func (h *Handler) readFilter(w http.ResponseWriter, r *http.Request) (kanban.Dea
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return kanban.DeadLetterFilter{}, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)"}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	var f filterJSON
-	if err := dec.Decode(&f); err != nil {
+	// Read whole first, so that a body over the limit is answered 413
+	// whatever it holds, not 400 for what the decoder stopped at first
+	// (the data after a filter that ends within the limit).
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return kanban.DeadLetterFilter{}, &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", h.opts.MaxBodyBytes)}
 		}
-		return kanban.DeadLetterFilter{}, badRequest("invalid JSON filter: %v", err)
+		return kanban.DeadLetterFilter{}, badRequest("reading the body: %s", clip(err.Error()))
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var f filterJSON
+	if err := dec.Decode(&f); err != nil {
+		return kanban.DeadLetterFilter{}, badRequest("invalid JSON filter: %s", clip(err.Error()))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return kanban.DeadLetterFilter{}, badRequest("invalid JSON filter: data after the object")
@@ -677,7 +703,7 @@ func seqOf(r *http.Request) (uint64, error) {
 	v := r.PathValue("seq")
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || n == 0 {
-		return 0, badRequest("invalid dead letter %q: its seq, a positive number", v)
+		return 0, badRequest("invalid dead letter %s: its seq, a positive number", quote(v))
 	}
 	return n, nil
 }

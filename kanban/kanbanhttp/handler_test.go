@@ -3,6 +3,7 @@ package kanbanhttp_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -684,5 +686,82 @@ func TestAddQueueServesEveryNameItTakes(t *testing.T) {
 		if assert.Equal(t, http.StatusOK, r.status, "%q at %s: %s", name, path, r.raw) {
 			assert.Equal(t, []string{"o-1"}, r.ids(), "%q", name)
 		}
+	}
+}
+
+// A payload that would be JSON but for bytes that are not UTF-8 inside a
+// string is no JSON (RFC 8259 asks for UTF-8): it is shown in base64, so
+// the answer stays valid JSON and holds the payload's very bytes.
+func TestPayloadThatIsJSONButForItsUTF8(t *testing.T) {
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{Codec: rawCodec{}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	const payload = "{\"name\":\"caf\xe9\"}" // Latin-1, not UTF-8
+	require.NoError(t, q.Publish(ctx, kanban.Message[string]{ID: "latin1", Payload: payload}))
+	require.NoError(t, q.Consume(ctx, func(context.Context, kanban.Delivery[string]) error {
+		cancel()
+		return kanban.Permanent(errors.New("no"))
+	}, kanban.ConsumeOptions{}))
+	_, s := newServer(t, kanbanhttp.Options{}, map[string]kanban.DeadLetterStore{"latin1": q})
+	r := s.do("GET", "/queues/latin1/deadletters", "")
+	require.Equal(t, http.StatusOK, r.status)
+	assert.True(t, utf8.Valid(r.raw), "the answer is UTF-8: %q", r.raw)
+	d := r.body["dead_letters"].([]any)[0].(map[string]any)
+	require.NotContains(t, d, "payload")
+	got, err := base64.StdEncoding.DecodeString(d["payload_base64"].(string))
+	require.NoError(t, err)
+	assert.Equal(t, payload, string(got), "the payload's bytes")
+}
+
+// TestHugeInputIsNotEchoedWhole: an error quoting what the caller sent
+// quotes a bounded part of it, as it does of a path, so a request of
+// megabytes is not answered with as many.
+func TestHugeInputIsNotEchoedWhole(t *testing.T) {
+	q := deadQueue(t, 0, 1)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	huge := strings.Repeat("x", 100<<10)
+	for _, tc := range []struct{ method, target, body string }{
+		{"GET", "/queues/orders/deadletters?limit=" + huge, ""},
+		{"GET", "/queues/orders/deadletters?order=" + huge, ""},
+		{"GET", "/queues/orders/deadletters?cursor=" + huge, ""},
+		{"GET", "/queues/orders/deadletters?all=" + huge, ""},
+		{"GET", "/queues/orders/deadletters?seq=" + huge, ""},
+		{"GET", "/queues/orders/deadletters?older_than=" + huge, ""},
+		{"GET", "/queues/orders/deadletters?" + huge + "=1", ""},
+		{"GET", "/queues/" + huge + "/deadletters", ""},
+		{"DELETE", "/queues/orders/deadletters/" + huge, ""},
+		{"POST", "/queues/orders/deadletters/redrive", `{"older_than":"` + strings.Repeat("x", 60<<10) + `"}`},
+		{"POST", "/queues/orders/deadletters/redrive", `{"` + strings.Repeat("x", 60<<10) + `":1}`},
+	} {
+		r := s.do(tc.method, tc.target, tc.body, bearer...)
+		assert.Contains(t, []int{http.StatusBadRequest, http.StatusNotFound}, r.status, "%.60s", tc.target)
+		assert.Less(t, len(r.raw), 1000, "%s %.60s: %.300s", tc.method, tc.target, r.raw)
+	}
+}
+
+// TestBodyOverTheLimitAfterItsFilter: a body over MaxBodyBytes is
+// refused with 413 as the package says, also when its filter ends
+// within the limit and what runs over it follows the filter.
+func TestBodyOverTheLimitAfterItsFilter(t *testing.T) {
+	q := deadQueue(t, 0, 2)
+	_, s := newServer(t, kanbanhttp.Options{Token: token, MaxBodyBytes: 1 << 10}, map[string]kanban.DeadLetterStore{"orders": q})
+	for _, tail := range []string{strings.Repeat(" ", 2<<10), " " + strings.Repeat("x", 2<<10), `{"key":"` + strings.Repeat("x", 2<<10) + `"}`} {
+		r := s.do("POST", "/queues/orders/deadletters/redrive", `{"all":true}`+tail, bearer...)
+		assert.Equal(t, http.StatusRequestEntityTooLarge, r.status, "%s", r.raw)
+		assert.Equal(t, "body_too_large", r.code())
+	}
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 2, "nothing redriven")
+}
+
+// TestNewRefusesAPercentInPrefix: the ServeMux reads an escape in a
+// pattern as the character it stands for, so a Prefix "/ops%20x" served
+// "/ops x" and not the path it names, and one with a bare '%' gave links
+// (next, dead_letters) that are no URL.
+func TestNewRefusesAPercentInPrefix(t *testing.T) {
+	for _, prefix := range []string{"/ops%20x", "/a%zz", "/a%", "/a%2Fb"} {
+		_, err := kanbanhttp.New(kanbanhttp.Options{Prefix: prefix})
+		assert.ErrorContains(t, err, "kanbanhttp: Options.Prefix", "%q", prefix)
 	}
 }

@@ -52,7 +52,8 @@ type TracerOptions struct {
 // name or message ID is left out, and the span of an operation on a queue
 // without a name is named "send" or "process" alone, as the conventions
 // ask when the destination is not known. A failed operation's span has
-// status Error and error.type: "permanent", "panic", "full", "timeout",
+// status Error and error.type: "permanent", "panic" (a handler, or a
+// publish, that panicked or called runtime.Goexit), "full", "timeout",
 // "canceled" or "_OTHER".
 //
 // The send span is the parent of what the queue's Propagator injects, so
@@ -128,18 +129,24 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	}
 	ctx, span := tp.Tracer(instrumentation).Start(ctx, spanName, opts...)
 	return ctx, func(err error) {
-		// Ended even when reading err panics (a typed nil whose Unwrap
-		// reads its receiver): the queue recovers the panic, and the
-		// span is not left open.
-		defer span.End()
-		if err != nil {
-			typ := errorType(err)
+		if err == nil {
+			span.End()
+			return
+		}
+		// Reading err may panic (a typed nil whose Unwrap or Error reads
+		// its receiver), which the queue recovers: the span is ended all
+		// the same, and as failed, not as a success.
+		typ := semconv.ErrorTypeOther.Value.AsString()
+		desc := typ
+		defer func() {
 			span.SetAttributes(semconv.ErrorTypeKey.String(typ))
-			desc := typ
-			if t.opts.ErrorText {
-				desc = utf8text.Clean(err.Error())
-			}
 			span.SetStatus(codes.Error, desc)
+			span.End()
+		}()
+		typ = errorType(err)
+		desc = typ
+		if t.opts.ErrorText {
+			desc = utf8text.Clean(err.Error())
 		}
 	}
 }
@@ -148,7 +155,9 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 func errorType(err error) string {
 	var p *kanban.PanicError
 	switch {
-	case errors.As(err, &p):
+	// A publish cut short by a panic (or runtime.Goexit, which a
+	// handler's attempt reports as a *kanban.PanicError too).
+	case errors.As(err, &p), errors.Is(err, kanban.ErrPublishInterrupted):
 		return "panic"
 	case kanban.IsPermanent(err):
 		return "permanent"

@@ -413,3 +413,68 @@ func TestTracerOmitsAnEmptyDestination(t *testing.T) {
 		assert.Equal(t, op.String(), a["messaging.operation.name"].AsString())
 	}
 }
+
+// panicCodec panics in Marshal, as a Codec with a bug does.
+type panicCodec struct{}
+
+func (panicCodec) Marshal(any) ([]byte, error) { panic("codec bug") }
+func (panicCodec) Unmarshal([]byte, any) error { return nil }
+
+// TestTracerNamesAPublishPanicAsOne: a publish cut short by a panic (a
+// Codec's Marshal, here) has the error.type of a panic, as a handler's
+// attempt that panics does, not "_OTHER".
+func TestTracerNamesAPublishPanicAsOne(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{
+		Name: "ORDERS", Codec: panicCodec{}, Tracer: kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp}),
+	})
+	require.NoError(t, err)
+	require.PanicsWithValue(t, "codec bug", func() {
+		_ = q.Publish(context.Background(), kanban.Message[string]{ID: "m1", Payload: "x"})
+	})
+	sends := byName(rec.Ended(), "send ORDERS")
+	require.Len(t, sends, 1, "the span is ended")
+	assert.Equal(t, codes.Error, sends[0].Status().Code)
+	assert.Equal(t, "panic", attrs(sends[0])["error.type"].AsString())
+}
+
+// TestTracerMarksTheSpanFailedWhenTheErrorPanics: the span of an
+// operation that ended with an error whose chain cannot be walked is
+// ended as failed (status Error, error.type "_OTHER"), not as a success.
+func TestTracerMarksTheSpanFailedWhenTheErrorPanics(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	for _, errorText := range []bool{false, true} {
+		tr := kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp, ErrorText: errorText})
+		for _, op := range []kanban.OperationType{kanban.OpSend, kanban.OpProcess} {
+			rec.Reset()
+			_, end := tr.Start(context.Background(), kanban.Operation{Type: op, System: "kanban", Queue: "orders", MessageID: "m1", Attempt: 1})
+			var typedNil *chainErr
+			require.Panics(t, func() { end(typedNil) })
+			ended := rec.Ended()
+			require.Len(t, ended, 1)
+			assert.Equal(t, codes.Error, ended[0].Status().Code, "%v, ErrorText %v: failed", op, errorText)
+			assert.Equal(t, "_OTHER", attrs(ended[0])["error.type"].AsString(), "%v, ErrorText %v", op, errorText)
+		}
+		if errorText {
+			// An error whose Error alone panics: its type is read, its
+			// text cannot be.
+			rec.Reset()
+			_, end := tr.Start(context.Background(), kanban.Operation{Type: kanban.OpSend, System: "kanban", Queue: "orders", MessageID: "m1"})
+			var typedNil *textErr
+			require.Panics(t, func() { end(typedNil) })
+			ended := rec.Ended()
+			require.Len(t, ended, 1)
+			assert.Equal(t, codes.Error, ended[0].Status().Code)
+			assert.Equal(t, "_OTHER", ended[0].Status().Description)
+		}
+	}
+}
+
+// textErr is an error whose Error reads its receiver.
+type textErr struct{ msg string }
+
+func (e *textErr) Error() string { return e.msg }
