@@ -142,13 +142,15 @@ type engine[T any] struct {
 	// only. Its keys are pointers (see identified).
 	held map[Lease[T]]time.Time
 	// extending is the lease the heartbeat is extending, if any; settle
-	// waits on extended until it is done with it.
-	extending Lease[T]
-	extended  sync.Cond // on mu
-	wg        sync.WaitGroup
-	freed     chan struct{}
-	stopping  chan struct{} // closed when the drain starts
-	stopped   atomic.Bool   // set just before stopping closes
+	// cancels the extension (stopExtending) and waits on extended until
+	// it is done with it.
+	extending     Lease[T]
+	stopExtending context.CancelCauseFunc
+	extended      sync.Cond // on mu
+	wg            sync.WaitGroup
+	freed         chan struct{}
+	stopping      chan struct{} // closed when the drain starts
+	stopped       atomic.Bool   // set just before stopping closes
 	// releaseInTurn says the source delivers released messages again in
 	// the order they were released (ReleaseInTurn).
 	releaseInTurn bool
@@ -425,8 +427,12 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 		e.mu.Lock()
 		delete(e.held, l)
 		// Never while the heartbeat extends l: the extension could reach
-		// the message settled, or the lease reused by its backend.
+		// the message settled, or the lease reused by its backend. The
+		// settlement makes it moot: cancelled, an Extend waiting on a
+		// stalled connection ends now, not at the drain's deadline, which
+		// a drain handing l back has not started yet.
 		for e.extending == l {
+			e.stopExtending(errSettling)
 			e.extended.Wait()
 		}
 		e.mu.Unlock()
@@ -922,23 +928,31 @@ func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<
 	}
 }
 
+// errSettling is the cause of the cancellation of an extension whose
+// lease is being settled.
+var errSettling = errors.New("kanban: the lease is being settled")
+
 // extend extends l, unless it has been settled since the heartbeat found
-// it due; settle waits meanwhile. An Extend that fails is logged; so is
-// one that panics, or ends the goroutine (runtime.Goexit).
+// it due; a settlement of l meanwhile cancels the extension's ctx and
+// waits for it. An Extend that fails is logged, unless a settlement
+// cancelled it; so is one that panics, or ends the goroutine
+// (runtime.Goexit).
 func (e *engine[T]) extend(l Lease[T]) {
 	e.mu.Lock()
 	if _, ok := e.held[l]; !ok {
 		e.mu.Unlock()
 		return
 	}
-	e.extending = l
+	ctx, cancel := context.WithCancelCause(e.hctx)
+	e.extending, e.stopExtending = l, cancel
 	e.mu.Unlock()
 	id := l.ID() // once extended, l may be settled and reused
 	returned := false
 	defer func() {
 		e.mu.Lock()
-		e.extending = nil
+		e.extending, e.stopExtending = nil, nil
 		e.mu.Unlock()
+		cancel(nil)
 		e.extended.Broadcast()
 		if returned {
 			return
@@ -949,9 +963,9 @@ func (e *engine[T]) extend(l Lease[T]) {
 		}
 		e.o.Logger.Error("kanban: extending a lease called runtime.Goexit", "id", id, "stack", string(debug.Stack()))
 	}()
-	err := l.Extend(e.hctx)
+	err := l.Extend(ctx)
 	returned = true
-	if err != nil {
+	if err != nil && context.Cause(ctx) != errSettling {
 		e.o.Logger.Warn("kanban: extending a lease failed", "id", id, "err", err)
 	}
 }

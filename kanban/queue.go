@@ -121,7 +121,8 @@ type Lease[T any] interface {
 	DeadLetter(ctx context.Context, reason string, attempts int) error
 	// Extend keeps the lease held while a handler is still working.
 	// Serve calls it from a goroutine of its own, but never once a
-	// settlement has begun: one waits for an Extend under way to return.
+	// settlement has begun: one cancels the ctx of an Extend under way,
+	// the extension being moot, and waits for it to return.
 	Extend(ctx context.Context) error
 }
 

@@ -829,3 +829,70 @@ func TestServeExtendsLeasesThatAreNotComparable(t *testing.T) {
 type inTurnValueSource struct{ valueSource }
 
 func (inTurnValueSource) ReleaseOrder() kanban.ReleaseOrder { return kanban.ReleaseInTurn }
+
+// stalledSource is a backend whose lease of the message hang has an
+// Extend that waits until its ctx ends, as a call over a stalled
+// connection does.
+type stalledSource struct {
+	*backend
+	hang string
+}
+
+func (s stalledSource) Pull(ctx context.Context, max int) ([]kanban.Lease[int], error) {
+	ls, err := s.backend.Pull(ctx, max)
+	for i, l := range ls {
+		if l.ID() == s.hang {
+			ls[i] = stalledLease{l.(*lease)}
+		}
+	}
+	return ls, err
+}
+
+type stalledLease struct{ *lease }
+
+func (l stalledLease) Extend(ctx context.Context) error {
+	l.b.record("extend %s@%v", l.id, time.Since(l.b.start))
+	<-ctx.Done()
+	l.b.record("extension of %s cancelled@%v", l.id, time.Since(l.b.start))
+	return ctx.Err()
+}
+
+// TestServeCancelsAnExtensionItSettles: a settlement that finds its lease
+// being extended cancels the extension's ctx, and waits for it to return:
+// a drain handing back a message waiting behind its key does not wait for
+// an Extend that waits on a stalled connection, which nothing else would
+// end before the drain's deadline, and that deadline only runs once the
+// messages not started are handed back. The cancelled extension is not
+// logged as a failure.
+func TestServeCancelsAnExtensionItSettles(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(&lease{id: "a1", key: "k"}, &lease{id: "a2", key: "k"})
+		b.heartbeat = time.Second
+		var log logRecorder
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- kanban.Serve(ctx, stalledSource{b, "a2"}, func(ctx context.Context, d kanban.Delivery[int]) error {
+				time.Sleep(10 * time.Second)
+				return nil
+			}, kanban.ConsumeOptions{WIP: 2, PerKey: true, DrainTimeout: time.Minute, Logger: slog.New(&log)}, kanban.Runtime{})
+		}()
+		time.Sleep(1500 * time.Millisecond) // a2's extension, at 1s, waits
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(time.Hour):
+			t.Fatal("Serve did not return")
+		}
+		var a2 []string
+		for _, ev := range b.recorded() {
+			if strings.Contains(ev, "a2") {
+				a2 = append(a2, ev)
+			}
+		}
+		assert.Equal(t, []string{"extend a2@1s", "extension of a2 cancelled@1.5s", "release a2"}, a2)
+		assert.Equal(t, "ack a1", b.recorded()[len(b.recorded())-1])
+		assert.Empty(t, log.attrs("kanban: extending a lease failed"))
+	})
+}
