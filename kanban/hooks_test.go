@@ -796,3 +796,59 @@ func TestSendSpanEndsWhenThePublishIsInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// injectFailingPropagator, once armed, panics or calls runtime.Goexit
+// injecting headers.
+type injectFailingPropagator struct {
+	armed  *atomic.Bool
+	goexit bool
+}
+
+func (p injectFailingPropagator) Inject(_ context.Context, h kanban.Header) {
+	if p.armed.Load() {
+		if p.goexit {
+			runtime.Goexit()
+		}
+		panicInHook("bad inject")
+	}
+}
+
+func (injectFailingPropagator) Extract(ctx context.Context, _ kanban.Header) context.Context {
+	return ctx
+}
+
+// TestRedriveSpanEndsWhenThePropagatorFails: a redrive whose Propagator
+// panics or calls runtime.Goexit injecting a message's headers ends that
+// message's send span, with ErrPublishInterrupted, and loses no message.
+func TestRedriveSpanEndsWhenThePropagatorFails(t *testing.T) {
+	for _, goexit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("goexit=%v", goexit), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var armed atomic.Bool
+				spans := spanCounter{send: true}
+				q, err := kanban.NewMemory[int](kanban.MemoryOptions{Tracer: &spans, Propagator: injectFailingPropagator{&armed, goexit}})
+				require.NoError(t, err)
+				for _, id := range []string{"a", "b"} {
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id}))
+				}
+				stop := consumeAMinute(q, func(context.Context, kanban.Delivery[int]) error {
+					return kanban.Permanent(errors.New("no"))
+				}, kanban.ConsumeOptions{})
+				require.NoError(t, stop())
+				armed.Store(true)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					defer func() { _ = recover() }()
+					_, _ = q.RedriveDeadLetters(context.Background(), kanban.DeadLetterFilter{All: true})
+				}()
+				<-done
+				spans.mu.Lock()
+				defer spans.mu.Unlock()
+				assert.Equal(t, 3, spans.starts, "two publishes and the redrive's first message")
+				assert.Equal(t, []error{nil, nil, kanban.ErrPublishInterrupted}, spans.ends, "every span ended")
+				assert.Equal(t, 2, q.Len(), "both dead letters are back in the queue")
+			})
+		})
+	}
+}

@@ -107,11 +107,14 @@ func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) 
 	}()
 	for i < len(moved) {
 		m := &moved[i]
-		sctx, end := StartSend(ctx, q.opts.Tracer, memorySystem, q.opts.Name, m.d.ID)
-		m.d.Headers = InjectHeaders(sctx, q.opts.Propagator, m.d.Headers)
-		i++
-		q.put(m, false)
-		end(nil)
+		// SendTraced ends the span with ErrPublishInterrupted when the
+		// Propagator panics or ends the goroutine.
+		_ = SendTraced(ctx, q.opts.Tracer, memorySystem, q.opts.Name, m.d.ID, func(sctx context.Context) error {
+			m.d.Headers = InjectHeaders(sctx, q.opts.Propagator, m.d.Headers)
+			i++
+			q.put(m, false)
+			return nil
+		})
 	}
 	if err == nil && f.Seq != 0 && !found {
 		err = fmt.Errorf("kanban: redriving dead letter %d: %w", f.Seq, ErrDeadLetterNotFound)
