@@ -92,10 +92,13 @@ type AuditOptions struct {
 	// a write leaves the current file holding at least RotateBytes bytes,
 	// the Audit syncs it and goes on in a new one, the next of the series
 	// path, path.000001, path.000002, ... (the number is at least six
-	// digits, so that the names sort in the trail's order), whose first
-	// line continues the chain from the last line of the file before.
-	// Files once rotated out are never written again: they may be
-	// archived or deleted, the last one before the current file best
+	// digits, so that up to path.999999 the names sort in the trail's
+	// order), whose first line continues the chain from the last line of
+	// the file before. Any file of path's directory named so is taken
+	// for one of the series, whatever wrote it. Files once rotated out
+	// are never written again by an Audit with RotateBytes (OpenAuditFile
+	// without it appends to path itself, whatever follows it): they may
+	// be archived or deleted, the last one before the current file best
 	// kept (see OpenAuditFile). Zero means one file that grows without
 	// bound; it must not be negative, and NewAudit refuses any other
 	// value.
@@ -398,8 +401,10 @@ func (a *Audit) Written() uint64 { return a.written.Load() }
 
 // Last returns the hash, in hex, of the last line known to be durable, and
 // the number of lines up to and including it: those this Audit wrote plus,
-// for OpenAuditFile, those the file held before (with RotateBytes, the
-// lines of the file that holds it, from its first). A line is durable once a
+// for OpenAuditFile, those the file held before. With RotateBytes, the
+// lines are those of the current file: once the trail goes on in a new
+// one, Last returns the last hash of the file before and 0 lines, as
+// after a restart that finds the new file empty. A line is durable once a
 // Flush or Shutdown has synced it (or, for a writer that cannot be synced,
 // once it is written). Before any, Last returns the genesis, or the file's
 // last hash, and that base count.

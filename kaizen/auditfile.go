@@ -18,7 +18,9 @@ import (
 )
 
 // ErrAuditFileInUse is wrapped by the error OpenAuditFile returns for a
-// file another Audit, in this process or another, is appending to.
+// file another Audit, in this process or another, is appending to; and,
+// with AuditOptions.RotateBytes, by Err of an Audit that stopped because
+// another one took the next file of its series first.
 var ErrAuditFileInUse = errors.New("kaizen: audit trail file in use")
 
 // AuditFileState is what OpenAuditFile found in the file and what it
@@ -90,8 +92,15 @@ type AuditFileState struct {
 // that exists, verifying it alone, from the last hash of the file before
 // (or, when that one has been archived away, from the prev of its own
 // first line). VerifyAuditFiles, or `taikit audit verify path*` (the
-// names sort in the trail's order), verifies the series as one chain. A
-// trail of one file that grows past RotateBytes goes on in path.000001.
+// names sort in the trail's order up to path.999999, and the pattern must
+// match no other file), verifies the series as one chain; once its first
+// files are archived away, from the prev of the first line of the first
+// file left (VerifyOptions.Genesis, -genesis). The lock is taken on the
+// last file: one rotated out while OpenAuditFile was opening it is not
+// appended to, and an Audit whose next file another one opened and
+// locked before it did stops its trail there, with an Err wrapping
+// ErrAuditFileInUse. A trail of one file that grows past RotateBytes
+// goes on in path.000001.
 // Without RotateBytes, rotate by hand: a new file, with
 // AuditOptions.Genesis set to the last hash of the one before.
 //
@@ -104,21 +113,38 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 	if err != nil {
 		return nil, AuditFileState{}, err
 	}
-	var rot rotation
-	if opts.RotateBytes > 0 {
-		rot = rotation{first: path, every: opts.RotateBytes, next: opts.RotateBytes}
-		if path, opts.Genesis, rot.n, err = seriesHead(path, opts.Genesis); err != nil {
-			return nil, AuditFileState{}, err
+	var (
+		rot     rotation
+		f       *os.File
+		lockErr error
+	)
+	first, genesis := path, opts.Genesis
+	for {
+		if opts.RotateBytes > 0 {
+			rot = rotation{first: first, every: opts.RotateBytes, next: opts.RotateBytes}
+			if path, opts.Genesis, rot.n, err = seriesHead(first, genesis); err != nil {
+				return nil, AuditFileState{}, err
+			}
+			if seriesListed != nil {
+				seriesListed()
+			}
 		}
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
-	}
-	held, lockErr := lockFile(f)
-	if held {
+		if f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
+			return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+		}
+		var held bool
+		if held, lockErr = lockFile(f); held {
+			f.Close()
+			return nil, AuditFileState{}, fmt.Errorf("%w: %s is appended to by another Audit, in this process or another", ErrAuditFileInUse, path)
+		}
+		// An Audit makes (and locks) the next file before it lets go of
+		// the current one: a file with no next one, once locked, is the
+		// series' last for good. One that has a next one was rotated out
+		// since the listing, and is never written again.
+		if rot.every == 0 || !seriesHas(first, rot.n+1) {
+			break
+		}
 		f.Close()
-		return nil, AuditFileState{}, fmt.Errorf("%w: %s is appended to by another Audit, in this process or another", ErrAuditFileInUse, path)
 	}
 	state, err := resume(f, path, opts, &a.prev)
 	if err == nil {
@@ -159,6 +185,11 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 	return a, state, nil
 }
 
+// seriesListed and nextCreated, when a test sets them, run once
+// OpenAuditFile has listed the files of a series, before it opens the
+// last one, and once rotate has made the next file, before it locks it.
+var seriesListed, nextCreated func()
+
 // rotation is where an Audit of OpenAuditFile with RotateBytes stands in
 // its series of files.
 type rotation struct {
@@ -175,6 +206,13 @@ func seriesName(first string, n int) string {
 		return first
 	}
 	return fmt.Sprintf("%s.%06d", first, n)
+}
+
+// seriesHas reports whether file n of first's series exists, as
+// seriesNumbers counts it.
+func seriesHas(first string, n int) bool {
+	fi, err := os.Lstat(seriesName(first, n))
+	return err == nil && !fi.IsDir()
 }
 
 // seriesNumbers returns the numbers of the files of first's series that
@@ -213,9 +251,10 @@ func seriesNumbers(first string) ([]int, error) {
 
 // seriesHead returns the file of first's series to append to, the last
 // one, with the hash its first line continues from, and its number. That
-// hash is the last hash of the file before it; when that file is gone
-// (archived away), the prev of the current file's own first line; for
-// first itself, genesis.
+// hash is the last hash of the file numbered before it; when that file is
+// gone (archived away, whether older ones are or not) or holds no line,
+// the prev of the current file's own first line; for first itself,
+// genesis.
 func seriesHead(first, genesis string) (path, from string, n int, err error) {
 	ns, err := seriesNumbers(first)
 	if err != nil || len(ns) == 0 || ns[len(ns)-1] == 0 {
@@ -223,8 +262,8 @@ func seriesHead(first, genesis string) (path, from string, n int, err error) {
 	}
 	n = ns[len(ns)-1]
 	path = seriesName(first, n)
-	if len(ns) > 1 {
-		before := seriesName(first, ns[len(ns)-2])
+	if len(ns) > 1 && ns[len(ns)-2] == n-1 { // an older file is not the one it continues
+		before := seriesName(first, n-1)
 		if from, found, err := edgeHash(before, false); err != nil || found {
 			return path, from, n, err
 		}
@@ -234,7 +273,7 @@ func seriesHead(first, genesis string) (path, from string, n int, err error) {
 		return "", "", 0, err
 	}
 	if !found {
-		return "", "", 0, fmt.Errorf("kaizen: OpenAuditFile: %s is empty and no file of the trail before it holds a line: "+
+		return "", "", 0, fmt.Errorf("kaizen: OpenAuditFile: %s holds no complete line, and the file before it is gone or holds none: "+
 			"the hash its first line continues from is unknown", path)
 	}
 	return path, from, n, nil
@@ -242,8 +281,11 @@ func seriesHead(first, genesis string) (path, from string, n int, err error) {
 
 // edgeHash reads, from the trail file at path, the hash of its last
 // complete line or, with first, the prev of its first line; found is
-// false for a file without a complete line. Lines are not verified: the
-// file's own verification (OpenAuditFile's of the file after it, or
+// false for a file without a complete line. A complete line is one that
+// ends in its newline or, at the end of the file, a whole JSON value
+// without it, possibly followed by NUL bytes: what OpenAuditFile keeps
+// and ends of a file's last line. Lines are not verified: the file's own
+// verification (OpenAuditFile's of the file after it, or
 // VerifyAuditFiles) does that.
 func edgeHash(path string, first bool) (hash string, found bool, err error) {
 	f, err := os.Open(path)
@@ -253,10 +295,7 @@ func edgeHash(path string, first bool) (hash string, found bool, err error) {
 	defer f.Close()
 	var line []byte
 	if first {
-		line, err = bufio.NewReaderSize(f, 64<<10).ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			return "", false, nil
-		}
+		line, err = firstLine(f, path)
 	} else {
 		line, err = lastLine(f)
 	}
@@ -278,8 +317,31 @@ func edgeHash(path string, first bool) (hash string, found bool, err error) {
 	return hash, true, nil
 }
 
+// firstLine returns the first complete line of the trail file f, named
+// path, or nil when it has none: a line cut short, or no line.
+func firstLine(f *os.File, path string) ([]byte, error) {
+	lr := lineReader{br: bufio.NewReaderSize(f, 64<<10)}
+	line, _, err := lr.next()
+	switch {
+	case errors.Is(err, errLineTooLong):
+		return nil, (&chain{}).tooLong(path, 1)
+	case err == nil:
+		return line, nil
+	case err != io.EOF:
+		return nil, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+	}
+	// The file's only line, without its newline: complete when it is a
+	// whole JSON value, with or without the NUL bytes in place of its
+	// newline that a file system that lost the end of a write leaves.
+	if line = bytes.TrimRight(line, "\x00"); len(line) > 0 && json.Valid(line) {
+		return line, nil
+	}
+	return nil, nil
+}
+
 // lastLine returns the last complete line of f, read backwards from its
-// end, or nil when it has none.
+// end, or nil when it has none. A last line without its newline is
+// complete when it is a whole JSON value, as VerifyAuditFiles takes it.
 func lastLine(f *os.File) ([]byte, error) {
 	end, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
@@ -293,8 +355,14 @@ func lastLine(f *os.File) ([]byte, error) {
 			return nil, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
 		}
 		// The last complete line ends at the last newline and begins
-		// after the one before it.
+		// after the one before it; or it is what follows the last
+		// newline, when that is a whole line without its newline.
 		stop := bytes.LastIndexByte(tail, '\n')
+		if stop >= 0 || from == 0 {
+			if rest := tail[stop+1:]; len(rest) > 0 && json.Valid(rest) {
+				return rest, nil
+			}
+		}
 		if stop < 0 && from == 0 {
 			return nil, nil
 		}
@@ -312,7 +380,8 @@ func lastLine(f *os.File) ([]byte, error) {
 // rotate, once the current file holds RotateBytes, syncs it and goes on
 // in the next file of the series. A next file that cannot be made is
 // logged, and the Audit goes on in the current one and tries again once
-// it holds as much again: the trail never has a gap.
+// it holds as much again: the trail never has a gap. One that another
+// Audit locked first stops the trail, as a failed write does.
 func (a *Audit) rotate() {
 	a.sync()
 	if a.Err() != nil {
@@ -320,6 +389,14 @@ func (a *Audit) rotate() {
 	}
 	cur, next := seriesName(a.rot.first, a.rot.n), seriesName(a.rot.first, a.rot.n+1)
 	f, err := createNext(next)
+	if errors.Is(err, ErrAuditFileInUse) {
+		// Another Audit opened the next file between its making and its
+		// lock, and continues the chain there from this file's last
+		// line: a line more here would fork it.
+		a.fail(fmt.Errorf("kaizen: rotating audit trail: %w; another Audit appends to the trail", err))
+		a.log.Error("kaizen: audit trail taken over by another Audit; this one stops", "file", cur, "next", next)
+		return
+	}
 	if err != nil {
 		a.rot.next = a.rot.size + a.rot.every
 		a.log.Warn("kaizen: audit trail not rotated; appending to the current file", "file", cur, "next", next, "error", err)
@@ -330,6 +407,9 @@ func (a *Audit) rotate() {
 	a.rot.n++
 	a.rot.size, a.rot.next = 0, a.rot.every
 	a.base, a.fileStart = 0, a.written.Load()
+	// Last counts the lines of the new file, none yet, after the last
+	// hash of the one before, as OpenAuditFile finds them at a restart.
+	a.durable()
 	if err := old.Close(); err != nil { // its lines are synced already
 		a.log.Warn("kaizen: closing a rotated audit trail file", "file", cur, "error", err)
 	}
@@ -342,6 +422,9 @@ func createNext(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
+	}
+	if nextCreated != nil {
+		nextCreated()
 	}
 	if held, _ := lockFile(f); held {
 		f.Close() // another Audit's now, which appends to it

@@ -253,3 +253,112 @@ func TestAuditRotateBytesErrors(t *testing.T) {
 	_, _, err = kaizen.OpenAuditFile(path, kaizen.AuditOptions{RotateBytes: 100})
 	require.ErrorContains(t, err, "the hash its first line continues from is unknown")
 }
+
+// rotatedTrail writes a trail of n lines with RotateBytes 600, about two
+// lines to a file, and returns its files.
+func rotatedTrail(t *testing.T, path string, n int) []string {
+	t.Helper()
+	a, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{RotateBytes: 600})
+	require.NoError(t, err)
+	observeFlushed(t, a, ids("a", n)...)
+	require.NoError(t, a.Shutdown(context.Background()))
+	files := series(t, path)
+	require.Greater(t, len(files), 2)
+	return files
+}
+
+func TestOpenAuditFileRotatedEndsAFirstLineWithoutItsNewline(t *testing.T) {
+	// The last file holds one complete line, and, in place of its
+	// newline, nothing or the NUL bytes a file system that lost the end
+	// of a write leaves; the files before are archived away. The line
+	// tells where the file continues from, and gets its newline.
+	for name, end := range map[string]string{"no newline": "", "NULs": "\x00\x00\x00\x00"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "audit.jsonl")
+			files := rotatedTrail(t, path, 5)
+			last := files[len(files)-1]
+			b, err := os.ReadFile(files[len(files)-2])
+			require.NoError(t, err)
+			ls := strings.SplitAfter(string(b), "\n")
+			line := ls[len(ls)-2]
+			require.NoError(t, os.WriteFile(last, []byte(strings.TrimSuffix(line, "\n")+end), 0o600))
+			for _, f := range files[:len(files)-1] {
+				require.NoError(t, os.Remove(f))
+			}
+
+			state, _ := appendTrail(t, path, kaizen.AuditOptions{RotateBytes: 600}, "b-1")
+			assert.Equal(t, last, state.File)
+			assert.Equal(t, uint64(1), state.Lines)
+			assert.True(t, state.NewlineAdded)
+			assert.Equal(t, int64(len(end)), state.Cut)
+			_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Genesis: firstPrevOf(t, last)}, series(t, path)...)
+			require.NoError(t, err)
+		})
+	}
+}
+
+func TestOpenAuditFileRotatedAfterAFileWithoutItsLastNewline(t *testing.T) {
+	// The file before the last ends in a complete line without its
+	// newline: VerifyAuditFiles takes it as that file's last line, and
+	// so does OpenAuditFile, whose last file continues from it.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	files := rotatedTrail(t, path, 5)
+	before := files[len(files)-2]
+	b, err := os.ReadFile(before)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(before, bytes.TrimSuffix(b, []byte("\n")), 0o600))
+	held, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, files...)
+	require.NoError(t, err)
+
+	state, _ := appendTrail(t, path, kaizen.AuditOptions{RotateBytes: 600}, "b-1")
+	assert.Equal(t, held.Last, state.Last)
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, series(t, path)...)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(6), sum.Lines)
+}
+
+func TestAuditLastAcrossARotationAndARestart(t *testing.T) {
+	// Once the trail goes on in a new file, Last gives the last hash of
+	// the file before and the lines of the new one, none: what a restart
+	// that finds the new file empty gives too.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	opts := kaizen.AuditOptions{RotateBytes: 600}
+	a, _, err := kaizen.OpenAuditFile(path, opts)
+	require.NoError(t, err)
+	observeFlushed(t, a, ids("a", 2)...)
+	require.Equal(t, []string{path, path + ".000001"}, series(t, path), "the second line rotated the trail")
+	hash, lines := a.Last()
+	require.NoError(t, a.Shutdown(context.Background()))
+	assert.Equal(t, lastHashOf(t, path, nil), hash)
+
+	a, state, err := kaizen.OpenAuditFile(path, opts)
+	require.NoError(t, err)
+	assert.Equal(t, kaizen.AuditSummary{Lines: 0, Last: hash}, state.AuditSummary)
+	rhash, rlines := a.Last()
+	assert.Equal(t, hash, rhash)
+	assert.Equal(t, rlines, lines, "the same head before and after the restart")
+	observeFlushed(t, a, "b-1")
+	_, lines = a.Last()
+	assert.Equal(t, uint64(1), lines)
+	require.NoError(t, a.Shutdown(context.Background()))
+}
+
+func TestOpenAuditFileRotatedAfterTheFileBeforeIsArchived(t *testing.T) {
+	// The file before the last is archived away, an older one is not
+	// (its shipping failed): the last file goes on from the prev of its
+	// own first line, not from the last hash of the older file, which it
+	// does not continue.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	files := rotatedTrail(t, path, 7)
+	require.Len(t, files, 4)
+	require.NoError(t, os.Remove(files[2]))
+
+	state, _ := appendTrail(t, path, kaizen.AuditOptions{RotateBytes: 600}, "b-1")
+	assert.Equal(t, files[3], state.File)
+	_, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Genesis: firstPrevOf(t, files[3])}, files[3:]...)
+	require.NoError(t, err)
+}

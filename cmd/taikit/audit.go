@@ -22,7 +22,9 @@ const auditVerifyDoc = `Verify audit trail files written by kaizen.Audit (kaizen
 one hash chain in the order given: the first line of each file continues
 from the last line of the file before. It is kaizen.VerifyAuditFiles. A
 trail kaizen.AuditOptions.RotateBytes spread over files (PATH, PATH.000001,
-PATH.000002, ...) is given as PATH*: the names sort in the trail's order. The
+PATH.000002, ...) is given as PATH*: the names sort in the trail's order up to
+PATH.999999, and PATH* must match no other file. Once the first files of a
+series are archived, give -genesis the prev of the first line left. The
 flags may come before or after the files; after "--" every argument is a
 file.
 
