@@ -145,3 +145,50 @@ func TestDecidesAsMemoryStoreAtTheEdges(t *testing.T) {
 		})
 	}
 }
+
+// TestDecidesAsMemoryStoreAtNanoseconds is TestDecidesAsMemoryStore with
+// times that are not whole microseconds, as time.Now gives, and
+// intervals that are: the Store keeps a schedule's nanoseconds, so it
+// decides as the MemoryStore does, never letting an event in a fraction
+// of a microsecond early. Intervals stay at ten seconds or more, so that
+// every key lives (PX) far longer than the test.
+func TestDecidesAsMemoryStoreAtNanoseconds(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	ctx := context.Background()
+	limits := []heijunka.Limit{
+		heijunka.Every(10 * time.Second),
+		heijunka.Every(10*time.Second + time.Microsecond).WithBurst(3),
+		heijunka.Every(20 * time.Second).WithBurst(10),
+		heijunka.Every(10 * time.Second).WithBurst(31_536_000), // ten years
+	}
+	keys := []string{"a", "b", "{c}"}
+	for seed := range uint64(10) {
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
+			rs := newStore(t, c, redisgcra.Options{Prefix: "ns" + strconv.FormatUint(seed, 10) + ":"})
+			ms, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 16})
+			require.NoError(t, err)
+			rng := rand.New(rand.NewPCG(seed, 3))
+			now := time.Unix(1_900_000_000, int64(rng.IntN(1000)))
+			for step := range 1500 {
+				switch r := rng.IntN(100); {
+				case r < 20: // the same instant
+				case r < 50: // within a microsecond or two
+					now = now.Add(time.Duration(rng.IntN(2000)))
+				case r < 90: // near a schedule, either side, never back
+					now = now.Add(max(0, time.Duration(rng.IntN(4))*10*time.Second+time.Duration(rng.IntN(4000)-2000)))
+				default: // past every schedule but the ten-year ones
+					now = now.Add(time.Duration(rng.IntN(1000))*10*time.Second + time.Duration(rng.IntN(1000)))
+				}
+				key := keys[rng.IntN(len(keys))]
+				limit := limits[rng.IntN(len(limits))]
+				n := rng.IntN(min(limit.Burst, 4) + 2)
+				want, err := ms.Take(ctx, key, limit, now, n)
+				require.NoError(t, err)
+				got, err := rs.Take(ctx, key, limit, now, n)
+				require.NoError(t, err)
+				require.Equal(t, want, got, "step %d: key %q, %v, n %d at %v", step, key, limit, n, now.Format(time.RFC3339Nano))
+			}
+		})
+	}
+}

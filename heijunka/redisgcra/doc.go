@@ -80,14 +80,16 @@
 //
 // # Time
 //
-// The Store keeps times in whole microseconds since 1970. A Limit's
-// interval (Limit.Interval, in nanoseconds as for every heijunka limiter)
-// is rounded up to a whole microsecond, so the Store never admits more
-// than the Limit allows and may admit less: Limit{Rate: 7e5, Burst: 1} has
-// a 2 µs interval here, 500 000 events a second. A Limit faster than one
-// event per microsecond (Rate above 1e6) is refused with an error: by
-// heijunka.NewKeyed and Keyed.SetLimit, which ask the Store (it is a
-// heijunka.LimitChecker), and by Take.
+// The Store keeps times as microseconds since 1970 and the nanoseconds of
+// the caller's time (with ServerClock, Redis's TIME, in whole
+// microseconds): two events are never let closer than the Limit lets them.
+// A Limit's interval (Limit.Interval, in nanoseconds as for every heijunka
+// limiter) is rounded up to a whole microsecond, so the Store never admits
+// more than the Limit allows and may admit less:
+// Limit{Rate: 7e5, Burst: 1} has a 2 µs interval here, 500 000 events a
+// second. A Limit faster than one event per microsecond (Rate above 1e6)
+// is refused with an error: by heijunka.NewKeyed and Keyed.SetLimit, which
+// ask the Store (it is a heijunka.LimitChecker), and by Take.
 //
 // Without Options.ServerClock the time passed to Take must lie from
 // 1970-01-01 up to, not including, 2200-01-01 (UTC); another time, such as
@@ -97,14 +99,16 @@
 //
 // # Stored values
 //
-// A key holds the schedule as a decimal integer. A value the Store cannot
-// have written, because it is not a number (NaN and infinities included)
-// or lies more than twenty years after now (a schedule runs at most a
-// Limit's refill time ahead: ten years, or just under twenty once an
-// interval such as 1001 ns is rounded up to 2 µs), counts as absent: the
-// key is full, and the next event recorded overwrites the value. A value
-// in the past, negative included, means full as usual; a fraction is cut
-// to whole microseconds.
+// A key holds the schedule as a decimal number of microseconds: an
+// integer, followed by exactly three decimals (the nanoseconds) when the
+// time it was taken at had any. A value the Store cannot have written,
+// because it is not a number (NaN and infinities included) or lies more
+// than twenty years after now (a schedule runs at most a Limit's refill
+// time ahead: ten years, or just under twenty once an interval such as
+// 1001 ns is rounded up to 2 µs), counts as absent: the key is full, and
+// the next event recorded overwrites the value. A value in the past,
+// negative included, means full as usual; a fraction of other than three
+// decimals is cut to whole microseconds.
 //
 // A key of another type (a list, a hash, a set) is neither read nor
 // overwritten, as it may be another program's data: every Take on it gets

@@ -132,40 +132,72 @@ const (
 	maxCallerTime = 7_258_118_400
 )
 
-// script decides n events at time now (microseconds; negative reads TIME)
-// for the key, with an interval and a tolerance (burst · interval) in
-// microseconds. It returns {allowed, base, now}: base is the stored
-// schedule brought up to now, before the request.
+// script decides n events at time now (microseconds, with nowr more
+// nanoseconds, 0 to 999; a negative now reads TIME) for the key, with an
+// interval and a tolerance (burst · interval) in whole microseconds. It
+// returns {allowed, microseconds, nanoseconds}: how far the stored
+// schedule, brought up to now, lies after now, before the request, in
+// whole microseconds and nanoseconds more (-999 to 999).
 //
-// A stored value that is not a number (nil, NaN, infinite) or that lies
-// more than twenty years (631 152 000 000 000 µs) after now cannot have
-// been written by a Store, whose schedules run at most a tolerance ahead
-// (ten years of the Limit's interval, just under twenty once the interval
-// is rounded up to whole microseconds): it counts as absent. A value with a
-// fraction is cut to whole microseconds.
+// The schedule is kept as "µs" or "µs.nnn", the nanoseconds of the
+// caller's time that started it: cut to whole microseconds, a schedule
+// would let an event in up to a microsecond early. A stored value that is
+// not a number (nil, NaN, infinite) or that lies more than twenty years
+// (631 152 000 000 000 µs) after now cannot have been written by a Store,
+// whose schedules run at most a tolerance ahead (ten years of the Limit's
+// interval, just under twenty once the interval is rounded up to whole
+// microseconds): it counts as absent. Another fraction is cut to whole
+// microseconds.
+//
+// Every number the script computes with stays below 2^53, exact in Lua's
+// doubles: microseconds up to twenty years past 2200, and nanoseconds
+// only as 0 to 999 beside them.
 var script = redis.NewScript(`
 local iv = tonumber(ARGV[1])
 local tol = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
+local nowr = tonumber(ARGV[5])
 if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  nowr = 0
 end
-local base = tonumber(redis.call('GET', KEYS[1]))
+local v = redis.call('GET', KEYS[1])
+local base, baser = nil, 0
+if v then
+  local u, r = string.match(v, '^(%d+)%.(%d%d%d)$')
+  if u then
+    base, baser = tonumber(u), tonumber(r)
+  else
+    base = tonumber(v)
+  end
+end
 if base == nil or base ~= base or base > now + 631152000000000 then
-  base = now
+  base, baser = now, nowr
 end
 base = math.floor(base)
-if base < now then base = now end
+if base < now or (base == now and baser < nowr) then
+  base, baser = now, nowr
+end
 local nxt = base + n * iv
-if nxt - now > tol then
-  return {0, base, now}
+local d = nxt - now
+if d > tol or (d == tol and baser > nowr) then
+  return {0, base - now, baser - nowr}
 end
 if n > 0 then
-  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000))
+  local val = string.format('%.0f', nxt)
+  if baser > 0 then
+    val = val .. string.format('.%03d', baser)
+  end
+  -- The key lives until the schedule, in whole milliseconds rounded up.
+  local ms = math.floor(d / 1000)
+  if (d - ms * 1000) * 1000 + baser - nowr > 0 then
+    ms = ms + 1
+  end
+  redis.call('SET', KEYS[1], val, 'PX', ms)
 end
-return {1, base, now}
+return {1, base - now, baser - nowr}
 `)
 
 // CheckLimit implements heijunka.LimitChecker: it refuses a finite Limit
@@ -220,15 +252,15 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 	// Rate ≤ 1e6 makes Interval at least 1000 ns.
 	iv := (int64(limit.Interval()) + int64(time.Microsecond) - 1) / int64(time.Microsecond)
 	tol := iv * int64(limit.Burst)
-	nowUs := int64(-1)
+	nowUs, nowNs := int64(-1), int64(0)
 	if !s.serverClock {
 		if sec := now.Unix(); sec < 0 || sec >= maxCallerTime {
 			d.RetryAfter = heijunka.InfDuration
 			return d, callerTimeError(now)
 		}
-		nowUs = now.UnixMicro()
+		nowUs, nowNs = now.UnixMicro(), int64(now.Nanosecond()%1000)
 	}
-	res, err := s.run(ctx, s.prefix+key, iv, tol, n, nowUs)
+	res, err := s.run(ctx, s.prefix+key, iv, tol, n, nowUs, nowNs)
 	if err == nil && len(res) != 3 {
 		err = fmt.Errorf("script returned %d values, want 3", len(res))
 	}
@@ -237,21 +269,25 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 		d.FailedOpen = d.Allowed
 		return d, wrapError(ctx, err)
 	}
-	allowed, base, at := res[0] == 1, res[1], res[2]
-	next := base + int64(n)*iv
-	us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+	// The decision in nanoseconds after now: base is at most twenty
+	// years ahead, and the tolerance and a batch within it at most as
+	// much, so nothing overflows.
+	allowed := res[0] == 1
+	base := time.Duration(res[1])*time.Microsecond + time.Duration(res[2])
+	ivD, tolD := time.Duration(iv)*time.Microsecond, time.Duration(tol)*time.Microsecond
 	if allowed {
+		next := base + time.Duration(n)*ivD
 		d.Allowed = true
-		d.Remaining = int((at + tol - next) / iv)
-		d.ResetAfter = us(next - at)
+		d.Remaining = int((tolD - next) / ivD)
+		d.ResetAfter = next
 		return d, nil
 	}
-	d.Remaining = int(max(0, (at+tol-base)/iv))
-	d.ResetAfter = us(base - at)
+	d.Remaining = int(max(0, (tolD-base)/ivD))
+	d.ResetAfter = base
 	if n > limit.Burst {
 		d.RetryAfter = heijunka.InfDuration
 	} else {
-		d.RetryAfter = us(next - at - tol)
+		d.RetryAfter = base + time.Duration(n)*ivD - tolD
 	}
 	return d, nil
 }
@@ -271,12 +307,12 @@ func callerTimeError(now time.Time) error {
 // done. When the client ends commands at ctx's deadline itself, or ctx
 // can never be done, the script runs in this goroutine: that is the fast
 // path. Otherwise it runs detached.
-func (s *Store) run(ctx context.Context, key string, iv, tol int64, n int, nowUs int64) ([]int64, error) {
+func (s *Store) run(ctx context.Context, key string, iv, tol int64, n int, nowUs, nowNs int64) ([]int64, error) {
 	if s.clientDeadlines || ctx.Done() == nil {
-		return script.Run(ctx, s.client, []string{key}, iv, tol, n, nowUs).Int64Slice()
+		return script.Run(ctx, s.client, []string{key}, iv, tol, n, nowUs, nowNs).Int64Slice()
 	}
 	return detach(ctx, func() ([]int64, error) {
-		return script.Run(ctx, s.client, []string{key}, iv, tol, n, nowUs).Int64Slice()
+		return script.Run(ctx, s.client, []string{key}, iv, tol, n, nowUs, nowNs).Int64Slice()
 	})
 }
 

@@ -578,3 +578,55 @@ func TestKeyOfAnotherType(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, d.Allowed)
 }
+
+// TestSubMicrosecondTimes passes times with a fraction of a microsecond,
+// as time.Now gives, and checks that the Store never admits an event
+// before the Limit does: two events are never closer than the interval
+// (plus the burst's tolerance), though the Store keeps whole microseconds.
+// It may admit up to a microsecond later than the Limit would.
+func TestSubMicrosecondTimes(t *testing.T) {
+	srv := servers.StartRedis(t)
+	s := newStore(t, redisClient(t, srv), redisgcra.Options{Prefix: "sub:"})
+	ctx := context.Background()
+	base := time.Unix(1_900_000_000, 0)
+	for _, tc := range []struct {
+		name  string
+		limit heijunka.Limit
+		first time.Duration // the first event, after base
+	}{
+		{"one a microsecond", heijunka.Every(time.Microsecond), 900 * time.Nanosecond},
+		{"one in ten seconds", heijunka.Every(10 * time.Second), 900 * time.Nanosecond},
+		{"a burst of three", heijunka.Every(time.Second).WithBurst(3), 999 * time.Nanosecond},
+		{"a rounded interval", heijunka.Every(1500 * time.Nanosecond), 100 * time.Nanosecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{})
+			require.NoError(t, err)
+			first := base.Add(tc.first)
+			burst := tc.limit.Burst
+			for _, st := range []heijunka.Store{mem, s} {
+				d, err := st.Take(ctx, tc.name, tc.limit, first, burst)
+				require.NoError(t, err)
+				require.True(t, d.Allowed, "%T: the whole burst at first", st)
+			}
+			// Just under an interval later the Limit admits nothing; nor
+			// may the Store, whose schedule from the first event must not
+			// lose the first event's fraction of a microsecond.
+			early := first.Add(tc.limit.Interval() - 100*time.Nanosecond)
+			want, err := mem.Take(ctx, tc.name, tc.limit, early, 1)
+			require.NoError(t, err)
+			require.False(t, want.Allowed, "the Limit admits nothing before an interval has passed")
+			got, err := s.Take(ctx, tc.name, tc.limit, early, 1)
+			require.NoError(t, err)
+			assert.False(t, got.Allowed, "admitted %v after the burst, under the interval %v", early.Sub(first), tc.limit.Interval())
+			assert.Positive(t, got.RetryAfter)
+
+			// A microsecond after the interval (rounded up to whole
+			// microseconds) it admits again.
+			iv := (tc.limit.Interval() + time.Microsecond - 1).Truncate(time.Microsecond)
+			got, err = s.Take(ctx, tc.name, tc.limit, first.Add(iv+time.Microsecond), 1)
+			require.NoError(t, err)
+			assert.True(t, got.Allowed, "a microsecond after the interval")
+		})
+	}
+}
