@@ -188,6 +188,13 @@ type Audit struct {
 	err       atomic.Pointer[error]
 	written   atomic.Uint64
 	unwritten atomic.Uint64
+	// observed counts the records Observe was given; each becomes
+	// written or unwritten. WaitWritten waits on wake, a channel closed
+	// and replaced as records are settled while waiters is not zero.
+	observed atomic.Uint64
+	handed   atomic.Uint64 // records OnUnwritten has returned from
+	waiters  atomic.Int64
+	wake     atomic.Pointer[chan struct{}]
 
 	// base is the number of lines the file held before this Audit
 	// (OpenAuditFile); Last counts them. fileStart is the number of lines
@@ -292,6 +299,8 @@ func newAudit(opts AuditOptions) (*Audit, error) {
 		buf:      make([]byte, 0, batch+4096),
 		log:      auditLogger(opts),
 	}
+	wake := make(chan struct{})
+	a.wake.Store(&wake)
 	if opts.Genesis != "" {
 		if err := decodeHash(opts.Genesis, &a.prev); err != nil {
 			return nil, fmt.Errorf("kaizen: AuditOptions.Genesis %q: %w", opts.Genesis, err)
@@ -353,6 +362,7 @@ func decodeHash(s string, dst *[sha256.Size]byte) error {
 
 // Observe queues the record for writing, blocking while the queue is full.
 func (a *Audit) Observe(_ context.Context, r tai.Record) {
+	a.observed.Add(1)
 	if !a.enter() {
 		a.lose(r, ErrAuditClosed)
 		return
@@ -420,6 +430,50 @@ func (a *Audit) Last() (hash string, lines uint64) {
 	return hex.EncodeToString(h[:]), n
 }
 
+// WaitWritten waits until every record observed before it was called
+// has been written — handed to the io.Writer in full — or handed to
+// OnUnwritten, and returns Err; or returns ctx.Err() if ctx ends first.
+// Unlike Flush it does not sync, and it does not make the writer write
+// sooner than it would: a record is written once the lines encoded
+// before it are, as soon as the writer goroutine is idle. A service
+// that answers only after WaitWritten returns keeps the line of every
+// answer it gave through a crash of its process (the operating system
+// holds what was written to a file), though not through one of the
+// machine: that needs Flush. It must not be called from Redact or
+// OnUnwritten, which run on the writer goroutine it waits for.
+func (a *Audit) WaitWritten(ctx context.Context) error {
+	target := a.observed.Load()
+	if a.settled() >= target {
+		return a.Err()
+	}
+	a.waiters.Add(1)
+	defer a.waiters.Add(-1)
+	for {
+		wake := a.wake.Load()
+		if a.settled() >= target {
+			return a.Err()
+		}
+		select {
+		case <-*wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// settled returns the number of records written or handed to
+// OnUnwritten.
+func (a *Audit) settled() uint64 { return a.written.Load() + a.handed.Load() }
+
+// wakeWaiters wakes the WaitWritten calls, if any, to look again.
+func (a *Audit) wakeWaiters() {
+	if a.waiters.Load() == 0 {
+		return
+	}
+	next := make(chan struct{})
+	close(*a.wake.Swap(&next))
+}
+
 // Unwritten returns the number of records handed to OnUnwritten.
 func (a *Audit) Unwritten() uint64 { return a.unwritten.Load() }
 
@@ -483,6 +537,8 @@ func (a *Audit) lose(r tai.Record, err error) {
 	a.unwritten.Add(1)
 	returned := false
 	defer func() {
+		a.handed.Add(1)
+		a.wakeWaiters()
 		if v := recover(); v != nil {
 			a.log.Error("kaizen: AuditOptions.OnUnwritten panicked", "signal_id", r.ID, "panic", fmt.Sprint(v),
 				"stack", string(debug.Stack()))
@@ -657,6 +713,7 @@ func (a *Audit) settle(n int, err error) {
 		}
 		p.rec = tai.Record{} // let the GC have what it refers to
 	}
+	a.wakeWaiters()
 	a.buf = a.buf[:0]
 	if cap(a.buf) > a.batch+auditBufSlack {
 		// A line far longer than usual grew buf: let that memory go

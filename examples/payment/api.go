@@ -350,6 +350,12 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 	var hold spendHold
 	pctx := context.WithValue(context.WithValue(ctx, gatewayCallKey{}, &sent), spendHoldKey{}, &hold)
 	res, err := s.pipeline.Process(pctx, sig)
+	// The payment's audit line is written before its answer goes out: a
+	// process killed after answering keeps it (written, if not synced;
+	// kaizen.Audit.WaitWritten). The writer is idle by then, as a rule:
+	// the commit below takes longer. A trail that failed hands its lines
+	// to OnUnwritten, which logs them.
+	defer func() { _ = s.audit.WaitWritten(ctx) }()
 	status, code, retryAfter := outcome(res, err)
 	resp := PaymentResponse{
 		TransactionID: sig.ID,

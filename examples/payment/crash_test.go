@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/examples/internal/svctest"
+	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/kanban/natsembed"
 )
 
@@ -69,12 +71,24 @@ func post(ctx context.Context, client *http.Client, url string, a *attempt) (int
 	return resp.StatusCode, b, resp.Header, nil
 }
 
+// txnOfBody returns the transaction ID of a payment's answer.
+func txnOfBody(t *testing.T, body []byte) string {
+	t.Helper()
+	var r struct {
+		TransactionID string `json:"transaction_id"`
+	}
+	require.NoError(t, json.Unmarshal(body, &r), string(body))
+	return r.TransactionID
+}
+
 // TestCrashLosesNothing runs the service as a process of its own, sends it
 // concurrent payments with idempotency keys, kills it with SIGKILL in the
 // middle, and starts it again on the same data dir. Then every payment
 // answered SUCCESS is found by GET and confirmed; every request sent again
 // with its key gets its first answer, or, if it never got one, an answer
-// now; and the payments bucket holds one charge per key at most.
+// now; the payments bucket holds one charge per key at most; and the
+// audit trail verifies across the kill and holds the line of every
+// payment answered before it.
 func TestCrashLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the service in processes of its own")
@@ -147,6 +161,12 @@ func TestCrashLosesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests, %d answered before the kill", len(attempts), answered)
+	var answeredBefore []string
+	for _, a := range attempts {
+		if a.answered {
+			answeredBefore = append(answeredBefore, txnOfBody(t, a.body))
+		}
+	}
 
 	second := startChild(ctx, t, dir)
 	get := func(id string) map[string]any {
@@ -162,13 +182,7 @@ func TestCrashLosesNothing(t *testing.T) {
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&rec))
 		return rec
 	}
-	txnOf := func(body []byte) string {
-		var r struct {
-			TransactionID string `json:"transaction_id"`
-		}
-		require.NoError(t, json.Unmarshal(body, &r), string(body))
-		return r.TransactionID
-	}
+	txnOf := func(body []byte) string { return txnOfBody(t, body) }
 
 	// Every request again, with its key: the first answer where there was
 	// one, an answer now where there was none.
@@ -198,6 +212,27 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 
 	require.NoError(t, second.Stop(ctx, t, syscall.SIGTERM), second.Logs.String())
+
+	// The audit trail verifies as one chain across the kill, and holds
+	// the line of every payment answered before it.
+	trail, err := filepath.Glob(filepath.Join(dir, "audit-crash.jsonl*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, trail)
+	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, trail...)
+	require.NoError(t, err)
+	audited := map[string]bool{}
+	for _, f := range trail {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for line := range bytes.Lines(raw) {
+			var e kaizen.AuditEntry
+			require.NoError(t, json.Unmarshal(line, &e))
+			audited[e.ID] = true
+		}
+	}
+	for _, id := range answeredBefore {
+		assert.True(t, audited[id], "%s, answered before the kill, is in the audit trail", id)
+	}
 
 	// The durable record: one charge per key (each key has a customer of
 	// its own), and no confirmation dead-lettered.
