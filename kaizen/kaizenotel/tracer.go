@@ -247,9 +247,28 @@ func (u *unrecorded) SpanContext() tai.SpanContext { return spanContextOf(u.sc) 
 
 // End records the outcome and closes the span. The span is closed even
 // when reading err panics (a typed nil whose Unwrap reads its receiver):
-// the pipeline recovers the panic, and the span is not left open.
+// the pipeline recovers the panic and fails the signal with it, so the
+// span ends failed, its error.type the Go type of err, and is not left
+// open.
 func (s *span) End(err error) {
-	defer s.span.End()
+	read := false
+	defer func() {
+		if !read {
+			t := fmt.Sprintf("%T", err)
+			if s.root {
+				s.span.SetAttributes(attrOutcome.String(tai.Failed.String()))
+			}
+			s.span.SetAttributes(attrErrType.String(t))
+			s.span.SetStatus(codes.Error, t)
+		}
+		s.span.End()
+	}()
+	s.record(err)
+	read = true
+}
+
+// record sets the attributes and status of the outcome err gives.
+func (s *span) record(err error) {
 	o := tai.OutcomeOf(err)
 	if s.root {
 		s.span.SetAttributes(attrOutcome.String(o.String()))

@@ -370,3 +370,41 @@ func TestZeroTracerUsesTheGlobalProvider(t *testing.T) {
 	assert.NotContains(t, attrs(root), attribute.Key("taikit.signal.id"), "no IDs by default")
 	assert.Equal(t, tai.TraceID(root.SpanContext().TraceID()), res.Span.TraceID)
 }
+
+// TestTracerFailsTheSpanWhenTheErrorPanics: an action that returns a
+// typed nil whose chain cannot be walked fails its signal (the pipeline
+// recovers the panic of reading it); its span ends failed too, with
+// error.type the Go type of the error, not with status Unset as a stage
+// that succeeded.
+func TestTracerFailsTheSpanWhenTheErrorPanics(t *testing.T) {
+	sr, tp := newRecorder(t)
+	tr := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})
+	p, err := tai.New(
+		tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		}),
+		tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+			var typedNil *chainErr
+			return 0, typedNil
+		}),
+		tai.WithTracer(tr))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.Signal[int]{ID: "s-1", Kind: "payment"})
+	require.Equal(t, tai.Failed, tai.OutcomeOf(err))
+
+	action := byName(sr.Ended(), "action")
+	require.NotNil(t, action, "the action's span is ended")
+	assert.Equal(t, codes.Error, action.Status().Code, "the action failed")
+	assert.Equal(t, "*kaizenotel_test.chainErr", action.Status().Description)
+	assert.Equal(t, "*kaizenotel_test.chainErr", attrs(action)["error.type"])
+	assert.Equal(t, codes.Error, byName(sr.Ended(), "payment").Status().Code)
+
+	sr.Reset()
+	_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Name: "payment", Kind: "payment"})
+	var typedNil *chainErr
+	require.Panics(t, func() { sp.End(typedNil) })
+	require.Len(t, sr.Ended(), 1)
+	root := sr.Ended()[0]
+	assert.Equal(t, codes.Error, root.Status().Code)
+	assert.Equal(t, "failed", attrs(root)["taikit.outcome"])
+}
