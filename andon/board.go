@@ -46,7 +46,7 @@ type BoardOptions struct {
 	// changed in the evaluator (lines and breakers change on their own,
 	// and so does an alert's Silenced when a silence begins or ends at its
 	// time, which the page shows at the next refresh). Zero means 2s; otherwise at least 100ms. Whatever it is, a stream
-	// silent for 15s is sent a keep-alive comment.
+	// silent for 15s is sent a keep-alive event.
 	Refresh time.Duration
 	// AllowCord shows the cord on the page and takes its pulls and resets
 	// (POST api/cord). A pull stops lines, so the zero value leaves the
@@ -94,9 +94,14 @@ type BoardOptions struct {
 //	GET  {prefix}/             the page
 //	GET  {prefix}/api/state    the BoardState as JSON
 //	GET  {prefix}/api/events   the BoardState as server-sent events, on every change
+//	                           (event "state"), and event "keep-alive" after 15s without one
 //	POST {prefix}/api/cord     {"action": "pull", "reason": "...", "who": "..."} or {"action": "reset"}
 //
-// The page follows /api/events and falls back to polling /api/state. The
+// The page follows /api/events and falls back to polling /api/state; a
+// stream that has said nothing, not even its keep-alive (whose data is
+// empty), for 40s is taken for dead although the browser was not told (a
+// network that dropped, a proxy that lost its upstream), and the page
+// greys the state it shows until the board answers again. The
 // POST must carry Content-Type application/json and the header
 // X-Andon-Board: 1, which a form on another site cannot send without a
 // CORS preflight the board never grants, and passes
@@ -628,7 +633,9 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 			msg = append(append([]byte("event: state\ndata: "), body...), "\n\n"...)
 			last = key
 		case time.Since(lastWrite) >= keepAlive:
-			msg = []byte(": keep-alive\n\n")
+			// An event rather than a comment, which a page cannot see:
+			// the page takes a stream silent for long for a dead one.
+			msg = []byte("event: keep-alive\ndata:\n\n")
 		}
 		if msg != nil {
 			// Each event gets its own deadline, which also lifts the

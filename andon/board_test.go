@@ -462,7 +462,8 @@ func (w *streamWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// kinds returns "state" or "keep-alive" for each write.
+// kinds returns "state" or "keep-alive" for each write, or the write
+// itself if it is neither.
 func (w *streamWriter) kinds() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -470,6 +471,8 @@ func (w *streamWriter) kinds() []string {
 	for _, s := range w.writes {
 		if strings.HasPrefix(s, "event: state\ndata: ") {
 			out = append(out, "state")
+		} else if s == "event: keep-alive\ndata:\n\n" {
+			out = append(out, "keep-alive")
 		} else {
 			out = append(out, strings.TrimSpace(s))
 		}
@@ -517,7 +520,7 @@ func TestBoardEventTiming(t *testing.T) {
 		assert.Equal(t, []string{"state", "state"}, w.kinds())
 		time.Sleep(time.Nanosecond)
 		synctest.Wait()
-		assert.Equal(t, []string{"state", "state", ": keep-alive"}, w.kinds(), "a keep-alive after 15s of silence")
+		assert.Equal(t, []string{"state", "state", "keep-alive"}, w.kinds(), "a keep-alive after 15s of silence")
 		time.Sleep(15*time.Second - time.Nanosecond)
 		synctest.Wait()
 		assert.Len(t, w.kinds(), 3)
@@ -544,7 +547,7 @@ func TestBoardKeepAlive(t *testing.T) {
 				assert.Equal(t, []string{"state"}, w.kinds())
 				time.Sleep(time.Nanosecond)
 				synctest.Wait()
-				assert.Equal(t, []string{"state", ": keep-alive"}, w.kinds(), "15s after the last write")
+				assert.Equal(t, []string{"state", "keep-alive"}, w.kinds(), "15s after the last write")
 				time.Sleep(45 * time.Second)
 				synctest.Wait()
 				assert.Len(t, w.kinds(), 5, "every 15s")
@@ -1055,7 +1058,7 @@ func TestBoardQuietStreamOverHTTP2(t *testing.T) {
 				got = append(got, strings.TrimSpace(line))
 			}
 		}
-		assert.Equal(t, []string{"event: state", ": keep-alive"}, got)
+		assert.Equal(t, []string{"event: state", "event: keep-alive"}, got)
 		assert.Equal(t, 15*time.Second, time.Since(start))
 
 		require.NoError(t, b.Shutdown(context.Background()))

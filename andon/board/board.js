@@ -9,6 +9,13 @@
   var offset = 0; // server clock minus client clock, in ms
   var pollTimer = null;
   var live = false; // the event stream delivers
+  var stream = null; // the EventSource followed
+  var heard = 0; // Date.now() when the stream last said anything
+  // The board says something on the stream every 15s at least (a state,
+  // or a keep-alive): one silent for longer than this is dead, even
+  // where the browser was not told (a network that dropped, a computer
+  // that slept, a proxy that lost its upstream).
+  var quietLimit = 40000;
 
   function $(id) { return document.getElementById(id); }
 
@@ -142,6 +149,12 @@
     ]);
   }
 
+  // setText changes e's text only when it differs: a live region is read
+  // out again whenever its text is set.
+  function setText(e, text) {
+    if (e.textContent !== text) e.textContent = text;
+  }
+
   function replace(id, nodes) {
     var box = $(id);
     while (box.firstChild) box.removeChild(box.firstChild);
@@ -156,9 +169,10 @@
 
     var cord = $("cord");
     cord.setAttribute("data-pulled", String(s.cord.pulled));
-    $("cord-text").textContent = s.cord.pulled
-      ? "PULLED by " + s.cord.who + ": " + s.cord.reason + " — since " + clockTime(s.cord.since) + " (" + ago(s.cord.since) + ")"
-      : "ready";
+    // The cord's status is announced when it changes; its age, which
+    // goes on every second, is beside it rather than in it.
+    setText($("cord-text"), s.cord.pulled ? "PULLED by " + s.cord.who + ": " + s.cord.reason : "ready");
+    replace("cord-since", s.cord.pulled && s.cord.since ? [document.createTextNode(" — "), since(s.cord.since)] : []);
     $("cord-form").hidden = s.read_only || s.cord.pulled;
     $("cord-reset").hidden = s.read_only || !s.cord.pulled;
 
@@ -173,10 +187,15 @@
 
     var firing = rules.filter(function (r) { return r.state === "firing"; }).length;
     var pending = rules.filter(function (r) { return r.state === "pending"; }).length;
-    replace("summary", [
-      el("b", { text: String(firing) }), document.createTextNode(" firing · "),
-      el("b", { text: String(pending) }), document.createTextNode(" pending · " + rules.length + " rules")
-    ]);
+    // The counts are announced when they change, not at every render.
+    var counts = firing + " " + pending + " " + rules.length;
+    if ($("summary").getAttribute("data-counts") !== counts) {
+      $("summary").setAttribute("data-counts", counts);
+      replace("summary", [
+        el("b", { text: String(firing) }), document.createTextNode(" firing · "),
+        el("b", { text: String(pending) }), document.createTextNode(" pending · " + rules.length + " rules")
+      ]);
+    }
     tick();
     showLinked(s);
   }
@@ -202,6 +221,10 @@
   }
 
   function tick() {
+    if (stream && Date.now() - heard > quietLimit) {
+      stream.close();
+      lost();
+    }
     $("clock").textContent = new Date(now()).toLocaleTimeString([], { hour12: false });
     document.querySelectorAll("[data-since]").forEach(function (e) {
       var t = e.getAttribute("data-since");
@@ -209,10 +232,13 @@
     });
   }
 
+  // setConn shows how the page follows the board; the state shown while
+  // offline is greyed, as it may no longer be true.
   function setConn(mode, text) {
     var c = $("conn");
     c.setAttribute("data-mode", mode);
-    c.textContent = text;
+    document.body.setAttribute("data-conn", mode);
+    setText(c, text);
   }
 
   function poll() {
@@ -237,21 +263,32 @@
   function follow() {
     if (!window.EventSource) { startPolling(); return; }
     var es = new EventSource("api/events");
+    stream = es;
+    heard = Date.now();
     es.addEventListener("state", function (ev) {
+      heard = Date.now();
       live = true;
       followDelay = 5000;
       render(JSON.parse(ev.data));
       setConn("live", "live");
       if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
     });
+    es.addEventListener("keep-alive", function () { heard = Date.now(); });
     es.onerror = function () {
       live = false;
-      if (es.readyState === EventSource.CLOSED) {
-        startPolling();
-        setTimeout(follow, followDelay);
-        followDelay = Math.min(2 * followDelay, 60000);
-      } else setConn("offline", "reconnecting…");
+      if (es.readyState === EventSource.CLOSED) lost();
+      else setConn("offline", "reconnecting…");
     };
+  }
+
+  // lost gives up the stream, closed or silent for too long: the page
+  // polls, and follows the stream again after followDelay.
+  function lost() {
+    stream = null;
+    live = false;
+    startPolling();
+    setTimeout(follow, followDelay);
+    followDelay = Math.min(2 * followDelay, 60000);
   }
 
   // postCord sends the cord's action and renders the answer; it resolves
