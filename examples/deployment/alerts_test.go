@@ -137,3 +137,31 @@ tests:
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 }
+
+// TestSlowCanaryGaugeEndsWithTheCanary: the canary's overdue ratio, which
+// the exported CanarySlowToProgress reads, is gone once the canary's stage
+// has passed, as it is from the rule evaluated in the process. It stayed
+// at the canary's last value through the stages after it, so that a
+// canary held past three times its bake (paused by the cord) kept the
+// exported alert firing while the next stage baked.
+func TestSlowCanaryGaugeEndsWithTheCanary(t *testing.T) {
+	ts := startService(t, "-stages", "first:5:100ms,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "first" })
+	require.Eventually(t, func() bool { return testutil.CollectAndCount(ts.metrics.overdue) == 1 }, 10*time.Second, time.Millisecond,
+		"the canary's overdue ratio is exported while it bakes")
+	v, ok := ts.runs.Load(id)
+	require.True(t, ok, "the rollout runs here")
+	run := v.(*rollout)
+	// A sample of the staging stage is recorded after the gauges are set.
+	require.Eventually(t, func() bool {
+		run.mu.Lock()
+		defer run.mu.Unlock()
+		st := run.d.Results[0].Stages
+		return len(st) == 2 && len(st[1].Samples) > 0
+	}, 10*time.Second, time.Millisecond)
+	assert.Zero(t, testutil.CollectAndCount(ts.metrics.overdue), "the canary's overdue ratio is still exported in the stage after it")
+	_, n := ts.rollouts.max(func(h *rolloutHealth) map[string]float64 { return h.overdue })
+	assert.Zero(t, n, "the rule in the process")
+}

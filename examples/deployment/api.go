@@ -137,7 +137,7 @@ type StageResult struct {
 	Percent   float64        `json:"traffic_percent"`
 	StartedAt time.Time      `json:"started_at"`
 	EndedAt   *time.Time     `json:"ended_at,omitempty"`
-	Verdict   string         `json:"verdict,omitempty"` // passed, failed, aborted, promoted
+	Verdict   string         `json:"verdict,omitempty"` // passed, failed, aborted, promoted, interrupted (cut off, then rolled back)
 	Reason    string         `json:"reason,omitempty"`
 	Samples   []HealthSample `json:"health_samples"`
 }

@@ -95,14 +95,16 @@ func (s *Service) changeFreeze(_ context.Context, _ tai.Signal[*rollout]) (tai.D
 }
 
 // regionHealth: the version serving in the region is within its SLO now;
-// a region already burning its error budget gets no change on top.
+// a region already burning its error budget gets no change on top. A
+// reading with no data, or on fewer than -min-requests requests, is
+// inconclusive, as it is in a rollout's analysis, and refuses nothing.
 func (s *Service) regionHealth(ctx context.Context, sig tai.Signal[*rollout]) (tai.Decision, error) {
 	r := sig.Payload
 	if r.stable == "" {
 		return allow()
 	}
 	sample, err := s.health.Sample(ctx, r.service, r.region, r.stable, s.cfg.Interval)
-	if errors.Is(err, fleet.ErrNoData) {
+	if errors.Is(err, fleet.ErrNoData) || err == nil && s.tooFewRequests(sample) {
 		return allow()
 	}
 	if err != nil {
@@ -112,4 +114,10 @@ func (s *Service) regionHealth(ctx context.Context, sig tai.Signal[*rollout]) (t
 		return deny("Region %s unhealthy before the change (%s %s): %s", r.region, r.service, r.stable, v.Reason())
 	}
 	return allow()
+}
+
+// tooFewRequests reports whether a health sample rests on fewer requests
+// than -min-requests: inconclusive, as a sample with no data is.
+func (s *Service) tooFewRequests(sample fleet.Sample) bool {
+	return sample.Requests < s.cfg.MinRequests
 }

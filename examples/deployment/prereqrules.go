@@ -67,9 +67,11 @@ func newPrerequisiteEnv(lookup func(context.Context, tai.Signal[RegionRequest]) 
 // rollout: the catalog, the versions serving in the region (for the
 // capacity), the version serving there (the rollback plan, which the
 // rollout then takes), the freeze windows, and the analysis of the version
-// serving (the region's health). Unlike the Go rules, which stop at the
-// first refusal, it reads them all; a store or health source that fails
-// fails the evaluation, as it fails the Go rule that reads it.
+// serving (the region's health: healthy on a sample with no data, or on
+// fewer than -min-requests requests, as for the Go rule). Unlike the Go
+// rules, which stop at the first refusal, it reads them all; a store or
+// health source that fails fails the evaluation, as it fails the Go rule
+// that reads it.
 func (s *Service) prerequisiteLookup(ctx context.Context, sig tai.Signal[RegionRequest]) (map[string]any, error) {
 	f := sig.Payload.facts
 	if f == nil || f.r == nil {
@@ -100,6 +102,7 @@ func (s *Service) prerequisiteLookup(ctx context.Context, sig tai.Signal[RegionR
 		case errors.Is(err, fleet.ErrNoData):
 		case err != nil:
 			return nil, fmt.Errorf("health of %s %s in %s: %w", r.service, stable, r.region, err)
+		case s.tooFewRequests(sample): // inconclusive, as no data is
 		default:
 			j, err := s.analyze(ctx, sample, r)
 			if err != nil {

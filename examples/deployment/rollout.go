@@ -1038,6 +1038,11 @@ func (r *rollout) check(ctx context.Context) error {
 	canary := r.strategy == Canary && r.stage == 0
 	if canary {
 		r.s.metrics.overdue.WithLabelValues(r.service, r.region, r.st.name).Set(overdue)
+	} else {
+		// The canary's stage has passed: its ratio goes, as it goes from
+		// the rule in the process (setOverdue), rather than hold the
+		// exported rule at its last value through the stages after it.
+		r.s.metrics.overdue.DeletePartialMatch(map[string]string{"service": r.service, "region": r.region})
 	}
 	r.s.rollouts.setOverdue(r.d.ID+"/"+r.region, overdue, canary)
 	rr := &r.d.Results[r.index]
@@ -1134,6 +1139,14 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 	r.paused = false
 	r.mu.Unlock()
 	err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
+		// A stage still open was cut off (by a restart, or by the error
+		// of the attempt before the last): it ends here, with the
+		// rollback's reason. One that ended (failed, aborted) was closed
+		// by the changes stored with this one.
+		if n := len(rr.Stages); n > 0 && rr.Stages[n-1].EndedAt == nil {
+			st := &rr.Stages[n-1]
+			st.EndedAt, st.Verdict, st.Reason = &now, "interrupted", reason
+		}
 		rr.Status, rr.ErrorMessage, rr.Percent, rr.Stage, rr.CompletedAt = StatusRolledBack, reason, 0, "", &now
 		rr.RecoveryMs = float64(recovery.Microseconds()) / 1000
 		if s.local != nil {

@@ -1001,7 +1001,7 @@ func (s *Service) newMetrics() error {
 		mttr:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "deployment_rollback_recovery_seconds", Help: "From the failing health sample to traffic back on the old version.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		active:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "deployment_active", Help: "Region rollouts running in this process."}),
 		errorRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "deployment_health_error_rate", Help: "The last sampled error rate of each rollout running in this process."}, []string{"service", "region", "version"}),
-		overdue:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "deployment_stage_overdue_ratio", Help: "Time in the current stage over its bake, for each rollout running in this process."}, []string{"service", "region", "stage"}),
+		overdue:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "deployment_stage_overdue_ratio", Help: "Time in a canary's first stage over its bake, for each canary in that stage in this process."}, []string{"service", "region", "stage"}),
 	}
 	reg.MustRegister(m.success, m.rollback, m.failed, m.duration, m.stage, m.analysis, m.mttr, m.active, m.errorRate, m.overdue)
 	var err error

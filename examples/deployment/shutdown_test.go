@@ -100,3 +100,28 @@ func TestRestartAfterStableRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestInterruptedStageEnds: the stage a restart cut off ends with the
+// region's rollback, its verdict interrupted and the rollback's reason as
+// its own: the region ended ROLLED_BACK while its stage stayed open, with
+// no end and no verdict, as if it still baked.
+func TestInterruptedStageEnds(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
+	ts := startServiceIn(t, dir, args...)
+	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	ts.shutdown()
+
+	ts = startServiceIn(t, dir, args...)
+	d := waitFor(t, ts.URL, id, ended)
+	require.Equal(t, StatusRolledBack, d.Status)
+	rr := d.Results[0]
+	require.Len(t, rr.Stages, 1, "the canary only")
+	st := rr.Stages[0]
+	require.NotNil(t, st.EndedAt, "the canary cut off has no end")
+	assert.Equal(t, *rr.CompletedAt, *st.EndedAt, "it ends with the rollback")
+	assert.Equal(t, "interrupted", st.Verdict)
+	assert.Equal(t, rr.ErrorMessage, st.Reason)
+	assert.Contains(t, st.Reason, "Interrupted at stage canary by a restart")
+}
