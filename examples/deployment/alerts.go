@@ -56,7 +56,7 @@ func (s *Service) rules() []andon.Rule {
 		{
 			Name: alertSlow, Severity: andon.Ticket, For: time.Minute,
 			Condition:  andon.ConditionFunc(s.slowCanary),
-			Expr:       `max(deployment_stage_overdue_ratio{stage="canary"}) > 3`,
+			Expr:       `max(deployment_stage_overdue_ratio) > 3`, // set in a canary's first stage only, whatever its name
 			Summary:    "a canary has run {{ $value | humanize }} times its bake",
 			RunbookURL: runbook,
 		},
