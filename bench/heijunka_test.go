@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,9 +14,11 @@ import (
 	"github.com/taipattern/taikit/heijunka"
 )
 
-// Every limiter here is configured so that (almost) every call is
-// admitted: the benchmarks measure the cost of a decision, not of waiting.
-// The "Denied" variants measure the opposite path: a bucket that is empty.
+// Every limiter here is configured so that every call is admitted at once
+// (uber's Take never waits): the benchmarks measure the cost of a decision,
+// not of waiting, and fail on a refusal, so that a misconfigured limiter
+// cannot time its other path. The "Denied" variants measure the opposite
+// path, a bucket that is empty, and fail on an admission.
 
 const heijunkaRate = 1e9 // events per second: never throttles a benchmark
 
@@ -32,14 +35,18 @@ func BenchmarkHeijunkaLimiterAllow(b *testing.B) {
 		lim := newHeijunka(b, heijunka.PerSecond(heijunkaRate))
 		b.ReportAllocs()
 		for b.Loop() {
-			lim.Allow()
+			if !lim.Allow() {
+				b.Fatal("refused")
+			}
 		}
 	})
 	b.Run("x-time-rate", func(b *testing.B) {
 		lim := rate.NewLimiter(rate.Limit(heijunkaRate), heijunkaRate)
 		b.ReportAllocs()
 		for b.Loop() {
-			lim.Allow()
+			if !lim.Allow() {
+				b.Fatal("refused")
+			}
 		}
 	})
 	b.Run("uber-ratelimit-take", func(b *testing.B) {
@@ -53,7 +60,9 @@ func BenchmarkHeijunkaLimiterAllow(b *testing.B) {
 		lim := ratelimiter.NewBursty[any](heijunkaRate/1000, time.Millisecond)
 		b.ReportAllocs()
 		for b.Loop() {
-			lim.TryAcquirePermit()
+			if !lim.TryAcquirePermit() {
+				b.Fatal("refused")
+			}
 		}
 	})
 }
@@ -64,7 +73,10 @@ func BenchmarkHeijunkaLimiterAllowParallel(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				lim.Allow()
+				if !lim.Allow() {
+					b.Error("refused")
+					return
+				}
 			}
 		})
 	})
@@ -73,7 +85,10 @@ func BenchmarkHeijunkaLimiterAllowParallel(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				lim.Allow()
+				if !lim.Allow() {
+					b.Error("refused")
+					return
+				}
 			}
 		})
 	})
@@ -91,48 +106,69 @@ func BenchmarkHeijunkaLimiterAllowParallel(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				lim.TryAcquirePermit()
+				if !lim.TryAcquirePermit() {
+					b.Error("refused")
+					return
+				}
 			}
 		})
 	})
 }
 
 // BenchmarkHeijunkaLimiterDenied measures a limiter that is over its limit:
-// one event per hour, long spent.
+// one event per hour, spent before the timer starts. Each spends its one
+// event at once (a limiter that refused it is not over its limit) and
+// must refuse every call after.
 func BenchmarkHeijunkaLimiterDenied(b *testing.B) {
 	b.Run("heijunka", func(b *testing.B) {
 		lim := newHeijunka(b, heijunka.PerHour(1))
-		lim.Allow()
+		if !lim.Allow() {
+			b.Fatal("first event refused")
+		}
 		b.ReportAllocs()
 		for b.Loop() {
-			lim.Allow()
+			if lim.Allow() {
+				b.Fatal("admitted")
+			}
 		}
 	})
 	b.Run("x-time-rate", func(b *testing.B) {
 		lim := rate.NewLimiter(rate.Every(time.Hour), 1)
-		lim.Allow()
+		if !lim.Allow() {
+			b.Fatal("first event refused")
+		}
 		b.ReportAllocs()
 		for b.Loop() {
-			lim.Allow()
+			if lim.Allow() {
+				b.Fatal("admitted")
+			}
 		}
 	})
 	b.Run("failsafe-go", func(b *testing.B) {
 		lim := ratelimiter.NewBursty[any](1, time.Hour)
-		lim.TryAcquirePermit()
+		if !lim.TryAcquirePermit() {
+			b.Fatal("first event refused")
+		}
 		b.ReportAllocs()
 		for b.Loop() {
-			lim.TryAcquirePermit()
+			if lim.TryAcquirePermit() {
+				b.Fatal("admitted")
+			}
 		}
 	})
 }
 
+// BenchmarkHeijunkaLimiterReserve books one event and asks how long to
+// wait for it: none, at a rate that never throttles.
 func BenchmarkHeijunkaLimiterReserve(b *testing.B) {
 	b.Run("heijunka", func(b *testing.B) {
 		lim := newHeijunka(b, heijunka.PerSecond(heijunkaRate))
 		b.ReportAllocs()
 		for b.Loop() {
 			r := lim.Reserve()
-			_ = r.Delay()
+			if !r.OK() || r.Delay() != 0 {
+				b.Fatal("reservation must wait")
+			}
 		}
 	})
 	b.Run("x-time-rate", func(b *testing.B) {
@@ -140,14 +176,18 @@ func BenchmarkHeijunkaLimiterReserve(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			r := lim.Reserve()
-			_ = r.Delay()
+			if !r.OK() || r.Delay() != 0 {
+				b.Fatal("reservation must wait")
+			}
 		}
 	})
 	b.Run("failsafe-go", func(b *testing.B) {
 		lim := ratelimiter.NewBursty[any](heijunkaRate/1000, time.Millisecond)
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = lim.ReservePermit()
+			if lim.ReservePermit() != 0 {
+				b.Fatal("reservation must wait")
+			}
 		}
 	})
 }
@@ -159,6 +199,14 @@ const heijunkaKeys = 100_000
 // of its schedule (one second per event) and far from its burst. (A key
 // that falls behind its schedule is fresh and is dropped by design.)
 var heijunkaKeyedLimit = heijunka.Limit{Rate: 1, Burst: 100_000_000}
+
+// keyedAllow lets key in before the timer starts and fails b unless k
+// admits it.
+func keyedAllow(b *testing.B, k *heijunka.Keyed, key string) {
+	if d, err := k.Allow(context.Background(), key); err != nil || !d.Allowed {
+		b.Fatalf("key %s: %+v, %v", key, d, err)
+	}
+}
 
 func heijunkaKeyNames() []string {
 	keys := make([]string, heijunkaKeys)
@@ -180,12 +228,14 @@ func BenchmarkHeijunkaKeyedAllow(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, key := range keys {
-			_, _ = k.Allow(ctx, key)
+			keyedAllow(b, k, key)
 		}
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			_, _ = k.Allow(ctx, keys[i])
+			if d, err := k.Allow(ctx, keys[i]); err != nil || !d.Allowed {
+				b.Fatalf("key %s: %+v, %v", keys[i], d, err)
+			}
 			if i++; i == len(keys) {
 				i = 0
 			}
@@ -195,7 +245,9 @@ func BenchmarkHeijunkaKeyedAllow(b *testing.B) {
 		lim := rate.NewLimiter(rate.Limit(heijunkaRate), heijunkaRate)
 		b.ReportAllocs()
 		for b.Loop() {
-			lim.Allow()
+			if !lim.Allow() {
+				b.Fatal("refused")
+			}
 		}
 	})
 }
@@ -209,13 +261,20 @@ func BenchmarkHeijunkaKeyedAllowParallel(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, key := range keys {
-			_, _ = k.Allow(ctx, key)
+			keyedAllow(b, k, key)
 		}
 		b.ReportAllocs()
+		var seq atomic.Int64
 		b.RunParallel(func(pb *testing.PB) {
-			i := 0
+			// Goroutines start apart, as concurrent requests are mostly
+			// for different keys; started together, they would walk the
+			// same keys in step.
+			i := int(seq.Add(1)) * 7919 % len(keys)
 			for pb.Next() {
-				_, _ = k.Allow(ctx, keys[i])
+				if d, err := k.Allow(ctx, keys[i]); err != nil || !d.Allowed {
+					b.Errorf("key %s: %+v, %v", keys[i], d, err)
+					return
+				}
 				if i++; i == len(keys) {
 					i = 0
 				}
@@ -227,7 +286,10 @@ func BenchmarkHeijunkaKeyedAllowParallel(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				lim.Allow()
+				if !lim.Allow() {
+					b.Error("refused")
+					return
+				}
 			}
 		})
 	})

@@ -53,12 +53,16 @@ func jkJidokaTimeWindow(b *testing.B) *jidoka.Breaker {
 	return br
 }
 
-func jkGobreakerConsecutive() *gobreaker.CircuitBreaker[struct{}] {
-	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+func jkGobreakerConsecutiveSettings() gobreaker.Settings {
+	return gobreaker.Settings{
 		MaxRequests: jkBenchSuccesses,
 		Timeout:     jkBenchOpen,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= jkBenchFailures },
-	})
+	}
+}
+
+func jkGobreakerConsecutive() *gobreaker.CircuitBreaker[struct{}] {
+	return gobreaker.NewCircuitBreaker[struct{}](jkGobreakerConsecutiveSettings())
 }
 
 func jkGobreakerTimeWindow() *gobreaker.CircuitBreaker[struct{}] {
@@ -120,6 +124,47 @@ func BenchmarkJidokaClosedFailsafe(b *testing.B) {
 		if err := ex.Run(jkOkPlain); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Closed state, successful call, one goroutine, through each library's
+// two-step form (admit, run the call, report its result): jidoka's Allow
+// and done, gobreaker's TwoStepCircuitBreaker, failsafe-go's breaker used
+// standalone (TryAcquirePermit, RecordError), which does without the
+// executor's allocations.
+
+func BenchmarkJidokaClosedTwoStep(b *testing.B) {
+	br, ctx := jkJidokaConsecutive(b), context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		done, err := br.Allow(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done(jkOkPlain())
+	}
+}
+
+func BenchmarkJidokaClosedTwoStepGobreaker(b *testing.B) {
+	cb := gobreaker.NewTwoStepCircuitBreaker[struct{}](jkGobreakerConsecutiveSettings())
+	b.ReportAllocs()
+	for b.Loop() {
+		done, err := cb.Allow()
+		if err != nil {
+			b.Fatal(err)
+		}
+		done(jkOkPlain())
+	}
+}
+
+func BenchmarkJidokaClosedTwoStepFailsafe(b *testing.B) {
+	cb, _ := jkFailsafeConsecutive()
+	b.ReportAllocs()
+	for b.Loop() {
+		if !cb.TryAcquirePermit() {
+			b.Fatal("refused")
+		}
+		cb.RecordError(jkOkPlain())
 	}
 }
 

@@ -62,14 +62,20 @@ func benchMemory(b *testing.B, dedup time.Duration, observer kanban.HandlerObser
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var handled atomic.Int64
 	done := make(chan struct{})
 	b.ReportAllocs()
 	b.ResetTimer()
+	published := make(chan error, 1)
 	go func() {
 		for i, id := range ids {
-			_ = q.Publish(ctx, kanban.Message[int]{ID: id, Payload: i})
+			if err := q.Publish(ctx, kanban.Message[int]{ID: id, Payload: i}); err != nil {
+				published <- err
+				return
+			}
 		}
+		published <- nil
 	}()
 	consumed := make(chan error, 1)
 	go func() {
@@ -80,13 +86,34 @@ func benchMemory(b *testing.B, dedup time.Duration, observer kanban.HandlerObser
 			return nil
 		}, kanban.ConsumeOptions{WIP: kanbanWorkers, Observer: observer})
 	}()
-	<-done
+	kanbanWait(b, &handled, done, published, consumed)
 	b.StopTimer()
 	cancel()
 	if err := <-consumed; err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// kanbanWait waits until every message is handled (done is closed) and
+// fails b as soon as the publisher reports an error or the consumer ends
+// first, so that a benchmark whose messages are lost fails instead of
+// waiting for ever.
+func kanbanWait(b *testing.B, handled *atomic.Int64, done <-chan struct{}, published, consumed <-chan error) {
+	b.Helper()
+	for {
+		select {
+		case <-done:
+			return
+		case err := <-published:
+			if err != nil {
+				b.Fatalf("publish: %v", err)
+			}
+			published = nil
+		case err := <-consumed:
+			b.Fatalf("consumer ended after %d of %d messages: %v", handled.Load(), b.N, err)
+		}
+	}
 }
 
 func BenchmarkKanbanChannel(b *testing.B) {
@@ -210,6 +237,7 @@ func BenchmarkKanbanNATS(b *testing.B) {
 	ids := kanbanIDs(b.N)
 	payload := make([]byte, 128)
 	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var handled atomic.Int64
 	done := make(chan struct{})
 	b.ReportAllocs()
@@ -233,10 +261,7 @@ func BenchmarkKanbanNATS(b *testing.B) {
 			return nil
 		}, kanban.ConsumeOptions{WIP: natsWIP})
 	}()
-	if err := <-published; err != nil {
-		b.Fatal(err)
-	}
-	<-done
+	kanbanWait(b, &handled, done, published, consumed)
 	b.StopTimer()
 	cancel()
 	if err := <-consumed; err != nil {
@@ -254,7 +279,16 @@ func BenchmarkKanbanNATSJetStream(b *testing.B) {
 	defer func() { _ = srv.Shutdown(context.Background()) }()
 	defer nc.Close()
 	ctx := context.Background()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(natsWIP))
+	// A publish the server refuses is reported to the error handler, not
+	// by PublishAsyncComplete; the first one fails the benchmark.
+	pubErr := make(chan error, 1)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(natsWIP),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			select {
+			case pubErr <- fmt.Errorf("message %s: %w", m.Header.Get("Nats-Msg-Id"), err):
+			default:
+			}
+		}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -285,7 +319,12 @@ func BenchmarkKanbanNATSJetStream(b *testing.B) {
 			}
 		}
 		<-js.PublishAsyncComplete()
-		published <- nil
+		select {
+		case err := <-pubErr:
+			published <- err
+		default:
+			published <- nil
+		}
 	}()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		_ = m.Ack()
@@ -296,10 +335,7 @@ func BenchmarkKanbanNATSJetStream(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := <-published; err != nil {
-		b.Fatal(err)
-	}
-	<-done
+	kanbanWait(b, &handled, done, published, nil)
 	b.StopTimer()
 	cc.Stop()
 	<-cc.Closed()

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -89,17 +90,19 @@ func (ml *mapLimiter) middleware(next http.Handler) http.Handler {
 }
 
 // withFields is the same middleware setting the fields taihttp sets on
-// every response, as hand-written code would: formatted per request from
-// the limiter's tokens.
+// every response, as hand-written code would: RateLimit formatted per
+// request from the limiter's tokens, RateLimit-Policy, which does not
+// change, formatted once.
 func (ml *mapLimiter) withFields(next http.Handler) http.Handler {
 	window := int64(math.Ceil(float64(ml.b) / float64(ml.r)))
+	policy := `"default";q=` + strconv.Itoa(ml.b) + ";w=" + strconv.FormatInt(window, 10)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l := ml.limiter(r)
 		now := time.Now()
 		ok := l.AllowN(now, 1)
 		tokens := l.TokensAt(now)
 		h := w.Header()
-		h.Set("RateLimit-Policy", `"default";q=`+strconv.Itoa(ml.b)+";w="+strconv.FormatInt(window, 10))
+		h.Set("RateLimit-Policy", policy)
 		field := `"default";r=` + strconv.Itoa(max(int(tokens), 0))
 		if missing := 1 - (tokens - math.Floor(tokens)); tokens < float64(ml.b) {
 			field += ";t=" + strconv.FormatInt(int64(math.Ceil(missing/float64(ml.r))), 10)
@@ -116,7 +119,7 @@ func (ml *mapLimiter) withFields(next http.Handler) http.Handler {
 
 // rateLimitHandlers are the middleware compared, over 100,000 client
 // addresses, each admitted for the whole benchmark.
-func rateLimitHandlers(b *testing.B) map[string]http.Handler {
+func rateLimitHandlers(b testing.TB) map[string]http.Handler {
 	hs := map[string]http.Handler{}
 	for _, name := range []string{"taihttp-ratelimit", "taihttp-ratelimit-headers-when-limited"} {
 		k, err := heijunka.NewKeyed(heijunkaKeyedLimit)
@@ -136,15 +139,67 @@ func rateLimitHandlers(b *testing.B) map[string]http.Handler {
 	return hs
 }
 
+// rateLimitOrder runs each middleware beside its hand-written peer:
+// taihttp with the fields on every response against the map that formats
+// the same fields, then taihttp with the fields only on a 429 against the
+// bare map (TestTaihttpRateLimitPeersAgree checks that each pair answers
+// alike).
 var rateLimitOrder = []string{
 	"taihttp-ratelimit", "mutex-map-x-time-rate-fields",
 	"taihttp-ratelimit-headers-when-limited", "mutex-map-x-time-rate",
 }
 
+// TestTaihttpRateLimitPeersAgree keeps the middleware comparison like for
+// like: each middleware and its hand-written peer admit the same requests
+// and write the same header fields, so neither side of a pair is timed
+// doing less.
+func TestTaihttpRateLimitPeersAgree(t *testing.T) {
+	hs := rateLimitHandlers(t)
+	answer := func(name string) []http.Header {
+		var got []http.Header
+		for _, addr := range []string{"10.0.0.1:40000", "10.0.0.1:40001", "10.0.0.2:40000"} {
+			w := &benchWriter{h: http.Header{}}
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = addr
+			hs[name].ServeHTTP(w, r)
+			if w.code != 0 {
+				t.Fatalf("%s from %s: status %d, want the handler's", name, addr, w.code)
+			}
+			got = append(got, w.h)
+		}
+		return got
+	}
+	for i := 0; i < len(rateLimitOrder); i += 2 {
+		mw, peer := rateLimitOrder[i], rateLimitOrder[i+1]
+		got, want := answer(mw), answer(peer)
+		for j := range want {
+			if !maps.EqualFunc(got[j], want[j], slices.Equal) {
+				t.Errorf("request %d: %s wrote %v, %s wrote %v", j, mw, got[j], peer, want[j])
+			}
+		}
+	}
+}
+
+// learnAddrs sends h one request from each address, before the timer
+// starts, and fails b unless h admits them all.
+func learnAddrs(b *testing.B, h http.Handler, addrs []string) {
+	w := &benchWriter{h: http.Header{}}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	for _, a := range addrs {
+		r.RemoteAddr = a
+		h.ServeHTTP(w, r)
+		if w.code != 0 {
+			b.Fatalf("%s: status %d", a, w.code)
+		}
+		w.reset()
+	}
+}
+
 // BenchmarkTaihttpRateLimit runs the per-key limit middleware over 100,000
 // client addresses against the hand-written map of x/time/rate limiters.
-// The taihttp middleware sets RateLimit and RateLimit-Policy on every
-// response; the hand-written one sets nothing on success.
+// "taihttp-ratelimit" and "mutex-map-x-time-rate-fields" set RateLimit and
+// RateLimit-Policy on every response; the other two set nothing on
+// success.
 func BenchmarkTaihttpRateLimit(b *testing.B) {
 	addrs := clientAddrs()
 	hs := rateLimitHandlers(b)
@@ -153,11 +208,7 @@ func BenchmarkTaihttpRateLimit(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			w := &benchWriter{h: http.Header{}}
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
-			for _, a := range addrs { // every key known: the steady state
-				r.RemoteAddr = a
-				h.ServeHTTP(w, r)
-				w.reset()
-			}
+			learnAddrs(b, h, addrs) // every key known: the steady state
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -181,13 +232,7 @@ func BenchmarkTaihttpRateLimitParallel(b *testing.B) {
 	for _, name := range rateLimitOrder {
 		h := hs[name]
 		b.Run(name, func(b *testing.B) {
-			w := &benchWriter{h: http.Header{}}
-			r := httptest.NewRequest(http.MethodGet, "/", nil)
-			for _, a := range addrs {
-				r.RemoteAddr = a
-				h.ServeHTTP(w, r)
-				w.reset()
-			}
+			learnAddrs(b, h, addrs)
 			b.ReportAllocs()
 			var seq atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
@@ -197,6 +242,10 @@ func BenchmarkTaihttpRateLimitParallel(b *testing.B) {
 				for pb.Next() {
 					r.RemoteAddr = addrs[i]
 					h.ServeHTTP(w, r)
+					if w.code != 0 {
+						b.Errorf("status %d", w.code)
+						return
+					}
 					w.reset()
 					if i++; i == len(addrs) {
 						i = 0
