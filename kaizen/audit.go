@@ -57,9 +57,9 @@ type AuditOptions struct {
 	// record is the pipeline caller's, and other observers may keep it.
 	// A record whose Redact (or whose Err's Error method) panics or calls
 	// runtime.Goexit is not written: it goes to OnUnwritten with an error
-	// saying so, and the trail goes on. Redact must not call the Audit's
-	// Flush or Shutdown: they wait for the writer goroutine, which waits
-	// for Redact.
+	// saying so, once the lines queued before it are written, and the
+	// trail goes on. Redact must not call the Audit's Flush or Shutdown:
+	// they wait for the writer goroutine, which waits for Redact.
 	Redact func(*AuditEntry)
 	// Genesis is the prev hash of the first line, in hex: the hash of
 	// the last line of a trail this one continues (Audit.Last of the
@@ -150,7 +150,9 @@ type AuditEntry struct {
 //
 // A record whose line would be longer than MaxAuditLineLen, which no
 // verifier reads, is not written either: it goes to OnUnwritten with an
-// error saying so, and the trail goes on.
+// error saying so, once the lines queued before it are written, and the
+// trail goes on. Records are so written or handed over in the order they
+// were queued in, which WaitWritten relies on.
 //
 // Lines reach the writer as soon as the writer goroutine is idle, but
 // reach stable storage only at Flush and Shutdown: when the io.Writer has
@@ -188,11 +190,16 @@ type Audit struct {
 	err       atomic.Pointer[error]
 	written   atomic.Uint64
 	unwritten atomic.Uint64
-	// observed counts the records Observe was given; each becomes
-	// written or unwritten. WaitWritten waits on wake, a channel closed
-	// and replaced as records are settled while waiters is not zero.
+	// observed counts the records Observe queued; each becomes written
+	// or handed to OnUnwritten by the writer goroutine, in the queue's
+	// order, and handed counts the latter. A record handed over on the
+	// goroutine calling Observe is in neither count: settled before
+	// Observe returns, it would otherwise make up, for a WaitWritten
+	// that began before it, for a record still queued. WaitWritten waits
+	// on wake, a channel closed and replaced as records are settled
+	// while waiters is not zero.
 	observed atomic.Uint64
-	handed   atomic.Uint64 // records OnUnwritten has returned from
+	handed   atomic.Uint64
 	waiters  atomic.Int64
 	wake     atomic.Pointer[chan struct{}]
 
@@ -220,14 +227,19 @@ type Audit struct {
 	// OnUnwritten, with the error they are handed with.
 	lost    []tai.Record
 	lostErr error
+	// rejected is a record not written for a reason of its own (Redact,
+	// its line's length), with that reason, kept while the lines before
+	// it are written: it is handed to OnUnwritten after them, so that
+	// records are settled in the queue's order, which WaitWritten counts
+	// on.
+	rejecting   bool
+	rejected    tai.Record
+	rejectedErr error
 	// After a runtime.Goexit in the caller's code had the writer
 	// goroutine end, resumed tells the next one to finish first what it
-	// was doing (see takeOver): exit says where it was, and for Redact,
-	// exitRec is the record and exitErr its error.
+	// was doing (see takeOver), and exit says where it was.
 	resumed bool
 	exit    goexitAt
-	exitRec tai.Record
-	exitErr error
 }
 
 // goexitAt says where a runtime.Goexit ended the writer goroutine, for
@@ -235,10 +247,11 @@ type Audit struct {
 type goexitAt uint8
 
 const (
-	goexitElsewhere goexitAt = iota // OnUnwritten: its record was handed over
-	goexitEntry                     // Redact or the record's Err.Error
-	goexitWrite                     // the io.Writer's Write
-	goexitSync                      // its Sync
+	// goexitElsewhere: OnUnwritten, whose record was handed over, or
+	// Redact or the record's Err.Error, whose record is rejected.
+	goexitElsewhere goexitAt = iota
+	goexitWrite              // the io.Writer's Write
+	goexitSync               // its Sync
 )
 
 type auditItem struct {
@@ -362,19 +375,19 @@ func decodeHash(s string, dst *[sha256.Size]byte) error {
 
 // Observe queues the record for writing, blocking while the queue is full.
 func (a *Audit) Observe(_ context.Context, r tai.Record) {
-	a.observed.Add(1)
 	if !a.enter() {
-		a.lose(r, ErrAuditClosed)
+		a.lose(r, ErrAuditClosed, false)
 		return
 	}
 	if err := a.Err(); err != nil {
 		// Counted out first: OnUnwritten may call Shutdown, which waits
 		// for every sender to leave.
 		a.leave()
-		a.lose(r, err)
+		a.lose(r, err, false)
 		return
 	}
 	defer a.leave()
+	a.observed.Add(1)
 	a.queue <- auditItem{rec: r}
 }
 
@@ -532,13 +545,16 @@ func (a *Audit) Shutdown(ctx context.Context) error {
 }
 
 // lose hands r to OnUnwritten. A panic there is logged rather than let
-// through: on the writer goroutine it would end the process.
-func (a *Audit) lose(r tai.Record, err error) {
+// through: on the writer goroutine it would end the process. queued says
+// r came through the queue, for WaitWritten to count it settled.
+func (a *Audit) lose(r tai.Record, err error, queued bool) {
 	a.unwritten.Add(1)
 	returned := false
 	defer func() {
-		a.handed.Add(1)
-		a.wakeWaiters()
+		if queued {
+			a.handed.Add(1)
+			a.wakeWaiters()
+		}
 		if v := recover(); v != nil {
 			a.log.Error("kaizen: AuditOptions.OnUnwritten panicked", "signal_id", r.ID, "panic", fmt.Sprint(v),
 				"stack", string(debug.Stack()))
@@ -578,25 +594,26 @@ func (a *Audit) run() {
 
 // takeOver finishes what the writer goroutine was doing when a
 // runtime.Goexit ended it, as the call that ended so would have, where
-// it stopped: the record whose Redact ended it is handed to OnUnwritten;
-// a Write or a Sync that ended it fails as one that panicked does; the
-// rest of a failed write's records are handed over; the Flush being
-// answered is answered; and the queue is drained and written.
+// it stopped: a Write or a Sync that ended it fails as one that panicked
+// does; the rest of a failed write's records are handed to OnUnwritten;
+// the record whose Redact ended it, or that was rejected when the Write
+// of the lines before it did, is handed over once they are written; the
+// Flush being answered is answered; and the queue is drained and written.
 func (a *Audit) takeOver() {
 	a.resumed = false
 	at := a.exit
 	a.exit = goexitElsewhere
 	switch at {
-	case goexitEntry:
-		r, err := a.exitRec, a.exitErr
-		a.exitRec, a.exitErr = tai.Record{}, nil
-		a.lose(r, err)
 	case goexitWrite:
 		a.settle(0, errors.New("runtime.Goexit in the io.Writer's Write"))
 	case goexitSync:
 		a.fail(errors.New("kaizen: syncing audit trail: runtime.Goexit in the io.Writer's Sync"))
 	}
 	a.handLost()
+	if a.rejecting {
+		a.write()
+		a.handRejected()
+	}
 	if a.flushing != nil {
 		a.flush()
 	}
@@ -644,11 +661,13 @@ func (a *Audit) handle(it auditItem) {
 		return
 	}
 	if err := a.Err(); err != nil {
-		a.lose(it.rec, err)
+		a.lose(it.rec, err, true)
 		return
 	}
 	if err := a.encode(&it.rec); err != nil {
-		a.lose(it.rec, err)
+		a.rejecting, a.rejected, a.rejectedErr = true, it.rec, err
+		a.write()
+		a.handRejected()
 		return
 	}
 	a.pending = append(a.pending, pendingLine{rec: it.rec, end: len(a.buf), hash: a.prev})
@@ -727,6 +746,17 @@ func (a *Audit) settle(n int, err error) {
 	a.handLost()
 }
 
+// handRejected hands the rejected record, if any, to OnUnwritten, once
+// the lines before it are written.
+func (a *Audit) handRejected() {
+	if !a.rejecting {
+		return
+	}
+	r, err := a.rejected, a.rejectedErr
+	a.rejecting, a.rejected, a.rejectedErr = false, tai.Record{}, nil
+	a.lose(r, err, true)
+}
+
 // handLost hands the records of a failed write to OnUnwritten, each
 // taken off the list before, so that after a runtime.Goexit in
 // OnUnwritten the next writer goroutine hands over the rest.
@@ -735,7 +765,7 @@ func (a *Audit) handLost() {
 		r := a.lost[0]
 		a.lost[0] = tai.Record{}
 		a.lost = a.lost[1:]
-		a.lose(r, a.lostErr)
+		a.lose(r, a.lostErr, true)
 	}
 	a.lost = nil
 }
@@ -826,9 +856,10 @@ func (a *Audit) entry(r *tai.Record) (e AuditEntry, err error) {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("kaizen: audit record not written: panic in %s: %v", in, v)
 		} else if !returned {
-			// runtime.Goexit: the next writer goroutine hands r over.
-			a.exit, a.exitRec = goexitEntry, *r
-			a.exitErr = fmt.Errorf("kaizen: audit record not written: runtime.Goexit in %s", in)
+			// runtime.Goexit: the next writer goroutine hands r over,
+			// once the lines before it are written.
+			a.rejecting, a.rejected = true, *r
+			a.rejectedErr = fmt.Errorf("kaizen: audit record not written: runtime.Goexit in %s", in)
 		}
 	}()
 	e = AuditEntry{

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -96,4 +98,217 @@ func TestAuditWaitWrittenConcurrently(t *testing.T) {
 	})
 	require.NoError(t, a.Shutdown(context.Background()))
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
+}
+
+// A record handed to OnUnwritten on the goroutine calling Observe, after
+// Shutdown or once the trail failed, is none of the records a
+// WaitWritten called before it waits for: it does not let WaitWritten
+// return while a record observed before the call is still queued, or in
+// the io.Writer's Write, or not yet handed to OnUnwritten.
+func TestAuditWaitWrittenIsNotEndedByALaterRecordLost(t *testing.T) {
+	t.Run("after Shutdown", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := &blockingWriter{release: make(chan struct{})}
+			a, err := kaizen.NewAudit(w, kaizen.AuditOptions{OnUnwritten: func(tai.Record, error) {}})
+			require.NoError(t, err)
+			ctx := context.Background()
+			a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+			synctest.Wait() // the writer blocks in Write with line 1
+			var waited sync.WaitGroup
+			var got error
+			returned := false
+			waited.Go(func() {
+				got = a.WaitWritten(ctx)
+				returned = true
+			})
+			waited.Go(func() { assert.NoError(t, a.Shutdown(ctx)) })
+			synctest.Wait()
+			a.Observe(ctx, tai.Record{ID: "2", Kind: "k"}) // after Shutdown: not written
+			synctest.Wait()
+			assert.False(t, returned, "WaitWritten returned while line 1 is in Write")
+			close(w.release)
+			waited.Wait()
+			require.NoError(t, got)
+			assert.Contains(t, string(w.buf.Bytes()), `"id":"1"`)
+		})
+	})
+	t.Run("after a failed write", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := &blockedFailingWriter{release: make(chan struct{})}
+			hold := make(chan struct{})
+			var mu sync.Mutex
+			var handed []string
+			a, err := kaizen.NewAudit(w, kaizen.AuditOptions{OnUnwritten: func(r tai.Record, _ error) {
+				if r.ID == "1" {
+					<-hold // on the writer goroutine, with record 2 queued
+				}
+				mu.Lock()
+				handed = append(handed, r.ID)
+				mu.Unlock()
+			}})
+			require.NoError(t, err)
+			ctx := context.Background()
+			a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+			synctest.Wait()                                // the writer blocks in Write with line 1
+			a.Observe(ctx, tai.Record{ID: "2", Kind: "k"}) // queued
+			var waited sync.WaitGroup
+			var got error
+			returned := false
+			waited.Go(func() {
+				got = a.WaitWritten(ctx)
+				returned = true
+			})
+			close(w.release) // the write fails; record 1 is being handed over
+			synctest.Wait()
+			require.Error(t, a.Err())
+			a.Observe(ctx, tai.Record{ID: "3", Kind: "k"}) // handed over here, the trail having failed
+			a.Observe(ctx, tai.Record{ID: "4", Kind: "k"})
+			synctest.Wait()
+			assert.False(t, returned, "WaitWritten returned before records 1 and 2 were handed to OnUnwritten")
+			close(hold)
+			waited.Wait()
+			require.Error(t, got)
+			mu.Lock()
+			assert.Equal(t, []string{"3", "4", "1", "2"}, handed)
+			mu.Unlock()
+			require.Error(t, a.Shutdown(ctx))
+		})
+	})
+}
+
+// blockedFailingWriter fails every Write once release is closed.
+type blockedFailingWriter struct{ release chan struct{} }
+
+func (w *blockedFailingWriter) Write([]byte) (int, error) {
+	<-w.release
+	return 0, errors.New("disk gone")
+}
+
+// A record that is not written for a reason of its own (Redact panics or
+// calls runtime.Goexit, its line is too long) is handed to OnUnwritten
+// only once the lines queued before it are written: it does not let a
+// WaitWritten that waits for one of them return while that line is
+// still in the writer's buffer, or in the io.Writer's Write.
+func TestAuditWaitWrittenWaitsForTheLinesBeforeAnUnwrittenRecord(t *testing.T) {
+	for _, how := range []string{"panic", "goexit"} {
+		t.Run(how, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := &gatedWriter{gate: make(chan struct{})}
+				var mu sync.Mutex
+				var handed []string
+				a, err := kaizen.NewAudit(w, kaizen.AuditOptions{
+					Logger: slog.New(slog.DiscardHandler),
+					Redact: func(e *kaizen.AuditEntry) {
+						if e.ID == "2" {
+							if how == "panic" {
+								panic("redact: unexpected key")
+							}
+							runtime.Goexit()
+						}
+					},
+					OnUnwritten: func(r tai.Record, _ error) {
+						mu.Lock()
+						handed = append(handed, r.ID)
+						mu.Unlock()
+					},
+				})
+				require.NoError(t, err)
+				ctx := context.Background()
+				a.Observe(ctx, tai.Record{ID: "0", Kind: "k"})
+				synctest.Wait() // the writer blocks in Write with line 0
+				a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+				var waited sync.WaitGroup
+				var got error
+				returned := false
+				waited.Go(func() {
+					got = a.WaitWritten(ctx)
+					returned = true
+				})
+				synctest.Wait() // WaitWritten waits for lines 0 and 1
+				a.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
+				w.gate <- struct{}{} // line 0 is written; 1 is encoded, 2 is not
+				synctest.Wait()
+				assert.False(t, returned, "WaitWritten returned while line 1 is not written")
+				close(w.gate)
+				waited.Wait()
+				require.NoError(t, got)
+				assert.Contains(t, string(w.buf.Bytes()), `"id":"1"`, "written when WaitWritten returned")
+				require.NoError(t, a.Shutdown(ctx))
+				mu.Lock()
+				assert.Equal(t, []string{"2"}, handed)
+				mu.Unlock()
+				require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(w.buf.Bytes())))
+			})
+		})
+	}
+}
+
+// gatedWriter lets a Write through for every value sent on gate, and
+// every Write once gate is closed.
+type gatedWriter struct {
+	gate chan struct{}
+	buf  syncBuffer
+}
+
+func (w *gatedWriter) Write(p []byte) (int, error) {
+	<-w.gate
+	return w.buf.Write(p)
+}
+
+// A record Redact refuses while the lines before it are pending is handed
+// to OnUnwritten after them even when their Write ends the writer
+// goroutine with runtime.Goexit: none is lost silently, and WaitWritten
+// returns the error that stopped the trail.
+func TestAuditRejectedRecordAfterAWriteThatCallsGoexit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &gatedWriter{gate: make(chan struct{})}
+		writes := 0
+		exiting := &goexitOnSecondWrite{w: w, writes: &writes}
+		var mu sync.Mutex
+		unwritten := map[string]error{}
+		var order []string
+		a, err := kaizen.NewAudit(exiting, kaizen.AuditOptions{
+			Logger: slog.New(slog.DiscardHandler),
+			Redact: func(e *kaizen.AuditEntry) {
+				if e.ID == "2" {
+					panic("redact: unexpected key")
+				}
+			},
+			OnUnwritten: func(r tai.Record, err error) {
+				mu.Lock()
+				unwritten[r.ID] = err
+				order = append(order, r.ID)
+				mu.Unlock()
+			},
+		})
+		require.NoError(t, err)
+		ctx := context.Background()
+		a.Observe(ctx, tai.Record{ID: "0", Kind: "k"})
+		synctest.Wait() // the writer blocks in Write with line 0
+		a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+		a.Observe(ctx, tai.Record{ID: "2", Kind: "k"})
+		close(w.gate) // line 0 is written; the Write of line 1 calls Goexit
+		require.ErrorContains(t, a.WaitWritten(ctx), "runtime.Goexit in the io.Writer's Write")
+		mu.Lock()
+		assert.Equal(t, []string{"1", "2"}, order)
+		assert.ErrorContains(t, unwritten["1"], "runtime.Goexit in the io.Writer's Write")
+		assert.ErrorContains(t, unwritten["2"], "panic in AuditOptions.Redact")
+		mu.Unlock()
+		assert.EqualValues(t, 1, a.Written())
+		require.Error(t, a.Shutdown(ctx))
+	})
+}
+
+// goexitOnSecondWrite writes to w, and calls runtime.Goexit in its
+// second Write.
+type goexitOnSecondWrite struct {
+	w      *gatedWriter
+	writes *int
+}
+
+func (g *goexitOnSecondWrite) Write(p []byte) (int, error) {
+	if *g.writes++; *g.writes == 2 {
+		runtime.Goexit()
+	}
+	return g.w.Write(p)
 }
