@@ -887,7 +887,7 @@ func TestBacktestDynamicReadsNilCollectionsOfATypedPayload(t *testing.T) {
 }
 
 // A nil collection in a struct field is recorded empty, as CEL reads it,
-// and with its path in "nil": has(), which tells a nil from an empty one,
+// and marked in "nil": has(), which tells a nil from an empty one,
 // decides on replay as it did live, wherever the field is (in a struct,
 // behind a pointer, in a slice's or a map's element), and the inputs
 // read back are the payload recorded.
@@ -926,9 +926,13 @@ func TestReplayTellsNilFromEmptyCollections(t *testing.T) {
 
 	// Paths that lead nowhere, or to what is not empty, are errors.
 	for _, bad := range []string{
-		`"nil":[["Cart","Nope"]]`, `"nil":[["Cart","Amount"]]`, `"nil":[["Carts",1,"Items"]]`, `"nil":[["Carts",-1,"Items"]]`,
-		`"nil":[["ByID","8","Meta"]]`, `"nil":[["ByID","x","Meta"]]`, `"nil":[["ByID"]]`, `"nil":[["Carts",0,"Items"]]`,
-		`"nil":[[]]`, `"nil":["Carts"]`, `"nil":{}`, `"nil":[[true]]`, `"nil":[["Carts","0"]]`,
+		`"nil":{"Cart":{"Items":null}}`, `"nil":{"Carts":{"0":{"Nope":null}}}`, `"nil":{"Carts":{"0":{"Amount":null}}}`,
+		`"nil":{"Carts":{"1":{"Items":null}}}`, `"nil":{"Carts":{"-1":{"Items":null}}}`, `"nil":{"Carts":{"00":{"Items":null}}}`,
+		`"nil":{"Carts":{"+0":{"Items":null}}}`, `"nil":{"Carts":{"x":{"Items":null}}}`, `"nil":{"Carts":{"1e0":{"Items":null}}}`,
+		`"nil":{"ByID":{"8":{"Meta":null}}}`, `"nil":{"ByID":{"x":{"Meta":null}}}`, `"nil":{"ByID":null}`, `"nil":{"Carts":{"0":{"Items":null}}}`,
+		`"nil":[]`, `"nil":[["Carts"]]`, `"nil":null`, `"nil":3`, `"nil":{"Carts":true}`, `"nil":{"Carts":{"0":{"Items":5}}}`,
+		`"nil":{"Carts":{"0":null}}`, `"nil":{"Carts":{"0":{"Ship":{"Tags":{"0":null}}}}}`, `"nil":{"Carts":{"0":{"Amount":{"x":null}}}}`,
+		`"nil":{"Carts":{"0":{"Items":{"0":null}}}}`, `"nil":{"ByID":{"7":{"Ship":null}}}`,
 	} {
 		_, err := env.DecodeInputs([]byte(`{"payload":{"Carts":[{"Items":["a"]}],"ByID":{"7":{}}},` + bad + `}`))
 		assert.ErrorContains(t, err, "nil: ", bad)
@@ -936,7 +940,85 @@ func TestReplayTellsNilFromEmptyCollections(t *testing.T) {
 	// A map payload holds no struct: "nil" there is left alone.
 	dyn, err := taicel.NewEnv(taicel.Options[map[string]any]{})
 	require.NoError(t, err)
-	in, err := dyn.DecodeInputs([]byte(`{"payload":{"Items":[]},"nil":[["Items"]]}`))
+	in, err := dyn.DecodeInputs([]byte(`{"payload":{"Items":[]},"nil":{"Items":null}}`))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"Items": []any{}}, in.Payload)
+}
+
+// Shelf holds nil slices and maps that are no struct field: elements of
+// an array, of a slice, of a map, and behind a pointer.
+type Shelf struct {
+	Grid  [2][]string
+	ByTag map[string][]string
+	Rows  [][]int
+	Opt   *[]string
+	Raws  [][]byte
+	Maps  []map[string]int
+}
+
+// A nil slice or map that is an element or a map's value tells from an
+// empty one too: has() on an array field (a zero array is one whose
+// elements are nil) and == on structs (reflect.DeepEqual) decide on
+// replay as they did live, and the payload reads back as recorded.
+func TestReplayTellsNilFromEmptyElements(t *testing.T) {
+	type Shelves struct{ A, B Shelf }
+	rules := []taicel.Rule{
+		{Name: "grid", Weight: 0.25, Expr: `has(payload.A.Grid)`},
+		{Name: "same", Weight: 0.5, Expr: `payload.A == payload.B`},
+	}
+	env, err := taicel.NewEnv(taicel.Options[Shelves]{RecordInputs: true})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "v", Rules: rules})
+	require.NoError(t, err)
+	empty := []string{}
+	for i, p := range []Shelves{
+		{},
+		{A: Shelf{Grid: [2][]string{nil, {}}}},
+		{A: Shelf{ByTag: map[string][]string{"a": nil}}, B: Shelf{ByTag: map[string][]string{"a": {}}}},
+		{A: Shelf{Rows: [][]int{nil, {1}, {}}}, B: Shelf{Rows: [][]int{{}, {1}, {}}}},
+		{A: Shelf{Opt: new([]string)}, B: Shelf{Opt: &empty}},
+		{A: Shelf{Raws: [][]byte{nil, {}}, Maps: []map[string]int{nil, {}}}, B: Shelf{Raws: [][]byte{{}, {}}, Maps: []map[string]int{{}, {}}}},
+	} {
+		d, err := set.Evaluate(t.Context(), tai.Signal[Shelves]{Payload: p})
+		require.NoError(t, err)
+		in, again := replay(t, env, set, d)
+		assert.Equal(t, p, in.Payload, "%d: %s", i, d.Inputs)
+		assert.Equal(t, d, again, "%d: %s", i, d.Inputs)
+	}
+}
+
+// Thread is a payload that holds itself, to any depth.
+type Thread struct {
+	Tags  []string
+	Meta  map[string]int
+	Reply *Thread
+}
+
+// Where the nil collections are is recorded in a size that grows as the
+// payload does: a thread twice as deep has inputs about twice as long,
+// not four times (each nil's whole path written out made the inputs of
+// 2000 replies 24 MB, not 116 kB), and reads back as it was.
+func TestRecordedNilsGrowAsThePayload(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Thread]{RecordInputs: true})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "v", Rules: []taicel.Rule{{Name: "tags", Weight: 0.5, Expr: `has(payload.Tags)`}}})
+	require.NoError(t, err)
+	record := func(depth int) tai.Decision {
+		var p Thread
+		for i := range depth {
+			reply := p
+			p = Thread{Reply: &reply}
+			if i%2 == 0 {
+				p.Tags = []string{}
+			}
+		}
+		d, err := set.Evaluate(t.Context(), tai.Signal[Thread]{Payload: p})
+		require.NoError(t, err)
+		in, again := replay(t, env, set, d)
+		require.Equal(t, p, in.Payload)
+		require.Equal(t, d, again)
+		return d
+	}
+	short, long := record(1000), record(2000)
+	assert.Less(t, len(long.Inputs), 2*len(short.Inputs)+100, "%d bytes, then %d", len(short.Inputs), len(long.Inputs))
 }

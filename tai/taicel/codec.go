@@ -27,19 +27,22 @@ import (
 // ([], {}, "" for bytes), as CEL reads it: null would read back, where no
 // Go type is known (a dynamic Env, the taikit command's backtest), as
 // CEL's null, which a rule that read an empty list (size(l) == 0) fails
-// on or judges otherwise. It reads back empty; nils tells where a struct
-// field, for which has() tells nil from empty, held such a nil.
+// on or judges otherwise. It reads back empty; nils tells where v held
+// such a nil, which has() (a field's zero value) and == on structs
+// (reflect.DeepEqual) tell from an empty one.
 type codec struct {
 	// enc appends v, which is inside depth values (pointers and
 	// interfaces count); one that holds others gives them deeper(depth).
 	enc func(b []byte, v reflect.Value, depth int) []byte
 	dec func(r *jsonReader, v reflect.Value) error
-	// nils, unless nil, appends to b the path of each nil slice or map
-	// in a struct field within v (not within an interface, which reads
-	// back without its Go type), each as `,[path"Field"]`: path is the
-	// segments that lead to v, each followed by a comma, a segment being
-	// a field's name, an index or a map key, as JSON. setNil follows one.
-	nils func(b, path []byte, v reflect.Value) []byte
+	// nils, unless nil, appends where v holds nil slices and maps (not
+	// within an interface, which reads back without its Go type): null
+	// when v is one; when v holds some, an object whose members, named by
+	// a field's name, an element's index or a map's key as enc writes
+	// it, are the nils of those that do; nothing when v holds none. Each
+	// container on the way to a nil is written once, so that it grows as
+	// what enc writes of v does, however deep. setNils reads it.
+	nils func(b []byte, v reflect.Value) []byte
 }
 
 var (
@@ -114,7 +117,7 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		c.nils = ptrNils(elem)
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
-			c.enc, c.dec = encBytes, decBytes
+			c.enc, c.dec, c.nils = encBytes, decBytes, bytesNils
 			return nil
 		}
 		elem, err := cb.of(t.Elem())
@@ -122,14 +125,14 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 			return err
 		}
 		c.enc, c.dec = sliceCodec(t, elem)
-		c.nils = elemNils(elem)
+		c.nils = sliceNils(elem)
 	case reflect.Array:
 		elem, err := cb.of(t.Elem())
 		if err != nil {
 			return err
 		}
 		c.enc, c.dec = arrayCodec(elem)
-		c.nils = elemNils(elem)
+		c.nils = arrayNils(elem)
 	case reflect.Map:
 		key, err := mapKeyCodec(t.Key())
 		if err != nil {
@@ -159,7 +162,6 @@ type structField struct {
 	name  string
 	index int
 	key   []byte // `"Name":`
-	seg   []byte // `"Name",`, a segment of a nils path
 	codec *codec
 	omit  bool // Options.Unrecorded: read back, never written
 }
@@ -180,8 +182,6 @@ func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structFi
 		sf := structField{name: f.Name, index: i, omit: omit[f.Name]}
 		sf.key = jsonw.AppendString(nil, f.Name)
 		sf.key = append(sf.key, ':')
-		sf.seg = jsonw.AppendString(nil, f.Name)
-		sf.seg = append(sf.seg, ',')
 		c, err := cb.of(f.Type)
 		if err != nil {
 			if !sf.omit && first == nil {
@@ -255,59 +255,105 @@ func structCodec(t reflect.Type, fields []structField) (func([]byte, reflect.Val
 	return enc, dec
 }
 
-// structNils is the nils of a struct with fields.
-func structNils(fields []structField) func(b, path []byte, v reflect.Value) []byte {
-	return func(b, path []byte, v reflect.Value) []byte {
+// nilsMember appends to the object of nils being written in b the member
+// key (`"name":`) with the nils of v, c's value, as its value: after '{'
+// when the object is not open yet, after ',' when it is. It appends
+// nothing when v holds no nil slice or map. It reports whether the
+// object is open, which its writer closes.
+func nilsMember(b []byte, open bool, key []byte, c *codec, v reflect.Value) ([]byte, bool) {
+	if c.nils == nil {
+		return b, open
+	}
+	mark := len(b)
+	if open {
+		b = append(b, ',')
+	} else {
+		b = append(b, '{')
+	}
+	b = append(b, key...)
+	n := len(b)
+	if b = c.nils(b, v); len(b) == n {
+		return b[:mark], open
+	}
+	return b, true
+}
+
+// closeNils closes the object of nils in b, if open.
+func closeNils(b []byte, open bool) []byte {
+	if open {
+		b = append(b, '}')
+	}
+	return b
+}
+
+// structNils is the nils of a struct with fields. Like the others that
+// hold values, it reads its members' nils when called: one may be of a
+// type that holds this one, whose codec was not yet built with it.
+func structNils(fields []structField) func(b []byte, v reflect.Value) []byte {
+	return func(b []byte, v reflect.Value) []byte {
+		open := false
 		for i := range fields {
-			f := &fields[i]
-			if f.omit {
-				continue
-			}
-			fv := v.Field(f.index)
-			if k := fv.Kind(); (k == reflect.Slice || k == reflect.Map) && fv.IsNil() {
-				b = append(b, ",["...)
-				b = append(b, path...)
-				b = append(b, f.seg[:len(f.seg)-1]...)
-				b = append(b, ']')
-				continue
-			}
-			if f.codec.nils != nil {
-				b = f.codec.nils(b, append(path, f.seg...), fv)
+			if f := &fields[i]; !f.omit {
+				b, open = nilsMember(b, open, f.key, f.codec, v.Field(f.index))
 			}
 		}
-		return b
+		return closeNils(b, open)
 	}
 }
 
-// ptrNils is the nils of a pointer to what elem writes. Like the
-// others that hold values, it reads elem.nils when called: elem may be
-// a type that holds this pointer, whose codec is not yet built.
-func ptrNils(elem *codec) func(b, path []byte, v reflect.Value) []byte {
-	return func(b, path []byte, v reflect.Value) []byte {
+// ptrNils is the nils of a pointer to what elem writes: a pointer is no
+// member of its own.
+func ptrNils(elem *codec) func(b []byte, v reflect.Value) []byte {
+	return func(b []byte, v reflect.Value) []byte {
 		if v.IsNil() || elem.nils == nil {
 			return b
 		}
-		return elem.nils(b, path, v.Elem())
+		return elem.nils(b, v.Elem())
 	}
 }
 
-// elemNils is the nils of a slice or an array of what elem writes.
-func elemNils(elem *codec) func(b, path []byte, v reflect.Value) []byte {
-	return func(b, path []byte, v reflect.Value) []byte {
+// bytesNils is the nils of a []byte.
+func bytesNils(b []byte, v reflect.Value) []byte {
+	if v.IsNil() {
+		return append(b, "null"...)
+	}
+	return b
+}
+
+// sliceNils is the nils of a slice of what elem writes.
+func sliceNils(elem *codec) func(b []byte, v reflect.Value) []byte {
+	elems := arrayNils(elem)
+	return func(b []byte, v reflect.Value) []byte {
+		if v.IsNil() {
+			return append(b, "null"...)
+		}
+		return elems(b, v)
+	}
+}
+
+// arrayNils is the nils of an array of what elem writes, and of the
+// elements of a slice.
+func arrayNils(elem *codec) func(b []byte, v reflect.Value) []byte {
+	return func(b []byte, v reflect.Value) []byte {
 		if elem.nils == nil {
 			return b
 		}
+		open := false
+		var kb [24]byte
 		for i := range v.Len() {
-			p := strconv.AppendInt(path, int64(i), 10)
-			b = elem.nils(b, append(p, ','), v.Index(i))
+			key := append(strconv.AppendInt(append(kb[:0], '"'), int64(i), 10), '"', ':')
+			b, open = nilsMember(b, open, key, elem, v.Index(i))
 		}
-		return b
+		return closeNils(b, open)
 	}
 }
 
 // mapNils is the nils of a map of what elem writes, its keys in order.
-func mapNils(key keyCodec, elem *codec) func(b, path []byte, v reflect.Value) []byte {
-	return func(b, path []byte, v reflect.Value) []byte {
+func mapNils(key keyCodec, elem *codec) func(b []byte, v reflect.Value) []byte {
+	return func(b []byte, v reflect.Value) []byte {
+		if v.IsNil() {
+			return append(b, "null"...)
+		}
 		if elem.nils == nil || v.Len() == 0 {
 			return b
 		}
@@ -322,78 +368,88 @@ func mapNils(key keyCodec, elem *codec) func(b, path []byte, v reflect.Value) []
 			entries = append(entries, entry{string(kb), it.Value()})
 		}
 		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
+		open := false
 		for _, e := range entries {
-			p := jsonw.AppendString(path, e.key)
-			b = elem.nils(b, append(p, ','), e.v)
+			kb = append(jsonw.AppendString(kb[:0], e.key), ':')
+			b, open = nilsMember(b, open, kb, elem, e.v)
 		}
-		return b
+		return closeNils(b, open)
 	}
 }
 
-// setNil sets to nil the slice or the map at path within v, a path a
-// nils wrote (as jsonReader.any reads it), where the decoder read an
-// empty one.
-func setNil(v reflect.Value, path []any) error {
+// setNils sets to nil the slices and maps within v that nils, what a
+// codec's nils wrote as jsonReader.any reads it, marks, which the decoder
+// read empty. A mark that leads to no such empty slice or map is an
+// error.
+func setNils(v reflect.Value, nils any) error {
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
-			return errors.New("a nil pointer on the path")
+			return errors.New("a nil pointer")
 		}
 		v = v.Elem()
 	}
-	if len(path) == 0 {
-		return errors.New("an empty path")
+	if nils == nil {
+		if k := v.Kind(); (k != reflect.Slice && k != reflect.Map) || v.Len() != 0 {
+			return fmt.Errorf("a %v, not an empty slice or map", v.Type())
+		}
+		v.SetZero()
+		return nil
 	}
-	var next reflect.Value
+	m, ok := nils.(map[string]any)
+	if !ok {
+		return errors.New("neither null nor an object")
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // the first error is the same every time
+	for _, k := range keys {
+		if err := setNilsIn(v, k, m[k]); err != nil {
+			return fmt.Errorf("%s: %w", strconv.Quote(k), err)
+		}
+	}
+	return nil
+}
+
+// setNilsIn is setNils of the member of v named name.
+func setNilsIn(v reflect.Value, name string, nils any) error {
 	switch v.Kind() {
 	case reflect.Struct:
-		name, _ := path[0].(string)
 		f, ok := v.Type().FieldByName(name)
 		if !ok || !f.IsExported() || len(f.Index) != 1 {
-			return fmt.Errorf("%v has no field %q", v.Type(), path[0])
+			return fmt.Errorf("%v has no such field", v.Type())
 		}
-		next = v.Field(f.Index[0])
-		if len(path) == 1 {
-			if k := next.Kind(); (k != reflect.Slice && k != reflect.Map) || next.Len() != 0 {
-				return fmt.Errorf("field %s is not an empty slice or map", name)
-			}
-			next.SetZero()
-			return nil
-		}
+		return setNils(v.Field(f.Index[0]), nils)
 	case reflect.Slice, reflect.Array:
-		i, ok := path[0].(int64)
-		if !ok || i < 0 || i >= int64(v.Len()) {
-			return fmt.Errorf("no index %v in %v", path[0], v.Type())
+		i, err := strconv.Atoi(name)
+		if err != nil || i < 0 || i >= v.Len() || strconv.Itoa(i) != name {
+			return fmt.Errorf("no such index in a %v of length %d", v.Type(), v.Len())
 		}
-		next = v.Index(int(i))
+		return setNils(v.Index(i), nils)
 	case reflect.Map:
-		s, _ := path[0].(string)
 		kc, err := mapKeyCodec(v.Type().Key())
 		if err != nil {
 			return err
 		}
 		k := reflect.New(v.Type().Key()).Elem()
-		if err := kc.dec(s, k); err != nil {
-			return fmt.Errorf("key %q: %w", s, err)
+		if err := kc.dec(name, k); err != nil {
+			return err
 		}
 		e := v.MapIndex(k)
 		if !e.IsValid() {
-			return fmt.Errorf("no key %q in %v", s, v.Type())
+			return fmt.Errorf("no such key in the %v", v.Type())
 		}
 		// A map's values cannot be set in place: a copy is, and stored.
 		e2 := reflect.New(e.Type()).Elem()
 		e2.Set(e)
-		if err := setNil(e2, path[1:]); err != nil {
-			return fmt.Errorf("%q: %w", s, err)
+		if err := setNils(e2, nils); err != nil {
+			return err
 		}
 		v.SetMapIndex(k, e2)
 		return nil
-	default:
-		return fmt.Errorf("%v holds no %v", v.Type(), path[0])
 	}
-	if err := setNil(next, path[1:]); err != nil {
-		return fmt.Errorf("%v: %w", path[0], err)
-	}
-	return nil
+	return fmt.Errorf("a %v has no members", v.Type())
 }
 
 func ptrCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value, int) []byte, func(*jsonReader, reflect.Value) error) {

@@ -130,9 +130,11 @@
 // []byte is base64, NaN and the infinities are the strings "NaN", "+Inf"
 // and "-Inf". A nil slice, map or []byte is written empty ([], {}, ""),
 // as CEL reads it, so that a reader without the Go type (the taikit
-// command's backtest) reads it as CEL did; "nil" lists the paths of those
-// in the payload's struct fields (["Items"], ["Lines",0,"Tags"]), where
-// has() tells nil from empty, and Env.DecodeInputs reads them back nil. A
+// command's backtest) reads it as CEL did; "nil" marks where the payload
+// held those, outside its interface fields, as an object that follows
+// the payload's fields, indexes and map keys down to a null for each
+// ({"Items":null,"Lines":{"0":{"Tags":null}}}): has() and == on structs
+// tell nil from empty, and Env.DecodeInputs reads them back nil. A
 // payload or a variable nested more than 10000 deep (one
 // that holds itself) cannot be recorded: the signal fails with an error
 // naming it.

@@ -54,10 +54,10 @@ type Options[T any] struct {
 	// with "verdict_rule":"<name>" added when a verdict rule decided. The
 	// payload holds every exported field of T but those in Unrecorded,
 	// under its Go name; vars the variables Lookup returned that Vars
-	// declares (all of them, for a dynamic Env). A nil slice or map in a
-	// variable or in an interface field of the payload (the values that
-	// read back without their Go type), which CEL reads as empty, is
-	// written empty ([], {}, "" for bytes).
+	// declares (all of them, for a dynamic Env). A nil slice or map,
+	// which CEL reads as empty, is written empty ([], {}, "" for bytes);
+	// a member "nil" marks where the payload held those (see the package
+	// doc), so that DecodeInputs reads them back nil.
 	// Numbers keep their type: a float always has a '.' or an
 	// exponent ("5000.0"), an int never does; a float32 is written as the
 	// double CEL judges it as (0.699999988079071 for 0.7). A value nested more than 10000

@@ -114,21 +114,18 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 	return append(b, '}'), nil
 }
 
-// appendNils writes the member "nil": the paths of the nil slices and
-// maps in the struct fields of the payload v, which are written empty,
-// as CEL reads them, and read back nil, as has() tells them from empty
-// ones. It writes nothing when there is none.
+// appendNils writes the member "nil": where the payload v, which c
+// writes, holds nil slices and maps, which are written empty, as CEL
+// reads them, and read back nil, as has() and == on structs tell them
+// from empty ones. It writes nothing when there is none.
 func appendNils(b []byte, c *codec, v reflect.Value) []byte {
 	mark := len(b)
-	b = append(b, `,"nil":[`...)
-	start := len(b)
-	b = c.nils(b, nil, v)
-	if len(b) == start {
+	b = append(b, `,"nil":`...)
+	n := len(b)
+	if b = c.nils(b, v); len(b) == n {
 		return b[:mark]
 	}
-	// Each path came with a comma before it: the first one's goes.
-	b = append(b[:start], b[start+1:]...)
-	return append(b, ']')
+	return b
 }
 
 // closeInputs returns a copy of the open inputs object in b, closed, with
@@ -162,7 +159,7 @@ func (e *Env[T]) DecodeInputs(data []byte) (Inputs[T], error) {
 func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 	r := jsonReader{data: data}
 	var payload bool
-	var nils []any
+	var nils any
 	err := r.object(func(key []byte) error {
 		switch string(key) {
 		case "time":
@@ -190,11 +187,11 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 			if e.dynamic {
 				break // a map payload holds no struct: empty is empty
 			}
-			if r.peek() != '[' {
-				return r.errorf("nil: want an array")
+			if r.peek() != '{' {
+				return r.errorf("nil: want an object")
 			}
 			x, err := r.any()
-			nils, _ = x.([]any)
+			nils = x
 			return err
 		case "verdict_rule":
 			s, err := r.string()
@@ -209,17 +206,9 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 	if err == nil && !payload {
 		err = errors.New("no payload")
 	}
-	for _, p := range nils {
-		if err != nil {
-			break
-		}
-		path, ok := p.([]any)
-		if !ok {
-			err = fmt.Errorf("nil: %v is not a path", p)
-			break
-		}
-		if err = setNil(reflect.ValueOf(&in.Payload).Elem(), path); err != nil {
-			err = fmt.Errorf("nil: %v: %w", path, err)
+	if err == nil && nils != nil {
+		if err = setNils(reflect.ValueOf(&in.Payload).Elem(), nils); err != nil {
+			err = fmt.Errorf("nil: %w", err)
 		}
 	}
 	if err != nil {

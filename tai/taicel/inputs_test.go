@@ -161,7 +161,7 @@ func TestInputsRoundTrip(t *testing.T) {
 	for _, want := range []string{`"Amount":150.0`, `"Ratio":0.25`, `"Count":-3`, `"Big":18446744073709551615`, `"Wait":2000000000`,
 		`"Raw":"AP8="`, `"Limits":{"day":2.0,"week":1e+21}`, `"ByID":{"-1":"minus","7":"seven"}`, `"Amount":1e-7`,
 		`"When":"2026-03-01T11:00:00+01:00"`, `"Nothing":[]`,
-		`"nil":[["Next","Tags"],["Next","Raw"],["Next","Limits"],["Next","ByID"],["Next","Flags"],["Next","Nothing"],["Nothing"]]`, `"Card":{"Last4":"4242","Expiry":"2028-03-01T12:00:00+01:00"}`,
+		`"nil":{"Next":{"Tags":null,"Raw":null,"Limits":null,"ByID":null,"Flags":null,"Nothing":null},"Nothing":null}`, `"Card":{"Last4":"4242","Expiry":"2028-03-01T12:00:00+01:00"}`,
 		`"vars":{"any":[2.5],"at":"2026-03-01T12:00:00+01:00","b":true,"d":1000000000,"l":[1,2],"n":3,"raw":"YWI=","s":"s","u":4,"x":0.5}`} {
 		assert.Contains(t, string(d.Inputs), want)
 	}
@@ -428,6 +428,8 @@ func FuzzDecodeInputs(f *testing.F) {
 	f.Add([]byte(`{"payload":{"Name":"\u00fc\ud83d","Extra":[1,2.5,"x",{"a":null}]},"vars":{"n":1e2,"l":[]}}`))
 	f.Add([]byte(`{"payload":{"Big":1e19,"Count":-0,"Raw":"","Grid":[],"Next":{"Next":null}}}`))
 	f.Add([]byte(`{"payload":{"Tags":[],"Next":{"ByID":{}}},"nil":[["Tags"],["Next","ByID"],["Next","Next","Tags"],["Grid",5],[],3]}`))
+	f.Add([]byte(`{"payload":{"Tags":[],"Next":{"ByID":{}}},"nil":{"Tags":null,"Next":{"ByID":null,"Next":{"Tags":null}},"Grid":{"5":null,"0":{}},"x":3}}`))
+	f.Add([]byte(`{"payload":{"Tags":[],"Next":{"ByID":{},"Grid":[0,0]},"Limits":{}},"nil":{"Tags":null,"Next":{"ByID":null},"Limits":null}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, err := env.DecodeInputs(data)
 		if err == nil {
