@@ -44,8 +44,8 @@
 // idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE), or any
 // method with RetryNonIdempotent, or an Idempotency-Key header with a
 // key in it, one and not blank (retried only: a copy sent while the first
-// is in progress would meet the key, so a keyed request of any method is
-// not hedged);
+// is in progress would meet the key, so a request of any method with a
+// key in that header, one or given twice, is not hedged);
 // and a body that can be sent again (GetBody). A response with a status of
 // RetryStatus (408, 429, 500, 502, 503, 504) fails its attempt, and its
 // Retry-After (seconds or an HTTP date, see ParseRetryAfter) is the

@@ -71,9 +71,11 @@ type TransportOptions struct {
 	// DELETE) are sent more than once otherwise. Such a request with an
 	// Idempotency-Key header is retried but not hedged, with
 	// RetryNonIdempotent or without, and a request of an idempotent
-	// method with one is not hedged either; a header with no key in it
-	// (empty, blank, or given twice), which a server takes for no key,
-	// does not count.
+	// method with one is not hedged either. A header with no single key
+	// in it (empty, blank, or given twice), which a server may take for
+	// no key, does not let such a request be retried; one given twice
+	// with a key in it stops the hedge all the same, as many servers read
+	// its first value as the key.
 	RetryNonIdempotent bool
 }
 
@@ -98,9 +100,11 @@ type TransportOptions struct {
 // keeps the key answers a copy sent while the first is in progress with
 // 409 Conflict, which would win the race. For that reason a request of
 // an idempotent method with the header (a keyed PUT) is retried but not
-// hedged either. The header must hold one key, not empty or blank: a
-// server reads such a value as no key, and the request as a new one each
-// time it comes.
+// hedged either. The header must hold one key, not empty or blank, to
+// let a request be retried: a server reads such a value as no key, and
+// the request as a new one each time it comes. A header given twice is
+// no key to retry by either, but with a key in it it stops the hedge:
+// many servers read its first value as the key.
 // Other requests are sent once, through the limiter, the timeout and the
 // breaker.
 //
@@ -307,33 +311,45 @@ func (t *Transport) repeatable(req *http.Request) (retry, hedge bool) {
 		// A server that keeps keys may keep them for a PUT or a DELETE
 		// too: a keyed copy would meet the key in progress as a POST's
 		// does. The header is looked for only when there is a hedge.
-		return true, t.hedge == nil || !hasIdempotencyKey(req.Header)
+		if t.hedge == nil {
+			return true, true
+		}
+		_, some := idempotencyKey(req.Header)
+		return true, !some
 	}
 	// A key stops the hedge with RetryNonIdempotent too: the copy would
 	// meet the key in progress all the same.
-	keyed := hasIdempotencyKey(req.Header)
-	return keyed || t.anyMethod, !keyed && t.anyMethod
+	one, some := idempotencyKey(req.Header)
+	return one || t.anyMethod, !some && t.anyMethod
 }
 
-// hasIdempotencyKey reports whether h holds one Idempotency-Key field
-// with a key in it. A server reads an empty or blank value (its spaces
-// trimmed) as no key, and a field given twice is no single key either
-// (draft-ietf-httpapi-idempotency-key-header makes it an Item): a request
-// with one of those is a new request each time it is sent. The field
-// counts under any spelling of its name: one assigned to the map under
-// another (h["idempotency-key"]) is sent as it is, and a server, for
-// which field names are case-insensitive, reads it as the key.
-func hasIdempotencyKey(h http.Header) bool {
+// idempotencyKey reports what the Idempotency-Key fields of h hold. One
+// is whether there is one field with a key in it: a server reads an
+// empty or blank value (its spaces trimmed) as no key, and a field given
+// twice is no single key either (draft-ietf-httpapi-idempotency-key-header
+// makes it an Item), so that a server may take a request with one of
+// those for a new request each time it is sent. Some is whether any
+// field holds more than blanks: many servers read the first value of a
+// field given twice (Go's Header.Get), or the values joined, as the key,
+// and answer a copy sent while the first is in progress with 409
+// Conflict. The field counts under any spelling of its name: one
+// assigned to the map under another (h["idempotency-key"]) is sent as it
+// is, and a server, for which field names are case-insensitive, reads it
+// as the key.
+func idempotencyKey(h http.Header) (one, some bool) {
 	const name = "Idempotency-Key"
-	var key string
 	n := 0
 	for k, vs := range h {
 		if len(k) == len(name) && len(vs) > 0 && strings.EqualFold(k, name) {
 			n += len(vs)
-			key = vs[0]
+			for _, v := range vs {
+				if strings.Trim(v, " \t") != "" {
+					some = true
+				}
+			}
 		}
 	}
-	return n == 1 && strings.Trim(key, " \t") != ""
+	return n == 1 && some, some
 }
 
 // roundTrip is the state of one RoundTrip: the attempts' responses.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -1340,4 +1341,51 @@ func TestTransportReadsIdempotencyKeyUnderAnySpelling(t *testing.T) {
 		assert.Equal(t, "charged", readAll(t, resp))
 		assert.Equal(t, 1, calls(), "sent once")
 	})
+}
+
+// An Idempotency-Key given twice is no key to retry a POST by (a server
+// may read it as none), but it still stops the hedge: many servers read
+// the first value (Go's Header.Get) or both joined as the key, and the
+// copy sent while the first is in progress meets it and is answered 409
+// Conflict, which would win the race. A field with nothing but blanks is
+// no key to any server: such a request is hedged.
+func TestTransportDoesNotHedgeRepeatedKey(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		header http.Header
+		sent   int
+	}{
+		{http.MethodPut, http.Header{"Idempotency-Key": {"key-1", "key-1"}}, 1},
+		{http.MethodPut, http.Header{"Idempotency-Key": {"key-1", ""}}, 1},
+		{http.MethodDelete, http.Header{"Idempotency-Key": {"key-1"}, "idempotency-key": {"key-2"}}, 1},
+		{http.MethodPost, http.Header{"Idempotency-Key": {"key-1", "key-2"}}, 1},
+		{http.MethodPost, http.Header{"Idempotency-Key": {"", "key-1"}}, 1},
+		{http.MethodPut, http.Header{"Idempotency-Key": {" ", ""}}, 2},
+		{http.MethodPost, http.Header{"Idempotency-Key": {"\t"}}, 2},
+	} {
+		t.Run(tc.method+" "+fmt.Sprint(tc.header), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+					if n > 1 {
+						return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
+					}
+					time.Sleep(time.Second)
+					return response(r, http.StatusOK, nil, "stored"), nil
+				})
+				hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+				require.NoError(t, err)
+				c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, RetryNonIdempotent: true})
+				req, err := http.NewRequest(tc.method, "http://store.test/items/1", strings.NewReader("item"))
+				require.NoError(t, err)
+				req.Header = tc.header
+				resp, err := c.Do(req)
+				require.NoError(t, err)
+				body := readAll(t, resp)
+				assert.Equal(t, tc.sent, calls(), "%s %v", tc.method, tc.header)
+				if tc.sent == 1 {
+					assert.Equal(t, "stored", body, "%s %v", tc.method, tc.header)
+				}
+			})
+		})
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -124,6 +125,7 @@ func (q *Queue[T]) published(n int) {
 // out followed by a ping, and the server's error, which comes before the
 // pong, is looked for before the acknowledgement is waited for. The error
 // returned then is errKeeperDenied, and the Queue publishes no keeper.
+// Probes on one connection take turns (see probes).
 func (q *Queue[T]) firstKeeper(ctx context.Context) error {
 	if !q.keeper {
 		return nil
@@ -138,16 +140,23 @@ func (q *Queue[T]) firstKeeper(ctx context.Context) error {
 	defer func() { _ = sub.Unsubscribe() }()
 	m := keeperMsg(q.opts.Stream)
 	m.Reply = sub.Subject
+	done, err := takeProbeTurn(ctx, nc)
+	if err != nil {
+		return err
+	}
 	before := nc.LastError()
-	if err := nc.PublishMsg(m); err != nil {
+	err = nc.PublishMsg(m)
+	if err == nil {
+		err = nc.FlushWithContext(ctx)
+	}
+	after := nc.LastError()
+	done()
+	if err != nil {
 		return err
 	}
-	if err := nc.FlushWithContext(ctx); err != nil {
-		return err
-	}
-	if err := nc.LastError(); !sameError(err, before) && keeperDenied(err, q.opts.Stream) {
+	if !sameError(after, before) && keeperDenied(after, q.opts.Stream) {
 		q.keeper = false
-		return fmt.Errorf("%w: %w", errKeeperDenied, err)
+		return fmt.Errorf("%w: %w", errKeeperDenied, after)
 	}
 	ack, err := sub.NextMsgWithContext(ctx)
 	if err != nil {
@@ -157,6 +166,51 @@ func (q *Queue[T]) firstKeeper(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// probes holds, for each connection a keeper is being probed on (see
+// firstKeeper), whose turn it is: one probe at a time. A probe sees the
+// server's refusal only as the connection's last error, and the refusal
+// of another probe's keeper (New of another Queue on the same connection
+// at the same time), coming after it, would replace it: that New would
+// wait out PublishTimeout for an acknowledgement that never comes, and
+// its Queue publish keepers, each refused.
+var probes = struct {
+	mu    sync.Mutex
+	conns map[*nats.Conn]*probeTurns
+}{conns: make(map[*nats.Conn]*probeTurns)}
+
+// probeTurns is the turn of the probes on one connection.
+type probeTurns struct {
+	turn  chan struct{} // holds a value while a probe runs
+	users int           // the probes holding or waiting for the turn; under probes.mu
+}
+
+// takeProbeTurn waits until no other probe runs on nc, or ctx ends, and
+// returns the function that ends the turn taken.
+func takeProbeTurn(ctx context.Context, nc *nats.Conn) (done func(), err error) {
+	probes.mu.Lock()
+	p := probes.conns[nc]
+	if p == nil {
+		p = &probeTurns{turn: make(chan struct{}, 1)}
+		probes.conns[nc] = p
+	}
+	p.users++
+	probes.mu.Unlock()
+	leave := func() {
+		probes.mu.Lock()
+		if p.users--; p.users == 0 {
+			delete(probes.conns, nc)
+		}
+		probes.mu.Unlock()
+	}
+	select {
+	case p.turn <- struct{}{}:
+		return func() { <-p.turn; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
 }
 
 // errKeeperDenied is firstKeeper's error for a connection not permitted

@@ -175,3 +175,32 @@ func (m multiHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 func (m multiHandler) WithAttrs([]slog.Attr) slog.Handler { return m }
 func (m multiHandler) WithGroup(string) slog.Handler      { return m }
+
+// TestKeeperNotPermittedConcurrentNew: queues made at the same time on one
+// connection not permitted to publish their keepers each see their own
+// refusal. A refusal is seen as the connection's last error, and another
+// queue's, coming after it, hid it: that New waited out PublishTimeout
+// and its queue published keepers, each refused.
+func TestKeeperNotPermittedConcurrentNew(t *testing.T) {
+	ns := startUsersServer(t, user("consumer", "$JS.API.>", "$JS.ACK.>"))
+	var v violations
+	nc := connectAs(t, ns, "consumer", &v)
+	denied, notStored := newMsgLog(keeperDeniedLog), newMsgLog("natsjs: the work stream's keeper not stored")
+	logger := slog.New(multiHandler{msgHandler{denied}, msgHandler{notStored}})
+	const rounds, queues = 5, 8
+	for r := range rounds {
+		var wg sync.WaitGroup
+		for i := range queues {
+			wg.Go(func() {
+				opts := natsjs.Options{Stream: "C" + strconv.Itoa(r) + "_" + strconv.Itoa(i), Logger: logger}
+				_, err := natsjs.New[int](context.Background(), nc, opts)
+				assert.NoError(t, err)
+			})
+		}
+		wg.Wait()
+	}
+	assert.Zero(t, notStored.count(), "a refusal hidden by another's, waited out")
+	assert.Equal(t, rounds*queues, denied.count())
+	require.NoError(t, nc.Flush())
+	assert.Len(t, v.all(), rounds*queues, "one refusal a queue")
+}
