@@ -122,6 +122,7 @@ func outcomeError(status string, err error) *requestError {
 	e := func(code, msg string) *requestError { return &requestError{Code: code, Message: msg} }
 	var pe *tai.PanicError
 	var polErr *tai.PolicyError
+	var full *StoreFullError
 	switch {
 	case status == StatusSuccess, status == StatusReview:
 		return nil
@@ -141,8 +142,11 @@ func outcomeError(status string, err error) *requestError {
 		return e("fraud_check_unavailable", "fraud check unavailable")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return e("timeout", "payment timed out")
+	case errors.As(err, &full):
+		// The store named, without the pipeline's wrapping.
+		return e("store_full", full.Error()+"; retry later")
 	case errors.Is(err, ErrStoreFull):
-		return e("store_full", err.Error()+"; retry later")
+		return e("store_full", "a store is full; retry later")
 	case tai.OutcomeOf(err) == tai.Rejected:
 		return e("unavailable", "payments are refused for now; retry later")
 	}
@@ -260,7 +264,17 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out := s.pay(ctx, p, entry.TxnID, start, &keyClaim{scoped: scoped, entry: entry})
-	if !out.keep {
+	switch {
+	case out.keep:
+	case !claimed:
+		// Nothing was decided, but the request whose claim this took over
+		// may have reached the gateway under this transaction ID before
+		// it died: the key stays bound to it. Its lease ends now, so the
+		// client's retry takes it over at once and runs the payment
+		// under the same ID, where a release would let the retry claim
+		// the key anew under another.
+		s.endLease(context.WithoutCancel(ctx), scoped, entry)
+	default:
 		// Nothing was decided: the client may retry with the same key.
 		if err := s.idem.Release(context.WithoutCancel(ctx), scoped, entry); err != nil {
 			s.log.Warn("idempotency key not released yet; retrying", "err", err)
@@ -268,6 +282,17 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.answer(w, out)
+}
+
+// endLease ends the lease of e, a claim taken over whose payment decided
+// nothing, so that the next request with the key takes it over at once.
+// A claim whose lease could not be ended is taken over when its lease
+// runs out; the requests with the key get 409 until then.
+func (s *Service) endLease(ctx context.Context, scoped string, e IdemEntry) {
+	if _, _, err := s.idem.Renew(ctx, scoped, e, s.cfg.now()); err != nil {
+		s.log.Warn("idempotency claim taken over keeps its key until its lease runs out",
+			"transaction_id", e.TxnID, "lease", claimLease(s.cfg.RequestTimeout), "err", err)
+	}
 }
 
 // writeInFlight answers a request whose Idempotency-Key another request
@@ -354,8 +379,14 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 	// process killed after answering keeps it (written, if not synced;
 	// kaizen.Audit.WaitWritten). The writer is idle by then, as a rule:
 	// the commit below takes longer. A trail that failed hands its lines
-	// to OnUnwritten, which logs them.
-	defer func() { _ = s.audit.WaitWritten(ctx) }()
+	// to OnUnwritten, which logs them. The wait has a deadline of its
+	// own: the payment's may be over (it ran out of time, and the money
+	// may have moved), and the answer's write deadline leaves room for it.
+	defer func() {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.commitTimeout())
+		defer cancel()
+		_ = s.audit.WaitWritten(wctx)
+	}()
 	status, code, retryAfter := outcome(res, err)
 	resp := PaymentResponse{
 		TransactionID: sig.ID,

@@ -81,6 +81,8 @@ func TestFullStoreRefusesBeforeCharging(t *testing.T) {
 	r := ts.pay(t, "after", 1, nil, "Idempotency-Key", "full")
 	require.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
 	assert.Equal(t, "store_full", r.errField("code"))
+	assert.Equal(t, "the payments store is full; retry later", r.errField("message"),
+		"the store named, as a write it refused is, and no internals")
 	assert.Equal(t, "30", r.Header.Get("Retry-After"))
 	assert.Equal(t, calls, ts.gateway.Calls(), "refused before the gateway")
 	assert.Equal(t, 1.0, testutil.ToFloat64(ts.storeRefused.WithLabelValues("payments")))

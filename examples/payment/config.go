@@ -17,6 +17,7 @@ import (
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/kaizen"
 )
 
 // demoBlacklist is the blacklist of a service started without one: the
@@ -82,6 +83,9 @@ type Config struct {
 	Clock          Clock                  // the service's clock; nil: the system clock
 	TraceProcessor sdktrace.SpanProcessor // also receives every span
 	State          CustomerState          // the fraud rules' per-customer state instead of -customer-state
+	// auditWrite runs on the audit trail's writer before each line is
+	// written (kaizen.AuditOptions.Redact): a slow disk, in tests.
+	auditWrite func(*kaizen.AuditEntry)
 }
 
 // Clock tells the service the time. It drives the fraud rules, the

@@ -199,6 +199,34 @@ func TestIdempotencyTakesOverAbandonedClaims(t *testing.T) {
 	assert.Equal(t, elsewhere.TxnID, r.str("transaction_id"))
 }
 
+// A claim taken over is its payment's for good: the request that made it
+// died after it may have reached the gateway under its transaction ID, so
+// a takeover refused before anything ran (503, 429) does not release the
+// key, which a retry would claim anew under another transaction ID (and a
+// gateway that charges each ID once would charge twice). The retry takes
+// the claim over at once and runs the payment under its ID.
+func TestIdempotencyTakeoverRefusedKeepsItsTransaction(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ctx := context.Background()
+	body := map[string]any{"amount": 7, "customer_id": "cust_tk", "currency": "USD", "merchant_id": "m"}
+	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "cust_tk", "currency": "USD", "merchant_id": "m"}`))
+	require.NoError(t, err)
+	earlier := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_00000000000000000000000000000003", Owner: "test/earlier", Started: ts.clock.Now()}
+	_, claimed, err := ts.idem.Claim(ctx, "k-died", earlier)
+	require.NoError(t, err)
+	require.True(t, claimed)
+
+	ts.line.Stop("maintenance")
+	refused := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-died")
+	require.Equal(t, http.StatusServiceUnavailable, refused.Code, string(refused.Raw))
+	ts.line.Start()
+	r := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-died")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, earlier.TxnID, r.str("transaction_id"), "run again as the same payment")
+	again := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-died")
+	assert.Equal(t, string(r.Raw), string(again.Raw), "and the key keeps it")
+}
+
 // A process killed after storing a charge's record but before its
 // confirmation leaves a record no confirmation will ever mark: the next
 // request with the key replays the record, and stores the confirmation

@@ -383,3 +383,23 @@ func TestEveryInstanceTakenNamesAnAuditHead(t *testing.T) {
 		})
 	}
 }
+
+// A payment's audit line is written before its answer goes out, also when
+// the payment ran out of time (504, after which the money may have moved):
+// the payment's own deadline, over by then, does not cut the wait short.
+func TestAuditLineWrittenBeforeATimedOutPaymentsAnswer(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RequestTimeout = 3 * time.Second // 2 s for the gateway, 1 s to store
+	cfg.auditWrite = func(e *kaizen.AuditEntry) {
+		if e.Kind == "payment" {
+			time.Sleep(300 * time.Millisecond) // a slow disk
+		}
+	}
+	ts := startService(t, cfg)
+	require.NoError(t, ts.gateway.Set(0, time.Minute))
+	r := ts.pay(t, "cust_slow", 5, nil, "Idempotency-Key", "k504")
+	require.Equal(t, http.StatusGatewayTimeout, r.Code, string(r.Raw))
+	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, "audit-test.jsonl"))
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), r.str("transaction_id"), "the line was written before the answer")
+}

@@ -395,7 +395,7 @@ func (s *Service) measure() error {
 	// start checks one file of bounded size. A trail that fails its check
 	// stops the start, and the file is left as it is for inspection.
 	path := filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl")
-	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey, RotateBytes: svc.AuditFileBytes})
+	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey, RotateBytes: svc.AuditFileBytes, Redact: s.cfg.auditWrite})
 	if err != nil {
 		return fmt.Errorf("audit trail: %w", err)
 	}
@@ -865,14 +865,26 @@ func (s *Service) ConfigureServer(srv *http.Server) {
 	})
 }
 
+// handleReady serves GET /readyz: ready while the service runs and its
+// stores answer — NATS connected with JetStream answering (a server
+// restarted without JetStream, or one that turned it off, keeps the
+// connection up while every payment fails), and Redis when it is used.
 func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) {
-	checks := map[string]string{"nats": "ok"}
+	checks := map[string]string{"nats": "ok", "jetstream": "ok"}
 	ok := s.ready.Load()
 	if !ok {
 		checks["service"] = "starting or stopping"
 	}
 	if st := s.nc.Status(); st != nats.CONNECTED {
 		checks["nats"], ok = st.String(), false
+		checks["jetstream"] = "unknown"
+	} else {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		_, err := s.js.AccountInfo(ctx)
+		cancel()
+		if err != nil {
+			checks["jetstream"], ok = "unavailable", false
+		}
 	}
 	if s.rdb != nil {
 		checks["redis"] = "ok"
@@ -889,6 +901,9 @@ func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, code, checks)
 }
+
+// readyTimeout bounds GET /readyz's check of JetStream.
+const readyTimeout = 2 * time.Second
 
 func (s *Service) countPayment(status string) {
 	s.transactions.WithLabelValues(status).Inc()

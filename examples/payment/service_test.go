@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -555,4 +557,31 @@ func TestConfirmationDeadLettersThroughTheAdminAPI(t *testing.T) {
 	require.NoError(t, json.Unmarshal(r.Raw, &page))
 	assert.Empty(t, page.DeadLetters, "deleted")
 	assert.Contains(t, string(ts.do(t, http.MethodGet, "/metrics", nil).Raw), `taikit_queue_handler_duration_seconds_count{queue="confirmations"}`)
+}
+
+// A NATS server whose JetStream has stopped (turned off, or the server
+// restarted without it) stores no payment: the service is not ready then,
+// though its connection to the server is up.
+func TestNotReadyWithoutJetStream(t *testing.T) {
+	natsSrv := startNATS(t, t.TempDir(), 0)
+	t.Cleanup(func() { stopNATS(t, natsSrv) })
+	cfg := testConfig(t)
+	cfg.NATSURL = natsSrv.ClientURL()
+	svc, err := NewService(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	srv := httptest.NewServer(svc.Handler())
+	ts := &testService{Service: svc, URL: srv.URL, http: srv, logs: &syncBuffer{}}
+	defer func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		// Its last audit head has nowhere to go.
+		_ = svc.Close(ctx)
+	}()
+	require.Equal(t, http.StatusOK, ts.do(t, http.MethodGet, "/readyz", nil).Code)
+	require.NoError(t, natsSrv.NATS().ShutdownJetStream())
+	r := ts.do(t, http.MethodGet, "/readyz", nil)
+	assert.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
+	assert.Equal(t, "unavailable", r.str("jetstream"), string(r.Raw))
+	assert.Equal(t, "ok", r.str("nats"), "the connection is up")
 }
