@@ -53,7 +53,11 @@ func StartNATS(ctx context.Context, url, dataDir, name string, log *slog.Logger)
 		return n, nil
 	}
 	var err error
-	n.embedded, err = natsembed.Start(ctx, natsembed.Options{StoreDir: filepath.Join(dataDir, "nats"), InProcess: true})
+	// The server's warnings and errors (a store it cannot write, a slow
+	// consumer) go to the service's log; its notices, a page of them at
+	// every start, do not.
+	n.embedded, err = natsembed.Start(ctx, natsembed.Options{StoreDir: filepath.Join(dataDir, "nats"), InProcess: true,
+		Logger: slog.New(WarnOnly(log.Handler())).With("component", "nats-server")})
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
@@ -193,3 +197,26 @@ func redactQuery(q string) string {
 	}
 	return strings.Join(parts, "&")
 }
+
+// WarnOnly returns a handler that passes h the records at level Warn and
+// above, and drops the others.
+func WarnOnly(h slog.Handler) slog.Handler { return warnOnly{h} }
+
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+func (w warnOnly) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelWarn {
+		return nil
+	}
+	return w.Handler.Handle(ctx, r)
+}
+
+func (w warnOnly) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnOnly{w.Handler.WithAttrs(attrs)}
+}
+
+func (w warnOnly) WithGroup(name string) slog.Handler { return warnOnly{w.Handler.WithGroup(name)} }

@@ -1,7 +1,11 @@
 package svc_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,4 +45,41 @@ func TestNATSReconnectLogHidesTheToken(t *testing.T) {
 	}
 	assert.Contains(t, logs.String(), "url=nats://xxxxx@127.0.0.1:")
 	assert.NotContains(t, logs.String(), token)
+}
+
+func TestWarnOnly(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(svc.WarnOnly(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))).
+		With("component", "c").WithGroup("g")
+	log.Debug("debug")
+	log.Info("info")
+	log.Warn("warn", "k", 1)
+	log.Error("error")
+	assert.NotContains(t, buf.String(), "debug")
+	assert.NotContains(t, buf.String(), "msg=info")
+	assert.Contains(t, buf.String(), "level=WARN msg=warn component=c g.k=1")
+	assert.Contains(t, buf.String(), "level=ERROR msg=error component=c")
+	assert.False(t, log.Enabled(context.Background(), slog.LevelInfo))
+}
+
+func TestEmbeddedNATSLogsWarningsOnly(t *testing.T) {
+	// The embedded server's start notices stay out of the service's log;
+	// its warnings come in, marked as the server's: here, about a stream
+	// directory left without its checksum file.
+	var buf svctest.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	dir := t.TempDir()
+	n, err := svc.StartNATS(context.Background(), "", dir, "test", log)
+	require.NoError(t, err)
+	require.NoError(t, n.Shutdown(context.Background()))
+	assert.NotContains(t, buf.String(), "component=nats-server", "no notice of the server's start")
+
+	broken := filepath.Join(dir, "nats", "jetstream", "$G", "streams", "BROKEN")
+	require.NoError(t, os.MkdirAll(broken, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(broken, "meta.inf"), []byte("{"), 0o600))
+	n, err = svc.StartNATS(context.Background(), "", dir, "test", log)
+	require.NoError(t, err)
+	require.NoError(t, n.Shutdown(context.Background()))
+	assert.Regexp(t, `level=WARN msg=.*Missing stream checksum file.* component=nats-server`, buf.String())
+	assert.NotContains(t, buf.String(), "level=INFO", "the server's notices stay out")
 }
