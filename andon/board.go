@@ -260,10 +260,10 @@ func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if allow := miss.header.Get("Allow"); allow != "" {
 				h.Set("Allow", allow)
 			}
-			b.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", r.Method, clip(r.URL.Path)))
+			b.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", clip(r.Method), clip(r.URL.Path)))
 			return
 		}
-		b.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, clip(r.URL.Path)))
+		b.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", clip(r.Method), clip(r.URL.Path)))
 		return
 	}
 	b.mux.ServeHTTP(w, r)
@@ -289,8 +289,8 @@ func (m *routeMiss) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// clip cuts a path from the request to at most 200 bytes for a message,
-// at a character boundary.
+// clip cuts a method or path from the request to at most 200 bytes for a
+// message, at a character boundary.
 func clip(s string) string {
 	const n = 200
 	if len(s) <= n {

@@ -1099,3 +1099,17 @@ func TestBoardHistoryWithValuesJSONCannotCarry(t *testing.T) {
 	require.Eventually(t, func() bool { return slices.Contains(w.kinds(), "state") }, 10*time.Second, time.Millisecond,
 		"the event stream sends the state")
 }
+
+// TestBoardRouteErrorClipsTheMethod: a route error names the request's
+// method, which the caller chose as it did the path (a server takes one
+// of up to its header limit, a megabyte): it is clipped as the path is.
+func TestBoardRouteErrorClipsTheMethod(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{})
+	huge := strings.Repeat("X", 100<<10)
+	for _, target := range []string{"/andon/api/state", "/andon/nothing"} {
+		w := httptest.NewRecorder()
+		f.board.ServeHTTP(w, httptest.NewRequest(huge, target, nil))
+		assert.Contains(t, []int{http.StatusMethodNotAllowed, http.StatusNotFound}, w.Code, target)
+		assert.Less(t, w.Body.Len(), 1000, "%s: %.300s", target, w.Body.String())
+	}
+}

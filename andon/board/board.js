@@ -16,6 +16,13 @@
   // where the browser was not told (a network that dropped, a computer
   // that slept, a proxy that lost its upstream).
   var quietLimit = 40000;
+  // The answers that carry the state (a poll's, the stream's events, the
+  // cord's) are numbered in the order they were asked for, a stream's
+  // event when it comes: an answer asked for before the last one taken
+  // (a poll in flight while the stream delivered, a slow poll overtaken
+  // by the next) is older than what the page shows, and is dropped.
+  var asked = 0;
+  var taken = 0;
 
   function $(id) { return document.getElementById(id); }
 
@@ -241,11 +248,31 @@
     setText(c, text);
   }
 
+  // take reports whether the answer numbered n is to be taken, being
+  // newer than the one taken last, and takes it.
+  function take(n) {
+    if (n < taken) return false;
+    taken = n;
+    return true;
+  }
+
+  // A poll is asked for when none is awaited, and given up after
+  // pollLimit: over a network that dropped, one every two seconds would
+  // pile up unanswered, to be sent all at once when it is back.
+  var polling = false;
+  var pollLimit = 10000;
+
   function poll() {
-    fetch("api/state", { cache: "no-store", credentials: "same-origin" })
+    if (polling) return;
+    polling = true;
+    var n = ++asked;
+    var abort = window.AbortController ? new AbortController() : null;
+    var limit = abort ? setTimeout(function () { abort.abort(); }, pollLimit) : null;
+    fetch("api/state", { cache: "no-store", credentials: "same-origin", signal: abort ? abort.signal : undefined })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
-      .then(function (s) { if (!live) { render(s); setConn("polling", "polling"); } })
-      .catch(function () { if (!live) setConn("offline", "offline"); });
+      .then(function (s) { if (!live && take(n)) { render(s); setConn("polling", "polling"); } })
+      .catch(function () { if (!live && take(n)) setConn("offline", "offline"); })
+      .then(function () { clearTimeout(limit); polling = false; });
   }
 
   function startPolling() {
@@ -269,6 +296,7 @@
       heard = Date.now();
       live = true;
       followDelay = 5000;
+      take(++asked);
       render(JSON.parse(ev.data));
       setConn("live", "live");
       if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
@@ -282,10 +310,12 @@
   }
 
   // lost gives up the stream, closed or silent for too long: the page
-  // polls, and follows the stream again after followDelay.
+  // polls, and follows the stream again after followDelay. Until a poll
+  // answers, the state shown may no longer be true.
   function lost() {
     stream = null;
     live = false;
+    setConn("offline", "reconnecting…");
     startPolling();
     setTimeout(follow, followDelay);
     followDelay = Math.min(2 * followDelay, 60000);
@@ -296,6 +326,7 @@
   function postCord(body) {
     var err = $("cord-error");
     err.hidden = true;
+    var n = ++asked;
     return fetch("api/cord", {
       method: "POST",
       credentials: "same-origin",
@@ -306,7 +337,7 @@
       // in front of the board (a proxy's page) may not be JSON at all.
       return r.json().then(function (j) {
         if (!r.ok) throw new Error((j && j.error && j.error.message) || r.status + " " + r.statusText);
-        render(j);
+        if (take(n)) render(j);
         return true;
       }, function (e) {
         throw r.ok ? e : new Error(r.status + " " + r.statusText);

@@ -126,10 +126,14 @@ func TestBoardCordAnnouncesChangesOnly(t *testing.T) {
 // silentStream serves a board whose event stream sends the state once and
 // then nothing, as a connection that died without a word (a network that
 // dropped, a proxy that lost its upstream) does; while down is set,
-// api/state is answered 502 as a proxy with no upstream answers.
+// api/state is answered 502 as a proxy with no upstream answers, and
+// while gone is set it is not answered at all, as over a network that
+// dropped, and counted in unanswered.
 type silentStream struct {
-	board *andon.Board
-	down  atomic.Bool
+	board      *andon.Board
+	down       atomic.Bool
+	gone       atomic.Bool
+	unanswered atomic.Int32
 }
 
 func (s *silentStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -146,6 +150,9 @@ func (s *silentStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 	case r.URL.Path == "/api/state" && s.down.Load():
 		http.Error(w, "Bad Gateway", http.StatusBadGateway)
+	case r.URL.Path == "/api/state" && s.gone.Load():
+		s.unanswered.Add(1)
+		<-r.Context().Done()
 	default:
 		s.board.ServeHTTP(w, r)
 	}
@@ -306,5 +313,159 @@ func TestBoardAnnouncesTheFiringCount(t *testing.T) {
 	errorRate.Set(true)
 	ev.EvaluateAt(context.Background(), now.Add(time.Minute))
 	waitFor(t, ctx, `document.getElementById("summary").textContent.startsWith("1 firing")`, 10*time.Second)
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// racingSources serves a board whose first poll of api/state is answered
+// with the state it had when it was asked, but only once released, and
+// whose event stream sends the state once sent, ends once ended, and is
+// then never answered again, as a stream that reconnects through a network
+// that has dropped is not.
+type racingSources struct {
+	board   *andon.Board
+	asked   chan struct{} // closed when the first poll is asked
+	release chan struct{} // closed to answer it
+	answer  chan struct{} // closed once it is answered
+	send    chan struct{} // closed to send the first stream's state
+	end     chan struct{} // closed to end the first stream
+	polls   atomic.Int32
+	streams atomic.Int32
+}
+
+func (s *racingSources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/api/state":
+		if s.polls.Add(1) != 1 {
+			s.board.ServeHTTP(w, r)
+			return
+		}
+		body, err := json.Marshal(s.board.State())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		close(s.asked)
+		select {
+		case <-s.release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+		http.NewResponseController(w).Flush()
+		close(s.answer)
+	case "/api/events":
+		if s.streams.Add(1) != 1 {
+			<-r.Context().Done()
+			return
+		}
+		select {
+		case <-s.send:
+		case <-r.Context().Done():
+			return
+		}
+		body, err := json.Marshal(s.board.State())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = fmt.Fprintf(w, "event: state\ndata: %s\n\n", body)
+		http.NewResponseController(w).Flush()
+		select {
+		case <-s.end:
+		case <-r.Context().Done():
+		}
+	default:
+		s.board.ServeHTTP(w, r)
+	}
+}
+
+// TestBoardOlderPollDoesNotOverwriteTheStream asks the board for its
+// state by a poll and by its event stream at once, the poll answered
+// last, after the stream has delivered a newer state and broken: the page
+// keeps the newer state, and says that it is reconnecting, rather than
+// showing the older state as one it polls.
+func TestBoardOlderPollDoesNotOverwriteTheStream(t *testing.T) {
+	errorRate := &switchCond{}
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+		{Name: "HighErrorRate", Severity: andon.Page, Condition: errorRate}}})
+	require.NoError(t, err)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{})
+	require.NoError(t, err)
+	s := &racingSources{board: board, asked: make(chan struct{}), release: make(chan struct{}),
+		answer: make(chan struct{}), send: make(chan struct{}), end: make(chan struct{})}
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() {
+		srv.Close()
+		require.NoError(t, board.Shutdown(context.Background()))
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	ev.EvaluateAt(context.Background(), time.Now())
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/")))
+	select {
+	case <-s.asked:
+	case <-ctx.Done():
+		t.Fatal("the page did not poll")
+	}
+	// The rule fires after the poll was asked: the stream shows it.
+	errorRate.Set(true)
+	ev.EvaluateAt(context.Background(), time.Now())
+	close(s.send)
+	waitFor(t, ctx, `(function (r) { return r !== null && r.dataset.state === "firing"; })(document.querySelector('article[data-rule="HighErrorRate"]'))`, 10*time.Second)
+	waitFor(t, ctx, `document.getElementById("conn").dataset.mode === "live"`, 10*time.Second)
+	// The stream breaks; the browser tries it again, unanswered.
+	close(s.end)
+	waitFor(t, ctx, `document.getElementById("conn").dataset.mode === "offline"`, 10*time.Second)
+	// The older poll is answered now.
+	close(s.release)
+	<-s.answer
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[any](`window.settled = 0; setTimeout(function () { window.settled = 1; }, 1000)`))
+	require.NoError(t, err)
+	waitFor(t, ctx, `window.settled === 1`, 10*time.Second)
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[document.querySelector('article[data-rule="HighErrorRate"]').dataset.state, document.getElementById("conn").dataset.mode]`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"firing", "offline"}, got, "the newer state, and the stream being reconnected")
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// TestBoardNoticesASilentStreamOverASilentNetwork follows an event stream
+// that goes silent, over a network where the page's polls go unanswered
+// too, as they do when it dropped: the page says at once that it is
+// reconnecting and greys the state it showed, rather than calling it live
+// until a poll answers, and it asks for one poll at a time, rather than
+// piling up one more every two seconds to be sent all at once when the
+// network is back.
+func TestBoardNoticesASilentStreamOverASilentNetwork(t *testing.T) {
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
+	require.NoError(t, err)
+	board, err := andon.NewBoard(ev, andon.BoardOptions{})
+	require.NoError(t, err)
+	s := &silentStream{board: board}
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() {
+		srv.Close()
+		require.NoError(t, board.Shutdown(context.Background()))
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	ctx, thrown := browser(t, 60*time.Second)
+	clockAhead(t, ctx)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="HighErrorRate"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	s.gone.Store(true)
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[any](`window.ahead(60 * 1000)`))
+	require.NoError(t, err)
+	waitFor(t, ctx, `document.getElementById("conn").dataset.mode === "offline"`, 15*time.Second)
+	opacity, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("main")).opacity`))
+	require.NoError(t, err)
+	assert.NotEqual(t, "1", opacity, "the state of a board out of reach is greyed")
+	// Three polling periods at least.
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[any](`window.waited = 0; setTimeout(function () { window.waited = 1; }, 6500)`))
+	require.NoError(t, err)
+	waitFor(t, ctx, `window.waited === 1`, 15*time.Second)
+	assert.Equal(t, int32(1), s.unanswered.Load(), "one poll at a time")
 	assert.Empty(t, thrown(), "no error on the page")
 }

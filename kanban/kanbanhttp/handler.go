@@ -193,10 +193,10 @@ func (e *routeErrorWriter) WriteHeader(code int) {
 	switch code {
 	case http.StatusNotFound:
 		eb.Error.Code = "not_found"
-		eb.Error.Message = fmt.Sprintf("no route for %s %s", e.r.Method, clip(e.r.URL.Path))
+		eb.Error.Message = fmt.Sprintf("no route for %s %s", clip(e.r.Method), clip(e.r.URL.Path))
 	case http.StatusMethodNotAllowed:
 		eb.Error.Code = "method_not_allowed"
-		eb.Error.Message = fmt.Sprintf("%s is not allowed on %s", e.r.Method, clip(e.r.URL.Path))
+		eb.Error.Message = fmt.Sprintf("%s is not allowed on %s", clip(e.r.Method), clip(e.r.URL.Path))
 		dir, seq := path.Split(e.r.URL.Path)
 		if n, err := strconv.ParseUint(seq, 10, 64); err == nil && n > 0 && strings.HasSuffix(dir, "/deadletters/") &&
 			(e.r.Method == http.MethodGet || e.r.Method == http.MethodHead) {
@@ -222,8 +222,8 @@ func (e *routeErrorWriter) Write(b []byte) (int, error) {
 	return e.ResponseWriter.Write(b)
 }
 
-// clip bounds s, a path or value from a request, for a message: a
-// request of megabytes is not answered with as many.
+// clip bounds s, a method, path or value from a request, for a message:
+// a request of megabytes is not answered with as many.
 func clip(s string) string {
 	const limit = 200
 	if len(s) > limit {

@@ -765,3 +765,16 @@ func TestNewRefusesAPercentInPrefix(t *testing.T) {
 		assert.ErrorContains(t, err, "kanbanhttp: Options.Prefix", "%q", prefix)
 	}
 }
+
+// TestHugeMethodIsNotEchoedWhole: a route error names the request's
+// method, which the caller chose as it did the path (the server takes one
+// of up to its header limit, a megabyte): it is clipped as the path is.
+func TestHugeMethodIsNotEchoedWhole(t *testing.T) {
+	_, s := newServer(t, kanbanhttp.Options{}, map[string]kanban.DeadLetterStore{"orders": deadQueue(t, 0, 1)})
+	huge := strings.Repeat("X", 100<<10)
+	for _, target := range []string{"/queues", "/nowhere"} {
+		r := s.do(huge, target, "")
+		assert.Contains(t, []int{http.StatusMethodNotAllowed, http.StatusNotFound}, r.status, "%s", target)
+		assert.Less(t, len(r.raw), 1000, "%s: %.300s", target, r.raw)
+	}
+}
