@@ -103,7 +103,7 @@ func (s *Service) regionHealth(ctx context.Context, sig tai.Signal[*rollout]) (t
 	if r.stable == "" {
 		return allow()
 	}
-	sample, err := s.health.Sample(ctx, r.service, r.region, r.stable, s.cfg.Interval)
+	sample, err := s.health.Sample(ctx, r.service, r.region, r.stable, s.sampleWindow(0))
 	if errors.Is(err, fleet.ErrNoData) || err == nil && s.tooFewRequests(sample) {
 		return allow()
 	}

@@ -97,7 +97,7 @@ func (s *Service) prerequisiteLookup(ctx context.Context, sig tai.Signal[RegionR
 	}
 	healthy, why := true, ""
 	if stable != "" {
-		sample, err := s.health.Sample(ctx, r.service, r.region, stable, s.cfg.Interval)
+		sample, err := s.health.Sample(ctx, r.service, r.region, stable, s.sampleWindow(0))
 		switch {
 		case errors.Is(err, fleet.ErrNoData):
 		case err != nil:

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -50,4 +53,39 @@ func TestRegionHealthOnFewRequests(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tc.healthy, vars["region_healthy"], "rule file's lookup, %v requests: %v", tc.requests, vars["region_health_reason"])
 	}
+}
+
+// TestRegionHealthOnAShortInterval: with a health interval under a
+// second, the prerequisite region_health reads the version serving over a
+// second, as a rollout's analysis reads a stage's first sample, not over
+// one interval: the simulated fleet's 100 requests/s gave 2.5 requests in
+// 25 ms, fewer than -min-requests, and a region failing its analysis at
+// 7.2% errors was read as no data and took the change.
+func TestRegionHealthOnAShortInterval(t *testing.T) {
+	catalog := filepath.Join(t.TempDir(), "catalog.json")
+	require.NoError(t, os.WriteFile(catalog, []byte(`{
+  "regions": {"us-west-2": {"capacity": 20}},
+  "services": {"api-service": {"instances": 4, "running": {"us-west-2": "v1.0.0"}, "versions": {
+    "v1.0.0": {"error_rate": 0.072, "p99_ms": 150, "cpu": 0.35, "memory": 0.5},
+    "v2.0.0": {"error_rate": 0.006, "p99_ms": 180, "cpu": 0.4, "memory": 0.6}}}}
+}`), 0o600))
+	ts := startService(t, "-catalog", catalog, "-health-interval", "25ms") // -min-requests 10
+	newRun := func() *rollout {
+		th := analysis.Default()
+		return &rollout{s: ts.Service, service: "api-service", version: "v2.0.0", region: "us-west-2", stable: "v1.0.0",
+			thresholds: th, limits: thresholdVars(th), d: &Deployment{ID: "dpl_test"}}
+	}
+	dec, err := ts.regionHealth(t.Context(), tai.Signal[*rollout]{Payload: newRun()})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, dec.Verdict, "Go rule: %+v", dec)
+	assert.Contains(t, dec.Reason, "Error rate 7.20% exceeds threshold 5.00%")
+
+	vars, err := ts.prerequisiteLookup(t.Context(), tai.Signal[RegionRequest]{Payload: RegionRequest{facts: &regionFacts{r: newRun()}}})
+	require.NoError(t, err)
+	assert.Equal(t, false, vars["region_healthy"], "rule file's lookup")
+	assert.Contains(t, vars["region_health_reason"], "Error rate 7.20% exceeds threshold 5.00%")
+
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"})
+	require.Equal(t, http.StatusUnprocessableEntity, r.Code, "%s", r.Body)
+	assert.Contains(t, string(r.Body), "unhealthy before the change")
 }

@@ -970,7 +970,7 @@ func (r *rollout) check(ctx context.Context) error {
 		r.mu.Unlock()
 		return nil
 	}
-	window := min(max(time.Since(r.since), r.s.cfg.Interval, time.Second), 5*time.Minute)
+	window := r.s.sampleWindow(time.Since(r.since))
 	stage := r.stage
 	parent := r.span
 	r.mu.Unlock()
@@ -1071,6 +1071,16 @@ func (r *rollout) check(ctx context.Context) error {
 	return nil
 }
 
+// sampleWindow is how far back a health sample reaches, in a stage
+// baked this long so far: the stage so far, at least a health interval and
+// a second, at most five minutes. The prerequisite region_health reads the
+// version serving as a stage's first sample is read (sampleWindow(0)), so
+// that a health interval under a second does not leave it too few
+// requests to judge.
+func (s *Service) sampleWindow(inStage time.Duration) time.Duration {
+	return min(max(inStage, s.cfg.Interval, time.Second), 5*time.Minute)
+}
+
 // ensureStable makes sure the version serving runs and takes all the
 // traffic: a fleet that starts empty (local processes after a restart)
 // starts it here. Both calls are no-ops when it does.
@@ -1138,14 +1148,17 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 	r.mu.Lock()
 	r.paused = false
 	r.mu.Unlock()
+	var cut *StageResult // the stage cut off, as it ended
 	err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
 		// A stage still open was cut off (by a restart, or by the error
 		// of the attempt before the last): it ends here, with the
-		// rollback's reason. One that ended (failed, aborted) was closed
-		// by the changes stored with this one.
+		// rollback's reason, in the record and in the audit trail, as a
+		// stage ended by its own run does. One that ended (failed,
+		// aborted) was closed by the changes stored with this one.
 		if n := len(rr.Stages); n > 0 && rr.Stages[n-1].EndedAt == nil {
 			st := &rr.Stages[n-1]
 			st.EndedAt, st.Verdict, st.Reason = &now, "interrupted", reason
+			cut = &StageResult{Name: st.Name, StartedAt: st.StartedAt, EndedAt: st.EndedAt, Verdict: st.Verdict, Reason: st.Reason}
 		}
 		rr.Status, rr.ErrorMessage, rr.Percent, rr.Stage, rr.CompletedAt = StatusRolledBack, reason, 0, "", &now
 		rr.RecoveryMs = float64(recovery.Microseconds()) / 1000
@@ -1154,6 +1167,9 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 		}
 		d.Paused = false
 	})
+	if cut != nil {
+		s.auditEventAt(r, cut.Name+".end", tai.Failed, cut.Verdict+": "+cut.Reason, cut.StartedAt, cut.EndedAt.Sub(cut.StartedAt))
+	}
 	s.auditEvent(r, "rollback", tai.Failed, reason, 0)
 	return err
 }

@@ -284,11 +284,14 @@ func TestRulesReload(t *testing.T) {
 }
 
 type auditRecord struct {
-	Kind     string       `json:"kind"`
-	Key      string       `json:"key"`
-	Outcome  string       `json:"outcome"`
-	Decision tai.Decision `json:"decision"`
-	Error    string       `json:"error"`
+	Time     time.Time     `json:"time"`
+	ID       string        `json:"id"`
+	Kind     string        `json:"kind"`
+	Key      string        `json:"key"`
+	Outcome  string        `json:"outcome"`
+	Decision tai.Decision  `json:"decision"`
+	Error    string        `json:"error"`
+	Duration time.Duration `json:"duration_ns"`
 }
 
 func auditRecords(t *testing.T, path string) []auditRecord {

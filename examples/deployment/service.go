@@ -927,10 +927,17 @@ func (s *Service) countRolledBack(r *rollout, err error) {
 // auditEvent writes one step of a rollout to the audit trail: a stage's
 // start or end, an analysis that failed, a rollback, a pause.
 func (s *Service) auditEvent(r *rollout, what string, outcome tai.Outcome, reason string, took time.Duration) {
+	s.auditEventAt(r, what, outcome, reason, time.Now().Add(-took), took)
+}
+
+// auditEventAt is auditEvent for a step that began at start: a stage
+// whose start is in the record, ended by another run than the one that
+// began it.
+func (s *Service) auditEventAt(r *rollout, what string, outcome tai.Outcome, reason string, start time.Time, took time.Duration) {
 	s.audit.Observe(context.Background(), tai.Record{
 		ID: r.d.ID, Kind: "deployment." + what, Key: r.service + "/" + r.region, Outcome: outcome,
 		Decision: tai.Decision{Verdict: tai.Allow, Policy: r.version, Reason: reason},
-		Start:    time.Now().Add(-took), Duration: took,
+		Start:    start, Duration: took,
 	})
 }
 

@@ -125,3 +125,41 @@ func TestInterruptedStageEnds(t *testing.T) {
 	assert.Equal(t, rr.ErrorMessage, st.Reason)
 	assert.Contains(t, st.Reason, "Interrupted at stage canary by a restart")
 }
+
+// TestInterruptedStageEndsInTheAudit: the stage a restart cut off ends in
+// the audit trail as it ends in the record, before the rollback: an end
+// with the verdict interrupted and the rollback's reason, failed, and
+// timed from the stage's start. The record said the stage ended while the
+// trail held only its start.
+func TestInterruptedStageEndsInTheAudit(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
+	ts := startServiceIn(t, dir, args...)
+	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	ts.shutdown()
+
+	ts = startServiceIn(t, dir, args...)
+	d := waitFor(t, ts.URL, id, ended)
+	require.Equal(t, StatusRolledBack, d.Status)
+	st := d.Results[0].Stages[0]
+	require.NotNil(t, st.EndedAt)
+	require.NoError(t, ts.audit.Flush(t.Context()))
+	var kinds []string
+	var end *auditRecord
+	for _, line := range auditRecords(t, filepath.Join(dir, "audit-test.jsonl")) {
+		if line.ID != id {
+			continue
+		}
+		kinds = append(kinds, line.Kind)
+		if line.Kind == "deployment.canary.end" {
+			end = &line
+		}
+	}
+	require.NotNil(t, end, "the canary's end is not in the audit trail: %v", kinds)
+	assert.Equal(t, []string{"deployment.validation", "deployment.canary.start", "deployment.canary.end", "deployment.rollback", "deployment.end"}, kinds)
+	assert.Equal(t, "failed", end.Outcome)
+	assert.Equal(t, "interrupted: "+st.Reason, end.Decision.Reason)
+	assert.Equal(t, st.EndedAt.Sub(st.StartedAt), end.Duration, "the stage's time")
+	assert.Equal(t, st.StartedAt, end.Time.UTC(), "it began with the stage")
+}
