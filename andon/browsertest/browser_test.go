@@ -290,10 +290,7 @@ func TestBoardLongTextStaysInTheWindow(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#cord[data-pulled="true"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
-	widths, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
-	require.NoError(t, err)
-	require.Len(t, widths, 2)
-	assert.LessOrEqual(t, widths[0], widths[1], "the page is no wider than the window")
+	assertFitsTheWindow(t, ctx)
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
@@ -527,4 +524,14 @@ func splitFields(s string) []string {
 		}
 	}
 	return out
+}
+
+// assertFitsTheWindow checks that the page in ctx is no wider than its
+// window: nothing cut off, no scrolling sideways.
+func assertFitsTheWindow(t *testing.T, ctx context.Context) {
+	t.Helper()
+	widths, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
+	require.NoError(t, err)
+	require.Len(t, widths, 2)
+	assert.LessOrEqual(t, widths[0], widths[1], "the page is no wider than the window")
 }

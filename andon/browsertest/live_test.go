@@ -164,23 +164,7 @@ func (s *silentStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the board not answering, says it is offline and greys the state it
 // showed, rather than showing that state as current for ever.
 func TestBoardNoticesASilentStream(t *testing.T) {
-	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
-		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
-	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{})
-	require.NoError(t, err)
-	s := &silentStream{board: board}
-	srv := httptest.NewServer(s)
-	t.Cleanup(func() {
-		srv.Close()
-		require.NoError(t, board.Shutdown(context.Background()))
-		require.NoError(t, ev.Shutdown(context.Background()))
-	})
-	ctx, thrown := browser(t, 60*time.Second)
-	clockAhead(t, ctx)
-	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
-		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="HighErrorRate"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	s, ctx, thrown := openSilentStream(t)
 	opacity, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("main")).opacity`))
 	require.NoError(t, err)
 	assert.Equal(t, "1", opacity, "the state shown live is not greyed")
@@ -226,10 +210,7 @@ func TestBoardFitsANarrowWindow(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(360, 740), chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="Rule04"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
-	widths, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
-	require.NoError(t, err)
-	require.Len(t, widths, 2)
-	assert.LessOrEqual(t, widths[0], widths[1], "the page is no wider than the window")
+	assertFitsTheWindow(t, ctx)
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
@@ -438,6 +419,27 @@ func TestBoardOlderPollDoesNotOverwriteTheStream(t *testing.T) {
 // piling up one more every two seconds to be sent all at once when the
 // network is back.
 func TestBoardNoticesASilentStreamOverASilentNetwork(t *testing.T) {
+	s, ctx, thrown := openSilentStream(t)
+	s.gone.Store(true)
+	_, err := chromedp.Run(ctx, chromedp.Evaluate[any](`window.ahead(60 * 1000)`))
+	require.NoError(t, err)
+	waitFor(t, ctx, `document.getElementById("conn").dataset.mode === "offline"`, 15*time.Second)
+	opacity, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("main")).opacity`))
+	require.NoError(t, err)
+	assert.NotEqual(t, "1", opacity, "the state of a board out of reach is greyed")
+	// Three polling periods at least.
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[any](`window.waited = 0; setTimeout(function () { window.waited = 1; }, 6500)`))
+	require.NoError(t, err)
+	waitFor(t, ctx, `window.waited === 1`, 15*time.Second)
+	assert.Equal(t, int32(1), s.unanswered.Load(), "one poll at a time")
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// openSilentStream opens, in a browser whose clock the test may move on
+// (clockAhead), the board of one rule behind a silentStream, and waits
+// for the page to be live.
+func openSilentStream(t *testing.T) (*silentStream, context.Context, func() []string) {
+	t.Helper()
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
 	require.NoError(t, err)
@@ -455,17 +457,5 @@ func TestBoardNoticesASilentStreamOverASilentNetwork(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="HighErrorRate"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
-	s.gone.Store(true)
-	_, err = chromedp.Run(ctx, chromedp.Evaluate[any](`window.ahead(60 * 1000)`))
-	require.NoError(t, err)
-	waitFor(t, ctx, `document.getElementById("conn").dataset.mode === "offline"`, 15*time.Second)
-	opacity, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("main")).opacity`))
-	require.NoError(t, err)
-	assert.NotEqual(t, "1", opacity, "the state of a board out of reach is greyed")
-	// Three polling periods at least.
-	_, err = chromedp.Run(ctx, chromedp.Evaluate[any](`window.waited = 0; setTimeout(function () { window.waited = 1; }, 6500)`))
-	require.NoError(t, err)
-	waitFor(t, ctx, `window.waited === 1`, 15*time.Second)
-	assert.Equal(t, int32(1), s.unanswered.Load(), "one poll at a time")
-	assert.Empty(t, thrown(), "no error on the page")
+	return s, ctx, thrown
 }
