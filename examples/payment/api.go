@@ -286,12 +286,19 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 
 // endLease ends the lease of e, a claim taken over whose payment decided
 // nothing, so that the next request with the key takes it over at once.
-// A claim whose lease could not be ended is taken over when its lease
-// runs out; the requests with the key get 409 until then.
+// The lease ends a minute back, the minute claimLease keeps to spare for
+// replicas' clocks that disagree: a replica whose clock is behind this
+// one's takes the claim over at once too. A lease that could not be ended
+// (the store out of reach) is ended in the background once the store is
+// back (freeLater); the requests with the key get 409 until then.
 func (s *Service) endLease(ctx context.Context, scoped string, e IdemEntry) {
-	if _, _, err := s.idem.Renew(ctx, scoped, e, s.cfg.now()); err != nil {
-		s.log.Warn("idempotency claim taken over keeps its key until its lease runs out",
-			"transaction_id", e.TxnID, "lease", claimLease(s.cfg.RequestTimeout), "err", err)
+	end := func(ctx context.Context) error {
+		_, _, err := s.idem.Renew(ctx, scoped, e, s.cfg.now().Add(-time.Minute))
+		return err
+	}
+	if err := end(ctx); err != nil {
+		s.log.Warn("idempotency claim taken over not ended yet; retrying", "transaction_id", e.TxnID, "err", err)
+		s.freeLater(e, end)
 	}
 }
 
@@ -617,23 +624,30 @@ func (s *Service) confirmAgain(ctx context.Context, msg kanban.Message[Confirmat
 // (the store out of reach: a NATS node lost and its groups electing new
 // leaders), so that the key is free for a retry soon after the store is
 // back instead of when the claim's lease runs out. Release compares the
-// whole claim, so a claim taken over meanwhile is left alone. It gives up
+// whole claim, so a claim taken over meanwhile is left alone.
+func (s *Service) releaseLater(scoped string, entry IdemEntry) {
+	s.freeLater(entry, func(ctx context.Context) error { return s.idem.Release(ctx, scoped, entry) })
+}
+
+// freeLater retries free, which frees the key of entry (releases its
+// claim, or ends its lease) and failed, in the background. It gives up
 // when the lease has run out (the claim can be taken over by then) or the
 // service stops.
-func (s *Service) releaseLater(scoped string, entry IdemEntry) {
+func (s *Service) freeLater(entry IdemEntry, free func(ctx context.Context) error) {
 	s.releasing.Add(1)
 	go func() {
 		defer s.releasing.Done()
 		deadline := time.Now().Add(entry.leaseEnd().Sub(entry.Started))
-		released := s.retryLater(deadline, func(ctx context.Context, attempt int) bool {
-			if err := s.idem.Release(ctx, scoped, entry); err != nil {
+		freed := s.retryLater(deadline, func(ctx context.Context, attempt int) bool {
+			if err := free(ctx); err != nil {
 				return false
 			}
-			s.log.Info("idempotency key released after retrying", "attempts", attempt)
+			s.log.Info("idempotency key freed after retrying", "transaction_id", entry.TxnID, "attempts", attempt)
 			return true
 		})
-		if !released && s.bg.Err() == nil {
-			s.log.Error("idempotency key not released; it is free again when its claim's lease runs out", "lease", entry.leaseEnd().Sub(entry.Started))
+		if !freed && s.bg.Err() == nil {
+			s.log.Error("idempotency key not freed; it is free again when its claim's lease runs out",
+				"transaction_id", entry.TxnID, "lease", entry.leaseEnd().Sub(entry.Started))
 		}
 	}()
 }
@@ -642,7 +656,8 @@ func (s *Service) releaseLater(scoped string, entry IdemEntry) {
 // waits doubling from 100 ms to at most 5 s, until try reports success,
 // the service closes, or deadline passes (a zero deadline: never). It
 // reports whether try succeeded. The background retries of a commit, of a
-// replayed charge's confirmation and of a key's release run on it.
+// replayed charge's confirmation and of freeing a key (freeLater) run on
+// it.
 func (s *Service) retryLater(deadline time.Time, try func(ctx context.Context, attempt int) bool) bool {
 	wait := 100 * time.Millisecond
 	for attempt := 1; deadline.IsZero() || time.Now().Before(deadline); attempt++ {

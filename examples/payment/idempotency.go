@@ -19,7 +19,10 @@ import (
 // charging; the same key with another request is an error; a twin still in
 // flight gets 409. Only decided outcomes keep the key: an answer that
 // asks the client to retry (429, 503, a dependency that failed) releases
-// it. Keys are forgotten a day after they were claimed.
+// it — unless its request took over an abandoned claim, whose transaction
+// ID may have reached the gateway: the key keeps that ID, and the claim's
+// lease is ended so that the retry takes it over at once. Keys are
+// forgotten a day after they were claimed (or last taken over).
 //
 // The store keeps only the claim — key → request fingerprint and
 // transaction ID. The answer itself is the payment's record in the

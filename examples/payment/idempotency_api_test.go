@@ -558,3 +558,75 @@ func TestIdempotencyContendedKeyIsInFlight(t *testing.T) {
 	assert.Zero(t, ts.gateway.Calls(), "nothing charged")
 	assert.NotContains(t, ts.logs.String(), "store unavailable", "a client's concurrent requests are no outage")
 }
+
+// A takeover refused whose lease could not be ended (the store out of
+// reach for a moment) has it ended in the background once the store is
+// back: the client's retry runs the payment under its transaction ID then,
+// not only after the whole lease with 409s until it.
+func TestIdempotencyTakeoverLeaseEndedAfterTheStoreIsBack(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ctx := context.Background()
+	idem, f := faultyNATSIdempotency(t, ts.clock.Now)
+	var updates atomic.Int32
+	f.update = func(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+		if updates.Add(1) == 2 { // the takeover's Replace is the first
+			return 0, errors.New("jetstream is down")
+		}
+		return f.KeyValue.Update(ctx, key, val, rev)
+	}
+	ts.idem = idem
+	body := map[string]any{"amount": 7, "customer_id": "cust_tk2", "currency": "USD", "merchant_id": "m"}
+	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "cust_tk2", "currency": "USD", "merchant_id": "m"}`))
+	require.NoError(t, err)
+	earlier := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_00000000000000000000000000000004", Owner: "test/earlier", Started: ts.clock.Now()}
+	_, claimed, err := idem.Claim(ctx, "k-renew", earlier)
+	require.NoError(t, err)
+	require.True(t, claimed)
+
+	ts.line.Stop("maintenance")
+	refused := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-renew")
+	require.Equal(t, http.StatusServiceUnavailable, refused.Code, string(refused.Raw))
+	require.EqualValues(t, 2, updates.Load(), "the lease's end was tried")
+	ts.line.Start()
+	var r reply
+	require.Eventually(t, func() bool {
+		r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-renew")
+		return r.Code != http.StatusConflict
+	}, 10*time.Second, 20*time.Millisecond, "the key is free again, the clock standing still")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, earlier.TxnID, r.str("transaction_id"), "run again as the same payment")
+}
+
+// Replicas' clocks may disagree (by up to the minute a claim's lease
+// keeps to spare): a takeover refused on one ends its lease for the others
+// too, so the client's retry runs at once at any of them.
+func TestIdempotencyTakeoverRefusedRunsAtOnceOnAReplicaWhoseClockIsBehind(t *testing.T) {
+	natsSrv := startNATS(t, t.TempDir(), 0)
+	t.Cleanup(func() { stopNATS(t, natsSrv) })
+	replica := func(name string, clock *manualClock) *testService {
+		cfg := testConfig(t)
+		cfg.NATSURL = natsSrv.ClientURL()
+		cfg.Instance = name
+		cfg.Clock = clock
+		return startService(t, cfg)
+	}
+	clockA, clockB := newManualClock(), newManualClock()
+	clockB.Advance(-30 * time.Second)
+	a, b := replica("a", clockA), replica("b", clockB)
+	ctx := context.Background()
+	body := map[string]any{"amount": 7, "customer_id": "cust_tk3", "currency": "USD", "merchant_id": "m"}
+	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "cust_tk3", "currency": "USD", "merchant_id": "m"}`))
+	require.NoError(t, err)
+	dead := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_00000000000000000000000000000005", Owner: "c/boot",
+		Started: clockA.Now().Add(-10 * time.Minute)}
+	_, claimed, err := a.idem.Claim(ctx, "k-skew", dead)
+	require.NoError(t, err)
+	require.True(t, claimed)
+
+	a.line.Stop("maintenance")
+	refused := a.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-skew")
+	require.Equal(t, http.StatusServiceUnavailable, refused.Code, string(refused.Raw))
+	r := b.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-skew")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, dead.TxnID, r.str("transaction_id"), "run again as the same payment")
+}

@@ -130,7 +130,8 @@ type Service struct {
 	// recordLookedUp, when set (by a test), runs after a retry with a
 	// claimed key looked its record up and found none.
 	recordLookedUp func()
-	// releasing counts idempotency releases retried in the background.
+	// releasing counts idempotency keys freed (released, or their leases
+	// ended) by retries in the background: freeLater.
 	releasing sync.WaitGroup
 	// republishing holds the transaction IDs whose confirmations are
 	// stored again in the background (confirmAgain), each once;
