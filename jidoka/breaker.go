@@ -71,6 +71,9 @@ type period struct {
 	until  int64
 	timer  *time.Timer
 	ending atomic.Bool // the open period ends within openLead: refusals read the clock
+	// handOff, guarded by Breaker.mu: State or Snapshot ended this open
+	// period and left the event of the change to its timer to deliver.
+	handOff bool
 
 	// half-open, guarded by Breaker.mu
 	leases    []lease
@@ -111,12 +114,19 @@ func (b *Breaker) Name() string { return b.s.name }
 // and the clock when the breaker is open. Once the open period has ended
 // the breaker is half-open, whether or not the timer that turns it
 // half-open has run yet: State then makes that change itself, as a call
-// would, with its event.
+// would. It does not deliver the event of the change: OnStateChange never
+// runs on a goroutine that only reads the breaker (which may hold a lock
+// of its own that a listener takes); the timer, whose time has come,
+// delivers it.
 func (b *Breaker) State() State {
 	p := b.cur.Load()
 	if b.ended(p) {
-		b.expire(p)
+		b.mu.Lock()
+		if b.cur.Load() == p {
+			b.handOffLocked(p)
+		}
 		p = b.cur.Load()
+		b.mu.Unlock()
 	}
 	return p.state
 }
@@ -491,10 +501,17 @@ const openLead = time.Second
 // reads the clock, so that one that comes when the period has ended is let
 // through even if the timer has not run again by then; and again at the
 // end, when it turns the breaker half-open.
+//
+// When it finds that State or Snapshot ended p (see handOffLocked), it
+// delivers the events pending.
 func (b *Breaker) openTimer(p *period) {
 	b.mu.Lock()
 	if b.cur.Load() != p {
+		handOff := p.handOff
 		b.mu.Unlock()
+		if handOff {
+			b.deliver()
+		}
 		return
 	}
 	if !p.ending.Load() {
@@ -526,6 +543,16 @@ func (b *Breaker) expire(p *period) {
 // period p. Called with b.mu held.
 func (b *Breaker) expireLocked(p *period) {
 	b.enter(p, StateHalfOpen, "open period of "+time.Duration(p.until-p.since).String()+" ended")
+}
+
+// handOffLocked turns the breaker half-open at the end of the current open
+// period p for State or Snapshot, which deliver no event: a goroutine that
+// only reads the breaker may hold a lock of its own that a listener takes.
+// The timer of p, whose time has come, is left to run and deliver the
+// event. Called with b.mu held.
+func (b *Breaker) handOffLocked(p *period) {
+	p.handOff = true
+	b.expireLocked(p)
 }
 
 // Trip opens the breaker now, as if a rule had tripped it: calls are
@@ -596,7 +623,7 @@ func (b *Breaker) force(to State, reason string) {
 // enter starts the next period in state to and queues its event. Called
 // with b.mu held.
 func (b *Breaker) enter(old *period, to State, reason string) {
-	if old.timer != nil {
+	if old.timer != nil && !old.handOff {
 		old.timer.Stop()
 	}
 	now := b.now()
@@ -661,17 +688,17 @@ func (b *Breaker) notify(ev Event) {
 
 // Snapshot returns the state, counts and rates of the breaker at one moment.
 // Its State is what State returns: an open period that has ended is turned
-// half-open, as State does, and the event delivered.
+// half-open, as State does, and the event left to the breaker's timer to
+// deliver: OnStateChange never runs on the goroutine of Snapshot.
 func (b *Breaker) Snapshot() Snapshot {
 	b.mu.Lock()
 	p := b.cur.Load()
 	if b.ended(p) {
-		b.expireLocked(p)
+		b.handOffLocked(p)
 		p = b.cur.Load()
 	}
 	s := b.snapshotLocked(p)
 	b.mu.Unlock()
-	b.deliver()
 	return s
 }
 

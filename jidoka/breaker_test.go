@@ -1535,3 +1535,122 @@ func TestBreakerTripWhenTheOpenPeriodEnds(t *testing.T) {
 		}
 	})
 }
+
+// State and Snapshot never run OnStateChange on the goroutine that reads
+// the breaker, though they turn a breaker whose open period has ended
+// half-open: a reader that holds a lock of its own while it reads (a
+// metrics scrape, a board poll) and a listener that takes that lock do not
+// deadlock. The breaker's timer, whose time has come, delivers the event,
+// once.
+func TestBreakerReaderDoesNotRunTheListener(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lock := make(chan struct{}, 1) // the reader's lock, held while it reads
+		var mu sync.Mutex
+		var events []jidoka.Event
+		b := newBreaker(t, jidoka.BreakerOptions{OpenDuration: time.Second, OnStateChange: func(ev jidoka.Event) {
+			lock <- struct{}{}
+			<-lock
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+		}})
+		// The sleep and the breaker's timer end at the same instant, and
+		// either may run first: try many times.
+		for i := range 40 {
+			b.Trip("down")
+			opened := b.Snapshot()
+			mu.Lock()
+			events = nil
+			mu.Unlock()
+			time.Sleep(time.Second)
+			var st jidoka.State
+			read := make(chan struct{})
+			go func() {
+				defer close(read)
+				lock <- struct{}{}
+				if i%2 == 0 {
+					st = b.State()
+				} else {
+					st = b.Snapshot().State
+				}
+				select { // the reader lets its lock go, unless it was taken from it
+				case <-lock:
+				default:
+				}
+			}()
+			synctest.Wait()
+			select {
+			case <-read:
+			default:
+				t.Errorf("round %d: the reader ran OnStateChange while it held its own lock", i)
+				<-lock // take the lock from the reader, which lets the listener go on
+				<-read
+			}
+			synctest.Wait() // the timer's goroutine delivers the event
+			require.Equal(t, jidoka.StateHalfOpen, st, "round %d", i)
+			mu.Lock()
+			got := events
+			mu.Unlock()
+			require.Len(t, got, 1, "round %d", i)
+			require.Equal(t, jidoka.StateOpen, got[0].From)
+			require.Equal(t, jidoka.StateHalfOpen, got[0].To)
+			require.Equal(t, opened.Generation+1, got[0].Generation)
+			b.Reset()
+		}
+	})
+}
+
+// A listener may read the breaker, and trip and reset it, from inside:
+// none of those calls deadlocks, including a State or Snapshot that turns
+// the breaker half-open from within the listener, and the events they
+// cause are delivered after the listener's own, in order.
+func TestBreakerListenerReadsTheBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var b *jidoka.Breaker
+		var got []string
+		b = newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, OnStateChange: func(ev jidoka.Event) {
+			got = append(got, fmt.Sprintf("%s->%s", ev.From, ev.To))
+			if ev.To == jidoka.StateOpen && len(got) == 1 {
+				time.Sleep(time.Second) // the open period ends while the listener runs
+				assert.Equal(t, jidoka.StateHalfOpen, b.State())
+				assert.Equal(t, jidoka.StateHalfOpen, b.Snapshot().State)
+				b.Trip("again")
+				assert.Equal(t, jidoka.StateOpen, b.Snapshot().State)
+			}
+		}})
+		require.ErrorIs(t, call(b, errBoom), errBoom)
+		synctest.Wait()
+		assert.Equal(t, []string{"closed->open", "open->half-open", "half-open->open"}, got)
+		assert.Equal(t, jidoka.StateOpen, b.State())
+	})
+}
+
+// A listener that panics leaves no lock of the breaker held: the panic is
+// logged, and the breaker goes on being read, changed and called, on the
+// goroutine that delivered and on others.
+func TestBreakerListenerPanicLeavesNoLockHeld(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &logRecorder{}
+		var b *jidoka.Breaker
+		b = newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Second, HalfOpenSuccesses: 1, Logger: logs.logger(),
+			OnStateChange: func(ev jidoka.Event) {
+				_ = b.Snapshot()
+				panic("listener bug")
+			}})
+		require.ErrorIs(t, call(b, errBoom), errBoom)
+		assert.Equal(t, jidoka.StateOpen, b.Snapshot().State)
+		time.Sleep(time.Second)
+		assert.Equal(t, jidoka.StateHalfOpen, b.State())
+		synctest.Wait() // the timer's goroutine delivers, and survives the panic
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			assert.NoError(t, call(b, nil))
+			b.Trip("by hand")
+			b.Reset()
+		}()
+		<-done
+		assert.Equal(t, jidoka.StateClosed, b.Snapshot().State)
+		assert.Len(t, logs.records(), 5, "open, half-open, closed, open, closed")
+	})
+}

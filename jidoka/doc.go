@@ -37,7 +37,9 @@
 // Every change of state starts a new generation, and results of calls that
 // began in an earlier one are ignored. State changes are delivered to
 // BreakerOptions.OnStateChange in order and with no lock held, so a
-// listener may call State, Snapshot, Trip or Reset without deadlock. Trip, Reset,
+// listener may call State, Snapshot, Trip or Reset without deadlock; and
+// never on a goroutine that only reads the breaker with State or Snapshot,
+// so a reader may hold a lock of its own that a listener takes. Trip, Reset,
 // ForceOpen, Disable and MetricsOnly set the state by hand; Snapshot shows
 // the state, counts, rates and the next probe time.
 //

@@ -140,10 +140,14 @@ type BreakerOptions struct {
 	// OnStateChange is called after every change of state, in the order of
 	// the changes, with no lock held: it may call the breaker (State,
 	// Snapshot, Trip, Reset, ...). It runs on a goroutine that caused a
-	// change (a call, Trip, the open timer, State or Snapshot when the
-	// open period has ended); a change made while another goroutine is
-	// delivering events is delivered by that goroutine, after the events
-	// before it. A panic in it is recovered and logged on Logger as a
+	// change (a call, Trip and the other methods that set the state, the
+	// open timer), never on one that only reads the breaker: when State or
+	// Snapshot finds the open period ended and turns the breaker
+	// half-open, the open timer, whose time has come, delivers that event,
+	// so a reader that holds a lock of its own (a metrics scrape, a board)
+	// does not run the listener under it. A change made while another
+	// goroutine is delivering events is delivered by that goroutine, after
+	// the events before it. A panic in it is recovered and logged on Logger as a
 	// *PanicError: it never reaches the call that caused the change, and
 	// the events after it are still delivered. One that ends
 	// its goroutine (runtime.Goexit: t.FailNow in a test) ends the call
