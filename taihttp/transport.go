@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/tai"
 )
 
 // TransportOptions configures a Transport. Every field is optional: the
@@ -110,8 +112,9 @@ type TransportOptions struct {
 //
 // A request that no server could be sent — a method that is not a token,
 // a header field name that is not one, a field value with a control
-// character such as CR or LF — fails at once with an error naming the
-// field, without an attempt: it is neither retried nor paced, and the
+// character such as CR or LF, and over an *http.Transport a URL without
+// a scheme or an http or https URL without a host — fails at once with an
+// error naming the field, without an attempt: it is neither retried nor paced, and the
 // breaker does not count it, as it says nothing of the server.
 //
 // What RoundTrip returns: the response that succeeded, with a body that
@@ -123,6 +126,13 @@ type TransportOptions struct {
 // GetBody failed does not count: the last response that failed on its
 // status is returned all the same.) The responses of attempts that failed
 // or lost a hedge are drained and closed.
+//
+// A Base that returns neither a response nor an error fails its attempt
+// with an error saying so, as http.Client fails such a transport's. A
+// panic in Base, RetryStatus or FailureStatus goes on to the caller of
+// RoundTrip, as it would without the Transport; on its way the breaker
+// counts it as a failure, as Breaker.Do counts a call that panics, and
+// the responses the request had are closed.
 //
 // A Transport is safe for concurrent use. Use NewTransport.
 type Transport struct {
@@ -196,6 +206,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt.bodyUsed.Store(req.Body == nil || req.Body == http.NoBody)
 	retry, hedge := t.repeatable(req)
 	retry, hedge = retry && t.retry != nil, hedge && t.hedge != nil
+	// A panic in an attempt goes on to the caller: the responses it
+	// leaves behind, that no one else will close, are closed on its way.
+	returned := false
+	defer func() {
+		if !returned {
+			rt.abandon()
+		}
+	}()
 	var err error
 	switch {
 	case retry && hedge:
@@ -210,6 +228,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	default:
 		err = rt.call(req.Context())
 	}
+	returned = true
 	if !rt.bodyUsed.Swap(true) {
 		_ = req.Body.Close() // a RoundTripper closes the body, sent or not
 	}
@@ -243,13 +262,21 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // same error, and the breaker count a failure the server never saw. The
 // error names the field, not its value, which may be a secret. Over a
 // base that is an *http.Transport, an http or https URL without a host
-// is refused as well; another base may know where to send it.
+// is refused as well, and a URL without a scheme (a path alone); another
+// base may know where to send them.
 func (t *Transport) checkRequest(req *http.Request) error {
 	if req.URL == nil {
 		return errors.New("taihttp: request has no URL")
 	}
-	if _, ok := t.base.(*http.Transport); ok && req.URL.Host == "" && (req.URL.Scheme == "http" || req.URL.Scheme == "https") {
-		return errors.New("taihttp: request URL has no host")
+	if _, ok := t.base.(*http.Transport); ok {
+		switch {
+		case req.URL.Scheme == "":
+			// A path alone, as a URL made without its base is: the
+			// Transport knows no protocol without a name.
+			return errors.New("taihttp: request URL has no scheme")
+		case req.URL.Host == "" && (req.URL.Scheme == "http" || req.URL.Scheme == "https"):
+			return errors.New("taihttp: request URL has no host")
+		}
 	}
 	if req.Method != "" && !isToken(req.Method) {
 		return fmt.Errorf("taihttp: invalid method %q", req.Method)
@@ -431,7 +458,35 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		a.expiry.cancel = a.cancel
 		x.add(&a.expiry)
 	}
-	resp, err := rt.t.base.RoundTrip(req.WithContext(reqCtx))
+	// A panic in the base or in a status function of the caller's goes on
+	// to the caller of RoundTrip, as it would without the Transport; on
+	// its way the breaker counts it, as its Do counts a call that panics,
+	// and the response and the attempt's context end.
+	var resp *http.Response
+	ended := false
+	defer func() {
+		if ended {
+			return
+		}
+		v := recover() // nil for runtime.Goexit, which goes on by itself
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		a.cancel()
+		stop()
+		if x != nil {
+			x.done(&a.expiry)
+		}
+		done(&tai.PanicError{Stage: tai.StageAction, Value: v, Stack: debug.Stack()})
+		if v != nil {
+			panic(v)
+		}
+	}()
+	resp, err = rt.t.base.RoundTrip(req.WithContext(reqCtx))
+	if err == nil && resp == nil {
+		// As http.Client says of a base that breaks the contract.
+		err = fmt.Errorf("taihttp: base RoundTripper (%T) returned a nil *Response with a nil error", rt.t.base)
+	}
 	if err == nil && resp.Body == nil {
 		// A base transport may leave an empty body nil, as http.Client
 		// allows: the wrapper and the caller need one to read and close.
@@ -466,14 +521,16 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 			// failed, and what the breaker and the retry should see.
 			err = ctx.Err()
 		}
+		ended = true
 		done(err)
 		return err
 	}
+	var result error
 	if rt.t.failureOn(resp.StatusCode) {
-		done(&StatusError{Status: resp.StatusCode})
-	} else {
-		done(nil)
+		result = &StatusError{Status: resp.StatusCode}
 	}
+	ended = true
+	done(result)
 	if failed {
 		hint, _ := parseRetryAfter(resp.Header.Get(headerRetryAfter), time.Now())
 		serr := &retryStatusError{status: StatusError{Status: resp.StatusCode}, retryAfter: hint}
@@ -596,6 +653,24 @@ func (rt *roundTrip) keep(resp *http.Response) {
 	if old != nil {
 		drain(old)
 	}
+}
+
+// abandon closes the request's body, if no attempt took it, and the
+// responses rt holds, when an attempt panicked: RoundTrip returns none
+// of them. They are closed unread: a panic need not wait for a body.
+func (rt *roundTrip) abandon() {
+	if !rt.bodyUsed.Swap(true) {
+		_ = rt.req.Body.Close()
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.done = true
+	for _, resp := range [...]*http.Response{rt.won, rt.held} {
+		if resp != nil {
+			_ = resp.Body.Close()
+		}
+	}
+	rt.won, rt.held = nil, nil
 }
 
 // dropHeld closes the held response; rt.mu is held.

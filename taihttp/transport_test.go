@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -582,6 +583,20 @@ func TestTransportRefusesUnsendableRequests(t *testing.T) {
 			require.ErrorContains(t, err, "request URL has no host")
 		}
 	})
+	// A URL without a scheme (a path alone, the base URL forgotten): an
+	// *http.Transport fails each attempt with "unsupported protocol
+	// scheme", which was retried and counted by the breaker.
+	t.Run("no scheme", func(t *testing.T) {
+		for _, u := range []*url.URL{{Path: "/x"}, {Host: strings.TrimPrefix(srv.URL, "http://"), Path: "/x"}} {
+			for range 10 {
+				req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+				require.NoError(t, err)
+				req.URL = u
+				_, err = c.Do(req)
+				require.ErrorContains(t, err, "request URL has no scheme")
+			}
+		}
+	})
 	assert.Equal(t, jidoka.StateClosed, b.State(), "the breaker counted requests the server never saw")
 	assert.Zero(t, srv.hits.Load())
 
@@ -1123,119 +1138,115 @@ func TestTransportRetryOnSeesTheStatus(t *testing.T) {
 	assert.Equal(t, []int{http.StatusServiceUnavailable, http.StatusInternalServerError}, seen)
 }
 
-// A POST with an Idempotency-Key is retried but not hedged: a server
-// keeping the key (draft-ietf-httpapi-idempotency-key-header) answers a
-// copy sent while the first is still in progress with 409 Conflict, which
-// would win the race, and the caller would get it in place of the first
-// copy's answer.
-func TestTransportDoesNotHedgeKeyedPOST(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
-			if n > 1 {
-				return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
+// hasKey reports whether h holds an Idempotency-Key with a key in it,
+// under any spelling of its name, as a server that keeps keys reads one.
+func hasKey(h http.Header) bool {
+	for k, vs := range h {
+		if strings.EqualFold(k, "Idempotency-Key") {
+			for _, v := range vs {
+				if strings.Trim(v, " \t") != "" {
+					return true
+				}
 			}
-			time.Sleep(time.Second)
-			return response(r, http.StatusCreated, nil, "charged"), nil
-		})
-		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
-		require.NoError(t, err)
-		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
-		req, err := http.NewRequest(http.MethodPost, "http://payments.test/charges", strings.NewReader("charge"))
-		require.NoError(t, err)
-		req.Header.Set("Idempotency-Key", "key-1")
-		resp, err := c.Do(req)
-		require.NoError(t, err)
-		assert.Equal(t, http.StatusCreated, resp.StatusCode)
-		assert.Equal(t, "charged", readAll(t, resp))
-		assert.Equal(t, 1, calls(), "sent once")
-	})
-	// With a Retry as well, the keyed POST is retried after its first
-	// attempt fails, and that retry is not hedged either.
-	synctest.Test(t, func(t *testing.T) {
-		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
-			time.Sleep(time.Second)
-			if n == 1 {
-				return response(r, http.StatusServiceUnavailable, nil, "busy"), nil
-			}
-			return response(r, http.StatusCreated, nil, "charged"), nil
-		})
-		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
-		require.NoError(t, err)
-		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
-		req, err := http.NewRequest(http.MethodPost, "http://payments.test/charges", strings.NewReader("charge"))
-		require.NoError(t, err)
-		req.Header.Set("Idempotency-Key", "key-1")
-		resp, err := c.Do(req)
-		require.NoError(t, err)
-		assert.Equal(t, http.StatusCreated, resp.StatusCode)
-		assert.Equal(t, "charged", readAll(t, resp))
-		assert.Equal(t, 2, calls(), "sent twice, one after the other")
-	})
+		}
+	}
+	return false
 }
 
-// A server that keeps idempotency keys may keep them for a PUT too: a
-// keyed PUT is not hedged either, or the copy's 409 Conflict would win
-// over the first's answer. It is still retried, and a PUT without a key
-// is hedged.
-func TestTransportDoesNotHedgeKeyedPUT(t *testing.T) {
-	for _, method := range []string{http.MethodPut, http.MethodDelete, http.MethodGet} {
-		synctest.Test(t, func(t *testing.T) {
-			base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
-				if n > 1 {
-					return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
-				}
-				time.Sleep(time.Second)
-				return response(r, http.StatusOK, nil, "stored"), nil
+// Only a request without a key is hedged. A server that keeps
+// idempotency keys (draft-ietf-httpapi-idempotency-key-header) answers a
+// copy sent while the first is in progress with 409 Conflict, which would
+// win the race, and the caller would get it in place of the first copy's
+// answer; it may keep keys for a PUT, a DELETE or a GET too. The key
+// counts under any spelling of its name (h["idempotency-key"], sent as
+// it is, which a server reads as the key). One given twice is no key to
+// retry a POST by (a server may read it as none), but it still stops the
+// hedge: many servers read the first value (Go's Header.Get) or both
+// joined as the key. A field with nothing but blanks is no key to any
+// server: such a request is hedged, as is one without the field.
+func TestTransportHedgesOnlyUnkeyedRequests(t *testing.T) {
+	for _, tc := range []struct {
+		method    string
+		header    http.Header
+		anyMethod bool // RetryNonIdempotent
+		sent      int
+	}{
+		{http.MethodPost, http.Header{"Idempotency-Key": {"key-1"}}, false, 1},
+		{http.MethodPut, http.Header{"Idempotency-Key": {"key-1"}}, false, 1},
+		{http.MethodDelete, http.Header{"Idempotency-Key": {"key-1"}}, false, 1},
+		{http.MethodGet, http.Header{"Idempotency-Key": {"key-1"}}, false, 1},
+		{http.MethodPut, http.Header{}, false, 2},
+		{http.MethodPost, http.Header{}, false, 1},
+		{http.MethodPost, http.Header{}, true, 2},
+		{http.MethodPost, http.Header{"Idempotency-Key": {"key-1"}}, true, 1},
+		{http.MethodPost, http.Header{"idempotency-key": {"key-1"}}, true, 1},
+		{http.MethodPut, http.Header{"Idempotency-Key": {"key-1", "key-1"}}, true, 1},
+		{http.MethodPut, http.Header{"Idempotency-Key": {"key-1", ""}}, true, 1},
+		{http.MethodDelete, http.Header{"Idempotency-Key": {"key-1"}, "idempotency-key": {"key-2"}}, true, 1},
+		{http.MethodPost, http.Header{"Idempotency-Key": {"key-1", "key-2"}}, true, 1},
+		{http.MethodPost, http.Header{"Idempotency-Key": {"", "key-1"}}, true, 1},
+		{http.MethodPut, http.Header{"Idempotency-Key": {" ", ""}}, true, 2},
+		{http.MethodPost, http.Header{"Idempotency-Key": {"\t"}}, true, 2},
+	} {
+		t.Run(fmt.Sprint(tc.method, " ", tc.header, " any method ", tc.anyMethod), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+					if n == 1 {
+						time.Sleep(time.Second)
+						return response(r, http.StatusOK, nil, "stored"), nil
+					}
+					if hasKey(r.Header) {
+						return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
+					}
+					return response(r, http.StatusOK, nil, "hedged"), nil
+				})
+				hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+				require.NoError(t, err)
+				c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, RetryNonIdempotent: tc.anyMethod})
+				req, err := http.NewRequest(tc.method, "http://store.test/items/1", strings.NewReader("item"))
+				require.NoError(t, err)
+				req.Header = tc.header
+				resp, err := c.Do(req)
+				require.NoError(t, err)
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				want := map[int]string{1: "stored", 2: "hedged"}[tc.sent]
+				assert.Equal(t, want, readAll(t, resp))
+				assert.Equal(t, tc.sent, calls())
 			})
-			hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
-			require.NoError(t, err)
-			c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
-			req, err := http.NewRequest(method, "http://store.test/items/1", strings.NewReader("item"))
-			require.NoError(t, err)
-			req.Header.Set("Idempotency-Key", "key-1")
-			resp, err := c.Do(req)
-			require.NoError(t, err)
-			assert.Equal(t, http.StatusOK, resp.StatusCode, method)
-			assert.Equal(t, "stored", readAll(t, resp))
-			assert.Equal(t, 1, calls(), "%s sent once", method)
 		})
 	}
-	synctest.Test(t, func(t *testing.T) {
-		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
-			if n == 1 {
-				return response(r, http.StatusServiceUnavailable, nil, "busy"), nil
-			}
-			return response(r, http.StatusOK, nil, "stored"), nil
+}
+
+// A keyed request of any method is retried after its first attempt
+// fails, and that retry is not hedged either.
+func TestTransportRetriesKeyedRequestsUnhedged(t *testing.T) {
+	for _, method := range []string{http.MethodPost, http.MethodPut} {
+		t.Run(method, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+					time.Sleep(time.Second) // each past the hedge's delay
+					switch n {
+					case 1:
+						return response(r, http.StatusServiceUnavailable, nil, "busy"), nil
+					case 2:
+						return response(r, http.StatusOK, nil, "stored"), nil
+					}
+					return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
+				})
+				hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+				require.NoError(t, err)
+				c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
+				req, err := http.NewRequest(method, "http://store.test/items/1", strings.NewReader("item"))
+				require.NoError(t, err)
+				req.Header.Set("Idempotency-Key", "key-1")
+				resp, err := c.Do(req)
+				require.NoError(t, err)
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				assert.Equal(t, "stored", readAll(t, resp))
+				assert.Equal(t, 2, calls(), "sent twice, one after the other")
+			})
 		})
-		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
-		require.NoError(t, err)
-		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3})})
-		req, err := http.NewRequest(http.MethodPut, "http://store.test/items/1", strings.NewReader("item"))
-		require.NoError(t, err)
-		req.Header.Set("Idempotency-Key", "key-1")
-		resp, err := c.Do(req)
-		require.NoError(t, err)
-		assert.Equal(t, "stored", readAll(t, resp))
-		assert.Equal(t, 2, calls(), "retried")
-	})
-	synctest.Test(t, func(t *testing.T) {
-		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
-			if n == 1 {
-				time.Sleep(time.Second)
-				return response(r, http.StatusOK, nil, "slow"), nil
-			}
-			return response(r, http.StatusOK, nil, "hedged"), nil
-		})
-		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
-		require.NoError(t, err)
-		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
-		req, err := http.NewRequest(http.MethodPut, "http://store.test/items/1", strings.NewReader("item"))
-		require.NoError(t, err)
-		resp, err := c.Do(req)
-		require.NoError(t, err)
-		assert.Equal(t, "hedged", readAll(t, resp), "a PUT without a key is hedged")
-		assert.Equal(t, 2, calls())
-	})
+	}
 }
 
 // RetryNonIdempotent lets a POST without a key be sent again, but a keyed
@@ -1319,73 +1330,108 @@ func TestTransportReadsIdempotencyKeyUnderAnySpelling(t *testing.T) {
 		}
 		assert.Equal(t, tc.sent, srv.hits.Load()-before, "%v", tc.header)
 	}
-
-	// With RetryNonIdempotent and a Hedge, the keyed POST is not hedged.
-	synctest.Test(t, func(t *testing.T) {
-		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
-			if n > 1 {
-				return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
-			}
-			time.Sleep(time.Second)
-			return response(r, http.StatusCreated, nil, "charged"), nil
-		})
-		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
-		require.NoError(t, err)
-		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, RetryNonIdempotent: true})
-		req, err := http.NewRequest(http.MethodPost, "http://payments.test/charges", strings.NewReader("charge"))
-		require.NoError(t, err)
-		req.Header["idempotency-key"] = []string{"key-1"}
-		resp, err := c.Do(req)
-		require.NoError(t, err)
-		assert.Equal(t, http.StatusCreated, resp.StatusCode)
-		assert.Equal(t, "charged", readAll(t, resp))
-		assert.Equal(t, 1, calls(), "sent once")
-	})
 }
 
-// An Idempotency-Key given twice is no key to retry a POST by (a server
-// may read it as none), but it still stops the hedge: many servers read
-// the first value (Go's Header.Get) or both joined as the key, and the
-// copy sent while the first is in progress meets it and is answered 409
-// Conflict, which would win the race. A field with nothing but blanks is
-// no key to any server: such a request is hedged.
-func TestTransportDoesNotHedgeRepeatedKey(t *testing.T) {
-	for _, tc := range []struct {
-		method string
-		header http.Header
-		sent   int
-	}{
-		{http.MethodPut, http.Header{"Idempotency-Key": {"key-1", "key-1"}}, 1},
-		{http.MethodPut, http.Header{"Idempotency-Key": {"key-1", ""}}, 1},
-		{http.MethodDelete, http.Header{"Idempotency-Key": {"key-1"}, "idempotency-key": {"key-2"}}, 1},
-		{http.MethodPost, http.Header{"Idempotency-Key": {"key-1", "key-2"}}, 1},
-		{http.MethodPost, http.Header{"Idempotency-Key": {"", "key-1"}}, 1},
-		{http.MethodPut, http.Header{"Idempotency-Key": {" ", ""}}, 2},
-		{http.MethodPost, http.Header{"Idempotency-Key": {"\t"}}, 2},
-	} {
-		t.Run(tc.method+" "+fmt.Sprint(tc.header), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
-					if n > 1 {
-						return response(r, http.StatusConflict, nil, "a request with this key is in progress"), nil
-					}
-					time.Sleep(time.Second)
-					return response(r, http.StatusOK, nil, "stored"), nil
-				})
-				hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
-				require.NoError(t, err)
-				c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, RetryNonIdempotent: true})
-				req, err := http.NewRequest(tc.method, "http://store.test/items/1", strings.NewReader("item"))
-				require.NoError(t, err)
-				req.Header = tc.header
-				resp, err := c.Do(req)
-				require.NoError(t, err)
-				body := readAll(t, resp)
-				assert.Equal(t, tc.sent, calls(), "%s %v", tc.method, tc.header)
-				if tc.sent == 1 {
-					assert.Equal(t, "stored", body, "%s %v", tc.method, tc.header)
-				}
+// A base transport that breaks the RoundTripper contract with neither a
+// response nor an error fails the attempt with an error, as http.Client
+// does for its own transport, and the breaker counts it: the Transport
+// dereferenced the nil response and panicked.
+func TestTransportNilResponseAndError(t *testing.T) {
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 2})
+	require.NoError(t, err)
+	base, calls := numbered(func(int, *http.Request) (*http.Response, error) { return nil, nil })
+	c := client(t, nil, taihttp.TransportOptions{Base: base, Breaker: b,
+		Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, Jitter: func(time.Duration) time.Duration { return 0 }})})
+	_, err = c.Get("http://example.test/")
+	require.ErrorContains(t, err, "returned a nil *Response with a nil error")
+	assert.Equal(t, 2, calls(), "the attempt failed and was retried")
+	assert.Equal(t, jidoka.StateOpen, b.State(), "the breaker counted both attempts")
+}
+
+// panicOf runs f and returns what it panicked with.
+func panicOf(f func()) (v any) {
+	defer func() { v = recover() }()
+	f()
+	return nil
+}
+
+// A panic in the base transport, or in a RetryStatus or FailureStatus of
+// the caller's, goes on to the caller of RoundTrip, as it would without
+// the Transport; the breaker counts it as a failure, as its Do does, and
+// the responses the request holds are closed. The breaker was never told
+// (a half-open one kept its probe lease until ProbeTimeout), and the
+// winner of a hedge, the response a RetryStatus panicked on and the
+// attempts' contexts were left open, each response holding a connection.
+func TestTransportPanics(t *testing.T) {
+	t.Run("breaker", func(t *testing.T) {
+		b, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 2})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Breaker: b,
+			Base: roundTripFunc(func(*http.Request) (*http.Response, error) { panic("base") })})
+		for range 2 {
+			assert.Equal(t, "base", panicOf(func() { _, _ = c.Get("http://example.test/") }))
+		}
+		assert.Equal(t, jidoka.StateOpen, b.State(), "each panic counted as a failure")
+	})
+	t.Run("status callbacks", func(t *testing.T) {
+		for _, opts := range []taihttp.TransportOptions{
+			{RetryStatus: func(int) bool { panic("status") }, Retry: newRetry(t, jidoka.RetryOptions{})},
+			{FailureStatus: func(int) bool { panic("status") }},
+		} {
+			var body *trackedBody
+			var reqCtx context.Context
+			opts.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				reqCtx = r.Context()
+				resp := response(r, http.StatusOK, nil, "ok")
+				body = &trackedBody{ReadCloser: resp.Body}
+				resp.Body = body
+				return resp, nil
 			})
+			c := client(t, nil, opts)
+			assert.Equal(t, "status", panicOf(func() { _, _ = c.Get("http://example.test/") }))
+			assert.True(t, body.closed.Load(), "the response is closed")
+			assert.ErrorIs(t, reqCtx.Err(), context.Canceled, "the attempt's context ended")
+		}
+	})
+	t.Run("hedge", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var won *trackedBody
+			base, _ := numbered(func(n int, r *http.Request) (*http.Response, error) {
+				if n == 1 {
+					time.Sleep(150 * time.Millisecond)
+					resp := response(r, http.StatusOK, nil, "first")
+					won = &trackedBody{ReadCloser: resp.Body}
+					resp.Body = won
+					return resp, nil
+				}
+				time.Sleep(200 * time.Millisecond) // past the first's win, its context ignored
+				panic("hedge")
+			})
+			hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+			require.NoError(t, err)
+			c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
+			assert.Equal(t, "hedge", panicOf(func() { _, _ = c.Get("http://example.test/") }))
+			require.NotNil(t, won)
+			assert.True(t, won.closed.Load(), "the winner's response, never returned, is closed")
 		})
-	}
+	})
+	t.Run("held", func(t *testing.T) {
+		var held *trackedBody
+		base, _ := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			if n == 1 {
+				// A body longer than what is kept of it: the response
+				// held for the retry still has it open.
+				resp := response(r, http.StatusServiceUnavailable, nil, strings.Repeat("x", 100<<10))
+				held = &trackedBody{ReadCloser: resp.Body}
+				resp.Body = held
+				return resp, nil
+			}
+			panic("retry")
+		})
+		c := client(t, nil, taihttp.TransportOptions{Base: base,
+			Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, Jitter: func(time.Duration) time.Duration { return 0 }})})
+		assert.Equal(t, "retry", panicOf(func() { _, _ = c.Get("http://example.test/") }))
+		require.NotNil(t, held)
+		assert.True(t, held.closed.Load(), "the response held for the retry is closed")
+	})
 }
