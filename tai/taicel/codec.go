@@ -56,6 +56,9 @@ var (
 type codecBuilder struct {
 	m     map[reflect.Type]*codec
 	order []reflect.Type // the keys of m, as they were added
+	// writeOnly builds codecs whose values are never read back into
+	// their Go types (those within interfaces).
+	writeOnly bool
 }
 
 // errNoCodec is the error of a type that cannot be written as JSON: a
@@ -157,32 +160,69 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 	return nil
 }
 
-// structField is one exported field of a struct codec.
+// structField is one field of a struct codec: one that CEL reads, by
+// the name it reads it by.
 type structField struct {
 	name  string
-	index int
+	index int   // in the struct, when path is nil
+	path  []int // the index sequence of a field promoted from an embedded struct
+	zero  reflect.Value
 	key   []byte // `"Name":`
 	codec *codec
 	omit  bool // Options.Unrecorded: read back, never written
+	// carrier, for a field promoted from an exported embedded struct,
+	// is the outermost such struct's name: the field is within the
+	// value written for it, and written again for a reader that knows
+	// no Go type, but neither read back nor marked in nils from here.
+	carrier string
 }
 
-// fields returns the codecs of the exported fields of t that CEL can read
-// (it skips channels and functions as cel-go's native types do); the
-// fields named in omit are read back but not written. A field whose type
-// has no codec is left out too, and the first such field not in omit is
-// the error returned with the fields.
+// fields returns the codecs of the fields of t that CEL reads, as
+// cel-go's native types find them: the exported fields, but channels,
+// functions and what holds them, and those promoted from embedded
+// structs (but where a shallower field of the same name hides them, or
+// another at the same depth makes the name ambiguous), which read as
+// their zero values behind a nil embedded pointer; the fields named in
+// omit, and those promoted from an embedded struct named in it, are read
+// back but not written. A field whose type has no codec, or that is
+// promoted through an embedded pointer to a struct of a type that is
+// not exported (which reflection cannot set when it reads the field
+// back), is left out too, and the first such field not in omit is the
+// error returned with the fields.
 func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structField, error) {
 	var fields []structField
 	var first error
-	for i := range t.NumField() {
-		f := t.Field(i)
+	for _, f := range reflect.VisibleFields(t) {
 		if !f.IsExported() || !celReadable(f.Type) {
 			continue
 		}
-		sf := structField{name: f.Name, index: i, omit: omit[f.Name]}
+		sf := structField{name: f.Name, index: f.Index[0], omit: omit[f.Name]}
 		sf.key = jsonw.AppendString(nil, f.Name)
 		sf.key = append(sf.key, ':')
+		var unsettable reflect.Type // an unexported embedded pointer on the way
+		if len(f.Index) > 1 {
+			sf.path, sf.zero = f.Index, reflect.Zero(f.Type)
+			at := t
+			for _, i := range f.Index[:len(f.Index)-1] {
+				if at.Kind() == reflect.Pointer {
+					at = at.Elem()
+				}
+				e := at.Field(i)
+				omitted := omit[e.Name]
+				sf.omit = sf.omit || omitted
+				switch {
+				case e.IsExported() && sf.carrier == "":
+					sf.carrier = e.Name
+				case !e.IsExported() && e.Type.Kind() == reflect.Pointer && sf.carrier == "":
+					unsettable = e.Type
+				}
+				at = e.Type
+			}
+		}
 		c, err := cb.of(f.Type)
+		if err == nil && unsettable != nil && !cb.writeOnly {
+			err = fmt.Errorf("promoted through the embedded %v, a pointer to a type that is not exported, which cannot be set when it is read back", unsettable)
+		}
 		if err != nil {
 			if !sf.omit && first == nil {
 				first = fmt.Errorf("field %s: %w", f.Name, err)
@@ -196,6 +236,24 @@ func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structFi
 		fields = append(fields, sf)
 	}
 	return fields, first
+}
+
+// get returns the field f of v, a struct: for a promoted field behind a
+// nil embedded pointer, its zero value, as CEL reads it.
+func (f *structField) get(v reflect.Value) reflect.Value {
+	if f.path == nil {
+		return v.Field(f.index)
+	}
+	for i, x := range f.path {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return f.zero
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v
 }
 
 // celReadable reports whether cel-go's native types expose a field of type
@@ -231,7 +289,7 @@ func structCodec(t reflect.Type, fields []structField) (func([]byte, reflect.Val
 			}
 			first = false
 			b = append(b, f.key...)
-			b = f.codec.enc(b, v.Field(f.index), depth)
+			b = f.codec.enc(b, f.get(v), depth)
 		}
 		return append(b, '}')
 	}
@@ -246,7 +304,13 @@ func structCodec(t reflect.Type, fields []structField) (func([]byte, reflect.Val
 				return fmt.Errorf("%v has no field %q", t, key)
 			}
 			f := &fields[i]
-			if err := f.codec.dec(r, v.Field(f.index)); err != nil {
+			if f.carrier != "" {
+				return r.skip() // read with its carrier
+			}
+			// A promoted field that is not carried is promoted through
+			// embedded structs only (fields refuses pointers): get
+			// returns it settable.
+			if err := f.codec.dec(r, f.get(v)); err != nil {
 				return fmt.Errorf("%s: %w", f.name, err)
 			}
 			return nil
@@ -293,8 +357,8 @@ func structNils(fields []structField) func(b []byte, v reflect.Value) []byte {
 	return func(b []byte, v reflect.Value) []byte {
 		open := false
 		for i := range fields {
-			if f := &fields[i]; !f.omit {
-				b, open = nilsMember(b, open, f.key, f.codec, v.Field(f.index))
+			if f := &fields[i]; !f.omit && f.carrier == "" {
+				b, open = nilsMember(b, open, f.key, f.codec, f.get(v))
 			}
 		}
 		return closeNils(b, open)
@@ -417,10 +481,14 @@ func setNilsIn(v reflect.Value, name string, nils any) error {
 	switch v.Kind() {
 	case reflect.Struct:
 		f, ok := v.Type().FieldByName(name)
-		if !ok || !f.IsExported() || len(f.Index) != 1 {
+		if !ok || !f.IsExported() {
 			return fmt.Errorf("%v has no such field", v.Type())
 		}
-		return setNils(v.Field(f.Index[0]), nils)
+		fv, err := v.FieldByIndexErr(f.Index)
+		if err != nil || !fv.CanSet() {
+			return fmt.Errorf("%v has no such field to set", v.Type())
+		}
+		return setNils(fv, nils)
 	case reflect.Slice, reflect.Array:
 		i, err := strconv.Atoi(name)
 		if err != nil || i < 0 || i >= v.Len() || strconv.Itoa(i) != name {
@@ -763,7 +831,7 @@ func dynCodec(t reflect.Type) *codec {
 	if c, ok := dynCodecs.Load(t); ok {
 		return c.(*codec)
 	}
-	var cb codecBuilder
+	cb := codecBuilder{writeOnly: true}
 	c, err := cb.of(t)
 	if err != nil {
 		c = nil

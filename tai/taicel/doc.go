@@ -120,12 +120,21 @@
 //	 "vars":{"attempts":6,"spent_today":100.0},
 //	 "verdict_rule":"blacklist"}
 //
-// The payload holds every exported field of T under its Go name, but
-// those named in Options.Unrecorded: card numbers, names, whatever must
-// not reach a trail. Vars holds what Lookup returned for the declared
-// variables; "verdict_rule" names the verdict rule that decided, when one
-// did. Numbers keep their type: a float is always written with a '.' or
-// an exponent, an int never is, so the JSON read without a Go type still
+// The payload holds every field of T an expression reads under its Go
+// name, but those named in Options.Unrecorded: card numbers, names,
+// whatever must not reach a trail. An embedded struct is an object, and
+// the fields promoted from it are written again beside it, as
+// payload.Field reads them (zero behind a nil embedded pointer), so that
+// a backtest without the Go type reads them too. A field promoted
+// through an embedded pointer to a type that is not exported cannot be
+// read back: NewEnv refuses to record it unless it is unrecorded. A nil
+// pointer is written null: CEL reads the fields of a nil pointer to a
+// struct as their zero values (payload.Risk.Score is 0.0), which a
+// backtest without the Go type cannot, and fails the rules that read
+// them there (Report.Errors counts them). Vars holds what Lookup
+// returned for the declared variables; "verdict_rule" names the verdict
+// rule that decided, when one did. Numbers keep their type: a float is
+// always written with a '.' or an exponent, an int never is, so the JSON read without a Go type still
 // tells an int from a double. Times are RFC 3339 strings with nanoseconds,
 // []byte is base64, NaN and the infinities are the strings "NaN", "+Inf"
 // and "-Inf". A nil slice, map or []byte is written empty ([], {}, ""),

@@ -52,10 +52,14 @@ type Options[T any] struct {
 	//	{"time":"<signal time>","payload":{"<GoField>":value,...},"vars":{"<name>":value,...}}
 	//
 	// with "verdict_rule":"<name>" added when a verdict rule decided. The
-	// payload holds every exported field of T but those in Unrecorded,
-	// under its Go name; vars the variables Lookup returned that Vars
-	// declares (all of them, for a dynamic Env). A nil slice or map,
-	// which CEL reads as empty, is written empty ([], {}, "" for bytes);
+	// payload holds every field of T that an expression reads but those
+	// in Unrecorded, under its Go name: an embedded struct as an object,
+	// and each field promoted from it again beside it (as its zero value
+	// behind a nil embedded pointer), as payload.Field reads it, so that
+	// a reader that knows no Go type reads it too; vars the variables
+	// Lookup returned that Vars declares (all of them, for a dynamic
+	// Env). A nil slice or map, which CEL reads as empty, is written
+	// empty ([], {}, "" for bytes);
 	// a member "nil" marks where the payload held those (see the package
 	// doc), so that DecodeInputs reads them back nil.
 	// Numbers keep their type: a float always has a '.' or an
@@ -68,10 +72,13 @@ type Options[T any] struct {
 	RecordInputs bool
 	// Unrecorded names payload fields (Go names) that are never recorded,
 	// such as personal data. Fields of an embedded struct are left out
-	// with the embedded struct, by its type name. A name T has no exported
-	// field of is an error; for a map[string]any payload, the names are
-	// keys. In a backtest such a field reads as its zero value (a
-	// dynamic Env's as missing).
+	// with the embedded struct, by its type name, and so are the fields
+	// promoted from it; naming one of those alone is an error (it is
+	// written within the struct). A field promoted from an embedded
+	// struct whose type is not exported is named alone. A name T has no
+	// exported field of is an error; for a map[string]any payload, the
+	// names are keys. In a backtest such a field reads as its zero value
+	// (a dynamic Env's as missing).
 	Unrecorded []string
 	// MaxCost is the most one evaluation of an expression may cost, in
 	// CEL's cost units (about one per operation, and one per element a
@@ -217,8 +224,13 @@ func payloadCodec(rt reflect.Type, dynamic bool, unrecorded []string, record boo
 		return nil, fmt.Errorf("taicel: payload %v: %w; list the field in Options.Unrecorded", st, err)
 	}
 	for _, name := range unrecorded {
-		if !slices.ContainsFunc(fields, func(f structField) bool { return f.name == name }) {
+		i := slices.IndexFunc(fields, func(f structField) bool { return f.name == name })
+		switch {
+		case i < 0:
 			return nil, fmt.Errorf("taicel: Options.Unrecorded: %v has no exported field %q", st, name)
+		case fields[i].carrier != "" && !omit[fields[i].carrier]:
+			// It is written within its embedded struct too.
+			return nil, fmt.Errorf("taicel: Options.Unrecorded: %q is a field of %v's embedded %s; list %q", name, st, fields[i].carrier, fields[i].carrier)
 		}
 	}
 	c := &codec{nils: structNils(fields)}
