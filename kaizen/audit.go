@@ -95,10 +95,13 @@ type AuditOptions struct {
 	// digits, so that up to path.999999 the names sort in the trail's
 	// order), whose first line continues the chain from the last line of
 	// the file before. Any file of path's directory named so is taken
-	// for one of the series, whatever wrote it. Files once rotated out
-	// are never written again by an Audit with RotateBytes (OpenAuditFile
-	// without it appends to path itself, whatever follows it): they may
-	// be archived or deleted, the last one before the current file best
+	// for one of the series, whatever wrote it: one that does not fit
+	// the series makes OpenAuditFile fail, naming it. Files once rotated
+	// out are never written again by an Audit with RotateBytes
+	// (OpenAuditFile without it appends to path itself, whatever follows
+	// it): they may be archived or deleted, oldest first, path itself
+	// kept or not (OpenAuditFile refuses a numbered file kept before a
+	// gap in the series), the last one before the current file best
 	// kept (see OpenAuditFile). Zero means one file that grows without
 	// bound; it must not be negative, and NewAudit refuses any other
 	// value.

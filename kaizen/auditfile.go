@@ -90,39 +90,49 @@ type AuditFileState struct {
 // path, path.000001, path.000002, ..., each begun once the one before
 // holds RotateBytes, and OpenAuditFile appends to the last of the series
 // that exists, verifying it alone, from the last hash of the file before
-// (or, when that one has been archived away, from the prev of its own
-// first line). VerifyAuditFiles, or `taikit audit verify path*` (the
-// names sort in the trail's order up to path.999999, and the pattern must
-// match no other file), verifies the series as one chain; once its first
-// files are archived away, from the prev of the first line of the first
-// file left (VerifyOptions.Genesis, -genesis). The lock is taken on the
-// last file: one rotated out while OpenAuditFile was opening it is not
-// appended to, and an Audit whose next file another one opened and
-// locked before it did stops its trail there, with an Err wrapping
-// ErrAuditFileInUse. A trail of one file that grows past RotateBytes
-// goes on in path.000001.
+// (or, when that one has been archived away with every older numbered
+// one, from the prev of its own first line). A last file that is not shown to be
+// the series' own is refused, not appended to, with an error naming it
+// and why: one that does not continue the file before it (a *AuditError
+// at its first line); one that follows a gap, its file before missing
+// while an older numbered one is there, which rotation never leaves (a stray file
+// named as the series', or files archived out of order: archive them
+// oldest first); and one whose first line links to a genesis hash, which
+// begins a trail of its own. VerifyAuditFiles, or `taikit audit verify
+// path*` (the names sort in the trail's order up to path.999999, and the
+// pattern must match no other file), verifies the series as one chain;
+// once its first files are archived away, from the prev of the first
+// line of the first file left (VerifyOptions.Genesis, -genesis). The
+// lock is taken on the last file: one rotated out while OpenAuditFile was
+// opening it is not appended to, and an Audit whose next file another one
+// opened and locked before it did stops its trail there, with an Err
+// wrapping ErrAuditFileInUse. A trail of one file that grows past
+// RotateBytes goes on in path.000001.
 // Without RotateBytes, rotate by hand: a new file, with
 // AuditOptions.Genesis set to the last hash of the one before.
 //
 // It returns an error naming the first invalid option before touching the
 // file; an error wrapping ErrAuditFileInUse; a *AuditError; an
 // *fs.PathError when the file or its directory cannot be opened, read,
-// repaired or synced; or an error saying path is not a regular file.
+// repaired or synced; an error saying path, or a file of its series, is
+// not a regular file; or, with RotateBytes, one naming a file of the
+// series that cannot be the one to append to, and why.
 func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, error) {
 	a, err := newAudit(opts)
 	if err != nil {
 		return nil, AuditFileState{}, err
 	}
 	var (
-		rot     rotation
-		f       *os.File
-		lockErr error
+		rot       rotation
+		f         *os.File
+		lockErr   error
+		continues string // the file whose last hash path's first line continues from
 	)
 	first, genesis := path, opts.Genesis
 	for {
 		if opts.RotateBytes > 0 {
 			rot = rotation{first: first, every: opts.RotateBytes, next: opts.RotateBytes}
-			if path, opts.Genesis, rot.n, err = seriesHead(first, genesis); err != nil {
+			if path, opts.Genesis, rot.n, continues, err = seriesHead(first, genesis); err != nil {
 				return nil, AuditFileState{}, err
 			}
 			if seriesListed != nil {
@@ -146,7 +156,7 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 		}
 		f.Close()
 	}
-	state, err := resume(f, path, opts, &a.prev)
+	state, err := resume(f, path, opts, continues, &a.prev)
 	if err == nil {
 		// Make the file's name durable before its lines: a file whose
 		// directory entry a crash loses takes the trail with it. (Done
@@ -250,33 +260,64 @@ func seriesNumbers(first string) ([]int, error) {
 }
 
 // seriesHead returns the file of first's series to append to, the last
-// one, with the hash its first line continues from, and its number. That
-// hash is the last hash of the file numbered before it; when that file is
-// gone (archived away, whether older ones are or not) or holds no line,
-// the prev of the current file's own first line; for first itself,
-// genesis.
-func seriesHead(first, genesis string) (path, from string, n int, err error) {
+// one, with the hash its first line continues from, its number, and the
+// file that hash is the last hash of, if any. That hash is the last hash
+// of the file numbered before it (continues); when that file holds no
+// line, or is gone together with every older numbered one (archived
+// away; first itself may be kept), the prev of the current file's own
+// first line; for first itself, genesis.
+//
+// A last file that nothing shows to be the series' own is refused, not
+// appended to: one whose file before is missing while an older numbered
+// one is there (a gap, which rotation never leaves: a stray file named as the
+// series', or files archived out of order), and one whose first line
+// links to a genesis hash, which begins a trail of its own. The error
+// names the file and why.
+func seriesHead(first, genesis string) (path, from string, n int, continues string, err error) {
 	ns, err := seriesNumbers(first)
 	if err != nil || len(ns) == 0 || ns[len(ns)-1] == 0 {
-		return first, genesis, 0, err
+		return first, genesis, 0, "", err
 	}
 	n = ns[len(ns)-1]
 	path = seriesName(first, n)
-	if len(ns) > 1 && ns[len(ns)-2] == n-1 { // an older file is not the one it continues
+	if len(ns) > 1 {
 		before := seriesName(first, n-1)
-		if from, found, err := edgeHash(before, false); err != nil || found {
-			return path, from, n, err
+		// path itself kept while numbered files are archived (a clean-up
+		// of path.*) leaves a gap after it, and the last file goes on from
+		// its own first line. A numbered file kept before a gap is one that
+		// rotation and archiving oldest first never leave.
+		if older := ns[len(ns)-2]; older != n-1 && older > 0 {
+			missing := before + " between them is"
+			if older < n-2 {
+				missing = seriesName(first, older+1) + " to " + before + " between them are"
+			}
+			return "", "", 0, "", fmt.Errorf("kaizen: OpenAuditFile: %s follows %s, but %s missing, a gap rotation never leaves: "+
+				"%s is a stray file, or the files before it were archived out of order; it is not appended to: "+
+				"move it away if it is not a file of this trail, or archive %s and the files before it if it is",
+				path, seriesName(first, older), missing, path, seriesName(first, older))
+		}
+		if ns[len(ns)-2] == n-1 {
+			if from, found, err := edgeHash(before, false); err != nil || found {
+				if err != nil {
+					return "", "", 0, "", err
+				}
+				return path, from, n, before, nil
+			}
 		}
 	}
 	from, found, err := edgeHash(path, true)
 	if err != nil {
-		return "", "", 0, err
+		return "", "", 0, "", err
 	}
 	if !found {
-		return "", "", 0, fmt.Errorf("kaizen: OpenAuditFile: %s holds no complete line, and the file before it is gone or holds none: "+
+		return "", "", 0, "", fmt.Errorf("kaizen: OpenAuditFile: %s holds no complete line, and the file before it is gone or holds none: "+
 			"the hash its first line continues from is unknown", path)
 	}
-	return path, from, n, nil
+	if from == GenesisHash || strings.EqualFold(from, genesis) {
+		return "", "", 0, "", fmt.Errorf("kaizen: OpenAuditFile: %s begins a trail of its own (the prev of its first line is the genesis hash), "+
+			"so it continues no file of %s's series; it is not appended to: move it away", path, first)
+	}
+	return path, from, n, "", nil
 }
 
 // edgeHash reads, from the trail file at path, the hash of its last
@@ -288,6 +329,14 @@ func seriesHead(first, genesis string) (path, from string, n int, err error) {
 // verification (OpenAuditFile's of the file after it, or
 // VerifyAuditFiles) does that.
 func edgeHash(path string, first bool) (hash string, found bool, err error) {
+	// Not opened unless regular: opening a FIFO waits for a writer.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
@@ -441,8 +490,10 @@ func createNext(path string) (*os.File, error) {
 }
 
 // resume verifies the trail in f and repairs its end, as OpenAuditFile
-// describes. It sets last to the hash of the file's last line.
-func resume(f *os.File, path string, opts AuditOptions, last *[sha256.Size]byte) (AuditFileState, error) {
+// describes. continues names the file whose last hash opts.Genesis is,
+// if any, for the error of a first line that does not link to it. It
+// sets last to the hash of the file's last line.
+func resume(f *os.File, path string, opts AuditOptions, continues string, last *[sha256.Size]byte) (AuditFileState, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
@@ -454,6 +505,7 @@ func resume(f *os.File, path string, opts AuditOptions, last *[sha256.Size]byte)
 	if err != nil {
 		return AuditFileState{}, err
 	}
+	c.before = continues
 	end, err := c.read(f, path)
 	if err != nil {
 		if errors.As(err, new(*AuditError)) {

@@ -189,3 +189,38 @@ func runAsNobody(t *testing.T, dir, run string, env ...string) string {
 	require.True(t, strings.Contains(string(out), "--- PASS"), "%s", out)
 	return string(out)
 }
+
+func TestOpenAuditFileRotatedRefusesASeriesFileThatIsNotRegular(t *testing.T) {
+	// A FIFO named as a file of the series, where OpenAuditFile reads a
+	// line to know where the trail goes on from: refused, naming it,
+	// rather than waiting for good for a writer to open it.
+	const fifo = ".000001"
+	for name, after := range map[string]bool{"the last file": false, "the file before the last": true} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "audit.jsonl")
+			require.NoError(t, syscall.Mkfifo(path+fifo, 0o600))
+			if after {
+				require.NoError(t, os.WriteFile(path+".000002", nil, 0o600))
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{RotateBytes: 1 << 20})
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				// Let the open that waits for a writer go on, and fail.
+				w, werr := os.OpenFile(path+fifo, os.O_WRONLY, 0)
+				require.NoError(t, werr)
+				w.Close()
+				<-done
+				t.Fatal("OpenAuditFile waited for a writer of the FIFO")
+			}
+			require.Error(t, err)
+			assert.ErrorContains(t, err, path+fifo+" is not a regular file")
+		})
+	}
+}

@@ -346,19 +346,147 @@ func TestAuditLastAcrossARotationAndARestart(t *testing.T) {
 	require.NoError(t, a.Shutdown(context.Background()))
 }
 
-func TestOpenAuditFileRotatedAfterTheFileBeforeIsArchived(t *testing.T) {
+func TestOpenAuditFileRotatedRefusesAGapBeforeTheLastFile(t *testing.T) {
 	// The file before the last is archived away, an older one is not
-	// (its shipping failed): the last file goes on from the prev of its
-	// own first line, not from the last hash of the older file, which it
-	// does not continue.
+	// (its shipping failed). Nothing tells that last file from a stray
+	// one, so it is not appended to: the open fails naming the files, and
+	// nothing is changed. Once the older files are archived too, the last
+	// file goes on from the prev of its own first line.
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.jsonl")
 	files := rotatedTrail(t, path, 7)
 	require.Len(t, files, 4)
+	require.NoError(t, os.Remove(files[2]))
+	held := contents(t, files[0], files[1], files[3])
+
+	_, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{RotateBytes: 600})
+	require.Error(t, err)
+	assert.ErrorContains(t, err, files[3]+" follows "+files[1]+", but "+files[2]+" between them is missing")
+	assert.Equal(t, held, contents(t, files[0], files[1], files[3]), "nothing is changed")
+	assert.Equal(t, []string{files[0], files[1], files[3]}, series(t, path), "nothing is made")
+
+	require.NoError(t, os.Remove(files[0]))
+	require.NoError(t, os.Remove(files[1]))
+	state, _ := appendTrail(t, path, kaizen.AuditOptions{RotateBytes: 600}, "b-1")
+	assert.Equal(t, files[3], state.File)
+	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Genesis: firstPrevOf(t, files[3])}, files[3:]...)
+	require.NoError(t, err)
+}
+
+func TestOpenAuditFileRotatedGoesOnWhenOnlyNumberedFilesAreArchived(t *testing.T) {
+	// A clean-up of path.* archives the numbered files but the newest and
+	// keeps path itself, the oldest: the gap after path is one archiving
+	// leaves, and the last file goes on from the prev of its own first
+	// line.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	files := rotatedTrail(t, path, 7)
+	require.Len(t, files, 4)
+	require.NoError(t, os.Remove(files[1]))
 	require.NoError(t, os.Remove(files[2]))
 
 	state, _ := appendTrail(t, path, kaizen.AuditOptions{RotateBytes: 600}, "b-1")
 	assert.Equal(t, files[3], state.File)
 	_, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Genesis: firstPrevOf(t, files[3])}, files[3:]...)
 	require.NoError(t, err)
+}
+
+// contents returns what each of files holds.
+func contents(t *testing.T, files ...string) []string {
+	t.Helper()
+	var held []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		held = append(held, string(b))
+	}
+	return held
+}
+
+func TestOpenAuditFileRotatedRefusesAStrayFile(t *testing.T) {
+	// A file named as the series' next but not of it — another trail's
+	// file renamed, a copy — is never appended to, and the open says
+	// which file it is and why it is refused.
+	other := func(t *testing.T, dir string, n int) []byte {
+		t.Helper()
+		p := filepath.Join(dir, "other.jsonl")
+		_, _ = appendTrail(t, p, kaizen.AuditOptions{}, ids("x", n)...)
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.NoError(t, os.Remove(p))
+		return b
+	}
+	cases := map[string]struct {
+		series func(t *testing.T, path string) []string // the series' files
+		stray  func(t *testing.T, path string, files []string) (name string, b []byte)
+		want   []string
+	}{
+		"another trail's file far after the last": {
+			series: func(t *testing.T, path string) []string { return rotatedTrail(t, path, 5) },
+			stray: func(t *testing.T, path string, _ []string) (string, []byte) {
+				return path + ".000007", other(t, filepath.Dir(path), 2)
+			},
+			want: []string{"audit.jsonl.000007 follows", "audit.jsonl.000002, but", "audit.jsonl.000003 to", "audit.jsonl.000006 between them are missing"},
+		},
+		"another trail's file after the first": {
+			series: func(t *testing.T, path string) []string {
+				_, _ = appendTrail(t, path, kaizen.AuditOptions{}, ids("a", 2)...)
+				return []string{path}
+			},
+			stray: func(t *testing.T, path string, _ []string) (string, []byte) {
+				return path + ".000007", other(t, filepath.Dir(path), 2)
+			},
+			want: []string{"audit.jsonl.000007 begins a trail of its own"},
+		},
+		"a copy of the last file as the next": {
+			series: func(t *testing.T, path string) []string { return rotatedTrail(t, path, 5) },
+			stray: func(t *testing.T, path string, files []string) (string, []byte) {
+				b, err := os.ReadFile(files[len(files)-1])
+				require.NoError(t, err)
+				return path + ".000003", b
+			},
+			want: []string{"audit.jsonl.000003:1: its prev hash is not the last hash of", "audit.jsonl.000002"},
+		},
+		"another trail's first file as the next": {
+			series: func(t *testing.T, path string) []string { return rotatedTrail(t, path, 5) },
+			stray: func(t *testing.T, path string, _ []string) (string, []byte) {
+				return path + ".000003", other(t, filepath.Dir(path), 2)
+			},
+			want: []string{"audit.jsonl.000003:1: its prev hash is not the last hash of", "audit.jsonl.000002",
+				"begins a trail of its own"},
+		},
+		"another trail's first file, the series archived": {
+			series: func(t *testing.T, path string) []string {
+				files := rotatedTrail(t, path, 5)
+				for _, f := range files {
+					require.NoError(t, os.Remove(f))
+				}
+				return nil
+			},
+			stray: func(t *testing.T, path string, _ []string) (string, []byte) {
+				return path + ".000007", other(t, filepath.Dir(path), 2)
+			},
+			want: []string{"audit.jsonl.000007", "begins a trail of its own"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "audit.jsonl")
+			files := tc.series(t, path)
+			held := contents(t, files...)
+			stray, b := tc.stray(t, path, files)
+			require.NoError(t, os.WriteFile(stray, b, 0o600))
+
+			_, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{RotateBytes: 600})
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.ErrorContains(t, err, w)
+			}
+			after, err := os.ReadFile(stray)
+			require.NoError(t, err)
+			assert.Equal(t, b, after, "the stray file is not appended to")
+			assert.Equal(t, held, contents(t, files...), "the series is not changed")
+		})
+	}
 }

@@ -211,7 +211,8 @@ type chain struct {
 	expectMet bool
 	// file and line locate the last line read, for an error about the
 	// trail's end; before names the last file before file that held a
-	// line, the one a first line of file links to, if any.
+	// line, the one a first line of file links to, if any (for
+	// OpenAuditFile of a series, the file whose last hash is the genesis).
 	file, before string
 	line         int
 }
@@ -535,7 +536,7 @@ func (c *chain) verify(line []byte, file string, n int) error {
 		return fail(c.mismatch(body, stated, n))
 	}
 	if linked != c.prev {
-		if c.lines == 0 {
+		if c.lines == 0 && c.before == "" {
 			return fail("its prev hash is not the genesis hash: the trail does not start here")
 		}
 		return fail(c.unlinked(linked, actual, file, n))
