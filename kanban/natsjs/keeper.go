@@ -168,8 +168,9 @@ func (q *Queue[T]) firstKeeper(ctx context.Context) error {
 	return nil
 }
 
-// probes holds, for each connection a keeper is being probed on (see
-// firstKeeper), whose turn it is: one probe at a time. A probe sees the
+// probes holds, for each connection a keeper or a JetStream API request
+// is being probed on (see firstKeeper and apiRequest), whose turn it is:
+// one probe at a time. A probe sees the
 // server's refusal only as the connection's last error, and the refusal
 // of another probe's keeper (New of another Queue on the same connection
 // at the same time), coming after it, would replace it: that New would

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -132,6 +133,8 @@ type Options struct {
 	// AckWait is more than half as long again extends its leases too
 	// late — the server delivers its messages again while they are
 	// handled. Give every process sharing the durable the same AckWait.
+	// A process not permitted to update the durable extends its leases
+	// within the durable's own AckWait (see Consume).
 	AckWait time.Duration
 	// FetchWait is how long one pull request waits on the server. It
 	// bounds how soon a drain can start releasing messages. 0 means 1s.
@@ -331,6 +334,15 @@ var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
 // PublishTimeout, for the stream to store it; a keeper not stored (the
 // connection not permitted to publish it, say) is logged at Warn and
 // fails nothing (see Options.Storage).
+//
+// A connection whose user may not create or update a stream (publish to
+// $JS.API.STREAM.CREATE.<name> or $JS.API.STREAM.UPDATE.<name>) uses the
+// stream as it is when it exists — one an administrator made, or a
+// process with those permissions — which needs $JS.API.STREAM.INFO.<name>
+// alone; a stream whose configuration differs from opts is logged at
+// Warn, naming the fields, and its own limits hold. When the stream does
+// not exist, or its info is refused too, New fails at once with an error
+// that wraps nats.ErrPermissionViolation and names the subjects refused.
 func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -357,11 +369,14 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 		if i == 0 && q.keeper {
 			kept := sc
 			c.withKeeper(&kept)
-			_, err := js.CreateOrUpdateStream(ctx, kept)
+			info, err := q.upsertStream(ctx, kept)
 			if !subjectsOverlap(err) {
 				if err != nil {
 					return nil, fmt.Errorf("natsjs: stream %s: %w", sc.Name, err)
 				}
+				// A stream the connection may not update is used as it
+				// is: with a keeper only when it takes the keeper's subject.
+				q.keeper = slices.Contains(info.Config.Subjects, keeperSubject(c.Stream))
 				continue
 			}
 			// Another stream takes the keeper's subject: the work stream
@@ -370,7 +385,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 			q.keeper = false
 			overlap = err
 		}
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if _, err := q.upsertStream(ctx, sc); err != nil {
 			return nil, fmt.Errorf("natsjs: stream %s: %w", sc.Name, err)
 		}
 		if i == 0 && overlap != nil {
@@ -740,6 +755,17 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // creating the durable is tried again, as pulling is, until ctx ends;
 // any other refusal is returned.
 //
+// A connection whose user may not create the durable (publish to
+// $JS.API.CONSUMER.CREATE.<Stream>.<Durable>...) uses the durable as it
+// is when it exists, which needs $JS.API.CONSUMER.INFO.<Stream>.<Durable>;
+// a durable whose configuration differs is logged at Warn, naming the
+// fields, and leases are extended within its own AckWait. When it does
+// not exist, or its info is refused too, Consume returns at once an error
+// that wraps nats.ErrPermissionViolation and names the subjects refused;
+// so it does, marked kanban.Permanent, when a pull request
+// ($JS.API.CONSUMER.MSG.NEXT.<Stream>.<Durable>) is refused: as the
+// refused request expires, within FetchWait and a second.
+//
 // A closed connection (nc.Close, or nats.go giving up after MaxReconnects)
 // never comes back: Consume then stops pulling — within FetchWait and a
 // second, when a pull request is open — drains as when ctx ends, and
@@ -754,7 +780,10 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	if err != nil || cons == nil {
 		return err
 	}
-	src := &source[T]{q: q, cons: cons, wip: opts.WithDefaults().WIP}
+	src := &source[T]{q: q, cons: cons, wip: opts.WithDefaults().WIP, ackWait: q.opts.AckWait}
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		src.ackWait = info.Config.AckWait
+	}
 	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{
 		Propagator: q.opts.Propagator, Counters: &q.counters,
 		Tracer: q.opts.Tracer, System: natsSystem, Queue: q.opts.Stream, Consumer: q.opts.Durable,
@@ -770,7 +799,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 func (q *Queue[T]) consumer(ctx context.Context, wip int) (jetstream.Consumer, error) {
 	wait := 10 * time.Millisecond
 	for {
-		cons, err := q.js.CreateOrUpdateConsumer(ctx, q.opts.Stream, q.consumerConfig(wip))
+		cons, err := q.upsertConsumer(ctx, q.consumerConfig(wip))
 		if err == nil {
 			return cons, nil
 		}

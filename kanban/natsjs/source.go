@@ -20,12 +20,19 @@ type source[T any] struct {
 	q    *Queue[T]
 	cons jetstream.Consumer
 	wip  int
-	gone bool                   // the last pull found no durable: look for it before the next
-	cur  jetstream.MessageBatch // the open pull request, nil when none
-	msgs <-chan jetstream.Msg   // cur's messages, closed when it ends
+	// ackWait is the durable's AckWait, which bounds the leases: the
+	// Queue's own, unless the durable is one the connection may not
+	// update (see upsertConsumer).
+	ackWait time.Duration
+	// before is the connection's last error as the open request was
+	// sent: one after it may be the server's refusal of the request.
+	before error
+	gone   bool                   // the last pull found no durable: look for it before the next
+	cur    jetstream.MessageBatch // the open pull request, nil when none
+	msgs   <-chan jetstream.Msg   // cur's messages, closed when it ends
 }
 
-func (s *source[T]) HeartbeatInterval() time.Duration { return s.q.opts.AckWait / 3 }
+func (s *source[T]) HeartbeatInterval() time.Duration { return s.ackWait / 3 }
 
 // ReleaseOrder implements kanban.ReleaseOrderer: the server delivers
 // messages negatively acknowledged again in the order it got the
@@ -33,6 +40,7 @@ func (s *source[T]) HeartbeatInterval() time.Duration { return s.q.opts.AckWait 
 func (s *source[T]) ReleaseOrder() kanban.ReleaseOrder { return kanban.ReleaseInTurn }
 
 func (s *source[T]) fetch(n int) error {
+	s.before = s.q.js.Conn().LastError()
 	b, err := s.cons.Fetch(n, jetstream.FetchMaxWait(s.q.opts.FetchWait))
 	if err != nil {
 		return err
@@ -53,11 +61,22 @@ func (s *source[T]) fetchError(err error) error {
 	return err
 }
 
-// end closes the open request and returns its error, if any.
+// end closes the open request and returns its error, if any. A request
+// the server refused (the connection not permitted to pull) delivers
+// nothing and ends without an error when it expires, as one that found
+// no messages: the refusal, the connection's error, is looked for, and
+// returned marked kanban.Permanent, so that Consume returns it instead
+// of pulling, refused, until ctx ends.
 func (s *source[T]) end() error {
 	err := s.cur.Error()
 	s.cur, s.msgs = nil, nil
 	s.noteGone(err)
+	if err == nil {
+		subj := apiPrefix + "CONSUMER.MSG.NEXT." + s.q.opts.Stream + "." + s.q.opts.Durable
+		if last := s.q.js.Conn().LastError(); !sameError(last, s.before) && publishDenied(last, subj) {
+			return kanban.Permanent(fmt.Errorf("natsjs: fetch: %w", deniedError(subj, last)))
+		}
+	}
 	return err
 }
 

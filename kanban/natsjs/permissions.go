@@ -1,0 +1,264 @@
+package natsjs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A connection whose user may not publish to a JetStream API subject
+// (say $JS.API.STREAM.CREATE.<stream>) is answered by nothing but the
+// server's permissions violation, an error on the connection, and a
+// request waits out its timeout for a reply that never comes. So the
+// requests New and Consume make to set up the streams and the durable go
+// out as the keeper does (see firstKeeper): followed by a ping, with the
+// server's refusal, which comes before the pong, looked for before the
+// reply is waited for. A refusal fails the call at once with an error
+// naming the subject refused, unless what the call would create exists:
+// then the queue uses it as it is.
+
+// apiPrefix is the prefix of the JetStream API's subjects.
+const apiPrefix = "$JS.API."
+
+// apiTimeout bounds a JetStream API request whose ctx has no deadline, as
+// jetstream's own requests are.
+const apiTimeout = 5 * time.Second
+
+// apiRequest sends data to the JetStream API subject subj (apiPrefix and
+// what follows) and returns the reply: at once an error wrapping
+// nats.ErrPermissionViolation and naming subj when the server refuses
+// the connection's publish to it, nats.ErrNoResponders when JetStream
+// does not answer, and ctx's error when no reply comes in time.
+func apiRequest(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, apiTimeout)
+		defer cancel()
+	}
+	sub, err := nc.SubscribeSync(nc.NewInbox())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	done, err := takeProbeTurn(ctx, nc)
+	if err != nil {
+		return nil, err
+	}
+	before := nc.LastError()
+	err = nc.PublishRequest(subj, sub.Subject, data)
+	var flushed bool
+	if err == nil {
+		// A flush that fails (the connection lost meanwhile) shows no
+		// refusal: the reply is waited for as a request's would be.
+		flushed = nc.FlushWithContext(ctx) == nil
+	}
+	after := nc.LastError()
+	done()
+	if err != nil {
+		return nil, err
+	}
+	if flushed && !sameError(after, before) && publishDenied(after, subj) {
+		return nil, deniedError(subj, after)
+	}
+	reply, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(reply.Data) == 0 && reply.Header.Get(statusHeader) == "503" {
+		return nil, nats.ErrNoResponders
+	}
+	return reply, nil
+}
+
+// publishDenied reports whether err, a connection's last error, is the
+// server's refusal of a publish to subj.
+func publishDenied(err error, subj string) bool {
+	return errors.Is(err, nats.ErrPermissionViolation) &&
+		strings.Contains(err.Error(), "Publish to "+strconv.Quote(subj))
+}
+
+// deniedError is the error of a request to subj that the server refused,
+// with violation, the connection's error.
+func deniedError(subj string, violation error) error {
+	return fmt.Errorf("natsjs: the connection may not publish to %q (a publish permission is missing): %w", subj, violation)
+}
+
+// isDenied reports whether err is apiRequest's for a refused publish.
+func isDenied(err error) bool { return errors.Is(err, nats.ErrPermissionViolation) }
+
+// streamInfoRequest sends data to the stream API subject subj and returns
+// the stream's info. A stream the server does not know is
+// jetstream.ErrStreamNotFound.
+func streamInfoRequest(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*jetstream.StreamInfo, error) {
+	reply, err := apiRequest(ctx, nc, subj, data)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Error *jetstream.APIError `json:"error"`
+		*jetstream.StreamInfo
+	}
+	if err := json.Unmarshal(reply.Data, &r); err != nil {
+		return nil, fmt.Errorf("%w: %w", jetstream.ErrInvalidJetStreamResponse, err)
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound:
+		return nil, jetstream.ErrStreamNotFound
+	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled:
+		return nil, jetstream.ErrJetStreamNotEnabled
+	case r.Error != nil:
+		return nil, r.Error
+	case r.StreamInfo == nil:
+		return nil, jetstream.ErrInvalidJetStreamResponse
+	}
+	return r.StreamInfo, nil
+}
+
+// upsertStream updates the stream cfg names, or creates it when the
+// server does not know it, and returns its info. A connection not
+// permitted to update it (or to create it) uses the stream as it is, when
+// it exists: one an administrator made. A stream whose configuration then
+// differs from cfg is logged at Warn, with the fields that differ.
+func (q *Queue[T]) upsertStream(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
+	nc := q.js.Conn()
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	create := func() (*jetstream.StreamInfo, error) {
+		return streamInfoRequest(ctx, nc, apiPrefix+"STREAM.CREATE."+cfg.Name, data)
+	}
+	info, err := streamInfoRequest(ctx, nc, apiPrefix+"STREAM.UPDATE."+cfg.Name, data)
+	updateDenied := isDenied(err)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		info, err = create()
+	}
+	if !isDenied(err) {
+		return info, err
+	}
+	denied := err
+	info, err = streamInfoRequest(ctx, nc, apiPrefix+"STREAM.INFO."+cfg.Name, nil)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound) && updateDenied:
+		// One not permitted to update may be permitted to create.
+		if info, err = create(); isDenied(err) {
+			return nil, fmt.Errorf("%w; %w", denied, err)
+		}
+		return info, err
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, denied
+	case isDenied(err):
+		return nil, fmt.Errorf("%w; %w", denied, err)
+	case err != nil:
+		return nil, err
+	}
+	if diff := streamDiff(cfg, info.Config); len(diff) > 0 {
+		q.opts.Logger.Warn("natsjs: the connection may not update the stream; the queue uses it as it is",
+			"stream", cfg.Name, "differs", diff, "err", denied)
+	}
+	return info, nil
+}
+
+// streamDiff names the fields New sets that differ between want and got.
+func streamDiff(want, got jetstream.StreamConfig) []string {
+	var diff []string
+	for _, f := range []struct {
+		name string
+		same bool
+	}{
+		{"Subjects", slices.Equal(want.Subjects, got.Subjects)},
+		{"Retention", want.Retention == got.Retention},
+		{"Discard", want.Discard == got.Discard},
+		{"MaxMsgs", want.MaxMsgs == got.MaxMsgs},
+		{"MaxBytes", want.MaxBytes == got.MaxBytes},
+		{"MaxAge", want.MaxAge == got.MaxAge},
+		{"Duplicates", want.Duplicates == got.Duplicates},
+		{"Storage", want.Storage == got.Storage},
+		{"Replicas", want.Replicas == got.Replicas},
+		{"AllowRollup", want.AllowRollup == got.AllowRollup},
+	} {
+		if !f.same {
+			diff = append(diff, f.name)
+		}
+	}
+	return diff
+}
+
+// upsertConsumer creates or updates the durable as cfg says and returns
+// it. A connection not permitted to create it uses the durable as it is,
+// when it exists: one an administrator made. A durable whose
+// configuration then differs from cfg is logged at Warn, with the fields
+// that differ.
+func (q *Queue[T]) upsertConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	nc, stream := q.js.Conn(), q.opts.Stream
+	subj := apiPrefix + "CONSUMER.CREATE." + stream + "." + cfg.Durable
+	if cfg.FilterSubject != "" {
+		subj += "." + cfg.FilterSubject // as jetstream sends it
+	}
+	data, err := json.Marshal(struct {
+		Stream string                    `json:"stream_name"`
+		Config *jetstream.ConsumerConfig `json:"config"`
+		Action string                    `json:"action"`
+	}{stream, &cfg, ""})
+	if err != nil {
+		return nil, err
+	}
+	// The request is sent again by jetstream, which returns the durable
+	// and reads the server's refusals; this one finds a permission
+	// missing.
+	_, err = apiRequest(ctx, nc, subj, data)
+	if err == nil {
+		return q.js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	}
+	if !isDenied(err) {
+		return nil, err
+	}
+	denied := err
+	if _, err := apiRequest(ctx, nc, apiPrefix+"CONSUMER.INFO."+stream+"."+cfg.Durable, nil); err != nil {
+		if isDenied(err) {
+			return nil, fmt.Errorf("%w; %w", denied, err)
+		}
+		return nil, err
+	}
+	cons, err := q.js.Consumer(ctx, stream, cfg.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, denied
+	case err != nil:
+		return nil, err
+	}
+	if diff := consumerDiff(cfg, cons.CachedInfo().Config); len(diff) > 0 {
+		q.opts.Logger.Warn("natsjs: the connection may not create or update the consumer; the queue uses it as it is",
+			"consumer", cfg.Durable, "stream", stream, "differs", diff, "err", denied)
+	}
+	return cons, nil
+}
+
+// consumerDiff names the fields Consume sets that differ between want
+// and got.
+func consumerDiff(want, got jetstream.ConsumerConfig) []string {
+	var diff []string
+	for _, f := range []struct {
+		name string
+		same bool
+	}{
+		{"AckPolicy", want.AckPolicy == got.AckPolicy},
+		{"AckWait", want.AckWait == got.AckWait},
+		{"MaxAckPending", want.MaxAckPending == got.MaxAckPending},
+		{"MaxDeliver", want.MaxDeliver == got.MaxDeliver},
+		{"FilterSubject", want.FilterSubject == got.FilterSubject && len(got.FilterSubjects) == 0},
+	} {
+		if !f.same {
+			diff = append(diff, f.name)
+		}
+	}
+	return diff
+}
