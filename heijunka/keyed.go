@@ -177,17 +177,39 @@ func (k *Keyed) AllowN(ctx context.Context, now time.Time, key string, n int) (D
 
 // Admit implements tai.Gate: nil when key's event is allowed (also when
 // the Store failed open), a *LimitedError when it is over the limit, and
-// the Store's error, wrapped, when there is no decision (see AllowN).
+// the Store's error, wrapped, when there is no decision (see AllowN). When
+// the Store's Decision says when to retry (a MemoryStore full under
+// RejectNew: until a key it holds is fresh), that error has a method
+// RetryAfter() time.Duration returning it, as tai.RetryAfter reads it.
 func (k *Keyed) Admit(ctx context.Context, key string) error {
 	d, err := k.Allow(ctx, key)
 	switch {
 	case err != nil:
-		return fmt.Errorf("heijunka: %s: %w", strconv.Quote(k.name), err)
+		err = fmt.Errorf("heijunka: %s: %w", strconv.Quote(k.name), err)
+		if d.RetryAfter > 0 && d.RetryAfter != InfDuration {
+			return &hintedError{err: err, retryAfter: d.RetryAfter}
+		}
+		return err
 	case d.Allowed:
 		return nil
 	}
 	return &LimitedError{Name: k.name, Decision: d}
 }
+
+// hintedError is a Store's error that comes with a time to retry after.
+type hintedError struct {
+	err        error
+	retryAfter time.Duration
+}
+
+// Error returns the Store's error, wrapped as Admit wraps it.
+func (e *hintedError) Error() string { return e.err.Error() }
+
+// Unwrap returns the wrapped error, so errors.Is finds the Store's.
+func (e *hintedError) Unwrap() error { return e.err }
+
+// RetryAfter returns how long until the Store expects to decide.
+func (e *hintedError) RetryAfter() time.Duration { return e.retryAfter }
 
 // Reset forgets key: its next request finds it full.
 func (k *Keyed) Reset(ctx context.Context, key string) error { return k.store.Reset(ctx, key) }

@@ -400,6 +400,34 @@ func TestMemoryStoreFullPolicies(t *testing.T) {
 	})
 }
 
+// TestKeyedAdmitStoreFullSaysWhenToRetry: a Keyed gate turned away by a
+// MemoryStore full under RejectNew passes on the store's hint, the time
+// until a key held is fresh, as the RetryAfter of its error, so a caller
+// (tai.RetryAfter, an HTTP Retry-After) knows when there will be room.
+func TestKeyedAdmitStoreFullSaysWhenToRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		one, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 1, WhenFull: heijunka.RejectNew})
+		require.NoError(t, err)
+		k := newKeyed(t, heijunka.PerHour(1), heijunka.KeyedOptions{Name: "velocity", Store: one})
+		require.NoError(t, k.Admit(ctx, "a"))
+		time.Sleep(10 * time.Minute)
+
+		d, err := k.Allow(ctx, "b")
+		require.ErrorIs(t, err, heijunka.ErrStoreFull)
+		require.Equal(t, 50*time.Minute, d.RetryAfter, "the store's hint")
+
+		err = k.Admit(ctx, "b")
+		require.ErrorIs(t, err, heijunka.ErrStoreFull)
+		assert.False(t, errors.Is(err, heijunka.ErrLimited))
+		assert.Equal(t, `heijunka: "velocity": heijunka: store full`, err.Error())
+		assert.Equal(t, 50*time.Minute, tai.RetryAfter(err), "the hint reaches the gate's caller")
+
+		time.Sleep(50 * time.Minute)
+		require.NoError(t, k.Admit(ctx, "b"), "room at the time it said")
+	})
+}
+
 // TestKeyedMemory puts one million distinct keys in a Keyed limiter,
 // lets time pass, and checks that it then holds almost nothing.
 func TestKeyedMemory(t *testing.T) {

@@ -85,10 +85,21 @@ type state struct {
 	// The reservations booked under this state, as far as a cancel needs
 	// them (see Reservation.cancel); guarded by resMu. Allow and Decide
 	// book without it: their events act when they are booked.
-	resMu   sync.Mutex
-	seq     uint64 // reservations of events booked
-	top     uint64 // the latest of them not canceled in full; 0 for none
-	lastAct int64  // when the latest events of those up to top act; unset while top is 0
+	resMu sync.Mutex
+	// top is the latest reservation of events booked that was not
+	// canceled in full (nil for none), and lastAct when the latest events
+	// of those up to it act (math.MinInt64 for none). Each reservation
+	// links to the top before it, so that canceling the top in full puts
+	// back the latest one before it whose events still act.
+	top     *Reservation
+	lastAct int64
+}
+
+// newState returns a state of the Limit p with the schedule tat.
+func newState(p *params, tat int64) *state {
+	st := &state{p: *p, lastAct: math.MinInt64}
+	st.tat.Store(tat)
+	return st
 }
 
 // retired is the schedule of a state that a change of Limit has replaced.
@@ -106,9 +117,7 @@ func NewLimiter(limit Limit, opts LimiterOptions) (*Limiter, error) {
 	if l.name == "" {
 		l.name = "heijunka.limiter"
 	}
-	st := &state{p: p}
-	st.tat.Store(minTAT)
-	l.st.Store(st)
+	l.st.Store(newState(&p, minTAT))
 	return l, nil
 }
 
@@ -258,14 +267,26 @@ type Reservation struct {
 	st  *state // the state booked under
 	n   int
 	act int64 // when the events may act, nanoseconds since the limiter's epoch
-	// seq numbers the booking among the state's reservations; prevTop and
-	// prevLast are the state's top and lastAct before it, put back when
-	// it is canceled in full as the latest.
-	seq, prevTop uint64
-	prevLast     int64
-	canceled     atomic.Bool
-	ok           bool
+	// prev and prevLast are the state's top and lastAct before it, put
+	// back when it is canceled in full as the latest; links is how many
+	// reservations lead down from it through prev. prev is nil also when
+	// that top's time had come by the booking, which no cancel needs, and
+	// past maxLinks, so that a chain of reservations held by no one is
+	// not kept alive. Guarded by the state's resMu, as is dropped: the
+	// reservation was canceled before its time, so its events never act.
+	prev     *Reservation
+	prevLast int64
+	canceled atomic.Bool
+	links    uint32
+	ok       bool
+	dropped  bool
 }
+
+// maxLinks bounds the chain of reservations a state keeps alive. A cancel
+// that would pass the end of the chain puts back the lastAct kept with it,
+// which counts every booking before: it returns no more, and perhaps less,
+// than the whole chain would let it.
+const maxLinks = 64
 
 // OK reports whether the reservation was granted. It is false when n is
 // negative or exceeds Burst (but for an Unlimited Limit, which grants any
@@ -338,14 +359,17 @@ func (r *Reservation) cancel(now int64) {
 	// events' share less the time from r's act to the latest act booked
 	// after r. Events allowed at once act by now; the reservations after
 	// r act by the state's lastAct, unless every one of them was canceled
-	// in full (r is the top again). A state retired since, by a change of
-	// Limit, takes nothing back.
+	// in full (r is the top again). Those canceled before their time, as
+	// r is from here on, never act: once the ones after them are canceled
+	// in full, lastAct no longer counts them. A state retired since, by a
+	// change of Limit, takes nothing back.
 	st := r.st
 	inc := int64(r.n) * st.p.interval
 	st.resMu.Lock()
 	defer st.resMu.Unlock()
+	r.dropped = true
 	later := now
-	if st.top != r.seq {
+	if st.top != r {
 		later = max(later, st.lastAct)
 	}
 	back := inc - max(later-r.act, 0)
@@ -361,8 +385,15 @@ func (r *Reservation) cancel(now int64) {
 			break
 		}
 	}
-	if back == inc && st.top == r.seq {
-		st.top, st.lastAct = r.prevTop, r.prevLast
+	if back == inc && st.top == r {
+		// The latest booking before r becomes the top, passing over
+		// those canceled before their time: what they keep of the
+		// schedule never acts, so their times hold nothing back.
+		top, last := r.prev, r.prevLast
+		for top != nil && top.dropped {
+			top, last = top.prev, top.prevLast
+		}
+		st.top, st.lastAct = top, last
 	}
 }
 
@@ -417,30 +448,34 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
 				r.ok, r.act = true, act
 				return
 			}
-			if st.book(r, tat, next, act) {
+			if st.book(r, tat, next, act, now) {
 				return
 			}
 		}
 	}
 }
 
-// book records the reservation r of the schedule from tat to next, acting
-// at act, unless the schedule is no longer tat.
-func (st *state) book(r *Reservation, tat, next, act int64) bool {
+// book records the reservation r, made at now, of the schedule from tat to
+// next, acting at act, unless the schedule is no longer tat.
+func (st *state) book(r *Reservation, tat, next, act, now int64) bool {
 	st.resMu.Lock()
 	defer st.resMu.Unlock()
 	if !st.tat.CompareAndSwap(tat, next) {
 		return false
 	}
-	st.seq++
 	r.ok, r.act = true, act
-	r.seq, r.prevTop, r.prevLast = st.seq, st.top, st.lastAct
-	if st.top == 0 { // none booked, or every one canceled as the latest
-		st.lastAct = act
-	} else {
-		st.lastAct = max(st.lastAct, act)
+	r.prev, r.prevLast = st.top, st.lastAct
+	if r.prev != nil {
+		r.links = r.prev.links + 1
+		if r.prev.act <= now || r.links > maxLinks {
+			// Its time has come, or the chain is long: a cancel of r in
+			// full puts back lastAct, which counts it, and passes no
+			// further down the chain, which is not kept alive through r.
+			r.prev, r.links = nil, 0
+		}
 	}
-	st.top = st.seq
+	st.lastAct = max(st.lastAct, act)
+	st.top = r
 	return true
 }
 
@@ -487,8 +522,11 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 			}
 			continue
 		}
-		var r Reservation
-		l.reserve(&r, now, n, maxDelay)
+		if l.allow(now, n) {
+			return nil // no wait, so nothing to cancel: no Reservation
+		}
+		r := new(Reservation)
+		l.reserve(r, now, n, maxDelay)
 		if r.ok {
 			return r.wait(ctx, now)
 		}
@@ -652,9 +690,7 @@ func (l *Limiter) retire() (*state, int64) {
 // install makes np the limit in force, with the schedule tat of the
 // retired state old carried over at now. l.mu must be held.
 func (l *Limiter) install(old *state, tat int64, np *params, now int64) {
-	st := &state{p: *np}
-	st.tat.Store(carry(&old.p, np, tat, now))
-	l.st.Store(st)
+	l.st.Store(newState(np, carry(&old.p, np, tat, now)))
 }
 
 // carry converts a schedule under old into one under np with the same debt

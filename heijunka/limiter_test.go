@@ -203,6 +203,54 @@ func TestReservationCancelsOutOfOrder(t *testing.T) {
 	}
 }
 
+// TestReservationCancelAfterEarlierCanceled: the times of reservations
+// canceled already do not hold back what a later cancel returns. A
+// reservation canceled in part, and the one after it canceled whole, left
+// the first one's time as the latest booked: a reservation made after them
+// and then canceled with one more queued behind it returned nothing,
+// where the later one leaves all but one event free (as
+// golang.org/x/time/rate returns them), and the next booking waited two
+// seconds more.
+func TestReservationCancelAfterEarlierCanceled(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 10})
+	require.True(t, lim.AllowN(t0, 10))
+	first := lim.ReserveN(t0, 10) // acts at 10s
+	second := lim.ReserveN(t0, 1) // acts at 11s
+	first.CancelAt(t0)            // returns 9 events: second queues behind
+	second.CancelAt(t0)           // returns its event: it was the latest
+	r := lim.ReserveN(t0, 3)
+	require.Equal(t, 4*time.Second, r.DelayFrom(t0))
+	require.Equal(t, 5*time.Second, lim.ReserveN(t0, 1).DelayFrom(t0))
+	r.CancelAt(t0) // the one after it acts at 5s: two events come back
+	assert.Equal(t, 4*time.Second, lim.ReserveN(t0, 1).DelayFrom(t0))
+
+	// WaitN cut short by its context returns its events the same way.
+	synctest.Test(t, func(t *testing.T) {
+		lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 10})
+		require.True(t, lim.AllowN(time.Now(), 10))
+		wait := func(n int) (context.CancelFunc, chan error) {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- lim.WaitN(ctx, n) }()
+			synctest.Wait()
+			return cancel, done
+		}
+		cancel1, done1 := wait(10)
+		cancel2, done2 := wait(1)
+		cancel1()
+		require.ErrorIs(t, <-done1, context.Canceled)
+		cancel2()
+		require.ErrorIs(t, <-done2, context.Canceled)
+		cancel3, done3 := wait(3)
+		_, done4 := wait(1)
+		cancel3()
+		require.ErrorIs(t, <-done3, context.Canceled)
+		delay := lim.Reserve().Delay()
+		require.NoError(t, <-done4)
+		assert.Equal(t, 4*time.Second, delay, "two of the canceled wait's events came back")
+	})
+}
+
 // TestLimiterWaitCanceledBeforeOthers: a wait cut short while later waits
 // queue behind it leaves them their times, and a new wait queues after
 // them, not beside the last.
