@@ -205,6 +205,14 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		if !errors.Is(err, ErrStoreFull) {
+			// The claim may be stored though its acknowledgement was
+			// lost (a timeout; a write buffered while the connection was
+			// down, and sent once it was back): it is freed once the
+			// store answers, where it would hold the key for its whole
+			// lease, 409 to every retry. Release deletes only this claim.
+			s.releaseLater(scoped, entry)
+		}
 		writeError(w, s.storeUnavailable("idempotency", err))
 		return
 	}
@@ -255,6 +263,12 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		entry.TxnID = old.TxnID
 		ok, err := s.idem.Replace(ctx, scoped, old, entry)
 		if err != nil {
+			if !errors.Is(err, ErrStoreFull) {
+				// The takeover may be stored though its acknowledgement
+				// was lost, as a claim may: its lease is ended once the
+				// store answers (the key keeps the transaction ID).
+				s.freeLater(entry, s.leaseEnder(scoped, entry))
+			}
 			writeError(w, s.storeUnavailable("idempotency", err))
 			return
 		}
@@ -286,19 +300,26 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 
 // endLease ends the lease of e, a claim taken over whose payment decided
 // nothing, so that the next request with the key takes it over at once.
-// The lease ends a minute back, the minute claimLease keeps to spare for
-// replicas' clocks that disagree: a replica whose clock is behind this
+// The lease ends leaseSpare back, the minute claimLease keeps to spare
+// for replicas' clocks that disagree: a replica whose clock is behind this
 // one's takes the claim over at once too. A lease that could not be ended
 // (the store out of reach) is ended in the background once the store is
 // back (freeLater); the requests with the key get 409 until then.
 func (s *Service) endLease(ctx context.Context, scoped string, e IdemEntry) {
-	end := func(ctx context.Context) error {
-		_, _, err := s.idem.Renew(ctx, scoped, e, s.cfg.now().Add(-time.Minute))
-		return err
-	}
+	end := s.leaseEnder(scoped, e)
 	if err := end(ctx); err != nil {
 		s.log.Warn("idempotency claim taken over not ended yet; retrying", "transaction_id", e.TxnID, "err", err)
 		s.freeLater(e, end)
+	}
+}
+
+// leaseEnder returns the call that ends the lease of e, the claim of
+// scoped, leaseSpare back (endLease); a claim changed meanwhile is left
+// alone.
+func (s *Service) leaseEnder(scoped string, e IdemEntry) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		_, _, err := s.idem.Renew(ctx, scoped, e, s.cfg.now().Add(-leaseSpare))
+		return err
 	}
 }
 
@@ -529,7 +550,7 @@ func (s *Service) confirmation(p Payment, txnID string, sp storedPayment) kanban
 // commitLater retries a commit that failed after the money may have
 // moved, with growing waits, until it is stored or the service closes.
 // While it retries it keeps the payment's idempotency claim (claim, nil
-// without a key) alive, renewing its lease before half of it is left:
+// without a key) alive, renewing its lease (renewClaim):
 // this process never takes over a claim it is storing (committing), but
 // another replica knows only the lease, and past it would run the payment
 // again and charge it a second time.
@@ -568,12 +589,15 @@ func (s *Service) commitLater(p Payment, txnID string, sp storedPayment, claim *
 
 // renewClaim moves the lease of e, the claim of a payment being stored in
 // the background, to a whole claimLease from now once less than half of it
-// is left, and returns the claim as it then stands. A renewal that fails is
-// tried again at the next attempt.
+// and leaseSpare are left, and returns the claim as it then stands. A
+// renewal that fails is tried again at the next attempt. Renewed at half
+// alone, a 2-minute lease would keep but the minute a replica's clock may
+// be ahead, less the time to the next attempt: such a replica would see
+// it run out, and run the payment again while it is being stored.
 func (s *Service) renewClaim(ctx context.Context, scoped string, e IdemEntry) IdemEntry {
 	lease := claimLease(s.cfg.RequestTimeout)
 	now := s.cfg.now()
-	if e.leaseEnd().Sub(now) >= lease/2 {
+	if e.leaseEnd().Sub(now) >= lease/2+leaseSpare {
 		return e
 	}
 	renewed, ok, err := s.idem.Renew(ctx, scoped, e, now.Add(lease))

@@ -79,12 +79,18 @@ func (e IdemEntry) leaseEnd() time.Time {
 
 // claimLease is how long a claim made by a request that may run for
 // requestTimeout holds its key before it can be taken over: inFlightLease,
-// or the request's whole deadline and a minute to spare (for the clocks of
-// replicas that disagree) when that is longer. A claim taken over while its
-// request still runs would charge its payment twice.
+// or the request's whole deadline and leaseSpare when that is longer. A
+// claim taken over while its request still runs would charge its payment
+// twice.
 func claimLease(requestTimeout time.Duration) time.Duration {
-	return max(inFlightLease, requestTimeout+time.Minute)
+	return max(inFlightLease, requestTimeout+leaseSpare)
 }
+
+// leaseSpare is how far apart the clocks of replicas may be: another
+// replica reads a claim's lease, which this one wrote, by its own clock.
+// A lease is never left to run closer to its end than this while its
+// payment may still run or be stored.
+const leaseSpare = time.Minute
 
 // size is about what an entry costs the memory store, in bytes: its
 // strings, the map entry and its place in the claim order.

@@ -630,3 +630,105 @@ func TestIdempotencyTakeoverRefusedRunsAtOnceOnAReplicaWhoseClockIsBehind(t *tes
 	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
 	assert.Equal(t, dead.TxnID, r.str("transaction_id"), "run again as the same payment")
 }
+
+// A claim stored though its acknowledgement was lost (a timeout; a write
+// buffered while the connection was down and sent once it was back) is
+// the request's, which answered 503: the key is freed in the background,
+// so that the client's retry runs once the store answers, not only after
+// the claim's whole lease with 409s until it.
+func TestIdempotencyClaimWhoseAcknowledgementWasLostIsFreed(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	idem, f := faultyNATSIdempotency(t, ts.clock.Now)
+	var lost atomic.Bool
+	lost.Store(true)
+	f.create = func(ctx context.Context, key string, val []byte) (uint64, error) {
+		rev, err := f.KeyValue.Create(ctx, key, val)
+		if err == nil && lost.CompareAndSwap(true, false) {
+			return 0, errors.New("nats: timeout")
+		}
+		return rev, err
+	}
+	ts.idem = idem
+	body := map[string]any{"amount": 7, "customer_id": "cust_lost", "currency": "USD", "merchant_id": "m"}
+	refused := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-lost")
+	require.Equal(t, http.StatusServiceUnavailable, refused.Code, string(refused.Raw))
+	require.False(t, lost.Load(), "the claim was stored")
+	var r reply
+	require.Eventually(t, func() bool {
+		r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-lost")
+		return r.Code != http.StatusConflict
+	}, 10*time.Second, 20*time.Millisecond, "the key is free again, the clock standing still")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+}
+
+// So is a takeover stored though its acknowledgement was lost: its lease
+// is ended in the background, and the retry takes the claim over and runs
+// the payment under its transaction ID.
+func TestIdempotencyTakeoverWhoseAcknowledgementWasLostIsFreed(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ctx := context.Background()
+	idem, f := faultyNATSIdempotency(t, ts.clock.Now)
+	var lost atomic.Bool
+	lost.Store(true)
+	f.update = func(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+		rev, err := f.KeyValue.Update(ctx, key, val, rev)
+		if err == nil && lost.CompareAndSwap(true, false) {
+			return 0, errors.New("nats: timeout")
+		}
+		return rev, err
+	}
+	ts.idem = idem
+	body := map[string]any{"amount": 7, "customer_id": "cust_lost2", "currency": "USD", "merchant_id": "m"}
+	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "cust_lost2", "currency": "USD", "merchant_id": "m"}`))
+	require.NoError(t, err)
+	earlier := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_00000000000000000000000000000006", Owner: "test/earlier", Started: ts.clock.Now()}
+	_, claimed, err := idem.Claim(ctx, "k-lost2", earlier)
+	require.NoError(t, err)
+	require.True(t, claimed)
+
+	refused := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-lost2")
+	require.Equal(t, http.StatusServiceUnavailable, refused.Code, string(refused.Raw))
+	require.False(t, lost.Load(), "the takeover was stored")
+	var r reply
+	require.Eventually(t, func() bool {
+		r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-lost2")
+		return r.Code != http.StatusConflict
+	}, 10*time.Second, 20*time.Millisecond, "the key is free again, the clock standing still")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, earlier.TxnID, r.str("transaction_id"), "run again as the same payment")
+}
+
+// A replica takes a claim over once its lease has run out by its own
+// clock, which may be ahead of this one's by up to the minute a claim's
+// lease keeps to spare (claimLease). The claim of a payment being stored
+// in the background (commitLater) is renewed at its attempts, which come
+// up to a wait of 5 s and a try apart: between two of them the lease left
+// never falls under that minute, or a replica whose clock is ahead would
+// take the claim over and run the payment again while it is stored.
+func TestClaimBeingStoredKeepsItsMinuteForClocksThatDisagree(t *testing.T) {
+	ctx := context.Background()
+	for _, timeout := range []time.Duration{3 * time.Second, 30 * time.Second, 5 * time.Minute} {
+		t.Run(timeout.String(), func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Idempotency = "memory"
+			cfg.RequestTimeout = timeout
+			ts := startService(t, cfg)
+			now := ts.clock.Now()
+			e := IdemEntry{Fingerprint: "f", TxnID: "txn_00000000000000000000000000000007", Owner: ts.owner, Started: now,
+				Until: now.Add(claimLease(timeout))}
+			_, claimed, err := ts.idem.Claim(ctx, "k-skew-store", e)
+			require.NoError(t, err)
+			require.True(t, claimed)
+			// The request's whole deadline is spent: the background
+			// commit begins.
+			ts.clock.Advance(timeout)
+			gap := 5*time.Second + ts.commitTimeout()
+			for i := range 100 {
+				e = ts.renewClaim(ctx, "k-skew-store", e)
+				ts.clock.Advance(gap)
+				require.GreaterOrEqual(t, e.leaseEnd().Sub(ts.clock.Now()), time.Minute, "before attempt %d", i+2)
+			}
+		})
+	}
+}
