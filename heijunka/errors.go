@@ -13,7 +13,9 @@ var (
 	// over its limit.
 	ErrLimited = errors.New("heijunka: limited")
 	// ErrStoreFull is returned by a MemoryStore with the RejectNew policy
-	// when it holds MaxKeys keys and none is fresh.
+	// when it holds MaxKeys keys and none is fresh. Keyed.Admit returns it
+	// wrapped in an error whose RetryAfter method (read by tai.RetryAfter)
+	// says when a key held becomes fresh.
 	ErrStoreFull = errors.New("heijunka: store full")
 )
 

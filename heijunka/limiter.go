@@ -93,11 +93,17 @@ type state struct {
 	// back the latest one before it whose events still act.
 	top     *Reservation
 	lastAct int64
+	// seq numbers the bookings of events; end is the schedule as the
+	// latest booking or cancel left it, so that a schedule beyond it holds
+	// events allowed since; allowed is the number of the latest booking
+	// found with events allowed after it (0 for none).
+	seq, allowed uint64
+	end          int64
 }
 
 // newState returns a state of the Limit p with the schedule tat.
 func newState(p *params, tat int64) *state {
-	st := &state{p: *p, lastAct: math.MinInt64}
+	st := &state{p: *p, lastAct: math.MinInt64, end: tat}
 	st.tat.Store(tat)
 	return st
 }
@@ -272,12 +278,14 @@ type Reservation struct {
 	// reservations lead down from it through prev. prev is nil also when
 	// that top's time had come by the booking, which no cancel needs, and
 	// past maxLinks, so that a chain of reservations held by no one is
-	// not kept alive. Guarded by the state's resMu, as is dropped: the
-	// reservation was canceled before its time, so its events never act.
+	// not kept alive. Guarded by the state's resMu, as are seq, the
+	// booking's number among the state's, and dropped: the reservation
+	// was canceled before its time, so its events never act.
 	prev     *Reservation
 	prevLast int64
+	seq      uint64
 	canceled atomic.Bool
-	links    uint32
+	links    uint8
 	ok       bool
 	dropped  bool
 }
@@ -328,7 +336,10 @@ func (r *Reservation) delay(now int64) time.Duration {
 // comes back: cancel the latest reservation first to return all. Only
 // the first Cancel or CancelAt does anything; so does nothing a Cancel on a
 // reservation that is not OK, whose time has come, or made before the Limit
-// changed (SetLimit, or a warm-up's step).
+// changed (SetLimit, or a warm-up's step). Nor does one once an event
+// was allowed after the reservation (by Allow, Decide or a WaitN that did
+// not wait): that event acts after the reservation's time, which has thus
+// come, even if CancelAt is given a time earlier than the event's.
 func (r *Reservation) Cancel() {
 	if r.OK() {
 		r.cancel(r.lim.nanos())
@@ -363,10 +374,17 @@ func (r *Reservation) cancel(now int64) {
 	// r is from here on, never act: once the ones after them are canceled
 	// in full, lastAct no longer counts them. A state retired since, by a
 	// change of Limit, takes nothing back.
+	//
+	// An event allowed after r in the schedule acts after r's time: then
+	// r's time has come, though now, earlier than that event's time, says
+	// it has not. Such a cancel returns nothing, as it would at that time.
 	st := r.st
 	inc := int64(r.n) * st.p.interval
 	st.resMu.Lock()
 	defer st.resMu.Unlock()
+	if tat := st.tat.Load(); tat == retired || st.allowedSince(tat, r) {
+		return
+	}
 	r.dropped = true
 	later := now
 	if st.top != r {
@@ -378,10 +396,11 @@ func (r *Reservation) cancel(now int64) {
 	}
 	for {
 		tat := st.tat.Load()
-		if tat == retired {
+		if tat == retired || st.allowedSince(tat, r) {
 			return
 		}
 		if st.tat.CompareAndSwap(tat, tat-back) {
+			st.end = tat - back
 			break
 		}
 	}
@@ -463,7 +482,10 @@ func (st *state) book(r *Reservation, tat, next, act, now int64) bool {
 	if !st.tat.CompareAndSwap(tat, next) {
 		return false
 	}
-	r.ok, r.act = true, act
+	st.allowedSince(tat, nil)
+	st.seq++
+	st.end = next
+	r.ok, r.act, r.seq = true, act, st.seq
 	r.prev, r.prevLast = st.top, st.lastAct
 	if r.prev != nil {
 		r.links = r.prev.links + 1
@@ -477,6 +499,17 @@ func (st *state) book(r *Reservation, tat, next, act, now int64) bool {
 	st.lastAct = max(st.lastAct, act)
 	st.top = r
 	return true
+}
+
+// allowedSince reports whether events were allowed after the booking r
+// (nil for none), given the schedule tat, which is not retired: a
+// schedule beyond end holds events allowed after the latest booking.
+// st.resMu must be held.
+func (st *state) allowedSince(tat int64, r *Reservation) bool {
+	if tat > st.end {
+		st.allowed = st.seq
+	}
+	return r != nil && r.seq <= st.allowed
 }
 
 // Wait blocks until one event may pass, or ctx ends.
@@ -695,10 +728,15 @@ func (l *Limiter) install(old *state, tat int64, np *params, now int64) {
 
 // carry converts a schedule under old into one under np with the same debt
 // in events: the events used, up to np's burst, and whole those booked
-// past old's burst, which still act at their times.
+// past old's burst, which still act at their times. With no debt left
+// at now, the schedule stays as it is: full from tat on, so that a time
+// earlier than tat still finds the events that old counted there.
 func carry(old, np *params, tat, now int64) int64 {
-	if old == nil || old.mode != modeFinite || np.mode != modeFinite || tat <= now {
+	if old == nil || old.mode != modeFinite || np.mode != modeFinite {
 		return minTAT
+	}
+	if tat <= now {
+		return tat
 	}
 	var booked int64
 	if over := tat - now - old.tolerance; over > 0 {

@@ -677,7 +677,8 @@ func TestReservationCancelAfterLimitChange(t *testing.T) {
 // TestLimiterSetLimitAtTheTolerance: debt carried over to a Limit fills at
 // most its tolerance, to the nanosecond, even where the tolerance is not a
 // float64; and a limiter whose debt is repaid at the instant of the change
-// is full after it, as one repaid earlier.
+// is full after it, as one repaid earlier (and, as both, not before it:
+// going back frees nothing).
 func TestLimiterSetLimitAtTheTolerance(t *testing.T) {
 	// An interval of 999,999,999 ns and a tolerance of 9007200990992799
 	// ns, above 2^53: float64 rounds it up by one.
@@ -697,7 +698,8 @@ func TestLimiterSetLimitAtTheTolerance(t *testing.T) {
 		lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 2})
 		require.True(t, lim.AllowN(t0, 1)) // repaid at t0+100ms
 		require.NoError(t, lim.SetLimitAt(t0.Add(at), heijunka.Limit{Rate: 10, Burst: 3}))
-		assert.True(t, lim.AllowN(t0, 3), "set at +%v: full", at)
+		assert.False(t, lim.AllowN(t0, 3), "set at +%v: four events at t0 under a burst of 3", at)
+		assert.True(t, lim.AllowN(t0.Add(at), 3), "set at +%v: full", at)
 	}
 }
 
@@ -826,5 +828,137 @@ func TestLimiterWaitCanceledAfterSameLimitSet(t *testing.T) {
 
 		time.Sleep(100 * time.Millisecond)
 		assert.True(t, lim.Allow(), "the canceled wait returned its event")
+	})
+}
+
+// TestReservationCancelAtAnEarlierTime: a cancel at a time earlier than
+// one an event was allowed at frees nothing that event's time had taken.
+// An event allowed at 2s, after a reservation acting at 1s, and the
+// reservation then canceled at 0.5s, returned its event: a second event
+// passed at 2s under a burst of 1.
+func TestReservationCancelAtAnEarlierTime(t *testing.T) {
+	for _, allow := range []struct {
+		name string
+		do   func(*heijunka.Limiter, time.Time) bool
+	}{
+		{"AllowN", func(l *heijunka.Limiter, at time.Time) bool { return l.AllowN(at, 1) }},
+		{"DecideN", func(l *heijunka.Limiter, at time.Time) bool { return l.DecideN(at, 1).Allowed }},
+	} {
+		t.Run(allow.name, func(t *testing.T) {
+			lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 1})
+			require.True(t, lim.AllowN(t0, 1))
+			r := lim.ReserveN(t0, 1)
+			require.Equal(t, time.Second, r.DelayFrom(t0))
+			at := t0.Add(2 * time.Second)
+			require.True(t, allow.do(lim, at))
+			r.CancelAt(t0.Add(500 * time.Millisecond))
+			assert.False(t, allow.do(lim, at), "two events at 2s under a burst of 1")
+
+		})
+	}
+}
+
+// TestLimiterSetLimitThenEarlierTime: a change of Limit does not free
+// events for a time earlier than the change: going back counts as that
+// much longer to wait, under the new Limit too. The change forgot the
+// schedule of a limiter full again at the time of the change, so that an
+// event passed at any earlier time, just after another under a burst of 1.
+func TestLimiterSetLimitThenEarlierTime(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 1})
+	require.True(t, lim.AllowN(t0, 1))
+	require.NoError(t, lim.SetLimitAt(t0.Add(time.Second), heijunka.Limit{Rate: 2, Burst: 1}))
+	assert.False(t, lim.AllowN(t0.Add(100*time.Millisecond), 1), "an event 100ms after the last under a burst of 1")
+	assert.Equal(t, 500*time.Millisecond, lim.DecideN(t0.Add(500*time.Millisecond), 1).RetryAfter,
+		"half a second back: half a second more to wait")
+	assert.True(t, lim.AllowN(t0.Add(time.Second), 1), "full at the time of the change")
+
+	// A call that read the clock a moment before the change, once the
+	// limiter was full again, passes as it would have before the change.
+	lim = newLimiter(t, heijunka.Limit{Rate: 1, Burst: 1})
+	require.True(t, lim.AllowN(t0, 1))
+	require.NoError(t, lim.SetLimitAt(t0.Add(10*time.Second), heijunka.Limit{Rate: 2, Burst: 1}))
+	assert.True(t, lim.AllowN(t0.Add(5*time.Second), 1))
+}
+
+// TestLimiterWindowPropertyTimeGoingBack: the window property holds when
+// times go back as well as forward, when reservations are canceled at
+// times other than the latest, partly or in full and in any order, and
+// when the Limit changes to another of the same Burst and back. A
+// reservation counts as acting unless it was canceled at a time before
+// its own.
+func TestLimiterWindowPropertyTimeGoingBack(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		limit := heijunka.Limit{
+			Rate:  rapid.Float64Range(0.5, 10).Draw(t, "rate"),
+			Burst: rapid.IntRange(1, 12).Draw(t, "burst"),
+		}
+		other := heijunka.Limit{
+			Rate:  limit.Rate * rapid.SampledFrom([]float64{0.5, 2}).Draw(t, "factor"),
+			Burst: limit.Burst,
+		}
+		lim, err := heijunka.NewLimiter(limit, heijunka.LimiterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		iv := limit.Interval()
+		var events []time.Time
+		type booking struct {
+			r      *heijunka.Reservation
+			at     time.Time
+			n      int
+			active bool
+		}
+		var booked []*booking
+		now := t0
+		back := rapid.Int64Range(-4, 0).Draw(t, "back") // how far a step may go back, in quarter intervals
+		steps := rapid.IntRange(1, 150).Draw(t, "steps")
+		for range steps {
+			now = now.Add(time.Duration(rapid.Int64Range(back, 6).Draw(t, "gap")) * iv / 4)
+			n := rapid.IntRange(0, limit.Burst).Draw(t, "n")
+			switch rapid.IntRange(0, 6).Draw(t, "op") {
+			case 0:
+				if lim.AllowN(now, n) {
+					events = appendN(events, now, n)
+				}
+			case 1:
+				if lim.DecideN(now, n).Allowed {
+					events = appendN(events, now, n)
+				}
+			case 2, 3:
+				if r := lim.ReserveN(now, n); r.OK() {
+					booked = append(booked, &booking{r, now.Add(r.DelayFrom(now)), n, true})
+				}
+			case 4, 5: // cancel a booking at a time near now, before or after
+				if len(booked) == 0 {
+					continue
+				}
+				b := booked[rapid.IntRange(0, len(booked)-1).Draw(t, "booking")]
+				at := now.Add(time.Duration(rapid.Int64Range(-4, 4).Draw(t, "cancel")) * iv / 3)
+				if b.active && b.at.After(at) {
+					b.r.CancelAt(at)
+					b.active = false
+				}
+			case 6: // another Limit and back, or the same again
+				if rapid.Bool().Draw(t, "other") {
+					require.NoError(t, lim.SetLimitAt(now, other))
+				}
+				require.NoError(t, lim.SetLimitAt(now, limit))
+			}
+		}
+		for _, b := range booked {
+			if b.active {
+				events = appendN(events, b.at, b.n)
+			}
+		}
+		sortTimes(events)
+		for i := range events {
+			for j := i; j < len(events); j++ {
+				w := events[j].Sub(events[i])
+				bound := float64(limit.Burst) + w.Seconds()*1e9/float64(iv)
+				if float64(j-i+1) > bound+1e-6 {
+					t.Fatalf("%d events in a window of %v, bound %.3f", j-i+1, w, bound)
+				}
+			}
+		}
 	})
 }
