@@ -55,7 +55,9 @@ type RateLimitOptions struct {
 	// Errors writes the 429 and 503 responses. Default JSONErrors.
 	Errors ErrorWriter
 	// RetryAfter is the Retry-After of a 503 sent when the limiter has no
-	// decision. Default one second; it must not be negative.
+	// decision and its Decision gives no RetryAfter of its own (a full
+	// heijunka.MemoryStore gives the time until a key it holds is fresh,
+	// which goes instead). Default one second; it must not be negative.
 	RetryAfter time.Duration
 	// OnError, if set, is called with every request the middleware turns
 	// away and why: a *heijunka.LimitedError for a 429, the limiter's
@@ -82,7 +84,9 @@ type RateLimitOptions struct {
 // A request over its limit is answered 429 Too Many Requests with
 // Retry-After in whole seconds, rounded up and at least 1, and the next
 // handler does not see it. When l has no decision (its error) the
-// request is answered 503 with opts.RetryAfter. See PolicyField and
+// request is answered 503 with the RetryAfter of the Decision l returned
+// with its error, if any (a full heijunka.MemoryStore's time until a key
+// it holds is fresh), or opts.RetryAfter. See PolicyField and
 // RateLimitField for what the fields say.
 //
 // A request that a middleware or handler inside turns away (a 429 of an
@@ -141,8 +145,15 @@ type policyValue struct {
 func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 	d, err := rl.l.Allow(r.Context(), rl.key(r))
 	if err != nil {
+		// A limiter with no decision may still know when it will have
+		// one (a full heijunka.MemoryStore: when a key it holds is
+		// fresh); without that, opts.RetryAfter goes (fail).
+		var hint time.Duration
+		if d.RetryAfter > 0 && d.RetryAfter != heijunka.InfDuration {
+			hint = d.RetryAfter
+		}
 		rl.fail(w, r, err, Problem{Status: http.StatusServiceUnavailable, Code: "unavailable",
-			Message: "the service is unavailable; retry later"})
+			Message: "the service is unavailable; retry later", RetryAfter: hint})
 		return false
 	}
 	if d.Allowed && rl.quiet {

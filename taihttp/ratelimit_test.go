@@ -174,19 +174,37 @@ func TestRateLimitChangedLimit(t *testing.T) {
 }
 
 func TestRateLimitWithoutDecision(t *testing.T) {
-	store, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 1, WhenFull: heijunka.RejectNew})
-	require.NoError(t, err)
-	var got error
-	h := rateLimit(t, keyed(t, heijunka.PerHour(10), heijunka.KeyedOptions{Store: store}), taihttp.RateLimitOptions{
-		RetryAfter: 7 * time.Second,
-		OnError:    func(_ *http.Request, err error) { got = err },
-	})(ok)
-	assert.Equal(t, http.StatusOK, serve(h, get("192.0.2.1:1")).Code)
+	synctest.Test(t, func(t *testing.T) {
+		store, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 1, WhenFull: heijunka.RejectNew})
+		require.NoError(t, err)
+		var got error
+		h := rateLimit(t, keyed(t, heijunka.PerHour(1), heijunka.KeyedOptions{Store: store}), taihttp.RateLimitOptions{
+			RetryAfter: 7 * time.Second,
+			OnError:    func(_ *http.Request, err error) { got = err },
+		})(ok)
+		assert.Equal(t, http.StatusOK, serve(h, get("192.0.2.1:1")).Code)
+		time.Sleep(10 * time.Minute)
+		rec := serve(h, get("192.0.2.2:1"))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, "the store is full: no decision")
+		assert.Equal(t, "3000", rec.Header().Get("Retry-After"), "the store's time until the key it holds is fresh, 50 min")
+		assert.ErrorIs(t, got, heijunka.ErrStoreFull)
+		assert.NotContains(t, rec.Body.String(), "store", "the error is not shown")
+	})
+}
+
+// failing is a KeyLimiter of a caller's that has no decision and no time
+// to retry after.
+type failing struct{}
+
+func (failing) Allow(context.Context, string) (heijunka.Decision, error) {
+	return heijunka.Decision{}, errors.New("limiter out of reach")
+}
+
+func TestRateLimitWithoutDecisionOrHint(t *testing.T) {
+	h := rateLimit(t, failing{}, taihttp.RateLimitOptions{RetryAfter: 7 * time.Second})(ok)
 	rec := serve(h, get("192.0.2.2:1"))
-	assert.Equal(t, http.StatusServiceUnavailable, rec.Code, "the store is full: no decision")
-	assert.Equal(t, "7", rec.Header().Get("Retry-After"))
-	assert.ErrorIs(t, got, heijunka.ErrStoreFull)
-	assert.NotContains(t, rec.Body.String(), "store", "the error is not shown")
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Equal(t, "7", rec.Header().Get("Retry-After"), "RateLimitOptions.RetryAfter")
 }
 
 // denyAll is a KeyLimiter of a caller's that denies with no RetryAfter.
