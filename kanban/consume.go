@@ -625,13 +625,19 @@ func (e *engine[T]) extract(ctx context.Context, d *Delivery[T], x *exit) (hctx 
 
 // failed settles l after attempt number attempt of d failed with err:
 // it releases l when the drain deadline cancelled the handler (not its
-// fault), dead-letters it when err is Permanent or the attempts are used
-// up, and otherwise retries it after the back-off. With inPlace it waits
+// fault: the attempt is made again, under its number), dead-letters it
+// when err is Permanent or the attempts are used up, and otherwise
+// retries it after the back-off. With inPlace it waits
 // the back-off holding l instead (see PerKey), and returns true unless
 // the drain started meanwhile: the caller tries again.
 func (e *engine[T]) failed(l Lease[T], d *Delivery[T], err error, attempt int, inPlace bool, x *exit, c *counterCell) (again bool) {
 	switch {
 	case e.hctx.Err() != nil:
+		// The attempts made in place before this one count; this one,
+		// cut short, is made again (a Release does not count one).
+		if a, ok := l.(attemptCounter); ok {
+			a.setAttempt(attempt)
+		}
 		x.settling = true
 		e.settle(l, settleRelease, 0, "", 0, c)
 		return false

@@ -107,6 +107,13 @@ type Memory[T any] struct {
 
 	dedupMu sync.Mutex
 	dedup   *dedupSet // nil without deduplication
+	// checking, under mu, counts the publishes that hold room in size
+	// while their ID is checked in dedup: a duplicate gives it back. Here,
+	// not with the fields above: only a publish with deduplication writes
+	// it, which takes dedupMu too. checked is closed when a check ends,
+	// for awaitCheck; nil while none waits.
+	checking int
+	checked  chan struct{}
 
 	// ahead holds, for each of Serve's shared workers, when the oldest
 	// of the messages it took ahead of its handler and has not started
@@ -271,7 +278,11 @@ func (q *Memory[T]) Publish(ctx context.Context, msg Message[T]) error {
 }
 
 // TryPublish stores msg or returns ErrFull at once. A repeat of an ID
-// within the dedup window is dropped, returning nil, full or not.
+// within the dedup window is dropped, returning nil, full or not. A
+// publish holds its room while its ID is checked against the window, and
+// a duplicate gives it back: TryPublish waits for those checks (a map
+// lookup each) before it finds the queue full, so a duplicate never makes
+// another publish fail for want of room.
 func (q *Memory[T]) TryPublish(ctx context.Context, msg Message[T]) error {
 	if q.opts.Tracer != nil {
 		return q.publishTraced(ctx, msg, false)
@@ -312,7 +323,7 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		now = int64(time.Since(q.epoch))
 	}
 	q.mu.Lock()
-	if q.size >= q.opts.Capacity {
+	for q.size >= q.opts.Capacity {
 		if q.dedup != nil {
 			// A repeat of a stored ID is dropped, as JetStream drops it,
 			// full or not: it takes no room, so it neither fails for want
@@ -327,6 +338,14 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 				return nil
 			}
 		}
+		if q.checking == 0 {
+			break
+		}
+		// Full, perhaps only with the room of duplicates: see after
+		// their checks.
+		q.awaitCheck()
+	}
+	if q.size >= q.opts.Capacity {
 		if !wait {
 			q.mu.Unlock()
 			return ErrFull
@@ -346,11 +365,17 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 		// never dropped in favour of a publish that then fails. The set
 		// has its own lock: consumers need not wait for the map write.
 		// (q.mu is taken before dedupMu, never after it.)
+		q.checking++
 		q.mu.Unlock()
 		q.dedupMu.Lock()
 		fresh := q.dedup.add(msg.ID, now)
 		q.dedupMu.Unlock()
 		q.mu.Lock()
+		q.checking--
+		if q.checked != nil {
+			close(q.checked)
+			q.checked = nil
+		}
 		if !fresh {
 			q.settled(1)
 			q.mu.Unlock()
@@ -368,6 +393,22 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	q.ready.addBack().set(msg.ID, msg.Key, payload, h, data, now)
 	q.mu.Unlock()
 	return nil
+}
+
+// awaitCheck waits, with q.mu held, until one of the publishes that hold
+// room while their IDs are checked (checking > 0) has its answer, and
+// returns with q.mu held. A duplicate gives its room back, so a queue
+// full only with such room is not full: a check is a map lookup, and no
+// publish reserves room while the queue is full, so a caller that waits
+// while it is full and checks are under way waits briefly.
+func (q *Memory[T]) awaitCheck() {
+	if q.checked == nil {
+		q.checked = make(chan struct{})
+	}
+	ch := q.checked
+	q.mu.Unlock()
+	<-ch
+	q.mu.Lock()
 }
 
 // popWaiter returns a consumer waiting for a message, taken off the list,

@@ -53,7 +53,9 @@ func (q *Memory[T]) ListDeadLetters(ctx context.Context, query DeadLetterQuery) 
 // and the message comes in one locked step, so a redrive is exactly once:
 // nothing is lost or doubled. The move skips the deduplication window (the
 // ID was stored before). It fails with ErrFull, leaving the dead letters
-// not moved, once the queue has no room: it never waits for it. A Tracer
+// not moved, once the queue has no room: it never waits for it, only for
+// publishes whose IDs are being checked against the dedup window, as
+// TryPublish does (a duplicate among them gives its room back). A Tracer
 // or Propagator that panics (the panic goes on to the caller) or calls
 // runtime.Goexit loses no message: those moved go to the queue.
 func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error) {
@@ -73,6 +75,9 @@ func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) 
 		err   error
 	)
 	q.mu.Lock()
+	for q.checking > 0 && q.size >= q.opts.Capacity {
+		q.awaitCheck() // a duplicate's publish may give its room back
+	}
 	kept := q.dead[:0]
 	for _, d := range q.dead {
 		if !f.Match(&d.dl) {

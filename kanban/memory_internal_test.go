@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -191,4 +192,68 @@ func TestSharedLeasesStayWithTheirWorker(t *testing.T) {
 			assert.False(t, e.own, "a shared worker's lease is in the free list")
 		}
 	})
+}
+
+// parked reports whether a goroutine running fn (a function name as stacks
+// print it) is blocked: waiting on a lock or a channel.
+func parked(fn string) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		head, _, _ := strings.Cut(g, "\n")
+		if strings.Contains(g, fn) && !strings.Contains(head, "[running]") && !strings.Contains(head, "[runnable]") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestFullOnlyWithADuplicatesRoomIsNotFull: a publish holds room while
+// its ID is checked against the dedup window; a TryPublish or a redrive
+// that finds the queue full only by that room waits for the check, and
+// stores its message once the duplicate gives the room back. They
+// returned ErrFull, the queue empty.
+func TestFullOnlyWithADuplicatesRoomIsNotFull(t *testing.T) {
+	for _, tc := range []struct {
+		name string // the function, as stacks print it
+		do   func(q *Memory[int]) error
+		id   string // of the message it stores
+	}{
+		{"TryPublish", func(q *Memory[int]) error {
+			return q.TryPublish(context.Background(), Message[int]{ID: "z"})
+		}, "z"},
+		{"RedriveDeadLetters", func(q *Memory[int]) error {
+			_, err := q.RedriveDeadLetters(context.Background(), DeadLetterFilter{All: true})
+			return err
+		}, "y"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, err := NewMemory[int](MemoryOptions{Capacity: 1})
+			require.NoError(t, err)
+			ctx := context.Background()
+			w := newMemWaiter[int](nil)
+			require.NoError(t, q.Publish(ctx, Message[int]{ID: "y"}))
+			require.NoError(t, mustTake(t, q, w).DeadLetter(ctx, "failed", 1))
+			require.NoError(t, q.Publish(ctx, Message[int]{ID: "x"}))
+			require.NoError(t, mustTake(t, q, w).Ack(ctx)) // empty, x in the window
+
+			q.dedupMu.Lock() // the repeat of x holds its room until its check
+			dup := make(chan error, 1)
+			go func() { dup <- q.Publish(ctx, Message[int]{ID: "x"}) }()
+			for q.Len() == 0 {
+				runtime.Gosched()
+			}
+			done := make(chan error, 1)
+			go func() { done <- tc.do(q) }()
+			for !parked(tc.name) && len(done) == 0 {
+				runtime.Gosched()
+			}
+			q.dedupMu.Unlock()
+			require.NoError(t, <-done, "the queue holds nothing but a duplicate")
+			require.NoError(t, <-dup)
+			assert.Equal(t, int64(1), q.Stats().Duplicates)
+			require.Equal(t, 1, q.Len())
+			assert.Equal(t, tc.id, mustTake(t, q, w).ID(), "stored")
+		})
+	}
 }

@@ -46,13 +46,18 @@ func modelOutcome(out, call int) (reason string, err error) {
 }
 
 type modelAction struct {
-	op       int // see the switch in TestMemoryMatchesModel
-	id, key  string
-	script   []int // for a publish: the handler's outcome call by call
-	sleep    []time.Duration
-	opts     kanban.ConsumeOptions
-	delay    time.Duration // a consume's back-off; an advance's wait
-	stopAt   time.Duration // an interrupted consume's stop
+	op      int // see the switch in TestMemoryMatchesModel
+	id, key string
+	script  []int // for a publish: the handler's outcome call by call
+	sleep   []time.Duration
+	opts    kanban.ConsumeOptions
+	delay   time.Duration // a consume's back-off; an advance's wait
+	stopAt  time.Duration // an interrupted consume's stop
+	// drain is an interrupted consume's DrainTimeout: 0 for the default,
+	// which outlasts every handler; else half a millisecond off the
+	// milliseconds every other event happens at, so that a handler never
+	// ends as the deadline cancels it.
+	drain    time.Duration
 	headerOf string
 }
 
@@ -77,6 +82,7 @@ type modelCall struct {
 	inst, attempt int
 	id, key       string
 	h             kanban.Header
+	cancelled     bool // by the drain deadline: the attempt is made again
 }
 
 // TestMemoryMatchesModel drives a Memory queue and a model of it with the
@@ -85,7 +91,9 @@ type modelCall struct {
 // redrives, deletions and waits, on synctest's clock, and requires the
 // same observable state after each step: the errors returned, Stats, Len,
 // Backlog, the dead letters, and what the handlers saw, with WIP and
-// per-key order held.
+// per-key order held. A consumer stopped part way may have its running
+// handlers cancelled by the drain deadline: their attempts are made
+// again, under the same number.
 func TestMemoryMatchesModel(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		capacity := rapid.IntRange(1, 12).Draw(rt, "capacity")
@@ -111,6 +119,9 @@ func TestMemoryMatchesModel(t *testing.T) {
 				}
 				a.delay = time.Duration(rapid.IntRange(0, 500).Draw(rt, "backoff")) * time.Millisecond
 				a.stopAt = time.Duration(rapid.IntRange(0, 700).Draw(rt, "stopAt")) * time.Millisecond
+				if a.op == 4 && rapid.Bool().Draw(rt, "drainTimesOut") {
+					a.drain = time.Duration(rapid.IntRange(0, 300).Draw(rt, "drain"))*time.Millisecond + 500*time.Microsecond
+				}
 			case 9:
 				a.delay = time.Duration(rapid.IntRange(0, 4000).Draw(rt, "advance")) * time.Millisecond
 			}
@@ -273,9 +284,10 @@ func (m *memoryModel) publish(ctx context.Context, a modelAction) string {
 }
 
 func (m *memoryModel) handler(perKey bool) kanban.Handler[int] {
-	return func(_ context.Context, d kanban.Delivery[int]) error {
+	return func(ctx context.Context, d kanban.Delivery[int]) error {
 		m.mu.Lock()
 		mm := m.msgs[d.Payload]
+		call := len(m.calls)
 		m.calls = append(m.calls, modelCall{inst: d.Payload, attempt: d.Attempt, id: d.ID, key: d.Key, h: d.Headers})
 		idx := m.handled[d.Payload]
 		m.handled[d.Payload]++
@@ -296,13 +308,30 @@ func (m *memoryModel) handler(perKey bool) kanban.Handler[int] {
 			}
 			sleep = mm.sleep[idx%len(mm.sleep)]
 		}
-		time.Sleep(sleep)
+		cancelled := false
+		if sleep > 0 {
+			t := time.NewTimer(sleep)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				cancelled = true
+			}
+		}
 		m.mu.Lock()
 		m.running--
 		if perKey && d.Key != "" {
 			m.keys[d.Key]--
 		}
+		if cancelled {
+			// Not an attempt of the script: the next call makes it.
+			m.calls[call].cancelled = true
+			m.handled[d.Payload]--
+		}
 		m.mu.Unlock()
+		if cancelled {
+			return ctx.Err()
+		}
 		_, err := modelOutcome(out, idx)
 		if out == outPanic || out == outPanicPermanent {
 			panic(err)
@@ -317,13 +346,13 @@ func (m *memoryModel) consume(a modelAction, interrupted bool) string {
 	m.calls, m.handled, m.keys, m.running, m.maxRunning, m.overlap = nil, map[int]int{}, map[string]int{}, 0, 0, ""
 	opts := a.opts
 	opts.Backoff = kanban.BackoffFunc(func(int) time.Duration { return a.delay })
-	run := func(until func()) string {
+	run := func(opts kanban.ConsumeOptions, until func()) string {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- m.q.Consume(ctx, m.handler(opts.PerKey), opts) }()
 		until()
 		cancel()
-		if err := <-done; err != nil {
+		if err := <-done; err != nil && !(opts.DrainTimeout > 0 && errors.Is(err, kanban.ErrDrainTimeout)) {
 			return "consume: " + err.Error()
 		}
 		if s := m.q.Stats(); s.InFlight != 0 {
@@ -332,11 +361,13 @@ func (m *memoryModel) consume(a modelAction, interrupted bool) string {
 		return ""
 	}
 	if interrupted {
-		if f := run(func() { time.Sleep(a.stopAt) }); f != "" {
+		stopped := opts
+		stopped.DrainTimeout = a.drain
+		if f := run(stopped, func() { time.Sleep(a.stopAt) }); f != "" {
 			return "stopped part way: " + f
 		}
 	}
-	if f := run(func() {
+	if f := run(opts, func() {
 		for deadline := time.Now().Add(time.Hour); m.q.Len() > 0 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -386,12 +417,25 @@ func (m *memoryModel) consume(a modelAction, interrupted bool) string {
 	m.stats.DeadLettered += int64(len(dead))
 	m.held -= len(m.ready)
 
-	// What the handlers saw.
+	// What the handlers saw. A call the drain deadline cancelled is made
+	// again, as the same attempt, by the next call of its message.
 	got := map[int][]int{}
+	again := map[int]int{} // the attempt a cancelled call left to make again
 	for _, c := range m.calls {
 		mm := m.msgs[c.inst]
 		if mm == nil || c.id != mm.id || c.key != mm.key || !sameHeader(c.h, mm.h) {
 			return fmt.Sprintf("a handler saw message %d as %+v", c.inst, c)
+		}
+		if n, ok := again[c.inst]; ok && c.attempt != n {
+			return fmt.Sprintf("message %d (%s) cancelled at attempt %d came back as attempt %d", c.inst, mm.id, n, c.attempt)
+		}
+		delete(again, c.inst)
+		if c.attempt > 1 && c.cancelled {
+			m.stats.Redelivered++
+		}
+		if c.cancelled {
+			again[c.inst] = c.attempt
+			continue
 		}
 		got[c.inst] = append(got[c.inst], c.attempt)
 	}

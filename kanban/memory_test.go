@@ -893,3 +893,46 @@ func TestMemoryConsumerTakesAheadOfItsWIP(t *testing.T) {
 		assert.Equal(t, map[string][]int{"first": {0, 1, 2}}, handled)
 	})
 }
+
+// TestPerKeyAttemptsInPlaceCountWhenTheDrainCancelsOne: a keyed message
+// whose attempt in place is cancelled by the drain deadline goes back with
+// the attempts it had, the cancelled one to be made again: the next
+// consumer sees it as that attempt, and it is dead-lettered after
+// MaxAttempts in all. It came back as its first attempt, the failures in
+// place forgotten, so a consumer restarted often never gave up on it.
+func TestPerKeyAttemptsInPlaceCountWhenTheDrainCancelsOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		bctx := context.Background()
+		require.NoError(t, q.Publish(bctx, kanban.Message[int]{ID: "a", Key: "k"}))
+		var attempts []int
+		opts := kanban.ConsumeOptions{PerKey: true, MaxAttempts: 3, DrainTimeout: time.Second,
+			Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Millisecond })}
+		ctx, cancel := context.WithCancel(bctx)
+		err = q.Consume(ctx, func(hctx context.Context, d kanban.Delivery[int]) error {
+			attempts = append(attempts, d.Attempt)
+			if d.Attempt < 2 {
+				return errors.New("no")
+			}
+			cancel()      // the consumer stops while the second attempt runs
+			<-hctx.Done() // until the drain deadline
+			return hctx.Err()
+		}, opts)
+		require.ErrorIs(t, err, kanban.ErrDrainTimeout)
+		assert.Equal(t, []int{1, 2}, attempts)
+		assert.Equal(t, 1, q.Len())
+
+		ctx, cancel = context.WithTimeout(bctx, time.Second)
+		defer cancel()
+		require.NoError(t, q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			attempts = append(attempts, d.Attempt)
+			return errors.New("no")
+		}, opts))
+		assert.Equal(t, []int{1, 2, 2, 3}, attempts, "the cancelled attempt is made again, then one more")
+		dead, err := q.DeadLetters(bctx)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		assert.Equal(t, 3, dead[0].Attempts)
+	})
+}
