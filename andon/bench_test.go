@@ -2,6 +2,7 @@ package andon_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -61,5 +62,67 @@ func BenchmarkTransition(b *testing.B) {
 		i++
 		cond.Set(i%2 == 0)
 		e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Second))
+	}
+}
+
+// BenchmarkBoardState measures what the board's state costs with 200
+// rules, each with its recent values, and a long history of which the
+// board shows the default 20 transitions.
+func BenchmarkBoardState(b *testing.B) {
+	conds := make([]*switchCond, 200)
+	rules := make([]andon.Rule, len(conds))
+	for i := range conds {
+		conds[i] = newSwitch()
+		rules[i] = andon.Rule{Name: fmt.Sprint("R", i), Severity: andon.Page, Condition: conds[i]}
+	}
+	e, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: rules, HistorySize: 1 << 16, Logger: discardLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = e.Shutdown(context.Background()) }()
+	ctx := context.Background()
+	for i := range 1 << 9 {
+		for _, c := range conds {
+			c.Set(i%2 == 0)
+		}
+		e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Second))
+	}
+	board, err := andon.NewBoard(e, andon.BoardOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = board.State()
+	}
+}
+
+// BenchmarkBoardStateJSON measures encoding the state of
+// BenchmarkBoardState, as each live page's event does.
+func BenchmarkBoardStateJSON(b *testing.B) {
+	conds := make([]*switchCond, 200)
+	rules := make([]andon.Rule, len(conds))
+	for i := range conds {
+		conds[i] = newSwitch()
+		rules[i] = andon.Rule{Name: fmt.Sprint("R", i), Severity: andon.Page, Condition: conds[i]}
+	}
+	e, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: rules, Logger: discardLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = e.Shutdown(context.Background()) }()
+	for i := range 60 {
+		e.EvaluateAt(context.Background(), t0.Add(time.Duration(i)*time.Second))
+	}
+	board, err := andon.NewBoard(e, andon.BoardOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := board.State()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := json.Marshal(st); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -45,8 +45,11 @@ type BoardOptions struct {
 	// Refresh is how often a live page is sent the state when nothing
 	// changed in the evaluator (lines and breakers change on their own,
 	// and so does an alert's Silenced when a silence begins or ends at its
-	// time, which the page shows at the next refresh). Zero means 2s; otherwise at least 100ms. Whatever it is, a stream
-	// silent for 15s is sent a keep-alive event.
+	// time, which the page shows at the next refresh). The refreshes of
+	// every page fall together, at multiples of Refresh after NewBoard,
+	// and the pages share the state taken then. Zero means 2s; otherwise
+	// at least 100ms. Whatever it is, a stream silent for 15s is sent a
+	// keep-alive event.
 	Refresh time.Duration
 	// AllowCord shows the cord on the page and takes its pulls and resets
 	// (POST api/cord). A pull stops lines, so the zero value leaves the
@@ -143,7 +146,11 @@ type Board struct {
 	log     *slog.Logger
 	done    chan struct{} // closed by Shutdown
 
+	epoch time.Time // NewBoard's time: the refreshes of every stream fall at its multiples of refresh
+
 	mu       sync.Mutex
+	shot     *streamState  // the last state taken for the event streams
+	shots    uint64        // states taken for the event streams so far
 	poke     chan struct{} // closed and replaced by Notify
 	streams  int           // event streams being served
 	shutdown bool          // Shutdown was called
@@ -196,7 +203,7 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 		opts.Panels[i].Columns = slices.Clone(opts.Panels[i].Columns)
 	}
 	b := &Board{ev: ev, opts: opts, refresh: opts.Refresh, log: opts.Logger, done: make(chan struct{}), drained: make(chan struct{}),
-		poke: make(chan struct{})}
+		poke: make(chan struct{}), epoch: time.Now()}
 	switch {
 	case b.opts.MaxStreams == 0:
 		b.opts.MaxStreams = 64
@@ -443,14 +450,16 @@ type BoardBreaker struct {
 func (b *Board) State() BoardState {
 	st := BoardState{Title: b.opts.Title, Time: time.Now(), ReadOnly: !b.opts.AllowCord,
 		Cord: BoardCord{Name: b.ev.CordName(), CordStatus: b.ev.Cord()}}
-	alerts := b.ev.Alerts()
+	// The rules, their values and the history are one snapshot; the
+	// history's shown tail alone is copied.
+	alerts, recent, history := b.ev.boardSnapshot(b.opts.HistoryLength)
 	st.Rules = make([]BoardRule, 0, len(alerts))
-	for _, a := range alerts {
+	for i, a := range alerts {
 		br := BoardRule{Name: a.Name, Severity: a.Severity, State: a.State, Color: color(a), Value: finite(a.Value), Threshold: finite(a.Threshold),
 			Unit: a.Unit, ValueText: a.ValueText(), ThresholdText: a.ThresholdText(), Detail: a.Detail,
 			Summary: a.Annotations["summary"], RunbookURL: a.Annotations["runbook_url"], Since: a.Since(), LastEval: a.LastEval,
 			Samples: a.Samples, MinSamples: a.MinSamples, InsufficientData: a.InsufficientData, Silenced: a.Silenced,
-			LastError: a.LastError, Recent: b.ev.Recent(a.Name)}
+			LastError: a.LastError, Recent: recent[i]}
 		if br.Recent == nil {
 			br.Recent = []Point{}
 		}
@@ -473,10 +482,9 @@ func (b *Board) State() BoardState {
 	for _, p := range b.opts.Panels {
 		st.Panels = append(st.Panels, b.show(p))
 	}
-	h := b.ev.History()
 	// An empty list, not null, until a rule first changes state: the page
 	// reads it as a list.
-	st.History = append([]Transition{}, h[max(0, len(h)-b.opts.HistoryLength):]...)
+	st.History = history
 	for i := range st.History {
 		st.History[i].Value = finite(st.History[i].Value)
 	}
@@ -579,8 +587,6 @@ func (b *Board) fail(w http.ResponseWriter, status int, code, msg string) {
 // keepAlive is the longest an event stream stays silent.
 const keepAlive = 15 * time.Second
 
-// events streams the state as server-sent events until the client goes
-// or the board shuts down.
 // setStreamHeader sets the header of the event stream's answer.
 func setStreamHeader(h http.Header) {
 	h.Set("Content-Type", "text/event-stream")
@@ -588,6 +594,8 @@ func setStreamHeader(h http.Header) {
 	h.Set("X-Accel-Buffering", "no")
 }
 
+// events streams the state as server-sent events until the client goes
+// or the board shuts down.
 func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 	// The GET pattern takes HEAD too: it gets the status and header a
 	// GET would get now, and ends, as a stream with no body to send would
@@ -607,31 +615,36 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	setStreamHeader(w.Header())
 	w.WriteHeader(http.StatusOK)
-	tick := time.NewTicker(b.refresh)
+	// The streams' refreshes fall at the same times, so that the streams
+	// share the state each takes.
+	tick := time.NewTimer(b.untilRefresh(time.Now()))
 	defer tick.Stop()
 	// A keep-alive is due keepAlive after the last write whatever Refresh
 	// is, so that a proxy does not take a quiet stream for a dead one.
 	quiet := time.NewTimer(keepAlive)
 	defer quiet.Stop()
-	var last []byte
+	var (
+		last []byte
+		// shown is the seq of the state last taken for this stream (0
+		// at first: a new stream takes its own), and after the time a
+		// state must have been begun at to be shown next (a refresh's,
+		// or shareLag before the stream woke).
+		shown uint64
+		after time.Time
+	)
 	lastWrite := time.Now()
 	for {
 		changed, poked := b.ev.watch(), b.poked()
-		st := b.State()
-		now := st.Time
-		st.Time = time.Time{}
-		key, err := json.Marshal(st)
-		if err != nil {
-			b.log.Error("andon: board: encoding state", "err", err)
+		ss := b.streamState(r.Context(), changed, poked, shown, after)
+		if ss == nil || ss.err != nil {
 			return
 		}
+		shown, after = ss.seq, time.Time{}
 		var msg []byte
 		switch {
-		case !bytes.Equal(key, last):
-			st.Time = now
-			body, _ := json.Marshal(st) // it encoded a moment ago
-			msg = append(append([]byte("event: state\ndata: "), body...), "\n\n"...)
-			last = key
+		case !bytes.Equal(ss.key, last):
+			msg = ss.event
+			last = ss.key
 		case time.Since(lastWrite) >= keepAlive:
 			// An event rather than a comment, which a page cannot see:
 			// the page takes a stream silent for long for a dead one.
@@ -667,10 +680,105 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-changed:
 		case <-poked:
-		case <-tick.C:
+		case t := <-tick.C:
+			// Lines, breakers and panels change on their own: the state
+			// shown at a refresh is one taken since.
+			after = t
+			tick.Reset(b.untilRefresh(time.Now()))
 		case <-quiet.C:
 		}
+		// A state shared with other streams must have been taken as
+		// this one woke, give or take shareLag, not before a slow write
+		// of this stream's: the page sets its clock by the state's time.
+		if woke := time.Now().Add(-shareLag); after.Before(woke) {
+			after = woke
+		}
 	}
+}
+
+// shareLag is how long before a stream woke the state it is sent may
+// have been taken: long enough for the streams woken together by a change
+// to share one state, short enough for a page's clock, set by the state's
+// time, to stay right.
+const shareLag = 250 * time.Millisecond
+
+// untilRefresh returns the time from now to the streams' next refresh.
+func (b *Board) untilRefresh(now time.Time) time.Duration {
+	return b.refresh - now.Sub(b.epoch)%b.refresh
+}
+
+// streamState is a state taken for the event streams, which the streams
+// woken by the same change or refresh share, rather than each taking and
+// encoding its own. It is ready once ready is closed.
+type streamState struct {
+	changed, poked <-chan struct{} // current when the state was taken
+	seq            uint64          // Board.shots when it was begun
+	at             time.Time       // when it was begun, before the state was read
+	ready          chan struct{}
+	key            []byte // the state's JSON with the zero Time, to tell changes by
+	event          []byte // the state's event
+	err            error  // why it could not be taken
+}
+
+// errNoState is the error of a state whose taking did not return (a
+// panic in a Line or Breaker of the program's).
+var errNoState = errors.New("andon: board: the state could not be taken")
+
+// streamState returns the state a stream is to be sent next, which
+// changed and poked, the channels it waits on, tell changes after: the
+// one taken last if it was begun after those channels were made (so it
+// holds every change they were made for), not before the state the
+// stream showed last (a stream never goes back), and at after or later
+// (a refresh); a new one otherwise. With one being taken that will do,
+// it waits for it; it returns nil if ctx ends or the board shuts down
+// meanwhile.
+func (b *Board) streamState(ctx context.Context, changed, poked <-chan struct{}, shown uint64, after time.Time) *streamState {
+	b.mu.Lock()
+	if ss := b.shot; ss != nil && shown != 0 && ss.changed == changed && ss.poked == poked &&
+		ss.seq >= shown && !ss.at.Before(after) {
+		b.mu.Unlock()
+		select {
+		case <-ss.ready:
+			return ss
+		case <-ctx.Done():
+		case <-b.done:
+		}
+		return nil
+	}
+	b.shots++
+	ss := &streamState{changed: changed, poked: poked, seq: b.shots, at: time.Now(), ready: make(chan struct{}), err: errNoState}
+	b.shot = ss
+	b.mu.Unlock()
+	defer close(ss.ready)
+	st := b.State()
+	now := st.Time
+	st.Time = time.Time{}
+	key, err := json.Marshal(st)
+	if err != nil {
+		b.log.Error("andon: board: encoding state", "err", err)
+		ss.err = err
+		return ss
+	}
+	ss.key, ss.event, ss.err = key, stateEvent(key, st, now), nil
+	return ss
+}
+
+// stateEvent returns the event carrying st at now, whose JSON with the
+// zero Time is key: key with now written in the time's place, rather
+// than the state encoded a second time.
+func stateEvent(key []byte, st BoardState, now time.Time) []byte {
+	// The time follows the title, a JSON string, whose quotes are
+	// escaped: the first match is the time's.
+	const zero = `"time":"0001-01-01T00:00:00Z"`
+	i := bytes.Index(key, []byte(zero))
+	t, err := now.MarshalJSON()
+	if i < 0 || err != nil {
+		st.Time = now
+		body, _ := json.Marshal(st) // it encoded a moment ago
+		return slices.Concat([]byte("event: state\ndata: "), body, []byte("\n\n"))
+	}
+	i += len(`"time":`)
+	return slices.Concat([]byte("event: state\ndata: "), key[:i], t, key[i+len(zero)-len(`"time":`):], []byte("\n\n"))
 }
 
 // cordRequest is the body of POST /api/cord.

@@ -480,6 +480,19 @@ func (w *streamWriter) kinds() []string {
 	return out
 }
 
+// data returns the data of each state event written.
+func (w *streamWriter) data() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, s := range w.writes {
+		if d, ok := strings.CutPrefix(s, "event: state\ndata: "); ok {
+			out = append(out, strings.TrimSuffix(d, "\n\n"))
+		}
+	}
+	return out
+}
+
 // stream serves b's events in a goroutine until the returned stop is called.
 func stream(b *andon.Board) (*streamWriter, func()) {
 	w := &streamWriter{header: http.Header{}}
@@ -1112,4 +1125,206 @@ func TestBoardRouteErrorClipsTheMethod(t *testing.T) {
 		assert.Contains(t, []int{http.StatusMethodNotAllowed, http.StatusNotFound}, w.Code, target)
 		assert.Less(t, w.Body.Len(), 1000, "%s: %.300s", target, w.Body.String())
 	}
+}
+
+// TestBoardStateIsOnePiece: the rules, their recent values and the
+// history of a BoardState are taken together, so an evaluation that
+// runs while the board takes its state (here from a panel's Rows, which
+// the board calls between them) does not show a transition the rule's
+// state and sparkline do not.
+func TestBoardStateIsOnePiece(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	e.EvaluateAt(context.Background(), t0)
+	var once sync.Once
+	b, err := andon.NewBoard(e, andon.BoardOptions{Panels: []andon.Panel{{Title: "Jobs", Columns: []string{"Job"},
+		Rows: func() []andon.PanelRow {
+			once.Do(func() {
+				cond.Set(true)
+				e.EvaluateAt(context.Background(), t0.Add(time.Minute)) // fires R
+			})
+			return nil
+		}}}})
+	require.NoError(t, err)
+
+	st := b.State()
+	r := st.Rules[0]
+	require.Equal(t, "R", r.Name)
+	var last *andon.Transition
+	for i := range st.History {
+		if st.History[i].Rule == "R" {
+			last = &st.History[i]
+		}
+	}
+	switch r.State {
+	case andon.Inactive:
+		assert.Nil(t, last, "a rule shown inactive has no transition shown: %+v", st.History)
+		assert.Len(t, r.Recent, 1, "the sparkline has the evaluations the state has")
+	default:
+		require.NotNil(t, last)
+		assert.Equal(t, r.State, last.To)
+		assert.Len(t, r.Recent, 2)
+	}
+}
+
+// TestBoardEventIsTheState: the data of a state event is the board's
+// state as api/state encodes it, with the time it was read, whatever the
+// title holds.
+func TestBoardEventIsTheState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		title := `Pay "time":"0001-01-01T00:00:00Z", "time":`
+		b, err := andon.NewBoard(e, andon.BoardOptions{Title: title})
+		require.NoError(t, err)
+		e.Evaluate(context.Background())
+		w, stop := stream(b)
+		defer stop()
+		synctest.Wait()
+		data := w.data()
+		require.Len(t, data, 1)
+		var st andon.BoardState
+		require.NoError(t, json.Unmarshal([]byte(data[0]), &st))
+		assert.Equal(t, title, st.Title)
+		assert.True(t, st.Time.Equal(time.Now()), "read now: %v", st.Time)
+		want := b.State()
+		want.Time = st.Time
+		wantJSON, err := json.Marshal(want)
+		require.NoError(t, err)
+		assert.JSONEq(t, string(wantJSON), data[0])
+	})
+}
+
+// TestBoardStreamsShareTheState: the live pages that wake for the same
+// change, or the same refresh, are sent one state, taken once for all of
+// them, rather than each taking and encoding its own: a board with many
+// pages costs one state per change.
+func TestBoardStreamsShareTheState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		line := newLine("checkout")
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		var taken atomic.Int64
+		b, err := andon.NewBoard(e, andon.BoardOptions{Lines: []andon.Line{line}, Panels: []andon.Panel{{Title: "Jobs", Columns: []string{"Job"},
+			Rows: func() []andon.PanelRow { taken.Add(1); return nil }}}}) // Refresh 2s
+		require.NoError(t, err)
+		const pages = 5
+		var ws []*streamWriter
+		for range pages {
+			w, stop := stream(b)
+			defer stop()
+			ws = append(ws, w)
+			synctest.Wait()
+		}
+		assert.Equal(t, int64(pages), taken.Load(), "each page that opens takes the state")
+
+		taken.Store(0)
+		cond.Set(true)
+		e.Evaluate(context.Background())
+		synctest.Wait()
+		assert.Equal(t, int64(1), taken.Load(), "one state for a change")
+		b.Notify()
+		synctest.Wait()
+		assert.Equal(t, int64(2), taken.Load(), "one state for a Notify")
+
+		line.Stop("jam") // seen at the next refresh, by every page
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, int64(3), taken.Load(), "one state for a refresh")
+		for i, w := range ws {
+			data := w.data()
+			require.Len(t, data, 3, "page %d: the first state, the firing rule, the stopped line", i)
+			var st andon.BoardState
+			require.NoError(t, json.Unmarshal([]byte(data[0]), &st))
+			assert.Equal(t, andon.Inactive, st.Rules[0].State)
+			require.NoError(t, json.Unmarshal([]byte(data[1]), &st))
+			assert.Equal(t, andon.Firing, st.Rules[0].State)
+			assert.False(t, st.Lines[0].Stopped)
+			require.NoError(t, json.Unmarshal([]byte(data[2]), &st))
+			assert.True(t, st.Lines[0].Stopped)
+		}
+	})
+}
+
+// gatedWriter is a streamWriter whose writes wait while its gate is
+// closed.
+type gatedWriter struct {
+	streamWriter
+	open chan struct{} // receives to let a write through
+}
+
+func (w *gatedWriter) Write(b []byte) (int, error) {
+	<-w.open
+	return w.streamWriter.Write(b)
+}
+
+// TestBoardSlowStreamGetsAFreshState: a stream whose write was slow is
+// not sent the state the other streams shared while it wrote, taken
+// long before: the page sets its clock by the state's time.
+func TestBoardSlowStreamGetsAFreshState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		b, err := andon.NewBoard(e, andon.BoardOptions{Refresh: time.Hour})
+		require.NoError(t, err)
+		fast, stopFast := stream(b)
+		defer stopFast()
+		slow := &gatedWriter{streamWriter: streamWriter{header: http.Header{}}, open: make(chan struct{})}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b.ServeHTTP(slow, httptest.NewRequest(http.MethodGet, "/api/events", nil).WithContext(ctx))
+		}()
+		defer func() { cancel(); close(slow.open); <-done }()
+		synctest.Wait() // the slow stream waits to write its first state
+
+		cond.Set(true)
+		e.Evaluate(context.Background()) // the fast stream takes the state now
+		synctest.Wait()
+		require.Len(t, fast.data(), 2)
+		time.Sleep(9 * time.Second)
+		slow.open <- struct{}{} // the first state is written; the second is taken
+		slow.open <- struct{}{}
+		synctest.Wait()
+		data := slow.data()
+		require.Len(t, data, 2)
+		var st andon.BoardState
+		require.NoError(t, json.Unmarshal([]byte(data[1]), &st))
+		assert.Equal(t, andon.Firing, st.Rules[0].State)
+		assert.True(t, st.Time.Equal(time.Now()), "taken when sent, not 9s before: %v", time.Since(st.Time))
+	})
+}
+
+// TestBoardShowsACordPulledDuringAnEvaluation: a cord pulled while an
+// evaluation holds the evaluator past the pull's context, which the next
+// evaluation fires, is on the live pages at once, as any change of the
+// evaluator is, not at the next refresh.
+func TestBoardShowsACordPulledDuringAnEvaluation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "Slow", Severity: andon.Page,
+			Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+				<-release
+				return andon.Measurement{Samples: 1}, nil
+			})}}})
+		b, err := andon.NewBoard(e, andon.BoardOptions{Refresh: time.Hour})
+		require.NoError(t, err)
+		w, stop := stream(b)
+		defer stop()
+		synctest.Wait()
+		go e.Evaluate(context.Background()) // held until release
+		synctest.Wait()
+
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.True(t, e.Pull(ctx, "jam", "dave"), "pulled for the next evaluation")
+		synctest.Wait()
+		data := w.data()
+		require.Len(t, data, 2, "the pulled cord is sent at once")
+		var st andon.BoardState
+		require.NoError(t, json.Unmarshal([]byte(data[1]), &st))
+		assert.True(t, st.Cord.Pulled)
+	})
 }

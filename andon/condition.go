@@ -9,9 +9,12 @@ import (
 
 // A Condition measures something and says whether it is wrong. The
 // evaluator calls Measure once per evaluation, with the evaluation time, and
-// never concurrently for one rule. An error leaves the rule's state as it
-// was and is shown in Alert.LastError; so does a panic, and a
-// runtime.Goexit, as a *PanicError.
+// never concurrently for one rule; under Run, its context ends
+// EvaluatorOptions.Interval after the evaluation began, and a Measure that
+// does not return holds up every rule's evaluations and the cord's. An
+// error leaves the rule's state as it was and is shown in
+// Alert.LastError; so does a panic, and a runtime.Goexit, as a
+// *PanicError.
 //
 // The built-in conditions read kaizen Stats (OutcomeRate, ErrorRate,
 // VerdictRate, LatencyQuantile, BurnRate) or jidoka state (BreakerOpen,

@@ -77,7 +77,8 @@ func (c *cord) set(st CordStatus) bool {
 // called, even while Pull waits for an evaluation in progress: a true
 // result means the cord's alert fired and its hooks ran. Should ctx end
 // while another evaluation holds the evaluator, the cord is pulled all the
-// same (Pull returns true) and fires at the next evaluation.
+// same (Pull returns true; Cord and the board's live pages show it at
+// once) and fires at the next evaluation.
 func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
 	reason, who = strings.TrimSpace(reason), strings.TrimSpace(who)
 	if reason == "" {
@@ -120,7 +121,11 @@ func (e *Evaluator) pullOrReset(ctx context.Context, status func(now time.Time) 
 		st := status(time.Now())
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		return !e.closed && e.cord.set(st)
+		if e.closed || !e.cord.set(st) {
+			return false
+		}
+		e.broadcast() // the board shows the cord now; the next evaluation fires or resolves it
+		return true
 	}
 	defer e.release()
 	if e.isClosed() {
@@ -130,7 +135,7 @@ func (e *Evaluator) pullOrReset(ctx context.Context, status func(now time.Time) 
 	if !e.cord.set(status(now)) {
 		return false
 	}
-	e.evaluateHeld(ctx, now, now, []*ruleState{e.cordRule})
+	e.evaluateHeld(ctx, now, now, []*ruleState{e.cordRule}, 0)
 	return true
 }
 

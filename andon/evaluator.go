@@ -243,10 +243,14 @@ func (e *Evaluator) addRule(r Rule, hooks []Hook, recent int, genURL string) err
 	if err != nil {
 		return err
 	}
+	summary, err := firstSummary(&r)
+	if err != nil {
+		return err
+	}
 	labels := r.labels()
 	rs := &ruleState{rule: r, hooks: append(slices.Clone(hooks), r.Hooks...), tmpl: tmpl, labels: labels, recent: newRing[Point](recent)}
 	rs.alert = Alert{Name: r.Name, Severity: r.Severity, Labels: labels, Fingerprint: fingerprint(labels),
-		MinSamples: r.MinSamples, Annotations: map[string]string{"summary": r.describe()}}
+		MinSamples: r.MinSamples, Annotations: map[string]string{"summary": summary}}
 	if r.RunbookURL != "" {
 		rs.alert.Annotations["runbook_url"] = r.RunbookURL
 	}
@@ -258,6 +262,18 @@ func (e *Evaluator) addRule(r Rule, hooks []Hook, recent int, genURL string) err
 	e.rules = append(e.rules, rs)
 	e.byName[r.Name] = rs
 	return nil
+}
+
+// firstSummary returns the summary a rule shows before its first
+// evaluation, its condition's description, or an error should the
+// condition's String method panic.
+func firstSummary(r *Rule) (s string, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("the String method of Rule.Condition (%T) panicked: %v", r.Condition, v)
+		}
+	}()
+	return r.describe(), nil
 }
 
 // checkHook reports a hook that would panic each time it ran: nil, a nil
@@ -280,7 +296,11 @@ func checkHook(h Hook) error {
 // returns ctx.Err()) or Shutdown is called (ErrClosed). Each evaluation
 // runs on a goroutine of its own, which Run waits for: a condition or
 // hook that ends it with runtime.Goexit (t.FailNow in a test's callback)
-// is logged, as a panic is, and does not end Run.
+// is logged, as a panic is, and does not end Run. The context the
+// conditions are given ends Interval after the evaluation began (hooks
+// are given ctx): a condition that waits on it (a request to a server
+// that does not answer) fails with its error then, and neither the next
+// evaluation nor a pull of the cord is held up for longer.
 func (e *Evaluator) Run(ctx context.Context) error {
 	t := time.NewTicker(e.interval)
 	defer t.Stop()
@@ -288,7 +308,8 @@ func (e *Evaluator) Run(ctx context.Context) error {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			e.Evaluate(ctx)
+			now := time.Now()
+			e.evaluate(ctx, now, now, e.allRules(), e.interval)
 		}()
 		<-done
 		select {
@@ -305,7 +326,7 @@ func (e *Evaluator) Run(ctx context.Context) error {
 // it made.
 func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
 	now := time.Now()
-	return e.evaluate(ctx, now, now, e.allRules())
+	return e.evaluate(ctx, now, now, e.allRules(), 0)
 }
 
 // EvaluateAt evaluates every rule as of now and returns the transitions it
@@ -316,7 +337,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
 // is, and silences are in force or not as of time.Now, as Silence and
 // Expire see them.
 func (e *Evaluator) EvaluateAt(ctx context.Context, now time.Time) []Transition {
-	return e.evaluate(ctx, now, time.Now(), e.allRules())
+	return e.evaluate(ctx, now, time.Now(), e.allRules(), 0)
 }
 
 func (e *Evaluator) allRules() []*ruleState {
@@ -327,8 +348,9 @@ func (e *Evaluator) allRules() []*ruleState {
 
 // evaluate evaluates rules at now: measure, change states, run hooks,
 // queue notifications, wake the board. Silences are checked at wall, the
-// time of the clock.
-func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*ruleState) []Transition {
+// time of the clock. A positive bound ends the conditions' context that
+// long after the measuring began.
+func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*ruleState, bound time.Duration) []Transition {
 	if !e.acquire(ctx) {
 		return nil
 	}
@@ -336,7 +358,7 @@ func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*
 	if e.isClosed() {
 		return nil
 	}
-	return e.evaluateHeld(ctx, now, wall, rules)
+	return e.evaluateHeld(ctx, now, wall, rules, bound)
 }
 
 // acquire takes the evaluation slot, and reports false if ctx ends while
@@ -363,22 +385,28 @@ func (e *Evaluator) release() { <-e.evalSlot }
 type result struct {
 	m           Measurement
 	annotations map[string]string
-	err         error
+	err         error // nil, a *PanicError or a conditionError
 }
 
 // evaluateHeld is evaluate with the slot held and the evaluator open.
 // Should a condition end the goroutine with runtime.Goexit, the
 // evaluation is finished, that condition's Goexit its rule's error, before
 // the goroutine goes on ending.
-func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules []*ruleState) []Transition {
+func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules []*ruleState, bound time.Duration) []Transition {
 	results := make([]result, len(rules))
+	mctx := ctx
+	if bound > 0 {
+		var cancel context.CancelFunc
+		mctx, cancel = context.WithTimeout(ctx, bound)
+		defer cancel()
+	}
 	measured := false
 	defer func() {
 		if !measured {
 			e.settle(ctx, now, wall, rules, results)
 		}
 	}()
-	measureFrom(ctx, rules, now, results, 0)
+	measureFrom(mctx, rules, now, results, 0)
 	measured = true
 	return e.settle(ctx, now, wall, rules, results)
 }
@@ -419,7 +447,9 @@ func (e *Evaluator) settle(ctx context.Context, now, wall time.Time, rules []*ru
 	var panics []*PanicError
 	for i, rs := range rules {
 		from := rs.alert.State
-		if p := (*PanicError)(nil); errors.As(results[i].err, &p) && rs.alert.LastError != p.Error() {
+		// An error is a *PanicError or a conditionError: no method of the
+		// condition's runs under the lock.
+		if p, ok := results[i].err.(*PanicError); ok && rs.alert.LastError != p.Error() {
 			panics = append(panics, p) // logged once for a run of the same panic
 		}
 		rs.apply(now, results[i].m, results[i].annotations, results[i].err)
@@ -516,10 +546,18 @@ func measure(ctx context.Context, rs *ruleState, now time.Time) (m Measurement, 
 		}
 	}()
 	if m, err = rs.rule.Condition.Measure(ctx, now); err != nil {
-		return m, nil, err
+		// Its text is read here, where a panic in its methods (a nil
+		// pointer of an error type) is recovered, not under e.mu.
+		return m, nil, conditionError{err.Error()}
 	}
 	return m, rs.tmpl.render(&rs.rule, rs.labels, m), nil
 }
+
+// conditionError is the error a condition returned, as the evaluator
+// keeps it: its text.
+type conditionError struct{ text string }
+
+func (e conditionError) Error() string { return e.text }
 
 // runHook calls a hook, logging a panic with its stack.
 func (e *Evaluator) runHook(ctx context.Context, h Hook, a Alert, fire bool) {
@@ -648,6 +686,22 @@ func (e *Evaluator) Recent(name string) []Point {
 		return nil
 	}
 	return rs.recent.values()
+}
+
+// boardSnapshot returns the alerts, as Alerts does, with each rule's
+// recent values, and the last n transitions, all in one hold of e.mu: an
+// evaluation between separate reads would show a transition, or a
+// sparkline's point, that the rule's state does not.
+func (e *Evaluator) boardSnapshot(n int) (alerts []Alert, recent [][]Point, history []Transition) {
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	alerts, recent = make([]Alert, len(e.rules)), make([][]Point, len(e.rules))
+	for i, rs := range e.rules {
+		alerts[i] = e.alertAt(rs, now)
+		recent[i] = rs.recent.values()
+	}
+	return alerts, recent, e.history.last(n)
 }
 
 // History returns the last transitions of every rule, oldest first

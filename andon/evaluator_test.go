@@ -1011,3 +1011,126 @@ func TestSilenceKeepsRefreshingAnAlertTheRefresherHolds(t *testing.T) {
 		assert.Contains(t, n.events(), "B firing")
 	})
 }
+
+// measureError is a condition's error type whose methods read its
+// fields, as many do: a nil one panics in them.
+type measureError struct{ cause error }
+
+func (e *measureError) Error() string { return "measuring: " + e.cause.Error() }
+func (e *measureError) Unwrap() error { return e.cause }
+
+// TestConditionErrorPanicIsAnError: a condition's error whose Error or
+// Unwrap method panics, as a nil pointer of an error type returned as an
+// error does, is the condition's *PanicError, as a panic in Measure is.
+// It panicked in the evaluation with the evaluator's lock held, so the
+// program crashed, and every later call would have blocked for good.
+func TestConditionErrorPanicIsAnError(t *testing.T) {
+	var logs bytes.Buffer
+	var bad atomic.Pointer[measureError] // nil: its methods panic
+	e, err := andon.NewEvaluator(andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: []andon.Rule{
+		{Name: "R", Severity: andon.Page, Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			return andon.Measurement{}, bad.Load()
+		})},
+		{Name: "Other", Severity: andon.Page, Condition: newSwitch()},
+	}})
+	require.NoError(t, err)
+	// Without notifiers the evaluator has no goroutine; one whose lock
+	// is held for good is not shut down.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			require.NoError(t, e.Shutdown(context.Background()))
+		}
+	})
+	// evaluate evaluates at at on a goroutine of its own, failing the
+	// test at once should it panic or block.
+	evaluate := func(at time.Time) {
+		t.Helper()
+		done := make(chan any, 1)
+		go func() {
+			defer func() { done <- recover() }()
+			e.EvaluateAt(context.Background(), at)
+		}()
+		select {
+		case v := <-done:
+			require.Nil(t, v, "the evaluation panicked")
+		case <-time.After(10 * time.Second):
+			t.Fatal("the evaluation blocked")
+		}
+	}
+	evaluate(t0)
+	a, _ := e.Alert("R")
+	assert.Equal(t, andon.Inactive, a.State)
+	assert.Contains(t, a.LastError, "andon: panic in condition of rule R: runtime error: invalid memory address")
+	assert.Contains(t, logs.String(), `msg="andon: condition panicked" where="condition of rule R"`)
+	other, _ := e.Alert("Other")
+	assert.Equal(t, t0, other.LastEval, "the other rules are evaluated")
+
+	bad.Store(&measureError{cause: errors.New("no data")})
+	evaluate(t0.Add(time.Minute))
+	a, _ = e.Alert("R")
+	assert.Equal(t, "measuring: no data", a.LastError)
+}
+
+// TestConditionDescriptionPanicAtConstruction: NewEvaluator, which makes
+// each rule's first summary from its condition's String method, returns
+// an error naming the rule when that method panics; it panicked.
+func TestConditionDescriptionPanicAtConstruction(t *testing.T) {
+	cond := &describedCond{switchCond: switchCond{samples: 100}}
+	cond.broken.Store(true)
+	var err error
+	require.NotPanics(t, func() {
+		_, err = andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	})
+	require.EqualError(t, err, `andon: rule "R": the String method of Rule.Condition (*andon_test.describedCond) panicked: description broken`)
+}
+
+// TestRunBoundsEachEvaluation: the context Run gives an evaluation ends
+// after Interval, so a condition that waits on it (a request to a
+// server that never answers) fails then, and the next evaluations, of
+// every rule and of the cord, go on. It had Run's context, which does not
+// end: every rule stopped being evaluated, and a pulled cord never fired
+// nor stopped its line.
+func TestRunBoundsEachEvaluation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var hung atomic.Bool
+		hung.Store(true)
+		other := newSwitch()
+		line := newLine("checkout")
+		e := newEvaluator(t, andon.EvaluatorOptions{Interval: time.Minute, Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
+			Rules: []andon.Rule{
+				{Name: "Remote", Severity: andon.Page, Condition: andon.ConditionFunc(func(ctx context.Context, _ time.Time) (andon.Measurement, error) {
+					if hung.Load() {
+						<-ctx.Done() // a server that never answers
+						return andon.Measurement{}, ctx.Err()
+					}
+					return andon.Measurement{Samples: 1}, nil
+				})},
+				{Name: "Other", Severity: andon.Page, Condition: other},
+			}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		time.Sleep(time.Minute - time.Nanosecond)
+		synctest.Wait()
+		a, _ := e.Alert("Other")
+		assert.True(t, a.LastEval.IsZero(), "the first evaluation waits for Remote")
+
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		a, _ = e.Alert("Remote")
+		assert.Equal(t, context.DeadlineExceeded.Error(), a.LastError, "cut at the Interval")
+		a, _ = e.Alert("Other")
+		assert.False(t, a.LastEval.IsZero(), "the other rules are evaluated")
+
+		hung.Store(false)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		pulled := make(chan bool, 1)
+		go func() { pulled <- e.Pull(context.Background(), "jam", "dave") }()
+		synctest.Wait()
+		require.True(t, <-pulled)
+		assert.True(t, line.Status().Stopped, "the cord stops the line")
+		cancel()
+		assert.ErrorIs(t, <-done, context.Canceled)
+	})
+}

@@ -27,3 +27,18 @@ func (r *ring[T]) values() []T {
 	out = append(out, r.buf[r.next:]...)
 	return append(out, r.buf[:r.next]...)
 }
+
+// last returns the last n kept values (all of them if fewer are kept),
+// oldest first, in a new slice: it copies n values, not the whole ring.
+func (r *ring[T]) last(n int) []T {
+	kept := r.next
+	if r.full {
+		kept = len(r.buf)
+	}
+	n = max(0, min(n, kept))
+	out := make([]T, 0, n)
+	if start := r.next - n; start < 0 {
+		out = append(out, r.buf[len(r.buf)+start:]...) // the older part, at the end of buf
+	}
+	return append(out, r.buf[max(0, r.next-n):r.next]...)
+}

@@ -9,11 +9,12 @@ import (
 // A Panel is a table of the program's own on the board, shown under the
 // lines and breakers: a service's running jobs, a queue's backlog. Rows is
 // called each time the board takes its state (Board.State, every request
-// for api/state and every cord pull, and for each live page at every
-// Refresh and Notify, whether or not the state changed), on the goroutine
-// serving it, so it must be quick and must not block; call Board.Notify
-// when the rows change so live pages hear of it at once rather than at
-// the next refresh.
+// for api/state and every cord pull, for a live page when it opens, and
+// for the live pages at every Refresh and Notify, whether or not the state
+// changed: once for all the pages waiting then, which share the state),
+// on the goroutine serving a request, so it must be quick and must not
+// block; call Board.Notify when the rows change so live pages hear of it
+// at once rather than at the next refresh.
 type Panel struct {
 	// Title heads the table; panels are told apart by it.
 	Title string

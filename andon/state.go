@@ -219,14 +219,39 @@ func (t *Transition) UnmarshalJSON(b []byte) error {
 // MarshalJSON encodes the point with its field tags, with a Value that
 // is NaN or an infinity as the string "NaN", "+Inf" or "-Inf".
 func (p Point) MarshalJSON() ([]byte, error) {
-	type plain Point
-	if finiteJSON(p.Value) {
-		return json.Marshal(plain(p))
+	// Written out here rather than through encoding/json: a board's state
+	// holds a point for each recent value of each rule, and reflecting on
+	// every one of them was most of the cost of encoding the state.
+	t, err := p.Time.MarshalJSON()
+	if err != nil {
+		return nil, err
 	}
-	return json.Marshal(struct {
-		plain
-		Value jsonFloat `json:"v"`
-	}{plain(p), jsonFloat(p.Value)})
+	b := make([]byte, 0, len(t)+32)
+	b = append(append(append(b, `{"t":`...), t...), `,"v":`...)
+	return append(appendJSONFloat(b, p.Value), '}'), nil
+}
+
+// appendJSONFloat appends v as encoding/json writes a float64, or for NaN
+// and the infinities as jsonFloat does.
+func appendJSONFloat(b []byte, v float64) []byte {
+	if !finiteJSON(v) {
+		return append(strconv.AppendFloat(append(b, '"'), v, 'g', -1, 64), '"')
+	}
+	// As encoding/json's floatEncoder: the shortest form, with an
+	// exponent only for very small and very large magnitudes, and no
+	// leading zero in a negative exponent.
+	format := byte('f')
+	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, v, format, -1, 64)
+	if format == 'e' {
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }
 
 // UnmarshalJSON decodes what MarshalJSON encodes.

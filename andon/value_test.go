@@ -142,3 +142,42 @@ func TestAlertJSONOfFiniteValues(t *testing.T) {
 	assert.Equal(t, 7.0, back.Value)
 	require.ErrorContains(t, json.Unmarshal([]byte(`{"threshold":"high"}`), &back), `value "high" is not a number`)
 }
+
+// TestPointJSONAsEncodingJSON: a Point's JSON is what encoding/json
+// writes for its fields, for values with and without an exponent and for
+// times in any zone, and reads back to the same point.
+func TestPointJSONAsEncodingJSON(t *testing.T) {
+	type plain struct {
+		T time.Time `json:"t"`
+		V float64   `json:"v"`
+	}
+	values := []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1.0 / 3, 2.5e-6, 1e-6, 9.99e-7, 1e-7, -1.5e-300,
+		5e-324, 1e20, 1e21, -1e21, 123456789.125, math.MaxFloat64, -math.MaxFloat64, 1e-10, 1e100}
+	for i := range 200 {
+		values = append(values, math.Float64frombits(uint64(i)*0x9e3779b97f4a7c15))
+	}
+	times := []time.Time{{}, t0, t0.Add(123456789 * time.Nanosecond).In(time.FixedZone("X", -7*3600-30*60))}
+	for _, v := range values {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		for _, tm := range times {
+			want, err := json.Marshal(plain{tm, v})
+			require.NoError(t, err)
+			got, err := json.Marshal(andon.Point{Time: tm, Value: v})
+			require.NoError(t, err)
+			require.Equal(t, string(want), string(got), "%v at %v", v, tm)
+			var back andon.Point
+			require.NoError(t, json.Unmarshal(got, &back))
+			assert.True(t, back.Time.Equal(tm))
+			assert.Equal(t, math.Float64bits(v), math.Float64bits(back.Value))
+		}
+	}
+	for v, want := range map[float64]string{math.Inf(1): `"+Inf"`, math.Inf(-1): `"-Inf"`, math.NaN(): `"NaN"`} {
+		got, err := json.Marshal(andon.Point{Value: v})
+		require.NoError(t, err)
+		assert.Equal(t, `{"t":"0001-01-01T00:00:00Z","v":`+want+`}`, string(got))
+	}
+	_, err := json.Marshal(andon.Point{Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})
+	assert.Error(t, err, "a year JSON's time cannot carry")
+}
