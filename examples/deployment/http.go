@@ -201,6 +201,27 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 // logged, the deployment is not counted as ended (its record does not say
 // so), and its regions are freed.
 func (s *Service) notQueued(ctx context.Context, d *Deployment, rev uint64, err error) (ended bool) {
+	switch uerr := s.endNotQueued(ctx, d, rev, err); {
+	case uerr == nil:
+		s.log.Error("first region not queued; the deployment ends", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err)
+	case isConflict(uerr):
+		s.log.Warn("first region queued although its publish failed; the deployment runs", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err)
+		return false
+	default:
+		s.log.Error("first region not queued, and the deployment's end not stored", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err, "store_err", uerr)
+	}
+	s.unlockRegions(d)
+	return true
+}
+
+// endNotQueued stores the end of deployment d, stored at rev, whose first
+// region was not queued (err): that region FAILED "Not queued: ", the
+// others skipped. The end stored is counted and in the audit trail, and
+// the deployment's command, sent while it was in progress and taken by no
+// run, is dropped (as continueWave drops a deployment's at its end). It
+// returns the store's error, a conflict when the record has changed since
+// rev; it releases no region.
+func (s *Service) endNotQueued(ctx context.Context, d *Deployment, rev uint64, err error) error {
 	ctx = context.WithoutCancel(ctx)
 	// The end is written from a copy: d stays the deployment in progress
 	// should the job run after all.
@@ -212,16 +233,65 @@ func (s *Service) notQueued(ctx context.Context, d *Deployment, rev uint64, err 
 		f.Results[i].Status = StatusSkipped
 	}
 	f.finish(time.Now())
-	switch _, uerr := s.store.Update(ctx, &f, rev); {
-	case uerr == nil:
-		s.log.Error("first region not queued; the deployment ends", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err)
-		s.countEnd(&f)
-	case isConflict(uerr):
-		s.log.Warn("first region queued although its publish failed; the deployment runs", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err)
-		return false
-	default:
-		s.log.Error("first region not queued, and the deployment's end not stored", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err, "store_err", uerr)
+	if _, uerr := s.store.Update(ctx, &f, rev); uerr != nil {
+		return uerr
 	}
+	s.countEnd(&f)
+	if derr := s.store.DropCommands(ctx, d.ID); derr != nil {
+		s.log.Warn("command of a deployment never queued not dropped", "deployment_id", d.ID, "err", derr)
+	}
+	return nil
+}
+
+// errStartCutOff is why a deployment whose start was cut off (see
+// queuedWithin) ends.
+var errStartCutOff = errors.New("the service stopped between storing the deployment and queueing the region")
+
+// queuedWithin is how long after it started a deployment in progress none
+// of whose regions has begun may be without a job in the queue. Its
+// request queues its first region within startingFor, or else ends it
+// (notQueued); one still so well past that was cut off between storing
+// it and queueing the region (the process killed), and nothing will ever
+// run it. The margin over startingFor covers a publish that was on its
+// way at the request's deadline, and clocks of replicas a little apart
+// (the start is the replica's time).
+const queuedWithin = 2 * startingFor
+
+// endCutOffStart ends deployment d, stored at rev and holding a region
+// another asks for, if its start was cut off before its first region was
+// queued: it is in progress, none of its regions has begun, it started
+// more than queuedWithin ago, and no job of it is in the queue (waiting,
+// or taken by a consumer of any replica and not yet acknowledged). It
+// ends FAILED as when its publish fails (notQueued), and every region it
+// held is freed. It reports whether it ended d. A job of d taken up and
+// acknowledged between the record's read and the queue's has written the
+// record: the end, written over rev, is refused, and d holds its
+// regions. One queued after (a publish still on its way) finds d ended,
+// and runs nothing.
+func (s *Service) endCutOffStart(ctx context.Context, d *Deployment, rev uint64) bool {
+	if terminal(d.Status) || time.Since(d.StartedAt) <= queuedWithin {
+		return false
+	}
+	for _, rr := range d.Results {
+		if rr.Status != StatusPending {
+			return false
+		}
+	}
+	queued, err := s.jobQueued(ctx, d.ID, -1)
+	if err != nil {
+		s.log.Warn("queue not read for a deployment holding the region; it keeps it", "deployment_id", d.ID, "err", err)
+		return false
+	}
+	if queued {
+		return false
+	}
+	if err := s.endNotQueued(ctx, d, rev, errStartCutOff); err != nil {
+		if !isConflict(err) {
+			s.log.Warn("end of a deployment never queued not stored; it keeps its regions", "deployment_id", d.ID, "err", err)
+		}
+		return false
+	}
+	s.log.Error("deployment stored and never queued; it ends", "deployment_id", d.ID, "region", d.Results[0].Region, "err", errStartCutOff)
 	s.unlockRegions(d)
 	return true
 }
@@ -245,16 +315,21 @@ const startingFor = time.Minute
 // lockRegions takes every service/region of d. A holder whose deployment
 // has ended, or was never stored and took the lock over startingFor ago
 // (a start cut off by a crash), is stale and loses its lock; one not
-// stored yet is a request in flight, and holds it.
+// stored yet is a request in flight, and holds it. A holder stored in
+// progress whose first region was never queued (a start cut off between
+// the two) ends FAILED and frees its regions (endCutOffStart).
 func (s *Service) lockRegions(ctx context.Context, d *Deployment) error {
 	for i, reg := range d.Regions {
 		holder, since, err := s.store.Lock(ctx, d.Service, reg, d.ID)
 		if err == nil && holder != "" {
-			hd, _, gerr := s.store.Get(ctx, holder)
-			if errors.Is(gerr, ErrNotFound) && time.Since(since) > startingFor || (gerr == nil && terminal(hd.Status)) {
+			hd, rev, gerr := s.store.Get(ctx, holder)
+			switch {
+			case errors.Is(gerr, ErrNotFound) && time.Since(since) > startingFor || (gerr == nil && terminal(hd.Status)):
 				if err = s.store.Unlock(ctx, d.Service, reg, holder); err == nil {
 					holder, _, err = s.store.Lock(ctx, d.Service, reg, d.ID)
 				}
+			case gerr == nil && s.endCutOffStart(ctx, hd, rev):
+				holder, _, err = s.store.Lock(ctx, d.Service, reg, d.ID)
 			}
 		}
 		if err == nil && holder != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -471,7 +472,7 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 			}
 		}
 	}
-	return s.continueWave(ctx, r, m.Attempt >= jobAttempts && ctx.Err() == nil)
+	return s.continueWave(ctx, r, m.Attempt > 1, m.Attempt >= jobAttempts && ctx.Err() == nil)
 }
 
 // jobAttempts is how many times the queue delivers a region's rollout
@@ -747,13 +748,15 @@ func nameOr(s, def string) string {
 }
 
 // continueWave moves a deployment on after one of its regions ended: the
-// next region's job, or the deployment's end. It is idempotent: a
-// redelivered job calls it again, and the next job's ID makes a second
-// publish a duplicate the stream drops. On the job's last attempt
-// (last), a next region that cannot be queued ends FAILED with the error
-// and the rest are skipped: the queue would dead-letter the job, and the
-// deployment would stay in progress with its regions taken.
-func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error {
+// next region's job, or the deployment's end. It is idempotent: a job
+// delivered again (again) calls it again, and queues the next region only
+// if an earlier delivery did not (see queuedBefore); should it have, the
+// next job's ID makes the publish a duplicate the stream drops, within
+// its duplicate window. On the job's last attempt (last), a next region
+// that cannot be queued ends FAILED with the error and the rest are
+// skipped: the queue would dead-letter the job, and the deployment would
+// stay in progress with its regions taken.
+func (s *Service) continueWave(ctx context.Context, r *rollout, again, last bool) error {
 	// The rollout's copy is the stored one unless another writer came
 	// between (a replica that took the job over): then read it again.
 	r.mu.Lock()
@@ -801,6 +804,9 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 			abortedNext = next
 			next++
 		case next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) && !aborted:
+			if again && s.queuedBefore(ctx, d, next) {
+				return nil
+			}
 			err := s.publishJob(ctx, d, next)
 			if err == nil || !last {
 				return err
@@ -846,6 +852,25 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, last bool) error
 	return errors.Join(append(errs, s.store.DropCommands(ctx, d.ID))...)
 }
 
+// queuedBefore reports whether region next of d was queued already, by
+// an earlier delivery of the job before it: the region has begun, or its
+// job is in the queue. Queued again, it would rest on the stream's
+// duplicate window alone, and a delivery later than that (behind a full
+// queue, or after every replica was down) would queue a second job for
+// the region, which a replica taking it up while another runs the first
+// would roll back as a rollout cut off. A queue that cannot be read
+// reports false: the region is queued again.
+func (s *Service) queuedBefore(ctx context.Context, d *Deployment, next int) bool {
+	if d.Results[next].Status != StatusPending {
+		return true
+	}
+	queued, err := s.jobQueued(ctx, d.ID, next)
+	if err != nil {
+		s.log.Warn("queue not read; the next region is queued again", "deployment_id", d.ID, "region", d.Results[next].Region, "err", err)
+	}
+	return queued
+}
+
 func jobID(id string, index int) string { return fmt.Sprintf("%s.%d", id, index) }
 
 // publishJob queues the rollout of deployment d in its index-th region.
@@ -858,6 +883,33 @@ func (s *Service) publishJob(ctx context.Context, d *Deployment, index int) erro
 		return s.cfg.PublishFault(job, publish)
 	}
 	return publish()
+}
+
+// jobQueued reports whether the queue's stream holds the job of region
+// index of deployment id (of any of its regions when index is negative):
+// one waiting for a consumer, or one taken by a consumer of any replica
+// and not yet acknowledged (a work-queue stream keeps a message until
+// then). It reads the stream's jobs one by one: they are those of the
+// deployments in progress, each of which holds its regions, so few.
+func (s *Service) jobQueued(ctx context.Context, id string, index int) (bool, error) {
+	st, err := s.js.Stream(ctx, queueStream)
+	if err != nil {
+		return false, err
+	}
+	for seq := max(st.CachedInfo().State.FirstSeq, 1); ; seq++ {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(queueStream))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		var job Job
+		if json.Unmarshal(m.Data, &job) == nil && job.ID == id && (index < 0 || job.Index == index) {
+			return true, nil
+		}
+		seq = m.Sequence
+	}
 }
 
 // countEnd counts a finished deployment in the metrics and the audit trail.

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
+	"github.com/taipattern/taikit/kanban"
+)
+
+// startedAt stores a deployment of version of service to regions as a
+// request does (its regions taken, its record stored in progress, every
+// region pending), started at startedAt, and queues nothing: the state
+// a process killed between storing a deployment and queueing its first
+// region leaves.
+func startedAt(t *testing.T, ts *testService, service, version string, startedAt time.Time, regions ...string) *Deployment {
+	t.Helper()
+	d := &Deployment{
+		ID: newDeploymentID(), Service: service, Version: version, TargetRegion: regions[0], Regions: regions,
+		Strategy: Canary, Status: StatusInProgress, StartedAt: startedAt.UTC(), StagesCompleted: []string{},
+		RegionsDone: []string{}, Analysis: thresholdsOf(ts.cfg.Analysis),
+	}
+	for _, reg := range regions {
+		d.Results = append(d.Results, RegionResult{Region: reg, Status: StatusPending, Stages: []StageResult{}})
+		holder, _, err := ts.store.Lock(t.Context(), service, reg, d.ID)
+		require.NoError(t, err)
+		require.Empty(t, holder)
+	}
+	_, err := ts.store.Create(t.Context(), d)
+	require.NoError(t, err)
+	return d
+}
+
+// TestStartCutOffBeforeQueued: a deployment stored, its regions taken,
+// whose first region was never queued (the process was killed between
+// the two) ends FAILED when another deployment asks for one of its
+// regions, once its start is over: nothing would ever run it. It stayed in
+// progress for ever, and every later deployment of the service to its
+// regions was refused with 409 deployment_active.
+func TestStartCutOffBeforeQueued(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	cut := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Hour), "us-west-2", "us-east-1")
+
+	r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-east-1"})
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	assert.Equal(t, StatusSuccess, r.deployment(t).Status)
+
+	d := do(t, "GET", ts.URL+"/deploy/"+cut.ID, nil).deployment(t)
+	require.Equal(t, StatusFailed, d.Status)
+	assert.Equal(t, StatusFailed, d.Results[0].Status)
+	assert.Contains(t, d.Results[0].ErrorMessage, "Not queued: ")
+	assert.Equal(t, StatusSkipped, d.Results[1].Status)
+	assert.NotNil(t, d.CompletedAt)
+	assert.Equal(t, 1.0, testutil.ToFloat64(ts.metrics.failed.WithLabelValues(Canary)), "the end is counted")
+	// Every region it held is free again, not only the one asked for.
+	r = deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"})
+	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	require.NoError(t, ts.audit.Flush(t.Context()))
+	var ends int
+	for _, line := range auditLines(t, filepath.Join(ts.cfg.DataDir, "audit-test.jsonl")) {
+		if line.ID == cut.ID && line.Kind == "deployment.end" {
+			ends++
+		}
+	}
+	assert.Equal(t, 1, ends, "the end is in the audit trail")
+}
+
+// TestQueuedStartHoldsItsRegions: a deployment whose first region is
+// queued, waiting for a worker or being judged by one, holds its regions
+// however long ago it started: another deployment of the service to them
+// is refused with 409, and the one queued is not ended.
+func TestQueuedStartHoldsItsRegions(t *testing.T) {
+	for _, at := range []string{"waiting", "judged"} {
+		t.Run(at, func(t *testing.T) {
+			gate := &startGate{fleetLog: &fleetLog{}, at: "prerequisites", held: make(chan struct{}), release: make(chan struct{})}
+			releaseAll := sync.OnceFunc(func() { close(gate.release) })
+			defer releaseAll()
+			ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+				c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+				c.WrapHealth = gate.Health
+			}, "-workers", "1", "-stages", "canary:5:0s,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
+			if at == "waiting" {
+				// The one worker is held judging another deployment.
+				deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+				<-gate.held
+			}
+			queued := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Hour), "us-west-2")
+			require.NoError(t, ts.publishJob(t.Context(), queued, 0))
+			if at == "judged" {
+				<-gate.held
+			}
+
+			r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+			require.Equal(t, http.StatusConflict, r.Code, "%s", r.Body)
+			assert.Equal(t, "deployment_active", r.errorBody(t)["code"])
+			d := do(t, "GET", ts.URL+"/deploy/"+queued.ID, nil).deployment(t)
+			assert.Equal(t, StatusInProgress, d.Status)
+
+			releaseAll()
+			assert.Equal(t, StatusSuccess, waitFor(t, ts.URL, queued.ID, ended).Status)
+		})
+	}
+}
+
+// TestRedeliveredJobQueuesTheNextRegionOnce: a region's job delivered
+// again after it queued the wave's next region (the process killed
+// before it acknowledged the job, or its lease lapsed) does not queue that
+// region again when its job has begun or waits in the queue. Queued
+// again, it relied on the stream's duplicate window (ten minutes): a
+// redelivery later than that, behind a full queue or after every replica
+// was down, queued a second job for the region, and a replica that took
+// it up while another ran the first rolled that rollout back as one cut
+// off by a restart.
+func TestRedeliveredJobQueuesTheNextRegionOnce(t *testing.T) {
+	for _, next := range []string{"queued", "begun"} {
+		t.Run(next, func(t *testing.T) {
+			var mu sync.Mutex
+			armed, published := false, 0
+			gate := &startGate{fleetLog: &fleetLog{}, at: "prerequisites", held: make(chan struct{}), release: make(chan struct{})}
+			releaseAll := sync.OnceFunc(func() { close(gate.release) })
+			defer releaseAll()
+			ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+				c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+				c.WrapHealth = gate.Health
+				c.PublishFault = func(j Job, publish func() error) error {
+					mu.Lock()
+					if armed && j.Index == 1 {
+						published++
+					}
+					mu.Unlock()
+					return publish()
+				}
+			}, "-workers", "1", "-stages", "canary:5:0s,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
+			// The one worker is held judging another deployment.
+			deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+			<-gate.held
+
+			// A wave whose first region has succeeded, and whose second
+			// was queued (waiting for the worker), or has begun.
+			d := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Minute), "us-west-2", "us-east-1")
+			got, rev, err := ts.store.Get(t.Context(), d.ID)
+			require.NoError(t, err)
+			now := time.Now().UTC()
+			got.Results[0].Status, got.Results[0].Previous, got.Results[0].CompletedAt = StatusSuccess, "v2.0.0", &now
+			if next == "begun" {
+				got.Results[1].Status, got.Results[1].Previous = StatusInProgress, "v1.0.0"
+			}
+			_, err = ts.store.Update(t.Context(), got, rev)
+			require.NoError(t, err)
+			if next == "queued" {
+				require.NoError(t, ts.publishJob(t.Context(), got, 1))
+			}
+			mu.Lock()
+			armed = true
+			mu.Unlock()
+
+			// The first region's job, delivered again.
+			require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
+				Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 2,
+			}))
+			mu.Lock()
+			assert.Zero(t, published, "the next region's job was published again")
+			mu.Unlock()
+		})
+	}
+}
+
+// TestStartCutOffDropsItsCommands: a command sent to a deployment whose
+// start was cut off before its first region was queued (an abort, as a
+// person would send to a deployment that never moves) is dropped when
+// the deployment ends: no run takes it. It was kept by the store and by
+// every replica for ever.
+func TestStartCutOffDropsItsCommands(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, append(slices.Clone(fastArgs), "-admin-token", admin)...)
+	cut := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Hour), "us-west-2")
+	r := do(t, "POST", ts.URL+"/deploy/"+cut.ID+"/abort", map[string]string{"reason": "stuck"}, "Authorization", "Bearer "+admin)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	require.Eventually(t, func() bool { _, ok := ts.pendingCommand(cut.ID); return ok }, 10*time.Second, time.Millisecond)
+
+	r = deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	assert.Equal(t, StatusFailed, do(t, "GET", ts.URL+"/deploy/"+cut.ID, nil).deployment(t).Status)
+	_, err := ts.store.control.Get(t.Context(), "cmd."+cut.ID)
+	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the command is still stored")
+	assert.Eventually(t, func() bool { _, ok := ts.pendingCommand(cut.ID); return !ok }, 10*time.Second, time.Millisecond,
+		"the command is still pending")
+}
