@@ -53,7 +53,8 @@ func (q *Memory[T]) ListDeadLetters(ctx context.Context, query DeadLetterQuery) 
 // and the message comes in one locked step, so a redrive is exactly once:
 // nothing is lost or doubled. The move skips the deduplication window (the
 // ID was stored before). It fails with ErrFull, leaving the dead letters
-// not moved, once the queue has no room: it never waits for it, only for
+// not moved, once the queue has no room: it never waits for it, only,
+// when the queue has too little room for every letter f matches, for
 // publishes whose IDs are being checked against the dedup window, as
 // TryPublish does (a duplicate among them gives its room back). A Tracer
 // or Propagator that panics (the panic goes on to the caller) or calls
@@ -75,8 +76,10 @@ func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) 
 		err   error
 	)
 	q.mu.Lock()
-	for q.checking > 0 && q.size >= q.opts.Capacity {
-		q.awaitCheck() // a duplicate's publish may give its room back
+	// Each letter moved takes room: while the queue has too little for
+	// all of them, a duplicate's publish may give its room back.
+	for q.checking > 0 && q.opts.Capacity-q.size < q.countDead(f) {
+		q.awaitCheck()
 	}
 	kept := q.dead[:0]
 	for _, d := range q.dead {
@@ -125,6 +128,18 @@ func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) 
 		err = fmt.Errorf("kanban: redriving dead letter %d: %w", f.Seq, ErrDeadLetterNotFound)
 	}
 	return len(moved), err
+}
+
+// countDead returns the number of dead letters f matches. Called with q.mu
+// held.
+func (q *Memory[T]) countDead(f DeadLetterFilter) int {
+	n := 0
+	for i := range q.dead {
+		if f.Match(&q.dead[i].dl) {
+			n++
+		}
+	}
+	return n
 }
 
 // DeleteDeadLetters removes the dead letters f matches.

@@ -257,3 +257,52 @@ func TestFullOnlyWithADuplicatesRoomIsNotFull(t *testing.T) {
 		})
 	}
 }
+
+// TestRedriveWaitsForTheRoomOfEveryLetterItMoves: a redrive of several
+// dead letters that finds room for some only because a duplicate's
+// publish holds the rest waits for its check, and moves them all. It moved
+// those it had room for and failed with ErrFull on the next, though the
+// duplicate then gave its room back.
+func TestRedriveWaitsForTheRoomOfEveryLetterItMoves(t *testing.T) {
+	q, err := NewMemory[int](MemoryOptions{Capacity: 2})
+	require.NoError(t, err)
+	ctx := context.Background()
+	w := newMemWaiter[int](nil)
+	for _, id := range []string{"y1", "y2"} {
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: id}))
+		require.NoError(t, mustTake(t, q, w).DeadLetter(ctx, "failed", 1))
+	}
+	require.NoError(t, q.Publish(ctx, Message[int]{ID: "x"}))
+	require.NoError(t, mustTake(t, q, w).Ack(ctx)) // empty, x in the window
+
+	q.dedupMu.Lock() // the repeat of x holds its room until its check
+	dup := make(chan error, 1)
+	go func() { dup <- q.Publish(ctx, Message[int]{ID: "x"}) }()
+	for q.Len() == 0 {
+		runtime.Gosched()
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := q.RedriveDeadLetters(ctx, DeadLetterFilter{All: true})
+		done <- result{n, err}
+	}()
+	for !parked("RedriveDeadLetters") && len(done) == 0 {
+		runtime.Gosched()
+	}
+	q.dedupMu.Unlock()
+	r := <-done
+	require.NoError(t, r.err, "the queue holds nothing but a duplicate")
+	assert.Equal(t, 2, r.n)
+	require.NoError(t, <-dup)
+	assert.Equal(t, int64(1), q.Stats().Duplicates)
+	require.Equal(t, 2, q.Len())
+	dead, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, dead)
+	assert.Equal(t, "y1", mustTake(t, q, w).ID())
+	assert.Equal(t, "y2", mustTake(t, q, w).ID())
+}
