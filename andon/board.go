@@ -150,7 +150,8 @@ type Board struct {
 
 	mu       sync.Mutex
 	shot     *streamState  // the last state taken for the event streams
-	shots    uint64        // states taken for the event streams so far
+	shots    uint64        // states begun for the event streams so far
+	read     uint64        // states read for the event streams so far
 	poke     chan struct{} // closed and replaced by Notify
 	streams  int           // event streams being served
 	shutdown bool          // Shutdown was called
@@ -626,20 +627,21 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 	var (
 		last []byte
 		// shown is the seq of the state last taken for this stream (0
-		// at first: a new stream takes its own), and after the time a
-		// state must have been begun at to be shown next (a refresh's,
-		// or shareLag before the stream woke).
-		shown uint64
-		after time.Time
+		// at first: a new stream takes its own) and read its order
+		// among the states read, and after the time a state must have
+		// been begun at to be shown next (a refresh's, or shareLag
+		// before the stream woke).
+		shown, read uint64
+		after       time.Time
 	)
 	lastWrite := time.Now()
 	for {
 		changed, poked := b.ev.watch(), b.poked()
-		ss := b.streamState(r.Context(), changed, poked, shown, after)
+		ss := b.streamState(r.Context(), changed, poked, shown, read, after)
 		if ss == nil || ss.err != nil {
 			return
 		}
-		shown, after = ss.seq, time.Time{}
+		shown, read, after = ss.seq, ss.order, time.Time{}
 		var msg []byte
 		switch {
 		case !bytes.Equal(ss.key, last):
@@ -713,6 +715,8 @@ func (b *Board) untilRefresh(now time.Time) time.Duration {
 type streamState struct {
 	changed, poked <-chan struct{} // current when the state was taken
 	seq            uint64          // Board.shots when it was begun
+	from           uint64          // Board.read when it was begun: the states read before it
+	order          uint64          // Board.read once it was read: it is the order-th state read
 	at             time.Time       // when it was begun, before the state was read
 	ready          chan struct{}
 	key            []byte // the state's JSON with the zero Time, to tell changes by
@@ -727,15 +731,18 @@ var errNoState = errors.New("andon: board: the state could not be taken")
 // streamState returns the state a stream is to be sent next, which
 // changed and poked, the channels it waits on, tell changes after: the
 // one taken last if it was begun after those channels were made (so it
-// holds every change they were made for), not before the state the
-// stream showed last (a stream never goes back), and at after or later
-// (a refresh); a new one otherwise. With one being taken that will do,
-// it waits for it; it returns nil if ctx ends or the board shuts down
-// meanwhile.
-func (b *Board) streamState(ctx context.Context, changed, poked <-chan struct{}, shown uint64, after time.Time) *streamState {
+// holds every change they were made for), is the state the stream
+// showed last (seq shown, the read-th state read) or was begun after that
+// one was read (a stream never goes back: one begun before, even if
+// after it by seq, may have been read before a line stopped that the
+// shown one shows stopped), and was begun at after or later (a refresh);
+// a new one otherwise. With one being taken that will
+// do, it waits for it; it returns nil if ctx ends or the board shuts
+// down meanwhile.
+func (b *Board) streamState(ctx context.Context, changed, poked <-chan struct{}, shown, read uint64, after time.Time) *streamState {
 	b.mu.Lock()
 	if ss := b.shot; ss != nil && shown != 0 && ss.changed == changed && ss.poked == poked &&
-		ss.seq >= shown && !ss.at.Before(after) {
+		(ss.seq == shown || ss.from >= read) && !ss.at.Before(after) {
 		b.mu.Unlock()
 		select {
 		case <-ss.ready:
@@ -746,11 +753,15 @@ func (b *Board) streamState(ctx context.Context, changed, poked <-chan struct{},
 		return nil
 	}
 	b.shots++
-	ss := &streamState{changed: changed, poked: poked, seq: b.shots, at: time.Now(), ready: make(chan struct{}), err: errNoState}
+	ss := &streamState{changed: changed, poked: poked, seq: b.shots, from: b.read, at: time.Now(), ready: make(chan struct{}), err: errNoState}
 	b.shot = ss
 	b.mu.Unlock()
 	defer close(ss.ready)
 	st := b.State()
+	b.mu.Lock()
+	b.read++
+	ss.order = b.read
+	b.mu.Unlock()
 	now := st.Time
 	st.Time = time.Time{}
 	key, err := json.Marshal(st)

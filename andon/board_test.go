@@ -1328,3 +1328,66 @@ func TestBoardShowsACordPulledDuringAnEvaluation(t *testing.T) {
 		assert.True(t, st.Cord.Pulled)
 	})
 }
+
+// heldLine is a line whose Status waits, the first time after hold is
+// called, until the channel hold returned is closed.
+type heldLine struct {
+	*jidoka.Line
+	gate atomic.Pointer[chan struct{}]
+}
+
+func (l *heldLine) hold() chan struct{} {
+	ch := make(chan struct{})
+	l.gate.Store(&ch)
+	return ch
+}
+
+func (l *heldLine) Status() jidoka.LineStatus {
+	if ch := l.gate.Swap(nil); ch != nil {
+		<-*ch
+	}
+	return l.Line.Status()
+}
+
+// TestBoardStreamNeverGoesBack: a stream whose state took long to read
+// is not then sent a state another stream began after its own but read
+// before it, which misses what changed meanwhile (here a line stopped,
+// which the board hears of only at a refresh): the page would show the
+// line running again after showing it stopped.
+func TestBoardStreamNeverGoesBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		slow := &heldLine{Line: newLine("slow")}
+		line := newLine("checkout")
+		b, err := andon.NewBoard(e, andon.BoardOptions{Refresh: time.Hour, Lines: []andon.Line{slow, line}})
+		require.NoError(t, err)
+		w, stop := stream(b)
+		defer stop()
+		synctest.Wait()
+		require.Len(t, w.data(), 1)
+
+		gate := slow.hold()
+		cond.Set(true)
+		e.Evaluate(context.Background()) // the stream takes a state, held at the slow line
+		synctest.Wait()
+		b.Notify()
+		other, stopOther := stream(b) // takes its own state, at once
+		defer stopOther()
+		synctest.Wait()
+		require.Len(t, other.data(), 1)
+		line.Stop("jam") // after the other page's state was read, before the stream's
+		close(gate)
+		synctest.Wait()
+
+		data := w.data()
+		require.GreaterOrEqual(t, len(data), 2)
+		var st andon.BoardState
+		require.NoError(t, json.Unmarshal([]byte(data[1]), &st))
+		require.True(t, st.Lines[1].Stopped, "the state read after the stop shows it")
+		for i, d := range data[2:] {
+			require.NoError(t, json.Unmarshal([]byte(d), &st))
+			assert.True(t, st.Lines[1].Stopped, "event %d goes back to a state read before the stop", i+2)
+		}
+	})
+}

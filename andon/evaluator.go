@@ -385,7 +385,8 @@ func (e *Evaluator) release() { <-e.evalSlot }
 type result struct {
 	m           Measurement
 	annotations map[string]string
-	err         error // nil, a *PanicError or a conditionError
+	err         error       // nil or a conditionError
+	panic       *PanicError // the panic or Goexit whose text err holds
 }
 
 // evaluateHeld is evaluate with the slot held and the evaluator open.
@@ -420,13 +421,19 @@ func measureFrom(ctx context.Context, rules []*ruleState, now time.Time, results
 		if i < len(rules) {
 			// The loop stopped short: a condition did not return
 			// (measure recovers a panic).
-			results[i] = result{err: newPanicError("condition of rule "+rules[i].rule.Name, nil)}
+			p := newPanicError("condition of rule "+rules[i].rule.Name, nil)
+			results[i] = result{err: conditionError{p.Error()}, panic: p}
 			measureFrom(ctx, rules, now, results, i+1)
 		}
 	}()
 	for ; i < len(rules); i++ {
 		r := &results[i]
 		r.m, r.annotations, r.err = measure(ctx, rules[i], now)
+		if p, ok := r.err.(*PanicError); ok {
+			// Its text, which the panic value's own methods make, is
+			// made here, not under e.mu.
+			r.err, r.panic = conditionError{p.Error()}, p
+		}
 	}
 }
 
@@ -447,9 +454,9 @@ func (e *Evaluator) settle(ctx context.Context, now, wall time.Time, rules []*ru
 	var panics []*PanicError
 	for i, rs := range rules {
 		from := rs.alert.State
-		// An error is a *PanicError or a conditionError: no method of the
-		// condition's runs under the lock.
-		if p, ok := results[i].err.(*PanicError); ok && rs.alert.LastError != p.Error() {
+		// An error is a conditionError, its text read already: no method
+		// of the condition's, or of its panic's value, runs under the lock.
+		if p := results[i].panic; p != nil && rs.alert.LastError != results[i].err.Error() {
 			panics = append(panics, p) // logged once for a run of the same panic
 		}
 		rs.apply(now, results[i].m, results[i].annotations, results[i].err)
@@ -482,7 +489,7 @@ func (e *Evaluator) settle(ctx context.Context, now, wall time.Time, rules []*ru
 			e.log.Error("andon: condition called runtime.Goexit", "where", p.Where, "stack", string(p.Stack))
 			continue
 		}
-		e.log.Error("andon: condition panicked", "where", p.Where, "panic", fmt.Sprint(p.Value), "stack", string(p.Stack))
+		e.log.Error("andon: condition panicked", "where", p.Where, "panic", panicText(p.Value), "stack", string(p.Stack))
 	}
 	// The notifiers hear of the alerts, and the board of the evaluation,
 	// even if a hook ends the goroutine with runtime.Goexit.
@@ -565,7 +572,7 @@ func (e *Evaluator) runHook(ctx context.Context, h Hook, a Alert, fire bool) {
 		if v := recover(); v != nil {
 			name := hookName(h)
 			p := newPanicError("hook "+name, v)
-			e.log.Error("andon: hook panicked", "hook", name, "alertname", a.Name, "panic", fmt.Sprint(v), "stack", string(p.Stack))
+			e.log.Error("andon: hook panicked", "hook", name, "alertname", a.Name, "panic", panicText(v), "stack", string(p.Stack))
 		}
 	}()
 	if fire {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -1133,4 +1134,76 @@ func TestRunBoundsEachEvaluation(t *testing.T) {
 		cancel()
 		assert.ErrorIs(t, <-done, context.Canceled)
 	})
+}
+
+// reentrantPanic is a panic value whose Error method reads the evaluator.
+type reentrantPanic struct{ e *andon.Evaluator }
+
+func (p reentrantPanic) Error() string {
+	return fmt.Sprintf("while %d rules were evaluated", len(p.e.Alerts()))
+}
+
+// selfPanic is a panic value whose Error method panics with it, which
+// fmt does not recover from when it prints it.
+type selfPanic struct{}
+
+func (p selfPanic) Error() string { panic(p) }
+
+// TestConditionPanicValueReadOutsideTheLock: the text of a condition's
+// panic, made by the panic value's own Error or String method, is made
+// with the evaluator's lock not held, and a panic in it is recovered: a
+// method that reads the evaluator (or ends the goroutine) blocked the
+// evaluation, and every later call, for good, and one that panics again
+// crashed the program from Run.
+func TestConditionPanicValueReadOutsideTheLock(t *testing.T) {
+	var e *andon.Evaluator
+	e, err := andon.NewEvaluator(andon.EvaluatorOptions{Logger: discardLogger(), Rules: []andon.Rule{
+		{Name: "R", Severity: andon.Page, Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			panic(reentrantPanic{e})
+		})},
+		{Name: "S", Severity: andon.Page, Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			panic(selfPanic{})
+		})},
+	}})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			require.NoError(t, e.Shutdown(context.Background()))
+		}
+	})
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		e.EvaluateAt(context.Background(), t0)
+	}()
+	select {
+	case v := <-done:
+		require.Nil(t, v, "the evaluation panicked")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the evaluation blocked")
+	}
+	a, _ := e.Alert("R")
+	assert.Equal(t, "andon: panic in condition of rule R: while 3 rules were evaluated", a.LastError)
+	a, _ = e.Alert("S")
+	assert.Contains(t, a.LastError, "andon: panic in condition of rule S")
+}
+
+// TestHookPanicValueThatPanics: a hook's panic whose value panics again
+// when printed is logged, and the evaluation goes on; it crashed the
+// program from Run.
+func TestHookPanicValueThatPanics(t *testing.T) {
+	var logs bytes.Buffer
+	cond := newSwitch()
+	cond.Set(true)
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: []andon.Rule{
+		{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.HookFuncs{
+			OnFire: func(context.Context, andon.Alert) { panic(selfPanic{}) },
+		}}},
+	}})
+	var trs []andon.Transition
+	require.NotPanics(t, func() { trs = e.EvaluateAt(context.Background(), t0) })
+	require.Len(t, trs, 1)
+	assert.Equal(t, andon.Firing, trs[0].To)
+	assert.Contains(t, logs.String(), `msg="andon: hook panicked"`)
+	assert.Contains(t, logs.String(), `panic="a andon_test.selfPanic whose text could not be made"`)
 }

@@ -79,7 +79,7 @@ func (b *Board) show(p Panel) (bp BoardPanel) {
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			b.log.Error("andon: board: a panel's Rows panicked", "panel", p.Title, "panic", fmt.Sprint(v))
+			b.log.Error("andon: board: a panel's Rows panicked", "panel", p.Title, "panic", panicText(v))
 			bp.Rows, bp.More, bp.Error = []PanelRow{}, 0, "this panel failed; see the log"
 		}
 	}()

@@ -230,3 +230,20 @@ func TestBoardKeepsACopyOfItsOptions(t *testing.T) {
 	assert.Equal(t, []andon.BoardPanel{{Title: "Jobs", Columns: []string{"ID", "Stage"},
 		Rows: []andon.PanelRow{{Cells: []string{"1", "2"}}}, Empty: "none"}}, st.Panels)
 }
+
+// TestBoardPanelPanicValueThatPanics: a panel whose Rows panics with a
+// value that panics again when printed fails alone, as any panicking
+// panel does; the board's state could not be taken at all.
+func TestBoardPanelPanicValueThatPanics(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{})
+	var log strings.Builder
+	b, err := andon.NewBoard(e, andon.BoardOptions{Logger: slog.New(slog.NewTextHandler(&log, nil)), Panels: []andon.Panel{
+		{Title: "Broken", Columns: []string{"Job"}, Rows: func() []andon.PanelRow { panic(selfPanic{}) }},
+	}})
+	require.NoError(t, err)
+	var st andon.BoardState
+	require.NotPanics(t, func() { st = b.State() })
+	require.Len(t, st.Panels, 1)
+	assert.Equal(t, "this panel failed; see the log", st.Panels[0].Error)
+	assert.Contains(t, log.String(), "andon_test.selfPanic")
+}

@@ -36,7 +36,20 @@ func (e *PanicError) Error() string {
 	if e.Value == nil {
 		return "andon: runtime.Goexit in " + e.Where
 	}
-	return fmt.Sprintf("andon: panic in %s: %v", e.Where, e.Value)
+	return "andon: panic in " + e.Where + ": " + panicText(e.Value)
+}
+
+// panicText prints a panic's value as fmt's %v does, or, should the
+// value's own Error or String method panic in a way fmt lets through (with
+// a value whose method panics too), names its type: a recovered panic is
+// reported, not raised again while it is.
+func panicText(v any) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = fmt.Sprintf("a %T whose text could not be made", v)
+		}
+	}()
+	return fmt.Sprint(v)
 }
 
 // Unwrap returns the panic value if it is an error.
