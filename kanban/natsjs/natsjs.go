@@ -340,7 +340,9 @@ var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
 // stream as it is when it exists — one an administrator made, or a
 // process with those permissions — which needs $JS.API.STREAM.INFO.<name>
 // alone; a stream whose configuration differs from opts is logged at
-// Warn, naming the fields, and its own limits hold. When the stream does
+// Warn, naming the fields, and its own limits hold: its MaxBytes is the
+// Queue's MaxBytes, or DeadLetterMaxBytes, in Options and in the
+// refusals with ErrTooLarge. When the stream does
 // not exist, or its info is refused too, New fails at once with an error
 // that wraps nats.ErrPermissionViolation and names the subjects refused.
 func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], error) {
@@ -377,6 +379,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 				// A stream the connection may not update is used as it
 				// is: with a keeper only when it takes the keeper's subject.
 				q.keeper = slices.Contains(info.Config.Subjects, keeperSubject(c.Stream))
+				q.boundBytes(i, kept.MaxBytes, info.Config.MaxBytes)
 				continue
 			}
 			// Another stream takes the keeper's subject: the work stream
@@ -385,9 +388,11 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 			q.keeper = false
 			overlap = err
 		}
-		if _, err := q.upsertStream(ctx, sc); err != nil {
+		info, err := q.upsertStream(ctx, sc)
+		if err != nil {
 			return nil, fmt.Errorf("natsjs: stream %s: %w", sc.Name, err)
 		}
+		q.boundBytes(i, sc.MaxBytes, info.Config.MaxBytes)
 		if i == 0 && overlap != nil {
 			c.Logger.Warn("natsjs: the work stream's keeper subject is another stream's; the work stream has no keeper",
 				"stream", c.Stream, "subject", keeperSubject(c.Stream), "err", overlap)
@@ -402,6 +407,29 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 		c.Logger.Warn("natsjs: the work stream's keeper not stored", "stream", c.Stream, "err", err)
 	}
 	return q, nil
+}
+
+// boundBytes takes got, the MaxBytes of a stream used as it is (see
+// upsertStream), the work stream (i 0) or the dead-letter stream (i 1),
+// when it differs from want, the one New asked for: into MaxBytes or
+// DeadLetterMaxBytes, so that a message that alone takes more than the
+// stream holds is refused with ErrTooLarge, not waited for as one that
+// finds the stream full. A work stream with a keeper holds the keeper's
+// size more.
+func (q *Queue[T]) boundBytes(i int, want, got int64) {
+	if got == want {
+		return
+	}
+	if got <= 0 {
+		got = 0 // no limit
+	} else if i == 0 && q.keeper {
+		got = max(got-q.opts.keeperSize(), 1)
+	}
+	if i == 0 {
+		q.opts.MaxBytes = got
+	} else {
+		q.opts.DeadLetterMaxBytes = got
+	}
 }
 
 // streams returns the configurations of the work stream and the
@@ -447,7 +475,9 @@ func byteLimit(n int64) int64 {
 // JetStream returns the JetStream context the queue publishes with.
 func (q *Queue[T]) JetStream() jetstream.JetStream { return q.js }
 
-// Options returns the queue's options with defaults filled in.
+// Options returns the queue's options with defaults filled in, and
+// MaxBytes and DeadLetterMaxBytes those of streams New used as they are
+// (see New).
 func (q *Queue[T]) Options() Options { return q.opts }
 
 // Stats returns the counts of this queue value.
@@ -764,7 +794,9 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // that wraps nats.ErrPermissionViolation and names the subjects refused;
 // so it does, marked kanban.Permanent, when a pull request
 // ($JS.API.CONSUMER.MSG.NEXT.<Stream>.<Durable>) is refused: as the
-// refused request expires, within FetchWait and a second.
+// refused request expires, within FetchWait and a second; and when the
+// durable goes away while Consume runs, at the pull after its loss,
+// with the refusal to create it again.
 //
 // A closed connection (nc.Close, or nats.go giving up after MaxReconnects)
 // never comes back: Consume then stops pulling — within FetchWait and a

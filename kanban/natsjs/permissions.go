@@ -192,13 +192,14 @@ func streamDiff(want, got jetstream.StreamConfig) []string {
 	return diff
 }
 
-// upsertConsumer creates or updates the durable as cfg says and returns
-// it. A connection not permitted to create it uses the durable as it is,
-// when it exists: one an administrator made. A durable whose
-// configuration then differs from cfg is logged at Warn, with the fields
-// that differ.
-func (q *Queue[T]) upsertConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	nc, stream := q.js.Conn(), q.opts.Stream
+// probeConsumer sends the request that creates the durable as cfg says
+// (action "create"), or creates or updates it (action ""), as jetstream
+// does, and returns apiRequest's error: at once the refusal of a
+// connection not permitted to create it. The reply is left to jetstream,
+// which sends the request again, returns the durable and reads the
+// server's refusals.
+func (q *Queue[T]) probeConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, action string) error {
+	stream := q.opts.Stream
 	subj := apiPrefix + "CONSUMER.CREATE." + stream + "." + cfg.Durable
 	if cfg.FilterSubject != "" {
 		subj += "." + cfg.FilterSubject // as jetstream sends it
@@ -207,14 +208,22 @@ func (q *Queue[T]) upsertConsumer(ctx context.Context, cfg jetstream.ConsumerCon
 		Stream string                    `json:"stream_name"`
 		Config *jetstream.ConsumerConfig `json:"config"`
 		Action string                    `json:"action"`
-	}{stream, &cfg, ""})
+	}{stream, &cfg, action})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// The request is sent again by jetstream, which returns the durable
-	// and reads the server's refusals; this one finds a permission
-	// missing.
-	_, err = apiRequest(ctx, nc, subj, data)
+	_, err = apiRequest(ctx, q.js.Conn(), subj, data)
+	return err
+}
+
+// upsertConsumer creates or updates the durable as cfg says and returns
+// it. A connection not permitted to create it uses the durable as it is,
+// when it exists: one an administrator made. A durable whose
+// configuration then differs from cfg is logged at Warn, with the fields
+// that differ.
+func (q *Queue[T]) upsertConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	nc, stream := q.js.Conn(), q.opts.Stream
+	err := q.probeConsumer(ctx, cfg, "")
 	if err == nil {
 		return q.js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	}

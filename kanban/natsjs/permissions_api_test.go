@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -50,6 +51,16 @@ func TestConsumeNotPermittedToCreate(t *testing.T) {
 	assert.NoError(t, ctx.Err())
 }
 
+// makeDurable has the Consume of q, an administrator's queue, make the
+// durable with a WIP of wip: it handles a message published for it, so
+// the durable exists when it returns (a Consume ended before it pulled
+// may not have made it).
+func makeDurable(t *testing.T, q *natsjs.Queue[int], wip int) {
+	t.Helper()
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "made"}))
+	require.Equal(t, []string{"made"}, handleAll(t, q, wip), "the durable made")
+}
+
 // workerPerms are the publish permissions of a worker whose streams and
 // durable an administrator made: the work and keeper subjects, stream and
 // consumer info, pulls, acknowledgements and the dead-letter subject.
@@ -66,7 +77,7 @@ func TestWorkerBindsToWhatAnAdminMade(t *testing.T) {
 	opts := natsjs.Options{Stream: "MADE", FetchWait: 100 * time.Millisecond}
 	admin, err := natsjs.New[int](ctx, connectAs(t, ns, "admin", &violations{}), opts)
 	require.NoError(t, err)
-	assert.Empty(t, handleAll(t, admin, 4), "the durable made")
+	makeDurable(t, admin, 4)
 
 	differs := newMsgLog("natsjs: the connection may not update the stream; the queue uses it as it is")
 	opts.Logger = differs.logger()
@@ -132,7 +143,7 @@ func TestWorkerExtendsLeasesByTheDurablesAckWait(t *testing.T) {
 	admin, err := natsjs.New[int](ctx, connectAs(t, ns, "admin", &violations{}),
 		natsjs.Options{Stream: "MADE", AckWait: 300 * time.Millisecond, FetchWait: 50 * time.Millisecond})
 	require.NoError(t, err)
-	assert.Empty(t, handleAll(t, admin, 1), "the durable made")
+	makeDurable(t, admin, 1)
 
 	q, err := natsjs.New[int](ctx, connectAs(t, ns, "worker", &violations{}), natsjs.Options{Stream: "MADE", FetchWait: 50 * time.Millisecond})
 	require.NoError(t, err)
@@ -156,4 +167,102 @@ func TestWorkerExtendsLeasesByTheDurablesAckWait(t *testing.T) {
 		got = append(got, a)
 	}
 	assert.Equal(t, []int{1}, got, "delivered again while handled")
+}
+
+// TestWorkerEndsWhenTheDurableGoes: a durable deleted while a worker not
+// permitted to create it consumes ends Consume with the refusal of its
+// creation, marked kanban.Permanent and naming the subject, instead of
+// taking each refused request's timeout for JetStream out of reach and
+// trying again until ctx ends.
+func TestWorkerEndsWhenTheDurableGoes(t *testing.T) {
+	ns := startUsersServer(t, user("admin"), user("worker", workerPerms...))
+	ctx := context.Background()
+	opts := natsjs.Options{Stream: "MADE", FetchWait: 50 * time.Millisecond}
+	admin, err := natsjs.New[int](ctx, connectAs(t, ns, "admin", &violations{}), opts)
+	require.NoError(t, err)
+	makeDurable(t, admin, 1)
+
+	q, err := natsjs.New[int](ctx, connectAs(t, ns, "worker", &violations{}), opts)
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "before"}))
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	handled := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			handled <- d.ID
+			return nil
+		}, kanban.ConsumeOptions{})
+	}()
+	assert.Equal(t, "before", next(t, handled))
+	require.NoError(t, admin.JetStream().DeleteConsumer(ctx, "MADE", "MADE_WORKERS"))
+	err = <-done
+	require.Error(t, err, "Consume ended only with ctx")
+	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+	assert.True(t, kanban.IsPermanent(err))
+	assert.Contains(t, err.Error(), `"$JS.API.CONSUMER.CREATE.MADE.MADE_WORKERS.MADE"`)
+	assert.NoError(t, cctx.Err())
+}
+
+// TestWorkerBoundToADurableOfTinyAckWait: a durable an administrator made
+// with an AckWait of a few nanoseconds, less than three, does not make a
+// worker bound to it panic as its Consume ends.
+func TestWorkerBoundToADurableOfTinyAckWait(t *testing.T) {
+	ns := startUsersServer(t, user("admin"), user("worker", workerPerms...))
+	ctx := context.Background()
+	admin := connectAs(t, ns, "admin", &violations{})
+	_, err := natsjs.New[int](ctx, admin, natsjs.Options{Stream: "MADE"})
+	require.NoError(t, err)
+	js, err := jetstream.New(admin)
+	require.NoError(t, err)
+	_, err = js.CreateConsumer(ctx, "MADE", jetstream.ConsumerConfig{
+		Durable: "MADE_WORKERS", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 2, FilterSubject: "MADE",
+	})
+	require.NoError(t, err)
+	q, err := natsjs.New[int](ctx, connectAs(t, ns, "worker", &violations{}), natsjs.Options{Stream: "MADE", FetchWait: 50 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a"}))
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	assert.NoError(t, q.Consume(cctx, func(context.Context, kanban.Delivery[int]) error {
+		cancel() // Consume ends with a pull request open
+		return nil
+	}, kanban.ConsumeOptions{}))
+}
+
+// TestWorkerBoundToStreamsOfFewerBytes: a worker not permitted to update
+// streams an administrator made with a MaxBytes, its own Options setting
+// none, refuses at once with ErrTooLarge a message that alone takes more
+// than the work stream holds, or whose dead letter takes more than the
+// dead-letter stream holds, as one with those limits does, instead of
+// taking it for a full stream (Publish waited for room until its ctx
+// ended, and TryPublish failed with kanban.ErrFull) or storing a message
+// that could never be dead-lettered.
+func TestWorkerBoundToStreamsOfFewerBytes(t *testing.T) {
+	for name, admin := range map[string]natsjs.Options{
+		"work":        {Stream: "MADE", MaxBytes: 4096, Codec: rawCodec{}},
+		"dead letter": {Stream: "MADE", DeadLetterMaxBytes: 4096, Codec: rawCodec{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ns := startUsersServer(t, user("admin"), user("worker", workerPerms...))
+			ctx := context.Background()
+			_, err := natsjs.New[[]byte](ctx, connectAs(t, ns, "admin", &violations{}), admin)
+			require.NoError(t, err)
+			q, err := natsjs.New[[]byte](ctx, connectAs(t, ns, "worker", &violations{}), natsjs.Options{Stream: "MADE", Codec: rawCodec{}})
+			require.NoError(t, err)
+			huge := kanban.Message[[]byte]{ID: "huge", Payload: make([]byte, 5000)}
+			for name, publish := range map[string]func(context.Context, kanban.Message[[]byte]) error{
+				"Publish": q.Publish, "TryPublish": q.TryPublish,
+			} {
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second) // bounds a Publish that waits for room
+				err := publish(pctx, huge)
+				cancel()
+				require.ErrorIs(t, err, natsjs.ErrTooLarge, name)
+				assert.NotErrorIs(t, err, kanban.ErrFull, name)
+			}
+			// One that fits is stored.
+			require.NoError(t, q.TryPublish(ctx, kanban.Message[[]byte]{ID: "a", Payload: make([]byte, 2000)}))
+		})
+	}
 }

@@ -32,7 +32,12 @@ type source[T any] struct {
 	msgs   <-chan jetstream.Msg   // cur's messages, closed when it ends
 }
 
-func (s *source[T]) HeartbeatInterval() time.Duration { return s.ackWait / 3 }
+// minHeartbeat is the shortest HeartbeatInterval: a durable an
+// administrator made with an AckWait of a few nanoseconds would have the
+// leases extended without pause (and an interval of 0 is no ticker's).
+const minHeartbeat = time.Millisecond
+
+func (s *source[T]) HeartbeatInterval() time.Duration { return max(s.ackWait/3, minHeartbeat) }
 
 // ReleaseOrder implements kanban.ReleaseOrderer: the server delivers
 // messages negatively acknowledged again in the order it got the
@@ -92,7 +97,8 @@ func (s *source[T]) noteGone(err error) {
 
 // revive creates the durable again when the server does not know it. A
 // durable that exists, or that another process created meanwhile, is
-// kept as it is.
+// kept as it is. The refusal of a connection not permitted to create it
+// is returned at once, marked kanban.Permanent.
 func (s *source[T]) revive(ctx context.Context) error {
 	q := s.q
 	_, err := q.js.Consumer(ctx, q.opts.Stream, q.opts.Durable)
@@ -103,7 +109,18 @@ func (s *source[T]) revive(ctx context.Context) error {
 	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, connError(q.js.Conn(), err))
 	}
-	cons, err := q.js.CreateConsumer(ctx, q.opts.Stream, q.consumerConfig(s.wip))
+	cfg := q.consumerConfig(s.wip)
+	if err := q.probeConsumer(ctx, cfg, "create"); err != nil {
+		// The durable cannot be made again by a connection not
+		// permitted to create it: Consume ends, as it does when such a
+		// connection finds no durable to begin with.
+		err = fmt.Errorf("natsjs: creating consumer %s again: %w", q.opts.Durable, connError(q.js.Conn(), err))
+		if isDenied(err) {
+			return kanban.Permanent(err)
+		}
+		return err
+	}
+	cons, err := q.js.CreateConsumer(ctx, q.opts.Stream, cfg)
 	switch {
 	case err == nil:
 		s.cons = cons
