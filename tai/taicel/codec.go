@@ -169,11 +169,16 @@ type structField struct {
 	zero  reflect.Value
 	key   []byte // `"Name":`
 	codec *codec
-	omit  bool // Options.Unrecorded: read back, never written
-	// carrier, for a field promoted from an exported embedded struct,
-	// is the outermost such struct's name: the field is within the
-	// value written for it, and written again for a reader that knows
-	// no Go type, but neither read back nor marked in nils from here.
+	// omit: never written from here. A field named in
+	// Options.Unrecorded, or one promoted from an embedded struct whose
+	// type can hold t, the struct promoting it, again: it is written
+	// within the embedded struct only.
+	omit bool
+	// carrier, for a field promoted from an exported embedded struct
+	// that no shallower field of its name hides, is the outermost such
+	// struct's name: the field is within the value written for it, and
+	// written again for a reader that knows no Go type, but neither
+	// read back nor marked in nils from here.
 	carrier string
 }
 
@@ -184,36 +189,49 @@ type structField struct {
 // another at the same depth makes the name ambiguous), which read as
 // their zero values behind a nil embedded pointer; the fields named in
 // omit, and those promoted from an embedded struct named in it, are read
-// back but not written. A field whose type has no codec, or that is
-// promoted through an embedded pointer to a struct of a type that is
-// not exported (which reflection cannot set when it reads the field
-// back), is left out too, and the first such field not in omit is the
-// error returned with the fields.
+// back but not written, and so is a field promoted from an embedded
+// struct whose type can hold t (it is written within that struct only).
+// A field whose type has no codec, or that is promoted through an
+// embedded pointer that is no field of t (its type is not exported, or a
+// shallower field of its name hides it), which the decoder cannot set
+// when it reads the field back, is left out too, and the first such
+// field not in omit is the error returned with the fields.
 func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structField, error) {
 	var fields []structField
 	var first error
-	for _, f := range reflect.VisibleFields(t) {
+	visible := reflect.VisibleFields(t)
+	shown := make(map[string][]int, len(visible)) // the index of each field payload.Name reads
+	for _, f := range visible {
+		if f.IsExported() {
+			shown[f.Name] = f.Index
+		}
+	}
+	for _, f := range visible {
 		if !f.IsExported() || !celReadable(f.Type) {
 			continue
 		}
 		sf := structField{name: f.Name, index: f.Index[0], omit: omit[f.Name]}
 		sf.key = jsonw.AppendString(nil, f.Name)
 		sf.key = append(sf.key, ':')
-		var unsettable reflect.Type // an unexported embedded pointer on the way
+		var unsettable reflect.Type // an embedded pointer on the way, not written
 		if len(f.Index) > 1 {
 			sf.path, sf.zero = f.Index, reflect.Zero(f.Type)
 			at := t
-			for _, i := range f.Index[:len(f.Index)-1] {
+			for k, i := range f.Index[:len(f.Index)-1] {
 				if at.Kind() == reflect.Pointer {
 					at = at.Elem()
 				}
 				e := at.Field(i)
-				omitted := omit[e.Name]
-				sf.omit = sf.omit || omitted
+				// An embedded struct is written, and named in omit, as
+				// a field of t only where no shallower field of its name
+				// hides it.
+				written := e.IsExported() && slices.Equal(shown[e.Name], f.Index[:k+1])
+				sf.omit = sf.omit || written && omit[e.Name]
 				switch {
-				case e.IsExported() && sf.carrier == "":
+				case sf.carrier != "":
+				case written:
 					sf.carrier = e.Name
-				case !e.IsExported() && e.Type.Kind() == reflect.Pointer && sf.carrier == "":
+				case e.Type.Kind() == reflect.Pointer:
 					unsettable = e.Type
 				}
 				at = e.Type
@@ -221,7 +239,7 @@ func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structFi
 		}
 		c, err := cb.of(f.Type)
 		if err == nil && unsettable != nil && !cb.writeOnly {
-			err = fmt.Errorf("promoted through the embedded %v, a pointer to a type that is not exported, which cannot be set when it is read back", unsettable)
+			err = fmt.Errorf("promoted through the embedded %v, a pointer that is no field of %v (its type is not exported, or a field of its name hides it), which cannot be set when it is read back", unsettable, t)
 		}
 		if err != nil {
 			if !sf.omit && first == nil {
@@ -233,9 +251,44 @@ func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structFi
 			}}
 		}
 		sf.codec = c
+		// A value of t within a promoted field written again would be
+		// written twice in its turn, and so on down: a tree of depth n
+		// would take 2ⁿ copies.
+		if sf.carrier != "" && holds(f.Type, t) {
+			sf.omit = true
+		}
 		fields = append(fields, sf)
 	}
 	return fields, first
+}
+
+// holds reports whether a value of type t can hold one of type u, as
+// codecs write it: within a pointer, a slice, an array, a map or a
+// struct's exported or embedded fields, but not within an interface.
+func holds(t, u reflect.Type) bool {
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type) bool
+	walk = func(t reflect.Type) bool {
+		if t == u {
+			return true
+		}
+		if seen[t] || t == timeType {
+			return false
+		}
+		seen[t] = true
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+			return walk(t.Elem())
+		case reflect.Struct:
+			for i := range t.NumField() {
+				if f := t.Field(i); (f.IsExported() || f.Anonymous) && walk(f.Type) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(t)
 }
 
 // get returns the field f of v, a struct: for a promoted field behind a
@@ -877,17 +930,20 @@ func appendAny(b []byte, x any, depth int) []byte {
 	return c.enc(b, v, depth)
 }
 
+// decInterface reads a value without its Go type, or null as a nil
+// interface: a value into an interface with methods is an error, as it
+// would hold a map, not a value of the type the methods belong to.
 func decInterface(r *jsonReader, v reflect.Value) error {
+	if r.null() {
+		v.SetZero()
+		return nil
+	}
 	if v.NumMethod() > 0 {
 		return fmt.Errorf("cannot read a value into interface type %v", v.Type())
 	}
-	x, err := r.any()
+	x, err := r.any() // not null: not nil
 	if err != nil {
 		return err
-	}
-	if x == nil {
-		v.SetZero()
-		return nil
 	}
 	v.Set(reflect.ValueOf(x))
 	return nil

@@ -125,13 +125,20 @@
 // whatever must not reach a trail. An embedded struct is an object, and
 // the fields promoted from it are written again beside it, as
 // payload.Field reads them (zero behind a nil embedded pointer), so that
-// a backtest without the Go type reads them too. A field promoted
-// through an embedded pointer to a type that is not exported cannot be
-// read back: NewEnv refuses to record it unless it is unrecorded. A nil
-// pointer is written null: CEL reads the fields of a nil pointer to a
-// struct as their zero values (payload.Risk.Score is 0.0), which a
-// backtest without the Go type cannot, and fails the rules that read
-// them there (Report.Errors counts them). Vars holds what Lookup
+// a backtest without the Go type reads them too. This costs room: a
+// field promoted through one embedded struct is written twice, one
+// promoted through two four times (within each struct and beside it).
+// A promoted field whose type can hold the struct it is promoted into
+// again (the children of a tree, Post embedding Replies{Posts []Post})
+// is written within its embedded struct only, or every level of the tree
+// would double the record: a backtest without the Go type reads it by
+// its embedded struct's name (payload.Replies.Posts, not payload.Posts).
+// A field promoted through an embedded pointer to a type that is not
+// exported, or that a field of its name hides, cannot be read back:
+// NewEnv refuses to record it unless it is unrecorded. A nil pointer is written null: CEL reads the fields of a
+// nil pointer to a struct as their zero values (payload.Risk.Score is
+// 0.0), which a backtest without the Go type cannot, and fails the rules
+// that read them there (Report.Errors counts them). Vars holds what Lookup
 // returned for the declared variables; "verdict_rule" names the verdict
 // rule that decided, when one did. Numbers keep their type: a float is
 // always written with a '.' or an exponent, an int never is, so the JSON read without a Go type still

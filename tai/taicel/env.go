@@ -56,7 +56,11 @@ type Options[T any] struct {
 	// in Unrecorded, under its Go name: an embedded struct as an object,
 	// and each field promoted from it again beside it (as its zero value
 	// behind a nil embedded pointer), as payload.Field reads it, so that
-	// a reader that knows no Go type reads it too; vars the variables
+	// a reader that knows no Go type reads it too (a field promoted
+	// through n embedded structs is thus written 2ⁿ times), but one whose
+	// type can hold the struct it is promoted into again, which would
+	// double the record at each level of a tree, is written within its
+	// embedded struct only; vars the variables
 	// Lookup returned that Vars declares (all of them, for a dynamic
 	// Env). A nil slice or map, which CEL reads as empty, is written
 	// empty ([], {}, "" for bytes);
@@ -75,7 +79,8 @@ type Options[T any] struct {
 	// with the embedded struct, by its type name, and so are the fields
 	// promoted from it; naming one of those alone is an error (it is
 	// written within the struct). A field promoted from an embedded
-	// struct whose type is not exported is named alone. A name T has no
+	// struct whose type is not exported, or that a field of its name
+	// hides, is named alone. A name T has no
 	// exported field of is an error; for a map[string]any payload, the
 	// names are keys. In a backtest such a field reads as its zero value
 	// (a dynamic Env's as missing).
