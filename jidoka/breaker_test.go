@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -1473,22 +1474,15 @@ func TestBreakerListenerEndingItsGoroutine(t *testing.T) {
 // change.
 func TestBreakerStateWhenTheOpenPeriodEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		var events []jidoka.Event
-		b := newBreaker(t, jidoka.BreakerOptions{OpenDuration: time.Second, OnStateChange: func(ev jidoka.Event) {
-			mu.Lock()
-			events = append(events, ev)
-			mu.Unlock()
-		}})
+		var events eventLog
+		b := newBreaker(t, jidoka.BreakerOptions{OpenDuration: time.Second, OnStateChange: events.add})
 		// The sleep and the breaker's timer end at the same instant, and
 		// either may run first: try many times.
 		for i := range 50 {
 			b.Trip("down")
 			opened := b.Snapshot()
 			require.Equal(t, jidoka.StateOpen, opened.State)
-			mu.Lock()
-			events = nil
-			mu.Unlock()
+			events.reset()
 			time.Sleep(time.Second)
 			if i%2 == 0 {
 				require.Equal(t, jidoka.StateHalfOpen, b.State(), "round %d", i)
@@ -1500,16 +1494,41 @@ func TestBreakerStateWhenTheOpenPeriodEnds(t *testing.T) {
 				require.Zero(t, s.NextProbe)
 			}
 			synctest.Wait() // the timer's goroutine may be delivering the event
-			mu.Lock()
-			got := events
-			mu.Unlock()
-			require.Len(t, got, 1, "round %d", i)
-			require.Equal(t, jidoka.StateOpen, got[0].From)
-			require.Equal(t, jidoka.StateHalfOpen, got[0].To)
-			require.Equal(t, opened.Generation+1, got[0].Generation)
+			events.requireHalfOpened(t, opened.Generation+1, i)
 			b.Reset()
 		}
 	})
+}
+
+// eventLog keeps the events a breaker delivers, for a test to check.
+type eventLog struct {
+	mu     sync.Mutex
+	events []jidoka.Event
+}
+
+func (l *eventLog) add(ev jidoka.Event) {
+	l.mu.Lock()
+	l.events = append(l.events, ev)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) reset() {
+	l.mu.Lock()
+	l.events = nil
+	l.mu.Unlock()
+}
+
+// requireHalfOpened requires the log to hold one event, of the change
+// from open to half-open with generation gen, in round i of a test.
+func (l *eventLog) requireHalfOpened(t *testing.T, gen uint64, i int) {
+	t.Helper()
+	l.mu.Lock()
+	got := slices.Clone(l.events)
+	l.mu.Unlock()
+	require.Len(t, got, 1, "round %d", i)
+	require.Equal(t, jidoka.StateOpen, got[0].From)
+	require.Equal(t, jidoka.StateHalfOpen, got[0].To)
+	require.Equal(t, gen, got[0].Generation)
 }
 
 // Trip when the open period has ended opens the breaker for a new period,
@@ -1545,23 +1564,18 @@ func TestBreakerTripWhenTheOpenPeriodEnds(t *testing.T) {
 func TestBreakerReaderDoesNotRunTheListener(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lock := make(chan struct{}, 1) // the reader's lock, held while it reads
-		var mu sync.Mutex
-		var events []jidoka.Event
+		var events eventLog
 		b := newBreaker(t, jidoka.BreakerOptions{OpenDuration: time.Second, OnStateChange: func(ev jidoka.Event) {
 			lock <- struct{}{}
 			<-lock
-			mu.Lock()
-			events = append(events, ev)
-			mu.Unlock()
+			events.add(ev)
 		}})
 		// The sleep and the breaker's timer end at the same instant, and
 		// either may run first: try many times.
 		for i := range 40 {
 			b.Trip("down")
 			opened := b.Snapshot()
-			mu.Lock()
-			events = nil
-			mu.Unlock()
+			events.reset()
 			time.Sleep(time.Second)
 			var st jidoka.State
 			read := make(chan struct{})
@@ -1588,13 +1602,7 @@ func TestBreakerReaderDoesNotRunTheListener(t *testing.T) {
 			}
 			synctest.Wait() // the timer's goroutine delivers the event
 			require.Equal(t, jidoka.StateHalfOpen, st, "round %d", i)
-			mu.Lock()
-			got := events
-			mu.Unlock()
-			require.Len(t, got, 1, "round %d", i)
-			require.Equal(t, jidoka.StateOpen, got[0].From)
-			require.Equal(t, jidoka.StateHalfOpen, got[0].To)
-			require.Equal(t, opened.Generation+1, got[0].Generation)
+			events.requireHalfOpened(t, opened.Generation+1, i)
 			b.Reset()
 		}
 	})
