@@ -237,25 +237,34 @@ func TestFullOnlyWithADuplicatesRoomIsNotFull(t *testing.T) {
 			require.NoError(t, q.Publish(ctx, Message[int]{ID: "x"}))
 			require.NoError(t, mustTake(t, q, w).Ack(ctx)) // empty, x in the window
 
-			q.dedupMu.Lock() // the repeat of x holds its room until its check
-			dup := make(chan error, 1)
-			go func() { dup <- q.Publish(ctx, Message[int]{ID: "x"}) }()
-			for q.Len() == 0 {
-				runtime.Gosched()
-			}
-			done := make(chan error, 1)
-			go func() { done <- tc.do(q) }()
-			for !parked(tc.name) && len(done) == 0 {
-				runtime.Gosched()
-			}
-			q.dedupMu.Unlock()
-			require.NoError(t, <-done, "the queue holds nothing but a duplicate")
-			require.NoError(t, <-dup)
+			err, dupErr := duringDuplicateCheck(q, tc.name, func() error { return tc.do(q) })
+			require.NoError(t, err, "the queue holds nothing but a duplicate")
+			require.NoError(t, dupErr)
 			assert.Equal(t, int64(1), q.Stats().Duplicates)
 			require.Equal(t, 1, q.Len())
 			assert.Equal(t, tc.id, mustTake(t, q, w).ID(), "stored")
 		})
 	}
+}
+
+// duringDuplicateCheck runs do while a repeat of ID x, which q holds in
+// its dedup window, holds its room until its check ends; the check ends
+// once do waits for it (parked in name, as stacks print it) or returns.
+// It returns do's error and the repeat's.
+func duringDuplicateCheck(q *Memory[int], name string, do func() error) (err, dupErr error) {
+	q.dedupMu.Lock() // the repeat of x holds its room until its check
+	dup := make(chan error, 1)
+	go func() { dup <- q.Publish(context.Background(), Message[int]{ID: "x"}) }()
+	for q.Len() == 0 {
+		runtime.Gosched()
+	}
+	done := make(chan error, 1)
+	go func() { done <- do() }()
+	for !parked(name) && len(done) == 0 {
+		runtime.Gosched()
+	}
+	q.dedupMu.Unlock()
+	return <-done, <-dup
 }
 
 // TestRedriveWaitsForTheRoomOfEveryLetterItMoves: a redrive of several
@@ -275,29 +284,14 @@ func TestRedriveWaitsForTheRoomOfEveryLetterItMoves(t *testing.T) {
 	require.NoError(t, q.Publish(ctx, Message[int]{ID: "x"}))
 	require.NoError(t, mustTake(t, q, w).Ack(ctx)) // empty, x in the window
 
-	q.dedupMu.Lock() // the repeat of x holds its room until its check
-	dup := make(chan error, 1)
-	go func() { dup <- q.Publish(ctx, Message[int]{ID: "x"}) }()
-	for q.Len() == 0 {
-		runtime.Gosched()
-	}
-	type result struct {
-		n   int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		n, err := q.RedriveDeadLetters(ctx, DeadLetterFilter{All: true})
-		done <- result{n, err}
-	}()
-	for !parked("RedriveDeadLetters") && len(done) == 0 {
-		runtime.Gosched()
-	}
-	q.dedupMu.Unlock()
-	r := <-done
-	require.NoError(t, r.err, "the queue holds nothing but a duplicate")
-	assert.Equal(t, 2, r.n)
-	require.NoError(t, <-dup)
+	var n int
+	err, dupErr := duringDuplicateCheck(q, "RedriveDeadLetters", func() (err error) {
+		n, err = q.RedriveDeadLetters(ctx, DeadLetterFilter{All: true})
+		return err
+	})
+	require.NoError(t, err, "the queue holds nothing but a duplicate")
+	assert.Equal(t, 2, n)
+	require.NoError(t, dupErr)
 	assert.Equal(t, int64(1), q.Stats().Duplicates)
 	require.Equal(t, 2, q.Len())
 	dead, err := q.DeadLetters(ctx)
