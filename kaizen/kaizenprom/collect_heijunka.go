@@ -141,15 +141,20 @@ func (g *countingGate) Admit(ctx context.Context, key string) error {
 	return err
 }
 
-// Collect reads every limiter and gate.
+// Collect reads every limiter and gate. A Store's Len that panics leaves
+// limiter_live_keys of its limiter out of the scrape, which goes on with
+// the rest.
 func (c *HeijunkaCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, l := range c.limiters.list() {
 		lim := l.src.Limit()
 		send(ch, c.rate, prometheus.GaugeValue, lim.Rate, l.name)
 		send(ch, c.burst, prometheus.GaugeValue, float64(lim.Burst), l.name)
 		if k, ok := l.src.(*heijunka.Keyed); ok {
-			if s, ok := k.Store().(interface{ Len() int }); ok {
-				send(ch, c.liveKeys, prometheus.GaugeValue, float64(s.Len()), l.name)
+			// A Store's Len is the program's code: one that panics
+			// leaves the series out rather than end the process.
+			var n int
+			if s, ok := k.Store().(interface{ Len() int }); ok && !panics(func() { n = s.Len() }) {
+				send(ch, c.liveKeys, prometheus.GaugeValue, float64(n), l.name)
 			}
 		}
 	}

@@ -223,28 +223,49 @@ func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
 // as 0. Scrapes at the same time (two Prometheus servers) share a read,
 // and so do the names of one queue: one that meets a read another
 // started, and that is not late yet, waits for it and reports what it
-// returns.
+// returns. A queue's Stats or Len that panics leaves the series it gives
+// out of the scrape, which goes on with the rest.
 func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	queues := c.queues.list()
 	backlogs := readBacklogs(queues)
 	for i, q := range queues {
-		s := q.src.q.Stats()
-		send(ch, c.published, prometheus.CounterValue, float64(s.Published), q.name)
-		send(ch, c.duplicates, prometheus.CounterValue, float64(s.Duplicates), q.name)
-		send(ch, c.handled, prometheus.CounterValue, float64(s.Handled), q.name)
-		send(ch, c.retried, prometheus.CounterValue, float64(s.Retried), q.name)
-		send(ch, c.redelivered, prometheus.CounterValue, float64(s.Redelivered), q.name)
-		send(ch, c.dead, prometheus.CounterValue, float64(s.DeadLettered), q.name)
-		send(ch, c.redriven, prometheus.CounterValue, float64(s.Redriven), q.name)
-		send(ch, c.inFlight, prometheus.GaugeValue, float64(s.InFlight), q.name)
+		var s kanban.QueueStats
+		if !panics(func() { s = q.src.q.Stats() }) {
+			send(ch, c.published, prometheus.CounterValue, float64(s.Published), q.name)
+			send(ch, c.duplicates, prometheus.CounterValue, float64(s.Duplicates), q.name)
+			send(ch, c.handled, prometheus.CounterValue, float64(s.Handled), q.name)
+			send(ch, c.retried, prometheus.CounterValue, float64(s.Retried), q.name)
+			send(ch, c.redelivered, prometheus.CounterValue, float64(s.Redelivered), q.name)
+			send(ch, c.dead, prometheus.CounterValue, float64(s.DeadLettered), q.name)
+			send(ch, c.redriven, prometheus.CounterValue, float64(s.Redriven), q.name)
+			send(ch, c.inFlight, prometheus.GaugeValue, float64(s.InFlight), q.name)
+		}
 		switch src := q.src.q.(type) {
 		case kanban.BacklogReader:
 			c.sendBacklog(ch, q.name, backlogs[i].Backlog, backlogs[i].err)
 		case interface{ Len() int }:
-			send(ch, c.depth, prometheus.GaugeValue, float64(src.Len()), q.name)
+			var n int
+			if !panics(func() { n = src.Len() }) {
+				send(ch, c.depth, prometheus.GaugeValue, float64(n), q.name)
+			}
 		}
 	}
 	c.durations.Collect(ch)
+}
+
+// panics calls read and reports whether it panicked, recovering the
+// panic. A queue's Stats or Len, or a limiter Store's Len, is read on a
+// goroutine of the registry's, where a panic nothing recovers ends the
+// process; one that panics leaves its series out of the scrape instead,
+// as a Backlog that panics leaves its own.
+func panics(read func()) (panicked bool) {
+	defer func() {
+		if recover() != nil {
+			panicked = true
+		}
+	}()
+	read()
+	return false
 }
 
 // backlogRead is the result of reading the Backlog of a queue.

@@ -580,3 +580,39 @@ func TestKanbanCollectorQueueValueNotComparable(t *testing.T) {
 		assert.Equal(t, 2.0, gaugeValue(t, scraped, "taikit_queue_depth", labels), name)
 	}
 }
+
+// panicStats is a queue whose Stats panics: a wrapper whose inner queue
+// was left unset, say.
+type panicStats struct{}
+
+func (panicStats) Stats() kanban.QueueStats { panic("queue bug") }
+
+// panicLen is a queue without a Backlog whose Len panics.
+type panicLen struct{ fakeQueue }
+
+func (panicLen) Len() int { panic("queue bug") }
+
+// TestKanbanCollectorStatsOrLenThatPanics: a queue whose Stats or Len
+// panics at a scrape has those series left out of it, as a Backlog that
+// panics has its own; the scrape, the other queues' series and the
+// process go on. The registry collects on goroutines of its own, where a
+// panic nothing recovers ends the process.
+func TestKanbanCollectorStatsOrLenThatPanics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	require.NoError(t, c.AddQueue("stats", panicStats{}))
+	require.NoError(t, c.AddQueue("len", panicLen{fakeQueue{kanban.QueueStats{Published: 2}}}))
+	require.NoError(t, c.AddQueue("fine", fakeQueue{kanban.QueueStats{Published: 3}}))
+	ch := make(chan prometheus.Metric, 64)
+	require.NotPanics(t, func() { c.Collect(ch) })
+
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	scraped := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return families, nil })
+	assert.Nil(t, series(t, scraped, "taikit_queue_published_total", map[string]string{"queue": "stats"}))
+	assert.Nil(t, series(t, scraped, "taikit_queue_in_flight", map[string]string{"queue": "stats"}))
+	assert.Nil(t, series(t, scraped, "taikit_queue_depth", map[string]string{"queue": "len"}))
+	assert.Equal(t, 2.0, series(t, scraped, "taikit_queue_published_total", map[string]string{"queue": "len"}).GetCounter().GetValue())
+	assert.Equal(t, 3.0, series(t, scraped, "taikit_queue_published_total", map[string]string{"queue": "fine"}).GetCounter().GetValue())
+}

@@ -514,3 +514,27 @@ func TestCollectorConstLabelsAreNotItsLabels(t *testing.T) {
 		}
 	}
 }
+
+// panicLenStore is a heijunka Store with a Len method that panics.
+type panicLenStore struct{ heijunka.Store }
+
+func (panicLenStore) Len() int { panic("store bug") }
+
+// TestHeijunkaCollectorStoreLenThatPanics: a Keyed's Store whose Len
+// panics at a scrape has limiter_live_keys left out of it; the limit's
+// series, the scrape and the process go on. The registry collects on
+// goroutines of its own, where a panic nothing recovers ends the process.
+func TestHeijunkaCollectorStoreLenThatPanics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	k, err := heijunka.NewKeyed(heijunka.PerSecond(5), heijunka.KeyedOptions{Name: "customers", Store: panicLenStore{}})
+	require.NoError(t, err)
+	require.NoError(t, c.AddKeyed(k))
+	ch := make(chan prometheus.Metric, 16)
+	require.NotPanics(t, func() { c.Collect(ch) })
+
+	q := map[string]string{"limiter": "customers"}
+	assert.Nil(t, series(t, reg, "taikit_limiter_live_keys", q))
+	assert.Equal(t, 5.0, gaugeValue(t, reg, "taikit_limiter_rate", q))
+}
