@@ -176,7 +176,8 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 	// slow body may have used most of it: the answer gets the payment's
 	// deadline and the slack from now, so that a payment that runs is
 	// heard. (A writer that cannot move its deadline keeps the server's.)
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.RequestTimeout + writeSlack))
+	writeBy := time.Now().Add(s.cfg.RequestTimeout + writeSlack)
+	_ = http.NewResponseController(w).SetWriteDeadline(writeBy)
 	// A client that hangs up does not stop a payment half-way: it runs
 	// to its decision within the request deadline, and its commit after.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout-s.commitTimeout())
@@ -261,6 +262,14 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		// run it again as the same payment, so that a gateway which
 		// deduplicates by transaction ID charges it once.
 		entry.TxnID = old.TxnID
+		if !entry.Started.After(old.Started) {
+			// A takeover of this process's own claim has its owner and
+			// transaction ID: it is told apart from the claim it takes
+			// over (which a free retried in the background may still
+			// name) by its start alone, later even on a clock that reads
+			// the same twice.
+			entry.Started = old.Started.Add(time.Nanosecond)
+		}
 		ok, err := s.idem.Replace(ctx, scoped, old, entry)
 		if err != nil {
 			if !errors.Is(err, ErrStoreFull) {
@@ -278,24 +287,36 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out := s.pay(ctx, p, entry.TxnID, start, &keyClaim{scoped: scoped, entry: entry})
-	switch {
-	case out.keep:
-	case !claimed:
-		// Nothing was decided, but the request whose claim this took over
-		// may have reached the gateway under this transaction ID before
-		// it died: the key stays bound to it. Its lease ends now, so the
-		// client's retry takes it over at once and runs the payment
-		// under the same ID, where a release would let the retry claim
-		// the key anew under another.
-		s.endLease(context.WithoutCancel(ctx), scoped, entry)
-	default:
-		// Nothing was decided: the client may retry with the same key.
-		if err := s.idem.Release(context.WithoutCancel(ctx), scoped, entry); err != nil {
-			s.log.Warn("idempotency key not released yet; retrying", "err", err)
-			s.releaseLater(scoped, entry)
+	if !out.keep {
+		fctx, cancel := s.freeContext(ctx, writeBy)
+		defer cancel()
+		if claimed {
+			// Nothing was decided: the client may retry with the same key.
+			if err := s.idem.Release(fctx, scoped, entry); err != nil {
+				s.log.Warn("idempotency key not released yet; retrying", "err", err)
+				s.releaseLater(scoped, entry)
+			}
+		} else {
+			// Nothing was decided, but the request whose claim this took
+			// over may have reached the gateway under this transaction ID
+			// before it died: the key stays bound to it. Its lease ends
+			// now, so the client's retry takes it over at once and runs
+			// the payment under the same ID, where a release would let
+			// the retry claim the key anew under another.
+			s.endLease(fctx, scoped, entry)
 		}
 	}
 	s.answer(w, out)
+}
+
+// freeContext bounds the freeing of the key of an answer that decided
+// nothing (a release, or the end of a takeover's lease), which comes
+// before the answer: a commitTimeout, and at most until writeSlack/2
+// before writeBy, the answer's write deadline, which the payment and its
+// audit wait may have brought near. A free that runs out of it is retried
+// in the background (freeLater), and the answer is written in time.
+func (s *Service) freeContext(ctx context.Context, writeBy time.Time) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), min(s.commitTimeout(), time.Until(writeBy)-writeSlack/2))
 }
 
 // endLease ends the lease of e, a claim taken over whose payment decided
@@ -593,7 +614,11 @@ func (s *Service) commitLater(p Payment, txnID string, sp storedPayment, claim *
 // renewal that fails is tried again at the next attempt. Renewed at half
 // alone, a 2-minute lease would keep but the minute a replica's clock may
 // be ahead, less the time to the next attempt: such a replica would see
-// it run out, and run the payment again while it is being stored.
+// it run out, and run the payment again while it is being stored. A
+// renewal whose acknowledgement was lost may have landed: the claim
+// stored with another lease is still this payment's (nothing else of
+// this process changes it while it is stored, and another replica's
+// takeover has an owner of its own), and it is renewed from there.
 func (s *Service) renewClaim(ctx context.Context, scoped string, e IdemEntry) IdemEntry {
 	lease := claimLease(s.cfg.RequestTimeout)
 	now := s.cfg.now()
@@ -601,11 +626,16 @@ func (s *Service) renewClaim(ctx context.Context, scoped string, e IdemEntry) Id
 		return e
 	}
 	renewed, ok, err := s.idem.Renew(ctx, scoped, e, now.Add(lease))
+	if err == nil && !ok && renewed.sameClaim(e) {
+		renewed, ok, err = s.idem.Renew(ctx, scoped, renewed, now.Add(lease))
+	}
 	switch {
 	case err != nil:
 		s.log.Warn("idempotency claim of a payment being stored not renewed yet", "transaction_id", e.TxnID, "err", err)
+		return e
 	case !ok:
 		s.log.Warn("idempotency claim of a payment being stored changed meanwhile; not renewed", "transaction_id", e.TxnID)
+		return e
 	}
 	return renewed
 }
@@ -653,14 +683,40 @@ func (s *Service) releaseLater(scoped string, entry IdemEntry) {
 	s.freeLater(entry, func(ctx context.Context) error { return s.idem.Release(ctx, scoped, entry) })
 }
 
+// maxBackgroundFrees bounds the keys freed in the background at once
+// (freeLater): during a long outage of the store every keyed request that
+// decided nothing would keep a retry for up to its claim's lease.
+const maxBackgroundFrees = 1024
+
 // freeLater retries free, which frees the key of entry (releases its
 // claim, or ends its lease) and failed, in the background. It gives up
 // when the lease has run out (the claim can be taken over by then) or the
-// service stops.
+// service stops. With maxFrees retries running already, or the service
+// closing, it starts none: the key is free again when its claim's lease
+// runs out, and the one left so is counted
+// (payment_idempotency_frees_dropped_total) and logged.
 func (s *Service) freeLater(entry IdemEntry, free func(ctx context.Context) error) {
+	s.freeMu.Lock()
+	if s.freesClosed || s.freeing >= s.maxFrees {
+		closing := s.freesClosed
+		s.freeMu.Unlock()
+		if !closing {
+			s.freesDropped.Inc()
+		}
+		s.log.Warn("idempotency key not freed in the background; it is free again when its claim's lease runs out",
+			"transaction_id", entry.TxnID, "lease", entry.leaseEnd().Sub(entry.Started), "closing", closing, "max_frees", s.maxFrees)
+		return
+	}
+	s.freeing++
 	s.releasing.Add(1)
+	s.freeMu.Unlock()
 	go func() {
 		defer s.releasing.Done()
+		defer func() {
+			s.freeMu.Lock()
+			s.freeing--
+			s.freeMu.Unlock()
+		}()
 		deadline := time.Now().Add(entry.leaseEnd().Sub(entry.Started))
 		freed := s.retryLater(deadline, func(ctx context.Context, attempt int) bool {
 			if err := free(ctx); err != nil {

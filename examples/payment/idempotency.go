@@ -63,10 +63,15 @@ type IdemEntry struct {
 	rev uint64 // the store's revision of the entry, for compare-and-set
 }
 
-// same reports whether e and o are the same claim.
+// same reports whether e and o are the same claim, with the same lease.
 func (e IdemEntry) same(o IdemEntry) bool {
-	return e.Fingerprint == o.Fingerprint && e.TxnID == o.TxnID && e.Owner == o.Owner && e.Started.Equal(o.Started) &&
-		e.Until.Equal(o.Until)
+	return e.sameClaim(o) && e.Until.Equal(o.Until)
+}
+
+// sameClaim reports whether e and o are the same claim, whatever their
+// leases: o may be e renewed.
+func (e IdemEntry) sameClaim(o IdemEntry) bool {
+	return e.Fingerprint == o.Fingerprint && e.TxnID == o.TxnID && e.Owner == o.Owner && e.Started.Equal(o.Started)
 }
 
 // leaseEnd is when e's lease runs out.
@@ -115,9 +120,12 @@ type IdempotencyStore interface {
 	Release(ctx context.Context, key string, e IdemEntry) error
 	// Renew moves the lease of e, the claim of a payment still being
 	// stored, to until, unless the key changed since: it returns the claim
-	// as it is now stored and whether it did. Another replica takes a
-	// claim over only once its lease has run out, so renewing it keeps
-	// the payment from being run (and charged) again there.
+	// as it is now stored and whether it did. A key that holds another
+	// claim (or e with another lease: a renewal that landed though its
+	// acknowledgement was lost) returns that claim; a key that holds none
+	// returns e. Another replica takes a claim over only once its lease
+	// has run out, so renewing it keeps the payment from being run (and
+	// charged) again there.
 	Renew(ctx context.Context, key string, e IdemEntry, until time.Time) (IdemEntry, bool, error)
 }
 
@@ -262,8 +270,11 @@ func (m *MemoryIdempotency) Renew(_ context.Context, key string, e IdemEntry, un
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.entries[key]
-	if !ok || !cur.same(e) {
+	if !ok {
 		return e, false, nil
+	}
+	if !cur.same(e) {
+		return cur, false, nil
 	}
 	cur.Until = until // its size is unchanged
 	m.entries[key] = cur
@@ -453,8 +464,12 @@ func (n *NATSIdempotency) Renew(ctx context.Context, key string, e IdemEntry, un
 		return e, false, fmt.Errorf("idempotency renew: %w", err)
 	}
 	var cur IdemEntry
-	if json.Unmarshal(got.Value(), &cur) != nil || !cur.same(e) {
+	if json.Unmarshal(got.Value(), &cur) != nil {
 		return e, false, nil
+	}
+	if !cur.same(e) {
+		cur.rev = got.Revision()
+		return cur, false, nil
 	}
 	cur.Until = until
 	val, err := json.Marshal(cur)

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/taipattern/taikit/kanban"
 )
@@ -731,4 +733,245 @@ func TestClaimBeingStoredKeepsItsMinuteForClocksThatDisagree(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A renewal of the claim of a payment being stored is a write, and its
+// acknowledgement may be lost though it landed (the store is out of reach
+// often enough while a commit is retried): the claim is still the
+// payment's, and the renewals after it keep its lease, or another replica
+// would take it over once the lease that landed ran out and charge the
+// payment again while it is stored.
+func TestClaimBeingStoredIsRenewedAfterARenewalWhoseAcknowledgementWasLost(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	cfg.RequestTimeout = 3 * time.Second
+	ts := startService(t, cfg)
+	idem, f := faultyNATSIdempotency(t, ts.clock.Now)
+	ts.idem = idem
+	now := ts.clock.Now()
+	e := IdemEntry{Fingerprint: "f", TxnID: "txn_00000000000000000000000000000008", Owner: ts.owner, Started: now,
+		Until: now.Add(claimLease(cfg.RequestTimeout))}
+	_, claimed, err := idem.Claim(ctx, "k-lost-renewal", e)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	var lost atomic.Bool
+	lost.Store(true)
+	f.update = func(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+		rev, err := f.KeyValue.Update(ctx, key, val, rev)
+		if err == nil && lost.CompareAndSwap(true, false) {
+			return 0, errors.New("nats: timeout")
+		}
+		return rev, err
+	}
+	ts.clock.Advance(cfg.RequestTimeout)
+	gap := 5*time.Second + ts.commitTimeout()
+	for i := range 60 {
+		e = ts.renewClaim(ctx, "k-lost-renewal", e)
+		ts.clock.Advance(gap)
+		stored, claimed, err := idem.Claim(ctx, "k-lost-renewal", claimOf("txn_other", ts.clock.Now()))
+		require.NoError(t, err)
+		require.False(t, claimed)
+		require.GreaterOrEqual(t, stored.leaseEnd().Sub(ts.clock.Now()), time.Minute, "before attempt %d", i+2)
+	}
+	assert.False(t, lost.Load(), "a renewal's acknowledgement was lost")
+}
+
+// stallingIdem is an idempotency store whose next Release or Renew, once
+// armed, stalls until its context ends, as a NATS that takes writes and
+// never answers does, and records the context's deadline. A call without
+// a deadline fails at once instead of stalling for good.
+type stallingIdem struct {
+	IdempotencyStore
+	t         *testing.T
+	armed     atomic.Bool
+	deadlines chan time.Time
+}
+
+func (s *stallingIdem) stall(ctx context.Context) error {
+	d, ok := ctx.Deadline()
+	if !ok {
+		s.t.Error("a call without a deadline: a store that stalls holds the answer past its write deadline")
+		return errors.New("stalled")
+	}
+	s.deadlines <- d
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s *stallingIdem) Release(ctx context.Context, key string, e IdemEntry) error {
+	if s.armed.CompareAndSwap(true, false) {
+		return s.stall(ctx)
+	}
+	return s.IdempotencyStore.Release(ctx, key, e)
+}
+
+func (s *stallingIdem) Renew(ctx context.Context, key string, e IdemEntry, until time.Time) (IdemEntry, bool, error) {
+	if s.armed.CompareAndSwap(true, false) {
+		return e, false, s.stall(ctx)
+	}
+	return s.IdempotencyStore.Renew(ctx, key, e, until)
+}
+
+// The key of an answer that decided nothing (here 503, the line stopped)
+// is freed before the answer is written: a release, or the end of a
+// takeover's lease. With the store stalling, that call ends in time for
+// the answer to meet its write deadline (the request's deadline and
+// writeSlack), and the key is freed in the background after it.
+func TestIdempotencyFreeThatStallsKeepsTheAnswerInItsWriteDeadline(t *testing.T) {
+	for _, takeover := range []bool{false, true} {
+		t.Run(fmt.Sprintf("takeover=%v", takeover), func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.RequestTimeout = 3 * time.Second
+			ts := startService(t, cfg)
+			st := &stallingIdem{IdempotencyStore: ts.idem, t: t, deadlines: make(chan time.Time, 1)}
+			ts.idem = st
+			ctx := context.Background()
+			body := map[string]any{"amount": 7, "customer_id": "cust_stall", "currency": "USD", "merchant_id": "m"}
+			p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "cust_stall", "currency": "USD", "merchant_id": "m"}`))
+			require.NoError(t, err)
+			earlier := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_00000000000000000000000000000009", Owner: "test/earlier", Started: ts.clock.Now()}
+			if takeover {
+				_, claimed, err := st.Claim(ctx, "k-stall", earlier)
+				require.NoError(t, err)
+				require.True(t, claimed)
+			}
+			ts.line.Stop("maintenance")
+			st.armed.Store(true)
+			sent := time.Now()
+			refused := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-stall")
+			require.Equal(t, http.StatusServiceUnavailable, refused.Code, string(refused.Raw))
+			require.False(t, st.armed.Load(), "the store stalled")
+			select {
+			case d := <-st.deadlines:
+				assert.True(t, d.Before(sent.Add(cfg.RequestTimeout+writeSlack)), "the free ends before the answer's write deadline")
+			default:
+				t.Fatal("no call stalled")
+			}
+			ts.line.Start()
+			var r reply
+			require.Eventually(t, func() bool {
+				r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-stall")
+				return r.Code != http.StatusConflict
+			}, 10*time.Second, 20*time.Millisecond, "the key is freed in the background, the clock standing still")
+			require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+			if takeover {
+				assert.Equal(t, earlier.TxnID, r.str("transaction_id"), "run again as the same payment")
+			}
+		})
+	}
+}
+
+// downIdem is an idempotency store out of reach while down is set: every
+// call fails, and writes land nowhere.
+type downIdem struct {
+	IdempotencyStore
+	down atomic.Bool
+}
+
+var errIdemDown = errors.New("nats: timeout")
+
+func (s *downIdem) Claim(ctx context.Context, key string, e IdemEntry) (IdemEntry, bool, error) {
+	if s.down.Load() {
+		return IdemEntry{}, false, errIdemDown
+	}
+	return s.IdempotencyStore.Claim(ctx, key, e)
+}
+
+func (s *downIdem) Release(ctx context.Context, key string, e IdemEntry) error {
+	if s.down.Load() {
+		return errIdemDown
+	}
+	return s.IdempotencyStore.Release(ctx, key, e)
+}
+
+// The keys freed in the background during an outage of the store are
+// bounded (maxFrees): beyond, a key is left to its claim's lease, counted
+// and logged. Freed keys make room again, and Close ends the frees still
+// retrying.
+func TestIdempotencyBackgroundFreesAreBounded(t *testing.T) {
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) }) // after the service's Close
+	ts := startService(t, testConfig(t))
+	ts.maxFrees = 2
+	st := &downIdem{IdempotencyStore: ts.idem}
+	st.down.Store(true)
+	ts.idem = st
+	running := func() int {
+		ts.freeMu.Lock()
+		defer ts.freeMu.Unlock()
+		return ts.freeing
+	}
+	pay := func(key string) {
+		t.Helper()
+		r := ts.pay(t, "cust_bound", 7, nil, "Idempotency-Key", key)
+		require.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
+	}
+	pay("k-bound-1")
+	pay("k-bound-2")
+	require.Equal(t, 2, running())
+	pay("k-bound-3")
+	assert.Equal(t, 2, running(), "no third")
+	assert.EqualValues(t, 1, testutil.ToFloat64(ts.freesDropped))
+	assert.Contains(t, ts.logs.String(), "it is free again when its claim's lease runs out")
+
+	st.down.Store(false)
+	require.Eventually(t, func() bool { return running() == 0 }, 10*time.Second, 10*time.Millisecond, "freed once the store is back")
+	st.down.Store(true)
+	pay("k-bound-4")
+	pay("k-bound-5")
+	assert.Equal(t, 2, running(), "room again")
+	assert.EqualValues(t, 1, testutil.ToFloat64(ts.freesDropped))
+	// Left retrying: the service's Close ends them.
+}
+
+// A takeover is told apart from the claim it took over by its start alone
+// when this process made both (same owner, same transaction ID), and a
+// clock may read the same twice (this test's stands still). The end of a
+// takeover's lease whose acknowledgement was lost is retried in the
+// background; a retry that took the key over meanwhile runs its payment
+// under a claim of its own, whose lease that retry leaves alone: ended,
+// it would let a third request run the payment again while it runs.
+func TestIdempotencyLeaseEndRetriedLeavesTheRetrysTakeoverAlone(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ctx := context.Background()
+	idem, f := faultyNATSIdempotency(t, ts.clock.Now)
+	landed, proceed := make(chan struct{}), make(chan struct{})
+	var updates atomic.Int32
+	f.update = func(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+		rev, err := f.KeyValue.Update(ctx, key, val, rev)
+		if updates.Add(1) == 2 && err == nil { // the takeover's Replace is the first, the end of its lease the second
+			close(landed)
+			<-proceed
+			return 0, errors.New("nats: timeout")
+		}
+		return rev, err
+	}
+	ts.idem = idem
+	body := map[string]any{"amount": 7, "customer_id": "cust_same", "currency": "USD", "merchant_id": "m"}
+	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "cust_same", "currency": "USD", "merchant_id": "m"}`))
+	require.NoError(t, err)
+	earlier := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_0000000000000000000000000000000a", Owner: "test/earlier", Started: ts.clock.Now()}
+	_, claimed, err := idem.Claim(ctx, "k-same", earlier)
+	require.NoError(t, err)
+	require.True(t, claimed)
+
+	ts.line.Stop("maintenance")
+	refused := make(chan reply, 1)
+	go func() { refused <- ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-same") }()
+	<-landed
+	ts.line.Start()
+	r := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-same")
+	close(proceed)
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, earlier.TxnID, r.str("transaction_id"))
+	require.Equal(t, http.StatusServiceUnavailable, (<-refused).Code)
+	require.Eventually(t, func() bool {
+		ts.freeMu.Lock()
+		defer ts.freeMu.Unlock()
+		return ts.freeing == 0
+	}, 10*time.Second, 10*time.Millisecond, "the lease's end retried")
+	stored, claimed, err := idem.Claim(ctx, "k-same", claimOf("txn_other", ts.clock.Now()))
+	require.NoError(t, err)
+	require.False(t, claimed)
+	assert.True(t, stored.leaseEnd().After(ts.clock.Now()), "the retry's claim keeps its lease: %+v", stored)
 }

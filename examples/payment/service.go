@@ -131,8 +131,15 @@ type Service struct {
 	// claimed key looked its record up and found none.
 	recordLookedUp func()
 	// releasing counts idempotency keys freed (released, or their leases
-	// ended) by retries in the background: freeLater.
-	releasing sync.WaitGroup
+	// ended) by retries in the background: freeLater. freeing is how many
+	// run, at most maxFrees; freesClosed is set by Close, after which
+	// none starts; all three under freeMu.
+	releasing    sync.WaitGroup
+	freeMu       sync.Mutex
+	freeing      int
+	maxFrees     int
+	freesClosed  bool
+	freesDropped prometheus.Counter
 	// republishing holds the transaction IDs whose confirmations are
 	// stored again in the background (confirmAgain), each once;
 	// republishes counts them.
@@ -156,7 +163,7 @@ func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, er
 // newService is NewService on a data directory already held: it owns lock
 // from here on, and releases it on Close (or when it fails).
 func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir.Lock) (*Service, error) {
-	s := &Service{cfg: cfg, log: log, lock: lock, owner: cfg.Instance + "/" + tai.NewID()[:12]}
+	s := &Service{cfg: cfg, log: log, lock: lock, owner: cfg.Instance + "/" + tai.NewID()[:12], maxFrees: maxBackgroundFrees}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	if cfg.APIToken != "" {
 		sum := sha256.Sum256([]byte("payment idempotency scope\x00" + cfg.APIToken))
@@ -349,6 +356,9 @@ func (s *Service) measure() error {
 	s.storeRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payment_store_refused_total", Help: "Writes a bounded store refused because it held its byte limit, by store.",
 	}, []string{"store"})
+	s.freesDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "payment_idempotency_frees_dropped_total", Help: "Idempotency keys of requests that decided nothing left to their claims' leases, not freed in the background, as 1,024 keys were being freed there already.",
+	})
 	s.pendingGauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "payment_commits_pending", Help: "Charged payments whose record or confirmation is still being stored in the background.",
 	})
@@ -371,7 +381,7 @@ func (s *Service) measure() error {
 		s.fraudRules.WithLabelValues(r)
 	}
 	s.registry.MustRegister(s.fraudRules)
-	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests, s.confirmed, s.storeRefused, s.pendingGauge, s.storeBytes, s.storeLimit)
+	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests, s.confirmed, s.storeRefused, s.freesDropped, s.pendingGauge, s.storeBytes, s.storeLimit)
 	if m, ok := s.state.(*MemoryState); ok {
 		s.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "payment_customer_state_evicted_total", Help: "Customers the in-memory fraud state forgot to stay within its byte limit, the least recently seen first.",
@@ -945,6 +955,9 @@ func (s *Service) Close(ctx context.Context) error {
 		if err := waitCtx(ctx, &s.pending); err != nil {
 			s.log.Error("payments charged but not yet recorded at shutdown; their idempotency keys stay claimed", "err", err)
 		}
+		s.freeMu.Lock()
+		s.freesClosed = true
+		s.freeMu.Unlock()
 		s.stopBG()
 		s.pending.Wait()
 		s.releasing.Wait()
