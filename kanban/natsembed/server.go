@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -39,7 +40,8 @@ type Options struct {
 	// UTF-8 text of at most MaxTokenLen bytes works, but for one in the
 	// form of a bcrypt hash ("$2a$10$..."), which the server would take
 	// for the hash of the token instead of the token. Ignored with
-	// InProcess.
+	// InProcess. Options printed (fmt) or logged (slog) show it as
+	// REDACTED.
 	Token string
 	// NoAuth listens on the port without a token: any process on the
 	// machine may connect, publish and read. For tests of clients that
@@ -52,6 +54,34 @@ type Options struct {
 	// ReadyTimeout bounds the wait for the server to accept connections.
 	// 0 means 10s.
 	ReadyTimeout time.Duration
+}
+
+// redacted stands for a token in what Options and Server print.
+const redacted = "REDACTED"
+
+// Format prints o as fmt prints a struct, for every verb, with the Token
+// shown as REDACTED: a configuration printed or logged whole shows no
+// secret.
+func (o Options) Format(f fmt.State, verb rune) {
+	type options Options // the fields, without this method
+	if o.Token != "" {
+		o.Token = redacted
+	}
+	s := fmt.Sprintf(fmt.FormatString(f, verb), options(o))
+	if strings.HasPrefix(s, "natsembed.options{") {
+		s = "natsembed.Options" + strings.TrimPrefix(s, "natsembed.options") // %#v
+	}
+	_, _ = io.WriteString(f, s)
+}
+
+// LogValue is o for log/slog, with the Token shown as REDACTED, whatever
+// the handler: a JSON handler would otherwise encode the field as it is.
+func (o Options) LogValue() slog.Value {
+	type options Options // the fields, without this method
+	if o.Token != "" {
+		o.Token = redacted
+	}
+	return slog.AnyValue(options(o))
 }
 
 // MaxTokenLen is the longest Options.Token, in bytes. A client sends the
@@ -297,6 +327,21 @@ type startError struct {
 
 func (e *startError) Error() string { return "natsembed: server failed to start: " + e.msg }
 func (e *startError) Unwrap() error { return e.err }
+
+// Format prints s, for every verb, as where it serves (RedactedURL, or
+// in-process) and its store, never its token: fmt would print the
+// fields of the struct a *Server points to, the token among them.
+func (s *Server) Format(f fmt.State, _ rune) {
+	if s == nil {
+		_, _ = io.WriteString(f, "<nil>")
+		return
+	}
+	where := "in-process"
+	if !s.inProcess {
+		where = s.RedactedURL()
+	}
+	_, _ = fmt.Fprintf(f, "natsembed.Server{%s, StoreDir: %q}", where, s.storeDir)
+}
 
 // NATS returns the underlying nats-server, for options this package does
 // not wrap.

@@ -322,3 +322,29 @@ func TestPortAfterShutdown(t *testing.T) {
 	defer func() { assert.NoError(t, again.Shutdown(ctx)) }()
 	assert.Equal(t, url, again.ClientURL(), "the clients' URL serves again")
 }
+
+// Options and Server printed whole — with %v, %+v or %#v, or in a log
+// record as text or JSON — show no token: a configuration logged at start
+// is a common habit, and the token is all that guards the port.
+func TestPrintingHidesTheToken(t *testing.T) {
+	ctx := context.Background()
+	const token = "s3cr3t-token-value"
+	opts := natsembed.Options{Token: token, ReadyTimeout: 5 * time.Second}
+	srv, err := natsembed.Start(ctx, opts)
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, srv.Shutdown(ctx)) }()
+	generated, err := natsembed.Start(ctx, natsembed.Options{})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, generated.Shutdown(ctx)) }()
+
+	var logs bytes.Buffer
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("nats", "opts", opts, "srv", srv, "generated", generated)
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("nats", "opts", opts, "srv", srv, "generated", generated)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		printed := fmt.Sprintf(verb+" "+verb+" "+verb, opts, &opts, srv) + fmt.Sprintf(verb, generated) + logs.String()
+		assert.NotContains(t, printed, token, verb)
+		assert.NotContains(t, printed, generated.Token(), verb)
+	}
+	assert.Contains(t, fmt.Sprintf("%+v", opts), "ReadyTimeout:5s", "the other fields are shown")
+	assert.Contains(t, fmt.Sprint(srv), srv.RedactedURL())
+}

@@ -285,13 +285,14 @@ func DefaultHosts(addr string) []string {
 }
 
 // IsLoopback reports whether addr (host:port) listens on a loopback
-// address only.
+// address only. The name localhost is taken in any case, as the resolver
+// takes it.
 func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
 	}
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,7 +59,8 @@ func CheckContentType(ct string) error {
 }
 
 // Decode decodes one JSON value from data into v, strictly: an object key
-// that appears twice, a key whose spelling differs from the field's only in
+// that appears twice (in a map with integer keys, a number spelled twice:
+// "1" and "01"), a key whose spelling differs from the field's only in
 // case (encoding/json would accept {"Amount": 7} for "amount"), a key no
 // field has, a value of the wrong type, more elements than a fixed-size
 // array holds (encoding/json drops them), a string that is not UTF-8 or
@@ -68,7 +70,7 @@ func CheckContentType(ct string) error {
 // does (1000e-4 is 0.1 for a float64); one its field cannot hold (1e400,
 // 2.5 for an integer) is an error naming the field. A field tagged
 // ",string" takes its value inside a JSON string ("5"), as encoding/json
-// reads it.
+// reads it, and a []byte field a base64 string.
 func Decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber() // the first pass judges numbers against their fields
@@ -262,13 +264,16 @@ func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) 
 	switch tok {
 	case json.Delim('{'):
 		var fields map[string]field
-		var elem reflect.Type
+		var elem, numKey reflect.Type
 		if t != nil {
 			switch t.Kind() {
 			case reflect.Struct:
 				fields = fieldsOf(t)
 			case reflect.Map:
 				elem = t.Elem()
+				if k := t.Key(); isInteger(k) && !reflect.PointerTo(k).Implements(textUnmarshalerType) {
+					numKey = k // encoding/json reads the keys as integers
+				}
 			case reflect.Interface:
 				elem = untyped(t)
 			}
@@ -281,10 +286,16 @@ func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) 
 			}
 			key := tok.(string)
 			at := join(path, key)
-			if seen[key] {
+			same := key // the key as the map holds it
+			if numKey != nil {
+				if same, err = integerKey(key, numKey, at); err != nil {
+					return err
+				}
+			}
+			if seen[same] {
 				return Invalid(at, "key %q appears twice", at)
 			}
-			seen[key] = true
+			seen[same] = true
 			typ := elem
 			if fields != nil {
 				f, ok := fields[key]
@@ -345,6 +356,39 @@ func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) 
 	return checkScalar(tok, t, path)
 }
 
+// isInteger reports whether t is of an integer kind.
+func isInteger(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return true
+	}
+	return false
+}
+
+// integerKey reads key, at path, as encoding/json reads the key of a map
+// whose keys are integers of type t, and returns the number in its
+// shortest spelling: "1", "+1" and "01" are one key.
+func integerKey(key string, t reflect.Type, path string) (string, error) {
+	var err error
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		var n int64
+		if n, err = strconv.ParseInt(key, 10, t.Bits()); err == nil {
+			return strconv.FormatInt(n, 10), nil
+		}
+	default:
+		var n uint64
+		if n, err = strconv.ParseUint(key, 10, t.Bits()); err == nil {
+			return strconv.FormatUint(n, 10), nil
+		}
+	}
+	if errors.Is(err, strconv.ErrRange) {
+		return "", Invalid(path, "key %q is out of range for %s", path, kindName(t))
+	}
+	return "", Invalid(path, "key %q must be %s", path, kindName(t))
+}
+
 var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 
 // checkScalar reports a string, number or boolean that a value of type t
@@ -366,6 +410,13 @@ func checkScalar(tok json.Token, t reflect.Type, path string) error {
 	switch v := tok.(type) {
 	case string:
 		if t.Kind() == reflect.String { // a json.Number's too, checked as it is decoded
+			return nil
+		}
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+			// encoding/json reads a []byte from a base64 string.
+			if _, err := base64.StdEncoding.DecodeString(v); err != nil {
+				return Invalid(path, "%s must be base64 (RFC 4648, with padding): %v", orBody(path), err)
+			}
 			return nil
 		}
 		got = "string"

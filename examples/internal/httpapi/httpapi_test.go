@@ -519,6 +519,7 @@ func TestIsLoopback(t *testing.T) {
 	assert.True(t, IsLoopback("127.0.0.1:3001"))
 	assert.True(t, IsLoopback("[::1]:3001"))
 	assert.True(t, IsLoopback("localhost:3001"))
+	assert.True(t, IsLoopback("LocalHost:3001"), "a host name in any case")
 	assert.False(t, IsLoopback(":3001"))
 	assert.False(t, IsLoopback("0.0.0.0:3001"))
 	assert.False(t, IsLoopback("10.0.0.1:3001"))
@@ -631,5 +632,52 @@ func TestDecodeQuotedField(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, e.Status, body)
 		assert.Equal(t, field, e.Field, body)
 		assert.Error(t, json.Unmarshal([]byte(body), new(quoted)), "encoding/json refuses %s too", body)
+	}
+}
+
+// A []byte field is a base64 string in JSON, as encoding/json writes and
+// reads it; one that is not base64 is refused naming the field.
+func TestDecodeBytesFromBase64(t *testing.T) {
+	var r struct {
+		Data []byte            `json:"data"`
+		Sums map[string][]byte `json:"sums"`
+	}
+	require.NoError(t, Decode([]byte(`{"data":"aGVsbG8=","sums":{"a":"AAE="}}`), &r))
+	assert.Equal(t, []byte("hello"), r.Data)
+	assert.Equal(t, map[string][]byte{"a": {0, 1}}, r.Sums)
+
+	r.Data = nil
+	require.NoError(t, Decode([]byte(`{"data":[104,105]}`), &r), "an array of bytes is taken too")
+	assert.Equal(t, []byte("hi"), r.Data)
+
+	err := Decode([]byte(`{"sums":{"a":"not base64!"}}`), &r)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "sums.a", e.Field)
+	assert.Contains(t, e.Message, "base64")
+}
+
+// A map with integer keys reads each key as a number: one that is no
+// integer of the key's type is refused naming it, and two spellings of one
+// number ("1", "+1", "01") are one key given twice, which encoding/json
+// would let the last win.
+func TestDecodeIntegerMapKeys(t *testing.T) {
+	var r struct {
+		Slots map[int8]string `json:"slots"`
+	}
+	require.NoError(t, Decode([]byte(`{"slots":{"1":"a","-2":"b"}}`), &r))
+	assert.Equal(t, map[int8]string{1: "a", -2: "b"}, r.Slots)
+
+	for body, field := range map[string]string{
+		`{"slots":{"1":"a","+1":"b"}}`: "slots.+1",
+		`{"slots":{"1":"a","01":"b"}}`: "slots.01",
+		`{"slots":{"x":"a"}}`:          "slots.x",
+		`{"slots":{"128":"a"}}`:        "slots.128",
+	} {
+		err := Decode([]byte(body), &r)
+		var e *Error
+		require.ErrorAs(t, err, &e, body)
+		assert.Equal(t, field, e.Field, body)
+		assert.Contains(t, e.Message, field, body)
 	}
 }

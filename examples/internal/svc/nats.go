@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"path/filepath"
@@ -88,6 +89,17 @@ func (n *NATS) Location() string {
 		return "embedded (in-process)"
 	}
 	return RedactURL(n.url)
+}
+
+// Format prints n, for every verb, as Location names it: fmt would print
+// the fields of the struct n points to, the URL with its credentials
+// among them.
+func (n *NATS) Format(f fmt.State, _ rune) {
+	if n == nil {
+		_, _ = io.WriteString(f, "<nil>")
+		return
+	}
+	_, _ = io.WriteString(f, "NATS "+n.Location())
 }
 
 // Shutdown stops the embedded server, if there is one.

@@ -3,6 +3,8 @@ package svc_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -82,4 +84,21 @@ func TestEmbeddedNATSLogsWarningsOnly(t *testing.T) {
 	require.NoError(t, n.Shutdown(context.Background()))
 	assert.Regexp(t, `level=WARN msg=.*Missing stream checksum file.* component=nats-server`, buf.String())
 	assert.NotContains(t, buf.String(), "level=INFO", "the server's notices stay out")
+}
+
+// A NATS printed or logged whole names its server as Location does: fmt
+// would print the struct's fields, the URL with its credentials among
+// them.
+func TestNATSPrintedHidesTheURLsSecret(t *testing.T) {
+	const secret = "s3cret-pass-0123456789"
+	n, err := svc.StartNATS(context.Background(), "nats://user:"+secret+"@nats.example:4222", "", "test", svc.Logger(io.Discard, "info", "t"))
+	require.NoError(t, err)
+	var logs bytes.Buffer
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("nats", "n", n)
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("nats", "n", n)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		printed := fmt.Sprintf(verb, n) + logs.String()
+		assert.NotContains(t, printed, secret, verb)
+		assert.Contains(t, printed, n.Location(), verb)
+	}
 }
