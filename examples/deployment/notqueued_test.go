@@ -195,3 +195,111 @@ func TestStartCutOffDropsItsCommands(t *testing.T) {
 	assert.Eventually(t, func() bool { _, ok := ts.pendingCommand(cut.ID); return !ok }, 10*time.Second, time.Millisecond,
 		"the command is still pending")
 }
+
+// TestRedeliveredJobLeavesAnAbortToTheNextRegion: a region's job delivered
+// again while its deployment has an abort pending, after the wave's next
+// region has begun (or ended, the one after it running), leaves the
+// abort to the run of the region in progress, which rolls it back. It
+// recorded the next region ROLLED_BACK, "Aborted", as one that never
+// began, and ended the deployment: the run in progress then found its
+// record moved on and stopped without rolling back, the new version left
+// taking traffic in a region the record showed rolled back.
+func TestRedeliveredJobLeavesAnAbortToTheNextRegion(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	for _, next := range []string{"begun", "ended"} {
+		t.Run(next, func(t *testing.T) {
+			ts := startService(t, append(slices.Clone(fastArgs), "-admin-token", admin)...)
+			d := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Minute), "us-west-2", "us-east-1", "eu-west-1")
+			got, rev, err := ts.store.Get(t.Context(), d.ID)
+			require.NoError(t, err)
+			now := time.Now().UTC()
+			got.Results[0].Status, got.Results[0].Previous, got.Results[0].CompletedAt = StatusSuccess, "v2.0.0", &now
+			running := 1
+			if next == "ended" {
+				got.Results[1].Status, got.Results[1].Previous, got.Results[1].CompletedAt = StatusSuccess, "v1.0.0", &now
+				running = 2
+			}
+			got.Results[running].Status, got.Results[running].Previous, got.Results[running].Stage = StatusInProgress, "v1.0.0", "canary"
+			_, err = ts.store.Update(t.Context(), got, rev)
+			require.NoError(t, err)
+			r := do(t, "POST", ts.URL+"/deploy/"+d.ID+"/abort", map[string]string{"reason": "stop"}, "Authorization", "Bearer "+admin)
+			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+			require.Eventually(t, func() bool { _, ok := ts.pendingCommand(d.ID); return ok }, 10*time.Second, time.Millisecond)
+
+			// The first region's job, delivered again.
+			require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
+				Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 2,
+			}))
+			after, _, err := ts.store.Get(t.Context(), d.ID)
+			require.NoError(t, err)
+			assert.Equal(t, StatusInProgress, after.Status, "the deployment ended")
+			assert.Equal(t, StatusSuccess, after.Results[0].Status)
+			if next == "ended" {
+				assert.Equal(t, StatusSuccess, after.Results[1].Status, "the region that succeeded is recorded otherwise")
+			}
+			assert.Equal(t, StatusInProgress, after.Results[running].Status, "the region in progress is recorded otherwise")
+			_, ok := ts.pendingCommand(d.ID)
+			assert.True(t, ok, "the abort is no longer pending")
+		})
+	}
+}
+
+// TestSecondJobOfAnEndedRegionQueuesNothing: a job of a region that had
+// ended before it was delivered (a second job of the region, queued again
+// past the stream's duplicate window by a delivery that could not read
+// the queue), delivered for the first time, does not queue the wave's
+// next region again when that region has begun or its job waits in the
+// queue. It queued it, as the first delivery of a job that had run the
+// region: a second job of that region, which a replica taking it up while
+// another ran the first rolled back as a rollout cut off.
+func TestSecondJobOfAnEndedRegionQueuesNothing(t *testing.T) {
+	for _, next := range []string{"queued", "begun"} {
+		t.Run(next, func(t *testing.T) {
+			var mu sync.Mutex
+			armed, published := false, 0
+			gate := &startGate{fleetLog: &fleetLog{}, at: "prerequisites", held: make(chan struct{}), release: make(chan struct{})}
+			releaseAll := sync.OnceFunc(func() { close(gate.release) })
+			defer releaseAll()
+			ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+				c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+				c.WrapHealth = gate.Health
+				c.PublishFault = func(j Job, publish func() error) error {
+					mu.Lock()
+					if armed && j.Index == 1 {
+						published++
+					}
+					mu.Unlock()
+					return publish()
+				}
+			}, "-workers", "1", "-stages", "canary:5:0s,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
+			// The one worker is held judging another deployment.
+			deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
+			<-gate.held
+
+			d := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Minute), "us-west-2", "us-east-1")
+			got, rev, err := ts.store.Get(t.Context(), d.ID)
+			require.NoError(t, err)
+			now := time.Now().UTC()
+			got.Results[0].Status, got.Results[0].Previous, got.Results[0].CompletedAt = StatusSuccess, "v2.0.0", &now
+			if next == "begun" {
+				got.Results[1].Status, got.Results[1].Previous = StatusInProgress, "v1.0.0"
+			}
+			_, err = ts.store.Update(t.Context(), got, rev)
+			require.NoError(t, err)
+			if next == "queued" {
+				require.NoError(t, ts.publishJob(t.Context(), got, 1))
+			}
+			mu.Lock()
+			armed = true
+			mu.Unlock()
+
+			// A second job of the first region, delivered for the first time.
+			require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
+				Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 1,
+			}))
+			mu.Lock()
+			assert.Zero(t, published, "the next region's job was published again")
+			mu.Unlock()
+		})
+	}
+}

@@ -447,8 +447,14 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 	// lastAttempt) rather than left to the queue, which would dead-letter
 	// the job. A conflict is not ended: another replica writes the record.
 	last := func(err error) bool { return m.Attempt >= jobAttempts && ctx.Err() == nil && !isConflict(err) }
+	// A job delivered again, or one whose region ended before it was
+	// delivered (a second job of the region, queued again past the
+	// stream's duplicate window), may find the next region queued
+	// already (see continueWave).
+	again := m.Attempt > 1
 	switch rr := &d.Results[job.Index]; {
 	case terminal(rr.Status):
+		again = true
 		// A run cut off between storing its region's success and
 		// retiring the version before left that one running (idle):
 		// it is retired here, while the deployment still holds the
@@ -472,7 +478,7 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 			}
 		}
 	}
-	return s.continueWave(ctx, r, m.Attempt > 1, m.Attempt >= jobAttempts && ctx.Err() == nil)
+	return s.continueWave(ctx, r, again, m.Attempt >= jobAttempts && ctx.Err() == nil)
 }
 
 // jobAttempts is how many times the queue delivers a region's rollout
@@ -749,10 +755,12 @@ func nameOr(s, def string) string {
 
 // continueWave moves a deployment on after one of its regions ended: the
 // next region's job, or the deployment's end. It is idempotent: a job
-// delivered again (again) calls it again, and queues the next region only
-// if an earlier delivery did not (see queuedBefore); should it have, the
-// next job's ID makes the publish a duplicate the stream drops, within
-// its duplicate window. On the job's last attempt (last), a next region
+// delivered again, or a second job of a region that had ended (again),
+// calls it again, and queues the next region only if an earlier delivery
+// did not (see queuedBefore); should it have, the next job's ID makes the
+// publish a duplicate the stream drops, within its duplicate window. A
+// next region an earlier delivery queued, and which has begun, is left to
+// its run, an abort too. On the job's last attempt (last), a next region
 // that cannot be queued ends FAILED with the error and the rest are
 // skipped: the queue would dead-letter the job, and the deployment would
 // stay in progress with its regions taken.
@@ -789,6 +797,13 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, again, last bool
 		aborted := ok && c.Action == "abort"
 		abortedNext = -1
 		switch {
+		case next < len(d.Results) && rr.Status == StatusSuccess && aborted && d.Results[next].Status != StatusPending:
+			// The next region has begun (an earlier delivery of this job
+			// queued it): its run takes the abort and rolls it back, or
+			// has ended it and moves the wave on. Ended here, as one
+			// that never began, its run would find its record moved on
+			// and stop without rolling back.
+			return nil
 		case next < len(d.Results) && rr.Status == StatusSuccess && aborted:
 			// The abort came after this region's last stage passed and
 			// before the next began: the next is aborted before it
