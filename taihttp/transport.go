@@ -111,11 +111,12 @@ type TransportOptions struct {
 // breaker.
 //
 // A request that no server could be sent — a method that is not a token,
-// a header field name that is not one, a field value with a control
-// character such as CR or LF, and over an *http.Transport a URL without
-// a scheme or an http or https URL without a host — fails at once with an
-// error naming the field, without an attempt: it is neither retried nor paced, and the
-// breaker does not count it, as it says nothing of the server.
+// a header or trailer field name that is not one, a field value with a
+// control character such as CR or LF, and over an *http.Transport a URL
+// without a scheme, an http or https URL without a host or a nil Header —
+// fails at once with an error naming the field, without an attempt: it is
+// neither retried nor paced, and the breaker does not count it, as it
+// says nothing of the server.
 //
 // What RoundTrip returns: the response that succeeded, with a body that
 // stays readable until closed; when every attempt failed with a status
@@ -132,7 +133,9 @@ type TransportOptions struct {
 // panic in Base, RetryStatus or FailureStatus goes on to the caller of
 // RoundTrip, as it would without the Transport; on its way the breaker
 // counts it as a failure, as Breaker.Do counts a call that panics, and
-// the responses the request had are closed.
+// the responses the request had are closed. They are closed too when the
+// breaker's IsFailure or Ignore panics, which the breaker passes on
+// without counting the attempt.
 //
 // A Transport is safe for concurrent use. Use NewTransport.
 type Transport struct {
@@ -257,13 +260,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // checkRequest returns an error for a request that cannot be sent as it
 // is, the checks net/http's Transport makes before it dials: a method and
-// header field names that are tokens, field values without control
-// characters other than HTAB. The base would fail each attempt with the
-// same error, and the breaker count a failure the server never saw. The
-// error names the field, not its value, which may be a secret. Over a
-// base that is an *http.Transport, an http or https URL without a host
-// is refused as well, and a URL without a scheme (a path alone); another
-// base may know where to send them.
+// header and trailer field names that are tokens, field values without
+// control characters other than HTAB. The base would fail each attempt
+// with the same error, and the breaker count a failure the server never
+// saw. The error names the field, not its value, which may be a secret.
+// Over a base that is an *http.Transport, an http or https URL without a
+// host is refused as well, a URL without a scheme (a path alone) and a
+// nil Header; another base may know where to send them, or take them.
 func (t *Transport) checkRequest(req *http.Request) error {
 	if req.URL == nil {
 		return errors.New("taihttp: request has no URL")
@@ -276,18 +279,32 @@ func (t *Transport) checkRequest(req *http.Request) error {
 			return errors.New("taihttp: request URL has no scheme")
 		case req.URL.Host == "" && (req.URL.Scheme == "http" || req.URL.Scheme == "https"):
 			return errors.New("taihttp: request URL has no host")
+		case req.Header == nil:
+			// http.Client gives a request without one an empty Header;
+			// the Transport fails it ("http: nil Request.Header").
+			return errors.New("taihttp: request has no Header")
 		}
 	}
 	if req.Method != "" && !isToken(req.Method) {
 		return fmt.Errorf("taihttp: invalid method %q", req.Method)
 	}
-	for k, vv := range req.Header {
+	if err := checkFields("header", req.Header); err != nil {
+		return err
+	}
+	return checkFields("trailer", req.Trailer)
+}
+
+// checkFields returns an error naming the first field of h, of the
+// request's header or trailer (what), whose name is not a token or whose
+// value is not a valid field value.
+func checkFields(what string, h http.Header) error {
+	for k, vv := range h {
 		if !isToken(k) {
-			return fmt.Errorf("taihttp: invalid header field name %q", k)
+			return fmt.Errorf("taihttp: invalid %s field name %q", what, k)
 		}
 		for _, v := range vv {
 			if !validFieldValue(v) {
-				return fmt.Errorf("taihttp: invalid header field value for %q", k)
+				return fmt.Errorf("taihttp: invalid %s field value for %q", what, k)
 			}
 		}
 	}
@@ -461,9 +478,11 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	// A panic in the base or in a status function of the caller's goes on
 	// to the caller of RoundTrip, as it would without the Transport; on
 	// its way the breaker counts it, as its Do counts a call that panics,
-	// and the response and the attempt's context end.
+	// and the response and the attempt's context end. So do they when
+	// done panics (an IsFailure or Ignore of the breaker's options), but
+	// done, told once already, is not told again.
 	var resp *http.Response
-	ended := false
+	reported, ended := false, false
 	defer func() {
 		if ended {
 			return
@@ -477,7 +496,9 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		if x != nil {
 			x.done(&a.expiry)
 		}
-		done(&tai.PanicError{Stage: tai.StageAction, Value: v, Stack: debug.Stack()})
+		if !reported {
+			done(&tai.PanicError{Stage: tai.StageAction, Value: v, Stack: debug.Stack()})
+		}
 		if v != nil {
 			panic(v)
 		}
@@ -509,7 +530,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		// The attempt ended (its timeout, a lost hedge) as the
 		// response came: the response is lost with it.
 		drain(resp)
-		err = context.Canceled
+		resp, err = nil, context.Canceled
 	}
 	if err != nil {
 		a.cancel()
@@ -521,16 +542,18 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 			// failed, and what the breaker and the retry should see.
 			err = ctx.Err()
 		}
-		ended = true
+		reported = true
 		done(err)
+		ended = true
 		return err
 	}
 	var result error
 	if rt.t.failureOn(resp.StatusCode) {
 		result = &StatusError{Status: resp.StatusCode}
 	}
-	ended = true
+	reported = true
 	done(result)
+	ended = true
 	if failed {
 		hint, _ := parseRetryAfter(resp.Header.Get(headerRetryAfter), time.Now())
 		serr := &retryStatusError{status: StatusError{Status: resp.StatusCode}, retryAfter: hint}

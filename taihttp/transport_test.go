@@ -561,6 +561,9 @@ func TestTransportRefusesUnsendableRequests(t *testing.T) {
 		{"space in a name", `invalid header field name "X Name"`, func(r *http.Request) { r.Header["X Name"] = []string{"a"} }},
 		{"empty name", `invalid header field name ""`, func(r *http.Request) { r.Header[""] = []string{"a"} }},
 		{"method", `invalid method "GET /x"`, func(r *http.Request) { r.Method = "GET /x" }},
+		// An *http.Transport checks the trailer's fields as the header's.
+		{"CRLF in a trailer value", `invalid trailer field value for "X-Sum"`, func(r *http.Request) { r.Trailer = http.Header{"X-Sum": {"a\r\nX-Admin: 1"}} }},
+		{"space in a trailer name", `invalid trailer field name "X Sum"`, func(r *http.Request) { r.Trailer = http.Header{"X Sum": {"a"}} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for range 10 {
@@ -595,6 +598,18 @@ func TestTransportRefusesUnsendableRequests(t *testing.T) {
 				_, err = c.Do(req)
 				require.ErrorContains(t, err, "request URL has no scheme")
 			}
+		}
+	})
+	// An *http.Transport fails a request with a nil Header ("http: nil
+	// Request.Header"); http.Client gives one a Header, a caller of
+	// RoundTrip may not.
+	t.Run("nil header", func(t *testing.T) {
+		for range 10 {
+			req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+			require.NoError(t, err)
+			req.Header = nil
+			_, err = c.Transport.RoundTrip(req)
+			require.ErrorContains(t, err, "request has no Header")
 		}
 	})
 	assert.Equal(t, jidoka.StateClosed, b.State(), "the breaker counted requests the server never saw")
@@ -1391,6 +1406,42 @@ func TestTransportPanics(t *testing.T) {
 			assert.Equal(t, "status", panicOf(func() { _, _ = c.Get("http://example.test/") }))
 			assert.True(t, body.closed.Load(), "the response is closed")
 			assert.ErrorIs(t, reqCtx.Err(), context.Canceled, "the attempt's context ended")
+		}
+	})
+	// A panic in the breaker's IsFailure goes on to the caller of done
+	// (the attempt), the call not counted: the response it was asked of
+	// was left open, holding its connection, and its context alive.
+	t.Run("breaker callbacks", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			body string
+			opts taihttp.TransportOptions
+		}{
+			{"returned", "down", taihttp.TransportOptions{}},
+			{"held", strings.Repeat("x", 100<<10), taihttp.TransportOptions{Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2})}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				b, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1,
+					IsFailure: func(error) bool { panic("isFailure") }})
+				require.NoError(t, err)
+				var body *trackedBody
+				var reqCtx context.Context
+				opts := tc.opts
+				opts.Breaker = b
+				opts.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					reqCtx = r.Context()
+					resp := response(r, http.StatusServiceUnavailable, nil, tc.body)
+					body = &trackedBody{ReadCloser: resp.Body}
+					resp.Body = body
+					return resp, nil
+				})
+				c := client(t, nil, opts)
+				assert.Equal(t, "isFailure", panicOf(func() { _, _ = c.Get("http://example.test/") }))
+				require.NotNil(t, body)
+				assert.True(t, body.closed.Load(), "the response is closed")
+				assert.ErrorIs(t, reqCtx.Err(), context.Canceled, "the attempt's context ended")
+				assert.Equal(t, jidoka.StateClosed, b.State(), "the call is reported once, and not counted")
+			})
 		}
 	})
 	t.Run("hedge", func(t *testing.T) {
