@@ -132,6 +132,19 @@ func TestAuditVerifyFlagsAfterFiles(t *testing.T) {
 	})
 }
 
+// "--" given as a flag's value (a key file named "--") does not end the
+// flags: the flags after the next file are still flags.
+func TestAuditVerifyDoubleDashAsAFlagValue(t *testing.T) {
+	f := newFixture(t)
+	t.Chdir(f.dir)
+	require.NoError(t, os.WriteFile("--", testKey, 0o600))
+	runCLICases(t, []cliCase{
+		{"-key-file --", []string{"audit", "verify", "-key-file", "--", f.one, "-expect", f.last1}, 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+		{"-key-file -- then --", []string{"audit", "verify", "-key-file", "--", f.one, "--", "-expect"}, 1, "", "-expect: open -expect: no such file or directory"},
+		{"-key-file=--", []string{"audit", "verify", "-key-file=--", f.one, "-expect", f.last1}, 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+	})
+}
+
 // cliCase is a command line and what it answers: its exit code, and the
 // start of its output (exit code 0) or a part of its error output.
 type cliCase struct {

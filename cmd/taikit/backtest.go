@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/ext"
@@ -191,7 +192,9 @@ func compileRules(path string) (*taicel.Set[map[string]any], error) {
 
 // readLabels reads a file of signal IDs, one per line. A UTF-8 byte order
 // mark at its start, which spreadsheets and Windows editors write, is not
-// part of the first ID.
+// part of the first ID. A file that is not UTF-8 text (UTF-16, or binary)
+// is refused: the IDs of a trail are UTF-8, and its lines would match
+// none of them.
 func readLabels(path string) (map[string]bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -200,10 +203,16 @@ func readLabels(path string) (map[string]bool, error) {
 	defer f.Close()
 	ids := map[string]bool{}
 	sc := bufio.NewScanner(f)
-	for first := true; sc.Scan(); first = false {
+	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
-		if first {
+		if n == 1 {
+			if strings.HasPrefix(line, "\xff\xfe") || strings.HasPrefix(line, "\xfe\xff") {
+				return nil, fmt.Errorf("%s: the file is UTF-16 text; save it as UTF-8", path)
+			}
 			line = strings.TrimPrefix(line, "\ufeff")
+		}
+		if !utf8.ValidString(line) || strings.ContainsRune(line, 0) {
+			return nil, fmt.Errorf("%s: line %d: not UTF-8 text; give a file of signal IDs, one per line", path, n)
 		}
 		id := strings.TrimSpace(line)
 		if id != "" && !strings.HasPrefix(id, "#") {

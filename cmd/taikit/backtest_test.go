@@ -365,6 +365,43 @@ func TestReadLabelsSkipsAByteOrderMark(t *testing.T) {
 	assert.Equal(t, map[string]bool{"pay-1": true}, ids, "a comment on the first line is a comment")
 }
 
+// TestReadLabelsRefusesWhatIsNotUTF8 refuses a labels file that is not
+// UTF-8 text: one saved as UTF-16 (PowerShell's "> labels.txt" writes
+// it) or a binary file given by mistake. Its IDs, read as bytes, match no
+// signal (the IDs of a trail are UTF-8), and every confirmed case would
+// count as a negative with nothing said but "not replayed".
+func TestReadLabelsRefusesWhatIsNotUTF8(t *testing.T) {
+	utf16 := func(bom []byte, s string, le bool) []byte {
+		out := slices.Clone(bom)
+		for _, r := range s {
+			if le {
+				out = append(out, byte(r), 0)
+			} else {
+				out = append(out, 0, byte(r))
+			}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"UTF-16LE", utf16([]byte{0xff, 0xfe}, "pay-1\r\npay-2\r\n", true), "UTF-16"},
+		{"UTF-16BE", utf16([]byte{0xfe, 0xff}, "pay-1\npay-2\n", false), "UTF-16"},
+		{"binary", []byte("pay-1\n\x1f\x8b\x08\x00\xff\xc3pay\n"), "line 2: not UTF-8 text"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "labels.txt")
+			require.NoError(t, os.WriteFile(path, c.data, 0o600))
+			ids, err := readLabels(path)
+			assert.Nil(t, ids)
+			assert.ErrorContains(t, err, path+": ")
+			assert.ErrorContains(t, err, c.want)
+		})
+	}
+}
+
 // An empty value given to a flag, as "-labels $LABELS" gives with LABELS
 // unset, is refused, not taken for the flag left out: the report left out
 // the precision and recall asked for, or replayed every kind or policy,

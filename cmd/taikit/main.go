@@ -163,12 +163,33 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		if len(left) == 0 {
 			return rest, nil
 		}
-		if used := args[:len(args)-len(left)]; len(used) > 0 && used[len(used)-1] == "--" {
-			return append(rest, left...), nil // the flags ended with "--"
+		if endedByDashes(fs, args[:len(args)-len(left)]) {
+			return append(rest, left...), nil
 		}
 		rest = append(rest, left[0])
 		args = left[1:]
 	}
+}
+
+// endedByDashes reports whether the flags used, which fs parsed without
+// error, end with the "--" that ends the flags, and not with a "--" that
+// is a flag's value ("-key-file --", a file named "--").
+func endedByDashes(fs *flag.FlagSet, used []string) bool {
+	for i := 0; i < len(used); i++ {
+		if used[i] == "--" {
+			return i == len(used)-1
+		}
+		name := strings.TrimLeft(used[i], "-")
+		if strings.Contains(name, "=") {
+			continue // -name=value
+		}
+		if f := fs.Lookup(name); f != nil {
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+				i++ // its value, the next argument
+			}
+		}
+	}
+	return false
 }
 
 // leafHelp writes the help of a leaf to w, and returns the first error

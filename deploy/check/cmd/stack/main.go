@@ -83,6 +83,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	switch cmd {
+	case "up", "status", "down":
+		// They act on the whole stack: "down payment-1" must not stop it
+		// all.
+		if len(rest) > 0 {
+			return unexpected(stderr, cmd, rest[0])
+		}
+	}
+	switch cmd {
 	case "up":
 		if err := stack.Up(ctx, cfg); err != nil {
 			fmt.Fprintln(stderr, err)
@@ -125,6 +133,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := lfs.Parse(rest); err != nil {
 			return 2
 		}
+		if lfs.NArg() > 0 {
+			return unexpected(stderr, cmd, lfs.Arg(0))
+		}
 		if err := stack.Logs(cfg, stdout, *n); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -154,6 +165,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
+}
+
+// unexpected reports an argument command cmd does not take, and returns
+// the exit code of bad arguments.
+func unexpected(stderr io.Writer, cmd, arg string) int {
+	fmt.Fprintf(stderr, "stack %s: unexpected argument %q: it acts on the whole stack\n", cmd, arg)
+	return 2
 }
 
 // serve runs one of the stack's helper servers until a signal.

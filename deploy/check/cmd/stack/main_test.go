@@ -62,3 +62,20 @@ func TestDownEndsOnInterrupt(t *testing.T) {
 	assert.Contains(t, stdout.String(), "sink           killed (SIGKILL, pid "+strconv.Itoa(pid)+")")
 	assert.NoFileExists(t, filepath.Join(dir, "pids", "sink.pid"))
 }
+
+// TestCommandsRefuseArguments: up, status, down and logs act on the
+// whole stack; an argument they do not take ("stack down payment-1", as
+// if it stopped one component) is refused before anything is done, not
+// ignored while the whole stack is stopped or started.
+func TestCommandsRefuseArguments(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"down", "payment-1"}, {"logs", "payment-1"}, {"logs", "-n", "5", "nats-1"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"-dir", dir, "-bin", t.TempDir(), "-repo", ".", "-port-base", "20000"}, args...), &stdout, &stderr)
+			assert.Equal(t, 2, code)
+			assert.Empty(t, stdout.String(), "nothing is done")
+			assert.Contains(t, stderr.String(), "stack "+args[0]+": unexpected argument \""+args[len(args)-1]+"\"")
+		})
+	}
+}
