@@ -693,8 +693,8 @@ const maxBackgroundFrees = 1024
 // when the lease has run out (the claim can be taken over by then) or the
 // service stops. With maxFrees retries running already, or the service
 // closing, it starts none: the key is free again when its claim's lease
-// runs out, and the one left so is counted
-// (payment_idempotency_frees_dropped_total) and logged.
+// runs out; one left so at the cap is counted
+// (payment_idempotency_frees_dropped_total), and either is logged.
 func (s *Service) freeLater(entry IdemEntry, free func(ctx context.Context) error) {
 	s.freeMu.Lock()
 	if s.freesClosed || s.freeing >= s.maxFrees {

@@ -122,8 +122,9 @@ type IdempotencyStore interface {
 	// stored, to until, unless the key changed since: it returns the claim
 	// as it is now stored and whether it did. A key that holds another
 	// claim (or e with another lease: a renewal that landed though its
-	// acknowledgement was lost) returns that claim; a key that holds none
-	// returns e. Another replica takes a claim over only once its lease
+	// acknowledgement was lost) returns that claim; a key that holds none,
+	// or that changed between the store's read and its write (NATS),
+	// returns e: the caller tries again. Another replica takes a claim over only once its lease
 	// has run out, so renewing it keeps the payment from being run (and
 	// charged) again there.
 	Renew(ctx context.Context, key string, e IdemEntry, until time.Time) (IdemEntry, bool, error)
