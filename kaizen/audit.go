@@ -100,9 +100,9 @@ type AuditOptions struct {
 	// out are never written again by an Audit with RotateBytes
 	// (OpenAuditFile without it appends to path itself, whatever follows
 	// it): they may be archived or deleted, oldest first, path itself
-	// kept or not (OpenAuditFile refuses a numbered file kept before a
-	// gap in the series), the last one before the current file best
-	// kept (see OpenAuditFile). Zero means one file that grows without
+	// kept or not (OpenAuditFile refuses a last file that follows a gap
+	// after a numbered file kept), the last one before the current file
+	// best kept (see OpenAuditFile). Zero means one file that grows without
 	// bound; it must not be negative, and NewAudit refuses any other
 	// value.
 	RotateBytes int64

@@ -90,8 +90,9 @@ type AuditFileState struct {
 // path, path.000001, path.000002, ..., each begun once the one before
 // holds RotateBytes, and OpenAuditFile appends to the last of the series
 // that exists, verifying it alone, from the last hash of the file before
-// (or, when that one has been archived away with every older numbered
-// one, from the prev of its own first line). A last file that is not shown to be
+// (passing over numbered files before it that hold no line; or, when the
+// file before has been archived away with every older numbered one, from
+// the prev of its own first line). A last file that is not shown to be
 // the series' own is refused, not appended to, with an error naming it
 // and why: one that does not continue the file before it (a *AuditError
 // at its first line); one that follows a gap, its file before missing
@@ -102,10 +103,13 @@ type AuditFileState struct {
 // path*` (the names sort in the trail's order up to path.999999, and the
 // pattern must match no other file), verifies the series as one chain;
 // once its first files are archived away, from the prev of the first
-// line of the first file left (VerifyOptions.Genesis, -genesis). The
-// lock is taken on the last file: one rotated out while OpenAuditFile was
-// opening it is not appended to, and an Audit whose next file another one
-// opened and locked before it did stops its trail there, with an Err
+// line of the first file left (VerifyOptions.Genesis, -genesis); path
+// itself, kept while numbered files after it are archived, no longer
+// leads to the numbered files left, which are then verified without it
+// (path.[0-9]*), and it alone. The lock is taken on the last file: one
+// rotated out while OpenAuditFile was opening it is not appended to, and
+// an Audit whose next file another one opened and locked before it did
+// stops its trail there, with an Err
 // wrapping ErrAuditFileInUse. A trail of one file that grows past
 // RotateBytes goes on in path.000001.
 // Without RotateBytes, rotate by hand: a new file, with
@@ -200,6 +204,10 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 // last one, and once rotate has made the next file, before it locks it.
 var seriesListed, nextCreated func()
 
+// edgeOpening, when a test sets it, runs as edgeHash opens a file of a
+// series to read the hash at one of its ends.
+var edgeOpening func(path string)
+
 // rotation is where an Audit of OpenAuditFile with RotateBytes stands in
 // its series of files.
 type rotation struct {
@@ -262,10 +270,12 @@ func seriesNumbers(first string) ([]int, error) {
 // seriesHead returns the file of first's series to append to, the last
 // one, with the hash its first line continues from, its number, and the
 // file that hash is the last hash of, if any. That hash is the last hash
-// of the file numbered before it (continues); when that file holds no
-// line, or is gone together with every older numbered one (archived
-// away; first itself may be kept), the prev of the current file's own
-// first line; for first itself, genesis.
+// of the file numbered before it (continues), or, when that one holds no
+// line, of the newest numbered file before it that holds one, none
+// missing between them; when no such file holds a line, or the file
+// before is gone together with every older numbered one (archived away;
+// first itself may be kept), the prev of the current file's own first
+// line; for first itself, genesis.
 //
 // A last file that nothing shows to be the series' own is refused, not
 // appended to: one whose file before is missing while an older numbered
@@ -296,12 +306,23 @@ func seriesHead(first, genesis string) (path, from string, n int, continues stri
 				"move it away if it is not a file of this trail, or archive %s and the files before it if it is",
 				path, seriesName(first, older), missing, path, seriesName(first, older))
 		}
-		if ns[len(ns)-2] == n-1 {
-			if from, found, err := edgeHash(before, false); err != nil || found {
-				if err != nil {
-					return "", "", 0, "", err
-				}
-				return path, from, n, before, nil
+		// The last file continues the newest file before it that holds a
+		// line, none missing between them. Rotation goes on from a file
+		// only once it holds a line, so a numbered file before the last
+		// that holds none (a crash right after a rotation leaves the next
+		// file empty; a stray may be named as the one after it) does not
+		// make the last file go on from its own first line: it is passed
+		// over, and the last file checked against the one before it.
+		// path itself is looked at only right before the last file, as a
+		// gap after it is one archiving leaves.
+		for i, m := len(ns)-2, n-1; i >= 0 && ns[i] == m && (m > 0 || m == n-1); i, m = i-1, m-1 {
+			prev := seriesName(first, m)
+			from, found, err := edgeHash(prev, false)
+			if err != nil {
+				return "", "", 0, "", err
+			}
+			if found {
+				return path, from, n, prev, nil
 			}
 		}
 	}
@@ -329,19 +350,24 @@ func seriesHead(first, genesis string) (path, from string, n int, continues stri
 // verification (OpenAuditFile's of the file after it, or
 // VerifyAuditFiles) does that.
 func edgeHash(path string, first bool) (hash string, found bool, err error) {
-	// Not opened unless regular: opening a FIFO waits for a writer.
-	fi, err := os.Stat(path)
+	if edgeOpening != nil {
+		edgeOpening(path)
+	}
+	// Opened without waiting, and read only if regular: a plain open of
+	// a FIFO waits for a writer, and a look at the name before the open
+	// can see another file than the one opened.
+	f, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
+	if err != nil {
+		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
 		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %s is not a regular file (%s)", path, fi.Mode().Type())
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
-	}
-	defer f.Close()
 	var line []byte
 	if first {
 		line, err = firstLine(f, path)

@@ -447,6 +447,23 @@ func TestOpenAuditFileRotatedRefusesAStrayFile(t *testing.T) {
 			},
 			want: []string{"audit.jsonl.000003:1: its prev hash is not the last hash of", "audit.jsonl.000002"},
 		},
+		"a copy of the last file after an empty next one": {
+			// A crash right after a rotation leaves the next file empty;
+			// a copy of the file before it, named as the one after, is
+			// not taken for the series' last file.
+			series: func(t *testing.T, path string) []string {
+				files := rotatedTrail(t, path, 5)
+				require.Len(t, files, 3)
+				require.NoError(t, os.WriteFile(path+".000003", nil, 0o600))
+				return append(files, path+".000003")
+			},
+			stray: func(t *testing.T, path string, files []string) (string, []byte) {
+				b, err := os.ReadFile(files[2])
+				require.NoError(t, err)
+				return path + ".000004", b
+			},
+			want: []string{"audit.jsonl.000004:1: its prev hash is not the last hash of", "audit.jsonl.000002"},
+		},
 		"another trail's first file as the next": {
 			series: func(t *testing.T, path string) []string { return rotatedTrail(t, path, 5) },
 			stray: func(t *testing.T, path string, _ []string) (string, []byte) {
