@@ -149,7 +149,7 @@ type Board struct {
 	epoch time.Time // NewBoard's time: the refreshes of every stream fall at its multiples of refresh
 
 	mu       sync.Mutex
-	shot     *streamState  // the last state taken for the event streams
+	shot     *streamState  // the last state begun for the event streams to share
 	shots    uint64        // states begun for the event streams so far
 	read     uint64        // states read for the event streams so far
 	poke     chan struct{} // closed and replaced by Notify
@@ -724,37 +724,68 @@ type streamState struct {
 	err            error  // why it could not be taken
 }
 
+// isReady reports whether the state is ready: taken, or given up on.
+func (ss *streamState) isReady() bool {
+	select {
+	case <-ss.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // errNoState is the error of a state whose taking did not return (a
 // panic in a Line or Breaker of the program's).
 var errNoState = errors.New("andon: board: the state could not be taken")
 
-// streamState returns the state a stream is to be sent next, which
-// changed and poked, the channels it waits on, tell changes after: the
-// one taken last if it was begun after those channels were made (so it
-// holds every change they were made for), is the state the stream
-// showed last (seq shown, the read-th state read) or was begun after that
-// one was read (a stream never goes back: one begun before, even if
-// after it by seq, may have been read before a line stopped that the
-// shown one shows stopped), and was begun at after or later (a refresh);
-// a new one otherwise. With one being taken that will
-// do, it waits for it; it returns nil if ctx ends or the board shuts
-// down meanwhile.
+// streamState returns the state a stream is to be sent next: one that
+// holds every change after changed and poked, the channels it waits on,
+// were made (it was begun while they were current, or since the stream
+// asked), that is the state the stream showed last (seq shown, the
+// read-th state read) or was begun after that one was read (a stream
+// never goes back: one begun before, even if after it by seq, may have
+// been read before a line stopped that the shown one shows stopped), and
+// was begun at after or later (a refresh). The state begun last, taken
+// or being taken, is shared if it will do; if not, a new one is begun,
+// once the one being taken is ready: the states the streams share are
+// taken one at a time, so each is begun after the one before was read,
+// and any stream can share the next. A new stream (shown 0) takes its
+// own at once, shared only if none was being taken. It returns nil if
+// ctx ends or the board shuts down while it waits.
 func (b *Board) streamState(ctx context.Context, changed, poked <-chan struct{}, shown, read uint64, after time.Time) *streamState {
 	b.mu.Lock()
-	if ss := b.shot; ss != nil && shown != 0 && ss.changed == changed && ss.poked == poked &&
-		(ss.seq == shown || ss.from >= read) && !ss.at.Before(after) {
+	asked := b.shots
+	for shown != 0 && b.shot != nil {
+		ss := b.shot
+		if (ss.changed == changed && ss.poked == poked || ss.seq > asked) &&
+			(ss.seq == shown || ss.from >= read) && !ss.at.Before(after) {
+			b.mu.Unlock()
+			select {
+			case <-ss.ready:
+				return ss
+			case <-ctx.Done():
+			case <-b.done:
+			}
+			return nil
+		}
+		if ss.isReady() {
+			break
+		}
 		b.mu.Unlock()
 		select {
 		case <-ss.ready:
-			return ss
 		case <-ctx.Done():
+			return nil
 		case <-b.done:
+			return nil
 		}
-		return nil
+		b.mu.Lock()
 	}
 	b.shots++
 	ss := &streamState{changed: changed, poked: poked, seq: b.shots, from: b.read, at: time.Now(), ready: make(chan struct{}), err: errNoState}
-	b.shot = ss
+	if b.shot == nil || b.shot.isReady() {
+		b.shot = ss
+	}
 	b.mu.Unlock()
 	defer close(ss.ready)
 	st := b.State()

@@ -1391,3 +1391,59 @@ func TestBoardStreamNeverGoesBack(t *testing.T) {
 		}
 	})
 }
+
+// TestBoardStreamsShareUnderLoad: while changes come faster than a state
+// is taken, the streams take one state at a time, shared by all of them,
+// however the pages that opened meanwhile fell: a page opened while a
+// state was being taken split the streams into groups that each took a
+// state at every change for as long as the load lasted.
+func TestBoardStreamsShareUnderLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		const take = 100 * time.Millisecond // to take a state
+		var taken atomic.Int64
+		b, err := andon.NewBoard(e, andon.BoardOptions{Refresh: time.Hour, Panels: []andon.Panel{{Title: "Jobs", Columns: []string{"Job"},
+			Rows: func() []andon.PanelRow { taken.Add(1); time.Sleep(take); return nil }}}})
+		require.NoError(t, err)
+		var ws []*streamWriter
+		for range 10 {
+			w, stop := stream(b)
+			defer stop()
+			ws = append(ws, w)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		taken.Store(0)
+
+		const (
+			every   = 30 * time.Millisecond
+			changes = 100
+			opened  = 5
+		)
+		for i := range changes {
+			cond.Set(i%2 == 0)
+			e.Evaluate(context.Background())
+			if i%2 == 1 && i < 2*opened {
+				w, stop := stream(b) // while a state is being taken
+				defer stop()
+				ws = append(ws, w)
+			}
+			time.Sleep(every)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		// One state per take while the load lasts, each opened page's own,
+		// and the one after the last change.
+		most := int64(changes*every/take) + opened + 1
+		assert.LessOrEqual(t, taken.Load(), most, "states taken for %d changes", changes)
+		last, _ := e.Alert("R")
+		for i, w := range ws {
+			data := w.data()
+			var st andon.BoardState
+			require.NoError(t, json.Unmarshal([]byte(data[len(data)-1]), &st))
+			assert.Equal(t, last.State, st.Rules[0].State, "page %d shows the last change", i)
+			assert.True(t, last.LastEval.Equal(st.Rules[0].LastEval), "page %d shows the last change", i)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1206,4 +1207,57 @@ func TestHookPanicValueThatPanics(t *testing.T) {
 	assert.Equal(t, andon.Firing, trs[0].To)
 	assert.Contains(t, logs.String(), `msg="andon: hook panicked"`)
 	assert.Contains(t, logs.String(), `panic="a andon_test.selfPanic whose text could not be made"`)
+}
+
+// goexitPanic is a panic value whose Error method ends the goroutine
+// with runtime.Goexit, as t.FailNow in a test's error type does.
+type goexitPanic struct{}
+
+func (goexitPanic) Error() string {
+	runtime.Goexit()
+	return ""
+}
+
+// returns reports whether f returns, rather than ending the goroutine
+// it runs on with runtime.Goexit.
+func returns(f func()) bool {
+	done := make(chan bool, 1)
+	go func() {
+		ok := false
+		defer func() { done <- ok }()
+		f()
+		ok = true
+	}()
+	return <-done
+}
+
+// TestPanicValueThatCallsGoexit: the text of a panic whose value's Error
+// method calls runtime.Goexit names the value's type, and the
+// goroutine that made it goes on: a recovered panic of a condition or a
+// hook ended the goroutine that called Evaluate, and a condition's was
+// taken for a Goexit of the condition's, its value lost.
+func TestPanicValueThatCallsGoexit(t *testing.T) {
+	var logs bytes.Buffer
+	cond := newSwitch()
+	cond.Set(true)
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Rules: []andon.Rule{
+		{Name: "R", Severity: andon.Page, Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			panic(goexitPanic{})
+		})},
+		{Name: "S", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.HookFuncs{
+			OnFire: func(context.Context, andon.Alert) { panic(goexitPanic{}) },
+		}}},
+	}})
+	require.True(t, returns(func() { e.EvaluateAt(context.Background(), t0) }), "the evaluation ended its caller's goroutine")
+	a, _ := e.Alert("R")
+	assert.Equal(t, "andon: panic in condition of rule R: a andon_test.goexitPanic whose text could not be made", a.LastError)
+	a, _ = e.Alert("S")
+	assert.Equal(t, andon.Firing, a.State)
+	assert.Contains(t, logs.String(), `msg="andon: hook panicked"`)
+	assert.NotContains(t, logs.String(), "runtime.Goexit")
+
+	p := &andon.PanicError{Where: "notifier webhook", Value: goexitPanic{}}
+	var text string
+	require.True(t, returns(func() { text = p.Error() }), "Error ended the goroutine")
+	assert.Equal(t, "andon: panic in notifier webhook: a andon_test.goexitPanic whose text could not be made", text)
 }

@@ -247,3 +247,19 @@ func TestBoardPanelPanicValueThatPanics(t *testing.T) {
 	assert.Equal(t, "this panel failed; see the log", st.Panels[0].Error)
 	assert.Contains(t, log.String(), "andon_test.selfPanic")
 }
+
+// TestBoardPanelPanicValueThatCallsGoexit: a panel whose Rows panics
+// with a value whose Error method calls runtime.Goexit fails alone; the
+// goroutine taking the board's state ended, and with it every live page
+// sharing that state.
+func TestBoardPanelPanicValueThatCallsGoexit(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{})
+	b, err := andon.NewBoard(e, andon.BoardOptions{Logger: discardLogger(), Panels: []andon.Panel{
+		{Title: "Broken", Columns: []string{"Job"}, Rows: func() []andon.PanelRow { panic(goexitPanic{}) }},
+	}})
+	require.NoError(t, err)
+	var st andon.BoardState
+	require.True(t, returns(func() { st = b.State() }), "State ended the goroutine")
+	require.Len(t, st.Panels, 1)
+	assert.Equal(t, "this panel failed; see the log", st.Panels[0].Error)
+}

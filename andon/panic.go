@@ -31,7 +31,9 @@ func newPanicError(where string, v any) *PanicError {
 }
 
 // Error returns "andon: panic in <where>: <value>", or "andon:
-// runtime.Goexit in <where>".
+// runtime.Goexit in <where>". A value whose own Error or String method
+// panics or calls runtime.Goexit is named by its type instead: "a
+// <type> whose text could not be made".
 func (e *PanicError) Error() string {
 	if e.Value == nil {
 		return "andon: runtime.Goexit in " + e.Where
@@ -41,15 +43,27 @@ func (e *PanicError) Error() string {
 
 // panicText prints a panic's value as fmt's %v does, or, should the
 // value's own Error or String method panic in a way fmt lets through (with
-// a value whose method panics too), names its type: a recovered panic is
-// reported, not raised again while it is.
-func panicText(v any) (s string) {
-	defer func() {
-		if recover() != nil {
-			s = fmt.Sprintf("a %T whose text could not be made", v)
-		}
+// a value whose method panics too) or end the goroutine with
+// runtime.Goexit, names its type: a recovered panic is reported, not
+// raised again while it is, and the goroutine reporting it goes on. The
+// methods run on a goroutine of their own, which a Goexit in them ends
+// alone; panicText waits for it.
+func panicText(v any) string {
+	var (
+		s  string
+		ok bool
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { _ = recover() }()
+		s, ok = fmt.Sprint(v), true
 	}()
-	return fmt.Sprint(v)
+	<-done
+	if !ok {
+		return fmt.Sprintf("a %T whose text could not be made", v)
+	}
+	return s
 }
 
 // Unwrap returns the panic value if it is an error.
