@@ -93,3 +93,20 @@ func BenchmarkProcessObserver(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkProcessWrapGuards measures the pipeline with two guards that
+// only wrap the action, as a retry around a timeout does: the per-signal
+// call state and its links.
+func BenchmarkProcessWrapGuards(b *testing.B) {
+	p, err := tai.New(benchPolicy, benchAction, tai.WithGuards(taitest.NopWrapGuard{}, taitest.NopWrapGuard{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, s := context.Background(), benchSignal()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Process(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -79,8 +79,9 @@ var (
 	// load to shed: its Outcome is Failed, never Rejected.
 	ErrInvalidSignal = errors.New("tai: invalid signal")
 	// ErrAbandoned is returned (Outcome Failed) when a Guard returned while
-	// the action it started was still running; the action's late result is
-	// discarded.
+	// a call of the fn it was handed was still running: the action, or a
+	// guard inside it that may yet run the action (a retry waiting to call
+	// again). The late result is discarded.
 	ErrAbandoned = errors.New("tai: guard returned before the action it started")
 )
 

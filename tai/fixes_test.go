@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taitest"
 )
 
 // endTracer counts spans and their End calls; the span of stage panicAt
@@ -316,4 +317,72 @@ func TestObserversAfterOneThatCallsGoexitStillRun(t *testing.T) {
 	assert.Len(t, after.records, 1, "once")
 	assert.Contains(t, buf.String(), "runtime.Goexit")
 	assert.Contains(t, buf.String(), "observer panicked", "the panicking observer after it is logged too")
+}
+
+// exitTracer opens a root span whose End (or, with inEnd false, whose
+// SpanContext) ends its goroutine with runtime.Goexit, as a test's tracer
+// calling t.FailNow does.
+type exitTracer struct{ inEnd bool }
+
+func (t exitTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == tai.StageSignal {
+		return ctx, exitSpan(t)
+	}
+	return ctx, taitest.NopSpan{}
+}
+
+type exitSpan struct{ inEnd bool }
+
+func (s exitSpan) End(error) {
+	if s.inEnd {
+		runtime.Goexit()
+	}
+}
+
+func (s exitSpan) SpanContext() tai.SpanContext {
+	if !s.inEnd {
+		runtime.Goexit()
+	}
+	return tai.SpanContext{}
+}
+
+// A root span that ends the goroutine with runtime.Goexit fails the
+// signal as a panic in it does, and the observers are told so: they see
+// every finished signal.
+func TestGoexitInTheRootSpanIsObserved(t *testing.T) {
+	boom := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { panic("action") })
+	for _, tt := range []struct {
+		name   string
+		inEnd  bool
+		action tai.Action[int, int]
+		want   string
+	}{
+		{"End", true, doubleAction(&journal{}), "tai: runtime.Goexit in signal"},
+		{"SpanContext", false, doubleAction(&journal{}), "tai: runtime.Goexit in signal"},
+		{"End after a panic", true, boom, "tai: panic in action: action"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var recs []tai.Record
+			var buf bytes.Buffer
+			p, err := tai.New(fixed(allow, nil), tt.action, tai.WithTracer(exitTracer{tt.inEnd}),
+				tai.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))),
+				tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
+			require.NoError(t, err)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = p.Process(context.Background(), sig())
+				t.Error("Process returned from a goroutine that ended")
+			}()
+			<-done
+			require.Len(t, recs, 1, "the observer sees the signal once")
+			assert.Equal(t, tai.Failed, recs[0].Outcome)
+			var pe *tai.PanicError
+			require.ErrorAs(t, recs[0].Err, &pe)
+			assert.Equal(t, tt.want, pe.Error())
+			if pe.Stage == tai.StageAction {
+				assert.Contains(t, buf.String(), "tai: span called runtime.Goexit", "the later Goexit is logged")
+			}
+		})
+	}
 }

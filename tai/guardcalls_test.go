@@ -244,3 +244,98 @@ func TestGoexitInACallOnAGuardsGoroutineIsNoSuccess(t *testing.T) {
 		assert.Equal(t, 2*s.Payload, res.Value, "signal %d", i)
 	}
 }
+
+// A guard that abandons fn while a guard inside it still holds the call
+// (a retry waiting to call again, a bulkhead waiting for a slot) has
+// abandoned the signal as surely as one that abandons a running action:
+// the signal fails with ErrAbandoned, is not reported as Rejected (the
+// action may yet run), and the late call runs the action with this
+// signal, never with the data of a signal processed after it.
+func TestAbandonedWhileAnInnerGuardHoldsTheCall(t *testing.T) {
+	errFail := errors.New("fail")
+	// The inner guards hold only the first signal's call, which the outer
+	// guard marks in its context, and close entered as they do.
+	type abandonedKey struct{}
+	for _, tt := range []struct {
+		name  string
+		inner func(entered chan<- struct{}, again <-chan struct{}) tai.Guard
+		fail  bool // the first call of the action fails
+	}{
+		{"a retry waits to call again", func(entered chan<- struct{}, again <-chan struct{}) tai.Guard {
+			return tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+				if err := fn(ctx); err == nil || ctx.Value(abandonedKey{}) == nil {
+					return err
+				}
+				close(entered)
+				<-again
+				return fn(ctx)
+			})
+		}, true},
+		{"a bulkhead waits for a slot", func(entered chan<- struct{}, again <-chan struct{}) tai.Guard {
+			return tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+				if ctx.Value(abandonedKey{}) != nil {
+					close(entered)
+					<-again
+				}
+				return fn(ctx)
+			})
+		}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var (
+				mu      sync.Mutex
+				seen    []int
+				entered = make(chan struct{}) // the first signal waits in the inner guard
+				again   = make(chan struct{})
+				late    = make(chan struct{}) // the abandoned call has ended
+			)
+			action := tai.ActionFunc[int, int](func(_ context.Context, s tai.Signal[int]) (int, error) {
+				mu.Lock()
+				seen = append(seen, s.Payload)
+				first := len(seen) == 1
+				mu.Unlock()
+				if first && tt.fail {
+					return 0, errFail
+				}
+				return 2 * s.Payload, nil
+			})
+			var first atomic.Bool
+			abandon := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+				if !first.CompareAndSwap(false, true) {
+					return fn(ctx)
+				}
+				go func() {
+					defer close(late)
+					_ = fn(context.WithValue(ctx, abandonedKey{}, true))
+				}()
+				<-entered
+				return errors.New("timed out")
+			})
+			p, err := tai.New(fixed(allow, nil), action, tai.WithGuards(abandon, tt.inner(entered, again)))
+			require.NoError(t, err)
+
+			a := sig()
+			a.Payload = 1
+			res, err := p.Process(context.Background(), a)
+			assert.ErrorIs(t, err, tai.ErrAbandoned)
+			assert.Equal(t, tai.Failed, res.Outcome)
+
+			for i := range 3 {
+				b := sig()
+				b.Payload = 10 + i
+				res, err = p.Process(context.Background(), b)
+				require.NoError(t, err)
+				assert.Equal(t, 2*b.Payload, res.Value)
+			}
+			close(again)
+			<-late
+			mu.Lock()
+			defer mu.Unlock()
+			want := []int{10, 11, 12, 1}
+			if tt.fail {
+				want = []int{1, 10, 11, 12, 1}
+			}
+			assert.Equal(t, want, seen, "the late call runs the action with its own signal")
+		})
+	}
+}

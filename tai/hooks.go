@@ -57,11 +57,14 @@ func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, k
 // Do must not return before every call of fn it started has returned,
 // and must not call fn after it returned. A guard that abandons fn (runs
 // it on another goroutine and stops waiting) breaks that contract; when
-// the call is still running as Do returns, the pipeline detects it, fails
-// the signal and discards the late result. A call that begins after Do
-// returned cannot be detected: the signal has ended as Do said, and the
-// pipeline reuses what fn runs for the next signals, so the late call runs
-// the action with another signal's data, or with the zero Signal.
+// the call is still running as Do returns (in the action, or in a guard
+// inside this one, such as a retry waiting to call again), the pipeline
+// detects it, fails the signal with ErrAbandoned and discards the late
+// result; the late call still runs the action with this signal. A call
+// that begins after Do returned cannot be detected: the signal has ended
+// as Do said, and the pipeline reuses what fn runs for the next signals,
+// so the late call runs the action with another signal's data, or with
+// the zero Signal.
 //
 // The guards of a pipeline nest in the order given to WithGuards, the
 // first outermost. A usual order, outermost first, is fallback, retry,

@@ -59,7 +59,8 @@ func WithHoldOnReview() Option {
 
 // WithLogger sets the logger for problems the pipeline cannot return to a
 // caller: a panicking Observer (or one that calls runtime.Goexit), or a
-// Span whose End panics after an earlier panic already failed the signal.
+// Span whose End panics (or calls runtime.Goexit) after an earlier panic
+// already failed the signal.
 // Default: slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
@@ -380,11 +381,24 @@ func rootContext(s Span) (sc SpanContext, pe *PanicError) {
 // with err, once. It returns the signal's error: err, or a *PanicError of
 // StageSignal if the span panicked and err does not already hold a panic
 // (a later panic is logged; the first one is the signal's error).
-func (p *Pipeline[T, R]) endRoot(f *flight, res *Result[R], err error) error {
+//
+// A span that ends the goroutine with runtime.Goexit keeps endRoot from
+// returning: the signal then fails as with a panic of no value, and
+// endRoot reports it (see report) before the goroutine goes on ending,
+// so the observers see the signal all the same.
+func (p *Pipeline[T, R]) endRoot(ctx context.Context, s *Signal[T], res *Result[R], err error, f *flight, dur time.Duration) error {
+	returned := false
+	defer func() {
+		if !returned {
+			p.report(ctx, s, res, p.firstPanic(err, newPanicError(StageSignal, nil)), f, dur)
+		}
+	}()
 	sc, pe := rootContext(f.root)
 	res.Span = sc
 	err = p.firstPanic(err, pe)
-	return p.firstPanic(err, endSafely(f.root, err, StageSignal))
+	err = p.firstPanic(err, endSafely(f.root, err, StageSignal))
+	returned = true
+	return err
 }
 
 // firstPanic returns pe in place of err, unless pe is nil or err already
@@ -556,7 +570,11 @@ type call[T, R any] struct {
 	sig Signal[T]
 	// runs counts the calls of the action: each adds runStarted+1 when it
 	// starts and takes 1 away when it returns, so its low 32 bits are the
-	// calls running and the high ones count the calls started. The count
+	// calls running and the high ones count the calls started. A call of
+	// a link a guard was handed (the guards inside it, then the action)
+	// counts as running too, from when it starts to when it returns: a
+	// guard inside one that gave up may still hold the call, waiting to
+	// run the action (a retry's backoff, a bulkhead's queue). The count
 	// is never reset: guarded compares it with its value at the start of
 	// the signal.
 	runs    atomic.Uint64
@@ -580,12 +598,17 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 	for i := n - 1; i >= 0; i-- {
 		g, next := p.guards[i], c.links[i+1]
 		c.links[i] = func(ctx context.Context) error {
+			if i > 0 {
+				// The fn of the guard outside: running until it returns.
+				c.runs.Add(1)
+				defer c.runs.Add(^uint64(0))
+			}
 			if c.reached.Load() != int32(i) {
 				c.reached.Store(int32(i))
 			}
 			before := c.runs.Load()
 			err := g.Do(ctx, next)
-			if err != nil && c.runs.Load() == before {
+			if err != nil && c.runs.Load()>>32 == before>>32 {
 				c.refused(err)
 			}
 			return err
@@ -644,7 +667,8 @@ func (c *call[T, R]) keep(v R, err error) {
 
 // guarded runs the action inside the guards' Do, outermost first, and
 // tells from the call's count whether a guard rejected the signal (the
-// action never ran) or abandoned it (the action still runs).
+// action never ran) or abandoned it (the action, or a guard inside the
+// one that returned, still runs).
 func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err error) {
 	c := p.calls.Get().(*call[T, R])
 	c.sig = *s
@@ -668,7 +692,8 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 		}
 		return r, &RejectedError{Stage: StageAction, Hook: hook, Err: err}
 	case uint32(runs) != 0:
-		// Abandoned: an action still runs and owns c.
+		// Abandoned: an action, or a guard that may yet call it, still
+		// runs and owns c.
 		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrStage(hook, StageAction)))
 	}
 	// Every call of the action has returned; their keep happened before
@@ -683,15 +708,22 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 
 // finish ends the root span, settles the Result and hands the Record of
 // the signal to every observer. It returns the signal's error: err, or a
-// *PanicError if the root span panicked (see endRoot).
+// *PanicError if the root span panicked or ended the goroutine (see
+// endRoot).
 func (p *Pipeline[T, R]) finish(ctx context.Context, s *Signal[T], res *Result[R], err error, f *flight) error {
 	var dur time.Duration
 	if p.timed {
 		dur = time.Since(f.start)
 	}
 	if f.root != nil {
-		err = p.endRoot(f, res, err)
+		err = p.endRoot(ctx, s, res, err, f, dur)
 	}
+	return p.report(ctx, s, res, err, f, dur)
+}
+
+// report settles the Result with err, the signal's error, and hands the
+// Record of the signal, which took dur, to every observer. It returns err.
+func (p *Pipeline[T, R]) report(ctx context.Context, s *Signal[T], res *Result[R], err error, f *flight, dur time.Duration) error {
 	res.settle(err)
 	if !p.timed {
 		return err
@@ -742,9 +774,14 @@ func (p *Pipeline[T, R]) observerPanicked(i int, v any, rec *Record) {
 	p.log().Error("tai: observer panicked", "observer", fmt.Sprintf("%T", p.observers[i]), "panic", v, "signal_id", rec.ID)
 }
 
-// hookPanicked logs a panic that cannot become the signal's error because
-// an earlier panic already is.
+// hookPanicked logs a panic (or a runtime.Goexit, when pe has no value)
+// that cannot become the signal's error because an earlier panic already
+// is.
 func (p *Pipeline[T, R]) hookPanicked(what string, pe *PanicError) {
+	if pe.Value == nil {
+		p.log().Error("tai: "+what+" called runtime.Goexit", "stage", pe.Stage.String())
+		return
+	}
 	p.log().Error("tai: "+what+" panicked", "stage", pe.Stage.String(), "panic", pe.Value)
 }
 
