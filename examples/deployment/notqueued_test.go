@@ -303,3 +303,109 @@ func TestSecondJobOfAnEndedRegionQueuesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestRedeliveredFailedJobLeavesAnAbortToTheNextRegion: with
+// continue_on_failure, a region's job that failed, delivered again while
+// its deployment has an abort pending, after the wave's next region has
+// begun (or ended, the one after it running), leaves the abort to the run
+// of the region in progress, as a job whose region succeeded does. It
+// recorded every region after its own SKIPPED, the one in progress and
+// the one that succeeded too, and ended the deployment: the run in
+// progress then found its record moved on and stopped without rolling
+// back, the new version left taking traffic in a region the record showed
+// skipped.
+func TestRedeliveredFailedJobLeavesAnAbortToTheNextRegion(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	for _, next := range []string{"begun", "ended"} {
+		t.Run(next, func(t *testing.T) {
+			ts := startService(t, append(slices.Clone(fastArgs), "-admin-token", admin)...)
+			d := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Minute), "us-west-2", "us-east-1", "eu-west-1")
+			got, rev, err := ts.store.Get(t.Context(), d.ID)
+			require.NoError(t, err)
+			now := time.Now().UTC()
+			got.ContinueOn = true
+			got.Results[0].Status, got.Results[0].Previous, got.Results[0].ErrorMessage, got.Results[0].CompletedAt = StatusRolledBack, "v1.0.0", "health failed", &now
+			running := 1
+			if next == "ended" {
+				got.Results[1].Status, got.Results[1].Previous, got.Results[1].CompletedAt = StatusSuccess, "v1.0.0", &now
+				running = 2
+			}
+			got.Results[running].Status, got.Results[running].Previous, got.Results[running].Stage = StatusInProgress, "v1.0.0", "canary"
+			_, err = ts.store.Update(t.Context(), got, rev)
+			require.NoError(t, err)
+			r := do(t, "POST", ts.URL+"/deploy/"+d.ID+"/abort", map[string]string{"reason": "stop"}, "Authorization", "Bearer "+admin)
+			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+			require.Eventually(t, func() bool { _, ok := ts.pendingCommand(d.ID); return ok }, 10*time.Second, time.Millisecond)
+
+			// The first region's job, delivered again.
+			require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
+				Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 2,
+			}))
+			after, _, err := ts.store.Get(t.Context(), d.ID)
+			require.NoError(t, err)
+			assert.Equal(t, StatusInProgress, after.Status, "the deployment ended")
+			assert.Equal(t, StatusRolledBack, after.Results[0].Status)
+			if next == "ended" {
+				assert.Equal(t, StatusSuccess, after.Results[1].Status, "the region that succeeded is recorded otherwise")
+			}
+			assert.Equal(t, StatusInProgress, after.Results[running].Status, "the region in progress is recorded otherwise")
+			_, ok := ts.pendingCommand(d.ID)
+			assert.True(t, ok, "the abort is no longer pending")
+		})
+	}
+}
+
+// TestRedeliveredJobLeavesAnAbortToTheNextRegionStarting: a region's job
+// delivered again while its deployment has an abort pending, after the
+// wave's next region was queued and its run has begun to start the new
+// version (the record shows the region pending until the run's first
+// stage), leaves the abort to that run, which rolls the region back and
+// retires the new version. It recorded the region ROLLED_BACK, "Aborted",
+// as one that never began, and ended the deployment: the run then found
+// its record moved on and stopped without rolling back, the new version
+// left running in a region the record showed it never reached.
+func TestRedeliveredJobLeavesAnAbortToTheNextRegionStarting(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	gate := &startGate{fleetLog: &fleetLog{}, at: "start", held: make(chan struct{}), release: make(chan struct{})}
+	releaseAll := sync.OnceFunc(func() { close(gate.release) })
+	defer releaseAll()
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
+	}, "-stages", "canary:5:0s,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	d := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Minute), "us-west-2", "us-east-1")
+	got, rev, err := ts.store.Get(t.Context(), d.ID)
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	got.Results[0].Status, got.Results[0].Previous, got.Results[0].CompletedAt = StatusSuccess, "v1.0.0", &now
+	_, err = ts.store.Update(t.Context(), got, rev)
+	require.NoError(t, err)
+	// The next region, queued by the first region's job: its run starts
+	// the new version.
+	require.NoError(t, ts.publishJob(t.Context(), got, 1))
+	<-gate.held
+
+	r := do(t, "POST", ts.URL+"/deploy/"+d.ID+"/abort", map[string]string{"reason": "stop"}, "Authorization", "Bearer "+admin)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	require.Eventually(t, func() bool { _, ok := ts.pendingCommand(d.ID); return ok }, 10*time.Second, time.Millisecond)
+
+	// The first region's job, delivered again.
+	require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
+		Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 2,
+	}))
+	// A run reads its record again before it moves the fleet once
+	// recheckAfter has passed since it last read or wrote it.
+	time.Sleep(recheckAfter)
+
+	// The run goes on.
+	releaseAll()
+	end := waitFor(t, ts.URL, d.ID, ended)
+	require.Eventually(t, func() bool { return testutil.ToFloat64(ts.metrics.active) == 0 },
+		10*time.Second, time.Millisecond, "the run never stopped")
+	assert.Equal(t, StatusRolledBack, end.Status)
+	assert.Equal(t, StatusSuccess, end.Results[0].Status)
+	assert.Equal(t, StatusRolledBack, end.Results[1].Status)
+	assert.Equal(t, "Aborted: stop", end.Results[1].ErrorMessage)
+	sim := gate.Target.(interface{ Versions(string, string) []string })
+	assert.NotContains(t, sim.Versions("auth", "us-east-1"), "v2.0.0", "the new version is left running")
+	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-east-1"))
+}

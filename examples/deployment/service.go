@@ -759,11 +759,11 @@ func nameOr(s, def string) string {
 // calls it again, and queues the next region only if an earlier delivery
 // did not (see queuedBefore); should it have, the next job's ID makes the
 // publish a duplicate the stream drops, within its duplicate window. A
-// next region an earlier delivery queued, and which has begun, is left to
-// its run, an abort too. On the job's last attempt (last), a next region
-// that cannot be queued ends FAILED with the error and the rest are
-// skipped: the queue would dead-letter the job, and the deployment would
-// stay in progress with its regions taken.
+// next region an earlier delivery queued, which has begun or whose job
+// is in the queue, is left to its run, an abort too. On the job's last
+// attempt (last), a next region that cannot be queued ends FAILED with
+// the error and the rest are skipped: the queue would dead-letter the
+// job, and the deployment would stay in progress with its regions taken.
 func (s *Service) continueWave(ctx context.Context, r *rollout, again, last bool) error {
 	// The rollout's copy is the stored one unless another writer came
 	// between (a replica that took the job over): then read it again.
@@ -797,12 +797,18 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, again, last bool
 		aborted := ok && c.Action == "abort"
 		abortedNext = -1
 		switch {
-		case next < len(d.Results) && rr.Status == StatusSuccess && aborted && d.Results[next].Status != StatusPending:
-			// The next region has begun (an earlier delivery of this job
-			// queued it): its run takes the abort and rolls it back, or
-			// has ended it and moves the wave on. Ended here, as one
-			// that never began, its run would find its record moved on
-			// and stop without rolling back.
+		case next < len(d.Results) && (rr.Status == StatusSuccess || d.ContinueOn) && aborted &&
+			(d.Results[next].Status != StatusPending || again && s.queuedBefore(ctx, d, next)):
+			// The next region has begun, or its job is in the queue (an
+			// earlier delivery of this job queued it, after this region
+			// succeeded or, with continue_on_failure, failed): its run
+			// takes the abort and rolls it back, before it starts the
+			// new version if it has not yet, or has ended it and moves
+			// the wave on. Ended here, as one that never began or as
+			// skipped, a run starting the new version (the record shows
+			// the region pending until its first stage) or past that
+			// would find its record moved on and stop without rolling
+			// back.
 			return nil
 		case next < len(d.Results) && rr.Status == StatusSuccess && aborted:
 			// The abort came after this region's last stage passed and
