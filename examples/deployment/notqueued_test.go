@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,10 +120,17 @@ func TestQueuedStartHoldsItsRegions(t *testing.T) {
 // redelivery later than that, behind a full queue or after every replica
 // was down, queued a second job for the region, and a replica that took
 // it up while another ran the first rolled that rollout back as one cut
-// off by a restart.
+// off by a restart. So is a second job of a region that had ended before
+// it was delivered (queued again past the duplicate window by a delivery
+// that could not read the queue), delivered for the first time: it queued
+// the next region as the first delivery of a job that ran its region does.
 func TestRedeliveredJobQueuesTheNextRegionOnce(t *testing.T) {
-	for _, next := range []string{"queued", "begun"} {
-		t.Run(next, func(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		attempt int
+	}{{"redelivered/queued", 2}, {"redelivered/begun", 2}, {"second job/queued", 1}, {"second job/begun", 1}} {
+		next := tc.name[strings.IndexByte(tc.name, '/')+1:]
+		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
 			armed, published := false, 0
 			gate := &startGate{fleetLog: &fleetLog{}, at: "prerequisites", held: make(chan struct{}), release: make(chan struct{})}
@@ -163,9 +171,10 @@ func TestRedeliveredJobQueuesTheNextRegionOnce(t *testing.T) {
 			armed = true
 			mu.Unlock()
 
-			// The first region's job, delivered again.
+			// The first region's job, delivered again, or a second job of
+			// it delivered for the first time.
 			require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
-				Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 2,
+				Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: tc.attempt,
 			}))
 			mu.Lock()
 			assert.Zero(t, published, "the next region's job was published again")
@@ -240,66 +249,6 @@ func TestRedeliveredJobLeavesAnAbortToTheNextRegion(t *testing.T) {
 			assert.Equal(t, StatusInProgress, after.Results[running].Status, "the region in progress is recorded otherwise")
 			_, ok := ts.pendingCommand(d.ID)
 			assert.True(t, ok, "the abort is no longer pending")
-		})
-	}
-}
-
-// TestSecondJobOfAnEndedRegionQueuesNothing: a job of a region that had
-// ended before it was delivered (a second job of the region, queued again
-// past the stream's duplicate window by a delivery that could not read
-// the queue), delivered for the first time, does not queue the wave's
-// next region again when that region has begun or its job waits in the
-// queue. It queued it, as the first delivery of a job that had run the
-// region: a second job of that region, which a replica taking it up while
-// another ran the first rolled back as a rollout cut off.
-func TestSecondJobOfAnEndedRegionQueuesNothing(t *testing.T) {
-	for _, next := range []string{"queued", "begun"} {
-		t.Run(next, func(t *testing.T) {
-			var mu sync.Mutex
-			armed, published := false, 0
-			gate := &startGate{fleetLog: &fleetLog{}, at: "prerequisites", held: make(chan struct{}), release: make(chan struct{})}
-			releaseAll := sync.OnceFunc(func() { close(gate.release) })
-			defer releaseAll()
-			ts := startServiceWith(t, t.TempDir(), func(c *Config) {
-				c.WrapTarget = func(t fleet.Target) fleet.Target { gate.Target = t; return gate }
-				c.WrapHealth = gate.Health
-				c.PublishFault = func(j Job, publish func() error) error {
-					mu.Lock()
-					if armed && j.Index == 1 {
-						published++
-					}
-					mu.Unlock()
-					return publish()
-				}
-			}, "-workers", "1", "-stages", "canary:5:0s,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
-			// The one worker is held judging another deployment.
-			deploy(t, ts.URL, map[string]any{"service": "search", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
-			<-gate.held
-
-			d := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Minute), "us-west-2", "us-east-1")
-			got, rev, err := ts.store.Get(t.Context(), d.ID)
-			require.NoError(t, err)
-			now := time.Now().UTC()
-			got.Results[0].Status, got.Results[0].Previous, got.Results[0].CompletedAt = StatusSuccess, "v2.0.0", &now
-			if next == "begun" {
-				got.Results[1].Status, got.Results[1].Previous = StatusInProgress, "v1.0.0"
-			}
-			_, err = ts.store.Update(t.Context(), got, rev)
-			require.NoError(t, err)
-			if next == "queued" {
-				require.NoError(t, ts.publishJob(t.Context(), got, 1))
-			}
-			mu.Lock()
-			armed = true
-			mu.Unlock()
-
-			// A second job of the first region, delivered for the first time.
-			require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
-				Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 1,
-			}))
-			mu.Lock()
-			assert.Zero(t, published, "the next region's job was published again")
-			mu.Unlock()
 		})
 	}
 }
