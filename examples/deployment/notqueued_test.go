@@ -213,94 +213,55 @@ func TestStartCutOffDropsItsCommands(t *testing.T) {
 // began, and ended the deployment: the run in progress then found its
 // record moved on and stopped without rolling back, the new version left
 // taking traffic in a region the record showed rolled back.
+//
+// So does, with continue_on_failure, a job whose region failed: it
+// recorded every region after its own SKIPPED, the one in progress and
+// the one that succeeded too, and ended the deployment.
 func TestRedeliveredJobLeavesAnAbortToTheNextRegion(t *testing.T) {
 	const admin = "admin-token-0123456789"
-	for _, next := range []string{"begun", "ended"} {
-		t.Run(next, func(t *testing.T) {
-			ts := startService(t, append(slices.Clone(fastArgs), "-admin-token", admin)...)
-			d := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Minute), "us-west-2", "us-east-1", "eu-west-1")
-			got, rev, err := ts.store.Get(t.Context(), d.ID)
-			require.NoError(t, err)
-			now := time.Now().UTC()
-			got.Results[0].Status, got.Results[0].Previous, got.Results[0].CompletedAt = StatusSuccess, "v2.0.0", &now
-			running := 1
-			if next == "ended" {
-				got.Results[1].Status, got.Results[1].Previous, got.Results[1].CompletedAt = StatusSuccess, "v1.0.0", &now
-				running = 2
-			}
-			got.Results[running].Status, got.Results[running].Previous, got.Results[running].Stage = StatusInProgress, "v1.0.0", "canary"
-			_, err = ts.store.Update(t.Context(), got, rev)
-			require.NoError(t, err)
-			r := do(t, "POST", ts.URL+"/deploy/"+d.ID+"/abort", map[string]string{"reason": "stop"}, "Authorization", "Bearer "+admin)
-			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-			require.Eventually(t, func() bool { _, ok := ts.pendingCommand(d.ID); return ok }, 10*time.Second, time.Millisecond)
+	for _, first := range []string{"succeeded", "failed"} {
+		for _, next := range []string{"begun", "ended"} {
+			t.Run(first+"/"+next, func(t *testing.T) {
+				ts := startService(t, append(slices.Clone(fastArgs), "-admin-token", admin)...)
+				d := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Minute), "us-west-2", "us-east-1", "eu-west-1")
+				got, rev, err := ts.store.Get(t.Context(), d.ID)
+				require.NoError(t, err)
+				now := time.Now().UTC()
+				firstStatus := StatusSuccess
+				got.Results[0].Status, got.Results[0].Previous, got.Results[0].CompletedAt = StatusSuccess, "v2.0.0", &now
+				if first == "failed" {
+					firstStatus = StatusRolledBack
+					got.ContinueOn = true
+					got.Results[0].Status, got.Results[0].Previous, got.Results[0].ErrorMessage = StatusRolledBack, "v1.0.0", "health failed"
+				}
+				running := 1
+				if next == "ended" {
+					got.Results[1].Status, got.Results[1].Previous, got.Results[1].CompletedAt = StatusSuccess, "v1.0.0", &now
+					running = 2
+				}
+				got.Results[running].Status, got.Results[running].Previous, got.Results[running].Stage = StatusInProgress, "v1.0.0", "canary"
+				_, err = ts.store.Update(t.Context(), got, rev)
+				require.NoError(t, err)
+				r := do(t, "POST", ts.URL+"/deploy/"+d.ID+"/abort", map[string]string{"reason": "stop"}, "Authorization", "Bearer "+admin)
+				require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+				require.Eventually(t, func() bool { _, ok := ts.pendingCommand(d.ID); return ok }, 10*time.Second, time.Millisecond)
 
-			// The first region's job, delivered again.
-			require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
-				Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 2,
-			}))
-			after, _, err := ts.store.Get(t.Context(), d.ID)
-			require.NoError(t, err)
-			assert.Equal(t, StatusInProgress, after.Status, "the deployment ended")
-			assert.Equal(t, StatusSuccess, after.Results[0].Status)
-			if next == "ended" {
-				assert.Equal(t, StatusSuccess, after.Results[1].Status, "the region that succeeded is recorded otherwise")
-			}
-			assert.Equal(t, StatusInProgress, after.Results[running].Status, "the region in progress is recorded otherwise")
-			_, ok := ts.pendingCommand(d.ID)
-			assert.True(t, ok, "the abort is no longer pending")
-		})
-	}
-}
-
-// TestRedeliveredFailedJobLeavesAnAbortToTheNextRegion: with
-// continue_on_failure, a region's job that failed, delivered again while
-// its deployment has an abort pending, after the wave's next region has
-// begun (or ended, the one after it running), leaves the abort to the run
-// of the region in progress, as a job whose region succeeded does. It
-// recorded every region after its own SKIPPED, the one in progress and
-// the one that succeeded too, and ended the deployment: the run in
-// progress then found its record moved on and stopped without rolling
-// back, the new version left taking traffic in a region the record showed
-// skipped.
-func TestRedeliveredFailedJobLeavesAnAbortToTheNextRegion(t *testing.T) {
-	const admin = "admin-token-0123456789"
-	for _, next := range []string{"begun", "ended"} {
-		t.Run(next, func(t *testing.T) {
-			ts := startService(t, append(slices.Clone(fastArgs), "-admin-token", admin)...)
-			d := startedAt(t, ts, "auth", "v2.0.0", time.Now().Add(-time.Minute), "us-west-2", "us-east-1", "eu-west-1")
-			got, rev, err := ts.store.Get(t.Context(), d.ID)
-			require.NoError(t, err)
-			now := time.Now().UTC()
-			got.ContinueOn = true
-			got.Results[0].Status, got.Results[0].Previous, got.Results[0].ErrorMessage, got.Results[0].CompletedAt = StatusRolledBack, "v1.0.0", "health failed", &now
-			running := 1
-			if next == "ended" {
-				got.Results[1].Status, got.Results[1].Previous, got.Results[1].CompletedAt = StatusSuccess, "v1.0.0", &now
-				running = 2
-			}
-			got.Results[running].Status, got.Results[running].Previous, got.Results[running].Stage = StatusInProgress, "v1.0.0", "canary"
-			_, err = ts.store.Update(t.Context(), got, rev)
-			require.NoError(t, err)
-			r := do(t, "POST", ts.URL+"/deploy/"+d.ID+"/abort", map[string]string{"reason": "stop"}, "Authorization", "Bearer "+admin)
-			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-			require.Eventually(t, func() bool { _, ok := ts.pendingCommand(d.ID); return ok }, 10*time.Second, time.Millisecond)
-
-			// The first region's job, delivered again.
-			require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
-				Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 2,
-			}))
-			after, _, err := ts.store.Get(t.Context(), d.ID)
-			require.NoError(t, err)
-			assert.Equal(t, StatusInProgress, after.Status, "the deployment ended")
-			assert.Equal(t, StatusRolledBack, after.Results[0].Status)
-			if next == "ended" {
-				assert.Equal(t, StatusSuccess, after.Results[1].Status, "the region that succeeded is recorded otherwise")
-			}
-			assert.Equal(t, StatusInProgress, after.Results[running].Status, "the region in progress is recorded otherwise")
-			_, ok := ts.pendingCommand(d.ID)
-			assert.True(t, ok, "the abort is no longer pending")
-		})
+				// The first region's job, delivered again.
+				require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{
+					Message: kanban.Message[Job]{ID: jobID(d.ID, 0), Key: "auth/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"}}, Attempt: 2,
+				}))
+				after, _, err := ts.store.Get(t.Context(), d.ID)
+				require.NoError(t, err)
+				assert.Equal(t, StatusInProgress, after.Status, "the deployment ended")
+				assert.Equal(t, firstStatus, after.Results[0].Status)
+				if next == "ended" {
+					assert.Equal(t, StatusSuccess, after.Results[1].Status, "the region that succeeded is recorded otherwise")
+				}
+				assert.Equal(t, StatusInProgress, after.Results[running].Status, "the region in progress is recorded otherwise")
+				_, ok := ts.pendingCommand(d.ID)
+				assert.True(t, ok, "the abort is no longer pending")
+			})
+		}
 	}
 }
 

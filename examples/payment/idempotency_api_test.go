@@ -590,11 +590,7 @@ func TestIdempotencyTakeoverLeaseEndedAfterTheStoreIsBack(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, refused.Code, string(refused.Raw))
 	require.EqualValues(t, 2, updates.Load(), "the lease's end was tried")
 	ts.line.Start()
-	var r reply
-	require.Eventually(t, func() bool {
-		r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-renew")
-		return r.Code != http.StatusConflict
-	}, 10*time.Second, 20*time.Millisecond, "the key is free again, the clock standing still")
+	r := ts.retryWhileInFlight(t, body, "k-renew", "the key is free again, the clock standing still")
 	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
 	assert.Equal(t, earlier.TxnID, r.str("transaction_id"), "run again as the same payment")
 }
@@ -655,11 +651,7 @@ func TestIdempotencyClaimWhoseAcknowledgementWasLostIsFreed(t *testing.T) {
 	refused := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-lost")
 	require.Equal(t, http.StatusServiceUnavailable, refused.Code, string(refused.Raw))
 	require.False(t, lost.Load(), "the claim was stored")
-	var r reply
-	require.Eventually(t, func() bool {
-		r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-lost")
-		return r.Code != http.StatusConflict
-	}, 10*time.Second, 20*time.Millisecond, "the key is free again, the clock standing still")
+	r := ts.retryWhileInFlight(t, body, "k-lost", "the key is free again, the clock standing still")
 	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
 	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
 }
@@ -692,11 +684,7 @@ func TestIdempotencyTakeoverWhoseAcknowledgementWasLostIsFreed(t *testing.T) {
 	refused := ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-lost2")
 	require.Equal(t, http.StatusServiceUnavailable, refused.Code, string(refused.Raw))
 	require.False(t, lost.Load(), "the takeover was stored")
-	var r reply
-	require.Eventually(t, func() bool {
-		r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-lost2")
-		return r.Code != http.StatusConflict
-	}, 10*time.Second, 20*time.Millisecond, "the key is free again, the clock standing still")
+	r := ts.retryWhileInFlight(t, body, "k-lost2", "the key is free again, the clock standing still")
 	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
 	assert.Equal(t, earlier.TxnID, r.str("transaction_id"), "run again as the same payment")
 }
@@ -848,11 +836,7 @@ func TestIdempotencyFreeThatStallsKeepsTheAnswerInItsWriteDeadline(t *testing.T)
 				t.Fatal("no call stalled")
 			}
 			ts.line.Start()
-			var r reply
-			require.Eventually(t, func() bool {
-				r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", "k-stall")
-				return r.Code != http.StatusConflict
-			}, 10*time.Second, 20*time.Millisecond, "the key is freed in the background, the clock standing still")
+			r := ts.retryWhileInFlight(t, body, "k-stall", "the key is freed in the background, the clock standing still")
 			require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
 			if takeover {
 				assert.Equal(t, earlier.TxnID, r.str("transaction_id"), "run again as the same payment")
@@ -974,4 +958,17 @@ func TestIdempotencyLeaseEndRetriedLeavesTheRetrysTakeoverAlone(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, claimed)
 	assert.True(t, stored.leaseEnd().After(ts.clock.Now()), "the retry's claim keeps its lease: %+v", stored)
+}
+
+// retryWhileInFlight re-sends body with the Idempotency-Key key while the
+// service answers 409 (in flight), for up to 10 s, and returns the first
+// other answer; why names what the wait is for, if it fails.
+func (ts *testService) retryWhileInFlight(t *testing.T, body any, key, why string) reply {
+	t.Helper()
+	var r reply
+	require.Eventually(t, func() bool {
+		r = ts.do(t, http.MethodPost, "/payment", body, "Idempotency-Key", key)
+		return r.Code != http.StatusConflict
+	}, 10*time.Second, 20*time.Millisecond, why)
+	return r
 }
