@@ -227,7 +227,14 @@ func (b *Bulkhead) wait(ctx context.Context) (func(error), error) {
 	var err error
 	select {
 	case <-w.ready:
-		return b.doneFn, nil
+		cerr := ctx.Err()
+		if cerr == nil {
+			return b.doneFn, nil
+		}
+		// ctx ended as the slot came, and the wait saw the slot first:
+		// the call is refused as if it had seen ctx end, and the slot
+		// goes on to the next in line.
+		err = b.ended(cerr)
 	case <-ctx.Done():
 		err = b.ended(ctx.Err())
 	case <-expire:

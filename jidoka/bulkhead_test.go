@@ -427,3 +427,50 @@ func TestBulkheadWaitEndedByItsContextIsARefusal(t *testing.T) {
 		assert.Equal(t, jidoka.StateClosed, br.State())
 	})
 }
+
+// A waiting call whose context ends as a slot comes to it is refused as
+// one whose context ended while it waited: it never runs with a context
+// that has ended (its error would then be the call's, which a breaker
+// around the bulkhead counts when a deadline ended it), and the slot goes
+// on to the next call. When both have happened, the wait may see either
+// first; every time, the call is refused and the slot is free.
+func TestBulkheadWaitEndedByItsContextAsTheSlotComes(t *testing.T) {
+	bh, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: 1})
+	require.NoError(t, err)
+	for i := range 100 {
+		hold, err := bh.Allow(context.Background()) // the only slot
+		require.NoError(t, err)
+		ctx := &endsAsTheSlotComes{release: hold}
+		ctx.Context, ctx.cancel = context.WithCancel(context.Background())
+		ran := false
+		err = bh.Do(ctx, func(ctx context.Context) error {
+			ran = true
+			return ctx.Err()
+		})
+		require.ErrorIs(t, err, jidoka.ErrBulkheadFull, "run %d", i)
+		require.ErrorIs(t, err, context.Canceled, "run %d", i)
+		require.False(t, ran, "run %d: the call ran after its caller had gone", i)
+		require.Equal(t, 0, bh.Running(), "run %d", i)
+		require.Equal(t, 0, bh.Waiting(), "run %d", i)
+	}
+}
+
+// endsAsTheSlotComes is a context that its first Done ends after it gives
+// back the bulkhead slot another call holds: a call waiting for that slot,
+// which asks for Done as it starts to wait, finds both the slot and its
+// context's end.
+type endsAsTheSlotComes struct {
+	context.Context
+	cancel  context.CancelFunc
+	release func(error)
+	asked   bool
+}
+
+func (c *endsAsTheSlotComes) Done() <-chan struct{} {
+	if !c.asked {
+		c.asked = true
+		c.release(nil)
+		c.cancel()
+	}
+	return c.Context.Done()
+}

@@ -246,9 +246,13 @@ func (r *Retry) again(ctx context.Context, fn func(context.Context) error, err e
 			}
 			select {
 			case <-ctx.Done():
+			case <-timer.C:
+			}
+			// A ctx that ended as the wait did may be seen second: the
+			// retry would run with it, and answer with its end.
+			if ctx.Err() != nil {
 				r.budget.refund() // the retry is not made
 				return err
-			case <-timer.C:
 			}
 		}
 		if err = fn(ctx); err == nil {

@@ -381,3 +381,51 @@ func TestRetryNotMadeGivesItsTokenBack(t *testing.T) {
 		assert.Equal(t, 2, calls, "a caller that waits still gets its retry")
 	})
 }
+
+// A caller whose context ends at the very moment the wait before a retry
+// does gets no retry: it would run with a context that has ended, and
+// answer with the cancellation in place of the last error. When both
+// have happened, the wait may see either first; every time, Do returns the
+// last error at once and gives the retry's token back.
+func TestRetryNotMadeWhenTheCallerCancelsAsTheWaitEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		budget, err := jidoka.NewRetryBudget(jidoka.RetryBudgetOptions{Ratio: 0.001, Burst: 2})
+		require.NoError(t, err)
+		r, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 2, BaseDelay: time.Second, Jitter: noJitter, Budget: budget})
+		require.NoError(t, err)
+		for i := range 100 {
+			ctx := &endsAsTheWaitEnds{wait: time.Second}
+			ctx.Context, ctx.cancel = context.WithCancel(context.Background())
+			calls := 0
+			err = r.Do(ctx, func(ctx context.Context) error {
+				calls++
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return errFlaky
+			})
+			require.ErrorIs(t, err, errFlaky, "run %d", i)
+			require.Equal(t, 1, calls, "run %d: a retry was made after the caller had gone", i)
+		}
+		assert.InDelta(t, 2.0, budget.Tokens(), 0.01, "no retry was made: the budget is still full")
+	})
+}
+
+// endsAsTheWaitEnds is a context that its first Done ends once wait has
+// passed: a Retry that asks for Done to wait before a retry of that length
+// finds both its timer and the context done.
+type endsAsTheWaitEnds struct {
+	context.Context
+	cancel context.CancelFunc
+	wait   time.Duration
+	asked  bool
+}
+
+func (c *endsAsTheWaitEnds) Done() <-chan struct{} {
+	if !c.asked {
+		c.asked = true
+		time.Sleep(c.wait)
+		c.cancel()
+	}
+	return c.Context.Done()
+}
