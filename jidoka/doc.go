@@ -142,9 +142,10 @@
 // Jitter may be, to make its waits exact). Tests control time with
 // testing/synctest, where a sleep moves a fake clock at once. Make the
 // breaker, line, watchdog or Timeout inside the bubble, so that its timers
-// and the instant it counts from belong to the bubble's clock (a Timeout
-// made outside keeps timers from outside for its calls, which a bubble
-// cannot wait for):
+// and the instant it counts from belong to the bubble's clock, and use it
+// only there: a Timeout reuses its timers from call to call, and one used
+// both inside a bubble and outside it may reset a bubble's timer from
+// outside, which testing/synctest ends the program for:
 //
 //	synctest.Test(t, func(t *testing.T) {
 //		b, _ := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Minute})
