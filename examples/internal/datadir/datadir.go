@@ -27,13 +27,20 @@ type Lock struct {
 }
 
 // Acquire creates dir if needed and takes its lock file (dir/LOCK) for this
-// process; a LOCK that is a symbolic link is refused. If another process
-// holds it, the error wraps ErrInUse and names that process's PID when it
-// can; a lock the system refuses for another reason (a file system without
-// locks) is an error that says so, not ErrInUse.
+// process; a LOCK that is a symbolic link is refused. A dir that another
+// user owns (root aside) is refused before anything is written in it:
+// made first by that user where anyone may make one (the system's
+// temporary directory), it would let them plant or swap what the service
+// keeps there. If another process holds the lock, the error wraps
+// ErrInUse and names that process's PID when it can; a lock the system
+// refuses for another reason (a file system without locks) is an error
+// that says so, not ErrInUse.
 func Acquire(dir string) (*Lock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := checkOwner(dir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, LockFile)
 	for {

@@ -5,6 +5,7 @@ package datadir
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -96,4 +97,36 @@ func TestAcquireOnAFileSystemWithoutLocks(t *testing.T) {
 	require.NotErrorIs(t, err, ErrInUse)
 	require.ErrorIs(t, err, syscall.ENOLCK)
 	require.NotContains(t, err.Error(), "process")
+}
+
+// A data directory another user owns is refused before anything is
+// written in it: its owner, who may have made it first where anyone may
+// (the default one is under /tmp), could plant or swap what the service
+// keeps there — a store it would read, a link where the audit trail goes.
+func TestAcquireRefusesADirectoryAnotherUserOwns(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "made-by-another")
+	require.NoError(t, os.Mkdir(dir, 0o777))
+	owner := 65534
+	if os.Geteuid() == 0 {
+		require.NoError(t, os.Chown(dir, owner, owner))
+	} else {
+		owner = os.Geteuid()
+		uid := processUID
+		processUID = func() int { return owner + 1 }
+		t.Cleanup(func() { processUID = uid })
+	}
+
+	l, err := Acquire(dir)
+	if err == nil {
+		_ = l.Release()
+	}
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrInUse)
+	require.ErrorContains(t, err, "is owned by user "+strconv.Itoa(owner))
+	require.NoFileExists(t, filepath.Join(dir, LockFile), "nothing is written in it")
+
+	mine := filepath.Join(t.TempDir(), "mine", "data")
+	l, err = Acquire(mine)
+	require.NoError(t, err, "a directory the process makes is its own")
+	require.NoError(t, l.Release())
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -30,6 +31,36 @@ type Tokens struct {
 	// Realm is the HTTP authentication realm of the admin routes, named
 	// in their challenges. Empty means "admin".
 	Realm string
+}
+
+// Redacted stands for a token that is set in what Tokens print and log.
+const Redacted = "REDACTED"
+
+// Format prints t as fmt prints a struct, for every verb, with the tokens
+// shown as Redacted when set: tokens printed whole show no secret.
+func (t Tokens) Format(f fmt.State, verb rune) {
+	out := fmt.Sprintf(fmt.FormatString(f, verb), t.redacted())
+	if rest, ok := strings.CutPrefix(out, "httpapi.tokens{"); ok {
+		out = "httpapi.Tokens{" + rest // %#v
+	}
+	_, _ = io.WriteString(f, out)
+}
+
+// LogValue is t for log/slog, with the tokens shown as Redacted when set,
+// whatever the handler: a JSON handler would otherwise encode the fields
+// as they are.
+func (t Tokens) LogValue() slog.Value { return slog.AnyValue(t.redacted()) }
+
+// tokens is Tokens without its methods, as it prints.
+type tokens Tokens
+
+func (t Tokens) redacted() tokens {
+	for _, tok := range []*string{&t.API, &t.Admin} {
+		if *tok != "" {
+			*tok = Redacted
+		}
+	}
+	return tokens(t)
 }
 
 // MaxTokenLen is the longest token Validate accepts: servers and proxies
@@ -245,6 +276,54 @@ func AllowHosts(hosts []string, h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// CheckHost reports an entry of an AllowHosts list that no Host header
+// can match: one that is neither "*" nor a name or an IP address with an
+// optional port. A URL ("https://pay.example"), a path or a pattern
+// ("*.example.com") is refused, as it would allow nothing (or, for
+// "http://pay.example", a host named "http"). A name is one DNS can hold:
+// letters, digits, '-', '_' and dots, or an internationalized one.
+func CheckHost(entry string) error {
+	if entry == "*" || validHost(entry) {
+		return nil
+	}
+	return fmt.Errorf("%q is not a host name or IP address with an optional port (pay.example, pay.example:443, [::1]:3001); \"*\" alone allows any", Clip(entry, 100))
+}
+
+func validHost(entry string) bool {
+	host := entry
+	if h, port, err := net.SplitHostPort(entry); err == nil {
+		if strings.Trim(port, "0123456789") != "" {
+			return false
+		}
+		host = h
+	} else if inner, ok := strings.CutPrefix(entry, "["); ok {
+		// Brackets hold an IPv6 address only.
+		inner, ok = strings.CutSuffix(inner, "]")
+		_, err := netip.ParseAddr(inner)
+		return ok && err == nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if !isASCII(host) {
+		a, err := idna.Lookup.ToASCII(host)
+		if err != nil {
+			return false
+		}
+		host = a
+	}
+	if host == "" || host == "." {
+		return false
+	}
+	for i := range len(host) {
+		c := host[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // hostName is the host a Host header value names, as AllowHosts compares

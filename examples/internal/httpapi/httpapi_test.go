@@ -681,3 +681,16 @@ func TestDecodeIntegerMapKeys(t *testing.T) {
 		assert.Contains(t, e.Message, field, body)
 	}
 }
+
+// CheckHost takes what AllowHosts matches a Host header against, and
+// refuses what no Host header can be.
+func TestCheckHost(t *testing.T) {
+	for _, good := range []string{"*", "pay.example", "pay.example:443", "PAY.example.", "[::1]", "[::1]:3001", "::1",
+		"0:0:0:0:0:0:0:2", "10.0.0.5", "10.0.0.5:3001", "Bücher.example", "пример.рф:443", "host_1", "localhost:"} {
+		assert.NoError(t, CheckHost(good), good)
+	}
+	for _, bad := range []string{"https://pay.example", "pay.example/", "*.example.com", "$(POD_IP)", "pay.example:https",
+		"user@pay.example", "[pay.example]", "[::1", "", ".", "pay example", "**"} {
+		assert.ErrorContains(t, CheckHost(bad), "is not a host name or IP address", bad)
+	}
+}

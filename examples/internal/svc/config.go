@@ -8,6 +8,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -106,6 +108,58 @@ type Serving struct {
 	apiTokenFile, adminTokenFile, auditKeyFile, allowed string
 }
 
+// Redacted stands for a secret that is set in what Serving prints and
+// logs.
+const Redacted = "REDACTED"
+
+// Format prints s as fmt prints a struct, for every verb, with the tokens
+// and the audit key shown as Redacted when set: a configuration printed
+// whole (%v, %+v, %#v, %x, ...) shows no secret. A struct that embeds a
+// Serving takes this method: it prints as its Serving alone unless it has
+// a Format of its own.
+func (s Serving) Format(f fmt.State, verb rune) {
+	out := fmt.Sprintf(fmt.FormatString(f, verb), s.redacted())
+	if rest, ok := strings.CutPrefix(out, "svc.serving{"); ok {
+		out = "svc.Serving{" + rest // %#v
+	}
+	_, _ = io.WriteString(f, out)
+}
+
+// LogValue is s for log/slog, with the tokens and the audit key shown as
+// Redacted when set, whatever the handler: a JSON handler would otherwise
+// encode the fields as they are.
+func (s Serving) LogValue() slog.Value { return slog.AnyValue(s.redacted()) }
+
+// serving is Serving as it prints: its fields in order, without its
+// methods, the secrets replaced.
+type serving struct {
+	Addr         string
+	APIToken     string
+	AdminToken   string
+	AuditKey     string
+	AllowedHosts []string
+
+	port                                                int
+	apiTokenFile, adminTokenFile, auditKeyFile, allowed string
+}
+
+func (s Serving) redacted() serving {
+	return serving{
+		Addr: s.Addr, APIToken: redact(s.APIToken), AdminToken: redact(s.AdminToken),
+		AuditKey: redact(string(s.AuditKey)), AllowedHosts: s.AllowedHosts,
+		port: s.port, apiTokenFile: s.apiTokenFile, adminTokenFile: s.adminTokenFile,
+		auditKeyFile: s.auditKeyFile, allowed: s.allowed,
+	}
+}
+
+// redact returns Redacted for a secret that is set, "" for one that is not.
+func redact(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return Redacted
+}
+
 // Usage says what a service's tokens guard, for its flags' help.
 type Usage struct {
 	API   string // what -api-token guards: "the deploy API"
@@ -154,6 +208,9 @@ func (s *Serving) Finish() error {
 	}
 	for _, h := range strings.Split(s.allowed, ",") {
 		if h = strings.TrimSpace(h); h != "" {
+			if err := httpapi.CheckHost(h); err != nil {
+				errs = append(errs, fmt.Errorf("-allowed-hosts: %w", err))
+			}
 			s.AllowedHosts = append(s.AllowedHosts, h)
 		}
 	}

@@ -101,6 +101,19 @@ func TestServingRefusesAnAuditKeyFileHoldingMoreThanAKey(t *testing.T) {
 	assert.Len(t, s.AuditKey, 64<<10)
 }
 
+// An -allowed-hosts entry that no Host header can match (a URL, a path, a
+// pattern, a variable left unexpanded) is refused at the start: it
+// allowed nothing, and "http://pay.example" allowed a host named "http".
+func TestServingRefusesAnAllowedHostNoHostHeaderMatches(t *testing.T) {
+	for _, bad := range []string{"https://pay.example", "pay.example/", "*.example.com", "$(POD_IP)", "pay.example:https", "user@pay.example", "[pay.example]"} {
+		_, err := parse(t, nil, "-allowed-hosts", "localhost,"+bad)
+		assert.ErrorContains(t, err, fmt.Sprintf("-allowed-hosts: %q is not", bad), bad)
+	}
+	s, err := parse(t, nil, "-allowed-hosts", "pay.example:443, [::1], 0:0:0:0:0:0:0:2, Bücher.example, ops.example., 10.0.0.5, host_1, *")
+	require.NoError(t, err)
+	assert.Len(t, s.AllowedHosts, 8)
+}
+
 func TestEnv(t *testing.T) {
 	e := svc.NewEnv(func(k string) string {
 		return map[string]string{"D": "2s", "N": "7", "F": "0.5", "BAD_D": "soon", "BAD_N": "many", "BAD_F": "half"}[k]

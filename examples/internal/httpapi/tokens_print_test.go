@@ -1,0 +1,43 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// Tokens printed with any verb, or logged, show neither token, and show
+// that each is set.
+func TestTokensPrintedHideTheTokens(t *testing.T) {
+	const api, admin = "api-s3cret-0123456789", "admin-s3cret-0123456789"
+	tok := Tokens{API: api, Admin: admin, Realm: "payment admin"}
+	var logs bytes.Buffer
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("tokens", "t", tok, "p", &tok)
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("tokens", "t", tok, "p", &tok)
+	printed := map[string]string{"logs": logs.String()}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"} {
+		printed[verb] = fmt.Sprintf(verb, tok)
+		printed[verb+" of a pointer"] = fmt.Sprintf(verb, &tok)
+		printed[verb+" of a field"] = fmt.Sprintf(verb, struct{ T Tokens }{tok})
+	}
+	for how, out := range printed {
+		for _, secret := range []string{api, admin} {
+			for _, form := range []string{secret, hex.EncodeToString([]byte(secret)), strings.ToUpper(hex.EncodeToString([]byte(secret))),
+				strings.Trim(fmt.Sprint([]byte(secret)), "[]")} {
+				assert.NotContains(t, out, form, how)
+			}
+		}
+	}
+	for _, how := range []string{"%v", "%+v", "%#v", "%s", "logs"} {
+		assert.Contains(t, printed[how], "payment admin", how)
+		assert.Contains(t, printed[how], "REDACTED", how)
+	}
+	assert.Equal(t, "{API:REDACTED Admin:REDACTED Realm:payment admin}", printed["%+v"])
+	assert.Equal(t, `httpapi.Tokens{API:"REDACTED", Admin:"REDACTED", Realm:"payment admin"}`, printed["%#v"])
+	assert.Equal(t, "{API: Admin: Realm:}", fmt.Sprintf("%+v", Tokens{}), "a token not set is not shown as hidden")
+}

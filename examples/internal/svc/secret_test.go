@@ -1,0 +1,67 @@
+package svc_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/internal/svc"
+)
+
+// secretForms are the ways fmt may print secret, a string or bytes: as
+// it is, in hex (%x of a struct prints each field in hex), and as the
+// list of its bytes (%v of a []byte).
+func secretForms(secret string) []string {
+	return []string{secret, hex.EncodeToString([]byte(secret)), strings.ToUpper(hex.EncodeToString([]byte(secret))),
+		strings.Trim(fmt.Sprint([]byte(secret)), "[]")}
+}
+
+// A Serving printed with any verb, or logged, shows neither token nor the
+// audit key: a configuration is printed whole when a start is debugged,
+// and logs are read by more people than the tokens are meant for.
+func TestServingPrintedHidesItsSecrets(t *testing.T) {
+	const api, admin = "api-s3cret-0123456789", "admin-s3cret-0123456789"
+	key := "audit-key-s3cret-0123456789"
+	keyFile := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
+	s, err := parse(t, map[string]string{"API_TOKEN": api, "ADMIN_TOKEN": admin}, "-audit-key-file", keyFile, "-allowed-hosts", "pay.example")
+	require.NoError(t, err)
+	require.Equal(t, key, string(s.AuditKey))
+
+	var logs bytes.Buffer
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("serving", "s", s, "p", &s)
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("serving", "s", s, "p", &s)
+	printed := map[string]string{"logs": logs.String()}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"} {
+		printed[verb] = fmt.Sprintf(verb, s)
+		printed[verb+" of a pointer"] = fmt.Sprintf(verb, &s)
+		printed[verb+" of a field"] = fmt.Sprintf(verb, struct{ S svc.Serving }{s})
+	}
+	printed["Sprint"] = fmt.Sprint(s)
+	printed["Sprintln"] = fmt.Sprintln(&s)
+	for how, out := range printed {
+		for _, secret := range []string{api, admin, key} {
+			for _, form := range secretForms(secret) {
+				assert.NotContains(t, out, form, how)
+			}
+		}
+	}
+	for _, how := range []string{"%v", "%+v", "%#v", "%s", "logs"} {
+		assert.Contains(t, printed[how], "pay.example", "%s: the other fields are shown", how)
+		assert.Contains(t, printed[how], ":3009", "%s: the other fields are shown", how)
+		assert.Contains(t, printed[how], "REDACTED", "%s: a secret set is seen to be set", how)
+	}
+	assert.Contains(t, printed["%+v"], "{Addr::3009 APIToken:REDACTED AdminToken:REDACTED AuditKey:REDACTED AllowedHosts:[pay.example]")
+	assert.Contains(t, printed["%#v"], `svc.Serving{Addr:":3009", APIToken:"REDACTED"`)
+
+	var unset svc.Serving
+	assert.NotContains(t, fmt.Sprintf("%+v", unset), "REDACTED", "no secret set, none is shown as hidden")
+}
