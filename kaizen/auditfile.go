@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,10 +73,11 @@ type AuditFileState struct {
 //     one that holds a whole line and then more than NUL bytes: a crash
 //     cuts a line short, and never writes past its end.
 //
-// The file's directory is synced too, so that a new file's name is as
-// durable as its lines; the directory must be readable for that. The
-// Audit owns the file: Flush and Shutdown sync it, and Shutdown closes
-// it. Audit.Last starts at the file's last hash and line count.
+// The file's directory is synced too (that of the file a symbolic link
+// path leads to), so that a new file's name is as durable as its lines;
+// the directory must be readable for that. The Audit owns the file: Flush
+// and Shutdown sync it, and Shutdown closes it. Audit.Last starts at the
+// file's last hash and line count.
 //
 // Only one Audit may append to a file at a time: OpenAuditFile takes an
 // exclusive lock on the file (flock), which Shutdown releases as it closes
@@ -115,6 +117,11 @@ type AuditFileState struct {
 // Without RotateBytes, rotate by hand: a new file, with
 // AuditOptions.Genesis set to the last hash of the one before.
 //
+// path itself is created if it does not exist, through a symbolic link
+// too; a numbered file of the series is never created by an open: one
+// that is a symbolic link whose target does not exist is refused, its
+// target not created, with an *fs.PathError (wrapped) that says so.
+//
 // It returns an error naming the first invalid option before touching the
 // file; an error wrapping ErrAuditFileInUse; a *AuditError; an
 // *fs.PathError when the file or its directory cannot be opened, read,
@@ -143,8 +150,16 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 				seriesListed()
 			}
 		}
-		if f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
-			return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+		// Only path itself is created: a numbered file is listed, so it
+		// exists, and one that opens as missing is a symbolic link to no
+		// file, whose target an open that creates would make, wherever
+		// it points, and append the trail to.
+		flags := os.O_RDWR | os.O_APPEND
+		if rot.n == 0 {
+			flags |= os.O_CREATE
+		}
+		if f, err = os.OpenFile(path, flags, 0o600); err != nil {
+			return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", explainDanglingLink(err, path))
 		}
 		var held bool
 		if held, lockErr = lockFile(f); held {
@@ -166,7 +181,7 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 		// directory entry a crash loses takes the trail with it. (Done
 		// on every open, not only when the file is created, so that an
 		// open that fails here fails the same way when retried.)
-		err = syncDir(filepath.Dir(path))
+		err = syncDir(nameDir(path))
 	}
 	if err != nil {
 		f.Close()
@@ -207,6 +222,9 @@ var seriesListed, nextCreated func()
 // edgeOpening, when a test sets it, runs as edgeHash opens a file of a
 // series to read the hash at one of its ends.
 var edgeOpening func(path string)
+
+// dirSyncing, when a test sets it, runs as syncDir syncs a directory.
+var dirSyncing func(dir string)
 
 // rotation is where an Audit of OpenAuditFile with RotateBytes stands in
 // its series of files.
@@ -358,7 +376,7 @@ func edgeHash(path string, first bool) (hash string, found bool, err error) {
 	// can see another file than the one opened.
 	f, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
 	if err != nil {
-		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %w", explainDanglingLink(err, path))
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -532,7 +550,7 @@ func resume(f *os.File, path string, opts AuditOptions, continues string, last *
 		return AuditFileState{}, err
 	}
 	c.before = continues
-	end, err := c.read(f, path)
+	end, err := c.read(f, path, 0)
 	if err != nil {
 		if errors.As(err, new(*AuditError)) {
 			return AuditFileState{}, err
@@ -566,11 +584,26 @@ func resume(f *os.File, path string, opts AuditOptions, continues string, last *
 	return state, nil
 }
 
+// nameDir returns the directory that holds the name of the file at path:
+// path's own, or, when path is a symbolic link, that of the file it leads
+// to, whose name an open that created the file made there.
+func nameDir(path string) string {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			return filepath.Dir(real)
+		}
+	}
+	return filepath.Dir(path)
+}
+
 // syncDir syncs the directory dir, so the files created in it are durable.
 // Windows has no such call (and no need of it).
 func syncDir(dir string) error {
 	if runtime.GOOS == "windows" {
 		return nil
+	}
+	if dirSyncing != nil {
+		dirSyncing(dir)
 	}
 	d, err := os.Open(dir)
 	if err == nil {

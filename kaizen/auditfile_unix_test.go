@@ -224,3 +224,145 @@ func TestOpenAuditFileRotatedRefusesASeriesFileThatIsNotRegular(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyAuditFilesRefusesAFileThatIsNotRegular: a device reads
+// without end (/dev/zero, NUL bytes for ever, which would be taken for a
+// line cut short as long as they last): it is refused at once with an
+// *fs.PathError naming it, as OpenAuditFile refuses it.
+func TestVerifyAuditFilesRefusesAFileThatIsNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.jsonl")
+	appendTrail(t, good, kaizen.AuditOptions{}, "a")
+	for _, c := range []struct{ path, kind string }{
+		{"/dev/zero", "a character device"},
+		{"/dev/null", "a character device"},
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			if _, err := os.Stat(c.path); err != nil {
+				t.Skipf("no %s: %v", c.path, err)
+			}
+			for _, paths := range [][]string{{c.path}, {good, c.path}} {
+				done := make(chan error, 1)
+				go func() {
+					_, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, paths...)
+					done <- err
+				}()
+				var err error
+				select {
+				case err = <-done:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("VerifyAuditFiles(%v) reads on", paths)
+				}
+				var pe *fs.PathError
+				require.ErrorAs(t, err, &pe)
+				assert.Equal(t, c.path, pe.Path)
+				assert.EqualError(t, err, "open "+c.path+": not a regular file but "+c.kind+": an audit trail is a regular file")
+				assert.NotErrorIs(t, err, kaizen.ErrAuditTampered)
+			}
+		})
+	}
+}
+
+// TestOpenAuditFileRotatedRefusesADanglingSymlink: a symbolic link named
+// as a file of the series whose target does not exist is not followed:
+// as the last file, opening it would create its target, wherever it
+// points, and append the trail there; as the file before the last, the
+// error would say only that a file listed is missing. Either is refused,
+// naming the link and its target, and nothing is created. VerifyAuditFiles
+// names it too.
+func TestOpenAuditFileRotatedRefusesADanglingSymlink(t *testing.T) {
+	for name, last := range map[string]bool{"the last file": true, "the file before the last": false} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "audit.jsonl")
+			files := rotatedTrail(t, path, 5)
+			n := len(files) // the number of the link
+			if !last {
+				n = len(files) - 1
+				require.NoError(t, os.Rename(files[n], fmt.Sprintf("%s.%06d", path, n+1)))
+			}
+			link := fmt.Sprintf("%s.%06d", path, n)
+			target := filepath.Join(dir, "elsewhere", "audit.jsonl")
+			require.NoError(t, os.Mkdir(filepath.Dir(target), 0o700))
+			require.NoError(t, os.Symlink(target, link))
+
+			_, _, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{RotateBytes: 600})
+			require.ErrorIs(t, err, fs.ErrNotExist)
+			assert.EqualError(t, err, "kaizen: OpenAuditFile: open "+link+": no such file or directory: it is a symbolic link to "+target+", which does not exist")
+			assert.NoFileExists(t, target, "the link's target is not created")
+
+			_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, series(t, path)...)
+			var pe *fs.PathError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, link, pe.Path)
+			require.ErrorIs(t, err, fs.ErrNotExist)
+			assert.EqualError(t, err, "open "+link+": no such file or directory: it is a symbolic link to "+target+", which does not exist")
+		})
+	}
+}
+
+// TestVerifyAuditFilesReadsAPipe: a FIFO (or a shell's <(zcat FILE.gz),
+// a pipe too) is read as its reader waits for its writer: the trail
+// written into it verifies, and one that runs on in NUL bytes for ever is
+// refused, naming the line, once it has read more than a line holds.
+func TestVerifyAuditFilesReadsAPipe(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.jsonl")
+	_, want := appendTrail(t, good, kaizen.AuditOptions{}, "a", "b")
+	trail, err := os.ReadFile(good)
+	require.NoError(t, err)
+	for name, c := range map[string]struct {
+		nuls bool
+	}{"a trail": {}, "NUL bytes without end": {nuls: true}} {
+		t.Run(name, func(t *testing.T) {
+			fifo := filepath.Join(t.TempDir(), "audit.fifo")
+			require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+			stop := make(chan struct{})
+			wrote := make(chan struct{})
+			go func() {
+				defer close(wrote)
+				w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+				if err != nil {
+					return
+				}
+				defer w.Close()
+				if _, err := w.Write(trail); err != nil || !c.nuls {
+					return
+				}
+				zeros := make([]byte, 1<<20)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := w.Write(zeros); err != nil {
+						return // the reader has gone
+					}
+				}
+			}()
+			defer func() { close(stop); <-wrote }()
+			done := make(chan error, 1)
+			var got kaizen.AuditSummary
+			go func() {
+				var err error
+				got, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, fifo)
+				done <- err
+			}()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("VerifyAuditFiles reads on")
+			}
+			if !c.nuls {
+				require.NoError(t, err)
+				assert.Equal(t, want, got)
+				return
+			}
+			var ae *kaizen.AuditError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, fifo, ae.File)
+			assert.Equal(t, 3, ae.Line, "the line after the trail's two")
+		})
+	}
+}

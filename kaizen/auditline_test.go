@@ -189,3 +189,53 @@ func TestVerifyAuditFilesNamesAFileWrittenWithAnotherKey(t *testing.T) {
 		})
 	}
 }
+
+// endlessNULs reads as head and then NUL bytes for ever, as /dev/zero
+// does, and fails the read once more than limit bytes have been taken
+// from it.
+type endlessNULs struct {
+	head  []byte
+	read  int
+	limit int
+}
+
+func (r *endlessNULs) Read(p []byte) (int, error) {
+	if r.read > r.limit {
+		return 0, errReadTooFar
+	}
+	n := 0
+	if r.read < len(r.head) {
+		n = copy(p, r.head[r.read:])
+	}
+	clear(p[n:])
+	r.read += len(p)
+	return len(p), nil
+}
+
+// TestVerifyAuditEndsAnEndlessRunOfNULs: NUL bytes in place of a last
+// line's newline, or of the lines after it, are what a file system that
+// lost a write leaves, and a regular file holds a finite number of them.
+// A reader that is not a regular file may read them for ever (/dev/zero,
+// a pipe from it): past MaxAuditLineLen of them the trail is refused,
+// naming the line, rather than read on.
+func TestVerifyAuditEndsAnEndlessRunOfNULs(t *testing.T) {
+	l := trail(t, 2)
+	for name, head := range map[string]string{
+		"nothing but NULs":            "",
+		"after a line's newline":      l[0] + "\n",
+		"in place of a newline":       l[0] + "\n" + l[1],
+		"after the start of a line":   l[0] + "\n" + `{"time":"2026`,
+		"after a line and a NUL byte": l[0] + "\n" + l[1] + "\x00",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := &endlessNULs{head: []byte(head), limit: len(head) + 3*kaizen.MaxAuditLineLen}
+			err := kaizen.VerifyAudit(r)
+			var ae *kaizen.AuditError
+			require.ErrorAs(t, err, &ae)
+			line := strings.Count(head, "\n") + 1 // the line the NULs end
+			assert.Equal(t, kaizen.AuditError{Line: line, Reason: fmt.Sprintf("not an audit line: more than %d NUL bytes (MaxAuditLineLen) "+
+				"run on at its end, the most read from a reader that is not a regular file: the input reads without end, "+
+				"as a device such as /dev/zero does, or is not a trail", kaizen.MaxAuditLineLen)}, *ae)
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 )
@@ -137,16 +138,19 @@ func VerifyAuditFrom(r io.Reader, genesis string) (last string, err error) {
 // VerifyAuditWith verifies the audit trail read from r as VerifyAudit
 // does, with the genesis, key and expected hash of opts. A last line
 // without its newline verifies if it is complete; one cut short by a crash
-// is a *AuditError (OpenAuditFile cuts it off before appending). It
-// returns the number of lines and the last hash, a *AuditError naming the
-// first line that fails, an I/O error from r, or an error naming an
-// invalid option.
+// is a *AuditError (OpenAuditFile cuts it off before appending). So is a
+// run of more than MaxAuditLineLen NUL bytes from r, unless r is an
+// *os.File that is a regular file: NUL bytes in place of the last line's
+// newline are what a file system that lost a write leaves, and a reader
+// such as /dev/zero reads them without end. It returns the number of
+// lines and the last hash, a *AuditError naming the first line that
+// fails, an I/O error from r, or an error naming an invalid option.
 func VerifyAuditWith(r io.Reader, opts VerifyOptions) (AuditSummary, error) {
 	c, err := newChain(opts)
 	if err != nil {
 		return AuditSummary{}, err
 	}
-	end, err := c.read(r, "")
+	end, err := c.read(r, "", nulBound(r))
 	if err != nil {
 		return AuditSummary{}, err
 	}
@@ -164,8 +168,12 @@ func VerifyAuditWith(r io.Reader, opts VerifyOptions) (AuditSummary, error) {
 // lines in all the files and the last hash; a *AuditError naming the file
 // and line of the first line that fails (files out of order or missing
 // from the list fail at the first line of the file after the gap); an
-// *fs.PathError when a file cannot be opened or read; or an error naming
-// an invalid option.
+// *fs.PathError when a file cannot be opened or read, is a symbolic link
+// whose target does not exist (the error says so), or is neither a
+// regular file nor a pipe (a device such as /dev/zero, which reads
+// without end: refused before it is read); or an error naming an invalid
+// option. A pipe (a FIFO, a shell's <(zcat FILE.gz)) is read as
+// VerifyAuditWith reads a reader that is not a regular file.
 func VerifyAuditFiles(opts VerifyOptions, paths ...string) (AuditSummary, error) {
 	if len(paths) == 0 {
 		return AuditSummary{}, errors.New("kaizen: VerifyAuditFiles: no file to verify")
@@ -191,12 +199,68 @@ func VerifyAuditFiles(opts VerifyOptions, paths ...string) (AuditSummary, error)
 
 // readFile verifies one file of a trail and sets end to how it ends.
 func (c *chain) readFile(path string, end *fileEnd) error {
-	f, err := os.Open(path)
+	// A pipe (a shell's <(zcat FILE.gz), a FIFO) is opened as any reader
+	// of one opens it, waiting for its writer, and refused once it has
+	// read more NUL bytes than a line holds. Anything else is opened
+	// without waiting, and read only if regular (or a directory, whose
+	// read fails): a device such as /dev/zero reads without end.
+	fi, err := os.Stat(path) // if it fails, so does the open, saying why
+	pipe := err == nil && fi.Mode().Type() == fs.ModeNamedPipe
+	flag := os.O_RDONLY | openNonblock
+	if pipe {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
-		return err
+		return explainDanglingLink(err, path)
 	}
 	defer f.Close()
-	*end, err = c.read(f, path)
+	if fi, err = f.Stat(); err != nil {
+		return err
+	}
+	maxNULs := 0
+	switch {
+	case pipe && fi.Mode().Type() == fs.ModeNamedPipe:
+		maxNULs = MaxAuditLineLen
+	case !fi.Mode().IsRegular() && !fi.IsDir():
+		return &fs.PathError{Op: "open", Path: path, Err: errNotRegular(fi.Mode())}
+	}
+	*end, err = c.read(f, path, maxNULs)
+	return err
+}
+
+// errNotRegular is the error of a trail file of mode m, which is not a
+// regular file.
+func errNotRegular(m fs.FileMode) error {
+	kind := "a file of mode " + m.String()
+	switch t := m.Type(); {
+	case t&fs.ModeCharDevice != 0:
+		kind = "a character device"
+	case t&fs.ModeDevice != 0:
+		kind = "a block device"
+	case t&fs.ModeNamedPipe != 0:
+		kind = "a named pipe"
+	case t&fs.ModeSocket != 0:
+		kind = "a socket"
+	case t&fs.ModeDir != 0:
+		kind = "a directory"
+	}
+	return errors.New("not a regular file but " + kind + ": an audit trail is a regular file")
+}
+
+// explainDanglingLink returns err, the error of opening path, saying so
+// when path is a symbolic link whose target does not exist: the error
+// alone says that a file listed in its directory does not exist.
+func explainDanglingLink(err error, path string) error {
+	var pe *fs.PathError
+	if !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &pe) {
+		return err
+	}
+	target, lerr := os.Readlink(path)
+	if lerr != nil {
+		return err
+	}
+	pe.Err = fmt.Errorf("%w: it is a symbolic link to %s, which does not exist", pe.Err, target)
 	return err
 }
 
@@ -270,24 +334,30 @@ func (t fileEnd) tornError() error {
 }
 
 // read verifies the lines of one file, or of a reader, named file in
-// errors. A last line without its newline is verified when it is
-// complete JSON, since only a complete line is; when it is not, but
-// looksTorn, it is the start of a line cut short, returned as torn, or,
-// when it is complete JSON but for the NUL bytes after it, a complete
-// line, verified, whose newline and what followed a file system lost,
-// returned with those bytes as torn; anything else, a whole JSON value
-// with more after it among them, is verified, and fails, as a line.
-func (c *chain) read(r io.Reader, file string) (fileEnd, error) {
+// errors, as lineReader.next reads them with maxNULs. A last line without
+// its newline is verified when it is complete JSON, since only a complete
+// line is; when it is not, but looksTorn, it is the start of a line cut
+// short, returned as torn, or, when it is complete JSON but for the NUL
+// bytes after it, a complete line, verified, whose newline and what
+// followed a file system lost, returned with those bytes as torn;
+// anything else, a whole JSON value with more after it among them, is
+// verified, and fails, as a line.
+func (c *chain) read(r io.Reader, file string, maxNULs int) (fileEnd, error) {
 	if c.line > 0 { // an empty file holds no hash the next one links to
 		c.before = c.file
 	}
 	c.file, c.line = file, 0
-	lr := lineReader{br: bufio.NewReaderSize(r, 64<<10)}
+	lr := lineReader{br: bufio.NewReaderSize(r, 64<<10), maxNULs: maxNULs}
 	for {
 		line, nuls, rerr := lr.next()
 		n := c.line + 1
 		if errors.Is(rerr, errLineTooLong) {
 			return fileEnd{}, c.tooLong(file, n)
+		}
+		if errors.Is(rerr, errEndlessNULs) {
+			return fileEnd{}, &AuditError{File: file, Line: n, Reason: fmt.Sprintf("not an audit line: more than %d NUL bytes (MaxAuditLineLen) "+
+				"run on at its end, the most read from a reader that is not a regular file: the input reads without end, "+
+				"as a device such as /dev/zero does, or is not a trail", maxNULs)}
 		}
 		if rerr != nil && rerr != io.EOF {
 			if file != "" {
@@ -336,12 +406,32 @@ func (c *chain) tooLong(file string, n int) error {
 // MaxAuditLineLen.
 var errLineTooLong = errors.New("kaizen: audit line too long")
 
+// errEndlessNULs is what lineReader.next returns for a run of NUL bytes
+// longer than its maxNULs.
+var errEndlessNULs = errors.New("kaizen: audit trail ends in too many NUL bytes")
+
+// nulBound returns the maxNULs of a trail read from r: none for a regular
+// file, which ends, and MaxAuditLineLen for any other reader, which may
+// read NUL bytes for ever (a device such as /dev/zero, a pipe from one).
+func nulBound(r io.Reader) int {
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			return 0
+		}
+	}
+	return MaxAuditLineLen
+}
+
 // lineReader reads the lines of a trail, holding at most MaxAuditLineLen
 // bytes of one, so that a file holding one line of gigabytes (corrupt, or
 // made to exhaust memory) is refused at its limit instead of read whole.
 type lineReader struct {
 	br  *bufio.Reader
 	buf []byte
+	// maxNULs, if not zero, is the most NUL bytes next counts in nuls:
+	// past it, the trail is refused with errEndlessNULs instead of read
+	// on for as long as it reads NUL bytes.
+	maxNULs int
 }
 
 // next returns the next line, its newline included when it has one, and
@@ -351,10 +441,13 @@ type lineReader struct {
 // the limit, and that run to the end of the trail, are not held but
 // counted in nuls: a file system that lost the end of a long write reads
 // it back as NUL bytes, which OpenAuditFile cuts off whatever their
-// number.
+// number. More than maxNULs of them, when it is set, are errEndlessNULs.
 func (lr *lineReader) next() (line []byte, nuls int, err error) {
 	lr.buf = lr.buf[:0]
 	for {
+		if lr.maxNULs > 0 && nuls > lr.maxNULs {
+			return nil, 0, errEndlessNULs
+		}
 		chunk, err := lr.br.ReadSlice('\n')
 		if err != nil && err != bufio.ErrBufferFull {
 			if nuls > 0 || len(lr.buf) > 0 || len(chunk) > 0 {

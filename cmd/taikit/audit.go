@@ -26,7 +26,10 @@ PATH.000002, ...) is given as PATH*: the names sort in the trail's order up to
 PATH.999999, and PATH* must match no other file. Once the first files of a
 series are archived, give -genesis the prev of the first line left. The
 flags may come before or after the files; after "--" every argument is a
-file.
+file. Each FILE is a regular file or a pipe (a FIFO, or a shell's
+<(zcat FILE.gz) for an archived file), or a symbolic link to one: a device
+such as /dev/zero is refused as it is opened, and a symbolic link to no
+file is named as one.
 
 On success it prints the number of lines and the hash of the last line,
 which is the -genesis of the file that will continue the trail. Otherwise
