@@ -8,12 +8,18 @@ import (
 )
 
 // A Condition measures something and says whether it is wrong. The
-// evaluator calls Measure once per evaluation, with the evaluation time, and
-// never concurrently for one rule; under Run, its context ends
-// EvaluatorOptions.Interval after the evaluation began, and a Measure that
-// does not return holds up every rule's evaluations and the cord's. An
-// error leaves the rule's state as it was and is shown in
-// Alert.LastError; so does a panic, and a runtime.Goexit, as a
+// evaluator calls Measure once per evaluation, with the evaluation time,
+// each rule's on a goroutine of its own and all of an evaluation's at the
+// same time, but never concurrently for one rule. Its context ends with
+// the evaluation's: EvaluatorOptions.Interval after the evaluation began
+// under Run, with the caller's context under Evaluate and EvaluateAt. A
+// Measure that has not returned a tenth of the time it had (at least 1ms,
+// at most 100ms) after that is given up: its rule's evaluation fails with
+// an error, the other rules are evaluated and the evaluation ends; while
+// it has not returned, later evaluations do not call it again (their
+// error for the rule says since when it is out), and what it returns at
+// last is dropped. An error leaves the rule's state as it was and is
+// shown in Alert.LastError; so does a panic, and a runtime.Goexit, as a
 // *PanicError.
 //
 // The built-in conditions read kaizen Stats (OutcomeRate, ErrorRate,
@@ -57,6 +63,8 @@ func (f ConditionFunc) Measure(ctx context.Context, now time.Time) (Measurement,
 // returns the statistics of a kind of signal over the last d, and false
 // when the kind was never seen (or d is not kept); Windows lists the window
 // lengths kept, which rules are checked against when the evaluator is built.
+// It must be safe for concurrent use: the conditions of several rules read
+// it at the same time.
 //
 // The Stats reads time.Now, not the time a rule is evaluated at; tests
 // that need time to pass run the Stats and the evaluator in a

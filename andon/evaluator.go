@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -54,8 +55,9 @@ type EvaluatorOptions struct {
 	// escaped as a URL fragment, appended, so it must be a URL without a
 	// fragment. Empty leaves GeneratorURL empty.
 	GeneratorURL string
-	// Logger receives dropped and failed notifications and the panics of
-	// hooks and conditions, with their stacks. Nil means slog.Default().
+	// Logger receives dropped and failed notifications, the panics of
+	// hooks and conditions, with their stacks, and conditions given up
+	// for not returning. Nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -70,9 +72,10 @@ type EvaluatorOptions struct {
 // run in a testing/synctest bubble.
 //
 // Evaluations, Pull and Reset are serialized, so hooks see transitions in
-// order. Conditions are measured with no lock held; states change under a
-// short lock; hooks run after it, then notifications are queued without
-// waiting for delivery.
+// order. Conditions are measured with no lock held, each on a goroutine of
+// its own, and an evaluation waits for none past its context (see
+// Condition); states change under a short lock; hooks run after it, then
+// notifications are queued without waiting for delivery.
 type Evaluator struct {
 	interval time.Duration
 	log      *slog.Logger
@@ -111,6 +114,9 @@ type ruleState struct {
 	labels map[string]string
 	alert  Alert
 	recent ring[Point]
+	// out is the call of the condition in progress, until it returns;
+	// no evaluation calls the condition while one is out.
+	out atomic.Pointer[measurement]
 }
 
 // Point is one value of a rule at one evaluation, for sparklines. In its
@@ -299,7 +305,8 @@ func checkHook(h Hook) error {
 // is logged, as a panic is, and does not end Run. The context the
 // conditions are given ends Interval after the evaluation began (hooks
 // are given ctx): a condition that waits on it (a request to a server
-// that does not answer) fails with its error then, and neither the next
+// that does not answer) fails with its error then, and one that ignores
+// it is given up soon after (see Condition), so neither the next
 // evaluation nor a pull of the cord is held up for longer.
 func (e *Evaluator) Run(ctx context.Context) error {
 	t := time.NewTicker(e.interval)
@@ -323,7 +330,9 @@ func (e *Evaluator) Run(ctx context.Context) error {
 }
 
 // Evaluate evaluates every rule at time.Now() and returns the transitions
-// it made.
+// it made. The conditions are given ctx: when it ends, so does the
+// evaluation, with an error for each rule whose condition has not
+// returned (see Condition).
 func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
 	now := time.Now()
 	return e.evaluate(ctx, now, now, e.allRules(), 0)
@@ -335,7 +344,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
 // times given here, for callers that replay or schedule evaluations
 // themselves; the conditions on kaizen Stats still read the Stats as it
 // is, and silences are in force or not as of time.Now, as Silence and
-// Expire see them.
+// Expire see them. The conditions are given ctx, as Evaluate gives it.
 func (e *Evaluator) EvaluateAt(ctx context.Context, now time.Time) []Transition {
 	return e.evaluate(ctx, now, time.Now(), e.allRules(), 0)
 }
@@ -390,9 +399,10 @@ type result struct {
 }
 
 // evaluateHeld is evaluate with the slot held and the evaluator open.
-// Should a condition end the goroutine with runtime.Goexit, the
-// evaluation is finished, that condition's Goexit its rule's error, before
-// the goroutine goes on ending.
+// Should a condition end its goroutine with runtime.Goexit, the
+// evaluation is finished, that condition's Goexit its rule's error, and
+// then the calling goroutine ends too, as it would have had the condition
+// run on it.
 func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules []*ruleState, bound time.Duration) []Transition {
 	results := make([]result, len(rules))
 	mctx := ctx
@@ -401,40 +411,179 @@ func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules
 		mctx, cancel = context.WithTimeout(ctx, bound)
 		defer cancel()
 	}
-	measured := false
-	defer func() {
-		if !measured {
-			e.settle(ctx, now, wall, rules, results)
-		}
-	}()
-	measureFrom(mctx, rules, now, results, 0)
-	measured = true
-	return e.settle(ctx, now, wall, rules, results)
+	goexit := e.measureAll(mctx, rules, now, results)
+	trs := e.settle(ctx, now, wall, rules, results)
+	if goexit {
+		runtime.Goexit()
+	}
+	return trs
 }
 
-// measureFrom measures the rules from the i-th on into results. A
-// condition that ends the goroutine with runtime.Goexit has it as its
-// error, a *PanicError with no Value, and the rules after it are still
-// measured before the goroutine goes on ending.
-func measureFrom(ctx context.Context, rules []*ruleState, now time.Time, results []result, i int) {
-	defer func() {
-		if i < len(rules) {
-			// The loop stopped short: a condition did not return
-			// (measure recovers a panic).
-			p := newPanicError("condition of rule "+rules[i].rule.Name, nil)
-			results[i] = result{err: conditionError{p.Error()}, panic: p}
-			measureFrom(ctx, rules, now, results, i+1)
+// measurement is a call of a rule's condition, made on a goroutine of its
+// own so that the evaluation can end without it.
+type measurement struct {
+	at    time.Time    // the time of the evaluation that made it
+	state atomic.Int32 // callWaiting, callRunning, and then one of the others
+	res   result       // set before the state is callReturned
+	batch *batch
+}
+
+// The states of a measurement.
+const (
+	callWaiting   int32 = iota // the goroutine has not called the condition yet
+	callRunning                // the condition has been called
+	callReturned               // it returned (or ended the goroutine): res is its result
+	callDropped                // the evaluation ended before it was called: it is not
+	callAbandoned              // the evaluation ended while it ran: what it returns is dropped
+)
+
+// batch counts the calls of an evaluation that have not returned, and
+// closes all once none is left.
+type batch struct {
+	left atomic.Int64
+	all  chan struct{}
+}
+
+func (b *batch) finish() {
+	if b.left.Add(-1) == 0 {
+		close(b.all)
+	}
+}
+
+// lateReturn is how long after their context ended the evaluation waits
+// for conditions that have not returned: a tenth of the time they had,
+// within [minLate, maxLate], so that one that returns when its context
+// ends (a request cancelled) gives its own result rather than being
+// taken for one that does not return.
+func lateReturn(had time.Duration) time.Duration {
+	return min(max(had/10, minLate), maxLate)
+}
+
+const (
+	minLate = time.Millisecond
+	maxLate = 100 * time.Millisecond
+)
+
+// measureAll measures rules into results, each condition on a goroutine of
+// its own, all at once, and waits for them until ctx ends and then for
+// lateReturn more. A condition that has not returned by then has an error
+// with the context's as its result, and stays out: until it returns, later
+// evaluations do not call it again and have an error for it, and what it
+// returns is dropped. It reports whether a condition ended its goroutine
+// with runtime.Goexit.
+func (e *Evaluator) measureAll(ctx context.Context, rules []*ruleState, now time.Time, results []result) (goexit bool) {
+	begun := time.Now()
+	calls := make([]*measurement, len(rules))
+	b := &batch{all: make(chan struct{})}
+	b.left.Store(1) // this evaluation's, until every call is made
+	for i, rs := range rules {
+		if rs == e.cordRule {
+			// The cord's condition reads its status under a short lock:
+			// it returns, and a pull measured with an ended ctx fires.
+			results[i] = measureResult(ctx, rs, now)
+			continue
 		}
-	}()
-	for ; i < len(rules); i++ {
-		r := &results[i]
-		r.m, r.annotations, r.err = measure(ctx, rules[i], now)
-		if p, ok := r.err.(*PanicError); ok {
-			// Its text, which the panic value's own methods make, is
-			// made here, not under e.mu.
-			r.err, r.panic = conditionError{p.Error()}, p
+		if m := rs.out.Load(); m != nil {
+			results[i] = result{err: conditionError{"andon: condition of rule " + rs.rule.Name +
+				" has not returned since its evaluation at " + m.at.Format(time.RFC3339Nano)}}
+			continue
+		}
+		m := &measurement{at: now, batch: b}
+		rs.out.Store(m)
+		calls[i] = m
+		b.left.Add(1)
+		go m.run(ctx, rs, now)
+	}
+	b.finish()
+	select {
+	case <-b.all: // results at hand are taken, whatever ctx
+	default:
+		select {
+		case <-b.all:
+		case <-ctx.Done():
+			late := time.NewTimer(lateReturn(time.Since(begun)))
+			select {
+			case <-b.all:
+			case <-late.C:
+			}
+			late.Stop()
 		}
 	}
+	for i, m := range calls {
+		if m == nil {
+			continue
+		}
+		rs := rules[i]
+		switch m.end() {
+		case callReturned:
+			results[i] = m.res
+			if p := m.res.panic; p != nil && p.Value == nil {
+				goexit = true
+			}
+			continue
+		case callDropped:
+			rs.out.CompareAndSwap(m, nil) // never called: nothing is out
+		case callAbandoned:
+			e.log.Error("andon: condition did not return when its context ended; it is not called again until it does",
+				"where", "condition of rule "+rs.rule.Name, "err", ctx.Err())
+		}
+		results[i] = result{err: conditionError{"andon: condition of rule " + rs.rule.Name +
+			" did not return when its context ended: " + ctx.Err().Error()}}
+	}
+	return goexit
+}
+
+// end ends the evaluation's wait for the call and returns its state then:
+// callReturned, or callDropped if it was not made yet, or callAbandoned if
+// it runs.
+func (m *measurement) end() int32 {
+	for {
+		switch st := m.state.Load(); st {
+		case callWaiting:
+			if m.state.CompareAndSwap(callWaiting, callDropped) {
+				return callDropped
+			}
+		case callRunning:
+			if m.state.CompareAndSwap(callRunning, callAbandoned) {
+				return callAbandoned
+			}
+		default:
+			return st
+		}
+	}
+}
+
+// run calls the rule's condition, unless the evaluation ended before it
+// could, and sets res; a condition that ends the goroutine with
+// runtime.Goexit has it as its error, a *PanicError with no Value.
+func (m *measurement) run(ctx context.Context, rs *ruleState, now time.Time) {
+	if !m.state.CompareAndSwap(callWaiting, callRunning) {
+		return
+	}
+	returned := false
+	defer func() {
+		if !returned {
+			p := newPanicError("condition of rule "+rs.rule.Name, nil)
+			m.res = result{err: conditionError{p.Error()}, panic: p}
+		}
+		m.state.CompareAndSwap(callRunning, callReturned) // or abandoned: dropped
+		rs.out.CompareAndSwap(m, nil)
+		m.batch.finish()
+	}()
+	m.res = measureResult(ctx, rs, now)
+	returned = true
+}
+
+// measureResult measures the rule's condition; the text of a panic's
+// error, which the panic value's own methods make, is made here, not
+// under e.mu.
+func measureResult(ctx context.Context, rs *ruleState, now time.Time) result {
+	var r result
+	r.m, r.annotations, r.err = measure(ctx, rs, now)
+	if p, ok := r.err.(*PanicError); ok {
+		r.err, r.panic = conditionError{p.Error()}, p
+	}
+	return r
 }
 
 // settle changes the states of rules with what their conditions measured,

@@ -162,10 +162,66 @@
     if (e.textContent !== text) e.textContent = text;
   }
 
-  function replace(id, nodes) {
-    var box = $(id);
-    while (box.firstChild) box.removeChild(box.firstChild);
-    nodes.forEach(function (n) { box.appendChild(n); });
+  // ident is what a node is, whatever it shows: its kind, and for an
+  // element its tag and the name of the rule, line, breaker or panel it
+  // stands for. A node that changed is matched with the one of the same
+  // ident it replaces.
+  function ident(n) {
+    if (n.nodeType !== 1) return "#" + n.nodeType;
+    return n.nodeName + " " + (n.id || n.getAttribute("data-rule") || n.getAttribute("data-line") ||
+      n.getAttribute("data-breaker") || n.getAttribute("data-panel") || "");
+  }
+
+  // update makes the children of box equal to nodes, newly made, while
+  // keeping the nodes already there: a child equal to one of nodes stays
+  // as it is, one that stands for the same thing is changed in place
+  // (its attributes set, its children updated alike), and only the rest
+  // is added or removed. What did not change keeps its node, so a link
+  // keeps its focus, a text its selection, and a screen reader is not
+  // read what it read already.
+  function update(box, nodes) {
+    var old = Array.prototype.slice.call(box.childNodes);
+    var used = old.map(function () { return false; });
+    var byText = Object.create(null), byIdent = Object.create(null);
+    old.forEach(function (o, i) {
+      var k = ident(o) + "\u0000" + o.textContent;
+      (byText[k] = byText[k] || []).push(i);
+      (byIdent[ident(o)] = byIdent[ident(o)] || []).push(i);
+    });
+    function take(list, ok) {
+      for (var j = 0; list && j < list.length; j++) {
+        var i = list[j];
+        if (!used[i] && ok(old[i])) { used[i] = true; return old[i]; }
+      }
+      return null;
+    }
+    var want = nodes.map(function (n) {
+      return take(byText[ident(n) + "\u0000" + n.textContent], function (o) { return o.isEqualNode(n); });
+    });
+    want = want.map(function (o, i) {
+      if (o) return o;
+      var n = nodes[i];
+      o = take(byIdent[ident(n)], function () { return true; });
+      if (!o) return n;
+      if (n.nodeType === 1) {
+        Array.prototype.slice.call(o.attributes).forEach(function (a) {
+          if (!n.hasAttribute(a.name)) o.removeAttribute(a.name);
+        });
+        Array.prototype.forEach.call(n.attributes, function (a) {
+          if (o.getAttribute(a.name) !== a.value) o.setAttribute(a.name, a.value);
+        });
+        update(o, Array.prototype.slice.call(n.childNodes));
+      } else if (o.nodeValue !== n.nodeValue) {
+        o.nodeValue = n.nodeValue;
+      }
+      return o;
+    });
+    var at = box.firstChild;
+    want.forEach(function (n) {
+      if (n === at) at = at.nextSibling;
+      else box.insertBefore(n, at);
+    });
+    old.forEach(function (o, i) { if (!used[i]) box.removeChild(o); });
   }
 
   function render(s) {
@@ -179,16 +235,16 @@
     // The cord's status is announced when it changes; its age, which
     // goes on every second, is beside it rather than in it.
     setText($("cord-text"), s.cord.pulled ? "PULLED by " + s.cord.who + ": " + s.cord.reason : "ready");
-    replace("cord-since", s.cord.pulled && s.cord.since ? [document.createTextNode(" — "), since(s.cord.since)] : []);
+    update($("cord-since"), s.cord.pulled && s.cord.since ? [document.createTextNode(" — "), since(s.cord.since)] : []);
     $("cord-form").hidden = s.read_only || s.cord.pulled;
     $("cord-reset").hidden = s.read_only || !s.cord.pulled;
 
-    replace("lines", s.lines.map(renderLine));
-    replace("breakers", s.breakers.map(renderBreaker));
-    replace("panels", (s.panels || []).map(renderPanel));
+    update($("lines"), s.lines.map(renderLine));
+    update($("breakers"), s.breakers.map(renderBreaker));
+    update($("panels"), (s.panels || []).map(renderPanel));
     var rules = s.rules.filter(function (r) { return r.name !== s.cord.name; });
-    replace("rules", rules.map(renderRule));
-    replace("history", s.history.slice().reverse().map(function (t) {
+    update($("rules"), rules.map(renderRule));
+    update($("history"), s.history.slice().reverse().map(function (t) {
       return el("li", { class: "to-" + t.to, text: clockTime(t.at) + "  " + t.rule + ": " + t.from + " → " + t.to });
     }));
 
@@ -198,7 +254,7 @@
     var counts = firing + " " + pending + " " + rules.length;
     if ($("summary").getAttribute("data-counts") !== counts) {
       $("summary").setAttribute("data-counts", counts);
-      replace("summary", [
+      update($("summary"), [
         el("b", { text: String(firing) }), document.createTextNode(" firing · "),
         el("b", { text: String(pending) }), document.createTextNode(" pending · " + rules.length + " rules")
       ]);
@@ -235,7 +291,7 @@
     $("clock").textContent = new Date(now()).toLocaleTimeString([], { hour12: false });
     document.querySelectorAll("[data-since]").forEach(function (e) {
       var t = e.getAttribute("data-since");
-      e.textContent = "since " + clockTime(t) + " (" + ago(t) + ")";
+      setText(e, "since " + clockTime(t) + " (" + ago(t) + ")");
     });
   }
 

@@ -459,3 +459,85 @@ func openSilentStream(t *testing.T) (*silentStream, context.Context, func() []st
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
 	return s, ctx, thrown
 }
+
+// TestBoardUpdatesOnlyWhatChanged changes one thing at a time on a board
+// with two rules, a line, a breaker, a panel and a history: the page
+// changes the nodes of what changed and keeps the others, so that a card
+// that did not change is the same DOM node after the event (a link in it
+// keeps its focus, a text selected in it stays selected), rather than
+// drawing every card again at every event.
+func TestBoardUpdatesOnlyWhatChanged(t *testing.T) {
+	a, b := &switchCond{}, &switchCond{}
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
+	require.NoError(t, err)
+	breaker, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway", OpenDuration: time.Hour})
+	require.NoError(t, err)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+		{Name: "A", Severity: andon.Page, Condition: a},
+		{Name: "B", Severity: andon.Ticket, Condition: b, RunbookURL: "https://runbooks.example/b"}}})
+	require.NoError(t, err)
+	var stage atomic.Value
+	stage.Store("canary")
+	board, err := andon.NewBoard(ev, andon.BoardOptions{Refresh: time.Hour, Lines: []andon.Line{line}, Breakers: []andon.Breaker{breaker},
+		Panels: []andon.Panel{{Title: "Jobs", Columns: []string{"ID", "Stage"},
+			Rows: func() []andon.PanelRow { return []andon.PanelRow{{Cells: []string{"dpl_1", stage.Load().(string)}}} }}}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(board)
+	t.Cleanup(func() {
+		require.NoError(t, board.Shutdown(context.Background()))
+		srv.Close()
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	now := time.Now()
+	b.Set(true) // a transition in the history
+	ev.EvaluateAt(context.Background(), now)
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="B"][data-state="firing"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+
+	// marked are the elements of the board's lists as they were drawn
+	// first; kept reports whether the elements matching a selector are
+	// among them.
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[any](`window.marked = Array.from(document.querySelectorAll(
+		'#rules, #rules *, #lines *, #breakers *, #history *, #panels *'));
+		window.kept = function (sel) { return Array.from(document.querySelectorAll(sel)).every(function (e) { return window.marked.indexOf(e) >= 0; }); };
+		document.querySelector('article[data-rule="B"] a').focus()`))
+	require.NoError(t, err)
+	kept := func(sel string) bool {
+		t.Helper()
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`window.kept(%q)`, sel)))
+		require.NoError(t, err)
+		return ok
+	}
+
+	// A panel's rows change: nothing else does.
+	stage.Store("prod")
+	board.Notify()
+	waitFor(t, ctx, `Array.from(document.querySelectorAll('section[data-panel="Jobs"] td')).some(function (td) { return td.textContent === "prod"; })`, 10*time.Second)
+	for _, sel := range []string{"#rules, #rules *", "#lines *", "#breakers *", "#history *"} {
+		assert.True(t, kept(sel), "an event for a panel keeps the nodes of %s", sel)
+	}
+	assert.True(t, kept(`section[data-panel="Jobs"], section[data-panel="Jobs"] table, section[data-panel="Jobs"] thead *`),
+		"the panel's section, table and heading are kept")
+	focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.textContent`))
+	require.NoError(t, err)
+	assert.Equal(t, "runbook", focused, "the focused link keeps its focus")
+
+	// Rule A fires: its card changes, in place; B's, the line's and the
+	// breaker's are kept, and so are the history's earlier entries.
+	a.Set(true)
+	ev.EvaluateAt(context.Background(), now.Add(time.Minute))
+	waitFor(t, ctx, `document.querySelector('article[data-rule="A"]').dataset.state === "firing"`, 10*time.Second)
+	assert.True(t, kept(`article[data-rule="A"], article[data-rule="B"], article[data-rule="B"] .head *, article[data-rule="B"] .meta *`),
+		"the cards are kept; B's parts that did not change too")
+	assert.True(t, kept("#lines *, #breakers *"))
+	items, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#history li').length`))
+	require.NoError(t, err)
+	assert.Equal(t, 2, items)
+	assert.True(t, kept("#history li:last-child"), "the earlier transition's entry is kept")
+	focused, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.textContent`))
+	require.NoError(t, err)
+	assert.Equal(t, "runbook", focused, "the focused link keeps its focus")
+	assert.Empty(t, thrown(), "no error on the page")
+}

@@ -1,0 +1,183 @@
+package andon_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/andon"
+)
+
+// stuckCond is a condition that ignores its context: each Measure waits
+// until the test releases it, then reports the condition holding.
+type stuckCond struct {
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func newStuck(t *testing.T) *stuckCond {
+	s := &stuckCond{release: make(chan struct{})}
+	// Before the evaluator's Shutdown, which the test's cleanup runs after.
+	t.Cleanup(s.Release)
+	return s
+}
+
+// Release lets every Measure, the one waiting and the later ones, return.
+func (s *stuckCond) Release() {
+	select {
+	case <-s.release:
+	default:
+		close(s.release)
+	}
+}
+
+func (s *stuckCond) Measure(context.Context, time.Time) (andon.Measurement, error) {
+	s.calls.Add(1)
+	<-s.release
+	return andon.Measurement{Active: true, Value: 1, Threshold: 0.5, Samples: 1}, nil
+}
+
+// TestRunDoesNotWaitForAStuckCondition: a condition that ignores its
+// context and does not return is given up when the evaluation's context
+// ends, an error of its rule; the other rules are evaluated then, and at
+// every Interval after, the cord is pulled at once, and the condition is
+// not called again while it has not returned: its late result is dropped.
+// The evaluation waited for it: no rule was evaluated again, and a pull of
+// the cord waited for good.
+func TestRunDoesNotWaitForAStuckCondition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stuck, other, line := newStuck(t), newSwitch(), newLine("checkout")
+		other.Set(true)
+		var logs bytes.Buffer
+		var lmu sync.Mutex
+		e := newEvaluator(t, andon.EvaluatorOptions{Interval: time.Minute,
+			Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &lmu}, nil)),
+			Cord:   andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
+			Rules: []andon.Rule{
+				{Name: "Stuck", Severity: andon.Page, Condition: stuck},
+				{Name: "Other", Severity: andon.Page, Condition: other},
+			}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		defer func() {
+			stuck.Release()
+			cancel()
+			require.ErrorIs(t, <-done, context.Canceled)
+		}()
+		start := time.Now()
+
+		time.Sleep(time.Minute - time.Nanosecond)
+		synctest.Wait()
+		o, _ := e.Alert("Other")
+		assert.True(t, o.LastEval.IsZero(), "the first evaluation waits for Stuck until its context ends")
+		// and a tenth of the Interval, at most 100ms, longer for it to
+		// return on its context's end, as one that honours it does.
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		o, _ = e.Alert("Other")
+		assert.True(t, o.LastEval.IsZero(), "the first evaluation waits for Stuck until its context ends")
+
+		// The first evaluation ends, and the next, due, begins.
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.Equal(t, []andon.Transition{{Rule: "Other", From: andon.Inactive, To: andon.Firing, At: start, Value: 0.1}},
+			e.History(), "the other rules are evaluated once Stuck is given up")
+		lmu.Lock()
+		assert.Contains(t, logs.String(), `msg="andon: condition did not return when its context ended; it is not called again until it does" where="condition of rule Stuck" err="context deadline exceeded"`)
+		lmu.Unlock()
+		for _, at := range []time.Duration{time.Minute + 100*time.Millisecond, 2 * time.Minute, 3 * time.Minute} {
+			time.Sleep(time.Until(start.Add(at)))
+			synctest.Wait()
+			o, _ = e.Alert("Other")
+			assert.True(t, o.LastEval.Equal(start.Add(at)), "every Interval")
+			a, _ := e.Alert("Stuck")
+			assert.Equal(t, andon.Inactive, a.State)
+			assert.Equal(t, "andon: condition of rule Stuck has not returned since its evaluation at "+
+				start.Format(time.RFC3339Nano), a.LastError)
+		}
+		assert.EqualValues(t, 1, stuck.calls.Load(), "not called again while it has not returned")
+		lmu.Lock()
+		assert.Equal(t, 1, strings.Count(logs.String(), "andon: condition did not return"), "logged once")
+		lmu.Unlock()
+
+		pulled := make(chan bool, 1)
+		go func() { pulled <- e.Pull(context.Background(), "jam", "dave") }()
+		synctest.Wait()
+		select {
+		case ok := <-pulled:
+			assert.True(t, ok)
+		default:
+			t.Fatal("Pull waits for the stuck condition")
+		}
+		assert.True(t, line.Status().Stopped, "the cord stops the line")
+
+		// Evaluate skips the condition still out, rather than waiting.
+		evaluated := make(chan struct{})
+		go func() {
+			defer close(evaluated)
+			e.Evaluate(context.Background())
+		}()
+		synctest.Wait()
+		select {
+		case <-evaluated:
+		default:
+			t.Fatal("Evaluate waits for the stuck condition")
+		}
+
+		// Its late result is dropped; the next evaluation calls it again.
+		stuck.Release()
+		synctest.Wait()
+		a, _ := e.Alert("Stuck")
+		assert.Equal(t, andon.Inactive, a.State, "the late result is dropped")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		a, _ = e.Alert("Stuck")
+		assert.Equal(t, andon.Firing, a.State, "measured again once it returned")
+		assert.Empty(t, a.LastError)
+		assert.EqualValues(t, 2, stuck.calls.Load())
+	})
+}
+
+// TestEvaluateEndsWithItsContext: Evaluate and EvaluateAt end when their
+// context does, whatever a condition does; the condition that has not
+// returned is its rule's error, and the other rules are evaluated. They
+// waited for it for good.
+func TestEvaluateEndsWithItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stuck, other := newStuck(t), newSwitch()
+		other.Set(true)
+		e := newEvaluator(t, andon.EvaluatorOptions{Logger: discardLogger(), Rules: []andon.Rule{
+			{Name: "Stuck", Severity: andon.Page, Condition: stuck},
+			{Name: "Other", Severity: andon.Page, Condition: other},
+		}})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		trs := e.EvaluateAt(ctx, t0)
+		assert.Equal(t, time.Second+100*time.Millisecond, time.Since(start), "ends with its context, and 100ms for the conditions to return")
+		require.Len(t, trs, 1)
+		assert.Equal(t, "Other", trs[0].Rule)
+		a, _ := e.Alert("Stuck")
+		assert.Equal(t, "andon: condition of rule Stuck did not return when its context ended: context deadline exceeded", a.LastError)
+
+		ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start = time.Now()
+		e.EvaluateAt(ctx, t0.Add(time.Minute))
+		assert.Zero(t, time.Since(start), "the condition still out is not waited for")
+		a, _ = e.Alert("Stuck")
+		assert.Equal(t, "andon: condition of rule Stuck has not returned since its evaluation at "+
+			t0.Format(time.RFC3339Nano), a.LastError)
+		assert.EqualValues(t, 1, stuck.calls.Load())
+	})
+}
