@@ -43,6 +43,14 @@ type codec struct {
 	// container on the way to a nil is written once, so that it grows as
 	// what enc writes of v does, however deep. setNils reads it.
 	nils func(b []byte, v reflect.Value) []byte
+	// types, unless nil, appends where v holds timestamps, durations and
+	// bytes, which enc writes as strings and ints: the name of their
+	// type (see setTypes) for v when it is one, or a list or a map whose
+	// elements all are; else, when it holds some, an object of the marks
+	// of its members, as nils names them; nothing when v holds none. A
+	// reader without the Go type (a dynamic Env) reads them back with
+	// their types by it.
+	types func(b []byte, v reflect.Value) []byte
 }
 
 var (
@@ -94,10 +102,18 @@ func (cb *codecBuilder) of(t reflect.Type) (*codec, error) {
 }
 
 func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
-	if t == timeType {
+	switch t {
+	case timeType:
 		c.enc, c.dec = encTime, decTime
+		c.types = leafTypes(jsonTimestamp)
+		return nil
+	case durationType:
+		c.enc, c.dec = encInt, decInt
+		c.types = leafTypes(jsonDuration)
 		return nil
 	}
+	// Only a type that can hold a marked value has types.
+	marked := mayHoldMarked(t)
 	switch t.Kind() {
 	case reflect.Bool:
 		c.enc, c.dec = encBool, decBool
@@ -110,7 +126,7 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 	case reflect.String:
 		c.enc, c.dec = encString, decString
 	case reflect.Interface:
-		c.enc, c.dec = encInterface, decInterface
+		c.enc, c.dec, c.types = encInterface, decInterface, interfaceTypes
 	case reflect.Pointer:
 		elem, err := cb.of(t.Elem())
 		if err != nil {
@@ -118,9 +134,13 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		}
 		c.enc, c.dec = ptrCodec(t, elem)
 		c.nils = ptrNils(elem)
+		if marked {
+			c.types = ptrTypes(elem)
+		}
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
 			c.enc, c.dec, c.nils = encBytes, decBytes, bytesNils
+			c.types = leafTypes(jsonBytes)
 			return nil
 		}
 		elem, err := cb.of(t.Elem())
@@ -129,6 +149,9 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		}
 		c.enc, c.dec = sliceCodec(t, elem)
 		c.nils = sliceNils(elem)
+		if marked {
+			c.types = seqTypes(elem)
+		}
 	case reflect.Array:
 		elem, err := cb.of(t.Elem())
 		if err != nil {
@@ -136,6 +159,9 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		}
 		c.enc, c.dec = arrayCodec(elem)
 		c.nils = arrayNils(elem)
+		if marked {
+			c.types = seqTypes(elem)
+		}
 	case reflect.Map:
 		key, err := mapKeyCodec(t.Key())
 		if err != nil {
@@ -147,6 +173,9 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		}
 		c.enc, c.dec = mapCodec(t, key, elem, nil)
 		c.nils = mapNils(key, elem)
+		if marked {
+			c.types = mapTypes(key, elem, nil)
+		}
 	case reflect.Struct:
 		fields, err := cb.fields(t, nil)
 		if err != nil {
@@ -154,6 +183,9 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		}
 		c.enc, c.dec = structCodec(t, fields)
 		c.nils = structNils(fields)
+		if marked {
+			c.types = structTypes(fields)
+		}
 	default:
 		return errNoCodec{t}
 	}

@@ -143,8 +143,18 @@
 // rule that decided, when one did. Numbers keep their type: a float is
 // always written with a '.' or an exponent, an int never is, so the JSON read without a Go type still
 // tells an int from a double. Times are RFC 3339 strings with nanoseconds,
-// []byte is base64, NaN and the infinities are the strings "NaN", "+Inf"
-// and "-Inf". A nil slice, map or []byte is written empty ([], {}, ""),
+// []byte is base64, a time.Duration an int of nanoseconds, NaN and the
+// infinities are the strings "NaN", "+Inf" and "-Inf". Where the payload
+// and the variables hold timestamps, durations and bytes, the members
+// "types" and "var_types" say so, following fields, indexes and map keys
+// as "nil" does, or naming the type once for a list or a map whose
+// elements all are of it ({"At":"timestamp","Stamps":"timestamp",
+// "Legs":{"0":{"Code":"bytes"}}}): a reader without the Go type (the
+// taikit command's backtest) reads them with the CEL types a typed Env
+// declares, so that payload.At < signal.time compares timestamps there
+// too. A value that is not of the type marked for it (a timestamp that
+// is no RFC 3339 string) fails its replay with an error naming where it
+// is. A nil slice, map or []byte is written empty ([], {}, ""),
 // as CEL reads it, so that a reader without the Go type (the taikit
 // command's backtest) reads it as CEL did; "nil" marks where the payload
 // held those, outside its interface fields, as an object that follows

@@ -34,9 +34,9 @@ type Options[T any] struct {
 	// map lacks fails the evaluation; an error from Lookup fails it too,
 	// and so does a value that cannot be of its variable's declared type
 	// when that is a scalar (a string or a nil for an int), and a nil for
-	// a list or a map (a nil slice or map is empty). Any Go number
-	// will do for int, uint and double: it is judged, and recorded, as a
-	// value of the declared type (5 for a double is 5.0), and one that
+	// a list or a map (a nil slice or map is empty). Any Go number (a
+	// time.Duration too) will do for int, uint and double: it is judged,
+	// and recorded, as a value of the declared type (5 for a double is 5.0), and one that
 	// type cannot hold exactly (7.5 for an int, -1 for a uint) fails the
 	// evaluation. The map is not changed.
 	// Required when Vars is not empty.
@@ -66,6 +66,10 @@ type Options[T any] struct {
 	// empty ([], {}, "" for bytes);
 	// a member "nil" marks where the payload held those (see the package
 	// doc), so that DecodeInputs reads them back nil.
+	// The members "types" and "var_types" mark where the payload and
+	// the variables hold timestamps, durations and bytes, which JSON
+	// writes as strings and ints, so that a dynamic Env reads them back
+	// with those CEL types.
 	// Numbers keep their type: a float always has a '.' or an
 	// exponent ("5000.0"), an int never does; a float32 is written as the
 	// double CEL judges it as (0.699999988079071 for 0.7). A value nested more than 10000
@@ -216,7 +220,7 @@ func payloadCodec(rt reflect.Type, dynamic bool, unrecorded []string, record boo
 			return nil, fmt.Errorf("taicel: %w", err)
 		}
 		key, _ := mapKeyCodec(rt.Key())
-		c := &codec{}
+		c := &codec{types: mapTypes(key, elem, omit)}
 		c.enc, c.dec = mapCodec(rt, key, elem, omit)
 		return c, nil
 	}
@@ -240,9 +244,15 @@ func payloadCodec(rt reflect.Type, dynamic bool, unrecorded []string, record boo
 	}
 	c := &codec{nils: structNils(fields)}
 	c.enc, c.dec = structCodec(st, fields)
+	if mayHoldMarked(st) {
+		c.types = structTypes(fields)
+	}
 	if rt.Kind() == reflect.Pointer {
 		p := &codec{nils: ptrNils(c)}
 		p.enc, p.dec = ptrCodec(rt, c)
+		if c.types != nil {
+			p.types = ptrTypes(c)
+		}
 		return p, nil
 	}
 	return c, nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -34,7 +35,10 @@ type Inputs[T any] struct {
 	// declared type. A variable declared otherwise (dyn, a message) or
 	// not declared, and an element of type dyn, are read as JSON without
 	// a type: int64, float64 (for a number with a '.' or an exponent),
-	// string, bool, nil, []any, map[string]any.
+	// string, bool, nil, []any, map[string]any; but where the record
+	// marks such a variable as holding timestamps, durations or bytes
+	// (see Options.RecordInputs), it has those as time.Time,
+	// time.Duration and []byte, as the payload of a dynamic Env has.
 	Vars map[string]any
 	// VerdictRule names the verdict rule that decided; empty when the
 	// scored rules did.
@@ -83,9 +87,29 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 	if e.payload.nils != nil {
 		b = appendNils(b, e.payload, reflect.ValueOf(act.payload))
 	}
+	if e.payload.types != nil {
+		mark := len(b)
+		b = append(b, `,"types":`...)
+		n := len(b)
+		if b = e.payload.types(b, reflect.ValueOf(act.payload)); len(b) == n {
+			b = b[:mark]
+		}
+	}
+	names := e.varNames
+	if e.dynamic {
+		names = make([]string, 0, len(act.vars))
+		for name := range act.vars {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+	}
 	b = append(b, `,"vars":{`...)
 	first := true
-	put := func(name string, v any) {
+	for _, name := range names {
+		v, ok := act.vars[name]
+		if !ok {
+			continue
+		}
 		if !first {
 			b = append(b, ',')
 		}
@@ -95,23 +119,34 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 		b = append(b, ':')
 		b = appendAny(b, v, 2) // a nil slice or map empty, as CEL reads it
 	}
-	if e.dynamic {
-		names := make([]string, 0, len(act.vars))
-		for name := range act.vars {
-			names = append(names, name)
+	b = append(b, '}')
+	// The marks of the variables that hold timestamps, durations or
+	// bytes, which a reader without their declared types needs.
+	open := false
+	for _, name := range names {
+		v, ok := act.vars[name]
+		if !ok {
+			continue
 		}
-		slices.Sort(names)
-		for _, name := range names {
-			put(name, act.vars[name])
+		mark := len(b)
+		if open {
+			b = append(b, ',')
+		} else {
+			b = append(b, `,"var_types":{`...)
 		}
-	} else {
-		for _, name := range e.varNames {
-			if v, ok := act.vars[name]; ok {
-				put(name, v)
-			}
+		b = jsonw.AppendString(b, name)
+		b = append(b, ':')
+		n := len(b)
+		if b = appendTypes(b, v); len(b) == n {
+			b = b[:mark]
+		} else {
+			open = true
 		}
 	}
-	return append(b, '}'), nil
+	if open {
+		b = append(b, '}')
+	}
+	return b, nil
 }
 
 // appendNils writes the member "nil": where the payload v, which c
@@ -149,7 +184,12 @@ func closeInputs(b []byte, rule string) json.RawMessage {
 // fields are matched by Go name; a field the object lacks is left zero,
 // and a field T does not have is an error. Vars get the Go types of their
 // declared CEL types (see Inputs.Vars), so that a set judging the inputs
-// again with Set.Replay decides exactly as when they were recorded.
+// again with Set.Replay decides exactly as when they were recorded. A
+// dynamic Env (T map[string]any) reads back as time.Time, time.Duration
+// and []byte the values the record marks as timestamps, durations and
+// bytes (see Options.RecordInputs), as any Env does within an interface;
+// a value that is not of the type marked for it, or a mark that leads to
+// no value, is an error naming where it is.
 func (e *Env[T]) DecodeInputs(data []byte) (Inputs[T], error) {
 	var in Inputs[T]
 	err := e.decodeInputs(data, &in)
@@ -159,7 +199,8 @@ func (e *Env[T]) DecodeInputs(data []byte) (Inputs[T], error) {
 func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 	r := jsonReader{data: data}
 	var payload bool
-	var nils any
+	var nils, marks any
+	var varMarks map[string]any
 	err := r.object(func(key []byte) error {
 		switch string(key) {
 		case "time":
@@ -193,6 +234,20 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 			x, err := r.any()
 			nils = x
 			return err
+		case "types":
+			if r.peek() != '{' {
+				return r.errorf("types: want an object")
+			}
+			x, err := r.any()
+			marks = x
+			return err
+		case "var_types":
+			if r.peek() != '{' {
+				return r.errorf("var_types: want an object")
+			}
+			x, err := r.any()
+			varMarks, _ = x.(map[string]any)
+			return err
 		case "verdict_rule":
 			s, err := r.string()
 			in.VerdictRule = s
@@ -206,6 +261,14 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 	if err == nil && !payload {
 		err = errors.New("no payload")
 	}
+	if err == nil && marks != nil {
+		if err = setTypes(reflect.ValueOf(&in.Payload).Elem(), marks); err != nil {
+			err = fmt.Errorf("types: %w", err)
+		}
+	}
+	if err == nil && varMarks != nil {
+		err = e.setVarTypes(in.Vars, varMarks)
+	}
 	if err == nil && nils != nil {
 		if err = setNils(reflect.ValueOf(&in.Payload).Elem(), nils); err != nil {
 			err = fmt.Errorf("nil: %w", err)
@@ -213,6 +276,28 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 	}
 	if err != nil {
 		return fmt.Errorf("taicel: inputs: %w", err)
+	}
+	return nil
+}
+
+// setVarTypes gives the variables that marks, the "var_types" of an
+// inputs object, declares timestamps, durations or bytes those types
+// (see setTypes): those declared dyn and those not declared, which
+// decodeVar read without a type; the others have their declared types.
+func (e *Env[T]) setVarTypes(vars map[string]any, marks map[string]any) error {
+	for _, name := range slices.Sorted(maps.Keys(marks)) {
+		if t, ok := e.vars[name]; ok && t.Kind() != types.DynKind {
+			continue
+		}
+		v, ok := vars[name]
+		if !ok {
+			return fmt.Errorf("var_types: %s: no such variable", strconv.Quote(name))
+		}
+		x, err := typedAny(v, marks[name])
+		if err != nil {
+			return fmt.Errorf("var_types: %s: %w", strconv.Quote(name), err)
+		}
+		vars[name] = x
 	}
 	return nil
 }

@@ -430,6 +430,8 @@ func FuzzDecodeInputs(f *testing.F) {
 	f.Add([]byte(`{"payload":{"Tags":[],"Next":{"ByID":{}}},"nil":[["Tags"],["Next","ByID"],["Next","Next","Tags"],["Grid",5],[],3]}`))
 	f.Add([]byte(`{"payload":{"Tags":[],"Next":{"ByID":{}}},"nil":{"Tags":null,"Next":{"ByID":null,"Next":{"Tags":null}},"Grid":{"5":null,"0":{}},"x":3}}`))
 	f.Add([]byte(`{"payload":{"Tags":[],"Next":{"ByID":{},"Grid":[0,0]},"Limits":{}},"nil":{"Tags":null,"Next":{"ByID":null},"Limits":null}}`))
+	f.Add([]byte(`{"payload":{"Extra":{"a":["AP8=",null]},"Next":{"Extra":5}},"types":{"Extra":{"a":"bytes"},"Next":{"Extra":"duration","When":"timestamp"}},"vars":{"any":[1]},"var_types":{"any":{"0":"duration"}}}`))
+	f.Add([]byte(`{"payload":{"ByID":{"7":"x"},"Grid":[1,2]},"types":{"ByID":{"7":"bytes"},"Grid":"timestamp","Card":{"Expiry":"timestamp"}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, err := env.DecodeInputs(data)
 		if err == nil {

@@ -504,9 +504,9 @@ func TestLookupValueOfAnotherType(t *testing.T) {
 	}
 }
 
-// A number Lookup returns for a numeric variable of another type is
-// judged, and recorded, as a value of the declared type; one that type
-// cannot hold fails the signal, naming the variable.
+// A number Lookup returns for a numeric variable of another type (a
+// time.Duration too) is judged, and recorded, as a value of the declared
+// type; one that type cannot hold fails the signal, naming the variable.
 func TestLookupNumberOfAnotherType(t *testing.T) {
 	type count int
 	var vars map[string]any
@@ -528,6 +528,9 @@ func TestLookupNumberOfAnotherType(t *testing.T) {
 		{"n": uint64(7), "u": 3.0, "x": int32(5)},
 		{"n": types.Double(7), "u": types.Int(3), "x": types.Uint(5)},
 		{"n": count(7), "u": int8(3), "x": uint16(5)},
+		// CEL reads a time.Duration as a duration, which an int's
+		// n + 1 failed on: it is an int64 like the others.
+		{"n": time.Duration(7), "u": time.Duration(3), "x": time.Duration(5)},
 	} {
 		vars = v
 		given := maps.Clone(v)

@@ -73,6 +73,9 @@ func asNumber(k types.Kind, v any) (ref.Val, bool, error) {
 		f    float64
 		kind reflect.Kind // Int64, Uint64 or Float64: which of i, u, f holds v
 	)
+	// A time.Duration is an int64 that CEL reads as a duration, not an
+	// int: it is converted like a number of another type.
+	_, dur := v.(time.Duration)
 	switch x := v.(type) {
 	case types.Int:
 		i, kind = int64(x), reflect.Int64
@@ -92,10 +95,12 @@ func asNumber(k types.Kind, v any) (ref.Val, bool, error) {
 		}
 	}
 	switch {
-	case k == types.IntKind && kind == reflect.Int64,
+	case k == types.IntKind && kind == reflect.Int64 && !dur,
 		k == types.UintKind && kind == reflect.Uint64,
 		k == types.DoubleKind && kind == reflect.Float64:
 		return nil, false, nil
+	case k == types.IntKind && kind == reflect.Int64:
+		return types.Int(i), true, nil
 	case k == types.DoubleKind && kind == reflect.Int64:
 		return types.Double(i), true, nil
 	case k == types.DoubleKind:

@@ -1,0 +1,533 @@
+package taicel
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/common/types/ref"
+
+	"github.com/taipattern/taikit/internal/jsonw"
+)
+
+// The CEL types that JSON writes as others, by the names an inputs
+// object's "types" and "var_types" give them: a timestamp and bytes as
+// strings, a duration as an int of nanoseconds. A reader that knows no Go
+// type (a dynamic Env) reads them back as these types by the marks.
+const (
+	markTimestamp = "timestamp"
+	markDuration  = "duration"
+	markBytes     = "bytes"
+)
+
+// The marks as JSON.
+const (
+	jsonTimestamp = `"` + markTimestamp + `"`
+	jsonDuration  = `"` + markDuration + `"`
+	jsonBytes     = `"` + markBytes + `"`
+)
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// leafTypes is the types of a value of a marked type, given as JSON.
+func leafTypes(mark string) func([]byte, reflect.Value) []byte {
+	return func(b []byte, _ reflect.Value) []byte { return append(b, mark...) }
+}
+
+// mayHoldMarked reports whether a value of type t can hold one that the
+// types of its codec mark: a time.Time, a time.Duration, a []byte, or an
+// interface, which may hold any of them.
+func mayHoldMarked(t reflect.Type) bool {
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type) bool
+	walk = func(t reflect.Type) bool {
+		if t == timeType || t == durationType || t.Kind() == reflect.Interface ||
+			t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+			return true
+		}
+		if seen[t] {
+			return false
+		}
+		seen[t] = true
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+			return walk(t.Elem())
+		case reflect.Struct:
+			for i := range t.NumField() {
+				if f := t.Field(i); (f.IsExported() || f.Anonymous) && walk(f.Type) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(t)
+}
+
+// typesMember appends to the object of marks being written in b the
+// member key (`"name":`) with the marks fn writes of v: after '{' when
+// the object is not open yet, after ',' when it is. It appends nothing
+// when fn is nil or writes nothing. It reports whether the object is
+// open, which its writer closes (closeNils).
+func typesMember(b []byte, open bool, key []byte, fn func([]byte, reflect.Value) []byte, v reflect.Value) ([]byte, bool) {
+	if fn == nil {
+		return b, open
+	}
+	mark := len(b)
+	if open {
+		b = append(b, ',')
+	} else {
+		b = append(b, '{')
+	}
+	b = append(b, key...)
+	n := len(b)
+	if b = fn(b, v); len(b) == n {
+		return b[:mark], open
+	}
+	return b, true
+}
+
+// ptrTypes is the types of a pointer to what elem writes.
+func ptrTypes(elem *codec) func([]byte, reflect.Value) []byte {
+	return func(b []byte, v reflect.Value) []byte {
+		if v.IsNil() || elem.types == nil {
+			return b
+		}
+		return elem.types(b, v.Elem())
+	}
+}
+
+// seqTypes is the types of an array or a slice of what elem writes (see
+// uniformMarks).
+func seqTypes(elem *codec) func([]byte, reflect.Value) []byte {
+	return func(b []byte, v reflect.Value) []byte {
+		if elem.types == nil || v.Len() == 0 {
+			return b
+		}
+		u := uniformMarks{start: len(b)}
+		var kb [24]byte
+		for i := range v.Len() {
+			key := append(strconv.AppendInt(append(kb[:0], '"'), int64(i), 10), '"', ':')
+			b = u.member(b, key, elem.types, v.Index(i))
+		}
+		return u.close(b)
+	}
+}
+
+// mapTypes is the types of a map of what elem writes, its keys in order
+// and those in omit left out, as mapCodec leaves them out (see
+// uniformMarks).
+func mapTypes(key keyCodec, elem *codec, omit map[string]bool) func([]byte, reflect.Value) []byte {
+	return func(b []byte, v reflect.Value) []byte {
+		if elem.types == nil || v.Len() == 0 {
+			return b
+		}
+		type entry struct {
+			key string
+			v   reflect.Value
+		}
+		entries := make([]entry, 0, v.Len())
+		var kb []byte
+		for it := v.MapRange(); it.Next(); {
+			kb = key.enc(kb[:0], it.Key())
+			if omit[string(kb)] {
+				continue
+			}
+			entries = append(entries, entry{string(kb), it.Value()})
+		}
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
+		u := uniformMarks{start: len(b)}
+		for _, e := range entries {
+			kb = append(jsonw.AppendString(kb[:0], e.key), ':')
+			b = u.member(b, kb, elem.types, e.v)
+		}
+		return u.close(b)
+	}
+}
+
+// uniformMarks writes the marks of the elements of a list or of the
+// values of a map: an object of the marks of each, by index or key, or,
+// when every one of them is of one type (a []time.Time, a [][]byte), the
+// name of that type once. What it writes depends on the values only, not
+// on their Go types, so a list read back into an []any is marked as the
+// []time.Time it was.
+type uniformMarks struct {
+	start           int  // where the marks begin in b
+	open            bool // the object is open
+	leafAt, leafEnd int  // where the first member's mark is in b, when it is a type's name
+	mixed           bool // a member has no mark, an object or another type's
+}
+
+// member appends the marks fn writes of v as the member key.
+func (u *uniformMarks) member(b, key []byte, fn func([]byte, reflect.Value) []byte, v reflect.Value) []byte {
+	mark := len(b)
+	if u.open {
+		b = append(b, ',')
+	} else {
+		b = append(b, '{')
+	}
+	b = append(b, key...)
+	n := len(b)
+	if b = fn(b, v); len(b) == n {
+		u.mixed = true
+		return b[:mark]
+	}
+	u.open = true
+	switch m := b[n:]; {
+	case m[0] != '"':
+		u.mixed = true
+	case u.leafEnd == 0:
+		u.leafAt, u.leafEnd = n, len(b)
+	case string(m) != string(b[u.leafAt:u.leafEnd]):
+		u.mixed = true
+	}
+	return b
+}
+
+// close closes the object, or replaces it with the type's name that
+// every member has.
+func (u *uniformMarks) close(b []byte) []byte {
+	switch {
+	case !u.open:
+		return b
+	case !u.mixed:
+		n := copy(b[u.start:], b[u.leafAt:u.leafEnd])
+		return b[:u.start+n]
+	}
+	return append(b, '}')
+}
+
+// structTypes is the types of a struct with fields: those of every field
+// written, promoted fields beside their embedded struct included, as a
+// reader without the Go type reads both.
+func structTypes(fields []structField) func([]byte, reflect.Value) []byte {
+	return func(b []byte, v reflect.Value) []byte {
+		open := false
+		for i := range fields {
+			if f := &fields[i]; !f.omit {
+				b, open = typesMember(b, open, f.key, f.codec.types, f.get(v))
+			}
+		}
+		return closeNils(b, open)
+	}
+}
+
+// interfaceTypes is the types of an interface: those of the value it
+// holds.
+func interfaceTypes(b []byte, v reflect.Value) []byte {
+	if v.IsNil() {
+		return b
+	}
+	return appendTypes(b, v.Elem().Interface())
+}
+
+// appendTypes appends the marks of x, as appendAny writes it: nothing
+// when x holds no timestamp, duration or bytes.
+func appendTypes(b []byte, x any) []byte {
+	switch x := x.(type) {
+	case nil, string, int64, int, float64, bool:
+		return b
+	case time.Time:
+		return append(b, jsonTimestamp...)
+	case time.Duration:
+		return append(b, jsonDuration...)
+	case []byte:
+		return append(b, jsonBytes...)
+	case ref.Val:
+		return appendTypes(b, x.Value())
+	}
+	v := reflect.ValueOf(x)
+	c := dynCodec(v.Type())
+	if c == nil || c.types == nil {
+		return b
+	}
+	return c.types(b, v)
+}
+
+// setTypes gives the values within v that marks, the "types" of an inputs
+// object as jsonReader.any reads it, declares timestamps, durations or
+// bytes those types, where v holds them as JSON values without a Go type
+// (within an interface: a dynamic Env's payload, an interface field);
+// where v's Go type holds them, it checks that it is the type declared. A
+// mark is the name of a type, which holds for v, or for every element of
+// v, at any depth; or an object whose members, named by a field's name,
+// an element's index or a map's key, hold the marks of those. A mark that
+// leads nowhere, or to a value of another type, is an error.
+func setTypes(v reflect.Value, marks any) error {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			if _, ok := marks.(string); ok {
+				return nil // a nil among values of the type
+			}
+			return errors.New("a nil pointer")
+		}
+		v = v.Elem()
+	}
+	if v.Kind() == reflect.Interface {
+		x, err := typedAny(v.Interface(), marks)
+		if err != nil {
+			return err
+		}
+		if x == nil {
+			v.SetZero()
+		} else {
+			v.Set(reflect.ValueOf(x))
+		}
+		return nil
+	}
+	switch m := marks.(type) {
+	case string:
+		if err := checkMark(m); err != nil {
+			return err
+		}
+		if want := typeMark(v.Type()); want != "" {
+			if want != m {
+				return fmt.Errorf("a %v, not %s", v.Type(), article(m))
+			}
+			return nil
+		}
+		switch v.Kind() {
+		case reflect.Slice, reflect.Array:
+			for i := range v.Len() {
+				if err := setTypes(v.Index(i), m); err != nil {
+					return fmt.Errorf("[%d]: %w", i, err)
+				}
+			}
+			return nil
+		case reflect.Map:
+			for it := v.MapRange(); it.Next(); {
+				if err := setMapTypes(v, it.Key(), m); err != nil {
+					return fmt.Errorf("%v: %w", it.Key(), err)
+				}
+			}
+			return nil
+		}
+		return fmt.Errorf("a %v, not %s", v.Type(), article(m))
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(m)) { // the first error is the same every time
+			if err := setTypesIn(v, k, m[k]); err != nil {
+				return fmt.Errorf("%s: %w", strconv.Quote(k), err)
+			}
+		}
+		return nil
+	}
+	return errors.New("neither a type nor an object")
+}
+
+// setTypesIn is setTypes of the member of v named name.
+func setTypesIn(v reflect.Value, name string, marks any) error {
+	switch v.Kind() {
+	case reflect.Struct:
+		f, ok := v.Type().FieldByName(name)
+		if !ok || !f.IsExported() {
+			return fmt.Errorf("%v has no such field", v.Type())
+		}
+		fv, err := v.FieldByIndexErr(f.Index)
+		switch {
+		case err != nil:
+			// Promoted through a nil embedded pointer: the zero value
+			// written for a reader without the Go type; nothing to set.
+			return nil
+		case !fv.CanSet():
+			return fmt.Errorf("%v has no such field to set", v.Type())
+		}
+		return setTypes(fv, marks)
+	case reflect.Slice, reflect.Array:
+		i, err := strconv.Atoi(name)
+		if err != nil || i < 0 || i >= v.Len() || strconv.Itoa(i) != name {
+			return errors.New("no such member")
+		}
+		return setTypes(v.Index(i), marks)
+	case reflect.Map:
+		kc, err := mapKeyCodec(v.Type().Key())
+		if err != nil {
+			return err
+		}
+		k := reflect.New(v.Type().Key()).Elem()
+		if err := kc.dec(name, k); err != nil {
+			return errors.New("no such member")
+		}
+		if !v.MapIndex(k).IsValid() {
+			return errors.New("no such member")
+		}
+		return setMapTypes(v, k, marks)
+	}
+	return fmt.Errorf("a %v has no members", v.Type())
+}
+
+// setMapTypes is setTypes of the value of the map v at k: a map's values
+// cannot be set in place, so a copy is, and stored.
+func setMapTypes(v, k reflect.Value, marks any) error {
+	e := v.MapIndex(k)
+	e2 := reflect.New(e.Type()).Elem()
+	e2.Set(e)
+	if err := setTypes(e2, marks); err != nil {
+		return err
+	}
+	v.SetMapIndex(k, e2)
+	return nil
+}
+
+// typedAny returns x, a value as jsonReader.any reads it, with the
+// values marks declares of a type converted to it: a string to a
+// time.Time or a []byte, an int64 to a time.Duration. A value already of
+// its type is kept, and so is a nil among values of a type.
+func typedAny(x any, marks any) (any, error) {
+	switch m := marks.(type) {
+	case string:
+		switch x := x.(type) {
+		case nil:
+			return nil, checkMark(m)
+		case []any:
+			for i := range x {
+				y, err := typedAny(x[i], m)
+				if err != nil {
+					return nil, fmt.Errorf("[%d]: %w", i, err)
+				}
+				x[i] = y
+			}
+			return x, nil
+		case map[string]any:
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				y, err := typedAny(x[k], m)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", strconv.Quote(k), err)
+				}
+				x[k] = y
+			}
+			return x, nil
+		}
+		return typedLeaf(x, m)
+	case map[string]any:
+		switch x := x.(type) {
+		case []any:
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				i, err := strconv.Atoi(k)
+				if err != nil || i < 0 || i >= len(x) || strconv.Itoa(i) != k {
+					return nil, fmt.Errorf("%s: no such member", strconv.Quote(k))
+				}
+				if x[i], err = typedAny(x[i], m[k]); err != nil {
+					return nil, fmt.Errorf("%s: %w", strconv.Quote(k), err)
+				}
+			}
+			return x, nil
+		case map[string]any:
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				e, ok := x[k]
+				if !ok {
+					return nil, fmt.Errorf("%s: no such member", strconv.Quote(k))
+				}
+				y, err := typedAny(e, m[k])
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", strconv.Quote(k), err)
+				}
+				x[k] = y
+			}
+			return x, nil
+		}
+		return nil, fmt.Errorf("%s has no members", describe(x))
+	}
+	return nil, errors.New("neither a type nor an object")
+}
+
+// typedLeaf converts x, which is not a list or a map, to the type mark.
+func typedLeaf(x any, mark string) (any, error) {
+	if err := checkMark(mark); err != nil {
+		return nil, err
+	}
+	switch mark {
+	case markTimestamp:
+		switch x := x.(type) {
+		case time.Time:
+			return x, nil
+		case string:
+			t, err := time.Parse(time.RFC3339Nano, x)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a timestamp: %w", x, err)
+			}
+			return t, nil
+		}
+		return nil, fmt.Errorf("%s is not a timestamp (an RFC 3339 string)", describe(x))
+	case markDuration:
+		switch x := x.(type) {
+		case time.Duration:
+			return x, nil
+		case int64:
+			return time.Duration(x), nil
+		}
+		return nil, fmt.Errorf("%s is not a duration (an int of nanoseconds)", describe(x))
+	default: // bytes
+		switch x := x.(type) {
+		case []byte:
+			return x, nil
+		case string:
+			raw, err := base64.StdEncoding.DecodeString(x)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not bytes in base64: %w", x, err)
+			}
+			return raw, nil
+		}
+		return nil, fmt.Errorf("%s is not bytes (a base64 string)", describe(x))
+	}
+}
+
+// checkMark returns an error unless mark names a marked type.
+func checkMark(mark string) error {
+	switch mark {
+	case markTimestamp, markDuration, markBytes:
+		return nil
+	}
+	return fmt.Errorf("unknown type %q", mark)
+}
+
+// typeMark returns the mark of values of Go type t, or "" for a type whose
+// values are not marked.
+func typeMark(t reflect.Type) string {
+	switch {
+	case t == timeType:
+		return markTimestamp
+	case t == durationType:
+		return markDuration
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return markBytes
+	}
+	return ""
+}
+
+// article returns the mark with the article its type takes.
+func article(mark string) string {
+	if mark == markBytes {
+		return mark
+	}
+	return "a " + mark
+}
+
+// describe names x, a value jsonReader.any reads, for an error: a string
+// quoted, a number as written, a list or a map by kind.
+func describe(x any) string {
+	switch x := x.(type) {
+	case string:
+		return strconv.Quote(x)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a map"
+	case nil:
+		return "null"
+	case time.Time:
+		return "a timestamp"
+	case time.Duration:
+		return "a duration"
+	case []byte:
+		return "bytes"
+	case bool, int64, uint64, float64:
+		return fmt.Sprint(x)
+	}
+	return fmt.Sprintf("a %T", x)
+}

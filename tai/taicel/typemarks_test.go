@@ -1,0 +1,238 @@
+package taicel_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+// Visit has the fields whose CEL types JSON writes as others: a
+// timestamp and bytes as strings, a duration as an int.
+type Visit struct {
+	Leg
+	At     time.Time
+	Stay   time.Duration
+	Token  []byte
+	Stamps []time.Time
+	Legs   []Leg
+	Waits  map[string]time.Duration
+	Extra  any
+	Note   string
+}
+
+// Leg is a struct in Visit, embedded and in a slice.
+type Leg struct {
+	Left time.Time
+	Code []byte
+}
+
+type visitKey struct{}
+
+// visitRules read every timestamp, duration and bytes of a Visit and of
+// the variables, as a service's rules would.
+var visitRules = []taicel.Rule{
+	{Name: "early", Weight: 0.1, Expr: `payload.At < timestamp("2026-03-01T12:00:00Z") && payload.At.getHours() < 12`},
+	{Name: "long", Weight: 0.1, Expr: `payload.Stay > duration("30m")`},
+	{Name: "token", Weight: 0.1, Expr: `payload.Token == b"tok" && size(payload.Code) == 1`},
+	{Name: "stamps", Weight: 0.1, Expr: `payload.Stamps.exists(s, s > payload.At) && payload.Left < payload.At`},
+	{Name: "legs", Weight: 0.1, Expr: `payload.Legs.all(l, l.Left <= payload.At && l.Code != b"")`},
+	{Name: "waits", Weight: 0.1, Expr: `"x" in payload.Waits && payload.Waits["x"] > duration("30m") && payload.Stay >= payload.Waits["x"]`},
+	{Name: "extra", Weight: 0.1, Expr: `payload.Extra.when > payload.At && payload.Extra.raw == b"r"`, Reason: `{{string(payload.Extra.when)}}`},
+	{Name: "vars", Weight: 0.3, Expr: `since < payload.At && grace > duration("1s") && key == b"k" && stamps[0] <= payload.At && seen < signal.time`},
+}
+
+// recordVisits returns the trail of a set of visitRules judging visits,
+// with their variables, and the verdicts it gave.
+func recordVisits(t *testing.T) ([]byte, []tai.Verdict) {
+	t.Helper()
+	env, err := taicel.NewEnv(taicel.Options[Visit]{
+		Vars: map[string]*cel.Type{"since": cel.TimestampType, "grace": cel.DurationType, "key": cel.BytesType,
+			"stamps": cel.ListType(cel.TimestampType), "seen": cel.DynType},
+		Lookup: func(ctx context.Context, _ tai.Signal[Visit]) (map[string]any, error) {
+			return ctx.Value(visitKey{}).(map[string]any), nil
+		},
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Name: "visits", Version: "v", Rules: visitRules, Thresholds: taicel.Thresholds{Review: 0.3, Deny: 0.6}})
+	require.NoError(t, err)
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	p, err := tai.New(set, tai.ActionFunc[Visit, string](func(context.Context, tai.Signal[Visit]) (string, error) {
+		return "", nil
+	}), tai.WithObservers(audit))
+	require.NoError(t, err)
+
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	visits := []Visit{
+		{At: at, Stay: time.Hour, Token: []byte("tok"), Stamps: []time.Time{at.Add(time.Minute)}, Leg: Leg{Left: at.Add(-time.Hour), Code: []byte{7}},
+			Legs: []Leg{{Left: at, Code: []byte("c")}}, Waits: map[string]time.Duration{"x": time.Hour}, Extra: map[string]any{"when": at.Add(time.Second), "raw": []byte("r")}},
+		{At: at.Add(5 * time.Hour), Stay: time.Minute, Stamps: []time.Time{at}, Legs: []Leg{{Left: at.Add(9 * time.Hour)}}, Extra: map[string]any{"when": at, "raw": []byte("r")}},
+		{At: at.Add(-time.Hour), Stay: 40 * time.Minute, Token: []byte("tok"), Leg: Leg{Code: []byte{1}}, Extra: map[string]any{"when": at, "raw": []byte{}}},
+	}
+	vars := []map[string]any{
+		{"since": at.Add(-time.Minute), "grace": 2 * time.Second, "key": []byte("k"), "stamps": []time.Time{at}, "seen": at},
+		{"since": at, "grace": time.Second, "key": []byte("k"), "stamps": []any{at}, "seen": at},
+		{"since": at.Add(-24 * time.Hour), "grace": time.Minute, "key": []byte("x"), "stamps": []time.Time{at.Add(-2 * time.Hour)}, "seen": at.Add(-time.Hour)},
+	}
+	var verdicts []tai.Verdict
+	for i, v := range visits {
+		ctx := context.WithValue(t.Context(), visitKey{}, vars[i])
+		res, _ := p.Process(ctx, tai.Signal[Visit]{ID: "v" + string(rune('0'+i)), Kind: "visit", Time: at.Add(time.Hour), Payload: v})
+		require.NotEmpty(t, res.Decision.Inputs)
+		verdicts = append(verdicts, res.Decision.Verdict)
+	}
+	require.NoError(t, audit.Shutdown(t.Context()))
+	return trail.Bytes(), verdicts
+}
+
+// A dynamic backtest (the taikit command's) read the timestamps, bytes
+// and durations of a typed payload and of the variables as the strings
+// and ints JSON writes them as: every rule that compared a timestamp,
+// bytes or a duration failed with "no such overload". The record marks
+// them, and a dynamic backtest judges them as a typed one does, with the
+// CEL types the typed Env declared.
+func TestBacktestDynamicReadsTimestampsDurationsAndBytes(t *testing.T) {
+	trail, verdicts := recordVisits(t)
+	assert.Equal(t, []tai.Verdict{tai.Deny, tai.Allow, tai.Review}, verdicts)
+
+	denv, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	dset, err := denv.Compile(&taicel.Spec{Name: "visits", Version: "v", Rules: visitRules, Thresholds: taicel.Thresholds{Review: 0.3, Deny: 0.6}})
+	require.NoError(t, err)
+	rep, err := taicel.Backtest(t.Context(), dset, bytes.NewReader(trail), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, len(verdicts), rep.Replayed)
+	assert.Zero(t, rep.Errors, "%+v", rep.ErrorExamples)
+	assert.Zero(t, rep.Changed, "%+v", rep.Flips)
+	assert.Zero(t, rep.ScoreChanged)
+
+	// A rule that takes a timestamp for a string fails as it would live.
+	spec := &taicel.Spec{Name: "visits", Version: "v", Rules: []taicel.Rule{{Name: "as_string", Weight: 1, Expr: `payload.At < "2026-03-01T10:00:00Z"`}}}
+	dset, err = denv.Compile(spec)
+	require.NoError(t, err)
+	rep, err = taicel.Backtest(t.Context(), dset, bytes.NewReader(trail), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, len(verdicts), rep.Errors)
+	require.Len(t, rep.Rules, 1)
+	assert.Equal(t, "as_string", rep.Rules[0].Rule)
+	assert.Contains(t, rep.Rules[0].FirstError, "no such overload")
+
+	// The typed Env reads its own records as before.
+	env, err := taicel.NewEnv(taicel.Options[Visit]{Vars: map[string]*cel.Type{"since": cel.TimestampType, "grace": cel.DurationType,
+		"key": cel.BytesType, "stamps": cel.ListType(cel.TimestampType), "seen": cel.DynType},
+		Lookup: func(context.Context, tai.Signal[Visit]) (map[string]any, error) { return nil, nil }})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Name: "visits", Version: "v", Rules: visitRules, Thresholds: taicel.Thresholds{Review: 0.3, Deny: 0.6}})
+	require.NoError(t, err)
+	rep, err = taicel.Backtest(t.Context(), set, bytes.NewReader(trail), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, len(verdicts), rep.Replayed)
+	assert.Zero(t, rep.Errors, "%+v", rep.ErrorExamples)
+	assert.Zero(t, rep.Changed, "%+v", rep.Flips)
+	assert.Zero(t, rep.ScoreChanged)
+}
+
+// A recorded value that is not of the type its record declares for it
+// is an error that names where it is and the type it should be, as is a
+// declaration that does not fit the payload's Go type.
+func TestDecodeInputsTypeMismatch(t *testing.T) {
+	denv, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	for _, tc := range []struct{ in, want string }{
+		{`{"payload":{"At":"soon"},"types":{"At":"timestamp"}}`, `types: "At": "soon" is not a timestamp`},
+		{`{"payload":{"At":5},"types":{"At":"timestamp"}}`, `types: "At": 5 is not a timestamp`},
+		{`{"payload":{"Stay":1.5},"types":{"Stay":"duration"}}`, `types: "Stay": 1.5 is not a duration`},
+		{`{"payload":{"Stay":"1s"},"types":{"Stay":"duration"}}`, `types: "Stay": "1s" is not a duration`},
+		{`{"payload":{"Token":"!!"},"types":{"Token":"bytes"}}`, `types: "Token": "!!" is not bytes in base64`},
+		{`{"payload":{"Stamps":["2026-03-01T10:00:00Z",7]},"types":{"Stamps":"timestamp"}}`, `types: "Stamps": [1]: 7 is not a timestamp`},
+		{`{"payload":{"Legs":[{"Left":"x"}]},"types":{"Legs":{"0":{"Left":"timestamp"}}}}`, `types: "Legs": "0": "Left": "x" is not a timestamp`},
+		{`{"payload":{"At":"2026-03-01T10:00:00Z"},"types":{"At":"money"}}`, `types: "At": unknown type "money"`},
+		{`{"payload":{},"types":{"At":"timestamp"}}`, `types: "At": no such member`},
+		{`{"payload":{"Legs":[]},"types":{"Legs":{"0":"bytes"}}}`, `types: "Legs": "0": no such member`},
+		{`{"payload":{"At":"x"},"types":{"At":{"a":"bytes"}}}`, `types: "At": "x" has no members`},
+		{`{"payload":{},"types":[]}`, `types: want an object`},
+		{`{"payload":{"At":1},"types":{"At":3}}`, `types: "At": neither a type nor an object`},
+		{`{"payload":{},"vars":{"since":"noon"},"var_types":{"since":"timestamp"}}`, `var_types: "since": "noon" is not a timestamp`},
+		{`{"payload":{},"vars":{},"var_types":{"since":"timestamp"}}`, `var_types: "since": no such variable`},
+	} {
+		_, err := denv.DecodeInputs([]byte(tc.in))
+		assert.ErrorContains(t, err, tc.want, tc.in)
+	}
+
+	env, err := taicel.NewEnv(taicel.Options[Visit]{})
+	require.NoError(t, err)
+	for _, tc := range []struct{ in, want string }{
+		{`{"payload":{"At":"2026-03-01T10:00:00Z"},"types":{"At":"bytes"}}`, `types: "At": a time.Time, not bytes`},
+		{`{"payload":{"Note":"2026-03-01T10:00:00Z"},"types":{"Note":"timestamp"}}`, `types: "Note": a string, not a timestamp`},
+		{`{"payload":{"Extra":["x"]},"types":{"Extra":"duration"}}`, `types: "Extra": [0]: "x" is not a duration`},
+		{`{"payload":{},"types":{"Nope":"duration"}}`, `types: "Nope": taicel_test.Visit has no such field`},
+	} {
+		_, err := env.DecodeInputs([]byte(tc.in))
+		assert.ErrorContains(t, err, tc.want, tc.in)
+	}
+
+	// In a backtest, such a record is an error of its own, and the
+	// backtest goes on.
+	dset, err := denv.Compile(&taicel.Spec{Name: "visits", Version: "v", Rules: []taicel.Rule{{Name: "r", Weight: 1, Expr: `payload.At < signal.time`}}})
+	require.NoError(t, err)
+	line := `{"time":"2026-03-01T10:00:00Z","id":"bad","kind":"visit","decision":{"verdict":"allow","policy":"visits","inputs":` +
+		`{"payload":{"At":"soon"},"types":{"At":"timestamp"}}}}` + "\n" +
+		`{"time":"2026-03-01T10:00:00Z","id":"good","kind":"visit","decision":{"verdict":"allow","policy":"visits","inputs":` +
+		`{"time":"2026-03-01T10:00:00Z","payload":{"At":"2026-03-01T11:00:00Z"},"types":{"At":"timestamp"}}}}` + "\n"
+	rep, err := taicel.Backtest(t.Context(), dset, strings.NewReader(line), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Errors)
+	assert.Equal(t, 1, rep.Replayed)
+	require.Len(t, rep.ErrorExamples, 1)
+	assert.Contains(t, rep.ErrorExamples[0].Error, `types: "At": "soon" is not a timestamp`)
+}
+
+// A dynamic Env's payload and variables that hold timestamps, durations
+// and bytes were recorded as strings and ints, and Replay judged those:
+// the same set did not decide as it had. They read back with their
+// types, and the set decides as it did, inputs byte for byte.
+func TestReplayDynamicTimestampsDurationsAndBytes(t *testing.T) {
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	vars := map[string]any{"since": at.Add(-time.Hour), "grace": time.Minute, "keys": [][]byte{[]byte("k")}}
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{
+		Vars:         map[string]*cel.Type{"since": cel.DynType, "grace": cel.DynType, "keys": cel.DynType},
+		Lookup:       func(context.Context, tai.Signal[map[string]any]) (map[string]any, error) { return vars, nil },
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "v", Rules: []taicel.Rule{
+		{Name: "at", Weight: 0.1, Expr: `payload.At < signal.time && payload.At > since`},
+		{Name: "stay", Weight: 0.1, Expr: `payload.Stay > grace`},
+		{Name: "raw", Weight: 0.1, Expr: `payload.Raw == b"r" && keys[0] == b"k"`},
+		{Name: "nested", Weight: 0.1, Expr: `payload.Legs[1].Left < payload.At && payload.Stamps.all(s, s <= payload.At)`},
+	}})
+	require.NoError(t, err)
+	payload := map[string]any{"At": at, "Stay": time.Hour, "Raw": []byte("r"), "Note": "2026-03-01T10:00:00Z",
+		"Legs": []any{map[string]any{"Left": "not a time"}, map[string]any{"Left": at.Add(-time.Minute)}}, "Stamps": []time.Time{at, at.Add(-time.Hour)}}
+	d, err := set.Evaluate(t.Context(), tai.Signal[map[string]any]{Time: at.Add(time.Hour), Payload: payload})
+	require.NoError(t, err)
+	require.Len(t, d.Contributions, 4, "every rule fires: %+v", d.Contributions)
+	assert.Contains(t, string(d.Inputs), `"types":{"At":"timestamp","Legs":{"1":"timestamp"},"Raw":"bytes","Stamps":"timestamp","Stay":"duration"}`)
+	assert.Contains(t, string(d.Inputs), `"var_types":{"grace":"duration","keys":"bytes","since":"timestamp"}`)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	assert.Equal(t, "2026-03-01T10:00:00Z", in.Payload["Note"], "a string not marked stays a string")
+	assert.Equal(t, "not a time", in.Payload["Legs"].([]any)[0].(map[string]any)["Left"])
+	again, err := set.Replay(tai.Signal[map[string]any]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d, again)
+	assert.Equal(t, string(d.Inputs), string(again.Inputs))
+}
