@@ -268,14 +268,21 @@ const queuedWithin = 2 * startingFor
 // record: the end, written over rev, is refused, and d holds its
 // regions. One queued after (a publish still on its way) finds d ended,
 // and runs nothing.
+//
+// A deployment one of whose regions has begun (its first job was
+// delivered) ends so too, whatever its age, when no job of it is in the
+// queue: each job queues the next region before it is acknowledged, so
+// that the job of the region it is at was dead-lettered (given up on its
+// last attempt while the store was out of reach, or delivered once more
+// than its attempts after a restart cut its last off), and nothing will
+// run it again. It ends FAILED, its job given up (endGivenUp, errJobGone).
 func (s *Service) endCutOffStart(ctx context.Context, d *Deployment, rev uint64) bool {
-	if terminal(d.Status) || time.Since(d.StartedAt) <= queuedWithin {
+	if terminal(d.Status) {
 		return false
 	}
-	for _, rr := range d.Results {
-		if rr.Status != StatusPending {
-			return false
-		}
+	begun := slices.ContainsFunc(d.Results, func(rr RegionResult) bool { return rr.Status != StatusPending })
+	if !begun && time.Since(d.StartedAt) <= queuedWithin {
+		return false
 	}
 	queued, err := s.jobQueued(ctx, d.ID, -1)
 	if err != nil {
@@ -285,13 +292,20 @@ func (s *Service) endCutOffStart(ctx context.Context, d *Deployment, rev uint64)
 	if queued {
 		return false
 	}
-	if err := s.endNotQueued(ctx, d, rev, errStartCutOff); err != nil {
+	cause := errStartCutOff
+	if begun {
+		cause = errJobGone
+		err = s.endGivenUp(ctx, d, rev, "Job given up: "+errJobGone.Error())
+	} else {
+		err = s.endNotQueued(ctx, d, rev, errStartCutOff)
+	}
+	if err != nil {
 		if !isConflict(err) {
-			s.log.Warn("end of a deployment never queued not stored; it keeps its regions", "deployment_id", d.ID, "err", err)
+			s.log.Warn("end of a deployment no job runs not stored; it keeps its regions", "deployment_id", d.ID, "err", err)
 		}
 		return false
 	}
-	s.log.Error("deployment stored and never queued; it ends", "deployment_id", d.ID, "region", d.Results[0].Region, "err", errStartCutOff)
+	s.log.Error("deployment in progress with no job in the queue; it ends", "deployment_id", d.ID, "err", cause)
 	s.unlockRegions(d)
 	return true
 }

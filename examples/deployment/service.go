@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -423,6 +424,21 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 			s.log.Warn("rollout job failed; it will be retried", "deployment_id", job.ID, "region", job.Region, "attempt", m.Attempt, "err", err)
 		}
 	}()
+	err = s.runJob(ctx, m)
+	// On the last attempt the queue dead-letters a job that fails, and
+	// no job would run its deployment again: it ends here (giveUp). A job
+	// that names a region its deployment does not have (Permanent), or a
+	// deployment gone, has no deployment to end.
+	if err != nil && m.Attempt >= jobAttempts && ctx.Err() == nil && !kanban.IsPermanent(err) && !errors.Is(err, ErrNotFound) &&
+		s.giveUp(ctx, job, err) {
+		return nil
+	}
+	return err
+}
+
+// runJob is handleJob's attempt at job m.
+func (s *Service) runJob(ctx context.Context, m kanban.Delivery[Job]) error {
+	job := m.Payload
 	// A job is published after its deployment is stored, so a record not
 	// found is one read from a server that is behind (a bucket's gets may
 	// be answered by any of its servers, and one just restarted catches
@@ -445,7 +461,8 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 	}
 	// On the last attempt a region that failed is ended here (see
 	// lastAttempt) rather than left to the queue, which would dead-letter
-	// the job. A conflict is not ended: another replica writes the record.
+	// the job. A conflict is not ended here: another replica wrote the
+	// record, which handleJob reads again to end the deployment (giveUp).
 	last := func(err error) bool { return m.Attempt >= jobAttempts && ctx.Err() == nil && !isConflict(err) }
 	// A job delivered again, or one whose region ended before it was
 	// delivered (a second job of the region, queued again past the
@@ -579,6 +596,103 @@ func (r *rollout) notStarted(ctx context.Context, err error) bool {
 	}
 	r.s.log.Error("rollout job failed on its last attempt; the region ends FAILED", "deployment_id", r.d.ID, "region", r.region, "err", err)
 	return true
+}
+
+// giveUp ends the deployment of job, which failed on its last attempt
+// with cause, and reports whether it did: the queue would dead-letter the
+// job, and the deployment would stay in progress with its regions taken,
+// which no abort could end. Its first region not ended (the job's, or the
+// next one, which the job did not queue) ends FAILED with "Job given up
+// after 10 attempts: " and cause, the rest skipped (see endGivenUp); it
+// is counted and in the audit trail as every end is, and its regions are
+// freed. The record is read again, and the end written over the revision
+// read: a deployment another run or replica has ended since (a
+// redelivery of the job, a second give-up of it) is left as it is, and
+// giveUp reports false. A run still going whose job was given up (a
+// replica whose lease lapsed) finds its record moved on at its next write
+// and stops.
+func (s *Service) giveUp(ctx context.Context, job Job, cause error) bool {
+	reason := fmt.Sprintf("Job given up after %d attempts: %v", jobAttempts, cause)
+	attrs := []any{"deployment_id", job.ID, "region", job.Region}
+	for try := 0; ; try++ {
+		var d *Deployment
+		var rev uint64
+		err := s.retryStore(ctx, "deployment given up", attrs, func(ctx context.Context) (err error) {
+			d, rev, err = s.store.Get(ctx, job.ID)
+			return err
+		})
+		if err == nil && terminal(d.Status) {
+			return false
+		}
+		if err == nil {
+			err = s.retryStore(ctx, "end of a deployment given up", attrs, func(ctx context.Context) error {
+				return s.endGivenUp(ctx, d, rev, reason)
+			})
+		}
+		if isConflict(err) && try < 2 {
+			continue // written by another since the read
+		}
+		if err != nil {
+			s.log.Error("deployment whose job was given up not ended", append(attrs, "cause", cause, "err", err)...)
+			return false
+		}
+		s.log.Error("rollout job given up on its last attempt; the deployment ends", append(attrs, "err", cause)...)
+		s.unlockRegions(d)
+		return true
+	}
+}
+
+// errJobGone is why a deployment in progress ends when none of its jobs
+// is in the queue, and one of its regions has begun (see endCutOffStart):
+// the job of the region in progress, or of the one after the last ended,
+// was dead-lettered with the deployment not ended. Each job queues the
+// next region before it is acknowledged, so that no job of it in the
+// queue means no job will run it again.
+var errJobGone = errors.New("its job is no longer in the queue (dead-lettered)")
+
+// endGivenUp stores the end of deployment d, read at rev, whose job was
+// given up with reason: the first region not ended that the wave was to
+// run ends FAILED with reason (one whose rollout had begun saying that
+// its version may still take traffic: nothing rolled it back), the others
+// not ended SKIPPED. The end
+// stored is counted and in the audit trail, and the deployment's command
+// is dropped, as at every end. It returns the store's error, a conflict
+// when the record has changed since rev; it releases no region.
+func (s *Service) endGivenUp(ctx context.Context, d *Deployment, rev uint64, reason string) error {
+	ctx = context.WithoutCancel(ctx)
+	now := time.Now().UTC()
+	// The end is written from a copy: d stays as read, for a retry.
+	f := *d
+	f.Results = slices.Clone(d.Results)
+	f.RegionsDone = []string{}
+	f.Paused = false // nothing of it is left to resume
+	first := true
+	for i := range f.Results {
+		rr := &f.Results[i]
+		switch {
+		case terminal(rr.Status):
+		case first && (rr.Status != StatusPending || i == 0 || f.ContinueOn || f.Results[i-1].Status == StatusSuccess):
+			// The region the wave was at: a pending one after a region
+			// that failed was never to run.
+			first = false
+			msg := reason
+			if rr.Status == StatusInProgress {
+				msg += fmt.Sprintf("; %s may still take traffic", f.Version)
+			}
+			rr.Status, rr.ErrorMessage, rr.Stage, rr.CompletedAt = StatusFailed, msg, "", &now
+		default:
+			rr.Status = StatusSkipped
+		}
+	}
+	f.finish(now)
+	if _, err := s.store.Update(ctx, &f, rev); err != nil {
+		return err
+	}
+	s.countEnd(&f)
+	if err := s.store.DropCommands(ctx, d.ID); err != nil {
+		s.log.Warn("command of a deployment given up not dropped", "deployment_id", d.ID, "err", err)
+	}
+	return nil
 }
 
 // stopping reports whether the service has begun to shut down.
