@@ -442,11 +442,21 @@ const (
 type batch struct {
 	left atomic.Int64
 	all  chan struct{}
+	// unbegun counts the calls whose goroutine has not begun yet, and
+	// begun is closed once none is left.
+	unbegun atomic.Int64
+	begun   chan struct{}
 }
 
 func (b *batch) finish() {
 	if b.left.Add(-1) == 0 {
 		close(b.all)
+	}
+}
+
+func (b *batch) begin() {
+	if b.unbegun.Add(-1) == 0 {
+		close(b.begun)
 	}
 }
 
@@ -474,8 +484,9 @@ const (
 func (e *Evaluator) measureAll(ctx context.Context, rules []*ruleState, now time.Time, results []result) (goexit bool) {
 	begun := time.Now()
 	calls := make([]*measurement, len(rules))
-	b := &batch{all: make(chan struct{})}
+	b := &batch{all: make(chan struct{}), begun: make(chan struct{})}
 	b.left.Store(1) // this evaluation's, until every call is made
+	b.unbegun.Store(1)
 	for i, rs := range rules {
 		if rs == e.cordRule {
 			// The cord's condition reads its status under a short lock:
@@ -492,15 +503,25 @@ func (e *Evaluator) measureAll(ctx context.Context, rules []*ruleState, now time
 		rs.out.Store(m)
 		calls[i] = m
 		b.left.Add(1)
+		b.unbegun.Add(1)
 		go m.run(ctx, rs, now)
 	}
 	b.finish()
+	b.begin()
 	select {
 	case <-b.all: // results at hand are taken, whatever ctx
 	default:
 		select {
 		case <-b.all:
 		case <-ctx.Done():
+			// The time left to the calls counts from when every one
+			// has begun: a goroutine the scheduler has not run yet
+			// (ctx ended before the evaluation, a busy machine) is not
+			// a condition that does not return.
+			select {
+			case <-b.all:
+			case <-b.begun:
+			}
 			late := time.NewTimer(lateReturn(time.Since(begun)))
 			select {
 			case <-b.all:
@@ -516,6 +537,7 @@ func (e *Evaluator) measureAll(ctx context.Context, rules []*ruleState, now time
 		rs := rules[i]
 		switch m.end() {
 		case callReturned:
+			rs.out.CompareAndSwap(m, nil) // taken: the next evaluation calls it again
 			results[i] = m.res
 			if p := m.res.panic; p != nil && p.Value == nil {
 				goexit = true
@@ -560,6 +582,7 @@ func (m *measurement) run(ctx context.Context, rs *ruleState, now time.Time) {
 	if !m.state.CompareAndSwap(callWaiting, callRunning) {
 		return
 	}
+	m.batch.begin()
 	returned := false
 	defer func() {
 		if !returned {
@@ -900,7 +923,8 @@ func (e *Evaluator) Flush(ctx context.Context) error {
 // logged) and returns ctx.Err(); the workers then exit on their own, as
 // soon as the notifiers honour the cancellation. Shutdown may be called
 // again: it waits for the workers, bounded by its own ctx, and returns nil
-// once no goroutine of the evaluator remains.
+// once none remains. A condition given up for not returning (see
+// Condition) is not waited for: its goroutine ends when it returns.
 func (e *Evaluator) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	if !e.closed {
