@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -297,18 +298,35 @@ func (q *Queue[T]) giveUp(m *nats.Msg, r *retryState, cause error) {
 	default:
 		err = fmt.Errorf("natsjs: publishing message %s: %w", id, last)
 	}
+	// Deferred: settled also when OnPublishError panics or ends its
+	// goroutine, which would leave Flush and Shutdown waiting for the slot.
+	defer func() {
+		a := &q.async
+		a.mu.Lock()
+		if len(a.errs) < keptAsyncErrors {
+			a.errs = append(a.errs, err)
+		} else {
+			a.lost++
+		}
+		a.settle(q.opts.MaxPublishPending)
+		a.mu.Unlock()
+	}()
 	if q.opts.OnPublishError != nil {
-		q.opts.OnPublishError(id, err)
+		q.reportFailure(id, err)
 	}
-	a := &q.async
-	a.mu.Lock()
-	if len(a.errs) < keptAsyncErrors {
-		a.errs = append(a.errs, err)
-	} else {
-		a.lost++
-	}
-	a.settle(q.opts.MaxPublishPending)
-	a.mu.Unlock()
+}
+
+// reportFailure calls OnPublishError with a message's final failure. A
+// panic in it is logged at Error and goes no further: it runs on a client
+// goroutine, where it would end the process, or in Shutdown, which has
+// other messages to settle.
+func (q *Queue[T]) reportFailure(id string, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			q.opts.Logger.Error("natsjs: OnPublishError panicked", "id", id, "err", err, "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	q.opts.OnPublishError(id, err)
 }
 
 func msgID(m *nats.Msg) string {

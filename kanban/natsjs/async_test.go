@@ -375,3 +375,55 @@ func TestShutdownMakesLaterFailuresFinal(t *testing.T) {
 	assert.Len(t, failures.snapshot()["pending"], 1)
 	assert.NoError(t, q.Shutdown(ctx))
 }
+
+// TestOnPublishErrorPanics: an OnPublishError that panics does not take
+// the failed message's slot with it: the failure is still returned by
+// Flush or Shutdown, the panic is logged, and neither Flush nor a second
+// Shutdown waits for the slot until its ctx ends. On a client goroutine
+// (a send's final failure) the panic ended the process; in Shutdown it
+// went to Shutdown's caller and left the other messages it was failing
+// unsettled.
+func TestOnPublishErrorPanics(t *testing.T) {
+	panicked := newMsgLog("natsjs: OnPublishError panicked")
+	onError := func(string, error) { panic("bad callback") }
+	t.Run("Shutdown", func(t *testing.T) {
+		srv := startServer(t, natsembed.Options{InProcess: true})
+		republished := newRepublishLog()
+		q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{
+			Stream: "ASYNC_PANIC", Capacity: 1, AsyncAttempts: 5,
+			AsyncRetryWait: time.Minute, DedupWindow: 10 * time.Minute, // only Shutdown ends the waits
+			OnPublishError: onError, Logger: slog.New(multiHandler{msgHandler{panicked}, msgHandler{republished}}),
+		})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "stored", Payload: 1}))
+		for _, id := range []string{"w1", "w2"} {
+			require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: id, Payload: 2}))
+		}
+		republished.wait(t, 2) // both found the stream full
+		short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancelShort()
+		var serr error
+		require.NotPanics(t, func() { serr = q.Shutdown(short) })
+		assert.ErrorIs(t, serr, natsjs.ErrClosed)
+		assert.ErrorContains(t, serr, "publishing message w1:")
+		assert.ErrorContains(t, serr, "publishing message w2:")
+		assert.NoError(t, q.Flush(ctx), "nothing left unsettled")
+		assert.NoError(t, q.Shutdown(ctx))
+		assert.Equal(t, 2, panicked.count())
+	})
+	t.Run("final failure", func(t *testing.T) {
+		q := downQueue(t, natsjs.Options{
+			Stream: "ASYNC_PANIC_DOWN", PublishTimeout: 100 * time.Millisecond, AsyncAttempts: 1,
+			OnPublishError: onError, Logger: panicked.logger(),
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "lost", Payload: 1}))
+		err := q.Flush(ctx)
+		require.NoError(t, ctx.Err())
+		assert.ErrorContains(t, err, "publishing message lost:")
+		assert.NoError(t, q.Shutdown(ctx))
+	})
+}

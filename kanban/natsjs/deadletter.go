@@ -19,15 +19,6 @@ var (
 	_ kanban.BacklogReader   = (*Queue[struct{}])(nil)
 )
 
-// stream returns the stream named name with its state, in one request.
-func (q *Queue[T]) stream(ctx context.Context, name string) (jetstream.Stream, *jetstream.StreamInfo, error) {
-	s, err := q.js.Stream(ctx, name)
-	if err != nil {
-		return nil, nil, fmt.Errorf("natsjs: stream %s: %w", name, err)
-	}
-	return s, s.CachedInfo(), nil
-}
-
 // scanDeadLetters calls visit with every dead letter from seq from, in
 // order (backwards with newest), up to the last one there was when it
 // started, until visit returns false. Each dead letter is one request to
@@ -35,14 +26,14 @@ func (q *Queue[T]) stream(ctx context.Context, name string) (jetstream.Stream, *
 // deleted before the next one kept (the request asks for the next message
 // from a sequence number on), but newest first each number of the gap is
 // a request of its own, as the server has no such request backwards.
-func (q *Queue[T]) scanDeadLetters(ctx context.Context, s jetstream.Stream, st jetstream.StreamState, from uint64, newest bool,
+func (q *Queue[T]) scanDeadLetters(ctx context.Context, s *probedStream, st jetstream.StreamState, from uint64, newest bool,
 	visit func(m *jetstream.RawStreamMsg) bool) error {
 	if st.Msgs == 0 {
 		return nil
 	}
 	if !newest {
 		for seq := max(from, st.FirstSeq); seq <= st.LastSeq; {
-			m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.opts.DeadLetterStream))
+			m, err := s.getMsg(ctx, seq, q.opts.DeadLetterStream)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return nil // none from seq on
 			}
@@ -57,7 +48,7 @@ func (q *Queue[T]) scanDeadLetters(ctx context.Context, s jetstream.Stream, st j
 		return nil
 	}
 	for seq := min(from, st.LastSeq); seq >= st.FirstSeq && seq != 0; seq-- {
-		m, err := s.GetMsg(ctx, seq)
+		m, err := s.getMsg(ctx, seq, "")
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
@@ -92,7 +83,7 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 		if !query.After(seq) {
 			return page, nil
 		}
-		m, err := s.GetMsg(ctx, seq)
+		m, err := s.getMsg(ctx, seq, "")
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			return page, nil
@@ -174,7 +165,7 @@ func (q *Queue[T]) RedriveDeadLetters(ctx context.Context, f kanban.DeadLetterFi
 // kanban.ErrDeadLetterNotFound). Dead letters arriving during the call
 // are left.
 func (q *Queue[T]) DeleteDeadLetters(ctx context.Context, f kanban.DeadLetterFilter) (int, error) {
-	return q.eachDeadLetter(ctx, f, "deleting", func(ctx context.Context, s jetstream.Stream, _ *jetstream.RawStreamMsg, d *kanban.DeadLetter) (bool, error) {
+	return q.eachDeadLetter(ctx, f, "deleting", func(ctx context.Context, s *probedStream, _ *jetstream.RawStreamMsg, d *kanban.DeadLetter) (bool, error) {
 		return deleteDeadLetter(ctx, s, d.Seq)
 	})
 }
@@ -184,7 +175,7 @@ func (q *Queue[T]) DeleteDeadLetters(ctx context.Context, f kanban.DeadLetterFil
 // letter another caller redrove or deleted meanwhile is not counted, and
 // one named by f.Seq is not found. It stops at the first error.
 func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter, what string,
-	act func(context.Context, jetstream.Stream, *jetstream.RawStreamMsg, *kanban.DeadLetter) (bool, error)) (int, error) {
+	act func(context.Context, *probedStream, *jetstream.RawStreamMsg, *kanban.DeadLetter) (bool, error)) (int, error) {
 	if err := f.Validate(); err != nil {
 		return 0, err
 	}
@@ -194,7 +185,7 @@ func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter
 	}
 	var n int
 	if f.Seq != 0 {
-		m, err := s.GetMsg(ctx, f.Seq)
+		m, err := s.getMsg(ctx, f.Seq, "")
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return 0, fmt.Errorf("natsjs: %s dead letter %d: %w", what, f.Seq, kanban.ErrDeadLetterNotFound)
 		}
@@ -239,7 +230,7 @@ func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter
 // deletes the dead letter. It reports whether it redrove it: not when the
 // stream took the message for a duplicate and the dead letter was gone,
 // as another redrive of it stored the message and deleted it.
-func (q *Queue[T]) redrive(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (done bool, err error) {
+func (q *Queue[T]) redrive(ctx context.Context, s *probedStream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (done bool, err error) {
 	err = kanban.SendTraced(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, d.ID, func(ctx context.Context) (err error) {
 		done, err = q.redriveMsg(ctx, s, m, d)
 		return err
@@ -247,7 +238,7 @@ func (q *Queue[T]) redrive(ctx context.Context, s jetstream.Stream, m *jetstream
 	return done, err
 }
 
-func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (bool, error) {
+func (q *Queue[T]) redriveMsg(ctx context.Context, s *probedStream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (bool, error) {
 	hdr := kanban.InjectHeaders(ctx, q.opts.Propagator, d.Headers)
 	nh := make(nats.Header, len(hdr)+3)
 	for k, v := range hdr {
@@ -282,7 +273,7 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstr
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
-	ack, err := q.js.PublishMsg(pctx, &nats.Msg{Subject: q.opts.Stream, Data: m.Data, Header: nh})
+	ack, err := s.publish(pctx, &nats.Msg{Subject: q.opts.Stream, Data: m.Data, Header: nh})
 	cancel()
 	switch {
 	case isFull(err):
@@ -304,8 +295,8 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s jetstream.Stream, m *jetstr
 // deleteDeadLetter deletes the dead letter seq and reports whether it
 // did; one deleted already (by another redrive or delete, or dropped
 // beyond DeadLetterLimit) is not an error.
-func deleteDeadLetter(ctx context.Context, s jetstream.Stream, seq uint64) (bool, error) {
-	err := s.DeleteMsg(ctx, seq)
+func deleteDeadLetter(ctx context.Context, s *probedStream, seq uint64) (bool, error) {
+	err := s.deleteMsg(ctx, seq)
 	switch {
 	case err == nil:
 		return true, nil
@@ -332,7 +323,11 @@ func deletedAlready(err error) bool {
 
 // Backlog reads the work stream's and the dead-letter stream's state: three
 // requests to the server, four with file storage, whose keeper (see
-// Options.Storage) is not counted. Depth is the messages in the work stream —
+// Options.Storage) is not counted, and three probes, each a request and a
+// ping, that make a connection not permitted to read the streams
+// ($JS.API.STREAM.INFO.<name>, $JS.API.STREAM.MSG.GET.<Stream>) fail at
+// once, with an error that wraps nats.ErrPermissionViolation and names
+// the subject refused. Depth is the messages in the work stream —
 // waiting, being handled, and waiting for a retry: it removes a message
 // once it is acknowledged or dead-lettered. Oldest is the age of the
 // stream's first message, whichever of those it is, from the time the
@@ -360,7 +355,7 @@ func (q *Queue[T]) Backlog(ctx context.Context) (kanban.Backlog, error) {
 		// The first message from FirstSeq on: the first one itself may
 		// have been settled since the state was read, on a busy queue
 		// often, and then its age is the next one's, not 0.
-		m, err := ws.GetMsg(ctx, wi.State.FirstSeq, jetstream.WithGetMsgSubject(q.opts.Stream))
+		m, err := ws.getMsg(ctx, wi.State.FirstSeq, q.opts.Stream)
 		switch {
 		case err == nil:
 			b.Oldest = max(0, time.Since(m.Time))

@@ -88,6 +88,16 @@
 // reads (see Queue.Publish). Options.Tracer records spans around publishes
 // and handler attempts.
 //
+// A connection whose user may not publish to a subject a call needs (NATS
+// permissions) is told so by the server only as an error on the
+// connection, and a request waits for a reply that never comes. New,
+// Consume, Backlog and the dead-letter calls look for that refusal and
+// fail at once, with an error that wraps nats.ErrPermissionViolation and
+// names the subject; New and Consume use streams and a durable an
+// administrator made when they may not make them (see New and Consume).
+// Publish, TryPublish and PublishAsync do not look, to cost nothing: a
+// refused publish waits out PublishTimeout.
+//
 // The Queue works against any nats-server with JetStream enabled (2.9 or
 // later); kanban/natsembed starts one in-process.
 package natsjs

@@ -33,18 +33,27 @@ func TestLastConsumerSetsTheDurablesAckWait(t *testing.T) {
 		}
 		return c.CachedInfo().Config.AckWait
 	}
+	handled := make(chan string, 1)
 	consume := func(q *natsjs.Queue[int]) (stop func()) {
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- q.Consume(cctx, func(context.Context, kanban.Delivery[int]) error { return nil }, kanban.ConsumeOptions{})
+			done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+				handled <- d.ID
+				return nil
+			}, kanban.ConsumeOptions{})
 		}()
 		return func() { cancel(); assert.NoError(t, <-done) }
 	}
 	long, short := newQueue(3*time.Second), newQueue(300*time.Millisecond)
 	stopLong := consume(long)
 	defer stopLong()
-	require.Eventually(t, func() bool { return ackWait(long) == 3*time.Second }, 10*time.Second, time.Millisecond)
+	// Consume sends the request that makes the durable twice (a probe,
+	// then jetstream's): once the first consumer has pulled, both are
+	// done, and neither lands after the second consumer's.
+	require.NoError(t, long.Publish(ctx, kanban.Message[int]{ID: "pulled"}))
+	assert.Equal(t, "pulled", next(t, handled))
+	require.Equal(t, 3*time.Second, ackWait(long))
 	stopShort := consume(short)
 	defer stopShort()
 	require.Eventually(t, func() bool { return ackWait(long) == 300*time.Millisecond }, 10*time.Second, time.Millisecond,

@@ -242,22 +242,31 @@ func sameError(a, b error) bool {
 // for an acknowledgement, the server's refusal (a *jetstream.APIError),
 // or no stream listening.
 func pubAckError(reply *nats.Msg) error {
+	_, err := pubAckOf(reply)
+	return err
+}
+
+// pubAckOf returns the acknowledgement a stream's reply to a publish
+// holds, or its error as jetstream's PublishMsg returns it: the server's
+// refusal (a *jetstream.APIError), no stream listening, or a reply that
+// is no acknowledgement.
+func pubAckOf(reply *nats.Msg) (*jetstream.PubAck, error) {
 	if len(reply.Data) == 0 && reply.Header.Get(statusHeader) == "503" {
-		return jetstream.ErrNoStreamResponse
+		return nil, jetstream.ErrNoStreamResponse
 	}
 	var ack struct {
-		Error  *jetstream.APIError `json:"error"`
-		Stream string              `json:"stream"`
+		Error *jetstream.APIError `json:"error"`
+		*jetstream.PubAck
 	}
 	switch err := json.Unmarshal(reply.Data, &ack); {
 	case err != nil:
-		return jetstream.ErrInvalidJSAck
+		return nil, jetstream.ErrInvalidJSAck
 	case ack.Error != nil:
-		return fmt.Errorf("nats: %w", ack.Error)
-	case ack.Stream == "":
-		return jetstream.ErrInvalidJSAck
+		return nil, fmt.Errorf("nats: %w", ack.Error)
+	case ack.PubAck == nil || ack.Stream == "":
+		return nil, jetstream.ErrInvalidJSAck
 	}
-	return nil
+	return ack.PubAck, nil
 }
 
 // isKeeper reports whether m is a keeper, delivered to a durable made

@@ -181,8 +181,9 @@ type Options struct {
 	// OnPublishError is called, on a client goroutine, once for every
 	// PublishAsync message whose failure is final (after AsyncAttempts),
 	// with the message ID, before Flush can return. Keep it quick and do
-	// not publish from it. nil means the errors are only returned by
-	// Flush.
+	// not publish from it. A panic in it is logged at Error and goes no
+	// further; the failure is returned by Flush all the same. nil means
+	// the errors are only returned by Flush.
 	OnPublishError func(id string, err error)
 	// Logger receives errors the queue recovers from; each re-publish
 	// of a PublishAsync message is logged at Debug level. nil discards
@@ -780,7 +781,8 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // Options.AckWait). A durable that goes away while
 // Consume runs — deleted by an operator, or with its stream, which New
 // then creates again — is created again, with this call's WIP, at the
-// pull after its loss. While JetStream is out of reach
+// pull after its loss, also by a connection not permitted to read the
+// durable's info ($JS.API.CONSUMER.INFO.<Stream>.<Durable>). While JetStream is out of reach
 // (see Unreachable) — a server restarting, a cluster electing a leader —
 // creating the durable is tried again, as pulling is, until ctx ends;
 // any other refusal is returned.
@@ -796,7 +798,17 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // ($JS.API.CONSUMER.MSG.NEXT.<Stream>.<Durable>) is refused: as the
 // refused request expires, within FetchWait and a second; and when the
 // durable goes away while Consume runs, at the pull after its loss,
-// with the refusal to create it again.
+// with the refusal to create it again. A connection not permitted to
+// acknowledge ($JS.ACK.<Stream>.<Durable>...) — an Ack, a Retry's
+// negative acknowledgement, the Term of a message dead-lettered, a lease
+// extended — has every message it handles delivered again after AckWait,
+// handled again, without end; the server tells of such a refusal only as
+// the connection's error (see nats.ErrorHandler), which Consume looks at
+// before each pull and as a pull request ends: it then returns the
+// refusal, marked kanban.Permanent, wrapping nats.ErrPermissionViolation
+// and naming the subject refused, within FetchWait and a second of the
+// acknowledgement. (A refusal that another error on the connection
+// replaces before Consume looks is missed, and the next one seen.)
 //
 // A closed connection (nc.Close, or nats.go giving up after MaxReconnects)
 // never comes back: Consume then stops pulling — within FetchWait and a
@@ -812,7 +824,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	if err != nil || cons == nil {
 		return err
 	}
-	src := &source[T]{q: q, cons: cons, wip: opts.WithDefaults().WIP, ackWait: q.opts.AckWait}
+	src := &source[T]{q: q, cons: cons, wip: opts.WithDefaults().WIP, ackWait: q.opts.AckWait, ackSeen: q.js.Conn().LastError()}
 	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 		src.ackWait = info.Config.AckWait
 	}
@@ -875,7 +887,15 @@ func (q *Queue[T]) consumerConfig(wip int) jetstream.ConsumerConfig {
 }
 
 // DeadLetters reads the dead-letter stream, oldest first: a request per
-// dead letter.
+// dead letter. A connection not permitted to read it
+// ($JS.API.STREAM.INFO.<DeadLetterStream>, and
+// $JS.API.STREAM.MSG.GET.<DeadLetterStream>) fails at once with an error
+// that wraps nats.ErrPermissionViolation and names the subject refused,
+// as do ListDeadLetters, RedriveDeadLetters and DeleteDeadLetters, which
+// need those too, and for a redrive and a delete
+// $JS.API.STREAM.MSG.DELETE.<DeadLetterStream>, and for a redrive the
+// work subject, Stream. Each call's first request to a subject is sent
+// so that the server's refusal is seen: with a ping, and a read once more.
 func (q *Queue[T]) DeadLetters(ctx context.Context) ([]kanban.DeadLetter, error) {
 	s, info, err := q.stream(ctx, q.opts.DeadLetterStream)
 	if err != nil {

@@ -38,6 +38,12 @@ const apiTimeout = 5 * time.Second
 // the connection's publish to it, nats.ErrNoResponders when JetStream
 // does not answer, and ctx's error when no reply comes in time.
 func apiRequest(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*nats.Msg, error) {
+	return probeRequest(ctx, nc, &nats.Msg{Subject: subj, Data: data})
+}
+
+// probeRequest sends m, with its subject, headers and data, as apiRequest
+// sends a request, and returns the reply as apiRequest does.
+func probeRequest(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, apiTimeout)
@@ -53,7 +59,7 @@ func apiRequest(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*
 		return nil, err
 	}
 	before := nc.LastError()
-	err = nc.PublishRequest(subj, sub.Subject, data)
+	err = nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: sub.Subject, Header: m.Header, Data: m.Data})
 	var flushed bool
 	if err == nil {
 		// A flush that fails (the connection lost meanwhile) shows no
@@ -65,8 +71,8 @@ func apiRequest(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*
 	if err != nil {
 		return nil, err
 	}
-	if flushed && !sameError(after, before) && publishDenied(after, subj) {
-		return nil, deniedError(subj, after)
+	if flushed && !sameError(after, before) && publishDenied(after, m.Subject) {
+		return nil, deniedError(m.Subject, after)
 	}
 	reply, err := sub.NextMsgWithContext(ctx)
 	if err != nil {

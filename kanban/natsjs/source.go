@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,9 +28,12 @@ type source[T any] struct {
 	// before is the connection's last error as the open request was
 	// sent: one after it may be the server's refusal of the request.
 	before error
-	gone   bool                   // the last pull found no durable: look for it before the next
-	cur    jetstream.MessageBatch // the open pull request, nil when none
-	msgs   <-chan jetstream.Msg   // cur's messages, closed when it ends
+	// ackSeen is the connection's last error when the source last
+	// looked for a refused acknowledgement (see ackRefused).
+	ackSeen error
+	gone    bool                   // the last pull found no durable: look for it before the next
+	cur     jetstream.MessageBatch // the open pull request, nil when none
+	msgs    <-chan jetstream.Msg   // cur's messages, closed when it ends
 }
 
 // minHeartbeat is the shortest HeartbeatInterval: a durable an
@@ -81,9 +85,60 @@ func (s *source[T]) end() error {
 		if last := s.q.js.Conn().LastError(); !sameError(last, s.before) && publishDenied(last, subj) {
 			return kanban.Permanent(fmt.Errorf("natsjs: fetch: %w", deniedError(subj, last)))
 		}
+		return s.ackRefused()
 	}
 	return err
 }
+
+// ackRefused returns, marked kanban.Permanent, the server's refusal of an
+// acknowledgement of one of the durable's messages — an Ack, a Nak, a
+// Term, an extension of a lease — when the connection's last error is one
+// that came since the source last looked: a connection not permitted to
+// publish to $JS.ACK.<Stream>.<Durable>... A refused acknowledgement is
+// sent without a reply and looks, to the sender, as if it had been taken;
+// the server says so only with a permissions violation, the connection's
+// error. Consume then ends, instead of handling every message again after
+// AckWait, without end. A refusal replaced by another error before the
+// source looks is missed; the next acknowledgement refused is seen.
+func (s *source[T]) ackRefused() error {
+	last := s.q.js.Conn().LastError()
+	if sameError(last, s.ackSeen) {
+		return nil
+	}
+	s.ackSeen = last
+	if subj := ackDenied(last, s.q.opts.Stream, s.q.opts.Durable); subj != "" {
+		return kanban.Permanent(fmt.Errorf("natsjs: acknowledging: %w", deniedError(subj, last)))
+	}
+	return nil
+}
+
+// ackDenied returns the subject of the acknowledgement that err, a
+// connection's last error, says the server refused, when it is one of a
+// message of durable on stream; "" otherwise. The subject is
+// $JS.ACK.<stream>.<durable>.<numbers>, or with a domain and an account
+// between $JS.ACK. and the stream; names hold no '.'.
+func ackDenied(err error, stream, durable string) string {
+	const pre = `Publish to "` + ackPrefix
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return ""
+	}
+	text := err.Error()
+	i := strings.Index(text, pre)
+	if i < 0 {
+		return ""
+	}
+	subj := text[i+len(pre)-len(ackPrefix):]
+	if j := strings.IndexByte(subj, '"'); j >= 0 {
+		subj = subj[:j]
+	}
+	if !strings.Contains(subj[len(ackPrefix)-1:], "."+stream+"."+durable+".") {
+		return ""
+	}
+	return subj
+}
+
+// ackPrefix is the prefix of the subjects of acknowledgements.
+const ackPrefix = "$JS.ACK."
 
 // noteGone marks the durable as possibly gone when a pull request's err
 // says so: the server deleted it under an open request, or nothing
@@ -98,16 +153,25 @@ func (s *source[T]) noteGone(err error) {
 // revive creates the durable again when the server does not know it. A
 // durable that exists, or that another process created meanwhile, is
 // kept as it is. The refusal of a connection not permitted to create it
-// is returned at once, marked kanban.Permanent.
+// is returned at once, marked kanban.Permanent. A connection not
+// permitted to read the durable's info ($JS.API.CONSUMER.INFO...) goes
+// on to create it, which the server takes for a durable that exists with
+// the same configuration: its refused info request waited out 5 s, and
+// failed, before every pull, and the consumer never pulled again.
 func (s *source[T]) revive(ctx context.Context) error {
 	q := s.q
-	_, err := q.js.Consumer(ctx, q.opts.Stream, q.opts.Durable)
-	if err == nil {
-		s.gone = false
-		return nil
-	}
-	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, connError(q.js.Conn(), err))
+	infoSubj := apiPrefix + "CONSUMER.INFO." + q.opts.Stream + "." + q.opts.Durable
+	_, err := apiRequest(ctx, q.js.Conn(), infoSubj, nil)
+	infoDenied := isDenied(err)
+	if !infoDenied {
+		_, err = q.js.Consumer(ctx, q.opts.Stream, q.opts.Durable)
+		if err == nil {
+			s.gone = false
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("natsjs: consumer %s: %w", q.opts.Durable, connError(q.js.Conn(), err))
+		}
 	}
 	cfg := q.consumerConfig(s.wip)
 	if err := q.probeConsumer(ctx, cfg, "create"); err != nil {
@@ -122,6 +186,8 @@ func (s *source[T]) revive(ctx context.Context) error {
 	}
 	cons, err := q.js.CreateConsumer(ctx, q.opts.Stream, cfg)
 	switch {
+	case err == nil && infoDenied:
+		s.cons = cons // gone and made again, or there as it was
 	case err == nil:
 		s.cons = cons
 		q.opts.Logger.Warn("natsjs: consumer was gone; created it again", "consumer", q.opts.Durable, "stream", q.opts.Stream)
@@ -148,6 +214,9 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 			return
 		}
 		out = append(out, s.lease(m))
+	}
+	if err := s.ackRefused(); err != nil {
+		return nil, err
 	}
 	if s.gone && s.cur == nil {
 		if err := s.revive(ctx); err != nil {

@@ -21,11 +21,14 @@ import (
 // request, and every copy used up an attempt: the next consumer saw it
 // at attempt 5, or dead-lettered it without handling it.
 func TestMessagePulledAsTheConsumerStopsIsHandedBackAtOnce(t *testing.T) {
-	const ackWait = 100 * time.Millisecond
+	// An AckWait of 500ms, not the least (100ms): the leases held while the
+	// request runs out are extended every HeartbeatInterval, which a loaded
+	// machine can delay past the least AckWait.
+	const ackWait = 500 * time.Millisecond
 	srv := startServer(t, natsembed.Options{InProcess: true})
 	ctx := context.Background()
 	q, err := natsjs.New[int](ctx, connect(t, srv.Connect), natsjs.Options{
-		Stream: "STOP_PULL", AckWait: ackWait, FetchWait: 10 * ackWait,
+		Stream: "STOP_PULL", AckWait: ackWait, FetchWait: 5 * ackWait,
 	})
 	require.NoError(t, err)
 	js := q.JetStream()
