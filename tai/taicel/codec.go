@@ -22,7 +22,8 @@ import (
 // always has a '.' or an exponent ("5000.0"), so a reader that knows no Go
 // type (a dynamic Env) gets an int64 back for an int and a float64 for a
 // float. time.Time is an RFC 3339 string with nanoseconds; []byte is
-// base64, as encoding/json writes it; a float that JSON cannot hold is the
+// base64, as encoding/json writes it, and so is a byte array, which CEL
+// reads as bytes too; a float that JSON cannot hold is the
 // string "NaN", "+Inf" or "-Inf". A nil slice or map is written empty
 // ([], {}, "" for bytes), as CEL reads it: null would read back, where no
 // Go type is known (a dynamic Env, the taikit command's backtest), as
@@ -153,6 +154,12 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 			c.types = seqTypes(elem)
 		}
 	case reflect.Array:
+		if t.Elem() == byteType {
+			// CEL reads a byte array as bytes, as it reads a []byte.
+			c.enc, c.dec = encByteArray, decByteArray
+			c.types = leafTypes(jsonBytes)
+			return nil
+		}
 		elem, err := cb.of(t.Elem())
 		if err != nil {
 			return err
@@ -295,13 +302,20 @@ func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structFi
 }
 
 // holds reports whether a value of type t can hold one of type u, as
-// codecs write it: within a pointer, a slice, an array, a map or a
-// struct's exported or embedded fields, but not within an interface.
+// codecs write it (see reaches).
 func holds(t, u reflect.Type) bool {
+	return reaches(t, func(t reflect.Type) bool { return t == u })
+}
+
+// reaches reports whether a value of type t is, or can hold, one of a
+// type that match accepts, as codecs write it: within a pointer, a slice,
+// an array, a map's values or a struct's exported or embedded fields, but
+// not within an interface, nor within a time.Time (a value of its own).
+func reaches(t reflect.Type, match func(reflect.Type) bool) bool {
 	seen := map[reflect.Type]bool{}
 	var walk func(t reflect.Type) bool
 	walk = func(t reflect.Type) bool {
-		if t == u {
+		if match(t) {
 			return true
 		}
 		if seen[t] || t == timeType {
@@ -905,6 +919,44 @@ func decBytes(r *jsonReader, v reflect.Value) error {
 		return fmt.Errorf("bytes: %w", err)
 	}
 	v.SetBytes(raw)
+	return nil
+}
+
+// byteType is the element type of the arrays that CEL reads as bytes.
+var byteType = reflect.TypeFor[byte]()
+
+// encByteArray writes a byte array as a []byte is written: base64.
+func encByteArray(b []byte, v reflect.Value, _ int) []byte {
+	if !v.CanAddr() {
+		a := reflect.New(v.Type()).Elem()
+		a.Set(v)
+		v = a
+	}
+	return encBytes(b, v, 0)
+}
+
+// legacyByteArray reads a byte array as earlier versions wrote it: a
+// list of ints.
+var _, legacyByteArray = arrayCodec(&codec{enc: encUint, dec: decUint})
+
+// decByteArray reads a byte array as base64, of its length; or as a
+// list of ints, as earlier versions wrote it.
+func decByteArray(r *jsonReader, v reflect.Value) error {
+	if r.peek() == '[' {
+		return legacyByteArray(r, v)
+	}
+	s, err := r.string()
+	if err != nil {
+		return err
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("bytes: %w", err)
+	}
+	if len(raw) != v.Len() {
+		return fmt.Errorf("%d bytes for %v", len(raw), v.Type())
+	}
+	reflect.Copy(v, reflect.ValueOf(raw))
 	return nil
 }
 

@@ -143,7 +143,8 @@
 // rule that decided, when one did. Numbers keep their type: a float is
 // always written with a '.' or an exponent, an int never is, so the JSON read without a Go type still
 // tells an int from a double. Times are RFC 3339 strings with nanoseconds,
-// []byte is base64, a time.Duration an int of nanoseconds, NaN and the
+// []byte and a byte array ([32]byte, which CEL reads as bytes too) are
+// base64, a time.Duration an int of nanoseconds, NaN and the
 // infinities are the strings "NaN", "+Inf" and "-Inf". Where the payload
 // and the variables hold timestamps, durations and bytes, the members
 // "types" and "var_types" say so, following fields, indexes and map keys

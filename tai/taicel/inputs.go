@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -235,8 +236,10 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 			nils = x
 			return err
 		case "types":
-			if r.peek() != '{' {
-				return r.errorf("types: want an object")
+			// The marks of a map payload whose values are all of one
+			// type are that type's name.
+			if c := r.peek(); c != '{' && c != '"' {
+				return r.errorf("types: want an object or a type's name")
 			}
 			x, err := r.any()
 			marks = x
@@ -280,26 +283,128 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 	return nil
 }
 
-// setVarTypes gives the variables that marks, the "var_types" of an
-// inputs object, declares timestamps, durations or bytes those types
-// (see setTypes): those declared dyn and those not declared, which
-// decodeVar read without a type; the others have their declared types.
+// setVarTypes gives the values within the variables that marks, the
+// "var_types" of an inputs object, declares timestamps, durations or
+// bytes those types (see setTypes), where decodeVar read them without a
+// type: a variable declared dyn or not declared, and the elements of
+// type dyn of a list or a map (list(dyn), map(string, dyn)); the others
+// have their declared types.
 func (e *Env[T]) setVarTypes(vars map[string]any, marks map[string]any) error {
 	for _, name := range slices.Sorted(maps.Keys(marks)) {
-		if t, ok := e.vars[name]; ok && t.Kind() != types.DynKind {
-			continue
-		}
 		v, ok := vars[name]
 		if !ok {
 			return fmt.Errorf("var_types: %s: no such variable", strconv.Quote(name))
 		}
-		x, err := typedAny(v, marks[name])
+		var x any
+		var err error
+		if t, declared := e.vars[name]; declared {
+			x, err = typedAs(v, t, marks[name])
+		} else {
+			x, err = typedAny(v, marks[name])
+		}
 		if err != nil {
 			return fmt.Errorf("var_types: %s: %w", strconv.Quote(name), err)
 		}
 		vars[name] = x
 	}
 	return nil
+}
+
+// typedAs is typedAny of x, a value decodeAs read with the CEL type t:
+// the values it read without a type (dyn, a message) are converted as
+// marks declares; those it gave their types are kept, and the elements
+// of a list or a map are judged by the type of their own.
+func typedAs(x any, t *cel.Type, marks any) (any, error) {
+	switch t.Kind() {
+	case types.ListKind:
+		l, ok := x.([]any)
+		if !ok {
+			return nil, fmt.Errorf("%s is not a list", describe(x))
+		}
+		elem := t.Parameters()[0]
+		switch m := marks.(type) {
+		case string:
+			for i := range l {
+				y, err := typedAs(l[i], elem, m)
+				if err != nil {
+					return nil, fmt.Errorf("[%d]: %w", i, err)
+				}
+				l[i] = y
+			}
+			return l, nil
+		case map[string]any:
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				i, err := strconv.Atoi(k)
+				if err != nil || i < 0 || i >= len(l) || strconv.Itoa(i) != k {
+					return nil, fmt.Errorf("%s: no such member", strconv.Quote(k))
+				}
+				if l[i], err = typedAs(l[i], elem, m[k]); err != nil {
+					return nil, fmt.Errorf("%s: %w", strconv.Quote(k), err)
+				}
+			}
+			return l, nil
+		}
+		return nil, errors.New("neither a type nor an object")
+	case types.MapKind:
+		val := t.Parameters()[1]
+		switch m := x.(type) {
+		case map[string]any:
+			return m, typedMapAs(m, val, marks, func(k string) string { return k })
+		case map[int64]any:
+			return m, typedMapAs(m, val, marks, func(k int64) string { return strconv.FormatInt(k, 10) })
+		case map[uint64]any:
+			return m, typedMapAs(m, val, marks, func(k uint64) string { return strconv.FormatUint(k, 10) })
+		case map[bool]any:
+			return m, typedMapAs(m, val, marks, strconv.FormatBool)
+		}
+		return nil, fmt.Errorf("%s is not a map", describe(x))
+	case types.IntKind, types.UintKind, types.DoubleKind, types.StringKind, types.BoolKind,
+		types.TimestampKind, types.DurationKind, types.BytesKind:
+		return x, nil
+	}
+	return typedAny(x, marks)
+}
+
+// typedMapAs is typedAs of the values of m, a map decodeAs read with
+// values of the CEL type val; text writes a key as the member name
+// marks names it by.
+func typedMapAs[K comparable](m map[K]any, val *cel.Type, marks any, text func(K) string) error {
+	switch mk := marks.(type) {
+	case string:
+		keys := make([]K, 0, len(m))
+		names := make(map[K]string, len(m))
+		for k := range m {
+			keys = append(keys, k)
+			names[k] = text(k)
+		}
+		slices.SortFunc(keys, func(a, b K) int { return strings.Compare(names[a], names[b]) })
+		for _, k := range keys {
+			y, err := typedAs(m[k], val, mk)
+			if err != nil {
+				return fmt.Errorf("%s: %w", strconv.Quote(names[k]), err)
+			}
+			m[k] = y
+		}
+		return nil
+	case map[string]any:
+		byName := make(map[string]K, len(m))
+		for k := range m {
+			byName[text(k)] = k
+		}
+		for _, name := range slices.Sorted(maps.Keys(mk)) {
+			k, ok := byName[name]
+			if !ok {
+				return fmt.Errorf("%s: no such member", strconv.Quote(name))
+			}
+			y, err := typedAs(m[k], val, mk[name])
+			if err != nil {
+				return fmt.Errorf("%s: %w", strconv.Quote(name), err)
+			}
+			m[k] = y
+		}
+		return nil
+	}
+	return errors.New("neither a type nor an object")
 }
 
 // decodeVar reads the value of the variable name, with the Go type of its

@@ -41,33 +41,10 @@ func leafTypes(mark string) func([]byte, reflect.Value) []byte {
 }
 
 // mayHoldMarked reports whether a value of type t can hold one that the
-// types of its codec mark: a time.Time, a time.Duration, a []byte, or an
-// interface, which may hold any of them.
+// types of its codec mark: a time.Time, a time.Duration, a []byte, a
+// byte array, or an interface, which may hold any of them.
 func mayHoldMarked(t reflect.Type) bool {
-	seen := map[reflect.Type]bool{}
-	var walk func(t reflect.Type) bool
-	walk = func(t reflect.Type) bool {
-		if t == timeType || t == durationType || t.Kind() == reflect.Interface ||
-			t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
-			return true
-		}
-		if seen[t] {
-			return false
-		}
-		seen[t] = true
-		switch t.Kind() {
-		case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
-			return walk(t.Elem())
-		case reflect.Struct:
-			for i := range t.NumField() {
-				if f := t.Field(i); (f.IsExported() || f.Anonymous) && walk(f.Type) {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	return walk(t)
+	return reaches(t, func(t reflect.Type) bool { return typeMark(t) != "" || t.Kind() == reflect.Interface })
 }
 
 // typesMember appends to the object of marks being written in b the
@@ -301,9 +278,23 @@ func setTypes(v reflect.Value, marks any) error {
 			}
 			return nil
 		case reflect.Map:
+			kc, err := mapKeyCodec(v.Type().Key())
+			if err != nil {
+				return err
+			}
+			type entry struct {
+				name string
+				key  reflect.Value
+			}
+			entries := make([]entry, 0, v.Len())
 			for it := v.MapRange(); it.Next(); {
-				if err := setMapTypes(v, it.Key(), m); err != nil {
-					return fmt.Errorf("%v: %w", it.Key(), err)
+				entries = append(entries, entry{string(kc.enc(nil, it.Key())), it.Key()})
+			}
+			// The first error is the same every time.
+			slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+			for _, e := range entries {
+				if err := setMapTypes(v, e.key, m); err != nil {
+					return fmt.Errorf("%s: %w", strconv.Quote(e.name), err)
 				}
 			}
 			return nil
@@ -494,7 +485,8 @@ func typeMark(t reflect.Type) string {
 		return markTimestamp
 	case t == durationType:
 		return markDuration
-	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8,
+		t.Kind() == reflect.Array && t.Elem() == byteType:
 		return markBytes
 	}
 	return ""

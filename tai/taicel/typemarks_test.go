@@ -236,3 +236,163 @@ func TestReplayDynamicTimestampsDurationsAndBytes(t *testing.T) {
 	assert.Equal(t, d, again)
 	assert.Equal(t, string(d.Inputs), string(again.Inputs))
 }
+
+// A variable declared a list or a map of dyn holds its elements as JSON
+// reads them, without a type: the timestamps, durations and bytes the
+// record marks in them were left strings and ints, and Replay failed on
+// a rule that compared them (no such overload). They read back with
+// their types, as in a variable declared dyn; the elements of a declared
+// type keep it.
+func TestReplayListAndMapOfDynVariables(t *testing.T) {
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	vars := map[string]any{
+		"stamps": []any{at, "x"},
+		"waits":  map[string]any{"a": time.Minute, "b": 3},
+		"byID":   map[int64]any{7: []byte("k")},
+		"nested": []any{[]time.Time{at}},
+		"times":  []time.Time{at},
+		"dyn":    map[string]any{"at": at},
+	}
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{
+		Vars: map[string]*cel.Type{
+			"stamps": cel.ListType(cel.DynType),
+			"waits":  cel.MapType(cel.StringType, cel.DynType),
+			"byID":   cel.MapType(cel.IntType, cel.DynType),
+			"nested": cel.ListType(cel.ListType(cel.DynType)),
+			"times":  cel.ListType(cel.TimestampType),
+			"dyn":    cel.DynType,
+		},
+		Lookup:       func(context.Context, tai.Signal[map[string]any]) (map[string]any, error) { return vars, nil },
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "v", Rules: []taicel.Rule{
+		{Name: "stamps", Weight: 0.1, Expr: `stamps[0] < signal.time && stamps[1] == "x"`},
+		{Name: "waits", Weight: 0.1, Expr: `waits.a > duration("1s") && waits.b == 3`},
+		{Name: "by_id", Weight: 0.1, Expr: `byID[7] == b"k"`},
+		{Name: "nested", Weight: 0.1, Expr: `nested[0][0] <= signal.time`},
+		{Name: "times", Weight: 0.1, Expr: `times[0] <= signal.time`},
+		{Name: "dyn", Weight: 0.1, Expr: `dyn.at <= signal.time`},
+	}})
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[map[string]any]{Time: at.Add(time.Hour), Payload: map[string]any{}})
+	require.NoError(t, err)
+	require.Len(t, d.Contributions, 6, "every rule fires: %+v", d.Contributions)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	assert.Equal(t, "x", in.Vars["stamps"].([]any)[1], "a string not marked stays a string")
+	again, err := set.Replay(tai.Signal[map[string]any]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d, again)
+	assert.Equal(t, string(d.Inputs), string(again.Inputs))
+
+	for _, tc := range []struct{ in, want string }{
+		{`{"payload":{},"vars":{"stamps":["x"]},"var_types":{"stamps":"timestamp"}}`, `var_types: "stamps": [0]: "x" is not a timestamp`},
+		{`{"payload":{},"vars":{"stamps":["x"]},"var_types":{"stamps":{"1":"timestamp"}}}`, `var_types: "stamps": "1": no such member`},
+		{`{"payload":{},"vars":{"byID":{"7":"x"}},"var_types":{"byID":{"8":"bytes"}}}`, `var_types: "byID": "8": no such member`},
+		{`{"payload":{},"vars":{"waits":{"a":"x"}},"var_types":{"waits":"duration"}}`, `var_types: "waits": "a": "x" is not a duration`},
+		{`{"payload":{},"vars":{"waits":{}},"var_types":{"waits":3}}`, `var_types: "waits": neither a type nor an object`},
+	} {
+		_, err := env.DecodeInputs([]byte(tc.in))
+		assert.ErrorContains(t, err, tc.want, tc.in)
+	}
+}
+
+// Digest has a byte array, which CEL reads as bytes, as it reads a
+// []byte.
+type Digest struct {
+	Sum  [2]byte
+	Sums [][2]byte
+}
+
+// A byte array ([32]byte, a digest) is bytes to CEL, in a typed payload
+// and within an interface, but was recorded as a list of ints, unmarked:
+// a dynamic backtest and a dynamic Env's Replay judged a list, and a
+// rule comparing it with bytes decided otherwise. It is recorded as
+// bytes are, and read back as bytes there; a typed Env reads it back
+// into its array, as it still reads the list that earlier versions
+// wrote.
+func TestByteArraysReadAsBytes(t *testing.T) {
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	rules := []taicel.Rule{
+		{Name: "sum", Weight: 0.5, Expr: `payload.Sum == b"\x01\x02"`},
+		{Name: "sums", Weight: 0.5, Expr: `payload.Sums.exists(s, s == b"\x03\x04")`},
+	}
+	spec := &taicel.Spec{Name: "digest", Version: "v", Rules: rules, Thresholds: taicel.Thresholds{Review: 0.5, Deny: 1}}
+	env, err := taicel.NewEnv(taicel.Options[Digest]{RecordInputs: true})
+	require.NoError(t, err)
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[Digest]{Time: at, Payload: Digest{Sum: [2]byte{1, 2}, Sums: [][2]byte{{3, 4}}}})
+	require.NoError(t, err)
+	require.Equal(t, tai.Deny, d.Verdict, "CEL reads a byte array as bytes")
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	assert.Equal(t, Digest{Sum: [2]byte{1, 2}, Sums: [][2]byte{{3, 4}}}, in.Payload)
+	again, err := set.Replay(tai.Signal[Digest]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d, again)
+	old, err := env.DecodeInputs([]byte(`{"payload":{"Sum":[1,2],"Sums":[[3,4]]}}`))
+	require.NoError(t, err)
+	assert.Equal(t, Digest{Sum: [2]byte{1, 2}, Sums: [][2]byte{{3, 4}}}, old.Payload)
+	for _, tc := range []struct{ in, want string }{
+		{`{"payload":{"Sum":"AQID"}}`, `Sum: 3 bytes for [2]uint8`},
+		{`{"payload":{"Sum":"!"}}`, `Sum: bytes:`},
+		{`{"payload":{"Sum":[1,2,3]}}`, `Sum: more than 2 elements`},
+	} {
+		_, err := env.DecodeInputs([]byte(tc.in))
+		assert.ErrorContains(t, err, tc.want, tc.in)
+	}
+
+	denv, err := taicel.NewEnv(taicel.Options[map[string]any]{RecordInputs: true})
+	require.NoError(t, err)
+	dset, err := denv.Compile(spec)
+	require.NoError(t, err)
+	din, err := denv.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	dd, err := dset.Replay(tai.Signal[map[string]any]{Time: din.Time, Payload: din.Payload}, din.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, dd.Verdict, "a dynamic Env judges the typed record as the typed Env did: %s", d.Inputs)
+
+	// Within a dynamic Env's payload, too.
+	dd, err = dset.Evaluate(t.Context(), tai.Signal[map[string]any]{Time: at, Payload: map[string]any{"Sum": [2]byte{1, 2}, "Sums": [][2]byte{{3, 4}}}})
+	require.NoError(t, err)
+	require.Equal(t, tai.Deny, dd.Verdict)
+	din, err = denv.DecodeInputs(dd.Inputs)
+	require.NoError(t, err)
+	again2, err := dset.Replay(tai.Signal[map[string]any]{Time: din.Time, Payload: din.Payload}, din.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, dd, again2)
+}
+
+// A dynamic Env's payload whose values are all of one marked type is
+// marked with the type's name once, as any map is ("types":"timestamp"),
+// and DecodeInputs refused that ("types: want an object"): Replay and a
+// backtest could not read the record. It reads it.
+func TestDecodeInputsPayloadOfOneMarkedType(t *testing.T) {
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{RecordInputs: true})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Name: "at", Version: "v", Rules: []taicel.Rule{
+		{Name: "at", Weight: 1, Expr: `payload.At < signal.time && payload.Seen.all(s, s < payload.At)`},
+	}})
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[map[string]any]{Time: at, Payload: map[string]any{
+		"At": at.Add(-time.Minute), "Seen": []time.Time{at.Add(-time.Hour)}}})
+	require.NoError(t, err)
+	require.Equal(t, tai.Deny, d.Verdict)
+	require.Contains(t, string(d.Inputs), `"types":"timestamp"`)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	again, err := set.Replay(tai.Signal[map[string]any]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d, again)
+
+	_, err = env.DecodeInputs([]byte(`{"payload":{"At":"x"},"types":"timestamp"}`))
+	assert.ErrorContains(t, err, `types: "At": "x" is not a timestamp`)
+	_, err = env.DecodeInputs([]byte(`{"payload":{},"types":3}`))
+	assert.ErrorContains(t, err, `types: want an object or a type's name`)
+}
