@@ -516,7 +516,7 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 // judged as if this one had been charged, which errs on the side of the
 // daily limit.
 func (s *Service) releaseHold(ctx context.Context, txnID string, h heldSpend) {
-	if err := s.state.AddSpend(context.WithoutCancel(ctx), h.customer, h.currency, -h.minor, h.at); err != nil {
+	if err := s.state.Release(context.WithoutCancel(ctx), h.customer, txnID, h.currency, h.minor, h.at); err != nil {
 		s.log.Warn("day's spend held for a payment not charged was not given back", "transaction_id", txnID, "err", err)
 	}
 }

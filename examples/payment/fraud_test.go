@@ -55,11 +55,11 @@ func (s stateFailing) Spent(ctx context.Context, c, cur string, now time.Time) (
 	return s.CustomerState.Spent(ctx, c, cur, now)
 }
 
-func (s stateFailing) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
+func (s stateFailing) Reserve(ctx context.Context, c, txn, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
 	if s.method == "Reserve" {
 		return Reservation{}, errStateDown
 	}
-	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w, at)
+	return s.CustomerState.Reserve(ctx, c, txn, cur, minor, now, w, at)
 }
 
 func (s stateFailing) Move(ctx context.Context, c string, p Point) (Point, bool, error) {
@@ -77,7 +77,7 @@ func TestFraudFailsClosedOnState(t *testing.T) {
 			pol, err := NewFraudPolicy(FraudConfig{}, stateFailing{NewMemoryState(0), method}, nil)
 			require.NoError(t, err)
 			p := Payment{Amount: 10, Minor: 1000, Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: true, Lat: 1, Lon: 2}
-			_, err = pol.Evaluate(context.Background(), tai.Signal[Payment]{ID: "txn", Kind: "payment", Key: "c", Payload: p})
+			_, err = pol.Evaluate(context.Background(), tai.Signal[Payment]{ID: newTxn(), Kind: "payment", Key: "c", Payload: p})
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, errStateDown), "%v", err)
 		})
@@ -97,7 +97,7 @@ func TestImpossibleTravelEdges(t *testing.T) {
 	require.NoError(t, err)
 	score := func(customer string, lat, lon float64) float64 {
 		t.Helper()
-		d, err := pol.Evaluate(ctx, tai.Signal[Payment]{ID: "txn", Kind: "payment", Key: customer,
+		d, err := pol.Evaluate(ctx, tai.Signal[Payment]{ID: newTxn(), Kind: "payment", Key: customer,
 			Payload: Payment{Amount: 1, Minor: 100, Currency: "USD", CustomerID: customer, MerchantID: "m", HasCoords: true, Lat: lat, Lon: lon}})
 		require.NoError(t, err)
 		return d.Score
@@ -244,7 +244,7 @@ func TestFraudConfigLimits(t *testing.T) {
 // returns the score.
 func fraudScore(t *testing.T, pol *tai.Scored[Payment], p Payment) float64 {
 	t.Helper()
-	d, err := pol.Evaluate(context.Background(), tai.Signal[Payment]{ID: "txn", Kind: "payment", Key: p.CustomerID, Payload: p})
+	d, err := pol.Evaluate(context.Background(), tai.Signal[Payment]{ID: newTxn(), Kind: "payment", Key: p.CustomerID, Payload: p})
 	require.NoError(t, err)
 	return d.Score
 }
@@ -435,7 +435,7 @@ func TestFraudCELFailsClosedOnState(t *testing.T) {
 			set, err := env.Compile(spec)
 			require.NoError(t, err)
 			p := Payment{Amount: 10, Minor: 1000, Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: coords, Lat: 1, Lon: 2}
-			_, err = set.Evaluate(context.Background(), tai.Signal[Payment]{ID: "txn", Kind: "payment", Key: "c", Payload: p})
+			_, err = set.Evaluate(context.Background(), tai.Signal[Payment]{ID: newTxn(), Kind: "payment", Key: "c", Payload: p})
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, errStateDown), "%v", err)
 		})
@@ -458,9 +458,14 @@ func (s *countingState) AddSpend(ctx context.Context, c, cur string, minor int64
 	return s.CustomerState.AddSpend(ctx, c, cur, minor, now)
 }
 
-func (s *countingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
+func (s *countingState) Reserve(ctx context.Context, c, txn, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
 	s.changes.Add(1)
-	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w, at)
+	return s.CustomerState.Reserve(ctx, c, txn, cur, minor, now, w, at)
+}
+
+func (s *countingState) Release(ctx context.Context, c, txn, cur string, minor int64, at time.Time) error {
+	s.changes.Add(1)
+	return s.CustomerState.Release(ctx, c, txn, cur, minor, at)
 }
 
 func (s *countingState) Move(ctx context.Context, c string, p Point) (Point, bool, error) {
@@ -485,7 +490,7 @@ func TestFraudCELChangesTheStateOnce(t *testing.T) {
 		t.Helper()
 		before := state.changes.Load()
 		p.Amount, p.Minor, p.Currency, p.CustomerID, p.MerchantID = 10, 1000, "USD", "c", "m"
-		rec, err := set.Evaluate(context.Background(), tai.Signal[Payment]{ID: "txn", Kind: "payment", Key: "c", Payload: p})
+		rec, err := set.Evaluate(context.Background(), tai.Signal[Payment]{ID: newTxn(), Kind: "payment", Key: "c", Payload: p})
 		require.NoError(t, err)
 		assert.EqualValues(t, 1, state.changes.Load()-before, "changes of one payment")
 		var in struct{ Vars map[string]any }

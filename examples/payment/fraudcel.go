@@ -72,7 +72,8 @@ func NewFraudEnv(cfg FraudConfig, state CustomerState, now func() time.Time) (*t
 
 // fraudLookup reads what the rules need from the customer state, with the
 // side effects the Go rules have: the attempt is counted and the
-// customer's location moved, once per payment. The day's spend is held
+// customer's location moved, once per payment — once per transaction ID
+// (the signal's), however often it is run (Reserve). The day's spend is held
 // for the payment as it is judged (Reserve, which moves the location in
 // the same change), where the Go rules' is booked once it is charged: one
 // write to the state instead of three, and payments of one customer judged
@@ -91,9 +92,15 @@ func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) fun
 		if p.HasCoords {
 			at = &Point{Lat: p.Lat, Lon: p.Lon, At: t}
 		}
-		res, err := state.Reserve(ctx, p.CustomerID, p.Currency, p.Minor, t, window, at)
+		res, err := state.Reserve(ctx, p.CustomerID, s.ID, p.Currency, p.Minor, t, window, at)
 		if err != nil {
 			return nil, fmt.Errorf("attempts, day's spend and location: %w", err)
+		}
+		// A payment run again (its first run's process died) is judged
+		// as its first run was, at its time: what it charged agrees with
+		// what it answers. Its hold is the first run's.
+		if !res.At.IsZero() {
+			t = res.At
 		}
 		if h, ok := ctx.Value(spendHoldKey{}).(*spendHold); ok {
 			h.set(p.CustomerID, p.Currency, p.Minor, t)

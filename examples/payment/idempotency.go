@@ -22,7 +22,10 @@ import (
 // it — unless its request took over an abandoned claim, whose transaction
 // ID may have reached the gateway: the key keeps that ID, and the claim's
 // lease is ended so that the retry takes it over at once. Keys are
-// forgotten a day after they were claimed (or last taken over).
+// forgotten a day after they were claimed (or last taken over), or once
+// the claim's lease has run out if that is later: the claim of a payment
+// still being stored is renewed (commitLater) and keeps its key however
+// long that takes, where a claim anew would charge the payment again.
 //
 // The store keeps only the claim — key → request fingerprint and
 // transaction ID. The answer itself is the payment's record in the
@@ -107,8 +110,9 @@ func (e IdemEntry) size(key string) int64 {
 // keeps them in JetStream, through restarts and across replicas;
 // MemoryIdempotency keeps them in this process and forgets them on restart.
 type IdempotencyStore interface {
-	// Claim stores e under key unless an entry younger than a day is
-	// there, which it returns instead with claimed false. A store that
+	// Claim stores e under key unless an entry not expired (younger
+	// than a day, or with a lease that still runs) is there, which it
+	// returns instead with claimed false. A store that
 	// holds its byte limit refuses new keys with ErrStoreFull; one whose
 	// writes on the key kept losing to others' returns ErrKeyContended.
 	Claim(ctx context.Context, key string, e IdemEntry) (existing IdemEntry, claimed bool, err error)
@@ -133,7 +137,8 @@ type IdempotencyStore interface {
 // MemoryIdempotency keeps keys in this process, which forgets them on
 // restart: use it only when that is acceptable. It holds at most MaxBytes
 // of entries (refusing new keys beyond, with ErrStoreFull) and forgets
-// each a day after its claim, oldest first, a few at each claim.
+// each once it has expired (a day after its claim, its lease run out),
+// oldest first, a few at each claim.
 type MemoryIdempotency struct {
 	mu       sync.Mutex
 	entries  map[string]IdemEntry
@@ -161,8 +166,14 @@ func NewMemoryIdempotency(maxBytes int64, now func() time.Time) *MemoryIdempoten
 	return &MemoryIdempotency{entries: make(map[string]IdemEntry), maxBytes: maxBytes, now: now}
 }
 
-// expired reports whether an entry claimed at started is forgotten at now.
-func expired(started, now time.Time) bool { return now.Sub(started) >= idempotencyTTL }
+// expired reports whether e is forgotten at now: a day after its claim,
+// once its lease has run out too. The claim of a payment being stored in
+// the background is renewed until it is stored (commitLater), and never
+// expires meanwhile: claimed anew, its key would run the payment again
+// under another transaction ID, and charge it twice.
+func expired(e IdemEntry, now time.Time) bool {
+	return now.Sub(e.Started) >= idempotencyTTL && !now.Before(e.leaseEnd())
+}
 
 // Claim implements IdempotencyStore.
 func (m *MemoryIdempotency) Claim(_ context.Context, key string, e IdemEntry) (IdemEntry, bool, error) {
@@ -171,7 +182,7 @@ func (m *MemoryIdempotency) Claim(_ context.Context, key string, e IdemEntry) (I
 	now := m.now()
 	m.sweep(now)
 	if old, ok := m.entries[key]; ok {
-		if !expired(old.Started, now) {
+		if !expired(old, now) {
 			return old, false, nil
 		}
 		m.drop(key, old)
@@ -191,12 +202,18 @@ func (m *MemoryIdempotency) sweep(now time.Time) {
 			break
 		}
 		k := m.order[m.head]
-		if !expired(k.started, now) {
+		if now.Sub(k.started) < idempotencyTTL {
 			break
 		}
 		m.order[m.head] = orderedKey{}
 		m.head++
 		if e, ok := m.entries[k.key]; ok && e.Started.Equal(k.started) {
+			if !expired(e, now) {
+				// A day old, its lease renewed: its place goes to the
+				// back, to be looked at again after the others.
+				m.order = append(m.order, k)
+				continue
+			}
 			m.drop(k.key, e)
 		}
 	}
@@ -391,7 +408,7 @@ func (n *NATSIdempotency) Claim(ctx context.Context, key string, e IdemEntry) (I
 			return IdemEntry{}, false, fmt.Errorf("idempotency: %w", err)
 		}
 		var old IdemEntry
-		if err := json.Unmarshal(got.Value(), &old); err == nil && !expired(old.Started, n.now()) {
+		if err := json.Unmarshal(got.Value(), &old); err == nil && !expired(old, n.now()) {
 			old.rev = got.Revision()
 			return old, false, nil
 		}

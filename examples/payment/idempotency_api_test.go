@@ -45,11 +45,11 @@ func (f *failingState) Spent(ctx context.Context, c, cur string, now time.Time) 
 	return f.CustomerState.Spent(ctx, c, cur, now)
 }
 
-func (f *failingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
+func (f *failingState) Reserve(ctx context.Context, c, txn, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
 	if f.failing.Load() {
 		return Reservation{}, errStateDown
 	}
-	return f.CustomerState.Reserve(ctx, c, cur, minor, now, w, at)
+	return f.CustomerState.Reserve(ctx, c, txn, cur, minor, now, w, at)
 }
 
 // TestIdempotencyReleasesWhatAsksForRetry: an answer that tells the client
@@ -393,12 +393,12 @@ type stallingState struct {
 	release chan struct{}
 }
 
-func (s *stallingState) Reserve(ctx context.Context, c, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
+func (s *stallingState) Reserve(ctx context.Context, c, txn, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
 	if s.once.CompareAndSwap(false, true) {
 		close(s.entered)
 		<-s.release
 	}
-	return s.CustomerState.Reserve(ctx, c, cur, minor, now, w, at)
+	return s.CustomerState.Reserve(ctx, c, txn, cur, minor, now, w, at)
 }
 
 // TestKeyOfAPaymentLongerThanTheLeaseIsNotTakenOver: -request-timeout
@@ -971,4 +971,61 @@ func (ts *testService) retryWhileInFlight(t *testing.T, body any, key, why strin
 		return r.Code != http.StatusConflict
 	}, 10*time.Second, 20*time.Millisecond, why)
 	return r
+}
+
+// A payment whose process died after the fraud lookup's Reserve (the
+// attempt counted, the day's spend held, perhaps charged) is run again by
+// a takeover under its transaction ID: judged as its first run was, it is
+// not refused as the customer's sixth attempt in the minute — the money
+// may have moved — and its spend is held once.
+func TestTakeoverRerunIsNotCountedTwice(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ctx := context.Background()
+	const customer = "cust_rerun"
+	for range 4 {
+		r := ts.pay(t, customer, 7, nil)
+		require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+		ts.clock.Advance(12 * time.Second) // within the per-customer limit
+	}
+	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "` + customer + `", "currency": "USD", "merchant_id": "merc_456"}`))
+	require.NoError(t, err)
+	// The fifth payment's first run, by an earlier run of this instance:
+	// its claim, and its lookup's Reserve; then it died.
+	earlier := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_" + strings.Repeat("5e", 16), Owner: "test/earlier",
+		Started: ts.clock.Now(), Until: ts.clock.Now().Add(inFlightLease)}
+	_, claimed, err := ts.idem.Claim(ctx, "k-rerun", earlier)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	first, err := ts.state.Reserve(ctx, customer, earlier.TxnID, "USD", p.Minor, ts.clock.Now(), time.Minute, nil)
+	require.NoError(t, err)
+	require.Equal(t, 5, first.Attempts, "at the limit, allowed")
+
+	ts.clock.Advance(time.Second)
+	r := ts.pay(t, customer, 7, nil, "Idempotency-Key", "k-rerun")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, earlier.TxnID, r.str("transaction_id"), "run again as the same payment")
+	assert.Equal(t, StatusSuccess, r.str("status"), string(r.Raw))
+	spent, err := ts.state.Spent(ctx, customer, "USD", ts.clock.Now())
+	require.NoError(t, err)
+	assert.EqualValues(t, 5*p.Minor, spent, "five payments held, the rerun once")
+}
+
+// A payment stored in the background for over a day (its record refused
+// all that time) keeps its key: the retry that comes then waits for it
+// (409), where it claimed the key anew, as a day-old claim, and charged
+// the payment a second time under another transaction ID.
+func TestKeyOfAPaymentStoredForOverADayIsNotClaimedAnew(t *testing.T) {
+	ts, limit := chargeNotStored(t, "pending-day")
+	ts.clock.Advance(idempotencyTTL)
+	idem := ts.idem.(*MemoryIdempotency)
+	require.Eventually(t, func() bool {
+		idem.mu.Lock()
+		defer idem.mu.Unlock()
+		return idem.entries["pending-day"].leaseEnd().After(ts.clock.Now().Add(time.Minute))
+	}, 30*time.Second, 10*time.Millisecond, "the claim is renewed as the commit is retried")
+	again := ts.pay(t, "cust_pending", 10, nil, "Idempotency-Key", "pending-day")
+	assert.Equal(t, http.StatusConflict, again.Code, string(again.Raw))
+	assert.Equal(t, "idempotency_in_flight", again.errField("code"), string(again.Raw))
+	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
+	limit(-1)
 }

@@ -802,3 +802,50 @@ func TestIdempotencyStoresRenew(t *testing.T) {
 		})
 	}
 }
+
+// A claim whose payment is stored in the background (commitLater) is
+// renewed for as long as that takes, past its day if the store stays out
+// of reach: it holds its key while its lease runs, in either store and
+// whatever the memory store sweeps, and a request with the key gets it
+// (claimed false; 409 while the payment is stored), not a claim of its
+// own that would charge the payment again under another transaction ID.
+// Once the renewals stop and its lease runs out, a claim past its day is
+// forgotten.
+func TestIdempotencyStoresKeepAClaimRenewedPastItsDay(t *testing.T) {
+	for name, newStore := range idemStores {
+		t.Run(name, func(t *testing.T) {
+			clock := newManualClock()
+			s, ctx := newStore(t, clock.Now, 0), context.Background()
+			held := claimOf("txn_stored_late", clock.Now())
+			held.Until = clock.Now().Add(inFlightLease)
+			_, claimed, err := s.Claim(ctx, "k", held)
+			require.NoError(t, err)
+			require.True(t, claimed)
+			_, _, err = s.Claim(ctx, "after", claimOf("txn_after", clock.Now()))
+			require.NoError(t, err)
+			for clock.Now().Sub(held.Started) <= idempotencyTTL+time.Hour {
+				clock.Advance(time.Minute)
+				renewed, ok, err := s.Renew(ctx, "k", held, clock.Now().Add(inFlightLease))
+				require.NoError(t, err)
+				require.True(t, ok, "renewed at %v", clock.Now())
+				held = renewed
+			}
+			for i := range 20 { // the memory store sweeps at each claim
+				_, _, err := s.Claim(ctx, fmt.Sprintf("new-%d", i), claimOf("txn_new", clock.Now()))
+				require.NoError(t, err)
+			}
+			old, claimed, err := s.Claim(ctx, "k", claimOf("txn_retry", clock.Now()))
+			require.NoError(t, err)
+			require.False(t, claimed, "a claim whose lease runs holds its key past its day")
+			assert.True(t, old.same(held), "%+v", old)
+			_, claimed, err = s.Claim(ctx, "after", claimOf("txn_after_2", clock.Now()))
+			require.NoError(t, err)
+			assert.True(t, claimed, "a claim past its day and its lease is forgotten")
+
+			clock.Advance(inFlightLease)
+			_, claimed, err = s.Claim(ctx, "k", claimOf("txn_retry_2", clock.Now()))
+			require.NoError(t, err)
+			assert.True(t, claimed, "forgotten once its lease runs out too")
+		})
+	}
+}

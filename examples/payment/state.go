@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Point is where a customer paid from, and when.
@@ -34,15 +35,29 @@ type CustomerState interface {
 	// back twice, as a credit on the daily limit.
 	AddSpend(ctx context.Context, customer, currency string, minor int64, now time.Time) error
 	// Reserve is Attempt and Spent in one change, and holds minor of the
-	// day's spend for the payment being judged: it returns the attempts
-	// in the window ending at now (this one included) and the spend of
-	// now's day before the hold. A payment that is then not charged gives
-	// the hold back (AddSpend with -minor at the same now); one that is
+	// day's spend for the payment being judged, transaction txn: it
+	// returns the attempts in the window ending at now (this one
+	// included) and the spend of now's day before the hold. A payment
+	// that is then not charged gives the hold back (Release); one that is
 	// charged keeps it, and books nothing more. Payments of a customer
 	// judged at the same time see each other's holds. With at not nil it
 	// is Move to *at too, in the same change, and returns the location
 	// before it: a payment with coordinates makes one write, not two.
-	Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration, at *Point) (Reservation, error)
+	//
+	// A Reserve is made once per transaction: one repeated with the same
+	// txn (its payment run again after its process died, the money
+	// perhaps moved) returns what the first returned, At the first's
+	// time, and changes nothing — no second attempt, hold or move — for
+	// as long as the first is remembered: holdKept, for the
+	// maxHoldsKept latest transactions of the customer, until it is
+	// released or the customer is forgotten. An empty txn is never taken
+	// for a repeat.
+	Reserve(ctx context.Context, customer, txn, currency string, minor int64, now time.Time, window time.Duration, at *Point) (Reservation, error)
+	// Release gives back the hold Reserve took for transaction txn, minor
+	// of currency on the day of at (the Reservation's At), as AddSpend
+	// with -minor does, and forgets the transaction's Reserve: a payment
+	// not charged that is run again holds afresh.
+	Release(ctx context.Context, customer, txn, currency string, minor int64, at time.Time) error
 	// Move records the customer's location and returns the previous one.
 	Move(ctx context.Context, customer string, p Point) (prev Point, ok bool, err error)
 }
@@ -80,9 +95,10 @@ type memoryShard struct {
 }
 
 // recordBytes estimates what a customer's record costs: the map entry and
-// its share of the map, the name, the attempts and the other currencies.
+// its share of the map, the name, the attempts, the holds and the other
+// currencies.
 func recordBytes(customer string, r *customerRecord) int64 {
-	return int64(192 + len(customer) + 8*cap(r.attempts) + 48*len(r.more))
+	return int64(192 + len(customer) + 8*cap(r.attempts) + heldRecordBytes*cap(r.holds) + 48*len(r.more))
 }
 
 type customerRecord struct {
@@ -98,12 +114,49 @@ type customerRecord struct {
 	lastAt  int64 // Unix nanoseconds
 	hasLast bool
 	seen    int64 // Unix nanoseconds
+	// holds are the transactions' Reserves remembered, oldest first.
+	holds []heldRecord
 }
+
+// heldRecord is a transaction's Reserve as MemoryState remembers it: what
+// it returned, and the transaction as a hash of its ID (txnTag). It holds
+// no pointer, which the garbage collector would have to walk.
+type heldRecord struct {
+	tag      uint64
+	at       int64 // Unix nanoseconds
+	spent    int64
+	prevLat  float64
+	prevLon  float64
+	prevAt   int64 // Unix nanoseconds
+	attempts int32
+	hasPrev  bool
+}
+
+// heldRecordBytes is the size of a heldRecord.
+const heldRecordBytes = int(unsafe.Sizeof(heldRecord{}))
+
+// tagSeed seeds the hashes MemoryState keeps of transaction IDs: they
+// never leave the process.
+var tagSeed = maphash.MakeSeed()
+
+// txnTag is the hash MemoryState keeps of a transaction ID. Two of one
+// customer's remembered transactions share one by a chance of one in
+// 2^58 at most.
+func txnTag(txn string) uint64 { return maphash.String(tagSeed, txn) }
 
 // maxAttemptsKept bounds the attempts remembered per customer, in every
 // store: the count of attempts goes no higher, and a velocity limit must
 // be below it.
 const maxAttemptsKept = 256
+
+// How long, and how many per customer, every store remembers the
+// transactions' Reserves, so that a payment run again is not counted
+// and held twice: as long as its Idempotency-Key, which a takeover runs
+// it again under, is kept; for the customer's latest few transactions.
+const (
+	holdKept     = idempotencyTTL
+	maxHoldsKept = 64
+)
 
 // NewMemoryState returns an empty MemoryState holding about maxBytes at
 // most (0 means 256 MiB).
@@ -225,6 +278,9 @@ func (m *MemoryState) AddSpend(_ context.Context, customer, currency string, min
 
 // Reservation is what Reserve read and changed for one payment.
 type Reservation struct {
+	// At is when the hold was taken: the now of the transaction's first
+	// Reserve.
+	At time.Time
 	// Attempts counts the attempts in the window ending at now, this one
 	// included.
 	Attempts int
@@ -237,9 +293,18 @@ type Reservation struct {
 }
 
 // Reserve implements CustomerState.
-func (m *MemoryState) Reserve(_ context.Context, customer, currency string, minor int64, now time.Time, window time.Duration, at *Point) (res Reservation, _ error) {
-	m.with(customer, now, func(r *customerRecord) { res = reserve(r, currency, minor, now, window, at) })
+func (m *MemoryState) Reserve(_ context.Context, customer, txn, currency string, minor int64, now time.Time, window time.Duration, at *Point) (res Reservation, _ error) {
+	m.with(customer, now, func(r *customerRecord) { res = reserve(r, txn, currency, minor, now, window, at) })
 	return res, nil
+}
+
+// Release implements CustomerState.
+func (m *MemoryState) Release(_ context.Context, customer, txn, currency string, minor int64, at time.Time) error {
+	m.with(customer, at, func(r *customerRecord) {
+		r.addSpend(currency, -minor, at)
+		r.forget(txn)
+	})
+	return nil
 }
 
 // customerBook is one customer's state as Reserve changes it, in each
@@ -249,17 +314,80 @@ type customerBook interface {
 	spent(currency string, now time.Time) int64
 	addSpend(currency string, minor int64, now time.Time)
 	move(p Point) (prev Point, ok bool)
+	// reserved returns the Reserve of txn, if it is remembered and was
+	// made less than holdKept before now.
+	reserved(txn string, now time.Time) (Reservation, bool)
+	// remember keeps r as the Reserve of txn, made at r.At, and forgets
+	// those made holdKept before it and the oldest beyond maxHoldsKept.
+	remember(txn string, r Reservation)
+	// forget forgets the Reserve of txn.
+	forget(txn string)
 }
 
 // reserve counts an attempt at now, holds minor of the day's spend in b
-// and, with at not nil, moves the customer to *at.
-func reserve(b customerBook, currency string, minor int64, now time.Time, window time.Duration, at *Point) Reservation {
-	r := Reservation{Attempts: b.attempt(now, window), Spent: b.spent(currency, now)}
+// and, with at not nil, moves the customer to *at — unless txn reserved
+// already, whose Reserve it returns, changing nothing.
+func reserve(b customerBook, txn, currency string, minor int64, now time.Time, window time.Duration, at *Point) Reservation {
+	if txn != "" {
+		if r, ok := b.reserved(txn, now); ok {
+			return r
+		}
+	}
+	r := Reservation{At: now, Attempts: b.attempt(now, window), Spent: b.spent(currency, now)}
 	b.addSpend(currency, minor, now)
 	if at != nil {
 		r.Prev, r.HasPrev = b.move(*at)
 	}
+	if txn != "" {
+		b.remember(txn, r)
+	}
 	return r
+}
+
+// reserved implements customerBook.
+func (r *customerRecord) reserved(txn string, now time.Time) (Reservation, bool) {
+	if len(r.holds) == 0 {
+		return Reservation{}, false
+	}
+	tag, cut := txnTag(txn), now.UnixNano()-int64(holdKept)
+	for i := range r.holds {
+		if h := &r.holds[i]; h.tag == tag && h.at > cut {
+			res := Reservation{At: time.Unix(0, h.at).UTC(), Attempts: int(h.attempts), Spent: h.spent, HasPrev: h.hasPrev}
+			if h.hasPrev {
+				res.Prev = Point{Lat: h.prevLat, Lon: h.prevLon, At: time.Unix(0, h.prevAt).UTC()}
+			}
+			return res, true
+		}
+	}
+	return Reservation{}, false
+}
+
+// remember implements customerBook.
+func (r *customerRecord) remember(txn string, res Reservation) {
+	cut := res.At.UnixNano() - int64(holdKept)
+	kept := r.holds[:0]
+	for _, h := range r.holds {
+		if h.at > cut {
+			kept = append(kept, h)
+		}
+	}
+	if len(kept) >= maxHoldsKept {
+		kept = kept[:copy(kept, kept[len(kept)-maxHoldsKept+1:])]
+	}
+	h := heldRecord{tag: txnTag(txn), at: res.At.UnixNano(), spent: res.Spent, attempts: int32(res.Attempts), hasPrev: res.HasPrev}
+	if res.HasPrev {
+		h.prevLat, h.prevLon, h.prevAt = res.Prev.Lat, res.Prev.Lon, res.Prev.At.UnixNano()
+	}
+	r.holds = append(kept, h)
+}
+
+// forget implements customerBook.
+func (r *customerRecord) forget(txn string) {
+	if len(r.holds) == 0 {
+		return
+	}
+	tag := txnTag(txn)
+	r.holds = slices.DeleteFunc(r.holds, func(h heldRecord) bool { return h.tag == tag })
 }
 
 // attempt records an attempt at now and returns the attempts in the
@@ -406,10 +534,16 @@ func (b boundedState) AddSpend(ctx context.Context, customer, currency string, m
 	return b.CustomerState.AddSpend(ctx, customer, currency, minor, now)
 }
 
-func (b boundedState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration, at *Point) (Reservation, error) {
+func (b boundedState) Reserve(ctx context.Context, customer, txn, currency string, minor int64, now time.Time, window time.Duration, at *Point) (Reservation, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
-	return b.CustomerState.Reserve(ctx, customer, currency, minor, now, window, at)
+	return b.CustomerState.Reserve(ctx, customer, txn, currency, minor, now, window, at)
+}
+
+func (b boundedState) Release(ctx context.Context, customer, txn, currency string, minor int64, at time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.CustomerState.Release(ctx, customer, txn, currency, minor, at)
 }
 
 func (b boundedState) Move(ctx context.Context, customer string, p Point) (Point, bool, error) {

@@ -48,7 +48,7 @@ func reserveStep(customer, currency string, minor int64, now time.Time) stateSte
 // reserveAtStep is reserveStep moving the customer to at as well.
 func reserveAtStep(customer, currency string, minor int64, now time.Time, at *Point) stateStep {
 	return func(ctx context.Context, s CustomerState) (string, error) {
-		r, err := s.Reserve(ctx, customer, currency, minor, now, time.Minute, at)
+		r, err := s.Reserve(ctx, customer, newTxn(), currency, minor, now, time.Minute, at)
 		got := fmt.Sprintf("reserve %s %s %d %v: %d attempts, %d spent", customer, currency, minor, now.Format(time.RFC3339Nano), r.Attempts, r.Spent)
 		if at != nil {
 			got += fmt.Sprintf(", moved to %v %v %d from %v %v %v %d", at.Lat, at.Lon, at.At.UnixNano(), r.HasPrev, r.Prev.Lat, r.Prev.Lon, r.Prev.At.UnixNano())
@@ -197,7 +197,7 @@ func TestCustomerStatesCountRacingAttempts(t *testing.T) {
 			seen := make([]int, racers)
 			for i := range racers {
 				wg.Go(func() {
-					r, err := s.Reserve(ctx, "race", "USD", 100, now, time.Minute, nil)
+					r, err := s.Reserve(ctx, "race", newTxn(), "USD", 100, now, time.Minute, nil)
 					assert.NoError(t, err)
 					seen[i] = r.Attempts
 				})
@@ -316,7 +316,7 @@ func TestSharedStatesCountRacingAttemptsAcrossReplicas(t *testing.T) {
 			seen := make([]int, racers)
 			for i := range racers {
 				wg.Go(func() {
-					r, err := replicas[i%2].Reserve(ctx, "race", "USD", 100, now, time.Minute, nil)
+					r, err := replicas[i%2].Reserve(ctx, "race", newTxn(), "USD", 100, now, time.Minute, nil)
 					assert.NoError(t, err)
 					seen[i] = r.Attempts
 				})
@@ -340,13 +340,13 @@ func TestSharedStatesKeepTheDayBeforeForAClockBehind(t *testing.T) {
 	for name, replicas := range sharedReplicas(t) {
 		t.Run(name, func(t *testing.T) {
 			a, b, ctx := replicas[0], replicas[1], context.Background()
-			_, err := b.Reserve(ctx, "skew", "USD", 400, behind.Add(-time.Minute), time.Minute, nil)
+			_, err := b.Reserve(ctx, "skew", newTxn(), "USD", 400, behind.Add(-time.Minute), time.Minute, nil)
 			require.NoError(t, err)
-			r, err := a.Reserve(ctx, "skew", "USD", 300, midnight, time.Minute, nil)
+			r, err := a.Reserve(ctx, "skew", newTxn(), "USD", 300, midnight, time.Minute, nil)
 			require.NoError(t, err)
 			assert.Zero(t, r.Spent, "a new day for a")
 
-			r, err = b.Reserve(ctx, "skew", "USD", 200, behind, time.Minute, nil)
+			r, err = b.Reserve(ctx, "skew", newTxn(), "USD", 200, behind, time.Minute, nil)
 			require.NoError(t, err)
 			assert.EqualValues(t, 400, r.Spent, "b's day is still the day before")
 			v, err := a.Spent(ctx, "skew", "USD", midnight.Add(time.Second))
@@ -357,7 +357,7 @@ func TestSharedStatesKeepTheDayBeforeForAClockBehind(t *testing.T) {
 			v, err = b.Spent(ctx, "skew", "USD", behind)
 			require.NoError(t, err)
 			assert.EqualValues(t, 400, v, "the hold given back to the day it was taken on")
-			r, err = a.Reserve(ctx, "skew", "USD", 50, midnight.Add(2*time.Second), time.Minute, nil)
+			r, err = a.Reserve(ctx, "skew", newTxn(), "USD", 50, midnight.Add(2*time.Second), time.Minute, nil)
 			require.NoError(t, err)
 			assert.EqualValues(t, 300, r.Spent, "the new day's spend is left alone")
 		})
@@ -402,28 +402,28 @@ func TestCustomerStatesReleaseNoSpendBelowZero(t *testing.T) {
 			}
 
 			// Forgotten between the hold and its release.
-			_, err := s.Reserve(ctx, "gone", "USD", 400_000, day, time.Minute, nil)
+			_, err := s.Reserve(ctx, "gone", newTxn(), "USD", 400_000, day, time.Minute, nil)
 			require.NoError(t, err)
 			forgetCustomer(t, s, "gone", "USD", day)
 			require.NoError(t, s.AddSpend(ctx, "gone", "USD", -400_000, day))
 			assert.Zero(t, spent("gone"), "a release of a hold forgotten")
-			r, err := s.Reserve(ctx, "gone", "USD", 100, day.Add(time.Second), time.Minute, nil)
+			r, err := s.Reserve(ctx, "gone", newTxn(), "USD", 100, day.Add(time.Second), time.Minute, nil)
 			require.NoError(t, err)
 			assert.Zero(t, r.Spent, "the next payment sees no credit")
 
 			// Forgotten, then held again, then the first hold released.
-			_, err = s.Reserve(ctx, "back", "USD", 400_000, day, time.Minute, nil)
+			_, err = s.Reserve(ctx, "back", newTxn(), "USD", 400_000, day, time.Minute, nil)
 			require.NoError(t, err)
 			forgetCustomer(t, s, "back", "USD", day)
-			_, err = s.Reserve(ctx, "back", "USD", 100, day.Add(time.Second), time.Minute, nil)
+			_, err = s.Reserve(ctx, "back", newTxn(), "USD", 100, day.Add(time.Second), time.Minute, nil)
 			require.NoError(t, err)
 			require.NoError(t, s.AddSpend(ctx, "back", "USD", -400_000, day))
 			assert.GreaterOrEqual(t, spent("back"), int64(0), "a release after the customer came back")
 
 			// A release in another currency than the one kept inline.
-			_, err = s.Reserve(ctx, "two", "EUR", 100, day, time.Minute, nil)
+			_, err = s.Reserve(ctx, "two", newTxn(), "EUR", 100, day, time.Minute, nil)
 			require.NoError(t, err)
-			_, err = s.Reserve(ctx, "two", "USD", 50, day, time.Minute, nil)
+			_, err = s.Reserve(ctx, "two", newTxn(), "USD", 50, day, time.Minute, nil)
 			require.NoError(t, err)
 			require.NoError(t, s.AddSpend(ctx, "two", "USD", -500, day))
 			require.NoError(t, s.AddSpend(ctx, "two", "EUR", -500, day))
@@ -433,10 +433,111 @@ func TestCustomerStatesReleaseNoSpendBelowZero(t *testing.T) {
 			assert.Zero(t, v)
 
 			// A release that fits leaves the rest.
-			_, err = s.Reserve(ctx, "kept", "USD", 700, day, time.Minute, nil)
+			_, err = s.Reserve(ctx, "kept", newTxn(), "USD", 700, day, time.Minute, nil)
 			require.NoError(t, err)
 			require.NoError(t, s.AddSpend(ctx, "kept", "USD", -200, day))
 			assert.EqualValues(t, 500, spent("kept"))
+		})
+	}
+}
+
+// A Reserve repeated with its transaction ID — the payment run again by a
+// takeover after its process died, the money perhaps moved — returns what
+// the first returned and changes nothing, in every store: no second
+// attempt, hold or move, within the velocity window or after it, until
+// the transaction's hold is released; and each store keeps the latest
+// maxHoldsKept transactions of a customer, no more.
+func TestCustomerStatesReserveOncePerTransaction(t *testing.T) {
+	day := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	paris := Point{Lat: 48.8566, Lon: 2.3522, At: day}
+	for name, s := range customerStores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			reserve := func(txn string, minor int64, now time.Time, at *Point) Reservation {
+				t.Helper()
+				r, err := s.Reserve(ctx, "once", txn, "USD", minor, now, time.Minute, at)
+				require.NoError(t, err)
+				return r
+			}
+			spent := func(now time.Time) int64 {
+				t.Helper()
+				v, err := s.Spent(ctx, "once", "USD", now)
+				require.NoError(t, err)
+				return v
+			}
+			a, b, c := newTxn(), newTxn(), newTxn()
+			first := reserve(a, 1000, day, &paris)
+			assert.Equal(t, Reservation{At: day, Attempts: 1}, first)
+			berlin := Point{Lat: 52.52, Lon: 13.405, At: day.Add(time.Second)}
+			second := reserve(b, 300, day.Add(time.Second), &berlin)
+			assert.Equal(t, 2, second.Attempts)
+			assert.EqualValues(t, 1000, second.Spent)
+
+			// Run again within the window, from elsewhere: the first
+			// Reserve, and nothing changed.
+			rome := Point{Lat: 41.9, Lon: 12.5, At: day.Add(2 * time.Second)}
+			again := reserve(a, 1000, day.Add(2*time.Second), &rome)
+			assert.Equal(t, first.Attempts, again.Attempts)
+			assert.Equal(t, first.Spent, again.Spent)
+			assert.Equal(t, first.HasPrev, again.HasPrev)
+			assert.True(t, again.At.Equal(day), "the hold's time: %v", again.At)
+			third := reserve(c, 50, day.Add(3*time.Second), nil)
+			assert.Equal(t, 3, third.Attempts, "no second attempt counted")
+			assert.EqualValues(t, 1300, third.Spent, "no second hold")
+			fourth := reserve(newTxn(), 0, day.Add(4*time.Second), &paris)
+			require.True(t, fourth.HasPrev)
+			assert.Equal(t, berlin.Lat, fourth.Prev.Lat, "not moved to Rome")
+
+			// Run again later, the attempt out of the window: still the
+			// first, and nothing changed.
+			later := day.Add(3 * time.Hour)
+			again = reserve(b, 300, later, nil)
+			assert.Equal(t, 2, again.Attempts)
+			assert.EqualValues(t, 1000, again.Spent)
+			require.True(t, again.HasPrev)
+			assert.Equal(t, paris.Lat, again.Prev.Lat)
+			assert.True(t, again.Prev.At.Equal(paris.At))
+			assert.EqualValues(t, 1350, spent(later))
+
+			// Released (not charged), it holds afresh when run again.
+			require.NoError(t, s.Release(ctx, "once", a, "USD", 1000, first.At))
+			assert.EqualValues(t, 350, spent(later))
+			fresh := reserve(a, 1000, later, nil)
+			assert.Equal(t, 1, fresh.Attempts)
+			assert.EqualValues(t, 350, fresh.Spent)
+			assert.EqualValues(t, 1350, spent(later))
+			// A day after, it is forgotten, as its Idempotency-Key is.
+			next := later.Add(holdKept)
+			assert.Equal(t, Reservation{At: next, Attempts: 1}, reserve(a, 1000, next, nil))
+
+			// Bounded: the oldest transactions are forgotten first.
+			txns := make([]string, maxHoldsKept+1)
+			for i := range txns {
+				txns[i] = newTxn()
+				reserve(txns[i], 1, next.Add(time.Duration(i+1)*time.Second), nil)
+			}
+			switch s := s.(type) {
+			case *MemoryState:
+				sh := &s.shards[maphash.String(s.seed, "once")%uint64(len(s.shards))]
+				sh.mu.Lock()
+				r := sh.customers["once"]
+				assert.Len(t, r.holds, maxHoldsKept)
+				assert.EqualValues(t, recordBytes("once", &r), sh.bytes, "the estimate counts the holds")
+				sh.mu.Unlock()
+			case *NATSState:
+				e, _, err := s.load(ctx, "once")
+				require.NoError(t, err)
+				assert.Len(t, e.Holds, maxHoldsKept)
+			case *RedisState:
+				n, err := s.rdb.HLen(ctx, s.holdsKey("once")).Result()
+				require.NoError(t, err)
+				assert.EqualValues(t, maxHoldsKept, n)
+			}
+			end := next.Add(time.Duration(len(txns)+1) * time.Second)
+			last := reserve(txns[len(txns)-1], 1, end, nil)
+			assert.True(t, last.At.Before(end), "the latest is remembered")
+			oldest := reserve(txns[0], 1, end, nil)
+			assert.True(t, oldest.At.Equal(end), "the oldest is forgotten: held afresh")
 		})
 	}
 }

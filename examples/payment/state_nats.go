@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -92,6 +93,9 @@ func (e customerEntry) clone() customerEntry {
 		last := *e.Last
 		c.Last = &last
 	}
+	// A held entry is never changed in place: copying the slice is
+	// enough.
+	c.Holds = append([]heldEntry(nil), e.Holds...)
 	return c
 }
 
@@ -179,6 +183,18 @@ type customerEntry struct {
 	PrevDay   string           `json:"prev_day,omitempty"`
 	PrevSpend map[string]int64 `json:"prev_spend,omitempty"`
 	Last      *Point           `json:"last,omitempty"`
+	// Holds are the transactions' Reserves remembered, oldest first.
+	Holds []heldEntry `json:"holds,omitempty"`
+}
+
+// heldEntry is a transaction's Reserve as the entry keeps it: what it
+// returned.
+type heldEntry struct {
+	Txn      string `json:"txn"`
+	At       int64  `json:"at"` // Unix nanoseconds
+	Attempts int    `json:"attempts"`
+	Spent    int64  `json:"spent"`
+	Prev     *Point `json:"prev,omitempty"`
 }
 
 // NewNATSState creates (or reuses) the bucket on replicas servers of a
@@ -250,8 +266,12 @@ func (n *NATSState) load(ctx context.Context, customer string) (customerEntry, u
 }
 
 // update applies change to the customer's entry with compare-and-set,
-// retrying when another replica changed it first.
-func (n *NATSState) update(ctx context.Context, customer string, change func(*customerEntry)) error {
+// retrying when another replica changed it first. A change that reports
+// false changed nothing: nothing is written, once it has been made on the
+// entry as the store holds it — not on a kept copy, which another replica
+// may have changed since (a repeated Reserve must not return a hold that
+// was released meanwhile).
+func (n *NATSState) update(ctx context.Context, customer string, change func(*customerEntry) bool) error {
 	lane := n.lanes[maphash.String(n.seed, customer)%stateLanes]
 	select {
 	case lane <- struct{}{}:
@@ -266,11 +286,26 @@ func (n *NATSState) update(ctx context.Context, customer string, change func(*cu
 				return fmt.Errorf("nats state: customer %q changed by others meanwhile: %w", clip(customer), err)
 			}
 		}
-		e, rev, err := n.read(ctx, customer)
-		if err != nil {
-			return err
+		e, rev, kept := n.kept(customer)
+		if !kept {
+			var err error
+			if e, rev, err = n.load(ctx, customer); err != nil {
+				return err
+			}
 		}
-		change(&e)
+		if !change(&e) {
+			if !kept {
+				return nil
+			}
+			// Made again on the entry as stored.
+			var err error
+			if e, rev, err = n.load(ctx, customer); err != nil {
+				return err
+			}
+			if !change(&e) {
+				return nil
+			}
+		}
 		val, err := json.Marshal(e)
 		if err != nil {
 			return err
@@ -312,7 +347,10 @@ func pause(ctx context.Context, try int) error {
 
 // Attempt implements CustomerState.
 func (n *NATSState) Attempt(ctx context.Context, customer string, now time.Time, window time.Duration) (count int, err error) {
-	err = n.update(ctx, customer, func(e *customerEntry) { count = e.attempt(now, window) })
+	err = n.update(ctx, customer, func(e *customerEntry) bool {
+		count = e.attempt(now, window)
+		return true
+	})
 	return count, err
 }
 
@@ -327,14 +365,73 @@ func (n *NATSState) Spent(ctx context.Context, customer, currency string, now ti
 
 // AddSpend implements CustomerState.
 func (n *NATSState) AddSpend(ctx context.Context, customer, currency string, minor int64, now time.Time) error {
-	return n.update(ctx, customer, func(e *customerEntry) { e.addSpend(currency, minor, now) })
+	return n.update(ctx, customer, func(e *customerEntry) bool {
+		e.addSpend(currency, minor, now)
+		return true
+	})
 }
 
 // Reserve implements CustomerState: one compare-and-set for the attempt,
-// the hold and the location.
-func (n *NATSState) Reserve(ctx context.Context, customer, currency string, minor int64, now time.Time, window time.Duration, at *Point) (res Reservation, err error) {
-	err = n.update(ctx, customer, func(e *customerEntry) { res = reserve(e, currency, minor, now, window, at) })
+// the hold and the location. A repeated one writes nothing.
+func (n *NATSState) Reserve(ctx context.Context, customer, txn, currency string, minor int64, now time.Time, window time.Duration, at *Point) (res Reservation, err error) {
+	err = n.update(ctx, customer, func(e *customerEntry) bool {
+		if r, repeated := e.reserved(txn, now); repeated && txn != "" {
+			res = r
+			return false
+		}
+		res = reserve(e, txn, currency, minor, now, window, at)
+		return true
+	})
 	return res, err
+}
+
+// Release implements CustomerState.
+func (n *NATSState) Release(ctx context.Context, customer, txn, currency string, minor int64, at time.Time) error {
+	return n.update(ctx, customer, func(e *customerEntry) bool {
+		e.addSpend(currency, -minor, at)
+		e.forget(txn)
+		return true
+	})
+}
+
+// reserved implements customerBook.
+func (e *customerEntry) reserved(txn string, now time.Time) (Reservation, bool) {
+	cut := now.UnixNano() - int64(holdKept)
+	for _, h := range e.Holds {
+		if h.Txn == txn && h.At > cut {
+			r := Reservation{At: time.Unix(0, h.At).UTC(), Attempts: h.Attempts, Spent: h.Spent}
+			if h.Prev != nil {
+				r.Prev, r.HasPrev = *h.Prev, true
+			}
+			return r, true
+		}
+	}
+	return Reservation{}, false
+}
+
+// remember implements customerBook.
+func (e *customerEntry) remember(txn string, r Reservation) {
+	cut := r.At.UnixNano() - int64(holdKept)
+	kept := e.Holds[:0]
+	for _, h := range e.Holds {
+		if h.At > cut {
+			kept = append(kept, h)
+		}
+	}
+	if len(kept) >= maxHoldsKept {
+		kept = kept[:copy(kept, kept[len(kept)-maxHoldsKept+1:])]
+	}
+	h := heldEntry{Txn: txn, At: r.At.UnixNano(), Attempts: r.Attempts, Spent: r.Spent}
+	if r.HasPrev {
+		prev := r.Prev
+		h.Prev = &prev
+	}
+	e.Holds = append(kept, h)
+}
+
+// forget implements customerBook.
+func (e *customerEntry) forget(txn string) {
+	e.Holds = slices.DeleteFunc(e.Holds, func(h heldEntry) bool { return h.Txn == txn })
 }
 
 // attempt records an attempt at now and returns the attempts in the
@@ -390,7 +487,10 @@ func (e *customerEntry) addSpend(currency string, minor int64, now time.Time) {
 
 // Move implements CustomerState.
 func (n *NATSState) Move(ctx context.Context, customer string, p Point) (prev Point, ok bool, err error) {
-	err = n.update(ctx, customer, func(e *customerEntry) { prev, ok = e.move(p) })
+	err = n.update(ctx, customer, func(e *customerEntry) bool {
+		prev, ok = e.move(p)
+		return true
+	})
 	return prev, ok, err
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/internal/servers"
+	"github.com/taipattern/taikit/tai"
 )
 
 func TestMemoryStateCountsAttemptsInTheWindow(t *testing.T) {
@@ -134,6 +135,9 @@ func TestCustomerStateSurvivesRestartByDefault(t *testing.T) {
 		}
 	}
 }
+
+// newTxn returns a transaction ID of its own.
+func newTxn() string { return "txn_" + tai.NewID() }
 
 // natsState returns a NATSState on the "customers" bucket of js, as each
 // replica of a service makes its own.
@@ -382,17 +386,17 @@ func TestReserveHoldsTheDaysSpend(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s, ctx := open(t), context.Background()
 			day := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
-			r, err := s.Reserve(ctx, "c", "USD", 1000, day, time.Minute, nil)
+			r, err := s.Reserve(ctx, "c", newTxn(), "USD", 1000, day, time.Minute, nil)
 			require.NoError(t, err)
 			assert.Equal(t, 1, r.Attempts)
 			assert.Zero(t, r.Spent, "nothing before the first hold")
 			paris := Point{Lat: 48.8566, Lon: 2.3522, At: day.Add(time.Second)}
-			r, err = s.Reserve(ctx, "c", "USD", 250, day.Add(time.Second), time.Minute, &paris)
+			r, err = s.Reserve(ctx, "c", newTxn(), "USD", 250, day.Add(time.Second), time.Minute, &paris)
 			require.NoError(t, err)
 			assert.Equal(t, 2, r.Attempts, "each reserve is an attempt")
 			assert.EqualValues(t, 1000, r.Spent, "the first hold counts for the second payment")
 			assert.False(t, r.HasPrev, "no location before")
-			r, err = s.Reserve(ctx, "c", "USD", 0, day.Add(time.Second), time.Minute, &Point{Lat: 1, Lon: 2, At: day.Add(time.Second)})
+			r, err = s.Reserve(ctx, "c", newTxn(), "USD", 0, day.Add(time.Second), time.Minute, &Point{Lat: 1, Lon: 2, At: day.Add(time.Second)})
 			require.NoError(t, err)
 			assert.True(t, r.HasPrev)
 			assert.Equal(t, paris.Lat, r.Prev.Lat)
@@ -414,7 +418,7 @@ func TestReserveHoldsTheDaysSpend(t *testing.T) {
 			// A hold taken just before midnight and given back after it
 			// leaves the new day alone.
 			late := time.Date(2026, 11, 28, 23, 59, 59, 0, time.UTC)
-			r, err = s.Reserve(ctx, "d", "USD", 700, late, time.Minute, nil)
+			r, err = s.Reserve(ctx, "d", newTxn(), "USD", 700, late, time.Minute, nil)
 			require.NoError(t, err)
 			assert.Zero(t, r.Spent)
 			next := late.Add(2 * time.Second)
@@ -518,4 +522,31 @@ func TestNATSStateReadRacingAChangeKeepsTheChange(t *testing.T) {
 	spent, err = st.Spent(ctx, "cust_r", "USD", now)
 	require.NoError(t, err)
 	assert.EqualValues(t, 500, spent, "the replica's own change is read back")
+}
+
+// A Reserve repeated on a replica that keeps a copy of the customer's
+// entry from before another replica released the transaction's hold is
+// checked on the entry as stored: the payment, not charged and run again,
+// holds its amount afresh, where the kept copy's hold — given back
+// meanwhile — was returned, and the payment charged then went unbooked.
+func TestNATSStateRepeatedReserveReadsTheStore(t *testing.T) {
+	ctx := context.Background()
+	js := startJS(t)
+	a, b := natsState(t, js), natsState(t, js)
+	day := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	txn := newTxn()
+	_, err := b.Reserve(ctx, "cust_x", txn, "USD", 700, day, time.Minute, nil)
+	require.NoError(t, err)
+	spent, err := a.Spent(ctx, "cust_x", "USD", day) // a keeps the entry, the hold in it
+	require.NoError(t, err)
+	require.EqualValues(t, 700, spent)
+	require.NoError(t, b.Release(ctx, "cust_x", txn, "USD", 700, day))
+
+	r, err := a.Reserve(ctx, "cust_x", txn, "USD", 700, day.Add(time.Second), time.Minute, nil)
+	require.NoError(t, err)
+	assert.Zero(t, r.Spent)
+	assert.True(t, r.At.Equal(day.Add(time.Second)), "held afresh: %v", r.At)
+	e, _, err := b.load(ctx, "cust_x")
+	require.NoError(t, err)
+	assert.EqualValues(t, 700, e.spent("USD", day), "the rerun's hold is booked")
 }
