@@ -466,7 +466,10 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 	}
 	moneyMayHaveMoved := status == StatusSuccess || sent.Load() && !errors.Is(err, ErrGatewayDeclined)
 	decided := status == StatusFraudBlocked || status == StatusReview || moneyMayHaveMoved
-	if h, held := hold.taken(); held && !moneyMayHaveMoved {
+	// A hold an earlier run of the payment took (its process died, the
+	// money perhaps moved) is not this run's to give back: it stays,
+	// as a hold whose payment may have moved money does.
+	if h, held := hold.taken(); held && !moneyMayHaveMoved && !h.again {
 		s.releaseHold(ctx, sig.ID, h)
 	}
 	resp.ProcessingTimeMS = float64(time.Since(start).Microseconds()) / 1000

@@ -98,12 +98,13 @@ func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) fun
 		}
 		// A payment run again (its first run's process died) is judged
 		// as its first run was, at its time: what it charged agrees with
-		// what it answers. Its hold is the first run's.
+		// what it answers. Its hold is the first run's (Again), which
+		// this run does not give back: the first may have moved money.
 		if !res.At.IsZero() {
 			t = res.At
 		}
 		if h, ok := ctx.Value(spendHoldKey{}).(*spendHold); ok {
-			h.set(p.CustomerID, p.Currency, p.Minor, t)
+			h.set(heldSpend{customer: p.CustomerID, currency: p.Currency, minor: p.Minor, at: t, again: res.Again})
 		}
 		// As the Go rule adds them: exact minor units, then one division.
 		total := (float64(res.Spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
@@ -157,18 +158,21 @@ type spendHold struct {
 }
 
 // heldSpend is what a hold took: minor of currency on the day of at.
+// again is set when the hold is an earlier run's of the payment
+// (Reservation.Again).
 type heldSpend struct {
 	customer, currency string
 	minor              int64
 	at                 time.Time
+	again              bool
 }
 
 type spendHoldKey struct{}
 
-func (h *spendHold) set(customer, currency string, minor int64, at time.Time) {
+func (h *spendHold) set(hold heldSpend) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.held, h.hold = true, heldSpend{customer: customer, currency: currency, minor: minor, at: at}
+	h.held, h.hold = true, hold
 }
 
 // taken returns the hold, if the lookup took one.

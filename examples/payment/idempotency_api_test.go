@@ -1029,3 +1029,42 @@ func TestKeyOfAPaymentStoredForOverADayIsNotClaimedAnew(t *testing.T) {
 	assert.EqualValues(t, 1, ts.gateway.Calls(), "charged once")
 	limit(-1)
 }
+
+// A takeover rerun that charges nothing (the gateway declines it now)
+// leaves the hold of its first run in place: that run's process died
+// with the money perhaps moved, and a hold whose payment may have moved
+// money stays until the day ends. The retry that then charges keeps the
+// same hold: the spend is held once, never given back under a charge.
+func TestTakeoverRerunNotChargedKeepsTheFirstRunsHold(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	ctx := context.Background()
+	const customer = "cust_rerun_kept"
+	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "` + customer + `", "currency": "USD", "merchant_id": "merc_456"}`))
+	require.NoError(t, err)
+	earlier := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_" + strings.Repeat("6f", 16), Owner: "test/earlier",
+		Started: ts.clock.Now(), Until: ts.clock.Now().Add(inFlightLease)}
+	_, claimed, err := ts.idem.Claim(ctx, "k-rerun-kept", earlier)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	_, err = ts.state.Reserve(ctx, customer, earlier.TxnID, "USD", p.Minor, ts.clock.Now(), time.Minute, nil)
+	require.NoError(t, err)
+	spent := func() int64 {
+		t.Helper()
+		v, err := ts.state.Spent(ctx, customer, "USD", ts.clock.Now())
+		require.NoError(t, err)
+		return v
+	}
+
+	ts.clock.Advance(time.Second)
+	require.NoError(t, ts.gateway.Set(1, 0))
+	r := ts.pay(t, customer, 7, nil, "Idempotency-Key", "k-rerun-kept")
+	require.Equal(t, http.StatusBadGateway, r.Code, string(r.Raw))
+	assert.EqualValues(t, p.Minor, spent(), "the first run's hold is kept: its money may have moved")
+
+	require.NoError(t, ts.gateway.Set(0, 0))
+	ts.clock.Advance(time.Second)
+	r = ts.pay(t, customer, 7, nil, "Idempotency-Key", "k-rerun-kept")
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	assert.Equal(t, earlier.TxnID, r.str("transaction_id"))
+	assert.EqualValues(t, p.Minor, spent(), "held once")
+}

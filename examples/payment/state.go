@@ -47,7 +47,7 @@ type CustomerState interface {
 	// A Reserve is made once per transaction: one repeated with the same
 	// txn (its payment run again after its process died, the money
 	// perhaps moved) returns what the first returned, At the first's
-	// time, and changes nothing — no second attempt, hold or move — for
+	// time and Again set, and changes nothing — no second attempt, hold or move — for
 	// as long as the first is remembered: holdKept, for the
 	// maxHoldsKept latest transactions of the customer, until it is
 	// released or the customer is forgotten. An empty txn is never taken
@@ -290,6 +290,10 @@ type Reservation struct {
 	// when HasPrev is set.
 	Prev    Point
 	HasPrev bool
+	// Again is set when the transaction had reserved before: this is
+	// its first Reserve returned again, and the hold is that one's,
+	// whose payment may have moved money.
+	Again bool
 }
 
 // Reserve implements CustomerState.
@@ -330,6 +334,7 @@ type customerBook interface {
 func reserve(b customerBook, txn, currency string, minor int64, now time.Time, window time.Duration, at *Point) Reservation {
 	if txn != "" {
 		if r, ok := b.reserved(txn, now); ok {
+			r.Again = true
 			return r
 		}
 	}

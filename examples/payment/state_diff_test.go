@@ -481,6 +481,8 @@ func TestCustomerStatesReserveOncePerTransaction(t *testing.T) {
 			assert.Equal(t, first.Spent, again.Spent)
 			assert.Equal(t, first.HasPrev, again.HasPrev)
 			assert.True(t, again.At.Equal(day), "the hold's time: %v", again.At)
+			assert.True(t, again.Again, "the first's hold, returned again")
+			assert.False(t, first.Again)
 			third := reserve(c, 50, day.Add(3*time.Second), nil)
 			assert.Equal(t, 3, third.Attempts, "no second attempt counted")
 			assert.EqualValues(t, 1300, third.Spent, "no second hold")

@@ -377,6 +377,7 @@ func (n *NATSState) Reserve(ctx context.Context, customer, txn, currency string,
 	err = n.update(ctx, customer, func(e *customerEntry) bool {
 		if r, repeated := e.reserved(txn, now); repeated && txn != "" {
 			res = r
+			res.Again = true
 			return false
 		}
 		res = reserve(e, txn, currency, minor, now, window, at)

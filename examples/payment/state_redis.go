@@ -224,6 +224,7 @@ func (s *RedisState) Reserve(ctx context.Context, customer, txn, currency string
 	if !ok {
 		return Reservation{}, fmt.Errorf("redis state: reserve: transaction %q holds %q", clip(txn), clip(held))
 	}
+	res.Again = got[0] == int64(1)
 	return res, nil
 }
 
