@@ -316,6 +316,17 @@ func (q *Queue[T]) giveUp(m *nats.Msg, r *retryState, cause error) {
 	}
 }
 
+// giveUpAll gives up on each of ms, in order, with cause. Each is given
+// up in a deferred call: an OnPublishError that ends the goroutine
+// (runtime.Goexit, as t.FailNow does) ends it once every one is settled,
+// instead of leaving those after it waiting, and Flush and Shutdown with
+// them.
+func (q *Queue[T]) giveUpAll(ms []*nats.Msg, rs []*retryState, cause error) {
+	for i := len(ms) - 1; i >= 0; i-- {
+		defer q.giveUp(ms[i], rs[i], cause)
+	}
+}
+
 // reportFailure calls OnPublishError with a message's final failure. A
 // panic in it is logged at Error and goes no further: it runs on a client
 // goroutine, where it would end the process, or in Shutdown, which has
@@ -400,9 +411,7 @@ func (q *Queue[T]) Shutdown(ctx context.Context) error {
 		}
 	}
 	a.mu.Unlock()
-	for i, m := range stopped {
-		q.giveUp(m, rs[i], ErrClosed)
-	}
+	q.giveUpAll(stopped, rs, ErrClosed)
 	if ferr := q.takeErrors(); err == nil {
 		err = ferr
 	} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -426,4 +427,55 @@ func TestOnPublishErrorPanics(t *testing.T) {
 		assert.ErrorContains(t, err, "publishing message lost:")
 		assert.NoError(t, q.Shutdown(ctx))
 	})
+}
+
+// TestOnPublishErrorGoexitInShutdown: an OnPublishError that ends its
+// goroutine (runtime.Goexit, as t.FailNow and require do) while Shutdown
+// fails the messages waiting to be sent again ends Shutdown, but leaves
+// none of them unsettled: a later Flush returns their failures at once.
+// Before, the messages after the first were never settled, and Flush and
+// Shutdown waited for them until their ctx ended.
+func TestOnPublishErrorGoexitInShutdown(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	republished := newRepublishLog()
+	var mu sync.Mutex
+	var reported []string
+	q, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), natsjs.Options{
+		Stream: "ASYNC_GOEXIT", Capacity: 1, AsyncAttempts: 5,
+		AsyncRetryWait: time.Minute, DedupWindow: 10 * time.Minute, // only Shutdown ends the waits
+		OnPublishError: func(id string, _ error) {
+			mu.Lock()
+			reported = append(reported, id)
+			mu.Unlock()
+			runtime.Goexit()
+		},
+		Logger: slog.New(msgHandler{republished}),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "stored", Payload: 1}))
+	for _, id := range []string{"w1", "w2", "w3"} {
+		require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: id, Payload: 2}))
+	}
+	republished.wait(t, 3) // all found the stream full
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		_ = q.Shutdown(short) // fails the messages waiting once short ends
+		t.Error("Shutdown returned though OnPublishError ended its goroutine")
+	}()
+	<-ended
+	fctx, cancelFlush := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelFlush()
+	err = q.Flush(fctx)
+	require.NoError(t, fctx.Err(), "Flush waited for messages never settled")
+	for _, id := range []string{"w1", "w2", "w3"} {
+		assert.ErrorContains(t, err, "publishing message "+id+":")
+	}
+	mu.Lock()
+	assert.ElementsMatch(t, []string{"w1", "w2", "w3"}, reported, "each failure reported")
+	mu.Unlock()
 }
