@@ -230,3 +230,19 @@ func TestPaymentBegunAfterShutdownIsRefused(t *testing.T) {
 	require.NoError(t, <-shutdown)
 	require.ErrorIs(t, <-served, http.ErrServerClosed)
 }
+
+// TestStartWithLimitsBeyondTheDisk: byte limits larger than the embedded
+// server's storage (its share of the data dir's free space) fail the
+// start with JetStream's refusal and what to do about it: which limits
+// to lower, where to free space.
+func TestStartWithLimitsBeyondTheDisk(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "data")
+	err := run(ctx, []string{"-data-dir", dir, "-addr", "127.0.0.1:0", "-instance", "test", "-payments-max-bytes", "1000000000GiB"},
+		func(string) string { return "" }, testWriter{t})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "insufficient storage resources available")
+	assert.Contains(t, err.Error(), "JetStream cannot set aside the stores' byte limits (-payments-max-bytes, -idempotency-max-bytes, "+
+		"-confirm-max-bytes, -customer-state-max-bytes): the embedded server's storage is part of the free space on the file system of "+dir)
+}

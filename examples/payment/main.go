@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	service, err := newService(ctx, cfg, log, lock)
 	if err != nil {
 		_ = ln.Close()
-		return err
+		return svc.StoreRoomHint(err, cfg.DataDir, "-payments-max-bytes, -idempotency-max-bytes, -confirm-max-bytes, -customer-state-max-bytes")
 	}
 	srv := newHTTPServer(cfg, service, log)
 	base := "http://" + svc.PublicHostPort(ln.Addr().String())

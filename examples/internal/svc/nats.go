@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/taipattern/taikit/kanban/natsembed"
 )
@@ -232,3 +233,22 @@ func (w warnOnly) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 func (w warnOnly) WithGroup(name string) slog.Handler { return warnOnly{w.Handler.WithGroup(name)} }
+
+// errCodeNoStoreRoom is JetStream's error code for a stream or bucket
+// whose byte limit (MaxBytes) the server cannot set aside: its storage is
+// smaller than the limits of its streams add up to.
+const errCodeNoStoreRoom jetstream.ErrorCode = 10047
+
+// StoreRoomHint returns err saying what to do when it is JetStream's
+// refusal to set aside a store's byte limit ("insufficient storage
+// resources available"): the embedded server has the free space of
+// dataDir's file system as its storage (a share of it), a server at a URL
+// its max_file_store, and the limits named by flags must fit in it. Any
+// other err is returned as it is.
+func StoreRoomHint(err error, dataDir, flags string) error {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeNoStoreRoom {
+		return err
+	}
+	return fmt.Errorf("%w: JetStream cannot set aside the stores' byte limits (%s): the embedded server's storage is part of the free space on the file system of %s, and a NATS server's at -nats-url its max_file_store; free space there, or lower those limits", err, flags, dataDir)
+}

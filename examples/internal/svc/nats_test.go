@@ -3,6 +3,7 @@ package svc_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -100,5 +102,25 @@ func TestNATSPrintedHidesTheURLsSecret(t *testing.T) {
 		printed := fmt.Sprintf(verb, n) + logs.String()
 		assert.NotContains(t, printed, secret, verb)
 		assert.Contains(t, printed, n.Location(), verb)
+	}
+}
+
+// TestStoreRoomHint: JetStream's refusal to set aside a store's byte
+// limit says which limits to lower and where to free space; any other
+// error is left as it is.
+func TestStoreRoomHint(t *testing.T) {
+	refused := fmt.Errorf("payment: confirmation queue: %w", &jetstream.APIError{Code: 500, ErrorCode: 10047, Description: "insufficient storage resources available"})
+	err := svc.StoreRoomHint(refused, "/var/lib/payment", "-payments-max-bytes, -confirm-max-bytes")
+	require.ErrorIs(t, err, refused)
+	assert.Equal(t, refused.Error()+": JetStream cannot set aside the stores' byte limits (-payments-max-bytes, -confirm-max-bytes): "+
+		"the embedded server's storage is part of the free space on the file system of /var/lib/payment, and a NATS server's at -nats-url "+
+		"its max_file_store; free space there, or lower those limits", err.Error())
+
+	for _, other := range []error{
+		nil,
+		errors.New("no NATS"),
+		fmt.Errorf("bucket: %w", &jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use"}),
+	} {
+		assert.Equal(t, other, svc.StoreRoomHint(other, "/d", "-x"))
 	}
 }
