@@ -82,7 +82,7 @@ func (c *common) refuse(w http.ResponseWriter, r *http.Request, err error) {
 			name = DefaultPolicy
 		}
 		p.Policy = name
-		decisionHeaders(w.Header(), name, le.Decision, true)
+		SetDecisionHeaders(w.Header(), name, le.Decision)
 	}
 	c.fail(w, r, err, p)
 }

@@ -189,24 +189,24 @@ func validPolicyName(name string) bool {
 	return true
 }
 
-// SetDecisionHeaders sets the RateLimit-Policy and RateLimit fields for
-// the limiter's decision d under the policy name (DefaultPolicy when
-// empty), and for a denied decision Retry-After too, in whole seconds,
-// rounded up, never 0. It sets no field but Retry-After for a decision
-// under an Unlimited limit, nor for one a closed limit cannot make (see
-// RateLimitField). For one whose store failed open it sets
+// SetDecisionHeaders adds the limiter's decision d to the RateLimit-Policy
+// and RateLimit fields of h, a list item under the policy name
+// (DefaultPolicy when empty), and for a denied decision sets Retry-After,
+// in whole seconds, rounded up, never 0. The items of other policies stay:
+// a handler behind a RateLimit middleware that calls a limiter of its own
+// tells the client of both limits, as stacked RateLimit middlewares do
+// (give each its own policy name), and the Retry-After of a denial is no
+// sooner than the effective window (t) of an item the RateLimit field
+// already says is spent (r=0), at which that limit would refuse the
+// retry. Call it once for each decision.
+//
+// It adds no field, and sets only Retry-After, for a decision under an
+// Unlimited limit, or one a closed limit cannot make (see
+// RateLimitField). For one whose store failed open it adds to
 // RateLimit-Policy alone, as the RateLimit middleware does: the policy
 // stands, but this request was not counted, so there is no RateLimit to
 // tell.
 func SetDecisionHeaders(h http.Header, name string, d heijunka.Decision) {
-	decisionHeaders(h, name, d, false)
-}
-
-// decisionHeaders is SetDecisionHeaders; with add, the RateLimit and
-// RateLimit-Policy fields get one list item more instead of being
-// replaced, so that the policies of RateLimit middlewares around the
-// caller stay in them.
-func decisionHeaders(h http.Header, name string, d heijunka.Decision, add bool) {
 	if name == "" {
 		name = DefaultPolicy
 	}
@@ -215,30 +215,33 @@ func decisionHeaders(h http.Header, name string, d heijunka.Decision, add bool) 
 	// A decision no closed limit makes is of a limiter that left Limit
 	// zero: it gets Retry-After alone.
 	if p := appendPolicy(buf[:0], name, d.Limit); len(p) > 0 && li.made(&d) {
-		setField(h, headerRateLimitPolicy, string(p), add)
+		addField(h, headerRateLimitPolicy, string(p))
 	}
 	if v := li.appendRateLimit(buf[:0], name, &d); len(v) > 0 {
-		setField(h, headerRateLimit, string(v), add)
+		addField(h, headerRateLimit, string(v))
 	}
 	if !d.Allowed {
-		SetRetryAfter(h, d.RetryAfter, time.Second)
+		ra := d.RetryAfter
+		if ra <= 0 {
+			ra = time.Second
+		}
+		SetRetryAfter(h, max(ra, spentQuotaWindow(h[headerRateLimit])), 0)
 	}
 }
 
-// setField sets the field name of h to v, or with add appends v to it.
-// (A RateLimit middleware's values may share their array: append to one
-// of length and capacity 1 copies it.)
-func setField(h http.Header, name, v string, add bool) {
-	if add {
-		h[name] = append(h[name], v)
-	} else {
-		h[name] = []string{v}
-	}
+// addField adds v to the field name of h, a list's item more. (A
+// RateLimit middleware's values may share their array: append to one of
+// length and capacity 1 copies it.)
+func addField(h http.Header, name, v string) {
+	h[name] = append(h[name], v)
 }
 
 // WriteDecisionHeaders is SetDecisionHeaders on w's header under
 // DefaultPolicy: the one line a handler that calls a heijunka limiter
-// itself needs before it answers.
+// itself needs before it answers. Behind a RateLimit middleware, whose
+// Policy is DefaultPolicy too unless named, use SetDecisionHeaders with a
+// name of the limiter's own, so that the client can tell the two items
+// apart.
 //
 //	d, err := perCustomer.Allow(ctx, customerID)
 //	taihttp.WriteDecisionHeaders(w, d)

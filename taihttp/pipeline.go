@@ -62,8 +62,10 @@ type PipelineOptions struct {
 // and guards decide). The handler runs with the context the guards give
 // it (a deadline, say). It answers the client, so it runs once: a guard
 // that would call it again (jidoka.Retry, jidoka.Hedge) gets an error
-// that is not retried, and the handler's first answer stands; retry on
-// the client's side instead (Transport).
+// that is not retried, and the handler's first answer stands; should the
+// first call have written nothing and failed (its deadline passed), that
+// error is in the one Process returns, and it decides the answer. Retry
+// on the client's side instead (Transport).
 //
 // What the client gets, by the Outcome (see ProblemOf for the details):
 //
@@ -140,12 +142,25 @@ type exchange struct {
 	next      http.Handler
 	isFailure func(int) bool
 	ran       atomic.Bool // the handler was called
+	returned  atomic.Bool // the handler's call returned, with err
+	err       error       // the error of that call, when it failed
 }
 
 // errRanTwice is the error of a second call of the action: a guard that
 // retries or hedges (jidoka.Retry, jidoka.Hedge) called it again, but the
 // handler has answered the client already, or is answering.
 var errRanTwice = jidoka.Permanent(errors.New("taihttp: a guard called the handler a second time; a handler answers once, so retries and hedges do not belong around it"))
+
+// ranTwiceError is errRanTwice after a first call that failed: it holds
+// that call's error too, so that a retry's last error, which Process
+// returns, still tells why the handler failed (a deadline that passed
+// before it wrote anything is answered 504, as without the retry).
+type ranTwiceError struct{ first error }
+
+func (e *ranTwiceError) Error() string { return errRanTwice.Error() + ": " + e.first.Error() }
+
+// Unwrap returns errRanTwice and the first call's error.
+func (e *ranTwiceError) Unwrap() []error { return []error{errRanTwice, e.first} }
 
 type exchangeKey struct{}
 
@@ -214,6 +229,9 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 func serve(ctx context.Context, s tai.Signal[*http.Request]) (struct{}, error) {
 	ex := ctx.Value(exchangeKey{}).(*exchange)
 	if ex.ran.Swap(true) {
+		if ex.returned.Load() && ex.err != nil {
+			return struct{}{}, &ranTwiceError{first: ex.err}
+		}
 		return struct{}{}, errRanTwice
 	}
 	r := s.Payload
@@ -221,19 +239,28 @@ func serve(ctx context.Context, s tai.Signal[*http.Request]) (struct{}, error) {
 		r = r.WithContext(ctx)
 	}
 	ex.next.ServeHTTP(&ex.w, r)
+	err := ex.result(ctx)
+	ex.err = err
+	ex.returned.Store(true)
+	return struct{}{}, err
+}
+
+// result is the error of the handler's call, which has returned; ctx is
+// the call's.
+func (ex *exchange) result(ctx context.Context) error {
 	if ex.w.status == 0 {
 		// A handler that wrote nothing because its context ended (a
 		// guard's deadline) failed; otherwise it answered 200, as
 		// net/http would have.
 		if err := ctx.Err(); err != nil {
-			return struct{}{}, err
+			return err
 		}
 		ex.w.WriteHeader(http.StatusOK)
 	}
 	if ex.isFailure(ex.w.status) {
-		return struct{}{}, &StatusError{Status: ex.w.status}
+		return &StatusError{Status: ex.w.status}
 	}
-	return struct{}{}, nil
+	return nil
 }
 
 // StatusError is the error of a request whose handler answered with a

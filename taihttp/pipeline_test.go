@@ -316,6 +316,33 @@ func TestPipelineRunsTheHandlerOnce(t *testing.T) {
 	assert.ErrorContains(t, got, "a guard called the handler a second time")
 }
 
+// A retry around a deadline: the handler gives up writing nothing as its
+// deadline passes, and the retry is refused. The client gets the 504 of a
+// handler whose context ended, and OnError the deadline's error besides
+// the refusal; the refusal alone answered 500, as a handler's failure.
+func TestPipelineRunsTheHandlerOnceAfterItsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		retry, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 3, BaseDelay: time.Millisecond})
+		require.NoError(t, err)
+		timeout, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: 50 * time.Millisecond})
+		require.NoError(t, err)
+		calls := 0
+		var got error
+		h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+			tai.WithGuards(retry, timeout))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls++
+			<-r.Context().Done()
+		}))
+		rec := serve(h, get("192.0.2.1:1"))
+		assert.Equal(t, 1, calls)
+		assert.Equal(t, http.StatusGatewayTimeout, rec.Code)
+		assert.Contains(t, rec.Body.String(), `"code":"timeout"`)
+		assert.ErrorIs(t, got, context.DeadlineExceeded)
+		assert.ErrorIs(t, got, jidoka.ErrPermanent)
+		assert.ErrorContains(t, got, "a guard called the handler a second time")
+	})
+}
+
 // strictWriter counts the WriteHeader calls made after its header was
 // sent, which net/http logs as superfluous.
 type strictWriter struct {

@@ -403,3 +403,61 @@ func TestRateLimitDecisionWithoutALimit(t *testing.T) {
 	assert.Equal(t, `"default";r=0`, rec.Header().Get("RateLimit"))
 	assert.Equal(t, "86400", rec.Header().Get("Retry-After"))
 }
+
+// A handler behind a RateLimit middleware that calls a limiter of its own
+// and sets its fields with SetDecisionHeaders or WriteDecisionHeaders adds
+// its policy to the fields the middleware set: the client is told of both
+// limits, and a refusal, whether the handler writes it with http.Error or
+// WriteError, says to come back no sooner than the outer quota the request
+// spent refills. The handler's fields replaced the middleware's, and its
+// Retry-After was its own limiter's, at which the outer limit refused the
+// retry.
+func TestDecisionHeadersBehindRateLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		outer       string // the middleware's Policy
+		inner       string // the handler's policy name; "" for WriteDecisionHeaders
+		writeError  bool
+		wantPolicy  []string
+		wantLimited []string
+	}{
+		{"SetDecisionHeaders and http.Error", "perip", "percustomer", false,
+			[]string{`"perip";q=1;w=60`, `"percustomer";q=1;w=1`},
+			[]string{`"perip";r=0;t=60`, `"percustomer";r=0;t=1`}},
+		{"SetDecisionHeaders and WriteError", "perip", "percustomer", true,
+			[]string{`"perip";q=1;w=60`, `"percustomer";q=1;w=1`},
+			[]string{`"perip";r=0;t=60`, `"percustomer";r=0;t=1`}},
+		{"WriteDecisionHeaders, both default", "", "", true,
+			[]string{`"default";q=1;w=60`, `"default";q=1;w=1`},
+			[]string{`"default";r=0;t=60`, `"default";r=0;t=1`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				perCustomer := keyed(t, heijunka.PerSecond(1))
+				_, err := perCustomer.Allow(context.Background(), "c1") // the customer's quota is spent
+				require.NoError(t, err)
+				h := rateLimit(t, keyed(t, heijunka.PerMinute(1)), taihttp.RateLimitOptions{Policy: tc.outer})(
+					http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						d, err := perCustomer.Allow(r.Context(), "c1")
+						require.NoError(t, err)
+						if tc.inner == "" {
+							taihttp.WriteDecisionHeaders(w, d)
+						} else {
+							taihttp.SetDecisionHeaders(w.Header(), tc.inner, d)
+						}
+						require.False(t, d.Allowed)
+						if tc.writeError {
+							taihttp.WriteError(w, r, &heijunka.LimitedError{Decision: d})
+						} else {
+							http.Error(w, "slow down", http.StatusTooManyRequests)
+						}
+					}))
+				rec := serve(h, get("192.0.2.1:1"))
+				require.Equal(t, http.StatusTooManyRequests, rec.Code)
+				assert.Equal(t, tc.wantPolicy, rec.Header().Values("RateLimit-Policy"))
+				assert.Equal(t, tc.wantLimited, rec.Header().Values("RateLimit"))
+				assert.Equal(t, "60", rec.Header().Get("Retry-After"), "the outer quota refills in a minute")
+			})
+		})
+	}
+}

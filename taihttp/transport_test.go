@@ -215,32 +215,6 @@ func TestTransportHonoursRetryAfter(t *testing.T) {
 	assert.EqualValues(t, 1, srv2.hits.Load())
 }
 
-// Retry-After as an HTTP date, with time under synctest: the second
-// attempt is sent exactly when the date says.
-func TestTransportRetryAfterDate(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var sent []time.Time
-		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			sent = append(sent, time.Now())
-			if len(sent) == 1 {
-				h := http.Header{}
-				h.Set("Retry-After", time.Now().Add(42*time.Second).UTC().Format(http.TimeFormat))
-				return response(r, http.StatusServiceUnavailable, h, "wait"), nil
-			}
-			return response(r, http.StatusOK, nil, "ok"), nil
-		})
-		c := client(t, nil, taihttp.TransportOptions{Base: base,
-			Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, MaxDelay: time.Minute})})
-		resp, err := c.Get("http://example.test/")
-		require.NoError(t, err)
-		assert.Equal(t, "ok", readAll(t, resp))
-		require.Len(t, sent, 2)
-		// An HTTP date has whole seconds: the wait is 41–42 s.
-		gap := sent[1].Sub(sent[0])
-		assert.True(t, gap > 41*time.Second && gap <= 42*time.Second, "waited %v", gap)
-	})
-}
-
 // The server sees each attempt that times out cancelled, and the client
 // gets a timeout error.
 func TestTransportAttemptTimeout(t *testing.T) {
@@ -320,45 +294,6 @@ func TestTransportHedgeCancelsLosers(t *testing.T) {
 	assert.True(t, body == string(big))
 	waitFor(t, loserCancelled, "the server sees the losing copy cancelled")
 	assert.EqualValues(t, 2, srv.hits.Load())
-}
-
-// A copy that loses but whose response comes anyway has its body closed;
-// a POST is never hedged.
-func TestTransportHedgeClosesLateResponses(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		var bodies []*trackedBody
-		base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
-			if n == 1 {
-				time.Sleep(time.Second) // ignores its context: answers late all the same
-			} else {
-				time.Sleep(100 * time.Millisecond)
-			}
-			resp := response(r, http.StatusOK, nil, "copy "+strconv.Itoa(n))
-			tb := &trackedBody{ReadCloser: resp.Body}
-			resp.Body = tb
-			mu.Lock()
-			bodies = append(bodies, tb)
-			mu.Unlock()
-			return resp, nil
-		})
-		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 200 * time.Millisecond})
-		require.NoError(t, err)
-		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
-		resp, err := c.Get("http://example.test/")
-		require.NoError(t, err)
-		assert.Equal(t, "copy 2", readAll(t, resp), "the hedge answered first")
-		require.Len(t, bodies, 2, "the hedge waits for every copy")
-		for _, b := range bodies {
-			assert.True(t, b.closed.Load(), "every body is closed: the loser's by the transport")
-		}
-
-		req, _ := http.NewRequest(http.MethodPost, "http://example.test/", strings.NewReader("x"))
-		resp, err = c.Do(req)
-		require.NoError(t, err)
-		assert.Equal(t, "copy 3", readAll(t, resp), "a POST waits for its one copy")
-		assert.Equal(t, 3, calls())
-	})
 }
 
 func TestTransportBreakerOpensOn5xx(t *testing.T) {
@@ -766,46 +701,120 @@ func (b stalledBody) Read([]byte) (int, error) {
 
 func (stalledBody) Close() error { return nil }
 
-func TestTransportStalledFailedBody(t *testing.T) {
-	stalled := func(r *http.Request) *http.Response {
-		resp := response(r, http.StatusServiceUnavailable, nil, "")
-		resp.Body = stalledBody{r}
-		return resp
+// A hedged request whose first copy loses to the hedge in each way a
+// loser can: the hedge's response wins and reads whole, and the Transport
+// closes the loser's body. (The POST, never hedged, is a case of
+// TestTransportHedgesOnlyUnkeyedRequests.)
+//
+//   - late: the first copy ignores its context and answers after the
+//     hedge won, all the same.
+//   - after its header: both copies succeed, the first one's header a
+//     moment before the hedge wins; the loser is cancelled, and its body,
+//     which does not come, does not hold up the winner. (A FailureStatus
+//     that takes a second stands for the moment between the loser's
+//     header and its claim.)
+//   - stalled failure: the first copy fails on its status at once, and
+//     its body does not come; the hedge wins at its delay, and the
+//     stalled copy is cancelled, not waited for.
+func TestTransportHedgeLosers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		delay   time.Duration // the hedge's
+		loser   func(r *http.Request) *http.Response
+		winner  time.Duration // how long the hedge takes to answer
+		opts    taihttp.TransportOptions
+		elapsed time.Duration // till RoundTrip returns
+	}{
+		{name: "late", delay: 200 * time.Millisecond, winner: 100 * time.Millisecond,
+			loser: func(r *http.Request) *http.Response {
+				time.Sleep(time.Second) // ignores its context: answers late all the same
+				return response(r, http.StatusOK, nil, "copy 1")
+			},
+			elapsed: time.Second}, // the hedge waits for every copy
+		{name: "after its header", delay: 100 * time.Millisecond, winner: 100 * time.Millisecond,
+			loser: func(r *http.Request) *http.Response {
+				time.Sleep(150 * time.Millisecond)
+				resp := response(r, http.StatusNonAuthoritativeInfo, nil, "")
+				resp.Body = stalledBody{r}
+				return resp
+			},
+			opts: taihttp.TransportOptions{FailureStatus: func(status int) bool {
+				if status == http.StatusNonAuthoritativeInfo {
+					time.Sleep(time.Second)
+				}
+				return status >= 500
+			}},
+			elapsed: 1150 * time.Millisecond},
+		{name: "stalled failure", delay: 100 * time.Millisecond,
+			loser: func(r *http.Request) *http.Response {
+				resp := response(r, http.StatusServiceUnavailable, nil, "")
+				resp.Body = stalledBody{r}
+				return resp
+			},
+			elapsed: 100 * time.Millisecond}, // the stalled copy was cancelled as the hedge won
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var bodies []*trackedBody
+				base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+					var resp *http.Response
+					if n == 1 {
+						resp = tc.loser(r)
+					} else {
+						time.Sleep(tc.winner)
+						resp = response(r, http.StatusOK, nil, "hedge "+strconv.Itoa(n))
+					}
+					tb := &trackedBody{ReadCloser: resp.Body}
+					resp.Body = tb
+					mu.Lock()
+					bodies = append(bodies, tb)
+					mu.Unlock()
+					return resp, nil
+				})
+				hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: tc.delay})
+				require.NoError(t, err)
+				opts := tc.opts
+				opts.Base, opts.Hedge = base, hedge
+				c := client(t, nil, opts)
+				start := time.Now()
+				resp, err := c.Get("http://example.test/")
+				require.NoError(t, err)
+				assert.Equal(t, tc.elapsed, time.Since(start))
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				assert.Equal(t, "hedge 2", readAll(t, resp), "the hedge answered first")
+				assert.Equal(t, 2, calls())
+				mu.Lock()
+				defer mu.Unlock()
+				require.Len(t, bodies, 2)
+				for _, b := range bodies {
+					assert.True(t, b.closed.Load(), "every body is closed: the loser's by the transport")
+				}
+			})
+		})
 	}
-	t.Run("hedge", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			base, _ := numbered(func(n int, r *http.Request) (*http.Response, error) {
-				if n == 1 {
-					return stalled(r), nil
-				}
-				return response(r, http.StatusOK, nil, "hedge "+strconv.Itoa(n)), nil
-			})
-			hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
-			require.NoError(t, err)
-			c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
-			start := time.Now()
-			resp, err := c.Get("http://example.test/")
-			require.NoError(t, err)
-			assert.Equal(t, "hedge 2", readAll(t, resp))
-			assert.Equal(t, 100*time.Millisecond, time.Since(start), "the hedge won; the stalled copy was cancelled")
+}
+
+// A response that fails on its status and whose body does not come is
+// given up at the attempt's timeout, and the retry is sent then. (Its
+// hedged case is one of TestTransportHedgeLosers.)
+func TestTransportStalledFailedBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base, _ := numbered(func(n int, r *http.Request) (*http.Response, error) {
+			if n == 1 {
+				resp := response(r, http.StatusServiceUnavailable, nil, "")
+				resp.Body = stalledBody{r}
+				return resp, nil
+			}
+			return response(r, http.StatusOK, nil, "ok"), nil
 		})
-	})
-	t.Run("timeout", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			base, _ := numbered(func(n int, r *http.Request) (*http.Response, error) {
-				if n == 1 {
-					return stalled(r), nil
-				}
-				return response(r, http.StatusOK, nil, "ok"), nil
-			})
-			c := client(t, nil, taihttp.TransportOptions{Base: base, AttemptTimeout: time.Second,
-				Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, Jitter: func(time.Duration) time.Duration { return 0 }})})
-			start := time.Now()
-			resp, err := c.Get("http://example.test/")
-			require.NoError(t, err)
-			assert.Equal(t, "ok", readAll(t, resp))
-			assert.Equal(t, time.Second, time.Since(start), "the failed attempt's body was read within its timeout")
-		})
+		c := client(t, nil, taihttp.TransportOptions{Base: base, AttemptTimeout: time.Second,
+			Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, Jitter: func(time.Duration) time.Duration { return 0 }})})
+		start := time.Now()
+		resp, err := c.Get("http://example.test/")
+		require.NoError(t, err)
+		assert.Equal(t, "ok", readAll(t, resp))
+		assert.Equal(t, time.Second, time.Since(start), "the failed attempt's body was read within its timeout")
 	})
 }
 
@@ -833,16 +842,22 @@ func TestTransportNilResponseBody(t *testing.T) {
 	}
 }
 
-// A Retry-After longer than a day, within the Retry's MaxRetryAfter, is
-// waited for whole, in seconds or as a date: the retry is not sent before
-// the server asked.
-func TestTransportRetryAfterOverADay(t *testing.T) {
+// Retry-After, in seconds or as an HTTP date, with time under synctest:
+// the second attempt is sent exactly when the server asked, also after
+// more than a day, when that is within the Retry's MaxRetryAfter.
+func TestTransportWaitsForRetryAfter(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		hint func(now time.Time) string
+		name  string
+		hint  func(now time.Time) string
+		retry jidoka.RetryOptions
+		wait  time.Duration
 	}{
-		{"seconds", func(time.Time) string { return "100000" }},
-		{"date", func(now time.Time) string { return now.Add(100000 * time.Second).UTC().Format(http.TimeFormat) }},
+		{"date", func(now time.Time) string { return now.Add(42 * time.Second).UTC().Format(http.TimeFormat) },
+			jidoka.RetryOptions{MaxAttempts: 2, MaxDelay: time.Minute}, 42 * time.Second},
+		{"seconds over a day", func(time.Time) string { return "100000" },
+			jidoka.RetryOptions{MaxAttempts: 2, MaxRetryAfter: 48 * time.Hour}, 100000 * time.Second},
+		{"date over a day", func(now time.Time) string { return now.Add(100000 * time.Second).UTC().Format(http.TimeFormat) },
+			jidoka.RetryOptions{MaxAttempts: 2, MaxRetryAfter: 48 * time.Hour}, 100000 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -856,13 +871,14 @@ func TestTransportRetryAfterOverADay(t *testing.T) {
 					}
 					return response(r, http.StatusOK, nil, "ok"), nil
 				})
-				c := client(t, nil, taihttp.TransportOptions{Base: base,
-					Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, MaxRetryAfter: 48 * time.Hour})})
+				c := client(t, nil, taihttp.TransportOptions{Base: base, Retry: newRetry(t, tc.retry)})
 				resp, err := c.Get("http://example.test/")
 				require.NoError(t, err)
 				assert.Equal(t, "ok", readAll(t, resp))
 				require.Len(t, sent, 2)
-				assert.Equal(t, 100000*time.Second, sent[1].Sub(sent[0]))
+				// synctest's clock starts on a whole second, as an HTTP
+				// date counts: the wait is exact.
+				assert.Equal(t, tc.wait, sent[1].Sub(sent[0]))
 			})
 		})
 	}
@@ -935,39 +951,6 @@ func TestTransportReusesConnections(t *testing.T) {
 		}
 	}
 	assert.EqualValues(t, 1, conns.Load())
-}
-
-// Two copies of a hedged request both succeed, the first one's header a
-// moment before the hedge wins: the first copy, the loser, is cancelled,
-// and its body, which does not come, does not hold up the winner. (A
-// FailureStatus that takes a second stands for the moment between the
-// loser's header and its claim.)
-func TestTransportHedgeLoserAfterItsHeader(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		base, _ := numbered(func(n int, r *http.Request) (*http.Response, error) {
-			if n == 1 {
-				time.Sleep(150 * time.Millisecond)
-				resp := response(r, http.StatusNonAuthoritativeInfo, nil, "")
-				resp.Body = stalledBody{r}
-				return resp, nil
-			}
-			time.Sleep(100 * time.Millisecond)
-			return response(r, http.StatusOK, nil, "hedge "+strconv.Itoa(n)), nil
-		})
-		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
-		require.NoError(t, err)
-		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge,
-			FailureStatus: func(status int) bool {
-				if status == http.StatusNonAuthoritativeInfo {
-					time.Sleep(time.Second)
-				}
-				return status >= 500
-			}})
-		resp, err := c.Get("http://example.test/")
-		require.NoError(t, err)
-		assert.Equal(t, http.StatusOK, resp.StatusCode)
-		assert.Equal(t, "hedge 2", readAll(t, resp))
-	})
 }
 
 // An upgrade (a WebSocket, say) hedged: both copies are switched to the
