@@ -39,7 +39,9 @@ func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, k
 // called the outcome is Rejected, otherwise it follows the error Do
 // returned. A rejection's error is the one Do returned, or, when a guard
 // outside the refusing one turned it into nil (a fallback), the refusing
-// guard's own, so errors.Is and RetryAfter still find it.
+// guard's own, so errors.Is and RetryAfter still find it; under a retry
+// that was refused more than once, that of the last refusal, the reason
+// the action did not run in the end.
 //
 // Do may call fn more than once. A retry calls it again after a failure,
 // one call after another on Do's goroutine; a hedge calls it again while
@@ -59,12 +61,12 @@ func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, k
 // it on another goroutine and stops waiting) breaks that contract; when
 // the call is still running as Do returns (in the action, or in a guard
 // inside this one, such as a retry waiting to call again), the pipeline
-// detects it, fails the signal with ErrAbandoned and discards the late
-// result; the late call still runs the action with this signal. A call
-// that begins after Do returned cannot be detected: the signal has ended
-// as Do said, and the pipeline reuses what fn runs for the next signals,
-// so the late call runs the action with another signal's data, or with
-// the zero Signal.
+// detects it, fails the signal with ErrAbandoned (its message names the
+// guard that returned early) and discards the late result; the late call
+// still runs the action with this signal. A call that begins after Do
+// returned cannot be detected: the signal has ended as Do said, and the
+// pipeline reuses what fn runs for the next signals, so the late call
+// runs the action with another signal's data, or with the zero Signal.
 //
 // The guards of a pipeline nest in the order given to WithGuards, the
 // first outermost. A usual order, outermost first, is fallback, retry,

@@ -578,12 +578,14 @@ type call[T, R any] struct {
 	// is never reset: guarded compares it with its value at the start of
 	// the signal.
 	runs    atomic.Uint64
-	reached atomic.Int32 // index of the innermost guard entered; the first link sets it to 0
+	reached atomic.Int32 // index of the guard entered last; the first link sets it to 0
 
-	mu      sync.Mutex
-	val     R     // the kept value: see keep
-	won     bool  // val is the value of a call that succeeded
-	refusal error // the first error of a guard that did not call on; see link
+	mu        sync.Mutex
+	val       R     // the kept value: see keep
+	won       bool  // val is the value of a call that succeeded
+	refusal   error // the error of the last guard that did not call on; see refused
+	refuser   int32 // the index of the guard that gave refusal
+	abandoner int32 // the index of the first guard to return while a call inside it ran, or -1
 
 	links []func(context.Context) error
 }
@@ -591,7 +593,7 @@ type call[T, R any] struct {
 const runStarted = 1 << 32
 
 func (p *Pipeline[T, R]) newCall() *call[T, R] {
-	c := &call[T, R]{p: p}
+	c := &call[T, R]{p: p, abandoner: -1}
 	n := len(p.guards)
 	c.links = make([]func(context.Context) error, n+1)
 	c.links[n] = c.run
@@ -606,10 +608,15 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 			if c.reached.Load() != int32(i) {
 				c.reached.Store(int32(i))
 			}
-			before := c.runs.Load()
 			err := g.Do(ctx, next)
-			if err != nil && c.runs.Load()>>32 == before>>32 {
-				c.refused(err)
+			// Links 1 to i run now, once each (link 0 counts not
+			// itself); a count above i is a call this guard left
+			// running inside it.
+			if uint32(c.runs.Load()) > uint32(i) {
+				c.abandoned(int32(i))
+			}
+			if err != nil {
+				c.refused(int32(i), err)
 			}
 			return err
 		}
@@ -617,15 +624,34 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 	return c
 }
 
-// refused keeps err, the error of a guard whose Do returned while no call
-// of the action started, unless an error was kept before: the innermost
-// guard returns first, and its error is the reason the action did not
-// run. A guard outside it may turn that error into nil (a fallback), and
-// the signal is then Rejected with the refusal all the same.
-func (c *call[T, R]) refused(err error) {
+// refused keeps err, the error the Do of guard i returned, as the reason
+// the action did not run. The error of a guard that called no guard
+// inside it (none was entered after it) is its own refusal, and replaces
+// what was kept: under a retry, the refusal of the last attempt is the
+// reason (a breaker opened since a bulkhead refused the first). Another
+// guard's error is kept only when none was: it passes on what the guard
+// inside said, or it is that of a guard inside that panicked, or it comes
+// with a call of the action, and then no refusal is asked for. A guard
+// outside may turn the error into nil (a fallback), and the signal is
+// then Rejected with the refusal all the same.
+func (c *call[T, R]) refused(i int32, err error) {
+	own := c.reached.Load() == i
 	c.mu.Lock()
-	if c.refusal == nil {
-		c.refusal = err
+	if own || c.refusal == nil {
+		c.refusal, c.refuser = err, i
+	}
+	c.mu.Unlock()
+}
+
+// abandoned notes that the Do of guard i returned while a call it started
+// still ran. The first guard to do so is the one that gave up: the guards
+// outside it return after it, and see the same call running. (Calls that
+// run at the same time, as a hedge starts them, count together: a guard
+// inside a hedge may be noted in place of the one that gave up.)
+func (c *call[T, R]) abandoned(i int32) {
+	c.mu.Lock()
+	if c.abandoner < 0 {
+		c.abandoner = i
 	}
 	c.mu.Unlock()
 }
@@ -674,7 +700,6 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	c.sig = *s
 	before := c.runs.Load()
 	err = c.links[0](ctx)
-	hook := p.guardNames[c.reached.Load()]
 	runs := c.runs.Load()
 	switch {
 	case runs == before:
@@ -682,26 +707,38 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 		// contract could still call the action it was handed, and must
 		// then find this signal, not another one. A rejection costs a
 		// fresh call; a call whose action returned is recycled.
+		hook := c.reached.Load()
 		if err == nil {
 			c.mu.Lock()
-			err = c.refusal
+			if err = c.refusal; err != nil {
+				hook = c.refuser
+			}
 			c.mu.Unlock()
 		}
 		if err == nil {
 			err = errors.New("guard returned without running the action")
 		}
-		return r, &RejectedError{Stage: StageAction, Hook: hook, Err: err}
+		return r, &RejectedError{Stage: StageAction, Hook: p.guardNames[hook], Err: err}
 	case uint32(runs) != 0:
 		// Abandoned: an action, or a guard that may yet call it, still
-		// runs and owns c.
-		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrStage(hook, StageAction)))
+		// runs and owns c. The guard that gave up noted it when its Do
+		// returned.
+		c.mu.Lock()
+		hook := c.abandoner
+		c.mu.Unlock()
+		if hook < 0 {
+			// A call begun after the outermost guard's Do returned and
+			// before the count was read: that guard let it run.
+			hook = 0
+		}
+		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrStage(p.guardNames[hook], StageAction)))
 	}
 	// Every call of the action has returned; their keep happened before
 	// the count read above reached zero.
 	r = c.val
 	var zs Signal[T]
 	var zr R
-	c.sig, c.val, c.won, c.refusal = zs, zr, false, nil
+	c.sig, c.val, c.won, c.refusal, c.abandoner = zs, zr, false, nil, -1
 	p.calls.Put(c)
 	return r, err
 }

@@ -1,0 +1,109 @@
+package tai_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/tai"
+)
+
+// A guard inside a retry may refuse one attempt and a guard outside it the
+// next (a full bulkhead, then an open breaker): when a fallback outside
+// the retry turns the last refusal into nil, the signal is Rejected with
+// that refusal, the reason the action did not run in the end, so that
+// errors.Is and RetryAfter find what the last refusing guard said, and
+// Hook names it.
+func TestSwallowedRefusalIsTheLastOne(t *testing.T) {
+	full := retryErr{d: time.Millisecond}
+	open := retryErr{d: 30 * time.Second}
+	swallow := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		_ = fn(ctx)
+		return nil
+	})
+	// The bulkhead refuses the first attempt of each signal, the breaker
+	// the second.
+	var attempt int
+	retry := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		if attempt = 1; fn(ctx) == nil {
+			return nil
+		}
+		attempt = 2
+		return fn(ctx)
+	})
+	breaker := namedGuardFunc{"breaker", tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		if attempt == 2 {
+			return open
+		}
+		return fn(ctx)
+	})}
+	bulkhead := namedGuardFunc{"bulkhead", tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		if attempt == 1 {
+			return full
+		}
+		return fn(ctx)
+	})}
+	j := &journal{}
+	p, err := tai.New(fixed(allow, nil), doubleAction(j), tai.WithGuards(swallow, retry, breaker, bulkhead))
+	require.NoError(t, err)
+	for range 3 {
+		res, err := p.Process(context.Background(), sig())
+		assert.Equal(t, tai.Rejected, res.Outcome)
+		require.ErrorIs(t, err, open, "the breaker's refusal of the last attempt, not the bulkhead's of the first")
+		assert.Equal(t, 30*time.Second, tai.RetryAfter(err))
+		var rej *tai.RejectedError
+		require.ErrorAs(t, err, &rej)
+		assert.Equal(t, "breaker", rej.Hook)
+	}
+	assert.Empty(t, j.get(), "the action never ran")
+}
+
+// The error of a signal abandoned by a guard names that guard, not a
+// guard inside it that was still running (holding the call, or waiting
+// for the action to return) when it gave up.
+func TestAbandonedErrorNamesTheGuardThatGaveUp(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		hold bool // the inner guard holds the call before running the action
+	}{
+		{"the action runs", false},
+		{"an inner guard holds the call", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			entered, release, finished := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			deadline := namedGuardFunc{"deadline", tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+				go func() {
+					defer close(finished)
+					_ = fn(ctx)
+				}()
+				<-entered
+				return errors.New("gave up")
+			})}
+			breaker := namedGuardFunc{"breaker", tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+				if tt.hold {
+					close(entered)
+					<-release
+				}
+				return fn(ctx)
+			})}
+			action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+				if !tt.hold {
+					close(entered)
+					<-release
+				}
+				return 1, nil
+			})
+			p, err := tai.New(allowAll, action, tai.WithGuards(deadline, breaker))
+			require.NoError(t, err)
+			_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+			close(release)
+			<-finished
+			require.ErrorIs(t, err, tai.ErrAbandoned)
+			assert.Equal(t, `tai: guard returned before the action it started (guard "deadline")`, err.Error())
+		})
+	}
+}
