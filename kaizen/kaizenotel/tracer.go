@@ -302,7 +302,9 @@ func spanContextOf(sc trace.SpanContext) tai.SpanContext {
 
 // errorType names an error for the error.type attribute: the context's
 // sentinel errors by name, else the Go type of the deepest error in the
-// chain that is more specific than a tai wrapper or a plain message.
+// chain that is more specific than a tai wrapper or a plain message. The
+// errors joined by errors.Join (or any Unwrap() []error) are searched in
+// order, depth first, as errors.As searches them.
 func errorType(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -310,19 +312,46 @@ func errorType(err error) string {
 	case errors.Is(err, context.Canceled):
 		return "context.Canceled"
 	}
-	name := "_OTHER"
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		t := fmt.Sprintf("%T", e)
-		switch t {
+	name, _ := specificType(err, "_OTHER")
+	return name
+}
+
+// specificType walks the tree of err for errorType. name is the answer so
+// far (the type of a tai wrapper around err, or "_OTHER"); it returns the
+// answer, and true once it found an error that is neither a tai wrapper
+// nor a plain message, which ends the search.
+func specificType(err error, name string) (string, bool) {
+	for e := err; e != nil; {
+		switch t := fmt.Sprintf("%T", e); t {
 		case "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
-			continue
+		default:
+			name = t
+			if !isTaiWrapper(e) {
+				return name, true // the hook's or action's own error
+			}
 		}
-		name = t
-		if !isTaiWrapper(e) {
-			break // the hook's or action's own error
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			// Of joined errors, the first with a specific one in its
+			// tree; else what the first branch found.
+			best := ""
+			for _, c := range u.Unwrap() {
+				n, found := specificType(c, name)
+				if found {
+					return n, true
+				}
+				if best == "" {
+					best = n
+				}
+			}
+			return cmp.Or(best, name), false
+		default:
+			return name, false
 		}
 	}
-	return name
+	return name, false
 }
 
 func isTaiWrapper(err error) bool {

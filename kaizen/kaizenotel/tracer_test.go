@@ -3,6 +3,7 @@ package kaizenotel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"unicode/utf8"
 
@@ -227,6 +228,34 @@ func TestTracerErrorTypes(t *testing.T) {
 		assert.Equal(t, c.want, attrs(ended[0])["error.type"], "%v", c.err)
 		assert.Equal(t, codes.Error, ended[0].Status().Code)
 		assert.Equal(t, c.want, ended[0].Status().Description)
+	}
+}
+
+// TestTracerErrorTypeLooksIntoJoinedErrors: error.type names the most
+// specific error of the error's tree, as errors.As finds it, also behind
+// errors.Join or a fmt.Errorf with several %w; it stopped at the join and
+// recorded "_OTHER" (or the tai wrapper around it), as for a plain message.
+func TestTracerErrorTypeLooksIntoJoinedErrors(t *testing.T) {
+	sr, tp := newRecorder(t)
+	tr := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{errors.Join(errors.New("cleanup failed"), pipelinetest.ErrLimited{}), "pipelinetest.ErrLimited"},
+		{fmt.Errorf("charge: %w; refund: %w", pipelinetest.ErrGateway, pipelinetest.ErrLimited{}), "pipelinetest.ErrLimited"},
+		{&tai.PolicyError{Policy: "p", Err: errors.Join(pipelinetest.ErrGateway, pipelinetest.ErrLimited{})}, "pipelinetest.ErrLimited"},
+		{errors.Join(&tai.PolicyError{Policy: "p", Err: pipelinetest.ErrGateway}, errors.New("x")), "*tai.PolicyError"},
+		{errors.Join(pipelinetest.ErrGateway, errors.New("x")), "_OTHER"},
+	}
+	for _, c := range cases {
+		sr.Reset()
+		_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageAction, Name: "action", Kind: "k"})
+		sp.End(c.err)
+		ended := sr.Ended()
+		require.Len(t, ended, 1)
+		assert.Equal(t, c.want, attrs(ended[0])["error.type"], "%v", c.err)
+		assert.Equal(t, c.want, ended[0].Status().Description, "%v", c.err)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taipattern/taikit/internal/typednil"
 )
 
 // CollectorOptions configures the collectors of the other TPS packages
@@ -98,10 +100,11 @@ func checkHistogramLabels(field string, labels prometheus.Labels) error {
 	return nil
 }
 
-// checkRegisterer rejects a nil Registerer: the package never falls back
-// to the global registry.
+// checkRegisterer rejects a nil Registerer, or one holding a nil pointer
+// (a *prometheus.Registry left unset, whose Register panics): the package
+// never falls back to the global registry.
 func checkRegisterer(reg prometheus.Registerer, who string) error {
-	if reg == nil {
+	if reg == nil || typednil.Holds(reg) {
 		return errors.New("kaizenprom: " + who + ": nil prometheus.Registerer; pass prometheus.NewRegistry() or prometheus.DefaultRegisterer")
 	}
 	return nil

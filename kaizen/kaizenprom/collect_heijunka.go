@@ -1,6 +1,7 @@
 package kaizenprom
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -45,8 +46,8 @@ type gateCounts struct {
 }
 
 // NewHeijunkaCollector creates a HeijunkaCollector and registers it with
-// reg. A nil reg is an error. When reg already holds one with the same
-// options, that one is returned.
+// reg. A nil reg, or a nil *prometheus.Registry, is an error. When reg
+// already holds one with the same options, that one is returned.
 func NewHeijunkaCollector(reg prometheus.Registerer, opts CollectorOptions) (*HeijunkaCollector, error) {
 	f, err := newFamilies(reg, opts, "NewHeijunkaCollector", "limiter", "result")
 	if err != nil {
@@ -92,11 +93,13 @@ func (c *HeijunkaCollector) RemoveLimiter(name string) bool { return c.limiters.
 // Gate wraps a gate (a heijunka Limiter or Keyed, or any tai.Gate) so that
 // its decisions are counted in taikit_limiter_requests_total under the
 // gate's name (tai.Namer; "gate" without one): admitted, limited (the
-// error matches heijunka.ErrLimited) or error (any other rejection). The
-// wrapper keeps the gate's name for the pipeline's spans and errors, and
-// adds one atomic increment to Admit. Gates of the same name share their
-// counts. A name that is not valid UTF-8 is counted with U+FFFD in place
-// of its bad bytes, as Metrics does with a Kind.
+// error matches heijunka.ErrLimited) or error (any other rejection, and
+// one whose chain panics when read). The wrapper keeps the gate's name
+// for the pipeline's spans and errors (no name for a gate without one),
+// returns the gate's error as it is, and adds one atomic increment to
+// Admit. Gates of the same name share their counts. A name that is not
+// valid UTF-8 is counted with U+FFFD in place of its bad bytes, as
+// Metrics does with a Kind.
 //
 // A nil g, or a nil pointer or func in it (a limiter left unset), is
 // returned as it is, unwrapped, so that tai.New refuses it as a nil gate:
@@ -105,11 +108,11 @@ func (c *HeijunkaCollector) Gate(g tai.Gate) tai.Gate {
 	if g == nil || typednil.Holds(g) {
 		return g
 	}
-	name := "gate"
-	if n, ok := g.(tai.Namer); ok && n.Name() != "" {
+	var name string // the gate's own: "" when it has none, as tai takes it
+	if n, ok := g.(tai.Namer); ok {
 		name = n.Name()
 	}
-	label := labelValue(name)
+	label := labelValue(cmp.Or(name, "gate"))
 	c.mu.Lock()
 	counts := c.gates[label]
 	if counts == nil {
@@ -130,15 +133,34 @@ func (g *countingGate) Name() string { return g.name }
 
 func (g *countingGate) Admit(ctx context.Context, key string) error {
 	err := g.gate.Admit(ctx, key)
-	switch {
-	case err == nil:
+	if err == nil {
 		g.counts.admitted.Add(1)
-	case errors.Is(err, heijunka.ErrLimited):
-		g.counts.limited.Add(1)
-	default:
-		g.counts.failed.Add(1)
+		return nil
 	}
+	g.counts.reject(err)
 	return err
+}
+
+// reject counts err, a gate's rejection, as limited or as an error.
+// Reading its chain may panic (a typed nil whose Unwrap or Is reads its
+// receiver): it is then counted as an error, and the rejection goes on to
+// the pipeline as it would from the gate unwrapped, rather than turn into
+// a panic of the gate.
+func (c *gateCounts) reject(err error) {
+	read := false
+	defer func() {
+		if !read {
+			_ = recover()
+			c.failed.Add(1)
+		}
+	}()
+	limited := errors.Is(err, heijunka.ErrLimited)
+	read = true
+	if limited {
+		c.limited.Add(1)
+	} else {
+		c.failed.Add(1)
+	}
 }
 
 // Collect reads every limiter and gate. A Store's Len that panics leaves

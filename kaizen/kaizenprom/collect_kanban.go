@@ -112,10 +112,10 @@ type backlogCall struct {
 }
 
 // NewKanbanCollector creates a KanbanCollector and registers it with reg.
-// A nil reg is an error, and so are a constant label "le" and
-// HandlerBuckets that cannot be the bounds of a histogram. When reg
-// already holds one with the same options, that one is returned, with the
-// bounds it was made with.
+// A nil reg (or a nil *prometheus.Registry) is an error, and so are a
+// constant label "le" and HandlerBuckets that cannot be the bounds of a
+// histogram. When reg already holds one with the same options, that one
+// is returned, with the bounds it was made with.
 func NewKanbanCollector(reg prometheus.Registerer, opts CollectorOptions) (*KanbanCollector, error) {
 	f, err := newFamilies(reg, opts, "NewKanbanCollector", "queue")
 	if err != nil {

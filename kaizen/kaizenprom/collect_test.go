@@ -378,6 +378,63 @@ func TestHeijunkaGateOfNilIsRefusedByThePipeline(t *testing.T) {
 	}
 }
 
+// TestHeijunkaGateKeepsAnUnnamedGateUnnamed: a gate without a name
+// wrapped by Gate is counted under "gate", but keeps no name in the
+// pipeline's errors, as it has none unwrapped; the wrapper named it
+// "gate" there, so its rejections read `rejected at gate "gate"`.
+func TestHeijunkaGateKeepsAnUnnamedGateUnnamed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	hc, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	refuse := tai.GateFunc(func(context.Context, string) error { return heijunka.ErrLimited })
+	reject := func(g tai.Gate) error {
+		p, err := tai.New(tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		}), tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 0, nil }), tai.WithGates(g))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+		return err
+	}
+	want := reject(refuse)
+	got := reject(hc.Gate(refuse))
+	var re *tai.RejectedError
+	require.ErrorAs(t, got, &re)
+	assert.Empty(t, re.Hook)
+	assert.Equal(t, want.Error(), got.Error())
+	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_limiter_requests_total", map[string]string{"limiter": "gate", "result": "limited"}))
+}
+
+// gateErr is an error whose Unwrap reads its receiver: a nil *gateErr
+// returned as an error panics when its chain is read.
+type gateErr struct{ err error }
+
+func (e *gateErr) Error() string { return "gate: " + e.err.Error() }
+func (e *gateErr) Unwrap() error { return e.err }
+
+// TestHeijunkaGateCountsAnErrorThatPanicsWhenRead: a gate whose error is a
+// typed nil (a nil *gateErr returned as an error) rejects the signal, as
+// it does unwrapped, and is counted as an error; the wrapper read its
+// chain to tell a limit from an error, panicked, and turned the rejection
+// into a failure of the pipeline with a *tai.PanicError.
+func TestHeijunkaGateCountsAnErrorThatPanicsWhenRead(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	hc, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	broken := pipelinetest.NamedGate{GateName: "broken", Fn: func(context.Context, string) error {
+		var e *gateErr
+		return e
+	}}
+	p, err := pipelinetest.New(tai.WithGates(hc.Gate(broken)))
+	require.NoError(t, err)
+	var perr error
+	require.NotPanics(t, func() { _, perr = p.Process(context.Background(), pipelinetest.Signals()[0]) })
+	var re *tai.RejectedError
+	require.ErrorAs(t, perr, &re)
+	assert.Equal(t, "broken", re.Hook)
+	assert.Equal(t, tai.Rejected, tai.OutcomeOf(perr))
+	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_limiter_requests_total", map[string]string{"limiter": "broken", "result": "error"}))
+}
+
 // TestKanbanCollectorRefusesANilQueuePointer: a nil *kanban.Memory is a
 // nil queue as much as a nil interface is. Taken, it panicked at every
 // scrape, reading its backlog in a goroutine of Collect, which no HTTP
@@ -411,6 +468,18 @@ var constructors = map[string]func(reg prometheus.Registerer, labels prometheus.
 		_, err := kaizenprom.NewKanbanCollector(reg, kaizenprom.CollectorOptions{ConstLabels: labels})
 		return err
 	},
+}
+
+// TestConstructorsRefuseANilPointerRegisterer: a *prometheus.Registry
+// left unset is a nil Registerer to every constructor, refused with an
+// error naming it; its Register panicked on the nil pointer.
+func TestConstructorsRefuseANilPointerRegisterer(t *testing.T) {
+	var unset *prometheus.Registry
+	for who, build := range constructors {
+		var err error
+		require.NotPanics(t, func() { err = build(unset, nil) }, who)
+		require.ErrorContains(t, err, who+": nil prometheus.Registerer", who)
+	}
 }
 
 // TestConstLabelNamesAreChecked: a constant label whose name is not a

@@ -19,11 +19,19 @@ import (
 //	tai.WithTracer(metrics.Tracer(tracer)) // or metrics.Tracer(nil)
 //
 // Without next it allocates nothing and hands combinators no tracer.
+//
+// A Metrics that NewMetrics did not make (the zero Metrics, or a nil
+// *Metrics, one left unset) has no gauge to count in: Tracer then returns
+// next as it is (nil, which tai.WithTracer takes for no tracing, for a nil
+// next), rather than a tracer that fails every signal.
 func (m *Metrics) Tracer(next tai.Tracer) tai.Tracer {
 	if typednil.Holds(next) {
 		// Called, it would panic at the start of every signal, failing
 		// each; tai.WithTracer takes such a tracer for none.
 		next = nil
+	}
+	if m == nil || m.inFlight == nil {
+		return next
 	}
 	return &inFlightTracer{m: m, next: next}
 }

@@ -104,6 +104,10 @@ type MetricsOptions struct {
 // Observe allocates nothing unless the signal is sampled (its exemplar
 // allocates): the series of a kind are created once, on its first signal,
 // and kept in a copy-on-write map.
+//
+// Make a Metrics with NewMetrics. The zero Metrics, which has no families,
+// counts nothing: its Observe does nothing, and its Tracer (as that of a
+// nil *Metrics) returns the next tracer as it is.
 type Metrics struct {
 	signals   *prometheus.CounterVec
 	decisions *prometheus.CounterVec
@@ -136,13 +140,13 @@ var metricsLabels = []string{"kind", "outcome", "policy", "verdict", "stage"}
 const numOutcomes = int(tai.Failed) + 1
 
 // NewMetrics creates the metric families and registers them with reg. A
-// nil reg is an error: pass prometheus.NewRegistry(), or
-// prometheus.DefaultRegisterer to use the global registry deliberately.
-// When reg already holds the same families (NewMetrics was called before
-// with the same namespace), the registered ones are reused, so two Metrics
-// on one registry add to the same series instead of panicking; the
-// histograms keep the buckets they were first made with, whatever the
-// later opts.Buckets say.
+// nil reg, or a nil *prometheus.Registry, is an error: pass
+// prometheus.NewRegistry(), or prometheus.DefaultRegisterer to use the
+// global registry deliberately. When reg already holds the same families
+// (NewMetrics was called before with the same namespace), the registered
+// ones are reused, so two Metrics on one registry add to the same series
+// instead of panicking; the histograms keep the buckets they were first
+// made with, whatever the later opts.Buckets say.
 func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error) {
 	if err := checkRegisterer(reg, "NewMetrics"); err != nil {
 		return nil, err
@@ -247,7 +251,11 @@ func (m *Metrics) ObservesStages() bool { return m.stages }
 
 // Observe counts the signal, its decision and its stage durations.
 func (m *Metrics) Observe(_ context.Context, r tai.Record) {
-	k := (*m.kinds.Load())[r.Kind]
+	kinds := m.kinds.Load()
+	if kinds == nil {
+		return // the zero Metrics: no families to count in
+	}
+	k := (*kinds)[r.Kind]
 	if k == nil {
 		k = m.addKind(r.Kind)
 	}

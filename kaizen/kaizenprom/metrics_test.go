@@ -644,3 +644,32 @@ func TestMetricsInFlightNextTracerNilPointer(t *testing.T) {
 	assert.Equal(t, 1.0, during, "one signal in flight during its action")
 	assert.Equal(t, 0.0, gaugeValue(t, reg, "taikit_signals_in_flight", map[string]string{"kind": "payment"}))
 }
+
+// TestMetricsNotMadeByNewMetricsFailsNoSignal: a Metrics that NewMetrics
+// did not make — a nil *Metrics (a field left unset) or a declared one —
+// counts nothing, and the tracer it returns is next's tracing alone. That
+// tracer panicked at the start of every signal, which the pipeline
+// failed with a *tai.PanicError, and its Observe at every signal.
+func TestMetricsNotMadeByNewMetricsFailsNoSignal(t *testing.T) {
+	var unset *kaizenprom.Metrics
+	for name, m := range map[string]*kaizenprom.Metrics{"nil": unset, "zero": {}} {
+		t.Run(name, func(t *testing.T) {
+			require.Nil(t, m.Tracer(nil), "no next, no tracing: tai.WithTracer takes nil for none")
+			next := new(recTracer)
+			opts := []tai.Option{tai.WithTracer(m.Tracer(next))}
+			if m != nil {
+				opts = append(opts, tai.WithObservers(m))
+			}
+			p, err := pipelinetest.New(opts...)
+			require.NoError(t, err)
+			res, err := p.Process(context.Background(), pipelinetest.Signals()[0])
+			require.NoError(t, err)
+			assert.Equal(t, tai.Succeeded, res.Outcome)
+			assert.Equal(t, tai.TraceID{1}, res.Span.TraceID, "next traced the signal")
+			assert.Contains(t, next.ended, "signal")
+			if m != nil {
+				require.NotPanics(t, func() { m.Observe(context.Background(), pipelinetest.RealisticRecord()) })
+			}
+		})
+	}
+}
