@@ -157,3 +157,42 @@ func TestDeadLetteredRegionFreed(t *testing.T) {
 	r = deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"})
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 }
+
+// TestGiveUpLeavesAWaveMovedOn: a job given up after its region ended,
+// its wave moved on to a region whose own job runs (a redelivery of the
+// job, its first delivery having queued the next region and been cut off
+// before its acknowledgement, failing on its last attempt with the store
+// out of reach), does not end the deployment: the next region's run
+// carries it on to its end. The give-up ended it FAILED, the running
+// region with "Job given up", and that run, finding its record moved on,
+// stopped with the new version taking its share of the traffic.
+func TestGiveUpLeavesAWaveMovedOn(t *testing.T) {
+	routing, release := make(chan struct{}), make(chan struct{})
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	defer releaseAll()
+	held := false
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapTarget = func(f fleet.Target) fleet.Target {
+			return &regionTarget{Target: f, route: func(region string, percent float64) error {
+				if region == "us-east-1" && percent == 5 && !held {
+					held = true
+					close(routing)
+					<-release
+				}
+				return nil
+			}}
+		}
+	}, fastArgs...)
+	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}}, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	id := r.deployment(t).ID
+	<-routing // us-west-2 succeeded; us-east-1's canary is starting
+
+	assert.False(t, ts.giveUp(t.Context(), Job{ID: id, Index: 0, Region: "us-west-2"}, errors.New("store out of reach")),
+		"the deployment ended while the next region's job ran")
+	releaseAll()
+	d := waitFor(t, ts.URL, id, ended)
+	assert.Equal(t, StatusSuccess, d.Status, "%+v", d)
+	assert.Equal(t, []string{StatusSuccess, StatusSuccess}, regionStatuses(d))
+	assert.Equal(t, 1, deploymentEnds(t, ts, id))
+}

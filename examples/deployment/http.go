@@ -331,7 +331,8 @@ const startingFor = time.Minute
 // (a start cut off by a crash), is stale and loses its lock; one not
 // stored yet is a request in flight, and holds it. A holder stored in
 // progress whose first region was never queued (a start cut off between
-// the two) ends FAILED and frees its regions (endCutOffStart).
+// the two), or one begun whose job was dead-lettered (no job of it left
+// in the queue), ends FAILED and frees its regions (endCutOffStart).
 func (s *Service) lockRegions(ctx context.Context, d *Deployment) error {
 	for i, reg := range d.Regions {
 		holder, since, err := s.store.Lock(ctx, d.Service, reg, d.ID)

@@ -611,6 +611,14 @@ func (r *rollout) notStarted(ctx context.Context, err error) bool {
 // giveUp reports false. A run still going whose job was given up (a
 // replica whose lease lapsed) finds its record moved on at its next write
 // and stops.
+//
+// A job whose region has ended may have queued the next one before it
+// failed (a delivery of it cut off before its acknowledgement, delivered
+// again): while another job of the deployment is in the queue, that job
+// carries the deployment on, and giveUp leaves it (reports false). So it
+// does when the queue cannot be read: the job is dead-lettered, and a
+// deployment no job runs is ended when another asks for its region (see
+// endCutOffStart).
 func (s *Service) giveUp(ctx context.Context, job Job, cause error) bool {
 	reason := fmt.Sprintf("Job given up after %d attempts: %v", jobAttempts, cause)
 	attrs := []any{"deployment_id", job.ID, "region", job.Region}
@@ -623,6 +631,14 @@ func (s *Service) giveUp(ctx context.Context, job Job, cause error) bool {
 		})
 		if err == nil && terminal(d.Status) {
 			return false
+		}
+		if err == nil && (job.Index < 0 || job.Index >= len(d.Results) || terminal(d.Results[job.Index].Status)) {
+			other, qerr := s.queuedFor(ctx, job.ID, func(index int) bool { return index != job.Index })
+			if qerr != nil || other {
+				s.log.Warn("rollout job given up after its region ended; another job of the deployment carries it on, or the queue was not read",
+					append(attrs, "cause", cause, "queue_err", qerr)...)
+				return false
+			}
 		}
 		if err == nil {
 			err = s.retryStore(ctx, "end of a deployment given up", attrs, func(ctx context.Context) error {
@@ -1027,6 +1043,12 @@ func (s *Service) publishJob(ctx context.Context, d *Deployment, index int) erro
 // then). It reads the stream's jobs one by one: they are those of the
 // deployments in progress, each of which holds its regions, so few.
 func (s *Service) jobQueued(ctx context.Context, id string, index int) (bool, error) {
+	return s.queuedFor(ctx, id, func(i int) bool { return index < 0 || i == index })
+}
+
+// queuedFor reports whether the queue's stream holds a job of deployment
+// id whose region's index match accepts, as jobQueued reads it.
+func (s *Service) queuedFor(ctx context.Context, id string, match func(index int) bool) (bool, error) {
 	st, err := s.js.Stream(ctx, queueStream)
 	if err != nil {
 		return false, err
@@ -1040,7 +1062,7 @@ func (s *Service) jobQueued(ctx context.Context, id string, index int) (bool, er
 			return false, err
 		}
 		var job Job
-		if json.Unmarshal(m.Data, &job) == nil && job.ID == id && (index < 0 || job.Index == index) {
+		if json.Unmarshal(m.Data, &job) == nil && job.ID == id && match(job.Index) {
 			return true, nil
 		}
 		seq = m.Sequence
