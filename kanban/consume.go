@@ -261,7 +261,7 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T], stopping bool) boo
 	if e.workers < e.o.WIP {
 		e.workers++
 		e.wg.Add(1)
-		go e.worker(nil)
+		go e.worker(nil, nil)
 	}
 	e.mu.Unlock()
 	return true
@@ -331,22 +331,34 @@ func (e *engine[T]) release() {
 }
 
 // worker handles first, if not nil, then leases from ready until none is
-// left. Should a handler or the Codec end its goroutine (runtime.Goexit),
-// handleMessage or decode settles its lease, and another goroutine takes
-// over this one's work.
-func (e *engine[T]) worker(l Lease[T]) {
-	var k string
-	handling := false
+// left. With resumed, it does not decode first but makes the attempt
+// resumed describes, in place (see goexited). Should a handler or the
+// Codec end its goroutine (runtime.Goexit), handleMessage or decode
+// settles its lease, or leaves a keyed one to be tried again in place,
+// and another goroutine takes over this one's work: first that lease's
+// next attempt, if any, then the rest.
+func (e *engine[T]) worker(l Lease[T], resumed *Delivery[T]) {
+	var (
+		k        string
+		handling bool
+		// resume is set, as the goroutine ends, to the attempt of l to
+		// make next in place: its key waits for it.
+		resume *Delivery[T]
+	)
 	// Done in a defer of its own: handled may settle leases (see handled),
 	// and a settlement that ends the goroutine would skip the rest of
 	// this one.
 	defer e.wg.Done()
 	defer func() {
-		if handling {
-			next := e.handled(k)
-			e.wg.Add(1)
-			go e.worker(next)
+		if !handling {
+			return
 		}
+		e.wg.Add(1)
+		if resume != nil {
+			go e.worker(l, resume)
+			return
+		}
+		go e.worker(e.handled(k), nil)
 	}()
 	for {
 		if l == nil {
@@ -365,8 +377,9 @@ func (e *engine[T]) worker(l Lease[T]) {
 			k = l.Key()
 		}
 		handling = true
-		e.handle(l, &e.rt.Counters.base)
+		e.handle(l, resumed, &resume, &e.rt.Counters.base)
 		handling = false
+		resumed = nil
 		l = e.handled(k)
 	}
 }
@@ -478,12 +491,21 @@ func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int, c *count
 	e.settle(l, settleDeadLetter, 0, reason, attempts, c)
 }
 
-// handle runs the handler on l and settles it.
-func (e *engine[T]) handle(l Lease[T], c *counterCell) {
-	d := Delivery[T]{Attempt: l.Attempt()}
-	var err error
-	d.Message, err = e.decode(l, d.Attempt, c)
-	if e.handleMessage(l, &d, err, c) {
+// handle runs the handler on l and settles it; with resumed, it makes
+// the attempt resumed is of l, decoded already (see goexited). resume is
+// handleMessage's.
+func (e *engine[T]) handle(l Lease[T], resumed *Delivery[T], resume **Delivery[T], c *counterCell) {
+	var (
+		d   Delivery[T]
+		err error
+	)
+	if resumed != nil {
+		d = *resumed
+	} else {
+		d.Attempt = l.Attempt()
+		d.Message, err = e.decode(l, d.Attempt, c)
+	}
+	if e.handleMessage(l, &d, err, resume, c) {
 		c.addHandled()
 		e.settle(l, settleAck, 0, "", 0, c)
 	}
@@ -539,8 +561,12 @@ const decodeFailed = "kanban: cannot decode payload: "
 // A handler that ends its goroutine with runtime.Goexit (t.FailNow in a
 // test) never returns: handleMessage then logs it and settles l as failed
 // with a *PanicError of no value, and the goroutine ends; the caller's
-// own deferred check carries on its work in another.
-func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *counterCell) (succeeded bool) {
+// own deferred check carries on its work in another. A keyed message
+// with PerKey is not settled but tried again in place, as any failed
+// one: once the back-off has passed, handleMessage sets *resume, unless
+// resume is nil, to the delivery of the next attempt, which the caller
+// makes in another goroutine before its key's next message.
+func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, resume **Delivery[T], c *counterCell) (succeeded bool) {
 	attempt := d.Attempt
 	if err != nil {
 		e.deadLetter(l, decodeFailed+err.Error(), attempt, c)
@@ -554,7 +580,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, c *coun
 	defer func() {
 		// A settlement that ended the goroutine has settled l already.
 		if !x.returned && !x.settling {
-			e.goexited(l, d, &x, c)
+			e.goexited(l, d, &x, resume, c)
 		}
 	}()
 	ctx := e.hctx
@@ -689,16 +715,23 @@ func (e *engine[T]) delay(id string, attempt int, x *exit) (delay time.Duration)
 // the handler ran, it is retried after the default delay. A Backoff
 // ending the goroutine again, while goexited settles a failed attempt,
 // has the same retry.
-func (e *engine[T]) goexited(l Lease[T], d *Delivery[T], x *exit, c *counterCell) {
+//
+// A keyed message with PerKey is retried in place, as when its handler
+// returns an error, so that its key's order survives: goexited waits the
+// back-off, as failed does, and then, unless the drain has started, sets
+// *resume (when resume is not nil) for another goroutine to make the
+// next attempt.
+func (e *engine[T]) goexited(l Lease[T], d *Delivery[T], x *exit, resume **Delivery[T], c *counterCell) {
+	inPlace := resume != nil && e.o.PerKey && d.Key != ""
 	if x.inBackoff {
 		e.hookExited("Backoff", d.ID, d.Attempt)
-		e.retryDefault(l, d, c)
+		e.retryDefault(l, d, inPlace, resume, c)
 		return
 	}
 	defer func() {
 		if x.inBackoff {
 			e.hookExited("Backoff", d.ID, d.Attempt)
-			e.retryDefault(l, d, c)
+			e.retryDefault(l, d, inPlace, resume, c)
 		}
 	}()
 	if x.hook != "" {
@@ -709,24 +742,46 @@ func (e *engine[T]) goexited(l Lease[T], d *Delivery[T], x *exit, c *counterCell
 			e.settle(l, settleAck, 0, "", 0, c)
 			return
 		case x.ran:
-			e.failed(l, d, x.err, d.Attempt, false, x, c)
+			if e.failed(l, d, x.err, d.Attempt, inPlace, x, c) {
+				resumeAt(resume, d, d.Attempt+1)
+			}
 			return
 		case !x.exited:
-			e.retryDefault(l, d, c)
+			e.retryDefault(l, d, inPlace, resume, c)
 			return
 		}
 		// The handler ended the goroutine first: the hook heard of it.
 	}
 	p := &PanicError{Stack: debug.Stack()}
 	e.o.Logger.Error("kanban: handler called runtime.Goexit", "id", d.ID, "attempt", d.Attempt, "err", p, "stack", string(p.Stack))
-	e.failed(l, d, p, d.Attempt, false, x, c)
+	if e.failed(l, d, p, d.Attempt, inPlace, x, c) {
+		resumeAt(resume, d, d.Attempt+1)
+	}
+}
+
+// resumeAt sets *resume to d as attempt number attempt: the attempt that
+// the worker's next goroutine makes in place (see goexited).
+func resumeAt[T any](resume **Delivery[T], d *Delivery[T], attempt int) {
+	next := *d
+	next.Attempt = attempt
+	*resume = &next
 }
 
 // retryDefault retries l after attempt number d.Attempt, which a hook's
-// runtime.Goexit cut short, after the delay of the default back-off.
-func (e *engine[T]) retryDefault(l Lease[T], d *Delivery[T], c *counterCell) {
+// runtime.Goexit cut short, after the delay of the default back-off. With
+// inPlace it waits the delay holding l, as failed does, and sets *resume
+// to the next attempt unless the drain started meanwhile.
+func (e *engine[T]) retryDefault(l Lease[T], d *Delivery[T], inPlace bool, resume **Delivery[T], c *counterCell) {
 	delay := Exponential{}.Delay(d.Attempt)
 	c.addRetried()
+	if inPlace {
+		again, rest := e.waitInPlace(delay)
+		if again {
+			resumeAt(resume, d, d.Attempt+1)
+			return
+		}
+		delay = rest
+	}
 	if a, ok := l.(attemptCounter); ok {
 		a.setAttempt(d.Attempt)
 	}

@@ -116,7 +116,7 @@ func TestDrainReleasesLeasesNoWorkerTookYet(t *testing.T) {
 				done := make(chan error, 1)
 				go func() { done <- e.drain(back) }()
 				synctest.Wait() // the drain has begun, and waits for the worker
-				go e.worker(nil)
+				go e.worker(nil, nil)
 				require.NoError(t, <-done)
 				assert.False(t, handled, "no message starts once the drain has begun")
 				assert.Equal(t, tc.want, src.recorded())

@@ -438,6 +438,131 @@ func TestHandlerAndBackoffGoexit(t *testing.T) {
 	}
 }
 
+// TestKeyedGoexitKeepsItsPlace: with PerKey, a keyed message whose
+// attempt ends the goroutine with runtime.Goexit (its handler's, an
+// Observer's after a failure, its Backoff's, a Tracer's Start) is retried
+// in place, as a failed one is, before the messages of its key behind it;
+// a drain during the back-off hands it back unlost.
+func TestKeyedGoexitKeepsItsPlace(t *testing.T) {
+	tests := []struct {
+		name string
+		// goexit ends the goroutine in attempt 1 of x; fail fails it.
+		goexit, fail bool
+		opts         kanban.ConsumeOptions
+		tracer       kanban.Tracer
+		xCalls       []int // the attempts x's handler sees
+	}{
+		{name: "handler", goexit: true, xCalls: []int{1, 2}},
+		{name: "Observer", fail: true, xCalls: []int{1, 2}, opts: kanban.ConsumeOptions{
+			Observer: kanban.HandlerObserverFunc(func(_ time.Duration, err error) {
+				if err != nil {
+					runtime.Goexit()
+				}
+			}),
+		}},
+		{name: "Backoff", fail: true, xCalls: []int{1, 2}, opts: kanban.ConsumeOptions{
+			Backoff: kanban.BackoffFunc(func(int) time.Duration { runtime.Goexit(); return 0 }),
+		}},
+		{name: "Tracer.Start", tracer: &goexitOnceTracer{id: "x"}, xCalls: []int{2}},
+	}
+	for _, tc := range tests {
+		for _, wip := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%s/WIP=%d", tc.name, wip), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					q, err := kanban.NewMemory[int](kanban.MemoryOptions{Tracer: tc.tracer})
+					require.NoError(t, err)
+					for _, m := range []kanban.Message[int]{{ID: "x", Key: "k"}, {ID: "y", Key: "k"}, {ID: "z", Key: "other"}} {
+						require.NoError(t, q.Publish(context.Background(), m))
+					}
+					var (
+						mu    sync.Mutex
+						calls []string
+					)
+					o := tc.opts
+					o.WIP, o.PerKey, o.MaxAttempts, o.Logger = wip, true, 3, slog.New(&logRecorder{})
+					stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
+						mu.Lock()
+						calls = append(calls, fmt.Sprintf("%s@%d", d.ID, d.Attempt))
+						mu.Unlock()
+						if d.ID == "x" && d.Attempt == 1 {
+							if tc.goexit {
+								runtime.Goexit()
+							}
+							if tc.fail {
+								return errors.New("fail")
+							}
+						}
+						return nil
+					}, o)
+					require.NoError(t, stop())
+					var key []string
+					for _, c := range calls {
+						if c[0] != 'z' {
+							key = append(key, c)
+						}
+					}
+					var want []string
+					for _, a := range tc.xCalls {
+						want = append(want, fmt.Sprintf("x@%d", a))
+					}
+					assert.Equal(t, append(want, "y@1"), key, "key k in its order")
+					assert.Contains(t, calls, "z@1")
+					assert.Equal(t, kanban.QueueStats{Published: 3, Handled: 3, Retried: 1, Redelivered: 1}, q.Stats())
+					assert.Zero(t, q.Len())
+				})
+			})
+		}
+	}
+	t.Run("drain", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+			require.NoError(t, err)
+			for _, id := range []string{"x", "y"} {
+				require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id, Key: "k"}))
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			var calls []string
+			go func() {
+				done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+					calls = append(calls, fmt.Sprintf("%s@%d", d.ID, d.Attempt))
+					runtime.Goexit()
+					return nil
+				}, kanban.ConsumeOptions{WIP: 2, PerKey: true, Logger: slog.New(&logRecorder{}),
+					Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Minute })})
+			}()
+			time.Sleep(time.Second)
+			cancel() // x waits in place, y behind it
+			require.NoError(t, <-done)
+			assert.Equal(t, []string{"x@1"}, calls)
+			assert.Equal(t, 2, q.Len(), "nothing lost")
+			s := q.Stats()
+			assert.Zero(t, s.InFlight)
+			assert.Equal(t, int64(1), s.Retried)
+
+			calls = nil
+			stop := consumeAMinute(q, func(_ context.Context, d kanban.Delivery[int]) error {
+				calls = append(calls, fmt.Sprintf("%s@%d", d.ID, d.Attempt))
+				return nil
+			}, kanban.ConsumeOptions{PerKey: true})
+			require.NoError(t, stop())
+			assert.ElementsMatch(t, []string{"x@2", "y@1"}, calls, "x's attempt counts")
+			assert.Zero(t, q.Len())
+		})
+	})
+}
+
+// goexitOnceTracer is a Tracer whose Start calls runtime.Goexit for the
+// first attempt of the message id.
+type goexitOnceTracer struct{ id string }
+
+func (g *goexitOnceTracer) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
+	if op.Type == kanban.OpProcess && op.MessageID == g.id && op.Attempt == 1 {
+		runtime.Goexit()
+	}
+	return ctx, func(error) {}
+}
+
 // goexitingTracer is a Tracer whose Start or end calls runtime.Goexit for
 // a handler's attempt.
 type goexitingTracer struct{ inStart bool }

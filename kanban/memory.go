@@ -815,8 +815,13 @@ func (e *memEntry[T]) storeDead(d *memDead[T]) {
 	e.m = memMsg[T]{}
 	q.mu.Lock()
 	if len(q.dead) >= q.opts.DeadLetterLimit {
+		// The oldest goes: the slice moves past it. Moving every other
+		// letter down one would copy the whole store, under mu, for each
+		// dead letter once the limit is reached; append moves them only
+		// when the slice reaches the end of its array, a few times in a
+		// letter's life.
 		q.dead[0] = memDead[T]{}
-		q.dead = append(q.dead[:0], q.dead[1:]...)
+		q.dead = q.dead[1:]
 	}
 	q.deadSeq++
 	d.dl.Seq = q.deadSeq

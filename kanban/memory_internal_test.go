@@ -300,3 +300,47 @@ func TestRedriveWaitsForTheRoomOfEveryLetterItMoves(t *testing.T) {
 	assert.Equal(t, "y1", mustTake(t, q, w).ID())
 	assert.Equal(t, "y2", mustTake(t, q, w).ID())
 }
+
+// TestDeadLetterAtTheLimitMovesNoOther: a dead letter stored when the
+// store is at DeadLetterLimit pushes the oldest out without moving the
+// others down one each, which cost a copy of the whole store, under the
+// queue's lock, for every dead letter once the limit was reached (a
+// millisecond each at a limit of 100 000). A letter kept is moved only
+// when the store's array is reallocated, a few times in its life.
+func TestDeadLetterAtTheLimitMovesNoOther(t *testing.T) {
+	const limit = 64
+	q, err := NewMemory[int](MemoryOptions{DeadLetterLimit: limit, DedupWindow: -1})
+	require.NoError(t, err)
+	ctx := context.Background()
+	w := newMemWaiter[int](nil)
+	deadLetter := func(i int) {
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: strconv.Itoa(i), Payload: i}))
+		require.NoError(t, mustTake(t, q, w).DeadLetter(ctx, "r", 1))
+	}
+	for i := range limit {
+		deadLetter(i)
+	}
+	// Follow the newest letter through its life in the store.
+	followed := q.dead[len(q.dead)-1].dl.Seq
+	at := &q.dead[len(q.dead)-1]
+	moves := 0
+	for i := range limit - 1 {
+		deadLetter(limit + i)
+		q.mu.Lock()
+		j := int(followed - q.dead[0].dl.Seq)
+		require.Equal(t, followed, q.dead[j].dl.Seq)
+		if p := &q.dead[j]; p != at {
+			moves++
+			at = p
+		}
+		q.mu.Unlock()
+	}
+	assert.LessOrEqual(t, moves, 4, "a letter kept is moved only when the store grows its array")
+	dls, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dls, limit)
+	for i, d := range dls {
+		assert.Equal(t, strconv.Itoa(limit+i-1), d.ID, "the oldest pushed out, the rest in order")
+	}
+	assert.Equal(t, 0, q.Len())
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,6 +24,7 @@ const (
 	outPermanent
 	outPanic
 	outPanicPermanent
+	outGoexit // runtime.Goexit, as t.FailNow calls
 )
 
 // modelOutcome returns the reason a dead letter gets from a scripted
@@ -38,6 +40,9 @@ func modelOutcome(out, call int) (reason string, err error) {
 	}
 	if out == outPanic || out == outPanicPermanent {
 		return (&kanban.PanicError{Value: err}).Error(), err
+	}
+	if out == outGoexit {
+		err = &kanban.PanicError{}
 	}
 	if err == nil {
 		return "", nil
@@ -87,13 +92,13 @@ type modelCall struct {
 
 // TestMemoryMatchesModel drives a Memory queue and a model of it with the
 // same random publishes, consumers (handlers that succeed, fail, fail
-// permanently or panic, slowly, some stopped part way and started again),
-// redrives, deletions and waits, on synctest's clock, and requires the
-// same observable state after each step: the errors returned, Stats, Len,
-// Backlog, the dead letters, and what the handlers saw, with WIP and
-// per-key order held. A consumer stopped part way may have its running
-// handlers cancelled by the drain deadline: their attempts are made
-// again, under the same number.
+// permanently, panic or call runtime.Goexit, slowly, some stopped part way
+// and started again), redrives, deletions and waits, on synctest's clock,
+// and requires the same observable state after each step: the errors
+// returned, Stats, Len, Backlog, the dead letters, and what the handlers
+// saw, with WIP and per-key order held. A consumer stopped part way may
+// have its running handlers cancelled by the drain deadline: their
+// attempts are made again, under the same number.
 func TestMemoryMatchesModel(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		capacity := rapid.IntRange(1, 12).Draw(rt, "capacity")
@@ -106,7 +111,7 @@ func TestMemoryMatchesModel(t *testing.T) {
 			a.key = []string{"", "a", "b"}[rapid.IntRange(0, 2).Draw(rt, "key")]
 			switch a.op {
 			case 0, 1, 2:
-				a.script = rapid.SliceOfN(rapid.IntRange(outOK, outPanicPermanent), 0, 5).Draw(rt, "script")
+				a.script = rapid.SliceOfN(rapid.IntRange(outOK, outGoexit), 0, 5).Draw(rt, "script")
 				for range 6 {
 					a.sleep = append(a.sleep, time.Duration(rapid.IntRange(0, 300).Draw(rt, "sleep"))*time.Millisecond)
 				}
@@ -335,6 +340,9 @@ func (m *memoryModel) handler(perKey bool) kanban.Handler[int] {
 		_, err := modelOutcome(out, idx)
 		if out == outPanic || out == outPanicPermanent {
 			panic(err)
+		}
+		if out == outGoexit {
+			runtime.Goexit()
 		}
 		return err
 	}

@@ -162,7 +162,7 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 			buf.Message, err = e.decode(l, buf.Attempt, c)
 			d = &buf
 		}
-		if e.handleMessage(l, d, err, c) {
+		if e.handleMessage(l, d, err, nil, c) {
 			acks++
 		} else {
 			busy = false // settled, and counted out, by handleMessage
