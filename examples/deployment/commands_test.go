@@ -610,6 +610,50 @@ func TestResumeBeforeTheLineStartsHere(t *testing.T) {
 	waitFor(t, ts.URL, id, ended)
 }
 
+// TestResumeHeldAsTheLineStarts: a resume held for the line's change
+// (read while the line is stopped here), with the line started here just
+// after — before the rollout takes the cord's channel again, so that the
+// change closes a channel no one waits on any more — resumes the rollout
+// all the same. It stayed paused on a started line until the line
+// changed again.
+func TestResumeHeldAsTheLineStarts(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	stopLine(t, ts.URL, "incident 12", auth...)
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
+
+	// The line starts here as the rollout holds the resume: the hook runs
+	// on the rollout's goroutine, between the hold and its next look at
+	// the cord's channel.
+	var once sync.Once
+	started := make(chan struct{})
+	lineWaited = func() {
+		once.Do(func() {
+			defer close(started)
+			r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+			assert.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+			assert.Eventually(t, func() bool { return !ts.cordState().Stopped }, 10*time.Second, time.Millisecond)
+		})
+	}
+	t.Cleanup(func() { lineWaited = nil })
+	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "resume", Reason: "go on", Region: "us-west-2", At: time.Now()}))
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the resume was not held for the line's change")
+	}
+	d := waitFor(t, ts.URL, id, func(d Deployment) bool { return !d.Paused })
+	assert.Equal(t, StatusInProgress, d.Status)
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, id, ended)
+}
+
 // TestPromoteOfThePauseAtStart: a promote sent while the rollout was
 // held before its first stage, and read once a stage bakes (another
 // promote, or a resume, ended the hold before it), ends no bake: the

@@ -156,9 +156,31 @@ func (r *rollout) waitForLine(c Command) bool {
 		return false
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.held = append(slices.DeleteFunc(r.held, func(h Command) bool { return h.Action == c.Action }), c)
+	r.mu.Unlock()
+	if lineWaited != nil {
+		lineWaited()
+	}
 	return true
+}
+
+// lineWaited, when a test sets it, runs as waitForLine has kept a
+// command.
+var lineWaited func()
+
+// releaseHeldOnStartedLine releases the commands held for the line's
+// change (waitForLine) if the line is started. The caller has just taken
+// the cord's channel: a change that came after a command was held but
+// before that closed the channel taken before, which no one waits on any
+// more, and the command would be held until the line changed again — the
+// rollout paused on a started line.
+func (r *rollout) releaseHeldOnStartedLine(ctx context.Context) {
+	r.mu.Lock()
+	held := len(r.held) > 0
+	r.mu.Unlock()
+	if held && r.s.line.Admit(ctx, "") == nil {
+		r.releaseHeld()
+	}
 }
 
 // releaseHeld puts the commands held for the line's change (waitForLine)
@@ -727,6 +749,7 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 		// between the two closes it, where one taken after the read would
 		// miss that change and leave the stage baking on a stopped line.
 		cord := r.s.cordChanged()
+		r.releaseHeldOnStartedLine(ctx)
 		r.mu.Lock()
 		paused := r.paused
 		r.mu.Unlock()
@@ -873,6 +896,7 @@ func (r *rollout) failedNow() (failure, bool) {
 func (r *rollout) holdStart(ctx context.Context) (verdict, reason string) {
 	for {
 		cord := r.s.cordChanged()
+		r.releaseHeldOnStartedLine(ctx)
 		r.mu.Lock()
 		paused := r.paused
 		r.mu.Unlock()
