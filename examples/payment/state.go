@@ -369,21 +369,30 @@ func (r *customerRecord) reserved(txn string, now time.Time) (Reservation, bool)
 
 // remember implements customerBook.
 func (r *customerRecord) remember(txn string, res Reservation) {
-	cut := res.At.UnixNano() - int64(holdKept)
-	kept := r.holds[:0]
-	for _, h := range r.holds {
-		if h.at > cut {
+	kept := roomForHold(r.holds, func(h heldRecord) int64 { return h.at }, res.At)
+	h := heldRecord{tag: txnTag(txn), at: res.At.UnixNano(), spent: res.Spent, attempts: int32(res.Attempts), hasPrev: res.HasPrev}
+	if res.HasPrev {
+		h.prevLat, h.prevLon, h.prevAt = res.Prev.Lat, res.Prev.Lon, res.Prev.At.UnixNano()
+	}
+	r.holds = append(kept, h)
+}
+
+// roomForHold returns holds (oldest first, at giving each one's Unix
+// nanoseconds) without those made holdKept before now, and with room for
+// one more within maxHoldsKept, the oldest dropped: every store keeps its
+// holds so.
+func roomForHold[H any](holds []H, at func(H) int64, now time.Time) []H {
+	cut := now.UnixNano() - int64(holdKept)
+	kept := holds[:0]
+	for _, h := range holds {
+		if at(h) > cut {
 			kept = append(kept, h)
 		}
 	}
 	if len(kept) >= maxHoldsKept {
 		kept = kept[:copy(kept, kept[len(kept)-maxHoldsKept+1:])]
 	}
-	h := heldRecord{tag: txnTag(txn), at: res.At.UnixNano(), spent: res.Spent, attempts: int32(res.Attempts), hasPrev: res.HasPrev}
-	if res.HasPrev {
-		h.prevLat, h.prevLon, h.prevAt = res.Prev.Lat, res.Prev.Lon, res.Prev.At.UnixNano()
-	}
-	r.holds = append(kept, h)
+	return kept
 }
 
 // forget implements customerBook.

@@ -412,16 +412,7 @@ func (e *customerEntry) reserved(txn string, now time.Time) (Reservation, bool) 
 
 // remember implements customerBook.
 func (e *customerEntry) remember(txn string, r Reservation) {
-	cut := r.At.UnixNano() - int64(holdKept)
-	kept := e.Holds[:0]
-	for _, h := range e.Holds {
-		if h.At > cut {
-			kept = append(kept, h)
-		}
-	}
-	if len(kept) >= maxHoldsKept {
-		kept = kept[:copy(kept, kept[len(kept)-maxHoldsKept+1:])]
-	}
+	kept := roomForHold(e.Holds, func(h heldEntry) int64 { return h.At }, r.At)
 	h := heldEntry{Txn: txn, At: r.At.UnixNano(), Attempts: r.Attempts, Spent: r.Spent}
 	if r.HasPrev {
 		prev := r.Prev
