@@ -44,9 +44,10 @@ type PipelineOptions struct {
 	// hint of its own. Default one second; it must not be negative.
 	RetryAfter time.Duration
 	// OnError, if set, is called with every request that does not
-	// succeed and the error Process returned, before the response is
-	// written (if the middleware writes it). Log there: the response
-	// never shows the error.
+	// succeed and the error Process returned (joined to the handler's
+	// own when a guard called the handler a second time, see Pipeline),
+	// before the response is written (if the middleware writes it). Log
+	// there: the response never shows the error.
 	OnError func(r *http.Request, err error)
 }
 
@@ -64,8 +65,8 @@ type PipelineOptions struct {
 // that would call it again (jidoka.Retry, jidoka.Hedge) gets an error
 // that is not retried, and the handler's first answer stands; should the
 // first call have written nothing and failed (its deadline passed), that
-// error is in the one Process returns, and it decides the answer. Retry
-// on the client's side instead (Transport).
+// error decides the answer, and OnError gets it joined to the one Process
+// returned. Retry on the client's side instead (Transport).
 //
 // What the client gets, by the Outcome (see ProblemOf for the details):
 //
@@ -143,7 +144,7 @@ type exchange struct {
 	isFailure func(int) bool
 	ran       atomic.Bool // the handler was called
 	returned  atomic.Bool // the handler's call returned, with err
-	err       error       // the error of that call, when it failed
+	err       error       // the error of that call, when it failed; read once returned
 }
 
 // errRanTwice is the error of a second call of the action: a guard that
@@ -151,16 +152,19 @@ type exchange struct {
 // handler has answered the client already, or is answering.
 var errRanTwice = jidoka.Permanent(errors.New("taihttp: a guard called the handler a second time; a handler answers once, so retries and hedges do not belong around it"))
 
-// ranTwiceError is errRanTwice after a first call that failed: it holds
-// that call's error too, so that a retry's last error, which Process
-// returns, still tells why the handler failed (a deadline that passed
-// before it wrote anything is answered 504, as without the retry).
-type ranTwiceError struct{ first error }
+// ranTwiceError is the error Process returned with errRanTwice in it,
+// after a first call of the handler that failed: it holds that call's
+// error too, so that OnError and the answer still tell why the handler
+// failed (a deadline that passed before it wrote anything is answered
+// 504, as without the retry). The second call returns errRanTwice alone:
+// a RetryOn that accepts the first call's error would otherwise retry the
+// refusal, waiting out its backoff for each attempt left.
+type ranTwiceError struct{ refusal, first error }
 
-func (e *ranTwiceError) Error() string { return errRanTwice.Error() + ": " + e.first.Error() }
+func (e *ranTwiceError) Error() string { return e.refusal.Error() + ": " + e.first.Error() }
 
-// Unwrap returns errRanTwice and the first call's error.
-func (e *ranTwiceError) Unwrap() []error { return []error{errRanTwice, e.first} }
+// Unwrap returns Process's error and the first call's.
+func (e *ranTwiceError) Unwrap() []error { return []error{e.refusal, e.first} }
 
 type exchangeKey struct{}
 
@@ -181,6 +185,9 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 	_, err := pl.p.Process(ex.ctx, s)
 	if err == nil {
 		return
+	}
+	if ex.returned.Load() && ex.err != nil && errors.Is(err, errRanTwice) {
+		err = &ranTwiceError{refusal: err, first: ex.err}
 	}
 	var pe *tai.PanicError
 	if ex.w.status != 0 || errors.As(err, &pe) && pe.Value == http.ErrAbortHandler {
@@ -229,9 +236,6 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 func serve(ctx context.Context, s tai.Signal[*http.Request]) (struct{}, error) {
 	ex := ctx.Value(exchangeKey{}).(*exchange)
 	if ex.ran.Swap(true) {
-		if ex.returned.Load() && ex.err != nil {
-			return struct{}{}, &ranTwiceError{first: ex.err}
-		}
 		return struct{}{}, errRanTwice
 	}
 	r := s.Payload

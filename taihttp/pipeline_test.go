@@ -343,6 +343,65 @@ func TestPipelineRunsTheHandlerOnceAfterItsDeadline(t *testing.T) {
 	})
 }
 
+// A retry whose RetryOn accepts the handler's failure (a deadline, a 503)
+// but not the refusal of a second call stops at that refusal: it does not
+// wait out its backoff for every attempt, nor spend its budget, on calls
+// that cannot run the handler again. The client still gets the first
+// call's answer, and OnError its error besides the refusal.
+func TestPipelineRetryOnTheHandlersFailureStopsAtTheRefusal(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		retryOn func(error) bool
+		status  int
+		want    error
+	}{
+		{"deadline", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+			func(err error) bool { return errors.Is(err, context.DeadlineExceeded) },
+			http.StatusGatewayTimeout, context.DeadlineExceeded},
+		{"status", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", http.StatusServiceUnavailable) },
+			func(err error) bool {
+				var se *taihttp.StatusError
+				return errors.As(err, &se) && se.Status == http.StatusServiceUnavailable
+			},
+			http.StatusServiceUnavailable, &taihttp.StatusError{Status: http.StatusServiceUnavailable}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				retry, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 5, BaseDelay: time.Second,
+					RetryOn: tc.retryOn, Jitter: func(d time.Duration) time.Duration { return d }})
+				require.NoError(t, err)
+				timeout, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: 50 * time.Millisecond})
+				require.NoError(t, err)
+				attempts := 0
+				count := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+					attempts++
+					return fn(ctx)
+				})
+				calls := 0
+				var got error
+				h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+					tai.WithGuards(retry, count, timeout))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					calls++
+					tc.handler(w, r)
+				}))
+				rec := serve(h, get("192.0.2.1:1"))
+				assert.Equal(t, 1, calls)
+				assert.Equal(t, 2, attempts, "the refusal of the second call ends the retries")
+				assert.Equal(t, tc.status, rec.Code)
+				assert.ErrorIs(t, got, jidoka.ErrPermanent)
+				if se, ok := tc.want.(*taihttp.StatusError); ok {
+					var gotSE *taihttp.StatusError
+					require.ErrorAs(t, got, &gotSE)
+					assert.Equal(t, se.Status, gotSE.Status)
+				} else {
+					assert.ErrorIs(t, got, tc.want)
+				}
+			})
+		})
+	}
+}
+
 // strictWriter counts the WriteHeader calls made after its header was
 // sent, which net/http logs as superfluous.
 type strictWriter struct {
