@@ -102,13 +102,35 @@ func checkHistogramLabels(field string, labels prometheus.Labels) error {
 
 // checkRegisterer rejects a nil Registerer, or one holding a nil pointer
 // (a *prometheus.Registry left unset, whose Register panics): the package
-// never falls back to the global registry.
+// never falls back to the global registry. It also rejects one that
+// panics when asked to unregister a collector it cannot hold, as a nil
+// *prometheus.Registry behind prometheus.WrapRegistererWith does: its
+// Register would panic too, once it had started a goroutine that then
+// never ends.
 func checkRegisterer(reg prometheus.Registerer, who string) error {
 	if reg == nil || typednil.Holds(reg) {
 		return errors.New("kaizenprom: " + who + ": nil prometheus.Registerer; pass prometheus.NewRegistry() or prometheus.DefaultRegisterer")
 	}
+	if p := unregisterPanic(reg); p != nil {
+		return fmt.Errorf("kaizenprom: %s: the prometheus.Registerer panicked (a nil *prometheus.Registry behind a wrapper?): %v", who, p)
+	}
 	return nil
 }
+
+// unregisterPanic asks reg to unregister a collector of no metrics, which
+// no registerer holds and whose Describe returns at once, and returns what
+// that call panicked with, nil when it did not.
+func unregisterPanic(reg prometheus.Registerer) (p any) {
+	defer func() { p = recover() }()
+	reg.Unregister(noMetrics{})
+	return nil
+}
+
+// noMetrics is a collector of no metrics.
+type noMetrics struct{}
+
+func (noMetrics) Describe(chan<- *prometheus.Desc) {}
+func (noMetrics) Collect(chan<- prometheus.Metric) {}
 
 // register registers c with reg. When reg already holds a collector of
 // the same type with the same descriptors (made with the same options),

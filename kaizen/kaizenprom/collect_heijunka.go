@@ -46,8 +46,9 @@ type gateCounts struct {
 }
 
 // NewHeijunkaCollector creates a HeijunkaCollector and registers it with
-// reg. A nil reg, or a nil *prometheus.Registry, is an error. When reg
-// already holds one with the same options, that one is returned.
+// reg. A nil reg, or a nil *prometheus.Registry (also one behind
+// prometheus.WrapRegistererWith), is an error. When reg already holds one
+// with the same options, that one is returned.
 func NewHeijunkaCollector(reg prometheus.Registerer, opts CollectorOptions) (*HeijunkaCollector, error) {
 	f, err := newFamilies(reg, opts, "NewHeijunkaCollector", "limiter", "result")
 	if err != nil {

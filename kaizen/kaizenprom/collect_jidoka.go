@@ -45,8 +45,9 @@ var breakerStates = []jidoka.State{
 }
 
 // NewJidokaCollector creates a JidokaCollector and registers it with reg.
-// A nil reg, or a nil *prometheus.Registry, is an error. When reg already
-// holds a JidokaCollector with the same options, that one is returned, so
+// A nil reg, or a nil *prometheus.Registry (also one behind
+// prometheus.WrapRegistererWith), is an error. When reg already holds a
+// JidokaCollector with the same options, that one is returned, so
 // breakers added through either are exported once.
 func NewJidokaCollector(reg prometheus.Registerer, opts CollectorOptions) (*JidokaCollector, error) {
 	f, err := newFamilies(reg, opts, "NewJidokaCollector", "breaker", "state", "line", "watchdog")

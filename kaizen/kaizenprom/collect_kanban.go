@@ -112,7 +112,8 @@ type backlogCall struct {
 }
 
 // NewKanbanCollector creates a KanbanCollector and registers it with reg.
-// A nil reg (or a nil *prometheus.Registry) is an error, and so are a
+// A nil reg (or a nil *prometheus.Registry, also one behind
+// prometheus.WrapRegistererWith) is an error, and so are a
 // constant label "le" and HandlerBuckets that cannot be the bounds of a
 // histogram. When reg already holds one with the same options, that one
 // is returned, with the bounds it was made with.

@@ -482,6 +482,29 @@ func TestConstructorsRefuseANilPointerRegisterer(t *testing.T) {
 	}
 }
 
+// TestConstructorsRefuseAWrappedNilRegistry: a *prometheus.Registry left
+// unset behind prometheus.WrapRegistererWith or WrapRegistererWithPrefix
+// is not a nil pointer to look at, but its Register panics all the same
+// (after starting a goroutine that never ends): every constructor refuses
+// it with an error, as it does the registry unwrapped.
+func TestConstructorsRefuseAWrappedNilRegistry(t *testing.T) {
+	var unset *prometheus.Registry
+	for _, wrapped := range []prometheus.Registerer{
+		prometheus.WrapRegistererWith(prometheus.Labels{"service": "payments"}, unset),
+		prometheus.WrapRegistererWithPrefix("payments_", unset),
+	} {
+		for who, build := range constructors {
+			var err error
+			require.NotPanics(t, func() { err = build(wrapped, nil) }, who)
+			require.ErrorContains(t, err, "kaizenprom: "+who+": the prometheus.Registerer panicked", who)
+		}
+	}
+	for who, build := range constructors {
+		reg := prometheus.WrapRegistererWith(prometheus.Labels{"service": "payments"}, prometheus.NewRegistry())
+		require.NoError(t, build(reg, nil), "%s: a wrapped registry is taken", who)
+	}
+}
+
 // TestConstLabelNamesAreChecked: a constant label whose name is not a
 // Prometheus label name is refused by every constructor, with an error
 // naming the label and the rule. Taken, client_golang's UTF-8 names let

@@ -140,7 +140,8 @@ var metricsLabels = []string{"kind", "outcome", "policy", "verdict", "stage"}
 const numOutcomes = int(tai.Failed) + 1
 
 // NewMetrics creates the metric families and registers them with reg. A
-// nil reg, or a nil *prometheus.Registry, is an error: pass
+// nil reg, or a nil *prometheus.Registry (also one behind
+// prometheus.WrapRegistererWith), is an error: pass
 // prometheus.NewRegistry(), or prometheus.DefaultRegisterer to use the
 // global registry deliberately. When reg already holds the same families
 // (NewMetrics was called before with the same namespace), the registered
