@@ -76,7 +76,7 @@ func TestAdminTokenAsBearerOrBasic(t *testing.T) {
 		for name, auth := range map[string]string{
 			"none":                  "",
 			"wrong bearer":          "Bearer wrong-token-0123456789",
-			"the API token":         "Bearer " + cfg.APIToken,
+			"the API token":         "Bearer " + string(cfg.APIToken),
 			"wrong basic":           basicAuth("ops", "wrong-token-0123456789"),
 			"the token as the user": basicAuth(admin, ""),
 			"another scheme":        "Token " + admin,

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kanban"
 )
 
@@ -155,7 +156,7 @@ func TestIdempotencyKeysPerPrincipal(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.NATSURL = natsSrv.ClientURL()
 		cfg.Instance = name
-		cfg.APIToken = token
+		cfg.APIToken = svc.Secret(token)
 		return startService(t, cfg)
 	}
 	a, b, a2 := replica("a", "token-a"), replica("b", "token-b"), replica("a2", "token-a")

@@ -57,7 +57,7 @@ func TestSecureDefaults(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("from-a-file\n"), 0o600))
 	c, err = parseConfig([]string{"-data-dir", dir}, env("API_TOKEN", "api", "ADMIN_TOKEN_FILE", file))
 	require.NoError(t, err)
-	assert.Equal(t, "from-a-file", c.AdminToken)
+	assert.Equal(t, "from-a-file", string(c.AdminToken))
 	_, err = parseConfig([]string{"-data-dir", dir, "-admin-token", "x", "-admin-token-file", file}, env())
 	assert.ErrorContains(t, err, "both set")
 

@@ -649,7 +649,7 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		// request without the token itself; Authorize keeps them closed
 		// to a request that reaches them any other way.
 		Authorize: func(r *http.Request) error {
-			if !httpapi.MatchesAdmin(r, s.cfg.AdminToken) {
+			if !httpapi.MatchesAdmin(r, string(s.cfg.AdminToken)) {
 				return errors.New("the queues need the admin token")
 			}
 			return nil
@@ -792,7 +792,7 @@ func (g breakerGate) Admit(ctx context.Context, _ string) error {
 // statistics and health are open. A request for a Host not allowed gets
 // 421, an unknown route or method a JSON 404 or 405.
 func (s *Service) Handler() http.Handler {
-	tokens := httpapi.Tokens{API: s.cfg.APIToken, Admin: s.cfg.AdminToken}
+	tokens := s.cfg.Tokens()
 	reject := func(_ *http.Request, e *httpapi.Error) {
 		s.badRequests.WithLabelValues(strconv.Itoa(e.Status)).Inc()
 	}

@@ -96,68 +96,70 @@ func parse[T any](e *Env, name string, def T, conv func(string) (T, error), what
 const AuditFileBytes = 128 << 20
 
 // Serving is how a service serves: where it listens, who may call it, the
-// hosts it answers for, and the key of its audit trail.
+// hosts it answers for, and the key of its audit trail. Its secrets are of
+// types that print and log redacted (Secret, SecretBytes): a Serving, or
+// a configuration that embeds one, printed or logged whole shows none.
 type Serving struct {
 	Addr         string
-	APIToken     string   // guards the API; "" leaves it open (then Addr must be loopback)
-	AdminToken   string   // guards the admin actions and the cord; "" turns them off
-	AuditKey     []byte   // makes the audit trail's hashes HMACs
-	AllowedHosts []string // Host header values served; "*" for any
+	APIToken     Secret      // guards the API; "" leaves it open (then Addr must be loopback)
+	AdminToken   Secret      // guards the admin actions and the cord; "" turns them off
+	AuditKey     SecretBytes // makes the audit trail's hashes HMACs
+	AllowedHosts []string    // Host header values served; "*" for any
 
 	port                                                int
 	apiTokenFile, adminTokenFile, auditKeyFile, allowed string
 }
 
-// Redacted stands for a secret that is set in what Serving prints and
-// logs.
+// Redacted stands for a secret that is set where a Secret or SecretBytes
+// is printed, logged or marshalled.
 const Redacted = "REDACTED"
 
-// Format prints s as fmt prints a struct, for every verb, with the tokens
-// and the audit key shown as Redacted when set: a configuration printed
-// whole (%v, %+v, %#v, %x, ...) shows no secret. A struct that embeds a
-// Serving takes this method: it prints as its Serving alone unless it has
-// a Format of its own.
-func (s Serving) Format(f fmt.State, verb rune) {
-	out := fmt.Sprintf(fmt.FormatString(f, verb), s.redacted())
-	if rest, ok := strings.CutPrefix(out, "svc.serving{"); ok {
-		out = "svc.Serving{" + rest // %#v
+// Secret is a token: it prints (with any verb), logs (with any slog
+// handler) and marshals (JSON, text) as Redacted when set, and as "" when
+// not. Its value is string(s).
+type Secret string
+
+// Format writes s redacted, quoted for %q and %#v.
+func (s Secret) Format(f fmt.State, verb rune) { formatRedacted(f, verb, s != "") }
+
+// LogValue is s redacted.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(redact(s != "")) }
+
+// MarshalText is s redacted, for encoding/json and the like.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(redact(s != "")), nil }
+
+// SecretBytes is a key of bytes, printed, logged and marshalled as a
+// Secret is.
+type SecretBytes []byte
+
+// Format writes k redacted, quoted for %q and %#v.
+func (k SecretBytes) Format(f fmt.State, verb rune) { formatRedacted(f, verb, len(k) > 0) }
+
+// LogValue is k redacted.
+func (k SecretBytes) LogValue() slog.Value { return slog.StringValue(redact(len(k) > 0)) }
+
+// MarshalText is k redacted, for encoding/json and the like.
+func (k SecretBytes) MarshalText() ([]byte, error) { return []byte(redact(len(k) > 0)), nil }
+
+// redact returns Redacted for a secret that is set, "" for one that is not.
+func redact(set bool) string {
+	if !set {
+		return ""
+	}
+	return Redacted
+}
+
+func formatRedacted(f fmt.State, verb rune, set bool) {
+	out := redact(set)
+	if verb == 'q' || verb == 'v' && f.Flag('#') {
+		out = strconv.Quote(out)
 	}
 	_, _ = io.WriteString(f, out)
 }
 
-// LogValue is s for log/slog, with the tokens and the audit key shown as
-// Redacted when set, whatever the handler: a JSON handler would otherwise
-// encode the fields as they are.
-func (s Serving) LogValue() slog.Value { return slog.AnyValue(s.redacted()) }
-
-// serving is Serving as it prints: its fields in order, without its
-// methods, the secrets replaced.
-type serving struct {
-	Addr         string
-	APIToken     string
-	AdminToken   string
-	AuditKey     string
-	AllowedHosts []string
-
-	port                                                int
-	apiTokenFile, adminTokenFile, auditKeyFile, allowed string
-}
-
-func (s Serving) redacted() serving {
-	return serving{
-		Addr: s.Addr, APIToken: redact(s.APIToken), AdminToken: redact(s.AdminToken),
-		AuditKey: redact(string(s.AuditKey)), AllowedHosts: s.AllowedHosts,
-		port: s.port, apiTokenFile: s.apiTokenFile, adminTokenFile: s.adminTokenFile,
-		auditKeyFile: s.auditKeyFile, allowed: s.allowed,
-	}
-}
-
-// redact returns Redacted for a secret that is set, "" for one that is not.
-func redact(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return Redacted
+// Tokens are s's tokens, for httpapi's guards.
+func (s *Serving) Tokens() httpapi.Tokens {
+	return httpapi.Tokens{API: string(s.APIToken), Admin: string(s.AdminToken)}
 }
 
 // Usage says what a service's tokens guard, for its flags' help.
@@ -186,12 +188,16 @@ func (s *Serving) Register(fs *flag.FlagSet, env *Env, port int, u Usage) {
 // token is not the API token.
 func (s *Serving) Finish() error {
 	var errs []error
-	var err error
-	if s.APIToken, err = httpapi.ReadToken("api-token", s.APIToken, s.apiTokenFile); err != nil {
-		errs = append(errs, err)
-	}
-	if s.AdminToken, err = httpapi.ReadToken("admin-token", s.AdminToken, s.adminTokenFile); err != nil {
-		errs = append(errs, err)
+	for _, tok := range []struct {
+		name string
+		v    *Secret
+		file string
+	}{{"api-token", &s.APIToken, s.apiTokenFile}, {"admin-token", &s.AdminToken, s.adminTokenFile}} {
+		v, err := httpapi.ReadToken(tok.name, string(*tok.v), tok.file)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*tok.v = Secret(v)
 	}
 	if s.auditKeyFile != "" {
 		if key, err := kaizen.ReadAuditKeyFile(s.auditKeyFile); err != nil {
@@ -222,7 +228,7 @@ func (s *Serving) Finish() error {
 	} else if s.APIToken == "" && !httpapi.IsLoopback(s.Addr) {
 		errs = append(errs, fmt.Errorf("-addr %s listens beyond loopback without -api-token: anyone who reaches the port could call the API; set -api-token (or -api-token-file), or listen on 127.0.0.1", s.Addr))
 	}
-	if err := (httpapi.Tokens{API: s.APIToken, Admin: s.AdminToken}).Validate(); err != nil {
+	if err := s.Tokens().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

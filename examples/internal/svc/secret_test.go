@@ -3,6 +3,7 @@ package svc_test
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -46,6 +47,18 @@ func TestServingPrintedHidesItsSecrets(t *testing.T) {
 		printed[verb+" of a field"] = fmt.Sprintf(verb, struct{ S svc.Serving }{s})
 	}
 	printed["Sprint"] = fmt.Sprint(s)
+	// A service's configuration embeds a Serving: it prints whole, its
+	// own fields too, the secrets redacted.
+	type config struct {
+		svc.Serving
+		NATSURL string
+	}
+	printed["embedded"] = fmt.Sprintf("%+v", config{s, "nats://127.0.0.1:4222"})
+	printed["embedded, JSON"] = func() string {
+		b, err := json.Marshal(config{s, "nats://127.0.0.1:4222"})
+		require.NoError(t, err)
+		return string(b)
+	}()
 	printed["Sprintln"] = fmt.Sprintln(&s)
 	for how, out := range printed {
 		for _, secret := range []string{api, admin, key} {
@@ -54,7 +67,9 @@ func TestServingPrintedHidesItsSecrets(t *testing.T) {
 			}
 		}
 	}
-	for _, how := range []string{"%v", "%+v", "%#v", "%s", "logs"} {
+	assert.Contains(t, printed["embedded"], "NATSURL:nats://127.0.0.1:4222", "an embedding struct's own fields are shown")
+	assert.Contains(t, printed["embedded, JSON"], `"APIToken":"REDACTED"`)
+	for _, how := range []string{"%v", "%+v", "%#v", "%s", "logs", "embedded"} {
 		assert.Contains(t, printed[how], "pay.example", "%s: the other fields are shown", how)
 		assert.Contains(t, printed[how], ":3009", "%s: the other fields are shown", how)
 		assert.Contains(t, printed[how], "REDACTED", "%s: a secret set is seen to be set", how)

@@ -6,8 +6,8 @@ import "flag"
 // environment, say), as fs.StringVar does, but whose help does not show
 // the default: it may be a token, and -h output lands in terminals, logs
 // and issue reports.
-func SecretVar(fs *flag.FlagSet, p *string, name, value, usage string) {
-	fs.StringVar(p, name, value, usage)
+func SecretVar(fs *flag.FlagSet, p *Secret, name, value, usage string) {
+	fs.StringVar((*string)(p), name, value, usage)
 	fs.Lookup(name).DefValue = "" // what -h shows
 }
 

@@ -54,7 +54,7 @@ func TestServingDefaults(t *testing.T) {
 	s, err = parse(t, map[string]string{"API_TOKEN": "api-token-0123456789"})
 	require.NoError(t, err)
 	assert.Equal(t, ":3009", s.Addr, "a token: every interface")
-	assert.Equal(t, "api-token-0123456789", s.APIToken)
+	assert.Equal(t, "api-token-0123456789", string(s.APIToken))
 
 	s, err = parse(t, nil, "-allowed-hosts", " pay.example , *")
 	require.NoError(t, err)
