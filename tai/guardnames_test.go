@@ -107,3 +107,62 @@ func TestAbandonedErrorNamesTheGuardThatGaveUp(t *testing.T) {
 		})
 	}
 }
+
+// Under a guard that runs calls at the same time (a hedge), one call may
+// be refused by a guard inside (a bulkhead whose wait ran out) while
+// another is refused by a guard outside that one (a breaker that opened
+// meanwhile). When a fallback turns the hedge's error into nil, the
+// signal is Rejected with one of those refusals, and Hook names the guard
+// that gave that one, so that errors.Is, RetryAfter and Hook agree.
+func TestConcurrentRefusalsNameTheirGuard(t *testing.T) {
+	full := retryErr{d: time.Millisecond}
+	open := retryErr{d: 30 * time.Second}
+	type hedgedKey struct{}
+	swallow := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		_ = fn(ctx)
+		return nil
+	})
+	// The first call waits in the bulkhead; the hedge then starts a second
+	// call, which the breaker refuses; then the first call's wait runs out.
+	var waiting, release chan struct{}
+	hedge := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		first := make(chan error, 1)
+		go func() { first <- fn(ctx) }()
+		<-waiting
+		_ = fn(context.WithValue(ctx, hedgedKey{}, true))
+		close(release)
+		return <-first
+	})
+	breaker := namedGuardFunc{"breaker", tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		if ctx.Value(hedgedKey{}) != nil {
+			return open
+		}
+		return fn(ctx)
+	})}
+	bulkhead := namedGuardFunc{"bulkhead", tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		close(waiting)
+		<-release
+		return full
+	})}
+	j := &journal{}
+	p, err := tai.New(fixed(allow, nil), doubleAction(j), tai.WithGuards(swallow, hedge, breaker, bulkhead))
+	require.NoError(t, err)
+	for range 3 {
+		waiting, release = make(chan struct{}), make(chan struct{})
+		res, err := p.Process(context.Background(), sig())
+		assert.Equal(t, tai.Rejected, res.Outcome)
+		var rej *tai.RejectedError
+		require.ErrorAs(t, err, &rej)
+		switch rej.Hook {
+		case "breaker":
+			require.ErrorIs(t, err, open, "the breaker's refusal")
+			assert.Equal(t, 30*time.Second, tai.RetryAfter(err))
+		case "bulkhead":
+			require.ErrorIs(t, err, full, "the bulkhead's refusal")
+			assert.Equal(t, time.Millisecond, tai.RetryAfter(err))
+		default:
+			t.Fatalf("Hook is %q, want the breaker or the bulkhead", rej.Hook)
+		}
+	}
+	assert.Empty(t, j.get(), "the action never ran")
+}

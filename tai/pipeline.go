@@ -577,8 +577,14 @@ type call[T, R any] struct {
 	// run the action (a retry's backoff, a bulkhead's queue). The count
 	// is never reset: guarded compares it with its value at the start of
 	// the signal.
-	runs    atomic.Uint64
-	reached atomic.Int32 // index of the guard entered last; the first link sets it to 0
+	runs atomic.Uint64
+	// reached holds, in its low 32 bits, the index of the guard entered
+	// last (the first link sets it to 0), and in its high ones a count of
+	// the links entered, so that each entry of a link stores a value of
+	// its own: a guard's link finds the value it stored still there when
+	// no link was entered after it, by its call or by one running at the
+	// same time. (The count wraps after 2^32 entries.)
+	reached atomic.Uint64
 
 	mu        sync.Mutex
 	val       R     // the kept value: see keep
@@ -605,9 +611,7 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 				c.runs.Add(1)
 				defer c.runs.Add(^uint64(0))
 			}
-			if c.reached.Load() != int32(i) {
-				c.reached.Store(int32(i))
-			}
+			mine := c.enter(i)
 			err := g.Do(ctx, next)
 			// Links 1 to i run now, once each (link 0 counts not
 			// itself); a count above i is a call this guard left
@@ -616,7 +620,7 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 				c.abandoned(int32(i))
 			}
 			if err != nil {
-				c.refused(int32(i), err)
+				c.refused(int32(i), c.reached.Load() == mine, err)
 			}
 			return err
 		}
@@ -624,18 +628,35 @@ func (p *Pipeline[T, R]) newCall() *call[T, R] {
 	return c
 }
 
+// enter notes that the link of guard i is entered, and returns the value
+// it stored in reached.
+func (c *call[T, R]) enter(i int) uint64 {
+	for {
+		old := c.reached.Load()
+		v := (old>>32+1)<<32 | uint64(i)
+		if c.reached.CompareAndSwap(old, v) {
+			return v
+		}
+	}
+}
+
+// last returns the index of the guard entered last.
+func (c *call[T, R]) last() int32 { return int32(uint32(c.reached.Load())) }
+
 // refused keeps err, the error the Do of guard i returned, as the reason
 // the action did not run. The error of a guard that called no guard
-// inside it (none was entered after it) is its own refusal, and replaces
-// what was kept: under a retry, the refusal of the last attempt is the
-// reason (a breaker opened since a bulkhead refused the first). Another
-// guard's error is kept only when none was: it passes on what the guard
-// inside said, or it is that of a guard inside that panicked, or it comes
-// with a call of the action, and then no refusal is asked for. A guard
+// inside it (own: no link was entered after it) is its own refusal, and
+// replaces what was kept: under a retry, the refusal of the last attempt
+// is the reason (a breaker opened since a bulkhead refused the first).
+// Another guard's error is kept only when none was: it passes on what the
+// guard inside said, or it is that of a guard inside that panicked, or it
+// comes with a call of the action, and then no refusal is asked for. (A
+// refusal while another call of the signal entered a link, as under a
+// hedge, is not known to be the guard's own, and is kept only when none
+// was: so what is kept is named by the guard that gave it.) A guard
 // outside may turn the error into nil (a fallback), and the signal is
 // then Rejected with the refusal all the same.
-func (c *call[T, R]) refused(i int32, err error) {
-	own := c.reached.Load() == i
+func (c *call[T, R]) refused(i int32, own bool, err error) {
 	c.mu.Lock()
 	if own || c.refusal == nil {
 		c.refusal, c.refuser = err, i
@@ -707,7 +728,7 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 		// contract could still call the action it was handed, and must
 		// then find this signal, not another one. A rejection costs a
 		// fresh call; a call whose action returned is recycled.
-		hook := c.reached.Load()
+		hook := c.last()
 		if err == nil {
 			c.mu.Lock()
 			if err = c.refusal; err != nil {
