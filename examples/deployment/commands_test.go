@@ -632,7 +632,7 @@ func TestResumeHeldAsTheLineStarts(t *testing.T) {
 	// the cord's channel.
 	var once sync.Once
 	started := make(chan struct{})
-	lineWaited = func() {
+	lineWaited = func(*rollout) {
 		once.Do(func() {
 			defer close(started)
 			r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
@@ -649,6 +649,64 @@ func TestResumeHeldAsTheLineStarts(t *testing.T) {
 	}
 	d := waitFor(t, ts.URL, id, func(d Deployment) bool { return !d.Paused })
 	assert.Equal(t, StatusInProgress, d.Status)
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	waitFor(t, ts.URL, id, ended)
+}
+
+// TestResumeHeldAcrossAStopAndStart: a resume held for the line's change
+// (read while the line is stopped here), with the line started and
+// stopped again here just after — before the rollout takes the cord's
+// channel again — is read again on the line stopped after it, and
+// dropped: the stop came after it. It stayed held (the line stopped, and
+// the channel of that change closed with no one waiting on it) until the
+// line's next start resumed the rollout with it.
+func TestResumeHeldAcrossAStopAndStart(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	stopLine(t, ts.URL, "incident 13", auth...)
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
+
+	// The line starts and stops again here as the rollout holds the
+	// resume: the hook runs on the rollout's goroutine, between the hold
+	// and its next look at the cord's channel.
+	var once sync.Once
+	var held *rollout
+	started := make(chan struct{})
+	lineWaited = func(r *rollout) {
+		once.Do(func() {
+			defer close(started)
+			held = r
+			r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+			assert.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+			assert.Eventually(t, func() bool { return !ts.cordState().Stopped }, 10*time.Second, time.Millisecond)
+			stopLine(t, ts.URL, "incident 14", auth...)
+			assert.Eventually(t, func() bool { return ts.cordState().Reason == "incident 14" }, 10*time.Second, time.Millisecond)
+		})
+	}
+	t.Cleanup(func() { lineWaited = nil })
+	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "resume", Reason: "go on", Region: "us-west-2", At: time.Now()}))
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the resume was not held for the line's change")
+	}
+	// A promote of a stage passed, whose drop, logged, says that the
+	// rollout has looked at the cord since the hook.
+	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "promote", Region: "us-west-2", Stage: "staging", At: time.Now()}))
+	require.Eventually(t, func() bool {
+		return strings.Contains(ts.logs.String(), `msg="promote of a stage that has ended is dropped"`)
+	}, 10*time.Second, time.Millisecond, "the promote never reached the rollout")
+	held.mu.Lock()
+	still := slices.Clone(held.held)
+	held.mu.Unlock()
+	assert.Empty(t, still, "a resume the line's last stop came after is dropped, not held for its next start")
+
 	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	waitFor(t, ts.URL, id, ended)

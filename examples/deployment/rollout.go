@@ -65,14 +65,17 @@ type rollout struct {
 	// held are the resume and the promote read on a line stopped here
 	// that were stored after its stop: sent on a line started elsewhere,
 	// they wait for the line's next change here (waitForLine), under mu.
-	held    []Command
-	lastCmd uint64 // the store revision of the last command taken
-	failed  chan failure
-	stage   int // index of the stage in progress in the plan; -1 before the first
-	st      plannedStage
-	since   time.Time // when the stage began
-	paused  bool
-	passed  int // conclusive passing samples since the stage began
+	held []Command
+	// heldCord is the cord's channel as the first command of held was
+	// kept: closed, the line has changed since, and held is read again.
+	heldCord <-chan struct{}
+	lastCmd  uint64 // the store revision of the last command taken
+	failed   chan failure
+	stage    int // index of the stage in progress in the plan; -1 before the first
+	st       plannedStage
+	since    time.Time // when the stage began
+	paused   bool
+	passed   int // conclusive passing samples since the stage began
 	// lastFailed is the stage's last failing analysis (reason "" if
 	// none): too few in a row for -fail-after, it is why the stage fails
 	// at its limit without a passing sample.
@@ -112,7 +115,7 @@ func (r *rollout) deliver(c Command) {
 	r.lastCmd = c.Seq
 	switch {
 	case c.Action == "abort":
-		r.inbox, r.held = append(r.inbox[:0], c), nil
+		r.inbox, r.held, r.heldCord = append(r.inbox[:0], c), nil, nil
 	case len(r.inbox) > 0 && r.inbox[0].Action == "abort":
 		return // an abort is final
 	default:
@@ -152,34 +155,55 @@ func (r *rollout) takeAbort() (Command, bool) {
 // A line found started again is one that changed since the caller took
 // the cord's channel: c is kept for that change, read at once.
 func (r *rollout) waitForLine(c Command) bool {
-	if cord := r.s.cordState(); cord.Stopped && c.Seq <= cord.Rev {
+	cord, changed := r.s.cordNow()
+	if cord.Stopped && c.Seq <= cord.Rev {
 		return false
 	}
+	if !cord.Stopped {
+		changed = closedCord
+	}
 	r.mu.Lock()
+	if len(r.held) == 0 {
+		r.heldCord = changed
+	}
 	r.held = append(slices.DeleteFunc(r.held, func(h Command) bool { return h.Action == c.Action }), c)
 	r.mu.Unlock()
 	if lineWaited != nil {
-		lineWaited()
+		lineWaited(r)
 	}
 	return true
 }
 
+// closedCord is a closed channel: the cord has changed.
+var closedCord = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // lineWaited, when a test sets it, runs as waitForLine has kept a
 // command.
-var lineWaited func()
+var lineWaited func(*rollout)
 
-// releaseHeldOnStartedLine releases the commands held for the line's
-// change (waitForLine) if the line is started. The caller has just taken
-// the cord's channel: a change that came after a command was held but
-// before that closed the channel taken before, which no one waits on any
-// more, and the command would be held until the line changed again — the
-// rollout paused on a started line.
-func (r *rollout) releaseHeldOnStartedLine(ctx context.Context) {
+// releaseHeldOnChange releases the commands held for the line's change
+// (waitForLine) if the cord has changed since the first of them was
+// held. The caller has just taken the cord's channel: a change that came
+// after a command was held but before that closed the channel taken
+// before, which no one waits on any more, and the command would be held
+// until the line changed again — the rollout paused on a started line,
+// or resumed at the next start by a command the stop in between came
+// after.
+func (r *rollout) releaseHeldOnChange() {
 	r.mu.Lock()
-	held := len(r.held) > 0
+	changed := r.heldCord
 	r.mu.Unlock()
-	if held && r.s.line.Admit(ctx, "") == nil {
+	if changed == nil {
+		return
+	}
+	select {
+	case <-changed:
 		r.releaseHeld()
+	default:
 	}
 }
 
@@ -190,7 +214,7 @@ func (r *rollout) releaseHeld() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	held := r.held
-	r.held = nil
+	r.held, r.heldCord = nil, nil
 	if len(r.inbox) > 0 && r.inbox[0].Action == "abort" {
 		return
 	}
@@ -749,7 +773,7 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 		// between the two closes it, where one taken after the read would
 		// miss that change and leave the stage baking on a stopped line.
 		cord := r.s.cordChanged()
-		r.releaseHeldOnStartedLine(ctx)
+		r.releaseHeldOnChange()
 		r.mu.Lock()
 		paused := r.paused
 		r.mu.Unlock()
@@ -896,7 +920,7 @@ func (r *rollout) failedNow() (failure, bool) {
 func (r *rollout) holdStart(ctx context.Context) (verdict, reason string) {
 	for {
 		cord := r.s.cordChanged()
-		r.releaseHeldOnStartedLine(ctx)
+		r.releaseHeldOnChange()
 		r.mu.Lock()
 		paused := r.paused
 		r.mu.Unlock()

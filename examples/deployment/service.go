@@ -1183,6 +1183,14 @@ func (s *Service) cordState() Cord {
 	return s.cord
 }
 
+// cordNow is the cord's state as cordState, and the channel closed at
+// its next change, read together: no change comes between the two.
+func (s *Service) cordNow() (Cord, <-chan struct{}) {
+	s.cordMu.Lock()
+	defer s.cordMu.Unlock()
+	return s.cord, s.cordCh
+}
+
 // cordChanged is closed at the next change of the cord.
 func (s *Service) cordChanged() <-chan struct{} {
 	s.cordMu.Lock()
