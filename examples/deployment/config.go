@@ -31,7 +31,7 @@ type Config struct {
 	// API, the admin token abort, promote, resume and the cord), the
 	// allowed hosts and the audit key.
 	svc.Serving
-	NATSURL string // empty: start an embedded NATS server
+	NATSURL svc.URL // empty: start an embedded NATS server
 	// NATSReplicas is how many servers of a JetStream cluster hold each
 	// stream and bucket: 1, 3 or 5.
 	NATSReplicas int
@@ -47,7 +47,7 @@ type Config struct {
 	LocalTraffic float64
 	// PrometheusURL, when set, reads health from this Prometheus server
 	// (PromQL over the demoapp's metrics) instead of from the fleet.
-	PrometheusURL string
+	PrometheusURL svc.URL
 
 	// Stages are the canary rollout's stages; Interval is how often
 	// health is sampled during a bake, and FailAfter how many failing
@@ -73,7 +73,7 @@ type Config struct {
 	Workers        int           // rollouts running at once in this process (one per service/region)
 	RequestTimeout time.Duration // how long a waiting POST /deploy waits before answering 202
 	PrintRules     bool
-	OTLPEndpoint   string // export traces over OTLP/HTTP here; "" keeps them in the process
+	OTLPEndpoint   svc.URL // export traces over OTLP/HTTP here; "" keeps them in the process
 	Instance       string
 	LogLevel       string
 
@@ -185,7 +185,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas))
 	}
 	if c.PrometheusURL != "" {
-		if _, err := promhealth.CheckURL(c.PrometheusURL); err != nil {
+		if _, err := promhealth.CheckURL(string(c.PrometheusURL)); err != nil {
 			errs = append(errs, fmt.Errorf("-prometheus-url %w (http://prometheus:9090)", err))
 		}
 	}

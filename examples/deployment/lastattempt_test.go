@@ -17,6 +17,7 @@ import (
 
 	"github.com/taipattern/taikit/andon"
 	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kanban"
 )
 
@@ -261,7 +262,7 @@ func TestValidationOutageIsNotARollback(t *testing.T) {
 	defer prom.Close()
 	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
 		c.JobBackoff = kanban.BackoffFunc(func(int) time.Duration { return time.Millisecond })
-		c.PrometheusURL = prom.URL
+		c.PrometheusURL = svc.URL(prom.URL)
 	}, fastArgs...)
 	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)

@@ -300,7 +300,7 @@ func (s *Service) startFleet(ctx context.Context) error {
 		s.target, s.health = f, f
 	}
 	if s.cfg.PrometheusURL != "" {
-		h, err := promhealth.New(promhealth.Options{URL: s.cfg.PrometheusURL})
+		h, err := promhealth.New(promhealth.Options{URL: string(s.cfg.PrometheusURL)})
 		if err != nil {
 			return fmt.Errorf("-prometheus-url: %w", err)
 		}
@@ -326,7 +326,7 @@ func splitKey(key string) (service, region string) {
 
 func (s *Service) connectNATS(ctx context.Context) error {
 	var err error
-	if s.nats, err = svc.StartNATS(ctx, s.cfg.NATSURL, s.cfg.DataDir, "deployment "+s.cfg.Instance, s.log); err != nil {
+	if s.nats, err = svc.StartNATS(ctx, string(s.cfg.NATSURL), s.cfg.DataDir, "deployment "+s.cfg.Instance, s.log); err != nil {
 		return err
 	}
 	s.closers = append(s.closers, s.nats.Shutdown)

@@ -80,7 +80,7 @@ const maxBoardStreams = 32
 func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 	notifiers := []andon.Notifier{andon.SlogNotifier(s.log)}
 	if s.cfg.Alertmanager != "" {
-		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: s.cfg.Alertmanager})
+		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: string(s.cfg.Alertmanager)})
 		if err != nil {
 			return err
 		}

@@ -32,9 +32,9 @@ type Config struct {
 	// payment API, the admin token the admin API, the cord and the
 	// board), the allowed hosts and the audit key.
 	svc.Serving
-	NATSURL          string // empty: start an embedded NATS server
-	NATSReplicas     int    // servers of a JetStream cluster holding each stream and bucket: 1, 3 or 5
-	RedisURL         string // empty: limits and customer state in memory
+	NATSURL          svc.URL // empty: start an embedded NATS server
+	NATSReplicas     int     // servers of a JetStream cluster holding each stream and bucket: 1, 3 or 5
+	RedisURL         svc.URL // empty: limits and customer state in memory
 	DataDir          string
 	Idempotency      string
 	CustomerState    string
@@ -49,12 +49,12 @@ type Config struct {
 	AlertFraud       float64
 	AlertP99         time.Duration
 	AlertErrors      float64
-	Alertmanager     string
+	Alertmanager     svc.URL
 	AlertLabels      map[string]string // added to every alert
 	AlertInterval    time.Duration
 	FraudStopsLine   bool
 	PrintRules       bool
-	OTLPEndpoint     string
+	OTLPEndpoint     svc.URL
 	TraceSample      float64
 	PaymentsMaxBytes int64         // the payments bucket's byte limit
 	PaymentsMaxAge   time.Duration // how long payments are kept

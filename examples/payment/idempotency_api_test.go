@@ -154,7 +154,7 @@ func TestIdempotencyKeysPerPrincipal(t *testing.T) {
 	t.Cleanup(func() { stopNATS(t, natsSrv) })
 	replica := func(name, token string) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = natsSrv.ClientURL()
+		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
 		cfg.Instance = name
 		cfg.APIToken = svc.Secret(token)
 		return startService(t, cfg)
@@ -604,7 +604,7 @@ func TestIdempotencyTakeoverRefusedRunsAtOnceOnAReplicaWhoseClockIsBehind(t *tes
 	t.Cleanup(func() { stopNATS(t, natsSrv) })
 	replica := func(name string, clock *manualClock) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = natsSrv.ClientURL()
+		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
 		cfg.Instance = name
 		cfg.Clock = clock
 		return startService(t, cfg)

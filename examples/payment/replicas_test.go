@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/internal/servers"
 	"github.com/taipattern/taikit/kanban/natsembed"
 )
@@ -45,8 +46,8 @@ func TestTwoReplicasShareLimitsAndIdempotency(t *testing.T) {
 	clock := newManualClock()
 	replica := func(name string) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = natsSrv.ClientURL()
-		cfg.RedisURL = redisSrv.URL()
+		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
+		cfg.RedisURL = svc.URL(redisSrv.URL())
 		cfg.Instance = name
 		cfg.Clock = clock
 		return startService(t, cfg)
@@ -124,7 +125,7 @@ func TestNATSRestartLosesNoConfirmation(t *testing.T) {
 	t.Cleanup(func() { stopNATS(t, current.Load()) })
 
 	cfg := testConfig(t)
-	cfg.NATSURL = natsSrv.ClientURL()
+	cfg.NATSURL = svc.URL(natsSrv.ClientURL())
 	cfg.RequestTimeout = 6 * time.Second // a commit waits 2 s for NATS at most
 	ts := startService(t, cfg)
 
@@ -197,7 +198,7 @@ func TestReplicasShareFraudStateThroughNATS(t *testing.T) {
 	clock := newManualClock()
 	replica := func(name string) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = natsSrv.ClientURL()
+		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
 		cfg.Instance = name
 		cfg.Clock = clock
 		cfg.CustomerLimit = 1000 // the velocity rule, not the limiter, is under test
@@ -243,7 +244,7 @@ func TestReplicaDoesNotTakeOverAPaymentBeingStored(t *testing.T) {
 	clock := newManualClock()
 	replica := func(name string) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = natsSrv.ClientURL()
+		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
 		cfg.Instance = name
 		cfg.Clock = clock
 		cfg.RequestTimeout = 3 * time.Second // a commit waits 1 s

@@ -213,7 +213,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 
 func (s *Service) connectNATS(ctx context.Context) error {
 	var err error
-	if s.nats, err = svc.StartNATS(ctx, s.cfg.NATSURL, s.cfg.DataDir, "payment "+s.cfg.Instance, s.log); err != nil {
+	if s.nats, err = svc.StartNATS(ctx, string(s.cfg.NATSURL), s.cfg.DataDir, "payment "+s.cfg.Instance, s.log); err != nil {
 		return err
 	}
 	s.closers = append(s.closers, s.nats.Shutdown)
@@ -273,10 +273,10 @@ func (s *Service) connectRedis(ctx context.Context) error {
 	if s.cfg.RedisURL == "" {
 		return nil
 	}
-	opts, err := redis.ParseURL(s.cfg.RedisURL)
+	opts, err := redis.ParseURL(string(s.cfg.RedisURL))
 	if err != nil {
 		// The error may quote the URL, password and all.
-		return fmt.Errorf("-redis-url %s is not a Redis URL", svc.RedactURL(s.cfg.RedisURL))
+		return fmt.Errorf("-redis-url %s is not a Redis URL", svc.RedactURL(string(s.cfg.RedisURL)))
 	}
 	// Every call is given a deadline of its own: the client ends it there
 	// (go-redis waits for its own read timeout otherwise).
@@ -285,7 +285,7 @@ func (s *Service) connectRedis(ctx context.Context) error {
 	rdb := s.rdb
 	s.closers = append(s.closers, func(context.Context) error { return rdb.Close() })
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis %s: %w", svc.RedactURL(s.cfg.RedisURL), err)
+		return fmt.Errorf("redis %s: %w", svc.RedactURL(string(s.cfg.RedisURL)), err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kanban"
 )
 
@@ -566,7 +567,7 @@ func TestNotReadyWithoutJetStream(t *testing.T) {
 	natsSrv := startNATS(t, t.TempDir(), 0)
 	t.Cleanup(func() { stopNATS(t, natsSrv) })
 	cfg := testConfig(t)
-	cfg.NATSURL = natsSrv.ClientURL()
+	cfg.NATSURL = svc.URL(natsSrv.ClientURL())
 	svc, err := NewService(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	srv := httptest.NewServer(svc.Handler())

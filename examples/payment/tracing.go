@@ -21,7 +21,7 @@ func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
 			ratio = 1
 		}
 	}
-	return svc.Tracing{Service: "payment", Instance: cfg.Instance, Endpoint: cfg.OTLPEndpoint, Processor: cfg.TraceProcessor,
+	return svc.Tracing{Service: "payment", Instance: cfg.Instance, Endpoint: string(cfg.OTLPEndpoint), Processor: cfg.TraceProcessor,
 		Sampler: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))}.TracerProvider()
 }
 

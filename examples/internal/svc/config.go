@@ -141,6 +141,27 @@ func (k SecretBytes) LogValue() slog.Value { return slog.StringValue(redact(len(
 // MarshalText is k redacted, for encoding/json and the like.
 func (k SecretBytes) MarshalText() ([]byte, error) { return []byte(redact(len(k) > 0)), nil }
 
+// URL is the URL of a server a service uses (or NATS's comma-separated
+// list of them), which may carry a password or a token: it prints (with
+// any verb), logs and marshals with them redacted, as RedactURL does. Its
+// value is string(u).
+type URL string
+
+// Format writes u redacted, quoted for %q and %#v.
+func (u URL) Format(f fmt.State, verb rune) {
+	out := RedactURL(string(u))
+	if verb == 'q' || verb == 'v' && f.Flag('#') {
+		out = strconv.Quote(out)
+	}
+	_, _ = io.WriteString(f, out)
+}
+
+// LogValue is u redacted.
+func (u URL) LogValue() slog.Value { return slog.StringValue(RedactURL(string(u))) }
+
+// MarshalText is u redacted, for encoding/json and the like.
+func (u URL) MarshalText() ([]byte, error) { return []byte(RedactURL(string(u))), nil }
+
 // redact returns Redacted for a secret that is set, "" for one that is not.
 func redact(set bool) string {
 	if !set {

@@ -51,23 +51,30 @@ func TestServingPrintedHidesItsSecrets(t *testing.T) {
 	// own fields too, the secrets redacted.
 	type config struct {
 		svc.Serving
-		NATSURL string
+		NATSURL svc.URL
 	}
-	printed["embedded"] = fmt.Sprintf("%+v", config{s, "nats://127.0.0.1:4222"})
+	const natsURL = "nats://svc:pw-s3cret-42@nats.example:4222"
+	printed["embedded"] = fmt.Sprintf("%+v", config{s, natsURL})
 	printed["embedded, JSON"] = func() string {
-		b, err := json.Marshal(config{s, "nats://127.0.0.1:4222"})
+		b, err := json.Marshal(config{s, natsURL})
 		require.NoError(t, err)
 		return string(b)
 	}()
+	printed["embedded, logged"] = func() string {
+		var b bytes.Buffer
+		slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "c", config{s, natsURL}, "url", svc.URL(natsURL))
+		slog.New(slog.NewTextHandler(&b, nil)).Info("config", "c", config{s, natsURL}, "url", svc.URL(natsURL))
+		return b.String()
+	}()
 	printed["Sprintln"] = fmt.Sprintln(&s)
 	for how, out := range printed {
-		for _, secret := range []string{api, admin, key} {
+		for _, secret := range []string{api, admin, key, "pw-s3cret-42"} {
 			for _, form := range secretForms(secret) {
 				assert.NotContains(t, out, form, how)
 			}
 		}
 	}
-	assert.Contains(t, printed["embedded"], "NATSURL:nats://127.0.0.1:4222", "an embedding struct's own fields are shown")
+	assert.Contains(t, printed["embedded"], "NATSURL:nats://svc:xxxxx@nats.example:4222", "an embedding struct's own fields are shown, a URL's password redacted")
 	assert.Contains(t, printed["embedded, JSON"], `"APIToken":"REDACTED"`)
 	for _, how := range []string{"%v", "%+v", "%#v", "%s", "logs", "embedded"} {
 		assert.Contains(t, printed[how], "pay.example", "%s: the other fields are shown", how)

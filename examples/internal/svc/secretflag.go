@@ -14,7 +14,7 @@ func SecretVar(fs *flag.FlagSet, p *Secret, name, value, usage string) {
 // URLVar defines a string flag holding a URL (or NATS's comma-separated
 // list of them), value its default, as fs.StringVar does, but whose help
 // shows the default with passwords and tokens redacted, as RedactURL does.
-func URLVar(fs *flag.FlagSet, p *string, name, value, usage string) {
-	fs.StringVar(p, name, value, usage)
+func URLVar(fs *flag.FlagSet, p *URL, name, value, usage string) {
+	fs.StringVar((*string)(p), name, value, usage)
 	fs.Lookup(name).DefValue = RedactURL(value)
 }

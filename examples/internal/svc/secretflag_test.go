@@ -19,7 +19,7 @@ func TestHelpHidesSecrets(t *testing.T) {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	var s svc.Serving
 	s.Register(fs, svc.NewEnv(func(k string) string { return env[k] }), 3001, svc.Usage{API: "the API", Admin: "the admin API"})
-	var nats, plain string
+	var nats, plain svc.URL
 	svc.URLVar(fs, &nats, "nats-url", "nats://svc:pw-sekrit-42@nats.example:4222", "NATS")
 	svc.URLVar(fs, &plain, "plain-url", "", "nothing")
 	var help bytes.Buffer
@@ -34,6 +34,6 @@ func TestHelpHidesSecrets(t *testing.T) {
 	require.NoError(t, fs.Parse([]string{"-admin-token", "flag-admin"}))
 	assert.Equal(t, "api-sekrit-4711", string(s.APIToken), "the environment's, with no flag")
 	assert.Equal(t, "flag-admin", string(s.AdminToken), "the flag's")
-	assert.Equal(t, "nats://svc:pw-sekrit-42@nats.example:4222", nats)
+	assert.Equal(t, "nats://svc:pw-sekrit-42@nats.example:4222", string(nats))
 	assert.Empty(t, plain)
 }
