@@ -617,41 +617,12 @@ func TestResumeBeforeTheLineStartsHere(t *testing.T) {
 // all the same. It stayed paused on a started line until the line
 // changed again.
 func TestResumeHeldAsTheLineStarts(t *testing.T) {
-	const admin = "admin-token-0123456789"
-	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
-	auth := []string{"Authorization", "Bearer " + admin}
-
-	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
-		"Prefer", "respond-async").deployment(t).ID
-	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
-	stopLine(t, ts.URL, "incident 12", auth...)
-	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
-
-	// The line starts here as the rollout holds the resume: the hook runs
-	// on the rollout's goroutine, between the hold and its next look at
-	// the cord's channel.
-	var once sync.Once
-	started := make(chan struct{})
-	lineWaited = func(*rollout) {
-		once.Do(func() {
-			defer close(started)
-			r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
-			assert.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
-			assert.Eventually(t, func() bool { return !ts.cordState().Stopped }, 10*time.Second, time.Millisecond)
-		})
-	}
-	t.Cleanup(func() { lineWaited = nil })
-	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "resume", Reason: "go on", Region: "us-west-2", At: time.Now()}))
-	select {
-	case <-started:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the resume was not held for the line's change")
-	}
-	d := waitFor(t, ts.URL, id, func(d Deployment) bool { return !d.Paused })
+	h := holdResumeAsTheLineChanges(t, func(ts *testService, auth []string) {
+		startLine(t, ts, auth)
+	})
+	d := waitFor(t, h.ts.URL, h.id, func(d Deployment) bool { return !d.Paused })
 	assert.Equal(t, StatusInProgress, d.Status)
-	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
-	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-	waitFor(t, ts.URL, id, ended)
+	h.abort(t)
 }
 
 // TestResumeHeldAcrossAStopAndStart: a resume held for the line's change
@@ -662,54 +633,79 @@ func TestResumeHeldAsTheLineStarts(t *testing.T) {
 // the channel of that change closed with no one waiting on it) until the
 // line's next start resumed the rollout with it.
 func TestResumeHeldAcrossAStopAndStart(t *testing.T) {
+	h := holdResumeAsTheLineChanges(t, func(ts *testService, auth []string) {
+		startLine(t, ts, auth)
+		stopLine(t, ts.URL, "incident 14", auth...)
+		assert.Eventually(t, func() bool { return ts.cordState().Reason == "incident 14" }, 10*time.Second, time.Millisecond)
+	})
+	// A promote of a stage passed, whose drop, logged, says that the
+	// rollout has looked at the cord since the hook.
+	require.NoError(t, h.ts.store.SendCommand(t.Context(), h.id, Command{Action: "promote", Region: "us-west-2", Stage: "staging", At: time.Now()}))
+	require.Eventually(t, func() bool {
+		return strings.Contains(h.ts.logs.String(), `msg="promote of a stage that has ended is dropped"`)
+	}, 10*time.Second, time.Millisecond, "the promote never reached the rollout")
+	h.r.mu.Lock()
+	still := slices.Clone(h.r.held)
+	h.r.mu.Unlock()
+	assert.Empty(t, still, "a resume the line's last stop came after is dropped, not held for its next start")
+	h.abort(t)
+}
+
+// heldResume is a rollout paused by the line in its canary, whose resume
+// was held for the line's change.
+type heldResume struct {
+	ts   *testService
+	id   string
+	auth []string
+	r    *rollout // the rollout that held it
+}
+
+// holdResumeAsTheLineChanges pauses a rollout's canary by the cord and
+// sends it a resume, as another replica on a started line would; change
+// runs on the rollout's goroutine once the rollout holds the resume for
+// the line's change, before it looks at the cord's channel again.
+func holdResumeAsTheLineChanges(t *testing.T, change func(ts *testService, auth []string)) heldResume {
 	const admin = "admin-token-0123456789"
-	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
-	auth := []string{"Authorization", "Bearer " + admin}
-
-	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+	h := heldResume{auth: []string{"Authorization", "Bearer " + admin}}
+	h.ts = startService(t, append(slices.Clip(slowArgs), "-admin-token", admin)...)
+	h.id = deploy(t, h.ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
 		"Prefer", "respond-async").deployment(t).ID
-	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
-	stopLine(t, ts.URL, "incident 13", auth...)
-	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
+	waitFor(t, h.ts.URL, h.id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	stopLine(t, h.ts.URL, "incident 12", h.auth...)
+	waitFor(t, h.ts.URL, h.id, func(d Deployment) bool { return d.Paused })
 
-	// The line starts and stops again here as the rollout holds the
-	// resume: the hook runs on the rollout's goroutine, between the hold
-	// and its next look at the cord's channel.
 	var once sync.Once
-	var held *rollout
-	started := make(chan struct{})
+	changed := make(chan struct{})
 	lineWaited = func(r *rollout) {
 		once.Do(func() {
-			defer close(started)
-			held = r
-			r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
-			assert.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
-			assert.Eventually(t, func() bool { return !ts.cordState().Stopped }, 10*time.Second, time.Millisecond)
-			stopLine(t, ts.URL, "incident 14", auth...)
-			assert.Eventually(t, func() bool { return ts.cordState().Reason == "incident 14" }, 10*time.Second, time.Millisecond)
+			defer close(changed)
+			h.r = r
+			change(h.ts, h.auth)
 		})
 	}
 	t.Cleanup(func() { lineWaited = nil })
-	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "resume", Reason: "go on", Region: "us-west-2", At: time.Now()}))
+	require.NoError(t, h.ts.store.SendCommand(t.Context(), h.id, Command{Action: "resume", Reason: "go on", Region: "us-west-2", At: time.Now()}))
 	select {
-	case <-started:
+	case <-changed:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the resume was not held for the line's change")
 	}
-	// A promote of a stage passed, whose drop, logged, says that the
-	// rollout has looked at the cord since the hook.
-	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "promote", Region: "us-west-2", Stage: "staging", At: time.Now()}))
-	require.Eventually(t, func() bool {
-		return strings.Contains(ts.logs.String(), `msg="promote of a stage that has ended is dropped"`)
-	}, 10*time.Second, time.Millisecond, "the promote never reached the rollout")
-	held.mu.Lock()
-	still := slices.Clone(held.held)
-	held.mu.Unlock()
-	assert.Empty(t, still, "a resume the line's last stop came after is dropped, not held for its next start")
+	return h
+}
 
-	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", nil, auth...)
+// startLine starts the line by the cord and waits until this replica
+// follows.
+func startLine(t *testing.T, ts *testService, auth []string) {
+	r := do(t, "POST", ts.URL+"/andon/cord", map[string]string{"action": "start"}, auth...)
+	assert.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	assert.Eventually(t, func() bool { return !ts.cordState().Stopped }, 10*time.Second, time.Millisecond)
+}
+
+// abort ends the rollout by an abort.
+func (h heldResume) abort(t *testing.T) {
+	r := do(t, "POST", h.ts.URL+"/deploy/"+h.id+"/abort", nil, h.auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-	waitFor(t, ts.URL, id, ended)
+	waitFor(t, h.ts.URL, h.id, ended)
 }
 
 // TestPromoteOfThePauseAtStart: a promote sent while the rollout was
