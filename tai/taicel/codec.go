@@ -520,24 +520,36 @@ func mapNils(key keyCodec, elem *codec) func(b []byte, v reflect.Value) []byte {
 		if elem.nils == nil || v.Len() == 0 {
 			return b
 		}
-		type entry struct {
-			key string
-			v   reflect.Value
-		}
-		entries := make([]entry, 0, v.Len())
-		var kb []byte
-		for it := v.MapRange(); it.Next(); {
-			kb = key.enc(kb[:0], it.Key())
-			entries = append(entries, entry{string(kb), it.Value()})
-		}
-		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
 		open := false
-		for _, e := range entries {
+		var kb []byte
+		for _, e := range sortedEntries(key, v, nil) {
 			kb = append(jsonw.AppendString(kb[:0], e.key), ':')
 			b, open = nilsMember(b, open, kb, elem, e.v)
 		}
 		return closeNils(b, open)
 	}
+}
+
+// mapEntry is a map's value and its key as a codec writes it.
+type mapEntry struct {
+	key string
+	v   reflect.Value
+}
+
+// sortedEntries returns the entries of v, a map, in the order of their
+// keys as key writes them, those in omit left out.
+func sortedEntries(key keyCodec, v reflect.Value, omit map[string]bool) []mapEntry {
+	entries := make([]mapEntry, 0, v.Len())
+	var kb []byte
+	for it := v.MapRange(); it.Next(); {
+		kb = key.enc(kb[:0], it.Key())
+		if omit[string(kb)] {
+			continue
+		}
+		entries = append(entries, mapEntry{string(kb), it.Value()})
+	}
+	slices.SortFunc(entries, func(a, b mapEntry) int { return strings.Compare(a.key, b.key) })
+	return entries
 }
 
 // setNils sets to nil the slices and maps within v that nils, what a

@@ -105,22 +105,9 @@ func mapTypes(key keyCodec, elem *codec, omit map[string]bool) func([]byte, refl
 		if elem.types == nil || v.Len() == 0 {
 			return b
 		}
-		type entry struct {
-			key string
-			v   reflect.Value
-		}
-		entries := make([]entry, 0, v.Len())
-		var kb []byte
-		for it := v.MapRange(); it.Next(); {
-			kb = key.enc(kb[:0], it.Key())
-			if omit[string(kb)] {
-				continue
-			}
-			entries = append(entries, entry{string(kb), it.Value()})
-		}
-		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
 		u := uniformMarks{start: len(b)}
-		for _, e := range entries {
+		var kb []byte
+		for _, e := range sortedEntries(key, v, omit) {
 			kb = append(jsonw.AppendString(kb[:0], e.key), ':')
 			b = u.member(b, kb, elem.types, e.v)
 		}
