@@ -353,15 +353,20 @@ func (r *Reservation) CancelAt(now time.Time) {
 	}
 }
 
-func (r *Reservation) cancel(now int64) {
+// cancel cancels r at now, unless it was canceled before, and reports
+// whether r's time had come, so that its events act and nothing came back.
+func (r *Reservation) cancel(now int64) (come bool) {
 	if !r.canceled.CompareAndSwap(false, true) {
-		return
+		return false
+	}
+	if r.act <= now {
+		return true
 	}
 	// A reservation under an Unlimited Limit has an interval of 0, and
 	// one under a closed Limit is OK only for no events: both return
 	// nothing, as one of no events does.
-	if r.n == 0 || r.act <= now {
-		return
+	if r.n == 0 {
+		return false
 	}
 	// What was booked after r acts at times given already: returning r's
 	// share under it would let a new booking act with it, beyond the
@@ -383,7 +388,7 @@ func (r *Reservation) cancel(now int64) {
 	st.resMu.Lock()
 	defer st.resMu.Unlock()
 	if tat := st.tat.Load(); tat == retired || st.allowedSince(tat, r) {
-		return
+		return tat != retired
 	}
 	r.dropped = true
 	later := now
@@ -392,12 +397,12 @@ func (r *Reservation) cancel(now int64) {
 	}
 	back := inc - max(later-r.act, 0)
 	if back <= 0 {
-		return
+		return false
 	}
 	for {
 		tat := st.tat.Load()
 		if tat == retired || st.allowedSince(tat, r) {
-			return
+			return tat != retired // an event allowed since: r's time came
 		}
 		if st.tat.CompareAndSwap(tat, tat-back) {
 			st.end = tat - back
@@ -414,6 +419,7 @@ func (r *Reservation) cancel(now int64) {
 		}
 		st.top, st.lastAct = top, last
 	}
+	return false
 }
 
 // Reserve books one event now; see Reservation.
@@ -516,8 +522,9 @@ func (st *state) allowedSince(tat int64, r *Reservation) bool {
 func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 
 // WaitN blocks until n events may pass and records them, or returns an
-// error: ctx's error if it ends first (the events are returned then, as
-// Reservation.Cancel returns them: not once the Limit has changed), or
+// error: ctx's error if it ends before they may pass (the events are
+// returned then, as Reservation.Cancel returns them: not once the Limit
+// has changed; a ctx that ends as they may pass lets them pass), or
 // context.DeadlineExceeded when its deadline has passed already; a
 // *LimitedError at once when n is negative, n exceeds the Burst of a
 // finite Limit, the Limit is closed, or the wait would outlast ctx's
@@ -528,8 +535,12 @@ func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 // for that time, as RetryAfter counts it, then books them. An Unlimited
 // Limit passes any n at once.
 func (l *Limiter) WaitN(ctx context.Context, n int) error {
+	// woke is set once a sleep for a step of the warm-up has lasted its
+	// whole time: the events may pass then, even if ctx ended as it did.
+	woke := false
 	for {
-		if err := ctx.Err(); err != nil {
+		err := ctx.Err()
+		if err != nil && !woke {
 			return err
 		}
 		nowT := time.Now()
@@ -537,12 +548,19 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 		maxDelay := maxAhead
 		if dl, ok := ctx.Deadline(); ok {
 			maxDelay = int64(dl.Sub(nowT))
-			if maxDelay < 0 {
+			if maxDelay < 0 && err == nil {
 				// Passed, though ctx has not said so yet: its error is the
 				// one that will be, not a limit the events may never pass.
-				return context.DeadlineExceeded
+				err = context.DeadlineExceeded
 			}
 		}
+		if err != nil {
+			if woke && l.allow(now, n) {
+				return nil
+			}
+			return err
+		}
+		woke = false
 		if wait, ok := l.climbWait(now, n); ok {
 			// A step of the warm-up lets the events pass sooner than the
 			// step in force would: wait for it, then book under it.
@@ -550,7 +568,7 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 				st := l.st.Load()
 				return &LimitedError{Name: l.name, Decision: Decision{Limit: st.p.limit, RetryAfter: time.Duration(wait)}}
 			}
-			if err := sleep(ctx, time.Duration(wait)); err != nil {
+			if woke, err = l.sleepUntil(ctx, now+wait); !woke {
 				return err
 			}
 			continue
@@ -588,7 +606,7 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 				}
 				d.RetryAfter = time.Duration(wait)
 				if wait <= maxDelay && begin > now {
-					if err := sleep(ctx, time.Duration(begin-now)); err != nil {
+					if woke, err = l.sleepUntil(ctx, begin); !woke {
 						return err
 					}
 					continue
@@ -625,17 +643,31 @@ func (l *Limiter) climbWait(now int64, n int) (wait int64, ok bool) {
 }
 
 // wait waits for the events of r, booked at now, to act, or cancels them
-// when ctx ends first and returns its error.
+// when ctx ends first and returns its error. A ctx that ends as the events
+// act (at the same instant, or seen only once their time has come) finds
+// nothing to cancel: the events act, and the wait passes.
 func (r *Reservation) wait(ctx context.Context, now int64) error {
 	delay := r.delay(now)
 	if delay == 0 {
 		return nil
 	}
 	if err := sleep(ctx, delay); err != nil {
-		r.Cancel()
+		if r.cancel(r.lim.nanos()) {
+			return nil
+		}
 		return err
 	}
 	return nil
+}
+
+// sleepUntil waits for the limiter's clock to reach due and reports true,
+// or reports false with ctx's error when ctx ends before it: a ctx that
+// ends at due, or is seen ending only once due has passed, ends no wait.
+func (l *Limiter) sleepUntil(ctx context.Context, due int64) (bool, error) {
+	if err := sleep(ctx, time.Duration(due-l.nanos())); err != nil && l.nanos() < due {
+		return false, err
+	}
+	return true, nil
 }
 
 // sleep waits for d to pass, or returns ctx's error when it ends first.

@@ -962,3 +962,50 @@ func TestLimiterWindowPropertyTimeGoingBack(t *testing.T) {
 		}
 	})
 }
+
+// endsAt is a context that ends at at, and whose Done waits for that
+// instant before it returns its channel: a wait on Done and on a timer due
+// at the same instant then finds both ready, and either may end it.
+type endsAt struct {
+	context.Context
+	at time.Time
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c endsAt) Deadline() (time.Time, bool) { return c.at, true }
+
+func (c endsAt) Done() <-chan struct{} {
+	time.Sleep(time.Until(c.at))
+	return closed
+}
+
+func (c endsAt) Err() error {
+	if time.Now().Before(c.at) {
+		return nil
+	}
+	return context.DeadlineExceeded
+}
+
+// TestLimiterWaitEndsWithItsDeadline: a WaitN whose context ends at the
+// instant its wait does either passes and keeps its events or fails and
+// gives them back; it never fails and keeps them, which made later
+// callers wait for an event nobody used. Either may be seen first, so the
+// test runs the wait many times to meet both.
+func TestLimiterWaitEndsWithItsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for i := range 64 {
+			lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 1})
+			require.True(t, lim.Allow())
+			ctx := endsAt{context.Background(), time.Now().Add(100 * time.Millisecond)}
+			err := lim.Wait(ctx) // due at 100ms, the deadline
+			kept := !lim.Allow()
+			if err != nil {
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				require.False(t, kept, "run %d: the wait failed yet kept its event", i)
+			} else {
+				require.True(t, kept, "run %d: the wait passed yet its event is free", i)
+			}
+		}
+	})
+}

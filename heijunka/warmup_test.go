@@ -440,3 +440,28 @@ func TestWarmUpFromThatRoundsToClosed(t *testing.T) {
 	require.Error(t, err)
 	assert.ErrorContains(t, err, "heijunka: warm-up From 5e-324 of 30/min burst 1 rounds to a Rate of 0")
 }
+
+// TestWarmUpWaitNUpToTheDeadline: a WaitN that a later step of the climb
+// lets pass at the instant its context ends passes, as one whose booking
+// acts then does: it does not wait the whole time to fail.
+func TestWarmUpWaitNUpToTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for i := range 16 {
+			// Step s begins at s seconds, with a Rate of 1+0.9s and a
+			// Burst of round(1+0.9s).
+			lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 10})
+			w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+			require.NoError(t, err)
+			require.NoError(t, w.Start())
+			begin := time.Now()
+			require.True(t, lim.Allow())
+			require.True(t, lim.Reserve().OK()) // step 1 lets the next event pass at 1 s
+			require.Equal(t, time.Second, lim.Decide().RetryAfter)
+
+			ctx := endsAt{context.Background(), begin.Add(time.Second)}
+			require.NoError(t, lim.WaitN(ctx, 1), "run %d: the event passes at the deadline", i)
+			assert.Equal(t, time.Second, time.Since(begin))
+			assert.False(t, lim.Allow(), "run %d: the event was booked", i)
+		}
+	})
+}
