@@ -195,9 +195,7 @@ func TestAlertmanagerEndsAtWithHugeIntervals(t *testing.T) {
 		opts.Notifiers = []andon.Notifier{am}
 		opts.Rules = []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}
 		e := newEvaluator(t, opts)
-		ctx := context.Background()
-		e.EvaluateAt(ctx, t0)
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 0)
 		a, _ := e.Alert("R")
 		assert.True(t, a.ValidUntil.After(t0.Add(100*365*24*time.Hour)), "ValidUntil %v with Interval %v, ResendInterval %v", a.ValidUntil, opts.Interval, opts.Notify.ResendInterval)
 		mu.Lock()

@@ -11,11 +11,12 @@ import (
 // evaluator calls Measure once per evaluation, with the evaluation time,
 // each rule's on a goroutine of its own and all of an evaluation's at the
 // same time, but never concurrently for one rule. Its context ends with
-// the evaluation's: EvaluatorOptions.Interval after the evaluation began
-// under Run, with the caller's context under Evaluate and EvaluateAt. A
-// Measure that has not returned a tenth of the time it had (at least 1ms,
-// at most 100ms) after that is given up: its rule's evaluation fails with
-// an error, the other rules are evaluated and the evaluation ends; while
+// the evaluation's: EvaluatorOptions.EvaluationTimeout (Interval by
+// default) after the evaluation began, or sooner with the caller's context
+// under Evaluate and EvaluateAt, or at Interval under Run. A Measure
+// that has not returned a tenth of the time it had (at least 1ms, at most
+// 100ms) after that is given up: its rule's evaluation fails with an
+// error, the other rules are evaluated and the evaluation ends; while
 // it has not returned, later evaluations do not call it again (their
 // error for the rule says since when it is out), and what it returns at
 // last is dropped. An error leaves the rule's state as it was and is

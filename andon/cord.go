@@ -135,7 +135,7 @@ func (e *Evaluator) pullOrReset(ctx context.Context, status func(now time.Time) 
 	if !e.cord.set(status(now)) {
 		return false
 	}
-	e.evaluateHeld(ctx, now, now, []*ruleState{e.cordRule}, 0)
+	e.evaluateHeld(ctx, now, now, []*ruleState{e.cordRule}, 0, nil)
 	return true
 }
 

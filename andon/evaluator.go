@@ -32,6 +32,14 @@ type EvaluatorOptions struct {
 	// Interval is how often Run evaluates. Zero means 15s; otherwise at
 	// least 1ms.
 	Interval time.Duration
+	// EvaluationTimeout bounds the conditions of every evaluation: their
+	// context ends this long after the evaluation began, or sooner when
+	// the caller's context does (Evaluate, EvaluateAt) or, under Run, at
+	// Interval. So an evaluation ends in bounded time whatever a condition
+	// does, even with a context that never ends (see Condition), and the
+	// rule of a condition that has not returned has an error naming it.
+	// Zero means Interval; otherwise at least 1ms.
+	EvaluationTimeout time.Duration
 	// Hooks run for every rule (the cord included) when it fires and
 	// resolves, before the rule's own hooks. A nil one, one that holds a
 	// nil pointer or function, or StopLine of a nil line, is refused.
@@ -78,8 +86,12 @@ type EvaluatorOptions struct {
 // notifications are queued without waiting for delivery.
 type Evaluator struct {
 	interval time.Duration
-	log      *slog.Logger
-	validFor time.Duration
+	// timeout is EvaluationTimeout; the causes are the errors the
+	// conditions' context ends with at it and, under Run, at interval.
+	timeout                     time.Duration
+	timeoutCause, intervalCause error
+	log                         *slog.Logger
+	validFor                    time.Duration
 
 	// evalSlot holds a token while an evaluation runs: evaluations are
 	// serialized, so hooks run in order, and Shutdown can wait for the
@@ -140,6 +152,14 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	case e.interval < time.Millisecond:
 		return nil, fmt.Errorf("andon: EvaluatorOptions.Interval %v is below 1ms", opts.Interval)
 	}
+	switch e.timeout = opts.EvaluationTimeout; {
+	case e.timeout == 0:
+		e.timeout = e.interval
+	case e.timeout < time.Millisecond:
+		return nil, fmt.Errorf("andon: EvaluatorOptions.EvaluationTimeout %v is below 1ms", opts.EvaluationTimeout)
+	}
+	e.timeoutCause = fmt.Errorf("%w (EvaluationTimeout %v)", context.DeadlineExceeded, e.timeout)
+	e.intervalCause = fmt.Errorf("%w (Interval %v)", context.DeadlineExceeded, e.interval)
 	if e.log == nil {
 		e.log = slog.Default()
 	}
@@ -303,20 +323,25 @@ func checkHook(h Hook) error {
 // runs on a goroutine of its own, which Run waits for: a condition or
 // hook that ends it with runtime.Goexit (t.FailNow in a test's callback)
 // is logged, as a panic is, and does not end Run. The context the
-// conditions are given ends Interval after the evaluation began (hooks
-// are given ctx): a condition that waits on it (a request to a server
-// that does not answer) fails with its error then, and one that ignores
-// it is given up soon after (see Condition), so neither the next
-// evaluation nor a pull of the cord is held up for longer.
+// conditions are given ends Interval, or EvaluationTimeout if it is
+// shorter, after the evaluation began (hooks are given ctx): a condition
+// that waits on it (a request to a server that does not answer) fails
+// with its error then, and one that ignores it is given up soon after
+// (see Condition), so neither the next evaluation nor a pull of the cord
+// is held up for longer.
 func (e *Evaluator) Run(ctx context.Context) error {
 	t := time.NewTicker(e.interval)
 	defer t.Stop()
+	bound, cause := e.timeout, e.timeoutCause
+	if e.interval < bound {
+		bound, cause = e.interval, e.intervalCause
+	}
 	for {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			now := time.Now()
-			e.evaluate(ctx, now, now, e.allRules(), e.interval)
+			e.evaluate(ctx, now, now, e.allRules(), bound, cause)
 		}()
 		<-done
 		select {
@@ -330,12 +355,13 @@ func (e *Evaluator) Run(ctx context.Context) error {
 }
 
 // Evaluate evaluates every rule at time.Now() and returns the transitions
-// it made. The conditions are given ctx: when it ends, so does the
+// it made. The conditions are given ctx, ended EvaluationTimeout after
+// the evaluation began if it has not ended before: then so does the
 // evaluation, with an error for each rule whose condition has not
 // returned (see Condition).
 func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
 	now := time.Now()
-	return e.evaluate(ctx, now, now, e.allRules(), 0)
+	return e.evaluate(ctx, now, now, e.allRules(), e.timeout, e.timeoutCause)
 }
 
 // EvaluateAt evaluates every rule as of now and returns the transitions it
@@ -344,9 +370,10 @@ func (e *Evaluator) Evaluate(ctx context.Context) []Transition {
 // times given here, for callers that replay or schedule evaluations
 // themselves; the conditions on kaizen Stats still read the Stats as it
 // is, and silences are in force or not as of time.Now, as Silence and
-// Expire see them. The conditions are given ctx, as Evaluate gives it.
+// Expire see them. The conditions are given ctx, bounded by
+// EvaluationTimeout, as Evaluate gives it.
 func (e *Evaluator) EvaluateAt(ctx context.Context, now time.Time) []Transition {
-	return e.evaluate(ctx, now, time.Now(), e.allRules(), 0)
+	return e.evaluate(ctx, now, time.Now(), e.allRules(), e.timeout, e.timeoutCause)
 }
 
 func (e *Evaluator) allRules() []*ruleState {
@@ -358,8 +385,8 @@ func (e *Evaluator) allRules() []*ruleState {
 // evaluate evaluates rules at now: measure, change states, run hooks,
 // queue notifications, wake the board. Silences are checked at wall, the
 // time of the clock. A positive bound ends the conditions' context that
-// long after the measuring began.
-func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*ruleState, bound time.Duration) []Transition {
+// long after the measuring began, with cause.
+func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*ruleState, bound time.Duration, cause error) []Transition {
 	if !e.acquire(ctx) {
 		return nil
 	}
@@ -367,7 +394,7 @@ func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*
 	if e.isClosed() {
 		return nil
 	}
-	return e.evaluateHeld(ctx, now, wall, rules, bound)
+	return e.evaluateHeld(ctx, now, wall, rules, bound, cause)
 }
 
 // acquire takes the evaluation slot, and reports false if ctx ends while
@@ -403,12 +430,12 @@ type result struct {
 // evaluation is finished, that condition's Goexit its rule's error, and
 // then the calling goroutine ends too, as it would have had the condition
 // run on it.
-func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules []*ruleState, bound time.Duration) []Transition {
+func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules []*ruleState, bound time.Duration, cause error) []Transition {
 	results := make([]result, len(rules))
 	mctx := ctx
 	if bound > 0 {
 		var cancel context.CancelFunc
-		mctx, cancel = context.WithTimeout(ctx, bound)
+		mctx, cancel = context.WithTimeoutCause(ctx, bound, cause)
 		defer cancel()
 	}
 	goexit := e.measureAll(mctx, rules, now, results)
@@ -550,7 +577,7 @@ func (e *Evaluator) measureAll(ctx context.Context, rules []*ruleState, now time
 				"where", "condition of rule "+rs.rule.Name, "err", ctx.Err())
 		}
 		results[i] = result{err: conditionError{"andon: condition of rule " + rs.rule.Name +
-			" did not return when its context ended: " + ctx.Err().Error()}}
+			" did not return when its context ended: " + context.Cause(ctx).Error()}}
 	}
 	return goexit
 }

@@ -649,6 +649,8 @@ func TestOptionsValidation(t *testing.T) {
 		{"summary annotation", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Annotations: map[string]string{"summary": "x"}}}}, `"summary" is set by the rule's field`},
 		{"nil hook", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{nil}}}}, "Rule.Hooks[0] is nil"},
 		{"tiny interval", andon.EvaluatorOptions{Interval: time.Microsecond}, "EvaluatorOptions.Interval 1µs is below 1ms"},
+		{"tiny evaluation timeout", andon.EvaluatorOptions{EvaluationTimeout: time.Microsecond}, "EvaluatorOptions.EvaluationTimeout 1µs is below 1ms"},
+		{"negative evaluation timeout", andon.EvaluatorOptions{EvaluationTimeout: -time.Second}, "EvaluatorOptions.EvaluationTimeout -1s is below 1ms"},
 		{"negative history", andon.EvaluatorOptions{HistorySize: -1}, "EvaluatorOptions.HistorySize -1 is outside"},
 		{"nil notifier", andon.EvaluatorOptions{Notifiers: []andon.Notifier{nil}}, "EvaluatorOptions.Notifiers[0] is nil"},
 		{"nil global hook", andon.EvaluatorOptions{Hooks: []andon.Hook{nil}}, "EvaluatorOptions.Hooks[0] is nil"},
@@ -874,8 +876,7 @@ func TestSilencesReadTheClockUnderEvaluateAt(t *testing.T) {
 		assert.Empty(t, rec.events(), "the silenced alert is not sent")
 
 		time.Sleep(time.Hour)
-		e.EvaluateAt(ctx, t0)
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 0)
 		assert.Equal(t, []string{"R firing"}, rec.events(), "sent once the silence ended")
 		assert.Empty(t, e.Silences())
 	})

@@ -50,8 +50,7 @@ func testNotifierGoexitFailsTheBatch(t *testing.T) {
 	e.EvaluateAt(ctx, t0)
 	require.NoError(t, e.Flush(ctx), "Flush returns after the Goexit")
 	b.Set(true)
-	e.EvaluateAt(ctx, t0.Add(time.Minute))
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, time.Minute)
 	require.NoError(t, e.Shutdown(ctx), "Shutdown finds no worker gone missing")
 
 	assert.Equal(t, []string{"B firing"}, rec.events(), "the worker goes on after the Goexit")
@@ -101,11 +100,9 @@ func TestNotifierErrorGoexitCountsTheBatchOnce(t *testing.T) {
 				require.NoError(t, err)
 				ctx := context.Background()
 				a.Set(true)
-				e.EvaluateAt(ctx, t0)
-				require.NoError(t, e.Flush(ctx))
+				evaluateAndFlush(t, e, 0)
 				b.Set(true)
-				e.EvaluateAt(ctx, t0.Add(time.Minute))
-				require.NoError(t, e.Flush(ctx))
+				evaluateAndFlush(t, e, time.Minute)
 				require.NoError(t, e.Shutdown(ctx))
 				st := e.NotifierStats()[0]
 				assert.EqualValues(t, 1, st.Failed, "the batch of A is counted as failed once")
@@ -139,8 +136,7 @@ func TestNotifierBackoffGoexitIsNamed(t *testing.T) {
 		require.NoError(t, err)
 		ctx := context.Background()
 		a.Set(true)
-		e.EvaluateAt(ctx, t0)
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 0)
 		require.NoError(t, e.Shutdown(ctx))
 		st := e.NotifierStats()[0]
 		assert.EqualValues(t, 1, st.Failed)

@@ -127,3 +127,11 @@ func newBreaker(t *testing.T, name string) *jidoka.Breaker {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// evaluateAndFlush evaluates e at t0+at and waits until its notifications
+// are delivered or given up.
+func evaluateAndFlush(t *testing.T, e *andon.Evaluator, at time.Duration) {
+	t.Helper()
+	e.EvaluateAt(context.Background(), t0.Add(at))
+	require.NoError(t, e.Flush(context.Background()))
+}

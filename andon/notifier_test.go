@@ -84,8 +84,7 @@ func TestPendingThatNeverFiresIsNotSent(t *testing.T) {
 	cond.Set(true)
 	e.EvaluateAt(ctx, t0)
 	cond.Set(false)
-	e.EvaluateAt(ctx, t0.Add(time.Minute))
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, time.Minute)
 	assert.Empty(t, rec.events())
 }
 
@@ -135,10 +134,8 @@ func TestWebhook(t *testing.T) {
 	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait, Logger: discardLogger(),
 		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"},
 			Summary: "errors at {{ $value | humanizePercentage }}"}}})
-	ctx := context.Background()
 	cond.Set(true)
-	e.EvaluateAt(ctx, t0)
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, 0)
 
 	msgs := srv.got()
 	require.Len(t, msgs, 1, "delivered once after two 503s")
@@ -164,8 +161,7 @@ func TestWebhook(t *testing.T) {
 	assert.EqualValues(t, 2, st.Retries)
 
 	cond.Set(false)
-	e.EvaluateAt(ctx, t0.Add(time.Minute))
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, time.Minute)
 	msgs = srv.got()
 	require.Len(t, msgs, 2)
 	assert.Equal(t, "resolved", msgs[1].Status)
@@ -204,8 +200,7 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	cond.Set(true)
-	e.EvaluateAt(context.Background(), t0)
-	require.NoError(t, e.Flush(context.Background()))
+	evaluateAndFlush(t, e, 0)
 	assert.EqualValues(t, 1, srv.requests.Load())
 	st := e.NotifierStats()[0]
 	assert.EqualValues(t, 1, st.Failed)
@@ -228,8 +223,7 @@ func TestRetriesGiveUp(t *testing.T) {
 			Notify: andon.NotifyOptions{MaxAttempts: 4, Backoff: kanban.Exponential{Initial: time.Second, Max: 3 * time.Second, Jitter: -1}},
 			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 		cond.Set(true)
-		e.EvaluateAt(context.Background(), t0)
-		require.NoError(t, e.Flush(context.Background()))
+		evaluateAndFlush(t, e, 0)
 		assert.Equal(t, []time.Duration{0, time.Second, 3 * time.Second, 6 * time.Second}, calls,
 			"waits of 1s, 2s, then 3s (the cap) between attempts")
 		st := e.NotifierStats()[0]
@@ -256,8 +250,7 @@ func TestDefaultBackoff(t *testing.T) {
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky}, Logger: discardLogger(),
 			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 		cond.Set(true)
-		e.EvaluateAt(context.Background(), t0)
-		require.NoError(t, e.Flush(context.Background()))
+		evaluateAndFlush(t, e, 0)
 		require.Len(t, calls, 3)
 		// 500ms, then 1s, each within the 20% jitter.
 		assert.InDelta(t, 500*time.Millisecond, calls[1], float64(100*time.Millisecond))
@@ -521,11 +514,9 @@ func TestAlertmanagerResendsFiringAlerts(t *testing.T) {
 	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{am}, Interval: 15 * time.Second,
 		Notify: andon.NotifyOptions{ResendInterval: time.Minute},
 		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-	ctx := context.Background()
 	cond.Set(true)
 	for _, at := range []time.Duration{0, 15 * time.Second, 30 * time.Second, 45 * time.Second, time.Minute, 75 * time.Second} {
-		e.EvaluateAt(ctx, t0.Add(at))
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, at)
 	}
 	posts := srv.got()
 	require.Len(t, posts, 2, "sent when it fired and re-sent a minute later")
@@ -535,8 +526,7 @@ func TestAlertmanagerResendsFiringAlerts(t *testing.T) {
 	assert.Equal(t, "R", posts[1][0].Labels["alertname"])
 
 	cond.Set(false)
-	e.EvaluateAt(ctx, t0.Add(90*time.Second))
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, 90*time.Second)
 	posts = srv.got()
 	require.Len(t, posts, 3)
 	assert.Equal(t, t0.Add(90*time.Second), posts[2][0].EndsAt.UTC(), "resolved: endsAt is the resolve time")
@@ -555,8 +545,7 @@ func TestNotifierPanicFailsTheBatch(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	cond.Set(true)
-	e.EvaluateAt(context.Background(), t0)
-	require.NoError(t, e.Flush(context.Background()))
+	evaluateAndFlush(t, e, 0)
 	assert.EqualValues(t, 1, calls.Load(), "a panic is not retried")
 	st := e.NotifierStats()[0]
 	assert.EqualValues(t, 1, st.Failed)
@@ -589,8 +578,7 @@ func TestNotifierErrorPanicFailsTheBatch(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil)),
 		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 	cond.Set(true)
-	e.EvaluateAt(context.Background(), t0)
-	require.NoError(t, e.Flush(context.Background()))
+	evaluateAndFlush(t, e, 0)
 	assert.EqualValues(t, 1, calls.Load(), "a panic is not retried")
 	st := e.NotifierStats()[0]
 	assert.EqualValues(t, 1, st.Failed)
@@ -620,8 +608,7 @@ func TestNotificationsCarryTheRunbook(t *testing.T) {
 	assert.Equal(t, "https://runbooks.example/errors", a.Annotations["runbook_url"])
 
 	cond.Set(true)
-	e.EvaluateAt(ctx, t0)
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, 0)
 	require.True(t, e.Pull(ctx, "smoke", "alice"))
 	require.NoError(t, e.Flush(ctx))
 
@@ -708,11 +695,9 @@ func TestDefaultResendInterval(t *testing.T) {
 	cond := newSwitch()
 	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n},
 		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-	ctx := context.Background()
 	cond.Set(true)
 	for _, at := range []time.Duration{0, 30 * time.Second, time.Minute - time.Nanosecond, time.Minute} {
-		e.EvaluateAt(ctx, t0.Add(at))
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, at)
 	}
 	assert.Equal(t, []string{"R firing", "R firing"}, n.events(), "re-sent after a minute, not before")
 	a, _ := e.Alert("R")
@@ -789,8 +774,7 @@ func TestDefaultTimeoutAndAttempts(t *testing.T) {
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{failing}, Logger: discardLogger(),
 			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
 		cond.Set(true)
-		e.EvaluateAt(context.Background(), t0)
-		require.NoError(t, e.Flush(context.Background()))
+		evaluateAndFlush(t, e, 0)
 		require.Len(t, deadlines, 4, "four attempts by default")
 		assert.Equal(t, 10*time.Second, deadlines[0], "each call has ten seconds")
 		assert.Less(t, time.Since(start), 10*time.Second, "3 waits of about 0.5s, 1s and 2s")
@@ -989,8 +973,7 @@ func TestDroppedFiringAlertIsSentAtANextEvaluation(t *testing.T) {
 		close(release)
 		require.NoError(t, e.Flush(ctx))
 
-		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // Rc still fires, and there is room
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 2*time.Minute) // Rc still fires, and there is room
 		assert.Equal(t, []string{"Ra firing", "Rb firing", "Rc firing"}, rec.events())
 
 		for _, c := range conds {
@@ -999,8 +982,7 @@ func TestDroppedFiringAlertIsSentAtANextEvaluation(t *testing.T) {
 		// One resolution fits the queue at each evaluation; the others
 		// wait for the next.
 		for i := 3; i < 6; i++ {
-			e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
-			require.NoError(t, e.Flush(ctx))
+			evaluateAndFlush(t, e, time.Duration(i)*time.Minute)
 		}
 		assert.ElementsMatch(t, []string{"Ra firing", "Rb firing", "Rc firing", "Ra resolved", "Rb resolved", "Rc resolved"}, rec.events())
 		assert.EqualValues(t, 6, e.NotifierStats()[0].Sent)
@@ -1106,28 +1088,22 @@ func TestGivenUpNotificationIsOfferedAgain(t *testing.T) {
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky, permanent}, Logger: discardLogger(),
 			Notify: andon.NotifyOptions{MaxAttempts: 2, Backoff: kanban.Exponential{Initial: time.Second, Jitter: -1}},
 			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-		ctx := context.Background()
 
 		down.Store(true)
 		cond.Set(true)
-		e.EvaluateAt(ctx, t0) // fires; every attempt fails
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 0) // fires; every attempt fails
 		require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
 		down.Store(false)
-		e.EvaluateAt(ctx, t0.Add(time.Minute)) // still firing: sent now
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, time.Minute) // still firing: sent now
 		assert.Equal(t, []string{"R firing"}, rec.events())
 
 		down.Store(true)
 		cond.Set(false)
-		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // resolves; every attempt fails
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 2*time.Minute) // resolves; every attempt fails
 		require.EqualValues(t, 2, e.NotifierStats()[0].Failed)
 		down.Store(false)
-		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // still resolved: sent now
-		require.NoError(t, e.Flush(ctx))
-		e.EvaluateAt(ctx, t0.Add(4*time.Minute)) // and only once
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 3*time.Minute) // still resolved: sent now
+		evaluateAndFlush(t, e, 4*time.Minute) // and only once
 		assert.Equal(t, []string{"R firing", "R resolved"}, rec.events())
 		assert.EqualValues(t, 2, e.NotifierStats()[0].Sent)
 
@@ -1165,14 +1141,11 @@ func TestRefresherHearsTheResolutionAfterAFailedResend(t *testing.T) {
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
 			Interval: time.Minute, Notify: andon.NotifyOptions{MaxAttempts: 1, ResendInterval: time.Minute},
 			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-		ctx := context.Background()
 
 		cond.Set(true)
-		e.EvaluateAt(ctx, t0) // fires: delivered
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 0) // fires: delivered
 		n.down.Store(true)
-		e.EvaluateAt(ctx, t0.Add(time.Minute)) // the re-send fails and is given up
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, time.Minute) // the re-send fails and is given up
 		require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
 		n.down.Store(false)
 
@@ -1180,8 +1153,7 @@ func TestRefresherHearsTheResolutionAfterAFailedResend(t *testing.T) {
 		// it must hear of the resolution, or it keeps the alert until its
 		// endsAt.
 		cond.Set(false)
-		e.EvaluateAt(ctx, t0.Add(90*time.Second))
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 90*time.Second)
 		assert.Equal(t, []string{"R firing", "R resolved"}, n.events())
 	})
 }
@@ -1194,12 +1166,10 @@ func TestGivenUpResolutionIsSentOnceTheAlertIsPendingAgain(t *testing.T) {
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky}, Logger: discardLogger(),
 			Notify: andon.NotifyOptions{MaxAttempts: 1},
 			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, For: time.Minute, Condition: cond}}})
-		ctx := context.Background()
 		step := func(at time.Duration, active bool, want andon.AlertState) {
 			t.Helper()
 			cond.Set(active)
-			e.EvaluateAt(ctx, t0.Add(at))
-			require.NoError(t, e.Flush(ctx))
+			evaluateAndFlush(t, e, at)
 			a, _ := e.Alert("R")
 			require.Equal(t, want, a.State)
 		}
@@ -1239,10 +1209,8 @@ func TestDroppedResolutionIsSentOnceTheAlertIsPendingAgain(t *testing.T) {
 		e.EvaluateAt(ctx, t0.Add(4*time.Minute)) // and inactive
 		close(hold)
 		require.NoError(t, e.Flush(ctx))
-		e.EvaluateAt(ctx, t0.Add(5*time.Minute))
-		require.NoError(t, e.Flush(ctx))
-		e.EvaluateAt(ctx, t0.Add(6*time.Minute))
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 5*time.Minute)
+		evaluateAndFlush(t, e, 6*time.Minute)
 		assert.Equal(t, []string{"A firing", "S firing", "A resolved"}, rec.events())
 	})
 }
@@ -1295,10 +1263,8 @@ func TestBackoffPanicGivesTheBatchUp(t *testing.T) {
 	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{flaky}, Notify: andon.NotifyOptions{Backoff: backoff},
 		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil)),
 		Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-	ctx := context.Background()
 	cond.Set(true)
-	e.EvaluateAt(ctx, t0)
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, 0)
 	assert.EqualValues(t, 1, delays.Load())
 	st := e.NotifierStats()[0]
 	assert.EqualValues(t, 1, st.Failed, "the batch is given up")
@@ -1311,8 +1277,7 @@ func TestBackoffPanicGivesTheBatchUp(t *testing.T) {
 	assert.Contains(t, out, "notifier_test.go", "the stack is where it panicked")
 
 	flaky.down.Store(false)
-	e.EvaluateAt(ctx, t0.Add(time.Minute)) // still firing: offered again
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, time.Minute) // still firing: offered again
 	assert.Equal(t, []string{"R firing"}, flaky.events())
 }
 
@@ -1350,8 +1315,7 @@ func TestRetryLeavesAFiringAlertToTheNewerReSend(t *testing.T) {
 		cond.Set(true)
 		e.EvaluateAt(ctx, t0) // fires; the send is answered "retry in 5m"
 		synctest.Wait()
-		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // a re-send is queued
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 2*time.Minute) // a re-send is queued
 
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -1389,8 +1353,7 @@ func TestResolutionOfAFiringAlertGivenUpInFlightIsNotSent(t *testing.T) {
 		close(hold)                            // the firing alert is given up
 		require.NoError(t, e.Flush(ctx))
 		for i := 2; i <= 4; i++ {
-			e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
-			require.NoError(t, e.Flush(ctx))
+			evaluateAndFlush(t, e, time.Duration(i)*time.Minute)
 		}
 		assert.Empty(t, rec.events(), "no resolution for an alert the receiver never heard fire")
 		st := e.NotifierStats()[0]
@@ -1433,8 +1396,7 @@ func TestFiringAndResolutionGivenUpTogetherOweNothing(t *testing.T) {
 		require.NoError(t, e.Flush(ctx)) // that batch is given up
 		require.EqualValues(t, 2, e.NotifierStats()[0].Failed)
 		for i := 3; i <= 5; i++ {
-			e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
-			require.NoError(t, e.Flush(ctx))
+			evaluateAndFlush(t, e, time.Duration(i)*time.Minute)
 		}
 		assert.Equal(t, []string{"S firing"}, rec.events())
 		assert.EqualValues(t, 2, e.NotifierStats()[0].Failed)
@@ -1453,17 +1415,14 @@ func TestRefresherThatNeverHeardTheAlertGetsNoResolution(t *testing.T) {
 				e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
 					Interval: time.Minute, Notify: andon.NotifyOptions{MaxAttempts: 1, ResendInterval: time.Minute},
 					Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-				ctx := context.Background()
 
 				n.down.Store(true)
 				cond.Set(true)
-				e.EvaluateAt(ctx, t0) // fires: given up
-				require.NoError(t, e.Flush(ctx))
+				evaluateAndFlush(t, e, 0) // fires: given up
 				n.down.Store(!recovers)
 				cond.Set(false)
 				for i := 1; i <= 4; i++ {
-					e.EvaluateAt(ctx, t0.Add(time.Duration(i)*time.Minute))
-					require.NoError(t, e.Flush(ctx))
+					evaluateAndFlush(t, e, time.Duration(i)*time.Minute)
 				}
 				assert.Empty(t, n.events())
 				st := e.NotifierStats()[0]
@@ -1489,25 +1448,19 @@ func TestRefusedFiringAlertGetsNoResolution(t *testing.T) {
 		cond := newSwitch()
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
 			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-		ctx := context.Background()
 
 		cond.Set(true)
-		e.EvaluateAt(ctx, t0) // refused
-		require.NoError(t, e.Flush(ctx))
-		e.EvaluateAt(ctx, t0.Add(time.Minute)) // not offered again
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 0)           // refused
+		evaluateAndFlush(t, e, time.Minute) // not offered again
 		cond.Set(false)
-		e.EvaluateAt(ctx, t0.Add(2*time.Minute))
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 2*time.Minute)
 		assert.Empty(t, rec.events())
 		assert.EqualValues(t, 1, calls.Load())
 
 		cond.Set(true) // fires again: a new alert, sent
-		e.EvaluateAt(ctx, t0.Add(3*time.Minute))
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 3*time.Minute)
 		cond.Set(false)
-		e.EvaluateAt(ctx, t0.Add(4*time.Minute))
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 4*time.Minute)
 		assert.Equal(t, []string{"R firing", "R resolved"}, rec.events())
 	})
 }
@@ -1538,13 +1491,10 @@ func TestWebhookRefusedNameGetsNoResolution(t *testing.T) {
 	cond := newSwitch()
 	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait, Logger: discardLogger(),
 		Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: cond}, {Name: "B", Severity: andon.Page, Condition: cond}}})
-	ctx := context.Background()
 	cond.Set(true)
-	e.EvaluateAt(ctx, t0)
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, 0)
 	cond.Set(false)
-	e.EvaluateAt(ctx, t0.Add(time.Minute))
-	require.NoError(t, e.Flush(ctx))
+	evaluateAndFlush(t, e, time.Minute)
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []string{"B firing", "B resolved"}, got)
@@ -1564,18 +1514,14 @@ func TestRefresherHoldingTheAlertHearsTheResolutionAfterARefusedResend(t *testin
 		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{r}, Logger: discardLogger(),
 			Interval: time.Minute, Notify: andon.NotifyOptions{ResendInterval: time.Minute},
 			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
-		ctx := context.Background()
 		cond.Set(true)
-		e.EvaluateAt(ctx, t0) // delivered
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 0) // delivered
 		refuse.Store(true)
-		e.EvaluateAt(ctx, t0.Add(time.Minute)) // the re-send is refused
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, time.Minute) // the re-send is refused
 		require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
 		refuse.Store(false)
 		cond.Set(false)
-		e.EvaluateAt(ctx, t0.Add(2*time.Minute))
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 2*time.Minute)
 		assert.Equal(t, []string{"R firing", "R resolved"}, n.events())
 	})
 }
@@ -1687,8 +1633,7 @@ func testRetryKeepsTheFiringAlert(t *testing.T, reorder bool) {
 		close(hold)
 		synctest.Wait() // that batch failed and waits for its retry
 		cond.Set(true)
-		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // A fires again: queued
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 3*time.Minute) // A fires again: queued
 		assert.Equal(t, []string{"S firing", "A firing", "A resolved", "A firing"}, rec.events())
 	})
 }
@@ -1704,8 +1649,7 @@ func TestAlertFiringAgainAfterARefusedOneIsSent(t *testing.T) {
 		ctx := context.Background()
 		close(hold) // A's firing alert is refused
 		require.NoError(t, e.Flush(ctx))
-		e.EvaluateAt(ctx, t0.Add(4*time.Minute)) // A fires again
-		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 4*time.Minute) // A fires again
 		a, _ := e.Alert("A")
 		require.Equal(t, andon.Firing, a.State)
 		assert.Equal(t, []string{"S firing", "A firing"}, rec.events())

@@ -181,3 +181,124 @@ func TestEvaluateEndsWithItsContext(t *testing.T) {
 		assert.EqualValues(t, 1, stuck.calls.Load())
 	})
 }
+
+// TestEvaluateWithoutDeadlineEndsAtItsTimeout: an evaluation whose
+// context never ends gives a condition that does not return the
+// evaluator's EvaluationTimeout (Interval by default), and its rule an
+// error that names the timeout; the other rules are evaluated, and the
+// stuck condition is not called again while it is out, so it holds one
+// goroutine. Evaluate waited for it for good.
+func TestEvaluateWithoutDeadlineEndsAtItsTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     andon.EvaluatorOptions
+		timeout  time.Duration
+		evaluate func(context.Context, *andon.Evaluator)
+	}{
+		{"Interval by default", andon.EvaluatorOptions{}, 15 * time.Second,
+			func(ctx context.Context, e *andon.Evaluator) { e.Evaluate(ctx) }},
+		{"EvaluationTimeout", andon.EvaluatorOptions{Interval: time.Hour, EvaluationTimeout: 2 * time.Second}, 2 * time.Second,
+			func(ctx context.Context, e *andon.Evaluator) { e.EvaluateAt(ctx, t0) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				stuck, other := newStuck(t), newSwitch()
+				other.Set(true)
+				tc.opts.Logger = discardLogger()
+				tc.opts.Rules = []andon.Rule{
+					{Name: "Stuck", Severity: andon.Page, Condition: stuck},
+					{Name: "Other", Severity: andon.Page, Condition: other},
+				}
+				e := newEvaluator(t, tc.opts)
+				ended := func() bool {
+					done := make(chan struct{})
+					go func() {
+						defer close(done)
+						tc.evaluate(context.Background(), e)
+					}()
+					// The timeout, and a tenth of it, at most 100ms, for the
+					// conditions to return.
+					time.Sleep(tc.timeout + min(tc.timeout/10, 100*time.Millisecond))
+					synctest.Wait()
+					select {
+					case <-done:
+						return true
+					default:
+						return false
+					}
+				}
+				if !ended() {
+					stuck.Release()
+					t.Fatal("the evaluation waits for the stuck condition for good")
+				}
+				a, _ := e.Alert("Stuck")
+				assert.Equal(t, "andon: condition of rule Stuck did not return when its context ended: "+
+					"context deadline exceeded (EvaluationTimeout "+tc.timeout.String()+")", a.LastError)
+				o, _ := e.Alert("Other")
+				assert.Equal(t, andon.Firing, o.State, "the other rules are evaluated")
+
+				require.True(t, ended(), "the condition still out is not waited for")
+				assert.EqualValues(t, 1, stuck.calls.Load(), "one call, one goroutine, while it is out")
+			})
+		})
+	}
+}
+
+// TestRunBoundsConditionsByEvaluationTimeout: under Run, an
+// EvaluationTimeout shorter than the Interval ends the conditions'
+// context, and the evaluation, at it.
+func TestRunBoundsConditionsByEvaluationTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stuck, other := newStuck(t), newSwitch()
+		other.Set(true)
+		e := newEvaluator(t, andon.EvaluatorOptions{Interval: time.Minute, EvaluationTimeout: 2 * time.Second,
+			Logger: discardLogger(), Rules: []andon.Rule{
+				{Name: "Stuck", Severity: andon.Page, Condition: stuck},
+				{Name: "Other", Severity: andon.Page, Condition: other},
+			}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		defer func() {
+			stuck.Release()
+			cancel()
+			require.ErrorIs(t, <-done, context.Canceled)
+		}()
+		time.Sleep(2*time.Second + 100*time.Millisecond)
+		synctest.Wait()
+		o, _ := e.Alert("Other")
+		assert.Equal(t, andon.Firing, o.State, "the evaluation ends at the EvaluationTimeout")
+		a, _ := e.Alert("Stuck")
+		assert.Equal(t, "andon: condition of rule Stuck did not return when its context ended: "+
+			"context deadline exceeded (EvaluationTimeout 2s)", a.LastError)
+	})
+}
+
+// TestShutdownDuringAStuckEvaluationEnds: Shutdown with a context that
+// never ends, while an evaluation without a deadline waits for a stuck
+// condition, returns once the evaluation's timeout has passed: it waited
+// for good with the evaluation.
+func TestShutdownDuringAStuckEvaluationEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stuck := newStuck(t)
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{EvaluationTimeout: time.Second, Logger: discardLogger(),
+			Rules: []andon.Rule{{Name: "Stuck", Severity: andon.Page, Condition: stuck}}})
+		require.NoError(t, err)
+		go e.Evaluate(context.Background())
+		synctest.Wait()
+		start := time.Now()
+		shut := make(chan error, 1)
+		go func() { shut <- e.Shutdown(context.Background()) }()
+		time.Sleep(time.Second + 100*time.Millisecond)
+		synctest.Wait()
+		select {
+		case err := <-shut:
+			require.NoError(t, err)
+			assert.Equal(t, time.Second+100*time.Millisecond, time.Since(start))
+		default:
+			stuck.Release()
+			require.NoError(t, <-shut)
+			t.Fatal("Shutdown waits for the stuck evaluation for good")
+		}
+	})
+}
