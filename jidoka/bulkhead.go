@@ -173,9 +173,17 @@ func (b *Bulkhead) Do(ctx context.Context, fn func(context.Context) error) error
 }
 
 // Allow takes a slot, waiting for one if the options allow it, and returns
-// done, which gives it back; call done exactly once. It returns a
-// *BulkheadFullError, one that wraps ctx.Err() when ctx ends while it
-// waits, or ctx.Err() itself when ctx has ended before the call.
+// done, which gives it back. It returns a *BulkheadFullError, one that
+// wraps ctx.Err() when ctx ends while it waits, or ctx.Err() itself when
+// ctx has ended before the call.
+//
+// Call done exactly once: Do and a tai pipeline do. The bulkhead cannot
+// always tell a second call of one done from the call of another: done is
+// one function shared by every call, so that a slot costs no allocation.
+// A second call made while no other call holds a slot gives nothing back.
+// One made while others hold slots gives back a slot that was not free:
+// one call more than MaxConcurrent may then run at once, until the
+// bulkhead is empty again and its count is right once more.
 func (b *Bulkhead) Allow(ctx context.Context) (done func(error), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -270,9 +278,14 @@ func (b *Bulkhead) ended(err error) *BulkheadFullError {
 	return &e
 }
 
-// release gives a slot back, and hands free slots to the calls in line.
+// release gives a slot back, and hands free slots to the calls in line. A
+// count that would go below zero is a second call of done: it gives
+// nothing back.
 func (b *Bulkhead) release(error) {
-	b.running.Add(-1)
+	if b.running.Add(-1) < 0 {
+		b.running.Add(1)
+		return
+	}
 	if b.waiting.Load() == 0 {
 		return
 	}

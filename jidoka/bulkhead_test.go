@@ -231,6 +231,58 @@ func TestBulkheadDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// A done called a second time while no other call holds a slot gives
+// nothing back: the limit stays MaxConcurrent, and Running does not go
+// below zero.
+func TestBulkheadDoneTwiceDoesNotRaiseTheLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		for _, waiting := range []int{0, 1} {
+			b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: waiting, MaxWait: time.Millisecond})
+			require.NoError(t, err)
+			done, err := b.Allow(ctx)
+			require.NoError(t, err)
+			done(nil)
+			done(nil)
+			assert.Zero(t, b.Running(), "MaxWaiting %d", waiting)
+			hold, err := b.Allow(ctx)
+			require.NoError(t, err)
+			_, err = b.Allow(ctx)
+			require.ErrorIs(t, err, jidoka.ErrBulkheadFull, "MaxWaiting %d: a second call ran beside the first", waiting)
+			assert.Equal(t, 1, b.Running())
+			hold(nil)
+			assert.Zero(t, b.Running())
+		}
+	})
+}
+
+// A done called a second time while another call holds a slot gives back
+// a slot that was not free, as Allow documents: one call too many may run
+// until the bulkhead is empty, and from then on the limit holds again.
+func TestBulkheadDoneTwiceWhileBusyHealsWhenEmpty(t *testing.T) {
+	ctx := context.Background()
+	b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 2})
+	require.NoError(t, err)
+	take := func() func(error) {
+		t.Helper()
+		done, err := b.Allow(ctx)
+		require.NoError(t, err)
+		return done
+	}
+	a, c := take(), take()
+	a(nil)
+	a(nil)                 // c still runs
+	d, e := take(), take() // three run at once
+	for _, done := range []func(error){c, d, e} {
+		done(nil)
+	}
+	assert.Zero(t, b.Running())
+	take()
+	take()
+	_, err = b.Allow(ctx)
+	require.ErrorIs(t, err, jidoka.ErrBulkheadFull, "the limit holds again once the bulkhead was empty")
+}
+
 // The bulkhead against a model: a sequence of takes, gives and waiting
 // callers that arrive, give up or are served. Running never exceeds the
 // limit, a take succeeds exactly when the model has a free slot and no

@@ -170,7 +170,8 @@ func NewWatchdog(opts WatchdogOptions) (*Watchdog, error) {
 func (w *Watchdog) Name() string { return w.name }
 
 // Start runs the first check and then one every Interval on a goroutine of
-// the watchdog, until ctx ends or Shutdown is called. It returns
+// the watchdog, until ctx ends or Shutdown is called (a ctx that has ended
+// already gets no check at all). It returns
 // ErrWatchdogStarted if the watchdog was started or shut down before.
 func (w *Watchdog) Start(ctx context.Context) error {
 	w.mu.Lock()
@@ -186,9 +187,10 @@ func (w *Watchdog) Start(ctx context.Context) error {
 
 // Shutdown stops the watchdog: it cancels the context of the check or
 // callback in progress, if any, and waits until the watchdog's goroutine
-// has ended. A check stopped this way (or by the end of the context
-// given to Start) is not counted, whatever it returns, and no callback
-// hears of it. If ctx ends first, Shutdown returns ctx.Err(); the
+// has ended. Once Shutdown has been called no check starts, not even one
+// that fell due at the same moment. A check stopped this way (or by the
+// end of the context given to Start) is not counted, whatever it returns,
+// and no callback hears of it. If ctx ends first, Shutdown returns ctx.Err(); the
 // goroutine still ends on its own once the function it is in returns.
 // Shutdown may be called before Start (the watchdog then never starts)
 // and more than once: every call after the goroutine has ended returns
@@ -241,7 +243,7 @@ func (w *Watchdog) run(ctx context.Context) {
 	defer close(w.done)
 	t := time.NewTimer(w.interval)
 	defer t.Stop()
-	for {
+	for ctx.Err() == nil {
 		w.probe(ctx)
 		t.Reset(w.interval)
 		select {
@@ -265,7 +267,7 @@ func (w *Watchdog) probe(ctx context.Context) {
 	go func() {
 		err := errCheckGoexit // unless runCheck returns
 		defer func() { result <- err }()
-		err = w.runCheck(cctx)
+		err = w.runCheck(ctx, cctx)
 	}()
 
 	hung := time.NewTimer(addSat(w.timeout, w.interval))
@@ -369,13 +371,19 @@ func addSat(a, b time.Duration) time.Duration {
 // runtime.Goexit instead of returning.
 var errCheckGoexit = errors.New("jidoka: watchdog Check called runtime.Goexit")
 
-// runCheck calls Check, turning a panic into a *PanicError.
-func (w *Watchdog) runCheck(ctx context.Context) (err error) {
+// runCheck calls Check with ctx, turning a panic into a *PanicError,
+// unless the watchdog's context run has ended: a tick or the first check of
+// Start that races with Shutdown (or with the end of the context given to
+// Start) starts no check once Shutdown has cancelled run.
+func (w *Watchdog) runCheck(run, ctx context.Context) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError("watchdog Check", v)
 		}
 	}()
+	if err := run.Err(); err != nil {
+		return err
+	}
 	return w.check(ctx)
 }
 
