@@ -131,7 +131,10 @@ const (
 
 // NewFraudPolicy returns the scored fraud policy: blacklist, velocity,
 // amount, daily amount and impossible travel over the customer state,
-// which is required, at the clock now (nil: the system clock).
+// which is required, at the clock now (nil: the system clock). The rules
+// that read the state make the payment's Reserve, once per transaction
+// ID: its attempt counted, its day's spend held and its location moved,
+// as the CEL rules' lookup does.
 func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) (*tai.Scored[Payment], error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -157,11 +160,11 @@ func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) 
 			return 0, "", nil
 		}},
 		tai.Rule[Payment]{Name: "velocity", Weight: weightStrong, Check: func(ctx context.Context, s tai.Signal[Payment]) (float64, string, error) {
-			n, err := state.Attempt(ctx, s.Payload.CustomerID, now(), cfg.VelocityWindow)
+			res, _, err := reservePayment(ctx, state, cfg.VelocityWindow, now, s)
 			if err != nil {
 				return 0, "", err
 			}
-			if n > cfg.VelocityLimit {
+			if n := res.Attempts; n > cfg.VelocityLimit {
 				return 1, fmt.Sprintf("%d attempts in %v (limit %d)", n, cfg.VelocityWindow, cfg.VelocityLimit), nil
 			}
 			return 0, "", nil
@@ -179,11 +182,11 @@ func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) 
 		}},
 		tai.Rule[Payment]{Name: "daily_amount", Weight: weightDaily, Check: func(ctx context.Context, s tai.Signal[Payment]) (float64, string, error) {
 			p := &s.Payload
-			spent, err := state.Spent(ctx, p.CustomerID, p.Currency, now())
+			res, _, err := reservePayment(ctx, state, cfg.VelocityWindow, now, s)
 			if err != nil {
 				return 0, "", err
 			}
-			total := (float64(spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
+			total := (float64(res.Spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
 			if total > cfg.MaxDaily {
 				return 1, fmt.Sprintf("%.2f %s today would exceed %.2f", total, p.Currency, cfg.MaxDaily), nil
 			}
@@ -194,11 +197,11 @@ func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) 
 			if !p.HasCoords {
 				return 0, "", nil
 			}
-			t := now()
-			prev, ok, err := state.Move(ctx, p.CustomerID, Point{Lat: p.Lat, Lon: p.Lon, At: t})
-			if err != nil || !ok {
+			res, t, err := reservePayment(ctx, state, cfg.VelocityWindow, now, s)
+			if err != nil || !res.HasPrev {
 				return 0, "", err
 			}
+			prev := res.Prev
 			km := haversineKm(prev.Lat, prev.Lon, p.Lat, p.Lon)
 			if km < cfg.MinDistanceKm {
 				return 0, "", nil

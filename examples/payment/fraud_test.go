@@ -34,54 +34,63 @@ func TestHaversineKnownDistances(t *testing.T) {
 	}
 }
 
-// stateFailing fails one CustomerState method: a shared store that is
-// down for that call.
-type stateFailing struct {
-	CustomerState
-	method string
-}
-
-func (s stateFailing) Attempt(ctx context.Context, c string, now time.Time, w time.Duration) (int, error) {
-	if s.method == "Attempt" {
-		return 0, errStateDown
-	}
-	return s.CustomerState.Attempt(ctx, c, now, w)
-}
-
-func (s stateFailing) Spent(ctx context.Context, c, cur string, now time.Time) (int64, error) {
-	if s.method == "Spent" {
-		return 0, errStateDown
-	}
-	return s.CustomerState.Spent(ctx, c, cur, now)
-}
-
-func (s stateFailing) Reserve(ctx context.Context, c, txn, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
-	if s.method == "Reserve" {
-		return Reservation{}, errStateDown
-	}
-	return s.CustomerState.Reserve(ctx, c, txn, cur, minor, now, w, at)
-}
-
-func (s stateFailing) Move(ctx context.Context, c string, p Point) (Point, bool, error) {
-	if s.method == "Move" {
-		return Point{}, false, errStateDown
-	}
-	return s.CustomerState.Move(ctx, c, p)
-}
-
 // A customer state that fails fails the evaluation: the rules never run
-// blind and pass a payment they could not check.
+// blind and pass a payment they could not check. Evaluated without the
+// service's per-payment hold, each rule that reads the state asks it: the
+// state fails at the first, second or third (velocity, daily amount,
+// travel), and each fails the evaluation.
 func TestFraudFailsClosedOnState(t *testing.T) {
-	for _, method := range []string{"Attempt", "Spent", "Move"} {
-		t.Run(method, func(t *testing.T) {
-			pol, err := NewFraudPolicy(FraudConfig{}, stateFailing{NewMemoryState(0), method}, nil)
+	for failAt, rule := range []string{"velocity", "daily_amount", "impossible_travel"} {
+		t.Run(rule, func(t *testing.T) {
+			state := &reserveFailing{CustomerState: NewMemoryState(0), failAt: failAt}
+			pol, err := NewFraudPolicy(FraudConfig{}, state, nil)
 			require.NoError(t, err)
 			p := Payment{Amount: 10, Minor: 1000, Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: true, Lat: 1, Lon: 2}
 			_, err = pol.Evaluate(context.Background(), tai.Signal[Payment]{ID: newTxn(), Kind: "payment", Key: "c", Payload: p})
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, errStateDown), "%v", err)
+			assert.Contains(t, err.Error(), `rule "`+rule+`"`)
 		})
 	}
+}
+
+// reserveFailing is a customer state whose Reserve fails at its call
+// failAt (from 0) and succeeds before.
+type reserveFailing struct {
+	CustomerState
+	calls, failAt int
+}
+
+func (s *reserveFailing) Reserve(ctx context.Context, c, txn, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
+	s.calls++
+	if s.calls-1 == s.failAt {
+		return Reservation{}, errStateDown
+	}
+	return s.CustomerState.Reserve(ctx, c, txn, cur, minor, now, w, at)
+}
+
+// The Go rules count a payment once however many of them read the
+// customer state, and once however often it is judged under its
+// transaction ID: its attempt, its hold on the day's spend and its move.
+func TestGoRulesReserveOncePerTransaction(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	state := NewMemoryState(0)
+	pol, err := NewFraudPolicy(FraudConfig{}, state, func() time.Time { return t0 })
+	require.NoError(t, err)
+	sig := tai.Signal[Payment]{ID: newTxn(), Kind: "payment", Key: "c", Payload: Payment{Amount: 10, Minor: 1000,
+		Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: true, Lat: 48.85, Lon: 2.35}}
+	for range 3 {
+		d, err := pol.Evaluate(ctx, sig)
+		require.NoError(t, err)
+		assert.Equal(t, tai.Allow, d.Verdict)
+	}
+	n, err := state.Attempt(ctx, "c", t0, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "the payment's attempt and this one")
+	spent, err := state.Spent(ctx, "c", "USD", t0)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1000, spent, "held once")
 }
 
 // The travel rule at its edges: a move shorter than MinDistanceKm is
@@ -430,7 +439,7 @@ func TestFraudCELFailsClosedOnState(t *testing.T) {
 	require.NoError(t, err)
 	for _, coords := range []bool{false, true} {
 		t.Run(fmt.Sprintf("coordinates=%v", coords), func(t *testing.T) {
-			env, err := NewFraudEnv(FraudConfig{}, stateFailing{NewMemoryState(0), "Reserve"}, nil)
+			env, err := NewFraudEnv(FraudConfig{}, &reserveFailing{CustomerState: NewMemoryState(0)}, nil)
 			require.NoError(t, err)
 			set, err := env.Compile(spec)
 			require.NoError(t, err)

@@ -71,40 +71,19 @@ func NewFraudEnv(cfg FraudConfig, state CustomerState, now func() time.Time) (*t
 }
 
 // fraudLookup reads what the rules need from the customer state, with the
-// side effects the Go rules have: the attempt is counted and the
-// customer's location moved, once per payment — once per transaction ID
-// (the signal's), however often it is run (Reserve). The day's spend is held
-// for the payment as it is judged (Reserve, which moves the location in
-// the same change), where the Go rules' is booked once it is charged: one
-// write to the state instead of three, and payments of one customer judged
-// at once see each other. A state that fails fails
-// the payment (the rules do not run blind), as with the Go rules.
+// side effects the Go rules have, in one change of it (reservePayment): the
+// attempt is counted, the day's spend held for the payment as it is judged
+// and the customer's location moved, once per transaction ID (the
+// signal's), however often it is run. A state that fails fails the payment
+// (the rules do not run blind), as with the Go rules.
 func fraudLookup(cfg FraudConfig, state CustomerState, now func() time.Time) func(context.Context, tai.Signal[Payment]) (map[string]any, error) {
 	bl := cfg.Blacklist
 	window := cfg.VelocityWindow
 	return func(ctx context.Context, s tai.Signal[Payment]) (map[string]any, error) {
 		p := &s.Payload
-		t := now()
-		// The attempt, a hold on the day's spend and the location, in one
-		// change of the customer's state; the service gives the hold back
-		// if the payment is not charged.
-		var at *Point
-		if p.HasCoords {
-			at = &Point{Lat: p.Lat, Lon: p.Lon, At: t}
-		}
-		res, err := state.Reserve(ctx, p.CustomerID, s.ID, p.Currency, p.Minor, t, window, at)
+		res, t, err := reservePayment(ctx, state, window, now, s)
 		if err != nil {
-			return nil, fmt.Errorf("attempts, day's spend and location: %w", err)
-		}
-		// A payment run again (its first run's process died) is judged
-		// as its first run was, at its time: what it charged agrees with
-		// what it answers. Its hold is the first run's (Again), which
-		// this run does not give back: the first may have moved money.
-		if !res.At.IsZero() {
-			t = res.At
-		}
-		if h, ok := ctx.Value(spendHoldKey{}).(*spendHold); ok {
-			h.set(heldSpend{customer: p.CustomerID, currency: p.Currency, minor: p.Minor, at: t, again: res.Again})
+			return nil, err
 		}
 		// As the Go rule adds them: exact minor units, then one division.
 		total := (float64(res.Spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
@@ -149,12 +128,54 @@ func sha256Hex(data []byte) string {
 // parseDefaultRules parses the built-in rule file.
 func parseDefaultRules() (*taicel.Spec, error) { return taicel.Parse(defaultFraudRules) }
 
-// spendHold is, for one payment, the day's spend the fraud lookup held
+// reservePayment makes the payment's Reserve in the customer state: its attempt
+// counted, a hold on the day's spend and its location moved, in one
+// change; the service gives the hold back if the payment is not charged.
+// It returns the reservation and the time the payment is judged at. A
+// payment run again (its first run's process died) is judged as its
+// first run was, at its time: what it charged agrees with what it
+// answers. Its hold is the first run's (Again), which this run does not
+// give back: the first may have moved money.
+//
+// The reservation is kept in the payment's spendHold (the service puts
+// one in ctx): the rules that ask again get it without a call to the
+// state. Without one, each asks the state, which returns the
+// transaction's first Reserve again and changes nothing.
+func reservePayment(ctx context.Context, state CustomerState, window time.Duration, now func() time.Time, s tai.Signal[Payment]) (Reservation, time.Time, error) {
+	h, _ := ctx.Value(spendHoldKey{}).(*spendHold)
+	if h != nil {
+		if res, t, ok := h.reservation(s.ID); ok {
+			return res, t, nil
+		}
+	}
+	p := &s.Payload
+	t := now()
+	var at *Point
+	if p.HasCoords {
+		at = &Point{Lat: p.Lat, Lon: p.Lon, At: t}
+	}
+	res, err := state.Reserve(ctx, p.CustomerID, s.ID, p.Currency, p.Minor, t, window, at)
+	if err != nil {
+		return Reservation{}, time.Time{}, fmt.Errorf("attempts, day's spend and location: %w", err)
+	}
+	if !res.At.IsZero() {
+		t = res.At
+	}
+	if h != nil {
+		h.set(s.ID, res, heldSpend{customer: p.CustomerID, currency: p.Currency, minor: p.Minor, at: t, again: res.Again})
+	}
+	return res, t, nil
+}
+
+// spendHold is, for one payment, the day's spend the fraud rules held
 // for it: the charge keeps it, and a payment not charged gives it back.
+// It keeps the reservation that took it, for the rules that ask again.
 type spendHold struct {
 	mu   sync.Mutex
 	held bool
 	hold heldSpend
+	txn  string
+	res  Reservation
 }
 
 // heldSpend is what a hold took: minor of currency on the day of at.
@@ -169,10 +190,21 @@ type heldSpend struct {
 
 type spendHoldKey struct{}
 
-func (h *spendHold) set(hold heldSpend) {
+func (h *spendHold) set(txn string, res Reservation, hold heldSpend) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.held, h.hold = true, hold
+	h.held, h.hold, h.txn, h.res = true, hold, txn, res
+}
+
+// reservation returns the reservation of transaction txn and the time
+// its payment is judged at, if it was made.
+func (h *spendHold) reservation(txn string) (Reservation, time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.held || h.txn != txn {
+		return Reservation{}, time.Time{}, false
+	}
+	return h.res, h.hold.at, true
 }
 
 // taken returns the hold, if the lookup took one.

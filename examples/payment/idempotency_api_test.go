@@ -980,7 +980,21 @@ func (ts *testService) retryWhileInFlight(t *testing.T, body any, key, why strin
 // not refused as the customer's sixth attempt in the minute — the money
 // may have moved — and its spend is held once.
 func TestTakeoverRerunIsNotCountedTwice(t *testing.T) {
-	ts := startService(t, testConfig(t))
+	forEachRuleSet(t, testTakeoverRerunIsNotCountedTwice)
+}
+
+// forEachRuleSet runs test with the service's CEL rules and with its Go
+// rules, which judge a payment through the customer state alike.
+func forEachRuleSet(t *testing.T, test func(t *testing.T, rules string)) {
+	for _, rules := range []string{fraudRulesEmbedded, fraudRulesGo} {
+		t.Run(rules, func(t *testing.T) { test(t, rules) })
+	}
+}
+
+func testTakeoverRerunIsNotCountedTwice(t *testing.T, rules string) {
+	cfg := testConfig(t)
+	cfg.FraudRules = rules
+	ts := startService(t, cfg)
 	ctx := context.Background()
 	const customer = "cust_rerun"
 	for range 4 {
@@ -1037,7 +1051,13 @@ func TestKeyOfAPaymentStoredForOverADayIsNotClaimedAnew(t *testing.T) {
 // money stays until the day ends. The retry that then charges keeps the
 // same hold: the spend is held once, never given back under a charge.
 func TestTakeoverRerunNotChargedKeepsTheFirstRunsHold(t *testing.T) {
-	ts := startService(t, testConfig(t))
+	forEachRuleSet(t, testTakeoverRerunNotChargedKeepsTheFirstRunsHold)
+}
+
+func testTakeoverRerunNotChargedKeepsTheFirstRunsHold(t *testing.T, rules string) {
+	cfg := testConfig(t)
+	cfg.FraudRules = rules
+	ts := startService(t, cfg)
 	ctx := context.Background()
 	const customer = "cust_rerun_kept"
 	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "` + customer + `", "currency": "USD", "merchant_id": "merc_456"}`))
