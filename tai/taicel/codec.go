@@ -44,8 +44,8 @@ type codec struct {
 	// container on the way to a nil is written once, so that it grows as
 	// what enc writes of v does, however deep. setNils reads it.
 	nils func(b []byte, v reflect.Value) []byte
-	// types, unless nil, appends where v holds timestamps, durations and
-	// bytes, which enc writes as strings and ints: the name of their
+	// types, unless nil, appends where v holds timestamps, durations,
+	// bytes and uints, which enc writes as strings and ints: the name of their
 	// type (see setTypes) for v when it is one, or a list or a map whose
 	// elements all are; else, when it holds some, an object of the marks
 	// of its members, as nils names them; nothing when v holds none. A
@@ -122,6 +122,7 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		c.enc, c.dec = encInt, decInt
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		c.enc, c.dec = encUint, decUint
+		c.types = leafTypes(jsonUint)
 	case reflect.Float32, reflect.Float64:
 		c.enc, c.dec = encFloat, decFloat
 	case reflect.String:

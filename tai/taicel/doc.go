@@ -38,6 +38,15 @@
 // result of the wrong type is about the expression as a whole, and has
 // none).
 //
+// A zero time.Time reads as the Go zero time, 0001-01-01T00:00:00Z,
+// wherever it is: a field (payload.Start.getFullYear() == 1), behind a
+// nil *time.Time or a nil embedded pointer, in a list or a map, in a
+// variable or in signal.time, and so it reads again when its record is
+// replayed, with or without the Go type. (cel-go's native types read a
+// zero time.Time field as 1970-01-01, the zero of a protobuf Timestamp;
+// taicel reads the fields of the payload's struct types itself, but
+// through dyn(), where CEL finds the field when it runs.)
+//
 // # Compile once, evaluate often
 //
 // [NewEnv] declares the payload type and the caller's variables;
@@ -146,14 +155,15 @@
 // []byte and a byte array ([32]byte, which CEL reads as bytes too) are
 // base64, a time.Duration an int of nanoseconds, NaN and the
 // infinities are the strings "NaN", "+Inf" and "-Inf". Where the payload
-// and the variables hold timestamps, durations and bytes, the members
+// and the variables hold timestamps, durations, bytes and uints (written
+// as any int), the members
 // "types" and "var_types" say so, following fields, indexes and map keys
 // as "nil" does, or naming the type once for a list or a map whose
 // elements all are of it ({"At":"timestamp","Stamps":"timestamp",
 // "Legs":{"0":{"Code":"bytes"}}}): a reader without the Go type (the
 // taikit command's backtest) reads them with the CEL types a typed Env
 // declares, so that payload.At < signal.time compares timestamps there
-// too. A value that is not of the type marked for it (a timestamp that
+// too, and payload.Count * 2u multiplies uints. A value that is not of the type marked for it (a timestamp that
 // is no RFC 3339 string) fails its replay with an error naming where it
 // is. A nil slice, map or []byte is written empty ([], {}, ""),
 // as CEL reads it, so that a reader without the Go type (the taikit

@@ -67,8 +67,8 @@ type Options[T any] struct {
 	// a member "nil" marks where the payload held those (see the package
 	// doc), so that DecodeInputs reads them back nil.
 	// The members "types" and "var_types" mark where the payload and
-	// the variables hold timestamps, durations and bytes, which JSON
-	// writes as strings and ints, so that a dynamic Env reads them back
+	// the variables hold timestamps, durations, bytes and uints, which
+	// JSON writes as strings and ints, so that a dynamic Env reads them back
 	// with those CEL types.
 	// Numbers keep their type: a float always has a '.' or an
 	// exponent ("5000.0"), an int never does; a float32 is written as the
@@ -191,6 +191,9 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	}
 	slices.Sort(e.varNames)
 	celOpts = append(celOpts, opts.EnvOptions...)
+	if !dynamic {
+		celOpts = append(celOpts, readZeroTimes(st))
+	}
 	env, err := cel.NewEnv(celOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("taicel: %w", err)

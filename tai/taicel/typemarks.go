@@ -18,12 +18,14 @@ import (
 
 // The CEL types that JSON writes as others, by the names an inputs
 // object's "types" and "var_types" give them: a timestamp and bytes as
-// strings, a duration as an int of nanoseconds. A reader that knows no Go
-// type (a dynamic Env) reads them back as these types by the marks.
+// strings, a duration as an int of nanoseconds, a uint as any int. A
+// reader that knows no Go type (a dynamic Env) reads them back as these
+// types by the marks.
 const (
 	markTimestamp = "timestamp"
 	markDuration  = "duration"
 	markBytes     = "bytes"
+	markUint      = "uint"
 )
 
 // The marks as JSON.
@@ -31,6 +33,7 @@ const (
 	jsonTimestamp = `"` + markTimestamp + `"`
 	jsonDuration  = `"` + markDuration + `"`
 	jsonBytes     = `"` + markBytes + `"`
+	jsonUint      = `"` + markUint + `"`
 )
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -42,7 +45,8 @@ func leafTypes(mark string) func([]byte, reflect.Value) []byte {
 
 // mayHoldMarked reports whether a value of type t can hold one that the
 // types of its codec mark: a time.Time, a time.Duration, a []byte, a
-// byte array, or an interface, which may hold any of them.
+// byte array, an unsigned integer, or an interface, which may hold any
+// of them.
 func mayHoldMarked(t reflect.Type) bool {
 	return reaches(t, func(t reflect.Type) bool { return typeMark(t) != "" || t.Kind() == reflect.Interface })
 }
@@ -192,7 +196,7 @@ func interfaceTypes(b []byte, v reflect.Value) []byte {
 }
 
 // appendTypes appends the marks of x, as appendAny writes it: nothing
-// when x holds no timestamp, duration or bytes.
+// when x holds no timestamp, duration, bytes or uint.
 func appendTypes(b []byte, x any) []byte {
 	switch x := x.(type) {
 	case nil, string, int64, int, float64, bool:
@@ -203,6 +207,8 @@ func appendTypes(b []byte, x any) []byte {
 		return append(b, jsonDuration...)
 	case []byte:
 		return append(b, jsonBytes...)
+	case uint64:
+		return append(b, jsonUint...)
 	case ref.Val:
 		return appendTypes(b, x.Value())
 	}
@@ -215,8 +221,8 @@ func appendTypes(b []byte, x any) []byte {
 }
 
 // setTypes gives the values within v that marks, the "types" of an inputs
-// object as jsonReader.any reads it, declares timestamps, durations or
-// bytes those types, where v holds them as JSON values without a Go type
+// object as jsonReader.any reads it, declares timestamps, durations,
+// bytes or uints those types, where v holds them as JSON values without a Go type
 // (within an interface: a dynamic Env's payload, an interface field);
 // where v's Go type holds them, it checks that it is the type declared. A
 // mark is the name of a type, which holds for v, or for every element of
@@ -354,7 +360,7 @@ func setMapTypes(v, k reflect.Value, marks any) error {
 
 // typedAny returns x, a value as jsonReader.any reads it, with the
 // values marks declares of a type converted to it: a string to a
-// time.Time or a []byte, an int64 to a time.Duration. A value already of
+// time.Time or a []byte, an int64 to a time.Duration or a uint64. A value already of
 // its type is kept, and so is a nil among values of a type.
 func typedAny(x any, marks any) (any, error) {
 	switch m := marks.(type) {
@@ -440,6 +446,16 @@ func typedLeaf(x any, mark string) (any, error) {
 			return time.Duration(x), nil
 		}
 		return nil, fmt.Errorf("%s is not a duration (an int of nanoseconds)", describe(x))
+	case markUint:
+		switch x := x.(type) {
+		case uint64:
+			return x, nil
+		case int64:
+			if x >= 0 {
+				return uint64(x), nil
+			}
+		}
+		return nil, fmt.Errorf("%s is not a uint (an int that is not negative)", describe(x))
 	default: // bytes
 		switch x := x.(type) {
 		case []byte:
@@ -458,7 +474,7 @@ func typedLeaf(x any, mark string) (any, error) {
 // checkMark returns an error unless mark names a marked type.
 func checkMark(mark string) error {
 	switch mark {
-	case markTimestamp, markDuration, markBytes:
+	case markTimestamp, markDuration, markBytes, markUint:
 		return nil
 	}
 	return fmt.Errorf("unknown type %q", mark)
@@ -475,6 +491,10 @@ func typeMark(t reflect.Type) string {
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8,
 		t.Kind() == reflect.Array && t.Elem() == byteType:
 		return markBytes
+	}
+	switch t.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return markUint
 	}
 	return ""
 }

@@ -3,6 +3,8 @@ package taicel_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -395,4 +397,81 @@ func TestDecodeInputsPayloadOfOneMarkedType(t *testing.T) {
 	assert.ErrorContains(t, err, `types: "At": "x" is not a timestamp`)
 	_, err = env.DecodeInputs([]byte(`{"payload":{},"types":3}`))
 	assert.ErrorContains(t, err, `types: want an object or a type's name`)
+}
+
+// Stock has unsigned integers, which JSON writes as any int.
+type Stock struct {
+	Count  uint
+	Bins   []uint32
+	ByBin  map[string]uint16
+	Signed int64
+	Extra  any
+}
+
+type stockKey struct{}
+
+// A dynamic backtest (the taikit command's) read the uints of a typed
+// payload and of the variables as ints: a rule doing uint arithmetic
+// (payload.Count * 2u) failed with "no such overload", one asking
+// type(x) == uint judged otherwise. The record marks them, and a dynamic
+// backtest reads them as the uints the live rules read.
+func TestBacktestDynamicReadsUints(t *testing.T) {
+	rules := []taicel.Rule{
+		{Name: "count", Weight: 0.01, Expr: `payload.Count * 2u == 10u`},
+		{Name: "bins", Weight: 0.02, Expr: `payload.Bins.all(b, b + 1u > 1u)`},
+		{Name: "by_bin", Weight: 0.04, Expr: `payload.ByBin["a"] - 1u == 2u`},
+		{Name: "signed", Weight: 0.08, Expr: `type(payload.Signed) == int && payload.Signed * 2 == 14`},
+		{Name: "extra", Weight: 0.16, Expr: `type(payload.Extra.n) == uint`},
+		{Name: "var", Weight: 0.32, Expr: `held % 2u == 1u`},
+	}
+	spec := &taicel.Spec{Name: "stock", Version: "v", Rules: rules, Thresholds: taicel.Thresholds{Review: 0.5, Deny: 0.9}}
+	env, err := taicel.NewEnv(taicel.Options[Stock]{
+		Vars: map[string]*cel.Type{"held": cel.DynType},
+		Lookup: func(ctx context.Context, _ tai.Signal[Stock]) (map[string]any, error) {
+			return ctx.Value(stockKey{}).(map[string]any), nil
+		},
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	p, err := tai.New(set, tai.ActionFunc[Stock, string](func(context.Context, tai.Signal[Stock]) (string, error) {
+		return "", nil
+	}), tai.WithObservers(audit))
+	require.NoError(t, err)
+	stocks := []Stock{
+		{Count: 5, Bins: []uint32{1, 2}, ByBin: map[string]uint16{"a": 3}, Signed: 7, Extra: map[string]any{"n": uint64(1)}},
+		{Count: 4, Bins: []uint32{0}, ByBin: map[string]uint16{"a": 4}, Signed: 6, Extra: map[string]any{"n": int64(1)}},
+	}
+	vars := []map[string]any{{"held": uint(3)}, {"held": uint64(math.MaxUint64 - 1)}}
+	want := []float64{0.63, 0}
+	for i, s := range stocks {
+		ctx := context.WithValue(t.Context(), stockKey{}, vars[i])
+		res, err := p.Process(ctx, tai.Signal[Stock]{ID: fmt.Sprint("s", i), Kind: "stock", Payload: s})
+		require.NoError(t, err)
+		assert.InDelta(t, want[i], res.Decision.Score, 1e-9, "stock %d: %+v", i, res.Decision.Contributions)
+	}
+	require.NoError(t, audit.Shutdown(t.Context()))
+
+	for _, dyn := range []bool{false, true} {
+		var rep *taicel.Report
+		if dyn {
+			denv, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+			require.NoError(t, err)
+			dset, err := denv.Compile(spec)
+			require.NoError(t, err)
+			rep, err = taicel.Backtest(t.Context(), dset, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+			require.NoError(t, err)
+		} else {
+			rep, err = taicel.Backtest(t.Context(), set, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+			require.NoError(t, err)
+		}
+		assert.Equal(t, len(stocks), rep.Replayed, "dynamic %v", dyn)
+		assert.Zero(t, rep.Errors, "dynamic %v: %+v", dyn, rep.ErrorExamples)
+		assert.Zero(t, rep.Changed, "dynamic %v: %+v", dyn, rep.Flips)
+		assert.Zero(t, rep.ScoreChanged, "dynamic %v: %+v", dyn, rep.Rules)
+	}
 }

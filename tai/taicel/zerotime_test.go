@@ -1,0 +1,110 @@
+package taicel_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kaizen"
+	"github.com/taipattern/taikit/tai"
+	"github.com/taipattern/taikit/tai/taicel"
+)
+
+// Shift has time.Time fields where a Go program leaves the zero time
+// for "not yet": directly, behind a pointer, in an embedded struct, behind
+// an embedded pointer and in the elements of a slice.
+type Shift struct {
+	*Break
+	Leg
+	Start  time.Time
+	End    *time.Time
+	Legs   []Leg
+	Stamps []time.Time
+}
+
+// Break is embedded in Shift through a pointer.
+type Break struct{ Over time.Time }
+
+// shiftRules read each zero time as a rule would that tells "not yet"
+// from a real time, or that compares it with another.
+var shiftRules = []taicel.Rule{
+	{Name: "start", Weight: 0.01, Expr: `payload.Start.getFullYear() < 1000`},
+	{Name: "start_eq", Weight: 0.02, Expr: `payload.Start == timestamp("0001-01-01T00:00:00Z")`},
+	{Name: "end", Weight: 0.04, Expr: `payload.End.getFullYear() == 1 && payload.End < signal.time`},
+	{Name: "left", Weight: 0.08, Expr: `payload.Left.getFullYear() == 1 && payload.Leg.Left == payload.Start`},
+	{Name: "legs", Weight: 0.16, Expr: `payload.Legs.all(l, l.Left.getFullYear() == 1)`},
+	{Name: "stamps", Weight: 0.32, Expr: `payload.Stamps.all(s, s == payload.Start)`},
+	{Name: "over", Weight: 0.1, Expr: `payload.Over < timestamp("1970-01-01T00:00:00Z")`},
+}
+
+// A zero time.Time field of the payload read as 1970-01-01 (Unix 0) in a
+// live evaluation, as cel-go's native types read it, but as the zero time,
+// year 1, when its record was replayed by a dynamic Env (the taikit
+// command's backtest), and so did the elements of a list, the variables
+// and signal.time live: a rule that told a zero time from a real one, or
+// compared it with another, decided otherwise live and in the backtest.
+// Every zero time.Time now reads as the Go zero time, live and replayed.
+func TestZeroTimeReadsAsTheGoZeroTimeLiveAndInBacktest(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Shift]{RecordInputs: true})
+	require.NoError(t, err)
+	spec := &taicel.Spec{Name: "shifts", Version: "v", Rules: shiftRules, Thresholds: taicel.Thresholds{Review: 0.5, Deny: 0.9}}
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	p, err := tai.New(set, tai.ActionFunc[Shift, string](func(context.Context, tai.Signal[Shift]) (string, error) {
+		return "", nil
+	}), tai.WithObservers(audit))
+	require.NoError(t, err)
+
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	epoch := time.Unix(0, 0).UTC()
+	shifts := []Shift{
+		{End: new(time.Time), Legs: []Leg{{}}, Stamps: []time.Time{{}}, Break: &Break{}},
+		{Start: at, End: &at, Leg: Leg{Left: at}, Legs: []Leg{{Left: at}}, Stamps: []time.Time{at}},
+		{Start: epoch, End: &epoch, Leg: Leg{Left: epoch}, Legs: []Leg{{Left: epoch}}, Stamps: []time.Time{epoch}, Break: &Break{Over: epoch}},
+	}
+	want := []float64{0.01 + 0.02 + 0.04 + 0.08 + 0.16 + 0.32 + 0.1, 0.32 + 0.1, 0.32}
+	for i, s := range shifts {
+		res, err := p.Process(t.Context(), tai.Signal[Shift]{ID: fmt.Sprint("s", i), Kind: "shift", Time: at, Payload: s})
+		require.NoError(t, err)
+		assert.InDelta(t, want[i], res.Decision.Score, 1e-9, "shift %d: %+v", i, res.Decision.Contributions)
+	}
+	require.NoError(t, audit.Shutdown(t.Context()))
+
+	denv, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	dset, err := denv.Compile(spec)
+	require.NoError(t, err)
+	for name, cand := range map[string]interface {
+		backtest(*testing.T, []byte) *taicel.Report
+	}{"typed": typedCandidate{set}, "dynamic": dynCandidate{dset}} {
+		rep := cand.backtest(t, trail.Bytes())
+		assert.Equal(t, len(shifts), rep.Replayed, name)
+		assert.Zero(t, rep.Errors, "%s: %+v", name, rep.ErrorExamples)
+		assert.Zero(t, rep.Changed, "%s: %+v", name, rep.Flips)
+		assert.Zero(t, rep.ScoreChanged, "%s: %+v", name, rep.Rules)
+	}
+}
+
+type typedCandidate struct{ set *taicel.Set[Shift] }
+
+func (c typedCandidate) backtest(t *testing.T, trail []byte) *taicel.Report {
+	rep, err := taicel.Backtest(t.Context(), c.set, bytes.NewReader(trail), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	return rep
+}
+
+type dynCandidate struct{ set *taicel.Set[map[string]any] }
+
+func (c dynCandidate) backtest(t *testing.T, trail []byte) *taicel.Report {
+	rep, err := taicel.Backtest(t.Context(), c.set, bytes.NewReader(trail), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	return rep
+}
