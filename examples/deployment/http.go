@@ -228,11 +228,12 @@ func (s *Service) endNotQueued(ctx context.Context, d *Deployment, rev uint64, e
 	f := *d
 	f.Results = slices.Clone(d.Results)
 	f.RegionsDone = []string{}
-	f.Results[0].Status, f.Results[0].ErrorMessage = StatusFailed, "Not queued: "+err.Error()
+	now := time.Now().UTC()
+	f.Results[0].Status, f.Results[0].ErrorMessage, f.Results[0].CompletedAt = StatusFailed, "Not queued: "+err.Error(), &now
 	for i := 1; i < len(f.Results); i++ {
 		f.Results[i].Status = StatusSkipped
 	}
-	f.finish(time.Now())
+	f.finish(now)
 	if _, uerr := s.store.Update(ctx, &f, rev); uerr != nil {
 		return uerr
 	}

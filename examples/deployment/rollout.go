@@ -1161,18 +1161,8 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 		s.log.Warn("rollback left to the run that took the region up", "deployment_id", r.d.ID, "region", r.region, "reason", reason, "err", err)
 		return err
 	}
-	if r.stable != "" {
-		if err := s.target.Route(ctx, r.service, r.region, r.stable, r.version, 0); err != nil {
-			// The fleet may have lost the stable version (local processes
-			// after a restart): start it again, then route.
-			if err := r.ensureStable(ctx); err != nil {
-				return fmt.Errorf("rollback of %s in %s: %w", r.service, r.region, err)
-			}
-		}
-	} else if err := s.target.Route(ctx, r.service, r.region, "", "", 0); err != nil {
-		// A first deployment has nothing to return to: its traffic goes
-		// nowhere, so that it can be retired.
-		return fmt.Errorf("rollback of %s in %s: %w", r.service, r.region, err)
+	if err := r.sendBack(ctx); err != nil {
+		return err
 	}
 	var recovery time.Duration
 	if !failedAt.IsZero() {
@@ -1220,6 +1210,25 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 	}
 	s.auditEvent(r, "rollback", tai.Failed, reason, 0)
 	return err
+}
+
+// sendBack sends all of the region's traffic back to the version that
+// served before, r.stable (for a first deployment, none: the traffic then
+// goes nowhere, so that the new version can be retired).
+func (r *rollout) sendBack(ctx context.Context) error {
+	s := r.s
+	if r.stable != "" {
+		if err := s.target.Route(ctx, r.service, r.region, r.stable, r.version, 0); err != nil {
+			// The fleet may have lost the stable version (local processes
+			// after a restart): start it again, then route.
+			if err := r.ensureStable(ctx); err != nil {
+				return fmt.Errorf("rollback of %s in %s: %w", r.service, r.region, err)
+			}
+		}
+	} else if err := s.target.Route(ctx, r.service, r.region, "", "", 0); err != nil {
+		return fmt.Errorf("rollback of %s in %s: %w", r.service, r.region, err)
+	}
+	return nil
 }
 
 // rolledBack rolls back and returns the rollout's error for it.

@@ -360,8 +360,9 @@ const storeConns = 3
 // queueStream is the stream of region rollouts.
 const queueStream = "DEPLOYMENTS"
 
-func (s *Service) startConsumer(ctx context.Context) error {
-	opts := natsjs.Options{
+// queueOptions is the deployment queue's configuration.
+func (s *Service) queueOptions() natsjs.Options {
+	return natsjs.Options{
 		Replicas:         s.cfg.NATSReplicas,
 		Stream:           queueStream,
 		Durable:          "rollouts",
@@ -378,6 +379,10 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		Propagator: kanbanotel.TraceContext(),
 		Logger:     s.log,
 	}
+}
+
+func (s *Service) startConsumer(ctx context.Context) error {
+	opts := s.queueOptions()
 	if err := svc.Setup(ctx, s.log, "opening the deployment queue", func(ctx context.Context) (err error) {
 		s.queue, err = natsjs.New[Job](ctx, s.nc, opts)
 		return err
@@ -391,7 +396,7 @@ func (s *Service) startConsumer(ctx context.Context) error {
 			WIP: s.cfg.Workers,
 			// One rollout per service and region at a time, in order.
 			PerKey:      true,
-			MaxAttempts: jobAttempts,
+			MaxAttempts: queueAttempts,
 			Backoff:     s.cfg.JobBackoff,
 			// A rollout cut off by shutdown is taken up after the restart:
 			// waiting for it to end could take the whole bake. From the
@@ -419,22 +424,40 @@ func (s *Service) startConsumer(ctx context.Context) error {
 // shutdown, and is rolled back (see recoverRegion).
 func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err error) {
 	job := m.Payload
+	last := m.Attempt >= jobAttempts
 	defer func() {
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && !last {
 			s.log.Warn("rollout job failed; it will be retried", "deployment_id", job.ID, "region", job.Region, "attempt", m.Attempt, "err", err)
 		}
 	}()
-	err = s.runJob(ctx, m)
-	// On the last attempt the queue dead-letters a job that fails, and
-	// no job would run its deployment again: it ends here (giveUp). A job
-	// that names a region its deployment does not have (Permanent), or a
+	if m.Attempt > jobAttempts {
+		// Its last attempt was cut off (by a crash, or by a shutdown):
+		// the job is not run again, and its deployment ends as on a last
+		// attempt that failed.
+		err = fmt.Errorf("delivered %d times, its last attempt cut off", m.Attempt)
+	} else {
+		err = s.runJob(ctx, m)
+	}
+	if err == nil || ctx.Err() != nil || !last {
+		return err
+	}
+	// On the last attempt a job that fails is dead-lettered, and no job
+	// would run its deployment again: it ends here (giveUp). A job that
+	// names a region its deployment does not have (Permanent), or a
 	// deployment gone, has no deployment to end.
-	if err != nil && m.Attempt >= jobAttempts && ctx.Err() == nil && !kanban.IsPermanent(err) && !errors.Is(err, ErrNotFound) &&
-		s.giveUp(ctx, job, err) {
+	if !kanban.IsPermanent(err) && !errors.Is(err, ErrNotFound) && s.giveUp(ctx, job, err) {
 		return nil
 	}
-	return err
+	return kanban.Permanent(err)
 }
+
+// queueAttempts is how many times the queue delivers a region's rollout
+// before it dead-letters it unhandled. A job is run jobAttempts times at
+// most: its deliveries after those, which come only when the last was cut
+// off, end its deployment (handleJob), so that the queue dead-letters no
+// job whose deployment is in progress without ending it. A job whose
+// deliveries are all cut off is dead-lettered after queueAttempts.
+const queueAttempts = 2 * jobAttempts
 
 // runJob is handleJob's attempt at job m.
 func (s *Service) runJob(ctx context.Context, m kanban.Delivery[Job]) error {
@@ -498,8 +521,8 @@ func (s *Service) runJob(ctx context.Context, m kanban.Delivery[Job]) error {
 	return s.continueWave(ctx, r, again, m.Attempt >= jobAttempts && ctx.Err() == nil)
 }
 
-// jobAttempts is how many times the queue delivers a region's rollout
-// before it dead-letters it.
+// jobAttempts is how many times a region's rollout is run before its
+// job is given up (see handleJob).
 const jobAttempts = 10
 
 // lastAttempt ends a region whose job failed on its last attempt, and
@@ -668,32 +691,66 @@ var errJobGone = errors.New("its job is no longer in the queue (dead-lettered)")
 
 // endGivenUp stores the end of deployment d, read at rev, whose job was
 // given up with reason: the first region not ended that the wave was to
-// run ends FAILED with reason (one whose rollout had begun saying that
-// its version may still take traffic: nothing rolled it back), the others
-// not ended SKIPPED. The end
-// stored is counted and in the audit trail, and the deployment's command
-// is dropped, as at every end. It returns the store's error, a conflict
-// when the record has changed since rev; it releases no region.
+// run ends FAILED with reason, the others not ended SKIPPED, and the
+// deployment ends FAILED, with that region's reason, whatever the regions
+// before it did. A region whose rollout had begun is rolled back first,
+// as a rollout cut off is (rollBackGivenUp): its reason then ends with
+// "; rolled back to" the version before, or, when its traffic cannot be
+// sent back, with why not and that its version may still take traffic.
+// The end stored is counted and in the audit trail, and the deployment's
+// command is dropped, as at every end. It returns the store's error, a
+// conflict when the record has changed since rev; it releases no region.
 func (s *Service) endGivenUp(ctx context.Context, d *Deployment, rev uint64, reason string) error {
 	ctx = context.WithoutCancel(ctx)
+	// The region the wave was at: a pending one after a region that
+	// failed was never to run.
+	given := -1
+	for i, rr := range d.Results {
+		if !terminal(rr.Status) && (rr.Status != StatusPending || i == 0 || d.ContinueOn || d.Results[i-1].Status == StatusSuccess) {
+			given = i
+			break
+		}
+	}
+	msg := reason
+	rolledBack := false
+	if given >= 0 && d.Results[given].Status == StatusInProgress {
+		// The record is written before the fleet moves (unchanged, for a
+		// revision of its own): a run of the region still going (a
+		// replica whose lease lapsed) finds it moved on before its next
+		// move of the fleet and stops, and a second give-up is refused
+		// as a conflict before it moves the fleet.
+		var err error
+		if rev, err = s.store.Update(ctx, d, rev); err != nil {
+			return err
+		}
+		var how string
+		how, rolledBack = s.rollBackGivenUp(ctx, d, given)
+		msg += how
+	}
 	now := time.Now().UTC()
 	// The end is written from a copy: d stays as read, for a retry.
 	f := *d
 	f.Results = slices.Clone(d.Results)
 	f.RegionsDone = []string{}
 	f.Paused = false // nothing of it is left to resume
-	first := true
+	// The stage the rollback cut off, as it ended.
+	var cut *StageResult
 	for i := range f.Results {
 		rr := &f.Results[i]
 		switch {
 		case terminal(rr.Status):
-		case first && (rr.Status != StatusPending || i == 0 || f.ContinueOn || f.Results[i-1].Status == StatusSuccess):
-			// The region the wave was at: a pending one after a region
-			// that failed was never to run.
-			first = false
-			msg := reason
-			if rr.Status == StatusInProgress {
-				msg += fmt.Sprintf("; %s may still take traffic", f.Version)
+		case i == given:
+			if rolledBack {
+				rr.Percent = 0
+				if n := len(rr.Stages); n > 0 && rr.Stages[n-1].EndedAt == nil {
+					rr.Stages = slices.Clone(rr.Stages)
+					st := &rr.Stages[n-1]
+					st.EndedAt, st.Verdict, st.Reason = &now, "interrupted", msg
+					cut = st
+				}
+				if s.local != nil {
+					rr.ProxyURL, _ = s.local.ProxyURL(f.Service, rr.Region)
+				}
 			}
 			rr.Status, rr.ErrorMessage, rr.Stage, rr.CompletedAt = StatusFailed, msg, "", &now
 		default:
@@ -701,14 +758,60 @@ func (s *Service) endGivenUp(ctx context.Context, d *Deployment, rev uint64, rea
 		}
 	}
 	f.finish(now)
+	if given >= 0 {
+		// Given up, the deployment failed, though a region before this
+		// one rolled back (continue_on_failure).
+		f.Status = StatusFailed
+		if len(f.Results) > 1 {
+			msg = f.Results[given].Region + ": " + msg
+		}
+		f.ErrorMessage = &msg
+	}
 	if _, err := s.store.Update(ctx, &f, rev); err != nil {
 		return err
+	}
+	if rolledBack {
+		r := &rollout{d: &f, service: f.Service, version: f.Version, region: f.Results[given].Region}
+		if cut != nil {
+			s.auditEventAt(r, cut.Name+".end", tai.Failed, cut.Verdict+": "+cut.Reason, cut.StartedAt, cut.EndedAt.Sub(cut.StartedAt))
+		}
+		s.auditEvent(r, "rollback", tai.Failed, f.Results[given].ErrorMessage, 0)
 	}
 	s.countEnd(&f)
 	if err := s.store.DropCommands(ctx, d.ID); err != nil {
 		s.log.Warn("command of a deployment given up not dropped", "deployment_id", d.ID, "err", err)
 	}
 	return nil
+}
+
+// rollBackGivenUp rolls back region i of deployment d, whose rollout was
+// in progress when its job was given up, as a rollout cut off is rolled
+// back (restoreRegion), its record left to the caller: the version before
+// is recorded as the one serving again, all traffic goes back to it, and
+// the new version is retired. It returns what the region's reason says of
+// it, and whether the traffic is back.
+func (s *Service) rollBackGivenUp(ctx context.Context, d *Deployment, i int) (string, bool) {
+	rr := d.Results[i]
+	r := &rollout{s: s, service: d.Service, version: d.Version, region: rr.Region, index: i, stable: rr.Previous}
+	attrs := []any{"deployment_id", d.ID, "region", rr.Region}
+	err := func() error {
+		if d.Version != rr.Previous {
+			if err := s.retryStore(ctx, "stable version", attrs, func(ctx context.Context) error {
+				return s.store.RestoreStable(ctx, d.Service, rr.Region, d.Version, rr.Previous)
+			}); err != nil {
+				return err
+			}
+		}
+		return r.sendBack(ctx)
+	}()
+	if err != nil {
+		s.log.Error("region given up not rolled back", append(attrs, "err", err)...)
+		return fmt.Sprintf("; not rolled back: %v; %s may still take traffic", err, d.Version), false
+	}
+	if err := s.target.Retire(ctx, d.Service, rr.Region, d.Version); err != nil {
+		s.log.Warn("new version not retired after rollback", "service", d.Service, "region", rr.Region, "version", d.Version, "err", err)
+	}
+	return "; rolled back to " + nameOr(rr.Previous, "no version"), true
 }
 
 // stopping reports whether the service has begun to shut down.
