@@ -280,11 +280,17 @@ func (b *Bulkhead) ended(err error) *BulkheadFullError {
 
 // release gives a slot back, and hands free slots to the calls in line. A
 // count that would go below zero is a second call of done: it gives
-// nothing back.
+// nothing back. The count is never below zero, not even for a moment: a
+// call taking a slot then would find one more free than MaxConcurrent.
 func (b *Bulkhead) release(error) {
-	if b.running.Add(-1) < 0 {
-		b.running.Add(1)
-		return
+	for {
+		n := b.running.Load()
+		if n <= 0 {
+			return
+		}
+		if b.running.CompareAndSwap(n, n-1) {
+			break
+		}
 	}
 	if b.waiting.Load() == 0 {
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,6 +255,41 @@ func TestBulkheadDoneTwiceDoesNotRaiseTheLimit(t *testing.T) {
 			assert.Zero(t, b.Running())
 		}
 	})
+}
+
+// A done called a second time on an empty bulkhead never shows in Running,
+// not even for a moment: the count never goes below zero, where a call
+// taking a slot meanwhile would find one more than MaxConcurrent free.
+func TestBulkheadDoneTwiceNeverCountsBelowZero(t *testing.T) {
+	ctx := context.Background()
+	b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1})
+	require.NoError(t, err)
+	var started, finished atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer finished.Store(true)
+		for !started.Load() {
+			runtime.Gosched()
+		}
+		for range 300_000 {
+			done, err := b.Allow(ctx)
+			if !assert.NoError(t, err) {
+				return
+			}
+			done(nil)
+			done(nil)
+		}
+	})
+	negative := 0
+	started.Store(true)
+	for !finished.Load() {
+		if b.Running() < 0 {
+			negative++
+		}
+	}
+	wg.Wait()
+	assert.Zero(t, negative, "Running was below zero")
+	assert.Zero(t, b.Running())
 }
 
 // A done called a second time while another call holds a slot gives back
