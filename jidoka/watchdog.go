@@ -129,6 +129,10 @@ type Watchdog struct {
 	shut    bool
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when the goroutine of Start ends
+
+	// atGate, if set (by tests), is called by each check's goroutine
+	// before it looks whether the watchdog was stopped.
+	atGate func()
 }
 
 // NewWatchdog returns a healthy, not yet started watchdog configured by
@@ -187,11 +191,13 @@ func (w *Watchdog) Start(ctx context.Context) error {
 
 // Shutdown stops the watchdog: it cancels the context of the check or
 // callback in progress, if any, and waits until the watchdog's goroutine
-// has ended. Once Shutdown has been called no check starts, not even one
-// that fell due at the same moment. A check stopped this way (or by the
-// end of the context given to Start) is not counted, whatever it returns,
-// and no callback hears of it. If ctx ends first, Shutdown returns ctx.Err(); the
-// goroutine still ends on its own once the function it is in returns.
+// has ended. Once Shutdown has cancelled it, no check is begun, not even
+// the first of Start or one that fell due at the same moment: only a
+// check already on its way into Check when Shutdown was called may still
+// enter it. A check stopped this way (or by the end of the context given
+// to Start) is not counted, whatever it returns, and no callback hears of
+// it. If ctx ends first, Shutdown returns ctx.Err(); the goroutine still
+// ends on its own once the function it is in returns.
 // Shutdown may be called before Start (the watchdog then never starts)
 // and more than once: every call after the goroutine has ended returns
 // nil.
@@ -381,6 +387,9 @@ func (w *Watchdog) runCheck(run, ctx context.Context) (err error) {
 			err = newPanicError("watchdog Check", v)
 		}
 	}()
+	if w.atGate != nil {
+		w.atGate()
+	}
 	if err := run.Err(); err != nil {
 		return err
 	}

@@ -565,46 +565,6 @@ func failThenRecover(t *testing.T, opts jidoka.WatchdogOptions) (*logRecorder, *
 	return logs, w, checks.Load()
 }
 
-// Once Shutdown has returned no check starts, even when Shutdown gives up
-// waiting at once (its context has ended) and races with the first check
-// of Start or with a check that falls due at that very moment. The check
-// counts the calls that began after Shutdown returned; each race is run
-// several times, since either side may win it.
-func TestWatchdogNoCheckStartsAfterShutdown(t *testing.T) {
-	ended, cancel := context.WithCancel(context.Background())
-	cancel()
-	for _, tc := range []struct {
-		name string
-		wait func() // between Start and Shutdown
-	}{
-		{"first check of Start", func() {}},
-		{"check due as Shutdown is called", func() { synctest.Wait(); time.Sleep(time.Second) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			for round := range 20 {
-				synctest.Test(t, func(t *testing.T) {
-					var returned atomic.Bool
-					var late atomic.Int32
-					w, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{Interval: time.Second,
-						Check: func(context.Context) error {
-							if returned.Load() {
-								late.Add(1)
-							}
-							return nil
-						}})
-					require.NoError(t, err)
-					require.NoError(t, w.Start(context.Background()))
-					tc.wait()
-					_ = w.Shutdown(ended) // nil or context.Canceled: either side may win
-					returned.Store(true)
-					require.NoError(t, w.Shutdown(context.Background()))
-					require.Zero(t, late.Load(), "round %d: a check started after Shutdown returned", round)
-				})
-			}
-		})
-	}
-}
-
 // A watchdog started with a context that has ended already runs no check.
 func TestWatchdogStartedWithAnEndedContextChecksNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
