@@ -577,9 +577,31 @@ func (e *Evaluator) measureAll(ctx context.Context, rules []*ruleState, now time
 				"where", "condition of rule "+rs.rule.Name, "err", ctx.Err())
 		}
 		results[i] = result{err: conditionError{"andon: condition of rule " + rs.rule.Name +
-			" did not return when its context ended: " + context.Cause(ctx).Error()}}
+			" did not return when its context ended: " + causeText(ctx)}}
 	}
 	return goexit
+}
+
+// causeText says why ctx, which has ended, ended: the text of its
+// cause, or of its error should the cause not make one. A cause the
+// caller gave may be a nil pointer of an error type, or have an Error
+// method that panics or calls runtime.Goexit; that method runs on a
+// goroutine of its own, which a Goexit ends alone, and does not end the
+// evaluation.
+func causeText(ctx context.Context) string {
+	text := ctx.Err().Error()
+	cause := context.Cause(ctx)
+	if cause == ctx.Err() {
+		return text
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { _ = recover() }()
+		text = cause.Error()
+	}()
+	<-done
+	return text
 }
 
 // end ends the evaluation's wait for the call and returns its state then:

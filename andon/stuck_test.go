@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -301,4 +302,56 @@ func TestShutdownDuringAStuckEvaluationEnds(t *testing.T) {
 			t.Fatal("Shutdown waits for the stuck evaluation for good")
 		}
 	})
+}
+
+// nilCause is an error type whose Error method reads its receiver: a nil
+// *nilCause panics when its text is read.
+type nilCause struct{ msg string }
+
+func (c *nilCause) Error() string { return c.msg }
+
+// panicCause is an error whose Error method panics.
+type panicCause struct{}
+
+func (panicCause) Error() string { panic("no text") }
+
+// goexitCause is an error whose Error method ends its goroutine.
+type goexitCause struct{}
+
+func (goexitCause) Error() string { runtime.Goexit(); return "" }
+
+// TestStuckConditionWithAnUnprintableCause: a caller's context ended with
+// a cause whose text cannot be made (a nil pointer of an error type, an
+// Error method that panics or calls runtime.Goexit) gives a condition that does not return an
+// error with the context's own text; the evaluation neither panics nor
+// crashes the program. The cause's Error method was called unguarded.
+func TestStuckConditionWithAnUnprintableCause(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cause error
+		want  string
+	}{
+		{"nil pointer", (*nilCause)(nil), "context canceled"},
+		{"panicking Error", panicCause{}, "context canceled"},
+		{"Goexit in Error", goexitCause{}, "context canceled"},
+		{"plain cause", &nilCause{msg: "shutting down"}, "shutting down"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				stuck := newStuck(t)
+				e := newEvaluator(t, andon.EvaluatorOptions{Logger: discardLogger(),
+					Rules: []andon.Rule{{Name: "Stuck", Severity: andon.Page, Condition: stuck}}})
+				ctx, cancel := context.WithCancelCause(context.Background())
+				cancel(tc.cause)
+				var panicked any
+				func() {
+					defer func() { panicked = recover() }()
+					e.Evaluate(ctx)
+				}()
+				require.Nil(t, panicked, "Evaluate panics")
+				a, _ := e.Alert("Stuck")
+				assert.Equal(t, "andon: condition of rule Stuck did not return when its context ended: "+tc.want, a.LastError)
+			})
+		})
+	}
 }
