@@ -3,6 +3,7 @@ package httpapi
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +34,8 @@ type Tokens struct {
 	Realm string
 }
 
-// Redacted stands for a token that is set in what Tokens print and log.
+// Redacted stands for a token that is set in what Tokens print, log and
+// marshal to JSON.
 const Redacted = "REDACTED"
 
 // Format prints t as fmt prints a struct, for every verb, with the tokens
@@ -50,6 +52,10 @@ func (t Tokens) Format(f fmt.State, verb rune) {
 // whatever the handler: a JSON handler would otherwise encode the fields
 // as they are.
 func (t Tokens) LogValue() slog.Value { return slog.AnyValue(t.redacted()) }
+
+// MarshalJSON encodes t as encoding/json encodes a struct, with the
+// tokens shown as Redacted when set.
+func (t Tokens) MarshalJSON() ([]byte, error) { return json.Marshal(t.redacted()) }
 
 // tokens is Tokens without its methods, as it prints.
 type tokens Tokens

@@ -3,12 +3,14 @@ package httpapi
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Tokens printed with any verb, or logged, show neither token, and show
@@ -40,4 +42,22 @@ func TestTokensPrintedHideTheTokens(t *testing.T) {
 	assert.Equal(t, "{API:REDACTED Admin:REDACTED Realm:payment admin}", printed["%+v"])
 	assert.Equal(t, `httpapi.Tokens{API:"REDACTED", Admin:"REDACTED", Realm:"payment admin"}`, printed["%#v"])
 	assert.Equal(t, "{API: Admin: Realm:}", fmt.Sprintf("%+v", Tokens{}), "a token not set is not shown as hidden")
+}
+
+// Tokens marshalled to JSON, on their own or in a value holding them,
+// show neither token, and show that each is set.
+func TestTokensMarshalledHideTheTokens(t *testing.T) {
+	const api, admin = "api-s3cret-0123456789", "admin-s3cret-0123456789"
+	tok := Tokens{API: api, Admin: admin, Realm: "payment admin"}
+	for name, v := range map[string]any{"value": tok, "pointer": &tok, "field": struct{ T Tokens }{tok}, "slice": []Tokens{tok}} {
+		b, err := json.Marshal(v)
+		require.NoError(t, err, name)
+		for _, secret := range []string{api, admin} {
+			assert.NotContains(t, string(b), secret, name)
+		}
+		assert.Contains(t, string(b), `{"API":"REDACTED","Admin":"REDACTED","Realm":"payment admin"}`, name)
+	}
+	b, err := json.Marshal(Tokens{Realm: "r"})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"API":"","Admin":"","Realm":"r"}`, string(b), "a token not set is not shown as hidden")
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,4 +104,202 @@ func TestKeyValueOnOneServerReadsDirectly(t *testing.T) {
 	s, err := js.Stream(ctx, "KV_one")
 	require.NoError(t, err)
 	assert.True(t, s.CachedInfo().Config.AllowDirect)
+}
+
+// pausingJS is a JetStream whose first change to a stream (creating or
+// updating it, or a bucket) returns and then waits for release: a
+// replica's start stopped halfway.
+type pausingJS struct {
+	jetstream.JetStream
+	changed, release chan struct{}
+	once             sync.Once
+}
+
+func (p *pausingJS) pause() {
+	p.once.Do(func() {
+		close(p.changed)
+		<-p.release
+	})
+}
+
+func (p *pausingJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	defer p.pause()
+	return p.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
+func (p *pausingJS) CreateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	defer p.pause()
+	return p.JetStream.CreateKeyValue(ctx, cfg)
+}
+
+func (p *pausingJS) UpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	defer p.pause()
+	return p.JetStream.UpdateKeyValue(ctx, cfg)
+}
+
+func (p *pausingJS) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	defer p.pause()
+	return p.JetStream.CreateOrUpdateStream(ctx, cfg)
+}
+
+func (p *pausingJS) CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	defer p.pause()
+	return p.JetStream.CreateStream(ctx, cfg)
+}
+
+func (p *pausingJS) UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	defer p.pause()
+	return p.JetStream.UpdateStream(ctx, cfg)
+}
+
+// bindingJS is a JetStream that runs before each bind to a bucket
+// (KeyValue) what beforeBind says.
+type bindingJS struct {
+	jetstream.JetStream
+	beforeBind func()
+}
+
+func (b *bindingJS) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	if b.beforeBind != nil {
+		b.beforeBind()
+	}
+	return b.JetStream.KeyValue(ctx, bucket)
+}
+
+// TestKeyValueReadsThroughTheLeaderWhenReplicasStartTogether: two
+// replicas open a bucket at once, the second's start changing the bucket
+// while the first binds its handle. Each handle reads through the
+// stream's leader: with direct gets left on, a handle bound while the
+// bucket asked for them read from any server (stale reads), and after
+// the other start turned them off, failed every read.
+func TestKeyValueReadsThroughTheLeaderWhenReplicasStartTogether(t *testing.T) {
+	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, "."), 3)
+	ctx := context.Background()
+	js := make([]jetstream.JetStream, 2)
+	for i := range js {
+		nc, err := nats.Connect(nodes[i].ClientURL)
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		js[i], err = jetstream.New(nc)
+		require.NoError(t, err)
+	}
+	cfg := jetstream.KeyValueConfig{Bucket: "together", Replicas: 3, Storage: jetstream.FileStorage, History: 1}
+	log := slog.New(slog.DiscardHandler)
+	var first jetstream.KeyValue
+	require.NoError(t, svc.Setup(ctx, log, "opening the bucket", func(ctx context.Context) error {
+		var err error
+		first, err = svc.KeyValue(ctx, js[0], cfg)
+		return err
+	}))
+
+	// The second replica starts; the first starts again (a restart) and,
+	// as it binds, the second is halfway through its start.
+	second := &pausingJS{JetStream: js[1], changed: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	var secondKV jetstream.KeyValue
+	restart := &bindingJS{JetStream: js[0]}
+	restart.beforeBind = func() {
+		restart.beforeBind = nil
+		go func() {
+			var err error
+			secondKV, err = svc.KeyValue(ctx, second, cfg)
+			done <- err
+		}()
+		select {
+		case <-second.changed:
+		case err := <-done:
+			t.Errorf("the second start ended before it changed the bucket: %v", err)
+			done <- err
+		}
+	}
+	again, err := svc.KeyValue(ctx, restart, cfg)
+	require.NoError(t, err)
+	close(second.release)
+	require.NoError(t, <-done)
+
+	s, err := js[0].Stream(ctx, "KV_together")
+	require.NoError(t, err)
+	assert.False(t, s.CachedInfo().Config.AllowDirect, "the bucket reads through its leader")
+	for i := range 50 {
+		k := "k" + strconv.Itoa(i)
+		require.NoError(t, createLanded(ctx, first, k))
+		for name, kv := range map[string]jetstream.KeyValue{"first": first, "restarted": again, "second": secondKV} {
+			_, err := kv.Get(ctx, k)
+			require.NoError(t, err, "%s replica's handle reads %s", name, k)
+		}
+	}
+}
+
+// TestKeyValueOnAClusterMakesTheBucketTheAPIWould: the stream KeyValue
+// makes for a bucket on a cluster is the one jetstream's key-value API
+// makes, but for direct gets; and a bucket that API made before (with
+// direct gets) is turned to reads through its leader, the rest unchanged.
+func TestKeyValueOnAClusterMakesTheBucketTheAPIWould(t *testing.T) {
+	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, "."), 3)
+	ctx := context.Background()
+	nc, err := nats.Connect(nodes[0].ClientURL)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	log := slog.New(slog.DiscardHandler)
+	cfg := jetstream.KeyValueConfig{Bucket: "byapi", Description: "d", History: 5, TTL: time.Hour, MaxBytes: 1 << 20,
+		MaxValueSize: 1 << 10, Storage: jetstream.FileStorage, Replicas: 3, Compression: true, LimitMarkerTTL: time.Minute,
+		Metadata: map[string]string{"owner": "test"}}
+	require.NoError(t, svc.Setup(ctx, log, "the bucket by the API", func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	}))
+	byAPI, err := js.Stream(ctx, "KV_byapi")
+	require.NoError(t, err)
+	require.True(t, byAPI.CachedInfo().Config.AllowDirect)
+
+	ours := cfg
+	ours.Bucket = "ours"
+	for _, c := range []jetstream.KeyValueConfig{cfg, ours} {
+		require.NoError(t, svc.Setup(ctx, log, "the bucket", func(ctx context.Context) error {
+			_, err := svc.KeyValue(ctx, js, c)
+			return err
+		}))
+	}
+	want := byAPI.CachedInfo().Config
+	want.AllowDirect = false
+	for _, name := range []string{"byapi", "ours"} {
+		s, err := js.Stream(ctx, "KV_"+name)
+		require.NoError(t, err)
+		got := s.CachedInfo().Config
+		assert.Equal(t, []string{"$KV." + name + ".>"}, got.Subjects, name)
+		got.Name, got.Subjects = want.Name, want.Subjects
+		got.Metadata = filterMetadata(got.Metadata)
+		w := want
+		w.Metadata = filterMetadata(w.Metadata)
+		assert.Equal(t, w, got, name)
+	}
+}
+
+// filterMetadata drops the server's own metadata (its version and API
+// level), which a server of another version writes otherwise.
+func filterMetadata(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if !strings.HasPrefix(k, "_nats.") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// TestKeyValueRefusesWhatItCannotMake: a bucket name the key-value API
+// refuses, a history past its maximum, and a mirror on a cluster are
+// errors before anything is sent.
+func TestKeyValueRefusesWhatItCannotMake(t *testing.T) {
+	ctx := context.Background()
+	for name, cfg := range map[string]jetstream.KeyValueConfig{
+		"bucket name": {Bucket: "a.b", Replicas: 3},
+		"history":     {Bucket: "h", Replicas: 3, History: jetstream.KeyValueMaxHistory + 1},
+		"mirror":      {Bucket: "m", Replicas: 3, Mirror: &jetstream.StreamSource{Name: "other"}},
+	} {
+		_, err := svc.KeyValue(ctx, nil, cfg)
+		assert.Error(t, err, name)
+	}
 }
