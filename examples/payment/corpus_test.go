@@ -356,9 +356,9 @@ func TestFraudCorpusIsGenerated(t *testing.T) {
 
 // replayer judges corpus payments with one policy over a customer state
 // of its own, at a clock that follows the corpus, and keeps the day's
-// spend as the service does: a payment it allows is booked (the Go rules)
-// or keeps the hold its lookup took (the CEL rules), and one it does not
-// allow gives its hold back.
+// spend as the service does: a payment it allows keeps the hold its rules
+// took (or, had they taken none, is booked), and one it does not allow
+// gives its hold back.
 type replayer struct {
 	policy tai.Policy[Payment]
 	state  *MemoryState

@@ -93,6 +93,31 @@ func TestGoRulesReserveOncePerTransaction(t *testing.T) {
 	assert.EqualValues(t, 1000, spent, "held once")
 }
 
+// In the service, which gives each payment a spendHold, the Go rules that
+// read the customer state share the payment's one Reserve: one change of
+// the state (one write to a shared store) a payment, with coordinates or
+// without, and its hold the one the service gives back or keeps.
+func TestGoRulesShareThePaymentsReserve(t *testing.T) {
+	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	state := &countingState{CustomerState: NewMemoryState(0)}
+	pol, err := NewFraudPolicy(FraudConfig{}, state, func() time.Time { return at })
+	require.NoError(t, err)
+	for _, coords := range []bool{false, true} {
+		var hold spendHold
+		ctx := context.WithValue(context.Background(), spendHoldKey{}, &hold)
+		sig := tai.Signal[Payment]{ID: newTxn(), Kind: "payment", Key: "c", Payload: Payment{Amount: 10, Minor: 1000,
+			Currency: "USD", CustomerID: "c", MerchantID: "m", HasCoords: coords, Lat: 48.85, Lon: 2.35}}
+		before := state.changes.Load()
+		d, err := pol.Evaluate(ctx, sig)
+		require.NoError(t, err)
+		assert.Equal(t, tai.Allow, d.Verdict)
+		assert.EqualValues(t, 1, state.changes.Load()-before, "changes of one payment, coordinates=%v", coords)
+		h, held := hold.taken()
+		require.True(t, held, "the payment's hold")
+		assert.Equal(t, heldSpend{customer: "c", currency: "USD", minor: 1000, at: at}, h)
+	}
+}
+
 // The travel rule at its edges: a move shorter than MinDistanceKm is
 // noise, one just under the limit speed is fast but possible (flagged),
 // one just over is impossible. (TestImpossibleTravelAtTheLimits takes
@@ -373,9 +398,9 @@ func TestImpossibleTravelAtTheLimits(t *testing.T) {
 }
 
 // The day's spend counts what was charged, once, whichever rules judge:
-// the CEL rules hold it as they judge and give it back when the payment is
-// not charged (blocked, declined by the gateway), the Go rules book it when
-// it is charged.
+// the CEL rules and the Go rules alike hold it as they judge, and the
+// service gives it back when the payment is not charged (blocked,
+// declined by the gateway).
 func TestDaysSpendCountsChargesOnce(t *testing.T) {
 	for _, rules := range []string{fraudRulesEmbedded, fraudRulesGo} {
 		t.Run(rules, func(t *testing.T) {
@@ -411,8 +436,8 @@ func TestDaysSpendCountsChargesOnce(t *testing.T) {
 	}
 }
 
-// A charge the gateway made is booked in the day's spend (the Go rules
-// book it after the charge) even when the payment's deadline ran out as
+// A charge the gateway made for a payment whose rules held none of the
+// day's spend is booked in it after the charge, even when the payment's deadline ran out as
 // the gateway answered: the money moved, and a booking cut short by the
 // deadline let the customer's later payments that day pass the daily
 // limit as if it had not.

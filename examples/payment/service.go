@@ -527,8 +527,9 @@ func (s *Service) idempotencyStore(ctx context.Context) (IdempotencyStore, error
 }
 
 // charge is the action: the gateway call, then the bookkeeping of a
-// successful charge — the day's spend, unless the fraud lookup held it
-// already (the CEL rules do; see pay). Only the gateway's answer decides
+// successful charge — the day's spend, unless the fraud rules held it
+// already as they judged the payment (the Go rules and the CEL rules'
+// lookup do, through reservePayment; see pay). Only the gateway's answer decides
 // the outcome (and what the breaker counts): once money has moved, a
 // failure to book the day's spend is logged, not returned. The payment's
 // record and its confirmation are stored by the caller (commit), which

@@ -250,9 +250,11 @@ func TestFraudRulesDecideAlikeOnEveryStore(t *testing.T) {
 		payment{time.Hour, "g", 100, "USD", 51.5074, -0.1278},
 		payment{2 * time.Hour, "g", 100, "USD", 40.7128, -74.0060},
 	)
+	byRules := map[string][]string{}
 	for _, rules := range []string{fraudRulesGo, fraudRulesEmbedded} {
 		t.Run(rules, func(t *testing.T) {
 			answers := map[string][]string{}
+			defer func() { byRules[rules] = answers["memory"] }()
 			for name, state := range customerStores(t) {
 				now := midnight
 				clock := func() time.Time { return now }
@@ -275,9 +277,6 @@ func TestFraudRulesDecideAlikeOnEveryStore(t *testing.T) {
 						CustomerID: p.customer, MerchantID: "m", HasCoords: p.lat != 0, Lat: p.lat, Lon: p.lon}
 					d, err := pol.Evaluate(ctx, tai.Signal[Payment]{ID: fmt.Sprint(i), Kind: "payment", Key: p.customer, Payload: pay})
 					require.NoError(t, err)
-					if rules == fraudRulesGo && d.Verdict == tai.Allow {
-						require.NoError(t, state.AddSpend(ctx, p.customer, p.currency, p.minor, now))
-					}
 					answers[name] = append(answers[name], fmt.Sprintf("%d %s: %v %.4f %s", i, p.customer, d.Verdict, d.Score, d.Reason))
 				}
 			}
@@ -285,6 +284,9 @@ func TestFraudRulesDecideAlikeOnEveryStore(t *testing.T) {
 			assert.Equal(t, answers["memory"], answers["nats"], "memory and nats")
 		})
 	}
+	// Both hold each payment's amount as they judge it (neither's hold is
+	// given back here): they read the same day's totals.
+	assert.Equal(t, byRules[fraudRulesGo], byRules[fraudRulesEmbedded], "the Go rules and the rule file")
 }
 
 // sharedReplicas gives two replicas of each shared customer state, by
