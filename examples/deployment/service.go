@@ -714,13 +714,20 @@ func (s *Service) endGivenUp(ctx context.Context, d *Deployment, rev uint64, rea
 	msg := reason
 	rolledBack := false
 	if given >= 0 && d.Results[given].Status == StatusInProgress {
-		// The record is written before the fleet moves (unchanged, for a
-		// revision of its own): a run of the region still going (a
-		// replica whose lease lapsed) finds it moved on before its next
-		// move of the fleet and stops, and a second give-up is refused
-		// as a conflict before it moves the fleet.
+		// The record is written before the fleet moves, for a revision
+		// of its own: a run of the region still going (a replica whose
+		// lease lapsed) finds it moved on before its next move of the
+		// fleet and stops, and a second give-up is refused as a conflict
+		// before it moves the fleet. It carries the reason on the region,
+		// which no run writes on a region in progress: written as read,
+		// it would hold the same bytes as the run's last write, which the
+		// run, had that write failed unanswered and been stored all the
+		// same, would take for its own (see landed) and go on.
+		w := *d
+		w.Results = slices.Clone(d.Results)
+		w.Results[given].ErrorMessage = reason
 		var err error
-		if rev, err = s.store.Update(ctx, d, rev); err != nil {
+		if rev, err = s.store.Update(ctx, &w, rev); err != nil {
 			return err
 		}
 		var how string
