@@ -91,12 +91,16 @@
 // A connection whose user may not publish to a subject a call needs (NATS
 // permissions) is told so by the server only as an error on the
 // connection, and a request waits for a reply that never comes. New,
-// Consume, Backlog and the dead-letter calls look for that refusal and
-// fail at once, with an error that wraps nats.ErrPermissionViolation and
+// Consume, Backlog and the dead-letter calls look for that refusal (and
+// for the refusal to subscribe to the inbox a reply comes to) and fail
+// at once, with an error that wraps nats.ErrPermissionViolation and
 // names the subject; New and Consume use streams and a durable an
 // administrator made when they may not make them (see New and Consume).
-// Publish, TryPublish and PublishAsync do not look, to cost nothing: a
-// refused publish waits out PublishTimeout.
+// So do Publish and TryPublish, until the server has answered one
+// publish of the Queue to the work subject, and a consumer's
+// dead-lettering, until it has answered one to the dead-letter stream's;
+// after that they do not look, to cost nothing. PublishAsync does not
+// look: a refused send waits out PublishTimeout, each attempt.
 //
 // The Queue works against any nats-server with JetStream enabled (2.9 or
 // later); kanban/natsembed starts one in-process.

@@ -133,13 +133,13 @@ func (q *Queue[T]) firstKeeper(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 	defer cancel()
 	nc := q.js.Conn()
-	sub, err := nc.SubscribeSync(nc.NewInbox())
+	sub, err := subscribeReply(nc)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	defer sub.unsubscribe()
 	m := keeperMsg(q.opts.Stream)
-	m.Reply = sub.Subject
+	m.Reply = sub.subject()
 	done, err := takeProbeTurn(ctx, nc)
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func (q *Queue[T]) firstKeeper(ctx context.Context) error {
 		q.keeper = false
 		return fmt.Errorf("%w: %w", errKeeperDenied, after)
 	}
-	ack, err := sub.NextMsgWithContext(ctx)
+	ack, err := sub.next(ctx)
 	if err != nil {
 		return err
 	}

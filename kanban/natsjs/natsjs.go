@@ -144,10 +144,13 @@ type Options struct {
 	// re-published. PublishAsync waits beyond it, so a stalled server
 	// slows the publisher instead of filling memory. 0 means 256.
 	MaxPublishPending int
-	// PublishTimeout bounds the wait for one acknowledgement. An
-	// acknowledgement lost to a broken connection or a server restart
-	// fails the attempt as soon as the client sees the disconnect, and
-	// after PublishTimeout at the latest. 0 means 5s.
+	// PublishTimeout bounds the wait for one acknowledgement. A
+	// PublishAsync acknowledgement lost to a broken connection or a
+	// server restart fails the attempt as soon as the client sees the
+	// disconnect, and after PublishTimeout at the latest; Publish,
+	// TryPublish and a consumer's dead-lettering wait out PublishTimeout
+	// for one lost so (nats.go does not end a request at a disconnect,
+	// as the reply may still come once it reconnects). 0 means 5s.
 	PublishTimeout time.Duration
 	// AsyncAttempts is how many times a PublishAsync message is sent
 	// before its failure is final: a failed attempt (no acknowledgement
@@ -325,6 +328,10 @@ type Queue[T any] struct {
 	// the bytes published since the last one.
 	keeper      bool
 	sinceKeeper atomic.Int64
+	// workTaken and deadTaken are whether the server has answered a
+	// publish of this Queue to the work subject, and to the dead-letter
+	// stream's (see sendProbed).
+	workTaken, deadTaken atomic.Bool
 }
 
 var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
@@ -712,13 +719,23 @@ func fullError(err error) error {
 // names the header but not its value. An empty ID is kanban.ErrNoID, and
 // a message that alone takes more than MaxBytes, or whose dead letter
 // would take more than DeadLetterMaxBytes, is refused with ErrTooLarge.
+//
+// A connection not permitted to publish to the work subject, Stream, is
+// answered by nothing but the server's refusal, an error on the
+// connection: until the server has answered one publish of the Queue to
+// the work subject, Publish and TryPublish send each with a ping and look
+// for that refusal, and fail at once with an error that wraps
+// nats.ErrPermissionViolation and names the subject, instead of waiting
+// out PublishTimeout.
 func (q *Queue[T]) Publish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, true)
 }
 
 // TryPublish stores msg or returns an error wrapping kanban.ErrFull when
 // the stream is at Capacity (or MaxBytes); the error wraps the server's
-// answer too (a *jetstream.APIError). It checks msg as Publish does.
+// answer too (a *jetstream.APIError). It checks msg, and fails on a
+// connection not permitted to publish to the work subject, as Publish
+// does.
 func (q *Queue[T]) TryPublish(ctx context.Context, msg kanban.Message[T]) error {
 	return q.publish(ctx, msg, false)
 }
@@ -743,7 +760,7 @@ func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], wait b
 	poll := time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
-		ack, err := q.js.PublishMsg(pctx, nm)
+		ack, err := q.sendWork(pctx, nm)
 		cancel()
 		switch {
 		case err == nil:
@@ -764,6 +781,37 @@ func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], wait b
 		}
 		poll = min(2*poll, 100*time.Millisecond)
 	}
+}
+
+// sendWork publishes nm to the work subject, as jetstream's PublishMsg
+// does, and returns the stream's acknowledgement; see sendProbed.
+func (q *Queue[T]) sendWork(ctx context.Context, nm *nats.Msg) (*jetstream.PubAck, error) {
+	return q.sendProbed(ctx, nm, &q.workTaken)
+}
+
+// sendProbed publishes nm, as jetstream's PublishMsg does, and returns
+// the stream's acknowledgement. Until the server has answered one
+// publish to nm's subject (taken), each is sent as a probe (see
+// probeRequest): a connection not permitted to publish to the subject is
+// answered by nothing but the server's refusal, an error on the
+// connection, and a request waited out PublishTimeout. Once one is
+// answered, the connection may publish there, and publishes go as plain
+// requests.
+func (q *Queue[T]) sendProbed(ctx context.Context, nm *nats.Msg, taken *atomic.Bool) (*jetstream.PubAck, error) {
+	if taken.Load() {
+		return q.js.PublishMsg(ctx, nm)
+	}
+	reply, err := probeRequest(ctx, q.js.Conn(), nm)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		// No stream yet: PublishMsg tries again for one coming back (a
+		// server restarting, a leader elected).
+		return q.js.PublishMsg(ctx, nm)
+	case err != nil:
+		return nil, err
+	}
+	taken.Store(true)
+	return pubAckOf(reply)
 }
 
 func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
@@ -803,12 +851,19 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // negative acknowledgement, the Term of a message dead-lettered, a lease
 // extended — has every message it handles delivered again after AckWait,
 // handled again, without end; the server tells of such a refusal only as
-// the connection's error (see nats.ErrorHandler), which Consume looks at
-// before each pull and as a pull request ends: it then returns the
-// refusal, marked kanban.Permanent, wrapping nats.ErrPermissionViolation
-// and naming the subject refused, within FetchWait and a second of the
-// acknowledgement. (A refusal that another error on the connection
-// replaces before Consume looks is missed, and the next one seen.)
+// an error on the connection, which Consume looks for before each pull
+// and as a pull request ends: it then returns the refusal, marked
+// kanban.Permanent, wrapping nats.ErrPermissionViolation and naming the
+// subject refused, within FetchWait and a second of the acknowledgement.
+// To be told of every such error, also one that another error replaces
+// as the connection's LastError, Consume chains an error handler of its
+// own in front of the connection's (see nats.ErrorHandler) while it runs:
+// the connection's handler is called with every error as before, and is
+// the connection's handler again once the last Consume on the connection
+// has returned. A handler set with nc.SetErrorHandler while a Consume
+// runs replaces the chained one, and stays; Consume then reads
+// LastError alone, and misses a refusal that another error replaces
+// before it looks.
 //
 // A closed connection (nc.Close, or nats.go giving up after MaxReconnects)
 // never comes back: Consume then stops pulling — within FetchWait and a
@@ -828,6 +883,8 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 		src.ackWait = info.Config.AckWait
 	}
+	stop := watchErrors(q.js.Conn(), src.seeError)
+	defer stop()
 	err = kanban.Serve(ctx, src, h, opts, kanban.Runtime{
 		Propagator: q.opts.Propagator, Counters: &q.counters,
 		Tracer: q.opts.Tracer, System: natsSystem, Queue: q.opts.Stream, Consumer: q.opts.Durable,

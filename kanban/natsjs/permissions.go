@@ -49,17 +49,20 @@ func probeRequest(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, e
 		ctx, cancel = context.WithTimeout(ctx, apiTimeout)
 		defer cancel()
 	}
-	sub, err := nc.SubscribeSync(nc.NewInbox())
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
 	done, err := takeProbeTurn(ctx, nc)
 	if err != nil {
 		return nil, err
 	}
+	// The subscription is made in the turn too: the server's refusal of
+	// it is looked for as the publish's is.
 	before := nc.LastError()
-	err = nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: sub.Subject, Header: m.Header, Data: m.Data})
+	sub, err := subscribeReply(nc)
+	if err != nil {
+		done()
+		return nil, err
+	}
+	defer sub.unsubscribe()
+	err = nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: sub.subject(), Header: m.Header, Data: m.Data})
 	var flushed bool
 	if err == nil {
 		// A flush that fails (the connection lost meanwhile) shows no
@@ -71,12 +74,83 @@ func probeRequest(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, e
 	if err != nil {
 		return nil, err
 	}
-	if flushed && !sameError(after, before) && publishDenied(after, m.Subject) {
-		return nil, deniedError(m.Subject, after)
+	if flushed && !sameError(after, before) {
+		switch {
+		case publishDenied(after, m.Subject):
+			return nil, deniedError(m.Subject, after)
+		case subscribeDenied(after, sub.subject()):
+			return nil, fmt.Errorf("natsjs: the connection may not subscribe to %q, the inbox of the reply to %q (a subscribe permission is missing): %w", sub.subject(), m.Subject, after)
+		}
 	}
-	reply, err := sub.NextMsgWithContext(ctx)
+	return sub.next(ctx)
+}
+
+// subscribeDenied reports whether err, a connection's last error, is the
+// server's refusal of a subscription to subj.
+func subscribeDenied(err error, subj string) bool {
+	return errors.Is(err, nats.ErrPermissionViolation) &&
+		strings.Contains(err.Error(), "Subscription to "+strconv.Quote(subj))
+}
+
+// replySlots is the room for replies of a probe's subscription: one is
+// expected.
+const replySlots = 4
+
+// replySub is the subscription a probe (see probeRequest and
+// firstKeeper) waits for its one reply on: a channel of replySlots. A
+// synchronous subscription's channel has the connection's SubChanLen
+// slots (65,536 by default, 512 KiB of pointers), allocated for every
+// probe.
+type replySub struct {
+	sub     *nats.Subscription
+	replies chan *nats.Msg
+	closed  chan struct{} // holds a value once the connection is closed
+}
+
+// subscribeReply subscribes to a new inbox of nc for a probe's reply.
+func subscribeReply(nc *nats.Conn) (*replySub, error) {
+	r := &replySub{replies: make(chan *nats.Msg, replySlots), closed: make(chan struct{}, 1)}
+	sub, err := nc.ChanSubscribe(nc.NewInbox(), r.replies)
 	if err != nil {
 		return nil, err
+	}
+	r.sub = sub
+	// Called when the connection closes, as a synchronous subscription's
+	// wait is ended then; and by unsubscribe, once nothing waits.
+	sub.SetClosedHandler(func(string) {
+		select {
+		case r.closed <- struct{}{}:
+		default:
+		}
+	})
+	if nc.IsClosed() { // closed before the handler was set
+		r.closed <- struct{}{}
+	}
+	return r, nil
+}
+
+// subject is the inbox the reply goes to.
+func (r *replySub) subject() string { return r.sub.Subject }
+
+// unsubscribe ends the subscription.
+func (r *replySub) unsubscribe() { _ = r.sub.Unsubscribe() }
+
+// next returns the reply, as a synchronous subscription's
+// NextMsgWithContext does: nats.ErrNoResponders for the server's "no
+// responders", nats.ErrConnectionClosed once the connection is closed
+// (a reply that came before is returned), ctx's error when ctx ends first.
+func (r *replySub) next(ctx context.Context) (*nats.Msg, error) {
+	var reply *nats.Msg
+	select {
+	case reply = <-r.replies:
+	case <-r.closed:
+		select {
+		case reply = <-r.replies:
+		default:
+			return nil, nats.ErrConnectionClosed
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	if len(reply.Data) == 0 && reply.Header.Get(statusHeader) == "503" {
 		return nil, nats.ErrNoResponders

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,9 +32,14 @@ type source[T any] struct {
 	// ackSeen is the connection's last error when the source last
 	// looked for a refused acknowledgement (see ackRefused).
 	ackSeen error
-	gone    bool                   // the last pull found no durable: look for it before the next
-	cur     jetstream.MessageBatch // the open pull request, nil when none
-	msgs    <-chan jetstream.Msg   // cur's messages, closed when it ends
+	// refusedMu guards refused: the first refusal of the durable's
+	// acknowledgements or pull requests that the connection's error
+	// handler told of (see watchErrors and seeError).
+	refusedMu sync.Mutex
+	refused   error
+	gone      bool                   // the last pull found no durable: look for it before the next
+	cur       jetstream.MessageBatch // the open pull request, nil when none
+	msgs      <-chan jetstream.Msg   // cur's messages, closed when it ends
 }
 
 // minHeartbeat is the shortest HeartbeatInterval: a durable an
@@ -81,7 +87,7 @@ func (s *source[T]) end() error {
 	s.cur, s.msgs = nil, nil
 	s.noteGone(err)
 	if err == nil {
-		subj := apiPrefix + "CONSUMER.MSG.NEXT." + s.q.opts.Stream + "." + s.q.opts.Durable
+		subj := s.pullSubject()
 		if last := s.q.js.Conn().LastError(); !sameError(last, s.before) && publishDenied(last, subj) {
 			return kanban.Permanent(fmt.Errorf("natsjs: fetch: %w", deniedError(subj, last)))
 		}
@@ -90,17 +96,49 @@ func (s *source[T]) end() error {
 	return err
 }
 
+// pullSubject is the subject of the durable's pull requests.
+func (s *source[T]) pullSubject() string {
+	return apiPrefix + "CONSUMER.MSG.NEXT." + s.q.opts.Stream + "." + s.q.opts.Durable
+}
+
+// seeError is told of each asynchronous error of the connection while
+// Consume runs (see watchErrors), and keeps the first that refuses one of
+// the durable's acknowledgements or pull requests, as ackRefused returns
+// it.
+func (s *source[T]) seeError(err error) {
+	var refused error
+	if subj := ackDenied(err, s.q.opts.Stream, s.q.opts.Durable); subj != "" {
+		refused = fmt.Errorf("natsjs: acknowledging: %w", deniedError(subj, err))
+	} else if subj := s.pullSubject(); publishDenied(err, subj) {
+		refused = fmt.Errorf("natsjs: fetch: %w", deniedError(subj, err))
+	} else {
+		return
+	}
+	s.refusedMu.Lock()
+	if s.refused == nil {
+		s.refused = kanban.Permanent(refused)
+	}
+	s.refusedMu.Unlock()
+}
+
 // ackRefused returns, marked kanban.Permanent, the server's refusal of an
 // acknowledgement of one of the durable's messages — an Ack, a Nak, a
-// Term, an extension of a lease — when the connection's last error is one
-// that came since the source last looked: a connection not permitted to
-// publish to $JS.ACK.<Stream>.<Durable>... A refused acknowledgement is
-// sent without a reply and looks, to the sender, as if it had been taken;
-// the server says so only with a permissions violation, the connection's
-// error. Consume then ends, instead of handling every message again after
-// AckWait, without end. A refusal replaced by another error before the
-// source looks is missed; the next acknowledgement refused is seen.
+// Term, an extension of a lease — or of a pull request: a connection not
+// permitted to publish to $JS.ACK.<Stream>.<Durable>... (or to the pull
+// subject). A refused acknowledgement is sent without a reply and looks,
+// to the sender, as if it had been taken; the server says so only with a
+// permissions violation, an error on the connection. Consume then ends,
+// instead of handling every message again after AckWait, without end.
+// The refusal is the one the connection's error handler was told of (see
+// watchErrors), or, when that handler was replaced, the connection's
+// last error when it is one that came since the source last looked.
 func (s *source[T]) ackRefused() error {
+	s.refusedMu.Lock()
+	refused := s.refused
+	s.refusedMu.Unlock()
+	if refused != nil {
+		return refused
+	}
 	last := s.q.js.Conn().LastError()
 	if sameError(last, s.ackSeen) {
 		return nil
@@ -382,6 +420,15 @@ func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 // again, which numbers from 1 again — and dead-lettered within the
 // dead-letter stream's window is stored, not dropped as a duplicate and
 // lost.
+//
+// A connection not permitted to publish to the dead-letter stream's
+// subject, DeadLetterStream, is answered by nothing but the server's
+// refusal, an error on the connection: until the server has answered one
+// dead letter of the Queue, each is sent with a ping and the refusal
+// looked for, so that it fails at once, with an error that wraps
+// nats.ErrPermissionViolation and names the subject, the message handed
+// back as above, instead of holding the handler's place for
+// PublishTimeout.
 func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) error {
 	q := l.q
 	nh := make(nats.Header, len(l.m.Headers())+4)
@@ -405,7 +452,7 @@ func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) 
 	}
 	pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 	defer cancel()
-	if _, err := q.js.PublishMsg(pctx, &nats.Msg{Subject: q.opts.DeadLetterStream, Data: l.m.Data(), Header: nh}); err != nil {
+	if _, err := q.sendProbed(pctx, &nats.Msg{Subject: q.opts.DeadLetterStream, Data: l.m.Data(), Header: nh}, &q.deadTaken); err != nil {
 		_ = l.m.NakWithDelay(q.backoff.Delay(attempts))
 		return fmt.Errorf("natsjs: dead-lettering message %s: %w", l.ID(), err)
 	}

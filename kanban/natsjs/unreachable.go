@@ -16,7 +16,11 @@ import (
 // which a later try of the same request may not meet: no answer from a
 // stream or from the JetStream API in time (context.DeadlineExceeded
 // among them: check that the caller's own context has not ended), no
-// responders, a connection being re-established, or the API answering
+// responders, a connection being re-established, a request or a
+// PublishAsync acknowledgement cut off by a disconnect
+// (nats.ErrDisconnected: a reconnect forced, a server restarting; a
+// connection closed for good is nats.ErrConnectionClosed, which is not
+// out of reach but gone), or the API answering
 // that it is temporarily unavailable (503) — as a cluster does while it
 // elects a leader — or that a replicated stream cannot be placed on
 // enough servers because one is offline or unknown (the reasons "peer
@@ -35,7 +39,7 @@ func Unreachable(err error) bool {
 	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) {
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) {
 		return true
 	}
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {

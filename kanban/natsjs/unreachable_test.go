@@ -31,6 +31,10 @@ func TestUnreachable(t *testing.T) {
 		{context.Canceled, false},
 		{nats.ErrNoResponders, true},
 		{nats.ErrConnectionReconnecting, true},
+		// A request, or a PublishAsync acknowledgement, cut off by a
+		// disconnect (a reconnect forced, a server restarting).
+		{nats.ErrDisconnected, true},
+		{fmt.Errorf("natsjs: publishing message a: 10 attempts failed: %w", nats.ErrDisconnected), true},
 		{jetstream.ErrNoStreamResponse, true},
 		{&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, true},
 		{jetstream.ErrJetStreamNotEnabled, false},
