@@ -1,11 +1,13 @@
 package kanban
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -118,7 +120,15 @@ func newEngine[T any](ctx context.Context, src Source[T], h Handler[T], o Consum
 	return e
 }
 
-type lane[T any] struct{ waiting []Lease[T] }
+type lane[T any] struct{ waiting []pulled[T] }
+
+// pulled is a lease dispatched and not started, with its place in the
+// order the consumer pulled its leases: the drain hands them back in that
+// order, across keys.
+type pulled[T any] struct {
+	l   Lease[T]
+	seq uint64
+}
 
 type engine[T any] struct {
 	src  Source[T]
@@ -135,7 +145,8 @@ type engine[T any] struct {
 
 	mu      sync.Mutex
 	free    int // WIP slots not held by a lease
-	ready   ring[Lease[T]]
+	ready   ring[pulled[T]]
+	seq     uint64              // the seq of the last lease dispatched
 	lanes   map[string]*lane[T] // a key is busy while it has a lane
 	workers int
 	// held says when each unsettled lease was pulled, with heartbeats
@@ -247,17 +258,19 @@ func (e *engine[T]) dispatch(ctx context.Context, l Lease[T], stopping bool) boo
 		// waiting behind its key (or for a worker) expires all the same.
 		e.held[l] = time.Now()
 	}
+	e.seq++
+	p := pulled[T]{l, e.seq}
 	if e.o.PerKey {
 		if k := l.Key(); k != "" {
 			if ln, busy := e.lanes[k]; busy {
-				ln.waiting = append(ln.waiting, l)
+				ln.waiting = append(ln.waiting, p)
 				e.mu.Unlock()
 				return true
 			}
 			e.lanes[k] = &lane[T]{}
 		}
 	}
-	e.ready.pushBack(l)
+	e.ready.pushBack(p)
 	if e.workers < e.o.WIP {
 		e.workers++
 		e.wg.Add(1)
@@ -368,7 +381,7 @@ func (e *engine[T]) worker(l Lease[T], resumed *Delivery[T]) {
 				e.mu.Unlock()
 				return
 			}
-			l = e.ready.popFront()
+			l = e.ready.popFront().l
 			e.mu.Unlock()
 		}
 		// Read the key first: once settled, the lease may be reused by its
@@ -396,11 +409,11 @@ func (e *engine[T]) handled(k string) (next Lease[T]) {
 		ln := e.lanes[k]
 		switch {
 		case e.releaseInTurn && e.stopped.Load():
-			back = ln.waiting
+			back = leasesOf(ln.waiting)
 			delete(e.lanes, k)
 		case len(ln.waiting) > 0:
-			next = ln.waiting[0]
-			ln.waiting[0] = nil
+			next = ln.waiting[0].l
+			ln.waiting[0] = pulled[T]{}
 			ln.waiting = ln.waiting[1:]
 		default:
 			delete(e.lanes, k)
@@ -415,6 +428,15 @@ func (e *engine[T]) handled(k string) (next Lease[T]) {
 	default:
 	}
 	return next
+}
+
+// leasesOf returns the leases of ps, in their order.
+func leasesOf[T any](ps []pulled[T]) []Lease[T] {
+	ls := make([]Lease[T], len(ps))
+	for i, p := range ps {
+		ls[i] = p.l
+	}
+	return ls
 }
 
 // How a lease is settled.
@@ -1032,9 +1054,9 @@ func (e *engine[T]) extend(l Lease[T]) {
 }
 
 // drain stops the consumer: it hands back the leases dispatched and not
-// taken by a worker, those waiting in the lanes, then back (pulled after
-// them, see pullLoop), and waits for the running handlers. A worker takes
-// no lease once the drain has begun.
+// taken by a worker and those waiting in the lanes, in the order they
+// were pulled, then back (pulled after them, see pullLoop), and waits for
+// the running handlers. A worker takes no lease once the drain has begun.
 func (e *engine[T]) drain(back []Lease[T]) error {
 	e.mu.Lock()
 	e.stopped.Store(true)
@@ -1043,45 +1065,53 @@ func (e *engine[T]) drain(back []Lease[T]) error {
 		e.onStop()
 	}
 	// The leases dispatched that no worker has taken yet start no more:
-	// they go back first, each before its key's leases in its lane and in
-	// back, pulled after it.
-	var unstarted []Lease[T]
+	// they go back first, with the leases waiting in the lanes behind
+	// them, and back's after them, pulled last.
+	var unstarted []pulled[T]
 	for e.ready.len() > 0 {
-		l := e.ready.popFront()
-		unstarted = append(unstarted, l)
+		p := e.ready.popFront()
+		unstarted = append(unstarted, p)
 		if e.releaseInTurn && e.o.PerKey {
 			// Its lane's leases, held for it to be settled (see
-			// handled), go back behind it, and back's after them.
-			k := l.Key()
+			// handled), go back with it.
+			k := p.l.Key()
 			if ln, ok := e.lanes[k]; ok {
 				unstarted = append(unstarted, ln.waiting...)
 				delete(e.lanes, k)
 			}
 		}
 	}
+	if !e.releaseInTurn {
+		for _, ln := range e.lanes {
+			unstarted = append(unstarted, ln.waiting...)
+			ln.waiting = nil
+		}
+	}
+	// In the order they were pulled, across keys: the lanes come in the
+	// map's order, and a lease waiting in a lane may have been pulled
+	// before one no worker took.
+	slices.SortFunc(unstarted, func(a, b pulled[T]) int { return cmp.Compare(a.seq, b.seq) })
+	ls := leasesOf(unstarted)
 	if e.releaseInTurn {
 		// A key's messages waiting behind a running one go back once it
 		// is settled (see handled): released before it, they would be
 		// delivered again before it, when the drain deadline releases it.
 		for _, l := range back {
 			if ln, busy := e.lanes[l.Key()]; busy && e.o.PerKey {
-				ln.waiting = append(ln.waiting, l)
+				e.seq++
+				ln.waiting = append(ln.waiting, pulled[T]{l, e.seq})
 				if e.held != nil {
 					e.held[l] = time.Now()
 				}
 				continue
 			}
-			unstarted = append(unstarted, l)
+			ls = append(ls, l)
 		}
 	} else {
-		for _, ln := range e.lanes {
-			unstarted = append(unstarted, ln.waiting...)
-			ln.waiting = nil
-		}
-		unstarted = append(unstarted, back...)
+		ls = append(ls, back...)
 	}
 	e.mu.Unlock()
-	e.handBack(unstarted)
+	e.handBack(ls)
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	timeout := time.NewTimer(e.o.DrainTimeout)

@@ -125,3 +125,36 @@ func TestDrainReleasesLeasesNoWorkerTookYet(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainReleasesInPullOrderAcrossKeys: the leases the drain hands
+// back at once go back in the order they were pulled, across keys, even
+// when one no worker took was pulled after one waiting in its key's lane.
+func TestDrainReleasesInPullOrderAcrossKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inTurn bool
+		want   []string
+	}{
+		{"to front", false, []string{"release b1", "release a2", "release a1"}},
+		{"in turn", true, []string{"release a1", "release a2", "release b1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			src := &recordingSource{inTurn: tc.inTurn}
+			o := ConsumeOptions{WIP: 3, PerKey: true}.WithDefaults()
+			e := newEngine[int](ctx, src, func(context.Context, Delivery[int]) error {
+				t.Error("no message starts once the drain has begun")
+				return nil
+			}, o, Runtime{Counters: new(Counters)})
+			defer e.cancelHandlers()
+			// Every worker busy elsewhere: the leases wait, a2 behind a1.
+			e.workers = o.WIP
+			for _, l := range []*recordingLease{{src, "a1", "a"}, {src, "a2", "a"}, {src, "b1", "b"}} {
+				require.True(t, e.dispatch(ctx, l, false))
+			}
+			cancel()
+			require.NoError(t, e.drain(nil))
+			assert.Equal(t, tc.want, src.recorded())
+		})
+	}
+}

@@ -433,3 +433,56 @@ func TestKeyedRetryStoppedPartWayThroughItsBackoff(t *testing.T) {
 		assert.Equal(t, time.Hour, came, "it came back an hour after it failed")
 	})
 }
+
+// TestDrainHandsBackEveryKeyInPullOrder: the messages waiting behind
+// their keys' running ones when a PerKey consumer stops come back in the
+// order they were pulled, across keys too, as Serve says: not in the
+// order of the consumer's map of keys.
+func TestDrainHandsBackEveryKeyInPullOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		const keys = 12
+		// The first message of every key, then the second of every key.
+		for i := range 2 * keys {
+			key := "k" + strconv.Itoa(i%keys)
+			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: strconv.Itoa(i), Key: key, Payload: i}))
+		}
+		// The first consumer pulls them all and runs each key's first,
+		// until let go; each key's second waits behind it.
+		letGo := make(chan struct{})
+		first, stopFirst := context.WithCancel(ctx)
+		firstDone := make(chan error)
+		go func() {
+			firstDone <- q.Consume(first, func(_ context.Context, d kanban.Delivery[int]) error {
+				<-letGo
+				return nil
+			}, kanban.ConsumeOptions{WIP: 2 * keys, PerKey: true})
+		}()
+		synctest.Wait()
+		stopFirst()
+		synctest.Wait()
+		close(letGo)
+		require.NoError(t, <-firstDone)
+
+		var seen []int
+		second, stopSecond := context.WithCancel(ctx)
+		secondDone := make(chan error)
+		go func() {
+			secondDone <- q.Consume(second, func(_ context.Context, d kanban.Delivery[int]) error {
+				seen = append(seen, d.Payload) // WIP 1: one handler at a time
+				return nil
+			}, kanban.ConsumeOptions{PerKey: true})
+		}()
+		synctest.Wait()
+		stopSecond()
+		require.NoError(t, <-secondDone)
+		want := make([]int, 0, keys)
+		for i := keys; i < 2*keys; i++ {
+			want = append(want, i)
+		}
+		assert.Equal(t, want, seen)
+		assert.Zero(t, q.Len())
+	})
+}
