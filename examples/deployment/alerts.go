@@ -186,7 +186,7 @@ func (s *Service) startAlerts(ctx context.Context) error {
 	s.board, err = andon.NewBoard(s.andon, andon.BoardOptions{
 		Prefix: "/andon", Title: "Deployments",
 		Lines:     []andon.Line{s.line},
-		AllowCord: s.cfg.AdminToken != "",
+		AllowCord: s.cfg.AdminToken.IsSet(),
 		Logger:    s.log,
 		Panels: []andon.Panel{{
 			Title:   "Active rollouts on this replica",

@@ -181,11 +181,11 @@ func (c *Config) validate() error {
 	if c.NATSReplicas != 1 && c.NATSReplicas != 3 && c.NATSReplicas != 5 {
 		errs = append(errs, fmt.Errorf("-nats-replicas %d is not 1, 3 or 5", c.NATSReplicas))
 	}
-	if c.NATSReplicas > 1 && c.NATSURL == "" {
+	if c.NATSReplicas > 1 && !c.NATSURL.IsSet() {
 		errs = append(errs, fmt.Errorf("-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas))
 	}
-	if c.PrometheusURL != "" {
-		if _, err := promhealth.CheckURL(string(c.PrometheusURL)); err != nil {
+	if c.PrometheusURL.IsSet() {
+		if _, err := promhealth.CheckURL(c.PrometheusURL.Reveal()); err != nil {
 			errs = append(errs, fmt.Errorf("-prometheus-url %w (http://prometheus:9090)", err))
 		}
 	}

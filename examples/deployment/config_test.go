@@ -157,7 +157,7 @@ func TestPrometheusURLRefusedWithoutItsSecret(t *testing.T) {
 		return map[string]string{"PROMETHEUS_URL": "https://reader:s3cret@prom:9090/prometheus?token=s3cret"}[k]
 	})
 	require.NoError(t, err)
-	assert.Equal(t, "https://reader:s3cret@prom:9090/prometheus?token=s3cret", string(c.PrometheusURL))
+	assert.Equal(t, "https://reader:s3cret@prom:9090/prometheus?token=s3cret", c.PrometheusURL.Reveal())
 }
 
 // A -prometheus-url whose password holds a '/', '?' or '#', not escaped,

@@ -72,7 +72,7 @@ func untraced(r *http.Request) bool {
 }
 
 func (s *Service) tokens() httpapi.Tokens {
-	return httpapi.Tokens{API: string(s.cfg.APIToken), Admin: string(s.cfg.AdminToken), Realm: "deployment admin"}
+	return httpapi.Tokens{API: s.cfg.APIToken.Reveal(), Admin: s.cfg.AdminToken.Reveal(), Realm: "deployment admin"}
 }
 
 // adminOnly guards h with the admin token.

@@ -262,7 +262,7 @@ func TestValidationOutageIsNotARollback(t *testing.T) {
 	defer prom.Close()
 	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
 		c.JobBackoff = kanban.BackoffFunc(func(int) time.Duration { return time.Millisecond })
-		c.PrometheusURL = svc.URL(prom.URL)
+		c.PrometheusURL = svc.NewURL(prom.URL)
 	}, fastArgs...)
 	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async")
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)

@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	base := "http://" + svc.PublicHostPort(ln.Addr().String())
 	log.Info("deployment service ready",
 		"api", base+"/deploy", "metrics", base+"/metrics", "kaizen", base+"/kaizen", "andon", base+"/andon/",
-		"nats", service.nats.Location(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
+		"nats", service.nats.Location(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken.IsSet(), "admin_token", cfg.AdminToken.IsSet())
 
 	return svc.Serve(ctx, srv, ln, service.Close, log)
 }

@@ -299,8 +299,8 @@ func (s *Service) startFleet(ctx context.Context) error {
 		}
 		s.target, s.health = f, f
 	}
-	if s.cfg.PrometheusURL != "" {
-		h, err := promhealth.New(promhealth.Options{URL: string(s.cfg.PrometheusURL)})
+	if s.cfg.PrometheusURL.IsSet() {
+		h, err := promhealth.New(promhealth.Options{URL: s.cfg.PrometheusURL.Reveal()})
 		if err != nil {
 			return fmt.Errorf("-prometheus-url: %w", err)
 		}
@@ -326,7 +326,7 @@ func splitKey(key string) (service, region string) {
 
 func (s *Service) connectNATS(ctx context.Context) error {
 	var err error
-	if s.nats, err = svc.StartNATS(ctx, string(s.cfg.NATSURL), s.cfg.DataDir, "deployment "+s.cfg.Instance, s.log); err != nil {
+	if s.nats, err = svc.StartNATS(ctx, s.cfg.NATSURL.Reveal(), s.cfg.DataDir, "deployment "+s.cfg.Instance, s.log); err != nil {
 		return err
 	}
 	s.closers = append(s.closers, s.nats.Shutdown)
@@ -1350,12 +1350,12 @@ func (s *Service) newMetrics() error {
 // openAudit continues the audit trail in the data dir.
 func (s *Service) openAudit() error {
 	path := filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl")
-	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey, RotateBytes: svc.AuditFileBytes})
+	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey.Reveal(), RotateBytes: svc.AuditFileBytes})
 	if err != nil {
 		return fmt.Errorf("audit trail: %w", err)
 	}
 	s.audit = audit
-	s.log.Info("audit trail opened", "path", state.File, "lines", state.Lines, "keyed", len(s.cfg.AuditKey) > 0)
+	s.log.Info("audit trail opened", "path", state.File, "lines", state.Lines, "keyed", s.cfg.AuditKey.IsSet())
 	return nil
 }
 

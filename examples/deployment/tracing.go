@@ -18,7 +18,7 @@ import (
 // message headers, and the pipeline, each policy, each stage and each
 // failed analysis add their spans.
 func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
-	return svc.Tracing{Service: "deployment", Instance: cfg.Instance, Endpoint: string(cfg.OTLPEndpoint), Processor: cfg.TraceProcessor}.TracerProvider()
+	return svc.Tracing{Service: "deployment", Instance: cfg.Instance, Endpoint: cfg.OTLPEndpoint.Reveal(), Processor: cfg.TraceProcessor}.TracerProvider()
 }
 
 // deploymentAttrs are the attributes every span of a deployment carries.

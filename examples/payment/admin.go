@@ -18,7 +18,7 @@ const adminRealm = "payment admin"
 // httpapi.Tokens.RequireAdmin); every refusal is counted in
 // payment_invalid_requests_total.
 func (s *Service) requireAdmin(h http.Handler) http.Handler {
-	t := httpapi.Tokens{Admin: string(s.cfg.AdminToken), Realm: adminRealm}
+	t := httpapi.Tokens{Admin: s.cfg.AdminToken.Reveal(), Realm: adminRealm}
 	return t.RequireAdmin(h, func(_ *http.Request, e *httpapi.Error) {
 		s.badRequests.WithLabelValues(strconv.Itoa(e.Status)).Inc()
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kanban"
 )
 
@@ -51,7 +52,7 @@ func queueLink(t *testing.T, ts *testService, auth ...string) string {
 func TestAdminTokenAsBearerOrBasic(t *testing.T) {
 	const admin = "admin-token-0123456789"
 	cfg := testConfig(t)
-	cfg.APIToken, cfg.AdminToken = "api-token-0123456789", admin
+	cfg.APIToken, cfg.AdminToken = svc.NewSecret("api-token-0123456789"), svc.NewSecret(admin)
 	ts := startService(t, cfg)
 
 	link := queueLink(t, ts, "Authorization", basicAuth("ops", admin))
@@ -76,7 +77,7 @@ func TestAdminTokenAsBearerOrBasic(t *testing.T) {
 		for name, auth := range map[string]string{
 			"none":                  "",
 			"wrong bearer":          "Bearer wrong-token-0123456789",
-			"the API token":         "Bearer " + string(cfg.APIToken),
+			"the API token":         "Bearer " + cfg.APIToken.Reveal(),
 			"wrong basic":           basicAuth("ops", "wrong-token-0123456789"),
 			"the token as the user": basicAuth(admin, ""),
 			"another scheme":        "Token " + admin,
@@ -134,7 +135,7 @@ func TestNoAdminTokenNoAdminRoutes(t *testing.T) {
 func TestQueueRouteErrorsAreJSON(t *testing.T) {
 	const admin = "admin-token-0123456789"
 	cfg := testConfig(t)
-	cfg.AdminToken = admin
+	cfg.AdminToken = svc.NewSecret(admin)
 	ts := startService(t, cfg)
 	auth := []string{"Authorization", "Bearer " + admin}
 
@@ -164,7 +165,7 @@ func TestQueueRouteErrorsAreJSON(t *testing.T) {
 func TestBoardRouteErrorsAreJSON(t *testing.T) {
 	const admin = "admin-token-0123456789"
 	cfg := testConfig(t)
-	cfg.AdminToken = admin
+	cfg.AdminToken = svc.NewSecret(admin)
 	ts := startService(t, cfg)
 	auth := []string{"Authorization", "Bearer " + admin}
 
@@ -199,7 +200,7 @@ func TestBoardRouteErrorsAreJSON(t *testing.T) {
 func TestGatewayAdminRefusesBadSettings(t *testing.T) {
 	const admin = "admin-token-0123456789"
 	cfg := testConfig(t)
-	cfg.AdminToken = admin
+	cfg.AdminToken = svc.NewSecret(admin)
 	ts := startService(t, cfg)
 	auth := []string{"Authorization", "Bearer " + admin}
 	require.Equal(t, http.StatusOK, ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 0.25, "latency_ms": 5}`, auth...).Code)
@@ -239,7 +240,7 @@ func TestGatewayAdminRefusesBadSettings(t *testing.T) {
 func TestGatewayAdminKeepsConcurrentChanges(t *testing.T) {
 	const admin = "admin-token-0123456789"
 	cfg := testConfig(t)
-	cfg.AdminToken = admin
+	cfg.AdminToken = svc.NewSecret(admin)
 	ts := startService(t, cfg)
 	h := ts.http.Config.Handler
 	post := func(body string) int {
@@ -289,7 +290,7 @@ func TestGatewayAdminKeepsConcurrentChanges(t *testing.T) {
 // payments' personal data.
 func TestBoardWithoutAdminTokenHidesDeadLetters(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.APIToken = "api-token-0123456789"
+	cfg.APIToken = svc.NewSecret("api-token-0123456789")
 	ts := startService(t, cfg)
 	require.NoError(t, ts.queue.Publish(context.Background(), kanban.Message[Confirmation]{
 		ID: "txn_forged", Key: "cust_private", Payload: Confirmation{TransactionID: "txn_other"}}))

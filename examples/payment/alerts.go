@@ -79,8 +79,8 @@ const maxBoardStreams = 32
 // and starts evaluating.
 func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 	notifiers := []andon.Notifier{andon.SlogNotifier(s.log)}
-	if s.cfg.Alertmanager != "" {
-		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: string(s.cfg.Alertmanager)})
+	if s.cfg.Alertmanager.IsSet() {
+		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: s.cfg.Alertmanager.Reveal()})
 		if err != nil {
 			return err
 		}
@@ -100,7 +100,7 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 		return err
 	}
 	queues := []andon.Panel{s.queueOps.QueuePanel(kanbanhttp.PanelOptions{})}
-	if s.cfg.AdminToken == "" {
+	if !s.cfg.AdminToken.IsSet() {
 		// The board is open to whoever reaches the service, and the
 		// dead letters are not: their IDs and keys are transactions and
 		// customers, and their reasons name transactions. The queue's
@@ -121,7 +121,7 @@ func (s *Service) startAlerts(ctx context.Context, generatorURL string) error {
 		Prefix: "/andon", Title: "Payments",
 		Lines: []andon.Line{s.line}, Breakers: []andon.Breaker{s.breaker},
 		// The cord stops every payment: only with an admin token to guard it.
-		AllowCord: s.cfg.AdminToken != "",
+		AllowCord: s.cfg.AdminToken.IsSet(),
 		Logger:    s.log,
 		// At most this many live pages (beyond, 503 and the page polls);
 		// a page that stops reading is dropped after the write timeout.

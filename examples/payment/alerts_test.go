@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/internal/servers"
 )
 
@@ -174,7 +175,7 @@ func TestPrintedRulesPassPromtool(t *testing.T) {
 
 func TestBoardNeedsTheAdminToken(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.AdminToken = "admin"
+	cfg.AdminToken = svc.NewSecret("admin")
 	ts := startService(t, cfg)
 	r := ts.do(t, http.MethodGet, "/andon/api/state", nil)
 	assert.Equal(t, http.StatusUnauthorized, r.Code)

@@ -871,7 +871,7 @@ func (s *Service) handleGatewayAdmin(w http.ResponseWriter, r *http.Request) {
 // API. Without one the board was made read-only (no cord) and is served
 // as the rest of the service: on loopback unless an API token is set.
 func (s *Service) boardHandler() http.Handler {
-	if s.cfg.AdminToken == "" {
+	if !s.cfg.AdminToken.IsSet() {
 		return s.board
 	}
 	return s.requireAdmin(s.board)

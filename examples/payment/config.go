@@ -213,7 +213,7 @@ func (c *Config) validate() error {
 	if c.NATSReplicas != 1 && c.NATSReplicas != 3 && c.NATSReplicas != 5 {
 		errs = append(errs, fmt.Errorf("-nats-replicas %d is not 1, 3 or 5", c.NATSReplicas))
 	} else {
-		check(c.NATSReplicas == 1 || c.NATSURL != "", "-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas)
+		check(c.NATSReplicas == 1 || c.NATSURL.IsSet(), "-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas)
 	}
 	check(c.DataDir != "", "-data-dir is empty: give the directory of the embedded NATS store and the audit trail")
 	// The instance names the audit trail's file and is the first part of
@@ -222,7 +222,7 @@ func (c *Config) validate() error {
 	check(c.DebugAddr == "" || httpapi.IsLoopback(c.DebugAddr), "-debug-addr %s listens beyond loopback: the profiles it serves are open to anyone who reaches the port; listen on 127.0.0.1 (or localhost), and reach it through SSH or kubectl port-forward", c.DebugAddr)
 	check(c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be nats or memory", c.Idempotency)
 	check(c.CustomerState == "auto" || c.CustomerState == "memory" || c.CustomerState == "redis" || c.CustomerState == "nats", "-customer-state %q must be auto, memory, redis or nats", c.CustomerState)
-	check(c.CustomerState != "redis" || c.RedisURL != "", "-customer-state redis needs -redis-url")
+	check(c.CustomerState != "redis" || c.RedisURL.IsSet(), "-customer-state redis needs -redis-url")
 	check(c.GatewayFail >= 0 && c.GatewayFail <= 1, "-gateway-failure-rate %v is outside [0, 1]", c.GatewayFail)
 	check(c.GatewayDelay >= 0 && c.GatewayDelay <= time.Minute, "-gateway-latency %v is outside [0, 1m]", c.GatewayDelay)
 	check(c.BreakerOpen >= 100*time.Millisecond && c.BreakerOpen <= time.Hour, "-breaker-open %v is outside [100ms, 1h]", c.BreakerOpen)

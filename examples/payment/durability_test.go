@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
@@ -177,7 +178,7 @@ func TestChargesAdmittedWhileConfirmingLagsAreConfirmed(t *testing.T) {
 func TestDeadLetteredConfirmationIsRedriven(t *testing.T) {
 	const admin = "admin-token-0123456789"
 	cfg := testConfig(t)
-	cfg.AdminToken = admin
+	cfg.AdminToken = svc.NewSecret(admin)
 	ts := startService(t, cfg)
 	ts.stop()
 	ts.consumer.Wait()

@@ -154,9 +154,9 @@ func TestIdempotencyKeysPerPrincipal(t *testing.T) {
 	t.Cleanup(func() { stopNATS(t, natsSrv) })
 	replica := func(name, token string) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
+		cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
 		cfg.Instance = name
-		cfg.APIToken = svc.Secret(token)
+		cfg.APIToken = svc.NewSecret(token)
 		return startService(t, cfg)
 	}
 	a, b, a2 := replica("a", "token-a"), replica("b", "token-b"), replica("a2", "token-a")
@@ -604,7 +604,7 @@ func TestIdempotencyTakeoverRefusedRunsAtOnceOnAReplicaWhoseClockIsBehind(t *tes
 	t.Cleanup(func() { stopNATS(t, natsSrv) })
 	replica := func(name string, clock *manualClock) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
+		cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
 		cfg.Instance = name
 		cfg.Clock = clock
 		return startService(t, cfg)

@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	base := "http://" + svc.PublicHostPort(ln.Addr().String())
 	log.Info("payment service ready",
 		"api", base+"/payment", "metrics", base+"/metrics", "andon", base+"/andon/", "kaizen", base+"/kaizen",
-		"nats", service.NATSLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken != "", "admin_token", cfg.AdminToken != "")
+		"nats", service.NATSLocation(), "data_dir", cfg.DataDir, "api_token", cfg.APIToken.IsSet(), "admin_token", cfg.AdminToken.IsSet())
 
 	if cfg.DebugAddr != "" {
 		// Sample contention too, for /debug/pprof/block and /mutex.

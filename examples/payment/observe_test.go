@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kaizen"
 )
 
@@ -286,7 +287,7 @@ func TestSpanNamesAndResource(t *testing.T) {
 func TestAuditTrailContinuesAcrossRestarts(t *testing.T) {
 	cfg := testConfig(t)
 	key := []byte("0123456789abcdef0123")
-	cfg.AuditKey = key
+	cfg.AuditKey = svc.NewSecretBytes(key)
 	run := func(customers ...string) {
 		t.Helper()
 		svc, err := NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -46,8 +46,8 @@ func TestTwoReplicasShareLimitsAndIdempotency(t *testing.T) {
 	clock := newManualClock()
 	replica := func(name string) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
-		cfg.RedisURL = svc.URL(redisSrv.URL())
+		cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
+		cfg.RedisURL = svc.NewURL(redisSrv.URL())
 		cfg.Instance = name
 		cfg.Clock = clock
 		return startService(t, cfg)
@@ -125,7 +125,7 @@ func TestNATSRestartLosesNoConfirmation(t *testing.T) {
 	t.Cleanup(func() { stopNATS(t, current.Load()) })
 
 	cfg := testConfig(t)
-	cfg.NATSURL = svc.URL(natsSrv.ClientURL())
+	cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
 	cfg.RequestTimeout = 6 * time.Second // a commit waits 2 s for NATS at most
 	ts := startService(t, cfg)
 
@@ -198,7 +198,7 @@ func TestReplicasShareFraudStateThroughNATS(t *testing.T) {
 	clock := newManualClock()
 	replica := func(name string) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
+		cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
 		cfg.Instance = name
 		cfg.Clock = clock
 		cfg.CustomerLimit = 1000 // the velocity rule, not the limiter, is under test
@@ -244,7 +244,7 @@ func TestReplicaDoesNotTakeOverAPaymentBeingStored(t *testing.T) {
 	clock := newManualClock()
 	replica := func(name string) *testService {
 		cfg := testConfig(t)
-		cfg.NATSURL = svc.URL(natsSrv.ClientURL())
+		cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
 		cfg.Instance = name
 		cfg.Clock = clock
 		cfg.RequestTimeout = 3 * time.Second // a commit waits 1 s

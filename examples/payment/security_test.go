@@ -57,7 +57,7 @@ func TestSecureDefaults(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("from-a-file\n"), 0o600))
 	c, err = parseConfig([]string{"-data-dir", dir}, env("API_TOKEN", "api", "ADMIN_TOKEN_FILE", file))
 	require.NoError(t, err)
-	assert.Equal(t, "from-a-file", string(c.AdminToken))
+	assert.Equal(t, "from-a-file", c.AdminToken.Reveal())
 	_, err = parseConfig([]string{"-data-dir", dir, "-admin-token", "x", "-admin-token-file", file}, env())
 	assert.ErrorContains(t, err, "both set")
 
@@ -68,7 +68,7 @@ func TestSecureDefaults(t *testing.T) {
 
 func TestTokensGuardTheAPIAndTheAdmin(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.APIToken, cfg.AdminToken = "api-token", "admin-token"
+	cfg.APIToken, cfg.AdminToken = svc.NewSecret("api-token"), svc.NewSecret("admin-token")
 	ts := startService(t, cfg)
 	api := []string{"Authorization", "bearer api-token"} // the scheme in any case
 	admin := []string{"Authorization", "Bearer admin-token"}

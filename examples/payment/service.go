@@ -165,8 +165,8 @@ func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, er
 func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir.Lock) (*Service, error) {
 	s := &Service{cfg: cfg, log: log, lock: lock, owner: cfg.Instance + "/" + tai.NewID()[:12], maxFrees: maxBackgroundFrees}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
-	if cfg.APIToken != "" {
-		sum := sha256.Sum256([]byte("payment idempotency scope\x00" + cfg.APIToken))
+	if cfg.APIToken.IsSet() {
+		sum := sha256.Sum256([]byte("payment idempotency scope\x00" + cfg.APIToken.Reveal()))
 		s.scope = hex.EncodeToString(sum[:8]) + ":"
 	}
 	ok := false
@@ -213,7 +213,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 
 func (s *Service) connectNATS(ctx context.Context) error {
 	var err error
-	if s.nats, err = svc.StartNATS(ctx, string(s.cfg.NATSURL), s.cfg.DataDir, "payment "+s.cfg.Instance, s.log); err != nil {
+	if s.nats, err = svc.StartNATS(ctx, s.cfg.NATSURL.Reveal(), s.cfg.DataDir, "payment "+s.cfg.Instance, s.log); err != nil {
 		return err
 	}
 	s.closers = append(s.closers, s.nats.Shutdown)
@@ -270,13 +270,13 @@ func (s *Service) openRecords(ctx context.Context) error {
 }
 
 func (s *Service) connectRedis(ctx context.Context) error {
-	if s.cfg.RedisURL == "" {
+	if !s.cfg.RedisURL.IsSet() {
 		return nil
 	}
-	opts, err := redis.ParseURL(string(s.cfg.RedisURL))
+	opts, err := redis.ParseURL(s.cfg.RedisURL.Reveal())
 	if err != nil {
 		// The error may quote the URL, password and all.
-		return fmt.Errorf("-redis-url %s is not a Redis URL", svc.RedactURL(string(s.cfg.RedisURL)))
+		return fmt.Errorf("-redis-url %s is not a Redis URL", svc.RedactURL(s.cfg.RedisURL.Reveal()))
 	}
 	// Every call is given a deadline of its own: the client ends it there
 	// (go-redis waits for its own read timeout otherwise).
@@ -285,7 +285,7 @@ func (s *Service) connectRedis(ctx context.Context) error {
 	rdb := s.rdb
 	s.closers = append(s.closers, func(context.Context) error { return rdb.Close() })
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis %s: %w", svc.RedactURL(string(s.cfg.RedisURL)), err)
+		return fmt.Errorf("redis %s: %w", svc.RedactURL(s.cfg.RedisURL.Reveal()), err)
 	}
 	return nil
 }
@@ -406,12 +406,12 @@ func (s *Service) measure() error {
 	// start checks one file of bounded size. A trail that fails its check
 	// stops the start, and the file is left as it is for inspection.
 	path := filepath.Join(s.cfg.DataDir, "audit-"+s.cfg.Instance+".jsonl")
-	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey, RotateBytes: svc.AuditFileBytes, Redact: s.cfg.auditWrite})
+	audit, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{Logger: s.log, Key: s.cfg.AuditKey.Reveal(), RotateBytes: svc.AuditFileBytes, Redact: s.cfg.auditWrite})
 	if err != nil {
 		return fmt.Errorf("audit trail: %w", err)
 	}
 	s.audit = audit
-	s.log.Info("audit trail opened", "path", state.File, "lines", state.Lines, "cut_bytes", state.Cut, "keyed", len(s.cfg.AuditKey) > 0)
+	s.log.Info("audit trail opened", "path", state.File, "lines", state.Lines, "cut_bytes", state.Cut, "keyed", s.cfg.AuditKey.IsSet())
 	return nil
 }
 
@@ -650,7 +650,7 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		// request without the token itself; Authorize keeps them closed
 		// to a request that reaches them any other way.
 		Authorize: func(r *http.Request) error {
-			if !httpapi.MatchesAdmin(r, string(s.cfg.AdminToken)) {
+			if !httpapi.MatchesAdmin(r, s.cfg.AdminToken.Reveal()) {
 				return errors.New("the queues need the admin token")
 			}
 			return nil

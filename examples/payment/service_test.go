@@ -350,7 +350,7 @@ func TestIdempotencyConcurrentChargesOnce(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.APIToken = "secret-token"
+	cfg.APIToken = svc.NewSecret("secret-token")
 	ts := startService(t, cfg)
 	auth := []string{"Authorization", "Bearer secret-token"}
 	valid := `{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": "m"}`
@@ -407,7 +407,7 @@ func TestBadInput(t *testing.T) {
 
 func TestAdminGateway(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.AdminToken = "admin"
+	cfg.AdminToken = svc.NewSecret("admin")
 	ts := startService(t, cfg)
 	assert.Equal(t, http.StatusUnauthorized, ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 1}`).Code)
 	r := ts.do(t, http.MethodPost, "/admin/gateway", `{"failure_rate": 0.5, "latency_ms": 3}`, "Authorization", "Bearer admin")
@@ -512,7 +512,7 @@ func TestReviewBand(t *testing.T) {
 func TestConfirmationDeadLettersThroughTheAdminAPI(t *testing.T) {
 	const admin = "admin-token-0123456789"
 	cfg := testConfig(t)
-	cfg.AdminToken = admin
+	cfg.AdminToken = svc.NewSecret(admin)
 	ts := startService(t, cfg)
 	auth := []string{"Authorization", "Bearer " + admin}
 	require.NoError(t, ts.queue.Publish(context.Background(), kanban.Message[Confirmation]{
@@ -567,7 +567,7 @@ func TestNotReadyWithoutJetStream(t *testing.T) {
 	natsSrv := startNATS(t, t.TempDir(), 0)
 	t.Cleanup(func() { stopNATS(t, natsSrv) })
 	cfg := testConfig(t)
-	cfg.NATSURL = svc.URL(natsSrv.ClientURL())
+	cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
 	svc, err := NewService(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	srv := httptest.NewServer(svc.Handler())

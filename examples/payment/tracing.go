@@ -17,11 +17,11 @@ func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
 	ratio := cfg.TraceSample
 	if ratio < 0 {
 		ratio = 0
-		if cfg.OTLPEndpoint != "" || cfg.TraceProcessor != nil {
+		if cfg.OTLPEndpoint.IsSet() || cfg.TraceProcessor != nil {
 			ratio = 1
 		}
 	}
-	return svc.Tracing{Service: "payment", Instance: cfg.Instance, Endpoint: string(cfg.OTLPEndpoint), Processor: cfg.TraceProcessor,
+	return svc.Tracing{Service: "payment", Instance: cfg.Instance, Endpoint: cfg.OTLPEndpoint.Reveal(), Processor: cfg.TraceProcessor,
 		Sampler: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))}.TracerProvider()
 }
 

@@ -116,40 +116,108 @@ const Redacted = "REDACTED"
 
 // Secret is a token: it prints (with any verb), logs (with any slog
 // handler) and marshals (JSON, text) as Redacted when set, and as "" when
-// not. Its value is string(s).
-type Secret string
+// not. NewSecret makes one, Reveal returns its value; the zero Secret is
+// not set.
+//
+// Its value is kept behind a pointer: where fmt prints a Secret without
+// calling its methods — with %p or another verb a struct does not take,
+// or in a field fmt cannot call them on (one not exported, or any field
+// of a struct held in one) — it shows an address, not the value. It is
+// not comparable (== would compare where values are kept, not the
+// values), so it cannot be a map key either, where encoding/json would
+// write a string as it is.
+type Secret struct {
+	_ [0]func()
+	v *string
+}
+
+// NewSecret returns a Secret holding v; "" is a Secret not set.
+func NewSecret(v string) Secret { return Secret{v: &v} }
+
+// Reveal returns s's value, "" when s is not set.
+func (s Secret) Reveal() string {
+	if s.v == nil {
+		return ""
+	}
+	return *s.v
+}
+
+// IsSet reports whether s holds a value other than "".
+func (s Secret) IsSet() bool { return s.Reveal() != "" }
 
 // Format writes s redacted, quoted for %q and %#v.
-func (s Secret) Format(f fmt.State, verb rune) { formatRedacted(f, verb, s != "") }
+func (s Secret) Format(f fmt.State, verb rune) { formatRedacted(f, verb, s.IsSet()) }
 
 // LogValue is s redacted.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(redact(s != "")) }
+func (s Secret) LogValue() slog.Value { return slog.StringValue(redact(s.IsSet())) }
 
 // MarshalText is s redacted, for encoding/json and the like.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(redact(s != "")), nil }
+func (s Secret) MarshalText() ([]byte, error) { return []byte(redact(s.IsSet())), nil }
 
 // SecretBytes is a key of bytes, printed, logged and marshalled as a
-// Secret is.
-type SecretBytes []byte
+// Secret is, and kept behind a pointer as a Secret is. NewSecretBytes
+// makes one, Reveal returns its bytes; the zero SecretBytes is not set.
+type SecretBytes struct {
+	_ [0]func()
+	// A string, not a []byte: fmt prints a pointer to a slice, as it
+	// prints one to a struct, with what it points to.
+	b *string
+}
+
+// NewSecretBytes returns a SecretBytes holding a copy of b; empty is a
+// SecretBytes not set.
+func NewSecretBytes(b []byte) SecretBytes {
+	v := string(b)
+	return SecretBytes{b: &v}
+}
+
+// Reveal returns a copy of k's bytes, nil when k is not set.
+func (k SecretBytes) Reveal() []byte {
+	if k.b == nil || *k.b == "" {
+		return nil
+	}
+	return []byte(*k.b)
+}
+
+// IsSet reports whether k holds at least one byte.
+func (k SecretBytes) IsSet() bool { return k.b != nil && *k.b != "" }
 
 // Format writes k redacted, quoted for %q and %#v.
-func (k SecretBytes) Format(f fmt.State, verb rune) { formatRedacted(f, verb, len(k) > 0) }
+func (k SecretBytes) Format(f fmt.State, verb rune) { formatRedacted(f, verb, k.IsSet()) }
 
 // LogValue is k redacted.
-func (k SecretBytes) LogValue() slog.Value { return slog.StringValue(redact(len(k) > 0)) }
+func (k SecretBytes) LogValue() slog.Value { return slog.StringValue(redact(k.IsSet())) }
 
 // MarshalText is k redacted, for encoding/json and the like.
-func (k SecretBytes) MarshalText() ([]byte, error) { return []byte(redact(len(k) > 0)), nil }
+func (k SecretBytes) MarshalText() ([]byte, error) { return []byte(redact(k.IsSet())), nil }
 
 // URL is the URL of a server a service uses (or NATS's comma-separated
 // list of them), which may carry a password or a token: it prints (with
-// any verb), logs and marshals with them redacted, as RedactURL does. Its
-// value is string(u).
-type URL string
+// any verb), logs and marshals with them redacted, as RedactURL does.
+// NewURL makes one, Reveal returns it whole; the zero URL is "". Its value
+// is kept behind a pointer, and it is not comparable, as a Secret's is.
+type URL struct {
+	_ [0]func()
+	v *string
+}
+
+// NewURL returns a URL holding v.
+func NewURL(v string) URL { return URL{v: &v} }
+
+// Reveal returns u whole, credentials and all, "" for the zero URL.
+func (u URL) Reveal() string {
+	if u.v == nil {
+		return ""
+	}
+	return *u.v
+}
+
+// IsSet reports whether u is not "".
+func (u URL) IsSet() bool { return u.Reveal() != "" }
 
 // Format writes u redacted, quoted for %q and %#v.
 func (u URL) Format(f fmt.State, verb rune) {
-	out := RedactURL(string(u))
+	out := RedactURL(u.Reveal())
 	if verb == 'q' || verb == 'v' && f.Flag('#') {
 		out = strconv.Quote(out)
 	}
@@ -157,10 +225,10 @@ func (u URL) Format(f fmt.State, verb rune) {
 }
 
 // LogValue is u redacted.
-func (u URL) LogValue() slog.Value { return slog.StringValue(RedactURL(string(u))) }
+func (u URL) LogValue() slog.Value { return slog.StringValue(RedactURL(u.Reveal())) }
 
 // MarshalText is u redacted, for encoding/json and the like.
-func (u URL) MarshalText() ([]byte, error) { return []byte(RedactURL(string(u))), nil }
+func (u URL) MarshalText() ([]byte, error) { return []byte(RedactURL(u.Reveal())), nil }
 
 // redact returns Redacted for a secret that is set, "" for one that is not.
 func redact(set bool) string {
@@ -180,7 +248,7 @@ func formatRedacted(f fmt.State, verb rune, set bool) {
 
 // Tokens are s's tokens, for httpapi's guards.
 func (s *Serving) Tokens() httpapi.Tokens {
-	return httpapi.Tokens{API: string(s.APIToken), Admin: string(s.AdminToken)}
+	return httpapi.Tokens{API: s.APIToken.Reveal(), Admin: s.AdminToken.Reveal()}
 }
 
 // Usage says what a service's tokens guard, for its flags' help.
@@ -214,22 +282,22 @@ func (s *Serving) Finish() error {
 		v    *Secret
 		file string
 	}{{"api-token", &s.APIToken, s.apiTokenFile}, {"admin-token", &s.AdminToken, s.adminTokenFile}} {
-		v, err := httpapi.ReadToken(tok.name, string(*tok.v), tok.file)
+		v, err := httpapi.ReadToken(tok.name, tok.v.Reveal(), tok.file)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		*tok.v = Secret(v)
+		*tok.v = NewSecret(v)
 	}
 	if s.auditKeyFile != "" {
 		if key, err := kaizen.ReadAuditKeyFile(s.auditKeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("-audit-key-file: %w", err))
 		} else {
-			s.AuditKey = key
+			s.AuditKey = NewSecretBytes(key)
 		}
 	}
 	if s.Addr == "" {
 		s.Addr = fmt.Sprintf("127.0.0.1:%d", s.port)
-		if s.APIToken != "" {
+		if s.APIToken.IsSet() {
 			s.Addr = fmt.Sprintf(":%d", s.port)
 		}
 	}
@@ -246,7 +314,7 @@ func (s *Serving) Finish() error {
 	}
 	if _, port, err := net.SplitHostPort(s.Addr); err != nil || port == "" {
 		errs = append(errs, fmt.Errorf("-addr %q is not host:port (127.0.0.1:%d, or :%d for every interface)", s.Addr, s.port, s.port))
-	} else if s.APIToken == "" && !httpapi.IsLoopback(s.Addr) {
+	} else if !s.APIToken.IsSet() && !httpapi.IsLoopback(s.Addr) {
 		errs = append(errs, fmt.Errorf("-addr %s listens beyond loopback without -api-token: anyone who reaches the port could call the API; set -api-token (or -api-token-file), or listen on 127.0.0.1", s.Addr))
 	}
 	if err := s.Tokens().Validate(); err != nil {

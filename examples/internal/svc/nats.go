@@ -22,7 +22,7 @@ import (
 // listens on no port, so nothing outside the process can reach it.
 type NATS struct {
 	embedded *natsembed.Server
-	url      string
+	url      URL // kept as a URL, so that a NATS printed as it is shows no credentials
 	opts     []nats.Option
 }
 
@@ -30,7 +30,7 @@ type NATS struct {
 // empty, or uses the server at url. Its connections carry name, reconnect
 // for ever (a NATS restart must lose nothing) and report to log.
 func StartNATS(ctx context.Context, url, dataDir, name string, log *slog.Logger) (*NATS, error) {
-	n := &NATS{url: url, opts: []nats.Option{
+	n := &NATS{url: NewURL(url), opts: []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100 * time.Millisecond),
@@ -73,7 +73,7 @@ func (n *NATS) Connect() (*nats.Conn, error) {
 	if n.embedded != nil {
 		nc, err = n.embedded.Connect(n.opts...)
 	} else {
-		nc, err = nats.Connect(n.url, n.opts...)
+		nc, err = nats.Connect(n.url.Reveal(), n.opts...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("NATS %s: %w", n.Location(), err)
@@ -89,7 +89,7 @@ func (n *NATS) Location() string {
 	if n.embedded != nil {
 		return "embedded (in-process)"
 	}
-	return RedactURL(n.url)
+	return RedactURL(n.url.Reveal())
 }
 
 // Format prints n, for every verb, as Location names it: fmt would print

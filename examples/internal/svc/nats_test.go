@@ -103,6 +103,12 @@ func TestNATSPrintedHidesTheURLsSecret(t *testing.T) {
 		assert.NotContains(t, printed, secret, verb)
 		assert.Contains(t, printed, n.Location(), verb)
 	}
+	// A copy, held where fmt prints it as it is kept (a field not
+	// exported), shows no URL either.
+	held := struct{ n svc.NATS }{*n}
+	for _, verb := range append([]string{"%v", "%+v", "%#v"}, rawVerbs...) {
+		assert.NotContains(t, fmt.Sprintf(verb, held), secret, verb)
+	}
 }
 
 // TestStoreRoomHint: JetStream's refusal to set aside a store's byte

@@ -2,12 +2,15 @@ package svc_test
 
 import (
 	"bytes"
+	"encoding/gob"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -35,7 +38,7 @@ func TestServingPrintedHidesItsSecrets(t *testing.T) {
 	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
 	s, err := parse(t, map[string]string{"API_TOKEN": api, "ADMIN_TOKEN": admin}, "-audit-key-file", keyFile, "-allowed-hosts", "pay.example")
 	require.NoError(t, err)
-	require.Equal(t, key, string(s.AuditKey))
+	require.Equal(t, key, string(s.AuditKey.Reveal()))
 
 	var logs bytes.Buffer
 	slog.New(slog.NewTextHandler(&logs, nil)).Info("serving", "s", s, "p", &s)
@@ -54,16 +57,16 @@ func TestServingPrintedHidesItsSecrets(t *testing.T) {
 		NATSURL svc.URL
 	}
 	const natsURL = "nats://svc:pw-s3cret-42@nats.example:4222"
-	printed["embedded"] = fmt.Sprintf("%+v", config{s, natsURL})
+	printed["embedded"] = fmt.Sprintf("%+v", config{s, svc.NewURL(natsURL)})
 	printed["embedded, JSON"] = func() string {
-		b, err := json.Marshal(config{s, natsURL})
+		b, err := json.Marshal(config{s, svc.NewURL(natsURL)})
 		require.NoError(t, err)
 		return string(b)
 	}()
 	printed["embedded, logged"] = func() string {
 		var b bytes.Buffer
-		slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "c", config{s, natsURL}, "url", svc.URL(natsURL))
-		slog.New(slog.NewTextHandler(&b, nil)).Info("config", "c", config{s, natsURL}, "url", svc.URL(natsURL))
+		slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "c", config{s, svc.NewURL(natsURL)}, "url", svc.NewURL(natsURL))
+		slog.New(slog.NewTextHandler(&b, nil)).Info("config", "c", config{s, svc.NewURL(natsURL)}, "url", svc.NewURL(natsURL))
 		return b.String()
 	}()
 	printed["Sprintln"] = fmt.Sprintln(&s)
@@ -86,4 +89,78 @@ func TestServingPrintedHidesItsSecrets(t *testing.T) {
 
 	var unset svc.Serving
 	assert.NotContains(t, fmt.Sprintf("%+v", unset), "REDACTED", "no secret set, none is shown as hidden")
+}
+
+// rawVerbs are formats fmt prints without calling a value's Format: %p
+// of a value that is not a pointer, and a verb a struct does not take,
+// print it as it is kept. Held in a variable, as vet would refuse them.
+var rawVerbs = []string{"%p", "%!", "%z"}
+
+// A secret printed where fmt does not call its methods — %p, a bad verb,
+// a field not exported (a configuration held by a service in one), a
+// field of a struct held in one — shows an address, not the value; held
+// in an interface, any verb and encoding redacts it; and none can be a
+// map key, which encoding/json writes as it is.
+func TestSecretsPrintedRawShowNoValue(t *testing.T) {
+	const api, key, pw = "api-s3cret-0123456789", "key-s3cret-0123456789", "pw-s3cret-42"
+	tok, kb, u := svc.NewSecret(api), svc.NewSecretBytes([]byte(key)), svc.NewURL("nats://svc:"+pw+"@nats.example:4222")
+	s := svc.Serving{Addr: ":1", APIToken: tok, AdminToken: tok, AuditKey: kb}
+	type config struct {
+		svc.Serving
+		NATSURL svc.URL
+	}
+	type service struct {
+		cfg config
+		tok svc.Secret
+		key svc.SecretBytes
+		url svc.URL
+	}
+	values := map[string]any{"Secret": tok, "SecretBytes": kb, "URL": u, "Serving": s,
+		"unexported": service{config{s, u}, tok, kb, u}, "pointer to unexported": &service{config{s, u}, tok, kb, u},
+		"anonymous": struct {
+			s svc.Secret
+			k svc.SecretBytes
+			u svc.URL
+		}{tok, kb, u}}
+	printed := map[string]string{}
+	for name, v := range values {
+		for _, verb := range append([]string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"}, rawVerbs...) {
+			printed[name+" "+verb] = fmt.Sprintf(verb, v)
+		}
+		var logs bytes.Buffer
+		slog.New(slog.NewTextHandler(&logs, nil)).Info("v", "v", v)
+		slog.New(slog.NewJSONHandler(&logs, nil)).Info("v", "v", v)
+		printed[name+" logged"] = logs.String()
+		b, _ := json.Marshal(v)
+		printed[name+" JSON"] = string(b)
+		b, _ = xml.Marshal(struct {
+			XMLName xml.Name `xml:"v"`
+			V       any
+		}{V: v})
+		printed[name+" XML"] = string(b)
+		var g bytes.Buffer
+		_ = gob.NewEncoder(&g).Encode(v)
+		printed[name+" gob"] = g.String()
+	}
+	for how, out := range printed {
+		for _, secret := range []string{api, key, pw} {
+			for _, form := range secretForms(secret) {
+				assert.NotContains(t, out, form, how)
+			}
+		}
+	}
+	assert.Equal(t, "REDACTED", printed["Secret %x"])
+	assert.Equal(t, `"REDACTED"`, printed["SecretBytes %q"])
+	assert.Equal(t, "nats://svc:xxxxx@nats.example:4222", printed["URL %x"])
+	for _, typ := range []reflect.Type{reflect.TypeFor[svc.Secret](), reflect.TypeFor[svc.SecretBytes](), reflect.TypeFor[svc.URL]()} {
+		assert.False(t, typ.Comparable(), "%s cannot be a map key", typ)
+	}
+
+	assert.Equal(t, api, tok.Reveal())
+	assert.Equal(t, key, string(kb.Reveal()))
+	assert.Equal(t, "nats://svc:"+pw+"@nats.example:4222", u.Reveal())
+	for _, unset := range []interface{ IsSet() bool }{svc.Secret{}, svc.NewSecret(""), svc.SecretBytes{}, svc.NewSecretBytes(nil), svc.URL{}, svc.NewURL("")} {
+		assert.False(t, unset.IsSet(), "%T", unset)
+		assert.Empty(t, fmt.Sprint(unset), "%T", unset)
+	}
 }

@@ -7,7 +7,8 @@ import "flag"
 // the default: it may be a token, and -h output lands in terminals, logs
 // and issue reports.
 func SecretVar(fs *flag.FlagSet, p *Secret, name, value, usage string) {
-	fs.StringVar((*string)(p), name, value, usage)
+	*p = Secret{v: new(string)}
+	fs.StringVar(p.v, name, value, usage)
 	fs.Lookup(name).DefValue = "" // what -h shows
 }
 
@@ -15,6 +16,7 @@ func SecretVar(fs *flag.FlagSet, p *Secret, name, value, usage string) {
 // list of them), value its default, as fs.StringVar does, but whose help
 // shows the default with passwords and tokens redacted, as RedactURL does.
 func URLVar(fs *flag.FlagSet, p *URL, name, value, usage string) {
-	fs.StringVar((*string)(p), name, value, usage)
+	*p = URL{v: new(string)}
+	fs.StringVar(p.v, name, value, usage)
 	fs.Lookup(name).DefValue = RedactURL(value)
 }

@@ -32,8 +32,8 @@ func TestHelpHidesSecrets(t *testing.T) {
 	assert.NotContains(t, help.String(), `-plain-url string`+"\n    \tnothing (default")
 
 	require.NoError(t, fs.Parse([]string{"-admin-token", "flag-admin"}))
-	assert.Equal(t, "api-sekrit-4711", string(s.APIToken), "the environment's, with no flag")
-	assert.Equal(t, "flag-admin", string(s.AdminToken), "the flag's")
-	assert.Equal(t, "nats://svc:pw-sekrit-42@nats.example:4222", string(nats))
-	assert.Empty(t, plain)
+	assert.Equal(t, "api-sekrit-4711", s.APIToken.Reveal(), "the environment's, with no flag")
+	assert.Equal(t, "flag-admin", s.AdminToken.Reveal(), "the flag's")
+	assert.Equal(t, "nats://svc:pw-sekrit-42@nats.example:4222", nats.Reveal())
+	assert.Empty(t, plain.Reveal())
 }

@@ -54,7 +54,7 @@ func TestServingDefaults(t *testing.T) {
 	s, err = parse(t, map[string]string{"API_TOKEN": "api-token-0123456789"})
 	require.NoError(t, err)
 	assert.Equal(t, ":3009", s.Addr, "a token: every interface")
-	assert.Equal(t, "api-token-0123456789", string(s.APIToken))
+	assert.Equal(t, "api-token-0123456789", s.APIToken.Reveal())
 
 	s, err = parse(t, nil, "-allowed-hosts", " pay.example , *")
 	require.NoError(t, err)
@@ -82,7 +82,7 @@ func TestServingRefusals(t *testing.T) {
 	}
 	s, err := parse(t, nil, "-audit-key-file", good)
 	require.NoError(t, err)
-	assert.Len(t, s.AuditKey, 32)
+	assert.Len(t, s.AuditKey.Reveal(), 32)
 }
 
 // An audit key file is read no further than a key can be long, as a
@@ -92,13 +92,13 @@ func TestServingRefusesAnAuditKeyFileHoldingMoreThanAKey(t *testing.T) {
 	require.NoError(t, os.WriteFile(big, bytes.Repeat([]byte("k"), 64<<10+1), 0o600))
 	s, err := parse(t, nil, "-audit-key-file", big)
 	assert.ErrorContains(t, err, "-audit-key-file: kaizen: audit key file "+big+" holds more than 65536 bytes")
-	assert.Zero(t, len(s.AuditKey), "no key is taken")
+	assert.Zero(t, len(s.AuditKey.Reveal()), "no key is taken")
 
 	most := filepath.Join(t.TempDir(), "most")
 	require.NoError(t, os.WriteFile(most, bytes.Repeat([]byte("k"), 64<<10), 0o600))
 	s, err = parse(t, nil, "-audit-key-file", most)
 	require.NoError(t, err)
-	assert.Len(t, s.AuditKey, 64<<10)
+	assert.Len(t, s.AuditKey.Reveal(), 64<<10)
 }
 
 // An -allowed-hosts entry that no Host header can match (a URL, a path, a
