@@ -386,3 +386,136 @@ func TestGoexitInTheRootSpanIsObserved(t *testing.T) {
 		})
 	}
 }
+
+// stageExitTracer opens stage spans whose End ends the goroutine with
+// runtime.Goexit when the stage failed, as a test's tracer asserting the
+// stage's error with require does; its root span counts its Ends.
+type stageExitTracer struct{ rootEnds *int }
+
+func (t stageExitTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == tai.StageSignal {
+		return ctx, rootCounter{t.rootEnds}
+	}
+	return ctx, exitOnErrorSpan{}
+}
+
+type rootCounter struct{ ends *int }
+
+func (s rootCounter) End(error)                    { *s.ends++ }
+func (s rootCounter) SpanContext() tai.SpanContext { return tai.SpanContext{} }
+
+type exitOnErrorSpan struct{}
+
+func (exitOnErrorSpan) End(err error) {
+	if err != nil {
+		runtime.Goexit()
+	}
+}
+
+func (exitOnErrorSpan) SpanContext() tai.SpanContext { return tai.SpanContext{} }
+
+// A stage span that ends the goroutine with runtime.Goexit while it is
+// ended with the panic of its stage does not keep the signal from being
+// finished: the root span ends, the observers see the signal failed with
+// the stage's panic, and the Goexit is logged.
+func TestGoexitInTheSpanOfAPanickedStageIsObserved(t *testing.T) {
+	for _, st := range []tai.Stage{tai.StageGate, tai.StagePolicy, tai.StageAction} {
+		t.Run(st.String(), func(t *testing.T) {
+			boom := func(at tai.Stage) {
+				if at == st {
+					panic("boom")
+				}
+			}
+			var recs []tai.Record
+			var buf bytes.Buffer
+			rootEnds := 0
+			p, err := tai.New(
+				tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+					boom(tai.StagePolicy)
+					return tai.Decision{Verdict: tai.Allow}, nil
+				}),
+				tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+					boom(tai.StageAction)
+					return 1, nil
+				}),
+				tai.WithGates(tai.GateFunc(func(context.Context, string) error {
+					boom(tai.StageGate)
+					return nil
+				})),
+				tai.WithTracer(stageExitTracer{&rootEnds}),
+				tai.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))),
+				tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
+			require.NoError(t, err)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = p.Process(context.Background(), sig())
+				t.Error("Process returned from a goroutine that ended")
+			}()
+			<-done
+			require.Len(t, recs, 1, "the observer sees the signal once")
+			assert.Equal(t, tai.Failed, recs[0].Outcome)
+			var pe *tai.PanicError
+			require.ErrorAs(t, recs[0].Err, &pe)
+			assert.Equal(t, "tai: panic in "+st.String()+": boom", pe.Error())
+			assert.Equal(t, 1, rootEnds, "the root span ends once")
+			assert.Contains(t, buf.String(), "tai: span End called runtime.Goexit", "the Goexit is logged")
+		})
+	}
+}
+
+// exitContextSpan ends its goroutine with runtime.Goexit in SpanContext,
+// and, with exitEnd, in End too; it counts its Ends.
+type exitContextSpan struct {
+	ends    *int
+	exitEnd bool
+}
+
+func (s exitContextSpan) End(error) {
+	*s.ends++
+	if s.exitEnd {
+		runtime.Goexit()
+	}
+}
+
+func (s exitContextSpan) SpanContext() tai.SpanContext {
+	runtime.Goexit()
+	return tai.SpanContext{}
+}
+
+type exitContextTracer struct{ span exitContextSpan }
+
+func (t exitContextTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == tai.StageSignal {
+		return ctx, t.span
+	}
+	return ctx, taitest.NopSpan{}
+}
+
+// A root span whose SpanContext ends the goroutine with runtime.Goexit is
+// still ended, once, and the signal observed once, even when its End ends
+// the goroutine too.
+func TestRootSpanEndsWhenItsSpanContextCallsGoexit(t *testing.T) {
+	for _, exitEnd := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exit in End=%v", exitEnd), func(t *testing.T) {
+			ends := 0
+			var recs []tai.Record
+			p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}),
+				tai.WithTracer(exitContextTracer{exitContextSpan{&ends, exitEnd}}),
+				tai.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+				tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
+			require.NoError(t, err)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = p.Process(context.Background(), sig())
+				t.Error("Process returned from a goroutine that ended")
+			}()
+			<-done
+			assert.Equal(t, 1, ends, "the root span ends once")
+			require.Len(t, recs, 1, "the observer sees the signal once")
+			assert.Equal(t, tai.Failed, recs[0].Outcome)
+			assert.EqualError(t, recs[0].Err, "tai: runtime.Goexit in signal")
+		})
+	}
+}

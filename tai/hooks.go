@@ -95,11 +95,12 @@ type Guard interface {
 //
 // Allow returns done (nil when the guard wants no report) and a nil error,
 // or the reason for refusing. The pipeline calls each done it was given
-// exactly once, even when the action or other dones panic; a done that
-// panics fails the signal with a *PanicError, which the guards outside it
-// are told in place of the result. A guard that must wrap the call — one that gives the
-// action a deadline, or holds a slot while it runs — implements only
-// Guard; then every guard of the pipeline is called through Do.
+// exactly once, even when the action or other dones panic or end the
+// goroutine (runtime.Goexit); a done that panics fails the signal with a
+// *PanicError, which the guards outside it are told in place of the
+// result. A guard that must wrap the call — one that gives the action a
+// deadline, or holds a slot while it runs — implements only Guard; then
+// every guard of the pipeline is called through Do.
 type TwoStepGuard interface {
 	Guard
 	Allow(ctx context.Context) (done func(err error), err error)

@@ -207,13 +207,9 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 		// returned, and recover gives nil: the signal failed all the same,
 		// and the observers and the root span are told so.
 		if v := recover(); v != nil || !returned {
-			err = p.panicked(&f, v)
+			err = p.panicked(ctx, &s, &res, &f, v)
 		}
-		if f.root != nil || p.timed {
-			err = p.finish(ctx, &s, &res, err, &f)
-		} else {
-			res.settle(err)
-		}
+		err = p.conclude(ctx, &s, &res, err, &f)
 	}()
 	if p.timed {
 		f.start = time.Now()
@@ -343,14 +339,27 @@ func (r *Result[R]) settle(err error) {
 // panicked returns the *PanicError of the panic v, recovered in the stage
 // f is in, after ending that stage's span with it. Should that End panic
 // too, the second panic is logged: the first one is the signal's error.
-func (p *Pipeline[T, R]) panicked(f *flight, v any) error {
+// Should it end the goroutine (runtime.Goexit), that is logged too, and
+// panicked finishes the signal (see finish) before the goroutine goes on
+// ending, so the root span ends and the observers see the signal.
+func (p *Pipeline[T, R]) panicked(ctx context.Context, s *Signal[T], res *Result[R], f *flight, v any) error {
 	err := newPanicError(f.stage, v)
-	if sp := f.span; sp != nil {
-		f.span = nil
-		if pe := endSafely(sp, err, f.stage); pe != nil {
-			p.hookPanicked("span End", pe)
-		}
+	sp := f.span
+	if sp == nil {
+		return err
 	}
+	f.span = nil
+	returned := false
+	defer func() {
+		if !returned {
+			p.hookPanicked("span End", newPanicError(f.stage, nil))
+			p.conclude(ctx, s, res, err, f)
+		}
+	}()
+	if pe := endSafely(sp, err, f.stage); pe != nil {
+		p.hookPanicked("span End", pe)
+	}
+	returned = true
 	return err
 }
 
@@ -385,17 +394,26 @@ func rootContext(s Span) (sc SpanContext, pe *PanicError) {
 // A span that ends the goroutine with runtime.Goexit keeps endRoot from
 // returning: the signal then fails as with a panic of no value, and
 // endRoot reports it (see report) before the goroutine goes on ending,
-// so the observers see the signal all the same.
+// so the observers see the signal all the same. Should SpanContext be
+// the one that ended it, the span is still ended first, and the signal
+// reported even should End end the goroutine too.
 func (p *Pipeline[T, R]) endRoot(ctx context.Context, s *Signal[T], res *Result[R], err error, f *flight, dur time.Duration) error {
-	returned := false
+	returned, ended := false, false
 	defer func() {
-		if !returned {
-			p.report(ctx, s, res, p.firstPanic(err, newPanicError(StageSignal, nil)), f, dur)
+		if returned {
+			return
+		}
+		err = p.firstPanic(err, newPanicError(StageSignal, nil))
+		defer func() { p.report(ctx, s, res, err, f, dur) }()
+		if !ended {
+			ended = true
+			err = p.firstPanic(err, endSafely(f.root, err, StageSignal))
 		}
 	}()
 	sc, pe := rootContext(f.root)
 	res.Span = sc
 	err = p.firstPanic(err, pe)
+	ended = true
 	err = p.firstPanic(err, endSafely(f.root, err, StageSignal))
 	returned = true
 	return err
@@ -537,7 +555,7 @@ func (st *stepState) report(err error) (last *PanicError) {
 	for st.n > 0 {
 		st.n--
 		if done := st.dones[st.n]; done != nil {
-			if pe := tell(done, err); pe != nil {
+			if pe := st.tell(done, err); pe != nil {
 				err, last = pe, pe
 			}
 		}
@@ -546,15 +564,25 @@ func (st *stepState) report(err error) (last *PanicError) {
 }
 
 // tell calls done(err) and returns a *PanicError if it panicked. A done
-// that ends its goroutine (runtime.Goexit) does not come back here:
-// stepped's deferred function tells the guards left.
-func tell(done func(error), err error) (pe *PanicError) {
+// that ends its goroutine (runtime.Goexit) does not come back here: tell
+// then tells the guards left of it, as DoTwoStep tells them, with a
+// *PanicError of no value, before the goroutine goes on ending. (report
+// may itself run in a deferred call, once the action panicked, where
+// nothing after it would tell them.)
+func (st *stepState) tell(done func(error), err error) (pe *PanicError) {
+	returned := false
 	defer func() {
-		if v := recover(); v != nil {
-			pe = newPanicError(StageAction, v)
+		if returned {
+			return
+		}
+		v := recover() // nil when done called runtime.Goexit
+		pe = newPanicError(StageAction, v)
+		if v == nil {
+			st.report(pe)
 		}
 	}()
 	done(err)
+	returned = true
 	return nil
 }
 
@@ -762,6 +790,17 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	c.sig, c.val, c.won, c.refusal, c.abandoner = zs, zr, false, nil, -1
 	p.calls.Put(c)
 	return r, err
+}
+
+// conclude finishes the signal when the pipeline has a root span or
+// observers, and otherwise only settles the Result. It returns the
+// signal's error.
+func (p *Pipeline[T, R]) conclude(ctx context.Context, s *Signal[T], res *Result[R], err error, f *flight) error {
+	if f.root != nil || p.timed {
+		return p.finish(ctx, s, res, err, f)
+	}
+	res.settle(err)
+	return err
 }
 
 // finish ends the root span, settles the Result and hands the Record of

@@ -22,6 +22,7 @@ type stepGuard struct {
 	j         *journal
 	refuse    error
 	panicDone bool
+	exitDone  bool // done ends its goroutine with runtime.Goexit
 }
 
 func (g *stepGuard) Name() string { return g.name }
@@ -35,6 +36,9 @@ func (g *stepGuard) Allow(context.Context) (func(error), error) {
 		g.j.add(fmt.Sprintf("%s done %T", g.name, err))
 		if g.panicDone {
 			panic("done broke")
+		}
+		if g.exitDone {
+			runtime.Goexit()
 		}
 	}, nil
 }
@@ -477,4 +481,46 @@ func processStepped(t *testing.T, j *journal, panics []bool, refuse int, twoStep
 	p, err := tai.New(allowAll, act, tai.WithGuards(guards...))
 	require.NoError(t, err)
 	return p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+}
+
+// A done that ends its goroutine with runtime.Goexit while it hears that
+// the action panicked or ended its goroutine does not keep the guards
+// outside it from hearing of it, as their Do would have.
+func TestGuardsOutsideADoneThatCallsGoexitAreTold(t *testing.T) {
+	for _, action := range []string{"panic", "Goexit"} {
+		for _, twoStep := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/two-step=%v", action, twoStep), func(t *testing.T) {
+				j := &journal{}
+				var guards []tai.Guard
+				for i := range 3 {
+					g := &stepGuard{name: "g" + strconv.Itoa(i), j: j, exitDone: i == 1}
+					if twoStep {
+						guards = append(guards, g)
+					} else {
+						guards = append(guards, wrapOnly{g})
+					}
+				}
+				act := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+					j.add("action")
+					if action == "panic" {
+						panic("action broke")
+					}
+					runtime.Goexit()
+					return 0, nil
+				})
+				p, err := tai.New(allowAll, act, tai.WithGuards(guards...))
+				require.NoError(t, err)
+				ended := make(chan struct{})
+				go func() {
+					defer close(ended)
+					_, _ = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+				}()
+				<-ended
+				assert.Equal(t, []string{
+					"g0 allow", "g1 allow", "g2 allow", "action",
+					"g2 done *tai.PanicError", "g1 done *tai.PanicError", "g0 done *tai.PanicError",
+				}, j.get())
+			})
+		}
+	}
 }
