@@ -44,6 +44,8 @@ type Problem struct {
 //	jidoka.ErrLineStopped          503 line_stopped, Retry-After: the line's hint
 //	jidoka.ErrOpen                 503 breaker_open, Retry-After: the rest of the open period
 //	jidoka.ErrBulkheadFull         503 rejected, Retry-After: the bulkhead's hint, if any
+//	heijunka.ErrStoreFull,         503 rejected, Retry-After: the store's hint, if any
+//	ErrBacklogFull, ErrTooManyKeys
 //	an error with HTTPStatus() int that status, when it is 400–599
 //	tai.ErrRejected (other)        503 rejected, Retry-After: the hook's hint, if any
 //	tai.ErrDenied                  403 denied
@@ -75,6 +77,12 @@ func ProblemOf(err error) Problem {
 		// Load shed, as a pipeline's guard rejects it (tai.ErrRejected
 		// below): the call never ran, whether it was refused at once or
 		// its deadline passed while it waited for a slot.
+		return Problem{Status: http.StatusServiceUnavailable, Code: "rejected",
+			Message: "the service is busy; retry later", RetryAfter: ra}
+	case errors.Is(err, heijunka.ErrStoreFull), errors.Is(err, heijunka.ErrBacklogFull), errors.Is(err, heijunka.ErrTooManyKeys):
+		// Load shed as well: a MemoryStore that takes no new key (its
+		// hint is when a key it holds is fresh), a Leveler whose backlog
+		// or key table is full. A gate's refusal says the same (below).
 		return Problem{Status: http.StatusServiceUnavailable, Code: "rejected",
 			Message: "the service is busy; retry later", RetryAfter: ra}
 	case errors.As(err, &hs) && hs.HTTPStatus() >= 400 && hs.HTTPStatus() <= 599:

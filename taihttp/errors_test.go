@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -95,6 +96,47 @@ func TestWriteErrorOfAFullBulkhead(t *testing.T) {
 	status, retryAfter := taihttp.StatusOf(fmt.Errorf("wrapped: %w", jidoka.ErrBulkheadFull))
 	assert.Equal(t, http.StatusServiceUnavailable, status)
 	assert.Zero(t, retryAfter)
+}
+
+// A heijunka limiter or leveler that sheds load — a full MemoryStore
+// under RejectNew that takes no new key, a Leveler whose backlog or key
+// table is full — is answered 503 with the store's time to retry, as
+// RateLimit, Gate and Pipeline answer the same error: it says the server
+// is busy, not that it failed.
+func TestWriteErrorOfAHeijunkaStoreThatIsFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 1, WhenFull: heijunka.RejectNew})
+		require.NoError(t, err)
+		k, err := heijunka.NewKeyed(heijunka.PerMinute(1), heijunka.KeyedOptions{Name: "per-customer", Store: store})
+		require.NoError(t, err)
+		require.NoError(t, k.Admit(t.Context(), "c1"))
+		full := k.Admit(t.Context(), "c2")
+		require.ErrorIs(t, full, heijunka.ErrStoreFull)
+
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { taihttp.WriteError(w, r, full) })
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		assert.Equal(t, "60", rec.Header().Get("Retry-After"), "when c1 is fresh again")
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		assert.Equal(t, "rejected", body["code"])
+
+		// The same error from a Pipeline's gate.
+		gated, err := taihttp.Gate(k, taihttp.GateOptions{Key: taihttp.Header("X-Customer")})
+		require.NoError(t, err)
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set("X-Customer", "c3")
+		grec := httptest.NewRecorder()
+		gated(ok).ServeHTTP(grec, req)
+		assert.Equal(t, rec.Code, grec.Code)
+		assert.Equal(t, rec.Header().Get("Retry-After"), grec.Header().Get("Retry-After"))
+	})
+	for _, err := range []error{heijunka.ErrBacklogFull, heijunka.ErrTooManyKeys, fmt.Errorf("push: %w", heijunka.ErrStoreFull)} {
+		p := taihttp.ProblemOf(err)
+		assert.Equal(t, http.StatusServiceUnavailable, p.Status, "%v", err)
+		assert.Equal(t, "rejected", p.Code, "%v", err)
+	}
 }
 
 // deadlineAfter is a context whose deadline passes when done is closed.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +46,8 @@ type PipelineOptions struct {
 	RetryAfter time.Duration
 	// OnError, if set, is called with every request that does not
 	// succeed and the error Process returned (joined to the handler's
-	// own when a guard called the handler a second time, see Pipeline),
+	// own when a guard called the handler a second time or abandoned it,
+	// see Pipeline),
 	// before the response is written (if the middleware writes it). Log
 	// there: the response never shows the error.
 	OnError func(r *http.Request, err error)
@@ -66,7 +68,12 @@ type PipelineOptions struct {
 // that is not retried, and the handler's first answer stands; should the
 // first call have written nothing and failed (its deadline passed), that
 // error decides the answer, and OnError gets it joined to the one Process
-// returned. Retry on the client's side instead (Transport).
+// returned. Retry on the client's side instead (Transport). A guard that
+// returns while the handler still runs (one that stops waiting for it at
+// a deadline, against tai.Guard's contract; the pipeline fails the signal
+// with tai.ErrAbandoned) is waited out: the handler holds the
+// ResponseWriter, so the middleware answers, as that call decides, only
+// once it has returned, and a call the guard makes after that is refused.
 //
 // What the client gets, by the Outcome (see ProblemOf for the details):
 //
@@ -142,9 +149,51 @@ type exchange struct {
 	w         statusWriter
 	next      http.Handler
 	isFailure func(int) bool
-	ran       atomic.Bool // the handler was called
-	returned  atomic.Bool // the handler's call returned, with err
-	err       error       // the error of that call, when it failed; read once returned
+	state     atomic.Int32 // idle, running, then ended: see serve and end
+	returned  atomic.Bool  // the handler's call returned, with err
+	err       error        // the error of that call, when it failed; read once returned
+
+	mu   sync.Mutex
+	wait chan struct{} // made by end while the handler runs; closed when it returns
+}
+
+// The states of an exchange: the handler may be called while idle, and
+// is not called again once it ran or the request ended.
+const (
+	idle int32 = iota
+	running
+	ended
+)
+
+// end makes sure the handler is not running, and will not be called,
+// once it returns: a guard that gave up waiting for the handler (and left
+// the pipeline ErrAbandoned) may have left it running with w, which must
+// not be used after ServeHTTP returned, nor from two goroutines at once.
+// It waits for that call to return.
+func (ex *exchange) end() {
+	if ex.state.CompareAndSwap(idle, ended) || ex.state.Load() == ended {
+		return
+	}
+	ex.mu.Lock()
+	if ex.state.Load() == ended {
+		ex.mu.Unlock()
+		return
+	}
+	ex.wait = make(chan struct{})
+	wait := ex.wait
+	ex.mu.Unlock()
+	<-wait
+}
+
+// returnedFromHandler marks the handler's call as over, and wakes end if
+// it waits for it.
+func (ex *exchange) returnedFromHandler() {
+	ex.mu.Lock()
+	ex.state.Store(ended)
+	if ex.wait != nil {
+		close(ex.wait)
+	}
+	ex.mu.Unlock()
 }
 
 // errRanTwice is the error of a second call of the action: a guard that
@@ -152,8 +201,9 @@ type exchange struct {
 // handler has answered the client already, or is answering.
 var errRanTwice = jidoka.Permanent(errors.New("taihttp: a guard called the handler a second time; a handler answers once, so retries and hedges do not belong around it"))
 
-// ranTwiceError is the error Process returned with errRanTwice in it,
-// after a first call of the handler that failed: it holds that call's
+// ranTwiceError is the error Process returned with errRanTwice or
+// tai.ErrAbandoned in it, after a first call of the handler that failed
+// (for ErrAbandoned, one the middleware waited for): it holds that call's
 // error too, so that OnError and the answer still tell why the handler
 // failed (a deadline that passed before it wrote anything is answered
 // 504, as without the retry). The second call returns errRanTwice alone:
@@ -183,10 +233,11 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 	}
 	s := tai.Signal[*http.Request]{ID: id, Kind: pl.opts.Kind, Key: pl.key(r), Time: time.Now(), Payload: r}
 	_, err := pl.p.Process(ex.ctx, s)
+	ex.end()
 	if err == nil {
 		return
 	}
-	if ex.returned.Load() && ex.err != nil && errors.Is(err, errRanTwice) {
+	if ex.returned.Load() && ex.err != nil && (errors.Is(err, errRanTwice) || errors.Is(err, tai.ErrAbandoned)) {
 		err = &ranTwiceError{refusal: err, first: ex.err}
 	}
 	var pe *tai.PanicError
@@ -235,9 +286,10 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 // the guards give it.
 func serve(ctx context.Context, s tai.Signal[*http.Request]) (struct{}, error) {
 	ex := ctx.Value(exchangeKey{}).(*exchange)
-	if ex.ran.Swap(true) {
+	if !ex.state.CompareAndSwap(idle, running) {
 		return struct{}{}, errRanTwice
 	}
+	defer ex.returnedFromHandler()
 	r := s.Payload
 	if ctx != ex.ctx {
 		r = r.WithContext(ctx)

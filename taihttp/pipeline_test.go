@@ -630,3 +630,89 @@ func TestPipelineProblemDropsTheHandlersContentLength(t *testing.T) {
 		assert.Contains(t, string(body), "the request failed", "the whole problem, not its first bytes")
 	}
 }
+
+// A guard that gives up waiting for the handler and returns while it
+// still runs (a timeout written as a goroutine and a select, against
+// tai.Guard's contract): the pipeline fails the signal with
+// tai.ErrAbandoned, but the handler holds the ResponseWriter, which must
+// not be used after ServeHTTP returned, nor by two goroutines at once.
+// The middleware waits for the handler before it answers, answers as the
+// handler's call decides (504 for a handler that wrote nothing as its
+// deadline passed, the handler's own response when it wrote one), and
+// refuses a call the guard makes later.
+func TestPipelineWaitsForAHandlerAGuardAbandoned(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		write  bool
+		status int
+	}{
+		{"wrote nothing", false, http.StatusGatewayTimeout},
+		{"wrote", true, http.StatusTeapot},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				started, release := make(chan struct{}), make(chan struct{})
+				var late chan error
+				abandon := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+					ctx, cancel := context.WithTimeout(ctx, time.Second)
+					done := make(chan error, 1)
+					go func() {
+						defer cancel()
+						done <- fn(ctx)
+					}()
+					select {
+					case err := <-done:
+						return err
+					case <-ctx.Done():
+						// Gives up on the call; and calls fn again once the
+						// signal has ended, as a guard that abandons may.
+						late = make(chan error, 1)
+						go func() {
+							<-done
+							late <- fn(ctx)
+						}()
+						return ctx.Err()
+					}
+				})
+				calls := 0
+				var got error
+				h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+					tai.WithGuards(abandon))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					calls++
+					if calls == 1 {
+						close(started)
+					}
+					<-r.Context().Done()
+					<-release
+					if tc.write {
+						w.WriteHeader(http.StatusTeapot)
+					}
+				}))
+				rec := httptest.NewRecorder()
+				served := make(chan struct{})
+				go func() {
+					defer close(served)
+					h.ServeHTTP(rec, get("192.0.2.1:1"))
+				}()
+				<-started
+				time.Sleep(2 * time.Second) // the guard's deadline passes: it gives up
+				synctest.Wait()
+				select {
+				case <-served:
+					t.Error("ServeHTTP returned while the handler still ran")
+				default:
+				}
+				close(release)
+				<-served
+				require.NotNil(t, late)
+				assert.ErrorContains(t, <-late, "a guard called the handler a second time")
+				assert.Equal(t, 1, calls)
+				assert.Equal(t, tc.status, rec.Code)
+				assert.ErrorIs(t, got, tai.ErrAbandoned)
+				if !tc.write {
+					assert.ErrorIs(t, got, context.DeadlineExceeded)
+				}
+			})
+		})
+	}
+}

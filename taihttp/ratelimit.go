@@ -27,10 +27,15 @@ type KeyLimiter interface {
 }
 
 // SharedLimiter makes one heijunka.Limiter a KeyLimiter: every key
-// shares its single bucket, a limit for the whole server.
+// shares its single bucket, a limit for the whole server. It has the
+// Limiter's Name, which RateLimit gives the *heijunka.LimitedError it
+// hands to OnError.
 func SharedLimiter(l *heijunka.Limiter) KeyLimiter { return sharedLimiter{l} }
 
 type sharedLimiter struct{ l *heijunka.Limiter }
+
+// Name returns the Limiter's name.
+func (s sharedLimiter) Name() string { return s.l.Name() }
 
 func (s sharedLimiter) Allow(context.Context, string) (heijunka.Decision, error) {
 	return s.l.Decide(), nil

@@ -239,6 +239,26 @@ func TestRateLimitShared(t *testing.T) {
 	})
 }
 
+// OnError's *heijunka.LimitedError names the limiter, as it does for a
+// *heijunka.Keyed and as the Limiter's own Admit names it, when the
+// limiter is one heijunka.Limiter made a KeyLimiter by SharedLimiter.
+func TestRateLimitSharedNamesTheLimiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim, err := heijunka.NewLimiter(heijunka.PerSecond(1), heijunka.LimiterOptions{Name: "whole-server"})
+		require.NoError(t, err)
+		var got error
+		h := rateLimit(t, taihttp.SharedLimiter(lim), taihttp.RateLimitOptions{
+			OnError: func(_ *http.Request, err error) { got = err },
+		})(ok)
+		assert.Equal(t, http.StatusOK, serve(h, get("192.0.2.1:1")).Code)
+		assert.Equal(t, http.StatusTooManyRequests, serve(h, get("192.0.2.1:1")).Code)
+		var le *heijunka.LimitedError
+		require.ErrorAs(t, got, &le)
+		assert.Equal(t, "whole-server", le.Name)
+		assert.Contains(t, got.Error(), `"whole-server"`)
+	})
+}
+
 func TestRateLimitValidation(t *testing.T) {
 	k := keyed(t, heijunka.PerSecond(1))
 	for _, tc := range []struct {

@@ -113,7 +113,8 @@ type TransportOptions struct {
 // A request that no server could be sent — a method that is not a token,
 // a header or trailer field name that is not one, a field value with a
 // control character such as CR or LF, and over an *http.Transport a URL
-// without a scheme, an http or https URL without a host or a nil Header —
+// without a scheme, an http or https URL without a host, a URL with a
+// control character in its query or opaque part, or a nil Header —
 // fails at once with an error naming the field, without an attempt: it is
 // neither retried nor paced, and the breaker does not count it, as it
 // says nothing of the server.
@@ -265,8 +266,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // with the same error, and the breaker count a failure the server never
 // saw. The error names the field, not its value, which may be a secret.
 // Over a base that is an *http.Transport, an http or https URL without a
-// host is refused as well, a URL without a scheme (a path alone) and a
-// nil Header; another base may know where to send them, or take them.
+// host is refused as well, a URL without a scheme (a path alone), one
+// with a control character in its query or opaque part, which it writes
+// unescaped, and a nil Header; another base may know where to send them,
+// or take them.
 func (t *Transport) checkRequest(req *http.Request) error {
 	if req.URL == nil {
 		return errors.New("taihttp: request has no URL")
@@ -283,6 +286,14 @@ func (t *Transport) checkRequest(req *http.Request) error {
 			// http.Client gives a request without one an empty Header;
 			// the Transport fails it ("http: nil Request.Header").
 			return errors.New("taihttp: request has no Header")
+		case hasCTL(req.URL.RawQuery) && (req.Method != http.MethodConnect || req.URL.Path != ""):
+			// The query and the opaque part are written as they are
+			// (the path is escaped): the Transport dials, then fails
+			// as it writes the request line. (A CONNECT without a path
+			// names its host alone, or its opaque part.)
+			return errors.New("taihttp: request URL has a control character in its query")
+		case hasCTL(req.URL.Opaque):
+			return errors.New("taihttp: request URL has a control character in its opaque part")
 		}
 	}
 	if req.Method != "" && !isToken(req.Method) {
@@ -326,6 +337,17 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// hasCTL reports whether s holds a control character (HTAB included) or
+// DEL, which net/http does not write in a request line.
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // validFieldValue reports whether v holds no control character but HTAB

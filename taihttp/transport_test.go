@@ -535,6 +535,33 @@ func TestTransportRefusesUnsendableRequests(t *testing.T) {
 			}
 		}
 	})
+	// A URL whose query (or opaque part) holds a control character, as
+	// one built by appending a value to RawQuery unescaped does: an
+	// *http.Transport dials, then fails each attempt as it writes the
+	// request line ("can't write control character in Request.URL"),
+	// which was retried and counted by the breaker. The path is escaped
+	// when it is written, so a control character in it is sent.
+	t.Run("control character in the URL", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, want string
+			edit       func(u *url.URL)
+		}{
+			{"LF in the query", "request URL has a control character in its query", func(u *url.URL) { u.RawQuery = "name=a\nb" }},
+			{"DEL in the query", "request URL has a control character in its query", func(u *url.URL) { u.RawQuery = "name=a\x7f" }},
+			{"tab in the query", "request URL has a control character in its query", func(u *url.URL) { u.RawQuery = "name=a\tb" }},
+			{"NUL in the opaque part", "request URL has a control character in its opaque part", func(u *url.URL) { u.Opaque = "/x\x00" }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				for range 10 {
+					req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+					require.NoError(t, err)
+					tc.edit(req.URL)
+					_, err = c.Do(req)
+					require.ErrorContains(t, err, tc.want)
+				}
+			})
+		}
+	})
 	// An *http.Transport fails a request with a nil Header ("http: nil
 	// Request.Header"); http.Client gives one a Header, a caller of
 	// RoundTrip may not.
@@ -554,6 +581,16 @@ func TestTransportRefusesUnsendableRequests(t *testing.T) {
 	require.NoError(t, err)
 	req.Header.Set("X-Name", "tab\tand obs-text \xe9")
 	resp, err := c.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// A control character in the path is escaped as the request is
+	// written: the request is sent.
+	req, err = http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.URL.Path = "/a\nb"
+	resp, err = c.Do(req)
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
