@@ -190,6 +190,16 @@ type probeTurns struct {
 // takeProbeTurn waits until no other probe runs on nc, or ctx ends, and
 // returns the function that ends the turn taken.
 func takeProbeTurn(ctx context.Context, nc *nats.Conn) (done func(), err error) {
+	return takeProbeTurnUnless(ctx, nc, nil)
+}
+
+// errAnswered is takeProbeTurnUnless's error when unless is closed
+// before the turn comes.
+var errAnswered = errors.New("natsjs: probe not needed")
+
+// takeProbeTurnUnless is takeProbeTurn, which returns errAnswered as soon
+// as unless is closed (a nil unless never is) while it waits.
+func takeProbeTurnUnless(ctx context.Context, nc *nats.Conn, unless <-chan struct{}) (done func(), err error) {
 	probes.mu.Lock()
 	p := probes.conns[nc]
 	if p == nil {
@@ -211,6 +221,9 @@ func takeProbeTurn(ctx context.Context, nc *nats.Conn) (done func(), err error) 
 	case <-ctx.Done():
 		leave()
 		return nil, ctx.Err()
+	case <-unless:
+		leave()
+		return nil, errAnswered
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -331,7 +332,7 @@ type Queue[T any] struct {
 	// workTaken and deadTaken are whether the server has answered a
 	// publish of this Queue to the work subject, and to the dead-letter
 	// stream's (see sendProbed).
-	workTaken, deadTaken atomic.Bool
+	workTaken, deadTaken taken
 }
 
 var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
@@ -791,18 +792,22 @@ func (q *Queue[T]) sendWork(ctx context.Context, nm *nats.Msg) (*jetstream.PubAc
 
 // sendProbed publishes nm, as jetstream's PublishMsg does, and returns
 // the stream's acknowledgement. Until the server has answered one
-// publish to nm's subject (taken), each is sent as a probe (see
+// publish to nm's subject (t), each is sent as a probe (see
 // probeRequest): a connection not permitted to publish to the subject is
 // answered by nothing but the server's refusal, an error on the
 // connection, and a request waited out PublishTimeout. Once one is
 // answered, the connection may publish there, and publishes go as plain
-// requests.
-func (q *Queue[T]) sendProbed(ctx context.Context, nm *nats.Msg, taken *atomic.Bool) (*jetstream.PubAck, error) {
-	if taken.Load() {
+// requests: also those still waiting for their turn to probe (probes on
+// a connection take turns of a round trip each, and publishers starting
+// together would each wait for all those before it).
+func (q *Queue[T]) sendProbed(ctx context.Context, nm *nats.Msg, t *taken) (*jetstream.PubAck, error) {
+	if t.ok.Load() {
 		return q.js.PublishMsg(ctx, nm)
 	}
-	reply, err := probeRequest(ctx, q.js.Conn(), nm)
+	reply, err := probeRequestUnless(ctx, q.js.Conn(), nm, t.done())
 	switch {
+	case errors.Is(err, errAnswered):
+		return q.js.PublishMsg(ctx, nm)
 	case errors.Is(err, nats.ErrNoResponders):
 		// No stream yet: PublishMsg tries again for one coming back (a
 		// server restarting, a leader elected).
@@ -810,8 +815,30 @@ func (q *Queue[T]) sendProbed(ctx context.Context, nm *nats.Msg, taken *atomic.B
 	case err != nil:
 		return nil, err
 	}
-	taken.Store(true)
+	t.answer()
 	return pubAckOf(reply)
+}
+
+// taken is whether the server has answered a publish to one subject (see
+// sendProbed). The zero value is none answered yet.
+type taken struct {
+	ok   atomic.Bool
+	once sync.Once
+	ch   chan struct{} // closed once ok is set; made by done
+}
+
+// done returns a channel closed once a publish has been answered.
+func (t *taken) done() <-chan struct{} {
+	t.once.Do(func() { t.ch = make(chan struct{}) })
+	return t.ch
+}
+
+// answer records that a publish has been answered.
+func (t *taken) answer() {
+	t.done()
+	if !t.ok.Swap(true) {
+		close(t.ch)
+	}
 }
 
 func (q *Queue[T]) countAck(ack *jetstream.PubAck) {

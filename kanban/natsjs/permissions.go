@@ -44,12 +44,19 @@ func apiRequest(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*
 // probeRequest sends m, with its subject, headers and data, as apiRequest
 // sends a request, and returns the reply as apiRequest does.
 func probeRequest(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, error) {
+	return probeRequestUnless(ctx, nc, m, nil)
+}
+
+// probeRequestUnless is probeRequest, which sends nothing and returns
+// errAnswered when unless is closed (a nil unless never is) while it
+// waits for its turn (see takeProbeTurnUnless).
+func probeRequestUnless(ctx context.Context, nc *nats.Conn, m *nats.Msg, unless <-chan struct{}) (*nats.Msg, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, apiTimeout)
 		defer cancel()
 	}
-	done, err := takeProbeTurn(ctx, nc)
+	done, err := takeProbeTurnUnless(ctx, nc, unless)
 	if err != nil {
 		return nil, err
 	}
