@@ -207,6 +207,11 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 		// returned, and recover gives nil: the signal failed all the same,
 		// and the observers and the root span are told so.
 		if v := recover(); v != nil || !returned {
+			if v == nil && f.held != nil {
+				// A guard's done panicked as the goroutine was
+				// ending: that panic is the signal's error.
+				v = f.held.Value
+			}
 			err = p.panicked(ctx, &s, &res, &f, v)
 		}
 		err = p.conclude(ctx, &s, &res, err, &f)
@@ -231,6 +236,9 @@ type flight struct {
 	start  time.Time                // when Process began, with an observer
 	since  time.Duration            // from start to the end of the last stage timed
 	stages [numStages]time.Duration // with a StageObserver, the stages passed
+	// held is the panic of a TwoStepGuard's done that panicked once the
+	// goroutine was ending (runtime.Goexit), which stepped cannot return.
+	held *PanicError
 }
 
 // run is the stage sequence: gates, policy, guards around the action. It
@@ -299,7 +307,7 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 	case len(p.guards) == 0:
 		res.Value, err = p.action.Execute(actx, *s)
 	case p.steps != nil:
-		res.Value, err = p.stepped(actx, s)
+		res.Value, err = p.stepped(actx, s, f)
 	default:
 		res.Value, err = p.guarded(actx, s)
 	}
@@ -503,9 +511,12 @@ const maxSteps = 8
 // the guards not yet told hear of it as a *PanicError, which stepped
 // returns (the last one, when several dones panic, as nested Do calls
 // would have it); should one end the goroutine (runtime.Goexit), they
-// hear of it as DoTwoStep tells them, as a *PanicError with no value.
-func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T]) (r R, err error) {
-	var st stepState
+// hear of it as DoTwoStep tells them, as a *PanicError with no value. A
+// done that panics once the goroutine is ending fails the signal with its
+// panic all the same, as it would through DoTwoStep: stepped cannot
+// return it, and keeps it in f for Process.
+func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T], f *flight) (r R, err error) {
+	st := stepState{f: f}
 	returned := false
 	defer func() {
 		if returned {
@@ -516,6 +527,9 @@ func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T]) (r R, err er
 		r, err = zero, newPanicError(StageAction, v)
 		if pe := st.report(err); pe != nil {
 			err = pe
+			if v == nil {
+				f.held = pe
+			}
 		}
 	}()
 	for i, g := range p.steps {
@@ -544,6 +558,7 @@ func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T]) (r R, err er
 type stepState struct {
 	dones [maxSteps]func(error)
 	n     int
+	f     *flight // where a panic told as the goroutine ends is kept
 }
 
 // report tells err to the guards passed, innermost first, each once. A
@@ -566,9 +581,10 @@ func (st *stepState) report(err error) (last *PanicError) {
 // tell calls done(err) and returns a *PanicError if it panicked. A done
 // that ends its goroutine (runtime.Goexit) does not come back here: tell
 // then tells the guards left of it, as DoTwoStep tells them, with a
-// *PanicError of no value, before the goroutine goes on ending. (report
-// may itself run in a deferred call, once the action panicked, where
-// nothing after it would tell them.)
+// *PanicError of no value, before the goroutine goes on ending, and keeps
+// the panic of the last of them that panicked as the signal's error.
+// (report may itself run in a deferred call, once the action panicked,
+// where nothing after it would tell them.)
 func (st *stepState) tell(done func(error), err error) (pe *PanicError) {
 	returned := false
 	defer func() {
@@ -578,7 +594,9 @@ func (st *stepState) tell(done func(error), err error) (pe *PanicError) {
 		v := recover() // nil when done called runtime.Goexit
 		pe = newPanicError(StageAction, v)
 		if v == nil {
-			st.report(pe)
+			if last := st.report(pe); last != nil {
+				st.f.held = last
+			}
 		}
 	}()
 	done(err)

@@ -524,3 +524,52 @@ func TestGuardsOutsideADoneThatCallsGoexitAreTold(t *testing.T) {
 		}
 	}
 }
+
+// A done that panics once the goroutine is ending with runtime.Goexit (the
+// action's, or that of a done inside it) fails the signal with its panic,
+// as it does when the guards are called through Do: the observers see it,
+// though Process does not return.
+func TestADonePanickingWhileTheGoroutineEndsFailsTheSignal(t *testing.T) {
+	for _, action := range []string{"return", "panic", "Goexit"} {
+		for _, twoStep := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/two-step=%v", action, twoStep), func(t *testing.T) {
+				j := &journal{}
+				var guards []tai.Guard
+				for i := range 3 {
+					g := &stepGuard{name: "g" + strconv.Itoa(i), j: j,
+						panicDone: i == 0, exitDone: i == 1 && action != "Goexit"}
+					if twoStep {
+						guards = append(guards, g)
+					} else {
+						guards = append(guards, wrapOnly{g})
+					}
+				}
+				act := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+					j.add("action")
+					switch action {
+					case "panic":
+						panic("action broke")
+					case "Goexit":
+						runtime.Goexit()
+					}
+					return 1, nil
+				})
+				var recs []tai.Record
+				p, err := tai.New(allowAll, act, tai.WithGuards(guards...),
+					tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
+				require.NoError(t, err)
+				ended := make(chan struct{})
+				go func() {
+					defer close(ended)
+					_, _ = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+					t.Error("Process returned from a goroutine that ended")
+				}()
+				<-ended
+				assert.Len(t, j.get(), 7, "each guard allowed and was told once")
+				require.Len(t, recs, 1, "the observer sees the signal once")
+				assert.Equal(t, tai.Failed, recs[0].Outcome)
+				assert.EqualError(t, recs[0].Err, "tai: panic in action: done broke")
+			})
+		}
+	}
+}
