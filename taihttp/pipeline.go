@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -152,6 +153,7 @@ type exchange struct {
 	state     atomic.Int32 // idle, running, then ended: see serve and end
 	returned  atomic.Bool  // the handler's call returned, with err
 	err       error        // the error of that call, when it failed; read once returned
+	panicked  error        // a *tai.PanicError, when the call panicked or ended its goroutine; read once ended
 
 	mu   sync.Mutex
 	wait chan struct{} // made by end while the handler runs; closed when it returns
@@ -203,7 +205,8 @@ var errRanTwice = jidoka.Permanent(errors.New("taihttp: a guard called the handl
 
 // ranTwiceError is the error Process returned with errRanTwice or
 // tai.ErrAbandoned in it, after a first call of the handler that failed
-// (for ErrAbandoned, one the middleware waited for): it holds that call's
+// (for ErrAbandoned, one the middleware waited for, which may have
+// panicked: its *tai.PanicError then stands for its error): it holds that call's
 // error too, so that OnError and the answer still tell why the handler
 // failed (a deadline that passed before it wrote anything is answered
 // 504, as without the retry). The second call returns errRanTwice alone:
@@ -239,6 +242,9 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 	}
 	if ex.returned.Load() && ex.err != nil && (errors.Is(err, errRanTwice) || errors.Is(err, tai.ErrAbandoned)) {
 		err = &ranTwiceError{refusal: err, first: ex.err}
+	} else if ex.panicked != nil && errors.Is(err, tai.ErrAbandoned) {
+		// The abandoned call panicked: answered as a panic is (below).
+		err = &ranTwiceError{refusal: err, first: ex.panicked}
 	}
 	var pe *tai.PanicError
 	if ex.w.status != 0 || errors.As(err, &pe) && pe.Value == http.ErrAbortHandler {
@@ -289,12 +295,29 @@ func serve(ctx context.Context, s tai.Signal[*http.Request]) (struct{}, error) {
 	if !ex.state.CompareAndSwap(idle, running) {
 		return struct{}{}, errRanTwice
 	}
-	defer ex.returnedFromHandler()
+	ok := false
+	defer func() {
+		if ok {
+			ex.returnedFromHandler()
+			return
+		}
+		// The handler panicked, or ended its goroutine (recover gives
+		// nil). The pipeline recovers the panic into the signal's error,
+		// but not when a guard abandoned the call: that error is
+		// discarded, and the middleware learns of the panic from here.
+		v := recover()
+		ex.panicked = &tai.PanicError{Stage: tai.StageAction, Value: v, Stack: debug.Stack()}
+		ex.returnedFromHandler()
+		if v != nil {
+			panic(v)
+		}
+	}()
 	r := s.Payload
 	if ctx != ex.ctx {
 		r = r.WithContext(ctx)
 	}
 	ex.next.ServeHTTP(&ex.w, r)
+	ok = true
 	err := ex.result(ctx)
 	ex.err = err
 	ex.returned.Store(true)

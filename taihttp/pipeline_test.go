@@ -9,6 +9,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -712,6 +713,80 @@ func TestPipelineWaitsForAHandlerAGuardAbandoned(t *testing.T) {
 				if !tc.write {
 					assert.ErrorIs(t, got, context.DeadlineExceeded)
 				}
+			})
+		})
+	}
+}
+
+// A handler a guard abandoned that then panics is answered as a handler
+// that panics under no such guard: a response it began is cut off
+// (http.ErrAbortHandler), not ended as if complete; a panic with
+// http.ErrAbortHandler before it began aborts as well; another panic
+// before it began is answered 500. The pipeline discards the late call's
+// result, so the middleware learns of the panic from the handler's call.
+func TestPipelineAbandonedHandlerThatPanics(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write bool
+		value any
+		abort bool // ServeHTTP panics with http.ErrAbortHandler
+	}{
+		{"after it began", true, "boom", true},
+		{"with ErrAbortHandler before it began", false, http.ErrAbortHandler, true},
+		{"before it began", false, "boom", false},
+		{"by runtime.Goexit after it began", true, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				release := make(chan struct{})
+				abandon := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+					ctx, cancel := context.WithTimeout(ctx, time.Second)
+					done := make(chan error, 1)
+					go func() {
+						defer cancel()
+						done <- fn(ctx)
+					}()
+					select {
+					case err := <-done:
+						return err
+					case <-ctx.Done():
+						close(release)
+						return ctx.Err()
+					}
+				})
+				var got error
+				h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+					tai.WithGuards(abandon))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					<-release
+					if tc.write {
+						w.Header().Set("Content-Length", "10")
+						w.WriteHeader(http.StatusOK)
+						_, _ = w.Write([]byte("part"))
+					}
+					if tc.value == nil {
+						runtime.Goexit()
+					}
+					panic(tc.value)
+				}))
+				rec := httptest.NewRecorder()
+				var recovered any
+				served := make(chan struct{})
+				go func() {
+					defer close(served)
+					defer func() { recovered = recover() }()
+					h.ServeHTTP(rec, get("192.0.2.1:1"))
+				}()
+				<-served
+				assert.ErrorIs(t, got, tai.ErrAbandoned)
+				if tc.abort {
+					assert.Equal(t, http.ErrAbortHandler, recovered, "the response is cut off")
+					if !tc.write {
+						assert.Empty(t, rec.Body.String(), "no 500 is written")
+					}
+					return
+				}
+				assert.Nil(t, recovered)
+				assert.Equal(t, http.StatusInternalServerError, rec.Code)
 			})
 		})
 	}

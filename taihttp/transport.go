@@ -113,7 +113,7 @@ type TransportOptions struct {
 // A request that no server could be sent — a method that is not a token,
 // a header or trailer field name that is not one, a field value with a
 // control character such as CR or LF, and over an *http.Transport a URL
-// without a scheme, an http or https URL without a host, a URL with a
+// without a scheme, an http or https URL without a host or with a
 // control character in its query or opaque part, or a nil Header —
 // fails at once with an error naming the field, without an attempt: it is
 // neither retried nor paced, and the breaker does not count it, as it
@@ -266,10 +266,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // with the same error, and the breaker count a failure the server never
 // saw. The error names the field, not its value, which may be a secret.
 // Over a base that is an *http.Transport, an http or https URL without a
-// host is refused as well, a URL without a scheme (a path alone), one
-// with a control character in its query or opaque part, which it writes
-// unescaped, and a nil Header; another base may know where to send them,
-// or take them.
+// host is refused as well, or one with a control character in its query
+// or opaque part, which it writes unescaped in the request line (a
+// protocol registered with RegisterProtocol writes none), a URL without
+// a scheme (a path alone), and a nil Header; another base may know where
+// to send them, or take them.
 func (t *Transport) checkRequest(req *http.Request) error {
 	if req.URL == nil {
 		return errors.New("taihttp: request has no URL")
@@ -286,6 +287,9 @@ func (t *Transport) checkRequest(req *http.Request) error {
 			// http.Client gives a request without one an empty Header;
 			// the Transport fails it ("http: nil Request.Header").
 			return errors.New("taihttp: request has no Header")
+		case req.URL.Scheme != "http" && req.URL.Scheme != "https":
+			// A protocol registered with RegisterProtocol takes the
+			// request: it writes no request line.
 		case hasCTL(req.URL.RawQuery) && (req.Method != http.MethodConnect || req.URL.Path != ""):
 			// The query and the opaque part are written as they are
 			// (the path is escaped): the Transport dials, then fails

@@ -1506,3 +1506,31 @@ func TestTransportPanics(t *testing.T) {
 		assert.True(t, held.closed.Load(), "the response held for the retry is closed")
 	})
 }
+
+// An *http.Transport hands a request of a scheme registered with
+// RegisterProtocol to that protocol's RoundTripper, which writes no
+// HTTP/1 request line: a control character in the query or the opaque
+// part is its to take, and the request reaches it.
+func TestTransportRegisteredProtocolTakesAControlCharacterInTheURL(t *testing.T) {
+	var got []string
+	base := &http.Transport{}
+	base.RegisterProtocol("example", roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		got = append(got, r.URL.RawQuery+r.URL.Opaque)
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	}))
+	tr, err := taihttp.NewTransport(taihttp.TransportOptions{Base: base})
+	require.NoError(t, err)
+	for _, edit := range []func(u *url.URL){
+		func(u *url.URL) { u.RawQuery = "q=a\tb" },
+		func(u *url.URL) { u.Opaque = "x\x01" },
+	} {
+		req, err := http.NewRequest(http.MethodGet, "example://host/x", nil)
+		require.NoError(t, err)
+		edit(req.URL)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	assert.Equal(t, []string{"q=a\tb", "x\x01"}, got)
+}
