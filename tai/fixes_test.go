@@ -306,12 +306,7 @@ func TestObserversAfterOneThatCallsGoexitStillRun(t *testing.T) {
 		tai.WithObservers(first, exits, panicObserver{}, exits, after), tai.WithLogger(logger))
 	require.NoError(t, err)
 	s := sig()
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		_, _ = p.Process(context.Background(), s)
-	}()
-	<-ended
+	processEnding(t, p, s)
 	assert.Equal(t, s.ID, first.last(t).ID)
 	assert.Equal(t, s.ID, after.last(t).ID, "the observers after the one that ended its goroutine still run")
 	assert.Len(t, after.records, 1, "once")
@@ -368,13 +363,7 @@ func TestGoexitInTheRootSpanIsObserved(t *testing.T) {
 				tai.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))),
 				tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
 			require.NoError(t, err)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_, _ = p.Process(context.Background(), sig())
-				t.Error("Process returned from a goroutine that ended")
-			}()
-			<-done
+			processEnding(t, p, sig())
 			require.Len(t, recs, 1, "the observer sees the signal once")
 			assert.Equal(t, tai.Failed, recs[0].Outcome)
 			var pe *tai.PanicError
@@ -446,13 +435,7 @@ func TestGoexitInTheSpanOfAPanickedStageIsObserved(t *testing.T) {
 				tai.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))),
 				tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
 			require.NoError(t, err)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_, _ = p.Process(context.Background(), sig())
-				t.Error("Process returned from a goroutine that ended")
-			}()
-			<-done
+			processEnding(t, p, sig())
 			require.Len(t, recs, 1, "the observer sees the signal once")
 			assert.Equal(t, tai.Failed, recs[0].Outcome)
 			var pe *tai.PanicError
@@ -505,17 +488,25 @@ func TestRootSpanEndsWhenItsSpanContextCallsGoexit(t *testing.T) {
 				tai.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 				tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
 			require.NoError(t, err)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_, _ = p.Process(context.Background(), sig())
-				t.Error("Process returned from a goroutine that ended")
-			}()
-			<-done
+			processEnding(t, p, sig())
 			assert.Equal(t, 1, ends, "the root span ends once")
 			require.Len(t, recs, 1, "the observer sees the signal once")
 			assert.Equal(t, tai.Failed, recs[0].Outcome)
 			assert.EqualError(t, recs[0].Err, "tai: runtime.Goexit in signal")
 		})
 	}
+}
+
+// processEnding runs p.Process(s) on a goroutine of its own, which a
+// callback ends (runtime.Goexit), and waits for it to end: the test fails
+// if Process returns instead.
+func processEnding[T, R any](t *testing.T, p *tai.Pipeline[T, R], s tai.Signal[T]) {
+	t.Helper()
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		_, _ = p.Process(context.Background(), s)
+		t.Error("Process returned from a goroutine that ended")
+	}()
+	<-ended
 }

@@ -1095,12 +1095,7 @@ func TestGoexitIsObservedAsAFailure(t *testing.T) {
 			obs := tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs <- r })
 			p, err := tai.New(policy, action, tai.WithGates(gate), tai.WithObservers(obs))
 			require.NoError(t, err)
-			ended := make(chan struct{})
-			go func() {
-				defer close(ended)
-				_, _ = p.Process(context.Background(), sig())
-			}()
-			<-ended
+			processEnding(t, p, sig())
 			rec := <-recs
 			assert.Equal(t, tai.Failed, rec.Outcome)
 			var pe *tai.PanicError

@@ -444,12 +444,7 @@ func TestTwoStepGuardsHearOfGoexit(t *testing.T) {
 			})
 			p, err := tai.New(allowAll, action, tai.WithGuards(guards...))
 			require.NoError(t, err)
-			ended := make(chan struct{})
-			go func() {
-				defer close(ended)
-				_, _ = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
-			}()
-			<-ended
+			processEnding(t, p, tai.Signal[int]{ID: "1", Kind: "k"})
 			assert.Equal(t, []string{"g0 allow", "g1 allow", "action", "g1 done *tai.PanicError", "g0 done *tai.PanicError"}, j.get())
 		})
 	}
@@ -510,12 +505,7 @@ func TestGuardsOutsideADoneThatCallsGoexitAreTold(t *testing.T) {
 				})
 				p, err := tai.New(allowAll, act, tai.WithGuards(guards...))
 				require.NoError(t, err)
-				ended := make(chan struct{})
-				go func() {
-					defer close(ended)
-					_, _ = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
-				}()
-				<-ended
+				processEnding(t, p, tai.Signal[int]{ID: "1", Kind: "k"})
 				assert.Equal(t, []string{
 					"g0 allow", "g1 allow", "g2 allow", "action",
 					"g2 done *tai.PanicError", "g1 done *tai.PanicError", "g0 done *tai.PanicError",
@@ -558,13 +548,7 @@ func TestADonePanickingWhileTheGoroutineEndsFailsTheSignal(t *testing.T) {
 				p, err := tai.New(allowAll, act, tai.WithGuards(guards...),
 					tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
 				require.NoError(t, err)
-				ended := make(chan struct{})
-				go func() {
-					defer close(ended)
-					_, _ = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
-					t.Error("Process returned from a goroutine that ended")
-				}()
-				<-ended
+				processEnding(t, p, tai.Signal[int]{ID: "1", Kind: "k"})
 				assert.Len(t, j.get(), 7, "each guard allowed and was told once")
 				require.Len(t, recs, 1, "the observer sees the signal once")
 				assert.Equal(t, tai.Failed, recs[0].Outcome)
