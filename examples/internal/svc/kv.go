@@ -25,7 +25,9 @@ import (
 // off again, and a handle bound meanwhile would read directly for good
 // (from a lagging server, or from none once they are off again). A bucket
 // of more than one server is one of its own: cfg.Mirror and cfg.Sources
-// are refused for it.
+// are refused for it. As through the key-value API, cfg.LimitMarkerTTL on
+// a server that cannot keep limit markers (before 2.11) is refused with
+// jetstream.ErrLimitMarkerTTLNotSupported.
 func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if cfg.Replicas <= 1 {
 		return js.CreateOrUpdateKeyValue(ctx, cfg)
@@ -33,6 +35,17 @@ func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 	sc, err := leaderReadStream(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.LimitMarkerTTL != 0 {
+		// As the key-value API does: a server before 2.11 (API level 0)
+		// keeps no limit markers, and its callers fall back on this error.
+		info, err := js.AccountInfo(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
+		if info.API.Level < 1 {
+			return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, jetstream.ErrLimitMarkerTTLNotSupported)
+		}
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)

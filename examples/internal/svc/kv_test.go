@@ -303,3 +303,31 @@ func TestKeyValueRefusesWhatItCannotMake(t *testing.T) {
 		assert.Error(t, err, name)
 	}
 }
+
+// oldServerJS is a JetStream whose server is older than 2.11 (API level
+// 0, no per-message TTLs), and that records the streams asked of it.
+type oldServerJS struct {
+	jetstream.JetStream
+	streams []jetstream.StreamConfig
+}
+
+func (o *oldServerJS) AccountInfo(context.Context) (*jetstream.AccountInfo, error) {
+	return &jetstream.AccountInfo{API: jetstream.APIStats{Level: 0}}, nil
+}
+
+func (o *oldServerJS) CreateOrUpdateStream(_ context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	o.streams = append(o.streams, cfg)
+	return nil, errors.New("stream sent to a server that cannot keep its limit markers")
+}
+
+// TestKeyValueOnAClusterRefusesLimitMarkersAnOldServerLacks: a bucket
+// with limit markers on a cluster of servers before 2.11 is refused with
+// jetstream.ErrLimitMarkerTTLNotSupported, as the key-value API refuses
+// it on one server, and nothing is sent: a caller falls back to a bucket
+// without them on that error.
+func TestKeyValueOnAClusterRefusesLimitMarkersAnOldServerLacks(t *testing.T) {
+	js := &oldServerJS{}
+	_, err := svc.KeyValue(context.Background(), js, jetstream.KeyValueConfig{Bucket: "old", Replicas: 3, LimitMarkerTTL: time.Minute})
+	require.ErrorIs(t, err, jetstream.ErrLimitMarkerTTLNotSupported)
+	assert.Empty(t, js.streams, "no stream is sent")
+}
