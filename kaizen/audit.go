@@ -939,9 +939,16 @@ func (a *Audit) encode(r *tai.Record) error {
 	return nil
 }
 
+// appendDecision writes d as a JSON object. A Verdict that is none of
+// tai's is written as none, as the pipeline counts it: its String, such
+// as "verdict(7)", is text that no reader of an AuditEntry decodes.
 func appendDecision(b []byte, d *tai.Decision) []byte {
+	v := d.Verdict
+	if !v.Valid() {
+		v = 0
+	}
 	b = append(b, `{"verdict":"`...)
-	b = append(b, d.Verdict.String()...)
+	b = append(b, v.String()...)
 	b = append(b, `","policy":`...)
 	b = jsonw.AppendString(b, d.Policy)
 	b = append(b, `,"reason":`...)

@@ -334,6 +334,33 @@ func TestAuditEncodesNumbersJSONCanHold(t *testing.T) {
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
 
+// TestAuditReadsBackAVerdictOutsideTheEnum: a record whose verdict is
+// none of tai's (observed directly, or set so by Redact) is written as
+// one encoding/json reads back into an AuditEntry: none, as the pipeline
+// counts a verdict that is not Valid. "verdict(7)" made the line one that
+// verified but that no reader of AuditEntry could decode.
+func TestAuditReadsBackAVerdictOutsideTheEnum(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{Redact: func(e *kaizen.AuditEntry) {
+		if e.ID == "2" {
+			e.Decision.Verdict = 200
+		}
+	}})
+	a.Observe(context.Background(), tai.Record{ID: "1", Kind: "k", Decision: tai.Decision{Verdict: 7, Policy: "p"}})
+	a.Observe(context.Background(), tai.Record{ID: "2", Kind: "k", Decision: tai.Decision{Verdict: tai.Deny}})
+	a.Observe(context.Background(), tai.Record{ID: "3", Kind: "k", Decision: tai.Decision{Verdict: tai.Review}})
+	require.NoError(t, a.Flush(context.Background()))
+	ls := lines(buf.Bytes())
+	require.Len(t, ls, 3)
+	for i, want := range []tai.Verdict{0, 0, tai.Review} {
+		var e kaizen.AuditEntry
+		require.NoError(t, json.Unmarshal([]byte(ls[i]), &e), ls[i])
+		assert.Equal(t, want, e.Decision.Verdict, ls[i])
+	}
+	assert.Contains(t, ls[0], `"decision":{"verdict":"none","policy":"p",`)
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
+}
+
 func TestAuditWritesDecisionInputs(t *testing.T) {
 	var buf syncBuffer
 	a := newAudit(t, &buf, kaizen.AuditOptions{})

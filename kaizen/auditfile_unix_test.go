@@ -156,7 +156,7 @@ func checkPermissionDenied(t *testing.T, dir string) {
 // place for a trail: it could not be read back or cut.
 func TestOpenAuditFileNeedsARegularFile(t *testing.T) {
 	fifo := filepath.Join(t.TempDir(), "audit.fifo")
-	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	require.NoError(t, mkfifo(fifo))
 	_, _, err := kaizen.OpenAuditFile(fifo, kaizen.AuditOptions{})
 	require.EqualError(t, err, "kaizen: OpenAuditFile: "+fifo+" is not a regular file (p---------)")
 }
@@ -199,7 +199,7 @@ func TestOpenAuditFileRotatedRefusesASeriesFileThatIsNotRegular(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "audit.jsonl")
-			require.NoError(t, syscall.Mkfifo(path+fifo, 0o600))
+			require.NoError(t, mkfifo(path+fifo))
 			if after {
 				require.NoError(t, os.WriteFile(path+".000002", nil, 0o600))
 			}
@@ -316,7 +316,7 @@ func TestVerifyAuditFilesReadsAPipe(t *testing.T) {
 	}{"a trail": {}, "NUL bytes without end": {nuls: true}} {
 		t.Run(name, func(t *testing.T) {
 			fifo := filepath.Join(t.TempDir(), "audit.fifo")
-			require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+			require.NoError(t, mkfifo(fifo))
 			stop := make(chan struct{})
 			wrote := make(chan struct{})
 			go func() {

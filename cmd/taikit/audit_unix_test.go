@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -72,7 +71,7 @@ func TestAuditVerifyReadsAPipe(t *testing.T) {
 	trail, err := os.ReadFile(f.plain)
 	require.NoError(t, err)
 	fifo := filepath.Join(f.dir, "audit.fifo")
-	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	require.NoError(t, mkfifo(fifo))
 	wrote := make(chan error, 1)
 	go func() {
 		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
