@@ -128,15 +128,19 @@ func TestDrainReleasesLeasesNoWorkerTookYet(t *testing.T) {
 
 // TestDrainReleasesInPullOrderAcrossKeys: the leases the drain hands
 // back at once go back in the order they were pulled, across keys, even
-// when one no worker took was pulled after one waiting in its key's lane.
+// when one no worker took was pulled after one waiting in its key's lane,
+// or before it.
 func TestDrainReleasesInPullOrderAcrossKeys(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		inTurn bool
+		pulled []string // each lease's ID; its key is its first letter
 		want   []string
 	}{
-		{"to front", false, []string{"release b1", "release a2", "release a1"}},
-		{"in turn", true, []string{"release a1", "release a2", "release b1"}},
+		{"to front", false, []string{"a1", "a2", "b1"}, []string{"release b1", "release a2", "release a1"}},
+		{"in turn", true, []string{"a1", "a2", "b1"}, []string{"release a1", "release a2", "release b1"}},
+		{"to front, lane pulled last", false, []string{"a1", "b1", "a2"}, []string{"release a2", "release b1", "release a1"}},
+		{"in turn, lane pulled last", true, []string{"a1", "b1", "a2"}, []string{"release a1", "release b1", "release a2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -149,8 +153,8 @@ func TestDrainReleasesInPullOrderAcrossKeys(t *testing.T) {
 			defer e.cancelHandlers()
 			// Every worker busy elsewhere: the leases wait, a2 behind a1.
 			e.workers = o.WIP
-			for _, l := range []*recordingLease{{src, "a1", "a"}, {src, "a2", "a"}, {src, "b1", "b"}} {
-				require.True(t, e.dispatch(ctx, l, false))
+			for _, id := range tc.pulled {
+				require.True(t, e.dispatch(ctx, &recordingLease{src, id, id[:1]}, false))
 			}
 			cancel()
 			require.NoError(t, e.drain(nil))
