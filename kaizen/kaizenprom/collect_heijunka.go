@@ -164,9 +164,9 @@ func (c *gateCounts) reject(err error) {
 	}
 }
 
-// Collect reads every limiter and gate. A Store's Len that panics leaves
-// limiter_live_keys of its limiter out of the scrape, which goes on with
-// the rest.
+// Collect reads every limiter and gate. A Store's Len that panics or
+// calls runtime.Goexit leaves limiter_live_keys of its limiter out of the
+// scrape, which goes on with the rest.
 func (c *HeijunkaCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, l := range c.limiters.list() {
 		lim := l.src.Limit()
@@ -174,9 +174,10 @@ func (c *HeijunkaCollector) Collect(ch chan<- prometheus.Metric) {
 		send(ch, c.burst, prometheus.GaugeValue, float64(lim.Burst), l.name)
 		if k, ok := l.src.(*heijunka.Keyed); ok {
 			// A Store's Len is the program's code: one that panics
-			// leaves the series out rather than end the process.
+			// or calls runtime.Goexit leaves the series out rather
+			// than end the process or hang the scrape.
 			var n int
-			if s, ok := k.Store().(interface{ Len() int }); ok && !panics(func() { n = s.Len() }) {
+			if s, ok := k.Store().(interface{ Len() int }); ok && !fails(func() { n = s.Len() }) {
 				send(ch, c.liveKeys, prometheus.GaugeValue, float64(n), l.name)
 			}
 		}

@@ -224,14 +224,15 @@ func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
 // as 0. Scrapes at the same time (two Prometheus servers) share a read,
 // and so do the names of one queue: one that meets a read another
 // started, and that is not late yet, waits for it and reports what it
-// returns. A queue's Stats or Len that panics leaves the series it gives
-// out of the scrape, which goes on with the rest.
+// returns. A queue's Stats or Len that panics or calls runtime.Goexit
+// leaves the series it gives out of the scrape, which goes on with the
+// rest.
 func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	queues := c.queues.list()
 	backlogs := readBacklogs(queues)
 	for i, q := range queues {
 		var s kanban.QueueStats
-		if !panics(func() { s = q.src.q.Stats() }) {
+		if !fails(func() { s = q.src.q.Stats() }) {
 			send(ch, c.published, prometheus.CounterValue, float64(s.Published), q.name)
 			send(ch, c.duplicates, prometheus.CounterValue, float64(s.Duplicates), q.name)
 			send(ch, c.handled, prometheus.CounterValue, float64(s.Handled), q.name)
@@ -246,7 +247,7 @@ func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 			c.sendBacklog(ch, q.name, backlogs[i].Backlog, backlogs[i].err)
 		case interface{ Len() int }:
 			var n int
-			if !panics(func() { n = src.Len() }) {
+			if !fails(func() { n = src.Len() }) {
 				send(ch, c.depth, prometheus.GaugeValue, float64(n), q.name)
 			}
 		}
@@ -254,19 +255,26 @@ func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	c.durations.Collect(ch)
 }
 
-// panics calls read and reports whether it panicked, recovering the
-// panic. A queue's Stats or Len, or a limiter Store's Len, is read on a
-// goroutine of the registry's, where a panic nothing recovers ends the
-// process; one that panics leaves its series out of the scrape instead,
-// as a Backlog that panics leaves its own.
-func panics(read func()) (panicked bool) {
-	defer func() {
-		if recover() != nil {
-			panicked = true
-		}
+// fails calls read on a goroutine of its own and reports whether read did
+// not return: it panicked (the panic is recovered) or called
+// runtime.Goexit. A queue's Stats or Len, or a limiter Store's Len, is the
+// program's code, and Collect runs on a goroutine of the registry's,
+// where a panic nothing recovers ends the process, and a Goexit ends the
+// goroutine before it tells the registry it is done, which then waits for
+// it, and the scrape hangs, for ever. One that fails leaves its series
+// out of the scrape instead, as a Backlog that fails leaves its own.
+func fails(read func()) bool {
+	returned := make(chan bool, 1)
+	go func() {
+		ok := false
+		defer func() {
+			_ = recover()
+			returned <- ok
+		}()
+		read()
+		ok = true
 	}()
-	read()
-	return false
+	return !<-returned
 }
 
 // backlogRead is the result of reading the Backlog of a queue.
