@@ -121,7 +121,7 @@ func Example() {
 	w, _ := stats.Window("payment", time.Minute)
 	fmt.Println("last minute:", w.Current.Total, "payments,", w.Current.Outcomes.Of(tai.Succeeded), "succeeded")
 
-	// kanban: the consumer pulls the confirmations, two at a time.
+	// kanban: the consumer pulls the two confirmations, one at a time (WIP 1).
 	cctx, cancel := context.WithCancel(ctx)
 	confirmed := 0
 	_ = confirmations.Consume(cctx, func(context.Context, kanban.Delivery[payment]) error {
