@@ -649,7 +649,10 @@ func (s *Service) renewClaim(ctx context.Context, scoped string, e IdemEntry) Id
 // the background, with growing waits, until the confirmation is stored,
 // the charge is confirmed meanwhile (by a confirmation queued before), or
 // the service closes — one such retry per charge however often its key is
-// replayed.
+// replayed, and at most maxRepublishes at once (beyond, or once the
+// service is closing, the replay is answered and nothing more is tried:
+// the charge's confirmation was queued with it, unless its process died
+// in between, and its next replay tries again).
 func (s *Service) confirmAgain(ctx context.Context, msg kanban.Message[Confirmation]) {
 	err := s.sendConfirmation(ctx, msg, s.queue.TryPublish)
 	if err == nil {
@@ -658,11 +661,27 @@ func (s *Service) confirmAgain(ctx context.Context, msg kanban.Message[Confirmat
 	if _, retrying := s.republishing.LoadOrStore(msg.ID, struct{}{}); retrying {
 		return
 	}
-	s.log.Warn("confirmation of a replayed charge not stored again yet; retrying in the background", "transaction_id", msg.ID, "err", err)
+	s.freeMu.Lock()
+	if s.freesClosed || s.republishN >= s.maxRepublishes {
+		closing := s.freesClosed
+		s.freeMu.Unlock()
+		s.republishing.Delete(msg.ID)
+		s.log.Warn("confirmation of a replayed charge not stored again in the background; its next replay tries again",
+			"transaction_id", msg.ID, "err", err, "closing", closing, "max_republishes", s.maxRepublishes)
+		return
+	}
+	s.republishN++
 	s.republishes.Add(1)
+	s.freeMu.Unlock()
+	s.log.Warn("confirmation of a replayed charge not stored again yet; retrying in the background", "transaction_id", msg.ID, "err", err)
 	go func() {
 		defer s.republishes.Done()
-		defer s.republishing.Delete(msg.ID)
+		defer func() {
+			s.republishing.Delete(msg.ID)
+			s.freeMu.Lock()
+			s.republishN--
+			s.freeMu.Unlock()
+		}()
 		s.retryLater(time.Time{}, func(ctx context.Context, attempt int) bool {
 			rec, found, err := s.records.Get(ctx, msg.ID)
 			if err == nil && found && rec.ConfirmedAt != nil {

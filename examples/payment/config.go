@@ -182,6 +182,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("-alert-labels %q is not name=value with a Prometheus label name", kv))
 			continue
 		}
+		if why, set := ruleLabels[k]; set {
+			errs = append(errs, fmt.Errorf("-alert-labels names %q, which %s", k, why))
+			continue
+		}
 		if _, twice := c.AlertLabels[k]; twice {
 			// One of the two would be dropped without a word.
 			errs = append(errs, fmt.Errorf("-alert-labels names %q twice", k))
@@ -281,6 +285,17 @@ func (c *Config) validate() error {
 		}
 	}
 	c.Fraud.Blacklist = bl
+	if c.FraudRules == fraudRulesGo {
+		// FraudConfig reads a zero limit as unset and puts its default
+		// in its place: a flag given 0 would run the Go rules with 5
+		// attempts, 5,000 or 900 km/h, not what it asked for. (A negative
+		// limit is refused by defaults below; with a rule file the flags
+		// are refused whatever their value: goLimitFlags.)
+		check(c.Fraud.VelocityLimit != 0, "-velocity-limit 0 must be at least 1")
+		check(c.Fraud.MaxAmount != 0, "-max-amount 0 must be a positive number")
+		check(c.Fraud.MaxDaily != 0, "-max-daily 0 must be a positive number")
+		check(c.Fraud.MaxSpeedKmh != 0, "-max-speed-kmh 0 must be a positive number")
+	}
 	f := c.Fraud
 	if err := f.defaults(); err != nil {
 		errs = append(errs, err)
@@ -330,6 +345,14 @@ func validInstance(name string) bool {
 		}
 	}
 	return true
+}
+
+// ruleLabels are the labels the alert rules set themselves, which
+// -alert-labels may not name, and why.
+var ruleLabels = map[string]string{
+	"alertname": "is the alert rule's name",
+	"severity":  "the alert rules set (page)",
+	"instance":  "every alert evaluated in the service carries, as -instance names it (Prometheus adds its own to the printed rules' alerts)",
 }
 
 // labelName is a Prometheus label name.

@@ -212,3 +212,50 @@ func TestREADMEListsEveryFlag(t *testing.T) {
 		assert.True(t, listed[string(m[1])], "-%s is not in the README's flag table", m[1])
 	}
 }
+
+// A Go rules' limit of 0 is refused, naming its flag: FraudConfig reads a
+// zero as unset, so the rules would run with the default limit (5
+// attempts, 5,000, 900 km/h) where the flag asked for another.
+func TestGoRuleLimitsOfZeroAreRefused(t *testing.T) {
+	for flagName, want := range map[string]string{
+		"-velocity-limit": "-velocity-limit 0 must be at least 1",
+		"-max-amount":     "-max-amount 0 must be a positive number",
+		"-max-daily":      "-max-daily 0 must be a positive number",
+		"-max-speed-kmh":  "-max-speed-kmh 0 must be a positive number",
+	} {
+		_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-fraud-rules", "go", flagName, "0"}, func(string) string { return "" })
+		require.Error(t, err, flagName)
+		assert.Equal(t, want, err.Error())
+	}
+	_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-fraud-rules", "go"}, func(k string) string {
+		return map[string]string{"VELOCITY_LIMIT": "0"}[k]
+	})
+	assert.EqualError(t, err, "-velocity-limit 0 must be at least 1", "from the environment")
+	_, err = parseConfig([]string{"-data-dir", t.TempDir(), "-fraud-rules", "go", "-velocity-limit", "1", "-max-amount", "0.01",
+		"-max-daily", "0.01", "-max-speed-kmh", "1", "-review-threshold", "0"}, func(string) string { return "" })
+	assert.NoError(t, err)
+}
+
+// With a rule file in force a Go rules' limit flag is refused once, as
+// such, whatever its value.
+func TestGoRuleLimitOfZeroWithARuleFileSaysOneThing(t *testing.T) {
+	_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-velocity-limit", "0"}, func(string) string { return "" })
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "\n")
+	assert.Contains(t, err.Error(), "-velocity-limit (VELOCITY_LIMIT) sets a limit of the Go fraud rules")
+}
+
+// A label the alert rules set themselves is refused in -alert-labels,
+// naming the flag, at once: severity and alertname failed the start later
+// with an error about Go fields, and instance was dropped without a word
+// from the alerts evaluated in the service but kept in the printed rules.
+func TestAlertLabelsTheRulesSetAreRefused(t *testing.T) {
+	for _, name := range []string{"severity", "alertname", "instance"} {
+		_, err := parseConfig([]string{"-data-dir", t.TempDir(), "-alert-labels", "team=pay," + name + "=x"}, func(string) string { return "" })
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), `-alert-labels names "`+name+`", which`)
+	}
+	c, err := parseConfig([]string{"-data-dir", t.TempDir(), "-alert-labels", "team=pay,cluster=eu-1"}, func(string) string { return "" })
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"team": "pay", "cluster": "eu-1"}, c.AlertLabels)
+}

@@ -326,6 +326,10 @@ type NATSIdempotency struct {
 	// markerTTL is releaseMarkerTTL, or 0 on a server without
 	// per-message TTLs.
 	markerTTL time.Duration
+	// missReads is how many times Release and Renew read a key that
+	// does not hold the claim they change (missReads, as PaymentRecords
+	// reads a payment).
+	missReads int
 }
 
 // ShortMarkers reports whether a released key's marker expires after
@@ -373,7 +377,34 @@ func NewNATSIdempotency(ctx context.Context, js []jetstream.JetStream, o IdemOpt
 	if err != nil {
 		return nil, fmt.Errorf("idempotency bucket %q: %w", o.Bucket, err)
 	}
-	return &NATSIdempotency{kv: kv, now: now, markerTTL: cfg.LimitMarkerTTL}, nil
+	return &NATSIdempotency{kv: kv, now: now, markerTTL: cfg.LimitMarkerTTL, missReads: missReads(o.Replicas)}, nil
+}
+
+// readClaim reads the key k for a change of e's claim (Release, Renew): the
+// entry and the claim it holds, ok false when it holds none. On a cluster
+// a read that finds no claim, or another one, may have reached a replica
+// that has not caught up with the write of e's claim: it is made again
+// (missReads) before it counts, where it would leave the claim to hold its
+// key, 409 to every retry, until its lease ran out.
+func (n *NATSIdempotency) readClaim(ctx context.Context, k string, e IdemEntry) (got jetstream.KeyValueEntry, cur IdemEntry, ok bool, err error) {
+	for try := 1; ; try++ {
+		got, err = n.kv.get().Get(ctx, k)
+		cur, ok = IdemEntry{}, false
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			got, err = nil, nil
+		case err != nil:
+			return nil, cur, false, err
+		default:
+			ok = json.Unmarshal(got.Value(), &cur) == nil
+		}
+		if ok && cur.sameClaim(e) || try >= n.missReads {
+			return got, cur, ok, nil
+		}
+		if pause(ctx, try) != nil {
+			return got, cur, ok, nil // as the reads found it, until ctx ended
+		}
+	}
 }
 
 // kvKey maps any idempotency key to a valid KV key.
@@ -448,15 +479,11 @@ func (n *NATSIdempotency) Replace(ctx context.Context, key string, old, e IdemEn
 // The key can be claimed again at once, over the marker.
 func (n *NATSIdempotency) Release(ctx context.Context, key string, e IdemEntry) error {
 	k := kvKey(key)
-	got, err := n.kv.get().Get(ctx, k)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
+	got, cur, ok, err := n.readClaim(ctx, k, e)
 	if err != nil {
 		return fmt.Errorf("idempotency release: %w", err)
 	}
-	var cur IdemEntry
-	if json.Unmarshal(got.Value(), &cur) != nil || !cur.same(e) {
+	if !ok || !cur.same(e) {
 		return nil
 	}
 	if n.markerTTL > 0 {
@@ -474,15 +501,11 @@ func (n *NATSIdempotency) Release(ctx context.Context, key string, e IdemEntry) 
 // it read.
 func (n *NATSIdempotency) Renew(ctx context.Context, key string, e IdemEntry, until time.Time) (IdemEntry, bool, error) {
 	k := kvKey(key)
-	got, err := n.kv.get().Get(ctx, k)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return e, false, nil
-	}
+	got, cur, ok, err := n.readClaim(ctx, k, e)
 	if err != nil {
 		return e, false, fmt.Errorf("idempotency renew: %w", err)
 	}
-	var cur IdemEntry
-	if json.Unmarshal(got.Value(), &cur) != nil {
+	if got == nil || !ok {
 		return e, false, nil
 	}
 	if !cur.same(e) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kanban"
+	"github.com/taipattern/taikit/tai"
 )
 
 // failingState is a customer state whose every call fails while failing is
@@ -1088,4 +1089,49 @@ func testTakeoverRerunNotChargedKeepsTheFirstRunsHold(t *testing.T, rules string
 	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
 	assert.Equal(t, earlier.TxnID, r.str("transaction_id"))
 	assert.EqualValues(t, p.Minor, spent(), "held once")
+}
+
+// The confirmations of replayed charges stored again in the background
+// while the queue is full are bounded, as the keys freed there are: a
+// flood of replays during a long outage starts no more than maxRepublishes
+// retries, each of which the service's Close ends.
+func TestReplayRepublishesAreBounded(t *testing.T) {
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) }) // after the service's Close
+	cfg := testConfig(t)
+	cfg.ConfirmMaxBytes = 1 << 20
+	ts := startService(t, cfg)
+	ts.stop() // the consumer: confirmations stay queued
+	ts.consumer.Wait()
+	ts.maxRepublishes = 2
+	ctx := context.Background()
+	fill := func(i, size int) error {
+		id := fmt.Sprintf("txn_fill_%d", i)
+		return ts.queue.TryPublish(ctx, kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
+			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill", Payment: storedPayment{Status: strings.Repeat("x", size)}}})
+	}
+	last := 0
+	for _, size := range []int{32 << 10, 1 << 10, 1} {
+		for ; ; last++ {
+			err := fill(last, size)
+			if errors.Is(err, kanban.ErrFull) {
+				break
+			}
+			require.NoError(t, err)
+			require.Less(t, last, 2000, "the queue never filled")
+		}
+	}
+	running := func() int {
+		n := 0
+		ts.republishing.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	for i := range 3 {
+		id := "txn_" + tai.NewID()
+		ts.confirmAgain(ctx, kanban.Message[Confirmation]{ID: id, Key: "cust_bound",
+			Payload: Confirmation{TransactionID: id, CustomerID: "cust_bound", Payment: storedPayment{Status: StatusSuccess}}})
+		assert.Equal(t, min(i+1, 2), running(), "replay %d", i+1)
+	}
+	assert.Contains(t, ts.logs.String(), "not stored again in the background")
+	// Left retrying: the service's Close ends them.
 }

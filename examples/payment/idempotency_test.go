@@ -849,3 +849,43 @@ func TestIdempotencyStoresKeepAClaimRenewedPastItsDay(t *testing.T) {
 		})
 	}
 }
+
+// On a cluster a release, or the end of a lease, that reads the key from
+// a replica not caught up with the claim's write reads it again rather
+// than take the key for empty, or for another claim, and leave the claim
+// to hold its key until its lease runs out (409 to every retry). A
+// replica that never catches up leaves the claim alone, as before.
+func TestNATSIdempotencyReadsAgainOnALaggingReplica(t *testing.T) {
+	clock := newManualClock()
+	ctx := context.Background()
+	s, err := NewNATSIdempotency(ctx, []jetstream.JetStream{startJS(t)}, IdemOptions{}, clock.Now)
+	require.NoError(t, err)
+	lag := &laggingKV{KeyValue: s.kv.kvs[0]}
+	s.kv = &kvPool{kvs: []jetstream.KeyValue{lag}}
+	s.missReads = missReads(3)
+
+	first := claimOf("txn_1", clock.Now())
+	_, claimed, err := s.Claim(ctx, "k", first)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	lag.stale = createReads - 1
+	require.NoError(t, s.Release(ctx, "k", first))
+	_, claimed, err = s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+	require.NoError(t, err)
+	require.True(t, claimed, "released, though the first reads were stale")
+
+	second := claimOf("txn_2", clock.Now())
+	until := clock.Now().Add(time.Hour)
+	lag.stale = createReads - 1
+	renewed, ok, err := s.Renew(ctx, "k", second, until)
+	require.NoError(t, err)
+	require.True(t, ok, "renewed, though the first reads were stale")
+	assert.True(t, renewed.leaseEnd().Equal(until))
+
+	lag.stale = createReads
+	require.NoError(t, s.Release(ctx, "k", renewed))
+	old, claimed, err := s.Claim(ctx, "k", claimOf("txn_3", clock.Now()))
+	require.NoError(t, err)
+	require.False(t, claimed, "a replica that never catches up releases nothing")
+	assert.True(t, old.same(renewed))
+}

@@ -133,7 +133,7 @@ type Service struct {
 	// releasing counts idempotency keys freed (released, or their leases
 	// ended) by retries in the background: freeLater. freeing is how many
 	// run, at most maxFrees; freesClosed is set by Close, after which
-	// none starts; all three under freeMu.
+	// none starts (nor a republish: confirmAgain); all three under freeMu.
 	releasing    sync.WaitGroup
 	freeMu       sync.Mutex
 	freeing      int
@@ -141,11 +141,14 @@ type Service struct {
 	freesClosed  bool
 	freesDropped prometheus.Counter
 	// republishing holds the transaction IDs whose confirmations are
-	// stored again in the background (confirmAgain), each once;
-	// republishes counts them.
-	republishing sync.Map
-	republishes  sync.WaitGroup
-	lock         *datadir.Lock // the data directory, held until Close
+	// stored again in the background (confirmAgain), each once, at most
+	// maxRepublishes; republishes counts them. None starts once
+	// freesClosed is set; republishN (how many run) under freeMu.
+	republishing   sync.Map
+	republishes    sync.WaitGroup
+	republishN     int
+	maxRepublishes int
+	lock           *datadir.Lock // the data directory, held until Close
 }
 
 // NewService builds the service from cfg: it takes the data directory for
@@ -163,7 +166,8 @@ func NewService(ctx context.Context, cfg Config, log *slog.Logger) (*Service, er
 // newService is NewService on a data directory already held: it owns lock
 // from here on, and releases it on Close (or when it fails).
 func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir.Lock) (*Service, error) {
-	s := &Service{cfg: cfg, log: log, lock: lock, owner: cfg.Instance + "/" + tai.NewID()[:12], maxFrees: maxBackgroundFrees}
+	s := &Service{cfg: cfg, log: log, lock: lock, owner: cfg.Instance + "/" + tai.NewID()[:12], maxFrees: maxBackgroundFrees,
+		maxRepublishes: maxBackgroundFrees}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	if cfg.APIToken.IsSet() {
 		sum := sha256.Sum256([]byte("payment idempotency scope\x00" + cfg.APIToken.Reveal()))

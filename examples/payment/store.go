@@ -107,6 +107,23 @@ type RecordOptions struct {
 // dropped early, since an idempotency key may still point at it.
 type PaymentRecords struct {
 	kv *kvPool
+	// missReads is how many times Get reads a payment before it says the
+	// payment is missing (missReads).
+	missReads int
+}
+
+// missReads is how many times Get reads a payment of a bucket on replicas
+// servers before it says the payment is missing. On one server once. On a
+// cluster a read may reach a replica that has not caught up with a write
+// already acknowledged — a payment just answered at another replica — so
+// a miss is read again as Create reads a payment it found stored
+// (createReads), before GET /payment/{id} answers 404 or a replay of its
+// key 409.
+func missReads(replicas int) int {
+	if replicas > 1 {
+		return createReads
+	}
+	return 1
 }
 
 // kvPool is one bucket through several JetStream contexts (connections),
@@ -172,7 +189,7 @@ func NewPaymentRecords(ctx context.Context, js []jetstream.JetStream, o RecordOp
 	if err != nil {
 		return nil, fmt.Errorf("payments bucket %q: %w", o.Bucket, err)
 	}
-	return &PaymentRecords{kv: kv}, nil
+	return &PaymentRecords{kv: kv, missReads: missReads(o.Replicas)}, nil
 }
 
 // isTxnID reports whether id is a transaction ID of this service, "txn_"
@@ -232,10 +249,18 @@ func (r *PaymentRecords) Create(ctx context.Context, id string, p storedPayment)
 const createReads = 8
 
 // Get returns a stored payment; found is false for an ID it does not hold
-// (or that is not a transaction ID).
+// (or that is not a transaction ID). On a cluster a miss is read again
+// (missReads): the replica read may not have caught up yet.
 func (r *PaymentRecords) Get(ctx context.Context, id string) (p storedPayment, found bool, err error) {
-	p, _, found, err = r.get(ctx, id)
-	return p, found, err
+	for try := 1; ; try++ {
+		p, _, found, err = r.get(ctx, id)
+		if found || err != nil || try >= r.missReads || !isTxnID(id) {
+			return p, found, err
+		}
+		if pause(ctx, try) != nil {
+			return p, false, nil // as the reads found it, until ctx ended
+		}
+	}
 }
 
 func (r *PaymentRecords) get(ctx context.Context, id string) (storedPayment, uint64, bool, error) {

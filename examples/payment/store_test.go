@@ -271,3 +271,33 @@ func TestPaymentRecordsConfirmInAFullBucket(t *testing.T) {
 		assert.Equal(t, at, *p.ConfirmedAt, id)
 	}
 }
+
+// A payment read from a replica of the bucket that has not caught up with
+// its write, on a cluster, is read again before it is said to be missing:
+// GET /payment/{id} of a payment just answered at another replica, or a
+// replay of its key, finds it rather than answering 404 or 409. A replica
+// that never catches up says it is missing; on one server a miss is read
+// once.
+func TestPaymentRecordsGetReadsAgainOnALaggingReplica(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	lag := &laggingKV{KeyValue: r.kv.kvs[0]}
+	r.kv = &kvPool{kvs: []jetstream.KeyValue{lag}}
+	r.missReads = missReads(3)
+
+	id := "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	_, err := r.Create(ctx, id, charged)
+	require.NoError(t, err)
+	lag.stale = createReads - 1
+	got, found, err := r.Get(ctx, id)
+	require.NoError(t, err)
+	require.True(t, found, "found once the replica has caught up")
+	assert.Equal(t, charged.Response, got.Response)
+
+	lag.stale = createReads
+	_, found, err = r.Get(ctx, id)
+	require.NoError(t, err)
+	assert.False(t, found, "a replica that never catches up")
+
+	assert.Equal(t, 1, missReads(1), "one server: no replica lags")
+}
