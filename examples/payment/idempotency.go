@@ -385,7 +385,8 @@ func NewNATSIdempotency(ctx context.Context, js []jetstream.JetStream, o IdemOpt
 // a read that finds no claim, or another one, may have reached a replica
 // that has not caught up with the write of e's claim: it is made again
 // (missReads) before it counts, where it would leave the claim to hold its
-// key, 409 to every retry, until its lease ran out.
+// key, 409 to every retry, until its lease ran out. Reads that ctx cuts
+// short are its error, not a claim gone.
 func (n *NATSIdempotency) readClaim(ctx context.Context, k string, e IdemEntry) (got jetstream.KeyValueEntry, cur IdemEntry, ok bool, err error) {
 	for try := 1; ; try++ {
 		got, err = n.kv.get().Get(ctx, k)
@@ -401,8 +402,10 @@ func (n *NATSIdempotency) readClaim(ctx context.Context, k string, e IdemEntry) 
 		if ok && cur.sameClaim(e) || try >= n.missReads {
 			return got, cur, ok, nil
 		}
-		if pause(ctx, try) != nil {
-			return got, cur, ok, nil // as the reads found it, until ctx ended
+		if err := pause(ctx, try); err != nil {
+			// The reads were cut short: the claim may be stored yet, and
+			// the caller's release or renewal is to be tried again.
+			return nil, IdemEntry{}, false, err
 		}
 	}
 }

@@ -889,3 +889,38 @@ func TestNATSIdempotencyReadsAgainOnALaggingReplica(t *testing.T) {
 	require.False(t, claimed, "a replica that never catches up releases nothing")
 	assert.True(t, old.same(renewed))
 }
+
+// A release, or the end of a lease, whose context ends while it reads a
+// lagging replica again fails rather than report the claim gone: the
+// caller then retries it in the background (releaseLater, freeLater),
+// where a nil would leave the claim to hold its key until its lease ran
+// out, 409 to every retry.
+func TestNATSIdempotencyLaggingReadsCutShortFail(t *testing.T) {
+	clock := newManualClock()
+	ctx := context.Background()
+	s, err := NewNATSIdempotency(ctx, []jetstream.JetStream{startJS(t)}, IdemOptions{}, clock.Now)
+	require.NoError(t, err)
+	lag := &laggingKV{KeyValue: s.kv.kvs[0]}
+	s.kv = &kvPool{kvs: []jetstream.KeyValue{lag}}
+	s.missReads = missReads(3)
+
+	first := claimOf("txn_1", clock.Now())
+	_, claimed, err := s.Claim(ctx, "k", first)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+
+	lag.stale = createReads - 1
+	require.ErrorIs(t, s.Release(ended, "k", first), context.Canceled, "release")
+	lag.stale = createReads - 1
+	_, ok, err := s.Renew(ended, "k", first, clock.Now())
+	require.ErrorIs(t, err, context.Canceled, "renew")
+	require.False(t, ok)
+
+	lag.stale = 0
+	old, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+	require.NoError(t, err)
+	require.False(t, claimed, "the claim still holds its key")
+	assert.True(t, old.same(first))
+}

@@ -250,15 +250,17 @@ const createReads = 8
 
 // Get returns a stored payment; found is false for an ID it does not hold
 // (or that is not a transaction ID). On a cluster a miss is read again
-// (missReads): the replica read may not have caught up yet.
+// (missReads): the replica read may not have caught up yet. Reads that
+// ctx cuts short are an error, not a payment missing.
 func (r *PaymentRecords) Get(ctx context.Context, id string) (p storedPayment, found bool, err error) {
 	for try := 1; ; try++ {
 		p, _, found, err = r.get(ctx, id)
 		if found || err != nil || try >= r.missReads || !isTxnID(id) {
 			return p, found, err
 		}
-		if pause(ctx, try) != nil {
-			return p, false, nil // as the reads found it, until ctx ended
+		if err := pause(ctx, try); err != nil {
+			// Cut short: the payment may be stored yet.
+			return p, false, fmt.Errorf("payments: %w", err)
 		}
 	}
 }

@@ -301,3 +301,23 @@ func TestPaymentRecordsGetReadsAgainOnALaggingReplica(t *testing.T) {
 
 	assert.Equal(t, 1, missReads(1), "one server: no replica lags")
 }
+
+// A read of a payment on a lagging replica whose context ends before the
+// reads are done fails rather than say the payment is missing: GET
+// /payment/{id} answers 503, not 404, for a payment that may be stored.
+func TestPaymentRecordsGetCutShortOnALaggingReplicaFails(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	lag := &laggingKV{KeyValue: r.kv.kvs[0]}
+	r.kv = &kvPool{kvs: []jetstream.KeyValue{lag}}
+	r.missReads = missReads(3)
+
+	id := "txn_" + tai.NewID()
+	_, err := r.Create(ctx, id, storedOf(t, id, StatusSuccess, 200))
+	require.NoError(t, err)
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	lag.stale = createReads - 1
+	_, found, err := r.Get(ended, id)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, found)
+}
