@@ -46,6 +46,47 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceWhenCallsStall runs the suite as on a machine that
+// stalls a quarter of a second after each call: Redis expires a key in its
+// own time, which goes on while the caller's explicit times stand still,
+// so the suite must not lean on a key outliving a few hundred milliseconds.
+// The stall is emulated by taking as much off the key's time to live.
+func TestConformanceWhenCallsStall(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	storetest.Run(t, func(t *testing.T) heijunka.Store {
+		return &stalling{Store: newStore(t, c, redisgcra.Options{Prefix: "stall:"}), client: c, prefix: "stall:"}
+	})
+}
+
+// stalling is a Store whose keys age by stall after each Take, as they
+// would if the caller stalled that long before the next.
+type stalling struct {
+	*redisgcra.Store
+	client redis.UniversalClient
+	prefix string
+}
+
+const stall = 250 * time.Millisecond
+
+var age = redis.NewScript(`
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > tonumber(ARGV[1]) then
+  redis.call('PEXPIRE', KEYS[1], ttl - tonumber(ARGV[1]))
+elseif ttl >= 0 then
+  redis.call('DEL', KEYS[1])
+end
+return ttl
+`)
+
+func (s *stalling) Take(ctx context.Context, key string, limit heijunka.Limit, now time.Time, n int) (heijunka.Decision, error) {
+	d, err := s.Store.Take(ctx, key, limit, now, n)
+	if aerr := age.Run(ctx, s.client, []string{s.prefix + key}, stall.Milliseconds()).Err(); aerr != nil {
+		return d, aerr
+	}
+	return d, err
+}
+
 func TestNewValidates(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()

@@ -37,10 +37,13 @@ func Run(t *testing.T, newStore func(t *testing.T) heijunka.Store) {
 // resolution down to a microsecond agree exactly.
 var base = time.Unix(1_900_000_000, 0)
 
-// tenPerSecond: burst 5, one event every 100 ms.
-var tenPerSecond = heijunka.Limit{Rate: 10, Burst: 5}
+// sixPerMinute: burst 5, one event every 10 s. A store may forget a key
+// by a clock of its own once the key's schedule has passed on it, as Redis
+// expires a key: the intervals are long enough that no key the suite still
+// reads is forgotten while it runs, however slow the machine.
+var sixPerMinute = heijunka.Limit{Rate: 0.1, Burst: 5}
 
-const interval = 100 * time.Millisecond
+const interval = 10 * time.Second
 
 var cases = []struct {
 	name string
@@ -60,6 +63,7 @@ var cases = []struct {
 	{"TimeGoingBack", testTimeGoingBack},
 	{"WindowBound", testWindowBound},
 	{"ConcurrentAtOneInstant", testConcurrent},
+	{"OneScheduleWhateverTheLimit", testLimitChanged},
 }
 
 func key(t *testing.T, k string) string { return t.Name() + "/" + k }
@@ -73,15 +77,15 @@ func take(t *testing.T, s heijunka.Store, k string, l heijunka.Limit, now time.T
 
 func testStartsFull(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
-	for i := range tenPerSecond.Burst {
-		d := take(t, s, k, tenPerSecond, base, 1)
+	for i := range sixPerMinute.Burst {
+		d := take(t, s, k, sixPerMinute, base, 1)
 		require.True(t, d.Allowed, "event %d of a full burst", i)
-		assert.Equal(t, tenPerSecond.Burst-1-i, d.Remaining)
+		assert.Equal(t, sixPerMinute.Burst-1-i, d.Remaining)
 		assert.Equal(t, time.Duration(0), d.RetryAfter)
 		assert.Equal(t, time.Duration(i+1)*interval, d.ResetAfter)
-		assert.Equal(t, tenPerSecond, d.Limit)
+		assert.Equal(t, sixPerMinute, d.Limit)
 	}
-	d := take(t, s, k, tenPerSecond, base, 1)
+	d := take(t, s, k, sixPerMinute, base, 1)
 	assert.False(t, d.Allowed)
 	assert.Equal(t, 0, d.Remaining)
 	assert.Equal(t, interval, d.RetryAfter)
@@ -90,67 +94,67 @@ func testStartsFull(t *testing.T, s heijunka.Store) {
 
 func testRefills(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
-	for range tenPerSecond.Burst {
-		require.True(t, take(t, s, k, tenPerSecond, base, 1).Allowed)
+	for range sixPerMinute.Burst {
+		require.True(t, take(t, s, k, sixPerMinute, base, 1).Allowed)
 	}
 	now := base.Add(interval - time.Millisecond)
-	d := take(t, s, k, tenPerSecond, now, 1)
+	d := take(t, s, k, sixPerMinute, now, 1)
 	require.False(t, d.Allowed, "one interval has not passed")
 	assert.Equal(t, time.Millisecond, d.RetryAfter)
 
 	now = base.Add(interval)
-	require.True(t, take(t, s, k, tenPerSecond, now, 1).Allowed, "one event refilled")
-	require.False(t, take(t, s, k, tenPerSecond, now, 1).Allowed, "only one")
+	require.True(t, take(t, s, k, sixPerMinute, now, 1).Allowed, "one event refilled")
+	require.False(t, take(t, s, k, sixPerMinute, now, 1).Allowed, "only one")
 
 	now = base.Add(3 * interval)
-	d = take(t, s, k, tenPerSecond, now, 2)
+	d = take(t, s, k, sixPerMinute, now, 2)
 	require.True(t, d.Allowed, "two more intervals, two events")
 	assert.Equal(t, 0, d.Remaining)
 }
 
 func testDeniedRecordsNothing(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
-	for range tenPerSecond.Burst {
-		require.True(t, take(t, s, k, tenPerSecond, base, 1).Allowed)
+	for range sixPerMinute.Burst {
+		require.True(t, take(t, s, k, sixPerMinute, base, 1).Allowed)
 	}
 	for range 100 {
-		require.False(t, take(t, s, k, tenPerSecond, base, 1).Allowed)
+		require.False(t, take(t, s, k, sixPerMinute, base, 1).Allowed)
 	}
 	// Had the denials counted, the key would owe 100 more intervals.
-	require.True(t, take(t, s, k, tenPerSecond, base.Add(interval), 1).Allowed)
+	require.True(t, take(t, s, k, sixPerMinute, base.Add(interval), 1).Allowed)
 }
 
 func testMoreThanBurst(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
-	d := take(t, s, k, tenPerSecond, base, tenPerSecond.Burst+1)
+	d := take(t, s, k, sixPerMinute, base, sixPerMinute.Burst+1)
 	assert.False(t, d.Allowed)
 	assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
-	assert.Equal(t, tenPerSecond.Burst, d.Remaining)
-	d = take(t, s, k, tenPerSecond, base, tenPerSecond.Burst)
+	assert.Equal(t, sixPerMinute.Burst, d.Remaining)
+	d = take(t, s, k, sixPerMinute, base, sixPerMinute.Burst)
 	assert.True(t, d.Allowed, "a whole burst still fits")
 }
 
 func testZeroEvents(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
-	d := take(t, s, k, tenPerSecond, base, 0)
+	d := take(t, s, k, sixPerMinute, base, 0)
 	assert.True(t, d.Allowed)
-	assert.Equal(t, tenPerSecond.Burst, d.Remaining)
+	assert.Equal(t, sixPerMinute.Burst, d.Remaining)
 	assert.Equal(t, time.Duration(0), d.ResetAfter)
-	require.True(t, take(t, s, k, tenPerSecond, base, 2).Allowed)
-	d = take(t, s, k, tenPerSecond, base.Add(interval/2), 0)
+	require.True(t, take(t, s, k, sixPerMinute, base, 2).Allowed)
+	d = take(t, s, k, sixPerMinute, base.Add(interval/2), 0)
 	assert.True(t, d.Allowed)
 	assert.Equal(t, 3, d.Remaining)
 	assert.Equal(t, 2*interval-interval/2, d.ResetAfter)
-	d = take(t, s, k, tenPerSecond, base.Add(interval/2), 3)
+	d = take(t, s, k, sixPerMinute, base.Add(interval/2), 3)
 	assert.True(t, d.Allowed, "n = 0 took nothing")
 }
 
 func testBatch(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
-	d := take(t, s, k, tenPerSecond, base, 3)
+	d := take(t, s, k, sixPerMinute, base, 3)
 	require.True(t, d.Allowed)
 	assert.Equal(t, 2, d.Remaining)
-	d = take(t, s, k, tenPerSecond, base, 3)
+	d = take(t, s, k, sixPerMinute, base, 3)
 	require.False(t, d.Allowed)
 	assert.Equal(t, 2, d.Remaining)
 	assert.Equal(t, interval, d.RetryAfter, "the third event needs one interval")
@@ -158,22 +162,22 @@ func testBatch(t *testing.T, s heijunka.Store) {
 
 func testKeysIndependent(t *testing.T, s heijunka.Store) {
 	a, b := key(t, "a"), key(t, "b")
-	require.True(t, take(t, s, a, tenPerSecond, base, tenPerSecond.Burst).Allowed)
-	require.False(t, take(t, s, a, tenPerSecond, base, 1).Allowed)
-	d := take(t, s, b, tenPerSecond, base, 1)
+	require.True(t, take(t, s, a, sixPerMinute, base, sixPerMinute.Burst).Allowed)
+	require.False(t, take(t, s, a, sixPerMinute, base, 1).Allowed)
+	d := take(t, s, b, sixPerMinute, base, 1)
 	assert.True(t, d.Allowed)
-	assert.Equal(t, tenPerSecond.Burst-1, d.Remaining)
+	assert.Equal(t, sixPerMinute.Burst-1, d.Remaining)
 	for _, k := range []string{"", "ключ", "a b\n\x00", string(make([]byte, 300))} {
-		assert.True(t, take(t, s, key(t, k), tenPerSecond, base, tenPerSecond.Burst).Allowed, "key %q", k)
+		assert.True(t, take(t, s, key(t, k), sixPerMinute, base, sixPerMinute.Burst).Allowed, "key %q", k)
 	}
 }
 
 func testReset(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
-	require.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed)
-	require.False(t, take(t, s, k, tenPerSecond, base, 1).Allowed)
+	require.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed)
+	require.False(t, take(t, s, k, sixPerMinute, base, 1).Allowed)
 	require.NoError(t, s.Reset(context.Background(), k))
-	assert.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed)
+	assert.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed)
 	require.NoError(t, s.Reset(context.Background(), key(t, "never-seen")))
 }
 
@@ -186,7 +190,7 @@ func testUnlimitedAndClosed(t *testing.T, s heijunka.Store) {
 	d := take(t, s, k, heijunka.Limit{}, base, 1)
 	assert.False(t, d.Allowed, "a closed limit admits nothing")
 	assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
-	assert.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed,
+	assert.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed,
 		"unlimited and closed decisions record nothing")
 }
 
@@ -203,27 +207,27 @@ func testInvalid(t *testing.T, s heijunka.Store) {
 		assert.Error(t, err, "limit %+v", l)
 		assert.False(t, d.Allowed, "limit %+v", l)
 	}
-	d, err := s.Take(ctx, k, tenPerSecond, base, -1)
+	d, err := s.Take(ctx, k, sixPerMinute, base, -1)
 	assert.Error(t, err)
 	assert.False(t, d.Allowed)
-	assert.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed, "errors recorded nothing")
+	assert.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed, "errors recorded nothing")
 }
 
 func testFreshAfterQuiet(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
-	require.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed)
-	d := take(t, s, k, tenPerSecond, base.Add(time.Hour), 0)
-	assert.Equal(t, tenPerSecond.Burst, d.Remaining, "full again, and not fuller")
+	require.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed)
+	d := take(t, s, k, sixPerMinute, base.Add(time.Hour), 0)
+	assert.Equal(t, sixPerMinute.Burst, d.Remaining, "full again, and not fuller")
 	assert.Equal(t, time.Duration(0), d.ResetAfter)
-	require.True(t, take(t, s, k, tenPerSecond, base.Add(time.Hour), tenPerSecond.Burst).Allowed)
-	require.False(t, take(t, s, k, tenPerSecond, base.Add(time.Hour), 1).Allowed)
+	require.True(t, take(t, s, k, sixPerMinute, base.Add(time.Hour), sixPerMinute.Burst).Allowed)
+	require.False(t, take(t, s, k, sixPerMinute, base.Add(time.Hour), 1).Allowed)
 }
 
 func testTimeGoingBack(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
-	require.True(t, take(t, s, k, tenPerSecond, base, tenPerSecond.Burst).Allowed)
+	require.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed)
 	earlier := base.Add(-time.Minute)
-	d := take(t, s, k, tenPerSecond, earlier, 1)
+	d := take(t, s, k, sixPerMinute, earlier, 1)
 	assert.False(t, d.Allowed, "a clock stepping back gains nothing")
 	assert.Greater(t, d.RetryAfter, time.Duration(0))
 }
@@ -240,9 +244,9 @@ func testWindowBound(t *testing.T, s heijunka.Store) {
 		x ^= x << 13
 		x ^= x >> 7
 		x ^= x << 17
-		now = now.Add(time.Duration(x%90) * time.Millisecond)
+		now = now.Add(time.Duration(x%90) * interval / 100)
 		n := int(x>>20)%3 + 1
-		if take(t, s, k, tenPerSecond, now, n).Allowed {
+		if take(t, s, k, sixPerMinute, now, n).Allowed {
 			for range n {
 				admitted = append(admitted, now)
 			}
@@ -252,10 +256,49 @@ func testWindowBound(t *testing.T, s heijunka.Store) {
 	for i := range admitted {
 		for j := i; j < len(admitted); j++ {
 			w := admitted[j].Sub(admitted[i])
-			bound := float64(tenPerSecond.Burst) + tenPerSecond.Rate*w.Seconds()
+			bound := float64(sixPerMinute.Burst) + sixPerMinute.Rate*w.Seconds()
 			require.LessOrEqual(t, float64(j-i+1), bound+1e-9, "window %v", w)
 		}
 	}
+}
+
+// testLimitChanged checks that the Limit is an argument of each Take, not
+// part of a key's state: a key has one schedule whatever the Limit it is
+// decided under, so one store serves any number of limits, and a
+// Keyed.SetLimit keeps each key's schedule as it is.
+func testLimitChanged(t *testing.T, s heijunka.Store) {
+	k := key(t, "a")
+	slow := heijunka.Limit{Rate: sixPerMinute.Rate / 10, Burst: 2} // 10 intervals between events
+	require.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed)
+	// The schedule lies 5 intervals ahead: one slow event brings it to 15.
+	d := take(t, s, k, slow, base, 1)
+	require.True(t, d.Allowed, "the schedule kept, 5 intervals ahead, leaves room for one slow event")
+	assert.Equal(t, slow, d.Limit)
+	assert.Equal(t, 0, d.Remaining)
+	assert.Equal(t, 15*interval, d.ResetAfter)
+	d = take(t, s, k, slow, base, 1)
+	require.False(t, d.Allowed, "a second slow event would run 25 intervals ahead")
+	assert.Equal(t, slow, d.Limit)
+	assert.Equal(t, 5*interval, d.RetryAfter)
+	assert.Equal(t, 15*interval, d.ResetAfter)
+	// Back under the first limit, the schedule still lies 15 intervals
+	// after base.
+	d = take(t, s, k, sixPerMinute, base.Add(10*interval), 1)
+	require.False(t, d.Allowed, "the schedule the slow limit moved on counts")
+	assert.Equal(t, sixPerMinute, d.Limit)
+	assert.Equal(t, interval, d.RetryAfter)
+	d = take(t, s, k, sixPerMinute, base.Add(11*interval), 1)
+	require.True(t, d.Allowed)
+	assert.Equal(t, 0, d.Remaining)
+	// Two limits on two keys of one store, in turn, each decided under
+	// its own.
+	a, b := key(t, "b"), key(t, "c")
+	for i := range 2 {
+		require.True(t, take(t, s, a, slow, base, 1).Allowed, "slow event %d", i)
+		require.True(t, take(t, s, b, sixPerMinute, base, 1).Allowed, "fast event %d", i)
+	}
+	assert.False(t, take(t, s, a, slow, base, 1).Allowed, "slow burst 2")
+	assert.True(t, take(t, s, b, sixPerMinute, base, 3).Allowed, "fast burst 5")
 }
 
 func testConcurrent(t *testing.T, s heijunka.Store) {
