@@ -128,7 +128,9 @@ type BoardOptions struct {
 //	unsupported_media_type  415  the cord's Content-Type is not application/json
 //	internal                500  the state could not be encoded
 //	too_many_streams        503  MaxStreams event streams are served (Retry-After)
-//	shutting_down           503  the board is shut down; no more streams (Retry-After)
+//	shutting_down           503  the board is shut down; no more streams (Retry-After);
+//	                             or, for the cord, the Evaluator is shut down and the
+//	                             cord was left as it was
 //
 // A service that answers its own errors in the same shape can mount the
 // board as it is, and its clients see one error schema.
@@ -942,18 +944,25 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 	if strings.TrimSpace(req.Who) == "" {
 		req.Who = "board"
 	}
+	var changed bool
 	switch req.Action {
 	case "pull":
-		if b.ev.Pull(r.Context(), req.Reason, req.Who) {
+		if changed = b.ev.Pull(r.Context(), req.Reason, req.Who); changed {
 			cs := b.ev.Cord()
 			b.log.Info("andon: cord pulled on the board", "who", cs.Who, "reason", cs.Reason)
 		}
 	case "reset":
-		if b.ev.Reset(r.Context()) {
+		if changed = b.ev.Reset(r.Context()); changed {
 			b.log.Info("andon: cord reset on the board", "who", req.Who)
 		}
 	default:
 		b.fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("cord action %q is not pull or reset", req.Action))
+		return
+	}
+	if !changed && b.ev.isClosed() {
+		// A shut-down evaluator leaves the cord as it was: the page must
+		// not take the answer for a pull that stopped the lines.
+		b.fail(w, http.StatusServiceUnavailable, "shutting_down", "the evaluator is shut down; the cord is left as it was")
 		return
 	}
 	b.writeJSON(w, http.StatusOK, b.State())

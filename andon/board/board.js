@@ -70,12 +70,16 @@
     svg.setAttribute("aria-label", "recent values of " + rule.name);
     var pts = rule.recent || [];
     if (pts.length === 0) return svg;
+    // The chart holds zero, the threshold (below zero too) and every value.
     var hi = rule.unit === "state" ? 1 : rule.threshold;
-    var lo = 0;
+    var lo = Math.min(0, hi);
     pts.forEach(function (p) { hi = Math.max(hi, p.v); lo = Math.min(lo, p.v); });
     if (hi === lo) hi = lo + 1;
-    hi += (hi - lo) * 0.1;
-    function y(v) { return (h - pad - (v - lo) / (hi - lo) * (h - 2 * pad)).toFixed(1); }
+    // In halves: the span of values near the largest float64 would be
+    // Infinity, and every coordinate NaN.
+    lo /= 2;
+    hi = hi / 2 + (hi / 2 - lo) * 0.1;
+    function y(v) { return (h - pad - (v / 2 - lo) / (hi - lo) * (h - 2 * pad)).toFixed(1); }
     function x(i) { return pts.length === 1 ? w / 2 : (pad + i * (w - 2 * pad) / (pts.length - 1)).toFixed(1); }
     if (rule.unit !== "state") {
       var t = document.createElementNS(SVG, "line");

@@ -1,0 +1,56 @@
+package andon_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/andon"
+)
+
+// TestBoardCordRefusedOnceTheEvaluatorIsShutDown pulls and resets the
+// cord from a board whose evaluator was shut down while the board is
+// still served: the evaluator leaves the cord as it was, and the board
+// says so with an error, where it answered 200 with the unchanged state
+// (the page cleared the reason typed and showed no error, as if the pull
+// had been taken).
+func TestBoardCordRefusedOnceTheEvaluatorIsShutDown(t *testing.T) {
+	post := func(f *boardFixture, body string) *http.Response {
+		req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Andon-Board", "1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+
+	t.Run("pull", func(t *testing.T) {
+		f := newBoardFixture(t, andon.BoardOptions{AllowCord: true})
+		require.NoError(t, f.ev.Shutdown(context.Background()))
+		resp := post(f, `{"action":"pull","reason":"jam","who":"alice"}`)
+		assertErrorBody(t, resp, http.StatusServiceUnavailable, "shutting_down")
+		assert.False(t, f.ev.Cord().Pulled)
+		assert.False(t, f.line.Status().Stopped)
+	})
+	t.Run("reset", func(t *testing.T) {
+		f := newBoardFixture(t, andon.BoardOptions{AllowCord: true})
+		require.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"jam"}`).StatusCode)
+		require.NoError(t, f.ev.Shutdown(context.Background()))
+		resp := post(f, `{"action":"reset"}`)
+		assertErrorBody(t, resp, http.StatusServiceUnavailable, "shutting_down")
+		assert.True(t, f.ev.Cord().Pulled, "the cord stays pulled")
+	})
+	t.Run("already pulled is no error", func(t *testing.T) {
+		f := newBoardFixture(t, andon.BoardOptions{AllowCord: true})
+		require.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"jam"}`).StatusCode)
+		assert.Equal(t, http.StatusOK, post(f, `{"action":"pull","reason":"again"}`).StatusCode)
+		require.Equal(t, http.StatusOK, post(f, `{"action":"reset"}`).StatusCode)
+		assert.Equal(t, http.StatusOK, post(f, `{"action":"reset"}`).StatusCode)
+	})
+}
