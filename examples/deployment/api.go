@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -318,7 +319,9 @@ func (r *DeployRequest) validate() (regions []string, strategy string, err error
 	if len(r.Metadata) > 32 {
 		return nil, "", httpapi.Invalid("metadata", "%d metadata entries; at most 32", len(r.Metadata))
 	}
-	for k, v := range r.Metadata {
+	// In the keys' order, so that a request is refused alike each time.
+	for _, k := range slices.Sorted(maps.Keys(r.Metadata)) {
+		v := r.Metadata[k]
 		if !metaKeyRE.MatchString(k) {
 			return nil, "", httpapi.Invalid("metadata", "metadata key %q is not a key (letters, digits, '.', '_', '/', '-', at most 63)", clip(k))
 		}
@@ -375,10 +378,14 @@ func (d *Deployment) httpStatus() int {
 	return 500
 }
 
-// finish sets the deployment's status from its regions' and closes it.
+// finish sets the deployment's status from its regions' and closes it:
+// ROLLED_BACK if a region rolled back, else FAILED if one failed, else
+// SUCCESS. Its error message is that of the first region with that
+// status, so that a wave going on past a refused region
+// (continue_on_failure) and then rolled back says why it rolled back.
 func (d *Deployment) finish(now time.Time) {
 	now = now.UTC()
-	status, msg := StatusSuccess, ""
+	status := StatusSuccess
 	d.RegionsDone = d.RegionsDone[:0]
 	for _, r := range d.Results {
 		switch r.Status {
@@ -386,27 +393,21 @@ func (d *Deployment) finish(now time.Time) {
 			d.RegionsDone = append(d.RegionsDone, r.Region)
 		case StatusRolledBack:
 			status = StatusRolledBack
-			if msg == "" {
-				msg = r.ErrorMessage
-				if len(d.Results) > 1 {
-					msg = r.Region + ": " + msg
-				}
-			}
 		case StatusFailed:
 			if status == StatusSuccess {
 				status = StatusFailed
 			}
-			if msg == "" {
-				msg = r.ErrorMessage
-				if len(d.Results) > 1 {
-					msg = r.Region + ": " + msg
-				}
-			}
 		}
 	}
 	d.Status = status
-	if msg != "" {
-		d.ErrorMessage = &msg
+	if i := slices.IndexFunc(d.Results, func(r RegionResult) bool { return r.Status == status }); i >= 0 && status != StatusSuccess {
+		msg := d.Results[i].ErrorMessage
+		if len(d.Results) > 1 {
+			msg = d.Results[i].Region + ": " + msg
+		}
+		if msg != "" {
+			d.ErrorMessage = &msg
+		}
 	}
 	d.CompletedAt = &now
 	d.DurationSecs = now.Sub(d.StartedAt).Seconds()

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFinishNamesTheRegionOfItsStatus: a wave that goes on past a
+// failure (continue_on_failure) ends with the status of its worst
+// region, and its error_message is that region's: a rollback's reason,
+// not the refusal of a region before it.
+func TestFinishNamesTheRegionOfItsStatus(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		results []RegionResult
+		status  string
+		message string
+	}{
+		{"failed, then rolled back", []RegionResult{
+			{Region: "us-west-2", Status: StatusFailed, ErrorMessage: "api-service v2.0.0 already serves in us-west-2"},
+			{Region: "us-east-1", Status: StatusRolledBack, ErrorMessage: "Error rate 7.20% exceeds threshold 5.00%"},
+			{Region: "eu-west-1", Status: StatusSuccess},
+		}, StatusRolledBack, "us-east-1: Error rate 7.20% exceeds threshold 5.00%"},
+		{"rolled back, then failed", []RegionResult{
+			{Region: "us-west-2", Status: StatusRolledBack, ErrorMessage: "Aborted: no"},
+			{Region: "us-east-1", Status: StatusFailed, ErrorMessage: "Unknown region: us-east-1"},
+		}, StatusRolledBack, "us-west-2: Aborted: no"},
+		{"two failed", []RegionResult{
+			{Region: "us-west-2", Status: StatusSuccess},
+			{Region: "us-east-1", Status: StatusFailed, ErrorMessage: "Image not found: a/b"},
+			{Region: "eu-west-1", Status: StatusFailed, ErrorMessage: "Unknown region: eu-west-1"},
+		}, StatusFailed, "us-east-1: Image not found: a/b"},
+		{"one region", []RegionResult{
+			{Region: "us-west-2", Status: StatusRolledBack, ErrorMessage: "Error rate 7.20% exceeds threshold 5.00%"},
+		}, StatusRolledBack, "Error rate 7.20% exceeds threshold 5.00%"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Deployment{StartedAt: start, Results: tc.results}
+			for _, rr := range tc.results {
+				d.Regions = append(d.Regions, rr.Region)
+			}
+			d.finish(start.Add(time.Second))
+			assert.Equal(t, tc.status, d.Status)
+			require.NotNil(t, d.ErrorMessage)
+			assert.Equal(t, tc.message, *d.ErrorMessage)
+		})
+	}
+}
+
+// TestMetadataRefusalIsStable: a request with several metadata entries
+// out of bounds is refused naming the same one each time it is sent (the
+// first by key), not whichever a map's order gives first.
+func TestMetadataRefusalIsStable(t *testing.T) {
+	req := DeployRequest{Service: "api-service", Version: "v2.0.0", TargetRegion: "us-west-2", Metadata: map[string]string{
+		"b key": "x", "a key": "x", "c key": "x", "d key": "x", "e key": "x",
+	}}
+	for range 50 {
+		_, _, err := req.validate()
+		require.Error(t, err)
+		require.Contains(t, err.Error(), `"a key"`)
+	}
+}
