@@ -654,26 +654,14 @@ func TestPipelineWaitsForAHandlerAGuardAbandoned(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				started, release := make(chan struct{}), make(chan struct{})
 				var late chan error
-				abandon := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
-					ctx, cancel := context.WithTimeout(ctx, time.Second)
-					done := make(chan error, 1)
+				abandon := abandoning(func(ctx context.Context, fn func(context.Context) error, done <-chan error) {
+					// Calls fn again once the signal has ended, as a
+					// guard that abandons may.
+					late = make(chan error, 1)
 					go func() {
-						defer cancel()
-						done <- fn(ctx)
+						<-done
+						late <- fn(ctx)
 					}()
-					select {
-					case err := <-done:
-						return err
-					case <-ctx.Done():
-						// Gives up on the call; and calls fn again once the
-						// signal has ended, as a guard that abandons may.
-						late = make(chan error, 1)
-						go func() {
-							<-done
-							late <- fn(ctx)
-						}()
-						return ctx.Err()
-					}
 				})
 				calls := 0
 				var got error
@@ -739,21 +727,7 @@ func TestPipelineAbandonedHandlerThatPanics(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				release := make(chan struct{})
-				abandon := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
-					ctx, cancel := context.WithTimeout(ctx, time.Second)
-					done := make(chan error, 1)
-					go func() {
-						defer cancel()
-						done <- fn(ctx)
-					}()
-					select {
-					case err := <-done:
-						return err
-					case <-ctx.Done():
-						close(release)
-						return ctx.Err()
-					}
-				})
+				abandon := abandoning(func(context.Context, func(context.Context) error, <-chan error) { close(release) })
 				var got error
 				h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
 					tai.WithGuards(abandon))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -790,4 +764,26 @@ func TestPipelineAbandonedHandlerThatPanics(t *testing.T) {
 			})
 		})
 	}
+}
+
+// abandoning is a guard that gives up on its call after a second and
+// returns its context's error without waiting for it, as a timeout that
+// abandons a call does; gaveUp runs as it gives up, with the call's
+// context, fn, and the channel the call's error comes on.
+func abandoning(gaveUp func(ctx context.Context, fn func(context.Context) error, done <-chan error)) tai.Guard {
+	return tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		done := make(chan error, 1)
+		go func() {
+			defer cancel()
+			done <- fn(ctx)
+		}()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			gaveUp(ctx, fn, done)
+			return ctx.Err()
+		}
+	})
 }

@@ -509,22 +509,7 @@ func TestReplayWhileConfirmationsAreFullGetsItsAnswer(t *testing.T) {
 	// Other charges' confirmations fill the queue; the last one sent
 	// again is a duplicate until the stream forgets its ID, and the
 	// charge's, sent before it, is forgotten by then too.
-	fill := func(i, size int) error {
-		id := fmt.Sprintf("txn_fill_%d", i)
-		return ts.queue.TryPublish(ctx, kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
-			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill", Payment: storedPayment{Status: strings.Repeat("x", size)}}})
-	}
-	last := 0
-	for _, size := range []int{32 << 10, 1 << 10, 1} {
-		for ; ; last++ {
-			err := fill(last, size)
-			if errors.Is(err, kanban.ErrFull) {
-				break
-			}
-			require.NoError(t, err)
-			require.Less(t, last, 2000, "the queue never filled")
-		}
-	}
+	fill, last := fillConfirmations(t, ts)
 	require.Eventually(t, func() bool { return errors.Is(fill(last-1, 1), kanban.ErrFull) }, 30*time.Second, 20*time.Millisecond,
 		"the stream forgets the IDs it stored")
 
@@ -1105,22 +1090,7 @@ func TestReplayRepublishesAreBounded(t *testing.T) {
 	ts.consumer.Wait()
 	ts.maxRepublishes = 2
 	ctx := context.Background()
-	fill := func(i, size int) error {
-		id := fmt.Sprintf("txn_fill_%d", i)
-		return ts.queue.TryPublish(ctx, kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
-			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill", Payment: storedPayment{Status: strings.Repeat("x", size)}}})
-	}
-	last := 0
-	for _, size := range []int{32 << 10, 1 << 10, 1} {
-		for ; ; last++ {
-			err := fill(last, size)
-			if errors.Is(err, kanban.ErrFull) {
-				break
-			}
-			require.NoError(t, err)
-			require.Less(t, last, 2000, "the queue never filled")
-		}
-	}
+	fillConfirmations(t, ts)
 	running := func() int {
 		n := 0
 		ts.republishing.Range(func(any, any) bool { n++; return true })
@@ -1134,4 +1104,28 @@ func TestReplayRepublishesAreBounded(t *testing.T) {
 	}
 	assert.Contains(t, ts.logs.String(), "not stored again in the background")
 	// Left retrying: the service's Close ends them.
+}
+
+// fillConfirmations fills the stopped consumer's confirmation queue with
+// other charges' confirmations, large ones first, until it refuses even
+// the smallest; it returns the function that sends the i-th of size
+// bytes and the index of the one refused.
+func fillConfirmations(t *testing.T, ts *testService) (fill func(i, size int) error, last int) {
+	t.Helper()
+	fill = func(i, size int) error {
+		id := fmt.Sprintf("txn_fill_%d", i)
+		return ts.queue.TryPublish(context.Background(), kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
+			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill", Payment: storedPayment{Status: strings.Repeat("x", size)}}})
+	}
+	for _, size := range []int{32 << 10, 1 << 10, 1} {
+		for ; ; last++ {
+			err := fill(last, size)
+			if errors.Is(err, kanban.ErrFull) {
+				break
+			}
+			require.NoError(t, err)
+			require.Less(t, last, 2000, "the queue never filled")
+		}
+	}
+	return fill, last
 }

@@ -858,19 +858,10 @@ func TestIdempotencyStoresKeepAClaimRenewedPastItsDay(t *testing.T) {
 func TestNATSIdempotencyReadsAgainOnALaggingReplica(t *testing.T) {
 	clock := newManualClock()
 	ctx := context.Background()
-	s, err := NewNATSIdempotency(ctx, []jetstream.JetStream{startJS(t)}, IdemOptions{}, clock.Now)
-	require.NoError(t, err)
-	lag := &laggingKV{KeyValue: s.kv.kvs[0]}
-	s.kv = &kvPool{kvs: []jetstream.KeyValue{lag}}
-	s.missReads = missReads(3)
-
-	first := claimOf("txn_1", clock.Now())
-	_, claimed, err := s.Claim(ctx, "k", first)
-	require.NoError(t, err)
-	require.True(t, claimed)
+	s, lag, first := claimedOnALaggingReplica(t, clock)
 	lag.stale = createReads - 1
 	require.NoError(t, s.Release(ctx, "k", first))
-	_, claimed, err = s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
+	_, claimed, err := s.Claim(ctx, "k", claimOf("txn_2", clock.Now()))
 	require.NoError(t, err)
 	require.True(t, claimed, "released, though the first reads were stale")
 
@@ -898,16 +889,7 @@ func TestNATSIdempotencyReadsAgainOnALaggingReplica(t *testing.T) {
 func TestNATSIdempotencyLaggingReadsCutShortFail(t *testing.T) {
 	clock := newManualClock()
 	ctx := context.Background()
-	s, err := NewNATSIdempotency(ctx, []jetstream.JetStream{startJS(t)}, IdemOptions{}, clock.Now)
-	require.NoError(t, err)
-	lag := &laggingKV{KeyValue: s.kv.kvs[0]}
-	s.kv = &kvPool{kvs: []jetstream.KeyValue{lag}}
-	s.missReads = missReads(3)
-
-	first := claimOf("txn_1", clock.Now())
-	_, claimed, err := s.Claim(ctx, "k", first)
-	require.NoError(t, err)
-	require.True(t, claimed)
+	s, lag, first := claimedOnALaggingReplica(t, clock)
 	ended, cancel := context.WithCancel(ctx)
 	cancel()
 
@@ -923,4 +905,22 @@ func TestNATSIdempotencyLaggingReadsCutShortFail(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, claimed, "the claim still holds its key")
 	assert.True(t, old.same(first))
+}
+
+// claimedOnALaggingReplica returns a NATS idempotency store reading
+// through lag, a replica whose reads can be made stale, as on a cluster,
+// and the claim it holds of key "k".
+func claimedOnALaggingReplica(t *testing.T, clock *manualClock) (*NATSIdempotency, *laggingKV, IdemEntry) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := NewNATSIdempotency(ctx, []jetstream.JetStream{startJS(t)}, IdemOptions{}, clock.Now)
+	require.NoError(t, err)
+	lag := &laggingKV{KeyValue: s.kv.kvs[0]}
+	s.kv = &kvPool{kvs: []jetstream.KeyValue{lag}}
+	s.missReads = missReads(3)
+	first := claimOf("txn_1", clock.Now())
+	_, claimed, err := s.Claim(ctx, "k", first)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	return s, lag, first
 }
