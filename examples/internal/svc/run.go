@@ -97,11 +97,54 @@ func missingDirs(dir string) []string {
 // StopOnSignal returns a context that ends at the first SIGINT or
 // SIGTERM, and its stop. The first signal begins a graceful stop, which may
 // wait for requests in flight for minutes; a second one ends the process at
-// once, as the signals' default handling is back once the first has come.
+// once: the signals' default handling is back before the context ends, so
+// one sent as soon as the stop is seen (its "shutting down" logged) is not
+// taken for the first, and one that came while it was put back is raised
+// again to the default handling.
 func StopOnSignal(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	context.AfterFunc(ctx, stop)
-	return ctx, stop
+	ctx, cancel := context.WithCancel(ctx)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var once sync.Once
+	// release puts the default handling back; after a first signal, one
+	// that came meanwhile is the second.
+	release := func(signaled bool) {
+		once.Do(func() {
+			signal.Stop(sigs)
+			select {
+			case sig := <-sigs:
+				if signaled {
+					raise(sig)
+				}
+			default:
+			}
+		})
+	}
+	go func() {
+		signaled := false
+		select {
+		case <-sigs:
+			signaled = true
+		case <-ctx.Done():
+		}
+		release(signaled)
+		cancel()
+	}()
+	return ctx, func() { release(false); cancel() }
+}
+
+// raise sends sig to the process again, now that its default handling (the
+// end of the process) is back; where it cannot be sent, the process exits
+// as a shell reports a process a signal ended.
+func raise(sig os.Signal) {
+	if p, err := os.FindProcess(os.Getpid()); err == nil && p.Signal(sig) == nil {
+		time.Sleep(time.Second) // the signal ends the process meanwhile
+	}
+	code := 130 // SIGINT
+	if sig == syscall.SIGTERM {
+		code = 143
+	}
+	os.Exit(code)
 }
 
 // ShutdownTimeout bounds a service's graceful stop: the wait for the
