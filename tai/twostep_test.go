@@ -428,15 +428,7 @@ func TestTwoStepGuardsHearOfGoexit(t *testing.T) {
 	for _, twoStep := range []bool{true, false} {
 		t.Run(fmt.Sprintf("two-step=%v", twoStep), func(t *testing.T) {
 			j := &journal{}
-			var guards []tai.Guard
-			for i := range 2 {
-				g := &stepGuard{name: "g" + strconv.Itoa(i), j: j}
-				if twoStep {
-					guards = append(guards, g)
-				} else {
-					guards = append(guards, wrapOnly{g})
-				}
-			}
+			guards := stepGuards(twoStep, 2, j, nil)
 			action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
 				j.add("action")
 				runtime.Goexit()
@@ -457,18 +449,12 @@ func TestTwoStepGuardsHearOfGoexit(t *testing.T) {
 // returns what action does.
 func processStepped(t *testing.T, j *journal, panics []bool, refuse int, twoStep bool, action func() (int, error)) (tai.Result[int], error) {
 	t.Helper()
-	var guards []tai.Guard
-	for i, panicDone := range panics {
-		g := &stepGuard{name: "g" + strconv.Itoa(i), j: j, panicDone: panicDone}
+	guards := stepGuards(twoStep, len(panics), j, func(i int, g *stepGuard) {
+		g.panicDone = panics[i]
 		if i == refuse {
 			g.refuse = errRefused
 		}
-		if twoStep {
-			guards = append(guards, g)
-		} else {
-			guards = append(guards, wrapOnly{g})
-		}
-	}
+	})
 	act := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
 		j.add("action")
 		return action()
@@ -486,15 +472,7 @@ func TestGuardsOutsideADoneThatCallsGoexitAreTold(t *testing.T) {
 		for _, twoStep := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/two-step=%v", action, twoStep), func(t *testing.T) {
 				j := &journal{}
-				var guards []tai.Guard
-				for i := range 3 {
-					g := &stepGuard{name: "g" + strconv.Itoa(i), j: j, exitDone: i == 1}
-					if twoStep {
-						guards = append(guards, g)
-					} else {
-						guards = append(guards, wrapOnly{g})
-					}
-				}
+				guards := stepGuards(twoStep, 3, j, func(i int, g *stepGuard) { g.exitDone = i == 1 })
 				act := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
 					j.add("action")
 					if action == "panic" {
@@ -524,16 +502,9 @@ func TestADonePanickingWhileTheGoroutineEndsFailsTheSignal(t *testing.T) {
 		for _, twoStep := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/two-step=%v", action, twoStep), func(t *testing.T) {
 				j := &journal{}
-				var guards []tai.Guard
-				for i := range 3 {
-					g := &stepGuard{name: "g" + strconv.Itoa(i), j: j,
-						panicDone: i == 0, exitDone: i == 1 && action != "Goexit"}
-					if twoStep {
-						guards = append(guards, g)
-					} else {
-						guards = append(guards, wrapOnly{g})
-					}
-				}
+				guards := stepGuards(twoStep, 3, j, func(i int, g *stepGuard) {
+					g.panicDone, g.exitDone = i == 0, i == 1 && action != "Goexit"
+				})
 				act := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
 					j.add("action")
 					switch action {
@@ -556,4 +527,23 @@ func TestADonePanickingWhileTheGoroutineEndsFailsTheSignal(t *testing.T) {
 			})
 		}
 	}
+}
+
+// stepGuards returns n stepGuards named g0, g1, … writing to j, each
+// changed by set (if not nil), as two-step guards or, without twoStep,
+// hidden behind Do alone (wrapOnly).
+func stepGuards(twoStep bool, n int, j *journal, set func(i int, g *stepGuard)) []tai.Guard {
+	guards := make([]tai.Guard, 0, n)
+	for i := range n {
+		g := &stepGuard{name: "g" + strconv.Itoa(i), j: j}
+		if set != nil {
+			set(i, g)
+		}
+		if twoStep {
+			guards = append(guards, g)
+		} else {
+			guards = append(guards, wrapOnly{g})
+		}
+	}
+	return guards
 }

@@ -195,14 +195,7 @@ func TestFreshBoardInChromium(t *testing.T) {
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(board)
-	t.Cleanup(func() {
-		require.NoError(t, board.Shutdown(context.Background()))
-		srv.Close()
-		require.NoError(t, ev.Shutdown(context.Background()))
-	})
+	srv := serveBoard(t, ev, andon.BoardOptions{})
 	ctx, thrown := browser(t, 60*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="HighErrorRate"]`))))
@@ -306,14 +299,7 @@ func TestBoardOpensAtTheLinkedRule(t *testing.T) {
 	}
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: rules, GeneratorURL: base})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{Prefix: "/andon"})
-	require.NoError(t, err)
-	srv := httptest.NewServer(board)
-	t.Cleanup(func() {
-		require.NoError(t, board.Shutdown(context.Background()))
-		srv.Close()
-		require.NoError(t, ev.Shutdown(context.Background()))
-	})
+	srv := serveBoard(t, ev, andon.BoardOptions{Prefix: "/andon"})
 	a, ok := ev.Alert("Rule 35")
 	require.True(t, ok)
 	require.Equal(t, base+"#rule-Rule%2035", a.GeneratorURL)
@@ -338,14 +324,7 @@ func cordBoard(t *testing.T) (*jidoka.Line, *andon.Evaluator, *httptest.Server) 
 		Cord:  andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}},
 		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{Lines: []andon.Line{line}, AllowCord: true})
-	require.NoError(t, err)
-	srv := httptest.NewServer(board)
-	t.Cleanup(func() {
-		require.NoError(t, board.Shutdown(context.Background()))
-		srv.Close()
-		require.NoError(t, ev.Shutdown(context.Background()))
-	})
+	srv := serveBoard(t, ev, andon.BoardOptions{Lines: []andon.Line{line}, AllowCord: true})
 	return line, ev, srv
 }
 
@@ -534,4 +513,19 @@ func assertFitsTheWindow(t *testing.T, ctx context.Context) {
 	require.NoError(t, err)
 	require.Len(t, widths, 2)
 	assert.LessOrEqual(t, widths[0], widths[1], "the page is no wider than the window")
+}
+
+// serveBoard serves a board of ev made with opts until the test ends, when
+// the board, its server and ev are shut down.
+func serveBoard(t *testing.T, ev *andon.Evaluator, opts andon.BoardOptions) *httptest.Server {
+	t.Helper()
+	board, err := andon.NewBoard(ev, opts)
+	require.NoError(t, err)
+	srv := httptest.NewServer(board)
+	t.Cleanup(func() {
+		require.NoError(t, board.Shutdown(context.Background()))
+		srv.Close()
+		require.NoError(t, ev.Shutdown(context.Background()))
+	})
+	return srv
 }

@@ -77,14 +77,7 @@ func TestBoardCordAnnouncesChangesOnly(t *testing.T) {
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "HighErrorRate", Severity: andon.Page, Condition: errorRate}}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{AllowCord: true})
-	require.NoError(t, err)
-	srv := httptest.NewServer(board)
-	t.Cleanup(func() {
-		require.NoError(t, board.Shutdown(context.Background()))
-		srv.Close()
-		require.NoError(t, ev.Shutdown(context.Background()))
-	})
+	srv := serveBoard(t, ev, andon.BoardOptions{AllowCord: true})
 	require.True(t, ev.Pull(context.Background(), "jam", "alice"))
 	ctx, thrown := browser(t, 60*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
@@ -222,14 +215,7 @@ func TestBoardKeepAliveKeepsThePageLive(t *testing.T) {
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{Refresh: time.Hour})
-	require.NoError(t, err)
-	srv := httptest.NewServer(board)
-	t.Cleanup(func() {
-		require.NoError(t, board.Shutdown(context.Background()))
-		srv.Close()
-		require.NoError(t, ev.Shutdown(context.Background()))
-	})
+	srv := serveBoard(t, ev, andon.BoardOptions{Refresh: time.Hour})
 	ctx, thrown := browser(t, 90*time.Second)
 	clockAhead(t, ctx)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
@@ -262,14 +248,7 @@ func TestBoardAnnouncesTheFiringCount(t *testing.T) {
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "HighErrorRate", Severity: andon.Page, Condition: errorRate}}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(board)
-	t.Cleanup(func() {
-		require.NoError(t, board.Shutdown(context.Background()))
-		srv.Close()
-		require.NoError(t, ev.Shutdown(context.Background()))
-	})
+	srv := serveBoard(t, ev, andon.BoardOptions{})
 	ctx, thrown := browser(t, 60*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="HighErrorRate"]`)),

@@ -3,7 +3,6 @@ package browsertest_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,14 +38,7 @@ func TestBoardSparklineHoldsItsThreshold(t *testing.T) {
 	for i := range 3 {
 		ev.EvaluateAt(context.Background(), t0.Add(time.Duration(i)*time.Second))
 	}
-	board, err := andon.NewBoard(ev, andon.BoardOptions{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(board)
-	t.Cleanup(func() {
-		require.NoError(t, board.Shutdown(context.Background()))
-		srv.Close()
-		require.NoError(t, ev.Shutdown(context.Background()))
-	})
+	srv := serveBoard(t, ev, andon.BoardOptions{})
 	ctx, thrown := browser(t, 60*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="Huge"]`))))
