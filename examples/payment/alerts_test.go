@@ -37,7 +37,7 @@ func (ts *testService) alert(t *testing.T, name string) andon.Alert {
 func TestFraudAttackFiresAlert(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.FraudStopsLine = true
-	cfg.AlertLabels = map[string]string{"cluster": "eu-1"}
+	cfg.AlertLabels = map[string]string{"cluster": "eu-1", "service": "payment-eu"}
 	ts := startService(t, cfg)
 
 	// Normal traffic: a handful of blocked payments stays under 2%.
@@ -63,6 +63,7 @@ func TestFraudAttackFiresAlert(t *testing.T) {
 	require.Equal(t, andon.Firing, a.State)
 	assert.Equal(t, "test", a.Labels["instance"], "the replica that fires it")
 	assert.Equal(t, "eu-1", a.Labels["cluster"], "the -alert-labels")
+	assert.Equal(t, "payment-eu", a.Labels["service"], "the -alert-labels' service replaces the rules'")
 	assert.Contains(t, a.Annotations["summary"], "29.08% of payments blocked")
 
 	// The rule stops the line; payments are refused until it resolves.

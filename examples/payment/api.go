@@ -579,12 +579,17 @@ func (s *Service) confirmation(p Payment, txnID string, sp storedPayment) kanban
 // another replica knows only the lease, and past it would run the payment
 // again and charge it a second time.
 func (s *Service) commitLater(p Payment, txnID string, sp storedPayment, claim *keyClaim) {
-	s.pending.Add(1)
+	if !s.pending.begin() {
+		// Close has stopped the background work: a request cut off at
+		// shutdown got here after it.
+		s.log.Error("payment not recorded at shutdown", "transaction_id", txnID)
+		return
+	}
 	s.pendingGauge.Inc()
 	s.levels.inflight.Add(1) // its record still needs its place in the stores
 	s.committing.Store(txnID, struct{}{})
 	go func() {
-		defer s.pending.Done()
+		defer s.pending.end()
 		defer s.pendingGauge.Dec()
 		defer s.levels.inflight.Add(-1)
 		defer s.committing.Delete(txnID)

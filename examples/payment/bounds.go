@@ -82,9 +82,13 @@ type levelsRead struct {
 	inflight int64
 }
 
+// storeLevel is a store's fill at a read: its bytes (used, of limit, each
+// payment taken to add each) and its messages (msgs, of maxMsgs; a
+// payment adds one). A limit or maxMsgs of 0 or less is none.
 type storeLevel struct {
 	name              string
 	used, limit, each int64
+	msgs, maxMsgs     int64
 }
 
 // minPaymentBytes is the least a payment is taken to add to a store: a
@@ -99,7 +103,19 @@ func headroom(maxBytes int64) int64 { return max(maxBytes/50, 64<<10) }
 // full reports whether a store of this level could not take n more
 // payments.
 func (s storeLevel) full(n int64) bool {
-	return s.limit > 0 && s.used+n*s.each >= s.limit-headroom(s.limit)
+	return s.limit > 0 && s.used+n*s.each >= s.limit-headroom(s.limit) ||
+		s.maxMsgs > 0 && s.msgs+n >= s.maxMsgs-msgHeadroom(s.maxMsgs)
+}
+
+// msgHeadroom is the room a store capped in messages keeps free: 2% of
+// the cap, at least one message (the queue's own keeper takes one).
+func msgHeadroom(maxMsgs int64) int64 { return max(maxMsgs/50, 1) }
+
+// nearFull reports whether n more payments would take a store of this
+// level within a tenth of its limit.
+func (s storeLevel) nearFull(n int64) bool {
+	return s.limit > 0 && s.used+n*s.each >= s.limit-s.limit/10 ||
+		s.maxMsgs > 0 && s.msgs+n >= s.maxMsgs-s.maxMsgs/10
 }
 
 // refresh reads every store's size and limit.
@@ -122,7 +138,8 @@ func (l *storeLevels) refresh(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
 			continue
 		}
-		lv := storeLevel{name: st.name, used: int64(info.State.Bytes), limit: info.Config.MaxBytes, each: minPaymentBytes}
+		lv := storeLevel{name: st.name, used: int64(info.State.Bytes), limit: info.Config.MaxBytes, each: minPaymentBytes,
+			msgs: int64(info.State.Msgs), maxMsgs: info.Config.MaxMsgs}
 		if info.State.Msgs > 0 {
 			// Twice the average message: payments vary in size.
 			lv.each = max(lv.each, 2*lv.used/int64(info.State.Msgs))
@@ -177,7 +194,7 @@ func (l *storeLevels) nearFull() bool {
 		return false
 	}
 	for _, st := range read.stores {
-		if st.limit > 0 && st.used+(read.inflight+l.admitted.Load())*st.each >= st.limit-st.limit/10 {
+		if st.nearFull(read.inflight + l.admitted.Load()) {
 			return true
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -276,4 +277,35 @@ func TestBaggageStaysOutOfMessages(t *testing.T) {
 	var c Confirmation
 	require.NoError(t, kanban.JSON{}.Unmarshal(msg.Data, &c))
 	assert.Equal(t, StatusSuccess, c.Payment.Status)
+}
+
+// The confirmation queue holds so many messages, whatever their bytes: a
+// payment that would be one more is refused before the gateway, as for a
+// store full of bytes, instead of being charged and its confirmation
+// refused.
+func TestConfirmationQueueFullOfMessagesRefusesBeforeCharging(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.confirmCapacity = 60
+	ts := startService(t, cfg)
+	ts.stop() // the consumer: confirmations stay queued
+	ts.consumer.Wait()
+	calls := ts.gateway.Calls()
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("txn_fill_%d", i)
+		err := ts.queue.TryPublish(context.Background(), kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
+			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill"}})
+		if errors.Is(err, kanban.ErrFull) {
+			break
+		}
+		require.NoError(t, err)
+		require.Less(t, i, 100, "the queue never filled")
+	}
+	require.NoError(t, ts.levels.refresh(context.Background()))
+
+	r := ts.pay(t, "after", 1, nil, "Idempotency-Key", "full")
+	require.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
+	assert.Equal(t, "store_full", r.errField("code"))
+	assert.Equal(t, "the confirmations store is full; retry later", r.errField("message"))
+	assert.Equal(t, calls, ts.gateway.Calls(), "refused before the gateway")
+	assert.Zero(t, testutil.ToFloat64(ts.pendingGauge), "no charge is waiting for room")
 }

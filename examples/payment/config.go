@@ -86,6 +86,9 @@ type Config struct {
 	// auditWrite runs on the audit trail's writer before each line is
 	// written (kaizen.AuditOptions.Redact): a slow disk, in tests.
 	auditWrite func(*kaizen.AuditEntry)
+	// confirmCapacity caps the confirmation queue's messages; 0:
+	// defaultConfirmCapacity.
+	confirmCapacity int64
 }
 
 // Clock tells the service the time. It drives the fraud rules, the
@@ -154,7 +157,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.BoolVar(&c.FraudStopsLine, "fraud-stops-line", envBool("FRAUD_STOPS_LINE", false), "stop taking payments while the fraud-rate alert fires (FRAUD_STOPS_LINE=true)")
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
 	var alertLabels string
-	fs.StringVar(&alertLabels, "alert-labels", env("ALERT_LABELS", ""), "labels added to every alert, as name=value,name=value (cluster=eu-1,team=payments) (ALERT_LABELS)")
+	fs.StringVar(&alertLabels, "alert-labels", env("ALERT_LABELS", ""), "labels added to every alert, as name=value,name=value (cluster=eu-1,team=payments); service= replaces the alerts' service=payment (ALERT_LABELS)")
 	svc.URLVar(fs, &c.Alertmanager, "alertmanager-url", env("ALERTMANAGER_URL", ""), "push alerts to this Alertmanager (ALERTMANAGER_URL)")
 	svc.URLVar(fs, &c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint; off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.Float64Var(&c.TraceSample, "trace-sample", envFloat("TRACE_SAMPLE", -1), "share of payments whose spans are recorded, in [0, 1]; -1: all when traces are exported, none otherwise (trace IDs are made either way) (TRACE_SAMPLE)")

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/tai/taicel"
 )
@@ -321,13 +322,11 @@ func (r *fraudRules) row(v ruleSourceView, rate string) andon.PanelRow {
 	}}
 }
 
-// firstLine is the first line of s, cut to n bytes.
+// firstLine is the first line of s, cut to at most n bytes between
+// characters (httpapi.Clip).
 func firstLine(s string, n int) string {
 	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
+	return httpapi.Clip(s, n)
 }
 
 var (

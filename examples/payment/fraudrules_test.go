@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/ext"
@@ -463,4 +464,14 @@ func TestFraudRuleSetsTakeCountriesInAnyCase(t *testing.T) {
 		assert.Equal(t, tai.Deny, d.Verdict, "countries: [%s]", entry)
 		assert.Contains(t, d.Reason, "country KP is blacklisted", "countries: [%s]", entry)
 	}
+}
+
+// A refusal quoted on the board is cut between characters: its cells are
+// text, and a byte cut out of a character is none.
+func TestFirstLineCutsBetweenCharacters(t *testing.T) {
+	refusal := "x" + strings.Repeat("é", 150) + "\nsecond line"
+	got := firstLine(refusal, 200)
+	assert.True(t, utf8.ValidString(got), "%q", got)
+	assert.Equal(t, "x"+strings.Repeat("é", 99)+"…", got)
+	assert.Equal(t, "short", firstLine("short\nmore", 200))
 }

@@ -246,3 +246,33 @@ func TestStartWithLimitsBeyondTheDisk(t *testing.T) {
 	assert.Contains(t, err.Error(), "JetStream cannot set aside the stores' byte limits (-payments-max-bytes, -idempotency-max-bytes, "+
 		"-confirm-max-bytes, -customer-state-max-bytes): the embedded server's storage is part of the free space on the file system of "+dir)
 }
+
+// Close waits for the commits retried in the background, whose number
+// may rise while it waits (a request cut off at shutdown finishing its
+// payment), and once closed none begins: a sync.WaitGroup allows neither
+// an Add racing its Wait at zero nor tells a late Add it is too late.
+func TestBackgroundCommitsCountedWhileWaitedFor(t *testing.T) {
+	var c backgroundCommits
+	require.NoError(t, c.wait(context.Background()), "none running")
+	require.True(t, c.begin())
+	waited := make(chan error, 1)
+	go func() { waited <- c.wait(context.Background()) }()
+	require.True(t, c.begin(), "a commit begins while Close waits")
+	c.end()
+	select {
+	case err := <-waited:
+		t.Fatalf("the wait ended with a commit running: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	c.end()
+	require.NoError(t, <-waited)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	require.True(t, c.begin())
+	cancel()
+	require.ErrorIs(t, c.wait(ctx), context.Canceled, "the wait ends with its context")
+	c.close()
+	assert.False(t, c.begin(), "closed: no commit begins")
+	c.end()
+	require.NoError(t, c.wait(context.Background()))
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -123,7 +124,7 @@ type Service struct {
 	// background (commitLater) until stored or Close.
 	bg      context.Context
 	stopBG  context.CancelFunc
-	pending sync.WaitGroup
+	pending backgroundCommits
 	// committing holds the transaction IDs being committed in the
 	// background: their idempotency claims are alive, however old.
 	committing sync.Map
@@ -593,13 +594,18 @@ var confirmBackoff = kanban.Exponential{Initial: 250 * time.Millisecond, Max: 15
 // confirmStream is the confirmation queue's stream.
 const confirmStream = "PAYMENT_CONFIRMATIONS"
 
+// defaultConfirmCapacity is how many confirmations the queue holds: a
+// payment is refused, as for a full store, before it would be the one
+// more than that.
+const defaultConfirmCapacity = 5_000_000
+
 func (s *Service) startConsumer(ctx context.Context) error {
 	opts := natsjs.Options{
 		Replicas: s.cfg.NATSReplicas,
 		Stream:   confirmStream,
 		// Room for a backlog of minutes at full speed: under a burst the
 		// consumer falls behind, and confirmations wait rather than fail.
-		Capacity: 5_000_000,
+		Capacity: cmp.Or(s.cfg.confirmCapacity, defaultConfirmCapacity),
 		// Bounded by bytes too: beyond ConfirmMaxBytes new confirmations
 		// are refused (the storage gate refuses payments before that), and
 		// one left unprocessed is dropped after as long as payments are
@@ -957,14 +963,15 @@ func (s *Service) Close(ctx context.Context) error {
 	}
 	// Commits still retrying in the background get until ctx ends.
 	if s.stopBG != nil {
-		if err := waitCtx(ctx, &s.pending); err != nil {
+		if err := s.pending.wait(ctx); err != nil {
 			s.log.Error("payments charged but not yet recorded at shutdown; their idempotency keys stay claimed", "err", err)
 		}
+		s.pending.close()
 		s.freeMu.Lock()
 		s.freesClosed = true
 		s.freeMu.Unlock()
 		s.stopBG()
-		s.pending.Wait()
+		_ = s.pending.wait(context.Background())
 		s.releasing.Wait()
 		s.republishes.Wait()
 	}
@@ -994,24 +1001,70 @@ func (s *Service) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// NATSLocation says which NATS server is in use, for the log: the
-// configured URL without its credentials, or "embedded (in-process)".
-func (s *Service) NATSLocation() string { return s.nats.Location() }
+// backgroundCommits counts the commits retried in the background
+// (commitLater), which Close waits for. Unlike a sync.WaitGroup's, its
+// count may rise while it is waited for: a request cut off at shutdown
+// may still be finishing its payment as Close begins. Once closed, no
+// commit begins.
+type backgroundCommits struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // closed when n falls to 0 while waited for
+}
 
-// waitCtx waits for wg until ctx ends.
-func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
+// begin counts a commit in, and reports false once closed.
+func (c *backgroundCommits) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.n++
+	return true
+}
+
+// end counts a commit out.
+func (c *backgroundCommits) end() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n--; c.n == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+}
+
+// close lets no commit begin from now on.
+func (c *backgroundCommits) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+}
+
+// wait returns once no commit runs, or with ctx's error when it ends
+// first.
+func (c *backgroundCommits) wait(ctx context.Context) error {
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.idle == nil {
+		c.idle = make(chan struct{})
+	}
+	idle := c.idle
+	c.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
+
+// NATSLocation says which NATS server is in use, for the log: the
+// configured URL without its credentials, or "embedded (in-process)".
+func (s *Service) NATSLocation() string { return s.nats.Location() }
 
 // messagingAttrs are the OpenTelemetry messaging attributes of a
 // confirmation's send or processing.
