@@ -60,6 +60,9 @@ type BoardOptions struct {
 	AllowCord bool
 	// Who names the person pulling the cord from the request (from your
 	// authentication). Nil means the name typed on the page, or "board".
+	// The name is held to the rules of a typed one: a pull or reset whose
+	// name is over 200 characters or holds control characters is refused
+	// (invalid_request), and an empty one reads "board".
 	Who func(r *http.Request) string
 	// TrustedOrigins are origins ("https://ops.example.com") allowed to
 	// POST besides the board's own, as http.CrossOriginProtection takes
@@ -119,7 +122,7 @@ type BoardOptions struct {
 //	                             field (names are exact: "Action" is unknown) or
 //	                             one given twice, an unknown action, a reason or
 //	                             who over 200 characters or holding control
-//	                             characters
+//	                             characters (typed, or given by Who)
 //	forbidden               403  the board is read-only (no AllowCord), or X-Andon-Board is missing
 //	cross_origin            403  refused by http.CrossOriginProtection
 //	not_found               404  no route or asset at the path
@@ -939,7 +942,17 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if b.opts.Who != nil {
+		// The name is held to a typed one's rules: Who may read what the
+		// client sends (a header, the user name of HTTP Basic).
 		req.Who = b.opts.Who(r)
+		if utf8.RuneCountInString(req.Who) > maxCordText {
+			b.fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("the name the board's authentication gives this request is over %d characters", maxCordText))
+			return
+		}
+		if hasControl(req.Who) {
+			b.fail(w, http.StatusBadRequest, "invalid_request", "the name the board's authentication gives this request holds control characters, bidi overrides or line separators")
+			return
+		}
 	}
 	if strings.TrimSpace(req.Who) == "" {
 		req.Who = "board"

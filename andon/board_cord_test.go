@@ -54,3 +54,47 @@ func TestBoardCordRefusedOnceTheEvaluatorIsShutDown(t *testing.T) {
 		assert.Equal(t, http.StatusOK, post(f, `{"action":"reset"}`).StatusCode)
 	})
 }
+
+// TestBoardCordWhoNameIsChecked: the name BoardOptions.Who gives is held
+// to the rules of a name typed on the page: at most 200 characters,
+// without control characters, bidi overrides or line separators; a pull
+// or reset it names otherwise is refused with invalid_request, and the
+// cord is left as it was. A Who that reads a header the client sets
+// (X-User) put any text into the cord's status, the alert's detail, the
+// logs and the hooks.
+func TestBoardCordWhoNameIsChecked(t *testing.T) {
+	for _, name := range []string{
+		strings.Repeat("x", 201),
+		"carol\x1b[31m",
+		"pay\u202eton",
+		"one\u2028two",
+		"a\xffb",
+	} {
+		f := newBoardFixture(t, andon.BoardOptions{AllowCord: true, Who: func(*http.Request) string { return name }})
+		for _, c := range []struct {
+			body   string
+			pulled bool
+		}{{`{"action":"pull","reason":"jam"}`, false}, {`{"action":"reset"}`, true}} {
+			if c.pulled {
+				require.True(t, f.ev.Pull(context.Background(), "smoke", "alice"))
+			}
+			req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(c.body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Andon-Board", "1")
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			assertErrorBody(t, resp, http.StatusBadRequest, "invalid_request")
+			resp.Body.Close()
+			assert.Equal(t, c.pulled, f.ev.Cord().Pulled, "%q: %s changed nothing", name, c.body)
+		}
+	}
+	f := newBoardFixture(t, andon.BoardOptions{AllowCord: true, Who: func(*http.Request) string { return strings.Repeat("山", 200) }})
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(`{"action":"pull","reason":"jam"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Andon-Board", "1")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "200 characters is the limit")
+	assert.Equal(t, strings.Repeat("山", 200), f.ev.Cord().Who)
+}

@@ -38,7 +38,8 @@ type EvaluatorOptions struct {
 	// Interval. So an evaluation ends in bounded time whatever a condition
 	// does, even with a context that never ends (see Condition), and the
 	// rule of a condition that has not returned has an error naming it.
-	// Zero means Interval; otherwise at least 1ms.
+	// Each hook's context ends as long after the hook is called (see
+	// Hook). Zero means Interval; otherwise at least 1ms.
 	EvaluationTimeout time.Duration
 	// Hooks run for every rule (the cord included) when it fires and
 	// resolves, before the rule's own hooks. A nil one, one that holds a
@@ -324,11 +325,11 @@ func checkHook(h Hook) error {
 // hook that ends it with runtime.Goexit (t.FailNow in a test's callback)
 // is logged, as a panic is, and does not end Run. The context the
 // conditions are given ends Interval, or EvaluationTimeout if it is
-// shorter, after the evaluation began (hooks are given ctx): a condition
-// that waits on it (a request to a server that does not answer) fails
-// with its error then, and one that ignores it is given up soon after
-// (see Condition), so neither the next evaluation nor a pull of the cord
-// is held up for longer.
+// shorter, after the evaluation began, and each hook's that long after
+// it is called (see Hook): a condition that waits on it (a request to a
+// server that does not answer) fails with its error then, and one that
+// ignores it is given up soon after (see Condition), so neither the next
+// evaluation nor a pull of the cord is held up for longer.
 func (e *Evaluator) Run(ctx context.Context) error {
 	t := time.NewTicker(e.interval)
 	defer t.Stop()
@@ -439,7 +440,15 @@ func (e *Evaluator) evaluateHeld(ctx context.Context, now, wall time.Time, rules
 		defer cancel()
 	}
 	goexit := e.measureAll(mctx, rules, now, results)
-	trs := e.settle(ctx, now, wall, rules, results)
+	// Each hook is given ctx ended after the evaluation's bound, or
+	// after EvaluationTimeout for a pull or reset of the cord, which
+	// measures with none: a hook that waits on it does not hold the
+	// evaluator past that.
+	hooks := hookBound{e.timeout, e.timeoutCause}
+	if bound > 0 {
+		hooks = hookBound{bound, cause}
+	}
+	trs := e.settle(ctx, now, wall, rules, results, hooks)
 	if goexit {
 		runtime.Goexit()
 	}
@@ -660,7 +669,7 @@ func measureResult(ctx context.Context, rs *ruleState, now time.Time) result {
 
 // settle changes the states of rules with what their conditions measured,
 // runs the hooks and offers the alerts to the notifiers.
-func (e *Evaluator) settle(ctx context.Context, now, wall time.Time, rules []*ruleState, results []result) []Transition {
+func (e *Evaluator) settle(ctx context.Context, now, wall time.Time, rules []*ruleState, results []result, hb hookBound) []Transition {
 	var (
 		trs    []Transition
 		calls  []hookCall
@@ -722,7 +731,7 @@ func (e *Evaluator) settle(ctx context.Context, now, wall time.Time, rules []*ru
 		e.broadcast()
 		e.mu.Unlock()
 	}()
-	e.runHooks(ctx, calls, 0, 0)
+	e.runHooks(ctx, calls, 0, 0, hb)
 	return trs
 }
 
@@ -734,10 +743,17 @@ type hookCall struct {
 	fire  bool
 }
 
+// hookBound is how long each hook's context lasts, and the cause it ends
+// with then.
+type hookBound struct {
+	d     time.Duration
+	cause error
+}
+
 // runHooks runs the hooks of calls, from the j-th hook of the i-th call
 // on. One that ends the goroutine with runtime.Goexit is logged, and the
 // ones after it still run; the goroutine goes on ending once they have.
-func (e *Evaluator) runHooks(ctx context.Context, calls []hookCall, i, j int) {
+func (e *Evaluator) runHooks(ctx context.Context, calls []hookCall, i, j int, hb hookBound) {
 	defer func() {
 		if i < len(calls) {
 			// The loop stopped short: a hook did not return (runHook
@@ -745,12 +761,12 @@ func (e *Evaluator) runHooks(ctx context.Context, calls []hookCall, i, j int) {
 			h := calls[i].hooks[j]
 			e.log.Error("andon: hook called runtime.Goexit", "hook", hookName(h), "alertname", calls[i].alert.Name,
 				"stack", string(debug.Stack()))
-			e.runHooks(ctx, calls, i, j+1)
+			e.runHooks(ctx, calls, i, j+1, hb)
 		}
 	}()
 	for ; i < len(calls); i, j = i+1, 0 {
 		for ; j < len(calls[i].hooks); j++ {
-			e.runHook(ctx, calls[i].hooks[j], calls[i].alert, calls[i].fire)
+			e.runHook(ctx, calls[i].hooks[j], calls[i].alert, calls[i].fire, hb)
 		}
 	}
 }
@@ -787,8 +803,11 @@ type conditionError struct{ text string }
 
 func (e conditionError) Error() string { return e.text }
 
-// runHook calls a hook, logging a panic with its stack.
-func (e *Evaluator) runHook(ctx context.Context, h Hook, a Alert, fire bool) {
+// runHook calls a hook with ctx ended after hb, logging a panic with its
+// stack.
+func (e *Evaluator) runHook(ctx context.Context, h Hook, a Alert, fire bool, hb hookBound) {
+	ctx, cancel := context.WithTimeoutCause(ctx, hb.d, hb.cause)
+	defer cancel()
 	defer func() {
 		if v := recover(); v != nil {
 			name := hookName(h)

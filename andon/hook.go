@@ -8,8 +8,16 @@ import "context"
 // held, so a hook may read the evaluator (Alerts, Cord, History), but not
 // evaluate: Evaluate, Pull, Reset and Shutdown wait for the evaluation that
 // runs the hook. A hook must return soon: slow work belongs in a Notifier,
-// which has a queue. A panic in a hook is recovered and logged with its
-// stack (see PanicError). A hook that ends the goroutine with
+// which has a queue. Each call is given the caller's context (Run's,
+// Evaluate's, Pull's), ended EvaluationTimeout after the call, or at
+// Interval under Run if that is shorter: a hook that waits on it (a
+// request to a server that does not answer) holds the evaluator no
+// longer. One that ignores it holds the evaluator until it returns: Run's
+// next evaluation, Evaluate and Shutdown wait for it (Shutdown no longer
+// than its context), and Pull and Reset too, no longer than theirs, and
+// then leave the cord for the next evaluation, which waits for it. A
+// panic in a hook is recovered and logged with its stack (see
+// PanicError). A hook that ends the goroutine with
 // runtime.Goexit (t.FailNow in a test's hook) is logged too, and the
 // hooks after it still run and the notifiers still hear of the
 // evaluation's alerts before the goroutine goes on ending; Run evaluates

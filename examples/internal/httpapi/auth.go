@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,14 @@ import (
 // taken as a Bearer token or as the password of HTTP Basic, so that a
 // browser on the board can send it. The two must differ, so that a client
 // holding the API token cannot stop the line.
+//
+// Tokens print with fmt (any verb but %p), log with slog and encode as
+// JSON and XML with the tokens redacted. Their fields are strings, so
+// what reads fields without calling methods shows them: fmt's %p (of a
+// Tokens, not of a pointer to one), fmt printing Tokens held in a field
+// it cannot call methods on (one not exported, or any field of a struct
+// held in one), and encoding/gob. Keep Tokens out of what is printed
+// whole; a configuration holds its tokens as svc.Secret.
 type Tokens struct {
 	API   string
 	Admin string
@@ -35,11 +44,12 @@ type Tokens struct {
 }
 
 // Redacted stands for a token that is set in what Tokens print, log and
-// marshal to JSON.
+// marshal to JSON and XML.
 const Redacted = "REDACTED"
 
-// Format prints t as fmt prints a struct, for every verb, with the tokens
-// shown as Redacted when set: tokens printed whole show no secret.
+// Format prints t as fmt prints a struct, for every verb fmt calls it
+// with (all but %p), with the tokens shown as Redacted when set: tokens
+// printed whole show no secret.
 func (t Tokens) Format(f fmt.State, verb rune) {
 	out := fmt.Sprintf(fmt.FormatString(f, verb), t.redacted())
 	if rest, ok := strings.CutPrefix(out, "httpapi.tokens{"); ok {
@@ -56,6 +66,12 @@ func (t Tokens) LogValue() slog.Value { return slog.AnyValue(t.redacted()) }
 // MarshalJSON encodes t as encoding/json encodes a struct, with the
 // tokens shown as Redacted when set.
 func (t Tokens) MarshalJSON() ([]byte, error) { return json.Marshal(t.redacted()) }
+
+// MarshalXML encodes t as encoding/xml encodes a struct, with the tokens
+// shown as Redacted when set.
+func (t Tokens) MarshalXML(e *xml.Encoder, start xml.StartElement) error {
+	return e.EncodeElement(t.redacted(), start)
+}
 
 // tokens is Tokens without its methods, as it prints.
 type tokens Tokens

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -60,4 +61,32 @@ func TestTokensMarshalledHideTheTokens(t *testing.T) {
 	b, err := json.Marshal(Tokens{Realm: "r"})
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"API":"","Admin":"","Realm":"r"}`, string(b), "a token not set is not shown as hidden")
+}
+
+// Tokens encoded as XML, on their own or in a value holding them, show
+// neither token, and show that each is set. encoding/xml encoded the
+// exported fields as they were.
+func TestTokensXMLHidesTheTokens(t *testing.T) {
+	const api, admin = "api-s3cret-0123456789", "admin-s3cret-0123456789"
+	tok := Tokens{API: api, Admin: admin, Realm: "payment admin"}
+	type holder struct {
+		T Tokens `xml:"tokens"`
+	}
+	for name, c := range map[string]struct {
+		v    any
+		want string
+	}{
+		"value":   {tok, `<Tokens><API>REDACTED</API><Admin>REDACTED</Admin><Realm>payment admin</Realm></Tokens>`},
+		"pointer": {&tok, `<Tokens><API>REDACTED</API><Admin>REDACTED</Admin><Realm>payment admin</Realm></Tokens>`},
+		"field":   {holder{tok}, `<holder><tokens><API>REDACTED</API><Admin>REDACTED</Admin><Realm>payment admin</Realm></tokens></holder>`},
+		"slice":   {[]Tokens{tok}, `<Tokens><API>REDACTED</API><Admin>REDACTED</Admin><Realm>payment admin</Realm></Tokens>`},
+		"not set": {Tokens{Realm: "r"}, `<Tokens><API></API><Admin></Admin><Realm>r</Realm></Tokens>`},
+	} {
+		b, err := xml.Marshal(c.v)
+		require.NoError(t, err, name)
+		for _, secret := range []string{api, admin} {
+			assert.NotContains(t, string(b), secret, name)
+		}
+		assert.Equal(t, c.want, string(b), name)
+	}
 }
