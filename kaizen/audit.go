@@ -41,7 +41,9 @@ type AuditOptions struct {
 	// Buffer is the number of records queued between Observe and the
 	// writer goroutine. When it is full, Observe blocks until there is
 	// room: a slow writer slows the pipeline down instead of losing
-	// records. Zero means 4096; it must be from 1 to 1<<20.
+	// records. Zero means 4096; it must be from 1 to 1<<20. The queue
+	// reserves 8 bytes a record up front (8 MiB for 1<<20); a record
+	// takes its own memory, some 300 bytes, only while it is queued.
 	Buffer int
 	// BatchBytes is how many encoded bytes are gathered into one Write.
 	// The writer also writes whenever its queue is empty, so a line
@@ -152,9 +154,11 @@ type AuditEntry struct {
 //     OpenAuditFile ends it), so it counts as written.
 //
 // A record whose line would be longer than MaxAuditLineLen, which no
-// verifier reads, is not written either: it goes to OnUnwritten with an
-// error saying so, once the lines queued before it are written, and the
-// trail goes on. Records are so written or handed over in the order they
+// verifier reads, or whose time (Record.Start, or the Time Redact sets)
+// is outside the years 0 to 9999 in UTC, which RFC 3339 cannot write and
+// encoding/json cannot read back, is not written either: it goes to
+// OnUnwritten with an error saying so, once the lines queued before it
+// are written, and the trail goes on. Records are so written or handed over in the order they
 // were queued in, which WaitWritten relies on.
 //
 // Lines reach the writer as soon as the writer goroutine is idle, but
@@ -179,7 +183,7 @@ type Audit struct {
 	onUnwrit func(tai.Record, error)
 	log      *slog.Logger
 	batch    int
-	queue    chan auditItem
+	queue    chan *auditItem
 	done     chan struct{}
 	// senders counts, in steps of 2, the Observe and Flush calls that
 	// may send on queue; bit 0 is set by Shutdown. Once it is set and no
@@ -262,6 +266,12 @@ type auditItem struct {
 	flush chan error // non-nil for a Flush request
 }
 
+// auditItems holds the items of Observe for reuse: the queue holds
+// pointers to them, so that a Buffer of many records reserves a pointer
+// for each up front, not a whole record (some 300 bytes), and a record
+// takes its memory only while it is queued.
+var auditItems = sync.Pool{New: func() any { return new(auditItem) }}
+
 type pendingLine struct {
 	rec  tai.Record
 	end  int // offset in buf just past the line
@@ -309,7 +319,7 @@ func newAudit(opts AuditOptions) (*Audit, error) {
 		redact:   opts.Redact,
 		onUnwrit: opts.OnUnwritten,
 		batch:    batch,
-		queue:    make(chan auditItem, size),
+		queue:    make(chan *auditItem, size),
 		done:     make(chan struct{}),
 		idle:     make(chan struct{}),
 		buf:      make([]byte, 0, batch+4096),
@@ -391,7 +401,9 @@ func (a *Audit) Observe(_ context.Context, r tai.Record) {
 	}
 	defer a.leave()
 	a.observed.Add(1)
-	a.queue <- auditItem{rec: r}
+	it := auditItems.Get().(*auditItem)
+	it.rec = r
+	a.queue <- it
 }
 
 // enter counts a sender in, or reports false after Shutdown.
@@ -509,7 +521,7 @@ func (a *Audit) Flush(ctx context.Context) error {
 	}
 	reply := make(chan error, 1)
 	select {
-	case a.queue <- auditItem{flush: reply}:
+	case a.queue <- &auditItem{flush: reply}:
 		a.leave()
 	case <-ctx.Done():
 		a.leave()
@@ -657,23 +669,28 @@ func (a *Audit) drain() {
 	}
 }
 
-func (a *Audit) handle(it auditItem) {
-	if it.flush != nil {
-		a.flushing = it.flush
+func (a *Audit) handle(item *auditItem) {
+	if item.flush != nil {
+		a.flushing = item.flush
 		a.flush()
 		return
 	}
+	// The record is copied out and the item reused at once: the code of
+	// the caller run below (Redact, OnUnwritten) may end the goroutine.
+	rec := item.rec
+	*item = auditItem{}
+	auditItems.Put(item)
 	if err := a.Err(); err != nil {
-		a.lose(it.rec, err, true)
+		a.lose(rec, err, true)
 		return
 	}
-	if err := a.encode(&it.rec); err != nil {
-		a.rejecting, a.rejected, a.rejectedErr = true, it.rec, err
+	if err := a.encode(&rec); err != nil {
+		a.rejecting, a.rejected, a.rejectedErr = true, rec, err
 		a.write()
 		a.handRejected()
 		return
 	}
-	a.pending = append(a.pending, pendingLine{rec: it.rec, end: len(a.buf), hash: a.prev})
+	a.pending = append(a.pending, pendingLine{rec: rec, end: len(a.buf), hash: a.prev})
 	if len(a.buf) >= a.batch {
 		a.write()
 	}
@@ -888,17 +905,24 @@ func (a *Audit) entry(r *tai.Record) (e AuditEntry, err error) {
 }
 
 // encode appends the line of r to buf and advances the chain, or returns
-// the error of entry, or one saying the line would be longer than
-// MaxAuditLineLen, and leaves both as they were.
+// the error of entry, or one saying the entry's time is outside what RFC
+// 3339 writes or the line would be longer than MaxAuditLineLen, and
+// leaves both as they were.
 func (a *Audit) encode(r *tai.Record) error {
 	e, err := a.entry(r)
 	if err != nil {
 		return err
 	}
+	t := e.Time.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		// RFC 3339 has four digits for the year: encoding/json would not
+		// read the time back into an AuditEntry.
+		return fmt.Errorf("kaizen: audit record not written: its time %s is outside the years 0 to 9999 (UTC), which RFC 3339 can write", t.Format(time.RFC3339Nano))
+	}
 	start := len(a.buf)
 	b := a.buf
 	b = append(b, `{"time":"`...)
-	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = t.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","id":`...)
 	b = jsonw.AppendString(b, e.ID)
 	b = append(b, `,"kind":`...)

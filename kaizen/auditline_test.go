@@ -3,6 +3,7 @@ package kaizen_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -238,4 +240,60 @@ func TestVerifyAuditEndsAnEndlessRunOfNULs(t *testing.T) {
 				"as a device such as /dev/zero does, or is not a trail", kaizen.MaxAuditLineLen)}, *ae)
 		})
 	}
+}
+
+// TestAuditRefusesATimeOutsideRFC3339: a record whose Start (or the Time
+// Redact sets) falls outside the years 0 to 9999 once in UTC, which RFC
+// 3339 cannot write, is not written: it goes to OnUnwritten saying why,
+// and the trail goes on. Its line was one that encoding/json could not
+// read back into an AuditEntry.
+func TestAuditRefusesATimeOutsideRFC3339(t *testing.T) {
+	var buf syncBuffer
+	var mu sync.Mutex
+	var lost []string
+	var lostErrs []string
+	a := newAudit(t, &buf, kaizen.AuditOptions{
+		Redact: func(e *kaizen.AuditEntry) {
+			if e.ID == "redacted" {
+				e.Time = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)
+			}
+		},
+		OnUnwritten: func(r tai.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			lost = append(lost, r.ID)
+			lostErrs = append(lostErrs, err.Error())
+		},
+	})
+	east := time.FixedZone("east", 5*3600)
+	west := time.FixedZone("west", -5*3600)
+	for _, r := range []tai.Record{
+		{ID: "first", Start: time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{ID: "future", Start: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{ID: "past", Start: time.Date(-1, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{ID: "west", Start: time.Date(9999, 12, 31, 23, 0, 0, 0, west)},
+		{ID: "east", Start: time.Date(0, 1, 1, 1, 0, 0, 0, east)},
+		{ID: "redacted", Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{ID: "last", Start: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+	} {
+		r.Kind = "k"
+		a.Observe(context.Background(), r)
+	}
+	require.NoError(t, a.Shutdown(context.Background()))
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"future", "past", "west", "east", "redacted"}, lost)
+	for _, e := range lostErrs {
+		assert.Contains(t, e, "kaizen: audit record not written: its time ")
+		assert.Contains(t, e, "is outside the years 0 to 9999")
+	}
+	require.NoError(t, a.Err(), "the trail goes on")
+	ls := lines(buf.Bytes())
+	require.Len(t, ls, 2)
+	for _, l := range ls {
+		var e kaizen.AuditEntry
+		require.NoError(t, json.Unmarshal([]byte(l), &e), l)
+	}
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }

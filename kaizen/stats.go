@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -72,7 +73,9 @@ type StatsOptions struct {
 //
 // A record is placed in time when its signal finished: Record.Start plus
 // Record.Duration, read as wall time, or time.Now() when its Start is
-// zero. Snapshot and Window read the windows that end at time.Now(). Tests
+// zero. A record placed before 1970, or after 2262, where Unix
+// nanoseconds end, is left out, as one too old for the windows is.
+// Snapshot and Window read the windows that end at time.Now(). Tests
 // control both with testing/synctest. Records placed ahead of now, as a
 // wall clock that is then set back leaves them, give their slots up to
 // the records placed after the step; and a record placed more than a
@@ -161,12 +164,7 @@ func (s *Stats) Observe(_ context.Context, r tai.Record) {
 			return
 		}
 	}
-	var t int64
-	if r.Start.IsZero() {
-		t = time.Now().UnixNano()
-	} else {
-		t = r.Start.UnixNano() + int64(r.Duration)
-	}
+	t := finishedAt(&r)
 	bin := binOf(r.Duration)
 	kept := false
 	k.mu.Lock()
@@ -183,6 +181,26 @@ func (s *Stats) Observe(_ context.Context, r tai.Record) {
 			break
 		}
 	}
+}
+
+// finishedAt returns when r's signal finished, in Unix nanoseconds: its
+// Start plus its Duration, or now when its Start is zero. It is -1, which
+// no ring keeps (nor any time before 1970), for a time outside what Unix
+// nanoseconds hold (1678 to 2262), where UnixNano would wrap around to
+// any time, now's too.
+func finishedAt(r *tai.Record) int64 {
+	if r.Start.IsZero() {
+		return time.Now().UnixNano()
+	}
+	if sec := r.Start.Unix(); sec <= math.MinInt64/int64(time.Second) || sec >= math.MaxInt64/int64(time.Second) {
+		return -1
+	}
+	t := r.Start.UnixNano()
+	end := t + int64(r.Duration)
+	if (end < t) != (r.Duration < 0) {
+		return -1 // past what Unix nanoseconds hold, either way
+	}
+	return end
 }
 
 // addKind returns the stats of kind, creating them, or nil when MaxKinds

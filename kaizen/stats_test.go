@@ -790,3 +790,30 @@ func TestStatsTooOldRecordDoesNotMoveTheStart(t *testing.T) {
 		assert.InDelta(t, 0.1, w.Current.Throughput, 1e-9, "one signal in the 10s since the Stats was made")
 	})
 }
+
+// TestStatsRecordOutsideUnixNanosIsLeftOut: a record that finished
+// before 1678 or after 2262, whose time Unix nanoseconds cannot hold, is
+// left out, as one too old for the windows is. Such a time wrapped
+// around: one 2^64 ns (some 584 years) from now counted as now.
+func TestStatsRecordOutsideUnixNanosIsLeftOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
+		require.NoError(t, err)
+		ctx := context.Background()
+		now := time.Now()
+		const quarter = time.Duration(1 << 62) // 2^64 ns is four of them
+		later, earlier := now, now
+		for range 4 {
+			later, earlier = later.Add(quarter), earlier.Add(-quarter)
+		}
+		require.Equal(t, now.UnixNano(), later.UnixNano(), "wraps around")
+		for _, start := range []time.Time{later, earlier} {
+			s.Observe(ctx, tai.Record{ID: "far", Kind: "k", Outcome: tai.Failed, Start: start, Duration: time.Millisecond})
+		}
+		s.Observe(ctx, rec("k", tai.Succeeded, tai.Allow, now, time.Millisecond))
+		w, ok := s.Window("k", time.Minute)
+		require.True(t, ok)
+		assert.Equal(t, uint64(1), w.Current.Total)
+		assert.Zero(t, w.Current.Outcomes.Failed)
+	})
+}

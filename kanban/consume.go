@@ -944,7 +944,17 @@ func (e *engine[T]) call(ctx context.Context, d *Delivery[T]) (err error) {
 			err = e.readable(d, e.panicked(d, v))
 		}
 	}()
-	if err = e.h(ctx, *d); err != nil {
+	if d.Headers != nil {
+		// The handler's own copy, empty or not: what it writes must not reach the
+		// stored message, which a retry or a dead letter reads, nor the
+		// next attempt made in place.
+		hd := *d
+		hd.Headers = d.Headers.Clone()
+		err = e.h(ctx, hd)
+	} else {
+		err = e.h(ctx, *d)
+	}
+	if err != nil {
 		err = e.readable(d, err)
 	}
 	return err

@@ -936,3 +936,66 @@ func TestPerKeyAttemptsInPlaceCountWhenTheDrainCancelsOne(t *testing.T) {
 		assert.Equal(t, 3, dead[0].Attempts)
 	})
 }
+
+// TestMemoryRetrySeesTheHeadersAsPublished: a handler that writes to its
+// delivery's headers writes to a copy of its own: the retry, whether made
+// in place (PerKey) or through the queue, and the dead letter see the
+// headers as published, with or without a Tracer or an Observer.
+func TestMemoryRetrySeesTheHeadersAsPublished(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		for _, observed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("PerKey=%v/observed=%v", perKey, observed), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					opts := kanban.MemoryOptions{}
+					if observed {
+						opts.Tracer = &nopTracer{}
+					}
+					q, err := kanban.NewMemory[int](opts)
+					require.NoError(t, err)
+					ctx, cancel := context.WithCancel(context.Background())
+					require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a", Key: "k", Headers: kanban.Header{"Tenant": "a"}}))
+					var seen []string
+					err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+						seen = append(seen, d.Headers.Get("Tenant")+","+d.Headers.Get("Added"))
+						d.Headers.Set("Tenant", "changed")
+						d.Headers.Set("Added", "yes")
+						if d.Attempt == 3 {
+							cancel()
+						}
+						return errors.New("again")
+					}, kanban.ConsumeOptions{PerKey: perKey, MaxAttempts: 3, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second })})
+					require.NoError(t, err)
+					assert.Equal(t, []string{"a,", "a,", "a,"}, seen)
+					dead, err := q.DeadLetters(context.Background())
+					require.NoError(t, err)
+					require.Len(t, dead, 1)
+					assert.Equal(t, kanban.Header{"Tenant": "a"}, dead[0].Headers)
+				})
+			})
+		}
+	}
+}
+
+// TestMemoryRetrySeesEmptyHeadersEmpty: a message published with an
+// empty, not nil, Header is delivered with one the handler may write,
+// and its retry gets it empty again.
+func TestMemoryRetrySeesEmptyHeadersEmpty(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a", Headers: kanban.Header{}}))
+		var seen []kanban.Header
+		err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			seen = append(seen, d.Headers.Clone())
+			d.Headers["Added"] = "yes"
+			if d.Attempt == 2 {
+				cancel()
+				return nil
+			}
+			return errors.New("again")
+		}, kanban.ConsumeOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, []kanban.Header{{}, {}}, seen)
+	})
+}

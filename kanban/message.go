@@ -51,6 +51,9 @@ type Delivery[T any] struct {
 // and counts as the error *PanicError; so does a runtime.Goexit (t.FailNow
 // in a test's handler).
 //
+// d.Headers is the handler's own copy: what it writes there is not seen
+// by a later attempt, nor kept in a dead letter.
+//
 // ctx carries the trace context of the publisher, and is cancelled only
 // when the consumer's drain deadline passes.
 type Handler[T any] func(ctx context.Context, d Delivery[T]) error
