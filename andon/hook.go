@@ -10,14 +10,17 @@ import "context"
 // runs the hook. A hook must return soon: slow work belongs in a Notifier,
 // which has a queue. Each call is given the caller's context (Run's,
 // Evaluate's, Pull's), ended EvaluationTimeout after the call, or at
-// Interval under Run if that is shorter: a hook that waits on it (a
-// request to a server that does not answer) holds the evaluator no
-// longer. One that ignores it holds the evaluator until it returns: Run's
-// next evaluation, Evaluate and Shutdown wait for it (Shutdown no longer
-// than its context), and Pull and Reset too, no longer than theirs, and
-// then leave the cord for the next evaluation, which waits for it. A
-// panic in a hook is recovered and logged with its stack (see
-// PanicError). A hook that ends the goroutine with
+// Interval under Run if that is shorter, and canceled when the hook
+// returns, as a request's is when its handler returns: work a hook leaves
+// running must not use it. A hook that waits on it (a request to a server
+// that does not answer) holds the evaluator no longer. One that ignores
+// it holds the evaluator until it returns: the call that runs it (Run's
+// evaluation, Evaluate, Pull, Reset) returns no sooner, whatever its
+// context; Run's next evaluation, Evaluate and Shutdown wait for it
+// (Shutdown no longer than its context), and Pull and Reset too, no
+// longer than theirs, and then leave the cord for the next evaluation,
+// which waits for it. A panic in a hook is recovered and logged with its
+// stack (see PanicError). A hook that ends the goroutine with
 // runtime.Goexit (t.FailNow in a test's hook) is logged too, and the
 // hooks after it still run and the notifiers still hear of the
 // evaluation's alerts before the goroutine goes on ending; Run evaluates

@@ -22,7 +22,7 @@ type waitingHook struct {
 
 func newWaitingHook(t *testing.T) *waitingHook {
 	h := &waitingHook{release: make(chan struct{}), causes: make(chan error, 8)}
-	t.Cleanup(h.Release) // before the evaluator's Shutdown
+	t.Cleanup(h.Release) // after the evaluator's Shutdown (cleanups run last first)
 	return h
 }
 
@@ -117,5 +117,26 @@ func TestHookContextKeepsTheCallersValuesAndEnd(t *testing.T) {
 		assert.Equal(t, time.Second, time.Since(start))
 		assert.Equal(t, "v", got)
 		assert.ErrorIs(t, <-hook.causes, stop)
+	})
+}
+
+// TestHookContextEndsWhenTheHookReturns: the context a hook is given is
+// canceled once the hook returns, before EvaluationTimeout: work the hook
+// leaves running cannot use it, as the Hook documentation says.
+func TestHookContextEndsWhenTheHookReturns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		cond.Set(true)
+		var kept context.Context
+		e := newEvaluator(t, andon.EvaluatorOptions{Interval: time.Hour, EvaluationTimeout: time.Minute,
+			Logger: discardLogger(), Hooks: []andon.Hook{andon.HookFuncs{OnFire: func(ctx context.Context, _ andon.Alert) {
+				require.NoError(t, ctx.Err())
+				kept = ctx
+			}}},
+			Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond}}})
+		require.Len(t, e.Evaluate(context.Background()), 1)
+		require.NotNil(t, kept)
+		assert.ErrorIs(t, kept.Err(), context.Canceled)
+		assert.ErrorIs(t, context.Cause(kept), context.Canceled)
 	})
 }
