@@ -10,6 +10,7 @@ import (
 
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -46,6 +47,7 @@ type Problem struct {
 //	jidoka.ErrBulkheadFull         503 rejected, Retry-After: the bulkhead's hint, if any
 //	heijunka.ErrStoreFull,         503 rejected, Retry-After: the store's hint, if any
 //	ErrBacklogFull, ErrTooManyKeys
+//	kanban.ErrFull                 503 rejected, Retry-After: the queue's hint, if any
 //	an error with HTTPStatus() int that status, when it is 400–599
 //	tai.ErrRejected (other)        503 rejected, Retry-After: the hook's hint, if any
 //	tai.ErrDenied                  403 denied
@@ -79,10 +81,13 @@ func ProblemOf(err error) Problem {
 		// its deadline passed while it waited for a slot.
 		return Problem{Status: http.StatusServiceUnavailable, Code: "rejected",
 			Message: "the service is busy; retry later", RetryAfter: ra}
-	case errors.Is(err, heijunka.ErrStoreFull), errors.Is(err, heijunka.ErrBacklogFull), errors.Is(err, heijunka.ErrTooManyKeys):
+	case errors.Is(err, heijunka.ErrStoreFull), errors.Is(err, heijunka.ErrBacklogFull), errors.Is(err, heijunka.ErrTooManyKeys),
+		errors.Is(err, kanban.ErrFull):
 		// Load shed as well: a MemoryStore that takes no new key (its
 		// hint is when a key it holds is fresh), a Leveler whose backlog
-		// or key table is full. A gate's refusal says the same (below).
+		// or key table is full, a queue that holds as many messages as
+		// it may until its consumers take some. A gate's refusal says
+		// the same (below).
 		return Problem{Status: http.StatusServiceUnavailable, Code: "rejected",
 			Message: "the service is busy; retry later", RetryAfter: ra}
 	case errors.As(err, &hs) && hs.HTTPStatus() >= 400 && hs.HTTPStatus() <= 599:

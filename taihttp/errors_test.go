@@ -18,6 +18,7 @@ import (
 
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/jidoka"
+	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/taihttp"
 )
@@ -280,3 +281,23 @@ type gzipWriter struct {
 }
 
 func (g gzipWriter) Write(b []byte) (int, error) { return g.w.Write(b) }
+
+// A full kanban queue refuses a message for now, as a full bulkhead or
+// store does: a handler that answers TryPublish's ErrFull with
+// WriteError tells the client 503 and when to come back, not that the
+// server failed.
+func TestWriteErrorOfAFullQueue(t *testing.T) {
+	q, err := kanban.NewMemory[string](kanban.MemoryOptions{Capacity: 1})
+	require.NoError(t, err)
+	require.NoError(t, q.TryPublish(t.Context(), kanban.Message[string]{ID: "1", Payload: "a"}))
+	full := q.TryPublish(t.Context(), kanban.Message[string]{ID: "2", Payload: "b"})
+	require.ErrorIs(t, full, kanban.ErrFull)
+
+	rec := httptest.NewRecorder()
+	taihttp.WriteError(rec, httptest.NewRequest(http.MethodPost, "/", nil), fmt.Errorf("confirm: %w", full))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	assert.Equal(t, "rejected", body["code"])
+}

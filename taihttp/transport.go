@@ -52,8 +52,11 @@ type TransportOptions struct {
 	// returned is bounded by the request's own context only. An attempt
 	// that times out is cancelled and fails with a *jidoka.TimeoutError
 	// (errors.Is ErrTimeout and context.DeadlineExceeded), which the
-	// Breaker counts and the Retry retries. Zero: no bound; it must not be
-	// negative.
+	// Breaker counts and the Retry retries. A RoundTrip that fails so
+	// returns a net.Error whose Timeout is true, and errors.As finds the
+	// *jidoka.TimeoutError in it: the *url.Error of an http.Client says
+	// Timeout() as it does for the client's own timeouts. Zero: no bound;
+	// it must not be negative.
 	AttemptTimeout time.Duration
 	// Breaker admits each attempt and counts its result: a transport
 	// error or a timeout is a failure, and so is a response whose status
@@ -112,9 +115,10 @@ type TransportOptions struct {
 //
 // A request that no server could be sent — a method that is not a token,
 // a header or trailer field name that is not one, a field value with a
-// control character such as CR or LF, and over an *http.Transport a URL
-// without a scheme, an http or https URL without a host or with a
-// control character in its query or opaque part, or a nil Header —
+// control character such as CR or LF, an http or https URL with a
+// control character in its query or opaque part (sent unescaped, over
+// HTTP/1 or HTTP/2), and over an *http.Transport a URL without a scheme,
+// an http or https URL without a host, or a nil Header —
 // fails at once with an error naming the field, without an attempt: it is
 // neither retried nor paced, and the breaker does not count it, as it
 // says nothing of the server.
@@ -123,7 +127,8 @@ type TransportOptions struct {
 // stays readable until closed; when every attempt failed with a status
 // RetryStatus accepts, the last such response, as the server sent it (its
 // body buffered, up to 64 KiB); otherwise the error of the last attempt —
-// a transport error, a *jidoka.TimeoutError, a *jidoka.OpenError, a
+// a transport error, a *jidoka.TimeoutError (in a net.Error whose
+// Timeout is true: use errors.As), a *jidoka.OpenError, a
 // *heijunka.LimitedError, GetBody's error. (An attempt not made because
 // GetBody failed does not count: the last response that failed on its
 // status is returned all the same.) The responses of attempts that failed
@@ -256,7 +261,40 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil { // cannot happen: a call that returns nil has claimed a response
 		err = errors.New("taihttp: no response")
 	}
-	return nil, err
+	return nil, asNetTimeout(err)
+}
+
+// timeoutError is the error of a RoundTrip that failed because an attempt
+// timed out: err, whose tree holds the *jidoka.TimeoutError, with the
+// methods of a net.Error. http.Client wraps a transport's error in a
+// *url.Error, whose Timeout asks the error it wraps for a Timeout method;
+// jidoka.TimeoutError has none (its field Timeout takes the name), so
+// without this a caller that tells timeouts apart with url.Error.Timeout
+// or a net.Error would not see this one.
+type timeoutError struct{ err error }
+
+func (e *timeoutError) Error() string { return e.err.Error() }
+
+// Unwrap returns the error the attempts ended with.
+func (e *timeoutError) Unwrap() error { return e.err }
+
+// Timeout reports true: the request timed out.
+func (e *timeoutError) Timeout() bool { return true }
+
+// Temporary reports true, as it does for every timeout of package net.
+func (e *timeoutError) Temporary() bool { return true }
+
+// asNetTimeout returns err as a net.Error whose Timeout is true when its
+// tree holds a *jidoka.TimeoutError and err itself has no Timeout method,
+// and err otherwise.
+func asNetTimeout(err error) error {
+	if _, ok := err.(interface{ Timeout() bool }); ok {
+		return err
+	}
+	if te := (*jidoka.TimeoutError)(nil); errors.As(err, &te) {
+		return &timeoutError{err: err}
+	}
+	return err
 }
 
 // checkRequest returns an error for a request that cannot be sent as it
@@ -265,12 +303,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // control characters other than HTAB. The base would fail each attempt
 // with the same error, and the breaker count a failure the server never
 // saw. The error names the field, not its value, which may be a secret.
-// Over a base that is an *http.Transport, an http or https URL without a
-// host is refused as well, or one with a control character in its query
-// or opaque part, which it writes unescaped in the request line (a
-// protocol registered with RegisterProtocol writes none), a URL without
-// a scheme (a path alone), and a nil Header; another base may know where
-// to send them, or take them.
+// An http or https URL with a control character in its query or opaque
+// part is refused too, over any base: both are sent unescaped, in the
+// HTTP/1 request line or HTTP/2's :path, where no server takes one (a
+// protocol registered with RegisterProtocol, of another scheme, sends
+// neither). Over a base that is an *http.Transport, an http or https URL
+// without a host is refused as well, a URL without a scheme (a path
+// alone), and a nil Header; another base may know where to send them,
+// or take them.
 func (t *Transport) checkRequest(req *http.Request) error {
 	if req.URL == nil {
 		return errors.New("taihttp: request has no URL")
@@ -287,14 +327,18 @@ func (t *Transport) checkRequest(req *http.Request) error {
 			// http.Client gives a request without one an empty Header;
 			// the Transport fails it ("http: nil Request.Header").
 			return errors.New("taihttp: request has no Header")
-		case req.URL.Scheme != "http" && req.URL.Scheme != "https":
-			// A protocol registered with RegisterProtocol takes the
-			// request: it writes no request line.
+		}
+	}
+	if req.URL.Scheme == "http" || req.URL.Scheme == "https" {
+		// The query and the opaque part are sent as they are (the path
+		// is escaped), whatever the base: in the HTTP/1 request line,
+		// which an *http.Transport fails to write after it dialed, or
+		// in HTTP/2's :path field, which a server refuses. (A CONNECT
+		// without a path names its host alone, or its opaque part.) A
+		// protocol registered with RegisterProtocol, of another scheme,
+		// takes the request as it is.
+		switch {
 		case hasCTL(req.URL.RawQuery) && (req.Method != http.MethodConnect || req.URL.Path != ""):
-			// The query and the opaque part are written as they are
-			// (the path is escaped): the Transport dials, then fails
-			// as it writes the request line. (A CONNECT without a path
-			// names its host alone, or its opaque part.)
 			return errors.New("taihttp: request URL has a control character in its query")
 		case hasCTL(req.URL.Opaque):
 			return errors.New("taihttp: request URL has a control character in its opaque part")

@@ -1534,3 +1534,87 @@ func TestTransportRegisteredProtocolTakesAControlCharacterInTheURL(t *testing.T)
 	}
 	assert.Equal(t, []string{"q=a\tb", "x\x01"}, got)
 }
+
+// An attempt that timed out fails the http.Client's call with a
+// *url.Error whose Timeout() is true, as a timeout of the client's own
+// (http.Client.Timeout, a net.Conn deadline) says: code that tells
+// timeouts apart with url.Error.Timeout or a net.Error finds it, and the
+// error is still a *jidoka.TimeoutError for errors.As.
+func TestTransportAttemptTimeoutIsANetTimeout(t *testing.T) {
+	srv := newServer(t, func(_ int, _ http.ResponseWriter, r *http.Request) { waitCancel(r) })
+	for _, opts := range []taihttp.TransportOptions{
+		{AttemptTimeout: 20 * time.Millisecond},
+		{AttemptTimeout: 20 * time.Millisecond, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2})},
+		{AttemptTimeout: 20 * time.Millisecond, Hedge: newHedge(t, time.Hour)},
+	} {
+		c := client(t, srv, opts)
+		_, err := c.Get(srv.URL)
+		require.Error(t, err)
+		var ue *url.Error
+		require.ErrorAs(t, err, &ue)
+		assert.True(t, ue.Timeout(), "url.Error.Timeout of %v", err)
+		var ne net.Error
+		require.ErrorAs(t, err, &ne)
+		assert.True(t, ne.Timeout(), "net.Error.Timeout of %v", err)
+		var te *jidoka.TimeoutError
+		require.ErrorAs(t, err, &te)
+		assert.Equal(t, 20*time.Millisecond, te.Duration)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.ErrorIs(t, err, jidoka.ErrTimeout)
+		assert.Equal(t, te.Error(), ue.Err.Error(), "the message is the timeout's")
+	}
+}
+
+func newHedge(t *testing.T, delay time.Duration) *jidoka.Hedge {
+	t.Helper()
+	h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: delay})
+	require.NoError(t, err)
+	return h
+}
+
+// wrappedBase is a base that hands each request to another, as a
+// tracing or logging RoundTripper does.
+type wrappedBase struct{ rt http.RoundTripper }
+
+func (w wrappedBase) RoundTrip(r *http.Request) (*http.Response, error) { return w.rt.RoundTrip(r) }
+
+// An http or https URL with a control character in its query is refused
+// whatever the base: over HTTP/2 no request line is written, the query
+// goes out in the :path field, which a server refuses (net/http's
+// resets the stream, or leaves the request unanswered), and a base that
+// wraps the transport is no *http.Transport either. Each attempt failed,
+// or hung until its timeout, and was retried and counted by the breaker.
+func TestTransportRefusesAControlCharacterInTheQueryOverHTTP2(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1})
+	require.NoError(t, err)
+	c := client(t, nil, taihttp.TransportOptions{Base: wrappedBase{srv.Client().Transport}, Breaker: b,
+		AttemptTimeout: 200 * time.Millisecond, Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2})})
+	t.Cleanup(srv.Client().CloseIdleConnections)
+
+	resp, err := c.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, "HTTP/2.0", readAll(t, resp))
+
+	for _, q := range []string{"name=a\nb", "name=a\x00", "name=a\tb", "name=a\x7f"} {
+		req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		req.URL.RawQuery = q
+		_, err = c.Do(req)
+		require.ErrorContains(t, err, "request URL has a control character in its query", "%q", q)
+	}
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.URL.Opaque = "/x\x01"
+	_, err = c.Do(req)
+	require.ErrorContains(t, err, "request URL has a control character in its opaque part")
+	assert.Equal(t, jidoka.StateClosed, b.State(), "the breaker counted requests the server could not take")
+	assert.EqualValues(t, 1, hits.Load())
+}
