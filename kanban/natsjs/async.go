@@ -139,10 +139,24 @@ func wake(signal *chan struct{}) {
 // acknowledgement was lost (timed out, or cut off by a disconnect) is
 // counted in Stats as published, not as a duplicate: the stream most
 // likely stored that attempt, and the message once.
-// An error returned by PublishAsync itself means msg was not sent: among
-// others, one wrapping ErrInvalidMessage or ErrTooLarge, as Publish
-// checks msg, ErrClosed after Shutdown, and one matching
-// nats.ErrConnectionClosed on a closed connection.
+// An error returned by PublishAsync itself means msg was not sent, or
+// not stored: among others, one wrapping ErrInvalidMessage or
+// ErrTooLarge, as Publish checks msg, ErrClosed after Shutdown, one
+// matching nats.ErrConnectionClosed on a closed connection, and one
+// wrapping nats.ErrPermissionViolation, naming the subject, on a
+// connection not permitted to publish to the work subject (or to
+// subscribe to the inbox the acknowledgement comes to).
+//
+// The server tells of such a refusal only as an error on the
+// connection. So, as Publish does, until the server has answered one
+// publish of the Queue to the work subject, PublishAsync sends msg with
+// a ping, while the connection is connected, and looks for the refusal
+// before it returns: it waits a round trip then (and, while other
+// probes of the connection run, for its turn), not for the
+// acknowledgement. A message so sent that meets a disconnect fails its
+// attempt after PublishTimeout, not as soon as the client sees the
+// disconnect. A re-publish looks for the refusal the same way, and a
+// refusal is its final failure.
 func (q *Queue[T]) PublishAsync(ctx context.Context, msg kanban.Message[T]) error {
 	if q.opts.Tracer != nil {
 		return kanban.SendTraced(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, msg.ID, func(ctx context.Context) error {
@@ -169,16 +183,88 @@ func (q *Queue[T]) publishAsync(ctx context.Context, msg kanban.Message[T]) erro
 	}
 	a.held++
 	a.mu.Unlock()
-	// The slot keeps the client's own pending count below its limit, so
-	// this send never stalls.
-	if _, err := q.js.PublishMsgAsync(nm); err != nil {
+	if err := q.sendAsync(ctx, nm); err != nil {
 		a.mu.Lock()
 		a.settle(limit)
 		a.mu.Unlock()
-		return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, connError(q.js.Conn(), err))
+		return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, err)
 	}
 	q.published(len(nm.Data))
 	return nil
+}
+
+// sendAsync sends m, a PublishAsync message holding a slot, and returns
+// the error of a send that failed: m was not sent, or the server refused
+// it (an error wrapping nats.ErrPermissionViolation, see isDenied).
+// Until the server has answered one publish of the Queue to the work
+// subject, m goes as Publish's do (see sendProbed), so that a connection
+// not permitted to publish there is told so at once, and its
+// acknowledgement is waited for on a goroutine of the Queue (see
+// awaitProbe); it goes through the client otherwise, and while the
+// connection is not connected, when no refusal can be seen. The send
+// carries ctx's values; ctx ending does not stop it.
+func (q *Queue[T]) sendAsync(ctx context.Context, m *nats.Msg) error {
+	nc := q.js.Conn()
+	if !q.workTaken.ok.Load() && nc.IsConnected() {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.PublishTimeout)
+		sub, err := probeSend(pctx, nc, m, q.workTaken.done())
+		cancel()
+		switch {
+		case err == nil:
+			a := &q.async
+			a.mu.Lock()
+			a.timers++
+			a.mu.Unlock()
+			go q.awaitProbe(m, sub)
+			return nil
+		case isDenied(err):
+			return err
+		}
+		// Not sent (another publish answered meanwhile, say): through
+		// the client, which reports what is wrong.
+	}
+	// The slot keeps the client's own pending count below its limit, so
+	// this send never stalls.
+	if _, err := q.js.PublishMsgAsync(m); err != nil {
+		return connError(nc, err)
+	}
+	return nil
+}
+
+// awaitProbe waits, at most PublishTimeout, for the stream's answer to
+// m, which sendAsync sent on sub, and settles m as onAsyncAck and
+// onAsyncErr do the client's: acknowledged, sent again after a wait, or
+// failed for good. No stream listening, m goes through the client, which
+// tries again for one coming back, as Publish does (see sendProbed).
+func (q *Queue[T]) awaitProbe(m *nats.Msg, sub *replySub) {
+	a := &q.async
+	defer func() {
+		a.mu.Lock()
+		a.timerDone()
+		a.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
+	reply, err := sub.next(ctx)
+	cancel()
+	sub.unsubscribe()
+	var ack *jetstream.PubAck
+	switch {
+	case err == nil:
+		q.workTaken.answer()
+		ack, err = pubAckOf(reply)
+	case errors.Is(err, context.DeadlineExceeded):
+		err = jetstream.ErrAsyncPublishTimeout // as the client's
+	case errors.Is(err, nats.ErrNoResponders):
+		if _, err := q.js.PublishMsgAsync(m); err != nil {
+			q.failed(m, connError(q.js.Conn(), err), false)
+		}
+		return
+	}
+	if err != nil {
+		q.failed(m, err, outcomeUnknown(err))
+		return
+	}
+	q.onAsyncAck(q.js, m, ack)
 }
 
 // onAsyncAck counts m published or a duplicate, then settles it: counted
@@ -187,6 +273,9 @@ func (q *Queue[T]) publishAsync(ctx context.Context, msg kanban.Message[T]) erro
 // copy — stored, its acknowledgement lost — so it counts as published: m
 // was stored once.
 func (q *Queue[T]) onAsyncAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	if !q.workTaken.ok.Load() {
+		q.workTaken.answer() // the connection may publish there: see sendProbed
+	}
 	a := &q.async
 	a.mu.Lock()
 	r := a.retries[m]
@@ -249,9 +338,11 @@ func (q *Queue[T]) failed(m *nats.Msg, err error, unsure bool) {
 	q.opts.Logger.Debug("natsjs: re-publishing", "id", msgID(m), "attempt", next, "after", delay, "err", err)
 }
 
-// hopeless reports failures no repeat can fix.
+// hopeless reports failures no repeat can fix: among them the server's
+// refusal of a connection not permitted to publish to the work subject.
 func hopeless(err error) bool {
-	return errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrJetStreamPublisherClosed)
+	return errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrJetStreamPublisherClosed) ||
+		isDenied(err)
 }
 
 // republish sends m again once its wait is over.
@@ -276,8 +367,8 @@ func (q *Queue[T]) republish(m *nats.Msg) {
 		return
 	}
 	a.mu.Unlock()
-	if _, err := q.js.PublishMsgAsync(m); err != nil {
-		q.failed(m, err, false) // not sent
+	if err := q.sendAsync(context.Background(), m); err != nil {
+		q.failed(m, err, false) // not sent, or refused
 	}
 }
 

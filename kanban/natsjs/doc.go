@@ -96,11 +96,10 @@
 // at once, with an error that wraps nats.ErrPermissionViolation and
 // names the subject; New and Consume use streams and a durable an
 // administrator made when they may not make them (see New and Consume).
-// So do Publish and TryPublish, until the server has answered one
-// publish of the Queue to the work subject, and a consumer's
-// dead-lettering, until it has answered one to the dead-letter stream's;
-// after that they do not look, to cost nothing. PublishAsync does not
-// look: a refused send waits out PublishTimeout, each attempt.
+// So do Publish, TryPublish and PublishAsync, until the server has
+// answered one publish of the Queue to the work subject, and a
+// consumer's dead-lettering, until it has answered one to the
+// dead-letter stream's; after that they do not look, to cost nothing.
 //
 // The Queue works against any nats-server with JetStream enabled (2.9 or
 // later); kanban/natsembed starts one in-process.

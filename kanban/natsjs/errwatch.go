@@ -19,6 +19,13 @@ import (
 // put back when the last Consume on the connection ends, unless it was
 // replaced meanwhile (nats.Conn.SetErrorHandler): then the replacement
 // stays, and Consume reads the last error alone.
+//
+// nats.go reads and sets a connection's handler in two calls, with no
+// way to swap it at once: a handler a user sets between the queue's
+// read of the one in place and its setting of its own (as the first
+// Consume on the connection starts), or between its check that its own
+// is in place and its putting back the one before (as the last
+// returns), is replaced, and lost. Consume's doc says so.
 
 // errWatches holds the handler chained on each connection a Consume runs
 // on.
@@ -41,8 +48,12 @@ type errWatcher struct {
 }
 
 // handle is the chained handler: it tells every watcher of err, then
-// calls the connection's own handler.
+// calls the connection's own handler. A *whichWatch is answered instead.
 func (w *errWatch) handle(nc *nats.Conn, sub *nats.Subscription, err error) {
+	if q, ok := err.(*whichWatch); ok {
+		q.is = q.w == w
+		return
+	}
 	w.mu.Lock()
 	for x := range w.watchers {
 		x.see(err)
@@ -79,16 +90,30 @@ func watchErrors(nc *nats.Conn, see func(error)) (stop func()) {
 			return
 		}
 		delete(errWatches.conns, nc)
-		if isHandler(nc.ErrorHandler(), w.handle) {
+		if w.isHandler(nc.ErrorHandler()) {
 			nc.SetErrorHandler(w.prev)
 		}
 	}
 }
 
-// isHandler reports whether h is the chained handler of a connection,
-// handle (a method value of its errWatch): the same function. Only one
-// errWatch is chained on a connection at a time, so a handler of that
-// function on it is that errWatch's.
-func isHandler(h, handle nats.ErrHandler) bool {
-	return h != nil && reflect.ValueOf(h).Pointer() == reflect.ValueOf(handle).Pointer()
+// whichWatch asks a chained handler (errWatch.handle) whether it is w's.
+type whichWatch struct {
+	w  *errWatch
+	is bool // set by the handler: it is w's
+}
+
+func (*whichWatch) Error() string { return "natsjs: which error watch" }
+
+// isHandler reports whether h is w's chained handler. A handler of the
+// same function (a method value of errWatch) may be another errWatch's:
+// one chained by an earlier Consume on the connection, that a user saved
+// (nc.ErrorHandler) and set back. Such a handler is asked, with a
+// *whichWatch: no user's handler is ever called with one.
+func (w *errWatch) isHandler(h nats.ErrHandler) bool {
+	if h == nil || reflect.ValueOf(h).Pointer() != reflect.ValueOf(w.handle).Pointer() {
+		return false
+	}
+	q := &whichWatch{w: w}
+	h(nil, nil, q)
+	return q.is
 }

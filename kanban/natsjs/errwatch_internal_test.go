@@ -55,3 +55,28 @@ func TestWatchErrorsChainsOnce(t *testing.T) {
 	assert.NotContains(t, errWatches.conns, nc)
 	errWatches.mu.Unlock()
 }
+
+// TestWatchErrorsKeepsAnOldChainSetBack: a handler set while a Consume
+// runs stays when the last Consume returns, also when it is the chained
+// handler of an earlier Consume on the connection (saved with
+// nc.ErrorHandler and set back by a user restoring what was there): it
+// is the same function as the current chained one, and was taken for
+// it, so the handler before the current Consume — one the user had
+// replaced — came back.
+func TestWatchErrorsKeepsAnOldChainSetBack(t *testing.T) {
+	nc := inProcessConn(t)
+	var own, theirs []error
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { own = append(own, err) })
+
+	stop1 := watchErrors(nc, func(error) {})
+	saved := nc.ErrorHandler() // a user's handler chains in front
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { theirs = append(theirs, err) })
+	stop1()
+	stop2 := watchErrors(nc, func(error) {})
+	nc.SetErrorHandler(saved) // and puts back what it found
+	stop2()
+
+	nc.ErrorHandler()(nc, nil, nats.ErrSlowConsumer)
+	assert.Equal(t, []error{nats.ErrSlowConsumer}, own, "the handler set back stays")
+	assert.Empty(t, theirs, "the replaced handler does not come back")
+}

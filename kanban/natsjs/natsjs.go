@@ -149,9 +149,11 @@ type Options struct {
 	// PublishAsync acknowledgement lost to a broken connection or a
 	// server restart fails the attempt as soon as the client sees the
 	// disconnect, and after PublishTimeout at the latest; Publish,
-	// TryPublish and a consumer's dead-lettering wait out PublishTimeout
-	// for one lost so (nats.go does not end a request at a disconnect,
-	// as the reply may still come once it reconnects). 0 means 5s.
+	// TryPublish, a consumer's dead-lettering, and a PublishAsync
+	// message sent to look for a refusal (see PublishAsync) wait out
+	// PublishTimeout for one lost so (nats.go does not end a request at
+	// a disconnect, as the reply may still come once it reconnects). 0
+	// means 5s.
 	PublishTimeout time.Duration
 	// AsyncAttempts is how many times a PublishAsync message is sent
 	// before its failure is final: a failed attempt (no acknowledgement
@@ -314,9 +316,10 @@ func (c Options) withDefaults() Options {
 // Queue is a kanban.Queue on JetStream. It is safe for concurrent use.
 //
 // A Queue runs goroutines only for PublishAsync (the waits before
-// re-publishing a failed send); Shutdown stops them. Consumers are stopped
-// through the ctx of Consume. The connection stays the caller's: close it
-// after Shutdown.
+// re-publishing a failed send, and for the acknowledgement of a message
+// sent to look for a refusal, see PublishAsync); Shutdown stops them.
+// Consumers are stopped through the ctx of Consume. The connection stays
+// the caller's: close it after Shutdown.
 type Queue[T any] struct {
 	opts     Options
 	js       jetstream.JetStream
@@ -810,13 +813,25 @@ func (q *Queue[T]) sendProbed(ctx context.Context, nm *nats.Msg, t *taken) (*jet
 		return q.js.PublishMsg(ctx, nm)
 	case errors.Is(err, nats.ErrNoResponders):
 		// No stream yet: PublishMsg tries again for one coming back (a
-		// server restarting, a leader elected).
-		return q.js.PublishMsg(ctx, nm)
+		// server restarting, a leader elected). The server let the probe
+		// through, so an answer to it is as good as the probe's.
+		ack, err := q.js.PublishMsg(ctx, nm)
+		if streamAnswered(err) {
+			t.answer()
+		}
+		return ack, err
 	case err != nil:
 		return nil, err
 	}
 	t.answer()
 	return pubAckOf(reply)
+}
+
+// streamAnswered reports whether err, a publish's outcome, says that a
+// stream answered it: an acknowledgement (nil), or the stream's refusal.
+func streamAnswered(err error) bool {
+	var api *jetstream.APIError
+	return err == nil || errors.As(err, &api)
 }
 
 // taken is whether the server has answered a publish to one subject (see
@@ -890,7 +905,11 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // has returned. A handler set with nc.SetErrorHandler while a Consume
 // runs replaces the chained one, and stays; Consume then reads
 // LastError alone, and misses a refusal that another error replaces
-// before it looks.
+// before it looks. One set at the very moment the first Consume on the
+// connection chains its handler, or the last one to return puts the
+// connection's own back, may be replaced by it, and lost: nats.go has no
+// way to swap a handler at once. Set the connection's handler when
+// connecting (nats.ErrorHandler), or while no Consume starts or returns.
 //
 // A closed connection (nc.Close, or nats.go giving up after MaxReconnects)
 // never comes back: Consume then stops pulling — within FetchWait and a

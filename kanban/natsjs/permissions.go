@@ -56,6 +56,20 @@ func probeRequestUnless(ctx context.Context, nc *nats.Conn, m *nats.Msg, unless 
 		ctx, cancel = context.WithTimeout(ctx, apiTimeout)
 		defer cancel()
 	}
+	sub, err := probeSend(ctx, nc, m, unless)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.unsubscribe()
+	return sub.next(ctx)
+}
+
+// probeSend sends m as probeRequestUnless does and returns the
+// subscription its reply comes to, which the caller ends; or the
+// server's refusal of the publish or of the subscription (an error
+// wrapping nats.ErrPermissionViolation, see isDenied); or another error,
+// and then m was not sent. ctx has a deadline.
+func probeSend(ctx context.Context, nc *nats.Conn, m *nats.Msg, unless <-chan struct{}) (*replySub, error) {
 	done, err := takeProbeTurnUnless(ctx, nc, unless)
 	if err != nil {
 		return nil, err
@@ -68,7 +82,6 @@ func probeRequestUnless(ctx context.Context, nc *nats.Conn, m *nats.Msg, unless 
 		done()
 		return nil, err
 	}
-	defer sub.unsubscribe()
 	err = nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: sub.subject(), Header: m.Header, Data: m.Data})
 	var flushed bool
 	if err == nil {
@@ -78,18 +91,19 @@ func probeRequestUnless(ctx context.Context, nc *nats.Conn, m *nats.Msg, unless 
 	}
 	after := nc.LastError()
 	done()
-	if err != nil {
-		return nil, err
-	}
-	if flushed && !sameError(after, before) {
+	if err == nil && flushed && !sameError(after, before) {
 		switch {
 		case publishDenied(after, m.Subject):
-			return nil, deniedError(m.Subject, after)
+			err = deniedError(m.Subject, after)
 		case subscribeDenied(after, sub.subject()):
-			return nil, fmt.Errorf("natsjs: the connection may not subscribe to %q, the inbox of the reply to %q (a subscribe permission is missing): %w", sub.subject(), m.Subject, after)
+			err = fmt.Errorf("natsjs: the connection may not subscribe to %q, the inbox of the reply to %q (a subscribe permission is missing): %w", sub.subject(), m.Subject, after)
 		}
 	}
-	return sub.next(ctx)
+	if err != nil {
+		sub.unsubscribe()
+		return nil, err
+	}
+	return sub, nil
 }
 
 // subscribeDenied reports whether err, a connection's last error, is the

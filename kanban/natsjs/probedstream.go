@@ -137,7 +137,11 @@ func (s *probedStream) publish(ctx context.Context, m *nats.Msg) (*jetstream.Pub
 	reply, err := probeRequest(ctx, s.js.Conn(), m)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return s.js.PublishMsg(ctx, m)
+		ack, err := s.js.PublishMsg(ctx, m)
+		if streamAnswered(err) {
+			s.took[m.Subject] = true
+		}
+		return ack, err
 	case err != nil:
 		return nil, err
 	}

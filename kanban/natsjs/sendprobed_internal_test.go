@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -46,5 +47,74 @@ func TestPublishWaitingForAProbeGoesOnceAnswered(t *testing.T) {
 	}
 	q.workTaken.answer() // another publish answered
 	require.NoError(t, <-errc)
+	assert.Equal(t, int64(1), q.Stats().Published)
+}
+
+// recreatingJS is a JetStream that makes the work stream, cfg, again
+// just before it publishes: a probe finds no stream, and the publish
+// after it one that is back (a server restarting, a leader elected).
+type recreatingJS struct {
+	jetstream.JetStream
+	cfg jetstream.StreamConfig
+}
+
+func (j recreatingJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if _, err := j.CreateOrUpdateStream(ctx, j.cfg); err != nil {
+		return nil, err
+	}
+	return j.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+// TestPublishAfterNoRespondersCountsAsAnswered: a Publish whose probe
+// finds no stream listening, and whose publish after it is answered,
+// marks the work subject answered, as a probe answered does: publishes
+// waiting for their turn to probe go at once, and later ones as plain
+// requests. They went on probing, each waiting behind the probes before
+// it (here behind one that never ends).
+func TestPublishAfterNoRespondersCountsAsAnswered(t *testing.T) {
+	nc := inProcessConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	q, err := New[int](ctx, nc, Options{Stream: "PROBE_NR", Storage: MemoryStorage})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, q.Shutdown(context.Background())) })
+	require.NoError(t, q.js.DeleteStream(ctx, "PROBE_NR"))
+	q.js = recreatingJS{JetStream: q.js, cfg: q.opts.streams()[0]}
+
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "a", Payload: 1}))
+	assert.True(t, q.workTaken.ok.Load(), "answered")
+
+	done, err := takeProbeTurn(ctx, nc) // another probe runs, and stays
+	require.NoError(t, err)
+	defer done()
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "b", Payload: 2}))
+	require.NoError(t, ctx.Err())
+	assert.Equal(t, int64(2), q.Stats().Published)
+}
+
+func (j recreatingJS) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if _, err := j.CreateOrUpdateStream(context.Background(), j.cfg); err != nil {
+		return nil, err
+	}
+	return j.JetStream.PublishMsgAsync(m, opts...)
+}
+
+// TestPublishAsyncAfterNoResponders: a PublishAsync message sent to look
+// for a refusal that finds no stream listening goes again through the
+// client, which tries again for a stream coming back, as Publish does;
+// its acknowledgement marks the work subject answered.
+func TestPublishAsyncAfterNoResponders(t *testing.T) {
+	nc := inProcessConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	q, err := New[int](ctx, nc, Options{Stream: "PROBE_NR_ASYNC", Storage: MemoryStorage, AsyncAttempts: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, q.Shutdown(context.Background())) })
+	require.NoError(t, q.js.DeleteStream(ctx, "PROBE_NR_ASYNC"))
+	q.js = recreatingJS{JetStream: q.js, cfg: q.opts.streams()[0]}
+
+	require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "a", Payload: 1}))
+	require.NoError(t, q.Flush(ctx))
+	assert.True(t, q.workTaken.ok.Load(), "answered")
 	assert.Equal(t, int64(1), q.Stats().Published)
 }
