@@ -1246,7 +1246,7 @@ func TestAuditBufferIsNotReservedUpFront(t *testing.T) {
 	require.NoError(t, err)
 	runtime.ReadMemStats(&after)
 	require.NoError(t, a.Shutdown(context.Background()))
-	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(12<<20), "bytes allocated by NewAudit")
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "bytes allocated by NewAudit: 8 MiB of pointers, not 293 MB of records (the margin is for other goroutines allocating meanwhile)")
 
 	// Each record is written as it was observed, however the queue
 	// holds it.

@@ -185,15 +185,21 @@ func (s *Stats) Observe(_ context.Context, r tai.Record) {
 
 // finishedAt returns when r's signal finished, in Unix nanoseconds: its
 // Start plus its Duration, or now when its Start is zero. It is -1, which
-// no ring keeps (nor any time before 1970), for a time outside what Unix
-// nanoseconds hold (1678 to 2262), where UnixNano would wrap around to
-// any time, now's too.
+// no ring keeps (nor any time before 1970), for a finish outside what
+// Unix nanoseconds hold (1678 to 2262), where UnixNano would wrap around
+// to any time, now's too. A Start outside that range may still finish in
+// it, by a negative Duration.
 func finishedAt(r *tai.Record) int64 {
 	if r.Start.IsZero() {
 		return time.Now().UnixNano()
 	}
-	if sec := r.Start.Unix(); sec <= math.MinInt64/int64(time.Second) || sec >= math.MaxInt64/int64(time.Second) {
-		return -1
+	if !inUnixNanos(r.Start) {
+		// Rare: the sum is taken as a time.Time, which costs more.
+		end := r.Start.Add(r.Duration)
+		if !inUnixNanos(end) {
+			return -1
+		}
+		return end.UnixNano()
 	}
 	t := r.Start.UnixNano()
 	end := t + int64(r.Duration)
@@ -201,6 +207,13 @@ func finishedAt(r *tai.Record) int64 {
 		return -1 // past what Unix nanoseconds hold, either way
 	}
 	return end
+}
+
+// inUnixNanos reports whether t.UnixNano() is t's time, not one wrapped
+// around.
+func inUnixNanos(t time.Time) bool {
+	sec := t.Unix()
+	return sec > math.MinInt64/int64(time.Second) && sec < math.MaxInt64/int64(time.Second)
 }
 
 // addKind returns the stats of kind, creating them, or nil when MaxKinds

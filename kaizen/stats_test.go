@@ -817,3 +817,24 @@ func TestStatsRecordOutsideUnixNanosIsLeftOut(t *testing.T) {
 		assert.Zero(t, w.Current.Outcomes.Failed)
 	})
 }
+
+// TestStatsRecordStartedPastUnixNanosFinishingNowCounts: a record is
+// placed when it finished, Start plus Duration: one whose Start is past
+// 2262 but whose (negative) Duration brings it back to now is counted
+// now, as one placed so in the range of Unix nanoseconds is; only where
+// it finished decides whether it is left out.
+func TestStatsRecordStartedPastUnixNanosFinishingNowCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}})
+		require.NoError(t, err)
+		now := time.Now()
+		const back = 280 * 365 * 24 * time.Hour
+		start := now.Add(back)
+		require.Greater(t, start.Year(), 2262)
+		s.Observe(context.Background(), tai.Record{ID: "a", Kind: "k", Outcome: tai.Failed, Start: start, Duration: -back})
+		w, ok := s.Window("k", time.Minute)
+		require.True(t, ok)
+		assert.Equal(t, uint64(1), w.Current.Total)
+		assert.Equal(t, uint64(1), w.Current.Outcomes.Failed)
+	})
+}
