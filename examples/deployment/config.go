@@ -217,8 +217,14 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("-%s %v is not a share in (0, 1]", f.name, f.v))
 		}
 	}
+	// A deployment carries its p99 threshold as milliseconds in a
+	// float64, which a duration near the largest one overflowed on the
+	// way back into a negative threshold that every reading fails; an
+	// hour is also the most a request's analysis.max_p99_ms may set.
 	if c.Analysis.MaxP99 <= 0 {
 		errs = append(errs, fmt.Errorf("-max-p99 %v must be positive", c.Analysis.MaxP99))
+	} else if c.Analysis.MaxP99 > maxP99 {
+		errs = append(errs, fmt.Errorf("-max-p99 %v is above %v", c.Analysis.MaxP99, maxP99))
 	}
 	if !(c.MinRequests >= 0) || math.IsInf(c.MinRequests, 1) {
 		errs = append(errs, fmt.Errorf("-min-requests %v is not a number of requests (0 or more)", c.MinRequests))
@@ -245,6 +251,10 @@ func (c *Config) validate() error {
 // minutes of its stage, so an hour between samples already leaves most
 // of the traffic unjudged.
 const maxInterval = time.Hour
+
+// maxP99 bounds -max-p99, as it bounds a request's analysis.max_p99_ms
+// (3,600,000 ms).
+const maxP99 = time.Hour
 
 // stageNameRE is what a stage's name may be: it is joined into
 // region/stage in a wave's stages_completed, audit kinds

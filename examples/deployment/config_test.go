@@ -74,6 +74,11 @@ func TestParseConfigRefusals(t *testing.T) {
 		{[]string{"-max-error-rate", "0"}, nil, "-max-error-rate 0 is not a share in (0, 1]"},
 		{nil, map[string]string{"MAX_MEMORY": "NaN"}, "-max-memory NaN is not a share in (0, 1]"},
 		{[]string{"-max-p99", "-1s"}, nil, "-max-p99 -1s must be positive"},
+		// Carried in a deployment as milliseconds in a float64, a p99
+		// near the largest time.Duration came back negative: every
+		// reading failed it.
+		{[]string{"-max-p99", "2562047h47m16.854775807s"}, nil, "-max-p99 2562047h47m16.854775807s is above 1h0m0s"},
+		{nil, map[string]string{"MAX_P99": "1h0m0.001s"}, "-max-p99 1h0m0.001s is above 1h0m0s"},
 		// A window that ends as it starts holds no instant; one whose
 		// end comes first is named as such.
 		{[]string{"-freeze", "2026-12-24T00:00:00Z/2026-12-24T01:00:00+01:00"}, nil, `-freeze: window "2026-12-24T00:00:00Z/2026-12-24T01:00:00+01:00" is empty: it ends as it starts`},
@@ -90,6 +95,10 @@ func TestParseConfigRefusals(t *testing.T) {
 	c, err = parseConfig([]string{"-data-dir", t.TempDir(), "-stages", "pre_check:1:1s,batch-b:5:1s,wave-2:50:1s,abcdefghijklmnopqrstuvwxyz012345:100:0s"}, func(string) string { return "" })
 	require.NoError(t, err)
 	assert.Len(t, c.Stages, 4)
+	// The highest -max-p99 comes back from a deployment as it was given.
+	c, err = parseConfig([]string{"-data-dir", t.TempDir(), "-max-p99", "1h"}, func(string) string { return "" })
+	require.NoError(t, err)
+	assert.Equal(t, time.Hour, (&DeployRequest{}).thresholds(c.Analysis).analysis().MaxP99)
 }
 
 // DEMO takes what strconv.ParseBool does, as -demo does: 1 is the demo

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,13 +98,20 @@ func (s *Service) changeFreeze(_ context.Context, _ tai.Signal[*rollout]) (tai.D
 // regionHealth: the version serving in the region is within its SLO now;
 // a region already burning its error budget gets no change on top. A
 // reading with no data, or on fewer than -min-requests requests, is
-// inconclusive, as it is in a rollout's analysis, and refuses nothing.
+// inconclusive, as it is in a rollout's analysis, and refuses nothing; one
+// whose request count cannot be one refuses, as a reading that cannot be a
+// measurement does.
 func (s *Service) regionHealth(ctx context.Context, sig tai.Signal[*rollout]) (tai.Decision, error) {
 	r := sig.Payload
 	if r.stable == "" {
 		return allow()
 	}
 	sample, err := s.health.Sample(ctx, r.service, r.region, r.stable, s.sampleWindow(0))
+	if err == nil {
+		if why := invalidRequests(sample); why != "" {
+			return deny("Region %s unhealthy before the change (%s %s): %s", r.region, r.service, r.stable, why)
+		}
+	}
 	if errors.Is(err, fleet.ErrNoData) || err == nil && s.tooFewRequests(sample) {
 		return allow()
 	}
@@ -114,6 +122,19 @@ func (s *Service) regionHealth(ctx context.Context, sig tai.Signal[*rollout]) (t
 		return deny("Region %s unhealthy before the change (%s %s): %s", r.region, r.service, r.stable, v.Reason())
 	}
 	return allow()
+}
+
+// invalidRequests is why a health sample's request count cannot be a
+// count (NaN or negative), or "" when it can: such a sample fails, as a
+// reading that cannot be a measurement does, rather than count as enough
+// requests (NaN compares false with -min-requests) or as too few. +Inf
+// (a source whose count overflowed) is more than enough, and the sample is
+// judged on its other readings.
+func invalidRequests(sample fleet.Sample) string {
+	if sample.Requests >= 0 {
+		return ""
+	}
+	return "Requests " + strconv.FormatFloat(sample.Requests, 'g', -1, 64) + " is not a valid reading"
 }
 
 // tooFewRequests reports whether a health sample rests on fewer requests

@@ -102,6 +102,8 @@ func (s *Service) prerequisiteLookup(ctx context.Context, sig tai.Signal[RegionR
 		case errors.Is(err, fleet.ErrNoData):
 		case err != nil:
 			return nil, fmt.Errorf("health of %s %s in %s: %w", r.service, stable, r.region, err)
+		case invalidRequests(sample) != "":
+			healthy, why = false, invalidRequests(sample)
 		case s.tooFewRequests(sample): // inconclusive, as no data is
 		default:
 			j, err := s.analyze(ctx, sample, r)

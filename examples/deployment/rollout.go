@@ -1038,6 +1038,10 @@ func (r *rollout) check(ctx context.Context) error {
 		hs.Verdict, hs.Reason = "inconclusive", "no data"
 	case err != nil:
 		hs.Verdict, hs.Reason = "inconclusive", err.Error()
+	case invalidRequests(sample) != "":
+		hs.Requests, hs.ErrorRate, hs.CPU, hs.Memory = sample.Requests, sample.ErrorRate, sample.CPU, sample.Memory
+		hs.P99Ms = float64(sample.P99) / float64(time.Millisecond)
+		hs.Verdict, hs.Reason = "failed", invalidRequests(sample)
 	case sample.Requests < r.s.cfg.MinRequests:
 		hs.Requests = sample.Requests
 		// Whole requests, rounded down: 9.6 rounded would read "10

@@ -420,8 +420,9 @@ func (s *Service) startConsumer(ctx context.Context) error {
 
 // handleJob rolls a deployment out in one region, then moves its wave on.
 // A job whose region has ended already (a redelivery) only moves the wave
-// on; one whose region was in progress was cut off by a crash or a
-// shutdown, and is rolled back (see recoverRegion).
+// on, even past its attempts; one whose region was in progress was cut off
+// by a crash or a shutdown, and is rolled back (see recoverRegion), or,
+// delivered past its attempts, given up (see giveUp).
 func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err error) {
 	job := m.Payload
 	last := m.Attempt >= jobAttempts
@@ -430,14 +431,7 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 			s.log.Warn("rollout job failed; it will be retried", "deployment_id", job.ID, "region", job.Region, "attempt", m.Attempt, "err", err)
 		}
 	}()
-	if m.Attempt > jobAttempts {
-		// Its last attempt was cut off (by a crash, or by a shutdown):
-		// the job is not run again, and its deployment ends as on a last
-		// attempt that failed.
-		err = fmt.Errorf("delivered %d times, its last attempt cut off", m.Attempt)
-	} else {
-		err = s.runJob(ctx, m)
-	}
+	err = s.runJob(ctx, m)
 	if err == nil || ctx.Err() != nil || !last {
 		return err
 	}
@@ -454,9 +448,11 @@ func (s *Service) handleJob(ctx context.Context, m kanban.Delivery[Job]) (err er
 // queueAttempts is how many times the queue delivers a region's rollout
 // before it dead-letters it unhandled. A job is run jobAttempts times at
 // most: its deliveries after those, which come only when the last was cut
-// off, end its deployment (handleJob), so that the queue dead-letters no
-// job whose deployment is in progress without ending it. A job whose
-// deliveries are all cut off is dead-lettered after queueAttempts.
+// off, run only the steps left after its region ended (moving the wave on,
+// ending the deployment) or else end its deployment (handleJob), so that
+// the queue dead-letters no job whose deployment is in progress without
+// ending it. A job whose deliveries are all cut off is dead-lettered after
+// queueAttempts.
 const queueAttempts = 2 * jobAttempts
 
 // runJob is handleJob's attempt at job m.
@@ -502,6 +498,13 @@ func (s *Service) runJob(ctx context.Context, m kanban.Delivery[Job]) error {
 		if rr.Status == StatusSuccess && !terminal(d.Status) && rr.Previous != d.Version {
 			s.retireOld(ctx, d.Service, rr.Region, rr.Previous)
 		}
+	case m.Attempt > jobAttempts:
+		// Its last attempt was cut off (by a crash, or by a shutdown)
+		// before its region ended: the rollout is not run again, and the
+		// deployment ends as on a last attempt that failed. One whose
+		// region ended runs the steps left above, which roll nothing out:
+		// they move the wave on or end the deployment as its regions did.
+		return fmt.Errorf("delivered %d times, its last attempt cut off", m.Attempt)
 	case rr.Status == StatusInProgress:
 		if err := s.recoverRegion(ctx, r); err != nil {
 			if !last(err) || !r.lastAttempt(ctx, err, true) {
@@ -553,7 +556,7 @@ func (r *rollout) lastAttempt(ctx context.Context, err error, recovering bool) b
 		r.mu.Unlock()
 		rerr := r.s.restoreRegion(ctx, r, fmt.Sprintf("Not finished after %d attempts: %v; rolled back to %s", jobAttempts, err, nameOr(previous, "no version")))
 		if rerr == nil {
-			r.s.countRolledBack(r, err)
+			r.s.countRolledBack(r, err.Error())
 			return true
 		}
 		if isConflict(rerr) {
@@ -575,11 +578,19 @@ func (r *rollout) status() string {
 }
 
 // storeEnd stores the run's copy of the record, whose region has ended
-// but whose write failed, and reports whether it is stored.
+// but whose write failed, and reports whether it is stored. A region
+// rolled back is counted once stored (countRolledBack): the attempt that
+// rolled it back ended with the write's error, under kindAttempt.
 func (r *rollout) storeEnd(ctx context.Context) bool {
 	if err := r.update(ctx, func(*Deployment, *RegionResult) {}); err != nil {
 		r.s.log.Error("region's end not stored after its last attempt", "deployment_id", r.d.ID, "region", r.region, "err", err)
 		return false
+	}
+	r.mu.Lock()
+	rr := r.d.Results[r.index]
+	r.mu.Unlock()
+	if rr.Status == StatusRolledBack {
+		r.s.countRolledBack(r, rr.ErrorMessage)
 	}
 	return true
 }
@@ -783,6 +794,7 @@ func (s *Service) endGivenUp(ctx context.Context, d *Deployment, rev uint64, rea
 			s.auditEventAt(r, cut.Name+".end", tai.Failed, cut.Verdict+": "+cut.Reason, cut.StartedAt, cut.EndedAt.Sub(cut.StartedAt))
 		}
 		s.auditEvent(r, "rollback", tai.Failed, f.Results[given].ErrorMessage, 0)
+		s.countRolledBack(r, f.Results[given].ErrorMessage)
 	}
 	s.countEnd(&f)
 	if err := s.store.DropCommands(ctx, d.ID); err != nil {
@@ -951,10 +963,16 @@ func (s *Service) aborted(id string) bool {
 // off. It rolls back rather than resuming: the health samples and the time
 // baked so far lived in the process that is gone, and the old version is
 // the state known to be good. The new version's stage is in the record.
+// The rollback is counted as one on the analysis is (countRolledBack).
 func (s *Service) recoverRegion(ctx context.Context, r *rollout) error {
 	rr := r.d.Results[r.index]
 	s.log.Warn("rolling back a rollout cut off by a restart", "deployment_id", r.d.ID, "region", r.region, "stage", rr.Stage)
-	return s.restoreRegion(ctx, r, fmt.Sprintf("Interrupted at stage %s by a restart of the service; rolled back to %s", nameOr(rr.Stage, "start"), nameOr(rr.Previous, "no version")))
+	reason := fmt.Sprintf("Interrupted at stage %s by a restart of the service; rolled back to %s", nameOr(rr.Stage, "start"), nameOr(rr.Previous, "no version"))
+	if err := s.restoreRegion(ctx, r, reason); err != nil {
+		return err
+	}
+	s.countRolledBack(r, reason)
+	return nil
 }
 
 // restoreRegion rolls back a region whose rollout began (its record says
@@ -1232,12 +1250,15 @@ func (o outcomes) Observe(ctx context.Context, r tai.Record) {
 }
 
 // countRolledBack counts, as the pipeline's record of a rollback would
-// be, a region rolled back after its last attempt failed with err: that
-// attempt's record is under kindAttempt.
-func (s *Service) countRolledBack(r *rollout, err error) {
+// be, a region rolled back with reason outside its run's pipeline: after
+// its last attempt failed (that attempt's record is under kindAttempt),
+// after a restart cut its rollout off (recoverRegion), or when its job was
+// given up (endGivenUp). The alert rules read it as they read a rollback
+// on the analysis.
+func (s *Service) countRolledBack(r *rollout, reason string) {
 	rec := tai.Record{
 		ID: r.d.ID + "/" + r.region, Kind: "deployment", Key: r.service + "/" + r.region,
-		Outcome: tai.Failed, Err: &errRolledBack{err.Error()}, Start: time.Now(),
+		Outcome: tai.Failed, Err: &errRolledBack{reason}, Start: time.Now(),
 	}
 	s.stats.Observe(context.Background(), rec)
 	s.metrics.pipeline.Observe(context.Background(), rec)

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kanban"
+)
+
+// TestRollbacksOutsideThePipelinePage: a region rolled back outside its
+// run's pipeline fires DeploymentRolledBack, as one rolled back on its
+// analysis does: one whose job was given up in the middle of its rollout,
+// one rolled back whose record, not stored then, is stored on its job's
+// last attempt, and one cut off by a restart and rolled back by its next
+// delivery. The traffic went back, the region read rolled back, and the
+// alert stayed silent.
+func TestRollbacksOutsideThePipelinePage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, ts *testService, d *Deployment)
+	}{
+		{"given up", func(t *testing.T, ts *testService, d *Deployment) {
+			require.True(t, ts.giveUp(t.Context(), Job{ID: d.ID, Index: 0, Region: "us-west-2"}, errors.New("store out of reach")))
+		}},
+		{"its record stored on the last attempt", func(t *testing.T, ts *testService, d *Deployment) {
+			// The run rolled the region back, and its write of the
+			// rollback failed: its copy shows it ended.
+			got, rev, err := ts.store.Get(t.Context(), d.ID)
+			require.NoError(t, err)
+			now := time.Now().UTC()
+			rr := &got.Results[0]
+			rr.Status, rr.ErrorMessage, rr.Percent, rr.Stage, rr.CompletedAt = StatusRolledBack, "Error rate 7.20% exceeds threshold 5.00%; rolled back to v1.0.0", 0, "", &now
+			require.NoError(t, ts.target.Route(t.Context(), got.Service, rr.Region, "v1.0.0", got.Version, 0))
+			r := &rollout{s: ts.Service, service: got.Service, version: got.Version, region: rr.Region, strategy: got.Strategy,
+				d: got, rev: rev, revAt: time.Now(), cmdReady: make(chan struct{}, 1), failed: make(chan failure, 1), stage: -1}
+			require.True(t, r.lastAttempt(t.Context(), errors.New("store out of reach"), false))
+			require.NoError(t, ts.continueWave(t.Context(), r, false, true))
+		}},
+		{"cut off by a restart", func(t *testing.T, ts *testService, d *Deployment) {
+			require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{Attempt: 2, Message: kanban.Message[Job]{
+				ID: jobID(d.ID, 0), Key: "api-service/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"},
+			}}))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startService(t, fastArgs...)
+			d := startedAt(t, ts, "api-service", "v2.0.0", time.Now(), "us-west-2")
+			inCanary(t, ts, d, 0, "v1.0.0")
+			require.False(t, rolledBackAlert(t, ts).Active)
+			tc.end(t, ts, d)
+			got := waitFor(t, ts.URL, d.ID, ended)
+			assert.Contains(t, got.Results[0].ErrorMessage, "rolled back to v1.0.0")
+			assert.True(t, rolledBackAlert(t, ts).Active, "%s does not fire after the rollback", alertRolledBack)
+		})
+	}
+}
