@@ -377,7 +377,7 @@ func (s *Service) keyScope(*http.Request) string {
 }
 
 // storeUnavailable is the answer when a store failed before anything was
-// charged: 503, retry later. A store at its byte limit is counted.
+// charged: 503, retry later. A full store is counted.
 func (s *Service) storeUnavailable(store string, err error) *requestError {
 	if errors.Is(err, ErrStoreFull) {
 		s.storeRefused.WithLabelValues(store).Inc()

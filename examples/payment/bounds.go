@@ -20,8 +20,9 @@ import (
 //     gateway is called, never an old one dropped;
 //   - idempotency keys (JetStream, or memory): kept a day; while the store
 //     is full a request with a new key is refused (503 store_full);
-//   - confirmations (JetStream work queue): bounded by ConfirmMaxBytes and
-//     the payments' age; while full, payments are refused as for payments;
+//   - confirmations (JetStream work queue): bounded by ConfirmMaxBytes,
+//     defaultConfirmCapacity messages and the payments' age; while full,
+//     payments are refused as for payments;
 //   - customer state (memory, or JetStream): the customers seen least
 //     recently are forgotten first (counted in
 //     payment_customer_state_evicted_total for memory), so the fraud rules
@@ -33,8 +34,8 @@ import (
 
 // StoreFullError names a store that is full: one a payment would be
 // written to, nearly full, when the payment is refused before it ran, or
-// one that refused a write because it holds its byte limit. It matches
-// ErrStoreFull.
+// one that refused a write because it holds its limit of bytes or of
+// messages. It matches ErrStoreFull.
 type StoreFullError struct{ Store string }
 
 func (e *StoreFullError) Error() string { return fmt.Sprintf("the %s store is full", e.Store) }

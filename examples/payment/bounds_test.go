@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -308,4 +309,32 @@ func TestConfirmationQueueFullOfMessagesRefusesBeforeCharging(t *testing.T) {
 	assert.Equal(t, "the confirmations store is full; retry later", r.errField("message"))
 	assert.Equal(t, calls, ts.gateway.Calls(), "refused before the gateway")
 	assert.Zero(t, testutil.ToFloat64(ts.pendingGauge), "no charge is waiting for room")
+}
+
+// A store is full at its byte limit or, for the confirmation queue, at
+// its message cap: the refusals' metric and the README's store_full row
+// describe both, as the storage gate refuses at either.
+func TestStoreFullIsDescribedForEveryLimit(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	families, err := ts.registry.Gather()
+	require.NoError(t, err)
+	var help string
+	for _, f := range families {
+		if f.GetName() == "payment_store_refused_total" {
+			help = f.GetHelp()
+		}
+	}
+	require.NotEmpty(t, help, "payment_store_refused_total is registered")
+	assert.Contains(t, help, "message", "the help of payment_store_refused_total")
+
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	var row string
+	for line := range strings.Lines(string(readme)) {
+		if strings.HasPrefix(line, "| `store_full` |") {
+			row = line
+		}
+	}
+	require.NotEmpty(t, row, "the README's store_full row")
+	assert.Contains(t, row, "messages", "the README's store_full row")
 }

@@ -359,7 +359,7 @@ func (s *Service) measure() error {
 		Name: "payment_confirmations_total", Help: "Confirmations handled: confirmed (the first), duplicate (already confirmed), refused (not a successful charge).",
 	}, []string{"result"})
 	s.storeRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "payment_store_refused_total", Help: "Writes a bounded store refused because it held its byte limit, by store.",
+		Name: "payment_store_refused_total", Help: "Payments refused because a bounded store was full (at its byte limit or, for the confirmation queue, its message cap), and writes such a store refused, by store.",
 	}, []string{"store"})
 	s.freesDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "payment_idempotency_frees_dropped_total", Help: "Idempotency keys of requests that decided nothing left to their claims' leases, not freed in the background, as 1,024 keys were being freed there already.",
