@@ -510,3 +510,55 @@ func processEnding[T, R any](t *testing.T, p *tai.Pipeline[T, R], s tai.Signal[T
 	}()
 	<-ended
 }
+
+// childExitTracer carries itself in the signal's context, so combinators
+// open a span per child; the span of a child named exitOn ends its
+// goroutine with runtime.Goexit when it is ended with an error, as a
+// test's tracer asserting the child's error with require does.
+type childExitTracer struct{ exitOn string }
+
+func (t childExitTracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	if info.Stage == tai.StageSignal {
+		ctx = tai.ContextWithTracer(ctx, t)
+	}
+	if info.Name == t.exitOn {
+		return ctx, exitOnErrorSpan{}
+	}
+	return ctx, taitest.NopSpan{}
+}
+
+// A child of a combinator, or a rule of a scored policy, that panics
+// fails the signal with its panic even when the child's span ends the
+// goroutine with runtime.Goexit as it is ended with that panic: the
+// observers see the panic, not a Goexit without a value.
+func TestChildPanicSurvivesAGoexitInItsSpan(t *testing.T) {
+	boom := tai.Named("boom", tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		panic("boom")
+	}))
+	scored, err := tai.NewScored(tai.ScoredOptions{Name: "fraud"}, tai.Rule[int]{Name: "boom", Weight: 1,
+		Check: func(context.Context, tai.Signal[int]) (float64, string, error) { panic("boom") }})
+	require.NoError(t, err)
+	for name, c := range map[string]struct {
+		policy tai.Policy[int]
+		span   string
+	}{
+		"all":    {tai.All(boom), "boom"},
+		"any":    {tai.Any(boom), "boom"},
+		"scored": {scored, "fraud/boom"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var recs []tai.Record
+			p, err := tai.New(c.policy, doubleAction(&journal{}), tai.WithTracer(childExitTracer{exitOn: c.span}),
+				tai.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+				tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
+			require.NoError(t, err)
+			processEnding(t, p, sig())
+			require.Len(t, recs, 1, "the observer sees the signal once")
+			assert.Equal(t, tai.Failed, recs[0].Outcome)
+			var pe *tai.PanicError
+			require.ErrorAs(t, recs[0].Err, &pe)
+			assert.Equal(t, "boom", pe.Value, "the child's panic is the signal's error: %v", recs[0].Err)
+			assert.Equal(t, tai.StagePolicy, pe.Stage)
+		})
+	}
+}

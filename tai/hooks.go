@@ -326,8 +326,16 @@ type Record struct {
 	// Stages holds the time spent in each stage, indexed by Stage, when an
 	// observer of the pipeline is a StageObserver; otherwise only the
 	// StageSignal entry is set. The StageSignal entry equals Duration; a
-	// stage not reached is zero.
+	// stage not reached is zero. A stage reached may be zero too (under
+	// testing/synctest, or with a clock coarser than the stage): Reached
+	// tells the two apart.
 	Stages [numStages]time.Duration
+	// Reached marks, indexed by Stage, the stages the signal entered,
+	// whether or not an observer is a StageObserver: the gate stage when
+	// the pipeline has gates, the policy stage, the action stage, each
+	// once the context check before it passed. The StageSignal entry is
+	// always true.
+	Reached [numStages]bool
 
 	// Span is the signal's root span, zero without a Tracer.
 	Span SpanContext

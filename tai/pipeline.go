@@ -857,6 +857,13 @@ func (p *Pipeline[T, R]) report(ctx context.Context, s *Signal[T], res *Result[R
 		rec.Stages[f.stage] += rec.Duration - f.since
 	}
 	rec.Stages[StageSignal] = rec.Duration
+	// The stages run in order, and f.stage is the last one entered; the
+	// gate stage is entered only by a pipeline with gates.
+	rec.Reached[StageSignal] = true
+	rec.Reached[StageGate] = len(p.gates) > 0 && f.stage >= StageGate
+	for st := StagePolicy; st <= f.stage; st++ {
+		rec.Reached[st] = true
+	}
 	p.observe(ctx, &rec, 0)
 	return err
 }

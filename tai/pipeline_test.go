@@ -1270,3 +1270,52 @@ func TestPolicyRenamedAfterNew(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, "payments", pe.Policy)
 }
+
+// Record.Reached marks the stages a signal entered, so a stage timed at
+// zero, as every stage is under testing/synctest, is told from one the
+// signal never reached.
+func TestRecordReachedMarksTheStagesEntered(t *testing.T) {
+	gate := tai.GateFunc(func(context.Context, string) error { return nil })
+	shut := tai.GateFunc(func(context.Context, string) error { return errors.New("shut") })
+	deny := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Deny}, nil
+	})
+	panics := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) { panic("boom") })
+	for _, c := range []struct {
+		name   string
+		policy tai.Policy[int]
+		gates  []tai.Gate
+		want   [4]bool // signal, gate, policy, action
+	}{
+		{"all stages", fixed(allow, nil), []tai.Gate{gate}, [4]bool{true, true, true, true}},
+		{"no gates", fixed(allow, nil), nil, [4]bool{true, false, true, true}},
+		{"rejected", fixed(allow, nil), []tai.Gate{shut}, [4]bool{true, true, false, false}},
+		{"denied", deny, []tai.Gate{gate}, [4]bool{true, true, true, false}},
+		{"policy panicked", panics, nil, [4]bool{true, false, true, false}},
+	} {
+		for _, stages := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/stages=%v", c.name, stages), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					obs := &recObserver{j: &journal{}, stages: stages}
+					p, err := tai.New(c.policy, doubleAction(&journal{}), tai.WithGates(c.gates...), tai.WithObservers(obs))
+					require.NoError(t, err)
+					_, _ = p.Process(context.Background(), sig())
+					r := obs.last(t)
+					assert.Equal(t, c.want, r.Reached)
+					for st := range r.Stages {
+						assert.Zero(t, r.Stages[st], "no time passes in the bubble")
+					}
+				})
+			})
+		}
+	}
+	t.Run("canceled before the policy", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		obs := &recObserver{j: &journal{}, stages: true}
+		p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithObservers(obs))
+		require.NoError(t, err)
+		_, _ = p.Process(ctx, sig())
+		assert.Equal(t, [4]bool{true, false, false, false}, obs.last(t).Reached)
+	})
+}

@@ -221,7 +221,8 @@ func validateChildren[T any](ps []Policy[T]) error {
 // *DeniedError holding its decision when it denied (whatever the
 // combinator then decides), nil otherwise. A child that panics, or ends
 // its goroutine with runtime.Goexit, ends its span with a *PanicError,
-// and the panic goes on to Process.
+// and the panic goes on to Process, even should End panic or end the
+// goroutine.
 func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d Decision, err error) {
 	returned := false
 	if t := TracerFromContext(ctx); t != nil {
@@ -238,10 +239,13 @@ func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d D
 					return
 				}
 				v := recover() // nil when the child called runtime.Goexit
-				span.End(newPanicError(StagePolicy, v))
 				if v != nil {
-					panic(v)
+					// Should End panic too, or end the goroutine
+					// (runtime.Goexit), the child's panic goes on all
+					// the same: the first panic fails the signal.
+					defer panic(v)
 				}
+				span.End(newPanicError(StagePolicy, v))
 			}()
 		}
 	}

@@ -159,7 +159,23 @@ func (p *Scored[T]) check(ctx context.Context, r *Rule[T], s Signal[T]) (risk fl
 		if !returned {
 			// A panic becomes the rule's error; a runtime.Goexit
 			// (recover gives nil) goes on. Either way the rule failed.
-			err = newPanicError(StagePolicy, recover())
+			v := recover()
+			err = newPanicError(StagePolicy, v)
+			if v != nil && span != nil {
+				// Should End end the goroutine (runtime.Goexit) or
+				// panic, the rule's error cannot be returned: its
+				// panic goes on to Process, which fails the signal
+				// with it.
+				ended := false
+				defer func() {
+					if !ended {
+						panic(v)
+					}
+				}()
+				span.End(err)
+				ended = true
+				return
+			}
 		}
 		EndSpan(span, err)
 	}()

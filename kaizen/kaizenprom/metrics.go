@@ -92,7 +92,8 @@ type MetricsOptions struct {
 // Duration is observed as zero, as kaizen.Stats counts it.
 // stage_duration_seconds times the stages inside it — "gate", "policy" and
 // "action" — in a family of its own, so no sum adds a stage to the signal
-// that contains it; a stage the signal did not reach is not observed.
+// that contains it; a stage the signal did not reach is not observed,
+// and one it reached is, even when it took no time (tai.Record.Reached).
 // Stage times need the pipeline to read the clock at each stage boundary,
 // which it does because Metrics is a tai.StageObserver;
 // MetricsOptions.NoStages turns that off (and the family has no series).
@@ -274,11 +275,7 @@ func (m *Metrics) Observe(_ context.Context, r tai.Record) {
 	if !m.stages {
 		return
 	}
-	for st := tai.StageGate; st <= tai.StageAction; st++ {
-		if d := r.Stages[st]; d > 0 {
-			k.stages[st].Observe(d.Seconds())
-		}
-	}
+	k.observeStages(&r)
 }
 
 // observeExemplar is Observe for a sampled signal: the outcome counter and
@@ -306,9 +303,16 @@ func (m *Metrics) observeExemplar(k *kindMetrics, r *tai.Record) {
 	if !m.stages {
 		return
 	}
+	k.observeStages(r)
+}
+
+// observeStages observes the time of each stage r reached: one timed at
+// zero too (under testing/synctest, or with a coarse clock), and one with
+// a time in a Record made without Reached.
+func (k *kindMetrics) observeStages(r *tai.Record) {
 	for st := tai.StageGate; st <= tai.StageAction; st++ {
-		if d := r.Stages[st]; d > 0 {
-			k.stages[st].Observe(d.Seconds())
+		if d := r.Stages[st]; r.Reached[st] || d > 0 {
+			k.stages[st].Observe(seconds(d))
 		}
 	}
 }

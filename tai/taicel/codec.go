@@ -49,6 +49,8 @@ type codec struct {
 	// type (see setTypes) for v when it is one, or a list or a map whose
 	// elements all are; else, when it holds some, an object of the marks
 	// of its members, as nils names them; nothing when v holds none. A
+	// map whose keys are not strings is marked with a list of its keys'
+	// type and its values' marks (see mapTypes). A
 	// reader without the Go type (a dynamic Env) reads them back with
 	// their types by it.
 	types func(b []byte, v reflect.Value) []byte
@@ -182,7 +184,7 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		c.enc, c.dec = mapCodec(t, key, elem, nil)
 		c.nils = mapNils(key, elem)
 		if marked {
-			c.types = mapTypes(key, elem, nil)
+			c.types = mapTypes(t, key, elem, nil)
 		}
 	case reflect.Struct:
 		fields, err := cb.fields(t, nil)
@@ -289,6 +291,11 @@ func (cb *codecBuilder) fields(t reflect.Type, omit map[string]bool) ([]structFi
 			c = &codec{enc: encNull, dec: func(_ *jsonReader, v reflect.Value) error {
 				return fmt.Errorf("a %v cannot be read back", v.Type())
 			}}
+		}
+		if err == nil && f.Type.Kind() == reflect.Pointer && nilReadsZero(f.Type.Elem()) {
+			if elem, err := cb.of(f.Type.Elem()); err == nil {
+				c = zeroPtrCodec(c, elem, f.Type.Elem())
+			}
 		}
 		sf.codec = c
 		// A value of t within a promoted field written again would be
@@ -555,9 +562,18 @@ func sortedEntries(key keyCodec, v reflect.Value, omit map[string]bool) []mapEnt
 
 // setNils sets to nil the slices and maps within v that nils, what a
 // codec's nils wrote as jsonReader.any reads it, marks, which the decoder
-// read empty. A mark that leads to no such empty slice or map is an
-// error.
+// read empty, and the pointer fields written as the zero value they read
+// as (see zeroPtrCodec), which it read as pointers to it. A mark that
+// leads to no such empty slice or map, or zero value, is an error.
 func setNils(v reflect.Value, nils any) error {
+	if nils == nil && v.Kind() == reflect.Pointer && !v.IsNil() && nilReadsZero(v.Type().Elem()) {
+		// A nil pointer written as the zero value it reads as.
+		if e := v.Elem(); !e.IsZero() && (e.Kind() != reflect.Slice || e.Len() != 0) {
+			return fmt.Errorf("a %v, not a zero value", e.Type())
+		}
+		v.SetZero()
+		return nil
+	}
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
 			return errors.New("a nil pointer")
@@ -652,6 +668,56 @@ func ptrCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value, int) []b
 		return nil
 	}
 	return enc, dec
+}
+
+// nilReadsZero reports whether cel-go's native types read a nil pointer
+// to t in a struct field as t's zero value: a number, a string, a bool, a
+// time.Time (which taicel reads as year 1), bytes.
+func nilReadsZero(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	case reflect.Slice, reflect.Array:
+		return t.Elem() == byteType
+	}
+	return t == timeType
+}
+
+// zeroPtrCodec is the codec of a struct field of a pointer type, which
+// ptr writes, to a type, which elem writes, that CEL reads as its zero
+// value behind a nil pointer (see nilReadsZero): a nil pointer is
+// written as that zero value, with its types, as CEL read it, so that a
+// reader without the Go type (a dynamic Env) reads it so too; its nils
+// mark it null, and setNils sets it back to nil.
+func zeroPtrCodec(ptr, elem *codec, t reflect.Type) *codec {
+	zero := reflect.Zero(t)
+	c := &codec{dec: ptr.dec}
+	c.enc = func(b []byte, v reflect.Value, depth int) []byte {
+		if v.IsNil() {
+			return elem.enc(b, zero, deeper(depth))
+		}
+		return ptr.enc(b, v, depth)
+	}
+	c.nils = func(b []byte, v reflect.Value) []byte {
+		if v.IsNil() {
+			return append(b, "null"...)
+		}
+		if ptr.nils != nil {
+			return ptr.nils(b, v)
+		}
+		return b
+	}
+	if elem.types != nil {
+		c.types = func(b []byte, v reflect.Value) []byte {
+			if v.IsNil() {
+				return elem.types(b, zero)
+			}
+			return elem.types(b, v.Elem())
+		}
+	}
+	return c
 }
 
 func sliceCodec(t reflect.Type, elem *codec) (func([]byte, reflect.Value, int) []byte, func(*jsonReader, reflect.Value) error) {

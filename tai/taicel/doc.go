@@ -41,11 +41,11 @@
 // A zero time.Time reads as the Go zero time, 0001-01-01T00:00:00Z,
 // wherever it is: a field (payload.Start.getFullYear() == 1), behind a
 // nil *time.Time or a nil embedded pointer, in a list or a map, in a
-// variable or in signal.time, and so it reads again when its record is
-// replayed, with or without the Go type. (cel-go's native types read a
-// zero time.Time field as 1970-01-01, the zero of a protobuf Timestamp;
-// taicel reads the fields of the payload's struct types itself, but
-// through dyn(), where CEL finds the field when it runs.)
+// struct held in an interface or read through dyn(), in a variable or in
+// signal.time, and so it reads again when its record is replayed, with
+// or without the Go type. (cel-go's native types read a zero time.Time
+// field as 1970-01-01, the zero of a protobuf Timestamp; taicel reads
+// the time fields of the payload's struct types itself.)
 //
 // # Compile once, evaluate often
 //
@@ -144,7 +144,11 @@
 // its embedded struct's name (payload.Replies.Posts, not payload.Posts).
 // A field promoted through an embedded pointer to a type that is not
 // exported, or that a field of its name hides, cannot be read back:
-// NewEnv refuses to record it unless it is unrecorded. A nil pointer is written null: CEL reads the fields of a
+// NewEnv refuses to record it unless it is unrecorded. A nil pointer
+// field to a number, a string, a bool, a time.Time or bytes is written as
+// the zero value CEL reads it as (payload.Count == 0 for a nil *int), and
+// marked in "nil" (see below). Another nil pointer is written null: CEL
+// reads the fields of a
 // nil pointer to a struct as their zero values (payload.Risk.Score is
 // 0.0), which a backtest without the Go type cannot, and fails the rules
 // that read them there (Report.Errors counts them). Vars holds what Lookup
@@ -160,15 +164,20 @@
 // "types" and "var_types" say so, following fields, indexes and map keys
 // as "nil" does, or naming the type once for a list or a map whose
 // elements all are of it ({"At":"timestamp","Stamps":"timestamp",
-// "Legs":{"0":{"Code":"bytes"}}}): a reader without the Go type (the
+// "Legs":{"0":{"Code":"bytes"}}}); a map whose keys are ints, uints or
+// bools, which JSON writes as the text of member names, is marked with a
+// list of the keys' type and, if any, the marks of its values (["int"],
+// ["bool","uint"]): a reader without the Go type (the
 // taikit command's backtest) reads them with the CEL types a typed Env
 // declares, so that payload.At < signal.time compares timestamps there
-// too, and payload.Count * 2u multiplies uints. A value that is not of the type marked for it (a timestamp that
+// too, payload.Count * 2u multiplies uints, and payload.ByID[7] finds
+// its key. A value that is not of the type marked for it (a timestamp that
 // is no RFC 3339 string) fails its replay with an error naming where it
 // is. A nil slice, map or []byte is written empty ([], {}, ""),
 // as CEL reads it, so that a reader without the Go type (the taikit
 // command's backtest) reads it as CEL did; "nil" marks where the payload
-// held those, outside its interface fields, as an object that follows
+// held those and the nil pointers written as zero values, outside its
+// interface fields, as an object that follows
 // the payload's fields, indexes and map keys down to a null for each
 // ({"Items":null,"Lines":{"0":{"Tags":null}}}): has() and == on structs
 // tell nil from empty, and Env.DecodeInputs reads them back nil. A

@@ -63,13 +63,15 @@ type Options[T any] struct {
 	// embedded struct only; vars the variables
 	// Lookup returned that Vars declares (all of them, for a dynamic
 	// Env). A nil slice or map, which CEL reads as empty, is written
-	// empty ([], {}, "" for bytes);
-	// a member "nil" marks where the payload held those (see the package
-	// doc), so that DecodeInputs reads them back nil.
+	// empty ([], {}, "" for bytes), and a nil pointer field to a number,
+	// a string, a bool, a time.Time or bytes as the zero value CEL reads
+	// it as; a member "nil" marks where the payload held those (see the
+	// package doc), so that DecodeInputs reads them back nil.
 	// The members "types" and "var_types" mark where the payload and
 	// the variables hold timestamps, durations, bytes and uints, which
-	// JSON writes as strings and ints, so that a dynamic Env reads them back
-	// with those CEL types.
+	// JSON writes as strings and ints, and maps whose keys are ints,
+	// uints or bools, which it writes as strings, so that a dynamic Env
+	// reads them back with those CEL types.
 	// Numbers keep their type: a float always has a '.' or an
 	// exponent ("5000.0"), an int never does; a float32 is written as the
 	// double CEL judges it as (0.699999988079071 for 0.7). A value nested more than 10000
@@ -155,10 +157,12 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 		return nil, fmt.Errorf("taicel: Options.MaxCost %d is negative; want 0 (DefaultMaxCost) or a limit > 0", opts.MaxCost)
 	}
 	var celOpts []cel.EnvOption
+	var timeFields map[string]map[string]timeField
 	if dynamic {
 		celOpts = append(celOpts, cel.Variable(varPayload, cel.MapType(cel.StringType, cel.DynType)))
 	} else {
-		celOpts = append(celOpts, ext.NativeTypes(st), cel.Variable(varPayload, cel.ObjectType(nativeName(st))))
+		timeFields = zeroTimeFields(st)
+		celOpts = append(celOpts, adaptZeroTimes(timeFields), ext.NativeTypes(st), cel.Variable(varPayload, cel.ObjectType(nativeName(st))))
 	}
 	celOpts = append(celOpts,
 		ext.Strings(),
@@ -192,7 +196,7 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	slices.Sort(e.varNames)
 	celOpts = append(celOpts, opts.EnvOptions...)
 	if !dynamic {
-		celOpts = append(celOpts, readZeroTimes(st))
+		celOpts = append(celOpts, readZeroTimes(timeFields))
 	}
 	env, err := cel.NewEnv(celOpts...)
 	if err != nil {
@@ -223,7 +227,7 @@ func payloadCodec(rt reflect.Type, dynamic bool, unrecorded []string, record boo
 			return nil, fmt.Errorf("taicel: %w", err)
 		}
 		key, _ := mapKeyCodec(rt.Key())
-		c := &codec{types: mapTypes(key, elem, omit)}
+		c := &codec{types: mapTypes(rt, key, elem, omit)}
 		c.enc, c.dec = mapCodec(rt, key, elem, omit)
 		return c, nil
 	}

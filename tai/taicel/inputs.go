@@ -348,6 +348,14 @@ func typedAs(x any, t *cel.Type, marks any) (any, error) {
 		return nil, errors.New("neither a type nor an object")
 	case types.MapKind:
 		val := t.Parameters()[1]
+		if mk, ok := marks.([]any); ok {
+			// decodeAs read the keys with their declared type.
+			_, values, err := keyMarks(mk)
+			if err != nil || values == nil {
+				return x, err
+			}
+			marks = values
+		}
 		switch m := x.(type) {
 		case map[string]any:
 			return m, typedMapAs(m, val, marks, func(k string) string { return k })

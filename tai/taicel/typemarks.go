@@ -28,6 +28,14 @@ const (
 	markUint      = "uint"
 )
 
+// The types of map keys that JSON writes as the text of a member's name,
+// by the names "types" and "var_types" give them: an int or a bool (and
+// a uint, markUint). A string key is not marked.
+const (
+	markInt  = "int"
+	markBool = "bool"
+)
+
 // The marks as JSON.
 const (
 	jsonTimestamp = `"` + markTimestamp + `"`
@@ -48,7 +56,23 @@ func leafTypes(mark string) func([]byte, reflect.Value) []byte {
 // byte array, an unsigned integer, or an interface, which may hold any
 // of them.
 func mayHoldMarked(t reflect.Type) bool {
-	return reaches(t, func(t reflect.Type) bool { return typeMark(t) != "" || t.Kind() == reflect.Interface })
+	return reaches(t, func(t reflect.Type) bool {
+		return typeMark(t) != "" || t.Kind() == reflect.Interface || t.Kind() == reflect.Map && keyMark(t.Key()) != ""
+	})
+}
+
+// keyMark returns the mark of the keys of a map whose keys are of Go type
+// t, or "" for strings, which are not marked.
+func keyMark(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return markInt
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return markUint
+	case reflect.Bool:
+		return markBool
+	}
+	return ""
 }
 
 // typesMember appends to the object of marks being written in b the
@@ -101,11 +125,14 @@ func seqTypes(elem *codec) func([]byte, reflect.Value) []byte {
 	}
 }
 
-// mapTypes is the types of a map of what elem writes, its keys in order
-// and those in omit left out, as mapCodec leaves them out (see
-// uniformMarks).
-func mapTypes(key keyCodec, elem *codec, omit map[string]bool) func([]byte, reflect.Value) []byte {
-	return func(b []byte, v reflect.Value) []byte {
+// mapTypes is the types of a map of type t, of what elem writes, its
+// keys in order and those in omit left out, as mapCodec leaves them out
+// (see uniformMarks). The types of a map whose keys are not strings, which
+// JSON writes as the text of member names, are a list of the keys' mark
+// and, when its values hold marked ones, of their marks: ["int"],
+// ["bool","uint"], ["int",{"7":{"At":"timestamp"}}].
+func mapTypes(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) func([]byte, reflect.Value) []byte {
+	values := func(b []byte, v reflect.Value) []byte {
 		if elem.types == nil || v.Len() == 0 {
 			return b
 		}
@@ -116,6 +143,22 @@ func mapTypes(key keyCodec, elem *codec, omit map[string]bool) func([]byte, refl
 			b = u.member(b, kb, elem.types, e.v)
 		}
 		return u.close(b)
+	}
+	km := keyMark(t.Key())
+	if km == "" {
+		return values
+	}
+	return func(b []byte, v reflect.Value) []byte {
+		b = append(b, `["`...)
+		b = append(b, km...)
+		b = append(b, '"')
+		mark := len(b)
+		b = append(b, ',')
+		n := len(b)
+		if b = values(b, v); len(b) == n {
+			b = b[:mark]
+		}
+		return append(b, ']')
 	}
 }
 
@@ -227,8 +270,10 @@ func appendTypes(b []byte, x any) []byte {
 // where v's Go type holds them, it checks that it is the type declared. A
 // mark is the name of a type, which holds for v, or for every element of
 // v, at any depth; or an object whose members, named by a field's name,
-// an element's index or a map's key, hold the marks of those. A mark that
-// leads nowhere, or to a value of another type, is an error.
+// an element's index or a map's key, hold the marks of those; or a list
+// of the type of a map's keys and the marks of its values (see
+// mapTypes), which reads a map without a Go type with keys of that type.
+// A mark that leads nowhere, or to a value of another type, is an error.
 func setTypes(v reflect.Value, marks any) error {
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
@@ -300,8 +345,64 @@ func setTypes(v reflect.Value, marks any) error {
 			}
 		}
 		return nil
+	case []any:
+		km, values, err := keyMarks(m)
+		if err != nil {
+			return err
+		}
+		if v.Kind() != reflect.Map || keyMark(v.Type().Key()) != km {
+			return fmt.Errorf("a %v, not a map with %s keys", v.Type(), km)
+		}
+		if values == nil {
+			return nil
+		}
+		return setTypes(v, values)
 	}
 	return errors.New("neither a type nor an object")
+}
+
+// keyMarks returns the mark of the keys of a map, and the marks of its
+// values (nil when it has none), from marks, the list mapTypes writes
+// for a map whose keys are not strings.
+func keyMarks(marks []any) (key string, values any, err error) {
+	if len(marks) == 0 || len(marks) > 2 {
+		return "", nil, fmt.Errorf("a list of %d marks, not of a map's keys and values", len(marks))
+	}
+	key, _ = marks[0].(string)
+	switch key {
+	case markInt, markUint, markBool:
+	default:
+		return "", nil, fmt.Errorf("%s is no type of map keys", describe(marks[0]))
+	}
+	if len(marks) == 2 {
+		values = marks[1]
+	}
+	return key, values, nil
+}
+
+// typedKeys returns m, a map as jsonReader.any reads it, with its keys
+// read as the type the mark key names: a map[int64]any, a map[uint64]any
+// or a map[bool]any, as CEL looks the keys of maps of those types up.
+func typedKeys(m map[string]any, key string) (any, error) {
+	switch key {
+	case markInt:
+		return keysAs(m, key, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
+	case markUint:
+		return keysAs(m, key, func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) })
+	}
+	return keysAs(m, key, strconv.ParseBool)
+}
+
+func keysAs[K comparable](m map[string]any, mark string, parse func(string) (K, error)) (map[K]any, error) {
+	out := make(map[K]any, len(m))
+	for _, s := range slices.Sorted(maps.Keys(m)) { // the first error is the same every time
+		k, err := parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("key %q is not %s", s, article(mark))
+		}
+		out[k] = m[s]
+	}
+	return out, nil
 }
 
 // setTypesIn is setTypes of the member of v named name.
@@ -360,7 +461,8 @@ func setMapTypes(v, k reflect.Value, marks any) error {
 
 // typedAny returns x, a value as jsonReader.any reads it, with the
 // values marks declares of a type converted to it: a string to a
-// time.Time or a []byte, an int64 to a time.Duration or a uint64. A value already of
+// time.Time or a []byte, an int64 to a time.Duration or a uint64, and a
+// map marked with its keys' type to a map with keys of that type. A value already of
 // its type is kept, and so is a nil among values of a type.
 func typedAny(x any, marks any) (any, error) {
 	switch m := marks.(type) {
@@ -416,6 +518,23 @@ func typedAny(x any, marks any) (any, error) {
 			return x, nil
 		}
 		return nil, fmt.Errorf("%s has no members", describe(x))
+	case []any:
+		key, values, err := keyMarks(m)
+		if err != nil {
+			return nil, err
+		}
+		switch x := x.(type) {
+		case nil:
+			return nil, nil
+		case map[string]any:
+			if values != nil {
+				if _, err := typedAny(x, values); err != nil {
+					return nil, err
+				}
+			}
+			return typedKeys(x, key)
+		}
+		return nil, fmt.Errorf("%s is not a map", describe(x))
 	}
 	return nil, errors.New("neither a type nor an object")
 }

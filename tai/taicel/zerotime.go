@@ -1,12 +1,15 @@
 package taicel
 
 import (
+	"maps"
 	"reflect"
+	"slices"
 	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
 )
 
 // zeroTimes is a types.Provider that reads the time.Time and *time.Time
@@ -35,11 +38,9 @@ type timeField struct {
 // epoch is the instant cel-go's native types read a zero time as.
 var epoch = time.Unix(0, 0)
 
-// readZeroTimes returns an EnvOption that wraps the environment's type
-// provider in a zeroTimes for the struct types reachable from st. It
-// goes last, after the caller's EnvOptions, so that no provider they
-// compose hides it.
-func readZeroTimes(st reflect.Type) cel.EnvOption {
+// zeroTimeFields returns, by CEL type name and field name, the time.Time
+// and *time.Time fields of the struct types reachable from st.
+func zeroTimeFields(st reflect.Type) map[string]map[string]timeField {
 	fields := map[string]map[string]timeField{}
 	reaches(st, func(t reflect.Type) bool {
 		if t.Kind() != reflect.Struct || t == timeType || t.Name() == "" {
@@ -63,12 +64,121 @@ func readZeroTimes(st reflect.Type) cel.EnvOption {
 		}
 		return false
 	})
+	return fields
+}
+
+// readZeroTimes returns an EnvOption that wraps the environment's type
+// provider in a zeroTimes for the struct types of fields. It goes last,
+// after the caller's EnvOptions, so that no provider they compose hides
+// it.
+func readZeroTimes(fields map[string]map[string]timeField) cel.EnvOption {
 	return func(e *cel.Env) (*cel.Env, error) {
 		if len(fields) == 0 {
 			return e, nil
 		}
 		return cel.CustomTypeProvider(&zeroTimes{Provider: e.CELTypeProvider(), fields: fields})(e)
 	}
+}
+
+// adaptZeroTimes returns an EnvOption that registers the struct types of
+// fields as zeroTimeTypes, whose values read a zero time as year 1 where
+// CEL finds the field only when a rule runs: a struct held in an
+// interface, or read through dyn(). It goes before ext.NativeTypes, which
+// then keeps these registrations for the types' names.
+func adaptZeroTimes(fields map[string]map[string]timeField) cel.EnvOption {
+	return func(e *cel.Env) (*cel.Env, error) {
+		reg, ok := e.CELTypeProvider().(*types.Registry)
+		if !ok || len(fields) == 0 || e.CELTypeAdapter() != types.Adapter(reg) {
+			return e, nil
+		}
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
+			var st reflect.Type
+			for _, tf := range fields[name] {
+				st = tf.struct_
+				break
+			}
+			nt, err := types.NewNativeType(st, types.NativeTypeAdapter(reg))
+			if err != nil {
+				return nil, err
+			}
+			if err := reg.RegisterType(&zeroTimeType{NativeType: nt, fields: fields[name]}); err != nil {
+				return nil, err
+			}
+		}
+		return e, nil
+	}
+}
+
+// zeroTimeType is the CEL type of a payload struct type with time fields:
+// a cel-go native type whose values are zeroTimeObjs.
+type zeroTimeType struct {
+	*types.NativeType
+	fields map[string]timeField // by field name
+}
+
+// Adapt returns the native object of value, as a zeroTimeObj.
+func (t *zeroTimeType) Adapt(a types.Adapter, value any) ref.Val {
+	v := t.NativeType.Adapt(a, value)
+	if _, ok := v.(traits.Indexer); !ok {
+		return v // null, for a nil pointer
+	}
+	return &zeroTimeObj{Val: v, fields: t.fields}
+}
+
+// zeroTimeObj is a cel-go native object of a struct type with time
+// fields whose Get reads a zero time as year 1, as the field reads when
+// CEL knows its type when a set compiles. Every value of the type is one,
+// so that two compare as the native objects they hold.
+type zeroTimeObj struct {
+	ref.Val // the native object
+	fields  map[string]timeField
+}
+
+// Get returns the field, a zero time as year 1.
+func (o *zeroTimeObj) Get(field ref.Val) ref.Val {
+	v := o.Val.(traits.Indexer).Get(field)
+	if ts, ok := v.(types.Timestamp); ok && ts.Time.Equal(epoch) {
+		if name, ok := field.(types.String); ok {
+			if tf, ok := o.fields[string(name)]; ok && tf.zero(o.Val.Value()) {
+				return types.Timestamp{}
+			}
+		}
+	}
+	return v
+}
+
+// IsSet reports whether the field is set, as the native object does.
+func (o *zeroTimeObj) IsSet(field ref.Val) ref.Val { return o.Val.(traits.FieldTester).IsSet(field) }
+
+// IsZeroValue reports whether the struct is its zero value.
+func (o *zeroTimeObj) IsZeroValue() bool {
+	z, ok := o.Val.(traits.Zeroer)
+	return ok && z.IsZeroValue()
+}
+
+// Equal compares the native objects.
+func (o *zeroTimeObj) Equal(other ref.Val) ref.Val {
+	if w, ok := other.(*zeroTimeObj); ok {
+		other = w.Val
+	}
+	return o.Val.Equal(other)
+}
+
+// ConvertToType converts the native object, itself to its own type.
+func (o *zeroTimeObj) ConvertToType(t ref.Type) ref.Val {
+	v := o.Val.ConvertToType(t)
+	if v == o.Val {
+		return o
+	}
+	return v
+}
+
+// AggregateSize is that of the native object, for the cost of a rule.
+func (o *zeroTimeObj) AggregateSize(sizer types.AggregateSizer) uint32 {
+	if v, ok := o.Val.(types.AggregateSizeVisitor); ok {
+		return v.AggregateSize(sizer)
+	}
+	return 1
 }
 
 // FindStructFieldType returns the field type the wrapped provider

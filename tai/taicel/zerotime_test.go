@@ -108,3 +108,74 @@ func (c dynCandidate) backtest(t *testing.T, trail []byte) *taicel.Report {
 	require.NoError(t, err)
 	return rep
 }
+
+// Trip holds a struct in an interface field, and in a field and a list
+// that rules read through dyn().
+type Trip struct {
+	Leg   Leg
+	Extra any
+	Legs  []Leg
+}
+
+// tripRules read zero times where CEL finds the field only when the rule
+// runs: through an interface, and through dyn(); and compare the structs
+// that hold them.
+var tripRules = []taicel.Rule{
+	{Name: "extra", Weight: 0.01, Expr: `payload.Extra.Left.getFullYear() == 1`},
+	{Name: "dyn", Weight: 0.02, Expr: `dyn(payload.Leg).Left.getFullYear() == 1`},
+	{Name: "dyn_list", Weight: 0.04, Expr: `dyn(payload.Legs)[0].Left == timestamp("0001-01-01T00:00:00Z")`},
+	{Name: "dyn_payload", Weight: 0.08, Expr: `dyn(payload).Leg.Left < timestamp("1970-01-01T00:00:00Z")`},
+	{Name: "all", Weight: 0.16, Expr: `dyn(payload.Legs).all(l, l.Left.getFullYear() == 1)`},
+	{Name: "equal", Weight: 0.32, Expr: `payload.Legs == [payload.Leg] && [payload.Leg] == payload.Legs && payload.Leg in payload.Legs && payload.Legs[0] == payload.Leg`},
+}
+
+// A zero time.Time in a struct that CEL reads only when the rule runs —
+// held in an interface field, or read through dyn() — read as 1970-01-01
+// live, while a field CEL knows when the set compiles read as year 1, and
+// so did every zero time when the record was replayed without the Go
+// type: a rule telling "not yet" from a time decided otherwise live and
+// in a backtest. It reads as the Go zero time wherever it is.
+func TestZeroTimeInAStructReadAtRunTime(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Trip]{RecordInputs: true})
+	require.NoError(t, err)
+	spec := &taicel.Spec{Name: "trips", Version: "v", Rules: tripRules, Thresholds: taicel.Thresholds{Review: 0.9, Deny: 0.95}}
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	p, err := tai.New(set, tai.ActionFunc[Trip, string](func(context.Context, tai.Signal[Trip]) (string, error) {
+		return "", nil
+	}), tai.WithObservers(audit))
+	require.NoError(t, err)
+
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	epoch := time.Unix(0, 0).UTC()
+	trips := []Trip{
+		{Extra: Leg{}, Legs: []Leg{{}}},
+		{Leg: Leg{Left: at}, Extra: Leg{Left: at}, Legs: []Leg{{Left: at}}},
+		{Leg: Leg{Left: epoch}, Extra: &Leg{Left: epoch}, Legs: []Leg{{Left: epoch}}},
+	}
+	want := []float64{0.01 + 0.02 + 0.04 + 0.08 + 0.16 + 0.32, 0.32, 0.32}
+	for i, s := range trips {
+		res, err := p.Process(t.Context(), tai.Signal[Trip]{ID: fmt.Sprint("t", i), Kind: "trip", Time: at, Payload: s})
+		require.NoError(t, err)
+		assert.InDelta(t, want[i], res.Decision.Score, 1e-9, "trip %d: %+v", i, res.Decision.Contributions)
+	}
+	require.NoError(t, audit.Shutdown(t.Context()))
+
+	denv, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	dset, err := denv.Compile(spec)
+	require.NoError(t, err)
+	rep, err := taicel.Backtest(t.Context(), set, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	drep, err := taicel.Backtest(t.Context(), dset, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+	require.NoError(t, err)
+	for name, rep := range map[string]*taicel.Report{"typed": rep, "dynamic": drep} {
+		assert.Equal(t, len(trips), rep.Replayed, name)
+		assert.Zero(t, rep.Errors, "%s: %+v", name, rep.ErrorExamples)
+		assert.Zero(t, rep.Changed, "%s: %+v", name, rep.Flips)
+		assert.Zero(t, rep.ScoreChanged, "%s: %+v", name, rep.Rules)
+	}
+}
