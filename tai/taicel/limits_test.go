@@ -61,15 +61,14 @@ func compileRules(t *testing.T, env *taicel.Env[Payment], rules ...taicel.Rule) 
 
 func TestCostLimitStopsAnExpensiveRule(t *testing.T) {
 	// The verdict rule runs first; the scored rule never does. The
-	// limit, not the deadline, stops it, in milliseconds.
+	// limit, not the deadline, stops it: the error is the limit's, not
+	// the deadline's (how soon is a benchmark's question, not a test's).
 	set := compileRules(t, listEnv(t, 10, 0),
 		taicel.Rule{Name: "nested", Verdict: tai.Deny, Expr: nestedAll("L", 7)},
 		taicel.Rule{Name: "cheap", Weight: 1, Expr: "size(L) > 5"})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	start := time.Now()
 	d, err := set.Evaluate(ctx, signal(Payment{}))
-	assert.Less(t, time.Since(start), time.Second)
 	assert.ErrorIs(t, err, taicel.ErrCostLimit)
 	assert.NotErrorIs(t, err, context.DeadlineExceeded)
 	var re *taicel.RuleError
@@ -81,9 +80,7 @@ func TestCostLimitStopsAnExpensiveRule(t *testing.T) {
 	assert.Equal(t, tai.Decision{Policy: "cel"}, d)
 
 	// Without a deadline too.
-	start = time.Now()
 	_, err = set.Evaluate(context.Background(), signal(Payment{}))
-	assert.Less(t, time.Since(start), time.Second)
 	assert.ErrorIs(t, err, taicel.ErrCostLimit)
 }
 
