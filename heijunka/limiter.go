@@ -524,16 +524,19 @@ func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 // WaitN blocks until n events may pass and records them, or returns an
 // error: ctx's error if it ends before they may pass (the events are
 // returned then, as Reservation.Cancel returns them: not once the Limit
-// has changed; a ctx that ends as they may pass lets them pass), or
-// context.DeadlineExceeded when its deadline has passed already; a
-// *LimitedError at once when n is negative, n exceeds the Burst of a
-// finite Limit, the Limit is closed, or the wait would outlast ctx's
-// deadline (nothing is booked then). During a warm-up, n above the
-// Burst of the step in force but not above the full Burst waits for the
-// step that takes n events, then books them under it; and n within it
-// that a later step lets pass sooner than the step in force would waits
-// for that time, as RetryAfter counts it, then books them. An Unlimited
-// Limit passes any n at once.
+// has changed; a ctx that ends as they may pass lets them pass, and so
+// does one that ends once an event was allowed after them, by Allow,
+// Decide or a WaitN that did not wait: that event acts after their time,
+// which has thus come as Cancel counts it, and WaitN returns nil at once,
+// by the clock before their time), or context.DeadlineExceeded when its
+// deadline has passed already; a *LimitedError at once when n is
+// negative, n exceeds the Burst of a finite Limit, the Limit is closed,
+// or the wait would outlast ctx's deadline (nothing is booked then).
+// During a warm-up, n above the Burst of the step in force but not above
+// the full Burst waits for the step that takes n events, then books them
+// under it; and n within it that a later step lets pass sooner than the
+// step in force would waits for that time, as RetryAfter counts it, then
+// books them. An Unlimited Limit passes any n at once.
 func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	// woke is set once a sleep for a step of the warm-up has lasted its
 	// whole time: the events may pass then, even if ctx ended as it did.

@@ -31,11 +31,17 @@ type WarmUpOptions struct {
 // method to it and runs no goroutine. While a climb is under way, each call
 // of the Limiter checks whether the climb has reached a new step and, if
 // so, sets that step's limit (as SetLimit does: recent events still
-// count). Outside a climb this costs one atomic load per call. A climb ends
-// at full, or when SetLimit sets a limit of its own. A request for more
-// events than a step's Burst, but no more than the full Burst, passes once
-// the climb reaches a step that takes it: DecideN's RetryAfter says when,
-// and WaitN waits for it. The RetryAfter of any denied request counts the
+// count). Outside a climb this costs one atomic load per call. At Start
+// the debt carries over as SetLimit carries it, capped at the first
+// step's Burst, unless the steps' rising Bursts would then let the events
+// forgiven pass again: for a climb short beside the full Limit's refill
+// time, more of the debt is kept, past that Burst (all of it for a climb
+// of more than 4096 Steps, or one started again during a climb), so that
+// over any window a climb lets no more events pass than the full Limit
+// would. A climb ends at full, or when SetLimit sets a limit of its
+// own. A request for more events than a step's Burst, but no more than
+// the full Burst, passes once the climb reaches a step that takes it:
+// DecideN's RetryAfter says when, and WaitN waits for it. The RetryAfter of any denied request counts the
 // steps that begin before it passes, each paying the debt off at its own
 // rate, as the Limiter's calls at those times would: it is exact, if
 // nothing else happens, to the nanosecond.
@@ -126,10 +132,11 @@ func (w *WarmUp) Limiter() *Limiter { return w.lim }
 func (w *WarmUp) Start() error { return w.start(func() int64 { return w.lim.nanos() }) }
 
 // StartAt begins a climb at time now: the limit drops to From of full and
-// climbs back over Over. Full is the Limiter's limit, or, when a climb is
-// already under way, that climb's full limit (a second recovery restarts
-// the climb, it does not lower its goal). It returns an error, and changes
-// nothing, when the Limiter's limit is not finite.
+// climbs back over Over. The events used before now still count (see
+// WarmUp). Full is the Limiter's limit, or, when a climb is already under
+// way, that climb's full limit (a second recovery restarts the climb, it
+// does not lower its goal). It returns an error, and changes nothing,
+// when the Limiter's limit is not finite.
 func (w *WarmUp) StartAt(now time.Time) error {
 	return w.start(func() int64 { return w.lim.rel(now) })
 }
@@ -152,8 +159,77 @@ func (w *WarmUp) start(now func() int64) error {
 	old, tat := l.retire()
 	c.start = now()
 	l.climb.Store(c)
-	l.install(old, tat, &np, c.start)
+	l.st.Store(newState(&np, c.startSchedule(&old.p, &np, tat)))
 	return nil
+}
+
+// startSchedule converts the schedule tat under old, the Limit in force
+// when the climb c starts, into one under np, its first step. SetLimit
+// caps the debt in events at the new Burst; but the steps carry the debt
+// in events, so the events forgiven so would pass again as the steps'
+// Bursts rose, faster than the full Limit lets them. The debt kept is the
+// least that no step start frees: at each, the debt left must be at
+// least what the full Limit alone would still owe, less the Burst the
+// step lacks of the full one. That is the capped debt unless the climb
+// is short beside the refill of the full Limit. A climb started again
+// during one, or one of more than maxStepsCounted steps, keeps the debt
+// whole.
+func (c *climb) startSchedule(old, np *params, tat int64) int64 {
+	now := c.start
+	if old.mode != modeFinite || tat <= now {
+		return carry(old, np, tat, now)
+	}
+	whole := tat - now
+	if np.interval != old.interval {
+		// Rounded up, as carry rounds, and at most maxAhead, as reserve
+		// books: the sum below stays within int64.
+		whole = int64(min(math.Ceil(float64(whole)/float64(old.interval)*float64(np.interval)), float64(maxAhead)))
+	}
+	if d := c.leastDebt(old, np, tat); d >= 0 {
+		// At most whole: the conversion to int64 is exact.
+		whole = int64(min(math.Ceil(d*float64(np.interval)), float64(whole)))
+	}
+	return min(now+whole, maxSchedule)
+}
+
+// maxStepsCounted bounds the step starts startSchedule looks at, so that
+// Start costs little whatever the Steps.
+const maxStepsCounted = 1 << 12
+
+// leastDebt returns the debt in events under np, the first step, that
+// startSchedule keeps, or -1 for the whole debt.
+func (c *climb) leastDebt(old, np *params, tat int64) float64 {
+	full, err := c.full.params()
+	if err != nil || old.limit != c.full || c.steps > maxStepsCounted {
+		// A climb under way, whose step old is, owes the full Limit an
+		// unknown debt.
+		return -1
+	}
+	now := c.start
+	owed := float64(tat-now) / float64(full.interval) // the full Limit's debt
+	// At the start: the capped debt, or what was booked past the Burst.
+	need := max(min(owed, float64(np.burst)), owed-float64(full.burst-np.burst))
+	// Calls that keep the full Limit in debt leave it paying off at its
+	// rate and the climb at the steps' rates all along: each step start
+	// must find the debt so counted (it may run below zero) at least the
+	// Burst the step lacks of the full one.
+	drained := 0.0 // events the steps so far paid off
+	prev, iv := now, np.interval
+	for s := int64(1); s <= c.steps; s++ {
+		at, ok := c.begins(s)
+		if !ok {
+			break
+		}
+		drained += float64(at-prev) / float64(iv)
+		p, err := c.limitAt(s).params()
+		if err != nil {
+			return -1
+		}
+		left := owed - float64(at-now)/float64(full.interval)
+		need = max(need, left-float64(full.burst-p.burst)+drained)
+		prev, iv = at, p.interval
+	}
+	return min(need, owed)
 }
 
 // LimitAt returns the limit the warm-up gives at time now: a step of the

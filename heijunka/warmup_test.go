@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/taipattern/taikit/heijunka"
 )
@@ -462,6 +463,189 @@ func TestWarmUpWaitNUpToTheDeadline(t *testing.T) {
 			require.NoError(t, lim.WaitN(ctx, 1), "run %d: the event passes at the deadline", i)
 			assert.Equal(t, time.Second, time.Since(begin))
 			assert.False(t, lim.Allow(), "run %d: the event was booked", i)
+		}
+	})
+}
+
+// TestWarmUpAdmitsNoMoreThanTheFullLimit starts a climb right after the
+// Limiter used its whole burst, as a limiter in front of a failing service
+// does until it recovers, and takes every event the climb lets pass: over
+// any window no more pass than the full Limit alone would let. The events
+// used before the start still count whole: forgiven down to the first
+// step's Burst, they came back as the steps' Bursts rose, and nearly half
+// as many again as the full Limit allows passed in the minute of the climb.
+func TestWarmUpAdmitsNoMoreThanTheFullLimit(t *testing.T) {
+	for _, tc := range []struct {
+		full heijunka.Limit
+		opts heijunka.WarmUpOptions
+	}{
+		{heijunka.PerMinute(60), heijunka.WarmUpOptions{From: 0.1, Over: time.Minute, Steps: 20}},
+		{heijunka.PerMinute(60), heijunka.WarmUpOptions{From: 0.1, Over: time.Minute, Steps: 4}},
+		{heijunka.PerMinute(60), heijunka.WarmUpOptions{From: 0.5, Over: 10 * time.Second, Steps: 1000}},
+		{heijunka.PerMinute(5), heijunka.WarmUpOptions{From: 0.2, Over: 30 * time.Second, Steps: 7}},
+		{heijunka.PerSecond(100), heijunka.WarmUpOptions{From: 0.1, Over: time.Minute, Steps: 20}},
+		{heijunka.PerSecond(100), heijunka.WarmUpOptions{From: 0.1, Over: 100 * time.Millisecond, Steps: 10}},
+		{heijunka.Limit{Rate: 1, Burst: 2}, heijunka.WarmUpOptions{From: 0.5, Over: 1, Steps: 1}},
+		{heijunka.Limit{Rate: 10, Burst: 100}, heijunka.WarmUpOptions{From: 0.01, Over: time.Second, Steps: 1000}},
+	} {
+		t.Run(fmt.Sprintf("%v from %v over %v in %d", tc.full, tc.opts.From, tc.opts.Over, tc.opts.Steps), func(t *testing.T) {
+			lim := newLimiter(t, tc.full)
+			w, err := heijunka.NewWarmUp(lim, tc.opts)
+			require.NoError(t, err)
+			var events []time.Time
+			take := func(at time.Time) {
+				for lim.AllowN(at, 1) {
+					events = append(events, at)
+				}
+			}
+			take(t0)
+			require.Len(t, events, tc.full.Burst)
+			require.NoError(t, w.StartAt(t0))
+			take(t0.Add(1))
+			// Over the climb and a refill of the full Limit after it.
+			span := tc.opts.Over + tc.full.Interval()*time.Duration(tc.full.Burst)
+			for at := t0; at.Before(t0.Add(span)); {
+				at = at.Add(span / 600)
+				take(at)
+			}
+			for i := range events {
+				for j := i; j < len(events); j++ {
+					w := events[j].Sub(events[i])
+					bound := float64(tc.full.Burst) + w.Seconds()*1e9/float64(tc.full.Interval())
+					if float64(j-i+1) > bound+1e-6 {
+						t.Fatalf("%d events from %v to %v, bound %.3f", j-i+1, events[i].Sub(t0), events[j].Sub(t0), bound)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestWarmUpWindowProperty: whatever the full Limit, the climb and the
+// times of the calls, and however often the climb starts again, a
+// Limiter under a warm-up lets no more events pass in a window than the
+// full Limit alone allows.
+func TestWarmUpWindowProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		full := heijunka.Limit{
+			Rate:  rapid.Float64Range(0.5, 1000).Draw(t, "rate"),
+			Burst: rapid.IntRange(1, 30).Draw(t, "burst"),
+		}
+		opts := heijunka.WarmUpOptions{
+			From:  rapid.Float64Range(0.05, 1).Draw(t, "from"),
+			Over:  time.Duration(rapid.Int64Range(20, int64(20*time.Second)).Draw(t, "over")),
+			Steps: rapid.IntRange(1, 20).Draw(t, "steps"),
+		}
+		lim, err := heijunka.NewLimiter(full, heijunka.LimiterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := heijunka.NewWarmUp(lim, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []time.Time
+		now := t0
+		maxGap := int64(2 * float64(time.Second) / full.Rate)
+		for range rapid.IntRange(1, 150).Draw(t, "calls") {
+			now = now.Add(time.Duration(rapid.Int64Range(0, maxGap).Draw(t, "gap")))
+			n := rapid.IntRange(0, full.Burst+1).Draw(t, "n")
+			switch rapid.IntRange(0, 2).Draw(t, "op") {
+			case 0:
+				if lim.AllowN(now, n) {
+					events = appendN(events, now, n)
+				}
+			case 1:
+				if lim.DecideN(now, n).Allowed {
+					events = appendN(events, now, n)
+				}
+			case 2:
+				if err := w.StartAt(now); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for i := range events {
+			for j := i; j < len(events); j++ {
+				w := events[j].Sub(events[i])
+				// Intervals are rounded to whole nanoseconds: allow for it.
+				bound := float64(full.Burst) + w.Seconds()*1e9/float64(full.Interval())
+				if float64(j-i+1) > bound+1e-6 {
+					t.Fatalf("%d events in a window of %v, bound %.3f", j-i+1, w, bound)
+				}
+			}
+		}
+	})
+}
+
+// TestWarmUpAfterASaturatedLimiterAdmitsSoon: a climb that is long beside
+// the refill of the full Limit keeps no more of the debt than the first
+// step's Burst takes, as SetLimit would: a Limiter that used up its burst
+// just before the start lets the next event pass one interval of the
+// first step after it, not once the whole debt is paid off at the steps'
+// rates.
+func TestWarmUpAfterASaturatedLimiterAdmitsSoon(t *testing.T) {
+	lim := newLimiter(t, heijunka.PerSecond(100))
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: time.Minute, Steps: 20})
+	require.NoError(t, err)
+	require.True(t, lim.AllowN(t0, 100))
+	require.NoError(t, w.StartAt(t0))
+	d := lim.DecideN(t0, 1)
+	assert.Equal(t, heijunka.Limit{Rate: 10, Burst: 10}, d.Limit)
+	assert.Equal(t, 100*time.Millisecond, d.RetryAfter)
+	assert.True(t, lim.AllowN(t0.Add(100*time.Millisecond), 1))
+}
+
+// TestWarmUpWindowPropertyAfterUse: a climb started at any time after a
+// Limiter used any part of its burst, short or long beside the full
+// Limit's refill, lets no more events pass in a window than the full
+// Limit alone allows, whatever the calls take after the start.
+func TestWarmUpWindowPropertyAfterUse(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		full := heijunka.Limit{
+			Rate:  rapid.Float64Range(0.01, 1000).Draw(t, "rate"),
+			Burst: rapid.IntRange(1, 200).Draw(t, "burst"),
+		}
+		refill := full.Interval() * time.Duration(full.Burst)
+		opts := heijunka.WarmUpOptions{
+			From:  rapid.Float64Range(0.01, 1).Draw(t, "from"),
+			Over:  time.Duration(rapid.Int64Range(int64(refill/50)+100, int64(refill*3)+100).Draw(t, "over")),
+			Steps: rapid.IntRange(1, 100).Draw(t, "steps"),
+		}
+		lim, err := heijunka.NewLimiter(full, heijunka.LimiterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := heijunka.NewWarmUp(lim, opts)
+		if err != nil {
+			t.Skip(err) // a From whose first step rounds to a Rate of 0
+		}
+		var events []time.Time
+		take := func(at time.Time, most int) {
+			for range most {
+				if !lim.AllowN(at, 1) {
+					return
+				}
+				events = append(events, at)
+			}
+		}
+		now := t0
+		take(now, rapid.IntRange(0, full.Burst).Draw(t, "used"))
+		now = now.Add(time.Duration(rapid.Int64Range(0, int64(refill)).Draw(t, "before")))
+		require.NoError(t, w.StartAt(now))
+		span := opts.Over + refill
+		for range 300 {
+			now = now.Add(time.Duration(rapid.Int64Range(0, int64(span/100)).Draw(t, "gap")))
+			take(now, rapid.IntRange(0, full.Burst).Draw(t, "most"))
+		}
+		for i := range events {
+			for j := i; j < len(events); j++ {
+				w := events[j].Sub(events[i])
+				bound := float64(full.Burst) + w.Seconds()*1e9/float64(full.Interval())
+				if float64(j-i+1) > bound+1e-6 {
+					t.Fatalf("%d events in a window of %v, bound %.3f", j-i+1, w, bound)
+				}
+			}
 		}
 	})
 }
