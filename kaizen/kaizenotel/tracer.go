@@ -50,10 +50,11 @@ type TracerOptions struct {
 // context.Canceled); the status description is that same type name, not
 // the error's message, which can carry a key or payload. A denial is an
 // answer, not an error: its span keeps status Unset and records
-// taikit.verdict and taikit.policy. A rejection (a gate or guard shedding
-// load) is not a failure of the span either: it keeps status Unset and
-// records taikit.outcome "rejected" and taikit.rejection.type, the type of
-// the gate's or guard's error named as error.type would name it.
+// taikit.verdict and, when the decision names one, taikit.policy. A
+// rejection (a gate or guard shedding load) is not a failure of the span
+// either: it keeps status Unset and records taikit.outcome "rejected" and
+// taikit.rejection.type, the type of the gate's or guard's error named as
+// error.type would name it.
 //
 // A Kind, hook name, policy name or signal ID that is not UTF-8 is
 // recorded with U+FFFD in place of each run of bytes that is not: OTLP
@@ -117,7 +118,9 @@ var moduleVersion = sync.OnceValue(func() string {
 // versionOf returns the version of the module that holds the package pkg:
 // of the modules in bi, the one with the longest path that is pkg or a
 // parent of it, so the answer stays right when this package moves to a
-// module of its own.
+// module of its own. Of a module a replace directive replaced, it is the
+// version of the replacement, the code in the binary: "(devel)" for a
+// directory, not the version required.
 func versionOf(pkg string, bi *debug.BuildInfo) string {
 	version, longest := "(devel)", -1
 	for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
@@ -125,7 +128,11 @@ func versionOf(pkg string, bi *debug.BuildInfo) string {
 			continue
 		}
 		longest = len(m.Path)
-		version = cmp.Or(m.Version, "(devel)")
+		if r := m.Replace; r != nil {
+			version = cmp.Or(r.Version, "(devel)")
+		} else {
+			version = cmp.Or(m.Version, "(devel)")
+		}
 	}
 	return version
 }
@@ -278,7 +285,12 @@ func (s *span) record(err error) {
 	case tai.Denied:
 		var de *tai.DeniedError
 		if errors.As(err, &de) {
-			s.span.SetAttributes(attrVerdict.String(de.Decision.Verdict.String()), attrPolicy.String(utf8text.Clean(de.Decision.Policy)))
+			s.span.SetAttributes(attrVerdict.String(de.Decision.Verdict.String()))
+			if de.Decision.Policy != "" {
+				// Left out when the policy has no name: an empty value
+				// would read as one.
+				s.span.SetAttributes(attrPolicy.String(utf8text.Clean(de.Decision.Policy)))
+			}
 		}
 	case tai.Rejected:
 		if s.root {

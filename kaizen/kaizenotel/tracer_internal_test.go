@@ -64,6 +64,17 @@ func TestVersionOfTheModuleHoldingThePackage(t *testing.T) {
 	for _, c := range cases {
 		assert.Equal(t, c.want, versionOf(ScopeName, c.bi), c.name)
 	}
+	// A replace directive puts other code in the binary under the
+	// required version: the replacement's version is the one that ran, and
+	// a directory's has none.
+	forked := bi("example.com/svc", root, sub)
+	forked.Deps[1].Replace = &debug.Module{Path: "example.com/fork/kaizenotel", Version: "v0.9.1"}
+	assert.Equal(t, "v0.9.1", versionOf(ScopeName, forked), "a module replaced by another")
+	local := bi("example.com/svc", root, sub)
+	local.Deps[1].Replace = &debug.Module{Path: "../kaizenotel", Version: "(devel)"}
+	assert.Equal(t, "(devel)", versionOf(ScopeName, local), "a module replaced by a directory")
+	local.Deps[1].Replace.Version = ""
+	assert.Equal(t, "(devel)", versionOf(ScopeName, local), "a module replaced by a directory, no version given")
 	released := bi(root)
 	released.Main.Version = "v0.1.0"
 	assert.Equal(t, "v0.1.0", versionOf(ScopeName, released), "the main module's version")

@@ -437,3 +437,33 @@ func TestTracerFailsTheSpanWhenTheErrorPanics(t *testing.T) {
 	assert.Equal(t, codes.Error, root.Status().Code)
 	assert.Equal(t, "failed", attrs(root)["taikit.outcome"])
 }
+
+// A denial by a policy without a name records no taikit.policy: an empty
+// value would read as a policy's name.
+func TestTracerOmitsAnEmptyPolicyName(t *testing.T) {
+	sr, tp := newRecorder(t)
+	deny := tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Verdict: tai.Deny}, nil
+	})
+	act := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 0, nil })
+	for _, pol := range []tai.Policy[int]{deny, tai.Any[int](deny, deny)} {
+		p, err := tai.New[int, int](pol, act, tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})))
+		require.NoError(t, err)
+		_, err = p.Process(context.Background(), tai.Signal[int]{ID: "s1", Kind: "payment", Key: "k"})
+		require.Equal(t, tai.Denied, tai.OutcomeOf(err))
+	}
+	spans := sr.Ended()
+	roots := 0
+	for _, s := range spans {
+		if s.Name() == "payment" {
+			roots++
+		}
+	}
+	require.Equal(t, 2, roots)
+	require.Greater(t, len(spans), roots, "and the policies' spans")
+	for _, s := range spans {
+		a := attrs(s)
+		assert.Equal(t, "deny", a["taikit.verdict"], s.Name())
+		assert.NotContains(t, a, attribute.Key("taikit.policy"), s.Name())
+	}
+}

@@ -19,7 +19,10 @@
 //
 // Each reads a delivered message's headers whatever the case of their
 // names ("Traceparent" as well as "traceparent"), as W3C Trace Context
-// asks of a receiver, and writes them in lower case. A propagator that
+// asks of a receiver, and writes them as the propagator names them (in
+// lower case for OpenTelemetry's own; "X-Amzn-Trace-Id" as AWS X-Ray's
+// writes it, which a receiver matching names exactly must then use). A
+// propagator that
 // injects anything has every field it names (its Fields) written, empty
 // when it has no value for it — a tracestate beside a traceparent, when
 // the trace has none — so that one already in the message's headers (a
