@@ -95,7 +95,8 @@ type MetricsOptions struct {
 // that contains it; a stage the signal did not reach is not observed,
 // and one it reached is, even when it took no time (tai.Record.Reached).
 // Stage times need the pipeline to read the clock at each stage boundary,
-// which it does because Metrics is a tai.StageObserver;
+// which it does because Metrics is a tai.StageObserver (Metrics behind
+// an observer that is not one observes no stage);
 // MetricsOptions.NoStages turns that off (and the family has no series).
 //
 // An Observer sees only finished signals, so in-flight counting needs the
@@ -308,10 +309,18 @@ func (m *Metrics) observeExemplar(k *kindMetrics, r *tai.Record) {
 
 // observeStages observes the time of each stage r reached: one timed at
 // zero too (under testing/synctest, or with a coarse clock), and one with
-// a time in a Record made without Reached.
+// a time in a Record made without Reached. A pipeline that timed the
+// stages gives them times that add up to the signal's; one that did not
+// (Metrics behind an observer that is no tai.StageObserver) leaves them
+// zero, and a stage it reached, which took its time, is not observed.
 func (k *kindMetrics) observeStages(r *tai.Record) {
+	var sum time.Duration
 	for st := tai.StageGate; st <= tai.StageAction; st++ {
-		if d := r.Stages[st]; r.Reached[st] || d > 0 {
+		sum += r.Stages[st]
+	}
+	timed := sum == r.Stages[tai.StageSignal]
+	for st := tai.StageGate; st <= tai.StageAction; st++ {
+		if d := r.Stages[st]; d > 0 || r.Reached[st] && timed {
 			k.stages[st].Observe(seconds(d))
 		}
 	}

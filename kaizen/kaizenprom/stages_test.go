@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
@@ -63,6 +64,50 @@ func TestMetricsObservesReachedStagesOfZeroTime(t *testing.T) {
 				require.NotNil(t, s, "sampled %v: stage %s", sampled, stage)
 				assert.Equal(t, want, s.GetHistogram().GetSampleCount(), "sampled %v: stage %s", sampled, stage)
 			}
+		})
+	}
+}
+
+// A pipeline whose observers hold Metrics behind another Observer (one
+// that is not a tai.StageObserver, as a filter or a relabeling one is)
+// does not time the stages: Record.Stages has only the signal's time.
+// Metrics observed every stage the signal reached at zero, though each
+// took its time, so the stage histograms said every stage was instant.
+// It observes none of them, as before it knew which were reached.
+func TestMetricsBehindAnotherObserverObservesNoUntimedStages(t *testing.T) {
+	for _, sampled := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+			require.NoError(t, err)
+			relabel := tai.ObserverFunc(func(ctx context.Context, r tai.Record) { m.Observe(ctx, r) })
+			opts := []tai.Option{tai.WithObservers(relabel), tai.WithGates(tai.GateFunc(func(context.Context, string) error {
+				time.Sleep(time.Millisecond)
+				return nil
+			}))}
+			if sampled {
+				opts = append(opts, tai.WithTracer(sampledTracer{}))
+			}
+			p, err := tai.New(
+				tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+					time.Sleep(time.Second)
+					return tai.Decision{Verdict: tai.Allow}, nil
+				}),
+				tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+					time.Sleep(time.Minute)
+					return 1, nil
+				}),
+				opts...)
+			require.NoError(t, err)
+			_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+			require.NoError(t, err)
+			for _, stage := range []string{"gate", "policy", "action"} {
+				s := series(t, reg, "taikit_stage_duration_seconds", map[string]string{"kind": "k", "stage": stage})
+				assert.Zero(t, s.GetHistogram().GetSampleCount(), "sampled %v: stage %s observed untimed", sampled, stage)
+			}
+			s := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "outcome": "succeeded"})
+			require.NotNil(t, s, "sampled %v", sampled)
+			assert.Equal(t, uint64(1), s.GetHistogram().GetSampleCount(), "sampled %v", sampled)
 		})
 	}
 }

@@ -566,14 +566,6 @@ func sortedEntries(key keyCodec, v reflect.Value, omit map[string]bool) []mapEnt
 // as (see zeroPtrCodec), which it read as pointers to it. A mark that
 // leads to no such empty slice or map, or zero value, is an error.
 func setNils(v reflect.Value, nils any) error {
-	if nils == nil && v.Kind() == reflect.Pointer && !v.IsNil() && nilReadsZero(v.Type().Elem()) {
-		// A nil pointer written as the zero value it reads as.
-		if e := v.Elem(); !e.IsZero() && (e.Kind() != reflect.Slice || e.Len() != 0) {
-			return fmt.Errorf("a %v, not a zero value", e.Type())
-		}
-		v.SetZero()
-		return nil
-	}
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
 			return errors.New("a nil pointer")
@@ -615,6 +607,15 @@ func setNilsIn(v reflect.Value, name string, nils any) error {
 		fv, err := v.FieldByIndexErr(f.Index)
 		if err != nil || !fv.CanSet() {
 			return fmt.Errorf("%v has no such field to set", v.Type())
+		}
+		if nils == nil && fv.Kind() == reflect.Pointer && !fv.IsNil() && nilReadsZero(fv.Type().Elem()) {
+			// A nil pointer written as the zero value it reads as (see
+			// zeroPtrCodec), which only a struct's field is.
+			if e := fv.Elem(); !e.IsZero() && (e.Kind() != reflect.Slice || e.Len() != 0) {
+				return fmt.Errorf("a %v, not a zero value", e.Type())
+			}
+			fv.SetZero()
+			return nil
 		}
 		return setNils(fv, nils)
 	case reflect.Slice, reflect.Array:
@@ -705,7 +706,14 @@ func zeroPtrCodec(ptr, elem *codec, t reflect.Type) *codec {
 			return append(b, "null"...)
 		}
 		if ptr.nils != nil {
-			return ptr.nils(b, v)
+			n := len(b)
+			if b = ptr.nils(b, v); string(b[n:]) == "null" {
+				// A pointer to a nil []byte, whose null would read
+				// back as a nil pointer: it is left unmarked, and
+				// reads back as a pointer to an empty one, as CEL
+				// reads both.
+				return b[:n]
+			}
 		}
 		return b
 	}

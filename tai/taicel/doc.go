@@ -45,7 +45,10 @@
 // signal.time, and so it reads again when its record is replayed, with
 // or without the Go type. (cel-go's native types read a zero time.Time
 // field as 1970-01-01, the zero of a protobuf Timestamp; taicel reads
-// the time fields of the payload's struct types itself.)
+// the time fields of the struct types it finds from the payload's type
+// itself. A struct type reachable only through an interface and
+// registered by the caller's own EnvOptions, ext.NativeTypes, is read by
+// cel-go: a zero time in it reads as 1970 live and year 1 replayed.)
 //
 // # Compile once, evaluate often
 //
@@ -147,7 +150,9 @@
 // NewEnv refuses to record it unless it is unrecorded. A nil pointer
 // field to a number, a string, a bool, a time.Time or bytes is written as
 // the zero value CEL reads it as (payload.Count == 0 for a nil *int), and
-// marked in "nil" (see below). Another nil pointer is written null: CEL
+// marked in "nil" (see below); such a field that points to a nil []byte
+// is written "" unmarked, and reads back pointing to an empty one, which
+// CEL reads the same. Another nil pointer is written null: CEL
 // reads the fields of a
 // nil pointer to a struct as their zero values (payload.Risk.Score is
 // 0.0), which a backtest without the Go type cannot, and fails the rules

@@ -100,3 +100,42 @@ func TestNilPointerFieldsReadAsTheirZeroLiveAndReplayed(t *testing.T) {
 		assert.Zero(t, rep.ScoreChanged, "%s: %+v", name, rep.Rules)
 	}
 }
+
+// Wrapped holds pointers to bytes that are not nil but point to nil
+// []byte, in a field and in a list and a map.
+type Wrapped struct {
+	Raw  *[]byte
+	List []*[]byte
+	ByID map[string]*[]byte
+}
+
+// A pointer to a nil []byte, which CEL reads as a set field of empty
+// bytes, was marked null in "nil" as a nil pointer written as its zero
+// value is: DecodeInputs read it back as a nil pointer, in a field, a
+// list or a map, and a replay judged has() and the list's and the map's
+// elements otherwise.
+func TestPointerToNilBytesReadsBackAsAPointer(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Wrapped]{RecordInputs: true})
+	require.NoError(t, err)
+	rules := []taicel.Rule{
+		{Name: "raw", Weight: 0.1, Expr: `has(payload.Raw)`},
+		{Name: "list", Weight: 0.2, Expr: `payload.List[0] == b""`},
+		{Name: "map", Weight: 0.4, Expr: `payload.ByID["a"] == b""`},
+	}
+	set, err := env.Compile(&taicel.Spec{Name: "wrapped", Version: "v", Rules: rules, Thresholds: taicel.Thresholds{Review: 0.9, Deny: 0.95}})
+	require.NoError(t, err)
+	w := Wrapped{Raw: new([]byte), List: []*[]byte{new([]byte)}, ByID: map[string]*[]byte{"a": new([]byte)}}
+	d, err := set.Evaluate(t.Context(), tai.Signal[Wrapped]{ID: "w", Kind: "wrapped", Payload: w})
+	require.NoError(t, err)
+	assert.InDelta(t, 0.7, d.Score, 1e-9, "%+v", d.Contributions)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	require.NotNil(t, in.Payload.Raw, "%s", d.Inputs)
+	assert.Empty(t, *in.Payload.Raw)
+	assert.Equal(t, w.List, in.Payload.List, "%s", d.Inputs)
+	assert.Equal(t, w.ByID, in.Payload.ByID, "%s", d.Inputs)
+	again, err := set.Replay(tai.Signal[Wrapped]{ID: "w", Kind: "wrapped", Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.InDelta(t, d.Score, again.Score, 1e-9, "%+v", again.Contributions)
+}
