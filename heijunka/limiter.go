@@ -172,9 +172,10 @@ func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1) }
 // AllowN reports whether n events may pass at time now, and records them if
 // so. AllowN with n = 0 records nothing and reports whether the limiter
 // is within its burst, as DecideN's Decision does: true unless Reserve or
-// Wait have booked events past the burst (and on the zero Limiter, which
-// admits nothing). n < 0 reports false, and so does n > Burst under a
-// finite Limit; an Unlimited one admits any n.
+// Wait have booked events past the burst, or a WarmUp's Start kept a
+// debt past the Burst of the climb's first step (see WarmUp); false on
+// the zero Limiter, which admits nothing. n < 0 reports false, and so
+// does n > Burst under a finite Limit; an Unlimited one admits any n.
 func (l *Limiter) AllowN(now time.Time, n int) bool { return l.allow(l.rel(now), n) }
 
 func (l *Limiter) allow(now int64, n int) bool {

@@ -36,15 +36,21 @@ type WarmUpOptions struct {
 // step's Burst, unless the steps' rising Bursts would then let the events
 // forgiven pass again: for a climb short beside the full Limit's refill
 // time, more of the debt is kept, past that Burst (all of it for a climb
-// of more than 4096 Steps, or one started again during a climb), so that
-// over any window a climb lets no more events pass than the full Limit
-// would. A climb ends at full, or when SetLimit sets a limit of its
-// own. A request for more events than a step's Burst, but no more than
-// the full Burst, passes once the climb reaches a step that takes it:
-// DecideN's RetryAfter says when, and WaitN waits for it. The RetryAfter of any denied request counts the
-// steps that begin before it passes, each paying the debt off at its own
-// rate, as the Limiter's calls at those times would: it is exact, if
-// nothing else happens, to the nanosecond.
+// of more than 4096 Steps, or one started again during a climb of the
+// same options), so that over any window a climb lets no more events
+// pass than the full Limit would; but events booked by Reserve or Wait
+// to act later still act at the times given when a step begins, as
+// under SetLimit, and the step may let others pass right after them. A
+// climb started during the climb of another WarmUp of the same Limiter
+// with other options counts the debt from the most the full Limit may
+// still owe, and may keep more than the step in force owes. A climb ends
+// at full, or when SetLimit sets a limit of its own. A request for more events than a step's Burst, but no more
+// than the full Burst, passes once the climb reaches a step that takes
+// it: DecideN's RetryAfter says when, and WaitN waits for it. The
+// RetryAfter of any denied request counts the steps that begin before it
+// passes, each paying the debt off at its own rate, as the Limiter's
+// calls at those times would: it is exact, if nothing else happens, to
+// the nanosecond.
 //
 // Everything is a function of the time the Limiter's calls are made at, so
 // the explicit-time methods (AllowN, StartAt, ...) make a climb
@@ -66,6 +72,10 @@ type climb struct {
 	over  int64 // nanoseconds, at least steps
 	steps int64
 	step  atomic.Int64 // the step in force, 0..steps-1
+	// gap bounds from below, at start, the debt the Limiter owes less
+	// the debt the full Limit alone would owe for the same calls, in
+	// events (see startSchedule). Set before the climb is stored.
+	gap float64
 }
 
 // NewWarmUp returns a WarmUp for lim, not yet started, or an error for
@@ -148,8 +158,9 @@ func (w *WarmUp) start(now func() int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	full := l.st.Load().p.limit
-	if c := l.climb.Load(); c != nil {
-		full = c.full
+	prev := l.climb.Load()
+	if prev != nil {
+		full = prev.full
 	}
 	c, err := w.newClimb(full, 0)
 	if err != nil {
@@ -158,55 +169,98 @@ func (w *WarmUp) start(now func() int64) error {
 	np, _ := c.limitAt(0).params() // valid: newClimb checked it
 	old, tat := l.retire()
 	c.start = now()
+	tat = c.startSchedule(prev, &old.p, &np, tat)
 	l.climb.Store(c)
-	l.st.Store(newState(&np, c.startSchedule(&old.p, &np, tat)))
+	l.st.Store(newState(&np, tat))
 	return nil
 }
 
 // startSchedule converts the schedule tat under old, the Limit in force
-// when the climb c starts, into one under np, its first step. SetLimit
-// caps the debt in events at the new Burst; but the steps carry the debt
-// in events, so the events forgiven so would pass again as the steps'
-// Bursts rose, faster than the full Limit lets them. The debt kept is the
-// least that no step start frees: at each, the debt left must be at
-// least what the full Limit alone would still owe, less the Burst the
-// step lacks of the full one. That is the capped debt unless the climb
-// is short beside the refill of the full Limit. A climb started again
-// during one, or one of more than maxStepsCounted steps, keeps the debt
+// when the climb c starts, into one under np, its first step, and sets
+// c.gap; prev is the climb under way then, if any. SetLimit caps the debt
+// in events at the new Burst; but the steps carry the debt in events, so
+// the events forgiven so would pass again as the steps' Bursts rose,
+// faster than the full Limit lets them. The debt kept is the least that
+// no step start frees: at each, the debt left must be at least what the
+// full Limit alone would still owe, less the Burst the step lacks of the
+// full one. That is the capped debt unless the climb is short beside the
+// refill of the full Limit. A climb of more than maxStepsCounted steps,
+// or one started again during a climb of the same shape, keeps the debt
 // whole.
-func (c *climb) startSchedule(old, np *params, tat int64) int64 {
+//
+// During a climb, what the full Limit would owe is not known, but bounded
+// (see climb.owedAt): a climb started during one of another shape counts
+// from that bound, and may keep more than the debt under old, even when
+// there is none.
+func (c *climb) startSchedule(prev *climb, old, np *params, tat int64) int64 {
 	now := c.start
-	if old.mode != modeFinite || tat <= now {
+	full, err := c.full.params()
+	if err != nil || old.mode != modeFinite {
+		return carry(old, np, tat, now) // not reached: both are finite
+	}
+	debt := 0.0 // under old, in events
+	if tat > now {
+		debt = float64(tat-now) / float64(old.interval)
+	}
+	owed, exact := debt, old.limit == c.full
+	if !exact && prev != nil {
+		owed = prev.owedAt(old, &full, debt, now)
+	}
+	c.gap = debt - owed
+	if !exact && (prev == nil || prev.sameShape(c)) {
+		// A climb started again as it started lags behind the one under
+		// way: its steps' rates and Bursts are never above that one's at
+		// the same time, so the whole debt keeps that one's bound.
+		if tat <= now {
+			return carry(old, np, tat, now)
+		}
+		return min(now+c.wholeAhead(old, np, tat), maxSchedule)
+	}
+	need := owed
+	if c.steps <= maxStepsCounted {
+		need = c.leastDebt(&full, np, owed)
+	}
+	c.gap = need - owed
+	if !exact {
+		if need <= 0 {
+			return carry(old, np, tat, now)
+		}
+		// Perhaps more than the debt under old. At most maxAhead, as
+		// reserve books: the sum below stays within int64.
+		return min(now+int64(min(math.Ceil(need*float64(np.interval)), float64(maxAhead))), maxSchedule)
+	}
+	if tat <= now {
 		return carry(old, np, tat, now)
 	}
-	whole := tat - now
-	if np.interval != old.interval {
-		// Rounded up, as carry rounds, and at most maxAhead, as reserve
-		// books: the sum below stays within int64.
-		whole = int64(min(math.Ceil(float64(whole)/float64(old.interval)*float64(np.interval)), float64(maxAhead)))
-	}
-	if d := c.leastDebt(old, np, tat); d >= 0 {
+	whole := c.wholeAhead(old, np, tat)
+	if c.steps <= maxStepsCounted {
 		// At most whole: the conversion to int64 is exact.
-		whole = int64(min(math.Ceil(d*float64(np.interval)), float64(whole)))
+		whole = int64(min(math.Ceil(need*float64(np.interval)), float64(whole)))
 	}
 	return min(now+whole, maxSchedule)
 }
 
-// maxStepsCounted bounds the step starts startSchedule looks at, so that
-// Start costs little whatever the Steps.
+// wholeAhead is the debt of the schedule tat under old, later than the
+// climb's start, converted to np whole.
+func (c *climb) wholeAhead(old, np *params, tat int64) int64 {
+	whole := tat - c.start
+	if np.interval != old.interval {
+		// Rounded up, as carry rounds, and at most maxAhead, as reserve
+		// books: the sum with the start stays within int64.
+		whole = int64(min(math.Ceil(float64(whole)/float64(old.interval)*float64(np.interval)), float64(maxAhead)))
+	}
+	return whole
+}
+
+// maxStepsCounted bounds the step starts startSchedule and owedAt look at,
+// so that Start costs little whatever the Steps.
 const maxStepsCounted = 1 << 12
 
 // leastDebt returns the debt in events under np, the first step, that
-// startSchedule keeps, or -1 for the whole debt.
-func (c *climb) leastDebt(old, np *params, tat int64) float64 {
-	full, err := c.full.params()
-	if err != nil || old.limit != c.full || c.steps > maxStepsCounted {
-		// A climb under way, whose step old is, owes the full Limit an
-		// unknown debt.
-		return -1
-	}
+// startSchedule keeps, given owed, the full Limit's debt at the start or
+// a bound on it.
+func (c *climb) leastDebt(full, np *params, owed float64) float64 {
 	now := c.start
-	owed := float64(tat-now) / float64(full.interval) // the full Limit's debt
 	// At the start: the capped debt, or what was booked past the Burst.
 	need := max(min(owed, float64(np.burst)), owed-float64(full.burst-np.burst))
 	// Calls that keep the full Limit in debt leave it paying off at its
@@ -214,22 +268,63 @@ func (c *climb) leastDebt(old, np *params, tat int64) float64 {
 	// must find the debt so counted (it may run below zero) at least the
 	// Burst the step lacks of the full one.
 	drained := 0.0 // events the steps so far paid off
-	prev, iv := now, np.interval
+	last, iv := now, np.interval
 	for s := int64(1); s <= c.steps; s++ {
 		at, ok := c.begins(s)
 		if !ok {
 			break
 		}
-		drained += float64(at-prev) / float64(iv)
+		drained += float64(at-last) / float64(iv)
 		p, err := c.limitAt(s).params()
 		if err != nil {
-			return -1
+			return owed // not reached: every step's Limit is valid
 		}
 		left := owed - float64(at-now)/float64(full.interval)
 		need = max(need, left-float64(full.burst-p.burst)+drained)
-		prev, iv = at, p.interval
+		last, iv = at, p.interval
 	}
 	return min(need, owed)
+}
+
+// owedAt bounds from above, at now, the debt the full Limit alone would
+// owe for the calls the Limiter took, given debt, the Limiter's own in
+// events under old, the step of the climb c in force (or an earlier one,
+// not yet raised). The Limiter owes at least the full Limit's debt less
+// the Burst old lacks of the full one: no climb lets more events pass
+// than the full Limit would. And the debt the Limiter owes less the full
+// Limit's was at least c.gap at c's start; while below zero it has grown
+// since at least by what the full Limit paid off beyond the steps (a
+// debt paid off in full stops paying off, which brings that difference
+// to zero at most).
+func (c *climb) owedAt(old, full *params, debt float64, now int64) float64 {
+	g := float64(old.burst - full.burst)
+	if el := now - c.start; el > 0 {
+		// The steps paid off at most at their rates; past the steps
+		// counted, at the rate of the step of now, the highest so far.
+		drained := 0.0
+		last := c.start
+		for s := int64(1); s <= min(c.steps, maxStepsCounted); s++ {
+			at, ok := c.begins(s)
+			if !ok || at > now {
+				break
+			}
+			p, _ := c.limitAt(s - 1).params() // valid: see limitAt
+			drained += float64(at-last) / float64(p.interval)
+			last = at
+		}
+		p, _ := c.limitAt(c.stepAt(now)).params()
+		drained += float64(now-last) / float64(p.interval)
+		g = max(g, min(c.gap+float64(el)/float64(full.interval)-drained, 0))
+	} else {
+		g = max(g, min(c.gap, 0))
+	}
+	return max(debt-g, 0)
+}
+
+// sameShape reports whether the climbs c and d climb to the same full
+// Limit from the same fraction in the same steps over the same time.
+func (c *climb) sameShape(d *climb) bool {
+	return c.full == d.full && c.from == d.from && c.over == d.over && c.steps == d.steps
 }
 
 // LimitAt returns the limit the warm-up gives at time now: a step of the

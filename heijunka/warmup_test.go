@@ -649,3 +649,144 @@ func TestWarmUpWindowPropertyAfterUse(t *testing.T) {
 		}
 	})
 }
+
+// TestWarmUpStartedDuringAnothersClimb: a Limiter with two WarmUps, a slow
+// one for a long outage and a quick one for a short blip, climbs under the
+// slow one when the quick one starts. The quick climb's first step takes
+// more events than the slow one's and it reaches full sooner: the debt of
+// the slow climb's first step, kept whole, let about as many events again
+// as the full Burst pass at once, where the full Limit allowed none.
+func TestWarmUpStartedDuringAnothersClimb(t *testing.T) {
+	full := heijunka.PerMinute(60)
+	lim := newLimiter(t, full)
+	slow, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: time.Hour, Steps: 20})
+	require.NoError(t, err)
+	quick, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.5, Over: 10 * time.Second, Steps: 5})
+	require.NoError(t, err)
+	var events []time.Time
+	take := func(at time.Time) {
+		for lim.AllowN(at, 1) {
+			events = append(events, at)
+		}
+	}
+	take(t0)
+	require.Len(t, events, full.Burst)
+	require.NoError(t, slow.StartAt(t0))
+	require.NoError(t, quick.StartAt(t0))
+	take(t0)
+	assert.Equal(t, full.Burst, len(events), "events at the start")
+	for at := t0; at.Before(t0.Add(2 * time.Minute)); {
+		at = at.Add(100 * time.Millisecond)
+		take(at)
+	}
+	for i := range events {
+		for j := i; j < len(events); j++ {
+			w := events[j].Sub(events[i])
+			bound := float64(full.Burst) + w.Seconds()*1e9/float64(full.Interval())
+			if float64(j-i+1) > bound+1e-6 {
+				t.Fatalf("%d events from %v to %v, bound %.3f", j-i+1, events[i].Sub(t0), events[j].Sub(t0), bound)
+			}
+		}
+	}
+}
+
+// TestWarmUpStartedDuringAnothersClimbOwingNothing: the slow climb's first
+// step has paid off its debt, but the full Limit, whose Burst its step's
+// rounds down from a tenth, would still owe part of it: the quick climb
+// counts that part, where it started as if nothing were owed and let
+// three events more pass than the full Limit allows.
+func TestWarmUpStartedDuringAnothersClimbOwingNothing(t *testing.T) {
+	full := heijunka.Limit{Rate: 1, Burst: 14}
+	lim := newLimiter(t, full)
+	slow, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: time.Hour, Steps: 20})
+	require.NoError(t, err)
+	quick, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.9, Over: 10 * time.Second, Steps: 5})
+	require.NoError(t, err)
+	require.True(t, lim.AllowN(t0, full.Burst))
+	require.NoError(t, slow.StartAt(t0))
+	at := t0.Add(10 * time.Second)
+	require.Equal(t, heijunka.Limit{Rate: 0.1, Burst: 1}, lim.DecideN(at, 0).Limit)
+	require.Zero(t, lim.DecideN(at, 0).ResetAfter, "the step owes nothing")
+	require.NoError(t, quick.StartAt(at))
+	n := 0
+	for lim.AllowN(at, 1) {
+		n++
+	}
+	// The full Limit lets 10 more pass in the 10 s; the quick climb's
+	// first step, a Burst of 13 rather than 14, lets one fewer.
+	assert.Equal(t, 9, n)
+}
+
+// TestWarmUpWindowPropertyManyWarmUps: whatever the full Limit, up to one
+// event per nanosecond, and however a Limiter's WarmUps of different
+// options start climbs during each other's, no more events pass in a
+// window than the full Limit alone allows, counted in whole nanoseconds.
+func TestWarmUpWindowPropertyManyWarmUps(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		full := heijunka.Limit{
+			Rate:  rapid.SampledFrom([]float64{0.5, 3, 100, 1e6, 3e8, 1e9}).Draw(t, "rate"),
+			Burst: rapid.IntRange(1, 40).Draw(t, "burst"),
+		}
+		iv := int64(full.Interval())
+		refill := iv * int64(full.Burst)
+		lim, err := heijunka.NewLimiter(full, heijunka.LimiterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ws []*heijunka.WarmUp
+		for range 3 {
+			opts := heijunka.WarmUpOptions{
+				From:  rapid.Float64Range(0.01, 1).Draw(t, "from"),
+				Over:  time.Duration(rapid.Int64Range(1, 3*refill+10).Draw(t, "over")),
+				Steps: rapid.SampledFrom([]int{1, 2, 3, 7, 20, 100, 5000}).Draw(t, "steps"),
+			}
+			opts.Steps = int(min(int64(opts.Steps), int64(opts.Over)))
+			w, err := heijunka.NewWarmUp(lim, opts)
+			if err != nil {
+				t.Skip(err) // a From whose first step rounds to a Rate of 0
+			}
+			ws = append(ws, w)
+		}
+		var events []time.Time
+		now := t0
+		for range rapid.IntRange(1, 150).Draw(t, "calls") {
+			now = now.Add(time.Duration(rapid.Int64Range(0, 2*iv).Draw(t, "gap")))
+			n := rapid.IntRange(0, full.Burst+1).Draw(t, "n")
+			switch rapid.IntRange(0, 3).Draw(t, "op") {
+			case 0:
+				if lim.AllowN(now, n) {
+					events = appendN(events, now, n)
+				}
+			case 1:
+				if lim.DecideN(now, n).Allowed {
+					events = appendN(events, now, n)
+				}
+			default:
+				if err := ws[rapid.IntRange(0, len(ws)-1).Draw(t, "w")].StartAt(now); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for i := range events {
+			for j := i; j < len(events); j++ {
+				if w := int64(events[j].Sub(events[i])); int64(j-i+1-full.Burst)*iv > w {
+					t.Fatalf("%d events in a window of %dns, burst %d, interval %dns", j-i+1, w, full.Burst, iv)
+				}
+			}
+		}
+	})
+}
+
+// TestWarmUpStartPastTheBurstAllowsNoZero: a climb short beside the full
+// Limit's refill, started on a saturated Limiter, keeps a debt past its
+// first step's Burst: AllowN with no events reports it, as it reports a
+// booking past the burst.
+func TestWarmUpStartPastTheBurstAllowsNoZero(t *testing.T) {
+	lim := newLimiter(t, heijunka.PerMinute(60))
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: time.Minute, Steps: 20})
+	require.NoError(t, err)
+	require.True(t, lim.AllowN(t0, 60))
+	require.NoError(t, w.StartAt(t0))
+	assert.False(t, lim.AllowN(t0, 0), "a debt past the first step's Burst")
+	assert.Equal(t, 0, lim.DecideN(t0, 0).Remaining)
+}
