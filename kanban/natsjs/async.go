@@ -153,7 +153,8 @@ func wake(signal *chan struct{}) {
 // a ping, while the connection is connected, and looks for the refusal
 // before it returns: it waits a round trip then (and, while other
 // probes of the connection run, for its turn), not for the
-// acknowledgement. A message so sent that meets a disconnect fails its
+// acknowledgement; ctx ending ends that wait, and msg is sent all the
+// same, a refusal not looked for. A message so sent that meets a disconnect fails its
 // attempt after PublishTimeout, not as soon as the client sees the
 // disconnect. A re-publish looks for the refusal the same way, and a
 // refusal is its final failure.
@@ -201,12 +202,13 @@ func (q *Queue[T]) publishAsync(ctx context.Context, msg kanban.Message[T]) erro
 // not permitted to publish there is told so at once, and its
 // acknowledgement is waited for on a goroutine of the Queue (see
 // awaitProbe); it goes through the client otherwise, and while the
-// connection is not connected, when no refusal can be seen. The send
-// carries ctx's values; ctx ending does not stop it.
+// connection is not connected, when no refusal can be seen. ctx ending
+// ends the wait for the turn to probe, or for the refusal, and not the
+// send: m then goes through the client, or is waited for as one sent.
 func (q *Queue[T]) sendAsync(ctx context.Context, m *nats.Msg) error {
 	nc := q.js.Conn()
 	if !q.workTaken.ok.Load() && nc.IsConnected() {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.PublishTimeout)
+		pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 		sub, err := probeSend(pctx, nc, m, q.workTaken.done())
 		cancel()
 		switch {
@@ -220,8 +222,8 @@ func (q *Queue[T]) sendAsync(ctx context.Context, m *nats.Msg) error {
 		case isDenied(err):
 			return err
 		}
-		// Not sent (another publish answered meanwhile, say): through
-		// the client, which reports what is wrong.
+		// Not sent (another publish answered meanwhile, or ctx ended,
+		// say): through the client, which reports what is wrong.
 	}
 	// The slot keeps the client's own pending count below its limit, so
 	// this send never stalls.

@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,5 +117,41 @@ func TestPublishAsyncAfterNoResponders(t *testing.T) {
 	require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "a", Payload: 1}))
 	require.NoError(t, q.Flush(ctx))
 	assert.True(t, q.workTaken.ok.Load(), "answered")
+	assert.Equal(t, int64(1), q.Stats().Published)
+}
+
+// TestPublishAsyncWaitingForAProbeTurnEndsWithCtx: a PublishAsync
+// waiting for its turn to look for a refusal (another probe on the
+// connection running) returns once its ctx ends, the message sent
+// through the client, as PublishAsync waits only until ctx ends. It
+// waited for the turn, ctx ended or not, up to PublishTimeout (an hour
+// here).
+func TestPublishAsyncWaitingForAProbeTurnEndsWithCtx(t *testing.T) {
+	nc := inProcessConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	q, err := New[int](ctx, nc, Options{Stream: "PROBE_ASYNC_CTX", Storage: MemoryStorage, PublishTimeout: time.Hour, AsyncAttempts: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, q.Shutdown(context.Background())) })
+
+	done, err := takeProbeTurn(ctx, nc) // another probe runs, and stays
+	require.NoError(t, err)
+	release := sync.OnceFunc(done)
+	defer release()
+	pctx, pcancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- q.PublishAsync(pctx, kanban.Message[int]{ID: "a", Payload: 1}) }()
+	for probeWaiters(nc) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	pcancel()
+	select {
+	case err := <-errc:
+		require.NoError(t, err)
+	case <-ctx.Done():
+		release() // lets the PublishAsync go, so that the test ends
+		t.Fatal("PublishAsync waited for its turn after its ctx ended")
+	}
+	require.NoError(t, q.Flush(ctx))
 	assert.Equal(t, int64(1), q.Stats().Published)
 }
