@@ -31,8 +31,10 @@
 // stats and audit, kaizenprom metrics; andon reads the stats) or a Tracer
 // (kaizenotel).
 // The hook interfaces are small and not generic, so a Breaker or a Limiter
-// serves pipelines of any payload type, and none of the TPS packages needs
-// the others: import only what the service uses. These packages use the
+// serves pipelines of any payload type, and jidoka, heijunka, kanban and
+// kaizen need no other TPS package (andon builds on them: its conditions
+// read kaizen Stats and jidoka state, its notifiers retry with kanban's
+// Backoff): import only what the service uses. These packages use the
 // standard library only; every adapter with a dependency (Prometheus,
 // OpenTelemetry, NATS, Redis) is a module of its own.
 //

@@ -45,7 +45,7 @@
 //
 //	audit, state, err := kaizen.OpenAuditFile("audit.jsonl", kaizen.AuditOptions{Key: key})
 //	// err: a *AuditError names the file and line that does not verify.
-//	// state.Cut > 0: a torn line was cut off (and logged).
+//	// state.Cut > 0: what a crash left at the end, a torn line or NUL bytes, was cut off (and logged).
 //	defer audit.Shutdown(ctx)
 //
 // # Cost
