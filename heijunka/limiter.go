@@ -700,12 +700,12 @@ func (l *Limiter) SetLimit(limit Limit) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.climb.Store(nil)
+	c := l.climb.Swap(nil)
 	if l.st.Load().p.limit == limit {
 		return nil // see SetLimitAt
 	}
 	old, tat := l.retire()
-	l.install(old, tat, &np, l.nanos())
+	l.st.Store(newState(&np, c.endSchedule(&old.p, &np, tat, l.nanos())))
 	return nil
 }
 
@@ -716,7 +716,9 @@ var errNotMade = errors.New("heijunka: Limiter not made by NewLimiter")
 // carries over to the new Limit, capped at its Burst; events booked by
 // Reserve or Wait past the old Burst carry over whole, and still act at the
 // times given, which may be sooner or later than the new Limit would give
-// (as in golang.org/x/time/rate). Switching from or to
+// (as in golang.org/x/time/rate). Setting a warm-up's full Limit during
+// its climb carries, up to the Burst, the debt the full Limit may still
+// owe, if more (see WarmUp). Switching from or to
 // a closed or Unlimited Limit starts full. Setting the Limit in force
 // again changes nothing but ending a warm-up: reservations made before
 // still return their events when canceled. Calls racing with SetLimit are
@@ -732,13 +734,14 @@ func (l *Limiter) SetLimitAt(now time.Time, limit Limit) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.climb.Store(nil)
+	c := l.climb.Swap(nil)
 	if l.st.Load().p.limit == limit {
 		// The schedule would carry over unchanged: keeping the state
 		// keeps the reservations made under it cancelable.
 		return nil
 	}
-	l.setParams(&np, l.rel(now))
+	old, tat := l.retire()
+	l.st.Store(newState(&np, c.endSchedule(&old.p, &np, tat, l.rel(now))))
 	return nil
 }
 

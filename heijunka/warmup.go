@@ -44,7 +44,10 @@ type WarmUpOptions struct {
 // climb started during the climb of another WarmUp of the same Limiter
 // with other options counts the debt from the most the full Limit may
 // still owe, and may keep more than the step in force owes. A climb ends
-// at full, or when SetLimit sets a limit of its own. A request for more events than a step's Burst, but no more
+// at full, or when SetLimit sets a limit of its own; SetLimit of the full
+// Limit keeps, up to its Burst, the debt the full Limit may still owe, so
+// that a climb ended early lets no more events pass than the full Limit
+// would. A request for more events than a step's Burst, but no more
 // than the full Burst, passes once the climb reaches a step that takes
 // it: DecideN's RetryAfter says when, and WaitN waits for it. The
 // RetryAfter of any denied request counts the steps that begin before it
@@ -145,8 +148,9 @@ func (w *WarmUp) Start() error { return w.start(func() int64 { return w.lim.nano
 // climbs back over Over. The events used before now still count (see
 // WarmUp). Full is the Limiter's limit, or, when a climb is already under
 // way, that climb's full limit (a second recovery restarts the climb, it
-// does not lower its goal). It returns an error, and changes nothing,
-// when the Limiter's limit is not finite.
+// does not lower its goal); a now before the start of that climb counts
+// as its start, as a time going back never frees events. It returns an
+// error, and changes nothing, when the Limiter's limit is not finite.
 func (w *WarmUp) StartAt(now time.Time) error {
 	return w.start(func() int64 { return w.lim.rel(now) })
 }
@@ -169,6 +173,12 @@ func (w *WarmUp) start(now func() int64) error {
 	np, _ := c.limitAt(0).params() // valid: newClimb checked it
 	old, tat := l.retire()
 	c.start = now()
+	if prev != nil {
+		// A time before the start of the climb under way counts as that
+		// start: the climb started again lags behind that one (see
+		// startSchedule), never ahead of it.
+		c.start = max(c.start, prev.start)
+	}
 	tat = c.startSchedule(prev, &old.p, &np, tat)
 	l.climb.Store(c)
 	l.st.Store(newState(&np, tat))
@@ -319,6 +329,36 @@ func (c *climb) owedAt(old, full *params, debt float64, now int64) float64 {
 		g = max(g, min(c.gap, 0))
 	}
 	return max(debt-g, 0)
+}
+
+// endSchedule converts the schedule tat under old, the Limit in force at
+// now, into one under np, set by SetLimit to end the climb c (nil for no
+// climb): as carry converts it, but, when np is the climb's full Limit,
+// with at least the debt the full Limit alone may still owe for the calls
+// taken (see owedAt), up to its Burst. The steps carry a debt in events
+// of their own Bursts, and a climb's start may keep less of the full
+// Limit's debt than that: carried over as it is, SetLimit of the full
+// Limit would let pass at once events the full Limit alone would not.
+func (c *climb) endSchedule(old, np *params, tat, now int64) int64 {
+	next := carry(old, np, tat, now)
+	if c == nil || np.limit != c.full || old.mode != modeFinite || np.mode != modeFinite {
+		return next
+	}
+	debt := 0.0 // under old, in events
+	if tat > now {
+		debt = float64(tat-now) / float64(old.interval)
+	}
+	owed := min(c.owedAt(old, np, debt, now), float64(np.burst))
+	if owed <= 0 {
+		return next
+	}
+	// At most the tolerance of np, as carry keeps it: the sum stays
+	// within int64.
+	ahead := np.tolerance
+	if a := math.Ceil(owed * float64(np.interval)); a < float64(np.tolerance) {
+		ahead = int64(a)
+	}
+	return max(next, min(now+ahead, maxSchedule))
 }
 
 // sameShape reports whether the climbs c and d climb to the same full

@@ -719,8 +719,9 @@ func TestWarmUpStartedDuringAnothersClimbOwingNothing(t *testing.T) {
 
 // TestWarmUpWindowPropertyManyWarmUps: whatever the full Limit, up to one
 // event per nanosecond, and however a Limiter's WarmUps of different
-// options start climbs during each other's, no more events pass in a
-// window than the full Limit alone allows, counted in whole nanoseconds.
+// options start climbs during each other's, or SetLimit of the full Limit
+// ends them, no more events pass in a window than the full Limit alone
+// allows, counted in whole nanoseconds.
 func TestWarmUpWindowPropertyManyWarmUps(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		full := heijunka.Limit{
@@ -752,7 +753,7 @@ func TestWarmUpWindowPropertyManyWarmUps(t *testing.T) {
 		for range rapid.IntRange(1, 150).Draw(t, "calls") {
 			now = now.Add(time.Duration(rapid.Int64Range(0, 2*iv).Draw(t, "gap")))
 			n := rapid.IntRange(0, full.Burst+1).Draw(t, "n")
-			switch rapid.IntRange(0, 3).Draw(t, "op") {
+			switch rapid.IntRange(0, 4).Draw(t, "op") {
 			case 0:
 				if lim.AllowN(now, n) {
 					events = appendN(events, now, n)
@@ -760,6 +761,10 @@ func TestWarmUpWindowPropertyManyWarmUps(t *testing.T) {
 			case 1:
 				if lim.DecideN(now, n).Allowed {
 					events = appendN(events, now, n)
+				}
+			case 4:
+				if err := lim.SetLimitAt(now, full); err != nil {
+					t.Fatal(err)
 				}
 			default:
 				if err := ws[rapid.IntRange(0, len(ws)-1).Draw(t, "w")].StartAt(now); err != nil {
@@ -789,4 +794,57 @@ func TestWarmUpStartPastTheBurstAllowsNoZero(t *testing.T) {
 	require.NoError(t, w.StartAt(t0))
 	assert.False(t, lim.AllowN(t0, 0), "a debt past the first step's Burst")
 	assert.Equal(t, 0, lim.DecideN(t0, 0).Remaining)
+}
+
+// TestWarmUpStartedAgainAtAnEarlierTime: a WarmUp started again with a
+// time before the start of its climb under way, as two calls of
+// StartAt(time.Now()) may arrive in the other order, climbs from that
+// climb's start. It climbed from the earlier time, reached full before
+// the event the full Limit counted was paid off (a call with a time read
+// before the restart's set it), and let another event pass 700ms after
+// it under a Limit of one a second.
+func TestWarmUpStartedAgainAtAnEarlierTime(t *testing.T) {
+	full := heijunka.Limit{Rate: 1, Burst: 1}
+	lim := newLimiter(t, full)
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 100 * time.Millisecond, Steps: 1})
+	require.NoError(t, err)
+	require.True(t, lim.AllowN(t0, 1))
+	require.NoError(t, w.StartAt(t0))
+	require.NoError(t, w.StartAt(t0.Add(-500*time.Millisecond)))
+	assert.Equal(t, heijunka.Limit{Rate: 0.1, Burst: 1}, lim.DecideN(t0.Add(-400*time.Millisecond), 0).Limit, "the step at -400ms")
+	assert.False(t, lim.AllowN(t0.Add(700*time.Millisecond), 1), "an event at 700ms")
+}
+
+// TestWarmUpEndedBySetLimitToFull: a climb ended at once by setting the
+// full Limit again, on a saturated Limiter, lets no more events pass
+// than the full Limit alone: the debt of the climb's first step, a Burst
+// of 1, carried over as it was, let 4 events pass at once where the full
+// Limit allowed none.
+func TestWarmUpEndedBySetLimitToFull(t *testing.T) {
+	full := heijunka.Limit{Rate: 1, Burst: 10}
+	for _, tc := range []struct {
+		name  string
+		after time.Duration
+	}{
+		{"at the start", 0},
+		{"within the first step", 500 * time.Millisecond},
+		{"within a later step", 3500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := newLimiter(t, full)
+			w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+			require.NoError(t, err)
+			require.True(t, lim.AllowN(t0, full.Burst))
+			require.NoError(t, w.StartAt(t0))
+			at := t0.Add(tc.after)
+			lim.DecideN(at, 0) // the climb reaches its step
+			require.NoError(t, lim.SetLimitAt(at, full))
+			n := 0
+			for lim.AllowN(at, 1) {
+				n++
+			}
+			// The full Limit paid off one event a second since t0.
+			assert.Equal(t, int(tc.after/time.Second), n)
+		})
+	}
 }
