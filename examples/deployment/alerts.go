@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,13 +128,18 @@ func (h *rolloutHealth) max(m func(*rolloutHealth) map[string]float64) (float64,
 // marginalHealth is active when any running rollout's last error rate is
 // in [5%, 10%], with the highest such rate as its value (the highest of
 // all when none is): a rollout over 10% must not hide another that is
-// marginal.
+// marginal. A rate that is NaN (a broken health source, whose sample
+// failed) is none of these: max would make the value NaN whatever the
+// others read.
 func (s *Service) marginalHealth(context.Context, time.Time) (andon.Measurement, error) {
 	s.rollouts.mu.Lock()
 	defer s.rollouts.mu.Unlock()
 	var top, marginal float64
 	found := false
 	for _, v := range s.rollouts.latest {
+		if math.IsNaN(v) {
+			continue
+		}
 		top = max(top, v)
 		if v >= 0.05 && v <= 0.10 {
 			marginal, found = max(marginal, v), true

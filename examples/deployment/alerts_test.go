@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,28 @@ func TestMarginalHealthOfAnyRollout(t *testing.T) {
 	m, err = s.marginalHealth(t.Context(), time.Now())
 	require.NoError(t, err)
 	assert.False(t, m.Active, "no rollout is marginal: %+v", m)
+}
+
+// TestMarginalHealthOverANaNReading: a rollout whose last error rate is
+// NaN (a broken health source; its sample failed, and with -fail-after
+// above 1 it runs on) does not hide the others' rates: the measurement's
+// value is the highest of those that are numbers. max with a NaN is NaN,
+// which the rule reported as its value whatever the others read.
+func TestMarginalHealthOverANaNReading(t *testing.T) {
+	s := &Service{}
+	s.rollouts.setErrorRate("dpl_a/us-west-2", math.NaN())
+	s.rollouts.setErrorRate("dpl_b/us-east-1", 0.15)
+	s.rollouts.setErrorRate("dpl_c/eu-west-1", 0.01)
+	m, err := s.marginalHealth(t.Context(), time.Now())
+	require.NoError(t, err)
+	assert.False(t, m.Active, "%+v", m)
+	assert.Equal(t, 0.15, m.Value, "the highest error rate measured")
+
+	s.rollouts.setErrorRate("dpl_c/eu-west-1", 0.07)
+	m, err = s.marginalHealth(t.Context(), time.Now())
+	require.NoError(t, err)
+	assert.True(t, m.Active, "%+v", m)
+	assert.Equal(t, 0.07, m.Value, "the marginal error rate")
 }
 
 // switchedHealth is a health source whose readings of the new version

@@ -105,11 +105,20 @@ func thresholdsOf(t analysis.Thresholds) Thresholds {
 // analysis is t in the analysis' units. The p99's milliseconds are
 // rounded to the nanosecond: truncated, a threshold such as 4.1 ms
 // (4.0999999… in a float64) would be 4.099999 ms, and a reading exactly at
-// the threshold asked for would fail.
+// the threshold asked for would fail. A threshold past the largest
+// duration, as a record may hold (one written with a -max-p99 near the
+// largest duration, whose milliseconds in a float64 round past it), is
+// the largest duration, which no reading exceeds: converted as it is, it
+// would overflow into a negative threshold that every reading fails.
 func (t Thresholds) analysis() analysis.Thresholds {
+	ns := math.Round(t.MaxP99Ms * float64(time.Millisecond))
+	p99 := time.Duration(math.MaxInt64)
+	if !(ns >= float64(math.MaxInt64)) { // 2⁶³, one past the largest duration
+		p99 = time.Duration(ns)
+	}
 	return analysis.Thresholds{
 		MaxErrorRate: t.MaxErrorRate,
-		MaxP99:       time.Duration(math.Round(t.MaxP99Ms * float64(time.Millisecond))),
+		MaxP99:       p99,
 		MaxCPU:       t.MaxCPU, MaxMemory: t.MaxMemory,
 	}
 }

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
+	"github.com/taipattern/taikit/examples/deployment/internal/fleet"
 )
 
 // TestFinishNamesTheRegionOfItsStatus: a wave that goes on past a
@@ -63,4 +69,26 @@ func TestMetadataRefusalIsStable(t *testing.T) {
 		require.Error(t, err)
 		require.Contains(t, err.Error(), `"a key"`)
 	}
+}
+
+// TestStoredHugeP99ThresholdReadsBack: a deployment stored with a p99
+// threshold past the largest duration (written with a -max-p99 near the
+// largest duration, whose milliseconds in a float64 round past it) reads
+// back as the largest duration, which no reading exceeds. It read back as
+// a negative threshold that every sample failed, rolling back a healthy
+// version.
+func TestStoredHugeP99ThresholdReadsBack(t *testing.T) {
+	for _, ms := range []float64{
+		float64(time.Duration(math.MaxInt64)) / float64(time.Millisecond), // thresholdsOf(the largest duration)
+		1e300,
+		math.MaxFloat64,
+	} {
+		var th Thresholds
+		require.NoError(t, json.Unmarshal(fmt.Appendf(nil, `{"max_error_rate": 0.05, "max_p99_ms": %v, "max_cpu": 0.8, "max_memory": 0.85}`, ms), &th))
+		a := th.analysis()
+		assert.Equal(t, time.Duration(math.MaxInt64), a.MaxP99, "max_p99_ms %v", ms)
+		v := analysis.Evaluate(fleet.Sample{Requests: 100, ErrorRate: 0.01, P99: time.Hour, CPU: 0.3, Memory: 0.3}, a)
+		assert.True(t, v.Passed, "max_p99_ms %v: %s", ms, v.Reason())
+	}
+	assert.Equal(t, time.Hour, Thresholds{MaxP99Ms: 3_600_000}.analysis().MaxP99, "a threshold within range is as stored")
 }

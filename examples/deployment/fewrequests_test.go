@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -46,4 +47,30 @@ func TestFewRequestsReason(t *testing.T) {
 		assert.Equal(t, "inconclusive", samples[0].Verdict)
 		assert.Equal(t, tc.reason, samples[0].Reason, "-min-requests %v, %v requests", tc.min, tc.requests)
 	}
+}
+
+// TestNoDataRollbackHasNoRecoveryTime: a stage rolled back for want of
+// health data, with no sample failed, has no time to recover: no failing
+// sample began it. It was recorded as recovered within microseconds of
+// the decision, a recovery_ms and a deployment_rollback_recovery_seconds
+// observation that /kaizen's mttr_ms (the mean over rollbacks on a failed
+// analysis) took in, and which pulled it toward zero.
+func TestNoDataRollbackHasNoRecoveryTime(t *testing.T) {
+	h := &switchedHealth{}
+	h.noData.Store(true)
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
+		c.WrapHealth = func(inner fleet.Health) fleet.Health { h.Health = inner; return h }
+	}, "-stages", "canary:5:50ms,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
+	d := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}).deployment(t)
+	require.Equal(t, StatusRolledBack, d.Status)
+	assert.Contains(t, d.Results[0].ErrorMessage, "No health data for api-service v2.0.0 at canary")
+	assert.Zero(t, d.Results[0].RecoveryMs, "no failing sample to recover from")
+
+	r := do(t, "GET", ts.URL+"/kaizen", nil)
+	require.Equal(t, 200, r.Code)
+	var k Kaizen
+	require.NoError(t, json.Unmarshal(r.Body, &k))
+	assert.Zero(t, k.MTTRMs, "no rollback on a failed analysis")
+	assert.Equal(t, "deployment_rollback_recovery_seconds_count 0",
+		sampleLine(do(t, "GET", ts.URL+"/metrics", nil).Body, "deployment_rollback_recovery_seconds_count"))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -57,4 +58,42 @@ func TestRollbacksOutsideThePipelinePage(t *testing.T) {
 			assert.True(t, rolledBackAlert(t, ts).Active, "%s does not fire after the rollback", alertRolledBack)
 		})
 	}
+}
+
+// TestAbortsBeforeARegionBeganPage: a region aborted before its rollout
+// began fires DeploymentRolledBack, as one aborted while its
+// prerequisites are judged or while it bakes does: one whose job was
+// queued when the abort came, and the next region of a wave aborted
+// after the region before passed its last stage. Both were recorded
+// ROLLED_BACK "Aborted: …" and never counted.
+func TestAbortsBeforeARegionBeganPage(t *testing.T) {
+	t.Run("queued", func(t *testing.T) {
+		ts := startService(t, fastArgs...)
+		d := startedAt(t, ts, "api-service", "v2.0.0", time.Now(), "us-west-2")
+		require.NoError(t, ts.store.SendCommand(t.Context(), d.ID, Command{Action: "abort", Reason: "wrong build", Region: "us-west-2", At: time.Now().UTC()}))
+		require.Eventually(t, func() bool { return ts.aborted(d.ID) }, 10*time.Second, time.Millisecond, "the abort never reached the process")
+		require.False(t, rolledBackAlert(t, ts).Active)
+		require.NoError(t, ts.handleJob(t.Context(), kanban.Delivery[Job]{Attempt: 1, Message: kanban.Message[Job]{
+			ID: jobID(d.ID, 0), Key: "api-service/us-west-2", Payload: Job{ID: d.ID, Index: 0, Region: "us-west-2"},
+		}}))
+		got := waitFor(t, ts.URL, d.ID, ended)
+		assert.Equal(t, "Aborted: wrong build", got.Results[0].ErrorMessage)
+		assert.Empty(t, got.Results[0].Stages)
+		assert.True(t, rolledBackAlert(t, ts).Active, "%s does not fire after the abort", alertRolledBack)
+	})
+	t.Run("next region of a wave", func(t *testing.T) {
+		const admin = "admin-token-0123456789"
+		ts, gate, releaseAll := startWithRetireGate(t, "-admin-token", admin)
+		id := deploy(t, ts.URL, map[string]any{"service": "orders", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}},
+			"Prefer", "respond-async").deployment(t).ID
+		<-gate.retiring
+		r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "stop the wave"}, "Authorization", "Bearer "+admin)
+		require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+		require.Eventually(t, func() bool { return ts.aborted(id) }, 10*time.Second, time.Millisecond, "the abort never reached the process")
+		require.False(t, rolledBackAlert(t, ts).Active, "the first region succeeded")
+		releaseAll()
+		d := waitFor(t, ts.URL, id, ended)
+		require.Equal(t, []string{StatusSuccess, StatusRolledBack}, regionStatuses(d))
+		assert.True(t, rolledBackAlert(t, ts).Active, "%s does not fire after the abort", alertRolledBack)
+	})
 }

@@ -754,7 +754,8 @@ func (r *rollout) heldForShutdown(ctx context.Context) error {
 
 // bake holds a stage for its bake time while the watchdog samples health.
 // It ends with passed (the bake is over and at least one sample passed),
-// failed (the analysis failed: at says when it was sampled), aborted,
+// failed (the analysis failed: at says when it was sampled; zero when the
+// stage failed for want of health data, no sample failing), aborted,
 // promoted, interrupted (ctx ended: the process stops, and the
 // deployment is taken up again after a restart), or moved on (a pause or
 // a resume not stored over another run's write: see setPaused). While
@@ -892,7 +893,9 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 				if lastFailed.reason != "" {
 					return "failed", lastFailed.reason, lastFailed.at
 				}
-				return "failed", fmt.Sprintf("No health data for %s %s at %s", r.service, r.version, st.name), time.Now()
+				// No sample failed: there is no failing sample to time
+				// the recovery from (recovery_ms, mttr_ms).
+				return "failed", fmt.Sprintf("No health data for %s %s at %s", r.service, r.version, st.name), time.Time{}
 			}
 		}
 	}

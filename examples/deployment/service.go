@@ -866,7 +866,13 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 			r.mu.Lock()
 			r.lastCmd = c.Seq // taken: dropped at the deployment's end
 			r.mu.Unlock()
-			return r.abortedBeforeStart(ctx, c.Reason)
+			// Outside the pipeline, it is counted as the pipeline counts
+			// an abort while the prerequisites are judged.
+			if err := r.abortedBeforeStart(ctx, c.Reason); err != nil {
+				return err
+			}
+			s.countRolledBack(r, "Aborted: "+c.Reason)
+			return nil
 		}
 		r.deliver(c)
 	}
@@ -1111,6 +1117,7 @@ func (s *Service) continueWave(ctx context.Context, r *rollout, again, last bool
 	}
 	if abortedNext >= 0 {
 		nr := d.Results[abortedNext]
+		s.countRegionRolledBack(d.ID, d.Service, nr.Region, nr.ErrorMessage)
 		s.audit.Observe(context.Background(), tai.Record{
 			ID: d.ID, Kind: "deployment.rollback", Key: d.Service + "/" + nr.Region, Outcome: tai.Failed,
 			Decision: tai.Decision{Verdict: tai.Allow, Policy: d.Version, Reason: nr.ErrorMessage}, Start: time.Now(),
@@ -1252,12 +1259,19 @@ func (o outcomes) Observe(ctx context.Context, r tai.Record) {
 // countRolledBack counts, as the pipeline's record of a rollback would
 // be, a region rolled back with reason outside its run's pipeline: after
 // its last attempt failed (that attempt's record is under kindAttempt),
-// after a restart cut its rollout off (recoverRegion), or when its job was
-// given up (endGivenUp). The alert rules read it as they read a rollback
-// on the analysis.
+// after a restart cut its rollout off (recoverRegion), when its job was
+// given up (endGivenUp), or aborted before its rollout began (runRegion,
+// continueWave). The alert rules read it as they read a rollback on the
+// analysis.
 func (s *Service) countRolledBack(r *rollout, reason string) {
+	s.countRegionRolledBack(r.d.ID, r.service, r.region, reason)
+}
+
+// countRegionRolledBack is countRolledBack for the region of deployment
+// id in region, of service, with no rollout of its own.
+func (s *Service) countRegionRolledBack(id, service, region, reason string) {
 	rec := tai.Record{
-		ID: r.d.ID + "/" + r.region, Kind: "deployment", Key: r.service + "/" + r.region,
+		ID: id + "/" + region, Kind: "deployment", Key: service + "/" + region,
 		Outcome: tai.Failed, Err: &errRolledBack{reason}, Start: time.Now(),
 	}
 	s.stats.Observe(context.Background(), rec)
