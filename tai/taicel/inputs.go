@@ -288,8 +288,9 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 // "var_types" of an inputs object, declares timestamps, durations,
 // bytes or uints those types (see setTypes), where decodeVar read them without a
 // type: a variable declared dyn or not declared, and the elements of
-// type dyn of a list or a map (list(dyn), map(string, dyn)); the others
-// have their declared types.
+// type dyn of a list or a map (list(dyn), map(string, dyn)), and the
+// keys of a map declared with keys of type dyn (map(dyn, int)), which it
+// read as strings; the others have their declared types.
 func (e *Env[T]) setVarTypes(vars map[string]any, marks map[string]any) error {
 	for _, name := range slices.Sorted(maps.Keys(marks)) {
 		v, ok := vars[name]
@@ -314,7 +315,9 @@ func (e *Env[T]) setVarTypes(vars map[string]any, marks map[string]any) error {
 // typedAs is typedAny of x, a value decodeAs read with the CEL type t:
 // the values it read without a type (dyn, a message) are converted as
 // marks declares; those it gave their types are kept, and the elements
-// of a list or a map are judged by the type of their own.
+// of a list or a map are judged by the type of their own. The keys of a
+// map it read as strings (declared dyn) are read as the type marked for
+// them (see mapTypes).
 func typedAs(x any, t *cel.Type, marks any) (any, error) {
 	switch t.Kind() {
 	case types.ListKind:
@@ -349,10 +352,23 @@ func typedAs(x any, t *cel.Type, marks any) (any, error) {
 	case types.MapKind:
 		val := t.Parameters()[1]
 		if mk, ok := marks.([]any); ok {
+			key, values, err := keyMarks(mk)
+			if err != nil {
+				return nil, err
+			}
+			if m, ok := x.(map[string]any); ok {
+				// decodeAs read the keys as strings, for keys declared
+				// dyn: they are read as the type marked for them.
+				if values != nil {
+					if err := typedMapAs(m, val, values, func(k string) string { return k }); err != nil {
+						return nil, err
+					}
+				}
+				return typedKeys(m, key)
+			}
 			// decodeAs read the keys with their declared type.
-			_, values, err := keyMarks(mk)
-			if err != nil || values == nil {
-				return x, err
+			if values == nil {
+				return x, nil
 			}
 			marks = values
 		}

@@ -106,3 +106,41 @@ func TestBacktestDynamicReadsMapKeysOfTheirType(t *testing.T) {
 		assert.Zero(t, rep.ScoreChanged, "%s: %+v", name, rep.Rules)
 	}
 }
+
+// A variable declared a map with keys of type dyn (map(dyn, int), or
+// such a map within a list) that held a map with int, uint or bool keys
+// was read back with string keys, though "var_types" marked their type:
+// a replay, typed or dynamic, failed every rule that looked a key up
+// with "no such key".
+func TestReplayMapOfDynKeysReadsKeysOfTheirType(t *testing.T) {
+	vars := map[string]any{
+		"counts": map[int]int{4: 2},
+		"lists":  []map[uint]int{{5: 1}},
+		"flags":  map[bool]map[int]string{true: {6: "six"}},
+	}
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{
+		Vars: map[string]*cel.Type{
+			"counts": cel.MapType(cel.DynType, cel.IntType),
+			"lists":  cel.ListType(cel.MapType(cel.DynType, cel.DynType)),
+			"flags":  cel.MapType(cel.DynType, cel.MapType(cel.DynType, cel.StringType)),
+		},
+		Lookup:       func(context.Context, tai.Signal[map[string]any]) (map[string]any, error) { return vars, nil },
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "v", Rules: []taicel.Rule{
+		{Name: "counts", Weight: 0.1, Expr: `counts[4] == 2`},
+		{Name: "lists", Weight: 0.2, Expr: `lists[0][5u] == 1`},
+		{Name: "flags", Weight: 0.4, Expr: `flags[true][6] == "six"`},
+	}})
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[map[string]any]{Payload: map[string]any{}})
+	require.NoError(t, err)
+	require.Len(t, d.Contributions, 3, "every rule fires: %+v", d.Contributions)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err, "%s", d.Inputs)
+	again, err := set.Replay(tai.Signal[map[string]any]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err, "%s", d.Inputs)
+	assert.Equal(t, d, again)
+}

@@ -394,6 +394,9 @@ func typedKeys(m map[string]any, key string) (any, error) {
 }
 
 func keysAs[K comparable](m map[string]any, mark string, parse func(string) (K, error)) (map[K]any, error) {
+	if m == nil {
+		return nil, nil // the nil a null reads as (see nilOf)
+	}
 	out := make(map[K]any, len(m))
 	for _, s := range slices.Sorted(maps.Keys(m)) { // the first error is the same every time
 		k, err := parse(s)
