@@ -286,7 +286,7 @@ func (s *Service) handlePayment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	out := s.pay(ctx, p, entry.TxnID, start, &keyClaim{scoped: scoped, entry: entry})
+	out := s.pay(ctx, p, entry.TxnID, start, &keyClaim{scoped: scoped, entry: entry, takeover: !claimed})
 	if !out.keep {
 		fctx, cancel := s.freeContext(ctx, writeBy)
 		defer cancel()
@@ -411,6 +411,9 @@ func (s *Service) answer(w http.ResponseWriter, out payOutcome) {
 type keyClaim struct {
 	scoped string
 	entry  IdemEntry
+	// takeover is set when the claim took over an abandoned one: the
+	// payment runs again under its transaction ID.
+	takeover bool
 }
 
 // pay runs one payment through the pipeline and stores what was decided
@@ -468,8 +471,14 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 	decided := status == StatusFraudBlocked || status == StatusReview || moneyMayHaveMoved
 	// A hold an earlier run of the payment took (its process died, the
 	// money perhaps moved) is not this run's to give back: it stays,
-	// as a hold whose payment may have moved money does.
-	if h, held := hold.taken(); held && !moneyMayHaveMoved && !h.again {
+	// as a hold whose payment may have moved money does. Only a run
+	// that took a claim over has an earlier run: its Reserve answered
+	// as a repeat (Again), or not answered at all, may be that run's.
+	// A new transaction's is its own, whatever the answer said — a
+	// repeat is its own Reserve sent again after its reply was lost —
+	// and is given back if it was stored.
+	rerun := claim != nil && claim.takeover
+	if h, held := hold.taken(); held && !moneyMayHaveMoved && !(rerun && (h.again || h.unanswered)) {
 		s.releaseHold(ctx, sig.ID, h)
 	}
 	resp.ProcessingTimeMS = float64(time.Since(start).Microseconds()) / 1000

@@ -83,13 +83,30 @@ type levelsRead struct {
 	inflight int64
 }
 
+// level returns the level of the store named name at this read, if it
+// was read (or kept) then; r may be nil.
+func (r *levelsRead) level(name string) (storeLevel, bool) {
+	if r == nil {
+		return storeLevel{}, false
+	}
+	for _, lv := range r.stores {
+		if lv.name == name {
+			return lv, true
+		}
+	}
+	return storeLevel{}, false
+}
+
 // storeLevel is a store's fill at a read: its bytes (used, of limit, each
 // payment taken to add each) and its messages (msgs, of maxMsgs; a
-// payment adds one). A limit or maxMsgs of 0 or less is none.
+// payment adds one). A limit or maxMsgs of 0 or less is none. kept is
+// set on a level carried over from an earlier read, the store not read
+// since.
 type storeLevel struct {
 	name              string
 	used, limit, each int64
 	msgs, maxMsgs     int64
+	kept              bool
 }
 
 // minPaymentBytes is the least a payment is taken to add to a store: a
@@ -126,17 +143,39 @@ func (l *storeLevels) refresh(ctx context.Context) error {
 	// Read the counts first: a payment admitted or stored while the stores
 	// are read is counted twice rather than not at all.
 	admitted, inflight := l.admitted.Load(), l.inflight.Load()
+	prev := l.read.Load()
 	read := &levelsRead{inflight: inflight}
 	var errs []error
+	unread := func(st boundedStore, err error) {
+		errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
+		// A store that cannot be read now (its server busy past the
+		// read's deadline) keeps its last level, with every payment
+		// counted then and admitted since taken as stored: one found
+		// full stays full, where dropped it would admit payments to be
+		// charged and then refused by the store. The payments in
+		// flight at the level's read are added once, when it is first
+		// kept; those admitted after it, at the refresh after each
+		// was admitted.
+		if lv, ok := prev.level(st.name); ok {
+			n := admitted
+			if !lv.kept {
+				n += prev.inflight
+			}
+			lv.used += n * lv.each
+			lv.msgs += n
+			lv.kept = true
+			read.stores = append(read.stores, lv)
+		}
+	}
 	for _, st := range l.stores {
 		s, err := l.js.Stream(ctx, st.stream)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
+			unread(st, err)
 			continue
 		}
 		info, err := s.Info(ctx)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
+			unread(st, err)
 			continue
 		}
 		lv := storeLevel{name: st.name, used: int64(info.State.Bytes), limit: info.Config.MaxBytes, each: minPaymentBytes,
@@ -167,7 +206,7 @@ func (l *storeLevels) admit(ctx context.Context) string {
 	if time.Now().UnixNano()-l.checked.Load() >= every && l.mu.TryLock() {
 		l.mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		_ = l.refresh(rctx) // a store that cannot be read fails the payment's own writes instead
+		_ = l.refresh(rctx) // a store that cannot be read keeps its last level
 		cancel()
 	}
 	read := l.read.Load()

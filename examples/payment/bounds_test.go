@@ -338,3 +338,73 @@ func TestStoreFullIsDescribedForEveryLimit(t *testing.T) {
 	require.NotEmpty(t, row, "the README's store_full row")
 	assert.Contains(t, row, "messages", "the README's store_full row")
 }
+
+// streamUnreadable is JetStream as the storage gate reads it, where one
+// stream cannot be read: its server busy past the read's deadline.
+type streamUnreadable struct {
+	jetstream.JetStream
+	stream string
+}
+
+var errStreamUnreadable = errors.New("stream info: timeout")
+
+func (s streamUnreadable) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if name == s.stream {
+		return nil, errStreamUnreadable
+	}
+	return s.JetStream.Stream(ctx, name)
+}
+
+// A store found full stays full to the storage gate while it cannot be
+// read again: its last level is kept, with what was admitted since. The
+// gate dropped it, and let payments through to be charged and then
+// refused by the full store (500 outcome_pending, retried in the
+// background), where it refuses them before anything runs.
+func TestFullStoreUnreadableStillRefusesBeforeCharging(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.confirmCapacity = 60
+	ts := startService(t, cfg)
+	ts.stop() // the consumer: confirmations stay queued
+	ts.consumer.Wait()
+	calls := ts.gateway.Calls()
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("txn_fill_%d", i)
+		err := ts.queue.TryPublish(context.Background(), kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
+			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill"}})
+		if errors.Is(err, kanban.ErrFull) {
+			break
+		}
+		require.NoError(t, err)
+		require.Less(t, i, 100, "the queue never filled")
+	}
+	require.NoError(t, ts.levels.refresh(context.Background()))
+	ts.levels.js = streamUnreadable{JetStream: ts.levels.js, stream: confirmStream}
+	require.ErrorIs(t, ts.levels.refresh(context.Background()), errStreamUnreadable)
+
+	r := ts.pay(t, "after", 1, nil, "Idempotency-Key", "full-unread")
+	require.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
+	assert.Equal(t, "store_full", r.errField("code"))
+	assert.Equal(t, calls, ts.gateway.Calls(), "refused before the gateway")
+	assert.Zero(t, testutil.ToFloat64(ts.pendingGauge), "no charge is waiting for room")
+}
+
+// A store's kept level (it cannot be read) counts the payments in flight
+// at its read once, however many refreshes fail after it: a store with
+// room keeps admitting payments.
+func TestUnreadableStoreLevelCountsPaymentsOnce(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.confirmCapacity = 60
+	ts := startService(t, cfg)
+	ts.levels.inflight.Add(5) // payments between their start and their commit
+	defer ts.levels.inflight.Add(-5)
+	require.NoError(t, ts.levels.refresh(context.Background()))
+	ts.levels.js = streamUnreadable{JetStream: ts.levels.js, stream: confirmStream}
+	for range 20 {
+		require.ErrorIs(t, ts.levels.refresh(context.Background()), errStreamUnreadable)
+	}
+	lv, ok := ts.levels.read.Load().level("confirmations")
+	require.True(t, ok, "the confirmations' level is kept")
+	assert.True(t, lv.kept)
+	assert.LessOrEqual(t, lv.msgs, int64(1+5), "the keeper and the five in flight, once")
+	assert.Empty(t, ts.levels.admit(context.Background()), "room for a payment")
+}

@@ -156,6 +156,13 @@ func reservePayment(ctx context.Context, state CustomerState, window time.Durati
 	}
 	res, err := state.Reserve(ctx, p.CustomerID, s.ID, p.Currency, p.Minor, t, window, at)
 	if err != nil {
+		if h != nil {
+			// The Reserve may be stored though its answer was lost (a
+			// timeout, a connection cut after the write): its hold is
+			// given back as a hold is, and Release gives back only one
+			// the store holds.
+			h.setUnanswered(s.ID, heldSpend{customer: p.CustomerID, currency: p.Currency, minor: p.Minor, at: t, unanswered: true})
+		}
 		return Reservation{}, time.Time{}, fmt.Errorf("attempts, day's spend and location: %w", err)
 	}
 	if !res.At.IsZero() {
@@ -180,12 +187,14 @@ type spendHold struct {
 
 // heldSpend is what a hold took: minor of currency on the day of at.
 // again is set when the hold is an earlier run's of the payment
-// (Reservation.Again).
+// (Reservation.Again); unanswered when the Reserve failed, and may or
+// may not have been stored.
 type heldSpend struct {
 	customer, currency string
 	minor              int64
 	at                 time.Time
 	again              bool
+	unanswered         bool
 }
 
 type spendHoldKey struct{}
@@ -196,12 +205,22 @@ func (h *spendHold) set(txn string, res Reservation, hold heldSpend) {
 	h.held, h.hold, h.txn, h.res = true, hold, txn, res
 }
 
+// setUnanswered records the hold a Reserve of transaction txn that
+// failed may have taken: given back, never asked again.
+func (h *spendHold) setUnanswered(txn string, hold heldSpend) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.held {
+		h.held, h.hold, h.txn = true, hold, txn
+	}
+}
+
 // reservation returns the reservation of transaction txn and the time
 // its payment is judged at, if it was made.
 func (h *spendHold) reservation(txn string) (Reservation, time.Time, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.held || h.txn != txn {
+	if !h.held || h.txn != txn || h.hold.unanswered {
 		return Reservation{}, time.Time{}, false
 	}
 	return h.res, h.hold.at, true

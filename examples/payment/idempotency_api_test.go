@@ -1129,3 +1129,122 @@ func fillConfirmations(t *testing.T, ts *testService) (fill func(i, size int) er
 	}
 	return fill, last
 }
+
+// unansweredReserveState is a customer state whose Reserve, while lose is
+// set, is stored but answers with an error: its acknowledgement lost (a
+// timeout, a connection cut after the write).
+type unansweredReserveState struct {
+	CustomerState
+	lose atomic.Bool
+}
+
+func (s *unansweredReserveState) Reserve(ctx context.Context, c, txn, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
+	res, err := s.CustomerState.Reserve(ctx, c, txn, cur, minor, now, w, at)
+	if err == nil && s.lose.Load() {
+		return Reservation{}, errStateDown
+	}
+	return res, err
+}
+
+// A Reserve stored though its answer was lost failed the payment (the
+// fraud check could not run, nothing charged): its hold on the day's
+// spend is given back, as any payment's that was not charged. Left in
+// place it held the amount for the whole day, and the client's retry,
+// under a transaction of its own, held it a second time: a customer
+// paying 3,000 of a 5,000 daily limit was judged as paying 6,000.
+func TestUnansweredReserveIsGivenBack(t *testing.T) {
+	cfg := testConfig(t)
+	state := &unansweredReserveState{CustomerState: NewMemoryState(0)}
+	cfg.State = state
+	ts := startService(t, cfg)
+	spent := func() int64 {
+		t.Helper()
+		n, err := state.Spent(context.Background(), "cust_lost", "USD", ts.clock.Now())
+		require.NoError(t, err)
+		return n
+	}
+
+	state.lose.Store(true)
+	r := ts.pay(t, "cust_lost", 3000, nil, "Idempotency-Key", "k-lost")
+	state.lose.Store(false)
+	require.Equal(t, http.StatusBadGateway, r.Code, string(r.Raw))
+	assert.Equal(t, "fraud check unavailable", r.errField("message"))
+	assert.Zero(t, spent(), "the hold of a payment not charged is given back")
+
+	again := ts.pay(t, "cust_lost", 3000, nil, "Idempotency-Key", "k-lost")
+	require.Equal(t, http.StatusOK, again.Code, string(again.Raw))
+	assert.Equal(t, StatusSuccess, again.str("status"))
+	assert.EqualValues(t, 300000, spent(), "held once, by the charge")
+}
+
+// A takeover's Reserve whose answer was lost may be the earlier run's
+// Reserve returned again (its payment died after it, the money perhaps
+// moved): the hold, the earlier run's, stays.
+func TestUnansweredReserveOfATakeoverKeepsTheEarlierHold(t *testing.T) {
+	cfg := testConfig(t)
+	state := &unansweredReserveState{CustomerState: NewMemoryState(0)}
+	cfg.State = state
+	ts := startService(t, cfg)
+	ctx := context.Background()
+	p, err := parsePayment([]byte(`{"amount": 7, "customer_id": "cust_tk_lost", "currency": "USD", "merchant_id": "merc_456"}`))
+	require.NoError(t, err)
+	earlier := IdemEntry{Fingerprint: p.fingerprint(), TxnID: "txn_" + strings.Repeat("7a", 16), Owner: "test/earlier",
+		Started: ts.clock.Now(), Until: ts.clock.Now().Add(inFlightLease)}
+	_, claimed, err := ts.idem.Claim(ctx, "k-tk-lost", earlier)
+	require.NoError(t, err)
+	require.True(t, claimed)
+	_, err = state.Reserve(ctx, "cust_tk_lost", earlier.TxnID, "USD", p.Minor, ts.clock.Now(), time.Minute, nil)
+	require.NoError(t, err)
+
+	state.lose.Store(true)
+	r := ts.pay(t, "cust_tk_lost", 7, nil, "Idempotency-Key", "k-tk-lost")
+	state.lose.Store(false)
+	require.Equal(t, http.StatusBadGateway, r.Code, string(r.Raw))
+	spent, err := state.Spent(ctx, "cust_tk_lost", "USD", ts.clock.Now())
+	require.NoError(t, err)
+	assert.EqualValues(t, p.Minor, spent, "the earlier run's hold stays")
+}
+
+// retriedReserveState is a customer state whose Reserve, while retried is
+// set, is sent twice, as a client library sends a command again after a
+// connection dropped before its reply (go-redis retries so): the first
+// is stored, and the second answers as a repeat of it (Again).
+type retriedReserveState struct {
+	CustomerState
+	retried atomic.Bool
+}
+
+func (s *retriedReserveState) Reserve(ctx context.Context, c, txn, cur string, minor int64, now time.Time, w time.Duration, at *Point) (Reservation, error) {
+	if s.retried.Load() {
+		if _, err := s.CustomerState.Reserve(ctx, c, txn, cur, minor, now, w, at); err != nil {
+			return Reservation{}, err
+		}
+	}
+	return s.CustomerState.Reserve(ctx, c, txn, cur, minor, now, w, at)
+}
+
+// A payment's own Reserve answered as a repeat (sent again after its
+// reply was lost) is still this payment's: its transaction ID is new, so
+// no earlier run took the hold, and a payment not charged gives it
+// back. Taken for an earlier run's, a blocked payment's hold stayed the
+// whole day.
+func TestRepeatedReserveOfANewPaymentIsGivenBack(t *testing.T) {
+	cfg := testConfig(t)
+	state := &retriedReserveState{CustomerState: NewMemoryState(0)}
+	cfg.State = state
+	ts := startService(t, cfg)
+	state.retried.Store(true)
+	for _, key := range []string{"", "k-repeat"} {
+		customer := "cust_repeat" + key
+		var r reply
+		if key == "" {
+			r = ts.pay(t, customer, 30000, nil)
+		} else {
+			r = ts.pay(t, customer, 30000, nil, "Idempotency-Key", key)
+		}
+		require.Equal(t, http.StatusPaymentRequired, r.Code, string(r.Raw))
+		spent, err := state.Spent(context.Background(), customer, "USD", ts.clock.Now())
+		require.NoError(t, err)
+		assert.Zero(t, spent, "the hold of a blocked payment is given back (key %q)", key)
+	}
+}

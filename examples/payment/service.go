@@ -549,7 +549,7 @@ func (s *Service) charge(ctx context.Context, sig tai.Signal[Payment]) (Charge, 
 		return Charge{}, err
 	}
 	if h, ok := ctx.Value(spendHoldKey{}).(*spendHold); ok {
-		if _, held := h.taken(); held {
+		if hs, held := h.taken(); held && !hs.unanswered {
 			return Charge{Gateway: gr}, nil // the day's spend was held as it was judged
 		}
 	}

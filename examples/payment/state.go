@@ -56,7 +56,12 @@ type CustomerState interface {
 	// Release gives back the hold Reserve took for transaction txn, minor
 	// of currency on the day of at (the Reservation's At), as AddSpend
 	// with -minor does, and forgets the transaction's Reserve: a payment
-	// not charged that is run again holds afresh.
+	// not charged that is run again holds afresh. It gives back only a
+	// Reserve it remembers: one whose answer was lost may or may not be
+	// stored, and is released so, and a Release made twice gives back
+	// once. (A hold forgotten before it is released — beyond the
+	// maxHoldsKept latest, or the customer forgotten — stays, which errs
+	// on the side of the daily limit.)
 	Release(ctx context.Context, customer, txn, currency string, minor int64, at time.Time) error
 	// Move records the customer's location and returns the previous one.
 	Move(ctx context.Context, customer string, p Point) (prev Point, ok bool, err error)
@@ -305,8 +310,9 @@ func (m *MemoryState) Reserve(_ context.Context, customer, txn, currency string,
 // Release implements CustomerState.
 func (m *MemoryState) Release(_ context.Context, customer, txn, currency string, minor int64, at time.Time) error {
 	m.with(customer, at, func(r *customerRecord) {
-		r.addSpend(currency, -minor, at)
-		r.forget(txn)
+		if r.forget(txn) {
+			r.addSpend(currency, -minor, at)
+		}
 	})
 	return nil
 }
@@ -324,8 +330,9 @@ type customerBook interface {
 	// remember keeps r as the Reserve of txn, made at r.At, and forgets
 	// those made holdKept before it and the oldest beyond maxHoldsKept.
 	remember(txn string, r Reservation)
-	// forget forgets the Reserve of txn.
-	forget(txn string)
+	// forget forgets the Reserve of txn and reports whether it was
+	// remembered.
+	forget(txn string) bool
 }
 
 // reserve counts an attempt at now, holds minor of the day's spend in b
@@ -396,12 +403,13 @@ func roomForHold[H any](holds []H, at func(H) int64, now time.Time) []H {
 }
 
 // forget implements customerBook.
-func (r *customerRecord) forget(txn string) {
-	if len(r.holds) == 0 {
-		return
+func (r *customerRecord) forget(txn string) bool {
+	if len(r.holds) == 0 || txn == "" {
+		return false
 	}
-	tag := txnTag(txn)
+	tag, n := txnTag(txn), len(r.holds)
 	r.holds = slices.DeleteFunc(r.holds, func(h heldRecord) bool { return h.tag == tag })
+	return len(r.holds) < n
 }
 
 // attempt records an attempt at now and returns the attempts in the

@@ -545,3 +545,34 @@ func TestCustomerStatesReserveOncePerTransaction(t *testing.T) {
 		})
 	}
 }
+
+// Release gives back only a hold the store holds, in every store: the
+// Reserve of a payment whose answer was lost may not have been stored,
+// and its release must not give back what was never held (a credit on
+// the daily limit); a Release made twice gives back once.
+func TestCustomerStatesReleaseOnlyWhatTheyHold(t *testing.T) {
+	day := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	for name, s := range customerStores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			spent := func() int64 {
+				t.Helper()
+				v, err := s.Spent(ctx, "held", "USD", day)
+				require.NoError(t, err)
+				return v
+			}
+			require.NoError(t, s.AddSpend(ctx, "held", "USD", 5000, day))
+			held := newTxn()
+			_, err := s.Reserve(ctx, "held", held, "USD", 700, day, time.Minute, nil)
+			require.NoError(t, err)
+			require.EqualValues(t, 5700, spent())
+
+			require.NoError(t, s.Release(ctx, "held", newTxn(), "USD", 300, day), "a Reserve never stored")
+			assert.EqualValues(t, 5700, spent(), "nothing given back for a hold not held")
+			require.NoError(t, s.Release(ctx, "held", held, "USD", 700, day))
+			assert.EqualValues(t, 5000, spent())
+			require.NoError(t, s.Release(ctx, "held", held, "USD", 700, day), "again")
+			assert.EqualValues(t, 5000, spent(), "given back once")
+		})
+	}
+}

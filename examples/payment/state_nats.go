@@ -389,8 +389,10 @@ func (n *NATSState) Reserve(ctx context.Context, customer, txn, currency string,
 // Release implements CustomerState.
 func (n *NATSState) Release(ctx context.Context, customer, txn, currency string, minor int64, at time.Time) error {
 	return n.update(ctx, customer, func(e *customerEntry) bool {
+		if !e.forget(txn) {
+			return false // not held: nothing to give back
+		}
 		e.addSpend(currency, -minor, at)
-		e.forget(txn)
 		return true
 	})
 }
@@ -422,8 +424,13 @@ func (e *customerEntry) remember(txn string, r Reservation) {
 }
 
 // forget implements customerBook.
-func (e *customerEntry) forget(txn string) {
+func (e *customerEntry) forget(txn string) bool {
+	if txn == "" {
+		return false
+	}
+	n := len(e.Holds)
 	e.Holds = slices.DeleteFunc(e.Holds, func(h heldEntry) bool { return h.Txn == txn })
+	return len(e.Holds) < n
 }
 
 // attempt records an attempt at now and returns the attempts in the

@@ -114,14 +114,15 @@ func (s *RedisState) Spent(ctx context.Context, customer, currency string, now t
 }
 
 // releaseScript forgets the Reserve of transaction ARGV[2] in the hash
-// KEYS[2], when given, and gives back ARGV[1] (minor units) of the day's
+// KEYS[2], when given, and gives nothing back when the hash did not hold
+// it; else it gives back ARGV[1] (minor units) of the day's
 // spend at KEYS[1], taking it to zero at most, and leaves a key that is not there
 // (expired, evicted) alone: INCRBY would create it negative, a credit on
 // the daily limit for a hold the store no longer held. The key keeps its
 // expiry. Only Redis integers are compared: no amount goes through a Lua
 // number.
 var releaseScript = redis.NewScript(`
-if KEYS[2] then redis.call('HDEL', KEYS[2], ARGV[2]) end
+if KEYS[2] and redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local v = redis.call('DECRBY', KEYS[1], ARGV[1])
 if v < 0 then
