@@ -233,11 +233,13 @@ func (q *Queue[T]) sendAsync(ctx context.Context, m *nats.Msg) error {
 	return nil
 }
 
-// awaitProbe waits, at most PublishTimeout, for the stream's answer to
-// m, which sendAsync sent on sub, and settles m as onAsyncAck and
-// onAsyncErr do the client's: acknowledged, sent again after a wait, or
-// failed for good. No stream listening, m goes through the client, which
-// tries again for one coming back, as Publish does (see sendProbed).
+// awaitProbe waits for the stream's answer to m, which sendAsync sent on
+// sub, until PublishTimeout after the send (as the client waits for its
+// sends' answers; the flush that looked for a refusal counts in it), and
+// settles m as onAsyncAck and onAsyncErr do the client's: acknowledged,
+// sent again after a wait, or failed for good. No stream listening, m
+// goes through the client, which tries again for one coming back, as
+// Publish does (see sendProbed).
 func (q *Queue[T]) awaitProbe(m *nats.Msg, sub *replySub) {
 	a := &q.async
 	defer func() {
@@ -245,7 +247,7 @@ func (q *Queue[T]) awaitProbe(m *nats.Msg, sub *replySub) {
 		a.timerDone()
 		a.mu.Unlock()
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), sub.sent.Add(q.opts.PublishTimeout))
 	reply, err := sub.next(ctx)
 	cancel()
 	sub.unsubscribe()

@@ -82,6 +82,7 @@ func probeSend(ctx context.Context, nc *nats.Conn, m *nats.Msg, unless <-chan st
 		done()
 		return nil, err
 	}
+	sub.sent = time.Now()
 	err = nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: sub.subject(), Header: m.Header, Data: m.Data})
 	var flushed bool
 	if err == nil {
@@ -126,6 +127,7 @@ type replySub struct {
 	sub     *nats.Subscription
 	replies chan *nats.Msg
 	closed  chan struct{} // holds a value once the connection is closed
+	sent    time.Time     // when probeSend sent the message replied to
 }
 
 // subscribeReply subscribes to a new inbox of nc for a probe's reply.
