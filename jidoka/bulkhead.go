@@ -256,7 +256,13 @@ func (b *Bulkhead) wait(ctx context.Context) (func(error), error) {
 	b.mu.Unlock()
 	if granted {
 		if err == b.timedOut {
-			return b.doneFn, nil // the slot came as the wait ran out
+			// The slot came as the wait ran out: the call takes it,
+			// unless its context ended then too.
+			cerr := ctx.Err()
+			if cerr == nil {
+				return b.doneFn, nil
+			}
+			err = b.ended(cerr)
 		}
 		b.release(nil)
 	}

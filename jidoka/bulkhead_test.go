@@ -562,3 +562,53 @@ func (c *endsAsTheSlotComes) Done() <-chan struct{} {
 	}
 	return c.Context.Done()
 }
+
+// A call whose MaxWait runs out at the moment its slot comes and its
+// context ends is refused as well: the wait may see the timer first, and
+// the slot that came with it is given back, not run with a context that
+// has ended.
+func TestBulkheadWaitRunOutAsTheSlotComesAndItsContextEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxWait = time.Second
+		bh, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: 1, MaxWait: maxWait})
+		require.NoError(t, err)
+		for i := range 100 {
+			hold, err := bh.Allow(context.Background()) // the only slot
+			require.NoError(t, err)
+			ctx := &endsAsTheWaitRunsOut{release: hold, wait: maxWait}
+			ctx.Context, ctx.cancel = context.WithCancel(context.Background())
+			ran := false
+			err = bh.Do(ctx, func(ctx context.Context) error {
+				ran = true
+				return ctx.Err()
+			})
+			require.ErrorIs(t, err, jidoka.ErrBulkheadFull, "run %d", i)
+			require.ErrorIs(t, err, context.Canceled, "run %d", i)
+			require.False(t, ran, "run %d: the call ran after its caller had gone", i)
+			require.Equal(t, 0, bh.Running(), "run %d", i)
+			require.Equal(t, 0, bh.Waiting(), "run %d", i)
+		}
+	})
+}
+
+// endsAsTheWaitRunsOut is a context whose first Done lets the bulkhead's
+// MaxWait run out, gives back the slot another call holds and ends: a call
+// waiting for that slot, which asks for Done as it starts to wait, finds
+// its timer, the slot and its context's end all at once.
+type endsAsTheWaitRunsOut struct {
+	context.Context
+	cancel  context.CancelFunc
+	release func(error)
+	wait    time.Duration
+	asked   bool
+}
+
+func (c *endsAsTheWaitRunsOut) Done() <-chan struct{} {
+	if !c.asked {
+		c.asked = true
+		time.Sleep(c.wait)
+		c.release(nil)
+		c.cancel()
+	}
+	return c.Context.Done()
+}
