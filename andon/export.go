@@ -24,7 +24,10 @@ type ExportOptions struct {
 	// Matchers are label matchers added to every selector, such as
 	// {"job": "payment"} when several services export the same families.
 	// Each matches its value as it is, like the signal kinds and the
-	// breaker and line names of the conditions.
+	// breaker and line names of the conditions. The alerts, and the
+	// recording rules of a BurnRate, carry them as labels, so that
+	// services that export the same rules under different matchers have
+	// alerts and series of their own.
 	Matchers map[string]string
 	// Interval is the group's evaluation interval. Zero leaves it to the
 	// Prometheus server's global setting.
@@ -42,9 +45,9 @@ type ExportOptions struct {
 //   - LatencyQuantile becomes histogram_quantile over
 //     signal_duration_seconds_bucket{kind} (summed over outcomes);
 //   - BurnRate becomes recording rules slo:sli_error:ratio_rate<window>
-//     (labels slo and kind), one per window, and a multiwindow alert over
-//     them whose value is the long window's burn rate, as sloth and pyrra
-//     write them;
+//     (labels slo and kind, and the ExportOptions.Matchers), one per
+//     window, and a multiwindow alert over them whose value is the long
+//     window's burn rate, as sloth and pyrra write them;
 //   - BreakerOpen and LineStopped read the gauges of kaizen's
 //     JidokaCollector, breaker_state{breaker, state} and
 //     line_stopped{line};
@@ -52,8 +55,9 @@ type ExportOptions struct {
 //   - Rule.Expr, when set, is the alert's expression as is.
 //
 // Alerts keep For (for), KeepFiringFor (keep_firing_for), labels and
-// annotations; a rule without a Summary gets one that renders the value
-// with Prometheus's humanize functions. Prometheus gives annotation
+// annotations, and carry the ExportOptions.Matchers as labels too (a
+// rule's label of the same name is kept); a rule without a Summary gets
+// one that renders the value with Prometheus's humanize functions. Prometheus gives annotation
 // templates only the labels of the expression's result, so the expression
 // of a rule whose annotations read $labels (or .Labels) is wrapped in
 // label_replace calls that add the rule's labels, alertname and severity,
@@ -153,6 +157,14 @@ func PrometheusRules(w io.Writer, group string, rules []Rule, opts ExportOptions
 			expr = withLabels(expr, labels)
 		}
 		delete(labels, "alertname") // Prometheus adds it
+		// The matchers tell this service's alerts from another's that
+		// exports a rule of the same name: the expressions sum their
+		// labels away, and Alertmanager tells alerts apart by labels.
+		for k, v := range opts.Matchers {
+			if _, ok := labels[k]; !ok {
+				labels[k] = v
+			}
+		}
 		for k, v := range labels {
 			labels[k] = templateText(v)
 		}
@@ -321,6 +333,21 @@ func (x *exporter) burn(c *burnRate) (string, []promRule) {
 	slo := c.slo.name()
 	budget := "(1 - " + promFloat(c.slo.Objective) + ")"
 	var recs []promRule
+	// The records carry ExportOptions.Matchers as labels, and the alert
+	// reads them by all their labels: two services that export the same
+	// SLO name and kind under different matchers ({job="payment"},
+	// {job="refund"}) write records of their own, rather than the same
+	// series twice, and each alert reads its own service's.
+	labels := maps.Clone(x.opts.Matchers)
+	if labels == nil {
+		labels = make(map[string]string, 2)
+	}
+	labels["slo"], labels["kind"] = slo, c.slo.Kind
+	parts := make([]string, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+strconv.Quote(labels[k]))
+	}
+	sel := strings.Join(parts, ",")
 	// A window used twice makes its recording rule twice; PrometheusRules
 	// keeps the first of each record name and SLO.
 	record := func(w time.Duration) string {
@@ -328,8 +355,8 @@ func (x *exporter) burn(c *burnRate) (string, []promRule) {
 		errs := x.rate("signals_total", w, eq("kind", c.slo.Kind), labelMatch("outcome", c.slo.errors()))
 		recs = append(recs, promRule{record: name,
 			expr:   fmt.Sprintf("(sum(%s) or vector(0)) / sum(%s)", errs, x.rate("signals_total", w, eq("kind", c.slo.Kind))),
-			labels: map[string]string{"slo": slo, "kind": c.slo.Kind}})
-		return fmt.Sprintf("%s{slo=%s} / %s", name, strconv.Quote(slo), budget)
+			labels: labels})
+		return fmt.Sprintf("%s{%s} / %s", name, sel, budget)
 	}
 	var alts []string
 	for _, p := range c.pairs {

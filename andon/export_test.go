@@ -68,7 +68,7 @@ func TestPrometheusRulesText(t *testing.T) {
 		`(sum(rate(taikit_signals_total{kind=\"payment\",outcome=\"failed\"}[5m])) / sum(rate(taikit_signals_total{kind=\"payment\"}[5m])) > 0.05) and on() sum(increase(taikit_signals_total{kind=\"payment\"}[5m])) >= 10`,
 		`summary: "error rate of payment over 5m is {{ $value | humanizePercentage }} (threshold 5%)"`,
 		`histogram_quantile(0.99, sum by (le) (rate(taikit_signal_duration_seconds_bucket{kind=\"payment\"}[5m]))) > 5`,
-		`(slo:sli_error:ratio_rate1h{slo=\"payment-availability\"} / (1 - 0.999) > 14.4 and slo:sli_error:ratio_rate5m{slo=\"payment-availability\"} / (1 - 0.999) > 14.4) or (slo:sli_error:ratio_rate6h{slo=\"payment-availability\"} / (1 - 0.999) > 6 and slo:sli_error:ratio_rate30m{slo=\"payment-availability\"} / (1 - 0.999) > 6)`,
+		`(slo:sli_error:ratio_rate1h{kind=\"payment\",slo=\"payment-availability\"} / (1 - 0.999) > 14.4 and slo:sli_error:ratio_rate5m{kind=\"payment\",slo=\"payment-availability\"} / (1 - 0.999) > 14.4) or (slo:sli_error:ratio_rate6h{kind=\"payment\",slo=\"payment-availability\"} / (1 - 0.999) > 6 and slo:sli_error:ratio_rate30m{kind=\"payment\",slo=\"payment-availability\"} / (1 - 0.999) > 6)`,
 	} {
 		assert.Contains(t, out, want)
 	}
@@ -265,42 +265,50 @@ const exportAllText = `groups:
       - record: "slo:sli_error:ratio_rate1h"
         expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[1h])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h]))"
         labels:
+          job: "pay"
           kind: "payment"
           slo: "payment"
       - record: "slo:sli_error:ratio_rate5m"
         expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[5m])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[5m]))"
         labels:
+          job: "pay"
           kind: "payment"
           slo: "payment"
       - record: "slo:sli_error:ratio_rate6h"
         expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[6h])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[6h]))"
         labels:
+          job: "pay"
           kind: "payment"
           slo: "payment"
       - record: "slo:sli_error:ratio_rate30m"
         expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[30m])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[30m]))"
         labels:
+          job: "pay"
           kind: "payment"
           slo: "payment"
       - record: "slo:sli_error:ratio_rate1d"
         expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[1d])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1d]))"
         labels:
+          job: "pay"
           kind: "payment"
           slo: "payment"
       - record: "slo:sli_error:ratio_rate2h"
         expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[2h])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[2h]))"
         labels:
+          job: "pay"
           kind: "payment"
           slo: "payment"
       - record: "slo:sli_error:ratio_rate3d"
         expr: "(sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"failed|rejected\"}[3d])) or vector(0)) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[3d]))"
         labels:
+          job: "pay"
           kind: "payment"
           slo: "payment"
       - alert: "Shed"
         expr: "label_replace(label_replace(label_replace((sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\",outcome=~\"rejected|failed\"}[1h30m])) / sum(rate(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) > 0.1) and on() sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[1h30m])) >= 100, \"alertname\", \"Shed\", \"\", \"\"), \"severity\", \"ticket\", \"\", \"\"), \"team\", \"payments\", \"\", \"\")"
         keep_firing_for: 1h30m
         labels:
+          job: "pay"
           severity: "ticket"
           team: "payments"
         annotations:
@@ -311,30 +319,35 @@ const exportAllText = `groups:
         expr: "(sum(rate(taikit_api_decisions_total{job=\"pay\",kind=\"payment\",verdict=~\"review|deny\"}[5m])) / sum(rate(taikit_api_decisions_total{job=\"pay\",kind=\"payment\"}[5m])) > 0.25) and on() sum(increase(taikit_api_decisions_total{job=\"pay\",kind=\"payment\"}[5m])) >= 5"
         for: 1s500ms
         labels:
+          job: "pay"
           severity: "info"
         annotations:
           summary: "review+deny verdict rate of payment over 5m is {{ $value | humanizePercentage }} (threshold 25%)"
       - alert: "Slow"
         expr: "(histogram_quantile(0.999, sum by (le) (rate(taikit_api_signal_duration_seconds_bucket{job=\"pay\",kind=\"payment\"}[30m]))) > 0.25) and on() sum(increase(taikit_api_signal_duration_seconds_count{job=\"pay\",kind=\"payment\"}[30m])) >= 7"
         labels:
+          job: "pay"
           severity: "ticket"
         annotations:
           summary: "p99.9 latency of payment over 30m is {{ $value | humanizeDuration }} (threshold 250ms)"
       - alert: "BurnPage"
-        expr: "((slo:sli_error:ratio_rate1h{slo=\"payment\"} / (1 - 0.995) > 14.4 and slo:sli_error:ratio_rate5m{slo=\"payment\"} / (1 - 0.995) > 14.4) or (slo:sli_error:ratio_rate6h{slo=\"payment\"} / (1 - 0.995) > 6 and slo:sli_error:ratio_rate30m{slo=\"payment\"} / (1 - 0.995) > 6)) and on() sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[6h])) >= 1000"
+        expr: "((slo:sli_error:ratio_rate1h{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 14.4 and slo:sli_error:ratio_rate5m{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 14.4) or (slo:sli_error:ratio_rate6h{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 6 and slo:sli_error:ratio_rate30m{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 6)) and on() sum(increase(taikit_api_signals_total{job=\"pay\",kind=\"payment\"}[6h])) >= 1000"
         labels:
+          job: "pay"
           severity: "page"
         annotations:
           summary: "error budget burn rate of payment (99.5%) is {{ $value | humanize }}× (threshold 14.4×)"
       - alert: "BurnTicket"
-        expr: "(slo:sli_error:ratio_rate1d{slo=\"payment\"} / (1 - 0.995) > 3 and slo:sli_error:ratio_rate2h{slo=\"payment\"} / (1 - 0.995) > 3) or (slo:sli_error:ratio_rate3d{slo=\"payment\"} / (1 - 0.995) > 1 and slo:sli_error:ratio_rate6h{slo=\"payment\"} / (1 - 0.995) > 1)"
+        expr: "(slo:sli_error:ratio_rate1d{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 3 and slo:sli_error:ratio_rate2h{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 3) or (slo:sli_error:ratio_rate3d{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 1 and slo:sli_error:ratio_rate6h{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 1)"
         labels:
+          job: "pay"
           severity: "ticket"
         annotations:
           summary: "error budget burn rate of payment (99.5%) is {{ $value | humanize }}× (threshold 3×)"
       - alert: "GatewayOpen"
         expr: "max(taikit_breaker_state{breaker=\"gateway\",job=\"pay\",state=~\"open|forced-open|half-open\"}) > 0"
         labels:
+          job: "pay"
           severity: "page"
         annotations:
           summary: "breaker gateway open is {{ $value | humanize }}"
@@ -626,4 +639,110 @@ func TestPromtoolTemplatesSeeTheRuleLabels(t *testing.T) {
 	cmd.Dir = dir
 	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+}
+
+// promtoolMatchersBurnTest proves that two services exporting the same
+// SLO under different ExportOptions.Matchers have recording rules of their
+// own, and that each alert reads its own service's: the service whose
+// signals all fail pages, the one whose signals all succeed does not.
+const promtoolMatchersBurnTest = `rule_files:
+  - a.yml
+  - b.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'taikit_signals_total{job="a",kind="http",outcome="succeeded"}'
+        values: '0+10x120'
+      - series: 'taikit_signals_total{job="b",kind="http",outcome="failed"}'
+        values: '0+10x120'
+    alert_rule_test:
+      - eval_time: 60m
+        alertname: BurnA
+        exp_alerts: []
+      - eval_time: 60m
+        alertname: BurnB
+        exp_alerts:
+          - exp_labels:
+              severity: page
+              slo: http
+              kind: http
+              job: b
+            exp_annotations:
+              summary: burn
+`
+
+func TestPromtoolBurnRateUnderMatchers(t *testing.T) {
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	stats := exportStats(t)
+	dir := t.TempDir()
+	for _, svc := range []string{"a", "b"} {
+		var b bytes.Buffer
+		require.NoError(t, andon.PrometheusRules(&b, svc, []andon.Rule{{Name: "Burn" + strings.ToUpper(svc), Severity: andon.Page,
+			Condition: andon.BurnRate(stats, andon.SLO{Kind: "http", Objective: 0.999}, andon.PageBurnWindows()...), Summary: "burn"}},
+			andon.ExportOptions{Matchers: map[string]string{"job": svc}}))
+		assert.Contains(t, b.String(), `slo:sli_error:ratio_rate1h{job=\"`+svc+`\",kind=\"http\",slo=\"http\"}`)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, svc+".yml"), b.Bytes(), 0o600))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolMatchersBurnTest), 0o600))
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s", out)
+}
+
+// promtoolMatchersAlertTest proves that the alerts of two services that
+// export a rule of the same name under different ExportOptions.Matchers
+// have label sets of their own: Alertmanager, which tells alerts apart by
+// their labels, would take them for one.
+const promtoolMatchersAlertTest = `rule_files:
+  - a.yml
+  - b.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'taikit_signals_total{job="a",kind="http",outcome="failed"}'
+        values: '0+10x20'
+      - series: 'taikit_signals_total{job="b",kind="http",outcome="failed"}'
+        values: '0+10x20'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: Errors
+        exp_alerts:
+          - exp_labels:
+              severity: page
+              job: a
+            exp_annotations:
+              summary: errors
+          - exp_labels:
+              severity: page
+              job: b
+            exp_annotations:
+              summary: errors
+`
+
+func TestPromtoolAlertsUnderMatchers(t *testing.T) {
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	stats := exportStats(t)
+	dir := t.TempDir()
+	for _, svc := range []string{"a", "b"} {
+		var b bytes.Buffer
+		require.NoError(t, andon.PrometheusRules(&b, svc, []andon.Rule{{Name: "Errors", Severity: andon.Page,
+			Condition: andon.ErrorRate(stats, "http", 5*time.Minute, 0.05), Summary: "errors"}},
+			andon.ExportOptions{Matchers: map[string]string{"job": svc}}))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, svc+".yml"), b.Bytes(), 0o600))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolMatchersAlertTest), 0o600))
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s", out)
+
+	// A label of the rule's own of the same name is the rule's.
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "g", []andon.Rule{{Name: "Errors", Severity: andon.Page,
+		Condition: andon.ErrorRate(stats, "http", 5*time.Minute, 0.05), Labels: map[string]string{"job": "mine"}}},
+		andon.ExportOptions{Matchers: map[string]string{"job": "a", "env": "prod"}}))
+	assert.Contains(t, b.String(), "        labels:\n          env: \"prod\"\n          job: \"mine\"\n          severity: \"page\"\n")
 }

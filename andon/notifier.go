@@ -32,7 +32,10 @@ import (
 // NotifyOptions.MaxAttempts times, unless it is marked with
 // kanban.Permanent (a receiver that answered 400 Bad Request will answer
 // it again). A Webhook, which sends one request per alert name, has only
-// the names whose request failed and is worth retrying sent again. A panic
+// the names whose request failed and is worth retrying sent again; so
+// does a notifier that returns a Webhook's error, wrapped or not, as its
+// own, but not one that joins it with other errors (errors.Join), which
+// is retried whole. A panic
 // fails the batch at once, as a *PanicError, and so does one in the
 // methods of the error returned (Unwrap, As, RetryAfter), as a nil pointer
 // returned as an error may panic in them. A runtime.Goexit in any of them
@@ -597,13 +600,33 @@ func (d *dispatcher) classify(err error) (f failure) {
 		}
 	}()
 	f.err = err
-	if p := (*partialError)(nil); errors.As(err, &p) {
+	if p := partialOf(err); p != nil {
 		f.partial = p
 		f.err = errors.Join(p.retryErrs...)
 	}
 	f.permanent = kanban.IsPermanent(f.err)
 	f.retryAfter = tai.RetryAfter(f.err)
 	return f
+}
+
+// partialOf returns the *partialError that err stands for: err itself,
+// or err wrapping it alone, one error in another (kanban.Permanent,
+// fmt.Errorf with one %w). An error that joins it with others (a notifier
+// of one's own that sends to a Webhook and to another receiver) is not
+// one: the others failed too, maybe for the alerts the partial error says
+// went out, and the batch is retried or given up whole.
+func partialOf(err error) *partialError {
+	for err != nil {
+		if p, ok := err.(*partialError); ok {
+			return p
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return nil
+		}
+		err = u.Unwrap()
+	}
+	return nil
 }
 
 // delay calls NotifyOptions.Backoff, turning a panic into a *PanicError.

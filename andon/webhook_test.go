@@ -463,3 +463,57 @@ func TestWebhookEmbeddedCallIsBounded(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// fanOut is a notifier of one's own that sends every batch to a Webhook
+// and to another notifier, and fails with both their errors.
+type fanOut struct {
+	wh    *andon.Webhook
+	other andon.Notifier
+}
+
+func (f fanOut) Notify(ctx context.Context, alerts []andon.Alert) error {
+	return errors.Join(f.wh.Notify(ctx, alerts), f.other.Notify(ctx, alerts))
+}
+
+// flaky is a notifier that fails its first n calls, worth a retry, and
+// notes the alert names it took.
+type flaky struct {
+	mu   sync.Mutex
+	n    int
+	took []string
+}
+
+func (f *flaky) Notify(_ context.Context, alerts []andon.Alert) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n > 0 {
+		f.n--
+		return errors.New("other receiver down")
+	}
+	for _, a := range alerts {
+		f.took = append(f.took, a.Name)
+	}
+	return nil
+}
+
+// A notifier whose error joins a Webhook's with another failure is
+// retried whole: the Webhook's error says which of its own requests went
+// out, not that the other receiver took them.
+func TestWebhookErrorJoinedWithAnotherIsRetriedWhole(t *testing.T) {
+	srv := newGroupServer(t, map[string][]int{"A": {503}})
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	other := &flaky{n: 1}
+	a, c := newSwitch(), newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{fanOut{wh, other}}, Notify: noWait,
+		Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "C", Severity: andon.Page, Condition: c}}})
+	a.Set(true)
+	c.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	require.NoError(t, e.Flush(context.Background()))
+	assert.ElementsMatch(t, []string{"A", "C"}, other.took, "the other receiver failed for both")
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 2, st.Sent)
+	assert.EqualValues(t, 1, st.Retries)
+	assert.Zero(t, st.Failed)
+}
