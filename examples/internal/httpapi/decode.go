@@ -501,43 +501,103 @@ type field struct {
 var fieldCache sync.Map // reflect.Type → map[string]field
 
 // fieldsOf returns the JSON names of t's fields, as encoding/json names
-// them (tags, embedded structs' promoted fields, "-" skipped).
+// them (tags, embedded structs' promoted fields, "-" skipped), and picks
+// among fields of one name as it does: the least deeply embedded, then
+// the tagged one of those; two alike at one depth hide each other, and
+// the name is then no field's. A struct embedded again below itself
+// (through a pointer) is looked into once, at its shallowest.
 func fieldsOf(t reflect.Type) map[string]field {
 	if m, ok := fieldCache.Load(t); ok {
 		return m.(map[string]field)
 	}
-	m := map[string]field{}
-	for i := range t.NumField() {
-		sf := t.Field(i)
-		tag := sf.Tag.Get("json")
-		if tag == "-" {
-			continue
-		}
-		name, opts, _ := strings.Cut(tag, ",")
-		if sf.Anonymous && name == "" {
-			ft := sf.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				for k, v := range fieldsOf(ft) {
-					if _, dup := m[k]; !dup {
-						m[k] = v
-					}
-				}
+	type found struct {
+		field
+		depth  int
+		tagged bool
+		hidden bool // another of its name, depth and taggedness
+	}
+	byName := map[string]*found{}
+	visited := map[reflect.Type]bool{}
+	// Each level's structs to look into, and how often each is embedded
+	// at that level: one embedded twice promotes each field twice.
+	level, count := []reflect.Type{t}, map[reflect.Type]int{t: 1}
+	for depth := 0; len(level) > 0; depth++ {
+		var next []reflect.Type
+		nextCount := map[reflect.Type]int{}
+		for _, st := range level {
+			if visited[st] {
 				continue
 			}
+			visited[st] = true
+			for i := range st.NumField() {
+				sf := st.Field(i)
+				ft := sf.Type
+				if ft.Name() == "" && ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				if sf.Anonymous {
+					if !sf.IsExported() && ft.Kind() != reflect.Struct {
+						continue
+					}
+				} else if !sf.IsExported() {
+					continue
+				}
+				tag := sf.Tag.Get("json")
+				if tag == "-" {
+					continue
+				}
+				name, opts, _ := strings.Cut(tag, ",")
+				if !validTagName(name) {
+					name = ""
+				}
+				if name == "" && sf.Anonymous && ft.Kind() == reflect.Struct {
+					nextCount[ft]++
+					if nextCount[ft] == 1 {
+						next = append(next, ft)
+					}
+					continue
+				}
+				f := &found{
+					field:  field{typ: sf.Type, quoted: quotable(sf.Type) && hasOption(opts, "string")},
+					depth:  depth,
+					tagged: name != "",
+					hidden: count[st] > 1,
+				}
+				if name == "" {
+					name = sf.Name
+				}
+				switch prev := byName[name]; {
+				case prev == nil || f.depth < prev.depth || f.depth == prev.depth && f.tagged && !prev.tagged:
+					byName[name] = f
+				case f.depth == prev.depth && f.tagged == prev.tagged:
+					prev.hidden = true
+				}
+			}
 		}
-		if !sf.IsExported() {
-			continue
+		level, count = next, nextCount
+	}
+	m := map[string]field{}
+	for name, f := range byName {
+		if !f.hidden {
+			m[name] = f.field
 		}
-		if name == "" {
-			name = sf.Name
-		}
-		m[name] = field{typ: sf.Type, quoted: quotable(sf.Type) && hasOption(opts, "string")}
 	}
 	fieldCache.Store(t, m)
 	return m
+}
+
+// validTagName reports whether encoding/json takes name, from a field's
+// tag, as the field's name; it names the field by its Go name otherwise.
+func validTagName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range name {
+		if !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) && !unicode.IsLetter(c) && !unicode.IsDigit(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // quotable reports whether encoding/json reads a field of type t tagged

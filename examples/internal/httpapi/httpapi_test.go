@@ -694,3 +694,67 @@ func TestCheckHost(t *testing.T) {
 		assert.ErrorContains(t, CheckHost(bad), "is not a host name or IP address", bad)
 	}
 }
+
+// Promoted fields are those encoding/json fills: of two fields of one
+// name, the one less deeply embedded, or the tagged one of two at one
+// depth; two alike at one depth hide each other. A type embedding itself
+// through a pointer is read as encoding/json reads it.
+type (
+	deepX        struct{ X int }
+	embedsDeepX  struct{ deepX }
+	shallowX     struct{ X string }
+	promotesBoth struct {
+		embedsDeepX
+		shallowX
+	}
+	sameDepthA struct{ Y int }
+	sameDepthB struct{ Y string }
+	hidesY     struct {
+		sameDepthA
+		sameDepthB
+	}
+	taggedY struct {
+		Y string `json:"Y"`
+	}
+	prefersTagged struct {
+		sameDepthA
+		taggedY
+	}
+	selfEmbedding struct {
+		*selfEmbedding
+		V int
+	}
+	mutualA struct {
+		*mutualB
+		A int
+	}
+	mutualB struct {
+		*mutualA
+		B int
+	}
+)
+
+func TestDecodeEmbeddedFieldsAsEncodingJSON(t *testing.T) {
+	var p promotesBoth
+	require.NoError(t, Decode([]byte(`{"X":"s"}`), &p), "the shallower X is a string")
+	assert.Equal(t, "s", p.shallowX.X)
+	err := Decode([]byte(`{"X":1}`), &promotesBoth{})
+	assert.EqualError(t, err, "X must be a string, not a JSON number")
+
+	err = Decode([]byte(`{"Y":"s"}`), &hidesY{})
+	assert.EqualError(t, err, `unknown field "Y"`, "two Y at one depth hide each other")
+
+	var pt prefersTagged
+	require.NoError(t, Decode([]byte(`{"Y":"s"}`), &pt), "the tagged Y is the one filled")
+	assert.Equal(t, "s", pt.taggedY.Y)
+
+	var s selfEmbedding
+	require.NoError(t, Decode([]byte(`{"V":1}`), &s))
+	assert.Equal(t, 1, s.V)
+	assert.Nil(t, s.selfEmbedding)
+	var m mutualA
+	require.NoError(t, Decode([]byte(`{"A":1}`), &m))
+	assert.Equal(t, 1, m.A)
+	err = Decode([]byte(`{"B":1}`), &mutualA{})
+	assert.Error(t, err, "encoding/json cannot set a field through a nil pointer to an unexported type")
+}

@@ -152,25 +152,33 @@ func raise(sig os.Signal) {
 // then, again, the service's close.
 const ShutdownTimeout = 30 * time.Second
 
-// Serve serves srv on ln until ctx ends or serving fails, then stops: the
-// server first (no new requests; those in flight finish), then the
-// service with closeService. The requests in flight get ShutdownTimeout,
-// or srv.WriteTimeout when it is longer — a request may run as long as its
-// answer may still be written, and one cut short by the stop would leave
-// its client without one; closeService gets ShutdownTimeout of its own
-// after them, so slow requests never leave it no time to flush. Requests
-// still running when their time is up are cut off (srv.Close closes their
-// connections, which ends their contexts), and the service closes once
-// their handlers have returned (or after CutOffGrace), so that none runs
-// on against the service as it closes. Serve wraps srv.Handler to see
-// them return.
+// Serve serves srv on ln until ctx ends, srv is shut down or closed, or
+// serving fails, then stops: the server first (no new requests; those in
+// flight finish), then the service with closeService. The requests in
+// flight get ShutdownTimeout, or srv.WriteTimeout when it is longer — a
+// request may run as long as its answer may still be written, and one cut
+// short by the stop would leave its client without one; closeService gets
+// ShutdownTimeout of its own after them, so slow requests never leave it
+// no time to flush. The listener is closed before the service closes, even
+// when ctx has ended before srv began to serve. Requests still running
+// when their time is up are cut off (srv.Close closes their connections,
+// which ends their contexts), and the service closes once their handlers
+// have returned (or after CutOffGrace), so that none runs on against the
+// service as it closes. Serve wraps srv.Handler to see them return. It
+// returns the errors of serving (but http.ErrServerClosed), of the stop
+// and of closeService.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService func(context.Context) error, log *slog.Logger) error {
 	handlers := trackHandlers(srv)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	var err error
+	served := false // srv.Serve has returned
 	select {
 	case err = <-serveErr:
+		served = true
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil // closed by its owner: a stop, as ctx's end is
+		}
 	case <-ctx.Done():
 		log.Info("shutting down")
 	}
@@ -184,13 +192,16 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService 
 			log.Warn("requests cut off still running as the service closes", "requests", handlers.running())
 		}
 	}
+	if !served {
+		// A stop before srv.Serve took the listener leaves it to
+		// srv.Serve to close, as it returns at once: the port is given
+		// back before the service closes, as it is otherwise.
+		<-serveErr
+	}
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancelClose()
 	if cErr := closeService(closeCtx); cErr != nil {
 		err = errors.Join(err, cErr)
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
 	}
 	log.Info("stopped")
 	return err

@@ -3,6 +3,7 @@ package svc_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -398,6 +399,53 @@ func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// A stop that comes before the server has begun to serve (a signal at
+// start, a context ended already) still closes the listener before the
+// service closes and before Serve returns: the port is free again, and no
+// connection waits in its backlog for an answer that will not come.
+func TestServeStoppedAtOnceClosesTheListenerBeforeTheService(t *testing.T) {
+	for range 50 {
+		ln := newPipeListener()
+		srv := &http.Server{Handler: http.NotFoundHandler()}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		listening := false
+		err := svc.Serve(ctx, srv, ln, func(context.Context) error {
+			select {
+			case <-ln.closed:
+			default:
+				listening = true
+			}
+			return nil
+		}, svc.Logger(io.Discard, "error", "t"))
+		require.NoError(t, err)
+		require.False(t, listening, "the listener was still open as the service closed")
+		select {
+		case <-ln.closed:
+		default:
+			t.Fatal("Serve returned with the listener still open")
+		}
+	}
+}
+
+// A server closed by its owner, not by ctx, stops Serve as ctx would:
+// the service's close still runs, and its failure (a store not flushed)
+// is returned, not taken for the server's closing.
+func TestServeReturnsTheCloseErrorOfAServerClosedElsewhere(t *testing.T) {
+	ln := newPipeListener()
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	require.NoError(t, srv.Close())
+	flush := errors.New("audit trail not flushed")
+	closed := false
+	err := svc.Serve(context.Background(), srv, ln, func(context.Context) error {
+		closed = true
+		return flush
+	}, svc.Logger(io.Discard, "error", "t"))
+	assert.True(t, closed, "the service was closed")
+	assert.ErrorIs(t, err, flush)
+	assert.NotErrorIs(t, err, http.ErrServerClosed)
 }
 
 func TestServeFinishesARequestLongerThanTheShutdownTimeout(t *testing.T) {
