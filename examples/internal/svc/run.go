@@ -164,7 +164,8 @@ const ShutdownTimeout = 30 * time.Second
 // when their time is up are cut off (srv.Close closes their connections,
 // which ends their contexts), and the service closes once their handlers
 // have returned (or after CutOffGrace), so that none runs on against the
-// service as it closes. Serve wraps srv.Handler to see them return. It
+// service as it closes; so it does after the requests that a close of
+// srv elsewhere cut off. Serve wraps srv.Handler to see them return. It
 // returns the errors of serving (but http.ErrServerClosed), of the stop
 // and of closeService.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService func(context.Context) error, log *slog.Logger) error {
@@ -187,10 +188,11 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService 
 	if sErr := srv.Shutdown(requestsCtx); sErr != nil {
 		_ = srv.Close()
 		err = errors.Join(err, fmt.Errorf("requests in flight not finished: %w", sErr))
-		// srv.Close does not wait for the handlers it cut off.
-		if !handlers.wait(CutOffGrace) {
-			log.Warn("requests cut off still running as the service closes", "requests", handlers.running())
-		}
+	}
+	// srv.Close, this one or the owner's that stopped srv, does not wait
+	// for the handlers it cut off, nor does srv.Shutdown then.
+	if !handlers.wait(CutOffGrace) {
+		log.Warn("requests cut off still running as the service closes", "requests", handlers.running())
 	}
 	if !served {
 		// A stop before srv.Serve took the listener leaves it to

@@ -647,3 +647,43 @@ func TestRedactURLQueryWithACommaList(t *testing.T) {
 		assert.Equal(t, want, svc.RedactURL(in), in)
 	}
 }
+
+// A server closed by its owner cuts off its requests as Serve's own stop
+// does: the service closes once their handlers have returned, not under
+// them.
+func TestServeClosesTheServiceAfterTheRequestsOfAServerClosedElsewhere(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := newPipeListener()
+		started := make(chan struct{})
+		var handlerDone atomic.Bool
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(started)
+			<-r.Context().Done()
+			time.Sleep(time.Second) // what the handler does on its way out
+			handlerDone.Store(true)
+		})}
+		var endedBeforeClose bool
+		done := make(chan error, 1)
+		go func() {
+			done <- svc.Serve(context.Background(), srv, ln, func(context.Context) error {
+				endedBeforeClose = handlerDone.Load()
+				return nil
+			}, svc.Logger(io.Discard, "error", "t"))
+		}()
+		client := &http.Client{Transport: &http.Transport{DialContext: ln.dial}}
+		got := make(chan error, 1)
+		go func() {
+			resp, err := client.Get("http://payment/")
+			if err == nil {
+				resp.Body.Close()
+			}
+			got <- err
+		}()
+		<-started
+		require.NoError(t, srv.Close())
+		require.NoError(t, <-done)
+		assert.True(t, endedBeforeClose, "the request cut off was still running when the service closed")
+		assert.Error(t, <-got, "the request cut off has no answer")
+		client.CloseIdleConnections()
+	})
+}
