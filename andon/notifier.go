@@ -33,9 +33,10 @@ import (
 // kanban.Permanent (a receiver that answered 400 Bad Request will answer
 // it again). A Webhook, which sends one request per alert name, has only
 // the names whose request failed and is worth retrying sent again; so
-// does a notifier that returns a Webhook's error, wrapped or not, as its
-// own, but not one that joins it with other errors (errors.Join), which
-// is retried whole. A panic
+// does a notifier that returns a Webhook's error as its own, wrapped or
+// not (errors.Join of it and nil errors wraps it alone), unless it marks
+// it with kanban.Permanent, but not one that joins it with other errors
+// (errors.Join), which is retried whole. A panic
 // fails the batch at once, as a *PanicError, and so does one in the
 // methods of the error returned (Unwrap, As, RetryAfter), as a nil pointer
 // returned as an error may panic in them. A runtime.Goexit in any of them
@@ -603,6 +604,12 @@ func (d *dispatcher) classify(err error) (f failure) {
 	if p := partialOf(err); p != nil {
 		f.partial = p
 		f.err = errors.Join(p.retryErrs...)
+		// A Webhook marks its error with kanban.Permanent only when no
+		// request is worth a retry: a mark over one with requests worth
+		// a retry is the notifier's own, and they are not retried.
+		if f.err != nil && kanban.IsPermanent(err) && !kanban.IsPermanent(f.err) {
+			f.err = kanban.Permanent(f.err)
+		}
 	}
 	f.permanent = kanban.IsPermanent(f.err)
 	f.retryAfter = tai.RetryAfter(f.err)
@@ -611,20 +618,32 @@ func (d *dispatcher) classify(err error) (f failure) {
 
 // partialOf returns the *partialError that err stands for: err itself,
 // or err wrapping it alone, one error in another (kanban.Permanent,
-// fmt.Errorf with one %w). An error that joins it with others (a notifier
-// of one's own that sends to a Webhook and to another receiver) is not
-// one: the others failed too, maybe for the alerts the partial error says
-// went out, and the batch is retried or given up whole.
+// fmt.Errorf with one %w, errors.Join of it and nil errors: a notifier of
+// one's own whose other receiver succeeded). An error that joins it with
+// other errors (a notifier of one's own whose other receiver failed too)
+// is not one: the others failed, maybe for the alerts the partial error
+// says went out, and the batch is retried or given up whole.
 func partialOf(err error) *partialError {
 	for err != nil {
-		if p, ok := err.(*partialError); ok {
-			return p
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
+		switch e := err.(type) {
+		case *partialError:
+			return e
+		case interface{ Unwrap() error }:
+			err = e.Unwrap()
+		case interface{ Unwrap() []error }:
+			err = nil
+			for _, u := range e.Unwrap() {
+				if u == nil {
+					continue
+				}
+				if err != nil {
+					return nil // joined with another failure
+				}
+				err = u
+			}
+		default:
 			return nil
 		}
-		err = u.Unwrap()
 	}
 	return nil
 }

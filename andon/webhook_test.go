@@ -517,3 +517,76 @@ func TestWebhookErrorJoinedWithAnotherIsRetriedWhole(t *testing.T) {
 	assert.EqualValues(t, 1, st.Retries)
 	assert.Zero(t, st.Failed)
 }
+
+// A notifier that joins a Webhook's error with another receiver's that
+// succeeded (errors.Join with a nil error) returns the Webhook's error
+// alone: only the alert names whose request failed are sent again, and
+// those whose request failed for good fail alone.
+func TestWebhookErrorJoinedWithNilIsRetriedByName(t *testing.T) {
+	t.Run("retry", func(t *testing.T) {
+		srv := newGroupServer(t, map[string][]int{"A": {503}})
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+		require.NoError(t, err)
+		other := &flaky{}
+		a, c := newSwitch(), newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{fanOut{wh, other}}, Notify: noWait,
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "C", Severity: andon.Page, Condition: c}}})
+		a.Set(true)
+		c.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		require.NoError(t, e.Flush(context.Background()))
+		assert.Equal(t, map[string]int{"A": 2, "C": 1}, srv.counts(), "C went out the first time")
+		assert.ElementsMatch(t, []string{"A", "C", "A"}, other.took)
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 2, st.Sent)
+		assert.EqualValues(t, 1, st.Retries)
+		assert.Zero(t, st.Failed)
+	})
+	t.Run("permanent", func(t *testing.T) {
+		srv := newGroupServer(t, map[string][]int{"A": {400}})
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+		require.NoError(t, err)
+		a, c := newSwitch(), newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{fanOut{wh, &flaky{}}}, Notify: noWait,
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "C", Severity: andon.Page, Condition: c}}})
+		a.Set(true)
+		c.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		require.NoError(t, e.Flush(context.Background()))
+		assert.Equal(t, map[string]int{"A": 1, "C": 1}, srv.counts())
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 1, st.Sent, "C went out")
+		assert.EqualValues(t, 1, st.Failed, "A failed for good")
+	})
+}
+
+// permanentWebhook marks every error of its Webhook with kanban.Permanent.
+type permanentWebhook struct{ wh *andon.Webhook }
+
+func (p permanentWebhook) Notify(ctx context.Context, alerts []andon.Alert) error {
+	if err := p.wh.Notify(ctx, alerts); err != nil {
+		return kanban.Permanent(err)
+	}
+	return nil
+}
+
+// A notifier that marks a Webhook's error with kanban.Permanent is not
+// retried: the alert names whose request went out count as sent, and
+// the others fail for good, those worth a retry too.
+func TestWebhookErrorMarkedPermanentIsNotRetried(t *testing.T) {
+	srv := newGroupServer(t, map[string][]int{"A": {503}})
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	a, c := newSwitch(), newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{permanentWebhook{wh}}, Notify: noWait,
+		Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "C", Severity: andon.Page, Condition: c}}})
+	a.Set(true)
+	c.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	require.NoError(t, e.Flush(context.Background()))
+	assert.Equal(t, map[string]int{"A": 1, "C": 1}, srv.counts())
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 1, st.Sent, "C went out")
+	assert.Zero(t, st.Retries)
+	assert.EqualValues(t, 1, st.Failed, "A failed for good")
+}
