@@ -881,7 +881,17 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // $JS.API.CONSUMER.CREATE.<Stream>.<Durable>...) uses the durable as it
 // is when it exists, which needs $JS.API.CONSUMER.INFO.<Stream>.<Durable>;
 // a durable whose configuration differs is logged at Warn, naming the
-// fields, and leases are extended within its own AckWait. When it does
+// fields, and leases are extended within its own AckWait; a MaxDeliver of
+// its own below opts.MaxAttempts takes the place of MaxAttempts, so that
+// a message failing at the last delivery the server makes is
+// dead-lettered, not retried to stay in the stream for good (a message
+// handed back unstarted uses up one of those deliveries too, see
+// kanban.ConsumeOptions.MaxAttempts, and may still reach MaxDeliver
+// unhandled: the server then keeps it, undelivered); and its pull
+// requests ask for no more messages than its MaxRequestBatch and wait no
+// longer than its MaxRequestExpires, which the server refuses them
+// beyond. One that delivers headers only (HeadersOnly) is refused: its
+// messages would arrive without their payloads. When it does
 // not exist, or its info is refused too, Consume returns at once an error
 // that wraps nats.ErrPermissionViolation and names the subjects refused;
 // so it does, marked kanban.Permanent, when a pull request
@@ -926,8 +936,22 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 		return err
 	}
 	src := &source[T]{q: q, cons: cons, wip: opts.WithDefaults().WIP, ackWait: q.opts.AckWait, ackSeen: q.js.Conn().LastError()}
-	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
-		src.ackWait = info.Config.AckWait
+	if info := cons.CachedInfo(); info != nil {
+		if info.Config.HeadersOnly {
+			// Its deliveries have no payload: each would be dead-lettered
+			// as one that cannot be decoded, without it, and terminated.
+			return fmt.Errorf("natsjs: consumer %s delivers headers only (HeadersOnly): its messages' payloads would be lost", q.opts.Durable)
+		}
+		if info.Config.AckWait > 0 {
+			src.ackWait = info.Config.AckWait
+		}
+		src.maxBatch, src.maxExpires = info.Config.MaxRequestBatch, info.Config.MaxRequestExpires
+		if md := info.Config.MaxDeliver; md > 0 && md < opts.WithDefaults().MaxAttempts {
+			// The server delivers a message no more than MaxDeliver
+			// times: one retried after its last delivery would stay in
+			// the stream, neither handled nor dead-lettered.
+			opts.MaxAttempts = md
+		}
 	}
 	stop := watchErrors(q.js.Conn(), src.seeError)
 	defer stop()

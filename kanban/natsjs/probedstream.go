@@ -67,11 +67,18 @@ func (q *Queue[T]) stream(ctx context.Context, name string) (*probedStream, *jet
 
 // getMsg returns the message seq, or with a subject the first message on
 // it from seq on, as GetMsg does: probed the first time. jetstream asks a
-// stream that allows direct gets on the direct-get subject.
+// stream that allows direct gets on the direct-get subject, whose answer
+// carries the server's headers (Nats-Stream, Nats-Sequence, ...) among
+// the message's own, and keeps them in its Header: they are taken out,
+// so that a dead letter read so lists, and its redrive publishes, the
+// headers the message was stored with, as a stream without direct gets
+// answers.
 func (s *probedStream) getMsg(ctx context.Context, seq uint64, subject string) (*jetstream.RawStreamMsg, error) {
 	subj := apiPrefix + "STREAM.MSG.GET." + s.name
+	direct := false
 	if info := s.CachedInfo(); info != nil && info.Config.AllowDirect {
 		subj = apiPrefix + "DIRECT.GET." + s.name
+		direct = true
 	}
 	var opts []jetstream.GetMsgOpt
 	if subject != "" {
@@ -89,7 +96,20 @@ func (s *probedStream) getMsg(ctx context.Context, seq uint64, subject string) (
 			return nil, err
 		}
 	}
-	return s.GetMsg(ctx, seq, opts...)
+	m, err := s.GetMsg(ctx, seq, opts...)
+	if err == nil && direct {
+		for _, k := range directGetHeaders {
+			delete(m.Header, k)
+		}
+	}
+	return m, err
+}
+
+// directGetHeaders are the headers the server adds to its answer to a
+// direct get, which are not the message's.
+var directGetHeaders = []string{
+	jetstream.StreamHeader, jetstream.SequenceHeader, jetstream.TimeStampHeaer, jetstream.SubjectHeader,
+	"Nats-Last-Sequence", "Nats-Num-Pending", "Nats-UpTo-Sequence",
 }
 
 // deleteMsg deletes the message seq, as DeleteMsg does, with its errors:

@@ -26,6 +26,13 @@ type source[T any] struct {
 	// Queue's own, unless the durable is one the connection may not
 	// update (see upsertConsumer).
 	ackWait time.Duration
+	// maxBatch and maxExpires are the durable's MaxRequestBatch and
+	// MaxRequestExpires (0: no bound), which the server refuses pull
+	// requests beyond (a durable an administrator made, see
+	// upsertConsumer): a request asks for no more messages than maxBatch
+	// and waits on the server no longer than maxExpires or FetchWait.
+	maxBatch   int
+	maxExpires time.Duration
 	// before is the connection's last error as the open request was
 	// sent: one after it may be the server's refusal of the request.
 	before error
@@ -55,8 +62,15 @@ func (s *source[T]) HeartbeatInterval() time.Duration { return max(s.ackWait/3, 
 func (s *source[T]) ReleaseOrder() kanban.ReleaseOrder { return kanban.ReleaseInTurn }
 
 func (s *source[T]) fetch(n int) error {
+	if s.maxBatch > 0 {
+		n = min(n, s.maxBatch)
+	}
+	wait := s.q.opts.FetchWait
+	if s.maxExpires > 0 {
+		wait = min(wait, s.maxExpires)
+	}
 	s.before = s.q.js.Conn().LastError()
-	b, err := s.cons.Fetch(n, jetstream.FetchMaxWait(s.q.opts.FetchWait))
+	b, err := s.cons.Fetch(n, jetstream.FetchMaxWait(wait))
 	if err != nil {
 		return err
 	}
