@@ -33,7 +33,11 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // a payload that cannot be decoded. A
 // settlement (the lease's Ack, Retry, Release or DeadLetter) that panics
 // or calls runtime.Goexit is logged, as one that fails is, and the
-// message is not settled again.
+// message is not settled again. A DeadLetter that fails (the backend's
+// dead-letter store refuses or is unreachable) leaves the message with
+// the backend, which delivers it again: its next delivery to this
+// consumer is dead-lettered at once, with the reason it was being
+// dead-lettered for (the handler's error), without running the handler.
 // Leases are extended from when they are pulled until they are settled:
 // while their handler runs, and while they wait for it (with PerKey,
 // behind an earlier message of their key). A heartbeat ticks every
@@ -165,6 +169,11 @@ type engine[T any] struct {
 	// releaseInTurn says the source delivers released messages again in
 	// the order they were released (ReleaseInTurn).
 	releaseInTurn bool
+	// undead holds, by message ID, the messages whose dead-lettering
+	// failed (see settle), under mu; nundead counts them, so that a
+	// delivery looks them up only while there are any.
+	undead  map[string]undeadMsg
+	nundead atomic.Int64
 
 	nworkers atomic.Int64 // shared mode: workers started
 	idle     atomic.Int64 // shared mode: workers waiting for a message
@@ -474,6 +483,10 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 	}
 	c.addInFlight(-1)
 	id := l.ID()
+	var delivered int
+	if how == settleDeadLetter {
+		delivered = l.Attempt() // read before the lease may be reused
+	}
 	returned := false
 	defer func() {
 		if returned {
@@ -501,6 +514,8 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 		// stays in the queue, to be delivered again.
 		if err = l.DeadLetter(e.sctx, reason, attempts); err == nil {
 			c.addDeadLettered()
+		} else {
+			e.rememberUndead(id, undeadMsg{reason: reason, attempts: attempts, delivered: delivered})
 		}
 	}
 	returned = true
@@ -511,6 +526,53 @@ func (e *engine[T]) settle(l Lease[T], how settlement, delay time.Duration, reas
 
 func (e *engine[T]) deadLetter(l Lease[T], reason string, attempts int, c *counterCell) {
 	e.settle(l, settleDeadLetter, 0, reason, attempts, c)
+}
+
+// undeadMsg is a message whose dead-lettering failed: the backend keeps
+// it, to deliver it again, and its next delivery is dead-lettered with
+// the reason and attempts it was being dead-lettered with, not run.
+type undeadMsg struct {
+	reason   string
+	attempts int
+	// delivered is the delivery that failed to be dead-lettered (its
+	// Lease.Attempt): only a later one of the same ID is this message's.
+	delivered int
+}
+
+// maxUndead bounds the messages a consumer remembers as failed to be
+// dead-lettered: beyond it, one is forgotten, and dead-lettered on its
+// next delivery once it is over MaxAttempts, with that as its reason.
+const maxUndead = 1024
+
+// rememberUndead records u, the message id whose dead-lettering failed.
+func (e *engine[T]) rememberUndead(id string, u undeadMsg) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.undead == nil {
+		e.undead = make(map[string]undeadMsg)
+	}
+	if _, ok := e.undead[id]; !ok && len(e.undead) >= maxUndead {
+		for old := range e.undead {
+			delete(e.undead, old)
+			break
+		}
+	}
+	e.undead[id] = u
+	e.nundead.Store(int64(len(e.undead)))
+}
+
+// takeUndead returns, and forgets, what rememberUndead recorded of the
+// message id, when attempt is a later delivery than the one that failed
+// to be dead-lettered.
+func (e *engine[T]) takeUndead(id string, attempt int) (u undeadMsg, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if u, ok = e.undead[id]; !ok || attempt <= u.delivered {
+		return undeadMsg{}, false
+	}
+	delete(e.undead, id)
+	e.nundead.Store(int64(len(e.undead)))
+	return u, true
 }
 
 // handle runs the handler on l and settles it; with resumed, it makes
@@ -590,6 +652,14 @@ const decodeFailed = "kanban: cannot decode payload: "
 // makes in another goroutine before its key's next message.
 func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, resume **Delivery[T], c *counterCell) (succeeded bool) {
 	attempt := d.Attempt
+	if e.nundead.Load() > 0 {
+		// Its dead-lettering failed, and the backend delivers it again:
+		// dead-lettered now, for the reason it was then.
+		if u, ok := e.takeUndead(l.ID(), attempt); ok {
+			e.deadLetter(l, u.reason, max(u.attempts, attempt), c)
+			return false
+		}
+	}
 	if err != nil {
 		e.deadLetter(l, decodeFailed+err.Error(), attempt, c)
 		return false

@@ -117,7 +117,11 @@ type Lease[T any] interface {
 	// delivered again at once.
 	Release(ctx context.Context) error
 	// DeadLetter stores the message with reason and attempts among the
-	// dead letters, then removes it from the queue.
+	// dead letters, then removes it from the queue. When it fails, the
+	// message stays in the queue, to be delivered again: Serve
+	// dead-letters its next delivery to the same consumer (a later
+	// Attempt of the same ID) with this reason, without running the
+	// handler.
 	DeadLetter(ctx context.Context, reason string, attempts int) error
 	// Extend keeps the lease held while a handler is still working.
 	// Serve calls it from a goroutine of its own, but never once a

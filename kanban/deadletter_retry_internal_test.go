@@ -1,0 +1,94 @@
+package kanban
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// refusingSource is a Memory queue's Source whose leases fail to
+// dead-letter a message the first time, and hand it back to be delivered
+// again, as natsjs does when its dead-letter stream is unreachable.
+type refusingSource struct {
+	*memSource[int]
+	mu      sync.Mutex
+	refused map[string]bool
+}
+
+func (s *refusingSource) Pull(ctx context.Context, max int) ([]Lease[int], error) {
+	ls, err := s.memSource.Pull(ctx, max)
+	out := make([]Lease[int], len(ls))
+	for i, l := range ls {
+		out[i] = &refusingLease{memEntry: l.(*memEntry[int]), s: s}
+	}
+	return out, err
+}
+
+type refusingLease struct {
+	*memEntry[int]
+	s *refusingSource
+}
+
+func (l *refusingLease) DeadLetter(ctx context.Context, reason string, attempts int) error {
+	l.s.mu.Lock()
+	first := !l.s.refused[l.ID()]
+	l.s.refused[l.ID()] = true
+	l.s.mu.Unlock()
+	if first {
+		_ = l.memEntry.Retry(ctx, 0)
+		return errors.New("dead-letter store unreachable")
+	}
+	return l.memEntry.DeadLetter(ctx, reason, attempts)
+}
+
+// TestDeadLetterFailureKeepsTheReason: a message whose dead-lettering
+// failed, handed back by the backend, is dead-lettered on its next
+// delivery with the reason it was being dead-lettered for — the handler's
+// error — not a note that it was delivered too often; and a message the
+// handler called Permanent is not handled again.
+func TestDeadLetterFailureKeepsTheReason(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			q, err := NewMemory[int](MemoryOptions{})
+			require.NoError(t, err)
+			for _, id := range []string{"used-up", "permanent"} {
+				require.NoError(t, q.Publish(context.Background(), Message[int]{ID: id, Key: id}))
+			}
+			src := &refusingSource{memSource: &memSource[int]{q: q}, refused: map[string]bool{}}
+			var mu sync.Mutex
+			calls := map[string]int{}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- Serve(ctx, Source[int](src), func(_ context.Context, d Delivery[int]) error {
+					mu.Lock()
+					calls[d.ID]++
+					mu.Unlock()
+					if d.ID == "permanent" {
+						return Permanent(errors.New("card declined"))
+					}
+					return errors.New("gateway down")
+				}, ConsumeOptions{MaxAttempts: 2, PerKey: perKey, Backoff: BackoffFunc(func(int) time.Duration { return time.Second })}, Runtime{Counters: &q.counters})
+			}()
+			time.Sleep(time.Minute)
+			synctest.Wait()
+			cancel()
+			require.NoError(t, <-done)
+			dl, err := q.DeadLetters(context.Background())
+			require.NoError(t, err)
+			reasons := map[string]string{}
+			for _, d := range dl {
+				reasons[d.ID] = d.Reason
+			}
+			assert.Equal(t, map[string]string{"used-up": "gateway down", "permanent": "card declined"}, reasons, "PerKey=%v", perKey)
+			assert.Equal(t, map[string]int{"used-up": 2, "permanent": 1}, calls, "PerKey=%v", perKey)
+			assert.Zero(t, q.Len())
+		})
+	}
+}
