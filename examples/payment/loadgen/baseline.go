@@ -20,7 +20,7 @@ import (
 
 // baselineRequest is the service's request body.
 type baselineRequest struct {
-	Amount     json.Number       `json:"amount"`
+	Amount     json.RawMessage   `json:"amount"` // a JSON number, as the service wants
 	CustomerID string            `json:"customer_id"`
 	Currency   string            `json:"currency"`
 	MerchantID string            `json:"merchant_id"`
@@ -34,15 +34,16 @@ type baselineRequest struct {
 
 // baselineResponse has the service's response shape.
 type baselineResponse struct {
-	TransactionID    string    `json:"transaction_id"`
-	Status           string    `json:"status"`
-	Amount           float64   `json:"amount"`
-	Currency         string    `json:"currency"`
-	CustomerID       string    `json:"customer_id"`
-	MerchantID       string    `json:"merchant_id"`
-	Timestamp        time.Time `json:"timestamp"`
-	ProcessingTimeMS float64   `json:"processing_time_ms"`
-	FraudScore       float64   `json:"fraud_score"`
+	TransactionID    string            `json:"transaction_id"`
+	Status           string            `json:"status"`
+	Amount           float64           `json:"amount"`
+	Currency         string            `json:"currency"`
+	CustomerID       string            `json:"customer_id"`
+	MerchantID       string            `json:"merchant_id"`
+	Metadata         map[string]string `json:"metadata,omitempty"` // the request's, as sent
+	Timestamp        time.Time         `json:"timestamp"`
+	ProcessingTimeMS float64           `json:"processing_time_ms"`
+	FraudScore       float64           `json:"fraud_score"`
 	GatewayResponse  struct {
 		AuthorizationCode string `json:"authorization_code"`
 		Processor         string `json:"processor"`
@@ -65,12 +66,18 @@ func baselineHandler() http.Handler {
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			http.Error(w, `{"error":{"code":"invalid_request","message":"malformed JSON"}}`, http.StatusBadRequest)
+			badRequest(w, "malformed JSON")
 			return
 		}
-		amount, err := req.Amount.Float64()
-		if err != nil || !(amount > 0) || math.IsInf(amount, 0) {
-			http.Error(w, `{"error":{"code":"invalid_request","message":"bad amount"}}`, http.StatusBadRequest)
+		// A JSON number, not a string holding one, as the service reads it.
+		amount := math.NaN()
+		if a := req.Amount; len(a) > 0 && (a[0] == '-' || a[0] >= '0' && a[0] <= '9') {
+			if v, err := strconv.ParseFloat(string(a), 64); err == nil {
+				amount = v
+			}
+		}
+		if !(amount > 0) || math.IsInf(amount, 0) {
+			badRequest(w, "bad amount")
 			return
 		}
 		n := seq.Add(1)
@@ -78,6 +85,7 @@ func baselineHandler() http.Handler {
 			TransactionID: "txn_" + strconv.FormatUint(n, 16),
 			Status:        "SUCCESS",
 			Amount:        amount, Currency: req.Currency, CustomerID: req.CustomerID, MerchantID: req.MerchantID,
+			Metadata:  req.Metadata,
 			Timestamp: start.UTC(),
 			TraceID:   strconv.FormatUint(n, 16),
 		}
@@ -89,6 +97,13 @@ func baselineHandler() http.Handler {
 		_, _ = w.Write(append(b, '\n'))
 	})
 	return mux
+}
+
+// badRequest answers 400 in the service's error schema, as JSON.
+func badRequest(w http.ResponseWriter, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_, _ = w.Write([]byte(`{"error":{"code":"invalid_request","message":"` + message + `"}}` + "\n"))
 }
 
 // serveBaseline serves the baseline on addr until ctx ends.

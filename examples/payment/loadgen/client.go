@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -88,39 +87,36 @@ type client struct {
 }
 
 // redialAfterIdle is how long a kept connection must have idled for a
-// request that finds it closed to go again on a new one. A connection in
-// use without a pause (a closed loop) that fails was not closed for
-// idling: the server gave up on the request (its write timeout, under
-// load), and sending it again would only add to the load.
+// request to look first whether the server closed it meanwhile. A
+// connection in use without a pause (a closed loop) is not closed for
+// idling, and the look would cost a system call on every request.
 const redialAfterIdle = time.Second
 
 // do sends req and returns the response's status code and body; the body
 // is valid until the next call.
 //
 // A kept connection the server closed while it was idle (its idle
-// timeout, met by a client at a low -rate) fails the request before any
-// byte of an answer: then, if the connection had idled redialAfterIdle or
-// longer, req goes again, once, on a new connection, as net/http's client
-// does with a request it may send again. A request that fails so on a new
-// connection, or on one in use without a pause, is an error.
+// timeout, met by a client at a low -rate) is found so before req is
+// written, if it had idled redialAfterIdle or longer, and req goes on a
+// new connection, as net/http's client does with a request nothing of
+// which was written. A request written on a connection that then fails
+// before an answer is an error, and does not go again: the server may
+// have had it (and given up on it, as at its write timeout), and a
+// payment sent again would be made twice and its failure hidden.
 func (c *client) do(req []byte) (int, []byte, error) {
 	conn, reused, err := c.connect()
 	if err != nil {
 		return 0, nil, err
 	}
-	idled := time.Since(c.answered)
-	if err := c.send(conn, req); err != nil {
+	if reused && time.Since(c.answered) >= redialAfterIdle && (c.br.Buffered() > 0 || closedWhileIdle(conn)) {
 		c.drop(conn)
-		if !reused || idled < redialAfterIdle || !closedByPeer(err) {
-			return 0, nil, err
-		}
 		if conn, _, err = c.connect(); err != nil {
 			return 0, nil, err
 		}
-		if err := c.send(conn, req); err != nil {
-			c.drop(conn)
-			return 0, nil, err
-		}
+	}
+	if err := c.send(conn, req); err != nil {
+		c.drop(conn)
+		return 0, nil, err
 	}
 	code, keep, err := c.readResponse()
 	if err != nil {
@@ -143,12 +139,6 @@ func (c *client) send(conn net.Conn, req []byte) error {
 	}
 	_, err := c.br.Peek(1)
 	return err
-}
-
-// closedByPeer reports whether err is the peer's closing of the
-// connection: an end of file, a reset or a broken pipe.
-func closedByPeer(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // connect returns the client's connection, dialling one if it has none,

@@ -151,11 +151,21 @@ clients waited so. With -rate the schedule alone paces the sends.
 
 `
 
+// maxClients is the most clients -c may ask for: the ports of one
+// address, one connection each.
+const maxClients = 65535
+
 // validate names the first flag out of its range, with its value.
 func validate(o options, rounds int, baseline, serve string) error {
 	switch {
 	case o.clients < 1:
 		return fmt.Errorf("-c %d: at least one client", o.clients)
+	case o.clients > maxClients:
+		// Each client holds a connection of its own to one address, and
+		// a machine has no more ports to reach it from; a count far
+		// above would be allocated before the first dial, and exhaust
+		// memory.
+		return fmt.Errorf("-c %d: at most %d clients, each with a connection of its own", o.clients, maxClients)
 	case o.duration <= 0:
 		return fmt.Errorf("-d %v: the run must last a while", o.duration)
 	case rounds < 1:
