@@ -890,10 +890,16 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // unhandled: the server then keeps it, undelivered); and its pull
 // requests ask for no more messages than its MaxRequestBatch and wait no
 // longer than its MaxRequestExpires, which the server refuses them
-// beyond. One that delivers headers only (HeadersOnly) is refused: its
-// messages would arrive without their payloads. When it does
-// not exist, or its info is refused too, Consume returns at once an error
-// that wraps nats.ErrPermissionViolation and names the subjects refused;
+// beyond (as do those of any durable given them while Consume runs, from
+// the pull request the server refused on: that refusal is logged, once).
+// One that delivers headers only (HeadersOnly) is refused: its
+// messages would arrive without their payloads. So is any durable,
+// also one Consume made, changed to deliver headers only while Consume
+// runs: at the first message it delivers without its payload, which is
+// handed back, Consume stops pulling, drains as when ctx ends, and
+// returns an error marked kanban.Permanent naming HeadersOnly. When the
+// durable does not exist, or its info is refused too, Consume returns at
+// once an error that wraps nats.ErrPermissionViolation and names the subjects refused;
 // so it does, marked kanban.Permanent, when a pull request
 // ($JS.API.CONSUMER.MSG.NEXT.<Stream>.<Durable>) is refused: as the
 // refused request expires, within FetchWait and a second; and when the
@@ -940,7 +946,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 		if info.Config.HeadersOnly {
 			// Its deliveries have no payload: each would be dead-lettered
 			// as one that cannot be decoded, without it, and terminated.
-			return fmt.Errorf("natsjs: consumer %s delivers headers only (HeadersOnly): its messages' payloads would be lost", q.opts.Durable)
+			return q.headersOnlyError()
 		}
 		if info.Config.AckWait > 0 {
 			src.ackWait = info.Config.AckWait
@@ -961,6 +967,11 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	})
 	src.wait()
 	return err
+}
+
+// headersOnlyError is the error of a durable that delivers headers only.
+func (q *Queue[T]) headersOnlyError() error {
+	return fmt.Errorf("natsjs: consumer %s delivers headers only (HeadersOnly): its messages' payloads would be lost", q.opts.Durable)
 }
 
 // consumer creates or updates the durable, again while JetStream is out

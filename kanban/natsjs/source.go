@@ -29,8 +29,9 @@ type source[T any] struct {
 	// maxBatch and maxExpires are the durable's MaxRequestBatch and
 	// MaxRequestExpires (0: no bound), which the server refuses pull
 	// requests beyond (a durable an administrator made, see
-	// upsertConsumer): a request asks for no more messages than maxBatch
-	// and waits on the server no longer than maxExpires or FetchWait.
+	// upsertConsumer, or gave them since; see noteLimits): a request
+	// asks for no more messages than maxBatch and waits on the server no
+	// longer than maxExpires or FetchWait.
 	maxBatch   int
 	maxExpires time.Duration
 	// before is the connection's last error as the open request was
@@ -100,6 +101,7 @@ func (s *source[T]) end() error {
 	err := s.cur.Error()
 	s.cur, s.msgs = nil, nil
 	s.noteGone(err)
+	s.noteLimits(err)
 	if err == nil {
 		subj := s.pullSubject()
 		if last := s.q.js.Conn().LastError(); !sameError(last, s.before) && publishDenied(last, subj) {
@@ -202,6 +204,28 @@ func (s *source[T]) noteGone(err error) {
 	}
 }
 
+// noteLimits takes the MaxRequestBatch or MaxRequestExpires that err, a
+// pull request's, says the server refused the request for exceeding: one
+// the durable was given while Consume runs (an administrator's update).
+// The next request keeps within it, where it pulled as before, refused
+// each time, until ctx ended.
+func (s *source[T]) noteLimits(err error) {
+	if err == nil {
+		return
+	}
+	text := err.Error()
+	if _, v, ok := strings.Cut(text, "Exceeded MaxRequestBatch of "); ok {
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+			s.maxBatch = n
+		}
+	}
+	if _, v, ok := strings.Cut(text, "Exceeded MaxRequestExpires of "); ok {
+		if d, err := time.ParseDuration(strings.TrimSpace(v)); err == nil && d > 0 {
+			s.maxExpires = d
+		}
+	}
+}
+
 // revive creates the durable again when the server does not know it. A
 // durable that exists, or that another process created meanwhile, is
 // kept as it is. The refusal of a connection not permitted to create it
@@ -256,13 +280,24 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 	var ferr error
 	take := func(m jetstream.Msg, ok bool) {
 		if !ok {
-			if err := s.end(); err != nil {
+			if err := s.end(); err != nil && ferr == nil {
 				ferr = err
 			}
 			return
 		}
 		if s.q.isKeeper(m) {
 			_ = m.Ack() // a durable made before keepers were filtered out
+			return
+		}
+		if headersOnly(m) {
+			// The durable was made to deliver headers only since Consume
+			// began: handled, the message would be dead-lettered without
+			// its payload, and terminated. It is handed back, and the
+			// consumer stops.
+			_ = m.Nak()
+			if ferr == nil {
+				ferr = kanban.Permanent(s.q.headersOnlyError())
+			}
 			return
 		}
 		out = append(out, s.lease(m))
@@ -353,6 +388,18 @@ func (s *source[T]) wait() {
 	for _, l := range out {
 		_ = l.Release(context.Background())
 	}
+}
+
+// msgSizeHeader is the header the server puts, with the payload's size,
+// on a message a durable that delivers headers only (HeadersOnly) sends
+// without its payload.
+const msgSizeHeader = "Nats-Msg-Size"
+
+// headersOnly reports whether m came without its payload from a durable
+// that delivers headers only. Publish refuses a header named Nats-...: a
+// message of the Queue's carries this one only from the server.
+func headersOnly(m jetstream.Msg) bool {
+	return len(m.Data()) == 0 && first(m.Headers(), msgSizeHeader) != ""
 }
 
 func (s *source[T]) lease(m jetstream.Msg) *lease[T] {
