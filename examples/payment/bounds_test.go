@@ -285,23 +285,7 @@ func TestBaggageStaysOutOfMessages(t *testing.T) {
 // store full of bytes, instead of being charged and its confirmation
 // refused.
 func TestConfirmationQueueFullOfMessagesRefusesBeforeCharging(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.confirmCapacity = 60
-	ts := startService(t, cfg)
-	ts.stop() // the consumer: confirmations stay queued
-	ts.consumer.Wait()
-	calls := ts.gateway.Calls()
-	for i := 0; ; i++ {
-		id := fmt.Sprintf("txn_fill_%d", i)
-		err := ts.queue.TryPublish(context.Background(), kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
-			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill"}})
-		if errors.Is(err, kanban.ErrFull) {
-			break
-		}
-		require.NoError(t, err)
-		require.Less(t, i, 100, "the queue never filled")
-	}
-	require.NoError(t, ts.levels.refresh(context.Background()))
+	ts, calls := confirmationsFullOfMessages(t)
 
 	r := ts.pay(t, "after", 1, nil, "Idempotency-Key", "full")
 	require.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
@@ -361,23 +345,7 @@ func (s streamUnreadable) Stream(ctx context.Context, name string) (jetstream.St
 // refused by the full store (500 outcome_pending, retried in the
 // background), where it refuses them before anything runs.
 func TestFullStoreUnreadableStillRefusesBeforeCharging(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.confirmCapacity = 60
-	ts := startService(t, cfg)
-	ts.stop() // the consumer: confirmations stay queued
-	ts.consumer.Wait()
-	calls := ts.gateway.Calls()
-	for i := 0; ; i++ {
-		id := fmt.Sprintf("txn_fill_%d", i)
-		err := ts.queue.TryPublish(context.Background(), kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
-			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill"}})
-		if errors.Is(err, kanban.ErrFull) {
-			break
-		}
-		require.NoError(t, err)
-		require.Less(t, i, 100, "the queue never filled")
-	}
-	require.NoError(t, ts.levels.refresh(context.Background()))
+	ts, calls := confirmationsFullOfMessages(t)
 	ts.levels.js = streamUnreadable{JetStream: ts.levels.js, stream: confirmStream}
 	require.ErrorIs(t, ts.levels.refresh(context.Background()), errStreamUnreadable)
 
@@ -407,4 +375,30 @@ func TestUnreadableStoreLevelCountsPaymentsOnce(t *testing.T) {
 	assert.True(t, lv.kept)
 	assert.LessOrEqual(t, lv.msgs, int64(1+5), "the keeper and the five in flight, once")
 	assert.Empty(t, ts.levels.admit(context.Background()), "room for a payment")
+}
+
+// confirmationsFullOfMessages starts a service whose confirmation queue
+// holds 60 messages, its consumer stopped, fills the queue with small
+// confirmations and reads the stores' levels; calls is how many gateway
+// calls were made by then.
+func confirmationsFullOfMessages(t *testing.T) (ts *testService, calls int64) {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.confirmCapacity = 60
+	ts = startService(t, cfg)
+	ts.stop() // the consumer: confirmations stay queued
+	ts.consumer.Wait()
+	calls = ts.gateway.Calls()
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("txn_fill_%d", i)
+		err := ts.queue.TryPublish(context.Background(), kanban.Message[Confirmation]{ID: id, Key: "cust_fill",
+			Payload: Confirmation{TransactionID: id, CustomerID: "cust_fill"}})
+		if errors.Is(err, kanban.ErrFull) {
+			break
+		}
+		require.NoError(t, err)
+		require.Less(t, i, 100, "the queue never filled")
+	}
+	require.NoError(t, ts.levels.refresh(context.Background()))
+	return ts, calls
 }
