@@ -409,10 +409,11 @@ func checkProbe(p *problems, where, kind string, pr *corev1.Probe, wantPath stri
 	}
 }
 
-// declaresPort reports whether ports has one of that name or number.
+// declaresPort reports whether ports has one of that name or number (an
+// empty name, or a zero number, matches none).
 func declaresPort(ports []corev1.ContainerPort, name string, number int) bool {
 	for _, cp := range ports {
-		if cp.Name == name || number != 0 && int(cp.ContainerPort) == number {
+		if name != "" && cp.Name == name || number != 0 && int(cp.ContainerPort) == number {
 			return true
 		}
 	}

@@ -200,3 +200,27 @@ func TestMetaSelectorRefusesNoneAndEmpty(t *testing.T) {
 	_, err = metaSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Bogus"}}})
 	assert.Error(t, err)
 }
+
+// TestCheckManifestsScrapePortBesideAnUnnamedPort holds the scrape
+// annotation's port to the ports declared even when one of them has no
+// name: an unnamed port is no match for every number.
+func TestCheckManifestsScrapePortBesideAnUnnamedPort(t *testing.T) {
+	orig, err := os.ReadFile(deployPath(t, "k8s", "payment.yaml"))
+	require.NoError(t, err)
+	secrets, err := os.ReadFile(deployPath(t, "k8s", "secrets.yaml"))
+	require.NoError(t, err)
+	src := string(orig)
+	for _, r := range []struct{ old, new string }{
+		{"              containerPort: 3001\n              protocol: TCP\n", "              containerPort: 3001\n              protocol: TCP\n            - containerPort: 6060\n              protocol: TCP\n"},
+		{`prometheus.io/port: "3001"`, `prometheus.io/port: "9090"`},
+	} {
+		changed := strings.Replace(src, r.old, r.new, 1)
+		require.NotEqual(t, src, changed, "the case changes the file")
+		src = changed
+	}
+	ms, err := DecodeManifests(strings.NewReader(src + "\n---\n" + string(secrets)))
+	require.NoError(t, err)
+	err = CheckManifests(ms)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `annotation prometheus.io/port "9090" is not a port the container declares`)
+}

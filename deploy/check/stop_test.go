@@ -31,7 +31,9 @@ func sourceSeconds(t *testing.T, rel string, re *regexp.Regexp) time.Duration {
 // stopBound is the longest a service's graceful stop may take, read from
 // the code that stops it (examples/internal/svc.Serve): the requests in
 // flight get ShutdownTimeout, or the server's write timeout when it is
-// longer, and then the service's close gets ShutdownTimeout of its own.
+// longer; those still running then are cut off and their handlers get up
+// to CutOffGrace to return; and then the service's close gets
+// ShutdownTimeout of its own.
 // The payment server's write timeout is its request timeout (30s unless
 // REQUEST_TIMEOUT says otherwise) and a margin; the deployment server has
 // none (its event streams stay open).
@@ -61,7 +63,8 @@ func stopBound(t *testing.T, service string, requestTimeout string) time.Duratio
 	default:
 		t.Fatalf("no stop bound known for %s", service)
 	}
-	return max(shutdown, write) + shutdown
+	cutOff := sourceSeconds(t, "examples/internal/svc/run.go", regexp.MustCompile(`const CutOffGrace = (\d+) \* time\.Second`))
+	return max(shutdown, write) + cutOff + shutdown
 }
 
 // TestStopGraceCoversTheGracefulStop holds the time Kubernetes and Compose

@@ -194,11 +194,13 @@ func (cfg *Config) Components() []Component {
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + url(p["jaeger-otlp"]),
 		"LOG_LEVEL=info",
 	}
-	// How long a replica's graceful stop may take, as compose.yaml's
-	// stop_grace_period: the payment's requests in flight get up to 40s (a
-	// 30s deadline and 10s to write the answer), the deployment's up to
-	// 30s, then the queue consumer and the audit trail up to 30s.
-	stopGrace := map[string]time.Duration{"payment": 75 * time.Second, "deployment": 65 * time.Second}
+	// How long a replica's graceful stop may take, and a margin, as
+	// compose.yaml's stop_grace_period: the payment's requests in flight
+	// get up to 40s (a 30s deadline and 10s to write the answer), the
+	// deployment's up to 30s, the handlers of those cut off then up to 5s
+	// more to return, then the queue consumer and the audit trail up to
+	// 30s.
+	stopGrace := map[string]time.Duration{"payment": 80 * time.Second, "deployment": 70 * time.Second}
 	for _, svc := range []string{"payment", "deployment"} {
 		for i := 1; i <= 2; i++ {
 			n := svc + "-" + strconv.Itoa(i)
