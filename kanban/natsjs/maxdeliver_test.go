@@ -89,19 +89,9 @@ func TestWorkerBoundToADurableOfSmallPulls(t *testing.T) {
 			for _, id := range []string{"a", "b", "c", "d", "e"} {
 				require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: id, Payload: 1}))
 			}
-			cctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			var handled atomic.Int32
-			done := make(chan error, 1)
-			go func() {
-				done <- q.Consume(cctx, func(context.Context, kanban.Delivery[int]) error {
-					handled.Add(1)
-					return nil
-				}, kanban.ConsumeOptions{WIP: 4})
-			}()
+			handled, stop := consumeCounting(t, ctx, q, 4)
 			assert.Eventually(t, func() bool { return handled.Load() == 5 }, 10*time.Second, time.Millisecond, "every message handled")
-			cancel()
-			assert.NoError(t, <-done)
+			assert.NoError(t, stop())
 		})
 	}
 }

@@ -36,16 +36,7 @@ func TestDurableGivenSmallPullsWhileConsuming(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "first", Payload: 1}))
 
-			cctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			var handled atomic.Int32
-			done := make(chan error, 1)
-			go func() {
-				done <- q.Consume(cctx, func(context.Context, kanban.Delivery[int]) error {
-					handled.Add(1)
-					return nil
-				}, kanban.ConsumeOptions{WIP: 4})
-			}()
+			handled, stop := consumeCounting(t, ctx, q, 4)
 			require.Eventually(t, func() bool { return handled.Load() == 1 }, 10*time.Second, time.Millisecond, "the first message handled")
 
 			cons, err := q.JetStream().Consumer(ctx, "LIMITS", q.Options().Durable)
@@ -58,8 +49,27 @@ func TestDurableGivenSmallPullsWhileConsuming(t *testing.T) {
 				require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: id, Payload: 1}))
 			}
 			assert.Eventually(t, func() bool { return handled.Load() == 7 }, 10*time.Second, time.Millisecond, "every message handled")
-			cancel()
-			assert.NoError(t, <-done)
+			assert.NoError(t, stop())
 		})
+	}
+}
+
+// consumeCounting consumes q with a WIP of wip, counting the messages
+// handled, until stop (or the test's end), which returns what Consume
+// returned.
+func consumeCounting(t *testing.T, ctx context.Context, q *natsjs.Queue[int], wip int) (handled *atomic.Int32, stop func() error) {
+	ctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	handled = new(atomic.Int32)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+			handled.Add(1)
+			return nil
+		}, kanban.ConsumeOptions{WIP: wip})
+	}()
+	return handled, func() error {
+		cancel()
+		return <-done
 	}
 }

@@ -85,20 +85,7 @@ func TestNilPointerFieldsReadAsTheirZeroLiveAndReplayed(t *testing.T) {
 	}
 	require.NoError(t, audit.Shutdown(t.Context()))
 
-	denv, err := taicel.NewEnv(taicel.Options[map[string]any]{})
-	require.NoError(t, err)
-	dset, err := denv.Compile(spec)
-	require.NoError(t, err)
-	rep, err := taicel.Backtest(t.Context(), set, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
-	require.NoError(t, err)
-	drep, err := taicel.Backtest(t.Context(), dset, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
-	require.NoError(t, err)
-	for name, rep := range map[string]*taicel.Report{"typed": rep, "dynamic": drep} {
-		assert.Equal(t, len(gauges), rep.Replayed, name)
-		assert.Zero(t, rep.Errors, "%s: %+v", name, rep.ErrorExamples)
-		assert.Zero(t, rep.Changed, "%s: %+v", name, rep.Flips)
-		assert.Zero(t, rep.ScoreChanged, "%s: %+v", name, rep.Rules)
-	}
+	backtestsAgree(t, set, spec, trail.Bytes(), len(gauges))
 }
 
 // Wrapped holds pointers to bytes that are not nil but point to nil

@@ -164,16 +164,25 @@ func TestZeroTimeInAStructReadAtRunTime(t *testing.T) {
 	}
 	require.NoError(t, audit.Shutdown(t.Context()))
 
+	backtestsAgree(t, set, spec, trail.Bytes(), len(trips))
+}
+
+// backtestsAgree replays trail, n records judged by set, against set
+// itself (the typed backtest) and against spec compiled for a payload of
+// no Go type (the dynamic one, as the taikit command's): each replays
+// every record, with no error and no decision or score changed.
+func backtestsAgree[T any](t *testing.T, set *taicel.Set[T], spec *taicel.Spec, trail []byte, n int) {
+	t.Helper()
 	denv, err := taicel.NewEnv(taicel.Options[map[string]any]{})
 	require.NoError(t, err)
 	dset, err := denv.Compile(spec)
 	require.NoError(t, err)
-	rep, err := taicel.Backtest(t.Context(), set, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+	rep, err := taicel.Backtest(t.Context(), set, bytes.NewReader(trail), taicel.BacktestOptions{})
 	require.NoError(t, err)
-	drep, err := taicel.Backtest(t.Context(), dset, bytes.NewReader(trail.Bytes()), taicel.BacktestOptions{})
+	drep, err := taicel.Backtest(t.Context(), dset, bytes.NewReader(trail), taicel.BacktestOptions{})
 	require.NoError(t, err)
 	for name, rep := range map[string]*taicel.Report{"typed": rep, "dynamic": drep} {
-		assert.Equal(t, len(trips), rep.Replayed, name)
+		assert.Equal(t, n, rep.Replayed, name)
 		assert.Zero(t, rep.Errors, "%s: %+v", name, rep.ErrorExamples)
 		assert.Zero(t, rep.Changed, "%s: %+v", name, rep.Flips)
 		assert.Zero(t, rep.ScoreChanged, "%s: %+v", name, rep.Rules)
