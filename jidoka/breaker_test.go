@@ -2,6 +2,7 @@ package jidoka_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -983,6 +984,31 @@ func TestStateString(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, string(text))
 	}
+}
+
+// A State decodes from the text it encodes to, so that a Snapshot or an
+// Event sent as JSON (to a board, a log pipeline) reads back as it was.
+func TestStateTextRoundTrip(t *testing.T) {
+	for _, s := range []jidoka.State{jidoka.StateClosed, jidoka.StateHalfOpen, jidoka.StateOpen,
+		jidoka.StateForcedOpen, jidoka.StateDisabled, jidoka.StateMetricsOnly} {
+		in := jidoka.Event{Breaker: "gateway", From: jidoka.StateClosed, To: s, Reason: "why", Generation: 2}
+		data, err := json.Marshal(in)
+		require.NoError(t, err)
+		var out jidoka.Event
+		require.NoError(t, json.Unmarshal(data, &out), "%s", data)
+		assert.Equal(t, in, out)
+	}
+	snap := jidoka.Snapshot{Name: "gateway", State: jidoka.StateHalfOpen, ProbesInFlight: 1}
+	data, err := json.Marshal(snap)
+	require.NoError(t, err)
+	var back jidoka.Snapshot
+	require.NoError(t, json.Unmarshal(data, &back), "%s", data)
+	assert.Equal(t, snap, back)
+
+	var s jidoka.State
+	err = json.Unmarshal([]byte(`"ajar"`), &s)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `jidoka: unknown state "ajar"`)
 }
 
 // TestBreakerEventsReentrant has the listener call the breaker from inside

@@ -19,25 +19,27 @@ import (
 // Call costs a closure and its state per call (two allocations); with a
 // Breaker, Execute costs none.
 func Call[R any](ctx context.Context, g tai.Guard, fn func(context.Context) (R, error)) (R, error) {
-	var (
+	// One struct for the state the closure shares, not three variables
+	// that would each move to the heap.
+	st := &struct {
 		mu  sync.Mutex
 		val R
 		won bool
-	)
+	}{}
 	err := g.Do(ctx, func(ctx context.Context) error {
 		v, err := fn(ctx)
-		mu.Lock()
-		if !won {
-			val, won = v, err == nil
+		st.mu.Lock()
+		if !st.won {
+			st.val, st.won = v, err == nil
 		}
-		mu.Unlock()
+		st.mu.Unlock()
 		return err
 	})
 	if err != nil {
 		var zero R
 		return zero, err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return val, nil
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.val, nil
 }

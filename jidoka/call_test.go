@@ -54,3 +54,17 @@ func TestCall(t *testing.T) {
 		assert.Equal(t, 42, v, "the value returned with the error the fallback replaced")
 	})
 }
+
+// Call costs a closure and its state: two allocations, as documented.
+func TestCallAllocations(t *testing.T) {
+	skipUnderRace(t)
+	f, err := jidoka.NewFallback(jidoka.FallbackOptions{Func: func(context.Context, error) error { return nil }})
+	require.NoError(t, err)
+	ctx := context.Background()
+	fn := func(context.Context) (string, error) { return "quote", nil }
+	assert.Equal(t, 2.0, testing.AllocsPerRun(1000, func() {
+		if v, err := jidoka.Call(ctx, f, fn); err != nil || v != "quote" {
+			t.Fatal(v, err)
+		}
+	}))
+}

@@ -151,7 +151,9 @@ func logGoexit(l *slog.Logger, owner, name, where string) {
 }
 
 // RetryAfter returns the retry hint of err: the RetryAfter() of the first
-// error in its tree that has such a method (*OpenError, *StoppedError,
+// error down its chain that has such a method (*OpenError, *StoppedError,
 // *BulkheadFullError, heijunka's rejections, or an error of your own), or
-// 0 when none has. It is tai.RetryAfter, for code that uses jidoka alone.
+// 0 when none has. Of errors joined (errors.Join) the longest hint wins: a
+// call refused by two guards is refused until both let it through. It is
+// tai.RetryAfter, for code that uses jidoka alone.
 func RetryAfter(err error) time.Duration { return tai.RetryAfter(err) }

@@ -79,7 +79,7 @@ type RetryOptions struct {
 	// Multiplier) for each further retry up to MaxDelay. The wait is a
 	// uniform random share of it ("full jitter"), so that clients that
 	// failed together do not retry together. Zero means
-	// DefaultBaseDelay (100 ms).
+	// DefaultBaseDelay (100 ms), or MaxDelay if that is smaller.
 	BaseDelay time.Duration
 	// MaxDelay caps the backoff. Zero means DefaultMaxDelay (10 s), or
 	// BaseDelay if that is larger.
@@ -161,6 +161,9 @@ func NewRetry(opts RetryOptions) (*Retry, error) {
 	}
 	if r.base == 0 {
 		r.base = DefaultBaseDelay
+		if r.maxWait > 0 {
+			r.base = min(r.base, r.maxWait)
+		}
 	}
 	if r.maxWait == 0 {
 		r.maxWait = max(DefaultMaxDelay, r.base)

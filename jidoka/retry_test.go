@@ -48,6 +48,27 @@ func TestNewRetryRejectsBadOptions(t *testing.T) {
 	assert.NotNil(t, r.Budget())
 }
 
+// A MaxDelay shorter than DefaultBaseDelay, with no BaseDelay, caps the
+// backoff from the first retry on: the default base gives way to it, as
+// the default MaxDelay gives way to a longer BaseDelay.
+func TestRetryMaxDelayAloneCapsTheDefaultBase(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := jidoka.NewRetry(jidoka.RetryOptions{
+			MaxAttempts: 3, MaxDelay: 30 * time.Millisecond, Jitter: noJitter, Budget: bigBudget(t),
+		})
+		require.NoError(t, err, "only MaxDelay set")
+		var at []time.Duration
+		start := time.Now()
+		err = r.Do(context.Background(), func(context.Context) error {
+			at = append(at, time.Since(start))
+			return errFlaky
+		})
+		assert.ErrorIs(t, err, errFlaky)
+		ms := time.Millisecond
+		assert.Equal(t, []time.Duration{0, 30 * ms, 60 * ms}, at)
+	})
+}
+
 // The waits between attempts are the backoff, doubled each time and capped
 // at MaxDelay (no jitter here), and a RetryAfter hint longer than the
 // backoff replaces it.

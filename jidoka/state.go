@@ -48,6 +48,18 @@ func (s State) MarshalText() ([]byte, error) {
 	return []byte(stateNames[s]), nil
 }
 
+// UnmarshalText decodes a state from its String: "closed", "half-open",
+// "open", "forced-open", "disabled" or "metrics-only".
+func (s *State) UnmarshalText(text []byte) error {
+	for i, name := range stateNames {
+		if string(text) == name {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("jidoka: unknown state %q", text)
+}
+
 // Event is a change of a Breaker's state, passed to BreakerOptions.OnStateChange.
 type Event struct {
 	Breaker    string    // the breaker's Name
