@@ -59,7 +59,19 @@ func appendPolicy(b []byte, name string, l heijunka.Limit) []byte {
 	b = append(b, ";q="...)
 	b = appendSFInteger(b, int64(l.Burst))
 	b = append(b, ";w="...)
-	return appendSFInteger(b, ceilSeconds(l.Interval()*time.Duration(l.Burst)))
+	return appendSFInteger(b, policyWindow(l))
+}
+
+// policyWindow returns w for the finite, open limit l: the seconds its
+// Rate takes to refill its Burst, rounded up. It is worked out from Rate,
+// not from Interval, which is rounded to a whole nanosecond: 6 per second
+// has an interval of 166666667 ns, so six of them are 2 ns over a second,
+// which rounded up would say w=2, half the rate. The quotient's own error,
+// a few parts in 10^16, is taken off before it is rounded up for the
+// same reason.
+func policyWindow(l heijunka.Limit) int64 {
+	secs := float64(l.Burst) / l.Rate
+	return int64(math.Ceil(secs - secs*1e-12))
 }
 
 // RateLimitField returns the value of the RateLimit field for the quota

@@ -26,6 +26,27 @@ func limiter(t *testing.T, l heijunka.Limit) *heijunka.Limiter {
 	return lim
 }
 
+// The window of a limit of n per second, minute or hour is that second,
+// minute or hour, whatever n: the nanoseconds by which the limiter's
+// interval, rounded to a whole nanosecond, makes the burst refill later
+// do not add a second to it.
+func TestPolicyFieldWindowOfARoundedInterval(t *testing.T) {
+	for _, tc := range []struct {
+		limit heijunka.Limit
+		want  string
+	}{
+		{heijunka.PerSecond(6), `"p";q=6;w=1`},
+		{heijunka.PerSecond(7), `"p";q=7;w=1`},
+		{heijunka.PerMinute(9), `"p";q=9;w=60`},
+		{heijunka.PerHour(7), `"p";q=7;w=3600`},
+		{heijunka.Limit{Rate: 6, Burst: 12}, `"p";q=12;w=2`},
+		{heijunka.Limit{Rate: 6, Burst: 13}, `"p";q=13;w=3`},
+		{heijunka.Limit{Rate: 3e6, Burst: 1}, `"p";q=1;w=1`},
+	} {
+		assert.Equal(t, tc.want, taihttp.PolicyField("p", tc.limit), "%v", tc.limit)
+	}
+}
+
 // The examples of draft-ietf-httpapi-ratelimit-headers (RateLimit-Policy
 // and RateLimit Field Examples, and the examples of Appendix B), made from
 // heijunka limits and decisions.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/tai"
 )
@@ -23,7 +24,8 @@ import (
 // TransportOptions configures a Transport. Every field is optional: the
 // zero value sends each request once through http.DefaultTransport.
 type TransportOptions struct {
-	// Base sends each attempt. Default http.DefaultTransport.
+	// Base sends each attempt. Default http.DefaultTransport; one that
+	// holds a nil pointer or func (a nil *http.Transport) is refused.
 	Base http.RoundTripper
 	// Retry sends a request again after an attempt that failed: a
 	// transport error, a per-attempt timeout, or a status RetryStatus
@@ -132,10 +134,16 @@ type TransportOptions struct {
 // *heijunka.LimitedError, GetBody's error. (An attempt not made because
 // GetBody failed does not count: the last response that failed on its
 // status is returned all the same.) The responses of attempts that failed
-// or lost a hedge are drained and closed.
+// or lost a hedge are drained and closed. One that failed with a body
+// longer than 64 KiB, which keeps its connection busy while it is open,
+// is closed before another attempt is sent, so that the attempt may have
+// the connection (a base may allow one per host): should it still be
+// returned, as when a hedged copy sent after it failed with a transport
+// error, reading its body past the first 64 KiB fails.
 //
 // A Base that returns neither a response nor an error fails its attempt
-// with an error saying so, as http.Client fails such a transport's. A
+// with an error saying so, as http.Client fails such a transport's; one
+// that returns both fails it with the error, and the response is closed. A
 // panic in Base, RetryStatus or FailureStatus goes on to the caller of
 // RoundTrip, as it would without the Transport; on its way the breaker
 // counts it as a failure, as Breaker.Do counts a call that panics, and
@@ -158,7 +166,8 @@ type Transport struct {
 }
 
 // NewTransport returns a Transport configured by opts, or an error naming
-// an invalid field.
+// an invalid field: a negative AttemptTimeout, or a Base that holds a nil
+// pointer or func (a nil *http.Transport), which could send nothing.
 func NewTransport(opts TransportOptions) (*Transport, error) {
 	t := &Transport{
 		base: opts.Base, retry: opts.Retry, hedge: opts.Hedge, limiter: opts.Limiter, breaker: opts.Breaker,
@@ -167,6 +176,10 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 	}
 	if opts.AttemptTimeout < 0 {
 		return nil, fmt.Errorf("taihttp.NewTransport: AttemptTimeout must not be negative, got %v", opts.AttemptTimeout)
+	}
+	if typednil.Holds(opts.Base) {
+		// Every request would panic in it, and the breaker count each.
+		return nil, fmt.Errorf("taihttp.NewTransport: Base holds a nil %T", opts.Base)
 	}
 	if t.timeout > 0 {
 		t.expiries = newExpirySet(t.timeout, runtime.GOMAXPROCS(0))
@@ -475,6 +488,7 @@ type roundTrip struct {
 
 	first      attemptBody // the first attempt's, allocated with the rest
 	firstTaken atomic.Bool
+	live       atomic.Bool // the held response's body holds its connection: see release
 
 	mu   sync.Mutex
 	won  *http.Response // the response RoundTrip returns
@@ -573,10 +587,22 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 			panic(v)
 		}
 	}()
+	if rt.hold {
+		rt.release()
+	}
 	resp, err = rt.t.base.RoundTrip(req.WithContext(reqCtx))
 	if err == nil && resp == nil {
 		// As http.Client says of a base that breaks the contract.
 		err = fmt.Errorf("taihttp: base RoundTripper (%T) returned a nil *Response with a nil error", rt.t.base)
+	}
+	if err != nil && resp != nil {
+		// A base that breaks the contract the other way: the error
+		// stands, as http.Client lets it, and the response, which no one
+		// else will see, is closed.
+		if resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		resp = nil
 	}
 	if err == nil && resp.Body == nil {
 		// A base transport may leave an empty body nil, as http.Client
@@ -742,9 +768,32 @@ func (rt *roundTrip) keep(resp *http.Response) {
 	}
 	old := rt.held
 	rt.held = resp
+	_, long := resp.Body.(*prefixBody)
+	rt.live.Store(long)
 	rt.mu.Unlock()
 	if old != nil {
 		drain(old)
+	}
+}
+
+// release closes the rest of the held response's body before another
+// attempt is sent. A body longer than maxDrain, read in part, holds its
+// connection, which the attempt may need: over a base that allows one
+// connection per host, the attempt would wait for it until the caller's
+// deadline. The response stays held, its body cut after the part read;
+// it is replaced by the attempt's own, or dropped, unless a copy sent
+// before it, of a hedge, ends the request first.
+func (rt *roundTrip) release() {
+	if !rt.live.Load() {
+		return
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if !rt.live.Swap(false) || rt.held == nil {
+		return
+	}
+	if b, ok := rt.held.Body.(*prefixBody); ok {
+		b.cut()
 	}
 }
 
@@ -796,7 +845,8 @@ func drain(resp *http.Response) {
 func buffer(resp *http.Response) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxDrain+1))
 	if err != nil || len(b) > maxDrain {
-		resp.Body = &prefixBody{r: io.MultiReader(bytes.NewReader(b), resp.Body), c: resp.Body}
+		p := bytes.NewReader(b)
+		resp.Body = &prefixBody{prefix: p, r: io.MultiReader(p, resp.Body), c: resp.Body}
 		return
 	}
 	_ = resp.Body.Close()
@@ -805,9 +855,25 @@ func buffer(resp *http.Response) {
 
 // prefixBody is a body partly read into memory.
 type prefixBody struct {
-	r io.Reader
-	c io.Closer
+	prefix *bytes.Reader // the part read
+	r      io.Reader     // prefix, then the rest of the body
+	c      io.Closer     // the body
 }
 
 func (b *prefixBody) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (b *prefixBody) Close() error               { return b.c.Close() }
+
+// cut closes the body, and with it its connection: a read past the part
+// read fails with errCut.
+func (b *prefixBody) cut() {
+	_ = b.c.Close()
+	b.r = io.MultiReader(b.prefix, cutReader{})
+}
+
+// errCut is the error of a read past the part read of a failed response's
+// body that was closed when another attempt was sent.
+var errCut = errors.New("taihttp: the rest of the body of a failed response was closed when another attempt was sent")
+
+type cutReader struct{}
+
+func (cutReader) Read([]byte) (int, error) { return 0, errCut }

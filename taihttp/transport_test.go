@@ -601,6 +601,18 @@ func TestTransportValidation(t *testing.T) {
 	assert.ErrorContains(t, err, "AttemptTimeout must not be negative, got -1s")
 }
 
+// A Base holding a nil pointer (or a nil func) would panic in every
+// request, each one counted by the breaker: NewTransport refuses it, as
+// RateLimit and Gate refuse a limiter or gate holding one.
+func TestTransportRefusesANilBase(t *testing.T) {
+	var tr *http.Transport
+	_, err := taihttp.NewTransport(taihttp.TransportOptions{Base: tr})
+	assert.ErrorContains(t, err, "taihttp.NewTransport: Base holds a nil *http.Transport")
+	var f roundTripFunc
+	_, err = taihttp.NewTransport(taihttp.TransportOptions{Base: f})
+	assert.ErrorContains(t, err, "taihttp.NewTransport: Base holds a nil taihttp_test.roundTripFunc")
+}
+
 // roundTripFunc is an in-memory base transport, for tests under synctest.
 // numbered is a base transport that numbers its calls, from 1, for f,
 // and a func that says how many it has had.
@@ -853,6 +865,54 @@ func TestTransportStalledFailedBody(t *testing.T) {
 		assert.Equal(t, "ok", readAll(t, resp))
 		assert.Equal(t, time.Second, time.Since(start), "the failed attempt's body was read within its timeout")
 	})
+}
+
+// A response that fails on its status with a body longer than the 64 KiB
+// read of it holds its connection until the body is closed: it is closed
+// before another attempt is sent, which may need that connection (over a
+// base with MaxConnsPerHost 1 the retry waited for it until the caller's
+// deadline). The last response that failed is returned whole, as the
+// server sent it.
+func TestTransportClosesALongFailedBodyBeforeTheRetry(t *testing.T) {
+	long := strings.Repeat("x", 200<<10)
+	var bodies []*trackedBody
+	base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+		for i, b := range bodies {
+			if !b.closed.Load() {
+				return nil, fmt.Errorf("attempt %d sent while the response of attempt %d holds its connection", n, i+1)
+			}
+		}
+		if n == 3 {
+			return response(r, http.StatusOK, nil, "ok"), nil
+		}
+		resp := response(r, http.StatusServiceUnavailable, nil, long)
+		b := &trackedBody{ReadCloser: resp.Body}
+		bodies = append(bodies, b)
+		resp.Body = b
+		return resp, nil
+	})
+	retry := newRetry(t, jidoka.RetryOptions{MaxAttempts: 3, Jitter: func(time.Duration) time.Duration { return 0 }})
+	c := client(t, nil, taihttp.TransportOptions{Base: base, Retry: retry})
+	resp, err := c.Get("http://example.test/")
+	require.NoError(t, err)
+	assert.Equal(t, "ok", readAll(t, resp))
+	assert.Equal(t, 3, calls())
+
+	bodies = nil
+	base, _ = numbered(func(_ int, r *http.Request) (*http.Response, error) {
+		resp := response(r, http.StatusServiceUnavailable, nil, long)
+		b := &trackedBody{ReadCloser: resp.Body}
+		bodies = append(bodies, b)
+		resp.Body = b
+		return resp, nil
+	})
+	c = client(t, nil, taihttp.TransportOptions{Base: base, Retry: retry})
+	resp, err = c.Get("http://example.test/")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, long, readAll(t, resp), "the last failed response is whole")
+	require.Len(t, bodies, 3)
+	assert.True(t, bodies[0].closed.Load() && bodies[1].closed.Load())
 }
 
 // A base transport may leave Body nil for an empty response, as
@@ -1381,6 +1441,28 @@ func TestTransportNilResponseAndError(t *testing.T) {
 	require.ErrorContains(t, err, "returned a nil *Response with a nil error")
 	assert.Equal(t, 2, calls(), "the attempt failed and was retried")
 	assert.Equal(t, jidoka.StateOpen, b.State(), "the breaker counted both attempts")
+}
+
+// A base that returns a response with its error breaks the RoundTripper
+// contract as one that returns neither does: the attempt fails with the
+// error, and the response, which no one else will close, is closed.
+func TestTransportResponseAndError(t *testing.T) {
+	var bodies []*trackedBody
+	base, calls := numbered(func(_ int, r *http.Request) (*http.Response, error) {
+		resp := response(r, http.StatusOK, nil, "ignored")
+		b := &trackedBody{ReadCloser: resp.Body}
+		bodies = append(bodies, b)
+		resp.Body = b
+		return resp, errors.New("broken base")
+	})
+	c := client(t, nil, taihttp.TransportOptions{Base: base,
+		Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2, Jitter: func(time.Duration) time.Duration { return 0 }})})
+	_, err := c.Get("http://example.test/")
+	require.ErrorContains(t, err, "broken base")
+	require.Equal(t, 2, calls(), "the attempt failed and was retried")
+	for i, b := range bodies {
+		assert.True(t, b.closed.Load(), "the response of attempt %d is closed", i+1)
+	}
 }
 
 // panicOf runs f and returns what it panicked with.
