@@ -120,6 +120,14 @@ func PrometheusRules(w io.Writer, group string, rules []Rule, opts ExportOptions
 				return fmt.Errorf("andon: rule %q: %s %v is not a whole number of milliseconds", r.Name, d.field, d.v)
 			}
 		}
+		// A Stats may keep a window that Prometheus, whose durations are
+		// whole milliseconds, cannot read: the rule would read a shorter
+		// window than it is evaluated over, or not parse.
+		for _, w := range exportedWindows(r) {
+			if w%time.Millisecond != 0 {
+				return fmt.Errorf("andon: rule %q: window %v is not a whole number of milliseconds, as Prometheus durations are", r.Name, w)
+			}
+		}
 		expr, recs, unit, err := x.expr(r)
 		if err != nil {
 			if opts.SkipUnsupported {
@@ -188,6 +196,31 @@ func PrometheusRules(w io.Writer, group string, rules []Rule, opts ExportOptions
 	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// exportedWindows returns the windows of r's condition that the rule file
+// writes: none when Rule.Expr replaces the condition's expression, but for
+// a burn rate, whose recording rules are written all the same.
+func exportedWindows(r *Rule) []time.Duration {
+	if c, ok := r.Condition.(*burnRate); ok {
+		ws := make([]time.Duration, 0, 2*len(c.pairs))
+		for _, p := range c.pairs {
+			ws = append(ws, p.Long, p.Short)
+		}
+		return ws
+	}
+	if r.Expr != "" {
+		return nil
+	}
+	switch c := r.Condition.(type) {
+	case *outcomeRate:
+		return []time.Duration{c.window}
+	case *verdictRate:
+		return []time.Duration{c.window}
+	case *latencyQuantile:
+		return []time.Duration{c.window}
+	}
+	return nil
 }
 
 // promRule is one rule of the file.

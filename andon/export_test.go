@@ -746,3 +746,39 @@ func TestPromtoolAlertsUnderMatchers(t *testing.T) {
 		andon.ExportOptions{Matchers: map[string]string{"job": "a", "env": "prod"}}))
 	assert.Contains(t, b.String(), "        labels:\n          env: \"prod\"\n          job: \"mine\"\n          severity: \"page\"\n")
 }
+
+// TestPrometheusRulesWindowNotWholeMilliseconds: Prometheus durations are
+// whole milliseconds, and a Stats may keep a window that is not one; the
+// export refuses it, naming the rule and the window, rather than write a
+// shorter window than the rule evaluates ("1m" for 1m0.0005s) or a
+// duration Prometheus cannot read ("500µs").
+func TestPrometheusRulesWindowNotWholeMilliseconds(t *testing.T) {
+	odd := time.Minute + 500*time.Microsecond
+	stats := newStats(t, odd, 5*time.Minute, time.Hour)
+	for _, tt := range []struct {
+		name string
+		cond andon.Condition
+		want string
+	}{
+		{"error rate", andon.ErrorRate(stats, "payment", odd, 0.05), `andon: rule "X": window 1m0.0005s is not a whole number of milliseconds`},
+		{"verdict rate", andon.VerdictRate(stats, "payment", odd, 0.05, tai.Deny), `andon: rule "X": window 1m0.0005s is not a whole number of milliseconds`},
+		{"latency", andon.LatencyQuantile(stats, "payment", odd, 0.99, time.Second), `andon: rule "X": window 1m0.0005s is not a whole number of milliseconds`},
+		{"burn rate", andon.BurnRate(stats, andon.SLO{Kind: "payment", Objective: 0.99}, andon.BurnWindow{Long: time.Hour, Short: odd, Factor: 2}),
+			`andon: rule "X": window 1m0.0005s is not a whole number of milliseconds`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			rule := andon.Rule{Name: "X", Severity: andon.Page, Condition: tt.cond}
+			assert.ErrorContains(t, andon.PrometheusRules(&b, "g", []andon.Rule{rule}, andon.ExportOptions{}), tt.want)
+			assert.ErrorContains(t, andon.PrometheusRules(&b, "g", []andon.Rule{rule}, andon.ExportOptions{SkipUnsupported: true}), tt.want,
+				"the rule has a PromQL form: SkipUnsupported does not leave it out")
+		})
+	}
+	// A rule whose Expr replaces the condition's form reads no window,
+	// unless its condition is a burn rate, whose records are written all
+	// the same.
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "g", []andon.Rule{{Name: "X", Severity: andon.Page,
+		Condition: andon.ErrorRate(stats, "payment", odd, 0.05), Expr: "vector(1) > 0"}}, andon.ExportOptions{}))
+	assert.NotContains(t, b.String(), "1m]")
+}

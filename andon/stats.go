@@ -13,11 +13,13 @@ import (
 	"github.com/taipattern/taikit/tai"
 )
 
-// OutcomeRate holds when more than threshold (a fraction in [0, 1]) of
-// the signals of kind that finished in the last window ended with one of
-// outcomes. OutcomeRate(stats, "payment", 5*time.Minute, 0.02, tai.Denied)
-// is "more than 2% of payments denied over 5 minutes". Samples is the
-// number of signals in the window.
+// OutcomeRate holds when more than threshold (a fraction in [0, 1); 1 or
+// more is refused when the evaluator is built, as no more than every
+// signal can end so) of the signals of kind that finished in the last
+// window ended with one of outcomes.
+// OutcomeRate(stats, "payment", 5*time.Minute, 0.02, tai.Denied) is "more
+// than 2% of payments denied over 5 minutes". Samples is the number of
+// signals in the window.
 func OutcomeRate(stats StatsSource, kind string, window time.Duration, threshold float64, outcomes ...tai.Outcome) Condition {
 	return &outcomeRate{statsCond: statsCond{stats: stats, kind: kind, window: window}, threshold: threshold, outcomes: slices.Clone(outcomes)}
 }

@@ -48,7 +48,9 @@ type WebhookOptions struct {
 // retried, not before the answer's Retry-After (see NotifyOptions.Backoff);
 // any other status, a 3xx redirect among them, is a permanent
 // error (kanban.Permanent). Errors name the URL as scheme and host only,
-// with "/…" for a path or query, which may hold a token.
+// with "/…" for a path or query, which may hold a token; where the answer
+// they quote repeats the path, the query or one of its values, or the
+// password, that reads "…" too.
 type Webhook struct {
 	opts   WebhookOptions
 	client *http.Client
@@ -303,6 +305,44 @@ func redactURL(u *url.URL) string {
 	return s
 }
 
+// redactQuoted replaces with "…" the parts of u that may hold a token
+// (its path, query, the values of the query and the password) where an
+// answer's text quotes them, as many servers' "not found" pages quote the
+// path ("Cannot POST /services/…"): the text goes into an error that is
+// logged. Values shorter than 4 bytes, which would blot out the text
+// around them and hold no token, are left.
+func redactQuoted(text string, u *url.URL) string {
+	var parts []string
+	add := func(s string) {
+		if len(s) >= 4 {
+			parts = append(parts, s)
+		}
+	}
+	if u.Path != "/" {
+		add(u.Path)
+		add(u.EscapedPath())
+		add(u.RequestURI())
+	}
+	add(u.RawQuery)
+	if q, err := url.QueryUnescape(u.RawQuery); err == nil {
+		add(q)
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			add(v)
+		}
+	}
+	if p, ok := u.User.Password(); ok {
+		add(p)
+	}
+	// The longest first: a path holds its own segments' values.
+	slices.SortFunc(parts, func(a, b string) int { return len(b) - len(a) })
+	for _, p := range parts {
+		text = strings.ReplaceAll(text, p, "…")
+	}
+	return text
+}
+
 // redactError replaces the URL of a *url.Error in err's chain, which
 // http.Client puts there whole but for the password, by redacted.
 func redactError(err error, redacted string) error {
@@ -344,7 +384,7 @@ func postJSON(ctx context.Context, c *http.Client, rawURL string, header http.He
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("andon: POST %s: %s: %s", where, resp.Status, strings.TrimSpace(string(msg)))
+	err = fmt.Errorf("andon: POST %s: %s: %s", where, resp.Status, redactQuoted(strings.TrimSpace(string(msg)), req.URL))
 	if loc, lerr := resp.Location(); resp.StatusCode/100 == 3 && lerr == nil {
 		err = fmt.Errorf("%w (redirect to %s not followed)", err, redactURL(loc))
 	}

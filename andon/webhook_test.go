@@ -105,6 +105,40 @@ func TestWebhookErrorsRedactURL(t *testing.T) {
 	assert.Contains(t, err.Error(), "refused")
 }
 
+// An answer that quotes the request's path or query, as many servers' "not
+// found" pages do ("Cannot POST /services/…"), has them left out of the
+// error, which the evaluator logs: they may hold the receiver's token.
+func TestWebhookErrorsRedactTheURLQuotedByTheAnswer(t *testing.T) {
+	const (
+		token = "XXXXSECRETTOKEN"
+		path  = "/services/T000/B000/" + token
+		query = "token=abc" + token
+		pass  = "s3cr3tpw" + token
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, _ := r.BasicAuth()
+		http.Error(w, "Cannot POST "+r.URL.Path+" ("+r.URL.RequestURI()+", "+r.URL.EscapedPath()+
+			", "+r.URL.RawQuery+", "+r.URL.Query().Get("token")+", "+u+":"+p+")", http.StatusNotFound)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, raw := range []string{
+		"http://user:" + pass + "@" + host + path + "?" + query,
+		"http://" + host + "/services/T%30%30%30/B000/" + token + "?" + query,
+	} {
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: raw})
+		require.NoError(t, err)
+		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: raw})
+		require.NoError(t, err)
+		for _, n := range []andon.Notifier{wh, am} {
+			err := n.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing, Labels: map[string]string{"alertname": "A"}}})
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), token, raw)
+			assert.Contains(t, err.Error(), "404 Not Found: Cannot POST ", "the rest of the answer is quoted")
+		}
+	}
+}
+
 // A URL the constructors refuse is named as errors name it, without the
 // password, path or query that may hold a token.
 func TestBadURLErrorsRedactURL(t *testing.T) {
