@@ -76,7 +76,9 @@ func (e Exponential) maxDelay() time.Duration {
 }
 
 // Delay returns the wait after failed attempt number attempt: the
-// formula above, with attempt below 1 read as 1.
+// formula above, with attempt below 1 read as 1. It is never negative:
+// where a Rand or a Multiplier out of range makes the formula negative,
+// or not a number, it is 0.
 func (e Exponential) Delay(attempt int) time.Duration {
 	initial, mult, jitter := e.Initial, e.Multiplier, e.Jitter
 	if initial == 0 {
@@ -106,5 +108,11 @@ func (e Exponential) Delay(attempt int) time.Duration {
 		// negative one.
 		return e.maxDelay()
 	}
-	return time.Duration(math.Max(0, d))
+	if !(d > 0) {
+		// Below 0, or not a number (a Rand or Multiplier out of range):
+		// math.Max keeps a NaN, which converts to no Duration in
+		// particular (the most negative one, on amd64).
+		return 0
+	}
+	return time.Duration(d)
 }

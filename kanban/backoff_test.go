@@ -72,12 +72,14 @@ func TestExponentialValidate(t *testing.T) {
 }
 
 // TestExponentialDelayStaysInRange: whatever the fields, even ones
-// Validate rejects, Delay is between 0 and Max.
+// Validate rejects, and whatever Rand returns, Delay is between 0 and Max.
 func TestExponentialDelayStaysInRange(t *testing.T) {
-	for _, r := range []float64{0, 0.5, 0.999} {
+	for _, r := range []float64{0, 0.5, 0.999, math.NaN(), -1, 2, math.Inf(1), math.Inf(-1)} {
 		for _, b := range []kanban.Exponential{
+			{Rand: func() float64 { return r }},
 			{Jitter: 1.5, Rand: func() float64 { return r }},
 			{Multiplier: 0.5, Rand: func() float64 { return r }},
+			{Multiplier: math.NaN(), Rand: func() float64 { return r }},
 			{Initial: time.Hour, Max: time.Minute, Rand: func() float64 { return r }},
 		} {
 			for attempt := range 40 {

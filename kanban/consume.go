@@ -177,6 +177,9 @@ type engine[T any] struct {
 
 	nworkers atomic.Int64 // shared mode: workers started
 	idle     atomic.Int64 // shared mode: workers waiting for a message
+	// cells are the counter cells of the shared mode's live workers,
+	// under mu: the drain reads from them whether a handler still runs.
+	cells map[*counterCell]struct{}
 	// onStop, when set, runs as the drain starts, once stopped is set:
 	// the shared mode wakes its waiting workers with it.
 	onStop func()
@@ -563,15 +566,21 @@ func (e *engine[T]) rememberUndead(id string, u undeadMsg) {
 
 // takeUndead returns, and forgets, what rememberUndead recorded of the
 // message id, when attempt is a later delivery than the one that failed
-// to be dead-lettered.
+// to be dead-lettered. A delivery no later than that one is of another
+// message with the ID, published again or redriven (its deliveries
+// counted afresh): the one that failed was settled by another consumer,
+// so what was recorded of it is forgotten, not held against this one.
 func (e *engine[T]) takeUndead(id string, attempt int) (u undeadMsg, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if u, ok = e.undead[id]; !ok || attempt <= u.delivered {
+	if u, ok = e.undead[id]; !ok {
 		return undeadMsg{}, false
 	}
 	delete(e.undead, id)
 	e.nundead.Store(int64(len(e.undead)))
+	if attempt <= u.delivered {
+		return undeadMsg{}, false
+	}
 	return u, true
 }
 
@@ -1200,8 +1209,55 @@ func (e *engine[T]) drain(back []Lease[T]) error {
 	case <-done:
 		return nil
 	case <-timeout.C:
+		// A deadline shorter than the workers take to end, once their
+		// last message is settled, cuts no handler short: it is not
+		// ErrDrainTimeout.
+		running := e.inHand()
 		e.cancelHandlers()
 		<-done
+		if !running {
+			return nil
+		}
 		return ErrDrainTimeout
 	}
+}
+
+// inHand reports whether a message this consumer took is still in a
+// worker's hands, not settled: a lease the pull loop's workers hold, or a
+// message a shared worker started (see serveShared). The messages taken
+// and not started have been handed back by then.
+func (e *engine[T]) inHand() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.free < e.o.WIP {
+		return true
+	}
+	for c := range e.cells {
+		if c.inFlight.Load() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// newCell returns a counter cell for a shared worker, listed among the
+// engine's; dropCell must follow.
+func (e *engine[T]) newCell() *counterCell {
+	c := e.rt.Counters.newCell()
+	e.mu.Lock()
+	if e.cells == nil {
+		e.cells = make(map[*counterCell]struct{})
+	}
+	e.cells[c] = struct{}{}
+	e.mu.Unlock()
+	return c
+}
+
+// dropCell takes c, the cell of a shared worker that has stopped writing
+// to it, off the engine's list and folds it into the Counters.
+func (e *engine[T]) dropCell(c *counterCell) {
+	e.mu.Lock()
+	delete(e.cells, c)
+	e.mu.Unlock()
+	e.rt.Counters.dropCell(c)
 }

@@ -92,3 +92,67 @@ func TestDeadLetterFailureKeepsTheReason(t *testing.T) {
 		})
 	}
 }
+
+// TestDeadLetterFailureForgottenForANewMessageOfTheID: a message whose
+// dead-lettering failed and that another consumer then settled is not
+// held against a later message of the same ID (published again, or
+// redriven), which starts at Attempt 1: that one's handler runs on every
+// attempt, and it is dead-lettered only for its own failures.
+func TestDeadLetterFailureForgottenForANewMessageOfTheID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := NewMemory[int](MemoryOptions{DedupWindow: -1})
+		require.NoError(t, err)
+		ctx := context.Background()
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: "x"}))
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: "block"}))
+		var mu sync.Mutex
+		calls := 0
+		unblock := make(chan struct{})
+		h := func(_ context.Context, d Delivery[int]) error {
+			if d.ID == "block" {
+				<-unblock
+				return nil
+			}
+			mu.Lock()
+			calls++
+			n := calls
+			mu.Unlock()
+			switch n {
+			case 1: // consumer a: its dead letter is refused, x comes back
+				return Permanent(errors.New("card declined"))
+			case 3: // the new x, on consumer a
+				return errors.New("gateway down")
+			}
+			return nil
+		}
+		opts := ConsumeOptions{Backoff: BackoffFunc(func(int) time.Duration { return time.Second })}
+		// Consumer a refuses x's dead letter, then waits on block, so
+		// that consumer b handles x when it comes back.
+		src := &refusingSource{memSource: &memSource[int]{q: q}, refused: map[string]bool{}}
+		actx, stopA := context.WithCancel(ctx)
+		aDone := make(chan error, 1)
+		go func() { aDone <- Serve(actx, Source[int](src), h, opts, Runtime{Counters: &q.counters}) }()
+		synctest.Wait()
+		bctx, stopB := context.WithCancel(ctx)
+		bDone := make(chan error, 1)
+		go func() { bDone <- q.Consume(bctx, h, opts) }()
+		synctest.Wait()
+		stopB()
+		require.NoError(t, <-bDone)
+		require.Equal(t, 1, q.Len(), "b handled x; a holds block")
+
+		// A new message with the ID x, handled by a: it fails once, and
+		// its second attempt runs the handler.
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: "x"}))
+		close(unblock)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		stopA()
+		require.NoError(t, <-aDone)
+		dl, err := q.DeadLetters(ctx)
+		require.NoError(t, err)
+		assert.Empty(t, dl)
+		assert.Equal(t, 4, calls)
+		assert.Zero(t, q.Len())
+	})
+}

@@ -999,3 +999,50 @@ func TestMemoryRetrySeesEmptyHeadersEmpty(t *testing.T) {
 		assert.Equal(t, []kanban.Header{{}, {}}, seen)
 	})
 }
+
+// TestShortDrainTimeoutWithNothingRunning: a drain whose DrainTimeout is
+// shorter than the consumer's idle workers take to end has cut no handler
+// short: Consume returns nil, not ErrDrainTimeout, whether the consumer
+// stops before it began or, idle, once its messages are handled (without
+// PerKey, whose workers' settled messages Stats shows exactly).
+func TestShortDrainTimeoutWithNothingRunning(t *testing.T) {
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKey=%v", perKey), func(t *testing.T) {
+			q, err := kanban.NewMemory[int](kanban.MemoryOptions{})
+			require.NoError(t, err)
+			opts := kanban.ConsumeOptions{WIP: 4, PerKey: perKey, DrainTimeout: time.Nanosecond}
+			for range 100 {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				require.NoError(t, q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error { return nil }, opts),
+					"stopped before it began")
+			}
+			if perKey {
+				return
+			}
+			for i := range 20 {
+				for j := range 3 {
+					id := strconv.Itoa(3*i + j)
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: id, Key: id}))
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				handled := make(chan struct{}, 3)
+				done := make(chan error, 1)
+				go func() {
+					done <- q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+						handled <- struct{}{}
+						return nil
+					}, opts)
+				}()
+				for range 3 {
+					<-handled
+				}
+				for q.Len() > 0 || q.Stats().InFlight > 0 {
+					runtime.Gosched() // until every message is settled
+				}
+				cancel()
+				require.NoError(t, <-done, "stopped idle")
+			}
+		})
+	}
+}

@@ -61,8 +61,8 @@ func (e *engine[T]) sharedWorker(q *Memory[T]) {
 	w := newMemWaiter(leases[0])
 	w.stopped = &e.stopped
 	// This worker's own counts: see Counters.
-	c := e.rt.Counters.newCell()
-	defer e.rt.Counters.dropCell(c)
+	c := e.newCell()
+	defer e.dropCell(c)
 	// Since when the messages it took ahead of its handler wait: see
 	// Memory.Backlog.
 	ahead := q.addAhead()
