@@ -10,7 +10,7 @@
 // Limit). Invalid limits (NaN, negative, absurd) are errors, never panics.
 //
 // A Limiter is one bucket, run as the generic cell rate algorithm (GCRA)
-// in a single atomic word: no mutex, one clock read per call, no
+// on a single atomic word: no mutex, one clock read per call, no
 // allocation (but for the Reservation that Reserve returns). Its API
 // follows golang.org/x/time/rate: Allow, AllowN, Reserve/ReserveN (a
 // *Reservation with Delay and Cancel), Wait, SetLimit, plus

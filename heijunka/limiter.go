@@ -17,12 +17,13 @@ type LimiterOptions struct {
 }
 
 // Limiter is one token bucket, run as the generic cell rate algorithm
-// (GCRA). Its whole state is one atomic word, the theoretical arrival time:
-// the instant at which the bucket would be full again. A call reads the
-// clock once, computes the next state and installs it with a
-// compare-and-swap; there is no mutex on the hot path, and a denied call
-// writes nothing. (A call that meets a change of Limit under way waits for
-// it to finish, and is then decided under the new Limit.)
+// (GCRA). Its state is one atomic word, the theoretical arrival time: the
+// instant at which the bucket would be full again (beside it, a call given
+// a time that books events notes the time, which a change of Limit reads).
+// A call reads the clock once, computes the next state and installs it
+// with a compare-and-swap; there is no mutex on the hot path, and a denied
+// call writes nothing. (A call that meets a change of Limit under way
+// waits for it to finish, and is then decided under the new Limit.)
 //
 // A new Limiter starts full: Burst events may pass at once. A request for
 // more events than Burst can never pass (AllowN reports false, ReserveN is
@@ -40,7 +41,9 @@ type LimiterOptions struct {
 // years from the Limiter's creation counts as that far, no further.
 //
 // A time earlier than one used before counts as that much longer to wait:
-// going back never frees events.
+// going back never frees events, also across a change of Limit made at
+// such a time (SetLimitAt), which counts the debt as a change at the
+// latest time used would.
 //
 // Code moving from golang.org/x/time/rate finds the same decisions for the
 // same calls and times, but for these differences: a Limit of Rate 0 admits
@@ -81,6 +84,10 @@ type Limiter struct {
 type state struct {
 	p   params
 	tat atomic.Int64
+	// hi is the latest time given to a call that booked events under
+	// this state, or at which a change of Limit converted the schedule
+	// into it (minTAT for none); see saw and converted.
+	hi atomic.Int64
 
 	// The reservations booked under this state, as far as a cancel needs
 	// them (see Reservation.cancel); guarded by resMu. Allow and Decide
@@ -101,11 +108,49 @@ type state struct {
 	end          int64
 }
 
-// newState returns a state of the Limit p with the schedule tat.
-func newState(p *params, tat int64) *state {
+// newState returns a state of the Limit p with the schedule tat, used
+// last at hi.
+func newState(p *params, tat, hi int64) *state {
 	st := &state{p: *p, lastAct: math.MinInt64, end: tat}
 	st.tat.Store(tat)
+	st.hi.Store(hi)
 	return st
+}
+
+// saw records that a call at now, a time its caller gave (AllowN, DecideN,
+// ReserveN), is about to book events under st. It runs before the call's
+// compare-and-swap, so that a change of Limit, which reads hi once it has
+// retired the state, finds the time of every such booking made under it
+// (and perhaps of one that lost its race and books nothing, which only
+// makes the change count from a later time). The calls that read the
+// Limiter's own clock do not note it, and cost no more for it: that clock
+// does not go back, and SetLimit reads it once no call can book under the
+// old Limit, later than any of theirs.
+func (st *state) saw(now int64) {
+	for h := st.hi.Load(); now > h; h = st.hi.Load() {
+		if st.hi.CompareAndSwap(h, now) {
+			return
+		}
+	}
+}
+
+// converted returns the schedule of a change of Limit at now from the
+// retired state old, given conv, which converts old's schedule at a time,
+// and the time the new state counts as used. The debt is counted at now;
+// but when events were booked under old at a later time (a time going
+// back), or a change converted the schedule into old at one, the schedule
+// is at least the one a change at that time gives: the time gone back
+// counts as that much longer to wait. Counted at now alone, a faster
+// Limit would pay off the time gone back at its own rate, as if it were
+// events, and let events pass that the change at the later time would
+// not.
+func (old *state) converted(now int64, conv func(at int64) int64) (tat, hi int64) {
+	tat = conv(now)
+	hi = old.hi.Load()
+	if hi > now {
+		tat = max(tat, conv(hi))
+	}
+	return tat, max(hi, now)
 }
 
 // retired is the schedule of a state that a change of Limit has replaced.
@@ -123,7 +168,7 @@ func NewLimiter(limit Limit, opts LimiterOptions) (*Limiter, error) {
 	if l.name == "" {
 		l.name = "heijunka.limiter"
 	}
-	l.st.Store(newState(&p, minTAT))
+	l.st.Store(newState(&p, minTAT, minTAT))
 	return l, nil
 }
 
@@ -167,7 +212,7 @@ func (l *Limiter) awaitChange() *state {
 }
 
 // Allow reports whether one event may pass now, and records it if so.
-func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1) }
+func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1, false) }
 
 // AllowN reports whether n events may pass at time now, and records them if
 // so. AllowN with n = 0 records nothing and reports whether the limiter
@@ -176,9 +221,11 @@ func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1) }
 // debt past the Burst of the climb's first step (see WarmUp); false on
 // the zero Limiter, which admits nothing. n < 0 reports false, and so
 // does n > Burst under a finite Limit; an Unlimited one admits any n.
-func (l *Limiter) AllowN(now time.Time, n int) bool { return l.allow(l.rel(now), n) }
+func (l *Limiter) AllowN(now time.Time, n int) bool { return l.allow(l.rel(now), n, true) }
 
-func (l *Limiter) allow(now int64, n int) bool {
+// allow decides on n events at now and books them if they pass; given
+// reports that the caller gave now (see state.saw).
+func (l *Limiter) allow(now int64, n int, given bool) bool {
 	// A state retired by a change of Limit ends the inner loop; the outer
 	// one starts again under the new state.
 	for st := l.stateAt(now); ; st = l.awaitChange() {
@@ -199,7 +246,13 @@ func (l *Limiter) allow(now int64, n int) bool {
 			if next-now > p.tolerance {
 				return false
 			}
-			if n == 0 || st.tat.CompareAndSwap(tat, next) {
+			if n == 0 {
+				return true
+			}
+			if given {
+				st.saw(now)
+			}
+			if st.tat.CompareAndSwap(tat, next) {
 				return true
 			}
 		}
@@ -208,13 +261,13 @@ func (l *Limiter) allow(now int64, n int) bool {
 
 // Decide is like Allow but returns the whole Decision: remaining capacity,
 // retry-after and reset-after.
-func (l *Limiter) Decide() Decision { return l.decide(l.nanos(), 1) }
+func (l *Limiter) Decide() Decision { return l.decide(l.nanos(), 1, false) }
 
 // DecideN is like AllowN but returns the whole Decision. For n < 0 it
 // returns a denied Decision with RetryAfter InfDuration.
-func (l *Limiter) DecideN(now time.Time, n int) Decision { return l.decide(l.rel(now), n) }
+func (l *Limiter) DecideN(now time.Time, n int) Decision { return l.decide(l.rel(now), n, true) }
 
-func (l *Limiter) decide(now int64, n int) Decision {
+func (l *Limiter) decide(now int64, n int, given bool) Decision {
 	st := l.stateAt(now)
 	if st == nil || n < 0 {
 		d := Decision{RetryAfter: InfDuration}
@@ -230,17 +283,20 @@ func (l *Limiter) decide(now int64, n int) Decision {
 			continue
 		}
 		next, d := st.p.decide(tat, now, n)
+		if given && next != tat {
+			st.saw(now)
+		}
 		if next == tat || st.tat.CompareAndSwap(tat, next) {
 			if !d.Allowed && st.p.mode == modeFinite {
 				if c := l.climb.Load(); c != nil {
 					if d.RetryAfter == InfDuration {
 						// More events than the Burst: a warm-up under
 						// way may reach a step that takes them.
-						if wait, _, ok := c.retryFor(&st.p, tat, now, n); ok {
+						if wait, _, ok := c.retryFor(&st.p, tat, st.hi.Load(), now, n); ok {
 							d.RetryAfter = time.Duration(wait)
 						}
 					} else {
-						d.RetryAfter = time.Duration(c.sooner(&st.p, tat, now, n, int64(d.RetryAfter)))
+						d.RetryAfter = time.Duration(c.sooner(&st.p, tat, st.hi.Load(), now, n, int64(d.RetryAfter)))
 					}
 				}
 			}
@@ -253,7 +309,7 @@ func (l *Limiter) decide(now int64, n int) Decision {
 // event now or returns a *LimitedError (errors.Is ErrLimited) carrying the
 // Decision. The key is ignored; use Keyed for a limit per key.
 func (l *Limiter) Admit(_ context.Context, _ string) error {
-	d := l.decide(l.nanos(), 1)
+	d := l.decide(l.nanos(), 1, false)
 	if d.Allowed {
 		return nil
 	}
@@ -426,20 +482,20 @@ func (r *Reservation) cancel(now int64) (come bool) {
 // Reserve books one event now; see Reservation.
 func (l *Limiter) Reserve() *Reservation {
 	r := new(Reservation)
-	l.reserve(r, l.nanos(), 1, maxAhead)
+	l.reserve(r, l.nanos(), 1, maxAhead, false)
 	return r
 }
 
 // ReserveN books n events at time now; see Reservation.
 func (l *Limiter) ReserveN(now time.Time, n int) *Reservation {
 	r := new(Reservation)
-	l.reserve(r, l.rel(now), n, maxAhead)
+	l.reserve(r, l.rel(now), n, maxAhead, true)
 	return r
 }
 
 // reserve books n events into r, which must be zero, unless they could
-// not act within maxDelay.
-func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
+// not act within maxDelay; given reports that the caller gave now.
+func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64, given bool) {
 	// As in allow, a retired state starts the booking again under the new.
 	for st := l.stateAt(now); ; st = l.awaitChange() {
 		r.lim, r.st, r.n, r.act = l, st, n, now
@@ -474,7 +530,7 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
 				r.ok, r.act = true, act
 				return
 			}
-			if st.book(r, tat, next, act, now) {
+			if st.book(r, tat, next, act, now, given) {
 				return
 			}
 		}
@@ -482,10 +538,14 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64) {
 }
 
 // book records the reservation r, made at now, of the schedule from tat to
-// next, acting at act, unless the schedule is no longer tat.
-func (st *state) book(r *Reservation, tat, next, act, now int64) bool {
+// next, acting at act, unless the schedule is no longer tat; given reports
+// that the caller gave now.
+func (st *state) book(r *Reservation, tat, next, act, now int64, given bool) bool {
 	st.resMu.Lock()
 	defer st.resMu.Unlock()
+	if given {
+		st.saw(now)
+	}
 	if !st.tat.CompareAndSwap(tat, next) {
 		return false
 	}
@@ -531,8 +591,9 @@ func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 // which has thus come as Cancel counts it, and WaitN returns nil at once,
 // by the clock before their time), or context.DeadlineExceeded when its
 // deadline has passed already; a *LimitedError at once when n is
-// negative, n exceeds the Burst of a finite Limit, the Limit is closed,
-// or the wait would outlast ctx's deadline (nothing is booked then).
+// negative, n exceeds the Burst of a finite Limit, the Limit is closed
+// (and n is not 0), or the wait would outlast ctx's deadline (nothing is
+// booked then).
 // During a warm-up, n above the Burst of the step in force but not above
 // the full Burst waits for the step that takes n events, then books them
 // under it; and n within it that a later step lets pass sooner than the
@@ -559,7 +620,7 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 			}
 		}
 		if err != nil {
-			if woke && l.allow(now, n) {
+			if woke && l.allow(now, n, false) {
 				return nil
 			}
 			return err
@@ -577,11 +638,11 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 			}
 			continue
 		}
-		if l.allow(now, n) {
+		if l.allow(now, n, false) {
 			return nil // no wait, so nothing to cancel: no Reservation
 		}
 		r := new(Reservation)
-		l.reserve(r, now, n, maxDelay)
+		l.reserve(r, now, n, maxDelay, false)
 		if r.ok {
 			return r.wait(ctx, now)
 		}
@@ -604,7 +665,7 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 				if tat == retired {
 					continue // the Limit changed: book under the new one
 				}
-				wait, begin, ok := c.retryFor(p, tat, now, n)
+				wait, begin, ok := c.retryFor(p, tat, r.st.hi.Load(), now, n)
 				if !ok {
 					break
 				}
@@ -642,7 +703,7 @@ func (l *Limiter) climbWait(now int64, n int) (wait int64, ok bool) {
 	if own <= 0 {
 		return 0, false
 	}
-	wait = c.sooner(&st.p, tat, now, n, own)
+	wait = c.sooner(&st.p, tat, st.hi.Load(), now, n, own)
 	return wait, wait < own
 }
 
@@ -705,7 +766,8 @@ func (l *Limiter) SetLimit(limit Limit) error {
 		return nil // see SetLimitAt
 	}
 	old, tat := l.retire()
-	l.st.Store(newState(&np, c.endSchedule(&old.p, &np, tat, l.nanos())))
+	sched, hi := old.converted(l.nanos(), func(at int64) int64 { return c.endSchedule(&old.p, &np, tat, at) })
+	l.st.Store(newState(&np, sched, hi))
 	return nil
 }
 
@@ -741,7 +803,8 @@ func (l *Limiter) SetLimitAt(now time.Time, limit Limit) error {
 		return nil
 	}
 	old, tat := l.retire()
-	l.st.Store(newState(&np, c.endSchedule(&old.p, &np, tat, l.rel(now))))
+	sched, hi := old.converted(l.rel(now), func(at int64) int64 { return c.endSchedule(&old.p, &np, tat, at) })
+	l.st.Store(newState(&np, sched, hi))
 	return nil
 }
 
@@ -762,7 +825,8 @@ func (l *Limiter) retire() (*state, int64) {
 // install makes np the limit in force, with the schedule tat of the
 // retired state old carried over at now. l.mu must be held.
 func (l *Limiter) install(old *state, tat int64, np *params, now int64) {
-	l.st.Store(newState(np, carry(&old.p, np, tat, now)))
+	sched, hi := old.converted(now, func(at int64) int64 { return carry(&old.p, np, tat, at) })
+	l.st.Store(newState(np, sched, hi))
 }
 
 // carry converts a schedule under old into one under np with the same debt

@@ -883,9 +883,9 @@ func TestLimiterSetLimitThenEarlierTime(t *testing.T) {
 // TestLimiterWindowPropertyTimeGoingBack: the window property holds when
 // times go back as well as forward, when reservations are canceled at
 // times other than the latest, partly or in full and in any order, and
-// when the Limit changes to another of the same Burst and back. A
-// reservation counts as acting unless it was canceled at a time before
-// its own.
+// when the Limit changes to another of the same Burst and back, at the
+// same time or an earlier one. A reservation counts as acting unless it
+// was canceled at a time before its own.
 func TestLimiterWindowPropertyTimeGoingBack(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		limit := heijunka.Limit{
@@ -938,11 +938,12 @@ func TestLimiterWindowPropertyTimeGoingBack(t *testing.T) {
 					b.r.CancelAt(at)
 					b.active = false
 				}
-			case 6: // another Limit and back, or the same again
+			case 6: // another Limit and back, perhaps at an earlier time, or the same again
 				if rapid.Bool().Draw(t, "other") {
 					require.NoError(t, lim.SetLimitAt(now, other))
 				}
-				require.NoError(t, lim.SetLimitAt(now, limit))
+				at := now.Add(time.Duration(rapid.Int64Range(back, 0).Draw(t, "setBack")) * iv / 4)
+				require.NoError(t, lim.SetLimitAt(at, limit))
 			}
 		}
 		for _, b := range booked {
@@ -1008,4 +1009,40 @@ func TestLimiterWaitEndsWithItsDeadline(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLimiterSetLimitAtAnEarlierTimeFreesNothing: a change of Limit at a
+// time earlier than one used before converts the debt as a change at that
+// later time would, the time gone back counting as that much longer to
+// wait. Converted at the earlier time, to a faster rate, the time gone
+// back was paid off at the faster rate too, and an event passed before
+// either Limit lets it.
+func TestLimiterSetLimitAtAnEarlierTimeFreesNothing(t *testing.T) {
+	one, half, two := heijunka.Limit{Rate: 1, Burst: 1}, heijunka.Limit{Rate: 0.5, Burst: 1}, heijunka.Limit{Rate: 2, Burst: 1}
+
+	// An event at t0, then a faster Limit half a second before it: the
+	// next event may pass half a second after t0, as with the change at t0.
+	lim := newLimiter(t, one)
+	require.True(t, lim.AllowN(t0, 1))
+	require.NoError(t, lim.SetLimitAt(t0.Add(-500*time.Millisecond), two))
+	assert.False(t, lim.AllowN(t0.Add(250*time.Millisecond), 1), "an event 250ms after the last, at 2/s burst 1")
+	assert.True(t, lim.AllowN(t0.Add(500*time.Millisecond), 1))
+
+	// A change at t0, then one back at an earlier time.
+	lim = newLimiter(t, one)
+	require.True(t, lim.AllowN(t0, 1))
+	require.NoError(t, lim.SetLimitAt(t0, half))
+	require.NoError(t, lim.SetLimitAt(t0.Add(-500*time.Millisecond), one))
+	assert.False(t, lim.AllowN(t0.Add(750*time.Millisecond), 1), "an event 750ms after the last, at 1/s burst 1")
+	assert.True(t, lim.AllowN(t0.Add(time.Second), 1))
+
+	// A warm-up started at t0 and ended at an earlier time.
+	lim = newLimiter(t, one)
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.5, Over: 20, Steps: 1})
+	require.NoError(t, err)
+	require.True(t, lim.AllowN(t0, 1))
+	require.NoError(t, w.StartAt(t0))
+	require.NoError(t, lim.SetLimitAt(t0.Add(-500*time.Millisecond), one))
+	assert.False(t, lim.AllowN(t0.Add(750*time.Millisecond), 1), "an event 750ms after the last, at 1/s burst 1")
+	assert.True(t, lim.AllowN(t0.Add(time.Second), 1))
 }

@@ -53,7 +53,8 @@ type WarmUpOptions struct {
 // RetryAfter of any denied request counts the steps that begin before it
 // passes, each paying the debt off at its own rate, as the Limiter's
 // calls at those times would: it is exact, if nothing else happens, to
-// the nanosecond.
+// the nanosecond (for a request at a time earlier than one used before,
+// it may be later than need be).
 //
 // Everything is a function of the time the Limiter's calls are made at, so
 // the explicit-time methods (AllowN, StartAt, ...) make a climb
@@ -83,7 +84,9 @@ type climb struct {
 
 // NewWarmUp returns a WarmUp for lim, not yet started, or an error for
 // invalid options or a lim whose Limit is not finite (closed or
-// Unlimited: there is nothing to climb to).
+// Unlimited: there is nothing to climb to). The options are checked
+// against the Limit a climb would go to: during the climb of another
+// WarmUp of lim, that climb's full Limit, not its step's.
 func NewWarmUp(lim *Limiter, opts WarmUpOptions) (*WarmUp, error) {
 	if lim == nil || lim.epoch.IsZero() {
 		return nil, fmt.Errorf("heijunka: warm-up of %w", errNotMade)
@@ -109,10 +112,22 @@ func NewWarmUp(lim *Limiter, opts WarmUpOptions) (*WarmUp, error) {
 		}
 		return nil, fmt.Errorf("heijunka: warm-up Steps %d is not in [1, Over in nanoseconds = %d]", opts.Steps, int64(w.over))
 	}
-	if _, err := w.newClimb(lim.Limit(), 0); err != nil {
+	if _, err := w.newClimb(lim.fullLimit(), 0); err != nil {
 		return nil, err
 	}
 	return w, nil
+}
+
+// fullLimit returns the Limit a climb started now would climb to: the
+// full Limit of the climb under way, if any (its step's is lower), else
+// the Limit in force.
+func (l *Limiter) fullLimit() Limit {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c := l.climb.Load(); c != nil {
+		return c.full
+	}
+	return l.st.Load().p.limit
 }
 
 // newClimb returns a climb to full starting at start, or an error when
@@ -181,7 +196,7 @@ func (w *WarmUp) start(now func() int64) error {
 	}
 	tat = c.startSchedule(prev, &old.p, &np, tat)
 	l.climb.Store(c)
-	l.st.Store(newState(&np, tat))
+	l.st.Store(newState(&np, tat, max(old.hi.Load(), c.start)))
 	return nil
 }
 
@@ -421,9 +436,10 @@ func (c *climb) limitAt(step int64) Limit {
 // retryFor is, for a request of n events more than the Burst of the Limit
 // p in force at now, with the schedule tat, how long until the climb lets
 // it pass if nothing else happens; and when the first step whose Burst
-// takes n events begins. ok is false when no step takes them (more than
-// the full Burst), or not before the Limiter's clock stops (nowBound).
-func (c *climb) retryFor(p *params, tat, now int64, n int) (wait, begin int64, ok bool) {
+// takes n events begins. used is the latest time the state was used at
+// (state.hi). ok is false when no step takes them (more than the full
+// Burst), or not before the Limiter's clock stops (nowBound).
+func (c *climb) retryFor(p *params, tat, used, now int64, n int) (wait, begin int64, ok bool) {
 	if n > c.full.Burst {
 		return 0, 0, false
 	}
@@ -432,15 +448,11 @@ func (c *climb) retryFor(p *params, tat, now int64, n int) (wait, begin int64, o
 	// Burst climbs. It passes once the climb is over and the schedule
 	// has run out, if not before: the first t that passes is found by
 	// bisection.
-	end := nowBound
-	if c.over <= nowBound-c.start {
-		end = c.start + c.over
-	}
-	hi := min(max(end, tat, now), nowBound)
-	if !c.passesAt(p, tat, hi, n) {
+	hi := min(max(c.end(), tat, now), nowBound)
+	if !c.passesAt(p, tat, used, hi, n) {
 		return 0, 0, false
 	}
-	wait = c.firstPass(p, tat, n, now, hi) - now
+	wait = c.firstPass(p, tat, used, n, now, hi) - now
 	// The steps' Bursts rise with the steps (see limitAt), and the last
 	// step's is the full Burst.
 	first, last := int64(0), c.steps
@@ -462,8 +474,9 @@ func (c *climb) retryFor(p *params, tat, now int64, n int) (wait, begin int64, o
 // step's higher rate pays the debt off sooner: the first time that passes
 // is found by bisection, as retryFor finds it. A wait within the step is
 // exact already and costs a few multiplications, as does one under a p
-// that is not the step of now (a time before one used already).
-func (c *climb) sooner(p *params, tat, now int64, n int, wait int64) int64 {
+// that is not the step of now (a time before one used already). used is
+// the latest time the state was used at (state.hi).
+func (c *climb) sooner(p *params, tat, used, now int64, n int, wait int64) int64 {
 	s := c.stepAt(now)
 	if s >= c.steps || p.limit != c.limitAt(s) {
 		return wait
@@ -473,20 +486,35 @@ func (c *climb) sooner(p *params, tat, now int64, n int, wait int64) int64 {
 		return wait
 	}
 	// Under p, nothing passes before now+wait; a later step may let it
-	// pass from its beginning on.
-	if !c.passesAt(p, tat, now+wait, n) {
-		return wait // not reached: a later step passes whatever p passes
+	// pass from its beginning on. Or only later: the debt it carries over
+	// counts from the latest time used (see state.converted), which may
+	// lie after now. It passes once the climb is over and the schedule
+	// has run out, if not before.
+	if at := now + wait; !c.passesAt(p, tat, used, at, n) {
+		last := min(max(c.end(), tat, at), nowBound)
+		if !c.passesAt(p, tat, used, last, n) {
+			return wait // not reached: the full Burst takes n
+		}
+		return c.firstPass(p, tat, used, n, at, last) - now
 	}
-	return c.firstPass(p, tat, n, next, now+wait) - now
+	return c.firstPass(p, tat, used, n, next, now+wait) - now
+}
+
+// end returns when the climb reaches full, or nowBound if after it.
+func (c *climb) end() int64 {
+	if c.over <= nowBound-c.start {
+		return c.start + c.over
+	}
+	return nowBound
 }
 
 // firstPass returns the first time from lo to hi at which n events pass
 // with the schedule tat under p (see passesAt), by bisection: whether they
 // pass rises with the time. They must pass at hi.
-func (c *climb) firstPass(p *params, tat int64, n int, lo, hi int64) int64 {
+func (c *climb) firstPass(p *params, tat, used int64, n int, lo, hi int64) int64 {
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		if c.passesAt(p, tat, mid, n) {
+		if c.passesAt(p, tat, used, mid, n) {
 			hi = mid
 		} else {
 			lo = mid + 1
@@ -496,14 +524,19 @@ func (c *climb) firstPass(p *params, tat int64, n int, lo, hi int64) int64 {
 }
 
 // passesAt reports whether n events would pass at t, the first call since
-// the schedule tat under p was booked: the call sets the limit of the step
-// the climb has reached at t, carrying the debt over.
-func (c *climb) passesAt(p *params, tat, t int64, n int) bool {
+// the schedule tat under p was booked, the state last used at used: the
+// call sets the limit of the step the climb has reached at t, carrying the
+// debt over as the Limiter does (see state.converted).
+func (c *climb) passesAt(p *params, tat, used, t int64, n int) bool {
 	np, err := c.limitAt(c.stepAt(t)).params()
 	if err != nil {
 		return false // not reached: every step's Limit is valid
 	}
-	_, d := np.decide(carry(p, &np, tat, t), t, n)
+	next := carry(p, &np, tat, t)
+	if used > t {
+		next = max(next, carry(p, &np, tat, used))
+	}
+	_, d := np.decide(next, t, n)
 	return d.Allowed
 }
 

@@ -848,3 +848,111 @@ func TestWarmUpEndedBySetLimitToFull(t *testing.T) {
 		})
 	}
 }
+
+// TestNewWarmUpDuringAClimbChecksTheFullLimit: a WarmUp made while another
+// climbs is checked against the full Limit it will climb to, not the step
+// in force. The step's lower rate made a From that is valid for the full
+// Limit look as if its first step took more than ten years to refill.
+func TestNewWarmUpDuringAClimbChecksTheFullLimit(t *testing.T) {
+	full := heijunka.Limit{Rate: 1e-3, Burst: 1}
+	lim := newLimiter(t, full)
+	first, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.01})
+	require.NoError(t, err)
+	opts := heijunka.WarmUpOptions{From: 1e-4}
+	_, err = heijunka.NewWarmUp(newLimiter(t, full), opts)
+	require.NoError(t, err, "valid for the full Limit")
+	require.NoError(t, first.Start())
+	second, err := heijunka.NewWarmUp(lim, opts)
+	require.NoError(t, err, "the full Limit is the same during a climb")
+	require.NoError(t, second.Start())
+	assert.InDelta(t, 1e-7, lim.Limit().Rate, 1e-12, "the second climb starts from its From of full")
+}
+
+// TestWarmUpRetryAfterAfterATimeGoneBack: a climb started at a time
+// earlier than one used before converts the debt at its steps as a
+// change at that later time would (see SetLimitAt); the RetryAfter of a
+// denied request counts the conversion so, and the request passes then.
+func TestWarmUpRetryAfterAfterATimeGoneBack(t *testing.T) {
+	build := func() *heijunka.Limiter {
+		lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 2})
+		w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.75, Over: 20, Steps: 1})
+		require.NoError(t, err)
+		require.True(t, lim.AllowN(t0, 1))
+		require.NoError(t, w.StartAt(t0.Add(-500*time.Millisecond)))
+		require.True(t, lim.AllowN(t0.Add(500*time.Millisecond), 0), "the climb is over")
+		require.NoError(t, w.StartAt(t0))
+		return lim
+	}
+	d := build().DecideN(t0, 1)
+	require.False(t, d.Allowed)
+	lim := build()
+	assert.False(t, lim.DecideN(t0.Add(d.RetryAfter-1), 1).Allowed, "a nanosecond before RetryAfter %v", d.RetryAfter)
+	lim = build()
+	assert.True(t, lim.DecideN(t0.Add(d.RetryAfter), 1).Allowed, "at RetryAfter %v", d.RetryAfter)
+}
+
+// TestWarmUpWindowPropertyTimeGoingBack: the window property holds when
+// times go back as well as forward, across climbs of two WarmUps started
+// at any of those times and ended by SetLimitAt of the full Limit. A climb
+// ended at a time before its start let events pass sooner than the full
+// Limit allows.
+func TestWarmUpWindowPropertyTimeGoingBack(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		full := heijunka.Limit{
+			Rate:  rapid.Float64Range(0.5, 100).Draw(t, "rate"),
+			Burst: rapid.IntRange(1, 20).Draw(t, "burst"),
+		}
+		lim, err := heijunka.NewLimiter(full, heijunka.LimiterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		iv := full.Interval()
+		var ws []*heijunka.WarmUp
+		for range 2 {
+			w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{
+				From:  rapid.Float64Range(0.05, 1).Draw(t, "from"),
+				Over:  time.Duration(rapid.Int64Range(20, int64(40*iv)).Draw(t, "over")),
+				Steps: rapid.IntRange(1, 10).Draw(t, "steps"),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws = append(ws, w)
+		}
+		var events []time.Time
+		now := t0
+		back := rapid.Int64Range(-8, 0).Draw(t, "back") // how far a step may go back, in quarter intervals
+		for range rapid.IntRange(1, 150).Draw(t, "calls") {
+			now = now.Add(time.Duration(rapid.Int64Range(back, 8).Draw(t, "gap")) * iv / 4)
+			n := rapid.IntRange(0, full.Burst+1).Draw(t, "n")
+			switch rapid.IntRange(0, 3).Draw(t, "op") {
+			case 0:
+				if lim.AllowN(now, n) {
+					events = appendN(events, now, n)
+				}
+			case 1:
+				if lim.DecideN(now, n).Allowed {
+					events = appendN(events, now, n)
+				}
+			case 2:
+				if err := ws[rapid.IntRange(0, 1).Draw(t, "warmUp")].StartAt(now); err != nil {
+					t.Fatal(err)
+				}
+			case 3:
+				if err := lim.SetLimitAt(now, full); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		sortTimes(events)
+		for i := range events {
+			for j := i; j < len(events); j++ {
+				w := events[j].Sub(events[i])
+				bound := float64(full.Burst) + w.Seconds()*1e9/float64(iv)
+				if float64(j-i+1) > bound+1e-6 {
+					t.Fatalf("%d events in a window of %v, bound %.3f", j-i+1, w, bound)
+				}
+			}
+		}
+	})
+}
