@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/taipattern/taikit/internal/jsonw"
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -175,6 +176,11 @@ type AuditEntry struct {
 // Shutdown drains the queue, writes what is left, syncs, and stops the
 // goroutine. The Audit does not close the io.Writer given to NewAudit
 // (that is its owner's job); it closes the file OpenAuditFile opened.
+//
+// Make an Audit with NewAudit or OpenAuditFile. The zero Audit writes
+// nothing: its Observe logs each record as unwritten, at level Error on
+// slog.Default, and returns; its Flush and Shutdown return an error
+// saying so.
 type Audit struct {
 	w        io.Writer
 	syncer   interface{ Sync() error } // nil when w cannot be synced
@@ -279,11 +285,16 @@ type pendingLine struct {
 }
 
 // NewAudit starts an Audit writing to w, or returns an error naming the
-// first invalid option. To append to a trail file that may already exist,
-// use OpenAuditFile.
+// first invalid option. A nil w, or a nil pointer in it (an *os.File left
+// unset when its open failed), is an error: the trail would fail at its
+// first line. To append to a trail file that may already exist, use
+// OpenAuditFile.
 func NewAudit(w io.Writer, opts AuditOptions) (*Audit, error) {
 	if w == nil {
 		return nil, errors.New("kaizen: NewAudit: nil io.Writer")
+	}
+	if typednil.Holds(w) {
+		return nil, fmt.Errorf("kaizen: NewAudit: nil io.Writer (a nil %T)", w)
 	}
 	if opts.RotateBytes != 0 {
 		return nil, errors.New("kaizen: NewAudit: AuditOptions.RotateBytes is for OpenAuditFile, which owns the files it rotates")
@@ -386,8 +397,20 @@ func decodeHash(s string, dst *[sha256.Size]byte) error {
 	return err
 }
 
+// errAuditNotMade is the error of an Audit that NewAudit or OpenAuditFile
+// did not make, which has no writer goroutine.
+var errAuditNotMade = errors.New("kaizen: the Audit was not made by NewAudit or OpenAuditFile; it writes nothing")
+
 // Observe queues the record for writing, blocking while the queue is full.
 func (a *Audit) Observe(_ context.Context, r tai.Record) {
+	if a.queue == nil {
+		// The zero Audit: nothing would ever take the record from the
+		// queue, and the signal would wait for good.
+		a.unwritten.Add(1)
+		slog.Default().Error("kaizen: audit record not written", "signal_id", r.ID, "kind", r.Kind,
+			"outcome", r.Outcome.String(), "error", errAuditNotMade)
+		return
+	}
 	if !a.enter() {
 		a.lose(r, ErrAuditClosed, false)
 		return
@@ -484,6 +507,9 @@ func (a *Audit) WaitWritten(ctx context.Context) error {
 		select {
 		case <-*wake:
 		case <-ctx.Done():
+			if a.settled() >= target { // at the same moment
+				return a.Err()
+			}
 			return ctx.Err()
 		}
 	}
@@ -510,14 +536,12 @@ func (a *Audit) Unwritten() uint64 { return a.unwritten.Load() }
 // returns ctx.Err() if ctx ends first. After Shutdown it waits, as a later
 // Shutdown does, for the drain to end.
 func (a *Audit) Flush(ctx context.Context) error {
+	if a.queue == nil {
+		return errAuditNotMade
+	}
 	if !a.enter() {
 		// The records observed before are written by Shutdown's drain.
-		select {
-		case <-a.done:
-			return a.Err()
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return a.waitDone(ctx)
 	}
 	reply := make(chan error, 1)
 	select {
@@ -531,7 +555,12 @@ func (a *Audit) Flush(ctx context.Context) error {
 	case err := <-reply:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		select { // answered at the same moment: the Flush is done
+		case err := <-reply:
+			return err
+		default:
+			return ctx.Err()
+		}
 	}
 }
 
@@ -544,6 +573,9 @@ func (a *Audit) Flush(ctx context.Context) error {
 // the io.Writer given to NewAudit; it closes the file OpenAuditFile
 // opened, and a failure to close it is returned as Err.
 func (a *Audit) Shutdown(ctx context.Context) error {
+	if a.queue == nil {
+		return errAuditNotMade
+	}
 	a.shutdownOnce.Do(func() {
 		// Observe calls blocked on a full queue are still counted: the
 		// writer keeps taking from the queue until the last one leaves.
@@ -551,11 +583,23 @@ func (a *Audit) Shutdown(ctx context.Context) error {
 			a.stopIdle()
 		}
 	})
+	return a.waitDone(ctx)
+}
+
+// waitDone waits for the writer goroutine to end and returns Err, or
+// returns ctx.Err() if ctx ends first. A goroutine that has ended, when
+// ctx has too, ended first: its Err is what the caller needs to know.
+func (a *Audit) waitDone(ctx context.Context) error {
 	select {
 	case <-a.done:
 		return a.Err()
 	case <-ctx.Done():
-		return ctx.Err()
+		select { // both ready: the goroutine ended first, or at once
+		case <-a.done:
+			return a.Err()
+		default:
+			return ctx.Err()
+		}
 	}
 }
 

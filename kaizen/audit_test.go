@@ -84,6 +84,14 @@ func TestNewAuditValidates(t *testing.T) {
 	}
 	_, err := kaizen.NewAudit(nil, kaizen.AuditOptions{})
 	require.ErrorContains(t, err, "nil io.Writer")
+	// A nil pointer in the interface (a file whose open failed, its error
+	// dropped) would start a trail that fails at its first line.
+	var file *os.File
+	_, err = kaizen.NewAudit(file, kaizen.AuditOptions{})
+	require.ErrorContains(t, err, "kaizen: NewAudit: nil io.Writer (a nil *os.File)")
+	var buf *bytes.Buffer
+	_, err = kaizen.NewAudit(buf, kaizen.AuditOptions{})
+	require.ErrorContains(t, err, "kaizen: NewAudit: nil io.Writer (a nil *bytes.Buffer)")
 
 	for _, opts := range []kaizen.AuditOptions{{Buffer: 1, BatchBytes: 1}, {Buffer: 1 << 20, BatchBytes: 64 << 20}} {
 		a, err := kaizen.NewAudit(&bytes.Buffer{}, opts)
@@ -620,6 +628,33 @@ func TestAuditFlushWaitsForAShutdownDrain(t *testing.T) {
 	})
 }
 
+// TestAuditShutdownDoneBeforeItsContextEnded: once the writer goroutine
+// has ended, Shutdown and Flush report how the trail ended, whatever the
+// context given them: the drain ended before the context did. A failed
+// trail's error, not the context's, tells the caller records were lost.
+func TestAuditShutdownDoneBeforeItsContextEnded(t *testing.T) {
+	ctx := context.Background()
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+
+	a := newAudit(t, &syncBuffer{}, kaizen.AuditOptions{})
+	a.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+	require.NoError(t, a.Shutdown(ctx))
+	for range 64 {
+		require.NoError(t, a.Shutdown(ended), "the trail was written and synced before")
+		require.NoError(t, a.Flush(ended), "the trail was written and synced before")
+	}
+
+	failed := newAudit(t, writerFunc(func([]byte) (int, error) { return 0, errDiskFull }),
+		kaizen.AuditOptions{OnUnwritten: func(tai.Record, error) {}})
+	failed.Observe(ctx, tai.Record{ID: "1", Kind: "k"})
+	require.ErrorIs(t, failed.Shutdown(ctx), errDiskFull)
+	for range 64 {
+		require.ErrorIs(t, failed.Shutdown(ended), errDiskFull)
+		require.ErrorIs(t, failed.Flush(ended), errDiskFull)
+	}
+}
+
 func TestAuditShutdownStopsItsGoroutines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		before := goleak.IgnoreCurrent()
@@ -848,6 +883,37 @@ func TestAuditUnwrittenGoToTheDefaultLogger(t *testing.T) {
 	out := string(logs.Bytes())
 	assert.Contains(t, out, "level=ERROR")
 	assert.Contains(t, out, `msg="kaizen: audit record not written" signal_id=late-2 kind=payment outcome=denied error="kaizen: audit trail is closed"`)
+}
+
+// TestAuditZeroValueDoesNotHang: an Audit not made by NewAudit or
+// OpenAuditFile has no writer goroutine. Its Observe, which a pipeline
+// calls on the signal's goroutine, sent on a nil queue and blocked the
+// signal for good; it now logs the record as unwritten, and Flush and
+// Shutdown say the Audit was not made.
+func TestAuditZeroValueDoesNotHang(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		old := slog.Default()
+		slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+		defer slog.SetDefault(old)
+		var a kaizen.Audit
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a.Observe(context.Background(), tai.Record{ID: "1", Kind: "payment", Outcome: tai.Succeeded})
+		}()
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("Observe of the zero Audit blocks")
+		}
+		assert.Contains(t, string(logs.Bytes()), `msg="kaizen: audit record not written" signal_id=1 kind=payment outcome=succeeded`)
+		assert.Equal(t, uint64(1), a.Unwritten())
+		require.ErrorContains(t, a.Flush(context.Background()), "not made by NewAudit or OpenAuditFile")
+		require.ErrorContains(t, a.Shutdown(context.Background()), "not made by NewAudit or OpenAuditFile")
+		require.NoError(t, a.WaitWritten(context.Background()))
+	})
 }
 
 func TestAuditAfterShutdownGoesToOnUnwritten(t *testing.T) {

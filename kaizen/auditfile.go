@@ -73,11 +73,14 @@ type AuditFileState struct {
 //     one that holds a whole line and then more than NUL bytes: a crash
 //     cuts a line short, and never writes past its end.
 //
-// The file's directory is synced too (that of the file a symbolic link
-// path leads to), so that a new file's name is as durable as its lines;
-// the directory must be readable for that. The Audit owns the file: Flush
-// and Shutdown sync it, and Shutdown closes it. Audit.Last starts at the
-// file's last hash and line count.
+// The file is synced before the Audit starts, repaired or not: a process
+// that ended between its writes and its next Flush may have left its
+// last lines in the operating system's cache alone, and Audit.Last starts
+// at the file's last hash and line count, reported durable. The file's
+// directory is synced too (that of the file a symbolic link path leads
+// to), so that a new file's name is as durable as its lines; the
+// directory must be readable for that. The Audit owns the file: Flush and
+// Shutdown sync it, and Shutdown closes it.
 //
 // Only one Audit may append to a file at a time: OpenAuditFile takes an
 // exclusive lock on the file (flock), which Shutdown releases as it closes
@@ -223,8 +226,9 @@ var seriesListed, nextCreated func()
 // series to read the hash at one of its ends.
 var edgeOpening func(path string)
 
-// dirSyncing, when a test sets it, runs as syncDir syncs a directory.
-var dirSyncing func(dir string)
+// dirSyncing, when a test sets it, runs as syncDir syncs a directory;
+// fileSyncing, as OpenAuditFile syncs the file it appends to.
+var dirSyncing, fileSyncing func(path string)
 
 // rotation is where an Audit of OpenAuditFile with RotateBytes stands in
 // its series of files.
@@ -533,10 +537,10 @@ func createNext(path string) (*os.File, error) {
 	return f, nil
 }
 
-// resume verifies the trail in f and repairs its end, as OpenAuditFile
-// describes. continues names the file whose last hash opts.Genesis is,
-// if any, for the error of a first line that does not link to it. It
-// sets last to the hash of the file's last line.
+// resume verifies the trail in f, repairs its end, as OpenAuditFile
+// describes, and syncs it. continues names the file whose last hash
+// opts.Genesis is, if any, for the error of a first line that does not
+// link to it. It sets last to the hash of the file's last line.
 func resume(f *os.File, path string, opts AuditOptions, continues string, last *[sha256.Size]byte) (AuditFileState, error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -559,9 +563,6 @@ func resume(f *os.File, path string, opts AuditOptions, continues string, last *
 	}
 	*last = c.prev
 	state := AuditFileState{AuditSummary: c.summary()}
-	if end.torn == 0 && !end.unterminated {
-		return state, nil
-	}
 	if end.torn > 0 {
 		state.Cut = int64(end.torn)
 		size, err := f.Seek(0, io.SeekEnd)
@@ -577,6 +578,13 @@ func resume(f *os.File, path string, opts AuditOptions, continues string, last *
 		if _, err := f.Write([]byte{'\n'}); err != nil {
 			return AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
 		}
+	}
+	// Synced, repaired or not: the lines were read from the operating
+	// system's cache, and a process that ended between its writes and
+	// its next Flush left them there alone. Last reports the last of
+	// them as durable from the start.
+	if fileSyncing != nil {
+		fileSyncing(path)
 	}
 	if err := f.Sync(); err != nil {
 		return AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)

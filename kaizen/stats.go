@@ -69,7 +69,8 @@ type StatsOptions struct {
 // Stats keeps rolling statistics per signal kind in memory: counts by
 // outcome and verdict, rates, latency quantiles and trends over each
 // configured window and the window before it. It is a tai.Observer and an
-// http.Handler serving its Snapshot as JSON.
+// http.Handler serving its Snapshot as JSON. Make it with NewStats: the
+// zero Stats keeps nothing (its Snapshot has no kind, and no window).
 //
 // A record is placed in time when its signal finished: Record.Start plus
 // Record.Duration, read as wall time, or time.Now() when its Start is
@@ -157,7 +158,11 @@ func (s *Stats) Windows() []time.Duration { return slices.Clone(s.windows) }
 
 // Observe adds a finished signal to the statistics of its kind.
 func (s *Stats) Observe(_ context.Context, r tai.Record) {
-	k := (*s.kinds.Load())[r.Kind]
+	kinds := s.kinds.Load()
+	if kinds == nil {
+		return // the zero Stats keeps nothing
+	}
+	k := (*kinds)[r.Kind]
 	if k == nil {
 		if k = s.addKind(r.Kind); k == nil {
 			s.dropped.Add(1)
@@ -301,7 +306,7 @@ func (s StatsSnapshot) Window(kind string, d time.Duration) (w WindowStats, ok b
 // ends now.
 func (s *Stats) Snapshot() StatsSnapshot {
 	now := time.Now()
-	kinds := *s.kinds.Load()
+	kinds := s.kindsNow()
 	snap := StatsSnapshot{Time: now, Kinds: make(map[string]KindStats, len(kinds)), Dropped: s.dropped.Load()}
 	since := s.since.Load()
 	for name, k := range kinds {
@@ -314,7 +319,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 // ends now, without computing the other windows. ok is false when d is not
 // one of the Windows or the kind was never seen.
 func (s *Stats) Window(kind string, d time.Duration) (w WindowStats, ok bool) {
-	k := (*s.kinds.Load())[kind]
+	k := s.kindsNow()[kind]
 	i := slices.Index(s.windows, d)
 	if k == nil || i < 0 {
 		return WindowStats{}, false
@@ -323,6 +328,14 @@ func (s *Stats) Window(kind string, d time.Duration) (w WindowStats, ok bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.rings[i].stats(now, s.since.Load(), s.tol), true
+}
+
+// kindsNow returns the kinds kept: none for the zero Stats.
+func (s *Stats) kindsNow() map[string]*kindStats {
+	if p := s.kinds.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (k *kindStats) snapshot(now, since int64, tol Tolerance) KindStats {

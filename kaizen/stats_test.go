@@ -306,6 +306,40 @@ func testStatsQuantilesAgainstExact(t *testing.T) {
 	}
 }
 
+// TestStatsZeroValueKeepsNothing: a Stats not made by NewStats (a struct
+// field left as it is) keeps nothing instead of panicking in Observe on
+// every signal, and in Snapshot, Window and ServeHTTP on every read.
+func TestStatsZeroValueKeepsNothing(t *testing.T) {
+	var s kaizen.Stats
+	require.NotPanics(t, func() {
+		s.Observe(context.Background(), tai.Record{ID: "1", Kind: "payment", Outcome: tai.Succeeded})
+	})
+	var snap kaizen.StatsSnapshot
+	require.NotPanics(t, func() { snap = s.Snapshot() })
+	assert.Empty(t, snap.Kinds)
+	assert.Zero(t, snap.Dropped)
+	require.NotPanics(t, func() {
+		_, ok := s.Window("payment", time.Minute)
+		assert.False(t, ok)
+	})
+	assert.Empty(t, s.Windows())
+	rr := httptest.NewRecorder()
+	require.NotPanics(t, func() { s.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/stats", nil)) })
+	assert.Equal(t, http.StatusOK, rr.Code)
+	assert.JSONEq(t, `{"kinds":{},"dropped":0}`, jsonWithoutTime(t, rr.Body.Bytes()))
+}
+
+// jsonWithoutTime returns the JSON object body without its "time" member.
+func jsonWithoutTime(t *testing.T, body []byte) string {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(body, &m))
+	delete(m, "time")
+	out, err := json.Marshal(m)
+	require.NoError(t, err)
+	return string(out)
+}
+
 func TestStatsMaxKinds(t *testing.T) {
 	s, err := kaizen.NewStats(kaizen.StatsOptions{MaxKinds: 2})
 	require.NoError(t, err)
