@@ -98,9 +98,10 @@ func (c *HeijunkaCollector) RemoveLimiter(name string) bool { return c.limiters.
 // one whose chain panics when read). The wrapper keeps the gate's name
 // for the pipeline's spans and errors (no name for a gate without one),
 // returns the gate's error as it is, and adds one atomic increment to
-// Admit. Gates of the same name share their counts. A name that is not
-// valid UTF-8 is counted with U+FFFD in place of its bad bytes, as
-// Metrics does with a Kind.
+// Admit. Gates of the same name share their counts. A gate this
+// collector's Gate returned is returned as it is, not counted twice. A
+// name that is not valid UTF-8 is counted with U+FFFD in place of its bad
+// bytes, as Metrics does with a Kind.
 //
 // A nil g, or a nil pointer or func in it (a limiter left unset), is
 // returned as it is, unwrapped, so that tai.New refuses it as a nil gate:
@@ -121,6 +122,9 @@ func (c *HeijunkaCollector) Gate(g tai.Gate) tai.Gate {
 		c.gates[label] = counts
 	}
 	c.mu.Unlock()
+	if cg, ok := g.(*countingGate); ok && cg.counts == counts {
+		return g // counted here already: wrapped again, it would count twice
+	}
 	return &countingGate{gate: g, name: name, counts: counts}
 }
 

@@ -224,9 +224,13 @@ func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
 // as 0. Scrapes at the same time (two Prometheus servers) share a read,
 // and so do the names of one queue: one that meets a read another
 // started, and that is not late yet, waits for it and reports what it
-// returns. A queue's Stats or Len that panics or calls runtime.Goexit
-// leaves the series it gives out of the scrape, which goes on with the
-// rest.
+// returns. A queue is told by its value, so the names and the AddQueue
+// calls of one queue share its reads only when that value can be
+// compared (a pointer, as *kanban.Memory and *natsjs.Queue are): a value
+// that cannot (a struct holding a slice, a map or a func) is a queue of
+// its own under each name and at each AddQueue, and read once for each.
+// A queue's Stats or Len that panics or calls runtime.Goexit leaves the
+// series it gives out of the scrape, which goes on with the rest.
 func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
 	queues := c.queues.list()
 	backlogs := readBacklogs(queues)

@@ -404,6 +404,30 @@ func TestHeijunkaGateKeepsAnUnnamedGateUnnamed(t *testing.T) {
 	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_limiter_requests_total", map[string]string{"limiter": "gate", "result": "limited"}))
 }
 
+// TestHeijunkaGateWrapsOnce: a gate Gate returned, given to Gate again
+// (a setup that wraps every gate it is handed, handed one wrapped
+// already), is counted once per decision, not once per wrapping.
+func TestHeijunkaGateWrapsOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	hc, err := kaizenprom.NewHeijunkaCollector(reg, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	admit := pipelinetest.NamedGate{GateName: "api", Fn: func(context.Context, string) error { return nil }}
+	once := hc.Gate(admit)
+	twice := hc.Gate(once)
+	require.NoError(t, twice.Admit(context.Background(), "k"))
+	assert.Equal(t, 1.0, counterValue(t, reg, "taikit_limiter_requests_total", map[string]string{"limiter": "api", "result": "admitted"}))
+	assert.Equal(t, "api", twice.(tai.Namer).Name())
+
+	// Another collector counts in its own families: it wraps the gate.
+	other := prometheus.NewRegistry()
+	oc, err := kaizenprom.NewHeijunkaCollector(other, kaizenprom.CollectorOptions{})
+	require.NoError(t, err)
+	both := oc.Gate(once)
+	require.NoError(t, both.Admit(context.Background(), "k"))
+	assert.Equal(t, 2.0, counterValue(t, reg, "taikit_limiter_requests_total", map[string]string{"limiter": "api", "result": "admitted"}))
+	assert.Equal(t, 1.0, counterValue(t, other, "taikit_limiter_requests_total", map[string]string{"limiter": "api", "result": "admitted"}))
+}
+
 // gateErr is an error whose Unwrap reads its receiver: a nil *gateErr
 // returned as an error panics when its chain is read.
 type gateErr struct{ err error }

@@ -19,6 +19,9 @@ import (
 //	tai.WithTracer(metrics.Tracer(tracer)) // or metrics.Tracer(nil)
 //
 // Without next it allocates nothing and hands combinators no tracer.
+// A next that a Tracer of these Metrics (or of any Metrics on the same
+// registry, which count in the same gauge) returned is returned as it
+// is: it counts the signal in flight already.
 //
 // A Metrics that NewMetrics did not make (the zero Metrics, or a nil
 // *Metrics, one left unset) has no gauge to count in: Tracer then returns
@@ -32,6 +35,9 @@ func (m *Metrics) Tracer(next tai.Tracer) tai.Tracer {
 	}
 	if m == nil || m.inFlight == nil {
 		return next
+	}
+	if t, ok := next.(*inFlightTracer); ok && t.m.inFlight == m.inFlight {
+		return next // counts in this gauge already: wrapped again, it would count twice
 	}
 	return &inFlightTracer{m: m, next: next}
 }

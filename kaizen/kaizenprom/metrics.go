@@ -46,11 +46,18 @@ type MetricsOptions struct {
 	// Buckets are the upper bounds in seconds of the duration histogram:
 	// positive, finite, strictly increasing. Empty means DefaultBuckets.
 	Buckets []float64
-	// NativeHistogramBucketFactor, when above 1, adds a native histogram
-	// with that growth factor to the classic buckets (Prometheus 2.40+
-	// scrapes it with protobuf). Zero means classic buckets only. Each
-	// series keeps at most MaxNativeHistogramBuckets buckets: past that,
-	// its buckets are made wider (its growth factor squared), never reset.
+	// NativeHistogramBucketFactor, when above 1 and at most 2, adds a
+	// native histogram with that growth factor to the classic buckets
+	// (Prometheus 2.40+ scrapes it with protobuf). Zero means classic
+	// buckets only; any other value is an error. Each series keeps at most
+	// MaxNativeHistogramBuckets buckets: past that, its buckets are made
+	// wider (its growth factor squared), never reset.
+	//
+	// A Prometheus that ingests native histograms stores the classic
+	// series of such a histogram (_bucket, _sum, _count) only when told
+	// to scrape classic histograms too (always_scrape_classic_histograms;
+	// scrape_classic_histograms before 3.0): rules that read them, as the
+	// latency rules andon.PrometheusRules writes do, need it.
 	NativeHistogramBucketFactor float64
 	// ConstLabels are added to every metric (for example the service).
 	// Each name must be a Prometheus label name, [a-zA-Z_][a-zA-Z0-9_]*

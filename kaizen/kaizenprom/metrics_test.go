@@ -248,6 +248,38 @@ func TestMetricsInFlight(t *testing.T) {
 	assert.ElementsMatch(t, next.started, next.ended, "and is ended there")
 }
 
+// TestMetricsInFlightTracerWrapsOnce: a tracer Metrics.Tracer returned,
+// given to Tracer again (by the same Metrics, or by another on the same
+// registry, which counts in the same gauge), counts a signal in flight
+// once, not once per wrapping.
+func TestMetricsInFlightTracerWrapsOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	again, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	inFlight := func() float64 {
+		return gaugeValue(t, reg, "taikit_signals_in_flight", map[string]string{"kind": "payment"})
+	}
+	next := new(recTracer)
+	for _, tr := range []tai.Tracer{m.Tracer(m.Tracer(next)), again.Tracer(m.Tracer(next)), m.Tracer(m.Tracer(nil))} {
+		_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Kind: "payment"})
+		assert.Equal(t, 1.0, inFlight(), "one signal in flight")
+		sp.End(nil)
+		assert.Equal(t, 0.0, inFlight())
+	}
+	assert.Equal(t, []string{"signal", "signal"}, next.started, "the next tracer starts each span once")
+
+	// Metrics on another registry count in a gauge of their own.
+	other := prometheus.NewRegistry()
+	om, err := kaizenprom.NewMetrics(other, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	_, sp := om.Tracer(m.Tracer(nil)).Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Kind: "payment"})
+	assert.Equal(t, 1.0, inFlight())
+	assert.Equal(t, 1.0, gaugeValue(t, other, "taikit_signals_in_flight", map[string]string{"kind": "payment"}))
+	sp.End(nil)
+}
+
 func TestMetricsInFlightNextTracerWithoutSpan(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
