@@ -399,6 +399,12 @@ func parseEntry(line []byte, e *trailEntry) error {
 		if r.null() {
 			return nil
 		}
+		if r.peek() == '"' {
+			// A score is a JSON number, as kaizen.Audit writes it; the
+			// strings a recorded float may be ("NaN", "+Inf") are none,
+			// and the report could not hold them as JSON.
+			return r.errorf("want a number")
+		}
 		f, err := r.float(64)
 		*dst = f
 		return err

@@ -355,6 +355,8 @@ func TestBacktestMalformedLines(t *testing.T) {
 		{"bad verdict", `{"decision": {"verdict": "maybe"}}` + "\n", `not an audit trail entry: decision: verdict: tai: unknown verdict "maybe"`, 599},
 		{"trailing", lines[5][:len(lines[5])-1] + "}\n", "not an audit trail entry: offset", 6},
 		{"trailing NUL", lines[7][:len(lines[7])-1] + "\x00junk\n", `unexpected '\x00' after the value`, 8},
+		{"score not a number", strings.Replace(lines[9], `"score":`, `"score":"NaN","x":`, 1), "not an audit trail entry: decision: score: offset", 10},
+		{"contribution score not a number", `{"decision":{"verdict":"deny","contributions":[{"rule":"r","score":"+Inf"}]}}` + "\n", "decision: contributions: score: offset", 11},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			edited := append([]string(nil), lines...)

@@ -102,7 +102,8 @@
 //
 // An Env of map[string]any (NewEnv[map[string]any]) knows no Go type: the
 // payload is a map(string, dyn) and every variable a set's expressions
-// read is declared dyn when the set is compiled. Syntax is checked then,
+// read that the Env does not declare (in Options.Vars or EnvOptions) is
+// declared dyn when the set is compiled. Syntax is checked then,
 // names only at evaluation, where a field or a variable that is missing
 // fails the rule that reads it. The taikit command's backtest uses it; a
 // service should use its payload's struct type, which has every field
@@ -160,8 +161,10 @@
 // returned for the declared variables; "verdict_rule" names the verdict
 // rule that decided, when one did. Numbers keep their type: a float is
 // always written with a '.' or an exponent, an int never is, so the JSON read without a Go type still
-// tells an int from a double. Times are RFC 3339 strings with nanoseconds,
-// []byte and a byte array ([32]byte, which CEL reads as bytes too) are
+// tells an int from a double. Times are RFC 3339 strings with nanoseconds
+// (a year beyond 9999 or before 0 with more digits or a minus sign,
+// "10000-01-01T00:00:00Z", which DecodeInputs reads back too), []byte and
+// a byte array ([32]byte, which CEL reads as bytes too) are
 // base64, a time.Duration an int of nanoseconds, NaN and the
 // infinities are the strings "NaN", "+Inf" and "-Inf". Where the payload
 // and the variables hold timestamps, durations, bytes and uints (written

@@ -117,6 +117,10 @@ type Env[T any] struct {
 	record   bool     // Options.RecordInputs
 	maxCost  uint64   // Options.MaxCost, or DefaultMaxCost
 	payload  *codec   // writes and reads the payload of an inputs object
+	// declared names the variables and constants of the CEL environment,
+	// the caller's EnvOptions' included: those a dynamic Env's set does
+	// not declare again.
+	declared map[string]bool
 }
 
 // The variables every expression can read besides the caller's.
@@ -136,10 +140,10 @@ const (
 // map(string, dyn): payload.Amount compiles whatever the field, and a
 // field no payload has fails the evaluation of the rule that reads it. A
 // set compiled by a dynamic Env also declares, as dyn, every variable its
-// expressions read that Vars does not declare, so a rule reading attempts
-// compiles without Vars; its value comes from Lookup or, in a backtest,
-// from the recorded inputs. Only a struct type T checks field names and
-// types when a set is compiled.
+// expressions read that neither Vars nor EnvOptions declare, so a rule
+// reading attempts compiles without Vars; its value comes from Lookup
+// or, in a backtest, from the recorded inputs. Only a struct type T
+// checks field names and types when a set is compiled.
 func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	rt := reflect.TypeFor[T]()
 	dynamic := rt == dynMapType
@@ -203,6 +207,12 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 		return nil, fmt.Errorf("taicel: %w", err)
 	}
 	e.env = env
+	if dynamic {
+		e.declared = make(map[string]bool)
+		for _, v := range env.Variables() {
+			e.declared[v.Name()] = true
+		}
+	}
 	if e.payload, err = payloadCodec(rt, dynamic, opts.Unrecorded, opts.RecordInputs); err != nil {
 		return nil, err
 	}

@@ -15,9 +15,9 @@ var typeIdents = map[string]bool{
 }
 
 // freeVars returns, sorted, the variables the rules of spec read (in
-// their expressions and reasons) that e does not declare: what a dynamic
-// Env declares as dyn. An expression that does not parse is left to
-// Compile to report.
+// their expressions and reasons) that e does not declare, in Vars or in
+// its EnvOptions: what a dynamic Env declares as dyn. An expression that
+// does not parse is left to Compile to report.
 func (e *Env[T]) freeVars(spec *Spec) []string {
 	found := map[string]bool{}
 	for i := range spec.Rules {
@@ -74,7 +74,7 @@ func (e *Env[T]) freeIn(x celast.Expr, bound []string, namespaces map[int64]bool
 	case celast.IdentKind:
 		name := x.AsIdent()
 		switch {
-		case namespaces[x.ID()], slices.Contains(bound, name), typeIdents[name], e.vars[name] != nil,
+		case namespaces[x.ID()], slices.Contains(bound, name), typeIdents[name], e.vars[name] != nil, e.declared[name],
 			name == varPayload, name == varSignal, name == varSets:
 			return
 		}

@@ -598,6 +598,30 @@ func TestDynamicEnvVariableNamedLikeAComprehensions(t *testing.T) {
 	}
 }
 
+// A dynamic Env declared again, as dyn, the variables and constants its
+// EnvOptions declared: every set reading one failed to compile with
+// "overlapping identifier". They keep their declarations, and so does
+// an Amount reading one.
+func TestDynamicEnvKeepsTheVariablesOfItsEnvOptions(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[map[string]any]{
+		Lookup: func(context.Context, tai.Signal[map[string]any]) (map[string]any, error) {
+			return map[string]any{"region": "eu", "attempts": 3}, nil
+		},
+		EnvOptions: []cel.EnvOption{cel.Variable("region", cel.StringType), cel.Constant("limit", cel.IntType, types.Int(2))},
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{
+		{Name: "r", Verdict: tai.Deny, Expr: `region == "eu" && attempts > limit`, Reason: "{{region}} over {{limit}}"},
+	}})
+	require.NoError(t, err)
+	d, err := set.Evaluate(t.Context(), tai.Signal[map[string]any]{Payload: map[string]any{}})
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, d.Verdict)
+	assert.Equal(t, "eu over 2", d.Reason)
+	_, err = taicel.Backtest(t.Context(), set, strings.NewReader(""), taicel.BacktestOptions{Amount: "limit + size(region)"})
+	assert.NoError(t, err)
+}
+
 // TestInputsRoundTripListAndMapVars checks that the elements of a list or
 // a map variable are read back with their declared type: a double that
 // is not finite, a uint, a timestamp, a duration and bytes, which JSON

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -198,9 +199,52 @@ func (r *jsonReader) time() (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	t, err := time.Parse(time.RFC3339Nano, string(s))
+	t, err := parseTime(string(s))
 	if err != nil {
 		return time.Time{}, fmt.Errorf("time: %w", err)
+	}
+	return t, nil
+}
+
+// parseTime reads a time as appendTime writes it: RFC 3339 with
+// nanoseconds. A year beyond 9999 or before 0, which a time.Time holds
+// and RFC 3339 has no room for, is written with more digits or a minus
+// sign ("10000-01-01T00:00:00Z", "-0001-12-31T00:00:00Z"), and read back
+// as that year.
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err == nil {
+		return t, nil
+	}
+	digits, neg := strings.CutPrefix(s, "-")
+	n := 0
+	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
+		n++
+	}
+	// Four digits and no sign is a year RFC 3339 reads, and its error
+	// stands; more than 12 digits is beyond the years a time.Time holds.
+	if n < 4 || n > 12 || n == 4 && !neg || n == len(digits) || digits[n] != '-' {
+		return time.Time{}, err
+	}
+	year, perr := strconv.Atoi(digits[:n])
+	if perr != nil {
+		return time.Time{}, err
+	}
+	if neg {
+		year = -year
+	}
+	// The date is read in a year of the same length, so that February 29
+	// is read where there is one, and moved to its own year.
+	sub := 2001
+	if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		sub = 2000
+	}
+	t, perr = time.Parse(time.RFC3339Nano, strconv.Itoa(sub)+digits[n:])
+	if perr != nil {
+		return time.Time{}, err
+	}
+	if t = t.AddDate(year-sub, 0, 0); t.Year() != year {
+		return time.Time{}, err // beyond what a time.Time holds
 	}
 	return t, nil
 }

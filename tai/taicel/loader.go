@@ -76,9 +76,12 @@ type Reload struct {
 // MaxRuleFileBytes is refused without being read whole.
 //
 // Write a rule file by renaming a complete file over it. A file written in
-// place may be read half written: cut inside a rule it is refused, but cut
-// at the end of one it is a valid set with the later rules missing, and
-// the Loader runs it until the next check reads the whole file.
+// place may be read half written, and the part written may be a valid
+// set: cut at the end of a rule, with the later rules missing; cut within
+// a number or an unquoted text, with a rule's weight, threshold or
+// reason shortened (weight: 0.25 read as 0.2). Most other cuts are
+// refused. The Loader runs such a set until the next check reads the
+// whole file.
 //
 // Shutdown stops the polling goroutine; the Loader still evaluates
 // afterwards, with the last set.
@@ -291,9 +294,15 @@ func (l *Loader[T]) Evaluate(ctx context.Context, s tai.Signal[T]) (tai.Decision
 }
 
 // Shutdown stops watching the file and waits for a load in progress to
-// finish, or for ctx to end.
+// finish, or for ctx to end. It returns nil once the Loader has stopped
+// watching, or when it never watched (a negative Interval), whatever ctx.
 func (l *Loader[T]) Shutdown(ctx context.Context) error {
 	l.stopOnce.Do(func() { close(l.stop) })
+	select {
+	case <-l.done:
+		return nil
+	default:
+	}
 	select {
 	case <-l.done:
 		return nil

@@ -225,6 +225,30 @@ func TestLoaderPolls(t *testing.T) {
 	})
 }
 
+// A Loader that has stopped watching, or never watched, has nothing left
+// to wait for: Shutdown returns nil even under a ctx that has ended. It
+// chose at random between the two, and answered ctx's error about half
+// the time.
+func TestLoaderShutdownOfAStoppedLoaderUnderAnEndedContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, polling, _ := pollingLoader(t)
+		require.NoError(t, polling.Shutdown(t.Context()))
+		path := filepath.Join(t.TempDir(), "rules.yaml")
+		writeFile(t, path, orderRules(1, "100.0"))
+		env, err := taicel.NewEnv(taicel.Options[Order]{})
+		require.NoError(t, err)
+		manual, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: -1})
+		require.NoError(t, err)
+
+		ended, cancel := context.WithCancel(t.Context())
+		cancel()
+		for range 64 {
+			require.NoError(t, polling.Shutdown(ended), "stopped")
+			require.NoError(t, manual.Shutdown(ended), "never watched")
+		}
+	})
+}
+
 // uniformRules is a set whose name and every rule's reason are its
 // version, so a decision made with parts of two sets shows.
 func uniformRules(v int) string {
@@ -374,6 +398,26 @@ func TestLoaderTakesAFileCutAtARule(t *testing.T) {
 	d, err = l.Evaluate(t.Context(), tai.Signal[Order]{Payload: Order{Items: 1}})
 	require.NoError(t, err)
 	assert.Len(t, d.Contributions, 4)
+}
+
+// A file written in place and read cut within a rule's weight is a valid
+// set with another weight, as the Loader's doc warns.
+func TestLoaderTakesAFileCutWithinAWeight(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, uniformRules(1))
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	l, err := taicel.NewLoader(env, path, taicel.LoaderOptions{Interval: -1})
+	require.NoError(t, err)
+
+	whole := "version: \"2\"\nrules:\n  - name: r\n    expr: 'true'\n    weight: 0.25\n"
+	require.NoError(t, os.WriteFile(path, []byte(strings.TrimSuffix(whole, "5\n")), 0o600))
+	changed, err := l.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed, "the part written is a valid set")
+	d, err := l.Evaluate(t.Context(), tai.Signal[Order]{})
+	require.NoError(t, err)
+	assert.InDelta(t, 0.2, d.Score, 1e-9, "judged with the weight cut short")
 }
 
 // A panic in OnReload or in the Observer, on the Loader's own goroutine,

@@ -553,7 +553,7 @@ func typedLeaf(x any, mark string) (any, error) {
 		case time.Time:
 			return x, nil
 		case string:
-			t, err := time.Parse(time.RFC3339Nano, x)
+			t, err := parseTime(x)
 			if err != nil {
 				return nil, fmt.Errorf("%q is not a timestamp: %w", x, err)
 			}

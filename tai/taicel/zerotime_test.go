@@ -188,3 +188,51 @@ func backtestsAgree[T any](t *testing.T, set *taicel.Set[T], spec *taicel.Spec, 
 		assert.Zero(t, rep.ScoreChanged, "%s: %+v", name, rep.Rules)
 	}
 }
+
+// A time.Time whose year is beyond 9999 or before 0 (an expiry read from
+// a typo, "12/20000") was recorded as RFC 3339 with more digits or a
+// minus sign, which time.Parse refuses: every decision whose payload held
+// one, in a field a rule read or not, failed its replay, typed or
+// dynamic. It reads back as the instant it was.
+func TestTimesBeyondFourDigitYearsReadBack(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Shift]{RecordInputs: true})
+	require.NoError(t, err)
+	spec := &taicel.Spec{Name: "shifts", Version: "v", Thresholds: taicel.Thresholds{Review: 0.5, Deny: 0.9}, Rules: []taicel.Rule{
+		{Name: "far", Weight: 0.3, Expr: `payload.Start > timestamp("9999-12-31T23:59:59Z")`},
+		{Name: "stamps", Weight: 0.2, Expr: `size(payload.Stamps) > 1`},
+	}}
+	set, err := env.Compile(spec)
+	require.NoError(t, err)
+	var trail bytes.Buffer
+	audit, err := kaizen.NewAudit(&trail, kaizen.AuditOptions{})
+	require.NoError(t, err)
+	p, err := tai.New(set, tai.ActionFunc[Shift, string](func(context.Context, tai.Signal[Shift]) (string, error) {
+		return "", nil
+	}), tai.WithObservers(audit))
+	require.NoError(t, err)
+
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	far := time.Date(10000, 2, 29, 23, 59, 59, 123456789, time.UTC)
+	east := time.FixedZone("", 5*3600+30*60)
+	shifts := []Shift{
+		{Start: far},
+		{Start: at, Stamps: []time.Time{time.Date(-5, 2, 29, 1, 0, 0, 0, east), time.Date(123456, 12, 31, 0, 0, 0, 1, east), time.Unix(1<<62, 5).UTC()}},
+		{Leg: Leg{Left: time.Date(-12345, 1, 1, 0, 0, 0, 0, time.UTC)}, End: &far},
+	}
+	want := []float64{0.3, 0.2, 0}
+	for i, s := range shifts {
+		res, err := p.Process(t.Context(), tai.Signal[Shift]{ID: fmt.Sprint("s", i), Kind: "shift", Time: at, Payload: s})
+		require.NoError(t, err)
+		assert.InDelta(t, want[i], res.Decision.Score, 1e-9, "shift %d: %+v", i, res.Decision.Contributions)
+		in, err := env.DecodeInputs(res.Decision.Inputs)
+		require.NoError(t, err, "%s", res.Decision.Inputs)
+		for j, st := range s.Stamps {
+			assert.True(t, st.Equal(in.Payload.Stamps[j]), "shift %d stamp %d: %v read back as %v", i, j, st, in.Payload.Stamps[j])
+		}
+		assert.True(t, s.Start.Equal(in.Payload.Start), "shift %d: %v read back as %v", i, s.Start, in.Payload.Start)
+		assert.True(t, s.Left.Equal(in.Payload.Left), "shift %d: %v read back as %v", i, s.Left, in.Payload.Left)
+	}
+	require.NoError(t, audit.Shutdown(t.Context()))
+
+	backtestsAgree(t, set, spec, trail.Bytes(), len(shifts))
+}
