@@ -70,7 +70,8 @@ type Tracer struct {
 
 	// shapes holds, per kind, stage and hook name, the span name and
 	// start options, built once: a span then starts without building
-	// them again. Copied on write; at most maxShapes entries.
+	// them again. Copied on write; at most maxShapes entries, each of a
+	// kind and name of at most maxShapeKey bytes.
 	shapes   atomic.Pointer[map[spanKey]*spanShape]
 	shapesMu sync.Mutex
 }
@@ -78,6 +79,11 @@ type Tracer struct {
 // maxShapes bounds Tracer.shapes: kinds and hook names come from code, but
 // a program could make kinds up as it runs.
 const maxShapes = 1024
+
+// maxShapeKey bounds the bytes of the Kind and hook name of a shape kept
+// in Tracer.shapes, so that maxShapes bounds its memory too: a longer one
+// (a kind made up from input) is built for its span alone.
+const maxShapeKey = 256
 
 type spanKey struct {
 	stage      tai.Stage
@@ -155,11 +161,15 @@ const (
 //
 // Inside a signal whose span is not recorded (not sampled), a stage opens
 // no span at all: it would not be recorded either, and the SDK would still
-// pay for its identifiers and context. Its SpanContext is the signal's.
+// pay for its identifiers and context. Its SpanContext is the signal's. A
+// stage under a span that is sampled, recorded or not, opens its own.
 func (t *Tracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
 	if info.Stage != tai.StageSignal {
-		if parent := trace.SpanFromContext(ctx); !parent.IsRecording() && parent.SpanContext().IsValid() {
-			psc := parent.SpanContext()
+		// A span sampled but not recorded (one a no-op provider made
+		// inside the signal, or an ended one) is no sign of an unsampled
+		// signal: the stage then gets a span of its own.
+		parent := trace.SpanFromContext(ctx)
+		if psc := parent.SpanContext(); !parent.IsRecording() && psc.IsValid() && !psc.IsSampled() {
 			if u, ok := ctx.Value(unrecordedKey{}).(*unrecorded); ok && u.sc.Equal(psc) {
 				return ctx, u // the signal's own, made when it started
 			}
@@ -201,7 +211,8 @@ type span struct {
 // shape returns the name and start options of info's span.
 func (t *Tracer) shape(info tai.SpanInfo) *spanShape {
 	k := spanKey{stage: info.Stage, kind: info.Kind, name: info.Name}
-	if m := t.shapes.Load(); m != nil {
+	m := t.shapes.Load()
+	if m != nil {
 		if s, ok := (*m)[k]; ok {
 			return s
 		}
@@ -218,18 +229,21 @@ func (t *Tracer) shape(info tai.SpanInfo) *spanShape {
 		}
 	}
 	s := &spanShape{name: name, opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...)}}
+	if len(k.kind)+len(k.name) > maxShapeKey || (m != nil && len(*m) >= maxShapes) {
+		return s // not kept, and no lock taken to learn it
+	}
 	t.shapesMu.Lock()
 	defer t.shapesMu.Unlock()
 	old := t.shapes.Load()
 	if old != nil && len(*old) >= maxShapes {
 		return s
 	}
-	m := make(map[spanKey]*spanShape, 1+len(ptrMap(old)))
+	next := make(map[spanKey]*spanShape, 1+len(ptrMap(old)))
 	for k, v := range ptrMap(old) {
-		m[k] = v
+		next[k] = v
 	}
-	m[k] = s
-	t.shapes.Store(&m)
+	next[k] = s
+	t.shapes.Store(&next)
 	return s
 }
 

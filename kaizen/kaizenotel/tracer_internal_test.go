@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -79,4 +80,27 @@ func TestVersionOfTheModuleHoldingThePackage(t *testing.T) {
 	released.Main.Version = "v0.1.0"
 	assert.Equal(t, "v0.1.0", versionOf(ScopeName, released), "the main module's version")
 	assert.Equal(t, ScopeName, sub)
+}
+
+// A Kind or hook name of any length makes its span, but only short ones
+// are kept for later spans: 1024 kinds made up from input, each a
+// megabyte long, held a gigabyte for the life of the Tracer.
+func TestTracerKeepsNoLongShapes(t *testing.T) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	tr := NewTracer(TracerOptions{Provider: tp})
+	long := strings.Repeat("k", 1<<20)
+	_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Name: long, Kind: long})
+	sp.End(nil)
+	s := tr.shape(tai.SpanInfo{Stage: tai.StagePolicy, Kind: "payment", Name: long})
+	assert.Equal(t, "policy "+long, s.name)
+	if m := tr.shapes.Load(); m != nil {
+		for k := range *m {
+			assert.LessOrEqual(t, len(k.kind)+len(k.name), maxShapeKey, "no long key kept")
+		}
+	}
+	_, sp = tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Name: "payment", Kind: "payment"})
+	sp.End(nil)
+	require.NotNil(t, tr.shapes.Load())
+	assert.Len(t, *tr.shapes.Load(), 1, "a short one is kept")
 }

@@ -15,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/taipattern/taikit/kaizen/internal/pipelinetest"
 	"github.com/taipattern/taikit/kaizen/kaizenotel"
@@ -466,4 +467,26 @@ func TestTracerOmitsAnEmptyPolicyName(t *testing.T) {
 		assert.Equal(t, "deny", a["taikit.verdict"], s.Name())
 		assert.NotContains(t, a, attribute.Key("taikit.policy"), s.Name())
 	}
+}
+
+// A stage whose ctx holds a span that is sampled but not recorded — one a
+// library made with a no-op provider inside a sampled signal, or the
+// signal's span once ended — opens its span: only the stages of a signal
+// that is not sampled open none. It opened none, and the stage was lost
+// from a sampled trace.
+func TestTracerRecordsStagesUnderASampledSpanNotRecorded(t *testing.T) {
+	sr, tp := newRecorder(t)
+	tr := kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})
+	ctx, root := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Name: "payment", Kind: "payment"})
+	lctx, lib := noop.NewTracerProvider().Tracer("lib").Start(ctx, "lib")
+	require.False(t, lib.IsRecording())
+	require.True(t, lib.SpanContext().IsSampled())
+	_, stage := tr.Start(lctx, tai.SpanInfo{Stage: tai.StagePolicy, Name: "fraud", Kind: "payment"})
+	assert.NotEqual(t, root.SpanContext(), stage.SpanContext(), "a span of its own")
+	stage.End(nil)
+	lib.End()
+	root.End(nil)
+	policy := byName(sr.Ended(), "policy fraud")
+	require.NotNil(t, policy, "the stage is in the trace")
+	assert.Equal(t, root.SpanContext().SpanID, tai.SpanID(policy.Parent().SpanID()))
 }

@@ -26,10 +26,10 @@ const AttemptKey = attribute.Key("kanban.delivery.attempt")
 // TracerOptions configure NewTracer. The zero value uses the global
 // TracerProvider and records no error text.
 type TracerOptions struct {
-	// Provider makes the spans. nil, or a nil pointer (a provider left
-	// unset), means OpenTelemetry's global provider as it is at each span
-	// (otel.GetTracerProvider), so one registered after the queue was made
-	// is used.
+	// Provider makes the spans; NewTracer asks it for its tracer once.
+	// nil, or a nil pointer (a provider left unset), means OpenTelemetry's
+	// global provider as it is at each span (otel.GetTracerProvider), so
+	// one registered after the queue was made is used.
 	Provider trace.TracerProvider
 	// ErrorText puts an error's text in its span's status description.
 	// Off by default: a handler's error may quote what it was working on
@@ -67,6 +67,10 @@ type TracerOptions struct {
 // the parent but no link: the Tracer cannot tell the context it extracted
 // from one the consumer's ctx held already.
 //
+// The spans come from the instrumentation scope named after this
+// package's import path, with the schema URL of the version of the
+// conventions they follow, https://opentelemetry.io/schemas/1.40.0.
+//
 // A message ID, queue or error text that is not UTF-8 is recorded with
 // U+FFFD in place of each run of bytes that is not: OTLP carries UTF-8
 // alone, and an exporter refuses a batch holding anything else.
@@ -76,17 +80,27 @@ func NewTracer(opts TracerOptions) kanban.Tracer {
 		// consumer's worker, where nothing recovers.
 		opts.Provider = nil
 	}
-	return &tracer{opts: opts}
+	t := &tracer{opts: opts}
+	if opts.Provider != nil {
+		t.tracer = tracerOf(opts.Provider)
+	}
+	return t
 }
 
 type tracer struct {
-	opts TracerOptions
+	opts   TracerOptions
+	tracer trace.Tracer // of opts.Provider; nil for the global provider
+}
+
+// tracerOf returns tp's tracer for the spans of this package.
+func tracerOf(tp trace.TracerProvider) trace.Tracer {
+	return tp.Tracer(instrumentation, trace.WithSchemaURL(semconv.SchemaURL))
 }
 
 func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
-	tp := t.opts.Provider
-	if tp == nil {
-		tp = otel.GetTracerProvider()
+	tr := t.tracer
+	if tr == nil {
+		tr = tracerOf(otel.GetTracerProvider())
 	}
 	kind, opType := trace.SpanKindProducer, semconv.MessagingOperationTypeSend
 	if op.Type == kanban.OpProcess {
@@ -127,7 +141,7 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 	}
-	ctx, span := tp.Tracer(instrumentation).Start(ctx, spanName, opts...)
+	ctx, span := tr.Start(ctx, spanName, opts...)
 	return ctx, func(err error) {
 		if err == nil {
 			span.End()

@@ -478,3 +478,46 @@ func TestTracerMarksTheSpanFailedWhenTheErrorPanics(t *testing.T) {
 type textErr struct{ msg string }
 
 func (e *textErr) Error() string { return e.msg }
+
+// The spans' instrumentation scope names the schema of the semantic
+// conventions their names and attributes follow, so a backend can
+// translate them to a later version; it named none.
+func TestTracerScopeNamesTheConventionsSchema(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tr := kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp})
+	_, end := tr.Start(context.Background(), kanban.Operation{Type: kanban.OpSend, System: "kanban", Queue: "q", MessageID: "a"})
+	end(nil)
+	ended := rec.Ended()
+	require.Len(t, ended, 1)
+	scope := ended[0].InstrumentationScope()
+	assert.Equal(t, "github.com/taipattern/taikit/kanban/kanbanotel", scope.Name)
+	assert.Equal(t, "https://opentelemetry.io/schemas/1.40.0", scope.SchemaURL)
+}
+
+// countingProvider counts the tracers asked of it.
+type countingProvider struct {
+	trace.TracerProvider
+	calls int
+}
+
+func (p *countingProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	p.calls++
+	return p.TracerProvider.Tracer(name, opts...)
+}
+
+// A Tracer with a Provider asks it for its tracer once, not at each span:
+// an SDK provider takes a lock to find it, which every publish and every
+// attempt paid, sampled or not.
+func TestTracerAsksItsProviderOnce(t *testing.T) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	cp := &countingProvider{TracerProvider: tp}
+	tr := kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: cp})
+	for range 3 {
+		_, end := tr.Start(context.Background(), kanban.Operation{Type: kanban.OpSend, System: "kanban", Queue: "q", MessageID: "a"})
+		end(nil)
+	}
+	assert.Equal(t, 1, cp.calls)
+}
