@@ -41,7 +41,9 @@ func (v Verdict) String() string {
 // Valid reports whether v is Allow, Review or Deny.
 func (v Verdict) Valid() bool { return v >= Allow && v <= Deny }
 
-// MarshalText encodes the verdict as its String.
+// MarshalText encodes the verdict as its String: "allow", "review",
+// "deny", or "none" for the zero Verdict. It returns an error for a value
+// above Deny, which UnmarshalText could not decode.
 func (v Verdict) MarshalText() ([]byte, error) {
 	if v > Deny {
 		return nil, fmt.Errorf("tai: invalid verdict %d", uint8(v))
@@ -49,7 +51,8 @@ func (v Verdict) MarshalText() ([]byte, error) {
 	return []byte(v.String()), nil
 }
 
-// UnmarshalText decodes "allow", "review", "deny" or "none".
+// UnmarshalText decodes "allow", "review", "deny" or "none" (or an empty
+// text, also the zero Verdict).
 func (v *Verdict) UnmarshalText(b []byte) error {
 	switch string(b) {
 	case "none", "":

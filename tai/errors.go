@@ -176,7 +176,8 @@ func (e *RejectedError) Unwrap() error { return e.Err }
 
 // RetryAfter returns the retry hint of the error, if any error in its tree
 // has a method RetryAfter() time.Duration (heijunka and jidoka errors do).
-// It returns 0 when there is none.
+// It returns 0 when there is none. It never returns less than 0: a
+// negative hint counts as 0, retry at once.
 //
 // An error with the method answers for what it wraps. Of the errors joined
 // by errors.Join (or any error with Unwrap() []error) the longest hint
@@ -188,12 +189,12 @@ func RetryAfter(err error) time.Duration {
 		return 0
 	}
 	if e, ok := err.(hinted); ok {
-		return e.RetryAfter()
+		return max(e.RetryAfter(), 0)
 	}
 	if e, ok := err.(interface{ As(any) bool }); ok {
 		var h hinted
 		if e.As(&h) && h != nil {
-			return h.RetryAfter()
+			return max(h.RetryAfter(), 0)
 		}
 	}
 	switch e := err.(type) {

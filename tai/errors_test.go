@@ -172,3 +172,13 @@ type retryAfterErr struct{ after time.Duration }
 
 func (e retryAfterErr) Error() string             { return "limited" }
 func (e retryAfterErr) RetryAfter() time.Duration { return e.after }
+
+// A negative hint is no hint: RetryAfter never answers less than 0,
+// whether the hint stands alone or is joined with others.
+func TestRetryAfterIsNeverNegative(t *testing.T) {
+	neg := retryErr{-3 * time.Second}
+	for _, err := range []error{neg, fmt.Errorf("x: %w", neg), errors.Join(neg), errors.Join(neg, errors.New("plain")), hintAs{-time.Second}} {
+		assert.Zero(t, tai.RetryAfter(err), "%v", err)
+	}
+	assert.Equal(t, time.Second, tai.RetryAfter(errors.Join(neg, retryErr{time.Second})))
+}

@@ -32,7 +32,8 @@ func WithGates(gates ...Gate) Option {
 
 // WithGuards adds guards around the action. The first guard is the
 // outermost: WithGuards(a, b) runs a.Do(b.Do(action)). When every guard is
-// a TwoStepGuard the pipeline calls their Allow in the same order instead.
+// a TwoStepGuard, and there are at most eight, the pipeline calls their
+// Allow in the same order instead.
 func WithGuards(guards ...Guard) Option {
 	return func(o *options) { o.guards = append(o.guards, guards...) }
 }
@@ -147,8 +148,9 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 		if isNil(g) {
 			return nil, fmt.Errorf("tai.New: gate %d is nil", i)
 		}
-		p.gateNames = append(p.gateNames, nameOf(g, ""))
-		p.gateSpans = append(p.gateSpans, nameOf(g, StageGate.String()))
+		name := nameOf(g, "")
+		p.gateNames = append(p.gateNames, name)
+		p.gateSpans = append(p.gateSpans, nameOrDefault(name, StageGate.String()))
 	}
 	for i, g := range p.guards {
 		if isNil(g) {
@@ -207,12 +209,14 @@ func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R
 		// returned, and recover gives nil: the signal failed all the same,
 		// and the observers and the root span are told so.
 		if v := recover(); v != nil || !returned {
-			if v == nil && f.held != nil {
-				// A guard's done panicked as the goroutine was
-				// ending: that panic is the signal's error.
-				v = f.held.Value
+			// A guard's done that panicked as the goroutine was
+			// ending (f.held) is the signal's error, with the stack
+			// where it panicked.
+			pe := f.held
+			if v != nil || pe == nil {
+				pe = newPanicError(f.stage, v)
 			}
-			err = p.panicked(ctx, &s, &res, &f, v)
+			err = p.panicked(ctx, &s, &res, &f, pe)
 		}
 		err = p.conclude(ctx, &s, &res, err, &f)
 	}()
@@ -279,13 +283,17 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 		return &StageError{Stage: StagePolicy, Err: err}
 	}
 	f.stage = StagePolicy
-	pctx := ctx
+	pctx, name := ctx, ""
 	if p.tracer != nil {
-		pctx = p.startSpan(ctx, f, StagePolicy, p.policyName(), s)
+		// The span's name names the policy's errors too: a policy
+		// renamed while it evaluates (a rule set reloaded) is named
+		// once per signal.
+		name = p.policyName()
+		pctx = p.startSpan(ctx, f, StagePolicy, name, s)
 	}
 	res.Decision, err = p.policy.Evaluate(pctx, *s)
 	if err != nil || res.Decision.Verdict != Allow {
-		err = p.judge(&res.Decision, err)
+		err = p.judge(&res.Decision, err, name)
 	}
 	f.endSpan(err)
 	if err != nil {
@@ -344,14 +352,13 @@ func (r *Result[R]) settle(err error) {
 	r.Value, r.Outcome = zero, OutcomeOf(err)
 }
 
-// panicked returns the *PanicError of the panic v, recovered in the stage
+// panicked returns err, the *PanicError of a panic recovered in the stage
 // f is in, after ending that stage's span with it. Should that End panic
 // too, the second panic is logged: the first one is the signal's error.
 // Should it end the goroutine (runtime.Goexit), that is logged too, and
 // panicked finishes the signal (see finish) before the goroutine goes on
 // ending, so the root span ends and the observers see the signal.
-func (p *Pipeline[T, R]) panicked(ctx context.Context, s *Signal[T], res *Result[R], f *flight, v any) error {
-	err := newPanicError(f.stage, v)
+func (p *Pipeline[T, R]) panicked(ctx context.Context, s *Signal[T], res *Result[R], f *flight, err *PanicError) error {
 	sp := f.span
 	if sp == nil {
 		return err
@@ -452,15 +459,19 @@ func (f *flight) lap() {
 // Process returns: a *PolicyError for an error or a missing verdict, a
 // *DeniedError for a Deny (or a Review when held). It returns nil for a
 // Review that proceeds. A policy that failed reached no decision: judge
-// zeroes d's Verdict, so records and metrics never count it as one.
-func (p *Pipeline[T, R]) judge(d *Decision, err error) error {
+// zeroes d's Verdict, so records and metrics never count it as one. name
+// is the policy's name as its span has it, or "" to ask the policy.
+func (p *Pipeline[T, R]) judge(d *Decision, err error, name string) error {
 	if err == nil && !d.Verdict.Valid() {
 		err = errNoVerdict(d.Verdict)
 	}
 	if err != nil {
 		d.Verdict = 0
 		if !namesPolicy(err) {
-			err = &PolicyError{Policy: nameOrDecision(p.policyName(), d.Policy), Err: err}
+			if name == "" {
+				name = p.policyName()
+			}
+			err = &PolicyError{Policy: nameOrDecision(name, d.Policy), Err: err}
 		}
 		return err
 	}
@@ -487,13 +498,6 @@ var (
 	errNoID   = fmt.Errorf("%w: empty ID", ErrInvalidSignal)
 	errNoKind = fmt.Errorf("%w: empty Kind", ErrInvalidSignal)
 )
-
-func nameOrStage(name string, st Stage) string {
-	if name != "" {
-		return name
-	}
-	return st.String()
-}
 
 func nameOrDecision(name, decided string) string {
 	if decided != "" {
@@ -798,7 +802,7 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 			// before the count was read: that guard let it run.
 			hook = 0
 		}
-		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrStage(p.guardNames[hook], StageAction)))
+		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrDefault(p.guardNames[hook], StageAction.String())))
 	}
 	// Every call of the action has returned; their keep happened before
 	// the count read above reached zero.

@@ -1319,3 +1319,63 @@ func TestRecordReachedMarksTheStagesEntered(t *testing.T) {
 		assert.Equal(t, [4]bool{true, false, false, false}, obs.last(t).Reached)
 	})
 }
+
+// reloadedPolicy is renamed while it evaluates a signal, as a rule set
+// reloaded under another name at that moment is, and then fails.
+type reloadedPolicy struct {
+	renamedPolicy
+	next string
+}
+
+func (p *reloadedPolicy) Evaluate(context.Context, tai.Signal[int]) (tai.Decision, error) {
+	p.name.Store(&p.next)
+	return tai.Decision{}, errors.New("store down")
+}
+
+// A policy renamed while it evaluates a signal names that signal's span
+// and its *PolicyError alike: with the name it had when the stage began.
+func TestPolicyRenamedDuringASignalNamesItOnce(t *testing.T) {
+	pol := &reloadedPolicy{next: "payments"}
+	first := "orders"
+	pol.name.Store(&first)
+	j := &journal{}
+	p, err := tai.New[int, int](pol, doubleAction(&journal{}), tai.WithTracer(&spanTracer{j: j}))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
+	assert.Contains(t, j.get(), "start policy:orders parent signal:payment")
+	var pe *tai.PolicyError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "orders", pe.Policy, "the name of the policy span")
+}
+
+// countedGate counts the calls of its Name.
+type countedGate struct {
+	taitest.NopGate
+	names *int
+}
+
+func (g countedGate) Name() string { *g.names++; return "limit" }
+
+// New asks a gate for its name once, as Namer says.
+func TestNewAsksAGateItsNameOnce(t *testing.T) {
+	names := 0
+	_, err := tai.New(allowAll, doubleAction(&journal{}), tai.WithGates(countedGate{names: &names}))
+	require.NoError(t, err)
+	assert.Equal(t, 1, names)
+}
+
+// A child policy of All renamed while it evaluates a signal names its
+// span and its *PolicyError alike, as the pipeline's policy does.
+func TestChildPolicyRenamedDuringASignalNamesItOnce(t *testing.T) {
+	child := &reloadedPolicy{next: "payments"}
+	first := "orders"
+	child.name.Store(&first)
+	j := &journal{}
+	p, err := tai.New(tai.All[int](allowAll, child), doubleAction(&journal{}), tai.WithTracer(&spanTracer{j: j, withCtx: true}))
+	require.NoError(t, err)
+	_, err = p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
+	assert.Contains(t, j.get(), "start policy:orders parent policy:all")
+	var pe *tai.PolicyError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "orders", pe.Policy, "the name of the child's span")
+}

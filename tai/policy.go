@@ -131,9 +131,10 @@ func errNoVerdict(v Verdict) error {
 // Deny stops the evaluation and is the decision. Otherwise the decision is
 // the most severe one (Review over Allow), and among equally severe ones the
 // one with the highest score (a NaN score ranks below every number), so a
-// scored policy's score survives the combination. The first error stops the evaluation and is returned. All
-// of no policies allows. All keeps a copy of the list: a slice passed to it
-// may be reused.
+// scored policy's score survives the combination. The first error stops
+// the evaluation and is returned, with the decision's FailedOpen set when
+// a policy before it failed open. All of no policies allows. All keeps a
+// copy of the list: a slice passed to it may be reused.
 func All[T any](policies ...Policy[T]) Policy[T] {
 	return &all[T]{ps: slices.Clone(policies)}
 }
@@ -148,10 +149,11 @@ func (a *all[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
 	failedOpen := false
 	for i, p := range a.ps {
 		d, err := evalChild(ctx, p, s, i)
+		failedOpen = failedOpen || d.FailedOpen
 		if err != nil {
+			d.FailedOpen = failedOpen
 			return d, err
 		}
-		failedOpen = failedOpen || d.FailedOpen
 		if d.Verdict == Deny {
 			d.FailedOpen = failedOpen
 			return d, nil
@@ -168,8 +170,9 @@ func (a *all[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
 // and is the decision. When none allows, the decision is the Review with
 // the highest score if any said Review, else the Deny with the highest
 // score: the first on a tie, and a NaN score ranks below every number.
-// The first error stops the evaluation and is returned. Any of no policies
-// denies. Any keeps a copy of the list, as All does.
+// The first error stops the evaluation and is returned, with FailedOpen
+// as All sets it. Any of no policies denies. Any keeps a copy of the
+// list, as All does.
 func Any[T any](policies ...Policy[T]) Policy[T] {
 	return &anyOf[T]{ps: slices.Clone(policies)}
 }
@@ -184,10 +187,11 @@ func (a *anyOf[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) 
 	failedOpen := false
 	for i, p := range a.ps {
 		d, err := evalChild(ctx, p, s, i)
+		failedOpen = failedOpen || d.FailedOpen
 		if err != nil {
+			d.FailedOpen = failedOpen
 			return d, err
 		}
-		failedOpen = failedOpen || d.FailedOpen
 		if d.Verdict == Allow {
 			d.FailedOpen = failedOpen
 			return d, nil
@@ -225,9 +229,13 @@ func validateChildren[T any](ps []Policy[T]) error {
 // goroutine.
 func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d Decision, err error) {
 	returned := false
+	// With a span, the child is asked its name once, before it runs: a
+	// child renamed while it evaluates names its span and its error alike.
+	name, named := "", false
 	if t := TracerFromContext(ctx); t != nil {
 		var span Span
-		ctx, span = t.Start(ctx, SpanInfo{Stage: StagePolicy, Name: nameOf(p, "policy"), Kind: s.Kind, SignalID: s.ID})
+		name, named = nameOf(p, ""), true
+		ctx, span = t.Start(ctx, SpanInfo{Stage: StagePolicy, Name: nameOrDefault(name, "policy"), Kind: s.Kind, SignalID: s.ID})
 		if span != nil {
 			defer func() {
 				if returned {
@@ -255,9 +263,20 @@ func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d D
 		err = errNoVerdict(d.Verdict)
 	}
 	if err != nil && !namesPolicy(err) {
-		err = &PolicyError{Policy: nameOf(p, fmt.Sprintf("#%d", i)), Err: err}
+		if !named {
+			name = nameOf(p, "")
+		}
+		err = &PolicyError{Policy: nameOrDefault(name, fmt.Sprintf("#%d", i)), Err: err}
 	}
 	return d, err
+}
+
+// nameOrDefault returns name, or def when name is empty.
+func nameOrDefault(name, def string) string {
+	if name != "" {
+		return name
+	}
+	return def
 }
 
 // namesPolicy reports whether err already says which policy failed and

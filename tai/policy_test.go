@@ -334,6 +334,40 @@ func TestCombinatorsCarryFailedOpen(t *testing.T) {
 	}
 }
 
+// A policy that failed open before another failed the evaluation is still
+// reported: the failed signal's decision says FailedOpen, so an audit
+// trail counting the outages of an advisory check counts this one too.
+func TestFailedOpenSurvivesALaterError(t *testing.T) {
+	boom := errors.New("store down")
+	openAllow := tai.FailOpen(tai.Named("geo", failing(boom)))
+	openRule := tai.Rule[int]{Name: "geo", Weight: 1, FailOpen: true, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+		return 0, "", boom
+	}}
+	hardRule := tai.Rule[int]{Name: "velocity", Weight: 1, Check: func(context.Context, tai.Signal[int]) (float64, string, error) {
+		return 0, "", boom
+	}}
+	scored, err := tai.NewScored(tai.ScoredOptions{}, openRule, hardRule)
+	require.NoError(t, err)
+	for name, p := range map[string]tai.Policy[int]{
+		"all": tai.All(openAllow, failing(boom)),
+		// Any stops at the first Allow: the failed-open check is in a
+		// first alternative that denies.
+		"any":    tai.Any(tai.All(openAllow, fixed(deny, nil)), failing(boom)),
+		"scored": scored,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var rec tai.Record
+			pl, err := tai.New(p, doubleAction(&journal{}), tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { rec = r })))
+			require.NoError(t, err)
+			res, err := pl.Process(context.Background(), sig())
+			require.ErrorIs(t, err, boom)
+			assert.Equal(t, tai.Failed, res.Outcome)
+			assert.True(t, res.Decision.FailedOpen, "%+v", res.Decision)
+			assert.True(t, rec.Decision.FailedOpen, "%+v", rec.Decision)
+		})
+	}
+}
+
 // TestAnyChoosesTheHighestScoringDeny: when every policy denies, Any's
 // decision is the Deny with the highest score, the first one on a tie, so
 // the reason a caller shows is that of the strongest objection.
@@ -447,6 +481,19 @@ func TestScoredRuleOfWeightZero(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ran)
 	assert.Equal(t, tai.Allow, d.Verdict)
+	require.Len(t, d.Contributions, 1)
+	assert.Equal(t, "on", d.Contributions[0].Rule)
+}
+
+// A rule whose weighted risk is too small for a float64 (it rounds to 0)
+// added nothing to the score, and is not listed as a contribution.
+func TestScoredContributionThatRoundsToZero(t *testing.T) {
+	p, err := tai.NewScored(tai.ScoredOptions{},
+		tai.Rule[int]{Name: "tiny", Weight: 0.3, Check: risk(math.SmallestNonzeroFloat64)},
+		tai.Rule[int]{Name: "on", Weight: 0.2, Check: risk(1)})
+	require.NoError(t, err)
+	d, err := p.Evaluate(context.Background(), sig())
+	require.NoError(t, err)
 	require.Len(t, d.Contributions, 1)
 	assert.Equal(t, "on", d.Contributions[0].Rule)
 }

@@ -52,12 +52,12 @@ type ScoredOptions struct {
 
 // Scored is a policy that adds weighted rule risks into a score in [0, 1]
 // and compares it with thresholds, within ScoreTolerance: how fraud
-// scoring works. Every rule runs
-// on every signal (rules may keep state, such as attempt counters), in
-// order, until one fails: an error from a rule not marked FailOpen ends
-// the evaluation, the rules after it do not run, and the policy errs
-// (the pipeline then fails the signal). The decision lists the rules that contributed and how much; its
-// Reason is the reason of the largest contribution.
+// scoring works. Every rule runs on every signal (rules may keep state,
+// such as attempt counters), in order, until one fails: an error from a
+// rule not marked FailOpen ends the evaluation, the rules after it do not
+// run, and the policy errs (the pipeline then fails the signal). The
+// decision lists the rules that contributed and how much; its Reason is
+// the reason of the largest contribution.
 type Scored[T any] struct {
 	name   string
 	deny   float64
@@ -122,15 +122,19 @@ func (p *Scored[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error)
 		risk, reason, err := p.check(ctx, r, s)
 		if err != nil {
 			if !r.FailOpen {
-				return Decision{Policy: p.name}, fmt.Errorf("rule %q: %w", r.Name, err)
+				// A rule that failed open before this one still did.
+				return Decision{Policy: p.name, FailedOpen: d.FailedOpen}, fmt.Errorf("rule %q: %w", r.Name, err)
 			}
 			d.FailedOpen = true
 			continue
 		}
-		if risk <= 0 || r.Weight == 0 {
+		// A weighted risk that rounds to 0 (a tiny weight or risk) adds
+		// nothing, as a rule of weight 0 or risk 0 does.
+		score := r.Weight * risk
+		if score <= 0 {
 			continue
 		}
-		c := Contribution{Rule: r.Name, Weight: r.Weight, Risk: risk, Score: r.Weight * risk, Reason: reason}
+		c := Contribution{Rule: r.Name, Weight: r.Weight, Risk: risk, Score: score, Reason: reason}
 		d.Score += c.Score
 		if c.Score > top {
 			top, d.Reason = c.Score, reason

@@ -547,3 +547,39 @@ func stepGuards(twoStep bool, n int, j *journal, set func(i int, g *stepGuard)) 
 	}
 	return guards
 }
+
+// The *PanicError of a done that panicked once the goroutine was ending
+// carries the stack where that done panicked, as it does when the guards
+// are called through Do: the stack shows which guard broke.
+func TestADonePanickingWhileTheGoroutineEndsKeepsItsStack(t *testing.T) {
+	for _, twoStep := range []bool{true, false} {
+		t.Run(fmt.Sprintf("two-step=%v", twoStep), func(t *testing.T) {
+			var outer tai.Guard = brokenDone{}
+			inner := stepGuards(twoStep, 1, &journal{}, func(_ int, g *stepGuard) { g.exitDone = true })[0]
+			if !twoStep {
+				outer = tai.GuardFunc(brokenDone{}.Do)
+			}
+			var recs []tai.Record
+			p, err := tai.New(allowAll, doubleAction(&journal{}), tai.WithGuards(outer, inner),
+				tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { recs = append(recs, r) })))
+			require.NoError(t, err)
+			processEnding(t, p, tai.Signal[int]{ID: "1", Kind: "k"})
+			require.Len(t, recs, 1)
+			var pe *tai.PanicError
+			require.ErrorAs(t, recs[0].Err, &pe)
+			assert.Equal(t, "done broke", pe.Value)
+			assert.Contains(t, string(pe.Stack), "brokenDone.done", "the stack of the done that panicked")
+		})
+	}
+}
+
+// brokenDone is a TwoStepGuard whose done panics.
+type brokenDone struct{}
+
+func (g brokenDone) Allow(context.Context) (func(error), error) { return g.done, nil }
+
+func (brokenDone) done(error) { panic("done broke") }
+
+func (g brokenDone) Do(ctx context.Context, fn func(context.Context) error) error {
+	return tai.DoTwoStep(ctx, g, fn)
+}
