@@ -154,6 +154,7 @@ func logGoexit(l *slog.Logger, owner, name, where string) {
 // error down its chain that has such a method (*OpenError, *StoppedError,
 // *BulkheadFullError, heijunka's rejections, or an error of your own), or
 // 0 when none has. Of errors joined (errors.Join) the longest hint wins: a
-// call refused by two guards is refused until both let it through. It is
-// tai.RetryAfter, for code that uses jidoka alone.
+// call refused by two guards is refused until both let it through. A
+// negative hint counts as 0. It is tai.RetryAfter, for code that uses
+// jidoka alone.
 func RetryAfter(err error) time.Duration { return tai.RetryAfter(err) }
