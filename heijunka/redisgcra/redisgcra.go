@@ -103,11 +103,14 @@ func New(opts Options) (*Store, error) {
 
 // honoursDeadlines reports whether c is a go-redis client that bounds its
 // socket reads and writes by the ctx's deadline: ContextTimeoutEnabled,
-// and read and write deadlines not disabled (a negative timeout once the
-// client has normalised its options). Other implementations of
-// redis.UniversalClient are not trusted to.
+// and read and write deadlines not disabled. A *redis.Client and a
+// *redis.ClusterClient normalise their options, after which a negative
+// timeout disables deadlines; a *redis.Ring keeps its options as given and
+// passes them to its shards' clients, for which -1 is no timeout (the
+// ctx's deadline still applies) and -2 or less disables deadlines. Other
+// implementations of redis.UniversalClient are not trusted to.
 func honoursDeadlines(c redis.UniversalClient) bool {
-	enabled, read, write := false, time.Duration(-1), time.Duration(-1)
+	enabled, read, write, least := false, time.Duration(-1), time.Duration(-1), time.Duration(0)
 	switch c := c.(type) {
 	case *redis.Client:
 		o := c.Options()
@@ -117,9 +120,9 @@ func honoursDeadlines(c redis.UniversalClient) bool {
 		enabled, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
 	case *redis.Ring:
 		o := c.Options()
-		enabled, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+		enabled, read, write, least = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout, -1
 	}
-	return enabled && read >= 0 && write >= 0
+	return enabled && read >= least && write >= least
 }
 
 const (
@@ -217,7 +220,11 @@ func (s *Store) CheckLimit(limit heijunka.Limit) error {
 // for FailOpen a Decision that is Allowed and FailedOpen, for FailClosed a
 // denied one. (A heijunka.Keyed turns the first into a decision without an
 // error, and reports the error to its OnStoreError.) Take returns by ctx's
-// deadline, with an error that wraps ctx's.
+// deadline, with an error that wraps ctx's. A client that ends commands
+// at ctx's deadline itself (see the package documentation) notices a ctx
+// cancelled without a deadline only before it sends the command: once
+// sent, Take waits for Redis's answer, as long as the client's
+// ReadTimeout allows, and returns its decision.
 //
 // Take refuses, with an error and a denied Decision whatever OnError
 // says, an invalid Limit, a negative n, a Limit faster than one event per

@@ -481,6 +481,10 @@ func TestDeadlineWhileRedisIsPaused(t *testing.T) {
 		{"Ring", func() redis.UniversalClient {
 			return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": srv.Addr}})
 		}, redisgcra.FailClosed, false},
+		{"Ring, ContextTimeoutEnabled, no timeouts", func() redis.UniversalClient {
+			return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": srv.Addr},
+				ContextTimeoutEnabled: true, ReadTimeout: -1, WriteTimeout: -1})
+		}, redisgcra.FailOpen, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client := tc.client()
