@@ -227,7 +227,7 @@ func (q *Queue[T]) sendAsync(ctx context.Context, m *nats.Msg) error {
 	}
 	// The slot keeps the client's own pending count below its limit, so
 	// this send never stalls.
-	if _, err := q.js.PublishMsgAsync(m); err != nil {
+	if _, err := q.ajs.PublishMsgAsync(m); err != nil {
 		return connError(nc, err)
 	}
 	return nil
@@ -259,7 +259,7 @@ func (q *Queue[T]) awaitProbe(m *nats.Msg, sub *replySub) {
 	case errors.Is(err, context.DeadlineExceeded):
 		err = jetstream.ErrAsyncPublishTimeout // as the client's
 	case errors.Is(err, nats.ErrNoResponders):
-		if _, err := q.js.PublishMsgAsync(m); err != nil {
+		if _, err := q.ajs.PublishMsgAsync(m); err != nil {
 			q.failed(m, connError(q.js.Conn(), err), false)
 		}
 		return
@@ -268,7 +268,7 @@ func (q *Queue[T]) awaitProbe(m *nats.Msg, sub *replySub) {
 		q.failed(m, err, outcomeUnknown(err))
 		return
 	}
-	q.onAsyncAck(q.js, m, ack)
+	q.onAsyncAck(q.ajs, m, ack)
 }
 
 // onAsyncAck counts m published or a duplicate, then settles it: counted

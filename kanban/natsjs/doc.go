@@ -48,7 +48,13 @@
 // drains and returns an error matching nats.ErrConnectionClosed.
 //
 // A failed handler attempt is negatively acknowledged with a delay (the
-// back-off); after MaxAttempts the message is published to the
+// back-off). JetStream counts a message waiting out its back-off among the
+// durable's unacknowledged ones until it delivers it again: it holds a
+// slot of MaxAckPending, the WIP, meanwhile, so while WIP messages wait
+// for their retries the durable delivers nothing else, to any process
+// sharing it (with a WIP of 1, every failure holds the consumer for its
+// back-off), where a Memory queue's consumer handles other messages. After
+// MaxAttempts the message is published to the
 // dead-letter stream, with the reason and attempts in headers, and
 // terminated. The reason kept is the error text's first 1024 bytes, its
 // line breaks turned into spaces (a Memory queue keeps it whole), and

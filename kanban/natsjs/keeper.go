@@ -188,7 +188,8 @@ type probeTurns struct {
 }
 
 // takeProbeTurn waits until no other probe runs on nc, or ctx ends, and
-// returns the function that ends the turn taken.
+// returns the function that ends the turn taken; ctx's error, at once,
+// when ctx has ended.
 func takeProbeTurn(ctx context.Context, nc *nats.Conn) (done func(), err error) {
 	return takeProbeTurnUnless(ctx, nc, nil)
 }
@@ -200,6 +201,12 @@ var errAnswered = errors.New("natsjs: probe not needed")
 // takeProbeTurnUnless is takeProbeTurn, which returns errAnswered as soon
 // as unless is closed (a nil unless never is) while it waits.
 func takeProbeTurnUnless(ctx context.Context, nc *nats.Conn, unless <-chan struct{}) (done func(), err error) {
+	if err := ctx.Err(); err != nil {
+		// A free turn would win the select below as often as not, and a
+		// probe be sent for a call that has ended: a durable updated by
+		// a Consume that returns at once, say.
+		return nil, err
+	}
 	probes.mu.Lock()
 	p := probes.conns[nc]
 	if p == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/kanban"
 )
 
@@ -241,6 +242,16 @@ func (c Options) Validate() error {
 	case c.AsyncRetryWait < 0 || (c.AsyncRetryWait > 0 && c.AsyncRetryWait < time.Millisecond):
 		return fmt.Errorf("natsjs: invalid AsyncRetryWait %v: must be 0 or at least 1ms", c.AsyncRetryWait)
 	}
+	// A nil pointer or function in an interface is not nil: it would
+	// panic in every Publish, or in every handler attempt.
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{"Codec", c.Codec}, {"Propagator", c.Propagator}, {"Tracer", c.Tracer}} {
+		if typednil.Holds(f.v) {
+			return fmt.Errorf("natsjs: invalid %s: a nil %T", f.name, f.v)
+		}
+	}
 	d := c.withDefaults()
 	for _, f := range []struct{ name, set, v string }{{"Stream", c.Stream, d.Stream}, {"Durable", c.Durable, d.Durable}, {"DeadLetterStream", c.DeadLetterStream, d.DeadLetterStream}} {
 		if len(f.v) > maxNameLen {
@@ -321,8 +332,12 @@ func (c Options) withDefaults() Options {
 // Consumers are stopped through the ctx of Consume. The connection stays
 // the caller's: close it after Shutdown.
 type Queue[T any] struct {
-	opts     Options
-	js       jetstream.JetStream
+	opts Options
+	js   jetstream.JetStream
+	// ajs sends PublishAsync's messages, and no others: its handlers are
+	// told of the queue's messages alone, and its pending count is
+	// theirs (see JetStream).
+	ajs      jetstream.JetStream
 	counters kanban.Counters
 	async    asyncState
 	backoff  kanban.Exponential // waits between re-publishes
@@ -367,7 +382,11 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 	q := &Queue[T]{opts: opts.withDefaults()}
 	c := q.opts
 	q.backoff = c.retryBackoff()
-	js, err := jetstream.New(nc,
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: %w", err)
+	}
+	ajs, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(c.MaxPublishPending),
 		jetstream.WithPublishAsyncTimeout(c.PublishTimeout),
 		jetstream.WithPublishAsyncAckHandler(q.onAsyncAck),
@@ -376,7 +395,7 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: %w", err)
 	}
-	q.js = js
+	q.js, q.ajs = js, ajs
 	q.keeper = c.keeps()
 	var overlap error // the keeper's subject refused
 	for i, sc := range c.streams() {
@@ -484,7 +503,12 @@ func byteLimit(n int64) int64 {
 	return -1
 }
 
-// JetStream returns the JetStream context the queue publishes with.
+// JetStream returns a JetStream context on the queue's connection, the one
+// Publish, TryPublish and the queue's requests go through. PublishAsync
+// sends through a context of its own: asynchronous publishes of the
+// caller's through this one are neither counted, nor settled, nor
+// reported by the queue (Stats, MaxPublishPending, Flush, Shutdown,
+// OnPublishError).
 func (q *Queue[T]) JetStream() jetstream.JetStream { return q.js }
 
 // Options returns the queue's options with defaults filled in, and
@@ -706,7 +730,8 @@ func fullError(err error) error {
 
 // Publish stores msg and waits for the stream's acknowledgement. While
 // the stream is at Capacity it retries, backing off up to 100ms, until
-// there is room or ctx ends.
+// there is room or ctx ends. A ctx that has ended sends nothing: ctx's
+// error is returned, as a Memory queue returns it.
 //
 // The ID and Key travel in NATS headers, and so must arrive exactly as
 // published — the ID is what handlers and deduplication go by: Publish
@@ -763,6 +788,11 @@ func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], wait b
 	}
 	poll := time.Millisecond
 	for {
+		if err := ctx.Err(); err != nil {
+			// Sent, the message might be stored while the caller is told
+			// it was not.
+			return err
+		}
 		pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 		ack, err := q.sendWork(pctx, nm)
 		cancel()
@@ -866,7 +896,10 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 
 // Consume creates or updates the durable consumer with MaxAckPending set
 // to the WIP and runs h on the messages until ctx ends, then drains; see
-// kanban.Serve. Every process sharing the durable should use the same WIP
+// kanban.Serve. A message waiting out the back-off of a failed attempt
+// holds its slot of MaxAckPending until JetStream delivers it again (see
+// the package doc): while WIP messages wait so, the durable delivers
+// nothing else. Every process sharing the durable should use the same WIP
 // and AckWait: the last one to start sets them for all (see
 // Options.AckWait). A durable that goes away while
 // Consume runs — deleted by an operator, or with its stream, which New
@@ -936,6 +969,11 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban.ConsumeOptions) error {
 	if err := opts.Validate(); err != nil {
 		return err
+	}
+	if h == nil {
+		// Refused before the durable every process shares is changed, or
+		// JetStream waited for.
+		return errors.New("natsjs: nil handler")
 	}
 	cons, err := q.consumer(ctx, opts.WithDefaults().WIP)
 	if err != nil || cons == nil {

@@ -112,7 +112,7 @@ func TestPublishAsyncAfterNoResponders(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, q.Shutdown(context.Background())) })
 	require.NoError(t, q.js.DeleteStream(ctx, "PROBE_NR_ASYNC"))
-	q.js = recreatingJS{JetStream: q.js, cfg: q.opts.streams()[0]}
+	q.ajs = recreatingJS{JetStream: q.ajs, cfg: q.opts.streams()[0]} // PublishAsync sends through ajs
 
 	require.NoError(t, q.PublishAsync(ctx, kanban.Message[int]{ID: "a", Payload: 1}))
 	require.NoError(t, q.Flush(ctx))
