@@ -18,7 +18,9 @@ type ConsumeOptions struct {
 	// WIP caps the messages pulled and not yet settled by this consumer,
 	// hence the handlers running at once. 0 means 1. On JetStream the
 	// durable consumer's MaxAckPending is set to it, so the cap holds
-	// across every process sharing the durable. A consumer of a Memory
+	// across every process sharing the durable, and a message waiting
+	// out the back-off of a failed attempt holds its slot until JetStream
+	// delivers it again (see kanban/natsjs). A consumer of a Memory
 	// queue without PerKey caps its handlers alone: it takes a backlog a
 	// few messages at a time, up to four per handler, and another
 	// consumer cannot have those it holds (see Memory.Consume).
