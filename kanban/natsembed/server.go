@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +41,8 @@ type Options struct {
 	// UTF-8 text of at most MaxTokenLen bytes works, but for one in the
 	// form of a bcrypt hash ("$2a$10$..."), which the server would take
 	// for the hash of the token instead of the token. Ignored with
-	// InProcess. Options printed (fmt) or logged (slog) show it as
-	// REDACTED.
+	// InProcess. Options printed (fmt), logged (slog) or encoded as JSON
+	// show it as REDACTED.
 	Token string
 	// NoAuth listens on the port without a token: any process on the
 	// machine may connect, publish and read. For tests of clients that
@@ -82,6 +83,19 @@ func (o Options) LogValue() slog.Value {
 		o.Token = redacted
 	}
 	return slog.AnyValue(options(o))
+}
+
+// MarshalJSON encodes o as encoding/json encodes a struct, with the Token
+// shown as REDACTED: slog's JSON handler encodes Options found inside
+// another value (a configuration struct, a slice) with encoding/json,
+// without calling LogValue. Options encoded this way do not decode back
+// to the same token.
+func (o Options) MarshalJSON() ([]byte, error) {
+	type options Options // the fields, without this method
+	if o.Token != "" {
+		o.Token = redacted
+	}
+	return json.Marshal(options(o))
 }
 
 // MaxTokenLen is the longest Options.Token, in bytes. A client sends the

@@ -3,6 +3,7 @@ package natsembed_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -347,4 +348,30 @@ func TestPrintingHidesTheToken(t *testing.T) {
 	}
 	assert.Contains(t, fmt.Sprintf("%+v", opts), "ReadyTimeout:5s", "the other fields are shown")
 	assert.Contains(t, fmt.Sprint(srv), srv.RedactedURL())
+}
+
+// Options inside a configuration logged by a JSON handler, or encoded
+// with encoding/json, show no token: neither calls LogValue on a field.
+func TestOptionsInJSONHideTheToken(t *testing.T) {
+	const token = "s3cr3t-token-value"
+	type config struct {
+		Name string
+		NATS natsembed.Options
+		Ptr  *natsembed.Options
+	}
+	cfg := config{Name: "svc", NATS: natsembed.Options{StoreDir: "/data", Token: token, ReadyTimeout: time.Second}}
+	cfg.Ptr = &cfg.NATS
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("config", "cfg", cfg, "all", []natsembed.Options{cfg.NATS})
+	b, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	for _, s := range []string{logs.String(), string(b)} {
+		assert.NotContains(t, s, token)
+		assert.Contains(t, s, `"Token":"REDACTED"`)
+		assert.Contains(t, s, `"StoreDir":"/data"`, "the other fields are shown")
+		assert.Contains(t, s, `"ReadyTimeout":1000000000`)
+	}
+	b, err = json.Marshal(natsembed.Options{})
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"Token":""`, "no token is shown as none")
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/taipattern/taikit/kanban/natsembed"
 )
@@ -54,10 +55,10 @@ func TestStoreLockFile(t *testing.T) {
 	b, err := io.ReadAll(f)
 	require.NoError(t, err)
 	assert.Equal(t, strconv.Itoa(os.Getpid())+"\n", string(b), "the holder's process ID")
-	assert.Error(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB), "held while the server runs")
+	assert.Error(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), "held while the server runs")
 	require.NoError(t, srv.Shutdown(context.Background()))
-	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB), "released by Shutdown")
-	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_UN))
+	require.NoError(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), "released by Shutdown")
+	require.NoError(t, unix.Flock(int(f.Fd()), unix.LOCK_UN))
 }
 
 // A LockFile that is a symbolic link is not followed: a link planted in a
