@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"slices"
 
 	"github.com/taipattern/taikit/kaizen"
 )
@@ -37,13 +41,14 @@ it prints FILE:LINE: and why that line, the first one that does not verify,
 is wrong: edited, deleted, inserted, copied or moved, cut short by a crash,
 the start of a trail begun again by a writer that did not continue the one
 before, hashed with another key, or missing because the trail ends before
-the -expect hash.
+the -expect hash. A first line that verifies with the key of -key-file
+once a final newline is dropped from it, or added to it, says so.
 
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
-2 when the command is called wrongly (no FILE, a FILE given twice, a bad
-flag, a flag given an empty value, an unreadable -key-file, a key that is
-too short, a -key-file of more than 64 KiB, a -genesis or -expect that is
-not a hash) or cannot write its result.`
+2 when the command is called wrongly (no FILE, an empty FILE name, a FILE
+given twice, a bad flag, a flag given an empty value, an unreadable
+-key-file, a key that is too short, a -key-file of more than 64 KiB, a
+-genesis or -expect that is not a hash) or cannot write its result.`
 
 func auditVerifyCommand() *command {
 	return &command{
@@ -66,13 +71,16 @@ func auditVerifyCommand() *command {
 				if len(files) == 0 {
 					return usageError(stderr, path, "no FILE to verify")
 				}
+				if i := slices.Index(files, ""); i >= 0 {
+					return usageError(stderr, path, "the name of FILE %d is empty", i+1)
+				}
 				if err := distinctFiles("", files); err != nil {
 					return usageError(stderr, path, "%v", err)
 				}
 				if *keyFile != "" {
 					key, err := kaizen.ReadAuditKeyFile(*keyFile)
 					if err != nil {
-						return usageError(stderr, path, "-key-file: %v", err)
+						return usageError(stderr, path, "-key-file: %v", explainDanglingLink(err))
 					}
 					opts.Key = key
 				}
@@ -97,7 +105,11 @@ func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdout,
 		}
 		return exitOK
 	case errors.As(err, &ae):
-		fmt.Fprintf(stderr, "%s:%d: %s\n", ae.File, ae.Line, ae.Reason)
+		hint := ""
+		if opts.Key != nil && ae.File == files[0] && ae.Line == 1 {
+			hint = keyNewlineHint(files[0], opts)
+		}
+		fmt.Fprintf(stderr, "%s:%d: %s%s\n", ae.File, ae.Line, ae.Reason, hint)
 		return exitProblem
 	case errors.As(err, &pe):
 		fmt.Fprintf(stderr, "%s: %v\n", pe.Path, err)
@@ -105,6 +117,47 @@ func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdout,
 	default: // VerifyAuditFiles's other errors name an invalid option
 		return usageError(stderr, path, "%v", err)
 	}
+}
+
+// keyNewlineHint returns what to add to the reason why the first line of
+// file, the first of the trail, does not verify with opts.Key: that it
+// verifies with the key without the newline that ends it, or with one
+// after it, when it does, and "" otherwise. A key file written with echo
+// ends in a newline, one written with printf or by a secret store may
+// not, and the key is its bytes exactly. The line is read again, so only
+// from a regular file.
+func keyNewlineHint(file string, opts kaizen.VerifyOptions) string {
+	key := opts.Key
+	var alt []byte
+	hint := "; the line verifies with the key without the newline that ends the -key-file: write the key file with printf, not echo"
+	switch {
+	case bytes.HasSuffix(key, []byte("\r\n")):
+		alt = key[:len(key)-2]
+	case bytes.HasSuffix(key, []byte("\n")):
+		alt = key[:len(key)-1]
+	default:
+		alt = append(slices.Clone(key), '\n')
+		hint = "; the line verifies with the key followed by a newline: the trail was written with a key file that ends in one"
+	}
+	if len(alt) < kaizen.MinAuditKeyLen {
+		return ""
+	}
+	if fi, err := os.Stat(file); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(io.LimitReader(f, kaizen.MaxAuditLineLen+1)).ReadBytes('\n')
+	if len(line) == 0 || (err != nil && err != io.EOF) {
+		return ""
+	}
+	if _, err := kaizen.VerifyAuditWith(bytes.NewReader(line), kaizen.VerifyOptions{Genesis: opts.Genesis, Key: alt}); err != nil {
+		return ""
+	}
+	return hint
 }
 
 // plural returns word, with an s unless n is 1.

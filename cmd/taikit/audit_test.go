@@ -202,6 +202,7 @@ func TestAuditVerifyRefusesEmptyFlagValues(t *testing.T) {
 		{"empty key file, with =", []string{"audit", "verify", "-key-file=", f.plain}, 2, "", "taikit audit verify: -key-file: empty FILE\n"},
 		{"empty expect", []string{"audit", "verify", "-key-file", f.keyFile, f.one, "-expect", ""}, 2, "", "taikit audit verify: -expect: empty HASH\n"},
 		{"empty genesis", []string{"audit", "verify", "-key-file", f.keyFile, "-genesis", "", f.one}, 2, "", "taikit audit verify: -genesis: empty HASH\n"},
+		{"empty file", []string{"audit", "verify", "-key-file", f.keyFile, f.one, ""}, 2, "", "taikit audit verify: the name of FILE 2 is empty\n"},
 	})
 }
 
@@ -220,4 +221,41 @@ func TestAuditVerifyKeyFileIsBounded(t *testing.T) {
 		{"a key file at the bound is read", []string{"audit", "verify", "-key-file", atMost, f.one}, 1, "",
 			f.one + ":1: its hash does not match its content under the given key"},
 	})
+}
+
+// A key file that differs from the one the trail was written with only in
+// a final newline (one written with echo, the other with printf, or a
+// secret store that adds or drops it) fails at the first line as any wrong
+// key does; the error says that the line verifies with the key once the
+// newline is dropped, or added.
+func TestAuditVerifyKeyFileNewline(t *testing.T) {
+	f := newFixture(t)
+	withNewline := filepath.Join(f.dir, "key-echo")
+	require.NoError(t, os.WriteFile(withNewline, append(slices.Clone(testKey), '\n'), 0o600))
+	withCRLF := filepath.Join(f.dir, "key-crlf")
+	require.NoError(t, os.WriteFile(withCRLF, append(slices.Clone(testKey), '\r', '\n'), 0o600))
+	echoed := filepath.Join(f.dir, "echoed.jsonl")
+	writeTrail(t, echoed, kaizen.AuditOptions{Key: append(slices.Clone(testKey), '\n')}, 2)
+	otherKey := filepath.Join(f.dir, "other-key")
+	require.NoError(t, os.WriteFile(otherKey, append(testKey[1:], '\n'), 0o600))
+
+	runCLICases(t, []cliCase{
+		{"the key file ends in a newline the key has not", []string{"audit", "verify", "-key-file", withNewline, f.one}, 1, "",
+			f.one + ":1: its hash does not match its content under the given key: the key is wrong, or the line was edited; " +
+				"the line verifies with the key without the newline that ends the -key-file: write the key file with printf, not echo\n"},
+		{"the key file ends in CRLF the key has not", []string{"audit", "verify", "-key-file", withCRLF, f.one}, 1, "",
+			"the line verifies with the key without the newline that ends the -key-file"},
+		{"the key has a newline the key file has not", []string{"audit", "verify", "-key-file", f.keyFile, echoed}, 1, "",
+			echoed + ":1: its hash does not match its content under the given key: the key is wrong, or the line was edited; " +
+				"the line verifies with the key followed by a newline: the trail was written with a key file that ends in one\n"},
+	})
+	for _, args := range [][]string{
+		{"-key-file", otherKey, f.one},                         // another key, newline or not
+		{"-key-file", withNewline, f.two, f.one},               // its first line, keyed right, does not begin a trail
+		{"-key-file", withNewline, "-genesis", f.last1, f.one}, // nor continue from that genesis
+	} {
+		code, _, stderr := runCLI(append([]string{"audit", "verify"}, args...)...)
+		assert.Equal(t, 1, code)
+		assert.NotContains(t, stderr, "newline", "only when the line verifies with the key so changed")
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +88,50 @@ func TestAuditVerifyReadsAPipe(t *testing.T) {
 	require.Equal(t, 0, wantCode)
 	assert.Equal(t, 0, code, stderr)
 	assert.Equal(t, strings.Replace(wantOut, f.plain, fifo, 1), stdout)
+}
+
+// The check that no trail file is given twice compares each file with
+// the files given before it of the same identity only, not with every
+// one: a rotated trail of tens of thousands of files (PATH*) was
+// compared pair by pair, and took minutes before the first line was
+// read.
+func TestDistinctFilesComparesFewPairs(t *testing.T) {
+	dir := t.TempDir()
+	const n = 2000
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("audit.jsonl.%06d", i))
+		require.NoError(t, os.WriteFile(paths[i], nil, 0o600))
+	}
+	link := filepath.Join(dir, "link")
+	require.NoError(t, os.Symlink(paths[n/2], link))
+
+	calls := 0
+	t.Cleanup(func() { sameFile = os.SameFile })
+	sameFile = func(a, b os.FileInfo) bool {
+		calls++
+		return os.SameFile(a, b)
+	}
+	require.NoError(t, distinctFiles("", paths))
+	assert.LessOrEqual(t, calls, n, "files compared")
+
+	calls = 0
+	err := distinctFiles("", append(slices.Clone(paths), link))
+	assert.EqualError(t, err, link+" is the file "+paths[n/2]+" given before: each trail is read once")
+	assert.LessOrEqual(t, calls, n+1, "files compared")
+	assert.EqualError(t, distinctFiles("", append(slices.Clone(paths), paths[3])), paths[3]+" is given twice: each trail is read once")
+}
+
+// A -key-file that is a symbolic link whose target does not exist (a
+// secret mounted as a link into a volume that is gone) is named as such,
+// as a FILE is, not only as a file that does not exist.
+func TestAuditVerifyKeyFileDanglingLink(t *testing.T) {
+	f := newFixture(t)
+	link := filepath.Join(f.dir, "key-link")
+	target := filepath.Join(f.dir, "secrets", "..data", "audit-key")
+	require.NoError(t, os.Symlink(target, link))
+	runCLICases(t, []cliCase{
+		{"dangling link", []string{"audit", "verify", "-key-file", link, f.one}, 2, "",
+			"taikit audit verify: -key-file: open " + link + ": no such file or directory: it is a symbolic link to " + target + ", which does not exist\n"},
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -88,12 +89,15 @@ func backtestCommand() *command {
 			fs.StringVar(&opts.Amount, "amount", "", "a CEL `EXPR` summed per flip and per rule, such as payload.Amount")
 			fs.StringVar(&opts.Kind, "kind", "", "replay only the signals of this `KIND`")
 			fs.StringVar(&opts.Policy, "policy", "", "replay only the decisions of this `POLICY` (default the rule file's name; * for any)")
-			fs.IntVar(&opts.Examples, "examples", 5, "the number of examples of each flip and of the errors")
+			fs.IntVar(&opts.Examples, "examples", 5, "the number of examples of each flip and of the errors, 0 for none")
 			fs.IntVar(&opts.Workers, "workers", 0, "decode and judge with `N` goroutines, at most 256 (default one per CPU)")
 			asJSON := fs.Bool("json", false, "write the report as JSON")
 			return func(path string, args []string, stdout, stderr io.Writer) int {
-				if err := emptyFlag(fs, "labels", "amount", "kind", "policy"); err != nil {
+				if err := emptyFlag(fs, "rules", "labels", "amount", "kind", "policy"); err != nil {
 					return usageError(stderr, path, "%v", err)
+				}
+				if slices.Contains(audits, "") {
+					return usageError(stderr, path, "-audit: empty FILE")
 				}
 				switch {
 				case len(args) > 0:
@@ -126,7 +130,7 @@ func backtestCommand() *command {
 				if *labels != "" {
 					ids, err := readLabels(*labels)
 					if err != nil {
-						fmt.Fprintf(stderr, "%s: -labels: %v\n", path, err)
+						fmt.Fprintf(stderr, "%s: -labels: %v\n", path, explainDanglingLink(err))
 						return exitUsage
 					}
 					opts.Labels = ids
@@ -141,12 +145,12 @@ func backtestCommand() *command {
 func backtest(path, rules string, audits []string, opts taicel.BacktestOptions, asJSON bool, stdout, stderr io.Writer) int {
 	set, err := compileRules(rules)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		fmt.Fprintf(stderr, "%s: %v\n", path, explainDanglingLink(err))
 		return exitUsage
 	}
 	rep, err := taicel.BacktestFiles(context.Background(), set, opts, audits...)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		fmt.Fprintf(stderr, "%s: %v\n", path, explainDanglingLink(err))
 		return exitUsage
 	}
 	if asJSON {
@@ -194,7 +198,8 @@ func compileRules(path string) (*taicel.Set[map[string]any], error) {
 // mark at its start, which spreadsheets and Windows editors write, is not
 // part of the first ID. A file that is not UTF-8 text (UTF-16, or binary)
 // is refused: the IDs of a trail are UTF-8, and its lines would match
-// none of them.
+// none of them. So is a line longer than bufio.MaxScanTokenSize, which no
+// ID is.
 func readLabels(path string) (map[string]bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -203,7 +208,9 @@ func readLabels(path string) (map[string]bool, error) {
 	defer f.Close()
 	ids := map[string]bool{}
 	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
+	n := 0
+	for sc.Scan() {
+		n++
 		line := sc.Text()
 		if n == 1 {
 			if strings.HasPrefix(line, "\xff\xfe") || strings.HasPrefix(line, "\xfe\xff") {
@@ -219,7 +226,9 @@ func readLabels(path string) (map[string]bool, error) {
 			ids[id] = true
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fmt.Errorf("%s: line %d: longer than %d bytes; give a file of signal IDs, one per line", path, n+1, bufio.MaxScanTokenSize)
+	} else if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(ids) == 0 {

@@ -275,6 +275,9 @@ func TestBacktestCommandErrors(t *testing.T) {
 	link := filepath.Join(f.dir, "link.jsonl")
 	require.NoError(t, os.Symlink(f.trailA, link))
 	base := []string{"backtest", "-rules", f.cand, "-audit", f.trailA}
+	dangling, gone := filepath.Join(f.dir, "dangling"), filepath.Join(f.dir, "gone", "file")
+	require.NoError(t, os.Symlink(gone, dangling))
+	isDangling := "open " + dangling + ": no such file or directory: it is a symbolic link to " + gone + ", which does not exist\n"
 
 	for _, c := range []struct {
 		name   string
@@ -292,6 +295,9 @@ func TestBacktestCommandErrors(t *testing.T) {
 		{"rules missing", []string{"backtest", "-rules", missing, "-audit", f.trailA}, "taikit backtest: taicel: open " + missing + ": no such file or directory"},
 		{"rules do not compile", []string{"backtest", "-rules", broken, "-audit", f.trailA}, `taikit backtest: ` + broken + `: taicel: rule "blacklist"`},
 		{"trail missing", append(base, "-audit", missing), "open " + missing + ": no such file or directory"},
+		{"rules a dangling link", []string{"backtest", "-rules", dangling, "-audit", f.trailA}, isDangling},
+		{"trail a dangling link", append(base, "-audit", dangling), isDangling},
+		{"labels a dangling link", append(base, "-labels", dangling), isDangling},
 		{"a trail twice", append(base, "-audit", f.trailB, "-audit", f.trailA), "-audit " + f.trailA + " is given twice: each trail is read once"},
 		{"a trail twice, through a link", append(base, "-audit", link), "-audit " + link + " is the file " + f.trailA + " given before: each trail is read once"},
 		{"trail torn", []string{"backtest", "-rules", f.cand, "-audit", torn}, "taikit backtest: taicel: backtest: " + torn + ":200: not an audit trail entry"},
@@ -369,7 +375,8 @@ func TestReadLabelsSkipsAByteOrderMark(t *testing.T) {
 // UTF-8 text: one saved as UTF-16 (PowerShell's "> labels.txt" writes
 // it) or a binary file given by mistake. Its IDs, read as bytes, match no
 // signal (the IDs of a trail are UTF-8), and every confirmed case would
-// count as a negative with nothing said but "not replayed".
+// count as a negative with nothing said but "not replayed". A line too
+// long for an ID (the IDs of a spreadsheet's row) is named by its number.
 func TestReadLabelsRefusesWhatIsNotUTF8(t *testing.T) {
 	utf16 := func(bom []byte, s string, le bool) []byte {
 		out := slices.Clone(bom)
@@ -390,6 +397,7 @@ func TestReadLabelsRefusesWhatIsNotUTF8(t *testing.T) {
 		{"UTF-16LE", utf16([]byte{0xff, 0xfe}, "pay-1\r\npay-2\r\n", true), "UTF-16"},
 		{"UTF-16BE", utf16([]byte{0xfe, 0xff}, "pay-1\npay-2\n", false), "UTF-16"},
 		{"binary", []byte("pay-1\n\x1f\x8b\x08\x00\xff\xc3pay\n"), "line 2: not UTF-8 text"},
+		{"one long line", []byte("pay-1\n" + strings.Repeat("pay-2,", 20000) + "\n"), "line 2: longer than 65536 bytes; give a file of signal IDs, one per line"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "labels.txt")
@@ -411,7 +419,7 @@ func TestBacktestRefusesEmptyFlagValues(t *testing.T) {
 	base := []string{"backtest", "-rules", f.cand, "-audit", f.trailA}
 	for _, c := range []struct {
 		flag, name string
-	}{{"-labels", "FILE"}, {"-amount", "EXPR"}, {"-kind", "KIND"}, {"-policy", "POLICY"}} {
+	}{{"-labels", "FILE"}, {"-amount", "EXPR"}, {"-kind", "KIND"}, {"-policy", "POLICY"}, {"-rules", "FILE"}, {"-audit", "FILE"}} {
 		t.Run(c.flag, func(t *testing.T) {
 			code, stdout, stderr := runCLI(append(slices.Clone(base), c.flag, "")...)
 			assert.Equal(t, 2, code)

@@ -14,11 +14,12 @@
 // one, even if it begins with '-'.
 //
 // Every command prints its own help with -h, for example
-// "taikit audit verify -h". The exit status is 0 on success, 1 when the
-// command ran and found a problem (an audit trail that does not verify, a
-// rule file that changes decisions), and 2 when it was called wrongly (an
-// unknown command, a bad flag), could not write its result (or the help
-// asked for) or, for backtest, could not run.
+// "taikit audit verify -h" (or "taikit help audit verify"). The exit
+// status is 0 on success, 1 when the command ran and found a problem (an
+// audit trail that does not verify, a rule file that changes decisions),
+// and 2 when it was called wrongly (an unknown command, a bad flag), could
+// not write its result (or the help asked for) or, for backtest, could not
+// run.
 //
 // In a clone of the repository, run it with "go run ./cmd/taikit" or
 // install it with "go install ./cmd/taikit". Its go.mod points at the
@@ -31,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -96,8 +98,10 @@ func (c *command) run(parent string, args []string, stdout, stderr io.Writer) in
 		c.groupHelp(stderr, path)
 		return exitUsage
 	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	if isHelp(args[0]) {
+		if len(args) > 1 && !isHelp(args[1]) { // "help audit verify": the help of that command
+			return c.run(parent, append(slices.Clone(args[1:]), "-h"), stdout, stderr)
+		}
 		return helpWritten(stderr, path, c.groupHelp(stdout, path))
 	}
 	for _, sub := range c.subs {
@@ -108,6 +112,15 @@ func (c *command) run(parent string, args []string, stdout, stderr io.Writer) in
 	fmt.Fprintf(stderr, "%s: unknown command %q\n\n", path, args[0])
 	c.groupHelp(stderr, path)
 	return exitUsage
+}
+
+// isHelp reports whether arg asks a group for its help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
 }
 
 // groupHelp writes the help of a group to w, and returns the first error
@@ -230,24 +243,48 @@ func emptyFlag(fs *flag.FlagSet, names ...string) error {
 // distinctFiles returns an error naming a file of paths given twice, by
 // the same name or another (a link), with prefix before its name: it
 // would be read twice. A file that cannot be read is left to the command
-// to report.
+// to report. Each file is compared only with the files before it of the
+// same fileID, so that the many files of a rotated trail (PATH*) are
+// not compared pair by pair.
 func distinctFiles(prefix string, paths []string) error {
-	seen := make([]os.FileInfo, len(paths))
+	seen := make(map[any][]int, len(paths)) // by fileID, the paths' indexes
+	infos := make([]os.FileInfo, len(paths))
 	for i, path := range paths {
 		fi, err := os.Stat(path)
 		if err != nil {
 			continue
 		}
-		for j, other := range seen[:i] {
+		id := fileID(fi)
+		for _, j := range seen[id] {
 			switch {
-			case other == nil || !os.SameFile(fi, other):
+			case !sameFile(fi, infos[j]):
 			case paths[j] == path:
 				return fmt.Errorf("%s%s is given twice: each trail is read once", prefix, path)
 			default:
 				return fmt.Errorf("%s%s is the file %s given before: each trail is read once", prefix, path, paths[j])
 			}
 		}
-		seen[i] = fi
+		infos[i] = fi
+		seen[id] = append(seen[id], i)
 	}
 	return nil
+}
+
+// sameFile is os.SameFile; tests count its calls.
+var sameFile = os.SameFile
+
+// explainDanglingLink returns err, saying so when the file it names (its
+// *fs.PathError's) does not exist and is a symbolic link, whose target
+// does not exist: the error alone says that a file listed in its
+// directory does not exist.
+func explainDanglingLink(err error) error {
+	var pe *fs.PathError
+	if !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &pe) {
+		return err
+	}
+	target, lerr := os.Readlink(pe.Path)
+	if lerr != nil {
+		return err
+	}
+	return fmt.Errorf("%w: it is a symbolic link to %s, which does not exist", err, target)
 }
