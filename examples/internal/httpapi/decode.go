@@ -409,7 +409,12 @@ func checkScalar(tok json.Token, t reflect.Type, path string) error {
 	var got string
 	switch v := tok.(type) {
 	case string:
-		if t.Kind() == reflect.String { // a json.Number's too, checked as it is decoded
+		if t == numberType && !isNumber(v) {
+			// encoding/json takes a number in a string, and refuses
+			// anything else without naming the field.
+			return Invalid(path, "%s must be a number, not %q", orBody(path), Clip(v, 64))
+		}
+		if t.Kind() == reflect.String {
 			return nil
 		}
 		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
@@ -655,11 +660,17 @@ func checkQuoted(tok json.Token, t reflect.Type, path string) error {
 			return nil
 		}
 	default:
-		if s != "" && (s[0] == '-' || '0' <= s[0] && s[0] <= '9') && strings.TrimSpace(s) == s && json.Valid([]byte(s)) {
+		if isNumber(s) {
 			return checkNumber(s, t, path)
 		}
 	}
 	return Invalid(path, "%s must be %s inside a JSON string, as its field is tagged \",string\", not %q", path, kindName(t), Clip(s, 64))
+}
+
+// isNumber reports whether s is a JSON number, as it is written: no white
+// space around it.
+func isNumber(s string) bool {
+	return s != "" && (s[0] == '-' || '0' <= s[0] && s[0] <= '9') && strings.TrimSpace(s) == s && json.Valid([]byte(s))
 }
 
 // decodeError turns an encoding/json error into a 400 naming the field.

@@ -68,12 +68,19 @@ func WriteRaw(w http.ResponseWriter, status int, body []byte) {
 }
 
 // WriteError writes err in the error schema. An *Error (found with
-// errors.As) is written as it is; anything else is a 500 that says only
-// "internal error", so internals never reach a client.
+// errors.As) is written as it is, with its Status when that is an error's
+// (4xx or 5xx) and 500 otherwise (an Error made without one); anything
+// else, a nil *Error too, is a 500 that says only "internal error", so
+// internals never reach a client.
 func WriteError(w http.ResponseWriter, err error) {
 	var e *Error
-	if !errors.As(err, &e) {
+	if !errors.As(err, &e) || e == nil {
 		e = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	}
+	if e.Status < 400 || e.Status > 599 {
+		fixed := *e
+		fixed.Status = http.StatusInternalServerError
+		e = &fixed
 	}
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(e.RetryAfter)))

@@ -758,3 +758,38 @@ func TestDecodeEmbeddedFieldsAsEncodingJSON(t *testing.T) {
 	err = Decode([]byte(`{"B":1}`), &mutualA{})
 	assert.Error(t, err, "encoding/json cannot set a field through a nil pointer to an unexported type")
 }
+
+// An Error made without a status, or with one that is no error's, is
+// written as a 500, and a nil *Error as an internal error: net/http
+// panicked on a status it cannot send (0), and the nil pointer was read,
+// so the client got no answer; a 1xx or 2xx told it the request had
+// succeeded.
+func TestWriteErrorWithoutAStatus(t *testing.T) {
+	for _, status := range []int{0, -1, 99, 100, 200, 304, 600, 1000} {
+		rec := httptest.NewRecorder()
+		require.NotPanics(t, func() { WriteError(rec, &Error{Status: status, Code: "teapot", Message: "no status"}) })
+		assert.Equal(t, http.StatusInternalServerError, rec.Code, status)
+		assert.JSONEq(t, `{"error":{"code":"teapot","message":"no status"}}`, rec.Body.String(), status)
+	}
+	rec := httptest.NewRecorder()
+	require.NotPanics(t, func() { WriteError(rec, (*Error)(nil)) })
+	assert.Equal(t, http.StatusInternalServerError, rec.Code)
+	assert.JSONEq(t, `{"error":{"code":"internal","message":"internal error"}}`, rec.Body.String())
+}
+
+// A json.Number field given a string that is not a number is a 400 that
+// names the field: it was encoding/json's own message, naming none.
+func TestDecodeNumberFieldFromAString(t *testing.T) {
+	for _, in := range []string{`{"raw":"abc"}`, `{"raw":""}`, `{"raw":" 1"}`, `{"raw":"01"}`, `{"raw":"1e"}`} {
+		var r request
+		err := Decode([]byte(in), &r)
+		var e *Error
+		require.ErrorAs(t, err, &e, in)
+		assert.Equal(t, "raw", e.Field, in)
+		assert.Equal(t, http.StatusBadRequest, e.Status, in)
+		assert.Contains(t, e.Message, "raw must be a number", in)
+	}
+	var r request
+	require.NoError(t, Decode([]byte(`{"raw":"-1.5e3"}`), &r))
+	assert.Equal(t, json.Number("-1.5e3"), r.Raw)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -102,14 +103,16 @@ func endpointURL(endpoint string) (string, error) {
 // TraceHTTP opens a server span per request with otelhttp (the current
 // HTTP semantic conventions), joined to the caller's trace when the request
 // carries a traceparent header, except for the requests skip reports
-// (scrapes, probes, event streams). Spans are named by mux's route, as the
-// conventions say ("GET /payment/{id}", with http.route), or by method
-// alone for a path no route serves: never by a path a client chose. A
-// method other than the nine of RFC 9110 and RFC 5789 (GET, POST, ...,
-// PATCH), in upper case, is named HTTP ("HTTP /payment/{id}"), as the
-// conventions say: a client may send any word as the method, and a name of
-// its choosing per span would fill a tracing backend with names.
-// otelhttp's metrics go nowhere: the services export their own.
+// (scrapes, probes, event streams); a nil skip traces every request. Spans
+// are named by mux's route, as the conventions say ("GET /payment/{id}",
+// with http.route), or by method alone for a path no route serves: never
+// by a path a client chose. A request mux redirects to its path with a
+// slash added is named by the route of that path. A method other than the
+// nine of RFC 9110 and RFC 5789 (GET, POST, ..., PATCH), in upper case, is
+// named HTTP ("HTTP /payment/{id}"), as the conventions say: a client may
+// send any word as the method, and a name of its choosing per span would
+// fill a tracing backend with names. otelhttp's metrics go nowhere: the
+// services export their own.
 func TraceHTTP(mux *http.ServeMux, next http.Handler, tp trace.TracerProvider, prop propagation.TextMapPropagator, skip func(*http.Request) bool) http.Handler {
 	routed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if route := routeOf(mux, r); route != "" {
@@ -121,7 +124,7 @@ func TraceHTTP(mux *http.ServeMux, next http.Handler, tp trace.TracerProvider, p
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithPropagators(prop),
 		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
-		otelhttp.WithFilter(func(r *http.Request) bool { return !skip(r) }),
+		otelhttp.WithFilter(func(r *http.Request) bool { return skip == nil || !skip(r) }),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 			method := spanMethod(r.Method)
 			if route := routeOf(mux, r); route != "" {
@@ -144,10 +147,42 @@ func spanMethod(method string) string {
 }
 
 // routeOf is the route of mux that serves r ("/payment/{id}"), or "".
+// For a request mux redirects to its path with a slash added, it is the
+// route of that path: mux gives a CONNECT request the path itself as the
+// pattern, a path the client chose.
 func routeOf(mux *http.ServeMux, r *http.Request) string {
 	_, pattern := mux.Handler(r)
+	if p := r.URL.Path; pattern != "" && !strings.HasSuffix(p, "/") && isSlashed(pattern, cleanPath(p)) {
+		u := *r.URL
+		u.Path, u.RawPath = pattern, ""
+		redirected := r.WithContext(r.Context()) // a shallow copy
+		redirected.URL = &u
+		_, pattern = mux.Handler(redirected)
+	}
 	if _, route, found := strings.Cut(pattern, " "); found {
 		return route
 	}
 	return pattern
+}
+
+// isSlashed reports whether pattern is p with a slash added, without
+// building that string on every request.
+func isSlashed(pattern, p string) bool {
+	return len(pattern) == len(p)+1 && strings.HasPrefix(pattern, p) && pattern[len(p)] == '/'
+}
+
+// cleanPath is p as http.ServeMux cleans a path: rooted, without "." and
+// ".." elements or repeated slashes, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }

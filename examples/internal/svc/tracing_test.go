@@ -147,3 +147,51 @@ func TestTracerProviderHostPortEndpoint(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, "/v1/traces", <-got)
 }
+
+// A request the mux redirects to its path with a slash added is named by
+// the route of that path: for a CONNECT request the mux names the path it
+// redirects to as the pattern, a path the client chose, and the span was
+// named by it (and its http.route was that path).
+func TestTraceHTTPNamesNoSpanByARedirectedPath(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/files/{name}/", func(w http.ResponseWriter, r *http.Request) {})
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	h := svc.TraceHTTP(mux, mux, tp, propagation.TraceContext{}, func(*http.Request) bool { return false })
+
+	for _, c := range []struct{ method, path, want string }{
+		{"CONNECT", "/files/chosen-by-the-client", "CONNECT /files/{name}/"},
+		{"GET", "/files/chosen-by-the-client", "GET /files/{name}/"},
+		{"CONNECT", "/files/f/x", "CONNECT /files/{name}/"},
+		{"CONNECT", "/files/a%2Fchosen", "CONNECT /files/{name}/"},
+		{"CONNECT", "/files/..//chosen", "CONNECT /files/{name}/"},
+	} {
+		rec.Reset()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, c.path, nil))
+		spans := rec.Ended()
+		require.Len(t, spans, 1, c.method+" "+c.path)
+		assert.Equal(t, c.want, spans[0].Name(), c.method+" "+c.path)
+		for _, a := range spans[0].Attributes() {
+			if a.Key == "http.route" {
+				assert.NotContains(t, a.Value.AsString(), "chosen", c.method+" "+c.path)
+			}
+		}
+	}
+}
+
+// A nil skip traces every request, as a nil Sampler records every trace;
+// it made every request panic.
+func TestTraceHTTPNilSkipTracesAll(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	h := svc.TraceHTTP(mux, mux, tp, propagation.TraceContext{}, nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/x", nil))
+	assert.Equal(t, http.StatusOK, w.Code)
+	require.Len(t, rec.Ended(), 1)
+	assert.Equal(t, "GET /x", rec.Ended()[0].Name())
+}
