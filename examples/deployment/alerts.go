@@ -165,17 +165,23 @@ func (s *Service) startAlerts(ctx context.Context) error {
 			if s.andon.Cord().Who == cordFollower {
 				return // the board shows a pull stored already
 			}
-			if _, err := s.setCord(ctx, Cord{Stopped: true, Reason: "andon board: " + a.Annotations["summary"], At: time.Now().UTC()}); err != nil {
+			c := Cord{Stopped: true, Reason: "andon board: " + a.Annotations["summary"], At: time.Now().UTC()}
+			if _, err := s.setCord(ctx, c); err != nil {
 				s.log.Error("cord not stored", "err", err)
+				return
 			}
+			s.auditCord(ctx, "stop", c.Reason, c.At)
 		},
 		OnResolve: func(ctx context.Context, _ andon.Alert) {
 			if s.boardReset.CompareAndSwap(true, false) {
 				return // the board shows a release stored already
 			}
-			if _, err := s.setCord(ctx, Cord{At: time.Now().UTC()}); err != nil {
+			c := Cord{At: time.Now().UTC()}
+			if _, err := s.setCord(ctx, c); err != nil {
 				s.log.Error("cord not stored", "err", err)
+				return
 			}
+			s.auditCord(ctx, "start", "andon board reset", c.At)
 		},
 	}
 	var err error

@@ -10,7 +10,10 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
 	"github.com/taipattern/taikit/examples/deployment/internal/catalog"
@@ -337,8 +340,38 @@ func (r *DeployRequest) validate() (regions []string, strategy string, err error
 		if len(v) > 256 {
 			return nil, "", httpapi.Invalid("metadata", "metadata %q is %d bytes; at most 256", k, len(v))
 		}
+		if hasControl(v) {
+			return nil, "", httpapi.Invalid("metadata", "metadata %q holds a control character, a bidi override or a line separator", k)
+		}
 	}
 	return regions, strategy, nil
+}
+
+// hasControl reports whether s, text a person gave (a reason, a metadata
+// value), holds a control character (C0, DEL, C1: a tab, a new line, an
+// escape), a character that changes how the text around it is laid out
+// (a bidi embedding, override or isolate, which shows "abort\u202etxt.exe"
+// as "abortexe.txt"; a line or paragraph separator), or is not valid
+// UTF-8. Such text goes into the logs, the audit trail, the deployment
+// and the board, which refuses it for its own cord alike.
+func hasControl(s string) bool {
+	return !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) ||
+			r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069' || // bidi embeddings, overrides, isolates
+			r == '\u2028' || r == '\u2029' // line and paragraph separators
+	})
+}
+
+// checkReason refuses the reason of a command or of the cord that is
+// longer than 512 bytes or holds what hasControl reports.
+func checkReason(reason string) error {
+	if len(reason) > 512 {
+		return httpapi.Invalid("reason", "reason is %d bytes; at most 512", len(reason))
+	}
+	if hasControl(reason) {
+		return httpapi.Invalid("reason", "reason holds a control character, a bidi override or a line separator")
+	}
+	return nil
 }
 
 // thresholds are the service's thresholds with the request's overrides.

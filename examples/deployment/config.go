@@ -144,7 +144,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	svc.URLVar(fs, &c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint (a Jaeger or a collector); off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
 	host, _ := os.Hostname()
-	fs.StringVar(&c.Instance, "instance", env("INSTANCE", host), "this replica's name in logs and alerts (INSTANCE)")
+	fs.StringVar(&c.Instance, "instance", env("INSTANCE", host), "this replica's name in logs, alerts and its audit trail's file name: 1 to 200 letters, digits, '_', '-' or '.' (INSTANCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -243,8 +243,27 @@ func (c *Config) validate() error {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("-request-timeout %v must be positive", c.RequestTimeout))
 	}
+	if !validInstance(c.Instance) {
+		errs = append(errs, fmt.Errorf("-instance %q must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.', nor ending with one or holding \"..\" (it names the audit trail's file in -data-dir)", clip(c.Instance)))
+	}
 	errs = append(errs, svc.CheckLogLevel(c.LogLevel))
 	return errors.Join(errs...)
+}
+
+// validInstance reports whether name can name a replica: it is a part of
+// the audit trail's file name in the data dir (audit-<instance>.jsonl),
+// so a few safe characters, without a '/', and neither "." nor "..".
+func validInstance(name string) bool {
+	if name == "" || len(name) > 200 || name[0] == '.' || name[len(name)-1] == '.' || strings.Contains(name, "..") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // maxInterval bounds -health-interval. A sample covers at most five

@@ -83,6 +83,13 @@ func TestParseConfigRefusals(t *testing.T) {
 		// end comes first is named as such.
 		{[]string{"-freeze", "2026-12-24T00:00:00Z/2026-12-24T01:00:00+01:00"}, nil, `-freeze: window "2026-12-24T00:00:00Z/2026-12-24T01:00:00+01:00" is empty: it ends as it starts`},
 		{[]string{"-freeze", "2026-12-24T00:00:00Z/2026-12-23T00:00:00Z"}, nil, `-freeze: window "2026-12-24T00:00:00Z/2026-12-23T00:00:00Z" ends before it starts`},
+		// The replica's name names its audit trail's file in the data
+		// dir: one with a '/' put it elsewhere (../x: beside the data
+		// dir), and none at all made audit-.jsonl.
+		{[]string{"-instance", ""}, nil, `-instance "" must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.'`},
+		{[]string{"-instance", "eu/1"}, nil, `-instance "eu/1" must be 1 to 200 letters, digits, '_', '-' or '.'`},
+		{[]string{"-instance", "../x"}, nil, `-instance "../x" must be 1 to 200 letters, digits, '_', '-' or '.'`},
+		{nil, map[string]string{"INSTANCE": "a b"}, `-instance "a b" must be 1 to 200 letters, digits, '_', '-' or '.'`},
 	} {
 		_, err := parseConfig(append([]string{"-data-dir", t.TempDir()}, tc.args...), func(k string) string { return tc.env[k] })
 		require.Error(t, err, "%v %v", tc.args, tc.env)

@@ -68,6 +68,13 @@ func TestJobDeliveredPastItsAttempts(t *testing.T) {
 	_, err = a.store.Update(t.Context(), got, rev)
 	require.NoError(t, err)
 	opts := a.queueOptions()
+	// The durable the deliveries below are taken from is made by the
+	// replica's consumer, which starts after the service does: a replica
+	// stopped before would leave none.
+	require.Eventually(t, func() bool {
+		_, err := a.js.Consumer(t.Context(), queueStream, opts.Durable)
+		return err == nil
+	}, 10*time.Second, 5*time.Millisecond, "the replica's consumer never made its durable")
 	a.shutdown()
 
 	// Its job, delivered ten times and never settled.

@@ -528,8 +528,8 @@ func (s *Service) command(action string) http.HandlerFunc {
 				return
 			}
 		}
-		if len(body.Reason) > 512 {
-			httpapi.WriteError(w, httpapi.Invalid("reason", "reason is %d bytes; at most 512", len(body.Reason)))
+		if err := checkReason(body.Reason); err != nil {
+			httpapi.WriteError(w, err)
 			return
 		}
 		d, ok := s.deployment(w, r)
@@ -679,8 +679,8 @@ func (s *Service) handleCord(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, httpapi.Invalid("action", "action %q is not stop or start", clip(body.Action)))
 		return
 	}
-	if len(c.Reason) > 512 {
-		httpapi.WriteError(w, httpapi.Invalid("reason", "reason is %d bytes; at most 512", len(c.Reason)))
+	if err := checkReason(c.Reason); err != nil {
+		httpapi.WriteError(w, err)
 		return
 	}
 	// The answer is the state in force: a pull while the cord is pulled
@@ -690,11 +690,18 @@ func (s *Service) handleCord(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
-	s.audit.Observe(r.Context(), tai.Record{
-		ID: tai.NewID(), Kind: "deployment.cord", Key: "cord", Outcome: tai.Succeeded,
-		Decision: tai.Decision{Verdict: tai.Allow, Policy: "operator", Reason: body.Action + ": " + c.Reason}, Start: c.At,
-	})
+	s.auditCord(r.Context(), body.Action, c.Reason, c.At)
 	httpapi.WriteJSON(w, http.StatusOK, inForce)
+}
+
+// auditCord writes a pull (action stop) or a release (start) of the cord
+// to the audit trail, with its reason: one made with POST /andon/cord, or
+// on the board (see startAlerts).
+func (s *Service) auditCord(ctx context.Context, action, reason string, at time.Time) {
+	s.audit.Observe(ctx, tai.Record{
+		ID: tai.NewID(), Kind: "deployment.cord", Key: "cord", Outcome: tai.Succeeded,
+		Decision: tai.Decision{Verdict: tai.Allow, Policy: "operator", Reason: action + ": " + reason}, Start: at,
+	})
 }
 
 // Kaizen is the body of GET /kaizen: the reference's fields, over every

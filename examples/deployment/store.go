@@ -515,18 +515,19 @@ func (s *Store) Aborting(ctx context.Context, id string) (bool, error) {
 }
 
 // watchKeys calls fn with every value put under keys matching filter in
-// kv, those there now first, until ctx ends. It runs on its own goroutine.
-func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(key string, value []byte, rev uint64)) error {
+// kv, those there now first (unless opts hold jetstream.UpdatesOnly),
+// until ctx ends. It runs on its own goroutine.
+func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(key string, value []byte, rev uint64), opts ...jetstream.WatchOpt) error {
 	return watchEntries(ctx, kv, filter, func(e jetstream.KeyValueEntry) {
 		if e.Operation() == jetstream.KeyValuePut {
 			fn(e.Key(), e.Value(), e.Revision())
 		}
-	})
+	}, opts...)
 }
 
 // watchEntries is watchKeys with deletes and purges as well.
-func watchEntries(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry)) error {
-	w, err := kv.Watch(ctx, filter)
+func watchEntries(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry), opts ...jetstream.WatchOpt) error {
+	w, err := kv.Watch(ctx, filter, opts...)
 	if err != nil {
 		return err
 	}
@@ -552,7 +553,9 @@ func watchEntries(ctx context.Context, kv jetstream.KeyValue, filter string, fn 
 // WatchDeployments calls fn with every stored state of every deployment
 // that want(id) asks for, from now on, until ctx ends: one watcher per
 // process serves every request waiting for a deployment's end, and only
-// the states someone waits for are decoded.
+// the states someone waits for are decoded. The records stored before it
+// starts are not read: a request waits for the states stored after it
+// began to wait, and the bucket holds a month of deployments.
 func (s *Store) WatchDeployments(ctx context.Context, want func(id string) bool, fn func(*Deployment)) error {
 	return watchKeys(ctx, s.deployments, ">", func(id string, v []byte, _ uint64) {
 		if !want(id) {
@@ -562,7 +565,7 @@ func (s *Store) WatchDeployments(ctx context.Context, want func(id string) bool,
 		if json.Unmarshal(v, &d) == nil {
 			fn(&d)
 		}
-	})
+	}, jetstream.UpdatesOnly())
 }
 
 // WatchStable calls fn with every service.region → version recorded, those
