@@ -420,12 +420,18 @@ type keyClaim struct {
 // (commit) before it returns the answer. claim is the request's
 // Idempotency-Key claim, with which a retry is safe; nil without a key.
 func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.Time, claim *keyClaim) payOutcome {
+	extra := p.extraBytes()  // what its metadata adds to its record
 	s.levels.inflight.Add(1) // until its record is stored, or is not to be
-	defer s.levels.inflight.Add(-1)
+	s.levels.inflightBytes.Add(extra)
+	defer func() {
+		s.levels.inflight.Add(-1)
+		s.levels.inflightBytes.Add(-extra)
+	}()
 	sig := tai.Signal[Payment]{ID: txnID, Kind: "payment", Key: p.CustomerID, Time: start, Payload: p}
 	var sent gatewayCall
 	var hold spendHold
 	pctx := context.WithValue(context.WithValue(ctx, gatewayCallKey{}, &sent), spendHoldKey{}, &hold)
+	pctx = context.WithValue(pctx, paymentBytesKey{}, extra)
 	res, err := s.pipeline.Process(pctx, sig)
 	// The payment's audit line is written before its answer goes out: a
 	// process killed after answering keeps it (written, if not synced;
@@ -595,11 +601,14 @@ func (s *Service) commitLater(p Payment, txnID string, sp storedPayment, claim *
 		return
 	}
 	s.pendingGauge.Inc()
+	extra := p.extraBytes()
 	s.levels.inflight.Add(1) // its record still needs its place in the stores
+	s.levels.inflightBytes.Add(extra)
 	s.committing.Store(txnID, struct{}{})
 	go func() {
 		defer s.pending.end()
 		defer s.pendingGauge.Dec()
+		defer s.levels.inflightBytes.Add(-extra)
 		defer s.levels.inflight.Add(-1)
 		defer s.committing.Delete(txnID)
 		var held IdemEntry

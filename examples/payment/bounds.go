@@ -50,10 +50,14 @@ func (e *StoreFullError) RetryAfter() time.Duration { return 30 * time.Second }
 type boundedStore struct{ name, stream string }
 
 // storeLevels keeps how full the JetStream stores a payment writes are,
-// read from the server about once a second (ten times as often near the
-// limit), and counts what this process admitted since: a payment is
-// admitted only while every store would still hold it with all the
-// payments admitted before it, so those already charged always fit.
+// read from the server at the start, before the first payment, then about
+// once a second (ten times as often near the limit), and counts what this
+// process admitted since: a payment is admitted only while every store
+// would still hold it with all the payments admitted before it, so those
+// already charged always fit. A
+// payment is taken at the store's usual payment (storeLevel.each) and,
+// beyond it, at its metadata's bytes (Payment.extraBytes), which can make
+// it a hundred times larger than the usual one.
 //
 // The count is this process's: replicas sharing the stores see each
 // other's payments at their next read, so with several the limit can be
@@ -69,18 +73,25 @@ type storeLevels struct {
 	read    atomic.Pointer[levelsRead]
 	// admitted counts the payments admitted since the last read; inflight
 	// the payments between their start and their record's commit, which a
-	// read does not see yet.
-	admitted, inflight atomic.Int64
+	// read does not see yet. admittedBytes and inflightBytes are their
+	// bytes beyond the usual payment's (Payment.extraBytes).
+	admitted, inflight           atomic.Int64
+	admittedBytes, inflightBytes atomic.Int64
+	// admitMu makes an admission's check and its count one step, and a
+	// refresh's read of the counts a consistent pair.
+	admitMu sync.Mutex
 
 	bytes, limit *prometheus.GaugeVec
 	refused      *prometheus.CounterVec
 }
 
 // levelsRead is one read of the stores: each one's bytes, limit and the
-// bytes a payment adds to it, and the payments then in flight.
+// bytes a payment adds to it, and the payments then in flight, with
+// their bytes beyond the usual payment's.
 type levelsRead struct {
-	stores   []storeLevel
-	inflight int64
+	stores        []storeLevel
+	inflight      int64
+	inflightBytes int64
 }
 
 // level returns the level of the store named name at this read, if it
@@ -119,9 +130,9 @@ const minPaymentBytes = 1 << 10
 func headroom(maxBytes int64) int64 { return max(maxBytes/50, 64<<10) }
 
 // full reports whether a store of this level could not take n more
-// payments.
-func (s storeLevel) full(n int64) bool {
-	return s.limit > 0 && s.used+n*s.each >= s.limit-headroom(s.limit) ||
+// payments, holding extra bytes beyond their usual size.
+func (s storeLevel) full(n, extra int64) bool {
+	return s.limit > 0 && s.used+n*s.each+extra >= s.limit-headroom(s.limit) ||
 		s.maxMsgs > 0 && s.msgs+n >= s.maxMsgs-msgHeadroom(s.maxMsgs)
 }
 
@@ -129,10 +140,11 @@ func (s storeLevel) full(n int64) bool {
 // the cap, at least one message (the queue's own keeper takes one).
 func msgHeadroom(maxMsgs int64) int64 { return max(maxMsgs/50, 1) }
 
-// nearFull reports whether n more payments would take a store of this
-// level within a tenth of its limit.
-func (s storeLevel) nearFull(n int64) bool {
-	return s.limit > 0 && s.used+n*s.each >= s.limit-s.limit/10 ||
+// nearFull reports whether n more payments, holding extra bytes beyond
+// their usual size, would take a store of this level within a tenth of
+// its limit.
+func (s storeLevel) nearFull(n, extra int64) bool {
+	return s.limit > 0 && s.used+n*s.each+extra >= s.limit-s.limit/10 ||
 		s.maxMsgs > 0 && s.msgs+n >= s.maxMsgs-s.maxMsgs/10
 }
 
@@ -142,9 +154,11 @@ func (l *storeLevels) refresh(ctx context.Context) error {
 	defer l.mu.Unlock()
 	// Read the counts first: a payment admitted or stored while the stores
 	// are read is counted twice rather than not at all.
-	admitted, inflight := l.admitted.Load(), l.inflight.Load()
+	l.admitMu.Lock()
+	admitted, admittedBytes := l.admitted.Load(), l.admittedBytes.Load()
+	l.admitMu.Unlock()
+	read := &levelsRead{inflight: l.inflight.Load(), inflightBytes: l.inflightBytes.Load()}
 	prev := l.read.Load()
-	read := &levelsRead{inflight: inflight}
 	var errs []error
 	unread := func(st boundedStore, err error) {
 		errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
@@ -157,11 +171,12 @@ func (l *storeLevels) refresh(ctx context.Context) error {
 		// kept; those admitted after it, at the refresh after each
 		// was admitted.
 		if lv, ok := prev.level(st.name); ok {
-			n := admitted
+			n, extra := admitted, admittedBytes
 			if !lv.kept {
 				n += prev.inflight
+				extra += prev.inflightBytes
 			}
-			lv.used += n * lv.each
+			lv.used += n*lv.each + extra
 			lv.msgs += n
 			lv.kept = true
 			read.stores = append(read.stores, lv)
@@ -190,14 +205,17 @@ func (l *storeLevels) refresh(ctx context.Context) error {
 	}
 	l.read.Store(read)
 	l.admitted.Add(-admitted)
+	l.admittedBytes.Add(-admittedBytes)
 	l.checked.Store(time.Now().UnixNano())
 	return errors.Join(errs...)
 }
 
 // admit takes a place for one payment in every store, or names a store too
-// full to take it. It refreshes the levels when they are older than the
-// interval, or a tenth of it when a store is near its limit; a request
-// that finds another refreshing uses the levels as they are.
+// full to take it: the payment of ctx (paymentBytesKey), at the usual
+// payment's size and its own bytes beyond it. It refreshes the levels
+// when they are older than the interval, or a tenth of it when a store is
+// near its limit; a request that finds another refreshing uses the levels
+// as they are.
 func (l *storeLevels) admit(ctx context.Context) string {
 	every := int64(l.interval)
 	if l.nearFull() {
@@ -213,18 +231,24 @@ func (l *storeLevels) admit(ctx context.Context) string {
 	if read == nil {
 		return ""
 	}
-	for {
-		n := l.admitted.Load()
-		for _, st := range read.stores {
-			if st.full(read.inflight + n + 1) {
-				return st.name
-			}
-		}
-		if l.admitted.CompareAndSwap(n, n+1) {
-			return ""
+	own, _ := ctx.Value(paymentBytesKey{}).(int64)
+	l.admitMu.Lock()
+	defer l.admitMu.Unlock()
+	n, extra := l.admitted.Load(), l.admittedBytes.Load()
+	for _, st := range read.stores {
+		if st.full(read.inflight+n+1, read.inflightBytes+extra+own) {
+			return st.name
 		}
 	}
+	l.admitted.Add(1)
+	l.admittedBytes.Add(own)
+	return ""
 }
+
+// paymentBytesKey is the context key of a payment's bytes beyond the
+// usual payment's (Payment.extraBytes), which the storage gate takes it
+// at.
+type paymentBytesKey struct{}
 
 // nearFull reports whether a store, at the last read, was within a tenth
 // of its limit.
@@ -234,7 +258,7 @@ func (l *storeLevels) nearFull() bool {
 		return false
 	}
 	for _, st := range read.stores {
-		if st.nearFull(read.inflight + l.admitted.Load()) {
+		if st.nearFull(read.inflight+l.admitted.Load(), read.inflightBytes+l.admittedBytes.Load()) {
 			return true
 		}
 	}

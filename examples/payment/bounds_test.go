@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kanban"
 	"github.com/taipattern/taikit/tai"
 )
@@ -401,4 +402,80 @@ func confirmationsFullOfMessages(t *testing.T) (ts *testService, calls int64) {
 	}
 	require.NoError(t, ts.levels.refresh(context.Background()))
 	return ts, calls
+}
+
+// A payment is taken by the storage gate at its own size when its
+// metadata makes it larger than the stores' usual payment: one the
+// payments store could not hold is refused before the gateway, not
+// charged and then refused by the store (500 outcome_pending, retried in
+// the background until the store has room).
+func TestLargePaymentRefusedBeforeChargingWhenItWouldNotFit(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PaymentsMaxBytes = 1 << 20
+	ts := startService(t, cfg)
+	ctx := context.Background()
+	// Fill the store with small payments to within 40 KiB of where the
+	// gate refuses: the usual payment still fits.
+	filler, _ := json.Marshal(PaymentResponse{Status: StatusSuccess, Reasons: []string{strings.Repeat("x", 1<<10)}})
+	for {
+		require.NoError(t, ts.levels.refresh(ctx))
+		lv, ok := ts.levels.read.Load().level("payments")
+		require.True(t, ok)
+		if lv.used >= lv.limit-headroom(lv.limit)-40<<10 {
+			break
+		}
+		_, err := ts.records.Create(ctx, "txn_"+tai.NewID(), storedPayment{Code: 200, Status: StatusSuccess, Response: filler})
+		require.NoError(t, err)
+	}
+	calls := ts.gateway.Calls()
+
+	// 50 keys of 40 bytes, values of 500 bytes, each '<' of them 6 bytes
+	// as JSON (\u003c): a record of about 150 KiB, more than the store
+	// has left.
+	metadata := map[string]string{}
+	for i := range maxMetadataKeys {
+		metadata[fmt.Sprintf("%040d", i)] = strings.Repeat("<", maxMetadataValue)
+	}
+	r := ts.pay(t, "large", 1, map[string]any{"metadata": metadata}, "Idempotency-Key", "large")
+	require.Equal(t, http.StatusServiceUnavailable, r.Code, string(r.Raw))
+	assert.Equal(t, "store_full", r.errField("code"))
+	assert.Equal(t, calls, ts.gateway.Calls(), "refused before the gateway")
+	assert.Zero(t, testutil.ToFloat64(ts.pendingGauge), "no charge is waiting for room")
+
+	// A payment of the usual size still fits.
+	require.Equal(t, http.StatusOK, ts.pay(t, "small", 1, nil).Code)
+}
+
+// A replica started while the payments store is full refuses payments
+// from its first one: the stores are read before it serves, so that the
+// payments that arrive while the first read is still under way (a
+// refresh holding the levels) are not admitted unchecked, charged, and
+// then refused by the full store.
+func TestReplicaStartedOnAFullStoreRefusesItsFirstPayments(t *testing.T) {
+	natsSrv := startNATS(t, t.TempDir(), 0)
+	t.Cleanup(func() { stopNATS(t, natsSrv) })
+	replica := func(name string) *testService {
+		cfg := testConfig(t)
+		cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
+		cfg.Instance = name
+		cfg.PaymentsMaxBytes = 1 << 20
+		return startService(t, cfg)
+	}
+	a := replica("a")
+	ctx := context.Background()
+	for i := 0; ; i++ {
+		id := "txn_" + tai.NewID()
+		b, _ := json.Marshal(PaymentResponse{TransactionID: id, Status: StatusSuccess, Reasons: []string{strings.Repeat("x", 100<<10)}})
+		if _, err := a.records.Create(ctx, id, storedPayment{Code: 200, Status: StatusSuccess, Response: b}); err != nil {
+			require.ErrorIs(t, err, ErrStoreFull)
+			break
+		}
+		require.Less(t, i, 20, "the store never filled")
+	}
+
+	b := replica("b")
+	b.levels.mu.Lock() // a refresh under way, as when payments arrive at once
+	store := b.levels.admit(ctx)
+	b.levels.mu.Unlock()
+	assert.Equal(t, "payments", store, "the full store refuses the first payment")
 }

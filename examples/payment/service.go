@@ -205,6 +205,16 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.startConsumer(ctx); err != nil {
 		return nil, err
 	}
+	// The stores a payment writes are read once before the first payment:
+	// the payments that arrive while the first read is under way would be
+	// admitted unchecked otherwise, and a store that is full already found
+	// full only once they were charged. A store that cannot be read now is
+	// read at the storage gate's next turn.
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	if err := s.levels.refresh(rctx); err != nil {
+		s.log.Warn("stores' levels not read at start; read again at the storage gate's next turn", "err", err)
+	}
+	cancel()
 	if err := s.startAlerts(ctx, "http://"+svc.PublicHostPort(cfg.Addr)+"/andon/"); err != nil {
 		return nil, err
 	}
