@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -62,8 +63,11 @@ type ComposeFiles []string
 //     and every *_FILE variable under /run/secrets/ names a secret the
 //     service mounts;
 //   - a service given ALLOWED_HOSTS allows the host its health check asks;
-//   - a service with DATA_DIR mounts a volume there that no other service
-//     mounts, and services of one image have distinct INSTANCE names.
+//   - no service is given a token (API_TOKEN, ADMIN_TOKEN) in its
+//     environment, which docker inspect shows, rather than in a secret;
+//   - a service with DATA_DIR mounts a volume there (at it or above it),
+//     writable, that no other service mounts, and services of one image
+//     have distinct INSTANCE names.
 //
 // The error lists every problem found.
 func CheckCompose(p *types.Project, root string, made ComposeFiles) error {
@@ -139,16 +143,25 @@ func CheckCompose(p *types.Project, root string, made ComposeFiles) error {
 				pr.add("%s: %s=%s, but the service mounts no secret there", where, k, *v)
 			}
 		}
+		for _, k := range slices.Sorted(maps.Keys(plainTokens)) {
+			if env(k) != "" {
+				pr.add("%s: %s is set in plain text in its environment, which docker inspect shows: mount it as a secret and name the file with %s", where, k, plainTokens[k])
+			}
+		}
 		if dir := env("DATA_DIR"); dir != "" {
+			mount := dataMount(s.Volumes, path.Clean(dir))
 			vol := ""
-			for _, v := range s.Volumes {
-				if path.Clean(v.Target) == path.Clean(dir) {
-					vol = v.Type + ":" + v.Source
+			if mount != nil {
+				vol = mount.Type + ":" + mount.Source
+				if mount.Source == "" { // anonymous: the container's own
+					vol += name
 				}
 			}
 			switch other, taken := dataVolumes[vol]; {
 			case vol == "":
 				pr.add("%s: DATA_DIR %s is not a mounted volume: the data would go with the container (and a read-only one cannot write it)", where, dir)
+			case mount.ReadOnly:
+				pr.add("%s: DATA_DIR %s is on %s, mounted read-only: the service cannot write it", where, dir, vol)
 			case taken:
 				pr.add("%s: its DATA_DIR volume %s is %s's as well; each replica needs its own (the service locks it)", where, vol, other)
 			default:
@@ -191,6 +204,22 @@ func CheckCompose(p *types.Project, root string, made ComposeFiles) error {
 		}
 	}
 	return pr.err()
+}
+
+// dataMount returns the mount of volumes that holds dir, the deepest
+// when several do (as in the container), or nil.
+func dataMount(volumes []types.ServiceVolumeConfig, dir string) *types.ServiceVolumeConfig {
+	var best *types.ServiceVolumeConfig
+	for i, v := range volumes {
+		target := path.Clean(v.Target)
+		if dir != target && !strings.HasPrefix(dir, strings.TrimSuffix(target, "/")+"/") {
+			continue
+		}
+		if best == nil || len(target) > len(path.Clean(best.Target)) {
+			best = &volumes[i]
+		}
+	}
+	return best
 }
 
 func checkBuild(pr *problems, where, root string, b *types.BuildConfig) {

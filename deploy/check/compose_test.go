@@ -134,3 +134,61 @@ func TestCheckComposeFindsEachProblem(t *testing.T) {
 	// The healthy case, through the same path.
 	require.NoError(t, load(t, "    DEMO: \"true\"\n    LOG_LEVEL: info", "    DEMO: \"true\"\n    LOG_LEVEL: debug"))
 }
+
+// loadChanged loads deploy/compose.yaml with each replacement made once,
+// from a file beside it, and checks it.
+func loadChanged(t *testing.T, replace ...string) error {
+	t.Helper()
+	orig, err := os.ReadFile(deployPath(t, "compose.yaml"))
+	require.NoError(t, err)
+	src := string(orig)
+	for i := 0; i+1 < len(replace); i += 2 {
+		changed := strings.Replace(src, replace[i], replace[i+1], 1)
+		require.NotEqual(t, src, changed, "the case changes the file: %q", replace[i])
+		src = changed
+	}
+	f, err := os.CreateTemp(deployPath(t), "compose-test-*.yaml")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.Remove(f.Name()) })
+	_, err = f.WriteString(src)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	p, err := LoadCompose(context.Background(), f.Name())
+	require.NoError(t, err)
+	return CheckCompose(p, repoRoot(t), madeSecrets)
+}
+
+// TestCheckComposeDataDirAndTokens holds CheckCompose to where a service
+// writes its data and where it reads its tokens from: a DATA_DIR on a
+// volume mounted read-only cannot be written, and a token in the
+// environment shows in docker inspect; each replica's own anonymous
+// volume, or a volume mounted above DATA_DIR, holds the data dir.
+func TestCheckComposeDataDirAndTokens(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		replace []string
+		want    string
+	}{
+		{"a data dir on a read-only volume", []string{"volumes: [payment-1-data:/data]", `volumes: ["payment-1-data:/data:ro"]`}, "service payment-1: DATA_DIR /data is on volume:payment-1-data, mounted read-only"},
+		{"a token in the environment", []string{"    API_TOKEN_FILE: /run/secrets/payment_api_token\n", "    API_TOKEN: s3cr3t-t0ken-s3cr3t-t0ken\n"}, "service payment-1: API_TOKEN is set in plain text in its environment"},
+		{"an admin token in one replica's environment", []string{"      INSTANCE: deployment-2\n", "      INSTANCE: deployment-2\n      ADMIN_TOKEN: s3cr3t-t0ken-s3cr3t-t0ken\n"}, "service deployment-2: ADMIN_TOKEN is set in plain text in its environment"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := loadChanged(t, tc.replace...)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "s3cr3t", "the error shows no token")
+		})
+	}
+	for _, tc := range []struct {
+		name    string
+		replace []string
+	}{
+		{"an anonymous volume for each replica", []string{"volumes: [payment-1-data:/data]", "volumes: [/data]", "volumes: [payment-2-data:/data]", "volumes: [/data]"}},
+		{"a volume mounted above the data dir", []string{"    DATA_DIR: /data\n    LOG_LEVEL: info\n  secrets: [payment", "    DATA_DIR: /data/payment\n    LOG_LEVEL: info\n  secrets: [payment"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.NoError(t, loadChanged(t, tc.replace...))
+		})
+	}
+}

@@ -527,7 +527,8 @@ func (d *Dockerfile) checkFinal(p *problems, s *stageState, st Stage) {
 	}
 	if user == nil {
 		p.add("%s: the final stage sets no USER: the container would run as the base image's user", d.Name)
-	} else if u, _, _ := strings.Cut(user.Args[0], ":"); u == "0" || u == "root" {
+	} else if u, _, _ := strings.Cut(user.Args[0], ":"); u == "root" || strings.Trim(u, "0") == "" && u != "" {
+		// A user ID of zeros (0, 00) is root's.
 		p.add("%s: the final stage runs as root (USER %s)", where(*user), user.Args[0])
 	}
 	start := entry

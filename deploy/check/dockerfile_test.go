@@ -114,6 +114,7 @@ func TestDockerfileCheckFindsEachProblem(t *testing.T) {
 		{"a healthcheck of a missing binary", `CMD ["/bin/probe"`, `CMD ["/bin/curl"`, "HEALTHCHECK runs /bin/curl"},
 		{"no healthcheck", "HEALTHCHECK --interval=10s CMD", "LABEL x=", "no HEALTHCHECK in the final stage"},
 		{"root", "USER 65532:65532", "USER root", "runs as root"},
+		{"root by a number with leading zeros", "USER 65532:65532", "USER 00:65532", "runs as root (USER 00:65532)"},
 		{"no user", "USER 65532:65532\n", "", "sets no USER"},
 		{"a RUN in the final stage", "USER 65532:65532", "RUN mkdir /x\nUSER 65532:65532", "RUN in the final stage"},
 		{"no entrypoint", `ENTRYPOINT ["/payment"]`, "", "has no ENTRYPOINT or CMD"},

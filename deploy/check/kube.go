@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"path"
 	"slices"
@@ -109,13 +110,17 @@ func stripComments(b []byte) []byte {
 //     every container has CPU and memory requests and limits, a readiness
 //     probe on /readyz and a liveness probe on /healthz (and a startup
 //     probe, if any, on /healthz), each on a port the container declares;
-//     GOMEMLIMIT, if set, is a byte count the Go runtime reads, below the
-//     memory limit; DATA_DIR is on a volume the container may write;
-//     the prometheus.io scrape annotations name a declared port and
-//     /metrics;
+//     GOMEMLIMIT, if set and not empty, is a byte count the Go runtime
+//     reads, below the memory limit; DATA_DIR is on a volume the container
+//     may write; no token (API_TOKEN, ADMIN_TOKEN) is given in plain text,
+//     by env or a ConfigMap, rather than from a Secret; the prometheus.io
+//     scrape annotations name a declared port and /metrics (a variable is
+//     read as the kubelet gives it: from env, or from a ConfigMap of the
+//     manifests by envFrom or configMapKeyRef);
 //   - every ConfigMap and Secret a pod refers to (envFrom, env, volumes)
 //     is among the objects and has the keys used; every *_FILE variable
-//     names a file of a mounted volume;
+//     names a file of a mounted volume (an item's path of a Secret or
+//     ConfigMap volume with items, a key of one without);
 //   - every Service selects a Deployment's pods and targets a port they
 //     declare; every PodDisruptionBudget selects a Deployment's pods and
 //     leaves it room for a disruption (minAvailable below its replicas).
@@ -224,8 +229,10 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 		if c.StartupProbe != nil {
 			checkProbe(p, cw, "startup", c.StartupProbe, "/healthz", c.Ports)
 		}
-		checkMemoryLimit(p, cw, c)
-		checkDataDir(p, cw, c, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, volumes)
+		env := containerEnv(c, d.Namespace, configMaps, secrets)
+		checkMemoryLimit(p, cw, c, env)
+		checkDataDir(p, cw, c, env, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, volumes)
+		checkPlainTokens(p, cw, env)
 		for _, ef := range c.EnvFrom {
 			switch {
 			case ef.ConfigMapRef != nil && configMaps[d.Namespace+"/"+ef.ConfigMapRef.Name] == nil:
@@ -243,8 +250,11 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 					p.add("%s: env %s: ConfigMap %s has no key %s", cw, e.Name, r.Name, r.Key)
 				}
 			}
-			if strings.HasSuffix(e.Name, "_FILE") && e.Value != "" && !mountedFile(e.Value, c.VolumeMounts, volumes) {
-				p.add("%s: env %s=%s names no file of a mounted volume", cw, e.Name, e.Value)
+		}
+		for _, name := range slices.Sorted(maps.Keys(env)) {
+			v := env[name]
+			if strings.HasSuffix(name, "_FILE") && v.known && v.value != "" && !mountedFile(v.value, c.VolumeMounts, volumes, d.Namespace, configMaps, secrets) {
+				p.add("%s: env %s=%s names no file of a mounted volume%s", cw, name, v.value, v.origin())
 			}
 		}
 		for _, vm := range c.VolumeMounts {
@@ -282,19 +292,94 @@ func checkScrape(p *problems, where string, pod corev1.PodTemplateSpec) {
 // the Go runtime refuses to start on a value it cannot read, and a limit at
 // or above the container's lets the kernel kill the process before the
 // collector works harder to stay under it.
-func checkMemoryLimit(p *problems, where string, c corev1.Container) {
+// An empty GOMEMLIMIT is one the runtime ignores, as it does an unset one.
+func checkMemoryLimit(p *problems, where string, c corev1.Container, env map[string]envVar) {
+	e, ok := env["GOMEMLIMIT"]
+	if !ok || !e.known || e.value == "" {
+		return
+	}
+	n, ok := goByteCount(e.value)
+	if !ok {
+		p.add("%s: GOMEMLIMIT %q is not a byte count the Go runtime reads (a number with B, KiB, MiB, GiB or TiB, or off), and the runtime refuses to start on it%s", where, e.value, e.origin())
+		return
+	}
+	lim, hasLim := c.Resources.Limits[corev1.ResourceMemory]
+	if hasLim && n >= lim.Value() {
+		p.add("%s: GOMEMLIMIT %s is not below the memory limit %s%s", where, e.value, lim.String(), e.origin())
+	}
+}
+
+// envVar is a variable as a container is given it.
+type envVar struct {
+	value string // what the container gets, when known
+	known bool   // a literal, or a ConfigMap's key among the manifests
+	from  string // where it comes from: "env", "ConfigMap payment-config", ...
+}
+
+// origin is where v comes from, to end a message: nothing for a literal
+// of env, " (from ConfigMap payment-config)" otherwise.
+func (v envVar) origin() string {
+	if v.from == "env" {
+		return ""
+	}
+	return " (from " + v.from + ")"
+}
+
+// containerEnv returns the variables c is given as the kubelet sets them:
+// every envFrom source in turn (each key with the source's prefix; a later
+// source's key wins), then env (a later entry wins), which overrides them
+// all. A value is known when it is a literal or a key of a ConfigMap among
+// configMaps; a Secret's, a field's or a resource's is not. The keys of a
+// Secret by envFrom are known when the Secret is among secrets.
+func containerEnv(c corev1.Container, ns string, configMaps map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) map[string]envVar {
+	env := map[string]envVar{}
+	for _, ef := range c.EnvFrom {
+		switch {
+		case ef.ConfigMapRef != nil:
+			if cm := configMaps[ns+"/"+ef.ConfigMapRef.Name]; cm != nil {
+				for k, v := range cm.Data {
+					env[ef.Prefix+k] = envVar{value: v, known: true, from: "ConfigMap " + cm.Name}
+				}
+			}
+		case ef.SecretRef != nil:
+			// Its values are not known here; its keys only when it is
+			// among the manifests.
+			for _, k := range secretKeys(secrets[ns+"/"+ef.SecretRef.Name]) {
+				env[ef.Prefix+k] = envVar{from: "Secret " + ef.SecretRef.Name}
+			}
+		}
+	}
 	for _, e := range c.Env {
-		if e.Name != "GOMEMLIMIT" || e.ValueFrom != nil {
-			continue
+		v := envVar{value: e.Value, known: true, from: "env"}
+		if e.ValueFrom != nil {
+			v = envVar{from: "env valueFrom"}
+			if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
+				v.from = "ConfigMap " + r.Name
+				if cm := configMaps[ns+"/"+r.Name]; cm != nil {
+					v.value, v.known = cm.Data[r.Key]
+				}
+			}
+			if r := e.ValueFrom.SecretKeyRef; r != nil {
+				v.from = "Secret " + r.Name
+			}
 		}
-		n, ok := goByteCount(e.Value)
-		if !ok {
-			p.add("%s: GOMEMLIMIT %q is not a byte count the Go runtime reads (a number with B, KiB, MiB, GiB or TiB, or off), and the runtime refuses to start on it", where, e.Value)
-			continue
-		}
-		lim, hasLim := c.Resources.Limits[corev1.ResourceMemory]
-		if hasLim && n >= lim.Value() {
-			p.add("%s: GOMEMLIMIT %s is not below the memory limit %s", where, e.Value, lim.String())
+		env[e.Name] = v
+	}
+	return env
+}
+
+// plainTokens are the variables the services read a token from, each
+// with the variable that names a file holding it instead.
+var plainTokens = map[string]string{"API_TOKEN": "API_TOKEN_FILE", "ADMIN_TOKEN": "ADMIN_TOKEN_FILE"}
+
+// checkPlainTokens checks that no token is given in plain text, by env or
+// a ConfigMap: anyone who reads the manifests, the ConfigMap or the pod's
+// spec holds it. A token comes from a Secret, as a file (*_FILE) or by
+// secretKeyRef. The error shows no value.
+func checkPlainTokens(p *problems, where string, env map[string]envVar) {
+	for _, name := range slices.Sorted(maps.Keys(plainTokens)) {
+		if v, ok := env[name]; ok && v.known && v.value != "" {
+			p.add("%s: %s is given in plain text by %s: mount it from a Secret and name the file with %s (or use secretKeyRef)", where, name, v.from, plainTokens[name])
 		}
 	}
 }
@@ -355,23 +440,19 @@ func checkEmptyDirs(p *problems, where string, pod corev1.PodSpec) {
 // audit trail and the data dir's lock; the embedded NATS store without
 // NATS_URL) lies on a mounted volume the container may write: without the
 // variable the service writes the image's /data, on the read-only root.
-func checkDataDir(p *problems, where string, c corev1.Container, readOnlyRoot bool, volumes map[string]corev1.Volume) {
+// A DATA_DIR whose value is not known here (a Secret's, a field's) is
+// not checked.
+func checkDataDir(p *problems, where string, c corev1.Container, env map[string]envVar, readOnlyRoot bool, volumes map[string]corev1.Volume) {
 	if !readOnlyRoot {
 		return
 	}
-	var dir string
-	found := false
-	for _, e := range c.Env {
-		if e.Name == "DATA_DIR" {
-			dir, found = e.Value, true
-		}
-	}
+	e, found := env["DATA_DIR"]
 	if !found {
 		p.add("%s: no DATA_DIR, and the root filesystem is read-only", where)
 		return
 	}
-	if !writableDir(path.Clean(dir), c.VolumeMounts, volumes) {
-		p.add("%s: env DATA_DIR=%s lies on no writable volume, and the root filesystem is read-only", where, dir)
+	if e.known && !writableDir(path.Clean(e.value), c.VolumeMounts, volumes) {
+		p.add("%s: env DATA_DIR=%s lies on no writable volume, and the root filesystem is read-only%s", where, e.value, e.origin())
 	}
 }
 
@@ -433,27 +514,33 @@ func checkKeys(p *problems, where, what, kind, ns, name string, items []corev1.K
 }
 
 // mountedFile reports whether file is a file of a volume mounted in the
-// container: a Secret's or ConfigMap's key (or item path), or anything
-// under another kind of volume.
-func mountedFile(file string, mounts []corev1.VolumeMount, volumes map[string]corev1.Volume) bool {
+// container: an item's path of a Secret or ConfigMap volume with items,
+// a key of one without (which holds a file for every key; one not among
+// the manifests, reported apart, is taken to hold it), or anything under
+// another kind of volume.
+func mountedFile(file string, mounts []corev1.VolumeMount, volumes map[string]corev1.Volume, ns string, configMaps map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) bool {
 	file = path.Clean(file)
 	for _, vm := range mounts {
-		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(vm.MountPath, "/")+"/")
+		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(path.Clean(vm.MountPath), "/")+"/")
 		if !ok {
 			continue
 		}
 		v := volumes[vm.Name]
 		var items []corev1.KeyToPath
+		var keys []string
 		switch {
 		case v.Secret != nil:
-			items = v.Secret.Items
+			items, keys = v.Secret.Items, secretKeys(secrets[ns+"/"+v.Secret.SecretName])
 		case v.ConfigMap != nil:
-			items = v.ConfigMap.Items
+			items, keys = v.ConfigMap.Items, configMapKeys(configMaps[ns+"/"+v.ConfigMap.Name])
 		default:
 			return true
 		}
+		if len(items) == 0 && (keys == nil || slices.Contains(keys, rel)) {
+			return true
+		}
 		for _, it := range items {
-			if it.Path == rel {
+			if path.Clean(it.Path) == rel {
 				return true
 			}
 		}

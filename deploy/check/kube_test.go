@@ -224,3 +224,83 @@ func TestCheckManifestsScrapePortBesideAnUnnamedPort(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `annotation prometheus.io/port "9090" is not a port the container declares`)
 }
+
+// paymentManifests returns deploy/k8s/payment.yaml with each replacement
+// made once, and the Secrets, decoded.
+func paymentManifests(t *testing.T, replace ...string) []Manifest {
+	t.Helper()
+	orig, err := os.ReadFile(deployPath(t, "k8s", "payment.yaml"))
+	require.NoError(t, err)
+	secrets, err := os.ReadFile(deployPath(t, "k8s", "secrets.yaml"))
+	require.NoError(t, err)
+	src := string(orig)
+	for i := 0; i+1 < len(replace); i += 2 {
+		changed := strings.Replace(src, replace[i], replace[i+1], 1)
+		require.NotEqual(t, src, changed, "the case changes the file: %q", replace[i])
+		src = changed
+	}
+	ms, err := DecodeManifests(strings.NewReader(src + "\n---\n" + string(secrets)))
+	require.NoError(t, err)
+	return ms
+}
+
+const (
+	paymentConfigEnd = "  LOG_LEVEL: info\n"
+	paymentDataDir   = "            - name: DATA_DIR\n              value: /data\n"
+	paymentMemLimit  = "            - name: GOMEMLIMIT\n              value: 460MiB\n"
+	paymentItems     = "            items:\n              - key: api-token\n                path: api-token\n              - key: admin-token\n                path: admin-token\n              - key: audit-key\n                path: audit-key\n"
+)
+
+// TestCheckManifestsAcceptsWhatTheKubeletGives holds CheckManifests to
+// what the kubelet gives a container: a Secret volume without items holds
+// a file for every key, a variable may come from a ConfigMap by envFrom
+// (a later source's key winning, env over them all), and an empty
+// GOMEMLIMIT is one the Go runtime ignores.
+func TestCheckManifestsAcceptsWhatTheKubeletGives(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		replace []string
+	}{
+		{"a Secret volume without items", []string{paymentItems, ""}},
+		{"DATA_DIR from the ConfigMap", []string{paymentDataDir, "", paymentConfigEnd, paymentConfigEnd + "  DATA_DIR: /data\n"}},
+		{"DATA_DIR of env over the ConfigMap's", []string{paymentConfigEnd, paymentConfigEnd + "  DATA_DIR: /var/lib/payment\n"}},
+		{"an empty GOMEMLIMIT", []string{"              value: 460MiB", `              value: ""`}},
+		{"GOMEMLIMIT from the ConfigMap", []string{paymentMemLimit, "", paymentConfigEnd, paymentConfigEnd + "  GOMEMLIMIT: 460MiB\n"}},
+		{"DATA_DIR from a Secret", []string{paymentDataDir, "", "            - configMapRef:\n                name: payment-config\n", "            - configMapRef:\n                name: payment-config\n            - secretRef:\n                name: payment-env\n", paymentConfigEnd, paymentConfigEnd + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: payment-env, namespace: taikit}\nstringData: {DATA_DIR: /data}\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.NoError(t, CheckManifests(paymentManifests(t, tc.replace...)))
+		})
+	}
+}
+
+// TestCheckManifestsReadsTheConfigMapsAndSecretsGiven holds the checks of
+// the variables to the values a ConfigMap gives them as well as env, and
+// the token variables to a Secret: a token in env or in a ConfigMap is
+// plain text anyone who reads the manifests or the pod holds.
+func TestCheckManifestsReadsTheConfigMapsAndSecretsGiven(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		replace []string
+		want    string
+	}{
+		{"GOMEMLIMIT from the ConfigMap at the limit", []string{paymentMemLimit, "", paymentConfigEnd, paymentConfigEnd + "  GOMEMLIMIT: 512MiB\n"}, "GOMEMLIMIT 512MiB is not below the memory limit 512Mi"},
+		{"GOMEMLIMIT from the ConfigMap unread", []string{paymentMemLimit, "", paymentConfigEnd, paymentConfigEnd + "  GOMEMLIMIT: 460Mi\n"}, `GOMEMLIMIT "460Mi" is not a byte count the Go runtime reads`},
+		{"a prefixed GOMEMLIMIT from the ConfigMap", []string{paymentMemLimit, "", paymentConfigEnd, paymentConfigEnd + "  MEMLIMIT: 1GiB\n", "            - configMapRef:\n                name: payment-config\n", "            - configMapRef:\n                name: payment-config\n              prefix: GO\n"}, "GOMEMLIMIT 1GiB is not below the memory limit 512Mi"},
+		{"GOMEMLIMIT of a ConfigMap key", []string{"              value: 460MiB", "              valueFrom:\n                configMapKeyRef: {name: payment-config, key: LIMIT}", paymentConfigEnd, paymentConfigEnd + "  LIMIT: 600MiB\n"}, "GOMEMLIMIT 600MiB is not below the memory limit 512Mi"},
+		{"DATA_DIR from the ConfigMap on the read-only root", []string{paymentDataDir, "", paymentConfigEnd, paymentConfigEnd + "  DATA_DIR: /var/lib/payment\n"}, "DATA_DIR=/var/lib/payment lies on no writable volume"},
+		{"a token file from the ConfigMap not mounted", []string{"            - name: ADMIN_TOKEN_FILE\n              value: /run/secrets/taikit/admin-token\n", "", paymentConfigEnd, paymentConfigEnd + "  ADMIN_TOKEN_FILE: /run/secrets/admin-token\n"}, "ADMIN_TOKEN_FILE=/run/secrets/admin-token names no file of a mounted volume"},
+		{"a Secret volume without items and a key it lacks", []string{paymentItems, "", "value: /run/secrets/taikit/api-token", "value: /run/secrets/taikit/api-tokn"}, "API_TOKEN_FILE=/run/secrets/taikit/api-tokn names no file of a mounted volume"},
+		{"a token in env", []string{paymentDataDir, paymentDataDir + "            - name: API_TOKEN\n              value: s3cr3t-t0ken-s3cr3t-t0ken\n"}, "API_TOKEN is given in plain text by env"},
+		{"a token in the ConfigMap", []string{paymentConfigEnd, paymentConfigEnd + "  ADMIN_TOKEN: s3cr3t-t0ken-s3cr3t-t0ken\n"}, "ADMIN_TOKEN is given in plain text by ConfigMap payment-config"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckManifests(paymentManifests(t, tc.replace...))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "s3cr3t", "the error shows no token")
+		})
+	}
+	// A token from a Secret is what the services are meant to be given.
+	require.NoError(t, CheckManifests(paymentManifests(t, paymentDataDir, paymentDataDir+"            - name: API_TOKEN\n              valueFrom:\n                secretKeyRef: {name: payment-tokens, key: api-token}\n")))
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/taipattern/taikit/deploy/check/stack"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // sourceSeconds reads a whole number of seconds from a service's source,
@@ -73,7 +74,14 @@ func stopBound(t *testing.T, service string, requestTimeout string) time.Duratio
 // requests it has taken and leaves its close (the confirmation consumer's
 // drain, the audit trail's flush) unfinished.
 func TestStopGraceCoversTheGracefulStop(t *testing.T) {
-	for _, m := range manifests(t) {
+	ms := manifests(t)
+	configMaps := map[string]*corev1.ConfigMap{}
+	for _, m := range ms {
+		if cm, ok := m.Object.(*corev1.ConfigMap); ok {
+			configMaps[cm.Namespace+"/"+cm.Name] = cm
+		}
+	}
+	for _, m := range ms {
 		d, ok := m.Object.(*appsv1.Deployment)
 		if !ok {
 			continue
@@ -82,12 +90,11 @@ func TestStopGraceCoversTheGracefulStop(t *testing.T) {
 		require.NotNil(t, pod.TerminationGracePeriodSeconds, d.Name)
 		grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
 		for _, c := range pod.Containers {
-			requestTimeout := ""
-			for _, e := range c.Env {
-				if e.Name == "REQUEST_TIMEOUT" {
-					requestTimeout = e.Value
-				}
-			}
+			// REQUEST_TIMEOUT as the container gets it: from env, or
+			// from the ConfigMap.
+			rt, given := containerEnv(c, d.Namespace, configMaps, nil)["REQUEST_TIMEOUT"]
+			require.True(t, !given || rt.known, "Deployment %s: REQUEST_TIMEOUT%s is not known here", d.Name, rt.origin())
+			requestTimeout := rt.value
 			// The preStop hook runs first, inside the same grace period,
 			// while the server still takes requests.
 			var preStop time.Duration
