@@ -25,7 +25,8 @@ type Problem struct {
 	// Code names the condition in a word a client can branch on:
 	// "rate_limited", "line_stopped", "breaker_open", "rejected",
 	// "denied", "timeout", "canceled", "unavailable", "failed", or
-	// "status_NNN" for an error carrying its own status (see ProblemOf).
+	// "status_NNN" for an error carrying its own status, or a request body
+	// over http.MaxBytesReader's limit, status_413 (see ProblemOf).
 	Code string
 	// Message says the same to a person: the problem document's detail
 	// (and the title of a 429's, see JSONErrors).
@@ -49,13 +50,16 @@ type Problem struct {
 //	ErrBacklogFull, ErrTooManyKeys
 //	kanban.ErrFull                 503 rejected, Retry-After: the queue's hint, if any
 //	an error with HTTPStatus() int that status, when it is 400–599
+//	*http.MaxBytesError            413 status_413 (a request body over its limit)
 //	tai.ErrRejected (other)        503 rejected, Retry-After: the hook's hint, if any
 //	tai.ErrDenied                  403 denied
 //	context.DeadlineExceeded       504 timeout
 //	context.Canceled               503 canceled
 //	anything else                  500 failed
 //
-// The first that matches (errors.Is, errors.As) wins.
+// The first that matches (errors.Is, errors.As) wins. The Message of an
+// error's own status is its reason phrase, or for a status without one
+// (499, 520) "the request was refused" (4xx) or "the request failed".
 //
 // The Retry-After of a 429 or 503 may be 0 here when the error carries no
 // hint; the middleware then sends its options' RetryAfter, so a client
@@ -63,6 +67,7 @@ type Problem struct {
 func ProblemOf(err error) Problem {
 	ra := tai.RetryAfter(err)
 	var hs interface{ HTTPStatus() int }
+	var mb *http.MaxBytesError
 	switch {
 	case err == nil:
 		return Problem{Status: http.StatusOK}
@@ -92,7 +97,12 @@ func ProblemOf(err error) Problem {
 			Message: "the service is busy; retry later", RetryAfter: ra}
 	case errors.As(err, &hs) && hs.HTTPStatus() >= 400 && hs.HTTPStatus() <= 599:
 		s := hs.HTTPStatus()
-		return Problem{Status: s, Code: "status_" + strconv.Itoa(s), Message: http.StatusText(s), RetryAfter: ra}
+		return Problem{Status: s, Code: "status_" + strconv.Itoa(s), Message: statusMessage(s), RetryAfter: ra}
+	case errors.As(err, &mb):
+		// The request's body was longer than http.MaxBytesReader lets a
+		// handler read: the client's error, not the server's.
+		return Problem{Status: http.StatusRequestEntityTooLarge, Code: "status_413",
+			Message: http.StatusText(http.StatusRequestEntityTooLarge)}
 	case errors.Is(err, tai.ErrRejected):
 		return Problem{Status: http.StatusServiceUnavailable, Code: "rejected",
 			Message: "the service is busy; retry later", RetryAfter: ra}
@@ -104,6 +114,19 @@ func ProblemOf(err error) Problem {
 		return Problem{Status: http.StatusServiceUnavailable, Code: "canceled", Message: "the request was canceled"}
 	}
 	return Problem{Status: http.StatusInternalServerError, Code: "failed", Message: "the request failed"}
+}
+
+// statusMessage is the Message of an error carrying its own status s: its
+// reason phrase, or for a status without one (499, 520) a sentence of
+// its class, so that the problem still says something to a person.
+func statusMessage(s int) string {
+	if m := http.StatusText(s); m != "" {
+		return m
+	}
+	if s < 500 {
+		return "the request was refused"
+	}
+	return "the request failed"
 }
 
 // StatusOf returns the status code and the retry hint ProblemOf gives err.

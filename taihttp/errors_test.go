@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -300,4 +301,47 @@ func TestWriteErrorOfAFullQueue(t *testing.T) {
 	var body map[string]any
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
 	assert.Equal(t, "rejected", body["code"])
+}
+
+// An error carrying a status that has no reason phrase (499, 520: codes
+// some proxies use) still gets a problem a person can read: a title and
+// a detail in the JSON document, a line of text in the plain one.
+func TestProblemOfAStatusWithoutAReasonPhrase(t *testing.T) {
+	for _, status := range []int{420, 499, 520, 599} {
+		p := taihttp.ProblemOf(statusErr(status))
+		assert.Equal(t, status, p.Status)
+		assert.Equal(t, fmt.Sprintf("status_%d", status), p.Code)
+		assert.NotEmpty(t, p.Message, "%d", status)
+
+		rec := httptest.NewRecorder()
+		taihttp.WriteError(rec, httptest.NewRequest(http.MethodGet, "/", nil), statusErr(status))
+		require.Equal(t, status, rec.Code)
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		assert.NotEmpty(t, body["title"], "%d", status)
+		assert.NotEmpty(t, body["detail"], "%d", status)
+
+		rec = httptest.NewRecorder()
+		taihttp.PlainErrors(rec, nil, p)
+		assert.NotEqual(t, "\n", rec.Body.String(), "%d", status)
+	}
+}
+
+// A handler that reads its request through http.MaxBytesReader and hands
+// the error of an over-long body to WriteError answers 413 Content Too
+// Large, the client's error, not 500, the server's.
+func TestWriteErrorOfABodyTooLarge(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4))
+		taihttp.WriteError(w, r, fmt.Errorf("decoding the order: %w", err))
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", strings.NewReader("0123456789")))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code)
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	assert.Equal(t, "status_413", body["code"])
+	assert.Empty(t, rec.Header().Get("Retry-After"))
+	status, _ := taihttp.StatusOf(&http.MaxBytesError{Limit: 4})
+	assert.Equal(t, http.StatusRequestEntityTooLarge, status)
 }

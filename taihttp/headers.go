@@ -285,9 +285,11 @@ func SetRetryAfter(h http.Header, d, fallback time.Duration) {
 }
 
 // ParseRetryAfter reads a Retry-After field value (RFC 9110, section
-// 10.2.3): delay-seconds or an HTTP-date, which it measures from now. It
-// returns the delay, at most MaxRetryAfter (a date in the past gives 0),
-// and false for an empty or malformed value.
+// 10.2.3): delay-seconds or an HTTP-date, which it measures from now (the
+// two-digit year of an RFC 850 date is the one nearest now, no more than
+// 50 years ahead, as RFC 9110 asks). It returns the delay, at most
+// MaxRetryAfter (a date in the past gives 0), and false for an empty or
+// malformed value.
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	d, ok := parseRetryAfter(v, now)
 	return min(d, MaxRetryAfter), ok
@@ -319,7 +321,31 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	if err != nil {
 		return 0, false
 	}
+	if strings.IndexByte(v, '-') >= 0 {
+		// RFC 850, the one format with a dash, and a two-digit year.
+		t = rfc850Century(t, now)
+	}
 	return max(t.Sub(now), 0), true
+}
+
+// rfc850Century returns the RFC 850 date t, whose two-digit year
+// time.Parse put in 1969–2068, in the latest year with those digits that
+// puts it no more than 50 years after now, as RFC 9110 (section 5.6.7)
+// reads such a year: a minute before 2069, "01-Jan-69" is a minute away.
+func rfc850Century(t, now time.Time) time.Time {
+	cur := now.UTC().Year()
+	in := func(y int) time.Time {
+		return time.Date(y, t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
+	}
+	y := cur - cur%100 + t.Year()%100
+	limit := now.AddDate(50, 0, 0)
+	switch {
+	case in(y).After(limit):
+		y -= 100
+	case !in(y + 100).After(limit):
+		y += 100
+	}
+	return in(y)
 }
 
 // ceilSeconds rounds d up to whole seconds.

@@ -240,6 +240,30 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
+// An RFC 850 date has a two-digit year, which RFC 9110 (section 5.6.7)
+// reads as the year nearest now with those digits, no more than 50 years
+// ahead: a minute before 2069, "01-Jan-69" is a minute away, not a
+// century past (time.Parse puts 69 to 99 in the 1900s whenever it is).
+func TestParseRetryAfterRFC850Century(t *testing.T) {
+	for _, tc := range []struct {
+		now  time.Time
+		v    string
+		want time.Duration
+	}{
+		{time.Date(2068, 12, 31, 23, 59, 0, 0, time.UTC), "Tuesday, 01-Jan-69 00:00:30 GMT", 90 * time.Second},
+		{time.Date(2099, 12, 31, 23, 59, 0, 0, time.UTC), "Friday, 01-Jan-00 00:01:00 GMT", 2 * time.Minute},
+		{time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), "Sunday, 06-Dec-26 00:00:05 GMT", 5 * time.Second},
+		{time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), "Friday, 06-Dec-75 00:00:00 GMT", taihttp.MaxRetryAfter}, // 2075
+		{time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), "Monday, 06-Dec-77 00:00:00 GMT", 0},                     // 1977
+		{time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), "Sunday, 06-Dec-76 00:00:00 GMT", taihttp.MaxRetryAfter}, // 2076
+		{time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), "Monday, 07-Dec-76 00:00:00 GMT", 0},                     // 1976: 2076 is past 50 years
+	} {
+		got, ok := taihttp.ParseRetryAfter(tc.v, tc.now)
+		assert.True(t, ok, "%q", tc.v)
+		assert.Equal(t, tc.want, got, "%q at %v", tc.v, tc.now)
+	}
+}
+
 func FuzzParseRetryAfter(f *testing.F) {
 	for _, s := range []string{"5", "0", "Mon, 05 Aug 2019 09:27:05 GMT", "", "-1", "99999999999999999999", " 7 "} {
 		f.Add(s)
