@@ -15,6 +15,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -61,8 +62,9 @@ type AuditOptions struct {
 	// A record whose Redact (or whose Err's Error method) panics or calls
 	// runtime.Goexit is not written: it goes to OnUnwritten with an error
 	// saying so, once the lines queued before it are written, and the
-	// trail goes on. Redact must not call the Audit's Flush or Shutdown:
-	// they wait for the writer goroutine, which waits for Redact.
+	// trail goes on. Redact must not call the Audit's Flush, Shutdown or
+	// Observe: they wait for the writer goroutine (Observe, while the
+	// queue is full), which waits for Redact.
 	Redact func(*AuditEntry)
 	// Genesis is the prev hash of the first line, in hex: the hash of
 	// the last line of a trail this one continues (Audit.Last of the
@@ -83,9 +85,10 @@ type AuditOptions struct {
 	// the goroutine calling Observe. Nil means each is logged at level
 	// Error on Logger. A panic in OnUnwritten is recovered and logged on
 	// Logger, and so is a runtime.Goexit, and the trail goes on as it
-	// would have. Like Redact, it must not call Flush or Shutdown, which
-	// on the writer goroutine wait for themselves; on the goroutine
-	// calling Observe it may.
+	// would have. Like Redact, it must not call Flush, Shutdown or
+	// Observe, which on the writer goroutine wait for themselves (and an
+	// Observe of the record that failed would fail again, without end);
+	// on the goroutine calling Observe it may call Flush and Shutdown.
 	OnUnwritten func(r tai.Record, err error)
 	// Logger logs unwritten records when OnUnwritten is nil, a panic of
 	// OnUnwritten or of the io.Writer's Write or Sync, what
@@ -935,10 +938,12 @@ func (a *Audit) entry(r *tai.Record) (e AuditEntry, err error) {
 		e.Error = r.Err.Error()
 	}
 	if a.redact != nil {
-		if len(e.Decision.Contributions) > 0 {
-			e.Decision.Contributions = append([]tai.Contribution(nil), e.Decision.Contributions...)
+		// Copied by capacity, not length: an append to an empty slice
+		// with room to spare would write into the record's memory.
+		if cap(e.Decision.Contributions) > 0 {
+			e.Decision.Contributions = slices.Clone(e.Decision.Contributions)
 		}
-		if len(e.Decision.Inputs) > 0 {
+		if cap(e.Decision.Inputs) > 0 {
 			e.Decision.Inputs = bytes.Clone(e.Decision.Inputs)
 		}
 		in = "AuditOptions.Redact"

@@ -484,6 +484,26 @@ func TestAuditRedactInputsInPlace(t *testing.T) {
 	assert.JSONEq(t, `{"card":"4111111111111111"}`, string(inputs), "the record's inputs are not changed")
 }
 
+// Redact may append to the copies of an empty Inputs and Contributions:
+// what it appends lands in memory of its own, not in the spare capacity
+// of the record's slices, which the pipeline's caller and other
+// observers share.
+func TestAuditRedactAppendsToEmptyInputsInPlace(t *testing.T) {
+	var buf syncBuffer
+	a := newAudit(t, &buf, kaizen.AuditOptions{Redact: func(e *kaizen.AuditEntry) {
+		e.Decision.Inputs = append(e.Decision.Inputs, `{"masked":true}`...)
+		e.Decision.Contributions = append(e.Decision.Contributions, tai.Contribution{Rule: "masked"})
+	}})
+	inputs := make(json.RawMessage, 0, 64)
+	contributions := make([]tai.Contribution, 0, 4)
+	a.Observe(context.Background(), tai.Record{ID: "1", Kind: "payment", Outcome: tai.Denied,
+		Decision: tai.Decision{Verdict: tai.Deny, Inputs: inputs, Contributions: contributions}})
+	require.NoError(t, a.Flush(context.Background()))
+	assert.Contains(t, string(buf.Bytes()), `"inputs":{"masked":true}`)
+	assert.Equal(t, make(json.RawMessage, 64), inputs[:cap(inputs)], "the record's inputs' memory is not written")
+	assert.Equal(t, make([]tai.Contribution, 4), contributions[:cap(contributions)], "the record's contributions' memory is not written")
+}
+
 // panickyError's Error method panics.
 type panickyError struct{}
 
