@@ -78,7 +78,9 @@ func (c *cord) set(st CordStatus) bool {
 // result means the cord's alert fired and its hooks ran. Should ctx end
 // while another evaluation holds the evaluator, the cord is pulled all the
 // same (Pull returns true; Cord and the board's live pages show it at
-// once) and fires at the next evaluation.
+// once) and fires at the next evaluation, or at the next Pull that finds
+// the evaluator free: that one reports false, the cord being pulled
+// already, but fires it.
 func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
 	reason, who = strings.TrimSpace(reason), strings.TrimSpace(who)
 	if reason == "" {
@@ -96,8 +98,9 @@ func (e *Evaluator) Pull(ctx context.Context, reason, who string) bool {
 // Resolve runs (StopLine restarts a line the cord stopped). It reports
 // whether the cord was pulled and is released by this call; like Pull, it
 // returns false and leaves the cord as it was once Shutdown has been
-// called, and releases the cord for the next evaluation to resolve should
-// ctx end while another evaluation holds the evaluator.
+// called, and releases the cord for the next evaluation (or the next
+// Reset that finds the evaluator free, which reports false) to resolve
+// should ctx end while another evaluation holds the evaluator.
 func (e *Evaluator) Reset(ctx context.Context) bool {
 	return e.pullOrReset(ctx, func(time.Time) CordStatus { return CordStatus{} })
 }
@@ -132,11 +135,24 @@ func (e *Evaluator) pullOrReset(ctx context.Context, status func(now time.Time) 
 		return false
 	}
 	now := time.Now()
-	if !e.cord.set(status(now)) {
+	changed := e.cord.set(status(now))
+	if !changed && !e.cordBehind() {
 		return false
 	}
+	// Evaluated also when the cord was already as asked but its rule is
+	// not: changed by a call whose ctx ended while another evaluation held
+	// the evaluator, and not evaluated since, it fires or resolves now
+	// rather than at an evaluation that may be long in coming.
 	e.evaluateHeld(ctx, now, now, []*ruleState{e.cordRule}, 0, nil)
-	return true
+	return changed
+}
+
+// cordBehind reports whether the cord's rule does not show the cord as it
+// is: pulled and not firing, or released and firing.
+func (e *Evaluator) cordBehind() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cord.get().Pulled != (e.cordRule.alert.State == Firing)
 }
 
 // Cord returns the state of the cord.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/url"
 	"runtime"
@@ -229,6 +230,9 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	if cr.Severity == "" {
 		cr.Severity = Page
 	}
+	if err := e.checkCord(cr); err != nil {
+		return nil, err
+	}
 	if err := e.addRule(cr, opts.Hooks, recent, opts.GeneratorURL); err != nil {
 		return nil, fmt.Errorf("andon: EvaluatorOptions.Cord: %w", err)
 	}
@@ -242,6 +246,32 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 		go d.run()
 	}
 	return e, nil
+}
+
+// checkCord checks the fields of CordOptions that the cord's rule, cr,
+// takes from them, with errors that name those fields rather than the
+// rule's.
+func (e *Evaluator) checkCord(cr Rule) error {
+	if _, dup := e.byName[cr.Name]; dup {
+		return fmt.Errorf("andon: EvaluatorOptions.Cord.Name %q is used by a rule; the cord's alertname must be its own", cr.Name)
+	}
+	if err := cr.Severity.validate("EvaluatorOptions.Cord.Severity"); err != nil {
+		return fmt.Errorf("andon: %w", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(cr.Labels)) {
+		if err := checkLabelName(name); err != nil {
+			return fmt.Errorf("andon: EvaluatorOptions.Cord.Labels: %w", err)
+		}
+		if name == "alertname" || name == "severity" {
+			return fmt.Errorf("andon: EvaluatorOptions.Cord.Labels: label %q is set by the cord; use Name or Severity", name)
+		}
+	}
+	for i, h := range cr.Hooks {
+		if err := checkHook(h); err != nil {
+			return fmt.Errorf("andon: EvaluatorOptions.Cord.Hooks[%d] %w", i, err)
+		}
+	}
+	return nil
 }
 
 func sizeOption(name string, v, def int) (int, error) {
@@ -320,7 +350,8 @@ func checkHook(h Hook) error {
 }
 
 // Run evaluates every Interval, starting at once, until ctx ends (it
-// returns ctx.Err()) or Shutdown is called (ErrClosed). Each evaluation
+// returns ctx.Err(), at once and without evaluating if ctx has ended
+// before Run is called) or Shutdown is called (ErrClosed). Each evaluation
 // runs on a goroutine of its own, which Run waits for: a condition or
 // hook that ends it with runtime.Goexit (t.FailNow in a test's callback)
 // is logged, as a panic is, and does not end Run. The context the
@@ -338,6 +369,12 @@ func (e *Evaluator) Run(ctx context.Context) error {
 		bound, cause = e.interval, e.intervalCause
 	}
 	for {
+		// A context that has ended (before Run, or as a tick came) stops
+		// Run before it evaluates: a rule would otherwise fire, and its
+		// hooks stop a line, after the program was told to stop.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -1053,11 +1090,16 @@ func (e *Evaluator) Silence(s Silence) (string, error) {
 }
 
 // Expire ends the silence with the given ID and reports whether it
-// existed. The alerts it muted are notified at the next evaluation if they
-// still fire.
+// existed and had not ended yet (one that ended on its own is not ended
+// again, as Silences no longer lists it). The alerts it muted are
+// notified at the next evaluation if they still fire.
 func (e *Evaluator) Expire(id string) bool {
+	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// One that ended on its own is gone, as Silences shows it, whether or
+	// not an evaluation has forgotten it yet.
+	e.pruneSilences(now)
 	i := slices.IndexFunc(e.silences, func(s Silence) bool { return s.ID == id })
 	if i < 0 {
 		return false

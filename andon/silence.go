@@ -53,7 +53,11 @@ type Matcher struct {
 	Type  MatchType `json:"type"`
 	Value string    `json:"value"`
 
-	re *regexp.Regexp
+	// re is the regexp compiled from reFor, the Value it was compiled
+	// from: a Value changed since (by hand, or by decoding JSON into the
+	// Matcher) is compiled anew.
+	re    *regexp.Regexp
+	reFor string
 }
 
 // ParseMatcher parses "name=value", "name!=value", "name=~regexp" or
@@ -164,15 +168,15 @@ func (m *Matcher) compile() error {
 		if err != nil {
 			return fmt.Errorf("value %q is not a regular expression: %w", m.Value, err)
 		}
-		m.re = re
+		m.re, m.reFor = re, m.Value
 		return nil
 	}
 	return fmt.Errorf("match type %d is unknown", m.Type)
 }
 
 // Matches reports whether labels satisfy the matcher. A Matcher made as a
-// literal, not by ParseMatcher or a Silence, compiles its regexp here each
-// time.
+// literal, not by ParseMatcher or a Silence, or whose Value changed since,
+// compiles its regexp here each time.
 func (m Matcher) Matches(labels map[string]string) bool {
 	v := labels[m.Name]
 	switch m.Type {
@@ -182,7 +186,7 @@ func (m Matcher) Matches(labels map[string]string) bool {
 		return v != m.Value
 	}
 	re := m.re
-	if re == nil {
+	if re == nil || m.reFor != m.Value {
 		if err := m.compile(); err != nil {
 			return false
 		}

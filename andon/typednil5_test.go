@@ -70,7 +70,7 @@ func TestNewEvaluatorRefusesNilPointers(t *testing.T) {
 		{"rule hook", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: newSwitch(),
 			Hooks: []andon.Hook{andon.StopLine(nil)}}}}, "Rule.Hooks[0] is StopLine of a nil line (<nil>)"},
 		{"cord hook", andon.EvaluatorOptions{Cord: andon.CordOptions{Hooks: []andon.Hook{hook}}},
-			"EvaluatorOptions.Cord: Rule.Hooks[0] is a nil *andon_test.nilHook"},
+			"EvaluatorOptions.Cord.Hooks[0] is a nil *andon_test.nilHook"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var e *andon.Evaluator
