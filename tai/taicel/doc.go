@@ -166,7 +166,12 @@
 // "10000-01-01T00:00:00Z", which DecodeInputs reads back too), []byte and
 // a byte array ([32]byte, which CEL reads as bytes too) are
 // base64, a time.Duration an int of nanoseconds, NaN and the
-// infinities are the strings "NaN", "+Inf" and "-Inf". Where the payload
+// infinities are the strings "NaN", "+Inf" and "-Inf". A string that is
+// not valid UTF-8, which a JSON string cannot hold, is written with U+FFFD
+// in place of each invalid byte, as encoding/json writes it, and reads
+// back so: a rule that tells the bytes apart (size(bytes(payload.ID)),
+// payload.ID == "\uFFFD") may decide otherwise when it is replayed, and a
+// reason that writes the string differs. Where the payload
 // and the variables hold timestamps, durations, bytes and uints (written
 // as any int), the members
 // "types" and "var_types" say so, following fields, indexes and map keys
@@ -196,11 +201,11 @@
 // [Env.DecodeInputs] reads such an object back, into T by field name and
 // the variables with the Go types of their CEL types, and [Set.Replay]
 // judges it again without Lookup: the same set makes the same decision,
-// byte for byte. The encoder is built once per Env, from the payload's
-// type, and writes into a pooled buffer: recording costs one allocation
-// and about 0.5 µs per decision for the ten-rule benchmark's payload
-// (3.0 µs instead of 2.5 µs); without RecordInputs Evaluate costs what it
-// did.
+// byte for byte (strings that are not UTF-8 aside, see above). The
+// encoder is built once per Env, from the payload's type, and writes
+// into a pooled buffer: recording costs one allocation and about 0.5 µs
+// per decision for the ten-rule benchmark's payload (3.0 µs instead of
+// 2.5 µs); without RecordInputs Evaluate costs what it did.
 //
 // # Shadow mode
 //

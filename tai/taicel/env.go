@@ -182,7 +182,10 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	if opts.MaxCost > 0 {
 		e.maxCost = uint64(opts.MaxCost)
 	}
-	for name, t := range opts.Vars {
+	// In name order, so that of several invalid names the error names
+	// the same one each time.
+	for _, name := range slices.Sorted(maps.Keys(opts.Vars)) {
+		t := opts.Vars[name]
 		switch {
 		case !isIdent(name):
 			return nil, fmt.Errorf("taicel: Options.Vars: %q is not an identifier", name)
@@ -197,7 +200,6 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 		e.varNames = append(e.varNames, name)
 		celOpts = append(celOpts, cel.Variable(name, t))
 	}
-	slices.Sort(e.varNames)
 	celOpts = append(celOpts, opts.EnvOptions...)
 	if !dynamic {
 		celOpts = append(celOpts, readZeroTimes(timeFields))

@@ -299,13 +299,13 @@ func (m *merger) report() *Report {
 
 // WriteText writes the report for people to read: the counts, each flip
 // with its examples, the rules involved, the errors and the labels'
-// scores. An ID, a reason, a rule's name or an error holding a character
-// that is not printable (a newline, a terminal's escape sequence) is
-// written quoted, with Go's escapes.
+// scores. The candidate's name or version, an ID, a reason, a rule's
+// name or an error holding a character that is not printable (a newline,
+// a terminal's escape sequence) is written quoted, with Go's escapes.
 func (r *Report) WriteText(w io.Writer) error {
 	ew := &firsterr.Writer{W: w}
 	p := func(format string, args ...any) { fmt.Fprintf(ew, format, args...) }
-	p("candidate %s version %s against the decisions of policy %q", r.Candidate, r.Version, r.Policy)
+	p("candidate %s version %s against the decisions of policy %q", printable(r.Candidate), printable(r.Version), r.Policy)
 	if r.Kind != "" {
 		p(", kind %q", r.Kind)
 	}

@@ -183,8 +183,11 @@ func (e *Env[T]) checkPayload(sig tai.Signal[T]) error {
 	return nil
 }
 
+// newActivation returns the activation of sig with vars. signal.time
+// reads the signal's time without its monotonic clock reading, which a
+// reason would write and a recorded time does not have.
 func newActivation[T any](sig tai.Signal[T], vars map[string]any) *activation {
-	act := &activation{payload: sig.Payload, time: sig.Time, vars: vars}
+	act := &activation{payload: sig.Payload, time: sig.Time.Round(0), vars: vars}
 	act.sig.id, act.sig.kind, act.sig.key = sig.ID, sig.Kind, sig.Key
 	return act
 }
@@ -221,14 +224,17 @@ func (s *Set[T]) decide(ctx context.Context, act *activation) (tai.Decision, int
 		if err != nil {
 			return tai.Decision{}, -1, err
 		}
-		if risk <= 0 {
+		// A weighted risk that rounds to 0 (a tiny risk) adds nothing, as
+		// in tai.Scored: the rule is not listed, nor its reason rendered.
+		score := r.weight * risk
+		if score <= 0 {
 			continue
 		}
 		reason, err := r.render(ctx, act)
 		if err != nil {
 			return tai.Decision{}, -1, err
 		}
-		c := tai.Contribution{Rule: r.name, Weight: r.weight, Risk: risk, Score: r.weight * risk, Reason: reason}
+		c := tai.Contribution{Rule: r.name, Weight: r.weight, Risk: risk, Score: score, Reason: reason}
 		d.Score += c.Score
 		if c.Score > top {
 			top, d.Reason = c.Score, reason
@@ -327,6 +333,11 @@ func writeVal(b *strings.Builder, v ref.Val) {
 		b.WriteString(strconv.FormatUint(uint64(v), 10))
 	case types.Bool:
 		b.WriteString(strconv.FormatBool(bool(v)))
+	case types.Timestamp:
+		// Without the monotonic clock reading of a time read from the
+		// clock: how long the process has run, which a recorded time
+		// does not have.
+		b.WriteString(v.Time.Round(0).String())
 	default:
 		fmt.Fprint(b, v.Value())
 	}
