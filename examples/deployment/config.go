@@ -243,27 +243,11 @@ func (c *Config) validate() error {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("-request-timeout %v must be positive", c.RequestTimeout))
 	}
-	if !validInstance(c.Instance) {
+	if !svc.ValidInstance(c.Instance) {
 		errs = append(errs, fmt.Errorf("-instance %q must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.', nor ending with one or holding \"..\" (it names the audit trail's file in -data-dir)", clip(c.Instance)))
 	}
 	errs = append(errs, svc.CheckLogLevel(c.LogLevel))
 	return errors.Join(errs...)
-}
-
-// validInstance reports whether name can name a replica: it is a part of
-// the audit trail's file name in the data dir (audit-<instance>.jsonl),
-// so a few safe characters, without a '/', and neither "." nor "..".
-func validInstance(name string) bool {
-	if name == "" || len(name) > 200 || name[0] == '.' || name[len(name)-1] == '.' || strings.Contains(name, "..") {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // maxInterval bounds -health-interval. A sample covers at most five

@@ -225,7 +225,7 @@ func (c *Config) validate() error {
 	check(c.DataDir != "", "-data-dir is empty: give the directory of the embedded NATS store and the audit trail")
 	// The instance names the audit trail's file and is the first part of
 	// an idempotency claim's owner, "instance/boot".
-	check(validInstance(c.Instance), "-instance %q must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.', nor ending with one or holding \"..\" (it names the audit trail's file and its head)", clip(c.Instance))
+	check(svc.ValidInstance(c.Instance), "-instance %q must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.', nor ending with one or holding \"..\" (it names the audit trail's file and its head)", clip(c.Instance))
 	check(c.DebugAddr == "" || httpapi.IsLoopback(c.DebugAddr), "-debug-addr %s listens beyond loopback: the profiles it serves are open to anyone who reaches the port; listen on 127.0.0.1 (or localhost), and reach it through SSH or kubectl port-forward", c.DebugAddr)
 	check(c.Idempotency == "memory" || c.Idempotency == "nats", "-idempotency %q must be nats or memory", c.Idempotency)
 	check(c.CustomerState == "auto" || c.CustomerState == "memory" || c.CustomerState == "redis" || c.CustomerState == "nats", "-customer-state %q must be auto, memory, redis or nats", c.CustomerState)
@@ -330,24 +330,6 @@ func goLimitFlags(fs *flag.FlagSet, getenv func(string) string, rules string) er
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// validInstance reports whether name can name a replica: a file name
-// part of a few safe characters, without a '/', and a key of the audit
-// heads bucket.
-func validInstance(name string) bool {
-	// A key of a JetStream bucket neither begins nor ends with '.', nor
-	// holds "..".
-	if name == "" || len(name) > 200 || name[0] == '.' || name[len(name)-1] == '.' || strings.Contains(name, "..") {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // ruleLabels are the labels the alert rules set themselves, which

@@ -322,3 +322,21 @@ func (s *Serving) Finish() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ValidInstance reports whether name can name a replica (-instance): 1 to
+// 200 letters, digits, '_', '-' or '.', neither beginning nor ending with
+// '.' nor holding "..". It names the replica's audit trail file in the
+// data dir (audit-<instance>.jsonl), so it holds no '/' and is neither
+// "." nor "..", and it is a key of a JetStream bucket (the audit heads).
+func ValidInstance(name string) bool {
+	if name == "" || len(name) > 200 || name[0] == '.' || name[len(name)-1] == '.' || strings.Contains(name, "..") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
