@@ -129,14 +129,15 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // deliveries from 1 again.
 //
 // What it guarantees: a dead letter is deleted only after its message is
-// stored, so a failed publish (a full stream — kanban.ErrFull —, a lost
-// connection) loses nothing; the dead letter stays and the error is
-// returned. A message that, with the redrive's headers, takes more room
-// than MaxBytes on its own is not sent: the error wraps ErrTooLarge, as it
-// would never fit; so is one, as Publish refuses it, whose dead letter
-// could take more than DeadLetterMaxBytes (with the trace context of ctx,
-// and a reason of the most bytes kept), as it could not be dead-lettered
-// again. The redrive's Nats-Msg-Id is the dead letter's own
+// stored, so a failed publish (a full stream — kanban.ErrFull, wrapping
+// the server's answer, which names the limit reached, as TryPublish's
+// does —, a lost connection) loses nothing; the dead letter stays and the
+// error is returned. A message that, with the redrive's headers, takes
+// more room than MaxBytes on its own is not sent: the error wraps
+// ErrTooLarge, as it would never fit; so is one, as Publish refuses it,
+// whose dead letter could take more than DeadLetterMaxBytes (with the
+// trace context of ctx, and a reason of the most bytes kept), as it could
+// not be dead-lettered again. The redrive's Nats-Msg-Id is the dead letter's own
 // ("<id>.redrive.<seq>.<ns>", with the Unix time in nanoseconds at which
 // the dead-letter stream stored it), so the work stream stores a dead
 // letter's message once within DedupWindow however often it is redriven —
@@ -153,7 +154,11 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // (as at-least-once delivery asks anyway) absorb.
 // A dead letter that another call redrove or deleted after this one read
 // it is not counted (and one named by Seq is kanban.ErrDeadLetterNotFound),
-// so that two operators at once count each dead letter once between them.
+// so that two operators at once count each dead letter once between them:
+// a dead letter is counted by the call whose delete took it, also when
+// the other call's publish stored its message first. A dead letter the
+// dead-letter stream dropped beyond DeadLetterLimit meanwhile is not
+// counted either, though its message was stored.
 // Dead letters arriving during the call are left for the next.
 func (q *Queue[T]) RedriveDeadLetters(ctx context.Context, f kanban.DeadLetterFilter) (int, error) {
 	return q.eachDeadLetter(ctx, f, "redriving", q.redrive)
@@ -227,9 +232,10 @@ func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter
 }
 
 // redrive publishes one dead letter's message to the work stream, then
-// deletes the dead letter. It reports whether it redrove it: not when the
-// stream took the message for a duplicate and the dead letter was gone,
-// as another redrive of it stored the message and deleted it.
+// deletes the dead letter. It reports whether it redrove it: whether its
+// delete took the dead letter, not when another call (a redrive of it,
+// whose publish stored the message or was a duplicate of this one's, or
+// a delete) deleted it first.
 func (q *Queue[T]) redrive(ctx context.Context, s *probedStream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (done bool, err error) {
 	err = kanban.SendTraced(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, d.ID, func(ctx context.Context) (err error) {
 		done, err = q.redriveMsg(ctx, s, m, d)
@@ -277,7 +283,7 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s *probedStream, m *jetstream
 	cancel()
 	switch {
 	case isFull(err):
-		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, kanban.ErrFull)
+		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, fullError(err))
 	case err != nil:
 		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, err)
 	}
@@ -289,7 +295,11 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s *probedStream, m *jetstream
 	if err != nil {
 		return false, fmt.Errorf("natsjs: dead letter %d (message %s) redriven but not deleted; redriving it again within DedupWindow stores it once: %w", d.Seq, d.ID, err)
 	}
-	return deleted || !ack.Duplicate, nil
+	// Counted by the call whose delete took the dead letter, whether its
+	// publish stored the message or found it stored: a redrive of it by
+	// another call, its publish a duplicate of this one's, may delete it
+	// first, and counts it.
+	return deleted, nil
 }
 
 // deleteDeadLetter deletes the dead letter seq and reports whether it
