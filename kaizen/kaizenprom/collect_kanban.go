@@ -307,12 +307,23 @@ func readBacklogs(queues []named[*queueSource]) []backlogRead {
 	ctx, cancel := context.WithTimeout(context.Background(), BacklogTimeout)
 	defer cancel()
 	calls := make([]*backlogCall, len(queues))
+	// The names of one queue share this scrape's read of it, also when
+	// it has returned before the next name is reached: looked up among
+	// the reads under way only, a read that returned at once would be
+	// made again for each name.
+	started := make(map[any]*backlogCall)
 	for i, q := range queues {
 		if r, ok := q.src.q.(kanban.BacklogReader); ok {
+			if call, ok := started[q.src.key]; ok {
+				calls[i] = call
+				continue
+			}
 			calls[i] = q.src.readBacklog(ctx, r)
 			if calls[i] == nil {
 				reads[i].err = errBacklogRunning
+				continue
 			}
+			started[q.src.key] = calls[i]
 		}
 	}
 	// A call this scrape started ends with ctx, and one it met, sooner:
