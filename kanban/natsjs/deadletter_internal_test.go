@@ -14,12 +14,14 @@ import (
 )
 
 // racedJS is a JetStream whose dead-letter stream, name, runs meanwhile
-// on each dead letter it hands out: another operator acting on it between
-// this call's read and its own act.
+// on each dead letter it hands out (another operator acting on it between
+// this call's read and its own act) and beforeDelete before each delete
+// (one acting between this call's redrive and its delete); either may be
+// nil.
 type racedJS struct {
 	jetstream.JetStream
-	name      string
-	meanwhile func(seq uint64)
+	name                    string
+	meanwhile, beforeDelete func(seq uint64)
 }
 
 func (j racedJS) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
@@ -27,17 +29,24 @@ func (j racedJS) Stream(ctx context.Context, name string) (jetstream.Stream, err
 	if err != nil || name != j.name {
 		return s, err
 	}
-	return racedStream{s, j.meanwhile}, nil
+	return racedStream{s, j.meanwhile, j.beforeDelete}, nil
 }
 
 type racedStream struct {
 	jetstream.Stream
-	meanwhile func(seq uint64)
+	meanwhile, beforeDelete func(seq uint64)
+}
+
+func (s racedStream) DeleteMsg(ctx context.Context, seq uint64) error {
+	if s.beforeDelete != nil {
+		s.beforeDelete(seq)
+	}
+	return s.Stream.DeleteMsg(ctx, seq)
 }
 
 func (s racedStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
 	m, err := s.Stream.GetMsg(ctx, seq, opts...)
-	if err == nil {
+	if err == nil && s.meanwhile != nil {
 		s.meanwhile(m.Sequence)
 	}
 	return m, err

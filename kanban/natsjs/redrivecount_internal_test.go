@@ -12,33 +12,6 @@ import (
 	"github.com/taipattern/taikit/kanban"
 )
 
-// deleteRacedJS is a JetStream whose stream name runs beforeDelete before
-// each delete of a message sent through the stream: another operator
-// acting on that dead letter between this call's publish and its delete.
-type deleteRacedJS struct {
-	jetstream.JetStream
-	name         string
-	beforeDelete func(seq uint64)
-}
-
-func (j deleteRacedJS) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
-	s, err := j.JetStream.Stream(ctx, name)
-	if err != nil || name != j.name {
-		return s, err
-	}
-	return deleteRacedStream{s, j.beforeDelete}, nil
-}
-
-type deleteRacedStream struct {
-	jetstream.Stream
-	beforeDelete func(seq uint64)
-}
-
-func (s deleteRacedStream) DeleteMsg(ctx context.Context, seq uint64) error {
-	s.beforeDelete(seq)
-	return s.Stream.DeleteMsg(ctx, seq)
-}
-
 // TestRedriveRacedBetweenPublishAndDeleteCountsOnce: two operators
 // redriving the same dead letter at once, the second publishing (a
 // duplicate) and deleting it between the first's publish and delete,
@@ -50,7 +23,7 @@ func TestRedriveRacedBetweenPublishAndDeleteCountsOnce(t *testing.T) {
 			q, other, meanwhile := racedQueues(t, "RACED_REDRIVE_DELETE", storage, 3)
 			*meanwhile = func(uint64) {}
 			var others int
-			q.js = deleteRacedJS{JetStream: q.js, name: q.opts.DeadLetterStream, beforeDelete: func(seq uint64) {
+			q.js = racedJS{JetStream: q.js, name: q.opts.DeadLetterStream, beforeDelete: func(seq uint64) {
 				n, err := other.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{Seq: seq})
 				assert.NoError(t, err)
 				others += n
