@@ -326,7 +326,9 @@ func TestCorruptStoredValues(t *testing.T) {
 	s := newStore(t, c, redisgcra.Options{Prefix: "bad:"})
 	ctx := context.Background()
 	now := time.Unix(1_900_000_000, 0)
-	limit := heijunka.PerSecond(10)
+	// Redis expires a written schedule by its own clock while now stands
+	// still: ten-second intervals outlast any stall between the calls.
+	limit := heijunka.Every(10 * time.Second).WithBurst(10)
 	for _, v := range []string{
 		"1e300", "inf", "-inf", "nan", "-nan", "abc", "", "-5", "-1e300", "0x10",
 		"1e17",             // year 5138
@@ -339,10 +341,10 @@ func TestCorruptStoredValues(t *testing.T) {
 			assert.Equal(t, heijunka.Decision{Allowed: true, Limit: limit, Remaining: 10}, d, "full")
 			d, err = s.Take(ctx, "k", limit, now, 1)
 			require.NoError(t, err)
-			assert.Equal(t, heijunka.Decision{Allowed: true, Limit: limit, Remaining: 9, ResetAfter: 100 * time.Millisecond}, d)
+			assert.Equal(t, heijunka.Decision{Allowed: true, Limit: limit, Remaining: 9, ResetAfter: 10 * time.Second}, d)
 			got, err := c.Get(ctx, "bad:k").Result()
 			require.NoError(t, err)
-			assert.Equal(t, strconv.FormatInt(now.UnixMicro()+100_000, 10), got)
+			assert.Equal(t, strconv.FormatInt(now.UnixMicro()+10_000_000, 10), got)
 			ttl, err := c.PTTL(ctx, "bad:k").Result()
 			require.NoError(t, err)
 			assert.Positive(t, ttl, "the value expires again")
@@ -353,7 +355,7 @@ func TestCorruptStoredValues(t *testing.T) {
 	require.NoError(t, c.Set(ctx, "bad:f", "1900000000050000.75", 0).Err())
 	d, err := s.Take(ctx, "f", limit, now, 1)
 	require.NoError(t, err)
-	assert.Equal(t, 150*time.Millisecond, d.ResetAfter)
+	assert.Equal(t, 10*time.Second+50*time.Millisecond, d.ResetAfter)
 
 	// A schedule far ahead but within twenty years is kept: a Limit may
 	// take ten years to refill.
@@ -552,10 +554,13 @@ func TestScriptReloadsAfterFlush(t *testing.T) {
 	s := newStore(t, c, redisgcra.Options{})
 	ctx := context.Background()
 	now := time.Now()
-	_, err := s.Take(ctx, "k", heijunka.PerSecond(1), now, 1)
+	// A key expires by Redis's clock when its schedule is reached: a
+	// minute outlasts any stall between the calls.
+	limit := heijunka.Every(time.Minute)
+	_, err := s.Take(ctx, "k", limit, now, 1)
 	require.NoError(t, err)
 	require.NoError(t, c.ScriptFlush(ctx).Err())
-	d, err := s.Take(ctx, "k", heijunka.PerSecond(1), now, 1)
+	d, err := s.Take(ctx, "k", limit, now, 1)
 	require.NoError(t, err, "EVALSHA falls back to EVAL")
 	assert.False(t, d.Allowed, "the state survived, the script was reloaded")
 }
@@ -567,7 +572,7 @@ func TestRedisOutOfMemory(t *testing.T) {
 	srv := servers.StartRedis(t)
 	c := redisClient(t, srv)
 	ctx := context.Background()
-	limit := heijunka.PerSecond(1)
+	limit := heijunka.Every(time.Minute) // "full" outlives the test
 	now := time.Now()
 	closed := newStore(t, c, redisgcra.Options{OnError: redisgcra.FailClosed})
 	d, err := closed.Take(ctx, "full", limit, now, 1)
@@ -639,10 +644,14 @@ func TestSubMicrosecondTimes(t *testing.T) {
 		limit heijunka.Limit
 		first time.Duration // the first event, after base
 	}{
-		{"one a microsecond", heijunka.Every(time.Microsecond), 900 * time.Nanosecond},
+		// Redis expires a key by its own clock when the schedule the key
+		// holds is reached, while these times stand still: bursts keep
+		// every schedule ten seconds or more ahead, so that no key expires
+		// between the calls of a slow run.
+		{"one a microsecond", heijunka.Every(time.Microsecond).WithBurst(10_000_000), 900 * time.Nanosecond},
 		{"one in ten seconds", heijunka.Every(10 * time.Second), 900 * time.Nanosecond},
-		{"a burst of three", heijunka.Every(time.Second).WithBurst(3), 999 * time.Nanosecond},
-		{"a rounded interval", heijunka.Every(1500 * time.Nanosecond), 100 * time.Nanosecond},
+		{"a burst of three", heijunka.Every(4 * time.Second).WithBurst(3), 999 * time.Nanosecond},
+		{"a rounded interval", heijunka.Every(1500 * time.Nanosecond).WithBurst(5_000_000), 100 * time.Nanosecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mem, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{})
