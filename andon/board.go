@@ -641,8 +641,8 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 	)
 	lastWrite := time.Now()
 	for {
-		changed, poked := b.ev.watch(), b.poked()
-		ss := b.streamState(r.Context(), changed, poked, shown, read, after)
+		wk := wake{changed: b.ev.watch(), poked: b.poked()}
+		ss := b.streamState(r.Context(), &wk, shown, read, after)
 		if ss == nil || ss.err != nil {
 			return
 		}
@@ -685,8 +685,8 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-b.done:
 			return
-		case <-changed:
-		case <-poked:
+		case <-wk.changed:
+		case <-wk.poked:
 		case t := <-tick.C:
 			// Lines, breakers and panels change on their own: the state
 			// shown at a refresh is one taken since.
@@ -743,10 +743,13 @@ func (ss *streamState) isReady() bool {
 // panic in a Line or Breaker of the program's).
 var errNoState = errors.New("andon: board: the state could not be taken")
 
+// wake holds the channels an event stream waits on for a change: the
+// evaluator's and Notify's.
+type wake struct{ changed, poked <-chan struct{} }
+
 // streamState returns the state a stream is to be sent next: one that
-// holds every change after changed and poked, the channels it waits on,
-// were made (it was begun while they were current, or since the stream
-// asked), that is the state the stream showed last (seq shown, the
+// holds every change after w's channels, the ones it waits on, were made
+// (it was begun while they were current, or since the stream asked), that is the state the stream showed last (seq shown, the
 // read-th state read) or was begun after that one was read (a stream
 // never goes back: one begun before, even if after it by seq, may have
 // been read before a line stopped that the shown one shows stopped), and
@@ -755,14 +758,18 @@ var errNoState = errors.New("andon: board: the state could not be taken")
 // once the one being taken is ready: the states the streams share are
 // taken one at a time, so each is begun after the one before was read,
 // and any stream can share the next. A new stream (shown 0) takes its
-// own at once, shared only if none was being taken. It returns nil if
-// ctx ends or the board shuts down while it waits.
-func (b *Board) streamState(ctx context.Context, changed, poked <-chan struct{}, shown, read uint64, after time.Time) *streamState {
+// own at once, shared only if none was being taken. Having waited for a
+// state it could not share, the stream asks again with w brought up to
+// date, as the streams woken meanwhile ask: a state it began with the
+// channels of before the wait could not be shared with them, and they
+// would each time begin one more after it. It returns nil if ctx ends or
+// the board shuts down while it waits.
+func (b *Board) streamState(ctx context.Context, w *wake, shown, read uint64, after time.Time) *streamState {
 	b.mu.Lock()
 	asked := b.shots
 	for shown != 0 && b.shot != nil {
 		ss := b.shot
-		if (ss.changed == changed && ss.poked == poked || ss.seq > asked) &&
+		if (ss.changed == w.changed && ss.poked == w.poked || ss.seq > asked) &&
 			(ss.seq == shown || ss.from >= read) && !ss.at.Before(after) {
 			b.mu.Unlock()
 			select {
@@ -784,10 +791,15 @@ func (b *Board) streamState(ctx context.Context, changed, poked <-chan struct{},
 		case <-b.done:
 			return nil
 		}
+		// The channels first, then the states begun so far: a state
+		// begun after asked was read after the channels were made.
+		w.changed = b.ev.watch()
 		b.mu.Lock()
+		w.poked = b.poke
+		asked = b.shots
 	}
 	b.shots++
-	ss := &streamState{changed: changed, poked: poked, seq: b.shots, from: b.read, at: time.Now(), ready: make(chan struct{}), err: errNoState}
+	ss := &streamState{changed: w.changed, poked: w.poked, seq: b.shots, from: b.read, at: time.Now(), ready: make(chan struct{}), err: errNoState}
 	if b.shot == nil || b.shot.isReady() {
 		b.shot = ss
 	}
