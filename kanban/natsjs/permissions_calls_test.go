@@ -199,7 +199,11 @@ func TestConsumeRevivesWithoutConsumerInfo(t *testing.T) {
 	ns := startUsersServer(t, user("admin"), user("noinfo", "REVIVE", "REVIVE.keeper", "REVIVE_DLQ",
 		"$JS.API.STREAM.>", "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.MSG.NEXT.>", "$JS.ACK.>"))
 	ctx := context.Background()
-	opts := natsjs.Options{Stream: "REVIVE", FetchWait: 50 * time.Millisecond}
+	// A pull request the client gave up on (nats.go waits FetchWait and
+	// a second) may still be answered by a server slowed down under
+	// load: the message comes again after AckWait, here well within
+	// next's 10 s.
+	opts := natsjs.Options{Stream: "REVIVE", FetchWait: 50 * time.Millisecond, AckWait: time.Second}
 	admin, err := natsjs.New[int](ctx, connectAs(t, ns, "admin", &violations{}), opts)
 	require.NoError(t, err)
 	q, err := natsjs.New[int](ctx, connectAs(t, ns, "noinfo", &violations{}), opts)
