@@ -78,10 +78,13 @@ var (
 	// without an ID or a Kind. Such a signal is a programming error, not
 	// load to shed: its Outcome is Failed, never Rejected.
 	ErrInvalidSignal = errors.New("tai: invalid signal")
-	// ErrAbandoned is returned (Outcome Failed) when a Guard returned while
-	// a call of the fn it was handed was still running: the action, or a
-	// guard inside it that may yet run the action (a retry waiting to call
-	// again). The late result is discarded.
+	// ErrAbandoned is matched (Outcome Failed) by the error of a signal
+	// whose Guard returned while a call of the fn it was handed was still
+	// running: the action, or a guard inside it that may yet run the
+	// action (a retry waiting to call again). The late result is
+	// discarded. The error the guards returned (a timeout's
+	// context.DeadlineExceeded) is in the error too, reachable with
+	// errors.Is and errors.As, but does not decide its Outcome.
 	ErrAbandoned = errors.New("tai: guard returned before the action it started")
 )
 
@@ -90,7 +93,9 @@ var (
 // other error is Failed. The outermost of tai's errors in err's tree
 // decides: a *PolicyError, *PanicError or *StageError is Failed whatever
 // it wraps (a policy that errs with another pipeline's rejection failed),
-// and a *RejectedError is Rejected whatever its hook's error. Without one
+// as is the error of an abandoned signal (ErrAbandoned) whatever its
+// guards returned, and a *RejectedError is Rejected whatever its hook's
+// error. Without one
 // of them, an error matching ErrDenied is Denied, ErrRejected Rejected.
 // An action's error is returned by Process as it is, so an action that
 // returns another pipeline's rejection or denial passes that outcome on.
@@ -123,11 +128,12 @@ type outcomer interface {
 	outcome() Outcome
 }
 
-func (*DeniedError) outcome() Outcome   { return Denied }
-func (*RejectedError) outcome() Outcome { return Rejected }
-func (*PolicyError) outcome() Outcome   { return Failed }
-func (*PanicError) outcome() Outcome    { return Failed }
-func (*StageError) outcome() Outcome    { return Failed }
+func (*DeniedError) outcome() Outcome    { return Denied }
+func (*RejectedError) outcome() Outcome  { return Rejected }
+func (*PolicyError) outcome() Outcome    { return Failed }
+func (*PanicError) outcome() Outcome     { return Failed }
+func (*StageError) outcome() Outcome     { return Failed }
+func (*abandonedError) outcome() Outcome { return Failed }
 
 // DeniedError is returned when a policy denies a signal (or holds it for
 // review). It carries the Decision.
@@ -273,3 +279,29 @@ func (e *StageError) Error() string {
 
 // Unwrap returns the context's error.
 func (e *StageError) Unwrap() error { return e.Err }
+
+// abandonedError is the error of a signal a guard abandoned (see
+// ErrAbandoned): it names the guard that returned early and keeps the
+// error the guards returned, if any.
+type abandonedError struct {
+	guard string
+	err   error
+}
+
+// Error returns "tai: guard returned before the action it started (guard
+// "name")", and the guards' error after a colon.
+func (e *abandonedError) Error() string {
+	msg := ErrAbandoned.Error() + " (guard " + strconv.Quote(e.guard) + ")"
+	if e.err != nil {
+		msg += ": " + e.err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns ErrAbandoned and the guards' error.
+func (e *abandonedError) Unwrap() []error {
+	if e.err == nil {
+		return []error{ErrAbandoned}
+	}
+	return []error{ErrAbandoned, e.err}
+}

@@ -103,7 +103,7 @@ func TestAbandonedErrorNamesTheGuardThatGaveUp(t *testing.T) {
 			close(release)
 			<-finished
 			require.ErrorIs(t, err, tai.ErrAbandoned)
-			assert.Equal(t, `tai: guard returned before the action it started (guard "deadline")`, err.Error())
+			assert.Equal(t, `tai: guard returned before the action it started (guard "deadline"): gave up`, err.Error())
 		})
 	}
 }

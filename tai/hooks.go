@@ -62,8 +62,9 @@ func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, k
 // the call is still running as Do returns (in the action, or in a guard
 // inside this one, such as a retry waiting to call again), the pipeline
 // detects it, fails the signal with ErrAbandoned (its message names the
-// guard that returned early) and discards the late result; the late call
-// still runs the action with this signal. A call that begins after Do
+// guard that returned early, and the error the guards returned is kept
+// in it) and discards the late result; the late call still runs the
+// action with this signal. A call that begins after Do
 // returned cannot be detected: the signal has ended as Do said, and the
 // pipeline reuses what fn runs for the next signals, so the late call
 // runs the action with another signal's data, or with the zero Signal.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -802,7 +801,7 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 			// before the count was read: that guard let it run.
 			hook = 0
 		}
-		return r, fmt.Errorf("%w (guard %s)", ErrAbandoned, strconv.Quote(nameOrDefault(p.guardNames[hook], StageAction.String())))
+		return r, &abandonedError{guard: nameOrDefault(p.guardNames[hook], StageAction.String()), err: err}
 	}
 	// Every call of the action has returned; their keep happened before
 	// the count read above reached zero.

@@ -722,6 +722,50 @@ func TestAbandonedWhileRunning(t *testing.T) {
 	<-finished
 }
 
+// The error a guard returned as it abandoned the action (a timeout's
+// deadline) stays in the signal's error beside ErrAbandoned, so that a
+// caller can tell a timeout from another failure (an HTTP 504, not a
+// 500); the signal is Failed whatever that error wraps, another
+// pipeline's rejection included, since the action may still run.
+func TestAbandonedKeepsTheGuardsError(t *testing.T) {
+	other := &tai.RejectedError{Stage: tai.StageGate, Err: errors.New("limited")}
+	for _, tt := range []struct {
+		name string
+		err  error
+		is   error
+	}{
+		{"deadline", fmt.Errorf("gave up: %w", context.DeadlineExceeded), context.DeadlineExceeded},
+		{"a rejection", other, tai.ErrRejected},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			started, release, finished := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			abandon := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+				go func() {
+					defer close(finished)
+					_ = fn(ctx)
+				}()
+				<-started
+				return tt.err
+			})
+			action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+				close(started)
+				<-release
+				return 1, nil
+			})
+			p, err := tai.New(fixed(allow, nil), action, tai.WithGuards(abandon))
+			require.NoError(t, err)
+			res, err := p.Process(context.Background(), sig())
+			close(release)
+			<-finished
+			require.ErrorIs(t, err, tai.ErrAbandoned)
+			assert.ErrorIs(t, err, tt.is, "the guard's error is kept")
+			assert.ErrorContains(t, err, tt.err.Error())
+			assert.Equal(t, tai.Failed, res.Outcome)
+			assert.Equal(t, tai.Failed, tai.OutcomeOf(err))
+		})
+	}
+}
+
 func TestGuardThatSkipsTheAction(t *testing.T) {
 	skip := tai.GuardFunc(func(context.Context, func(context.Context) error) error { return nil })
 	p, err := tai.New(fixed(allow, nil), doubleAction(&journal{}), tai.WithGuards(skip))

@@ -376,7 +376,7 @@ func TestAbandonedErrorNamesTheGuard(t *testing.T) {
 		if want == "" {
 			want = "action"
 		}
-		assert.Equal(t, `tai: guard returned before the action it started (guard "`+want+`")`, err.Error())
+		assert.Equal(t, `tai: guard returned before the action it started (guard "`+want+`"): gave up`, err.Error())
 		close(release)
 		<-finished
 	}
