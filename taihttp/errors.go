@@ -72,7 +72,7 @@ func ProblemOf(err error) Problem {
 	case err == nil:
 		return Problem{Status: http.StatusOK}
 	case errors.Is(err, heijunka.ErrLimited):
-		return Problem{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		return Problem{Status: http.StatusTooManyRequests, Code: codeRateLimited,
 			Message: "too many requests; retry later", RetryAfter: ra}
 	case errors.Is(err, jidoka.ErrLineStopped):
 		return Problem{Status: http.StatusServiceUnavailable, Code: "line_stopped",
@@ -143,8 +143,16 @@ func StatusOf(err error) (status int, retryAfter time.Duration) {
 // policy that the RateLimit field on w already says is spent (r=0), as a
 // RateLimit middleware around the handler writes it: a retry before then
 // would meet that limit.
+//
+// A nil err, which ProblemOf maps to 200, is answered 500 failed: a
+// handler that calls WriteError meant to answer with an error, and a
+// problem document sent with a success status would be taken for one.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	writeProblem(w, r, ProblemOf(err), JSONErrors, time.Second)
+	p := ProblemOf(err)
+	if err == nil {
+		p = Problem{Status: http.StatusInternalServerError, Code: "failed", Message: "the request failed"}
+	}
+	writeProblem(w, r, p, JSONErrors, time.Second)
 }
 
 // writeProblem sets Retry-After (with fallback for a 429 or 503 without a
@@ -205,6 +213,9 @@ type problemJSON struct {
 // for a request over its quota.
 const quotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
+// codeRateLimited is the Code of a request over a rate limit's quota.
+const codeRateLimited = "rate_limited"
+
 // JSONErrors writes p as an RFC 9457 problem document
 // (application/problem+json):
 //
@@ -216,11 +227,15 @@ const quotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exc
 //	{"type":"about:blank","title":"Service Unavailable","status":503,
 //	 "detail":"the service is stopped; retry later","code":"line_stopped","retry_after":30}
 //
-// The type is the draft's quota-exceeded for a 429 and "about:blank"
-// otherwise, whose title is the status's reason phrase, as RFC 9457 asks
-// (section 4.2.1), so that it is the same for every problem of that
-// status; detail is p.Message, and code tells the problems of one
-// status apart. retry_after is Retry-After in seconds, when there is one.
+// The type is the draft's quota-exceeded for a 429 over a quota (Code
+// "rate_limited", or a Problem that names its Policy), whose title is
+// p.Message. It is "about:blank" otherwise, a 429 of another cause
+// included (an error of yours that carries the status, such as a cap on
+// requests running at once): its title is the status's reason phrase, as
+// RFC 9457 asks (section 4.2.1), so that it is the same for every problem
+// of that status. detail is p.Message, and code tells the problems of
+// one status apart. retry_after is Retry-After in seconds, when there is
+// one.
 //
 // As http.Error does, it deletes a Content-Length field a handler set for
 // the body it meant to send: sent with the problem, it would cut the
@@ -231,7 +246,7 @@ func JSONErrors(w http.ResponseWriter, _ *http.Request, p Problem) {
 	if body.Title == "" { // a status without a reason phrase
 		body.Title = p.Message
 	}
-	if p.Status == http.StatusTooManyRequests {
+	if p.Status == http.StatusTooManyRequests && (p.Code == codeRateLimited || p.Policy != "") {
 		body.Type = quotaExceeded
 		body.Title = p.Message
 		if p.Policy != "" {

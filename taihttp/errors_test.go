@@ -345,3 +345,93 @@ func TestWriteErrorOfABodyTooLarge(t *testing.T) {
 	status, _ := taihttp.StatusOf(&http.MaxBytesError{Limit: 4})
 	assert.Equal(t, http.StatusRequestEntityTooLarge, status)
 }
+
+// A handler that runs a pipeline itself, under a guard that gives up
+// waiting for the action at its deadline and abandons it, answers 504 as
+// for any deadline that passed: the abandoned signal's error keeps the
+// guard's context.DeadlineExceeded.
+func TestWriteErrorOfAnAbandonedSignal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		abandon := abandoning(func(context.Context, func(context.Context) error, <-chan error) {})
+		p, err := tai.New(tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+			return tai.Decision{Verdict: tai.Allow}, nil
+		}), tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+			<-release
+			return 1, nil
+		}), tai.WithGuards(abandon))
+		require.NoError(t, err)
+		rec := httptest.NewRecorder()
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := p.Process(r.Context(), tai.NewSignal("pay", "k", 1)); err != nil {
+				taihttp.WriteError(w, r, err)
+			}
+		})
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		close(release)
+		synctest.Wait()
+		assert.Equal(t, http.StatusGatewayTimeout, rec.Code)
+		assert.Contains(t, rec.Body.String(), `"code":"timeout"`)
+	})
+}
+
+// WriteError answers a nil error as a failure, 500, never as a problem
+// document with status 200, which a client would take for a success.
+func TestWriteErrorOfNil(t *testing.T) {
+	rec := httptest.NewRecorder()
+	taihttp.WriteError(rec, httptest.NewRequest(http.MethodGet, "/", nil), nil)
+	require.Equal(t, http.StatusInternalServerError, rec.Code)
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	assert.Equal(t, float64(http.StatusInternalServerError), body["status"])
+	assert.Equal(t, "failed", body["code"])
+	assert.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+}
+
+// The quota-exceeded problem type says the request was over a quota
+// (draft-ietf-httpapi-ratelimit-headers): a 429 for another reason — an
+// error of the application's carrying 429 (a cap on requests running at
+// once), a gate refusing with one — is an "about:blank" problem, titled
+// with the status's reason phrase, and names no violated policy. A rate
+// limit's 429, or one whose Problem names the quota policy it exceeded,
+// keeps the type.
+func TestJSONErrorsTypesOnlyQuotasQuotaExceeded(t *testing.T) {
+	const quota = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	busy := statusErr(http.StatusTooManyRequests)
+	for _, tc := range []struct {
+		name  string
+		write func(w http.ResponseWriter)
+		typ   string
+		title string
+	}{
+		{"WriteError of a status", func(w http.ResponseWriter) { taihttp.WriteError(w, req, busy) }, "about:blank", "Too Many Requests"},
+		{"JSONErrors of another code", func(w http.ResponseWriter) {
+			taihttp.JSONErrors(w, req, taihttp.Problem{Status: 429, Code: "concurrency", Message: "too many at once"})
+		}, "about:blank", "Too Many Requests"},
+		{"JSONErrors naming a quota policy", func(w http.ResponseWriter) {
+			taihttp.JSONErrors(w, req, taihttp.Problem{Status: 429, Code: "over_quota", Message: "over the quota", Policy: "p"})
+		}, quota, "over the quota"},
+		{"a gate's 429", func(w http.ResponseWriter) {
+			mw, err := taihttp.Gate(tai.GateFunc(func(context.Context, string) error { return busy }), taihttp.GateOptions{})
+			require.NoError(t, err)
+			mw(http.NotFoundHandler()).ServeHTTP(w, req)
+		}, "about:blank", "Too Many Requests"},
+		{"a rate limit", func(w http.ResponseWriter) {
+			taihttp.WriteError(w, req, &heijunka.LimitedError{Name: "api"})
+		}, quota, "too many requests; retry later"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			tc.write(rec)
+			require.Equal(t, http.StatusTooManyRequests, rec.Code)
+			var body map[string]any
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+			assert.Equal(t, tc.typ, body["type"])
+			assert.Equal(t, tc.title, body["title"])
+			if tc.typ != quota {
+				assert.NotContains(t, body, "violated-policies")
+			}
+		})
+	}
+}

@@ -174,7 +174,12 @@ func hasBracket(s string) bool {
 }
 
 // Header returns the KeyFunc of a request header's value, such as an API
-// key's header; requests without it share the key "".
+// key's header; requests without it share the key "". Header("Host")
+// returns r.Host, where net/http keeps the Host of a request it received
+// (the field is not in r.Header), so that each host has a key of its own.
 func Header(name string) KeyFunc {
+	if http.CanonicalHeaderKey(name) == "Host" {
+		return func(r *http.Request) string { return r.Host }
+	}
 	return func(r *http.Request) string { return r.Header.Get(name) }
 }

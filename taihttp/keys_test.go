@@ -3,6 +3,7 @@ package taihttp_test
 import (
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -129,4 +130,16 @@ func TestHeaderKey(t *testing.T) {
 	assert.Equal(t, "", taihttp.Header("X-Api-Key")(r))
 	r.Header.Set("X-Api-Key", "k1")
 	assert.Equal(t, "k1", taihttp.Header("x-api-key")(r))
+}
+
+// A server's request has its Host field in r.Host, not in r.Header:
+// Header("Host") keys each request by it, as a limit per virtual host
+// needs, where it gave every request the key "".
+func TestHeaderHost(t *testing.T) {
+	for _, name := range []string{"Host", "host"} {
+		a := httptest.NewRequest(http.MethodGet, "http://a.example/", nil)
+		b := httptest.NewRequest(http.MethodGet, "http://b.example:8080/", nil)
+		assert.Equal(t, "a.example", taihttp.Header(name)(a))
+		assert.Equal(t, "b.example:8080", taihttp.Header(name)(b))
+	}
 }

@@ -74,7 +74,9 @@ type PipelineOptions struct {
 // a deadline, against tai.Guard's contract; the pipeline fails the signal
 // with tai.ErrAbandoned) is waited out: the handler holds the
 // ResponseWriter, so the middleware answers, as that call decides, only
-// once it has returned, and a call the guard makes after that is refused.
+// once it has returned, and a call the guard makes after that is refused;
+// when the handler had not run, the guards' error decides (504 for a
+// deadline that passed).
 //
 // What the client gets, by the Outcome (see ProblemOf for the details):
 //
@@ -279,7 +281,16 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 	case tai.Denied:
 		pl.fail(w, r, err, Problem{Status: pl.opts.DeniedStatus, Code: "denied", Message: "the request was denied"})
 	default:
-		p := ProblemOf(err)
+		// The handler's first call decides the answer when a guard
+		// called it again or abandoned it: what that guard returned (an
+		// abandoning timeout's deadline) does not hide a handler that
+		// panicked.
+		decides := err
+		var rt *ranTwiceError
+		if errors.As(err, &rt) {
+			decides = rt.first
+		}
+		p := ProblemOf(decides)
 		if p.Status < 500 {
 			// A failure the handler did not answer is the server's.
 			p = Problem{Status: http.StatusInternalServerError, Code: "failed", Message: "the request failed"}

@@ -787,3 +787,36 @@ func abandoning(gaveUp func(ctx context.Context, fn func(context.Context) error,
 		}
 	})
 }
+
+// A request whose call a guard abandons at its deadline while a guard
+// inside it still holds the call (a bulkhead's queue, a retry's backoff),
+// so that the handler never ran, is answered 504 as a deadline that
+// passed, not 500: the guard's context.DeadlineExceeded is in the
+// pipeline's error beside tai.ErrAbandoned.
+func TestPipelineAbandonedBeforeTheHandlerRan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		late := make(chan error, 1)
+		abandon := abandoning(func(context.Context, func(context.Context) error, <-chan error) {})
+		hold := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+			<-ctx.Done()
+			<-release
+			err := fn(ctx)
+			late <- err
+			return err
+		})
+		var got error
+		calls := 0
+		h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+			tai.WithGuards(abandon, hold))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls++ }))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, get("192.0.2.1:1"))
+		close(release)
+		assert.ErrorContains(t, <-late, "a guard called the handler a second time")
+		synctest.Wait()
+		assert.Zero(t, calls)
+		assert.ErrorIs(t, got, tai.ErrAbandoned)
+		assert.Equal(t, http.StatusGatewayTimeout, rec.Code)
+		assert.Contains(t, rec.Body.String(), `"code":"timeout"`)
+	})
+}

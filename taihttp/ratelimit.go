@@ -191,7 +191,7 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 		ra = time.Second
 	}
 	rl.fail(w, r, &heijunka.LimitedError{Name: rl.name, Decision: d}, Problem{Status: http.StatusTooManyRequests,
-		Code: "rate_limited", Message: "too many requests; retry later", RetryAfter: ra, Policy: rl.policy})
+		Code: codeRateLimited, Message: "too many requests; retry later", RetryAfter: ra, Policy: rl.policy})
 	return false
 }
 

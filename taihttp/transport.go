@@ -117,13 +117,14 @@ type TransportOptions struct {
 //
 // A request that no server could be sent — a method that is not a token,
 // a header or trailer field name that is not one, a field value with a
-// control character such as CR or LF, an http or https URL with a
-// control character in its query or opaque part (sent unescaped, over
-// HTTP/1 or HTTP/2), and over an *http.Transport a URL without a scheme,
-// an http or https URL without a host, or a nil Header —
-// fails at once with an error naming the field, without an attempt: it is
-// neither retried nor paced, and the breaker does not count it, as it
-// says nothing of the server.
+// control character such as CR or LF, an http or https request with a
+// control character in its Host or its URL's host, query or opaque part
+// (sent unescaped, over HTTP/1 or HTTP/2), and over an *http.Transport a
+// URL without a scheme, an http or https URL without a host, a nil
+// Header, or a ContentLength other than 0 with a nil Body — fails at
+// once with an error naming the field, without an attempt: it is neither
+// retried nor paced, and the breaker does not count it, as it says
+// nothing of the server.
 //
 // What RoundTrip returns: the response that succeeded, with a body that
 // stays readable until closed; when every attempt failed with a status
@@ -316,14 +317,16 @@ func asNetTimeout(err error) error {
 // control characters other than HTAB. The base would fail each attempt
 // with the same error, and the breaker count a failure the server never
 // saw. The error names the field, not its value, which may be a secret.
-// An http or https URL with a control character in its query or opaque
-// part is refused too, over any base: both are sent unescaped, in the
-// HTTP/1 request line or HTTP/2's :path, where no server takes one (a
-// protocol registered with RegisterProtocol, of another scheme, sends
-// neither). Over a base that is an *http.Transport, an http or https URL
+// An http or https URL with a control character in its host, query or
+// opaque part is refused too, over any base, and so is such a request
+// whose Host has one: the query and the opaque part are sent unescaped,
+// in the HTTP/1 request line or HTTP/2's :path, where no server takes
+// one, and the host in the Host field or :authority (a protocol
+// registered with RegisterProtocol, of another scheme, sends none of
+// them). Over a base that is an *http.Transport, an http or https URL
 // without a host is refused as well, a URL without a scheme (a path
-// alone), and a nil Header; another base may know where to send them,
-// or take them.
+// alone), a nil Header, and a ContentLength other than 0 with a nil Body;
+// another base may know where to send them, or take them.
 func (t *Transport) checkRequest(req *http.Request) error {
 	if req.URL == nil {
 		return errors.New("taihttp: request has no URL")
@@ -340,6 +343,11 @@ func (t *Transport) checkRequest(req *http.Request) error {
 			// http.Client gives a request without one an empty Header;
 			// the Transport fails it ("http: nil Request.Header").
 			return errors.New("taihttp: request has no Header")
+		case req.Body == nil && req.ContentLength != 0:
+			// A length for content there is none of: the Transport fails
+			// it over HTTP/1 ("http: Request.ContentLength=4 with nil
+			// Body") after it dialed.
+			return fmt.Errorf("taihttp: request has a ContentLength of %d but no body", req.ContentLength)
 		}
 	}
 	if req.URL.Scheme == "http" || req.URL.Scheme == "https" {
@@ -350,7 +358,15 @@ func (t *Transport) checkRequest(req *http.Request) error {
 		// without a path names its host alone, or its opaque part.) A
 		// protocol registered with RegisterProtocol, of another scheme,
 		// takes the request as it is.
+		// A host with a control character is sent by no base: over
+		// HTTP/2 an *http.Transport fails the attempt once it has a
+		// connection, over HTTP/1 it sends an empty Host in its place,
+		// and a dial to the URL's host fails.
 		switch {
+		case hasCTL(req.Host):
+			return errors.New("taihttp: request Host has a control character")
+		case hasCTL(req.URL.Host):
+			return errors.New("taihttp: request URL has a control character in its host")
 		case hasCTL(req.URL.RawQuery) && (req.Method != http.MethodConnect || req.URL.Path != ""):
 			return errors.New("taihttp: request URL has a control character in its query")
 		case hasCTL(req.URL.Opaque):

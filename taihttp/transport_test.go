@@ -574,6 +574,20 @@ func TestTransportRefusesUnsendableRequests(t *testing.T) {
 			require.ErrorContains(t, err, "request has no Header")
 		}
 	})
+	// A request with a ContentLength but no Body: an *http.Transport
+	// fails each attempt ("http: Request.ContentLength=4 with nil Body"),
+	// which was retried and counted by the breaker.
+	t.Run("content length without a body", func(t *testing.T) {
+		for _, n := range []int64{4, -1} {
+			for range 10 {
+				req, err := http.NewRequest(http.MethodPut, srv.URL, nil)
+				require.NoError(t, err)
+				req.ContentLength = n
+				_, err = c.Transport.RoundTrip(req)
+				require.ErrorContains(t, err, "request has a ContentLength of "+strconv.FormatInt(n, 10)+" but no body")
+			}
+		}
+	})
 	assert.Equal(t, jidoka.StateClosed, b.State(), "the breaker counted requests the server never saw")
 	assert.Zero(t, srv.hits.Load())
 
@@ -1697,6 +1711,48 @@ func TestTransportRefusesAControlCharacterInTheQueryOverHTTP2(t *testing.T) {
 	req.URL.Opaque = "/x\x01"
 	_, err = c.Do(req)
 	require.ErrorContains(t, err, "request URL has a control character in its opaque part")
+	assert.Equal(t, jidoka.StateClosed, b.State(), "the breaker counted requests the server could not take")
+	assert.EqualValues(t, 1, hits.Load())
+}
+
+// A Host with a control character, as one copied from untrusted input
+// may hold: over HTTP/2 net/http fails each attempt once it has a
+// connection ("invalid Host header"), which was retried and counted by
+// the breaker; over HTTP/1 it sends the request with an empty Host in
+// its place. Either way the request asked for cannot be sent: it fails
+// at once, and its error does not show the value.
+func TestTransportRefusesAControlCharacterInTheHostOverHTTP2(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	b, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1})
+	require.NoError(t, err)
+	c := client(t, nil, taihttp.TransportOptions{Base: srv.Client().Transport, Breaker: b,
+		Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 2})})
+	t.Cleanup(srv.Client().CloseIdleConnections)
+
+	resp, err := c.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, "HTTP/2.0", readAll(t, resp))
+
+	for _, h := range []string{"a\nX-Admin: 1", "a\x00", "a\tb", "a\x7f"} {
+		req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		req.Host = h
+		_, err = c.Do(req)
+		require.ErrorContains(t, err, "request Host has a control character", "%q", h)
+		assert.NotContains(t, err.Error(), "X-Admin")
+	}
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.URL.Host += "\r"
+	_, err = c.Do(req)
+	require.ErrorContains(t, err, "request URL has a control character in its host")
 	assert.Equal(t, jidoka.StateClosed, b.State(), "the breaker counted requests the server could not take")
 	assert.EqualValues(t, 1, hits.Load())
 }
