@@ -53,8 +53,9 @@ type WarmUpOptions struct {
 // RetryAfter of any denied request counts the steps that begin before it
 // passes, each paying the debt off at its own rate, as the Limiter's
 // calls at those times would: it is exact, if nothing else happens, to
-// the nanosecond (for a request at a time earlier than one used before,
-// it may be later than need be).
+// the nanosecond, also for a request at a time earlier than one used
+// before (decided under the step in force, which may be a later one than
+// the step of its time).
 //
 // Everything is a function of the time the Limiter's calls are made at, so
 // the explicit-time methods (AllowN, StartAt, ...) make a climb
@@ -447,12 +448,18 @@ func (c *climb) retryFor(p *params, tat, used, now int64, n int) (wait, begin in
 	// then: whether it passes rises with t, as the debt falls and the
 	// Burst climbs. It passes once the climb is over and the schedule
 	// has run out, if not before: the first t that passes is found by
-	// bisection.
+	// bisection. Under a p that is no step of the climb (a change of
+	// limit raced with the call), every call is taken to set its step:
+	// under p itself the n events would not pass anyway.
+	sp, found := c.stepOf(p, now)
+	if !found {
+		sp = -1
+	}
 	hi := min(max(c.end(), tat, now), nowBound)
-	if !c.passesAt(p, tat, used, hi, n) {
+	if !c.passesAt(p, sp, tat, used, hi, n) {
 		return 0, 0, false
 	}
-	wait = c.firstPass(p, tat, used, n, now, hi) - now
+	wait = c.firstPass(p, sp, tat, used, n, now, hi) - now
 	// The steps' Bursts rise with the steps (see limitAt), and the last
 	// step's is the full Burst.
 	first, last := int64(0), c.steps
@@ -472,14 +479,15 @@ func (c *climb) retryFor(p *params, tat, used, now int64, n int) (wait, begin in
 // Limit p in force at now, pass with the schedule tat, given wait, the
 // time p alone would take. When that wait reaches into a later step, the
 // step's higher rate pays the debt off sooner: the first time that passes
-// is found by bisection, as retryFor finds it. A wait within the step is
-// exact already and costs a few multiplications, as does one under a p
-// that is not the step of now (a time before one used already). used is
-// the latest time the state was used at (state.hi).
+// is found by bisection, as retryFor finds it. A wait within the step of
+// p is exact already and costs a few multiplications. p is the step in
+// force: the step of now, or, at a time earlier than one used before, a
+// later one, which decides the calls until the step after it begins. used
+// is the latest time the state was used at (state.hi).
 func (c *climb) sooner(p *params, tat, used, now int64, n int, wait int64) int64 {
-	s := c.stepAt(now)
-	if s >= c.steps || p.limit != c.limitAt(s) {
-		return wait
+	s, ok := c.stepOf(p, now)
+	if !ok || s >= c.steps {
+		return wait // the climb is over, or a change of limit raced with the call
 	}
 	next, ok := c.begins(s + 1)
 	if !ok || wait > nowBound-now || now+wait < next {
@@ -490,14 +498,28 @@ func (c *climb) sooner(p *params, tat, used, now int64, n int, wait int64) int64
 	// counts from the latest time used (see state.converted), which may
 	// lie after now. It passes once the climb is over and the schedule
 	// has run out, if not before.
-	if at := now + wait; !c.passesAt(p, tat, used, at, n) {
+	if at := now + wait; !c.passesAt(p, s, tat, used, at, n) {
 		last := min(max(c.end(), tat, at), nowBound)
-		if !c.passesAt(p, tat, used, last, n) {
+		if !c.passesAt(p, s, tat, used, last, n) {
 			return wait // not reached: the full Burst takes n
 		}
-		return c.firstPass(p, tat, used, n, at, last) - now
+		return c.firstPass(p, s, tat, used, n, at, last) - now
 	}
-	return c.firstPass(p, tat, used, n, next, now+wait) - now
+	return c.firstPass(p, s, tat, used, n, next, now+wait) - now
+}
+
+// stepOf returns the step of the climb whose limit p is, in force at now:
+// the step of now, or a later one that a call at a later time set (a
+// time going back does not lower the step). ok is false when p is
+// neither, as when a change of limit races with the call.
+func (c *climb) stepOf(p *params, now int64) (s int64, ok bool) {
+	if s = c.stepAt(now); p.limit == c.limitAt(s) {
+		return s, true
+	}
+	if s = c.step.Load(); s > c.stepAt(now) && p.limit == c.limitAt(s) {
+		return s, true
+	}
+	return 0, false
 }
 
 // end returns when the climb reaches full, or nowBound if after it.
@@ -509,12 +531,12 @@ func (c *climb) end() int64 {
 }
 
 // firstPass returns the first time from lo to hi at which n events pass
-// with the schedule tat under p (see passesAt), by bisection: whether they
-// pass rises with the time. They must pass at hi.
-func (c *climb) firstPass(p *params, tat, used int64, n int, lo, hi int64) int64 {
+// with the schedule tat under p, the step sp (see passesAt), by bisection:
+// whether they pass rises with the time. They must pass at hi.
+func (c *climb) firstPass(p *params, sp, tat, used int64, n int, lo, hi int64) int64 {
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		if c.passesAt(p, tat, used, mid, n) {
+		if c.passesAt(p, sp, tat, used, mid, n) {
 			hi = mid
 		} else {
 			lo = mid + 1
@@ -524,11 +546,17 @@ func (c *climb) firstPass(p *params, tat, used int64, n int, lo, hi int64) int64
 }
 
 // passesAt reports whether n events would pass at t, the first call since
-// the schedule tat under p was booked, the state last used at used: the
-// call sets the limit of the step the climb has reached at t, carrying the
-// debt over as the Limiter does (see state.converted).
-func (c *climb) passesAt(p *params, tat, used, t int64, n int) bool {
-	np, err := c.limitAt(c.stepAt(t)).params()
+// the schedule tat under p, the step sp, was booked, the state last used
+// at used: a call at a t within step sp or before is decided under p; a
+// later one sets the limit of the step the climb has reached at t,
+// carrying the debt over as the Limiter does (see state.converted).
+func (c *climb) passesAt(p *params, sp, tat, used, t int64, n int) bool {
+	s := c.stepAt(t)
+	if s <= sp {
+		_, d := p.decide(tat, t, n)
+		return d.Allowed
+	}
+	np, err := c.limitAt(s).params()
 	if err != nil {
 		return false // not reached: every step's Limit is valid
 	}

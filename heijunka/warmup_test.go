@@ -956,3 +956,112 @@ func TestWarmUpWindowPropertyTimeGoingBack(t *testing.T) {
 		}
 	})
 }
+
+// TestWarmUpRetryAfterAtATimeGoneBackAcrossSteps: a request at a time
+// earlier than one used before is decided under the step in force, a
+// later one than the step of its time; the step after that pays the debt
+// off at its higher rate. RetryAfter counts it, to the nanosecond, where
+// the step in force alone would give too long a wait.
+func TestWarmUpRetryAfterAtATimeGoneBackAcrossSteps(t *testing.T) {
+	// Step s begins at s seconds, with a Rate of 1+0.9s and a Burst of
+	// round(1+0.9s): 2.8/s burst 3 at step 2, 3.7/s burst 4 at step 3.
+	build := func() *heijunka.Limiter {
+		lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 10})
+		w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+		require.NoError(t, err)
+		require.NoError(t, w.StartAt(t0))
+		for range 2 {
+			require.True(t, lim.ReserveN(t0.Add(2*time.Second), 3).OK(), "booked at step 2")
+		}
+		return lim
+	}
+	now := t0.Add(1500 * time.Millisecond) // at step 1, under step 2
+	d := build().DecideN(now, 1)
+	require.False(t, d.Allowed)
+	require.Less(t, d.RetryAfter, heijunka.InfDuration)
+	assert.False(t, build().AllowN(now.Add(d.RetryAfter-1), 1), "a nanosecond before RetryAfter %v", d.RetryAfter)
+	assert.True(t, build().AllowN(now.Add(d.RetryAfter), 1), "at RetryAfter %v", d.RetryAfter)
+}
+
+// TestWarmUpRetryAfterPropertyTimeGoingBack: whatever the calls before,
+// at times going back as well as forward, the RetryAfter of a denied
+// request during a climb is exact: the same calls followed by the request
+// a nanosecond before it are denied, and at it allowed.
+func TestWarmUpRetryAfterPropertyTimeGoingBack(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		full := heijunka.Limit{
+			Rate:  rapid.Float64Range(0.5, 100).Draw(t, "rate"),
+			Burst: rapid.IntRange(1, 20).Draw(t, "burst"),
+		}
+		iv := full.Interval()
+		opts := heijunka.WarmUpOptions{
+			From:  rapid.Float64Range(0.05, 1).Draw(t, "from"),
+			Over:  time.Duration(rapid.IntRange(1, 40).Draw(t, "over")) * iv / 2,
+			Steps: rapid.IntRange(1, 10).Draw(t, "steps"),
+		}
+		type call struct {
+			op  int
+			at  time.Time
+			n   int
+			out bool
+		}
+		calls := []call{{op: 0, at: t0}} // a climb from the start
+		now := t0
+		for range rapid.IntRange(1, 30).Draw(t, "calls") {
+			now = now.Add(time.Duration(rapid.Int64Range(-8, 8).Draw(t, "gap")) * iv / 4)
+			calls = append(calls, call{op: rapid.IntRange(0, 2).Draw(t, "op"), at: now, n: rapid.IntRange(0, full.Burst).Draw(t, "n")})
+		}
+		// replay makes the calls on a new Limiter, each as it went the
+		// first time.
+		replay := func(record bool) *heijunka.Limiter {
+			lim, err := heijunka.NewLimiter(full, heijunka.LimiterOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := heijunka.NewWarmUp(lim, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range calls {
+				c := &calls[i]
+				var out bool
+				switch c.op {
+				case 0:
+					out = w.StartAt(c.at) == nil
+				case 1:
+					out = lim.AllowN(c.at, c.n)
+				case 2:
+					out = lim.ReserveN(c.at, c.n).OK()
+				}
+				if record {
+					c.out = out
+				} else if out != c.out {
+					t.Fatalf("call %d went otherwise when made again", i)
+				}
+			}
+			return lim
+		}
+		lim := replay(true)
+		at := now.Add(time.Duration(rapid.Int64Range(-8, 8).Draw(t, "gap")) * iv / 4)
+		n := rapid.IntRange(1, full.Burst).Draw(t, "n")
+		d := lim.DecideN(at, n)
+		if d.Allowed || d.RetryAfter == heijunka.InfDuration {
+			return
+		}
+		// The same calls, the denied request (which may raise the step)
+		// and its retry.
+		retry := func(after time.Duration) bool {
+			lim := replay(false)
+			if lim.DecideN(at, n) != d {
+				t.Fatalf("the request went otherwise when made again")
+			}
+			return lim.AllowN(at.Add(after), n)
+		}
+		if retry(d.RetryAfter - 1) {
+			t.Fatalf("%d events allowed a nanosecond before RetryAfter %v", n, d.RetryAfter)
+		}
+		if !retry(d.RetryAfter) {
+			t.Fatalf("%d events denied at RetryAfter %v", n, d.RetryAfter)
+		}
+	})
+}
