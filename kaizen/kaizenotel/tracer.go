@@ -5,11 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/taipattern/taikit/internal/modversion"
 	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/internal/utf8text"
 
@@ -113,35 +112,7 @@ func tracerOf(tp trace.TracerProvider) trace.Tracer {
 
 // moduleVersion is the version, in the running binary, of the module
 // that holds this package, "(devel)" when it is built from its own tree.
-var moduleVersion = sync.OnceValue(func() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(devel)"
-	}
-	return versionOf(ScopeName, bi)
-})
-
-// versionOf returns the version of the module that holds the package pkg:
-// of the modules in bi, the one with the longest path that is pkg or a
-// parent of it, so the answer stays right when this package moves to a
-// module of its own. Of a module a replace directive replaced, it is the
-// version of the replacement, the code in the binary: "(devel)" for a
-// directory, not the version required.
-func versionOf(pkg string, bi *debug.BuildInfo) string {
-	version, longest := "(devel)", -1
-	for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
-		if len(m.Path) <= longest || !(pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/")) {
-			continue
-		}
-		longest = len(m.Path)
-		if r := m.Replace; r != nil {
-			version = cmp.Or(r.Version, "(devel)")
-		} else {
-			version = cmp.Or(m.Version, "(devel)")
-		}
-	}
-	return version
-}
+var moduleVersion = sync.OnceValue(func() string { return modversion.Running(ScopeName) })
 
 // Attribute keys of the spans.
 const (

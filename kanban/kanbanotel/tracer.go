@@ -3,7 +3,10 @@ package kanbanotel
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 
+	"github.com/taipattern/taikit/internal/modversion"
 	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/internal/utf8text"
 
@@ -68,8 +71,14 @@ type TracerOptions struct {
 // from one the consumer's ctx held already.
 //
 // The spans come from the instrumentation scope named after this
-// package's import path, with the schema URL of the version of the
+// package's import path, versioned with the version of the module that
+// holds this package, with the schema URL of the version of the
 // conventions they follow, https://opentelemetry.io/schemas/1.40.0.
+//
+// The attributes of the queue (all but the message ID and the attempt)
+// are given at the span's start, where a sampler reads them, as the
+// conventions ask; the message ID and the attempt are set only on a span
+// that records, so that one the sampler drops costs little.
 //
 // A message ID, queue or error text that is not UTF-8 is recorded with
 // U+FFFD in place of each run of bytes that is not: OTLP carries UTF-8
@@ -90,58 +99,78 @@ func NewTracer(opts TracerOptions) kanban.Tracer {
 type tracer struct {
 	opts   TracerOptions
 	tracer trace.Tracer // of opts.Provider; nil for the global provider
+
+	// shapes holds, per operation type, system, queue and consumer, the
+	// span name and start options, built once: a span then starts without
+	// building them again. Copied on write; at most maxShapes entries,
+	// each of names of at most maxShapeKey bytes.
+	shapes   atomic.Pointer[map[shapeKey]*spanShape]
+	shapesMu sync.Mutex
+}
+
+// maxShapes bounds tracer.shapes: queues and consumers come from
+// configuration, but a program could make them up as it runs.
+const maxShapes = 1024
+
+// maxShapeKey bounds the bytes of the names of a shape kept in
+// tracer.shapes, so that maxShapes bounds its memory too: longer ones are
+// built for their span alone.
+const maxShapeKey = 256
+
+type shapeKey struct {
+	typ                     kanban.OperationType
+	system, queue, consumer string
+}
+
+type spanShape struct {
+	name string
+	opts []trace.SpanStartOption // shared by every span of the shape: never appended to
 }
 
 // tracerOf returns tp's tracer for the spans of this package.
 func tracerOf(tp trace.TracerProvider) trace.Tracer {
-	return tp.Tracer(instrumentation, trace.WithSchemaURL(semconv.SchemaURL))
+	return tp.Tracer(instrumentation, scopeOptions()...)
 }
+
+// scopeOptions are the options of the tracer of this package's scope,
+// built once: the tracer of the global provider is asked for at each span.
+var scopeOptions = sync.OnceValue(func() []trace.TracerOption {
+	return []trace.TracerOption{
+		trace.WithInstrumentationVersion(modversion.Running(instrumentation)),
+		trace.WithSchemaURL(semconv.SchemaURL),
+	}
+})
 
 func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Context, func(error)) {
 	tr := t.tracer
 	if tr == nil {
 		tr = tracerOf(otel.GetTracerProvider())
 	}
-	kind, opType := trace.SpanKindProducer, semconv.MessagingOperationTypeSend
-	if op.Type == kanban.OpProcess {
-		kind, opType = trace.SpanKindConsumer, semconv.MessagingOperationTypeProcess
-	}
-	name := op.Type.String()
-	attrs := make([]attribute.KeyValue, 0, 7)
-	attrs = append(attrs,
-		semconv.MessagingSystemKey.String(utf8text.Clean(op.System)),
-		opType,
-		semconv.MessagingOperationName(name),
-	)
-	spanName := name
-	// A queue or message without a name is left out, of the span's name
-	// too, as the conventions ask of what is not known; an empty value
-	// would read as a name.
-	if op.Queue != "" {
-		queue := utf8text.Clean(op.Queue)
-		attrs = append(attrs, semconv.MessagingDestinationName(queue))
-		spanName += " " + queue
-	}
-	if op.MessageID != "" {
-		attrs = append(attrs, semconv.MessagingMessageID(utf8text.Clean(op.MessageID)))
-	}
-	if op.Consumer != "" {
-		attrs = append(attrs, semconv.MessagingConsumerGroupName(utf8text.Clean(op.Consumer)))
-	}
-	if op.Type == kanban.OpProcess {
-		attrs = append(attrs, AttemptKey.Int(op.Attempt))
-	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
+	shape := t.shape(op)
+	opts := shape.opts
 	if op.Type == kanban.OpProcess {
 		// The conventions ask a process span to link to its message's
 		// creation context, even when it is also its child: here the
 		// send span the Propagator extracted, a remote parent. A remote
 		// parent the consumer's ctx held already is not the message's.
 		if sc, ok := ctx.Value(createdKey{}).(trace.SpanContext); ok && sc.Equal(trace.SpanContextFromContext(ctx)) {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+			opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 	}
-	ctx, span := tr.Start(ctx, spanName, opts...)
+	ctx, span := tr.Start(ctx, shape.name, opts...)
+	if !span.IsRecording() {
+		// Not sampled (or a no-op provider's): what it would record is
+		// dropped, and ending it records nothing either.
+		return ctx, endNothing
+	}
+	// Of the message, not the queue: no sampler needs them, so they are
+	// built only for a span that records.
+	if op.MessageID != "" {
+		span.SetAttributes(semconv.MessagingMessageID(utf8text.Clean(op.MessageID)))
+	}
+	if op.Type == kanban.OpProcess {
+		span.SetAttributes(AttemptKey.Int(op.Attempt))
+	}
 	return ctx, func(err error) {
 		if err == nil {
 			span.End()
@@ -163,6 +192,71 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 			desc = utf8text.Clean(err.Error())
 		}
 	}
+}
+
+// endNothing is the end of a span that records nothing: it has nothing to
+// do.
+func endNothing(error) {}
+
+// shape returns the name and start options of op's span.
+func (t *tracer) shape(op kanban.Operation) *spanShape {
+	k := shapeKey{typ: op.Type, system: op.System, queue: op.Queue, consumer: op.Consumer}
+	m := t.shapes.Load()
+	if m != nil {
+		if s, ok := (*m)[k]; ok {
+			return s
+		}
+	}
+	s := newShape(op)
+	if len(k.system)+len(k.queue)+len(k.consumer) > maxShapeKey || (m != nil && len(*m) >= maxShapes) {
+		return s // not kept, and no lock taken to learn it
+	}
+	t.shapesMu.Lock()
+	defer t.shapesMu.Unlock()
+	old := t.shapes.Load()
+	var prev map[shapeKey]*spanShape
+	if old != nil {
+		if len(*old) >= maxShapes {
+			return s
+		}
+		prev = *old
+	}
+	next := make(map[shapeKey]*spanShape, 1+len(prev))
+	for k, v := range prev {
+		next[k] = v
+	}
+	next[k] = s
+	t.shapes.Store(&next)
+	return s
+}
+
+// newShape builds the name and start options of op's span: its kind and
+// the attributes of its queue, which a sampler may read.
+func newShape(op kanban.Operation) *spanShape {
+	kind, opType := trace.SpanKindProducer, semconv.MessagingOperationTypeSend
+	if op.Type == kanban.OpProcess {
+		kind, opType = trace.SpanKindConsumer, semconv.MessagingOperationTypeProcess
+	}
+	name := op.Type.String()
+	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs = append(attrs,
+		semconv.MessagingSystemKey.String(utf8text.Clean(op.System)),
+		opType,
+		semconv.MessagingOperationName(name),
+	)
+	spanName := name
+	// A queue or consumer without a name is left out, of the span's name
+	// too, as the conventions ask of what is not known; an empty value
+	// would read as a name.
+	if op.Queue != "" {
+		queue := utf8text.Clean(op.Queue)
+		attrs = append(attrs, semconv.MessagingDestinationName(queue))
+		spanName += " " + queue
+	}
+	if op.Consumer != "" {
+		attrs = append(attrs, semconv.MessagingConsumerGroupName(utf8text.Clean(op.Consumer)))
+	}
+	return &spanShape{name: spanName, opts: []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}}
 }
 
 // errorType names the kind of err, in few values, for error.type.
