@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/taipattern/taikit/internal/typednil"
+	"github.com/taipattern/taikit/tai"
 )
 
 //go:embed board
@@ -37,9 +39,11 @@ type BoardOptions struct {
 	Title string
 	// Lines and Breakers are shown with their states (*jidoka.Line and
 	// *jidoka.Breaker satisfy the interfaces); a nil one, or a nil
-	// pointer, is refused. NewBoard keeps a copy of
-	// these slices, and of Panels: changing them afterwards leaves the
-	// board as it was.
+	// pointer, is refused. Their methods are called each time the board
+	// takes its state (as a Panel's Rows is); one that panics is logged
+	// and its line or breaker shown with an Error, the rest of the state
+	// as it is. NewBoard keeps a copy of these slices, and of Panels:
+	// changing them afterwards leaves the board as it was.
 	Lines    []Line
 	Breakers []Breaker
 	// Refresh is how often a live page is sent the state when nothing
@@ -69,7 +73,8 @@ type BoardOptions struct {
 	// them.
 	TrustedOrigins []string
 	// HistoryLength is the number of recent transitions shown. Zero means
-	// 20.
+	// 20; otherwise from 1 to 1000. The evaluator keeps
+	// EvaluatorOptions.HistorySize of them: no more than that are shown.
 	HistoryLength int
 	// Logger records the cord pulls and resets made on the board, with who
 	// and why, and errors encoding the state. Nil means slog.Default().
@@ -440,6 +445,10 @@ type BoardLine struct {
 	Stopped bool      `json:"stopped"`
 	Reason  string    `json:"reason,omitempty"`
 	Since   time.Time `json:"since,omitzero"`
+	// Error says the line's Status (or Name) panicked: its state is not
+	// known, and the board goes on without it. Name is then
+	// "Lines[i]", its place in BoardOptions.Lines, if Name panicked.
+	Error string `json:"error,omitempty"`
 }
 
 // BoardBreaker is a breaker on the board; Open is true while it refuses
@@ -450,6 +459,11 @@ type BoardBreaker struct {
 	Open   bool      `json:"open"`
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since,omitzero"`
+	// Error says the breaker's Snapshot panicked: its state is not known,
+	// and the board goes on without it. Name is then the breaker's Name()
+	// if it has that method (*jidoka.Breaker does), or "Breakers[i]", its
+	// place in BoardOptions.Breakers.
+	Error string `json:"error,omitempty"`
 }
 
 // State returns what the board shows now.
@@ -475,14 +489,12 @@ func (b *Board) State() BoardState {
 		st.Rules = append(st.Rules, br)
 	}
 	st.Lines = make([]BoardLine, 0, len(b.opts.Lines))
-	for _, l := range b.opts.Lines {
-		s := l.Status()
-		st.Lines = append(st.Lines, BoardLine{Name: l.Name(), Stopped: s.Stopped, Reason: s.Reason, Since: s.Since})
+	for i, l := range b.opts.Lines {
+		st.Lines = append(st.Lines, b.showLine(i, l))
 	}
 	st.Breakers = make([]BoardBreaker, 0, len(b.opts.Breakers))
-	for _, br := range b.opts.Breakers {
-		s := br.Snapshot()
-		st.Breakers = append(st.Breakers, BoardBreaker{Name: s.Name, State: s.State.String(), Open: breakerRefuses(s.State), Reason: s.Reason, Since: s.Since})
+	for i, br := range b.opts.Breakers {
+		st.Breakers = append(st.Breakers, b.showBreaker(i, br))
 	}
 	st.Panels = make([]BoardPanel, 0, len(b.opts.Panels))
 	for _, p := range b.opts.Panels {
@@ -495,6 +507,53 @@ func (b *Board) State() BoardState {
 		st.History[i].Value = finite(st.History[i].Value)
 	}
 	return st
+}
+
+// showLine reads the i-th line for the board. Its methods are the
+// program's code: a panic in them is logged and shown as the line's
+// Error, rather than ending the request, and with it every event stream
+// sharing the state.
+func (b *Board) showLine(i int, l Line) (bl BoardLine) {
+	defer func() {
+		if v := recover(); v != nil {
+			if bl.Name == "" {
+				bl.Name = fmt.Sprintf("Lines[%d]", i)
+			}
+			b.log.Error("andon: board: a line panicked", "line", bl.Name, "panic", panicText(v), "stack", string(debug.Stack()))
+			bl = BoardLine{Name: bl.Name, Error: "the line's status could not be read; see the log"}
+		}
+	}()
+	bl.Name = l.Name()
+	s := l.Status()
+	bl.Stopped, bl.Reason, bl.Since = s.Stopped, s.Reason, s.Since
+	return bl
+}
+
+// showBreaker reads the i-th breaker for the board, as showLine reads a
+// line: a panic in its Snapshot is logged and shown as its Error.
+func (b *Board) showBreaker(i int, br Breaker) (bb BoardBreaker) {
+	defer func() {
+		if v := recover(); v != nil {
+			name := breakerName(i, br)
+			b.log.Error("andon: board: a breaker panicked", "breaker", name, "panic", panicText(v), "stack", string(debug.Stack()))
+			bb = BoardBreaker{Name: name, Error: "the breaker's state could not be read; see the log"}
+		}
+	}()
+	s := br.Snapshot()
+	return BoardBreaker{Name: s.Name, State: s.State.String(), Open: breakerRefuses(s.State), Reason: s.Reason, Since: s.Since}
+}
+
+// breakerName names a breaker whose Snapshot failed: by its Name method,
+// if it has one that answers, or by its place in BoardOptions.Breakers.
+func breakerName(i int, br Breaker) (name string) {
+	name = fmt.Sprintf("Breakers[%d]", i)
+	defer func() { _ = recover() }()
+	if n, ok := br.(tai.Namer); ok {
+		if s := n.Name(); s != "" {
+			name = s
+		}
+	}
+	return name
 }
 
 // finite returns v, or 0 for NaN and the infinities, which JSON cannot

@@ -1447,3 +1447,159 @@ func TestBoardStreamsShareUnderLoad(t *testing.T) {
 		}
 	})
 }
+
+// statusPanicLine is a line whose Status panics while panics is set.
+type statusPanicLine struct {
+	*jidoka.Line
+	panics atomic.Bool
+}
+
+func (l *statusPanicLine) Status() jidoka.LineStatus {
+	if l.panics.Load() {
+		panic("line status broke")
+	}
+	return l.Line.Status()
+}
+
+// panickyBreaker is a breaker whose Snapshot panics while panics is set.
+type panickyBreaker struct {
+	*jidoka.Breaker
+	panics atomic.Bool
+}
+
+func (b *panickyBreaker) Snapshot() jidoka.Snapshot {
+	if b.panics.Load() {
+		panic("breaker snapshot broke")
+	}
+	return b.Breaker.Snapshot()
+}
+
+// lockedBuffer is a log's buffer, written by the goroutines serving the
+// streams and read by the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestBoardContainsAPanickingLineOrBreaker: a Line's Status or a
+// Breaker's Snapshot is the program's code, which the board calls while
+// it takes a state. One that panics is logged and shown with an error,
+// the rest of the state as it is; the request for the state is answered,
+// and the event streams, which share the state, go on.
+func TestBoardContainsAPanickingLineOrBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		line := &statusPanicLine{Line: newLine("checkout")}
+		packing := newLine("packing")
+		br := &panickyBreaker{Breaker: newBreaker(t, "gateway")}
+		var logs lockedBuffer
+		e := newEvaluator(t, andon.EvaluatorOptions{})
+		b, err := andon.NewBoard(e, andon.BoardOptions{Lines: []andon.Line{line, packing}, Breakers: []andon.Breaker{br},
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		require.NoError(t, err)
+
+		// The streams are served as a server serves them, which recovers a
+		// panic and ends the request.
+		type served struct {
+			w        *streamWriter
+			done     chan struct{}
+			panicked atomic.Value
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var streams []*served
+		for range 2 {
+			s := &served{w: &streamWriter{header: http.Header{}}, done: make(chan struct{})}
+			go func() {
+				defer close(s.done)
+				defer func() {
+					if v := recover(); v != nil {
+						s.panicked.Store(v)
+					}
+				}()
+				b.ServeHTTP(s.w, httptest.NewRequest(http.MethodGet, "/api/events", nil).WithContext(ctx))
+			}()
+			streams = append(streams, s)
+		}
+		defer func() {
+			cancel()
+			for _, s := range streams {
+				<-s.done
+			}
+		}()
+		getState := func() (st andon.BoardState, panicked any) {
+			defer func() { panicked = recover() }()
+			rec := httptest.NewRecorder()
+			b.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/state", nil))
+			require.Equal(t, http.StatusOK, rec.Code)
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
+			return st, nil
+		}
+		synctest.Wait()
+		for i, s := range streams {
+			require.Len(t, s.w.data(), 1, "stream %d: the state at once", i)
+		}
+
+		line.panics.Store(true)
+		br.panics.Store(true)
+		packing.Stop("jam")
+		broken := func(st andon.BoardState) {
+			t.Helper()
+			require.Len(t, st.Lines, 2)
+			assert.Equal(t, "checkout", st.Lines[0].Name)
+			assert.NotEmpty(t, st.Lines[0].Error, "the line that panicked says so")
+			assert.False(t, st.Lines[0].Stopped)
+			assert.Equal(t, "packing", st.Lines[1].Name)
+			assert.True(t, st.Lines[1].Stopped, "the other line is shown as it is")
+			assert.Empty(t, st.Lines[1].Error)
+			require.Len(t, st.Breakers, 1)
+			assert.Equal(t, "gateway", st.Breakers[0].Name, "named by its Name method")
+			assert.NotEmpty(t, st.Breakers[0].Error, "the breaker that panicked says so")
+		}
+
+		time.Sleep(2 * time.Second) // the refresh
+		synctest.Wait()
+		for i, s := range streams {
+			require.Nil(t, s.panicked.Load(), "stream %d panicked", i)
+			select {
+			case <-s.done:
+				t.Fatalf("stream %d ended", i)
+			default:
+			}
+			data := s.w.data()
+			require.Len(t, data, 2, "stream %d: the state at the refresh", i)
+			var st andon.BoardState
+			require.NoError(t, json.Unmarshal([]byte(data[1]), &st))
+			broken(st)
+		}
+		st, panicked := getState()
+		require.Nil(t, panicked, "the request for the state panicked")
+		broken(st)
+		assert.Contains(t, logs.String(), "line status broke")
+		assert.Contains(t, logs.String(), "breaker snapshot broke")
+
+		line.panics.Store(false)
+		br.panics.Store(false)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		for i, s := range streams {
+			data := s.w.data()
+			require.Len(t, data, 3, "stream %d: the state once the line and breaker answer again", i)
+			var st andon.BoardState
+			require.NoError(t, json.Unmarshal([]byte(data[2]), &st))
+			assert.Empty(t, st.Lines[0].Error)
+			assert.Empty(t, st.Breakers[0].Error)
+			assert.Equal(t, "closed", st.Breakers[0].State)
+		}
+	})
+}

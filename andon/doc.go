@@ -66,14 +66,16 @@
 // SlogNotifier logs, Webhook POSTs the JSON of Alertmanager's webhook
 // receiver, and Alertmanager pushes to Alertmanager's API v2, re-sending
 // firing alerts with endsAt ahead so Alertmanager keeps them and lets them
-// expire if the process dies. Each notifier has a bounded queue and a
-// worker goroutine; notifications are deduplicated by label fingerprint
-// (an alert is sent when it fires and when it resolves), requests have a
-// timeout, failures are retried with back-off (a kanban.Backoff; errors
-// marked with kanban.Permanent are not retried), and a slow or failing
-// notifier never blocks evaluation: when its queue is full notifications
-// are dropped, counted in NotifierStats and logged. Flush waits for
-// delivery; Shutdown delivers what is queued and stops the workers.
+// expire if the process dies, or if the rule's evaluations fail (endsAt
+// moves only with an evaluation that measured). Each notifier has a
+// bounded queue and a worker goroutine; notifications are deduplicated by
+// label fingerprint (an alert is sent when it fires and when it
+// resolves), requests have a timeout, failures are retried with back-off
+// (a kanban.Backoff; errors marked with kanban.Permanent are not
+// retried), and a slow or failing notifier never blocks evaluation: when
+// its queue is full notifications are dropped, counted in NotifierStats
+// and logged. Flush waits for delivery; Shutdown delivers what is queued
+// and stops the workers.
 //
 // A panic in a condition, a hook or a notifier is recovered: it becomes a
 // *PanicError, logged with its stack. One that ends its goroutine with

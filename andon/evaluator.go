@@ -55,10 +55,11 @@ type EvaluatorOptions struct {
 	// Cord configures the andon cord.
 	Cord CordOptions
 	// HistorySize is the number of transitions History keeps. Zero means
-	// 256.
+	// 256; otherwise from 1 to 1048576 (1<<20).
 	HistorySize int
 	// RecentValues is the number of recent values kept per rule for the
-	// board's sparklines. Zero means 60.
+	// board's sparklines. Zero means 60; otherwise from 1 to 1048576
+	// (1<<20).
 	RecentValues int
 	// GeneratorURL is where the alerts are shown, usually the board's URL;
 	// each Alert's GeneratorURL is it with "#rule-" and the rule's name,
@@ -728,7 +729,13 @@ func (e *Evaluator) settle(ctx context.Context, now, wall time.Time, rules []*ru
 		}
 		rs.apply(now, results[i].m, results[i].annotations, results[i].err)
 		rs.alert.Silenced = e.silenced(rs.labels, wall)
-		rs.alert.ValidUntil = now.Add(e.validFor)
+		if results[i].err == nil {
+			// Only a measurement says the alert still fires: a rule whose
+			// data source is down keeps the ValidUntil of its last one,
+			// and a receiver lets the alert expire, as Prometheus sends
+			// nothing for a rule whose evaluation failed.
+			rs.alert.ValidUntil = now.Add(e.validFor)
+		}
 		to := rs.alert.State
 		if to != from {
 			tr := Transition{Rule: rs.rule.Name, From: from, To: to, At: now, Value: rs.alert.Value}
@@ -809,12 +816,15 @@ func (e *Evaluator) runHooks(ctx context.Context, calls []hookCall, i, j int, hb
 }
 
 // hookName names a hook in logs: by its Name method (tai.Namer), or its
-// type.
-func hookName(h Hook) string {
+// type, also when that method panics (StopLine's calls its line's): it is
+// called while a panic of the hook's is being reported.
+func hookName(h Hook) (name string) {
+	name = fmt.Sprintf("%T", h)
+	defer func() { _ = recover() }()
 	if n, ok := h.(tai.Namer); ok {
-		return n.Name()
+		name = n.Name()
 	}
-	return fmt.Sprintf("%T", h)
+	return name
 }
 
 // measure calls the rule's condition and renders the annotations with
@@ -1023,9 +1033,10 @@ func (e *Evaluator) Flush(ctx context.Context) error {
 // finishes queuing its notifications, what is queued is delivered (or
 // given up after its retries), and the notifier workers exit.
 //
-// If ctx ends first, Shutdown cancels the Notify calls in progress, drops
-// the notifications still queued (counted in NotifierStats.Dropped and
-// logged) and returns ctx.Err(); the workers then exit on their own, as
+// If ctx ends first, Shutdown cancels the Notify calls in progress (their
+// batches fail, counted in NotifierStats.Failed), drops the notifications
+// still queued or waiting for a retry (counted in NotifierStats.Dropped
+// and logged) and returns ctx.Err(); the workers then exit on their own, as
 // soon as the notifiers honour the cancellation. Shutdown may be called
 // again: it waits for the workers, bounded by its own ctx, and returns nil
 // once none remains. A condition given up for not returning (see

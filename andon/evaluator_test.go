@@ -789,6 +789,33 @@ func TestNamedHookPanic(t *testing.T) {
 	assert.Contains(t, logs.String(), `hook="stop line broken" alertname=R panic="line broken"`)
 }
 
+// nameless is a Line whose Name panics, as well as its Stop.
+type nameless struct{ panickyLine }
+
+func (nameless) Name() string { panic("name broken") }
+
+// TestHookPanicWithANameThatPanics: the name a panicking hook is logged
+// by comes from its Name method (StopLine's from its line's), the
+// program's code, which may panic too: the hook is then named by its type,
+// and the evaluation, the hooks after it and the program go on.
+func TestHookPanicWithANameThatPanics(t *testing.T) {
+	var logs bytes.Buffer
+	cond := newSwitch()
+	var after atomic.Bool
+	e := newEvaluator(t, andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond, Hooks: []andon.Hook{andon.StopLine(nameless{}),
+			andon.HookFuncs{OnFire: func(context.Context, andon.Alert) { after.Store(true) }}}}}})
+	cond.Set(true)
+	var trs []andon.Transition
+	require.NotPanics(t, func() { trs = e.EvaluateAt(context.Background(), t0) })
+	require.Len(t, trs, 1)
+	a, _ := e.Alert("R")
+	assert.Equal(t, andon.Firing, a.State)
+	assert.True(t, after.Load(), "the next hook ran")
+	assert.Contains(t, logs.String(), `panic="line broken"`)
+	assert.Contains(t, logs.String(), `hook=*andon.lineStopper`)
+}
+
 // panickyLine is a Line whose Stop panics.
 type panickyLine struct{ andon.Line }
 

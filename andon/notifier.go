@@ -71,7 +71,7 @@ type NotifyOptions struct {
 	// evaluation, with the count and the first ten alert names), and offered
 	// again at the next evaluation if the alert still fires; a resolution
 	// is offered again while the alert does not fire, resolved, pending or
-	// inactive. Zero means 256.
+	// inactive. Zero means 256; otherwise from 1 to 1048576 (1<<20).
 	QueueSize int
 	// Timeout bounds each Notify call; each retry has the whole of it
 	// again. A Webhook, which sends one request per alert name, gives it
@@ -87,8 +87,8 @@ type NotifyOptions struct {
 	// failed for good (a permanent error, a panic) are not. A resolution
 	// goes only to a receiver that took the alert firing: one whose
 	// firing alert was given up (or refused for good) and never delivered
-	// is not told, nor kept owed, of its resolution. Zero means 4; 1
-	// means no retries.
+	// is not told, nor kept owed, of its resolution. Zero means 4;
+	// otherwise from 1 (no retries) to 100.
 	MaxAttempts int
 	// Backoff says how long to wait before each retry. Nil means
 	// kanban.Exponential{Initial: 500 * time.Millisecond}: 500ms,
@@ -167,8 +167,9 @@ type NotifierStats struct {
 	// Name is the notifier's Name(), or its position ("notifier 2").
 	Name string `json:"name"`
 	// Sent counts alerts delivered; Failed alerts given up after
-	// MaxAttempts (or a permanent error, or a panic); Dropped alerts that
-	// found the queue full or were still queued when Shutdown gave up.
+	// MaxAttempts (or a permanent error, or a panic, or a call Shutdown
+	// canceled); Dropped alerts that found the queue full, or were still
+	// queued or waiting for a retry when Shutdown gave up.
 	Sent    uint64 `json:"sent"`
 	Failed  uint64 `json:"failed"`
 	Dropped uint64 `json:"dropped"`
@@ -542,6 +543,13 @@ func (d *dispatcher) send(batch []Alert) {
 			case <-d.ctx.Done():
 				t.Stop()
 			}
+			if d.ctx.Err() != nil {
+				// Shutdown gave up waiting: the batch is abandoned, as a
+				// queued one is, not tried with a context that has ended.
+				settled = true
+				d.abandon(batch)
+				return
+			}
 			if batch = d.unreplaced(batch); len(batch) == 0 {
 				return
 			}
@@ -656,6 +664,13 @@ func (d *dispatcher) delay(attempt int) (delay time.Duration, err error) {
 		}
 	}()
 	return d.opts.Backoff.Delay(attempt), nil
+}
+
+// abandon counts and logs the alerts of a batch that Shutdown left
+// waiting for a retry, as dropped.
+func (d *dispatcher) abandon(batch []Alert) {
+	d.count(func(s *NotifierStats) { s.Dropped += uint64(len(batch)) })
+	d.log.Warn("andon: notifications dropped at shutdown", "notifier", d.name, "count", len(batch))
 }
 
 // fail counts and logs alerts given up on after attempt attempts, with

@@ -384,6 +384,41 @@ func TestShutdownIsBoundedByContext(t *testing.T) {
 	})
 }
 
+// A batch waiting for its retry when Shutdown's ctx ends was not given
+// up after its attempts: Shutdown abandoned it, as it does a queued one.
+// It is counted Dropped, not Failed, and not tried again with a context
+// that has ended.
+func TestShutdownDuringARetryWaitDropsTheBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		failing := notifierFunc(func(context.Context, []andon.Alert) error {
+			calls.Add(1)
+			return errors.New("connection refused")
+		})
+		cond := newSwitch()
+		var logs bytes.Buffer
+		e, err := andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{failing}, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Notify: andon.NotifyOptions{MaxAttempts: 4, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Minute })},
+			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		require.NoError(t, err)
+		cond.Set(true)
+		e.EvaluateAt(context.Background(), t0)
+		synctest.Wait() // the first attempt failed; the batch waits a minute to retry
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+		require.NoError(t, e.Shutdown(context.Background()), "the worker exits")
+		st := e.NotifierStats()[0]
+		assert.EqualValues(t, 1, calls.Load(), "no attempt after Shutdown ended the wait")
+		assert.EqualValues(t, 0, st.Failed, "the batch was not given up after its attempts")
+		assert.EqualValues(t, 1, st.Dropped, "Shutdown abandoned it")
+		assert.EqualValues(t, 1, st.Retries)
+		assert.Contains(t, logs.String(), "notifications dropped at shutdown")
+		assert.NotContains(t, logs.String(), "msg=\"andon: notification failed\"")
+	})
+}
+
 func TestShutdownWaitsForEvaluation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
@@ -719,6 +754,44 @@ func TestValidUntilFollowsTheLongerInterval(t *testing.T) {
 		a, _ := e.Alert("R")
 		assert.Equal(t, t0.Add(c.want), a.ValidUntil, "Interval %v, ResendInterval %v", c.interval, c.resend)
 	}
+}
+
+// A failed evaluation says nothing of whether the alert still fires: its
+// ValidUntil stays where the last evaluation that measured set it, and a
+// re-send to a Refresher (Alertmanager) carries that one, so that a rule
+// whose data source is down expires there rather than looking fresh.
+func TestFailedEvaluationKeepsValidUntil(t *testing.T) {
+	n := &refresher{}
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Interval: 15 * time.Second,
+		Notify: andon.NotifyOptions{ResendInterval: time.Minute}, Logger: discardLogger(),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+	cond.Set(true)
+	evaluateAndFlush(t, e, 0)
+	a, _ := e.Alert("R")
+	require.Equal(t, andon.Firing, a.State)
+	require.Equal(t, t0.Add(4*time.Minute), a.ValidUntil)
+
+	cond.SetErr(errors.New("stats source down"))
+	for _, at := range []time.Duration{time.Minute, 2 * time.Minute} {
+		evaluateAndFlush(t, e, at)
+		a, _ = e.Alert("R")
+		require.Equal(t, "stats source down", a.LastError)
+		assert.Equal(t, andon.Firing, a.State, "an error leaves the state as it was")
+		assert.Equal(t, t0.Add(at), a.LastEval)
+		assert.Equal(t, t0.Add(4*time.Minute), a.ValidUntil, "at %v: the failed evaluation made the alert look fresh", at)
+	}
+	n.mu.Lock()
+	for _, sent := range n.alerts {
+		assert.Equal(t, t0.Add(4*time.Minute), sent.ValidUntil, "sent at %v", sent.LastEval)
+	}
+	n.mu.Unlock()
+
+	cond.SetErr(nil)
+	evaluateAndFlush(t, e, 3*time.Minute)
+	a, _ = e.Alert("R")
+	assert.Empty(t, a.LastError)
+	assert.Equal(t, t0.Add(7*time.Minute), a.ValidUntil, "measured again: fresh again")
 }
 
 // namedNotifier has a Name method that may return "".

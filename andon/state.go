@@ -107,8 +107,11 @@ type Alert struct {
 	// ValidUntil is how long a receiver may consider a Firing alert active
 	// without hearing again: four times the longer of
 	// NotifyOptions.ResendInterval and EvaluatorOptions.Interval after
-	// LastEval, as Prometheus sets the endsAt it sends to Alertmanager, or
-	// the longest time.Duration after it when that is longer.
+	// the last evaluation that measured the condition (LastEval, unless it
+	// failed), as Prometheus sets the endsAt it sends to Alertmanager, or
+	// the longest time.Duration after it when that is longer. A failed
+	// evaluation leaves it as it was: while a rule's data source is down,
+	// its alert is not kept fresh, and Alertmanager lets it expire.
 	ValidUntil time.Time `json:"valid_until,omitzero"`
 	// GeneratorURL links back to where the alert is shown (the board).
 	GeneratorURL string `json:"generator_url,omitempty"`

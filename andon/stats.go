@@ -24,15 +24,17 @@ func OutcomeRate(stats StatsSource, kind string, window time.Duration, threshold
 	return &outcomeRate{statsCond: statsCond{stats: stats, kind: kind, window: window}, threshold: threshold, outcomes: slices.Clone(outcomes)}
 }
 
-// ErrorRate holds when more than threshold of the signals of kind in the
-// last window failed (tai.Failed): OutcomeRate with tai.Failed.
+// ErrorRate holds when more than threshold (a fraction in [0, 1), as
+// OutcomeRate's) of the signals of kind in the last window failed
+// (tai.Failed): OutcomeRate with tai.Failed.
 func ErrorRate(stats StatsSource, kind string, window time.Duration, threshold float64) Condition {
 	c := OutcomeRate(stats, kind, window, threshold, tai.Failed).(*outcomeRate)
 	c.what = "error"
 	return c
 }
 
-// VerdictRate holds when more than threshold of the signals of kind that
+// VerdictRate holds when more than threshold (a fraction in [0, 1); 1 or
+// more is refused when the evaluator is built) of the signals of kind that
 // reached a decision in the last window got one of verdicts:
 // VerdictRate(stats, "payment", 5*time.Minute, 0.02, tai.Deny) is a fraud
 // rate above 2%. Signals that reached no decision (a gate shed them) count
@@ -43,7 +45,9 @@ func VerdictRate(stats StatsSource, kind string, window time.Duration, threshold
 }
 
 // LatencyQuantile holds when the latency of the signals of kind at
-// quantile q (0.99 for p99) over the last window is above threshold:
+// quantile q (0.99 for p99; q is in (0, 1]) over the last window is above
+// threshold, which must be positive; others are refused when the
+// evaluator is built:
 // LatencyQuantile(stats, "payment", 5*time.Minute, 0.99, 5*time.Second).
 // Value and Threshold are in seconds.
 func LatencyQuantile(stats StatsSource, kind string, window time.Duration, q float64, threshold time.Duration) Condition {

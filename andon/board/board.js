@@ -125,6 +125,7 @@
   }
 
   function renderLine(l) {
+    if (l.error) return unknownTile("line", { "data-line": l.name }, l);
     return el("div", { class: "tile line" + (l.stopped ? " bad" : ""), "data-line": l.name, "data-stopped": String(l.stopped) }, [
       el("div", { class: "kind", text: "line" }),
       el("div", { class: "name", text: l.name }),
@@ -134,7 +135,21 @@
     ]);
   }
 
+  // unknownTile shows a line or breaker whose state the board could not
+  // read (its code panicked): its name and the error, no state.
+  function unknownTile(kind, attrs, x) {
+    attrs["class"] = "tile " + kind;
+    attrs["data-error"] = "true";
+    return el("div", attrs, [
+      el("div", { class: "kind", text: kind }),
+      el("div", { class: "name", text: x.name }),
+      el("div", { class: "status", text: "unknown" }),
+      el("div", { class: "why error", text: x.error })
+    ]);
+  }
+
   function renderBreaker(b) {
+    if (b.error) return unknownTile("breaker", { "data-breaker": b.name }, b);
     return el("div", { class: "tile breaker" + (b.open ? " bad" : ""), "data-breaker": b.name, "data-state": b.state }, [
       el("div", { class: "kind", text: "breaker" }),
       el("div", { class: "name", text: b.name }),

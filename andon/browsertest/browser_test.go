@@ -3,6 +3,8 @@ package browsertest_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -206,6 +208,47 @@ func TestFreshBoardInChromium(t *testing.T) {
 	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[[]bool](`[document.getElementById("cord-form").hidden, document.getElementById("cord-reset").hidden]`))
 	require.NoError(t, err)
 	assert.Equal(t, []bool{true, true}, hidden, "a board without AllowCord shows no cord to pull or reset")
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// brokenLine is a line whose Status panics; brokenBreaker a breaker whose
+// Snapshot does.
+type brokenLine struct{ *jidoka.Line }
+
+func (brokenLine) Status() jidoka.LineStatus { panic("line status broke") }
+
+type brokenBreaker struct{ *jidoka.Breaker }
+
+func (brokenBreaker) Snapshot() jidoka.Snapshot { panic("breaker snapshot broke") }
+
+// TestBoardShowsALineItCouldNotRead: a line or breaker whose state the
+// board could not read (its code panicked) is shown as unknown, with the
+// error, not as a line running or a breaker in no state; the rest of the
+// page is as it is.
+func TestBoardShowsALineItCouldNotRead(t *testing.T) {
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
+	require.NoError(t, err)
+	packing, err := jidoka.NewLine(jidoka.LineOptions{Name: "packing"})
+	require.NoError(t, err)
+	breaker, err := jidoka.NewBreaker(jidoka.BreakerOptions{Name: "gateway", OpenDuration: time.Hour})
+	require.NoError(t, err)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	srv := serveBoard(t, ev, andon.BoardOptions{Lines: []andon.Line{brokenLine{line}, packing},
+		Breakers: []andon.Breaker{brokenBreaker{breaker}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-line="packing"][data-stopped="false"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
+	for _, sel := range []string{`[data-line="checkout"]`, `[data-breaker="gateway"]`} {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(function (e) { return e ? [e.dataset.error || "",
+			e.querySelector(".status").textContent, e.textContent] : []; })(document.querySelector('`+sel+`'))`))
+		require.NoError(t, err)
+		require.Len(t, got, 3, "%s is shown", sel)
+		assert.Equal(t, "true", got[0], "%s is marked", sel)
+		assert.Equal(t, "unknown", got[1], "%s: its state is not known", sel)
+		assert.Contains(t, got[2], "could not be read", "%s says why", sel)
+	}
 	assert.Empty(t, thrown(), "no error on the page")
 }
 
