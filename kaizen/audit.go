@@ -241,7 +241,7 @@ type Audit struct {
 	flushing chan error        // the reply of the Flush being answered
 	// lost holds the records of a failed write not yet handed to
 	// OnUnwritten, with the error they are handed with.
-	lost    []tai.Record
+	lost    []trackedRecord
 	lostErr error
 	// rejected is a record not written for a reason of its own (Redact,
 	// its line's length), with that reason, kept while the lines before
@@ -249,8 +249,11 @@ type Audit struct {
 	// records are settled in the queue's order, which WaitWritten counts
 	// on.
 	rejecting   bool
-	rejected    tai.Record
+	rejected    trackedRecord
 	rejectedErr error
+	// encoding is the track of the record being encoded, for the record
+	// rejected when Redact calls runtime.Goexit.
+	encoding *writtenTrack
 	// After a runtime.Goexit in the caller's code had the writer
 	// goroutine end, resumed tells the next one to finish first what it
 	// was doing (see takeOver), and exit says where it was.
@@ -272,7 +275,15 @@ const (
 
 type auditItem struct {
 	rec   tai.Record
-	flush chan error // non-nil for a Flush request
+	track *writtenTrack // the track of the context it was observed under, if any (TrackWritten)
+	flush chan error    // non-nil for a Flush request
+}
+
+// trackedRecord is a record with the track of the context it was
+// observed under, if any.
+type trackedRecord struct {
+	rec   tai.Record
+	track *writtenTrack
 }
 
 // auditItems holds the items of Observe for reuse: the queue holds
@@ -282,7 +293,7 @@ type auditItem struct {
 var auditItems = sync.Pool{New: func() any { return new(auditItem) }}
 
 type pendingLine struct {
-	rec  tai.Record
+	trackedRecord
 	end  int // offset in buf just past the line
 	hash [sha256.Size]byte
 }
@@ -405,31 +416,42 @@ func decodeHash(s string, dst *[sha256.Size]byte) error {
 var errAuditNotMade = errors.New("kaizen: the Audit was not made by NewAudit or OpenAuditFile; it writes nothing")
 
 // Observe queues the record for writing, blocking while the queue is full.
-func (a *Audit) Observe(_ context.Context, r tai.Record) {
+// Under a context from TrackWritten it notes the record there, for
+// WaitWritten.
+func (a *Audit) Observe(ctx context.Context, r tai.Record) {
+	t := trackOf(ctx)
 	if a.queue == nil {
 		// The zero Audit: nothing would ever take the record from the
 		// queue, and the signal would wait for good.
+		if t != nil {
+			t.refuse(a, errAuditNotMade)
+		}
 		a.unwritten.Add(1)
 		slog.Default().Error("kaizen: audit record not written", "signal_id", r.ID, "kind", r.Kind,
 			"outcome", r.Outcome.String(), "error", errAuditNotMade)
 		return
 	}
 	if !a.enter() {
-		a.lose(r, ErrAuditClosed, false)
+		a.lose(trackedRecord{r, t}, ErrAuditClosed, false)
 		return
 	}
 	if err := a.Err(); err != nil {
 		// Counted out first: OnUnwritten may call Shutdown, which waits
 		// for every sender to leave.
 		a.leave()
-		a.lose(r, err, false)
+		a.lose(trackedRecord{r, t}, err, false)
 		return
 	}
 	defer a.leave()
 	a.observed.Add(1)
 	it := auditItems.Get().(*auditItem)
-	it.rec = r
+	it.rec, it.track = r, t
 	a.queue <- it
+	if t != nil {
+		// Every record queued before this one was counted by now, so
+		// once as many are settled, so is this one.
+		t.queued(a, a.observed.Load())
+	}
 }
 
 // enter counts a sender in, or reports false after Shutdown.
@@ -495,27 +517,53 @@ func (a *Audit) Last() (hash string, lines uint64) {
 // holds what was written to a file), though not through one of the
 // machine: that needs Flush. It must not be called from Redact or
 // OnUnwritten, which run on the writer goroutine it waits for.
+//
+// Given a context from TrackWritten (or one made from it) under which
+// records were observed, it waits for those records alone, and returns an
+// error wrapping ErrAuditUnwritten, saying why, when one of them was not
+// written: refused for a reason of its own, observed after Shutdown, or
+// lost with the write that stopped the trail (the error then wraps Err
+// too). Otherwise, whatever the context, it cannot tell a refused
+// record of its caller's from another's, and returns Err: nil while the
+// trail goes on, though a record was refused.
 func (a *Audit) WaitWritten(ctx context.Context) error {
 	target := a.observed.Load()
+	track := trackOf(ctx)
+	if track != nil {
+		if own, ok, _ := track.of(a); ok {
+			target = own
+		}
+	}
 	if a.settled() >= target {
-		return a.Err()
+		return a.waited(track)
 	}
 	a.waiters.Add(1)
 	defer a.waiters.Add(-1)
 	for {
 		wake := a.wake.Load()
 		if a.settled() >= target {
-			return a.Err()
+			return a.waited(track)
 		}
 		select {
 		case <-*wake:
 		case <-ctx.Done():
 			if a.settled() >= target { // at the same moment
-				return a.Err()
+				return a.waited(track)
 			}
 			return ctx.Err()
 		}
 	}
+}
+
+// waited is what WaitWritten returns once the records it waited for are
+// settled: the error of those of track not written, if any, or Err.
+func (a *Audit) waited(track *writtenTrack) error {
+	if track != nil {
+		if _, _, err := track.of(a); err != nil {
+			return err
+		}
+	}
+	return a.Err()
 }
 
 // settled returns the number of records written or handed to
@@ -608,8 +656,13 @@ func (a *Audit) waitDone(ctx context.Context) error {
 
 // lose hands r to OnUnwritten. A panic there is logged rather than let
 // through: on the writer goroutine it would end the process. queued says
-// r came through the queue, for WaitWritten to count it settled.
-func (a *Audit) lose(r tai.Record, err error, queued bool) {
+// r came through the queue, for WaitWritten to count it settled; the
+// track of its context, if any, notes it not written before that.
+func (a *Audit) lose(tr trackedRecord, err error, queued bool) {
+	r := tr.rec
+	if tr.track != nil {
+		tr.track.refuse(a, err)
+	}
 	a.unwritten.Add(1)
 	returned := false
 	defer func() {
@@ -724,20 +777,23 @@ func (a *Audit) handle(item *auditItem) {
 	}
 	// The record is copied out and the item reused at once: the code of
 	// the caller run below (Redact, OnUnwritten) may end the goroutine.
-	rec := item.rec
+	rec := trackedRecord{item.rec, item.track}
 	*item = auditItem{}
 	auditItems.Put(item)
 	if err := a.Err(); err != nil {
 		a.lose(rec, err, true)
 		return
 	}
-	if err := a.encode(&rec); err != nil {
+	a.encoding = rec.track
+	err := a.encode(&rec.rec)
+	a.encoding = nil
+	if err != nil {
 		a.rejecting, a.rejected, a.rejectedErr = true, rec, err
 		a.write()
 		a.handRejected()
 		return
 	}
-	a.pending = append(a.pending, pendingLine{rec: rec, end: len(a.buf), hash: a.prev})
+	a.pending = append(a.pending, pendingLine{trackedRecord: rec, end: len(a.buf), hash: a.prev})
 	if len(a.buf) >= a.batch {
 		a.write()
 	}
@@ -791,13 +847,13 @@ func (a *Audit) settle(n int, err error) {
 		// A line written all but its newline is written: it verifies
 		// as the trail's last line, and OpenAuditFile ends it.
 		if err != nil && p.end-1 > n {
-			a.lost = append(a.lost, p.rec)
+			a.lost = append(a.lost, p.trackedRecord)
 		} else {
 			a.written.Add(1)
 			a.wrote = p.hash
 			a.unsynced = true
 		}
-		p.rec = tai.Record{} // let the GC have what it refers to
+		p.trackedRecord = trackedRecord{} // let the GC have what it refers to
 	}
 	a.wakeWaiters()
 	a.buf = a.buf[:0]
@@ -820,7 +876,7 @@ func (a *Audit) handRejected() {
 		return
 	}
 	r, err := a.rejected, a.rejectedErr
-	a.rejecting, a.rejected, a.rejectedErr = false, tai.Record{}, nil
+	a.rejecting, a.rejected, a.rejectedErr = false, trackedRecord{}, nil
 	a.lose(r, err, true)
 }
 
@@ -830,7 +886,7 @@ func (a *Audit) handRejected() {
 func (a *Audit) handLost() {
 	for len(a.lost) > 0 {
 		r := a.lost[0]
-		a.lost[0] = tai.Record{}
+		a.lost[0] = trackedRecord{}
 		a.lost = a.lost[1:]
 		a.lose(r, a.lostErr, true)
 	}
@@ -925,7 +981,7 @@ func (a *Audit) entry(r *tai.Record) (e AuditEntry, err error) {
 		} else if !returned {
 			// runtime.Goexit: the next writer goroutine hands r over,
 			// once the lines before it are written.
-			a.rejecting, a.rejected = true, *r
+			a.rejecting, a.rejected = true, trackedRecord{*r, a.encoding}
 			a.rejectedErr = fmt.Errorf("kaizen: audit record not written: runtime.Goexit in %s", in)
 		}
 	}()

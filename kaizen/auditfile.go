@@ -368,7 +368,8 @@ func seriesHead(first, genesis string) (path, from string, n int, continues stri
 // false for a file without a complete line. A complete line is one that
 // ends in its newline or, at the end of the file, a whole JSON value
 // without it, possibly followed by NUL bytes: what OpenAuditFile keeps
-// and ends of a file's last line. Lines are not verified: the file's own
+// and ends of a file's last line. NUL bytes that end a file, after its
+// last newline, are no line. Lines are not verified: the file's own
 // verification (OpenAuditFile's of the file after it, or
 // VerifyAuditFiles) does that.
 func edgeHash(path string, first bool) (hash string, found bool, err error) {
@@ -439,8 +440,11 @@ func firstLine(f *os.File, path string) ([]byte, error) {
 // lastLine returns the last complete line of f, read backwards from its
 // end, or nil when it has none. A last line without its newline is
 // complete when it is a whole JSON value, as VerifyAuditFiles takes it.
+// The NUL bytes that end a file whose file system lost the end of a write,
+// in place of the last newline or after it, are no line: they are passed
+// over, however many, and the line before them is the last.
 func lastLine(f *os.File) ([]byte, error) {
-	end, err := f.Seek(0, io.SeekEnd)
+	end, err := textEnd(f)
 	if err != nil {
 		return nil, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
 	}
@@ -472,6 +476,28 @@ func lastLine(f *os.File) ([]byte, error) {
 			return nil, fmt.Errorf("kaizen: OpenAuditFile: %s: no line end in its last %d bytes", f.Name(), len(tail))
 		}
 	}
+}
+
+// textEnd returns the size of f without the NUL bytes that end it.
+func textEnd(f *os.File) (int64, error) {
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 64<<10)
+	for end > 0 {
+		b := buf[:min(end, int64(len(buf)))]
+		if _, err := f.ReadAt(b, end-int64(len(b))); err != nil {
+			return 0, err
+		}
+		for i := len(b) - 1; i >= 0; i-- {
+			if b[i] != 0 {
+				return end - int64(len(b)) + int64(i) + 1, nil
+			}
+		}
+		end -= int64(len(b))
+	}
+	return 0, nil
 }
 
 // rotate, once the current file holds RotateBytes, syncs it and goes on

@@ -319,6 +319,53 @@ func TestOpenAuditFileRotatedAfterAFileWithoutItsLastNewline(t *testing.T) {
 	assert.Equal(t, uint64(6), sum.Lines)
 }
 
+// TestOpenAuditFileRotatedAfterAFileEndingInNULs: the file before the
+// last ends in the NUL bytes a file system that lost the end of a write
+// leaves, in place of its last newline or after it, as many as a line
+// holds or more. The NUL bytes are no line: the last file continues from
+// the last whole line before them, for OpenAuditFile and VerifyAuditFiles
+// alike.
+func TestOpenAuditFileRotatedAfterAFileEndingInNULs(t *testing.T) {
+	for name, tc := range map[string]struct {
+		keepNewline bool
+		nuls        int64
+	}{
+		"in place of its newline":          {nuls: 4},
+		"after its newline":                {keepNewline: true, nuls: 4},
+		"more than a line holds, in place": {nuls: int64(kaizen.MaxAuditLineLen) + 10},
+		"more than a line holds, after":    {keepNewline: true, nuls: int64(kaizen.MaxAuditLineLen) + 10},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "audit.jsonl")
+			files := rotatedTrail(t, path, 5)
+			held, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, files...)
+			require.NoError(t, err)
+			before := files[len(files)-2]
+			b, err := os.ReadFile(before)
+			require.NoError(t, err)
+			if !tc.keepNewline {
+				b = bytes.TrimSuffix(b, []byte("\n"))
+			}
+			require.NoError(t, os.WriteFile(before, b, 0o600))
+			require.NoError(t, os.Truncate(before, int64(len(b))+tc.nuls)) // NUL bytes, sparse
+
+			a, state, err := kaizen.OpenAuditFile(path, kaizen.AuditOptions{RotateBytes: 600})
+			require.NoError(t, err)
+			assert.Equal(t, held.Last, state.Last)
+			assert.Zero(t, state.Cut, "the file appended to is whole")
+			sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, files...)
+			require.NoError(t, err)
+			assert.Equal(t, held, sum)
+			observeFlushed(t, a, "b-1")
+			require.NoError(t, a.Shutdown(context.Background()))
+			sum, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, series(t, path)...)
+			require.NoError(t, err)
+			assert.Equal(t, uint64(6), sum.Lines)
+		})
+	}
+}
+
 func TestAuditLastAcrossARotationAndARestart(t *testing.T) {
 	// Once the trail goes on in a new file, Last gives the last hash of
 	// the file before and the lines of the new one, none: what a restart

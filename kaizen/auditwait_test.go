@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -311,4 +312,119 @@ func (g *goexitOnSecondWrite) Write(p []byte) (int, error) {
 		runtime.Goexit()
 	}
 	return g.w.Write(p)
+}
+
+// TestAuditWaitWrittenReportsARefusedRecord: a record the trail refuses
+// for a reason of its own (Redact panics, its line is too long), or one
+// observed after Shutdown, is not written, though the trail goes on: a
+// WaitWritten given the context it was observed under (TrackWritten)
+// reports it, with the reason, rather than return nil as if it were; one
+// given another tracked context, whose records were written, returns nil.
+func TestAuditWaitWrittenReportsARefusedRecord(t *testing.T) {
+	var buf syncBuffer
+	a, err := kaizen.NewAudit(&buf, kaizen.AuditOptions{
+		Logger:      slog.New(slog.DiscardHandler),
+		OnUnwritten: func(tai.Record, error) {},
+		Redact: func(e *kaizen.AuditEntry) {
+			switch e.ID {
+			case "panics":
+				panic("redact: unexpected key")
+			case "exits":
+				runtime.Goexit()
+			case "long":
+				e.Error = strings.Repeat("x", kaizen.MaxAuditLineLen)
+			}
+		},
+	})
+	require.NoError(t, err)
+	bg := context.Background()
+	for id, reason := range map[string]string{
+		"panics": "panic in AuditOptions.Redact",
+		"exits":  "runtime.Goexit in AuditOptions.Redact",
+		"long":   "longer than",
+	} {
+		ctx := kaizen.TrackWritten(bg)
+		a.Observe(ctx, tai.Record{ID: id, Kind: "k"})
+		err := a.WaitWritten(ctx)
+		require.ErrorIs(t, err, kaizen.ErrAuditUnwritten, id)
+		assert.ErrorContains(t, err, reason, id)
+		// A context made from the tracked one reports it too.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		assert.ErrorIs(t, a.WaitWritten(wctx), kaizen.ErrAuditUnwritten, id)
+		cancel()
+	}
+	ok := kaizen.TrackWritten(bg)
+	a.Observe(ok, tai.Record{ID: "ok", Kind: "k"})
+	require.NoError(t, a.WaitWritten(ok))
+	assert.Contains(t, string(buf.Bytes()), `"id":"ok"`)
+	require.NoError(t, a.Err(), "the trail goes on")
+
+	require.NoError(t, a.Shutdown(bg))
+	late := kaizen.TrackWritten(bg)
+	a.Observe(late, tai.Record{ID: "late", Kind: "k"})
+	err = a.WaitWritten(late)
+	require.ErrorIs(t, err, kaizen.ErrAuditUnwritten)
+	require.ErrorIs(t, err, kaizen.ErrAuditClosed)
+}
+
+// TestAuditWaitWrittenReportsARecordLostWithTheTrail: a tracked record
+// lost with the write that stopped the trail is reported as not written,
+// and the error is the trail's too.
+func TestAuditWaitWrittenReportsARecordLostWithTheTrail(t *testing.T) {
+	a, err := kaizen.NewAudit(brokenWriter{}, kaizen.AuditOptions{OnUnwritten: func(tai.Record, error) {}})
+	require.NoError(t, err)
+	for _, id := range []string{"in the failed write", "after it"} {
+		ctx := kaizen.TrackWritten(context.Background())
+		a.Observe(ctx, tai.Record{ID: id, Kind: "k"})
+		err = a.WaitWritten(ctx)
+		require.ErrorIs(t, err, kaizen.ErrAuditUnwritten, id)
+		require.ErrorIs(t, err, a.Err(), id)
+	}
+	require.Error(t, a.Shutdown(context.Background()))
+}
+
+// TestAuditWaitWrittenTrackedConcurrently: each caller, observing under a
+// context of its own, learns whether its own record was written, however
+// the records of the others, written or refused, fall around it.
+func TestAuditWaitWrittenTrackedConcurrently(t *testing.T) {
+	var buf syncBuffer
+	refused := func(id string) bool { return strings.HasSuffix(id, "7") }
+	a, err := kaizen.NewAudit(&buf, kaizen.AuditOptions{
+		BatchBytes:  2048,
+		Logger:      slog.New(slog.DiscardHandler),
+		OnUnwritten: func(tai.Record, error) {},
+		Redact: func(e *kaizen.AuditEntry) {
+			if refused(e.ID) {
+				panic("redact: refused")
+			}
+		},
+	})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var wrong sync.Map
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				id := fmt.Sprintf("%d-%d", g, i)
+				ctx := kaizen.TrackWritten(context.Background())
+				a.Observe(ctx, tai.Record{ID: id, Kind: "k"})
+				err := a.WaitWritten(ctx)
+				switch {
+				case refused(id) && !errors.Is(err, kaizen.ErrAuditUnwritten):
+					wrong.Store(id, fmt.Errorf("refused, but WaitWritten returned %v", err))
+				case !refused(id) && err != nil:
+					wrong.Store(id, err)
+				case !refused(id) && !bytes.Contains(buf.Bytes(), []byte(`"id":"`+id+`"`)):
+					wrong.Store(id, errors.New("not written"))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wrong.Range(func(k, v any) bool {
+		t.Errorf("%v: %v", k, v)
+		return true
+	})
+	require.NoError(t, a.Shutdown(context.Background()))
+	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }

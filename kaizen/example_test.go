@@ -254,3 +254,33 @@ func ExampleVerifyAuditWith() {
 	// kaizen: audit line 1: its hash does not match its content under the given key: the key is wrong, or the line was edited
 	// kaizen: audit line 3: the trail ends without the expected hash <published>: lines were cut from its end, or the hash is not from this trail
 }
+
+func ExampleTrackWritten() {
+	var file bytes.Buffer // an *os.File in a service
+	audit, err := kaizen.NewAudit(&file, kaizen.AuditOptions{
+		Logger: slog.New(slog.DiscardHandler),
+		Redact: func(e *kaizen.AuditEntry) {
+			if !strings.HasPrefix(e.Key, "cust_") {
+				panic("a key Redact cannot mask") // the record is refused, not written unmasked
+			}
+			e.Key = "cust_***"
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := examplePipeline(tai.WithObservers(audit))
+	for i, key := range []string{"cust_1", "someone@example.com"} {
+		// One context per request: its record's line is waited for alone.
+		ctx := kaizen.TrackWritten(context.Background())
+		_, _ = p.Process(ctx, tai.Signal[order]{ID: fmt.Sprintf("pay-%d", i+1), Kind: "payment", Key: key, Payload: order{Amount: 10}})
+		err := audit.WaitWritten(ctx)
+		fmt.Printf("pay-%d written: %v\n", i+1, !errors.Is(err, kaizen.ErrAuditUnwritten))
+	}
+	if err := audit.Shutdown(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// pay-1 written: true
+	// pay-2 written: false
+}

@@ -164,8 +164,12 @@ func VerifyAuditWith(r io.Reader, opts VerifyOptions) (AuditSummary, error) {
 // the first line of each file continues from the last line of the files
 // before it (the first file from opts.Genesis), as when a service starts a
 // new file with AuditOptions.Genesis set to the last hash of the one
-// before. opts.Expect may be in any of the files. It returns the number of
-// lines in all the files and the last hash; a *AuditError naming the file
+// before. opts.Expect may be in any of the files. A file before the last
+// may end in NUL bytes, in place of its last newline or after it, as a
+// file system that lost the end of a write leaves them (OpenAuditFile
+// repairs the last file only, and never writes a file rotated out): they
+// are no line, and the next file continues from the line before them.
+// It returns the number of lines in all the files and the last hash; a *AuditError naming the file
 // and line of the first line that fails (files out of order or missing
 // from the list fail at the first line of the file after the gap); an
 // *fs.PathError when a file cannot be opened or read, is a symbolic link
@@ -184,7 +188,9 @@ func VerifyAuditFiles(opts VerifyOptions, paths ...string) (AuditSummary, error)
 	}
 	var end fileEnd
 	for _, path := range paths {
-		if end.torn > 0 { // only the last file may end in a torn line
+		// Only the last file may end in a torn line. NUL bytes alone
+		// are no line: the next file links to the line before them.
+		if end.torn > 0 && !end.nulOnly {
 			return AuditSummary{}, end.tornError()
 		}
 		if err := c.readFile(path, &end); err != nil {
@@ -322,6 +328,8 @@ type fileEnd struct {
 	// nulAfter is set when torn counts the NUL bytes that follow the
 	// last line, complete and verified, in place of its newline.
 	nulAfter bool
+	// nulOnly is set when torn counts NUL bytes and nothing else.
+	nulOnly bool
 }
 
 func (t fileEnd) tornError() error {
@@ -375,10 +383,10 @@ func (c *chain) read(r io.Reader, file string, maxNULs int) (fileEnd, error) {
 					return fileEnd{}, err
 				}
 				c.line = n
-				return fileEnd{torn: len(line) + nuls - len(whole), file: file, line: n, unterminated: true, nulAfter: true}, nil
+				return fileEnd{torn: len(line) + nuls - len(whole), file: file, line: n, unterminated: true, nulAfter: true, nulOnly: true}, nil
 			}
 			if !beginsWithValue(whole) {
-				return fileEnd{torn: len(line) + nuls, file: file, line: n}, nil
+				return fileEnd{torn: len(line) + nuls, file: file, line: n, nulOnly: len(whole) == 0}, nil
 			}
 			// A whole JSON value with more after it: not the start of a
 			// line cut short, which a cut would lose with its record,
