@@ -201,8 +201,12 @@ func (f *families) desc(name, help string, labels ...string) *prometheus.Desc {
 	return d
 }
 
-// Describe sends the descriptors of every metric of the collector.
+// Describe sends the descriptors of every metric of the collector: none
+// for a collector its constructor did not make, whose families are nil.
 func (f *families) Describe(ch chan<- *prometheus.Desc) {
+	if f == nil {
+		return
+	}
 	for _, d := range f.descs {
 		ch <- d
 	}
@@ -288,6 +292,13 @@ func checkLabel(what, name string) error {
 		return fmt.Errorf("kaizenprom: the %s's name %q is not valid UTF-8; the collector labels its series with it", what, name)
 	}
 	return nil
+}
+
+// errNotMade is the error of a method of a collector, named by its type,
+// that its constructor did not make (its zero value): it has no families
+// to export what it is given in.
+func errNotMade(method, collector string) error {
+	return fmt.Errorf("kaizenprom: %s: the %s was not made by New%s; it has no metrics to export in", method, collector, collector)
 }
 
 // errNil is the error of an Add method given a nil source.

@@ -26,6 +26,11 @@ import (
 //
 // Limiters need a unique Name: it is the label value. One that is
 // replaced is removed first, with RemoveLimiter.
+//
+// Make a HeijunkaCollector with NewHeijunkaCollector. The zero
+// HeijunkaCollector has no metrics: its Add methods return an error
+// saying so, its Gate returns the gate as it is, uncounted, and
+// registered, it exports nothing.
 type HeijunkaCollector struct {
 	*families
 	rate, burst, liveKeys, requests *prometheus.Desc
@@ -68,6 +73,9 @@ func NewHeijunkaCollector(reg prometheus.Registerer, opts CollectorOptions) (*He
 // limiter, an empty Name or a Name exported already (by a Limiter or a
 // Keyed).
 func (c *HeijunkaCollector) AddLimiter(l *heijunka.Limiter) error {
+	if c.families == nil {
+		return errNotMade("AddLimiter", "HeijunkaCollector")
+	}
 	if l == nil {
 		return errNil("AddLimiter", "limiter")
 	}
@@ -79,6 +87,9 @@ func (c *HeijunkaCollector) AddLimiter(l *heijunka.Limiter) error {
 // keys it holds. It returns an error for a nil limiter, an empty Name or
 // a Name exported already (by a Limiter or a Keyed).
 func (c *HeijunkaCollector) AddKeyed(k *heijunka.Keyed) error {
+	if c.families == nil {
+		return errNotMade("AddKeyed", "HeijunkaCollector")
+	}
 	if k == nil {
 		return errNil("AddKeyed", "limiter")
 	}
@@ -107,7 +118,7 @@ func (c *HeijunkaCollector) RemoveLimiter(name string) bool { return c.limiters.
 // returned as it is, unwrapped, so that tai.New refuses it as a nil gate:
 // wrapped, it would pass for a gate and fail every signal.
 func (c *HeijunkaCollector) Gate(g tai.Gate) tai.Gate {
-	if g == nil || typednil.Holds(g) {
+	if g == nil || typednil.Holds(g) || c.families == nil {
 		return g
 	}
 	var name string // the gate's own: "" when it has none, as tai takes it
@@ -172,6 +183,9 @@ func (c *gateCounts) reject(err error) {
 // calls runtime.Goexit leaves limiter_live_keys of its limiter out of the
 // scrape, which goes on with the rest.
 func (c *HeijunkaCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.families == nil {
+		return
+	}
 	for _, l := range c.limiters.list() {
 		lim := l.src.Limit()
 		send(ch, c.rate, prometheus.GaugeValue, lim.Rate, l.name)

@@ -28,6 +28,10 @@ import (
 // the label value. One that is replaced (on a configuration reload) is
 // removed first, with RemoveBreaker, RemoveLine or RemoveWatchdog: the
 // collector holds what it exports until then.
+//
+// Make a JidokaCollector with NewJidokaCollector. The zero
+// JidokaCollector has no metrics: its Add methods return an error saying
+// so, and registered, it exports nothing.
 type JidokaCollector struct {
 	*families
 	state, transitions, failureRatio, slowRatio *prometheus.Desc
@@ -70,6 +74,9 @@ func NewJidokaCollector(reg prometheus.Registerer, opts CollectorOptions) (*Jido
 // AddBreaker exports b. It returns an error if b is nil, has no Name, or
 // a breaker of the same Name is exported already.
 func (c *JidokaCollector) AddBreaker(b *jidoka.Breaker) error {
+	if c.families == nil {
+		return errNotMade("AddBreaker", "JidokaCollector")
+	}
 	if b == nil {
 		return errNil("AddBreaker", "breaker")
 	}
@@ -79,6 +86,9 @@ func (c *JidokaCollector) AddBreaker(b *jidoka.Breaker) error {
 // AddLine exports l. It returns an error if l is nil, has no Name, or a
 // line of the same Name is exported already.
 func (c *JidokaCollector) AddLine(l *jidoka.Line) error {
+	if c.families == nil {
+		return errNotMade("AddLine", "JidokaCollector")
+	}
 	if l == nil {
 		return errNil("AddLine", "line")
 	}
@@ -88,6 +98,9 @@ func (c *JidokaCollector) AddLine(l *jidoka.Line) error {
 // AddWatchdog exports w. It returns an error if w is nil, has no Name, or
 // a watchdog of the same Name is exported already.
 func (c *JidokaCollector) AddWatchdog(w *jidoka.Watchdog) error {
+	if c.families == nil {
+		return errNotMade("AddWatchdog", "JidokaCollector")
+	}
 	if w == nil {
 		return errNil("AddWatchdog", "watchdog")
 	}
@@ -111,6 +124,9 @@ func (c *JidokaCollector) RemoveWatchdog(name string) bool { return c.watchdogs.
 
 // Collect reads every breaker, line and watchdog.
 func (c *JidokaCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.families == nil {
+		return
+	}
 	for _, b := range c.breakers.list() {
 		s := b.src.Snapshot()
 		for _, st := range breakerStates {

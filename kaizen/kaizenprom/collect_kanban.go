@@ -67,6 +67,10 @@ var HandlerBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 // kanban.Memory.Backlog and natsjs.Queue.Backlog); where it is not known
 // the series is absent. A queue with a Len method and no Backlog exports
 // its depth alone.
+//
+// Make a KanbanCollector with NewKanbanCollector. The zero
+// KanbanCollector has no metrics: its AddQueue and HandlerObserver return
+// an error saying so, and registered, it exports nothing.
 type KanbanCollector struct {
 	*families
 	published, duplicates, handled, retried, redelivered, dead, redriven, inFlight *prometheus.Desc
@@ -159,6 +163,9 @@ func NewKanbanCollector(reg prometheus.Registerer, opts CollectorOptions) (*Kanb
 // (nil itself or a nil pointer, such as a *kanban.Memory left unset, which
 // would panic at every scrape), an empty name or a name exported already.
 func (c *KanbanCollector) AddQueue(name string, q Queue) error {
+	if c.families == nil {
+		return errNotMade("AddQueue", "KanbanCollector")
+	}
 	if q == nil || typednil.Holds(q) {
 		return errNil("AddQueue", "queue")
 	}
@@ -176,7 +183,7 @@ func (c *KanbanCollector) AddQueue(name string, q Queue) error {
 func (c *KanbanCollector) RemoveQueue(name string) bool {
 	c.handlers.Lock()
 	defer c.handlers.Unlock()
-	if !c.queues.remove(name) {
+	if !c.queues.remove(name) { // none in the zero KanbanCollector
 		return false
 	}
 	c.durations.DeleteLabelValues(name)
@@ -194,6 +201,9 @@ func (c *KanbanCollector) RemoveQueue(name string) bool {
 // queue's RemoveQueue may still be called (by a consumer draining), but
 // its observations are no longer exported.
 func (c *KanbanCollector) HandlerObserver(name string) (kanban.HandlerObserver, error) {
+	if c.families == nil {
+		return nil, errNotMade("HandlerObserver", "KanbanCollector")
+	}
 	if err := checkLabel("queue", name); err != nil {
 		return nil, fmt.Errorf("%w (HandlerObserver)", err)
 	}
@@ -208,6 +218,9 @@ func (c *KanbanCollector) HandlerObserver(name string) (kanban.HandlerObserver, 
 
 // Describe sends the descriptors of every metric of the collector.
 func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
+	if c.families == nil {
+		return
+	}
 	c.families.Describe(ch)
 	c.durations.Describe(ch)
 }
@@ -232,6 +245,9 @@ func (c *KanbanCollector) Describe(ch chan<- *prometheus.Desc) {
 // A queue's Stats or Len that panics or calls runtime.Goexit leaves the
 // series it gives out of the scrape, which goes on with the rest.
 func (c *KanbanCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.families == nil {
+		return
+	}
 	queues := c.queues.list()
 	backlogs := readBacklogs(queues)
 	for i, q := range queues {

@@ -16,7 +16,9 @@
 // signal_duration_seconds{kind, outcome} (the whole signal),
 // stage_duration_seconds{kind, stage} (gate, policy, action) and
 // signals_in_flight{kind}. Labels
-// hold only bounded values, never IDs or keys. A sampled signal leaves an
+// hold only bounded values, never IDs or keys; the kinds are at most
+// MetricsOptions.MaxKinds, the signals of further kinds counted under
+// OverflowKind. A sampled signal leaves an
 // exemplar with its trace ID.
 //
 // The collectors export the state of the other TPS packages, read at

@@ -96,22 +96,19 @@ func (t *inFlightTracer) Start(ctx context.Context, info tai.SpanInfo) (context.
 	return ctx, &flightSpan{Span: sp, f: f}
 }
 
+// flightOf returns the in-flight gauge of kind: that of OverflowKind for
+// a kind past MetricsOptions.MaxKinds, as Observe counts it.
 func (m *Metrics) flightOf(kind string) *flight {
-	if f := (*m.flights.Load())[kind]; f != nil {
+	k := m.kindOf(*m.kinds.Load(), kind)
+	if f := k.flight.Load(); f != nil {
 		return f
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	old := *m.flights.Load()
-	if f := old[kind]; f != nil {
+	if f := k.flight.Load(); f != nil {
 		return f
 	}
-	f := &flight{gauge: m.inFlight.WithLabelValues(labelValue(kind))}
-	next := make(map[string]*flight, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[kind] = f
-	m.flights.Store(&next)
+	f := &flight{gauge: m.inFlight.WithLabelValues(k.kind)}
+	k.flight.Store(f)
 	return f
 }

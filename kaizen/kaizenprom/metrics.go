@@ -32,8 +32,19 @@ func DefaultBuckets() []float64 {
 // counts only grow.
 const MaxNativeHistogramBuckets = 160
 
+// DefaultMaxKinds is the number of signal kinds Metrics labels its series
+// with when MetricsOptions.MaxKinds is zero, as many as kaizen.Stats keeps
+// by default.
+const DefaultMaxKinds = 64
+
+// OverflowKind is the kind label value under which Metrics counts the
+// signals of every kind past MetricsOptions.MaxKinds. A signal kind of
+// that name, if one is seen before the limit, shares its series.
+const OverflowKind = "_other"
+
 // MetricsOptions configures Metrics. The zero value is useful: namespace
-// "taikit", the DefaultBuckets, exemplars on sampled signals.
+// "taikit", the DefaultBuckets, exemplars on sampled signals, up to
+// DefaultMaxKinds kinds.
 type MetricsOptions struct {
 	// Namespace prefixes every metric name. Empty means "taikit". It must
 	// be a valid Prometheus name without a colon, which Prometheus keeps
@@ -77,6 +88,17 @@ type MetricsOptions struct {
 	// histogram of a signal whose span is sampled carry an exemplar with
 	// its trace_id and span_id.
 	NoExemplars bool
+	// MaxKinds bounds the number of signal kinds the Metrics labels its
+	// series with, each kind taking some 30 series: kinds come from
+	// code, and one made from user input by mistake would otherwise grow
+	// the series, in memory and in every scrape, without bound. The
+	// signals of further kinds are counted, in every family (the
+	// in-flight gauge too), under the kind OverflowKind, whose series
+	// appear with the first of them: a sum over kinds still counts every
+	// signal, and a series of OverflowKind above zero says the limit was
+	// reached. The first kinds seen keep their series. Zero means
+	// DefaultMaxKinds; it must not be negative.
+	MaxKinds int
 }
 
 // Metrics is a tai.Observer that counts signals and decisions and times
@@ -92,6 +114,8 @@ type MetricsOptions struct {
 // deciding policy's name ("unnamed" when it has none), the Verdict and the
 // Stage. Never a signal ID or Key. Kinds and policy names come from code,
 // so their number is small; a service must not make them from user input.
+// Should it do so, MetricsOptions.MaxKinds bounds the kinds, and the
+// signals of the kinds past it are counted under OverflowKind.
 //
 // signal_duration_seconds times the whole signal (Record.Duration), by
 // its outcome, so a latency objective can count only the signals that
@@ -126,9 +150,13 @@ type Metrics struct {
 	exemplars bool
 	stages    bool
 
-	mu      sync.Mutex // serializes the writers of kinds and flights
-	kinds   atomic.Pointer[map[string]*kindMetrics]
-	flights atomic.Pointer[map[string]*flight]
+	mu       sync.Mutex // serializes the writers of kinds and of their flights
+	kinds    atomic.Pointer[map[string]*kindMetrics]
+	maxKinds int
+	// overflow holds the series of OverflowKind, once a kind past
+	// maxKinds is seen; they are in no map, which holds maxKinds kinds
+	// at most.
+	overflow atomic.Pointer[kindMetrics]
 }
 
 type kindMetrics struct {
@@ -139,6 +167,9 @@ type kindMetrics struct {
 	policies  atomic.Pointer[map[string]*[tai.Deny + 1]prometheus.Counter]
 	decisions *prometheus.CounterVec
 	mu        sync.Mutex // serializes the writers of policies
+	// flight is the kind's in-flight gauge, made at its first signal
+	// traced (Metrics.Tracer): without a tracer the gauge has no series.
+	flight atomic.Pointer[flight]
 }
 
 // metricsLabels are the variable labels of the families of Metrics.
@@ -195,8 +226,15 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	if f := opts.NativeHistogramBucketFactor; f != 0 && !(f > 1 && f <= 2) {
 		return nil, fmt.Errorf("kaizenprom: MetricsOptions.NativeHistogramBucketFactor %v is outside (1, 2]", f)
 	}
+	maxKinds := opts.MaxKinds
+	switch {
+	case maxKinds == 0:
+		maxKinds = DefaultMaxKinds
+	case maxKinds < 0:
+		return nil, fmt.Errorf("kaizenprom: MetricsOptions.MaxKinds %d is negative", opts.MaxKinds)
+	}
 
-	m := &Metrics{exemplars: !opts.NoExemplars, stages: !opts.NoStages}
+	m := &Metrics{exemplars: !opts.NoExemplars, stages: !opts.NoStages, maxKinds: maxKinds}
 	// A family that fails to register unregisters those this call added,
 	// so a failed call leaves reg as it was and a corrected one can follow.
 	var added []prometheus.Collector
@@ -250,8 +288,6 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	}
 	empty := map[string]*kindMetrics{}
 	m.kinds.Store(&empty)
-	noFlights := map[string]*flight{}
-	m.flights.Store(&noFlights)
 	return m, nil
 }
 
@@ -265,10 +301,7 @@ func (m *Metrics) Observe(_ context.Context, r tai.Record) {
 	if kinds == nil {
 		return // the zero Metrics: no families to count in
 	}
-	k := (*kinds)[r.Kind]
-	if k == nil {
-		k = m.addKind(r.Kind)
-	}
+	k := m.kindOf(*kinds, r.Kind)
 	if m.exemplars && r.Span.Sampled && r.Span.TraceID.IsValid() {
 		m.observeExemplar(k, &r)
 		return
@@ -333,6 +366,18 @@ func (k *kindMetrics) observeStages(r *tai.Record) {
 	}
 }
 
+// kindOf returns the series of kind, found in kinds (those of m, loaded),
+// or made; those of OverflowKind once m has series for MaxKinds kinds.
+func (m *Metrics) kindOf(kinds map[string]*kindMetrics, kind string) *kindMetrics {
+	if k := kinds[kind]; k != nil {
+		return k
+	}
+	if o := m.overflow.Load(); o != nil && len(kinds) >= m.maxKinds {
+		return o // without the lock: a flood of kinds does not contend on it
+	}
+	return m.addKind(kind)
+}
+
 func (m *Metrics) addKind(kind string) *kindMetrics {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -340,7 +385,26 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 	if k := old[kind]; k != nil {
 		return k
 	}
-	label := labelValue(kind)
+	if len(old) >= m.maxKinds {
+		if o := m.overflow.Load(); o != nil {
+			return o
+		}
+		o := m.newKind(OverflowKind)
+		m.overflow.Store(o)
+		return o
+	}
+	k := m.newKind(labelValue(kind))
+	next := make(map[string]*kindMetrics, len(old)+1)
+	for name, v := range old {
+		next[name] = v
+	}
+	next[kind] = k
+	m.kinds.Store(&next)
+	return k
+}
+
+// newKind makes the series of the kind label value label.
+func (m *Metrics) newKind(label string) *kindMetrics {
 	k := &kindMetrics{kind: label, decisions: m.decisions}
 	for _, o := range tai.Outcomes() {
 		k.outcomes[o] = m.signals.WithLabelValues(label, o.String())
@@ -353,12 +417,6 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 	}
 	noPolicies := map[string]*[tai.Deny + 1]prometheus.Counter{}
 	k.policies.Store(&noPolicies)
-	next := make(map[string]*kindMetrics, len(old)+1)
-	for name, v := range old {
-		next[name] = v
-	}
-	next[kind] = k
-	m.kinds.Store(&next)
 	return k
 }
 

@@ -1,0 +1,80 @@
+package kaizenprom_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taipattern/taikit/kaizen/kaizenprom"
+	"github.com/taipattern/taikit/tai"
+)
+
+// kindsOf returns the kind label values of the family name.
+func kindsOf(t *testing.T, g prometheus.Gatherer, name string) map[string]bool {
+	t.Helper()
+	kinds := map[string]bool{}
+	if mf := family(t, g, name); mf != nil {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" {
+					kinds[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	return kinds
+}
+
+// TestMetricsCapsTheKinds: a flood of kinds (made from user input, by
+// mistake) does not grow the series without bound: past MaxKinds, the
+// signals of a further kind are counted under OverflowKind, in every
+// family, in-flight gauge included, so that a sum over kinds still
+// counts every signal.
+func TestMetricsCapsTheKinds(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{MaxKinds: 2})
+	require.NoError(t, err)
+	tracer := m.Tracer(nil)
+	for i := range 10 {
+		kind := fmt.Sprintf("kind-%d", i%5) // kind-0 to kind-4, twice each
+		_, span := tracer.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Kind: kind})
+		defer span.End(nil)
+		m.Observe(context.Background(), tai.Record{Kind: kind, Outcome: tai.Succeeded,
+			Decision: tai.Decision{Verdict: tai.Allow, Policy: "p"}})
+	}
+	want := map[string]bool{"kind-0": true, "kind-1": true, kaizenprom.OverflowKind: true}
+	for _, name := range []string{"taikit_signals_total", "taikit_decisions_total", "taikit_signal_duration_seconds", "taikit_signals_in_flight"} {
+		assert.Equal(t, want, kindsOf(t, reg, name), name)
+	}
+	ok := map[string]string{"outcome": "succeeded"}
+	count := func(kind string) float64 {
+		ok["kind"] = kind
+		return counterValue(t, reg, "taikit_signals_total", ok)
+	}
+	assert.Equal(t, 2.0, count("kind-0"))
+	assert.Equal(t, 2.0, count("kind-1"))
+	assert.Equal(t, 6.0, count(kaizenprom.OverflowKind), "kind-2 to kind-4, twice each")
+	inFlight := series(t, reg, "taikit_signals_in_flight", map[string]string{"kind": kaizenprom.OverflowKind})
+	require.NotNil(t, inFlight)
+	assert.Equal(t, 6.0, inFlight.GetGauge().GetValue())
+}
+
+func TestMetricsMaxKindsDefaultAndValidation(t *testing.T) {
+	_, err := kaizenprom.NewMetrics(prometheus.NewRegistry(), kaizenprom.MetricsOptions{MaxKinds: -1})
+	require.ErrorContains(t, err, "kaizenprom: MetricsOptions.MaxKinds -1 is negative")
+
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	for i := range kaizenprom.DefaultMaxKinds + 10 {
+		m.Observe(context.Background(), tai.Record{Kind: fmt.Sprintf("kind-%d", i), Outcome: tai.Failed})
+	}
+	kinds := kindsOf(t, reg, "taikit_signals_total")
+	assert.Len(t, kinds, kaizenprom.DefaultMaxKinds+1)
+	assert.True(t, kinds[kaizenprom.OverflowKind])
+	assert.Equal(t, 10.0, counterValue(t, reg, "taikit_signals_total", map[string]string{"kind": kaizenprom.OverflowKind, "outcome": "failed"}))
+}
