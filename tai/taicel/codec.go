@@ -45,7 +45,8 @@ type codec struct {
 	// what enc writes of v does, however deep. setNils reads it.
 	nils func(b []byte, v reflect.Value) []byte
 	// types, unless nil, appends where v holds timestamps, durations,
-	// bytes and uints, which enc writes as strings and ints: the name of their
+	// bytes, uints and doubles that are NaN or infinite, which enc writes
+	// as strings and ints: the name of their
 	// type (see setTypes) for v when it is one, or a list or a map whose
 	// elements all are; else, when it holds some, an object of the marks
 	// of its members, as nils names them; nothing when v holds none. A
@@ -127,6 +128,7 @@ func (cb *codecBuilder) fill(c *codec, t reflect.Type) error {
 		c.types = leafTypes(jsonUint)
 	case reflect.Float32, reflect.Float64:
 		c.enc, c.dec = encFloat, decFloat
+		c.types = floatTypes
 	case reflect.String:
 		c.enc, c.dec = encString, decString
 	case reflect.Interface:

@@ -86,3 +86,38 @@ func TestReportTextQuotesTheCandidatesNameAndVersion(t *testing.T) {
 	assert.Len(t, regexp.MustCompile(`(?m)^changed verdicts: `).FindAllString(text, -1), 1, "no line forged")
 	assert.Contains(t, text, `candidate "c\nchanged verdicts: 0 of 9" version "v\x1b[2K" against`)
 }
+
+// A time within a list, a map or a struct that a reason writes carried
+// its monotonic clock reading too ("[2026-... +0000 UTC m=+0.004903991]"),
+// as a time alone did: the reason differed when the decision was
+// replayed. Wherever a reason finds a time, it writes the time alone.
+func TestReasonWritesNoMonotonicClockReadingWithinValues(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Shift]{
+		Vars: map[string]*cel.Type{"seen": cel.MapType(cel.StringType, cel.TimestampType), "any": cel.DynType},
+		Lookup: func(context.Context, tai.Signal[Shift]) (map[string]any, error) {
+			now := time.Now()
+			return map[string]any{"seen": map[string]time.Time{"a": now}, "any": []any{now, map[string]any{"b": now}}}, nil
+		},
+		RecordInputs: true,
+	})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "t", Rules: []taicel.Rule{
+		{Name: "r", Verdict: tai.Deny, Expr: "true",
+			Reason: "{{payload.Stamps}} {{[payload.Start]}} {{ {'k': payload.Start} }} {{payload.Legs}} {{seen}} {{any}} {{payload}}"},
+	}})
+	require.NoError(t, err)
+	now := time.Now()
+	require.Contains(t, now.String(), " m=", "the clock's time carries a monotonic reading")
+	sig := tai.Signal[Shift]{Time: now, Payload: Shift{Start: now, Stamps: []time.Time{now}, Legs: []Leg{{Left: now}}}}
+	d, err := set.Evaluate(t.Context(), sig)
+	require.NoError(t, err)
+	assert.NotContains(t, d.Reason, "m=")
+	wall := now.Round(0).String()
+	assert.Contains(t, d.Reason, "["+wall+"] ["+wall+"] map[k:"+wall+"] [{"+wall+" []}]")
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	again, err := set.Replay(tai.Signal[Shift]{Time: in.Time, Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.NotContains(t, again.Reason, "m=")
+}

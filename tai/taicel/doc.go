@@ -172,8 +172,8 @@
 // back so: a rule that tells the bytes apart (size(bytes(payload.ID)),
 // payload.ID == "\uFFFD") may decide otherwise when it is replayed, and a
 // reason that writes the string differs. Where the payload
-// and the variables hold timestamps, durations, bytes and uints (written
-// as any int), the members
+// and the variables hold timestamps, durations, bytes, uints (written
+// as any int) and doubles that are NaN or infinite, the members
 // "types" and "var_types" say so, following fields, indexes and map keys
 // as "nil" does, or naming the type once for a list or a map whose
 // elements all are of it ({"At":"timestamp","Stamps":"timestamp",
@@ -183,8 +183,8 @@
 // ["bool","uint"]): a reader without the Go type (the
 // taikit command's backtest) reads them with the CEL types a typed Env
 // declares, so that payload.At < signal.time compares timestamps there
-// too, payload.Count * 2u multiplies uints, and payload.ByID[7] finds
-// its key. A value that is not of the type marked for it (a timestamp that
+// too, payload.Count * 2u multiplies uints, payload.Level != payload.Level
+// tells a NaN, and payload.ByID[7] finds its key. A value that is not of the type marked for it (a timestamp that
 // is no RFC 3339 string) fails its replay with an error naming where it
 // is. A nil slice, map or []byte is written empty ([], {}, ""),
 // as CEL reads it, so that a reader without the Go type (the taikit

@@ -68,8 +68,9 @@ type Options[T any] struct {
 	// it as; a member "nil" marks where the payload held those (see the
 	// package doc), so that DecodeInputs reads them back nil.
 	// The members "types" and "var_types" mark where the payload and
-	// the variables hold timestamps, durations, bytes and uints, which
-	// JSON writes as strings and ints, and maps whose keys are ints,
+	// the variables hold timestamps, durations, bytes, uints and doubles
+	// that are NaN or infinite, which JSON writes as strings and ints,
+	// and maps whose keys are ints,
 	// uints or bools, which it writes as strings, so that a dynamic Env
 	// reads them back with those CEL types.
 	// Numbers keep their type: a float always has a '.' or an

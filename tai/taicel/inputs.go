@@ -37,10 +37,10 @@ type Inputs[T any] struct {
 	// not declared, and an element of type dyn, are read as JSON without
 	// a type: int64, float64 (for a number with a '.' or an exponent),
 	// string, bool, nil, []any, map[string]any; but where the record
-	// marks such a variable as holding timestamps, durations, bytes or
-	// uints (see Options.RecordInputs), it has those as time.Time,
-	// time.Duration, []byte and uint64, as the payload of a dynamic Env
-	// has.
+	// marks such a variable as holding timestamps, durations, bytes,
+	// uints or doubles that are NaN or infinite (see
+	// Options.RecordInputs), it has those as time.Time, time.Duration,
+	// []byte, uint64 and float64, as the payload of a dynamic Env has.
 	Vars map[string]any
 	// VerdictRule names the verdict rule that decided; empty when the
 	// scored rules did.
@@ -122,8 +122,8 @@ func (e *Env[T]) appendInputs(b []byte, act *activation) (_ []byte, err error) {
 		b = appendAny(b, v, 2) // a nil slice or map empty, as CEL reads it
 	}
 	b = append(b, '}')
-	// The marks of the variables that hold timestamps, durations, uints or
-	// bytes, which a reader without their declared types needs.
+	// The marks of the variables that hold timestamps, durations, uints,
+	// bytes or doubles that are not finite, which a reader without their declared types needs.
 	open := false
 	for _, name := range names {
 		v, ok := act.vars[name]
@@ -188,8 +188,9 @@ func closeInputs(b []byte, rule string) json.RawMessage {
 // declared CEL types (see Inputs.Vars), so that a set judging the inputs
 // again with Set.Replay decides exactly as when they were recorded. A
 // dynamic Env (T map[string]any) reads back as time.Time, time.Duration,
-// []byte and uint64 the values the record marks as timestamps, durations,
-// bytes and uints (see Options.RecordInputs), as any Env does within an interface;
+// []byte, uint64 and float64 the values the record marks as timestamps,
+// durations, bytes, uints and doubles (the NaN and infinities written as
+// strings; see Options.RecordInputs), as any Env does within an interface;
 // a value that is not of the type marked for it, or a mark that leads to
 // no value, is an error naming where it is.
 func (e *Env[T]) DecodeInputs(data []byte) (Inputs[T], error) {
@@ -286,7 +287,7 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 
 // setVarTypes gives the values within the variables that marks, the
 // "var_types" of an inputs object, declares timestamps, durations,
-// bytes or uints those types (see setTypes), where decodeVar read them without a
+// bytes, uints or doubles those types (see setTypes), where decodeVar read them without a
 // type: a variable declared dyn or not declared, and the elements of
 // type dyn of a list or a map (list(dyn), map(string, dyn)), and the
 // keys of a map declared with keys of type dyn (map(dyn, int)), which it

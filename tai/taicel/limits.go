@@ -46,6 +46,8 @@ type program struct {
 	loops bool
 	// maxCost is the program's cost limit, for its error.
 	maxCost uint64
+	// src is the expression, whose own text its errors may quote.
+	src string
 }
 
 // newProgram plans the checked expression a with its cost limited to
@@ -68,7 +70,7 @@ func newProgram(env *cel.Env, a *cel.Ast, maxCost uint64) (*program, error) {
 	case !bounded:
 		opts = append(opts, cel.CostLimit(maxCost))
 	}
-	p := &program{loops: hasComprehension(a), maxCost: maxCost}
+	p := &program{loops: hasComprehension(a), maxCost: maxCost, src: a.Source().Content()}
 	if p.loops {
 		opts = append(opts, cel.InterruptCheckFrequency(interruptEvery))
 	}
@@ -102,7 +104,8 @@ func (p *program) eval(ctx context.Context, act *activation) (ref.Val, error) {
 }
 
 // evalError rewrites CEL's errors for a cost over the limit and for an
-// interruption, which name neither the limit nor the context's error.
+// interruption, which name neither the limit nor the context's error,
+// and leaves out of the others the input values they quote (valueFree).
 func (p *program) evalError(ctx context.Context, err error) error {
 	var cancelled interpreter.EvalCancelledError
 	switch {
@@ -111,7 +114,7 @@ func (p *program) evalError(ctx context.Context, err error) error {
 	case ctx.Err() != nil && errors.Is(err, interpreter.InterruptError{}):
 		return stopped(ctx)
 	}
-	return err
+	return valueFree(err, p.src)
 }
 
 // stopped is the error of an evaluation that ctx interrupted. It wraps

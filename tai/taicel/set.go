@@ -261,7 +261,11 @@ func (s *Set[T]) decide(ctx context.Context, act *activation) (tai.Decision, int
 // field a dynamic payload does not have, a risk that is NaN, a cost over
 // Options.MaxCost (Err wraps ErrCostLimit), or the evaluation's context
 // ending in a comprehension (Err wraps the context's error, such as
-// context.DeadlineExceeded).
+// context.DeadlineExceeded). Its message, which logs and audit trails
+// keep, quotes no value the evaluation read: where CEL's would (a string
+// timestamp() could not read, a key a map lacks, an index), it has …
+// instead, unless the expression itself writes that text ("no such key:
+// CardCountry" for payload.CardCountry).
 type RuleError struct {
 	Rule   string // the rule's name
 	Reason bool   // the failure is in the rule's Reason
@@ -339,7 +343,7 @@ func writeVal(b *strings.Builder, v ref.Val) {
 		// does not have.
 		b.WriteString(v.Time.Round(0).String())
 	default:
-		fmt.Fprint(b, v.Value())
+		fmt.Fprint(b, wallClock(v.Value()))
 	}
 }
 

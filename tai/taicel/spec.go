@@ -107,10 +107,29 @@ func (r *Rule) fileLine() string {
 // Spec does not have, a key given twice, a value of the wrong type, or a
 // second document is an error naming the line. The strings of a JSON
 // document read as encoding/json reads them, escaped slashes and UTF-16
-// surrogate pairs included, which YAML alone refuses. Parse checks the
-// shape of the file only; Env.Compile checks the rules.
+// surrogate pairs included, which YAML alone refuses. A document that is
+// not a mapping (a string, a number, a list: another file given for a
+// rule file, such as a key) is refused as not a rule file, with an error
+// that quotes none of it. Parse checks the shape of the file only;
+// Env.Compile checks the rules.
 func Parse(data []byte) (*Spec, error) {
 	data = yamlOfJSON(data)
+	// The tree, read first, tells a rule file from another file given by
+	// mistake, whose contents the decoder's error would quote: the first
+	// bytes of a key file read as one string.
+	var root yaml.Node
+	treeErr := yaml.Unmarshal(data, &root)
+	switch {
+	case treeErr == nil:
+		if err := notRuleFile(&root); err != nil {
+			return nil, err
+		}
+	case bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("*")):
+		// An alias as the whole document, to an anchor it cannot
+		// define: the error would quote the rest of the line as the
+		// anchor's name.
+		return nil, errors.New("taicel: not a rule file: it begins with '*', an alias, where a rule file holds a mapping (version, rules, ...)")
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var spec Spec
@@ -135,16 +154,41 @@ func Parse(data []byte) (*Spec, error) {
 		}
 		return nil, fmt.Errorf("taicel: line %d: a rule file holds one document", extra.Line)
 	}
-	// A second pass over the node tree finds where each rule's expression
-	// is, so that compile errors can name the line of the file.
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err == nil {
+	// The node tree tells where each rule's expression is, so that
+	// compile errors can name the line of the file.
+	if treeErr == nil {
 		locateExprs(&root, spec.Rules)
 	}
 	if spec.Version == "" {
 		return nil, errors.New("taicel: rule file has no version")
 	}
 	return &spec, nil
+}
+
+// notRuleFile returns an error when root, a document, holds something
+// other than a mapping (or nothing): a string, a number or a list is no
+// rule file, but another file given for one, such as a key. The error
+// names the kind of value and its line, never the value.
+func notRuleFile(root *yaml.Node) error {
+	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
+		return nil
+	}
+	n := root.Content[0]
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	var what string
+	switch {
+	case n.Kind == yaml.MappingNode || isNull(n):
+		return nil
+	case n.Kind == yaml.SequenceNode:
+		what = "a list"
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str":
+		what = "a string"
+	default:
+		what = "a single value"
+	}
+	return fmt.Errorf("taicel: not a rule file: line %d holds %s where a rule file holds a mapping (version, rules, ...)", n.Line, what)
 }
 
 // yamlOfJSON returns data, a JSON document, with the strings YAML reads

@@ -53,6 +53,10 @@ func TestParseErrors(t *testing.T) {
 		{"two documents", "version: 1\n---\nversion: 2\n", "line 2: a rule file holds one document"},
 		{"bad yaml", "version: [1\n", "did not find expected"},
 		{"bad second document", "version: 1\n---\n[\n", "taicel: yaml"},
+		{"a string", "3f9a2c7b5e1d08f4\n", "taicel: not a rule file: line 1 holds a string where a rule file holds a mapping"},
+		{"a number", "\n314159265358\n", "taicel: not a rule file: line 2 holds a single value"},
+		{"a list", "- version: 1\n", "taicel: not a rule file: line 1 holds a list"},
+		{"an alias", "*Zm9vYmFy\n", "taicel: not a rule file: it begins with '*'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -18,14 +19,17 @@ import (
 
 // The CEL types that JSON writes as others, by the names an inputs
 // object's "types" and "var_types" give them: a timestamp and bytes as
-// strings, a duration as an int of nanoseconds, a uint as any int. A
-// reader that knows no Go type (a dynamic Env) reads them back as these
-// types by the marks.
+// strings, a duration as an int of nanoseconds, a uint as any int, and a
+// double that is NaN or infinite as the string "NaN", "+Inf" or "-Inf"
+// (a finite double, written as a number, is not marked). A reader that
+// knows no Go type (a dynamic Env) reads them back as these types by the
+// marks.
 const (
 	markTimestamp = "timestamp"
 	markDuration  = "duration"
 	markBytes     = "bytes"
 	markUint      = "uint"
+	markDouble    = "double"
 )
 
 // The types of map keys that JSON writes as the text of a member's name,
@@ -42,6 +46,7 @@ const (
 	jsonDuration  = `"` + markDuration + `"`
 	jsonBytes     = `"` + markBytes + `"`
 	jsonUint      = `"` + markUint + `"`
+	jsonDouble    = `"` + markDouble + `"`
 )
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -53,8 +58,8 @@ func leafTypes(mark string) func([]byte, reflect.Value) []byte {
 
 // mayHoldMarked reports whether a value of type t can hold one that the
 // types of its codec mark: a time.Time, a time.Duration, a []byte, a
-// byte array, an unsigned integer, or an interface, which may hold any
-// of them.
+// byte array, an unsigned integer, a float (NaN or infinite), or an
+// interface, which may hold any of them.
 func mayHoldMarked(t reflect.Type) bool {
 	return reaches(t, func(t reflect.Type) bool {
 		return typeMark(t) != "" || t.Kind() == reflect.Interface || t.Kind() == reflect.Map && keyMark(t.Key()) != ""
@@ -96,6 +101,15 @@ func typesMember(b []byte, open bool, key []byte, fn func([]byte, reflect.Value)
 		return b[:mark], open
 	}
 	return b, true
+}
+
+// floatTypes is the types of a float: marked only when it is NaN or
+// infinite, which JSON holds as a string.
+func floatTypes(b []byte, v reflect.Value) []byte {
+	if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, jsonDouble...)
+	}
+	return b
 }
 
 // ptrTypes is the types of a pointer to what elem writes.
@@ -242,7 +256,7 @@ func interfaceTypes(b []byte, v reflect.Value) []byte {
 // when x holds no timestamp, duration, bytes or uint.
 func appendTypes(b []byte, x any) []byte {
 	switch x := x.(type) {
-	case nil, string, int64, int, float64, bool:
+	case nil, string, int64, int, bool:
 		return b
 	case time.Time:
 		return append(b, jsonTimestamp...)
@@ -252,6 +266,8 @@ func appendTypes(b []byte, x any) []byte {
 		return append(b, jsonBytes...)
 	case uint64:
 		return append(b, jsonUint...)
+	case float64:
+		return floatTypes(b, reflect.ValueOf(x))
 	case ref.Val:
 		return appendTypes(b, x.Value())
 	}
@@ -265,7 +281,7 @@ func appendTypes(b []byte, x any) []byte {
 
 // setTypes gives the values within v that marks, the "types" of an inputs
 // object as jsonReader.any reads it, declares timestamps, durations,
-// bytes or uints those types, where v holds them as JSON values without a Go type
+// bytes, uints or doubles those types, where v holds them as JSON values without a Go type
 // (within an interface: a dynamic Env's payload, an interface field);
 // where v's Go type holds them, it checks that it is the type declared. A
 // mark is the name of a type, which holds for v, or for every element of
@@ -464,7 +480,8 @@ func setMapTypes(v, k reflect.Value, marks any) error {
 
 // typedAny returns x, a value as jsonReader.any reads it, with the
 // values marks declares of a type converted to it: a string to a
-// time.Time or a []byte, an int64 to a time.Duration or a uint64, and a
+// time.Time, a []byte or a float64 ("NaN", "+Inf", "-Inf"), an int64 to
+// a time.Duration or a uint64, and a
 // map marked with its keys' type to a map with keys of that type. A value already of
 // its type is kept, and so is a nil among values of a type.
 func typedAny(x any, marks any) (any, error) {
@@ -578,6 +595,21 @@ func typedLeaf(x any, mark string) (any, error) {
 			}
 		}
 		return nil, fmt.Errorf("%s is not a uint (an int that is not negative)", describe(x))
+	case markDouble:
+		switch x := x.(type) {
+		case float64:
+			return x, nil
+		case string:
+			switch x {
+			case "NaN":
+				return math.NaN(), nil
+			case "+Inf":
+				return math.Inf(1), nil
+			case "-Inf":
+				return math.Inf(-1), nil
+			}
+		}
+		return nil, fmt.Errorf("%s is not a double (a number, or \"NaN\", \"+Inf\" or \"-Inf\")", describe(x))
 	default: // bytes
 		switch x := x.(type) {
 		case []byte:
@@ -596,7 +628,7 @@ func typedLeaf(x any, mark string) (any, error) {
 // checkMark returns an error unless mark names a marked type.
 func checkMark(mark string) error {
 	switch mark {
-	case markTimestamp, markDuration, markBytes, markUint:
+	case markTimestamp, markDuration, markBytes, markUint, markDouble:
 		return nil
 	}
 	return fmt.Errorf("unknown type %q", mark)
@@ -617,6 +649,8 @@ func typeMark(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return markUint
+	case reflect.Float32, reflect.Float64:
+		return markDouble
 	}
 	return ""
 }
