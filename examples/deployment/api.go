@@ -407,7 +407,9 @@ func terminal(status string) bool {
 	return false
 }
 
-// httpStatus is the HTTP status a deployment is answered with.
+// httpStatus is the HTTP status a deployment is answered with: 422 for
+// one a prerequisite refused (the request's fault), 500 for one that
+// failed for the service's own reasons (see failedOnServer).
 func (d *Deployment) httpStatus() int {
 	switch d.Status {
 	case StatusSuccess:
@@ -415,9 +417,34 @@ func (d *Deployment) httpStatus() int {
 	case StatusRolledBack, StatusInProgress:
 		return 202
 	case StatusFailed:
+		if d.failedOnServer() {
+			return 500
+		}
 		return 422
 	}
 	return 500
+}
+
+// failedOnServer reports whether d ended FAILED for the service's own
+// reasons rather than refused by a prerequisite: a region FAILED without
+// a prerequisite's verdict (Decision) failed because the store, the
+// queue, the health source or the fleet could not be reached, or its job
+// was given up.
+func (d *Deployment) failedOnServer() bool {
+	if d.Status != StatusFailed {
+		return false
+	}
+	refused := false
+	for _, rr := range d.Results {
+		if rr.Status != StatusFailed {
+			continue
+		}
+		if rr.Decision == "" {
+			return true
+		}
+		refused = true
+	}
+	return !refused
 }
 
 // finish sets the deployment's status from its regions' and closes it:

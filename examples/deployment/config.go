@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/taipattern/taikit/examples/deployment/internal/analysis"
@@ -91,6 +92,10 @@ type Config struct {
 	WrapTarget   func(fleet.Target) fleet.Target
 	WrapHealth   func(fleet.Health) fleet.Health
 	PublishFault func(j Job, publish func() error) error
+	// Set by tests, not by flags, to inject faults: WrapDeployments wraps
+	// the deployments bucket, over each connection the records are
+	// written over.
+	WrapDeployments func(jetstream.KeyValue) jetstream.KeyValue
 }
 
 // Window is a time window, [From, To).

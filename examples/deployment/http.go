@@ -18,6 +18,7 @@ import (
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/examples/internal/svc"
+	"github.com/taipattern/taikit/kanban/natsjs"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -101,7 +102,8 @@ func (s *Service) handleReady(w http.ResponseWriter, _ *http.Request) {
 // service/region pairs (409 when another deployment holds one), stores it
 // and queues its first region. It then waits for the end, as the
 // reference does, unless the client sent Prefer: respond-async; a
-// deployment still running at -request-timeout is answered 202.
+// deployment still running at -request-timeout is answered 202, and one
+// that ended FAILED for the service's own reasons 500 in the error schema.
 func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	if err := s.line.Admit(r.Context(), ""); err != nil {
 		_, reason := s.line.Stopped()
@@ -152,10 +154,18 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	rev, err := s.store.Create(start, d)
+	rev, perhapsStored, err := s.createRecord(start, d)
 	if err != nil {
-		s.unlockRegions(d)
-		httpapi.WriteError(w, storeUnavailable(err))
+		e := storeUnavailable(err)
+		if perhapsStored {
+			// The client may find it: GET /deploy/{id} shows it, if stored.
+			s.log.Error("deployment not stored, or stored unanswered; it keeps its regions until it is found and ended",
+				"deployment_id", d.ID, "err", err)
+			e.Details = map[string]any{"deployment_id": d.ID}
+		} else {
+			s.unlockRegions(d)
+		}
+		httpapi.WriteError(w, e)
 		return
 	}
 	if err := s.publishJob(start, d, 0); err != nil && s.notQueued(start, d, rev, err) {
@@ -183,7 +193,45 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		}
 		break
 	}
-	httpapi.WriteJSON(w, last.httpStatus(), last)
+	code := last.httpStatus()
+	if code >= 500 {
+		httpapi.WriteError(w, failedError(last, code))
+		return
+	}
+	httpapi.WriteJSON(w, code, last)
+}
+
+// failedError is the answer, in the error schema, for deployment d that
+// ended FAILED for the service's own reasons (see failedOnServer): the
+// request was not at fault. It names the deployment, which GET
+// /deploy/{id} shows in full.
+func failedError(d *Deployment, code int) error {
+	msg := "no reason recorded"
+	if d.ErrorMessage != nil {
+		msg = *d.ErrorMessage
+	}
+	e := httpapi.Errorf(code, "deployment_failed", "deployment %s failed: %s", d.ID, msg)
+	e.Details = map[string]any{"deployment_id": d.ID, "status": d.Status}
+	return e
+}
+
+// createRecord stores new deployment d, and tries again while the store
+// is out of reach (retryStore): a create that went unanswered may have
+// landed, and the next try then finds the record (Store.Create) and
+// takes its revision. It returns the revision, or the error and whether
+// the record may be stored all the same (a try went unanswered). Such a
+// record, in progress with no job queued, must keep its regions: when
+// another deployment asks for one of them once its start is over, it is
+// found and ended (endCutOffStart), or, never stored, its locks are
+// stale (lockRegions). Freed now, nothing would ever end it.
+func (s *Service) createRecord(ctx context.Context, d *Deployment) (rev uint64, perhapsStored bool, err error) {
+	err = s.retryStore(ctx, "deployment", []any{"deployment_id", d.ID}, func(ctx context.Context) error {
+		var cerr error
+		rev, cerr = s.store.Create(ctx, d)
+		perhapsStored = perhapsStored || natsjs.Unreachable(cerr)
+		return cerr
+	})
+	return rev, perhapsStored, err
 }
 
 // notQueued ends deployment d, stored at rev, whose first region could not
@@ -199,7 +247,12 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 // its regions taken until it ends, and reports false: the request is
 // answered as a queued one. Should the write fail otherwise, the error is
 // logged, the deployment is not counted as ended (its record does not say
-// so), and its regions are freed.
+// so), and it keeps its regions: in progress with no job, it is found and
+// ended when another deployment asks for one of them once its start is
+// over (endCutOffStart), and, should its end have been stored unanswered,
+// its locks are a finished deployment's, which the next lock takes
+// (lockRegions). Freed now, a record still in progress would stay so for
+// ever. It reports true: the request is answered as one not queued.
 func (s *Service) notQueued(ctx context.Context, d *Deployment, rev uint64, err error) (ended bool) {
 	switch uerr := s.endNotQueued(ctx, d, rev, err); {
 	case uerr == nil:
@@ -208,7 +261,9 @@ func (s *Service) notQueued(ctx context.Context, d *Deployment, rev uint64, err 
 		s.log.Warn("first region queued although its publish failed; the deployment runs", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err)
 		return false
 	default:
-		s.log.Error("first region not queued, and the deployment's end not stored", "deployment_id", d.ID, "region", d.Results[0].Region, "err", err, "store_err", uerr)
+		s.log.Error("first region not queued, and the deployment's end not stored; it keeps its regions until it is found and ended",
+			"deployment_id", d.ID, "region", d.Results[0].Region, "err", err, "store_err", uerr)
+		return true
 	}
 	s.unlockRegions(d)
 	return true
@@ -370,7 +425,7 @@ func (s *Service) unlockRegions(d *Deployment) {
 	}
 }
 
-func storeUnavailable(err error) error {
+func storeUnavailable(err error) *httpapi.Error {
 	e := httpapi.Errorf(http.StatusServiceUnavailable, "store_unavailable", "the deployment store is unavailable: %v", err)
 	e.RetryAfter = time.Second
 	return e

@@ -153,6 +153,12 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	}); err != nil {
 		return nil, err
 	}
+	if cfg.WrapDeployments != nil {
+		s.store.deployments = cfg.WrapDeployments(s.store.deployments)
+		for i, kv := range s.store.writers {
+			s.store.writers[i] = cfg.WrapDeployments(kv)
+		}
+	}
 	s.versions = s.store
 	s.freezeWindows = freezeVar(cfg.Freeze)
 	// The catalog says what serves where at first; deployments move it

@@ -555,9 +555,11 @@ func TestValidationThatNeverSucceeds(t *testing.T) {
 			assert.Equal(t, "v1.0.0", stableOf(t, ts, "api-service", "us-west-2"))
 
 			// The regions are free again: the next deployment is judged,
-			// not refused as a conflict.
+			// not refused as a conflict, and fails as this one did, for
+			// the service's own reasons (500), not the request's.
 			again := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-east-1"})
-			assert.Equal(t, http.StatusUnprocessableEntity, again.Code, "%s", again.Body)
+			assert.Equal(t, http.StatusInternalServerError, again.Code, "%s", again.Body)
+			assert.Equal(t, "deployment_failed", again.errorBody(t)["code"])
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -118,13 +119,25 @@ func (s *Store) entry(ctx context.Context, id string) (jetstream.KeyValueEntry, 
 	return e, err
 }
 
-// Create stores a new deployment.
+// Create stores a new deployment and returns its revision. A record
+// stored already with exactly d's content is taken for d's own: a create
+// tried again after one whose answer was lost (it timed out, and landed)
+// finds it, and returns its revision. Any other record of d's ID is
+// refused with jetstream.ErrKeyExists.
 func (s *Store) Create(ctx context.Context, d *Deployment) (uint64, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return 0, err
 	}
-	return s.writer().Create(ctx, d.ID, b)
+	rev, err := s.writer().Create(ctx, d.ID, b)
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return rev, err
+	}
+	e, gerr := s.entry(ctx, d.ID)
+	if gerr != nil || !bytes.Equal(e.Value(), b) {
+		return 0, err
+	}
+	return e.Revision(), nil
 }
 
 // Update stores d over the revision rev, failing if someone else wrote it
@@ -515,21 +528,41 @@ func (s *Store) Aborting(ctx context.Context, id string) (bool, error) {
 }
 
 // watchKeys calls fn with every value put under keys matching filter in
-// kv, those there now first (unless opts hold jetstream.UpdatesOnly),
-// until ctx ends. It runs on its own goroutine.
-func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(key string, value []byte, rev uint64), opts ...jetstream.WatchOpt) error {
-	return watchEntries(ctx, kv, filter, func(e jetstream.KeyValueEntry) {
+// kv, those there now first (unless updatesOnly), until ctx ends. It
+// returns once it has read those there now (see watchEntries), and goes
+// on on its own goroutine.
+func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, updatesOnly bool, fn func(key string, value []byte, rev uint64)) error {
+	return watchEntries(ctx, kv, filter, updatesOnly, func(e jetstream.KeyValueEntry) {
 		if e.Operation() == jetstream.KeyValuePut {
 			fn(e.Key(), e.Value(), e.Revision())
 		}
-	}, opts...)
+	})
 }
 
-// watchEntries is watchKeys with deletes and purges as well.
-func watchEntries(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry), opts ...jetstream.WatchOpt) error {
+// initialValuesWithin bounds how long a watcher may take to read the
+// values there when it starts.
+const initialValuesWithin = 30 * time.Second
+
+// watchEntries is watchKeys with deletes and purges as well. Unless
+// updatesOnly, it calls fn with the values there now before it returns:
+// a replica that serves once its watchers have started answers from
+// them, not from an empty state. A watcher that has not read them within
+// initialValuesWithin (the bucket's server too slow, or gone) is stopped
+// and returns an error naming the bucket.
+func watchEntries(ctx context.Context, kv jetstream.KeyValue, filter string, updatesOnly bool, fn func(jetstream.KeyValueEntry)) error {
+	var opts []jetstream.WatchOpt
+	if updatesOnly {
+		opts = append(opts, jetstream.UpdatesOnly())
+	}
 	w, err := kv.Watch(ctx, filter, opts...)
 	if err != nil {
 		return err
+	}
+	if !updatesOnly {
+		if err := initialValues(ctx, kv.Bucket(), filter, w, fn); err != nil {
+			_ = w.Stop()
+			return err
+		}
 	}
 	go func() {
 		defer func() { _ = w.Stop() }()
@@ -550,6 +583,29 @@ func watchEntries(ctx context.Context, kv jetstream.KeyValue, filter string, fn 
 	return nil
 }
 
+// initialValues calls fn with the values w delivers up to the end of
+// those there when it started (a nil entry), within initialValuesWithin.
+func initialValues(ctx context.Context, bucket, filter string, w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) error {
+	timeout := time.NewTimer(initialValuesWithin)
+	defer timeout.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return fmt.Errorf("bucket %s: the values under %q not read within %v", bucket, filter, initialValuesWithin)
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("bucket %s: the watch of %q ended before its values were read", bucket, filter)
+			}
+			if e == nil {
+				return nil
+			}
+			fn(e)
+		}
+	}
+}
+
 // WatchDeployments calls fn with every stored state of every deployment
 // that want(id) asks for, from now on, until ctx ends: one watcher per
 // process serves every request waiting for a deployment's end, and only
@@ -557,7 +613,7 @@ func watchEntries(ctx context.Context, kv jetstream.KeyValue, filter string, fn 
 // starts are not read: a request waits for the states stored after it
 // began to wait, and the bucket holds a month of deployments.
 func (s *Store) WatchDeployments(ctx context.Context, want func(id string) bool, fn func(*Deployment)) error {
-	return watchKeys(ctx, s.deployments, ">", func(id string, v []byte, _ uint64) {
+	return watchKeys(ctx, s.deployments, ">", true, func(id string, v []byte, _ uint64) {
 		if !want(id) {
 			return
 		}
@@ -565,14 +621,14 @@ func (s *Store) WatchDeployments(ctx context.Context, want func(id string) bool,
 		if json.Unmarshal(v, &d) == nil {
 			fn(&d)
 		}
-	}, jetstream.UpdatesOnly())
+	})
 }
 
 // WatchStable calls fn with every service.region → version recorded, those
-// there now first, and with version "" when one is no longer recorded,
-// until ctx ends.
+// there now first (before it returns), and with version "" when one is no
+// longer recorded, until ctx ends.
 func (s *Store) WatchStable(ctx context.Context, fn func(key, version string)) error {
-	return watchEntries(ctx, s.stable, ">", func(e jetstream.KeyValueEntry) {
+	return watchEntries(ctx, s.stable, ">", false, func(e jetstream.KeyValueEntry) {
 		if e.Operation() == jetstream.KeyValuePut {
 			fn(e.Key(), string(e.Value()))
 		} else {
@@ -582,11 +638,11 @@ func (s *Store) WatchStable(ctx context.Context, fn func(key, version string)) e
 }
 
 // WatchCommands calls fn with every command sent to any deployment, those
-// pending now first, with the deployment's ID, and gone with each command
+// pending now first (before it returns), with the deployment's ID, and gone with each command
 // dropped or closed by the end of the deployment's commands
 // (EndCommands), until ctx ends.
 func (s *Store) WatchCommands(ctx context.Context, fn func(id string, c Command), gone func(id string)) error {
-	return watchEntries(ctx, s.control, "cmd.*", func(e jetstream.KeyValueEntry) {
+	return watchEntries(ctx, s.control, "cmd.*", false, func(e jetstream.KeyValueEntry) {
 		id := strings.TrimPrefix(e.Key(), "cmd.")
 		if e.Operation() != jetstream.KeyValuePut {
 			gone(id)
@@ -686,10 +742,10 @@ func (s *Store) SetCord(ctx context.Context, c Cord) (Cord, error) {
 	}
 }
 
-// WatchCord calls fn with the cord's state, now and at every change,
-// until ctx ends.
+// WatchCord calls fn with the cord's state, now (before it returns) and
+// at every change, until ctx ends.
 func (s *Store) WatchCord(ctx context.Context, fn func(Cord)) error {
-	return watchKeys(ctx, s.control, "cord", func(_ string, v []byte, rev uint64) {
+	return watchKeys(ctx, s.control, "cord", false, func(_ string, v []byte, rev uint64) {
 		var c Cord
 		if json.Unmarshal(v, &c) == nil {
 			c.Rev = rev
