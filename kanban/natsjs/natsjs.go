@@ -140,6 +140,10 @@ type Options struct {
 	AckWait time.Duration
 	// FetchWait is how long one pull request waits on the server. It
 	// bounds how soon a drain can start releasing messages. 0 means 1s.
+	// The client stops reading a request's answers a second after it
+	// expires: a server stalled for longer than that (starved of CPU, say)
+	// may deliver into a request given up on, and the message comes again
+	// only after AckWait.
 	FetchWait time.Duration
 	// MaxPublishPending bounds the PublishAsync messages not yet settled:
 	// those awaiting an acknowledgement and those waiting to be
