@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
@@ -478,4 +479,26 @@ func TestReplicaStartedOnAFullStoreRefusesItsFirstPayments(t *testing.T) {
 	store := b.levels.admit(ctx)
 	b.levels.mu.Unlock()
 	assert.Equal(t, "payments", store, "the full store refuses the first payment")
+}
+
+// A store whose level cannot be read at the start fails the start, naming
+// it, as one that cannot be opened does: served, the storage gate would
+// admit payments unchecked until a read got through — charged, and then
+// refused by the store if it was full. Nothing is held after: the next
+// start on the directory, with the store readable, runs.
+func TestStoreUnreadableAtStartFailsTheStart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.levelsJS = func(js jetstream.JetStream) jetstream.JetStream {
+		return streamUnreadable{JetStream: js, stream: confirmStream}
+	}
+	s, err := NewService(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if s != nil {
+		require.NoError(t, s.Close(context.Background()))
+	}
+	require.ErrorIs(t, err, errStreamUnreadable)
+	assert.ErrorContains(t, err, "confirmations")
+
+	cfg.levelsJS = nil
+	ts := startService(t, cfg)
+	require.Equal(t, http.StatusOK, ts.pay(t, "after", 1, nil).Code)
 }

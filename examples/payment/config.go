@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
@@ -89,6 +90,9 @@ type Config struct {
 	// confirmCapacity caps the confirmation queue's messages; 0:
 	// defaultConfirmCapacity.
 	confirmCapacity int64
+	// levelsJS wraps the JetStream context the storage gate reads the
+	// stores' levels through: a store that cannot be read, in tests.
+	levelsJS func(jetstream.JetStream) jetstream.JetStream
 }
 
 // Clock tells the service the time. It drives the fraud rules, the

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -410,6 +412,43 @@ func (n *NATSIdempotency) readClaim(ctx context.Context, k string, e IdemEntry) 
 	}
 }
 
+// storedClaim is a claim as the NATS bucket keeps it: padded (Room) so
+// that every write of one claim stores as many bytes, whatever its lease
+// and whatever revision the write expects (a header stored with the
+// value, whose digits grow with the bucket). JetStream takes a
+// replacement no larger than the entry it replaces even in a bucket at
+// its limit, so the claim of a payment being stored in the background is
+// renewed however full the bucket has become meanwhile (commitLater),
+// and its lease never runs out for want of room.
+type storedClaim struct {
+	IdemEntry
+	Room string `json:"room,omitempty"`
+}
+
+// longestUntil is a lease at its longest in JSON: to the nanosecond, in
+// UTC (as encodeClaim writes every lease).
+var longestUntil = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+
+// encodeClaim is the value that stores e by a write that expects the key
+// at revision rev (0 for none): e padded to the size of e with its lease
+// at its longest, written at the longest revision, less rev's digits.
+func encodeClaim(e IdemEntry, rev uint64) ([]byte, error) {
+	e.Until = e.Until.UTC()
+	longest := e
+	longest.Until = longestUntil
+	most, err := json.Marshal(storedClaim{IdemEntry: longest, Room: "-"})
+	if err != nil {
+		return nil, err
+	}
+	val, err := json.Marshal(storedClaim{IdemEntry: e, Room: "-"})
+	if err != nil {
+		return nil, err
+	}
+	const maxRevisionDigits = 20 // of math.MaxUint64
+	room := len(most) - len(val) + 1 + maxRevisionDigits - len(strconv.FormatUint(rev, 10))
+	return json.Marshal(storedClaim{IdemEntry: e, Room: strings.Repeat("-", room)})
+}
+
 // kvKey maps any idempotency key to a valid KV key.
 func kvKey(key string) string {
 	sum := sha256.Sum256([]byte(key))
@@ -419,7 +458,7 @@ func kvKey(key string) string {
 // Claim implements IdempotencyStore.
 func (n *NATSIdempotency) Claim(ctx context.Context, key string, e IdemEntry) (IdemEntry, bool, error) {
 	k := kvKey(key)
-	val, err := json.Marshal(e)
+	val, err := encodeClaim(e, 0)
 	if err != nil {
 		return IdemEntry{}, false, err
 	}
@@ -448,7 +487,11 @@ func (n *NATSIdempotency) Claim(ctx context.Context, key string, e IdemEntry) (I
 		}
 		// Expired (or not ours): take it over unless someone else does
 		// first.
-		if _, err := n.kv.get().Update(ctx, k, val, got.Revision()); err == nil {
+		over, err := encodeClaim(e, got.Revision())
+		if err != nil {
+			return IdemEntry{}, false, err
+		}
+		if _, err := n.kv.get().Update(ctx, k, over, got.Revision()); err == nil {
 			return IdemEntry{}, true, nil
 		} else if !isConflict(err) {
 			return IdemEntry{}, false, storeError("idempotency", err)
@@ -459,7 +502,7 @@ func (n *NATSIdempotency) Claim(ctx context.Context, key string, e IdemEntry) (I
 
 // Replace implements IdempotencyStore.
 func (n *NATSIdempotency) Replace(ctx context.Context, key string, old, e IdemEntry) (bool, error) {
-	val, err := json.Marshal(e)
+	val, err := encodeClaim(e, old.rev)
 	if err != nil {
 		return false, err
 	}
@@ -516,7 +559,7 @@ func (n *NATSIdempotency) Renew(ctx context.Context, key string, e IdemEntry, un
 		return cur, false, nil
 	}
 	cur.Until = until
-	val, err := json.Marshal(cur)
+	val, err := encodeClaim(cur, got.Revision())
 	if err != nil {
 		return e, false, err
 	}

@@ -924,3 +924,42 @@ func claimedOnALaggingReplica(t *testing.T, clock *manualClock) (*NATSIdempotenc
 	require.True(t, claimed)
 	return s, lag, first
 }
+
+// The claim of a payment being stored in the background is renewed in a
+// bucket that has filled up meanwhile: a claim is stored as large as any
+// renewal of it (its lease at its longest, its revision at its longest),
+// and JetStream takes a replacement no larger than the entry it replaces
+// even at the bucket's limit. A renewal refused there would let the lease
+// run out, and another replica charge the payment again.
+func TestNATSIdempotencyRenewsInAFullBucket(t *testing.T) {
+	clock := newManualClock()
+	ctx := context.Background()
+	s := idemStores["nats"](t, clock.Now, 64<<10)
+	var claims []IdemEntry
+	for n := 0; ; n++ {
+		require.Less(t, n, 10_000, "the bucket never filled")
+		e := claimOf(fmt.Sprintf("txn_%d", n), clock.Now())
+		e.Until = clock.Now().Add(inFlightLease) // whole seconds: its shortest
+		_, _, err := s.Claim(ctx, fmt.Sprintf("key-%d", n), e)
+		if errors.Is(err, ErrStoreFull) {
+			break
+		}
+		require.NoError(t, err)
+		claims = append(claims, e)
+	}
+	require.Greater(t, len(claims), 10)
+	// A lease to the nanosecond, in a zone other than UTC: the longest
+	// a lease is written.
+	zone := time.FixedZone("", -int((9*time.Hour + 30*time.Minute).Seconds()))
+	until := clock.Now().Add(inFlightLease + 123456789).In(zone)
+	for i, e := range claims {
+		for range 2 {
+			renewed, ok, err := s.Renew(ctx, fmt.Sprintf("key-%d", i), e, until)
+			require.NoError(t, err, "claim %d", i)
+			require.True(t, ok, "claim %d", i)
+			assert.True(t, renewed.leaseEnd().Equal(until), "claim %d: %+v", i, renewed)
+			e = renewed
+			until = until.Add(time.Second)
+		}
+	}
+}

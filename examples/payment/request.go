@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -19,11 +20,13 @@ import (
 
 // PaymentRequest is the body of POST /payment.
 type PaymentRequest struct {
-	Amount     jsonAmount        `json:"amount"`
-	CustomerID string            `json:"customer_id"`
-	Currency   string            `json:"currency"`
-	MerchantID string            `json:"merchant_id"`
-	Metadata   map[string]string `json:"metadata,omitempty"`
+	Amount     jsonAmount `json:"amount"`
+	CustomerID string     `json:"customer_id"`
+	Currency   string     `json:"currency"`
+	MerchantID string     `json:"merchant_id"`
+	// Metadata maps keys to strings; a key whose value is null reads as
+	// absent, as a null field does.
+	Metadata map[string]*string `json:"metadata,omitempty"`
 	// Location is optional fraud context: where the customer pays from.
 	Location *Location `json:"location,omitempty"`
 }
@@ -119,7 +122,7 @@ func parsePayment(body []byte) (Payment, error) {
 }
 
 func (req *PaymentRequest) validate() (Payment, error) {
-	p := Payment{CustomerID: req.CustomerID, MerchantID: req.MerchantID, Metadata: req.Metadata}
+	p := Payment{CustomerID: req.CustomerID, MerchantID: req.MerchantID}
 	if err := checkID("customer_id", req.CustomerID); err != nil {
 		return p, err
 	}
@@ -149,12 +152,12 @@ func (req *PaymentRequest) validate() (Payment, error) {
 	if len(req.Metadata) > maxMetadataKeys {
 		return p, invalid("metadata", "metadata has %d keys; at most %d are allowed", len(req.Metadata), maxMetadataKeys)
 	}
-	for k, v := range req.Metadata {
+	// In the keys' order: a request with several entries out of bounds is
+	// refused naming the same one each time it is sent.
+	for _, k := range slices.Sorted(maps.Keys(req.Metadata)) {
+		value := req.Metadata[k]
 		if k == "" || len(k) > maxMetadataKey {
 			return p, invalid("metadata", "metadata key %q must be 1 to %d bytes", clip(k), maxMetadataKey)
-		}
-		if len(v) > maxMetadataValue {
-			return p, invalid("metadata", "metadata value of %q is longer than %d bytes", clip(k), maxMetadataValue)
 		}
 		// Kept with the payment and answered back: no control characters
 		// (NUL, escapes, line breaks), which a log or terminal that shows
@@ -162,9 +165,20 @@ func (req *PaymentRequest) validate() (Payment, error) {
 		if hasControl(k) {
 			return p, invalid("metadata", "metadata key %q holds a control character", clip(k))
 		}
+		if value == nil {
+			continue // null: absent
+		}
+		v := *value
+		if len(v) > maxMetadataValue {
+			return p, invalid("metadata", "metadata value of %q is longer than %d bytes", clip(k), maxMetadataValue)
+		}
 		if hasControl(v) {
 			return p, invalid("metadata", "metadata value of %q holds a control character", clip(k))
 		}
+		if p.Metadata == nil {
+			p.Metadata = make(map[string]string, len(req.Metadata))
+		}
+		p.Metadata[k] = v
 	}
 	if loc := req.Location; loc != nil {
 		if loc.Country != "" {

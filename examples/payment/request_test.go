@@ -173,3 +173,17 @@ func TestFingerprintReadsMinusZeroAsZero(t *testing.T) {
 		assert.Equal(t, want.fingerprint(), p.fingerprint(), loc)
 	}
 }
+
+// A request with several metadata entries out of bounds is refused naming
+// the same one each time it is sent (the first by key), not whichever a
+// map's order gives first: a client fixing its request one answer at a
+// time sees one answer.
+func TestMetadataRefusalIsStable(t *testing.T) {
+	const body = `{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": "m", "metadata": {` +
+		`"e key": "v\u0000", "b key": "v\u0000", "a key": "v\u0000", "d key": "v\u0000", "c key": "v\u0000"}}`
+	for range 50 {
+		_, err := parsePayment([]byte(body))
+		require.Error(t, err)
+		require.Contains(t, err.Error(), `"a key"`)
+	}
+}

@@ -208,13 +208,18 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	// The stores a payment writes are read once before the first payment:
 	// the payments that arrive while the first read is under way would be
 	// admitted unchecked otherwise, and a store that is full already found
-	// full only once they were charged. A store that cannot be read now is
-	// read at the storage gate's next turn.
-	rctx, cancel := context.WithTimeout(ctx, time.Second)
-	if err := s.levels.refresh(rctx); err != nil {
-		s.log.Warn("stores' levels not read at start; read again at the storage gate's next turn", "err", err)
+	// full only once they were charged. A store that cannot be read fails
+	// the start, as one that cannot be opened does (tried again while
+	// JetStream is out of reach): the storage gate has no level of it to
+	// go by, and would admit payments unchecked until a read got through.
+	// Later, a store that cannot be read keeps its last level.
+	if err := svc.Setup(ctx, s.log, "reading the stores' levels", func(ctx context.Context) error {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return s.levels.refresh(rctx)
+	}); err != nil {
+		return nil, fmt.Errorf("reading how full the stores a payment writes are: %w", err)
 	}
-	cancel()
 	if err := s.startAlerts(ctx, "http://"+svc.PublicHostPort(cfg.Addr)+"/andon/"); err != nil {
 		return nil, err
 	}
@@ -497,8 +502,12 @@ func (s *Service) buildPipeline(ctx context.Context) error {
 	if err := hc.AddKeyed(s.limiter); err != nil {
 		return err
 	}
+	levelsJS := s.js
+	if s.cfg.levelsJS != nil {
+		levelsJS = s.cfg.levelsJS(levelsJS)
+	}
 	s.levels = &storeLevels{
-		js:       s.js,
+		js:       levelsJS,
 		stores:   []boundedStore{{"payments", "KV_payments"}, {"confirmations", confirmStream}},
 		interval: time.Second,
 		bytes:    s.storeBytes, limit: s.storeLimit, refused: s.storeRefused,

@@ -57,6 +57,48 @@ func TestMetadataIsStoredAndReturned(t *testing.T) {
 	assert.NotContains(t, none.Body, "metadata", "none sent, none answered")
 }
 
+// A metadata value sent as JSON null reads as absent, as a null amount or
+// location field does: the payment's answer and GET /payment/{id} leave
+// its key out, never turn it into an empty string, and it is the same
+// request as one without it.
+func TestMetadataNullValueReadsAsAbsent(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	body := func(meta string) string {
+		return `{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": "m", "metadata": ` + meta + `}`
+	}
+	for _, tc := range []struct {
+		meta string
+		want any // the answer's metadata; nil: none
+	}{
+		{`{"note": null, "order": "A-1"}`, map[string]any{"order": "A-1"}},
+		{`{"note": null}`, nil},
+		{`null`, nil},
+	} {
+		t.Run(tc.meta, func(t *testing.T) {
+			r := ts.do(t, http.MethodPost, "/payment", body(tc.meta))
+			require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+			got := ts.do(t, http.MethodGet, "/payment/"+r.str("transaction_id"), nil)
+			require.Equal(t, http.StatusOK, got.Code, string(got.Raw))
+			for name, answer := range map[string]reply{"POST": r, "GET": got} {
+				meta, sent := answer.Body["metadata"]
+				if tc.want == nil {
+					assert.False(t, sent, "%s: no metadata answered: %s", name, answer.Raw)
+					continue
+				}
+				assert.Equal(t, tc.want, meta, "%s: %s", name, answer.Raw)
+			}
+		})
+	}
+	key := "Idempotency-Key"
+	first := ts.do(t, http.MethodPost, "/payment", body(`{"note": null, "order": "A-1"}`), key, "null-note")
+	require.Equal(t, http.StatusOK, first.Code, string(first.Raw))
+	again := ts.do(t, http.MethodPost, "/payment", body(`{"order": "A-1"}`), key, "null-note")
+	require.Equal(t, http.StatusOK, again.Code, string(again.Raw))
+	assert.Equal(t, first.str("transaction_id"), again.str("transaction_id"), "a null value is no value: the same request")
+	other := ts.do(t, http.MethodPost, "/payment", body(`{"note": "", "order": "A-1"}`), key, "null-note")
+	assert.Equal(t, http.StatusUnprocessableEntity, other.Code, "an empty string is a value: another request: %s", other.Raw)
+}
+
 // The fraud rules through the service, with the built-in CEL rules and
 // with the Go rules: the same answers.
 func TestFraudRules(t *testing.T) {
