@@ -593,11 +593,13 @@ func (e *engine[T]) handle(l Lease[T], resumed *Delivery[T], resume **Delivery[T
 		err error
 	)
 	if resumed != nil {
-		d = *resumed
+		// An attempt made in place reads the message afresh, as a
+		// delivery does (see handleMessage).
+		d.Attempt = resumed.Attempt
 	} else {
 		d.Attempt = l.Attempt()
-		d.Message, err = e.decode(l, d.Attempt, c)
 	}
+	d.Message, err = e.decode(l, d.Attempt, c)
 	if e.handleMessage(l, &d, err, resume, c) {
 		c.addHandled()
 		e.settle(l, settleAck, 0, "", 0, c)
@@ -689,12 +691,23 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, resume 
 		ctx = e.extract(ctx, d, &x)
 	}
 	keyed := e.o.PerKey && d.Key != ""
-	for {
-		if d.Attempt != attempt {
-			// Only after an attempt in place: d may be a queue's own (see
-			// memEntry.delivery), and a store just before the handler's
-			// copy of d would stall it.
-			d.Attempt = attempt
+	for first := attempt; ; {
+		if attempt != first {
+			// An attempt in place: d is handle's own then (a queue's own
+			// is never retried in place), and a store just before the
+			// handler's copy of d would stall it. The message is decoded
+			// afresh, as for a delivery, so that what the attempt before
+			// wrote into its payload's maps and slices is not read. A
+			// decode that ends the goroutine dead-letters l (see decode).
+			x.settling = true
+			m, err := e.decode(l, attempt, c)
+			if err != nil {
+				e.deadLetter(l, decodeFailed+err.Error(), attempt, c)
+				x.returned = true
+				return false
+			}
+			x.settling = false
+			d.Message, d.Attempt = m, attempt
 		}
 		if attempt > 1 {
 			c.addRedelivered()

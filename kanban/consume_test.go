@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -485,4 +488,114 @@ func TestDrainHandsBackEveryKeyInPullOrder(t *testing.T) {
 		assert.Equal(t, want, seen)
 		assert.Zero(t, q.Len())
 	})
+}
+
+// TestRetryInPlaceDecodesAfresh: with a Codec, each attempt of a keyed
+// message retried in place (PerKey) gets the payload decoded from the
+// stored bytes again, as a retry without PerKey does: what a failed
+// attempt wrote into its payload's maps and slices is not what the next
+// attempt reads. Also when the attempt ended its goroutine
+// (runtime.Goexit), whose next attempt another goroutine makes.
+func TestRetryInPlaceDecodesAfresh(t *testing.T) {
+	type payload struct {
+		Meta map[string]string `json:"meta"`
+		Tags []string          `json:"tags"`
+	}
+	for _, goexit := range []bool{false, true} {
+		for _, perKey := range []bool{false, true} {
+			t.Run(fmt.Sprintf("PerKey=%v/Goexit=%v", perKey, goexit), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					q, err := kanban.NewMemory[payload](kanban.MemoryOptions{Codec: kanban.JSON{}})
+					require.NoError(t, err)
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[payload]{
+						ID: "m", Key: "k", Payload: payload{Meta: map[string]string{"a": "1"}, Tags: []string{"x"}},
+					}))
+					ctx, cancel := context.WithCancel(context.Background())
+					var seen []payload
+					opts := kanban.ConsumeOptions{PerKey: perKey, Logger: slog.New(slog.DiscardHandler),
+						Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second })}
+					err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[payload]) error {
+						seen = append(seen, payload{Meta: maps.Clone(d.Payload.Meta), Tags: slices.Clone(d.Payload.Tags)})
+						if d.Attempt == 1 {
+							d.Payload.Meta["a"] = "changed"
+							d.Payload.Tags[0] = "changed"
+							if goexit {
+								runtime.Goexit()
+							}
+							return errors.New("failing")
+						}
+						cancel()
+						return nil
+					}, opts)
+					require.NoError(t, err)
+					want := payload{Meta: map[string]string{"a": "1"}, Tags: []string{"x"}}
+					assert.Equal(t, []payload{want, want}, seen)
+				})
+			})
+		}
+	}
+}
+
+// flakyCodec is JSON whose Unmarshal fails, or ends its goroutine, on its
+// second call.
+type flakyCodec struct {
+	calls  *int
+	goexit bool
+}
+
+func (c flakyCodec) Marshal(v any) ([]byte, error) { return kanban.JSON{}.Marshal(v) }
+
+func (c flakyCodec) Unmarshal(data []byte, v any) error {
+	if *c.calls++; *c.calls != 2 {
+		return kanban.JSON{}.Unmarshal(data, v)
+	}
+	if c.goexit {
+		runtime.Goexit()
+	}
+	return errors.New("unreadable now")
+}
+
+// TestRetryInPlaceThatCannotBeDecoded: a keyed message retried in place
+// whose payload cannot be decoded for the next attempt (an error, or the
+// Codec ends its goroutine) is dead-lettered as such, once, and its key's
+// next message is handled.
+func TestRetryInPlaceThatCannotBeDecoded(t *testing.T) {
+	for _, goexit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Goexit=%v", goexit), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var calls int
+				q, err := kanban.NewMemory[string](kanban.MemoryOptions{Codec: flakyCodec{&calls, goexit}})
+				require.NoError(t, err)
+				require.NoError(t, q.Publish(context.Background(), kanban.Message[string]{ID: "m", Key: "k", Payload: "p"}))
+				ctx, cancel := context.WithCancel(context.Background())
+				var handled []string
+				opts := kanban.ConsumeOptions{PerKey: true, Logger: slog.New(slog.DiscardHandler),
+					Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Second })}
+				go func() {
+					synctest.Wait() // the first attempt failed, the second could not be decoded
+					require.NoError(t, q.Publish(context.Background(), kanban.Message[string]{ID: "n", Key: "k"}))
+				}()
+				err = q.Consume(ctx, func(_ context.Context, d kanban.Delivery[string]) error {
+					handled = append(handled, d.ID)
+					if d.ID == "n" {
+						cancel()
+						return nil
+					}
+					return errors.New("failing")
+				}, opts)
+				require.NoError(t, err)
+				assert.Equal(t, []string{"m", "n"}, handled)
+				dead, err := q.DeadLetters(context.Background())
+				require.NoError(t, err)
+				require.Len(t, dead, 1)
+				assert.Equal(t, "m", dead[0].ID)
+				assert.Equal(t, 2, dead[0].Attempts)
+				assert.Contains(t, dead[0].Reason, "kanban: cannot decode payload: ")
+				assert.Zero(t, q.Len())
+				s := q.Stats()
+				assert.Equal(t, int64(1), s.DeadLettered)
+				assert.Zero(t, s.InFlight)
+			})
+		})
+	}
 }

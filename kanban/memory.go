@@ -32,8 +32,12 @@ type MemoryOptions struct {
 	DeadLetterLimit int
 	// Codec, when set, encodes payloads on Publish and decodes them on
 	// delivery, as a queue on a wire would; a payload it cannot decode,
-	// or panics decoding, goes to the dead letters. nil passes values through unencoded (and
-	// uses JSON only to fill DeadLetter.Payload).
+	// or panics decoding, goes to the dead letters. nil passes values
+	// through unencoded (and uses JSON only to fill DeadLetter.Payload):
+	// every attempt, the dead letter and a redrive then have the value
+	// published itself, so what a publisher or a handler changes through
+	// it (a map, a slice, a pointer) they see too; a Codec gives each
+	// attempt its own decoded copy, as a queue on a wire does.
 	Codec Codec
 	// Propagator carries context (a trace) from Publish to the handler in
 	// the message headers; kanban/kanbanotel adapts OpenTelemetry's. nil

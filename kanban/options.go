@@ -27,8 +27,10 @@ type ConsumeOptions struct {
 	WIP int
 	// PerKey handles messages with the same non-empty Key one at a time,
 	// in the order they were pulled. A failed message is retried in place
-	// (its key waits for it) so that order survives retries. Across
-	// processes sharing a JetStream durable, order holds per process.
+	// (its key waits for it) so that order survives retries; each attempt
+	// reads the message afresh from the backend, decoding its payload
+	// again, as a redelivery does. Across processes sharing a JetStream
+	// durable, order holds per process.
 	//
 	// The messages of a key pulled behind one being retried wait in the
 	// consumer, each holding a WIP slot: while they fill the WIP, the
