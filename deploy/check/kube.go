@@ -105,24 +105,30 @@ func stripComments(b []byte) []byte {
 //
 //   - every Deployment runs at least 2 replicas, spread across nodes (a
 //     topology spread constraint or a pod anti-affinity on
-//     kubernetes.io/hostname that selects its own pods), as a user other than
-//     root without privilege escalation, on a read-only root filesystem;
-//     every container has CPU and memory requests and limits, a readiness
-//     probe on /readyz and a liveness probe on /healthz (and a startup
-//     probe, if any, on /healthz), each on a port the container declares;
-//     GOMEMLIMIT, if set and not empty, is a byte count the Go runtime
-//     reads, below the memory limit; DATA_DIR is on a volume the container
-//     may write; no token (API_TOKEN, ADMIN_TOKEN) is given in plain text,
-//     by env or a ConfigMap, rather than from a Secret; the prometheus.io
-//     scrape annotations name a declared port and /metrics (a variable is
-//     read as the kubelet gives it: from env, or from a ConfigMap of the
-//     manifests by envFrom or configMapKeyRef);
-//   - every ConfigMap and Secret a pod refers to (envFrom, env, volumes)
-//     is among the objects and has the keys used; every *_FILE variable
-//     names a file of a mounted volume (an item's path of a Secret or
-//     ConfigMap volume with items, a key of one without);
-//   - every Service selects a Deployment's pods and targets a port they
-//     declare; every PodDisruptionBudget selects a Deployment's pods and
+//     kubernetes.io/hostname that selects its own pods); every container,
+//     init containers included, runs as a user other than root without
+//     privilege escalation, on a read-only root filesystem, with CPU and
+//     memory requests and limits; every container of containers has a
+//     readiness probe on /readyz and a liveness probe on /healthz (and a
+//     startup probe, if any, on /healthz), each on a port the container
+//     declares, and DATA_DIR on a volume the container may write; an init
+//     container has no probe unless it is a sidecar (restartPolicy
+//     Always); in every container GOMEMLIMIT, if set and not empty, is a
+//     byte count the Go runtime reads, below the memory limit, and no
+//     token (API_TOKEN, ADMIN_TOKEN) is given in plain text, by env or a
+//     ConfigMap, rather than from a Secret; the prometheus.io scrape
+//     annotations name a declared port and /metrics (a variable is read
+//     as the kubelet gives it: from env, with its $(VAR) references
+//     expanded, or from a ConfigMap of the manifests by envFrom or
+//     configMapKeyRef);
+//   - every ConfigMap and Secret a container refers to (envFrom, env,
+//     volumes) is among the objects and has the keys used; every *_FILE
+//     variable names a file of a mounted volume (an item's path of a
+//     Secret or ConfigMap volume with items, a key of one without);
+//   - every Service with a selector selects a Deployment's pods and
+//     targets a port they declare, a sidecar's included (one without,
+//     whose EndpointSlices are managed apart, and an ExternalName are not
+//     checked); every PodDisruptionBudget selects a Deployment's pods and
 //     leaves it room for a disruption (minAvailable below its replicas).
 //
 // The error lists every problem found.
@@ -186,88 +192,159 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 	}
 	checkScrape(p, where, d.Spec.Template)
 	checkEmptyDirs(p, where, pod)
+	scope := podScope{ns: d.Namespace, security: psc, volumes: volumes, configMaps: configMaps, secrets: secrets}
+	for _, c := range pod.InitContainers {
+		role := initContainer
+		if sidecar(c) {
+			role = sidecarContainer
+		}
+		checkContainer(p, where+" init container "+c.Name, c, role, scope)
+	}
 	for _, c := range pod.Containers {
-		cw := where + " container " + c.Name
-		sc := c.SecurityContext
-		if sc == nil {
-			sc = &corev1.SecurityContext{}
+		checkContainer(p, where+" container "+c.Name, c, appContainer, scope)
+	}
+}
+
+// containerRole is what a container of a pod is there for, which decides
+// the checks that apply to it.
+type containerRole int
+
+const (
+	appContainer     containerRole = iota // one of containers: the service itself
+	initContainer                         // runs to its end before the pod's containers start
+	sidecarContainer                      // an init container with restartPolicy Always
+)
+
+// podScope is what a container's checks read of its pod and the other
+// objects.
+type podScope struct {
+	ns         string
+	security   *corev1.PodSecurityContext
+	volumes    map[string]corev1.Volume
+	configMaps map[string]*corev1.ConfigMap
+	secrets    map[string]*corev1.Secret
+}
+
+// checkContainer checks one container of a pod. Every container, init
+// containers and sidecars too, runs as a user other than root without
+// privilege escalation on a read-only root filesystem, with requests and
+// limits, and is given variables, ConfigMaps, Secrets and volumes that
+// exist. Only the service's own containers are held to its probes and
+// DATA_DIR; an init container that is not a sidecar may have no probe,
+// which the API server refuses.
+func checkContainer(p *problems, cw string, c corev1.Container, role containerRole, s podScope) {
+	sc := c.SecurityContext
+	if sc == nil {
+		sc = &corev1.SecurityContext{}
+	}
+	nonRoot := sc.RunAsNonRoot
+	if nonRoot == nil {
+		nonRoot = s.security.RunAsNonRoot
+	}
+	user := sc.RunAsUser
+	if user == nil {
+		user = s.security.RunAsUser
+	}
+	if nonRoot == nil || !*nonRoot {
+		p.add("%s: runAsNonRoot is not true", cw)
+	}
+	if user != nil && *user == 0 {
+		p.add("%s: runs as user 0", cw)
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		p.add("%s: the root filesystem is not read-only", cw)
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		p.add("%s: allowPrivilegeEscalation is not false", cw)
+	}
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, hasReq := c.Resources.Requests[res]
+		lim, hasLim := c.Resources.Limits[res]
+		switch {
+		case !hasReq:
+			p.add("%s: no %s request", cw, res)
+		case !hasLim:
+			p.add("%s: no %s limit", cw, res)
+		case req.Cmp(lim) > 0:
+			p.add("%s: %s request %s is above its limit %s", cw, res, req.String(), lim.String())
 		}
-		nonRoot := sc.RunAsNonRoot
-		if nonRoot == nil {
-			nonRoot = psc.RunAsNonRoot
-		}
-		user := sc.RunAsUser
-		if user == nil {
-			user = psc.RunAsUser
-		}
-		if nonRoot == nil || !*nonRoot {
-			p.add("%s: runAsNonRoot is not true", cw)
-		}
-		if user != nil && *user == 0 {
-			p.add("%s: runs as user 0", cw)
-		}
-		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-			p.add("%s: the root filesystem is not read-only", cw)
-		}
-		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-			p.add("%s: allowPrivilegeEscalation is not false", cw)
-		}
-		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			req, hasReq := c.Resources.Requests[res]
-			lim, hasLim := c.Resources.Limits[res]
-			switch {
-			case !hasReq:
-				p.add("%s: no %s request", cw, res)
-			case !hasLim:
-				p.add("%s: no %s limit", cw, res)
-			case req.Cmp(lim) > 0:
-				p.add("%s: %s request %s is above its limit %s", cw, res, req.String(), lim.String())
-			}
-		}
+	}
+	switch role {
+	case appContainer:
 		checkProbe(p, cw, "readiness", c.ReadinessProbe, "/readyz", c.Ports)
 		checkProbe(p, cw, "liveness", c.LivenessProbe, "/healthz", c.Ports)
 		if c.StartupProbe != nil {
 			checkProbe(p, cw, "startup", c.StartupProbe, "/healthz", c.Ports)
 		}
-		env := containerEnv(c, d.Namespace, configMaps, secrets)
-		checkMemoryLimit(p, cw, c, env)
-		checkDataDir(p, cw, c, env, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, volumes)
-		checkPlainTokens(p, cw, env)
-		for _, ef := range c.EnvFrom {
-			switch {
-			case ef.ConfigMapRef != nil && configMaps[d.Namespace+"/"+ef.ConfigMapRef.Name] == nil:
-				p.add("%s: envFrom ConfigMap %s is not among the manifests", cw, ef.ConfigMapRef.Name)
-			case ef.SecretRef != nil && secrets[d.Namespace+"/"+ef.SecretRef.Name] == nil:
-				p.add("%s: envFrom Secret %s is not among the manifests", cw, ef.SecretRef.Name)
+	case initContainer:
+		for _, pr := range []struct {
+			kind  string
+			probe *corev1.Probe
+		}{{"readiness", c.ReadinessProbe}, {"liveness", c.LivenessProbe}, {"startup", c.StartupProbe}} {
+			if pr.probe != nil {
+				p.add("%s: a %s probe on an init container that is not a sidecar (restartPolicy: Always): the API server refuses it", cw, pr.kind)
 			}
 		}
-		for _, e := range c.Env {
-			if e.ValueFrom != nil {
-				if r := e.ValueFrom.SecretKeyRef; r != nil && !slices.Contains(secretKeys(secrets[d.Namespace+"/"+r.Name]), r.Key) {
-					p.add("%s: env %s: Secret %s has no key %s", cw, e.Name, r.Name, r.Key)
-				}
-				if r := e.ValueFrom.ConfigMapKeyRef; r != nil && !slices.Contains(configMapKeys(configMaps[d.Namespace+"/"+r.Name]), r.Key) {
-					p.add("%s: env %s: ConfigMap %s has no key %s", cw, e.Name, r.Name, r.Key)
-				}
+	}
+	env := containerEnv(c, s.ns, s.configMaps, s.secrets)
+	checkMemoryLimit(p, cw, c, env)
+	if role == appContainer {
+		checkDataDir(p, cw, c, env, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, s.volumes)
+	}
+	checkPlainTokens(p, cw, env)
+	for _, ef := range c.EnvFrom {
+		switch {
+		case ef.ConfigMapRef != nil && s.configMaps[s.ns+"/"+ef.ConfigMapRef.Name] == nil:
+			p.add("%s: envFrom ConfigMap %s is not among the manifests", cw, ef.ConfigMapRef.Name)
+		case ef.SecretRef != nil && s.secrets[s.ns+"/"+ef.SecretRef.Name] == nil:
+			p.add("%s: envFrom Secret %s is not among the manifests", cw, ef.SecretRef.Name)
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil {
+			if r := e.ValueFrom.SecretKeyRef; r != nil && !slices.Contains(secretKeys(s.secrets[s.ns+"/"+r.Name]), r.Key) {
+				p.add("%s: env %s: Secret %s has no key %s", cw, e.Name, r.Name, r.Key)
+			}
+			if r := e.ValueFrom.ConfigMapKeyRef; r != nil && !slices.Contains(configMapKeys(s.configMaps[s.ns+"/"+r.Name]), r.Key) {
+				p.add("%s: env %s: ConfigMap %s has no key %s", cw, e.Name, r.Name, r.Key)
 			}
 		}
-		for _, name := range slices.Sorted(maps.Keys(env)) {
-			v := env[name]
-			if strings.HasSuffix(name, "_FILE") && v.known && v.value != "" && !mountedFile(v.value, c.VolumeMounts, volumes, d.Namespace, configMaps, secrets) {
-				p.add("%s: env %s=%s names no file of a mounted volume%s", cw, name, v.value, v.origin())
-			}
+	}
+	for _, name := range slices.Sorted(maps.Keys(env)) {
+		v := env[name]
+		if strings.HasSuffix(name, "_FILE") && v.known && v.value != "" && !mountedFile(v.value, c.VolumeMounts, s.volumes, s.ns, s.configMaps, s.secrets) {
+			p.add("%s: env %s=%s names no file of a mounted volume%s", cw, name, v.value, v.origin())
 		}
-		for _, vm := range c.VolumeMounts {
-			if _, ok := volumes[vm.Name]; !ok {
-				p.add("%s: mounts volume %s, which the pod does not have", cw, vm.Name)
-			}
+	}
+	for _, vm := range c.VolumeMounts {
+		if _, ok := s.volumes[vm.Name]; !ok {
+			p.add("%s: mounts volume %s, which the pod does not have", cw, vm.Name)
 		}
 	}
 }
 
+// sidecar reports whether c, an init container, is a sidecar: one that
+// keeps running beside the pod's containers (restartPolicy Always).
+func sidecar(c corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// servingContainers returns the containers that run for the pod's life
+// and may serve on their ports: its containers and its sidecars.
+func servingContainers(pod corev1.PodSpec) []corev1.Container {
+	out := slices.Clone(pod.Containers)
+	for _, c := range pod.InitContainers {
+		if sidecar(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // checkScrape checks the prometheus.io annotations a pod-discovering
 // Prometheus scrapes the pods by: the port is one a container declares,
-// the path the one the services serve their metrics on.
+// the path the one the services serve their metrics on. A sidecar's port
+// counts as a container's.
 func checkScrape(p *problems, where string, pod corev1.PodTemplateSpec) {
 	a := pod.Annotations
 	if a["prometheus.io/scrape"] != "true" {
@@ -276,7 +353,7 @@ func checkScrape(p *problems, where string, pod corev1.PodTemplateSpec) {
 	if port, ok := a["prometheus.io/port"]; ok {
 		number, _ := strconv.Atoi(port)
 		declared := false
-		for _, c := range pod.Spec.Containers {
+		for _, c := range servingContainers(pod.Spec) {
 			declared = declared || number > 0 && declaresPort(c.Ports, "", number)
 		}
 		if !declared {
@@ -328,8 +405,10 @@ func (v envVar) origin() string {
 // containerEnv returns the variables c is given as the kubelet sets them:
 // every envFrom source in turn (each key with the source's prefix; a later
 // source's key wins), then env (a later entry wins), which overrides them
-// all. A value is known when it is a literal or a key of a ConfigMap among
-// configMaps; a Secret's, a field's or a resource's is not. The keys of a
+// all. A value of env has its $(VAR) references expanded from the
+// variables given before it ([expandVars]). A value is known when it is a
+// literal or a key of a ConfigMap among configMaps, and every variable it
+// refers to is known; a Secret's, a field's or a resource's is not. The keys of a
 // Secret by envFrom are known when the Secret is among secrets.
 func containerEnv(c corev1.Container, ns string, configMaps map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) map[string]envVar {
 	env := map[string]envVar{}
@@ -351,6 +430,9 @@ func containerEnv(c corev1.Container, ns string, configMaps map[string]*corev1.C
 	}
 	for _, e := range c.Env {
 		v := envVar{value: e.Value, known: true, from: "env"}
+		if e.Value != "" {
+			v.value, v.known = expandVars(e.Value, env)
+		}
 		if e.ValueFrom != nil {
 			v = envVar{from: "env valueFrom"}
 			if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
@@ -366,6 +448,49 @@ func containerEnv(c corev1.Container, ns string, configMaps map[string]*corev1.C
 		env[e.Name] = v
 	}
 	return env
+}
+
+// expandVars expands the $(VAR) references in an env value as the kubelet
+// does, from the variables given before it: $(VAR) of a variable in env
+// becomes its value, $$ becomes $, and anything else (a reference to a
+// variable not given before it, an unclosed $( ) stays as written. It
+// reports whether the result is known: not when a reference is to a
+// variable whose value is not known here, or to one that may be a
+// Service's variable the kubelet adds (a name with _SERVICE_ or _PORT).
+func expandVars(s string, env map[string]envVar) (string, bool) {
+	var b strings.Builder
+	known := true
+	for {
+		i := strings.IndexByte(s, '$')
+		if i < 0 || i+1 == len(s) {
+			b.WriteString(s)
+			return b.String(), known
+		}
+		b.WriteString(s[:i])
+		switch rest := s[i+1:]; {
+		case rest[0] == '$':
+			b.WriteByte('$')
+			s = rest[1:]
+		case rest[0] == '(':
+			name, after, closed := strings.Cut(rest[1:], ")")
+			if !closed {
+				b.WriteString("$(")
+				s = rest[1:]
+				continue
+			}
+			if v, ok := env[name]; ok {
+				b.WriteString(v.value)
+				known = known && v.known
+			} else {
+				b.WriteString("$(" + name + ")")
+				known = known && !strings.Contains(name, "_SERVICE_") && !strings.Contains(name, "_PORT")
+			}
+			s = after
+		default:
+			b.WriteByte('$')
+			s = rest
+		}
+	}
 }
 
 // plainTokens are the variables the services read a token from, each
@@ -517,32 +642,50 @@ func checkKeys(p *problems, where, what, kind, ns, name string, items []corev1.K
 // container: an item's path of a Secret or ConfigMap volume with items,
 // a key of one without (which holds a file for every key; one not among
 // the manifests, reported apart, is taken to hold it), or anything under
-// another kind of volume.
+// another kind of volume. The deepest mount holding file decides, as in
+// the container; a mount with subPath holds the volume's entry of that
+// name (one with subPathExpr, named at run time, is taken to hold it).
 func mountedFile(file string, mounts []corev1.VolumeMount, volumes map[string]corev1.Volume, ns string, configMaps map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) bool {
 	file = path.Clean(file)
-	for _, vm := range mounts {
-		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(path.Clean(vm.MountPath), "/")+"/")
-		if !ok {
+	var mount *corev1.VolumeMount
+	var rel string
+	for i, vm := range mounts {
+		mp := path.Clean(vm.MountPath)
+		r, under := strings.CutPrefix(file, strings.TrimSuffix(mp, "/")+"/")
+		if !under {
+			if file != mp || vm.SubPath == "" && vm.SubPathExpr == "" {
+				continue
+			}
+			r = ""
+		}
+		if mount != nil && len(mp) <= len(path.Clean(mount.MountPath)) {
 			continue
 		}
-		v := volumes[vm.Name]
-		var items []corev1.KeyToPath
-		var keys []string
-		switch {
-		case v.Secret != nil:
-			items, keys = v.Secret.Items, secretKeys(secrets[ns+"/"+v.Secret.SecretName])
-		case v.ConfigMap != nil:
-			items, keys = v.ConfigMap.Items, configMapKeys(configMaps[ns+"/"+v.ConfigMap.Name])
-		default:
+		mount, rel = &mounts[i], path.Join(vm.SubPath, r)
+	}
+	if mount == nil {
+		return false
+	}
+	if mount.SubPathExpr != "" {
+		return true
+	}
+	v := volumes[mount.Name]
+	var items []corev1.KeyToPath
+	var keys []string
+	switch {
+	case v.Secret != nil:
+		items, keys = v.Secret.Items, secretKeys(secrets[ns+"/"+v.Secret.SecretName])
+	case v.ConfigMap != nil:
+		items, keys = v.ConfigMap.Items, configMapKeys(configMaps[ns+"/"+v.ConfigMap.Name])
+	default:
+		return true
+	}
+	if len(items) == 0 && (keys == nil || slices.Contains(keys, rel)) {
+		return true
+	}
+	for _, it := range items {
+		if path.Clean(it.Path) == rel {
 			return true
-		}
-		if len(items) == 0 && (keys == nil || slices.Contains(keys, rel)) {
-			return true
-		}
-		for _, it := range items {
-			if path.Clean(it.Path) == rel {
-				return true
-			}
 		}
 	}
 	return false
@@ -589,6 +732,11 @@ func selected(sel labels.Selector, ns string, deps []*appsv1.Deployment) []*apps
 
 func checkService(p *problems, s *corev1.Service, deps []*appsv1.Deployment) {
 	where := "Service " + s.Namespace + "/" + s.Name
+	if len(s.Spec.Selector) == 0 || s.Spec.Type == corev1.ServiceTypeExternalName {
+		// Its endpoints are not pods it selects: EndpointSlices managed
+		// by hand, or a name elsewhere.
+		return
+	}
 	matched := selected(labels.SelectorFromSet(s.Spec.Selector), s.Namespace, deps)
 	if len(matched) == 0 {
 		p.add("%s: its selector %v selects no Deployment's pods", where, s.Spec.Selector)
@@ -602,7 +750,7 @@ func checkService(p *problems, s *corev1.Service, deps []*appsv1.Deployment) {
 		}
 		for _, d := range matched {
 			ok := false
-			for _, c := range d.Spec.Template.Spec.Containers {
+			for _, c := range servingContainers(d.Spec.Template.Spec) {
 				ok = ok || declaresPort(c.Ports, name, number)
 			}
 			if !ok {

@@ -304,3 +304,156 @@ func TestCheckManifestsReadsTheConfigMapsAndSecretsGiven(t *testing.T) {
 	// A token from a Secret is what the services are meant to be given.
 	require.NoError(t, CheckManifests(paymentManifests(t, paymentDataDir, paymentDataDir+"            - name: API_TOKEN\n              valueFrom:\n                secretKeyRef: {name: payment-tokens, key: api-token}\n")))
 }
+
+// TestCheckManifestsAcceptsAServiceWithoutASelector holds CheckManifests to
+// Services that select no pods on purpose: one whose EndpointSlices are
+// managed by hand, and an ExternalName.
+func TestCheckManifestsAcceptsAServiceWithoutASelector(t *testing.T) {
+	for _, svc := range []string{
+		"apiVersion: v1\nkind: Service\nmetadata: {name: billing, namespace: taikit}\nspec:\n  ports:\n    - {name: https, port: 443, targetPort: 8443}\n",
+		"apiVersion: v1\nkind: Service\nmetadata: {name: mail, namespace: taikit}\nspec:\n  type: ExternalName\n  externalName: mail.example.com\n",
+	} {
+		ms := paymentManifests(t, paymentConfigEnd, paymentConfigEnd+"---\n"+svc)
+		assert.NoError(t, CheckManifests(ms), svc)
+	}
+	// A selector that selects nothing is still a mistake.
+	ms := paymentManifests(t, paymentConfigEnd, paymentConfigEnd+"---\napiVersion: v1\nkind: Service\nmetadata: {name: billing, namespace: taikit}\nspec:\n  selector: {app.kubernetes.io/name: billing}\n  ports:\n    - {port: 443}\n")
+	assert.ErrorContains(t, CheckManifests(ms), "Service taikit/billing: its selector map[app.kubernetes.io/name:billing] selects no Deployment's pods")
+}
+
+// paymentInit is an init container as the checks want one: not root, no
+// privilege escalation, a read-only root, requests and limits.
+const paymentInit = `      initContainers:
+        - name: migrate
+          image: taikit/payment:dev
+          args: ["migrate"]
+          envFrom:
+            - configMapRef:
+                name: payment-config
+          env:
+            - name: API_TOKEN_FILE
+              value: /run/secrets/taikit/api-token
+          resources:
+            requests: {cpu: 100m, memory: 64Mi}
+            limits: {cpu: 500m, memory: 128Mi}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+          volumeMounts:
+            - name: tokens
+              mountPath: /run/secrets/taikit
+              readOnly: true
+      containers:
+`
+
+// TestCheckManifestsChecksInitContainers holds init containers to the
+// checks that apply to them as to the containers (user, privilege, root
+// filesystem, resources, the variables and what they name), and not to
+// those that do not (probes and DATA_DIR: an init container runs to its
+// end and serves nothing).
+func TestCheckManifestsChecksInitContainers(t *testing.T) {
+	const containers = "      containers:\n"
+	require.NoError(t, CheckManifests(paymentManifests(t, containers, paymentInit)))
+	for _, tc := range []struct {
+		name    string
+		replace []string
+		want    string
+	}{
+		{"root", []string{"          securityContext:\n            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n          volumeMounts:", "          securityContext:\n            runAsUser: 0\n            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n          volumeMounts:"}, "init container migrate: runs as user 0"},
+		{"a writable root", []string{"            readOnlyRootFilesystem: true\n          volumeMounts:\n            - name: tokens", "            readOnlyRootFilesystem: false\n          volumeMounts:\n            - name: tokens"}, "init container migrate: the root filesystem is not read-only"},
+		{"escalation", []string{"            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n          volumeMounts:\n            - name: tokens", "            allowPrivilegeEscalation: true\n            readOnlyRootFilesystem: true\n          volumeMounts:\n            - name: tokens"}, "init container migrate: allowPrivilegeEscalation is not false"},
+		{"no memory limit", []string{"            limits: {cpu: 500m, memory: 128Mi}\n", "            limits: {cpu: 500m}\n"}, "init container migrate: no memory limit"},
+		{"a missing ConfigMap", []string{"                name: payment-config\n          env:\n            - name: API_TOKEN_FILE\n              value: /run/secrets/taikit/api-token\n          resources:\n            requests: {cpu: 100m", "                name: payment-conf\n          env:\n            - name: API_TOKEN_FILE\n              value: /run/secrets/taikit/api-token\n          resources:\n            requests: {cpu: 100m"}, "init container migrate: envFrom ConfigMap payment-conf is not among the manifests"},
+		{"a token file not mounted", []string{"              value: /run/secrets/taikit/api-token\n          resources:\n            requests: {cpu: 100m", "              value: /run/secrets/api-token\n          resources:\n            requests: {cpu: 100m"}, "init container migrate: env API_TOKEN_FILE=/run/secrets/api-token names no file of a mounted volume"},
+		{"a token in env", []string{"          env:\n            - name: API_TOKEN_FILE\n              value: /run/secrets/taikit/api-token\n          resources:\n            requests: {cpu: 100m", "          env:\n            - name: API_TOKEN\n              value: s3cr3t-t0ken-s3cr3t-t0ken\n          resources:\n            requests: {cpu: 100m"}, "init container migrate: API_TOKEN is given in plain text by env"},
+		{"a mount of no volume", []string{"            - name: tokens\n              mountPath: /run/secrets/taikit\n              readOnly: true\n      containers:", "            - name: tokenz\n              mountPath: /run/secrets/taikit\n              readOnly: true\n      containers:"}, "init container migrate: mounts volume tokenz, which the pod does not have"},
+		{"a probe the API server refuses", []string{"          args: [\"migrate\"]\n", "          args: [\"migrate\"]\n          readinessProbe: {httpGet: {path: /readyz, port: 3001}}\n"}, "init container migrate: a readiness probe on an init container that is not a sidecar (restartPolicy: Always)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			replace := append([]string{containers, paymentInit}, tc.replace...)
+			err := CheckManifests(paymentManifests(t, replace...))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "s3cr3t", "the error shows no token")
+		})
+	}
+	// A sidecar (an init container that keeps running) may have probes.
+	require.NoError(t, CheckManifests(paymentManifests(t, containers, paymentInit,
+		"          args: [\"migrate\"]\n", "          args: [\"migrate\"]\n          restartPolicy: Always\n          readinessProbe: {httpGet: {path: /ready, port: 9000}}\n")))
+}
+
+// TestCheckManifestsExpandsVariableReferences holds the checks of the
+// variables to the values the kubelet gives them: a $(VAR) in an env value
+// is replaced by the value of VAR given before it (by envFrom, or by an
+// earlier env entry), $$ is a $, and a reference to a variable not given
+// before stays as written.
+func TestCheckManifestsExpandsVariableReferences(t *testing.T) {
+	const base = "            - name: BASE\n              value: /data\n"
+	for _, tc := range []struct {
+		name    string
+		replace []string
+		want    string // "" when the manifests are right
+	}{
+		{"DATA_DIR of an earlier variable", []string{paymentDataDir, base + "            - name: DATA_DIR\n              value: $(BASE)/payment\n"}, ""},
+		{"DATA_DIR of an earlier variable off the volume", []string{paymentDataDir, "            - name: BASE\n              value: /var/lib\n            - name: DATA_DIR\n              value: $(BASE)/payment\n"}, "env DATA_DIR=/var/lib/payment lies on no writable volume"},
+		{"DATA_DIR of a ConfigMap's variable", []string{paymentDataDir, "            - name: DATA_DIR\n              value: $(STATE)\n", paymentConfigEnd, paymentConfigEnd + "  STATE: /data\n"}, ""},
+		{"DATA_DIR of a variable given after it", []string{paymentDataDir, "            - name: DATA_DIR\n              value: $(BASE)\n" + base}, "env DATA_DIR=$(BASE) lies on no writable volume"},
+		{"DATA_DIR of a field's variable", []string{paymentDataDir, "            - name: DATA_DIR\n              value: /data/$(INSTANCE)\n"}, ""},
+		{"GOMEMLIMIT of an earlier variable", []string{paymentMemLimit, "            - name: LIMIT\n              value: 460MiB\n            - name: GOMEMLIMIT\n              value: $(LIMIT)\n"}, ""},
+		{"GOMEMLIMIT of an earlier variable above the limit", []string{paymentMemLimit, "            - name: LIMIT\n              value: 1GiB\n            - name: GOMEMLIMIT\n              value: $(LIMIT)\n"}, "GOMEMLIMIT 1GiB is not below the memory limit 512Mi"},
+		{"GOMEMLIMIT escaped", []string{paymentMemLimit, "            - name: LIMIT\n              value: 460MiB\n            - name: GOMEMLIMIT\n              value: $$(LIMIT)\n"}, `GOMEMLIMIT "$(LIMIT)" is not a byte count`},
+		{"a token file of an earlier variable", []string{"            - name: API_TOKEN_FILE\n", "            - name: BASE\n              value: /run/secrets/taikit\n            - name: API_TOKEN_FILE\n", "              value: /run/secrets/taikit/api-token\n", "              value: $(BASE)/api-token\n"}, ""},
+		{"a token file of an earlier variable not mounted", []string{"            - name: API_TOKEN_FILE\n", "            - name: BASE\n              value: /run/secrets\n            - name: API_TOKEN_FILE\n", "              value: /run/secrets/taikit/api-token\n", "              value: $(BASE)/api-token\n"}, "env API_TOKEN_FILE=/run/secrets/api-token names no file of a mounted volume"},
+		{"an unclosed reference and a lone $", []string{paymentMemLimit, "            - name: LIMIT\n              value: 460MiB\n            - name: GOMEMLIMIT\n              value: $(LIMIT$x$\n"}, `GOMEMLIMIT "$(LIMIT$x$" is not a byte count`},
+		{"DATA_DIR of a Service's variable", []string{paymentDataDir, "            - name: DATA_DIR\n              value: /data/$(REDIS_SERVICE_PORT)\n"}, ""},
+		{"a token of a Secret's variable", []string{paymentDataDir, paymentDataDir + "            - name: SECRET_TOKEN\n              valueFrom:\n                secretKeyRef: {name: payment-tokens, key: api-token}\n            - name: API_TOKEN\n              value: $(SECRET_TOKEN)\n"}, ""},
+		{"a token of a ConfigMap's variable", []string{paymentDataDir, paymentDataDir + "            - name: API_TOKEN\n              value: $(PLAIN)\n", paymentConfigEnd, paymentConfigEnd + "  PLAIN: s3cr3t-t0ken-s3cr3t-t0ken\n"}, "API_TOKEN is given in plain text by env"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckManifests(paymentManifests(t, tc.replace...))
+			if tc.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "s3cr3t", "the error shows no token")
+		})
+	}
+}
+
+// TestCheckManifestsReadsTheFileAMountGives holds the *_FILE checks to the
+// file a mount gives: a mount with subPath is the volume's entry of that
+// name, and where mounts nest the deepest one holds the file.
+func TestCheckManifestsReadsTheFileAMountGives(t *testing.T) {
+	const (
+		tokenMount = "            - name: tokens\n              mountPath: /run/secrets/taikit\n              readOnly: true\n"
+		tokenFile  = "              value: /run/secrets/taikit/api-token\n"
+		scratch    = "        - name: data\n          emptyDir:\n            sizeLimit: 1Gi\n"
+	)
+	subPath := func(sub string) []string {
+		return []string{tokenMount, tokenMount + "            - name: tokens\n              mountPath: /run/api-token\n              subPath: " + sub + "\n              readOnly: true\n", tokenFile, "              value: /run/api-token\n"}
+	}
+	require.NoError(t, CheckManifests(paymentManifests(t, subPath("api-token")...)))
+	err := CheckManifests(paymentManifests(t, subPath("api-tokn")...))
+	assert.ErrorContains(t, err, "env API_TOKEN_FILE=/run/api-token names no file of a mounted volume")
+
+	// A memory emptyDir at /run: the Secret's mount at /run/secrets/taikit
+	// hides what it would hold there.
+	nested := []string{tokenMount, "            - name: scratch\n              mountPath: /run\n" + tokenMount, scratch, scratch + "        - name: scratch\n          emptyDir: {medium: Memory, sizeLimit: 16Mi}\n"}
+	require.NoError(t, CheckManifests(paymentManifests(t, nested...)))
+	err = CheckManifests(paymentManifests(t, append(nested, tokenFile, "              value: /run/secrets/taikit/api-tokn\n")...))
+	assert.ErrorContains(t, err, "env API_TOKEN_FILE=/run/secrets/taikit/api-tokn names no file of a mounted volume")
+}
+
+// TestCheckManifestsCountsASidecarsPorts holds the Service's target port
+// and the scrape annotation to the ports of sidecars too: a sidecar (an
+// init container with restartPolicy Always) serves for the pod's life.
+func TestCheckManifestsCountsASidecarsPorts(t *testing.T) {
+	sidecar := "      initContainers:\n        - name: proxy\n          image: taikit/proxy:dev\n          restartPolicy: Always\n" +
+		"          ports: [{name: proxy, containerPort: 9443}]\n" +
+		"          resources:\n            requests: {cpu: 100m, memory: 64Mi}\n            limits: {cpu: 500m, memory: 128Mi}\n" +
+		"          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}\n      containers:\n"
+	ms := paymentManifests(t, "      containers:\n", sidecar, "      targetPort: http", "      targetPort: proxy", `prometheus.io/port: "3001"`, `prometheus.io/port: "9443"`)
+	assert.NoError(t, CheckManifests(ms))
+}
