@@ -72,23 +72,38 @@ func CheckContentType(ct string) error {
 // ",string" takes its value inside a JSON string ("5"), as encoding/json
 // reads it, and a []byte field a base64 string.
 func Decode(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber() // the first pass judges numbers against their fields
-	c := &checker{dec: dec, data: data}
-	if err := c.value(reflect.TypeOf(v), ""); err != nil {
+	err := check(&plainTokens{data: data, stack: make([]byte, 0, 8)}, data, v)
+	if err == errNotPlain {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber() // the first pass judges numbers against their fields
+		err = check(dec, data, v)
+	}
+	if err != nil {
 		return err
 	}
-	end := dec.InputOffset()
-	switch _, err := dec.Token(); {
-	case err == nil:
-		return Invalid("", "request body holds more than one JSON value")
-	case err != io.EOF:
-		return trailing(data, end)
-	}
-	dec = json.NewDecoder(bytes.NewReader(data))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
+	}
+	return nil
+}
+
+// check is Decode's first pass over data, read by toks, for a value of
+// v's type. It returns errNotPlain, and nothing else, when toks does.
+func check(toks jsonTokens, data []byte, v any) error {
+	c := &checker{dec: toks, data: data}
+	if err := c.value(reflect.TypeOf(v), ""); err != nil {
+		return err
+	}
+	end := toks.InputOffset()
+	switch _, err := toks.Token(); {
+	case err == nil:
+		return Invalid("", "request body holds more than one JSON value")
+	case err == errNotPlain:
+		return err
+	case err != io.EOF:
+		return trailing(data, end)
 	}
 	return nil
 }
@@ -154,7 +169,7 @@ func quoteChar(c byte) string {
 
 // checker is the first pass of Decode over data, read by dec.
 type checker struct {
-	dec  *json.Decoder
+	dec  jsonTokens
 	data []byte
 }
 
@@ -186,7 +201,7 @@ func (c *checker) token(path string, key bool) (json.Token, error) {
 	start := c.dec.InputOffset()
 	tok, err := c.dec.Token()
 	if err != nil {
-		if err == io.EOF {
+		if err == io.EOF || err == errNotPlain {
 			return nil, err
 		}
 		return nil, syntaxError(c.data, err)
