@@ -496,7 +496,7 @@ func (s *Service) pay(ctx context.Context, p Payment, txnID string, start time.T
 		s.countPayment(status)
 		return payOutcome{code: code, retryAfter: retryAfter, body: body}
 	}
-	sp := storedPayment{Code: code, Status: status, Response: body}
+	sp := storedPayment{Code: code, Status: status, Response: body, answeredAt: resp.Timestamp}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.commitTimeout())
 	defer cancel()
 	stored, err := s.commit(cctx, p, sig.ID, sp)
@@ -576,9 +576,12 @@ func (s *Service) confirmation(p Payment, txnID string, sp storedPayment) kanban
 	var answer struct {
 		Timestamp time.Time `json:"timestamp"`
 	}
-	at := s.cfg.now()
-	if json.Unmarshal(sp.Response, &answer) == nil && !answer.Timestamp.IsZero() {
-		at = answer.Timestamp
+	at := sp.answeredAt
+	if at.IsZero() {
+		at = s.cfg.now()
+		if json.Unmarshal(sp.Response, &answer) == nil && !answer.Timestamp.IsZero() {
+			at = answer.Timestamp
+		}
 	}
 	return kanban.Message[Confirmation]{ID: txnID, Key: p.CustomerID, Payload: Confirmation{
 		TransactionID: txnID, CustomerID: p.CustomerID, MerchantID: p.MerchantID,

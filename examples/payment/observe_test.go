@@ -215,14 +215,16 @@ func TestOneTraceJoinsEverything(t *testing.T) {
 
 	// The messaging spans say what they are, as OpenTelemetry's
 	// conventions name it.
-	attrs := map[string]string{}
-	for _, kv := range byName["process PAYMENT_CONFIRMATIONS"].Attributes() {
-		attrs[string(kv.Key)] = kv.Value.String()
+	for _, op := range []string{"send", "process"} {
+		attrs := map[string]string{}
+		for _, kv := range byName[op+" PAYMENT_CONFIRMATIONS"].Attributes() {
+			attrs[string(kv.Key)] = kv.Value.String()
+		}
+		assert.Equal(t, "nats", attrs["messaging.system"], op)
+		assert.Equal(t, "PAYMENT_CONFIRMATIONS", attrs["messaging.destination.name"], op)
+		assert.Equal(t, op, attrs["messaging.operation.type"], op)
+		assert.Equal(t, r.str("transaction_id"), attrs["messaging.message.id"], op)
 	}
-	assert.Equal(t, "nats", attrs["messaging.system"])
-	assert.Equal(t, "PAYMENT_CONFIRMATIONS", attrs["messaging.destination.name"])
-	assert.Equal(t, "process", attrs["messaging.operation.type"])
-	assert.Equal(t, r.str("transaction_id"), attrs["messaging.message.id"])
 	assert.Equal(t, trace.SpanKindProducer, byName["send PAYMENT_CONFIRMATIONS"].SpanKind())
 
 	// Scrapes and probes make no spans.

@@ -594,9 +594,11 @@ func (s *Service) publishConfirmation(ctx context.Context, msg kanban.Message[Co
 // waits for room, or TryPublish, which does not), in a span of its own.
 func (s *Service) sendConfirmation(ctx context.Context, msg kanban.Message[Confirmation],
 	publish func(context.Context, kanban.Message[Confirmation]) error) error {
-	ctx, span := s.tracer.Start(ctx, "send "+confirmStream, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(messagingAttrs("send", msg.ID)...))
+	ctx, span := s.tracer.Start(ctx, "send "+confirmStream, trace.WithSpanKind(trace.SpanKindProducer))
 	defer span.End()
+	if span.IsRecording() { // most spans are not: their attributes would be made for nothing
+		span.SetAttributes(messagingAttrs("send", msg.ID)...)
+	}
 	if err := publish(ctx, msg); err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		return storeError("confirmations", err)
@@ -724,10 +726,12 @@ func (s *Service) startConsumer(ctx context.Context) error {
 // (here: marks its record confirmed, once, by compare-and-set). Only a
 // successful charge is confirmed; anything else is dead-lettered.
 func (s *Service) confirm(ctx context.Context, d kanban.Delivery[Confirmation]) error {
-	ctx, span := s.tracer.Start(ctx, "process "+confirmStream, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(append(messagingAttrs("process", d.ID),
-			attribute.String("messaging.consumer.group.name", "confirmer"), attribute.Int("messaging.delivery.attempt", d.Attempt))...))
+	ctx, span := s.tracer.Start(ctx, "process "+confirmStream, trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(append(messagingAttrs("process", d.ID),
+			attribute.String("messaging.consumer.group.name", "confirmer"), attribute.Int("messaging.delivery.attempt", d.Attempt))...)
+	}
 	c := d.Payload
 	if c.TransactionID == "" || c.TransactionID != d.ID {
 		return kanban.Permanent(fmt.Errorf("confirmation %q names transaction %q", d.ID, c.TransactionID))

@@ -33,6 +33,10 @@ type storedPayment struct {
 	Status      string          `json:"status"`
 	Response    json.RawMessage `json:"response"`
 	ConfirmedAt *time.Time      `json:"confirmed_at,omitempty"`
+	// answeredAt is Response's timestamp, when the payment was decided in
+	// this process: its confirmation then need not read it back from
+	// Response. It is not stored.
+	answeredAt time.Time
 }
 
 // unconfirmedRecord is a charge as Create stores it, not yet confirmed:
