@@ -85,7 +85,7 @@ func TestOptionBoundsAreDocumented(t *testing.T) {
 		build func(v int) error
 	}{
 		{"EvaluatorOptions.HistorySize", 1 << 20, func(v int) error { return evaluator(andon.EvaluatorOptions{HistorySize: v}) }},
-		{"EvaluatorOptions.RecentValues", 1 << 20, func(v int) error { return evaluator(andon.EvaluatorOptions{RecentValues: v}) }},
+		{"EvaluatorOptions.RecentValues", 1000, func(v int) error { return evaluator(andon.EvaluatorOptions{RecentValues: v}) }},
 		{"NotifyOptions.QueueSize", 1 << 20, func(v int) error {
 			return evaluator(andon.EvaluatorOptions{Notify: andon.NotifyOptions{QueueSize: v}})
 		}},

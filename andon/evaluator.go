@@ -58,8 +58,10 @@ type EvaluatorOptions struct {
 	// 256; otherwise from 1 to 1048576 (1<<20).
 	HistorySize int
 	// RecentValues is the number of recent values kept per rule for the
-	// board's sparklines. Zero means 60; otherwise from 1 to 1048576
-	// (1<<20).
+	// board's sparklines, 140 pixels wide. Zero means 60; otherwise from
+	// 1 to 1000: each rule holds that many from the start, and every
+	// board state, every event of its streams too, carries all of them
+	// for every rule.
 	RecentValues int
 	// GeneratorURL is where the alerts are shown, usually the board's URL;
 	// each Alert's GeneratorURL is it with "#rule-" and the rule's name,
@@ -145,7 +147,9 @@ type Point struct {
 // NewEvaluator checks opts and returns an Evaluator, with a worker
 // goroutine per notifier; Shutdown stops them. Errors name the bad field and
 // value: a rule whose window the Stats does not keep, a duplicate name, a
-// template that does not parse.
+// template that does not parse, a method of the program's that panics
+// when it is read (a notifier's Name or Refreshes, the Windows of a
+// condition's StatsSource, the String of a Condition).
 func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	e := &Evaluator{interval: opts.Interval, log: opts.Logger, byName: map[string]*ruleState{},
 		evalSlot: make(chan struct{}, 1), changed: make(chan struct{}), done: make(chan struct{})}
@@ -166,11 +170,11 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	if e.log == nil {
 		e.log = slog.Default()
 	}
-	historySize, err := sizeOption("HistorySize", opts.HistorySize, 256)
+	historySize, err := sizeOption("HistorySize", opts.HistorySize, 256, 1<<20)
 	if err != nil {
 		return nil, err
 	}
-	recent, err := sizeOption("RecentValues", opts.RecentValues, 60)
+	recent, err := sizeOption("RecentValues", opts.RecentValues, 60, maxRecentValues)
 	if err != nil {
 		return nil, err
 	}
@@ -210,6 +214,13 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 			return nil, fmt.Errorf("andon: EvaluatorOptions.Notifiers[%d] is a nil %T", i, n)
 		}
 	}
+	// Read before any worker starts, so that an error leaves none behind.
+	traits := make([]notifierTraits, len(opts.Notifiers))
+	for i, n := range opts.Notifiers {
+		if traits[i], err = readNotifierTraits(i, n); err != nil {
+			return nil, fmt.Errorf("andon: %w", err)
+		}
+	}
 
 	for i := range opts.Rules {
 		// addRule copies what it keeps of the rule's maps and slices.
@@ -242,7 +253,7 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
 	for i, n := range opts.Notifiers {
-		d := newDispatcher(ctx, n, i, notify, e.log, &e.owed)
+		d := newDispatcher(ctx, n, traits[i], notify, e.log, &e.owed)
 		e.dispatchers = append(e.dispatchers, d)
 		go d.run()
 	}
@@ -275,12 +286,18 @@ func (e *Evaluator) checkCord(cr Rule) error {
 	return nil
 }
 
-func sizeOption(name string, v, def int) (int, error) {
+// maxRecentValues bounds EvaluatorOptions.RecentValues: every board state
+// carries every rule's recent values, and is sent whole on every change.
+const maxRecentValues = 1000
+
+// sizeOption returns the value of the size option name: v, def for zero,
+// or an error if v is outside [1, limit].
+func sizeOption(name string, v, def, limit int) (int, error) {
 	switch {
 	case v == 0:
 		return def, nil
-	case v < 0 || v > 1<<20:
-		return 0, fmt.Errorf("andon: EvaluatorOptions.%s %d is outside [1, %d]", name, v, 1<<20)
+	case v < 0 || v > limit:
+		return 0, fmt.Errorf("andon: EvaluatorOptions.%s %d is outside [1, %d]", name, v, limit)
 	}
 	return v, nil
 }

@@ -43,7 +43,8 @@ import (
 // (t.FailNow in a test's notifier) fails the batch for good too, and the
 // worker goes on in a new goroutine. A Notifier
 // that also has a Name() method (tai.Namer) is named by it in logs and
-// NotifierStats.
+// NotifierStats. NewEvaluator reads that name, and a Refresher's
+// Refreshes, once; a panic in either is its error.
 type Notifier interface {
 	Notify(ctx context.Context, alerts []Alert) error
 }
@@ -256,17 +257,41 @@ type dispatcher struct {
 	exited chan struct{}
 }
 
-func newDispatcher(ctx context.Context, n Notifier, i int, opts NotifyOptions, log *slog.Logger, owed *atomic.Int64) *dispatcher {
+// notifierTraits is what a dispatcher reads of its notifier once: its
+// name and whether it is a Refresher that refreshes.
+type notifierTraits struct {
+	name    string
+	refresh bool
+}
+
+// readNotifierTraits reads the i-th notifier's Name and Refreshes methods,
+// the program's code: a panic in one is an error naming the notifier and
+// the method, not a panic of NewEvaluator's caller.
+func readNotifierTraits(i int, n Notifier) (t notifierTraits, err error) {
+	method := "Name"
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("the %s method of EvaluatorOptions.Notifiers[%d] (%T) panicked: %s", method, i, n, panicText(v))
+		}
+	}()
+	t.name = fmt.Sprintf("notifier %d", i)
+	if nm, ok := n.(tai.Namer); ok {
+		if s := nm.Name(); s != "" {
+			t.name = s
+		}
+	}
+	method = "Refreshes"
+	if r, ok := n.(Refresher); ok {
+		t.refresh = r.Refreshes()
+	}
+	return t, nil
+}
+
+func newDispatcher(ctx context.Context, n Notifier, t notifierTraits, opts NotifyOptions, log *slog.Logger, owed *atomic.Int64) *dispatcher {
 	d := &dispatcher{
-		n: n, name: fmt.Sprintf("notifier %d", i), opts: opts, log: log, ctx: ctx,
+		n: n, name: t.name, refresh: t.refresh, opts: opts, log: log, ctx: ctx,
 		index: map[string]int{}, sent: map[string]firingSent{}, held: map[string]struct{}{}, owed: map[string]Alert{}, owedAll: owed,
 		wake: make(chan struct{}, 1), exited: make(chan struct{}),
-	}
-	if nm, ok := n.(tai.Namer); ok && nm.Name() != "" {
-		d.name = nm.Name()
-	}
-	if r, ok := n.(Refresher); ok {
-		d.refresh = r.Refreshes()
 	}
 	_, d.perRequest = n.(requestTimer)
 	d.stats.Name = d.name

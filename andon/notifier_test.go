@@ -1728,3 +1728,42 @@ func TestAlertFiringAgainAfterARefusedOneIsSent(t *testing.T) {
 		assert.Equal(t, []string{"S firing", "A firing"}, rec.events())
 	})
 }
+
+// brokenNotifier is a notifier whose Name or Refreshes method panics.
+type brokenNotifier struct {
+	recorder
+	brokenName, brokenRefreshes bool
+}
+
+func (n *brokenNotifier) Name() string {
+	if n.brokenName {
+		panic("name broken")
+	}
+	return "broken"
+}
+
+func (n *brokenNotifier) Refreshes() bool {
+	if n.brokenRefreshes {
+		panic("refreshes broken")
+	}
+	return false
+}
+
+// TestNotifierMethodPanicAtConstruction: NewEvaluator, which reads each
+// notifier's Name and Refreshes, returns an error naming the notifier and
+// the method when one panics, and starts no worker; it panicked.
+func TestNotifierMethodPanicAtConstruction(t *testing.T) {
+	for _, tt := range []struct {
+		n    *brokenNotifier
+		want string
+	}{
+		{&brokenNotifier{brokenName: true}, "andon: the Name method of EvaluatorOptions.Notifiers[1] (*andon_test.brokenNotifier) panicked: name broken"},
+		{&brokenNotifier{brokenRefreshes: true}, "andon: the Refreshes method of EvaluatorOptions.Notifiers[1] (*andon_test.brokenNotifier) panicked: refreshes broken"},
+	} {
+		var err error
+		require.NotPanics(t, func() {
+			_, err = andon.NewEvaluator(andon.EvaluatorOptions{Notifiers: []andon.Notifier{&recorder{}, tt.n}})
+		})
+		require.EqualError(t, err, tt.want)
+	}
+}

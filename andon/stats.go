@@ -84,8 +84,13 @@ func checkStats(s StatsSource) error {
 }
 
 // checkWindows returns an error naming the first window the Stats does not
-// keep.
-func checkWindows(s StatsSource, windows ...time.Duration) error {
+// keep, or saying that its Windows method, the program's code, panicked.
+func checkWindows(s StatsSource, windows ...time.Duration) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("the Windows method of the StatsSource (%T) panicked: %s", s, panicText(v))
+		}
+	}()
 	kept := s.Windows()
 	for _, w := range windows {
 		if !slices.Contains(kept, w) {

@@ -391,3 +391,25 @@ func TestBurnRateValueOfTheFirstPairThatHolds(t *testing.T) {
 	assert.Zero(t, m.Value)
 	assert.Equal(t, "burn rate 5m 0× and 1m 0× (> 1000×); 1h 0× and 5m 0× (> 14.4×)", m.Detail)
 }
+
+// brokenStats is a StatsSource whose Windows method panics.
+type brokenStats struct{ kaizen.Stats }
+
+func (*brokenStats) Windows() []time.Duration { panic("windows broken") }
+
+// TestStatsSourcePanicAtConstruction: NewEvaluator, which asks a
+// condition's StatsSource for its windows, returns an error naming the
+// rule and the method when that panics; it panicked.
+func TestStatsSourcePanicAtConstruction(t *testing.T) {
+	pair := andon.BurnWindow{Long: time.Hour, Short: 5 * time.Minute, Factor: 14.4}
+	for _, c := range []andon.Condition{
+		andon.ErrorRate(&brokenStats{}, "payment", time.Minute, 0.1),
+		andon.BurnRate(&brokenStats{}, andon.SLO{Kind: "payment", Objective: 0.99}, pair),
+	} {
+		var err error
+		require.NotPanics(t, func() {
+			_, err = andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: c}}})
+		})
+		require.EqualError(t, err, `andon: rule "R": Rule.Condition: the Windows method of the StatsSource (*andon_test.brokenStats) panicked: windows broken`)
+	}
+}
