@@ -402,10 +402,18 @@ func TestVerifyAuditFilesErrors(t *testing.T) {
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, kaizen.AuditError{File: torn, Line: 3, Reason: "not an audit line (malformed or truncated): " +
 		"the last line is cut short, as a crash in the middle of a write leaves it (OpenAuditFile cuts it off)"}, *ae)
-	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, torn, good)
-	require.ErrorAs(t, err, &ae)
-	assert.Equal(t, torn, ae.File, "a torn line fails in a file that is not the last, too")
-	assert.Equal(t, 3, ae.Line)
+	// A torn line fails in a file that is not the last, too; OpenAuditFile,
+	// which continues the last file only, never cuts it off there. Nor
+	// when NUL bytes follow it.
+	tornNUL := filepath.Join(dir, "tornnul.jsonl")
+	require.NoError(t, os.WriteFile(tornNUL, append(raw[:len(raw)-7:len(raw)-7], make([]byte, 7)...), 0o600))
+	for _, f := range []string{torn, tornNUL} {
+		_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, f, good)
+		require.ErrorAs(t, err, &ae)
+		assert.Equal(t, kaizen.AuditError{File: f, Line: 3, Reason: "not an audit line (malformed or truncated): " +
+			"the last line is cut short, as a crash in the middle of a write leaves it, in a file before the last " +
+			"(OpenAuditFile repairs only the last file of a trail, which it continues)"}, *ae)
+	}
 
 	_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, tampered)
 	require.ErrorAs(t, err, &ae)

@@ -168,7 +168,9 @@ func VerifyAuditWith(r io.Reader, opts VerifyOptions) (AuditSummary, error) {
 // may end in NUL bytes, in place of its last newline or after it, as a
 // file system that lost the end of a write leaves them (OpenAuditFile
 // repairs the last file only, and never writes a file rotated out): they
-// are no line, and the next file continues from the line before them.
+// are no line, and the next file continues from the line before them. A
+// line cut short at the end of a file before the last is a *AuditError,
+// as at the end of the last.
 // It returns the number of lines in all the files and the last hash; a *AuditError naming the file
 // and line of the first line that fails (files out of order or missing
 // from the list fail at the first line of the file after the gap); an
@@ -191,7 +193,7 @@ func VerifyAuditFiles(opts VerifyOptions, paths ...string) (AuditSummary, error)
 		// Only the last file may end in a torn line. NUL bytes alone
 		// are no line: the next file links to the line before them.
 		if end.torn > 0 && !end.nulOnly {
-			return AuditSummary{}, end.tornError()
+			return AuditSummary{}, end.tornBeforeLastError()
 		}
 		if err := c.readFile(path, &end); err != nil {
 			return AuditSummary{}, err
@@ -339,6 +341,15 @@ func (t fileEnd) tornError() error {
 	}
 	return &AuditError{File: t.file, Line: t.line, Reason: "not an audit line (malformed or truncated): " +
 		"the last line is cut short, as a crash in the middle of a write leaves it (OpenAuditFile cuts it off)"}
+}
+
+// tornBeforeLastError is the error of a line cut short at the end of a
+// file followed by others in VerifyAuditFiles, which OpenAuditFile, as it
+// continues the last file alone, does not cut off.
+func (t fileEnd) tornBeforeLastError() error {
+	return &AuditError{File: t.file, Line: t.line, Reason: "not an audit line (malformed or truncated): " +
+		"the last line is cut short, as a crash in the middle of a write leaves it, in a file before the last " +
+		"(OpenAuditFile repairs only the last file of a trail, which it continues)"}
 }
 
 // read verifies the lines of one file, or of a reader, named file in
