@@ -18,7 +18,9 @@
 // signals_in_flight{kind}. Labels
 // hold only bounded values, never IDs or keys; the kinds are at most
 // MetricsOptions.MaxKinds, the signals of further kinds counted under
-// OverflowKind. A sampled signal leaves an
+// OverflowKind, and the policies of each kind at most
+// MetricsOptions.MaxPolicies, the decisions of further policies counted
+// under OverflowPolicy. A sampled signal leaves an
 // exemplar with its trace ID.
 //
 // The collectors export the state of the other TPS packages, read at

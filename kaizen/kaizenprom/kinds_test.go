@@ -78,3 +78,68 @@ func TestMetricsMaxKindsDefaultAndValidation(t *testing.T) {
 	assert.True(t, kinds[kaizenprom.OverflowKind])
 	assert.Equal(t, 10.0, counterValue(t, reg, "taikit_signals_total", map[string]string{"kind": kaizenprom.OverflowKind, "outcome": "failed"}))
 }
+
+// policiesOf returns the policy label values of decisions_total for kind.
+func policiesOf(t *testing.T, g prometheus.Gatherer, kind string) map[string]bool {
+	t.Helper()
+	policies := map[string]bool{}
+	if mf := family(t, g, "taikit_decisions_total"); mf != nil {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == kind {
+				policies[labels["policy"]] = true
+			}
+		}
+	}
+	return policies
+}
+
+// TestMetricsCapsThePolicies: a flood of policy names (a policy that
+// makes its Decision.Policy from the signal, by mistake) does not grow
+// decisions_total without bound: past MaxPolicies, the decisions of a
+// further policy of a kind are counted under OverflowPolicy, so that a
+// sum over policies still counts every decision. Each kind has its own
+// MaxPolicies. They had a series for every name.
+func TestMetricsCapsThePolicies(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{MaxPolicies: 2})
+	require.NoError(t, err)
+	for _, kind := range []string{"a", "b"} {
+		for i := range 10 {
+			policy := fmt.Sprintf("policy-%d", i%5) // policy-0 to policy-4, twice each
+			m.Observe(context.Background(), tai.Record{Kind: kind, Outcome: tai.Denied,
+				Decision: tai.Decision{Verdict: tai.Deny, Policy: policy}})
+		}
+	}
+	for _, kind := range []string{"a", "b"} {
+		want := map[string]bool{"policy-0": true, "policy-1": true, kaizenprom.OverflowPolicy: true}
+		assert.Equal(t, want, policiesOf(t, reg, kind), kind)
+		count := func(policy string) float64 {
+			return counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": kind, "policy": policy, "verdict": "deny"})
+		}
+		assert.Equal(t, 2.0, count("policy-0"))
+		assert.Equal(t, 2.0, count("policy-1"))
+		assert.Equal(t, 6.0, count(kaizenprom.OverflowPolicy), "policy-2 to policy-4, twice each")
+	}
+}
+
+func TestMetricsMaxPoliciesDefaultAndValidation(t *testing.T) {
+	_, err := kaizenprom.NewMetrics(prometheus.NewRegistry(), kaizenprom.MetricsOptions{MaxPolicies: -1})
+	require.ErrorContains(t, err, "kaizenprom: MetricsOptions.MaxPolicies -1 is negative")
+
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	for i := range 1000 {
+		m.Observe(context.Background(), tai.Record{Kind: "k", Outcome: tai.Succeeded,
+			Decision: tai.Decision{Verdict: tai.Allow, Policy: fmt.Sprintf("user-%d", i)}})
+	}
+	policies := policiesOf(t, reg, "k")
+	assert.Len(t, policies, kaizenprom.DefaultMaxPolicies+1)
+	assert.True(t, policies[kaizenprom.OverflowPolicy])
+	assert.Equal(t, float64(1000-kaizenprom.DefaultMaxPolicies),
+		counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": "k", "policy": kaizenprom.OverflowPolicy, "verdict": "allow"}))
+}

@@ -42,9 +42,19 @@ const DefaultMaxKinds = 64
 // that name, if one is seen before the limit, shares its series.
 const OverflowKind = "_other"
 
+// DefaultMaxPolicies is the number of policy names Metrics labels the
+// decisions of each kind with when MetricsOptions.MaxPolicies is zero.
+const DefaultMaxPolicies = 32
+
+// OverflowPolicy is the policy label value under which Metrics counts the
+// decisions of every policy of a kind past MetricsOptions.MaxPolicies. A
+// policy of that name, if one is seen before the limit, shares its
+// series.
+const OverflowPolicy = "_other"
+
 // MetricsOptions configures Metrics. The zero value is useful: namespace
 // "taikit", the DefaultBuckets, exemplars on sampled signals, up to
-// DefaultMaxKinds kinds.
+// DefaultMaxKinds kinds and DefaultMaxPolicies policies of each.
 type MetricsOptions struct {
 	// Namespace prefixes every metric name. Empty means "taikit". It must
 	// be a valid Prometheus name without a colon, which Prometheus keeps
@@ -89,9 +99,10 @@ type MetricsOptions struct {
 	// its trace_id and span_id.
 	NoExemplars bool
 	// MaxKinds bounds the number of signal kinds the Metrics labels its
-	// series with, each kind taking some 30 series: kinds come from
-	// code, and one made from user input by mistake would otherwise grow
-	// the series, in memory and in every scrape, without bound. The
+	// series with, each kind taking some 30 series (and three for each of
+	// its policies, see MaxPolicies): kinds come from code, and one made
+	// from user input by mistake would otherwise grow the series, in
+	// memory and in every scrape, without bound. The
 	// signals of further kinds are counted, in every family (the
 	// in-flight gauge too), under the kind OverflowKind, whose series
 	// appear with the first of them: a sum over kinds still counts every
@@ -99,6 +110,18 @@ type MetricsOptions struct {
 	// reached. The first kinds seen keep their series. Zero means
 	// DefaultMaxKinds; it must not be negative.
 	MaxKinds int
+	// MaxPolicies bounds the number of policy names decisions_total
+	// labels the decisions of each kind with, each name taking three
+	// series (one a verdict): a policy sets the name in its Decision
+	// itself, and one that made it from the signal by mistake would
+	// otherwise grow the series without bound. The decisions of further
+	// policies of a kind are counted under the policy OverflowPolicy,
+	// whose series appear with the first of them: a sum over policies
+	// still counts every decision, and a series of OverflowPolicy above
+	// zero says the limit was reached. The first policies seen keep
+	// their series. Zero means DefaultMaxPolicies; it must not be
+	// negative.
+	MaxPolicies int
 }
 
 // Metrics is a tai.Observer that counts signals and decisions and times
@@ -115,7 +138,9 @@ type MetricsOptions struct {
 // Stage. Never a signal ID or Key. Kinds and policy names come from code,
 // so their number is small; a service must not make them from user input.
 // Should it do so, MetricsOptions.MaxKinds bounds the kinds, and the
-// signals of the kinds past it are counted under OverflowKind.
+// signals of the kinds past it are counted under OverflowKind;
+// MetricsOptions.MaxPolicies bounds the policies of each kind, and the
+// decisions of the policies past it are counted under OverflowPolicy.
 //
 // signal_duration_seconds times the whole signal (Record.Duration), by
 // its outcome, so a latency objective can count only the signals that
@@ -150,9 +175,10 @@ type Metrics struct {
 	exemplars bool
 	stages    bool
 
-	mu       sync.Mutex // serializes the writers of kinds and of their flights
-	kinds    atomic.Pointer[map[string]*kindMetrics]
-	maxKinds int
+	mu          sync.Mutex // serializes the writers of kinds and of their flights
+	kinds       atomic.Pointer[map[string]*kindMetrics]
+	maxKinds    int
+	maxPolicies int
 	// overflow holds the series of OverflowKind, once a kind past
 	// maxKinds is seen; they are in no map, which holds maxKinds kinds
 	// at most.
@@ -166,7 +192,11 @@ type kindMetrics struct {
 	stages    [tai.StageAction + 1]prometheus.Observer // gate, policy and action; the signal's slot stays nil
 	policies  atomic.Pointer[map[string]*[tai.Deny + 1]prometheus.Counter]
 	decisions *prometheus.CounterVec
-	mu        sync.Mutex // serializes the writers of policies
+	// maxPolicies bounds the names in policies; overflow holds the
+	// counters of OverflowPolicy, once a policy past it is seen.
+	maxPolicies int
+	overflow    atomic.Pointer[[tai.Deny + 1]prometheus.Counter]
+	mu          sync.Mutex // serializes the writers of policies
 	// flight is the kind's in-flight gauge, made at its first signal
 	// traced (Metrics.Tracer): without a tracer the gauge has no series.
 	flight atomic.Pointer[flight]
@@ -233,8 +263,15 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	case maxKinds < 0:
 		return nil, fmt.Errorf("kaizenprom: MetricsOptions.MaxKinds %d is negative", opts.MaxKinds)
 	}
+	maxPolicies := opts.MaxPolicies
+	switch {
+	case maxPolicies == 0:
+		maxPolicies = DefaultMaxPolicies
+	case maxPolicies < 0:
+		return nil, fmt.Errorf("kaizenprom: MetricsOptions.MaxPolicies %d is negative", opts.MaxPolicies)
+	}
 
-	m := &Metrics{exemplars: !opts.NoExemplars, stages: !opts.NoStages, maxKinds: maxKinds}
+	m := &Metrics{exemplars: !opts.NoExemplars, stages: !opts.NoStages, maxKinds: maxKinds, maxPolicies: maxPolicies}
 	// A family that fails to register unregisters those this call added,
 	// so a failed call leaves reg as it was and a corrected one can follow.
 	var added []prometheus.Collector
@@ -405,7 +442,7 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 
 // newKind makes the series of the kind label value label.
 func (m *Metrics) newKind(label string) *kindMetrics {
-	k := &kindMetrics{kind: label, decisions: m.decisions}
+	k := &kindMetrics{kind: label, decisions: m.decisions, maxPolicies: m.maxPolicies}
 	for _, o := range tai.Outcomes() {
 		k.outcomes[o] = m.signals.WithLabelValues(label, o.String())
 		k.durations[o] = m.durations.WithLabelValues(label, o.String())
@@ -447,10 +484,16 @@ func seconds(d time.Duration) float64 { return max(d, 0).Seconds() }
 // replaced by U+FFFD.
 func labelValue(s string) string { return utf8text.Clean(s) }
 
-// policy returns the decision counters of a policy, indexed by Verdict.
+// policy returns the decision counters of a policy, indexed by Verdict;
+// those of OverflowPolicy once the kind has counters for MaxPolicies
+// policies.
 func (k *kindMetrics) policy(name string) *[tai.Deny + 1]prometheus.Counter {
-	if c := (*k.policies.Load())[name]; c != nil {
+	policies := *k.policies.Load()
+	if c := policies[name]; c != nil {
 		return c
+	}
+	if o := k.overflow.Load(); o != nil && len(policies) >= k.maxPolicies {
+		return o // without the lock: a flood of names does not contend on it
 	}
 	return k.addPolicy(name)
 }
@@ -462,19 +505,34 @@ func (k *kindMetrics) addPolicy(name string) *[tai.Deny + 1]prometheus.Counter {
 	if c := old[name]; c != nil {
 		return c
 	}
+	if len(old) >= k.maxPolicies {
+		if o := k.overflow.Load(); o != nil {
+			return o
+		}
+		o := k.policyCounters(OverflowPolicy)
+		k.overflow.Store(o)
+		return o
+	}
 	label := labelValue(name)
 	if label == "" {
 		label = "unnamed"
 	}
-	c := new([tai.Deny + 1]prometheus.Counter)
-	for _, v := range []tai.Verdict{tai.Allow, tai.Review, tai.Deny} {
-		c[v] = k.decisions.WithLabelValues(k.kind, label, v.String())
-	}
+	c := k.policyCounters(label)
 	next := make(map[string]*[tai.Deny + 1]prometheus.Counter, len(old)+1)
 	for n, v := range old {
 		next[n] = v
 	}
 	next[name] = c
 	k.policies.Store(&next)
+	return c
+}
+
+// policyCounters makes the decision counters of the policy label value
+// label, indexed by Verdict.
+func (k *kindMetrics) policyCounters(label string) *[tai.Deny + 1]prometheus.Counter {
+	c := new([tai.Deny + 1]prometheus.Counter)
+	for _, v := range []tai.Verdict{tai.Allow, tai.Review, tai.Deny} {
+		c[v] = k.decisions.WithLabelValues(k.kind, label, v.String())
+	}
 	return c
 }
