@@ -42,8 +42,8 @@ type LimiterOptions struct {
 //
 // A time earlier than one used before counts as that much longer to wait:
 // going back never frees events, also across a change of Limit made at
-// such a time (SetLimitAt), which counts the debt as a change at the
-// latest time used would.
+// such a time (SetLimitAt, or a WarmUp's StartAt), which counts the debt
+// as a change at the latest time used would.
 //
 // Code moving from golang.org/x/time/rate finds the same decisions for the
 // same calls and times, but for these differences: a Limit of Rate 0 admits

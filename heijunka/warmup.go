@@ -164,9 +164,11 @@ func (w *WarmUp) Start() error { return w.start(func() int64 { return w.lim.nano
 // climbs back over Over. The events used before now still count (see
 // WarmUp). Full is the Limiter's limit, or, when a climb is already under
 // way, that climb's full limit (a second recovery restarts the climb, it
-// does not lower its goal); a now before the start of that climb counts
-// as its start, as a time going back never frees events. It returns an
-// error, and changes nothing, when the Limiter's limit is not finite.
+// does not lower its goal). A now earlier than the latest time the
+// Limiter booked events at, or changed its limit at, counts as that time,
+// and a now before the start of the climb under way as that start: a
+// time going back never frees events. It returns an error, and changes
+// nothing, when the Limiter's limit is not finite.
 func (w *WarmUp) StartAt(now time.Time) error {
 	return w.start(func() int64 { return w.lim.rel(now) })
 }
@@ -188,7 +190,12 @@ func (w *WarmUp) start(now func() int64) error {
 	}
 	np, _ := c.limitAt(0).params() // valid: newClimb checked it
 	old, tat := l.retire()
-	c.start = now()
+	// A time before the latest one a call booked events at, or a change
+	// of limit was made at, counts as that time: the debt is counted
+	// there, as SetLimitAt counts it (see state.converted). Counted at the
+	// earlier time, the time gone back would be taken for events of the
+	// limit in force, which a faster first step pays off sooner.
+	c.start = max(now(), old.hi.Load())
 	if prev != nil {
 		// A time before the start of the climb under way counts as that
 		// start: the climb started again lags behind that one (see
@@ -197,7 +204,7 @@ func (w *WarmUp) start(now func() int64) error {
 	}
 	tat = c.startSchedule(prev, &old.p, &np, tat)
 	l.climb.Store(c)
-	l.st.Store(newState(&np, tat, max(old.hi.Load(), c.start)))
+	l.st.Store(newState(&np, tat, c.start))
 	return nil
 }
 
@@ -383,12 +390,17 @@ func (c *climb) sameShape(d *climb) bool {
 	return c.full == d.full && c.from == d.from && c.over == d.over && c.steps == d.steps
 }
 
-// LimitAt returns the limit the warm-up gives at time now: a step of the
-// climb under way, or, outside a climb, the Limiter's limit.
+// LimitAt returns the limit a call of the Limiter at time now would be
+// decided under, were it the next call: during a climb (of this WarmUp or
+// another of the Limiter), the limit of the step the climb reaches at now,
+// or of a later step that a call at a later time set already, as a time
+// going back does not lower the step (see WarmUp); outside a climb, the
+// Limiter's limit. It changes nothing: for a time ahead of the calls made
+// so far, it gives that time's step, and the Limiter's limit stays.
 func (w *WarmUp) LimitAt(now time.Time) Limit {
 	l := w.lim
 	if c := l.climb.Load(); c != nil {
-		return c.limitAt(c.stepAt(l.rel(now)))
+		return c.limitAt(max(c.stepAt(l.rel(now)), c.step.Load()))
 	}
 	return l.st.Load().p.limit
 }

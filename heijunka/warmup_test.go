@@ -1065,3 +1065,106 @@ func TestWarmUpRetryAfterPropertyTimeGoingBack(t *testing.T) {
 		}
 	})
 }
+
+// TestWarmUpLimitAtATimeGoneBack: LimitAt gives the limit a call at that
+// time would be decided under. A call at a later time raised the climb to
+// its step, and an earlier time does not lower it again: LimitAt gave
+// the step of the earlier time, a limit no call got. A time ahead of the
+// calls gives its step without raising the Limiter to it.
+func TestWarmUpLimitAtATimeGoneBack(t *testing.T) {
+	// Step s begins at s seconds, with a Rate of 1+0.9s and a Burst of
+	// round(1+0.9s).
+	lim := newLimiter(t, heijunka.Limit{Rate: 10, Burst: 10})
+	w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+	require.NoError(t, err)
+	require.NoError(t, w.StartAt(t0))
+	step5 := heijunka.Limit{Rate: 5.5, Burst: 6}
+	assert.Equal(t, step5, w.LimitAt(t0.Add(5*time.Second)), "ahead of the calls")
+	assert.Equal(t, heijunka.Limit{Rate: 1, Burst: 1}, lim.DecideN(t0, 0).Limit, "and the Limiter was not raised")
+
+	require.Equal(t, step5, lim.DecideN(t0.Add(5*time.Second), 0).Limit)
+	at := t0.Add(2 * time.Second)
+	assert.Equal(t, step5, w.LimitAt(at), "step 5 is in force")
+	assert.Equal(t, step5, lim.DecideN(at, 0).Limit)
+	assert.Equal(t, step5, w.LimitAt(t0.Add(-time.Second)), "before the climb's start")
+	assert.Equal(t, heijunka.Limit{Rate: 6.4, Burst: 6}, w.LimitAt(t0.Add(6*time.Second)))
+}
+
+// TestWarmUpLimitAtPropertyTimeGoingBack: whatever the calls before, at
+// times going back as well as forward, across climbs of two WarmUps and
+// limits set by hand, LimitAt of a time is the Limit a call at that time
+// is then decided under.
+func TestWarmUpLimitAtPropertyTimeGoingBack(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		full := heijunka.Limit{
+			Rate:  rapid.Float64Range(0.5, 100).Draw(t, "rate"),
+			Burst: rapid.IntRange(1, 20).Draw(t, "burst"),
+		}
+		lim, err := heijunka.NewLimiter(full, heijunka.LimiterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		iv := full.Interval()
+		var ws []*heijunka.WarmUp
+		for range 2 {
+			w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{
+				From:  rapid.Float64Range(0.05, 1).Draw(t, "from"),
+				Over:  time.Duration(rapid.Int64Range(20, int64(40*iv)).Draw(t, "over")),
+				Steps: rapid.IntRange(1, 10).Draw(t, "steps"),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws = append(ws, w)
+		}
+		now := t0
+		for range rapid.IntRange(1, 100).Draw(t, "calls") {
+			now = now.Add(time.Duration(rapid.Int64Range(-8, 8).Draw(t, "gap")) * iv / 4)
+			w := ws[rapid.IntRange(0, 1).Draw(t, "warmUp")]
+			switch rapid.IntRange(0, 4).Draw(t, "op") {
+			case 0:
+				want := w.LimitAt(now)
+				if got := lim.DecideN(now, rapid.IntRange(0, full.Burst+1).Draw(t, "n")).Limit; got != want {
+					t.Fatalf("a call at %v decided under %v, LimitAt gave %v", now.Sub(t0), got, want)
+				}
+			case 1:
+				lim.AllowN(now, rapid.IntRange(0, full.Burst).Draw(t, "n"))
+			case 2:
+				lim.ReserveN(now, rapid.IntRange(0, full.Burst).Draw(t, "n"))
+			case 3:
+				if err := w.StartAt(now); err != nil {
+					t.Fatal(err)
+				}
+			case 4:
+				limit := full
+				if rapid.Bool().Draw(t, "halve") {
+					limit.Rate /= 2
+				}
+				if err := lim.SetLimitAt(now, limit); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
+// TestWarmUpStartedAtAnEarlierTimeThanAnEvent: a climb started again, by
+// a WarmUp whose first step is faster than the step in force, at a time
+// earlier than an event booked before lets no more events pass than the
+// full Limit would. The debt was counted at the earlier time, the time
+// gone back taken for events of the slower step and paid off at the
+// faster one: under a full Limit of one a second, a second event passed
+// 750ms after the first.
+func TestWarmUpStartedAtAnEarlierTimeThanAnEvent(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 1})
+	slow, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.5, Over: time.Second, Steps: 1})
+	require.NoError(t, err)
+	fast, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 1, Over: 20, Steps: 1})
+	require.NoError(t, err)
+	require.NoError(t, slow.StartAt(t0)) // 0.5/s, burst 1, for a second
+	require.True(t, lim.AllowN(t0.Add(500*time.Millisecond), 1))
+	require.NoError(t, fast.StartAt(t0)) // at full from t0 on
+	assert.False(t, lim.AllowN(t0.Add(1250*time.Millisecond), 1), "750ms after the event")
+	assert.False(t, lim.AllowN(t0.Add(1500*time.Millisecond-1), 1), "a nanosecond before a second has passed")
+	assert.True(t, lim.AllowN(t0.Add(1500*time.Millisecond), 1), "a second after the event")
+}
