@@ -216,7 +216,15 @@ var errRanTwice = jidoka.Permanent(errors.New("taihttp: a guard called the handl
 // refusal, waiting out its backoff for each attempt left.
 type ranTwiceError struct{ refusal, first error }
 
-func (e *ranTwiceError) Error() string { return e.refusal.Error() + ": " + e.first.Error() }
+// Error returns the refusal's message, followed by the first call's error
+// unless the refusal holds it already (an abandoning guard's deadline, the
+// one the handler's call failed with), which would say it twice.
+func (e *ranTwiceError) Error() string {
+	if errors.Is(e.refusal, e.first) {
+		return e.refusal.Error()
+	}
+	return e.refusal.Error() + ": " + e.first.Error()
+}
 
 // Unwrap returns Process's error and the first call's.
 func (e *ranTwiceError) Unwrap() []error { return []error{e.refusal, e.first} }

@@ -341,6 +341,7 @@ func TestPipelineRunsTheHandlerOnceAfterItsDeadline(t *testing.T) {
 		assert.ErrorIs(t, got, context.DeadlineExceeded)
 		assert.ErrorIs(t, got, jidoka.ErrPermanent)
 		assert.ErrorContains(t, got, "a guard called the handler a second time")
+		assert.Equal(t, 1, strings.Count(got.Error(), context.DeadlineExceeded.Error()), "%q", got)
 	})
 }
 
@@ -700,6 +701,9 @@ func TestPipelineWaitsForAHandlerAGuardAbandoned(t *testing.T) {
 				assert.ErrorIs(t, got, tai.ErrAbandoned)
 				if !tc.write {
 					assert.ErrorIs(t, got, context.DeadlineExceeded)
+					// The guard's error is the deadline the handler's
+					// call failed with: the message says it once.
+					assert.Equal(t, 1, strings.Count(got.Error(), context.DeadlineExceeded.Error()), "%q", got)
 				}
 			})
 		})
