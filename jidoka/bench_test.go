@@ -138,3 +138,35 @@ func BenchmarkLineAdmit(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkTimeout measures a successful call through a Timeout, under a
+// caller's context that can never end and under one that can, and one that
+// asks its context for Done.
+func BenchmarkTimeout(b *testing.B) {
+	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cancelable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := func(ctx context.Context) error { _ = ctx.Done(); return nil }
+	for _, bc := range []struct {
+		name string
+		ctx  context.Context
+		fn   func(context.Context) error
+	}{
+		{"Background", context.Background(), succeed},
+		{"Cancelable", cancelable, succeed},
+		{"BackgroundDone", context.Background(), done},
+		{"CancelableDone", cancelable, done},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := to.Do(bc.ctx, bc.fn); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

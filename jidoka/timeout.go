@@ -73,8 +73,12 @@ type TimeoutOptions struct {
 // a context of its own, never reused, since a call may hand it on to work
 // that outlives it (context.WithoutCancel and context.WithValue keep
 // their parent without asking it anything); the timer that ends it is
-// kept for the next call when it did not fire. Make one with NewTimeout;
-// the zero Timeout is not usable.
+// kept for the next call when it did not fire. When the caller's context
+// can never end (its Done is nil, as context.Background's), the timer is
+// set only once the call, or a context derived from it, asks for Done: a
+// call that never does cannot be woken at the deadline, and its context's
+// Err reads the clock instead. Make one with NewTimeout; the zero Timeout
+// is not usable.
 type Timeout struct {
 	name  string
 	d     time.Duration
@@ -129,24 +133,18 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 		// and its expiry is the caller's, not this Timeout's. The call
 		// still gets a context of its own, with no timer, that ends when
 		// it returns.
-		c := &deadlineCtx{Context: ctx, inherited: true}
+		c := &deadlineCtx{Context: ctx, to: t, inherited: true}
 		err := t.call(c, fn)
 		c.end()
 		return err
 	}
-	c := &deadlineCtx{Context: ctx, epoch: t.epoch, deadline: deadline}
-	e, _ := t.pool.Get().(*expiryTimer)
-	if e == nil {
-		e = &expiryTimer{}
-		e.c.Store(c)
-		e.t = time.AfterFunc(t.d, e.fire)
-	} else {
-		e.c.Store(c)
-		e.t.Reset(t.d)
+	c := &deadlineCtx{Context: ctx, to: t, deadline: deadline}
+	if canEnd(ctx) {
+		// Which of the caller's end and the deadline came first can be
+		// told only as they happen: a timer ends c at the deadline.
+		c.setTimer(t.d)
 	}
-	c.timer = e.t
 	err := t.call(c, fn)
-	stopped := e.t.Stop()
 	expired := c.end()
 	// The timer's function may not have run yet when the deadline has
 	// passed, and an error the deadline caused (a connection's, set from
@@ -154,23 +152,26 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 	if err != nil && (expired || c.Context.Err() == nil && time.Since(t.epoch) >= deadline) {
 		err = &TimeoutError{Timeout: t.name, Duration: t.d, Err: err}
 	}
-	if stopped {
-		// The timer will not fire: it can serve another call.
-		e.c.Store(nil)
-		t.pool.Put(e)
-	}
 	return err
 }
 
-// call runs fn; a panic in fn still ends c before it goes on, so that the
-// stdlib goroutines watching c (if any) are released.
+// canEnd reports whether ctx can end: a context whose Done is nil never
+// does, and the one a Timeout gives a call ends at its deadline (asking it
+// for Done would set its timer).
+func canEnd(ctx context.Context) bool {
+	if _, ok := ctx.(*deadlineCtx); ok {
+		return true
+	}
+	return ctx.Done() != nil
+}
+
+// call runs fn; a panic in fn still ends c before it goes on, so that its
+// timer is stopped and the stdlib goroutines watching c (if any) are
+// released.
 func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err error) {
 	ok := false
 	defer func() {
 		if !ok {
-			if c.timer != nil {
-				c.timer.Stop()
-			}
 			c.end()
 		}
 	}()
@@ -181,18 +182,23 @@ func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err erro
 
 // deadlineCtx is the context a Timeout gives a call: the caller's context
 // with a deadline. Its Done channel is made only when asked for.
+//
+// When the caller's context can never end, no timer is set until Done or
+// AfterFunc is asked for: a call that asks for neither cannot be woken at
+// the deadline, and Err, and the end of the call, read the clock instead.
+// When the caller's context can end, the timer is set as the call starts,
+// so that the first of the two to end is known (see Timeout.Do).
 type deadlineCtx struct {
 	context.Context               // the caller's
-	epoch           time.Time     // the Timeout's
-	deadline        time.Duration // since epoch
-	timer           *time.Timer   // the expiryTimer's, set for this context
+	to              *Timeout      // the Timeout that made it
+	deadline        time.Duration // since to.epoch
 	// inherited, set when c is made, says the deadline is the caller's
-	// and there is no timer. It sits beside expired so that the context
-	// keeps to 128 bytes, the size class of one allocation per call.
+	// and there is no timer.
 	inherited bool
 
 	expired bool // it ended at its deadline; the fields from here on are mu's
 	mu      sync.Mutex
+	timer   *expiryTimer  // set to end c at its deadline, once set
 	done    chan struct{} // made by Done, closed when the context ends
 	err     error         // set when the context ends
 	stop    func() bool   // stops the watch on the caller's context
@@ -207,7 +213,7 @@ func (c *deadlineCtx) Deadline() (time.Time, bool) {
 	if c.inherited {
 		return c.Context.Deadline()
 	}
-	return c.epoch.Add(c.deadline), true
+	return c.to.epoch.Add(c.deadline), true
 }
 
 func (c *deadlineCtx) Done() <-chan struct{} {
@@ -216,21 +222,56 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 	if c.done != nil {
 		return c.done
 	}
-	if c.err != nil {
-		c.done = closedChan
-		return c.done
+	c.armLocked()
+	if c.err == nil {
+		if err := c.Context.Err(); err != nil {
+			// The caller's context ended before its watch told c: end
+			// c now, and run what AfterFunc arranged, which the watch,
+			// seeing c ended, will not.
+			c.cancelLocked(err, false)
+		}
 	}
-	if err := c.Context.Err(); err != nil {
-		// The caller's context ended before its watch told c: end c
-		// now, and run what AfterFunc arranged, which the watch, seeing
-		// c ended, will not.
-		c.cancelLocked(err, false)
+	if c.err != nil {
 		c.done = closedChan
 		return c.done
 	}
 	c.done = make(chan struct{})
 	c.watchLocked()
 	return c.done
+}
+
+// armLocked sets the timer that ends c at its deadline, or ends c at once
+// if the deadline has passed, unless c has ended or has its timer.
+func (c *deadlineCtx) armLocked() {
+	if c.err != nil || c.timer != nil || c.inherited {
+		return
+	}
+	left := c.deadline - time.Since(c.to.epoch)
+	if left <= 0 {
+		c.cancelLocked(context.DeadlineExceeded, true)
+		return
+	}
+	c.setTimer(left)
+}
+
+// setTimer sets a timer, the Timeout's spare one if it has one, to end c
+// after d.
+func (c *deadlineCtx) setTimer(d time.Duration) {
+	e, _ := c.to.pool.Get().(*expiryTimer)
+	if e == nil {
+		e = &expiryTimer{}
+		e.c.Store(c)
+		e.t = time.AfterFunc(d, e.fire)
+	} else {
+		e.c.Store(c)
+		e.t.Reset(d)
+	}
+	c.timer = e
+}
+
+// expiredLocked reports whether c, with no timer, has reached its deadline.
+func (c *deadlineCtx) expiredLocked() bool {
+	return c.timer == nil && !c.inherited && time.Since(c.to.epoch) >= c.deadline
 }
 
 // watchLocked makes the end of the caller's context end c, once.
@@ -248,6 +289,7 @@ func (c *deadlineCtx) watchLocked() {
 func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.armLocked()
 	if c.err != nil {
 		go f()
 		return func() bool { return false }
@@ -270,6 +312,9 @@ func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 
 func (c *deadlineCtx) Err() error {
 	c.mu.Lock()
+	if c.err == nil && c.expiredLocked() {
+		c.cancelLocked(context.DeadlineExceeded, true)
+	}
 	err := c.err
 	c.mu.Unlock()
 	if err != nil {
@@ -310,15 +355,23 @@ func (c *deadlineCtx) cancelLocked(err error, expired bool) {
 }
 
 // end ends the context when the call has returned, as a deferred cancel
-// does, and reports whether it had expired.
+// does, stops its timer, and reports whether it had expired.
 func (c *deadlineCtx) end() (expired bool) {
 	c.mu.Lock()
+	if c.err == nil && c.expiredLocked() {
+		c.cancelLocked(context.DeadlineExceeded, true)
+	}
 	c.cancelLocked(context.Canceled, false)
 	expired = c.expired
-	stop := c.stop
+	stop, e := c.stop, c.timer
 	c.mu.Unlock()
 	if stop != nil {
 		stop()
+	}
+	if e != nil && e.t.Stop() {
+		// The timer will not fire: it can serve another call.
+		e.c.Store(nil)
+		c.to.pool.Put(e)
 	}
 	return expired
 }
