@@ -284,8 +284,13 @@ func (s *Service) openRecords(ctx context.Context) error {
 		if s.records, err = NewPaymentRecords(ctx, s.kvJS, opts); err != nil {
 			return err
 		}
-		s.confirmer, err = NewPaymentRecords(ctx, s.confirmJS, opts)
-		return err
+		if s.confirmer, err = NewPaymentRecords(ctx, s.confirmJS, opts); err != nil {
+			return err
+		}
+		// The consumer confirms the charges the requests stored at the
+		// revisions they were stored at, without reading them first.
+		s.confirmer.created = s.records.created
+		return nil
 	})
 }
 

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -114,6 +117,73 @@ type PaymentRecords struct {
 	// missReads is how many times Get reads a payment before it says the
 	// payment is missing (missReads).
 	missReads int
+	// created holds the revisions of the charges this process stored,
+	// until their confirmations are consumed; shared by the
+	// PaymentRecords of one bucket in a process (Service.openRecords).
+	created *createdRevs
+}
+
+// createdRevs remembers the revision at which Create stored each charge,
+// so that Confirm, when the confirmation is consumed in the same process,
+// marks the record by compare-and-set at that revision without reading it
+// first. A record changed since (confirmed by another replica, say) fails
+// the compare-and-set and is read as any other. Two generations of at most
+// createdGen entries each bound it: a charge whose confirmation another
+// replica consumes is forgotten after twice that many others.
+type createdRevs struct {
+	mu        sync.Mutex
+	cur, prev map[string]created
+	seed      maphash.Seed // set when it is made
+}
+
+// created is a charge as Create stored it: at rev, and its fingerprint,
+// which the copy a confirmation carries must match to be stored in its
+// place (a confirmation is a message anyone allowed on its subject can
+// publish).
+type created struct {
+	rev uint64
+	sum uint64
+}
+
+// fingerprint sums what Create stores of p.
+func (c *createdRevs) fingerprint(p storedPayment) uint64 {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	var code [8]byte
+	binary.LittleEndian.PutUint64(code[:], uint64(p.Code))
+	h.Write(code[:])
+	h.WriteString(p.Status)
+	h.WriteByte(0)
+	h.Write(p.Response)
+	return h.Sum64()
+}
+
+// createdGen is the size of a generation of createdRevs.
+const createdGen = 1 << 14
+
+// put remembers that p was stored as id at rev.
+func (c *createdRevs) put(id string, rev uint64, p storedPayment) {
+	sum := c.fingerprint(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cur) >= createdGen || c.cur == nil {
+		c.prev, c.cur = c.cur, make(map[string]created)
+	}
+	c.cur[id] = created{rev: rev, sum: sum}
+}
+
+// take returns, and forgets, the revision at which id was stored as p; ok
+// is false if it was not, or not as p.
+func (c *createdRevs) take(id string, p storedPayment) (rev uint64, ok bool) {
+	c.mu.Lock()
+	e, found := c.cur[id]
+	if found {
+		delete(c.cur, id)
+	} else if e, found = c.prev[id]; found {
+		delete(c.prev, id)
+	}
+	c.mu.Unlock()
+	return e.rev, found && c.fingerprint(p) == e.sum
 }
 
 // missReads is how many times Get reads a payment of a bucket on replicas
@@ -193,7 +263,7 @@ func NewPaymentRecords(ctx context.Context, js []jetstream.JetStream, o RecordOp
 	if err != nil {
 		return nil, fmt.Errorf("payments bucket %q: %w", o.Bucket, err)
 	}
-	return &PaymentRecords{kv: kv, missReads: missReads(o.Replicas)}, nil
+	return &PaymentRecords{kv: kv, missReads: missReads(o.Replicas), created: &createdRevs{seed: maphash.MakeSeed()}}, nil
 }
 
 // isTxnID reports whether id is a transaction ID of this service, "txn_"
@@ -221,7 +291,10 @@ func (r *PaymentRecords) Create(ctx context.Context, id string, p storedPayment)
 	if err != nil {
 		return p, err
 	}
-	_, err = r.kv.get().Create(ctx, id, val)
+	rev, err := r.kv.get().Create(ctx, id, val)
+	if err == nil && p.Status == StatusSuccess && p.ConfirmedAt == nil {
+		r.created.put(id, rev, p)
+	}
 	if isConflict(err) {
 		// Stored already. A read may reach a replica that has not caught
 		// up with the write that got in first (its confirmation's, on a
@@ -294,6 +367,24 @@ func (r *PaymentRecords) get(ctx context.Context, id string) (storedPayment, uin
 // copy its confirmation carries. A payment that is not a successful
 // charge is ErrNotCharged.
 func (r *PaymentRecords) Confirm(ctx context.Context, id string, at time.Time, charged storedPayment) (bool, error) {
+	if rev, ok := r.created.take(id, charged); ok && charged.Status == StatusSuccess && charged.ConfirmedAt == nil {
+		// Stored by this process at rev from the copy the confirmation
+		// carries: marked at that revision, it needs no read. A record
+		// changed since fails the compare-and-set, and is read below.
+		p, at := charged, at.UTC()
+		p.ConfirmedAt = &at
+		val, err := json.Marshal(p)
+		if err != nil {
+			return false, err
+		}
+		_, err = r.kv.get().Update(ctx, id, val, rev)
+		if err == nil {
+			return true, nil
+		}
+		if !isConflict(err) {
+			return false, storeError("payments", err)
+		}
+	}
 	for range 10 {
 		p, rev, found, err := r.get(ctx, id)
 		if err != nil {

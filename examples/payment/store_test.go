@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"hash/maphash"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -320,4 +324,114 @@ func TestPaymentRecordsGetCutShortOnALaggingReplicaFails(t *testing.T) {
 	_, found, err := r.Get(ended, id)
 	require.ErrorIs(t, err, context.Canceled)
 	assert.False(t, found)
+}
+
+// A charge stored by this process is confirmed, when its confirmation is
+// consumed here, by a compare-and-set at the revision it was stored at:
+// without reading it first.
+func TestPaymentRecordsConfirmWhatItStoredWithoutARead(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	counted := &countingKV{KeyValue: r.kv.kvs[0]}
+	r.kv.kvs = []jetstream.KeyValue{counted}
+	id := "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	_, err := r.Create(ctx, id, charged)
+	require.NoError(t, err)
+	at := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	first, err := r.Confirm(ctx, id, at, charged)
+	require.NoError(t, err)
+	assert.True(t, first)
+	assert.Zero(t, counted.gets.Load(), "confirmed without a read")
+
+	again, err := r.Confirm(ctx, id, at.Add(time.Hour), charged)
+	require.NoError(t, err)
+	assert.False(t, again, "a second confirmation is a duplicate")
+	p, _, err := r.Get(ctx, id)
+	require.NoError(t, err)
+	rec, err := p.record()
+	require.NoError(t, err)
+	require.True(t, rec.Confirmed)
+	assert.True(t, at.Equal(*rec.ConfirmedAt), "the first confirmation counts: %v", rec.ConfirmedAt)
+	assert.Equal(t, 12.5, rec.Amount)
+}
+
+// A record changed since this process stored it — confirmed by another
+// replica — is not confirmed a second time.
+func TestPaymentRecordsConfirmWhatAnotherReplicaConfirmed(t *testing.T) {
+	ctx := context.Background()
+	js := startJS(t)
+	here, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	there, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	id := "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	_, err = here.Create(ctx, id, charged)
+	require.NoError(t, err)
+	first, err := there.Confirm(ctx, id, time.Now(), charged)
+	require.NoError(t, err)
+	require.True(t, first)
+	again, err := here.Confirm(ctx, id, time.Now(), charged)
+	require.NoError(t, err)
+	assert.False(t, again, "confirmed by the other replica already")
+}
+
+// A confirmation whose copy of the charge differs from what this process
+// stored (a message published by someone else on its subject) does not
+// replace the record: the stored one is confirmed.
+func TestPaymentRecordsConfirmKeepsTheStoredCharge(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	id := "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	_, err := r.Create(ctx, id, charged)
+	require.NoError(t, err)
+	forged := charged
+	forged.Response = bytes.Replace(charged.Response, []byte("12.5"), []byte("99.5"), 1)
+	require.NotEqual(t, charged.Response, forged.Response)
+	first, err := r.Confirm(ctx, id, time.Now(), forged)
+	require.NoError(t, err)
+	assert.True(t, first)
+	p, _, err := r.Get(ctx, id)
+	require.NoError(t, err)
+	rec, err := p.record()
+	require.NoError(t, err)
+	assert.True(t, rec.Confirmed)
+	assert.Equal(t, 12.5, rec.Amount, "the stored charge stands")
+}
+
+// The revisions kept are bounded: two generations of createdGen.
+func TestCreatedRevsBounded(t *testing.T) {
+	c := createdRevs{seed: maphash.MakeSeed()}
+	p := storedPayment{Code: 200, Status: StatusSuccess, Response: []byte(`{}`)}
+	for i := range 2*createdGen + 1 {
+		c.put(fmt.Sprint(i), uint64(i+1), p)
+	}
+	assert.LessOrEqual(t, len(c.cur)+len(c.prev), 2*createdGen)
+	_, ok := c.take("0", p)
+	assert.False(t, ok, "the oldest is forgotten")
+	rev, ok := c.take(fmt.Sprint(createdGen), p)
+	assert.True(t, ok, "the previous generation is kept")
+	assert.Equal(t, uint64(createdGen+1), rev)
+	_, ok = c.take(fmt.Sprint(createdGen), p)
+	assert.False(t, ok, "taken once")
+	_, ok = c.take(fmt.Sprint(2*createdGen), storedPayment{Code: 200, Status: StatusSuccess, Response: []byte(`{"x":1}`)})
+	assert.False(t, ok, "another charge under the same ID")
+}
+
+// The confirmation consumer's bucket knows the charges the requests'
+// bucket stored, so that it confirms them without a read.
+func TestServiceConfirmsWhatItStoredWithoutARead(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	require.NotNil(t, ts.records.created)
+	assert.Same(t, ts.records.created, ts.confirmer.created)
+	r := ts.pay(t, "cust_good", 50, nil)
+	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
+	id := r.str("transaction_id")
+	require.Eventually(t, func() bool { return ts.confirmed(t, id) }, 10*time.Second, 5*time.Millisecond)
+	c := ts.records.created
+	c.mu.Lock()
+	_, inCur := c.cur[id]
+	_, inPrev := c.prev[id]
+	c.mu.Unlock()
+	assert.False(t, inCur || inPrev, "the consumer took the charge's revision")
 }
