@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/failsafe-go/failsafe-go v0.9.8
-	github.com/nats-io/nats.go v1.55.0
+	github.com/nats-io/nats.go v1.56.0
 	github.com/sony/gobreaker/v2 v2.4.0
 	github.com/taipattern/taikit v0.0.0
 	github.com/taipattern/taikit/kanban/natsembed v0.0.0

@@ -483,10 +483,13 @@ func (q *Queue[T]) takeErrors() error {
 // result joined with the failures it caused, or with ctx's error when
 // ctx ended first; then what is still under way finishes on its own.
 //
-// After a nil return no goroutine of the queue remains. A second call
-// waits for what the first left under way, and returns nil once nothing
-// is. Publish and Consume are not affected (a consumer stops with the ctx
-// of Consume), and the connection stays open.
+// Once nothing is under way it also ends the subscription the
+// acknowledgements came to, which would otherwise last as long as the
+// connection. After a nil return no goroutine or subscription of the
+// queue's asynchronous publishing remains. A second call waits for what
+// the first left under way, releases the same once nothing is, and
+// returns nil then. Publish and Consume are not affected (a consumer
+// stops with the ctx of Consume), and the connection stays open.
 func (q *Queue[T]) Shutdown(ctx context.Context) error {
 	a := &q.async
 	a.mu.Lock()
@@ -514,7 +517,15 @@ func (q *Queue[T]) Shutdown(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	werr := a.await(ctx, func() bool { return a.timers > 0 }, &a.stopped)
+	done := a.held == 0 && a.timers == 0
 	a.mu.Unlock()
+	if done {
+		// Nothing more goes through ajs: its subscription for
+		// acknowledgements, and the goroutine watching the connection for
+		// it, would otherwise last as long as the connection. Not under
+		// a.mu: the client may call onAsyncErr under its own lock.
+		q.ajs.CleanupPublisher()
+	}
 	if werr != nil && !errors.Is(err, werr) {
 		err = errors.Join(err, werr)
 	}

@@ -137,7 +137,8 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // ErrTooLarge, as it would never fit; so is one, as Publish refuses it,
 // whose dead letter could take more than DeadLetterMaxBytes (with the
 // trace context of ctx, and a reason of the most bytes kept), as it could
-// not be dead-lettered again. The redrive's Nats-Msg-Id is the dead letter's own
+// not be dead-lettered again; and so, likewise, is one larger than the
+// MaxMsgSize of a stream New used as it is. The redrive's Nats-Msg-Id is the dead letter's own
 // ("<id>.redrive.<seq>.<ns>", with the Unix time in nanoseconds at which
 // the dead-letter stream stored it), so the work stream stores a dead
 // letter's message once within DedupWindow however often it is redriven —
@@ -253,23 +254,31 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s *probedStream, m *jetstream
 	if d.Key != "" {
 		nh[HeaderKey] = []string{d.Key}
 	}
+	// As Publish counts it, with the message's own Nats-Msg-Id: its dead
+	// letter replaces the redrive's, and adds Kanban-Id again. The trace
+	// context of ctx may be larger than the one it was published with,
+	// and the dead letter of a message taken before the bound was set or
+	// lowered may fit only with a short reason.
+	hlen := headerSize(nh) + len(HeaderID) + len(": \r\n") + len(d.ID) + deadLetterRoom(d.ID)
 	if q.opts.DeadLetterMaxBytes > 0 {
-		// As Publish counts it, with the message's own Nats-Msg-Id: its
-		// dead letter replaces the redrive's, and adds Kanban-Id again.
-		// The trace context of ctx may be larger than the one it was
-		// published with, and the dead letter of a message taken before
-		// the bound was set or lowered may fit only with a short reason.
-		hlen := headerSize(nh) + len(HeaderID) + len(": \r\n") + len(d.ID)
-		if n := q.storedSize(q.opts.DeadLetterStream, hlen+deadLetterRoom(d.ID), len(m.Data)); n > q.opts.DeadLetterMaxBytes {
+		if n := q.storedSize(q.opts.DeadLetterStream, hlen, len(m.Data)); n > q.opts.DeadLetterMaxBytes {
 			return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w: its dead letter would take %d bytes, more than DeadLetterMaxBytes %d",
 				d.Seq, d.ID, ErrTooLarge, n, q.opts.DeadLetterMaxBytes)
 		}
+	}
+	if n := int64(hlen + len(m.Data)); q.deadMsgMax > 0 && n > q.deadMsgMax {
+		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w: its dead letter would take %d bytes, more than the MaxMsgSize %d of stream %s",
+			d.Seq, d.ID, ErrTooLarge, n, q.deadMsgMax, q.opts.DeadLetterStream)
 	}
 	// The time the dead-letter stream stored it tells apart dead letters
 	// of the same number in a stream deleted and made again, which counts
 	// from 1 again.
 	nh[HeaderID] = []string{d.ID + ".redrive." + strconv.FormatUint(d.Seq, 10) + "." + strconv.FormatInt(m.Time.UnixNano(), 10)}
 	nh[HeaderMessageID] = []string{d.ID}
+	if n := int64(headerSize(nh) + len(m.Data)); q.msgMax > 0 && n > q.msgMax {
+		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w: it takes %d bytes with the headers of its redrive, more than the MaxMsgSize %d of stream %s",
+			d.Seq, d.ID, ErrTooLarge, n, q.msgMax, q.opts.Stream)
+	}
 	if q.opts.MaxBytes > 0 {
 		// The redrive's Kanban-Id and longer Nats-Msg-Id can take a
 		// message Publish fitted to MaxBytes past it: not a full stream.

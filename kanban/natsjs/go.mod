@@ -8,7 +8,7 @@ replace github.com/taipattern/taikit => ../..
 
 require (
 	github.com/nats-io/nats-server/v2 v2.15.3
-	github.com/nats-io/nats.go v1.55.0
+	github.com/nats-io/nats.go v1.56.0
 	github.com/stretchr/testify v1.12.1
 	github.com/taipattern/taikit/kanban/natsembed v0.0.0
 	go.uber.org/goleak v1.3.0

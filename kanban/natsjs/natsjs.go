@@ -351,6 +351,11 @@ type Queue[T any] struct {
 	// the bytes published since the last one.
 	keeper      bool
 	sinceKeeper atomic.Int64
+	// msgMax and deadMsgMax are the MaxMsgSize of the work stream and of
+	// the dead-letter stream, when New used one that has it as it is: the
+	// most bytes of headers and payload a message may take there. 0 means
+	// no such bound.
+	msgMax, deadMsgMax int64
 	// workTaken and deadTaken are whether the server has answered a
 	// publish of this Queue to the work subject, and to the dead-letter
 	// stream's (see sendProbed).
@@ -373,7 +378,11 @@ var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
 // alone; a stream whose configuration differs from opts is logged at
 // Warn, naming the fields, and its own limits hold: its MaxBytes is the
 // Queue's MaxBytes, or DeadLetterMaxBytes, in Options and in the
-// refusals with ErrTooLarge. When the stream does
+// refusals with ErrTooLarge, as is its MaxMsgSize, when it has one (a
+// stream New updates has none); the work stream's deduplication window is
+// the Queue's DedupWindow, and New fails, naming AsyncAttempts, when
+// PublishAsync's re-publishing may outlast it (see
+// Options.AsyncAttempts). When the stream does
 // not exist, or its info is refused too, New fails at once with an error
 // that wraps nats.ErrPermissionViolation and names the subjects refused.
 func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], error) {
@@ -415,6 +424,10 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 				// is: with a keeper only when it takes the keeper's subject.
 				q.keeper = slices.Contains(info.Config.Subjects, keeperSubject(c.Stream))
 				q.boundBytes(i, kept.MaxBytes, info.Config.MaxBytes)
+				q.boundMsgSize(i, info.Config.MaxMsgSize)
+				if err := q.boundDedup(info.Config.Duplicates); err != nil {
+					return nil, err
+				}
 				continue
 			}
 			// Another stream takes the keeper's subject: the work stream
@@ -428,6 +441,12 @@ func New[T any](ctx context.Context, nc *nats.Conn, opts Options) (*Queue[T], er
 			return nil, fmt.Errorf("natsjs: stream %s: %w", sc.Name, err)
 		}
 		q.boundBytes(i, sc.MaxBytes, info.Config.MaxBytes)
+		q.boundMsgSize(i, info.Config.MaxMsgSize)
+		if i == 0 {
+			if err := q.boundDedup(info.Config.Duplicates); err != nil {
+				return nil, err
+			}
+		}
 		if i == 0 && overlap != nil {
 			c.Logger.Warn("natsjs: the work stream's keeper subject is another stream's; the work stream has no keeper",
 				"stream", c.Stream, "subject", keeperSubject(c.Stream), "err", overlap)
@@ -465,6 +484,38 @@ func (q *Queue[T]) boundBytes(i int, want, got int64) {
 	} else {
 		q.opts.DeadLetterMaxBytes = got
 	}
+}
+
+// boundMsgSize takes got, the MaxMsgSize of a stream used as it is (see
+// upsertStream), the work stream (i 0) or the dead-letter stream (i 1):
+// New asks for none, so that a message the stream would refuse, or whose
+// dead letter it would, is refused with ErrTooLarge instead.
+func (q *Queue[T]) boundMsgSize(i int, got int32) {
+	if got <= 0 {
+		return
+	}
+	if i == 0 {
+		q.msgMax = int64(got)
+	} else {
+		q.deadMsgMax = int64(got)
+	}
+}
+
+// boundDedup takes got, the deduplication window of the work stream used
+// as it is (see upsertStream), into DedupWindow when it differs from the
+// one New asked for, and refuses, as Validate does, a queue whose
+// PublishAsync may send a message again after the stream has forgotten
+// its ID: the stream would store it twice.
+func (q *Queue[T]) boundDedup(got time.Duration) error {
+	if got <= 0 || got == q.opts.DedupWindow {
+		return nil
+	}
+	q.opts.DedupWindow = got
+	if span := q.opts.retrySpan(); span > got {
+		return fmt.Errorf("natsjs: invalid AsyncAttempts %d: re-publishing may last up to %v, beyond the DedupWindow %v of stream %s, which the connection may not update",
+			q.opts.AsyncAttempts, span, got, q.opts.Stream)
+	}
+	return nil
 }
 
 // streams returns the configurations of the work stream and the
@@ -516,8 +567,8 @@ func byteLimit(n int64) int64 {
 func (q *Queue[T]) JetStream() jetstream.JetStream { return q.js }
 
 // Options returns the queue's options with defaults filled in, and
-// MaxBytes and DeadLetterMaxBytes those of streams New used as they are
-// (see New).
+// MaxBytes, DeadLetterMaxBytes and DedupWindow those of streams New used
+// as they are (see New).
 func (q *Queue[T]) Options() Options { return q.opts }
 
 // Stats returns the counts of this queue value.
@@ -629,6 +680,12 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 			return nil, fmt.Errorf("%w: message %s takes %d bytes with the headers of its dead letter, more than the %d the server takes", ErrTooLarge, msg.ID, n, max)
 		}
 	}
+	if n := int64(hlen + len(data)); q.msgMax > 0 && n > q.msgMax {
+		return nil, fmt.Errorf("%w: message %s takes %d bytes with its headers, more than the MaxMsgSize %d of stream %s", ErrTooLarge, msg.ID, n, q.msgMax, q.opts.Stream)
+	}
+	if n := int64(hlen + deadLetterRoom(msg.ID) + len(data)); q.deadMsgMax > 0 && n > q.deadMsgMax {
+		return nil, fmt.Errorf("%w: message %s takes %d bytes as a dead letter, more than the MaxMsgSize %d of stream %s", ErrTooLarge, msg.ID, n, q.deadMsgMax, q.opts.DeadLetterStream)
+	}
 	if q.opts.MaxBytes > 0 {
 		if n := q.storedSize(q.opts.Stream, hlen, len(data)); n > q.opts.MaxBytes {
 			return nil, fmt.Errorf("%w: message %s takes %d bytes in the work stream, more than its MaxBytes %d", ErrTooLarge, msg.ID, n, q.opts.MaxBytes)
@@ -650,9 +707,11 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 // adds (about 1.2 KB and its ID again), is larger than the server's
 // max_payload (1 MB by default), or takes more room in the dead-letter
 // stream than Options.DeadLetterMaxBytes: its dead letter could never be
-// stored. A consumer's dead-lettering of a message wraps it, and hands
-// the message back, when its dead letter takes more than
-// DeadLetterMaxBytes.
+// stored. So it is for a message larger, with its headers (and, as a dead
+// letter, with those its dead letter adds), than the MaxMsgSize of a
+// stream New used as it is (see New). A consumer's dead-lettering of a
+// message wraps it, and hands the message back, when its dead letter
+// takes more than DeadLetterMaxBytes.
 // RedriveDeadLetters wraps it for a dead letter whose message, with the
 // Kanban-Id and longer Nats-Msg-Id of its redrive, takes more than
 // MaxBytes (one Publish fitted within a few dozen bytes of it, or one

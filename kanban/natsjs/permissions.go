@@ -284,6 +284,7 @@ func streamDiff(want, got jetstream.StreamConfig) []string {
 		{"MaxBytes", want.MaxBytes == got.MaxBytes},
 		{"MaxAge", want.MaxAge == got.MaxAge},
 		{"Duplicates", want.Duplicates == got.Duplicates},
+		{"MaxMsgSize", want.MaxMsgSize == got.MaxMsgSize || (want.MaxMsgSize <= 0 && got.MaxMsgSize <= 0)},
 		{"Storage", want.Storage == got.Storage},
 		{"Replicas", want.Replicas == got.Replicas},
 		{"AllowRollup", want.AllowRollup == got.AllowRollup},
