@@ -78,7 +78,10 @@ type TracerOptions struct {
 // The attributes of the queue (all but the message ID and the attempt)
 // are given at the span's start, where a sampler reads them, as the
 // conventions ask; the message ID and the attempt are set only on a span
-// that records, so that one the sampler drops costs little.
+// that records, so that one the sampler drops costs little, and so is a
+// process span's link: the context it links to is the span's parent,
+// which the sampler reads (as SamplingParameters.ParentContext, not among
+// its Links).
 //
 // A message ID, queue or error text that is not UTF-8 is recorded with
 // U+FFFD in place of each run of bytes that is not: OTLP carries UTF-8
@@ -147,17 +150,8 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 		tr = tracerOf(otel.GetTracerProvider())
 	}
 	shape := t.shape(op)
-	opts := shape.opts
-	if op.Type == kanban.OpProcess {
-		// The conventions ask a process span to link to its message's
-		// creation context, even when it is also its child: here the
-		// send span the Propagator extracted, a remote parent. A remote
-		// parent the consumer's ctx held already is not the message's.
-		if sc, ok := ctx.Value(createdKey{}).(trace.SpanContext); ok && sc.Equal(trace.SpanContextFromContext(ctx)) {
-			opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: sc}))
-		}
-	}
-	ctx, span := tr.Start(ctx, shape.name, opts...)
+	parent := ctx
+	ctx, span := tr.Start(ctx, shape.name, shape.opts...)
 	if !span.IsRecording() {
 		// Not sampled (or a no-op provider's): what it would record is
 		// dropped, and ending it records nothing either.
@@ -170,6 +164,15 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	}
 	if op.Type == kanban.OpProcess {
 		span.SetAttributes(AttemptKey.Int(op.Attempt))
+		// The conventions ask a process span to link to its message's
+		// creation context, even when it is also its child: here the
+		// send span the Propagator extracted, a remote parent. A remote
+		// parent the consumer's ctx held already is not the message's.
+		// The link is the span's parent, which the sampler was given:
+		// added once the span records, it costs a dropped span nothing.
+		if sc, ok := parent.Value(createdKey{}).(trace.SpanContext); ok && sc.Equal(trace.SpanContextFromContext(parent)) {
+			span.AddLink(trace.Link{SpanContext: sc})
+		}
 	}
 	return ctx, func(err error) {
 		if err == nil {

@@ -547,7 +547,8 @@ func TestTracerAsksItsProviderOnce(t *testing.T) {
 // A span the sampler drops costs little: the attributes a sampler may read
 // (those of the queue) are built once per queue, the rest only for a span
 // that records, and a span that records nothing is not ended. An unsampled
-// send made 9 allocations, a process span 13.
+// send made 9 allocations, a process span 13, and then 7: its link to its
+// message's creation context, built for every span.
 func TestTracerUnsampledSpansAllocateLittle(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -566,10 +567,9 @@ func TestTracerUnsampledSpansAllocateLittle(t *testing.T) {
 		max  float64
 	}{
 		// The SDK's: its copy of the attributes, the span and the
-		// context holding it; and a process span's link, in the options
-		// and in the SDK's copy.
+		// context holding it.
 		{"send", context.Background(), send, 3},
-		{"process", consumer, process, 7},
+		{"process", consumer, process, 3},
 	} {
 		err := errors.New("failed")
 		allocs := testing.AllocsPerRun(100, func() {
@@ -583,11 +583,13 @@ func TestTracerUnsampledSpansAllocateLittle(t *testing.T) {
 // attrSampler samples every span, keeping the attributes it was given at
 // the start.
 type attrSampler struct {
-	attrs [][]attribute.KeyValue
+	attrs   [][]attribute.KeyValue
+	parents []trace.SpanContext
 }
 
 func (s *attrSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
 	s.attrs = append(s.attrs, p.Attributes)
+	s.parents = append(s.parents, trace.SpanContextFromContext(p.ParentContext))
 	return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample}
 }
 
@@ -622,4 +624,28 @@ func TestTracerGivesTheSamplerTheQueuesAttributes(t *testing.T) {
 	assert.Equal(t, "m", a["messaging.message.id"].AsString())
 	assert.Equal(t, int64(2), a[kanbanotel.AttemptKey].AsInt64())
 	assert.Equal(t, "ORDERS", a["messaging.destination.name"].AsString())
+}
+
+// A sampler reads a process span's creation context, which the span links
+// to once it records, as the span's parent.
+func TestTracerGivesTheSamplerTheCreationContext(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	smp := &attrSampler{}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(smp), sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tr := kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp})
+	sendCtx, end := tr.Start(context.Background(), kanban.Operation{Type: kanban.OpSend, System: "nats", Queue: "ORDERS", MessageID: "m"})
+	end(nil)
+	h := kanban.Header{}
+	kanbanotel.TraceContext().Inject(sendCtx, h)
+	_, end = tr.Start(kanbanotel.TraceContext().Extract(context.Background(), h),
+		kanban.Operation{Type: kanban.OpProcess, System: "nats", Queue: "ORDERS", Consumer: "billing", MessageID: "m", Attempt: 1})
+	end(nil)
+	require.Len(t, smp.parents, 2)
+	send := trace.SpanContextFromContext(sendCtx)
+	assert.True(t, send.Equal(smp.parents[1].WithRemote(false)), "the sampler's parent is the send span")
+	ended := rec.Ended()
+	require.Len(t, ended, 2)
+	require.Len(t, ended[1].Links(), 1)
+	assert.True(t, send.Equal(ended[1].Links()[0].SpanContext.WithRemote(false)), "the link is the send span")
 }
